@@ -1,0 +1,18 @@
+"""The `[classifier]` table of feeds.toml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    model_dir: str | None = None  # default: the model shipped in the project's models/ folder
+    batch_size: int = 32
+    threshold: float | None = None  # default: the threshold chosen on validation data, from the model
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size: must be at least 1")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError("threshold: must be between 0 and 1")

@@ -1,0 +1,8 @@
+"""Command-line interface. Each stage's commands live in their own module and register on ``main``."""
+
+from miner.cli.app import main
+
+# Imported for their side effect of registering commands on `main`.
+from miner.cli import core_cmds  # noqa: E402,F401  isort: skip
+
+__all__ = ["main"]

@@ -1,0 +1,108 @@
+"""The click group, the shared context, and the one place where errors become messages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from miner import __version__
+from miner.errors import MinerError
+
+if TYPE_CHECKING:
+    from miner.config import Config
+    from miner.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class MinerGroup(click.Group):
+    """A group whose commands report :class:`MinerError` as one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MinerError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:
+            # `miner query ... | head` closes stdout early; that is not an error.
+            sys.stderr.close()
+            raise click.exceptions.Exit(0) from None
+        except Exception as exc:
+            if os.environ.get("MINER_DEBUG"):
+                raise
+            raise click.ClickException(
+                f"internal error: {type(exc).__name__}: {exc} (set MINER_DEBUG=1 for a traceback)"
+            ) from exc
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
+
+
+@dataclass
+class AppContext:
+    """Lazily loaded config and store, shared by every command of one invocation."""
+
+    config_path: Path | None
+    db_path: Path | None
+    _config: Config | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            from miner.config import load_config
+
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def store(self, *, readonly: bool = False) -> Store:
+        if self._store is None:
+            from miner.store import Store
+
+            path = self.db_path or self.config.store.path
+            self._store = Store.open(path, readonly=readonly)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group(cls=MinerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="miner")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MINER_CONFIG",
+    help="feeds.toml to use (default: ./feeds.toml, else the bundled default). Env: MINER_CONFIG.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="MINER_DB",
+    help="SQLite store to use (default: [store].path from the config). Env: MINER_DB.",
+)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> None:
+    """miner: find service outages in what people post.
+
+    Collectors fetch posts and status pages, a small transformer labels outage reports, a rolling z-score
+    detector opens incidents, and alerts go out by email and webhook. Everything is kept in one SQLite file.
+    """
+    app = AppContext(config_path=config_path, db_path=db_path)
+    ctx.obj = app
+    ctx.call_on_close(app.close)

@@ -1,0 +1,267 @@
+"""feeds.toml -> typed, validated, frozen objects. Errors name the key path and the line.
+
+Each stage owns the dataclass of its own section (``[detector]``, ``[classifier]``, ``[alerts]``,
+``[collect]``); this module owns the top level, services, sources and groups, and cross-checks between them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from miner.alerts.settings import AlertSettings
+from miner.classify.settings import ClassifierSettings
+from miner.collectors.settings import CollectSettings
+from miner.detect.params import DetectorParams
+from miner.errors import ConfigError
+from miner.settings import SettingsError, build
+
+SourceType = Literal[
+    "rss", "reddit", "hackernews", "discourse", "lemmy", "mastodon", "bluesky", "statuspage", "status_feed"
+]
+
+
+def _empty() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A service whose outages we look for."""
+
+    name: str
+    aliases: tuple[str, ...] = ()  # other names, hashtags and handles that mean this service
+    status_page: str | None = None  # Atlassian Statuspage base URL: adds a `statuspage` source for it
+    provider: str | None = None  # e.g. "Meta", "AWS": services of one provider open as one grouped incident
+
+    def validate(self) -> None:
+        if not self.name.strip():
+            raise ValueError("name: must not be empty")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One place we poll. ``env`` maps credential names to the environment variables holding them."""
+
+    name: str
+    type: SourceType
+    url: str | None = None  # feed URL, or the API's base URL
+    query: str | None = None  # search terms, subreddit, or tag, depending on the type
+    services: tuple[str, ...] = ()  # empty: match posts against every service
+    interval: int = 300  # seconds between polls
+    timeout: float = 20.0  # seconds for one request
+    enabled: bool = True
+    env: Mapping[str, str] = field(default_factory=_empty)
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_.:\-]+", self.name):
+            raise ValueError("name: use letters, digits and . _ : - only")
+        if self.interval < 10:
+            raise ValueError("interval: must be at least 10 seconds")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+        needs_url = {"rss", "discourse", "lemmy", "mastodon", "statuspage", "status_feed"}
+        if self.type in needs_url and not self.url:
+            raise ValueError(f"url: required for type {self.type!r}")
+        if self.url and not re.match(r"https?://", self.url):
+            raise ValueError("url: must start with http:// or https://")
+        needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
+        if self.type in needs_query and not self.query:
+            raise ValueError(f"query: required for type {self.type!r}")
+        if self.type == "reddit" and not (self.url or self.query):
+            raise ValueError("query: reddit needs a search query/subreddit or a feed url")
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """Services that fail together (one provider, one cloud): simultaneous openings become one incident."""
+
+    name: str
+    services: tuple[str, ...]
+    cause: str = ""  # the likely common cause to show, e.g. "Meta platform outage"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: str = "miner.sqlite"
+    retention_days: int = 30  # raw posts older than this are pruned; buckets and incidents are kept
+    hash_key_env: str = "MINER_HASH_KEY"  # env var with the key for hashing author handles
+
+    def validate(self) -> None:
+        if self.retention_days < 1:
+            raise ValueError("retention_days: must be at least 1")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The small HTTP endpoint: /healthz, /metrics, POST /report. Loopback-only by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8787
+    report_rate_per_hour: int = 10  # user reports accepted per client address per hour
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port: must be 0..65535")
+
+
+@dataclass(frozen=True)
+class Config:
+    services: tuple[ServiceConfig, ...] = ()
+    sources: tuple[SourceConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
+    store: StoreSettings = field(default_factory=StoreSettings)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    detector: DetectorParams = field(default_factory=DetectorParams)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    path: str = field(default="", compare=False)
+
+    def service(self, name: str) -> ServiceConfig | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def source(self, name: str) -> SourceConfig | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+
+_TOP_KEYS = ("services", "sources", "groups", "store", "collect", "classifier", "detector", "alerts", "server")
+
+
+def default_config_path() -> Path:
+    """./feeds.toml when present, else the copy bundled with the package."""
+    local = Path("feeds.toml")
+    if local.is_file():
+        return local
+    return Path(str(resources.files("miner") / "defaults" / "feeds.toml"))
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read, validate and freeze a feeds.toml. Raises ConfigError naming the key and line."""
+    cfg_path = Path(path) if path is not None else default_config_path()
+    try:
+        text = cfg_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", path=str(cfg_path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", path=str(cfg_path)) from None
+    return parse_config(text, str(cfg_path))
+
+
+def parse_config(text: str, path: str = "feeds.toml") -> Config:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None) from None
+    try:
+        config = build(Config, {k: v for k, v in data.items() if k != "path"} | _reject_path(data))
+        config = _with_status_sources(config)
+        _cross_check(config)
+    except SettingsError as exc:
+        raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
+    return replace(config, path=path)
+
+
+def _reject_path(data: Mapping[str, Any]) -> dict[str, Any]:
+    if "path" in data:
+        raise SettingsError("path", f"unknown key (allowed here: {', '.join(_TOP_KEYS)})")
+    return {}
+
+
+def _with_status_sources(config: Config) -> Config:
+    """A service's `status_page` is shorthand for a statuspage source watching that service."""
+    extra = tuple(
+        SourceConfig(name=f"status:{_slug(s.name)}", type="statuspage", url=s.status_page, services=(s.name,),
+                     interval=300)
+        for s in config.services
+        if s.status_page and not any(src.type == "statuspage" and src.url == s.status_page for src in config.sources)
+    )
+    return replace(config, sources=config.sources + extra) if extra else config
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _cross_check(config: Config) -> None:
+    names: dict[str, int] = {}
+    for i, svc in enumerate(config.services):
+        if svc.name.lower() in names:
+            raise SettingsError(f"services[{i}].name", f"duplicate service {svc.name!r}")
+        names[svc.name.lower()] = i
+    seen: set[str] = set()
+    for i, src in enumerate(config.sources):
+        if src.name in seen:
+            raise SettingsError(f"sources[{i}].name", f"duplicate source {src.name!r}")
+        seen.add(src.name)
+        for j, svc_name in enumerate(src.services):
+            if svc_name.lower() not in names:
+                raise SettingsError(f"sources[{i}].services[{j}]", f"unknown service {svc_name!r}")
+    for i, grp in enumerate(config.groups):
+        for j, svc_name in enumerate(grp.services):
+            if svc_name.lower() not in names:
+                raise SettingsError(f"groups[{i}].services[{j}]", f"unknown service {svc_name!r}")
+    route_check = getattr(config.alerts, "check_services", None)
+    if callable(route_check):
+        route_check(set(names))
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\"' ]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+
+
+def locate(text: str, key: str) -> int | None:
+    """The 1-based line of dotted key path ``key`` (e.g. ``sources[2].interval``) in TOML ``text``.
+
+    Falls back to the nearest enclosing table or key that exists, so every error gets a useful line.
+    """
+    lines: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    table = ""
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header and not _KEY.match(line):
+            name = header.group(2).replace('"', "").replace("'", "").strip()
+            if header.group(1) == "[[":
+                # Nested arrays of tables belong to the latest element of their parent array.
+                parent, _, leaf = name.rpartition(".")
+                base = _resolve(parent, counters) if parent else ""
+                full = f"{base}.{leaf}" if base else leaf
+                counters[full] = counters.get(full, -1) + 1
+                table = f"{full}[{counters[full]}]"
+            else:
+                table = _resolve(name, counters)
+            lines.setdefault(table, lineno)
+            continue
+        keym = _KEY.match(line)
+        if keym:
+            k = keym.group(1).strip('"')
+            lines.setdefault(f"{table}.{k}" if table else k, lineno)
+    probe = key
+    while probe:
+        if probe in lines:
+            return lines[probe]
+        probe = re.sub(r"(\[\d+\]|\.[^.\[\]]+)$", "", probe)
+        if probe == key:
+            break
+        key = probe
+    return None
+
+
+def _resolve(name: str, counters: Mapping[str, int]) -> str:
+    """Map `a.b` to `a[i].b` when `a` is an array of tables we are inside."""
+    parts = name.split(".")
+    out = ""
+    for part in parts:
+        out = f"{out}.{part}" if out else part
+        if out in counters:
+            out = f"{out}[{counters[out]}]"
+    return out

@@ -1,0 +1,50 @@
+"""Exceptions that carry a message fit to show a user as one line.
+
+Only :mod:`miner.cli` turns them into output; every other module raises them.
+"""
+
+from __future__ import annotations
+
+
+class MinerError(Exception):
+    """Base for every error the CLI reports as a single clear line."""
+
+
+class ConfigError(MinerError):
+    """A feeds.toml problem, naming the key path and (when known) the line."""
+
+    def __init__(self, message: str, *, path: str = "", key: str = "", line: int | None = None) -> None:
+        self.path = path
+        self.key = key
+        self.line = line
+        where = path or "config"
+        if line is not None:
+            where += f":{line}"
+        if key:
+            where += f": {key}"
+        super().__init__(f"{where}: {message}")
+
+
+class StoreError(MinerError):
+    """The SQLite store cannot be opened or written (corrupt, read-only, disk full, locked)."""
+
+
+class SourceError(MinerError):
+    """One poll of one source failed. The message becomes the source's ``last_error``.
+
+    ``retry_after`` (seconds) is set when the server asked us to wait (429/503 Retry-After);
+    ``permanent`` marks errors retrying cannot fix soon (401/403/404, bad config).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class ModelError(MinerError):
+    """The classifier's model files are missing or unreadable."""
+
+
+class InputError(MinerError):
+    """A user-supplied input file is invalid; the message names the line."""

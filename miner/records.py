@@ -1,0 +1,93 @@
+"""Plain records that cross stage boundaries (collectors -> store -> classifier -> detector -> alerts).
+
+They carry no behaviour and do no I/O, so every stage may import them without importing another stage.
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Post:
+    """One normalised post from a source, before it is stored.
+
+    ``text`` is plain text: HTML stripped, entities decoded, whitespace folded. ``author_hash`` is a keyed
+    hash of the author handle (never the handle itself). ``services`` is filled by service matching.
+    """
+
+    source: str
+    external_id: str
+    text: str
+    created_at: datetime
+    url: str | None = None
+    author_hash: str | None = None
+    lang: str | None = None
+    services: tuple[str, ...] = ()
+    symptom_hint: str | None = None  # user reports say what is broken; the classifier may use it
+
+
+@dataclass(frozen=True)
+class OfficialIncident:
+    """An incident as published by a provider's status page. Not a post: stored in its own table."""
+
+    source: str
+    external_id: str
+    service: str | None
+    title: str
+    status: str  # investigating | identified | monitoring | resolved | postmortem | scheduled | unknown
+    started_at: datetime
+    updated_at: datetime
+    impact: str | None = None  # none | minor | major | critical
+    components: tuple[str, ...] = ()
+    resolved_at: datetime | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What a source remembers between polls: conditional-GET validators and an API cursor."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of one successful poll.
+
+    ``warnings`` holds survivable problems (e.g. feedparser's wrong-encoding ``bozo``) that were logged while
+    the entries were kept. ``not_modified`` is true for a 304.
+    """
+
+    posts: list[Post] = field(default_factory=list)
+    incidents: list[OfficialIncident] = field(default_factory=list)
+    state: SourceState = field(default_factory=SourceState)
+    warnings: list[str] = field(default_factory=list)
+    not_modified: bool = False
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The classifier's verdict on one post."""
+
+    score: float  # outage probability 0..1
+    outage: bool  # score >= the model's validated threshold
+    symptom: str | None  # one of SYMPTOMS when outage, else None
+
+
+SYMPTOMS: tuple[str, ...] = (
+    "connectivity",
+    "login",
+    "messaging",
+    "calls",
+    "media",
+    "app",
+    "website",
+    "payments",
+    "power",
+    "general",
+)

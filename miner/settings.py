@@ -1,0 +1,134 @@
+"""Build frozen, typed settings dataclasses from parsed TOML tables.
+
+Each stage owns the dataclass of its own settings (fields with defaults and a docstring); this module turns a
+TOML table into one, rejecting unknown keys and wrong types with the dotted key path, so the loader in
+:mod:`miner.config` can add the line number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A bad value at ``key`` (a dotted path such as ``sources[2].interval``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _describe(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
+    if origin is tuple:
+        return f"list of {_describe(get_args(tp)[0])}"
+    if origin in (dict, Mapping):
+        return "table"
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def convert(tp: Any, value: Any, key: str) -> Any:
+    """Convert one TOML value to the annotated type ``tp`` or raise SettingsError naming ``key``."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return convert(option, value, key)
+            except SettingsError as exc:
+                errors.append(exc)
+        raise SettingsError(key, f"expected {_describe(tp)}, got {value!r}")
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise SettingsError(key, f"must be one of {_describe(tp)}, got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SettingsError(key, f"expected a list, got {value!r}")
+        (item_tp, *_rest) = get_args(tp)
+        return tuple(convert(item_tp, item, f"{key}[{i}]") for i, item in enumerate(value))
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, dict):
+            raise SettingsError(key, f"expected a table, got {value!r}")
+        args = get_args(tp)
+        val_tp = args[1] if args else Any
+        return types.MappingProxyType({k: convert(val_tp, v, _join(key, k)) for k, v in value.items()})
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise SettingsError(key, f"expected a table, got {value!r}")
+        return build(tp, value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise SettingsError(key, f"expected true or false, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise SettingsError(key, f"expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise SettingsError(key, f"expected an integer, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise SettingsError(key, f"expected a string, got {value!r}")
+    raise SettingsError(key, f"unsupported setting type {tp!r}")  # a programming error in a settings class
+
+
+def build(cls: type[T], table: Mapping[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``table``. Unknown keys and missing required keys are errors.
+
+    After construction, a ``validate()`` method on the dataclass (if any) may raise ``ValueError``; the
+    message is reported at ``prefix``. A message of the form ``"field: reason"`` is reported at that field.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in table if k not in fields]
+    if unknown:
+        allowed = ", ".join(sorted(fields))
+        raise SettingsError(_join(prefix, unknown[0]), f"unknown key (allowed here: {allowed})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name in table:
+            kwargs[name] = convert(hints[name], table[name], _join(prefix, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SettingsError(_join(prefix, name), "required key is missing")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        try:
+            validate()
+        except ValueError as exc:
+            msg = str(exc)
+            field_name, sep, reason = msg.partition(": ")
+            if sep and field_name in fields:
+                raise SettingsError(_join(prefix, field_name), reason) from exc
+            raise SettingsError(prefix or "(top level)", msg) from exc
+    return typing.cast(T, obj)
