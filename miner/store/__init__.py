@@ -1,0 +1,34 @@
+"""The SQLite store: the only code that writes SQL.
+
+Every stage reads from and writes to the store through :class:`Store`; its methods are grouped by what they
+own (sources, posts, signals, maintenance). One ``Store`` wraps one connection and is used from one thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from miner.store.db import Database
+from miner.store.maintenance import MaintenanceMixin, QueryRefused, run_readonly
+from miner.store.posts import PostsMixin, PostToClassify, SaveStats
+from miner.store.signals import SignalsMixin
+from miner.store.sources import SourcesMixin
+
+__all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "run_readonly"]
+
+
+class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin):
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @classmethod
+    def open(cls, path: str | Path, *, readonly: bool = False) -> Store:
+        """Open (creating and migrating if needed) the store at ``path``; raises StoreError with a clear line."""
+        return cls(Database.connect(path, readonly=readonly))
+
+    @property
+    def path(self) -> str:
+        return self.database.path
+
+    def close(self) -> None:
+        self.database.close()

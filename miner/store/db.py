@@ -1,0 +1,118 @@
+"""Opening the SQLite file: WAL mode, migrations, explicit transactions, and clear errors.
+
+The connection runs in autocommit mode and every write goes through :meth:`Database.transaction`, so a batch
+is committed whole or not at all (sqlite-utils' own write helpers open and commit transactions of their own,
+which would split ours; they are used for schema and reads only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from miner.errors import StoreError
+from miner.store.migrations import apply_migrations
+
+
+def describe_sqlite_error(path: str, exc: BaseException) -> str:
+    """One line saying what went wrong with the store file and what to do."""
+    msg = str(exc)
+    low = msg.lower()
+    if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+        return f"store {path} is not a SQLite database or is corrupt ({msg}); restore it from a backup (`miner backup`)"
+    if "readonly" in low or "read-only" in low:
+        return f"store {path} is read-only ({msg}); check file and folder permissions"
+    if "disk is full" in low or "disk i/o error" in low or getattr(exc, "errno", None) == errno.ENOSPC:
+        return f"store {path}: disk full or I/O error ({msg}); free space, nothing from this batch was written"
+    if "locked" in low or "busy" in low:
+        return f"store {path} is locked by another writer ({msg})"
+    if "unable to open" in low:
+        return f"cannot open store {path} ({msg}); does the folder exist and is it writable?"
+    return f"store {path}: {msg}"
+
+
+@contextlib.contextmanager
+def translate_errors(path: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError:
+        raise
+    except (sqlite3.DatabaseError, OSError) as exc:
+        raise StoreError(describe_sqlite_error(path, exc)) from exc
+
+
+class Database:
+    """One connection to one store file. Not shared across threads: open one per thread or job."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool) -> None:
+        self.conn = conn
+        self.path = path
+        self.readonly = readonly
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+
+    @classmethod
+    def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True) -> Database:
+        spath = str(path)
+        with translate_errors(spath):
+            if readonly:
+                if not Path(spath).exists():
+                    raise StoreError(f"store {spath} does not exist")
+                conn = sqlite3.connect(f"file:{spath}?mode=ro", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA query_only = ON")
+            else:
+                if spath != ":memory:":
+                    Path(spath).parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            # Touch the file so corruption is reported at open, not at the first query.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                if migrate:
+                    apply_migrations(conn)
+        return cls(conn, spath, readonly=readonly)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error. Nested calls join the outer transaction."""
+        with self._lock, translate_errors(self.path):
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        with translate_errors(self.path):
+            return self.conn.execute(sql, params)
+
+    def rows(self, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+        with translate_errors(self.path):
+            return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def one(self, sql: str, params: Any = ()) -> dict[str, Any] | None:
+        with translate_errors(self.path):
+            row = self.conn.execute(sql, params).fetchone()
+        return dict(row) if row is not None else None

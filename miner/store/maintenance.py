@@ -1,0 +1,112 @@
+"""Read-only SQL for users, online backup, and retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from miner.errors import MinerError, StoreError
+from miner.store.db import describe_sqlite_error
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    from miner.store.db import Database
+
+# Actions a read-only query may take; anything else is refused before it runs.
+_READ_ACTIONS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+_ACTION_NAMES = {
+    sqlite3.SQLITE_DELETE: "DELETE",
+    sqlite3.SQLITE_INSERT: "INSERT",
+    sqlite3.SQLITE_UPDATE: "UPDATE",
+    sqlite3.SQLITE_DROP_TABLE: "DROP TABLE",
+    sqlite3.SQLITE_CREATE_TABLE: "CREATE TABLE",
+    sqlite3.SQLITE_ALTER_TABLE: "ALTER TABLE",
+    sqlite3.SQLITE_PRAGMA: "PRAGMA",
+    sqlite3.SQLITE_ATTACH: "ATTACH",
+    sqlite3.SQLITE_TRANSACTION: "a transaction statement",
+}
+
+
+class QueryRefused(MinerError):
+    """A statement given to `miner query` would write or change the database."""
+
+
+def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only statement on a fresh read-only connection. Writes are refused with a clear error."""
+    if not Path(path).exists():
+        raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
+    refused: list[str] = []
+
+    def authorizer(action: int, *_args: Any) -> int:
+        if action in _READ_ACTIONS:
+            return sqlite3.SQLITE_OK
+        refused.append(_ACTION_NAMES.get(action, f"action {action}"))
+        return sqlite3.SQLITE_DENY
+
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_authorizer(authorizer)
+        try:
+            cur = conn.execute(sql, params or {})
+            rows = cur.fetchall()
+        except sqlite3.Warning as exc:  # more than one statement
+            raise QueryRefused(f"run one statement at a time ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            if refused:
+                raise QueryRefused(
+                    f"refused: `miner query` runs read-only SQL, and this statement would use {refused[0]}"
+                ) from None
+            msg = str(exc)
+            if "syntax error" in msg or "no such" in msg or "incomplete input" in msg:
+                raise MinerError(f"SQL error: {msg}") from None
+            raise StoreError(describe_sqlite_error(path, exc)) from None
+        columns = [d[0] for d in cur.description or ()]
+        return columns, rows
+    finally:
+        conn.close()
+
+
+class MaintenanceMixin:
+    database: Database
+
+    def backup(self, target: Path) -> int:
+        """Copy the live store with SQLite's online backup API (consistent even while the service writes)."""
+        if target.exists():
+            raise StoreError(f"backup target {target} exists; choose a new path")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            dest = sqlite3.connect(str(target))
+            try:
+                self.database.conn.backup(dest)
+            finally:
+                dest.close()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise StoreError(describe_sqlite_error(str(target), exc)) from exc
+        return target.stat().st_size
+
+    def prune_posts(self, before: datetime) -> int:
+        """Delete raw posts (and their matches/classifications) created before ``before``.
+
+        Buckets, incidents and official incidents are kept: they are the long-term record. Posts cited as an
+        open incident's samples are kept until it resolves.
+        """
+        with self.database.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM posts WHERE created_at < ? AND id NOT IN ("
+                " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open')",
+                (iso(before),),
+            )
+            return cur.rowcount
+
+    def table_counts(self) -> dict[str, int]:
+        names = [r["name"] for r in self.database.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        return {n: int(self.database.one(f'SELECT count(*) AS n FROM "{n}"')["n"]) for n in names}  # type: ignore[index]

@@ -1,0 +1,154 @@
+"""Posts, their service matches, official incidents and classifications."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from miner.records import FetchResult, OfficialIncident, Post, Prediction
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from miner.store.db import Database
+
+
+@dataclass(frozen=True)
+class SaveStats:
+    posts_new: int = 0
+    posts_seen: int = 0  # already stored: re-polls store nothing twice
+    incidents_new: int = 0
+    incidents_updated: int = 0
+
+
+@dataclass(frozen=True)
+class PostToClassify:
+    id: int
+    text: str
+    symptom_hint: str | None
+
+
+class PostsMixin:
+    database: Database
+
+    def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime) -> SaveStats:
+        """Store one successful poll atomically: posts, matches, official incidents and the new source state.
+
+        The cursor and validators advance only together with the posts they cover, so a crash between the two
+        can never skip posts.
+        """
+        with self.database.transaction() as conn:
+            posts_new, posts_seen = _insert_posts(conn, result.posts, now)
+            inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
+            state = result.state
+            conn.execute(
+                "UPDATE sources SET etag = ?, last_modified = ?, cursor = ?, last_poll_at = ?, last_ok_at = ?, "
+                "last_error = NULL, consecutive_failures = 0, next_poll_at = ?, polls = polls + 1, "
+                "posts_stored = posts_stored + ?, incidents_stored = incidents_stored + ?, "
+                "last_warning = coalesce(?, last_warning) WHERE name = ?",
+                (state.etag, state.last_modified, state.cursor, iso(now), iso(now), iso(next_poll_at),
+                 posts_new, inc_new, "; ".join(result.warnings)[:2000] or None, source),
+            )
+        return SaveStats(posts_new, posts_seen, inc_new, inc_updated)
+
+    def insert_posts(self, posts: Iterable[Post], now: datetime) -> SaveStats:
+        """Store posts that come from no polled source (user reports, replay). Deduplicated like polls."""
+        with self.database.transaction() as conn:
+            new, seen = _insert_posts(conn, posts, now)
+        return SaveStats(posts_new=new, posts_seen=seen)
+
+    def posts_to_classify(self, limit: int) -> list[PostToClassify]:
+        """Posts that have no classification yet, oldest first."""
+        rows = self.database.rows(
+            "SELECT p.id, p.text, p.symptom_hint FROM posts p "
+            "WHERE NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id) ORDER BY p.id LIMIT ?",
+            (limit,),
+        )
+        return [PostToClassify(r["id"], r["text"], r["symptom_hint"]) for r in rows]
+
+    def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int) -> list[PostToClassify]:
+        """Posts created at or after ``since`` lacking a classification by ``model_version`` (for reclassify)."""
+        rows = self.database.rows(
+            "SELECT p.id, p.text, p.symptom_hint FROM posts p WHERE p.created_at >= ? AND p.id > ? "
+            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ?) "
+            "ORDER BY p.id LIMIT ?",
+            (iso(since), after_id, model_version, limit),
+        )
+        return [PostToClassify(r["id"], r["text"], r["symptom_hint"]) for r in rows]
+
+    def save_classifications(
+        self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
+    ) -> tuple[str, str] | None:
+        """Store verdicts; returns the (min, max) created_at of the posts touched, for bucket refresh."""
+        if not items:
+            return None
+        with self.database.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO classifications (post_id, model_version, outage, score, symptom, "
+                "classified_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [(pid, model_version, int(p.outage), round(p.score, 6), p.symptom, iso(now)) for pid, p in items],
+            )
+            ids = [pid for pid, _ in items]
+            marks = ",".join("?" * len(ids))
+            row = conn.execute(
+                f"SELECT min(created_at), max(created_at) FROM posts WHERE id IN ({marks})", ids
+            ).fetchone()
+        return (row[0], row[1]) if row and row[0] else None
+
+    def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
+        return self.database.rows(
+            "SELECT * FROM official_incidents WHERE service = ? AND (resolved_at IS NULL OR resolved_at >= ?) "
+            "ORDER BY started_at",
+            (service, iso(since)),
+        )
+
+
+def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime) -> tuple[int, int]:
+    new = seen = 0
+    for post in posts:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO posts (source, external_id, text, url, created_at, fetched_at, "
+            "author_hash, lang, symptom_hint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
+             post.author_hash, post.lang, post.symptom_hint),
+        )
+        if cur.rowcount == 0:
+            seen += 1
+            continue
+        new += 1
+        conn.executemany(
+            "INSERT OR IGNORE INTO post_services (post_id, service) VALUES (?, ?)",
+            [(cur.lastrowid, svc) for svc in post.services],
+        )
+    return new, seen
+
+
+def _upsert_official(
+    conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime
+) -> tuple[int, int]:
+    new = updated = 0
+    for inc in incidents:
+        values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
+                  iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
+                  inc.url)
+        cur = conn.execute(
+            "UPDATE official_incidents SET service = ?, title = ?, status = ?, impact = ?, components = ?, "
+            "started_at = ?, updated_at = ?, resolved_at = ?, url = ? "
+            "WHERE source = ? AND external_id = ? AND updated_at < ?",
+            (*values, inc.source, inc.external_id, iso(inc.updated_at)),
+        )
+        if cur.rowcount:
+            updated += 1
+            continue
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO official_incidents (service, title, status, impact, components, started_at, "
+            "updated_at, resolved_at, url, source, external_id, first_seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, inc.source, inc.external_id, iso(now)),
+        )
+        new += cur.rowcount
+    return new, updated

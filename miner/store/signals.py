@@ -1,0 +1,213 @@
+"""Per-service volume buckets, detector state, and incidents with their transitions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from miner.timeutil import floor_time, iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store.db import Database
+
+# The latest classification of each post: reclassification with a new model supersedes the old verdict.
+_LATEST = (
+    "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
+    "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
+)
+
+
+class SignalsMixin:
+    database: Database
+
+    def refresh_buckets(self, start: datetime, end: datetime, bucket: timedelta) -> int:
+        """Recount posts and complaints per service for every bucket overlapping [start, end].
+
+        Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
+        """
+        seconds = int(bucket.total_seconds())
+        lo = floor_time(start, bucket)
+        hi = floor_time(end, bucket) + bucket
+        with self.database.transaction() as conn:
+            conn.execute(
+                "UPDATE buckets SET posts = 0, complaints = 0 WHERE bucket_start >= ? AND bucket_start < ?",
+                (iso(lo), iso(hi)),
+            )
+            cur = conn.execute(
+                f"""
+                INSERT INTO buckets (service, bucket_start, posts, complaints)
+                SELECT ps.service,
+                       strftime('%Y-%m-%dT%H:%M:%S+00:00',
+                                (CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}) * {seconds},
+                                'unixepoch') AS b,
+                       count(*), coalesce(sum(c.outage), 0)
+                FROM posts p
+                JOIN post_services ps ON ps.post_id = p.id
+                LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST}
+                WHERE p.created_at >= ? AND p.created_at < ?
+                GROUP BY ps.service, b
+                ON CONFLICT (service, bucket_start) DO UPDATE
+                SET posts = excluded.posts, complaints = excluded.complaints
+                """,
+                (iso(lo), iso(hi)),
+            )
+            return cur.rowcount
+
+    def bucket_counts(self, service: str, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
+        """{bucket_start: (posts, complaints)} for buckets in [start, end)."""
+        rows = self.database.rows(
+            "SELECT bucket_start, posts, complaints FROM buckets WHERE service = ? AND bucket_start >= ? "
+            "AND bucket_start < ? ORDER BY bucket_start",
+            (service, iso(start), iso(end)),
+        )
+        return {r["bucket_start"]: (r["posts"], r["complaints"]) for r in rows}
+
+    def first_post_time(self, service: str) -> datetime | None:
+        row = self.database.one(
+            "SELECT min(p.created_at) AS t FROM posts p JOIN post_services ps ON ps.post_id = p.id "
+            "WHERE ps.service = ?",
+            (service,),
+        )
+        return parse_iso(row["t"]) if row and row["t"] else None
+
+    def detector_state(self, service: str) -> tuple[datetime, str] | None:
+        row = self.database.one("SELECT last_bucket, state FROM detector_state WHERE service = ?", (service,))
+        return (parse_iso(row["last_bucket"]), row["state"]) if row else None
+
+    def save_detector_step(
+        self,
+        service: str,
+        last_bucket: datetime,
+        state_json: str,
+        scores: Sequence[tuple[datetime, float, float, float]],
+        now: datetime,
+    ) -> None:
+        """Persist detector state with the bucket scores it produced, in one transaction."""
+        with self.database.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO buckets (service, bucket_start, score, baseline, upper) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (service, bucket_start) DO UPDATE SET score = excluded.score, "
+                "baseline = excluded.baseline, upper = excluded.upper",
+                [(service, iso(b), s, base, up) for b, s, base, up in scores],
+            )
+            conn.execute(
+                "INSERT INTO detector_state (service, last_bucket, state, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (service) DO UPDATE SET last_bucket = excluded.last_bucket, "
+                "state = excluded.state, updated_at = excluded.updated_at",
+                (service, iso(last_bucket), state_json, iso(now)),
+            )
+
+    def series(self, service: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Stored buckets (counts, scores, baseline band) for charts and status."""
+        return self.database.rows(
+            "SELECT bucket_start, posts, complaints, score, baseline, upper FROM buckets "
+            "WHERE service = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start",
+            (service, iso(start), iso(end)),
+        )
+
+    # Incidents -----------------------------------------------------------------------------------------
+
+    def open_incident(self, service: str, at: datetime, fields: Mapping[str, Any], details: Mapping[str, Any]) -> int:
+        with self.database.transaction() as conn:
+            cols = ["service", "status", "opened_at", "updated_at", *fields]
+            vals = [service, "open", iso(at), iso(at), *(_encode(v) for v in fields.values())]
+            cur = conn.execute(
+                f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                vals,
+            )
+            incident_id = int(cur.lastrowid or 0)
+            _event(conn, incident_id, "open", at, details)
+        return incident_id
+
+    def update_incident(
+        self, incident_id: int, at: datetime, fields: Mapping[str, Any], kind: str = "update",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Update columns of an incident and log the transition ``kind`` (update, resolve, group, official)."""
+        with self.database.transaction() as conn:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            conn.execute(
+                f"UPDATE incidents SET updated_at = ?{', ' if sets else ''}{sets} WHERE id = ?",
+                [iso(at), *(_encode(v) for v in fields.values()), incident_id],
+            )
+            _event(conn, incident_id, kind, at, details or {})
+
+    def open_incident_for(self, service: str) -> dict[str, Any] | None:
+        return self.database.one(
+            "SELECT * FROM incidents WHERE service = ? AND status = 'open' ORDER BY id DESC LIMIT 1", (service,)
+        )
+
+    def incident(self, incident_id: int) -> dict[str, Any] | None:
+        return self.database.one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+
+    def incidents(self, *, status: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM incidents WHERE 1 = 1"
+        params: list[Any] = []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if since:
+            sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
+            params.append(iso(since))
+        return self.database.rows(sql + " ORDER BY opened_at, id", params)
+
+    def incident_events(self, incident_id: int) -> list[dict[str, Any]]:
+        return self.database.rows(
+            "SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,)
+        )
+
+    def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
+                     incident_ids: Sequence[int]) -> int:
+        with self.database.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO incident_groups (name, cause, services, opened_at) VALUES (?, ?, ?, ?)",
+                (name, cause, json.dumps(list(services)), iso(at)),
+            )
+            group_id = int(cur.lastrowid or 0)
+            for iid in incident_ids:
+                conn.execute("UPDATE incidents SET group_id = ? WHERE id = ?", (group_id, iid))
+                _event(conn, iid, "group", at, {"group_id": group_id, "group": name, "cause": cause})
+        return group_id
+
+    def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5) -> list[dict[str, Any]]:
+        """The highest-scoring complaints about ``service`` in [start, end): examples for alerts."""
+        return self.database.rows(
+            f"""
+            SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom
+            FROM posts p JOIN post_services ps ON ps.post_id = p.id
+            JOIN classifications c ON c.post_id = p.id AND {_LATEST}
+            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
+            ORDER BY c.score DESC, p.created_at DESC LIMIT ?
+            """,
+            (service, iso(start), iso(end), limit),
+        )
+
+    def symptom_counts(self, service: str, start: datetime, end: datetime) -> dict[str, int]:
+        rows = self.database.rows(
+            f"""
+            SELECT coalesce(c.symptom, 'general') AS symptom, count(*) AS n
+            FROM posts p JOIN post_services ps ON ps.post_id = p.id
+            JOIN classifications c ON c.post_id = p.id AND {_LATEST}
+            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
+            GROUP BY 1 ORDER BY n DESC
+            """,
+            (service, iso(start), iso(end)),
+        )
+        return {r["symptom"]: r["n"] for r in rows}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value)
+    return value
+
+
+def _event(conn: Any, incident_id: int, kind: str, at: datetime, details: Mapping[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO incident_events (incident_id, kind, at, details) VALUES (?, ?, ?, ?)",
+        (incident_id, kind, iso(at), json.dumps(dict(details), default=str)),
+    )

@@ -1,0 +1,75 @@
+"""Sources and their poll state: validators, cursor, last ok/error, backoff schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from miner.records import SourceState
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    from miner.config import SourceConfig
+    from miner.store.db import Database
+
+
+class SourcesMixin:
+    database: Database
+
+    def sync_sources(self, sources: Iterable[SourceConfig]) -> None:
+        """Insert configured sources and refresh their type/url; poll state of existing ones is kept."""
+        with self.database.transaction() as conn:
+            for src in sources:
+                conn.execute(
+                    "INSERT INTO sources (name, type, url) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
+                    (src.name, src.type, src.url),
+                )
+
+    def source_state(self, name: str) -> SourceState:
+        row = self.database.one("SELECT etag, last_modified, cursor FROM sources WHERE name = ?", (name,))
+        if row is None:
+            return SourceState()
+        return SourceState(etag=row["etag"], last_modified=row["last_modified"], cursor=row["cursor"])
+
+    def source_row(self, name: str) -> dict[str, Any] | None:
+        return self.database.one("SELECT * FROM sources WHERE name = ?", (name,))
+
+    def source_rows(self) -> list[dict[str, Any]]:
+        return self.database.rows("SELECT * FROM sources ORDER BY name")
+
+    def due_sources(self, names: Iterable[str], now: datetime) -> list[str]:
+        """Of ``names``, those never polled or whose next poll time has come."""
+        wanted = list(names)
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+        rows = self.database.rows(
+            f"SELECT name, next_poll_at FROM sources WHERE name IN ({marks})", wanted
+        )
+        known = {r["name"]: r["next_poll_at"] for r in rows}
+        now_s = iso(now)
+        return [n for n in wanted if known.get(n) is None or known[n] <= now_s]
+
+    def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime) -> int:
+        """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures."""
+        with self.database.transaction() as conn:
+            conn.execute(
+                "UPDATE sources SET last_poll_at = ?, last_error = ?, last_error_at = ?, polls = polls + 1, "
+                "consecutive_failures = consecutive_failures + 1, next_poll_at = ? WHERE name = ?",
+                (iso(now), error[:2000], iso(now), iso(next_poll_at), name),
+            )
+            row = conn.execute("SELECT consecutive_failures FROM sources WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def consecutive_failures(self, name: str) -> int:
+        row = self.database.one("SELECT consecutive_failures FROM sources WHERE name = ?", (name,))
+        return int(row["consecutive_failures"]) if row else 0
+
+    def failing_sources(self) -> list[dict[str, Any]]:
+        """Sources whose latest poll failed, for the digest and /healthz."""
+        return self.database.rows(
+            "SELECT name, type, last_error, last_error_at, last_ok_at, consecutive_failures FROM sources "
+            "WHERE consecutive_failures > 0 ORDER BY name"
+        )
