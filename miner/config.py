@@ -13,14 +13,16 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from miner.alerts.settings import AlertSettings
-from miner.classify.settings import ClassifierSettings
-from miner.collectors.settings import CollectSettings
-from miner.detect.params import DetectorParams
 from miner.errors import ConfigError
 from miner.settings import SettingsError, build
+
+if TYPE_CHECKING:
+    from miner.alerts.settings import AlertSettings
+    from miner.classify.settings import ClassifierSettings
+    from miner.collectors.settings import CollectSettings
+    from miner.detect.params import DetectorParams
 
 SourceType = Literal[
     "rss", "reddit", "hackernews", "discourse", "lemmy", "mastodon", "bluesky", "statuspage", "status_feed"
@@ -112,16 +114,32 @@ class ServerSettings:
             raise ValueError("port: must be 0..65535")
 
 
+def _stage_settings() -> dict[str, Any]:
+    """Each stage's settings class. Imported on use: stage packages import this module, so importing them
+    at the top would be circular."""
+    from miner.alerts.settings import AlertSettings
+    from miner.classify.settings import ClassifierSettings
+    from miner.collectors.settings import CollectSettings
+    from miner.detect.params import DetectorParams
+
+    return {"AlertSettings": AlertSettings, "ClassifierSettings": ClassifierSettings,
+            "CollectSettings": CollectSettings, "DetectorParams": DetectorParams}
+
+
+def _stage_default(name: str) -> Any:
+    return field(default_factory=lambda: _stage_settings()[name]())
+
+
 @dataclass(frozen=True)
 class Config:
     services: tuple[ServiceConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     groups: tuple[GroupConfig, ...] = ()
     store: StoreSettings = field(default_factory=StoreSettings)
-    collect: CollectSettings = field(default_factory=CollectSettings)
-    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
-    detector: DetectorParams = field(default_factory=DetectorParams)
-    alerts: AlertSettings = field(default_factory=AlertSettings)
+    collect: CollectSettings = _stage_default("CollectSettings")  # noqa: RUF009
+    classifier: ClassifierSettings = _stage_default("ClassifierSettings")  # noqa: RUF009
+    detector: DetectorParams = _stage_default("DetectorParams")  # noqa: RUF009
+    alerts: AlertSettings = _stage_default("AlertSettings")  # noqa: RUF009
     server: ServerSettings = field(default_factory=ServerSettings)
     path: str = field(default="", compare=False)
 
@@ -136,11 +154,13 @@ _TOP_KEYS = ("services", "sources", "groups", "store", "collect", "classifier", 
 
 
 def default_config_path() -> Path:
-    """./feeds.toml when present, else the copy bundled with the package."""
-    local = Path("feeds.toml")
-    if local.is_file():
-        return local
-    return Path(str(resources.files("miner") / "defaults" / "feeds.toml"))
+    """./feeds.toml, the usual place. Commands that can run without one (the demo) pass their own."""
+    return Path("feeds.toml")
+
+
+def bundled_path(name: str) -> Path:
+    """A file shipped in ``miner/defaults`` (e.g. the demo's config)."""
+    return Path(str(resources.files("miner") / "defaults" / name))
 
 
 def load_config(path: Path | str | None = None) -> Config:
@@ -149,7 +169,8 @@ def load_config(path: Path | str | None = None) -> Config:
     try:
         text = cfg_path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", path=str(cfg_path)) from None
+        hint = " (pass --config PATH or set MINER_CONFIG)" if path is None else ""
+        raise ConfigError(f"file not found{hint}", path=str(cfg_path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read: {exc}", path=str(cfg_path)) from None
     return parse_config(text, str(cfg_path))
@@ -162,7 +183,8 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         match = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None) from None
     try:
-        config = build(Config, {k: v for k, v in data.items() if k != "path"} | _reject_path(data))
+        table = {k: v for k, v in data.items() if k != "path"} | _reject_path(data)
+        config = build(Config, table, localns=_stage_settings())
         config = _with_status_sources(config)
         _cross_check(config)
     except SettingsError as exc:

@@ -100,15 +100,16 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     raise SettingsError(key, f"unsupported setting type {tp!r}")  # a programming error in a settings class
 
 
-def build(cls: type[T], table: Mapping[str, Any], prefix: str = "") -> T:
+def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Mapping[str, Any] | None = None) -> T:
     """Build dataclass ``cls`` from ``table``. Unknown keys and missing required keys are errors.
 
     After construction, a ``validate()`` method on the dataclass (if any) may raise ``ValueError``; the
     message is reported at ``prefix``. A message of the form ``"field: reason"`` is reported at that field.
+    ``localns`` resolves annotations naming classes the module of ``cls`` does not import at run time.
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
-    hints = get_type_hints(cls)
+    hints = get_type_hints(cls, localns=dict(localns) if localns else None)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in table if k not in fields]
     if unknown:

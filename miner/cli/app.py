@@ -87,7 +87,7 @@ pass_app = click.make_pass_decorator(AppContext)
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
     envvar="MINER_CONFIG",
-    help="feeds.toml to use (default: ./feeds.toml, else the bundled default). Env: MINER_CONFIG.",
+    help="feeds.toml to use (default: ./feeds.toml). Env: MINER_CONFIG.",
 )
 @click.option(
     "--db",

@@ -30,6 +30,7 @@ class PostToClassify:
     id: int
     text: str
     symptom_hint: str | None
+    source: str
 
 
 class PostsMixin:
@@ -64,21 +65,21 @@ class PostsMixin:
     def posts_to_classify(self, limit: int) -> list[PostToClassify]:
         """Posts that have no classification yet, oldest first."""
         rows = self.database.rows(
-            "SELECT p.id, p.text, p.symptom_hint FROM posts p "
+            "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p "
             "WHERE NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id) ORDER BY p.id LIMIT ?",
             (limit,),
         )
-        return [PostToClassify(r["id"], r["text"], r["symptom_hint"]) for r in rows]
+        return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
     def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int) -> list[PostToClassify]:
         """Posts created at or after ``since`` lacking a classification by ``model_version`` (for reclassify)."""
         rows = self.database.rows(
-            "SELECT p.id, p.text, p.symptom_hint FROM posts p WHERE p.created_at >= ? AND p.id > ? "
+            "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
             "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ?) "
             "ORDER BY p.id LIMIT ?",
             (iso(since), after_id, model_version, limit),
         )
-        return [PostToClassify(r["id"], r["text"], r["symptom_hint"]) for r in rows]
+        return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
     def save_classifications(
         self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime

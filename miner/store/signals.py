@@ -134,6 +134,15 @@ class SignalsMixin:
             )
             _event(conn, incident_id, kind, at, details or {})
 
+    def update_incident_quietly(self, incident_id: int, at: datetime, fields: Mapping[str, Any]) -> None:
+        """Refresh running figures (totals, samples) without logging a transition."""
+        with self.database.transaction() as conn:
+            sets = "".join(f", {k} = ?" for k in fields)
+            conn.execute(
+                f"UPDATE incidents SET updated_at = ?{sets} WHERE id = ?",
+                [iso(at), *(_encode(v) for v in fields.values()), incident_id],
+            )
+
     def open_incident_for(self, service: str) -> dict[str, Any] | None:
         return self.database.one(
             "SELECT * FROM incidents WHERE service = ? AND status = 'open' ORDER BY id DESC LIMIT 1", (service,)

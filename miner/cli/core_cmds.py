@@ -1,0 +1,94 @@
+"""Foundation commands: config check, query, backup, prune."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.cli.output import render, table
+
+
+@main.group()
+def config() -> None:
+    """Inspect and validate feeds.toml."""
+
+
+@config.command("check")
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@pass_app
+def config_check(app: AppContext, path: Path | None) -> None:
+    """Validate a feeds.toml (default: the --config file) and print a summary.
+
+    Unknown keys, wrong types and bad references are reported with the key path and the line.
+    """
+    from miner.config import load_config
+
+    cfg = load_config(path or app.config_path)
+    click.echo(f"{cfg.path}: OK")
+    rows = []
+    for src in cfg.sources:
+        watched = ", ".join(src.services) if src.services else "all services"
+        missing = [var for var in src.env.values() if var not in os.environ]
+        note = "disabled" if not src.enabled else (f"env not set: {', '.join(missing)}" if missing else "")
+        rows.append((src.name, src.type, src.interval, watched, note))
+    click.echo(f"{len(cfg.services)} services: {', '.join(s.name for s in cfg.services)}")
+    if cfg.groups:
+        click.echo(f"{len(cfg.groups)} groups: " + "; ".join(f"{g.name} ({', '.join(g.services)})" for g in cfg.groups))
+    click.echo(f"{len(cfg.sources)} sources:")
+    click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
+    click.echo(f"store: {cfg.store.path}; detector bucket: {cfg.detector.bucket_minutes} min")
+
+
+@main.command()
+@click.argument("sql")
+@click.option("--format", "fmt", type=click.Choice(["table", "wide", "json", "csv"]), default="table",
+              show_default=True, help="Output format; `wide` does not cut long cells.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Bind :NAME in the SQL to VALUE (repeatable).")
+@pass_app
+def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
+    """Run one read-only SQL statement on the store and print the rows.
+
+    Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused. Example:
+
+        miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
+    """
+    from miner.store import run_readonly
+
+    bound: dict[str, str] = {}
+    for item in params:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        bound[name] = value
+    path = str(app.db_path or app.config.store.path)
+    columns, rows = run_readonly(path, sql, bound)
+    click.echo(render(columns, rows, fmt))
+    if fmt in ("table", "wide"):
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
+
+
+@main.command()
+@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+@pass_app
+def backup(app: AppContext, target: Path) -> None:
+    """Copy the store to TARGET with SQLite's online backup API (safe while the service runs)."""
+    size = app.store().backup(target)
+    click.echo(f"backed up {app.store().path} to {target} ({size:,} bytes)")
+
+
+@main.command()
+@click.option("--days", type=click.IntRange(min=1), default=None,
+              help="Keep posts newer than this many days (default: [store].retention_days).")
+@pass_app
+def prune(app: AppContext, days: int | None) -> None:
+    """Delete raw posts past the retention period; buckets and incidents are kept."""
+    from miner.timeutil import utcnow
+
+    keep = days or app.config.store.retention_days
+    removed = app.store().prune_posts(utcnow() - timedelta(days=keep))
+    click.echo(f"pruned {removed} posts older than {keep} days")

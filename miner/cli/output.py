@@ -1,0 +1,49 @@
+"""Rendering rows for the terminal: aligned text tables, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+
+def _cell(value: Any, width: int | None) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    if width is not None and len(text) > width:
+        text = text[: width - 1] + "…"
+    return text
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int | None = 60) -> str:
+    """A plain aligned table with a header rule; long cells are cut to ``max_width`` characters."""
+    cells = [[_cell(v, max_width) for v in row] for row in rows]
+    widths = [len(c) for c in columns]
+    for row in cells:
+        for i, value in enumerate(row):
+            widths[i] = max(widths[i], len(value))
+    numeric = [all(isinstance(r[i], int | float) or r[i] is None for r in rows) and bool(rows)
+               for i in range(len(columns))]
+
+    def fmt(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        return "  ".join(parts).rstrip()
+
+    lines = [fmt(list(columns)), "  ".join("-" * w for w in widths)]
+    lines.extend(fmt(row) for row in cells)
+    return "\n".join(lines)
+
+
+def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2, default=str,
+                          ensure_ascii=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    return table(columns, rows, max_width=None if fmt == "wide" else 60)

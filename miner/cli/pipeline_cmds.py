@@ -1,0 +1,134 @@
+"""Commands that run the pipeline: collect, reclassify, replay, demo."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.cli.output import table
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Poll every due source once, print what happened, and exit.")
+@click.option("--all", "poll_all", is_flag=True, help="Poll every enabled source, due or not.")
+@pass_app
+def collect(app: AppContext, once: bool, poll_all: bool) -> None:
+    """Poll sources and store their posts and official incidents.
+
+    Without --once, keeps polling each source on its interval until interrupted (the service does this
+    too, together with the other stages: see `miner run`).
+    """
+    from miner.collectors.poller import Poller
+    from miner.pipeline import Pipeline
+    from miner.timeutil import utcnow
+
+    pipeline = Pipeline(app.config, app.store())
+    failed = False
+    with Poller.from_config(app.config) as poller:
+        while True:
+            reports = pipeline.collect(utcnow(), poller, due_only=not poll_all)
+            rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
+                     f"{r.seconds:.1f}", r.error or "ok") for r in reports]
+            if rows:
+                click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
+                                 max_width=90))
+            elif once:
+                click.echo("no source is due (use --all to poll every source now)")
+            failed = any(r.error for r in reports)
+            if once:
+                break
+            time.sleep(5)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@main.command()
+@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]),
+              help="Reclassify posts created at or after this time (UTC).")
+@pass_app
+def reclassify(app: AppContext, since: object) -> None:
+    """Classify stored posts again with the current model (after a model update) and recount buckets."""
+    from datetime import UTC, datetime
+
+    from miner.pipeline import Pipeline
+    from miner.timeutil import utcnow
+
+    assert isinstance(since, datetime)
+    pipeline = Pipeline(app.config, app.store())
+    click.echo(f"model {pipeline.classifier.version}", err=True)
+    with click.progressbar(length=0, label="reclassifying", file=click.get_text_stream("stderr")) as bar:
+        n = pipeline.reclassify_since(since.replace(tzinfo=UTC), utcnow(), progress=bar.update)
+    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC")
+
+
+def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
+    from miner.pipeline import Pipeline
+    from miner.replay import read_posts, run_replay
+    from miner.report import print_summary
+
+    cfg = app.config
+    store = app.store()
+    pipeline = Pipeline(cfg, store)
+    click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
+               f"store {store.path}", err=True)
+    started = time.monotonic()
+    with click.progressbar(length=_count_lines(posts_path), label=label,
+                           file=click.get_text_stream("stderr")) as bar:
+        stats = run_replay(read_posts(posts_path), pipeline.bucket, lambda now, batch: pipeline.tick(now, batch),
+                           speed=speed, progress=bar.update)
+    elapsed = time.monotonic() - started
+    click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
+               f"in {elapsed:.1f} s ({stats.ticks} ticks)")
+    print_summary(store, cfg, out, click.echo)
+
+
+def _count_lines(path: Path) -> int:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        return sum(1 for line in handle if line.strip())
+
+
+@main.command()
+@click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Pace the replay at N times real time.")
+@click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for the rendered digest and the notifications that would have been sent.")
+@pass_app
+def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
+    """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
+
+    Produces the incidents and notifications the service would have produced. Use --db for a fresh store.
+    """
+    if speed and fast:
+        raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
+    _replay(app, posts, None if fast else speed, out, "replaying")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-out"),
+              show_default=True, help="Folder for the store, the rendered digest and the notifications.")
+@click.pass_context
+def demo(ctx: click.Context, out: Path) -> None:
+    """Replay the bundled real stream (SentiTel, Ugandan telecom posts, 2019) offline and show what was found.
+
+    Uses the bundled demo configuration unless --config is given; writes a fresh store in OUT.
+    """
+    from miner.config import bundled_path
+    from miner.replay import demo_stream_path
+
+    app: AppContext = ctx.obj
+    if app.config_path is None:
+        app.config_path = bundled_path("demo.toml")
+    db = out / "miner.sqlite"
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    app.db_path = app.db_path or db
+    _replay(app, demo_stream_path(), None, out, "demo")

@@ -1,0 +1,279 @@
+"""The one place that knows the order of the stages: collect -> store -> classify -> detect -> alert.
+
+Each stage reads what it needs from the store and writes its results back; stages never call each other.
+Every function takes ``now`` so the same code runs live (wall clock) and in replay (simulated clock).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from miner.collectors.matching import ServiceMatcher
+from miner.collectors.schedule import next_poll_at
+from miner.config import Config
+from miner.detect.zscore import BucketScore, DetectorState, due_buckets, step
+from miner.errors import SourceError
+from miner.records import Post, Prediction
+from miner.store import PostToClassify, Store
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.classify import Classifier
+    from miner.collectors.poller import Poller
+
+log = logging.getLogger(__name__)
+
+# User reports are complaints by definition (someone pressed "I have a problem"); the model is not asked.
+REPORTS_SOURCE = "reports"
+
+Progress = Callable[[int], None]
+
+# A provider's incident that starts this close to ours is taken to be the same outage.
+OFFICIAL_MATCH_WINDOW = timedelta(hours=3)
+
+
+@dataclass
+class TickReport:
+    """What one pass of the pipeline did."""
+
+    classified: int = 0
+    buckets: int = 0
+    opened: list[tuple[str, datetime]] = field(default_factory=list)
+    resolved: list[tuple[str, datetime]] = field(default_factory=list)
+
+
+class Pipeline:
+    """Runs the stages against one store. Not thread-safe: the service runs one pipeline job at a time."""
+
+    def __init__(self, config: Config, store: Store, classifier: Classifier | None = None) -> None:
+        self.config = config
+        self.store = store
+        self._classifier = classifier
+        self._matcher: ServiceMatcher | None = None
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            from miner.classify import load_classifier
+
+            base = Path(self.config.path).parent if self.config.path else None
+            self._classifier = load_classifier(self.config.classifier, base_dir=base)
+        return self._classifier
+
+    @property
+    def bucket(self) -> timedelta:
+        return timedelta(minutes=self.config.detector.bucket_minutes)
+
+    def tick(self, now: datetime, arrived: Sequence[Post] = ()) -> TickReport:
+        """One pass of every stage after collection: store ``arrived``, classify, detect, alert."""
+        if arrived:
+            self.ingest(arrived, now)
+        classified = self.classify_pending(now)
+        report = self.detect(now)
+        report.classified = classified
+        return report
+
+    # Classify --------------------------------------------------------------------------------------------
+
+    def classify_pending(self, now: datetime, progress: Progress | None = None) -> int:
+        """Classify every stored post that has no verdict yet, in batches; recount the buckets they touch."""
+        batch = max(self.config.classifier.batch_size * 8, 64)
+        done = 0
+        while True:
+            todo = self.store.posts_to_classify(batch)
+            if not todo:
+                return done
+            self._classify_batch(todo, now)
+            done += len(todo)
+            if progress:
+                progress(len(todo))
+
+    def reclassify_since(self, since: datetime, now: datetime, progress: Progress | None = None) -> int:
+        """Classify posts created since ``since`` again with the current model (after a model update)."""
+        version = self.classifier.version
+        batch = max(self.config.classifier.batch_size * 8, 64)
+        after = done = 0
+        while True:
+            todo = self.store.posts_since(since, version, after, batch)
+            if not todo:
+                return done
+            self._classify_batch(todo, now)
+            after = todo[-1].id
+            done += len(todo)
+            if progress:
+                progress(len(todo))
+
+    def _classify_batch(self, todo: Sequence[PostToClassify], now: datetime) -> None:
+        model_posts = [p for p in todo if p.source != REPORTS_SOURCE]
+        reports = [
+            (p.id, Prediction(score=1.0, outage=True, symptom=p.symptom_hint or "general"))
+            for p in todo
+            if p.source == REPORTS_SOURCE
+        ]
+        spans = [self.store.save_classifications(reports, REPORTS_SOURCE, now)]
+        if model_posts:
+            preds = self.classifier.predict([p.text for p in model_posts])
+            verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
+            spans.append(self.store.save_classifications(verdicts, self.classifier.version, now))
+        for span in spans:
+            if span:
+                self.store.refresh_buckets(parse_iso(span[0]), parse_iso(span[1]), self.bucket)
+
+    # Detect ----------------------------------------------------------------------------------------------
+
+    def detect(self, now: datetime) -> TickReport:
+        """Step each service's detector over the buckets completed since its last run; track incidents.
+
+        A service's detector state, bucket scores and incident transitions are committed in one transaction,
+        so a crash either keeps a bucket's whole effect or none of it: a restart never re-opens an incident.
+        """
+        report = TickReport()
+        for service in self.config.services:
+            with self.store.database.transaction():
+                self._detect_service(service.name, now, report)
+        return report
+
+    def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
+        params = self.config.detector
+        width = self.bucket
+        saved = self.store.detector_state(service)
+        state = DetectorState.from_json(saved[1]) if saved else None
+        due = due_buckets(params, state, now)
+        if not due:
+            return
+        counts = self.store.bucket_counts(service, due[0], due[-1] + width)
+        scores = []
+        for bucket_start in due:
+            complaints = counts.get(iso(bucket_start), (0, 0))[1]
+            state, score = step(params, state, bucket_start, complaints)
+            if score.replayed:
+                continue
+            scores.append((bucket_start, score.score, score.baseline, score.upper))
+            self._track_incident(service, score, report)
+        report.buckets += len(scores)
+        if state is not None and state.last is not None:
+            self.store.save_detector_step(service, state.last, state.to_json(), scores, now)
+
+    def _track_incident(self, service: str, score: BucketScore, report: TickReport) -> None:
+        """Open, update or resolve the service's incident from one bucket's detector verdict."""
+        width = self.bucket
+        at = score.bucket_start + width  # the moment the bucket closed: when we knew
+        current = self.store.open_incident_for(service)
+        if score.opened and current is None:
+            lookback = score.bucket_start - width * (self.config.detector.persist_n - 1)
+            facts = self._incident_facts(service, lookback, at, score)
+            incident_id = self.store.open_incident(service, at, facts, {
+                "z": round(score.score, 2), "count": score.count, "baseline": round(score.baseline, 2),
+                "anomaly_start": iso(lookback)})
+            report.opened.append((service, at))
+            self._match_official(incident_id, service, at, at)
+        elif current is not None and score.open:
+            opened_at = parse_iso(current["opened_at"])
+            lookback = opened_at - width * self.config.detector.persist_n
+            peak_grew = score.count > current["peak_complaints"]
+            fields = self._incident_facts(service, lookback, at, score, current)
+            if peak_grew:
+                self.store.update_incident(current["id"], at, fields, "update",
+                                           {"z": round(score.score, 2), "count": score.count})
+            else:
+                self.store.update_incident_quietly(current["id"], at, fields)
+            self._match_official(current["id"], service, opened_at, at)
+        elif current is not None and score.resolved:
+            self.store.update_incident(current["id"], at, {"status": "resolved", "resolved_at": at}, "resolve",
+                                       {"quiet_minutes": self.config.detector.quiet_minutes})
+            report.resolved.append((service, at))
+
+    def _incident_facts(self, service: str, start: datetime, end: datetime, score: BucketScore,
+                        current: dict[str, Any] | None = None) -> dict[str, Any]:
+        samples = self.store.sample_posts(service, start, end, limit=5)
+        return {
+            "peak_complaints": max(int(score.count), int(current["peak_complaints"]) if current else 0),
+            "peak_score": max(round(score.score, 3), float(current["peak_score"]) if current else 0.0),
+            "baseline": round(score.baseline, 3) if current is None else current["baseline"],
+            "total_complaints": (int(current["total_complaints"]) if current else 0) + int(score.count),
+            "symptoms": self.store.symptom_counts(service, start, end),
+            "sample_post_ids": [p["id"] for p in samples],
+        }
+
+    def _match_official(self, incident_id: int, service: str, opened_at: datetime, now: datetime) -> None:
+        """Link the provider's own incident (from its status page), once, with our lead time over it."""
+        row = self.store.incident(incident_id)
+        if row is None or row["official_incident_id"] is not None:
+            return
+        window = OFFICIAL_MATCH_WINDOW
+        for official in self.store.official_incidents(service, opened_at - window):
+            started = parse_iso(official["started_at"])
+            if opened_at - window <= started <= max(now, opened_at) + window:
+                lead = (started - opened_at).total_seconds() / 60.0
+                self.store.update_incident(
+                    incident_id, now, {"official_incident_id": official["id"], "lead_time_minutes": round(lead, 1)},
+                    "official", {"title": official["title"], "status": official["status"],
+                                 "lead_time_minutes": round(lead, 1)})
+                return
+
+    # Collect ---------------------------------------------------------------------------------------------
+
+    def collect(self, now: datetime, poller: Poller, *, due_only: bool = True,
+                rng: random.Random | None = None) -> list[CollectReport]:
+        """Poll the enabled sources (only those due, by default) and store what each returned.
+
+        One failing source never stops the others: its error is stored as its ``last_error`` and it is
+        scheduled again with backoff. Posts and the source's new cursor are stored in one transaction.
+        """
+        rng = rng or random.Random()
+        sources = [s for s in self.config.sources if s.enabled]
+        self.store.sync_sources(sources)
+        names = {s.name for s in sources}
+        if due_only:
+            names = set(self.store.due_sources(sorted(names), now))
+        chosen = [s for s in sources if s.name in names]
+        outcomes = poller.collect_many([(s, self.store.source_state(s.name)) for s in chosen])
+        reports = []
+        settings = self.config.collect
+        for source, outcome in zip(chosen, outcomes, strict=True):
+            if outcome.result is not None:
+                nxt = next_poll_at(source, now, 0, None, settings, rng)
+                stats = self.store.save_fetch(source.name, outcome.result, now, nxt)
+                reports.append(CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen,
+                                             stats.incidents_new + stats.incidents_updated, None, nxt,
+                                             outcome.result.not_modified, outcome.duration_s))
+            else:
+                err = outcome.error or SourceError("unknown error")
+                failures = self.store.consecutive_failures(source.name) + 1
+                nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
+                self.store.record_poll_failure(source.name, str(err), now, nxt)
+                reports.append(CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False,
+                                             outcome.duration_s))
+        return reports
+
+    def ingest(self, posts: Sequence[Post], now: datetime) -> int:
+        """Store posts that did not come from a poll (replay, user reports), matched to services."""
+        matched = [replace(p, services=p.services or self.matcher.match(p.text)) for p in posts]
+        return self.store.insert_posts(matched, now).posts_new
+
+    @property
+    def matcher(self) -> ServiceMatcher:
+        if self._matcher is None:
+            self._matcher = ServiceMatcher(self.config.services)
+        return self._matcher
+
+
+@dataclass(frozen=True)
+class CollectReport:
+    """One source's part of a collect round, for `miner collect` and the service log."""
+
+    source: str
+    type: str
+    stored: int
+    duplicates: int
+    official_incidents: int
+    error: str | None
+    next_poll_at: datetime
+    not_modified: bool
+    seconds: float

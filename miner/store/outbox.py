@@ -1,0 +1,309 @@
+"""The alert outbox: planned notifications, their claims and delivery attempts, silences, and planner state.
+
+A notification row is written before anything is sent, claimed by one worker with a conditional UPDATE, and
+finished by that worker; a claim older than the lease goes back to pending. Each incident transition becomes
+an ``outbox_items`` row whose ``item_key`` is unique per route and channel, so planning twice never doubles it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from miner.store.db import Database
+
+OUTBOX_SQL = """
+    CREATE TABLE alert_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        dedupe_key TEXT NOT NULL UNIQUE,
+        route TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('alert', 'resolved', 'digest')),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'suppressed')),
+        message_id TEXT NOT NULL,
+        payload TEXT NOT NULL DEFAULT '{}',
+        reason TEXT,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        claimed_at TEXT,
+        sent_at TEXT,
+        last_error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox (status, next_attempt_at);
+    CREATE TABLE outbox_items (
+        item_key TEXT PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        kind TEXT NOT NULL CHECK (kind IN ('open', 'repeat', 'resolve'))
+    );
+    CREATE INDEX outbox_items_outbox ON outbox_items (outbox_id);
+    CREATE TABLE alert_incidents (
+        route TEXT NOT NULL,
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        open_outcome TEXT NOT NULL CHECK (open_outcome IN ('queued', 'suppressed')),
+        message_id TEXT,
+        last_notified_at TEXT NOT NULL,
+        repeats INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (route, incident_id)
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        outbox_id INTEGER NOT NULL REFERENCES outbox (id),
+        attempt INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        at TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('sent', 'retry', 'failed')),
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX deliveries_outbox ON deliveries (outbox_id, id);
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        starts_at TEXT NOT NULL,
+        ends_at TEXT NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL
+    );
+"""
+
+_CURSOR = "planner_event_cursor"
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    """One incident transition for one route and channel, as the planner decided it.
+
+    ``suppressed`` (a reason) records it without sending. Otherwise it joins a pending, unclaimed batch of the
+    same route, channel and kind still inside its group wait, or starts a new batch due at ``due_at``.
+    """
+
+    item_key: str
+    route: str
+    channel: str
+    kind: str  # alert | resolved
+    item_kind: str  # open | repeat | resolve
+    incident_id: int
+    message_id: str  # used when this item starts a new batch
+    due_at: datetime
+    suppressed: str | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How one claimed attempt ended: sent, retry at ``next_attempt_at``, or failed."""
+
+    outcome: str  # sent | retry | failed
+    detail: str = ""
+    next_attempt_at: datetime | None = None
+
+
+class OutboxMixin:
+    database: Database
+
+    # Planner ------------------------------------------------------------------------------------------
+
+    def alert_cursor(self) -> int:
+        row = self.database.one("SELECT value FROM alert_state WHERE key = ?", (_CURSOR,))
+        return int(row["value"]) if row else 0
+
+    def incident_events_after(self, cursor: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Transitions after ``cursor`` with their incident's service and status."""
+        return self.database.rows(
+            "SELECT e.id, e.incident_id, e.kind, e.at, e.details, i.service, i.status, i.group_id "
+            "FROM incident_events e JOIN incidents i ON i.id = e.incident_id WHERE e.id > ? ORDER BY e.id LIMIT ?",
+            (cursor, limit),
+        )
+
+    def alert_incident_states(self, incident_ids: Sequence[int]) -> dict[tuple[str, int], dict[str, Any]]:
+        if not incident_ids:
+            return {}
+        marks = ",".join("?" * len(incident_ids))
+        rows = self.database.rows(f"SELECT * FROM alert_incidents WHERE incident_id IN ({marks})", list(incident_ids))
+        return {(r["route"], r["incident_id"]): r for r in rows}
+
+    def apply_alert_plan(self, expected_cursor: int, new_cursor: int, items: Sequence[PlannedItem],
+                         now: datetime) -> int | None:
+        """Write planned items and move the cursor, atomically; None when another planner moved it first."""
+        added = 0
+        with self.database.transaction() as conn:
+            row = conn.execute("SELECT value FROM alert_state WHERE key = ?", (_CURSOR,)).fetchone()
+            if (int(row[0]) if row else 0) != expected_cursor:
+                return None
+            for item in items:
+                if conn.execute("SELECT 1 FROM outbox_items WHERE item_key = ?", (item.item_key,)).fetchone():
+                    continue
+                outbox_id, message_id = _place(conn, item, now)
+                conn.execute("INSERT INTO outbox_items (item_key, outbox_id, incident_id, kind) VALUES (?, ?, ?, ?)",
+                             (item.item_key, outbox_id, item.incident_id, item.item_kind))
+                _note_incident(conn, item, message_id, now)
+                added += 1
+            conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value", (_CURSOR, str(new_cursor)))
+        return added
+
+    def alert_state(self, key: str) -> str | None:
+        row = self.database.one("SELECT value FROM alert_state WHERE key = ?", (key,))
+        return str(row["value"]) if row else None
+
+    def set_alert_state(self, key: str, value: str) -> None:
+        with self.database.transaction() as conn:
+            conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value", (key, value))
+
+    def enqueue_digest(self, dedupe_key: str, route: str, message_id: str, payload: dict[str, Any],
+                       now: datetime, state_key: str, state_value: str) -> bool:
+        """Insert one digest notification and move its route's schedule anchor in one transaction."""
+        with self.database.transaction() as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO outbox (dedupe_key, route, channel, kind, status, message_id, payload, "
+                "created_at, next_attempt_at) VALUES (?, ?, 'email', 'digest', 'pending', ?, ?, ?, ?)",
+                (dedupe_key, route, message_id, json.dumps(payload), iso(now), iso(now)),
+            )
+            conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value", (state_key, state_value))
+        return cur.rowcount == 1
+
+    # Dispatch -----------------------------------------------------------------------------------------
+
+    def reclaim_stale(self, cutoff: datetime) -> int:
+        """Return 'sending' claims older than ``cutoff`` (their worker crashed or hung) to pending."""
+        with self.database.transaction() as conn:
+            return conn.execute(
+                "UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_at = NULL "
+                "WHERE status = 'sending' AND claimed_at < ?", (iso(cutoff),)
+            ).rowcount
+
+    def due_notifications(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return self.database.rows(
+            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id "
+            "LIMIT ?", (iso(now), limit),
+        )
+
+    def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:
+        """Take one pending row for ``worker``; False when another worker (or a later state) got there first."""
+        with self.database.transaction() as conn:
+            return conn.execute(
+                "UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
+                "AND status = 'pending'", (worker, iso(now), outbox_id),
+            ).rowcount == 1
+
+    def finish_notification(self, outbox_id: int, worker: str, now: datetime, finish: Finish) -> bool:
+        """Record an attempt and its outcome; False when our claim had lapsed and been taken over."""
+        status = {"sent": "sent", "retry": "pending", "failed": "failed"}[finish.outcome]
+        with self.database.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_by = NULL, claimed_at = NULL, "
+                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
+                "last_error = CASE WHEN ? = 'sent' THEN last_error ELSE ? END, "
+                "reason = CASE WHEN ? = 'failed' THEN ? ELSE reason END, "
+                "next_attempt_at = coalesce(?, next_attempt_at) "
+                "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
+                (status, finish.outcome, iso(now), finish.outcome, finish.detail, finish.outcome, finish.detail,
+                 iso(finish.next_attempt_at) if finish.next_attempt_at else None, outbox_id, worker),
+            )
+            attempt = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+            conn.execute(
+                "INSERT INTO deliveries (outbox_id, attempt, worker, at, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                (outbox_id, int(attempt[0]) if attempt else 0, worker, iso(now), finish.outcome, finish.detail),
+            )
+        return cur.rowcount == 1
+
+    def notification(self, outbox_id: int) -> dict[str, Any] | None:
+        return self.database.one("SELECT * FROM outbox WHERE id = ?", (outbox_id,))
+
+    def notification_items(self, outbox_id: int) -> list[dict[str, Any]]:
+        return self.database.rows(
+            "SELECT item_key, incident_id, kind FROM outbox_items WHERE outbox_id = ? ORDER BY incident_id",
+            (outbox_id,),
+        )
+
+    def open_message_id(self, route: str, incident_id: int) -> str | None:
+        row = self.database.one("SELECT message_id FROM alert_incidents WHERE route = ? AND incident_id = ?",
+                                (route, incident_id))
+        return str(row["message_id"]) if row and row["message_id"] else None
+
+    def outbox_rows(self, statuses: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
+        marks = ",".join("?" * len(statuses))
+        return self.database.rows(
+            f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?", [*statuses, limit]
+        )
+
+    def deliveries(self, outbox_id: int) -> list[dict[str, Any]]:
+        return self.database.rows("SELECT * FROM deliveries WHERE outbox_id = ? ORDER BY id", (outbox_id,))
+
+    def retry_notification(self, outbox_id: int, now: datetime) -> bool:
+        """Put a failed notification back in the queue, due now (after the cause was fixed)."""
+        with self.database.transaction() as conn:
+            return conn.execute(
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, reason = NULL "
+                "WHERE id = ? AND status = 'failed'", (iso(now), iso(now), outbox_id),
+            ).rowcount == 1
+
+    # Silences -----------------------------------------------------------------------------------------
+
+    def add_silence(self, service: str, starts_at: datetime, ends_at: datetime, comment: str,
+                    now: datetime) -> int:
+        with self.database.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO silences (service, starts_at, ends_at, comment, created_at) VALUES (?, ?, ?, ?, ?)",
+                (service, iso(starts_at), iso(ends_at), comment, iso(now)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def silences(self, *, active_at: datetime | None = None) -> list[dict[str, Any]]:
+        if active_at is None:
+            return self.database.rows("SELECT * FROM silences ORDER BY id")
+        return self.database.rows("SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? ORDER BY id",
+                                  (iso(active_at), iso(active_at)))
+
+    def remove_silence(self, silence_id: int) -> bool:
+        with self.database.transaction() as conn:
+            return conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount == 1
+
+
+def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime) -> tuple[int, str]:
+    """The outbox row this item goes in: a batch still waiting out its group wait, or a new one."""
+    if item.suppressed is None:
+        # Only a batch nobody has claimed or tried yet can grow; its content is read when it is sent.
+        row = conn.execute(
+            "SELECT id, message_id FROM outbox WHERE route = ? AND channel = ? AND kind = ? AND status = 'pending' "
+            "AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? ORDER BY id LIMIT 1",
+            (item.route, item.channel, item.kind, iso(now)),
+        ).fetchone()
+        if row:
+            return int(row[0]), str(row[1])
+    status = "suppressed" if item.suppressed is not None else "pending"
+    cur = conn.execute(
+        "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, reason, created_at, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (item.item_key, item.route, item.channel, item.kind, status, item.message_id, item.suppressed, iso(now),
+         iso(item.due_at)),
+    )
+    return int(cur.lastrowid or 0), item.message_id
+
+
+def _note_incident(conn: sqlite3.Connection, item: PlannedItem, message_id: str, now: datetime) -> None:
+    """Remember per route what happened to an incident's alerts: for inhibition, repeats and threading."""
+    if item.item_kind == "open":
+        outcome = "suppressed" if item.suppressed else "queued"
+        conn.execute(
+            "INSERT INTO alert_incidents (route, incident_id, open_outcome, message_id, last_notified_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (route, incident_id) DO NOTHING",
+            (item.route, item.incident_id, outcome, None if item.suppressed else message_id, iso(now)),
+        )
+    elif item.item_kind == "repeat":
+        conn.execute(
+            "UPDATE alert_incidents SET last_notified_at = ?, repeats = repeats + 1 "
+            "WHERE route = ? AND incident_id = ?", (iso(now), item.route, item.incident_id),
+        )
