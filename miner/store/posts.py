@@ -112,8 +112,10 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
     new = seen = 0
     for post in posts:
         cur = conn.execute(
-            "INSERT OR IGNORE INTO posts (source, external_id, text, url, created_at, fetched_at, "
-            "author_hash, lang, symptom_hint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
+            "INSERT INTO posts (source, external_id, text, url, created_at, fetched_at, "
+            "author_hash, lang, symptom_hint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, external_id) DO NOTHING",
             (post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
              post.author_hash, post.lang, post.symptom_hint),
         )
@@ -146,9 +148,9 @@ def _upsert_official(
             updated += 1
             continue
         cur = conn.execute(
-            "INSERT OR IGNORE INTO official_incidents (service, title, status, impact, components, started_at, "
+            "INSERT INTO official_incidents (service, title, status, impact, components, started_at, "
             "updated_at, resolved_at, url, source, external_id, first_seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, external_id) DO NOTHING",
             (*values, inc.source, inc.external_id, iso(now)),
         )
         new += cur.rowcount

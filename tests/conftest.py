@@ -1,0 +1,25 @@
+"""Shared fixtures: a real SQLite store in a temporary folder, and the CLI runner."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from miner.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "miner.sqlite")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()

@@ -1,0 +1,96 @@
+"""The CLI as a user meets it: help for every command, one-line errors, read-only query, config check."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from click.testing import CliRunner
+
+from miner.cli import main
+from miner.records import Post
+from miner.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, cmd in group.commands.items():
+        out.append((*prefix, name))
+        if isinstance(cmd, click.Group):
+            out.extend(all_commands(cmd, (*prefix, name)))
+    return out
+
+
+def test_every_command_has_help(runner: CliRunner) -> None:
+    top = runner.invoke(main, ["--help"])
+    assert top.exit_code == 0
+    for name in main.commands:
+        assert name in top.output
+    for path in all_commands(main):
+        result = runner.invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "Usage:" in result.output
+
+
+def test_config_check_ok_and_broken(runner: CliRunner, tmp_path: Path) -> None:
+    ok = runner.invoke(main, ["config", "check", str(ROOT / "feeds.toml")])
+    assert ok.exit_code == 0, ok.output
+    assert "OK" in ok.output and "status:github" in ok.output
+    broken = tmp_path / "feeds.toml"
+    broken.write_text("[[services]]\nname = 'A'\n\n[[sources]]\nname = 's'\ntype = 'rss'\n"
+                      "url = 'https://example.org/rss'\nservices = ['A']\ninterval = 'often'\n")
+    result = runner.invoke(main, ["config", "check", str(broken)])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1
+    assert f"{broken}:9: sources[0].interval: expected an integer" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def seeded_store(path: Path) -> None:
+    s = Store.open(path)
+    s.insert_posts([Post("feed", str(i), f"post {i} <b>", datetime(2026, 1, 1, tzinfo=UTC), services=("GitHub",))
+                     for i in range(3)], datetime(2026, 1, 1, tzinfo=UTC))
+    s.close()
+
+
+def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query"]
+    table = runner.invoke(main, [*base, "SELECT external_id, text FROM posts ORDER BY id"])
+    assert table.exit_code == 0, table.output
+    assert "post 2 <b>" in table.output
+    as_json = runner.invoke(main, [*base, "--format", "json", "SELECT count(*) AS n FROM posts"])
+    assert json.loads(as_json.stdout) == [{"n": 3}]
+    as_csv = runner.invoke(main, [*base, "--format", "csv", "SELECT external_id FROM posts WHERE id = :i",
+                                  "-p", "i=1"])
+    assert as_csv.stdout.splitlines() == ["external_id", "0"]
+    refused = runner.invoke(main, [*base, "DELETE FROM posts"])
+    assert refused.exit_code == 1
+    assert "read-only" in refused.output and "DELETE" in refused.output
+    bad = runner.invoke(main, [*base, "SELEC nothing"])
+    assert bad.exit_code == 1 and "SQL error" in bad.output and "Traceback" not in bad.output
+    still = runner.invoke(main, [*base, "--format", "json", "SELECT count(*) AS n FROM posts"])
+    assert json.loads(still.stdout) == [{"n": 3}]
+
+
+def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "backup",
+                                  str(tmp_path / "b.sqlite")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "b.sqlite").stat().st_size > 0
+
+
+def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "bad.sqlite"
+    db.write_bytes(b"garbage" * 1000)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune"])
+    assert result.exit_code == 1
+    assert "corrupt" in result.output and "Traceback" not in result.output

@@ -1,0 +1,105 @@
+"""feeds.toml loading: the shipped files are valid, and every kind of mistake names its key and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from miner.config import bundled_path, load_config, locate, parse_config
+from miner.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = (ROOT / "feeds.toml").read_text(encoding="utf-8")
+
+
+def test_shipped_config_is_valid_and_realistic() -> None:
+    cfg = load_config(ROOT / "feeds.toml")
+    names = {s.name for s in cfg.services}
+    assert {"WhatsApp", "Instagram", "Facebook", "Gmail", "Slack", "Discord", "GitHub", "Cloudflare", "AWS"} <= names
+    assert len(names) >= 12  # plus ISPs and telecoms
+    types = {s.type for s in cfg.sources}
+    assert {"rss", "reddit", "hackernews", "mastodon", "statuspage", "status_feed"} <= types
+    # A service's status_page becomes a statuspage source watching that service.
+    github = cfg.source("status:github")
+    assert github is not None and github.type == "statuspage" and github.services == ("GitHub",)
+
+
+def test_demo_config_is_valid() -> None:
+    cfg = load_config(bundled_path("demo.toml"))
+    assert [s.name for s in cfg.services] == ["MTN", "Airtel", "Africell"]
+
+
+def test_config_objects_are_frozen() -> None:
+    cfg = load_config(ROOT / "feeds.toml")
+    with pytest.raises(AttributeError):
+        cfg.services[0].name = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "message"),
+    [
+        (("interval = 600\n\n[[sources]]\nname = \"mastodon-whatsappdown\"",
+          "intervall = 600\n\n[[sources]]\nname = \"mastodon-whatsappdown\""), "sources[1].intervall", "unknown key"),
+        (("port = 8787", 'port = "high"'), "server.port", "expected an integer"),
+        (('services = ["Slack"]', 'services = ["Slak"]'), "sources[6].services[0]", "unknown service 'Slak'"),
+        (('type = "hackernews"', 'type = "hn"'), "sources[4].type", "must be one of"),
+        (("retention_days = 30", "retention_days = 0"), "store.retention_days", "at least 1"),
+    ],
+)
+def test_errors_name_key_and_line(edit: tuple[str, str], key: str, message: str) -> None:
+    old, new = edit
+    assert old in SHIPPED
+    text = SHIPPED.replace(old, new, 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "feeds.toml")
+    err = info.value
+    assert err.key == key
+    assert message in str(err)
+    assert err.line is not None
+    # The reported line really is where the offending key sits.
+    offending = text.splitlines()[err.line - 1]
+    assert key.rsplit(".", 1)[-1].split("[")[0] in offending
+
+
+def test_unknown_top_level_and_section_keys() -> None:
+    with pytest.raises(ConfigError, match=r"feeds.toml:2: detector.bogus: unknown key"):
+        parse_config("[detector]\nbogus = 1\n", "feeds.toml")
+    with pytest.raises(ConfigError, match=r"nonsense: unknown key"):
+        parse_config("nonsense = true\n", "feeds.toml")
+
+
+def test_invalid_toml_reports_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("[store]\npath = 'x'\n[broken\n", "f.toml")
+    assert info.value.line == 3
+    assert "not valid TOML" in str(info.value)
+
+
+def test_missing_required_key_and_bad_reference() -> None:
+    with pytest.raises(ConfigError, match=r"services\[0\].name: required key is missing"):
+        parse_config("[[services]]\naliases = ['x']\n")
+    with pytest.raises(ConfigError, match=r"groups\[0\].services\[1\]: unknown service 'Nope'"):
+        parse_config("[[services]]\nname = 'A'\n[[groups]]\nname = 'g'\nservices = ['A', 'Nope']\n")
+
+
+def test_duplicate_names_and_type_rules() -> None:
+    with pytest.raises(ConfigError, match="duplicate service"):
+        parse_config("[[services]]\nname = 'A'\n[[services]]\nname = 'a'\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\].url: required for type 'rss'"):
+        parse_config("[[sources]]\nname = 's'\ntype = 'rss'\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\].interval: must be at least 10"):
+        parse_config("[[sources]]\nname = 's'\ntype = 'rss'\nurl = 'https://x/feed'\ninterval = 1\n")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_locate_nested_paths() -> None:
+    text = "[store]\npath = 'x'\n\n[[sources]]\nname = 'a'\n\n[[sources]]\nname = 'b'\nenv = { k = 'V' }\n"
+    assert locate(text, "store.path") == 2
+    assert locate(text, "sources[1].name") == 8
+    assert locate(text, "sources[1].env.k") == 9  # falls back to the enclosing key
+    assert locate(text, "sources[1]") == 7

@@ -1,0 +1,150 @@
+"""The store on real SQLite files: dedupe, atomic polls, classifications, buckets, incidents, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from miner.config import SourceConfig
+from miner.errors import StoreError
+from miner.records import FetchResult, OfficialIncident, Post, Prediction, SourceState
+from miner.store import QueryRefused, Store, run_readonly
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FIVE = timedelta(minutes=5)
+
+
+def post(ext: str, text: str, at: datetime = T0, services: tuple[str, ...] = ("WhatsApp",)) -> Post:
+    return Post(source="feed", external_id=ext, text=text, created_at=at, services=services, author_hash="ab12")
+
+
+def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    s = Store.open(path)
+    ids = [r["id"] for r in s.database.rows("SELECT id FROM schema_migrations")]
+    assert ids and len(ids) == len(set(ids))
+    assert s.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
+    s.close()
+
+
+def test_save_fetch_dedupes_and_advances_state_with_posts(store: Store) -> None:
+    store.sync_sources([SourceConfig(name="feed", type="rss", url="https://example.org/feed")])
+    result = FetchResult(posts=[post("1", "whatsapp down"), post("2", "all fine", services=())],
+                         state=SourceState(etag='"v1"', cursor="2"))
+    first = store.save_fetch("feed", result, T0, T0 + FIVE)
+    again = store.save_fetch("feed", result, T0 + FIVE, T0 + 2 * FIVE)
+    assert (first.posts_new, first.posts_seen) == (2, 0)
+    assert (again.posts_new, again.posts_seen) == (0, 2)
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 2  # type: ignore[index]
+    assert store.source_state("feed") == SourceState(etag='"v1"', cursor="2")
+    services = store.database.rows("SELECT service FROM post_services")
+    assert services == [{"service": "WhatsApp"}]
+
+
+def test_failed_poll_keeps_cursor_and_counts_failures(store: Store) -> None:
+    store.sync_sources([SourceConfig(name="feed", type="rss", url="https://example.org/feed")])
+    store.save_fetch("feed", FetchResult(state=SourceState(cursor="7")), T0, T0 + FIVE)
+    assert store.record_poll_failure("feed", "HTTP 503", T0 + FIVE, T0 + 4 * FIVE) == 1
+    assert store.record_poll_failure("feed", "HTTP 503", T0 + 4 * FIVE, T0 + 9 * FIVE) == 2
+    row = store.source_row("feed")
+    assert row is not None and row["last_error"] == "HTTP 503" and row["cursor"] == "7"
+    assert store.due_sources(["feed"], T0 + 5 * FIVE) == []
+    assert store.due_sources(["feed", "new"], T0 + 9 * FIVE) == ["feed", "new"]
+    assert [r["name"] for r in store.failing_sources()] == ["feed"]
+
+
+def test_a_failing_write_stores_nothing(store: Store) -> None:
+    bad = Post(source="feed", external_id="x", text=None, created_at=T0)  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError):
+        store.insert_posts([post("ok", "first"), bad], T0)
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 0  # type: ignore[index]
+
+
+def test_official_incidents_upsert_by_update_time(store: Store) -> None:
+    inc = OfficialIncident(source="status:github", external_id="abc", service="GitHub", title="Actions degraded",
+                           status="investigating", started_at=T0, updated_at=T0)
+    r1 = store.save_fetch("status:github", FetchResult(incidents=[inc]), T0, T0)
+    later = OfficialIncident(**{**inc.__dict__, "status": "resolved", "updated_at": T0 + FIVE,
+                                "resolved_at": T0 + FIVE})
+    r2 = store.save_fetch("status:github", FetchResult(incidents=[later]), T0, T0)
+    r3 = store.save_fetch("status:github", FetchResult(incidents=[inc]), T0, T0)  # stale: ignored
+    assert (r1.incidents_new, r2.incidents_updated, r3.incidents_updated) == (1, 1, 0)
+    rows = store.official_incidents("GitHub", T0 - FIVE)
+    assert [r["status"] for r in rows] == ["resolved"]
+
+
+def test_classifications_and_bucket_recount(store: Store) -> None:
+    store.insert_posts([post("1", "down", T0), post("2", "down again", T0 + timedelta(minutes=2)),
+                        post("3", "love it", T0 + timedelta(minutes=7))], T0)
+    todo = store.posts_to_classify(10)
+    verdicts = [(p.id, Prediction(0.9, True, "general") if "down" in p.text else Prediction(0.1, False, None))
+                for p in todo]
+    span = store.save_classifications(verdicts, "v1", T0)
+    assert span == ("2026-03-01T12:00:00+00:00", "2026-03-01T12:07:00+00:00")
+    store.refresh_buckets(T0, T0 + timedelta(minutes=7), FIVE)
+    store.refresh_buckets(T0, T0 + timedelta(minutes=7), FIVE)  # a recount, not an increment
+    assert store.bucket_counts("WhatsApp", T0, T0 + 2 * FIVE) == {
+        "2026-03-01T12:00:00+00:00": (2, 2), "2026-03-01T12:05:00+00:00": (1, 0)}
+    assert store.posts_to_classify(10) == []
+    # A newer model's verdict supersedes the old one when buckets are recounted.
+    store.save_classifications([(todo[0].id, Prediction(0.2, False, None))], "v2", T0 + FIVE)
+    store.refresh_buckets(T0, T0, FIVE)
+    assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (2, 1)}
+    assert [p.id for p in store.posts_since(T0, "v2", 0, 10)] == [todo[1].id, todo[2].id]
+
+
+def test_incident_transitions_are_logged(store: Store) -> None:
+    iid = store.open_incident("WhatsApp", T0, {"peak_complaints": 9, "symptoms": {"messaging": 5}}, {"z": 6.1})
+    store.update_incident(iid, T0 + FIVE, {"peak_complaints": 14}, "update", {"count": 14})
+    store.update_incident(iid, T0 + 2 * FIVE, {"status": "resolved", "resolved_at": T0 + 2 * FIVE}, "resolve")
+    inc = store.incident(iid)
+    assert inc is not None and inc["status"] == "resolved" and inc["peak_complaints"] == 14
+    assert inc["symptoms"] == '{"messaging": 5}'
+    assert [e["kind"] for e in store.incident_events(iid)] == ["open", "update", "resolve"]
+    assert store.open_incident_for("WhatsApp") is None
+
+
+def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
+    store.insert_posts([post("1", "x")], T0)
+    cols, rows = run_readonly(store.path, "SELECT count(*) AS n FROM posts")
+    assert cols == ["n"] and rows == [(1,)]
+    for sql in ("DELETE FROM posts", "UPDATE posts SET text = ''", "DROP TABLE posts",
+                "INSERT INTO posts (source) VALUES ('x')", "PRAGMA journal_mode = DELETE",
+                "ATTACH DATABASE 'x.db' AS x"):
+        with pytest.raises(QueryRefused, match="read-only"):
+            run_readonly(store.path, sql)
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
+
+
+def test_corrupt_and_readonly_files_give_one_clear_error(tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.sqlite"
+    corrupt.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a SQLite database or is corrupt"):
+        Store.open(corrupt)
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    readonly = Store.open(path, readonly=True)  # what a read-only mount or file gives
+    with pytest.raises(StoreError, match="read-only"):
+        readonly.insert_posts([post("1", "x")], T0)
+    readonly.close()
+    with pytest.raises(StoreError, match="does not exist"):
+        Store.open(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_backup_and_prune(tmp_path: Path, store: Store) -> None:
+    store.insert_posts([post("old", "x", T0 - timedelta(days=40)), post("new", "y", T0)], T0)
+    iid = store.open_incident("WhatsApp", T0, {}, {})
+    assert iid
+    size = store.backup(tmp_path / "copy.sqlite")
+    assert size > 0
+    copy = Store.open(tmp_path / "copy.sqlite")
+    assert copy.database.one("SELECT count(*) AS n FROM posts")["n"] == 2  # type: ignore[index]
+    copy.close()
+    with pytest.raises(StoreError, match="exists"):
+        store.backup(tmp_path / "copy.sqlite")
+    assert store.prune_posts(T0 - timedelta(days=30)) == 1
+    assert store.database.one("SELECT count(*) AS n FROM incidents")["n"] == 1  # type: ignore[index]
