@@ -1,10 +1,234 @@
-"""The `[alerts]` table of feeds.toml: SMTP, webhooks and routes."""
+"""The `[alerts]` table of feeds.toml: SMTP, webhooks, routes, maintenance windows and delivery timing.
+
+Secrets never live here: SMTP credentials and webhook URLs are read from environment variables whose *names*
+the settings hold, so feeds.toml can be committed and the store never sees a password.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Set
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from miner.settings import SettingsError
+from miner.timeutil import parse_iso
+
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+
+
+def check_timezone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
+
+
+def check_cron(expr: str) -> None:
+    from miner.alerts.schedule import parse_cron
+
+    parse_cron(expr, "UTC")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username_env: str = ""  # env var holding the login user; empty = no login
+    password_env: str = ""  # env var holding the password
+    timeout: float = 30.0  # seconds for connect and each SMTP command
+
+    def validate(self) -> None:
+        if not 0 < self.port <= 65535:
+            raise ValueError("port: must be 1..65535")
+        for key in ("username_env", "password_env"):
+            value = getattr(self, key)
+            if value and not _ENV.fullmatch(value):
+                raise ValueError(f"{key}: must name an environment variable, not hold the secret itself")
+        if bool(self.username_env) != bool(self.password_env):
+            raise ValueError("password_env: set both username_env and password_env, or neither")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    name: str
+    url_env: str  # env var holding the URL (webhook URLs embed their secret)
+    format: Literal["json", "slack"] = "json"
+    timeout: float = 10.0
+
+    def validate(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError("name: use letters, digits and . _ - only")
+        if not _ENV.fullmatch(self.url_env):
+            raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
+        if self.timeout <= 0:
+            raise ValueError("timeout: must be positive")
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    """Who hears about which services, how, and when their digest goes out."""
+
+    name: str
+    email: tuple[str, ...] = ()  # recipients of alerts and digests
+    webhooks: tuple[str, ...] = ()  # names of [[alerts.webhooks]] for immediate alerts
+    services: tuple[str, ...] = ()  # empty: every service
+    immediate: bool = True  # alert when an incident opens
+    notify_resolved: bool = True  # short notice when it resolves
+    digest: str = ""  # cron (5 fields: minute hour day month weekday); empty: no digest
+    timezone: str = "UTC"  # the digest schedule's time zone
+    digest_when_quiet: bool = False  # send a digest even with nothing open, recent or failing
+    list_unsubscribe: str = ""  # mailto: or https: URL for the digest's List-Unsubscribe header
+    group_wait: float | None = None  # seconds; overrides [alerts].group_wait
+    repeat_interval: float | None = None  # seconds; overrides [alerts].repeat_interval
+
+    def validate(self) -> None:
+        if not _NAME.fullmatch(self.name):
+            raise ValueError("name: use letters, digits and . _ - only")
+        for i, addr in enumerate(self.email):
+            if not _EMAIL.fullmatch(addr):
+                raise ValueError(f"email: entry {i} ({addr!r}) is not an email address")
+        if not self.email and not self.webhooks:
+            raise ValueError("email: a route needs at least one email recipient or webhook")
+        check_timezone(self.timezone)
+        if self.digest:
+            try:
+                check_cron(self.digest)
+            except ValueError as exc:
+                raise ValueError(f"digest: {exc}") from None
+            if not self.email:
+                raise ValueError("digest: digests are emailed; add an email recipient")
+        if self.list_unsubscribe and not re.match(r"(mailto:|https://)", self.list_unsubscribe):
+            raise ValueError("list_unsubscribe: must start with mailto: or https://")
+        for key in ("group_wait", "repeat_interval"):
+            value = getattr(self, key)
+            if value is not None and value < 0:
+                raise ValueError(f"{key}: must not be negative")
+
+    def matches(self, service: str) -> bool:
+        return not self.services or service.lower() in {s.lower() for s in self.services}
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A planned window for one service: one-off (start + end) or recurring (cron + duration_minutes)."""
+
+    service: str
+    start: str = ""  # ISO 8601 (UTC unless it carries an offset)
+    end: str = ""
+    cron: str = ""  # recurring: when each window starts, in `timezone`
+    duration_minutes: float = 60.0
+    timezone: str = "UTC"
+    comment: str = ""
+
+    def validate(self) -> None:
+        check_timezone(self.timezone)
+        if self.cron:
+            if self.start or self.end:
+                raise ValueError("cron: a window is either recurring (cron) or one-off (start/end), not both")
+            try:
+                check_cron(self.cron)
+            except ValueError as exc:
+                raise ValueError(f"cron: {exc}") from None
+            if self.duration_minutes <= 0:
+                raise ValueError("duration_minutes: must be positive")
+            return
+        if not (self.start and self.end):
+            raise ValueError("start: a one-off window needs start and end (or give cron + duration_minutes)")
+        for key in ("start", "end"):
+            try:
+                parse_iso(getattr(self, key))
+            except ValueError:
+                raise ValueError(f"{key}: not an ISO 8601 time: {getattr(self, key)!r}") from None
+        if parse_iso(self.end) <= parse_iso(self.start):
+            raise ValueError("end: must be after start")
+
+    def active(self, at: datetime) -> bool:
+        if not self.cron:
+            return parse_iso(self.start) <= at < parse_iso(self.end)
+        from miner.alerts.schedule import previous_fire
+
+        began = previous_fire(self.cron, self.timezone, at, lookback=timedelta(minutes=self.duration_minutes))
+        return began is not None and at < began + timedelta(minutes=self.duration_minutes)
 
 
 @dataclass(frozen=True)
 class AlertSettings:
     enabled: bool = True
+    from_addr: str = "miner <miner@localhost>"
+    subject_prefix: str = "[miner]"
+    dashboard_url: str = ""  # optional link shown in emails (your miner's status page or datasette)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()
+    routes: tuple[RouteSettings, ...] = ()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    group_wait: float = 30.0  # seconds to hold the first alert of a batch so simultaneous openings go together
+    repeat_interval: float = 4 * 3600.0  # seconds before a still-open incident is alerted again; 0 = never
+    stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is not alerted
+    lease_seconds: float = 300.0  # a 'sending' claim older than this is presumed crashed and retried
+    retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
+    retry_max: float = 1800.0  # longest wait between retries
+    give_up_after: float = 72 * 3600.0  # seconds after planning when a still-failing message is marked failed
+    max_samples: int = 5  # sample posts per incident in emails (3-5 reads well)
+    chart_hours: float = 12.0  # history before an incident's opening shown in its chart
+
+    def validate(self) -> None:
+        if not _EMAIL.search(self.from_addr):
+            raise ValueError("from_addr: must contain an email address")
+        names = [w.name for w in self.webhooks]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"webhooks: duplicate webhook name {dup!r}")
+        routes = [r.name for r in self.routes]
+        dup = next((n for n in routes if routes.count(n) > 1), None)
+        if dup:
+            raise ValueError(f"routes: duplicate route name {dup!r}")
+        for route in self.routes:
+            missing = next((w for w in route.webhooks if w not in names), None)
+            if missing:
+                raise ValueError(f"routes: route {route.name!r} names unknown webhook {missing!r}")
+        for key in ("group_wait", "repeat_interval", "stale_after"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must not be negative")
+        if self.lease_seconds < 10:
+            raise ValueError("lease_seconds: must be at least 10")
+        if not 0 < self.retry_base <= self.retry_max:
+            raise ValueError("retry_max: must be >= retry_base > 0")
+        if self.give_up_after < self.retry_max:
+            raise ValueError("give_up_after: must be at least retry_max")
+        if not 1 <= self.max_samples <= 10:
+            raise ValueError("max_samples: must be 1..10")
+        if self.chart_hours <= 0:
+            raise ValueError("chart_hours: must be positive")
+
+    def check_services(self, services: Set[str]) -> None:
+        """Called by the config loader with the lower-cased service names: routes may only name known ones."""
+        for i, route in enumerate(self.routes):
+            for j, svc in enumerate(route.services):
+                if svc.lower() not in services:
+                    raise SettingsError(f"alerts.routes[{i}].services[{j}]", f"unknown service {svc!r}")
+        for i, window in enumerate(self.maintenance):
+            if window.service.lower() not in services:
+                raise SettingsError(f"alerts.maintenance[{i}].service", f"unknown service {window.service!r}")
+
+    def route(self, name: str) -> RouteSettings | None:
+        return next((r for r in self.routes if r.name == name), None)
+
+    def webhook(self, name: str) -> WebhookSettings | None:
+        return next((w for w in self.webhooks if w.name == name), None)
+
+    def group_wait_for(self, route: RouteSettings) -> timedelta:
+        return timedelta(seconds=self.group_wait if route.group_wait is None else route.group_wait)
+
+    def repeat_for(self, route: RouteSettings) -> timedelta:
+        return timedelta(seconds=self.repeat_interval if route.repeat_interval is None else route.repeat_interval)
+
+    def in_maintenance(self, service: str, at: datetime) -> MaintenanceWindow | None:
+        return next((w for w in self.maintenance if w.service.lower() == service.lower() and w.active(at)), None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from miner.store.db import Database
 from miner.store.maintenance import MaintenanceMixin, QueryRefused, run_readonly
+from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
@@ -17,7 +18,7 @@ from miner.store.sources import SourcesMixin
 __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "run_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin):
+class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
+from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
 
@@ -137,7 +138,9 @@ CORE = Migration(
         """,
 )
 
-MIGRATIONS: list[Migration] = [CORE]
+ALERTS = Migration("0002_alerts_outbox", OUTBOX_SQL)
+
+MIGRATIONS: list[Migration] = [CORE, ALERTS]
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
