@@ -10,15 +10,31 @@ class CollectSettings:
     user_agent: str = "miner/0.1 (+https://github.com/miner-project/miner; outage signal miner)"
     max_body_bytes: int = 5_000_000  # larger responses are refused, not truncated silently
     per_host_concurrency: int = 2
+    max_workers: int = 8  # threads polling due sources at once (across all hosts)
     connect_timeout: float = 10.0
     backoff_base: float = 60.0  # seconds; doubles per consecutive failure, with jitter
     backoff_max: float = 3600.0
+    backoff_jitter: float = 0.25  # a failed source waits between (1 - jitter) and 1 times its backoff
     max_redirects: int = 5
+    max_items: int = 100  # items asked for per API request (each API caps this itself too)
+    max_text_chars: int = 4000  # normalised post text is cut here; outage signal is in the first lines
 
     def validate(self) -> None:
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes: must be at least 1024")
         if self.per_host_concurrency < 1:
             raise ValueError("per_host_concurrency: must be at least 1")
+        if self.max_workers < 1:
+            raise ValueError("max_workers: must be at least 1")
+        if self.connect_timeout <= 0:
+            raise ValueError("connect_timeout: must be positive")
         if self.backoff_base <= 0 or self.backoff_max < self.backoff_base:
             raise ValueError("backoff_max: must be >= backoff_base > 0")
+        if not 0 <= self.backoff_jitter < 1:
+            raise ValueError("backoff_jitter: must be in [0, 1)")
+        if self.max_redirects < 0:
+            raise ValueError("max_redirects: must not be negative")
+        if not 1 <= self.max_items <= 500:
+            raise ValueError("max_items: must be 1..500")
+        if self.max_text_chars < 200:
+            raise ValueError("max_text_chars: must be at least 200")

@@ -1,0 +1,117 @@
+"""The `Collector` protocol, the context a poll runs in, and helpers every source type shares."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from miner.collectors.normalise import fold, hash_author, html_to_text, join_title_body
+from miner.collectors.settings import CollectSettings
+from miner.config import SourceConfig
+from miner.errors import SourceError
+from miner.records import FetchResult, Post, SourceState
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PollContext:
+    """What a poll may use: the shared client, settings, the author-hash key and the environment.
+
+    ``environ`` is where credentials named in ``SourceConfig.env`` are looked up (os.environ by default).
+    """
+
+    client: httpx.Client
+    settings: CollectSettings
+    hash_key: bytes
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    now: Callable[[], datetime] = utc_now
+
+    def credential(self, source: SourceConfig, name: str) -> str | None:
+        """The value of the env var that ``source.env[name]`` names, or None when unset or empty."""
+        var = source.env.get(name)
+        if not var:
+            return None
+        value = self.environ.get(var, "")
+        return value or None
+
+    def require_credential(self, source: SourceConfig, name: str) -> str:
+        var = source.env.get(name)
+        if not var:
+            raise SourceError(f"env.{name} is not configured for source {source.name!r}", permanent=True)
+        value = self.environ.get(var, "")
+        if not value:
+            raise SourceError(f"environment variable {var} (env.{name}) is not set", permanent=True)
+        return value
+
+
+class Collector(Protocol):
+    """One source type. ``poll`` returns new items and the state to remember, or raises SourceError."""
+
+    def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult: ...
+
+
+def make_post(
+    source: SourceConfig,
+    ctx: PollContext,
+    *,
+    external_id: str,
+    title: str = "",
+    body_html: str = "",
+    created_at: datetime | None,
+    url: str | None = None,
+    author: str | None = None,
+    lang: str | None = None,
+    plain: bool = False,
+) -> Post | None:
+    """A normalised Post, or None when the item has no text at all.
+
+    ``plain`` marks a body that is plain text already (a "<" in it is a character, not a tag).
+    """
+    body = fold(body_html) if plain else html_to_text(body_html)
+    text = join_title_body(html_to_text(title), body, ctx.settings.max_text_chars)
+    if not text:
+        return None
+    return Post(
+        source=source.name,
+        external_id=external_id,
+        text=text,
+        created_at=created_at or ctx.now(),
+        url=url or None,
+        author_hash=hash_author(author, ctx.hash_key),
+        lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
+    )
+
+
+def as_list(value: Any, what: str, url: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SourceError(f"unexpected JSON from {url}: {what} is not a list")
+    return value
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def text_of(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def base_url(source: SourceConfig, default: str) -> str:
+    return (source.url or default).rstrip("/")
+
+
+def int_cursor(state: SourceState) -> int | None:
+    try:
+        return int(state.cursor) if state.cursor else None
+    except ValueError:
+        return None  # a cursor from another type or version: start over rather than fail forever

@@ -1,0 +1,111 @@
+"""RSS/Atom parsing shared by the `rss`, `reddit` (anonymous) and `status_feed` types.
+
+httpx fetches (so timeouts, size caps and conditional GET are ours); feedparser only parses the bytes.
+Survivable ``bozo`` problems (a wrong declared encoding, a stray bad byte after good entries) are logged
+and kept as warnings; a body with no entries that is not a feed at all is a SourceError.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import feedparser
+
+from miner.collectors.base import PollContext
+from miner.collectors.http import Response, conditional_headers, fetch, short_url
+from miner.collectors.normalise import parse_time, stable_id
+from miner.config import SourceConfig
+from miner.errors import SourceError
+from miner.records import SourceState
+
+log = logging.getLogger(__name__)
+
+FEED_ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+_SURVIVABLE = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+# Headers describing the transfer, not the document: httpx has already decoded the body, so feedparser
+# must not try to gunzip it again.
+_TRANSFER_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def fetch_feed(source: SourceConfig, state: SourceState, ctx: PollContext, url: str) -> Response:
+    return fetch(
+        ctx.client, ctx.settings, url, timeout=source.timeout,
+        headers={"Accept": FEED_ACCEPT, **conditional_headers(state)},
+    )
+
+
+def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
+    """feedparser's result and the survivable warnings; raises SourceError when the body is not a feed."""
+    where = short_url(resp.url)
+    head = resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if "json" in resp.content_type or head.startswith((b"{", b"[")):
+        raise SourceError(f"expected a feed from {where}, got {resp.content_type or 'JSON'}")
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise SourceError(f"expected a feed from {where}, got an HTML page ({resp.content_type or 'no type'})")
+    headers = {k: v for k, v in resp.headers.items() if k not in _TRANSFER_HEADERS}
+    headers.setdefault("content-location", resp.url)
+    parsed = feedparser.parse(resp.body, response_headers=headers)
+    entries = parsed.get("entries") or []
+    warnings: list[str] = []
+    if parsed.get("bozo"):
+        exc = parsed.get("bozo_exception")
+        detail = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, _SURVIVABLE) or entries:
+            message = f"feed {where} is not clean ({detail}); kept {len(entries)} entries"
+            log.warning("%s: %s", source_name, message)
+            warnings.append(message)
+        else:
+            raise SourceError(f"malformed feed from {where}: {detail}")
+    if not entries and not parsed.get("version"):
+        raise SourceError(f"not an RSS/Atom feed: {where} ({resp.content_type or 'no content type'})")
+    return parsed, warnings
+
+
+def _raw(entry: Any, key: str) -> Any:
+    # dict.get bypasses FeedParserDict's deprecated updated->published fallback (and its warning).
+    return dict.get(entry, key) if isinstance(entry, dict) else None
+
+
+def entry_time(entry: Any) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = _raw(entry, key)
+        if value:
+            return parse_time(value)
+    return None
+
+
+def entry_updated(entry: Any) -> datetime | None:
+    value = _raw(entry, "updated_parsed") or _raw(entry, "published_parsed")
+    return parse_time(value) if value else None
+
+
+def entry_id(entry: Any) -> str:
+    """The entry's guid/id, else its link, else a hash of its title and date: stable across polls."""
+    value = entry.get("id") or entry.get("guid") or entry.get("link")
+    if value:
+        return str(value)
+    return stable_id(entry.get("title", ""), entry.get("published", ""), entry.get("summary", "")[:200])
+
+
+def entry_body(entry: Any) -> str:
+    """The richest body the entry has: full content when present, else the summary."""
+    contents = entry.get("content") or []
+    best = max((str(c.get("value", "")) for c in contents), key=len, default="")
+    summary = str(entry.get("summary", "") or "")
+    return best if len(best) >= len(summary) else summary
+
+
+def entry_author(entry: Any) -> str | None:
+    detail = entry.get("author_detail") or {}
+    value = detail.get("name") or entry.get("author")
+    return str(value) if value else None
+
+
+def entry_lang(entry: Any, feed: Any) -> str | None:
+    for holder in (entry.get("title_detail") or {}, entry.get("summary_detail") or {}, feed):
+        lang = holder.get("language")
+        if lang:
+            return str(lang)
+    return None

@@ -1,0 +1,211 @@
+"""The one place collectors talk HTTP: a shared httpx client, capped streaming reads, and clear errors.
+
+Every failure becomes a :class:`~miner.errors.SourceError` whose message is fit to show as a source's
+``last_error``; a 429/503 carries the server's Retry-After so the scheduler can honour it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from miner.collectors.settings import CollectSettings
+from miner.errors import SourceError
+from miner.records import SourceState
+
+_PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
+_PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
+_ERROR_BODY_BYTES = 65_536  # enough for an API's error document; the rest of an error page is not read
+
+
+@dataclass(frozen=True)
+class Response:
+    """A fully read (and size-capped) response. ``headers`` keys are lower case."""
+
+    url: str
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def make_client(settings: CollectSettings) -> httpx.Client:
+    """The shared client: our User-Agent, gzip, bounded redirects, pooled connections (thread-safe)."""
+    return httpx.Client(
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
+        follow_redirects=True,
+        max_redirects=settings.max_redirects,
+        timeout=httpx.Timeout(20.0, connect=settings.connect_timeout),
+        limits=httpx.Limits(max_connections=max(10, settings.max_workers * 2), max_keepalive_connections=10),
+    )
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
+def short_url(url: str) -> str:
+    """The URL without its query string, for error messages (queries can be long)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def conditional_headers(state: SourceState | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if state is not None:
+        if state.etag:
+            headers["If-None-Match"] = state.etag
+        if state.last_modified:
+            headers["If-Modified-Since"] = state.last_modified
+    return headers
+
+
+def fetch(
+    client: httpx.Client,
+    settings: CollectSettings,
+    url: str,
+    *,
+    timeout: float,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str | int] | None = None,
+    json_body: Any = None,
+    auth: tuple[str, str] | None = None,
+    form: Mapping[str, str] | None = None,
+    ok_statuses: frozenset[int] = frozenset(),
+) -> Response:
+    """One request, body read in chunks and refused past ``settings.max_body_bytes``.
+
+    Returns 2xx and 304 responses (and any status in ``ok_statuses``, for APIs whose error documents the
+    caller must read); raises SourceError for everything else.
+    """
+    cap = settings.max_body_bytes
+    deadline = time.monotonic() + timeout
+    request_timeout = httpx.Timeout(timeout, connect=min(settings.connect_timeout, timeout))
+    try:
+        with client.stream(
+            method, url, headers=headers, params=params, json=json_body, auth=auth, data=form,
+            timeout=request_timeout,
+        ) as resp:
+            final_url = str(resp.url)
+            good = 200 <= resp.status_code < 300 or resp.status_code == 304 or resp.status_code in ok_statuses
+            limit = cap if good else _ERROR_BODY_BYTES
+            declared = resp.headers.get("content-length", "")
+            if good and declared.isdigit() and int(declared) > cap:
+                raise SourceError(f"body larger than {cap} bytes from {short_url(final_url)}")
+            chunks: list[bytes] = []
+            total = 0
+            for chunk in resp.iter_bytes():
+                total += len(chunk)
+                if total > limit:
+                    if good:
+                        raise SourceError(f"body larger than {cap} bytes from {short_url(final_url)}")
+                    break
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise SourceError(f"timed out after {timeout:g} s reading {short_url(final_url)}")
+            result = Response(
+                url=final_url,
+                status=resp.status_code,
+                headers={k.lower(): v for k, v in resp.headers.items()},
+                body=b"".join(chunks),
+            )
+    except httpx.TooManyRedirects:
+        raise SourceError(
+            f"too many redirects (more than {settings.max_redirects}) from {short_url(url)}"
+        ) from None
+    except httpx.ConnectTimeout:
+        raise SourceError(
+            f"timed out after {min(settings.connect_timeout, timeout):g} s connecting to {host_of(url)}"
+        ) from None
+    except httpx.TimeoutException:
+        raise SourceError(f"timed out after {timeout:g} s reading {short_url(url)}") from None
+    except httpx.ConnectError as exc:
+        raise SourceError(f"cannot connect to {host_of(url)}: {exc}") from None
+    except httpx.RemoteProtocolError as exc:
+        raise SourceError(f"truncated or broken response from {host_of(url)}: {exc}") from None
+    except httpx.DecodingError as exc:
+        raise SourceError(f"cannot decode response from {host_of(url)}: {exc}") from None
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise SourceError(f"bad URL {url!r}: {exc}", permanent=True) from None
+    except httpx.HTTPError as exc:
+        raise SourceError(f"request to {short_url(url)} failed: {exc}") from None
+    if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
+        return result
+    raise status_error(result)
+
+
+def status_error(resp: Response) -> SourceError:
+    """The SourceError for a non-success status, with Retry-After for 429/503."""
+    host = host_of(resp.url)
+    retry_after = None
+    message = f"HTTP {resp.status} from {host}"
+    if resp.status in (429, 503):
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), datetime.now(UTC))
+        if retry_after is not None:
+            message += f" (retry after {retry_after:.0f} s)"
+    elif resp.status in (401, 403):
+        message += " (check the source's credentials and URL)"
+    elif resp.status in (404, 410):
+        message += f" (no such resource: {short_url(resp.url)})"
+    return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES)
+
+
+def read_json(resp: Response) -> Any:
+    """The response body as JSON, or a SourceError naming what came instead."""
+    ctype = resp.content_type
+    if ctype and not ("json" in ctype or ctype in ("text/plain", "text/javascript", "application/javascript")):
+        raise SourceError(f"expected JSON from {short_url(resp.url)}, got {ctype}")
+    try:
+        text = resp.body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SourceError(f"invalid JSON from {short_url(resp.url)}: not UTF-8 text") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Cut short: the error sits at the end, after at most a partial literal or number ("nu", "12").
+        cut = bool(_PARTIAL_TAIL.fullmatch(text[exc.pos:].strip())) or exc.msg.startswith("Unterminated string")
+        hint = " (truncated body?)" if cut else ""
+        raise SourceError(
+            f"invalid JSON from {short_url(resp.url)}: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+        ) from None
+
+
+def json_object(resp: Response) -> dict[str, Any]:
+    data = read_json(resp)
+    if not isinstance(data, dict):
+        raise SourceError(f"unexpected JSON from {short_url(resp.url)}: expected an object, got {type(data).__name__}")
+    return data
+
+
+def state_after(resp: Response, cursor: str | None = None) -> SourceState:
+    """The validators to remember from a response (for the next conditional GET)."""
+    return SourceState(etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"), cursor=cursor)

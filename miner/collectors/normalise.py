@@ -1,0 +1,142 @@
+"""Turning untrusted source items into plain, comparable fields: text, times, ids and author hashes."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+# Used only when the operator set no key: hashes stay unlinkable to handles by a casual reader, but anyone
+# with this source can brute-force them, hence the env var in [store].hash_key_env.
+APP_SALT = b"miner/author-hash/v1"
+AUTHOR_HASH_HEX = 16
+
+_BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "footer",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section",
+    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+})
+_SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
+_SPACE = re.compile(r"\s+")
+_TAGGISH = re.compile(r"<[A-Za-z/!]")
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(value: str | None) -> str:
+    """Plain text from an HTML fragment (or plain text): tags dropped, entities decoded, whitespace folded."""
+    if not value:
+        return ""
+    if "<" not in value and "&" not in value:
+        return fold(value)
+    parser = _TextExtractor()
+    parser.feed(value)
+    parser.close()
+    text = "".join(parser.parts)
+    # Double-escaped feeds (e.g. "&lt;p&gt;") decode to markup on the first pass.
+    if _TAGGISH.search(text):
+        return html_to_text(text)
+    return fold(text)
+
+
+def fold(text: str) -> str:
+    """Collapse whitespace (including NBSP and newlines) and drop control characters."""
+    cleaned = "".join(ch for ch in text if ch in "\t\n\r" or ch.isprintable() or ch == "\u00a0")
+    return _SPACE.sub(" ", cleaned).strip()
+
+
+def join_title_body(title: str, body: str, limit: int) -> str:
+    """One text from a title and a body: the title once, then the body, cut at ``limit`` characters."""
+    title, body = fold(title), fold(body)
+    if not title:
+        text = body
+    elif not body or body.lower().startswith(title.lower().rstrip(".…")):
+        text = body or title
+    elif title[-1] in ".!?:…":
+        text = f"{title} {body}"
+    else:
+        text = f"{title}. {body}"
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def parse_time(value: object) -> datetime | None:
+    """A UTC-aware datetime from epoch seconds, an ISO 8601 string (naive means UTC), or a struct_time."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, time.struct_time):
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    return None
+
+
+def hash_key_from_env(env_name: str | None, environ: Mapping[str, str] | None = None) -> bytes:
+    """The author-hash key: the value of ``env_name`` when set and non-empty, else the fixed app salt."""
+    env = os.environ if environ is None else environ
+    value = env.get(env_name, "") if env_name else ""
+    return value.encode("utf-8") if value else APP_SALT
+
+
+def hash_author(handle: str | None, key: bytes) -> str | None:
+    """HMAC-SHA256 of a normalised handle, truncated hex. The raw handle is never returned or kept."""
+    if not handle:
+        return None
+    normalised = handle.strip().lstrip("@").lower()
+    if normalised.startswith("/u/"):
+        normalised = normalised[3:]
+    elif normalised.startswith("u/"):
+        normalised = normalised[2:]
+    if not normalised:
+        return None
+    return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
+
+
+def stable_id(*parts: object) -> str:
+    """A short stable id for items that carry none of their own (derived from their content)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+    return f"h:{digest[:24]}"

@@ -1,0 +1,131 @@
+"""User reports ("I have a problem with X"): payload validation, a per-client token bucket, and the Post.
+
+The HTTP endpoint (`POST /report`) lives in the service; it calls :func:`validate_report`,
+:meth:`RateLimiter.allow` and :func:`report_post`. Everything here is pure: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from miner.collectors.normalise import fold, hash_author
+from miner.config import ServiceConfig
+from miner.errors import InputError
+from miner.records import SYMPTOMS, Post
+
+REPORT_SOURCE = "reports"
+MAX_REPORT_TEXT = 500
+_ALLOWED_KEYS = frozenset({"service", "symptom", "text"})
+
+
+@dataclass(frozen=True)
+class Report:
+    service: str  # the canonical configured service name
+    symptom: str | None
+    text: str
+
+
+def validate_report(payload: object, services: Sequence[ServiceConfig]) -> Report:
+    """Check a decoded JSON payload; the service may be given by name or alias, any case."""
+    if not isinstance(payload, Mapping):
+        raise InputError("report must be a JSON object")
+    unknown = sorted(str(k) for k in payload if k not in _ALLOWED_KEYS)
+    if unknown:
+        raise InputError(f"unknown report field {unknown[0]!r} (allowed: service, symptom, text)")
+    raw_service = payload.get("service")
+    if not isinstance(raw_service, str) or not raw_service.strip():
+        raise InputError("report needs a 'service' string")
+    wanted = raw_service.strip().lstrip("#@").lower()
+    service = next(
+        (s.name for s in services if wanted in {t.lstrip("#@").lower() for t in (s.name, *s.aliases)}), None
+    )
+    if service is None:
+        raise InputError(f"unknown service {raw_service.strip()[:60]!r}")
+    symptom = payload.get("symptom")
+    if symptom is not None and (not isinstance(symptom, str) or symptom not in SYMPTOMS):
+        raise InputError(f"symptom must be one of {', '.join(SYMPTOMS)}")
+    text = payload.get("text")
+    if text is not None and not isinstance(text, str):
+        raise InputError("text must be a string")
+    cleaned = fold(text or "")
+    if len(cleaned) > MAX_REPORT_TEXT:
+        raise InputError(f"text is longer than {MAX_REPORT_TEXT} characters")
+    return Report(service=service, symptom=symptom, text=cleaned)
+
+
+def report_post(report: Report, client_id: str, now: datetime, hash_key: bytes) -> Post:
+    """The Post a report becomes. ``client_id`` (e.g. the client address) is stored only as a keyed hash."""
+    author = hash_author(client_id, hash_key)
+    label = f"User report: problem with {report.service}" + (f" ({report.symptom})" if report.symptom else "")
+    text = f"{label}. {report.text}" if report.text else label
+    digest = hashlib.sha256(f"{author}|{now.isoformat()}|{report.service}|{text}".encode()).hexdigest()
+    return Post(
+        source=REPORT_SOURCE,
+        external_id=f"report:{digest[:24]}",
+        text=text,
+        created_at=now,
+        author_hash=author,
+        services=(report.service,),
+        symptom_hint=report.symptom,
+    )
+
+
+@dataclass(frozen=True)
+class Bucket:
+    tokens: float
+    updated: float  # seconds, on the caller's clock
+
+
+def take(bucket: Bucket | None, now: float, rate_per_s: float, capacity: float) -> tuple[bool, Bucket]:
+    """One token bucket step: refill for the time elapsed, then try to spend one token."""
+    if bucket is None:
+        bucket = Bucket(tokens=capacity, updated=now)
+    elapsed = max(0.0, now - bucket.updated)
+    tokens = min(capacity, bucket.tokens + elapsed * rate_per_s)
+    if tokens >= 1.0:
+        return True, Bucket(tokens=tokens - 1.0, updated=now)
+    return False, Bucket(tokens=tokens, updated=now)
+
+
+class RateLimiter:
+    """Per-client token buckets: ``per_hour`` reports an hour on average, bursts up to ``burst``.
+
+    Full buckets are forgotten so memory stays bounded by the clients seen recently; past ``max_clients``
+    the stalest half is dropped (a forgotten client starts with a full bucket, which errs towards accepting).
+    """
+
+    def __init__(self, per_hour: int, burst: int | None = None, max_clients: int = 100_000) -> None:
+        if per_hour < 1:
+            raise ValueError("per_hour must be at least 1")
+        self.rate_per_s = per_hour / 3600.0
+        self.capacity = float(burst if burst is not None else per_hour)
+        self.max_clients = max_clients
+        self._buckets: dict[str, Bucket] = {}
+
+    def allow(self, client: str, now: float) -> bool:
+        allowed, bucket = take(self._buckets.get(client), now, self.rate_per_s, self.capacity)
+        self._buckets[client] = bucket
+        if len(self._buckets) > self.max_clients:
+            self._prune(now)
+        return allowed
+
+    def retry_after(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may report again (0 when it may now)."""
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            return 0.0
+        tokens = min(self.capacity, bucket.tokens + max(0.0, now - bucket.updated) * self.rate_per_s)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate_per_s
+
+    def _prune(self, now: float) -> None:
+        full_after = self.capacity / self.rate_per_s
+        self._buckets = {k: b for k, b in self._buckets.items() if now - b.updated < full_after}
+        if len(self._buckets) > self.max_clients:
+            keep = sorted(self._buckets.items(), key=lambda kv: kv[1].updated)[len(self._buckets) // 2:]
+            self._buckets = dict(keep)
+
+    def __len__(self) -> int:
+        return len(self._buckets)

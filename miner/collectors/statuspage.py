@@ -1,0 +1,75 @@
+"""`statuspage`: an Atlassian Statuspage's `/api/v2/incidents.json` -> OfficialIncident records.
+
+`url` is the page's base URL (https://status.example.com) or the full incidents.json/summary.json URL.
+incidents.json lists the latest incidents, resolved ones included, so one conditional GET per poll is
+enough; summary.json (unresolved incidents only) is accepted too when configured explicitly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from miner.collectors.base import PollContext, as_dict, as_list, text_of
+from miner.collectors.http import conditional_headers, fetch, json_object, short_url, state_after
+from miner.collectors.normalise import fold, html_to_text, parse_time
+from miner.collectors.status_feed import normalise_status
+from miner.config import SourceConfig
+from miner.errors import SourceError
+from miner.records import FetchResult, OfficialIncident, SourceState
+
+_IMPACTS = frozenset({"none", "minor", "major", "critical"})
+
+
+def incidents_url(url: str) -> str:
+    url = url.rstrip("/")
+    if url.endswith(".json"):
+        return url
+    return f"{url}/api/v2/incidents.json"
+
+
+def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, Any]) -> OfficialIncident | None:
+    ident = item.get("id")
+    if not ident:
+        return None
+    started = parse_time(item.get("started_at")) or parse_time(item.get("created_at")) or ctx.now()
+    updated = parse_time(item.get("updated_at")) or started
+    status = normalise_status(item.get("status"))
+    impact = text_of(item.get("impact")).lower() or None
+    components = tuple(
+        fold(text_of(as_dict(c).get("name"))) for c in item.get("components") or [] if as_dict(c).get("name")
+    )
+    page = as_dict(item.get("page"))
+    return OfficialIncident(
+        source=source.name,
+        external_id=str(ident),
+        service=source.services[0] if source.services else None,
+        title=fold(html_to_text(text_of(item.get("name")))) or "(untitled incident)",
+        status=status,
+        started_at=started,
+        updated_at=max(updated, started),
+        impact=impact if impact in _IMPACTS else None,
+        components=components,
+        resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem") else None,
+        url=text_of(item.get("shortlink")) or (f"{text_of(page.get('url')).rstrip('/')}/incidents/{ident}"
+                                               if page.get("url") else None),
+    )
+
+
+class StatuspageCollector:
+    def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
+        if not source.url:
+            raise SourceError(f"source {source.name!r} has no url", permanent=True)
+        url = incidents_url(source.url)
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout,
+                     headers={"Accept": "application/json", **conditional_headers(state)})
+        if resp.status == 304:
+            return FetchResult(state=state, not_modified=True)
+        data = json_object(resp)
+        if "incidents" not in data:
+            raise SourceError(f"unexpected JSON from {short_url(resp.url)}: no 'incidents' (is this a Statuspage?)")
+        incidents = []
+        for item in as_list(data["incidents"], "incidents", short_url(resp.url)):
+            incident = incident_from_json(source, ctx, as_dict(item))
+            if incident is not None:
+                incidents.append(incident)
+        return FetchResult(incidents=incidents, state=state_after(resp))

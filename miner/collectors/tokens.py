@@ -1,0 +1,58 @@
+"""A thread-safe cache of API access tokens per source, so a poll logs in only when a token has expired."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from miner.collectors.normalise import parse_time
+
+# Renew a little early: a token that expires between our check and the server's is a wasted request.
+EXPIRY_MARGIN = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Token:
+    access: str
+    expires_at: datetime | None = None  # None: unknown, use until the server refuses it
+    refresh: str | None = None
+
+    def fresh(self, now: datetime) -> bool:
+        return self.expires_at is None or now + EXPIRY_MARGIN < self.expires_at
+
+
+class TokenCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, Token] = {}
+
+    def get(self, key: str) -> Token | None:
+        with self._lock:
+            return self._tokens.get(key)
+
+    def put(self, key: str, token: Token) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._tokens.pop(key, None)
+
+
+def jwt_expiry(token: str) -> datetime | None:
+    """The `exp` claim of a JWT, read without verifying it (we only use it to renew on time)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+        exp = claims.get("exp") if isinstance(claims, dict) else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return parse_time(exp)
+    return None
