@@ -1,4 +1,9 @@
-"""The `[detector]` table of feeds.toml: every detector parameter, with defaults that work out of the box."""
+"""The `[detector]` table of feeds.toml: every detector parameter, with defaults that work out of the box.
+
+Counts are compared in a variance-stabilised space (the Anscombe transform ``2*sqrt(x + 3/8)``, where Poisson
+noise has a standard deviation of about 1), so one set of defaults serves a service with two complaints an hour
+and a brand with thousands of posts a minute.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,61 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DetectorParams:
-    bucket_minutes: int = 5
+    bucket_minutes: int = 5  # width of one count bucket
+
+    # Baseline: a robust, seasonal EWMA (Holt-Winters-like) in the stabilised space.
+    level_halflife_hours: float = 6.0  # how fast the de-seasonalised level follows a drift
+    scale_halflife_hours: float = 24.0  # how fast the noise scale (mean absolute residual) adapts
+    season_halflife_days: float = 3.0  # how fast the hour-of-day profile adapts
+    season_min_days: float = 2.0  # the hour-of-day profile is used once this much history exists
+    tail_quantile: float = 0.99  # bursty traffic widens the scale so its usual bursts sit at this quantile ...
+    tail_rate: float = 0.1  # ... tracked with steps of this fraction of the core scale (0.5 or less: off)
+    clip_sigmas: float = 3.0  # residuals are clipped to this many scales before they update the baseline
+    max_freeze_hours: float = 12.0  # an incident open longer than this lets the baseline learn again
+
+    # Scoring and floors.
+    noise_floor: float = 1.0  # minimum scale in stabilised units: 1 = pure Poisson noise, never less
+    warmup_hours: float = 12.0  # no incident opens before this much history
+    z_open: float = 4.0  # a bucket is anomalous at or above this z ...
+    min_count: float = 5.0  # ... and only with at least this many complaints in the bucket ...
+    min_ratio: float = 1.5  # ... and at least this multiple of the expected count
+    persist_k: int = 2  # open when k ...
+    persist_n: int = 3  # ... of the last n buckets are anomalous
+    z_close: float = 1.5  # hysteresis: a bucket below this z is quiet
+    quiet_minutes: float = 60.0  # resolve after this long of consecutive quiet buckets
+    cooldown_minutes: float = 360.0  # after a resolve, a new opening within this re-opens the same incident
+    max_fill_hours: float = 6.0  # gaps up to this long are zero-count buckets; longer ones are our own outage
+
+    # Incident lifecycle.
+    max_samples: int = 5  # sample post ids kept per incident
+    official_match_minutes: float = 120.0  # a status-page incident starting this long before our opening matches
+    update_peak_ratio: float = 1.5  # an "update" is emitted when the peak count grows past this multiple
+
+    # Correlated services: openings this close together in one group are reported as one grouped incident.
+    group_window_minutes: float = 30.0
+    group_min_services: int = 2  # services of a group that must open for a grouped incident
 
     def validate(self) -> None:
         if self.bucket_minutes < 1:
             raise ValueError("bucket_minutes: must be at least 1")
+        for name in ("level_halflife_hours", "scale_halflife_hours", "season_halflife_days", "clip_sigmas",
+                     "noise_floor", "z_open", "min_ratio", "max_freeze_hours"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be positive")
+        for name in ("season_min_days", "warmup_hours", "min_count", "quiet_minutes", "cooldown_minutes",
+                     "max_fill_hours", "group_window_minutes",
+                     "official_match_minutes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative")
+        if not 1 <= self.persist_k <= self.persist_n:
+            raise ValueError("persist_k: must be between 1 and persist_n")
+        if self.persist_n > 32:
+            raise ValueError("persist_n: must be at most 32")
+        if self.z_close >= self.z_open:
+            raise ValueError("z_close: must be below z_open (hysteresis)")
+        if self.max_samples < 0:
+            raise ValueError("max_samples: must not be negative")
+        if self.update_peak_ratio < 1:
+            raise ValueError("update_peak_ratio: must be at least 1")
+        if self.group_min_services < 2:
+            raise ValueError("group_min_services: must be at least 2")

@@ -1,0 +1,81 @@
+"""Correlated services: openings close together in time within one group become one grouped incident.
+
+Groups come from two places: the configured ``[[groups]]`` (name, services, cause) and, implicitly, every
+provider shared by two or more services (``ServiceConfig.provider``), e.g. WhatsApp, Instagram and Facebook
+with provider "Meta". Pure: the caller passes the recent openings; nothing is read or stored here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from miner.config import GroupConfig, ServiceConfig
+from miner.detect.params import DetectorParams
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One service's incident opening, as the lifecycle reported it."""
+
+    service: str
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class GroupIncident:
+    """Services of one group that opened within ``group_window_minutes`` of the first of them."""
+
+    group: str
+    cause: str  # the likely common cause to show
+    services: tuple[str, ...]  # in order of opening
+    opened_at: datetime  # the earliest opening
+    last_opened_at: datetime
+
+
+def candidate_groups(
+    groups: Sequence[GroupConfig], services: Sequence[ServiceConfig]
+) -> list[GroupConfig]:
+    """Configured groups, then one group per provider with two or more services that no configured group
+    already covers exactly."""
+    out = list(groups)
+    covered = {frozenset(s.lower() for s in g.services) for g in groups}
+    providers: dict[str, list[str]] = {}
+    for svc in services:
+        if svc.provider:
+            providers.setdefault(svc.provider, []).append(svc.name)
+    for provider, names in sorted(providers.items()):
+        if len(names) >= 2 and frozenset(n.lower() for n in names) not in covered:
+            out.append(GroupConfig(name=provider, services=tuple(names), cause=f"{provider} platform outage"))
+    return out
+
+
+def correlate(
+    params: DetectorParams,
+    openings: Sequence[Opening],
+    groups: Sequence[GroupConfig],
+    services: Sequence[ServiceConfig] = (),
+) -> list[GroupIncident]:
+    """Group incidents among ``openings``: for each group, runs of member openings each within
+    ``group_window_minutes`` of the run's first, with at least ``group_min_services`` distinct services."""
+    window = timedelta(minutes=params.group_window_minutes)
+    found: list[GroupIncident] = []
+    for group in candidate_groups(groups, services):
+        members = {s.lower() for s in group.services}
+        mine = sorted((o for o in openings if o.service.lower() in members), key=lambda o: o.opened_at)
+        i = 0
+        while i < len(mine):
+            first = mine[i].opened_at
+            run = [o for o in mine[i:] if o.opened_at - first <= window]
+            names: list[str] = []
+            for o in run:
+                if o.service.lower() not in {n.lower() for n in names}:
+                    names.append(o.service)
+            if len(names) >= params.group_min_services:
+                cause = group.cause or f"common cause across {group.name}"
+                found.append(GroupIncident(group.name, cause, tuple(names), first, run[-1].opened_at))
+                i += len(run)
+            else:
+                i += 1
+    return sorted(found, key=lambda g: (g.opened_at, g.group))

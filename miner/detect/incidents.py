@@ -1,0 +1,191 @@
+"""Incident lifecycle: a pure state machine over the detector's bucket scores plus what else is known about
+each bucket (symptoms, sample posts, the provider's status page).
+
+The pipeline keeps one :class:`IncidentDraft` per service with an open incident and calls :func:`advance`
+once per bucket, right after :func:`miner.detect.zscore.step`:
+
+    draft, transitions = advance(params, service, draft, score, facts)
+
+It stores the returned draft (``None`` once resolved) and persists each :class:`Transition`:
+
+- ``open``: the detector opened an incident at this bucket; the draft is new.
+- ``update``: something worth telling people changed: a new peak count, a first match with the provider's own
+  incident, or a different leading symptom. Running totals change every bucket without an ``update``.
+- ``resolve``: the detector resolved the incident; the draft carries ``resolved_at``.
+
+Replays are harmless: a replayed score, or a bucket at or before the draft's ``last_bucket``, returns the
+draft unchanged and no transitions, so a restart never re-opens or re-announces an incident.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any, Literal
+
+from miner.detect.params import DetectorParams
+from miner.detect.zscore import BucketScore
+from miner.records import OfficialIncident
+
+
+def _no_symptoms() -> Mapping[str, int]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class BucketFacts:
+    """What the pipeline knows about one service's bucket besides its count."""
+
+    symptoms: Mapping[str, int] = field(default_factory=_no_symptoms)  # symptom -> outage posts in the bucket
+    samples: Sequence[tuple[str, float]] = ()  # (post id, classifier score) of the bucket's outage posts
+    official: Sequence[OfficialIncident] = ()  # the provider's incidents for this service known by now
+
+
+@dataclass(frozen=True)
+class IncidentDraft:
+    """One incident as we see it, open or just resolved. Round-trips through :meth:`to_json`."""
+
+    service: str
+    opened_at: datetime  # start of the bucket where the detector opened it
+    last_bucket: datetime  # the last bucket folded in
+    peak_count: float
+    peak_z: float
+    total_complaints: float  # all complaints in the incident's buckets
+    symptoms: tuple[tuple[str, int], ...] = ()  # symptom -> posts, most reported first
+    samples: tuple[tuple[str, float], ...] = ()  # the most confident outage posts (id, score), best first
+    official_ref: str | None = None  # "source:external_id" of the matched status-page incident
+    official_title: str | None = None
+    lead_minutes: float | None = None  # provider acknowledgement minus our opening: > 0 means we were first
+    resolved_at: datetime | None = None
+
+    @property
+    def top_symptom(self) -> str | None:
+        return self.symptoms[0][0] if self.symptoms else None
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "service": self.service, "opened_at": self.opened_at.timestamp(),
+            "last_bucket": self.last_bucket.timestamp(), "peak_count": self.peak_count, "peak_z": self.peak_z,
+            "total_complaints": self.total_complaints, "symptoms": [list(s) for s in self.symptoms],
+            "samples": [list(s) for s in self.samples], "official_ref": self.official_ref,
+            "official_title": self.official_title, "lead_minutes": self.lead_minutes,
+            "resolved_at": None if self.resolved_at is None else self.resolved_at.timestamp(),
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> IncidentDraft:
+        try:
+            d = json.loads(text)
+
+            def at(value: Any) -> datetime:
+                return datetime.fromtimestamp(float(value), UTC)
+
+            return cls(
+                service=str(d["service"]), opened_at=at(d["opened_at"]), last_bucket=at(d["last_bucket"]),
+                peak_count=float(d["peak_count"]), peak_z=float(d["peak_z"]),
+                total_complaints=float(d["total_complaints"]),
+                symptoms=tuple((str(k), int(v)) for k, v in d["symptoms"]),
+                samples=tuple((str(k), float(v)) for k, v in d["samples"]),
+                official_ref=d["official_ref"], official_title=d["official_title"],
+                lead_minutes=None if d["lead_minutes"] is None else float(d["lead_minutes"]),
+                resolved_at=None if d["resolved_at"] is None else at(d["resolved_at"]),
+            )
+        except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise ValueError(f"bad incident draft: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An event of the lifecycle, to persist and maybe notify about. ``incident`` is the draft after it."""
+
+    kind: Literal["open", "update", "resolve"]
+    service: str
+    bucket_start: datetime
+    incident: IncidentDraft
+    reason: str = ""  # for updates: what changed ("peak", "official", "symptom")
+
+
+def _merge_symptoms(old: Sequence[tuple[str, int]], new: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    merged = dict(old)
+    for name, n in new.items():
+        if n > 0:
+            merged[name] = merged.get(name, 0) + n
+    return tuple(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _merge_samples(
+    old: Sequence[tuple[str, float]], new: Sequence[tuple[str, float]], keep: int
+) -> tuple[tuple[str, float], ...]:
+    best: dict[str, float] = dict(old)
+    for post_id, score in new:
+        best[post_id] = max(score, best.get(post_id, score))
+    return tuple(sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:keep])
+
+
+def match_official(
+    params: DetectorParams, service: str, opened_at: datetime, official: Sequence[OfficialIncident]
+) -> OfficialIncident | None:
+    """The provider's incident for ``service`` that started closest after (or shortly before) our opening."""
+    earliest = opened_at - timedelta(minutes=params.official_match_minutes)
+    candidates = [
+        o for o in official
+        if o.service is not None and o.service.lower() == service.lower() and o.started_at >= earliest
+        and o.status != "scheduled"
+    ]
+    return min(candidates, key=lambda o: abs((o.started_at - opened_at).total_seconds()), default=None)
+
+
+def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, facts: BucketFacts) -> IncidentDraft:
+    draft = replace(
+        draft,
+        last_bucket=score.bucket_start,
+        peak_count=max(draft.peak_count, score.count),
+        peak_z=max(draft.peak_z, score.score),
+        total_complaints=draft.total_complaints + score.count,
+        symptoms=_merge_symptoms(draft.symptoms, facts.symptoms),
+        samples=_merge_samples(draft.samples, facts.samples, params.max_samples),
+    )
+    if draft.official_ref is None:
+        found = match_official(params, draft.service, draft.opened_at, facts.official)
+        if found is not None:
+            lead = (found.started_at - draft.opened_at).total_seconds() / 60.0
+            draft = replace(draft, official_ref=f"{found.source}:{found.external_id}",
+                            official_title=found.title, lead_minutes=round(lead, 1))
+    return draft
+
+
+def advance(
+    params: DetectorParams, service: str, draft: IncidentDraft | None, score: BucketScore, facts: BucketFacts
+) -> tuple[IncidentDraft | None, list[Transition]]:
+    """Fold one bucket's score and facts into the service's open incident. See the module docstring."""
+    if score.replayed or (draft is not None and score.bucket_start <= draft.last_bucket):
+        return draft, []
+    out: list[Transition] = []
+    if draft is not None and (score.resolved or not score.open):
+        # The detector resolved it (possibly within a gap before this bucket): close with what we have.
+        closed = replace(draft, resolved_at=score.bucket_start)
+        out.append(Transition("resolve", service, score.bucket_start, closed))
+        draft = None
+    if draft is None:
+        if not score.opened:
+            return None, out
+        empty = IncidentDraft(service=service, opened_at=score.bucket_start, last_bucket=score.bucket_start,
+                              peak_count=0.0, peak_z=score.score, total_complaints=0.0)
+        new = _fold(params, replace(empty, last_bucket=score.bucket_start - timedelta(seconds=1)), score, facts)
+        out.append(Transition("open", service, score.bucket_start, new))
+        return new, out
+    updated = _fold(params, draft, score, facts)
+    reasons = []
+    if updated.peak_count > draft.peak_count * params.update_peak_ratio:
+        reasons.append("peak")
+    if updated.official_ref is not None and draft.official_ref is None:
+        reasons.append("official")
+    if updated.top_symptom != draft.top_symptom and draft.top_symptom is not None:
+        reasons.append("symptom")
+    if reasons:
+        out.append(Transition("update", service, score.bucket_start, updated, ",".join(reasons)))
+    return updated, out

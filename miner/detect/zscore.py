@@ -1,0 +1,296 @@
+"""Streaming robust z-score detector over one service's complaint counts per bucket.
+
+One call to :func:`step` processes one bucket and returns the new state and the bucket's score. The state is
+a small frozen record that round-trips through JSON, so the service can store it per service and resume after
+a restart; a bucket at or before the state's last bucket is a no-op, so replaying stored buckets is harmless.
+
+Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has unit variance:
+
+- expected ``y`` = a de-seasonalised level (EWMA) plus an hour-of-day offset once ``season_min_days`` of
+  history exist; the noise scale is an EWMA of absolute residuals, never below ``noise_floor``;
+- residuals are clipped to ``clip_sigmas`` before they update anything, and nothing updates while an incident
+  is open (up to ``max_freeze_hours``), so an outage never becomes the new normal;
+- a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
+  an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
+  z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; after a resolve no new incident
+  opens for ``cooldown_minutes``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
+from typing import Any
+
+from miner.detect.params import DetectorParams
+
+SEASON_SLOTS = 24  # hour of day, UTC
+_MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for normal noise
+
+
+def stabilise(count: float) -> float:
+    """Anscombe transform: Poisson counts get a standard deviation of about 1 whatever their mean."""
+    return 2.0 * math.sqrt(max(count, 0.0) + 0.375)
+
+
+def unstabilise(y: float) -> float:
+    return max((y / 2.0) ** 2 - 0.375, 0.0)
+
+
+@dataclass(frozen=True)
+class DetectorState:
+    """Everything the detector remembers about one service between buckets."""
+
+    last: datetime | None = None  # start of the last processed bucket
+    seen: int = 0  # buckets of history learned from
+    level: float = 0.0  # de-seasonalised expected value, stabilised units
+    scale: float = 0.0  # EWMA of absolute residuals, stabilised units
+    tail: float = 0.0  # running tail_quantile of the positive residuals: how bursty normal traffic is
+    season: tuple[float, ...] = (0.0,) * SEASON_SLOTS  # hour-of-day offsets from the level
+    season_n: tuple[int, ...] = (0,) * SEASON_SLOTS  # updates each offset has had
+    hits: int = 0  # bit i set: the bucket i steps ago was anomalous
+    open: bool = False
+    opened_at: datetime | None = None
+    quiet: int = 0  # consecutive quiet buckets while open
+    resolved_at: datetime | None = None  # last resolve, for the cool-down
+
+    def to_json(self) -> str:
+        def ts(value: datetime | None) -> float | None:
+            return None if value is None else value.timestamp()
+
+        return json.dumps(
+            {"v": 1, "last": ts(self.last), "seen": self.seen, "level": self.level, "scale": self.scale,
+             "tail": self.tail,
+             "season": list(self.season), "season_n": list(self.season_n), "hits": self.hits,
+             "open": self.open, "opened_at": ts(self.opened_at), "quiet": self.quiet,
+             "resolved_at": ts(self.resolved_at)},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DetectorState:
+        """Parse :meth:`to_json` output; raises ValueError on anything else."""
+        try:
+            data: dict[str, Any] = json.loads(text)
+            if data.get("v") != 1:
+                raise ValueError(f"unknown detector state version {data.get('v')!r}")
+
+            def dt(value: Any) -> datetime | None:
+                return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+            season = tuple(float(x) for x in data["season"])
+            season_n = tuple(int(x) for x in data["season_n"])
+            if len(season) != SEASON_SLOTS or len(season_n) != SEASON_SLOTS:
+                raise ValueError("season must have 24 slots")
+            return cls(
+                last=dt(data["last"]), seen=int(data["seen"]), level=float(data["level"]),
+                scale=float(data["scale"]), tail=float(data["tail"]), season=season, season_n=season_n,
+                hits=int(data["hits"]),
+                open=bool(data["open"]), opened_at=dt(data["opened_at"]), quiet=int(data["quiet"]),
+                resolved_at=dt(data["resolved_at"]),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"bad detector state: {exc}") from None
+
+
+@dataclass(frozen=True)
+class BucketScore:
+    """The detector's verdict on one bucket. Counts are complaints per bucket."""
+
+    bucket_start: datetime
+    count: float
+    score: float  # z-score of the count against the baseline, in stabilised units
+    baseline: float  # expected count
+    upper: float  # the count that would reach z_open (before the absolute and relative floors)
+    anomalous: bool  # this bucket alone clears z_open and both floors
+    opened: bool  # an incident opened at this bucket
+    resolved: bool  # the open incident resolved at (or, after a gap, before) this bucket
+    open: bool  # an incident is open after this bucket
+    replayed: bool = False  # the bucket was at or before the state's last bucket: nothing changed
+
+
+def _alpha(halflife_buckets: float, n: int) -> float:
+    """EWMA weight, starting as a running mean so early estimates are not biased to the initial zero."""
+    alpha = 1.0 - math.pow(0.5, 1.0 / max(halflife_buckets, 1e-9))
+    return max(alpha, 1.0 / (n + 1))
+
+
+def _buckets(params: DetectorParams, minutes: float) -> float:
+    return minutes / params.bucket_minutes
+
+
+def _expected(params: DetectorParams, state: DetectorState, slot: int) -> float:
+    season_on = state.seen >= _buckets(params, params.season_min_days * 1440.0)
+    return state.level + (state.season[slot] if season_on else 0.0)
+
+
+def _sd(params: DetectorParams, state: DetectorState) -> float:
+    """Noise scale: the larger of the core (mean absolute residual) and the tail (bursts that normal traffic
+    has had) estimates, never below the Poisson floor."""
+    core = _MAD_TO_SD * state.scale
+    tail = state.tail / NormalDist().inv_cdf(params.tail_quantile) if params.tail_quantile > 0.5 else 0.0
+    return max(core, tail, params.noise_floor)
+
+
+def _learn(
+    params: DetectorParams, state: DetectorState, slot: int, y: float, resid: float, sd: float,
+    *, season_only: bool = False,
+) -> DetectorState:
+    """Update level, scale and season from one bucket, with its residual clipped.
+
+    ``season_only`` (while an incident is open) still nudges the hour-of-day offset by the clipped residual:
+    level and scale stay frozen, but a pattern that recurs every day at that hour is learned over days instead
+    of opening an incident every day forever.
+    """
+    limit = params.clip_sigmas * sd
+    clipped = max(-limit, min(limit, resid)) if state.seen > 0 else resid
+    y_c = y - resid + clipped
+    n = state.seen
+    per_slot = params.season_halflife_days * 1440.0 / params.bucket_minutes / SEASON_SLOTS
+    if season_only:
+        season = list(state.season)
+        season_n = list(state.season_n)
+        season[slot] += _alpha(per_slot, season_n[slot]) * (y_c - state.level - season[slot])
+        season_n[slot] += 1
+        return replace(state, season=tuple(season), season_n=tuple(season_n))
+    a_level = _alpha(_buckets(params, params.level_halflife_hours * 60.0), n)
+    a_scale = _alpha(_buckets(params, params.scale_halflife_hours * 60.0), n)
+    season = list(state.season)
+    season_n = list(state.season_n)
+    if n == 0:
+        level = y
+        scale = tail = 0.0
+    else:
+        level = state.level + a_level * (y_c - season[slot] - state.level)
+        scale = state.scale + a_scale * (abs(clipped) - state.scale)
+        # Stochastic-approximation quantile: steps up by ~p when exceeded, down by ~(1-p) otherwise.
+        eta = params.tail_rate * max(_MAD_TO_SD * state.scale, params.noise_floor)
+        tail = state.tail + eta * (params.tail_quantile - (1.0 if resid <= state.tail else 0.0))
+        a_season = _alpha(per_slot, season_n[slot])
+        season[slot] += a_season * (y_c - level - season[slot])
+        season_n[slot] += 1
+    return replace(state, seen=n + 1, level=level, scale=scale, tail=tail, season=tuple(season),
+                   season_n=tuple(season_n))
+
+
+def _gap(params: DetectorParams, last: datetime, bucket_start: datetime) -> int:
+    """Whole buckets missing between ``last`` and ``bucket_start``."""
+    width = params.bucket_minutes * 60.0
+    return max(round((bucket_start - last).total_seconds() / width) - 1, 0)
+
+
+def step(
+    params: DetectorParams, state: DetectorState | None, bucket_start: datetime, count: float
+) -> tuple[DetectorState, BucketScore]:
+    """Process one bucket. A bucket at or before ``state.last`` changes nothing (``replayed`` is set)."""
+    state = state or DetectorState()
+    if state.last is not None and bucket_start <= state.last:
+        return state, _replayed(params, state, bucket_start, count)
+    resolved_in_gap = False
+    if state.last is not None:
+        missing = _gap(params, state.last, bucket_start)
+        if missing and missing * params.bucket_minutes <= params.max_fill_hours * 60.0:
+            width = timedelta(minutes=params.bucket_minutes)
+            start = state.last
+            for i in range(1, missing + 1):
+                state, filled = _step_one(params, state, start + i * width, 0.0)
+                resolved_in_gap = resolved_in_gap or filled.resolved
+        elif missing:
+            # Too long to be quiet time: our own collection was down. Keep the baseline, forget persistence.
+            state = replace(state, hits=0)
+    state, score = _step_one(params, state, bucket_start, count)
+    if resolved_in_gap:
+        score = replace(score, resolved=True)
+    return state, score
+
+
+def _replayed(params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float) -> BucketScore:
+    slot = bucket_start.astimezone(UTC).hour
+    expected = _expected(params, state, slot)
+    sd = _sd(params, state)
+    z = (stabilise(count) - expected) / sd
+    return BucketScore(bucket_start, count, z, unstabilise(expected), unstabilise(expected + params.z_open * sd),
+                       False, False, False, state.open, replayed=True)
+
+
+def _step_one(
+    params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float
+) -> tuple[DetectorState, BucketScore]:
+    slot = bucket_start.astimezone(UTC).hour
+    y = stabilise(count)
+    expected = _expected(params, state, slot)
+    sd = _sd(params, state)
+    resid = y - expected if state.seen else 0.0
+    z = resid / sd
+    baseline = unstabilise(expected) if state.seen else count
+    warm = state.seen >= _buckets(params, params.warmup_hours * 60.0)
+    anomalous = (
+        warm and z >= params.z_open and count >= params.min_count and count >= params.min_ratio * baseline
+    )
+    mask = (1 << params.persist_n) - 1
+    hits = ((state.hits << 1) | int(anomalous)) & mask
+    opened = resolved = False
+    is_open, opened_at, quiet, resolved_at = state.open, state.opened_at, state.quiet, state.resolved_at
+    if is_open:
+        # Hysteresis: quiet buckets count towards the resolve, buckets between the thresholds hold the count
+        # (so Poisson noise during recovery does not restart it), and anomalous ones restart it.
+        if z < params.z_close:
+            quiet += 1
+        elif z >= params.z_open:
+            quiet = 0
+        if quiet * params.bucket_minutes >= params.quiet_minutes:
+            is_open, resolved, opened_at, quiet, resolved_at = False, True, None, 0, bucket_start
+            hits = 0
+    else:
+        cooling = resolved_at is not None and (
+            bucket_start - resolved_at < timedelta(minutes=params.cooldown_minutes)
+        )
+        if not cooling and anomalous and bin(hits).count("1") >= params.persist_k:
+            is_open, opened, opened_at, quiet = True, True, bucket_start, 0
+    frozen = is_open and opened_at is not None and (
+        bucket_start - opened_at < timedelta(hours=params.max_freeze_hours)
+    )
+    new = replace(state, last=bucket_start, hits=hits, open=is_open, opened_at=opened_at, quiet=quiet,
+                  resolved_at=resolved_at)
+    if state.seen > 0:
+        hold = frozen or (anomalous and bin(hits).count("1") >= params.persist_k)
+        new = _learn(params, new, slot, y, resid, sd, season_only=hold)
+    else:
+        new = _learn(params, new, slot, y, resid, sd)
+    upper = unstabilise(expected + params.z_open * sd)
+    return new, BucketScore(bucket_start, count, z, baseline, upper, anomalous, opened, resolved, is_open)
+
+
+def detect_series(params: DetectorParams, rows: Iterable[tuple[datetime, float]]) -> list[BucketScore]:
+    """Run :func:`step` over ``(bucket_start, count)`` rows from a fresh state: the batch form of the service."""
+    state: DetectorState | None = None
+    scores = []
+    for bucket_start, count in rows:
+        state, score = step(params, state, bucket_start, count)
+        scores.append(score)
+    return scores
+
+
+def due_buckets(params: DetectorParams, state: DetectorState | None, now: datetime) -> list[datetime]:
+    """Starts of the complete buckets after ``state.last`` up to ``now``, to step with their counts (0 when a
+    bucket has no posts). Without state, only the latest complete bucket; after a gap longer than
+    ``max_fill_hours``, only the buckets within that span of ``now``."""
+    width = timedelta(minutes=params.bucket_minutes)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    latest = epoch + ((now - epoch) // width) * width - width  # the last bucket that has ended
+    if state is None or state.last is None:
+        return [latest]
+    first = state.last + width
+    horizon = latest - timedelta(hours=params.max_fill_hours)
+    if first < horizon:
+        first += ((horizon - first) // width) * width  # skip the unfillable part, staying on the bucket grid
+    out = []
+    cursor = first
+    while cursor <= latest:
+        out.append(cursor)
+        cursor += width
+    return out

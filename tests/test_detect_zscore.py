@@ -1,0 +1,246 @@
+"""The streaming detector: warm-up, floors, persistence, hysteresis, resolve, cool-down, gaps, state, restart."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from miner.detect.params import DetectorParams
+from miner.detect.zscore import (
+    BucketScore,
+    DetectorState,
+    detect_series,
+    due_buckets,
+    stabilise,
+    step,
+    unstabilise,
+)
+from miner.settings import SettingsError, build
+
+T0 = datetime(2025, 3, 3, 0, 0, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+P = DetectorParams()
+
+
+def poisson(mean: float, n: int, seed: int = 1) -> list[float]:
+    return [float(x) for x in np.random.default_rng(seed).poisson(mean, n)]
+
+
+def rows(counts: list[float], start: datetime = T0) -> list[tuple[datetime, float]]:
+    return [(start + i * STEP, c) for i, c in enumerate(counts)]
+
+
+def day_buckets(days: float) -> int:
+    return int(days * 288)
+
+
+def opened(scores: list[BucketScore]) -> list[int]:
+    return [i for i, s in enumerate(scores) if s.opened]
+
+
+def test_outage_after_history_opens_once_and_resolves() -> None:
+    n = day_buckets(2)
+    counts = poisson(20, n) + [200.0] * 12 + poisson(20, 60, seed=2)
+    scores = detect_series(P, rows(counts))
+    assert opened(scores) == [n + P.persist_k - 1]  # the k-th anomalous bucket opens it
+    assert scores[n + 5].open and scores[n + 5].score > P.z_open
+    resolved = [i for i, s in enumerate(scores) if s.resolved]
+    assert resolved == [n + 12 + int(P.quiet_minutes / 5) - 1]
+    assert not scores[-1].open
+
+
+def test_warm_up_suppresses_openings() -> None:
+    counts = [10.0] * 20 + [500.0] * 6 + [10.0] * 20
+    assert opened(detect_series(P, rows(counts))) == []
+    cold = replace(P, warmup_hours=0.5)
+    assert opened(detect_series(cold, rows(counts))) != []
+
+
+def test_zero_variance_history_gives_finite_scores_and_small_jumps_are_not_outages() -> None:
+    counts = [0.0] * day_buckets(1) + [3.0] * 12
+    scores = detect_series(P, rows(counts))
+    assert all(math.isfinite(s.score) for s in scores)
+    assert opened(scores) == []  # 0 -> 3 posts: the noise floor keeps z small and min_count is not met
+    assert not any(s.anomalous for s in scores)
+
+
+def test_floors_block_openings_that_z_alone_would_allow() -> None:
+    counts = [2.0] * day_buckets(1) + [6.0] * 12
+    loose = replace(P, z_open=1.5, z_close=1.0, min_count=0.0, min_ratio=1.0)
+    assert opened(detect_series(loose, rows(counts))) != []
+    strict = replace(loose, min_count=7.0)
+    assert opened(detect_series(strict, rows(counts))) == []
+    relative = replace(loose, min_ratio=4.0)  # 6 posts against the usual 2 is not 4 times the normal
+    assert opened(detect_series(relative, rows(counts))) == []
+
+
+def test_persistence_needs_k_of_n_anomalous_buckets() -> None:
+    base = poisson(20, day_buckets(1))
+    single = [*base, 300.0, *poisson(20, 30, seed=3)]
+    assert opened(detect_series(P, rows(single))) == []
+    one_shot = replace(P, persist_k=1, persist_n=1)
+    assert opened(detect_series(one_shot, rows(single))) == [len(base)]
+    spaced = [*base, 300.0, 20.0, 300.0, *poisson(20, 30, seed=3)]
+    assert opened(detect_series(replace(P, persist_k=2, persist_n=3), rows(spaced))) == [len(base) + 2]
+
+
+def test_hysteresis_keeps_an_incident_open_between_the_thresholds() -> None:
+    state = None
+    for ts, c in rows(poisson(50, day_buckets(1))):
+        state, s = step(P, state, ts, c)
+    t = T0 + day_buckets(1) * STEP
+    for _ in range(4):
+        state, s = step(P, state, t, 400.0)
+        t += STEP
+    assert state is not None and state.open
+    # The baseline is frozen, so the band tells which count sits halfway between z_close and z_open.
+    expected = stabilise(s.baseline)
+    sd = (stabilise(s.upper) - expected) / P.z_open
+    between = unstabilise(expected + (P.z_close + P.z_open) / 2 * sd)
+    for _ in range(int(P.quiet_minutes / 5) * 3):
+        state, s = step(P, state, t, between)
+        t += STEP
+        assert P.z_close <= s.score < P.z_open and not s.anomalous
+    assert state.open
+    for _ in range(int(P.quiet_minutes / 5)):
+        state, s = step(P, state, t, s.baseline)
+        t += STEP
+    assert s.resolved and not state.open
+
+
+def test_cool_down_turns_a_flapping_outage_into_one_incident() -> None:
+    base = poisson(20, day_buckets(1))
+    burst = [300.0] * 6
+    quiet = poisson(20, int(P.quiet_minutes / 5) + 6, seed=4)
+    counts = base + burst + quiet + burst + quiet
+    assert len(opened(detect_series(P, rows(counts)))) == 1
+    no_cool = replace(P, cooldown_minutes=0.0)
+    assert len(opened(detect_series(no_cool, rows(counts)))) == 2
+
+
+def test_baseline_freezes_while_open() -> None:
+    base = poisson(20, day_buckets(1))
+    scores = detect_series(P, rows(base + [300.0] * 60))
+    during = [s for s in scores[len(base):] if s.open]
+    assert len(during) > 40
+    assert max(s.baseline for s in during) < 30  # the outage did not become the new normal
+    assert all(s.score > P.z_open for s in during)
+
+
+def test_short_gap_counts_as_zero_buckets_and_can_resolve_an_incident() -> None:
+    base = poisson(20, day_buckets(1))
+    data = rows(base + [300.0] * 6)
+    state = None
+    for ts, c in data:
+        state, s = step(P, state, ts, c)
+    assert state is not None and state.open
+    # 3 quiet hours are missing: filled with zero buckets, which are quiet, so the incident resolved in the gap.
+    later = data[-1][0] + timedelta(hours=3)
+    state, s = step(P, state, later, 20.0)
+    assert s.resolved and not s.open and state.last == later
+
+
+def test_long_gap_is_skipped_without_learning_zeros() -> None:
+    base = poisson(20, day_buckets(1))
+    state = None
+    for ts, c in rows(base):
+        state, _ = step(P, state, ts, c)
+    assert state is not None
+    before = state.seen
+    later = T0 + len(base) * STEP + timedelta(hours=P.max_fill_hours + 1)
+    state, s = step(P, state, later, 20.0)
+    assert state.seen == before + 1  # only the new bucket was learned from
+    assert abs(s.score) < P.z_open
+
+
+def test_due_buckets_lists_complete_buckets_since_the_last() -> None:
+    now = T0 + timedelta(minutes=17)
+    assert due_buckets(P, None, now) == [T0 + 2 * STEP]
+    state = DetectorState(last=T0)
+    assert due_buckets(P, state, now) == [T0 + STEP, T0 + 2 * STEP]
+    assert due_buckets(P, DetectorState(last=T0 + 2 * STEP), now) == []
+    far = T0 + timedelta(days=2)
+    due = due_buckets(P, state, far)
+    assert len(due) == int(P.max_fill_hours * 12) + 1 and due[-1] == far - STEP
+
+
+def test_state_round_trips_through_json() -> None:
+    state = None
+    for ts, c in rows(poisson(20, 500) + [300.0] * 4):
+        state, _ = step(P, state, ts, c)
+    assert state is not None and state.open
+    text = state.to_json()
+    assert DetectorState.from_json(text) == state
+    assert len(text) < 2000
+    with pytest.raises(ValueError):
+        DetectorState.from_json('{"v": 2}')
+    with pytest.raises(ValueError):
+        DetectorState.from_json("not json")
+
+
+def test_restart_from_stored_state_matches_an_uninterrupted_run_and_replays_change_nothing() -> None:
+    data = rows(poisson(20, day_buckets(1)) + [300.0] * 20 + poisson(20, 40, seed=5))
+    straight = detect_series(P, data)
+    cut = len(data) - 30
+    state = None
+    for ts, c in data[:cut]:
+        state, _ = step(P, state, ts, c)
+    assert state is not None
+    stored = state.to_json()
+    resumed = DetectorState.from_json(stored)
+    # The restart replays a few buckets it had already processed: no-ops.
+    for ts, c in data[cut - 10:cut]:
+        again, s = step(P, resumed, ts, c)
+        assert again == resumed and s.replayed and not s.opened and not s.resolved
+    out = []
+    for ts, c in data[cut:]:
+        resumed, s = step(P, resumed, ts, c)
+        out.append(s)
+    assert out == straight[cut:]
+
+
+def test_seasonal_baseline_follows_a_smooth_daily_cycle() -> None:
+    def day(seed: int) -> list[float]:
+        means = 35 + 25 * np.sin(np.arange(288) / 288 * 2 * np.pi)
+        return [float(x) for x in np.random.default_rng(seed).poisson(means)]
+
+    counts = [c for seed in range(5) for c in day(seed)]
+    scores = detect_series(P, rows(counts))
+    assert opened(scores) == []
+    last_day = scores[-288:]
+    assert last_day[6 * 12].baseline > 45 and last_day[18 * 12].baseline < 20  # 06:00 peak, 18:00 trough
+    # The 06:00 peak's count at 18:00 is an outage.
+    state = None
+    for ts, c in rows(counts):
+        state, _ = step(P, state, ts, c)
+    t = T0 + len(counts) * STEP + timedelta(hours=18)
+    state, _ = step(P, state, t, 60.0)
+    state, s = step(P, state, t + STEP, 60.0)
+    assert s.opened
+
+
+def test_a_new_daily_peak_is_learned_within_days_despite_the_freeze() -> None:
+    def day(seed: int) -> list[float]:
+        hours = np.repeat(np.arange(24), 12)
+        means = np.where((hours >= 12) & (hours < 16), 60.0, 10.0)
+        return [float(x) for x in np.random.default_rng(seed).poisson(means)]
+
+    scores = detect_series(P, rows([c for seed in range(7) for c in day(seed)]))
+    days = sorted({i // 288 for i in opened(scores)})
+    assert days and days[0] == 0 and days[-1] <= 4  # a surprise at first, then the usual afternoon
+
+
+def test_params_validate_through_the_settings_builder() -> None:
+    with pytest.raises(SettingsError) as err:
+        build(DetectorParams, {"z_open": 2.0, "z_close": 3.0}, "detector")
+    assert err.value.key == "detector.z_close"
+    with pytest.raises(SettingsError) as err:
+        build(DetectorParams, {"persist_k": 4, "persist_n": 3}, "detector")
+    assert err.value.key == "detector.persist_k"
+    with pytest.raises(SettingsError):
+        build(DetectorParams, {"bogus": 1}, "detector")
+    assert build(DetectorParams, {}, "detector") == DetectorParams()
