@@ -1,0 +1,103 @@
+"""`miner detect`: run the service's detector over a CSV of bucket counts, for evaluation and tuning."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import statistics
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.detect.params import DetectorParams
+from miner.detect.zscore import detect_series
+from miner.errors import InputError
+
+
+def _parse_time(text: str, where: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"{where}: bad timestamp {text!r} (expected ISO 8601, e.g. 2015-02-26 21:42:53)") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def read_series(path: Path) -> list[tuple[datetime, float]]:
+    """Rows of a ``timestamp,value`` CSV, checked: increasing timestamps, finite non-negative values."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read: {exc}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or [h.strip().lower() for h in header[:2]] != ["timestamp", "value"]:
+        raise InputError(f"{path}:1: header must be 'timestamp,value', got {','.join(header or [])!r}")
+    rows: list[tuple[datetime, float]] = []
+    for row in reader:
+        where = f"{path}:{reader.line_num}"
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2:
+            raise InputError(f"{where}: expected 2 columns, got {len(row)}")
+        ts = _parse_time(row[0], where)
+        try:
+            value = float(row[1])
+        except ValueError:
+            raise InputError(f"{where}: value {row[1]!r} is not a number") from None
+        if not value >= 0 or value == float("inf"):
+            raise InputError(f"{where}: value must be a finite count >= 0, got {row[1]!r}")
+        if rows and ts <= rows[-1][0]:
+            raise InputError(f"{where}: timestamp {row[0]!r} is not after the previous row's")
+        rows.append((ts, value))
+    if len(rows) < 2:
+        raise InputError(f"{path}: need at least 2 rows to infer the bucket size, got {len(rows)}")
+    return rows
+
+
+def infer_bucket_minutes(rows: Sequence[tuple[datetime, float]]) -> int:
+    """The typical spacing of the rows, in whole minutes (gaps do not skew the median)."""
+    spacing = statistics.median((b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(rows))
+    return max(round(spacing / 60.0), 1)
+
+
+def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]]) -> list[tuple[str, float, float, int]]:
+    """``(timestamp, value, score, opened)`` per input row, the bucket size taken from the rows."""
+    params = replace(params, bucket_minutes=infer_bucket_minutes(rows))
+    scores = detect_series(params, rows)
+    return [
+        (ts.strftime("%Y-%m-%d %H:%M:%S"), value, round(s.score, 4), int(s.opened))
+        for (ts, value), s in zip(rows, scores, strict=True)
+    ]
+
+
+@main.command("detect")
+@click.argument("series", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the CSV here instead of standard output.")
+@pass_app
+def detect(app: AppContext, series: Path, output: Path | None) -> None:
+    """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
+
+    Writes timestamp,value,score,opened: score is the z-score, opened is 1 on the row where an incident opens.
+    Uses the [detector] settings of --config when given, else the shipped defaults.
+    """
+    params = app.config.detector if app.config_path is not None else DetectorParams()
+    out_rows = run_detect(params, read_series(series))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["timestamp", "value", "score", "opened"])
+    for ts, value, score, opened in out_rows:
+        writer.writerow([ts, f"{value:g}", f"{score:.4f}", opened])
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+        return
+    try:
+        output.write_text(buffer.getvalue(), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{output}: cannot write: {exc}") from None
