@@ -36,6 +36,7 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP_TAGS:
             self._skip += 1
+            self.parts.append(" ")
         elif tag in _BLOCK_TAGS:
             self.parts.append(" ")
 

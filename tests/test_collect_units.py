@@ -1,0 +1,340 @@
+"""Normalisation, scheduling, Retry-After, status parsing, feeds quirks, and the OAuth/session flows."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
+
+from miner.collectors import CollectSettings, Poller, next_poll_at
+from miner.collectors.http import parse_retry_after
+from miner.collectors.normalise import (
+    APP_SALT,
+    hash_author,
+    hash_key_from_env,
+    html_to_text,
+    join_title_body,
+    parse_time,
+)
+from miner.collectors.status_feed import incident_status
+from miner.config import ServiceConfig, SourceConfig, parse_config
+from miner.errors import SourceError
+from miner.records import SourceState
+from miner.settings import SettingsError, build
+
+NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def poller() -> Iterator[Poller]:
+    env = {"RID": "id", "RSECRET": "secret", "BID": "me.bsky.social", "BPW": "pw"}
+    with Poller(CollectSettings(), [ServiceConfig("Telekom")], hash_key=b"k", environ=env) as p:
+        yield p
+
+
+# Normalisation -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("html", "text"), [
+    ("<p>Login&nbsp;fails &amp; <b>503</b></p><p>again</p>", "Login fails & 503 again"),
+    ("a<br>b<br/>c", "a b c"),
+    ("&lt;p&gt;double &amp;amp; escaped&lt;/p&gt;", "double & escaped"),
+    ("x<script>alert('hi')</script><style>p{}</style>y", "x y"),
+    ("plain\n\ttext   here", "plain text here"),
+    ("<p>café &#x2F; caf&eacute;</p>", "café / café"),
+    ("", ""),
+])
+def test_html_to_text(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_join_title_body() -> None:
+    assert join_title_body("Is X down", "Can't load", 100) == "Is X down. Can't load"
+    assert join_title_body("Is X down?", "Can't load", 100) == "Is X down? Can't load"
+    assert join_title_body("Outage", "Outage in EU since 9", 100) == "Outage in EU since 9"
+    assert join_title_body("", "body", 100) == "body"
+    assert join_title_body("t", "", 100) == "t"
+    long = join_title_body("t", "word " * 100, 50)
+    assert len(long) == 50 and long.endswith("…")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (1_700_000_000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+    ("2026-11-27T14:02:11Z", datetime(2026, 11, 27, 14, 2, 11, tzinfo=UTC)),
+    ("2026-11-27T15:02:11+01:00", datetime(2026, 11, 27, 14, 2, 11, tzinfo=UTC)),
+    ("2026-11-27T14:02:11.204411", datetime(2026, 11, 27, 14, 2, 11, 204411, tzinfo=UTC)),
+    (time.gmtime(0), datetime(1970, 1, 1, tzinfo=UTC)),
+    ("yesterday", None), (None, None), ("", None), (True, None),
+])
+def test_parse_time(value: object, expected: datetime | None) -> None:
+    assert parse_time(value) == expected
+
+
+def test_author_hash_is_keyed_normalised_and_never_the_handle() -> None:
+    h = hash_author("/u/Lunar_Otter", b"k")
+    assert h is not None and len(h) == 16 and "lunar" not in h
+    assert h == hash_author("lunar_otter", b"k") == hash_author("@Lunar_Otter", b"k")
+    assert h != hash_author("lunar_otter", b"other")
+    assert hash_author("", b"k") is None and hash_author(None, b"k") is None
+    assert hash_key_from_env("MINER_HASH_KEY", {"MINER_HASH_KEY": "s3cret"}) == b"s3cret"
+    assert hash_key_from_env("MINER_HASH_KEY", {"MINER_HASH_KEY": ""}) == APP_SALT
+    assert hash_key_from_env("MINER_HASH_KEY", {}) == APP_SALT
+
+
+# Scheduling ----------------------------------------------------------------------------------------------
+
+class FixedRng:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def random(self) -> float:
+        return self.value
+
+
+SRC = SourceConfig("s", "rss", url="https://example.com/feed", interval=60)
+SETTINGS = CollectSettings(backoff_base=60.0, backoff_max=3600.0, backoff_jitter=0.25)
+
+
+def test_next_poll_on_success_is_the_interval() -> None:
+    assert next_poll_at(SRC, NOW, 0, None, SETTINGS, random.Random(1)) == NOW + timedelta(seconds=60)
+    assert next_poll_at(SRC, NOW, 0, 600.0, SETTINGS, random.Random(1)) == NOW + timedelta(seconds=600)
+
+
+def test_backoff_doubles_is_capped_and_jittered() -> None:
+    no_jitter = FixedRng(0.0)
+    delays = [(next_poll_at(SRC, NOW, n, None, SETTINGS, no_jitter) - NOW).total_seconds() for n in range(1, 9)]
+    assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600]
+    most_jitter = FixedRng(1.0)
+    assert (next_poll_at(SRC, NOW, 3, None, SETTINGS, most_jitter) - NOW).total_seconds() == 180
+    rng = random.Random(7)
+    for _ in range(200):
+        seconds = (next_poll_at(SRC, NOW, 4, None, SETTINGS, rng) - NOW).total_seconds()
+        assert 360 <= seconds <= 480
+    assert (next_poll_at(SRC, NOW, 10**6, None, SETTINGS, no_jitter) - NOW).total_seconds() == 3600
+
+
+def test_backoff_never_before_retry_after_or_interval() -> None:
+    slow = SourceConfig("s", "rss", url="https://example.com/feed", interval=900)
+    assert next_poll_at(slow, NOW, 1, None, SETTINGS, FixedRng(0.0)) == NOW + timedelta(seconds=900)
+    assert next_poll_at(SRC, NOW, 1, 7200.0, SETTINGS, FixedRng(0.0)) == NOW + timedelta(seconds=7200)
+    assert next_poll_at(SRC, NOW, 1, None, SETTINGS, FixedRng(0.0), permanent=True) == NOW + timedelta(hours=1)
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after("120", NOW) == 120.0
+    assert parse_retry_after(format_datetime(NOW + timedelta(minutes=5), usegmt=True), NOW) == 300.0
+    assert parse_retry_after(format_datetime(NOW - timedelta(minutes=5), usegmt=True), NOW) == 0.0
+    assert parse_retry_after("soon", NOW) is None and parse_retry_after(None, NOW) is None
+
+
+def test_collect_settings_validation() -> None:
+    assert build(CollectSettings, {"max_body_bytes": 2048}).max_body_bytes == 2048
+    with pytest.raises(SettingsError) as info:
+        build(CollectSettings, {"backoff_jitter": 1.5})
+    assert info.value.key == "backoff_jitter"
+    with pytest.raises(SettingsError):
+        build(CollectSettings, {"max_body_bytes": 10})
+
+
+# Status parsing and feed quirks ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "status"), [
+    ("Jan 1, 09:09 PST Resolved - We have restored service. Jan 1 Investigating - looking", "resolved"),
+    ("Nov 13 Monitoring - A fix is in. Nov 13 Investigating - The dashboard is down.", "monitoring"),
+    ("Update - still down. Identified - a bad deploy", "identified"),
+    ("In progress - Scheduled maintenance is under way.", "scheduled"),
+    ("Postmortem - # Summary ...", "postmortem"),
+    ("Nothing with a label here; we resolved nothing", "unknown"),
+])
+def test_incident_status(text: str, status: str) -> None:
+    assert incident_status(text) == status
+
+
+def test_status_feed_incidents(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/history.atom", "status/saucelabs_us-west-1_history.atom")
+    source = SourceConfig("sauce", "status_feed", url=f"{server.url}/history.atom")
+    first = poller.poll(source).incidents[0]
+    assert first.title == "2020-Nov-14 Service Incident" and first.status == "resolved"
+    assert first.external_id == "tag:status.us-west-1.saucelabs.com,2005:Incident/5566864"
+    assert first.started_at == datetime(2020, 11, 14, 22, 7, 38, tzinfo=UTC)
+    assert first.resolved_at == datetime(2020, 11, 14, 22, 7, 39, tzinfo=UTC)
+    assert first.url == "https://status.us-west-1.saucelabs.com/incidents/08fk1fzrw8p8"
+
+
+def test_statuspage_incident_fields(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
+    source = SourceConfig("gh", "statuspage", url=server.url + "/", services=("Telekom",))
+    active, resolved, postmortem = poller.poll(source).incidents
+    assert (active.status, active.impact, active.components, active.resolved_at) == (
+        "investigating", "major", ("Actions",), None)
+    assert active.url == "https://stspg.io/abc123" and active.service == "Telekom"
+    assert resolved.status == "resolved" and resolved.components == ("Git Operations", "Webhooks")
+    assert resolved.resolved_at == datetime(2025 + 1, 11, 25, 10, 2, 30, tzinfo=UTC)
+    assert postmortem.status == "postmortem" and postmortem.impact == "critical"
+
+
+def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/news.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
+    result = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
+    assert len(result.posts) == 2 and "CharacterEncodingOverride" in result.warnings[0]
+    assert result.posts[0].text.startswith("Störung bei Telekom: Tausende ohne Internet. Seit dem Morgen")
+    assert result.posts[0].services == ("Telekom",)
+
+
+def test_requests_carry_user_agent_gzip_and_last_modified(server: FakeServer) -> None:
+    settings = CollectSettings(user_agent="miner-test/1.0 (ops@example.org)")
+    server.serve_fixture("/f.rss", "rss/forum_latest.rss")
+    with Poller(settings, hash_key=b"k") as poller:
+        source = SourceConfig("f", "rss", url=f"{server.url}/f.rss")
+        first = poller.poll(source)
+        again = poller.poll(source, SourceState(last_modified=first.state.last_modified))
+    sent = server.requests_to("/f.rss")
+    assert sent[0].headers["user-agent"] == "miner-test/1.0 (ops@example.org)"
+    assert "gzip" in sent[0].headers["accept-encoding"] and len(first.posts) == 3
+    assert "if-none-match" not in sent[1].headers and again.not_modified
+
+
+@pytest.mark.parametrize(("kind", "fragment"), [("not_found", "HTTP 404"), ("unauthorized", "HTTP 401")])
+def test_client_errors_are_permanent(server: FakeServer, poller: Poller, kind: str, fragment: str) -> None:
+    server.fault("/gone", kind)
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("g", "hackernews", url=f"{server.url}/gone", query="x"))
+    assert info.value.permanent
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("g", "rss", url=f"{server.url}/gone"))
+    assert str(info.value).startswith(fragment) and info.value.permanent
+
+
+def test_connection_refused_is_a_clear_error(poller: Poller) -> None:
+    with FakeServer() as gone:
+        url = gone.url
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("dead", "rss", url=f"{url}/feed"))
+    assert str(info.value).startswith("cannot connect to 127.0.0.1")
+
+
+def test_poller_from_config_uses_the_hash_key_env() -> None:
+    config = parse_config('[store]\nhash_key_env = "MY_KEY"\n[[services]]\nname = "Slack"\n')
+    with Poller.from_config(config, environ={"MY_KEY": "abc"}) as poller:
+        assert poller.ctx.hash_key == b"abc"
+        assert poller.matcher.match("slack is down") == ("Slack",)
+
+
+# Reddit OAuth and Bluesky sessions -------------------------------------------------------------------------
+
+def test_reddit_token_is_cached_and_renewed_when_refused(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    server.serve_fixture("/search.json", "reddit/search.json", validators=False)
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    poller.poll(source)
+    poller.poll(source)
+    token_requests = server.requests_to("/api/v1/access_token")
+    assert len(token_requests) == 1
+    expected_auth = "Basic " + base64.b64encode(b"id:secret").decode()
+    assert token_requests[0].method == "POST" and token_requests[0].headers["authorization"] == expected_auth
+    assert token_requests[0].body == b"grant_type=client_credentials"
+    search = server.requests_to("/search.json")[0]
+    assert search.headers["authorization"].startswith("bearer ") and search.param("sort") == "new"
+    calls = {"n": 0}
+    listing = server.fixture_reply("reddit/search.json", validators=False)
+
+    def revoked_once(request: Recorded) -> Reply:
+        calls["n"] += 1
+        return Reply(401, b'{"message": "Unauthorized", "error": 401}') if calls["n"] == 1 else listing(request)
+
+    server.serve("/search.json", revoked_once)
+    assert len(poller.poll(source).posts) == 3
+    assert len(server.requests_to("/api/v1/access_token")) == 2
+
+
+def test_reddit_missing_credentials_is_permanent(server: FakeServer, poller: Poller) -> None:
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "NOT_SET", "client_secret": "RSECRET"})
+    with pytest.raises(SourceError) as info:
+        poller.poll(source)
+    assert str(info.value) == "environment variable NOT_SET (env.client_id) is not set" and info.value.permanent
+
+
+def _jwt(exp: datetime) -> str:
+    def enc(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    return f"{enc({'alg': 'ES256K'})}.{enc({'exp': int(exp.timestamp())})}.c2ln"
+
+
+def _session(access_exp: datetime) -> Reply:
+    body = {"accessJwt": _jwt(access_exp), "refreshJwt": _jwt(access_exp + timedelta(days=60)), "did": "did:x"}
+    return Reply(200, json.dumps(body).encode(), content_type="application/json")
+
+
+BSKY = "/xrpc/app.bsky.feed.searchPosts"
+
+
+def test_bluesky_refreshes_an_expired_access_token(server: FakeServer, poller: Poller) -> None:
+    login_at = datetime.now(UTC)
+    server.serve("/xrpc/com.atproto.server.createSession", _session(login_at + timedelta(hours=2)))
+    server.serve("/xrpc/com.atproto.server.refreshSession", _session(login_at + timedelta(hours=5)))
+    server.serve_fixture(BSKY, "bluesky/search_posts.json", validators=False)
+    source = SourceConfig("b", "bluesky", url=server.url, query="down",
+                          env={"identifier": "BID", "password": "BPW"})
+    first = poller.poll(source)
+    assert len(first.posts) == 3 and first.state.cursor == "2026-11-27T14:12:04.120000+00:00"
+    login = server.requests_to("/xrpc/com.atproto.server.createSession")
+    assert len(login) == 1 and json.loads(login[0].body) == {"identifier": "me.bsky.social", "password": "pw"}
+    assert server.requests_to(BSKY)[0].headers["authorization"].startswith("Bearer ")
+    poller.poll(source, first.state)  # the cached session is still fresh: no new login, no refresh
+    assert len(server.requests_to("/xrpc/com.atproto.server.createSession")) == 1
+    assert not server.requests_to("/xrpc/com.atproto.server.refreshSession")
+    assert server.requests_to(BSKY)[-1].param("since") == first.state.cursor
+    poller.ctx.now = lambda: login_at + timedelta(hours=3)  # the access JWT's exp has passed
+    poller.poll(source, first.state)
+    refresh = server.requests_to("/xrpc/com.atproto.server.refreshSession")
+    assert len(refresh) == 1 and refresh[0].headers["authorization"].startswith("Bearer ")
+    assert len(server.requests_to("/xrpc/com.atproto.server.createSession")) == 1
+
+
+def test_bluesky_expired_token_error_triggers_one_refresh(server: FakeServer, poller: Poller) -> None:
+    server.serve("/xrpc/com.atproto.server.createSession", _session(datetime.now(UTC) + timedelta(hours=2)))
+    server.serve("/xrpc/com.atproto.server.refreshSession", _session(datetime.now(UTC) + timedelta(hours=2)))
+    search = server.fixture_reply("bluesky/search_posts.json", validators=False)
+    expired = Reply(400, b'{"error":"ExpiredToken","message":"Token has expired"}', content_type="application/json")
+    calls = {"n": 0}
+
+    def once_expired(request: Recorded) -> Reply:
+        calls["n"] += 1
+        return expired if calls["n"] == 1 else search(request)
+
+    server.serve(BSKY, once_expired)
+    source = SourceConfig("b", "bluesky", url=server.url, query="down",
+                          env={"identifier": "BID", "password": "BPW"})
+    assert len(poller.poll(source).posts) == 3
+    assert len(server.requests_to("/xrpc/com.atproto.server.refreshSession")) == 1
+    server.serve(BSKY, expired)  # still refused after renewing: an error, not a loop
+    with pytest.raises(SourceError) as info:
+        poller.poll(source)
+    assert str(info.value) == "HTTP 400 from 127.0.0.1"
+
+
+def test_bluesky_bad_app_password_is_permanent(server: FakeServer, poller: Poller) -> None:
+    server.serve("/xrpc/com.atproto.server.createSession",
+                 Reply(401, b'{"error":"AuthenticationRequired","message":"Invalid identifier or password"}',
+                       content_type="application/json"))
+    source = SourceConfig("b", "bluesky", url=server.url, query="down",
+                          env={"identifier": "BID", "password": "BPW"})
+    with pytest.raises(SourceError) as info:
+        poller.poll(source)
+    assert str(info.value).startswith("bluesky login refused (AuthenticationRequired)")
+    assert info.value.permanent
