@@ -5,8 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 
 def _cell(value: Any, width: int | None) -> str:
@@ -47,3 +53,8 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
     return table(columns, rows, max_width=None if fmt == "wide" else 60)
+
+
+def progress(length: int, label: str) -> ProgressBar[int]:
+    """A progress bar on stderr, so stdout stays clean for the command's output."""
+    return click.progressbar(length=length, label=label, file=sys.stderr)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.output import table
+from miner.cli.output import progress, table
 
 
 @main.command()
@@ -59,8 +59,10 @@ def reclassify(app: AppContext, since: object) -> None:
     assert isinstance(since, datetime)
     pipeline = Pipeline(app.config, app.store())
     click.echo(f"model {pipeline.classifier.version}", err=True)
-    with click.progressbar(length=0, label="reclassifying", file=click.get_text_stream("stderr")) as bar:
-        n = pipeline.reclassify_since(since.replace(tzinfo=UTC), utcnow(), progress=bar.update)
+    since_utc = since.replace(tzinfo=UTC)
+    total = pipeline.store.count_posts_since(since_utc)
+    with progress(total, "reclassifying") as bar:
+        n = pipeline.reclassify_since(since_utc, utcnow(), progress=lambda k: bar.update(k))
     click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC")
 
 
@@ -75,10 +77,10 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
     started = time.monotonic()
-    with click.progressbar(length=_count_lines(posts_path), label=label,
-                           file=click.get_text_stream("stderr")) as bar:
-        stats = run_replay(read_posts(posts_path), pipeline.bucket, lambda now, batch: pipeline.tick(now, batch),
-                           speed=speed, progress=bar.update)
+    with progress(_count_lines(posts_path), label) as bar:
+        stats = run_replay(read_posts(posts_path), pipeline.bucket, pipeline.tick, speed=speed,
+                           prefetch=lambda posts: pipeline.ingest(posts, posts[-1].created_at),
+                           progress=lambda k: bar.update(k))
     elapsed = time.monotonic() - started
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")

@@ -297,10 +297,14 @@ def _note_incident(conn: sqlite3.Connection, item: PlannedItem, message_id: str,
     """Remember per route what happened to an incident's alerts: for inhibition, repeats and threading."""
     if item.item_kind == "open":
         outcome = "suppressed" if item.suppressed else "queued"
+        # A re-opening (a new open event) replaces the outcome; only email has a Message-ID to thread on.
         conn.execute(
             "INSERT INTO alert_incidents (route, incident_id, open_outcome, message_id, last_notified_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (route, incident_id) DO NOTHING",
-            (item.route, item.incident_id, outcome, None if item.suppressed else message_id, iso(now)),
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (route, incident_id) DO UPDATE SET "
+            "open_outcome = excluded.open_outcome, last_notified_at = excluded.last_notified_at, "
+            "message_id = coalesce(excluded.message_id, alert_incidents.message_id)",
+            (item.route, item.incident_id, outcome,
+             message_id if item.channel == "email" and not item.suppressed else None, iso(now)),
         )
     elif item.item_kind == "repeat":
         conn.execute(

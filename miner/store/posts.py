@@ -81,6 +81,10 @@ class PostsMixin:
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
+    def count_posts_since(self, since: datetime) -> int:
+        row = self.database.one("SELECT count(*) AS n FROM posts WHERE created_at >= ?", (iso(since),))
+        return int(row["n"]) if row else 0
+
     def save_classifications(
         self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
     ) -> tuple[str, str] | None:

@@ -1,0 +1,86 @@
+"""Operating commands: run the service, show status, open the store in Datasette."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.cli.output import table
+
+
+@main.command()
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per event; json for log shippers.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.option("--http/--no-http", "http", default=None,
+              help="Serve /healthz, /metrics and POST /report (default: [server].enabled).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port for the HTTP endpoint.")
+@pass_app
+def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
+    """Run the background service until SIGTERM/SIGINT.
+
+    Polls each source on its interval, classifies new posts, updates buckets and incidents, dispatches the
+    outbox and sends digests on schedule. Refuses to start when another service holds the same store.
+    """
+    from miner.logsetup import setup_logging
+    from miner.service import Service, ServiceOptions
+
+    setup_logging(log_level, log_format)
+    db = app.db_path or Path(app.config.store.path)
+    Service(app.config, db, ServiceOptions(http=http, http_port=port)).run_forever()
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@pass_app
+def status(app: AppContext, fmt: str) -> None:
+    """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last ok,
+    last error, next poll."""
+    from miner.status import service_status, source_status
+    from miner.timeutil import utcnow
+
+    store = app.store()
+    now = utcnow()
+    services = service_status(store, app.config, now, window=timedelta(hours=1))
+    sources = source_status(store, app.config)
+    if fmt == "json":
+        click.echo(json.dumps({"services": services, "sources": sources}, indent=2, default=str))
+        return
+    click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "open incident"),
+                     [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"], s["incident"])
+                      for s in services]))
+    click.echo()
+    click.echo(table(("source", "type", "last ok", "next poll", "fails", "last error"),
+                     [(s["source"], s["type"], s["last_ok"], s["next_poll"], s["failures"], s["last_error"])
+                      for s in sources], max_width=70))
+
+
+@main.command()
+@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--metadata-only", is_flag=True, help="Write datasette-metadata.json next to the store and exit.")
+@pass_app
+def ui(app: AppContext, port: int, metadata_only: bool) -> None:
+    """Explore the store in Datasette (optional extra: pip install 'miner[ui]'), with table descriptions and
+    canned queries (complaints per service per hour, open incidents, lead times, failing sources)."""
+    from miner.datasette_meta import metadata
+
+    db = Path(app.db_path or app.config.store.path)
+    if not db.exists():
+        raise click.ClickException(f"store {db} does not exist")
+    meta_path = db.with_name("datasette-metadata.json")
+    meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
+    if metadata_only:
+        click.echo(f"wrote {meta_path}")
+        return
+    exe = shutil.which("datasette") or str(Path(sys.executable).with_name("datasette"))
+    if not Path(exe).exists():
+        raise click.ClickException("Datasette is not installed: pip install 'miner[ui]'")
+    raise SystemExit(subprocess.call([exe, "serve", str(db), "-m", str(meta_path), "--port", str(port)]))

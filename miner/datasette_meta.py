@@ -1,0 +1,41 @@
+"""Datasette metadata for `miner ui`: table and column descriptions, and canned queries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from miner.store.catalog import TABLES
+
+CANNED = {
+    "complaints_per_service_per_hour": {
+        "title": "Complaints per service per hour",
+        "sql": "SELECT service, substr(bucket_start, 1, 13) || ':00' AS hour, sum(posts) AS posts, "
+               "sum(complaints) AS complaints FROM buckets GROUP BY service, hour ORDER BY hour DESC, service "
+               "LIMIT 500",
+    },
+    "open_incidents": {
+        "title": "Open incidents",
+        "sql": "SELECT id, service, opened_at, peak_complaints, round(peak_score, 1) AS z, baseline, symptoms "
+               "FROM incidents WHERE status = 'open' ORDER BY opened_at DESC",
+    },
+    "lead_times": {
+        "title": "Lead time over the provider's status page",
+        "sql": "SELECT i.id, i.service, i.opened_at, o.started_at AS provider_started, o.title, "
+               "i.lead_time_minutes FROM incidents i JOIN official_incidents o ON o.id = i.official_incident_id "
+               "ORDER BY i.opened_at DESC",
+    },
+    "failing_sources": {
+        "title": "Failing sources",
+        "sql": "SELECT name, type, consecutive_failures, last_error, last_error_at, last_ok_at, next_poll_at "
+               "FROM sources WHERE consecutive_failures > 0 ORDER BY consecutive_failures DESC",
+    },
+}
+
+
+def metadata(database: str) -> dict[str, Any]:
+    tables = {name: {"description": desc, "columns": dict(cols)} for name, (desc, cols) in TABLES.items()}
+    return {
+        "title": "miner: outage signals",
+        "description": "Posts, classifications, volume buckets and incidents collected by miner.",
+        "databases": {database: {"tables": tables, "queries": CANNED}},
+    }

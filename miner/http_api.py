@@ -1,0 +1,136 @@
+"""The service's small HTTP endpoint: GET /healthz, GET /metrics, POST /report.
+
+Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request bodies
+are capped, reports are rate-limited per client address, and every error is a JSON object with a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from miner.errors import InputError, MinerError
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 4096
+
+
+@dataclass
+class Endpoints:
+    """What the server needs from the service; each callable is thread-safe."""
+
+    health: Callable[[], tuple[bool, dict[str, Any]]]
+    metrics: Callable[[], str]
+    report: Callable[[object, str], dict[str, Any]]  # raises InputError (400) or RateLimited (429)
+
+
+class RateLimited(MinerError):
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many reports from this client; retry in {int(retry_after) + 1} s")
+        self.retry_after = retry_after
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "miner"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s " + format, self.client_address[0], *args)
+
+    def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
+              ) -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", f"{ctype}; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(obj, default=str), headers=headers)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz":
+            ok, detail = self.server.endpoints.health()
+            self._json(200 if ok else 503, detail)
+        elif path == "/metrics":
+            self._send(200, self.server.endpoints.metrics(), "text/plain; version=0.0.4")
+        else:
+            self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": ["/healthz", "/metrics",
+                                                                                     "POST /report"]})
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/report":
+            self._json(404, {"error": "POST is accepted on /report only"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._json(411, {"error": "Content-Length required"})
+            return
+        if length > MAX_BODY:
+            self._json(413, {"error": f"report body larger than {MAX_BODY} bytes"})
+            return
+        ctype = self.headers.get("Content-Type", "")
+        if "json" not in ctype:
+            self._json(415, {"error": "send the report as application/json"})
+            return
+        raw = self.rfile.read(length)
+        try:
+            payload = json.loads(raw.decode("utf-8"))
+            result = self.server.endpoints.report(payload, self.client_address[0])
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            self._json(400, {"error": "body is not valid JSON"})
+        except InputError as exc:
+            self._json(400, {"error": str(exc)})
+        except RateLimited as exc:
+            self._json(429, {"error": str(exc)}, {"Retry-After": str(int(exc.retry_after) + 1)})
+        except MinerError as exc:
+            log.error("report intake failed: %s", exc)
+            self._json(503, {"error": "cannot store reports right now"})
+        else:
+            self._json(202, result)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
+        self.endpoints = endpoints
+        super().__init__(address, _Handler)
+
+
+class HttpApi:
+    """Runs the endpoint in a background thread."""
+
+    def __init__(self, host: str, port: int, endpoints: Endpoints) -> None:
+        try:
+            self._server = _Server((host, port), endpoints)
+        except OSError as exc:
+            raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,77 @@
+"""In-process counters and gauges, rendered in the Prometheus text exposition format (version 0.0.4)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+
+Labels = tuple[tuple[str, str], ...]
+
+HELP = {
+    "miner_posts_fetched_total": ("counter", "Posts returned by sources, before deduplication."),
+    "miner_posts_stored_total": ("counter", "New posts stored."),
+    "miner_poll_errors_total": ("counter", "Failed polls, per source."),
+    "miner_polls_total": ("counter", "Polls, per source."),
+    "miner_posts_classified_total": ("counter", "Posts classified."),
+    "miner_classify_seconds_total": ("counter", "Time spent classifying."),
+    "miner_reports_total": ("counter", "User reports accepted (result=accepted) or refused."),
+    "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome."),
+    "miner_notifications_sent_total": ("counter", "Notifications delivered."),
+    "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),
+    "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
+    "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each job's last successful run."),
+    "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + value
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        with self._lock:
+            self._values[name][tuple(sorted(labels.items()))] = value
+
+    def replace(self, name: str, values: Mapping[Labels, float]) -> None:
+        """Set a whole gauge family at once, dropping label sets that no longer exist."""
+        with self._lock:
+            self._values[name] = dict(values)
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> str:
+        lines = []
+        with self._lock:
+            snapshot = {k: dict(v) for k, v in self._values.items()}
+        for name in sorted(set(snapshot) | set(HELP)):
+            kind, text = HELP.get(name, ("untyped", ""))
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in sorted(snapshot.get(name, {}).items()):
+                lines.append(f"{name}{_labels(labels)} {_number(value)}")
+        return "\n".join(lines) + "\n"
+
+
+def _labels(labels: Labels) -> str:
+    if not labels:
+        return ""
+    body = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+    return "{" + body + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(value)

@@ -1,0 +1,267 @@
+"""`miner run`: the background service. APScheduler 3 jobs run the pipeline's stages on their intervals.
+
+Each job kind runs one at a time (``max_instances=1``, ``coalesce``) on its own store connection; the store's
+transactions make every batch all-or-nothing, so SIGKILL at any moment loses no committed post and repeats
+no notification. SIGTERM/SIGINT stop the scheduler and wait for running jobs to finish their batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from miner.config import Config
+from miner.errors import MinerError
+from miner.http_api import Endpoints, HttpApi, RateLimited
+from miner.metrics import Metrics
+from miner.pipeline import Pipeline
+from miner.service_lock import ServiceLock
+from miner.store import Store
+from miner.timeutil import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    every: float  # seconds
+
+
+JOBS = (
+    JobSpec("collect", 15.0),  # checks which sources are due; each source keeps its own interval
+    JobSpec("process", 30.0),  # classify new posts, recount buckets, step detectors, track incidents
+    JobSpec("alerts", 30.0),  # plan notifications, enqueue due digests, dispatch the outbox
+    JobSpec("retention", 6 * 3600.0),
+)
+
+
+@dataclass
+class JobHealth:
+    last_ok: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    runs: int = 0
+
+
+@dataclass
+class ServiceOptions:
+    jobs: tuple[JobSpec, ...] = JOBS
+    clock: Callable[[], datetime] = utcnow
+    http: bool | None = None  # None: as [server].enabled says
+    http_port: int | None = None
+    extra_endpoints: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    def __init__(self, config: Config, db_path: str | Path, options: ServiceOptions | None = None) -> None:
+        self.config = config
+        self.db_path = str(db_path)
+        self.options = options or ServiceOptions()
+        self.metrics = Metrics()
+        self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
+        self.lock = ServiceLock(self.db_path)
+        self._stores: dict[str, Store] = {}
+        self._store_guard = threading.Lock()
+        self._stop = threading.Event()
+        self._scheduler: BackgroundScheduler | None = None
+        self._http: HttpApi | None = None
+        self._poller: Any = None
+        self._classifier: Any = None
+        self._limiter: Any = None
+        self._report_lock = threading.Lock()
+
+    # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
+
+    def start(self) -> None:
+        from miner.classify import load_classifier
+        from miner.collectors.poller import Poller
+        from miner.collectors.reports import RateLimiter
+
+        self.lock.acquire()
+        try:
+            self._store("startup")
+            base = Path(self.config.path).parent if self.config.path else None
+            self._classifier = load_classifier(self.config.classifier, base_dir=base)
+            self._poller = Poller.from_config(self.config)
+            self._limiter = RateLimiter(self.config.server.report_rate_per_hour)
+            use_http = self.config.server.enabled if self.options.http is None else self.options.http
+            if use_http:
+                port = self.config.server.port if self.options.http_port is None else self.options.http_port
+                self._http = HttpApi(self.config.server.host, port,
+                                     Endpoints(self.healthz, self.metrics_text, self.accept_report))
+                self._http.start()
+                log.info("http endpoint on http://%s:%d", *self._http.address)
+            scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
+                "max_instances": 1, "coalesce": True, "misfire_grace_time": 300})
+            now = datetime.now().astimezone()
+            for job in self.options.jobs:
+                scheduler.add_job(self._run_job, "interval", seconds=job.every, args=(job.name,), id=job.name,
+                                  name=job.name, next_run_time=now)
+            scheduler.start()
+            self._scheduler = scheduler
+        except BaseException:
+            self.stop()
+            raise
+        log.info("miner service started: store %s, model %s, %d sources", self.db_path,
+                 self._classifier.version, sum(1 for s in self.config.sources if s.enabled))
+
+    def run_forever(self) -> None:
+        """Start, then block until SIGTERM/SIGINT, then stop gracefully."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: self._stop.set())
+        self.start()
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        finally:
+            log.info("stopping: waiting for running jobs to finish their batch")
+            self.stop()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        with self._store_guard:
+            for store in self._stores.values():
+                store.close()
+            self._stores.clear()
+        self.lock.release()
+
+    # Jobs ----------------------------------------------------------------------------------------------
+
+    def _store(self, job: str) -> Store:
+        with self._store_guard:
+            if job not in self._stores:
+                self._stores[job] = Store.open(self.db_path)
+            return self._stores[job]
+
+    def _pipeline(self, job: str) -> Pipeline:
+        return Pipeline(self.config, self._store(job), self._classifier)
+
+    def _run_job(self, name: str) -> None:
+        health = self.health[name]
+        started = time.monotonic()
+        try:
+            getattr(self, f"job_{name}")(self.options.clock())
+        except Exception as exc:  # one failing job run must not kill the scheduler; it is retried next time
+            health.last_error, health.last_error_at = f"{type(exc).__name__}: {exc}", self.options.clock()
+            self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
+            if isinstance(exc, MinerError):
+                log.error("job %s failed: %s", name, exc)
+            else:
+                log.exception("job %s failed", name)
+        else:
+            health.last_ok = self.options.clock()
+            self.metrics.inc("miner_job_runs_total", job=name, outcome="ok")
+            self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), job=name)
+        finally:
+            health.runs += 1
+            log.debug("job %s took %.2f s", name, time.monotonic() - started)
+
+    def job_collect(self, now: datetime) -> None:
+        reports = self._pipeline("collect").collect(now, self._poller)
+        for r in reports:
+            self.metrics.inc("miner_polls_total", source=r.source)
+            self.metrics.set("miner_source_up", 0.0 if r.error else 1.0, source=r.source)
+            if r.error:
+                self.metrics.inc("miner_poll_errors_total", source=r.source)
+            else:
+                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates, source=r.source)
+                self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+        if reports:
+            log.info("collected from %d sources: %d new posts, %d errors", len(reports),
+                     sum(r.stored for r in reports), sum(1 for r in reports if r.error),
+                     extra={"sources": [{"source": r.source, "stored": r.stored, "error": r.error}
+                                        for r in reports]})
+
+    def job_process(self, now: datetime) -> None:
+        pipeline = self._pipeline("process")
+        started = time.monotonic()
+        classified = pipeline.classify_pending(now)
+        if classified:
+            self.metrics.inc("miner_posts_classified_total", classified)
+            self.metrics.inc("miner_classify_seconds_total", time.monotonic() - started)
+        report = pipeline.detect(now)
+        for service, at in report.opened:
+            log.warning("incident opened: %s at %s", service, iso(at), extra={"service": service})
+        for service, at in report.resolved:
+            log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
+
+    def job_alerts(self, now: datetime) -> None:
+        self._pipeline("alerts").alert(now)
+
+    def job_retention(self, now: datetime) -> None:
+        removed = self._store("retention").prune_posts(now - timedelta(days=self.config.store.retention_days))
+        if removed:
+            log.info("retention: pruned %d posts older than %d days", removed, self.config.store.retention_days)
+
+    # HTTP endpoints --------------------------------------------------------------------------------------
+
+    def healthz(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when every job has succeeded within three of its intervals (or has not had time to)."""
+        now = self.options.clock()
+        stages: dict[str, Any] = {}
+        ok = True
+        for job in self.options.jobs:
+            h = self.health[job.name]
+            limit = timedelta(seconds=3 * job.every + 60)
+            fresh = h.last_ok is not None and now - h.last_ok <= limit
+            starting = h.runs == 0
+            stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
+                                "last_error": h.last_error, "runs": h.runs}
+            ok = ok and (fresh or starting)
+        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "stages": stages}
+
+    def metrics_text(self) -> str:
+        """Counters kept in-process plus gauges read from the store at scrape time."""
+        try:
+            store = self._store("http")
+            depth = store.database.one(
+                "SELECT (SELECT count(*) FROM posts p WHERE NOT EXISTS "
+                "(SELECT 1 FROM classifications c WHERE c.post_id = p.id)) AS posts") or {}
+            self.metrics.set("miner_queue_depth", float(depth.get("posts", 0)), queue="classify")
+            pending = store.pending_notifications() if hasattr(store, "pending_notifications") else None
+            if pending is not None:
+                self.metrics.set("miner_queue_depth", float(pending), queue="outbox")
+            open_rows = store.incidents(status="open")
+            counts: dict[tuple[tuple[str, str], ...], float] = {}
+            for row in open_rows:
+                key = (("service", row["service"]),)
+                counts[key] = counts.get(key, 0.0) + 1
+            self.metrics.replace("miner_open_incidents", counts)
+        except MinerError as exc:
+            log.error("metrics: cannot read the store: %s", exc)
+        return self.metrics.render()
+
+    def accept_report(self, payload: object, client: str) -> dict[str, Any]:
+        from miner.collectors.normalise import hash_key_from_env
+        from miner.collectors.reports import report_post, validate_report
+
+        report = validate_report(payload, self.config.services)
+        with self._report_lock:
+            now_s = time.monotonic()
+            if not self._limiter.allow(client, now_s):
+                self.metrics.inc("miner_reports_total", result="rate_limited")
+                raise RateLimited(self._limiter.retry_after(client, now_s))
+            now = self.options.clock()
+            post = report_post(report, client, now, hash_key_from_env(self.config.store.hash_key_env))
+            self._pipeline("http").ingest([post], now)
+        self.metrics.inc("miner_reports_total", result="accepted")
+        return {"accepted": True, "service": report.service, "symptom": report.symptom}

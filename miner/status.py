@@ -1,0 +1,49 @@
+"""What `miner status` shows: each service's last hour against its baseline, and each source's health."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from miner.config import Config
+from miner.store import Store
+from miner.timeutil import floor_time
+
+
+def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
+    bucket = timedelta(minutes=config.detector.bucket_minutes)
+    end = floor_time(now, bucket) + bucket
+    out = []
+    for svc in config.services:
+        rows = store.series(svc.name, now - window, end)
+        scored = [r for r in rows if r["score"] is not None]
+        latest = scored[-1] if scored else None
+        incident = store.open_incident_for(svc.name)
+        out.append({
+            "service": svc.name,
+            "posts": sum(r["posts"] for r in rows),
+            "complaints": sum(r["complaints"] for r in rows),
+            "baseline": round(latest["baseline"], 2) if latest and latest["baseline"] is not None else None,
+            "z": round(latest["score"], 1) if latest else None,
+            "incident": f"#{incident['id']} since {incident['opened_at'][:16]}" if incident else "",
+        })
+    return out
+
+
+def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
+    rows = {r["name"]: r for r in store.source_rows()}
+    out = []
+    for src in config.sources:
+        row = rows.get(src.name, {})
+        out.append({
+            "source": src.name,
+            "type": src.type,
+            "last_ok": (row.get("last_ok_at") or "never")[:19],
+            "next_poll": "disabled" if not src.enabled else (row.get("next_poll_at") or "now")[:19],
+            "failures": row.get("consecutive_failures", 0),
+            "last_error": row.get("last_error") or "",
+            "posts_stored": row.get("posts_stored", 0),
+        })
+    return out
+
+
