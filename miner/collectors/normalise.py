@@ -24,6 +24,9 @@ _BLOCK_TAGS = frozenset({
 })
 _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
+# C0/C1 controls and invisible direction/format marks that only confuse matching and display. Whitespace
+# controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
 
 
@@ -69,8 +72,7 @@ def html_to_text(value: str | None) -> str:
 
 def fold(text: str) -> str:
     """Collapse whitespace (including NBSP and newlines) and drop control characters."""
-    cleaned = "".join(ch for ch in text if ch in "\t\n\r" or ch.isprintable() or ch == "\u00a0")
-    return _SPACE.sub(" ", cleaned).strip()
+    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
 
 
 def join_title_body(title: str, body: str, limit: int) -> str:
