@@ -1,0 +1,76 @@
+"""One small PNG per incident: complaints per bucket against the detector's baseline band.
+
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend state), so it is safe in
+the service's worker threads and on machines without a display.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from miner.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from miner.alerts.content import IncidentView
+
+_RED = "#c62828"
+_GREEN = "#2e7d32"
+_BLUE = "#1f4e79"
+_BAND = "#90a4ae"
+
+
+def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
+    """PNG bytes (about 640x200 px) of the incident's complaint series, opening and official start marked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.figure import Figure
+
+    rows = [r for r in view.series if parse_iso(r["bucket_start"]) <= as_of]
+    times = [parse_iso(r["bucket_start"]) for r in rows]
+    counts = [float(r["complaints"] or 0) for r in rows]
+    fig = Figure(figsize=(6.4, 2.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax: Any = fig.add_axes(  # Any: matplotlib's stubs reject datetimes it handles at runtime
+        (0.07, 0.16, 0.91, 0.76))
+    if times:
+        banded = [(t, float(r["baseline"]), float(r["upper"] if r["upper"] is not None else r["baseline"]))
+                  for t, r in zip(times, rows, strict=True) if r["baseline"] is not None]
+        if banded:
+            bt, base, upper = zip(*banded, strict=True)
+            ax.fill_between(bt, [0.0] * len(bt), upper, color=_BAND, alpha=0.25, linewidth=0,
+                            label="expected range")
+            ax.plot(bt, base, color=_BAND, linewidth=1.0, linestyle="--", label="baseline")
+        width = (times[1] - times[0]) if len(times) > 1 else timedelta(minutes=5)
+        colors = [_RED if t >= view.opened_at and (view.resolved_at is None or t <= view.resolved_at) else _BLUE
+                  for t in times]
+        ax.bar(times, counts, width=width * 0.9, align="edge", color=colors, linewidth=0, label="complaints")
+        ax.axvline(view.opened_at, color=_RED, linewidth=1.2)
+        ax.annotate("opened", (view.opened_at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                    textcoords="offset points", fontsize=7, color=_RED)
+        if view.resolved_at is not None:
+            ax.axvline(view.resolved_at, color=_GREEN, linewidth=1.2)
+        if view.official is not None:
+            started = parse_iso(view.official.started_at)
+            if times[0] <= started <= as_of:
+                ax.axvline(started, color="#6a1b9a", linewidth=1.0, linestyle=":")
+                ax.annotate("status page", (started, 0.82), xycoords=("data", "axes fraction"), xytext=(3, -10),
+                            textcoords="offset points", fontsize=7, color="#6a1b9a")
+        ax.set_xlim(times[0], times[-1] + width)
+        ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=3)
+    else:
+        ax.text(0.5, 0.5, "no bucket data yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    locator = AutoDateLocator(minticks=4, maxticks=8)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
+    ax.tick_params(labelsize=7, length=2)
+    ax.set_ylabel("complaints", fontsize=7)
+    ax.set_ylim(bottom=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.grid(axis="y", color="#e0e0e0", linewidth=0.5)
+    ax.set_axisbelow(True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()

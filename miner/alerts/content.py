@@ -1,0 +1,182 @@
+"""What a notification says about an incident, gathered from the store as of a given time.
+
+Every field the detector or a collector wrote is read defensively (missing, null, odd JSON) and every piece of
+post text is cleaned here, so the templates and webhook payloads only ever see safe, bounded values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from miner.alerts.settings import AlertSettings
+from miner.alerts.text import clean_text, duration_text, safe_url
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+
+@dataclass(frozen=True)
+class SamplePost:
+    text: str
+    url: str | None
+    source: str
+    created_at: str
+    symptom: str
+
+
+@dataclass(frozen=True)
+class Official:
+    title: str
+    status: str
+    started_at: str
+    url: str | None
+    impact: str
+
+
+@dataclass(frozen=True)
+class IncidentView:
+    id: int
+    service: str
+    status: str  # open | resolved
+    opened_at: datetime
+    resolved_at: datetime | None
+    duration: str
+    peak_complaints: int
+    baseline: float
+    peak_score: float
+    total_complaints: int
+    symptoms: list[tuple[str, int, int]]  # (symptom, posts, percent)
+    samples: list[SamplePost]
+    official: Official | None
+    lead_minutes: float | None  # > 0: we saw it this many minutes before the provider said so
+    group: str  # the incident group's name and likely cause, when grouped
+    series: list[dict[str, Any]] = field(default_factory=list)
+    cid: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.peak_complaints / self.baseline if self.baseline > 0 else None
+
+    @property
+    def symptom_line(self) -> str:
+        return ", ".join(f"{name} {n} ({pct}%)" for name, n, pct in self.symptoms[:6])
+
+    @property
+    def lead_text(self) -> str:
+        if self.lead_minutes is None:
+            return ""
+        minutes = abs(self.lead_minutes)
+        if self.lead_minutes >= 0:
+            return f"{duration_text(minutes * 60)} before the provider's status page"
+        return f"{duration_text(minutes * 60)} after the provider's status page"
+
+
+@dataclass(frozen=True)
+class FailingSource:
+    name: str
+    type: str
+    error: str
+    failures: int
+    last_ok_at: str
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _json(value: Any, default: Any) -> Any:
+    if not isinstance(value, str):
+        return default
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return default
+    return parsed if isinstance(parsed, type(default)) else default
+
+
+def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime) -> IncidentView | None:
+    """The incident as notifications show it, with state as of ``as_of`` (a resolve after it is ignored)."""
+    row = store.incident(incident_id)
+    if row is None:
+        return None
+    opened = parse_iso(row["opened_at"])
+    resolved = parse_iso(row["resolved_at"]) if row.get("resolved_at") else None
+    if resolved is not None and resolved > as_of:
+        resolved = None
+    end = resolved or as_of
+    service = str(row["service"])
+    symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, opened, end + timedelta(seconds=1))
+    counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
+    total = sum(counts.values()) or 1
+    breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])
+    samples = [
+        SamplePost(clean_text(p.get("text"), 280), safe_url(p.get("url")), clean_text(p.get("source"), 60),
+                   str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40))
+        for p in store.sample_posts(service, opened - timedelta(minutes=30), end + timedelta(seconds=1),
+                                    settings.max_samples)
+    ]
+    official, lead = _official(store, row, opened, end)
+    chart_start = opened - timedelta(hours=settings.chart_hours)
+    return IncidentView(
+        id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
+        opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
+        peak_complaints=int(_num(row.get("peak_complaints"))), baseline=_num(row.get("baseline")),
+        peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
+        symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
+        group=_group(store, incident_id), series=store.series(service, chart_start, end + timedelta(hours=1)),
+        cid=f"chart-{incident_id}",
+    )
+
+
+def _official(store: Store, row: dict[str, Any], opened: datetime,
+              end: datetime) -> tuple[Official | None, float | None]:
+    wanted = row.get("official_incident_id")
+    candidates = store.official_incidents(str(row["service"]), opened - timedelta(days=1))
+    match = next((o for o in candidates if o["id"] == wanted), None) if wanted else None
+    if match is None:
+        # Unlinked: take the provider's incident that started closest to ours, within two hours either side.
+        near = [o for o in candidates if abs((parse_iso(o["started_at"]) - opened).total_seconds()) <= 7200
+                and parse_iso(o["started_at"]) <= end]
+        match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
+    if match is None:
+        return None, None
+    official = Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
+                        str(match.get("started_at", "")), safe_url(match.get("url")),
+                        clean_text(match.get("impact") or "", 20))
+    lead = row.get("lead_time_minutes")
+    if lead is None:
+        lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
+    return official, _num(lead)
+
+
+def _group(store: Store, incident_id: int) -> str:
+    for ev in reversed(store.incident_events(incident_id)):
+        if ev["kind"] == "group":
+            details = _json(ev.get("details"), {})
+            name = clean_text(details.get("group"), 80)
+            cause = clean_text(details.get("cause"), 120)
+            return f"{name}: {cause}" if name and cause else name or cause
+    return ""
+
+
+def failing_sources(store: Store) -> list[FailingSource]:
+    return [
+        FailingSource(clean_text(r["name"], 80), clean_text(r["type"], 30), clean_text(r.get("last_error"), 200),
+                      int(_num(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"))
+        for r in store.failing_sources()
+    ]
+
+
+def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
+                     as_of: datetime) -> list[IncidentView]:
+    """Open incidents and those resolved since ``since``, opened by ``as_of``; open ones first."""
+    rows = [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
+    views = [v for r in rows if (v := incident_view(store, settings, r["id"], as_of)) is not None]
+    return sorted(views, key=lambda v: (v.status != "open", -v.peak_score, v.opened_at))

@@ -1,0 +1,134 @@
+"""Senders: SMTP (STARTTLS, SSL or plain, login from env vars) and webhook POSTs (generic JSON or Slack).
+
+A sender either returns (delivered) or raises :class:`DeliveryError`, whose ``permanent`` flag tells the
+dispatcher to stop (a 5xx SMTP reply, a 4xx webhook answer, a missing secret) or to retry later (refused
+connection, timeout, 4xx SMTP reply, 5xx or 429 webhook answer).
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any, Protocol
+
+import httpx
+
+from miner.alerts.settings import SmtpSettings, WebhookSettings
+
+
+class DeliveryError(Exception):
+    """One attempt failed; ``permanent`` when retrying cannot help. ``retry_after`` in seconds when asked."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class EmailSender(Protocol):
+    def __call__(self, message: EmailMessage, recipients: list[str]) -> str: ...
+
+
+class WebhookSender(Protocol):
+    def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str: ...
+
+
+@dataclass(frozen=True)
+class Senders:
+    """What the dispatcher sends through; the demo injects senders that write files instead."""
+
+    email: EmailSender
+    webhook: WebhookSender
+
+
+def _env(name: str, what: str, environ: Mapping[str, str]) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise DeliveryError(f"{what}: environment variable {name} is not set", permanent=True)
+    return value
+
+
+class SmtpSender:
+    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.environ = os.environ if environ is None else environ
+
+    def __call__(self, message: EmailMessage, recipients: list[str]) -> str:
+        s = self.settings
+        user = _env(s.username_env, "SMTP login", self.environ) if s.username_env else ""
+        password = _env(s.password_env, "SMTP password", self.environ) if s.password_env else ""
+        sender = parseaddr(str(message["From"]))[1]
+        try:
+            client: smtplib.SMTP
+            if s.security == "ssl":
+                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+            else:
+                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            with client:
+                if s.security == "starttls":
+                    client.starttls(context=ssl.create_default_context())
+                if user:
+                    client.login(user, password)
+                refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items())
+            raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes)) from None
+        except smtplib.SMTPResponseException as exc:
+            raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}",
+                                permanent=exc.smtp_code >= 500) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}") from None
+        if refused:
+            return "sent; refused " + ", ".join(f"{r}: {c}" for r, (c, _) in refused.items())
+        return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+
+
+def _decode(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class HttpWebhookSender:
+    """POSTs JSON to the URL in the webhook's env var. Redirects are not followed (the URL holds a secret)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None, user_agent: str = "miner-alerts/1") -> None:
+        self.environ = os.environ if environ is None else environ
+        self.user_agent = user_agent
+
+    def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
+        url = _env(webhook.url_env, f"webhook {webhook.name}", self.environ)
+        if not url.startswith(("http://", "https://")):
+            raise DeliveryError(f"webhook {webhook.name}: {webhook.url_env} is not an http(s) URL", permanent=True)
+        try:
+            resp = httpx.post(url, json=body, timeout=webhook.timeout, follow_redirects=False,
+                              headers={"User-Agent": self.user_agent})
+        except httpx.TimeoutException:
+            raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s") from None
+        except httpx.HTTPError as exc:
+            # Never echo the URL: it is the secret.
+            raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}") from None
+        if resp.is_success:
+            return f"HTTP {resp.status_code}"
+        snippet = resp.text[:200].replace("\n", " ")
+        message = f"webhook {webhook.name}: HTTP {resp.status_code} {snippet}".strip()
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise DeliveryError(message, retry_after=_retry_after(resp.headers.get("Retry-After")))
+        raise DeliveryError(message, permanent=True)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(float(value), 0.0) if value else None
+    except ValueError:
+        return None
+
+
+def default_senders(smtp: SmtpSettings) -> Senders:
+    return Senders(email=SmtpSender(smtp), webhook=HttpWebhookSender())

@@ -1,0 +1,128 @@
+"""Send what the outbox holds: reclaim stale claims, claim due rows one by one, send, record the outcome.
+
+A row is claimed with a conditional UPDATE before anything leaves the process, so two dispatchers (threads or
+processes on one store) never send the same row; a worker that dies mid-send leaves a 'sending' claim that
+returns to pending after ``lease_seconds`` and is sent again with the same Message-ID. Failures retry with
+exponential backoff and jitter until ``give_up_after``; permanent errors fail at once with their reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from miner.alerts.content import incident_view
+from miner.alerts.delivery import DeliveryError, Senders, default_senders
+from miner.alerts.render import alert_subject, render_outbox_row
+from miner.alerts.settings import AlertSettings
+from miner.alerts.webhooks import json_payload, slack_payload
+from miner.errors import MinerError
+from miner.store.outbox import Finish
+from miner.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatchStats:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    reclaimed: int = 0  # stale claims returned to pending (a worker crashed or hung)
+    lost_races: int = 0  # rows another worker claimed first
+    lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
+
+
+def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
+             senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
+    """Send every due outbox row (up to ``limit``) as ``worker_id``; see the module docstring for guarantees."""
+    stats = DispatchStats()
+    if not settings.enabled:
+        return stats
+    senders = senders or default_senders(settings.smtp)
+    rng = rng or random.Random()
+    stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
+    if stats.reclaimed:
+        log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
+    for row in store.due_notifications(now, limit):
+        if not store.claim_notification(row["id"], worker_id, now):
+            stats.lost_races += 1
+            continue
+        stats.claimed += 1
+        finish = _attempt(store, settings, row, now, senders, rng)
+        if not store.finish_notification(row["id"], worker_id, now, finish):
+            stats.lapsed += 1
+            log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
+        if finish.outcome == "sent":
+            stats.sent += 1
+        elif finish.outcome == "retry":
+            stats.retried += 1
+        else:
+            stats.failed += 1
+    return stats
+
+
+def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders,
+             rng: random.Random) -> Finish:
+    try:
+        detail = send_row(store, settings, row, now, senders)
+    except DeliveryError as exc:
+        if exc.permanent:
+            log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
+            return Finish("failed", str(exc))
+        return _retry(settings, row, now, str(exc), exc.retry_after, rng)
+    except MinerError as exc:
+        log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
+        return Finish("failed", str(exc))
+    except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
+        log.exception("outbox %d: unexpected error", row["id"])
+        return _retry(settings, row, now, f"{type(exc).__name__}: {exc}", None, rng)
+    log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], detail)
+    return Finish("sent", detail)
+
+
+def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
+           rng: random.Random) -> Finish:
+    attempts = int(row["attempts"]) + 1
+    if (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
+        return Finish("failed", f"gave up after {attempts} attempt(s): {error}")
+    delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
+    delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
+    if retry_after is not None:
+        delay = min(max(delay, retry_after), settings.give_up_after)
+    log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
+    return Finish("retry", error, now + timedelta(seconds=delay))
+
+
+def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders) -> str:
+    """Render and send one claimed row; returns the sender's note, raises DeliveryError or MinerError."""
+    route = settings.route(row["route"])
+    if route is None:
+        raise MinerError(f"route {row['route']!r} is no longer configured")
+    channel = str(row["channel"])
+    if channel == "email":
+        rendered = render_outbox_row(store, settings, row, now)
+        return senders.email(rendered.message, list(route.email))
+    name = channel.removeprefix("webhook:")
+    webhook = settings.webhook(name)
+    if webhook is None:
+        raise MinerError(f"webhook {name!r} is no longer configured")
+    items = store.notification_items(row["id"])
+    views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
+    if not views:
+        raise MinerError("its incidents are gone from the store")
+    reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}
+    if webhook.format == "slack":
+        body = slack_payload(row["kind"], views, subject=alert_subject(settings, row["kind"], views),
+                             reminders=reminders)
+    else:
+        body = json_payload(row["kind"], views, route=route.name, message_id=row["message_id"], now=now,
+                            reminders=reminders)
+    return senders.webhook(webhook, body)

@@ -1,0 +1,87 @@
+"""Alerts as files: the rendered digest for a folder, and senders that write .eml/.json instead of sending.
+
+The demo and `miner digest --dry-run` use these to show exactly what the service would have sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from miner.alerts.delivery import Senders
+from miner.alerts.render import Rendered, render_digest
+from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
+from miner.errors import MinerError
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+
+def _stem(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:80] or "message"
+
+
+def save_rendered(rendered: Rendered, out_dir: Path, stem: str) -> list[Path]:
+    """``stem``.eml (the exact message), ``stem``.html (charts rewritten to the PNG files beside it), PNGs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.eml", out_dir / f"{stem}.html", out_dir / f"{stem}.txt"]
+    paths[0].write_bytes(bytes(rendered.message))
+    html = rendered.html
+    for cid, png in rendered.images.items():
+        png_path = out_dir / f"{stem}-{cid}.png"
+        png_path.write_bytes(png)
+        html = html.replace(f'src="cid:{cid}"', f'src="{png_path.name}"')
+        paths.append(png_path)
+    paths[1].write_text(html, encoding="utf-8")
+    paths[2].write_text(rendered.text, encoding="utf-8")
+    return paths
+
+
+def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out_dir: Path | str,
+                       route: str | None = None, *, since: datetime | None = None) -> list[Path]:
+    """Render the digest of ``route`` (default: every route with email) as of ``now`` into ``out_dir``."""
+    routes: list[RouteSettings]
+    if route is not None:
+        found = settings.route(route)
+        if found is None:
+            raise MinerError(f"no alert route named {route!r} in [alerts]")
+        routes = [found]
+    else:
+        routes = [r for r in settings.routes if r.email]
+    if not routes:
+        # No routes configured (e.g. a bare demo config): show the digest an all-services route would get.
+        routes = [RouteSettings(name="digest", email=("you@example.org",))]
+    paths: list[Path] = []
+    for r in routes:
+        rendered = render_digest(store, settings, now, r, since=since)
+        paths += save_rendered(rendered, Path(out_dir), f"digest-{_stem(r.name)}")
+    return paths
+
+
+class FileSenders:
+    """Senders that write each message to ``out_dir`` (numbered in send order) instead of sending it."""
+
+    def __init__(self, out_dir: Path | str) -> None:
+        self.out_dir = Path(out_dir)
+        self.count = 0
+
+    def email(self, message: EmailMessage, recipients: list[str]) -> str:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        path = self.out_dir / f"{self.count:04d}-{_stem(str(message['Subject']))}.eml"
+        path.write_bytes(bytes(message))
+        return f"written to {path}"
+
+    def webhook(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        path = self.out_dir / f"{self.count:04d}-webhook-{_stem(webhook.name)}.json"
+        path.write_text(json.dumps(body, indent=2, ensure_ascii=False), encoding="utf-8")
+        return f"written to {path}"
+
+    def senders(self) -> Senders:
+        return Senders(email=self.email, webhook=self.webhook)

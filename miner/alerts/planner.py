@@ -1,0 +1,177 @@
+"""Turn incident transitions into outbox rows: routes, silences, maintenance, inhibition, repeats, digests.
+
+The planner reads the transitions log after a cursor it keeps in the store, decides, and writes its items and
+the new cursor in one transaction that fails over if another planner moved the cursor first, so running it
+twice (or in two processes) plans each notification once. Nothing here sends anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
+
+from miner.alerts.schedule import next_fire
+from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.errors import StoreError
+from miner.store.outbox import PlannedItem
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def make_message_id(settings: AlertSettings) -> str:
+    """A Message-ID fixed when a notification is planned, so a resend carries the same one."""
+    domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
+    return f"<miner.{uuid.uuid4().hex}@{domain}>"
+
+
+def channels(route: RouteSettings) -> list[str]:
+    return (["email"] if route.email else []) + [f"webhook:{name}" for name in route.webhooks]
+
+
+@dataclass(frozen=True)
+class _Context:
+    settings: AlertSettings
+    now: datetime
+    silences: list[dict[str, Any]]
+
+    def muted(self, service: str) -> str | None:
+        """Why alerts for ``service`` are muted right now, or None."""
+        for s in self.silences:
+            if s["service"].lower() == service.lower():
+                note = f" ({s['comment']})" if s["comment"] else ""
+                return f"silenced by silence #{s['id']} until {s['ends_at']}{note}"
+        window = self.settings.in_maintenance(service, self.now)
+        if window is not None:
+            note = f": {window.comment}" if window.comment else ""
+            return f"maintenance window for {window.service}{note}"
+        return None
+
+
+def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> int:
+    """Plan alert and resolve notices for transitions logged since the last call. Returns items written."""
+    if not settings.enabled:
+        return 0
+    for _ in range(5):
+        cursor = store.alert_cursor()
+        events = store.incident_events_after(cursor)
+        open_incidents = store.incidents(status="open")
+        ids = sorted({e["incident_id"] for e in events} | {i["id"] for i in open_incidents})
+        states = store.alert_incident_states(ids)
+        ctx = _Context(settings, now, store.silences(active_at=now))
+        items = _plan_events(ctx, events, states)
+        items += _plan_repeats(ctx, open_incidents, states)
+        new_cursor = events[-1]["id"] if events else cursor
+        added = store.apply_alert_plan(cursor, new_cursor, items, now)
+        if added is not None:
+            if added:
+                log.info("planned %d alert item(s) from %d transition(s)", added, len(events))
+            return added
+    raise StoreError("alert planner: the event cursor kept moving under us (another planner is running)")
+
+
+def _plan_events(ctx: _Context, events: list[dict[str, Any]],
+                 states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+    items: list[PlannedItem] = []
+    # Openings planned in this same run count for inhibiting their resolve notices.
+    outcome = {key: st["open_outcome"] for key, st in states.items()}
+    for ev in events:
+        service, iid = ev["service"], ev["incident_id"]
+        at = parse_iso(ev["at"])
+        for route in ctx.settings.routes:
+            if not route.matches(service):
+                continue
+            due = ctx.now + ctx.settings.group_wait_for(route)
+            if ev["kind"] == "open" and route.immediate:
+                reason = ctx.muted(service)
+                if reason is None and (ctx.now - at).total_seconds() > ctx.settings.stale_after:
+                    reason = f"stale: opened at {iso(at)}, more than {ctx.settings.stale_after:.0f}s before planning"
+                outcome[(route.name, iid)] = "suppressed" if reason else "queued"
+                items += [PlannedItem(f"open:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
+                                      iid, make_message_id(ctx.settings), due, reason) for ch in channels(route)]
+            elif ev["kind"] == "resolve" and route.notify_resolved:
+                prior = outcome.get((route.name, iid))
+                if prior is None:
+                    continue  # this route never alerted on the opening, so there is nothing to close
+                reason = "inhibited: the opening alert was suppressed" if prior == "suppressed" else ctx.muted(service)
+                items += [PlannedItem(f"resolve:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "resolved",
+                                      "resolve", iid, make_message_id(ctx.settings), due, reason)
+                          for ch in channels(route)]
+    return items
+
+
+def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]],
+                  states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+    items: list[PlannedItem] = []
+    for inc in open_incidents:
+        for route in ctx.settings.routes:
+            repeat = ctx.settings.repeat_for(route)
+            state = states.get((route.name, inc["id"]))
+            if not route.matches(inc["service"]) or state is None or state["open_outcome"] != "queued":
+                continue
+            if repeat <= timedelta(0) or parse_iso(state["last_notified_at"]) + repeat > ctx.now:
+                continue
+            n = state["repeats"] + 1
+            reason = ctx.muted(inc["service"])
+            due = ctx.now + ctx.settings.group_wait_for(route)
+            items += [PlannedItem(f"repeat:{inc['id']}:{n}:{route.name}:{ch}", route.name, ch, "alert", "repeat",
+                                  inc["id"], make_message_id(ctx.settings), due, reason) for ch in channels(route)]
+    return items
+
+
+def _anchor_key(route: RouteSettings) -> str:
+    return f"digest_anchor:{route.name}"
+
+
+def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime) -> int:
+    """Enqueue each route's digest whose scheduled time has come; missed runs coalesce into one."""
+    if not settings.enabled:
+        return 0
+    queued = 0
+    for route in settings.routes:
+        if not route.digest:
+            continue
+        anchor_text = store.alert_state(_anchor_key(route))
+        if anchor_text is None:
+            # First sight of this schedule: start counting from now rather than mailing the past.
+            store.set_alert_state(_anchor_key(route), iso(now))
+            continue
+        anchor = parse_iso(anchor_text)
+        fire = next_fire(route.digest, route.timezone, anchor)
+        if fire is None or fire > now:
+            continue
+        for _ in range(100_000):
+            later = next_fire(route.digest, route.timezone, fire)
+            if later is None or later > now:
+                break
+            fire = later
+        if not route.digest_when_quiet and not _has_news(store, route, anchor):
+            store.set_alert_state(_anchor_key(route), iso(fire))
+            continue
+        payload = {"as_of": iso(fire), "since": iso(anchor)}
+        if store.enqueue_digest(f"digest:{route.name}:{iso(fire)}", route.name, make_message_id(settings), payload,
+                                now, _anchor_key(route), iso(fire)):
+            queued += 1
+    return queued
+
+
+def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettings, now: datetime) -> bool:
+    """Enqueue a digest of ``route`` as of ``now`` outside its schedule (`miner digest`)."""
+    anchor_text = store.alert_state(_anchor_key(route))
+    since = parse_iso(anchor_text) if anchor_text else now - timedelta(days=1)
+    return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}", route.name, make_message_id(settings),
+                                {"as_of": iso(now), "since": iso(since)}, now, _anchor_key(route),
+                                anchor_text or iso(now))
+
+
+def _has_news(store: Store, route: RouteSettings, since: datetime) -> bool:
+    if any(route.matches(i["service"]) for i in store.incidents(since=since)):
+        return True
+    return bool(store.failing_sources())

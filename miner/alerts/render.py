@@ -1,0 +1,187 @@
+"""Alert and digest emails: Jinja2 templates (autoescaped HTML, plain text), inline charts, proper headers.
+
+The message is multipart/alternative: text/plain, then multipart/related holding the HTML and its PNG charts
+referenced as ``cid:`` images, which mail clients show inline without fetching anything remote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, cast
+
+import jinja2
+
+from miner.alerts.charts import incident_chart
+from miner.alerts.content import IncidentView, digest_incidents, failing_sources, incident_view
+from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.alerts.text import clean_text, safe_url
+from miner.errors import MinerError
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered email: both bodies, the charts by content id, and the finished message."""
+
+    subject: str
+    text: str
+    html: str
+    images: dict[str, bytes]
+    message: EmailMessage
+    incidents: list[IncidentView] = field(default_factory=list)
+
+
+RenderedDigest = Rendered
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("miner.alerts", "templates"),
+        # Everything but the .txt templates is HTML: post text must never reach a browser unescaped.
+        autoescape=lambda name: not (name or "").endswith(".txt"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _fmt_time(value: datetime | str | None) -> str:
+    if value is None or value == "":
+        return ""
+    dt = parse_iso(value) if isinstance(value, str) else value
+    return dt.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _context(settings: AlertSettings, **extra: Any) -> dict[str, Any]:
+    return {"dashboard_url": safe_url(settings.dashboard_url) or "", "fmt_time": _fmt_time, **extra}
+
+
+def _render(name: str, ctx: dict[str, Any]) -> str:
+    return environment().get_template(name).render(ctx)
+
+
+def build_email(settings: AlertSettings, route: RouteSettings, subject: str, text: str, html: str,
+                images: dict[str, bytes], *, message_id: str, date: datetime, digest: bool,
+                in_reply_to: str | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = clean_text(subject, 200)
+    msg["From"] = settings.from_addr
+    msg["To"] = ", ".join(route.email)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = message_id
+    # RFC 3834: machine-generated, so vacation responders and ticket systems do not answer it.
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["X-Miner-Route"] = route.name
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    if digest and route.list_unsubscribe:
+        msg["List-Unsubscribe"] = f"<{route.list_unsubscribe}>"
+        if route.list_unsubscribe.startswith("https://"):
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    html_part = cast(EmailMessage, msg.get_payload()[1])  # type: ignore[index]
+    for cid, png in images.items():
+        html_part.add_related(png, "image", "png", cid=f"<{cid}>", filename=f"{cid}.png")
+    return msg
+
+
+def _charts(views: list[IncidentView], as_of: datetime) -> dict[str, bytes]:
+    return {v.cid: incident_chart(v, as_of) for v in views}
+
+
+def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView]) -> str:
+    names = ", ".join(v.service for v in views[:4]) + (f" +{len(views) - 4}" if len(views) > 4 else "")
+    if kind == "resolved":
+        if len(views) == 1:
+            return f"{settings.subject_prefix} RESOLVED: {names} after {views[0].duration}"
+        return f"{settings.subject_prefix} RESOLVED: {names}"
+    label = "OPEN" if any(v.status == "open" for v in views) else "RESOLVED SINCE"
+    if len(views) == 1:
+        v = views[0]
+        ratio = f"{v.ratio:.1f}x normal, " if v.ratio else ""
+        return f"{settings.subject_prefix} {label}: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
+    return f"{settings.subject_prefix} {label}: {len(views)} services ({names})"
+
+
+def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, kind: str,
+                 items: list[dict[str, Any]], *, message_id: str, now: datetime) -> Rendered:
+    """The immediate alert (kind 'alert': openings and repeats) or resolve notice for a batch of incidents."""
+    views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
+    if not views:
+        raise MinerError(f"notification {message_id}: its incidents are gone from the store")
+    repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
+    subject = alert_subject(settings, kind, views)
+    images = {} if kind == "resolved" else _charts(views, now)
+    ctx = _context(settings, kind=kind, views=views, repeats=repeats, subject=subject, route=route.name,
+                   now=now, images=images)
+    text, html = _render("alert.txt", ctx), _render("alert.html", ctx)
+    reply_to = store.open_message_id(route.name, views[0].id) if kind == "resolved" and len(views) == 1 else None
+    msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
+                      in_reply_to=reply_to)
+    return Rendered(subject, text, html, images, msg, views)
+
+
+def render_digest(store: Store, settings: AlertSettings, now: datetime, route: RouteSettings | str, *,
+                  since: datetime | None = None, message_id: str | None = None) -> RenderedDigest:
+    """The digest of ``route`` as of ``now``: open incidents, those resolved since ``since``, failing sources."""
+    if isinstance(route, str):
+        found = settings.route(route)
+        if found is None:
+            raise MinerError(f"no alert route named {route!r} in [alerts] (routes: "
+                             f"{', '.join(r.name for r in settings.routes) or 'none'})")
+        route = found
+    if message_id is None:
+        from miner.alerts.planner import make_message_id
+
+        message_id = make_message_id(settings)
+    since = since or now - timedelta(days=1)
+    views = digest_incidents(store, settings, route.matches, since, now)
+    failing = failing_sources(store)
+    open_n = sum(v.status == "open" for v in views)
+    resolved_n = len(views) - open_n
+    headline = f"{open_n} open, {resolved_n} resolved" if views else "all quiet"
+    subject = f"{settings.subject_prefix} Digest {_fmt_time(now)}: {headline}"
+    if failing:
+        subject += f", {len(failing)} source(s) failing"
+    images = _charts(views, now)
+    ctx = _context(settings, views=views, failing=failing, since=since, now=now, route=route.name, subject=subject,
+                   open_n=open_n, resolved_n=resolved_n, images=images, services=route.services)
+    text, html = _render("digest.txt", ctx), _render("digest.html", ctx)
+    msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=True)
+    return Rendered(subject, text, html, images, msg, views)
+
+
+def render_outbox_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> Rendered:
+    """Render the email an outbox row stands for; content is read at send time, the Message-ID is the planned one."""
+    route = settings.route(row["route"])
+    if route is None:
+        raise MinerError(f"route {row['route']!r} is no longer in [alerts].routes")
+    if row["kind"] == "digest":
+        payload = _payload(row)
+        as_of = parse_iso(payload.get("as_of", iso(now)))
+        since = parse_iso(payload["since"]) if payload.get("since") else None
+        return render_digest(store, settings, as_of, route, since=since, message_id=row["message_id"])
+    return render_alert(store, settings, route, row["kind"], store.notification_items(row["id"]),
+                        message_id=row["message_id"], now=now)
+
+
+def _payload(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    try:
+        value = json.loads(row.get("payload") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,56 @@
+"""Making untrusted text (post bodies, URLs, source errors) safe to put in mail, HTML and chat messages.
+
+Escaping for HTML is Jinja's autoescape; this module removes what escaping cannot: control and bidi-override
+characters (which can hide or reorder text), unbounded length, and links that are not plain http(s).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import urlsplit
+
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(value: object, limit: int = 280) -> str:
+    """One line of printable text of at most ``limit`` characters (an ellipsis marks a cut)."""
+    text = "" if value is None else str(value)
+    # Cc: control characters (\x00-\x1f, DEL, C1); Cf: format characters, including bidi overrides (U+202E).
+    kept = "".join(" " if ch in "\t\n\r\x0b\x0c" else ch for ch in text
+                   if ch in "\t\n\r\x0b\x0c" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    kept = _SPACE.sub(" ", kept).strip()
+    if len(kept) > limit:
+        kept = kept[: max(limit - 1, 0)].rstrip() + "…"
+    return kept
+
+
+def safe_url(value: object, limit: int = 500) -> str | None:
+    """``value`` when it is a plain http(s) URL without spaces or control characters, else None."""
+    if not isinstance(value, str) or len(value) > limit:
+        return None
+    url = value.strip()
+    if not url or any(unicodedata.category(ch) in ("Cc", "Cf", "Zs") for ch in url) or '"' in url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn treats &, < and > as control characters (links, @channel); escape them."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def duration_text(seconds: float) -> str:
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d {hours % 24} h"

@@ -1,0 +1,75 @@
+"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks).
+
+Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from miner.alerts.content import IncidentView
+from miner.alerts.text import slack_escape
+from miner.timeutil import iso
+
+PAYLOAD_VERSION = 1
+
+
+def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "service": v.service,
+        "status": v.status,
+        "reminder": reminder,
+        "opened_at": iso(v.opened_at),
+        "resolved_at": iso(v.resolved_at) if v.resolved_at else None,
+        "peak_complaints": v.peak_complaints,
+        "baseline": round(v.baseline, 3),
+        "z_score": round(v.peak_score, 2),
+        "total_complaints": v.total_complaints,
+        "symptoms": {name: n for name, n, _ in v.symptoms},
+        "group": v.group or None,
+        "official": None if v.official is None else {
+            "title": v.official.title, "status": v.official.status, "url": v.official.url,
+            "started_at": v.official.started_at, "impact": v.official.impact or None,
+        },
+        "lead_time_minutes": None if v.lead_minutes is None else round(v.lead_minutes, 1),
+        "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
+                    for p in v.samples],
+    }
+
+
+def json_payload(kind: str, views: list[IncidentView], *, route: str, message_id: str, now: datetime,
+                 reminders: set[int]) -> dict[str, Any]:
+    return {
+        "version": PAYLOAD_VERSION,
+        "kind": kind,
+        "id": message_id,
+        "route": route,
+        "sent_at": iso(now),
+        "incidents": [_incident(v, v.id in reminders) for v in views],
+    }
+
+
+def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
+    for v in views:
+        emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
+        note = " (reminder)" if v.id in reminders else ""
+        ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
+        lines = [f"{emoji} *{slack_escape(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
+                 f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
+                 f"{v.total_complaints} complaints"]
+        if v.symptoms:
+            lines.append("symptoms: " + slack_escape(v.symptom_line))
+        if v.official is not None:
+            official = slack_escape(v.official.title)
+            if v.official.url:
+                official = f"<{slack_escape(v.official.url)}|{official}>"
+            lines.append(f"provider: {official} ({slack_escape(v.official.status)})"
+                         + (f"; our lead {slack_escape(v.lead_text)}" if v.lead_text else ""))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
+        if v.samples and kind != "resolved":
+            quotes = "\n".join(f"> {slack_escape(p.text)}" for p in v.samples[:3])
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": quotes[:2900]}]})
+    return {"text": slack_escape(subject), "blocks": blocks[:50]}

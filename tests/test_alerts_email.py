@@ -1,0 +1,172 @@
+"""Alerts end to end over a real SMTP server: content, escaping, headers, outages, crashes, two dispatchers."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_support import T0, open_incident, resolve, settings
+
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.store import Store
+
+
+def mail_settings(server: SmtpServer, **overrides: object) -> AlertSettings:
+    route = RouteSettings(name="oncall", email=("oncall@example.org", "sre@example.org"))
+    smtp = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5)
+    return settings(routes=(route,), webhooks=(), smtp=smtp, **overrides)
+
+
+def test_open_alert_arrives_as_multipart_with_inline_chart_and_escaped_posts(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server)
+    open_incident(store, "WhatsApp", T0)
+    assert plan_notifications(store, cfg, T0) == 1
+    assert dispatch(store, cfg, T0 + timedelta(seconds=5), worker_id="w").claimed == 0  # group_wait holds it
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=31), worker_id="w")
+    assert (stats.sent, stats.failed) == (1, 0)
+
+    [msg] = smtp_server.inbox.messages
+    assert smtp_server.inbox.envelopes[0] == ("miner@example.org", ["oncall@example.org", "sre@example.org"])
+    row = store.outbox_rows(["sent"])[0]
+    assert msg["Message-ID"] == row["message_id"]
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Date"] and "WhatsApp" in msg["Subject"] and "OPEN" in msg["Subject"]
+    assert msg["List-Unsubscribe"] is None  # alerts are not a list; digests carry it when configured
+    assert msg.get_content_type() == "multipart/alternative"
+    text_part, related = msg.get_payload()  # type: ignore[misc]
+    assert text_part.get_content_type() == "text/plain"
+    assert related.get_content_type() == "multipart/related"
+    html_part, image = related.get_payload()
+    assert html_part.get_content_type() == "text/html"
+    assert image.get_content_type() == "image/png"
+    assert image.get_payload(decode=True).startswith(b"\x89PNG\r\n\x1a\n")
+    cid = image["Content-ID"].strip("<>")
+    html = html_part.get_content()
+    text = text_part.get_content()
+    assert f'src="cid:{cid}"' in html
+    # The hostile post: escaped in HTML, present as inert text, stripped of control and bidi characters.
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert(1)</script> WhatsApp down" in text
+    for part in (html, text):
+        assert "\x1b" not in part and "\x07" not in part and "\u202e" not in part
+    assert "z 8.4" in text and "Sample posts" in text and "messaging" in text
+
+
+def test_resolve_notice_threads_on_the_open_alert(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    resolve(store, iid, T0 + timedelta(hours=1))
+    plan_notifications(store, cfg, T0 + timedelta(hours=1))
+    dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w")
+    opened, resolved = smtp_server.inbox.messages
+    assert "RESOLVED" in resolved["Subject"] and "1 h 00 min" in resolved["Subject"]
+    assert resolved["In-Reply-To"] == opened["Message-ID"]
+
+
+def test_permanent_smtp_rejection_fails_with_the_reason(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    assert stats.failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert "550" in row["reason"] and "mailbox unavailable" in row["reason"]
+    assert [d["outcome"] for d in store.deliveries(row["id"])] == ["failed"]
+    assert store.retry_notification(row["id"], T0)  # after fixing the cause, `miner outbox retry` requeues it
+    smtp_server.inbox.reject_rcpt = None
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+
+def _incidents(store: Store, cfg: AlertSettings, n: int) -> None:
+    """``n`` incidents, each planned in its own batch (no group wait), all due at T0."""
+    for i in range(n):
+        open_incident(store, f"svc{i}", T0, posts=False, series=False)
+        plan_notifications(store, cfg, T0)
+
+
+def test_smtp_outage_delays_but_delivers_each_message_exactly_once(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    _incidents(store, cfg, 3)
+    smtp_server.stop()
+    now = T0
+    for _ in range(3):  # refused connections: every attempt is a retry, none is lost
+        stats = dispatch(store, cfg, now, worker_id="w")
+        assert stats.sent == 0 and stats.failed == 0
+        now += timedelta(seconds=cfg.retry_max)
+    rows = store.outbox_rows(["pending"])
+    assert len(rows) == 3 and all(r["attempts"] == 3 and "unreachable" in r["last_error"] for r in rows)
+    smtp_server.start()
+    for _ in range(3):
+        dispatch(store, cfg, now, worker_id="w")
+        now += timedelta(seconds=cfg.retry_max)
+    ids = smtp_server.inbox.message_ids()
+    assert len(ids) == 3 and len(set(ids)) == 3
+    assert len(store.outbox_rows(["sent"])) == 3
+
+
+def test_crash_after_claim_is_sent_once_after_the_lease(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    _incidents(store, cfg, 1)
+    [row] = store.due_notifications(T0, 10)
+    assert store.claim_notification(row["id"], "crashed-worker", T0)  # ... and the worker dies here
+    assert dispatch(store, cfg, T0 + timedelta(seconds=30), worker_id="w2").claimed == 0
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=cfg.lease_seconds + 1), worker_id="w2")
+    assert (stats.reclaimed, stats.sent) == (1, 1)
+    assert smtp_server.inbox.message_ids() == [row["message_id"]]  # the Message-ID fixed at planning
+    # The crashed worker waking up cannot record anything over the new owner's result.
+    assert store.notification(row["id"])["status"] == "sent"  # type: ignore[index]
+
+
+def test_two_dispatchers_on_one_store_never_send_twice(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    path = tmp_path / "miner.sqlite"
+    setup = Store.open(path)
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    _incidents(setup, cfg, 12)
+    setup.close()
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        store = Store.open(path)
+        try:
+            start.wait()
+            for _ in range(3):
+                dispatch(store, cfg, T0, worker_id=name)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = smtp_server.inbox.message_ids()
+    assert len(ids) == 12 and len(set(ids)) == 12
+    check = Store.open(path)
+    assert all(len(check.deliveries(r["id"])) == 1 for r in check.outbox_rows(["sent"]))
+    check.close()
+
+
+def test_smtp_login_reads_credentials_from_the_environment(
+        store: Store, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    cfg = replace(cfg, smtp=replace(cfg.smtp, username_env="MINER_T_USER", password_env="MINER_T_PASS"))
+    monkeypatch.delenv("MINER_T_USER", raising=False)
+    _incidents(store, cfg, 1)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert "MINER_T_USER is not set" in row["reason"]
