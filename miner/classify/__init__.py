@@ -1,0 +1,28 @@
+"""The outage classifier: is a post an outage report, how sure, and what is broken.
+
+Public API (stable; the pipeline uses only this)::
+
+    from miner.classify import ClassifierSettings, Classifier, load_classifier
+
+    clf = load_classifier(settings, base_dir=config_dir)   # raises miner.errors.ModelError naming the bad file
+    clf.version                                             # e.g. "minilm-outage-2026.11.28-3f2a9c1d"
+    clf.predict(["whatsapp is down again"])                 # -> list[miner.records.Prediction], input order
+
+``load_classifier(settings, base_dir=None)`` reads ``settings.model_dir`` (a relative path is taken against
+``base_dir``; ``None`` means the repository's ``models/`` folder, ``Path(miner.__file__).parent.parent /
+"models"``). That folder holds ``model.json`` (version, threshold, symptom labels, max_length, training data
+hash, file names), the int8 ONNX model and ``tokenizer.json``. ``predict`` batches internally
+(``settings.batch_size`` posts per ONNX run, length-sorted); any text is accepted: empty, emoji-only or very
+long posts are scored (long ones truncated to ``max_length`` tokens). ``Prediction.outage`` is
+``score >= threshold`` (``settings.threshold`` overrides the model's validated one); ``Prediction.symptom``
+is one of :data:`miner.records.SYMPTOMS` when ``outage`` else ``None``.
+
+Serving uses ONNX Runtime and `tokenizers` only: importing this package never imports torch. Training
+(:mod:`miner.classify.train`, :mod:`miner.classify.crossval`, :mod:`miner.classify.export`) imports torch and
+transformers and is loaded only by ``miner train``.
+"""
+
+from miner.classify.model import Classifier, load_classifier
+from miner.classify.settings import ClassifierSettings
+
+__all__ = ["Classifier", "ClassifierSettings", "load_classifier"]

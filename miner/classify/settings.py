@@ -10,9 +10,12 @@ class ClassifierSettings:
     model_dir: str | None = None  # default: the model shipped in the project's models/ folder
     batch_size: int = 32
     threshold: float | None = None  # default: the threshold chosen on validation data, from the model
+    threads: int = 2  # ONNX Runtime intra-op threads; the service shares a small box with the collectors
 
     def validate(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError("threshold: must be between 0 and 1")
+        if self.threads < 1:
+            raise ValueError("threads: must be at least 1")

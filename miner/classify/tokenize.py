@@ -1,0 +1,59 @@
+"""Text -> padded token-id arrays with the `tokenizers` library, shared by training and serving.
+
+Training and serving go through this one function so that the ONNX model sees exactly the inputs it was
+trained on (same lower-casing, truncation and padding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from tokenizers import Tokenizer
+
+from miner.errors import ModelError
+
+# Longer than ~98% of the labelled posts; the first sentences of a long post carry the report.
+DEFAULT_MAX_LENGTH = 128
+MAX_CHARS = 4000  # tokenising a 10k-character post costs time and the tail is truncated anyway
+
+
+def load_tokenizer(path: Path, max_length: int) -> Tokenizer:
+    try:
+        tok = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises its own plain Exception for unreadable JSON
+        raise ModelError(f"{path}: cannot load tokenizer ({exc})") from exc
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_length)
+    return tok
+
+
+def clean(text: str) -> str:
+    """Fold whitespace and cap length; an empty post becomes one space so every row has [CLS] [SEP]."""
+    text = " ".join(text[:MAX_CHARS].split())
+    return text or " "
+
+
+def token_ids(tok: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    return [list(e.ids) for e in tok.encode_batch([clean(t) for t in texts])]
+
+
+def pad(seqs: Sequence[Sequence[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return (input_ids, attention_mask), padded to the longest sequence of this batch."""
+    width = max(len(s) for s in seqs)
+    ids = np.zeros((len(seqs), width), dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def encode(tok: Tokenizer, texts: Sequence[str]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    return pad(token_ids(tok, texts))
+
+
+def token_lengths(tok: Tokenizer, texts: Sequence[str]) -> list[int]:
+    return [len(s) for s in token_ids(tok, texts)]
