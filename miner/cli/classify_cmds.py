@@ -1,0 +1,217 @@
+"""`miner classify` (score a JSONL of posts) and `miner train` (reproduce the shipped model)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from miner.classify.settings import ClassifierSettings
+from miner.cli.app import AppContext, main, pass_app
+from miner.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CHUNK_BATCHES = 8  # lines read per predict call = batch_size * this: bounded memory on huge inputs
+
+
+def _settings(
+    app: AppContext, model_dir: Path | None, batch_size: int | None
+) -> tuple[ClassifierSettings, Path | None]:
+    from dataclasses import replace
+
+    from miner.config import default_config_path
+
+    settings, base = ClassifierSettings(), None
+    # No feeds.toml at all is fine for a one-off classify: the shipped model needs no config.
+    if app.config_path is not None or default_config_path().is_file():
+        settings = app.config.classifier
+        base = Path(app.config.path).parent if app.config.path else None
+    if model_dir is not None:
+        settings, base = replace(settings, model_dir=str(model_dir)), Path.cwd()
+    if batch_size is not None:
+        settings = replace(settings, batch_size=batch_size)
+    return settings, base
+
+
+def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
+    """(id, text, error) for one input line; error names the line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, None, f"line {n}: invalid JSON ({exc.msg})"
+    if not isinstance(row, dict):
+        return None, None, f"line {n}: expected a JSON object"
+    post_id, text = row.get("id"), row.get("text")
+    if post_id is None or isinstance(post_id, (dict, list, bool)):
+        return None, None, f"line {n}: missing or invalid 'id'"
+    if not isinstance(text, str):
+        return post_id, None, f"line {n}: missing 'text' or not a string"
+    return post_id, text, None
+
+
+def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
+    for n, line in enumerate(fh, 1):
+        chunk.append((n, line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@main.command("classify")
+@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option(
+    "-o",
+    "--output",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    show_default=True,
+    help="Where to write results ('-' = stdout).",
+)
+@click.option(
+    "--model-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Model folder (default: [classifier].model_dir, else the shipped models/).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), help="Posts per model run (default from config: 32).")
+@pass_app
+def classify_cmd(
+    app: AppContext, input_file: IO[str], output: IO[str], model_dir: Path | None, batch_size: int | None
+) -> None:
+    """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
+
+    Each input line is a JSON object with at least "id" and "text". Each output line, in input order, is
+    {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is not valid JSON or lacks id/text
+    gets an output line with an "error" field (and null verdict), a message on stderr, and the run goes on;
+    the exit status is 1 if any line was invalid, 0 otherwise.
+    """
+    from miner.classify import load_classifier
+
+    settings, base = _settings(app, model_dir, batch_size)
+    clf = load_classifier(settings, base)
+    bad = 0
+    show = output is not sys.stdout and output.name != "<stdout>"
+    size = _size(input_file)
+    with click.progressbar(length=size or 0, label="classifying", file=sys.stderr, hidden=not show or not size) as bar:
+        for chunk in _chunks(input_file, settings.batch_size * CHUNK_BATCHES):
+            parsed = [(n, *_parse(line, n)) for n, line in chunk]
+            texts = [t for _, _, t, err in parsed if err is None and t is not None]
+            preds = iter(clf.predict(texts))
+            for _n, post_id, _text, err in parsed:
+                if err is not None:
+                    bad += 1
+                    click.echo(f"error: {err}", err=True)
+                    row: dict[str, Any] = {"id": post_id, "outage": None, "score": None, "symptom": None, "error": err}
+                else:
+                    p = next(preds)
+                    row = {"id": post_id, "outage": int(p.outage), "score": round(p.score, 5), "symptom": p.symptom}
+                output.write(json.dumps(row, ensure_ascii=False) + "\n")
+            output.flush()
+            bar.update(sum(len(line.encode("utf-8", "replace")) for _, line in chunk))
+    if bad:
+        raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+
+
+def _size(fh: IO[str]) -> int | None:
+    try:
+        return os.fstat(fh.fileno()).st_size or None
+    except (OSError, ValueError, AttributeError):  # stdin pipes and in-memory streams have no size
+        return None
+
+
+@main.command("train")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=lambda: str(Path(os.environ.get("MINER_SHARED_DATA", "/work/shared/data")) / "labels" / "train.jsonl"),
+    show_default="$MINER_SHARED_DATA/labels/train.jsonl",
+    help="Hand-labelled posts (JSONL).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="models",
+    show_default=True,
+    help="Folder to write the model, metadata and metrics to.",
+)
+@click.option("--seed", type=int, default=13, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--lr", type=float, default=6e-5, show_default=True, help="Encoder learning rate.")
+@click.option(
+    "--folds",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds for threshold and metrics (0 = skip, threshold 0.5).",
+)
+@click.option(
+    "--extra",
+    "extra_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder of extra label files (*.jsonl: id, label, symptom, source) joined to shared texts.",
+)
+@click.option(
+    "--weak",
+    "weak_per_rule",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Add up to N rule-labelled posts per weak rule from the shared data (0 = none).",
+)
+@click.option(
+    "--reuse-oof",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Take out-of-fold scores from an earlier run's oof.jsonl (same data and options) instead of CV.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Save the final model's torch weights here, or reuse them if the file exists (same data/options).",
+)
+@click.option("--max-steps", type=click.IntRange(min=1), hidden=True, help="Stop early (smoke tests).")
+def train_cmd(
+    data: Path,
+    out: Path,
+    seed: int,
+    epochs: int,
+    lr: float,
+    folds: int,
+    extra_dir: Path | None,
+    weak_per_rule: int,
+    reuse_oof: Path | None,
+    checkpoint: Path | None,
+    max_steps: int | None,
+) -> None:
+    """Fine-tune all-MiniLM-L6-v2 on labelled posts and write the serving model to --out."""
+    from miner.classify.build import build
+    from miner.classify.data import DEFAULT_SHARED
+    from miner.classify.train import TrainConfig
+
+    # Our own progress lines only: onnxruntime's quantizer logs every tensor at INFO on the root logger.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("miner").setLevel(logging.INFO)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    shared = Path(os.environ.get("MINER_SHARED_DATA", str(DEFAULT_SHARED)))
+    with click.progressbar(length=1, label="training", file=sys.stderr) as bar:
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.length = total
+            bar.label = what
+            bar.update(done - bar.pos)
+
+        result = build(
+            data, out, cfg, folds, extra_dir, shared, progress, max_steps, weak_per_rule, reuse_oof, checkpoint
+        )
+    cv = result.metrics.get("cv", {}).get("overall")
+    click.echo(f"wrote {out} ({result.version}, {result.onnx_file}, threshold {result.threshold:.2f})")
+    if cv:
+        click.echo(f"cross-validated: precision {cv['precision']:.3f} recall {cv['recall']:.3f} f1 {cv['f1']:.3f}")
