@@ -1,0 +1,200 @@
+"""Planning rules with `now` passed in: idempotence, group_wait, repeats, silences, maintenance, inhibition, digests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_alerts_support import T0, failing_source, open_incident, resolve, settings
+
+from miner.alerts import enqueue_due_digests, plan_notifications
+from miner.alerts.settings import AlertSettings, MaintenanceWindow, RouteSettings
+from miner.config import parse_config
+from miner.errors import ConfigError
+from miner.store import Store
+
+EMAIL_ONLY = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *")
+
+
+def cfg(**overrides: object) -> AlertSettings:
+    return settings(routes=(EMAIL_ONLY,), webhooks=(), **overrides)
+
+
+def rows(store: Store, *statuses: str) -> list[dict[str, object]]:
+    return store.outbox_rows(list(statuses or ("pending", "sending", "sent", "failed", "suppressed")))
+
+
+def test_planning_twice_or_from_two_stores_plans_once(tmp_path: Path) -> None:
+    a, b = Store.open(tmp_path / "m.sqlite"), Store.open(tmp_path / "m.sqlite")
+    open_incident(a, "WhatsApp", T0, posts=False, series=False)
+    settings_ = settings()  # email + one webhook: two channels
+    assert plan_notifications(a, settings_, T0) == 2
+    assert plan_notifications(b, settings_, T0) == 0
+    assert plan_notifications(a, settings_, T0 + timedelta(seconds=1)) == 0
+    assert sorted(r["channel"] for r in rows(a)) == ["email", "webhook:hook"]
+    a.close()
+    b.close()
+
+
+def test_group_wait_batches_openings_into_one_message(store: Store) -> None:
+    c = cfg(group_wait=60.0)
+    first = open_incident(store, "Airtel", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    second = open_incident(store, "MTN", T0 + timedelta(seconds=20), posts=False, series=False)
+    plan_notifications(store, c, T0 + timedelta(seconds=20))
+    [batch] = rows(store)
+    assert batch["next_attempt_at"] == (T0 + timedelta(seconds=60)).isoformat()
+    assert [i["incident_id"] for i in store.notification_items(batch["id"])] == [first, second]
+    assert store.due_notifications(T0 + timedelta(seconds=59), 10) == []
+    # Once the batch is due, a new opening starts a new message instead of joining one about to go out.
+    open_incident(store, "Africell", T0 + timedelta(seconds=61), posts=False, series=False)
+    plan_notifications(store, c, T0 + timedelta(seconds=61))
+    assert len(rows(store)) == 2
+
+
+def test_repeat_interval_renotifies_a_still_open_incident(store: Store) -> None:
+    c = cfg(group_wait=0.0, repeat_interval=3600.0)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    assert plan_notifications(store, c, T0 + timedelta(minutes=59)) == 0
+    assert plan_notifications(store, c, T0 + timedelta(minutes=60)) == 1
+    assert plan_notifications(store, c, T0 + timedelta(minutes=90)) == 0
+    assert plan_notifications(store, c, T0 + timedelta(minutes=120)) == 1
+    kinds = [i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))]  # type: ignore[call-overload]
+    assert sorted(kinds) == ["open", "repeat", "repeat"]
+
+
+def test_silence_suppresses_and_records_and_inhibits_the_resolve(store: Store) -> None:
+    c = cfg(group_wait=0.0)
+    sid = store.add_silence("whatsapp", T0 - timedelta(minutes=5), T0 + timedelta(hours=2), "deploy", T0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    [row] = rows(store)
+    assert row["status"] == "suppressed"
+    assert f"silence #{sid}" in str(row["reason"]) and "deploy" in str(row["reason"])
+    assert store.due_notifications(T0 + timedelta(days=1), 10) == []
+    # The silence is over by the time it resolves, yet the notice is inhibited: nobody was told it opened.
+    resolve(store, iid, T0 + timedelta(hours=3))
+    plan_notifications(store, c, T0 + timedelta(hours=3))
+    resolved = [r for r in rows(store) if r["kind"] == "resolved"]
+    assert [r["status"] for r in resolved] == ["suppressed"] and "inhibited" in str(resolved[0]["reason"])
+    # Silenced openings are not repeated either.
+    assert plan_notifications(store, c, T0 + timedelta(hours=9)) == 0
+
+
+def test_removed_or_expired_silence_lets_alerts_through(store: Store) -> None:
+    c = cfg(group_wait=0.0)
+    sid = store.add_silence("WhatsApp", T0 - timedelta(hours=2), T0 + timedelta(hours=2), "", T0)
+    assert store.remove_silence(sid)
+    store.add_silence("WhatsApp", T0 - timedelta(hours=2), T0 - timedelta(hours=1), "", T0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    resolve(store, iid, T0 + timedelta(hours=1))
+    plan_notifications(store, c, T0 + timedelta(hours=1))
+    assert sorted((r["kind"], r["status"]) for r in rows(store)) == [("alert", "pending"), ("resolved", "pending")]
+
+
+@pytest.mark.parametrize(("window", "muted_at", "open_at"), [
+    (MaintenanceWindow(service="WhatsApp", start="2026-11-27T11:00:00Z", end="2026-11-27T13:00:00Z",
+                       comment="planned upgrade"), T0, T0 + timedelta(hours=2)),
+    # Every Friday 13:00-15:00 in Kampala (UTC+3) = 10:00-12:00 UTC; 2026-11-27 is a Friday.
+    (MaintenanceWindow(service="WhatsApp", cron="0 13 * * fri", duration_minutes=120, timezone="Africa/Kampala"),
+     T0 - timedelta(minutes=1), T0),
+])
+def test_maintenance_windows_suppress_only_inside_the_window(store: Store, window: MaintenanceWindow,
+                                                             muted_at: object, open_at: object) -> None:
+    c = cfg(group_wait=0.0, maintenance=(window,))
+    open_incident(store, "WhatsApp", muted_at, posts=False, series=False)  # type: ignore[arg-type]
+    plan_notifications(store, c, muted_at)  # type: ignore[arg-type]
+    [muted] = rows(store)
+    assert muted["status"] == "suppressed" and "maintenance window" in str(muted["reason"])
+    open_incident(store, "WhatsApp", open_at, posts=False, series=False)  # type: ignore[arg-type]
+    plan_notifications(store, c, open_at)  # type: ignore[arg-type]
+    assert len(rows(store, "pending")) == 1
+
+
+def test_stale_openings_are_recorded_not_alerted(store: Store) -> None:
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg(stale_after=600.0), T0 + timedelta(hours=1))
+    [row] = rows(store)
+    assert row["status"] == "suppressed" and str(row["reason"]).startswith("stale")
+
+
+def test_routes_only_get_their_services(store: Store) -> None:
+    mtn = RouteSettings(name="mtn-team", email=("mtn@example.org",), services=("MTN",))
+    open_incident(store, "Airtel", T0, posts=False, series=False)
+    open_incident(store, "mtn", T0, posts=False, series=False)
+    plan_notifications(store, settings(routes=(EMAIL_ONLY, mtn), webhooks=()), T0)
+    assert sorted(str(r["route"]) for r in rows(store)) == ["mtn-team", "oncall"]
+    [mtn_row] = [r for r in rows(store) if r["route"] == "mtn-team"]
+    assert len(store.notification_items(int(mtn_row["id"]))) == 1  # type: ignore[call-overload]
+
+
+def test_digests_follow_the_cron_and_coalesce_missed_runs(store: Store) -> None:
+    c = cfg()
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=10)) == 0  # first sight anchors the schedule
+    open_incident(store, "WhatsApp", T0 + timedelta(minutes=20), posts=False, series=False)
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=59)) == 0
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=60)) == 1
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=61)) == 0
+    # Down for three hours: one digest on return, not three.
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=4, minutes=5)) == 1
+    digests = [r for r in rows(store) if r["kind"] == "digest"]
+    assert len(digests) == 2 and all(r["channel"] == "email" for r in digests)
+
+
+def test_quiet_digests_are_skipped_unless_asked_for(store: Store) -> None:
+    quiet = cfg()
+    enqueue_due_digests(store, quiet, T0)
+    assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=1)) == 0
+    failing_source(store, T0 + timedelta(hours=1))  # a failing source is news
+    assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=2)) == 1
+    always = RouteSettings(name="daily", email=("a@example.org",), digest="0 8 * * *", timezone="Europe/Berlin",
+                           digest_when_quiet=True)
+    c = settings(routes=(always,), webhooks=())
+    enqueue_due_digests(store, c, T0)
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=19)) == 1  # 08:00 Berlin = 07:00 UTC next day
+
+
+def test_alerts_table_in_feeds_toml(tmp_path: Path) -> None:
+    text = """
+[[services]]
+name = "WhatsApp"
+
+[alerts]
+from_addr = "miner <miner@example.org>"
+group_wait = 45
+
+[alerts.smtp]
+host = "smtp.example.org"
+port = 465
+security = "ssl"
+username_env = "MINER_SMTP_USER"
+password_env = "MINER_SMTP_PASSWORD"
+
+[[alerts.webhooks]]
+name = "slack"
+url_env = "MINER_SLACK_URL"
+format = "slack"
+
+[[alerts.routes]]
+name = "oncall"
+email = ["oncall@example.org"]
+webhooks = ["slack"]
+digest = "0 8 * * mon-fri"
+timezone = "Europe/Berlin"
+
+[[alerts.maintenance]]
+service = "WhatsApp"
+cron = "0 2 * * sun"
+duration_minutes = 90
+"""
+    config = parse_config(text, "feeds.toml")
+    assert config.alerts.smtp.security == "ssl" and config.alerts.routes[0].webhooks == ("slack",)
+    with pytest.raises(ConfigError, match=r"alerts.routes\[0\].services\[0\]: unknown service 'Telegram'"):
+        parse_config(text.replace('webhooks = ["slack"]', 'webhooks = ["slack"]\nservices = ["Telegram"]'))
+    with pytest.raises(ConfigError, match=r"digest: .*5 fields"):
+        parse_config(text.replace("0 8 * * mon-fri", "0 8 * *"))
+    with pytest.raises(ConfigError, match="url_env: must name an environment variable"):
+        parse_config(text.replace('"MINER_SLACK_URL"', '"https://hooks.slack.com/services/T/B/x"'))

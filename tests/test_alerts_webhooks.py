@@ -1,0 +1,131 @@
+"""Webhooks against a real HTTP server on 127.0.0.1: payloads, 500s and timeouts retried, a 400 failed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from test_alerts_support import T0, add_official, open_incident, settings
+
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
+from miner.store import Store
+
+
+class Hook:
+    """Answers each POST with the next scripted reply: an HTTP status, or ("sleep", seconds) before a 200."""
+
+    def __init__(self) -> None:
+        self.script: list[Any] = []
+        self.bodies: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                reply = hook.script.pop(0) if hook.script else 200
+                if isinstance(reply, tuple):
+                    time.sleep(reply[1])
+                    reply = 200
+                if reply == 200:
+                    hook.bodies.append(json.loads(body))
+                self.send_response(reply)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                self.wfile.write(b"ok" if reply == 200 else b"invalid_payload")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/SECRET-TOKEN"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
+    h = Hook()
+    monkeypatch.setenv("MINER_TEST_HOOK", h.url)
+    yield h
+    h.close()
+
+
+def hook_settings(fmt: str = "json") -> AlertSettings:
+    route = RouteSettings(name="chat", webhooks=("hook",))
+    return settings(routes=(route,), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", format=fmt,
+                                                               timeout=0.5),), group_wait=0.0)
+
+
+def test_json_payload_is_versioned_and_retried_through_a_500(store: Store, hook: Hook) -> None:
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0)
+    add_official(store, "WhatsApp", T0 + timedelta(minutes=23))
+    plan_notifications(store, cfg, T0)
+    hook.script = [500]
+    first = dispatch(store, cfg, T0, worker_id="w")
+    assert (first.sent, first.retried) == (0, 1)
+    [row] = store.outbox_rows(["pending"])
+    assert "HTTP 500" in row["last_error"] and "SECRET" not in row["last_error"]
+    # Sent after the provider posted: the payload carries its status and our lead over it.
+    assert dispatch(store, cfg, T0 + timedelta(minutes=30), worker_id="w").sent == 1
+    [body] = hook.bodies
+    assert body["version"] == 1 and body["kind"] == "alert" and body["route"] == "chat"
+    assert body["id"] == row["message_id"]
+    [inc] = body["incidents"]
+    assert inc["service"] == "WhatsApp" and inc["status"] == "open" and inc["z_score"] == 8.4
+    assert inc["official"]["status"] == "investigating" and inc["lead_time_minutes"] == 23.0
+    assert any("&lt;script&gt;" not in s["text"] and "<script>" in s["text"] for s in inc["samples"])
+    assert all("\x1b" not in s["text"] for s in inc["samples"])
+
+
+def test_timeout_is_retried(store: Store, hook: Hook) -> None:
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    hook.script = [("sleep", 1.5)]
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    assert "timed out" in row["last_error"]
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+
+
+def test_400_fails_permanently_with_the_reason(store: Store, hook: Hook) -> None:
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    hook.script = [400]
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"].startswith("webhook hook: HTTP 400 invalid_payload")
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
+
+
+def test_slack_message_escapes_mrkdwn(store: Store, hook: Hook) -> None:
+    cfg = hook_settings("slack")
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    [body] = hook.bodies
+    assert "WhatsApp" in body["text"] and body["blocks"][0]["type"] == "header"
+    dumped = json.dumps(body["blocks"])
+    assert "<script>" not in dumped and "&lt;script&gt;" in dumped
+
+
+def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MINER_TEST_HOOK", raising=False)
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    assert "MINER_TEST_HOOK is not set" in store.outbox_rows(["failed"])[0]["reason"]
