@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import random
 import time
@@ -338,3 +339,26 @@ def test_bluesky_bad_app_password_is_permanent(server: FakeServer, poller: Polle
         poller.poll(source)
     assert str(info.value).startswith("bluesky login refused (AuthenticationRequired)")
     assert info.value.permanent
+
+
+def test_slow_drip_body_hits_the_total_deadline(server: FakeServer, poller: Poller) -> None:
+    def drip() -> Iterator[bytes]:
+        yield b'<?xml version="1.0"?><rss version="2.0"><channel>'
+        for _ in range(20):
+            time.sleep(0.15)  # each gap is under the read timeout; the whole body is not
+            yield b"<item><title>x</title></item>"
+
+    server.serve("/drip.rss", lambda request: Reply(200, drip(), content_type="application/rss+xml"))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("drip", "rss", url=f"{server.url}/drip.rss", timeout=0.5))
+    assert str(info.value).startswith("timed out after 0.5 s reading http://127.0.0.1")
+
+
+def test_gzip_bomb_is_capped_on_decoded_size(server: FakeServer) -> None:
+    bomb = gzip.compress(b"<rss>" + b" " * 10_000_000)
+    server.serve("/bomb.rss", Reply(200, bomb, headers={"Content-Encoding": "gzip"},
+                                    content_type="application/rss+xml"))
+    small = Poller(CollectSettings(max_body_bytes=65_536), hash_key=b"k")
+    with small, pytest.raises(SourceError) as info:
+        small.poll(SourceConfig("bomb", "rss", url=f"{server.url}/bomb.rss"))
+    assert len(bomb) < 65_536 and str(info.value).startswith("body larger than 65536 bytes")
