@@ -7,7 +7,9 @@ Every function takes ``now`` so the same code runs live (wall clock) and in repl
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,6 +26,7 @@ from miner.store import PostToClassify, Store
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
+    from miner.alerts import DispatchStats, Senders
     from miner.classify import Classifier
     from miner.collectors.poller import Poller
 
@@ -46,15 +49,19 @@ class TickReport:
     buckets: int = 0
     opened: list[tuple[str, datetime]] = field(default_factory=list)
     resolved: list[tuple[str, datetime]] = field(default_factory=list)
+    sent: int = 0
 
 
 class Pipeline:
     """Runs the stages against one store. Not thread-safe: the service runs one pipeline job at a time."""
 
-    def __init__(self, config: Config, store: Store, classifier: Classifier | None = None) -> None:
+    def __init__(self, config: Config, store: Store, classifier: Classifier | None = None, *,
+                 senders: Senders | None = None, worker_id: str | None = None) -> None:
         self.config = config
         self.store = store
         self._classifier = classifier
+        self.senders = senders  # None: SMTP and HTTP from the settings; replay and demo write files instead
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._matcher: ServiceMatcher | None = None
 
     @property
@@ -77,7 +84,14 @@ class Pipeline:
         classified = self.classify_pending(now)
         report = self.detect(now)
         report.classified = classified
+        report.sent = self.alert(now).sent
         return report
+
+    def alert(self, now: datetime) -> DispatchStats:
+        """Plan notifications for new incident transitions, queue due digests, send what is due."""
+        from miner.alerts import run_alerts
+
+        return run_alerts(self.store, self.config.alerts, now, worker_id=self.worker_id, senders=self.senders)
 
     # Classify --------------------------------------------------------------------------------------------
 

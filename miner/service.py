@@ -205,7 +205,11 @@ class Service:
             log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
 
     def job_alerts(self, now: datetime) -> None:
-        self._pipeline("alerts").alert(now)
+        stats = self._pipeline("alerts").alert(now)
+        if stats.sent:
+            self.metrics.inc("miner_notifications_sent_total", stats.sent)
+        if stats.failed:
+            log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
 
     def job_retention(self, now: datetime) -> None:
         removed = self._store("retention").prune_posts(now - timedelta(days=self.config.store.retention_days))
@@ -233,13 +237,8 @@ class Service:
         """Counters kept in-process plus gauges read from the store at scrape time."""
         try:
             store = self._store("http")
-            depth = store.database.one(
-                "SELECT (SELECT count(*) FROM posts p WHERE NOT EXISTS "
-                "(SELECT 1 FROM classifications c WHERE c.post_id = p.id)) AS posts") or {}
-            self.metrics.set("miner_queue_depth", float(depth.get("posts", 0)), queue="classify")
-            pending = store.pending_notifications() if hasattr(store, "pending_notifications") else None
-            if pending is not None:
-                self.metrics.set("miner_queue_depth", float(pending), queue="outbox")
+            for queue, depth in store.queue_depths().items():
+                self.metrics.set("miner_queue_depth", float(depth), queue=queue)
             open_rows = store.incidents(status="open")
             counts: dict[tuple[tuple[str, str], ...], float] = {}
             for row in open_rows:

@@ -106,6 +106,15 @@ class MaintenanceMixin:
             )
             return cur.rowcount
 
+    def queue_depths(self) -> dict[str, int]:
+        """Work waiting: posts without a verdict, and notifications not yet delivered."""
+        row = self.database.one(
+            "SELECT (SELECT count(*) FROM posts p WHERE NOT EXISTS "
+            " (SELECT 1 FROM classifications c WHERE c.post_id = p.id)) AS classify, "
+            "(SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox"
+        )
+        return {k: int(v) for k, v in (row or {}).items()}
+
     def table_counts(self) -> dict[str, int]:
         names = [r["name"] for r in self.database.rows(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
