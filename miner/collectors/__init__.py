@@ -6,8 +6,7 @@ raises SourceError. Use :class:`Poller` (shared client, matching, ``collect_many
 
 from miner.collectors.base import Collector, PollContext
 from miner.collectors.matching import ServiceMatcher
-from miner.collectors.poller import Poller, PollOutcome
-from miner.collectors.registry import default_collectors
+from miner.collectors.poller import Poller, PollOutcome, default_collectors
 from miner.collectors.schedule import next_poll_at
 from miner.collectors.settings import CollectSettings
 

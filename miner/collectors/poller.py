@@ -1,4 +1,5 @@
-"""Polling sources: one shared HTTP client, service matching, and `collect_many` for due sources.
+"""Polling sources: the type -> collector registry, one shared HTTP client, service matching, and
+`collect_many` for due sources.
 
 `collect_many` polls in a thread pool with at most ``per_host_concurrency`` requests per host, and isolates
 failures: every source gets an outcome, and one source raising (even a bug) never stops the others.
@@ -17,16 +18,49 @@ from datetime import datetime
 from types import TracebackType
 
 from miner.collectors.base import Collector, PollContext, utc_now
-from miner.collectors.http import make_client
+from miner.collectors.bluesky import DEFAULT_BASE as BLUESKY_BASE
+from miner.collectors.bluesky import BlueskyCollector
+from miner.collectors.discourse import DiscourseCollector
+from miner.collectors.hackernews import DEFAULT_BASE as HN_BASE
+from miner.collectors.hackernews import HackerNewsCollector
+from miner.collectors.http import host_of, make_client
+from miner.collectors.lemmy import LemmyCollector
+from miner.collectors.mastodon import MastodonCollector
 from miner.collectors.matching import ServiceMatcher
 from miner.collectors.normalise import hash_key_from_env
-from miner.collectors.registry import default_collectors, source_host
+from miner.collectors.reddit import WWW as REDDIT_BASE
+from miner.collectors.reddit import RedditCollector
+from miner.collectors.rss import RssCollector
 from miner.collectors.settings import CollectSettings
+from miner.collectors.status_feed import StatusFeedCollector
+from miner.collectors.statuspage import StatuspageCollector
 from miner.config import Config, ServiceConfig, SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 
 log = logging.getLogger(__name__)
+
+_DEFAULT_BASES = {"hackernews": HN_BASE, "bluesky": BLUESKY_BASE, "reddit": REDDIT_BASE}
+
+
+def default_collectors() -> dict[str, Collector]:
+    """A fresh collector per source type. Reddit and Bluesky cache login tokens, so keep one set per process."""
+    return {
+        "rss": RssCollector(),
+        "reddit": RedditCollector(),
+        "hackernews": HackerNewsCollector(),
+        "discourse": DiscourseCollector(),
+        "lemmy": LemmyCollector(),
+        "mastodon": MastodonCollector(),
+        "bluesky": BlueskyCollector(),
+        "statuspage": StatuspageCollector(),
+        "status_feed": StatusFeedCollector(),
+    }
+
+
+def source_host(source: SourceConfig) -> str:
+    """The host a source's requests go to: what per-host concurrency limits are keyed by."""
+    return host_of(source.url or _DEFAULT_BASES.get(source.type, source.name))
 
 
 @dataclass(frozen=True)
