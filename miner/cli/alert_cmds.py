@@ -1,0 +1,151 @@
+"""`miner digest`, `miner outbox` and `miner silence`: look at, queue and mute what the alerts send."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.cli.output import table
+from miner.errors import InputError
+from miner.timeutil import iso, parse_iso, utcnow
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``2h``, ``90m``, ``1h30m``, ``1d``: a positive span; InputError otherwise."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
+    if not parts or re.sub(r"[\d.\sSMHDWsmhdw]", "", text):
+        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise InputError(f"duration {text!r} must be positive")
+    return timedelta(seconds=seconds)
+
+
+def _now(at: str | None) -> datetime:
+    if at is None:
+        return utcnow()
+    try:
+        return parse_iso(at)
+    except ValueError:
+        raise InputError(f"--at {at!r} is not an ISO 8601 time") from None
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Render to files instead of queueing it for sending.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("digest-out"),
+              show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
+@click.option("--route", "route_name", default=None, help="Only this route (default: every route with email).")
+@click.option("--at", default=None, help="Render as of this ISO 8601 time (default: now).")
+@pass_app
+def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at: str | None) -> None:
+    """Render the digest now (--dry-run), or queue it for the next dispatch."""
+    from miner.alerts import enqueue_digest_now, write_digest_files
+
+    settings = app.config.alerts
+    now = _now(at)
+    if dry_run:
+        paths = write_digest_files(app.store(), settings, now, out, route_name)
+        for path in paths:
+            click.echo(str(path))
+        return
+    routes = [r for r in settings.routes if r.email and (route_name is None or r.name == route_name)]
+    if not routes:
+        raise InputError(f"no route {'named ' + repr(route_name) + ' ' if route_name else ''}with email in [alerts]")
+    for route in routes:
+        enqueue_digest_now(app.store(), settings, route, now)
+        click.echo(f"queued digest for route {route.name}; the service sends it (or run `miner outbox send`)")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Include sent and suppressed notifications.")
+@click.option("--limit", default=50, show_default=True, help="Rows to show.")
+@click.pass_context
+def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
+    """List queued and failed notifications (subcommands: send, retry)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: AppContext = ctx.obj
+    statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
+    rows = app.store().outbox_rows(statuses, limit)
+    if not rows:
+        click.echo("outbox is empty" if not show_all else "no notifications yet")
+        return
+    click.echo(table(
+        ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],
+        [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"],
+          r["sent_at"] or r["next_attempt_at"], r["reason"] or r["last_error"] or "") for r in rows],
+    ))
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int)
+@pass_app
+def outbox_retry(app: AppContext, outbox_id: int) -> None:
+    """Queue a failed notification again (after fixing what made it fail)."""
+    if not app.store().retry_notification(outbox_id, utcnow()):
+        raise InputError(f"outbox {outbox_id} is not a failed notification (see `miner outbox`)")
+    click.echo(f"outbox {outbox_id} queued again")
+
+
+@outbox.command("send")
+@pass_app
+def outbox_send(app: AppContext) -> None:
+    """Plan, queue due digests and send what is due now, once (the service does this every 30 s)."""
+    from miner.alerts import run_alerts
+
+    stats = run_alerts(app.store(), app.config.alerts, utcnow(), worker_id=f"cli-{socket.gethostname()}-{os.getpid()}")
+    click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
+
+
+@main.group()
+def silence() -> None:
+    """Mute alerts for a service for a while (recorded as suppressed, never silently dropped)."""
+
+
+@silence.command("add")
+@click.argument("service")
+@click.option("--for", "duration", required=True, help="How long: 30m, 2h, 1d ...")
+@click.option("--comment", default="", help="Why (shown in the suppressed notifications).")
+@pass_app
+def silence_add(app: AppContext, service: str, duration: str, comment: str) -> None:
+    """Silence SERVICE from now for --for."""
+    known = app.config.service(service) or next(
+        (s for s in app.config.services if s.name.lower() == service.lower()), None)
+    if known is None:
+        names = ", ".join(s.name for s in app.config.services) or "none configured"
+        raise InputError(f"unknown service {service!r} (services: {names})")
+    now = utcnow()
+    ends = now + parse_duration(duration)
+    sid = app.store().add_silence(known.name, now, ends, comment.strip()[:200], now)
+    click.echo(f"silence {sid}: {known.name} until {iso(ends)}")
+
+
+@silence.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@pass_app
+def silence_list(app: AppContext, show_all: bool) -> None:
+    """Show active silences."""
+    rows = app.store().silences(active_at=None if show_all else utcnow())
+    if not rows:
+        click.echo("no active silences" if not show_all else "no silences")
+        return
+    click.echo(table(["id", "service", "from", "until", "comment"],
+                     [(r["id"], r["service"], r["starts_at"], r["ends_at"], r["comment"]) for r in rows]))
+
+
+@silence.command("remove")
+@click.argument("silence_id", type=int)
+@pass_app
+def silence_remove(app: AppContext, silence_id: int) -> None:
+    """End a silence now."""
+    if not app.store().remove_silence(silence_id):
+        raise InputError(f"no silence {silence_id} (see `miner silence list --all`)")
+    click.echo(f"silence {silence_id} removed")

@@ -1,0 +1,110 @@
+"""The digest: what it says, its files, its headers, and the CLI around digests, the outbox and silences."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_alerts_support import T0, add_official, failing_source, open_incident, resolve, settings
+
+from miner.alerts import render_digest, write_digest_files
+from miner.alerts.settings import RouteSettings
+from miner.cli import main
+from miner.store import Store
+
+
+def seeded(store: Store) -> None:
+    open_incident(store, "WhatsApp", T0)
+    add_official(store, "WhatsApp", T0 + timedelta(minutes=23))
+    old = open_incident(store, "Airtel", T0 - timedelta(hours=3), posts=False)
+    resolve(store, old, T0 - timedelta(hours=1))
+    failing_source(store, T0)
+
+
+def test_digest_summarises_open_and_recent_incidents_and_failing_sources(store: Store) -> None:
+    seeded(store)
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), list_unsubscribe="mailto:owner@example.org")
+    d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + timedelta(minutes=50), "oncall")
+    assert "1 open, 1 resolved" in d.subject and "1 source(s) failing" in d.subject
+    assert d.text.index("WhatsApp: OPEN") < d.text.index("Airtel: RESOLVED")  # open first
+    assert "Our lead:   23 min before the provider's status page" in d.text
+    assert "reddit-ug (reddit): HTTP 429 <too many> requests" in d.text
+    assert "HTTP 429 &lt;too many&gt; requests" in d.html and "\x00" not in d.html
+    assert "&lt;script&gt;" in d.html and "<script>" not in d.html
+    assert len(d.images) == 2 and all(png.startswith(b"\x89PNG") for png in d.images.values())
+    msg = d.message
+    assert msg["List-Unsubscribe"] == "<mailto:owner@example.org>"
+    assert msg["Auto-Submitted"] == "auto-generated" and msg["Message-ID"].startswith("<miner.")
+    parsed = email.message_from_bytes(bytes(msg), policy=email.policy.default)
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png", "image/png"]
+
+
+def test_digest_as_of_an_earlier_time_does_not_leak_the_future(store: Store) -> None:
+    seeded(store)
+    d = render_digest(store, settings(), T0 + timedelta(minutes=10), "oncall")
+    assert "Provider:   nothing on the status page yet" in d.text  # the provider posted at +23 min
+
+
+def test_write_digest_files_links_the_charts(store: Store, tmp_path: Path) -> None:
+    seeded(store)
+    paths = write_digest_files(store, settings(), T0 + timedelta(minutes=50), tmp_path / "out")
+    names = sorted(p.name for p in paths)
+    assert names[:3] == ["digest-oncall-chart-1.png", "digest-oncall-chart-2.png", "digest-oncall.eml"]
+    html = (tmp_path / "out" / "digest-oncall.html").read_text()
+    assert 'src="digest-oncall-chart-1.png"' in html and "cid:" not in html
+
+
+CONFIG = """
+[[services]]
+name = "WhatsApp"
+
+[[services]]
+name = "Airtel"
+
+[alerts]
+from_addr = "miner <miner@example.org>"
+
+[alerts.smtp]
+host = "127.0.0.1"
+port = 9
+security = "none"
+
+[[alerts.routes]]
+name = "oncall"
+email = ["oncall@example.org"]
+digest = "0 * * * *"
+"""
+
+
+def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    seeded(store)
+    store.close()
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db)]
+
+    res = run.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "d"), "--at", "2026-11-27T12:50Z"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "d" / "digest-oncall.eml").is_file() and "digest-oncall.html" in res.output
+
+    res = run.invoke(main, [*base, "digest"])
+    assert res.exit_code == 0 and "queued digest for route oncall" in res.output
+    res = run.invoke(main, [*base, "outbox"])
+    assert "pending" in res.output and "digest" in res.output
+
+    res = run.invoke(main, [*base, "silence", "add", "whatsapp", "--for", "1h30m", "--comment", "deploy"])
+    assert res.exit_code == 0 and "silence 1: WhatsApp until" in res.output
+    assert "deploy" in run.invoke(main, [*base, "silence", "list"]).output
+    res = run.invoke(main, [*base, "silence", "add", "Telegram", "--for", "2h"])
+    assert res.exit_code != 0 and "unknown service 'Telegram'" in res.output
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "soon"])
+    assert res.exit_code != 0 and "bad duration" in res.output
+    assert "silence 1 removed" in run.invoke(main, [*base, "silence", "remove", "1"]).output
+    assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
