@@ -362,3 +362,32 @@ def test_gzip_bomb_is_capped_on_decoded_size(server: FakeServer) -> None:
     with small, pytest.raises(SourceError) as info:
         small.poll(SourceConfig("bomb", "rss", url=f"{server.url}/bomb.rss"))
     assert len(bomb) < 65_536 and str(info.value).startswith("body larger than 65536 bytes")
+
+
+def test_reddit_without_credentials_in_the_environment_falls_back_to_rss(server: FakeServer) -> None:
+    server.serve_fixture("/search.rss", "reddit/search.rss")
+    source = SourceConfig("r", "reddit", url=server.url, query="whatsapp down",
+                          env={"client_id": "REDDIT_CLIENT_ID", "client_secret": "REDDIT_CLIENT_SECRET"})
+    with Poller(CollectSettings(), hash_key=b"k", environ={}) as anonymous:
+        result = anonymous.poll(source)
+    assert len(result.posts) == 3 and not server.requests_to("/api/v1/access_token")
+    assert result.warnings == ["REDDIT_CLIENT_ID is not set: polled the anonymous RSS feed instead of the API"]
+    assert server.requests_to("/search.rss")[0].param("q") == "whatsapp down"
+
+
+AWS_STYLE = b"""<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Amazon Web Services</title>
+<item><title>Service is operating normally: [RESOLVED] Increased API Error Rates</title>
+<link>https://status.aws.amazon.com/</link><pubDate>Fri, 27 Nov 2026 10:41:00 PST</pubDate>
+<guid isPermaLink="false">https://status.aws.amazon.com/#ec2-us-east-1_1764268860</guid>
+<description>Between 9:30 AM and 10:35 AM PST we saw increased API error rates in US-EAST-1.</description></item>
+<item><title>Informational message: Increased Launch Latencies</title><link>https://status.aws.amazon.com/</link>
+<pubDate>Fri, 27 Nov 2026 09:50:00 PST</pubDate><guid isPermaLink="false">ec2-us-east-1_1764265800</guid>
+<description>We are investigating increased launch latencies; we expect this to be resolved soon.</description></item>
+</channel></rss>"""
+
+
+def test_status_feed_without_update_labels(server: FakeServer, poller: Poller) -> None:
+    server.serve("/all.rss", Reply(200, AWS_STYLE, content_type="application/rss+xml"))
+    done, ongoing = poller.poll(SourceConfig("aws", "status_feed", url=f"{server.url}/all.rss")).incidents
+    assert done.status == "resolved" and done.resolved_at == datetime(2026, 11, 27, 18, 41, tzinfo=UTC)
+    assert ongoing.status == "unknown" and ongoing.resolved_at is None  # "to be resolved soon" is not a label

@@ -1,14 +1,17 @@
 """`reddit`: anonymous search/subreddit RSS, or the JSON API with OAuth client credentials.
 
 `query` is search terms, or `r/<subreddit>` for a subreddit's newest posts. OAuth is used when
-`env.client_id` and `env.client_secret` name environment variables; the token is cached until it expires.
+the environment variables named by `env.client_id` and `env.client_secret` are both set (the token is
+cached until it expires); when neither is set the anonymous RSS is polled, with a warning.
 `url` overrides the base URL (tests, mirrors); with no `query` it is the full RSS feed URL.
 Anonymous RSS is incremental by conditional GET, OAuth by the newest `created_utc` seen.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -22,6 +25,8 @@ from miner.collectors.tokens import Token, TokenCache
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+
+log = logging.getLogger(__name__)
 
 WWW = "https://www.reddit.com"
 OAUTH_API = "https://oauth.reddit.com"
@@ -47,9 +52,18 @@ class RedditCollector:
         self.tokens = TokenCache()
 
     def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
-        if "client_id" in source.env or "client_secret" in source.env:
+        client_id, secret = ctx.credential(source, "client_id"), ctx.credential(source, "client_secret")
+        if client_id and secret:
             return self._poll_api(source, state, ctx)
-        return self._poll_rss(source, state, ctx)
+        if client_id or secret:  # half-configured credentials are a mistake, not a wish for anonymity
+            missing = "client_secret" if client_id else "client_id"
+            ctx.require_credential(source, missing)
+        result = self._poll_rss(source, state, ctx)
+        if "client_id" in source.env:
+            note = f"{source.env['client_id']} is not set: polled the anonymous RSS feed instead of the API"
+            log.info("%s: %s", source.name, note)
+            return replace(result, warnings=[*result.warnings, note])
+        return result
 
     def _poll_rss(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
         if source.query:

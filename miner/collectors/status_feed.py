@@ -32,6 +32,8 @@ _STATUS_WORDS = {
 _LABEL = re.compile(
     r"(?:^|[\s>])(" + "|".join(re.escape(w) for w in _STATUS_WORDS) + r")\s*[-–—:]\s", re.IGNORECASE
 )
+# Feeds without update labels (AWS: "Service is operating normally: [RESOLVED] ...") say it in the title.
+_RESOLVED_TITLE = re.compile(r"\bresolved\b|\boperating normally\b", re.IGNORECASE)
 STATUSES = frozenset(_STATUS_WORDS.values()) | {"unknown"}
 
 
@@ -51,7 +53,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
     text = html_to_text(entry_body(entry))
     title = fold(html_to_text(str(entry.get("title", "") or ""))) or "(untitled incident)"
     status = incident_status(text)
-    if status == "unknown" and re.search(r"\bresolved\b", title, re.IGNORECASE):
+    if status == "unknown" and _RESOLVED_TITLE.search(title):
         status = "resolved"
     started = entry_time(entry) or ctx.now()
     updated = entry_updated(entry) or started
