@@ -88,6 +88,16 @@ def big_rss() -> bytes:
             + "".join(items) + "</channel></rss>").encode()
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
 def transport(routes: dict[str, tuple[bytes, str]]) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         body, ctype = routes[request.url.path]
@@ -127,8 +137,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time per workload")
     parser.add_argument("--store", action="store_true", help="also save into a real SQLite store")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'unknown cpu'}, "
-          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}, "
+          f"{platform.system()} {platform.release()}, load average {load:.1f} at start")
 
     routes = {p: ((FIX / f).read_bytes(), ctype(f)) for _, paths in SOURCES for p, f in paths.items()}
     routes["/big.rss"] = (big_rss(), "application/rss+xml")

@@ -186,6 +186,19 @@ def test_statuspage_incident_fields(server: FakeServer, poller: Poller) -> None:
     assert postmortem.status == "postmortem" and postmortem.impact == "critical"
 
 
+def test_statuspage_summary_json_lists_only_unresolved(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/api/v2/summary.json", "statuspage/summary.json")
+    source = SourceConfig("gh", "statuspage", url=f"{server.url}/api/v2/summary.json")
+    (only,) = poller.poll(source).incidents
+    assert only.external_id == "p3k9d2m1x8qz" and only.status == "investigating" and only.service is None
+    server.fault("/api/v2/summary.json", "wrong_type")
+    with pytest.raises(SourceError, match="expected JSON from"):
+        poller.poll(source)
+    server.serve("/api/v2/summary.json", Reply(200, b'{"page": {}}', content_type="application/json"))
+    with pytest.raises(SourceError, match="no 'incidents'"):
+        poller.poll(source)
+
+
 def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, poller: Poller) -> None:
     server.serve_fixture("/news.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
     result = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
