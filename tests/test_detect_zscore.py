@@ -117,7 +117,9 @@ def test_cool_down_turns_a_flapping_outage_into_one_incident() -> None:
     burst = [300.0] * 6
     quiet = poisson(20, int(P.quiet_minutes / 5) + 6, seed=4)
     counts = base + burst + quiet + burst + quiet
-    assert len(opened(detect_series(P, rows(counts)))) == 1
+    scores = detect_series(P, rows(counts))
+    assert len(opened(scores)) == 1
+    assert sum(s.resolved for s in scores) == 2 and sum(s.reopened for s in scores) == 1
     no_cool = replace(P, cooldown_minutes=0.0)
     assert len(opened(detect_series(no_cool, rows(counts)))) == 2
 
@@ -244,3 +246,23 @@ def test_params_validate_through_the_settings_builder() -> None:
     with pytest.raises(SettingsError):
         build(DetectorParams, {"bogus": 1}, "detector")
     assert build(DetectorParams, {}, "detector") == DetectorParams()
+
+
+def test_bursty_normal_traffic_widens_the_scale() -> None:
+    rng = np.random.default_rng(11)
+    counts = [float(x) for x in rng.poisson(20, day_buckets(6))]
+    for i in range(100, len(counts), 47):  # two-bucket bursts every four hours are this series' normal
+        counts[i] = counts[i + 1] = float(rng.integers(40, 150))
+
+    def alarming_after(n: int, burst: float) -> bool:
+        state = None
+        for ts, c in rows(counts[:n]):
+            state, _ = step(P, state, ts, c)
+        t = T0 + n * STEP
+        state, _ = step(P, state, t, burst)
+        _, s = step(P, state, t + STEP, burst)
+        return s.anomalous
+
+    assert alarming_after(day_buckets(0.5) + 10, 80.0)  # before bursts were seen, 80 against 20 is an outage
+    assert not alarming_after(day_buckets(6) - 10, 80.0)  # after days of bursts up to 150, it is not
+    assert alarming_after(day_buckets(6) - 10, 600.0)

@@ -1,16 +1,19 @@
 """Incident lifecycle: a pure state machine over the detector's bucket scores plus what else is known about
 each bucket (symptoms, sample posts, the provider's status page).
 
-The pipeline keeps one :class:`IncidentDraft` per service with an open incident and calls :func:`advance`
+The pipeline keeps one :class:`IncidentDraft` per service with an incident and calls :func:`advance`
 once per bucket, right after :func:`miner.detect.zscore.step`:
 
     draft, transitions = advance(params, service, draft, score, facts)
 
-It stores the returned draft (``None`` once resolved) and persists each :class:`Transition`:
+It stores the returned draft and persists each :class:`Transition`. After a resolve the draft is kept, with
+``resolved_at`` set, for ``cooldown_minutes``: if the detector re-opens within that time the same incident
+comes back (an ``update`` with reason ``reopened``) instead of a new one; after it the draft becomes ``None``.
 
 - ``open``: the detector opened an incident at this bucket; the draft is new.
-- ``update``: something worth telling people changed: a new peak count, a first match with the provider's own
-  incident, or a different leading symptom. Running totals change every bucket without an ``update``.
+- ``update``: something worth telling people changed: a new peak count (``peak``), a first match with the
+  provider's own incident (``official``), a different leading symptom (``symptom``), or the incident came
+  back within the cool-down (``reopened``). Running totals change every bucket without an ``update``.
 - ``resolve``: the detector resolved the incident; the draft carries ``resolved_at``.
 
 Replays are harmless: a replayed score, or a bucket at or before the draft's ``last_bucket``, returns the
@@ -161,22 +164,34 @@ def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, fact
 def advance(
     params: DetectorParams, service: str, draft: IncidentDraft | None, score: BucketScore, facts: BucketFacts
 ) -> tuple[IncidentDraft | None, list[Transition]]:
-    """Fold one bucket's score and facts into the service's open incident. See the module docstring."""
+    """Fold one bucket's score and facts into the service's incident. See the module docstring."""
     if score.replayed or (draft is not None and score.bucket_start <= draft.last_bucket):
         return draft, []
     out: list[Transition] = []
-    if draft is not None and (score.resolved or not score.open):
+    at = score.bucket_start
+    if draft is not None and draft.resolved_at is None and (score.resolved or not score.open):
         # The detector resolved it (possibly within a gap before this bucket): close with what we have.
-        closed = replace(draft, resolved_at=score.bucket_start)
-        out.append(Transition("resolve", service, score.bucket_start, closed))
+        draft = replace(draft, resolved_at=at, last_bucket=at)
+        out.append(Transition("resolve", service, at, draft))
+        if not (score.reopened or score.opened):
+            return draft, out
+    if draft is not None and draft.resolved_at is not None:
+        if score.reopened:
+            back = _fold(params, replace(draft, resolved_at=None), score, facts)
+            out.append(Transition("update", service, at, back, "reopened"))
+            return back, out
+        if not score.opened:
+            cooled = at - draft.resolved_at >= timedelta(minutes=params.cooldown_minutes)
+            return (None if cooled else replace(draft, last_bucket=at)), out
         draft = None
     if draft is None:
-        if not score.opened:
+        if not (score.opened or score.reopened):
             return None, out
-        empty = IncidentDraft(service=service, opened_at=score.bucket_start, last_bucket=score.bucket_start,
+        # A re-opening without a stored draft (e.g. the draft was lost) is announced as new rather than dropped.
+        empty = IncidentDraft(service=service, opened_at=at, last_bucket=at - timedelta(seconds=1),
                               peak_count=0.0, peak_z=score.score, total_complaints=0.0)
-        new = _fold(params, replace(empty, last_bucket=score.bucket_start - timedelta(seconds=1)), score, facts)
-        out.append(Transition("open", service, score.bucket_start, new))
+        new = _fold(params, empty, score, facts)
+        out.append(Transition("open", service, at, new))
         return new, out
     updated = _fold(params, draft, score, facts)
     reasons = []
@@ -187,5 +202,5 @@ def advance(
     if updated.top_symptom != draft.top_symptom and draft.top_symptom is not None:
         reasons.append("symptom")
     if reasons:
-        out.append(Transition("update", service, score.bucket_start, updated, ",".join(reasons)))
+        out.append(Transition("update", service, at, updated, ",".join(reasons)))
     return updated, out

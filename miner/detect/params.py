@@ -15,26 +15,26 @@ class DetectorParams:
     bucket_minutes: int = 5  # width of one count bucket
 
     # Baseline: a robust, seasonal EWMA (Holt-Winters-like) in the stabilised space.
-    level_halflife_hours: float = 6.0  # how fast the de-seasonalised level follows a drift
+    level_halflife_hours: float = 12.0  # how fast the de-seasonalised level follows a drift
     scale_halflife_hours: float = 24.0  # how fast the noise scale (mean absolute residual) adapts
     season_halflife_days: float = 3.0  # how fast the hour-of-day profile adapts
     season_min_days: float = 2.0  # the hour-of-day profile is used once this much history exists
-    tail_quantile: float = 0.99  # bursty traffic widens the scale so its usual bursts sit at this quantile ...
-    tail_rate: float = 0.1  # ... tracked with steps of this fraction of the core scale (0.5 or less: off)
+    tail_quantile: float = 0.998  # bursty traffic widens the scale so its usual bursts sit at this quantile ...
+    tail_rate: float = 1.0  # ... tracked with steps of this fraction of the core scale (0.5 or less: off)
     clip_sigmas: float = 3.0  # residuals are clipped to this many scales before they update the baseline
     max_freeze_hours: float = 12.0  # an incident open longer than this lets the baseline learn again
 
     # Scoring and floors.
     noise_floor: float = 1.0  # minimum scale in stabilised units: 1 = pure Poisson noise, never less
     warmup_hours: float = 12.0  # no incident opens before this much history
-    z_open: float = 4.0  # a bucket is anomalous at or above this z ...
+    z_open: float = 2.5  # a bucket is anomalous at or above this z ...
     min_count: float = 5.0  # ... and only with at least this many complaints in the bucket ...
     min_ratio: float = 1.5  # ... and at least this multiple of the expected count
     persist_k: int = 2  # open when k ...
-    persist_n: int = 3  # ... of the last n buckets are anomalous
+    persist_n: int = 4  # ... of the last n buckets are anomalous
     z_close: float = 1.5  # hysteresis: a bucket below this z is quiet
     quiet_minutes: float = 60.0  # resolve after this long of consecutive quiet buckets
-    cooldown_minutes: float = 360.0  # after a resolve, a new opening within this re-opens the same incident
+    cooldown_minutes: float = 720.0  # an opening this soon after a resolve re-opens that incident: no new one
     max_fill_hours: float = 6.0  # gaps up to this long are zero-count buckets; longer ones are our own outage
 
     # Incident lifecycle.

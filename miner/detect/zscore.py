@@ -12,8 +12,9 @@ Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has
   is open (up to ``max_freeze_hours``), so an outage never becomes the new normal;
 - a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
   an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
-  z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; after a resolve no new incident
-  opens for ``cooldown_minutes``.
+  z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; an opening within
+  ``cooldown_minutes`` of a resolve re-opens that incident (``reopened``) instead of starting a new one, so a
+  flapping outage stays one incident.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class DetectorState:
     open: bool = False
     opened_at: datetime | None = None
     quiet: int = 0  # consecutive quiet buckets while open
-    resolved_at: datetime | None = None  # last resolve, for the cool-down
+    resolved_at: datetime | None = None  # last resolve: openings within the cool-down re-open that incident
 
     def to_json(self) -> str:
         def ts(value: datetime | None) -> float | None:
@@ -111,6 +112,7 @@ class BucketScore:
     resolved: bool  # the open incident resolved at (or, after a gap, before) this bucket
     open: bool  # an incident is open after this bucket
     replayed: bool = False  # the bucket was at or before the state's last bucket: nothing changed
+    reopened: bool = False  # the incident resolved less than cooldown_minutes ago came back at this bucket
 
 
 def _alpha(halflife_buckets: float, n: int) -> float:
@@ -233,7 +235,7 @@ def _step_one(
     )
     mask = (1 << params.persist_n) - 1
     hits = ((state.hits << 1) | int(anomalous)) & mask
-    opened = resolved = False
+    opened = resolved = reopened = False
     is_open, opened_at, quiet, resolved_at = state.open, state.opened_at, state.quiet, state.resolved_at
     if is_open:
         # Hysteresis: quiet buckets count towards the resolve, buckets between the thresholds hold the count
@@ -249,8 +251,9 @@ def _step_one(
         cooling = resolved_at is not None and (
             bucket_start - resolved_at < timedelta(minutes=params.cooldown_minutes)
         )
-        if not cooling and anomalous and bin(hits).count("1") >= params.persist_k:
-            is_open, opened, opened_at, quiet = True, True, bucket_start, 0
+        if anomalous and bin(hits).count("1") >= params.persist_k:
+            is_open, opened_at, quiet = True, bucket_start, 0
+            opened, reopened = not cooling, cooling
     frozen = is_open and opened_at is not None and (
         bucket_start - opened_at < timedelta(hours=params.max_freeze_hours)
     )
@@ -262,7 +265,8 @@ def _step_one(
     else:
         new = _learn(params, new, slot, y, resid, sd)
     upper = unstabilise(expected + params.z_open * sd)
-    return new, BucketScore(bucket_start, count, z, baseline, upper, anomalous, opened, resolved, is_open)
+    return new, BucketScore(bucket_start, count, z, baseline, upper, anomalous, opened, resolved, is_open,
+                            reopened=reopened)
 
 
 def detect_series(params: DetectorParams, rows: Iterable[tuple[datetime, float]]) -> list[BucketScore]:

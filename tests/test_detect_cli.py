@@ -1,0 +1,82 @@
+"""`miner detect` end to end through click's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from miner.cli import main
+
+
+def write_series(path: Path, counts: list[float], minutes: int = 5) -> None:
+    t0 = datetime(2025, 3, 3)
+    lines = ["timestamp,value"] + [
+        f"{(t0 + timedelta(minutes=minutes * i)).strftime('%Y-%m-%d %H:%M:%S')},{c:g}" for i, c in enumerate(counts)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def outage_counts() -> list[float]:
+    base = [float(x) for x in np.random.default_rng(3).poisson(20, 300)]
+    return base + [300.0] * 6 + base[:20]
+
+
+def test_detect_writes_scores_and_one_opening(tmp_path: Path) -> None:
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, ["detect", str(series), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert list(rows[0]) == ["timestamp", "value", "score", "opened"]
+    assert len(rows) == 326
+    assert [i for i, r in enumerate(rows) if r["opened"] == "1"] == [301]
+    assert float(rows[302]["score"]) > 10 and rows[0]["timestamp"] == "2025-03-03 00:00:00"
+
+
+def test_detect_to_stdout_infers_the_bucket_size(tmp_path: Path) -> None:
+    series = tmp_path / "hourly.csv"
+    counts = outage_counts()
+    write_series(series, counts, minutes=60)  # 300 hours of history: well past warm-up at any bucket size
+    result = CliRunner().invoke(main, ["detect", str(series)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert sum(r["opened"] == "1" for r in rows) == 1
+
+
+def test_config_overrides_the_defaults(tmp_path: Path) -> None:
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    config = tmp_path / "feeds.toml"
+    config.write_text("[detector]\nmin_count = 1000\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(config), "detect", str(series)])
+    assert result.exit_code == 0, result.output
+    assert all(r["opened"] == "0" for r in csv.DictReader(io.StringIO(result.output)))
+    config.write_text("[detector]\nz_close = 9.0\n", encoding="utf-8")
+    bad = CliRunner().invoke(main, ["--config", str(config), "detect", str(series)])
+    assert bad.exit_code != 0 and "detector.z_close" in bad.output
+
+
+def test_bad_csv_errors_name_the_line(tmp_path: Path) -> None:
+    cases = {
+        "time,count\n2025-03-03 00:00:00,1\n": ":1: header must be",
+        "timestamp,value\n2025-03-03 00:00:00,1\n2025-03-03 00:05:00,abc\n": ":3: value 'abc' is not a number",
+        "timestamp,value\n2025-03-03 00:00:00,1\nyesterday,2\n": ":3: bad timestamp",
+        "timestamp,value\n2025-03-03 00:05:00,1\n2025-03-03 00:00:00,2\n": ":3: timestamp",
+        "timestamp,value\n2025-03-03 00:00:00,1\n2025-03-03 00:05:00,-4\n": ":3: value must be",
+        "timestamp,value\n2025-03-03 00:00:00,1\n": "need at least 2 rows",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.csv"
+        path.write_text(text, encoding="utf-8")
+        result = CliRunner().invoke(main, ["detect", str(path)])
+        assert result.exit_code != 0
+        assert message in result.output, (text, result.output)
+        assert "Traceback" not in result.output
+    missing = CliRunner().invoke(main, ["detect", str(tmp_path / "nope.csv")])
+    assert missing.exit_code != 0 and "cannot read" in missing.output

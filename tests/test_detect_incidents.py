@@ -1,0 +1,141 @@
+"""Incident lifecycle over real detector output: open, update, resolve, re-open in the cool-down, replay."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from miner.detect.incidents import BucketFacts, IncidentDraft, Transition, advance, match_official
+from miner.detect.params import DetectorParams
+from miner.detect.zscore import BucketScore, DetectorState, step
+from miner.records import OfficialIncident
+
+T0 = datetime(2025, 3, 3, tzinfo=UTC)
+STEP = timedelta(minutes=5)
+P = DetectorParams()
+
+
+def history(n: int = 288) -> list[float]:
+    return [float(x) for x in np.random.default_rng(7).poisson(20, n)]
+
+
+def official(started: datetime, service: str = "WhatsApp") -> OfficialIncident:
+    return OfficialIncident(source="status:whatsapp", external_id="abc", service=service,
+                            title="Messages delayed", status="investigating", started_at=started,
+                            updated_at=started)
+
+
+class Runner:
+    """Feeds buckets through step + advance the way the pipeline does, keeping state as stored JSON."""
+
+    def __init__(self) -> None:
+        self.state_json: str | None = None
+        self.draft_json: str | None = None
+        self.t = T0
+        self.transitions: list[Transition] = []
+
+    def feed(self, count: float, facts: BucketFacts | None = None, at: datetime | None = None) -> BucketScore:
+        state = DetectorState.from_json(self.state_json) if self.state_json else None
+        draft = IncidentDraft.from_json(self.draft_json) if self.draft_json else None
+        bucket = at or self.t
+        state, score = step(P, state, bucket, count)
+        draft, out = advance(P, "WhatsApp", draft, score, facts or BucketFacts())
+        self.state_json = state.to_json()
+        self.draft_json = draft.to_json() if draft else None
+        self.transitions += out
+        if at is None:
+            self.t += STEP
+        return score
+
+    def kinds(self) -> list[str]:
+        return [t.kind for t in self.transitions]
+
+
+def test_open_update_resolve_with_facts_and_official_lead_time() -> None:
+    r = Runner()
+    for c in history():
+        r.feed(c)
+    assert r.kinds() == []
+    outage = [60.0, 90.0, 150.0, 300.0, 280.0, 260.0]
+    for i, c in enumerate(outage):
+        facts = BucketFacts(symptoms={"messaging": int(c // 10), "login": 1}, samples=[(f"p{i}", 0.5 + i / 20)])
+        if i == 4:  # the provider acknowledges 15 minutes after our opening
+            facts = replace(facts, official=[official(T0 + 289 * STEP + timedelta(minutes=15))])
+        r.feed(c, facts)
+    opened = r.transitions[0]
+    assert opened.kind == "open" and opened.incident.opened_at == T0 + 289 * STEP
+    updates = [t for t in r.transitions if t.kind == "update"]
+    assert any("peak" in t.reason for t in updates)
+    assert any("official" in t.reason for t in updates)
+    draft = IncidentDraft.from_json(r.draft_json or "")
+    assert draft.peak_count == 300.0 and draft.total_complaints == sum(outage[1:])
+    assert draft.top_symptom == "messaging" and draft.symptoms[1] == ("login", 5)
+    assert [s[0] for s in draft.samples] == ["p5", "p4", "p3", "p2", "p1"]
+    assert draft.official_ref == "status:whatsapp:abc" and draft.official_title == "Messages delayed"
+    assert draft.lead_minutes == 15.0
+    for c in history(30):
+        r.feed(c)
+    assert r.kinds().count("resolve") == 1 and r.kinds().count("open") == 1
+    closed = r.transitions[-1].incident
+    assert r.transitions[-1].kind == "resolve" and closed.resolved_at is not None
+
+
+def test_recurrence_within_the_cool_down_reopens_the_same_incident() -> None:
+    r = Runner()
+    for c in history():
+        r.feed(c)
+    for _ in range(3):
+        for c in [300.0] * 6 + history(20):
+            r.feed(c)
+    assert r.kinds().count("open") == 1
+    assert r.kinds().count("resolve") == 3
+    reopens = [t for t in r.transitions if t.reason == "reopened"]
+    assert len(reopens) == 2 and all(t.incident.opened_at == r.transitions[0].incident.opened_at for t in reopens)
+    # After the cool-down the resolved draft is dropped and a new outage is a new incident.
+    for c in history(int(P.cooldown_minutes / 5) + 5):
+        r.feed(c)
+    assert r.draft_json is None
+    for c in [300.0] * 6:
+        r.feed(c)
+    assert r.kinds().count("open") == 2
+
+
+def test_replaying_stored_buckets_after_a_restart_announces_nothing() -> None:
+    r = Runner()
+    data = history() + [300.0] * 8 + history(4)
+    for c in data:
+        r.feed(c)
+    before = list(r.transitions)
+    stored_state, stored_draft = r.state_json, r.draft_json
+    # The service restarts and re-runs the last hour of buckets it had already processed.
+    for i in range(len(data) - 12, len(data)):
+        r.feed(data[i], at=T0 + i * STEP)
+    assert r.transitions == before
+    assert (r.state_json, r.draft_json) == (stored_state, stored_draft)
+
+
+def test_a_lost_draft_during_a_reopen_is_announced_as_new() -> None:
+    score = BucketScore(T0, 50.0, 6.0, 10.0, 30.0, True, False, False, True, reopened=True)
+    draft, out = advance(P, "WhatsApp", None, score, BucketFacts())
+    assert draft is not None and [t.kind for t in out] == ["open"]
+
+
+def test_official_matching_ignores_other_services_scheduled_work_and_old_incidents() -> None:
+    opened_at = T0 + timedelta(hours=5)
+    ours = official(opened_at + timedelta(minutes=20))
+    assert match_official(P, "whatsapp", opened_at, [ours]) == ours
+    assert match_official(P, "WhatsApp", opened_at, [official(opened_at, service="Instagram")]) is None
+    assert match_official(P, "WhatsApp", opened_at, [replace(ours, status="scheduled")]) is None
+    stale = official(opened_at - timedelta(minutes=P.official_match_minutes + 1))
+    assert match_official(P, "WhatsApp", opened_at, [stale]) is None
+    early = official(opened_at - timedelta(minutes=30))  # the provider was first: negative lead
+    assert match_official(P, "WhatsApp", opened_at, [early, ours]) == ours
+
+
+def test_draft_round_trips_through_json() -> None:
+    draft = IncidentDraft(service="WhatsApp", opened_at=T0, last_bucket=T0 + STEP, peak_count=40.0, peak_z=7.5,
+                          total_complaints=60.0, symptoms=(("messaging", 4),), samples=(("p1", 0.9),),
+                          official_ref="s:1", official_title="t", lead_minutes=-3.5, resolved_at=T0 + 2 * STEP)
+    assert IncidentDraft.from_json(draft.to_json()) == draft
