@@ -1,0 +1,200 @@
+"""The real service as a subprocess against a local feed server: health, metrics, reports, one service per
+store, SIGKILL in the middle of ingesting and classifying, graceful SIGTERM, and one clear start-up error each
+for a missing model, a corrupt store and a locked store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import httpx
+import pytest
+from fakeserver import FakeServer, Reply
+
+from miner.replay import demo_stream_path, read_posts
+
+ROOT = Path(__file__).resolve().parent.parent
+N_ITEMS = 1500
+
+
+def big_feed() -> bytes:
+    """An RSS feed of real posts (the bundled SentiTel stream), enough to take a few seconds to classify."""
+    items = []
+    for n, post in enumerate(read_posts(demo_stream_path())):
+        if n == N_ITEMS:
+            break
+        items.append(f"<item><guid>post-{n}</guid><title>{escape(post.text[:80])}</title>"
+                     f"<description>{escape(post.text)}</description><link>https://example.org/{n}</link>"
+                     f"<pubDate>{format_datetime(post.created_at)}</pubDate></item>")
+    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>telecom</title>'
+            f"<link>https://example.org/</link>{''.join(items)}</channel></rss>").encode()
+
+
+@pytest.fixture(scope="module")
+def feed_server() -> Iterator[FakeServer]:
+    body = big_feed()
+    with FakeServer() as server:
+        server.serve("/telecom.rss", Reply(200, body, content_type="application/rss+xml"))
+        yield server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(tmp_path: Path, feed_url: str, extra: str = "") -> Path:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f"""
+[store]
+path = "{tmp_path / 'miner.sqlite'}"
+
+[server]
+report_rate_per_hour = 3
+
+[[services]]
+name = "MTN"
+aliases = ["mtnug", "mtn uganda"]
+
+[[services]]
+name = "Airtel"
+aliases = ["airtelug", "airtel uganda"]
+
+[[sources]]
+name = "telecom-feed"
+type = "rss"
+url = "{feed_url}"
+interval = 60
+{extra}
+""")
+    return cfg
+
+
+def start(cfg: Path, port: int | None = None) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "miner", "--config", str(cfg), "run", "--log-format", "json"]
+    if port is not None:
+        args += ["--http", "--port", str(port)]
+    return subprocess.Popen(args, cwd=cfg.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 120.0, proc: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"service exited early ({proc.returncode}): {err}")
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def counts(db: Path) -> dict[str, int]:
+    if not db.exists():
+        return {"posts": 0, "verdicts": 0}
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        row = conn.execute("SELECT (SELECT count(*) FROM posts), (SELECT count(*) FROM classifications), "
+                           "(SELECT count(DISTINCT post_id) FROM classifications)").fetchone()
+        conn.close()
+    except sqlite3.OperationalError:  # tables not created yet
+        return {"posts": 0, "verdicts": 0}
+    return {"posts": row[0], "verdicts": row[1], "classified": row[2]}
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: Path,
+                                                                     feed_server: FakeServer) -> None:
+    cfg = write_config(tmp_path, f"{feed_server.url}/telecom.rss")
+    db = tmp_path / "miner.sqlite"
+    port = free_port()
+    first = start(cfg, port)
+    try:
+        # Killed while posts are stored but not all classified yet.
+        wait_for(lambda: 0 < counts(db)["verdicts"] < N_ITEMS, proc=first)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        before = counts(db)
+        assert before["posts"] == N_ITEMS  # a poll is stored whole or not at all
+
+        second = start(cfg, port)
+        try:
+            wait_for(lambda: counts(db).get("classified") == N_ITEMS, proc=second)
+            after = counts(db)
+            assert after == {"posts": N_ITEMS, "verdicts": N_ITEMS, "classified": N_ITEMS}
+
+            # A second service on the same store refuses to start, naming the owner.
+            rival = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=120, env={**os.environ,
+                                                                                     "PYTHONPATH": str(ROOT)})
+            assert rival.returncode == 1
+            assert f"another miner service (pid {second.pid})" in rival.stderr
+            assert "Traceback" not in rival.stderr
+
+            base = f"http://127.0.0.1:{port}"
+            wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, proc=second)
+            health = httpx.get(f"{base}/healthz").json()
+            assert set(health["stages"]) == {"collect", "process", "alerts", "retention"}
+            metrics = httpx.get(f"{base}/metrics").text
+            assert "# TYPE miner_posts_stored_total counter" in metrics
+            assert 'miner_queue_depth{queue="classify"} 0' in metrics
+            assert 'miner_job_runs_total{job="process",outcome="ok"}' in metrics
+
+            # User reports: stored as complaints, validated, rate-limited per client.
+            ok = httpx.post(f"{base}/report", json={"service": "mtnug", "symptom": "calls"})
+            assert ok.status_code == 202 and ok.json()["service"] == "MTN"
+            bad = httpx.post(f"{base}/report", json={"service": "Nokia"})
+            assert bad.status_code == 400 and "unknown service" in bad.json()["error"]
+            statuses = [httpx.post(f"{base}/report", json={"service": "MTN"}).status_code for _ in range(3)]
+            assert statuses[-1] == 429
+            assert counts(db)["posts"] == N_ITEMS + 1 + statuses.count(202)
+        finally:
+            code, err = stop(second)
+        assert code == 0, err
+        assert "stopped" in err
+        assert json.loads(err.strip().splitlines()[-1])["msg"] == "stopped"
+        # The lock died with the process: a new service could start now.
+        assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
+    finally:
+        if first.poll() is None:
+            first.kill()
+
+
+@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store"])
+def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> None:
+    extra = ""
+    if problem == "missing_model":
+        (tmp_path / "empty-models").mkdir()
+        extra = f'\n[classifier]\nmodel_dir = "{tmp_path / "empty-models"}"\n'
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss", extra)
+    if problem == "corrupt_store":
+        (tmp_path / "miner.sqlite").write_bytes(b"\x00garbage" * 4096)
+    result = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    expected = {"missing_model": "model", "corrupt_store": "corrupt"}[problem]
+    assert expected in lines[0]
