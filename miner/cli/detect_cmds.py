@@ -85,7 +85,8 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
 
     Writes timestamp,value,score,opened: score is the z-score, opened is 1 on the row where an incident opens.
-    Uses the [detector] settings of --config when given, else the shipped defaults.
+    Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
+    inferred from the timestamps. Runs the service's own streaming detector (miner.detect.zscore.step).
     """
     params = app.config.detector if app.config_path is not None else DetectorParams()
     out_rows = run_detect(params, read_series(series))

@@ -7,9 +7,14 @@ a restart; a bucket at or before the state's last bucket is a no-op, so replayin
 Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has unit variance:
 
 - expected ``y`` = a de-seasonalised level (EWMA) plus an hour-of-day offset once ``season_min_days`` of
-  history exist; the noise scale is an EWMA of absolute residuals, never below ``noise_floor``;
-- residuals are clipped to ``clip_sigmas`` before they update anything, and nothing updates while an incident
-  is open (up to ``max_freeze_hours``), so an outage never becomes the new normal;
+  history exist;
+- the noise scale is the largest of: an EWMA of absolute residuals (the core noise), a running
+  ``tail_quantile`` of positive residuals rescaled to a standard deviation (how bursty this service's normal
+  traffic is, so a brand with daily viral spikes is not paged for each), and ``noise_floor`` (Poisson noise:
+  0 -> 3 posts is never a big z);
+- residuals are clipped to ``clip_sigmas`` before they update anything; while an incident is open (up to
+  ``max_freeze_hours``) level, scale and tail freeze, so an outage never becomes the new normal, and only the
+  hour-of-day offset keeps learning from clipped residuals, so a pattern that recurs daily is learned in days;
 - a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
   an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
   z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; an opening within
@@ -189,6 +194,8 @@ def step(
     params: DetectorParams, state: DetectorState | None, bucket_start: datetime, count: float
 ) -> tuple[DetectorState, BucketScore]:
     """Process one bucket. A bucket at or before ``state.last`` changes nothing (``replayed`` is set)."""
+    if bucket_start.tzinfo is None:
+        raise ValueError("bucket_start must be timezone-aware (UTC)")
     state = state or DetectorState()
     if state.last is not None and bucket_start <= state.last:
         return state, _replayed(params, state, bucket_start, count)
