@@ -24,7 +24,7 @@ _BAND = "#90a4ae"
 def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
     """PNG bytes (about 640x200 px) of the incident's complaint series, opening and official start marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
 
     rows = [r for r in view.series if parse_iso(r["bucket_start"]) <= as_of]
@@ -45,28 +45,29 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
         width = (times[1] - times[0]) if len(times) > 1 else timedelta(minutes=5)
         colors = [_RED if t >= view.opened_at and (view.resolved_at is None or t <= view.resolved_at) else _BLUE
                   for t in times]
-        ax.bar(times, counts, width=width * 0.9, align="edge", color=colors, linewidth=0, label="complaints")
-        ax.axvline(view.opened_at, color=_RED, linewidth=1.2)
-        ax.annotate("opened", (view.opened_at, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                    textcoords="offset points", fontsize=7, color=_RED)
+        ax.bar(times, counts, width=width, align="edge", color=colors, linewidth=0, label="complaints")
+        top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.3  # headroom for the labels
+        ax.set_ylim(0, top)
+        marks = [(view.opened_at, "opened", _RED)]
         if view.resolved_at is not None:
-            ax.axvline(view.resolved_at, color=_GREEN, linewidth=1.2)
-        if view.official is not None:
-            started = parse_iso(view.official.started_at)
-            if times[0] <= started <= as_of:
-                ax.axvline(started, color="#6a1b9a", linewidth=1.0, linestyle=":")
-                ax.annotate("status page", (started, 0.82), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                            textcoords="offset points", fontsize=7, color="#6a1b9a")
+            marks.append((view.resolved_at, "resolved", _GREEN))
+        if view.official is not None and times[0] <= parse_iso(view.official.started_at) <= as_of:
+            marks.append((parse_iso(view.official.started_at), "status page", "#6a1b9a"))
+        for i, (at, label, color) in enumerate(sorted(marks)):
+            ax.axvline(at, color=color, linewidth=1.1, linestyle="-" if label != "status page" else ":")
+            ax.annotate(label, (at, 0.97 - 0.09 * i), xycoords=("data", "axes fraction"), xytext=(-3, 0),
+                        textcoords="offset points", fontsize=7, color=color, ha="right", va="top",
+                        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_xlim(times[0], times[-1] + width)
         ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=3)
     else:
         ax.text(0.5, 0.5, "no bucket data yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    locator = AutoDateLocator(minticks=4, maxticks=8)  # type: ignore[no-untyped-call]
+    locator = AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(DateFormatter("%H:%M"))  # type: ignore[no-untyped-call]
+    # Concise labels switch from hours to days by themselves when an incident lasted days.
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=False))  # type: ignore[no-untyped-call]
     ax.tick_params(labelsize=7, length=2)
     ax.set_ylabel("complaints", fontsize=7)
-    ax.set_ylim(bottom=0)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(axis="y", color="#e0e0e0", linewidth=0.5)

@@ -123,7 +123,9 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
                                     settings.max_samples)
     ]
     official, lead = _official(store, row, opened, end)
-    chart_start = opened - timedelta(hours=settings.chart_hours)
+    # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
+    history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
+    chart_start = opened - history
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
