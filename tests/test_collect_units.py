@@ -404,3 +404,26 @@ def test_status_feed_without_update_labels(server: FakeServer, poller: Poller) -
     done, ongoing = poller.poll(SourceConfig("aws", "status_feed", url=f"{server.url}/all.rss")).incidents
     assert done.status == "resolved" and done.resolved_at == datetime(2026, 11, 27, 18, 41, tzinfo=UTC)
     assert ongoing.status == "unknown" and ongoing.resolved_at is None  # "to be resolved soon" is not a label
+
+
+def test_future_dated_posts_are_clamped_to_now(server: FakeServer, poller: Poller) -> None:
+    feed = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            b"<item><title>Telekom down</title><guid>a</guid><pubDate>Sat, 01 Jan 2099 00:00:00 GMT</pubDate></item>"
+            b"<item><title>Telekom ok</title><guid>b</guid><pubDate>Fri, 27 Nov 2026 13:55:00 GMT</pubDate></item>"
+            b"</channel></rss>")
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    future, past = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert future.created_at == NOW and past.created_at == NOW - timedelta(minutes=5)
+
+
+def test_jobs_are_started_round_robin_across_hosts() -> None:
+    from miner.collectors.poller import interleave_hosts
+
+    def src(name: str, host: str) -> tuple[SourceConfig, SourceState | None]:
+        return SourceConfig(name, "rss", url=f"https://{host}/feed"), None
+
+    jobs = [src("a1", "a.example"), src("a2", "a.example"), src("a3", "a.example"), src("b1", "b.example"),
+            src("c1", "c.example"), src("b2", "b.example")]
+    assert interleave_hosts(jobs) == [0, 3, 4, 1, 5, 2]
+    assert interleave_hosts([]) == []

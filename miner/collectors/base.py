@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
@@ -15,6 +15,8 @@ from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+
+FUTURE_SLACK = timedelta(minutes=10)
 
 
 def utc_now() -> datetime:
@@ -75,6 +77,9 @@ def make_post(
 
     ``plain`` marks a body that is plain text already (a "<" in it is a character, not a tag).
     """
+    now = ctx.now()
+    if created_at is None or created_at > now + FUTURE_SLACK:
+        created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
     body = fold(body_html) if plain else html_to_text(body_html)
     text = join_title_body(html_to_text(title), body, ctx.settings.max_text_chars)
     if not text:
@@ -83,7 +88,7 @@ def make_post(
         source=source.name,
         external_id=external_id,
         text=text,
-        created_at=created_at or ctx.now(),
+        created_at=created_at,
         url=url or None,
         author_hash=hash_author(author, ctx.hash_key),
         lang=(lang or None) and str(lang).split("-")[0].lower()[:8],

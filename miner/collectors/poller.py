@@ -63,6 +63,20 @@ def source_host(source: SourceConfig) -> str:
     return host_of(source.url or _DEFAULT_BASES.get(source.type, source.name))
 
 
+def interleave_hosts(jobs: Sequence[tuple[SourceConfig, SourceState | None]]) -> list[int]:
+    """Job indexes in host round-robin order, so ten sources on one host waiting for its concurrency
+    limit do not hold every worker while other hosts' sources queue behind them."""
+    by_host: dict[str, list[int]] = {}
+    for i, (source, _state) in enumerate(jobs):
+        by_host.setdefault(source_host(source), []).append(i)
+    order: list[int] = []
+    queues = list(by_host.values())
+    while queues:
+        order.extend(q.pop(0) for q in queues)
+        queues = [q for q in queues if q]
+    return order
+
+
 @dataclass(frozen=True)
 class PollOutcome:
     """What happened to one source in a round: a result, or the error that becomes its last_error."""
@@ -158,5 +172,5 @@ class Poller:
             return []
         workers = min(self.settings.max_workers, len(jobs))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="miner-collect") as pool:
-            futures = [pool.submit(self.poll_isolated, source, state) for source, state in jobs]
-            return [f.result() for f in futures]
+            futures = {i: pool.submit(self.poll_isolated, *jobs[i]) for i in interleave_hosts(jobs)}
+            return [futures[i].result() for i in range(len(jobs))]
