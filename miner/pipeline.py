@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 from miner.collectors.matching import ServiceMatcher
 from miner.collectors.schedule import next_poll_at
 from miner.config import Config
-from miner.detect.zscore import BucketScore, DetectorState, due_buckets, step
+from miner.detect import (
+    BucketFacts,
+    BucketScore,
+    DetectorState,
+    IncidentDraft,
+    Transition,
+    advance,
+    due_buckets,
+    step,
+)
+from miner.detect.grouping import Opening, correlate
 from miner.errors import SourceError
 from miner.records import Post, Prediction
 from miner.store import PostToClassify, Store
@@ -36,9 +46,6 @@ log = logging.getLogger(__name__)
 REPORTS_SOURCE = "reports"
 
 Progress = Callable[[int], None]
-
-# A provider's incident that starts this close to ours is taken to be the same outage.
-OFFICIAL_MATCH_WINDOW = timedelta(hours=3)
 
 
 @dataclass
@@ -144,20 +151,26 @@ class Pipeline:
     def detect(self, now: datetime) -> TickReport:
         """Step each service's detector over the buckets completed since its last run; track incidents.
 
-        A service's detector state, bucket scores and incident transitions are committed in one transaction,
-        so a crash either keeps a bucket's whole effect or none of it: a restart never re-opens an incident.
+        A service's detector state, incident draft, bucket scores and incident transitions are committed in
+        one transaction, so a crash keeps a bucket's whole effect or none of it: a restart never re-opens or
+        re-announces an incident. Services of one group or provider that opened together are then grouped.
         """
         report = TickReport()
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report)
+        if report.opened:
+            with self.store.database.transaction():
+                self._group_openings(now)
         return report
 
     def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
         params = self.config.detector
         width = self.bucket
         saved = self.store.detector_state(service)
-        state = DetectorState.from_json(saved[1]) if saved else None
+        state = DetectorState.from_json(saved.state) if saved else None
+        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
+        incident_id = saved.incident_id if saved else None
         due = due_buckets(params, state, now)
         if not due:
             return
@@ -169,67 +182,91 @@ class Pipeline:
             if score.replayed:
                 continue
             scores.append((bucket_start, score.score, score.baseline, score.upper))
-            self._track_incident(service, score, report)
+            if draft is None and not (score.opened or score.reopened):
+                continue  # the common case: nothing to track, no need to look at the posts
+            before = draft
+            draft, transitions = advance(params, service, draft, score, self._facts(service, bucket_start, draft))
+            incident_id = self._persist_incident(service, incident_id, before, draft, transitions, score, report)
+            if draft is None:
+                incident_id = None
         report.buckets += len(scores)
         if state is not None and state.last is not None:
-            self.store.save_detector_step(service, state.last, state.to_json(), scores, now)
+            self.store.save_detector_step(service, state.last, state.to_json(), scores, now,
+                                          draft=draft.to_json() if draft else None, incident_id=incident_id)
 
-    def _track_incident(self, service: str, score: BucketScore, report: TickReport) -> None:
-        """Open, update or resolve the service's incident from one bucket's detector verdict."""
+    def _facts(self, service: str, bucket_start: datetime, draft: IncidentDraft | None) -> BucketFacts:
+        end = bucket_start + self.bucket
+        opened = draft.opened_at if draft else bucket_start
+        window = timedelta(minutes=self.config.detector.official_match_minutes)
+        samples = self.store.sample_posts(service, bucket_start, end, limit=self.config.detector.max_samples)
+        return BucketFacts(
+            symptoms=self.store.symptom_counts(service, bucket_start, end),
+            samples=[(str(p["id"]), float(p["score"])) for p in samples],
+            official=self.store.official_incident_records(service, opened - window),
+        )
+
+    def _persist_incident(self, service: str, incident_id: int | None, before: IncidentDraft | None,
+                          draft: IncidentDraft | None, transitions: Sequence[Transition], score: BucketScore,
+                          report: TickReport) -> int | None:
+        """Write the lifecycle's transitions. Times are bucket ends: when the bucket closed, we knew."""
         width = self.bucket
-        at = score.bucket_start + width  # the moment the bucket closed: when we knew
-        current = self.store.open_incident_for(service)
-        if score.opened and current is None:
-            lookback = score.bucket_start - width * (self.config.detector.persist_n - 1)
-            facts = self._incident_facts(service, lookback, at, score)
-            incident_id = self.store.open_incident(service, at, facts, {
-                "z": round(score.score, 2), "count": score.count, "baseline": round(score.baseline, 2),
-                "anomaly_start": iso(lookback)})
-            report.opened.append((service, at))
-            self._match_official(incident_id, service, at, at)
-        elif current is not None and score.open:
-            opened_at = parse_iso(current["opened_at"])
-            lookback = opened_at - width * self.config.detector.persist_n
-            peak_grew = score.count > current["peak_complaints"]
-            fields = self._incident_facts(service, lookback, at, score, current)
-            if peak_grew:
-                self.store.update_incident(current["id"], at, fields, "update",
-                                           {"z": round(score.score, 2), "count": score.count})
+        for t in transitions:
+            at = t.bucket_start + width
+            fields = self._incident_fields(t.incident)
+            details: dict[str, Any] = {"z": round(score.score, 2), "count": score.count,
+                                       "baseline": round(score.baseline, 2), "upper": round(score.upper, 2)}
+            if t.kind == "open":
+                fields["baseline"] = round(score.baseline, 3)
+                incident_id = self.store.open_incident(service, at, fields, details)
+                report.opened.append((service, at))
+            elif incident_id is None:
+                log.error("%s: lifecycle %s without a stored incident; skipped", service, t.kind)
+            elif t.kind == "resolve":
+                self.store.update_incident(incident_id, at, {**fields, "status": "resolved", "resolved_at": at},
+                                           "resolve", details)
+                report.resolved.append((service, at))
             else:
-                self.store.update_incident_quietly(current["id"], at, fields)
-            self._match_official(current["id"], service, opened_at, at)
-        elif current is not None and score.resolved:
-            self.store.update_incident(current["id"], at, {"status": "resolved", "resolved_at": at}, "resolve",
-                                       {"quiet_minutes": self.config.detector.quiet_minutes})
-            report.resolved.append((service, at))
+                if "reopened" in t.reason:
+                    fields |= {"status": "open", "resolved_at": None}
+                self.store.update_incident(incident_id, at, fields, "update", {**details, "reason": t.reason})
+        if not transitions and incident_id is not None and draft is not None and draft != before:
+            self.store.update_incident_quietly(incident_id, score.bucket_start + width,
+                                               self._incident_fields(draft))
+        return incident_id
 
-    def _incident_facts(self, service: str, start: datetime, end: datetime, score: BucketScore,
-                        current: dict[str, Any] | None = None) -> dict[str, Any]:
-        samples = self.store.sample_posts(service, start, end, limit=5)
-        return {
-            "peak_complaints": max(int(score.count), int(current["peak_complaints"]) if current else 0),
-            "peak_score": max(round(score.score, 3), float(current["peak_score"]) if current else 0.0),
-            "baseline": round(score.baseline, 3) if current is None else current["baseline"],
-            "total_complaints": (int(current["total_complaints"]) if current else 0) + int(score.count),
-            "symptoms": self.store.symptom_counts(service, start, end),
-            "sample_post_ids": [p["id"] for p in samples],
+    def _incident_fields(self, draft: IncidentDraft) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "peak_complaints": int(draft.peak_count),
+            "peak_score": round(draft.peak_z, 3),
+            "total_complaints": int(draft.total_complaints),
+            "symptoms": dict(draft.symptoms),
+            "sample_post_ids": [int(pid) for pid, _ in draft.samples],
         }
+        if draft.official_ref is not None:
+            source, _, external_id = draft.official_ref.partition(":")
+            fields["official_incident_id"] = self.store.official_incident_id(source, external_id)
+            if draft.lead_minutes is not None:
+                # The lifecycle measures from the bucket's start; we knew only when the bucket closed.
+                fields["lead_time_minutes"] = round(draft.lead_minutes - self.config.detector.bucket_minutes, 1)
+        return fields
 
-    def _match_official(self, incident_id: int, service: str, opened_at: datetime, now: datetime) -> None:
-        """Link the provider's own incident (from its status page), once, with our lead time over it."""
-        row = self.store.incident(incident_id)
-        if row is None or row["official_incident_id"] is not None:
-            return
-        window = OFFICIAL_MATCH_WINDOW
-        for official in self.store.official_incidents(service, opened_at - window):
-            started = parse_iso(official["started_at"])
-            if opened_at - window <= started <= max(now, opened_at) + window:
-                lead = (started - opened_at).total_seconds() / 60.0
-                self.store.update_incident(
-                    incident_id, now, {"official_incident_id": official["id"], "lead_time_minutes": round(lead, 1)},
-                    "official", {"title": official["title"], "status": official["status"],
-                                 "lead_time_minutes": round(lead, 1)})
-                return
+    def _group_openings(self, now: datetime) -> None:
+        """Group recent openings of related services (configured groups, shared providers) into one incident."""
+        window = timedelta(minutes=self.config.detector.group_window_minutes)
+        recent = [r for r in self.store.incidents(status="open")
+                  if parse_iso(r["opened_at"]) >= now - 2 * window]
+        openings = [Opening(r["service"], parse_iso(r["opened_at"])) for r in recent]
+        for found in correlate(self.config.detector, openings, self.config.groups, self.config.services):
+            members = [r for r in recent if r["service"] in found.services
+                       and found.opened_at <= parse_iso(r["opened_at"]) <= found.last_opened_at]
+            existing = next((r["group_id"] for r in members if r["group_id"] is not None), None)
+            ungrouped = [r["id"] for r in members if r["group_id"] is None]
+            if not ungrouped:
+                continue
+            if existing is None:
+                self.store.create_group(found.group, found.cause, found.services, now, ungrouped)
+            else:
+                self.store.join_group(existing, found.services, now, ungrouped)
 
     # Collect ---------------------------------------------------------------------------------------------
 

@@ -64,6 +64,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "service": "Service name.",
         "last_bucket": "Start of the last processed bucket.",
         "state": "Detector state as JSON (baseline level, scale, hour-of-day profile, persistence, open flag).",
+        "draft": "The incident being tracked (open, or resolved and cooling down) as JSON; NULL when none.",
+        "incident_id": "incidents.id of that draft.",
         "updated_at": "When it was written.",
     }),
     "official_incidents": ("Incidents published by providers' status pages.", {
@@ -96,7 +98,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "symptoms": "JSON object: symptom -> complaints.",
         "sample_post_ids": "JSON list of posts.id of the most confident complaints.",
         "official_incident_id": "official_incidents.id of the provider's matching incident.",
-        "lead_time_minutes": "Provider's start minus our open, in minutes (positive: we were first).",
+        "lead_time_minutes": "Provider's start minus our opened_at, in minutes (positive: we were first).",
     }),
     "incident_events": ("Every transition of every incident (open, update, official, group, resolve).", {
         "id": "Row id; increasing, so alerts can read transitions in order.",

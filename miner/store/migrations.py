@@ -83,6 +83,8 @@ CORE = Migration(
             service TEXT PRIMARY KEY,
             last_bucket TEXT NOT NULL,
             state TEXT NOT NULL,
+            draft TEXT,
+            incident_id INTEGER,
             updated_at TEXT NOT NULL
         );
         CREATE TABLE official_incidents (

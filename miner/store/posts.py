@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     import sqlite3
@@ -103,6 +103,23 @@ class PostsMixin:
                 f"SELECT min(created_at), max(created_at) FROM posts WHERE id IN ({marks})", ids
             ).fetchone()
         return (row[0], row[1]) if row and row[0] else None
+
+    def official_incident_records(self, service: str, since: datetime) -> list[OfficialIncident]:
+        """The provider's incidents for ``service`` still open at or started after ``since``."""
+        return [
+            OfficialIncident(
+                source=r["source"], external_id=r["external_id"], service=r["service"], title=r["title"],
+                status=r["status"], started_at=parse_iso(r["started_at"]), updated_at=parse_iso(r["updated_at"]),
+                impact=r["impact"], components=tuple(json.loads(r["components"] or "[]")),
+                resolved_at=parse_iso(r["resolved_at"]) if r["resolved_at"] else None, url=r["url"],
+            )
+            for r in self.official_incidents(service, since)
+        ]
+
+    def official_incident_id(self, source: str, external_id: str) -> int | None:
+        row = self.database.one("SELECT id FROM official_incidents WHERE source = ? AND external_id = ?",
+                                (source, external_id))
+        return int(row["id"]) if row else None
 
     def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
         return self.database.rows(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,14 @@ _LATEST = (
     "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
     "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
 )
+
+
+@dataclass(frozen=True)
+class SavedDetector:
+    last_bucket: datetime
+    state: str  # DetectorState JSON
+    draft: str | None  # IncidentDraft JSON while an incident is open or cooling down
+    incident_id: int | None  # incidents.id of that draft
 
 
 class SignalsMixin:
@@ -72,9 +81,12 @@ class SignalsMixin:
         )
         return parse_iso(row["t"]) if row and row["t"] else None
 
-    def detector_state(self, service: str) -> tuple[datetime, str] | None:
-        row = self.database.one("SELECT last_bucket, state FROM detector_state WHERE service = ?", (service,))
-        return (parse_iso(row["last_bucket"]), row["state"]) if row else None
+    def detector_state(self, service: str) -> SavedDetector | None:
+        row = self.database.one(
+            "SELECT last_bucket, state, draft, incident_id FROM detector_state WHERE service = ?", (service,))
+        if row is None:
+            return None
+        return SavedDetector(parse_iso(row["last_bucket"]), row["state"], row["draft"], row["incident_id"])
 
     def save_detector_step(
         self,
@@ -83,8 +95,11 @@ class SignalsMixin:
         state_json: str,
         scores: Sequence[tuple[datetime, float, float, float]],
         now: datetime,
+        *,
+        draft: str | None = None,
+        incident_id: int | None = None,
     ) -> None:
-        """Persist detector state with the bucket scores it produced, in one transaction."""
+        """Persist detector state, the incident draft and the bucket scores they produced, in one transaction."""
         with self.database.transaction() as conn:
             conn.executemany(
                 "INSERT INTO buckets (service, bucket_start, score, baseline, upper) VALUES (?, ?, ?, ?, ?) "
@@ -93,10 +108,11 @@ class SignalsMixin:
                 [(service, iso(b), s, base, up) for b, s, base, up in scores],
             )
             conn.execute(
-                "INSERT INTO detector_state (service, last_bucket, state, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (service) DO UPDATE SET last_bucket = excluded.last_bucket, "
-                "state = excluded.state, updated_at = excluded.updated_at",
-                (service, iso(last_bucket), state_json, iso(now)),
+                "INSERT INTO detector_state (service, last_bucket, state, draft, incident_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET last_bucket = excluded.last_bucket, "
+                "state = excluded.state, draft = excluded.draft, incident_id = excluded.incident_id, "
+                "updated_at = excluded.updated_at",
+                (service, iso(last_bucket), state_json, draft, incident_id, iso(now)),
             )
 
     def series(self, service: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -179,6 +195,17 @@ class SignalsMixin:
                 conn.execute("UPDATE incidents SET group_id = ? WHERE id = ?", (group_id, iid))
                 _event(conn, iid, "group", at, {"group_id": group_id, "group": name, "cause": cause})
         return group_id
+
+    def join_group(self, group_id: int, services: Sequence[str], at: datetime, incident_ids: Sequence[int]) -> None:
+        """Add late openings to an existing group."""
+        with self.database.transaction() as conn:
+            row = conn.execute("SELECT name, cause, services FROM incident_groups WHERE id = ?",
+                               (group_id,)).fetchone()
+            merged = list(dict.fromkeys([*json.loads(row["services"]), *services]))
+            conn.execute("UPDATE incident_groups SET services = ? WHERE id = ?", (json.dumps(merged), group_id))
+            for iid in incident_ids:
+                conn.execute("UPDATE incidents SET group_id = ? WHERE id = ?", (group_id, iid))
+                _event(conn, iid, "group", at, {"group_id": group_id, "group": row["name"], "cause": row["cause"]})
 
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5) -> list[dict[str, Any]]:
         """The highest-scoring complaints about ``service`` in [start, end): examples for alerts."""
