@@ -24,7 +24,7 @@ def config_keys(cls: Any, prefix: str = "") -> list[str]:
     keys = []
     hints = get_type_hints(cls, localns=_stage_settings())
     for f in dataclasses.fields(cls):
-        if not f.init or f.name == "path" and cls is Config:
+        if not f.init or (f.name == "path" and cls is Config):
             continue
         path = f"{prefix}{f.name}"
         tp = hints[f.name]
