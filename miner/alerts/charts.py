@@ -33,7 +33,7 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
     fig = Figure(figsize=(6.4, 2.0), dpi=100)
     FigureCanvasAgg(fig)
     ax: Any = fig.add_axes(  # Any: matplotlib's stubs reject datetimes it handles at runtime
-        (0.07, 0.16, 0.91, 0.76))
+        (0.07, 0.16, 0.91, 0.70))
     if times:
         banded = [(t, float(r["baseline"]), float(r["upper"] if r["upper"] is not None else r["baseline"]))
                   for t, r in zip(times, rows, strict=True) if r["baseline"] is not None]
@@ -46,7 +46,7 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
         colors = [_RED if t >= view.opened_at and (view.resolved_at is None or t <= view.resolved_at) else _BLUE
                   for t in times]
         ax.bar(times, counts, width=width, align="edge", color=colors, linewidth=0, label="complaints")
-        top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.3  # headroom for the labels
+        top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.2  # headroom for the labels
         ax.set_ylim(0, top)
         marks = [(view.opened_at, "opened", _RED)]
         if view.resolved_at is not None:
@@ -59,7 +59,8 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
                         textcoords="offset points", fontsize=7, color=color, ha="right", va="top",
                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_xlim(times[0], times[-1] + width)
-        ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=3)
+        # Above the plot, so it never hides the bars or the opened/resolved labels.
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=3, borderaxespad=0.2)
     else:
         ax.text(0.5, 0.5, "no bucket data yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
     locator = AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
