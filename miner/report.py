@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 from miner.config import Config
 from miner.store import Store
 
 
-def print_summary(store: Store, config: Config, out: Path | None, echo: Callable[[str], None]) -> None:
+def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:
     from miner.cli.output import table
 
     db = store.database
@@ -46,5 +45,4 @@ def print_summary(store: Store, config: Config, out: Path | None, echo: Callable
             marks = ",".join("?" * len(samples))
             for post in db.rows(f"SELECT text FROM posts WHERE id IN ({marks})", samples)[:3]:
                 echo(f"  - {post['text'][:160]}")
-    if out is not None:
-        echo(f"\nstore: {store.path} (explore it with `miner --db {store.path} query \"SELECT ...\"`)")
+    echo(f"\nstore: {store.path} (explore it: miner --db {store.path} query \"SELECT * FROM incidents\")")

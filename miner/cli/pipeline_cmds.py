@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.output import progress, table
+from miner.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
 
 
 @main.command()
@@ -67,13 +73,17 @@ def reclassify(app: AppContext, since: object) -> None:
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
+    from miner.alerts import FileSenders, write_digest_files
     from miner.pipeline import Pipeline
     from miner.replay import read_posts, run_replay
     from miner.report import print_summary
 
     cfg = app.config
     store = app.store()
-    pipeline = Pipeline(cfg, store)
+    # Notifications go to files: a replay shows what would have been sent, and never sends it.
+    senders = FileSenders(out / "outbox").senders() if out is not None else FileSenders(
+        Path(store.path).with_name("outbox")).senders()
+    pipeline = Pipeline(cfg, store, senders=senders)
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
     started = time.monotonic()
@@ -82,9 +92,28 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
                            prefetch=lambda posts: pipeline.ingest(posts, posts[-1].created_at),
                            progress=lambda k: bar.update(k))
     elapsed = time.monotonic() - started
+    if stats.start is None or stats.end is None:
+        raise click.ClickException(f"{posts_path} holds no posts")
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
-    print_summary(store, cfg, out, click.echo)
+    print_summary(store, cfg, click.echo)
+    if out is not None:
+        sent = sorted((out / "outbox").glob("*")) if (out / "outbox").is_dir() else []
+        click.echo(f"\n{len(sent)} notifications written to {out / 'outbox'} (the demo sends nothing)")
+        # The digest as of the busiest incident's end, so it shows an outage rather than a quiet day.
+        when = _digest_time(store) or stats.end
+        paths = write_digest_files(store, cfg.alerts, when, out)
+        click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
+                                                                       if p.suffix in (".html", ".eml")))
+
+
+def _digest_time(store: Store) -> datetime | None:
+    """Just after the incident with the most complaints, or None when there was none."""
+    incidents = sorted(store.incidents(), key=lambda i: -int(i["total_complaints"]))
+    if not incidents:
+        return None
+    first = incidents[0]
+    return parse_iso(first["resolved_at"] or first["updated_at"]) + timedelta(minutes=5)
 
 
 def _count_lines(path: Path) -> int:
