@@ -170,3 +170,30 @@ def test_smtp_login_reads_credentials_from_the_environment(
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
     [row] = store.outbox_rows(["failed"])
     assert "MINER_T_USER is not set" in row["reason"]
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # implicit TLS: see smtp_server.py
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_tls_and_login_from_environment(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        security: str) -> None:
+    server = SmtpServer(tls=security, folder=tmp_path, login=("alerts", "s3cret"))
+    server.start()
+    try:
+        monkeypatch.setenv("MINER_T_USER", "alerts")
+        monkeypatch.setenv("MINER_T_PASS", "s3cret")
+        smtp = SmtpSettings(host="127.0.0.1", port=server.port, security=security,  # type: ignore[arg-type]
+                            username_env="MINER_T_USER", password_env="MINER_T_PASS", timeout=5,
+                            ca_file=str(tmp_path / "cert.pem"))
+        cfg = replace(mail_settings(server, group_wait=0.0), smtp=smtp)
+        _incidents(store, cfg, 1)
+        assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+        assert server.logins == ["alerts"] and len(server.inbox.messages) == 1
+        # Without our CA the server's certificate is not trusted: nothing is sent, and it stays queued.
+        untrusted = replace(cfg, smtp=replace(smtp, ca_file=""))
+        open_incident(store, "other", T0, posts=False, series=False)
+        plan_notifications(store, untrusted, T0)
+        stats = dispatch(store, untrusted, T0, worker_id="w")
+        assert (stats.sent, stats.retried) == (0, 1)
+        assert "CERTIFICATE_VERIFY_FAILED" in store.outbox_rows(["pending"])[0]["last_error"]
+    finally:
+        server.stop()

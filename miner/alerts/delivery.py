@@ -64,14 +64,18 @@ class SmtpSender:
         password = _env(s.password_env, "SMTP password", self.environ) if s.password_env else ""
         sender = parseaddr(str(message["From"]))[1]
         try:
+            tls = ssl.create_default_context(cafile=s.ca_file or None) if s.security != "none" else None
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryError(f"SMTP ca_file {s.ca_file}: {exc}", permanent=True) from None
+        try:
             client: smtplib.SMTP
             if s.security == "ssl":
-                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=ssl.create_default_context())
+                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls)
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             with client:
                 if s.security == "starttls":
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=tls)
                 if user:
                     client.login(user, password)
                 refused = client.send_message(message, from_addr=sender, to_addrs=recipients)

@@ -42,6 +42,7 @@ class SmtpSettings:
     username_env: str = ""  # env var holding the login user; empty = no login
     password_env: str = ""  # env var holding the password
     timeout: float = 30.0  # seconds for connect and each SMTP command
+    ca_file: str = ""  # PEM bundle of CAs to trust instead of the system's (a relay with a private CA)
 
     def validate(self) -> None:
         if not 0 < self.port <= 65535:
