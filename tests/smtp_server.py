@@ -68,14 +68,14 @@ Q8NT0hpju8Yb8hE0/yb02lJt
 """
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     """Binds port 0 and learns the real port before aiosmtpd's readiness probe connects to it."""
 
     def _create_server(self) -> Awaitable[Any]:
         coro = super()._create_server()
 
         async def bind() -> Any:
-            server = await coro
+            server: Any = await coro
             self.port = server.sockets[0].getsockname()[1]
             return server
 
@@ -99,9 +99,9 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        msg = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)
         with self._lock:
-            self.messages.append(msg)  # type: ignore[arg-type]
+            self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

@@ -39,14 +39,14 @@ def test_open_alert_arrives_as_multipart_with_inline_chart_and_escaped_posts(
     assert msg["Date"] and "WhatsApp" in msg["Subject"] and "OPEN" in msg["Subject"]
     assert msg["List-Unsubscribe"] is None  # alerts are not a list; digests carry it when configured
     assert msg.get_content_type() == "multipart/alternative"
-    text_part, related = msg.get_payload()  # type: ignore[misc]
+    text_part, related = msg.iter_parts()
     assert text_part.get_content_type() == "text/plain"
     assert related.get_content_type() == "multipart/related"
-    html_part, image = related.get_payload()
+    html_part, image = related.iter_parts()
     assert html_part.get_content_type() == "text/html"
     assert image.get_content_type() == "image/png"
-    assert image.get_payload(decode=True).startswith(b"\x89PNG\r\n\x1a\n")
-    cid = image["Content-ID"].strip("<>")
+    assert image.get_content().startswith(b"\x89PNG\r\n\x1a\n")
+    cid = str(image["Content-ID"]).strip("<>")
     html = html_part.get_content()
     text = text_part.get_content()
     assert f'src="cid:{cid}"' in html

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_alerts_support import T0, failing_source, open_incident, resolve, settings
@@ -21,7 +22,7 @@ def cfg(**overrides: object) -> AlertSettings:
     return settings(routes=(EMAIL_ONLY,), webhooks=(), **overrides)
 
 
-def rows(store: Store, *statuses: str) -> list[dict[str, object]]:
+def rows(store: Store, *statuses: str) -> list[dict[str, Any]]:
     return store.outbox_rows(list(statuses or ("pending", "sending", "sent", "failed", "suppressed")))
 
 
@@ -61,7 +62,7 @@ def test_repeat_interval_renotifies_a_still_open_incident(store: Store) -> None:
     assert plan_notifications(store, c, T0 + timedelta(minutes=60)) == 1
     assert plan_notifications(store, c, T0 + timedelta(minutes=90)) == 0
     assert plan_notifications(store, c, T0 + timedelta(minutes=120)) == 1
-    kinds = [i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))]  # type: ignore[call-overload]
+    kinds = [i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))]
     assert sorted(kinds) == ["open", "repeat", "repeat"]
 
 
@@ -128,7 +129,7 @@ def test_routes_only_get_their_services(store: Store) -> None:
     plan_notifications(store, settings(routes=(EMAIL_ONLY, mtn), webhooks=()), T0)
     assert sorted(str(r["route"]) for r in rows(store)) == ["mtn-team", "oncall"]
     [mtn_row] = [r for r in rows(store) if r["route"] == "mtn-team"]
-    assert len(store.notification_items(int(mtn_row["id"]))) == 1  # type: ignore[call-overload]
+    assert len(store.notification_items(int(mtn_row["id"]))) == 1
 
 
 def test_digests_follow_the_cron_and_coalesce_missed_runs(store: Store) -> None:

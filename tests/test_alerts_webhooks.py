@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from test_alerts_support import T0, add_official, open_incident, settings
@@ -61,7 +61,7 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
     h.close()
 
 
-def hook_settings(fmt: str = "json") -> AlertSettings:
+def hook_settings(fmt: Literal["json", "slack"] = "json") -> AlertSettings:
     route = RouteSettings(name="chat", webhooks=("hook",))
     return settings(routes=(route,), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", format=fmt,
                                                                timeout=0.5),), group_wait=0.0)
