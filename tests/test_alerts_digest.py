@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -108,3 +109,25 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "bad duration" in res.output
     assert "silence 1 removed" in run.invoke(main, [*base, "silence", "remove", "1"]).output
     assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
+
+
+def test_grouped_openings_become_one_alert_written_by_file_senders(store: Store, tmp_path: Path) -> None:
+    from miner.alerts import FileSenders, run_alerts
+
+    cfg = settings(group_wait=60.0)  # email + a JSON webhook
+    wa = open_incident(store, "WhatsApp", T0)
+    ig = open_incident(store, "Instagram", T0 + timedelta(seconds=40), posts=False)
+    store.create_group("Meta", "Meta platform outage", ["WhatsApp", "Instagram"], T0 + timedelta(seconds=40), [wa, ig])
+    files = FileSenders(tmp_path / "sent")
+    run_alerts(store, cfg, T0, worker_id="demo", senders=files.senders())
+    run_alerts(store, cfg, T0 + timedelta(seconds=40), worker_id="demo", senders=files.senders())
+    assert files.count == 0  # still inside group_wait
+    stats = run_alerts(store, cfg, T0 + timedelta(seconds=61), worker_id="demo", senders=files.senders())
+    assert stats.sent == 2
+    [eml] = sorted((tmp_path / "sent").glob("*.eml"))
+    msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert msg["Subject"] == "[miner] OPEN: WhatsApp, Instagram (Meta: Meta platform outage)"
+    [hook] = sorted((tmp_path / "sent").glob("*-webhook-hook.json"))
+    body = json.loads(hook.read_text())
+    assert [i["service"] for i in body["incidents"]] == ["WhatsApp", "Instagram"]
+    assert {i["group"] for i in body["incidents"]} == {"Meta: Meta platform outage"}

@@ -102,17 +102,29 @@ def _charts(views: list[IncidentView], as_of: datetime) -> dict[str, bytes]:
 
 
 def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView]) -> str:
-    names = ", ".join(v.service for v in views[:4]) + (f" +{len(views) - 4}" if len(views) > 4 else "")
+    """One line an on-call engineer can triage from: what, how bad, and whether it is one outage or several."""
+    prefix = settings.subject_prefix
+
+    def names(vs: list[IncidentView]) -> str:
+        return ", ".join(v.service for v in vs[:4]) + (f" +{len(vs) - 4}" if len(vs) > 4 else "")
+
     if kind == "resolved":
-        if len(views) == 1:
-            return f"{settings.subject_prefix} RESOLVED: {names} after {views[0].duration}"
-        return f"{settings.subject_prefix} RESOLVED: {names}"
-    label = "OPEN" if any(v.status == "open" for v in views) else "RESOLVED SINCE"
+        after = f" after {views[0].duration}" if len(views) == 1 else ""
+        return f"{prefix} RESOLVED: {names(views)}{after}"
+    still_open = [v for v in views if v.status == "open"]
+    if not still_open:
+        return f"{prefix} RESOLVED SINCE: {names(views)}"
     if len(views) == 1:
         v = views[0]
         ratio = f"{v.ratio:.1f}x normal, " if v.ratio else ""
-        return f"{settings.subject_prefix} {label}: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
-    return f"{settings.subject_prefix} {label}: {len(views)} services ({names})"
+        return f"{prefix} OPEN: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
+    groups = {v.group for v in still_open}
+    subject = f"{prefix} OPEN: {names(still_open)}"
+    if len(still_open) > 1 and len(groups) == 1 and "" not in groups:
+        subject += f" ({groups.pop()})"
+    if len(views) > len(still_open):
+        subject += f"; {len(views) - len(still_open)} already resolved"
+    return subject
 
 
 def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, kind: str,
@@ -121,6 +133,7 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
+    views.sort(key=lambda v: v.status != "open")
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views)
     images = {} if kind == "resolved" else _charts(views, now)
