@@ -199,3 +199,17 @@ duration_minutes = 90
         parse_config(text.replace("0 8 * * mon-fri", "0 8 * *"))
     with pytest.raises(ConfigError, match="url_env: must name an environment variable"):
         parse_config(text.replace('"MINER_SLACK_URL"', '"https://hooks.slack.com/services/T/B/x"'))
+
+
+def test_cron_weekdays_follow_crontab_not_apscheduler_numbering() -> None:
+    from miner.alerts.schedule import next_fire
+
+    saturday = T0 + timedelta(days=1)  # 2026-11-28
+    assert next_fire("0 8 * * 1", "UTC", saturday).strftime("%a %H:%M") == "Mon 08:00"  # type: ignore[union-attr]
+    assert next_fire("0 8 * * 0", "UTC", saturday).strftime("%a") == "Sun"  # type: ignore[union-attr]
+    assert next_fire("0 8 * * 7", "UTC", saturday).strftime("%a") == "Sun"  # type: ignore[union-attr]
+    assert next_fire("0 8 * * mon-fri", "UTC", saturday).strftime("%a") == "Mon"  # type: ignore[union-attr]
+    # 08:00 in Berlin on a winter Monday is 07:00 UTC.
+    assert next_fire("0 8 * * 1", "Europe/Berlin", saturday).strftime("%a %H:%M") == "Mon 07:00"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="bad weekday"):
+        next_fire("0 8 * * 8", "UTC", saturday)

@@ -12,6 +12,44 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekdays(field: str) -> str:
+    """Crontab weekdays (0 or 7 = Sunday, names, ranges, steps) as the day names APScheduler reads unambiguously.
+
+    APScheduler 3 numbers weekdays from Monday = 0, so a crontab's ``1`` would silently mean Tuesday.
+    """
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for item in field.lower().split(","):
+        span, _, step_text = item.partition("/")
+        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
+        if step_text and step is None:
+            raise ValueError(f"bad weekday step in {item!r}")
+        lo_text, dash, hi_text = span.partition("-")
+        if span == "*":
+            lo, hi = 0, 6
+        else:
+            lo = _day(lo_text)
+            hi = _day(hi_text) if dash else (6 if step else lo)
+            if dash and hi == 0 and hi_text.strip() == "7":
+                hi = 7  # 5-7: Friday to Sunday
+        if hi < lo:
+            raise ValueError(f"weekday range {span!r} runs backwards")
+        days.update(d % 7 for d in range(lo, hi + 1, step or 1))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _day(text: str) -> int:
+    text = text.strip()
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text) % 7
+    if text[:3] in _DAYS:
+        return _DAYS.index(text[:3])
+    raise ValueError(f"bad weekday {text!r} (use 0-7 or sun..sat)")
+
 
 @lru_cache(maxsize=64)
 def parse_cron(expr: str, timezone: str) -> CronTrigger:
@@ -19,8 +57,10 @@ def parse_cron(expr: str, timezone: str) -> CronTrigger:
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"cron {expr!r} must have 5 fields (minute hour day month weekday), got {len(fields)}")
+    minute, hour, day, month, weekday = fields
     try:
-        return CronTrigger.from_crontab(expr, timezone=ZoneInfo(timezone))
+        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(weekday),
+                           timezone=ZoneInfo(timezone))
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"bad cron {expr!r}: {exc}") from None
 
