@@ -197,3 +197,16 @@ def test_tls_and_login_from_environment(store: Store, tmp_path: Path, monkeypatc
         assert "CERTIFICATE_VERIFY_FAILED" in store.outbox_rows(["pending"])[0]["last_error"]
     finally:
         server.stop()
+
+
+def test_reminder_for_a_still_open_incident(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0, repeat_interval=3600.0)
+    open_incident(store, "WhatsApp", T0)
+    for minutes in (0, 30, 60, 61):
+        now = T0 + timedelta(minutes=minutes)
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+    first, reminder = smtp_server.inbox.messages
+    assert str(first["Subject"]).startswith("[miner] OPEN: WhatsApp")
+    assert str(reminder["Subject"]).startswith("[miner] STILL OPEN: WhatsApp")
+    assert "(still open, reminder)" in reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]

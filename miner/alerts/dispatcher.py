@@ -120,8 +120,9 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
         raise MinerError("its incidents are gone from the store")
     reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     if webhook.format == "slack":
-        body = slack_payload(row["kind"], views, subject=alert_subject(settings, row["kind"], views),
-                             reminders=reminders)
+        only_reminders = bool(reminders) and len(reminders) == len(items)
+        subject = alert_subject(settings, row["kind"], views, reminder=only_reminders)
+        body = slack_payload(row["kind"], views, subject=subject, reminders=reminders)
     else:
         body = json_payload(row["kind"], views, route=route.name, message_id=row["message_id"], now=now,
                             reminders=reminders)

@@ -97,13 +97,17 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
     return msg
 
 
+MAX_CHARTS = 10  # a message about a huge batch stays small; later incidents go without a chart
+
+
 def _charts(views: list[IncidentView], as_of: datetime) -> dict[str, bytes]:
-    return {v.cid: incident_chart(v, as_of) for v in views}
+    return {v.cid: incident_chart(v, as_of) for v in views[:MAX_CHARTS]}
 
 
-def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView]) -> str:
+def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView], *, reminder: bool = False) -> str:
     """One line an on-call engineer can triage from: what, how bad, and whether it is one outage or several."""
     prefix = settings.subject_prefix
+    label = "STILL OPEN" if reminder else "OPEN"
 
     def names(vs: list[IncidentView]) -> str:
         return ", ".join(v.service for v in vs[:4]) + (f" +{len(vs) - 4}" if len(vs) > 4 else "")
@@ -117,9 +121,9 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView])
     if len(views) == 1:
         v = views[0]
         ratio = f"{v.ratio:.1f}x normal, " if v.ratio else ""
-        return f"{prefix} OPEN: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
+        return f"{prefix} {label}: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
     groups = {v.group for v in still_open}
-    subject = f"{prefix} OPEN: {names(still_open)}"
+    subject = f"{prefix} {label}: {names(still_open)}"
     if len(still_open) > 1 and len(groups) == 1 and "" not in groups:
         subject += f" ({groups.pop()})"
     if len(views) > len(still_open):
@@ -135,7 +139,7 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
     views.sort(key=lambda v: v.status != "open")
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
-    subject = alert_subject(settings, kind, views)
+    subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
     images = {} if kind == "resolved" else _charts(views, now)
     ctx = _context(settings, kind=kind, views=views, repeats=repeats, subject=subject, route=route.name,
                    now=now, images=images)
@@ -147,8 +151,13 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
 
 
 def render_digest(store: Store, settings: AlertSettings, now: datetime, route: RouteSettings | str, *,
-                  since: datetime | None = None, message_id: str | None = None) -> RenderedDigest:
-    """The digest of ``route`` as of ``now``: open incidents, those resolved since ``since``, failing sources."""
+                  since: datetime | None = None, message_id: str | None = None,
+                  sent_at: datetime | None = None) -> RenderedDigest:
+    """The digest of ``route`` as of ``now``: open incidents, those resolved since ``since``, failing sources.
+
+    ``sent_at`` (default ``now``) is the Date header: a digest delayed by an outage keeps its content but is dated
+    when it actually went out.
+    """
     if isinstance(route, str):
         found = settings.route(route)
         if found is None:
@@ -172,7 +181,8 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     ctx = _context(settings, views=views, failing=failing, since=since, now=now, route=route.name, subject=subject,
                    open_n=open_n, resolved_n=resolved_n, images=images, services=route.services)
     text, html = _render("digest.txt", ctx), _render("digest.html", ctx)
-    msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=True)
+    msg = build_email(settings, route, subject, text, html, images, message_id=message_id,
+                      date=sent_at or now, digest=True)
     return Rendered(subject, text, html, images, msg, views)
 
 
@@ -185,7 +195,7 @@ def render_outbox_row(store: Store, settings: AlertSettings, row: dict[str, Any]
         payload = _payload(row)
         as_of = parse_iso(payload.get("as_of", iso(now)))
         since = parse_iso(payload["since"]) if payload.get("since") else None
-        return render_digest(store, settings, as_of, route, since=since, message_id=row["message_id"])
+        return render_digest(store, settings, as_of, route, since=since, message_id=row["message_id"], sent_at=now)
     return render_alert(store, settings, route, row["kind"], store.notification_items(row["id"]),
                         message_id=row["message_id"], now=now)
 
