@@ -131,3 +131,17 @@ def test_grouped_openings_become_one_alert_written_by_file_senders(store: Store,
     body = json.loads(hook.read_text())
     assert [i["service"] for i in body["incidents"]] == ["WhatsApp", "Instagram"]
     assert {i["group"] for i in body["incidents"]} == {"Meta: Meta platform outage"}
+
+
+def test_sparse_incident_rows_and_odd_details_still_render(store: Store) -> None:
+    from test_alerts_support import seed_posts
+
+    seed_posts(store, "Airtel", T0 - timedelta(minutes=5))
+    iid = store.open_incident("Airtel", T0, {}, {"unexpected": {"nested": [1, 2]}})
+    store.update_incident(iid, T0 + timedelta(minutes=5), {"symptoms": "not json"}, kind="official",
+                          details={"official_id": None})
+    d = render_digest(store, settings(), T0 + timedelta(minutes=30), "oncall")
+    assert "Airtel: OPEN" in d.text and "baseline 0.0" in d.text
+    # No symptom summary on the incident row: counted from the classified posts instead.
+    assert "messaging 1 (17%)" in d.text
+    assert len(d.images) == 1 and d.images["chart-1"].startswith(b"\x89PNG")  # "no bucket data yet"

@@ -112,14 +112,16 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         resolved = None
     end = resolved or as_of
     service = str(row["service"])
-    symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, opened, end + timedelta(seconds=1))
+    # Reports just before the opening are what made it open: count them with the incident (as the samples do).
+    lead_in = opened - timedelta(minutes=30)
+    symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, lead_in, end + timedelta(seconds=1))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
     total = sum(counts.values()) or 1
     breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])
     samples = [
         SamplePost(clean_text(p.get("text"), 280), safe_url(p.get("url")), clean_text(p.get("source"), 60),
                    str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40))
-        for p in store.sample_posts(service, opened - timedelta(minutes=30), end + timedelta(seconds=1),
+        for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1),
                                     settings.max_samples)
     ]
     official, lead = _official(store, row, opened, end)
