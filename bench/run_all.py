@@ -1,0 +1,29 @@
+"""`make bench`: every benchmark in turn. Each prints its numbers with the machine they came from."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+
+RUNS = [
+    ["collect_bench.py", "--store"],
+    ["classify_bench.py"],
+    ["nab_bench.py", "--data", str(SHARED / "nab")],
+    ["replay_bench.py"],
+]
+
+
+def main() -> int:
+    failed = 0
+    for args in RUNS:
+        print(f"\n== bench/{' '.join(args)}", flush=True)
+        failed += subprocess.call([sys.executable, str(HERE / args[0]), *args[1:]]) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
