@@ -52,13 +52,16 @@ def real_posts(classifier: Classifier) -> dict[str, list[str]]:
                        if p.outage],
         "mtn_other": [t for t, p in zip(mtn, mtn_preds, strict=True) if not p.outage],
         "airtel_other": [t for t, p in zip(airtel, airtel_preds, strict=True) if not p.outage],
+        "airtel_outage": [t for t, p in sorted(zip(airtel, airtel_preds, strict=True), key=lambda tp: -tp[1].score)
+                          if p.outage],
     }
     assert len(out["mtn_outage"]) >= 30, "the shipped model finds too few outage reports in the stream"
     return out
 
 
-def stream(real: dict[str, list[str]], path: Path) -> Path:
-    """Two quiet days of real chatter about both networks, then a burst of real MTN outage reports."""
+def stream(real: dict[str, list[str]], path: Path, both: bool = False) -> Path:
+    """Two quiet days of real chatter about both networks, then a burst of real MTN outage reports (and of
+    Airtel ones at the same time with ``both``)."""
     rng = random.Random(5)
     rows = []
     t = T0
@@ -72,6 +75,9 @@ def stream(real: dict[str, list[str]], path: Path) -> Path:
     burst_start = end + timedelta(minutes=5)
     for k in range(30):
         rows.append((burst_start + timedelta(minutes=1.5 * k), real["mtn_outage"][k]))
+        if both:
+            airtel = real["airtel_outage"]
+            rows.append((burst_start + timedelta(minutes=1.5 * k + 0.5), airtel[k % len(airtel)]))
     rows.append((burst_start + timedelta(hours=5), real["airtel_other"][0]))
     rows.sort()
     with path.open("w", encoding="utf-8") as f:
@@ -137,6 +143,23 @@ def test_interrupted_replay_resumes_without_reopening(tmp_path: Path, classifier
     incidents = store.incidents()
     assert len(incidents) == 1
     assert [e["kind"] for e in store.incident_events(incidents[0]["id"])].count("open") == 1
+    store.close()
+
+
+def test_simultaneous_openings_of_a_group_become_one_grouped_incident(
+        tmp_path: Path, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    config = parse_config(CONFIG + '\n[[groups]]\nname = "Uganda mobile"\nservices = ["MTN", "Airtel"]\n'
+                          'cause = "shared transmission network"\n')
+    posts = stream(real_posts, tmp_path / "posts.jsonl", both=True)
+    replay_into(tmp_path / "m.sqlite", config, posts, classifier)
+    store = Store.open(tmp_path / "m.sqlite")
+    incidents = store.incidents()
+    assert sorted(i["service"] for i in incidents) == ["Airtel", "MTN"]
+    assert incidents[0]["group_id"] is not None and incidents[0]["group_id"] == incidents[1]["group_id"]
+    group = store.database.one("SELECT name, cause, services FROM incident_groups")
+    assert group is not None and group["name"] == "Uganda mobile"
+    assert sorted(json.loads(group["services"])) == ["Airtel", "MTN"]
+    assert all("group" in [e["kind"] for e in store.incident_events(i["id"])] for i in incidents)
     store.close()
 
 
