@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from miner.classify import Classifier, load_classifier
+from miner.classify.settings import ClassifierSettings
 from miner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,3 +25,16 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+@pytest.fixture(scope="session")
+def classifier() -> Classifier:
+    """The shipped model, loaded once."""
+    return load_classifier(ClassifierSettings())
+
+
+@pytest.fixture(scope="session")
+def real_posts(classifier: Classifier) -> dict[str, list[str]]:
+    from streams import split_by_model
+
+    return split_by_model(classifier)
