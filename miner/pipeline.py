@@ -85,9 +85,16 @@ class Pipeline:
         return timedelta(minutes=self.config.detector.bucket_minutes)
 
     def tick(self, now: datetime, arrived: Sequence[Post] = ()) -> TickReport:
-        """One pass of every stage after collection: store ``arrived``, classify, detect, alert."""
+        """One pass of every stage after collection: store ``arrived``, classify, detect, alert.
+
+        A tick at or before the last one this store has processed only stores and classifies: a replay that
+        resumes after a crash runs its clock again from the start, and must not plan alerts in the past.
+        """
         if arrived:
             self.ingest(arrived, now)
+        processed_until = self.store.detector_clock()
+        if processed_until is not None and now <= processed_until:
+            return TickReport(classified=self.classify_pending(now))
         classified = self.classify_pending(now)
         report = self.detect(now)
         report.classified = classified

@@ -67,7 +67,8 @@ class FileSenders:
 
     def __init__(self, out_dir: Path | str) -> None:
         self.out_dir = Path(out_dir)
-        self.count = 0
+        # Continue the numbering of files already there: a resumed replay must not overwrite what was "sent".
+        self.count = len(list(self.out_dir.glob("*"))) if self.out_dir.is_dir() else 0
 
     def email(self, message: EmailMessage, recipients: list[str]) -> str:
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -88,6 +88,11 @@ class SignalsMixin:
             return None
         return SavedDetector(parse_iso(row["last_bucket"]), row["state"], row["draft"], row["incident_id"])
 
+    def detector_clock(self) -> datetime | None:
+        """The latest ``now`` at which any service's detector ran: how far this store's clock has got."""
+        row = self.database.one("SELECT max(updated_at) AS t FROM detector_state")
+        return parse_iso(row["t"]) if row and row["t"] else None
+
     def save_detector_step(
         self,
         service: str,
