@@ -1,0 +1,58 @@
+"""Operator commands on real stores: replay input errors, status, ui metadata, reclassify."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from streams import CONFIG, write_stream
+
+from miner.cli import main
+from miner.store.catalog import TABLES
+
+
+def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRunner) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n'
+                   '{"id": "2", "text": "y", "source": "s"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:2: missing or empty field 'created_at'" in result.output
+    unsorted = tmp_path / "unsorted.jsonl"
+    unsorted.write_text('{"id": "1", "text": "x", "created_at": "2026-01-02T00:00:00Z", "source": "s"}\n'
+                        '{"id": "2", "text": "y", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "n.sqlite"), "replay",
+                                  str(unsorted)])
+    assert result.exit_code == 1 and "not in time order" in result.output
+
+
+def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
+                                            real_posts: dict[str, list[str]]) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    posts = write_stream(real_posts, tmp_path / "posts.jsonl")
+    db = tmp_path / "m.sqlite"
+    base = ["--config", str(cfg), "--db", str(db)]
+    result = runner.invoke(main, [*base, "replay", str(posts), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "1 incidents detected" in result.output
+    assert list((tmp_path / "out").glob("digest-*.html"))
+
+    status = runner.invoke(main, [*base, "status", "--format", "json"])
+    assert status.exit_code == 0, status.output
+    data = json.loads(status.stdout)
+    assert [s["service"] for s in data["services"]] == ["MTN", "Airtel"]
+
+    ui = runner.invoke(main, [*base, "ui", "--metadata-only"])
+    assert ui.exit_code == 0, ui.output
+    meta = json.loads((tmp_path / "datasette-metadata.json").read_text())
+    tables = meta["databases"]["m"]["tables"]
+    assert set(tables) == set(TABLES)
+    assert "open_incidents" in meta["databases"]["m"]["queries"]
+
+    again = runner.invoke(main, [*base, "reclassify", "--since", "2026-02-03"])
+    assert again.exit_code == 0, again.output
+    assert "reclassified 0 posts" in again.output  # the current model already classified them
