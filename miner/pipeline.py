@@ -144,14 +144,15 @@ class Pipeline:
             for p in todo
             if p.source == REPORTS_SOURCE
         ]
-        spans = [self.store.save_classifications(reports, REPORTS_SOURCE, now)]
-        if model_posts:
-            preds = self.classifier.predict([p.text for p in model_posts])
-            verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
-            spans.append(self.store.save_classifications(verdicts, self.classifier.version, now))
-        for span in spans:
-            if span:
-                self.store.refresh_buckets(parse_iso(span[0]), parse_iso(span[1]), self.bucket)
+        preds = self.classifier.predict([p.text for p in model_posts]) if model_posts else []
+        verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
+        # One transaction for the whole batch: posts are classified in id order, and the store relies on it.
+        with self.store.database.transaction():
+            spans = [self.store.save_classifications(reports, REPORTS_SOURCE, now),
+                     self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else None]
+            for span in spans:
+                if span:
+                    self.store.refresh_buckets(parse_iso(span[0]), parse_iso(span[1]), self.bucket)
 
     # Detect ----------------------------------------------------------------------------------------------
 
