@@ -74,9 +74,9 @@ def reclassify(app: AppContext, since: object) -> None:
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
     from miner.alerts import FileSenders, write_digest_files
+    from miner.cli.summary import print_summary
     from miner.pipeline import Pipeline
     from miner.replay import read_posts, run_replay
-    from miner.report import print_summary
 
     cfg = app.config
     store = app.store()

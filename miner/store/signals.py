@@ -225,6 +225,34 @@ class SignalsMixin:
             (service, iso(start), iso(end), limit),
         )
 
+    def totals(self) -> dict[str, int]:
+        """Posts stored, posts matched to a service, and posts whose latest verdict is an outage report."""
+        row = self.database.one(
+            f"SELECT (SELECT count(*) FROM posts) AS posts, "
+            f"(SELECT count(DISTINCT post_id) FROM post_services) AS matched, "
+            f"(SELECT count(*) FROM posts p JOIN classifications c ON c.post_id = p.id AND {_LATEST} "
+            f"WHERE c.outage = 1) AS complaints"
+        )
+        return {k: int(v or 0) for k, v in (row or {}).items()}
+
+    def service_totals(self) -> list[dict[str, Any]]:
+        """Per service: posts matched and complaints (latest verdicts), busiest first."""
+        return self.database.rows(
+            f"SELECT ps.service, count(*) AS posts, coalesce(sum(c.outage), 0) AS complaints "
+            f"FROM post_services ps JOIN posts p ON p.id = ps.post_id "
+            f"LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST} "
+            f"GROUP BY ps.service ORDER BY posts DESC"
+        )
+
+    def posts_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = self.database.rows(f"SELECT id, source, text, url, created_at FROM posts WHERE id IN ({marks})",
+                                  list(ids))
+        order = {pid: i for i, pid in enumerate(ids)}
+        return sorted(rows, key=lambda r: order[r["id"]])
+
     def symptom_counts(self, service: str, start: datetime, end: datetime) -> dict[str, int]:
         rows = self.database.rows(
             f"""

@@ -5,26 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
 
 
 def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:
-    from miner.cli.output import table
-
-    db = store.database
-    totals = db.one(
-        "SELECT (SELECT count(*) FROM posts) AS posts, "
-        "(SELECT count(DISTINCT post_id) FROM post_services) AS matched, "
-        "(SELECT count(*) FROM classifications WHERE outage = 1) AS complaints"
-    ) or {}
+    totals = store.totals()
     echo(f"\n{totals.get('posts', 0)} posts stored, {totals.get('matched', 0)} matched to a service, "
          f"{totals.get('complaints', 0)} classified as outage reports")
-    rows = db.rows(
-        "SELECT ps.service, count(*) AS posts, coalesce(sum(c.outage), 0) AS complaints "
-        "FROM post_services ps LEFT JOIN classifications c ON c.post_id = ps.post_id "
-        "GROUP BY ps.service ORDER BY posts DESC"
-    )
+    rows = store.service_totals()
     if rows:
         echo(table(("service", "posts", "complaints"), [(r["service"], r["posts"], r["complaints"]) for r in rows]))
     incidents = store.incidents()
@@ -42,7 +32,6 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
         samples = json.loads(first["sample_post_ids"] or "[]")
         if samples:
             echo(f"\nsample posts of incident {first['id']} ({first['service']}):")
-            marks = ",".join("?" * len(samples))
-            for post in db.rows(f"SELECT text FROM posts WHERE id IN ({marks})", samples)[:3]:
+            for post in store.posts_by_id(samples)[:3]:
                 echo(f"  - {post['text'][:160]}")
     echo(f"\nstore: {store.path} (explore it: miner --db {store.path} query \"SELECT * FROM incidents\")")
