@@ -1,0 +1,64 @@
+"""`miner classify` end to end on real model files, with odd input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from miner.cli import main
+
+ODD = Path(__file__).parent / "fixtures" / "classify" / "odd_input.jsonl"
+
+
+def _rows(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)  # no ./feeds.toml: classify needs no config
+    monkeypatch.delenv("MINER_CONFIG", raising=False)
+    return CliRunner()
+
+
+def test_odd_input_to_file(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["classify", str(ODD), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "line 5: invalid JSON" in result.stderr
+    assert "line 6: missing 'text'" in result.stderr
+    assert "line 7: missing or invalid 'id'" in result.stderr
+    rows = _rows(out.read_text())
+    assert len(rows) == len(ODD.read_text().splitlines())
+    assert [r["id"] for r in rows] == ["a1", "a2", "a3", "a4", None, "a6", None, 8, "a9", "a10"]
+    errors = [i for i, r in enumerate(rows) if "error" in r]
+    assert errors == [4, 5, 6]
+    for i, r in enumerate(rows):
+        if i in errors:
+            assert r["outage"] is None and r["score"] is None
+            continue
+        assert set(r) == {"id", "outage", "score", "symptom"}
+        assert r["outage"] in (0, 1) and 0.0 <= float(r["score"]) <= 1.0  # type: ignore[arg-type]
+        assert (r["symptom"] is None) == (r["outage"] == 0)
+    assert rows[0]["outage"] == 1 and rows[8]["outage"] == 1 and rows[8]["symptom"] == "power"
+    assert rows[9]["outage"] == 0
+
+
+def test_stdin_to_stdout_all_valid(runner: CliRunner) -> None:
+    lines = [json.dumps({"id": i, "text": t}) for i, t in enumerate(["calm down", "whatsapp is down"] * 40)]
+    result = runner.invoke(main, ["classify", "-", "--batch-size", "3"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert [r["id"] for r in rows] == list(range(80))
+    assert [r["outage"] for r in rows] == [0, 1] * 40
+    assert result.stderr == ""
+
+
+def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(main, ["classify", str(ODD), "--model-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "model directory not found" in result.stderr
+    assert "Traceback" not in result.output

@@ -1,0 +1,106 @@
+"""The shipped model in models/ through the public API: loading, verdicts, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from miner.classify import Classifier, ClassifierSettings, load_classifier
+from miner.classify.model import default_model_dir
+from miner.errors import ModelError
+from miner.records import SYMPTOMS
+
+MODELS = default_model_dir()
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return load_classifier(ClassifierSettings())
+
+
+def test_default_dir_is_repo_models_and_metadata_is_complete(clf: Classifier) -> None:
+    meta = json.loads((MODELS / "model.json").read_text())
+    assert Path(__file__).resolve().parent.parent / "models" == MODELS
+    assert clf.version == meta["version"]
+    assert tuple(meta["symptoms"]) == SYMPTOMS
+    assert 0 < meta["threshold"] < 1 and clf.threshold == meta["threshold"]
+    assert len(meta["training_data_hash"]) == 64
+    assert sum(p.stat().st_size for p in MODELS.iterdir()) < 100 * 1024 * 1024
+
+
+def test_clear_cases(clf: Classifier) -> None:
+    outages = [
+        "whatsapp is down, messages won't send",
+        "is gmail down for anyone else? can't log in",
+        "just lost power, whole neighbourhood is dark",
+        "no internet since this morning @virginmedia fix it",
+    ]
+    others = ["calm down", "she is so down to earth", "my order is late again", "I love the new stickers"]
+    preds = clf.predict(outages + others)
+    assert [p.outage for p in preds] == [True] * len(outages) + [False] * len(others)
+    assert all(p.symptom in SYMPTOMS for p in preds[: len(outages)])
+    assert all(p.symptom is None for p in preds[len(outages) :])
+    assert preds[2].symptom == "power"
+
+
+def test_order_scores_and_odd_text(clf: Classifier) -> None:
+    texts = ["", "😀😀😀", "x" * 10_000, "calm down " * 1000, "whatsapp is down", "не работает интернет"]
+    batched = Classifier(clf._session, clf._tok, clf.meta, 2, clf.threshold).predict(texts)
+    one_by_one = [clf.predict([t])[0] for t in texts]
+    assert len(batched) == len(texts)
+    for a, b in zip(batched, one_by_one, strict=True):
+        assert 0.0 <= a.score <= 1.0
+        # Dynamic int8 scales activations per batch, so batch mates move scores a hair, never far.
+        assert a.score == pytest.approx(b.score, abs=0.03)
+    assert clf.predict([]) == []
+
+
+def test_threshold_override(clf: Classifier) -> None:
+    text = "stocks down 5% today"
+    score = clf.predict([text])[0].score
+    assert 0.002 < score < 0.998  # a middling post, so both overrides below can flip it
+    low = load_classifier(ClassifierSettings(threshold=score / 2)).predict([text])[0]
+    high = load_classifier(ClassifierSettings(threshold=(1 + score) / 2)).predict([text])[0]
+    assert low.outage and low.symptom in SYMPTOMS and low.score == pytest.approx(score)
+    assert not high.outage and high.symptom is None
+
+
+def test_relative_model_dir_resolves_against_base_dir(tmp_path: Path) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    clf = load_classifier(ClassifierSettings(model_dir="m"), base_dir=tmp_path)
+    assert clf.predict(["whatsapp is down"])[0].score > 0.5
+
+
+def test_missing_dir_raises_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="nowhere"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "nowhere")))
+
+
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx"])
+def test_missing_file_is_named(tmp_path: Path, victim: str) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    name = json.loads((MODELS / "model.json").read_text())["onnx"] if victim == "onnx" else victim
+    (tmp_path / "m" / name).unlink()
+    with pytest.raises(ModelError, match=name.replace(".", r"\.")):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+
+
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx"])
+def test_corrupt_file_is_named(tmp_path: Path, victim: str) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    name = json.loads((MODELS / "model.json").read_text())["onnx"] if victim == "onnx" else victim
+    path = tmp_path / "m" / name
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelError, match=name.replace(".", r"\.")):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    code = "import sys, miner.classify; from miner.cli import classify_cmds; assert 'torch' not in sys.modules"
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)})
