@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -266,3 +267,21 @@ def test_bursty_normal_traffic_widens_the_scale() -> None:
     assert alarming_after(day_buckets(0.5) + 10, 80.0)  # before bursts were seen, 80 against 20 is an outage
     assert not alarming_after(day_buckets(6) - 10, 80.0)  # after days of bursts up to 150, it is not
     assert alarming_after(day_buckets(6) - 10, 600.0)
+
+
+def test_weekday_offsets_keep_a_quiet_weekend_from_making_every_monday_an_outage() -> None:
+    # T0 is a Monday: four weeks of 40 complaints per bucket on weekdays and 8 at weekends.
+    means = [8.0 if (i // 288) % 7 >= 5 else 40.0 for i in range(day_buckets(28))]
+    counts = [float(x) for x in np.random.default_rng(3).poisson(means)]
+    scores = detect_series(P, rows(counts))
+    assert opened(scores[day_buckets(7):]) == []  # no Monday climbs out of a weekend as an outage
+    assert scores[day_buckets(21)].baseline > 25  # Monday 00:00 expects a weekday's count ...
+    assert scores[day_buckets(20)].baseline < 20  # ... Sunday 00:00 a weekend's, once the offsets are in use
+
+
+def test_state_written_before_weekday_offsets_still_loads() -> None:
+    state, _ = step(P, None, T0, 10.0)
+    raw = json.loads(state.to_json())
+    del raw["weekday"], raw["weekday_n"]
+    old = DetectorState.from_json(json.dumps(raw))
+    assert old.weekday == (0.0,) * 7 and old.level == state.level

@@ -19,6 +19,8 @@ class DetectorParams:
     scale_halflife_hours: float = 24.0  # how fast the noise scale (mean absolute residual) adapts
     season_halflife_days: float = 3.0  # how fast the hour-of-day profile adapts
     season_min_days: float = 2.0  # the hour-of-day profile is used once this much history exists
+    weekday_halflife_weeks: float = 3.0  # how fast the day-of-week offsets adapt
+    weekday_min_days: float = 14.0  # the day-of-week offsets are used once this much history exists
     tail_quantile: float = 0.998  # bursty traffic widens the scale so its usual bursts sit at this quantile ...
     tail_rate: float = 1.0  # ... tracked with steps of this fraction of the core scale (0.5 or less: off)
     clip_sigmas: float = 3.0  # residuals are clipped to this many scales before they update the baseline
@@ -50,12 +52,12 @@ class DetectorParams:
         if self.bucket_minutes < 1:
             raise ValueError("bucket_minutes: must be at least 1")
         for name in ("level_halflife_hours", "scale_halflife_hours", "season_halflife_days", "clip_sigmas",
+                     "weekday_halflife_weeks",
                      "noise_floor", "z_open", "min_ratio", "max_freeze_hours"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
-        for name in ("season_min_days", "warmup_hours", "min_count", "quiet_minutes", "cooldown_minutes",
-                     "max_fill_hours", "group_window_minutes",
-                     "official_match_minutes"):
+        for name in ("season_min_days", "weekday_min_days", "warmup_hours", "min_count", "quiet_minutes",
+                     "cooldown_minutes", "max_fill_hours", "group_window_minutes", "official_match_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
         if not 1 <= self.persist_k <= self.persist_n:

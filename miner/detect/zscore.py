@@ -7,7 +7,8 @@ a restart; a bucket at or before the state's last bucket is a no-op, so replayin
 Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has unit variance:
 
 - expected ``y`` = a de-seasonalised level (EWMA) plus an hour-of-day offset once ``season_min_days`` of
-  history exist;
+  history exist, plus a day-of-week offset once ``weekday_min_days`` exist (weekends are quieter for most
+  services; without it, every Monday morning climbs against a baseline that learned Sunday);
 - the noise scale is the largest of: an EWMA of absolute residuals (the core noise), a running
   ``tail_quantile`` of positive residuals rescaled to a standard deviation (how bursty this service's normal
   traffic is, so a brand with daily viral spikes is not paged for each), and ``noise_floor`` (Poisson noise:
@@ -35,6 +36,7 @@ from typing import Any
 from miner.detect.params import DetectorParams
 
 SEASON_SLOTS = 24  # hour of day, UTC
+WEEK_SLOTS = 7  # day of week, UTC
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for normal noise
 
 
@@ -58,6 +60,8 @@ class DetectorState:
     tail: float = 0.0  # running tail_quantile of the positive residuals: how bursty normal traffic is
     season: tuple[float, ...] = (0.0,) * SEASON_SLOTS  # hour-of-day offsets from the level
     season_n: tuple[int, ...] = (0,) * SEASON_SLOTS  # updates each offset has had
+    weekday: tuple[float, ...] = (0.0,) * WEEK_SLOTS  # day-of-week offsets from level + hour of day
+    weekday_n: tuple[int, ...] = (0,) * WEEK_SLOTS
     hits: int = 0  # bit i set: the bucket i steps ago was anomalous
     open: bool = False
     opened_at: datetime | None = None
@@ -71,7 +75,8 @@ class DetectorState:
         return json.dumps(
             {"v": 1, "last": ts(self.last), "seen": self.seen, "level": self.level, "scale": self.scale,
              "tail": self.tail,
-             "season": list(self.season), "season_n": list(self.season_n), "hits": self.hits,
+             "season": list(self.season), "season_n": list(self.season_n),
+             "weekday": list(self.weekday), "weekday_n": list(self.weekday_n), "hits": self.hits,
              "open": self.open, "opened_at": ts(self.opened_at), "quiet": self.quiet,
              "resolved_at": ts(self.resolved_at)},
             separators=(",", ":"),
@@ -92,10 +97,15 @@ class DetectorState:
             season_n = tuple(int(x) for x in data["season_n"])
             if len(season) != SEASON_SLOTS or len(season_n) != SEASON_SLOTS:
                 raise ValueError("season must have 24 slots")
+            # States written before the day-of-week offset existed have none: it starts learning from zero.
+            weekday = tuple(float(x) for x in data.get("weekday", (0.0,) * WEEK_SLOTS))
+            weekday_n = tuple(int(x) for x in data.get("weekday_n", (0,) * WEEK_SLOTS))
+            if len(weekday) != WEEK_SLOTS or len(weekday_n) != WEEK_SLOTS:
+                raise ValueError("weekday must have 7 slots")
             return cls(
                 last=dt(data["last"]), seen=int(data["seen"]), level=float(data["level"]),
                 scale=float(data["scale"]), tail=float(data["tail"]), season=season, season_n=season_n,
-                hits=int(data["hits"]),
+                weekday=weekday, weekday_n=weekday_n, hits=int(data["hits"]),
                 open=bool(data["open"]), opened_at=dt(data["opened_at"]), quiet=int(data["quiet"]),
                 resolved_at=dt(data["resolved_at"]),
             )
@@ -130,9 +140,26 @@ def _buckets(params: DetectorParams, minutes: float) -> float:
     return minutes / params.bucket_minutes
 
 
-def _expected(params: DetectorParams, state: DetectorState, slot: int) -> float:
+def _slots(bucket_start: datetime) -> tuple[int, int]:
+    """(hour of day, day of week) of a bucket, UTC."""
+    t = bucket_start.astimezone(UTC)
+    return t.hour, t.weekday()
+
+
+def _expected(params: DetectorParams, state: DetectorState, slot: int, day: int) -> float:
     season_on = state.seen >= _buckets(params, params.season_min_days * 1440.0)
-    return state.level + (state.season[slot] if season_on else 0.0)
+    return state.level + (state.season[slot] if season_on else 0.0) + _weekday(params, state, day)
+
+
+def _weekday(params: DetectorParams, state: DetectorState, day: int) -> float:
+    """The day-of-week offset added to the expected count: zero until ``weekday_min_days`` of history.
+
+    The offsets learn from the first day and the level is always measured net of them, so until then a quiet
+    weekend is scored against the busier weekdays' level: it looks quieter than usual (never an alert), and the
+    level does not sink over the weekend for Monday to climb out of as an "outage".
+    """
+    return state.weekday[day] if state.seen >= _buckets(params, params.weekday_min_days * 1440.0) else 0.0
+
 
 
 def _sd(params: DetectorParams, state: DetectorState) -> float:
@@ -144,44 +171,54 @@ def _sd(params: DetectorParams, state: DetectorState) -> float:
 
 
 def _learn(
-    params: DetectorParams, state: DetectorState, slot: int, y: float, resid: float, sd: float,
+    params: DetectorParams, state: DetectorState, slot: int, day: int, y: float, resid: float, sd: float,
     *, season_only: bool = False,
 ) -> DetectorState:
-    """Update level, scale and season from one bucket, with its residual clipped.
+    """Update level, scale and the seasonal offsets from one bucket, with its residual clipped.
 
-    ``season_only`` (while an incident is open) still nudges the hour-of-day offset by the clipped residual:
-    level and scale stay frozen, but a pattern that recurs every day at that hour is learned over days instead
-    of opening an incident every day forever.
+    ``season_only`` (while an incident is open) still nudges the hour-of-day and day-of-week offsets by the
+    clipped residual: level and scale stay frozen, but a pattern that recurs every day at that hour is learned
+    over days instead of opening an incident every day forever.
     """
     limit = params.clip_sigmas * sd
     clipped = max(-limit, min(limit, resid)) if state.seen > 0 else resid
     y_c = y - resid + clipped
     n = state.seen
-    per_slot = params.season_halflife_days * 1440.0 / params.bucket_minutes / SEASON_SLOTS
     if season_only:
-        season = list(state.season)
-        season_n = list(state.season_n)
-        season[slot] += _alpha(per_slot, season_n[slot]) * (y_c - state.level - season[slot])
-        season_n[slot] += 1
-        return replace(state, season=tuple(season), season_n=tuple(season_n))
+        return _learn_offsets(params, state, slot, day, y_c, state.level)
     a_level = _alpha(_buckets(params, params.level_halflife_hours * 60.0), n)
     a_scale = _alpha(_buckets(params, params.scale_halflife_hours * 60.0), n)
-    season = list(state.season)
-    season_n = list(state.season_n)
     if n == 0:
-        level = y
-        scale = tail = 0.0
-    else:
-        level = state.level + a_level * (y_c - season[slot] - state.level)
-        scale = state.scale + a_scale * (abs(clipped) - state.scale)
-        # Stochastic-approximation quantile: steps up by ~p when exceeded, down by ~(1-p) otherwise.
-        eta = params.tail_rate * max(_MAD_TO_SD * state.scale, params.noise_floor)
-        tail = state.tail + eta * (params.tail_quantile - (1.0 if resid <= state.tail else 0.0))
-        a_season = _alpha(per_slot, season_n[slot])
-        season[slot] += a_season * (y_c - level - season[slot])
-        season_n[slot] += 1
-    return replace(state, seen=n + 1, level=level, scale=scale, tail=tail, season=tuple(season),
-                   season_n=tuple(season_n))
+        return replace(state, seen=1, level=y, scale=0.0, tail=0.0)
+    level = state.level + a_level * (y_c - state.season[slot] - state.weekday[day] - state.level)
+    scale = state.scale + a_scale * (abs(clipped) - state.scale)
+    # Stochastic-approximation quantile: steps up by ~p when exceeded, down by ~(1-p) otherwise.
+    eta = params.tail_rate * max(_MAD_TO_SD * state.scale, params.noise_floor)
+    tail = state.tail + eta * (params.tail_quantile - (1.0 if resid <= state.tail else 0.0))
+    state = replace(state, seen=n + 1, level=level, scale=scale, tail=tail)
+    return _learn_offsets(params, state, slot, day, y_c, level)
+
+
+def _learn_offsets(
+    params: DetectorParams, state: DetectorState, slot: int, day: int, y_c: float, level: float
+) -> DetectorState:
+    """Move the hour-of-day offset, then the day-of-week offset, towards what the level leaves unexplained.
+
+    The hour-of-day half-life is counted in that slot's own updates, so every hour adapts at the same pace in
+    days. The day-of-week offsets only learn once ``weekday_min_days`` of history exist and then grow from zero
+    (a plain EWMA, no running-mean start), so a service with little history scores as it did without them and
+    one odd first Monday cannot become the Monday offset.
+    """
+    per_hour = params.season_halflife_days * 1440.0 / params.bucket_minutes / SEASON_SLOTS
+    season, season_n = list(state.season), list(state.season_n)
+    weekday, weekday_n = list(state.weekday), list(state.weekday_n)
+    season[slot] += _alpha(per_hour, season_n[slot]) * (y_c - level - weekday[day] - season[slot])
+    season_n[slot] += 1
+    per_day = params.weekday_halflife_weeks * 7 * 1440.0 / params.bucket_minutes / WEEK_SLOTS
+    weekday[day] += _alpha(per_day, weekday_n[day]) * (y_c - level - season[slot] - weekday[day])
+    weekday_n[day] += 1
+    return replace(state, season=tuple(season), season_n=tuple(season_n), weekday=tuple(weekday),
+                   weekday_n=tuple(weekday_n))
 
 
 def _gap(params: DetectorParams, last: datetime, bucket_start: datetime) -> int:
@@ -218,8 +255,8 @@ def step(
 
 
 def _replayed(params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float) -> BucketScore:
-    slot = bucket_start.astimezone(UTC).hour
-    expected = _expected(params, state, slot)
+    slot, day = _slots(bucket_start)
+    expected = _expected(params, state, slot, day)
     sd = _sd(params, state)
     z = (stabilise(count) - expected) / sd
     return BucketScore(bucket_start, count, z, unstabilise(expected), unstabilise(expected + params.z_open * sd),
@@ -229,9 +266,9 @@ def _replayed(params: DetectorParams, state: DetectorState, bucket_start: dateti
 def _step_one(
     params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float
 ) -> tuple[DetectorState, BucketScore]:
-    slot = bucket_start.astimezone(UTC).hour
+    slot, day = _slots(bucket_start)
     y = stabilise(count)
-    expected = _expected(params, state, slot)
+    expected = _expected(params, state, slot, day)
     sd = _sd(params, state)
     resid = y - expected if state.seen else 0.0
     z = resid / sd
@@ -268,9 +305,9 @@ def _step_one(
                   resolved_at=resolved_at)
     if state.seen > 0:
         hold = frozen or (anomalous and bin(hits).count("1") >= params.persist_k)
-        new = _learn(params, new, slot, y, resid, sd, season_only=hold)
+        new = _learn(params, new, slot, day, y, resid, sd, season_only=hold)
     else:
-        new = _learn(params, new, slot, y, resid, sd)
+        new = _learn(params, new, slot, day, y, resid, sd)
     upper = unstabilise(expected + params.z_open * sd)
     return new, BucketScore(bucket_start, count, z, baseline, upper, anomalous, opened, resolved, is_open,
                             reopened=reopened)

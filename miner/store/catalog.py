@@ -63,7 +63,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "detector_state": ("The detector's memory per service, so a restart resumes where it stopped.", {
         "service": "Service name.",
         "last_bucket": "Start of the last processed bucket.",
-        "state": "Detector state as JSON (baseline level, scale, hour-of-day profile, persistence, open flag).",
+        "state": "Detector state as JSON (baseline level, scale, hour-of-day and day-of-week offsets, persistence, "
+        "open flag).",
         "draft": "The incident being tracked (open, or resolved and cooling down) as JSON; NULL when none.",
         "incident_id": "incidents.id of that draft.",
         "updated_at": "When it was written.",
