@@ -14,12 +14,15 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("MINER_SHARED_DATA", "/work/shared/data"))
@@ -37,19 +40,6 @@ def real_posts(n: int) -> list[str]:
     while len(texts) < n:
         texts += texts
     return texts[:n]
-
-
-def machine() -> str:
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
-        platform.processor() or "unknown CPU",
-    )
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{platform.machine()} {model}, {len(os.sched_getaffinity(0))} cores, {mem:.0f} GiB RAM, "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}, load avg {load}"
-    )
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
@@ -135,7 +125,7 @@ def main() -> None:
             loop = json.loads(out)["loop_s"] if out.strip().startswith("{") else wall
             rows.append((name, args.n / wall, args.n / loop, rss))
             print(f"  done: {name}", file=sys.stderr)
-    print(f"machine: {machine()}")
+    print(f"machine: {describe()}")
     print(f"model: {meta['version']} ({meta['onnx']}), {args.n} real posts from {SHARED}")
     print("| path | posts/s (whole process) | posts/s (scoring loop) | peak RSS MB |")
     print("|---|---:|---:|---:|")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -34,6 +33,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
 
 from miner.collectors import CollectSettings, Poller  # noqa: E402
 from miner.config import ServiceConfig, SourceConfig  # noqa: E402
@@ -88,16 +90,6 @@ def big_rss() -> bytes:
             + "".join(items) + "</channel></rss>").encode()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown cpu"
-
-
 def transport(routes: dict[str, tuple[bytes, str]]) -> httpx.MockTransport:
     def handle(request: httpx.Request) -> httpx.Response:
         body, ctype = routes[request.url.path]
@@ -137,9 +129,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time per workload")
     parser.add_argument("--store", action="store_true", help="also save into a real SQLite store")
     args = parser.parse_args()
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {cpu_model()}, Python {platform.python_version()}, "
-          f"{platform.system()} {platform.release()}, load average {load:.1f} at start")
+    print(f"machine: {describe()}")
 
     routes = {p: ((FIX / f).read_bytes(), ctype(f)) for _, paths in SOURCES for p, f in paths.items()}
     routes["/big.rss"] = (big_rss(), "application/rss+xml")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -23,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from machine import describe  # noqa: E402
 
 from miner.replay import demo_stream_path, read_posts  # noqa: E402
 
@@ -59,16 +61,6 @@ def write_stream(path: Path, n: int, days: float) -> None:
                                 "created_at": (start + i * step).isoformat()}) + "\n")
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=100_000)
@@ -89,8 +81,7 @@ def main() -> None:
             sys.exit(f"replay failed: {result.stderr.strip().splitlines()[-1]}")
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         db_mb = (Path(tmp) / "bench.sqlite").stat().st_size / 1e6
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"machine: {describe()} (at the end)")
     print(f"replayed {args.posts:,} posts over {args.days:g} simulated days in {elapsed:.1f} s: "
           f"{args.posts / elapsed:,.0f} posts/s end to end (store, classify, detect, alerts)")
     print(f"peak RSS of the replay process: {peak_mb:,.0f} MB; store size {db_mb:,.1f} MB")
