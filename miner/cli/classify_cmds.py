@@ -18,7 +18,9 @@ from miner.errors import InputError
 
 log = logging.getLogger(__name__)
 
-CHUNK_BATCHES = 8  # lines read per predict call = batch_size * this: bounded memory on huge inputs
+# Lines per predict call = batch_size * this: memory stays bounded on huge inputs, and length-sorting within a
+# chunk this large leaves little padding (8 batches per chunk cost ~20 % more CPU per post on real posts).
+CHUNK_BATCHES = 128
 
 
 def _settings(
