@@ -161,7 +161,6 @@ def _weekday(params: DetectorParams, state: DetectorState, day: int) -> float:
     return state.weekday[day] if state.seen >= _buckets(params, params.weekday_min_days * 1440.0) else 0.0
 
 
-
 def _sd(params: DetectorParams, state: DetectorState) -> float:
     """Noise scale: the larger of the core (mean absolute residual) and the tail (bursts that normal traffic
     has had) estimates, never below the Poisson floor."""
@@ -204,10 +203,9 @@ def _learn_offsets(
 ) -> DetectorState:
     """Move the hour-of-day offset, then the day-of-week offset, towards what the level leaves unexplained.
 
-    The hour-of-day half-life is counted in that slot's own updates, so every hour adapts at the same pace in
-    days. The day-of-week offsets only learn once ``weekday_min_days`` of history exist and then grow from zero
-    (a plain EWMA, no running-mean start), so a service with little history scores as it did without them and
-    one odd first Monday cannot become the Monday offset.
+    Each half-life is counted in that slot's own updates, so every hour and every day adapts at the same pace;
+    both start as running means. Both learn from the first day; :func:`_weekday` decides when the day-of-week
+    offsets are added to the expected count.
     """
     per_hour = params.season_halflife_days * 1440.0 / params.bucket_minutes / SEASON_SLOTS
     season, season_n = list(state.season), list(state.season_n)
