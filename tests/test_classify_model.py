@@ -60,6 +60,16 @@ def test_order_scores_and_odd_text(clf: Classifier) -> None:
     assert clf.predict([]) == []
 
 
+def test_concurrent_batches_keep_input_order(clf: Classifier) -> None:
+    texts = [f"post {i}: " + ("whatsapp is down, no messages " if i % 3 == 0 else "lovely day ") * (i % 7 + 1)
+             for i in range(150)]
+    serial = Classifier(clf._session, clf._tok, clf.meta, 8, clf.threshold, threads=1).scores(texts)
+    parallel = Classifier(clf._session, clf._tok, clf.meta, 8, clf.threshold, threads=3).scores(texts)
+    # Same batches either way, so the same int8 activation scales: identical results, in input order.
+    assert parallel[0].tolist() == serial[0].tolist() and parallel[1] == serial[1]
+    assert all(parallel[0][i] > 0.5 for i in range(0, 150, 3))
+
+
 def test_threshold_override(clf: Classifier) -> None:
     text = "stocks down 5% today"
     score = clf.predict([text])[0].score

@@ -62,7 +62,7 @@ class Agreement:
 
 def _scores(onnx_path: Path, tok_path: Path, max_length: int, texts: Sequence[str]) -> tuple[Any, list[int]]:
     meta = ModelMeta("check", 0.5, SYMPTOMS, max_length, onnx_path.name, tok_path.name, "")
-    clf = Classifier(open_session(onnx_path, 2), load_tokenizer(tok_path, max_length), meta, 64, 0.5)
+    clf = Classifier(open_session(onnx_path), load_tokenizer(tok_path, max_length), meta, 64, 0.5, threads=2)
     return clf.scores(texts)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,29 +65,48 @@ class ModelMeta:
 
 
 class Classifier:
-    """Outage probability, decision and symptom per post. Thread-compatible, not thread-safe."""
+    """Outage probability, decision and symptom per post. Thread-compatible, not thread-safe.
 
-    def __init__(self, session: Any, tokenizer: Any, meta: ModelMeta, batch_size: int, threshold: float) -> None:
+    With ``threads`` > 1, whole batches run concurrently on single-threaded ONNX Runtime kernels (a session's
+    ``run`` is thread-safe and releases the GIL). On small batches of short posts this beats splitting each
+    operator over threads: bench/classify_bench.py measures both.
+    """
+
+    def __init__(
+        self, session: Any, tokenizer: Any, meta: ModelMeta, batch_size: int, threshold: float, threads: int = 1
+    ) -> None:
         self._session = session
         self._tok = tokenizer
         self.meta = meta
         self.batch_size = batch_size
         self.threshold = threshold
         self.version = meta.version
+        self.threads = threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _run(self, seqs: list[list[int]]) -> tuple[Any, Any]:
+        ids, mask = pad(seqs)
+        prob, sym = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return np.asarray(prob).reshape(-1), np.asarray(sym).argmax(axis=1)
 
     def scores(self, texts: Sequence[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[int]]:
         """Raw outage probabilities and symptom indices, in input order."""
         seqs = token_ids(self._tok, texts)
         # Length-sorted batches pad to similar lengths: most posts are short, a few are long.
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        jobs = [[seqs[i] for i in idx] for idx in batches]
+        if self.threads > 1 and len(jobs) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classify")
+            results = list(self._pool.map(self._run, jobs))
+        else:
+            results = [self._run(job) for job in jobs]
         scores = np.zeros(len(seqs), dtype=np.float32)
         symptoms = [0] * len(seqs)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            ids, mask = pad([seqs[i] for i in idx])
-            prob, sym = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
-            scores[idx] = prob.reshape(-1)
-            for i, s in zip(idx, np.asarray(sym).argmax(axis=1), strict=True):
+        for idx, (prob, sym) in zip(batches, results, strict=True):
+            scores[idx] = prob
+            for i, s in zip(idx, sym, strict=True):
                 symptoms[i] = int(s)
         return scores, symptoms
 
@@ -103,7 +123,8 @@ class Classifier:
         return out
 
 
-def open_session(onnx_path: Path, threads: int) -> Any:
+def open_session(onnx_path: Path, threads: int = 1) -> Any:
+    """An ONNX Runtime session with ``threads`` intra-op threads (the Classifier parallelises over batches)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -142,7 +163,7 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
     onnx_path = model_dir / meta.onnx_file
     if not onnx_path.is_file():
         raise ModelError(f"{onnx_path}: ONNX model file not found")
-    session = open_session(onnx_path, settings.threads)
+    session = open_session(onnx_path)
     threshold = settings.threshold if settings.threshold is not None else meta.threshold
     log.info("loaded classifier %s from %s (threshold %.2f)", meta.version, model_dir, threshold)
-    return Classifier(session, tokenizer, meta, settings.batch_size, threshold)
+    return Classifier(session, tokenizer, meta, settings.batch_size, threshold, settings.threads)

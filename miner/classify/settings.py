@@ -10,7 +10,7 @@ class ClassifierSettings:
     model_dir: str | None = None  # default: the model shipped in the project's models/ folder
     batch_size: int = 32
     threshold: float | None = None  # default: the threshold chosen on validation data, from the model
-    threads: int = 2  # ONNX Runtime intra-op threads; the service shares a small box with the collectors
+    threads: int = 2  # batches scored at once, one core each; the service shares a small box with the collectors
 
     def validate(self) -> None:
         if self.batch_size < 1:
