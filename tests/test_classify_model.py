@@ -50,7 +50,7 @@ def test_clear_cases(clf: Classifier) -> None:
 
 def test_order_scores_and_odd_text(clf: Classifier) -> None:
     texts = ["", "😀😀😀", "x" * 10_000, "calm down " * 1000, "whatsapp is down", "не работает интернет"]
-    batched = Classifier(clf._session, clf._tok, clf.meta, 2, clf.threshold).predict(texts)
+    batched = Classifier(clf._graphs, clf._tok, clf.meta, 2, clf.threshold).predict(texts)
     one_by_one = [clf.predict([t])[0] for t in texts]
     assert len(batched) == len(texts)
     for a, b in zip(batched, one_by_one, strict=True):
@@ -63,8 +63,8 @@ def test_order_scores_and_odd_text(clf: Classifier) -> None:
 def test_concurrent_batches_keep_input_order(clf: Classifier) -> None:
     texts = [f"post {i}: " + ("whatsapp is down, no messages " if i % 3 == 0 else "lovely day ") * (i % 7 + 1)
              for i in range(150)]
-    serial = Classifier(clf._session, clf._tok, clf.meta, 8, clf.threshold, threads=1).scores(texts)
-    parallel = Classifier(clf._session, clf._tok, clf.meta, 8, clf.threshold, threads=3).scores(texts)
+    serial = Classifier(clf._graphs, clf._tok, clf.meta, 8, clf.threshold, threads=1).scores(texts)
+    parallel = Classifier(clf._graphs, clf._tok, clf.meta, 8, clf.threshold, threads=3).scores(texts)
     # Same batches either way, so the same int8 activation scales: identical results, in input order.
     assert parallel[0].tolist() == serial[0].tolist() and parallel[1] == serial[1]
     assert all(parallel[0][i] > 0.5 for i in range(0, 150, 3))
@@ -91,19 +91,23 @@ def test_missing_dir_raises_model_error(tmp_path: Path) -> None:
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "nowhere")))
 
 
-@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx"])
+def _file_of(victim: str) -> str:
+    return str(json.loads((MODELS / "model.json").read_text())[victim]) if victim.startswith("onnx") else victim
+
+
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx", "onnx_tail"])
 def test_missing_file_is_named(tmp_path: Path, victim: str) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
-    name = json.loads((MODELS / "model.json").read_text())["onnx"] if victim == "onnx" else victim
+    name = _file_of(victim)
     (tmp_path / "m" / name).unlink()
     with pytest.raises(ModelError, match=name.replace(".", r"\.")):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
 
 
-@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx"])
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx", "onnx_tail"])
 def test_corrupt_file_is_named(tmp_path: Path, victim: str) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
-    name = json.loads((MODELS / "model.json").read_text())["onnx"] if victim == "onnx" else victim
+    name = _file_of(victim)
     path = tmp_path / "m" / name
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(ModelError, match=name.replace(".", r"\.")):
@@ -114,3 +118,54 @@ def test_importing_the_package_does_not_import_torch() -> None:
     code = "import sys, miner.classify; from miner.cli import classify_cmds; assert 'torch' not in sys.modules"
     root = Path(__file__).resolve().parent.parent
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env={"PYTHONPATH": str(root)})
+
+
+@pytest.fixture(scope="module")
+def whole() -> Classifier:
+    return load_classifier(ClassifierSettings(early_exit=False))
+
+
+def test_early_exit_only_stops_clear_non_reports(clf: Classifier, whole: Classifier) -> None:
+    ee = clf.meta.early_exit
+    assert ee is not None and 0.0 < ee.threshold < clf.threshold
+    texts = [
+        "whatsapp is down, messages won't send",
+        "no network since morning, calls keep dropping",
+        "lovely sunset over the lake tonight",
+        "happy birthday to my little sister!",
+        "the match starts at 8, who is watching",
+        "is instagram down? feed won't load",
+        "calm down everyone",
+        "just lost power, whole street is dark",
+    ] * 4
+    fast, _ = clf.scores(texts)
+    full, _ = whole.scores(texts)
+    stopped = fast < ee.threshold
+    assert stopped.any() and not stopped.all()
+    # A post that stops early was a clear "no" for the whole network too; one that does not is scored by it.
+    assert all(full[stopped] < clf.threshold)
+    assert fast[~stopped] == pytest.approx(full[~stopped], abs=0.03)
+    assert [p.outage for p in clf.predict(texts)] == [p.outage for p in whole.predict(texts)]
+
+
+def test_lower_threshold_than_the_exit_was_fitted_for_turns_it_off() -> None:
+    model_threshold = json.loads((MODELS / "model.json").read_text())["threshold"]
+    low = load_classifier(ClassifierSettings(threshold=model_threshold / 2))
+    high = load_classifier(ClassifierSettings(threshold=min(0.99, model_threshold * 2)))
+    texts = ["lovely sunset over the lake tonight"] * 3
+    low.scores(texts)
+    high.scores(texts)
+    assert low.exited == 0 and high.exited == 3
+
+
+def test_exit_weights_that_do_not_fit_the_graph_are_refused(tmp_path: Path) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["exit"]["weight"] = meta["exit"]["weight"][:-1]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="exit"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+    meta["exit"] = {"layer": 2}
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"model\.json"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))

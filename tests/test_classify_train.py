@@ -120,6 +120,24 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     result = build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none", max_steps=1)
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5
-    assert (out / meta["onnx"]).is_file() and (out / "metrics.json").is_file()
+    assert (out / meta["onnx"]).is_file() and (out / meta["onnx_tail"]).is_file()
+    # No unlabelled posts to choose an exit threshold on: the model ships without one, and says so.
+    assert meta["exit"] is None and json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0
     preds = load_classifier(ClassifierSettings(model_dir=str(out))).predict(["whatsapp is down", ""])
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
+
+
+def test_exit_threshold_keeps_within_the_loss_budget() -> None:
+    pytest.importorskip("torch")
+    from miner.classify.early_exit import choose_threshold
+
+    rng = np.random.default_rng(0)
+    probe = rng.uniform(0.0, 0.4, 1000).astype(np.float32)
+    positive = np.zeros(1000, dtype=bool)
+    positive[np.argsort(probe)[-400:]] = True  # the full network's outages are the posts the probe ranks highest
+    positive[np.argsort(probe)[50]] = True  # ... but one it ranks low
+    t = choose_threshold(probe, positive, decision=0.35, max_loss=0.005)
+    assert (positive & (probe < t)).sum() <= 2  # 0.5 % of 401 allows 2 dropped outages
+    assert t > np.sort(probe)[50]  # the lone low one is within budget, so the threshold passes it
+    assert choose_threshold(probe, positive, decision=0.35, max_loss=0.0) <= np.sort(probe)[50] + 0.005
+    assert choose_threshold(probe, positive, decision=0.004) == 0.0  # below the first grid step: exit off

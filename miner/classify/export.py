@@ -1,4 +1,8 @@
-"""Torch -> ONNX -> dynamic int8 (per-channel), with a check that int8 decides as fp32 does."""
+"""Torch -> two ONNX graphs (head: first layers, tail: the rest) -> dynamic int8, checked against fp32.
+
+The split is where the early exit reads the network (see :mod:`miner.classify.model`). Attention is exported
+in its eager form: an additive mask instead of the fused kernel's masking ops, which ONNX Runtime runs faster.
+"""
 
 from __future__ import annotations
 
@@ -11,38 +15,82 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from miner.classify.model import Classifier, ModelMeta, open_session
+from miner.classify.model import HEAD_IO, TAIL_IO, Classifier, Graphs, ModelMeta, open_graphs
 from miner.classify.tokenize import load_tokenizer
-from miner.classify.train import OutageNet
+from miner.classify.train import OutageNet, mean_pool
 from miner.errors import ModelError
 from miner.records import SYMPTOMS
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
+# Encoder layers before the exit. Measured on unseen posts with the shipped network: after layer 1 the probe
+# lets fewer posts stop at the same decision loss, after layer 3 each stop saves less (models/MODEL_CARD.md).
+EXIT_LAYER = 2
 
 
-def export_fp32(model: OutageNet, path: Path) -> None:
+def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+class _Head(nn.Module):
+    def __init__(self, model: OutageNet, layers: int) -> None:
+        super().__init__()
+        encoder: Any = model.encoder  # a transformers BertModel, untyped here
+        self.embeddings = encoder.embeddings
+        self.layers = encoder.encoder.layer[:layers]
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.embeddings(input_ids=ids)
+        additive = _additive_mask(mask, hidden.dtype)
+        for layer in self.layers:
+            hidden = layer(hidden, additive)
+        return hidden, mean_pool(hidden, mask)
+
+
+class _Tail(nn.Module):
+    def __init__(self, model: OutageNet, layers: int) -> None:
+        super().__init__()
+        encoder: Any = model.encoder
+        self.layers = encoder.encoder.layer[layers:]
+        self.outage = model.outage
+        self.symptom = model.symptom
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        additive = _additive_mask(mask, hidden.dtype)
+        for layer in self.layers:
+            hidden = layer(hidden, additive)
+        pooled = mean_pool(hidden, mask)
+        return torch.sigmoid(self.outage(pooled)).squeeze(-1), torch.softmax(self.symptom(pooled), dim=-1)
+
+
+def export_fp32(model: OutageNet, head_path: Path, tail_path: Path, layers: int = EXIT_LAYER) -> None:
     model.eval()
-    ids = torch.ones((2, 8), dtype=torch.int64)
+    encoder: Any = model.encoder
+    encoder.config._attn_implementation = "eager"
     mask = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
-    torch.onnx.export(
-        model,
-        (ids, mask),
-        str(path),
-        input_names=["input_ids", "attention_mask"],
-        output_names=["outage_prob", "symptom_probs"],
-        dynamic_axes={
-            "input_ids": axes,
-            "attention_mask": axes,
-            "outage_prob": {0: "batch"},
-            "symptom_probs": {0: "batch"},
-        },
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    parts: list[tuple[nn.Module, Path, tuple[torch.Tensor, ...], tuple[set[str], tuple[str, ...]]]] = [
+        (_Head(model, layers), head_path, (torch.ones((2, 8), dtype=torch.int64), mask), HEAD_IO),
+        (_Tail(model, layers), tail_path, (torch.zeros((2, 8, model.outage.in_features)), mask), TAIL_IO),
+    ]
+    with torch.no_grad():
+        for module, path, args, (inputs, outputs) in parts:
+            names = ["input_ids", "attention_mask"] if "input_ids" in inputs else ["hidden", "attention_mask"]
+            dyn: dict[str, dict[int, str]] = {n: axes for n in names}
+            dyn.update({o: (axes if o == "hidden" else {0: "batch"}) for o in outputs})
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=names,
+                output_names=list(outputs),
+                dynamic_axes=dyn,
+                opset_version=OPSET,
+                dynamo=False,
+            )
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
@@ -60,17 +108,16 @@ class Agreement:
     mean_abs_diff: float
 
 
-def _scores(onnx_path: Path, tok_path: Path, max_length: int, texts: Sequence[str]) -> tuple[Any, list[int]]:
-    meta = ModelMeta("check", 0.5, SYMPTOMS, max_length, onnx_path.name, tok_path.name, "")
-    clf = Classifier(open_session(onnx_path), load_tokenizer(tok_path, max_length), meta, 64, 0.5, threads=2)
-    return clf.scores(texts)
+def full_classifier(model_dir: Path, head: str, tail: str, tok_path: Path, max_length: int) -> Classifier:
+    """The exported network without an early exit, through the serving code, 2 batches at a time."""
+    meta = ModelMeta("check", 0.5, SYMPTOMS, max_length, head, tail, tok_path.name, "")
+    graphs: Graphs = open_graphs(model_dir, meta)
+    return Classifier(graphs, load_tokenizer(tok_path, max_length), meta, 32, 0.5, threads=2)
 
 
-def agreement(
-    fp32: Path, int8: Path, tok_path: Path, max_length: int, texts: Sequence[str], threshold: float
-) -> Agreement:
-    s32, y32 = _scores(fp32, tok_path, max_length, texts)
-    s8, y8 = _scores(int8, tok_path, max_length, texts)
+def agreement(fp32: Classifier, int8: Classifier, texts: Sequence[str], threshold: float) -> Agreement:
+    s32, y32 = fp32.scores(texts)
+    s8, y8 = int8.scores(texts)
     d32 = s32 >= threshold
     d8 = s8 >= threshold
     pos = np.flatnonzero(d32)
@@ -87,24 +134,31 @@ def export_all(
     texts: Sequence[str],
     threshold: float,
     min_agreement: float = 0.99,
-) -> tuple[str, Agreement]:
-    """Write model.int8.onnx (or model.fp32.onnx when int8 disagrees too often); return file name + check.
+) -> tuple[tuple[str, str], Agreement]:
+    """Write head/tail graphs as int8 (or fp32 when int8 disagrees too often); return file names + check.
 
-    The check scores ``texts`` through the serving code with both graphs.
+    The check scores ``texts`` through the serving code with both versions of the network.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "model.fp32.onnx"
-        export_fp32(model, fp32)
-        int8 = model_dir / "model.int8.onnx"
-        quantize_int8(fp32, int8)
-        check = agreement(fp32, int8, tok_path, max_length, texts, threshold)
+        scratch = Path(tmp)
+        export_fp32(model, scratch / "head.fp32.onnx", scratch / "tail.fp32.onnx")
+        for part in ("head", "tail"):
+            quantize_int8(scratch / f"{part}.fp32.onnx", model_dir / f"{part}.int8.onnx")
+        fp32 = full_classifier(scratch, "head.fp32.onnx", "tail.fp32.onnx", tok_path, max_length)
+        int8 = full_classifier(model_dir, "head.int8.onnx", "tail.int8.onnx", tok_path, max_length)
+        check = agreement(fp32, int8, texts, threshold)
         log.info("int8 vs fp32: %s", check)
         if check.decision_agreement >= min_agreement:
-            return int8.name, check
+            return ("head.int8.onnx", "tail.int8.onnx"), check
         log.warning("int8 decisions agree on only %.4f of posts: shipping fp32", check.decision_agreement)
-        int8.unlink()
-        target = model_dir / fp32.name
-        target.write_bytes(fp32.read_bytes())
-        if not target.is_file():
-            raise ModelError(f"{target}: export failed")
-        return target.name, check
+        names: list[str] = []
+        for part in ("head", "tail"):
+            (model_dir / f"{part}.int8.onnx").unlink()
+            target = model_dir / f"{part}.fp32.onnx"
+            target.write_bytes((scratch / target.name).read_bytes())
+            if not target.is_file():
+                raise ModelError(f"{target}: export failed")
+            names.append(target.name)
+        return (names[0], names[1]), check
+
+

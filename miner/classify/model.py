@@ -1,4 +1,13 @@
-"""Serving: the ONNX model, its tokenizer and metadata from models/, run with ONNX Runtime (no torch)."""
+"""Serving: the two ONNX graphs, tokenizer and metadata from models/, run with ONNX Runtime (no torch).
+
+The network is exported in two parts: the *head* graph runs the embeddings and the first encoder layers and
+returns their hidden states and mean-pooled vector; the *tail* graph runs the remaining layers and the outage
+and symptom heads. A linear *early exit* on the pooled vector estimates the full model's outage probability;
+posts it calls clearly negative stop there, the rest go through the tail. Most posts in a stream are not
+outage reports, and most of those stop early. ``miner train`` fits the exit and picks its threshold on real
+posts the model never saw, so that it changes almost no decision of the full model (models/MODEL_CARD.md
+gives the share that stops early and the decisions it changed).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 import miner
 from miner.classify.settings import ClassifierSettings
@@ -28,6 +38,38 @@ def default_model_dir() -> Path:
 
 
 @dataclass(frozen=True)
+class EarlyExit:
+    """Logistic probe on the head graph's pooled vector: ``sigmoid(pooled @ weight + bias)``."""
+
+    weight: NDArray[np.float32]
+    bias: float
+    threshold: float  # posts whose probe probability is below this stop after the head graph
+    layer: int  # encoder layers the head graph runs (for the card; the graphs carry the split)
+
+    def prob(self, pooled: NDArray[np.float32]) -> NDArray[np.float32]:
+        z = np.clip(pooled @ self.weight + self.bias, -30.0, 30.0)
+        prob: NDArray[np.float32] = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+        return prob
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer,
+            "threshold": self.threshold,
+            "bias": self.bias,
+            "weight": [float(f"{w:.8g}") for w in self.weight],  # float32 holds about 7 significant digits
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any) -> EarlyExit:
+        weight = np.asarray(raw["weight"], dtype=np.float32)
+        if weight.ndim != 1:
+            raise ValueError("'exit.weight' is not a vector")
+        if not 0.0 <= float(raw["threshold"]) < 1.0:
+            raise ValueError("'exit.threshold' is out of range")
+        return cls(weight, float(raw["bias"]), float(raw["threshold"]), int(raw["layer"]))
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     """What models/model.json says about the shipped model."""
 
@@ -35,9 +77,11 @@ class ModelMeta:
     threshold: float
     symptoms: tuple[str, ...]
     max_length: int
-    onnx_file: str
+    onnx_file: str  # head graph: input_ids, attention_mask -> hidden, pooled
+    tail_file: str  # tail graph: hidden, attention_mask -> outage_prob, symptom_probs
     tokenizer_file: str
     training_data_hash: str
+    early_exit: EarlyExit | None = None
 
     @classmethod
     def read(cls, path: Path) -> ModelMeta:
@@ -54,8 +98,10 @@ class ModelMeta:
                 symptoms=tuple(str(s) for s in raw["symptoms"]),
                 max_length=int(raw["max_length"]),
                 onnx_file=str(raw["onnx"]),
+                tail_file=str(raw["onnx_tail"]),
                 tokenizer_file=str(raw["tokenizer"]),
                 training_data_hash=str(raw.get("training_data_hash", "")),
+                early_exit=EarlyExit.from_json(raw["exit"]) if raw.get("exit") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
@@ -64,33 +110,71 @@ class ModelMeta:
         return meta
 
 
+@dataclass(frozen=True)
+class Graphs:
+    """The two ONNX Runtime sessions of one model (see the module docstring)."""
+
+    head: Any
+    tail: Any
+
+
 class Classifier:
     """Outage probability, decision and symptom per post. Thread-compatible, not thread-safe.
 
     With ``threads`` > 1, whole batches run concurrently on single-threaded ONNX Runtime kernels (a session's
     ``run`` is thread-safe and releases the GIL). On small batches of short posts this beats splitting each
-    operator over threads: bench/classify_bench.py measures both.
+    operator over threads: bench/classify_bench.py measures both. ``early_exit=False`` sends every post through
+    the whole network (scores then never come from the exit probe).
     """
 
     def __init__(
-        self, session: Any, tokenizer: Any, meta: ModelMeta, batch_size: int, threshold: float, threads: int = 1
+        self,
+        graphs: Graphs,
+        tokenizer: Any,
+        meta: ModelMeta,
+        batch_size: int,
+        threshold: float,
+        threads: int = 1,
+        early_exit: bool = True,
     ) -> None:
-        self._session = session
+        self._graphs = graphs
         self._tok = tokenizer
         self.meta = meta
         self.batch_size = batch_size
         self.threshold = threshold
         self.version = meta.version
         self.threads = threads
+        # The exit was calibrated against the model's own threshold; a lower one asks for posts it would drop.
+        self._exit = meta.early_exit if early_exit and threshold >= meta.threshold else None
         self._pool: ThreadPoolExecutor | None = None
+        self.exited = 0  # posts that stopped at the early exit, over this classifier's life (for the bench)
 
-    def _run(self, seqs: list[list[int]]) -> tuple[Any, Any]:
+    def _run(self, seqs: list[list[int]]) -> tuple[NDArray[np.float32], NDArray[np.int64], int]:
+        """(probabilities, symptom indices, posts that stopped early) of one batch."""
         ids, mask = pad(seqs)
-        prob, sym = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
-        return np.asarray(prob).reshape(-1), np.asarray(sym).argmax(axis=1)
+        hidden, pooled = self._graphs.head.run(None, {"input_ids": ids, "attention_mask": mask})
+        prob = np.zeros(len(seqs), dtype=np.float32)
+        sym = np.zeros(len(seqs), dtype=np.int64)
+        go = np.arange(len(seqs))
+        if self._exit is not None:
+            early = self._exit.prob(np.asarray(pooled))
+            go = np.flatnonzero(early >= self._exit.threshold)
+            prob[:] = early  # kept for the posts that stop here; the tail overwrites the rest
+        if len(go):
+            sub = mask[go]
+            width = int(sub.sum(axis=1).max())  # the rows left may all be shorter than the batch's longest
+            feed = {"hidden": np.asarray(hidden)[go, :width], "attention_mask": sub[:, :width]}
+            p, s = self._graphs.tail.run(None, feed)
+            prob[go] = np.asarray(p).reshape(-1)
+            sym[go] = np.asarray(s).argmax(axis=1)
+        return prob, sym, len(seqs) - len(go)
 
-    def scores(self, texts: Sequence[str]) -> tuple[np.ndarray[Any, np.dtype[np.float32]], list[int]]:
-        """Raw outage probabilities and symptom indices, in input order."""
+    def scores(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[int]]:
+        """Outage probabilities and symptom indices, in input order.
+
+        A post that stopped at the early exit scores the probe's estimate of the full model's probability
+        (below the exit threshold, so below the decision threshold) and symptom index 0.
+        """
         seqs = token_ids(self._tok, texts)
         # Length-sorted batches pad to similar lengths: most posts are short, a few are long.
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
@@ -104,10 +188,11 @@ class Classifier:
             results = [self._run(job) for job in jobs]
         scores = np.zeros(len(seqs), dtype=np.float32)
         symptoms = [0] * len(seqs)
-        for idx, (prob, sym) in zip(batches, results, strict=True):
+        for idx, (prob, sym, exited) in zip(batches, results, strict=True):
             scores[idx] = prob
-            for i, s in zip(idx, sym, strict=True):
-                symptoms[i] = int(s)
+            for i, s in zip(idx, sym.tolist(), strict=True):
+                symptoms[i] = s
+            self.exited += exited
         return scores, symptoms
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -123,10 +208,20 @@ class Classifier:
         return out
 
 
-def open_session(onnx_path: Path, threads: int = 1) -> Any:
-    """An ONNX Runtime session with ``threads`` intra-op threads (the Classifier parallelises over batches)."""
+HEAD_IO = ({"input_ids", "attention_mask"}, ("hidden", "pooled"))
+TAIL_IO = ({"hidden", "attention_mask"}, ("outage_prob", "symptom_probs"))
+
+
+def open_session(onnx_path: Path, io: tuple[set[str], tuple[str, ...]], threads: int = 1) -> Any:
+    """An ONNX Runtime session with ``threads`` intra-op threads (the Classifier parallelises over batches).
+
+    ``io`` is the (input names, output names) the graph must have: a head graph where a tail belongs, or a
+    graph from an older layout, is refused by name instead of failing on the first post.
+    """
     import onnxruntime as ort
 
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path}: ONNX model file not found")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -135,10 +230,19 @@ def open_session(onnx_path: Path, threads: int = 1) -> Any:
         session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for truncated or foreign files
         raise ModelError(f"{onnx_path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from exc
-    names = {i.name for i in session.get_inputs()}
-    if names != {"input_ids", "attention_mask"}:
-        raise ModelError(f"{onnx_path}: unexpected model inputs {sorted(names)}")
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = tuple(o.name for o in session.get_outputs())
+    if (inputs, outputs) != io:
+        raise ModelError(f"{onnx_path}: graph takes {sorted(inputs)} and gives {list(outputs)}; expected "
+                         f"{sorted(io[0])} -> {list(io[1])}")
     return session
+
+
+def open_graphs(model_dir: Path, meta: ModelMeta, threads: int = 1) -> Graphs:
+    return Graphs(
+        open_session(model_dir / meta.onnx_file, HEAD_IO, threads),
+        open_session(model_dir / meta.tail_file, TAIL_IO, threads),
+    )
 
 
 def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
@@ -160,10 +264,15 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
     if not tok_path.is_file():
         raise ModelError(f"{tok_path}: tokenizer file not found")
     tokenizer = load_tokenizer(tok_path, meta.max_length)
-    onnx_path = model_dir / meta.onnx_file
-    if not onnx_path.is_file():
-        raise ModelError(f"{onnx_path}: ONNX model file not found")
-    session = open_session(onnx_path)
+    graphs = open_graphs(model_dir, meta)
+    width = graphs.head.get_outputs()[1].shape[-1]
+    if meta.early_exit is not None and isinstance(width, int) and width != len(meta.early_exit.weight):
+        raise ModelError(
+            f"{model_dir / META_FILE}: exit weights have {len(meta.early_exit.weight)} values for a {width}-wide "
+            f"pooled vector in {meta.onnx_file}"
+        )
     threshold = settings.threshold if settings.threshold is not None else meta.threshold
     log.info("loaded classifier %s from %s (threshold %.2f)", meta.version, model_dir, threshold)
-    return Classifier(session, tokenizer, meta, settings.batch_size, threshold, settings.threads)
+    return Classifier(
+        graphs, tokenizer, meta, settings.batch_size, threshold, settings.threads, settings.early_exit
+    )

@@ -11,6 +11,7 @@ class ClassifierSettings:
     batch_size: int = 32
     threshold: float | None = None  # default: the threshold chosen on validation data, from the model
     threads: int = 2  # batches scored at once, one core each; the service shares a small box with the collectors
+    early_exit: bool = True  # let clear non-reports stop after the first layers (models/MODEL_CARD.md)
 
     def validate(self) -> None:
         if self.batch_size < 1:

@@ -59,6 +59,11 @@ def base_model_dir() -> Path:
     return path
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class OutageNet(nn.Module):
     """Mean-pooled MiniLM (how the sentence model was pre-trained) with two linear heads."""
 
@@ -71,9 +76,7 @@ class OutageNet(nn.Module):
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        pooled = self.dropout(pooled)
+        pooled = self.dropout(mean_pool(hidden, mask))
         return self.outage(pooled).squeeze(-1), self.symptom(pooled)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

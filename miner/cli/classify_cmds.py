@@ -223,6 +223,6 @@ def train_cmd(
         extra = None if no_extra else extra_dir
         result = build(data, out, cfg, folds, extra, shared, progress, max_steps, weak_per_rule, reuse_oof, checkpoint)
     cv = result.metrics.get("cv", {}).get("overall")
-    click.echo(f"wrote {out} ({result.version}, {result.onnx_file}, threshold {result.threshold:.2f})")
+    click.echo(f"wrote {out} ({result.version}, {' + '.join(result.graphs)}, threshold {result.threshold:.2f})")
     if cv:
         click.echo(f"cross-validated: precision {cv['precision']:.3f} recall {cv['recall']:.3f} f1 {cv['f1']:.3f}")
