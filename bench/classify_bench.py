@@ -1,19 +1,20 @@
-"""Throughput and peak RSS of `miner classify` (int8 ONNX) on 10,000 real posts, beside torch fp32.
+"""Throughput and peak RSS of `miner classify` (int8 ONNX) on 10,000 unseen real posts, beside torch fp32.
 
 Run: PYTHONPATH=. .venv/bin/python bench/classify_bench.py [--n 10000] [--threads 2]
 
-Each path runs in its own child process; peak RSS is that child's ru_maxrss (os.wait4). The torch row runs
-the same network (MiniLM-L6 + heads, fp32, same tokenisation and length-sorted batches of 32) in eager torch:
-the reference the ONNX path replaces. Timings include process start and model load ("wall") and, separately,
-posts/s over the scoring loop alone where the child reports it.
+Each path runs in its own child process; peak RSS is that child's ru_maxrss (os.wait4). The int8 rows run
+with the early exit (the default) and without it. The torch row runs the same network (MiniLM-L6 + heads,
+fp32, same tokenisation and length-sorted batches of 32) in eager torch: the reference the ONNX path
+replaces. Timings include process start and model load ("wall") and, separately, posts/s over the scoring
+loop alone where the child reports it.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -29,15 +30,17 @@ SHARED = Path(os.environ.get("MINER_SHARED_DATA", "/work/shared/data"))
 
 
 def real_posts(n: int) -> list[str]:
-    texts: list[str] = []
-    with (SHARED / "complaints" / "complaints-data.csv").open(encoding="utf-8") as fh:
-        texts += [r["text"] for r in csv.DictReader(fh)]
-    with (SHARED / "power" / "wa_tweets.csv").open(encoding="utf-8") as fh:
-        texts += [r["text"] for r in csv.DictReader(fh)]
-    texts += [i["text"] for i in json.loads((SHARED / "sentitel" / "sentitel_train.json").read_text())]
-    # Interleave sources the way a live stream mixes them; repeat only if the copies run short.
-    texts = texts[::3] + texts[1::3] + texts[2::3]
-    while len(texts) < n:
+    """Real shared posts the shipped model never trained on, shuffled: what a live stream gives the early exit.
+
+    Posts it trained on would score more confidently and stop early more often than new ones do.
+    """
+    from miner.classify.data import load_extra, load_labelled, unlabelled_texts
+
+    trained = {p.id for p in load_labelled(SHARED / "labels" / "train.jsonl")}
+    trained |= {p.id for p in load_extra(ROOT / "data" / "labels" / "extra", SHARED, exclude=trained)}
+    texts = unlabelled_texts(SHARED, trained)
+    random.Random(13).shuffle(texts)
+    while len(texts) < n:  # repeat only if the copies run short
         texts += texts
     return texts[:n]
 
@@ -70,18 +73,18 @@ def torch_worker(path: Path, threads: int) -> None:
     print(json.dumps({"loop_s": time.perf_counter() - start}))
 
 
-def onnx_worker(path: Path, threads: int, batch: int, intra: bool) -> None:
+def onnx_worker(path: Path, threads: int, batch: int, intra: bool, early_exit: bool) -> None:
     from miner.classify import ClassifierSettings, load_classifier
-    from miner.classify.model import Classifier, default_model_dir, open_session
+    from miner.classify.model import Classifier, default_model_dir, open_graphs
 
     texts = [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
-    clf = load_classifier(ClassifierSettings(threads=threads, batch_size=batch))
+    clf = load_classifier(ClassifierSettings(threads=threads, batch_size=batch, early_exit=early_exit))
     if intra:  # the alternative the Classifier does not take: one batch at a time, each operator on all threads
-        session = open_session(default_model_dir() / clf.meta.onnx_file, threads)
-        clf = Classifier(session, clf._tok, clf.meta, batch, clf.threshold, threads=1)
+        graphs = open_graphs(default_model_dir(), clf.meta, threads)
+        clf = Classifier(graphs, clf._tok, clf.meta, batch, clf.threshold, threads=1, early_exit=early_exit)
     start = time.perf_counter()
     clf.predict(texts)
-    print(json.dumps({"loop_s": time.perf_counter() - start}))
+    print(json.dumps({"loop_s": time.perf_counter() - start, "exited": clf.exited / len(texts)}))
 
 
 def main() -> None:
@@ -92,26 +95,32 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--input", type=Path)
     ap.add_argument("--intra", action="store_true", help="split each operator over threads, not batches")
+    ap.add_argument("--no-exit", action="store_true", help="send every post through the whole network")
     args = ap.parse_args()
     if args.worker == "torch":
         return torch_worker(args.input, args.threads)
     if args.worker == "onnx":
-        return onnx_worker(args.input, args.threads, args.batch, args.intra)
+        return onnx_worker(args.input, args.threads, args.batch, args.intra, not args.no_exit)
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MINER_CONFIG": ""}
     env.pop("MINER_CONFIG")
     meta = json.loads((ROOT / "models" / "model.json").read_text())
-    rows: list[tuple[str, float, float, int]] = []
+    rows: list[tuple[str, float, float, int, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "posts.jsonl"
         inp.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(real_posts(args.n))))
         me = [sys.executable, str(Path(__file__).resolve())]
         cli = [sys.executable, "-c", "from miner.cli import main; main()", "classify", str(inp), "-o", f"{tmp}/o.jsonl"]
         runs: list[tuple[str, list[str], dict[str, str]]] = [
-            (f"miner classify CLI, {meta['onnx']}, batch 32, {args.threads} batches at once", cli, env),
+            (f"miner classify CLI, int8 with early exit, batch 32, {args.threads} batches at once", cli, env),
             (
-                f"ONNX API int8, batch 32, {args.threads} batches at once",
+                f"ONNX API int8 with early exit, batch 32, {args.threads} batches at once",
                 [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads)],
+                env,
+            ),
+            (
+                f"ONNX API int8, whole network for every post, batch 32, {args.threads} batches at once",
+                [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads), "--no-exit"],
                 env,
             ),
             (
@@ -127,15 +136,17 @@ def main() -> None:
         ]
         for name, cmd, e in runs:
             wall, rss, out = run_child(cmd, e)
-            loop = json.loads(out)["loop_s"] if out.strip().startswith("{") else wall
-            rows.append((name, args.n / wall, args.n / loop, rss))
+            report = json.loads(out) if out.strip().startswith("{") else {}
+            loop = report.get("loop_s", wall)
+            exited = f"{report['exited']:.2f}" if "exited" in report else ""
+            rows.append((name, args.n / wall, args.n / loop, rss, exited))
             print(f"  done: {name}", file=sys.stderr)
     print(f"machine: {describe()}")
-    print(f"model: {meta['version']} ({meta['onnx']}), {args.n} real posts from {SHARED}")
-    print("| path | posts/s (whole process) | posts/s (scoring loop) | peak RSS MB |")
-    print("|---|---:|---:|---:|")
-    for name, whole, loop, rss in rows:
-        print(f"| {name} | {whole:.0f} | {loop:.0f} | {rss} |")
+    print(f"model: {meta['version']} ({meta['onnx']} + {meta['onnx_tail']}), {args.n} real posts from {SHARED}")
+    print("| path | posts/s (whole process) | posts/s (scoring loop) | peak RSS MB | share stopped early |")
+    print("|---|---:|---:|---:|---:|")
+    for name, whole, loop, rss, exited in rows:
+        print(f"| {name} | {whole:.0f} | {loop:.0f} | {rss} | {exited} |")
 
 
 if __name__ == "__main__":
