@@ -169,3 +169,16 @@ def test_exit_weights_that_do_not_fit_the_graph_are_refused(tmp_path: Path) -> N
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"model\.json"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+
+
+def test_single_graph_layout_of_older_builds_is_refused_by_name(tmp_path: Path) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["onnx_tail"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"model\.json.*onnx_tail"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+    meta["onnx_tail"] = meta["onnx"]  # a head graph where the tail belongs
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"head\.int8\.onnx: graph takes"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
