@@ -19,7 +19,6 @@ import torch
 from numpy.typing import NDArray
 
 from miner.classify.model import Classifier, EarlyExit
-from miner.classify.tokenize import pad, token_ids
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +33,6 @@ class ExitCheck:
     exit_rate: float  # share of those posts that stop early
     full_positives: int  # posts the full network calls outages
     dropped: int  # of those, posts the exit stops (decisions changed)
-
-
-def pooled_and_scores(
-    full: Classifier, texts: Sequence[str]
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Head-graph pooled vectors and the full network's probabilities, in batches as served."""
-    seqs = token_ids(full._tok, texts)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    pooled = np.zeros((len(seqs), 0), dtype=np.float32)
-    for start in range(0, len(order), full.batch_size):
-        idx = order[start : start + full.batch_size]
-        ids, mask = pad([seqs[i] for i in idx])
-        _, vec = full._graphs.head.run(None, {"input_ids": ids, "attention_mask": mask})
-        if pooled.shape[1] == 0:
-            pooled = np.zeros((len(seqs), vec.shape[1]), dtype=np.float32)
-        pooled[idx] = vec
-    scores, _ = full.scores(texts)
-    return pooled, scores
 
 
 def fit_probe(x: NDArray[np.float32], target: NDArray[np.float32], seed: int, steps: int = 400) -> tuple[
@@ -103,12 +84,12 @@ def fit_exit(
     random.Random(seed).shuffle(unseen)
     held = unseen[: len(unseen) // 2]
     fit = [*train_texts, *unseen[len(unseen) // 2 :]]
-    x_fit, s_fit = pooled_and_scores(full, fit)
+    s_fit, x_fit = full.scores_and_pooled(fit)
     w, b = fit_probe(x_fit, s_fit, seed)
     if not held:
         log.warning("no unlabelled posts to choose the early-exit threshold on: early exit off")
         return None, ExitCheck(0, 0.0, 0.0, 0, 0)
-    x_held, s_held = pooled_and_scores(full, held)
+    s_held, x_held = full.scores_and_pooled(held)
     probe = EarlyExit(w, b, 1.0, layer).prob(x_held)
     positive = s_held >= decision
     t = choose_threshold(probe, positive, decision)

@@ -149,8 +149,8 @@ class Classifier:
         self._pool: ThreadPoolExecutor | None = None
         self.exited = 0  # posts that stopped at the early exit, over this classifier's life (for the bench)
 
-    def _run(self, seqs: list[list[int]]) -> tuple[NDArray[np.float32], NDArray[np.int64], int]:
-        """(probabilities, symptom indices, posts that stopped early) of one batch."""
+    def _run(self, seqs: list[list[int]]) -> tuple[NDArray[np.float32], NDArray[np.int64], int, NDArray[np.float32]]:
+        """(probabilities, symptom indices, posts that stopped early, head pooled vectors) of one batch."""
         ids, mask = pad(seqs)
         hidden, pooled = self._graphs.head.run(None, {"input_ids": ids, "attention_mask": mask})
         prob = np.zeros(len(seqs), dtype=np.float32)
@@ -167,7 +167,7 @@ class Classifier:
             p, s = self._graphs.tail.run(None, feed)
             prob[go] = np.asarray(p).reshape(-1)
             sym[go] = np.asarray(s).argmax(axis=1)
-        return prob, sym, len(seqs) - len(go)
+        return prob, sym, len(seqs) - len(go), np.asarray(pooled)
 
     def scores(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[int]]:
         """Outage probabilities and symptom indices, in input order.
@@ -175,6 +175,17 @@ class Classifier:
         A post that stopped at the early exit scores the probe's estimate of the full model's probability
         (below the exit threshold, so below the decision threshold) and symptom index 0.
         """
+        scores, symptoms, _ = self._score(texts, keep_pooled=False)
+        return scores, symptoms
+
+    def scores_and_pooled(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Outage probabilities and the head graph's pooled vectors, in input order (what the exit probe reads)."""
+        scores, _, pooled = self._score(texts, keep_pooled=True)
+        return scores, pooled
+
+    def _score(
+        self, texts: Sequence[str], keep_pooled: bool
+    ) -> tuple[NDArray[np.float32], list[int], NDArray[np.float32]]:
         seqs = token_ids(self._tok, texts)
         # Length-sorted batches pad to similar lengths: most posts are short, a few are long.
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
@@ -188,12 +199,16 @@ class Classifier:
             results = [self._run(job) for job in jobs]
         scores = np.zeros(len(seqs), dtype=np.float32)
         symptoms = [0] * len(seqs)
-        for idx, (prob, sym, exited) in zip(batches, results, strict=True):
+        width = results[0][3].shape[1] if keep_pooled and results else 0
+        pooled = np.zeros((len(seqs), width), dtype=np.float32)
+        for idx, (prob, sym, exited, vec) in zip(batches, results, strict=True):
             scores[idx] = prob
             for i, s in zip(idx, sym.tolist(), strict=True):
                 symptoms[i] = s
             self.exited += exited
-        return scores, symptoms
+            if keep_pooled:
+                pooled[idx] = vec
+        return scores, symptoms, pooled
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
