@@ -72,20 +72,19 @@ def export_fp32(model: OutageNet, head_path: Path, tail_path: Path, layers: int 
     encoder.config._attn_implementation = "eager"
     mask = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
-    parts: list[tuple[nn.Module, Path, tuple[torch.Tensor, ...], tuple[set[str], tuple[str, ...]]]] = [
+    parts: list[tuple[nn.Module, Path, tuple[torch.Tensor, ...], tuple[tuple[str, ...], tuple[str, ...]]]] = [
         (_Head(model, layers), head_path, (torch.ones((2, 8), dtype=torch.int64), mask), HEAD_IO),
         (_Tail(model, layers), tail_path, (torch.zeros((2, 8, model.outage.in_features)), mask), TAIL_IO),
     ]
     with torch.no_grad():
         for module, path, args, (inputs, outputs) in parts:
-            names = ["input_ids", "attention_mask"] if "input_ids" in inputs else ["hidden", "attention_mask"]
-            dyn: dict[str, dict[int, str]] = {n: axes for n in names}
+            dyn: dict[str, dict[int, str]] = {n: axes for n in inputs}
             dyn.update({o: (axes if o == "hidden" else {0: "batch"}) for o in outputs})
             torch.onnx.export(
                 module,
                 args,
                 str(path),
-                input_names=names,
+                input_names=list(inputs),
                 output_names=list(outputs),
                 dynamic_axes=dyn,
                 opset_version=OPSET,

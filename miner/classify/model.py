@@ -223,11 +223,11 @@ class Classifier:
         return out
 
 
-HEAD_IO = ({"input_ids", "attention_mask"}, ("hidden", "pooled"))
-TAIL_IO = ({"hidden", "attention_mask"}, ("outage_prob", "symptom_probs"))
+HEAD_IO = (("input_ids", "attention_mask"), ("hidden", "pooled"))  # (inputs, outputs) of each graph
+TAIL_IO = (("hidden", "attention_mask"), ("outage_prob", "symptom_probs"))
 
 
-def open_session(onnx_path: Path, io: tuple[set[str], tuple[str, ...]], threads: int = 1) -> Any:
+def open_session(onnx_path: Path, io: tuple[tuple[str, ...], tuple[str, ...]], threads: int = 1) -> Any:
     """An ONNX Runtime session with ``threads`` intra-op threads (the Classifier parallelises over batches).
 
     ``io`` is the (input names, output names) the graph must have: a head graph where a tail belongs, or a
@@ -247,7 +247,7 @@ def open_session(onnx_path: Path, io: tuple[set[str], tuple[str, ...]], threads:
         raise ModelError(f"{onnx_path}: cannot load ONNX model ({str(exc).splitlines()[0][:200]})") from exc
     inputs = {i.name for i in session.get_inputs()}
     outputs = tuple(o.name for o in session.get_outputs())
-    if (inputs, outputs) != io:
+    if (inputs, outputs) != (set(io[0]), io[1]):
         raise ModelError(f"{onnx_path}: graph takes {sorted(inputs)} and gives {list(outputs)}; expected "
                          f"{sorted(io[0])} -> {list(io[1])}")
     return session
