@@ -141,3 +141,36 @@ def test_exit_threshold_keeps_within_the_loss_budget() -> None:
     assert t > np.sort(probe)[50]  # the lone low one is within budget, so the threshold passes it
     assert choose_threshold(probe, positive, decision=0.35, max_loss=0.0) <= np.sort(probe)[50] + 0.005
     assert choose_threshold(probe, positive, decision=0.004) == 0.0  # below the first grid step: exit off
+
+
+def test_weight_average_is_the_mean_of_the_snapshots_and_spares_integer_buffers() -> None:
+    torch = pytest.importorskip("torch")
+    from miner.classify.train import _WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    model.register_buffer("steps", torch.tensor([7]))
+    avg = _WeightAverage()
+    avg.load_into(model)  # nothing added: the weights stay as they are
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+            model.steps.fill_(int(value))
+        avg.add(model)
+    avg.load_into(model)
+    assert torch.equal(model.weight, torch.full((2, 3), 3.0))  # (1 + 2 + 6) / 3
+    assert int(model.steps) == 6  # integer buffers keep the last value
+
+
+def test_training_ships_the_averaged_weights(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    from miner.classify.train import TrainConfig, train_model
+
+    posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
+    last = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=0))
+    mean = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=1))
+    first = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=2))  # one snapshot: the last
+    w = "outage.weight"
+    assert torch.equal(first.state_dict()[w], last.state_dict()[w])
+    assert not torch.allclose(mean.state_dict()[w], last.state_dict()[w])

@@ -41,6 +41,8 @@ class TrainConfig:
     pos_weight: float = 1.0
     symptom_weight: float = 0.5
     seed: int = 13
+    # Ship the mean of the weights at the end of epochs average_from..epochs (0: the last weights only).
+    average_from: int = 2
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -149,8 +151,10 @@ def train_model(
     ce = nn.CrossEntropyLoss(ignore_index=-100)
     model.train()
     step = 0
+    averaged = _WeightAverage()
     for epoch in range(cfg.epochs):
         running = 0.0
+        first_step = step
         for batch in _batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
@@ -170,8 +174,39 @@ def train_model(
             if progress is not None:
                 progress(step, total, f"epoch {epoch + 1}/{cfg.epochs}")
         log.info("epoch %d: mean loss %.4f", epoch + 1, running / max(1, steps_per_epoch))
+        if 0 < cfg.average_from <= epoch + 1 and step > first_step:
+            averaged.add(model)
+    averaged.load_into(model)
     model.eval()
     return model
+
+
+class _WeightAverage:
+    """Running mean of a model's floating-point weights, taken at epoch ends.
+
+    Late in training the weights wander around a low-loss region; their mean generalises a little better than
+    where the last step stops (stochastic weight averaging). Out-of-fold F1 on the 3 CV folds: 0.838 for the
+    mean of epochs 2-5 against 0.834 for the last weights, at no cost when serving (models/MODEL_CARD.md).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, model: nn.Module) -> None:
+        with torch.no_grad():
+            for name, value in model.state_dict().items():
+                if value.dtype.is_floating_point:
+                    if name in self.sums:
+                        self.sums[name] += value
+                    else:
+                        self.sums[name] = value.detach().clone()
+        self.count += 1
+
+    def load_into(self, model: nn.Module) -> None:
+        if self.count > 1:  # one snapshot is the last weights already
+            mean = {name: total / self.count for name, total in self.sums.items()}
+            model.load_state_dict(mean, strict=False)
 
 
 @torch.inference_mode()

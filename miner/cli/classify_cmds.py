@@ -151,6 +151,13 @@ def _size(fh: IO[str]) -> int | None:
 @click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--lr", type=float, default=6e-5, show_default=True, help="Encoder learning rate.")
 @click.option(
+    "--average-from",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Keep the mean of the weights at the end of this epoch and every later one (0 = the last weights).",
+)
+@click.option(
     "--folds",
     type=click.IntRange(min=0),
     default=3,
@@ -192,6 +199,7 @@ def train_cmd(
     seed: int,
     epochs: int,
     lr: float,
+    average_from: int,
     folds: int,
     extra_dir: Path | None,
     no_extra: bool,
@@ -212,7 +220,7 @@ def train_cmd(
     # Our own progress lines only: onnxruntime's quantizer logs every tensor at INFO on the root logger.
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("miner").setLevel(logging.INFO)
-    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, average_from=average_from)
     shared = Path(os.environ.get("MINER_SHARED_DATA", str(DEFAULT_SHARED)))
     with click.progressbar(length=1, label="training", file=sys.stderr) as bar:
 
