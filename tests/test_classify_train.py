@@ -170,7 +170,7 @@ def test_training_ships_the_averaged_weights(tmp_path: Path) -> None:
     posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
     last = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=0))
     mean = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=1))
-    first = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=2))  # one snapshot: the last
+    only_last = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=2))  # one snapshot: the last
     w = "outage.weight"
-    assert torch.equal(first.state_dict()[w], last.state_dict()[w])
+    assert torch.equal(only_last.state_dict()[w], last.state_dict()[w])
     assert not torch.allclose(mean.state_dict()[w], last.state_dict()[w])
