@@ -12,7 +12,7 @@ import pytest
 
 from miner.classify import Classifier, ClassifierSettings, load_classifier
 from miner.classify.model import default_model_dir
-from miner.classify.tokenize import clean
+from miner.classify.tokenize import TEXT_PREP, clean
 from miner.errors import ModelError
 from miner.records import SYMPTOMS
 
@@ -31,6 +31,7 @@ def test_default_dir_is_repo_models_and_metadata_is_complete(clf: Classifier) ->
     assert tuple(meta["symptoms"]) == SYMPTOMS
     assert 0 < meta["threshold"] < 1 and clf.threshold == meta["threshold"]
     assert len(meta["training_data_hash"]) == 64
+    assert meta["text_prep"] == TEXT_PREP  # trained on text cleaned the way it is served
     assert sum(p.stat().st_size for p in MODELS.iterdir()) < 100 * 1024 * 1024
 
 
