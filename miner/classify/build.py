@@ -79,6 +79,11 @@ def read_oof(path: Path, posts: Sequence[LabelledPost]) -> tuple[Any, list[str],
     return scores, [str(r["pred_symptom"]) for r in rows], np.array([int(r["fold"]) for r in rows])
 
 
+def _recipe(cfg: TrainConfig) -> dict[str, Any]:
+    """What besides the data makes a model: its training options and the text cleaning it reads."""
+    return {**cfg.as_dict(), "text_prep": TEXT_PREP}
+
+
 def _final_model(
     posts: Sequence[LabelledPost],
     cfg: TrainConfig,
@@ -87,7 +92,7 @@ def _final_model(
     checkpoint: Path | None,
 ) -> OutageNet:
     """Fit on everything, or load the weights a previous run with the same data and config saved."""
-    key = {"data_hash": data_hash(posts), "config": cfg.as_dict(), "text_prep": TEXT_PREP, "max_steps": max_steps}
+    key = {"data_hash": data_hash(posts), "config": _recipe(cfg), "max_steps": max_steps}
     if checkpoint is not None and checkpoint.is_file():
         saved = torch.load(checkpoint, weights_only=True)
         if saved.get("key") != json.dumps(key, sort_keys=True):
@@ -169,8 +174,7 @@ def build(
     early_exit, exit_check = fit_exit(full, [p.text for p in everything], unseen, threshold, EXIT_LAYER, cfg.seed)
     metrics["early_exit"] = asdict(exit_check)
     dhash = data_hash(everything)
-    recipe = {**cfg.as_dict(), "text_prep": TEXT_PREP}
-    cfg_hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+    cfg_hash = hashlib.sha256(json.dumps(_recipe(cfg), sort_keys=True).encode()).hexdigest()
     version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
     meta = {
         "version": version,
