@@ -84,7 +84,7 @@ def onnx_worker(path: Path, threads: int, batch: int, intra: bool, early_exit: b
         clf = Classifier(graphs, clf._tok, clf.meta, batch, clf.threshold, threads=1, early_exit=early_exit)
     start = time.perf_counter()
     clf.predict(texts)
-    print(json.dumps({"loop_s": time.perf_counter() - start, "exited": clf.exited / len(texts)}))
+    print(json.dumps({"loop_s": time.perf_counter() - start, "exited": sum(clf.exited) / len(texts)}))
 
 
 def main() -> None:
@@ -142,7 +142,7 @@ def main() -> None:
             rows.append((name, args.n / wall, args.n / loop, rss, exited))
             print(f"  done: {name}", file=sys.stderr)
     print(f"machine: {describe()}")
-    print(f"model: {meta['version']} ({meta['onnx']} + {meta['onnx_tail']}), {args.n} real posts from {SHARED}")
+    print(f"model: {meta['version']} ({' + '.join(meta['graphs'])}), {args.n} real posts from {SHARED}")
     print("| path | posts/s (whole process) | posts/s (scoring loop) | peak RSS MB | share stopped early |")
     print("|---|---:|---:|---:|---:|")
     for name, whole, loop, rss, exited in rows:

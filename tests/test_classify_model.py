@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from miner.classify import Classifier, ClassifierSettings, load_classifier
@@ -94,10 +95,12 @@ def test_missing_dir_raises_model_error(tmp_path: Path) -> None:
 
 
 def _file_of(victim: str) -> str:
-    return str(json.loads((MODELS / "model.json").read_text())[victim]) if victim.startswith("onnx") else victim
+    """A file of the shipped model: "graph0" is the first stage graph, "graph-1" the last."""
+    graphs = json.loads((MODELS / "model.json").read_text())["graphs"]
+    return str(graphs[int(victim[5:])]) if victim.startswith("graph") else victim
 
 
-@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx", "onnx_tail"])
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "graph0", "graph1", "graph-1"])
 def test_missing_file_is_named(tmp_path: Path, victim: str) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
     name = _file_of(victim)
@@ -106,7 +109,7 @@ def test_missing_file_is_named(tmp_path: Path, victim: str) -> None:
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
 
 
-@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "onnx", "onnx_tail"])
+@pytest.mark.parametrize("victim", ["model.json", "tokenizer.json", "graph0", "graph1", "graph-1"])
 def test_corrupt_file_is_named(tmp_path: Path, victim: str) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
     name = _file_of(victim)
@@ -127,9 +130,19 @@ def whole() -> Classifier:
     return load_classifier(ClassifierSettings(early_exit=False))
 
 
-def test_early_exit_only_stops_clear_non_reports(clf: Classifier, whole: Classifier) -> None:
-    ee = clf.meta.early_exit
-    assert ee is not None and 0.0 < ee.threshold < clf.threshold
+def _stops(clf: Classifier, texts: list[str]) -> list[bool]:
+    """Whether each post, scored alone, stopped at an early exit."""
+    out = []
+    for text in texts:
+        before = sum(clf.exited)
+        clf.scores([text])
+        out.append(sum(clf.exited) > before)
+    return out
+
+
+def test_early_exits_only_stop_clear_non_reports(clf: Classifier, whole: Classifier, tmp_path: Path) -> None:
+    exits = [e for e in clf.meta.exits if e is not None]
+    assert len(exits) >= 2 and all(0.0 < e.threshold < clf.threshold for e in exits)
     texts = [
         "whatsapp is down, messages won't send",
         "no network since morning, calls keep dropping",
@@ -140,14 +153,20 @@ def test_early_exit_only_stops_clear_non_reports(clf: Classifier, whole: Classif
         "calm down everyone",
         "just lost power, whole street is dark",
     ] * 4
-    fast, _ = clf.scores(texts)
     full, _ = whole.scores(texts)
-    stopped = fast < ee.threshold
-    assert stopped.any() and not stopped.all()
-    # A post that stops early was a clear "no" for the whole network too; one that does not is scored by it.
-    assert all(full[stopped] < clf.threshold)
-    assert fast[~stopped] == pytest.approx(full[~stopped], abs=0.03)
-    assert [p.outage for p in clf.predict(texts)] == [p.outage for p in whole.predict(texts)]
+    # The shipped exits, and the same model with its first exit off (a build may switch any exit off).
+    shutil.copytree(MODELS, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    meta["exits"][0] = None
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    for fast_clf in (clf, load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))):
+        fast, _ = fast_clf.scores(texts)
+        stopped = np.array(_stops(fast_clf, texts))
+        assert stopped.any() and not stopped.all()
+        # A post that stops early was a clear "no" for the whole network too; one that does not is scored by it.
+        assert all(full[stopped] < clf.threshold) and all(fast[stopped] < max(e.threshold for e in exits))
+        assert fast[~stopped] == pytest.approx(full[~stopped], abs=0.03)
+        assert [p.outage for p in fast_clf.predict(texts)] == [p.outage for p in whole.predict(texts)]
 
 
 def test_links_keep_only_their_host(clf: Classifier) -> None:
@@ -177,30 +196,35 @@ def test_lower_threshold_than_the_exit_was_fitted_for_turns_it_off() -> None:
     texts = ["lovely sunset over the lake tonight"] * 3
     low.scores(texts)
     high.scores(texts)
-    assert low.exited == 0 and high.exited == 3
+    assert sum(low.exited) == 0 and sum(high.exited) == 3
 
 
 def test_exit_weights_that_do_not_fit_the_graph_are_refused(tmp_path: Path) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    meta["exit"]["weight"] = meta["exit"]["weight"][:-1]
+    meta["exits"][1]["weight"] = meta["exits"][1]["weight"][:-1]
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match="exit"):
+    with pytest.raises(ModelError, match=f"exit weights .* in {meta['graphs'][1]}"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
-    meta["exit"] = {"layer": 2}
+    meta["exits"][1] = {"layer": 2}
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"model\.json"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+    meta["exits"] = meta["exits"][:1]  # fewer exits than places between the graphs
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"model\.json.*'exits'"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
 
 
-def test_single_graph_layout_of_older_builds_is_refused_by_name(tmp_path: Path) -> None:
+def test_older_layout_and_misplaced_graphs_are_refused_by_name(tmp_path: Path) -> None:
     shutil.copytree(MODELS, tmp_path / "m")
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    del meta["onnx_tail"]
-    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"model\.json.*onnx_tail"):
+    old = {k: v for k, v in meta.items() if k not in ("graphs", "exits")}
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**old, "onnx": "head.int8.onnx", "onnx_tail": "t.onnx"}))
+    with pytest.raises(ModelError, match=r"model\.json: head/tail layout .* `miner train`"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
-    meta["onnx_tail"] = meta["onnx"]  # a head graph where the tail belongs
+    first, second = meta["graphs"][:2]
+    meta["graphs"][:2] = [second, first]  # a middle graph where the first belongs
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelError, match=r"head\.int8\.onnx: graph takes"):
+    with pytest.raises(ModelError, match=f"{second.replace('.', '[.]')}: graph takes"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))

@@ -114,6 +114,7 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from miner.classify import ClassifierSettings, load_classifier
     from miner.classify.build import build
+    from miner.classify.export import EXIT_LAYERS
     from miner.classify.train import TrainConfig
 
     data = _write(tmp_path / "t.jsonl", ROWS * 2)
@@ -122,9 +123,11 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5
     assert meta["text_prep"] == TEXT_PREP
-    assert (out / meta["onnx"]).is_file() and (out / meta["onnx_tail"]).is_file()
-    # No unlabelled posts to choose an exit threshold on: the model ships without one, and says so.
-    assert meta["exit"] is None and json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0
+    assert len(meta["graphs"]) == len(EXIT_LAYERS) + 1 and all((out / g).is_file() for g in meta["graphs"])
+    assert sorted(p.name for p in out.glob("*.onnx")) == sorted(meta["graphs"])
+    # No unlabelled posts to choose exit thresholds on: the model ships without exits, and says so.
+    assert meta["exits"] == [None] * len(EXIT_LAYERS)
+    assert json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0
     preds = load_classifier(ClassifierSettings(model_dir=str(out))).predict(["whatsapp is down", ""])
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
 
@@ -193,3 +196,25 @@ def test_training_ships_the_averaged_weights(tmp_path: Path) -> None:
     w = "outage.weight"
     assert torch.equal(only_last.state_dict()[w], last.state_dict()[w])
     assert not torch.allclose(mean.state_dict()[w], last.state_dict()[w])
+
+
+def test_exits_fitted_on_real_posts_share_one_threshold_within_the_loss_budget() -> None:
+    pytest.importorskip("torch")
+    import gzip
+
+    from miner.classify.early_exit import MAX_LOSS, fit_exits
+    from miner.classify.export import full_classifier
+    from miner.classify.model import ModelMeta, default_model_dir
+
+    models = default_model_dir()
+    meta = ModelMeta.read(models / "model.json")
+    with gzip.open(Path(__file__).resolve().parents[1] / "miner" / "data" / "sentitel-2019.jsonl.gz", "rt") as fh:
+        texts = [json.loads(line)["text"] for line in fh]  # 5,355 real posts; fewer fit probes too poor to use
+    full = full_classifier(models, meta.graphs, models / "tokenizer.json", meta.max_length)
+    layers = [e.layer for e in meta.exits if e is not None]
+    exits, check = fit_exits(full, texts[:2355], texts[2355:], meta.threshold, layers, 6, seed=13)
+    assert check.n == 1500 and check.layers == tuple(layers) and len(exits) == len(layers)
+    assert all(e is not None and e.threshold == check.thresholds[0] > 0 for e in exits)
+    assert check.dropped <= int(MAX_LOSS * check.full_positives)
+    assert sum(check.stop_rates) == pytest.approx(check.exit_rate) and 0 < check.exit_rate < 1
+    assert layers[0] < check.layers_per_post < 6  # every post runs the first stage, few run them all

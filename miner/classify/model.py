@@ -1,12 +1,13 @@
-"""Serving: the two ONNX graphs, tokenizer and metadata from models/, run with ONNX Runtime (no torch).
+"""Serving: the stage graphs, tokenizer and metadata from models/, run with ONNX Runtime (no torch).
 
-The network is exported in two parts: the *head* graph runs the embeddings and the first encoder layers and
-returns their hidden states and mean-pooled vector; the *tail* graph runs the remaining layers and the outage
-and symptom heads. A linear *early exit* on the pooled vector estimates the full model's outage probability;
-posts it calls clearly negative stop there, the rest go through the tail. Most posts in a stream are not
-outage reports, and most of those stop early. ``miner train`` fits the exit and picks its threshold on real
-posts the model never saw, so that it changes almost no decision of the full model (models/MODEL_CARD.md
-gives the share that stops early and the decisions it changed).
+The network is exported as a chain of ONNX graphs (*stages*), each running some of the encoder layers: the
+first embeds the token ids, the last adds the outage and symptom heads, and every stage but the last returns
+its hidden states and their mean-pooled vector. After each such stage a linear *early exit* on the pooled
+vector can estimate the full model's outage probability; posts it calls clearly negative stop there, the
+rest go on to the next stage. Most posts in a stream are not outage reports, and most of those stop early,
+the clearest after one layer. ``miner train`` fits the exits and picks their shared threshold on real posts
+the model never saw, so that they change almost no decision of the full model (models/MODEL_CARD.md gives
+the share that stops at each exit and the decisions they changed).
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class EarlyExit:
 
     weight: NDArray[np.float32]
     bias: float
-    threshold: float  # posts whose probe probability is below this stop after the head graph
-    layer: int  # encoder layers the head graph runs (for the card; the graphs carry the split)
+    threshold: float  # posts whose probe probability is below this stop here
+    layer: int  # encoder layers run before this exit (for the card; the graphs carry the split)
 
     def prob(self, pooled: NDArray[np.float32]) -> NDArray[np.float32]:
         z = np.clip(pooled @ self.weight + self.bias, -30.0, 30.0)
@@ -77,11 +78,10 @@ class ModelMeta:
     threshold: float
     symptoms: tuple[str, ...]
     max_length: int
-    onnx_file: str  # head graph: input_ids, attention_mask -> hidden, pooled
-    tail_file: str  # tail graph: hidden, attention_mask -> outage_prob, symptom_probs
+    graphs: tuple[str, ...]  # stage graph files in order (see stage_io)
     tokenizer_file: str
     training_data_hash: str
-    early_exit: EarlyExit | None = None
+    exits: tuple[EarlyExit | None, ...] = ()  # exits[i] reads stage i's pooled vector; None: no exit there
     text_prep: str = ""  # tokenize.TEXT_PREP of the code that trained it; "" before it was recorded
 
     @classmethod
@@ -92,17 +92,23 @@ class ModelMeta:
             raise ModelError(f"{path}: model metadata not found (run `miner train` or restore models/)") from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: unreadable model metadata ({exc})") from exc
+        if isinstance(raw, dict) and "graphs" not in raw and "onnx" in raw:
+            raise ModelError(f"{path}: head/tail layout ('onnx', 'onnx_tail') of an older miner; rebuild the "
+                             "model with `miner train`")
         try:
+            graphs = tuple(str(g) for g in raw["graphs"])
+            exits = tuple(EarlyExit.from_json(e) if e else None for e in raw.get("exits") or [None] * len(graphs[1:]))
+            if not graphs or len(exits) != len(graphs) - 1:
+                raise ValueError("'exits' (one per graph but the last)")
             meta = cls(
                 version=str(raw["version"]),
                 threshold=float(raw["threshold"]),
                 symptoms=tuple(str(s) for s in raw["symptoms"]),
                 max_length=int(raw["max_length"]),
-                onnx_file=str(raw["onnx"]),
-                tail_file=str(raw["onnx_tail"]),
+                graphs=graphs,
                 tokenizer_file=str(raw["tokenizer"]),
                 training_data_hash=str(raw.get("training_data_hash", "")),
-                early_exit=EarlyExit.from_json(raw["exit"]) if raw.get("exit") else None,
+                exits=exits,
                 text_prep=str(raw.get("text_prep", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -112,26 +118,19 @@ class ModelMeta:
         return meta
 
 
-@dataclass(frozen=True)
-class Graphs:
-    """The two ONNX Runtime sessions of one model (see the module docstring)."""
-
-    head: Any
-    tail: Any
-
-
 class Classifier:
     """Outage probability, decision and symptom per post. Thread-compatible, not thread-safe.
 
-    With ``threads`` > 1, whole batches run concurrently on single-threaded ONNX Runtime kernels (a session's
-    ``run`` is thread-safe and releases the GIL). On small batches of short posts this beats splitting each
-    operator over threads: bench/classify_bench.py measures both. ``early_exit=False`` sends every post through
-    the whole network (scores then never come from the exit probe).
+    ``graphs`` are the stage sessions in order (see the module docstring). With ``threads`` > 1, whole
+    batches run concurrently on single-threaded ONNX Runtime kernels (a session's ``run`` is thread-safe and
+    releases the GIL). On small batches of short posts this beats splitting each operator over threads:
+    bench/classify_bench.py measures both. ``early_exit=False`` sends every post through the whole network
+    (scores then never come from an exit probe).
     """
 
     def __init__(
         self,
-        graphs: Graphs,
+        graphs: Sequence[Any],
         tokenizer: Any,
         meta: ModelMeta,
         batch_size: int,
@@ -139,55 +138,70 @@ class Classifier:
         threads: int = 1,
         early_exit: bool = True,
     ) -> None:
-        self._graphs = graphs
+        self._graphs = tuple(graphs)
         self._tok = tokenizer
         self.meta = meta
         self.batch_size = batch_size
         self.threshold = threshold
         self.version = meta.version
         self.threads = threads
-        # The exit was calibrated against the model's own threshold; a lower one asks for posts it would drop.
-        self._exit = meta.early_exit if early_exit and threshold >= meta.threshold else None
+        # The exits were calibrated against the model's own threshold; a lower one asks for posts they would drop.
+        use = early_exit and threshold >= meta.threshold and len(meta.exits) == len(self._graphs) - 1
+        self._exits = meta.exits if use else (None,) * (len(self._graphs) - 1)
         self._pool: ThreadPoolExecutor | None = None
-        self.exited = 0  # posts that stopped at the early exit, over this classifier's life (for the bench)
+        self.exited = [0] * (len(self._graphs) - 1)  # posts stopped at each exit, over this classifier's life
 
-    def _run(self, seqs: list[list[int]]) -> tuple[NDArray[np.float32], NDArray[np.int64], int, NDArray[np.float32]]:
-        """(probabilities, symptom indices, posts that stopped early, head pooled vectors) of one batch."""
+    def _run(
+        self, seqs: list[list[int]], exits: Sequence[EarlyExit | None]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64], list[int], list[NDArray[np.float32]]]:
+        """(probabilities, symptom indices, posts stopped at each exit, pooled vectors per exit) of one batch.
+
+        The pooled vectors cover every post of the batch only when no exit is on.
+        """
         ids, mask = pad(seqs)
-        hidden, pooled = self._graphs.head.run(None, {"input_ids": ids, "attention_mask": mask})
+        feed: dict[str, NDArray[Any]] = {"input_ids": ids, "attention_mask": mask}
         prob = np.zeros(len(seqs), dtype=np.float32)
         sym = np.zeros(len(seqs), dtype=np.int64)
-        go = np.arange(len(seqs))
-        if self._exit is not None:
-            early = self._exit.prob(np.asarray(pooled))
-            go = np.flatnonzero(early >= self._exit.threshold)
-            prob[:] = early  # kept for the posts that stop here; the tail overwrites the rest
-        if len(go):
-            sub = mask[go]
+        rows = np.arange(len(seqs))  # the batch's posts still in the network
+        stops: list[int] = []
+        pooled: list[NDArray[np.float32]] = []
+        for graph, exit_ in zip(self._graphs, exits, strict=False):  # every stage but the last
+            hidden, vec = (np.asarray(a) for a in graph.run(None, feed))
+            pooled.append(vec)
+            go = np.arange(len(rows))
+            if exit_ is not None:
+                early = exit_.prob(vec)
+                prob[rows] = early  # kept for the posts that stop here; later stages overwrite the rest
+                go = np.flatnonzero(early >= exit_.threshold)
+            stops.append(len(rows) - len(go))
+            rows = rows[go]
+            if not len(rows):
+                return prob, sym, stops + [0] * (len(exits) - len(stops)), pooled
+            sub = feed["attention_mask"][go]
             width = int(sub.sum(axis=1).max())  # the rows left may all be shorter than the batch's longest
-            feed = {"hidden": np.asarray(hidden)[go, :width], "attention_mask": sub[:, :width]}
-            p, s = self._graphs.tail.run(None, feed)
-            prob[go] = np.asarray(p).reshape(-1)
-            sym[go] = np.asarray(s).argmax(axis=1)
-        return prob, sym, len(seqs) - len(go), np.asarray(pooled)
+            feed = {"hidden": hidden[go, :width], "attention_mask": sub[:, :width]}
+        p, s = self._graphs[-1].run(None, feed)
+        prob[rows] = np.asarray(p).reshape(-1)
+        sym[rows] = np.asarray(s).argmax(axis=1)
+        return prob, sym, stops, pooled
 
     def scores(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[int]]:
         """Outage probabilities and symptom indices, in input order.
 
-        A post that stopped at the early exit scores the probe's estimate of the full model's probability
-        (below the exit threshold, so below the decision threshold) and symptom index 0.
+        A post that stopped at an early exit scores that probe's estimate of the full model's probability
+        (below the exit's threshold, so below the decision threshold) and symptom index 0.
         """
-        scores, symptoms, _ = self._score(texts, keep_pooled=False)
+        scores, symptoms, _ = self._score(texts, self._exits)
         return scores, symptoms
 
-    def scores_and_pooled(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Outage probabilities and the head graph's pooled vectors, in input order (what the exit probe reads)."""
-        scores, _, pooled = self._score(texts, keep_pooled=True)
+    def scores_and_pooled(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[NDArray[np.float32]]]:
+        """Whole-network probabilities and, per exit point, every post's pooled vector (what the probes read)."""
+        scores, _, pooled = self._score(texts, (None,) * len(self._exits))
         return scores, pooled
 
     def _score(
-        self, texts: Sequence[str], keep_pooled: bool
-    ) -> tuple[NDArray[np.float32], list[int], NDArray[np.float32]]:
+        self, texts: Sequence[str], exits: Sequence[EarlyExit | None]
+    ) -> tuple[NDArray[np.float32], list[int], list[NDArray[np.float32]]]:
         seqs = token_ids(self._tok, texts)
         # Length-sorted batches pad to similar lengths: most posts are short, a few are long.
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
@@ -196,20 +210,21 @@ class Classifier:
         if self.threads > 1 and len(jobs) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="classify")
-            results = list(self._pool.map(self._run, jobs))
+            results = list(self._pool.map(lambda job: self._run(job, exits), jobs))
         else:
-            results = [self._run(job) for job in jobs]
+            results = [self._run(job, exits) for job in jobs]
         scores = np.zeros(len(seqs), dtype=np.float32)
         symptoms = [0] * len(seqs)
-        width = results[0][3].shape[1] if keep_pooled and results else 0
-        pooled = np.zeros((len(seqs), width), dtype=np.float32)
-        for idx, (prob, sym, exited, vec) in zip(batches, results, strict=True):
+        pooled: list[NDArray[np.float32]] = []
+        if results and not any(exits):  # pooled vectors are whole only when every post went through every stage
+            pooled = [np.zeros((len(seqs), v.shape[1]), dtype=np.float32) for v in results[0][3]]
+        for idx, (prob, sym, stops, vecs) in zip(batches, results, strict=True):
             scores[idx] = prob
             for i, s in zip(idx, sym.tolist(), strict=True):
                 symptoms[i] = s
-            self.exited += exited
-            if keep_pooled:
-                pooled[idx] = vec
+            self.exited = [a + b for a, b in zip(self.exited, stops, strict=True)]
+            for whole, vec in zip(pooled, vecs if pooled else [], strict=True):
+                whole[idx] = vec
         return scores, symptoms, pooled
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
@@ -225,15 +240,18 @@ class Classifier:
         return out
 
 
-HEAD_IO = (("input_ids", "attention_mask"), ("hidden", "pooled"))  # (inputs, outputs) of each graph
-TAIL_IO = (("hidden", "attention_mask"), ("outage_prob", "symptom_probs"))
+def stage_io(index: int, count: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(input names, output names) of stage ``index`` of ``count``: ids in first, probabilities out last."""
+    inputs = ("input_ids", "attention_mask") if index == 0 else ("hidden", "attention_mask")
+    outputs = ("outage_prob", "symptom_probs") if index == count - 1 else ("hidden_out", "pooled")
+    return inputs, outputs
 
 
 def open_session(onnx_path: Path, io: tuple[tuple[str, ...], tuple[str, ...]], threads: int = 1) -> Any:
     """An ONNX Runtime session with ``threads`` intra-op threads (the Classifier parallelises over batches).
 
-    ``io`` is the (input names, output names) the graph must have: a head graph where a tail belongs, or a
-    graph from an older layout, is refused by name instead of failing on the first post.
+    ``io`` is the (input names, output names) the graph must have: a graph from another place in the chain
+    or from another layout is refused by name instead of failing on the first post.
     """
     import onnxruntime as ort
 
@@ -255,11 +273,9 @@ def open_session(onnx_path: Path, io: tuple[tuple[str, ...], tuple[str, ...]], t
     return session
 
 
-def open_graphs(model_dir: Path, meta: ModelMeta, threads: int = 1) -> Graphs:
-    return Graphs(
-        open_session(model_dir / meta.onnx_file, HEAD_IO, threads),
-        open_session(model_dir / meta.tail_file, TAIL_IO, threads),
-    )
+def open_graphs(model_dir: Path, meta: ModelMeta, threads: int = 1) -> list[Any]:
+    n = len(meta.graphs)
+    return [open_session(model_dir / name, stage_io(i, n), threads) for i, name in enumerate(meta.graphs)]
 
 
 def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
@@ -286,12 +302,13 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
         log.warning("model %s was trained on text cleaned as %r, this code cleans as %r: retrain (miner train)",
                     meta.version, meta.text_prep or "before links were replaced", TEXT_PREP)
     graphs = open_graphs(model_dir, meta)
-    width = graphs.head.get_outputs()[1].shape[-1]
-    if meta.early_exit is not None and isinstance(width, int) and width != len(meta.early_exit.weight):
-        raise ModelError(
-            f"{model_dir / META_FILE}: exit weights have {len(meta.early_exit.weight)} values for a {width}-wide "
-            f"pooled vector in {meta.onnx_file}"
-        )
+    for name, graph, exit_ in zip(meta.graphs, graphs, meta.exits, strict=False):
+        width = graph.get_outputs()[1].shape[-1]
+        if exit_ is not None and isinstance(width, int) and width != len(exit_.weight):
+            raise ModelError(
+                f"{model_dir / META_FILE}: exit weights have {len(exit_.weight)} values for a {width}-wide "
+                f"pooled vector in {name}"
+            )
     threshold = settings.threshold if settings.threshold is not None else meta.threshold
     log.info("loaded classifier %s from %s (threshold %.2f)", meta.version, model_dir, threshold)
     return Classifier(

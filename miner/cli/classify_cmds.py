@@ -211,7 +211,7 @@ def train_cmd(
     """Fine-tune all-MiniLM-L6-v2 on labelled posts and write the serving model to --out.
 
     The defaults reproduce the shipped model (3-fold CV, seed 13, the project's extra labels). The model is
-    written as two int8 ONNX graphs with an early exit fitted on the shared posts outside the training data.
+    written as a chain of int8 ONNX graphs with early exits fitted on the shared posts outside the training data.
     """
     from miner.classify.build import build
     from miner.classify.data import DEFAULT_SHARED
