@@ -1,4 +1,4 @@
-"""Fitting the early exits (training side): logistic probes that mimic the full network, and their thresholds.
+"""Fitting the early exits (training side): logistic probes that mimic the full network, and their threshold.
 
 Each probe learns the full int8 network's outage probability from one stage's pooled vector, on the training
 posts and half of the unlabelled shared posts. All exits share one threshold, chosen on the other half
@@ -27,7 +27,7 @@ from miner.classify.model import Classifier, EarlyExit
 log = logging.getLogger(__name__)
 
 MAX_LOSS = 0.005  # share of the full network's outage calls the exit may drop on unseen posts
-GRID = tuple(round(0.005 * i, 3) for i in range(61))  # candidate thresholds 0 (exit off), 0.005 .. 0.3
+GRID = tuple(round(0.005 * i, 3) for i in range(1, 61))  # candidate thresholds 0.005 .. 0.3
 
 
 @dataclass(frozen=True)
