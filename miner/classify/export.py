@@ -62,12 +62,6 @@ class _Stage(nn.Module):
         return hidden, pooled
 
 
-def _stage_names(exit_layers: Sequence[int], depth: int, kind: str) -> list[str]:
-    """File names of the stages, by the (1-based) encoder layers each runs: layers1-1.int8.onnx, ..."""
-    bounds = [0, *exit_layers, depth]
-    return [f"layers{a + 1}-{b}.{kind}.onnx" for a, b in pairwise(bounds)]
-
-
 def export_fp32(model: OutageNet, out_dir: Path, exit_layers: Sequence[int]) -> list[str]:
     """Write the fp32 stage graphs to ``out_dir``; return their file names in order."""
     model.eval()
@@ -77,7 +71,7 @@ def export_fp32(model: OutageNet, out_dir: Path, exit_layers: Sequence[int]) -> 
     if list(exit_layers) != sorted(set(exit_layers)) or not all(0 < n < depth for n in exit_layers):
         raise ValueError(f"exit layers {list(exit_layers)} must rise strictly within 1..{depth - 1}")
     bounds = [0, *exit_layers, depth]
-    names = _stage_names(exit_layers, depth, "fp32")
+    names = [f"layers{a + 1}-{b}.fp32.onnx" for a, b in pairwise(bounds)]  # by the (1-based) layers each runs
     mask = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "tokens"}
     with torch.no_grad():
