@@ -6,7 +6,8 @@ Each path runs in its own child process; peak RSS is that child's ru_maxrss (os.
 with the early exit (the default) and without it. The torch row runs the same network (MiniLM-L6 + heads,
 fp32, same tokenisation and length-sorted batches of 32) in eager torch: the reference the ONNX path
 replaces. Timings include process start and model load ("wall") and, separately, posts/s over the scoring
-loop alone where the child reports it.
+loop alone where the child reports it. On a shared VM one run can be 10 % off the next: ``--repeat N`` runs
+every path N times, round after round, and reports the median with the slowest and fastest run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +98,7 @@ def main() -> None:
     ap.add_argument("--input", type=Path)
     ap.add_argument("--intra", action="store_true", help="split each operator over threads, not batches")
     ap.add_argument("--no-exit", action="store_true", help="send every post through the whole network")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each path; the table shows the median")
     args = ap.parse_args()
     if args.worker == "torch":
         return torch_worker(args.input, args.threads)
@@ -105,48 +108,49 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "MINER_CONFIG": ""}
     env.pop("MINER_CONFIG")
     meta = json.loads((ROOT / "models" / "model.json").read_text())
-    rows: list[tuple[str, float, float, int, str]] = []
+    walls: dict[str, list[float]] = {}
+    loops: dict[str, list[float]] = {}
+    peak: dict[str, int] = {}
+    exited: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         inp = Path(tmp) / "posts.jsonl"
         inp.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(real_posts(args.n))))
         me = [sys.executable, str(Path(__file__).resolve())]
         cli = [sys.executable, "-c", "from miner.cli import main; main()", "classify", str(inp), "-o", f"{tmp}/o.jsonl"]
-        runs: list[tuple[str, list[str], dict[str, str]]] = [
-            (f"miner classify CLI, int8 with early exit, batch 32, {args.threads} batches at once", cli, env),
-            (
-                f"ONNX API int8 with early exit, batch 32, {args.threads} batches at once",
-                [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads)],
-                env,
-            ),
+        worker = [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads)]
+        runs: list[tuple[str, list[str]]] = [
+            (f"miner classify CLI, int8 with early exit, batch 32, {args.threads} batches at once", cli),
+            (f"ONNX API int8 with early exit, batch 32, {args.threads} batches at once", worker),
             (
                 f"ONNX API int8, whole network for every post, batch 32, {args.threads} batches at once",
-                [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads), "--no-exit"],
-                env,
+                [*worker, "--no-exit"],
             ),
-            (
-                f"ONNX API int8, batch 32, {args.threads} intra-op threads, one batch at a time",
-                [*me, "--worker", "onnx", "--input", str(inp), "--threads", str(args.threads), "--intra"],
-                env,
-            ),
+            (f"ONNX API int8, batch 32, {args.threads} intra-op threads, one batch at a time", [*worker, "--intra"]),
             (
                 f"torch fp32 eager, batch 32, {args.threads} threads (reference)",
                 [*me, "--worker", "torch", "--input", str(inp), "--threads", str(args.threads)],
-                env,
             ),
         ]
-        for name, cmd, e in runs:
-            wall, rss, out = run_child(cmd, e)
-            report = json.loads(out) if out.strip().startswith("{") else {}
-            loop = report.get("loop_s", wall)
-            exited = f"{report['exited']:.2f}" if "exited" in report else ""
-            rows.append((name, args.n / wall, args.n / loop, rss, exited))
-            print(f"  done: {name}", file=sys.stderr)
+        # Rounds rather than one path N times in a row, so a busy spell on the box hits every path alike.
+        for _ in range(max(1, args.repeat)):
+            for name, cmd in runs:
+                wall, rss, out = run_child(cmd, env)
+                report = json.loads(out) if out.strip().startswith("{") else {}
+                walls.setdefault(name, []).append(wall)
+                loops.setdefault(name, []).append(report.get("loop_s", wall))
+                peak[name] = max(peak.get(name, 0), rss)
+                exited[name] = f"{report['exited']:.2f}" if "exited" in report else ""
+                print(f"  done: {name}", file=sys.stderr)
     print(f"machine: {describe()}")
     print(f"model: {meta['version']} ({' + '.join(meta['graphs'])}), {args.n} real posts from {SHARED}")
+    print(f"runs per path: {max(1, args.repeat)} (median; slowest-fastest run in brackets)")
     print("| path | posts/s (whole process) | posts/s (scoring loop) | peak RSS MB | share stopped early |")
     print("|---|---:|---:|---:|---:|")
-    for name, whole, loop, rss, exited in rows:
-        print(f"| {name} | {whole:.0f} | {loop:.0f} | {rss} | {exited} |")
+    for name, _ in runs:
+        rates = sorted(args.n / w for w in walls[name])
+        spread = f" ({rates[0]:.0f}-{rates[-1]:.0f})" if len(rates) > 1 else ""
+        loop = args.n / statistics.median(loops[name])
+        print(f"| {name} | {statistics.median(rates):.0f}{spread} | {loop:.0f} | {peak[name]} | {exited[name]} |")
 
 
 if __name__ == "__main__":
