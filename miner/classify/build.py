@@ -171,9 +171,8 @@ def build(
     graphs, check = export_all(model, out, tok_path, cfg.max_length, [p.text for p in posts] + unseen, threshold)
     metrics["int8_agreement"] = asdict(check)
     full = full_classifier(out, graphs, tok_path, cfg.max_length)
-    encoder: Any = model.encoder
-    depth = int(encoder.config.num_hidden_layers)
-    exits, exit_check = fit_exits(full, [p.text for p in everything], unseen, threshold, EXIT_LAYERS, depth, cfg.seed)
+    texts = [p.text for p in everything]
+    exits, exit_check = fit_exits(full, texts, unseen, threshold, EXIT_LAYERS, model.depth, cfg.seed)
     metrics["early_exit"] = asdict(exit_check)
     dhash = data_hash(everything)
     # The exits change a few decisions, so where they sit is part of the version (not of the checkpoint key).

@@ -45,7 +45,7 @@ class _Stage(nn.Module):
         super().__init__()
         encoder: Any = model.encoder  # a transformers BertModel, untyped here
         self.first = start == 0
-        self.last = stop == len(encoder.encoder.layer)
+        self.last = stop == model.depth
         self.embeddings = encoder.embeddings
         self.layers = encoder.encoder.layer[start:stop]
         self.outage = model.outage
@@ -67,7 +67,7 @@ def export_fp32(model: OutageNet, out_dir: Path, exit_layers: Sequence[int]) -> 
     model.eval()
     encoder: Any = model.encoder
     encoder.config._attn_implementation = "eager"
-    depth = len(encoder.encoder.layer)
+    depth = model.depth
     if list(exit_layers) != sorted(set(exit_layers)) or not all(0 < n < depth for n in exit_layers):
         raise ValueError(f"exit layers {list(exit_layers)} must rise strictly within 1..{depth - 1}")
     bounds = [0, *exit_layers, depth]

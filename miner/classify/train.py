@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,12 @@ class OutageNet(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.outage = nn.Linear(hidden, 1)
         self.symptom = nn.Linear(hidden, len(SYMPTOMS))
+
+    @property
+    def depth(self) -> int:
+        """Encoder layers (6 for MiniLM-L6): where the stage graphs and early exits may split."""
+        encoder: Any = self.encoder  # a transformers BertModel, untyped here
+        return len(encoder.encoder.layer)
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
