@@ -218,3 +218,18 @@ def test_exits_fitted_on_real_posts_share_one_threshold_within_the_loss_budget()
     assert check.dropped <= int(MAX_LOSS * check.full_positives)
     assert sum(check.stop_rates) == pytest.approx(check.exit_rate) and 0 < check.exit_rate < 1
     assert layers[0] < check.layers_per_post < 6  # every post runs the first stage, few run them all
+
+
+def test_export_ships_fp32_graphs_when_int8_disagrees_too_often(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from miner.classify.export import export_all, full_classifier
+    from miner.classify.train import base_model_dir, new_model
+
+    tok = base_model_dir() / "tokenizer.json"
+    texts = [text for _, text, *_ in ROWS]
+    # No agreement can reach 1.01, so the fp32 fallback always runs.
+    names, check = export_all(new_model(13), tmp_path, tok, 64, texts, 0.5, min_agreement=1.01)
+    assert check.n == len(texts) and all(".fp32." in n for n in names)
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted(names)  # the int8 files are gone
+    scores, _ = full_classifier(tmp_path, names, tok, 64).scores(texts)
+    assert scores.shape == (len(texts),) and np.all((scores >= 0) & (scores <= 1))

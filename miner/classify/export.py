@@ -7,6 +7,7 @@ mask instead of the fused kernel's masking ops, which ONNX Runtime runs faster.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,6 @@ from torch import nn
 from miner.classify.model import Classifier, ModelMeta, open_graphs, stage_io
 from miner.classify.tokenize import load_tokenizer
 from miner.classify.train import OutageNet, mean_pool
-from miner.errors import ModelError
 from miner.records import SYMPTOMS
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,5 @@ def export_all(
         log.warning("int8 decisions agree on only %.4f of posts: shipping fp32", check.decision_agreement)
         for src, dst in zip(fp32_names, int8_names, strict=True):
             (model_dir / dst).unlink()
-            (model_dir / src).write_bytes((scratch / src).read_bytes())
-            if not (model_dir / src).is_file():
-                raise ModelError(f"{model_dir / src}: export failed")
+            shutil.copyfile(scratch / src, model_dir / src)
         return tuple(fp32_names), check
