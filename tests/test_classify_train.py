@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from miner.classify.data import LabelledPost, data_hash, load_extra, load_labelled
+from miner.classify.data import LabelledPost, data_hash, load_extra, load_labelled, weak_labels
 from miner.classify.metrics import best_threshold, prf, report
 from miner.classify.tokenize import TEXT_PREP
 from miner.errors import InputError
@@ -55,19 +55,43 @@ def test_data_hash_depends_on_content_not_order() -> None:
     assert data_hash(changed) != data_hash(a)
 
 
-def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
+def _shared(root: Path) -> Path:
+    """A miniature copy of the shared data: the three files extra and weak labels read."""
+    shared = root / "shared"
     for sub in ("complaints", "sentitel", "power"):
         (shared / sub).mkdir(parents=True)
     with (shared / "complaints" / "complaints-data.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["tweet_id", "text", "label", "domain"], ["111", "@isp no internet again", "1", "x"]])
+        csv.writer(fh).writerows(
+            [
+                ["tweet_id", "text", "label", "domain"],
+                ["111", "@isp no internet again", "1", "x"],
+                ["112", "@shop where is my refund", "0", "x"],
+            ]
+        )
+    network = [{"aspect": "Network", "sentiment": "Negative"}]
+    dev = [
+        {"id": 222, "text": "mtn network is off", "opinions": []},
+        {"id": 223, "text": "no network since morning", "opinions": network},
+        {
+            "id": 224,
+            "text": "network off and data expensive",
+            "opinions": [*network, {"aspect": "Data", "sentiment": "Negative"}],
+        },
+        {"id": 225, "text": "airtel network down again", "opinions": network * 2},
+    ]
     for split in ("train", "dev", "test"):
-        items = [{"id": 222, "text": "mtn network is off", "opinions": []}] if split == "dev" else []
-        (shared / "sentitel" / f"sentitel_{split}.json").write_text(json.dumps(items))
+        (shared / "sentitel" / f"sentitel_{split}.json").write_text(json.dumps(dev if split == "dev" else []))
     with (shared / "power" / "wa_tweets.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows(
-            [["row", "event_row_or_county", "timestamp", "text", "outage"], ["7", "0", "t", "power out", "1"]]
+            [["row", "event_row_or_county", "timestamp", "text", "outage"]]
+            + [["7", "0", "t", "power out", "1"]]
+            + [[str(r), "0", "t", f"storm photo {r}", "0"] for r in range(10, 15)]
         )
+    return shared
+
+
+def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
+    shared = _shared(tmp_path)
     extra = tmp_path / "extra"
     extra.mkdir()
     (extra / "a.jsonl").write_text(
@@ -88,6 +112,26 @@ def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
         ("pc-111", "@isp no internet again", 1),
         ("st-222", "mtn network is off", 1),
     ]
+
+
+def test_weak_rules_label_only_posts_nobody_labelled(tmp_path: Path) -> None:
+    shared = _shared(tmp_path)
+    weak = weak_labels(shared, exclude={"wa-10", "pc-112", "st-225"}, per_rule=3, seed=13)
+    by_rule: dict[str, list[tuple[str, int, str | None]]] = {}
+    for p in weak:
+        by_rule.setdefault(p.source, []).append((p.id, p.label, p.symptom))
+    # Power tweets with outage=0 are 0: four left after the exclusion, capped at 3, drawn by the seed.
+    assert len(by_rule["weak/wa_power"]) == 3
+    assert {i for i, _, _ in by_rule["weak/wa_power"]} <= {"wa-11", "wa-12", "wa-13", "wa-14"}
+    assert {(y, s) for _, y, s in by_rule["weak/wa_power"]} == {(0, None)}
+    # The only "not a complaint" row is excluded (already labelled): the rule finds nothing.
+    assert "weak/complaints" not in by_rule
+    # Only a post whose single opinion is a negative Network one counts as an outage.
+    assert by_rule["weak/sentitel"] == [("st-223", 1, "connectivity")]
+    assert weak_labels(shared, {"wa-10", "pc-112", "st-225"}, 3, 13) == weak
+    assert weak_labels(shared, {"wa-10", "pc-112", "st-225"}, 3, 14) != weak  # another draw of 3 of 4
+    with pytest.raises(InputError, match=r"wa_tweets\.csv: cannot read shared data"):
+        weak_labels(tmp_path / "missing", set())
 
 
 def test_metrics_and_threshold() -> None:

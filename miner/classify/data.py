@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from miner.errors import InputError
 from miner.records import SYMPTOMS
@@ -68,18 +69,30 @@ def load_labelled(path: Path) -> list[LabelledPost]:
     return posts
 
 
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read shared data ({exc.strerror}); set MINER_SHARED_DATA") from exc
+
+
+def _sentitel_items(shared: Path) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for split in ("train", "dev", "test"):
+        path = shared / "sentitel" / f"sentitel_{split}.json"
+        try:
+            items += json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read shared data ({exc}); set MINER_SHARED_DATA") from exc
+    return items
+
+
 def _shared_texts(shared: Path) -> dict[str, str]:
     """Map the helpers' id scheme (pc-, st-, wa-) to the texts in the shared data copies."""
-    texts: dict[str, str] = {}
-    with (shared / "complaints" / "complaints-data.csv").open(encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            texts[f"pc-{r['tweet_id']}"] = r["text"]
-    for split in ("train", "dev", "test"):
-        for item in json.loads((shared / "sentitel" / f"sentitel_{split}.json").read_text(encoding="utf-8")):
-            texts[f"st-{item['id']}"] = item["text"]
-    with (shared / "power" / "wa_tweets.csv").open(encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            texts[f"wa-{r['row']}"] = r["text"]
+    texts = {f"pc-{r['tweet_id']}": r["text"] for r in _csv_rows(shared / "complaints" / "complaints-data.csv")}
+    texts |= {f"st-{item['id']}": item["text"] for item in _sentitel_items(shared)}
+    texts |= {f"wa-{r['row']}": r["text"] for r in _csv_rows(shared / "power" / "wa_tweets.csv")}
     return texts
 
 
@@ -140,21 +153,16 @@ def weak_labels(shared: Path, exclude: Iterable[str], per_rule: int = 600, seed:
     skip = set(exclude)
     rng = random.Random(seed)
     rules: dict[str, list[LabelledPost]] = {"wa0": [], "pc0": [], "stnet": []}
-    with (shared / "power" / "wa_tweets.csv").open(encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            if r["outage"] == "0" and f"wa-{r['row']}" not in skip:
-                rules["wa0"].append(LabelledPost(f"wa-{r['row']}", r["text"], 0, None, "weak/wa_power"))
-    with (shared / "complaints" / "complaints-data.csv").open(encoding="utf-8") as fh:
-        for r in csv.DictReader(fh):
-            if r["label"] == "0" and f"pc-{r['tweet_id']}" not in skip:
-                rules["pc0"].append(LabelledPost(f"pc-{r['tweet_id']}", r["text"], 0, None, "weak/complaints"))
-    for split in ("train", "dev", "test"):
-        for item in json.loads((shared / "sentitel" / f"sentitel_{split}.json").read_text(encoding="utf-8")):
-            ops = {(o["aspect"], o["sentiment"]) for o in item["opinions"]}
-            if ops == {("Network", "Negative")} and f"st-{item['id']}" not in skip:
-                rules["stnet"].append(
-                    LabelledPost(f"st-{item['id']}", item["text"], 1, "connectivity", "weak/sentitel")
-                )
+    for r in _csv_rows(shared / "power" / "wa_tweets.csv"):
+        if r["outage"] == "0" and f"wa-{r['row']}" not in skip:
+            rules["wa0"].append(LabelledPost(f"wa-{r['row']}", r["text"], 0, None, "weak/wa_power"))
+    for r in _csv_rows(shared / "complaints" / "complaints-data.csv"):
+        if r["label"] == "0" and f"pc-{r['tweet_id']}" not in skip:
+            rules["pc0"].append(LabelledPost(f"pc-{r['tweet_id']}", r["text"], 0, None, "weak/complaints"))
+    for item in _sentitel_items(shared):
+        ops = {(o["aspect"], o["sentiment"]) for o in item["opinions"]}
+        if ops == {("Network", "Negative")} and f"st-{item['id']}" not in skip:
+            rules["stnet"].append(LabelledPost(f"st-{item['id']}", item["text"], 1, "connectivity", "weak/sentitel"))
     out: list[LabelledPost] = []
     for name in sorted(rules):
         found = rules[name]
