@@ -176,6 +176,24 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
 
 
+def test_train_cli_reads_weak_labels_by_default_and_names_missing_shared_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    data = _write(tmp_path / "t.jsonl", ROWS)
+    monkeypatch.setenv("MINER_SHARED_DATA", str(tmp_path / "missing"))
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "model"), "--no-extra", "--folds", "0"]
+    # With the extra labels off, only the weak rules (on by default, as in the shipped model) read the shared data.
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "missing/power/wa_tweets.csv: cannot read shared data" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+
+
 def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -178,9 +178,10 @@ def _size(fh: IO[str]) -> int | None:
     "--weak",
     "weak_per_rule",
     type=click.IntRange(min=0),
-    default=0,
+    default=300,
     show_default=True,
-    help="Add up to N rule-labelled posts per weak rule from the shared data (0 = none).",
+    help="Add up to N rule-labelled posts per weak rule from the shared data, in training splits only "
+    "(0 = none).",
 )
 @click.option(
     "--reuse-oof",
@@ -210,8 +211,9 @@ def train_cmd(
 ) -> None:
     """Fine-tune all-MiniLM-L6-v2 on labelled posts and write the serving model to --out.
 
-    The defaults reproduce the shipped model (3-fold CV, seed 13, the project's extra labels). The model is
-    written as a chain of int8 ONNX graphs with early exits fitted on the shared posts outside the training data.
+    The defaults reproduce the shipped model (3-fold CV, seed 13, the project's extra labels, 300 weak labels
+    per rule). The model is written as a chain of int8 ONNX graphs with early exits fitted on the shared posts
+    outside the training data.
     """
     from miner.classify.build import build
     from miner.classify.data import DEFAULT_SHARED
