@@ -1,4 +1,4 @@
-"""Labelled training data: the hand-labelled posts and the helpers' extra labels joined to their texts.
+"""Labelled training data: the hand-labelled posts, the helpers' extra labels and the weak rule labels, joined to texts.
 
 No torch here, so the CLI can validate a data path and hash it without loading the training stack.
 """
