@@ -36,14 +36,14 @@ def real_posts(n: int) -> list[str]:
 
     Posts it trained on would score more confidently and stop early more often than new ones do.
     """
-    from miner.classify.data import load_extra, load_labelled, unlabelled_texts, weak_labels
+    from miner.classify.data import training_posts, unlabelled_texts
 
-    trained = {p.id for p in load_labelled(SHARED / "labels" / "train.jsonl")}
-    trained |= {p.id for p in load_extra(ROOT / "data" / "labels" / "extra", SHARED, exclude=trained)}
     meta = json.loads((ROOT / "models" / "model.json").read_text(encoding="utf-8"))
-    for source in meta["training_data"]:  # "weak:N": the rule-labelled posts `miner train --weak N` drew
-        if source.startswith("weak:"):
-            trained |= {p.id for p in weak_labels(SHARED, trained, int(source[5:]), meta["seed"])}
+    # "weak:N" in training_data: the model also trained on the rule-labelled posts `miner train --weak N` drew.
+    weak = next((int(s[5:]) for s in meta["training_data"] if s.startswith("weak:")), 0)
+    extra = ROOT / "data" / "labels" / "extra"
+    sets = training_posts(SHARED / "labels" / "train.jsonl", extra, SHARED, weak, meta["seed"])
+    trained = {p.id for posts in sets for p in posts}
     texts = unlabelled_texts(SHARED, trained)
     random.Random(13).shuffle(texts)
     while len(texts) < n:  # repeat only if the copies run short

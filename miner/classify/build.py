@@ -24,10 +24,8 @@ from miner.classify.data import (
     DEFAULT_SHARED,
     LabelledPost,
     data_hash,
-    load_extra,
-    load_labelled,
+    training_posts,
     unlabelled_texts,
-    weak_labels,
 )
 from miner.classify.early_exit import fit_exits
 from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
@@ -130,11 +128,7 @@ def build(
     the scoring model never saw.
     """
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-    posts = load_labelled(data)
-    seen = {p.id for p in posts}
-    extra = load_extra(extra_dir, shared, exclude=seen) if extra_dir else []
-    seen |= {p.id for p in extra}
-    weak = weak_labels(shared, seen, weak_per_rule, cfg.seed) if weak_per_rule else []
+    posts, extra, weak = training_posts(data, extra_dir, shared, weak_per_rule, cfg.seed)
     log.info("%d labelled posts, %d extra, %d weak", len(posts), len(extra), len(weak))
     out.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {

@@ -133,6 +133,21 @@ def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable
     return posts
 
 
+def training_posts(
+    data: Path, extra_dir: Path | None, shared: Path, weak_per_rule: int, seed: int
+) -> tuple[list[LabelledPost], list[LabelledPost], list[LabelledPost]]:
+    """What `miner train` trains on: the hand labels, then extra and weak labels of posts not labelled before.
+
+    One function for the build and for whoever needs to know which shared posts a model has seen (the bench).
+    """
+    posts = load_labelled(data)
+    seen = {p.id for p in posts}
+    extra = load_extra(extra_dir, shared, exclude=seen) if extra_dir else []
+    seen |= {p.id for p in extra}
+    weak = weak_labels(shared, seen, weak_per_rule, seed) if weak_per_rule else []
+    return posts, extra, weak
+
+
 def data_hash(posts: Iterable[LabelledPost]) -> str:
     """sha256 over (id, label, symptom, text) in id order: names exactly what a model was trained on."""
     h = hashlib.sha256()
