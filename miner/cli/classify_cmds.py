@@ -46,6 +46,8 @@ def _settings(
 
 def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
     """(id, text, error) for one input line; error names the line."""
+    if not line.strip():
+        return None, None, f"line {n}: empty line"
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -72,7 +74,7 @@ def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
 
 
 @main.command("classify")
-@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("r", encoding="utf-8-sig", errors="replace"))
 @click.option(
     "-o",
     "--output",
@@ -93,10 +95,11 @@ def classify_cmd(
 ) -> None:
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
-    Each input line is a JSON object with at least "id" and "text". Each output line, in input order, is
-    {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is not valid JSON or lacks id/text
-    gets an output line with an "error" field (and null verdict), a message on stderr, and the run goes on;
-    the exit status is 1 if any line was invalid, 0 otherwise.
+    Each input line is a JSON object with at least "id" and "text" (UTF-8; a byte-order mark and CRLF line
+    ends are accepted). Each output line, in input order, is {"id", "outage": 0|1, "score": 0..1,
+    "symptom": str|null}. A line that is empty, not valid JSON or lacks id/text gets an output line with an
+    "error" field (and null verdict), a message on stderr, and the run goes on; the exit status is 1 if any
+    line was invalid, 0 otherwise.
     """
     from miner.classify import load_classifier
 
