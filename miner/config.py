@@ -167,7 +167,7 @@ def load_config(path: Path | str | None = None) -> Config:
     """Read, validate and freeze a feeds.toml. Raises ConfigError naming the key and line."""
     cfg_path = Path(path) if path is not None else default_config_path()
     try:
-        text = cfg_path.read_text(encoding="utf-8")
+        text = cfg_path.read_text(encoding="utf-8-sig")  # Windows editors may start the file with a BOM
     except FileNotFoundError:
         hint = " (pass --config PATH or set MINER_CONFIG)" if path is None else ""
         raise ConfigError(f"file not found{hint}", path=str(cfg_path)) from None

@@ -34,8 +34,9 @@ def read_posts(path: Path | str) -> Iterator[Post]:
     ``source``, optional ``url``. A bad line raises InputError naming the file and line."""
     p = Path(path)
     try:
-        handle: IO[str] = (gzip.open(p, "rt", encoding="utf-8") if p.suffix == ".gz"  # noqa: SIM115
-                           else p.open("r", encoding="utf-8"))
+        # utf-8-sig: files saved by Windows tools may start with a byte-order mark
+        handle: IO[str] = (gzip.open(p, "rt", encoding="utf-8-sig") if p.suffix == ".gz"  # noqa: SIM115
+                           else p.open("r", encoding="utf-8-sig"))
     except OSError as exc:
         raise InputError(f"{p}: cannot open ({exc.strerror or exc})") from None
     with handle:

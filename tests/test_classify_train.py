@@ -46,6 +46,12 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
     bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
         load_labelled(bad)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "t.jsonl").read_bytes())
+    assert load_labelled(bom) == posts
+    bad.write_bytes('{"id": "x", "text": "caf\u00e9", "label": 0}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match=r"bad\.jsonl: not UTF-8 text"):
+        load_labelled(bad)
 
 
 def test_data_hash_depends_on_content_not_order() -> None:

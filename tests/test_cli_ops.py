@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 from streams import CONFIG, write_stream
 
 from miner.cli import main
+from miner.replay import read_posts
 from miner.store.catalog import TABLES
 
 
@@ -27,6 +29,14 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "n.sqlite"), "replay",
                                   str(unsorted)])
     assert result.exit_code == 1 and "not in time order" in result.output
+
+
+def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
+    line = b'{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n'
+    plain, packed = tmp_path / "bom.jsonl", tmp_path / "bom.jsonl.gz"
+    plain.write_bytes(b"\xef\xbb\xbf" + line)
+    packed.write_bytes(gzip.compress(b"\xef\xbb\xbf" + line))
+    assert [p.external_id for p in read_posts(plain)] == [p.external_id for p in read_posts(packed)] == ["1"]
 
 
 def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,

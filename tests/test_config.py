@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,15 @@ def test_duplicate_names_and_type_rules() -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_file_saved_with_a_byte_order_mark_loads_and_errors_keep_their_lines(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "feeds.toml").read_bytes())
+    assert load_config(path) == replace(load_config(ROOT / "feeds.toml"), path=str(path))
+    path.write_bytes(b"\xef\xbb\xbf[detector]\nbogus = 1\n")
+    with pytest.raises(ConfigError, match=r"feeds.toml:2: detector.bogus: unknown key"):
+        load_config(path)
 
 
 def test_locate_nested_paths() -> None:

@@ -52,9 +52,11 @@ def _row_to_post(row: dict[str, object], where: str) -> LabelledPost:
 def load_labelled(path: Path) -> list[LabelledPost]:
     """Read a train.jsonl-style file (id, text, label, symptom, source per line)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not part of line 1
     except OSError as exc:
         raise InputError(f"{path}: cannot read training data ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     posts = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
