@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -67,6 +68,25 @@ def test_windows_export_with_byte_order_mark_crlf_and_a_blank_line(runner: CliRu
     assert [(r["id"], r["outage"]) for r in rows] == [("w1", 1), (None, None), ("w3", 0)]
     assert rows[1]["error"] == "line 2: empty line"
     assert result.stderr.count("error: ") == 1
+
+
+def test_gzip_input_streams_and_a_truncated_one_keeps_the_lines_before_the_damage(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    plain = runner.invoke(main, ["classify", str(ODD)])
+    packed = tmp_path / "odd.jsonl.gz"
+    packed.write_bytes(gzip.compress(ODD.read_bytes()))
+    result = runner.invoke(main, ["classify", str(packed)])
+    assert (result.exit_code, result.stdout) == (plain.exit_code, plain.stdout)
+    lines = [json.dumps({"id": i, "text": f"post number {i}: whatsapp is down {i * 7919}"}) for i in range(3000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(main, ["classify", str(cut)])
+    assert result.exit_code == 1
+    rows = _rows(result.stdout)
+    assert 0 < len(rows) < 3000 and [r["id"] for r in rows] == list(range(len(rows)))
+    assert f"input unreadable after line {len(rows)}" in result.stderr
 
 
 def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:

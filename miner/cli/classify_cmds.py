@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import logging
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -62,13 +65,27 @@ def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
     return post_id, text, None
 
 
+def _decompressed(fh: IO[str]) -> IO[str] | None:
+    """A text view of ``fh`` decompressed as it streams, if it is gzip (by its magic bytes), else None."""
+    raw: Any = getattr(fh, "buffer", None)  # a file's or stdin's byte stream (click wraps stdin's)
+    if not hasattr(raw, "peek") or raw.peek(2)[:2] != b"\x1f\x8b":
+        return None
+    return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig", errors="replace")
+
+
 def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
     chunk: list[tuple[int, str]] = []
-    for n, line in enumerate(fh, 1):
-        chunk.append((n, line))
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
+    n = 0
+    try:
+        for n, line in enumerate(fh, 1):
+            chunk.append((n, line))
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip input
+        if chunk:
+            yield chunk  # the lines read before the damage still get their output
+        raise InputError(f"input unreadable after line {n} ({exc})") from None
     if chunk:
         yield chunk
 
@@ -95,11 +112,11 @@ def classify_cmd(
 ) -> None:
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
-    Each input line is a JSON object with at least "id" and "text" (UTF-8; a byte-order mark and CRLF line
-    ends are accepted). Each output line, in input order, is {"id", "outage": 0|1, "score": 0..1,
-    "symptom": str|null}. A line that is empty, not valid JSON or lacks id/text gets an output line with an
-    "error" field (and null verdict), a message on stderr, and the run goes on; the exit status is 1 if any
-    line was invalid, 0 otherwise.
+    Each input line is a JSON object with at least "id" and "text" (UTF-8, or gzip-compressed UTF-8; a
+    byte-order mark and CRLF line ends are accepted). Each output line, in input order, is {"id",
+    "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is empty, not valid JSON or lacks id/text
+    gets an output line with an "error" field (and null verdict), a message on stderr, and the run goes on;
+    the exit status is 1 if any line was invalid or the input broke off, 0 otherwise.
     """
     from miner.classify import load_classifier
 
@@ -107,9 +124,10 @@ def classify_cmd(
     clf = load_classifier(settings, base)
     bad = 0
     show = output is not sys.stdout and output.name != "<stdout>"
-    size = _size(input_file)
+    unpacked = _decompressed(input_file)
+    size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     with click.progressbar(length=size or 0, label="classifying", file=sys.stderr, hidden=not show or not size) as bar:
-        for chunk in _chunks(input_file, settings.batch_size * CHUNK_BATCHES):
+        for chunk in _chunks(unpacked or input_file, settings.batch_size * CHUNK_BATCHES):
             parsed = [(n, *_parse(line, n)) for n, line in chunk]
             texts = [t for _, _, t, err in parsed if err is None and t is not None]
             preds = iter(clf.predict(texts))
