@@ -58,14 +58,17 @@ def test_stdin_to_stdout_all_valid(runner: CliRunner) -> None:
     assert result.stderr == ""
 
 
-def test_windows_export_with_byte_order_mark_crlf_and_a_blank_line(runner: CliRunner, tmp_path: Path) -> None:
+def test_windows_export_with_byte_order_mark_crlf_a_blank_line_and_half_an_emoji(
+    runner: CliRunner, tmp_path: Path
+) -> None:
     src = tmp_path / "export.jsonl"
-    lines = [json.dumps({"id": "w1", "text": "whatsapp is down"}), "", json.dumps({"id": "w3", "text": "calm down"})]
+    lines = [json.dumps({"id": "w1", "text": "whatsapp is down"}), "", json.dumps({"id": "w3", "text": "calm down"}),
+             '{"id": "w4", "text": "whatsapp is down again \\ud83d"}']  # half an emoji, from a truncated post
     src.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
     result = runner.invoke(main, ["classify", str(src)])
     assert result.exit_code == 1
     rows = _rows(result.stdout)
-    assert [(r["id"], r["outage"]) for r in rows] == [("w1", 1), (None, None), ("w3", 0)]
+    assert [(r["id"], r["outage"]) for r in rows] == [("w1", 1), (None, None), ("w3", 0), ("w4", 1)]
     assert rows[1]["error"] == "line 2: empty line"
     assert result.stderr.count("error: ") == 1
 

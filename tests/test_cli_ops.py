@@ -39,6 +39,21 @@ def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None
     assert [p.external_id for p in read_posts(plain)] == [p.external_id for p in read_posts(packed)] == ["1"]
 
 
+def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x \\ud83d", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 0, result.output
+    assert [p.text for p in read_posts(stream)] == ["x "]
+    stream.write_text('{"id": "2\\udc00", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"{stream}:1: id holds an unpaired UTF-16 surrogate escape" in result.output
+
+
 def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
                                             real_posts: dict[str, list[str]]) -> None:
     cfg = tmp_path / "feeds.toml"

@@ -55,6 +55,7 @@ def poller() -> Iterator[Poller]:
     ("x<script>alert('hi')</script><style>p{}</style>y", "x y"),
     ("plain\n\ttext   here", "plain text here"),
     ("<p>café &#x2F; caf&eacute;</p>", "café / café"),
+    ("half an emoji \ud83d, then a whole one \U0001f600", "half an emoji , then a whole one \U0001f600"),
     ("", ""),
 ])
 def test_html_to_text(html: str, text: str) -> None:

@@ -43,8 +43,14 @@ def _link(match: re.Match[str]) -> str:
 
 
 def clean(text: str) -> str:
-    """Fold whitespace, cap length, links -> "http host"; an empty post becomes one space ([CLS] [SEP] still)."""
-    text = " ".join(_URL.sub(_link, text[:MAX_CHARS]).split())
+    """Fold whitespace, cap length, links -> "http host"; an empty post becomes one space ([CLS] [SEP] still).
+
+    Unpaired surrogates (JSON escapes of half an emoji) are dropped: the tokenizer refuses them.
+    """
+    text = text[:MAX_CHARS]
+    if not text.isascii():
+        text = text.encode("utf-8", "ignore").decode("utf-8")
+    text = " ".join(_URL.sub(_link, text).split())
     return text or " "
 
 

@@ -25,8 +25,12 @@ _BLOCK_TAGS = frozenset({
 _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
 # C0/C1 controls and invisible direction/format marks that only confuse matching and display. Whitespace
-# controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together. Unpaired
+# UTF-16 surrogates (JSON escapes of half an emoji such as "\ud83d", from truncated posts) carry no character and
+# cannot be encoded as UTF-8: SQLite refuses them.
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+)
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
 
 
@@ -70,9 +74,14 @@ def html_to_text(value: str | None) -> str:
     return fold(text)
 
 
+def drop_control(text: str) -> str:
+    """Drop control and invisible format characters and unpaired surrogates; whitespace stays as it is."""
+    return _CONTROL.sub("", text)
+
+
 def fold(text: str) -> str:
     """Collapse whitespace (including NBSP and newlines) and drop control characters."""
-    return _SPACE.sub(" ", _CONTROL.sub("", text)).strip()
+    return _SPACE.sub(" ", drop_control(text)).strip()
 
 
 def join_title_body(title: str, body: str, limit: int) -> str:
