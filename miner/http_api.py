@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             payload = json.loads(raw.decode("utf-8"))
             result = self.server.endpoints.report(payload, self.client_address[0])
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # the last: nested too deeply
             self._json(400, {"error": "body is not valid JSON"})
         except InputError as exc:
             self._json(400, {"error": str(exc)})

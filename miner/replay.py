@@ -63,6 +63,8 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise InputError(f"{where}: invalid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object")
     missing = [k for k in REQUIRED if not isinstance(obj.get(k), str | int) or obj.get(k) == ""]

@@ -15,7 +15,11 @@ ODD = Path(__file__).parent / "fixtures" / "classify" / "odd_input.jsonl"
 
 
 def _rows(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines()]
+    return [json.loads(line, parse_constant=_refuse) for line in text.splitlines()]
+
+
+def _refuse(name: str) -> None:
+    raise AssertionError(f"{name} in output: not JSON")
 
 
 @pytest.fixture
@@ -71,6 +75,17 @@ def test_windows_export_with_byte_order_mark_crlf_a_blank_line_and_half_an_emoji
     assert [(r["id"], r["outage"]) for r in rows] == [("w1", 1), (None, None), ("w3", 0), ("w4", 1)]
     assert rows[1]["error"] == "line 2: empty line"
     assert result.stderr.count("error: ") == 1
+
+
+def test_lines_that_parse_but_cannot_be_answered_are_errors_not_a_crash(runner: CliRunner) -> None:
+    lines = ['{"id": NaN, "text": "whatsapp is down"}', "[" * 5000 + "]" * 5000, '{"id": 3, "text": "calm down"}']
+    result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 1
+    rows = _rows(result.stdout)  # every output line is strict JSON (NaN would not be)
+    assert [r.get("error") for r in rows] == [
+        "line 1: missing or invalid 'id'", "line 2: invalid JSON (nested too deeply)", None
+    ]
+    assert rows[2]["id"] == 3 and rows[2]["outage"] == 0
 
 
 def test_gzip_input_streams_and_a_truncated_one_keeps_the_lines_before_the_damage(

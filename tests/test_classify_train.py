@@ -46,6 +46,9 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
     bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
         load_labelled(bad)
+    bad.write_text("[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: invalid JSON \(nested too deeply\)"):
+        load_labelled(bad)
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "t.jsonl").read_bytes())
     assert load_labelled(bom) == posts

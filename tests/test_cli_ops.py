@@ -29,6 +29,10 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "n.sqlite"), "replay",
                                   str(unsorted)])
     assert result.exit_code == 1 and "not in time order" in result.output
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 5000 + "]" * 5000 + "\n")
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "d.sqlite"), "replay", str(deep)])
+    assert result.exit_code == 1 and f"{deep}:1: invalid JSON (nested too deeply)" in result.output
 
 
 def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def _fault_cases() -> list[tuple[Case, str]]:
     kinds = ["500", "429", "503", "slow", "malformed", "huge", "huge_declared", "redirect_loop", "wrong_type",
              "truncated"]
     out = [(c, k) for c in CASES for k in kinds]
-    out += [(c, "truncated_json") for c in CASES if not c.feed]
+    out += [(c, k) for c in CASES if not c.feed for k in ("truncated_json", "deep_json")]
     return out
 
 
@@ -200,6 +200,7 @@ def test_fault_gives_a_clear_source_error(server: FakeServer, poller: Poller, ca
         "wrong_type": r"^expected a feed from .*an HTML page" if case.feed else r"^expected JSON from .*text/html",
         "truncated": r"^truncated or broken response from 127\.0\.0\.1",
         "truncated_json": r"^invalid JSON from .*\(truncated body\?\)$",
+        "deep_json": r"^invalid JSON from http://127\.0\.0\.1:\d+/\S*: nested too deeply$",
     }[kind]
     assert re.search(expected, message), message
     assert "\n" not in message

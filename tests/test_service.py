@@ -166,6 +166,9 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             assert ok.status_code == 202 and ok.json()["service"] == "MTN"
             bad = httpx.post(f"{base}/report", json={"service": "Nokia"})
             assert bad.status_code == 400 and "unknown service" in bad.json()["error"]
+            deep = httpx.post(f"{base}/report", content=b"[" * 1500 + b"]" * 1500,
+                              headers={"Content-Type": "application/json"})
+            assert deep.status_code == 400 and deep.json()["error"] == "body is not valid JSON"
             statuses = [httpx.post(f"{base}/report", json={"service": "MTN"}).status_code for _ in range(3)]
             assert statuses[-1] == 429
             assert counts(db)["posts"] == N_ITEMS + 1 + statuses.count(202)

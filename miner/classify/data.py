@@ -65,6 +65,8 @@ def load_labelled(path: Path) -> list[LabelledPost]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
+        except RecursionError:
+            raise InputError(f"{path}:{n}: invalid JSON (nested too deeply)") from None
         posts.append(_row_to_post(row, f"{path}:{n}"))
     if not posts:
         raise InputError(f"{path}: no labelled rows")

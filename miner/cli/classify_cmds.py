@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import logging
+import math
 import os
 import sys
 import zlib
@@ -55,10 +56,15 @@ def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         return None, None, f"line {n}: invalid JSON ({exc.msg})"
+    except RecursionError:
+        return None, None, f"line {n}: invalid JSON (nested too deeply)"
     if not isinstance(row, dict):
         return None, None, f"line {n}: expected a JSON object"
     post_id, text = row.get("id"), row.get("text")
-    if post_id is None or isinstance(post_id, (dict, list, bool)):
+    # NaN and Infinity parse, but would make the output line invalid JSON
+    if post_id is None or isinstance(post_id, (dict, list, bool)) or (
+        isinstance(post_id, float) and not math.isfinite(post_id)
+    ):
         return None, None, f"line {n}: missing or invalid 'id'"
     if not isinstance(text, str):
         return post_id, None, f"line {n}: missing 'text' or not a string"

@@ -197,6 +197,8 @@ def read_json(resp: Response) -> Any:
         raise SourceError(
             f"invalid JSON from {short_url(resp.url)}: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None
+    except RecursionError:
+        raise SourceError(f"invalid JSON from {short_url(resp.url)}: nested too deeply") from None
 
 
 def json_object(resp: Response) -> dict[str, Any]:
