@@ -15,7 +15,7 @@ import pytest
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
-from miner.collectors.http import parse_retry_after
+from miner.collectors.http import Response, parse_retry_after, read_json
 from miner.collectors.normalise import (
     APP_SALT,
     hash_author,
@@ -60,6 +60,12 @@ def poller() -> Iterator[Poller]:
 ])
 def test_html_to_text(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+def test_unpaired_surrogate_escapes_in_json_become_replacement_characters() -> None:
+    body = b'{"id": "a\\ud83d", "urls": ["\\udc00x"], "\\ud800k": 1, "ok": "\\ud83d\\ude00", "n": [1, null]}'
+    resp = Response("http://127.0.0.1/x.json", 200, {"content-type": "application/json"}, body)
+    assert read_json(resp) == {"id": "a\ufffd", "urls": ["\ufffdx"], "\ufffdk": 1, "ok": "\U0001f600", "n": [1, None]}
 
 
 def test_join_title_body() -> None:

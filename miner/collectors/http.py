@@ -24,6 +24,7 @@ from miner.records import SourceState
 
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
 _PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ERROR_BODY_BYTES = 65_536  # enough for an API's error document; the rest of an error page is not read
 
 
@@ -189,7 +190,7 @@ def read_json(resp: Response) -> Any:
     except UnicodeDecodeError:
         raise SourceError(f"invalid JSON from {short_url(resp.url)}: not UTF-8 text") from None
     try:
-        return json.loads(text)
+        return _without_surrogates(json.loads(text))
     except json.JSONDecodeError as exc:
         # Cut short: the error sits at the end, after at most a partial literal or number ("nu", "12").
         cut = bool(_PARTIAL_TAIL.fullmatch(text[exc.pos:].strip())) or exc.msg.startswith("Unterminated string")
@@ -199,6 +200,19 @@ def read_json(resp: Response) -> Any:
         ) from None
     except RecursionError:
         raise SourceError(f"invalid JSON from {short_url(resp.url)}: nested too deeply") from None
+
+
+def _without_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired UTF-16 surrogate (an escape such as "\\ud83d" without its other half, from
+    text cut mid-emoji) replaced by U+FFFD: SQLite cannot store one, and a post id, URL or cursor holding one
+    would make storing the poll fail, every round."""
+    if isinstance(value, str):
+        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def json_object(resp: Response) -> dict[str, Any]:
