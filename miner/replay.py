@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from miner.collectors.normalise import drop_control
+from miner.collectors.normalise import SURROGATE, drop_control
 from miner.errors import InputError
 from miner.records import Post
 from miner.timeutil import floor_time, parse_iso
@@ -49,14 +49,6 @@ def read_posts(path: Path | str) -> Iterator[Post]:
             raise InputError(f"{p}: unreadable ({exc})") from None
 
 
-def _utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _post_from_line(line: str, path: Path, lineno: int) -> Post:
     where = f"{path}:{lineno}"
     try:
@@ -76,7 +68,7 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
         raise InputError(f"{where}: created_at {obj['created_at']!r} is not ISO 8601") from None
     url = obj.get("url")
     for key in ("id", "source", "url"):
-        if isinstance(obj.get(key), str) and not _utf8(obj[key]):
+        if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
     text = drop_control(str(obj["text"]))  # as the collectors clean it: SQLite cannot store a lone surrogate
     return Post(source=str(obj["source"]), external_id=str(obj["id"]), text=text, created_at=created,

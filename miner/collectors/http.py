@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from miner.collectors.normalise import SURROGATE
 from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
 from miner.records import SourceState
 
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
 _PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _ERROR_BODY_BYTES = 65_536  # enough for an API's error document; the rest of an error page is not read
 
 
@@ -207,7 +207,7 @@ def _without_surrogates(value: Any) -> Any:
     text cut mid-emoji) replaced by U+FFFD: SQLite cannot store one, and a post id, URL or cursor holding one
     would make storing the poll fail, every round."""
     if isinstance(value, str):
-        return value if value.isascii() else _SURROGATE.sub("\ufffd", value)
+        return value if value.isascii() else SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
         return [_without_surrogates(v) for v in value]
     if isinstance(value, dict):

@@ -32,6 +32,7 @@ _CONTROL = re.compile(
     "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
 )
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
+SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str, always unpaired (see _CONTROL)
 
 
 class _TextExtractor(HTMLParser):
