@@ -203,6 +203,22 @@ def test_train_cli_reads_weak_labels_by_default_and_names_missing_shared_data(
     assert "Traceback" not in result.output and not (tmp_path / "model").exists()
 
 
+def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    monkeypatch.setenv("MINER_SHARED_DATA", str(tmp_path / "none"))
+    out = tmp_path / "model"
+    args = ["train", "--data", str(data), "--out", str(out), "--no-extra", "--weak", "0", "--folds", "0"]
+    result = CliRunner().invoke(main, [*args, "--rdrop", "0", "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "model.json").read_text())["train_config"]["rdrop"] == 0.0
+    assert CliRunner().invoke(main, [*args, "--rdrop", "-1"]).exit_code == 2  # a usage error, nothing trained
+
+
 def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -304,3 +320,35 @@ def test_export_ships_fp32_graphs_when_int8_disagrees_too_often(tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.glob("*.onnx")) == sorted(names)  # the int8 files are gone
     scores, _ = full_classifier(tmp_path, names, tok, 64).scores(texts)
     assert scores.shape == (len(texts),) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_rdrop_consistency_is_a_symmetric_bernoulli_kl() -> None:
+    pytest.importorskip("torch")
+    import math
+
+    import torch
+
+    from miner.classify.train import bernoulli_sym_kl
+
+    p, q = torch.tensor([0.9, 0.2]), torch.tensor([0.6, 0.2])
+    first = 0.9 * math.log(0.9 / 0.6) + 0.1 * math.log(0.1 / 0.4)  # KL(p1 || q1); the second pair is equal
+    second = 0.6 * math.log(0.6 / 0.9) + 0.4 * math.log(0.4 / 0.1)  # KL(q1 || p1)
+    by_hand = 0.5 * (first + second) / 2
+    assert float(bernoulli_sym_kl(p, q)) == pytest.approx(by_hand, rel=1e-4)
+    assert float(bernoulli_sym_kl(q, p)) == pytest.approx(by_hand, rel=1e-4)
+    assert float(bernoulli_sym_kl(p, p)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_rdrop_option_changes_what_training_learns(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    from miner.classify.train import TrainConfig, train_model
+
+    posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
+    plain = train_model(posts, TrainConfig(epochs=1, batch_size=8, rdrop=0.0))
+    again = train_model(posts, TrainConfig(epochs=1, batch_size=8, rdrop=0.0))
+    rdrop = train_model(posts, TrainConfig(epochs=1, batch_size=8, rdrop=1.0))
+    w = "outage.weight"
+    assert torch.equal(plain.state_dict()[w], again.state_dict()[w])  # same seed, same path
+    assert not torch.allclose(plain.state_dict()[w], rdrop.state_dict()[w])

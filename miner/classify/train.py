@@ -44,6 +44,9 @@ class TrainConfig:
     seed: int = 13
     # Ship the mean of the weights at the end of epochs average_from..epochs (0: the last weights only).
     average_from: int = 2
+    # R-drop: each batch runs twice (two dropout masks) and this weight pulls the two outage probabilities
+    # together (symmetric KL): +0.010 F1 in 9 paired CV runs (models/MODEL_CARD.md). 0 turns it off.
+    rdrop: float = 1.0
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -100,6 +103,16 @@ def new_model(seed: int) -> OutageNet:
     torch.manual_seed(seed)
     encoder = AutoModel.from_pretrained(str(base_model_dir()), local_files_only=True)
     return OutageNet(encoder, int(encoder.config.hidden_size))
+
+
+def bernoulli_sym_kl(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Mean symmetric KL divergence between Bernoulli(p) and Bernoulli(q), elementwise pairs."""
+    eps = 1e-6
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a * torch.log((a + eps) / (b + eps)) + (1 - a) * torch.log((1 - a + eps) / (1 - b + eps))
+
+    return 0.5 * (kl(p, q) + kl(q, p)).mean()
 
 
 def seed_everything(seed: int) -> None:
@@ -165,12 +178,17 @@ def train_model(
         for batch in _batches(lengths, cfg.batch_size, rng):
             if step >= total:
                 break
-            ids, mask = encode(tok, [texts[i] for i in batch])
-            out, sym = model.logits(torch.from_numpy(ids), torch.from_numpy(mask))
-            loss = bce(out, labels[batch])
-            sym_target = sym_idx[batch]
+            ids, mask = (torch.from_numpy(a) for a in encode(tok, [texts[i] for i in batch]))
+            passes = 2 if cfg.rdrop else 1
+            # Both passes in one forward: the batch stacked on itself gets independent dropout masks per row.
+            out, sym = model.logits(ids.repeat(passes, 1), mask.repeat(passes, 1))
+            target, sym_target = labels[batch].repeat(passes), sym_idx[batch].repeat(passes)
+            loss = bce(out, target)
             if bool((sym_target >= 0).any()):
                 loss = loss + cfg.symptom_weight * ce(sym, sym_target)
+            if cfg.rdrop:
+                first, second = torch.sigmoid(out).chunk(2)
+                loss = loss + cfg.rdrop * bernoulli_sym_kl(first, second)
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
