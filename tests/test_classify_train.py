@@ -168,7 +168,7 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     from miner.classify import ClassifierSettings, load_classifier
     from miner.classify.build import build
     from miner.classify.export import EXIT_LAYERS
-    from miner.classify.train import TrainConfig
+    from miner.classify.recipe import TrainConfig
 
     data = _write(tmp_path / "t.jsonl", ROWS * 2)
     out = tmp_path / "model"
@@ -224,7 +224,7 @@ def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
 ) -> None:
     pytest.importorskip("torch")
     from miner.classify import build as build_module
-    from miner.classify.train import TrainConfig
+    from miner.classify.recipe import TrainConfig
 
     posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
     cfg = TrainConfig(epochs=1, batch_size=8)
@@ -274,7 +274,8 @@ def test_training_ships_the_averaged_weights(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     import torch
 
-    from miner.classify.train import TrainConfig, train_model
+    from miner.classify.recipe import TrainConfig
+    from miner.classify.train import train_model
 
     posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
     last = train_model(posts, TrainConfig(epochs=2, batch_size=8, average_from=0))
@@ -343,7 +344,8 @@ def test_rdrop_option_changes_what_training_learns(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     import torch
 
-    from miner.classify.train import TrainConfig, train_model
+    from miner.classify.recipe import TrainConfig
+    from miner.classify.train import train_model
 
     posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
     plain = train_model(posts, TrainConfig(epochs=1, batch_size=8, rdrop=0.0))

@@ -31,8 +31,9 @@ from miner.classify.early_exit import fit_exits
 from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
 from miner.classify.model import META_FILE
+from miner.classify.recipe import TrainConfig
 from miner.classify.tokenize import TEXT_PREP
-from miner.classify.train import OutageNet, Progress, TrainConfig, base_model_dir, new_model, train_model
+from miner.classify.train import OutageNet, Progress, base_model_dir, new_model, train_model
 from miner.errors import InputError
 from miner.records import SYMPTOMS
 

@@ -12,8 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from miner.classify.data import LabelledPost
+from miner.classify.recipe import TrainConfig
 from miner.classify.tokenize import load_tokenizer
-from miner.classify.train import Progress, TrainConfig, base_model_dir, predict_torch, train_model
+from miner.classify.train import Progress, base_model_dir, predict_torch, train_model
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ from tokenizers import Tokenizer
 
 from miner.errors import ModelError
 
-# Longer than ~98% of the labelled posts; the first sentences of a long post carry the report.
-DEFAULT_MAX_LENGTH = 128
 MAX_CHARS = 4000  # tokenising a 10k-character post costs time and the tail is truncated anyway
 # A link is 10-30 word pieces of hash and path that say nothing about an outage; "http" and the host name keep
 # what does (that there was a link, and to which site: photo and check-in links are rarely reports). On a

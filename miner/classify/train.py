@@ -10,7 +10,6 @@ import math
 import os
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +20,14 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from miner.classify.data import LabelledPost
-from miner.classify.tokenize import DEFAULT_MAX_LENGTH, encode, load_tokenizer, token_lengths
+from miner.classify.recipe import TrainConfig
+from miner.classify.tokenize import encode, load_tokenizer, token_lengths
 from miner.errors import ModelError
 from miner.records import SYMPTOMS
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, str], None]  # (done, total, what)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 5
-    lr: float = 5e-5
-    head_lr: float = 1e-3
-    batch_size: int = 16
-    max_length: int = DEFAULT_MAX_LENGTH
-    weight_decay: float = 0.01
-    warmup: float = 0.1
-    pos_weight: float = 1.0
-    symptom_weight: float = 0.5
-    seed: int = 13
-    # Ship the mean of the weights at the end of epochs average_from..epochs (0: the last weights only).
-    average_from: int = 2
-    # R-drop: each batch runs twice (two dropout masks) and this weight pulls the two outage probabilities
-    # together (symmetric KL): +0.010 F1 in 9 paired CV runs (models/MODEL_CARD.md). 0 turns it off.
-    rdrop: float = 1.0
-
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def base_model_dir() -> Path:

@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import click
 
+from miner.classify.recipe import TrainConfig
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.errors import InputError
@@ -174,20 +175,20 @@ def _size(fh: IO[str]) -> int | None:
     show_default=True,
     help="Folder to write the model, metadata and metrics to.",
 )
-@click.option("--seed", type=int, default=13, show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--lr", type=float, default=6e-5, show_default=True, help="Encoder learning rate.")
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
+@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Encoder learning rate.")
 @click.option(
     "--average-from",
     type=click.IntRange(min=0),
-    default=2,
+    default=TrainConfig.average_from,
     show_default=True,
     help="Keep the mean of the weights at the end of this epoch and every later one (0 = the last weights).",
 )
 @click.option(
     "--rdrop",
     type=click.FloatRange(min=0.0),
-    default=1.0,
+    default=TrainConfig.rdrop,
     show_default=True,
     help="Weight of the R-drop consistency loss between two dropout passes of each batch (0 = off: one pass, "
     "training about twice as fast).",
@@ -253,7 +254,6 @@ def train_cmd(
     """
     from miner.classify.build import build
     from miner.classify.data import DEFAULT_SHARED
-    from miner.classify.train import TrainConfig
 
     # Our own progress lines only: onnxruntime's quantizer logs every tensor at INFO on the root logger.
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
