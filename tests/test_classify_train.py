@@ -219,6 +219,15 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
     assert CliRunner().invoke(main, [*args, "--rdrop", "-1"]).exit_code == 2  # a usage error, nothing trained
 
 
+def test_recipe_defaults_are_the_shipped_models_recipe() -> None:
+    """TrainConfig() and `miner train` with no options train what models/model.json says the model was."""
+    from miner.classify.model import default_model_dir
+    from miner.classify.recipe import TrainConfig
+
+    shipped = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))["train_config"]
+    assert TrainConfig().as_dict() == shipped
+
+
 def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
