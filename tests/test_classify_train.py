@@ -140,7 +140,7 @@ def test_weak_rules_label_only_posts_nobody_labelled(tmp_path: Path) -> None:
     assert weak_labels(shared, {"wa-10", "pc-112", "st-225"}, 3, 13) == weak
     assert weak_labels(shared, {"wa-10", "pc-112", "st-225"}, 3, 14) != weak  # another draw of 3 of 4
     with pytest.raises(InputError, match=r"wa_tweets\.csv: cannot read shared data"):
-        weak_labels(tmp_path / "missing", set())
+        weak_labels(tmp_path / "missing", set(), 3, 13)
 
 
 def test_metrics_and_threshold() -> None:
@@ -172,7 +172,8 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
 
     data = _write(tmp_path / "t.jsonl", ROWS * 2)
     out = tmp_path / "model"
-    result = build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none", max_steps=1)
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    result = build(data, out, cfg, folds=0, shared=tmp_path / "none", max_steps=1, weak_per_rule=0)
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5
     assert meta["text_prep"] == TEXT_PREP
@@ -220,12 +221,14 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
 
 
 def test_recipe_defaults_are_the_shipped_models_recipe() -> None:
-    """TrainConfig() and `miner train` with no options train what models/model.json says the model was."""
+    """TrainConfig(), build() and `miner train` with no options train what models/ says the model was."""
     from miner.classify.model import default_model_dir
-    from miner.classify.recipe import TrainConfig
+    from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 
-    shipped = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))["train_config"]
-    assert TrainConfig().as_dict() == shipped
+    meta = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))
+    metrics = json.loads((default_model_dir() / "metrics.json").read_text(encoding="utf-8"))
+    assert TrainConfig().as_dict() == meta["train_config"]
+    assert f"weak:{WEAK_PER_RULE}" in meta["training_data"] and metrics["folds"] == FOLDS
 
 
 def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(

@@ -31,7 +31,7 @@ from miner.classify.early_exit import fit_exits
 from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
 from miner.classify.model import META_FILE
-from miner.classify.recipe import TrainConfig
+from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.classify.tokenize import TEXT_PREP
 from miner.classify.train import OutageNet, Progress, base_model_dir, new_model, train_model
 from miner.errors import InputError
@@ -111,12 +111,12 @@ def build(
     data: Path,
     out: Path,
     cfg: TrainConfig,
-    folds: int = 5,
+    folds: int = FOLDS,
     extra_dir: Path | None = None,
     shared: Path = DEFAULT_SHARED,
     progress: Progress | None = None,
     max_steps: int | None = None,
-    weak_per_rule: int = 0,
+    weak_per_rule: int = WEAK_PER_RULE,
     reuse_oof: Path | None = None,
     checkpoint: Path | None = None,
 ) -> BuildResult:

@@ -161,7 +161,7 @@ def data_hash(posts: Iterable[LabelledPost]) -> str:
     return h.hexdigest()
 
 
-def weak_labels(shared: Path, exclude: Iterable[str], per_rule: int = 600, seed: int = 13) -> list[LabelledPost]:
+def weak_labels(shared: Path, exclude: Iterable[str], per_rule: int, seed: int) -> list[LabelledPost]:
     """Rule-labelled posts from the shared copies, kept only where the rule agreed with hand labels.
 
     Agreement with train.jsonl where both exist: power tweets with outage=0 were all 0 (70/70); complaints

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+# How the shipped model's build runs around the recipe: cross-validation folds (out-of-fold scores pick the
+# threshold and fill the card) and rule-labelled posts drawn per weak rule from the shared data.
+FOLDS = 3
+WEAK_PER_RULE = 300
+
 
 @dataclass(frozen=True)
 class TrainConfig:

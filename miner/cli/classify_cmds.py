@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import click
 
-from miner.classify.recipe import TrainConfig
+from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.errors import InputError
@@ -196,7 +196,7 @@ def _size(fh: IO[str]) -> int | None:
 @click.option(
     "--folds",
     type=click.IntRange(min=0),
-    default=3,
+    default=FOLDS,
     show_default=True,
     help="Cross-validation folds for threshold and metrics (0 = skip, threshold 0.5).",
 )
@@ -214,7 +214,7 @@ def _size(fh: IO[str]) -> int | None:
     "--weak",
     "weak_per_rule",
     type=click.IntRange(min=0),
-    default=300,
+    default=WEAK_PER_RULE,
     show_default=True,
     help="Add up to N rule-labelled posts per weak rule from the shared data, in training splits only "
     "(0 = none).",
