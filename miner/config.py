@@ -47,6 +47,11 @@ class ServiceConfig:
             raise ValueError("name: must not be empty")
 
 
+MIN_INTERVAL = 10
+MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
+MAX_TIMEOUT = 600.0
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """One place we poll. ``env`` maps credential names to the environment variables holding them."""
@@ -64,10 +69,10 @@ class SourceConfig:
     def validate(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_.:\-]+", self.name):
             raise ValueError("name: use letters, digits and . _ : - only")
-        if self.interval < 10:
-            raise ValueError("interval: must be at least 10 seconds")
-        if self.timeout <= 0:
-            raise ValueError("timeout: must be positive")
+        if not MIN_INTERVAL <= self.interval <= MAX_INTERVAL:
+            raise ValueError(f"interval: must be {MIN_INTERVAL} to {MAX_INTERVAL} seconds (7 days)")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
         needs_url = {"rss", "discourse", "lemmy", "mastodon", "statuspage", "status_feed"}
         if self.type in needs_url and not self.url:
             raise ValueError(f"url: required for type {self.type!r}")

@@ -8,6 +8,7 @@ TOML table into one, rejecting unknown keys and wrong types with the dotted key 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -87,6 +88,9 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         raise SettingsError(key, f"expected true or false, got {value!r}")
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            # TOML allows inf and nan; no setting means either, and each would fail far from the file.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SettingsError(key, f"expected a finite number, got {value!r}")
             return float(value)
         raise SettingsError(key, f"expected a number, got {value!r}")
     if tp is int:

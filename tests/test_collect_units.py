@@ -15,7 +15,7 @@ import pytest
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
-from miner.collectors.http import Response, parse_retry_after, read_json
+from miner.collectors.http import MAX_RETRY_AFTER, Response, parse_retry_after, read_json
 from miner.collectors.normalise import (
     APP_SALT,
     hash_author,
@@ -145,6 +145,9 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(format_datetime(NOW + timedelta(minutes=5), usegmt=True), NOW) == 300.0
     assert parse_retry_after(format_datetime(NOW - timedelta(minutes=5), usegmt=True), NOW) == 0.0
     assert parse_retry_after("soon", NOW) is None and parse_retry_after(None, NOW) is None
+    # A delay no timedelta can hold, or a date centuries away, must not park the source (or crash the round).
+    assert parse_retry_after("9" * 20, NOW) == MAX_RETRY_AFTER
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW) == MAX_RETRY_AFTER
 
 
 def test_collect_settings_validation() -> None:

@@ -89,8 +89,19 @@ def test_duplicate_names_and_type_rules() -> None:
         parse_config("[[services]]\nname = 'A'\n[[services]]\nname = 'a'\n")
     with pytest.raises(ConfigError, match=r"sources\[0\].url: required for type 'rss'"):
         parse_config("[[sources]]\nname = 's'\ntype = 'rss'\n")
-    with pytest.raises(ConfigError, match=r"sources\[0\].interval: must be at least 10"):
-        parse_config("[[sources]]\nname = 's'\ntype = 'rss'\nurl = 'https://x/feed'\ninterval = 1\n")
+    src = "[[sources]]\nname = 's'\ntype = 'rss'\nurl = 'https://x/feed'\n"
+    with pytest.raises(ConfigError, match=r"sources\[0\].interval: must be 10 to 604800 seconds"):
+        parse_config(src + "interval = 1\n")
+    # Values TOML accepts that would overflow a datetime or hang a request far from the file.
+    with pytest.raises(ConfigError, match=r":5: sources\[0\].interval: must be 10 to 604800"):
+        parse_config(src + "interval = 99999999999999\n")
+    for value in ("inf", "nan", "-inf"):
+        with pytest.raises(ConfigError, match=rf":5: sources\[0\].timeout: expected a finite number, got {value}"):
+            parse_config(src + f"timeout = {value}\n")
+    with pytest.raises(ConfigError, match=r":2: collect.backoff_base: must be more than 0 and at most 604800"):
+        parse_config("[collect]\nbackoff_base = 1e299\nbackoff_max = 1e300\n")
+    with pytest.raises(ConfigError, match=r":2: collect.backoff_max: must be at least backoff_base and at most"):
+        parse_config("[collect]\nbackoff_max = 1e300\n")
 
 
 def test_missing_file(tmp_path: Path) -> None:

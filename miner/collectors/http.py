@@ -63,20 +63,26 @@ def short_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url
 
 
+# A server asking for more than a day is broken or misconfigured; honouring "until 9999" (or a delay too large
+# for a timedelta) would park the source for good, so we look again after a day.
+MAX_RETRY_AFTER = 86400.0
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3), at most
+    ``MAX_RETRY_AFTER``."""
     if not value:
         return None
     text = value.strip()
     if text.isdigit():
-        return float(text)
+        return min(float(text), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 def conditional_headers(state: SourceState | None) -> dict[str, str]:

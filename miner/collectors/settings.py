@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from miner.config import MAX_INTERVAL, MAX_TIMEOUT
+
 
 @dataclass(frozen=True)
 class CollectSettings:
@@ -26,10 +28,12 @@ class CollectSettings:
             raise ValueError("per_host_concurrency: must be at least 1")
         if self.max_workers < 1:
             raise ValueError("max_workers: must be at least 1")
-        if self.connect_timeout <= 0:
-            raise ValueError("connect_timeout: must be positive")
-        if self.backoff_base <= 0 or self.backoff_max < self.backoff_base:
-            raise ValueError("backoff_max: must be >= backoff_base > 0")
+        if not 0 < self.connect_timeout <= MAX_TIMEOUT:
+            raise ValueError(f"connect_timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
+        if not 0 < self.backoff_base <= MAX_INTERVAL:
+            raise ValueError(f"backoff_base: must be more than 0 and at most {MAX_INTERVAL} seconds (7 days)")
+        if not self.backoff_base <= self.backoff_max <= MAX_INTERVAL:
+            raise ValueError(f"backoff_max: must be at least backoff_base and at most {MAX_INTERVAL} seconds")
         if not 0 <= self.backoff_jitter < 1:
             raise ValueError("backoff_jitter: must be in [0, 1)")
         if self.max_redirects < 0:
