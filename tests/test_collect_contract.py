@@ -169,6 +169,39 @@ def test_second_poll_is_incremental(server: FakeServer, poller: Poller, case: Ca
             assert case.cursor_param in last.query
 
 
+# Time-ordered cursors, read back as times; and one stored by an earlier version from a post dated 2100.
+CURSOR_TIMES: dict[str, Callable[[str], datetime]] = {
+    "hackernews": lambda c: datetime.fromtimestamp(int(c), UTC),
+    "reddit-oauth": lambda c: datetime.fromtimestamp(float(c), UTC),
+    "lemmy": datetime.fromisoformat,
+    "bluesky": datetime.fromisoformat,
+    "mastodon": lambda c: datetime.fromtimestamp((int(c) >> 16) / 1000, UTC),
+}
+YEAR_2100 = datetime(2100, 1, 1, tzinfo=UTC)
+FUTURE_CURSORS = {
+    "hackernews": f"{YEAR_2100.timestamp():.0f}", "reddit-oauth": f"{YEAR_2100.timestamp():.0f}",
+    "lemmy": YEAR_2100.isoformat(), "bluesky": YEAR_2100.isoformat(),
+    "mastodon": str(int(YEAR_2100.timestamp() * 1000) << 16),
+}
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in CURSOR_TIMES], ids=lambda c: c.id)
+def test_cursor_never_runs_ahead_of_the_clock(server: FakeServer, poller: Poller, case: Case) -> None:
+    """Posts dated after the clock (here every recorded post, the clock set to 2001) are kept, but the cursor
+    stays at or before now: one post dated 2100 must not hide every later post."""
+    source = setup(server, case)
+    clock = datetime(2001, 1, 1, tzinfo=UTC)
+    poller.ctx.now = lambda: clock
+    first = poller.poll(source, SourceState())
+    assert first.posts
+    assert first.state.cursor is None or CURSOR_TIMES[case.id](first.state.cursor) <= clock
+    poller.ctx.now = lambda: datetime.now(UTC)
+    again = poller.poll(source, first.state)
+    assert [p.external_id for p in again.posts] == [p.external_id for p in first.posts]
+    healed = poller.poll(source, SourceState(cursor=FUTURE_CURSORS[case.id]))
+    assert [p.external_id for p in healed.posts] == [p.external_id for p in first.posts]
+
+
 def _fault_cases() -> list[tuple[Case, str]]:
     kinds = ["500", "429", "503", "slow", "malformed", "huge", "huge_declared", "redirect_loop", "wrong_type",
              "truncated"]

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from miner.collectors.normalise import fold, hash_author, html_to_text, join_title_body
+from miner.collectors.normalise import fold, hash_author, html_to_text, join_title_body, parse_time
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -120,3 +120,29 @@ def int_cursor(state: SourceState) -> int | None:
         return int(state.cursor) if state.cursor else None
     except ValueError:
         return None  # a cursor from another type or version: start over rather than fail forever
+
+
+# A time cursor never runs ahead of our clock. One item dated 2100 (a wrong clock, a broken API) would
+# otherwise make every later poll ask for "newer than 2100" and drop every real post from then on. The item
+# itself is kept (make_post dates it now) and fetched again next poll, where the store drops the duplicate.
+def not_after_now(when: datetime, ctx: PollContext) -> datetime:
+    return min(when, ctx.now())
+
+
+def epoch_not_after_now(seconds: float, ctx: PollContext) -> float:
+    return min(seconds, ctx.now().timestamp())
+
+
+# A stored cursor ahead of the clock (written before the rule above) starts the source over, as a cursor of
+# another type does: the store drops what it already has.
+def time_cursor(state: SourceState, ctx: PollContext) -> datetime | None:
+    when = parse_time(state.cursor)
+    return when if when is not None and when <= ctx.now() else None
+
+
+def epoch_cursor(state: SourceState, ctx: PollContext) -> float | None:
+    try:
+        seconds = float(state.cursor) if state.cursor else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds <= ctx.now().timestamp() else None  # nan fails too

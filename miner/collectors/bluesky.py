@@ -11,7 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import (
+    PollContext,
+    as_dict,
+    as_list,
+    base_url,
+    make_post,
+    not_after_now,
+    text_of,
+    time_cursor,
+)
 from miner.collectors.http import Response, fetch, json_object, short_url, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.tokens import Token, TokenCache, jwt_expiry
@@ -87,8 +96,9 @@ class BlueskyCollector:
         url = f"{base_url(source, DEFAULT_BASE)}/xrpc/app.bsky.feed.searchPosts"
         params: dict[str, str | int] = {"q": source.query or "", "sort": "latest",
                                         "limit": min(ctx.settings.max_items, 100)}
-        if state.cursor:
-            params["since"] = state.cursor
+        cursor = time_cursor(state, ctx)
+        if cursor is not None:
+            params["since"] = cursor.isoformat()
         token = self._session(source, ctx)
         for attempt in range(2):
             resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
@@ -105,7 +115,7 @@ class BlueskyCollector:
     def _results(
         self, source: SourceConfig, state: SourceState, ctx: PollContext, data: dict[str, Any], where: str
     ) -> FetchResult:
-        cursor = parse_time(state.cursor) if state.cursor else None
+        cursor = time_cursor(state, ctx)
         newest: datetime | None = cursor
         posts: list[Post] = []
         for raw in as_list(data.get("posts"), "posts", where):
@@ -115,7 +125,8 @@ class BlueskyCollector:
             indexed = parse_time(item.get("indexedAt")) or parse_time(record.get("createdAt"))
             if not uri or indexed is None or (cursor is not None and indexed <= cursor):
                 continue
-            newest = indexed if newest is None else max(newest, indexed)
+            seen = not_after_now(indexed, ctx)
+            newest = seen if newest is None else max(newest, seen)
             langs = record.get("langs")
             post = make_post(
                 source, ctx,

@@ -6,7 +6,16 @@ anything not newer, in case the filter is ignored. `url` overrides the API base 
 
 from __future__ import annotations
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, int_cursor, make_post, text_of
+from miner.collectors.base import (
+    PollContext,
+    as_dict,
+    as_list,
+    base_url,
+    epoch_cursor,
+    epoch_not_after_now,
+    make_post,
+    text_of,
+)
 from miner.collectors.http import fetch, json_object, short_url
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
@@ -19,7 +28,8 @@ ITEM_URL = "https://news.ycombinator.com/item?id={}"
 class HackerNewsCollector:
     def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
         url = f"{base_url(source, DEFAULT_BASE)}/api/v1/search_by_date"
-        cursor = int_cursor(state)
+        since = epoch_cursor(state, ctx)
+        cursor = None if since is None else int(since)
         params: dict[str, str | int] = {
             "query": source.query or "",
             "tags": "(story,comment)",
@@ -39,7 +49,7 @@ class HackerNewsCollector:
                 continue
             if cursor is not None and created_i <= cursor:
                 continue
-            newest = max(newest, created_i)
+            newest = max(newest, int(epoch_not_after_now(created_i, ctx)))
             is_comment = "comment" in (hit.get("_tags") or []) or bool(hit.get("comment_text"))
             post = make_post(
                 source, ctx,
@@ -52,5 +62,4 @@ class HackerNewsCollector:
             )
             if post is not None:
                 posts.append(post)
-        new_cursor = str(newest) if newest else state.cursor
-        return FetchResult(posts=posts, state=SourceState(cursor=new_cursor))
+        return FetchResult(posts=posts, state=SourceState(cursor=str(newest) if newest else None))

@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import (
+    PollContext,
+    as_dict,
+    as_list,
+    base_url,
+    make_post,
+    not_after_now,
+    text_of,
+    time_cursor,
+)
 from miner.collectors.http import fetch, json_object, short_url
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
@@ -47,7 +56,7 @@ class LemmyCollector:
         where = short_url(resp.url)
         if "posts" not in data and "comments" not in data:
             raise SourceError(f"unexpected JSON from {where}: no 'posts' or 'comments' (is this Lemmy?)")
-        cursor = parse_time(state.cursor) if state.cursor else None
+        cursor = time_cursor(state, ctx)
         newest: datetime | None = cursor
         posts: list[Post] = []
         for kind, key in (("post", "posts"), ("comment", "comments")):
@@ -55,6 +64,7 @@ class LemmyCollector:
                 post = _view_post(source, ctx, as_dict(raw), kind)
                 if post is None or (cursor is not None and post.created_at <= cursor):
                     continue
-                newest = post.created_at if newest is None else max(newest, post.created_at)
+                seen = not_after_now(post.created_at, ctx)
+                newest = seen if newest is None else max(newest, seen)
                 posts.append(post)
         return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import FUTURE_SLACK, PollContext, as_dict, as_list, base_url, make_post, text_of
 from miner.collectors.http import fetch, read_json, short_url
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
@@ -27,6 +27,13 @@ def status_external_id(uri: str, local_id: str) -> str:
     return f"status:{local_id}"
 
 
+def _ahead_of_clock(ident: str, ctx: PollContext) -> bool:
+    """Whether a snowflake id (milliseconds << 16) claims a time past our clock: as since_id it would hide
+    every real status from then on (see base.not_after_now), so it is never kept as the cursor, and one stored
+    before starts the source over. Old sequential ids imply times near 1970."""
+    return ident.isdigit() and int(ident) >> 16 > (ctx.now() + FUTURE_SLACK).timestamp() * 1000
+
+
 def _id_key(value: str) -> tuple[int, str]:
     """Order ids numerically when they are digits (snowflakes), else by length then text."""
     return (len(value), value)
@@ -39,20 +46,21 @@ class MastodonCollector:
         tag = (source.query or "").strip().lstrip("#")
         url = f"{base_url(source, '')}/api/v1/timelines/tag/{quote(tag, safe='')}"
         params: dict[str, str | int] = {"limit": min(ctx.settings.max_items, MAX_LIMIT)}
-        if state.cursor:
-            params["since_id"] = state.cursor
+        since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
+        if since:
+            params["since_id"] = since
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
                      headers={"Accept": "application/json"})
         where = short_url(resp.url)
         statuses = as_list(read_json(resp), "the timeline", where)
-        newest = state.cursor
+        newest = since
         posts: list[Post] = []
         for raw in statuses:
             status = as_dict(raw)
             ident = text_of(status.get("id"))
-            if not ident or (state.cursor and _id_key(ident) <= _id_key(state.cursor)):
+            if not ident or (since and _id_key(ident) <= _id_key(since)):
                 continue
-            if newest is None or _id_key(ident) > _id_key(newest):
+            if (newest is None or _id_key(ident) > _id_key(newest)) and not _ahead_of_clock(ident, ctx):
                 newest = ident
             shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
             post = make_post(

@@ -10,13 +10,23 @@ Anonymous RSS is incremental by conditional GET, OAuth by the newest `created_ut
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import (
+    PollContext,
+    as_dict,
+    as_list,
+    base_url,
+    epoch_cursor,
+    epoch_not_after_now,
+    make_post,
+    text_of,
+)
 from miner.collectors.feeds import fetch_feed
 from miner.collectors.http import Response, fetch, json_object, short_url, status_error
 from miner.collectors.normalise import parse_time
@@ -123,20 +133,18 @@ class RedditCollector:
     ) -> FetchResult:
         if data.get("kind") != "Listing":
             raise SourceError(f"unexpected JSON from {where}: not a reddit Listing")
-        try:
-            cursor = float(state.cursor) if state.cursor else None
-        except ValueError:
-            cursor = None
+        cursor = epoch_cursor(state, ctx)
         newest = cursor
         posts: list[Post] = []
         for raw in as_list(as_dict(data.get("data")).get("children"), "data.children", where):
             item = as_dict(as_dict(raw).get("data"))
             created = item.get("created_utc")
-            if not isinstance(created, int | float) or not item.get("name"):
+            if not isinstance(created, int | float) or not math.isfinite(created) or not item.get("name"):
                 continue
             if cursor is not None and created <= cursor:
                 continue
-            newest = created if newest is None else max(newest, float(created))
+            seen = epoch_not_after_now(float(created), ctx)
+            newest = seen if newest is None else max(newest, seen)
             author = text_of(item.get("author"))
             post = make_post(
                 source, ctx,
