@@ -68,6 +68,18 @@ def test_unpaired_surrogate_escapes_in_json_become_replacement_characters() -> N
     assert read_json(resp) == {"id": "a\ufffd", "urls": ["\ufffdx"], "\ufffdk": 1, "ok": "\U0001f600", "n": [1, None]}
 
 
+def test_surrogate_character_references_in_a_feed_keep_every_entry(server: FakeServer, poller: Poller) -> None:
+    # An emoji written as two references to UTF-16 halves, and half a pair on its own (in a guid too): not XML,
+    # and feedparser raised UnicodeEncodeError on them, losing the whole feed every poll.
+    rss = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>'
+           b"<item><title>WhatsApp down &#55357;&#56832; again</title><guid>tag:x,2026:a&#xD83D;</guid></item>"
+           b"<item><title>Still no messages &#xd83d;</title><guid>tag:x,2026:b</guid></item></channel></rss>")
+    server.serve("/f.rss", Reply(200, rss, content_type="application/rss+xml"))
+    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert [(p.text, p.external_id) for p in posts] == [
+        ("WhatsApp down \U0001f600 again", "tag:x,2026:a\ufffd"), ("Still no messages \ufffd", "tag:x,2026:b")]
+
+
 def test_join_title_body() -> None:
     assert join_title_body("Is X down", "Can't load", 100) == "Is X down. Can't load"
     assert join_title_body("Is X down?", "Can't load", 100) == "Is X down? Can't load"

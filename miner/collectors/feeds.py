@@ -8,6 +8,7 @@ and kept as warnings; a body with no entries that is not a feed at all is a Sour
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,41 @@ _SURVIVABLE = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentTyp
 _TRANSFER_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
+_NCR = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
+
+
+def _ncr_value(match: re.Match[bytes]) -> int:
+    hexa, dec = match.groups()
+    return int(hexa, 16) if hexa else int(dec)
+
+
+def fix_surrogate_refs(body: bytes) -> bytes:
+    """Character references to UTF-16 surrogates (`&#55357;&#56832;`: an emoji as a JSON escape would write
+    it, common in hand-built feeds) are not XML, and feedparser fails on them with an internal
+    UnicodeEncodeError that loses every entry. A high/low pair becomes the character it encodes, half a pair
+    U+FFFD."""
+    if b"&#" not in body:
+        return body
+    out, pos = bytearray(), 0
+    matches = list(_NCR.finditer(body))
+    i = 0
+    while i < len(matches):
+        match, value = matches[i], _ncr_value(matches[i])
+        i += 1
+        if not 0xD800 <= value <= 0xDFFF:
+            continue
+        out += body[pos:match.start()]
+        pos = match.end()
+        low = matches[i] if i < len(matches) and matches[i].start() == match.end() else None
+        if value < 0xDC00 and low is not None and 0xDC00 <= _ncr_value(low) <= 0xDFFF:
+            out += b"&#x%X;" % (0x10000 + ((value - 0xD800) << 10) + (_ncr_value(low) - 0xDC00))
+            pos = low.end()
+            i += 1
+        else:
+            out += b"&#xFFFD;"
+    return bytes(out + body[pos:])
+
+
 def fetch_feed(source: SourceConfig, state: SourceState, ctx: PollContext, url: str) -> Response:
     return fetch(
         ctx.client, ctx.settings, url, timeout=source.timeout,
@@ -48,7 +84,8 @@ def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     headers.setdefault("content-location", resp.url)
     # We never render entry HTML, only reduce it to text (dropping scripts), so feedparser's HTML
     # sanitiser and link rewriting are pure cost: they took over half the parse time.
-    parsed = feedparser.parse(resp.body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False)
+    parsed = feedparser.parse(fix_surrogate_refs(resp.body), response_headers=headers, sanitize_html=False,
+                              resolve_relative_uris=False)
     entries = parsed.get("entries") or []
     warnings: list[str] = []
     if parsed.get("bozo"):
