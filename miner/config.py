@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 from miner.errors import ConfigError
 from miner.settings import SettingsError, build
@@ -47,6 +48,10 @@ class ServiceConfig:
             raise ValueError("name: must not be empty")
 
 
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a *_env setting holds: a name, never the secret
+# The credentials each source type reads, by name in `env`; the values name environment variables.
+CREDENTIALS: Mapping[str, tuple[str, ...]] = {"reddit": ("client_id", "client_secret"),
+                                              "bluesky": ("identifier", "password")}
 MIN_INTERVAL = 10
 MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
 MAX_TIMEOUT = 600.0
@@ -78,6 +83,14 @@ class SourceConfig:
             raise ValueError(f"url: required for type {self.type!r}")
         if self.url and not re.match(r"https?://", self.url):
             raise ValueError("url: must start with http:// or https://")
+        if self.url and urlsplit(self.url).password is not None:
+            raise ValueError("url: must not hold a password; secrets come from environment variables")
+        for key, var in self.env.items():
+            if key not in CREDENTIALS.get(self.type, ()):
+                takes = ", ".join(CREDENTIALS.get(self.type, ())) or "no credentials"
+                raise ValueError(f"env.{key}: not a credential of type {self.type!r} (it takes {takes})")
+            if not ENV_NAME.fullmatch(var):
+                raise ValueError(f"env.{key}: must name an environment variable, not hold the secret itself")
         needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
         if self.type in needs_query and not self.query:
             raise ValueError(f"query: required for type {self.type!r}")
@@ -103,6 +116,8 @@ class StoreSettings:
     def validate(self) -> None:
         if self.retention_days < 1:
             raise ValueError("retention_days: must be at least 1")
+        if not ENV_NAME.fullmatch(self.hash_key_env):
+            raise ValueError("hash_key_env: must name an environment variable, not hold the key itself")
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,8 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
     """Build dataclass ``cls`` from ``table``. Unknown keys and missing required keys are errors.
 
     After construction, a ``validate()`` method on the dataclass (if any) may raise ``ValueError``; the
-    message is reported at ``prefix``. A message of the form ``"field: reason"`` is reported at that field.
+    message is reported at ``prefix``. A message of the form ``"field: reason"`` (or ``"field.key: reason"``) is
+    reported at that field.
     ``localns`` resolves annotations naming classes the module of ``cls`` does not import at run time.
     """
     if not dataclasses.is_dataclass(cls):
@@ -133,7 +134,7 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
         except ValueError as exc:
             msg = str(exc)
             field_name, sep, reason = msg.partition(": ")
-            if sep and field_name in fields:
+            if sep and field_name.split(".")[0] in fields:  # "env.client_id: ..." is reported at that key
                 raise SettingsError(_join(prefix, field_name), reason) from exc
             raise SettingsError(prefix or "(top level)", msg) from exc
     return typing.cast(T, obj)

@@ -104,6 +104,22 @@ def test_duplicate_names_and_type_rules() -> None:
         parse_config("[collect]\nbackoff_max = 1e300\n")
 
 
+def test_secrets_stay_out_of_the_config() -> None:
+    src = "[[sources]]\nname = 'b'\ntype = 'bluesky'\nquery = 'down'\n"
+    # A value that is not a variable name is the secret itself: refused without echoing it.
+    with pytest.raises(ConfigError, match=r":5: sources\[0\].env.password: must name an environment variable") as info:
+        parse_config(src + "env = { identifier = 'BSKY_ID', password = 'abcd-efgh-ijkl-mnop' }\n")
+    assert "abcd" not in str(info.value)
+    with pytest.raises(ConfigError, match=r"sources\[0\].env.token: not a credential of type 'bluesky' "
+                                          r"\(it takes identifier, password\)"):
+        parse_config(src + "env = { token = 'BSKY_TOKEN' }\n")
+    with pytest.raises(ConfigError, match=r":4: sources\[0\].url: must not hold a password"):
+        parse_config("[[sources]]\nname = 'f'\ntype = 'rss'\nurl = 'https://me:hunter2@example.org/feed'\n")
+    with pytest.raises(ConfigError, match=r":2: store.hash_key_env: must name an environment variable"):
+        parse_config("[store]\nhash_key_env = 'correct horse battery'\n")
+    parse_config(src + "env = { identifier = 'BSKY_ID', password = 'BSKY_APP_PASSWORD' }\n")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from miner.config import ENV_NAME
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 
 
@@ -49,7 +49,7 @@ class SmtpSettings:
             raise ValueError("port: must be 1..65535")
         for key in ("username_env", "password_env"):
             value = getattr(self, key)
-            if value and not _ENV.fullmatch(value):
+            if value and not ENV_NAME.fullmatch(value):
                 raise ValueError(f"{key}: must name an environment variable, not hold the secret itself")
         if bool(self.username_env) != bool(self.password_env):
             raise ValueError("password_env: set both username_env and password_env, or neither")
@@ -67,7 +67,7 @@ class WebhookSettings:
     def validate(self) -> None:
         if not _NAME.fullmatch(self.name):
             raise ValueError("name: use letters, digits and . _ - only")
-        if not _ENV.fullmatch(self.url_env):
+        if not ENV_NAME.fullmatch(self.url_env):
             raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
         if self.timeout <= 0:
             raise ValueError("timeout: must be positive")

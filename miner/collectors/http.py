@@ -58,9 +58,10 @@ def host_of(url: str) -> str:
 
 
 def short_url(url: str) -> str:
-    """The URL without its query string, for error messages (queries can be long)."""
+    """The URL without its query string (queries can be long) or user:password, for error messages and
+    last_error."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.scheme else url
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
 
 
 # A server asking for more than a day is broken or misconfigured; honouring "until 9999" (or a delay too large
