@@ -202,6 +202,18 @@ def test_cursor_never_runs_ahead_of_the_clock(server: FakeServer, poller: Poller
     assert [p.external_id for p in healed.posts] == [p.external_id for p in first.posts]
 
 
+@pytest.mark.parametrize("body", [b"{}", b'{"error": "moved"}', b"null", b"[]"], ids=["empty", "other", "null", "list"])
+@pytest.mark.parametrize("case", [c for c in CASES if not c.feed], ids=lambda c: c.id)
+def test_json_of_another_shape_fails_the_source(server: FakeServer, poller: Poller, case: Case, body: bytes) -> None:
+    """Valid JSON that is not this API's answer is an error: a healthy "0 new posts" would hide the fault."""
+    source = setup(server, case)
+    if case.id == "mastodon" and body == b"[]":
+        return  # an empty timeline is a real answer
+    server.serve(case.main, Reply(200, body, content_type="application/json"))
+    with pytest.raises(SourceError, match=r"^(unexpected|expected) (JSON|a JSON object) from "):
+        poller.poll(source, SourceState())
+
+
 def _fault_cases() -> list[tuple[Case, str]]:
     kinds = ["500", "429", "503", "slow", "malformed", "huge", "huge_declared", "redirect_loop", "wrong_type",
              "truncated"]

@@ -7,9 +7,10 @@ import gzip
 import json
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
@@ -84,6 +85,39 @@ def test_short_url_drops_query_and_credentials() -> None:
     # A redirect may hand us a URL with user:password in it; errors land in the log and in sources.last_error.
     assert short_url("https://me:hunter2@example.org:8443/feed.rss?token=x") == "https://example.org:8443/feed.rss"
     assert short_url("http://example.org/a?b=c") == "http://example.org/a"
+
+
+def _spoil_side_fields(data: dict[str, Any]) -> None:
+    """Numbers and lists where the APIs send lists and ids: each raised TypeError, failing the source."""
+    for hit in data.get("hits", []):
+        hit["_tags"] = 5
+    data["users"] = 5
+    for topic in data.get("topic_list", {}).get("topics", []):
+        topic["posters"] = 5
+    for item in data.get("topics", []):
+        item["id"] = [item["id"]]
+    for incident in data.get("incidents", []):
+        incident["components"] = 7
+
+
+@pytest.mark.parametrize(("path", "fixture", "make"), [
+    ("/api/v1/search_by_date", "hackernews/search_by_date.json", lambda u: SourceConfig("hn", "hackernews", url=u,
+                                                                                       query="outage")),
+    ("/latest.json", "discourse/latest.json", lambda u: SourceConfig("d", "discourse", url=u)),
+    ("/search.json", "discourse/search.json", lambda u: SourceConfig("d", "discourse", url=u, query="sync")),
+    ("/api/v2/incidents.json", "statuspage/incidents.json", lambda u: SourceConfig("s", "statuspage", url=u)),
+], ids=["hackernews", "discourse-latest", "discourse-search", "statuspage"])
+def test_odd_side_fields_are_skipped_not_fatal(
+    server: FakeServer, poller: Poller, path: str, fixture: str, make: Callable[[str], SourceConfig]
+) -> None:
+    source = make(server.url)
+    server.serve_fixture(path, fixture)
+    expected = poller.poll(source)
+    data = json.loads(server.fixture_bytes(fixture))
+    _spoil_side_fields(data)
+    server.serve(path, Reply(200, json.dumps(data).encode(), content_type="application/json"))
+    got = poller.poll(source)
+    assert len(got.posts) + len(got.incidents) == len(expected.posts) + len(expected.incidents) > 0
 
 
 def test_join_title_body() -> None:

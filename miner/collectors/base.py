@@ -95,12 +95,21 @@ def make_post(
     )
 
 
-def as_list(value: Any, what: str, url: str) -> list[Any]:
-    if value is None:
+def as_list(value: Any, what: str, url: str, *, required: bool = True) -> list[Any]:
+    """The list of items a response is about. Missing (when required) or not a list is a SourceError: an API
+    answering in another shape must show as failing, not as a healthy source with nothing new."""
+    if value is None and not required:
         return []
+    if value is None:
+        raise SourceError(f"unexpected JSON from {url}: no {what}")
     if not isinstance(value, list):
         raise SourceError(f"unexpected JSON from {url}: {what} is not a list")
     return value
+
+
+def loose_list(value: Any) -> list[Any]:
+    """A side list (users, tags, components): anything but a list counts as empty."""
+    return value if isinstance(value, list) else []
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, int_cursor, make_post, text_of
+from miner.collectors.base import (
+    PollContext,
+    as_dict,
+    as_list,
+    base_url,
+    int_cursor,
+    loose_list,
+    make_post,
+    text_of,
+)
 from miner.collectors.http import fetch, json_object, short_url
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
@@ -37,14 +46,20 @@ class DiscourseCollector:
     def _search_posts(
         self, source: SourceConfig, ctx: PollContext, base: str, data: dict[str, Any], where: str
     ) -> list[tuple[int, Post]]:
-        titles = {as_dict(t).get("id"): text_of(as_dict(t).get("title")) for t in data.get("topics") or []}
-        slugs = {as_dict(t).get("id"): text_of(as_dict(t).get("slug")) or "-" for t in data.get("topics") or []}
+        if "posts" not in data and "grouped_search_result" not in data:
+            raise SourceError(f"unexpected JSON from {where}: no 'posts' (is this a Discourse forum?)")
+        topics = [t for t in map(as_dict, loose_list(data.get("topics"))) if isinstance(t.get("id"), int)]
+        titles = {t["id"]: text_of(t.get("title")) for t in topics}
+        slugs = {t["id"]: text_of(t.get("slug")) or "-" for t in topics}
         out: list[tuple[int, Post]] = []
-        for raw in as_list(data.get("posts"), "posts", where):
+        # A search with no hits may leave out "posts" (grouped_search_result is always there).
+        for raw in as_list(data.get("posts"), "posts", where, required=False):
             item = as_dict(raw)
             ident, topic_id = item.get("id"), item.get("topic_id")
             if not isinstance(ident, int):
                 continue
+            if not isinstance(topic_id, int):
+                topic_id = None
             post_number = item.get("post_number") or 1
             post = make_post(
                 source, ctx,
@@ -63,7 +78,8 @@ class DiscourseCollector:
     def _latest_topics(
         self, source: SourceConfig, ctx: PollContext, base: str, data: dict[str, Any], where: str
     ) -> list[tuple[int, Post]]:
-        users = {as_dict(u).get("id"): text_of(as_dict(u).get("username")) for u in data.get("users") or []}
+        users = {u["id"]: text_of(u.get("username"))
+                 for u in map(as_dict, loose_list(data.get("users"))) if isinstance(u.get("id"), int)}
         topic_list = as_dict(data.get("topic_list"))
         if "topic_list" not in data:
             raise SourceError(f"unexpected JSON from {where}: no 'topic_list' (is this a Discourse forum?)")
@@ -73,9 +89,10 @@ class DiscourseCollector:
             ident = item.get("id")
             if not isinstance(ident, int) or item.get("pinned_globally"):
                 continue
-            posters = [as_dict(p) for p in item.get("posters") or []]
+            posters = [as_dict(p) for p in loose_list(item.get("posters"))]
             opener = next((p for p in posters if "Original Poster" in text_of(p.get("description"))), None)
-            author = users.get((opener or (posters[0] if posters else {})).get("user_id"))
+            user_id = (opener or (posters[0] if posters else {})).get("user_id")
+            author = users.get(user_id) if isinstance(user_id, int) else None
             post = make_post(
                 source, ctx,
                 external_id=f"topic:{ident}",

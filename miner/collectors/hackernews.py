@@ -13,6 +13,7 @@ from miner.collectors.base import (
     base_url,
     epoch_cursor,
     epoch_not_after_now,
+    loose_list,
     make_post,
     text_of,
 )
@@ -50,7 +51,7 @@ class HackerNewsCollector:
             if cursor is not None and created_i <= cursor:
                 continue
             newest = max(newest, int(epoch_not_after_now(created_i, ctx)))
-            is_comment = "comment" in (hit.get("_tags") or []) or bool(hit.get("comment_text"))
+            is_comment = "comment" in loose_list(hit.get("_tags")) or bool(hit.get("comment_text"))
             post = make_post(
                 source, ctx,
                 external_id=str(hit["objectID"]),

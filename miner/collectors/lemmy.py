@@ -60,7 +60,7 @@ class LemmyCollector:
         newest: datetime | None = cursor
         posts: list[Post] = []
         for kind, key in (("post", "posts"), ("comment", "comments")):
-            for raw in as_list(data.get(key), key, where):
+            for raw in as_list(data.get(key), key, where, required=False):  # checked above: one of them is there
                 post = _view_post(source, ctx, as_dict(raw), kind)
                 if post is None or (cursor is not None and post.created_at <= cursor):
                     continue

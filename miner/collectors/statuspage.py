@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from miner.collectors.base import PollContext, as_dict, as_list, text_of
+from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
 from miner.collectors.http import conditional_headers, fetch, json_object, short_url, state_after
 from miner.collectors.normalise import fold, html_to_text, parse_time
 from miner.collectors.status_feed import normalise_status
@@ -36,7 +36,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     status = normalise_status(item.get("status"))
     impact = text_of(item.get("impact")).lower() or None
     components = tuple(
-        fold(text_of(as_dict(c).get("name"))) for c in item.get("components") or [] if as_dict(c).get("name")
+        fold(text_of(as_dict(c).get("name"))) for c in loose_list(item.get("components")) if as_dict(c).get("name")
     )
     page = as_dict(item.get("page"))
     return OfficialIncident(
