@@ -46,6 +46,8 @@ class ServiceConfig:
     def validate(self) -> None:
         if not self.name.strip():
             raise ValueError("name: must not be empty")
+        if self.status_page is not None and not re.match(r"https?://", self.status_page):
+            raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a *_env setting holds: a name, never the secret

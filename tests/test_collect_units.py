@@ -120,6 +120,18 @@ def test_odd_side_fields_are_skipped_not_fatal(
     assert len(got.posts) + len(got.incidents) == len(expected.posts) + len(expected.incidents) > 0
 
 
+def test_reddit_item_without_a_string_name_is_skipped(server: FakeServer, poller: Poller) -> None:
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    data = json.loads(server.fixture_bytes("reddit/search.json"))
+    children = data["data"]["children"]
+    children[0]["data"]["name"] = 5  # was stored with external_id "", colliding with every other such item
+    server.serve("/search.json", Reply(200, json.dumps(data).encode(), content_type="application/json"))
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    posts = poller.poll(source).posts
+    assert len(posts) == len(children) - 1 and all(p.external_id for p in posts)
+
+
 def test_join_title_body() -> None:
     assert join_title_body("Is X down", "Can't load", 100) == "Is X down. Can't load"
     assert join_title_body("Is X down?", "Can't load", 100) == "Is X down? Can't load"

@@ -120,6 +120,12 @@ def test_secrets_stay_out_of_the_config() -> None:
     parse_config(src + "env = { identifier = 'BSKY_ID', password = 'BSKY_APP_PASSWORD' }\n")
 
 
+def test_status_page_must_be_a_url() -> None:
+    # Without a scheme it passed `config check` and failed only when polled, under the generated source's name.
+    with pytest.raises(ConfigError, match=r":3: services\[0\].status_page: must start with http"):
+        parse_config("[[services]]\nname = 'Discord'\nstatus_page = 'discordstatus.com'\n")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")

@@ -139,7 +139,7 @@ class RedditCollector:
         for raw in as_list(as_dict(data.get("data")).get("children"), "data.children", where):
             item = as_dict(as_dict(raw).get("data"))
             created = item.get("created_utc")
-            if not isinstance(created, int | float) or not math.isfinite(created) or not item.get("name"):
+            if not isinstance(created, int | float) or not math.isfinite(created) or not text_of(item.get("name")):
                 continue
             if cursor is not None and created <= cursor:
                 continue
