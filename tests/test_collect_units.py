@@ -7,6 +7,8 @@ import gzip
 import json
 import random
 import time
+import tracemalloc
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -16,7 +18,7 @@ import pytest
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
-from miner.collectors.http import MAX_RETRY_AFTER, Response, parse_retry_after, read_json, short_url
+from miner.collectors.http import MAX_RETRY_AFTER, Response, fetch, make_client, parse_retry_after, read_json, short_url
 from miner.collectors.normalise import (
     APP_SALT,
     hash_author,
@@ -130,6 +132,33 @@ def test_reddit_item_without_a_string_name_is_skipped(server: FakeServer, poller
                           env={"client_id": "RID", "client_secret": "RSECRET"})
     posts = poller.poll(source).posts
     assert len(posts) == len(children) - 1 and all(p.external_id for p in posts)
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer) -> None:
+    # 50 MB of zeros in 50 KB of gzip: httpx inflated each network read whole before the size cap could see it.
+    server.serve("/bomb", Reply(200, gzip.compress(bytes(50_000_000)), headers={"Content-Encoding": "gzip"},
+                                content_type="application/json"))
+    settings = CollectSettings(max_body_bytes=1_000_000)
+    with make_client(settings) as client:
+        tracemalloc.start()
+        try:
+            with pytest.raises(SourceError, match="body larger than 1000000 bytes"):
+                fetch(client, settings, f"{server.url}/bomb", timeout=10.0)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 8_000_000, peak
+
+
+@pytest.mark.parametrize("encode", [gzip.compress, zlib.compress, lambda b: zlib.compress(b, wbits=-15)],
+                         ids=["gzip", "deflate-zlib", "deflate-raw"])
+def test_compressed_bodies_are_decoded(server: FakeServer, encode: Callable[[bytes], bytes]) -> None:
+    body = b"".join(b"line %d of a feed\n" % i for i in range(20_000))
+    encoding = "gzip" if encode is gzip.compress else "deflate"
+    server.serve("/c", Reply(200, encode(body), headers={"Content-Encoding": encoding}, content_type="text/plain"))
+    settings = CollectSettings()
+    with make_client(settings) as client:
+        assert fetch(client, settings, f"{server.url}/c", timeout=10.0).body == body
 
 
 def test_join_title_body() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -86,6 +87,40 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
+_DECODE_STEP = 65_536  # most bytes one decompression step may produce
+
+
+def _decoded(resp: httpx.Response) -> Iterator[bytes]:
+    """The body, gzip/deflate decoded in steps of at most ``_DECODE_STEP`` bytes.
+
+    httpx decodes each network read whole: one 64 KB read of a gzip bomb is 64 MB in memory before the size
+    cap can refuse it. Stepping the decompressor bounds that. Other encodings (we ask only for these two) are
+    left to httpx.
+    """
+    encoding = resp.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        yield from resp.iter_bytes()
+        return
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected from the header
+    first = True
+    for raw in resp.iter_raw():
+        data = raw
+        while data:
+            try:
+                out = decoder.decompress(data, _DECODE_STEP)
+            except zlib.error as exc:
+                if not (first and encoding == "deflate"):
+                    raise httpx.DecodingError(str(exc)) from None
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # "deflate" sent raw, without zlib framing
+                first = False
+                continue
+            first = False
+            data = decoder.unconsumed_tail
+            if out:
+                yield out
+    yield decoder.flush()
+
+
 def conditional_headers(state: SourceState | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     if state is not None:
@@ -131,7 +166,7 @@ def fetch(
                 raise SourceError(f"body larger than {cap} bytes from {short_url(final_url)}")
             chunks: list[bytes] = []
             total = 0
-            for chunk in resp.iter_bytes():
+            for chunk in _decoded(resp):
                 total += len(chunk)
                 if total > limit:
                     if good:
