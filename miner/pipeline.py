@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.collectors.matching import ServiceMatcher
 from miner.collectors.schedule import next_poll_at
-from miner.config import Config
+from miner.config import Config, SourceConfig
 from miner.detect import (
     BucketFacts,
     BucketScore,
@@ -38,7 +38,7 @@ from miner.timeutil import iso, parse_iso
 if TYPE_CHECKING:
     from miner.alerts import DispatchStats, Senders
     from miner.classify import Classifier
-    from miner.collectors.poller import Poller
+    from miner.collectors.poller import Poller, PollOutcome
 
 log = logging.getLogger(__name__)
 
@@ -299,23 +299,29 @@ class Pipeline:
             names = set(self.store.due_sources(sorted(names), now))
         chosen = [s for s in sources if s.name in names]
         outcomes = poller.collect_many([(s, self.store.source_state(s.name)) for s in chosen])
-        reports = []
+        return [self._record_poll(source, outcome, now, rng) for source, outcome in zip(chosen, outcomes, strict=True)]
+
+    def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime,
+                     rng: random.Random) -> CollectReport:
+        """Store one source's poll, or its failure with the next try backed off."""
         settings = self.config.collect
-        for source, outcome in zip(chosen, outcomes, strict=True):
-            if outcome.result is not None:
-                nxt = next_poll_at(source, now, 0, None, settings, rng)
+        err = outcome.error
+        if outcome.result is not None:
+            nxt = next_poll_at(source, now, 0, None, settings, rng)
+            try:
                 stats = self.store.save_fetch(source.name, outcome.result, now, nxt)
-                reports.append(CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen,
-                                             stats.incidents_new + stats.incidents_updated, None, nxt,
-                                             outcome.result.not_modified, outcome.duration_s))
+            except Exception as exc:  # a poll the store refuses (a bug) must cost this source, not the round
+                log.exception("source %s: cannot store its poll", source.name)
+                err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")
             else:
-                err = outcome.error or SourceError("unknown error")
-                failures = self.store.consecutive_failures(source.name) + 1
-                nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
-                self.store.record_poll_failure(source.name, str(err), now, nxt)
-                reports.append(CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False,
-                                             outcome.duration_s))
-        return reports
+                return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen,
+                                     stats.incidents_new + stats.incidents_updated, None, nxt,
+                                     outcome.result.not_modified, outcome.duration_s)
+        err = err or SourceError("unknown error")
+        failures = self.store.consecutive_failures(source.name) + 1
+        nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
+        self.store.record_poll_failure(source.name, str(err), now, nxt)
+        return CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
 
     def ingest(self, posts: Sequence[Post], now: datetime) -> int:
         """Store posts that did not come from a poll (replay, user reports), matched to services."""

@@ -8,14 +8,19 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from fakeserver import FakeServer
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
-from miner.config import Config, parse_config
+from miner.collectors import Poller
+from miner.collectors.base import PollContext
+from miner.collectors.rss import RssCollector
+from miner.config import Config, SourceConfig, parse_config
 from miner.pipeline import Pipeline
-from miner.records import Post
+from miner.records import FetchResult, Post, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
+from miner.timeutil import iso
 
 
 def replay_into(db: Path, config: Config, posts: Path, classifier: Classifier, limit: int | None = None) -> None:
@@ -136,3 +141,32 @@ def test_bundled_stream_is_sorted_and_complete() -> None:
         rows = [json.loads(line) for line in f]
     assert len(rows) == 5355
     assert [r["created_at"] for r in rows] == sorted(r["created_at"] for r in rows)
+
+
+class _UnstorablePoll:
+    """A collector with a bug: its post holds half a UTF-16 pair, which SQLite refuses to store."""
+
+    def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
+        return FetchResult(posts=[Post(source.name, "x1", "broken \ud800 post", ctx.now())])
+
+
+def test_a_poll_the_store_refuses_fails_its_source_not_the_round(store: Store) -> None:
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        config = parse_config(f"""
+[[sources]]
+name = "buggy"
+type = "hackernews"
+query = "down"
+[[sources]]
+name = "forum"
+type = "rss"
+url = "{server.url}/forum.rss"
+""")
+        collectors = {"rss": RssCollector(), "hackernews": _UnstorablePoll()}
+        with Poller(config.collect, hash_key=b"k", collectors=collectors) as poller:
+            reports = {r.source: r for r in Pipeline(config, store).collect(T0, poller, due_only=False)}
+    assert reports["forum"].error is None and reports["forum"].stored > 0
+    assert (reports["buggy"].error or "").startswith("internal error storing the poll: UnicodeEncodeError")
+    row = store.source_row("buggy")
+    assert row is not None and row["consecutive_failures"] == 1 and row["next_poll_at"] > iso(T0)
