@@ -177,6 +177,13 @@ def test_links_keep_only_their_host(clf: Classifier) -> None:
     assert scores[0] == scores[1]
 
 
+def test_blank_runs_do_not_push_words_past_the_length_cap(clf: Classifier) -> None:
+    post = "whatsapp is down again, messages won't send"
+    padded = " " * 5000 + post + "\n" * 3000
+    assert clean(padded) == post
+    assert clf.scores([padded])[0][0] == clf.scores([post])[0][0] > clf.threshold
+
+
 def test_model_trained_on_other_text_cleaning_loads_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -17,6 +17,9 @@ from tokenizers import Tokenizer
 from miner.errors import ModelError
 
 MAX_CHARS = 4000  # tokenising a 10k-character post costs time and the tail is truncated anyway
+# Whitespace is folded before the cap, so only this much raw text is read: a post of 5,000 blanks and then
+# "whatsapp is down" must keep its words (truncation to max_length word pieces keeps far fewer characters).
+_RAW_CHARS = 16 * MAX_CHARS
 # A link is 10-30 word pieces of hash and path that say nothing about an outage; "http" and the host name keep
 # what does (that there was a link, and to which site: photo and check-in links are rarely reports). On a
 # stream of shared posts this cut tokens per post by a fifth (models/MODEL_CARD.md).
@@ -41,14 +44,14 @@ def _link(match: re.Match[str]) -> str:
 
 
 def clean(text: str) -> str:
-    """Fold whitespace, cap length, links -> "http host"; an empty post becomes one space ([CLS] [SEP] still).
+    """Links -> "http host", fold whitespace, cap length; an empty post becomes one space ([CLS] [SEP] still).
 
     Unpaired surrogates (JSON escapes of half an emoji) are dropped: the tokenizer refuses them.
     """
-    text = text[:MAX_CHARS]
+    text = text[:_RAW_CHARS]
     if not text.isascii():
         text = text.encode("utf-8", "ignore").decode("utf-8")
-    text = " ".join(_URL.sub(_link, text).split())
+    text = " ".join(_URL.sub(_link, text).split())[:MAX_CHARS]
     return text or " "
 
 
