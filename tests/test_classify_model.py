@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,3 +237,29 @@ def test_older_layout_and_misplaced_graphs_are_refused_by_name(tmp_path: Path) -
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=f"{second.replace('.', '[.]')}: graph takes"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+
+
+def _copy_meta(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of models/ to damage, and its model.json as a dict (write it back with _write_meta)."""
+    shutil.copytree(MODELS, tmp_path / "m")
+    return tmp_path / "m", json.loads((tmp_path / "m" / "model.json").read_text())
+
+
+def _write_meta(model_dir: Path, meta: dict[str, Any]) -> ClassifierSettings:
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    return ClassifierSettings(model_dir=str(model_dir))
+
+
+def test_symptom_labels_that_do_not_fit_the_symptom_head_are_refused(tmp_path: Path, clf: Classifier) -> None:
+    model_dir, meta = _copy_meta(tmp_path)
+    meta["symptoms"] = meta["symptoms"][:5]
+    settings = _write_meta(model_dir, meta)
+    last = meta["graphs"][-1].replace(".", "[.]")
+    with pytest.raises(
+        ModelError, match=rf"m/model\.json: 'symptoms' has 5 labels for a 10-wide symptom head in {last}"
+    ):
+        load_classifier(settings)
+    # ONNX Runtime may leave a head's width symbolic: then the first batch that reaches the head checks it.
+    five = dataclasses.replace(clf.meta, symptoms=clf.meta.symptoms[:5], path=model_dir / "model.json")
+    with pytest.raises(ModelError, match=rf"m/model\.json: 'symptoms' has 5 labels for .* width 10 from {last}"):
+        Classifier(clf._graphs, clf._tok, five, 8, clf.threshold).predict(["whatsapp is down, messages won't send"])

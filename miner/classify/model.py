@@ -83,6 +83,7 @@ class ModelMeta:
     training_data_hash: str
     exits: tuple[EarlyExit | None, ...] = ()  # exits[i] reads stage i's pooled vector; None: no exit there
     text_prep: str = ""  # tokenize.TEXT_PREP of the code that trained it; "" before it was recorded
+    path: Path | None = None  # the model.json it was read from, named in errors found while serving
 
     @classmethod
     def read(cls, path: Path) -> ModelMeta:
@@ -110,6 +111,7 @@ class ModelMeta:
                 training_data_hash=str(raw.get("training_data_hash", "")),
                 exits=exits,
                 text_prep=str(raw.get("text_prep", "")),
+                path=path,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
@@ -181,8 +183,14 @@ class Classifier:
             width = int(sub.sum(axis=1).max())  # the rows left may all be shorter than the batch's longest
             feed = {"hidden": hidden[go, :width], "attention_mask": sub[:, :width]}
         p, s = self._graphs[-1].run(None, feed)
+        sym_probs = np.asarray(s)
+        if sym_probs.ndim != 2 or sym_probs.shape[1] != len(self.meta.symptoms):
+            # Only a graph whose head width is symbolic gets here: load_classifier checks a fixed one.
+            got = sym_probs.shape[1] if sym_probs.ndim == 2 else f"shape {sym_probs.shape}"
+            raise ModelError(f"{self.meta.path or META_FILE}: 'symptoms' has {len(self.meta.symptoms)} labels for "
+                             f"symptom scores of width {got} from {self.meta.graphs[-1]}")
         prob[rows] = np.asarray(p).reshape(-1)
-        sym[rows] = np.asarray(s).argmax(axis=1)
+        sym[rows] = sym_probs.argmax(axis=1)
         return prob, sym, stops, pooled
 
     def scores(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[int]]:
@@ -309,6 +317,10 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
                 f"{model_dir / META_FILE}: exit weights have {len(exit_.weight)} values for a {width}-wide "
                 f"pooled vector in {name}"
             )
+    heads = graphs[-1].get_outputs()[1].shape[-1]  # a symbolic width is checked on the first batch instead
+    if isinstance(heads, int) and heads != len(meta.symptoms):
+        raise ModelError(f"{model_dir / META_FILE}: 'symptoms' has {len(meta.symptoms)} labels for a {heads}-wide "
+                         f"symptom head in {meta.graphs[-1]}")
     threshold = settings.threshold if settings.threshold is not None else meta.threshold
     log.info("loaded classifier %s from %s (threshold %.2f)", meta.version, model_dir, threshold)
     return Classifier(
