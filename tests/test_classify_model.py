@@ -263,3 +263,15 @@ def test_symptom_labels_that_do_not_fit_the_symptom_head_are_refused(tmp_path: P
     five = dataclasses.replace(clf.meta, symptoms=clf.meta.symptoms[:5], path=model_dir / "model.json")
     with pytest.raises(ModelError, match=rf"m/model\.json: 'symptoms' has 5 labels for .* width 10 from {last}"):
         Classifier(clf._graphs, clf._tok, five, 8, clf.threshold).predict(["whatsapp is down, messages won't send"])
+
+
+def test_max_length_the_graphs_cannot_take_is_refused(tmp_path: Path) -> None:
+    model_dir, meta = _copy_meta(tmp_path)
+    first = meta["graphs"][0].replace(".", "[.]")
+    for tokens in (2000, 513):  # MiniLM's position embeddings stop at 512
+        with pytest.raises(ModelError, match=rf"m/model\.json: 'max_length' {tokens} is more tokens than {first}"):
+            load_classifier(_write_meta(model_dir, {**meta, "max_length": tokens}))
+    with pytest.raises(ModelError, match=r"m/model\.json: 'max_length' 4 is fewer than 8 tokens"):
+        load_classifier(_write_meta(model_dir, {**meta, "max_length": 4}))
+    longest = load_classifier(_write_meta(model_dir, {**meta, "max_length": 512}))
+    assert longest.predict(["whatsapp is down " * 300])[0].outage

@@ -32,6 +32,8 @@ from miner.records import SYMPTOMS, Prediction
 log = logging.getLogger(__name__)
 
 META_FILE = "model.json"
+# Fewest tokens a model may cut posts to: [CLS] and [SEP] take two, so less leaves a post a few word pieces.
+MIN_TOKENS = 8
 
 
 def default_model_dir() -> Path:
@@ -115,6 +117,8 @@ class ModelMeta:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
+        if meta.max_length < MIN_TOKENS:
+            raise ModelError(f"{path}: 'max_length' {meta.max_length} is fewer than {MIN_TOKENS} tokens")
         if not set(meta.symptoms) <= set(SYMPTOMS) or not 0.0 < meta.threshold < 1.0:
             raise ModelError(f"{path}: symptoms or threshold out of range")
         return meta
@@ -286,6 +290,34 @@ def open_graphs(model_dir: Path, meta: ModelMeta, threads: int = 1) -> list[Any]
     return [open_session(model_dir / name, stage_io(i, n), threads) for i, name in enumerate(meta.graphs)]
 
 
+def check_max_length(model_dir: Path, meta: ModelMeta, first: Any) -> None:
+    """Refuse a ``max_length`` longer than the first graph's position-embedding table (512 for MiniLM).
+
+    Such a model fails only when a post that long arrives. The table's size is an initializer of the graph,
+    which ONNX Runtime does not show and the onnx package takes about a second to import for; running the graph
+    once on ``max_length`` tokens reads the limit the graph really has, in about 10 ms for 128 tokens.
+    """
+    import onnxruntime as ort
+
+    quiet = ort.RunOptions()
+    quiet.log_severity_level = 4  # a failure becomes the ModelError below; ONNX Runtime need not log it too
+
+    def run(tokens: int) -> None:
+        ones = np.ones((1, tokens), dtype=np.int64)
+        first.run(None, {"input_ids": ones, "attention_mask": ones}, quiet)
+
+    try:
+        run(meta.max_length)
+    except Exception as exc:  # onnxruntime's errors are untyped
+        reason = str(exc).splitlines()[0][:200]
+        try:
+            run(MIN_TOKENS)
+        except Exception as short:
+            raise ModelError(f"{model_dir / meta.graphs[0]}: cannot run the graph ({reason})") from short
+        raise ModelError(f"{model_dir / META_FILE}: 'max_length' {meta.max_length} is more tokens than "
+                         f"{meta.graphs[0]} takes ({reason})") from exc
+
+
 def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
     if settings.model_dir is None:
         return default_model_dir()
@@ -317,6 +349,7 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
                 f"{model_dir / META_FILE}: exit weights have {len(exit_.weight)} values for a {width}-wide "
                 f"pooled vector in {name}"
             )
+    check_max_length(model_dir, meta, graphs[0])
     heads = graphs[-1].get_outputs()[1].shape[-1]  # a symbolic width is checked on the first batch instead
     if isinstance(heads, int) and heads != len(meta.symptoms):
         raise ModelError(f"{model_dir / META_FILE}: 'symptoms' has {len(meta.symptoms)} labels for a {heads}-wide "
