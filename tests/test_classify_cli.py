@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from miner.classify.model import default_model_dir
 from miner.cli import main
 
 ODD = Path(__file__).parent / "fixtures" / "classify" / "odd_input.jsonl"
@@ -112,3 +114,14 @@ def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) 
     assert result.exit_code == 1
     assert "model directory not found" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_nan_exit_bias_is_a_model_error_not_nan_in_the_output(runner: CliRunner, tmp_path: Path) -> None:
+    model_dir = tmp_path / "m"
+    shutil.copytree(default_model_dir(), model_dir)
+    meta = json.loads((model_dir / "model.json").read_text())
+    meta["exits"][0]["bias"] = float("nan")  # written as NaN, which JSON readers in Python accept
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    result = runner.invoke(main, ["classify", str(ODD), "--model-dir", str(model_dir)])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"{model_dir / 'model.json'}: 'exits[0].bias' is nan, not a finite number" in result.stderr

@@ -275,3 +275,30 @@ def test_max_length_the_graphs_cannot_take_is_refused(tmp_path: Path) -> None:
         load_classifier(_write_meta(model_dir, {**meta, "max_length": 4}))
     longest = load_classifier(_write_meta(model_dir, {**meta, "max_length": 512}))
     assert longest.predict(["whatsapp is down " * 300])[0].outage
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("exits.0.bias", float("nan"), r"'exits\[0\]\.bias' is nan, not a finite number"),
+        ("exits.1.bias", float("-inf"), r"'exits\[1\]\.bias' is -inf, not a finite number"),
+        ("exits.1.weight.7", float("nan"), r"'exits\[1\]\.weight' \[7\] is nan, not a finite float32"),
+        ("exits.0.weight.0", 1e39, r"'exits\[0\]\.weight' \[0\] is 1e\+39, not a finite float32"),  # inf in float32
+        ("exits.0.threshold", float("nan"), r"'exits\[0\]\.threshold' is nan, not a probability in \[0, 1\)"),
+        ("threshold", float("nan"), r"'threshold' is nan, not a probability in \(0, 1\)"),
+        ("threshold", float("inf"), r"'threshold' is inf, not a probability"),
+        ("threshold", 1.5, r"'threshold' is 1\.5, not a probability"),
+        ("symptoms.0", "wifi", r"'symptoms' has labels not in miner\.records\.SYMPTOMS: \['wifi'\]"),
+    ],
+)
+def test_non_finite_or_out_of_range_numbers_are_refused_by_field(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    model_dir, meta = _copy_meta(tmp_path)
+    *keys, last = [int(k) if k.isdigit() else k for k in field.split(".")]
+    node: Any = meta
+    for key in keys:
+        node = node[key]
+    node[last] = value
+    with pytest.raises(ModelError, match=rf"m/model\.json: {message}"):
+        load_classifier(_write_meta(model_dir, meta))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -63,13 +64,26 @@ class EarlyExit:
         }
 
     @classmethod
-    def from_json(cls, raw: Any) -> EarlyExit:
-        weight = np.asarray(raw["weight"], dtype=np.float32)
+    def from_json(cls, raw: Any, name: str = "exit") -> EarlyExit:
+        """The exit ``raw`` describes; an _Invalid error names a bad field as ``name``.field."""
+        with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused below
+            weight = np.asarray(raw["weight"], dtype=np.float32)
+        bias, threshold = float(raw["bias"]), float(raw["threshold"])
         if weight.ndim != 1:
-            raise ValueError("'exit.weight' is not a vector")
-        if not 0.0 <= float(raw["threshold"]) < 1.0:
-            raise ValueError("'exit.threshold' is out of range")
-        return cls(weight, float(raw["bias"]), float(raw["threshold"]), int(raw["layer"]))
+            raise _Invalid(f"'{name}.weight' is not a vector")
+        # A NaN or infinite probe scores posts NaN: no outage is ever found, and the output is not JSON.
+        if not np.isfinite(weight).all():
+            bad = int(np.flatnonzero(~np.isfinite(weight))[0])
+            raise _Invalid(f"'{name}.weight' [{bad}] is {raw['weight'][bad]}, not a finite float32")
+        if not math.isfinite(bias):
+            raise _Invalid(f"'{name}.bias' is {bias}, not a finite number")
+        if not 0.0 <= threshold < 1.0:  # false for NaN too
+            raise _Invalid(f"'{name}.threshold' is {threshold}, not a probability in [0, 1)")
+        return cls(weight, bias, threshold, int(raw["layer"]))
+
+
+class _Invalid(ValueError):
+    """A model.json field that parses but is out of range; the message names it and is shown as it is."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +114,8 @@ class ModelMeta:
                              "model with `miner train`")
         try:
             graphs = tuple(str(g) for g in raw["graphs"])
-            exits = tuple(EarlyExit.from_json(e) if e else None for e in raw.get("exits") or [None] * len(graphs[1:]))
+            raw_exits = raw.get("exits") or [None] * len(graphs[1:])
+            exits = tuple(EarlyExit.from_json(e, f"exits[{i}]") if e else None for i, e in enumerate(raw_exits))
             if not graphs or len(exits) != len(graphs) - 1:
                 raise ValueError("'exits' (one per graph but the last)")
             meta = cls(
@@ -115,12 +130,16 @@ class ModelMeta:
                 text_prep=str(raw.get("text_prep", "")),
                 path=path,
             )
+        except _Invalid as exc:
+            raise ModelError(f"{path}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
         if meta.max_length < MIN_TOKENS:
             raise ModelError(f"{path}: 'max_length' {meta.max_length} is fewer than {MIN_TOKENS} tokens")
-        if not set(meta.symptoms) <= set(SYMPTOMS) or not 0.0 < meta.threshold < 1.0:
-            raise ModelError(f"{path}: symptoms or threshold out of range")
+        if not 0.0 < meta.threshold < 1.0:  # false for NaN too
+            raise ModelError(f"{path}: 'threshold' is {meta.threshold}, not a probability in (0, 1)")
+        if unknown := sorted(set(meta.symptoms) - set(SYMPTOMS)):
+            raise ModelError(f"{path}: 'symptoms' has labels not in miner.records.SYMPTOMS: {unknown}")
         return meta
 
 
