@@ -302,3 +302,24 @@ def test_non_finite_or_out_of_range_numbers_are_refused_by_field(
     node[last] = value
     with pytest.raises(ModelError, match=rf"m/model\.json: {message}"):
         load_classifier(_write_meta(model_dir, meta))
+
+
+def test_damaged_graph_is_refused_by_its_sha256(tmp_path: Path) -> None:
+    model_dir, meta = _copy_meta(tmp_path)
+    assert set(meta["graph_sha256"]) == set(meta["graphs"])  # the shipped model records them
+    victim = model_dir / meta["graphs"][-1]
+    data = bytearray(victim.read_bytes())
+    middle = len(data) // 2  # inside the weight data: ONNX Runtime loads the file as it is
+    data[middle : middle + 4096] = np.random.default_rng(0).bytes(4096)
+    victim.write_bytes(bytes(data))
+    name = meta["graphs"][-1].replace(".", "[.]")
+    with pytest.raises(ModelError, match=rf"m/{name}: sha256 .* that .*/m/model\.json records in 'graph_sha256'"):
+        load_classifier(ClassifierSettings(model_dir=str(model_dir)))
+    # A model.json from before the sums were recorded still loads, unchecked.
+    load_classifier(_write_meta(model_dir, {k: v for k, v in meta.items() if k != "graph_sha256"}))
+    partial = {**meta, "graph_sha256": {g: h for g, h in meta["graph_sha256"].items() if g != meta["graphs"][0]}}
+    with pytest.raises(ModelError, match=r"m/model\.json: 'graph_sha256' does not give one sha256 for each"):
+        load_classifier(_write_meta(model_dir, partial))
+    upper = {**meta, "graph_sha256": {g: h.upper() for g, h in meta["graph_sha256"].items()}}
+    with pytest.raises(ModelError, match=r"m/model\.json: 'graph_sha256' has a value that is not a sha256"):
+        load_classifier(_write_meta(model_dir, upper))

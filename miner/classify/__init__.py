@@ -11,14 +11,14 @@ Public API (stable; the pipeline uses only this)::
 ``load_classifier(settings, base_dir=None)`` reads ``settings.model_dir`` (a relative path is taken against
 ``base_dir``; ``None`` means the repository's ``models/`` folder, ``Path(miner.__file__).parent.parent /
 "models"``). That folder holds ``model.json`` (version, threshold, symptom labels, max_length, training data
-hash, file names, early-exit probes), the int8 ONNX stage graphs (each runs some of the encoder layers) and
-``tokenizer.json``. ``predict`` batches internally
-(``settings.batch_size`` posts per ONNX run, length-sorted); any text is accepted: empty, emoji-only or very
-long posts are scored (long ones truncated to ``max_length`` tokens). ``Prediction.outage`` is
-``score >= threshold`` (``settings.threshold`` overrides the model's validated one); ``Prediction.symptom``
-is one of :data:`miner.records.SYMPTOMS` when ``outage`` else ``None``. With ``settings.early_exit`` (the
-default) a post an exit probe calls a clear non-report stops after that stage and scores the probe's
-estimate of the full model's probability (see :mod:`miner.classify.model`).
+hash, file names, the graphs' sha256, early-exit probes), the int8 ONNX stage graphs (each runs some of the
+encoder layers) and ``tokenizer.json``. ``predict`` batches internally (``settings.batch_size`` posts per ONNX
+run, length-sorted); any text is accepted: empty, emoji-only or very long posts are scored (long ones
+truncated to ``max_length`` tokens). ``Prediction.outage`` is ``score >= threshold`` (``settings.threshold``
+overrides the model's validated one); ``Prediction.symptom`` is one of :data:`miner.records.SYMPTOMS` when
+``outage`` else ``None``. With ``settings.early_exit`` (the default) a post an exit probe calls a clear
+non-report stops after that stage and scores the probe's estimate of the full model's probability (see
+:mod:`miner.classify.model`).
 
 Serving uses ONNX Runtime and `tokenizers` only: importing this package never imports torch. Training
 (:mod:`miner.classify.train`, :mod:`miner.classify.crossval`, :mod:`miner.classify.export`) imports torch and

@@ -30,7 +30,7 @@ from miner.classify.data import (
 from miner.classify.early_exit import fit_exits
 from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
 from miner.classify.metrics import best_threshold, report
-from miner.classify.model import META_FILE
+from miner.classify.model import META_FILE, file_sha256
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.classify.tokenize import TEXT_PREP
 from miner.classify.train import OutageNet, Progress, base_model_dir, new_model, train_model
@@ -180,6 +180,7 @@ def build(
         "symptoms": list(SYMPTOMS),
         "max_length": cfg.max_length,
         "graphs": list(graphs),
+        "graph_sha256": {g: file_sha256(out / g) for g in graphs},  # ORT loads damaged weights silently
         "exits": [e.as_json() if e else None for e in exits],
         "tokenizer": "tokenizer.json",
         "text_prep": TEXT_PREP,
