@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import shlex
 import subprocess
 import sys
 import types
@@ -61,3 +63,32 @@ def test_every_command_is_in_the_reference() -> None:
     doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for path, _cmd in gen_docs._commands(gen_docs.main, ()):
         assert f"## `miner {' '.join(path)}`" in doc
+
+
+def doc_commands() -> list[tuple[str, str]]:
+    """(file, command line) of every `miner ...` in README.md and docs/: inline code spans and lines of code blocks."""
+    found = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        lines = [m.group(1) for m in re.finditer(r"`(miner [^`\n]+)`", text)]
+        for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.M | re.S):
+            lines += [m.group(1) for m in re.finditer(r"^(?:\$ |ExecStart=\S*/)?(miner .+)$", block, re.M)]
+        found += [(doc.name, line.split(" #")[0].split(" | ")[0].strip()) for line in lines]
+    return found
+
+
+def test_every_documented_command_line_parses() -> None:
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    checked = 0
+    for doc, line in doc_commands():
+        args = [a.strip("[]") for a in shlex.split(line)[1:]]
+        if not args or not (args[0].startswith("-") or args[0] in main.commands):
+            continue  # prose that starts with the word, or an address like `miner <miner@localhost>`
+        # --help after the arguments: an option in the wrong place (`miner replay X --db Y`) is still an error.
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0, f"{doc}: `{line}`: {result.output.strip().splitlines()[-1]}"
+        checked += 1
+    assert checked > 40

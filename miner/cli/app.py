@@ -102,6 +102,8 @@ def main(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> 
 
     Collectors fetch posts and status pages, a small transformer labels outage reports, a rolling z-score
     detector opens incidents, and alerts go out by email and webhook. Everything is kept in one SQLite file.
+
+    The global --config and --db go before the command: miner --db x.sqlite status.
     """
     app = AppContext(config_path=config_path, db_path=db_path)
     ctx.obj = app

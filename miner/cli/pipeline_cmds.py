@@ -135,7 +135,9 @@ def _count_lines(path: Path) -> int:
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
     """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
 
-    Produces the incidents and notifications the service would have produced. Use --db for a fresh store.
+    Produces the incidents and notifications the service would have produced, in the store of --db (default:
+    [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
+    miner --db replay.sqlite replay POSTS.
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
