@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -85,3 +86,34 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     again = runner.invoke(main, [*base, "reclassify", "--since", "2026-02-03"])
     assert again.exit_code == 0, again.output
     assert "reclassified 0 posts" in again.output  # the current model already classified them
+
+
+def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,
+                                                                         real_posts: dict[str, list[str]]) -> None:
+    posts = write_stream(real_posts, tmp_path / "posts.jsonl")
+    out = tmp_path / "out"
+    route = '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "{}"\nemail = ["oncall@example.org"]\n'
+
+    def run(db: str, route_name: str) -> str:
+        cfg = tmp_path / "feeds.toml"
+        cfg.write_text(CONFIG + route.format(route_name))
+        result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / db), "replay", str(posts),
+                                      "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("first.sqlite", "oncall")
+    (out / "notes.txt").write_text("mine")
+    (out / "outbox" / "notes.txt").write_text("mine too")
+    first = sorted(p.name for p in (out / "outbox").glob("0*"))
+    assert len(first) == 2  # the alert and the resolve notice
+
+    output = run("second.sqlite", "team")
+    conn = sqlite3.connect(tmp_path / "second.sqlite")
+    sent = conn.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()[0]
+    conn.close()
+    assert sorted(p.name for p in (out / "outbox").glob("0*")) == first  # replaced, not numbered on from 0003
+    assert f"{sent} notifications written to {out / 'outbox'} (a replay sends nothing)" in output
+    assert not list(out.glob("digest-oncall*"))  # the first run's route is gone from the config
+    assert list(out.glob("digest-team.*"))
+    assert (out / "notes.txt").read_text() == "mine" and (out / "outbox" / "notes.txt").read_text() == "mine too"

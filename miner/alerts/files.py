@@ -41,6 +41,25 @@ def save_rendered(rendered: Rendered, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+# What the senders and write_digest_files() name their files; a replay into a used folder replaces only these.
+_SENT_FILE = re.compile(r"\d{4}-.+\.(?:eml|json)")
+_DIGEST_FILE = re.compile(r"digest-.+\.(?:eml|html|txt|png)")
+
+
+def _own_files(out_dir: Path, pattern: re.Pattern[str]) -> list[Path]:
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+
+
+def remove_digest_files(out_dir: Path | str) -> int:
+    """Delete the digest files an earlier write_digest_files() left in ``out_dir`` (its routes may have changed)."""
+    paths = _own_files(Path(out_dir), _DIGEST_FILE)
+    for path in paths:
+        path.unlink()
+    return len(paths)
+
+
 def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out_dir: Path | str,
                        route: str | None = None, *, since: datetime | None = None) -> list[Path]:
     """Render the digest of ``route`` (default: every route with email) as of ``now`` into ``out_dir``."""
@@ -65,10 +84,18 @@ def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out
 class FileSenders:
     """Senders that write each message to ``out_dir`` (numbered in send order) instead of sending it."""
 
-    def __init__(self, out_dir: Path | str) -> None:
+    def __init__(self, out_dir: Path | str, *, replace: bool = False) -> None:
+        """``replace``: delete the numbered files already there (an earlier run's, of a store that has sent
+        nothing yet); otherwise continue their numbering, as a resumed replay must not overwrite what was "sent"."""
         self.out_dir = Path(out_dir)
-        # Continue the numbering of files already there: a resumed replay must not overwrite what was "sent".
-        self.count = len(list(self.out_dir.glob("*"))) if self.out_dir.is_dir() else 0
+        if replace:
+            for path in self.files():
+                path.unlink()
+        self.count = len(self.files())
+
+    def files(self) -> list[Path]:
+        """The notifications written to ``out_dir``, in send order."""
+        return _own_files(self.out_dir, _SENT_FILE)
 
     def email(self, message: EmailMessage, recipients: list[str]) -> str:
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -74,16 +74,18 @@ def reclassify(app: AppContext, since: object) -> None:
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
     from miner.alerts import FileSenders, write_digest_files
+    from miner.alerts.files import remove_digest_files
     from miner.cli.summary import print_summary
     from miner.pipeline import Pipeline
     from miner.replay import read_posts, run_replay
 
     cfg = app.config
     store = app.store()
-    # Notifications go to files: a replay shows what would have been sent, and never sends it.
-    senders = FileSenders(out / "outbox").senders() if out is not None else FileSenders(
-        Path(store.path).with_name("outbox")).senders()
-    pipeline = Pipeline(cfg, store, senders=senders)
+    # Notifications go to files: a replay shows what would have been sent, and never sends it. Files there from
+    # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
+    files = FileSenders(out / "outbox" if out is not None else Path(store.path).with_name("outbox"),
+                        replace=not store.has_sent_notifications())
+    pipeline = Pipeline(cfg, store, senders=files.senders())
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
     started = time.monotonic()
@@ -97,11 +99,11 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
     print_summary(store, cfg, click.echo)
+    click.echo(f"\n{len(files.files())} notifications written to {files.out_dir} (a {label} sends nothing)")
     if out is not None:
-        sent = sorted((out / "outbox").glob("*")) if (out / "outbox").is_dir() else []
-        click.echo(f"\n{len(sent)} notifications written to {out / 'outbox'} (the demo sends nothing)")
         # The digest as of the busiest incident's end, so it shows an outage rather than a quiet day.
         when = _digest_time(store) or stats.end
+        remove_digest_files(out)
         paths = write_digest_files(store, cfg.alerts, when, out)
         click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
                                                                        if p.suffix in (".html", ".eml")))
@@ -130,18 +132,20 @@ def _count_lines(path: Path) -> int:
               help="Pace the replay at N times real time.")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Folder for the rendered digest and the notifications that would have been sent.")
+              help="Folder for the rendered digest and the notifications that would have been sent "
+                   "(default: no digest, notifications in outbox/ beside the store).")
 @pass_app
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
     """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
-    miner --db replay.sqlite replay POSTS.
+    miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
+    are replaced (a resumed replay, whose store has sent them, adds to them); other files there are kept.
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
-    _replay(app, posts, None if fast else speed, out, "replaying")
+    _replay(app, posts, None if fast else speed, out, "replay")
 
 
 @main.command()
@@ -151,7 +155,9 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 def demo(ctx: click.Context, out: Path) -> None:
     """Replay the bundled real stream (SentiTel, Ugandan telecom posts, 2019) offline and show what was found.
 
-    Uses the bundled demo configuration unless --config is given; writes a fresh store in OUT.
+    Uses the bundled demo configuration unless --config is given. Writes a fresh store, OUT/miner.sqlite (a
+    --db store is added to instead), and replaces the digest and notifications an earlier run left in OUT;
+    other files there are kept.
     """
     from miner.config import bundled_path
     from miner.replay import demo_stream_path

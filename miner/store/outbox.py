@@ -233,6 +233,10 @@ class OutboxMixin:
                                 (route, incident_id))
         return str(row["message_id"]) if row and row["message_id"] else None
 
+    def has_sent_notifications(self) -> bool:
+        """Whether any notification was sent (or claimed for sending) from this store."""
+        return self.database.one("SELECT 1 AS x FROM outbox WHERE status IN ('sent', 'sending') LIMIT 1") is not None
+
     def outbox_rows(self, statuses: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
         marks = ",".join("?" * len(statuses))
         return self.database.rows(
