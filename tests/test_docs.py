@@ -59,6 +59,22 @@ def test_generated_docs_are_up_to_date() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_reference_is_what_help_prints() -> None:
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    pages = dict(re.findall(r"^## `miner ?([^`]*)`\n\n```\n(.*?)\n```$", doc, re.M | re.S))
+    for path in [(), *(p for p, _cmd in gen_docs._commands(main, ()))]:
+        # A real invocation, in a terminal as wide as the generator assumes.
+        result = CliRunner().invoke(main, [*path, "--help"], prog_name="miner", terminal_width=gen_docs.WIDTH,
+                                    max_content_width=gen_docs.WIDTH)
+        assert result.exit_code == 0, result.output
+        title = " ".join(("miner", *path))
+        assert result.output.rstrip() == pages[" ".join(path)], f"docs/cli.md differs from `{title} --help`"
+
+
 def test_every_command_is_in_the_reference() -> None:
     doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for path, _cmd in gen_docs._commands(gen_docs.main, ()):

@@ -30,13 +30,26 @@ def _commands(group: click.Group, prefix: tuple[str, ...]) -> list[tuple[tuple[s
     return out
 
 
+WIDTH = 100
+
+
+def help_text(path: tuple[str, ...]) -> str:
+    """What `miner PATH --help` prints in a terminal WIDTH columns wide."""
+    # The contexts a real invocation builds: each with its command's context_settings and its parent's, so that
+    # settings such as the group's help_option_names reach the page as they reach --help.
+    ctx = click.Context(main, info_name="miner", terminal_width=WIDTH, max_content_width=WIDTH, **main.context_settings)
+    for name in path:
+        assert isinstance(ctx.command, click.Group)
+        cmd = ctx.command.commands[name]
+        ctx = click.Context(cmd, parent=ctx, info_name=name, **cmd.context_settings)
+    return ctx.command.get_help(ctx).rstrip()
+
+
 def cli_markdown() -> str:
     parts = ["# Command reference", "",
              "Generated from the code by `python tools/gen_docs.py`; do not edit by hand.", ""]
-    for path, cmd in [((), main), *_commands(main, ())]:
-        title = " ".join(("miner", *path))
-        ctx = click.Context(cmd, info_name=title, terminal_width=100, max_content_width=100)
-        parts += [f"## `{title}`", "", "```", cmd.get_help(ctx).rstrip(), "```", ""]
+    for path in [(), *(p for p, _cmd in _commands(main, ()))]:
+        parts += [f"## `{' '.join(('miner', *path))}`", "", "```", help_text(path), "```", ""]
     return "\n".join(parts)
 
 
