@@ -31,6 +31,14 @@ def test_demo_config_is_valid() -> None:
     assert [s.name for s in cfg.services] == ["MTN", "Airtel", "Africell"]
 
 
+@pytest.mark.parametrize("text", ["", '[[services]]\nname = "X"\n',
+                                  '[[sources]]\nname = "s"\ntype = "rss"\nurl = "https://example.org/feed"\n'])
+def test_no_section_is_required(text: str) -> None:
+    # docs/configuration.md: "Every section is optional"; the demo's config has no sources.
+    cfg = parse_config(text, "feeds.toml")
+    assert len(cfg.services) + len(cfg.sources) == text.count("[[")
+
+
 def test_config_objects_are_frozen() -> None:
     cfg = load_config(ROOT / "feeds.toml")
     with pytest.raises(AttributeError):
