@@ -109,7 +109,8 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
 
     After construction, a ``validate()`` method on the dataclass (if any) may raise ``ValueError``; the
     message is reported at ``prefix``. A message of the form ``"field: reason"`` (or ``"field.key: reason"``) is
-    reported at that field.
+    reported at that field, and a ``SettingsError`` at its key below ``prefix`` (for an entry of a list:
+    ``routes[0].webhooks[1]``).
     ``localns`` resolves annotations naming classes the module of ``cls`` does not import at run time.
     """
     if not dataclasses.is_dataclass(cls):
@@ -131,6 +132,8 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
     if callable(validate):
         try:
             validate()
+        except SettingsError as exc:
+            raise SettingsError(_join(prefix, exc.key), exc.message) from exc
         except ValueError as exc:
             msg = str(exc)
             field_name, sep, reason = msg.partition(": ")

@@ -134,6 +134,19 @@ def test_status_page_must_be_a_url() -> None:
         parse_config("[[services]]\nname = 'Discord'\nstatus_page = 'discordstatus.com'\n")
 
 
+def test_alert_route_and_webhook_errors_name_the_entry_and_its_line() -> None:
+    text = ("[alerts]\n\n[[alerts.webhooks]]\nname = 'ops'\nurl_env = 'OPS_URL'\n\n"
+            "[[alerts.routes]]\nname = 'r'\nwebhooks = ['ops', 'nope']\n")
+    with pytest.raises(ConfigError, match=r"x.toml:9: alerts.routes\[0\].webhooks\[1\]: route 'r' names unknown "
+                                          r"webhook 'nope'"):
+        parse_config(text, "x.toml")
+    text = text.replace("'ops', 'nope'", "'ops'")
+    with pytest.raises(ConfigError, match=r"x.toml:12: alerts.routes\[1\].name: duplicate route name 'r'"):
+        parse_config(text + "\n[[alerts.routes]]\nname = 'r'\nwebhooks = ['ops']\n", "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml:12: alerts.webhooks\[1\].name: duplicate webhook name 'ops'"):
+        parse_config(text + "\n[[alerts.webhooks]]\nname = 'ops'\nurl_env = 'OPS_URL'\n", "x.toml")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")

@@ -183,18 +183,20 @@ class AlertSettings:
     def validate(self) -> None:
         if not _EMAIL.search(self.from_addr):
             raise ValueError("from_addr: must contain an email address")
+        # Errors about one entry name its key path, so that `config check` can give its line.
         names = [w.name for w in self.webhooks]
-        dup = next((n for n in names if names.count(n) > 1), None)
-        if dup:
-            raise ValueError(f"webhooks: duplicate webhook name {dup!r}")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise SettingsError(f"webhooks[{i}].name", f"duplicate webhook name {name!r}")
         routes = [r.name for r in self.routes]
-        dup = next((n for n in routes if routes.count(n) > 1), None)
-        if dup:
-            raise ValueError(f"routes: duplicate route name {dup!r}")
-        for route in self.routes:
-            missing = next((w for w in route.webhooks if w not in names), None)
-            if missing:
-                raise ValueError(f"routes: route {route.name!r} names unknown webhook {missing!r}")
+        for i, name in enumerate(routes):
+            if name in routes[:i]:
+                raise SettingsError(f"routes[{i}].name", f"duplicate route name {name!r}")
+        for i, route in enumerate(self.routes):
+            for j, webhook in enumerate(route.webhooks):
+                if webhook not in names:
+                    raise SettingsError(f"routes[{i}].webhooks[{j}]",
+                                        f"route {route.name!r} names unknown webhook {webhook!r}")
         for key in ("group_wait", "repeat_interval", "stale_after"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must not be negative")
