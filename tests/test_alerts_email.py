@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.cli import main
+from miner.config import load_config
+from miner.pipeline import Pipeline
 from miner.store import Store
 
 
@@ -210,3 +216,22 @@ def test_reminder_for_a_still_open_incident(store: Store, smtp_server: SmtpServe
     assert str(first["Subject"]).startswith("[miner] OPEN: WhatsApp")
     assert str(reminder["Subject"]).startswith("[miner] STILL OPEN: WhatsApp")
     assert "(still open, reminder)" in reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # docs/schema.md, deliveries.worker: `cli-HOST-PID` from `miner outbox send`, `HOST:PID` from the pipeline.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[[services]]\nname = "WhatsApp"\n\n[alerts]\n'
+                   f'smtp = {{ host = "127.0.0.1", port = {smtp_server.port}, security = "none" }}\n\n'
+                   f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n')
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite")]
+    runner = CliRunner()
+    for args in (["digest"], ["outbox", "send"]):
+        result = runner.invoke(main, [*base, *args])
+        assert result.exit_code == 0, result.output
+    store = Store.open(tmp_path / "m.sqlite")
+    try:
+        assert [d["worker"] for d in store.deliveries(1)] == [f"cli-{socket.gethostname()}-{os.getpid()}"]
+        assert Pipeline(load_config(cfg), store).worker_id == f"{socket.gethostname()}:{os.getpid()}"
+    finally:
+        store.close()

@@ -133,7 +133,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "created_at": "When it was planned.",
         "next_attempt_at": "Earliest next send (group_wait at first, then backoff after failures).",
         "attempts": "Send attempts so far.",
-        "claimed_by": "Worker that holds the claim while sending.",
+        "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",
         "sent_at": "When the server accepted it.",
         "last_error": "The last attempt's error.",
@@ -156,7 +156,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id.",
         "outbox_id": "outbox.id.",
         "attempt": "Attempt number, from 1.",
-        "worker": "Worker that made it (host:pid).",
+        "worker": "Worker that made it: `HOST:PID` from the service, a replay or the demo; `cli-HOST-PID` from "
+                  "`miner outbox send`.",
         "at": "When.",
         "outcome": "sent, retry or failed.",
         "detail": "Server reply or error.",
