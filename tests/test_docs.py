@@ -108,3 +108,10 @@ def test_every_documented_command_line_parses() -> None:
         assert result.exit_code == 0, f"{doc}: `{line}`: {result.output.strip().splitlines()[-1]}"
         checked += 1
     assert checked > 40
+
+
+def test_docs_point_to_no_path_on_the_developers_machine() -> None:
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text(encoding="utf-8")
+        local = re.findall(r"\S*(?:/work/|shared/data)\S*", text)
+        assert not local, f"{doc.name}: {local}: name the data set and its upstream source instead"
