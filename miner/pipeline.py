@@ -293,7 +293,8 @@ class Pipeline:
         """
         rng = rng or random.Random()
         sources = [s for s in self.config.sources if s.enabled]
-        self.store.sync_sources(sources)
+        for name in self.store.sync_sources(sources):
+            log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh", name)
         names = {s.name for s in sources}
         if due_only:
             names = set(self.store.due_sources(sorted(names), now))

@@ -57,6 +57,31 @@ def test_failed_poll_keeps_cursor_and_counts_failures(store: Store) -> None:
     assert [r["name"] for r in store.failing_sources()] == ["feed"]
 
 
+def test_changed_type_or_url_resets_poll_state_but_keeps_posts(store: Store) -> None:
+    hn = SourceConfig(name="forum", type="hackernews", url="https://hn.example.org")
+    assert store.sync_sources([hn]) == []
+    store.save_fetch("forum", FetchResult(posts=[post("1", "whatsapp down")],
+                                          state=SourceState(etag='"e"', last_modified="Sun, 01 Mar 2026", cursor="99")),
+                     T0, T0 + FIVE)
+    store.record_poll_failure("forum", "HTTP 503", T0 + FIVE, T0 + 9 * FIVE)
+    assert store.sync_sources([hn]) == []  # unchanged config: state kept
+    assert store.source_state("forum") == SourceState(etag='"e"', last_modified="Sun, 01 Mar 2026", cursor="99")
+
+    assert store.sync_sources([SourceConfig(name="forum", type="discourse", url="https://hn.example.org")]) == ["forum"]
+    assert store.source_state("forum") == SourceState()
+    row = store.source_row("forum")
+    assert row is not None
+    assert (row["type"], row["consecutive_failures"], row["next_poll_at"], row["last_error"]) == ("discourse", 0, None,
+                                                                                                    None)
+    assert row["posts_stored"] == 1 and store.due_sources(["forum"], T0 + 2 * FIVE) == ["forum"]
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
+
+    store.save_fetch("forum", FetchResult(state=SourceState(cursor="5")), T0, T0 + FIVE)
+    moved = SourceConfig(name="forum", type="discourse", url="https://forum.example.org")
+    assert store.sync_sources([moved]) == ["forum"]
+    assert store.source_state("forum") == SourceState()
+
+
 def test_a_failing_write_stores_nothing(store: Store) -> None:
     bad = Post(source="feed", external_id="x", text=None, created_at=T0)  # type: ignore[arg-type]
     with pytest.raises(sqlite3.IntegrityError):

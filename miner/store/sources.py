@@ -17,15 +17,30 @@ if TYPE_CHECKING:
 class SourcesMixin:
     database: Database
 
-    def sync_sources(self, sources: Iterable[SourceConfig]) -> None:
-        """Insert configured sources and refresh their type/url; poll state of existing ones is kept."""
+    def sync_sources(self, sources: Iterable[SourceConfig]) -> list[str]:
+        """Insert configured sources and refresh their type/url. Returns the names whose poll state was reset.
+
+        Poll state (cursor, validators, backoff, last error) belongs to the endpoint it came from: a source
+        whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a re-typed
+        discourse source skip every topic. Its posts and counters are kept.
+        """
+        reset: list[str] = []
         with self.database.transaction() as conn:
             for src in sources:
+                cur = conn.execute(
+                    "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
+                    "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL "
+                    "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
+                    (src.name, src.type, src.url),
+                )
+                if cur.rowcount:
+                    reset.append(src.name)
                 conn.execute(
                     "INSERT INTO sources (name, type, url) VALUES (?, ?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
                     (src.name, src.type, src.url),
                 )
+        return reset
 
     def source_state(self, name: str) -> SourceState:
         row = self.database.one("SELECT etag, last_modified, cursor FROM sources WHERE name = ?", (name,))
