@@ -171,6 +171,12 @@ class Config:
     def source(self, name: str) -> SourceConfig | None:
         return next((s for s in self.sources if s.name == name), None)
 
+    @property
+    def polled_sources(self) -> tuple[str, ...]:
+        """Names of the enabled sources. Failures of removed or disabled ones are history, not news, so the
+        digest's "failing sources" only looks at these."""
+        return tuple(s.name for s in self.sources if s.enabled)
+
 
 _TOP_KEYS = ("services", "sources", "groups", "store", "collect", "classifier", "detector", "alerts", "server")
 

@@ -105,7 +105,8 @@ class Pipeline:
         """Plan notifications for new incident transitions, queue due digests, send what is due."""
         from miner.alerts import run_alerts
 
-        return run_alerts(self.store, self.config.alerts, now, worker_id=self.worker_id, senders=self.senders)
+        return run_alerts(self.store, self.config.alerts, now, worker_id=self.worker_id, senders=self.senders,
+                          sources=self.config.polled_sources)
 
     # Classify --------------------------------------------------------------------------------------------
 

@@ -111,6 +111,29 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
 
 
+def test_digest_and_status_leave_out_sources_removed_from_the_config(tmp_path: Path) -> None:
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    seeded(store)  # reddit-ug is failing
+    store.close()
+    run = CliRunner()
+    configured = tmp_path / "with.toml"
+    configured.write_text(CONFIG + '\n[[sources]]\nname = "reddit-ug"\ntype = "reddit"\nquery = "airtel"\n')
+    removed = tmp_path / "without.toml"
+    removed.write_text(CONFIG)
+    for cfg, listed in ((configured, True), (removed, False)):
+        out = tmp_path / cfg.stem
+        res = run.invoke(main, ["--config", str(cfg), "--db", str(db), "digest", "--dry-run", "--out", str(out),
+                                "--at", "2026-11-27T12:50Z"])
+        assert res.exit_code == 0, res.output
+        text = (out / "digest-oncall.txt").read_text()
+        assert ("reddit-ug (reddit): HTTP 429" in text) is listed
+        assert ("Sources failing to poll" in text) is listed
+        res = run.invoke(main, ["--config", str(cfg), "--db", str(db), "status", "--format", "json"])
+        assert res.exit_code == 0, res.output
+        assert [s["source"] for s in json.loads(res.output)["sources"]] == (["reddit-ug"] if listed else [])
+
+
 def test_grouped_openings_become_one_alert_written_by_file_senders(store: Store, tmp_path: Path) -> None:
     from miner.alerts import FileSenders, run_alerts
 
@@ -131,6 +154,20 @@ def test_grouped_openings_become_one_alert_written_by_file_senders(store: Store,
     body = json.loads(hook.read_text())
     assert [i["service"] for i in body["incidents"]] == ["WhatsApp", "Instagram"]
     assert {i["group"] for i in body["incidents"]} == {"Meta: Meta platform outage"}
+
+
+def test_queued_digest_sent_by_the_service_leaves_out_removed_sources(store: Store, tmp_path: Path) -> None:
+    from miner.alerts import FileSenders, enqueue_digest_now, run_alerts
+
+    seeded(store)
+    cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=())
+    files = FileSenders(tmp_path / "sent")
+    for minute, sources in ((50, ["reddit-ug"]), (55, ["another-source"])):
+        enqueue_digest_now(store, cfg, cfg.routes[0], T0 + timedelta(minutes=minute))
+        run_alerts(store, cfg, T0 + timedelta(hours=1), worker_id="svc", senders=files.senders(), sources=sources)
+    first, second = (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
+                     for p in sorted((tmp_path / "sent").glob("*.eml")))
+    assert "1 source(s) failing" in first["Subject"] and "failing" not in second["Subject"]
 
 
 def test_sparse_incident_rows_and_odd_details_still_render(store: Store) -> None:

@@ -149,8 +149,9 @@ def test_quiet_digests_are_skipped_unless_asked_for(store: Store) -> None:
     quiet = cfg()
     enqueue_due_digests(store, quiet, T0)
     assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=1)) == 0
-    failing_source(store, T0 + timedelta(hours=1))  # a failing source is news
-    assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=2)) == 1
+    failing_source(store, T0 + timedelta(hours=1))  # a failing source is news...
+    assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=2), sources=["other"]) == 0  # ...if still configured
+    assert enqueue_due_digests(store, quiet, T0 + timedelta(hours=3), sources=["reddit-ug"]) == 1
     always = RouteSettings(name="daily", email=("a@example.org",), digest="0 8 * * *", timezone="Europe/Berlin",
                            digest_when_quiet=True)
     c = settings(routes=(always,), webhooks=())

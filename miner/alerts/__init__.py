@@ -6,17 +6,20 @@ Public API for the pipeline (``now`` is always passed in, so a replay sends what
     Read incident transitions logged since the planner's cursor and write outbox rows: an alert per opening
     and a notice per resolve, per route and channel, after routes, silences, maintenance windows and
     inhibition; repeats of still-open incidents after ``repeat_interval``. Idempotent; safe in two processes.
-``enqueue_due_digests(store, settings, now) -> int``
+``enqueue_due_digests(store, settings, now, *, sources=None) -> int``
     Queue each route's digest whose cron time has come (missed runs coalesce into one).
-``dispatch(store, settings, now, *, worker_id, senders=None) -> DispatchStats``
+``dispatch(store, settings, now, *, worker_id, senders=None, sources=None) -> DispatchStats``
     Claim due outbox rows (conditional UPDATE), send them through ``senders`` (default: SMTP and httpx from
     the settings; the demo passes ``FileSenders(dir).senders()``), retry failures with backoff.
-``render_digest(store, settings, now, route) -> RenderedDigest``
+``render_digest(store, settings, now, route, *, sources=None) -> RenderedDigest``
     The digest email of a route: text, html, PNG charts by content id, and the ``EmailMessage``.
-``write_digest_files(store, settings, now, out_dir, route=None) -> list[Path]``
+``write_digest_files(store, settings, now, out_dir, route=None, *, sources=None) -> list[Path]``
     The digest as .eml, .html (+ PNGs) and .txt files, for the demo and ``miner digest --dry-run``.
-``run_alerts(store, settings, now, *, worker_id, senders=None) -> DispatchStats``
+``run_alerts(store, settings, now, *, worker_id, senders=None, sources=None) -> DispatchStats``
     The three steps in order, for one service tick.
+
+``sources`` is the config's enabled source names (``Config.polled_sources``): the digest lists only their poll
+failures, not those of sources removed from feeds.toml (``None``: every source in the store).
 
 Delivery is exactly once up to the SMTP/HTTP boundary and at least once across it: a crash after the server
 accepted a message but before the outbox recorded it resends it, with the same Message-ID (email) or ``id``

@@ -7,6 +7,7 @@ post text is cleaned here, so the templates and webhook payloads only ever see s
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -170,11 +171,12 @@ def _group(store: Store, incident_id: int) -> str:
     return ""
 
 
-def failing_sources(store: Store) -> list[FailingSource]:
+def failing_sources(store: Store, sources: Collection[str] | None) -> list[FailingSource]:
+    """Failing sources among ``sources`` (the configured ones; None: every source in the store)."""
     return [
         FailingSource(clean_text(r["name"], 80), clean_text(r["type"], 30), clean_text(r.get("last_error"), 200),
                       int(_num(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"))
-        for r in store.failing_sources()
+        for r in store.failing_sources(sources)
     ]
 
 

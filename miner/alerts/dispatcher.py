@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -41,8 +42,12 @@ class DispatchStats:
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
-             senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None) -> DispatchStats:
-    """Send every due outbox row (up to ``limit``) as ``worker_id``; see the module docstring for guarantees."""
+             senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None,
+             sources: Collection[str] | None = None) -> DispatchStats:
+    """Send every due outbox row (up to ``limit``) as ``worker_id``; see the module docstring for guarantees.
+
+    ``sources``: the configured sources' names, for the digests' failing sources (None: every stored source).
+    """
     stats = DispatchStats()
     if not settings.enabled:
         return stats
@@ -56,7 +61,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
             stats.lost_races += 1
             continue
         stats.claimed += 1
-        finish = _attempt(store, settings, row, now, senders, rng)
+        finish = _attempt(store, settings, row, now, senders, rng, sources)
         if not store.finish_notification(row["id"], worker_id, now, finish):
             stats.lapsed += 1
             log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
@@ -70,9 +75,9 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
 
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders,
-             rng: random.Random) -> Finish:
+             rng: random.Random, sources: Collection[str] | None) -> Finish:
     try:
-        detail = send_row(store, settings, row, now, senders)
+        detail = send_row(store, settings, row, now, senders, sources=sources)
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
@@ -101,14 +106,15 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
     return Finish("retry", error, now + timedelta(seconds=delay))
 
 
-def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders) -> str:
+def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders, *,
+             sources: Collection[str] | None = None) -> str:
     """Render and send one claimed row; returns the sender's note, raises DeliveryError or MinerError."""
     route = settings.route(row["route"])
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
     channel = str(row["channel"])
     if channel == "email":
-        rendered = render_outbox_row(store, settings, row, now)
+        rendered = render_outbox_row(store, settings, row, now, sources=sources)
         return senders.email(rendered.message, list(route.email))
     name = channel.removeprefix("webhook:")
     webhook = settings.webhook(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection
 from datetime import datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -61,7 +62,8 @@ def remove_digest_files(out_dir: Path | str) -> int:
 
 
 def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out_dir: Path | str,
-                       route: str | None = None, *, since: datetime | None = None) -> list[Path]:
+                       route: str | None = None, *, since: datetime | None = None,
+                       sources: Collection[str] | None = None) -> list[Path]:
     """Render the digest of ``route`` (default: every route with email) as of ``now`` into ``out_dir``."""
     routes: list[RouteSettings]
     if route is not None:
@@ -76,7 +78,7 @@ def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out
         routes = [RouteSettings(name="digest", email=("you@example.org",))]
     paths: list[Path] = []
     for r in routes:
-        rendered = render_digest(store, settings, now, r, since=since)
+        rendered = render_digest(store, settings, now, r, since=since, sources=sources)
         paths += save_rendered(rendered, Path(out_dir), f"digest-{_stem(r.name)}")
     return paths
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -130,8 +131,12 @@ def _anchor_key(route: RouteSettings) -> str:
     return f"digest_anchor:{route.name}"
 
 
-def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime) -> int:
-    """Enqueue each route's digest whose scheduled time has come; missed runs coalesce into one."""
+def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime, *,
+                        sources: Collection[str] | None = None) -> int:
+    """Enqueue each route's digest whose scheduled time has come; missed runs coalesce into one.
+
+    ``sources``: the configured sources' names; only their failures count as news for a quiet digest.
+    """
     if not settings.enabled:
         return 0
     queued = 0
@@ -152,7 +157,7 @@ def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime) ->
             if later is None or later > now:
                 break
             fire = later
-        if not route.digest_when_quiet and not _has_news(store, route, anchor):
+        if not route.digest_when_quiet and not _has_news(store, route, anchor, sources):
             store.set_alert_state(_anchor_key(route), iso(fire))
             continue
         payload = {"as_of": iso(fire), "since": iso(anchor)}
@@ -171,7 +176,7 @@ def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettin
                                 anchor_text or iso(now))
 
 
-def _has_news(store: Store, route: RouteSettings, since: datetime) -> bool:
+def _has_news(store: Store, route: RouteSettings, since: datetime, sources: Collection[str] | None) -> bool:
     if any(route.matches(i["service"]) for i in store.incidents(since=since)):
         return True
-    return bool(store.failing_sources())
+    return bool(store.failing_sources(sources))

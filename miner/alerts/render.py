@@ -6,6 +6,7 @@ referenced as ``cid:`` images, which mail clients show inline without fetching a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -152,11 +153,12 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
 
 def render_digest(store: Store, settings: AlertSettings, now: datetime, route: RouteSettings | str, *,
                   since: datetime | None = None, message_id: str | None = None,
-                  sent_at: datetime | None = None) -> RenderedDigest:
+                  sent_at: datetime | None = None, sources: Collection[str] | None = None) -> RenderedDigest:
     """The digest of ``route`` as of ``now``: open incidents, those resolved since ``since``, failing sources.
 
     ``sent_at`` (default ``now``) is the Date header: a digest delayed by an outage keeps its content but is dated
-    when it actually went out.
+    when it actually went out. ``sources``: the configured sources' names, so that sources removed from feeds.toml
+    are not listed as failing (None: every source in the store).
     """
     if isinstance(route, str):
         found = settings.route(route)
@@ -170,7 +172,7 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
         message_id = make_message_id(settings)
     since = since or now - timedelta(days=1)
     views = digest_incidents(store, settings, route.matches, since, now)
-    failing = failing_sources(store)
+    failing = failing_sources(store, sources)
     open_n = sum(v.status == "open" for v in views)
     resolved_n = len(views) - open_n
     headline = f"{open_n} open, {resolved_n} resolved" if views else "all quiet"
@@ -186,7 +188,8 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     return Rendered(subject, text, html, images, msg, views)
 
 
-def render_outbox_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> Rendered:
+def render_outbox_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, *,
+                      sources: Collection[str] | None = None) -> Rendered:
     """Render the email an outbox row stands for; content is read at send time, the Message-ID is the planned one."""
     route = settings.route(row["route"])
     if route is None:
@@ -195,7 +198,8 @@ def render_outbox_row(store: Store, settings: AlertSettings, row: dict[str, Any]
         payload = _payload(row)
         as_of = parse_iso(payload.get("as_of", iso(now)))
         since = parse_iso(payload["since"]) if payload.get("since") else None
-        return render_digest(store, settings, as_of, route, since=since, message_id=row["message_id"], sent_at=now)
+        return render_digest(store, settings, as_of, route, since=since, message_id=row["message_id"], sent_at=now,
+                             sources=sources)
     return render_alert(store, settings, route, row["kind"], store.notification_items(row["id"]),
                         message_id=row["message_id"], now=now)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,11 @@ if TYPE_CHECKING:
 
 
 def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
-               senders: Senders | None = None) -> DispatchStats:
-    """Plan notifications for new transitions, queue due digests, then send whatever is due."""
+               senders: Senders | None = None, sources: Collection[str] | None = None) -> DispatchStats:
+    """Plan notifications for new transitions, queue due digests, then send whatever is due.
+
+    ``sources``: the names of the sources the config polls, so digests leave out sources since removed.
+    """
     plan_notifications(store, settings, now)
-    enqueue_due_digests(store, settings, now)
-    return dispatch(store, settings, now, worker_id=worker_id, senders=senders)
+    enqueue_due_digests(store, settings, now, sources=sources)
+    return dispatch(store, settings, now, worker_id=worker_id, senders=senders, sources=sources)

@@ -52,7 +52,7 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     settings = app.config.alerts
     now = _now(at)
     if dry_run:
-        paths = write_digest_files(app.store(), settings, now, out, route_name)
+        paths = write_digest_files(app.store(), settings, now, out, route_name, sources=app.config.polled_sources)
         for path in paths:
             click.echo(str(path))
         return
@@ -101,7 +101,8 @@ def outbox_send(app: AppContext) -> None:
     """Plan, queue due digests and send what is due now, once (the service does this every 30 s)."""
     from miner.alerts import run_alerts
 
-    stats = run_alerts(app.store(), app.config.alerts, utcnow(), worker_id=f"cli-{socket.gethostname()}-{os.getpid()}")
+    stats = run_alerts(app.store(), app.config.alerts, utcnow(), worker_id=f"cli-{socket.gethostname()}-{os.getpid()}",
+                       sources=app.config.polled_sources)
     click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
 
 

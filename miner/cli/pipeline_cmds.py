@@ -104,7 +104,7 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
         # The digest as of the busiest incident's end, so it shows an outage rather than a quiet day.
         when = _digest_time(store) or stats.end
         remove_digest_files(out)
-        paths = write_digest_files(store, cfg.alerts, when, out)
+        paths = write_digest_files(store, cfg.alerts, when, out, sources=cfg.polled_sources)
         click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
                                                                        if p.suffix in (".html", ".eml")))
 

@@ -82,9 +82,17 @@ class SourcesMixin:
         row = self.database.one("SELECT consecutive_failures FROM sources WHERE name = ?", (name,))
         return int(row["consecutive_failures"]) if row else 0
 
-    def failing_sources(self) -> list[dict[str, Any]]:
-        """Sources whose latest poll failed, for the digest and /healthz."""
-        return self.database.rows(
-            "SELECT name, type, last_error, last_error_at, last_ok_at, consecutive_failures FROM sources "
-            "WHERE consecutive_failures > 0 ORDER BY name"
-        )
+    def failing_sources(self, names: Iterable[str] | None) -> list[dict[str, Any]]:
+        """Of ``names`` (the sources the config polls now), those whose latest poll failed, for the digest.
+
+        Rows of sources since removed from feeds.toml stay in the table with their last failure count; without
+        ``names`` to restrict to, they would be reported as failing forever. ``None`` means every stored row.
+        """
+        sql = ("SELECT name, type, last_error, last_error_at, last_ok_at, consecutive_failures FROM sources "
+               "WHERE consecutive_failures > 0")
+        if names is None:
+            return self.database.rows(sql + " ORDER BY name")
+        wanted = sorted(set(names))
+        if not wanted:
+            return []
+        return self.database.rows(sql + f" AND name IN ({','.join('?' * len(wanted))}) ORDER BY name", wanted)
