@@ -107,7 +107,16 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "unknown service 'Telegram'" in res.output
     res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "soon"])
     assert res.exit_code != 0 and "bad duration" in res.output
-    assert "silence 1 removed" in run.invoke(main, [*base, "silence", "remove", "1"]).output
+    res = run.invoke(main, [*base, "silence", "remove", "1"])
+    assert res.exit_code == 0 and "silence 1 (WhatsApp) ended at" in res.output
+    assert "no active silences" in run.invoke(main, [*base, "silence", "list"]).output
+    listed = run.invoke(main, [*base, "silence", "list", "--all"]).output.splitlines()
+    assert listed[0].split() == ["id", "service", "from", "until", "state", "comment"]
+    assert listed[2].split()[:2] == ["1", "WhatsApp"] and listed[2].split()[-2:] == ["expired", "deploy"]
+    res = run.invoke(main, [*base, "silence", "remove", "1"])
+    assert res.exit_code != 0 and "silence 1 (WhatsApp) already ended at" in res.output
+    res = run.invoke(main, [*base, "silence", "remove", "7"])
+    assert res.exit_code != 0 and "no silence 7" in res.output
     assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
 
 

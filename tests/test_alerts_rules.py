@@ -84,10 +84,22 @@ def test_silence_suppresses_and_records_and_inhibits_the_resolve(store: Store) -
     assert plan_notifications(store, c, T0 + timedelta(hours=9)) == 0
 
 
+def test_ending_a_silence_keeps_it_for_the_notifications_that_cite_it(store: Store) -> None:
+    sid = store.add_silence("WhatsApp", T0 - timedelta(hours=1), T0 + timedelta(hours=2), "deploy", T0)
+    later = store.add_silence("WhatsApp", T0 + timedelta(hours=1), T0 + timedelta(hours=2), "", T0)
+    outcome, row = store.end_silence(sid, T0)
+    assert outcome == "ended" and row is not None and row["ends_at"] == "2026-11-27T12:00:00+00:00"
+    assert store.end_silence(later, T0)[0] == "ended"  # not started yet: ends empty, never before its start
+    assert [(r["id"], r["ends_at"] == r["starts_at"]) for r in store.silences()] == [(sid, False), (later, True)]
+    assert store.silences(active_at=T0) == [] and store.silences(active_at=T0 + timedelta(hours=1)) == []
+    assert store.end_silence(sid, T0 + timedelta(minutes=1))[0] == "already ended"
+    assert store.end_silence(999, T0) == ("unknown", None)
+
+
 def test_removed_or_expired_silence_lets_alerts_through(store: Store) -> None:
     c = cfg(group_wait=0.0)
     sid = store.add_silence("WhatsApp", T0 - timedelta(hours=2), T0 + timedelta(hours=2), "", T0)
-    assert store.remove_silence(sid)
+    assert store.end_silence(sid, T0)[0] == "ended"
     store.add_silence("WhatsApp", T0 - timedelta(hours=2), T0 - timedelta(hours=1), "", T0)
     iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, c, T0)

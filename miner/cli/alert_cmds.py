@@ -130,23 +130,35 @@ def silence_add(app: AppContext, service: str, duration: str, comment: str) -> N
 
 
 @silence.command("list")
-@click.option("--all", "show_all", is_flag=True, help="Include expired silences.")
+@click.option("--all", "show_all", is_flag=True, help="Include expired and ended silences.")
 @pass_app
 def silence_list(app: AppContext, show_all: bool) -> None:
     """Show active silences."""
-    rows = app.store().silences(active_at=None if show_all else utcnow())
+    now = iso(utcnow())
+    rows = app.store().silences(active_at=None if show_all else parse_iso(now))
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return
-    click.echo(table(["id", "service", "from", "until", "comment"],
-                     [(r["id"], r["service"], r["starts_at"], r["ends_at"], r["comment"]) for r in rows]))
+    columns = ["id", "service", "from", "until", "comment"]
+    if not show_all:
+        click.echo(table(columns, [(r["id"], r["service"], r["starts_at"], r["ends_at"], r["comment"]) for r in rows]))
+        return
+
+    def state(r: dict[str, str]) -> str:
+        return "expired" if r["ends_at"] <= now else "active" if r["starts_at"] <= now else "scheduled"
+
+    click.echo(table([*columns[:4], "state", "comment"],
+                     [(r["id"], r["service"], r["starts_at"], r["ends_at"], state(r), r["comment"]) for r in rows]))
 
 
 @silence.command("remove")
 @click.argument("silence_id", type=int)
 @pass_app
 def silence_remove(app: AppContext, silence_id: int) -> None:
-    """End a silence now."""
-    if not app.store().remove_silence(silence_id):
+    """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""
+    outcome, row = app.store().end_silence(silence_id, utcnow())
+    if row is None:
         raise InputError(f"no silence {silence_id} (see `miner silence list --all`)")
-    click.echo(f"silence {silence_id} removed")
+    if outcome == "already ended":
+        raise InputError(f"silence {silence_id} ({row['service']}) already ended at {row['ends_at']}; nothing to do")
+    click.echo(f"silence {silence_id} ({row['service']}) ended at {row['ends_at']}")

@@ -166,7 +166,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id.",
         "service": "Silenced service.",
         "starts_at": "Start.",
-        "ends_at": "End.",
+        "ends_at": "End; `miner silence remove` sets it to the time of removal (the row is kept).",
         "comment": "Why.",
         "created_at": "When it was added.",
     }),

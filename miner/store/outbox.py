@@ -271,9 +271,22 @@ class OutboxMixin:
         return self.database.rows("SELECT * FROM silences WHERE starts_at <= ? AND ends_at > ? ORDER BY id",
                                   (iso(active_at), iso(active_at)))
 
-    def remove_silence(self, silence_id: int) -> bool:
+    def end_silence(self, silence_id: int, now: datetime) -> tuple[str, dict[str, Any] | None]:
+        """End a silence at ``now``: ("ended", row), ("already ended", row) or ("unknown", None).
+
+        The row is kept with its new end: suppressed notifications cite it by id ("silenced by silence #3").
+        """
         with self.database.transaction() as conn:
-            return conn.execute("DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount == 1
+            found = conn.execute("SELECT * FROM silences WHERE id = ?", (silence_id,)).fetchone()
+            if found is None:
+                return "unknown", None
+            row = dict(found)
+            if row["ends_at"] <= iso(now):
+                return "already ended", row
+            # A silence that has not started yet ends empty (start = end) rather than before it starts.
+            row["ends_at"] = max(iso(now), row["starts_at"])
+            conn.execute("UPDATE silences SET ends_at = ? WHERE id = ?", (row["ends_at"], silence_id))
+            return "ended", row
 
 
 def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime) -> tuple[int, str]:
