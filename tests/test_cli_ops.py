@@ -7,12 +7,15 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from streams import CONFIG, write_stream
 
 from miner.cli import main
 from miner.replay import read_posts
 from miner.store.catalog import TABLES
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRunner) -> None:
@@ -117,3 +120,19 @@ def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_pa
     assert not list(out.glob("digest-oncall*"))  # the first run's route is gone from the config
     assert list(out.glob("digest-team.*"))
     assert (out / "notes.txt").read_text() == "mine" and (out / "outbox" / "notes.txt").read_text() == "mine too"
+
+
+@pytest.mark.parametrize("args", [
+    ["status"], ["status", "--format", "json"], ["outbox"], ["outbox", "--all"], ["silence", "list"],
+    ["silence", "list", "--all"], ["query", "SELECT 1"], ["ui", "--metadata-only"], ["digest", "--dry-run", "--out"],
+    ["backup"],
+], ids=" ".join)
+def test_commands_that_only_look_refuse_a_missing_store_and_create_nothing(tmp_path: Path, runner: CliRunner,
+                                                                          args: list[str]) -> None:
+    missing = tmp_path / "no" / "such" / "miner.sqlite"
+    if args[-1] in ("--out", "backup"):
+        args = [*args, str(tmp_path / "out" / "copy.sqlite")]
+    res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(missing), *args])
+    assert res.exit_code == 1, res.output
+    assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
+    assert sorted(tmp_path.iterdir()) == []

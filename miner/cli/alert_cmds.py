@@ -52,7 +52,8 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     settings = app.config.alerts
     now = _now(at)
     if dry_run:
-        paths = write_digest_files(app.store(), settings, now, out, route_name, sources=app.config.polled_sources)
+        paths = write_digest_files(app.store(must_exist=True), settings, now, out, route_name,
+                                   sources=app.config.polled_sources)
         for path in paths:
             click.echo(str(path))
         return
@@ -74,7 +75,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
         return
     app: AppContext = ctx.obj
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
-    rows = app.store().outbox_rows(statuses, limit)
+    rows = app.store(must_exist=True).outbox_rows(statuses, limit)
     if not rows:
         click.echo("outbox is empty" if not show_all else "no notifications yet")
         return
@@ -135,7 +136,7 @@ def silence_add(app: AppContext, service: str, duration: str, comment: str) -> N
 def silence_list(app: AppContext, show_all: bool) -> None:
     """Show active silences."""
     now = iso(utcnow())
-    rows = app.store().silences(active_at=None if show_all else parse_iso(now))
+    rows = app.store(must_exist=True).silences(active_at=None if show_all else parse_iso(now))
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return

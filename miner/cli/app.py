@@ -63,11 +63,15 @@ class AppContext:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, *, readonly: bool = False) -> Store:
+    def store(self, *, readonly: bool = False, must_exist: bool = False) -> Store:
+        """The store, opened on first use. ``must_exist``: for commands that only look at it (status, listings),
+        which refuse a missing file instead of creating an empty one."""
         if self._store is None:
-            from miner.store import Store
+            from miner.store import Store, require_store
 
             path = self.db_path or self.config.store.path
+            if must_exist:
+                require_store(path)
             self._store = Store.open(path, readonly=readonly)
         return self._store
 

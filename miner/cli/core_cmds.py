@@ -77,7 +77,7 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
 @pass_app
 def backup(app: AppContext, target: Path) -> None:
     """Copy the store to TARGET with SQLite's online backup API (safe while the service runs)."""
-    size = app.store().backup(target)
+    size = app.store(must_exist=True).backup(target)
     click.echo(f"backed up {app.store().path} to {target} ({size:,} bytes)")
 
 

@@ -47,7 +47,7 @@ def status(app: AppContext, fmt: str) -> None:
     from miner.status import service_status, source_status
     from miner.timeutil import utcnow
 
-    store = app.store()
+    store = app.store(must_exist=True)
     now = utcnow()
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
@@ -71,10 +71,10 @@ def ui(app: AppContext, port: int, metadata_only: bool) -> None:
     """Explore the store in Datasette (optional extra: pip install 'miner[ui]'), with table descriptions and
     canned queries (complaints per service per hour, open incidents, lead times, failing sources)."""
     from miner.datasette_meta import metadata
+    from miner.store import require_store
 
     db = Path(app.db_path or app.config.store.path)
-    if not db.exists():
-        raise click.ClickException(f"store {db} does not exist")
+    require_store(db)
     meta_path = db.with_name("datasette-metadata.json")
     meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
     if metadata_only:

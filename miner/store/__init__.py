@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from miner.store.db import Database
-from miner.store.maintenance import MaintenanceMixin, QueryRefused, run_readonly
+from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
 
-__all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "run_readonly"]
+__all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_store", "run_readonly"]
 
 
 class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin):

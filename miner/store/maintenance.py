@@ -38,10 +38,16 @@ class QueryRefused(MinerError):
     """A statement given to `miner query` would write or change the database."""
 
 
-def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only statement on a fresh read-only connection. Writes are refused with a clear error."""
+def require_store(path: str | Path) -> None:
+    """Refuse a store file that does not exist: commands that only look must not create an empty one (a typo in
+    --db would otherwise show an empty store, and leave a file and folders behind)."""
     if not Path(path).exists():
         raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
+
+
+def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one read-only statement on a fresh read-only connection. Writes are refused with a clear error."""
+    require_store(path)
     refused: list[str] = []
 
     def authorizer(action: int, *_args: Any) -> int:
