@@ -191,3 +191,25 @@ def test_sparse_incident_rows_and_odd_details_still_render(store: Store) -> None
     # No symptom summary on the incident row: counted from the classified posts instead.
     assert "messaging 1 (17%)" in d.text
     assert len(d.images) == 1 and d.images["chart-1"].startswith(b"\x89PNG")  # "no bucket data yet"
+
+
+def test_cli_outbox_with_only_sent_notifications_does_not_claim_it_is_empty(tmp_path: Path) -> None:
+    from miner.store.outbox import Finish
+
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db), "outbox"]
+    store = Store.open(db)
+    assert run.invoke(main, base).output == "outbox is empty: no notifications yet\n"
+    for i in (1, 2):
+        store.enqueue_digest(f"d{i}", "oncall", f"<m{i}@x>", {}, T0, "anchor", "x")
+        store.claim_notification(i, "w", T0)
+        store.finish_notification(i, "w", T0, Finish("sent", "250 ok"))
+    store.close()
+    res = run.invoke(main, base)
+    assert res.exit_code == 0
+    assert res.output == "nothing pending or failed (2 sent; `miner outbox --all` lists them)\n"
+    listed = run.invoke(main, [*base, "--all"]).output
+    assert listed.count(" sent ") == 2

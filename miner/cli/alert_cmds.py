@@ -74,10 +74,17 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     if ctx.invoked_subcommand is not None:
         return
     app: AppContext = ctx.obj
+    store = app.store(must_exist=True)
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
-    rows = app.store(must_exist=True).outbox_rows(statuses, limit)
+    rows = store.outbox_rows(statuses, limit)
     if not rows:
-        click.echo("outbox is empty" if not show_all else "no notifications yet")
+        done = store.outbox_counts()
+        if show_all or not done:
+            click.echo("outbox is empty: no notifications yet")
+        else:
+            # Sent and suppressed rows stay in the outbox as the record; "empty" would deny they exist.
+            counts = ", ".join(f"{done[s]} {s}" for s in ("sent", "suppressed") if s in done)
+            click.echo(f"nothing pending or failed ({counts}; `miner outbox --all` lists them)")
         return
     click.echo(table(
         ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],

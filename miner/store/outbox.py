@@ -243,6 +243,11 @@ class OutboxMixin:
             f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?", [*statuses, limit]
         )
 
+    def outbox_counts(self) -> dict[str, int]:
+        """Notifications per status (only statuses that occur)."""
+        rows = self.database.rows("SELECT status, count(*) AS n FROM outbox GROUP BY status")
+        return {str(r["status"]): int(r["n"]) for r in rows}
+
     def deliveries(self, outbox_id: int) -> list[dict[str, Any]]:
         return self.database.rows("SELECT * FROM deliveries WHERE outbox_id = ? ORDER BY id", (outbox_id,))
 
