@@ -139,11 +139,16 @@ def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
     store.insert_posts([post("1", "x")], T0)
     cols, rows = run_readonly(store.path, "SELECT count(*) AS n FROM posts")
     assert cols == ["n"] and rows == [(1,)]
-    for sql in ("DELETE FROM posts", "UPDATE posts SET text = ''", "DROP TABLE posts",
-                "INSERT INTO posts (source) VALUES ('x')", "PRAGMA journal_mode = DELETE",
-                "ATTACH DATABASE 'x.db' AS x"):
-        with pytest.raises(QueryRefused, match="read-only"):
+    for sql, kind in (("DELETE FROM posts", "DELETE"), ("UPDATE posts SET text = ''", "UPDATE"),
+                      ("DROP TABLE posts", "DROP TABLE"), ("INSERT INTO posts (source) VALUES ('x')", "INSERT"),
+                      ("PRAGMA journal_mode = DELETE", "PRAGMA"), ("ATTACH DATABASE 'x.db' AS x", "ATTACH"),
+                      ("CREATE TABLE z(a)", "CREATE TABLE"), ("create temp table z(a)", "CREATE TEMP TABLE"),
+                      ("/* why */ CREATE UNIQUE INDEX i ON posts(url)", "CREATE UNIQUE INDEX"),
+                      ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"), ("DROP INDEX posts_created_at", "DROP INDEX"),
+                      ("ALTER TABLE posts ADD COLUMN z", "ALTER TABLE"), ("VACUUM", "VACUUM")):
+        with pytest.raises(QueryRefused, match="read-only") as refused:
             run_readonly(store.path, sql)
+        assert str(refused.value).endswith(f"would write ({kind})"), sql
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,28 @@ _ACTION_NAMES = {
     sqlite3.SQLITE_TRANSACTION: "a transaction statement",
 }
 
+# DDL reaches the authorizer first as a write to the schema table (CREATE as an INSERT, DROP as a DELETE), so
+# naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead.
+_SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
+_SCHEMA_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+
+
+def _statement_kind(sql: str) -> str:
+    """The leading keywords of ``sql``: ``CREATE TABLE``, ``CREATE UNIQUE INDEX``, ``DROP VIEW``, ``VACUUM``..."""
+    words = re.findall(r"[A-Za-z_]+", _COMMENT.sub(" ", sql))[:5]
+    if not words:
+        return "a schema change"
+    kind = [words[0].upper()]
+    if kind[0] in ("CREATE", "DROP", "ALTER"):
+        for word in words[1:]:
+            kind.append(word.upper())
+            if word.upper() in _SCHEMA_OBJECTS:
+                break
+        else:
+            kind = kind[:2]
+    return " ".join(kind)
+
 
 class QueryRefused(MinerError):
     """A statement given to `miner query` would write or change the database."""
@@ -50,10 +73,14 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
     require_store(path)
     refused: list[str] = []
 
-    def authorizer(action: int, *_args: Any) -> int:
+    def authorizer(action: int, arg1: str | None, *_args: Any) -> int:
         if action in _READ_ACTIONS:
             return sqlite3.SQLITE_OK
-        refused.append(_ACTION_NAMES.get(action, f"action {action}"))
+        schema_write = action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and (
+            str(arg1).lower() in _SCHEMA_TABLES)
+        vacuum = action == sqlite3.SQLITE_ATTACH and not arg1  # VACUUM attaches a nameless temporary copy
+        name = _statement_kind(sql) if schema_write or vacuum else _ACTION_NAMES.get(action, f"action {action}")
+        refused.append(name)
         return sqlite3.SQLITE_DENY
 
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -68,7 +95,7 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
         except sqlite3.DatabaseError as exc:
             if refused:
                 raise QueryRefused(
-                    f"refused: `miner query` runs read-only SQL, and this statement would use {refused[0]}"
+                    f"refused: `miner query` runs read-only SQL, and this statement would write ({refused[0]})"
                 ) from None
             msg = str(exc)
             if "syntax error" in msg or "no such" in msg or "incomplete input" in msg:
