@@ -125,3 +125,33 @@ def test_nan_exit_bias_is_a_model_error_not_nan_in_the_output(runner: CliRunner,
     result = runner.invoke(main, ["classify", str(ODD), "--model-dir", str(model_dir)])
     assert result.exit_code == 1 and result.stdout == ""
     assert f"{model_dir / 'model.json'}: 'exits[0].bias' is nan, not a finite number" in result.stderr
+
+
+def test_output_that_is_the_input_under_any_name_is_refused_before_anything_is_written(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    src = tmp_path / "same.jsonl"
+    lines = [json.dumps({"id": i, "text": "whatsapp is down"}) for i in range(5000)]  # more than one chunk
+    src.write_text("\n".join(lines) + "\n")
+    before = src.read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(src)
+    for inp, out in [(src, src), ("same.jsonl", "./same.jsonl"), ("link.jsonl", "same.jsonl"), (src, "link.jsonl")]:
+        result = runner.invoke(main, ["classify", str(inp), "-o", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "is the input file" in result.stderr
+        assert src.read_bytes() == before
+
+
+def test_output_in_a_missing_folder_fails_before_the_model_loads_and_empty_input_makes_an_empty_file(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # A missing model folder would fail too: the -o error coming first shows the output is checked before it.
+    result = runner.invoke(main, ["classify", str(ODD), "-o", "nope/out.jsonl", "--model-dir", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "'nope/out.jsonl': No such file or directory" in result.stderr
+    assert "model directory" not in result.stderr
+    empty, out = tmp_path / "empty.jsonl", tmp_path / "out.jsonl"
+    empty.write_bytes(b"")
+    result = runner.invoke(main, ["classify", str(empty), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == b""

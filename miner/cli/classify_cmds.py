@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -102,10 +103,10 @@ def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
 @click.option(
     "-o",
     "--output",
-    type=click.File("w", encoding="utf-8"),
+    type=click.Path(dir_okay=False, allow_dash=True),
     default="-",
     show_default=True,
-    help="Where to write results ('-' = stdout).",
+    help="Where to write results ('-' = stdout), never the input.",
 )
 @click.option(
     "--model-dir",
@@ -115,7 +116,7 @@ def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Posts per model run (default from config: 32).")
 @pass_app
 def classify_cmd(
-    app: AppContext, input_file: IO[str], output: IO[str], model_dir: Path | None, batch_size: int | None
+    app: AppContext, input_file: IO[str], output: str, model_dir: Path | None, batch_size: int | None
 ) -> None:
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
@@ -127,10 +128,11 @@ def classify_cmd(
     """
     from miner.classify import load_classifier
 
+    out = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
     settings, base = _settings(app, model_dir, batch_size)
     clf = load_classifier(settings, base)
     bad = 0
-    show = output is not sys.stdout and output.name != "<stdout>"
+    show = output != "-"
     unpacked = _decompressed(input_file)
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     with click.progressbar(length=size or 0, label="classifying", file=sys.stderr, hidden=not show or not size) as bar:
@@ -146,11 +148,31 @@ def classify_cmd(
                 else:
                     p = next(preds)
                     row = {"id": post_id, "outage": int(p.outage), "score": round(p.score, 5), "symptom": p.symptom}
-                output.write(json.dumps(row, ensure_ascii=False) + "\n")
-            output.flush()
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
             bar.update(sum(len(line.encode("utf-8", "replace")) for _, line in chunk))
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+
+
+def _open_output(output: str, input_file: IO[Any]) -> IO[str]:
+    """The -o stream, opened now, so that an empty input still leaves an (empty) output file."""
+    hint = "'-o' / '--output'"
+    if output != "-":
+        # Opening truncates: the output must not be the input under another name (a symlink, ./x, stdin < x).
+        try:
+            target = os.stat(output)
+            same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
+        except (OSError, ValueError, AttributeError):  # no output yet, or an input without a file behind it
+            same = False
+        if same:
+            raise click.BadParameter(f"{output!r} is the input file; write the output elsewhere", param_hint=hint)
+    try:
+        out = click.open_file(output, "w", encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint=hint) from None
+    click.get_current_context().call_on_close(out.close)
+    return out
 
 
 def _size(fh: IO[str]) -> int | None:
