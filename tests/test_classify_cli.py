@@ -155,3 +155,18 @@ def test_output_in_a_missing_folder_fails_before_the_model_loads_and_empty_input
     result = runner.invoke(main, ["classify", str(empty), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == b""
+
+
+def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path: Path) -> None:
+    data = (b'{"id": 1,\r"text": "whatsapp is down"}\n'  # a CR between tokens is JSON whitespace
+            b'{"id": 2, "text": "calm\rdown"}\r\n'  # one inside a string is a control character: an error
+            b'{"id": 3, "text": "calm down"}\r\n')
+    src, packed = tmp_path / "cr.jsonl", tmp_path / "cr.jsonl.gz"
+    src.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    for args, stdin in [([str(src)], None), ([str(packed)], None), (["-"], data)]:
+        result = runner.invoke(main, ["classify", *args], input=stdin)
+        assert result.exit_code == 1, result.output
+        rows = _rows(result.stdout)
+        assert [(r["id"], r["outage"]) for r in rows] == [(1, 1), (None, None), (3, 0)]
+        assert str(rows[1]["error"]).startswith("line 2: invalid JSON (Invalid control character")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import io
 import json
 import logging
 import math
@@ -50,8 +50,11 @@ def _settings(
     return settings, base
 
 
-def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
+def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
     """(id, text, error) for one input line; error names the line."""
+    if n == 1:
+        raw = raw.removeprefix(codecs.BOM_UTF8)
+    line = raw.decode("utf-8", "replace")
     if not line.strip():
         return None, None, f"line {n}: empty line"
     try:
@@ -73,16 +76,17 @@ def _parse(line: str, n: int) -> tuple[Any, str | None, str | None]:
     return post_id, text, None
 
 
-def _decompressed(fh: IO[str]) -> IO[str] | None:
-    """A text view of ``fh`` decompressed as it streams, if it is gzip (by its magic bytes), else None."""
-    raw: Any = getattr(fh, "buffer", None)  # a file's or stdin's byte stream (click wraps stdin's)
-    if not hasattr(raw, "peek") or raw.peek(2)[:2] != b"\x1f\x8b":
+def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
+    """``fh`` decompressed as it streams, if it is gzip (by its magic bytes), else None."""
+    peek = getattr(fh, "peek", None)  # a file's or real stdin's buffered reader (not an in-memory stream)
+    if peek is None or peek(2)[:2] != b"\x1f\x8b":
         return None
-    return io.TextIOWrapper(gzip.GzipFile(fileobj=raw), encoding="utf-8-sig", errors="replace")
+    return gzip.GzipFile(fileobj=fh)
 
 
-def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
-    chunk: list[tuple[int, str]] = []
+def _chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes]]]:
+    # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
+    chunk: list[tuple[int, bytes]] = []
     n = 0
     try:
         for n, line in enumerate(fh, 1):
@@ -99,7 +103,7 @@ def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
 
 
 @main.command("classify")
-@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("r", encoding="utf-8-sig", errors="replace"))
+@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("rb"))
 @click.option(
     "-o",
     "--output",
@@ -116,7 +120,7 @@ def _chunks(fh: IO[str], size: int) -> Iterator[list[tuple[int, str]]]:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Posts per model run (default from config: 32).")
 @pass_app
 def classify_cmd(
-    app: AppContext, input_file: IO[str], output: str, model_dir: Path | None, batch_size: int | None
+    app: AppContext, input_file: IO[bytes], output: str, model_dir: Path | None, batch_size: int | None
 ) -> None:
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
@@ -150,7 +154,7 @@ def classify_cmd(
                     row = {"id": post_id, "outage": int(p.outage), "score": round(p.score, 5), "symptom": p.symptom}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
-            bar.update(sum(len(line.encode("utf-8", "replace")) for _, line in chunk))
+            bar.update(sum(len(line) for _, line in chunk))
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
 
@@ -175,7 +179,7 @@ def _open_output(output: str, input_file: IO[Any]) -> IO[str]:
     return out
 
 
-def _size(fh: IO[str]) -> int | None:
+def _size(fh: IO[bytes]) -> int | None:
     try:
         return os.fstat(fh.fileno()).st_size or None
     except (OSError, ValueError, AttributeError):  # stdin pipes and in-memory streams have no size
