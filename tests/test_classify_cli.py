@@ -170,3 +170,22 @@ def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path:
         rows = _rows(result.stdout)
         assert [(r["id"], r["outage"]) for r in rows] == [(1, 1), (None, None), (3, 0)]
         assert str(rows[1]["error"]).startswith("line 2: invalid JSON (Invalid control character")
+
+
+def test_invalid_utf8_is_an_error_for_its_line_only(runner: CliRunner, tmp_path: Path) -> None:
+    data = (b'{"id": "ab\xff", "text": "whatsapp is down"}\n'
+            b'{"id": "a2", "text": "whatsapp is down"}\n'
+            b'{"id": "a3", "text": "caf\xc3 down"}\n'  # a cut multi-byte character
+            b'{"id": "a4", "text": "calm down"}\n')
+    src, packed = tmp_path / "bad.jsonl", tmp_path / "bad.jsonl.gz"
+    src.write_bytes(b"\xef\xbb\xbf" + data)
+    packed.write_bytes(gzip.compress(data))
+    for args, stdin in [([str(src)], None), ([str(packed)], None), (["-"], data)]:
+        result = runner.invoke(main, ["classify", *args], input=stdin)
+        assert result.exit_code == 1, result.output
+        rows = _rows(result.stdout)
+        assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
+            (None, None, "line 1: not valid UTF-8"), ("a2", 1, None), (None, None, "line 3: not valid UTF-8"),
+            ("a4", 0, None),
+        ]
+        assert "error: line 3: not valid UTF-8" in result.stderr

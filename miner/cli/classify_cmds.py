@@ -54,7 +54,10 @@ def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
     """(id, text, error) for one input line; error names the line."""
     if n == 1:
         raw = raw.removeprefix(codecs.BOM_UTF8)
-    line = raw.decode("utf-8", "replace")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:  # replacing the bytes would silently change an id
+        return None, None, f"line {n}: not valid UTF-8"
     if not line.strip():
         return None, None, f"line {n}: empty line"
     try:
@@ -126,9 +129,9 @@ def classify_cmd(
 
     Each input line is a JSON object with at least "id" and "text" (UTF-8, or gzip-compressed UTF-8; a
     byte-order mark and CRLF line ends are accepted). Each output line, in input order, is {"id",
-    "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is empty, not valid JSON or lacks id/text
-    gets an output line with an "error" field (and null verdict), a message on stderr, and the run goes on;
-    the exit status is 1 if any line was invalid or the input broke off, 0 otherwise.
+    "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is empty, not valid UTF-8 or JSON, or
+    lacks id/text gets an output line with an "error" field (and null verdict), a message on stderr, and the
+    run goes on; the exit status is 1 if any line was invalid or the input broke off, 0 otherwise.
     """
     from miner.classify import load_classifier
 
