@@ -189,3 +189,16 @@ def test_invalid_utf8_is_an_error_for_its_line_only(runner: CliRunner, tmp_path:
             ("a4", 0, None),
         ]
         assert "error: line 3: not valid UTF-8" in result.stderr
+
+
+def test_an_id_with_half_an_emoji_is_an_error_row_not_a_crash(runner: CliRunner) -> None:
+    lines = ['{"id": "\\ud83d", "text": "whatsapp is down"}', '{"id": "ok\\ud83d"}',  # no text: error row echoes id
+             '{"id": "\\ud83d\\ude00", "text": "whatsapp is down"}', '{"id": 4, "text": "calm down"}']
+    result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 1, result.output
+    rows = _rows(result.stdout)
+    assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
+        (None, None, "line 1: 'id' holds an unpaired UTF-16 surrogate escape"),
+        (None, None, "line 2: 'id' holds an unpaired UTF-16 surrogate escape"),
+        ("\U0001f600", 1, None), (4, 0, None),
+    ]

@@ -20,6 +20,7 @@ import click
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
+from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
         isinstance(post_id, float) and not math.isfinite(post_id)
     ):
         return None, None, f"line {n}: missing or invalid 'id'"
+    if isinstance(post_id, str) and SURROGATE.search(post_id):  # not UTF-8: the output line could not be written
+        return None, None, f"line {n}: 'id' holds an unpaired UTF-16 surrogate escape"
     if not isinstance(text, str):
         return post_id, None, f"line {n}: missing 'text' or not a string"
     return post_id, text, None
