@@ -202,3 +202,14 @@ def test_an_id_with_half_an_emoji_is_an_error_row_not_a_crash(runner: CliRunner)
         (None, None, "line 2: 'id' holds an unpaired UTF-16 surrogate escape"),
         ("\U0001f600", 1, None), (4, 0, None),
     ]
+
+
+def test_a_number_too_long_for_python_is_an_error_row_not_a_crash(runner: CliRunner) -> None:
+    lines = ['{"id": 1, "text": "whatsapp is down"}', '{"id": 2, "text": "b", "meta": ' + "9" * 5000 + "}",
+             '{"id": 3, "text": "calm down"}']
+    result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 1, result.output
+    rows = _rows(result.stdout)
+    assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
+        (1, 1, None), (None, None, "line 2: invalid JSON (a number of more than 4300 digits)"), (3, 0, None)
+    ]

@@ -67,6 +67,8 @@ def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
         return None, None, f"line {n}: invalid JSON ({exc.msg})"
     except RecursionError:
         return None, None, f"line {n}: invalid JSON (nested too deeply)"
+    except ValueError:  # int() refuses numbers past its digit limit, which the decoder does not check
+        return None, None, f"line {n}: invalid JSON (a number of more than {sys.get_int_max_str_digits()} digits)"
     if not isinstance(row, dict):
         return None, None, f"line {n}: expected a JSON object"
     post_id, text = row.get("id"), row.get("text")
