@@ -5,6 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from miner.classify.model import default_model_dir
 from miner.cli import main
 
 ODD = Path(__file__).parent / "fixtures" / "classify" / "odd_input.jsonl"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rows(text: str) -> list[dict[str, object]]:
@@ -213,3 +218,27 @@ def test_a_number_too_long_for_python_is_an_error_row_not_a_crash(runner: CliRun
     assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
         (1, 1, None), (None, None, "line 2: invalid JSON (a number of more than 4300 digits)"), (3, 0, None)
     ]
+
+
+def test_output_streams_before_the_input_ends_even_with_a_huge_batch_size(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "classify", "-", "-o", str(out), "--batch-size", "8192"],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    assert proc.stdin is not None
+    try:
+        first = 5000  # more than one chunk: the first one's rows must be written while the input is still open
+        proc.stdin.write(b"".join(b'{"id": %d, "text": "down %d"}\n' % (i, i) for i in range(first)))
+        proc.stdin.flush()
+        deadline = time.monotonic() + 120
+        while (done := out.read_bytes().count(b"\n") if out.exists() else 0) == 0 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        assert 0 < done < first
+        proc.stdin.write(b'{"id": "last", "text": "whatsapp is down"}\n')
+        proc.stdin.close()
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    rows = _rows(out.read_text())
+    assert [r["id"] for r in rows] == [*range(first), "last"]
