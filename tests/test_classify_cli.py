@@ -242,3 +242,25 @@ def test_output_streams_before_the_input_ends_even_with_a_huge_batch_size(tmp_pa
         proc.kill()
     rows = _rows(out.read_text())
     assert [r["id"] for r in rows] == [*range(first), "last"]
+
+
+def test_each_row_reads_outage_as_printed_score_at_least_threshold(runner: CliRunner, tmp_path: Path) -> None:
+    from miner.classify import load_classifier
+    from miner.classify.settings import ClassifierSettings
+
+    # Exits off, so that the threshold set below cannot change which layers score the post.
+    clf = load_classifier(ClassifierSettings(early_exit=False))
+    texts = ["whatsapp is down", "calm down", "power is out", "meh", "is the internet down for anyone",
+             "lovely weather", "my bank app will not load", "new phone who dis", "no signal at all today", "ok",
+             "the website is broken again", "coffee time", "gmail not loading", "good morning everyone"]
+    scores = {t: clf.predict([t])[0].score for t in texts}  # one post per run, as the CLI scores one line below
+    down = next(t for t, s in scores.items() if round(s, 5) < s)  # printed below the score: outage on the model's
+    up = next(t for t, s in scores.items() if round(s, 5) > s)  # printed above: no outage at a threshold between
+    for text, threshold in [(down, scores[down]), (up, (scores[up] + round(scores[up], 5)) / 2)]:
+        (tmp_path / "feeds.toml").write_text(f"[classifier]\nearly_exit = false\nthreshold = {threshold!r}\n")
+        result = runner.invoke(main, ["classify", "-"], input=json.dumps({"id": 1, "text": text}) + "\n")
+        assert result.exit_code == 0, result.output
+        [row] = _rows(result.stdout)
+        assert row["outage"] == (scores[text] >= threshold)  # the model's decision stands
+        assert row["outage"] == (float(row["score"]) >= threshold), (row, threshold)  # type: ignore[arg-type]
+        assert abs(float(row["score"]) - scores[text]) < 1.5e-5  # type: ignore[arg-type]

@@ -139,9 +139,11 @@ def classify_cmd(
 
     Each input line is a JSON object with at least "id" and "text" (UTF-8, or gzip-compressed UTF-8; a
     byte-order mark and CRLF line ends are accepted). Each output line, in input order, is {"id",
-    "outage": 0|1, "score": 0..1, "symptom": str|null}. A line that is empty, not valid UTF-8 or JSON, or
-    lacks id/text gets an output line with an "error" field (and null verdict), a message on stderr, and the
-    run goes on; the exit status is 1 if any line was invalid or the input broke off, 0 otherwise.
+    "outage": 0|1, "score": 0..1, "symptom": str|null}; outage is 1 exactly when the score (printed to 5
+    decimals) is at least the threshold ([classifier].threshold, else the model's). A line that is empty, not
+    valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null verdict), a
+    message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the input broke
+    off, 0 otherwise.
     """
     from miner.classify import load_classifier
 
@@ -164,12 +166,23 @@ def classify_cmd(
                     row: dict[str, Any] = {"id": post_id, "outage": None, "score": None, "symptom": None, "error": err}
                 else:
                     p = next(preds)
-                    row = {"id": post_id, "outage": int(p.outage), "score": round(p.score, 5), "symptom": p.symptom}
+                    score = _printed(p.score, p.outage, clf.threshold)
+                    row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
             out.flush()
             bar.update(sum(len(line) for _, line in chunk))
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+
+
+def _printed(score: float, outage: bool, threshold: float) -> float:
+    """``score`` to 5 decimals, on the model's side of ``threshold``: each row reads outage = score >= threshold."""
+    shown = round(score, 5)
+    if outage and shown < threshold:  # rounding went down past a threshold with more decimals
+        shown = round(shown + 1e-5, 5)
+    elif not outage and shown >= threshold:
+        shown = round(shown - 1e-5, 5)
+    return shown
 
 
 def _open_output(output: str, input_file: IO[Any]) -> IO[str]:
