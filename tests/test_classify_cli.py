@@ -40,7 +40,7 @@ def test_odd_input_to_file(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     result = runner.invoke(main, ["classify", str(ODD), "-o", str(out)])
     assert result.exit_code == 1, result.output
-    assert "line 5: invalid JSON" in result.stderr
+    assert "line 5: invalid JSON (Expecting property name enclosed in double quotes at column 2)" in result.stderr
     assert "line 6: missing 'text'" in result.stderr
     assert "line 7: missing or invalid 'id'" in result.stderr
     rows = _rows(out.read_text())
@@ -174,7 +174,7 @@ def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path:
         assert result.exit_code == 1, result.output
         rows = _rows(result.stdout)
         assert [(r["id"], r["outage"]) for r in rows] == [(1, 1), (None, None), (3, 0)]
-        assert str(rows[1]["error"]).startswith("line 2: invalid JSON (Invalid control character")
+        assert rows[1]["error"] == "line 2: invalid JSON (Invalid control character at column 24)"
 
 
 def test_invalid_utf8_is_an_error_for_its_line_only(runner: CliRunner, tmp_path: Path) -> None:

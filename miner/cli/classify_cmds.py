@@ -65,7 +65,8 @@ def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
-        return None, None, f"line {n}: invalid JSON ({exc.msg})"
+        # exc.msg lacks the position, and some messages ("Invalid control character at") end waiting for it
+        return None, None, f"line {n}: invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})"
     except RecursionError:
         return None, None, f"line {n}: invalid JSON (nested too deeply)"
     except ValueError:  # int() refuses numbers past its digit limit, which the decoder does not check
