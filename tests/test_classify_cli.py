@@ -264,3 +264,11 @@ def test_each_row_reads_outage_as_printed_score_at_least_threshold(runner: CliRu
         assert row["outage"] == (scores[text] >= threshold)  # the model's decision stands
         assert row["outage"] == (float(row["score"]) >= threshold), (row, threshold)  # type: ignore[arg-type]
         assert abs(float(row["score"]) - scores[text]) < 1.5e-5  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_is_one_clear_error(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["classify", str(ODD), "-o", "/dev/full"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == "Error: cannot write /dev/full: No space left on device"
+    assert "internal error" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import json
 import logging
@@ -160,6 +161,7 @@ def classify_cmd(
             parsed = [(n, *_parse(line, n)) for n, line in chunk]
             texts = [t for _, _, t, err in parsed if err is None and t is not None]
             preds = iter(clf.predict(texts))
+            rows: list[str] = []
             for _n, post_id, _text, err in parsed:
                 if err is not None:
                     bad += 1
@@ -169,11 +171,25 @@ def classify_cmd(
                     p = next(preds)
                     score = _printed(p.score, p.outage, clf.threshold)
                     row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
+                rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+            _write(out, "".join(rows), output)
             bar.update(sum(len(line) for _, line in chunk))
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+
+
+def _write(out: IO[str], text: str, name: str) -> None:
+    """Write and flush ``text``; a full disk or other write failure is one clear error, not an internal one."""
+    try:
+        out.write(text)
+        out.flush()
+    except BrokenPipeError:  # a reader that stopped early (`| head`): the CLI ends quietly
+        raise
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            out.close()  # gives up the unwritten buffer, which closing at exit would fail to write again
+        where = "standard output" if name == "-" else name
+        raise click.ClickException(f"cannot write {where}: {exc.strerror or exc}") from None
 
 
 def _printed(score: float, outage: bool, threshold: float) -> float:
