@@ -146,6 +146,9 @@ def classify_cmd(
     valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null verdict), a
     message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the input broke
     off, 0 otherwise.
+
+    The model's dynamic int8 quantization scales activations per batch, so a post's score can move slightly
+    with the posts batched beside it; --batch-size 1 scores each post alone (slower).
     """
     from miner.classify import load_classifier
 
