@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +15,8 @@ from miner.config import SourceConfig
 from miner.errors import StoreError
 from miner.records import FetchResult, OfficialIncident, Post, Prediction, SourceState
 from miner.store import QueryRefused, Store, run_readonly
+from miner.store.db import Database
+from miner.store.migrations import MIGRATIONS, apply_migrations
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIVE = timedelta(minutes=5)
@@ -29,6 +34,49 @@ def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     assert ids and len(ids) == len(set(ids))
     assert s.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
     s.close()
+
+
+def test_store_from_a_newer_miner_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    Store.open(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES ('0099_from_the_future', '2030-01-01T00:00:00Z')")
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"s.sqlite was written by a newer version of miner "
+                                         r"\(migration 0099_from_the_future\); upgrade miner"):
+        Store.open(path)
+    assert path.read_bytes() == before
+
+
+def test_stores_opened_at_once_migrate_once(tmp_path: Path) -> None:
+    # Each process read the applied list before taking the write lock, so all but one failed with
+    # "table ... already exists" when several opened a new store together.
+    path = tmp_path / "s.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")  # as every store miner has written
+        apply_migrations(conn, [MIGRATIONS[0]])
+    code = ("import sys, time; from miner.store import Store; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+            "Store.open(sys.argv[1]).close()")
+    start = str(time.time() + 3)  # all open together, once imported
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start], stderr=subprocess.PIPE)
+             for _ in range(8)]
+    errors = [p.communicate()[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, errors
+    with sqlite3.connect(path) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM schema_migrations")]
+    assert ids == [m.id for m in MIGRATIONS]
+
+
+def test_read_only_open_takes_the_file_name_literally(tmp_path: Path) -> None:
+    # The name went into a file: URI as is, so "%41" opened another file ("paA.sqlite") and "?" failed.
+    for name in ("pa%41.sqlite", "what?.sqlite", "a#b.sqlite"):
+        path = tmp_path / name
+        s = Store.open(path)
+        s.sync_sources([SourceConfig(name=name, type="rss", url="https://example.org/feed")])
+        s.close()
+        ro = Database.connect(path, readonly=True)
+        assert [r["name"] for r in ro.rows("SELECT name FROM sources")] == [name]
+        ro.close()
 
 
 def test_save_fetch_dedupes_and_advances_state_with_posts(store: Store) -> None:

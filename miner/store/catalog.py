@@ -4,7 +4,8 @@ metadata, so the two cannot drift apart (tests/test_docs.py checks both against 
 from __future__ import annotations
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
-    "schema_migrations": ("Migrations applied to this file, in order.", {
+    "schema_migrations": ("Migrations applied to this file, in order. A store that names a migration this miner "
+                          "does not know was written by a newer miner: it is refused, not written to.", {
         "id": "Migration name, e.g. 0001_core.",
         "applied_at": "When it was applied (UTC, ISO 8601).",
     }),

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -65,7 +66,8 @@ class Database:
             if readonly:
                 if not Path(spath).exists():
                     raise StoreError(f"store {spath} does not exist")
-                conn = sqlite3.connect(f"file:{spath}?mode=ro", uri=True, isolation_level=None,
+                # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
+                conn = sqlite3.connect(f"file:{quote(spath)}?mode=ro", uri=True, isolation_level=None,
                                        check_same_thread=False)
                 conn.execute("PRAGMA query_only = ON")
             else:
@@ -81,7 +83,10 @@ class Database:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 if migrate:
-                    apply_migrations(conn)
+                    try:
+                        apply_migrations(conn)
+                    except StoreError as exc:
+                        raise StoreError(f"store {spath} {exc}") from None
         return cls(conn, spath, readonly=readonly)
 
     def close(self) -> None:

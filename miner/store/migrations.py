@@ -7,8 +7,10 @@ that queries them; this list is the single order in which they are created.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from miner.errors import StoreError
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -145,22 +147,51 @@ ALERTS = Migration("0002_alerts_outbox", OUTBOX_SQL)
 MIGRATIONS: list[Migration] = [CORE, ALERTS]
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, split where SQLite itself sees one end (trigger bodies stay whole)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
+def _applied(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations, each in its own transaction. Returns the ids applied."""
+    """Apply pending migrations, each in its own transaction. Returns the ids applied.
+
+    A store that records a migration this code does not know was written by a newer miner: refused, since
+    writing to a schema we do not know could corrupt it. ``conn`` must be in autocommit mode
+    (isolation_level None).
+    """
     todo = MIGRATIONS if migrations is None else migrations
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
+    if migrations is None and (newer := sorted(_applied(conn) - {m.id for m in MIGRATIONS})):
+        raise StoreError(f"was written by a newer version of miner (migration {', '.join(newer)}); "
+                         "upgrade miner to use it")
     applied = []
     for migration in todo:
-        if migration.id in done:
+        if migration.id in _applied(conn):
             continue
-        # executescript() commits any open transaction first, so BEGIN/COMMIT go inside the script itself.
-        record = f"INSERT INTO schema_migrations (id, applied_at) VALUES ('{migration.id}', '{iso(utcnow())}');"
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executescript(f"BEGIN IMMEDIATE;\n{migration.sql}\n{record}\nCOMMIT;")
+            # Asked again under the write lock: another process opening the store at the same moment may have
+            # applied it since (each then failed with "table ... already exists").
+            if migration.id not in _applied(conn):
+                for statement in _statements(migration.sql):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)",
+                             (migration.id, iso(utcnow())))
+                applied.append(migration.id)
+            conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        applied.append(migration.id)
     return applied
