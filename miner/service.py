@@ -250,7 +250,6 @@ class Service:
         return self.metrics.render()
 
     def accept_report(self, payload: object, client: str) -> dict[str, Any]:
-        from miner.collectors.normalise import hash_key_from_env
         from miner.collectors.reports import report_post, validate_report
 
         report = validate_report(payload, self.config.services)
@@ -260,7 +259,7 @@ class Service:
                 self.metrics.inc("miner_reports_total", result="rate_limited")
                 raise RateLimited(self._limiter.retry_after(client, now_s))
             now = self.options.clock()
-            post = report_post(report, client, now, hash_key_from_env(self.config.store.hash_key_env))
+            post = report_post(report, now)
             self._pipeline("http").ingest([post], now)
         self.metrics.inc("miner_reports_total", result="accepted")
         return {"accepted": True, "service": report.service, "symptom": report.symptom}

@@ -26,6 +26,7 @@ from miner.collectors.normalise import (
     html_to_text,
     join_title_body,
     parse_time,
+    redact_contacts,
 )
 from miner.collectors.status_feed import incident_status
 from miner.config import ServiceConfig, SourceConfig, parse_config
@@ -161,6 +162,29 @@ def test_compressed_bodies_are_decoded(server: FakeServer, encode: Callable[[byt
         assert fetch(client, settings, f"{server.url}/c", timeout=10.0).body == body
 
 
+@pytest.mark.parametrize(("text", "kept"), [
+    ("Mail me at jane.doe@example.com or call +44 7700 900123", "Mail me at [email] or call [number]"),
+    ("@Safaricom_Care activate M-Shwari on this number.0703963851", "@Safaricom_Care activate M-Shwari on this "
+                                                                   "number.[number]"),
+    ("case ID: 2230311591, meter 544-005-065-87", "case ID: [number], meter [number]"),
+    ("carol@mastodon.social says @WhatsApp is down", "[email] says @WhatsApp is down"),
+    # What an outage report says stays: times, dates, error codes, short numbers, handles.
+    ("down since 2024-11-27 14:00, error 503, 5G gone, 555-1234, @VodafoneIN #down",
+     "down since 2024-11-27 14:00, error 503, 5G gone, 555-1234, @VodafoneIN #down"),
+])
+def test_contact_details_are_redacted_from_post_text(text: str, kept: str) -> None:
+    assert redact_contacts(text) == kept
+
+
+def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller: Poller) -> None:
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>Telekom down</title>'
+           b"<description>no internet since 9, call me on 0171 234 5678 or bob@example.de</description>"
+           b"<guid>tag:x,2026:1</guid></item></channel></rss>")
+    server.serve("/f.rss", Reply(200, rss, content_type="application/rss+xml"))
+    [post] = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert post.text == "Telekom down. no internet since 9, call me on [number] or [email]"
+
+
 def test_join_title_body() -> None:
     assert join_title_body("Is X down", "Can't load", 100) == "Is X down. Can't load"
     assert join_title_body("Is X down?", "Can't load", 100) == "Is X down? Can't load"
@@ -183,15 +207,19 @@ def test_parse_time(value: object, expected: datetime | None) -> None:
     assert parse_time(value) == expected
 
 
-def test_author_hash_is_keyed_normalised_and_never_the_handle() -> None:
+def test_author_hash_is_keyed_normalised_and_never_the_handle(caplog: pytest.LogCaptureFixture) -> None:
     h = hash_author("/u/Lunar_Otter", b"k")
     assert h is not None and len(h) == 16 and "lunar" not in h
     assert h == hash_author("lunar_otter", b"k") == hash_author("@Lunar_Otter", b"k")
     assert h != hash_author("lunar_otter", b"other")
     assert hash_author("", b"k") is None and hash_author(None, b"k") is None
     assert hash_key_from_env("MINER_HASH_KEY", {"MINER_HASH_KEY": "s3cret"}) == b"s3cret"
+    assert not caplog.records
     assert hash_key_from_env("MINER_HASH_KEY", {"MINER_HASH_KEY": ""}) == APP_SALT
     assert hash_key_from_env("MINER_HASH_KEY", {}) == APP_SALT
+    # The fallback salt is public: the operator is told, since anyone can then match a known handle.
+    assert [r.levelname for r in caplog.records] == ["WARNING"] * 2
+    assert "MINER_HASH_KEY is not set" in caplog.records[0].getMessage()
 
 
 # Scheduling ----------------------------------------------------------------------------------------------

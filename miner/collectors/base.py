@@ -10,7 +10,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from miner.collectors.normalise import fold, hash_author, html_to_text, join_title_body, parse_time
+from miner.collectors.normalise import (
+    fold,
+    hash_author,
+    html_to_text,
+    join_title_body,
+    parse_time,
+    redact_contacts,
+)
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -81,7 +88,7 @@ def make_post(
     if created_at is None or created_at > now + FUTURE_SLACK:
         created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
     body = fold(body_html) if plain else html_to_text(body_html)
-    text = join_title_body(html_to_text(title), body, ctx.settings.max_text_chars)
+    text = redact_contacts(join_title_body(html_to_text(title), body, ctx.settings.max_text_chars))
     if not text:
         return None
     return Post(

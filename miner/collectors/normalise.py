@@ -5,12 +5,15 @@ from __future__ import annotations
 import calendar
 import hashlib
 import hmac
+import logging
 import os
 import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+
+log = logging.getLogger(__name__)
 
 # Used only when the operator set no key: hashes stay unlinkable to handles by a casual reader, but anyone
 # with this source can brute-force them, hence the env var in [store].hash_key_env.
@@ -132,6 +135,9 @@ def hash_key_from_env(env_name: str | None, environ: Mapping[str, str] | None = 
     """The author-hash key: the value of ``env_name`` when set and non-empty, else the fixed app salt."""
     env = os.environ if environ is None else environ
     value = env.get(env_name, "") if env_name else ""
+    if not value:
+        log.warning("%s is not set: author hashes use a fixed public salt, so a known handle can be matched to "
+                    "its hash; set it to a long random secret", env_name or "the author-hash key")
     return value.encode("utf-8") if value else APP_SALT
 
 
@@ -147,6 +153,25 @@ def hash_author(handle: str | None, key: bytes) -> str | None:
     if not normalised:
         return None
     return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
+
+
+# Contact details in post text ("mail me at jane@x.org", "call 0722 000 000", "account 21245063 9") say
+# nothing about an outage and are personal data of the poster or of others: stored text carries a placeholder.
+# Digit runs count from 9 digits, so times, dates ("2024-11-27") and short codes ("error 503") are kept.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_NUMBER = re.compile(r"(?<![\w+])\+?\d(?:[ .-]?\(?\d\)?){8,18}(?![\w])")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")  # "2024-11-27 14" is a time
+
+
+def _number(match: re.Match[str]) -> str:
+    return match.group() if _DATE.search(match.group()) else "[number]"
+
+
+def redact_contacts(text: str) -> str:
+    """``text`` with e-mail addresses as "[email]" and phone-, account- and case-length numbers as "[number]"."""
+    if "@" in text:
+        text = _EMAIL.sub("[email]", text)
+    return _NUMBER.sub(_number, text)
 
 
 def stable_id(*parts: object) -> str:

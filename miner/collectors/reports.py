@@ -6,12 +6,12 @@ The HTTP endpoint (`POST /report`) lives in the service; it calls :func:`validat
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from miner.collectors.normalise import fold, hash_author
+from miner.collectors.normalise import fold, redact_contacts
 from miner.config import ServiceConfig
 from miner.errors import InputError
 from miner.records import SYMPTOMS, Post
@@ -56,18 +56,17 @@ def validate_report(payload: object, services: Sequence[ServiceConfig]) -> Repor
     return Report(service=service, symptom=symptom, text=cleaned)
 
 
-def report_post(report: Report, client_id: str, now: datetime, hash_key: bytes) -> Post:
-    """The Post a report becomes. ``client_id`` (e.g. the client address) is stored only as a keyed hash."""
-    author = hash_author(client_id, hash_key)
+def report_post(report: Report, now: datetime) -> Post:
+    """The Post a report becomes. Nothing about the reporter is kept: the rate limit needs the client address
+    only in memory, and a hash of an IPv4 address can be reversed by trying every address. The id is random:
+    every report counts once."""
     label = f"User report: problem with {report.service}" + (f" ({report.symptom})" if report.symptom else "")
-    text = f"{label}. {report.text}" if report.text else label
-    digest = hashlib.sha256(f"{author}|{now.isoformat()}|{report.service}|{text}".encode()).hexdigest()
+    text = f"{label}. {redact_contacts(report.text)}" if report.text else label
     return Post(
         source=REPORT_SOURCE,
-        external_id=f"report:{digest[:24]}",
+        external_id=f"report:{secrets.token_hex(12)}",
         text=text,
         created_at=now,
-        author_hash=author,
         services=(report.service,),
         symptom_hint=report.symptom,
     )

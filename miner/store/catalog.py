@@ -31,11 +31,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id.",
         "source": "Source name (`reports` for user reports).",
         "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice.",
-        "text": "Plain text: HTML stripped, entities decoded, whitespace folded. Untrusted.",
+        "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
+                "numbers (phones, accounts) as [email] / [number]. Untrusted.",
         "url": "Link to the post.",
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner stored it (UTC).",
-        "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated.",
+        "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated; "
+                       "null for user reports.",
         "lang": "Language code when the source gives one.",
         "symptom_hint": "Symptom chosen by the user of a report, if any.",
     }),
