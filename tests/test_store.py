@@ -22,8 +22,10 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIVE = timedelta(minutes=5)
 
 
-def post(ext: str, text: str, at: datetime = T0, services: tuple[str, ...] = ("WhatsApp",)) -> Post:
-    return Post(source="feed", external_id=ext, text=text, created_at=at, services=services, author_hash="ab12")
+def post(ext: str, text: str, at: datetime = T0, services: tuple[str, ...] = ("WhatsApp",),
+         author: str | None = None) -> Post:
+    return Post(source="feed", external_id=ext, text=text, created_at=at, services=services,
+                author_hash=author or f"author-of-{ext}")
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
@@ -170,6 +172,16 @@ def test_classifications_and_bucket_recount(store: Store) -> None:
     store.refresh_buckets(T0, T0, FIVE)
     assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (2, 1)}
     assert [p.id for p in store.posts_since(T0, "v2", 0, 10)] == [todo[1].id, todo[2].id]
+
+
+def test_one_author_complaining_many_times_in_a_bucket_is_one_complaint(store: Store) -> None:
+    # A bot or one upset account posting 50 times must not open an incident alone; authorless posts count each.
+    spam = [post(f"s{i}", "whatsapp down", T0 + timedelta(seconds=5 * i), author="bot") for i in range(50)]
+    anonymous = [Post("replay", f"r{i}", "whatsapp down", T0, services=("WhatsApp",)) for i in range(3)]
+    store.insert_posts([*spam, *anonymous, post("x", "whatsapp down")], T0)
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(100)], "v1", T0)
+    store.refresh_buckets(T0, T0, FIVE)
+    assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (54, 5)}
 
 
 def test_incident_transitions_are_logged(store: Store) -> None:

@@ -58,7 +58,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "service": "Service name.",
         "bucket_start": "Start of the bucket (UTC; width = detector.bucket_minutes).",
         "posts": "Posts mentioning the service in the bucket.",
-        "complaints": "Of those, posts classified as outage reports (latest verdict).",
+        "complaints": "Authors of those posts classified as outage reports (latest verdict): one account posting "
+                      "many times counts once; posts without a known author count one each.",
         "score": "Detector z-score of the complaint count; NULL until the detector has processed the bucket.",
         "baseline": "Expected complaint count for this bucket.",
         "upper": "Complaint count at which the bucket would be anomalous (z = z_open).",

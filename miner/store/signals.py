@@ -34,6 +34,9 @@ class SignalsMixin:
     def refresh_buckets(self, start: datetime, end: datetime, bucket: timedelta) -> int:
         """Recount posts and complaints per service for every bucket overlapping [start, end].
 
+        ``complaints`` counts complaining authors, not posts: one account (or bot) posting fifty times in a
+        bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
+        streams, user reports, feeds without one) count one each.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
         """
         seconds = int(bucket.total_seconds())
@@ -51,7 +54,8 @@ class SignalsMixin:
                        strftime('%Y-%m-%dT%H:%M:%S+00:00',
                                 (CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}) * {seconds},
                                 'unixepoch') AS b,
-                       count(*), coalesce(sum(c.outage), 0)
+                       count(*),
+                       count(DISTINCT CASE WHEN c.outage = 1 THEN coalesce(p.author_hash, p.id) END)
                 FROM posts p
                 JOIN post_services ps ON ps.post_id = p.id
                 LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST}
