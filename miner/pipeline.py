@@ -266,22 +266,29 @@ class Pipeline:
         return fields
 
     def _group_openings(self, now: datetime) -> None:
-        """Group recent openings of related services (configured groups, shared providers) into one incident."""
+        """Group recent openings of related services (configured groups, shared providers) into one incident.
+
+        An incident joins at most one group: ``correlate`` gives each opening to one group at most, and the
+        group ids set here are tracked, so an incident grouped earlier in this round is never grouped again.
+        """
         window = timedelta(minutes=self.config.detector.group_window_minutes)
         recent = [r for r in self.store.incidents(status="open")
                   if parse_iso(r["opened_at"]) >= now - 2 * window]
-        openings = [Opening(r["service"], parse_iso(r["opened_at"])) for r in recent]
+        group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r in recent}
+        openings = [Opening(r["service"], parse_iso(r["opened_at"]), r["id"]) for r in recent]
         for found in correlate(self.config.detector, openings, self.config.groups, self.config.services):
-            members = [r for r in recent if r["service"] in found.services
-                       and found.opened_at <= parse_iso(r["opened_at"]) <= found.last_opened_at]
-            existing = next((r["group_id"] for r in members if r["group_id"] is not None), None)
-            ungrouped = [r["id"] for r in members if r["group_id"] is None]
+            members = [(o.incident_id, o.service) for o in found.openings if o.incident_id is not None]
+            existing = next((group_of[iid] for iid, _ in members if group_of[iid] is not None), None)
+            ungrouped = [iid for iid, _ in members if group_of[iid] is None]
             if not ungrouped:
                 continue
+            # Only the services whose incidents end up in this group: one already in another group stays there.
+            names = list(dict.fromkeys(svc for iid, svc in members if group_of[iid] in (None, existing)))
             if existing is None:
-                self.store.create_group(found.group, found.cause, found.services, now, ungrouped)
+                existing = self.store.create_group(found.group, found.cause, names, now, ungrouped)
             else:
-                self.store.join_group(existing, found.services, now, ungrouped)
+                self.store.join_group(existing, names, now, ungrouped)
+            group_of.update(dict.fromkeys(ungrouped, existing))
 
     # Collect ---------------------------------------------------------------------------------------------
 

@@ -61,3 +61,22 @@ def test_a_configured_group_covering_a_provider_replaces_the_implicit_one() -> N
     groups = (GroupConfig("Meta family", ("WhatsApp", "Instagram", "Facebook"), cause="Meta backbone"),)
     names = [g.name for g in candidate_groups(groups, SERVICES)]
     assert names == ["Meta family"]  # Google has one service: no implicit group
+
+
+def test_overlapping_groups_each_opening_goes_to_the_first_group_only() -> None:
+    # "Meta chat" sits inside the provider Meta; "Meta media" shares Instagram with it.
+    groups = (GroupConfig("Meta chat", ("WhatsApp", "Instagram")), GroupConfig("Meta media", ("Instagram", "Facebook")))
+    openings = [Opening("WhatsApp", at(0), 1), Opening("Instagram", at(5), 2), Opening("Facebook", at(10), 3)]
+    (chat,) = correlate(P, openings, groups, SERVICES)  # Facebook alone is left: no second group
+    assert chat.group == "Meta chat" and chat.services == ("WhatsApp", "Instagram")
+    assert [o.incident_id for o in chat.openings] == [1, 2]
+
+
+def test_openings_left_by_a_configured_group_can_still_group_under_their_provider() -> None:
+    services = (*SERVICES, ServiceConfig("Threads", provider="Meta"))
+    groups = (GroupConfig("Meta chat", ("WhatsApp", "Instagram"), cause="chat backend"),)
+    openings = [Opening("WhatsApp", at(0), 1), Opening("Facebook", at(2), 2), Opening("Instagram", at(5), 3),
+                Opening("Threads", at(6), 4)]
+    found = correlate(P, openings, groups, services)
+    assert [(g.group, g.services, [o.incident_id for o in g.openings]) for g in found] == [
+        ("Meta chat", ("WhatsApp", "Instagram"), [1, 3]), ("Meta", ("Facebook", "Threads"), [2, 4])]

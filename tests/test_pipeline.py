@@ -99,6 +99,78 @@ def test_simultaneous_openings_of_a_group_become_one_grouped_incident(
     store.close()
 
 
+ACME = """
+[[services]]
+name = "Foonet"
+[[services]]
+name = "Zedtv"
+[[services]]
+name = "Barmail"
+provider = "Acme"
+[[services]]
+name = "Bazdrive"
+provider = "Acme"
+[[services]]
+name = "Quxpay"
+provider = "Acme"
+
+[[groups]]
+name = "AcmeCore"
+services = ["Barmail", "Bazdrive"]
+cause = "shared auth backend"
+
+[detector]
+bucket_minutes = 15
+"""
+
+
+class _ReportsOnly:
+    """User reports are complaints without the model: these streams never need it."""
+
+    version = "unused"
+
+    def predict(self, texts: list[str]) -> list[object]:
+        raise AssertionError("reports must not be sent to the model")
+
+
+def replay_reports(db: Path, bursts: dict[str, list[tuple[float, float]]]) -> Store:
+    """Replay two quiet days of an occasional user report per service, then, for each (start, end) in hours
+    after those days, 30 reports per 15-minute bucket about that service. Returns the store, open."""
+    config = parse_config(ACME)
+    posts: list[Post] = []
+    end = T0 + timedelta(days=2)
+    for n, svc in enumerate(s.name for s in config.services):
+        t = T0 + timedelta(minutes=7 * n)
+        while t < end:
+            posts.append(Post("reports", f"q{len(posts)}", f"problem with {svc}", t, services=(svc,)))
+            t += timedelta(minutes=170)
+    for svc, spans in bursts.items():
+        for start, stop in spans:
+            t = end + timedelta(hours=start)
+            while t < end + timedelta(hours=stop):
+                posts.append(Post("reports", f"b{len(posts)}", f"{svc} is down", t, services=(svc,)))
+                t += timedelta(seconds=30)
+    posts.sort(key=lambda p: p.created_at)
+    store = Store.open(db)
+    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0))
+    return store
+
+
+def test_services_of_a_configured_group_and_a_provider_opening_together_get_one_group(tmp_path: Path) -> None:
+    # Barmail and Bazdrive are both in the configured AcmeCore and in the provider Acme (with Quxpay).
+    store = replay_reports(tmp_path / "m.sqlite", {"Barmail": [(0, 1)], "Bazdrive": [(0, 1)]})
+    incidents = store.incidents()
+    assert sorted(i["service"] for i in incidents) == ["Barmail", "Bazdrive"]
+    groups = store.database.rows("SELECT id, name, services FROM incident_groups")
+    assert [(g["name"], sorted(json.loads(g["services"]))) for g in groups] == [
+        ("AcmeCore", ["Barmail", "Bazdrive"])]  # the configured group comes first
+    assert {i["group_id"] for i in incidents} == {groups[0]["id"]}
+    for inc in incidents:
+        assert [e["kind"] for e in store.incident_events(inc["id"])].count("group") == 1
+    store.close()
+
+
 def test_reclassify_since_uses_current_model(tmp_path: Path, classifier: Classifier,
                                              real_posts: dict[str, list[str]]) -> None:
     config = parse_config(CONFIG)

@@ -3,6 +3,10 @@
 Groups come from two places: the configured ``[[groups]]`` (name, services, cause) and, implicitly, every
 provider shared by two or more services (``ServiceConfig.provider``), e.g. WhatsApp, Instagram and Facebook
 with provider "Meta". Pure: the caller passes the recent openings; nothing is read or stored here.
+
+An opening belongs to at most one grouped incident. Where candidate groups overlap (a configured group inside a
+provider, two configured groups sharing a service), they are tried in order: configured groups as listed, then
+providers by name; an opening already taken by an earlier group is not offered to the later ones.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ class Opening:
     """One service's incident opening, as the lifecycle reported it."""
 
     service: str
-    opened_at: datetime
+    opened_at: datetime  # or re-opened: a re-opening is the moment the service failed again
+    incident_id: int | None = None  # the caller's key, handed back in ``GroupIncident.openings``
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class GroupIncident:
     services: tuple[str, ...]  # in order of opening
     opened_at: datetime  # the earliest opening
     last_opened_at: datetime
+    openings: tuple[Opening, ...] = ()  # every opening in the run, a service that opened twice included
 
 
 def candidate_groups(
@@ -58,24 +64,29 @@ def correlate(
     services: Sequence[ServiceConfig] = (),
 ) -> list[GroupIncident]:
     """Group incidents among ``openings``: for each group, runs of member openings each within
-    ``group_window_minutes`` of the run's first, with at least ``group_min_services`` distinct services."""
+    ``group_window_minutes`` of the run's first, with at least ``group_min_services`` distinct services.
+    Each opening is in at most one result: the first candidate group (see ``candidate_groups``) to take it."""
     window = timedelta(minutes=params.group_window_minutes)
+    taken: set[int] = set()  # indexes into ``openings``: equal openings are still distinct incidents
     found: list[GroupIncident] = []
     for group in candidate_groups(groups, services):
         members = {s.lower() for s in group.services}
-        mine = sorted((o for o in openings if o.service.lower() in members), key=lambda o: o.opened_at)
-        i = 0
-        while i < len(mine):
-            first = mine[i].opened_at
-            run = [o for o in mine[i:] if o.opened_at - first <= window]
+        mine = sorted((i for i, o in enumerate(openings) if o.service.lower() in members and i not in taken),
+                      key=lambda i: openings[i].opened_at)
+        k = 0
+        while k < len(mine):
+            first = openings[mine[k]].opened_at
+            run = [i for i in mine[k:] if openings[i].opened_at - first <= window]
             names: list[str] = []
-            for o in run:
-                if o.service.lower() not in {n.lower() for n in names}:
-                    names.append(o.service)
+            for i in run:
+                if openings[i].service.lower() not in {n.lower() for n in names}:
+                    names.append(openings[i].service)
             if len(names) >= params.group_min_services:
                 cause = group.cause or f"common cause across {group.name}"
-                found.append(GroupIncident(group.name, cause, tuple(names), first, run[-1].opened_at))
-                i += len(run)
+                found.append(GroupIncident(group.name, cause, tuple(names), first, openings[run[-1]].opened_at,
+                                           tuple(openings[i] for i in run)))
+                taken.update(run)
+                k += len(run)
             else:
-                i += 1
+                k += 1
     return sorted(found, key=lambda g: (g.opened_at, g.group))
