@@ -6,6 +6,7 @@ Every function takes ``now`` so the same code runs live (wall clock) and in repl
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -55,6 +56,7 @@ class TickReport:
     classified: int = 0
     buckets: int = 0
     opened: list[tuple[str, datetime]] = field(default_factory=list)
+    reopened: list[tuple[str, datetime]] = field(default_factory=list)
     resolved: list[tuple[str, datetime]] = field(default_factory=list)
     sent: int = 0
 
@@ -168,13 +170,14 @@ class Pipeline:
 
         A service's detector state, incident draft, bucket scores and incident transitions are committed in
         one transaction, so a crash keeps a bucket's whole effect or none of it: a restart never re-opens or
-        re-announces an incident. Services of one group or provider that opened together are then grouped.
+        re-announces an incident. Services of one group or provider that opened (or re-opened) together are
+        then grouped.
         """
         report = TickReport()
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report)
-        if report.opened:
+        if report.opened or report.reopened:
             with self.store.database.transaction():
                 self._group_openings(now)
         return report
@@ -243,6 +246,7 @@ class Pipeline:
             else:
                 if "reopened" in t.reason:
                     fields |= {"status": "open", "resolved_at": None}
+                    report.reopened.append((service, at))
                 self.store.update_incident(incident_id, at, fields, "update", {**details, "reason": t.reason})
         if not transitions and incident_id is not None and draft is not None and draft != before:
             self.store.update_incident_quietly(incident_id, score.bucket_start + width,
@@ -272,10 +276,13 @@ class Pipeline:
         group ids set here are tracked, so an incident grouped earlier in this round is never grouped again.
         """
         window = timedelta(minutes=self.config.detector.group_window_minutes)
-        recent = [r for r in self.store.incidents(status="open")
-                  if parse_iso(r["opened_at"]) >= now - 2 * window]
-        group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r in recent}
-        openings = [Opening(r["service"], parse_iso(r["opened_at"]), r["id"]) for r in recent]
+        since = now - 2 * window
+        # updated_at is at or after the last (re-)opening: older incidents need no look at their events.
+        recent = [(r, self._last_opened_at(r)) for r in self.store.incidents(status="open")
+                  if parse_iso(r["updated_at"]) >= since]
+        recent = [(r, at) for r, at in recent if at >= since]
+        group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r, _ in recent}
+        openings = [Opening(r["service"], at, r["id"]) for r, at in recent]
         for found in correlate(self.config.detector, openings, self.config.groups, self.config.services):
             members = [(o.incident_id, o.service) for o in found.openings if o.incident_id is not None]
             existing = next((group_of[iid] for iid, _ in members if group_of[iid] is not None), None)
@@ -289,6 +296,15 @@ class Pipeline:
             else:
                 self.store.join_group(existing, names, now, ungrouped)
             group_of.update(dict.fromkeys(ungrouped, existing))
+
+    def _last_opened_at(self, incident: dict[str, Any]) -> datetime:
+        """When the incident last opened: a re-opening (an update with reason reopened) is the service failing
+        again now, so it groups with the openings around it, not with those around its first opening."""
+        at = parse_iso(incident["opened_at"])
+        for event in self.store.incident_events(incident["id"]):
+            if event["kind"] == "update" and json.loads(event["details"]).get("reason") == "reopened":
+                at = max(at, parse_iso(event["at"]))
+        return at
 
     # Collect ---------------------------------------------------------------------------------------------
 

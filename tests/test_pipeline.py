@@ -171,6 +171,19 @@ def test_services_of_a_configured_group_and_a_provider_opening_together_get_one_
     store.close()
 
 
+def test_a_reopened_incident_is_grouped_with_a_new_opening(tmp_path: Path) -> None:
+    # Bazdrive's first outage resolves; it comes back within the cool-down together with Barmail.
+    store = replay_reports(tmp_path / "m.sqlite", {"Bazdrive": [(0, 1), (4, 5)], "Barmail": [(4, 5)]})
+    incidents = {i["service"]: i for i in store.incidents()}
+    assert sorted(incidents) == ["Barmail", "Bazdrive"]
+    reasons = [json.loads(e["details"]).get("reason") for e in store.incident_events(incidents["Bazdrive"]["id"])]
+    assert "reopened" in reasons
+    groups = store.database.rows("SELECT id, name FROM incident_groups")
+    assert [g["name"] for g in groups] == ["AcmeCore"]
+    assert incidents["Barmail"]["group_id"] == incidents["Bazdrive"]["group_id"] == groups[0]["id"]
+    store.close()
+
+
 def test_reclassify_since_uses_current_model(tmp_path: Path, classifier: Classifier,
                                              real_posts: dict[str, list[str]]) -> None:
     config = parse_config(CONFIG)
