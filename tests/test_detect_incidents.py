@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -139,3 +140,19 @@ def test_draft_round_trips_through_json() -> None:
                           total_complaints=60.0, symptoms=(("messaging", 4),), samples=(("p1", 0.9),),
                           official_ref="s:1", official_title="t", lead_minutes=-3.5, resolved_at=T0 + 2 * STEP)
     assert IncidentDraft.from_json(draft.to_json()) == draft
+
+
+def test_a_steadily_growing_incident_reports_each_peak_past_the_ratio_of_the_last_reported_one() -> None:
+    r = Runner()
+    for c in [float(x) for x in np.random.default_rng(7).poisson(2, 2 * 288)]:
+        r.feed(c)
+    # Each bucket is under 1.5x the one before, but 53 is 5.9x the peak announced at the opening.
+    for c in [6.0, 9.0, 13.0, 19.0, 27.0, 38.0, 53.0, 53.0, 40.0, 30.0, 15.0, 6.0]:
+        r.feed(c)
+    opened = r.transitions[0]
+    assert opened.kind == "open" and opened.incident.peak_count <= 13.0
+    peaks = [t.incident.peak_count for t in r.transitions if t.kind == "update" and "peak" in t.reason]
+    reported = [opened.incident.peak_count, *peaks]
+    assert len(peaks) >= 2 and reported[-1] >= 38.0
+    assert all(b > a * P.update_peak_ratio for a, b in itertools.pairwise(reported))
+

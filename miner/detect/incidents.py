@@ -11,9 +11,10 @@ It stores the returned draft and persists each :class:`Transition`. After a reso
 comes back (an ``update`` with reason ``reopened``) instead of a new one; after it the draft becomes ``None``.
 
 - ``open``: the detector opened an incident at this bucket; the draft is new.
-- ``update``: something worth telling people changed: a new peak count (``peak``), a first match with the
-  provider's own incident (``official``), a different leading symptom (``symptom``), or the incident came
-  back within the cool-down (``reopened``). Running totals change every bucket without an ``update``.
+- ``update``: something worth telling people changed: the peak count grew past ``update_peak_ratio`` times the
+  peak last announced (``peak``), a first match with the provider's own incident (``official``), a different
+  leading symptom (``symptom``), or the incident came back within the cool-down (``reopened``). Running totals
+  change every bucket without an ``update``.
 - ``resolve``: the detector resolved the incident; the draft carries ``resolved_at``.
 
 Replays are harmless: a replayed score, or a bucket at or before the draft's ``last_bucket``, returns the
@@ -63,6 +64,7 @@ class IncidentDraft:
     official_title: str | None = None
     lead_minutes: float | None = None  # provider acknowledgement minus our opening: > 0 means we were first
     resolved_at: datetime | None = None
+    reported_peak: float = 0.0  # the peak count last announced (open or "peak" update): the next one must beat it
 
     @property
     def top_symptom(self) -> str | None:
@@ -76,6 +78,7 @@ class IncidentDraft:
             "samples": [list(s) for s in self.samples], "official_ref": self.official_ref,
             "official_title": self.official_title, "lead_minutes": self.lead_minutes,
             "resolved_at": None if self.resolved_at is None else self.resolved_at.timestamp(),
+            "reported_peak": self.reported_peak,
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -96,6 +99,8 @@ class IncidentDraft:
                 official_ref=d["official_ref"], official_title=d["official_title"],
                 lead_minutes=None if d["lead_minutes"] is None else float(d["lead_minutes"]),
                 resolved_at=None if d["resolved_at"] is None else at(d["resolved_at"]),
+                # Drafts stored before this field existed: their peak was the last one announced, or near it.
+                reported_peak=float(d.get("reported_peak", d["peak_count"])),
             )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad incident draft: {exc}") from None
@@ -178,6 +183,7 @@ def advance(
     if draft is not None and draft.resolved_at is not None:
         if score.reopened:
             back = _fold(params, replace(draft, resolved_at=None), score, facts)
+            back = replace(back, reported_peak=back.peak_count)
             out.append(Transition("update", service, at, back, "reopened"))
             return back, out
         if not score.opened:
@@ -191,12 +197,15 @@ def advance(
         empty = IncidentDraft(service=service, opened_at=at, last_bucket=at - timedelta(seconds=1),
                               peak_count=0.0, peak_z=score.score, total_complaints=0.0)
         new = _fold(params, empty, score, facts)
+        new = replace(new, reported_peak=new.peak_count)
         out.append(Transition("open", service, at, new))
         return new, out
     updated = _fold(params, draft, score, facts)
     reasons = []
-    if updated.peak_count > draft.peak_count * params.update_peak_ratio:
+    if updated.peak_count > draft.reported_peak * params.update_peak_ratio:
+        # Against the last announced peak, not the previous bucket's: a steady climb is reported too.
         reasons.append("peak")
+        updated = replace(updated, reported_peak=updated.peak_count)
     if updated.official_ref is not None and draft.official_ref is None:
         reasons.append("official")
     if updated.top_symptom != draft.top_symptom and draft.top_symptom is not None:

@@ -42,7 +42,7 @@ class DetectorParams:
     # Incident lifecycle.
     max_samples: int = 5  # sample post ids kept per incident
     official_match_minutes: float = 120.0  # a status-page incident starting this long before our opening matches
-    update_peak_ratio: float = 1.5  # an "update" is emitted when the peak count grows past this multiple
+    update_peak_ratio: float = 1.5  # an "update" when the peak grows past this multiple of the peak last announced
 
     # Correlated services: openings this close together in one group are reported as one grouped incident.
     group_window_minutes: float = 30.0
