@@ -248,9 +248,11 @@ class Pipeline:
                     fields |= {"status": "open", "resolved_at": None}
                     report.reopened.append((service, at))
                 self.store.update_incident(incident_id, at, fields, "update", {**details, "reason": t.reason})
-        if not transitions and incident_id is not None and draft is not None and draft != before:
-            self.store.update_incident_quietly(incident_id, score.bucket_start + width,
-                                               self._incident_fields(draft))
+        if not transitions and incident_id is not None and draft is not None and before is not None:
+            # updated_at is the last change: a cool-down bucket only moves the draft's last_bucket, no column.
+            fields = self._incident_fields(draft)
+            if fields != self._incident_fields(before):
+                self.store.update_incident_quietly(incident_id, score.bucket_start + width, fields)
         return incident_id
 
     def _incident_fields(self, draft: IncidentDraft) -> dict[str, Any]:

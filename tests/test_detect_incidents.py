@@ -71,7 +71,7 @@ def test_open_update_resolve_with_facts_and_official_lead_time() -> None:
     assert any("peak" in t.reason for t in updates)
     assert any("official" in t.reason for t in updates)
     draft = IncidentDraft.from_json(r.draft_json or "")
-    assert draft.peak_count == 300.0 and draft.total_complaints == sum(outage[1:])
+    assert draft.peak_count == 300.0 and draft.total_complaints == sum(outage[1:])  # from the opening bucket
     assert draft.top_symptom == "messaging" and draft.symptoms[1] == ("login", 5)
     assert [s[0] for s in draft.samples] == ["p5", "p4", "p3", "p2", "p1"]
     assert draft.official_ref == "status:whatsapp:abc" and draft.official_title == "Messages delayed"
@@ -156,3 +156,13 @@ def test_a_steadily_growing_incident_reports_each_peak_past_the_ratio_of_the_las
     assert len(peaks) >= 2 and reported[-1] >= 38.0
     assert all(b > a * P.update_peak_ratio for a, b in itertools.pairwise(reported))
 
+
+def test_total_complaints_spans_the_opening_bucket_through_the_resolving_bucket() -> None:
+    r = Runner()
+    for c in history():
+        r.feed(c)
+    fed = [(r.feed(c), c) for c in [300.0] * 6 + [30.0] * 3 + history(20)]
+    first = next(i for i, (s, _) in enumerate(fed) if s.opened)
+    last = next(i for i, (s, _) in enumerate(fed) if s.resolved)
+    closed = next(t.incident for t in r.transitions if t.kind == "resolve")
+    assert closed.total_complaints == sum(c for _, c in fed[first:last + 1])

@@ -47,6 +47,7 @@ def test_replay_opens_one_incident_for_the_burst(tmp_path: Path, classifier: Cla
     assert [i["service"] for i in incidents] == ["MTN"]
     inc = incidents[0]
     assert inc["status"] == "resolved"
+    assert inc["updated_at"] == inc["resolved_at"]  # the cool-down after the resolve changes nothing
     opened = datetime.fromisoformat(inc["opened_at"])
     assert T0 + timedelta(days=2) < opened <= T0 + timedelta(days=2, hours=1)
     assert inc["peak_complaints"] >= 5

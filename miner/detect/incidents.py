@@ -57,7 +57,7 @@ class IncidentDraft:
     last_bucket: datetime  # the last bucket folded in
     peak_count: float
     peak_z: float
-    total_complaints: float  # all complaints in the incident's buckets
+    total_complaints: float  # all complaints from the opening bucket to the resolving bucket, both included
     symptoms: tuple[tuple[str, int], ...] = ()  # symptom -> posts, most reported first
     samples: tuple[tuple[str, float], ...] = ()  # the most confident outage posts (id, score), best first
     official_ref: str | None = None  # "source:external_id" of the matched status-page incident
@@ -176,7 +176,10 @@ def advance(
     at = score.bucket_start
     if draft is not None and draft.resolved_at is None and (score.resolved or not score.open):
         # The detector resolved it (possibly within a gap before this bucket): close with what we have.
-        draft = replace(draft, resolved_at=at, last_bucket=at)
+        # The resolving bucket is the incident's last one; after a gap the resolve happened in zero-filled buckets.
+        adjacent = at - draft.last_bucket <= timedelta(minutes=params.bucket_minutes)
+        total = draft.total_complaints + (score.count if adjacent else 0.0)
+        draft = replace(draft, resolved_at=at, last_bucket=at, total_complaints=total)
         out.append(Transition("resolve", service, at, draft))
         if not (score.reopened or score.opened):
             return draft, out

@@ -99,7 +99,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "peak_complaints": "Largest complaint count in one bucket.",
         "peak_score": "Largest z-score.",
         "baseline": "Expected complaints per bucket when it opened.",
-        "total_complaints": "Complaints counted while open.",
+        "total_complaints": "Complaints in its buckets, from the one where it opened to the one that resolved it.",
         "symptoms": "JSON object: symptom -> complaints.",
         "sample_post_ids": "JSON list of posts.id of the most confident complaints.",
         "official_incident_id": "official_incidents.id of the provider's matching incident.",
