@@ -184,6 +184,23 @@ def test_one_author_complaining_many_times_in_a_bucket_is_one_complaint(store: S
     assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (54, 5)}
 
 
+def test_a_post_pruned_while_being_classified_is_skipped(store: Store) -> None:
+    # The service's retention job (or `miner prune` beside it) deleted posts between reading a batch and
+    # saving its verdicts: the save failed on the foreign key and the process job logged an error.
+    store.insert_posts([post("old", "down", T0 - timedelta(days=40)), post("new", "down too", T0)], T0)
+    todo = store.posts_to_classify(10)
+    other = Store.open(store.path)  # a second connection to the same file, as `miner prune` would be
+    assert other.prune_posts(T0 - timedelta(days=30)) == 1
+    other.close()
+    span = store.save_classifications([(p.id, Prediction(0.9, True, "general")) for p in todo], "v1", T0)
+    assert span == ("2026-03-01T12:00:00+00:00", "2026-03-01T12:00:00+00:00")
+    rows = store.database.rows("SELECT post_id FROM classifications")
+    assert [r["post_id"] for r in rows] == [todo[1].id]
+    assert store.posts_to_classify(10) == []
+    # A batch whose every post is gone stores nothing and touches no bucket.
+    assert store.save_classifications([(todo[0].id, Prediction(0.9, True, None))], "v2", T0) is None
+
+
 def test_incident_transitions_are_logged(store: Store) -> None:
     iid = store.open_incident("WhatsApp", T0, {"peak_complaints": 9, "symptoms": {"messaging": 5}}, {"z": 6.1})
     store.update_incident(iid, T0 + FIVE, {"peak_complaints": 14}, "update", {"count": 14})

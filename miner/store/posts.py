@@ -91,14 +91,20 @@ class PostsMixin:
     def save_classifications(
         self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
     ) -> tuple[str, str] | None:
-        """Store verdicts; returns the (min, max) created_at of the posts touched, for bucket refresh."""
+        """Store verdicts; returns the (min, max) created_at of the posts touched, for bucket refresh.
+
+        Verdicts for posts deleted since they were read (pruned by retention) are dropped."""
         if not items:
             return None
         with self.database.transaction() as conn:
+            # Retention (the service's prune job, or `miner prune` beside it) may have deleted a post between
+            # posts_to_classify and now: its verdict is skipped, checked under this write lock, rather than
+            # failing the whole batch on the foreign key.
             conn.executemany(
                 "INSERT OR REPLACE INTO classifications (post_id, model_version, outage, score, symptom, "
-                "classified_at) VALUES (?, ?, ?, ?, ?, ?)",
-                [(pid, model_version, int(p.outage), round(p.score, 6), p.symptom, iso(now)) for pid, p in items],
+                "classified_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM posts WHERE id = ?)",
+                [(pid, model_version, int(p.outage), round(p.score, 6), p.symptom, iso(now), pid)
+                 for pid, p in items],
             )
             ids = [pid for pid, _ in items]
             marks = ",".join("?" * len(ids))
