@@ -23,6 +23,13 @@ from miner.records import Post
 from miner.timeutil import floor_time, parse_iso
 
 REQUIRED = ("id", "text", "created_at", "source")
+# A recorded post cannot be dated after the wall clock; the collectors clamp such dates to the poll time, with
+# the same slack for clock skew.
+FUTURE_SLACK = timedelta(minutes=10)
+# The clock steps through every silence between posts (hourly idle ticks, each writing a bucket row per
+# service), so one misdated post, say 2099 or 1990, would step through decades. A longer gap than this is
+# refused; separate captures replay as separate runs, where the detector takes the gap as collection downtime.
+MAX_GAP = timedelta(days=30)
 
 
 def demo_stream_path() -> Path:
@@ -33,6 +40,40 @@ def demo_stream_path() -> Path:
 def read_posts(path: Path | str) -> Iterator[Post]:
     """Stream posts from a JSONL file (optionally .gz): ``id``, ``text``, ``created_at`` (ISO 8601),
     ``source``, optional ``url``. A bad line raises InputError naming the file and line."""
+    for _, post in read_numbered(path):
+        yield post
+
+
+def check_stream(path: Path | str, now: datetime, *, max_gap: timedelta = MAX_GAP) -> int:
+    """Read the whole stream before anything is stored; returns the number of posts.
+
+    Raises InputError naming the file and line for a line :func:`read_posts` rejects, a post older than the
+    one before it, one dated after ``now`` (plus FUTURE_SLACK), or one more than ``max_gap`` after the one
+    before it, so a bad file fails before any of it is stored rather than part-way.
+    """
+    count = 0
+    last: tuple[int, datetime] | None = None
+    for lineno, post in read_numbered(path):
+        where = f"{path}:{lineno}: post {post.external_id} ({post.created_at.isoformat()})"
+        if post.created_at > now + FUTURE_SLACK:
+            raise InputError(f"{where} is dated after the current time ({now:%Y-%m-%d %H:%M} UTC); a recorded "
+                             "post cannot be from the future: fix its created_at or drop the line")
+        if last is not None and post.created_at < last[1]:
+            raise InputError(f"{where} is not in time order: it is older than line {last[0]} "
+                             f"({last[1].isoformat()}); sort the file by created_at")
+        if last is not None and post.created_at - last[1] > max_gap:
+            raise InputError(
+                f"{where} comes {(post.created_at - last[1]).days} days after line {last[0]} "
+                f"({last[1].isoformat()}): replay steps its clock through every gap, and one over "
+                f"{max_gap.days} days is almost always a misdated post; fix the date, or split the file there "
+                "and replay the parts one after another")
+        last = (lineno, post.created_at)
+        count += 1
+    return count
+
+
+def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
+    """:func:`read_posts` with each post's line number."""
     p = Path(path)
     try:
         # utf-8-sig: files saved by Windows tools may start with a byte-order mark
@@ -44,7 +85,7 @@ def read_posts(path: Path | str) -> Iterator[Post]:
         try:
             for lineno, line in enumerate(handle, start=1):
                 if line.strip():
-                    yield _post_from_line(line, p, lineno)
+                    yield lineno, _post_from_line(line, p, lineno)
         except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{p}: unreadable ({exc})") from None
 
@@ -86,10 +127,13 @@ class ReplayStats:
     resolved: list[tuple[str, datetime]] = field(default_factory=list)
 
 
-def ticks_for(posts: Iterable[Post], step: timedelta) -> Iterator[tuple[datetime, list[Post]]]:
+def ticks_for(
+    posts: Iterable[Post], step: timedelta, max_gap: timedelta = MAX_GAP
+) -> Iterator[tuple[datetime, list[Post]]]:
     """Group time-ordered posts by the tick at which they have all arrived: the end of their bucket.
 
-    Raises InputError when the stream is not in time order (replay needs it to be causal).
+    Raises InputError when the stream is not in time order (replay needs it to be causal), or when two
+    consecutive posts are more than ``max_gap`` apart (see MAX_GAP).
     """
     batch: list[Post] = []
     tick: datetime | None = None
@@ -99,6 +143,12 @@ def ticks_for(posts: Iterable[Post], step: timedelta) -> Iterator[tuple[datetime
             raise InputError(
                 f"posts are not in time order: {post.external_id} ({post.created_at.isoformat()}) comes after "
                 f"{last.isoformat()}; sort the file by created_at"
+            )
+        if last is not None and post.created_at - last > max_gap:
+            raise InputError(
+                f"post {post.external_id} ({post.created_at.isoformat()}) comes {(post.created_at - last).days} "
+                f"days after the one before ({last.isoformat()}), more than the {max_gap.days} days a replay "
+                "steps through; fix the date, or split the stream there and replay the parts one after another"
             )
         last = post.created_at
         end = floor_time(post.created_at, step) + step

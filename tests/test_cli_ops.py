@@ -32,11 +32,45 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
                         '{"id": "2", "text": "y", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "n.sqlite"), "replay",
                                   str(unsorted)])
-    assert result.exit_code == 1 and "not in time order" in result.output
+    assert result.exit_code == 1
+    assert f"{unsorted}:2: post 2 (2026-01-01T00:00:00+00:00) is not in time order: it is older than line 1" \
+        in result.output and "(nothing was stored)" in result.output
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 5000 + "]" * 5000 + "\n")
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "d.sqlite"), "replay", str(deep)])
     assert result.exit_code == 1 and f"{deep}:1: invalid JSON (nested too deeply)" in result.output
+
+
+def test_replay_refuses_a_misdated_post_before_storing_anything(tmp_path: Path, runner: CliRunner) -> None:
+    # One post dated 2099 at the end (or 1990 at the start) made replay step hourly through the decades
+    # between, writing a bucket row per service per 5 minutes: an hour and gigabytes.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+
+    def line(n: int, at: str) -> str:
+        return json.dumps({"id": str(n), "text": "x", "created_at": at, "source": "s"}) + "\n"
+
+    good = [line(n, f"2026-01-01T00:{n:02d}:00Z") for n in range(1, 4)]
+    db = tmp_path / "m.sqlite"
+    future = tmp_path / "future.jsonl"
+    future.write_text("".join(good) + line(9, "2099-01-01T00:00:00Z"))
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(future)])
+    assert result.exit_code == 1
+    assert (f"{future}:4: post 9 (2099-01-01T00:00:00+00:00) is dated after the current time" in result.output
+            and "(nothing was stored)" in result.output), result.output
+    assert not db.exists()
+    old = tmp_path / "old.jsonl"
+    old.write_text(line(0, "1990-01-01T00:00:00Z") + "".join(good))
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(old)])
+    assert result.exit_code == 1
+    assert (f"{old}:2: post 1 (2026-01-01T00:01:00+00:00) comes 13149 days after line 1 "
+            "(1990-01-01T00:00:00+00:00)" in " ".join(result.output.split())), result.output
+    assert not db.exists()
+    # Within the bound, a quiet spell is stepped through as before.
+    month = tmp_path / "month.jsonl"
+    month.write_text("".join(good) + line(5, "2026-01-30T00:00:00Z"))
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(month)])
+    assert result.exit_code == 0 and "replayed 4 posts" in result.output, result.output
 
 
 def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None:

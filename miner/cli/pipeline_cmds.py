@@ -76,10 +76,18 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     from miner.alerts import FileSenders, write_digest_files
     from miner.alerts.files import remove_digest_files
     from miner.cli.summary import print_summary
+    from miner.errors import InputError
     from miner.pipeline import Pipeline
-    from miner.replay import read_posts, run_replay
+    from miner.replay import check_stream, read_posts, run_replay
+    from miner.timeutil import utcnow
 
     cfg = app.config
+    try:
+        total = check_stream(posts_path, utcnow())
+    except InputError as exc:
+        raise InputError(f"{exc} (nothing was stored)") from None
+    if not total:
+        raise click.ClickException(f"{posts_path} holds no posts")
     store = app.store()
     # Notifications go to files: a replay shows what would have been sent, and never sends it. Files there from
     # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
@@ -89,7 +97,7 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
     started = time.monotonic()
-    with progress(_count_lines(posts_path), label) as bar:
+    with progress(total, label) as bar:
         stats = run_replay(read_posts(posts_path), pipeline.bucket, pipeline.tick, speed=speed,
                            prefetch=lambda posts: pipeline.ingest(posts, posts[-1].created_at),
                            progress=lambda k: bar.update(k))
@@ -118,14 +126,6 @@ def _digest_time(store: Store) -> datetime | None:
     return parse_iso(first["resolved_at"] or first["updated_at"]) + timedelta(minutes=5)
 
 
-def _count_lines(path: Path) -> int:
-    import gzip
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        return sum(1 for line in handle if line.strip())
-
-
 @main.command()
 @click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -142,6 +142,9 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
     miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
     are replaced (a resumed replay, whose store has sent them, adds to them); other files there are kept.
+
+    The file is checked before anything is stored: posts must be in time order, none dated after now, and none
+    more than 30 days after the one before (split the file there and replay the parts one after another).
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
