@@ -182,10 +182,19 @@ def run_replay(
     With ``prefetch`` (and no pacing), up to ``chunk`` upcoming posts are handed to it before their ticks,
     and the ticks then get no posts of their own. Storing posts early changes nothing the detector sees (it
     reads only buckets that have ended by ``now``), and lets the classifier work in large batches.
+
+    A bad post (see :func:`ticks_for`) raises InputError saying how many posts before it were stored.
     """
     stats = ReplayStats()
     wall0 = time.monotonic()
     previous: datetime | None = None
+    stored = 0
+
+    def checked(ticks: Iterator[tuple[datetime, list[Post]]]) -> Iterator[tuple[datetime, list[Post]]]:
+        try:
+            yield from ticks
+        except InputError as exc:
+            raise InputError(f"{exc} ({_stored_note(stored)})") from None
 
     def advance(now: datetime, batch: list[Post]) -> None:
         _pace(speed, stats.start, now, wall0)
@@ -201,14 +210,17 @@ def run_replay(
             idle += idle_step
 
     early = prefetch is not None and not speed
-    for ticks in _chunks(ticks_for(posts, step), chunk if early else 1):
+    for ticks in _chunks(checked(ticks_for(posts, step)), chunk if early else 1):
         if early and prefetch is not None:
-            prefetch([p for _, batch in ticks for p in batch])
+            ahead = [p for _, batch in ticks for p in batch]
+            prefetch(ahead)
+            stored += len(ahead)
         for tick, batch in ticks:
             if previous is not None:
                 idle_until(tick, inclusive=False)
             stats.start = stats.start or tick - step
             advance(tick, [] if early else batch)
+            stored += 0 if early else len(batch)
             stats.posts += len(batch)
             previous = tick
             if progress:
@@ -216,6 +228,15 @@ def run_replay(
     if previous is not None:
         idle_until(previous + tail, inclusive=True)
     return stats
+
+
+def _stored_note(stored: int) -> str:
+    if not stored:
+        return "nothing was stored"
+    # Safe because posts are deduplicated by (source, id) and ticks the store has already processed only
+    # store posts: a resumed replay never re-opens or re-announces an incident.
+    return (f"the {stored} posts before it were stored; replaying the corrected file into the same store is safe: "
+            "stored posts are skipped and no incident is announced twice")
 
 
 def _chunks(ticks: Iterator[tuple[datetime, list[Post]]], size: int) -> Iterator[list[tuple[datetime, list[Post]]]]:

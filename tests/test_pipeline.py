@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fakeserver import FakeServer
 from streams import CONFIG, T0, write_stream
 
@@ -16,6 +18,7 @@ from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
+from miner.errors import InputError
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
@@ -256,3 +259,22 @@ url = "{server.url}/forum.rss"
     assert (reports["buggy"].error or "").startswith("internal error storing the poll: UnicodeEncodeError")
     row = store.source_row("buggy")
     assert row is not None and row["consecutive_failures"] == 1 and row["next_poll_at"] > iso(T0)
+
+
+def test_a_replay_stopped_by_a_bad_post_says_what_it_stored_and_a_rerun_is_safe(
+        tmp_path: Path, classifier: Classifier) -> None:
+    store = Store.open(tmp_path / "m.sqlite")
+    pipe = Pipeline(parse_config(CONFIG), store, classifier)
+    posts = [Post(source="s", external_id=str(n), text=f"mtn down {n}", created_at=T0 + timedelta(minutes=7 * n))
+             for n in range(6)]
+    unsorted = [*posts[:4], posts[5], posts[4]]
+    # 15-minute buckets, stored two ticks' worth ahead: the first tick's 3 posts were stored when post 4 came.
+    with pytest.raises(InputError, match=r"not in time order.*\(the 3 posts before it were stored; replaying the "
+                                         r"corrected file into the same store is safe"):
+        run_replay(unsorted, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=2)
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3  # type: ignore[index]
+    run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=2)
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 6  # type: ignore[index]
+    with pytest.raises(InputError, match=r"comes 31 days after .*\(nothing was stored\)"):
+        run_replay([posts[0], replace(posts[1], created_at=T0 + timedelta(days=31))], pipe.bucket, pipe.tick)
+    store.close()
