@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,9 @@ from streams import CONFIG, write_stream
 
 from miner.cli import main
 from miner.replay import read_posts
+from miner.store import Store
 from miner.store.catalog import TABLES
+from miner.store.migrations import MIGRATIONS, apply_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +176,48 @@ def test_commands_that_only_look_refuse_a_missing_store_and_create_nothing(tmp_p
     assert res.exit_code == 1, res.output
     assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
     assert sorted(tmp_path.iterdir()) == []
+
+
+LOOKING = [["status"], ["outbox"], ["silence", "list"], ["digest", "--dry-run", "--out"]]
+
+
+@pytest.mark.parametrize("args", LOOKING, ids=" ".join)
+def test_commands_that_only_look_leave_an_older_store_as_it_is(tmp_path: Path, runner: CliRunner,
+                                                              args: list[str]) -> None:
+    # They opened it read-write, so looking at a store from an older miner migrated it (and switched it to WAL).
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old, isolation_level=None) as conn:
+        apply_migrations(conn, MIGRATIONS[:1])
+    before = old.read_bytes()
+    if args[-1] == "--out":
+        args = [*args, str(tmp_path / "out")]
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(old)]
+    res = runner.invoke(main, [*base, *args])
+    assert res.exit_code == 1
+    assert (f"Error: store {old} was made by an older version of miner and needs upgrading (migration "
+            f"{MIGRATIONS[1].id}); this command only reads it and does not upgrade it: run `miner run`"
+            in res.output), res.output
+    assert old.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
+    Store.open(old).close()  # what any writing command does first
+    res = runner.invoke(main, [*base, *args])
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
+def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Path) -> None:
+    # A read-only copy: they opened it read-write and failed with "attempt to write a readonly database".
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    Store.open(folder / "miner.sqlite").close()  # WAL mode, as every store miner has written
+    folder.chmod(0o555)
+    # Without its capabilities root is held to the permission bits like anyone else.
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    try:
+        for args in LOOKING:
+            args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
+            res = subprocess.run([*drop, sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"),
+                                  "--db", str(folder / "miner.sqlite"), *args],
+                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
+            assert res.returncode == 0, (args, res.stderr)
+    finally:
+        folder.chmod(0o755)

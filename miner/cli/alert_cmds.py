@@ -52,7 +52,7 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     settings = app.config.alerts
     now = _now(at)
     if dry_run:
-        paths = write_digest_files(app.store(must_exist=True), settings, now, out, route_name,
+        paths = write_digest_files(app.store(readonly=True, must_exist=True), settings, now, out, route_name,
                                    sources=app.config.polled_sources)
         for path in paths:
             click.echo(str(path))
@@ -74,7 +74,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     if ctx.invoked_subcommand is not None:
         return
     app: AppContext = ctx.obj
-    store = app.store(must_exist=True)
+    store = app.store(readonly=True, must_exist=True)
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
     rows = store.outbox_rows(statuses, limit)
     if not rows:
@@ -143,7 +143,7 @@ def silence_add(app: AppContext, service: str, duration: str, comment: str) -> N
 def silence_list(app: AppContext, show_all: bool) -> None:
     """Show active silences."""
     now = iso(utcnow())
-    rows = app.store(must_exist=True).silences(active_at=None if show_all else parse_iso(now))
+    rows = app.store(readonly=True, must_exist=True).silences(active_at=None if show_all else parse_iso(now))
     if not rows:
         click.echo("no active silences" if not show_all else "no silences")
         return

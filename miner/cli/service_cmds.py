@@ -47,7 +47,7 @@ def status(app: AppContext, fmt: str) -> None:
     from miner.status import service_status, source_status
     from miner.timeutil import utcnow
 
-    store = app.store(must_exist=True)
+    store = app.store(readonly=True, must_exist=True)
     now = utcnow()
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)

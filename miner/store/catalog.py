@@ -5,7 +5,10 @@ from __future__ import annotations
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "schema_migrations": ("Migrations applied to this file, in order. A store that names a migration this miner "
-                          "does not know was written by a newer miner: it is refused, not written to.", {
+                          "does not know was written by a newer miner: it is refused, not written to. Pending "
+                          "migrations are applied when a command that writes opens the store; commands that only "
+                          "read it (`status`, `outbox`, `silence list`, `digest --dry-run`) refuse a store that "
+                          "lacks some.", {
         "id": "Migration name, e.g. 0001_core.",
         "applied_at": "When it was applied (UTC, ISO 8601).",
     }),

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from miner.errors import StoreError
-from miner.store.migrations import apply_migrations
+from miner.store.migrations import apply_migrations, pending_migrations
 
 
 def describe_sqlite_error(path: str, exc: BaseException) -> str:
@@ -49,6 +49,40 @@ def translate_errors(path: str) -> Iterator[None]:
         raise StoreError(describe_sqlite_error(path, exc)) from exc
 
 
+def _connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
+    # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro{'&immutable=1' if immutable else ''}", uri=True,
+                           isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only = ON")
+    if immutable:
+        return conn
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "readonly" not in str(exc) or Path(f"{path}-wal").exists():
+            raise
+        # A WAL store in a folder we cannot write (a read-only copy or mount): SQLite cannot create its -shm
+        # index there. With no -wal file, no connection has it open in WAL mode and every commit is in the main
+        # file, so it reads correctly as immutable.
+        conn.close()
+        return _connect_readonly(path, immutable=True)
+    return conn
+
+
+def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
+    """A read-only open cannot migrate: an older store is refused with what will upgrade it, rather than read
+    with tables or columns missing (or upgraded behind the back of a command that only looks)."""
+    try:
+        pending = pending_migrations(conn)
+    except StoreError as exc:
+        raise StoreError(f"store {path} {exc}") from None
+    if pending:
+        raise StoreError(
+            f"store {path} was made by an older version of miner and needs upgrading (migration "
+            f"{', '.join(pending)}); this command only reads it and does not upgrade it: run `miner run`, or any "
+            "command that writes to the store, once to upgrade it")
+
+
 class Database:
     """One connection to one store file. Not shared across threads: open one per thread or job."""
 
@@ -61,15 +95,13 @@ class Database:
 
     @classmethod
     def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True) -> Database:
+        """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some."""
         spath = str(path)
         with translate_errors(spath):
             if readonly:
                 if not Path(spath).exists():
                     raise StoreError(f"store {spath} does not exist")
-                # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
-                conn = sqlite3.connect(f"file:{quote(spath)}?mode=ro", uri=True, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA query_only = ON")
+                conn = _connect_readonly(spath)
             else:
                 if spath != ":memory:":
                     Path(spath).parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +111,8 @@ class Database:
             conn.execute("PRAGMA foreign_keys = ON")
             # Touch the file so corruption is reported at open, not at the first query.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if readonly and migrate:
+                _require_current_schema(conn, spath)
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")

@@ -163,6 +163,21 @@ def _applied(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
 
 
+def _refuse_newer(applied: set[str]) -> None:
+    if newer := sorted(applied - {m.id for m in MIGRATIONS}):
+        raise StoreError(f"was written by a newer version of miner (migration {', '.join(newer)}); "
+                         "upgrade miner to use it")
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[str]:
+    """The ids of this miner's migrations the store lacks, changing nothing (for read-only opens). A store from a
+    newer miner is refused as by :func:`apply_migrations`."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+    applied = _applied(conn) if exists.fetchone() else set()
+    _refuse_newer(applied)
+    return [m.id for m in MIGRATIONS if m.id not in applied]
+
+
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the ids applied.
 
@@ -172,9 +187,8 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
     """
     todo = MIGRATIONS if migrations is None else migrations
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    if migrations is None and (newer := sorted(_applied(conn) - {m.id for m in MIGRATIONS})):
-        raise StoreError(f"was written by a newer version of miner (migration {', '.join(newer)}); "
-                         "upgrade miner to use it")
+    if migrations is None:
+        _refuse_newer(_applied(conn))
     applied = []
     for migration in todo:
         if migration.id in _applied(conn):
