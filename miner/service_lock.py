@@ -20,8 +20,15 @@ class ServiceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # E.g. a read-only folder: the service writes its store there too, so say what it needs.
+            raise MinerError(
+                f"cannot create the service lock {self.path} ({exc.strerror or exc}); `miner run` writes its store "
+                "and this lock in that folder: check that it exists and is writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -184,7 +185,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             first.kill()
 
 
-@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store"])
+@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store", "read_only_folder"])
 def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> None:
     extra = ""
     if problem == "missing_model":
@@ -193,11 +194,27 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss", extra)
     if problem == "corrupt_store":
         (tmp_path / "miner.sqlite").write_bytes(b"\x00garbage" * 4096)
-    result = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    drop: list[str] = []
+    if problem == "read_only_folder":
+        if os.geteuid() == 0:  # root ignores permission bits unless it drops its capabilities
+            if not shutil.which("setpriv"):
+                pytest.skip("needs setpriv to drop root's capabilities")
+            drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+        tmp_path.chmod(0o555)
+    try:
+        result = subprocess.run([*drop, sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        tmp_path.chmod(0o755)
     assert result.returncode == 1
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
-    expected = {"missing_model": "model", "corrupt_store": "corrupt"}[problem]
+    expected = {"missing_model": "model",
+                "corrupt_store": "is not a SQLite database or is corrupt (file is not a database); to restore it, "
+                                 "stop miner, copy a backup made by `miner backup` over it and delete",
+                "read_only_folder": f"Error: cannot create the service lock {tmp_path / 'miner.sqlite.lock'} "
+                                    "(Permission denied); `miner run` writes its store and this lock in that "
+                                    "folder"}[problem]
     assert expected in lines[0]

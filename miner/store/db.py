@@ -27,7 +27,9 @@ def describe_sqlite_error(path: str, exc: BaseException) -> str:
     msg = str(exc)
     low = msg.lower()
     if "not a database" in low or "malformed" in low or "file is encrypted" in low:
-        return f"store {path} is not a SQLite database or is corrupt ({msg}); restore it from a backup (`miner backup`)"
+        # A -wal left beside a restored file would be replayed into it, so it goes too.
+        return (f"store {path} is not a SQLite database or is corrupt ({msg}); to restore it, stop miner, copy a "
+                f"backup made by `miner backup` over it and delete {path}-wal and -shm if present")
     if "readonly" in low or "read-only" in low:
         return f"store {path} is read-only ({msg}); check file and folder permissions"
     if "disk is full" in low or "disk i/o error" in low or getattr(exc, "errno", None) == errno.ENOSPC:
