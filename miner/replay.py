@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from miner.collectors.normalise import SURROGATE, drop_control
+from miner.collectors.normalise import SURROGATE, drop_control, redact_contacts
 from miner.errors import InputError
 from miner.records import Post
 from miner.timeutil import floor_time, parse_iso
@@ -111,7 +111,8 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
     for key in ("id", "source", "url"):
         if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
-    text = drop_control(str(obj["text"]))  # as the collectors clean it: SQLite cannot store a lone surrogate
+    # As the collectors clean it: SQLite cannot store a lone surrogate, and contact details are not kept.
+    text = redact_contacts(drop_control(str(obj["text"])))
     return Post(source=str(obj["source"]), external_id=str(obj["id"]), text=text, created_at=created,
                 url=url if isinstance(url, str) else None, lang=obj.get("lang") if isinstance(obj.get("lang"), str)
                 else None)
