@@ -1,7 +1,8 @@
 """The service's small HTTP endpoint: GET /healthz, GET /metrics, POST /report.
 
 Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request bodies
-are capped, reports are rate-limited per client address, and every error is a JSON object with a message.
+are capped and read with a deadline, reports are rate-limited per client address, and every error is a JSON
+object with a message.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,9 @@ from miner.errors import InputError, MinerError
 log = logging.getLogger(__name__)
 
 MAX_BODY = 4096
+# A client that stops sending (or declares more body than it sends) loses its connection after this long, so it
+# cannot hold a handler thread: per socket read for the request line and headers, in all for the body.
+READ_TIMEOUT = 5.0
 
 
 @dataclass
@@ -40,6 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "miner"
     sys_version = ""
+    timeout = READ_TIMEOUT  # socketserver sets it on the connection before the request line is read
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s " + format, self.client_address[0], *args)
@@ -75,19 +81,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/report":
             self._json(404, {"error": "POST is accepted on /report only"})
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._json(411, {"error": "Content-Length required"})
-            return
-        if length > MAX_BODY:
-            self._json(413, {"error": f"report body larger than {MAX_BODY} bytes"})
+        length = self._body_length()
+        if length is None:
             return
         ctype = self.headers.get("Content-Type", "")
         if "json" not in ctype:
             self._json(415, {"error": "send the report as application/json"})
             return
-        raw = self.rfile.read(length)
+        raw = self._read_body(length)
+        if raw is None:
+            return
         try:
             payload = json.loads(raw.decode("utf-8"))
             result = self.server.endpoints.report(payload, self.client_address[0])
@@ -102,6 +105,53 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(503, {"error": "cannot store reports right now"})
         else:
             self._json(202, result)
+
+    def _refuse(self, status: int, message: str) -> None:
+        # The body (if any) is left unread, so the connection cannot carry another request.
+        self.close_connection = True
+        self._json(status, {"error": message})
+
+    def _body_length(self) -> int | None:
+        """The declared body length, or None after refusing the request: checked before a byte is read."""
+        if "Transfer-Encoding" in self.headers:
+            self._refuse(411, "send the report with a Content-Length; chunked bodies are not accepted")
+            return None
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            self._refuse(411, "Content-Length required")
+            return None
+        value = values[0].strip()
+        # int() would also take "-1", "+5", "1_0" and non-ASCII digits; a length is ASCII digits only.
+        if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
+            self._refuse(400, "Content-Length must be one non-negative number")
+            return None
+        length = int(value)
+        if length > MAX_BODY:
+            self._refuse(413, f"report body larger than {MAX_BODY} bytes")
+            return None
+        return length
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Exactly ``length`` bytes within READ_TIMEOUT in all, or None after refusing the request."""
+        deadline = time.monotonic() + READ_TIMEOUT
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(length - got)
+                if not chunk:
+                    self._refuse(400, f"body ended after {got} of the {length} bytes in Content-Length")
+                    return None
+                chunks.append(chunk)
+                got += len(chunk)
+        except TimeoutError:
+            self._refuse(408, f"body not received within {READ_TIMEOUT:g} s")
+            return None
+        return b"".join(chunks)
 
 
 class _Server(ThreadingHTTPServer):

@@ -1,0 +1,124 @@
+"""The service's HTTP endpoint on a real 127.0.0.1 socket, spoken to byte by byte: what it refuses before reading
+a body, and how long a slow or lying client can hold it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from miner import http_api
+from miner.http_api import Endpoints, HttpApi
+
+TIMEOUT = 0.5  # the server's read timeout here, so a test of it takes half a second
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HttpApi, list[object]]]:
+    monkeypatch.setattr(http_api, "READ_TIMEOUT", TIMEOUT)
+    monkeypatch.setattr(http_api._Handler, "timeout", TIMEOUT)
+    reports: list[object] = []
+
+    def report(payload: object, client: str) -> dict[str, Any]:
+        reports.append(payload)
+        return {"accepted": True}
+
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n", report))
+    server.start()
+    yield server, reports
+    server.stop()
+
+
+def exchange(server: HttpApi, data: bytes, *, close_write: bool = False, wait: float = 5.0) -> bytes:
+    """Send ``data`` (keeping the connection open unless ``close_write``) and return all the server sends
+    before it closes; fails if that takes longer than ``wait``."""
+    with socket.create_connection(server.address, timeout=wait) as sock:
+        sock.sendall(data)
+        if close_write:
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        return reply
+
+
+def status_of(reply: bytes) -> int:
+    return int(reply.split(b" ", 2)[1])
+
+
+def post(length: str | None, body: bytes = b"", ctype: str = "application/json") -> bytes:
+    head = f"POST /report HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\n"
+    if length is not None:
+        head += f"Content-Length: {length}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def test_a_valid_report_is_read_to_its_content_length(api: tuple[HttpApi, list[object]]) -> None:
+    server, reports = api
+    body = json.dumps({"service": "MTN"}).encode()
+    # Bytes past Content-Length are not part of the body.
+    reply = exchange(server, post(str(len(body)), body + b"garbage"))
+    assert status_of(reply) == 202
+    assert reports == [{"service": "MTN"}]
+
+
+@pytest.mark.parametrize(("length", "status"), [
+    (None, 411), ("-1", 400), ("+5", 400), ("1_0", 400), ("٣", 400), ("abc", 400), ("", 400),
+    (str(http_api.MAX_BODY + 1), 413), ("99999999999999999999", 413),
+])
+def test_a_bad_content_length_is_refused_before_the_body_is_read(api: tuple[HttpApi, list[object]],
+                                                                  length: str | None, status: int) -> None:
+    server, reports = api
+    started = time.monotonic()
+    # The connection stays open and a body keeps coming: the reply must not wait for it.
+    reply = exchange(server, post(length, b" " * 1000))
+    assert status_of(reply) == status
+    assert "error" in json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert time.monotonic() - started < TIMEOUT
+    assert reports == []
+
+
+def test_two_different_content_lengths_and_chunked_bodies_are_refused(api: tuple[HttpApi, list[object]]) -> None:
+    server, _ = api
+    twice = b"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 4\r\n"
+    assert status_of(exchange(server, twice + b"\r\n{}{}")) == 400
+    chunked = b"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    assert status_of(exchange(server, chunked + b"\r\n2\r\n{}\r\n0\r\n\r\n")) == 411
+
+
+def test_a_body_shorter_than_its_content_length_times_out(api: tuple[HttpApi, list[object]]) -> None:
+    server, reports = api
+    started = time.monotonic()
+    reply = exchange(server, post("100", b'{"service": '))
+    assert status_of(reply) == 408
+    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+    # A client that trickles a byte at a time gets no longer: the deadline covers the whole body.
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(post("100"))
+        started = time.monotonic()
+        while time.monotonic() - started < TIMEOUT + 2:
+            try:
+                sock.sendall(b" ")
+            except OSError:  # reset: the server replied 408 and closed
+                break
+            time.sleep(TIMEOUT / 5)
+        assert time.monotonic() - started < TIMEOUT + 1
+    # Closed early: refused at once as incomplete.
+    assert status_of(exchange(server, post("100", b"{}"), close_write=True)) == 400
+    assert reports == []
+
+
+def test_a_stalled_request_line_is_dropped(api: tuple[HttpApi, list[object]]) -> None:
+    server, _ = api
+    started = time.monotonic()
+    assert exchange(server, b"GET /heal") == b""  # the stdlib handler closes it on the socket timeout
+    assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
+
+
+def test_request_sockets_have_a_read_timeout_of_a_few_seconds() -> None:
+    # The tests above shorten it; this is the one the service runs with.
+    assert 1 <= http_api._Handler.timeout == http_api.READ_TIMEOUT <= 10
