@@ -1,4 +1,4 @@
-"""The service's small HTTP endpoint: GET /healthz, GET /metrics, POST /report.
+"""The service's small HTTP endpoint: GET (or HEAD) /healthz and /metrics, POST /report.
 
 Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request bodies
 are capped and read with a deadline, reports are rate-limited per client address, and every error is a JSON
@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -77,6 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": ["/healthz", "/metrics",
                                                                                      "POST /report"]})
 
+    do_HEAD = do_GET  # _send leaves the body out
+
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != "/report":
             self._json(404, {"error": "POST is accepted on /report only"})
@@ -84,8 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._body_length()
         if length is None:
             return
-        ctype = self.headers.get("Content-Type", "")
-        if "json" not in ctype:
+        if not _is_json(self.headers.get("Content-Type", "")):
             self._json(415, {"error": "send the report as application/json"})
             return
         raw = self._read_body(length)
@@ -154,12 +157,30 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
 
+def _is_json(content_type: str) -> bool:
+    """``application/json``, with parameters or none, in any case; a charset other than UTF-8 is not JSON."""
+    header = Message()
+    header["Content-Type"] = content_type
+    # get_content_type() falls back to text/plain for a value that is not a media type.
+    charset = header.get_param("charset")
+    return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
         self.endpoints = endpoints
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print the traceback to stderr, past the log format; a client that hangs up
+        # mid-reply is routine, anything else is a bug worth its traceback in the log.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("http client %s went away: %s", client_address[0], exc)
+        else:
+            log.exception("http: unexpected error answering %s", client_address[0])
 
 
 class HttpApi:

@@ -4,7 +4,10 @@ a body, and how long a slow or lying client can hold it."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import struct
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +18,7 @@ from miner import http_api
 from miner.http_api import Endpoints, HttpApi
 
 TIMEOUT = 0.5  # the server's read timeout here, so a test of it takes half a second
+release_metrics = threading.Event()  # /metrics waits for it, so a test can hang up before the reply
 
 
 @pytest.fixture
@@ -22,12 +26,17 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[HttpApi, list[object]
     monkeypatch.setattr(http_api, "READ_TIMEOUT", TIMEOUT)
     monkeypatch.setattr(http_api._Handler, "timeout", TIMEOUT)
     reports: list[object] = []
+    release_metrics.set()
 
     def report(payload: object, client: str) -> dict[str, Any]:
         reports.append(payload)
         return {"accepted": True}
 
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n", report))
+    def metrics() -> str:
+        release_metrics.wait(10)
+        return "m 1\n" * 200_000  # more than the socket buffers hold, so writing it needs a live client
+
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), metrics, report))
     server.start()
     yield server, reports
     server.stop()
@@ -122,3 +131,40 @@ def test_a_stalled_request_line_is_dropped(api: tuple[HttpApi, list[object]]) ->
 def test_request_sockets_have_a_read_timeout_of_a_few_seconds() -> None:
     # The tests above shorten it; this is the one the service runs with.
     assert 1 <= http_api._Handler.timeout == http_api.READ_TIMEOUT <= 10
+
+
+@pytest.mark.parametrize(("ctype", "status"), [
+    ("application/json", 202), ("APPLICATION/JSON; charset=UTF-8", 202), ('application/json;charset="utf-8"', 202),
+    ("text/notjson", 415), ("application/jsonp", 415), ("application/x-ndjson", 415), ("json", 415), ("", 415),
+    ("application/json; charset=latin-1", 415),
+])
+def test_the_report_media_type_is_parsed(api: tuple[HttpApi, list[object]], ctype: str, status: int) -> None:
+    server, _ = api
+    assert status_of(exchange(server, post("2", b"{}", ctype=ctype))) == status
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+def test_head_answers_like_get_without_a_body(api: tuple[HttpApi, list[object]], path: str) -> None:
+    server, _ = api
+    reply = exchange(server, f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert status_of(reply) == 200 and body == b""
+    assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
+
+
+def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi, list[object]],
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    server, _ = api
+    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+    release_metrics.clear()
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the handler is now waiting for the metrics
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    release_metrics.set()
+    deadline = time.monotonic() + 5
+    while not any("went away" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("went away" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
+    assert capfd.readouterr().err == ""
