@@ -89,7 +89,7 @@ class Service:
 
         self.lock.acquire()
         try:
-            self._store("startup")
+            self._store("startup").database.check_writable()
             base = Path(self.config.path).parent if self.config.path else None
             self._classifier = load_classifier(self.config.classifier, base_dir=base)
             self._poller = Poller.from_config(self.config)

@@ -23,6 +23,7 @@ import pytest
 from fakeserver import FakeServer, Reply
 
 from miner.replay import demo_stream_path, read_posts
+from miner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS = 1500
@@ -185,25 +186,42 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             first.kill()
 
 
-@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store", "read_only_folder"])
+@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store", "read_only_folder", "read_only_store",
+                                     "read_only_file"])
 def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> None:
     extra = ""
+    prefix: list[str] = []
     if problem == "missing_model":
         (tmp_path / "empty-models").mkdir()
         extra = f'\n[classifier]\nmodel_dir = "{tmp_path / "empty-models"}"\n'
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss", extra)
+    db = tmp_path / "miner.sqlite"
     if problem == "corrupt_store":
-        (tmp_path / "miner.sqlite").write_bytes(b"\x00garbage" * 4096)
-    drop: list[str] = []
-    if problem == "read_only_folder":
+        db.write_bytes(b"\x00garbage" * 4096)
+    elif problem == "read_only_store":
+        # SQLite opens a file whose header asks for a newer writer (write version 3) read-only, even for root:
+        # the same silent read-only open as a file without write permission.
+        Store.open(db).close()
+        header = bytearray(db.read_bytes())
+        header[18] = 3
+        db.write_bytes(bytes(header))
+    elif problem == "read_only_file":
+        Store.open(db).close()
+        db.chmod(0o444)
+        if os.geteuid() == 0:
+            # In a user namespace of its own, root keeps its uid but loses CAP_DAC_OVERRIDE: file modes hold.
+            prefix = ["unshare", "--user"]
+            if not shutil.which("unshare") or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+                pytest.skip("root writes a read-only file and cannot drop that here; read_only_store covers it")
+    elif problem == "read_only_folder":
         if os.geteuid() == 0:  # root ignores permission bits unless it drops its capabilities
             if not shutil.which("setpriv"):
                 pytest.skip("needs setpriv to drop root's capabilities")
-            drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
+            prefix = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
         tmp_path.chmod(0o555)
     try:
-        result = subprocess.run([*drop, sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=120,
+        result = subprocess.run([*prefix, sys.executable, "-m", "miner", "--config", str(cfg), "run"],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
     finally:
         tmp_path.chmod(0o755)
@@ -216,5 +234,6 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
                                  "stop miner, copy a backup made by `miner backup` over it and delete",
                 "read_only_folder": f"Error: cannot create the service lock {tmp_path / 'miner.sqlite.lock'} "
                                     "(Permission denied); `miner run` writes its store and this lock in that "
-                                    "folder"}[problem]
+                                    "folder",
+                "read_only_store": "is read-only", "read_only_file": "is read-only"}[problem]
     assert expected in lines[0]

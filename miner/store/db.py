@@ -129,6 +129,18 @@ class Database:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
 
+    def check_writable(self) -> None:
+        """Raise StoreError unless a write would succeed. SQLite opens a file it cannot write (permissions, a
+        read-only mount, an immutable file) read-only without a word, and even BEGIN IMMEDIATE succeeds on it:
+        only a real write, rolled back here, tells."""
+        with self._lock, translate_errors(self.path):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("CREATE TABLE main._miner_write_check (x)")
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error. Nested calls join the outer transaction."""
