@@ -2,13 +2,16 @@
 
 Each job kind runs one at a time (``max_instances=1``, ``coalesce``) on its own store connection; the store's
 transactions make every batch all-or-nothing, so SIGKILL at any moment loses no committed post and repeats
-no notification. SIGTERM/SIGINT stop the scheduler and wait for running jobs to finish their batch.
+no notification. SIGTERM/SIGINT stop the scheduler and wait for running jobs to finish their batch. A store
+file deleted or replaced under the running service stops it with an error (after saving a copy of what it held).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from miner.config import Config
-from miner.errors import MinerError
+from miner.errors import MinerError, StoreError
 from miner.http_api import Endpoints, HttpApi, RateLimited
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
@@ -79,6 +82,9 @@ class Service:
         self._classifier: Any = None
         self._limiter: Any = None
         self._report_lock = threading.Lock()
+        self._store_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
+        self._store_lost: str | None = None
+        self._lost_guard = threading.Lock()
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -90,6 +96,9 @@ class Service:
         self.lock.acquire()
         try:
             self._store("startup").database.check_writable()
+            if self.db_path != ":memory:":
+                st = os.stat(self.db_path)
+                self._store_id = (st.st_dev, st.st_ino)
             base = Path(self.config.path).parent if self.config.path else None
             self._classifier = load_classifier(self.config.classifier, base_dir=base)
             self._poller = Poller.from_config(self.config)
@@ -122,11 +131,13 @@ class Service:
         self.start()
         try:
             while not self._stop.wait(1.0):
-                pass
+                self._lost_store()  # sets _stop when the store file is gone
         finally:
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
             log.info("stopped")
+        if self._store_lost is not None:
+            raise StoreError(self._store_lost)  # exit 1: a supervisor (and its operator) sees the failure
 
     def stop(self) -> None:
         if self._scheduler is not None:
@@ -138,6 +149,8 @@ class Service:
         if self._poller is not None:
             self._poller.close()
             self._poller = None
+        if self._store_lost is not None:
+            self._store_lost = self._save_lost_store(self._store_lost)
         with self._store_guard:
             for store in self._stores.values():
                 store.close()
@@ -146,7 +159,48 @@ class Service:
 
     # Jobs ----------------------------------------------------------------------------------------------
 
+    def _lost_store(self) -> str | None:
+        """Why the store file at db_path is no longer the one opened at start-up, or None while it is.
+
+        Deleted or replaced under the service, the old file lives on in its open connections: jobs would keep
+        writing to it unseen, /healthz would stay ok, and the next connection or restart would create an empty
+        store in its place. The first time this finds it so, it logs the error and asks the service to stop.
+        """
+        if self._store_id is None or self._store_lost is not None:
+            return self._store_lost
+        try:
+            st = os.stat(self.db_path)
+            same = (st.st_dev, st.st_ino) == self._store_id
+        except (FileNotFoundError, NotADirectoryError):
+            same = False
+        if not same:
+            with self._lost_guard:
+                if self._store_lost is None:
+                    self._store_lost = (f"store {self.db_path} was deleted or replaced while the service was running; "
+                                        "stopping so that nothing more is written to the lost file")
+                    log.error("%s", self._store_lost)
+                    self._stop.set()
+        return self._store_lost
+
+    def _save_lost_store(self, reason: str) -> str:
+        # A deleted file is gone for good once its last connection closes: keep a copy of what it held.
+        store = self._stores.get("startup")
+        if store is None:
+            return reason
+        target = f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}"
+        try:
+            dest = sqlite3.connect(target)
+            try:
+                store.database.conn.backup(dest)
+            finally:
+                dest.close()
+        except (sqlite3.Error, OSError) as exc:
+            return f"{reason}; saving a copy of it to {target} failed too ({exc})"
+        return f"{reason}; a copy of its last state is saved as {target}"
+
     def _store(self, job: str) -> Store:
+        if lost := self._lost_store():
+            raise StoreError(lost)
         with self._store_guard:
             if job not in self._stores:
                 self._stores[job] = Store.open(self.db_path)
@@ -231,6 +285,8 @@ class Service:
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
                                 "last_error": h.last_error, "runs": h.runs}
             ok = ok and (fresh or starting)
+        if lost := self._lost_store():
+            return False, {"status": "failed", "error": lost, "now": iso(now), "stages": stages}
         return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "stages": stages}
 
     def metrics_text(self) -> str:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from fakeserver import FakeServer, Reply
 
+from miner.errors import StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
 
@@ -237,3 +238,60 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
                                     "folder",
                 "read_only_store": "is read-only", "read_only_file": "is read-only"}[problem]
     assert expected in lines[0]
+
+
+def test_a_deleted_store_stops_the_service_with_one_error_and_a_copy(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
+    db = tmp_path / "miner.sqlite"
+    port = free_port()
+    proc = start(cfg, port)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _get(f"{base}/healthz") == 200, proc=proc)
+        assert httpx.post(f"{base}/report", json={"service": "MTN"}).status_code == 202
+        db.unlink()
+        code, err = stop(proc, sig=0)  # signal 0: only wait; the service must stop by itself
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 1, err
+    assert not db.exists()  # no empty store was created in its place
+    last = err.strip().splitlines()[-1]
+    assert f"store {db} was deleted or replaced while the service was running" in last
+    (copy,) = tmp_path.glob("miner.sqlite.lost-*")
+    assert str(copy) in last
+    assert counts(copy)["posts"] == 1  # the report accepted before the deletion
+    assert "Traceback" not in err
+
+
+def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False))
+    service.start()
+    try:
+        assert service.healthz()[0]
+        # Replaced by another file (a restore done with `mv`, say): the service must not go on with the old one.
+        other = tmp_path / "other.sqlite"
+        Store.open(other).close()
+        other.replace(db)
+        ok, detail = service.healthz()
+        assert not ok and detail["status"] == "failed"
+        assert "was deleted or replaced while the service was running" in detail["error"]
+        service._run_job("retention")
+        assert "was deleted or replaced" in str(service.health["retention"].last_error)
+        with pytest.raises(StoreError, match="deleted or replaced"):
+            service._store("http")  # a new connection would work on the new file (or create an empty one)
+    finally:
+        service.stop()
+    assert service._stop.is_set()
+
+
+def _get(url: str) -> int:
+    try:
+        return httpx.get(url).status_code
+    except httpx.TransportError:
+        return 0
