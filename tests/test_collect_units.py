@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import random
 import time
 import tracemalloc
@@ -330,10 +331,17 @@ def test_statuspage_summary_json_lists_only_unresolved(server: FakeServer, polle
         poller.poll(source)
 
 
-def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, poller: Poller) -> None:
+def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, poller: Poller,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
     server.serve_fixture("/news.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
-    result = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
+    caplog.set_level(logging.DEBUG, logger="miner")
+    outcome = poller.poll_isolated(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
+    assert outcome.result is not None
+    result = outcome.result
     assert len(result.posts) == 2 and "CharacterEncodingOverride" in result.warnings[0]
+    # Logged once per poll, as a warning, not again by the poller.
+    logged = [r for r in caplog.records if "is not clean" in r.getMessage()]
+    assert [r.levelno for r in logged] == [logging.WARNING]
     assert result.posts[0].text.startswith("Störung bei Telekom: Tausende ohne Internet. Seit dem Morgen")
     assert result.posts[0].services == ("Telekom",)
 

@@ -162,8 +162,7 @@ class Poller:
             log.exception("source %s: unexpected error in the %s collector", source.name, source.type)
             error = SourceError(f"internal error in the {source.type} collector: {type(exc).__name__}: {exc}")
             return PollOutcome(source.name, started, time.monotonic() - clock, error=error)
-        for warning in result.warnings:
-            log.info("source %s: %s", source.name, warning)
+        # result.warnings were logged where they arose, at their own level (see FetchResult).
         return PollOutcome(source.name, started, time.monotonic() - clock, result=result)
 
     def collect_many(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]]) -> list[PollOutcome]:
