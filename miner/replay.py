@@ -29,7 +29,9 @@ FUTURE_SLACK = timedelta(minutes=10)
 # The clock steps through every silence between posts (hourly idle ticks, each writing a bucket row per
 # service), so one misdated post, say 2099 or 1990, would step through decades. A longer gap than this is
 # refused; separate captures replay as separate runs, where the detector takes the gap as collection downtime.
-MAX_GAP = timedelta(days=30)
+# Real streams have month-long gaps (the bundled SentiTel stream one of 33 days); a year of hourly ticks is a
+# minute or so.
+MAX_GAP = timedelta(days=366)
 
 
 def demo_stream_path() -> Path:

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from streams import CONFIG, write_stream
 
 from miner.cli import main
-from miner.replay import read_posts
+from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.catalog import TABLES
 from miner.store.migrations import MIGRATIONS, apply_migrations
@@ -77,6 +78,8 @@ def test_replay_refuses_a_misdated_post_before_storing_anything(tmp_path: Path, 
     month.write_text("".join(good) + line(5, "2026-01-30T00:00:00Z"))
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(month)])
     assert result.exit_code == 0 and "replayed 4 posts" in result.output, result.output
+    # The bundled real stream has a 33-day silence (a 30-day bound refused it and broke `miner demo`).
+    assert check_stream(demo_stream_path(), datetime.now(UTC)) > 5000
 
 
 def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
