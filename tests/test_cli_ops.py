@@ -226,3 +226,16 @@ def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Pa
             assert res.returncode == 0, (args, res.stderr)
     finally:
         folder.chmod(0o755)
+
+
+def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliRunner,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's first command: offline, on the bundled real stream, into a fresh folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MINER_CONFIG", raising=False)
+    result = runner.invoke(main, ["demo", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "replayed 5355 posts" in result.output and "1 incidents detected" in result.output
+    sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
+    assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent
+    assert {p.suffix for p in (tmp_path / "out").glob("digest-*")} >= {".eml", ".html", ".txt"}
