@@ -5,16 +5,19 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, add_official, failing_source, open_incident, resolve, settings
 
 from miner.alerts import render_digest, write_digest_files
 from miner.alerts.settings import RouteSettings
 from miner.cli import main
 from miner.store import Store
+from miner.timeutil import parse_iso, utcnow
 
 
 def seeded(store: Store) -> None:
@@ -118,6 +121,36 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     res = run.invoke(main, [*base, "silence", "remove", "7"])
     assert res.exit_code != 0 and "no silence 7" in res.output
     assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
+
+
+def test_cli_an_outage_outlasting_a_short_silence_is_announced_when_it_ends(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG.replace("port = 9", f"port = {smtp_server.port}").replace(
+        'from_addr = "miner <miner@example.org>"', 'from_addr = "miner <miner@example.org>"\ngroup_wait = 0'))
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    iid = open_incident(store, "WhatsApp", utcnow())
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db)]
+    assert run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "1s"]).exit_code == 0
+    assert run.invoke(main, [*base, "outbox", "send"]).exit_code == 0
+    assert smtp_server.inbox.messages == [] and len(store.outbox_rows(["suppressed"])) == 1
+
+    [silence] = store.silences()
+    time.sleep(max(0.0, (parse_iso(silence["ends_at"]) - utcnow()).total_seconds()) + 0.1)
+    for _ in range(2):  # the late opening goes out once
+        res = run.invoke(main, [*base, "outbox", "send"])
+        assert res.exit_code == 0, res.output
+    [opening] = smtp_server.inbox.messages
+    assert str(opening["Subject"]).startswith("[miner] OPEN: WhatsApp")
+
+    resolve(store, iid, utcnow())
+    assert run.invoke(main, [*base, "outbox", "send"]).exit_code == 0
+    store.close()
+    closing = smtp_server.inbox.messages[-1]
+    assert len(smtp_server.inbox.messages) == 2 and "RESOLVED" in str(closing["Subject"])
+    assert closing["In-Reply-To"] == opening["Message-ID"]
 
 
 def test_digest_and_status_leave_out_sources_removed_from_the_config(tmp_path: Path) -> None:

@@ -75,13 +75,49 @@ def test_silence_suppresses_and_records_and_inhibits_the_resolve(store: Store) -
     assert row["status"] == "suppressed"
     assert f"silence #{sid}" in str(row["reason"]) and "deploy" in str(row["reason"])
     assert store.due_notifications(T0 + timedelta(days=1), 10) == []
-    # The silence is over by the time it resolves, yet the notice is inhibited: nobody was told it opened.
+    # The silence is over by the time it resolves, yet the notice is inhibited: no planning ran between the end of
+    # the silence and the resolve, so nobody was told it opened.
     resolve(store, iid, T0 + timedelta(hours=3))
     plan_notifications(store, c, T0 + timedelta(hours=3))
     resolved = [r for r in rows(store) if r["kind"] == "resolved"]
     assert [r["status"] for r in resolved] == ["suppressed"] and "inhibited" in str(resolved[0]["reason"])
     # Silenced openings are not repeated either.
     assert plan_notifications(store, c, T0 + timedelta(hours=9)) == 0
+
+
+@pytest.mark.parametrize("mute", ["silence", "maintenance"])
+def test_an_incident_outlasting_its_silence_is_announced_when_the_silence_ends(store: Store, mute: str) -> None:
+    window = MaintenanceWindow(service="WhatsApp", start="2026-11-27T11:55:00Z", end="2026-11-27T12:15:00Z")
+    c = cfg(group_wait=0.0, repeat_interval=3600.0, maintenance=(window,) if mute == "maintenance" else ())
+    if mute == "silence":
+        store.add_silence("WhatsApp", T0 - timedelta(minutes=5), T0 + timedelta(minutes=15), "", T0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    assert [r["status"] for r in rows(store)] == ["suppressed"]
+    assert plan_notifications(store, c, T0 + timedelta(minutes=14)) == 0  # still muted
+    # The mute is over and the outage is not: the opening goes out now, as an opening, once.
+    assert plan_notifications(store, c, T0 + timedelta(minutes=16)) == 1
+    assert plan_notifications(store, c, T0 + timedelta(minutes=17)) == 0
+    [late] = rows(store, "pending")
+    assert late["kind"] == "alert" and [i["kind"] for i in store.notification_items(int(late["id"]))] == ["open"]
+    assert store.open_message_id("oncall", iid) == late["message_id"]  # the resolve notice threads on it
+    # Reminders count from the late opening, and the resolve is announced rather than inhibited.
+    assert plan_notifications(store, c, T0 + timedelta(minutes=75)) == 0
+    assert plan_notifications(store, c, T0 + timedelta(minutes=76)) == 1
+    resolve(store, iid, T0 + timedelta(minutes=80))
+    assert plan_notifications(store, c, T0 + timedelta(minutes=80)) == 1
+    assert sorted((r["kind"], r["status"]) for r in rows(store)) == [
+        ("alert", "pending"), ("alert", "pending"), ("alert", "suppressed"), ("resolved", "pending")]
+
+
+def test_a_stale_opening_stays_suppressed_after_its_silence() -> None:
+    from miner.alerts.planner import late_opening_due
+
+    at = T0 - timedelta(minutes=30)
+    assert late_opening_due("suppressed", at, T0, None, 3600.0)
+    assert not late_opening_due("suppressed", at, T0, "silenced by silence #1 until ...", 3600.0)  # still muted
+    assert not late_opening_due("queued", at, T0, None, 3600.0)  # it was announced already
+    assert not late_opening_due("suppressed", at, T0, None, 600.0)  # first planned 30 min late: stale, not muted
 
 
 def test_ending_a_silence_keeps_it_for_the_notifications_that_cite_it(store: Store) -> None:
@@ -118,8 +154,9 @@ def test_removed_or_expired_silence_lets_alerts_through(store: Store) -> None:
 def test_maintenance_windows_suppress_only_inside_the_window(store: Store, window: MaintenanceWindow,
                                                              muted_at: object, open_at: object) -> None:
     c = cfg(group_wait=0.0, maintenance=(window,))
-    open_incident(store, "WhatsApp", muted_at, posts=False, series=False)  # type: ignore[arg-type]
+    first = open_incident(store, "WhatsApp", muted_at, posts=False, series=False)  # type: ignore[arg-type]
     plan_notifications(store, c, muted_at)  # type: ignore[arg-type]
+    resolve(store, first, muted_at + timedelta(minutes=1))  # type: ignore[operator]  # over before the window
     [muted] = rows(store)
     assert muted["status"] == "suppressed" and "maintenance window" in str(muted["reason"])
     open_incident(store, "WhatsApp", open_at, posts=False, series=False)  # type: ignore[arg-type]

@@ -68,6 +68,8 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         states = store.alert_incident_states(ids)
         ctx = _Context(settings, now, store.silences(active_at=now))
         items = _plan_events(ctx, events, states)
+        opened_now = {e["incident_id"] for e in events if e["kind"] == "open"}
+        items += _plan_unmuted(ctx, [i for i in open_incidents if i["id"] not in opened_now], states)
         items += _plan_repeats(ctx, open_incidents, states)
         new_cursor = events[-1]["id"] if events else cursor
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
@@ -125,6 +127,44 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]],
             items += [PlannedItem(f"repeat:{inc['id']}:{n}:{route.name}:{ch}", route.name, ch, "alert", "repeat",
                                   inc["id"], make_message_id(ctx.settings), due, reason) for ch in channels(route)]
     return items
+
+
+def _plan_unmuted(ctx: _Context, open_incidents: list[dict[str, Any]],
+                  states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+    """Openings a silence or maintenance window suppressed, announced once it no longer mutes a still-open incident.
+
+    As in Alertmanager, a silence delays the news rather than dropping it: otherwise an outage that outlasts a
+    short silence is never announced, and its resolve is inhibited too. The late opening is an ordinary opening
+    (threading, repeats and the resolve notice follow from it); stale openings stay suppressed for good.
+    """
+    items: list[PlannedItem] = []
+    for inc in open_incidents:
+        for route in ctx.settings.routes:
+            state = states.get((route.name, inc["id"]))
+            if (not route.immediate or not route.matches(inc["service"]) or state is None
+                    or not late_opening_due(state["open_outcome"], parse_iso(inc["opened_at"]),
+                                            parse_iso(state["last_notified_at"]), ctx.muted(inc["service"]),
+                                            ctx.settings.stale_after)):
+                continue
+            due = ctx.now + ctx.settings.group_wait_for(route)
+            # The suppressed opening's planning time tells this late opening apart from one after a later re-mute.
+            key = f"open:{inc['id']}:unmuted:{state['last_notified_at']}:{route.name}"
+            items += [PlannedItem(f"{key}:{ch}", route.name, ch, "alert", "open", inc["id"],
+                                  make_message_id(ctx.settings), due, None) for ch in channels(route)]
+    return items
+
+
+def late_opening_due(open_outcome: str, opened_at: datetime, suppressed_at: datetime, muted: str | None,
+                     stale_after: float) -> bool:
+    """Whether a still-open incident whose opening was suppressed on a route should be announced now.
+
+    ``suppressed_at`` is when the opening was planned (and suppressed). Only a mute (silence, maintenance) ends;
+    an opening first planned more than ``stale_after`` seconds after it happened was stale, which it stays once
+    the mute is over: without the mute it would not have been alerted either.
+    """
+    if open_outcome != "suppressed" or muted is not None:
+        return False
+    return (suppressed_at - opened_at).total_seconds() <= stale_after
 
 
 def _anchor_key(route: RouteSettings) -> str:
