@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +263,29 @@ def test_cron_weekdays_follow_crontab_not_apscheduler_numbering() -> None:
     assert next_fire("0 8 * * 1", "Europe/Berlin", saturday).strftime("%a %H:%M") == "Mon 07:00"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="bad weekday"):
         next_fire("0 8 * * 8", "UTC", saturday)
+
+
+def test_a_daily_digest_runs_once_when_the_clocks_go_back_or_forward(store: Store) -> None:
+    from miner.alerts.schedule import next_fire
+
+    daily = RouteSettings(name="team", email=("a@example.org",), digest="30 2 * * *", timezone="Europe/Berlin",
+                          digest_when_quiet=True)
+    c = settings(routes=(daily,), webhooks=())
+    start = datetime(2026, 10, 24, 12, tzinfo=UTC)  # the clocks go back at 03:00 CEST on 2026-10-25
+    enqueue_due_digests(store, c, start)
+    for step in range(1, 48):  # every half hour for a day, as the service polls
+        enqueue_due_digests(store, c, start + timedelta(minutes=30 * step))
+    # 02:30 happens twice that night (00:30 and 01:30 UTC); cron runs a fixed-time job at the first one only.
+    assert [r["dedupe_key"] for r in rows(store)] == ["digest:team:2026-10-25T00:30:00+00:00"]
+
+    def fires(expr: str, after: datetime, n: int) -> list[str]:
+        out: list[str] = []
+        for _ in range(n):
+            after = next_fire(expr, "Europe/Berlin", after)  # type: ignore[assignment]
+            out.append(after.strftime("%d %H:%M"))
+        return out
+
+    # An hourly job (wildcard hour) runs in both repeated hours: they are different real hours.
+    assert fires("0 * * * *", datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 3) == ["25 00:00", "25 01:00", "25 02:00"]
+    # 02:30 does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST): it runs once that day, at 03:30 CEST.
+    assert fires("30 2 * * *", datetime(2026, 3, 28, 12, tzinfo=UTC), 2) == ["29 01:30", "30 00:30"]

@@ -1,7 +1,12 @@
 """Cron schedules (digests, recurring maintenance windows), evaluated in a time zone with `now` passed in.
 
-APScheduler 3's CronTrigger does the calendar arithmetic (month lengths, DST gaps and folds); this module only
-adapts it to "next fire after t" and "latest fire at or before t" on aware UTC datetimes.
+APScheduler 3's CronTrigger does the calendar arithmetic (month lengths, DST gaps); this module adapts it to "next
+fire after t" and "latest fire at or before t" on aware UTC datetimes, and to crontab's rules where they differ.
+
+Daylight saving time, as vixie cron and cronie do it: a job at a fixed time (neither the minute nor the hour field
+starts with ``*``) runs once on the day the clocks go back, at the first of the two occurrences of its wall time;
+a wildcard job (``0 * * * *``) runs in both repeated hours, which are different real hours. A fixed time skipped by
+the clocks going forward runs once that day (APScheduler moves it later by the length of the gap: 02:30 -> 03:30).
 """
 
 from __future__ import annotations
@@ -68,9 +73,25 @@ def parse_cron(expr: str, timezone: str) -> CronTrigger:
 def next_fire(expr: str, timezone: str, after: datetime) -> datetime | None:
     """The first fire time strictly after ``after`` (UTC)."""
     trigger = parse_cron(expr, timezone)
+    zone = ZoneInfo(timezone)
+    minute, hour = expr.split()[:2]
+    fixed_time = not minute.startswith("*") and not hour.startswith("*")
     start = after.replace(microsecond=0) + timedelta(seconds=1)
-    fire = trigger.get_next_fire_time(None, start.astimezone(ZoneInfo(timezone)))
-    return fire.astimezone(UTC) if fire is not None else None
+    for _ in range(1000):  # a repeated hour holds at most 60 fires to skip
+        local: datetime | None = trigger.get_next_fire_time(None, start.astimezone(zone))
+        if local is None:
+            return None
+        fire = local.astimezone(UTC)
+        if not (fixed_time and _second_occurrence(fire, zone)):
+            return fire
+        start = fire + timedelta(seconds=1)
+    return None
+
+
+def _second_occurrence(at: datetime, zone: ZoneInfo) -> bool:
+    """Whether ``at`` is the second time its wall-clock time happens in ``zone`` (the hour the clocks go back)."""
+    local = at.astimezone(zone)
+    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
 
 
 def previous_fire(expr: str, timezone: str, at: datetime, *, lookback: timedelta) -> datetime | None:
