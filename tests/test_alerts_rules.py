@@ -208,6 +208,25 @@ def test_quiet_digests_are_skipped_unless_asked_for(store: Store) -> None:
     assert enqueue_due_digests(store, c, T0 + timedelta(hours=19)) == 1  # 08:00 Berlin = 07:00 UTC next day
 
 
+def test_a_quiet_digest_does_not_count_news_from_after_its_fire_time(store: Store) -> None:
+    import json
+
+    from miner.alerts import render_digest
+
+    c = cfg()  # hourly, digest_when_quiet = false
+    enqueue_due_digests(store, c, T0)
+    open_incident(store, "WhatsApp", T0 + timedelta(minutes=70), posts=False, series=False)
+    # The 13:00 digest is rendered as of 13:00: an incident opened at 13:10 is not in it, so it is quiet, not sent.
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=80)) == 0
+    assert enqueue_due_digests(store, c, T0 + timedelta(minutes=120)) == 1
+    [row] = rows(store)
+    payload = json.loads(row["payload"])
+    assert payload == {"as_of": "2026-11-27T14:00:00+00:00", "since": "2026-11-27T13:00:00+00:00"}
+    digest = render_digest(store, c, datetime.fromisoformat(payload["as_of"]), "oncall",
+                           since=datetime.fromisoformat(payload["since"]))
+    assert "1 open" in digest.subject and "all quiet" not in digest.subject
+
+
 def test_alerts_table_in_feeds_toml(tmp_path: Path) -> None:
     text = """
 [[services]]

@@ -180,9 +180,18 @@ def failing_sources(store: Store, sources: Collection[str] | None) -> list[Faili
     ]
 
 
+def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_of: datetime) -> list[dict[str, Any]]:
+    """The incidents a digest covers: open or resolved since ``since``, and opened by ``as_of``.
+
+    Shared by the digest and the planner's "is there news?" check, so a quiet digest is never sent as "all quiet"
+    because of an incident that opened after the time it is rendered at.
+    """
+    return [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
+
+
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
                      as_of: datetime) -> list[IncidentView]:
     """Open incidents and those resolved since ``since``, opened by ``as_of``; open ones first."""
-    rows = [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
+    rows = digest_incident_rows(store, services_match, since, as_of)
     views = [v for r in rows if (v := incident_view(store, settings, r["id"], as_of)) is not None]
     return sorted(views, key=lambda v: (v.status != "open", -v.peak_score, v.opened_at))

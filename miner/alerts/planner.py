@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import StoreError
@@ -197,7 +198,7 @@ def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime, *,
             if later is None or later > now:
                 break
             fire = later
-        if not route.digest_when_quiet and not _has_news(store, route, anchor, sources):
+        if not route.digest_when_quiet and not _has_news(store, route, anchor, fire, sources):
             store.set_alert_state(_anchor_key(route), iso(fire))
             continue
         payload = {"as_of": iso(fire), "since": iso(anchor)}
@@ -216,7 +217,9 @@ def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettin
                                 anchor_text or iso(now))
 
 
-def _has_news(store: Store, route: RouteSettings, since: datetime, sources: Collection[str] | None) -> bool:
-    if any(route.matches(i["service"]) for i in store.incidents(since=since)):
+def _has_news(store: Store, route: RouteSettings, since: datetime, as_of: datetime,
+              sources: Collection[str] | None) -> bool:
+    """Whether the digest rendered as of ``as_of`` has anything to say (the same window it is rendered over)."""
+    if digest_incident_rows(store, route.matches, since, as_of):
         return True
     return bool(store.failing_sources(sources))
