@@ -284,6 +284,25 @@ def test_cron_weekdays_follow_crontab_not_apscheduler_numbering() -> None:
         next_fire("0 8 * * 8", "UTC", saturday)
 
 
+def test_cron_day_of_month_and_weekday_both_restricted_means_either_as_in_crontab() -> None:
+    from miner.alerts.schedule import next_fire
+
+    def fires(expr: str, n: int = 4) -> list[str]:
+        out: list[str] = []
+        at = T0  # Friday 2026-11-27
+        for _ in range(n):
+            at = next_fire(expr, "UTC", at)  # type: ignore[assignment]
+            out.append(at.strftime("%a %d %b"))
+        return out
+
+    # The 1st of the month OR a Monday, not only a Monday that is the 1st (the next of those is in February).
+    assert fires("0 8 1 * 1") == ["Mon 30 Nov", "Tue 01 Dec", "Mon 07 Dec", "Mon 14 Dec"]
+    assert fires("0 8 1,15 * sat", 3) == ["Sat 28 Nov", "Tue 01 Dec", "Sat 05 Dec"]
+    # A day field starting with * leaves the other as a filter (both must match), as crontab does.
+    assert fires("0 8 * * 1", 2) == ["Mon 30 Nov", "Mon 07 Dec"]
+    assert fires("0 8 */2 * 1", 2) == ["Mon 07 Dec", "Mon 21 Dec"]
+
+
 def test_a_daily_digest_runs_once_when_the_clocks_go_back_or_forward(store: Store) -> None:
     from miner.alerts.schedule import next_fire
 

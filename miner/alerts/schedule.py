@@ -57,31 +57,43 @@ def _day(text: str) -> int:
 
 
 @lru_cache(maxsize=64)
-def parse_cron(expr: str, timezone: str) -> CronTrigger:
-    """A 5-field crontab (minute hour day month weekday) in ``timezone``; ValueError names the problem."""
+def parse_cron(expr: str, timezone: str) -> tuple[CronTrigger, ...]:
+    """A 5-field crontab (minute hour day month weekday) in ``timezone``; ValueError names the problem.
+
+    Crontab fires when the day of the month OR the weekday matches if both are restricted (neither starts with
+    ``*``): ``0 8 1 * 1`` is the 1st of each month and every Monday. APScheduler ANDs its fields, so that case is
+    two triggers, one per day field, and a fire time is the earlier of theirs.
+    """
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(f"cron {expr!r} must have 5 fields (minute hour day month weekday), got {len(fields)}")
     minute, hour, day, month, weekday = fields
+    days = [(day, _weekdays(weekday))] if _unrestricted(day) or _unrestricted(weekday) else [
+        (day, "*"), ("*", _weekdays(weekday))]
     try:
-        return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_weekdays(weekday),
-                           timezone=ZoneInfo(timezone))
+        return tuple(CronTrigger(minute=minute, hour=hour, day=d, month=month, day_of_week=w,
+                                 timezone=ZoneInfo(timezone)) for d, w in days)
     except (ValueError, TypeError, KeyError) as exc:
         raise ValueError(f"bad cron {expr!r}: {exc}") from None
 
 
+def _unrestricted(field: str) -> bool:
+    # As in vixie cron and cronie: a field starting with * (also */2) counts as unrestricted for the OR rule.
+    return field.startswith(("*", "?"))
+
+
 def next_fire(expr: str, timezone: str, after: datetime) -> datetime | None:
     """The first fire time strictly after ``after`` (UTC)."""
-    trigger = parse_cron(expr, timezone)
+    triggers = parse_cron(expr, timezone)
     zone = ZoneInfo(timezone)
     minute, hour = expr.split()[:2]
     fixed_time = not minute.startswith("*") and not hour.startswith("*")
     start = after.replace(microsecond=0) + timedelta(seconds=1)
     for _ in range(1000):  # a repeated hour holds at most 60 fires to skip
-        local: datetime | None = trigger.get_next_fire_time(None, start.astimezone(zone))
-        if local is None:
+        fires: list[datetime] = [f for t in triggers if (f := t.get_next_fire_time(None, start.astimezone(zone)))]
+        if not fires:
             return None
-        fire = local.astimezone(UTC)
+        fire = min(f.astimezone(UTC) for f in fires)
         if not (fixed_time and _second_occurrence(fire, zone)):
             return fire
         start = fire + timedelta(seconds=1)
