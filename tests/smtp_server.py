@@ -83,18 +83,24 @@ class _Controller(Controller):
 
 
 class Inbox:
-    """The aiosmtpd handler: keeps every accepted message; ``reject_rcpt`` makes RCPT fail with that reply."""
+    """The aiosmtpd handler: keeps every accepted message; ``reject_rcpt`` makes RCPT fail with that reply;
+    ``refuse[address]`` lists replies that RCPT TO of that address gets, one per attempt, before it is accepted."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reject_rcpt: str | None = None
+        self.refuse: dict[str, list[str]] = {}
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: Any) -> str:
         if self.reject_rcpt:
             return self.reject_rcpt
+        with self._lock:
+            replies = self.refuse.get(address)
+            if replies:
+                return replies.pop(0)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

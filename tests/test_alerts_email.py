@@ -93,6 +93,42 @@ def test_permanent_smtp_rejection_fails_with_the_reason(store: Store, smtp_serve
     assert dispatch(store, cfg, T0, worker_id="w").sent == 1
 
 
+def test_recipient_refused_for_now_gets_the_alert_on_retry_and_the_others_only_once(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["450 4.2.1 mailbox busy"]}  # then accepted
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    assert (stats.sent, stats.retried) == (0, 1)
+    [row] = store.outbox_rows(["pending"])
+    assert "refused sre@example.org: 450 4.2.1 mailbox busy" in row["last_error"]
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w")
+    assert stats.sent == 1
+    assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
+    first, second = smtp_server.inbox.messages
+    assert first["Message-ID"] == second["Message-ID"] == row["message_id"]
+    assert [d["outcome"] for d in store.deliveries(row["id"])] == ["retry", "sent"]
+
+
+def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
+        store: Store, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["550 5.1.1 no such user"]}
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"].startswith("refused sre@example.org: 550 5.1.1 no such user")
+    (tmp_path / "feeds.toml").write_text("")
+    listing = CliRunner().invoke(main, ["--config", str(tmp_path / "feeds.toml"), "--db", str(store.path), "outbox"])
+    assert listing.exit_code == 0 and "failed" in listing.output
+    assert "refused sre@example.org: 550" in listing.output
+    assert store.retry_notification(row["id"], T0)  # the address was fixed at the other end
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
+
+
 def _incidents(store: Store, cfg: AlertSettings, n: int) -> None:
     """``n`` incidents, each planned in its own batch (no group wait), all due at T0."""
     for i in range(n):

@@ -2,11 +2,13 @@
 
 A sender either returns (delivered) or raises :class:`DeliveryError`, whose ``permanent`` flag tells the
 dispatcher to stop (a 5xx SMTP reply, a 4xx webhook answer, a missing secret) or to retry later (refused
-connection, timeout, 4xx SMTP reply, 5xx or 429 webhook answer).
+connection, timeout, 4xx SMTP reply, 5xx or 429 webhook answer). An email some recipients took and others
+refused is a :class:`PartialDelivery`: :func:`send_email` remembers who has it, so a retry goes to the rest only.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import smtplib
 import ssl
@@ -14,11 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
+
+if TYPE_CHECKING:
+    from miner.store import Store
 
 
 class DeliveryError(Exception):
@@ -28,6 +33,14 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+
+
+class PartialDelivery(DeliveryError):
+    """The server accepted the message for ``delivered`` and refused the other recipients (permanent if all 5xx)."""
+
+    def __init__(self, message: str, *, delivered: list[str], permanent: bool) -> None:
+        super().__init__(message, permanent=permanent)
+        self.delivered = delivered
 
 
 class EmailSender(Protocol):
@@ -91,8 +104,36 @@ class SmtpSender:
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}") from None
         if refused:
-            return "sent; refused " + ", ".join(f"{r}: {c}" for r, (c, _) in refused.items())
+            delivered = [r for r in recipients if r not in refused]
+            detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
+            raise PartialDelivery(f"refused {detail} (sent to the other {len(delivered)} via {s.host}:{s.port})",
+                                  delivered=delivered, permanent=all(c >= 500 for c, _ in refused.values()))
         return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+
+
+def _delivered_key(outbox_id: int) -> str:
+    return f"delivered:{outbox_id}"
+
+
+def send_email(store: Store, outbox_id: int, sender: EmailSender, message: EmailMessage,
+               recipients: list[str]) -> str:
+    """Send outbox row ``outbox_id`` to those of ``recipients`` that do not have it yet.
+
+    When the server refuses some recipients, the ones it accepted are recorded (alert_state
+    ``delivered:<id>``) before the error goes up: a retry after a 4xx, or `miner outbox retry` after a 5xx,
+    then reaches the refused recipients without sending the others a second copy.
+    """
+    key = _delivered_key(outbox_id)
+    done: list[str] = json.loads(store.alert_state(key) or "[]")
+    todo = [r for r in recipients if r not in done]
+    if not todo:
+        return f"every recipient ({len(done)}) already had it"
+    try:
+        detail = sender(message, todo)
+    except PartialDelivery as exc:
+        store.set_alert_state(key, json.dumps([*done, *exc.delivered]))
+        raise
+    return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
 
 
 def _decode(value: bytes | str) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.content import incident_view
-from miner.alerts.delivery import DeliveryError, Senders, default_senders
+from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email
 from miner.alerts.render import alert_subject, render_outbox_row
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, slack_payload
@@ -115,7 +115,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     channel = str(row["channel"])
     if channel == "email":
         rendered = render_outbox_row(store, settings, row, now, sources=sources)
-        return senders.email(rendered.message, list(route.email))
+        return send_email(store, int(row["id"]), senders.email, rendered.message, list(route.email))
     name = channel.removeprefix("webhook:")
     webhook = settings.webhook(name)
     if webhook is None:

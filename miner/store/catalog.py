@@ -122,8 +122,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "services": "JSON list of the services involved.",
         "opened_at": "When the group was formed.",
     }),
-    "alert_state": ("Small named values of the alert planner (its cursor over incident_events, digest anchors).", {
-        "key": "Name, e.g. planner_event_cursor or digest_anchor:<route>.",
+    "alert_state": ("Small named values of the alerts (the planner's cursor over incident_events, digest anchors, "
+                    "who has a partly refused email).", {
+        "key": "Name: planner_event_cursor, digest_anchor:<route>, or delivered:<outbox id> (a JSON list of the "
+               "recipients that accepted an email others refused, so a retry skips them).",
         "value": "Value as text.",
     }),
     "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE.", {
