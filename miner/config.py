@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -34,6 +35,16 @@ def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
 
 
+def control_char(text: str) -> str | None:
+    """The first control or format character in ``text`` (CR, LF, NUL, a bidi override...) as ``U+XXXX``, or None.
+
+    Such a character in a name or header value can never work: CR/LF splits an email header (or forges one) and
+    the line it is printed on, the others are invisible or reorder text.
+    """
+    found = next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf")), None)
+    return None if found is None else f"U+{ord(found):04X}"
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """A service whose outages we look for."""
@@ -46,6 +57,11 @@ class ServiceConfig:
     def validate(self) -> None:
         if not self.name.strip():
             raise ValueError("name: must not be empty")
+        for key, values in (("name", [self.name]), ("aliases", self.aliases), ("provider", [self.provider or ""])):
+            for value in values:
+                if found := control_char(value):
+                    raise ValueError(f"{key}: must not contain control or format characters "
+                                     f"(found {found} in {value!r})")
         if self.status_page is not None and not re.match(r"https?://", self.status_page):
             raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
 

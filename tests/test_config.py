@@ -147,6 +147,36 @@ def test_alert_route_and_webhook_errors_name_the_entry_and_its_line() -> None:
         parse_config(text + "\n[[alerts.webhooks]]\nname = 'ops'\nurl_env = 'OPS_URL'\n", "x.toml")
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('[alerts]\nfrom_addr = "miner <miner@example.org>\\r\\nBcc: evil@x.org"\n', ":2: alerts.from_addr: "),
+        ('[alerts]\nsubject_prefix = "[miner]\\n"\n', ":2: alerts.subject_prefix: "),
+        ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n'
+         'list_unsubscribe = "mailto:u@example.org>\\r\\nBcc: x@y.org"\n', ":4: alerts.routes[0].list_unsubscribe: "),
+        ('[[services]]\nname = "A\\r\\nBcc: x@y.org"\n', ":2: services[0].name: "),
+        ('[[services]]\nname = "A"\nprovider = "Me\\u202eta"\n', ":3: services[0].provider: "),
+    ],
+    ids=["from_addr", "subject_prefix", "list_unsubscribe", "service name", "provider"],
+)
+def test_control_characters_in_names_and_header_values_are_refused(text: str, where: str) -> None:
+    # They passed `config check`; a CR/LF then failed every email for 72 h (or printed a name across two lines).
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "x.toml")
+    assert where in str(err.value) and "control or format characters" in str(err.value)
+    assert "\n" not in str(err.value) and "\r" not in str(err.value)
+
+
+def test_route_email_with_a_control_character_and_smtp_host_with_a_port_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email: entry 0 .* is not an email address"):
+        parse_config('[[alerts.routes]]\nname = "r"\nemail = ["a@exam\\u0000ple.org"]\n', "x.toml")
+    with pytest.raises(ConfigError, match=r":2: alerts.smtp.host: give the port in `port`"):
+        parse_config('[alerts.smtp]\nhost = "smtp.example.org:25"\n', "x.toml")
+    with pytest.raises(ConfigError, match=r":2: alerts.smtp.host: must be a host name"):
+        parse_config('[alerts.smtp]\nhost = "smtp.example.org\\n"\n', "x.toml")
+    assert parse_config('[alerts.smtp]\nhost = "::1"\n', "x.toml").alerts.smtp.host == "::1"
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")

@@ -6,6 +6,7 @@ the settings hold, so feeds.toml can be committed and the store never sees a pas
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from miner.config import ENV_NAME
+from miner.config import ENV_NAME, control_char
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
 
@@ -28,10 +29,25 @@ def check_timezone(name: str) -> None:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
 
 
+def check_header(key: str, value: str) -> None:
+    """Values that go into mail headers: CR/LF would split the header, so the message could never be built."""
+    if found := control_char(value):
+        raise ValueError(f"{key}: must not contain control or format characters such as a line break (found {found}): "
+                         "it goes into an email header")
+
+
 def check_cron(expr: str) -> None:
     from miner.alerts.schedule import parse_cron
 
     parse_cron(expr, "UTC")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,10 @@ class SmtpSettings:
     ca_file: str = ""  # PEM bundle of CAs to trust instead of the system's (a relay with a private CA)
 
     def validate(self) -> None:
+        if not self.host or self.host != self.host.strip() or control_char(self.host):
+            raise ValueError("host: must be a host name or address without spaces or control characters")
+        if ":" in self.host and not _is_ip(self.host):
+            raise ValueError("host: give the port in `port`, not as host:port")
         if not 0 < self.port <= 65535:
             raise ValueError("port: must be 1..65535")
         for key in ("username_env", "password_env"):
@@ -94,7 +114,7 @@ class RouteSettings:
         if not _NAME.fullmatch(self.name):
             raise ValueError("name: use letters, digits and . _ - only")
         for i, addr in enumerate(self.email):
-            if not _EMAIL.fullmatch(addr):
+            if not _EMAIL.fullmatch(addr) or control_char(addr):
                 raise ValueError(f"email: entry {i} ({addr!r}) is not an email address")
         if not self.email and not self.webhooks:
             raise ValueError("email: a route needs at least one email recipient or webhook")
@@ -106,6 +126,7 @@ class RouteSettings:
                 raise ValueError(f"digest: {exc}") from None
             if not self.email:
                 raise ValueError("digest: digests are emailed; add an email recipient")
+        check_header("list_unsubscribe", self.list_unsubscribe)
         if self.list_unsubscribe and not re.match(r"(mailto:|https://)", self.list_unsubscribe):
             raise ValueError("list_unsubscribe: must start with mailto: or https://")
         for key in ("group_wait", "repeat_interval"):
@@ -181,6 +202,10 @@ class AlertSettings:
     chart_hours: float = 12.0  # history before an incident's opening shown in its chart
 
     def validate(self) -> None:
+        check_header("from_addr", self.from_addr)
+        check_header("subject_prefix", self.subject_prefix)
+        if found := control_char(self.dashboard_url):
+            raise ValueError(f"dashboard_url: must not contain control or format characters (found {found})")
         if not _EMAIL.search(self.from_addr):
             raise ValueError("from_addr: must contain an email address")
         # Errors about one entry name its key path, so that `config check` can give its line.
