@@ -111,6 +111,22 @@ def test_400_fails_permanently_with_the_reason(store: Store, hook: Hook) -> None
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hooks/SECRET\n", "http://[::1/hooks/SECRET",
+                                 "http://host:8100:90/hooks/SECRET", "https:///hooks/SECRET"])
+def test_invalid_url_in_the_environment_fails_at_once_in_one_line_without_the_url(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, url: str) -> None:
+    # It was an unexpected error: a traceback per attempt, retried for give_up_after (72 h).
+    monkeypatch.setenv("MINER_TEST_HOOK", url)
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    reason = store.outbox_rows(["failed"])[0]["reason"]
+    assert reason.startswith("webhook hook: MINER_TEST_HOOK ") and "\n" not in reason
+    assert "SECRET" not in reason and "SECRET" not in caplog.text
+    assert not any(r.exc_info for r in caplog.records)
+
+
 def test_slack_message_escapes_mrkdwn(store: Store, hook: Hook) -> None:
     cfg = hook_settings("slack")
     open_incident(store, "WhatsApp", T0)

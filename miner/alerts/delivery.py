@@ -12,6 +12,7 @@ import json
 import os
 import smtplib
 import ssl
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -148,12 +149,13 @@ class HttpWebhookSender:
         self.user_agent = user_agent
 
     def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
-        url = _env(webhook.url_env, f"webhook {webhook.name}", self.environ)
-        if not url.startswith(("http://", "https://")):
-            raise DeliveryError(f"webhook {webhook.name}: {webhook.url_env} is not an http(s) URL", permanent=True)
+        url = webhook_url(webhook, self.environ)
         try:
             resp = httpx.post(url, json=body, timeout=webhook.timeout, follow_redirects=False,
                               headers={"User-Agent": self.user_agent})
+        except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
+            raise DeliveryError(f"webhook {webhook.name}: {webhook.url_env} is not a valid URL",
+                                permanent=True) from None
         except httpx.TimeoutException:
             raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s") from None
         except httpx.HTTPError as exc:
@@ -166,6 +168,31 @@ class HttpWebhookSender:
         if resp.status_code == 429 or resp.status_code >= 500:
             raise DeliveryError(message, retry_after=_retry_after(resp.headers.get("Retry-After")))
         raise DeliveryError(message, permanent=True)
+
+
+def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
+    """The webhook's URL from its environment variable, or a permanent DeliveryError naming the variable.
+
+    A URL that cannot be sent to (a stray newline, a broken IPv6 bracket, two ports) stays so until someone fixes
+    the environment: retrying for give_up_after cannot help. The URL holds the secret, so no message shows it.
+    """
+    url = _env(webhook.url_env, f"webhook {webhook.name}", environ)
+    what = f"webhook {webhook.name}: {webhook.url_env}"
+    if not url.startswith(("http://", "https://")):
+        raise DeliveryError(f"{what} is not an http(s) URL", permanent=True)
+    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in url):
+        raise DeliveryError(f"{what} contains whitespace or a control character (a trailing newline?)",
+                            permanent=True)
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except httpx.InvalidURL:
+        raise DeliveryError(f"{what} is not a valid URL (check its host and port)", permanent=True) from None
+    if not parsed.host:
+        raise DeliveryError(f"{what} is not a valid URL (no host)", permanent=True)
+    if port is not None and not 0 < port <= 65535:
+        raise DeliveryError(f"{what} is not a valid URL (port out of range)", permanent=True)
+    return url
 
 
 def _retry_after(value: str | None) -> float | None:
