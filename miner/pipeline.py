@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -103,12 +104,12 @@ class Pipeline:
         report.sent = self.alert(now).sent
         return report
 
-    def alert(self, now: datetime) -> DispatchStats:
-        """Plan notifications for new incident transitions, queue due digests, send what is due."""
+    def alert(self, now: datetime, stop: threading.Event | None = None) -> DispatchStats:
+        """Plan notifications for new incident transitions, queue due digests, send what is due (until ``stop``)."""
         from miner.alerts import run_alerts
 
         return run_alerts(self.store, self.config.alerts, now, worker_id=self.worker_id, senders=self.senders,
-                          sources=self.config.polled_sources)
+                          sources=self.config.polled_sources, stop=stop)
 
     # Classify --------------------------------------------------------------------------------------------
 

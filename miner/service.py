@@ -140,6 +140,7 @@ class Service:
             raise StoreError(self._store_lost)  # exit 1: a supervisor (and its operator) sees the failure
 
     def stop(self) -> None:
+        self._stop.set()  # a running alerts job sends no further notification
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -259,7 +260,7 @@ class Service:
             log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
 
     def job_alerts(self, now: datetime) -> None:
-        stats = self._pipeline("alerts").alert(now)
+        stats = self._pipeline("alerts").alert(now, stop=self._stop)
         if stats.sent:
             self.metrics.inc("miner_notifications_sent_total", stats.sent)
         if stats.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from test_alerts_support import T0, open_incident, resolve, settings
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.cli import main
-from miner.config import load_config
+from miner.config import load_config, parse_config
 from miner.pipeline import Pipeline
 from miner.store import Store
 
@@ -271,3 +272,51 @@ def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_serv
         assert Pipeline(load_config(cfg), store).worker_id == f"{socket.gethostname()}:{os.getpid()}"
     finally:
         store.close()
+
+
+def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging_server(tmp_path: Path) -> None:
+    # Each row to a server that never answers takes the SMTP timeout: a stop waited for all of them (at the
+    # defaults, 100 rows x 30 s, far beyond systemd's TimeoutStopSec) before the service could exit.
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    hung = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    first = threading.Event()
+
+    def accept() -> None:  # takes connections and never greets
+        while True:
+            try:
+                held.append(hung.accept()[0])
+            except OSError:
+                return
+            first.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    services = "".join(f'[[services]]\nname = "svc{i}"\n\n' for i in range(5))
+    config = parse_config(f'{services}[alerts]\ngroup_wait = 0\n\n'
+                          f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {hung.getsockname()[1]}\n'
+                          f'security = "none"\ntimeout = 2\n\n'
+                          f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n')
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    for i in range(5):
+        open_incident(store, f"svc{i}", T0, posts=False, series=False)
+        plan_notifications(store, config.alerts, T0)  # one notification each
+    store.close()
+    service = Service(config, db, ServiceOptions(jobs=(JobSpec("alerts", 3600.0),), http=False, clock=lambda: T0))
+    try:
+        service.start()
+        assert first.wait(10), "the alerts job never connected"
+        started = time.monotonic()
+    finally:
+        service.stop()
+        hung.close()
+        for conn in held:
+            conn.close()
+    assert time.monotonic() - started < 3.5  # the row in flight (2 s timeout), not all five (10 s)
+    check = Store.open(db)
+    try:
+        attempts = sorted(r["attempts"] for r in check.outbox_rows(["pending"]))
+    finally:
+        check.close()
+    assert attempts == [0, 0, 0, 0, 1]  # the others were not claimed: they go at the next start

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,10 +44,11 @@ class DispatchStats:
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
              senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None,
-             sources: Collection[str] | None = None) -> DispatchStats:
+             sources: Collection[str] | None = None, stop: threading.Event | None = None) -> DispatchStats:
     """Send every due outbox row (up to ``limit``) as ``worker_id``; see the module docstring for guarantees.
 
     ``sources``: the configured sources' names, for the digests' failing sources (None: every stored source).
+    ``stop``: once set (the service is stopping), no further row is claimed; the rest wait for the next run.
     """
     stats = DispatchStats()
     if not settings.enabled:
@@ -57,6 +59,8 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     if stats.reclaimed:
         log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
     for row in store.due_notifications(now, limit):
+        if stop is not None and stop.is_set():
+            break  # a batch to a hanging server would outlast the stop timeout (100 rows x the SMTP timeout)
         if not store.claim_notification(row["id"], worker_id, now):
             stats.lost_races += 1
             continue
