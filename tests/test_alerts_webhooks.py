@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from test_alerts_support import T0, add_official, open_incident, settings
 
-from miner.alerts import dispatch, plan_notifications
+from miner.alerts import DispatchStats, dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
 from miner.store import Store
+from miner.timeutil import parse_iso, utcnow
 
 
 class Hook:
@@ -145,3 +148,50 @@ def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.Mon
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
     assert "MINER_TEST_HOOK is not set" in store.outbox_rows(["failed"])[0]["reason"]
+
+
+def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -> None:
+    # Each POST takes 0.5 s, well within the 2-s lease; a second dispatcher starting 3.3 s into the first one's run
+    # must not find the row being sent looking stale (it did when every claim carried the run's start time).
+    # Stamps are whole seconds: the 1.3 s between the run's start and the second one's cutoff always crosses one.
+    cfg = dataclasses.replace(hook_settings(), lease_seconds=2.0,
+                              webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", timeout=5.0),))
+    path = tmp_path / "miner.sqlite"
+    setup = Store.open(path)
+    start = utcnow()
+    services = ["WhatsApp", "Telegram", "Signal", "Discord", "Slack", "Teams", "Zoom", "Skype"]
+    for service in services:
+        open_incident(setup, service, start, posts=False, series=False)
+    plan_notifications(setup, cfg, start)
+    setup.close()
+    hook.script = [("sleep", 0.5)] * 20
+    stats: list[DispatchStats] = []
+
+    def worker(name: str, delay: float) -> None:
+        time.sleep(delay)
+        store = Store.open(path)
+        try:
+            stats.append(dispatch(store, cfg, utcnow(), worker_id=name))
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=("first", 0.0)),
+               threading.Thread(target=worker, args=("second", 3.3))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    ids = [b["id"] for b in hook.bodies]
+    assert len(ids) == len(services) and len(set(ids)) == len(services)
+    assert sum(s.reclaimed for s in stats) == 0 and sum(s.lapsed for s in stats) == 0
+    check = Store.open(path)
+    try:
+        rows = check.outbox_rows(["sent"])
+        assert len(rows) == len(services)
+        attempts = [d for r in rows for d in check.deliveries(r["id"])]
+        assert len(attempts) == len(services)
+        # Each attempt is recorded at its own time, not the run's start.
+        assert parse_iso(max(d["at"] for d in attempts)) - parse_iso(min(d["at"] for d in attempts)) >= \
+            timedelta(seconds=2)
+    finally:
+        check.close()

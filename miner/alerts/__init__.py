@@ -8,9 +8,10 @@ Public API for the pipeline (``now`` is always passed in, so a replay sends what
     inhibition; repeats of still-open incidents after ``repeat_interval``. Idempotent; safe in two processes.
 ``enqueue_due_digests(store, settings, now, *, sources=None) -> int``
     Queue each route's digest whose cron time has come (missed runs coalesce into one).
-``dispatch(store, settings, now, *, worker_id, senders=None, sources=None) -> DispatchStats``
-    Claim due outbox rows (conditional UPDATE), send them through ``senders`` (default: SMTP and httpx from
-    the settings; the demo passes ``FileSenders(dir).senders()``), retry failures with backoff.
+``dispatch(store, settings, now, *, worker_id, senders=None, sources=None, clock=None) -> DispatchStats``
+    Claim the rows due at ``now`` one at a time (conditional UPDATE, stamped with ``clock()``: by default ``now``
+    plus the real time elapsed), send them through ``senders`` (default: SMTP and httpx from the settings; the
+    demo passes ``FileSenders(dir).senders()``), retry failures with backoff.
 ``render_digest(store, settings, now, route, *, sources=None) -> RenderedDigest``
     The digest email of a route: text, html, PNG charts by content id, and the ``EmailMessage``.
 ``write_digest_files(store, settings, now, out_dir, route=None, *, sources=None) -> list[Path]``

@@ -1,9 +1,12 @@
 """Send what the outbox holds: reclaim stale claims, claim due rows one by one, send, record the outcome.
 
 A row is claimed with a conditional UPDATE before anything leaves the process, so two dispatchers (threads or
-processes on one store) never send the same row; a worker that dies mid-send leaves a 'sending' claim that
-returns to pending after ``lease_seconds`` and is sent again with the same Message-ID. Failures retry with
-exponential backoff and jitter until ``give_up_after``; permanent errors fail at once with their reason.
+processes on one store) never send the same row. Each row is claimed, and each attempt recorded, at the clock's
+time when it happens, not at the ``now`` the run started with: a run sending many slow messages must not claim its
+later rows already looking older than the lease (another dispatcher would take them over mid-send). A worker that
+dies mid-send leaves a 'sending' claim that returns to pending after ``lease_seconds`` and is sent again with the
+same Message-ID. Failures retry with exponential backoff and jitter until ``give_up_after``; permanent errors fail
+at once with their reason.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -38,35 +42,40 @@ class DispatchStats:
     retried: int = 0
     failed: int = 0
     reclaimed: int = 0  # stale claims returned to pending (a worker crashed or hung)
-    lost_races: int = 0  # rows another worker claimed first
+    lost_races: int = 0  # rows another worker claimed (or a failed attempt rescheduled) first
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
              senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None,
-             sources: Collection[str] | None = None, stop: threading.Event | None = None) -> DispatchStats:
-    """Send every due outbox row (up to ``limit``) as ``worker_id``; see the module docstring for guarantees.
+             sources: Collection[str] | None = None, stop: threading.Event | None = None,
+             clock: Callable[[], datetime] | None = None) -> DispatchStats:
+    """Send every outbox row due at ``now`` (up to ``limit``) as ``worker_id``; see the module docstring.
 
     ``sources``: the configured sources' names, for the digests' failing sources (None: every stored source).
     ``stop``: once set (the service is stopping), no further row is claimed; the rest wait for the next run.
+    ``clock``: the time of each claim, attempt and its record; by default ``now`` plus the real time elapsed since
+    the call, so a replay on a simulated clock stays on it while slow sends still age their claims truthfully.
     """
     stats = DispatchStats()
     if not settings.enabled:
         return stats
     senders = senders or default_senders(settings.smtp)
     rng = rng or random.Random()
+    clock = clock or _elapsed_clock(now)
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
     if stats.reclaimed:
         log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
-    for row in store.due_notifications(now, limit):
+    for listed in store.due_notifications(now, limit):
         if stop is not None and stop.is_set():
             break  # a batch to a hanging server would outlast the stop timeout (100 rows x the SMTP timeout)
-        if not store.claim_notification(row["id"], worker_id, now):
+        row = store.claim_due(listed["id"], worker_id, clock(), now)
+        if row is None:
             stats.lost_races += 1
             continue
         stats.claimed += 1
-        finish = _attempt(store, settings, row, now, senders, rng, sources)
-        if not store.finish_notification(row["id"], worker_id, now, finish):
+        finish = _attempt(store, settings, row, clock, senders, rng, sources)
+        if not store.finish_notification(row["id"], worker_id, clock(), finish):
             stats.lapsed += 1
             log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
         if finish.outcome == "sent":
@@ -78,21 +87,26 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     return stats
 
 
-def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders,
-             rng: random.Random, sources: Collection[str] | None) -> Finish:
+def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
+def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
+             senders: Senders, rng: random.Random, sources: Collection[str] | None) -> Finish:
     try:
-        detail = send_row(store, settings, row, now, senders, sources=sources)
+        detail = send_row(store, settings, row, clock(), senders, sources=sources)
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
             return Finish("failed", str(exc))
-        return _retry(settings, row, now, str(exc), exc.retry_after, rng)
+        return _retry(settings, row, clock(), str(exc), exc.retry_after, rng)
     except MinerError as exc:
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc))
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
         log.exception("outbox %d: unexpected error", row["id"])
-        return _retry(settings, row, now, f"{type(exc).__name__}: {exc}", None, rng)
+        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng)
     log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], detail)
     return Finish("sent", detail)
 
