@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +23,8 @@ from miner.timeutil import parse_iso, utcnow
 
 
 class Hook:
-    """Answers each POST with the next scripted reply: an HTTP status, or ("sleep", seconds) before a 200."""
+    """Answers each POST with the next scripted reply: an HTTP status, ("sleep", seconds) before a 200, or
+    ("echo", status, words...): that status with the request path (and the words) in the body."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
@@ -33,6 +35,10 @@ class Hook:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 reply = hook.script.pop(0) if hook.script else 200
+                if isinstance(reply, tuple) and reply[0] == "echo":
+                    # A receiver (Express and many others) quoting the request line in its error body.
+                    self._reply(reply[1], f"bad request to {self.path} ({' '.join(reply[2:])})".encode())
+                    return
                 if isinstance(reply, tuple):
                     time.sleep(reply[1])
                     reply = 200
@@ -42,6 +48,14 @@ class Hook:
                 self.send_header("Content-Type", "text/plain")
                 self.end_headers()
                 self.wfile.write(b"ok" if reply == 200 else b"invalid_payload")
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -195,3 +209,29 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
             timedelta(seconds=2)
     finally:
         check.close()
+
+
+def test_error_body_echoing_the_url_is_stored_and_logged_without_its_secret(
+        store: Store, hook: Hook, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://127.0.0.1:{hook.server.server_address[1]}/hook/PATHSECRET9?token=SECRETTOKEN1&v=1"
+    monkeypatch.setenv("MINER_TEST_HOOK", url)
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    # The body also quotes the secrets alone and percent-decoded, padded so that a cut at 200 characters
+    # would fall inside the URL if the snippet were cut before it is redacted.
+    hook.script = [("echo", 500, "x" * 170, "token", "SECRETTOKEN1", "PATH%53ECRET9")]
+    caplog.set_level(logging.INFO, logger="miner")
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    [attempt] = store.deliveries(row["id"])
+    hook.script = [("echo", 404)]
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").failed == 1
+    [failed] = store.outbox_rows(["failed"])
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("miner"))
+    assert "[redacted]" in logged  # httpx's own request log is silenced by miner.logsetup
+    texts = [row["last_error"], attempt["detail"], failed["reason"], logged]
+    assert "HTTP 500 bad request to [redacted]" in row["last_error"]
+    assert "HTTP 404 bad request to [redacted]" in failed["reason"]
+    for text in texts:
+        assert "SECRET" not in text and "TOKEN" not in text and "ECRET" not in text

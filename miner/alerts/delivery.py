@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
+from miner.alerts.webhooks import redact_url
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -163,7 +164,8 @@ class HttpWebhookSender:
             raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}") from None
         if resp.is_success:
             return f"HTTP {resp.status_code}"
-        snippet = resp.text[:200].replace("\n", " ")
+        # Redact before cutting: a cut could leave part of the secret that no longer matches it.
+        snippet = redact_url(resp.text, url)[:200].replace("\n", " ")
         message = f"webhook {webhook.name}: HTTP {resp.status_code} {snippet}".strip()
         if resp.status_code == 429 or resp.status_code >= 500:
             raise DeliveryError(message, retry_after=_retry_after(resp.headers.get("Retry-After")))

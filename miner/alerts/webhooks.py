@@ -1,4 +1,5 @@
-"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks).
+"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks); and the
+redaction of the webhook URL (the secret) from what a receiver answers.
 
 Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
 """
@@ -7,12 +8,35 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import IncidentView
 from miner.alerts.text import slack_escape
 from miner.timeutil import iso
 
 PAYLOAD_VERSION = 1
+
+REDACTED = "[redacted]"
+# Path segments and query values at least this long are treated as possible secrets. Shorter ones ("v1", "api")
+# cannot hold a usable token, and redacting them would garble every message.
+_SECRET_MIN = 5
+
+
+def redact_url(text: str, url: str) -> str:
+    """``text`` (a receiver's error body) with the webhook URL and every part of it that may be its secret replaced.
+
+    Receivers echo the request (Express answers ``Cannot POST /hook?token=...``), and the URL is the secret: the
+    whole URL, its path and query, each long path segment and each query value go, raw and percent-decoded.
+    """
+    parts = urlsplit(url)
+    pieces = {url, parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query,
+              parts.password or ""}
+    pieces.update(parts.path.split("/"))
+    pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
+    pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
+    for piece in sorted((p for p in pieces if len(p) >= _SECRET_MIN), key=len, reverse=True):
+        text = text.replace(piece, REDACTED)
+    return text
 
 
 def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
