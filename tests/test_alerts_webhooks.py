@@ -24,7 +24,8 @@ from miner.timeutil import parse_iso, utcnow
 
 class Hook:
     """Answers each POST with the next scripted reply: an HTTP status, ("sleep", seconds) before a 200, or
-    ("echo", status, words...): that status with the request path (and the words) in the body."""
+    ("echo", status, words...): that status with the request path (and the words) in the body, or
+    ("trickle", status, size, pause[, headers_too]): see ``_trickle``."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
@@ -35,6 +36,9 @@ class Hook:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 reply = hook.script.pop(0) if hook.script else 200
+                if isinstance(reply, tuple) and reply[0] == "trickle":
+                    self._trickle(*reply[1:])
+                    return
                 if isinstance(reply, tuple) and reply[0] == "echo":
                     # A receiver (Express and many others) quoting the request line in its error body.
                     self._reply(reply[1], f"bad request to {self.path} ({' '.join(reply[2:])})".encode())
@@ -56,6 +60,25 @@ class Hook:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _trickle(self, status: int, size: int, pause: float, headers_too: bool = False) -> None:
+                """``status`` with a ``size``-byte body sent one byte per ``pause`` seconds (the status line and
+                headers too with ``headers_too``): every read is quick, the whole answer slow."""
+                head = f"HTTP/1.1 {status} Slow\r\nContent-Length: {size}\r\n\r\n".encode()
+                try:
+                    if headers_too:
+                        for i in range(len(head)):
+                            self.wfile.write(head[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(pause)
+                    else:
+                        self.wfile.write(head)
+                    for _ in range(size):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except OSError:  # the client gave up, as it should
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -235,3 +258,16 @@ def test_error_body_echoing_the_url_is_stored_and_logged_without_its_secret(
     assert "HTTP 404 bad request to [redacted]" in failed["reason"]
     for text in texts:
         assert "SECRET" not in text and "TOKEN" not in text and "ECRET" not in text
+
+
+@pytest.mark.parametrize("headers_too", [False, True])
+def test_timeout_bounds_the_whole_post_not_each_read(store: Store, hook: Hook, headers_too: bool) -> None:
+    cfg = hook_settings()  # timeout 0.5 s
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    hook.script = [("trickle", 500, 30, 0.1, headers_too)]  # each read 0.1 s, the whole answer 3 s or more
+    began = time.monotonic()
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    assert time.monotonic() - began < 2.0
+    [row] = store.outbox_rows(["pending"])
+    assert row["last_error"] == "webhook hook: timed out after 0.5s"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
-from miner.alerts.webhooks import redact_url
+from miner.alerts.webhooks import post_json, redact_url
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -152,22 +152,21 @@ class HttpWebhookSender:
     def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
         url = webhook_url(webhook, self.environ)
         try:
-            resp = httpx.post(url, json=body, timeout=webhook.timeout, follow_redirects=False,
-                              headers={"User-Agent": self.user_agent})
+            resp = post_json(url, body, timeout=webhook.timeout, user_agent=self.user_agent)
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
             raise DeliveryError(f"webhook {webhook.name}: {webhook.url_env} is not a valid URL",
                                 permanent=True) from None
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s") from None
         except httpx.HTTPError as exc:
             # Never echo the URL: it is the secret.
             raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}") from None
-        if resp.is_success:
-            return f"HTTP {resp.status_code}"
+        if 200 <= resp.status < 300:
+            return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it.
-        snippet = redact_url(resp.text, url)[:200].replace("\n", " ")
-        message = f"webhook {webhook.name}: HTTP {resp.status_code} {snippet}".strip()
-        if resp.status_code == 429 or resp.status_code >= 500:
+        snippet = redact_url(resp.body.decode("utf-8", "replace"), url)[:200].replace("\n", " ")
+        message = f"webhook {webhook.name}: HTTP {resp.status} {snippet}".strip()
+        if resp.status == 429 or resp.status >= 500:
             raise DeliveryError(message, retry_after=_retry_after(resp.headers.get("Retry-After")))
         raise DeliveryError(message, permanent=True)
 

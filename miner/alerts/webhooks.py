@@ -1,18 +1,27 @@
-"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks); and the
-redaction of the webhook URL (the secret) from what a receiver answers.
+"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks); the POST,
+bounded by one deadline; and the redaction of the webhook URL (the secret) from what a receiver answers.
 
 Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import IncidentView
 from miner.alerts.text import slack_escape
 from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
 
 PAYLOAD_VERSION = 1
 
@@ -37,6 +46,44 @@ def redact_url(text: str, url: str) -> str:
     for piece in sorted((p for p in pieces if len(p) >= _SECRET_MIN), key=len, reverse=True):
         text = text.replace(piece, REDACTED)
     return text
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes  # empty for a success: nobody reads it
+
+
+def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str) -> Reply:
+    """POST ``body``; the whole request (connect, send, headers and reading the answer) must end within ``timeout``.
+
+    httpx's timeouts bound each network operation, not the request: a receiver trickling its answer a byte at a
+    time holds a sync request for as long as it likes (and our outbox claim lapses meanwhile). Cancelling an
+    async request is certain. Raises TimeoutError at the deadline, httpx.HTTPError for other failures.
+    """
+    return _run(_post(url, body, timeout, user_agent))
+
+
+async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str) -> Reply:
+    import httpx
+
+    # Redirects are not followed: the URL holds a secret, and a redirect could hand it on.
+    async with (asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+                client.stream("POST", url, json=body, headers={"User-Agent": user_agent}) as resp):
+        if resp.is_success:
+            return Reply(resp.status_code, resp.headers, b"")
+        return Reply(resp.status_code, resp.headers, await resp.aread())
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # Called from code already running an event loop (a notebook): run ours on a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
