@@ -25,11 +25,12 @@ from miner.timeutil import parse_iso, utcnow
 class Hook:
     """Answers each POST with the next scripted reply: an HTTP status, ("sleep", seconds) before a 200, or
     ("echo", status, words...): that status with the request path (and the words) in the body, or
-    ("trickle", status, size, pause[, headers_too]): see ``_trickle``."""
+    ("trickle", status, size, pause[, headers_too]): see ``_trickle``, or ("big", status, size): see ``_big``."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
         self.bodies: list[dict[str, Any]] = []
+        self.big_sent = 0
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +39,9 @@ class Hook:
                 reply = hook.script.pop(0) if hook.script else 200
                 if isinstance(reply, tuple) and reply[0] == "trickle":
                     self._trickle(*reply[1:])
+                    return
+                if isinstance(reply, tuple) and reply[0] == "big":
+                    self._big(*reply[1:])
                     return
                 if isinstance(reply, tuple) and reply[0] == "echo":
                     # A receiver (Express and many others) quoting the request line in its error body.
@@ -78,6 +82,19 @@ class Hook:
                         self.wfile.flush()
                         time.sleep(pause)
                 except OSError:  # the client gave up, as it should
+                    pass
+
+            def _big(self, status: int, size: int) -> None:
+                """``status`` with a ``size``-byte body; counts in ``hook.big_sent`` what the client let through."""
+                self.send_response(status)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                block = b"y" * 65536
+                try:
+                    while hook.big_sent < size:
+                        self.wfile.write(block)
+                        hook.big_sent += len(block)
+                except OSError:  # the client stopped reading and closed
                     pass
 
             def log_message(self, *args: Any) -> None:
@@ -271,3 +288,17 @@ def test_timeout_bounds_the_whole_post_not_each_read(store: Store, hook: Hook, h
     assert time.monotonic() - began < 2.0
     [row] = store.outbox_rows(["pending"])
     assert row["last_error"] == "webhook hook: timed out after 0.5s"
+
+
+def test_only_the_start_of_a_huge_error_body_is_read(store: Store, hook: Hook) -> None:
+    cfg = dataclasses.replace(hook_settings(), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK",
+                                                                          timeout=10.0),))
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    size = 128 * 2**20
+    hook.script = [("big", 500, size)]
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    assert row["last_error"] == "webhook hook: HTTP 500 " + "y" * 200
+    # What the server got out before we hung up is a few KB plus what the sockets buffer, never the body.
+    assert hook.big_sent < 32 * 2**20

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+BODY_LIMIT = 4096  # bytes of an error answer read, for the snippet stored with the attempt
+
 PAYLOAD_VERSION = 1
 
 REDACTED = "[redacted]"
@@ -52,7 +54,7 @@ def redact_url(text: str, url: str) -> str:
 class Reply:
     status: int
     headers: httpx.Headers
-    body: bytes  # empty for a success: nobody reads it
+    body: bytes  # the first BODY_LIMIT bytes of an error answer; empty for a success (nobody reads it)
 
 
 def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str) -> Reply:
@@ -68,12 +70,22 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str
 async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str) -> Reply:
     import httpx
 
-    # Redirects are not followed: the URL holds a secret, and a redirect could hand it on.
+    # Redirects are not followed: the URL holds a secret, and a redirect could hand it on. Asking for an identity
+    # encoding keeps the bytes we read the bytes we keep (a few KB of gzip can inflate to megabytes).
+    headers = {"User-Agent": user_agent, "Accept-Encoding": "identity"}
     async with (asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
-                client.stream("POST", url, json=body, headers={"User-Agent": user_agent}) as resp):
+                client.stream("POST", url, json=body, headers=headers) as resp):
         if resp.is_success:
             return Reply(resp.status_code, resp.headers, b"")
-        return Reply(resp.status_code, resp.headers, await resp.aread())
+        if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            return Reply(resp.status_code, resp.headers, b"")  # compressed anyway: not worth a snippet
+        # Only the start of an error body is kept; an error page can be any size, so the rest is never read.
+        head = bytearray()
+        async for chunk in resp.aiter_raw():
+            head += chunk
+            if len(head) >= BODY_LIMIT:
+                break
+        return Reply(resp.status_code, resp.headers, bytes(head[:BODY_LIMIT]))
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
