@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from click.testing import CliRunner
 from test_alerts_support import T0, add_official, open_incident, settings
 
 from miner.alerts import DispatchStats, dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
+from miner.cli import main
 from miner.store import Store
 from miner.timeutil import parse_iso, utcnow
 
@@ -302,3 +304,27 @@ def test_only_the_start_of_a_huge_error_body_is_read(store: Store, hook: Hook) -
     assert row["last_error"] == "webhook hook: HTTP 500 " + "y" * 200
     # What the server got out before we hung up is a few KB plus what the sockets buffer, never the body.
     assert hook.big_sent < 32 * 2**20
+
+
+def test_outbox_send_exits_1_when_a_notification_failed_in_that_run(tmp_path: Path, hook: Hook) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "WhatsApp"\n\n[[services]]\nname = "Telegram"\n\n'
+                   '[alerts]\ngroup_wait = 0\n\n[[alerts.webhooks]]\nname = "hook"\nurl_env = "MINER_TEST_HOOK"\n\n'
+                   '[[alerts.routes]]\nname = "chat"\nwebhooks = ["hook"]\n')
+    db = tmp_path / "m.sqlite"
+    base = ["--config", str(cfg), "--db", str(db)]
+    store = Store.open(db)
+    open_incident(store, "WhatsApp", utcnow(), posts=False, series=False)
+    store.close()
+    hook.script = [400]
+    runner = CliRunner()
+    failed = runner.invoke(main, [*base, "outbox", "send"])
+    assert failed.exit_code == 1, failed.output
+    assert "sent 0, retrying 0, failed 1" in failed.output
+    # The next run fails nothing new: the earlier failure stays in `miner outbox`, not in this exit status.
+    store = Store.open(db)
+    open_incident(store, "Telegram", utcnow(), posts=False, series=False)
+    store.close()
+    ok = runner.invoke(main, [*base, "outbox", "send"])
+    assert ok.exit_code == 0, ok.output
+    assert "sent 1, retrying 0, failed 0" in ok.output

@@ -106,12 +106,18 @@ def outbox_retry(app: AppContext, outbox_id: int) -> None:
 @outbox.command("send")
 @pass_app
 def outbox_send(app: AppContext) -> None:
-    """Plan, queue due digests and send what is due now, once (the service does this every 30 s)."""
+    """Plan, queue due digests and send what is due now, once (the service does this every 30 s).
+
+    Exits 1 when a notification failed for good in this run (see `miner outbox`); one that will be retried
+    does not count.
+    """
     from miner.alerts import run_alerts
 
     stats = run_alerts(app.store(), app.config.alerts, utcnow(), worker_id=f"cli-{socket.gethostname()}-{os.getpid()}",
                        sources=app.config.polled_sources)
     click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
+    if stats.failed:
+        raise click.exceptions.Exit(1)
 
 
 @main.group()
