@@ -138,6 +138,10 @@ def test_json_payload_is_versioned_and_retried_through_a_500(store: Store, hook:
     assert "HTTP 500" in row["last_error"] and "SECRET" not in row["last_error"]
     # Sent after the provider posted: the payload carries its status and our lead over it.
     assert dispatch(store, cfg, T0 + timedelta(minutes=30), worker_id="w").sent == 1
+    [sent] = store.outbox_rows(["sent"])
+    assert sent["last_error"] is None  # the 500 stays in deliveries, not as the row's current error
+    assert [d["outcome"] for d in store.deliveries(sent["id"])] == ["retry", "sent"]
+    assert "HTTP 500" in store.deliveries(sent["id"])[0]["detail"]
     [body] = hook.bodies
     assert body["version"] == 1 and body["kind"] == "alert" and body["route"] == "chat"
     assert body["id"] == row["message_id"]

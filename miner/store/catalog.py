@@ -145,7 +145,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",
         "sent_at": "When the server accepted it.",
-        "last_error": "The last attempt's error.",
+        "last_error": "The last failed attempt's error; NULL once sent (each attempt's is in deliveries).",
     }),
     "outbox_items": ("Which incident transitions each notification announces (grouping puts several in one).", {
         "item_key": "Unique key: route, channel, incident and transition.",

@@ -220,7 +220,9 @@ class OutboxMixin:
             cur = conn.execute(
                 "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_by = NULL, claimed_at = NULL, "
                 "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
-                "last_error = CASE WHEN ? = 'sent' THEN last_error ELSE ? END, "
+                # A delivered row has no current error: the old one would read as a problem in `miner outbox --all`
+                # (the attempts that failed keep theirs in deliveries).
+                "last_error = CASE WHEN ? = 'sent' THEN NULL ELSE ? END, "
                 "reason = CASE WHEN ? = 'failed' THEN ? ELSE reason END, "
                 "next_attempt_at = coalesce(?, next_attempt_at) "
                 "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
