@@ -1,8 +1,10 @@
-"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order."""
+"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order; and HTTP's Retry-After, read
+the same way by the collectors and the alert webhooks (stages do not import each other)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 
 def utcnow() -> datetime:
@@ -32,3 +34,25 @@ def floor_time(dt: datetime, step: timedelta) -> datetime:
     seconds = int(step.total_seconds())
     ts = int(dt.timestamp())
     return datetime.fromtimestamp(ts - ts % seconds, UTC)
+
+
+# A server asking for more than a day is broken or misconfigured; honouring "until 9999" (or a delay too large
+# for a timedelta) would park a source or a notification for good, so we try again after a day.
+MAX_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3), at most
+    ``MAX_RETRY_AFTER``."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +28,8 @@ from miner.timeutil import parse_iso, utcnow
 class Hook:
     """Answers each POST with the next scripted reply: an HTTP status, ("sleep", seconds) before a 200, or
     ("echo", status, words...): that status with the request path (and the words) in the body, or
-    ("trickle", status, size, pause[, headers_too]): see ``_trickle``, or ("big", status, size): see ``_big``."""
+    ("trickle", status, size, pause[, headers_too]): see ``_trickle``, ("big", status, size): see ``_big``, or
+    ("retry-after", status, value): that status with a Retry-After header."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
@@ -44,6 +46,9 @@ class Hook:
                     return
                 if isinstance(reply, tuple) and reply[0] == "big":
                     self._big(*reply[1:])
+                    return
+                if isinstance(reply, tuple) and reply[0] == "retry-after":
+                    self._reply(reply[1], b"slow down", {"Retry-After": reply[2]})
                     return
                 if isinstance(reply, tuple) and reply[0] == "echo":
                     # A receiver (Express and many others) quoting the request line in its error body.
@@ -332,3 +337,17 @@ def test_outbox_send_exits_1_when_a_notification_failed_in_that_run(tmp_path: Pa
     ok = runner.invoke(main, [*base, "outbox", "send"])
     assert ok.exit_code == 0, ok.output
     assert "sent 1, retrying 0, failed 0" in ok.output
+
+
+@pytest.mark.parametrize(("status", "form"), [(503, "date"), (429, "seconds")])
+def test_retry_after_is_honoured_as_an_http_date_or_seconds(store: Store, hook: Hook, status: int, form: str) -> None:
+    cfg = hook_settings()  # retry_max 60 s: a wait of ten minutes can only come from the header
+    now = utcnow().replace(microsecond=0)
+    open_incident(store, "WhatsApp", now, posts=False, series=False)
+    plan_notifications(store, cfg, now)
+    value = format_datetime(now + timedelta(minutes=10), usegmt=True) if form == "date" else "600"
+    hook.script = [("retry-after", status, value)]
+    assert dispatch(store, cfg, now, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    wait = (parse_iso(row["next_attempt_at"]) - now).total_seconds()
+    assert 590 <= wait <= 610, (value, row["next_attempt_at"])

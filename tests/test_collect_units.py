@@ -19,7 +19,7 @@ import pytest
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
-from miner.collectors.http import MAX_RETRY_AFTER, Response, fetch, make_client, parse_retry_after, read_json, short_url
+from miner.collectors.http import Response, fetch, make_client, read_json, short_url
 from miner.collectors.normalise import (
     APP_SALT,
     hash_author,
@@ -34,6 +34,7 @@ from miner.config import ServiceConfig, SourceConfig, parse_config
 from miner.errors import SourceError
 from miner.records import SourceState
 from miner.settings import SettingsError, build
+from miner.timeutil import MAX_RETRY_AFTER, parse_retry_after
 
 NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 

@@ -23,6 +23,7 @@ import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import post_json, redact_url
+from miner.timeutil import parse_retry_after, utcnow
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -167,7 +168,9 @@ class HttpWebhookSender:
         snippet = redact_url(resp.body.decode("utf-8", "replace"), url)[:200].replace("\n", " ")
         message = f"webhook {webhook.name}: HTTP {resp.status} {snippet}".strip()
         if resp.status == 429 or resp.status >= 500:
-            raise DeliveryError(message, retry_after=_retry_after(resp.headers.get("Retry-After")))
+            # Seconds or an HTTP date: the date is read against the real clock, as the server meant it.
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"), utcnow())
+            raise DeliveryError(message, retry_after=retry_after)
         raise DeliveryError(message, permanent=True)
 
 
@@ -194,13 +197,6 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
     if port is not None and not 0 < port <= 65535:
         raise DeliveryError(f"{what} is not a valid URL (port out of range)", permanent=True)
     return url
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(float(value), 0.0) if value else None
-    except ValueError:
-        return None
 
 
 def default_senders(smtp: SmtpSettings) -> Senders:

@@ -13,7 +13,6 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +22,7 @@ from miner.collectors.normalise import SURROGATE
 from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
 from miner.records import SourceState
+from miner.timeutil import parse_retry_after
 
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
 _PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
@@ -63,28 +63,6 @@ def short_url(url: str) -> str:
     last_error."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
-
-
-# A server asking for more than a day is broken or misconfigured; honouring "until 9999" (or a delay too large
-# for a timedelta) would park the source for good, so we look again after a day.
-MAX_RETRY_AFTER = 86400.0
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3), at most
-    ``MAX_RETRY_AFTER``."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER)
 
 
 _DECODE_STEP = 65_536  # most bytes one decompression step may produce
