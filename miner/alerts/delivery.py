@@ -12,7 +12,6 @@ import json
 import os
 import smtplib
 import ssl
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import post_json, redact_url
+from miner.config import control_char
 from miner.timeutil import parse_retry_after, utcnow
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
     what = f"webhook {webhook.name}: {webhook.url_env}"
     if not url.startswith(("http://", "https://")):
         raise DeliveryError(f"{what} is not an http(s) URL", permanent=True)
-    if any(ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf") for ch in url):
+    if any(ch.isspace() for ch in url) or control_char(url):
         raise DeliveryError(f"{what} contains whitespace or a control character (a trailing newline?)",
                             permanent=True)
     try:
