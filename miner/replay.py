@@ -53,25 +53,36 @@ def check_stream(path: Path | str, now: datetime, *, max_gap: timedelta = MAX_GA
     one before it, one dated after ``now`` (plus FUTURE_SLACK), or one more than ``max_gap`` after the one
     before it, so a bad file fails before any of it is stored rather than part-way.
     """
-    count = 0
-    last: tuple[int, datetime] | None = None
-    for lineno, post in read_numbered(path):
-        where = f"{path}:{lineno}: post {post.external_id} ({post.created_at.isoformat()})"
-        if post.created_at > now + FUTURE_SLACK:
-            raise InputError(f"{where} is dated after the current time ({now:%Y-%m-%d %H:%M} UTC); a recorded "
-                             "post cannot be from the future: fix its created_at or drop the line")
-        if last is not None and post.created_at < last[1]:
-            raise InputError(f"{where} is not in time order: it is older than line {last[0]} "
-                             f"({last[1].isoformat()}); sort the file by created_at")
-        if last is not None and post.created_at - last[1] > max_gap:
-            raise InputError(
-                f"{where} comes {(post.created_at - last[1]).days} days after line {last[0]} "
-                f"({last[1].isoformat()}): replay steps its clock through every gap, and one over "
-                f"{max_gap.days} days is almost always a misdated post; fix the date, or split the file there "
-                "and replay the parts one after another")
-        last = (lineno, post.created_at)
-        count += 1
-    return count
+    def named() -> Iterator[tuple[str, str, Post]]:
+        for lineno, post in read_numbered(path):
+            where = f"{path}:{lineno}: post {post.external_id} ({post.created_at.isoformat()})"
+            if post.created_at > now + FUTURE_SLACK:
+                raise InputError(f"{where} is dated after the current time ({now:%Y-%m-%d %H:%M} UTC); a "
+                                 "recorded post cannot be from the future: fix its created_at or drop the line")
+            yield where, f"line {lineno}", post
+
+    return sum(1 for _ in _in_sequence(named(), max_gap))
+
+
+def _in_sequence(posts: Iterable[tuple[str, str, Post]], max_gap: timedelta) -> Iterator[Post]:
+    """The posts, refusing one older than the post before it or more than ``max_gap`` after it.
+
+    Each post comes with how an error names it and how the next post's error names it as the one before.
+    """
+    last: tuple[str, datetime] | None = None
+    for where, label, post in posts:
+        if last is not None:
+            before, at = last
+            if post.created_at < at:
+                raise InputError(f"{where} is not in time order: it is older than {before} ({at.isoformat()}); "
+                                 "sort the file by created_at")
+            if post.created_at - at > max_gap:
+                raise InputError(
+                    f"{where} comes {(post.created_at - at).days} days after {before} ({at.isoformat()}): replay "
+                    f"steps its clock through every gap, and one over {max_gap.days} days is almost always a "
+                    "misdated post; fix the date, or split the file there and replay the parts one after another")
+        last = (label, post.created_at)
+        yield post
 
 
 def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
@@ -140,20 +151,8 @@ def ticks_for(
     """
     batch: list[Post] = []
     tick: datetime | None = None
-    last: datetime | None = None
-    for post in posts:
-        if last is not None and post.created_at < last:
-            raise InputError(
-                f"posts are not in time order: {post.external_id} ({post.created_at.isoformat()}) comes after "
-                f"{last.isoformat()}; sort the file by created_at"
-            )
-        if last is not None and post.created_at - last > max_gap:
-            raise InputError(
-                f"post {post.external_id} ({post.created_at.isoformat()}) comes {(post.created_at - last).days} "
-                f"days after the one before ({last.isoformat()}), more than the {max_gap.days} days a replay "
-                "steps through; fix the date, or split the stream there and replay the parts one after another"
-            )
-        last = post.created_at
+    named = ((f"post {p.external_id} ({p.created_at.isoformat()})", "the post before", p) for p in posts)
+    for post in _in_sequence(named, max_gap):
         end = floor_time(post.created_at, step) + step
         if tick is not None and end != tick:
             yield tick, batch
