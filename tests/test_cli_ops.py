@@ -20,7 +20,7 @@ from miner.cli import main
 from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.catalog import TABLES
-from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.store.migrations import MIGRATIONS, apply_migrations, pending_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -208,6 +208,21 @@ def test_commands_that_only_look_leave_an_older_store_as_it_is(tmp_path: Path, r
     assert res.exit_code == 0, res.output
 
 
+def test_backup_copies_an_older_store_as_it_is(tmp_path: Path, runner: CliRunner) -> None:
+    # backup opened the store read-write, so a backup taken before an upgrade was of the upgraded store, and the
+    # original was migrated by the very command meant to keep it.
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old, isolation_level=None) as conn:
+        apply_migrations(conn, MIGRATIONS[:1])
+    before = old.read_bytes()
+    res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(old), "backup",
+                               str(tmp_path / "copy.sqlite")])
+    assert res.exit_code == 0, res.output
+    assert old.read_bytes() == before
+    with sqlite3.connect(tmp_path / "copy.sqlite") as copy:
+        assert pending_migrations(copy) == [m.id for m in MIGRATIONS[1:]]
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Path) -> None:
     # A read-only copy: they opened it read-write and failed with "attempt to write a readonly database".
@@ -218,7 +233,7 @@ def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Pa
     # Without its capabilities root is held to the permission bits like anyone else.
     drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
     try:
-        for args in LOOKING:
+        for args in [*LOOKING, ["backup", str(tmp_path / "copy.sqlite")]]:
             args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
             res = subprocess.run([*drop, sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"),
                                   "--db", str(folder / "miner.sqlite"), *args],

@@ -63,16 +63,16 @@ class AppContext:
             self._config = load_config(self.config_path)
         return self._config
 
-    def store(self, *, readonly: bool = False, must_exist: bool = False) -> Store:
+    def store(self, *, readonly: bool = False, must_exist: bool = False, any_schema: bool = False) -> Store:
         """The store, opened on first use. ``must_exist``: for commands that only look at it (status, listings),
-        which refuse a missing file instead of creating an empty one."""
+        which refuse a missing file instead of creating an empty one. ``any_schema``: see ``Store.open``."""
         if self._store is None:
             from miner.store import Store, require_store
 
             path = self.db_path or self.config.store.path
             if must_exist:
                 require_store(path)
-            self._store = Store.open(path, readonly=readonly)
+            self._store = Store.open(path, readonly=readonly, any_schema=any_schema)
         return self._store
 
     def close(self) -> None:

@@ -76,8 +76,12 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
 @click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
 @pass_app
 def backup(app: AppContext, target: Path) -> None:
-    """Copy the store to TARGET with SQLite's online backup API (safe while the service runs)."""
-    size = app.store(must_exist=True).backup(target)
+    """Copy the store to TARGET with SQLite's online backup API (safe while the service runs).
+
+    The store is opened read-only and copied as it is: a store from an older miner is not upgraded first, so a
+    backup taken before an upgrade can restore the old version.
+    """
+    size = app.store(readonly=True, must_exist=True, any_schema=True).backup(target)
     click.echo(f"backed up {app.store().path} to {target} ({size:,} bytes)")
 
 
