@@ -7,8 +7,10 @@ object with a message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -24,8 +26,15 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 4096
 # A client that stops sending (or declares more body than it sends) loses its connection after this long, so it
-# cannot hold a handler thread: per socket read for the request line and headers, in all for the body.
+# cannot hold a handler thread: in all for the request line and headers, and again in all for the body.
 READ_TIMEOUT = 5.0
+# Connections handled at once (a thread each); more are answered 503 at once. A client that sends slowly holds
+# its thread for up to 2 x READ_TIMEOUT, so without a cap many of them at once would mean as many threads.
+MAX_CONNECTIONS = 32
+_BUSY_BODY = b'{"error": "too many connections; retry soon"}'
+BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+              b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
 
 
 @dataclass
@@ -48,6 +57,41 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "miner"
     sys_version = ""
     timeout = READ_TIMEOUT  # socketserver sets it on the connection before the request line is read
+
+    def setup(self) -> None:
+        super().setup()
+        # The socket timeout bounds each read, so a client sending a header byte every few seconds could hold
+        # the thread for as long as it liked: at the deadline the read side is shut, the pending read ends as
+        # if the client had closed, and the request is dropped like one that stalled.
+        self._head_lock = threading.Lock()
+        self._head_done = self._head_late = False
+        self._head_timer = threading.Timer(READ_TIMEOUT, self._head_expired)
+        self._head_timer.daemon = True
+        self._head_timer.start()
+
+    def _head_expired(self) -> None:
+        with self._head_lock:
+            if self._head_done:
+                return
+            self._head_late = True
+        log.debug("http %s: request line and headers not received within %g s", self.client_address[0], READ_TIMEOUT)
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RD)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # reads the headers
+        with self._head_lock:
+            self._head_done = True
+            late = self._head_late
+        self._head_timer.cancel()
+        if late:
+            self.close_connection = True
+            return False
+        return ok
+
+    def finish(self) -> None:
+        self._head_timer.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s " + format, self.client_address[0], *args)
@@ -171,7 +215,33 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
         self.endpoints = endpoints
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._busy_logged = -BUSY_LOG_EVERY
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            # Answered from the accepting thread, so it must not block: a fresh socket's send buffer takes
+            # the short reply whole, and a client that cannot take it is simply closed.
+            if time.monotonic() - self._busy_logged >= BUSY_LOG_EVERY:
+                self._busy_logged = time.monotonic()
+                log.warning("http: %d connections open, turning new ones away with 503", MAX_CONNECTIONS)
+            with contextlib.suppress(OSError):
+                request.setblocking(False)
+                request.send(BUSY_REPLY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()  # no thread was started to release it
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up

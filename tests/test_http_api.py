@@ -128,6 +128,55 @@ def test_a_stalled_request_line_is_dropped(api: tuple[HttpApi, list[object]]) ->
     assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 2
 
 
+def test_headers_trickled_a_line_at_a_time_are_dropped_at_the_deadline(api: tuple[HttpApi, list[object]]) -> None:
+    # Each line comes well within the socket timeout, which bounds single reads only: the deadline is for all
+    # of the request line and headers.
+    server, _ = api
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        started = time.monotonic()
+        reply = b""
+        while time.monotonic() - started < TIMEOUT + 2:
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+                sock.settimeout(TIMEOUT / 5)
+                reply = sock.recv(65536)
+                if not reply:
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset: closed with our bytes unread
+                break
+        assert TIMEOUT <= time.monotonic() - started < TIMEOUT + 1
+        assert reply == b""  # dropped like a stalled request, not answered late
+
+
+def test_connections_beyond_the_cap_are_turned_away_at_once(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n", lambda *a: {}))
+    server.start()
+    held = [socket.create_connection(server.address, timeout=5) for _ in range(2)]  # each holds a thread
+    try:
+        time.sleep(0.2)
+        started = time.monotonic()
+        reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert time.monotonic() - started < 1
+        assert status_of(reply) == 503 and b"Retry-After: 1" in reply
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "too many connections; retry soon"}
+        assert sum("turning new ones away" in r.getMessage() for r in caplog.records) == 1
+        held.pop().close()  # frees its thread, and so a slot
+        deadline = time.monotonic() + 5
+        while status_of(reply) == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(reply) == 200
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
 def test_request_sockets_have_a_read_timeout_of_a_few_seconds() -> None:
     # The tests above shorten it; this is the one the service runs with.
     assert 1 <= http_api._Handler.timeout == http_api.READ_TIMEOUT <= 10
