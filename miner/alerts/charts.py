@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from miner.alerts.content import IncidentView
 
 _RED = "#c62828"
@@ -23,6 +25,20 @@ _BAND = "#90a4ae"
 
 def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
     """PNG bytes (about 640x200 px) of the incident's complaint series, opening and official start marked."""
+    buf = io.BytesIO()
+    incident_figure(view, as_of).savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) -> bool:
+    """Whether the bucket is one of the incident's: opened_at and resolved_at are the ends of the buckets that
+    opened and resolved it (the moments the detector knew), so the bucket ending at opened_at is the first."""
+    end = bucket_start + width
+    return view.opened_at <= end and (view.resolved_at is None or end <= view.resolved_at)
+
+
+def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
+    """The chart of :func:`incident_chart` as a matplotlib Figure on an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
@@ -43,8 +59,7 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
                             label="expected range")
             ax.plot(bt, base, color=_BAND, linewidth=1.0, linestyle="--", label="baseline")
         width = (times[1] - times[0]) if len(times) > 1 else timedelta(minutes=5)
-        colors = [_RED if t >= view.opened_at and (view.resolved_at is None or t <= view.resolved_at) else _BLUE
-                  for t in times]
+        colors = [_RED if in_incident(t, width, view) else _BLUE for t in times]
         ax.bar(times, counts, width=width, align="edge", color=colors, linewidth=0, label="complaints")
         top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.2  # headroom for the labels
         ax.set_ylim(0, top)
@@ -73,6 +88,4 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
         ax.spines[side].set_visible(False)
     ax.grid(axis="y", color="#e0e0e0", linewidth=0.5)
     ax.set_axisbelow(True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
+    return fig

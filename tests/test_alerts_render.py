@@ -1,0 +1,36 @@
+"""How alerts and digests look: the charts, the MIME message, the text part and the bounds on their size."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from test_alerts_support import BUCKET, T0, open_incident, resolve, settings
+
+from miner.alerts.charts import incident_figure
+from miner.alerts.content import IncidentView, incident_view
+from miner.store import Store
+
+RED = "#c62828"
+
+
+def _bars(view: IncidentView, as_of: datetime) -> list[tuple[datetime, timedelta, str]]:
+    """(bucket start, bar width, colour) of each bar of the incident's chart."""
+    from matplotlib.colors import to_hex
+    from matplotlib.container import BarContainer
+    from matplotlib.dates import num2date
+
+    ax: Any = incident_figure(view, as_of).axes[0]
+    [bars] = [c for c in ax.containers if isinstance(c, BarContainer)]
+    return [(num2date(b.get_x()), timedelta(days=b.get_width()), to_hex(b.get_facecolor())) for b in bars]
+
+
+def test_chart_draws_the_bucket_that_opened_the_incident_as_part_of_it(store: Store) -> None:
+    # The spike starts at T0 - 5 min; the detector knew at the end of that bucket, T0, which is opened_at.
+    iid = open_incident(store, "WhatsApp", T0)
+    resolve(store, iid, T0 + timedelta(minutes=40))
+    view = incident_view(store, settings(), iid, T0 + timedelta(hours=2))
+    assert view is not None
+    red = [start for start, _, colour in _bars(view, T0 + timedelta(hours=2)) if colour == RED]
+    # From the opening bucket to the resolving one, which ends at resolved_at; not the bucket after it.
+    assert red == [T0 - BUCKET + i * BUCKET for i in range(9)]
