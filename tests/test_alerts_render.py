@@ -34,3 +34,23 @@ def test_chart_draws_the_bucket_that_opened_the_incident_as_part_of_it(store: St
     red = [start for start, _, colour in _bars(view, T0 + timedelta(hours=2)) if colour == RED]
     # From the opening bucket to the resolving one, which ends at resolved_at; not the bucket after it.
     assert red == [T0 - BUCKET + i * BUCKET for i in range(9)]
+
+
+def test_chart_bars_are_one_bucket_wide_across_a_gap_and_for_a_single_bucket(store: Store) -> None:
+    iid = open_incident(store, "WhatsApp", T0)
+    # The service was not running for two hours early in the chart's window: those buckets were never stored.
+    with store.database.transaction() as conn:
+        conn.execute("DELETE FROM buckets WHERE bucket_start > ? AND bucket_start < ?",
+                     ((T0 - timedelta(hours=3)).isoformat(), (T0 - timedelta(hours=1)).isoformat()))
+    view = incident_view(store, settings(), iid, T0 + timedelta(hours=1))
+    assert view is not None
+    bars = _bars(view, T0 + timedelta(hours=1))
+    assert bars[1][0] - bars[0][0] > timedelta(hours=1) and {width for _, width, _ in bars} == {BUCKET}
+
+    # A store holding one hourly bucket: the bar covers that hour, up to the opening at its end.
+    hourly = open_incident(store, "Airtel", T0, posts=False, series=False)
+    store.save_detector_step("Airtel", T0, "{}", [(T0 - timedelta(hours=1), 6.0, 1.0, 3.0)], T0)
+    view = incident_view(store, settings(), hourly, T0 + timedelta(minutes=10))
+    assert view is not None
+    [(start, width, colour)] = _bars(view, T0 + timedelta(minutes=10))
+    assert (start, width, colour) == (T0 - timedelta(hours=1), timedelta(hours=1), RED)

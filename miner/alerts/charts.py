@@ -7,6 +7,7 @@ the service's worker threads and on machines without a display.
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,17 @@ def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) ->
     return view.opened_at <= end and (view.resolved_at is None or end <= view.resolved_at)
 
 
+def _bucket_width(times: list[datetime], view: IncidentView) -> timedelta:
+    """The detector's bucket width, read off the series: its smallest step (buckets are missing where the service
+    was not running, so the first step can be hours); with one bucket, the opening is most likely its end."""
+    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    if steps:
+        return min(steps)
+    if timedelta(0) < view.opened_at - times[0] <= timedelta(days=1):
+        return view.opened_at - times[0]
+    return timedelta(minutes=5)
+
+
 def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
     """The chart of :func:`incident_chart` as a matplotlib Figure on an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -58,7 +70,7 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
             ax.fill_between(bt, [0.0] * len(bt), upper, color=_BAND, alpha=0.25, linewidth=0,
                             label="expected range")
             ax.plot(bt, base, color=_BAND, linewidth=1.0, linestyle="--", label="baseline")
-        width = (times[1] - times[0]) if len(times) > 1 else timedelta(minutes=5)
+        width = _bucket_width(times, view)
         colors = [_RED if in_incident(t, width, view) else _BLUE for t in times]
         ax.bar(times, counts, width=width, align="edge", color=colors, linewidth=0, label="complaints")
         top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.2  # headroom for the labels
