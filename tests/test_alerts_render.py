@@ -54,3 +54,28 @@ def test_chart_bars_are_one_bucket_wide_across_a_gap_and_for_a_single_bucket(sto
     assert view is not None
     [(start, width, colour)] = _bars(view, T0 + timedelta(minutes=10))
     assert (start, width, colour) == (T0 - timedelta(hours=1), timedelta(hours=1), RED)
+
+
+def _y_labels(store: Store, iid: int, as_of: datetime) -> tuple[list[str], str]:
+    view = incident_view(store, settings(), iid, as_of)
+    assert view is not None
+    fig = incident_figure(view, as_of)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    return [t.get_text() for t in ax.get_yticklabels()], ax.yaxis.get_offset_text().get_text()
+
+
+def test_chart_counts_are_whole_numbers_and_huge_ones_stay_short_labels(store: Store) -> None:
+    iid = open_incident(store, "WhatsApp", T0)
+    with store.database.transaction() as conn:
+        conn.execute("UPDATE buckets SET complaints = 0, baseline = 0, upper = 0")
+    labels, offset = _y_labels(store, iid, T0 + timedelta(hours=1))
+    assert labels[:2] == ["0", "1"] and offset == ""  # not 0.0, 0.2, ... 1.2 for a chart of zeros
+    assert not any("." in label for label in labels)
+
+    with store.database.transaction() as conn:
+        conn.execute("UPDATE buckets SET complaints = 2500000000, baseline = 1000, upper = 5000 "
+                     "WHERE bucket_start = ?", ((T0 - BUCKET).isoformat(),))
+    labels, offset = _y_labels(store, iid, T0 + timedelta(hours=1))
+    # No "1e9" multiplier drawn over the legend; each label says its own value.
+    assert offset == "" and labels[:2] == ["0", "600M"] and "2.4G" in labels and all(len(s) <= 5 for s in labels)

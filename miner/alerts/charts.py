@@ -38,6 +38,14 @@ def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) ->
     return view.opened_at <= end and (view.resolved_at is None or end <= view.resolved_at)
 
 
+def _count_label(value: float, _pos: object = None) -> str:
+    """``950``, ``12k``, ``1.5M``: a tick label short enough for the chart's left margin."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
 def _bucket_width(times: list[datetime], view: IncidentView) -> timedelta:
     """The detector's bucket width, read off the series: its smallest step (buckets are missing where the service
     was not running, so the first step can be hours); with one bucket, the opening is most likely its end."""
@@ -54,6 +62,7 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     rows = [r for r in view.series if parse_iso(r["bucket_start"]) <= as_of]
     times = [parse_iso(r["bucket_start"]) for r in rows]
@@ -61,7 +70,7 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
     fig = Figure(figsize=(6.4, 2.0), dpi=100)
     FigureCanvasAgg(fig)
     ax: Any = fig.add_axes(  # Any: matplotlib's stubs reject datetimes it handles at runtime
-        (0.07, 0.16, 0.91, 0.70))
+        (0.085, 0.16, 0.895, 0.70))
     if times:
         banded = [(t, float(r["baseline"]), float(r["upper"] if r["upper"] is not None else r["baseline"]))
                   for t, r in zip(times, rows, strict=True) if r["baseline"] is not None]
@@ -96,6 +105,10 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
     ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=False))  # type: ignore[no-untyped-call]
     ax.tick_params(labelsize=7, length=2)
     ax.set_ylabel("complaints", fontsize=7)
+    # Counts are whole posts; matplotlib would label a quiet chart 0.2, 0.4 and a huge one "1e6" above the axis,
+    # under the legend. Short labels fit the narrow margin.
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=2))
+    ax.yaxis.set_major_formatter(FuncFormatter(_count_label))
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(axis="y", color="#e0e0e0", linewidth=0.5)
