@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -79,3 +80,24 @@ def test_chart_counts_are_whole_numbers_and_huge_ones_stay_short_labels(store: S
     labels, offset = _y_labels(store, iid, T0 + timedelta(hours=1))
     # No "1e9" multiplier drawn over the legend; each label says its own value.
     assert offset == "" and labels[:2] == ["0", "600M"] and "2.4G" in labels and all(len(s) <= 5 for s in labels)
+
+
+def test_chart_time_axis_is_in_utc_and_says_so(store: Store) -> None:
+    import matplotlib
+
+    iid = open_incident(store, "WhatsApp", T0)
+    as_of = T0 + timedelta(hours=1)
+    view = incident_view(store, settings(), iid, as_of)
+    assert view is not None
+    # A matplotlibrc with another zone (the host's) must not shift the hours the email gives in UTC.
+    with matplotlib.rc_context({"timezone": "Asia/Tokyo"}):
+        fig = incident_figure(view, as_of)
+        fig.canvas.draw()
+        ax: Any = fig.axes[0]
+        hours = [t.get_text() for t in ax.get_xticklabels() if ":" in t.get_text()]
+    assert "12:00" in hours and "21:00" not in hours  # T0 is 12:00 UTC, 21:00 in Tokyo
+    assert any(t.get_text() == "times in UTC" for t in ax.texts)
+    # Without buckets there is no time axis to show (it used to count hours of 1 January 1970).
+    empty = incident_figure(replace(view, series=[]), as_of)
+    empty.canvas.draw()
+    assert [t.get_text() for t in empty.axes[0].get_xticklabels()] == []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.timeutil import parse_iso
@@ -97,12 +97,17 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
         ax.set_xlim(times[0], times[-1] + width)
         # Above the plot, so it never hides the bars or the opened/resolved labels.
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=3, borderaxespad=0.2)
+        # The emails give every time in UTC; so does the axis, whatever a matplotlibrc says, and it says so.
+        locator = AutoDateLocator(tz=UTC, minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_locator(locator)
+        # Concise labels switch from hours to days by themselves when an incident lasted days.
+        ax.xaxis.set_major_formatter(ConciseDateFormatter(  # type: ignore[no-untyped-call]
+            locator, tz=UTC, show_offset=False))
+        ax.annotate("times in UTC", (1.0, 1.0), xycoords="axes fraction", xytext=(0, 2), textcoords="offset points",
+                    fontsize=7, color="#607d8b", ha="right", va="bottom")
     else:
         ax.text(0.5, 0.5, "no bucket data yet", ha="center", va="center", transform=ax.transAxes, fontsize=9)
-    locator = AutoDateLocator(minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
-    ax.xaxis.set_major_locator(locator)
-    # Concise labels switch from hours to days by themselves when an incident lasted days.
-    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, show_offset=False))  # type: ignore[no-untyped-call]
+        ax.set_xticks([])  # not an hour axis of 1 January 1970
     ax.tick_params(labelsize=7, length=2)
     ax.set_ylabel("complaints", fontsize=7)
     # Counts are whole posts; matplotlib would label a quiet chart 0.2, 0.4 and a huge one "1e6" above the axis,
