@@ -101,3 +101,16 @@ def test_chart_time_axis_is_in_utc_and_says_so(store: Store) -> None:
     empty = incident_figure(replace(view, series=[]), as_of)
     empty.canvas.draw()
     assert [t.get_text() for t in empty.axes[0].get_xticklabels()] == []
+
+
+def test_samples_show_each_text_once(store: Store) -> None:
+    from test_alerts_support import seed_posts
+
+    copies = ["@MTNUG network down again"] * 4 + ["@mtnug   NETWORK down again"]
+    seed_posts(store, "MTN", T0 - BUCKET, [*copies, "no data since noon", "calls fail in Kampala", "still down"])
+    iid = open_incident(store, "MTN", T0, posts=False)
+    view = incident_view(store, settings(max_samples=3), iid, T0 + timedelta(minutes=10))
+    assert view is not None
+    # The copies score highest; they used to fill every sample slot.
+    texts = [p.text for p in view.samples]
+    assert texts == ["@MTNUG network down again", "no data since noon", "calls fail in Kampala"]

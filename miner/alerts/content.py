@@ -102,6 +102,9 @@ def _json(value: Any, default: Any) -> Any:
     return parsed if isinstance(parsed, type(default)) else default
 
 
+_SAMPLE_READ = 5  # candidate posts read per sample shown
+
+
 def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime) -> IncidentView | None:
     """The incident as notifications show it, with state as of ``as_of`` (a resolve after it is ignored)."""
     row = store.incident(incident_id)
@@ -119,12 +122,19 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
     total = sum(counts.values()) or 1
     breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])
-    samples = [
-        SamplePost(clean_text(p.get("text"), 280), safe_url(p.get("url")), clean_text(p.get("source"), 60),
-                   str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40))
-        for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1),
-                                    settings.max_samples)
-    ]
+    samples: list[SamplePost] = []
+    seen: set[str] = set()
+    # The same words again (a retweet, a copied complaint, one post on two networks) tell the reader nothing new:
+    # each sample is a different text. Read more than needed so that duplicates do not leave the list short.
+    for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1), settings.max_samples * _SAMPLE_READ):
+        text = clean_text(p.get("text"), 280)
+        if text.casefold() in seen:
+            continue
+        seen.add(text.casefold())
+        samples.append(SamplePost(text, safe_url(p.get("url")), clean_text(p.get("source"), 60),
+                                  str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40)))
+        if len(samples) == settings.max_samples:
+            break
     official, lead = _official(store, row, opened, end)
     # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
