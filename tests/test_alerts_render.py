@@ -10,6 +10,8 @@ from test_alerts_support import BUCKET, T0, open_incident, resolve, settings
 
 from miner.alerts.charts import incident_figure
 from miner.alerts.content import IncidentView, incident_view
+from miner.alerts.render import render_alert, render_digest
+from miner.alerts.settings import RouteSettings
 from miner.store import Store
 
 RED = "#c62828"
@@ -114,3 +116,29 @@ def test_samples_show_each_text_once(store: Store) -> None:
     # The copies score highest; they used to fill every sample slot.
     texts = [p.text for p in view.samples]
     assert texts == ["@MTNUG network down again", "no data since noon", "calls fail in Kampala"]
+
+
+def _storm(store: Store, n: int) -> list[int]:
+    """``n`` open incidents at T0, service Svc000 with the highest z-score down to the last with the lowest."""
+    return [store.open_incident(f"Svc{i:03d}", T0, {"peak_complaints": 30, "peak_score": 100.0 - i, "baseline": 2.0,
+                                                    "total_complaints": 95}, {}) for i in range(n)]
+
+
+def test_digest_and_alert_of_a_storm_show_the_most_important_and_say_how_many_they_leave_out(store: Store) -> None:
+    from miner.alerts.render import MAX_CHARTS, MAX_INCIDENTS
+
+    n = MAX_INCIDENTS + 7
+    ids = _storm(store, n)
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    cfg = settings(routes=(route,), webhooks=())
+    digest = render_digest(store, cfg, T0 + timedelta(minutes=5), route)
+    alert = render_alert(store, cfg, route, "alert", [{"incident_id": i, "kind": "open"} for i in reversed(ids)],
+                         message_id="<m@example.org>", now=T0 + timedelta(minutes=5))
+    assert f"{n} open, 0 resolved" in digest.subject  # the headline counts them all
+    for r in (digest, alert):
+        assert len(r.message.as_bytes()) < 1_000_000 and len(r.images) == MAX_CHARTS
+        assert f"Svc{MAX_INCIDENTS - 1:03d}" in r.text and f"Svc{MAX_INCIDENTS:03d}" not in r.text  # lowest z left out
+        assert f"Svc{MAX_INCIDENTS:03d}" not in r.html
+        said = f"shows the {MAX_INCIDENTS} most important of {n} incidents"
+        assert said in r.text and said in r.html and "7 more are left out" in r.text.replace("\n", " ")
+        assert f"Charts are attached for the first {MAX_CHARTS} incidents only" in r.html

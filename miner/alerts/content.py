@@ -199,9 +199,25 @@ def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_
     return [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
 
 
+@dataclass(frozen=True)
+class DigestIncidents:
+    views: list[IncidentView]  # the most important first, at most the limit asked for
+    total: int  # all the digest covers, shown or not
+    open: int  # of total
+
+
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
-                     as_of: datetime) -> list[IncidentView]:
-    """Open incidents and those resolved since ``since``, opened by ``as_of``; open ones first."""
-    rows = digest_incident_rows(store, services_match, since, as_of)
-    views = [v for r in rows if (v := incident_view(store, settings, r["id"], as_of)) is not None]
-    return sorted(views, key=lambda v: (v.status != "open", -v.peak_score, v.opened_at))
+                     as_of: datetime, limit: int | None = None) -> DigestIncidents:
+    """Open incidents and those resolved since ``since``, opened by ``as_of``: open ones first, then by peak z.
+
+    Only the first ``limit`` are read in full (samples, series, official post): a digest after a storm of
+    thousands stays quick, and says how many it leaves out.
+    """
+    def still_open(row: dict[str, Any]) -> bool:
+        return not row.get("resolved_at") or parse_iso(row["resolved_at"]) > as_of  # as incident_view sees it
+
+    rows = sorted(digest_incident_rows(store, services_match, since, as_of),
+                  key=lambda r: (not still_open(r), -_num(r.get("peak_score")), parse_iso(r["opened_at"])))
+    chosen = rows if limit is None else rows[:limit]
+    views = [v for r in chosen if (v := incident_view(store, settings, r["id"], as_of)) is not None]
+    return DigestIncidents(views, len(rows), sum(still_open(r) for r in rows))

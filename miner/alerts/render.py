@@ -98,7 +98,15 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
     return msg
 
 
-MAX_CHARTS = 10  # a message about a huge batch stays small; later incidents go without a chart
+# A message about a huge batch or a digest after a storm stays small enough for any mail server (a few hundred KB):
+# the most important incidents in full, the first of them with a chart; the message says what it leaves out.
+MAX_INCIDENTS = 50
+MAX_CHARTS = 10
+
+
+def _left_out(total: int, shown: list[IncidentView], images: dict[str, bytes], *, charts: bool) -> dict[str, int]:
+    """What the templates say the message leaves out: incidents beyond MAX_INCIDENTS, charts beyond MAX_CHARTS."""
+    return {"total": total, "hidden": total - len(shown), "uncharted": len(shown) - len(images) if charts else 0}
 
 
 def _charts(views: list[IncidentView], as_of: datetime) -> dict[str, bytes]:
@@ -138,12 +146,13 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
-    views.sort(key=lambda v: v.status != "open")
+    views.sort(key=lambda v: (v.status != "open", -v.peak_score))  # what MAX_INCIDENTS keeps, as in the digest
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
-    images = {} if kind == "resolved" else _charts(views, now)
-    ctx = _context(settings, kind=kind, views=views, repeats=repeats, subject=subject, route=route.name,
-                   now=now, images=images)
+    shown = views[:MAX_INCIDENTS]
+    images = {} if kind == "resolved" else _charts(shown, now)
+    ctx = _context(settings, kind=kind, views=shown, repeats=repeats, subject=subject, route=route.name,
+                   now=now, images=images, **_left_out(len(views), shown, images, charts=kind != "resolved"))
     text, html = _render("alert.txt", ctx), _render("alert.html", ctx)
     reply_to = store.open_message_id(route.name, views[0].id) if kind == "resolved" and len(views) == 1 else None
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
@@ -171,17 +180,18 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
 
         message_id = make_message_id(settings)
     since = since or now - timedelta(days=1)
-    views = digest_incidents(store, settings, route.matches, since, now)
+    covered = digest_incidents(store, settings, route.matches, since, now, limit=MAX_INCIDENTS)
+    views = covered.views
     failing = failing_sources(store, sources)
-    open_n = sum(v.status == "open" for v in views)
-    resolved_n = len(views) - open_n
-    headline = f"{open_n} open, {resolved_n} resolved" if views else "all quiet"
+    open_n, resolved_n = covered.open, covered.total - covered.open
+    headline = f"{open_n} open, {resolved_n} resolved" if covered.total else "all quiet"
     subject = f"{settings.subject_prefix} Digest {_fmt_time(now)}: {headline}"
     if failing:
         subject += f", {len(failing)} source(s) failing"
     images = _charts(views, now)
     ctx = _context(settings, views=views, failing=failing, since=since, now=now, route=route.name, subject=subject,
-                   open_n=open_n, resolved_n=resolved_n, images=images, services=route.services)
+                   open_n=open_n, resolved_n=resolved_n, images=images, services=route.services,
+                   **_left_out(covered.total, views, images, charts=True))
     text, html = _render("digest.txt", ctx), _render("digest.html", ctx)
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id,
                       date=sent_at or now, digest=True)
