@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,3 +143,27 @@ def test_digest_and_alert_of_a_storm_show_the_most_important_and_say_how_many_th
         said = f"shows the {MAX_INCIDENTS} most important of {n} incidents"
         assert said in r.text and said in r.html and "7 more are left out" in r.text.replace("\n", " ")
         assert f"Charts are attached for the first {MAX_CHARTS} incidents only" in r.html
+
+
+def test_text_part_fits_a_terminal_with_wide_characters(store: Store) -> None:
+    from test_alerts_support import failing_source, seed_posts
+
+    def columns(line: str) -> int:  # as a terminal counts them: CJK and emoji take two
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in line)
+
+    cjk, emoji = "東京で圏外。電話もデータも使えない" * 8, "down again 😡📵 " * 12
+    seed_posts(store, "WhatsApp", T0 - BUCKET, ["x" * 10_000, cjk, emoji, "plain words " * 40])
+    iid = open_incident(store, "WhatsApp", T0, posts=False)
+    many = {"connectivity": 40, "messaging": 30, "app": 20, "login": 10, "calls": 9, "website": 8}
+    store.update_incident(iid, T0, {"symptoms": many})
+    failing_source(store, T0)
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    d = render_digest(store, settings(routes=(route,), webhooks=(), subject_prefix="[障害]"), T0 + BUCKET, route)
+    lines = d.text.splitlines()
+    # Only a link may be wider than 78 columns: it is never cut, or it would not open.
+    assert [line for line in lines if columns(line) > 78 and not line.strip().startswith("https://")] == []
+    assert lines[1] == "=" * columns(lines[0])  # the underline is as wide as the title on screen
+    text = "".join(line.strip() for line in lines)
+    assert cjk[:100] in text and "down again 😡📵" in d.text
+    symptoms = [line for line in lines if line.startswith("  Symptoms:")]
+    assert len(symptoms) == 1 and lines[lines.index(symptoms[0]) + 1].strip().startswith("login 10 (9%)")  # items whole

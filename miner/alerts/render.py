@@ -19,7 +19,7 @@ import jinja2
 from miner.alerts.charts import incident_chart
 from miner.alerts.content import IncidentView, digest_incidents, failing_sources, incident_view
 from miner.alerts.settings import AlertSettings, RouteSettings
-from miner.alerts.text import clean_text, safe_url
+from miner.alerts.text import clean_text, columns, safe_url, wrap_columns
 from miner.errors import MinerError
 from miner.timeutil import iso, parse_iso
 
@@ -44,7 +44,7 @@ RenderedDigest = Rendered
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("miner.alerts", "templates"),
         # Everything but the .txt templates is HTML: post text must never reach a browser unescaped.
         autoescape=lambda name: not (name or "").endswith(".txt"),
@@ -53,6 +53,10 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # The text part is read in terminals too: lines of at most 78 columns, wide characters counted as two.
+    env.filters["wrap_columns"] = wrap_columns
+    env.filters["columns"] = columns
+    return env
 
 
 def _fmt_time(value: datetime | str | None) -> str:

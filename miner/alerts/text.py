@@ -25,6 +25,48 @@ def clean_text(value: object, limit: int = 280) -> str:
     return kept
 
 
+def columns(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and full-width characters (CJK, most emoji) take two,
+    combining marks none."""
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
+def wrap_columns(text: str, first: str = "", rest: str = "", width: int = 78, items: str | None = None) -> str:
+    """``text`` broken at spaces into lines of at most ``width`` columns, the first led by ``first``, the others by
+    ``rest``. A word wider than a line (CJK has no spaces) is cut where the line is full; a URL never is.
+    ``items``: the separator of a list (``", "``) whose items are kept whole, as the words are."""
+    lines: list[str] = []
+    line, used, empty = first, columns(first), True
+
+    def new_line() -> None:
+        nonlocal line, used, empty
+        lines.append(line.rstrip())
+        line, used, empty = rest, columns(rest), True
+
+    if items is None:
+        words = text.split()
+    else:
+        parts = [part.strip() for part in text.split(items)]
+        words = [part + items.rstrip() for part in parts[:-1]] + parts[-1:]
+    for word in words:
+        size = columns(word)
+        if used + (0 if empty else 1) + size > width and not empty:
+            new_line()
+        if not empty:
+            line, used = line + " ", used + 1
+        if used + size <= width or "://" in word:
+            line, used, empty = line + word, used + size, False
+            continue
+        for ch in word:
+            size = columns(ch)
+            if used + size > width and not empty:
+                new_line()
+            line, used, empty = line + ch, used + size, False
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 def safe_url(value: object, limit: int = 500) -> str | None:
     """``value`` when it is a plain http(s) URL without spaces or control characters, else None."""
     if not isinstance(value, str) or len(value) > limit:
