@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any
 
 from test_alerts_support import BUCKET, T0, open_incident, resolve, settings
@@ -167,3 +168,37 @@ def test_text_part_fits_a_terminal_with_wide_characters(store: Store) -> None:
     assert cjk[:100] in text and "down again 😡📵" in d.text
     symptoms = [line for line in lines if line.startswith("  Symptoms:")]
     assert len(symptoms) == 1 and lines[lines.index(symptoms[0]) + 1].strip().startswith("login 10 (9%)")  # items whole
+
+
+class _Styles(HTMLParser):
+    """The inline styles of the elements around each piece of text that contains ``needle``."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__()
+        self.needle = needle
+        self.stack: list[str] = []
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ("br", "img", "meta", "hr"):
+            self.stack.append(dict(attrs).get("style") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.needle in data:
+            self.found.append(";".join(self.stack))
+
+
+def test_html_breaks_long_words_instead_of_widening_the_layout(store: Store) -> None:
+    from test_alerts_support import seed_posts
+
+    # A link pasted into a post is one long word: without a break rule the table grows past 640 px (and the screen).
+    link = "https://downdetector.example/status/whatsapp/?utm_source=share&utm_campaign=" + "x" * 80
+    seed_posts(store, "WhatsApp", T0 - BUCKET, [f"is it down? {link}"])
+    open_incident(store, "WhatsApp", T0, posts=False)
+    d = render_digest(store, settings(), T0 + BUCKET, "oncall")
+    parser = _Styles("utm_campaign=xxx")
+    parser.feed(d.html)
+    assert parser.found and all("overflow-wrap:anywhere" in styles for styles in parser.found)
