@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -202,3 +204,12 @@ def test_html_breaks_long_words_instead_of_widening_the_layout(store: Store) -> 
     parser = _Styles("utm_campaign=xxx")
     parser.feed(d.html)
     assert parser.found and all("overflow-wrap:anywhere" in styles for styles in parser.found)
+
+
+def test_charts_are_inline_images_not_attachments(store: Store) -> None:
+    open_incident(store, "WhatsApp", T0)
+    d = render_digest(store, settings(), T0 + BUCKET, "oncall")
+    parsed = email.message_from_bytes(bytes(d.message), policy=email.policy.default)
+    [image] = [p for p in parsed.walk() if p.get_content_type() == "image/png"]
+    assert image.get_content_disposition() == "inline" and not image.is_attachment()
+    assert f'src="cid:{str(image["Content-ID"]).strip("<>")}"' in d.html

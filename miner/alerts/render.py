@@ -98,7 +98,8 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
     msg.add_alternative(html, subtype="html")
     html_part = cast(EmailMessage, msg.get_payload()[1])  # type: ignore[index]
     for cid, png in images.items():
-        html_part.add_related(png, "image", "png", cid=f"<{cid}>", filename=f"{cid}.png")
+        # inline: a filename alone makes it an attachment, which clients list (and some show twice) beside the HTML.
+        html_part.add_related(png, "image", "png", cid=f"<{cid}>", disposition="inline", filename=f"{cid}.png")
     return msg
 
 
