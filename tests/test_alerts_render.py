@@ -213,3 +213,13 @@ def test_charts_are_inline_images_not_attachments(store: Store) -> None:
     [image] = [p for p in parsed.walk() if p.get_content_type() == "image/png"]
     assert image.get_content_disposition() == "inline" and not image.is_attachment()
     assert f'src="cid:{str(image["Content-ID"]).strip("<>")}"' in d.html
+
+
+def test_times_given_in_another_zone_are_shown_in_utc(store: Store) -> None:
+    from zoneinfo import ZoneInfo
+
+    open_incident(store, "WhatsApp", T0)
+    berlin = (T0 + timedelta(minutes=50)).astimezone(ZoneInfo("Europe/Berlin"))  # 13:50 on the wall in Berlin
+    d = render_digest(store, settings(), berlin, "oncall")
+    assert "Digest 2026-11-27 12:50 UTC" in d.subject and "since 2026-11-26 12:50 UTC" in d.text
+    assert "13:50" not in d.subject + d.text + d.html and d.message["Date"] == "Fri, 27 Nov 2026 13:50:00 +0100"

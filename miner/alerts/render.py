@@ -62,7 +62,8 @@ def environment() -> jinja2.Environment:
 def _fmt_time(value: datetime | str | None) -> str:
     if value is None or value == "":
         return ""
-    dt = parse_iso(value) if isinstance(value, str) else value
+    # A caller's "now" in its own zone (render_digest is public) is converted, not labelled UTC as it is.
+    dt = parse_iso(value if isinstance(value, str) else iso(value))
     return dt.strftime("%Y-%m-%d %H:%M UTC")
 
 
