@@ -129,7 +129,8 @@ def _storm(store: Store, n: int) -> list[int]:
 
 
 def test_digest_and_alert_of_a_storm_show_the_most_important_and_say_how_many_they_leave_out(store: Store) -> None:
-    from miner.alerts.render import MAX_CHARTS, MAX_INCIDENTS
+    from miner.alerts.content import MAX_INCIDENTS
+    from miner.alerts.render import MAX_CHARTS
 
     n = MAX_INCIDENTS + 7
     ids = _storm(store, n)

@@ -351,3 +351,29 @@ def test_retry_after_is_honoured_as_an_http_date_or_seconds(store: Store, hook: 
     [row] = store.outbox_rows(["pending"])
     wait = (parse_iso(row["next_attempt_at"]) - now).total_seconds()
     assert 590 <= wait <= 610, (value, row["next_attempt_at"])
+
+
+@pytest.mark.parametrize("fmt", ["json", "slack"])
+def test_a_storm_sends_the_most_important_incidents_and_counts_the_rest(store: Store, hook: Hook,
+                                                                        fmt: Literal["json", "slack"]) -> None:
+    # Every incident of a batch went into the body: 3,000 of them made a POST of megabytes, and Slack's 50-block
+    # cap cut the message short without a word.
+    from miner.alerts.content import MAX_INCIDENTS
+
+    n = MAX_INCIDENTS + 7
+    for i in range(n):  # Svc000 has the highest z, the last the lowest
+        store.open_incident(f"Svc{i:03d}", T0, {"peak_complaints": 30, "peak_score": 100.0 - i, "baseline": 2.0,
+                                                "total_complaints": 95}, {})
+    cfg = dataclasses.replace(hook_settings(fmt), group_wait=60.0)  # so the openings make one batch
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(minutes=2), worker_id="w").sent == 1
+    [body] = hook.bodies
+    if fmt == "json":
+        assert [inc["service"] for inc in body["incidents"]] == [f"Svc{i:03d}" for i in range(MAX_INCIDENTS)]
+        assert body["truncated_incidents"] == 7
+    else:
+        text = json.dumps(body["blocks"])
+        assert len(body["blocks"]) <= 50 and "Svc000" in text
+        shown = sum(f"*Svc{i:03d}*" in text for i in range(n))
+        assert body["blocks"][-1]["elements"][0]["text"] == f"{n - shown} more incidents not shown"
+        assert f"*Svc{shown - 1:03d}*" in text and f"*Svc{shown:03d}*" not in text  # the lowest z left out

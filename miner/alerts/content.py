@@ -206,6 +206,16 @@ class DigestIncidents:
     open: int  # of total
 
 
+# A message about a huge batch or a digest after a storm stays small enough for any mail server or webhook
+# receiver (a few hundred KB): the most important incidents in full; the message says how many it leaves out.
+MAX_INCIDENTS = 50
+
+
+def most_important(views: list[IncidentView]) -> list[IncidentView]:
+    """Open incidents first, then by peak z: the order of every message, and what MAX_INCIDENTS keeps."""
+    return sorted(views, key=lambda v: (v.status != "open", -v.peak_score))
+
+
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
                      as_of: datetime, limit: int | None = None) -> DigestIncidents:
     """Open incidents and those resolved since ``since``, opened by ``as_of``: open ones first, then by peak z.

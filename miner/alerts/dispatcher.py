@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.content import incident_view
+from miner.alerts.content import incident_view, most_important
 from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email
 from miner.alerts.render import alert_subject, render_outbox_row
 from miner.alerts.settings import AlertSettings
@@ -139,7 +139,8 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     if webhook is None:
         raise MinerError(f"webhook {name!r} is no longer configured")
     items = store.notification_items(row["id"])
-    views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
+    views = most_important([v for it in items if (v := incident_view(store, settings, it["incident_id"], now))
+                            is not None])
     if not views:
         raise MinerError("its incidents are gone from the store")
     reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, cast
 import jinja2
 
 from miner.alerts.charts import incident_chart
-from miner.alerts.content import IncidentView, digest_incidents, failing_sources, incident_view
+from miner.alerts.content import (
+    MAX_INCIDENTS,
+    IncidentView,
+    digest_incidents,
+    failing_sources,
+    incident_view,
+    most_important,
+)
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.text import clean_text, columns, safe_url, wrap_columns
 from miner.errors import MinerError
@@ -104,10 +111,7 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
     return msg
 
 
-# A message about a huge batch or a digest after a storm stays small enough for any mail server (a few hundred KB):
-# the most important incidents in full, the first of them with a chart; the message says what it leaves out.
-MAX_INCIDENTS = 50
-MAX_CHARTS = 10
+MAX_CHARTS = 10  # of the MAX_INCIDENTS a message shows, the first this many get a chart
 
 
 def _left_out(total: int, shown: list[IncidentView], images: dict[str, bytes], *, charts: bool) -> dict[str, int]:
@@ -152,7 +156,7 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
-    views.sort(key=lambda v: (v.status != "open", -v.peak_score))  # what MAX_INCIDENTS keeps, as in the digest
+    views = most_important(views)
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
     shown = views[:MAX_INCIDENTS]

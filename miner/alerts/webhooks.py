@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from miner.alerts.content import IncidentView
+from miner.alerts.content import MAX_INCIDENTS, IncidentView
 from miner.alerts.text import slack_escape
 from miner.timeutil import iso
 
@@ -26,6 +26,7 @@ T = TypeVar("T")
 BODY_LIMIT = 4096  # bytes of an error answer read, for the snippet stored with the attempt
 
 PAYLOAD_VERSION = 1
+SLACK_BLOCKS = 50  # the most blocks Slack takes in one message
 
 REDACTED = "[redacted]"
 # Path segments and query values at least this long are treated as possible secrets. Shorter ones ("v1", "api")
@@ -124,19 +125,22 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
 
 def json_payload(kind: str, views: list[IncidentView], *, route: str, message_id: str, now: datetime,
                  reminders: set[int]) -> dict[str, Any]:
+    """``views`` most important first: past MAX_INCIDENTS they are counted in ``truncated_incidents`` only."""
     return {
         "version": PAYLOAD_VERSION,
         "kind": kind,
         "id": message_id,
         "route": route,
         "sent_at": iso(now),
-        "incidents": [_incident(v, v.id in reminders) for v in views],
+        "incidents": [_incident(v, v.id in reminders) for v in views[:MAX_INCIDENTS]],
+        "truncated_incidents": max(0, len(views) - MAX_INCIDENTS),
     }
 
 
 def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
+    """``views`` most important first; those that do not fit Slack's 50 blocks are counted in a last line."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
-    for v in views:
+    for n, v in enumerate(views):
         emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
         note = " (reminder)" if v.id in reminders else ""
         ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
@@ -151,8 +155,13 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
                 official = f"<{slack_escape(v.official.url)}|{official}>"
             lines.append(f"provider: {official} ({slack_escape(v.official.status)})"
                          + (f"; our lead {slack_escape(v.lead_text)}" if v.lead_text else ""))
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}})
+        these: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}]
         if v.samples and kind != "resolved":
             quotes = "\n".join(f"> {slack_escape(p.text)}" for p in v.samples[:3])
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": quotes[:2900]}]})
-    return {"text": slack_escape(subject), "blocks": blocks[:50]}
+            these.append({"type": "context", "elements": [{"type": "mrkdwn", "text": quotes[:2900]}]})
+        if len(blocks) + len(these) > SLACK_BLOCKS - 1:  # one block kept for saying what is left out
+            blocks.append({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": f"{len(views) - n} more incidents not shown"}]})
+            break
+        blocks += these
+    return {"text": slack_escape(subject), "blocks": blocks}
