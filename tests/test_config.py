@@ -197,3 +197,24 @@ def test_locate_nested_paths() -> None:
     assert locate(text, "sources[1].name") == 8
     assert locate(text, "sources[1].env.k") == 9  # falls back to the enclosing key
     assert locate(text, "sources[1]") == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("# dotted keys\n\nstore.path = 1\n", 3, "store.path"),
+        ("[alerts]\nsubject_prefix = 'x'\nsmtp.port = 'high'\n", 3, "alerts.smtp.port"),
+        ("[store]\n\n'path' = 1\n", 3, "store.path"),
+        ('[alerts]\ndashboard_url = """\n[store]\npath = 1\n"""\n\n[store]\npath = 2\n', 8, "store.path"),
+        ("services = [\n  { name = 'A' },\n  { name = 'B', aliases = 'b' },\n]\n", 3, "services[1].aliases"),
+        ("[[store]]\npath = 'x'\n", 1, "store"),
+    ],
+    ids=["top-level dotted key", "dotted key in a table", "quoted key", "after a multi-line string",
+         "inline table in an array over lines", "array of tables for a table"],
+)
+def test_errors_name_the_line_of_the_key_however_it_is_written(text: str, line: int, key: str) -> None:
+    # Each was reported at the table's header, at a line inside a string, or with no line at all.
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert (info.value.line, info.value.key) == (line, key)
+
