@@ -218,3 +218,14 @@ def test_errors_name_the_line_of_the_key_however_it_is_written(text: str, line: 
         parse_config(text, "x.toml")
     assert (info.value.line, info.value.key) == (line, key)
 
+
+
+def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
+    # It was reported at the entry (alerts.routes[0]) and the line of its [[...]] header.
+    route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ntimezone = "Europe/Berlín"\n'
+    with pytest.raises(ConfigError, match=r"x.toml:4: alerts.routes\[0\].timezone: unknown time zone 'Europe/Berlín'"):
+        parse_config(route, "x.toml")
+    window = ('[[services]]\nname = "A"\n\n[[alerts.maintenance]]\nservice = "A"\ncron = "0 2 * * 0"\n'
+              'timezone = "CEST"\n')
+    with pytest.raises(ConfigError, match=r"x.toml:7: alerts.maintenance\[0\].timezone: unknown time zone 'CEST'"):
+        parse_config(window, "x.toml")

@@ -23,10 +23,11 @@ _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 
 
 def check_timezone(name: str) -> None:
+    """Raised as ``timezone: ...`` so the error names the key and its line, not just the entry."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
+        raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
 
 
 def check_header(key: str, value: str) -> None:
