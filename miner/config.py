@@ -231,8 +231,9 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
     try:
         table = {k: v for k, v in data.items() if k != "path"} | _reject_path(data)
         config = build(Config, table, localns=_stage_settings())
+        written = len(config.sources)
         config = _with_status_sources(config)
-        _cross_check(config)
+        _cross_check(config, written)
     except SettingsError as exc:
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
@@ -259,7 +260,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def _cross_check(config: Config) -> None:
+def _cross_check(config: Config, written: int) -> None:
+    """``written``: how many of ``config.sources`` the file lists; the rest come from services' status_page."""
     names: dict[str, int] = {}
     for i, svc in enumerate(config.services):
         if svc.name.lower() in names:
@@ -267,6 +269,11 @@ def _cross_check(config: Config) -> None:
         names[svc.name.lower()] = i
     seen: set[str] = set()
     for i, src in enumerate(config.sources):
+        if src.name in seen and i >= written:
+            # There is no sources[i] in the file to point at: the status_page that made it is.
+            raise SettingsError(f"services[{names[src.services[0].lower()]}].status_page",
+                                f"its source would be named {src.name!r}, which another source has; add a "
+                                "[[sources]] entry of type 'statuspage' with this url and a name of your own")
         if src.name in seen:
             raise SettingsError(f"sources[{i}].name", f"duplicate source {src.name!r}")
         seen.add(src.name)
