@@ -62,6 +62,23 @@ def test_config_overrides_the_defaults(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "detector.z_close" in bad.output
 
 
+
+def test_tail_settings_that_cannot_score_are_config_errors(tmp_path: Path) -> None:
+    # tail_quantile = 1 passed `config check`, then every bucket failed with an internal StatisticsError.
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    config = tmp_path / "feeds.toml"
+    for setting, message in (("tail_quantile = 1.0", "tail_quantile: must be between 0 and 1"),
+                             ("tail_rate = -1.0", "tail_rate: must not be negative")):
+        config.write_text(f"[detector]\n{setting}\n", encoding="utf-8")
+        bad = CliRunner().invoke(main, ["--config", str(config), "detect", str(series)])
+        assert bad.exit_code == 1 and f"feeds.toml:2: detector.{message}" in bad.output, bad.output
+    for setting in ("tail_quantile = 0.5", "tail_rate = 0.0"):  # the documented ways to turn the tail off
+        config.write_text(f"[detector]\n{setting}\n", encoding="utf-8")
+        result = CliRunner().invoke(main, ["--config", str(config), "detect", str(series)])
+        assert result.exit_code == 0, result.output
+        assert sum(r["opened"] == "1" for r in csv.DictReader(io.StringIO(result.output))) == 1
+
 def test_bad_csv_errors_name_the_line(tmp_path: Path) -> None:
     cases = {
         "time,count\n2025-03-03 00:00:00,1\n": ":1: header must be",

@@ -22,7 +22,7 @@ class DetectorParams:
     weekday_halflife_weeks: float = 3.0  # how fast the day-of-week offsets adapt
     weekday_min_days: float = 14.0  # the day-of-week offsets are used once this much history exists
     tail_quantile: float = 0.998  # bursty traffic widens the scale so its usual bursts sit at this quantile ...
-    tail_rate: float = 1.0  # ... tracked with steps of this fraction of the core scale (0.5 or less: off)
+    tail_rate: float = 1.0  # ... tracked with steps of this fraction of the core scale (0: off; so is quantile <= 0.5)
     clip_sigmas: float = 3.0  # residuals are clipped to this many scales before they update the baseline
     max_freeze_hours: float = 12.0  # an incident open longer than this lets the baseline learn again
 
@@ -60,6 +60,10 @@ class DetectorParams:
                      "cooldown_minutes", "max_fill_hours", "group_window_minutes", "official_match_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
+        if not 0 < self.tail_quantile < 1:  # 1 has no normal quantile: every bucket's score would fail
+            raise ValueError("tail_quantile: must be between 0 and 1 (0.5 or less turns the tail off)")
+        if self.tail_rate < 0:
+            raise ValueError("tail_rate: must not be negative (0 turns the tail off)")
         if not 1 <= self.persist_k <= self.persist_n:
             raise ValueError("persist_k: must be between 1 and persist_n")
         if self.persist_n > 32:
