@@ -75,6 +75,21 @@ CREDENTIALS: Mapping[str, tuple[str, ...]] = {"reddit": ("client_id", "client_se
 MIN_INTERVAL = 10
 MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
 MAX_TIMEOUT = 600.0
+MAX_SPAN = 366 * 86400  # seconds: the longest wait, window or age a setting may give (one year)
+MAX_RETENTION_DAYS = 36_500
+_UNITS = {1: "seconds", 60: "minutes", 3600: "hours", 86400: "days"}
+
+
+def check_spans(settings: object, units: Mapping[str, int]) -> None:
+    """Each setting named in ``units`` (its unit in seconds) is at most MAX_SPAN.
+
+    TOML takes 1e300 or 99999999999 happily; as a timedelta from now they overflow a datetime, in the middle of a
+    job at run time, not in `config check`.
+    """
+    for name, unit in units.items():
+        value = getattr(settings, name)
+        if value is not None and value * unit > MAX_SPAN:
+            raise ValueError(f"{name}: must be at most {MAX_SPAN // unit} {_UNITS[unit]} (a year)")
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,8 @@ class StoreSettings:
     def validate(self) -> None:
         if self.retention_days < 1:
             raise ValueError("retention_days: must be at least 1")
+        if self.retention_days > MAX_RETENTION_DAYS:  # beyond, the prune cut-off overflows a datetime
+            raise ValueError(f"retention_days: must be at most {MAX_RETENTION_DAYS} (100 years)")
         if not ENV_NAME.fullmatch(self.hash_key_env):
             raise ValueError("hash_key_env: must name an environment variable, not hold the key itself")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -246,3 +247,31 @@ def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> 
     with pytest.raises(ConfigError, match=r"x.toml:8: services\[0\].status_page: its source would be named "):
         parse_config('[[sources]]\nname = "status:git-hub"\ntype = "rss"\nurl = "https://x.example.org/feed"\n\n'
                      + text.split("\n\n")[0] + "\n", "x.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[store]\nretention_days = 1000000\n", ":2: store.retention_days: must be at most 36500"),
+        ("[detector]\ncooldown_minutes = 1e300\n", ":2: detector.cooldown_minutes: must be at most 527040 minutes"),
+        ("[detector]\nmax_fill_hours = 1e7\n", ":2: detector.max_fill_hours: must be at most 8784 hours"),
+        ("[alerts]\nlease_seconds = 1e11\n", ":2: alerts.lease_seconds: must be at most 31622400 seconds"),
+        ("[alerts]\nchart_hours = 1e300\n", ":2: alerts.chart_hours: must be at most 8784 hours"),
+        ("[alerts.smtp]\ntimeout = 1e300\n", ":2: alerts.smtp.timeout: must be more than 0 and at most 600"),
+        ("[[alerts.webhooks]]\nname = 'w'\nurl_env = 'W'\ntimeout = 1e300\n",
+         ":4: alerts.webhooks[0].timeout: must be more than 0 and at most 600"),
+        ("[[alerts.routes]]\nname = 'r'\nemail = ['a@example.org']\ngroup_wait = 1e300\n",
+         ":4: alerts.routes[0].group_wait: must be at most 31622400 seconds"),
+        ("[[services]]\nname = 'A'\n[[alerts.maintenance]]\nservice = 'A'\ncron = '0 2 * * 0'\n"
+         "duration_minutes = 1e12\n", ":6: alerts.maintenance[0].duration_minutes: must be at most 527040 minutes"),
+    ],
+    ids=["retention", "cooldown", "max_fill", "lease", "chart", "smtp timeout", "webhook timeout", "route group_wait",
+         "maintenance duration"],
+)
+def test_spans_too_long_for_a_datetime_are_refused(text: str, error: str) -> None:
+    # Each passed config check, then overflowed a datetime in the middle of a job (prune, outbox send, detection).
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert f"x.toml{error}" in str(info.value)
+    # A year is allowed, in the key's own unit.
+    parse_config(re.sub(r"= (1e\d+|1000000)$", "= 365", text, flags=re.M), "x.toml")

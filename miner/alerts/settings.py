@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from miner.config import ENV_NAME, control_char
+from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans, control_char
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
 
@@ -74,8 +74,8 @@ class SmtpSettings:
                 raise ValueError(f"{key}: must name an environment variable, not hold the secret itself")
         if bool(self.username_env) != bool(self.password_env):
             raise ValueError("password_env: set both username_env and password_env, or neither")
-        if self.timeout <= 0:
-            raise ValueError("timeout: must be positive")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,8 @@ class WebhookSettings:
             raise ValueError("name: use letters, digits and . _ - only")
         if not ENV_NAME.fullmatch(self.url_env):
             raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
-        if self.timeout <= 0:
-            raise ValueError("timeout: must be positive")
+        if not 0 < self.timeout <= MAX_TIMEOUT:
+            raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,7 @@ class RouteSettings:
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ValueError(f"{key}: must not be negative")
+        check_spans(self, {"group_wait": 1, "repeat_interval": 1})
 
     def matches(self, service: str) -> bool:
         return not self.services or service.lower() in {s.lower() for s in self.services}
@@ -162,6 +163,7 @@ class MaintenanceWindow:
                 raise ValueError(f"cron: {exc}") from None
             if self.duration_minutes <= 0:
                 raise ValueError("duration_minutes: must be positive")
+            check_spans(self, {"duration_minutes": 60})
             return
         if not (self.start and self.end):
             raise ValueError("start: a one-off window needs start and end (or give cron + duration_minutes)")
@@ -236,6 +238,8 @@ class AlertSettings:
             raise ValueError("max_samples: must be 1..10")
         if self.chart_hours <= 0:
             raise ValueError("chart_hours: must be positive")
+        check_spans(self, {"group_wait": 1, "repeat_interval": 1, "stale_after": 1, "lease_seconds": 1,
+                           "retry_base": 1, "retry_max": 1, "give_up_after": 1, "chart_hours": 3600})
 
     def check_services(self, services: Set[str]) -> None:
         """Called by the config loader with the lower-cased service names: routes may only name known ones."""

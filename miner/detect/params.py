@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from miner.config import check_spans
+
 
 @dataclass(frozen=True)
 class DetectorParams:
@@ -76,3 +78,7 @@ class DetectorParams:
             raise ValueError("update_peak_ratio: must be at least 1")
         if self.group_min_services < 2:
             raise ValueError("group_min_services: must be at least 2")
+        check_spans(self, {"bucket_minutes": 60, "season_min_days": 86400, "weekday_min_days": 86400,
+                           "max_freeze_hours": 3600, "warmup_hours": 3600, "quiet_minutes": 60,
+                           "cooldown_minutes": 60, "max_fill_hours": 3600, "official_match_minutes": 60,
+                           "group_window_minutes": 60})
