@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import ipaddress
 import re
 import tomllib
 import unicodedata
@@ -167,8 +168,24 @@ class ServerSettings:
     report_rate_per_hour: int = 10  # user reports accepted per client address per hour
 
     def validate(self) -> None:
+        if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
+            raise ValueError("host: must not be empty (the default is 127.0.0.1; 0.0.0.0 listens on every interface)")
+        if self.host != self.host.strip() or control_char(self.host):
+            raise ValueError("host: must be a host name or address without spaces or control characters")
+        if ":" in self.host and not is_ip(self.host):
+            raise ValueError("host: give the port in `port`, not as host:port")
         if not 0 <= self.port <= 65535:
             raise ValueError("port: must be 0..65535")
+        if self.report_rate_per_hour < 1:  # the service would refuse to start
+            raise ValueError("report_rate_per_hour: must be at least 1")
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _stage_settings() -> dict[str, Any]:

@@ -275,3 +275,17 @@ def test_spans_too_long_for_a_datetime_are_refused(text: str, error: str) -> Non
     assert f"x.toml{error}" in str(info.value)
     # A year is allowed, in the key's own unit.
     parse_config(re.sub(r"= (1e\d+|1000000)$", "= 365", text, flags=re.M), "x.toml")
+
+
+def test_server_settings_that_cannot_work_are_refused() -> None:
+    # report_rate_per_hour = 0 passed config check, then `miner run` stopped at start with an internal ValueError
+    # (even with the server off); host = "" listened on every interface instead of loopback.
+    cases = {"report_rate_per_hour = 0": ":3: server.report_rate_per_hour: must be at least 1",
+             'host = ""': ':3: server.host: must not be empty',
+             'host = "localhost:8080"': ":3: server.host: give the port in `port`",
+             'host = "127.0.0.1 "': ":3: server.host: must be a host name or address without spaces"}
+    for setting, error in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(f"[server]\nenabled = true\n{setting}\n", "x.toml")
+        assert f"x.toml{error}" in str(info.value)
+    assert parse_config('[server]\nhost = "0.0.0.0"\nreport_rate_per_hour = 1\n').server.host == "0.0.0.0"

@@ -6,7 +6,6 @@ the settings hold, so feeds.toml can be committed and the store never sees a pas
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans, control_char
+from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans, control_char, is_ip
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
 
@@ -43,14 +42,6 @@ def check_cron(expr: str) -> None:
     parse_cron(expr, "UTC")
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = "localhost"
@@ -64,7 +55,7 @@ class SmtpSettings:
     def validate(self) -> None:
         if not self.host or self.host != self.host.strip() or control_char(self.host):
             raise ValueError("host: must be a host name or address without spaces or control characters")
-        if ":" in self.host and not _is_ip(self.host):
+        if ":" in self.host and not is_ip(self.host):
             raise ValueError("host: give the port in `port`, not as host:port")
         if not 0 < self.port <= 65535:
             raise ValueError("port: must be 1..65535")
