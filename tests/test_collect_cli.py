@@ -91,3 +91,16 @@ def test_collect_once_reports_each_source_and_isolates_failures(tmp_path: Path, 
     assert " 304 " in forum_line
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == posts  # type: ignore[index]
     store.close()
+
+
+def test_a_user_agent_that_cannot_be_sent_is_a_config_error(tmp_path: Path, server: FakeServer) -> None:
+    # Non-ASCII stopped collect (and miner run) with an internal UnicodeEncodeError; a line break failed every poll.
+    cfg = config(tmp_path, server.url)
+    text = cfg.read_text(encoding="utf-8")
+    for agent, found in (("mïner/1.0", "U+00EF"), ("miner/1.0\\nX-Forged: 1", "U+000A")):
+        cfg.write_text(f'[collect]\nuser_agent = "{agent}"\n' + text, encoding="utf-8")
+        result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+        assert result.exit_code == 1
+        assert result.output.strip() == (f"Error: {cfg}:2: collect.user_agent: must be printable ASCII, without line "
+                                         f"breaks (found {found})")
+    assert server.requests == []

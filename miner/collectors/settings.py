@@ -22,6 +22,9 @@ class CollectSettings:
     max_text_chars: int = 4000  # normalised post text is cut here; outage signal is in the first lines
 
     def validate(self) -> None:
+        # An HTTP header: httpx cannot encode anything else (every poll, and miner run's start, would fail).
+        if bad := next((ch for ch in self.user_agent if not " " <= ch <= "~"), None):
+            raise ValueError(f"user_agent: must be printable ASCII, without line breaks (found U+{ord(bad):04X})")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes: must be at least 1024")
         if self.per_host_concurrency < 1:
