@@ -48,6 +48,23 @@ def control_char(text: str) -> str | None:
     return None if found is None else f"U+{ord(found):04X}"
 
 
+def url_problem(url: str) -> str | None:
+    """Why an http(s) ``url`` can never be fetched (a stray space or line break, no host, a bad port), or None.
+
+    Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
+    """
+    if url != url.strip() or control_char(url):
+        return "must not contain control characters or start or end with a space (a stray line break?)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        return "is not a valid URL (check the host and the port)"
+    if not parts.hostname or any(ch.isspace() for ch in parts.hostname):
+        return "has no valid host"
+    return None
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """A service whose outages we look for."""
@@ -67,6 +84,8 @@ class ServiceConfig:
                                      f"(found {found} in {value!r})")
         if self.status_page is not None and not re.match(r"https?://", self.status_page):
             raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
+        if self.status_page is not None and (problem := url_problem(self.status_page)):
+            raise ValueError(f"status_page: {problem}")
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a *_env setting holds: a name, never the secret
@@ -119,6 +138,8 @@ class SourceConfig:
             raise ValueError(f"url: required for type {self.type!r}")
         if self.url and not re.match(r"https?://", self.url):
             raise ValueError("url: must start with http:// or https://")
+        if self.url and (problem := url_problem(self.url)):
+            raise ValueError(f"url: {problem}")
         if self.url and urlsplit(self.url).password is not None:
             raise ValueError("url: must not hold a password; secrets come from environment variables")
         for key, var in self.env.items():

@@ -289,3 +289,31 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
             parse_config(f"[server]\nenabled = true\n{setting}\n", "x.toml")
         assert f"x.toml{error}" in str(info.value)
     assert parse_config('[server]\nhost = "0.0.0.0"\nreport_rate_per_hour = 1\n').server.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://", "has no valid host"),
+        ("https://status.exa mple.org", "has no valid host"),
+        ("https://example.org/feed ", "must not contain control characters or start or end with a space"),
+        ("https://example.org:99999/feed", "is not a valid URL (check the host and the port)"),
+        ("https://example.org:443:80/feed", "is not a valid URL (check the host and the port)"),
+        ("http://[::1/feed", "is not a valid URL (check the host and the port)"),
+    ],
+)
+def test_urls_that_can_never_be_fetched_are_refused(url: str, problem: str) -> None:
+    # They passed config check and failed every poll ("bad URL"); a broken IPv6 bracket was even reported at the
+    # [[sources]] header as "sources[0]: Invalid IPv6 URL".
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[[sources]]\nname = "s"\ntype = "rss"\n\nurl = "{url}"\n', "x.toml")
+    assert f"x.toml:5: sources[0].url: {problem}" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[[services]]\nname = "S"\nstatus_page = "{url}"\n', "x.toml")
+    assert f"x.toml:3: services[0].status_page: {problem}" in str(info.value)
+
+
+def test_urls_that_work_are_kept_as_written() -> None:
+    for url in ("https://example.org/search?q=is down", "http://[::1]:8080/feed", "https://bot@example.org/feed"):
+        cfg = parse_config(f'[[sources]]\nname = "s"\ntype = "rss"\nurl = "{url}"\n', "x.toml")
+        assert cfg.sources[0].url == url
