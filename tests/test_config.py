@@ -206,7 +206,7 @@ def test_locate_nested_paths() -> None:
         ("# dotted keys\n\nstore.path = 1\n", 3, "store.path"),
         ("[alerts]\nsubject_prefix = 'x'\nsmtp.port = 'high'\n", 3, "alerts.smtp.port"),
         ("[store]\n\n'path' = 1\n", 3, "store.path"),
-        ('[alerts]\ndashboard_url = """\n[store]\npath = 1\n"""\n\n[store]\npath = 2\n', 8, "store.path"),
+        ('[classifier]\nmodel_dir = """\n[store]\npath = 1\n"""\n\n[store]\npath = 2\n', 8, "store.path"),
         ("services = [\n  { name = 'A' },\n  { name = 'B', aliases = 'b' },\n]\n", 3, "services[1].aliases"),
         ("[[store]]\npath = 'x'\n", 1, "store"),
     ],
@@ -317,3 +317,12 @@ def test_urls_that_work_are_kept_as_written() -> None:
     for url in ("https://example.org/search?q=is down", "http://[::1]:8080/feed", "https://bot@example.org/feed"):
         cfg = parse_config(f'[[sources]]\nname = "s"\ntype = "rss"\nurl = "{url}"\n', "x.toml")
         assert cfg.sources[0].url == url
+
+
+@pytest.mark.parametrize("url", ["miner.example.org/status", "javascript:alert(1)", "file:///var/www/status.html",
+                                 "https://miner.example.org/a b", "https://miner.example.org/\\u202e"])
+def test_dashboard_url_the_emails_would_leave_out_is_refused(url: str) -> None:
+    # It passed config check and the "Open the dashboard" link was silently missing from every email.
+    with pytest.raises(ConfigError, match=r"x.toml:3: alerts.dashboard_url: must be an http:// or https:// URL"):
+        parse_config(f'[alerts]\nsubject_prefix = "[m]"\ndashboard_url = "{url}"\n', "x.toml")
+    assert parse_config('[alerts]\ndashboard_url = "https://miner.example.org/-/dashboards/outages?s=1"\n')

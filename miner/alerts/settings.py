@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from miner.alerts.text import safe_url
 from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans, control_char, is_ip
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
@@ -198,8 +199,10 @@ class AlertSettings:
     def validate(self) -> None:
         check_header("from_addr", self.from_addr)
         check_header("subject_prefix", self.subject_prefix)
-        if found := control_char(self.dashboard_url):
-            raise ValueError(f"dashboard_url: must not contain control or format characters (found {found})")
+        # The emails leave out a link that is not a plain http(s) URL: refused here, it is not silently missing.
+        if self.dashboard_url and safe_url(self.dashboard_url) != self.dashboard_url:
+            raise ValueError("dashboard_url: must be an http:// or https:// URL with a host, without spaces, quotes or "
+                             "control characters (emails leave out any other link)")
         if not _EMAIL.search(self.from_addr):
             raise ValueError("from_addr: must contain an email address")
         # Errors about one entry name its key path, so that `config check` can give its line.
