@@ -326,3 +326,16 @@ def test_dashboard_url_the_emails_would_leave_out_is_refused(url: str) -> None:
     with pytest.raises(ConfigError, match=r"x.toml:3: alerts.dashboard_url: must be an http:// or https:// URL"):
         parse_config(f'[alerts]\nsubject_prefix = "[m]"\ndashboard_url = "{url}"\n', "x.toml")
     assert parse_config('[alerts]\ndashboard_url = "https://miner.example.org/-/dashboards/outages?s=1"\n')
+
+
+def test_a_schedule_that_never_fires_is_refused() -> None:
+    # "0 8 31 2 *" (31 February) passed config check; the digest or maintenance window then never happened.
+    route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ndigest = "{cron}"\n'
+    with pytest.raises(ConfigError, match=r"x.toml:4: alerts.routes\[0\].digest: cron '0 8 31 2 \*' never fires"):
+        parse_config(route.format(cron="0 8 31 2 *"), "x.toml")
+    window = '[[services]]\nname = "A"\n[[alerts.maintenance]]\nservice = "A"\ncron = "{cron}"\n'
+    with pytest.raises(ConfigError, match=r"x.toml:5: alerts.maintenance\[0\].cron: cron '0 2 31 4,6 \*' never fires"):
+        parse_config(window.format(cron="0 2 31 4,6 *"), "x.toml")
+    # Rare is not never: 29 February, and a day of the month that is ORed with a weekday, as in crontab.
+    for cron in ("0 8 29 2 *", "0 8 31 2 1"):
+        assert parse_config(route.format(cron=cron), "x.toml").alerts.routes[0].digest == cron

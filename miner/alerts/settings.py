@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -38,9 +38,12 @@ def check_header(key: str, value: str) -> None:
 
 
 def check_cron(expr: str) -> None:
-    from miner.alerts.schedule import parse_cron
+    from miner.alerts.schedule import next_fire, parse_cron
 
     parse_cron(expr, "UTC")
+    # A date no month has (30 2, 31 4) parses, then the digest or window silently never happens.
+    if next_fire(expr, "UTC", datetime(2000, 1, 1, tzinfo=UTC)) is None:
+        raise ValueError(f"cron {expr!r} never fires: no month has that day")
 
 
 @dataclass(frozen=True)
