@@ -283,6 +283,8 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None) from None
+    except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
+        raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
     try:
         table = {k: v for k, v in data.items() if k != "path"} | _reject_path(data)
         config = build(Config, table, localns=_stage_settings())

@@ -7,7 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from miner.cli import main
 from miner.config import bundled_path, load_config, locate, parse_config
 from miner.errors import ConfigError
 
@@ -339,3 +341,12 @@ def test_a_schedule_that_never_fires_is_refused() -> None:
     # Rare is not never: 29 February, and a day of the month that is ORed with a weekday, as in crontab.
     for cron in ("0 8 29 2 *", "0 8 31 2 1"):
         assert parse_config(route.format(cron=cron), "x.toml").alerts.routes[0].digest == cron
+
+
+def test_values_nested_too_deeply_for_the_parser_are_a_config_error(tmp_path: Path) -> None:
+    # tomllib recurses per level: the CLI answered "internal error: RecursionError".
+    path = tmp_path / "feeds.toml"
+    path.write_text("[store]\npath = 'x'\nx = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {path}: not valid TOML: arrays or inline tables nested too deeply"
