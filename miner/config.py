@@ -7,6 +7,7 @@ Each stage owns the dataclass of its own section (``[detector]``, ``[classifier]
 from __future__ import annotations
 
 import bisect
+import codecs
 import contextlib
 import ipaddress
 import re
@@ -268,12 +269,17 @@ def load_config(path: Path | str | None = None) -> Config:
     """Read, validate and freeze a feeds.toml. Raises ConfigError naming the key and line."""
     cfg_path = Path(path) if path is not None else default_config_path()
     try:
-        text = cfg_path.read_text(encoding="utf-8-sig")  # Windows editors may start the file with a BOM
+        raw = cfg_path.read_bytes().removeprefix(codecs.BOM_UTF8)  # Windows editors may start the file with a BOM
     except FileNotFoundError:
         hint = " (pass --config PATH or set MINER_CONFIG)" if path is None else ""
         raise ConfigError(f"file not found{hint}", path=str(cfg_path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError(f"cannot read: {exc}", path=str(cfg_path)) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # e.g. a name with an accent saved as Latin-1 or Windows-1252
+        raise ConfigError(f"not UTF-8: byte 0x{raw[exc.start]:02x} cannot be read (save the file as UTF-8)",
+                          path=str(cfg_path), line=raw[:exc.start].count(b"\n") + 1) from None
     return parse_config(text, str(cfg_path))
 
 

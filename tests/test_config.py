@@ -350,3 +350,14 @@ def test_values_nested_too_deeply_for_the_parser_are_a_config_error(tmp_path: Pa
     result = CliRunner().invoke(main, ["config", "check", str(path)])
     assert result.exit_code == 1
     assert result.output.strip() == f"Error: {path}: not valid TOML: arrays or inline tables nested too deeply"
+
+
+def test_a_file_not_in_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path) -> None:
+    # The error gave a byte offset ("position 52") and no line.
+    path = tmp_path / "feeds.toml"
+    text = '[[services]]\nname = "Movistar"\n\n[[services]]\nname = "Telefónica"\n'
+    for bom in (b"", b"\xef\xbb\xbf"):
+        path.write_bytes(bom + text.encode("cp1252"))
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == f"{path}:5: not UTF-8: byte 0xf3 cannot be read (save the file as UTF-8)"
