@@ -237,7 +237,7 @@ class Config:
     detector: DetectorParams = _stage_default("DetectorParams")  # noqa: RUF009
     alerts: AlertSettings = _stage_default("AlertSettings")  # noqa: RUF009
     server: ServerSettings = field(default_factory=ServerSettings)
-    path: str = field(default="", compare=False)
+    path: str = field(default="", compare=False, metadata={"setting": False})  # the file it was read from
 
     def service(self, name: str) -> ServiceConfig | None:
         return next((s for s in self.services if s.name == name), None)
@@ -250,9 +250,6 @@ class Config:
         """Names of the enabled sources. Failures of removed or disabled ones are history, not news, so the
         digest's "failing sources" only looks at these."""
         return tuple(s.name for s in self.sources if s.enabled)
-
-
-_TOP_KEYS = ("services", "sources", "groups", "store", "collect", "classifier", "detector", "alerts", "server")
 
 
 def default_config_path() -> Path:
@@ -292,20 +289,13 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
     try:
-        table = {k: v for k, v in data.items() if k != "path"} | _reject_path(data)
-        config = build(Config, table, localns=_stage_settings())
+        config = build(Config, data, localns=_stage_settings())
         written = len(config.sources)
         config = _with_status_sources(config)
         _cross_check(config, written)
     except SettingsError as exc:
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
-
-
-def _reject_path(data: Mapping[str, Any]) -> dict[str, Any]:
-    if "path" in data:
-        raise SettingsError("path", f"unknown key (allowed here: {', '.join(_TOP_KEYS)})")
-    return {}
 
 
 def _with_status_sources(config: Config) -> Config:

@@ -116,7 +116,8 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = get_type_hints(cls, localns=dict(localns) if localns else None)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    # A field with metadata {"setting": False} is filled in by code, never from the file.
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.metadata.get("setting", True)}
     unknown = [k for k in table if k not in fields]
     if unknown:
         allowed = ", ".join(sorted(fields))

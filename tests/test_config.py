@@ -361,3 +361,12 @@ def test_a_file_not_in_utf8_names_the_line_of_the_first_bad_byte(tmp_path: Path)
         with pytest.raises(ConfigError) as info:
             load_config(path)
         assert str(info.value) == f"{path}:5: not UTF-8: byte 0xf3 cannot be read (save the file as UTF-8)"
+
+
+def test_unknown_top_level_key_lists_only_keys_a_file_may_use() -> None:
+    # The list named `path`, which is refused at the top level too.
+    for text in ("nonsense = true\n", "path = 'feeds.toml'\n"):
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "x.toml")
+        assert str(info.value).endswith("unknown key (allowed here: alerts, classifier, collect, detector, groups, "
+                                        "server, services, sources, store)")
