@@ -8,6 +8,7 @@ TOML table into one, rejecting unknown keys and wrong types with the dotted key 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -121,7 +122,10 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
     unknown = [k for k in table if k not in fields]
     if unknown:
         allowed = ", ".join(sorted(fields))
-        raise SettingsError(_join(prefix, unknown[0]), f"unknown key (allowed here: {allowed})")
+        # A typo (retention_day, intervall, smtp.hots) is the usual cause: name the key it was probably meant to be.
+        near = difflib.get_close_matches(unknown[0], list(fields), n=1, cutoff=0.7)
+        guess = f"did you mean {near[0]!r}? " if near else ""
+        raise SettingsError(_join(prefix, unknown[0]), f"unknown key ({guess}allowed here: {allowed})")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name in table:

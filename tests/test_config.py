@@ -370,3 +370,18 @@ def test_unknown_top_level_key_lists_only_keys_a_file_may_use() -> None:
             parse_config(text, "x.toml")
         assert str(info.value).endswith("unknown key (allowed here: alerts, classifier, collect, detector, groups, "
                                         "server, services, sources, store)")
+
+
+def test_unknown_key_suggests_the_key_it_was_probably_meant_to_be() -> None:
+    cases = {"[store]\nretention_day = 7\n": ":2: store.retention_day: unknown key (did you mean 'retention_days'?",
+             "[[sources]]\nname = 's'\nintervall = 60\n": ":3: sources[0].intervall: unknown key (did you mean "
+                                                           "'interval'?",
+             "[alerts.smtp]\nhots = 'mail'\n": ":2: alerts.smtp.hots: unknown key (did you mean 'host'?",
+             "[[service]]\nname = 'A'\n": ":1: service: unknown key (did you mean 'services'?"}
+    for text, error in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "x.toml")
+        assert f"x.toml{error}" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        parse_config("[detector]\nbogus = 1\n", "x.toml")
+    assert "did you mean" not in str(info.value)
