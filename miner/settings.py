@@ -8,6 +8,7 @@ TOML table into one, rejecting unknown keys and wrong types with the dotted key 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import math
 import types
@@ -46,6 +47,21 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _show(value: Any) -> str:
+    """``value`` as the file spells it (true, not True; a date-time, not datetime.datetime(...)), kept short."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.date | datetime.time):  # datetime is a date
+        return f"the date-time {value.isoformat()} (in quotes it is a string)"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "an array of tables ([[...]])"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
 def convert(tp: Any, value: Any, key: str) -> Any:
     """Convert one TOML value to the annotated type ``tp`` or raise SettingsError naming ``key``."""
     origin = get_origin(tp)
@@ -63,45 +79,47 @@ def convert(tp: Any, value: Any, key: str) -> Any:
                 return convert(option, value, key)
             except SettingsError as exc:
                 errors.append(exc)
-        raise SettingsError(key, f"expected {_describe(tp)}, got {value!r}")
+        raise SettingsError(key, f"expected {_describe(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise SettingsError(key, f"must be one of {_describe(tp)}, got {value!r}")
+        raise SettingsError(key, f"must be one of {_describe(tp)}, got {_show(value)}")
     if origin is tuple:
-        if not isinstance(value, list):
-            raise SettingsError(key, f"expected a list, got {value!r}")
         (item_tp, *_rest) = get_args(tp)
+        if not isinstance(value, list) and dataclasses.is_dataclass(item_tp):
+            raise SettingsError(key, f"expected an array of tables ([[{key}]] for each entry), got {_show(value)}")
+        if not isinstance(value, list):
+            raise SettingsError(key, f"expected a list, got {_show(value)}")
         return tuple(convert(item_tp, item, f"{key}[{i}]") for i, item in enumerate(value))
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, dict):
-            raise SettingsError(key, f"expected a table, got {value!r}")
+            raise SettingsError(key, f"expected a table, got {_show(value)}")
         args = get_args(tp)
         val_tp = args[1] if args else Any
         return types.MappingProxyType({k: convert(val_tp, v, _join(key, k)) for k, v in value.items()})
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(value, dict):
-            raise SettingsError(key, f"expected a table, got {value!r}")
+            raise SettingsError(key, f"expected a table, got {_show(value)}")
         return build(tp, value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise SettingsError(key, f"expected true or false, got {value!r}")
+        raise SettingsError(key, f"expected true or false, got {_show(value)}")
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             # TOML allows inf and nan; no setting means either, and each would fail far from the file.
             if isinstance(value, float) and not math.isfinite(value):
-                raise SettingsError(key, f"expected a finite number, got {value!r}")
+                raise SettingsError(key, f"expected a finite number, got {_show(value)}")
             return float(value)
-        raise SettingsError(key, f"expected a number, got {value!r}")
+        raise SettingsError(key, f"expected a number, got {_show(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise SettingsError(key, f"expected an integer, got {value!r}")
+        raise SettingsError(key, f"expected an integer, got {_show(value)}")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise SettingsError(key, f"expected a string, got {value!r}")
+        raise SettingsError(key, f"expected a string, got {_show(value)}")
     raise SettingsError(key, f"unsupported setting type {tp!r}")  # a programming error in a settings class
 
 

@@ -385,3 +385,24 @@ def test_unknown_key_suggests_the_key_it_was_probably_meant_to_be() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config("[detector]\nbogus = 1\n", "x.toml")
     assert "did you mean" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[server]\nport = true\n", ":2: server.port: expected an integer, got true"),
+        ("[server]\nenabled = 1\n", ":2: server.enabled: expected true or false, got 1"),
+        ("[services]\nname = 'A'\n", ":1: services: expected an array of tables ([[services]] for each entry), "
+                                     "got a table"),
+        ("[[store]]\npath = 'x'\n", ":1: store: expected a table, got an array of tables ([[...]])"),
+        ("[[services]]\nname = 'A'\n[[alerts.maintenance]]\nservice = 'A'\nstart = 2026-01-01T00:00:00Z\n",
+         ":5: alerts.maintenance[0].start: expected a string, got the date-time 2026-01-01T00:00:00+00:00 "
+         "(in quotes it is a string)"),
+    ],
+    ids=["bool for int", "int for bool", "table for array of tables", "array of tables for table", "date-time"],
+)
+def test_wrong_types_are_shown_as_the_file_writes_them(text: str, error: str) -> None:
+    # Python's spelling came through: got True, got {'name': 'A'}, got datetime.datetime(2026, 1, 1, 0, 0, ...).
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
