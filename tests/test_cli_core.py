@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from miner.cli import main
@@ -50,6 +51,24 @@ def test_config_check_ok_and_broken(runner: CliRunner, tmp_path: Path) -> None:
     assert f"{broken}:9: sources[0].interval: expected an integer" in lines[0]
     assert "Traceback" not in result.output
 
+
+
+def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunner, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # An empty variable counted as set, though a collector reads it as unset; alert secrets were not looked at.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[store]\nhash_key_env = "T_HASH"\n[alerts.smtp]\nusername_env = "T_USER"\n'
+                   'password_env = "T_PASS"\n[[alerts.webhooks]]\nname = "ops"\nurl_env = "T_OPS"\n\n'
+                   '[[sources]]\nname = "r"\ntype = "reddit"\nquery = "down"\n'
+                   'env = { client_id = "T_ID", client_secret = "T_SECRET" }\n')
+    for var, value in {"T_HASH": "k", "T_USER": "u", "T_PASS": "", "T_ID": "", "T_SECRET": "s"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("T_OPS", raising=False)
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "env not set: T_ID" in next(ln for ln in result.output.splitlines() if ln.startswith("r "))
+    assert "env not set: T_PASS (alerts.smtp.password_env), T_OPS (alerts.webhooks[0].url_env)" in result.output
+    assert "T_HASH" not in result.output and "T_USER" not in result.output and "T_SECRET" not in result.output
 
 def seeded_store(path: Path) -> None:
     s = Store.open(path)

@@ -23,7 +23,8 @@ def config() -> None:
 def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
-    Unknown keys, wrong types and bad references are reported with the key path and the line.
+    Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
+    variables it names that are unset or empty (as the service would find them) are listed.
     """
     from miner.config import load_config
 
@@ -32,7 +33,7 @@ def config_check(app: AppContext, path: Path | None) -> None:
     rows = []
     for src in cfg.sources:
         watched = ", ".join(src.services) if src.services else "all services"
-        missing = [var for var in src.env.values() if var not in os.environ]
+        missing = [var for var in src.env.values() if not os.environ.get(var)]  # empty is unset to a collector
         note = "disabled" if not src.enabled else (f"env not set: {', '.join(missing)}" if missing else "")
         rows.append((src.name, src.type, src.interval, watched, note))
     click.echo(f"{len(cfg.services)} services: {', '.join(s.name for s in cfg.services)}")
@@ -41,6 +42,14 @@ def config_check(app: AppContext, path: Path | None) -> None:
     click.echo(f"{len(cfg.sources)} sources:")
     click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
     click.echo(f"store: {cfg.store.path}; detector bucket: {cfg.detector.bucket_minutes} min")
+    named = [(cfg.store.hash_key_env, "store.hash_key_env")]
+    if cfg.alerts.enabled:
+        smtp = cfg.alerts.smtp
+        named += [(smtp.username_env, "alerts.smtp.username_env"), (smtp.password_env, "alerts.smtp.password_env")]
+        named += [(w.url_env, f"alerts.webhooks[{i}].url_env") for i, w in enumerate(cfg.alerts.webhooks)]
+    unset = [f"{var} ({key})" for var, key in named if var and not os.environ.get(var)]
+    if unset:
+        click.echo(f"env not set: {', '.join(unset)}")
 
 
 @main.command()
