@@ -337,6 +337,10 @@ def _cross_check(config: Config, written: int) -> None:
         for j, svc_name in enumerate(grp.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"groups[{i}].services[{j}]", f"unknown service {svc_name!r}")
+        need = config.detector.group_min_services
+        if len({svc_name.lower() for svc_name in grp.services}) < need:  # it could never open a grouped incident
+            raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "
+                                                          "(detector.group_min_services) to ever open")
     route_check = getattr(config.alerts, "check_services", None)
     if callable(route_check):
         route_check(set(names))

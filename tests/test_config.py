@@ -406,3 +406,14 @@ def test_wrong_types_are_shown_as_the_file_writes_them(text: str, error: str) ->
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.toml")
     assert str(info.value) == f"x.toml{error}"
+
+
+def test_a_group_too_small_to_ever_open_is_refused() -> None:
+    # It passed config check and never grouped anything: group_min_services of it can never open.
+    services = '[[services]]\nname = "A"\n[[services]]\nname = "B"\n[[services]]\nname = "C"\n\n'
+    for members, need in (('["A"]', ""), ('["A", "a"]', ""), ('["A", "B"]', "[detector]\ngroup_min_services = 3\n")):
+        with pytest.raises(ConfigError) as info:
+            parse_config(f'{need}{services}[[groups]]\nname = "g"\nservices = {members}\n', "x.toml")
+        assert f"groups[0].services: a group needs at least {3 if need else 2} different services" in str(info.value)
+        assert info.value.line == 10 + need.count("\n")
+    assert len(parse_config(f'{services}[[groups]]\nname = "g"\nservices = ["A", "B"]\n').groups) == 1
