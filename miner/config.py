@@ -172,6 +172,8 @@ class StoreSettings:
     hash_key_env: str = "MINER_HASH_KEY"  # env var with the key for hashing author handles
 
     def validate(self) -> None:
+        if not self.path.strip():  # SQLite takes "" as a temporary database, deleted with everything in it on close
+            raise ValueError("path: must name the SQLite file (the default is miner.sqlite)")
         if self.retention_days < 1:
             raise ValueError("retention_days: must be at least 1")
         if self.retention_days > MAX_RETENTION_DAYS:  # beyond, the prune cut-off overflows a datetime

@@ -417,3 +417,10 @@ def test_a_group_too_small_to_ever_open_is_refused() -> None:
         assert f"groups[0].services: a group needs at least {3 if need else 2} different services" in str(info.value)
         assert info.value.line == 10 + need.count("\n")
     assert len(parse_config(f'{services}[[groups]]\nname = "g"\nservices = ["A", "B"]\n').groups) == 1
+
+
+def test_an_empty_store_path_is_refused() -> None:
+    # SQLite opened "" as a temporary database: miner run stored posts and incidents there and lost them on exit.
+    for value in ('""', '"  "'):
+        with pytest.raises(ConfigError, match=r"x.toml:3: store.path: must name the SQLite file"):
+            parse_config(f"[store]\nretention_days = 7\npath = {value}\n", "x.toml")
