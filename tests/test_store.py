@@ -242,6 +242,10 @@ def test_corrupt_and_readonly_files_give_one_clear_error(tmp_path: Path) -> None
     readonly.close()
     with pytest.raises(StoreError, match="does not exist"):
         Store.open(tmp_path / "missing.sqlite", readonly=True)
+    # SQLite calls a folder a "disk I/O error" (read-only) or "unable to open" (read-write).
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match=f"store {tmp_path} is a folder; the store path must name a file"):
+            Store.open(tmp_path, readonly=readonly)
 
 
 def test_backup_and_prune(tmp_path: Path, store: Store) -> None:

@@ -99,6 +99,9 @@ class Database:
     def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True) -> Database:
         """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some."""
         spath = str(path)
+        if Path(spath).is_dir():  # SQLite says "disk I/O error" or "unable to open", which point elsewhere
+            raise StoreError(f"store {spath} is a folder; the store path must name a file in it, such as "
+                             f"{Path(spath) / 'miner.sqlite'}")
         with translate_errors(spath):
             if readonly:
                 if not Path(spath).exists():
