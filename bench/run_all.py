@@ -11,6 +11,7 @@ SHARED = HERE.parent.parent / "shared" / "data"
 
 RUNS = [
     ["collect_bench.py", "--store"],
+    ["match_bench.py"],
     ["classify_bench.py"],
     ["nab_bench.py", "--data", str(SHARED / "nab")],
     ["replay_bench.py"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from miner.config import ServiceConfig
 
@@ -21,23 +22,124 @@ _TAG_SUFFIXES = (
     "fails", "failure", "error", "errors", "issue", "issues", "problem", "problems", "crash", "broken",
     "notworking", "dead", "cares", "news",
 )
+_PLAIN_SEP = re.compile(r"[\s\-_]+")  # what may stand between the words of a term in a post
+_TAG_SEP = re.compile(r"[\-_]+")
+# re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
+_FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
 
-def _term_pattern(term: str) -> str | None:
-    """Regex for one name/alias: as words, or inside a #hashtag/@handle with an optional affix."""
-    words = term.strip().lstrip("#@").split()
-    if not words:
-        return None
-    plain = r"[\s\-_]*".join(re.escape(w) for w in words) if len(words) > 1 else re.escape(words[0])
-    tag_core = "[_-]?".join(re.escape(w) for w in words)
-    prefixes = "|".join(_TAG_PREFIXES)
-    suffixes = "|".join(_TAG_SUFFIXES)
-    tag = rf"[#@](?:{prefixes})?_?{tag_core}(?:_?(?:{suffixes}))?"
-    # The shared (?<!\w) is factored out in front of the whole alternation by ServiceMatcher.
-    body = rf"(?<![#@]){plain}(?!\w)|{tag}(?!\w)"
-    if len("".join(words)) <= SHORT_TERM:
-        return rf"(?-i:{body})"
-    return body
+@dataclass(frozen=True)
+class _Term:
+    service: str
+    rank: int  # position in the longest-first order: at one spot in a post the lowest rank wins
+
+
+def _words(term: str) -> list[str]:
+    return term.strip().lstrip("#@").split()
+
+
+def _key(words: Sequence[str]) -> str:
+    """What a term and every way of writing it in a post have in common: the words without separators."""
+    return _TAG_SEP.sub("", "".join(words))
+
+
+def _buckets(items: Iterable[tuple[str, str]]) -> str:
+    """An alternation of (first character, rest of the pattern) pairs, grouped by first character.
+
+    re tries the alternatives of a group one by one; one that starts with a literal it skips at once when the
+    literal differs. Grouping by first character keeps the alternatives tried at each word start to a few,
+    where a flat alternation of 1,000 terms made matching quadratic in the number of services.
+    """
+    groups: dict[str, list[str]] = {}
+    for first, rest in items:
+        groups.setdefault(first, []).append(rest)
+    return "|".join(f"{re.escape(first)}(?:{'|'.join(rests)})" for first, rests in groups.items())
+
+
+class _Scan:
+    """One compiled scan over a post for a set of terms, and the table that tells which term a match is."""
+
+    def __init__(self, terms: Sequence[tuple[list[str], _Term]]) -> None:
+        plain: list[tuple[str, str]] = []
+        tag: list[tuple[str, str]] = []
+        self.table: dict[str, _Term] = {}
+        for words, term in terms:
+            first = words[0][0]
+            plain.append((first, re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])
+                          + r"(?!\w)"))
+            tag.append((first, re.escape(words[0][1:]) + "".join("[_-]?" + re.escape(w) for w in words[1:])))
+            self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
+        prefixes = "|".join(_TAG_PREFIXES)
+        suffixes = "|".join(_TAG_SUFFIXES)
+        # One lookbehind in front of everything: inside a word it fails at once.
+        self.pattern = re.compile(rf"(?<!\w)(?:(?<![#@])(?:{_buckets(plain)})"
+                                  rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes}))?(?!\w))")
+
+    def find(self, text: str) -> Iterable[tuple[int, int, _Term]]:
+        for m in self.pattern.finditer(text):
+            span = m.group()
+            term = self._tag(span) if span[0] in "#@" else self.table.get(_PLAIN_SEP.sub("", span))
+            if term is not None:
+                yield m.start(), m.end(), term
+
+    def _tag(self, span: str) -> _Term | None:
+        """The term inside a hashtag or handle: of every prefix/term/suffix reading of it, the highest ranked."""
+        body = _TAG_SEP.sub("", span[1:])
+        low = body.lower()
+        best: _Term | None = None
+        for prefix in ("", *_TAG_PREFIXES):
+            if not low.startswith(prefix):
+                continue
+            for suffix in ("", *_TAG_SUFFIXES):
+                end = len(body) - len(suffix)
+                if end > len(prefix) and low.endswith(suffix):
+                    term = self.table.get(body[len(prefix):end])
+                    if term is not None and (best is None or term.rank < best.rank):
+                        best = term
+        return best
+
+
+class _Compiled:
+    """Scans for one set of services: long terms over the lowercased post, short ones in their own case."""
+
+    def __init__(self, services: Sequence[ServiceConfig]) -> None:
+        terms = [(term, svc.name) for svc in services for term in (svc.name, *svc.aliases)]
+        # Longer terms first, so "Google Cloud" wins over "Google" at the same position.
+        terms.sort(key=lambda t: -len(t[0]))
+        long: list[tuple[list[str], _Term]] = []
+        short: list[tuple[list[str], _Term]] = []
+        for rank, (text, service) in enumerate(terms):
+            words = _words(text)
+            if not words:
+                continue
+            if len("".join(words)) <= SHORT_TERM:
+                short.append((words, _Term(service, rank)))
+            else:
+                long.append(([w.translate(_FOLD).lower() for w in words], _Term(service, rank)))
+        self.long = _Scan(long) if long else None
+        self.short = _Scan(short) if short else None
+
+    def match(self, text: str) -> tuple[str, ...]:
+        found: list[tuple[int, int, _Term]] = []
+        if self.long is not None:
+            found.extend(self.long.find(_lower(text)))
+        if self.short is not None:
+            found.extend(self.short.find(text))
+        # Where matches of the two scans overlap, the one starting first (then the longer) stands, as when
+        # one alternation of all terms read the post left to right.
+        found.sort(key=lambda f: (f[0], -f[1]))
+        services: dict[str, None] = {}
+        end = 0
+        for start, stop, term in found:
+            if start >= end:
+                services.setdefault(term.service, None)
+                end = stop
+        return tuple(services)
+
+
+def _lower(text: str) -> str:
+    """``text`` in lower case, one character for one, so positions agree with ``text``."""
+    return text.translate(_FOLD).lower()
 
 
 class ServiceMatcher:
@@ -47,41 +149,21 @@ class ServiceMatcher:
         self.services = tuple(services)
         self._by_lower = {s.name.lower(): s for s in self.services}
         self._lock = threading.Lock()
-        self._compiled: dict[tuple[str, ...], tuple[re.Pattern[str] | None, list[str]]] = {}
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
-    def _pattern(self, names: tuple[str, ...]) -> tuple[re.Pattern[str] | None, list[str]]:
+    def _scans(self, names: tuple[str, ...]) -> _Compiled:
         with self._lock:
             cached = self._compiled.get(names)
             if cached is not None:
                 return cached
         chosen = [self._by_lower[n] for n in names if n in self._by_lower] if names else list(self.services)
-        terms: list[tuple[str, str]] = []
-        for svc in chosen:
-            for term in (svc.name, *svc.aliases):
-                terms.append((term, svc.name))
-        # Longer terms first, so "Google Cloud" wins over "Google" at the same position.
-        terms.sort(key=lambda t: -len(t[0]))
-        groups: list[str] = []
-        parts: list[str] = []
-        for term, service in terms:
-            pattern = _term_pattern(term)
-            if pattern is not None:
-                parts.append(f"(?P<g{len(groups)}>{pattern})")
-                groups.append(service)
-        # One lookbehind in front of the alternation: inside a word it fails at once, instead of every
-        # alternative being tried at every character.
-        compiled = re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")", re.IGNORECASE) if parts else None
+        compiled = _Compiled(chosen)
         with self._lock:
-            self._compiled[names] = (compiled, groups)
-        return compiled, groups
+            self._compiled[names] = compiled
+        return compiled
 
     def match(self, text: str, only: Sequence[str] = ()) -> tuple[str, ...]:
         """Services mentioned in ``text`` in order of first mention; ``only`` restricts to those names."""
-        compiled, groups = self._pattern(tuple(sorted(n.lower() for n in only)))
-        if compiled is None or not text:
+        if not text:
             return ()
-        found: dict[str, None] = {}
-        for m in compiled.finditer(text):
-            if m.lastgroup is not None:
-                found.setdefault(groups[int(m.lastgroup[1:])], None)
-        return tuple(found)
+        return self._scans(tuple(sorted(n.lower() for n in only))).match(text)
