@@ -96,3 +96,21 @@ def test_scan_has_no_group_per_term() -> None:
         compiled = matcher._compiled[()]
         for scan in (compiled.long, compiled.short):
             assert scan is not None and scan.pattern.groups == 0
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real posts (power cuts shared from Instagram, wa_power set): the link is no report about Instagram.
+    ("Power's out, but we're still open! @ Little island crafts https://www.instagram.com/p/BrnxounnYuL/"
+     "?utm_source=ig_twitter_share&igshid=g75nhausw6s9 …", ()),
+    ("Fall arrived w our first wind storm and power outage… https://instagram.com/p/7BUBDBkMIB/", ()),
+    ("Census data https://www.axios.com/census-3929c226.html?utm_source=facebook", ()),
+    ("Show HN: my tool http://GitHub.com/me/tool", ()),
+    ("mirror at www.github.com/me/tool", ()),
+    ("is instagram.com down?", ("Instagram",)),  # a bare domain is the service itself
+    ("GitHub is down, see https://www.githubstatus.com", ("GitHub",)),
+    ("https://t.co/x #WhatsAppDown", ("WhatsApp",)),
+])
+def test_links_are_not_mentions(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("Instagram"), ServiceConfig("Facebook"), ServiceConfig("GitHub"),
+                              ServiceConfig("WhatsApp")])
+    assert matcher.match(text) == expected

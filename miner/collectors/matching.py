@@ -3,7 +3,7 @@
 Matching is case-insensitive except for very short terms ("X", "O2"), which must match their configured
 case: otherwise every "x" in "2 x 4" would be a post about X. Word boundaries keep "AWS" out of "laws".
 A hashtag or handle also matches with a common outage suffix or support prefix: #WhatsAppDown,
-#isinstagramdown, @AWSSupport, @AskPlayStation.
+#isinstagramdown, @AWSSupport, @AskPlayStation. Links (https://..., www....) are not mentions.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ _TAG_SUFFIXES = (
 )
 _PLAIN_SEP = re.compile(r"[\s\-_]+")  # what may stand between the words of a term in a post
 _TAG_SEP = re.compile(r"[\-_]+")
+# A link names a site, not a service the post is about: shared photos ("Power's out! https://instagram.com/p/..")
+# and project links ("github.com/..") would count as reports about Instagram and GitHub. A bare domain without
+# scheme or www. ("is instagram.com down?") still counts.
+# (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end.)
+_URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+", re.IGNORECASE)
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
@@ -120,6 +125,7 @@ class _Compiled:
         self.short = _Scan(short) if short else None
 
     def match(self, text: str) -> tuple[str, ...]:
+        text = _URL.sub(" ", text)
         found: list[tuple[int, int, _Term]] = []
         if self.long is not None:
             found.extend(self.long.find(_lower(text)))
