@@ -114,3 +114,28 @@ def test_links_are_not_mentions(text: str, expected: tuple[str, ...]) -> None:
     matcher = ServiceMatcher([ServiceConfig("Instagram"), ServiceConfig("Facebook"), ServiceConfig("GitHub"),
                               ServiceConfig("WhatsApp")])
     assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ＷｈａｔｓＡｐｐ 落ちた", ("WhatsApp",)),  # full-width letters, as typed with a Japanese input method
+    ("𝗪𝗵𝗮𝘁𝘀𝗔𝗽𝗽 𝗶𝘀 𝗱𝗼𝘄𝗻", ("WhatsApp",)),  # "bold" letters pasted from a text styler
+    ("Te\u0301le\u0301com en panne", ("Télécom",)),  # decomposed accents (NFD) against a composed alias
+    ("Télécom en panne", ("Télécom",)),
+    ("Whats\u00adApp down", ("WhatsApp",)),  # soft hyphen
+    ("Whats\u200bApp down", ("WhatsApp",)),  # zero-width space
+    ("McDonald’s app down", ("McDonald's",)),  # a phone keyboard's apostrophe
+    ("McDonald's app down", ("McDonald's",)),
+    ("Xbox Live™ is down", ("Xbox Live",)),  # a trademark sign is no part of the name
+    ("ＥＥ no signal", ("EE",)),  # short terms too, still in their case
+    ("ｅｅ", ()),
+])
+def test_unicode_spellings(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("WhatsApp"), ServiceConfig("Télécom"), ServiceConfig("McDonald's"),
+                              ServiceConfig("Xbox Live"), ServiceConfig("EE")])
+    assert matcher.match(text) == expected
+
+
+def test_alias_in_other_spelling_matches_plain_text() -> None:
+    matcher = ServiceMatcher([ServiceConfig("Telecom", ("Te\u0301le\u0301com", "Lowe’s"))])
+    assert matcher.match("Télécom en panne") == ("Telecom",)
+    assert matcher.match("lowe's app down") == ("Telecom",)

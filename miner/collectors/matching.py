@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,12 @@ _TAG_SEP = re.compile(r"[\-_]+")
 # scheme or www. ("is instagram.com down?") still counts.
 # (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end.)
 _URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+", re.IGNORECASE)
+# Invisible format characters (soft hyphen, zero-width space and joiners, bidi marks): "Whats\u00adApp" is WhatsApp.
+_FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+                     "\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
+_APOSTROPHE = re.compile("[\u2018\u2019\u02bc\u2032]")  # "McDonald’s" from a phone keyboard is "McDonald's"
+# NFKC would turn these into letters glued to the name before them ("WhatsApp™" -> "WhatsAppTM").
+_MARKS = re.compile("[\u2120-\u2122]")
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
@@ -39,8 +46,17 @@ class _Term:
     rank: int  # position in the longest-first order: at one spot in a post the lowest rank wins
 
 
+def _prepare(text: str) -> str:
+    """One spelling for what reads the same: NFKC (full-width "ＷｈａｔｓＡｐｐ", styled "𝗪𝗵𝗮𝘁𝘀𝗔𝗽𝗽" and a decomposed
+    "Te\u0301le\u0301com" become plain letters), no invisible format characters, one apostrophe."""
+    if text.isascii():
+        return text
+    text = _MARKS.sub(" ", _APOSTROPHE.sub("'", _FORMAT.sub("", text)))
+    return unicodedata.normalize("NFKC", text)
+
+
 def _words(term: str) -> list[str]:
-    return term.strip().lstrip("#@").split()
+    return _prepare(term).strip().lstrip("#@").split()
 
 
 def _key(words: Sequence[str]) -> str:
@@ -125,7 +141,7 @@ class _Compiled:
         self.short = _Scan(short) if short else None
 
     def match(self, text: str) -> tuple[str, ...]:
-        text = _URL.sub(" ", text)
+        text = _URL.sub(" ", _prepare(text))
         found: list[tuple[int, int, _Term]] = []
         if self.long is not None:
             found.extend(self.long.find(_lower(text)))
