@@ -139,3 +139,22 @@ def test_alias_in_other_spelling_matches_plain_text() -> None:
     matcher = ServiceMatcher([ServiceConfig("Telecom", ("Te\u0301le\u0301com", "Lowe’s"))])
     assert matcher.match("Télécom en panne") == ("Telecom",)
     assert matcher.match("lowe's app down") == ("Telecom",)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("LINEが使えない", ("LINE",)),  # Japanese: the particle follows the name without a space
+    ("今日もLINEのトークが送れない", ("LINE",)),
+    ("ツイッターが落ちてる", ("Twitter",)),
+    ("Twitterが落ちた？", ("Twitter",)),
+    ("微信又挂了", ("WeChat",)),
+    ("我的微信app打不开", ("WeChat",)),
+    ("카카오톡이 안 돼요", ("KakaoTalk",)),  # Korean: the particle is glued to the name
+    ("ไลน์ล่มอีกแล้ว", ("LINE",)),  # Thai writes no spaces between words
+    ("LINEAR algebra", ()),  # Latin letters still end a word
+    ("Twitterati", ()),
+    ("#LINE障害", ("LINE",)),
+])
+def test_scripts_without_spaces(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("LINE", ("ไลน์",)), ServiceConfig("Twitter", ("ツイッター",)),
+                              ServiceConfig("WeChat", ("微信",)), ServiceConfig("KakaoTalk", ("카카오톡",))])
+    assert matcher.match(text) == expected

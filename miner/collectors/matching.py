@@ -36,6 +36,13 @@ _FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\
 _APOSTROPHE = re.compile("[\u2018\u2019\u02bc\u2032]")  # "McDonald’s" from a phone keyboard is "McDonald's"
 # NFKC would turn these into letters glued to the name before them ("WhatsApp™" -> "WhatsAppTM").
 _MARKS = re.compile("[\u2120-\u2122]")
+# Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Hangul, kana, CJK ideographs): a
+# name there is glued to the words around it ("LINEが落ちた", "微信又挂了", "카카오톡이 안 돼요"), so only a
+# letter or digit of a script with spaces (_B) ends a word. "AWS" stays out of "laws".
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf"
+             "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
+_B = f"[^\\W{_UNSPACED}]"
+_U = f"[{_UNSPACED}]"
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
@@ -86,15 +93,18 @@ class _Scan:
         self.table: dict[str, _Term] = {}
         for words, term in terms:
             first = words[0][0]
-            plain.append((first, re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])
-                          + r"(?!\w)"))
+            plain.append((first, re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])))
             tag.append((first, re.escape(words[0][1:]) + "".join("[_-]?" + re.escape(w) for w in words[1:])))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
         prefixes = "|".join(_TAG_PREFIXES)
         suffixes = "|".join(_TAG_SUFFIXES)
-        # One lookbehind in front of everything: inside a word it fails at once.
-        self.pattern = re.compile(rf"(?<!\w)(?:(?<![#@])(?:{_buckets(plain)})"
-                                  rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes}))?(?!\w))")
+        # A word boundary, unless the character on the term's side is of a script without spaces. The start test
+        # comes first, for the whole alternation: inside a word it fails at once.
+        start = f"(?:(?<!{_B})|(?={_U}))" if any(re.match(_U, first) for first, _ in plain) else f"(?<!{_B})"
+        self.pattern = re.compile(
+            rf"{start}(?:(?<![#@])(?:{_buckets(plain)})"
+            rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes}))?)(?:(?<={_U})|(?!{_B}))"
+        )
 
     def find(self, text: str) -> Iterable[tuple[int, int, _Term]]:
         for m in self.pattern.finditer(text):
