@@ -65,6 +65,19 @@ def test_short_alias_matches_in_its_own_case() -> None:
     assert MATCHER.match("wa is down") == ()
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("#XDown again", ("X",)),  # the affix of a short term's tag in any case, the term in its own
+    ("#Xdown", ("X",)),
+    ("@XSupport help", ("X",)),
+    ("#WAOutage", ("WhatsApp",)),
+    ("#IsWADown", ("WhatsApp",)),
+    ("#xdown", ()),
+    ("#waDown", ()),
+])
+def test_short_term_tags_take_affixes_in_any_case(text: str, expected: tuple[str, ...]) -> None:
+    assert MATCHER.match(text) == expected
+
+
 def test_restriction_to_source_services() -> None:
     text = "AWS and WhatsApp are both down"
     assert MATCHER.match(text) == ("AWS", "WhatsApp")

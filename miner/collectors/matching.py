@@ -87,7 +87,7 @@ def _buckets(items: Iterable[tuple[str, str]]) -> str:
 class _Scan:
     """One compiled scan over a post for a set of terms, and the table that tells which term a match is."""
 
-    def __init__(self, terms: Sequence[tuple[list[str], _Term]]) -> None:
+    def __init__(self, terms: Sequence[tuple[list[str], _Term]], exact_case: bool = False) -> None:
         plain: list[tuple[str, str]] = []
         tag: list[tuple[str, str]] = []
         self.table: dict[str, _Term] = {}
@@ -98,6 +98,8 @@ class _Scan:
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
         prefixes = "|".join(_TAG_PREFIXES)
         suffixes = "|".join(_TAG_SUFFIXES)
+        if exact_case:  # only the term keeps its case: "#EEDown", "@XSupport" and "@AskEE" are EE and X
+            prefixes, suffixes = f"(?i:{prefixes})", f"(?i:{suffixes})"
         # A word boundary, unless the character on the term's side is of a script without spaces. The start test
         # comes first, for the whole alternation: inside a word it fails at once.
         start = f"(?:(?<!{_B})|(?={_U}))" if any(re.match(_U, first) for first, _ in plain) else f"(?<!{_B})"
@@ -148,7 +150,7 @@ class _Compiled:
             else:
                 long.append(([w.translate(_FOLD).lower() for w in words], _Term(service, rank)))
         self.long = _Scan(long) if long else None
-        self.short = _Scan(short) if short else None
+        self.short = _Scan(short, exact_case=True) if short else None
 
     def match(self, text: str) -> tuple[str, ...]:
         text = _URL.sub(" ", _prepare(text))
