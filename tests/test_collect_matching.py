@@ -65,6 +65,15 @@ def test_short_alias_matches_in_its_own_case() -> None:
     assert MATCHER.match("wa is down") == ()
 
 
+def test_support_handles_ending_in_care() -> None:
+    # Real posts to support handles (complaints2019 set): "care" as well as "cares" (@ComcastCares).
+    matcher = ServiceMatcher([ServiceConfig("Adobe"), ServiceConfig("BT"), ServiceConfig("Comcast")])
+    assert matcher.match("@AdobeCare Adobe sign in error message when using google account... Now what?") == ("Adobe",)
+    assert matcher.match("@BTCare no broadband since Monday") == ("BT",)
+    assert matcher.match("@comcastcares down again") == ("Comcast",)
+    assert matcher.match("adobecare") == ()  # a tag form needs its # or @
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("#XDown again", ("X",)),  # the affix of a short term's tag in any case, the term in its own
     ("#Xdown", ("X",)),

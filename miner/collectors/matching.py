@@ -3,7 +3,7 @@
 Matching is case-insensitive except for very short terms ("X", "O2"), which must match their configured
 case: otherwise every "x" in "2 x 4" would be a post about X. Word boundaries keep "AWS" out of "laws".
 A hashtag or handle also matches with a common outage suffix or support prefix: #WhatsAppDown,
-#isinstagramdown, @AWSSupport, @AskPlayStation. Links (https://..., www....) are not mentions.
+#isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation. Links (https://..., www....) are not mentions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ _TAG_PREFIXES = ("is", "ask", "team")
 _TAG_SUFFIXES = (
     "down", "isdown", "outage", "outages", "status", "support", "help", "helps", "app", "offline", "fail",
     "fails", "failure", "error", "errors", "issue", "issues", "problem", "problems", "crash", "broken",
-    "notworking", "dead", "cares", "news",
+    "notworking", "dead", "care", "cares", "news",
 )
 _PLAIN_SEP = re.compile(r"[\s\-_]+")  # what may stand between the words of a term in a post
 _TAG_SEP = re.compile(r"[\-_]+")
