@@ -180,3 +180,22 @@ def test_scripts_without_spaces(text: str, expected: tuple[str, ...]) -> None:
     matcher = ServiceMatcher([ServiceConfig("LINE", ("ไลน์",)), ServiceConfig("Twitter", ("ツイッター",)),
                               ServiceConfig("WeChat", ("微信",)), ServiceConfig("KakaoTalk", ("카카오톡",))])
     assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real SentiTel posts (their authors stripped the apostrophes): possessives without one.
+    ("Most especially AirtelUgs G network total garbage", ("Airtel",)),
+    ("Something has been wrong with mtnugs internet for the past few weeks", ("MTN",)),
+    ("Ive seen it all  Airtels slow motion network", ("Airtel",)),
+    ("whatsapps servers are dead", ("WhatsApp",)),
+    ("Trying my best to hit this toggle in iMessages", ("iMessage",)),  # a plural
+    ("airtelsx", ()),
+    ("EEs", ()),  # not for short terms, which match in their own case only
+    ("Xs and Os", ()),
+    ("us-east-1s", ()),  # nor after a digit
+])
+def test_possessive_without_apostrophe_and_plural(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("Airtel", ("airtelug",)), ServiceConfig("MTN", ("mtnug",)),
+                              ServiceConfig("WhatsApp"), ServiceConfig("iMessage"), ServiceConfig("EE"),
+                              ServiceConfig("X"), ServiceConfig("AWS", ("us-east-1",))])
+    assert matcher.match(text) == expected

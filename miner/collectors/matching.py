@@ -43,6 +43,7 @@ _UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\
              "\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f")
 _B = f"[^\\W{_UNSPACED}]"
 _U = f"[{_UNSPACED}]"
+_PLURAL = re.compile(f"[^\\W\\d_{_UNSPACED}]")  # a term ending in such a letter takes an "s"
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
@@ -93,7 +94,10 @@ class _Scan:
         self.table: dict[str, _Term] = {}
         for words, term in terms:
             first = words[0][0]
-            plain.append((first, re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])))
+            rest = re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])
+            # "Airtels network", "whatsapps servers": a possessive without its apostrophe, or a plural.
+            plural = not exact_case and _PLURAL.match(words[-1][-1])
+            plain.append((first, rest + "s?" if plural else rest))
             tag.append((first, re.escape(words[0][1:]) + "".join("[_-]?" + re.escape(w) for w in words[1:])))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
         prefixes = "|".join(_TAG_PREFIXES)
@@ -111,9 +115,13 @@ class _Scan:
     def find(self, text: str) -> Iterable[tuple[int, int, _Term]]:
         for m in self.pattern.finditer(text):
             span = m.group()
-            term = self._tag(span) if span[0] in "#@" else self.table.get(_PLAIN_SEP.sub("", span))
+            term = self._tag(span) if span[0] in "#@" else self._plain(_PLAIN_SEP.sub("", span))
             if term is not None:
                 yield m.start(), m.end(), term
+
+    def _plain(self, key: str) -> _Term | None:
+        term = self.table.get(key)
+        return term if term is not None or key[-1:] not in "sS" else self.table.get(key[:-1])
 
     def _tag(self, span: str) -> _Term | None:
         """The term inside a hashtag or handle: of every prefix/term/suffix reading of it, the highest ranked."""
