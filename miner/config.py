@@ -66,6 +66,11 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def term_key(term: str) -> str:
+    """A service name or alias as matching reads it: "#WhatsApp", "whats app" and "Whats-App" are one term."""
+    return re.sub(r"[\s\-_]+", "", unicodedata.normalize("NFKC", term).strip().lstrip("#@")).casefold()
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """A service whose outages we look for."""
@@ -83,6 +88,9 @@ class ServiceConfig:
                 if found := control_char(value):
                     raise ValueError(f"{key}: must not contain control or format characters "
                                      f"(found {found} in {value!r})")
+        for j, alias in enumerate(self.aliases):
+            if not term_key(alias):  # matching would skip it: the operator meant something else
+                raise SettingsError(f"aliases[{j}]", f"must not be empty (got {alias!r})")
         if self.status_page is not None and not re.match(r"https?://", self.status_page):
             raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
         if self.status_page is not None and (problem := url_problem(self.status_page)):
@@ -322,6 +330,15 @@ def _cross_check(config: Config, written: int) -> None:
         if svc.name.lower() in names:
             raise SettingsError(f"services[{i}].name", f"duplicate service {svc.name!r}")
         names[svc.name.lower()] = i
+    # One term for two services would count every post naming it for whichever was declared first only.
+    terms: dict[str, tuple[int, str]] = {}
+    for i, svc in enumerate(config.services):
+        for key, term in ((f"services[{i}].name", svc.name),
+                          *((f"services[{i}].aliases[{j}]", alias) for j, alias in enumerate(svc.aliases))):
+            first, first_key = terms.setdefault(term_key(term), (i, key))
+            if first != i:
+                raise SettingsError(key, f"{term!r} also names service {config.services[first].name!r} ({first_key}): "
+                                         "a post naming it would count for one of them only")
     seen: set[str] = set()
     for i, src in enumerate(config.sources):
         if src.name in seen and i >= written:

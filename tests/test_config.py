@@ -57,6 +57,13 @@ def test_config_objects_are_frozen() -> None:
         (('services = ["Slack"]', 'services = ["Slak"]'), "sources[6].services[0]", "unknown service 'Slak'"),
         (('type = "hackernews"', 'type = "hn"'), "sources[4].type", "must be one of"),
         (("retention_days = 30", "retention_days = 0"), "store.retention_days", "at least 1"),
+        # An empty alias matched nothing, silently; one alias for two services counted its posts for the first.
+        (('"mtn uganda", "mymtn"', '"", "mymtn"'), "services[11].aliases[1]", "must not be empty (got '')"),
+        (('"mtn uganda", "mymtn"', '" # ", "mymtn"'), "services[11].aliases[1]", "must not be empty"),
+        (('aliases = ["africel", "africellug"', 'aliases = ["africel", "MTN-Uganda"'), "services[13].aliases[1]",
+         "'MTN-Uganda' also names service 'MTN' (services[11].aliases[1])"),
+        (('aliases = ["FB", "facebookdown", "messenger"]', 'aliases = ["FB", "facebookdown", "#Instagram"]'),
+         "services[2].aliases[2]", "'#Instagram' also names service 'Instagram' (services[1].name)"),
     ],
 )
 def test_errors_name_key_and_line(edit: tuple[str, str], key: str, message: str) -> None:
