@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from miner.collectors.matching import ServiceMatcher
-from miner.config import ServiceConfig
+from miner.config import ServiceConfig, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MATCHER = ServiceMatcher([
     ServiceConfig("WhatsApp", ("WA",)),
@@ -199,3 +203,15 @@ def test_possessive_without_apostrophe_and_plural(text: str, expected: tuple[str
                               ServiceConfig("WhatsApp"), ServiceConfig("iMessage"), ServiceConfig("EE"),
                               ServiceConfig("X"), ServiceConfig("AWS", ("us-east-1",))])
     assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    # Real app-store reviews of WhatsApp (labels set, apps/*), as people spell it.
+    "what's app is not open",
+    "known s days what's app not responding",
+    "What’s app not working",  # with a phone keyboard's apostrophe
+    "whats app down?",
+])
+def test_shipped_config_knows_common_spellings(text: str) -> None:
+    matcher = ServiceMatcher(load_config(ROOT / "feeds.toml").services)
+    assert matcher.match(text) == ("WhatsApp",)
