@@ -244,13 +244,13 @@ def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
 def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> None:
     # The error named sources[1], which is nowhere in the file, and gave no line.
     text = ('[[services]]\nname = "Git Hub"\nstatus_page = "https://a.example.org"\n\n'
-            '[[services]]\nname = "git-hub"\nstatus_page = "https://b.example.org"\n')
+            '[[services]]\nname = "Git.Hub"\nstatus_page = "https://b.example.org"\n')
     with pytest.raises(ConfigError, match=r"x.toml:7: services\[1\].status_page: its source would be named "
                                           r"'status:git-hub', which another source has"):
         parse_config(text, "x.toml")
     # The way out the message gives works: the second page gets a source of its own.
     own = ('\n[[sources]]\nname = "status:git-hub-b"\ntype = "statuspage"\nurl = "https://b.example.org"\n'
-           'services = ["git-hub"]\n')
+           'services = ["Git.Hub"]\n')
     cfg = parse_config(text + own, "x.toml")
     assert sorted(s.name for s in cfg.sources) == ["status:git-hub", "status:git-hub-b"]
     with pytest.raises(ConfigError, match=r"x.toml:8: services\[0\].status_page: its source would be named "):
