@@ -218,10 +218,14 @@ class SignalsMixin:
 
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5) -> list[dict[str, Any]]:
         """The highest-scoring complaints about ``service`` in [start, end): examples for alerts."""
+        # CROSS JOIN makes SQLite start from the posts in the window (posts_created_at) and check each one's
+        # service. Left to itself it starts from the service's rows in post_services, that is from every post
+        # of the service ever stored, to keep the few of one bucket: a read that grew with the store's history,
+        # run twice per bucket while an incident is open and for every incident an alert or digest shows.
         return self.database.rows(
             f"""
             SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom
-            FROM posts p JOIN post_services ps ON ps.post_id = p.id
+            FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
             ORDER BY c.score DESC, p.created_at DESC LIMIT ?
@@ -258,10 +262,11 @@ class SignalsMixin:
         return sorted(rows, key=lambda r: order[r["id"]])
 
     def symptom_counts(self, service: str, start: datetime, end: datetime) -> dict[str, int]:
+        # CROSS JOIN: read the window's posts, not all the service's (see sample_posts).
         rows = self.database.rows(
             f"""
             SELECT coalesce(c.symptom, 'general') AS symptom, count(*) AS n
-            FROM posts p JOIN post_services ps ON ps.post_id = p.id
+            FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
             GROUP BY 1 ORDER BY n DESC

@@ -1,0 +1,55 @@
+"""The store's reads and writes at the size of months of posts: each hot query reads what its window needs
+(checked on its query plan, which SQLite chooses the same on a small file without statistics), and long
+writes are cut into short transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from miner.records import Post, Prediction
+from miner.store import Store
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FIVE = timedelta(minutes=5)
+
+
+def fill(store: Store, n: int = 40, start: datetime = T0) -> None:
+    """``n`` posts a minute apart about WhatsApp and Gmail by turns, every third one an outage report."""
+    store.insert_posts([Post("feed", f"p{i}", f"post {i}", start + timedelta(minutes=i), author_hash=f"a{i}",
+                             services=("WhatsApp" if i % 2 else "Gmail",)) for i in range(n)], start)
+    verdicts = [(p.id, Prediction(0.9, True, "login") if p.id % 3 == 0 else Prediction(0.1, False, None))
+                for p in store.posts_to_classify(n)]
+    store.save_classifications(verdicts, "v1", start)
+
+
+def plans(store: Store, call: Callable[[], Any]) -> list[str]:
+    """The query plan lines of every statement ``call`` runs on the store's connection."""
+    statements: list[str] = []
+    conn = store.database.conn
+    conn.set_trace_callback(statements.append)  # the statements with their values bound
+    try:
+        call()
+    finally:
+        conn.set_trace_callback(None)
+    lines = []
+    for sql in statements:
+        if sql.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")):
+            lines += [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    return lines
+
+
+def test_a_services_posts_in_a_window_are_read_from_the_window(store: Store) -> None:
+    # The detector reads a bucket's samples and symptoms twice per bucket while an incident is open, and alerts
+    # and digests for each incident they show: these read every post of the service ever stored.
+    fill(store)
+    start, end = T0 + timedelta(minutes=10), T0 + timedelta(minutes=20)
+    samples = store.sample_posts("WhatsApp", start, end)
+    assert sorted(int(p["text"].split()[1]) for p in samples) == [11, 17]
+    assert store.symptom_counts("WhatsApp", start, end) == {"login": 2}
+    for read in (lambda: store.sample_posts("WhatsApp", start, end),
+                 lambda: store.symptom_counts("WhatsApp", start, end)):
+        lines = plans(store, read)
+        assert lines[0].startswith("SEARCH p USING") and "posts_created_at (created_at>? AND created_at<?)" in lines[0]
+        assert not [line for line in lines if "post_services_service" in line], lines
