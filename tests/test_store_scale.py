@@ -53,3 +53,13 @@ def test_a_services_posts_in_a_window_are_read_from_the_window(store: Store) -> 
         lines = plans(store, read)
         assert lines[0].startswith("SEARCH p USING") and "posts_created_at (created_at>? AND created_at<?)" in lines[0]
         assert not [line for line in lines if "post_services_service" in line], lines
+
+
+def test_the_classify_queue_depth_reads_only_the_posts_past_the_last_verdict(store: Store) -> None:
+    # /metrics counted it by looking up a verdict for every post ever stored, on each scrape.
+    fill(store)
+    store.insert_posts([Post("feed", f"new{i}", "new", T0, services=("Gmail",)) for i in range(3)], T0)
+    assert store.queue_depths() == {"classify": 3, "outbox": 0}
+    lines = plans(store, store.queue_depths)
+    assert "SEARCH p USING INTEGER PRIMARY KEY (rowid>?)" in lines
+    assert not [line for line in lines if line.startswith("SCAN p")], lines

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.errors import MinerError, StoreError
 from miner.store.db import describe_sqlite_error
+from miner.store.posts import UNCLASSIFIED
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -141,9 +142,9 @@ class MaintenanceMixin:
 
     def queue_depths(self) -> dict[str, int]:
         """Work waiting: posts without a verdict, and notifications not yet delivered."""
+        # Counted as posts_to_classify picks them: a scan of every post stored ran on each /metrics scrape.
         row = self.database.one(
-            "SELECT (SELECT count(*) FROM posts p WHERE NOT EXISTS "
-            " (SELECT 1 FROM classifications c WHERE c.post_id = p.id)) AS classify, "
+            f"SELECT (SELECT count(*) FROM posts p WHERE {UNCLASSIFIED}) AS classify, "
             "(SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox"
         )
         return {k: int(v) for k, v in (row or {}).items()}

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 
     from miner.store.db import Database
 
+# The posts of ``posts p`` that wait for a verdict. Posts are classified in id order, so every post up to the
+# highest classified id has one; starting there keeps this an index lookup instead of a scan of every post ever
+# stored.
+UNCLASSIFIED = ("p.id > (SELECT coalesce(max(post_id), 0) FROM classifications) "
+                "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)")
+
 
 @dataclass(frozen=True)
 class SaveStats:
@@ -64,12 +70,8 @@ class PostsMixin:
 
     def posts_to_classify(self, limit: int) -> list[PostToClassify]:
         """Posts that have no classification yet, oldest first."""
-        # Posts are classified in id order, so every post up to the highest classified id has a verdict;
-        # starting there keeps this an index lookup instead of a scan of every post ever stored.
         rows = self.database.rows(
-            "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p "
-            "WHERE p.id > (SELECT coalesce(max(post_id), 0) FROM classifications) "
-            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id) ORDER BY p.id LIMIT ?",
+            f"SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE {UNCLASSIFIED} ORDER BY p.id LIMIT ?",
             (limit,),
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
