@@ -15,9 +15,9 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIVE = timedelta(minutes=5)
 
 
-def fill(store: Store, n: int = 40, start: datetime = T0) -> None:
+def fill(store: Store, n: int = 40, start: datetime = T0, prefix: str = "p") -> None:
     """``n`` posts a minute apart about WhatsApp and Gmail by turns, every third one an outage report."""
-    store.insert_posts([Post("feed", f"p{i}", f"post {i}", start + timedelta(minutes=i), author_hash=f"a{i}",
+    store.insert_posts([Post("feed", f"{prefix}{i}", f"post {i}", start + timedelta(minutes=i), author_hash=f"a{i}",
                              services=("WhatsApp" if i % 2 else "Gmail",)) for i in range(n)], start)
     verdicts = [(p.id, Prediction(0.9, True, "login") if p.id % 3 == 0 else Prediction(0.1, False, None))
                 for p in store.posts_to_classify(n)]
@@ -63,3 +63,22 @@ def test_the_classify_queue_depth_reads_only_the_posts_past_the_last_verdict(sto
     lines = plans(store, store.queue_depths)
     assert "SEARCH p USING INTEGER PRIMARY KEY (rowid>?)" in lines
     assert not [line for line in lines if line.startswith("SCAN p")], lines
+
+
+def test_prune_deletes_in_short_transactions(store: Store) -> None:
+    # Pruning months of posts was one DELETE in one transaction: minutes of holding the write lock, in which the
+    # service's collect and process jobs failed with "database is locked".
+    fill(store, 25, start=T0 - timedelta(days=40))
+    fill(store, 2, prefix="new")
+    kept = store.database.one("SELECT min(id) AS id FROM posts")["id"]  # type: ignore[index]
+    store.open_incident("Gmail", T0, {"sample_post_ids": [kept]}, {})
+    statements: list[str] = []
+    store.database.conn.set_trace_callback(statements.append)
+    assert store.prune_posts(T0 - timedelta(days=30), batch=10) == 24
+    store.database.conn.set_trace_callback(None)
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * 3  # 10, 10 and the last 4
+    left = store.database.rows("SELECT id FROM posts ORDER BY id")
+    assert left[0]["id"] == kept and len(left) == 3
+    assert store.database.one("SELECT count(*) AS n FROM classifications")["n"] == 3  # type: ignore[index]
+    assert store.database.one("SELECT count(*) AS n FROM post_services")["n"] == 3  # type: ignore[index]
+
