@@ -200,7 +200,8 @@ def test_commands_that_only_look_leave_an_older_store_as_it_is(tmp_path: Path, r
     res = runner.invoke(main, [*base, *args])
     assert res.exit_code == 1
     assert (f"Error: store {old} was made by an older version of miner and needs upgrading (migration "
-            f"{MIGRATIONS[1].id}); this command only reads it and does not upgrade it: run `miner run`"
+            f"{', '.join(m.id for m in MIGRATIONS[1:])}); this command only reads it and does not upgrade it: "
+            "run `miner run`"
             in res.output), res.output
     assert old.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["old.sqlite"]
     Store.open(old).close()  # what any writing command does first

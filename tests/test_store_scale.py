@@ -82,3 +82,14 @@ def test_prune_deletes_in_short_transactions(store: Store) -> None:
     assert store.database.one("SELECT count(*) AS n FROM classifications")["n"] == 3  # type: ignore[index]
     assert store.database.one("SELECT count(*) AS n FROM post_services")["n"] == 3  # type: ignore[index]
 
+
+def test_a_bucket_recount_reads_the_buckets_of_its_window(store: Store) -> None:
+    # Each classify batch zeroes its window's buckets before recounting them: that scanned every bucket ever
+    # stored, and buckets are kept for good.
+    fill(store)
+    assert store.refresh_buckets(T0, T0 + timedelta(minutes=39), FIVE) == 16
+    lines = plans(store, lambda: store.refresh_buckets(T0 + FIVE, T0 + FIVE, FIVE))
+    assert "SEARCH buckets USING INDEX buckets_bucket_start (bucket_start>? AND bucket_start<?)" in lines
+    assert not [line for line in lines if line.startswith("SCAN buckets")], lines
+    assert store.bucket_counts("Gmail", T0, T0 + 2 * FIVE) == {
+        "2026-03-01T12:00:00+00:00": (3, 1), "2026-03-01T12:05:00+00:00": (2, 1)}
