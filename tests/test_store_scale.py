@@ -93,3 +93,21 @@ def test_a_bucket_recount_reads_the_buckets_of_its_window(store: Store) -> None:
     assert not [line for line in lines if line.startswith("SCAN buckets")], lines
     assert store.bucket_counts("Gmail", T0, T0 + 2 * FIVE) == {
         "2026-03-01T12:00:00+00:00": (3, 1), "2026-03-01T12:05:00+00:00": (2, 1)}
+
+
+def test_the_canned_hourly_query_reads_the_last_week_of_buckets(store: Store) -> None:
+    # It grouped every bucket ever stored to show the newest 500 rows: over Datasette's 1 s limit after months.
+    from miner.datasette_meta import CANNED
+
+    sql = CANNED["complaints_per_service_per_hour"]["sql"]
+    fill(store, 3, start=T0 - timedelta(days=9), prefix="old")
+    fill(store, 3, start=T0 - timedelta(days=6, hours=23), prefix="week")
+    fill(store, 3, prefix="new")
+    store.refresh_buckets(T0 - timedelta(days=10), T0 + timedelta(hours=1), FIVE)
+    rows = store.database.rows(sql)
+    assert [(r["service"], r["hour"], r["posts"]) for r in rows] == [
+        ("Gmail", "2026-03-01T12:00", 2), ("WhatsApp", "2026-03-01T12:00", 1),
+        ("Gmail", "2026-02-22T13:00", 2), ("WhatsApp", "2026-02-22T13:00", 1)]
+    lines = [row[3] for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    assert "SEARCH buckets USING INDEX buckets_bucket_start (bucket_start>?)" in lines
+    assert not [line for line in lines if line.startswith("SCAN buckets")], lines
