@@ -15,6 +15,7 @@ RUNS = [
     ["classify_bench.py"],
     ["nab_bench.py", "--data", str(SHARED / "nab")],
     ["replay_bench.py"],
+    ["store_bench.py", "--posts", "500000", "--days", "30"],  # a third of the README's store: make bench stays short
 ]
 
 
