@@ -165,8 +165,3 @@ class MaintenanceMixin:
             "(SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')) AS outbox"
         )
         return {k: int(v) for k, v in (row or {}).items()}
-
-    def table_counts(self) -> dict[str, int]:
-        names = [r["name"] for r in self.database.rows(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
-        return {n: int(self.database.one(f'SELECT count(*) AS n FROM "{n}"')["n"]) for n in names}  # type: ignore[index]

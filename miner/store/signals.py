@@ -77,14 +77,6 @@ class SignalsMixin:
         )
         return {r["bucket_start"]: (r["posts"], r["complaints"]) for r in rows}
 
-    def first_post_time(self, service: str) -> datetime | None:
-        row = self.database.one(
-            "SELECT min(p.created_at) AS t FROM posts p JOIN post_services ps ON ps.post_id = p.id "
-            "WHERE ps.service = ?",
-            (service,),
-        )
-        return parse_iso(row["t"]) if row and row["t"] else None
-
     def detector_state(self, service: str) -> SavedDetector | None:
         row = self.database.one(
             "SELECT last_bucket, state, draft, incident_id FROM detector_state WHERE service = ?", (service,))
