@@ -33,7 +33,7 @@ from miner.detect import (
 )
 from miner.detect.grouping import Opening, correlate
 from miner.errors import SourceError
-from miner.records import Post, Prediction
+from miner.records import FetchResult, Post, Prediction
 from miner.store import PostToClassify, Store
 from miner.timeutil import iso, parse_iso
 
@@ -336,20 +336,34 @@ class Pipeline:
         err = outcome.error
         if outcome.result is not None:
             nxt = next_poll_at(source, now, 0, None, settings, rng)
+            result, too_old = self._within_retention(outcome.result, now)
             try:
-                stats = self.store.save_fetch(source.name, outcome.result, now, nxt)
+                stats = self.store.save_fetch(source.name, result, now, nxt)
             except Exception as exc:  # a poll the store refuses (a bug) must cost this source, not the round
                 log.exception("source %s: cannot store its poll", source.name)
                 err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")
             else:
-                return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen,
+                return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + too_old,
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
-                                     outcome.result.not_modified, outcome.duration_s)
+                                     result.not_modified, outcome.duration_s)
         err = err or SourceError("unknown error")
         failures = self.store.consecutive_failures(source.name) + 1
         nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
         self.store.record_poll_failure(source.name, str(err), now, nxt)
         return CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
+
+    def _within_retention(self, result: FetchResult, now: datetime) -> tuple[FetchResult, int]:
+        """The poll without its posts created before the retention cutoff, and how many those were.
+
+        Retention deletes such posts but keeps their buckets. A feed that still lists one would have it stored
+        again after every prune, and classifying it recounts every bucket from its time to now from the posts
+        left: the kept counts of the pruned days would drop to what the feed still lists.
+        """
+        cutoff = now - timedelta(days=self.config.store.retention_days)
+        kept = [p for p in result.posts if p.created_at >= cutoff]
+        if len(kept) == len(result.posts):
+            return result, 0
+        return replace(result, posts=kept), len(result.posts) - len(kept)
 
     def ingest(self, posts: Sequence[Post], now: datetime) -> int:
         """Store posts that did not come from a poll (replay, user reports), matched to services."""

@@ -7,10 +7,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
@@ -278,3 +279,34 @@ def test_a_replay_stopped_by_a_bad_post_says_what_it_stored_and_a_rerun_is_safe(
     with pytest.raises(InputError, match=r"comes 400 days after .*\(nothing was stored\)"):
         run_replay([posts[0], replace(posts[1], created_at=T0 + timedelta(days=400))], pipe.bucket, pipe.tick)
     store.close()
+
+
+def _rss(*items: tuple[str, str, datetime]) -> Reply:
+    body = "".join(f"<item><guid>{guid}</guid><title>{text}</title><description>{text}</description>"
+                   f"<pubDate>{format_datetime(at)}</pubDate></item>" for guid, text, at in items)
+    return Reply(200, f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+                 .encode(), content_type="application/rss+xml")
+
+
+def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_alone(
+        store: Store, classifier: Classifier) -> None:
+    old = T0 - timedelta(days=40)  # retention_days is 30
+    posts = [(f"p{n}", f"mtn network is down, no calls since morning {n}", old + timedelta(minutes=n))
+             for n in range(3)]
+    bucket_sql = "SELECT posts, complaints FROM buckets WHERE service = 'MTN' AND bucket_start = ?"
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss(*posts))
+        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        pipe = Pipeline(config, store, classifier)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            pipe.collect(old + timedelta(hours=1), poller, due_only=False)
+            pipe.classify_pending(old + timedelta(hours=1))
+            kept = store.database.one(bucket_sql, (iso(old),))
+            assert kept is not None and kept["posts"] == 3
+            assert store.prune_posts(T0 - timedelta(days=30)) == 3
+            # Weeks later the feed still lists one of those posts, next to a new one.
+            server.serve("/forum.rss", _rss(("new", "mtn is down here too", T0 - timedelta(minutes=5)), posts[2]))
+            (report,) = pipe.collect(T0, poller, due_only=False)
+            pipe.classify_pending(T0)
+    assert (report.stored, report.duplicates) == (1, 1)
+    assert store.database.one(bucket_sql, (iso(old),)) == kept  # not recounted from the one post listed

@@ -62,6 +62,7 @@ def write_config(tmp_path: Path, feed_url: str, extra: str = "") -> Path:
     cfg.write_text(f"""
 [store]
 path = "{tmp_path / 'miner.sqlite'}"
+retention_days = 36500  # the feed's real posts are from 2019
 
 [server]
 report_rate_per_hour = 3
