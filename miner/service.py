@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ JOBS = (
     JobSpec("alerts", 30.0),  # plan notifications, enqueue due digests, dispatch the outbox
     JobSpec("retention", 6 * 3600.0),
 )
+# The clock going back more than this (seconds) restarts the job schedule; smaller steps only delay jobs as much.
+CLOCK_STEP_BACK = 5.0
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Service:
         self._store_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
         self._store_lost: str | None = None
         self._lost_guard = threading.Lock()
+        self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -132,6 +135,7 @@ class Service:
         try:
             while not self._stop.wait(1.0):
                 self._lost_store()  # sets _stop when the store file is gone
+                self._clock_went_back()
         finally:
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
@@ -182,6 +186,25 @@ class Service:
                     log.error("%s", self._store_lost)
                     self._stop.set()
         return self._store_lost
+
+    def _clock_went_back(self) -> bool:
+        """Run every job now if the clock went back since the last look (once a second, from run_forever).
+
+        APScheduler 3 waits for each job's next run time on the wall clock: set back an hour (an NTP step, a VM
+        restored from a snapshot), it would run no job for an hour, while /healthz, comparing the jobs' last
+        success with that same clock, said ok. Run now, each job counts its interval from the new time.
+        """
+        now, mono = self.options.clock(), time.monotonic()
+        mark, self._clock_mark = self._clock_mark, (now, mono)
+        if mark is None or self._scheduler is None:
+            return False
+        back = (mark[0] + timedelta(seconds=mono - mark[1]) - now).total_seconds()
+        if back <= CLOCK_STEP_BACK:
+            return False
+        log.warning("the clock went back %.0f s; running every job now so that none waits that long", back)
+        for job in self.options.jobs:
+            self._scheduler.modify_job(job.name, next_run_time=datetime.now(UTC))
+        return True
 
     def _save_lost_store(self, reason: str) -> str:
         # A deleted file is gone for good once its last connection closes: keep a copy of what it held.

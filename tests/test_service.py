@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -25,6 +26,7 @@ from fakeserver import FakeServer, Reply
 from miner.errors import StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
+from miner.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS = 1500
@@ -296,3 +298,24 @@ def _get(url: str) -> int:
         return httpx.get(url).status_code
     except httpx.TransportError:
         return 0
+
+
+def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:
+    # APScheduler waits for next run times on the wall clock: set back an hour, it would run nothing for an hour.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    offset = [0.0]
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
+                                     clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
+        assert not service._clock_went_back()  # the first look (run_forever's, once a second) only notes the time
+        offset[0] = -3600.0
+        assert service._clock_went_back()
+        wait_for(lambda: service.health["retention"].runs == 2, timeout=30)
+        assert not service._clock_went_back()
+    finally:
+        service.stop()
