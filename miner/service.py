@@ -128,15 +128,26 @@ class Service:
                  self._classifier.version, sum(1 for s in self.config.sources if s.enabled))
 
     def run_forever(self) -> None:
-        """Start, then block until SIGTERM/SIGINT, then stop gracefully."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, frame: self._stop.set())
+        """Start, then block until SIGTERM, SIGINT or SIGHUP, then stop gracefully."""
+        stopped_by: list[int] = []
+
+        def on_signal(signum: int, frame: object) -> None:
+            stopped_by.append(signum)
+            self._stop.set()
+
+        # SIGHUP too: its default action killed the service on the spot, mid-batch and without releasing
+        # anything, when a terminal closed or an operator expected it to reload the config.
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, on_signal)
         self.start()
         try:
             while not self._stop.wait(1.0):
                 self._lost_store()  # sets _stop when the store file is gone
                 self._clock_went_back()
         finally:
+            if signal.SIGHUP in stopped_by:
+                log.info("SIGHUP: stopping; miner reads its config only at start, so start it again to apply a "
+                         "changed one")
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
             log.info("stopped")

@@ -25,7 +25,7 @@ from miner.cli.output import table
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port for the HTTP endpoint.")
 @pass_app
 def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
-    """Run the background service until SIGTERM/SIGINT.
+    """Run the background service until SIGTERM, SIGINT or SIGHUP.
 
     Polls each source on its interval, classifies new posts, updates buckets and incidents, dispatches the
     outbox and sends digests on schedule. Refuses to start when another service holds the same store.
