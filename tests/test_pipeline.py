@@ -310,3 +310,17 @@ def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_al
             pipe.classify_pending(T0)
     assert (report.stored, report.duplicates) == (1, 1)
     assert store.database.one(bucket_sql, (iso(old),)) == kept  # not recounted from the one post listed
+
+
+def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        config = parse_config(f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n'
+                              "interval = 300\n")
+        pipe = Pipeline(config, store)
+        with Poller(config.collect, hash_key=b"k") as poller:
+            assert [r.source for r in pipe.collect(T0 + timedelta(hours=2), poller)] == ["forum"]  # clock 2 h ahead
+            # Set right: the next poll was planned for 2 h 5 min from now.
+            assert [r.source for r in pipe.collect(T0, poller)] == ["forum"]
+            assert pipe.collect(T0 + timedelta(minutes=1), poller) == []  # back on its interval
+            assert [r.source for r in pipe.collect(T0 + timedelta(minutes=5), poller)] == ["forum"]
