@@ -32,7 +32,7 @@ from miner.detect import (
     step,
 )
 from miner.detect.grouping import Opening, correlate
-from miner.errors import SourceError
+from miner.errors import SourceError, StoreError
 from miner.records import FetchResult, Post, Prediction
 from miner.store import PostToClassify, Store
 from miner.timeutil import iso, parse_iso
@@ -354,6 +354,10 @@ class Pipeline:
             result, too_old = self._within_retention(outcome.result, now)
             try:
                 stats = self.store.save_fetch(source.name, result, now, nxt)
+            except StoreError:
+                # The store takes no writes (disk full, locked): no other poll of the round can be stored either,
+                # nor this failure. One error for the round, not a traceback per source on every collect run.
+                raise
             except Exception as exc:  # a poll the store refuses (a bug) must cost this source, not the round
                 log.exception("source %s: cannot store its poll", source.name)
                 err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")

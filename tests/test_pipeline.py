@@ -11,7 +11,7 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeServer, Reply
+from fakeserver import FakeServer, Recorded, Reply
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
@@ -19,7 +19,7 @@ from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
-from miner.errors import InputError
+from miner.errors import InputError, StoreError
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
@@ -324,3 +324,29 @@ def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_se
             assert [r.source for r in pipe.collect(T0, poller)] == ["forum"]
             assert pipe.collect(T0 + timedelta(minutes=1), poller) == []  # back on its interval
             assert [r.source for r in pipe.collect(T0 + timedelta(minutes=5), poller)] == ["forum"]
+
+
+def test_a_store_taking_no_writes_fails_the_round_with_one_error_and_no_traceback(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # A full disk, or here another writer taking the lock while the source is polled: every collect run logged a
+    # traceback per source.
+    store.database.conn.execute("PRAGMA busy_timeout = 50")
+    other = Store.open(store.database.path)
+    with FakeServer() as server:
+        feed = server.fixture_reply("rss/forum_latest.rss")
+
+        def lock_then_reply(request: Recorded) -> Reply:
+            other.database.conn.execute("BEGIN IMMEDIATE")
+            return feed(request)
+
+        server.serve("/forum.rss", lock_then_reply)
+        config = parse_config(f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        try:
+            with Poller(config.collect, hash_key=b"k") as poller, pytest.raises(StoreError, match="is locked"):
+                Pipeline(config, store).collect(T0, poller)
+        finally:
+            other.database.conn.execute("ROLLBACK")
+            other.close()
+    assert not [r for r in caplog.records if r.exc_info]
+    row = store.source_row("forum")
+    assert row is not None and row["polls"] == 0  # nothing of the poll stored: due again at the next run
