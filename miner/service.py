@@ -53,6 +53,7 @@ CLOCK_STEP_BACK = 5.0
 @dataclass
 class JobHealth:
     last_ok: datetime | None = None
+    last_ok_monotonic: float | None = None  # freshness is measured on this: the wall clock may step
     last_error: str | None = None
     last_error_at: datetime | None = None
     runs: int = 0
@@ -257,7 +258,7 @@ class Service:
             else:
                 log.exception("job %s failed", name)
         else:
-            health.last_ok = self.options.clock()
+            health.last_ok, health.last_ok_monotonic = self.options.clock(), time.monotonic()
             self.metrics.inc("miner_job_runs_total", job=name, outcome="ok")
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), job=name)
         finally:
@@ -309,13 +310,13 @@ class Service:
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every job has succeeded within three of its intervals (or has not had time to)."""
-        now = self.options.clock()
+        now, mono = self.options.clock(), time.monotonic()
         stages: dict[str, Any] = {}
         ok = True
         for job in self.options.jobs:
             h = self.health[job.name]
-            limit = timedelta(seconds=3 * job.every + 60)
-            fresh = h.last_ok is not None and now - h.last_ok <= limit
+            # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
+            fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= 3 * job.every + 60
             starting = h.runs == 0
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
                                 "last_error": h.last_error, "runs": h.runs}

@@ -337,3 +337,22 @@ def test_sighup_stops_the_service_gracefully(tmp_path: Path) -> None:
     assert msgs[-1] == "stopped"
     assert any(m.startswith("SIGHUP: stopping; miner reads its config only at start") for m in msgs)
     assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
+
+
+def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    offset = [0.0]
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
+                                     clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
+        assert service.healthz()[0]
+        offset[0] = 2 * 86400.0  # an NTP step; the job ran a moment ago all the same
+        ok, detail = service.healthz()
+        assert ok, detail
+    finally:
+        service.stop()
