@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 import httpx
@@ -27,6 +28,9 @@ from miner.errors import StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
 from miner.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from miner.service import Service
 
 ROOT = Path(__file__).resolve().parent.parent
 N_ITEMS = 1500
@@ -300,15 +304,20 @@ def _get(url: str) -> int:
         return 0
 
 
-def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:
-    # APScheduler waits for next run times on the wall clock: set back an hour, it would run nothing for an hour.
+def _retention_only(tmp_path: Path, offset: list[float]) -> Service:
+    """A service running only the hourly retention job, on a clock ``offset[0]`` seconds from the real one."""
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
 
+    return Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
+                   ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
+                                  clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+
+
+def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:
+    # APScheduler waits for next run times on the wall clock: set back an hour, it would run nothing for an hour.
     offset = [0.0]
-    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
-                                     clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+    service = _retention_only(tmp_path, offset)
     service.start()
     try:
         wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
@@ -340,13 +349,8 @@ def test_sighup_stops_the_service_gracefully(tmp_path: Path) -> None:
 
 
 def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:
-    from miner.config import load_config
-    from miner.service import JobSpec, Service, ServiceOptions
-
     offset = [0.0]
-    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
-                                     clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+    service = _retention_only(tmp_path, offset)
     service.start()
     try:
         wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
