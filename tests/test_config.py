@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from miner.cli import main
-from miner.config import bundled_path, load_config, locate, parse_config
+from miner.config import bundled_path, load_config, parse_config
+from miner.config_lines import locate
 from miner.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

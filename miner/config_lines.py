@@ -1,0 +1,204 @@
+"""Where a key path such as ``sources[2].interval`` starts in a feeds.toml's text, so errors can name the line.
+
+tomllib gives values, not positions: this follows just enough of TOML (headers, dotted and quoted keys, inline
+tables and arrays over several lines, multi-line strings) to map each key path to its line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import re
+import tomllib
+
+
+def locate(text: str, key: str) -> int | None:
+    """The 1-based line of dotted key path ``key`` (e.g. ``sources[2].interval``) in TOML ``text``.
+
+    Falls back to the nearest enclosing table or key that exists, so every error gets a useful line.
+    """
+    lines = _KeyLines(text).scan()
+    probe = key
+    while probe:
+        if probe in lines:
+            return lines[probe]
+        shorter = re.sub(r"(\[\d+\]|\.[^.\[\]]+)$", "", probe)
+        if shorter == probe:
+            break
+        probe = shorter
+    return None
+
+
+class _Stop(Exception):
+    """Text the scanner does not follow; what it found so far still serves."""
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+_STRINGS = (  # longest opening first: a multi-line string may hold anything that looks like a key or a header
+    ('"""', re.compile(r'"""(?:\\.|[^\\])*?"""(?!")', re.S)),
+    ("'''", re.compile(r"'''.*?'''(?!')", re.S)),
+    ('"', re.compile(r'"(?:\\.|[^"\\\n])*"')),
+    ("'", re.compile(r"'[^'\n]*'")),
+)
+_SCALAR = re.compile(r"[^,\]}\n#]*")
+
+
+class _KeyLines:
+    """Just enough of TOML to know the line where each key path starts, in text tomllib has accepted.
+
+    Paths are spelled as the settings loader spells them: ``alerts.routes[1].timezone``, ``services[0]`` for an
+    inline table in an array. Dotted keys, quoted keys, inline tables and arrays over several lines, and
+    multi-line strings (whose lines are not keys) are followed.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+        self.newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+        self.lines: dict[str, int] = {}
+        self.counters: dict[str, int] = {}  # array-of-tables path -> index of its latest entry
+
+    def scan(self) -> dict[str, int]:
+        with contextlib.suppress(_Stop, IndexError, RecursionError, tomllib.TOMLDecodeError):
+            self._document()
+        return self.lines
+
+    def _line(self) -> int:
+        return bisect.bisect_right(self.newlines, self.pos - 1) + 1
+
+    def _at(self, token: str) -> bool:
+        return self.text.startswith(token, self.pos)
+
+    def _skip(self, *, newlines: bool) -> None:
+        """Past spaces and comments, and line ends too when ``newlines``."""
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == "#":
+                end = self.text.find("\n", self.pos)
+                self.pos = len(self.text) if end < 0 else end
+            elif ch in " \t" or (newlines and ch in "\r\n"):
+                self.pos += 1
+            else:
+                return
+
+    def _record(self, path: str, line: int) -> None:
+        self.lines.setdefault(path, line)
+
+    def _document(self) -> None:
+        table = ""
+        while True:
+            self._skip(newlines=True)
+            if self.pos >= len(self.text):
+                return
+            line = self._line()
+            if self._at("[["):
+                self.pos += 2
+                *parent, leaf = self._key()
+                self._expect("]]")
+                # An entry of an array of tables nested in another belongs to the latest entry of its parent.
+                full = _join(self._resolve(parent), leaf)
+                self.counters[full] = self.counters.get(full, -1) + 1
+                table = f"{full}[{self.counters[full]}]"
+                self._record(full, line)  # for an error about the array as a whole (`[[store]]` for `[store]`)
+            elif self._at("["):
+                self.pos += 1
+                table = self._resolve(self._key())
+                self._expect("]")
+            else:
+                self._key_value(table)
+                continue
+            self._record(table, line)
+
+    def _key_value(self, table: str) -> None:
+        line = self._line()
+        path = table
+        for part in self._key():
+            path = _join(path, part)
+            self._record(path, line)
+        self._expect("=")
+        self._skip(newlines=False)
+        self._value(path)
+
+    def _key(self) -> list[str]:
+        parts = []
+        while True:
+            self._skip(newlines=False)
+            if self._at('"') or self._at("'"):
+                literal = self._string()
+                parts.append(tomllib.loads(f"k = {literal}")["k"])
+            else:
+                match = _BARE_KEY.match(self.text, self.pos)
+                if not match:
+                    raise _Stop
+                parts.append(match.group())
+                self.pos = match.end()
+            self._skip(newlines=False)
+            if not self._at("."):
+                return parts
+            self.pos += 1
+
+    def _expect(self, token: str) -> None:
+        self._skip(newlines=False)
+        if not self._at(token):
+            raise _Stop
+        self.pos += len(token)
+
+    def _string(self) -> str:
+        for opening, pattern in _STRINGS:
+            if self._at(opening):
+                match = pattern.match(self.text, self.pos)
+                if not match:
+                    raise _Stop
+                self.pos = match.end()
+                return match.group()
+        raise _Stop
+
+    def _value(self, path: str) -> None:
+        if self._at('"') or self._at("'"):
+            self._string()
+        elif self._at("["):
+            self.pos += 1
+            index = 0
+            while True:
+                self._skip(newlines=True)
+                if self._at("]"):
+                    self.pos += 1
+                    return
+                item = f"{path}[{index}]"
+                self._record(item, self._line())
+                self._value(item)
+                self._skip(newlines=True)
+                if self._at(","):
+                    self.pos += 1
+                    index += 1
+                elif not self._at("]"):
+                    raise _Stop
+        elif self._at("{"):
+            self.pos += 1
+            while True:
+                self._skip(newlines=True)
+                if self._at("}"):
+                    self.pos += 1
+                    return
+                if self._at(","):
+                    self.pos += 1
+                    continue
+                self._key_value(path)
+        else:
+            scalar = _SCALAR.match(self.text, self.pos)
+            if scalar is None or scalar.end() == self.pos:
+                raise _Stop
+            self.pos = scalar.end()
+
+    def _resolve(self, parts: list[str]) -> str:
+        """Header parts as a path: `a.b` is `a[i].b` inside entry i of the array of tables `a`."""
+        out = ""
+        for part in parts:
+            out = _join(out, part)
+            if out in self.counters:
+                out = f"{out}[{self.counters[out]}]"
+        return out
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
