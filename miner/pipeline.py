@@ -49,10 +49,6 @@ REPORTS_SOURCE = "reports"
 
 Progress = Callable[[int], None]
 
-# A source last polled further ahead of the clock than this was polled by a clock since set back (NTP steps
-# smaller than this only delay its next poll as much).
-CLOCK_SLACK = timedelta(seconds=60)
-
 
 @dataclass
 class TickReport:
@@ -328,21 +324,10 @@ class Pipeline:
             log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh", name)
         names = {s.name for s in sources}
         if due_only:
-            due = set(self.store.due_sources(sorted(names), now))
-            names = due | self._polled_in_the_future(names - due, now)
+            names = set(self.store.due_sources(sorted(names), now))
         chosen = [s for s in sources if s.name in names]
         outcomes = poller.collect_many([(s, self.store.source_state(s.name)) for s in chosen])
         return [self._record_poll(source, outcome, now, rng) for source, outcome in zip(chosen, outcomes, strict=True)]
-
-    def _polled_in_the_future(self, names: set[str], now: datetime) -> set[str]:
-        """Of ``names``, those last polled after ``now``: by a clock that was ahead and has been set back since.
-
-        Their next poll was scheduled from that clock, so it is as far ahead as the clock was wrong (hours, or a
-        year for a machine that booted with a bad clock), and waiting for it would stop them that long. Polled
-        now, each schedules itself from the right time again.
-        """
-        ahead = iso(now + CLOCK_SLACK)
-        return {n for n in names if (row := self.store.source_row(n)) and (row["last_poll_at"] or "") > ahead}
 
     def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime,
                      rng: random.Random) -> CollectReport:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.timeutil import iso
+
+# A source last polled further ahead of the clock than this was polled by a clock since set back (NTP steps
+# smaller than this only delay its next poll as much).
+CLOCK_SLACK = timedelta(seconds=60)
 
 if TYPE_CHECKING:
     from miner.config import SourceConfig
@@ -55,17 +59,24 @@ class SourcesMixin:
         return self.database.rows("SELECT * FROM sources ORDER BY name")
 
     def due_sources(self, names: Iterable[str], now: datetime) -> list[str]:
-        """Of ``names``, those never polled or whose next poll time has come."""
+        """Of ``names``, those never polled, whose next poll time has come, or last polled more than CLOCK_SLACK
+        after ``now``: by a clock that was ahead and has been set back since.
+
+        The next poll of the last kind was scheduled from that clock, so it is as far ahead as the clock was wrong
+        (hours, or a year for a machine that booted with a bad clock), and waiting for it would stop the source
+        that long. Polled now, each schedules itself from the right time again.
+        """
         wanted = list(names)
         if not wanted:
             return []
         marks = ",".join("?" * len(wanted))
         rows = self.database.rows(
-            f"SELECT name, next_poll_at FROM sources WHERE name IN ({marks})", wanted
+            f"SELECT name, next_poll_at, last_poll_at FROM sources WHERE name IN ({marks})", wanted
         )
-        known = {r["name"]: r["next_poll_at"] for r in rows}
-        now_s = iso(now)
-        return [n for n in wanted if known.get(n) is None or known[n] <= now_s]
+        known = {r["name"]: r for r in rows}
+        now_s, ahead = iso(now), iso(now + CLOCK_SLACK)
+        return [n for n in wanted if (r := known.get(n)) is None or r["next_poll_at"] is None
+                or r["next_poll_at"] <= now_s or (r["last_poll_at"] or "") > ahead]
 
     def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime) -> int:
         """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures."""
