@@ -306,7 +306,8 @@ def test_exits_fitted_on_real_posts_share_one_threshold_within_the_loss_budget()
 
     from miner.classify.early_exit import MAX_LOSS, fit_exits
     from miner.classify.export import full_classifier
-    from miner.classify.model import ModelMeta, default_model_dir
+    from miner.classify.meta import ModelMeta
+    from miner.classify.model import default_model_dir
 
     models = default_model_dir()
     meta = ModelMeta.read(models / "model.json")

@@ -29,8 +29,8 @@ from miner.classify.data import (
 )
 from miner.classify.early_exit import fit_exits
 from miner.classify.export import EXIT_LAYERS, export_all, full_classifier
+from miner.classify.meta import META_FILE, file_sha256
 from miner.classify.metrics import best_threshold, report
-from miner.classify.model import META_FILE, file_sha256
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.classify.tokenize import TEXT_PREP
 from miner.classify.train import OutageNet, Progress, base_model_dir, new_model, train_model

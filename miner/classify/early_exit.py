@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from miner.classify.model import Classifier, EarlyExit
+from miner.classify.meta import EarlyExit
+from miner.classify.model import Classifier
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from miner.classify.model import Classifier, ModelMeta, open_graphs, stage_io
+from miner.classify.meta import ModelMeta
+from miner.classify.model import Classifier, open_graphs, stage_io
 from miner.classify.tokenize import load_tokenizer
 from miner.classify.train import OutageNet, mean_pool
 from miner.records import SYMPTOMS

@@ -12,14 +12,9 @@ the share that stops at each exit and the decisions they changed).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
-import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,146 +22,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 import miner
+from miner.classify.meta import META_FILE, MIN_TOKENS, EarlyExit, ModelMeta, file_sha256
 from miner.classify.settings import ClassifierSettings
 from miner.classify.tokenize import TEXT_PREP, load_tokenizer, pad, token_ids
 from miner.errors import ModelError
-from miner.records import SYMPTOMS, Prediction
+from miner.records import Prediction
 
 log = logging.getLogger(__name__)
-
-META_FILE = "model.json"
-# Fewest tokens a model may cut posts to: [CLS] and [SEP] take two, so less leaves a post a few word pieces.
-MIN_TOKENS = 8
 
 
 def default_model_dir() -> Path:
     return Path(miner.__file__).resolve().parent.parent / "models"
-
-
-@dataclass(frozen=True)
-class EarlyExit:
-    """Logistic probe on the head graph's pooled vector: ``sigmoid(pooled @ weight + bias)``."""
-
-    weight: NDArray[np.float32]
-    bias: float
-    threshold: float  # posts whose probe probability is below this stop here
-    layer: int  # encoder layers run before this exit (for the card; the graphs carry the split)
-
-    def prob(self, pooled: NDArray[np.float32]) -> NDArray[np.float32]:
-        z = np.clip(pooled @ self.weight + self.bias, -30.0, 30.0)
-        prob: NDArray[np.float32] = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-        return prob
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "threshold": self.threshold,
-            "bias": self.bias,
-            "weight": [float(f"{w:.8g}") for w in self.weight],  # float32 holds about 7 significant digits
-        }
-
-    @classmethod
-    def from_json(cls, raw: Any, name: str = "exit") -> EarlyExit:
-        """The exit ``raw`` describes; an _Invalid error names a bad field as ``name``.field."""
-        with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused below
-            weight = np.asarray(raw["weight"], dtype=np.float32)
-        bias, threshold = float(raw["bias"]), float(raw["threshold"])
-        if weight.ndim != 1:
-            raise _Invalid(f"'{name}.weight' is not a vector")
-        # A NaN or infinite probe scores posts NaN: no outage is ever found, and the output is not JSON.
-        if not np.isfinite(weight).all():
-            bad = int(np.flatnonzero(~np.isfinite(weight))[0])
-            raise _Invalid(f"'{name}.weight' [{bad}] is {raw['weight'][bad]}, not a finite float32")
-        if not math.isfinite(bias):
-            raise _Invalid(f"'{name}.bias' is {bias}, not a finite number")
-        if not 0.0 <= threshold < 1.0:  # false for NaN too
-            raise _Invalid(f"'{name}.threshold' is {threshold}, not a probability in [0, 1)")
-        return cls(weight, bias, threshold, int(raw["layer"]))
-
-
-class _Invalid(ValueError):
-    """A model.json field that parses but is out of range; the message names it and is shown as it is."""
-
-
-def _graph_sums(raw: Any, graphs: tuple[str, ...]) -> tuple[str, ...]:
-    """model.json's ``graph_sha256`` ({graph file: sha256 hex}) in the order of ``graphs``; () when absent."""
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict) or sorted(raw) != sorted(graphs):
-        raise _Invalid(f"'graph_sha256' does not give one sha256 for each of 'graphs' {list(graphs)}")
-    sums = tuple(str(raw[g]) for g in graphs)
-    if not all(re.fullmatch(r"[0-9a-f]{64}", h) for h in sums):
-        raise _Invalid("'graph_sha256' has a value that is not a sha256 in lower-case hex")
-    return sums
-
-
-def file_sha256(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-
-
-@dataclass(frozen=True)
-class ModelMeta:
-    """What models/model.json says about the shipped model."""
-
-    version: str
-    threshold: float
-    symptoms: tuple[str, ...]
-    max_length: int
-    graphs: tuple[str, ...]  # stage graph files in order (see stage_io)
-    tokenizer_file: str
-    training_data_hash: str
-    exits: tuple[EarlyExit | None, ...] = ()  # exits[i] reads stage i's pooled vector; None: no exit there
-    text_prep: str = ""  # tokenize.TEXT_PREP of the code that trained it; "" before it was recorded
-    path: Path | None = None  # the model.json it was read from, named in errors found while serving
-    # sha256 (hex) of each file in graphs, checked before it is opened; () in a model.json from before they were
-    # recorded, which still loads (unchecked)
-    graph_sha256: tuple[str, ...] = ()
-
-    @classmethod
-    def read(cls, path: Path) -> ModelMeta:
-        try:
-            raw: Any = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ModelError(f"{path}: model metadata not found (run `miner train` or restore models/)") from exc
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path}: unreadable model metadata ({exc})") from exc
-        if isinstance(raw, dict) and "graphs" not in raw and "onnx" in raw:
-            raise ModelError(f"{path}: head/tail layout ('onnx', 'onnx_tail') of an older miner; rebuild the "
-                             "model with `miner train`")
-        try:
-            graphs = tuple(str(g) for g in raw["graphs"])
-            raw_exits = raw.get("exits") or [None] * len(graphs[1:])
-            exits = tuple(EarlyExit.from_json(e, f"exits[{i}]") if e else None for i, e in enumerate(raw_exits))
-            if not graphs or len(exits) != len(graphs) - 1:
-                raise ValueError("'exits' (one per graph but the last)")
-            meta = cls(
-                version=str(raw["version"]),
-                threshold=float(raw["threshold"]),
-                symptoms=tuple(str(s) for s in raw["symptoms"]),
-                max_length=int(raw["max_length"]),
-                graphs=graphs,
-                tokenizer_file=str(raw["tokenizer"]),
-                training_data_hash=str(raw.get("training_data_hash", "")),
-                exits=exits,
-                text_prep=str(raw.get("text_prep", "")),
-                path=path,
-                graph_sha256=_graph_sums(raw.get("graph_sha256"), graphs),
-            )
-        except _Invalid as exc:
-            raise ModelError(f"{path}: {exc}") from exc
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
-        if meta.max_length < MIN_TOKENS:
-            raise ModelError(f"{path}: 'max_length' {meta.max_length} is fewer than {MIN_TOKENS} tokens")
-        if not 0.0 < meta.threshold < 1.0:  # false for NaN too
-            raise ModelError(f"{path}: 'threshold' is {meta.threshold}, not a probability in (0, 1)")
-        if unknown := sorted(set(meta.symptoms) - set(SYMPTOMS)):
-            raise ModelError(f"{path}: 'symptoms' has labels not in miner.records.SYMPTOMS: {unknown}")
-        return meta
 
 
 class Classifier:
