@@ -5,7 +5,7 @@ posts and half of the unlabelled shared posts. All exits share one threshold, ch
 (real posts neither the network nor the probes saw): the highest at which all exits together drop at most
 ``max_loss`` of the posts the full network calls outages. One threshold per exit, each chosen to save the
 most layers, met the budget on the posts it was chosen on but dropped up to 1.5 % of the outage calls on
-posts held out from that choice; the shared one held (models/MODEL_CARD.md, "Early exits").
+posts held out from that choice; the shared one held (docs/classifier-experiments.md, "Early-exit layouts").
 No label is used: the exits are judged against the full network's decisions, as the int8 graphs are judged
 against fp32.
 """

@@ -28,9 +28,9 @@ from miner.records import SYMPTOMS
 log = logging.getLogger(__name__)
 
 OPSET = 17
-# Encoder layers run before each early exit. Measured on unseen posts with the shipped network
-# (models/MODEL_CARD.md, "Early exits"): exits after layers 1 and 2 run 3.4 of the 6 layers per post at the
-# same decision loss as one exit after layer 2 (4.0); a third after layer 4 saved no more.
+# Encoder layers run before each early exit. Measured on unseen posts (docs/classifier-experiments.md,
+# "Early-exit layouts"): exits after layers 1 and 2 run 3.4 of the 6 layers per post at the same decision loss
+# as one exit after layer 2 (4.0); a third after layer 4 saved no more.
 EXIT_LAYERS = (1, 2)
 
 
