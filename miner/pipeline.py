@@ -311,12 +311,16 @@ class Pipeline:
 
     # Collect ---------------------------------------------------------------------------------------------
 
-    def collect(self, now: datetime, poller: Poller, *, due_only: bool = True,
-                rng: random.Random | None = None) -> list[CollectReport]:
+    def collect(self, now: datetime, poller: Poller, *, due_only: bool = True, rng: random.Random | None = None,
+                stop: threading.Event | None = None) -> list[CollectReport]:
         """Poll the enabled sources (only those due, by default) and store what each returned.
 
-        One failing source never stops the others: its error is stored as its ``last_error`` and it is
-        scheduled again with backoff. Posts and the source's new cursor are stored in one transaction.
+        Each poll is stored as soon as it ends, while slower ones are still running: one slow or hanging server
+        delays no other source's posts. One failing source never stops the others: its error is stored as its
+        ``last_error`` and it is scheduled again with backoff. Posts and the source's new cursor are stored in
+        one transaction. Once ``stop`` is set no further poll starts, and polls still running after the poller's
+        ``stop_grace`` are given up: nothing of theirs is stored, so those sources are due again at once, with
+        no error counted against them. Reports come in the config's order, one per source polled.
         """
         rng = rng or random.Random()
         sources = [s for s in self.config.sources if s.enabled]
@@ -326,8 +330,15 @@ class Pipeline:
         if due_only:
             names = set(self.store.due_sources(sorted(names), now))
         chosen = [s for s in sources if s.name in names]
-        outcomes = poller.collect_many([(s, self.store.source_state(s.name)) for s in chosen])
-        return [self._record_poll(source, outcome, now, rng) for source, outcome in zip(chosen, outcomes, strict=True)]
+        reports: dict[int, CollectReport] = {}
+        # Stored here, on the thread that owns the store, in the order the polls end.
+        for i, outcome in poller.poll_as_completed([(s, self.store.source_state(s.name)) for s in chosen], stop):
+            reports[i] = self._record_poll(chosen[i], outcome, now, rng)
+        if len(reports) < len(chosen):
+            left = [s.name for i, s in enumerate(chosen) if i not in reports]
+            log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
+                     ", ".join(left))
+        return [reports[i] for i in sorted(reports)]
 
     def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime,
                      rng: random.Random) -> CollectReport:

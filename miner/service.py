@@ -156,7 +156,7 @@ class Service:
             raise StoreError(self._store_lost)  # exit 1: a supervisor (and its operator) sees the failure
 
     def stop(self) -> None:
-        self._stop.set()  # a running alerts job sends no further notification
+        self._stop.set()  # a running alerts job sends no further notification, a collect round starts no poll
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -266,7 +266,7 @@ class Service:
             log.debug("job %s took %.2f s", name, time.monotonic() - started)
 
     def job_collect(self, now: datetime) -> None:
-        reports = self._pipeline("collect").collect(now, self._poller)
+        reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop)
         for r in reports:
             self.metrics.inc("miner_polls_total", source=r.source)
             self.metrics.set("miner_source_up", 0.0 if r.error else 1.0, source=r.source)

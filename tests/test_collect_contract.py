@@ -307,3 +307,31 @@ def test_collect_many_respects_per_host_concurrency(server: FakeServer, limit: i
         outcomes = poller.collect_many([(s, None) for s in sources])
     assert all(o.ok for o in outcomes)
     assert 1 <= state["max"] <= limit
+
+
+def test_a_stop_starts_no_poll_waiting_for_its_host_and_gives_up_the_one_in_flight(server: FakeServer) -> None:
+    stop = threading.Event()
+    answered = threading.Event()
+    body = server.fixture_bytes("rss/forum_latest.rss")
+
+    def hang(request: Recorded) -> Reply:
+        stop.set()
+        time.sleep(1.5)
+        answered.set()
+        return Reply(200, body, content_type="application/rss+xml")
+
+    server.serve("/hang.rss", hang)
+    server.serve_fixture("/next.rss", "rss/forum_latest.rss")
+    sources = [SourceConfig("hang", "rss", url=f"{server.url}/hang.rss", timeout=10),
+               SourceConfig("next", "rss", url=f"{server.url}/next.rss")]
+    # Two workers, one request at a time to the host: "next" waits for "hang" to free the host.
+    with Poller(CollectSettings(per_host_concurrency=1, max_workers=2), SERVICES, hash_key=b"k") as poller:
+        poller.stop_grace = 0.2
+        started = time.monotonic()
+        outcomes = list(poller.poll_as_completed([(s, None) for s in sources], stop))
+        took = time.monotonic() - started
+        assert answered.wait(5)
+        time.sleep(0.3)  # time for the waiting worker to have started "next", were it to
+    assert outcomes == []
+    assert took < 1.2  # the grace, not the hanging server
+    assert not server.requests_to("/next.rss")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -350,3 +353,70 @@ def test_a_store_taking_no_writes_fails_the_round_with_one_error_and_no_tracebac
     assert not [r for r in caplog.records if r.exc_info]
     row = store.source_row("forum")
     assert row is not None and row["polls"] == 0  # nothing of the poll stored: due again at the next run
+
+
+def _stored_posts(db: str | Path, source: str) -> int:
+    """Posts of ``source`` in the store file, read through a connection of its own (what the other jobs see)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute("SELECT count(*) FROM posts WHERE source = ?", (source,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_fast_source_is_stored_while_a_slow_one_is_still_answering(store: Store) -> None:
+    # A round stored its polls only once the slowest had answered: one slow server held up every source's posts.
+    seen: list[int] = []
+    with FakeServer() as server:
+        feed = server.fixture_reply("rss/forum_latest.rss")
+        server.serve("/fast.rss", feed)
+
+        def slow(request: Recorded) -> Reply:
+            deadline = time.monotonic() + 4.0  # without the fix it waits this long and sees nothing
+            while not (n := _stored_posts(store.database.path, "fast")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen.append(n)
+            return feed(request)
+
+        server.serve("/slow.rss", slow)
+        config = parse_config(f'[[sources]]\nname = "slow"\ntype = "rss"\nurl = "{server.url}/slow.rss"\n'
+                              f'[[sources]]\nname = "fast"\ntype = "rss"\nurl = "{server.url}/fast.rss"\n')
+        with Poller(config.collect, hash_key=b"k") as poller:
+            reports = Pipeline(config, store).collect(T0, poller, due_only=False)
+    assert seen and seen[0] > 0  # in the store, for the other jobs to classify, before the slow one answered
+    assert [r.source for r in reports] == ["slow", "fast"]  # the config's order, whatever the completion order
+    assert all(r.error is None and r.stored > 0 for r in reports)
+    assert _stored_posts(store.database.path, "slow") > 0
+
+
+def test_a_stop_during_a_round_starts_no_more_polls_and_gives_up_a_hanging_one_after_a_grace(store: Store) -> None:
+    stop = threading.Event()
+    with FakeServer() as server:
+        feed = server.fixture_reply("rss/forum_latest.rss")
+        server.serve("/fast.rss", feed)
+        server.serve("/later.rss", feed)
+
+        def hang(request: Recorded) -> Reply:
+            stop.set()  # SIGTERM comes while this source's server keeps the round waiting
+            return Reply(200, b"", delay=10.0)
+
+        server.serve("/hang.rss", hang)
+        # One worker: the sources are polled one after the other, in the config's order.
+        config = parse_config(f"[collect]\nmax_workers = 1\n"
+                              f'[[sources]]\nname = "fast"\ntype = "rss"\nurl = "{server.url}/fast.rss"\n'
+                              f'[[sources]]\nname = "hang"\ntype = "rss"\nurl = "{server.url}/hang.rss"\n'
+                              "timeout = 30\n"
+                              f'[[sources]]\nname = "later"\ntype = "rss"\nurl = "{server.url}/later.rss"\n')
+        with Poller(config.collect, hash_key=b"k") as poller:
+            poller.stop_grace = 0.5
+            started = time.monotonic()
+            reports = Pipeline(config, store).collect(T0, poller, due_only=False, stop=stop)
+            took = time.monotonic() - started
+        assert not server.requests_to("/later.rss")  # not started once asked to stop
+    assert took < 0.5 + 2.0  # the grace (and the fast poll), not the hanging server's 10 s
+    assert [(r.source, r.error) for r in reports] == [("fast", None)]
+    assert _stored_posts(store.database.path, "fast") > 0
+    hung = store.source_row("hang")
+    # Given up, not failed: no error, no backoff, nothing of its state advanced; due again at the next round.
+    assert hung is None or (hung["polls"], hung["consecutive_failures"], hung["last_error"]) == (0, 0, None)
+    assert set(store.due_sources(["fast", "hang", "later"], T0)) == {"hang", "later"}

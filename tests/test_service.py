@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -360,3 +361,37 @@ def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:
         assert ok, detail
     finally:
         service.stop()
+
+
+def test_a_stop_does_not_wait_for_a_hanging_source_and_keeps_what_the_round_stored(tmp_path: Path) -> None:
+    # A collect round waited for its slowest poll (up to the source's timeout) before the service could exit, and
+    # stored no source's posts until then.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        server.serve("/hang.rss", Reply(200, b"", delay=15.0))
+        extra = f'[[sources]]\nname = "hanging"\ntype = "rss"\nurl = "{server.url}/hang.rss"\ntimeout = 60\n'
+        db = tmp_path / "miner.sqlite"
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/forum.rss", extra)), db,
+                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False))
+        service.start()
+        try:
+            service._poller.stop_grace = 0.5  # the default is 5 s: the test only needs it shorter than the hang
+            wait_for(lambda: bool(server.requests_to("/forum.rss") and server.requests_to("/hang.rss")), timeout=30)
+        finally:
+            started = time.monotonic()
+            service.stop()
+            took = time.monotonic() - started
+    assert took < 0.5 + 2.0  # the grace, not the hanging server's 15 s
+    # The given-up poll's thread runs on until its timeout: the interpreter's exit must not wait for it.
+    assert not [t for t in threading.enumerate() if t.name.startswith("miner-collect") and not t.daemon]
+    store = Store.open(db)
+    try:
+        hanging = store.source_row("hanging")
+        assert hanging is not None and (hanging["polls"], hanging["consecutive_failures"]) == (0, 0)
+        assert store.due_sources(["hanging"], utcnow()) == ["hanging"]  # polled again at the next start
+    finally:
+        store.close()
+    assert counts(db)["posts"] > 0  # the other source's poll, ended in the round or in its grace, is kept

@@ -1,18 +1,21 @@
 """Polling sources: the type -> collector registry, one shared HTTP client, service matching, and
-`collect_many` for due sources.
+`poll_as_completed` / `collect_many` for due sources.
 
-`collect_many` polls in a thread pool with at most ``per_host_concurrency`` requests per host, and isolates
-failures: every source gets an outcome, and one source raising (even a bug) never stops the others.
+Both poll on up to ``max_workers`` threads with at most ``per_host_concurrency`` requests per host, and isolate
+failures: every source polled gets an outcome, and one source raising (even a bug) never stops the others.
+`poll_as_completed` hands each outcome over as soon as its poll ends, so the caller stores a fast source's posts
+while a slow one is still answering, and it stops starting polls when asked to stop.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
@@ -41,6 +44,15 @@ from miner.records import FetchResult, SourceState
 log = logging.getLogger(__name__)
 
 _DEFAULT_BASES = {"hackernews": HN_BASE, "bluesky": BLUESKY_BASE, "reddit": REDDIT_BASE}
+
+# How long a collect round asked to stop still waits for the polls in flight. A poll that has its answer needs
+# well under a second more to read and parse it (at most max_body_bytes), so one nearly done is kept rather than
+# fetched again at the next start; one still waiting on its server could take up to the source's timeout (20 s
+# by default, up to minutes). 5 s leaves most of the 10 s that `docker stop` (and many supervisors) wait before
+# SIGKILL for the other jobs to finish their batch.
+STOP_GRACE_S = 5.0
+# How often a round waiting for polls looks whether it was asked to stop.
+_STOP_CHECK_S = 0.1
 
 
 def default_collectors() -> dict[str, Collector]:
@@ -94,6 +106,8 @@ class PollOutcome:
 
 class Poller:
     """Owns the shared httpx client and the collectors (with their token caches). Close it when done."""
+
+    stop_grace: float = STOP_GRACE_S  # see STOP_GRACE_S
 
     def __init__(
         self,
@@ -152,24 +166,103 @@ class Poller:
     def poll_isolated(self, source: SourceConfig, state: SourceState | None = None) -> PollOutcome:
         """Poll one source under its host's concurrency limit; never raises."""
         started, clock = utc_now(), time.monotonic()
+        with self._host_lock(source):
+            return self._outcome(source, state, started, clock)
+
+    def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float,
+                 dropped: threading.Event | None = None) -> PollOutcome:
+        """Poll, turning every error into the outcome's. ``dropped`` set: nobody will store this outcome (its
+        round ended without it, at a stop or on the caller's error; the client may be closed under it), so an
+        error is no warning."""
         try:
-            with self._host_lock(source):
-                result = self.poll(source, state)
-        except SourceError as exc:
-            log.warning("source %s failed: %s", source.name, exc)
-            return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
-        except Exception as exc:  # a collector bug must cost one source one round, not the whole round
+            result = self.poll(source, state)
+        except Exception as exc:
+            if dropped is not None and dropped.is_set():
+                log.debug("source %s: poll given up by its round ended with %s: %s", source.name,
+                          type(exc).__name__, exc)
+                return PollOutcome(source.name, started, time.monotonic() - clock,
+                                   error=SourceError("poll given up by its round"))
+            if isinstance(exc, SourceError):
+                log.warning("source %s failed: %s", source.name, exc)
+                return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
+            # A collector bug must cost one source one round, not the whole round.
             log.exception("source %s: unexpected error in the %s collector", source.name, source.type)
             error = SourceError(f"internal error in the {source.type} collector: {type(exc).__name__}: {exc}")
             return PollOutcome(source.name, started, time.monotonic() - clock, error=error)
         # result.warnings were logged where they arose, at their own level (see FetchResult).
         return PollOutcome(source.name, started, time.monotonic() - clock, result=result)
 
-    def collect_many(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]]) -> list[PollOutcome]:
-        """Poll several due sources concurrently; outcomes come back in the order of ``jobs``."""
+    def poll_as_completed(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]],
+                          stop: threading.Event | None = None) -> Iterator[tuple[int, PollOutcome]]:
+        """Poll several due sources concurrently; yield ``(index in jobs, outcome)`` as each poll ends.
+
+        Iterate on the thread that stores the outcomes: each can be stored while slower polls are still running.
+        Once ``stop`` is set no further poll starts (not even one already waiting for its host's limit), and the
+        polls in flight get ``stop_grace`` seconds to end; then the iterator ends without them. Their sources
+        simply have no outcome: nothing about them is to be stored. Their threads are daemons, so they never hold
+        up the process's exit; they end by themselves within the source's timeout. Closing the iterator early
+        (the caller failed) also starts no further poll.
+        """
         if not jobs:
-            return []
-        workers = min(self.settings.max_workers, len(jobs))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="miner-collect") as pool:
-            futures = {i: pool.submit(self.poll_isolated, *jobs[i]) for i in interleave_hosts(jobs)}
-            return [futures[i].result() for i in range(len(jobs))]
+            return
+        order = deque(interleave_hosts(jobs))
+        outcomes: queue.SimpleQueue[tuple[int, PollOutcome | None]] = queue.SimpleQueue()
+        closed = threading.Event()  # the caller stopped iterating: start nothing more
+        dropped = threading.Event()  # nobody reads outcomes any more
+        guard = threading.Lock()
+        taken = 0
+
+        def cancelled() -> bool:
+            return closed.is_set() or (stop is not None and stop.is_set())
+
+        def next_job() -> int | None:
+            nonlocal taken
+            with guard:  # taken and the check together, so the loop below knows when no outcome is to come
+                if not order or cancelled():
+                    return None
+                taken += 1
+                return order.popleft()
+
+        def work() -> None:
+            while (i := next_job()) is not None:
+                source, state = jobs[i]
+                started, clock = utc_now(), time.monotonic()
+                with self._host_lock(source):
+                    # A stop while this job waited for its host: the job is not started (None tells the loop).
+                    outcomes.put((i, None if cancelled() else self._outcome(source, state, started, clock, dropped)))
+
+        for n in range(min(self.settings.max_workers, len(jobs))):
+            threading.Thread(target=work, name=f"miner-collect-{n}", daemon=True).start()
+        received = 0
+        deadline: float | None = None
+        try:
+            while True:
+                with guard:
+                    if received == taken and (not order or cancelled()):
+                        return  # every poll started has ended, and no other will start
+                wait: float | None = None
+                if stop is not None:
+                    if deadline is None and stop.is_set():
+                        deadline = time.monotonic() + self.stop_grace
+                    wait = _STOP_CHECK_S if deadline is None else deadline - time.monotonic()
+                    if wait <= 0:
+                        log.info("stop requested: %d polls still in flight given up after %g s", taken - received,
+                                 self.stop_grace)
+                        return
+                try:
+                    i, outcome = outcomes.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                received += 1
+                if outcome is not None:
+                    yield i, outcome
+        finally:
+            closed.set()
+            dropped.set()
+
+    def collect_many(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]],
+                     stop: threading.Event | None = None) -> list[PollOutcome]:
+        """Poll several due sources concurrently; outcomes come back in the order of ``jobs`` once every poll
+        has ended. With ``stop``, as in `poll_as_completed`: the sources not polled have no outcome in the list."""
+        done = dict(self.poll_as_completed(jobs, stop))
+        return [done[i] for i in range(len(jobs)) if i in done]
