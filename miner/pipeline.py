@@ -175,6 +175,7 @@ class Pipeline:
         then grouped.
         """
         report = TickReport()
+        self._resume_after_clock_ahead(now)
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report)
@@ -182,6 +183,27 @@ class Pipeline:
             with self.store.database.transaction():
                 self._group_openings(now)
         return report
+
+    def _resume_after_clock_ahead(self, now: datetime) -> None:
+        """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket
+        that has ended, so that they step on from now instead of waiting for real time to reach their last bucket.
+
+        The buckets they scored ahead of time (empty then) are not scored again with their real counts: nothing
+        tells where the excursion began, and a bucket scored twice could announce an incident twice.
+        """
+        ahead = self.store.detectors_ahead(now, self.bucket)
+        if not ahead:
+            return
+        [resume] = due_buckets(self.config.detector, None, now)
+        rewound = []
+        for service, saved in ahead:
+            draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
+            state = DetectorState.from_json(saved.state).rewound(resume).to_json()
+            rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
+        self.store.rewind_detectors(rewound, now)
+        latest = max(saved.last_bucket for _, saved in ahead) + self.bucket
+        log.warning("the clock was ahead: the detector had stepped buckets up to %s; %d service(s) resume with the "
+                    "bucket from %s", iso(latest), len(ahead), iso(resume + self.bucket))
 
     def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
         params = self.config.detector

@@ -420,3 +420,68 @@ def test_a_stop_during_a_round_starts_no_more_polls_and_gives_up_a_hanging_one_a
     # Given up, not failed: no error, no backoff, nothing of its state advanced; due again at the next round.
     assert hung is None or (hung["polls"], hung["consecutive_failures"], hung["last_error"]) == (0, 0, None)
     assert set(store.due_sources(["fast", "hang", "later"], T0)) == {"hang", "later"}
+
+
+CLOCK_AHEAD = """
+[[services]]
+name = "Foonet"
+
+[detector]
+bucket_minutes = 15
+warmup_hours = 1
+"""
+
+
+def _outage_reports(service: str, start: datetime, end: datetime) -> list[Post]:
+    """A user report every 30 seconds: 30 complaints per 15-minute bucket."""
+    count = int((end - start) / timedelta(seconds=30))
+    return [Post("reports", f"{service}-{start.timestamp()}-{i}", f"{service} is down",
+                 start + timedelta(seconds=30 * i), services=(service,)) for i in range(count)]
+
+
+def _warm_quiet_detector(store: Store) -> Pipeline:
+    """Foonet's detector, warmed on three quiet hours up to T0 + 3 h."""
+    pipe = Pipeline(parse_config(CLOCK_AHEAD), store, _ReportsOnly())  # type: ignore[arg-type]
+    for hours in range(4):
+        pipe.detect(T0 + timedelta(hours=hours))
+    return pipe
+
+
+def test_the_detector_stepped_by_a_clock_that_was_ahead_resumes_once_it_is_set_back(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    pipe = _warm_quiet_detector(store)
+    pipe.detect(T0 + timedelta(hours=6))  # the clock 3 h ahead: it steps the (empty) buckets of 3 h to come
+    now = T0 + timedelta(hours=3, minutes=5)  # set right
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        assert pipe.detect(now).buckets == 0
+        pipe.detect(now + timedelta(seconds=30))
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # once, not every run
+    assert "clock was ahead" in warning and "resume with the bucket from 2026-02-02T03:00:00+00:00" in warning
+    saved = store.detector_state("Foonet")
+    assert saved is not None and saved.last_bucket == T0 + timedelta(hours=2, minutes=45)
+    # An outage starting now opens an incident at its second bucket, not once real time has reached T0 + 6 h.
+    start = T0 + timedelta(hours=3, minutes=15)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    report = pipe.detect(start + timedelta(minutes=30))
+    assert report.buckets == 3
+    assert report.opened == [("Foonet", start + timedelta(minutes=30))]
+
+
+def test_an_incident_resolved_by_a_clock_that_was_ahead_comes_back_once_it_is_set_back(store: Store) -> None:
+    pipe = _warm_quiet_detector(store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
+    # 3 h ahead, the clock sees three quiet hours to come: the incident resolves in the future.
+    assert [s for s, _ in pipe.detect(start + timedelta(hours=3, minutes=30)).resolved] == ["Foonet"]
+    now = start + timedelta(minutes=35)  # set right, and the outage goes on
+    pipe.detect(now)
+    pipe.ingest(_outage_reports("Foonet", start + timedelta(minutes=30), now + timedelta(minutes=25)), now)
+    pipe.classify_pending(now + timedelta(minutes=25))
+    report = pipe.detect(start + timedelta(hours=1))
+    assert report.opened == []  # the same incident, within its cool-down
+    [incident] = store.incidents()
+    assert incident["status"] == "open"
+    assert [json.loads(e["details"]).get("reason") for e in store.incident_events(incident["id"])][-1] == "reopened"

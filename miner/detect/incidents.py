@@ -82,6 +82,11 @@ class IncidentDraft:
         }
         return json.dumps(data, separators=(",", ":"))
 
+    def rewound(self, to: datetime) -> IncidentDraft:
+        """This draft with no time after ``to`` (see :meth:`DetectorState.rewound`): buckets after ``to`` fold in."""
+        return replace(self, opened_at=min(self.opened_at, to), last_bucket=min(self.last_bucket, to),
+                       resolved_at=None if self.resolved_at is None else min(self.resolved_at, to))
+
     @classmethod
     def from_json(cls, text: str) -> IncidentDraft:
         try:

@@ -82,6 +82,16 @@ class DetectorState:
             separators=(",", ":"),
         )
 
+    def rewound(self, to: datetime) -> DetectorState:
+        """This state with its last bucket at ``to`` and no time after it: for a state stepped by a clock that was
+        ahead, whose buckets are still in the future. What it learned from them (empty then) stays learned:
+        it cannot be taken back, and the buckets' real counts are not scored again."""
+        def clamp(value: datetime | None) -> datetime | None:
+            return None if value is None else min(value, to)
+
+        return replace(self, last=clamp(self.last), opened_at=clamp(self.opened_at),
+                       resolved_at=clamp(self.resolved_at))
+
     @classmethod
     def from_json(cls, text: str) -> DetectorState:
         """Parse :meth:`to_json` output; raises ValueError on anything else."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from miner.store.clock import ClockMixin
 from miner.store.db import Database
 from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly
 from miner.store.outbox import OutboxMixin
@@ -18,7 +19,7 @@ from miner.store.sources import SourcesMixin
 __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_store", "run_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin):
+class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin, ClockMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

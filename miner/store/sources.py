@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
+from miner.store.clock import CLOCK_SLACK
 from miner.timeutil import iso
-
-# A source last polled further ahead of the clock than this was polled by a clock since set back (NTP steps
-# smaller than this only delay its next poll as much).
-CLOCK_SLACK = timedelta(seconds=60)
 
 if TYPE_CHECKING:
     from miner.config import SourceConfig

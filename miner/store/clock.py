@@ -1,0 +1,49 @@
+"""State stamped by a system clock that was ahead, and has been set back since (an NTP step, a corrected VM clock).
+
+Every stage passes ``now`` in, so whatever ran while the clock was ahead stamped its state with that clock: a
+watermark or a due time hours (or, after a boot with a bad clock, a year) in the future. Compared with the right
+time again, each would hold its stage back until real time caught up. A stored time more than CLOCK_SLACK after
+``now`` can only have come from such a clock; the rules for what is taken back to ``now`` live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from miner.store.signals import SavedDetector
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store.db import Database
+
+# A time further ahead of the clock than this was written by a clock since set back (NTP steps smaller than this
+# only delay what waits on it as much).
+CLOCK_SLACK = timedelta(seconds=60)
+
+
+class ClockMixin:
+    database: Database
+
+    def detectors_ahead(self, now: datetime, bucket: timedelta) -> list[tuple[str, SavedDetector]]:
+        """Detectors whose last bucket ends more than CLOCK_SLACK after ``now``: stepped by a clock that was ahead.
+
+        A bucket is stepped once it has ended, so with the right clock the last one always ended by ``now``. Left
+        alone, such a detector steps nothing until real time passes its last bucket, and no incident opens.
+        """
+        rows = self.database.rows(
+            "SELECT service, last_bucket, state, draft, incident_id FROM detector_state WHERE last_bucket > ? "
+            "ORDER BY service", (iso(now + CLOCK_SLACK - bucket),),
+        )
+        return [(r["service"], SavedDetector(parse_iso(r["last_bucket"]), r["state"], r["draft"], r["incident_id"]))
+                for r in rows]
+
+    def rewind_detectors(self, rewound: Sequence[tuple[str, SavedDetector]], now: datetime) -> None:
+        """Store detectors taken back (by the detector's own rules) to an earlier last bucket, in one transaction."""
+        with self.database.transaction() as conn:
+            conn.executemany(
+                "UPDATE detector_state SET last_bucket = ?, state = ?, draft = ?, incident_id = ?, updated_at = ? "
+                "WHERE service = ?",
+                [(iso(d.last_bucket), d.state, d.draft, d.incident_id, iso(now), service) for service, d in rewound],
+            )
