@@ -200,10 +200,11 @@ class Pipeline:
             draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
             state = DetectorState.from_json(saved.state).rewound(resume).to_json()
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
-        self.store.rewind_detectors(rewound, now)
+        redated = self.store.rewind_detectors(rewound, now, self.bucket)
         latest = max(saved.last_bucket for _, saved in ahead) + self.bucket
         log.warning("the clock was ahead: the detector had stepped buckets up to %s; %d service(s) resume with the "
-                    "bucket from %s", iso(latest), len(ahead), iso(resume + self.bucket))
+                    "bucket from %s, and %d post(s) dated in the future are dated now", iso(latest), len(ahead),
+                    iso(resume + self.bucket), redated)
 
     def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
         params = self.config.detector

@@ -24,7 +24,7 @@ from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
 from miner.errors import InputError, StoreError
 from miner.pipeline import Pipeline
-from miner.records import FetchResult, Post, SourceState
+from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
 from miner.timeutil import iso
@@ -485,3 +485,46 @@ def test_an_incident_resolved_by_a_clock_that_was_ahead_comes_back_once_it_is_se
     [incident] = store.incidents()
     assert incident["status"] == "open"
     assert [json.loads(e["details"]).get("reason") for e in store.incident_events(incident["id"])][-1] == "reopened"
+
+
+class _Verdict:
+    """A model that gives every post the same verdict."""
+
+    def __init__(self, version: str, outage: bool) -> None:
+        self.version, self.outage = version, outage
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [Prediction(0.9 if self.outage else 0.1, self.outage, "general") for _ in texts]
+
+
+def test_posts_dated_by_a_clock_that_was_ahead_count_in_the_bucket_in_progress_once_it_is_set_back(
+        store: Store) -> None:
+    pipe = _warm_quiet_detector(store)
+    ahead = T0 + timedelta(hours=6)  # the clock 3 h ahead: user reports are dated by it
+    pipe.ingest([Post("reports", f"r{i}", "Foonet is down", ahead - timedelta(minutes=i), services=("Foonet",))
+                 for i in range(8)], ahead)
+    pipe.classify_pending(ahead)
+    pipe.detect(ahead)
+    now = T0 + timedelta(hours=3, minutes=5)  # set right
+    pipe.detect(now)
+    assert store.database.one("SELECT count(*) AS n FROM posts WHERE created_at > ?", (iso(now),)) == {"n": 0}
+    assert store.database.one("SELECT max(bucket_start) AS b FROM buckets") == {"b": iso(T0 + timedelta(hours=3))}
+    # They count in the bucket in progress, which the detector steps next: not in one it reaches in 3 h.
+    pipe.detect(T0 + timedelta(hours=3, minutes=15))
+    [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
+    assert bucket["complaints"] == 8 and bucket["score"] > 2.5
+
+
+def test_verdicts_given_by_a_clock_that_was_ahead_do_not_outrank_a_later_reclassify(store: Store) -> None:
+    config = parse_config(CLOCK_AHEAD)
+    posted = T0 + timedelta(hours=3, minutes=1)
+    ahead = T0 + timedelta(hours=6)
+    Pipeline(config, store, _Verdict("v1", outage=True)).ingest([Post("forum", "1", "Foonet is down", posted)], ahead)
+    Pipeline(config, store, _Verdict("v1", outage=True)).classify_pending(ahead)  # the clock 3 h ahead
+    Pipeline(config, store, _Verdict("v1", outage=True)).detect(ahead)
+    now = T0 + timedelta(hours=3, minutes=5)
+    pipe = Pipeline(config, store, _Verdict("v2", outage=False))
+    pipe.detect(now)
+    assert pipe.reclassify_since(T0, now + timedelta(minutes=1)) == 1
+    [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
+    assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # the new model's verdict counts

@@ -26,6 +26,9 @@ CLOCK_SLACK = timedelta(seconds=60)
 class ClockMixin:
     database: Database
 
+    if TYPE_CHECKING:
+        def refresh_buckets(self, start: datetime, end: datetime, bucket: timedelta) -> int: ...  # SignalsMixin's
+
     def detectors_ahead(self, now: datetime, bucket: timedelta) -> list[tuple[str, SavedDetector]]:
         """Detectors whose last bucket ends more than CLOCK_SLACK after ``now``: stepped by a clock that was ahead.
 
@@ -39,11 +42,29 @@ class ClockMixin:
         return [(r["service"], SavedDetector(parse_iso(r["last_bucket"]), r["state"], r["draft"], r["incident_id"]))
                 for r in rows]
 
-    def rewind_detectors(self, rewound: Sequence[tuple[str, SavedDetector]], now: datetime) -> None:
-        """Store detectors taken back (by the detector's own rules) to an earlier last bucket, in one transaction."""
+    def rewind_detectors(self, rewound: Sequence[tuple[str, SavedDetector]], now: datetime,
+                         bucket: timedelta) -> int:
+        """Store detectors taken back (by the detector's own rules) to an earlier last bucket, and re-date what the
+        clock that was ahead dated in the future, in one transaction. Returns the posts re-dated.
+
+        A post is dated by our clock when it comes without a time of its own (a user report, a feed item without a
+        date), and so is every verdict. Posts dated more than CLOCK_SLACK after ``now`` are dated ``now``: they
+        count in the bucket in progress, which the rewound detectors step next, rather than in a bucket hours (or a
+        year) away that no detector reaches before real time does; posts dated from their source's own time are
+        never in the future. Verdicts are dated ``now`` too, or one given after this (a reclassify) would never
+        become the latest. The buckets left in the future hold no post any more; their scores were the clock that
+        was ahead scoring them empty, and they go.
+        """
+        ahead = iso(now + CLOCK_SLACK)
         with self.database.transaction() as conn:
             conn.executemany(
                 "UPDATE detector_state SET last_bucket = ?, state = ?, draft = ?, incident_id = ?, updated_at = ? "
                 "WHERE service = ?",
                 [(iso(d.last_bucket), d.state, d.draft, d.incident_id, iso(now), service) for service, d in rewound],
             )
+            conn.execute("UPDATE classifications SET classified_at = ? WHERE classified_at > ?", (iso(now), ahead))
+            moved = conn.execute("UPDATE posts SET created_at = ? WHERE created_at > ?", (iso(now), ahead)).rowcount
+            conn.execute("DELETE FROM buckets WHERE bucket_start > ?", (ahead,))
+            if moved:
+                self.refresh_buckets(now, now, bucket)
+        return moved
