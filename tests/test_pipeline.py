@@ -528,3 +528,26 @@ def test_verdicts_given_by_a_clock_that_was_ahead_do_not_outrank_a_later_reclass
     assert pipe.reclassify_since(T0, now + timedelta(minutes=1)) == 1
     [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
     assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # the new model's verdict counts
+
+
+def test_incidents_opened_and_resolved_by_a_clock_that_was_ahead_are_in_the_next_digest(store: Store) -> None:
+    from miner.alerts import enqueue_due_digests
+    from miner.alerts.content import digest_incidents
+    from miner.alerts.settings import AlertSettings, RouteSettings
+
+    pipe = _warm_quiet_detector(store)
+    start = T0 + timedelta(hours=6)  # the clock 3 h ahead: an outage opens and resolves at its times
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    assert pipe.detect(start + timedelta(hours=2)).resolved
+    now = T0 + timedelta(hours=3, minutes=5)  # set right
+    pipe.detect(now)
+    hourly = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *")
+    alerts = AlertSettings(routes=(hourly,))
+    enqueue_due_digests(store, alerts, now)  # first sight: the schedule starts now
+    # The 04:00 digest tells of it, rather than leaving it out (opened "after" 04:00) until 07:00 comes.
+    assert enqueue_due_digests(store, alerts, T0 + timedelta(hours=4)) == 1
+    covered = digest_incidents(store, alerts, hourly.matches, now, T0 + timedelta(hours=4))
+    assert [(v.service, v.status) for v in covered.views] == [("Foonet", "resolved")]
+    assert {e["at"] for e in store.incident_events(covered.views[0].id)} == {iso(now)}

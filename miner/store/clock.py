@@ -54,6 +54,11 @@ class ClockMixin:
         never in the future. Verdicts are dated ``now`` too, or one given after this (a reclassify) would never
         become the latest. The buckets left in the future hold no post any more; their scores were the clock that
         was ahead scoring them empty, and they go.
+
+        Incidents opened, updated or resolved by the detector stepping future buckets carry those buckets' times:
+        a digest leaves out an incident opened after the time it is rendered at, and shows one resolved after it
+        as still open, so each would wait for real time to pass them. Their times (and their events' and groups')
+        are taken back to ``now``, the latest they can really have happened.
         """
         ahead = iso(now + CLOCK_SLACK)
         with self.database.transaction() as conn:
@@ -65,6 +70,11 @@ class ClockMixin:
             conn.execute("UPDATE classifications SET classified_at = ? WHERE classified_at > ?", (iso(now), ahead))
             moved = conn.execute("UPDATE posts SET created_at = ? WHERE created_at > ?", (iso(now), ahead)).rowcount
             conn.execute("DELETE FROM buckets WHERE bucket_start > ?", (ahead,))
+            conn.execute("UPDATE incidents SET opened_at = min(opened_at, :now), updated_at = min(updated_at, :now), "
+                         "resolved_at = min(resolved_at, :now) WHERE opened_at > :ahead OR updated_at > :ahead "
+                         "OR resolved_at > :ahead", {"now": iso(now), "ahead": ahead})
+            conn.execute("UPDATE incident_events SET at = ? WHERE at > ?", (iso(now), ahead))
+            conn.execute("UPDATE incident_groups SET opened_at = ? WHERE opened_at > ?", (iso(now), ahead))
             if moved:
                 self.refresh_buckets(now, now, bucket)
         return moved
