@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Collection
 from datetime import datetime
@@ -15,6 +16,8 @@ from miner.alerts.settings import AlertSettings
 if TYPE_CHECKING:
     from miner.store import Store
 
+log = logging.getLogger(__name__)
+
 
 def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
                senders: Senders | None = None, sources: Collection[str] | None = None,
@@ -23,7 +26,11 @@ def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_i
 
     ``sources``: the names of the sources the config polls, so digests leave out sources since removed.
     ``stop``: set when the service is stopping; sending stops before the next notification.
+    First, alert state stamped by a clock that was ahead is taken back to ``now`` (Store.retime_alerts).
     """
+    if settings.enabled and (retimed := store.retime_alerts(now)):
+        log.warning("the clock was ahead; alert state it stamped in the future is taken back to the current time: %s",
+                    ", ".join(f"{n} {what}" for what, n in retimed.items()))
     plan_notifications(store, settings, now)
     enqueue_due_digests(store, settings, now, sources=sources)
     return dispatch(store, settings, now, worker_id=worker_id, senders=senders, sources=sources, stop=stop)

@@ -78,3 +78,36 @@ class ClockMixin:
             if moved:
                 self.refresh_buckets(now, now, bucket)
         return moved
+
+    def retime_alerts(self, now: datetime) -> dict[str, int]:
+        """Take alert state stamped more than CLOCK_SLACK after ``now`` back to ``now``, in one transaction.
+
+        Returns how many of each kind were taken back (only kinds with some), for one log line.
+        Pending notifications planned (or last tried) by the clock that was ahead have their due time planned from
+        that clock: they are due now (their group wait or backoff cut short) and their give-up time counts from
+        now. A claim it stamped would be reclaimed only once real time passed it plus the lease: the lease starts
+        now. Sending stays conditional on claiming the row, so nothing goes out twice.
+        """
+        args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
+        row = self.database.one(_ALERTS_AHEAD, args)
+        if not row or not row["found"]:
+            return {}
+        with self.database.transaction() as conn:
+            due = conn.execute(
+                "UPDATE outbox SET next_attempt_at = min(next_attempt_at, :now), created_at = min(created_at, :now) "
+                "WHERE status = 'pending' AND (created_at > :ahead "
+                "OR id IN (SELECT outbox_id FROM deliveries WHERE at > :ahead))", args).rowcount
+            conn.execute("UPDATE deliveries SET at = :now WHERE at > :ahead", args)
+            claims = conn.execute(
+                "UPDATE outbox SET claimed_at = :now WHERE status = 'sending' AND claimed_at > :ahead", args).rowcount
+        counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims}
+        return {what: n for what, n in counts.items() if n}
+
+
+# Whether any alert state is stamped after :ahead. Read before taking the write lock: it is checked on every run.
+_ALERTS_AHEAD = """
+    SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND created_at > :ahead)
+        OR EXISTS (SELECT 1 FROM outbox o JOIN deliveries d ON d.outbox_id = o.id
+                   WHERE o.status = 'pending' AND d.at > :ahead)
+        OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead) AS found
+"""
