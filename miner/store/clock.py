@@ -86,7 +86,8 @@ class ClockMixin:
         Pending notifications planned (or last tried) by the clock that was ahead have their due time planned from
         that clock: they are due now (their group wait or backoff cut short) and their give-up time counts from
         now. A claim it stamped would be reclaimed only once real time passed it plus the lease: the lease starts
-        now. Sending stays conditional on claiming the row, so nothing goes out twice.
+        now. Sending stays conditional on claiming the row, so nothing goes out twice. An incident last notified
+        then would be reminded of a repeat interval after real time passed that time: it counts from now.
         """
         args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
         row = self.database.one(_ALERTS_AHEAD, args)
@@ -100,7 +101,10 @@ class ClockMixin:
             conn.execute("UPDATE deliveries SET at = :now WHERE at > :ahead", args)
             claims = conn.execute(
                 "UPDATE outbox SET claimed_at = :now WHERE status = 'sending' AND claimed_at > :ahead", args).rowcount
-        counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims}
+            reminders = conn.execute(
+                "UPDATE alert_incidents SET last_notified_at = :now WHERE last_notified_at > :ahead", args).rowcount
+        counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims,
+                  "incident(s) whose repeat interval starts now": reminders}
         return {what: n for what, n in counts.items() if n}
 
 
@@ -109,5 +113,6 @@ _ALERTS_AHEAD = """
     SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND created_at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox o JOIN deliveries d ON d.outbox_id = o.id
                    WHERE o.status = 'pending' AND d.at > :ahead)
-        OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead) AS found
+        OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead)
+        OR EXISTS (SELECT 1 FROM alert_incidents WHERE last_notified_at > :ahead) AS found
 """
