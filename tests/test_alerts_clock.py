@@ -88,3 +88,33 @@ def test_reminders_of_an_incident_notified_by_a_clock_that_was_ahead_count_from_
     sent = store.outbox_rows(["sent"])
     assert sorted(i["kind"] for r in sent for i in store.notification_items(r["id"])) == ["open", "repeat"]
     assert len(files.files()) == 2
+
+
+def test_an_hourly_digest_sent_by_a_clock_that_was_ahead_keeps_its_schedule_once_it_is_set_back(
+        store: Store, tmp_path: Path) -> None:
+    import json
+
+    from test_alerts_support import resolve
+
+    from miner.alerts import enqueue_due_digests
+
+    c = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *"),),
+                 webhooks=())
+    enqueue_due_digests(store, c, T0 - timedelta(minutes=10))  # the schedule starts at 11:50
+    resolve(store, open_incident(store, "WhatsApp", T0 - timedelta(minutes=5), posts=False, series=False), T0)
+    assert enqueue_due_digests(store, c, AHEAD) == 1  # 3 h ahead: "the 15:00 digest", at noon
+    run_alerts(store, c, NOW, worker_id="w", senders=FileSenders(tmp_path / "sent").senders())  # set right
+    resolve(store, open_incident(store, "MTN", NOW + timedelta(minutes=5), posts=False, series=False),
+            NOW + timedelta(minutes=30))
+    # The 13:00 digest goes out, rather than nothing until 16:00.
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=1)) == 1
+    airtel = open_incident(store, "Airtel", T0 + timedelta(hours=1, minutes=30), posts=False, series=False)
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=2)) == 1
+    resolve(store, airtel, T0 + timedelta(hours=2, minutes=30))
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=3)) == 0  # "the 15:00 digest" went out already
+    # The 16:00 digest covers the time since the last one queued (14:00): Airtel resolved at 14:30 is in it.
+    assert enqueue_due_digests(store, c, T0 + timedelta(hours=4)) == 1
+    digests = [json.loads(d["payload"]) for d in store.database.rows(
+        "SELECT payload FROM outbox WHERE kind = 'digest' ORDER BY id")]
+    assert [(d["as_of"][11:16], d["since"][11:16]) for d in digests] == [
+        ("15:00", "11:50"), ("13:00", "12:05"), ("14:00", "13:00"), ("16:00", "14:00")]

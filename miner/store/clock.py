@@ -82,12 +82,17 @@ class ClockMixin:
     def retime_alerts(self, now: datetime) -> dict[str, int]:
         """Take alert state stamped more than CLOCK_SLACK after ``now`` back to ``now``, in one transaction.
 
-        Returns how many of each kind were taken back (only kinds with some), for one log line.
-        Pending notifications planned (or last tried) by the clock that was ahead have their due time planned from
-        that clock: they are due now (their group wait or backoff cut short) and their give-up time counts from
-        now. A claim it stamped would be reclaimed only once real time passed it plus the lease: the lease starts
-        now. Sending stays conditional on claiming the row, so nothing goes out twice. An incident last notified
-        then would be reminded of a repeat interval after real time passed that time: it counts from now.
+        Returns how many of each kind were taken back (only kinds with some), for one log line. Each would otherwise
+        wait for real time to pass what the clock that was ahead stamped:
+
+        - a pending notification planned or last tried then is due now (its group wait or backoff cut short), and
+          its give-up time counts from now;
+        - a claim taken then is reclaimed a lease from now (its worker may still be sending), not a lease after it;
+          sending stays conditional on claiming the row, so nothing goes out twice;
+        - an incident last notified then is reminded of a repeat interval from now;
+        - a digest schedule anchored on a digest time then (``digest_anchor:ROUTE``) is anchored now: otherwise it
+          sends nothing until real time passes that time, and the next digest covers only the time since. A digest
+          time that clock queued already is not queued again (its dedupe key, see enqueue_digest).
         """
         args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
         row = self.database.one(_ALERTS_AHEAD, args)
@@ -103,16 +108,22 @@ class ClockMixin:
                 "UPDATE outbox SET claimed_at = :now WHERE status = 'sending' AND claimed_at > :ahead", args).rowcount
             reminders = conn.execute(
                 "UPDATE alert_incidents SET last_notified_at = :now WHERE last_notified_at > :ahead", args).rowcount
+            digests = conn.execute(f"UPDATE alert_state SET value = :now WHERE {_ANCHORS} AND value > :ahead",
+                                   args).rowcount
         counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims,
-                  "incident(s) whose repeat interval starts now": reminders}
+                  "incident(s) whose repeat interval starts now": reminders, "digest schedule(s) anchored now": digests}
         return {what: n for what, n in counts.items() if n}
 
 
+# The digest schedules' anchors in alert_state (the planner's digest_anchor:ROUTE keys), as a range of the key.
+_ANCHORS = "key > 'digest_anchor:' AND key < 'digest_anchor;'"
+
 # Whether any alert state is stamped after :ahead. Read before taking the write lock: it is checked on every run.
-_ALERTS_AHEAD = """
+_ALERTS_AHEAD = f"""
     SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND created_at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox o JOIN deliveries d ON d.outbox_id = o.id
                    WHERE o.status = 'pending' AND d.at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead)
-        OR EXISTS (SELECT 1 FROM alert_incidents WHERE last_notified_at > :ahead) AS found
+        OR EXISTS (SELECT 1 FROM alert_incidents WHERE last_notified_at > :ahead)
+        OR EXISTS (SELECT 1 FROM alert_state WHERE {_ANCHORS} AND value > :ahead) AS found
 """

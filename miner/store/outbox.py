@@ -163,15 +163,21 @@ class OutboxMixin:
 
     def enqueue_digest(self, dedupe_key: str, route: str, message_id: str, payload: dict[str, Any],
                        now: datetime, state_key: str, state_value: str) -> bool:
-        """Insert one digest notification and move its route's schedule anchor in one transaction."""
+        """Insert one digest notification and move its route's schedule anchor in one transaction.
+
+        A digest already queued under ``dedupe_key`` (by another planner, which moved the anchor with it, or by a
+        clock that was ahead, whose anchor has been taken back since) leaves the anchor where it is: the next digest
+        covers the time since the last one queued, and nothing resolved in between goes unreported.
+        """
         with self.database.transaction() as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO outbox (dedupe_key, route, channel, kind, status, message_id, payload, "
                 "created_at, next_attempt_at) VALUES (?, ?, 'email', 'digest', 'pending', ?, ?, ?, ?)",
                 (dedupe_key, route, message_id, json.dumps(payload), iso(now), iso(now)),
             )
-            conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                         "SET value = excluded.value", (state_key, state_value))
+            if cur.rowcount == 1:
+                conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = excluded.value", (state_key, state_value))
         return cur.rowcount == 1
 
     # Dispatch -----------------------------------------------------------------------------------------
