@@ -118,3 +118,17 @@ def test_an_hourly_digest_sent_by_a_clock_that_was_ahead_keeps_its_schedule_once
         "SELECT payload FROM outbox WHERE kind = 'digest' ORDER BY id")]
     assert [(d["as_of"][11:16], d["since"][11:16]) for d in digests] == [
         ("15:00", "11:50"), ("13:00", "12:05"), ("14:00", "13:00"), ("16:00", "14:00")]
+
+
+def test_a_silence_added_by_a_clock_that_was_ahead_mutes_from_when_it_is_set_back(
+        store: Store, tmp_path: Path) -> None:
+    c = settings(routes=(ONCALL,), webhooks=(), group_wait=0.0)
+    files = FileSenders(tmp_path / "sent")
+    sid = store.add_silence("WhatsApp", AHEAD, AHEAD + timedelta(hours=2), "deploy", AHEAD)  # `silence add --for 2h`
+    open_incident(store, "WhatsApp", NOW + timedelta(minutes=1), posts=False, series=False)
+    assert run_alerts(store, c, NOW + timedelta(minutes=1), worker_id="w", senders=files.senders()).sent == 0
+    [row] = store.outbox_rows(["suppressed"])
+    assert f"silence #{sid}" in row["reason"]
+    [silence] = store.silences()
+    assert (silence["starts_at"], silence["ends_at"]) == ((NOW + timedelta(minutes=1)).isoformat(),
+                                                          (NOW + timedelta(hours=2, minutes=1)).isoformat())

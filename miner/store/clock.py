@@ -92,7 +92,10 @@ class ClockMixin:
         - an incident last notified then is reminded of a repeat interval from now;
         - a digest schedule anchored on a digest time then (``digest_anchor:ROUTE``) is anchored now: otherwise it
           sends nothing until real time passes that time, and the next digest covers only the time since. A digest
-          time that clock queued already is not queued again (its dedupe key, see enqueue_digest).
+          time that clock queued already is not queued again (its dedupe key, see enqueue_digest);
+        - a silence created then (`miner silence add`: from then, for a while) would mute nothing until real time
+          reached its start: it moves back by as much as its creation time is ahead, so it mutes from now for as
+          long as it was meant to.
         """
         args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
         row = self.database.one(_ALERTS_AHEAD, args)
@@ -110,8 +113,15 @@ class ClockMixin:
                 "UPDATE alert_incidents SET last_notified_at = :now WHERE last_notified_at > :ahead", args).rowcount
             digests = conn.execute(f"UPDATE alert_state SET value = :now WHERE {_ANCHORS} AND value > :ahead",
                                    args).rowcount
+            silences = conn.execute("SELECT id, starts_at, ends_at, created_at FROM silences WHERE created_at > :ahead",
+                                    args).fetchall()
+            for sid, starts_at, ends_at, created_at in silences:
+                back = parse_iso(created_at) - now
+                conn.execute("UPDATE silences SET starts_at = ?, ends_at = ?, created_at = ? WHERE id = ?",
+                             (iso(parse_iso(starts_at) - back), iso(parse_iso(ends_at) - back), iso(now), sid))
         counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims,
-                  "incident(s) whose repeat interval starts now": reminders, "digest schedule(s) anchored now": digests}
+                  "incident(s) whose repeat interval starts now": reminders, "digest schedule(s) anchored now": digests,
+                  "silence(s) counted from now": len(silences)}
         return {what: n for what, n in counts.items() if n}
 
 
@@ -125,5 +135,6 @@ _ALERTS_AHEAD = f"""
                    WHERE o.status = 'pending' AND d.at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead)
         OR EXISTS (SELECT 1 FROM alert_incidents WHERE last_notified_at > :ahead)
-        OR EXISTS (SELECT 1 FROM alert_state WHERE {_ANCHORS} AND value > :ahead) AS found
+        OR EXISTS (SELECT 1 FROM alert_state WHERE {_ANCHORS} AND value > :ahead)
+        OR EXISTS (SELECT 1 FROM silences WHERE created_at > :ahead) AS found
 """
