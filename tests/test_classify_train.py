@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,9 +177,15 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     from miner.classify.recipe import TrainConfig
 
     data = _write(tmp_path / "t.jsonl", ROWS * 2)
-    out = tmp_path / "model"
+    out = _previous_model(tmp_path / "model")
+    old = _loaded_version(out)
+    (out / "layers1-3.int8.onnx").write_bytes((out / "layers1-1.int8.onnx").read_bytes())  # another layout's
+    card = (out / "MODEL_CARD.md").read_bytes()
     cfg = TrainConfig(epochs=1, batch_size=8)
     result = build(data, out, cfg, folds=0, shared=tmp_path / "none", max_steps=1, weak_per_rule=0)
+    assert _loaded_version(out) == result.version != old
+    assert (out / "MODEL_CARD.md").read_bytes() == card  # not the build's: it stays
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the staging folder is gone
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5
     assert meta["text_prep"] == TEXT_PREP
@@ -186,6 +197,76 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0
     preds = load_classifier(ClassifierSettings(model_dir=str(out))).predict(["whatsapp is down", ""])
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
+
+
+def _previous_model(out: Path) -> Path:
+    """A copy of the shipped model at ``out``: what a build must replace whole or leave untouched."""
+    from miner.classify.model import default_model_dir
+
+    shutil.copytree(default_model_dir(), out)
+    return out
+
+
+def _loaded_version(model_dir: Path) -> str:
+    from miner.classify import ClassifierSettings, load_classifier
+
+    return load_classifier(ClassifierSettings(model_dir=str(model_dir))).meta.version
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir" for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("step", "failure"),
+    [("export_all", OSError(errno.ENOSPC, "No space left on device")), ("fit_exits", KeyboardInterrupt())],
+)
+def test_a_build_that_fails_late_leaves_the_previous_model_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, failure: BaseException
+) -> None:
+    # Training runs for hours before these steps; a disk filling up or a Ctrl-C there deleted the old graphs or
+    # put new ones beside the old model.json (sha256 mismatch): no model loaded until models/ was restored.
+    pytest.importorskip("torch")
+    from miner.classify import build as build_module
+    from miner.classify.recipe import TrainConfig
+
+    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    oof = tmp_path / "earlier-oof.jsonl"  # an earlier run's out-of-fold scores, copied into the new model
+    oof.write_text("".join(json.dumps({"id": r[0], "score": 0.7 * r[2] + 0.1, "pred_symptom": "general",
+                                       "fold": n % 2}) + "\n" for n, r in enumerate(ROWS * 2)))
+    out = _previous_model(tmp_path / "model")
+    before, old = _digests(out), _loaded_version(out)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(build_module, step, fail)
+    with pytest.raises(type(failure)):
+        build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
+                           max_steps=1, weak_per_rule=0, reuse_oof=oof)
+    assert _digests(out) == before  # every file as it was (oof.jsonl too), and no staging folder left
+    assert _loaded_version(out) == old
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
+def test_train_cli_refuses_an_unwritable_out_before_training(tmp_path: Path) -> None:
+    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    out = _previous_model(tmp_path / "model")
+    final = tmp_path / "final.pt"  # written once the final fit is done: it must not be
+    args = ["train", "--data", str(data), "--out", str(out), "--no-extra", "--weak", "0", "--folds", "0",
+            "--max-steps", "1", "--checkpoint", str(final)]
+    # Without its capabilities root is held to the permission bits like anyone else.
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    env = {**os.environ, "MINER_SHARED_DATA": str(tmp_path / "none"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    out.chmod(0o555)
+    try:
+        res = subprocess.run([*drop, sys.executable, "-m", "miner", *args], capture_output=True, text=True,
+                             env=env, timeout=120)
+    finally:
+        out.chmod(0o755)
+    assert res.returncode == 1
+    assert f"Error: {out}: cannot write the model there (Permission denied)\n" in res.stderr
+    assert "Traceback" not in res.stderr and not final.exists()
 
 
 def test_train_cli_reads_weak_labels_by_default_and_names_missing_shared_data(

