@@ -1,7 +1,8 @@
-"""Docs stay true to the code: every command, config key, table and column is documented."""
+"""Docs stay true to the code: every command, config key, module, table and column is documented."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
 import shlex
@@ -115,3 +116,28 @@ def test_docs_point_to_no_path_on_the_developers_machine() -> None:
         text = doc.read_text(encoding="utf-8")
         local = re.findall(r"\S*(?:/work/|shared/data)\S*", text)
         assert not local, f"{doc.name}: {local}: name the data set and its upstream source instead"
+
+
+def test_architecture_names_every_module_and_only_modules_that_exist() -> None:
+    doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(miner/[\w./]*)", doc))
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "miner").rglob("*.py") if p.name != "__init__.py"}
+    missing = sorted(modules - named)
+    assert not missing, f"docs/architecture.md does not name: {', '.join(missing)}"
+    gone = sorted(path for path in named if not (ROOT / path).exists())
+    assert not gone, f"docs/architecture.md names what does not exist: {', '.join(gone)}"
+
+
+def test_stages_never_import_each_other() -> None:
+    """docs/architecture.md: the stages talk through the store, never to each other."""
+    stages = ("collectors", "classify", "detect", "alerts")
+    crossing = []
+    for stage in stages:
+        others = {f"miner.{other}" for other in stages if other != stage}
+        for path in sorted((ROOT / "miner" / stage).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+                crossing += [f"{path.relative_to(ROOT)} imports {name}" for name in names
+                             if ".".join(name.split(".")[:2]) in others]
+    assert not crossing, "; ".join(crossing)
