@@ -51,7 +51,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "classifications": ("The classifier's verdict per post and model version.", {
         "post_id": "posts.id.",
         "model_version": "Version of the model that classified it (`reports` for user reports).",
-        "outage": "1 when the post is an outage report at the model's threshold, else 0.",
+        "outage": "1 when the post is an outage report at the threshold (`classifier.threshold`, else the model's), "
+                  "else 0.",
         "score": "Outage probability, 0..1.",
         "symptom": "connectivity, login, messaging, calls, media, app, website, payments, power or general; "
                    "NULL when outage = 0.",
@@ -108,10 +109,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "official_incident_id": "official_incidents.id of the provider's matching incident.",
         "lead_time_minutes": "Provider's start minus our opened_at, in minutes (positive: we were first).",
     }),
-    "incident_events": ("Every transition of every incident (open, update, official, group, resolve).", {
+    "incident_events": ("Every transition of every incident (open, update, group, resolve).", {
         "id": "Row id; increasing, so alerts can read transitions in order.",
         "incident_id": "incidents.id.",
-        "kind": "open, update, official, group or resolve.",
+        "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several), "
+                "group or resolve.",
         "at": "When it happened (UTC; simulated time in replay).",
         "details": "JSON with the figures behind the transition (z, count, baseline...).",
     }),
@@ -138,7 +140,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "(silence, maintenance, inhibition; see reason).",
         "message_id": "Fixed when planned: a resend after a crash carries the same Message-ID / webhook id.",
         "payload": "JSON describing what to render (incidents, digest window).",
-        "reason": "Why it was suppressed.",
+        "reason": "Why it was suppressed, or why it failed for good.",
         "created_at": "When it was planned.",
         "next_attempt_at": "Earliest next send (group_wait at first, then backoff after failures).",
         "attempts": "Send attempts so far.",

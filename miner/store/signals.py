@@ -142,7 +142,7 @@ class SignalsMixin:
         self, incident_id: int, at: datetime, fields: Mapping[str, Any], kind: str = "update",
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        """Update columns of an incident and log the transition ``kind`` (update, resolve, group, official)."""
+        """Update columns of an incident and log the transition ``kind`` (update, resolve or group)."""
         with self.database.transaction() as conn:
             sets = ", ".join(f"{k} = ?" for k in fields)
             conn.execute(
