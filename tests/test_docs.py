@@ -1,4 +1,4 @@
-"""Docs stay true to the code: every command, config key, module, table and column is documented."""
+"""Docs stay true to the code: every command, config key, module, table, column and metric is documented."""
 
 from __future__ import annotations
 
@@ -141,3 +141,15 @@ def test_stages_never_import_each_other() -> None:
                 crossing += [f"{path.relative_to(ROOT)} imports {name}" for name in names
                              if ".".join(name.split(".")[:2]) in others]
     assert not crossing, "; ".join(crossing)
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    from miner.metrics import HELP
+
+    doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"\b(miner_[a-z_]+)", doc))
+    used = {name for path in (ROOT / "miner").rglob("*.py")
+            for name in re.findall(r"[\"'](miner_[a-z_]+)[\"']", path.read_text(encoding="utf-8"))}
+    exported = used | set(HELP)
+    assert not exported - documented, f"docs/operations.md lacks metrics: {sorted(exported - documented)}"
+    assert not documented - exported, f"docs/operations.md names unknown metrics: {sorted(documented - exported)}"
