@@ -25,7 +25,8 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     """Poll sources and store their posts and official incidents.
 
     Without --once, keeps polling each source on its interval until interrupted (the service does this
-    too, together with the other stages: see `miner run`).
+    too, together with the other stages: see `miner run`). With --once, the exit status is 1 when a source's
+    poll failed (its error is in the table).
     """
     from miner.collectors.poller import Poller
     from miner.pipeline import Pipeline
