@@ -1,6 +1,7 @@
 """Exceptions that carry a message fit to show a user as one line.
 
-Only :mod:`miner.cli` turns them into output; every other module raises them.
+Only :mod:`miner.cli` (one line on stderr) and the HTTP endpoint (:mod:`miner.http_api`, a JSON error body)
+turn them into output; every other module raises them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each job kind runs one at a time (``max_instances=1``, ``coalesce``) on its own store connection; the store's
 transactions make every batch all-or-nothing, so SIGKILL at any moment loses no committed post and repeats
-no notification. SIGTERM/SIGINT stop the scheduler and wait for running jobs to finish their batch. A store
+no notification. SIGTERM, SIGINT and SIGHUP stop the scheduler and wait for running jobs to finish their batch. A store
 file deleted or replaced under the running service stops it with an error (after saving a copy of what it held).
 """
 

@@ -1,4 +1,4 @@
-"""The click group, the shared context, and the one place where errors become messages."""
+"""The click group, the shared context, and the one place where errors become command-line messages."""
 
 from __future__ import annotations
 
