@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 
 from miner.cli import main
 from miner.store import Store
@@ -104,3 +104,24 @@ def test_a_user_agent_that_cannot_be_sent_is_a_config_error(tmp_path: Path, serv
         assert result.output.strip() == (f"Error: {cfg}:2: collect.user_agent: must be printable ASCII, without line "
                                          f"breaks (found {found})")
     assert server.requests == []
+
+
+def test_a_key_in_a_source_url_is_not_in_its_error(tmp_path: Path, server: FakeServer,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # A redirect to a scheme we do not fetch was reported as "bad URL '<the whole URL>'": a key in its query (or a
+    # user name used as a token) went to the collect table, the log, sources.last_error and the digests.
+    server.serve("/private.rss", Reply(302, headers={"Location": "ftp://files.example.org/feed.rss"}))
+    host = server.url.removeprefix("http://")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+                   f'[[sources]]\nname = "private"\ntype = "rss"\nurl = "http://{host}/private.rss?api_key=K3Y-S3CR3T"\n'
+                   f'[[sources]]\nname = "token-user"\ntype = "rss"\nurl = "http://T0K3N-US3R@{host}/private.rss"\n')
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert result.exit_code == 1
+    store = Store.open(tmp_path / "m.sqlite")
+    errors = [store.source_row(name)["last_error"] for name in ("private", "token-user")]  # type: ignore[index]
+    store.close()
+    for error in errors:
+        assert error.startswith(f"bad URL http://{host}/private.rss: ")
+    shown = "\n".join([result.output, caplog.text, *errors])
+    assert "K3Y-S3CR3T" not in shown and "T0K3N-US3R" not in shown

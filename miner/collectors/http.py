@@ -59,9 +59,12 @@ def host_of(url: str) -> str:
 
 
 def short_url(url: str) -> str:
-    """The URL without its query string (queries can be long) or user:password, for error messages and
-    last_error."""
-    parts = urlsplit(url)
+    """The URL without its query string (queries can be long, and may hold an API key) or user:password, for error
+    messages and last_error."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken IPv6 bracket (httpx's InvalidURL): it may hold a secret all the same
+        return "(an unreadable URL)"
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
 
 
@@ -176,7 +179,8 @@ def fetch(
     except httpx.DecodingError as exc:
         raise SourceError(f"cannot decode response from {host_of(url)}: {exc}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise SourceError(f"bad URL {url!r}: {exc}", permanent=True) from None
+        # Shortened as every other message: the full URL may carry a key in its query or user:password.
+        raise SourceError(f"bad URL {short_url(url)}: {exc}", permanent=True) from None
     except httpx.HTTPError as exc:
         raise SourceError(f"request to {short_url(url)} failed: {exc}") from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
