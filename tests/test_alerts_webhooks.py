@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pytest
 from click.testing import CliRunner
-from test_alerts_support import T0, add_official, open_incident, settings
+from test_alerts_support import BUCKET, T0, add_official, open_incident, seed_posts, settings
 
 from miner.alerts import DispatchStats, dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
@@ -204,6 +204,27 @@ def test_slack_message_escapes_mrkdwn(store: Store, hook: Hook) -> None:
     assert "WhatsApp" in body["text"] and body["blocks"][0]["type"] == "header"
     dumped = json.dumps(body["blocks"])
     assert "<script>" not in dumped and "&lt;script&gt;" in dumped
+
+
+def test_slack_message_pings_nobody_and_forges_no_link(store: Store, hook: Hook) -> None:
+    # Slack escaping stopped <!channel>, but apps that take Slack's format (Mattermost, Rocket.Chat, Discord's
+    # Slack endpoint) notify everyone for a bare @channel, @all, @here or @everyone, and render Markdown links.
+    cfg = hook_settings("slack")
+    open_incident(store, "WhatsApp", T0, posts=False)
+    seed_posts(store, "WhatsApp", T0 - BUCKET, ["@everyone WhatsApp down, @here too",
+                                                "WhatsApp down: [restore your account](https://phish.example/x)",
+                                                "WhatsApp down @channel @all ![x](https://track.example/p.png)"])
+    add_official(store, "WhatsApp", T0)
+    with store.database.transaction() as conn:  # a provider's URL with a | in it would end Slack's <url|text> there
+        conn.execute("UPDATE official_incidents SET url = 'https://status.example.com/i|Click_here'")
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    [body] = hook.bodies
+    text = json.dumps(body, ensure_ascii=False)
+    for mention in ("@everyone", "@here", "@channel", "@all", "](https://"):
+        assert mention not in text
+    assert "@\u200beveryone" in text and "account]\u200b(https://phish.example/x)" in text  # it still reads the same
+    assert "<https://status.example.com/i%7CClick_here|Some users are unable to send messages>" in text
 
 
 def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -88,6 +88,24 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Apps that take Slack's format read more than <!channel>: Mattermost and Rocket.Chat notify a whole channel for a
+# bare @channel, @all or @here (and a user for @name), Discord's Slack endpoint for @everyone, and they render
+# Markdown links and images, so a post could ping everyone or show a link whose text lies. A zero-width space after
+# the @ and between ] and ( reads the same and makes neither.
+_MENTION = re.compile(r"@(?=\w)")
+_MD_LINK = re.compile(r"\](?=\()")
+
+
+def slack_text(text: str) -> str:
+    """Untrusted text for a Slack-format message: escaped, with mentions and Markdown links defused."""
+    return _MD_LINK.sub("]\u200b", _MENTION.sub("@\u200b", slack_escape(text)))
+
+
+def slack_url(url: str) -> str:
+    """A URL for Slack's ``<url|text>``: a ``|`` in it would end the URL there and make the rest the link text."""
+    return slack_escape(url).replace("|", "%7C")
+
+
 def duration_text(seconds: float) -> str:
     minutes = int(max(seconds, 0) // 60)
     if minutes < 60:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
-from miner.alerts.text import slack_escape
+from miner.alerts.text import slack_text, slack_url
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -144,24 +144,24 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
         emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
         note = " (reminder)" if v.id in reminders else ""
         ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
-        lines = [f"{emoji} *{slack_escape(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
+        lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
                  f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"]
         if v.symptoms:
-            lines.append("symptoms: " + slack_escape(v.symptom_line))
+            lines.append("symptoms: " + slack_text(v.symptom_line))
         if v.official is not None:
-            official = slack_escape(v.official.title)
+            official = slack_text(v.official.title)
             if v.official.url:
-                official = f"<{slack_escape(v.official.url)}|{official}>"
-            lines.append(f"provider: {official} ({slack_escape(v.official.status)})"
-                         + (f"; our lead {slack_escape(v.lead_text)}" if v.lead_text else ""))
+                official = f"<{slack_url(v.official.url)}|{official}>"
+            lines.append(f"provider: {official} ({slack_text(v.official.status)})"
+                         + (f"; our lead {slack_text(v.lead_text)}" if v.lead_text else ""))
         these: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}]
         if v.samples and kind != "resolved":
-            quotes = "\n".join(f"> {slack_escape(p.text)}" for p in v.samples[:3])
+            quotes = "\n".join(f"> {slack_text(p.text)}" for p in v.samples[:3])
             these.append({"type": "context", "elements": [{"type": "mrkdwn", "text": quotes[:2900]}]})
         if len(blocks) + len(these) > SLACK_BLOCKS - 1:  # one block kept for saying what is left out
             blocks.append({"type": "context", "elements": [
                 {"type": "mrkdwn", "text": f"{len(views) - n} more incidents not shown"}]})
             break
         blocks += these
-    return {"text": slack_escape(subject), "blocks": blocks}
+    return {"text": slack_text(subject), "blocks": blocks}
