@@ -125,3 +125,22 @@ def test_a_key_in_a_source_url_is_not_in_its_error(tmp_path: Path, server: FakeS
         assert error.startswith(f"bad URL http://{host}/private.rss: ")
     shown = "\n".join([result.output, caplog.text, *errors])
     assert "K3Y-S3CR3T" not in shown and "T0K3N-US3R" not in shown
+
+
+def test_a_key_in_a_feed_url_is_not_copied_into_its_posts(tmp_path: Path, server: FakeServer) -> None:
+    # Relative entry links and guids were resolved against the URL as written: every post's url and id (shown in
+    # digests and webhook payloads) carried the feed's user:password, and a "#..." link its query too.
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><link>/</link>'
+           b"<item><title>GitHub down</title><link>/item/1</link><guid>one</guid></item>"
+           b"<item><title>GitHub down again</title><link>#c2</link><guid>two</guid></item></channel></rss>")
+    server.serve("/private.rss", Reply(200, rss, content_type="application/rss+xml"))
+    host = server.url.removeprefix("http://")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n[[sources]]\n'
+                   f'name = "private"\ntype = "rss"\nurl = "http://T0K3N-US3R@{host}/private.rss?api_key=K3Y-S3CR3T"\n')
+    assert CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"]).exit_code == 0
+    store = Store.open(tmp_path / "m.sqlite")
+    posts = store.database.rows("SELECT external_id, url FROM posts ORDER BY external_id")
+    store.close()
+    assert posts == [{"external_id": f"http://{host}/one", "url": f"http://{host}/item/1"},
+                     {"external_id": f"http://{host}/two", "url": f"http://{host}/private.rss#c2"}]

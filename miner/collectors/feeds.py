@@ -81,7 +81,9 @@ def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     if head.startswith((b"<!doctype html", b"<html")):
         raise SourceError(f"expected a feed from {where}, got an HTML page ({resp.content_type or 'no type'})")
     headers = {k: v for k, v in resp.headers.items() if k not in _TRANSFER_HEADERS}
-    headers.setdefault("content-location", resp.url)
+    # The base relative entry links and guids are resolved against: without the URL's user:password and query,
+    # which may hold the feed's key and would be copied into every post's url and id (a link "#c2" keeps the query).
+    headers.setdefault("content-location", where)
     # We never render entry HTML, only reduce it to text (dropping scripts), so feedparser's HTML
     # sanitiser and link rewriting are pure cost: they took over half the parse time.
     parsed = feedparser.parse(fix_surrogate_refs(resp.body), response_headers=headers, sanitize_html=False,
