@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from miner.config_lines import locate
 from miner.errors import ConfigError
@@ -63,6 +63,30 @@ def url_problem(url: str) -> str | None:
     if not parts.hostname or any(ch.isspace() for ch in parts.hostname):
         return "has no valid host"
     return None
+
+
+# Query parameters named like these (the last word of the name: api_key, apiKey, access_token, X-Amz-Signature) hold a
+# credential. "keywords" or "q" do not.
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "secret", "password", "passwd", "pwd",
+                           "sig", "signature", "session", "sessionid", "sid", "credential", "credentials"})
+REDACTED = "[redacted]"
+
+
+def _secret_param(pair: str) -> bool:
+    name, sep, _ = pair.partition("=")
+    words = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))
+    return bool(sep) and words[-1].lower() in _SECRET_WORDS
+
+
+def public_url(url: str) -> str:
+    """``url`` without what may be a credential: its ``user:password@`` (or a token as user name) goes, and the values
+    of query parameters named like keys become ``[redacted]``. A URL without either comes back as it is."""
+    parts = urlsplit(url)
+    pairs = parts.query.split("&")
+    if "@" not in parts.netloc and not any(_secret_param(p) for p in pairs):
+        return url
+    query = "&".join(f"{p.partition('=')[0]}={REDACTED}" if _secret_param(p) else p for p in pairs)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
 def term_key(term: str) -> str:
@@ -161,6 +185,11 @@ class SourceConfig:
             raise ValueError(f"query: required for type {self.type!r}")
         if self.type == "reddit" and not (self.url or self.query):
             raise ValueError("query: reddit needs a search query/subreddit or a feed url")
+
+    @property
+    def stored_url(self) -> str | None:
+        """The url as the store keeps it (sources.url): never with a credential the url holds (`public_url`)."""
+        return public_url(self.url) if self.url else None
 
 
 @dataclass(frozen=True)

@@ -144,3 +144,23 @@ def test_a_key_in_a_feed_url_is_not_copied_into_its_posts(tmp_path: Path, server
     store.close()
     assert posts == [{"external_id": f"http://{host}/one", "url": f"http://{host}/item/1"},
                      {"external_id": f"http://{host}/two", "url": f"http://{host}/private.rss#c2"}]
+
+
+def test_a_key_in_a_source_url_is_not_stored(tmp_path: Path, server: FakeServer) -> None:
+    # sources.url kept the url as written in feeds.toml: a key in its query or a token as user name went into the
+    # store (its backups, `miner ui`, `miner query`). A row written so before is rewritten at the next collect.
+    host = server.url.removeprefix("http://")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n[[sources]]\n'
+                   f'name = "forum"\ntype = "rss"\nurl = "http://T0K3N-US3R@{host}/forum.rss?q=down&api_key=K3Y"\n')
+    store = Store.open(tmp_path / "m.sqlite")
+    with store.database.transaction() as conn:
+        conn.execute("INSERT INTO sources (name, type, url) VALUES ('forum', 'rss', ?)",
+                     (f"http://T0K3N-US3R@{host}/forum.rss?q=down&api_key=K3Y",))
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert result.exit_code == 0, result.output
+    assert store.source_row("forum")["url"] == f"http://{host}/forum.rss?q=down&api_key=[redacted]"  # type: ignore[index]
+    store.close()
+    # The key was still sent: only what is kept is without it.
+    [request] = server.requests_to("/forum.rss")
+    assert request.param("api_key") == "K3Y" and request.headers["authorization"].startswith("Basic ")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from miner.cli import main
-from miner.config import bundled_path, load_config, parse_config
+from miner.config import SourceConfig, bundled_path, load_config, parse_config
 from miner.config_lines import locate
 from miner.errors import ConfigError
 
@@ -432,3 +432,16 @@ def test_an_empty_store_path_is_refused() -> None:
     for value in ('""', '"  "'):
         with pytest.raises(ConfigError, match=r"x.toml:3: store.path: must name the SQLite file"):
             parse_config(f"[store]\nretention_days = 7\npath = {value}\n", "x.toml")
+
+
+@pytest.mark.parametrize(("url", "kept"), [
+    ("https://example.org/feed?api_key=K&q=down", "https://example.org/feed?api_key=[redacted]&q=down"),
+    ("https://example.org/f?apiKey=K&access_token=T&X-Amz-Signature=S&private-token=P",
+     "https://example.org/f?apiKey=[redacted]&access_token=[redacted]&X-Amz-Signature=[redacted]"
+     "&private-token=[redacted]"),
+    ("https://T0K3N@example.org:8443/feed.rss", "https://example.org:8443/feed.rss"),
+    ("https://example.org/search.rss?keywords=outage&sort=new", "https://example.org/search.rss?keywords=outage&sort=new"),
+    ("https://www.reddit.com/r/sysadmin/new/.rss", "https://www.reddit.com/r/sysadmin/new/.rss"),
+])
+def test_the_store_keeps_a_source_url_without_its_credentials(url: str, kept: str) -> None:
+    assert SourceConfig("s", "rss", url=url).stored_url == kept

@@ -15,7 +15,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "sources": ("Each configured source and its poll state.", {
         "name": "Source name from feeds.toml (`[[sources]].name`, or `status:<service>` for a service's status page).",
         "type": "Source type: rss, reddit, hackernews, discourse, lemmy, mastodon, bluesky, statuspage, status_feed.",
-        "url": "Feed URL or API base URL.",
+        "url": "Feed URL or API base URL, without its user:password@ and with the values of query parameters named "
+               "like keys (api_key, token, X-Amz-Signature...) as [redacted]: a credential is never stored.",
         "etag": "ETag of the last 200 response, sent as If-None-Match.",
         "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
         "cursor": "API cursor (since_id, timestamp...) of the newest item stored.",

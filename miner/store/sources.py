@@ -28,18 +28,19 @@ class SourcesMixin:
         reset: list[str] = []
         with self.database.transaction() as conn:
             for src in sources:
+                url = src.stored_url  # without user:password or a key in the query: secrets stay out of the store
                 cur = conn.execute(
                     "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
                     "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL "
                     "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
-                    (src.name, src.type, src.url),
+                    (src.name, src.type, url),
                 )
                 if cur.rowcount:
                     reset.append(src.name)
                 conn.execute(
                     "INSERT INTO sources (name, type, url) VALUES (?, ?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET type = excluded.type, url = excluded.url",
-                    (src.name, src.type, src.url),
+                    (src.name, src.type, url),
                 )
         return reset
 
