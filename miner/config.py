@@ -78,6 +78,14 @@ def _secret_param(pair: str) -> bool:
     return bool(sep) and words[-1].lower() in _SECRET_WORDS
 
 
+def credentials_in_url(url: str) -> list[str]:
+    """What in ``url`` may be a credential, for a warning: its user name (or user:password), query parameters named
+    like keys."""
+    parts = urlsplit(url)
+    found = ["user name before @"] if "@" in parts.netloc else []
+    return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if _secret_param(p)]
+
+
 def public_url(url: str) -> str:
     """``url`` without what may be a credential: its ``user:password@`` (or a token as user name) goes, and the values
     of query parameters named like keys become ``[redacted]``. A URL without either comes back as it is."""
@@ -151,6 +159,7 @@ class SourceConfig:
     name: str
     type: SourceType
     url: str | None = None  # feed URL, or the API's base URL
+    url_env: str = ""  # or: the env var holding it, for a URL with a key in it (secrets never live in feeds.toml)
     query: str | None = None  # search terms, subreddit, or tag, depending on the type
     services: tuple[str, ...] = ()  # empty: match posts against every service
     interval: int = 300  # seconds between polls
@@ -166,8 +175,13 @@ class SourceConfig:
         if not 0 < self.timeout <= MAX_TIMEOUT:
             raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
         needs_url = {"rss", "discourse", "lemmy", "mastodon", "statuspage", "status_feed"}
-        if self.type in needs_url and not self.url:
-            raise ValueError(f"url: required for type {self.type!r}")
+        if self.url_env and not ENV_NAME.fullmatch(self.url_env):
+            raise ValueError("url_env: must name an environment variable, not hold the URL itself")
+        if self.url and self.url_env:
+            raise ValueError("url_env: give url or url_env, not both")
+        if self.type in needs_url and not (self.url or self.url_env):
+            raise ValueError(f"url: required for type {self.type!r} (or url_env, naming the environment variable "
+                             "that holds it)")
         if self.url and not re.match(r"https?://", self.url):
             raise ValueError("url: must start with http:// or https://")
         if self.url and (problem := url_problem(self.url)):
@@ -183,12 +197,15 @@ class SourceConfig:
         needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
         if self.type in needs_query and not self.query:
             raise ValueError(f"query: required for type {self.type!r}")
-        if self.type == "reddit" and not (self.url or self.query):
+        if self.type == "reddit" and not (self.url or self.url_env or self.query):
             raise ValueError("query: reddit needs a search query/subreddit or a feed url")
 
     @property
     def stored_url(self) -> str | None:
-        """The url as the store keeps it (sources.url): never with a credential the url holds (`public_url`)."""
+        """The url as the store keeps it (sources.url): never with a credential the url holds (`public_url`), and for
+        a url from the environment only the variable's name, as ``$NAME``."""
+        if self.url_env:
+            return f"${self.url_env}"
         return public_url(self.url) if self.url else None
 
 

@@ -164,3 +164,50 @@ def test_a_key_in_a_source_url_is_not_stored(tmp_path: Path, server: FakeServer)
     # The key was still sent: only what is kept is without it.
     [request] = server.requests_to("/forum.rss")
     assert request.param("api_key") == "K3Y" and request.headers["authorization"].startswith("Basic ")
+
+
+def test_a_feed_url_with_a_key_comes_from_the_environment(tmp_path: Path, server: FakeServer,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    # A feed whose URL carries its key could only be given in feeds.toml; url_env names a variable holding it.
+    host = server.url.removeprefix("http://")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "Discourse"\n[[sources]]\n'
+                   'name = "forum"\ntype = "rss"\nurl_env = "MINER_TEST_FEED_URL"\n')
+    monkeypatch.delenv("MINER_TEST_FEED_URL", raising=False)
+    checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
+    assert checked.exit_code == 0 and "env not set: MINER_TEST_FEED_URL" in checked.output
+    unset = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert unset.exit_code == 1 and "environment variable MINER_TEST_FEED_URL (url_env) is not set" in unset.output
+    monkeypatch.setenv("MINER_TEST_FEED_URL", f"http://T0K3N-US3R@{host}/forum.rss?api_key=K3Y\n")
+    broken = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once", "--all"])
+    assert "environment variable MINER_TEST_FEED_URL (url_env) must not contain control characters" in broken.output
+    assert server.requests == []
+
+    monkeypatch.setenv("MINER_TEST_FEED_URL", f"http://T0K3N-US3R@{host}/forum.rss?api_key=K3Y")
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once", "--all"])
+    assert result.exit_code == 0, result.output
+    [request] = server.requests_to("/forum.rss")
+    assert request.param("api_key") == "K3Y"
+    store = Store.open(tmp_path / "m.sqlite")
+    assert store.source_row("forum")["url"] == "$MINER_TEST_FEED_URL"  # type: ignore[index]
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] > 0  # type: ignore[index]
+    kept = [str(v) for row in store.database.rows("SELECT * FROM posts") for v in row.values()]
+    store.close()
+    shown = "\n".join([checked.output, unset.output, broken.output, result.output, caplog.text, *kept])
+    assert "K3Y" not in shown and "T0K3N-US3R" not in shown
+
+
+def test_a_credential_in_a_source_url_in_the_config_is_warned_about(tmp_path: Path, server: FakeServer,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "Discourse"\n[[sources]]\n'
+                   f'name = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss?q=x&api_key=K3Y"\n')
+    warning = ("source forum: its url holds what looks like a credential (query parameter api_key); secrets belong in "
+               "the environment: put the URL in an environment variable and name it in url_env")
+    checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
+    assert checked.exit_code == 0 and f"warning: {warning}" in checked.output
+    with caplog.at_level("WARNING"):
+        assert CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"]).exit_code == 0
+    assert ("source forum: its url in the config holds what looks like a credential (query parameter api_key)"
+            in caplog.text)

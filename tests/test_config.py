@@ -445,3 +445,14 @@ def test_an_empty_store_path_is_refused() -> None:
 ])
 def test_the_store_keeps_a_source_url_without_its_credentials(url: str, kept: str) -> None:
     assert SourceConfig("s", "rss", url=url).stored_url == kept
+
+
+def test_url_env_names_a_variable_and_replaces_url() -> None:
+    src = "[[sources]]\nname = 'f'\ntype = 'rss'\n"
+    assert parse_config(src + "url_env = 'FEED_URL'\n").sources[0].stored_url == "$FEED_URL"
+    with pytest.raises(ConfigError, match=r":4: sources\[0\].url_env: must name an environment variable"):
+        parse_config(src + "url_env = 'https://example.org/feed?key=K'\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\].url_env: give url or url_env, not both"):
+        parse_config(src + "url = 'https://example.org/feed'\nurl_env = 'FEED_URL'\n")
+    with pytest.raises(ConfigError, match=r"sources\[0\].url: required for type 'rss' \(or url_env"):
+        parse_config(src)

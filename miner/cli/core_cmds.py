@@ -24,16 +24,18 @@ def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
     Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
-    variables it names that are unset or empty (as the service would find them) are listed.
+    variables it names that are unset or empty (as the service would find them) are listed, and a source url that
+    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about.
     """
-    from miner.config import load_config
+    from miner.config import credentials_in_url, load_config
 
     cfg = load_config(path or app.config_path)
     click.echo(f"{cfg.path}: OK")
     rows = []
     for src in cfg.sources:
         watched = ", ".join(src.services) if src.services else "all services"
-        missing = [var for var in src.env.values() if not os.environ.get(var)]  # empty is unset to a collector
+        its_vars = [*src.env.values(), *([src.url_env] if src.url_env else [])]
+        missing = [var for var in its_vars if not os.environ.get(var)]  # empty is unset to a collector
         note = "disabled" if not src.enabled else (f"env not set: {', '.join(missing)}" if missing else "")
         rows.append((src.name, src.type, src.interval, watched, note))
     click.echo(f"{len(cfg.services)} services: {', '.join(s.name for s in cfg.services)}")
@@ -50,6 +52,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
     unset = [f"{var} ({key})" for var, key in named if var and not os.environ.get(var)]
     if unset:
         click.echo(f"env not set: {', '.join(unset)}")
+    for src in cfg.sources:
+        if src.url and (found := credentials_in_url(src.url)):
+            click.echo(f"warning: source {src.name}: its url holds what looks like a credential ({', '.join(found)}); "
+                       "secrets belong in the environment: put the URL in an environment variable and name it in "
+                       "url_env")
 
 
 @main.command()

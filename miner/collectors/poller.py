@@ -9,9 +9,11 @@ while a slow one is still answering, and it stops starting polls when asked to s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections import deque
@@ -37,7 +39,7 @@ from miner.collectors.rss import RssCollector
 from miner.collectors.settings import CollectSettings
 from miner.collectors.status_feed import StatusFeedCollector
 from miner.collectors.statuspage import StatuspageCollector
-from miner.config import Config, ServiceConfig, SourceConfig
+from miner.config import Config, ServiceConfig, SourceConfig, credentials_in_url, url_problem
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 
@@ -131,6 +133,11 @@ class Poller:
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Poller:
         env = os.environ if environ is None else environ
+        for source in config.sources:
+            if source.url and (found := credentials_in_url(source.url)):
+                log.warning("source %s: its url in the config holds what looks like a credential (%s); secrets belong "
+                            "in the environment: put the URL in an environment variable and name it in url_env",
+                            source.name, ", ".join(found))
         return cls(config.collect, config.services, hash_key_from_env(config.store.hash_key_env, env), env)
 
     def close(self) -> None:
@@ -143,11 +150,26 @@ class Poller:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def resolve(self, source: SourceConfig) -> SourceConfig:
+        """``source`` with the url its ``url_env`` names read from the environment. Raises SourceError, which never
+        shows the value (the URL holds a secret), when it is unset or cannot be fetched."""
+        if not source.url_env:
+            return source
+        url = self.ctx.environ.get(source.url_env, "")
+        what = f"environment variable {source.url_env} (url_env)"
+        if not url:
+            raise SourceError(f"{what} is not set", permanent=True)
+        problem = url_problem(url) if re.match(r"https?://", url) else "must start with http:// or https://"
+        if problem:
+            raise SourceError(f"{what} {problem}", permanent=True)
+        return replace(source, url=url)
+
     def poll(self, source: SourceConfig, state: SourceState | None = None) -> FetchResult:
         """Poll one source and tag its posts with the services they mention. Raises SourceError."""
         collector = self.collectors.get(source.type)
         if collector is None:
             raise SourceError(f"no collector for source type {source.type!r}", permanent=True)
+        source = self.resolve(source)
         result = collector.poll(source, state or SourceState(), self.ctx)
         if not result.posts:
             return result
@@ -155,6 +177,8 @@ class Poller:
         return replace(result, posts=posts)
 
     def _host_lock(self, source: SourceConfig) -> threading.BoundedSemaphore:
+        with contextlib.suppress(SourceError):  # reported by the poll itself
+            source = self.resolve(source)
         host = source_host(source)
         with self._locks_guard:
             lock = self._host_locks.get(host)
