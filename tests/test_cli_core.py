@@ -113,3 +113,21 @@ def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune"])
     assert result.exit_code == 1
     assert "corrupt" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("host", "security", "warned"), [
+    ("smtp.example.org", "none", True), ("10.0.0.5", "none", True), ("localhost", "none", False),
+    ("127.0.0.1", "none", False), ("::1", "none", False), ("smtp.example.org", "starttls", False),
+])
+def test_config_check_warns_of_an_smtp_login_sent_unencrypted(runner: CliRunner, tmp_path: Path, host: str,
+                                                              security: str, warned: bool) -> None:
+    # smtplib logs in wherever the server offers AUTH, with or without TLS: with security = "none" to another
+    # machine, the password crossed the network in the clear and nothing said so.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[alerts.smtp]\nhost = "{host}"\nsecurity = "{security}"\nusername_env = "T_USER"\n'
+                   'password_env = "T_PASS"\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    warning = (f'warning: alerts.smtp: security = "none" sends the login (T_PASS) to {host} unencrypted; use starttls '
+               "or ssl (none is for a relay on this machine)")
+    assert (warning in result.output) == warned

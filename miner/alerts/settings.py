@@ -6,6 +6,7 @@ the settings hold, so feeds.toml can be committed and the store never sees a pas
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
@@ -71,6 +72,16 @@ class SmtpSettings:
             raise ValueError("password_env: set both username_env and password_env, or neither")
         if not 0 < self.timeout <= MAX_TIMEOUT:
             raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
+
+    @property
+    def login_in_clear(self) -> bool:
+        """Whether the login would cross the network unencrypted: security "none" to a host not on this machine."""
+        if self.security != "none" or not self.username_env:
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host.lower() != "localhost"
 
 
 @dataclass(frozen=True)

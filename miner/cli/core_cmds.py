@@ -25,7 +25,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
 
     Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
     variables it names that are unset or empty (as the service would find them) are listed, and a source url that
-    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about.
+    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as is an
+    SMTP login that would cross the network unencrypted.
     """
     from miner.config import credentials_in_url, load_config
 
@@ -52,6 +53,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
     unset = [f"{var} ({key})" for var, key in named if var and not os.environ.get(var)]
     if unset:
         click.echo(f"env not set: {', '.join(unset)}")
+    smtp = cfg.alerts.smtp
+    if cfg.alerts.enabled and smtp.login_in_clear:
+        click.echo(f"warning: alerts.smtp: security = \"none\" sends the login ({smtp.password_env}) to {smtp.host} "
+                   "unencrypted; use starttls or ssl (none is for a relay on this machine)")
     for src in cfg.sources:
         if src.url and (found := credentials_in_url(src.url)):
             click.echo(f"warning: source {src.name}: its url holds what looks like a credential ({', '.join(found)}); "
