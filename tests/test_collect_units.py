@@ -494,6 +494,21 @@ def test_bluesky_bad_app_password_is_permanent(server: FakeServer, poller: Polle
     assert info.value.permanent
 
 
+def test_a_login_is_not_sent_on_to_where_a_redirect_points(server: FakeServer, poller: Poller) -> None:
+    # A 307 keeps the method and body, and httpx drops only the Authorization header on the way to another host.
+    with FakeServer() as elsewhere:
+        elsewhere.serve("/xrpc/com.atproto.server.createSession", _session(datetime.now(UTC) + timedelta(hours=2)))
+        server.serve("/xrpc/com.atproto.server.createSession",
+                     Reply(307, headers={"Location": elsewhere.url + "/xrpc/com.atproto.server.createSession"}))
+        source = SourceConfig("b", "bluesky", url=server.url, query="down",
+                              env={"identifier": "BID", "password": "BPW"})
+        with pytest.raises(SourceError) as info:
+            poller.poll(source)
+        assert not elsewhere.requests  # the app password went nowhere else
+        assert str(info.value) == ("HTTP 307 from 127.0.0.1 (a login is not sent on to a redirect; it points to "
+                                   f"{elsewhere.url}/xrpc/com.atproto.server.createSession)")
+
+
 def test_slow_drip_body_hits_the_total_deadline(server: FakeServer, poller: Poller) -> None:
     def drip() -> Iterator[bytes]:
         yield b'<?xml version="1.0"?><rss version="2.0"><channel>'

@@ -134,10 +134,13 @@ def fetch(
     cap = settings.max_body_bytes
     deadline = time.monotonic() + timeout
     request_timeout = httpx.Timeout(timeout, connect=min(settings.connect_timeout, timeout))
+    # A 307/308 redirect re-sends the body, and httpx drops only the Authorization header when the host changes:
+    # a login (Bluesky's app password in JSON, Reddit's form) would reach whatever host the redirect names.
+    follow = json_body is None and form is None and auth is None
     try:
         with client.stream(
             method, url, headers=headers, params=params, json=json_body, auth=auth, data=form,
-            timeout=request_timeout,
+            timeout=request_timeout, follow_redirects=follow,
         ) as resp:
             final_url = str(resp.url)
             good = 200 <= resp.status_code < 300 or resp.status_code == 304 or resp.status_code in ok_statuses
@@ -201,6 +204,9 @@ def status_error(resp: Response) -> SourceError:
         message += " (check the source's credentials and URL)"
     elif resp.status in (404, 410):
         message += f" (no such resource: {short_url(resp.url)})"
+    elif 300 <= resp.status < 400 and (location := resp.headers.get("location")):
+        # Only a request carrying a login is not redirected (see fetch): say where to point the source instead.
+        message += f" (a login is not sent on to a redirect; it points to {short_url(location)})"
     return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES)
 
 
