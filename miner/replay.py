@@ -7,6 +7,7 @@ in seconds and yields the incidents and notifications the live service would hav
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import time
@@ -89,17 +90,24 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
     """:func:`read_posts` with each post's line number."""
     p = Path(path)
     try:
-        # utf-8-sig: files saved by Windows tools may start with a byte-order mark
-        handle: IO[str] = (gzip.open(p, "rt", encoding="utf-8-sig") if p.suffix == ".gz"  # noqa: SIM115
-                           else p.open("r", encoding="utf-8-sig"))
+        # Bytes, not text: a text stream's universal newlines end a line at a bare CR (whitespace to JSON), and
+        # one bad byte would fail the file as a whole rather than name its line.
+        handle: IO[bytes] | gzip.GzipFile = (gzip.open(p, "rb") if p.suffix == ".gz"  # noqa: SIM115
+                                             else p.open("rb"))
     except OSError as exc:
         raise InputError(f"{p}: cannot open ({exc.strerror or exc})") from None
     with handle:
         try:
-            for lineno, line in enumerate(handle, start=1):
+            for lineno, raw in enumerate(handle, start=1):
+                if lineno == 1:
+                    raw = raw.removeprefix(codecs.BOM_UTF8)  # files saved by Windows tools may start with one
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputError(f"{p}:{lineno}: not valid UTF-8") from None
                 if line.strip():
                     yield lineno, _post_from_line(line, p, lineno)
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as exc:
+        except (EOFError, gzip.BadGzipFile) as exc:
             raise InputError(f"{p}: unreadable ({exc})") from None
 
 
@@ -108,7 +116,8 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        # exc.msg lacks the position, and some messages ("Invalid control character at") end waiting for it
+        raise InputError(f"{where}: invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})") from None
     except RecursionError:
         raise InputError(f"{where}: invalid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):

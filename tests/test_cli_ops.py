@@ -90,6 +90,30 @@ def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None
     assert [p.external_id for p in read_posts(plain)] == [p.external_id for p in read_posts(packed)] == ["1"]
 
 
+def test_replay_names_the_line_of_invalid_utf8_and_a_bare_carriage_return_does_not_end_a_line(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # The file was read as text: one bad byte made the whole file "unreadable" without a line number, and a
+    # bare CR (JSON whitespace) ended a line, splitting a valid post in two and shifting every line number after.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+
+    def line(n: int, text: bytes = b"x", gap: bytes = b" ") -> bytes:
+        return (b'{"id": "%d",%b"text": "%b", "created_at": "2026-01-01T00:00:0%dZ", "source": "s"}\n'
+                % (n, gap, text, n))
+
+    stream = tmp_path / "s.jsonl"
+    stream.write_bytes(line(1) + line(2, "caf\u00e9".encode(), gap=b"\r") + line(3).replace(b"\n", b"\r\n"))
+    assert [(p.external_id, p.text) for p in read_posts(stream)] == [("1", "x"), ("2", "caf\u00e9"), ("3", "x")]
+    for bad, error in [(line(2, b"caf\xe9"), "not valid UTF-8"),
+                       (line(2, b"a\x01b"), "invalid JSON (Invalid control character at column 23)")]:
+        stream.write_bytes(line(1, gap=b"\r") + bad + line(3))
+        result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay",
+                                      str(stream)])
+        assert result.exit_code == 1
+        assert f"Error: {stream}:2: {error} (nothing was stored)\n" in result.output, result.output
+    assert not (tmp_path / "m.sqlite").exists()
+
+
 def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)
