@@ -11,6 +11,7 @@ import codecs
 import gzip
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,8 +42,8 @@ def demo_stream_path() -> Path:
 
 
 def read_posts(path: Path | str) -> Iterator[Post]:
-    """Stream posts from a JSONL file (optionally .gz): ``id``, ``text``, ``created_at`` (ISO 8601),
-    ``source``, optional ``url``. A bad line raises InputError naming the file and line."""
+    """Stream posts from a JSONL file (UTF-8, optionally gzip-compressed): ``id``, ``text``, ``created_at``
+    (ISO 8601), ``source``, optional ``url`` and ``lang``. A bad line raises InputError naming the file and line."""
     for _, post in read_numbered(path):
         yield post
 
@@ -92,12 +93,15 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
     try:
         # Bytes, not text: a text stream's universal newlines end a line at a bare CR (whitespace to JSON), and
         # one bad byte would fail the file as a whole rather than name its line.
-        handle: IO[bytes] | gzip.GzipFile = (gzip.open(p, "rb") if p.suffix == ".gz"  # noqa: SIM115
-                                             else p.open("rb"))
+        file = p.open("rb")
     except OSError as exc:
         raise InputError(f"{p}: cannot open ({exc.strerror or exc})") from None
-    with handle:
+    with file:
+        lineno = 0
         try:
+            # Gzip by its magic bytes, as `miner classify` tells it, whatever the file's name
+            packed = file.peek(2)[:2] == b"\x1f\x8b"
+            handle: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=file) if packed else file
             for lineno, raw in enumerate(handle, start=1):
                 if lineno == 1:
                     raw = raw.removeprefix(codecs.BOM_UTF8)  # files saved by Windows tools may start with one
@@ -107,8 +111,8 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
                     raise InputError(f"{p}:{lineno}: not valid UTF-8") from None
                 if line.strip():
                     yield lineno, _post_from_line(line, p, lineno)
-        except (EOFError, gzip.BadGzipFile) as exc:
-            raise InputError(f"{p}: unreadable ({exc})") from None
+        except (EOFError, OSError, zlib.error) as exc:  # a truncated or corrupt gzip, a failing disk
+            raise InputError(f"{p}: unreadable after line {lineno} ({exc})") from None
 
 
 def _post_from_line(line: str, path: Path, lineno: int) -> Post:

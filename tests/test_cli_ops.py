@@ -114,6 +114,31 @@ def test_replay_names_the_line_of_invalid_utf8_and_a_bare_carriage_return_does_n
     assert not (tmp_path / "m.sqlite").exists()
 
 
+def test_replay_reads_gzip_by_its_content_and_a_truncated_one_names_the_last_line_read(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # Only a name ending in .gz was unpacked: posts.jsonl holding gzip was "unreadable ('utf-8' codec can't
+    # decode byte 0x8b...)"; and a cut-off download said neither how far it got.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    lines = b"".join(b'{"id": "%d", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n' % n
+                     for n in range(1, 2001))
+    packed = tmp_path / "posts.jsonl"
+    packed.write_bytes(gzip.compress(lines))
+    assert [p.external_id for p in read_posts(packed)] == [str(n) for n in range(1, 2001)]
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gzip.compress(lines)[:-200])
+    read = 0
+    with pytest.raises(EOFError), gzip.open(cut, "rb") as damaged:
+        for _ in damaged:
+            read += 1
+    assert 0 < read < 2000
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(cut)])
+    assert result.exit_code == 1
+    assert (f"Error: {cut}: unreadable after line {read} (Compressed file ended before the end-of-stream marker "
+            "was reached) (nothing was stored)") in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "m.sqlite").exists()
+
+
 def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)

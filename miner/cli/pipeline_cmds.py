@@ -139,6 +139,9 @@ def _digest_time(store: Store) -> datetime | None:
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
     """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
 
+    POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name); a byte-order mark and CRLF line ends are
+    accepted.
+
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
     miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
