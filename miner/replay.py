@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import json
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -124,6 +125,9 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
         raise InputError(f"{where}: invalid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})") from None
     except RecursionError:
         raise InputError(f"{where}: invalid JSON (nested too deeply)") from None
+    except ValueError:  # int() refuses numbers past its digit limit, which the decoder does not check
+        raise InputError(f"{where}: invalid JSON (a number of more than {sys.get_int_max_str_digits()} digits)") \
+            from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object")
     missing = [k for k in REQUIRED if not isinstance(obj.get(k), str | int) or obj.get(k) == ""]

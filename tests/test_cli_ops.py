@@ -139,6 +139,19 @@ def test_replay_reads_gzip_by_its_content_and_a_truncated_one_names_the_last_lin
     assert not (tmp_path / "m.sqlite").exists()
 
 
+def test_replay_names_the_line_of_a_number_too_long_for_python(tmp_path: Path, runner: CliRunner) -> None:
+    # json.loads raises a bare ValueError for an integer past int()'s digit limit: an internal error, no line.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n'
+                      '{"id": 1' + "0" * 5000 + ', "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert (f"Error: {stream}:2: invalid JSON (a number of more than {sys.get_int_max_str_digits()} digits) "
+            "(nothing was stored)\n") in result.output, result.output
+
+
 def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)
