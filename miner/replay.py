@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,8 @@ FUTURE_SLACK = timedelta(minutes=10)
 # Real streams have month-long gaps (the bundled SentiTel stream one of 33 days); a year of hourly ticks is a
 # minute or so.
 MAX_GAP = timedelta(days=366)
+# No post is older than the Unix epoch; the detector's arithmetic on a misdated one near the year 1 overflows.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def demo_stream_path() -> Path:
@@ -137,6 +139,12 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
         created = parse_iso(str(obj["created_at"]))
     except ValueError:
         raise InputError(f"{where}: created_at {obj['created_at']!r} is not ISO 8601") from None
+    except OverflowError:  # its offset moves it past what a datetime holds
+        raise InputError(f"{where}: created_at {obj['created_at']!r} is out of range (in UTC it falls before the "
+                         "year 1 or after 9999)") from None
+    if created < EARLIEST:
+        raise InputError(f"{where}: created_at {obj['created_at']!r} is before 1970: a recorded post cannot be "
+                         "that old; fix its created_at or drop the line")
     url = obj.get("url")
     for key in ("id", "source", "url"):
         if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):

@@ -82,6 +82,27 @@ def test_replay_refuses_a_misdated_post_before_storing_anything(tmp_path: Path, 
     assert check_stream(demo_stream_path(), datetime.now(UTC)) > 5000
 
 
+@pytest.mark.parametrize(("at", "error"), [
+    ("0001-01-01T00:00:00Z", "is before 1970: a recorded post cannot be that old"),
+    ("1969-12-31T23:59:59Z", "is before 1970: a recorded post cannot be that old"),
+    ("0001-01-01T00:30:00+01:00", "is out of range (in UTC it falls before the year 1 or after 9999)"),
+    ("9999-12-31T23:30:00-01:00", "is out of range (in UTC it falls before the year 1 or after 9999)"),
+])
+def test_replay_refuses_a_date_it_cannot_step_through_before_storing_anything(tmp_path: Path, runner: CliRunner,
+                                                                             at: str, error: str) -> None:
+    # A post of the year 1 passed the check and failed the detector part-way through the replay with an
+    # internal OverflowError; an offset taking a date past the years 1-9999 did so while checking.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text(json.dumps({"id": "1", "text": "x", "created_at": at, "source": "s"}) + "\n")
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"Error: {stream}:1: created_at {at!r} {error}" in result.output, result.output
+    assert "(nothing was stored)" in result.output and not db.exists()
+
+
 def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None:
     line = b'{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n'
     plain, packed = tmp_path / "bom.jsonl", tmp_path / "bom.jsonl.gz"

@@ -147,8 +147,9 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
     are replaced (a resumed replay, whose store has sent them, adds to them); other files there are kept.
 
-    The file is checked before anything is stored: posts must be in time order, none dated after now, and none
-    more than a year (366 days) after the one before (split the file there and replay the parts one after another).
+    The file is checked before anything is stored: posts must be in time order, none dated after now or before
+    1970, and none more than a year (366 days) after the one before (split the file there and replay the parts one
+    after another).
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
