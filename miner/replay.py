@@ -146,7 +146,7 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
         raise InputError(f"{where}: created_at {obj['created_at']!r} is before 1970: a recorded post cannot be "
                          "that old; fix its created_at or drop the line")
     url = obj.get("url")
-    for key in ("id", "source", "url"):
+    for key in ("id", "source", "url", "lang"):
         if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
     # As the collectors clean it: SQLite cannot store a lone surrogate, and contact details are not kept.

@@ -188,6 +188,12 @@ def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_pat
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
     assert result.exit_code == 1
     assert f"{stream}:1: id holds an unpaired UTF-16 surrogate escape" in result.output
+    # An optional lang with one passed the check and stopped the replay part-way: SQLite cannot store it.
+    stream.write_text('{"id": "4", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s", '
+                      '"lang": "en\\ud83d"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"Error: {stream}:1: lang holds an unpaired UTF-16 surrogate escape (nothing was stored)" in result.output
 
 
 def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
