@@ -132,9 +132,15 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
             from None
     if not isinstance(obj, dict):
         raise InputError(f"{where}: expected a JSON object")
-    missing = [k for k in REQUIRED if not isinstance(obj.get(k), str | int) or obj.get(k) == ""]
-    if missing:
-        raise InputError(f"{where}: missing or empty field {missing[0]!r}")
+    for key in REQUIRED:
+        value = obj.get(key)
+        if value is None or value == "":
+            raise InputError(f"{where}: missing or empty field {key!r}")
+        # An integer id (or source, or epoch created_at, refused below) reads as its digits; true would read
+        # as "True", and a text that is a number is no post.
+        if isinstance(value, bool) or not isinstance(value, str if key == "text" else str | int):
+            kind = "a string" if key == "text" else "a string or an integer"
+            raise InputError(f"{where}: field {key!r} must be {kind}, not {_json_kind(value)}")
     try:
         created = parse_iso(str(obj["created_at"]))
     except ValueError:
@@ -154,6 +160,16 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
     return Post(source=str(obj["source"]), external_id=str(obj["id"]), text=text, created_at=created,
                 url=url if isinstance(url, str) else None, lang=obj.get("lang") if isinstance(obj.get("lang"), str)
                 else None)
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, float):
+        return "a number with a fraction or an exponent"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 @dataclass

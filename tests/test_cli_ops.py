@@ -48,6 +48,27 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
     assert result.exit_code == 1 and f"{deep}:1: invalid JSON (nested too deeply)" in result.output
 
 
+@pytest.mark.parametrize(("fields", "error"), [
+    ({"id": True}, "field 'id' must be a string or an integer, not true or false"),
+    ({"id": 1.5}, "field 'id' must be a string or an integer, not a number with a fraction or an exponent"),
+    ({"id": None}, "missing or empty field 'id'"),
+    ({"text": 5}, "field 'text' must be a string, not a number"),
+    ({"text": ["x"]}, "field 'text' must be a string, not an array"),
+    ({"source": {"name": "s"}}, "field 'source' must be a string or an integer, not an object"),
+])
+def test_replay_refuses_a_field_of_the_wrong_type_naming_it(tmp_path: Path, runner: CliRunner,
+                                                            fields: dict[str, object], error: str) -> None:
+    # true was stored as the id "True" and 5 as the text "5"; 1.5 was a "missing or empty" id.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    post = {"id": 7, "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}
+    stream.write_text(json.dumps(post) + "\n" + json.dumps({**post, "id": 8, **fields}) + "\n")
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"Error: {stream}:2: {error} (nothing was stored)\n" in result.output, result.output
+
+
 def test_replay_refuses_a_misdated_post_before_storing_anything(tmp_path: Path, runner: CliRunner) -> None:
     # One post dated 2099 at the end (or 1990 at the start) made replay step hourly through the decades
     # between, writing a bucket row per service per 5 minutes: an hour and gigabytes.
