@@ -277,6 +277,46 @@ def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_pa
     assert (out / "notes.txt").read_text() == "mine" and (out / "outbox" / "notes.txt").read_text() == "mine too"
 
 
+def test_replay_and_demo_refuse_an_out_folder_they_cannot_write_before_any_work(tmp_path: Path,
+                                                                                runner: CliRunner) -> None:
+    # It was first written to at the first notification, which failed unseen (retried as if a mail server
+    # were down), and then for the digest at the very end: an internal error after the whole replay.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    out = stream / "out"  # under a file
+    db = tmp_path / "m.sqlite"
+    for args in (["replay", str(stream), "--out", str(out)], ["demo", "--out", str(out)]):
+        result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), *args])
+        assert result.exit_code == 1
+        assert f"Error: cannot write to {out} (Not a directory); nothing was stored\n" in result.output, result.output
+        assert not db.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
+def test_replay_refuses_a_read_only_out_folder_before_any_work(tmp_path: Path) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    out = tmp_path / "out"
+    (out / "outbox").mkdir(parents=True)
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    for folder in (out, out / "outbox"):
+        folder.chmod(0o555)
+        try:
+            res = subprocess.run([*drop, sys.executable, "-m", "miner", "--config", str(cfg), "--db",
+                                  str(tmp_path / "m.sqlite"), "replay", str(stream), "--out", str(out)],
+                                 capture_output=True, text=True, cwd=ROOT, timeout=60)
+        finally:
+            folder.chmod(0o755)
+        assert res.returncode == 1
+        assert (f"Error: cannot write to {folder} (Permission denied); nothing was stored\n" in res.stderr), \
+            res.stderr
+        assert not (tmp_path / "m.sqlite").exists()
+
+
 @pytest.mark.parametrize("args", [
     ["status"], ["status", "--format", "json"], ["outbox"], ["outbox", "--all"], ["silence", "list"],
     ["silence", "list", "--all"], ["query", "SELECT 1"], ["ui", "--metadata-only"], ["digest", "--dry-run", "--out"],

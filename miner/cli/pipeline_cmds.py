@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -83,6 +84,8 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     from miner.timeutil import utcnow
 
     cfg = app.config
+    if out is not None:
+        _check_writable(out / "outbox")
     try:
         total = check_stream(posts_path, utcnow())
     except InputError as exc:
@@ -116,6 +119,20 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
         paths = write_digest_files(store, cfg.alerts, when, out, sources=cfg.polled_sources)
         click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
                                                                        if p.suffix in (".html", ".eml")))
+
+
+def _check_writable(outbox: Path) -> None:
+    """Create ``outbox`` (and the folder above it, for the digest) and write a file in each, or fail now: they were
+    first written to by the first notification, which failed unseen (retried as if a mail server were down), and
+    by the digest after the whole replay."""
+    for folder in (outbox.parent, outbox):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise click.ClickException(f"cannot write to {folder} ({exc.strerror or exc}); nothing was stored") \
+                from None
 
 
 def _digest_time(store: Store) -> datetime | None:
@@ -174,7 +191,7 @@ def demo(ctx: click.Context, out: Path) -> None:
     if app.config_path is None:
         app.config_path = bundled_path("demo.toml")
     db = out / "miner.sqlite"
-    out.mkdir(parents=True, exist_ok=True)
+    _check_writable(out / "outbox")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     app.db_path = app.db_path or db
