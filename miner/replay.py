@@ -39,6 +39,9 @@ MAX_GAP = timedelta(days=366)
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+DEMO_SOURCE = "sentitel"  # the source of every post of the bundled stream
+
+
 def demo_stream_path() -> Path:
     """The bundled real stream: 5,355 SentiTel posts (Uganda, 2019, public domain), times from snowflake ids."""
     return Path(str(resources.files("miner") / "data" / "sentitel-2019.jsonl.gz"))

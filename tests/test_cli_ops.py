@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from streams import CONFIG, write_stream
 
 from miner.cli import main
+from miner.records import Post
 from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.catalog import TABLES
@@ -392,6 +393,44 @@ def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Pa
             assert res.returncode == 0, (args, res.stderr)
     finally:
         folder.chmod(0o755)
+
+
+def test_demo_replaces_only_a_store_an_earlier_demo_wrote(tmp_path: Path, runner: CliRunner,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # `miner demo --out .` in the service's folder deleted its miner.sqlite (and -wal), and did so even with --db
+    # naming another store for the demo.
+    monkeypatch.delenv("MINER_CONFIG", raising=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    db = out / "miner.sqlite"
+    store = Store.open(db)
+    store.insert_posts([Post("status-feed", "1", "mtn down", datetime(2026, 1, 1, tzinfo=UTC))],
+                       datetime(2026, 1, 1, tzinfo=UTC))
+    store.close()
+    result = runner.invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 1
+    assert (f"Error: {db} is not a store an earlier `miner demo` wrote, and the demo starts a fresh store in its "
+            f"--out folder: give it another one, or add the demo to this store with miner --db {db} demo") \
+        in result.output, result.output
+    (tmp_path / "notes.txt").write_text("")
+    other = tmp_path / "notes.txt" / "demo.sqlite"  # fails at the store, which comes after the deletion
+    result = runner.invoke(main, ["--db", str(other), "demo", "--out", str(out)])
+    assert result.exit_code == 1 and f"Error: store {other}" in result.output, result.output
+    assert sqlite3.connect(db).execute("SELECT source FROM posts").fetchall() == [("status-feed",)]
+    db.write_bytes(b"notes, not a store")
+    assert runner.invoke(main, ["demo", "--out", str(out)]).exit_code == 1
+    assert db.read_bytes() == b"notes, not a store"
+
+    # An earlier demo's store is replaced (the run fails after that here, at the model).
+    db.unlink()
+    store = Store.open(db)
+    store.insert_posts(list(read_posts(demo_stream_path()))[:3], datetime(2026, 1, 1, tzinfo=UTC))
+    store.close()
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[classifier]\nmodel_dir = "{tmp_path / "no-model"}"\n')
+    result = runner.invoke(main, ["--config", str(cfg), "demo", "--out", str(out)])
+    assert result.exit_code == 1 and "no-model" in result.output, result.output
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM posts").fetchone() == (0,)
 
 
 def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliRunner,

@@ -182,7 +182,8 @@ def demo(ctx: click.Context, out: Path) -> None:
 
     Uses the bundled demo configuration unless --config is given. Writes a fresh store, OUT/miner.sqlite (a
     --db store is added to instead), and replaces the digest and notifications an earlier run left in OUT;
-    other files there are kept.
+    other files there are kept. An OUT/miner.sqlite holding posts other than the demo's is refused, never
+    replaced.
     """
     from miner.config import bundled_path
     from miner.replay import demo_stream_path
@@ -192,7 +193,32 @@ def demo(ctx: click.Context, out: Path) -> None:
         app.config_path = bundled_path("demo.toml")
     db = out / "miner.sqlite"
     _check_writable(out / "outbox")
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app.db_path = app.db_path or db
+    if app.db_path is None:
+        _refuse_other_store(db)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        app.db_path = db
     _replay(app, demo_stream_path(), None, out, "demo")
+
+
+def _refuse_other_store(db: Path) -> None:
+    """Fail unless ``db`` is absent or holds only the bundled stream's posts: `miner demo --out .` beside the
+    service's miner.sqlite deleted it."""
+    from miner.errors import StoreError
+    from miner.replay import DEMO_SOURCE
+    from miner.store import Store
+
+    if not db.exists():
+        return
+    try:
+        store = Store.open(db, readonly=True, any_schema=True)
+        try:
+            ours = set(store.post_sources()) <= {DEMO_SOURCE}
+        finally:
+            store.close()
+    except StoreError:  # not a database, or not a store
+        ours = False
+    if not ours:
+        raise click.ClickException(
+            f"{db} is not a store an earlier `miner demo` wrote, and the demo starts a fresh store in its --out "
+            f"folder: give it another one, or add the demo to this store with miner --db {db} demo")

@@ -86,6 +86,10 @@ class PostsMixin:
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
+    def post_sources(self) -> list[str]:
+        """The sources of the stored posts."""
+        return [r["source"] for r in self.database.rows("SELECT DISTINCT source FROM posts ORDER BY source")]
+
     def count_posts_since(self, since: datetime) -> int:
         row = self.database.one("SELECT count(*) AS n FROM posts WHERE created_at >= ?", (iso(since),))
         return int(row["n"]) if row else 0
