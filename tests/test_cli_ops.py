@@ -195,6 +195,25 @@ def test_replay_names_the_line_of_a_number_too_long_for_python(tmp_path: Path, r
             "(nothing was stored)\n") in result.output, result.output
 
 
+def test_replay_refuses_a_pipe_or_standard_input_before_any_work(tmp_path: Path, runner: CliRunner) -> None:
+    # `miner replay <(zcat posts.gz)`: the check read the pipe to its end, and the replay found nothing left to
+    # read: "holds no posts", after creating the store. '-' was "File '-' does not exist".
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    fifo = tmp_path / "posts.jsonl"
+    os.mkfifo(fifo)
+    db = tmp_path / "m.sqlite"
+    post = '{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n'
+    for name in (str(fifo), "-"):
+        result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", name], input=post)
+        assert result.exit_code == 1
+        shown = "standard input" if name == "-" else name
+        assert (f"Error: {shown} is not a file: replay reads its posts twice, first to check them all so that a bad "
+                "line stores nothing; save them to a file first (it may be gzip-compressed)\n") in result.output, \
+            result.output
+        assert not db.exists()
+
+
 def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)

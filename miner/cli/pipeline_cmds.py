@@ -145,7 +145,7 @@ def _digest_time(store: Store) -> datetime | None:
 
 
 @main.command()
-@click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Pace the replay at N times real time.")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
@@ -170,6 +170,11 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
+    if str(posts) == "-" or not posts.is_file():  # a pipe: the check would read it all, leaving the replay nothing
+        raise click.ClickException(
+            f"{'standard input' if str(posts) == '-' else posts} is not a file: replay reads its posts twice, first "
+            "to check them all so that a bad line stores nothing; save them to a file first (it may be "
+            "gzip-compressed)")
     _replay(app, posts, None if fast else speed, out, "replay")
 
 
