@@ -214,6 +214,18 @@ def test_replay_refuses_a_pipe_or_standard_input_before_any_work(tmp_path: Path,
         assert not db.exists()
 
 
+@pytest.mark.parametrize("speed", ["nan", "0", "-1"])
+def test_replay_refuses_a_speed_that_is_no_pace(tmp_path: Path, runner: CliRunner, speed: str) -> None:
+    # nan passed click's range check (every comparison with it is false) and replayed unpaced.
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "replay", str(stream),
+                                  "--speed", speed])
+    assert result.exit_code == 2 and "Invalid value for '--speed'" in result.output, result.output
+    assert not db.exists()
+
+
 def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)

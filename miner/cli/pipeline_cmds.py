@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -144,9 +145,16 @@ def _digest_time(store: Store) -> datetime | None:
     return parse_iso(first["resolved_at"] or first["updated_at"]) + timedelta(minutes=5)
 
 
+def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    # FloatRange lets nan through: every comparison with it is false
+    if value is not None and math.isnan(value):
+        raise click.BadParameter("nan is not in the range x>0.")
+    return value
+
+
 @main.command()
 @click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None, callback=_not_nan,
               help="Pace the replay at N times real time.")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
