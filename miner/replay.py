@@ -186,9 +186,10 @@ class ReplayStats:
 
 
 def ticks_for(
-    posts: Iterable[Post], step: timedelta, max_gap: timedelta = MAX_GAP
+    posts: Iterable[Post], step: timedelta, max_gap: timedelta = MAX_GAP, limit: int | None = None
 ) -> Iterator[tuple[datetime, list[Post]]]:
-    """Group time-ordered posts by the tick at which they have all arrived: the end of their bucket.
+    """Group time-ordered posts by the tick at which they have all arrived: the end of their bucket. With
+    ``limit``, a bucket of more posts comes in consecutive batches of at most that many, with the same tick.
 
     Raises InputError when the stream is not in time order (replay needs it to be causal), or when two
     consecutive posts are more than ``max_gap`` apart (see MAX_GAP).
@@ -198,7 +199,7 @@ def ticks_for(
     named = ((f"post {p.external_id} ({p.created_at.isoformat()})", "the post before", p) for p in posts)
     for post in _in_sequence(named, max_gap):
         end = floor_time(post.created_at, step) + step
-        if tick is not None and end != tick:
+        if tick is not None and (end != tick or (limit is not None and len(batch) >= limit)):
             yield tick, batch
             batch = []
         tick = end
@@ -255,22 +256,36 @@ def run_replay(
             advance(idle, [])
             idle += idle_step
 
+    def run(tick: datetime, batch: list[Post]) -> None:
+        nonlocal previous, stored
+        if previous is not None:
+            idle_until(tick, inclusive=False)
+        stats.start = stats.start or tick - step
+        advance(tick, batch)
+        stored += len(batch)
+        previous = tick
+
     early = prefetch is not None and not speed
-    for ticks in _chunks(checked(ticks_for(posts, step)), chunk if early else 1):
+    # Early, a bucket of more than ``chunk`` posts is stored in pieces (one of a million posts in the same second
+    # was held whole), and a tick runs once the posts after its bucket have come: all of its own are stored.
+    waiting: datetime | None = None
+    for ticks in _chunks(checked(ticks_for(posts, step, limit=chunk if early else None)), chunk if early else 1):
         if early and prefetch is not None:
             ahead = [p for _, batch in ticks for p in batch]
             prefetch(ahead)
             stored += len(ahead)
         for tick, batch in ticks:
-            if previous is not None:
-                idle_until(tick, inclusive=False)
-            stats.start = stats.start or tick - step
-            advance(tick, [] if early else batch)
-            stored += 0 if early else len(batch)
+            if not early:
+                run(tick, batch)
+            elif tick != waiting:
+                if waiting is not None:
+                    run(waiting, [])
+                waiting = tick
             stats.posts += len(batch)
-            previous = tick
             if progress:
                 progress(len(batch))
+    if waiting is not None:
+        run(waiting, [])
     if previous is not None:
         idle_until(previous + tail, inclusive=True)
     return stats

@@ -272,15 +272,46 @@ def test_a_replay_stopped_by_a_bad_post_says_what_it_stored_and_a_rerun_is_safe(
     posts = [Post(source="s", external_id=str(n), text=f"mtn down {n}", created_at=T0 + timedelta(minutes=7 * n))
              for n in range(6)]
     unsorted = [*posts[:4], posts[5], posts[4]]
-    # 15-minute buckets, stored two ticks' worth ahead: the first tick's 3 posts were stored when post 4 came.
+    # 15-minute buckets, stored 3 posts ahead: the first tick's 3 posts were stored when post 4 came.
     with pytest.raises(InputError, match=r"not in time order.*\(the 3 posts before it were stored; replaying the "
                                          r"corrected file into the same store is safe"):
-        run_replay(unsorted, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=2)
+        run_replay(unsorted, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=3)
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3  # type: ignore[index]
     run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=2)
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 6  # type: ignore[index]
     with pytest.raises(InputError, match=r"comes 400 days after .*\(nothing was stored\)"):
         run_replay([posts[0], replace(posts[1], created_at=T0 + timedelta(days=400))], pipe.bucket, pipe.tick)
+    store.close()
+
+
+def test_many_posts_in_one_bucket_are_stored_in_pieces_before_their_tick_runs_once(
+        tmp_path: Path, classifier: Classifier) -> None:
+    # A bucket's posts were held and stored as one batch: the whole file, for one whose posts all share a second
+    # (200,000 of them took 200 MB more).
+    stream = tmp_path / "s.jsonl"
+    with stream.open("w", encoding="utf-8") as f:
+        for n in range(1000):
+            f.write(json.dumps({"id": str(n), "text": "mtn down", "created_at": iso(T0), "source": "s"}) + "\n")
+        f.write(json.dumps({"id": "later", "text": "mtn down", "created_at": iso(T0 + timedelta(hours=1)),
+                            "source": "s"}) + "\n")
+    store = Store.open(tmp_path / "m.sqlite")
+    pipe = Pipeline(parse_config(CONFIG), store, classifier)
+    pieces: list[int] = []
+    ticks: list[tuple[datetime, int]] = []
+
+    def prefetch(batch: list[Post]) -> None:
+        pieces.append(len(batch))
+        pipe.ingest(batch, batch[-1].created_at)
+
+    def tick(now: datetime, arrived: list[Post]) -> None:
+        row = store.database.one("SELECT count(*) AS n FROM posts WHERE created_at < ?", (iso(now),))
+        ticks.append((now, row["n"] if row else 0))
+        pipe.tick(now, arrived)
+
+    stats = run_replay(read_posts(stream), pipe.bucket, tick, prefetch=prefetch, chunk=100)
+    assert stats.posts == 1001 and sum(pieces) == 1001 and max(pieces) < 200, pieces
+    first = T0 + pipe.bucket
+    assert [n for at, n in ticks if at == first] == [1000]  # once, with the whole bucket stored
     store.close()
 
 
