@@ -5,11 +5,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.catalog import TABLES
 from miner.store.migrations import MIGRATIONS, apply_migrations, pending_migrations
+from miner.timeutil import iso
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -347,6 +349,33 @@ def test_replay_refuses_a_read_only_out_folder_before_any_work(tmp_path: Path) -
         assert (f"Error: cannot write to {folder} (Permission denied); nothing was stored\n" in res.stderr), \
             res.stderr
         assert not (tmp_path / "m.sqlite").exists()
+
+
+def test_replay_of_posts_older_than_the_stores_detector_says_they_were_not_detected(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]]) -> None:
+    # A capture replayed after a later one into the same store: its posts were stored and counted, but the
+    # detector had already stepped past them, and its outage went unseen without a word.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    later = write_stream(real_posts, tmp_path / "later.jsonl")
+    rows = [json.loads(line) for line in later.read_text().splitlines()]
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("".join(json.dumps({**r, "id": f"e{r['id']}", "created_at": iso(
+        datetime.fromisoformat(r["created_at"]) - timedelta(days=7))}) + "\n" for r in rows))
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay"]
+    first = runner.invoke(main, [*base, str(later)])
+    assert first.exit_code == 0 and "warning" not in first.output, first.output
+    again = runner.invoke(main, [*base, str(later)])  # a rerun stores nothing new: nothing to say
+    assert again.exit_code == 0 and "warning" not in again.output, again.output
+    result = runner.invoke(main, [*base, str(earlier)])
+    assert result.exit_code == 0, result.output
+    assert "1 incidents detected" in result.output  # the earlier burst is not among them
+    clock = re.search(r"replayed \d+ posts from .* to (.*) UTC in", first.output)  # where the clock stopped
+    assert clock is not None
+    assert (f"warning: {len(rows)} posts of {earlier} are older than where the store's detector had got to "
+            f"({clock[1]} UTC): they were stored, but no incident is detected from them; replay "
+            "captures into one store in time order, or this one into a fresh store") \
+        in " ".join(result.output.split()), result.output
 
 
 @pytest.mark.parametrize("args", [

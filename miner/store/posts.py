@@ -86,6 +86,17 @@ class PostsMixin:
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
+    def last_post_id(self) -> int:
+        """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
+        row = self.database.one("SELECT coalesce(max(id), 0) AS n FROM posts")
+        return int(row["n"]) if row else 0
+
+    def count_posts_stored_after(self, post_id: int, created_before: datetime) -> int:
+        """Posts stored after the one with ``post_id`` that were created before ``created_before``."""
+        row = self.database.one("SELECT count(*) AS n FROM posts WHERE id > ? AND created_at < ?",
+                                (post_id, iso(created_before)))
+        return int(row["n"]) if row else 0
+
     def post_sources(self) -> list[str]:
         """The sources of the stored posts."""
         return [r["source"] for r in self.database.rows("SELECT DISTINCT source FROM posts ORDER BY source")]
