@@ -210,6 +210,32 @@ def test_reclassify_since_uses_current_model(tmp_path: Path, classifier: Classif
     store.close()
 
 
+def test_reclassify_beside_the_service_leaves_no_post_without_a_verdict(tmp_path: Path) -> None:
+    # `miner reclassify` gave first verdicts to the posts the service had not classified yet: the highest classified
+    # id passed a post of the same poll dated before --since, and the service, which classifies the posts past that
+    # id, never classified it.
+    config = parse_config(CONFIG)
+    db = tmp_path / "m.sqlite"
+    service_store, cli_store = Store.open(db), Store.open(db)
+    service = Pipeline(config, service_store, _Verdict("v1", outage=False))
+    service.ingest([Post("feed", str(i), "MTN is down", T0 + timedelta(hours=i)) for i in range(3)], T0)
+    assert service.classify_pending(T0) == 3
+    service.ingest([Post("feed", "old", "MTN is down", T0 - timedelta(days=3)),  # dated before --since
+                    Post("feed", "new", "MTN is down", T0 + timedelta(hours=5))], T0)
+    cli = Pipeline(config, cli_store, _Verdict("v2", outage=True))
+    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 3
+    assert service.classify_pending(T0) == 2
+    rows = service_store.database.rows(
+        "SELECT p.external_id AS post, group_concat(c.model_version) AS versions FROM posts p "
+        "LEFT JOIN classifications c ON c.post_id = p.id GROUP BY p.id ORDER BY p.id")
+    assert [(r["post"], sorted((r["versions"] or "").split(","))) for r in rows] == [
+        ("0", ["v1", "v2"]), ("1", ["v1", "v2"]), ("2", ["v1", "v2"]), ("old", ["v1"]), ("new", ["v1"])]
+    assert service_store.queue_depths()["classify"] == 0
+    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 1  # the new post, now that it has a verdict
+    service_store.close()
+    cli_store.close()
+
+
 def test_user_reports_count_as_complaints_without_the_model(tmp_path: Path) -> None:
     config = parse_config(CONFIG)
     store = Store.open(tmp_path / "m.sqlite")

@@ -57,7 +57,12 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
               help="Reclassify posts created at or after this time (UTC).")
 @pass_app
 def reclassify(app: AppContext, since: object) -> None:
-    """Classify stored posts again with the current model (after a model update) and recount buckets."""
+    """Classify stored posts again with the current model (after a model update) and recount buckets.
+
+    Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
+    classifies new posts in the order they were stored. Restart the service after a model update, before this:
+    it loads the model only at start, and gives posts it classifies the old model's verdicts until then.
+    """
     from datetime import UTC, datetime
 
     from miner.pipeline import Pipeline
@@ -70,7 +75,9 @@ def reclassify(app: AppContext, since: object) -> None:
     total = pipeline.store.count_posts_since(since_utc)
     with progress(total, "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow(), progress=lambda k: bar.update(k))
-    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC")
+    waiting = pipeline.store.queue_depths()["classify"]
+    left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
+    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC{left}")
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
