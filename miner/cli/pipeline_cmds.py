@@ -80,22 +80,42 @@ def reclassify(app: AppContext, since: object) -> None:
     click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC{left}")
 
 
-def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
-    from miner.alerts import FileSenders, write_digest_files
-    from miner.alerts.files import remove_digest_files
-    from miner.cli.summary import print_summary
+def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,
+            fresh: bool = False) -> None:
+    """``fresh``: delete the store first (the demo's own)."""
     from miner.errors import InputError
-    from miner.pipeline import Pipeline
-    from miner.replay import check_stream, read_posts, run_replay
+    from miner.replay import check_stream
+    from miner.service_lock import ServiceLock
     from miner.timeutil import utcnow
 
-    cfg = app.config
+    db = Path(app.db_path or app.config.store.path)
     try:
         total = check_stream(posts_path, utcnow())
     except InputError as exc:
         raise InputError(f"{exc} (nothing was stored)") from None
     if not total:
         raise click.ClickException(f"{posts_path} holds no posts")
+    # The service's lock: a replay into the store of a running service stepped its detectors hours ahead on the
+    # simulated clock, and its file senders took the service's due notifications, marked sent and never sent.
+    with ServiceLock(db, role=label):
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        try:
+            _replay_locked(app, posts_path, total, speed, out, label)
+        finally:
+            app.close()  # before the lock goes
+
+
+def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float | None, out: Path | None,
+                   label: str) -> None:
+    from miner.alerts import FileSenders, write_digest_files
+    from miner.alerts.files import remove_digest_files
+    from miner.cli.summary import print_summary
+    from miner.pipeline import Pipeline
+    from miner.replay import read_posts, run_replay
+
+    cfg = app.config
     store = app.store()
     # Notifications go to files: a replay shows what would have been sent, and never sends it. Files there from
     # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
@@ -148,8 +168,9 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
-    miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
-    are replaced (a resumed replay, whose store has sent them, adds to them); other files there are kept.
+    miner --db replay.sqlite replay POSTS. Refused while `miner run` uses that store. Notification files and the
+    digest an earlier run left in the folder are replaced (a resumed replay, whose store has sent them, adds to
+    them); other files there are kept.
 
     The file is checked before anything is stored: posts must be in time order, none dated after now, and none
     more than a year (366 days) after the one before (split the file there and replay the parts one after another).
@@ -176,9 +197,7 @@ def demo(ctx: click.Context, out: Path) -> None:
     app: AppContext = ctx.obj
     if app.config_path is None:
         app.config_path = bundled_path("demo.toml")
-    db = out / "miner.sqlite"
     out.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    app.db_path = app.db_path or db
-    _replay(app, demo_stream_path(), None, out, "demo")
+    fresh = app.db_path is None
+    app.db_path = app.db_path or out / "miner.sqlite"
+    _replay(app, demo_stream_path(), None, out, "demo", fresh=fresh)
