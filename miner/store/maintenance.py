@@ -8,6 +8,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from miner.errors import MinerError, StoreError
 from miner.store.db import describe_sqlite_error
@@ -88,7 +89,7 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
         refused.append(name)
         return sqlite3.SQLITE_DENY
 
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "?" or "#" in the name is the name's
     try:
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(authorizer)
