@@ -391,13 +391,15 @@ class Pipeline:
         return CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
 
     def _within_retention(self, result: FetchResult, now: datetime) -> tuple[FetchResult, int]:
-        """The poll without its posts created before the retention cutoff, and how many those were.
+        """The poll without its posts created before the retention cutoff, or in a bucket a prune has made final
+        (`miner prune --days` shorter than retention), and how many those were.
 
         Retention deletes such posts but keeps their buckets. A feed that still lists one would have it stored
-        again after every prune, and classifying it recounts every bucket from its time to now from the posts
-        left: the kept counts of the pruned days would drop to what the feed still lists.
+        again after every prune; its bucket is never recounted (Store.refresh_buckets), so it would count nowhere.
         """
         cutoff = now - timedelta(days=self.config.store.retention_days)
+        if (first_open := self.store.first_open_bucket(self.bucket)) is not None:
+            cutoff = max(cutoff, first_open)
         kept = [p for p in result.posts if p.created_at >= cutoff]
         if len(kept) == len(result.posts):
             return result, 0

@@ -341,6 +341,33 @@ def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_al
     assert store.database.one(bucket_sql, (iso(old),)) == kept  # not recounted from the one post listed
 
 
+def test_a_prune_shorter_than_retention_keeps_the_pruned_days_buckets_when_a_feed_lists_an_old_post(
+        store: Store, classifier: Classifier) -> None:
+    # `miner prune --days 2` with retention_days 30: the feed still lists a post of three days ago.
+    days = [T0 - timedelta(days=d) for d in (4, 3)] + [T0 - timedelta(days=2, minutes=-m) for m in (0, 5, 10)]
+    posts = [(f"{service}{n}", f"{service} network is down, no calls since morning {n}", at)
+             for n, at in enumerate([*days, T0 - timedelta(days=1)]) for service in ("mtn", "airtel")]
+    cutoff = T0 - timedelta(days=2) + timedelta(minutes=7)  # inside the 15-minute bucket of three posts each
+    buckets_sql = "SELECT service, bucket_start, posts, complaints FROM buckets WHERE bucket_start < ? ORDER BY 1, 2"
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss(*posts))
+        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        pipe = Pipeline(config, store, classifier)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            pipe.collect(T0 - timedelta(hours=12), poller, due_only=False)
+            pipe.classify_pending(T0 - timedelta(hours=12))
+            kept = store.database.rows(buckets_sql, (iso(cutoff + timedelta(minutes=8)),))
+            assert [(r["service"], r["posts"]) for r in kept] == [("Airtel", 1), ("Airtel", 1), ("Airtel", 3),
+                                                                  ("MTN", 1), ("MTN", 1), ("MTN", 3)]
+            assert store.prune_posts(cutoff) == 2 * 4
+            server.serve("/forum.rss", _rss(("new", "mtn is down here too", T0 - timedelta(minutes=5)), posts[2]))
+            (report,) = pipe.collect(T0, poller, due_only=False)
+            pipe.classify_pending(T0)
+    assert store.database.rows(buckets_sql, (iso(cutoff + timedelta(minutes=8)),)) == kept
+    assert (report.stored, report.duplicates) == (1, 1)  # the pruned post is not stored again
+    assert store.database.one("SELECT 1 FROM posts WHERE external_id = ?", (posts[2][0],)) is None
+
+
 def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:
     with FakeServer() as server:
         server.serve_fixture("/forum.rss", "rss/forum_latest.rss")

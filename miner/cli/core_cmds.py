@@ -111,7 +111,11 @@ def backup(app: AppContext, target: Path) -> None:
               help="Keep posts newer than this many days (default: [store].retention_days).")
 @pass_app
 def prune(app: AppContext, days: int | None) -> None:
-    """Delete raw posts past the retention period; buckets and incidents are kept."""
+    """Delete raw posts past the retention period; buckets and incidents are kept.
+
+    The bucket counts of the pruned period (up to the bucket holding the cutoff) are final from then on, and a
+    source's post older than the latest prune's cutoff is not stored again.
+    """
     from miner.timeutil import utcnow
 
     keep = days or app.config.store.retention_days
