@@ -28,7 +28,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
     holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as is an
     SMTP login that would cross the network unencrypted.
     """
-    from miner.config import credentials_in_url, load_config
+    from miner.config import load_config
+    from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
     click.echo(f"{cfg.path}: OK")
