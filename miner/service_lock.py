@@ -1,7 +1,8 @@
-"""One service per store: an exclusive advisory lock on ``<store>.lock`` holding the owner's PID.
+"""One service per store: an exclusive advisory lock on ``<store>.lock`` holding the owner's PID and role.
 
+`miner run` holds it, and so do `miner replay` and `miner demo`, which run the same stages on a simulated clock.
 The lock is released by the kernel when the process dies, even by SIGKILL, so a crash never leaves a stale
-lock behind; the PID in the file is only there to name the owner in the error.
+lock behind; the PID and role in the file are only there to name the owner in the error.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from miner.errors import MinerError
 
 
 class ServiceLock:
-    def __init__(self, store_path: str | Path) -> None:
+    def __init__(self, store_path: str | Path, role: str = "service") -> None:
+        """``role``: what holds the lock, named to whoever is refused: service, replay or demo."""
         self.path = Path(f"{store_path}.lock")
+        self.role = role
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -26,20 +29,23 @@ class ServiceLock:
         except OSError as exc:
             # E.g. a read-only folder: the service writes its store there too, so say what it needs.
             raise MinerError(
-                f"cannot create the service lock {self.path} ({exc.strerror or exc}); `miner run` writes its store "
-                "and this lock in that folder: check that it exists and is writable"
+                f"cannot create the service lock {self.path} ({exc.strerror or exc}); "
+                f"`miner {'run' if self.role == 'service' else self.role}` writes its store and this lock in that "
+                "folder: check that it exists and is writable"
             ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").split()
             os.close(fd)
+            pid = owner[0] if owner else "unknown"
+            role = owner[1] if len(owner) > 1 else "service"  # a lock file of an older miner holds the PID alone
             raise MinerError(
-                f"another miner service (pid {owner}) is already using {self.path.with_suffix('')}; "
+                f"another miner {role} (pid {pid}) is already using {self.path.with_suffix('')}; "
                 "stop it first, or give this one its own --db"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.pwrite(fd, f"{os.getpid()} {self.role}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

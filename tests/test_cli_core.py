@@ -98,6 +98,15 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     assert json.loads(still.stdout) == [{"n": 3}]
 
 
+def test_query_reads_a_store_whose_name_has_uri_characters(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "ops?2026#1 %41.sqlite"  # read as a URI, "?" would start its query and "#" its fragment
+    seeded_store(db)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", "json",
+                                  "SELECT count(*) AS n FROM posts"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [{"n": 3}]
+
+
 def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     seeded_store(db)

@@ -473,9 +473,10 @@ def test_demo_replaces_only_a_store_an_earlier_demo_wrote(tmp_path: Path, runner
             f"--out folder: give it another one, or add the demo to this store with miner --db {db} demo") \
         in result.output, result.output
     (tmp_path / "notes.txt").write_text("")
-    other = tmp_path / "notes.txt" / "demo.sqlite"  # fails at the store, which comes after the deletion
+    other = tmp_path / "notes.txt" / "demo.sqlite"  # fails at its lock, which comes after the deletion
     result = runner.invoke(main, ["--db", str(other), "demo", "--out", str(out)])
-    assert result.exit_code == 1 and f"Error: store {other}" in result.output, result.output
+    assert result.exit_code == 1 and f"Error: cannot create the service lock {other}.lock" in result.output, \
+        result.output
     assert sqlite3.connect(db).execute("SELECT source FROM posts").fetchall() == [("status-feed",)]
     db.write_bytes(b"notes, not a store")
     assert runner.invoke(main, ["demo", "--out", str(out)]).exit_code == 1

@@ -210,6 +210,32 @@ def test_reclassify_since_uses_current_model(tmp_path: Path, classifier: Classif
     store.close()
 
 
+def test_reclassify_beside_the_service_leaves_no_post_without_a_verdict(tmp_path: Path) -> None:
+    # `miner reclassify` gave first verdicts to the posts the service had not classified yet: the highest classified
+    # id passed a post of the same poll dated before --since, and the service, which classifies the posts past that
+    # id, never classified it.
+    config = parse_config(CONFIG)
+    db = tmp_path / "m.sqlite"
+    service_store, cli_store = Store.open(db), Store.open(db)
+    service = Pipeline(config, service_store, _Verdict("v1", outage=False))
+    service.ingest([Post("feed", str(i), "MTN is down", T0 + timedelta(hours=i)) for i in range(3)], T0)
+    assert service.classify_pending(T0) == 3
+    service.ingest([Post("feed", "old", "MTN is down", T0 - timedelta(days=3)),  # dated before --since
+                    Post("feed", "new", "MTN is down", T0 + timedelta(hours=5))], T0)
+    cli = Pipeline(config, cli_store, _Verdict("v2", outage=True))
+    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 3
+    assert service.classify_pending(T0) == 2
+    rows = service_store.database.rows(
+        "SELECT p.external_id AS post, group_concat(c.model_version) AS versions FROM posts p "
+        "LEFT JOIN classifications c ON c.post_id = p.id GROUP BY p.id ORDER BY p.id")
+    assert [(r["post"], sorted((r["versions"] or "").split(","))) for r in rows] == [
+        ("0", ["v1", "v2"]), ("1", ["v1", "v2"]), ("2", ["v1", "v2"]), ("old", ["v1"]), ("new", ["v1"])]
+    assert service_store.queue_depths()["classify"] == 0
+    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 1  # the new post, now that it has a verdict
+    service_store.close()
+    cli_store.close()
+
+
 def test_user_reports_count_as_complaints_without_the_model(tmp_path: Path) -> None:
     config = parse_config(CONFIG)
     store = Store.open(tmp_path / "m.sqlite")
@@ -344,6 +370,33 @@ def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_al
             pipe.classify_pending(T0)
     assert (report.stored, report.duplicates) == (1, 1)
     assert store.database.one(bucket_sql, (iso(old),)) == kept  # not recounted from the one post listed
+
+
+def test_a_prune_shorter_than_retention_keeps_the_pruned_days_buckets_when_a_feed_lists_an_old_post(
+        store: Store, classifier: Classifier) -> None:
+    # `miner prune --days 2` with retention_days 30: the feed still lists a post of three days ago.
+    days = [T0 - timedelta(days=d) for d in (4, 3)] + [T0 - timedelta(days=2, minutes=-m) for m in (0, 5, 10)]
+    posts = [(f"{service}{n}", f"{service} network is down, no calls since morning {n}", at)
+             for n, at in enumerate([*days, T0 - timedelta(days=1)]) for service in ("mtn", "airtel")]
+    cutoff = T0 - timedelta(days=2) + timedelta(minutes=7)  # inside the 15-minute bucket of three posts each
+    buckets_sql = "SELECT service, bucket_start, posts, complaints FROM buckets WHERE bucket_start < ? ORDER BY 1, 2"
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss(*posts))
+        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        pipe = Pipeline(config, store, classifier)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            pipe.collect(T0 - timedelta(hours=12), poller, due_only=False)
+            pipe.classify_pending(T0 - timedelta(hours=12))
+            kept = store.database.rows(buckets_sql, (iso(cutoff + timedelta(minutes=8)),))
+            assert [(r["service"], r["posts"]) for r in kept] == [("Airtel", 1), ("Airtel", 1), ("Airtel", 3),
+                                                                  ("MTN", 1), ("MTN", 1), ("MTN", 3)]
+            assert store.prune_posts(cutoff) == 2 * 4
+            server.serve("/forum.rss", _rss(("new", "mtn is down here too", T0 - timedelta(minutes=5)), posts[2]))
+            (report,) = pipe.collect(T0, poller, due_only=False)
+            pipe.classify_pending(T0)
+    assert store.database.rows(buckets_sql, (iso(cutoff + timedelta(minutes=8)),)) == kept
+    assert (report.stored, report.duplicates) == (1, 1)  # the pruned post is not stored again
+    assert store.database.one("SELECT 1 FROM posts WHERE external_id = ?", (posts[2][0],)) is None
 
 
 def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:

@@ -23,9 +23,10 @@ from xml.sax.saxutils import escape
 
 import httpx
 import pytest
+from click.testing import CliRunner, Result
 from fakeserver import FakeServer, Reply
 
-from miner.errors import StoreError
+from miner.errors import MinerError, StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
 from miner.timeutil import utcnow
@@ -395,3 +396,51 @@ def test_a_stop_does_not_wait_for_a_hanging_source_and_keeps_what_the_round_stor
     finally:
         store.close()
     assert counts(db)["posts"] > 0  # the other source's poll, ended in the round or in its grace, is kept
+
+
+def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it_runs(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # A replay into the running service's store went ahead: its simulated clock stepped the detectors hours past
+    # now, and its file senders took the service's due notifications (written to files, marked sent, never sent).
+    from miner.alerts import enqueue_digest_now
+    from miner.cli import main
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    routes = '\n[alerts]\n[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n'
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss", routes)
+    config = load_config(cfg)
+    db = tmp_path / "miner.sqlite"
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "1", "text": "MTN is down", "source": "replayed",
+                                 "created_at": (utcnow() - timedelta(minutes=1)).isoformat()}) + "\n")
+    options = ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False)
+    service = Service(config, db, options)
+    service.start()
+    try:
+        store = Store.open(db)
+        assert enqueue_digest_now(store, config.alerts, config.alerts.routes[0], utcnow())
+        result = runner.invoke(main, ["--config", str(cfg), "replay", str(posts)])
+        assert result.exit_code == 1, result.output
+        assert f"Error: another miner service (pid {os.getpid()}) is already using {db}; stop it first" in result.output
+        assert [r["status"] for r in store.outbox_rows(["pending", "sending", "sent"])] == ["pending"]
+        assert store.database.rows("SELECT * FROM posts") == store.database.rows("SELECT * FROM detector_state") == []
+        store.close()
+    finally:
+        service.stop()
+
+    # And a service does not start on a store while a replay runs into it (a 6 h tail at 7200 times: 3 s).
+    other = tmp_path / "replay.sqlite"
+    done: list[Result] = []
+    replay = threading.Thread(target=lambda: done.append(runner.invoke(
+        main, ["--config", str(cfg), "--db", str(other), "replay", str(posts), "--speed", "7200"])))
+    replay.start()
+    try:
+        lock = Path(f"{other}.lock")
+        wait_for(lambda: lock.exists() and "replay" in lock.read_text(), timeout=30)
+        with pytest.raises(MinerError, match=rf"another miner replay \(pid {os.getpid()}\) is already using {other}"):
+            Service(config, other, options).start()
+    finally:
+        replay.join()
+    assert done[0].exit_code == 0, done[0].output
+    assert not lock.read_text().strip()

@@ -184,6 +184,30 @@ def test_one_author_complaining_many_times_in_a_bucket_is_one_complaint(store: S
     assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (54, 5)}
 
 
+def test_a_recount_leaves_the_buckets_a_prune_has_cut_into_alone(store: Store) -> None:
+    # Posts in four 5-minute buckets of two services; the prune cuts into the third (12:10-12:15).
+    times = [T0 + timedelta(minutes=m) for m in (0, 1, 6, 10, 11, 13, 17)]
+    store.insert_posts([post(f"w{n}", "down", at) for n, at in enumerate(times)]
+                       + [post(f"s{n}", "down", at, services=("Signal",)) for n, at in enumerate(times)], T0)
+    verdicts = [(p.id, Prediction(0.9, True, "general")) for p in store.posts_to_classify(100)]
+    store.save_classifications(verdicts, "v1", T0)
+    store.refresh_buckets(T0, times[-1], FIVE)
+    kept = {s: store.bucket_counts(s, T0, T0 + 3 * FIVE) for s in ("WhatsApp", "Signal")}
+    assert kept["WhatsApp"] == {"2026-03-01T12:00:00+00:00": (2, 2), "2026-03-01T12:05:00+00:00": (1, 1),
+                                "2026-03-01T12:10:00+00:00": (3, 3)}
+    cutoff = T0 + timedelta(minutes=12)
+    assert store.prune_posts(cutoff) == 2 * 5
+    assert store.prune_posts(T0 + timedelta(minutes=3)) == 0  # an earlier cutoff does not move it back
+    # A post stored again after the prune, and one after the cutoff, then a recount across the cutoff.
+    store.insert_posts([post("w0-again", "down", times[0]), post("late", "down", T0 + timedelta(minutes=16))], T0)
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(100)], "v1", T0)
+    store.refresh_buckets(T0, T0 + timedelta(minutes=16), FIVE)
+    for service in ("WhatsApp", "Signal"):
+        assert store.bucket_counts(service, T0, T0 + 3 * FIVE) == kept[service]  # the partly pruned one too
+    assert store.bucket_counts("WhatsApp", T0 + 3 * FIVE, T0 + 4 * FIVE) == {"2026-03-01T12:15:00+00:00": (2, 2)}
+    assert store.bucket_counts("Signal", T0 + 3 * FIVE, T0 + 4 * FIVE) == {"2026-03-01T12:15:00+00:00": (1, 1)}
+
+
 def test_a_post_pruned_while_being_classified_is_skipped(store: Store) -> None:
     # The service's retention job (or `miner prune` beside it) deleted posts between reading a batch and
     # saving its verdicts: the save failed on the foreign key and the process job logged an error.

@@ -22,8 +22,8 @@ import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import post_json, redact_url
-from miner.config import control_char
 from miner.timeutil import parse_retry_after, utcnow
+from miner.urls import control_char
 
 if TYPE_CHECKING:
     from miner.store import Store

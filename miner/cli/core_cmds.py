@@ -28,7 +28,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
     holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as is an
     SMTP login that would cross the network unencrypted.
     """
-    from miner.config import credentials_in_url, load_config
+    from miner.config import load_config
+    from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
     click.echo(f"{cfg.path}: OK")
@@ -111,7 +112,11 @@ def backup(app: AppContext, target: Path) -> None:
               help="Keep posts newer than this many days (default: [store].retention_days).")
 @pass_app
 def prune(app: AppContext, days: int | None) -> None:
-    """Delete raw posts past the retention period; buckets and incidents are kept."""
+    """Delete raw posts past the retention period; buckets and incidents are kept.
+
+    The bucket counts of the pruned period (up to the bucket holding the cutoff) are final from then on, and a
+    source's post older than the latest prune's cutoff is not stored again.
+    """
     from miner.timeutil import utcnow
 
     keep = days or app.config.store.retention_days

@@ -59,7 +59,12 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
               help="Reclassify posts created at or after this time (UTC).")
 @pass_app
 def reclassify(app: AppContext, since: object) -> None:
-    """Classify stored posts again with the current model (after a model update) and recount buckets."""
+    """Classify stored posts again with the current model (after a model update) and recount buckets.
+
+    Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
+    classifies new posts in the order they were stored. Restart the service after a model update, before this:
+    it loads the model only at start, and gives posts it classifies the old model's verdicts until then.
+    """
     from datetime import UTC, datetime
 
     from miner.pipeline import Pipeline
@@ -72,27 +77,49 @@ def reclassify(app: AppContext, since: object) -> None:
     total = pipeline.store.count_posts_since(since_utc)
     with progress(total, "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow(), progress=lambda k: bar.update(k))
-    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC")
+    waiting = pipeline.store.queue_depths()["classify"]
+    left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
+    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC{left}")
 
 
-def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str) -> None:
-    from miner.alerts import FileSenders, write_digest_files
-    from miner.alerts.files import remove_digest_files
-    from miner.cli.summary import print_summary
+def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,
+            fresh: bool = False) -> None:
+    """``fresh``: delete the store first (the demo's own)."""
     from miner.errors import InputError
-    from miner.pipeline import Pipeline
-    from miner.replay import check_stream, read_posts, run_replay
+    from miner.replay import check_stream
+    from miner.service_lock import ServiceLock
     from miner.timeutil import utcnow
 
-    cfg = app.config
     if out is not None:
         _check_writable(out / "outbox")
+    db = Path(app.db_path or app.config.store.path)
     try:
         total = check_stream(posts_path, utcnow())
     except InputError as exc:
         raise InputError(f"{exc} (nothing was stored)") from None
     if not total:
         raise click.ClickException(f"{posts_path} holds no posts")
+    # The service's lock: a replay into the store of a running service stepped its detectors hours ahead on the
+    # simulated clock, and its file senders took the service's due notifications, marked sent and never sent.
+    with ServiceLock(db, role=label):
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        try:
+            _replay_locked(app, posts_path, total, speed, out, label)
+        finally:
+            app.close()  # before the lock goes
+
+
+def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float | None, out: Path | None,
+                   label: str) -> None:
+    from miner.alerts import FileSenders, write_digest_files
+    from miner.alerts.files import remove_digest_files
+    from miner.cli.summary import print_summary
+    from miner.pipeline import Pipeline
+    from miner.replay import read_posts, run_replay
+
+    cfg = app.config
     store = app.store()
     # Notifications go to files: a replay shows what would have been sent, and never sends it. Files there from
     # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
@@ -177,8 +204,9 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
-    miner --db replay.sqlite replay POSTS. Notification files and the digest an earlier run left in the folder
-    are replaced (a resumed replay, whose store has sent them, adds to them); other files there are kept.
+    miner --db replay.sqlite replay POSTS. Refused while `miner run` uses that store. Notification files and the
+    digest an earlier run left in the folder are replaced (a resumed replay, whose store has sent them, adds to
+    them); other files there are kept.
 
     The file is checked before anything is stored: posts must be in time order, none dated after now or before
     1970, and none more than a year (366 days) after the one before (split the file there and replay the parts one
@@ -213,13 +241,11 @@ def demo(ctx: click.Context, out: Path) -> None:
     if app.config_path is None:
         app.config_path = bundled_path("demo.toml")
     db = out / "miner.sqlite"
-    _check_writable(out / "outbox")
-    if app.db_path is None:
-        _refuse_other_store(db)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        app.db_path = db
-    _replay(app, demo_stream_path(), None, out, "demo")
+    fresh = app.db_path is None
+    if fresh:
+        _refuse_other_store(db)  # deleted under the service lock by _replay
+    app.db_path = app.db_path or db
+    _replay(app, demo_stream_path(), None, out, "demo", fresh=fresh)
 
 
 def _refuse_other_store(db: Path) -> None:

@@ -39,9 +39,10 @@ from miner.collectors.rss import RssCollector
 from miner.collectors.settings import CollectSettings
 from miner.collectors.status_feed import StatusFeedCollector
 from miner.collectors.statuspage import StatuspageCollector
-from miner.config import Config, ServiceConfig, SourceConfig, credentials_in_url, url_problem
+from miner.config import Config, ServiceConfig, SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
+from miner.urls import credentials_in_url, url_problem
 
 log = logging.getLogger(__name__)
 

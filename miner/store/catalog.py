@@ -12,6 +12,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Migration name, e.g. 0001_core.",
         "applied_at": "When it was applied (UTC, ISO 8601).",
     }),
+    "store_state": ("Small named facts about the store itself.", {
+        "key": "Name: pruned_before, the latest cutoff any prune used (it never moves back): posts created before "
+               "it were deleted, so the buckets that start before it are final (never recounted) and a source's "
+               "post dated before the first bucket after it is not stored again.",
+        "value": "Value as text.",
+    }),
     "sources": ("Each configured source and its poll state.", {
         "name": "Source name from feeds.toml (`[[sources]].name`, or `status:<service>` for a service's status page).",
         "type": "Source type: rss, reddit, hackernews, discourse, lemmy, mastodon, bluesky, statuspage, status_feed.",

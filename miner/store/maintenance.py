@@ -8,14 +8,18 @@ import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from miner.errors import MinerError, StoreError
 from miner.store.db import describe_sqlite_error
 from miner.store.posts import UNCLASSIFIED
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
+
+# store_state key of the latest cutoff any prune used (see prune_posts).
+PRUNED_BEFORE = "pruned_before"
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000
@@ -88,7 +92,7 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
         refused.append(name)
         return sqlite3.SQLITE_DENY
 
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "?" or "#" in the name is the name's
     try:
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(authorizer)
@@ -134,7 +138,9 @@ class MaintenanceMixin:
         """Delete raw posts (and their matches/classifications) created before ``before``.
 
         Buckets, incidents and official incidents are kept: they are the long-term record. Posts cited as an
-        open incident's samples are kept until it resolves.
+        open incident's samples are kept until it resolves. The cutoff is recorded (the latest one any prune
+        used): the buckets that start before it, the one holding it included, lost posts and are never
+        recounted from the posts left (see refresh_buckets), and collect does not store their posts again.
 
         The posts go ``batch`` at a time, each batch in a transaction of its own, with a pause after it as long
         as it held the write lock. In one transaction, a prune of 60 days of 90 (530,000 posts) held the lock
@@ -145,6 +151,10 @@ class MaintenanceMixin:
         while True:
             started = time.monotonic()
             with self.database.transaction() as conn:
+                # With the first batch, so no post goes before its cutoff is known (again with each: no cost).
+                # ISO times of one format compare as text; max() keeps the cutoff from moving back.
+                conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(before)))
                 cur = conn.execute(
                     "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
                     " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
@@ -156,6 +166,11 @@ class MaintenanceMixin:
                 return removed
             if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
                 time.sleep(time.monotonic() - started)
+
+    def pruned_before(self) -> datetime | None:
+        """The latest cutoff any prune used: posts created before it were deleted. None before the first prune."""
+        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (PRUNED_BEFORE,))
+        return parse_iso(row["value"]) if row else None
 
     def queue_depths(self) -> dict[str, int]:
         """Work waiting: posts without a verdict, and notifications not yet delivered."""

@@ -149,7 +149,10 @@ ALERTS = Migration("0002_alerts_outbox", OUTBOX_SQL)
 # (buckets are never pruned: about 8,600 more a day at 30 services and 5-minute buckets).
 BUCKETS_BY_TIME = Migration("0003_buckets_by_time", "CREATE INDEX buckets_bucket_start ON buckets (bucket_start);")
 
-MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME]
+# Small named facts about the store itself (how far posts have been pruned), beside the alerts' own alert_state.
+STORE_STATE = Migration("0004_store_state", "CREATE TABLE store_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+
+MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE]
 
 
 def _statements(script: str) -> Iterator[str]:

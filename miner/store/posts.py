@@ -77,9 +77,16 @@ class PostsMixin:
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
     def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int) -> list[PostToClassify]:
-        """Posts created at or after ``since`` lacking a classification by ``model_version`` (for reclassify)."""
+        """Posts created at or after ``since`` lacking a classification by ``model_version`` (for reclassify).
+
+        Only posts up to the highest classified id: those past it wait for their first verdict from
+        posts_to_classify, which takes them in id order. A verdict given here to one of them (while the service
+        had not classified it yet) moved that highest id past the posts left out by ``since`` (a feed item dated
+        before it, fetched since), and those were never classified.
+        """
         rows = self.database.rows(
             "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
+            "AND p.id <= (SELECT coalesce(max(post_id), 0) FROM classifications) "
             "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ?) "
             "ORDER BY p.id LIMIT ?",
             (iso(since), after_id, model_version, limit),

@@ -31,6 +31,22 @@ class SavedDetector:
 class SignalsMixin:
     database: Database
 
+    if TYPE_CHECKING:
+        def pruned_before(self) -> datetime | None: ...  # MaintenanceMixin's
+
+    def first_open_bucket(self, bucket: timedelta) -> datetime | None:
+        """Start of the first bucket a recount may change; None when no prune has run.
+
+        A prune deletes the posts created before its cutoff and keeps their buckets, which from then on hold the
+        only count of them: a recount from the posts left would lose it. The bucket holding the cutoff lost part
+        of its posts, so it is final too.
+        """
+        cutoff = self.pruned_before()
+        if cutoff is None:
+            return None
+        first = floor_time(cutoff, bucket)
+        return first if first == cutoff else first + bucket
+
     def refresh_buckets(self, start: datetime, end: datetime, bucket: timedelta) -> int:
         """Recount posts and complaints per service for every bucket overlapping [start, end].
 
@@ -38,11 +54,18 @@ class SignalsMixin:
         bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
         streams, user reports, feeds without one) count one each.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
+        Buckets before :meth:`first_open_bucket` are left as they are: their posts were pruned.
         """
         seconds = int(bucket.total_seconds())
         lo = floor_time(start, bucket)
         hi = floor_time(end, bucket) + bucket
         with self.database.transaction() as conn:
+            # Read under the write lock: a prune in another process records its cutoff with its first deletions.
+            first = self.first_open_bucket(bucket)
+            if first is not None and first > lo:
+                lo = first
+                if lo >= hi:
+                    return 0
             conn.execute(
                 "UPDATE buckets SET posts = 0, complaints = 0 WHERE bucket_start >= ? AND bucket_start < ?",
                 (iso(lo), iso(hi)),

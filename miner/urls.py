@@ -1,0 +1,68 @@
+"""URL and text checks shared by the config and the collectors: why a URL can never be fetched, and what in one may
+be a credential (which the store and every message leave out).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+
+def control_char(text: str) -> str | None:
+    """The first control or format character in ``text`` (CR, LF, NUL, a bidi override...) as ``U+XXXX``, or None.
+
+    Such a character in a name or header value can never work: CR/LF splits an email header (or forges one) and
+    the line it is printed on, the others are invisible or reorder text.
+    """
+    found = next((ch for ch in text if unicodedata.category(ch) in ("Cc", "Cf")), None)
+    return None if found is None else f"U+{ord(found):04X}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why an http(s) ``url`` can never be fetched (a stray space or line break, no host, a bad port), or None.
+
+    Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
+    """
+    if url != url.strip() or control_char(url):
+        return "must not contain control characters or start or end with a space (a stray line break?)"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        return "is not a valid URL (check the host and the port)"
+    if not parts.hostname or any(ch.isspace() for ch in parts.hostname):
+        return "has no valid host"
+    return None
+
+
+# Query parameters named like these (the last word of the name: api_key, apiKey, access_token, X-Amz-Signature) hold a
+# credential. "keywords" or "q" do not.
+_SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "secret", "password", "passwd", "pwd",
+                           "sig", "signature", "session", "sessionid", "sid", "credential", "credentials"})
+REDACTED = "[redacted]"
+
+
+def _secret_param(pair: str) -> bool:
+    name, sep, _ = pair.partition("=")
+    words = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))
+    return bool(sep) and words[-1].lower() in _SECRET_WORDS
+
+
+def credentials_in_url(url: str) -> list[str]:
+    """What in ``url`` may be a credential, for a warning: its user name (or user:password), query parameters named
+    like keys."""
+    parts = urlsplit(url)
+    found = ["user name before @"] if "@" in parts.netloc else []
+    return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if _secret_param(p)]
+
+
+def public_url(url: str) -> str:
+    """``url`` without what may be a credential: its ``user:password@`` (or a token as user name) goes, and the values
+    of query parameters named like keys become ``[redacted]``. A URL without either comes back as it is."""
+    parts = urlsplit(url)
+    pairs = parts.query.split("&")
+    if "@" not in parts.netloc and not any(_secret_param(p) for p in pairs):
+        return url
+    query = "&".join(f"{p.partition('=')[0]}={REDACTED}" if _secret_param(p) else p for p in pairs)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
