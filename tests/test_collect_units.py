@@ -204,6 +204,7 @@ def test_join_title_body() -> None:
     ("2026-11-27T14:02:11.204411", datetime(2026, 11, 27, 14, 2, 11, 204411, tzinfo=UTC)),
     (time.gmtime(0), datetime(1970, 1, 1, tzinfo=UTC)),
     ("yesterday", None), (None, None), ("", None), (True, None),
+    ("0001-01-01T00:00:00+01:00", None), ("9999-12-31T23:59:59-01:00", None),
 ])
 def test_parse_time(value: object, expected: datetime | None) -> None:
     assert parse_time(value) == expected

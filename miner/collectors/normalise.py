@@ -115,19 +115,21 @@ def parse_time(value: object) -> datetime | None:
             return datetime.fromtimestamp(float(value), tz=UTC)
         except (OverflowError, OSError, ValueError):
             return None
-    if isinstance(value, time.struct_time):
-        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
+    # A time past the years 1-9999 in UTC ("0001-01-01T00:00:00+01:00") is no time: an OverflowError here stopped
+    # the source's whole poll as an internal error.
+    try:
+        if isinstance(value, time.struct_time):
+            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
             parsed = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+            if parsed.tzinfo is None:
+                return parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
     return None
 
 
