@@ -124,8 +124,6 @@ class SourceConfig:
         if self.type in needs_url and not (self.url or self.url_env):
             raise ValueError(f"url: required for type {self.type!r} (or url_env, naming the environment variable "
                              "that holds it)")
-        if self.url and not re.match(r"https?://", self.url):
-            raise ValueError("url: must start with http:// or https://")
         if self.url and (problem := url_problem(self.url)):
             raise ValueError(f"url: {problem}")
         if self.url and urlsplit(self.url).password is not None:

@@ -20,10 +20,12 @@ def control_char(text: str) -> str | None:
 
 
 def url_problem(url: str) -> str | None:
-    """Why an http(s) ``url`` can never be fetched (a stray space or line break, no host, a bad port), or None.
+    """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port), or None.
 
     Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
     """
+    if not re.match(r"https?://", url):
+        return "must start with http:// or https://"
     if url != url.strip() or control_char(url):
         return "must not contain control characters or start or end with a space (a stray line break?)"
     try:

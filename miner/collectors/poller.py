@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections import deque
@@ -160,8 +159,7 @@ class Poller:
         what = f"environment variable {source.url_env} (url_env)"
         if not url:
             raise SourceError(f"{what} is not set", permanent=True)
-        problem = url_problem(url) if re.match(r"https?://", url) else "must start with http:// or https://"
-        if problem:
+        if problem := url_problem(url):
             raise SourceError(f"{what} {problem}", permanent=True)
         return replace(source, url=url)
 
