@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
     from miner.store.db import Database
 
-# The posts of ``posts p`` that wait for a verdict. Posts are classified in id order, so every post up to the
-# highest classified id has one; starting there keeps this an index lookup instead of a scan of every post ever
-# stored.
-UNCLASSIFIED = ("p.id > (SELECT coalesce(max(post_id), 0) FROM classifications) "
-                "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)")
+# The highest classified id. Posts are classified in id order, so every post up to it has a verdict.
+_LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
+# The posts of ``posts p`` that wait for a verdict: starting past _LAST_CLASSIFIED keeps this an index lookup
+# instead of a scan of every post ever stored.
+UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class PostsMixin:
         """
         rows = self.database.rows(
             "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
-            "AND p.id <= (SELECT coalesce(max(post_id), 0) FROM classifications) "
+            f"AND p.id <= {_LAST_CLASSIFIED} "
             "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ?) "
             "ORDER BY p.id LIMIT ?",
             (iso(since), after_id, model_version, limit),
