@@ -141,6 +141,12 @@ class SourceConfig:
             raise ValueError("query: reddit needs a search query/subreddit or a feed url")
 
     @property
+    def secret_url(self) -> bool:
+        """Whether the url is a secret as a whole (it comes from ``url_env``): messages, logs and derived links show
+        no more than its scheme and host (`miner.urls.shown_url`), as its key may be a path segment."""
+        return bool(self.url_env)
+
+    @property
     def stored_url(self) -> str | None:
         """The url as the store keeps it (sources.url): never with a credential the url holds (`public_url`), and for
         a url from the environment only the variable's name, as ``$NAME``."""

@@ -59,6 +59,23 @@ def credentials_in_url(url: str) -> list[str]:
     return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if _secret_param(p)]
 
 
+def shown_url(url: str, *, secret: bool = False) -> str:
+    """``url`` as messages, logs and derived links show it: without its query string (queries can be long, and may
+    hold an API key) and user:password. ``secret`` (a URL from the environment, `url_env`): its path goes too,
+    replaced by ``/[redacted]``, since a private feed's or a webhook's key is often a path segment
+    (``https://host/feeds/<token>/rss``); only a URL with no path beyond ``/`` keeps it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a broken IPv6 bracket (httpx's InvalidURL): it may hold a secret all the same
+        return "(an unreadable URL)"
+    if not parts.scheme:
+        return url if not secret else REDACTED
+    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    if secret and (parts.path.strip("/") or parts.query or parts.fragment):
+        return f"{origin}/{REDACTED}"
+    return origin + parts.path
+
+
 def public_url(url: str) -> str:
     """``url`` without what may be a credential: its ``user:password@`` (or a token as user name) goes, and the values
     of query parameters named like keys become ``[redacted]``. A URL without either comes back as it is."""

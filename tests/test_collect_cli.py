@@ -127,6 +127,24 @@ def test_a_key_in_a_source_url_is_not_in_its_error(tmp_path: Path, server: FakeS
     assert "K3Y-S3CR3T" not in shown and "T0K3N-US3R" not in shown
 
 
+def test_a_key_in_the_path_of_a_url_from_the_environment_is_not_in_its_error(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # A private feed's key is often a path segment (https://host/feeds/<token>/rss); messages cut only the query.
+    server.serve("/feeds/T0K3N-P4TH/rss", Reply(302, headers={"Location": "ftp://files.example.org/T0K3N-P4TH"}))
+    monkeypatch.setenv("MINER_TEST_FEED_URL", f"{server.url}/feeds/T0K3N-P4TH/rss")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+                   '[[sources]]\nname = "private"\ntype = "rss"\nurl_env = "MINER_TEST_FEED_URL"\n')
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert result.exit_code == 1
+    store = Store.open(tmp_path / "m.sqlite")
+    row = store.source_row("private")
+    store.close()
+    assert row is not None and row["url"] == "$MINER_TEST_FEED_URL"
+    assert row["last_error"].startswith(f"bad URL {server.url}/[redacted]: ")
+    assert "T0K3N-P4TH" not in "\n".join([result.output, caplog.text, row["last_error"]])
+
+
 def test_a_key_in_a_feed_url_is_not_copied_into_its_posts(tmp_path: Path, server: FakeServer) -> None:
     # Relative entry links and guids were resolved against the URL as written: every post's url and id (shown in
     # digests and webhook payloads) carried the feed's user:password, and a "#..." link its query too.

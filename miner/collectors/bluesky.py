@@ -21,12 +21,13 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
-from miner.collectors.http import Response, fetch, json_object, short_url, status_error
+from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.tokens import Token, TokenCache, jwt_expiry
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.urls import shown_url
 
 DEFAULT_BASE = "https://bsky.social"
 _AUTH_ERRORS = frozenset({400, 401})
@@ -56,7 +57,7 @@ class BlueskyCollector:
         data = json_object(resp)
         access, refresh = text_of(data.get("accessJwt")), text_of(data.get("refreshJwt"))
         if not access:
-            raise SourceError(f"bluesky {what} from {short_url(resp.url)} returned no accessJwt")
+            raise SourceError(f"bluesky {what} from {resp.where} returned no accessJwt")
         token = Token(access=access, expires_at=jwt_expiry(access), refresh=refresh or None)
         self.sessions.put(source.name, token)
         return token
@@ -65,7 +66,7 @@ class BlueskyCollector:
         identifier = ctx.require_credential(source, "identifier")
         password = ctx.require_credential(source, "password")
         url = f"{base_url(source, DEFAULT_BASE)}/xrpc/com.atproto.server.createSession"
-        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout,
+        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, secret_url=source.secret_url,
                      json_body={"identifier": identifier, "password": password}, ok_statuses=_AUTH_ERRORS)
         if resp.status in _AUTH_ERRORS:
             detail = _error_name(resp) or f"HTTP {resp.status}"
@@ -77,7 +78,7 @@ class BlueskyCollector:
         if not token.refresh:
             return self._login(source, ctx)
         url = f"{base_url(source, DEFAULT_BASE)}/xrpc/com.atproto.server.refreshSession"
-        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout,
+        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, secret_url=source.secret_url,
                      headers={"Authorization": f"Bearer {token.refresh}"}, ok_statuses=_AUTH_ERRORS)
         if resp.status in _AUTH_ERRORS:
             self.sessions.drop(source.name)
@@ -103,14 +104,14 @@ class BlueskyCollector:
         for attempt in range(2):
             resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
                          headers={"Authorization": f"Bearer {token.access}", "Accept": "application/json"},
-                         ok_statuses=_AUTH_ERRORS)
+                         ok_statuses=_AUTH_ERRORS, secret_url=source.secret_url)
             if resp.status not in _AUTH_ERRORS:
-                return self._results(source, state, ctx, json_object(resp), short_url(resp.url))
+                return self._results(source, state, ctx, json_object(resp), resp.where)
             if attempt == 0 and _error_name(resp) in _EXPIRED:
                 token = self._refresh(source, ctx, token)
                 continue
             raise status_error(resp)
-        raise SourceError(f"bluesky search at {short_url(url)} refused the renewed session")
+        raise SourceError(f"bluesky search at {shown_url(url, secret=source.secret_url)} refused the renewed session")
 
     def _results(
         self, source: SourceConfig, state: SourceState, ctx: PollContext, data: dict[str, Any], where: str

@@ -17,11 +17,12 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.http import fetch, json_object, short_url
+from miner.collectors.http import fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.urls import shown_url
 
 
 class DiscourseCollector:
@@ -29,22 +30,27 @@ class DiscourseCollector:
         if not source.url:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         base = base_url(source, "")
+        # Post links are built on the forum's URL as messages show it: never with a user:password@, nor, for a url
+        # from the environment, with its path (which may be its key).
+        site = shown_url(base, secret=source.secret_url)
         cursor = int_cursor(state)
         if source.query:
             resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout,
-                         params={"q": f"{source.query} order:latest"}, headers={"Accept": "application/json"})
-            items = self._search_posts(source, ctx, base, json_object(resp), short_url(resp.url))
+                         params={"q": f"{source.query} order:latest"}, headers={"Accept": "application/json"},
+                         secret_url=source.secret_url)
+            items = self._search_posts(source, ctx, site, json_object(resp), resp.where)
         else:
             resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout,
-                         params={"order": "created"}, headers={"Accept": "application/json"})
-            items = self._latest_topics(source, ctx, base, json_object(resp), short_url(resp.url))
+                         params={"order": "created"}, headers={"Accept": "application/json"},
+                         secret_url=source.secret_url)
+            items = self._latest_topics(source, ctx, site, json_object(resp), resp.where)
         fresh = [(n, p) for n, p in items if cursor is None or n > cursor]
         newest = max([n for n, _ in fresh], default=cursor)
         return FetchResult(posts=[p for _, p in fresh],
                            state=SourceState(cursor=str(newest) if newest is not None else None))
 
     def _search_posts(
-        self, source: SourceConfig, ctx: PollContext, base: str, data: dict[str, Any], where: str
+        self, source: SourceConfig, ctx: PollContext, site: str, data: dict[str, Any], where: str
     ) -> list[tuple[int, Post]]:
         if "posts" not in data and "grouped_search_result" not in data:
             raise SourceError(f"unexpected JSON from {where}: no 'posts' (is this a Discourse forum?)")
@@ -68,7 +74,7 @@ class DiscourseCollector:
                 title=titles.get(topic_id, "") if post_number == 1 else "",
                 body_html=text_of(item.get("blurb")),
                 created_at=parse_time(item.get("created_at")),
-                url=f"{base}/t/{slugs.get(topic_id, '-')}/{topic_id}/{post_number}" if topic_id else None,
+                url=f"{site}/t/{slugs.get(topic_id, '-')}/{topic_id}/{post_number}" if topic_id else None,
                 author=text_of(item.get("username")) or None,
             )
             if post is not None:
@@ -76,7 +82,7 @@ class DiscourseCollector:
         return out
 
     def _latest_topics(
-        self, source: SourceConfig, ctx: PollContext, base: str, data: dict[str, Any], where: str
+        self, source: SourceConfig, ctx: PollContext, site: str, data: dict[str, Any], where: str
     ) -> list[tuple[int, Post]]:
         users = {u["id"]: text_of(u.get("username"))
                  for u in map(as_dict, loose_list(data.get("users"))) if isinstance(u.get("id"), int)}
@@ -99,7 +105,7 @@ class DiscourseCollector:
                 title=text_of(item.get("title")),
                 body_html=text_of(item.get("excerpt")),
                 created_at=parse_time(item.get("created_at")),
-                url=f"{base}/t/{text_of(item.get('slug')) or '-'}/{ident}",
+                url=f"{site}/t/{text_of(item.get('slug')) or '-'}/{ident}",
                 author=author or None,
             )
             if post is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import feedparser
 
 from miner.collectors.base import PollContext
-from miner.collectors.http import Response, conditional_headers, fetch, short_url
+from miner.collectors.http import Response, conditional_headers, fetch
 from miner.collectors.normalise import parse_time, stable_id
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -67,14 +67,14 @@ def fix_surrogate_refs(body: bytes) -> bytes:
 
 def fetch_feed(source: SourceConfig, state: SourceState, ctx: PollContext, url: str) -> Response:
     return fetch(
-        ctx.client, ctx.settings, url, timeout=source.timeout,
+        ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
         headers={"Accept": FEED_ACCEPT, **conditional_headers(state)},
     )
 
 
 def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     """feedparser's result and the survivable warnings; raises SourceError when the body is not a feed."""
-    where = short_url(resp.url)
+    where = resp.where
     head = resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if "json" in resp.content_type or head.startswith((b"{", b"[")):
         raise SourceError(f"expected a feed from {where}, got {resp.content_type or 'JSON'}")
@@ -83,7 +83,12 @@ def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     headers = {k: v for k, v in resp.headers.items() if k not in _TRANSFER_HEADERS}
     # The base relative entry links and guids are resolved against: without the URL's user:password and query,
     # which may hold the feed's key and would be copied into every post's url and id (a link "#c2" keeps the query).
-    headers.setdefault("content-location", where)
+    # A url from the environment keeps no path either, and the server's Content-Location (its own URL, with the
+    # key) does not replace it.
+    if resp.secret_url:
+        headers["content-location"] = where
+    else:
+        headers.setdefault("content-location", where)
     # We never render entry HTML, only reduce it to text (dropping scripts), so feedparser's HTML
     # sanitiser and link rewriting are pure cost: they took over half the parse time.
     parsed = feedparser.parse(fix_surrogate_refs(resp.body), response_headers=headers, sanitize_html=False,

@@ -17,7 +17,7 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.http import fetch, json_object, short_url
+from miner.collectors.http import fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
 from miner.records import FetchResult, Post, SourceState
@@ -38,12 +38,12 @@ class HackerNewsCollector:
         }
         if cursor is not None:
             params["numericFilters"] = f"created_at_i>{cursor}"
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
-                     headers={"Accept": "application/json"})
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
+                     params=params, headers={"Accept": "application/json"})
         data = json_object(resp)
         newest = cursor or 0
         posts: list[Post] = []
-        for raw in as_list(data.get("hits"), "hits", short_url(resp.url)):
+        for raw in as_list(data.get("hits"), "hits", resp.where):
             hit = as_dict(raw)
             created_i = hit.get("created_at_i")
             if not isinstance(created_i, int) or not hit.get("objectID"):

@@ -23,6 +23,7 @@ from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
+from miner.urls import shown_url
 
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
 _PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
@@ -37,6 +38,12 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: bytes
+    secret_url: bool = False  # fetched for a url_env source: messages show no more than its scheme and host
+
+    @property
+    def where(self) -> str:
+        """The URL as messages show it (`shown_url`)."""
+        return shown_url(self.url, secret=self.secret_url)
 
     @property
     def content_type(self) -> str:
@@ -56,16 +63,6 @@ def make_client(settings: CollectSettings) -> httpx.Client:
 
 def host_of(url: str) -> str:
     return urlsplit(url).hostname or url
-
-
-def short_url(url: str) -> str:
-    """The URL without its query string (queries can be long, and may hold an API key) or user:password, for error
-    messages and last_error."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # a broken IPv6 bracket (httpx's InvalidURL): it may hold a secret all the same
-        return "(an unreadable URL)"
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}" if parts.scheme else url
 
 
 _DECODE_STEP = 65_536  # most bytes one decompression step may produce
@@ -125,11 +122,13 @@ def fetch(
     auth: tuple[str, str] | None = None,
     form: Mapping[str, str] | None = None,
     ok_statuses: frozenset[int] = frozenset(),
+    secret_url: bool = False,
 ) -> Response:
     """One request, body read in chunks and refused past ``settings.max_body_bytes``.
 
     Returns 2xx and 304 responses (and any status in ``ok_statuses``, for APIs whose error documents the
-    caller must read); raises SourceError for everything else.
+    caller must read); raises SourceError for everything else. ``secret_url``: the URL came from the environment
+    (`SourceConfig.secret_url`), so no message shows its path, nor that of a URL it redirects to.
     """
     cap = settings.max_body_bytes
     deadline = time.monotonic() + timeout
@@ -143,38 +142,40 @@ def fetch(
             timeout=request_timeout, follow_redirects=follow,
         ) as resp:
             final_url = str(resp.url)
+            where = shown_url(final_url, secret=secret_url)
             good = 200 <= resp.status_code < 300 or resp.status_code == 304 or resp.status_code in ok_statuses
             limit = cap if good else _ERROR_BODY_BYTES
             declared = resp.headers.get("content-length", "")
             if good and declared.isdigit() and int(declared) > cap:
-                raise SourceError(f"body larger than {cap} bytes from {short_url(final_url)}")
+                raise SourceError(f"body larger than {cap} bytes from {where}")
             chunks: list[bytes] = []
             total = 0
             for chunk in _decoded(resp):
                 total += len(chunk)
                 if total > limit:
                     if good:
-                        raise SourceError(f"body larger than {cap} bytes from {short_url(final_url)}")
+                        raise SourceError(f"body larger than {cap} bytes from {where}")
                     break
                 chunks.append(chunk)
                 if time.monotonic() > deadline:
-                    raise SourceError(f"timed out after {timeout:g} s reading {short_url(final_url)}")
+                    raise SourceError(f"timed out after {timeout:g} s reading {where}")
             result = Response(
                 url=final_url,
                 status=resp.status_code,
                 headers={k.lower(): v for k, v in resp.headers.items()},
                 body=b"".join(chunks),
+                secret_url=secret_url,
             )
     except httpx.TooManyRedirects:
         raise SourceError(
-            f"too many redirects (more than {settings.max_redirects}) from {short_url(url)}"
+            f"too many redirects (more than {settings.max_redirects}) from {shown_url(url, secret=secret_url)}"
         ) from None
     except httpx.ConnectTimeout:
         raise SourceError(
             f"timed out after {min(settings.connect_timeout, timeout):g} s connecting to {host_of(url)}"
         ) from None
     except httpx.TimeoutException:
-        raise SourceError(f"timed out after {timeout:g} s reading {short_url(url)}") from None
+        raise SourceError(f"timed out after {timeout:g} s reading {shown_url(url, secret=secret_url)}") from None
     except httpx.ConnectError as exc:
         raise SourceError(f"cannot connect to {host_of(url)}: {exc}") from None
     except httpx.RemoteProtocolError as exc:
@@ -183,9 +184,9 @@ def fetch(
         raise SourceError(f"cannot decode response from {host_of(url)}: {exc}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
-        raise SourceError(f"bad URL {short_url(url)}: {exc}", permanent=True) from None
+        raise SourceError(f"bad URL {shown_url(url, secret=secret_url)}: {exc}", permanent=True) from None
     except httpx.HTTPError as exc:
-        raise SourceError(f"request to {short_url(url)} failed: {exc}") from None
+        raise SourceError(f"request to {shown_url(url, secret=secret_url)} failed: {exc}") from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
     raise status_error(result)
@@ -203,10 +204,11 @@ def status_error(resp: Response) -> SourceError:
     elif resp.status in (401, 403):
         message += " (check the source's credentials and URL)"
     elif resp.status in (404, 410):
-        message += f" (no such resource: {short_url(resp.url)})"
+        message += f" (no such resource: {resp.where})"
     elif 300 <= resp.status < 400 and (location := resp.headers.get("location")):
         # Only a request carrying a login is not redirected (see fetch): say where to point the source instead.
-        message += f" (a login is not sent on to a redirect; it points to {short_url(location)})"
+        shown = shown_url(location, secret=resp.secret_url)
+        message += f" (a login is not sent on to a redirect; it points to {shown})"
     return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES)
 
 
@@ -214,11 +216,11 @@ def read_json(resp: Response) -> Any:
     """The response body as JSON, or a SourceError naming what came instead."""
     ctype = resp.content_type
     if ctype and not ("json" in ctype or ctype in ("text/plain", "text/javascript", "application/javascript")):
-        raise SourceError(f"expected JSON from {short_url(resp.url)}, got {ctype}")
+        raise SourceError(f"expected JSON from {resp.where}, got {ctype}")
     try:
         text = resp.body.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(f"invalid JSON from {short_url(resp.url)}: not UTF-8 text") from None
+        raise SourceError(f"invalid JSON from {resp.where}: not UTF-8 text") from None
     try:
         return _without_surrogates(json.loads(text))
     except json.JSONDecodeError as exc:
@@ -226,10 +228,10 @@ def read_json(resp: Response) -> Any:
         cut = bool(_PARTIAL_TAIL.fullmatch(text[exc.pos:].strip())) or exc.msg.startswith("Unterminated string")
         hint = " (truncated body?)" if cut else ""
         raise SourceError(
-            f"invalid JSON from {short_url(resp.url)}: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
+            f"invalid JSON from {resp.where}: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None
     except RecursionError:
-        raise SourceError(f"invalid JSON from {short_url(resp.url)}: nested too deeply") from None
+        raise SourceError(f"invalid JSON from {resp.where}: nested too deeply") from None
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -248,7 +250,7 @@ def _without_surrogates(value: Any) -> Any:
 def json_object(resp: Response) -> dict[str, Any]:
     data = read_json(resp)
     if not isinstance(data, dict):
-        raise SourceError(f"unexpected JSON from {short_url(resp.url)}: expected an object, got {type(data).__name__}")
+        raise SourceError(f"unexpected JSON from {resp.where}: expected an object, got {type(data).__name__}")
     return data
 
 

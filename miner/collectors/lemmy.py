@@ -19,7 +19,7 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
-from miner.collectors.http import fetch, json_object, short_url
+from miner.collectors.http import fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -50,10 +50,10 @@ class LemmyCollector:
         url = f"{base_url(source, '')}/api/v3/search"
         params: dict[str, str | int] = {"q": source.query or "", "type_": "All", "sort": "New",
                                         "limit": min(ctx.settings.max_items, 50)}
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
-                     headers={"Accept": "application/json"})
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
+                     params=params, headers={"Accept": "application/json"})
         data = json_object(resp)
-        where = short_url(resp.url)
+        where = resp.where
         if "posts" not in data and "comments" not in data:
             raise SourceError(f"unexpected JSON from {where}: no 'posts' or 'comments' (is this Lemmy?)")
         cursor = time_cursor(state, ctx)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlsplit
 
 from miner.collectors.base import FUTURE_SLACK, PollContext, as_dict, as_list, base_url, make_post, text_of
-from miner.collectors.http import fetch, read_json, short_url
+from miner.collectors.http import fetch, read_json
 from miner.collectors.normalise import parse_time
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -49,9 +49,9 @@ class MastodonCollector:
         since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
         if since:
             params["since_id"] = since
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
-                     headers={"Accept": "application/json"})
-        where = short_url(resp.url)
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
+                     params=params, headers={"Accept": "application/json"})
+        where = resp.where
         statuses = as_list(read_json(resp), "the timeline", where)
         newest = since
         posts: list[Post] = []

@@ -28,7 +28,7 @@ from miner.collectors.base import (
     text_of,
 )
 from miner.collectors.feeds import fetch_feed
-from miner.collectors.http import Response, fetch, json_object, short_url, status_error
+from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache
@@ -97,7 +97,7 @@ class RedditCollector:
         client_id = ctx.require_credential(source, "client_id")
         secret = ctx.require_credential(source, "client_secret")
         resp = fetch(ctx.client, ctx.settings, f"{base_url(source, WWW)}/api/v1/access_token",
-                     method="POST", timeout=source.timeout, auth=(client_id, secret),
+                     method="POST", timeout=source.timeout, secret_url=source.secret_url, auth=(client_id, secret),
                      form={"grant_type": "client_credentials"}, ok_statuses=frozenset({401}))
         data = json_object(resp) if resp.status != 401 else {}
         access = text_of(data.get("access_token"))
@@ -118,6 +118,7 @@ class RedditCollector:
         for _attempt in range(2):
             token = self._token(source, ctx)
             resp = fetch(ctx.client, ctx.settings, f"{api}{path}", timeout=source.timeout, params=params,
+                         secret_url=source.secret_url,
                          headers={"Authorization": f"bearer {token}", "Accept": "application/json"},
                          ok_statuses=frozenset({401}))
             if resp.status != 401:
@@ -126,7 +127,7 @@ class RedditCollector:
         assert resp is not None
         if resp.status == 401:
             raise status_error(resp)
-        return self._listing(source, state, ctx, json_object(resp), short_url(resp.url))
+        return self._listing(source, state, ctx, json_object(resp), resp.where)
 
     def _listing(
         self, source: SourceConfig, state: SourceState, ctx: PollContext, data: dict[str, Any], where: str

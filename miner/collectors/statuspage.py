@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
-from miner.collectors.http import conditional_headers, fetch, json_object, short_url, state_after
+from miner.collectors.http import conditional_headers, fetch, json_object, state_after
 from miner.collectors.normalise import fold, html_to_text, parse_time
 from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
@@ -60,15 +60,15 @@ class StatuspageCollector:
         if not source.url:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         url = incidents_url(source.url)
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout,
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
                      headers={"Accept": "application/json", **conditional_headers(state)})
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
         data = json_object(resp)
         if "incidents" not in data:
-            raise SourceError(f"unexpected JSON from {short_url(resp.url)}: no 'incidents' (is this a Statuspage?)")
+            raise SourceError(f"unexpected JSON from {resp.where}: no 'incidents' (is this a Statuspage?)")
         incidents = []
-        for item in as_list(data["incidents"], "incidents", short_url(resp.url)):
+        for item in as_list(data["incidents"], "incidents", resp.where):
             incident = incident_from_json(source, ctx, as_dict(item))
             if incident is not None:
                 incidents.append(incident)
