@@ -12,7 +12,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from miner.config_lines import locate
 from miner.errors import ConfigError
 from miner.settings import SettingsError, build
-from miner.urls import control_char, public_url, url_problem
+from miner.urls import control_char, public_url, shown_url, url_problem
 
 if TYPE_CHECKING:
     from miner.alerts.settings import AlertSettings
@@ -139,6 +139,13 @@ class SourceConfig:
             raise ValueError(f"query: required for type {self.type!r}")
         if self.type == "reddit" and not (self.url or self.url_env or self.query):
             raise ValueError("query: reddit needs a search query/subreddit or a feed url")
+
+    def __repr__(self) -> str:
+        # The url as messages show it: after Poller.resolve it is the URL from url_env, a secret as a whole, and one
+        # in feeds.toml may hold a key in its query or user name.
+        url = self.url and (shown_url(self.url, secret=True) if self.secret_url else public_url(self.url))
+        shown = ", ".join(f"{f.name}={url if f.name == 'url' else getattr(self, f.name)!r}" for f in fields(self))
+        return f"{type(self).__name__}({shown})"
 
     @property
     def secret_url(self) -> bool:

@@ -1,4 +1,4 @@
-"""Secrets from the environment never show: not in messages, logs, the store, post links or ids.
+"""Secrets from the environment never show: not in messages, logs, the store, post links or ids, nor in a repr.
 
 Each test gives a secret a value found nowhere else and looks for it in everything a person or a log could see.
 """
@@ -6,15 +6,29 @@ Each test gives a secret a value found nowhere else and looks for it in everythi
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from fakeserver import FakeServer, Reply
+from smtp_server import SmtpServer
+from test_alerts_support import T0, open_incident, settings
 
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.delivery import HttpWebhookSender, Senders, SmtpSender
+from miner.alerts.settings import RouteSettings, SmtpSettings
+from miner.alerts.webhooks import Reply as WebhookReply
 from miner.collectors import CollectSettings, Poller
+from miner.collectors.http import Response
 from miner.collectors.poller import PollOutcome
-from miner.config import ServiceConfig, SourceConfig
+from miner.collectors.tokens import Token
+from miner.config import ServiceConfig, SourceConfig, parse_config
+from miner.errors import SourceError
 from miner.records import FetchResult
+from miner.store import Store
 from miner.urls import shown_url
 
 TOKEN = "S3CR3T-T0K3N-7f3a"  # a private feed's key, as a path segment of its URL
@@ -124,3 +138,87 @@ def test_a_user_name_token_in_a_forum_url_is_not_copied_into_post_links(server: 
     assert TOKEN not in _kept(outcome.result)
     assert all(str(p.url).startswith(f"{server.url}/t/") for p in outcome.result.posts)
 
+
+
+# Objects holding secrets --------------------------------------------------------------------------------------
+
+SECRETS = {"FEED_URL": f"https://feeds.example.org/feeds/{TOKEN}/rss", "BPW": "app-pa55word-Q9",
+           "SMTP_PW": "smtp-pa55-Z7", "HOOK_URL": "https://hooks.example.org/services/HOOK-S3CR3T-88",
+           "MINER_HASH_KEY": "hash-k3y-W4"}
+
+
+def _shown(*objects: object) -> str:
+    return "\n".join(f"{obj!r}\n{obj!s}" for obj in objects)
+
+
+def _leaked(text: str) -> list[str]:
+    pieces = [TOKEN, "HOOK-S3CR3T", *(v for k, v in SECRETS.items() if k not in ("FEED_URL", "HOOK_URL"))]
+    return [p for p in pieces if p in text]
+
+
+def test_no_repr_or_str_shows_a_secret() -> None:
+    config = parse_config(
+        '[[services]]\nname = "GitHub"\n'
+        '[[sources]]\nname = "private"\ntype = "rss"\nurl_env = "FEED_URL"\n'
+        f'[[sources]]\nname = "keyed"\ntype = "rss"\nurl = "https://{TOKEN}@example.org/f.rss?api_key={TOKEN}"\n'
+        '[[sources]]\nname = "b"\ntype = "bluesky"\nquery = "down"\nenv = { identifier = "BID", password = "BPW" }\n'
+        '[alerts.smtp]\nusername_env = "SMTP_USER"\npassword_env = "SMTP_PW"\n'
+        '[[alerts.webhooks]]\nname = "ops"\nurl_env = "HOOK_URL"\n')
+    env = {**SECRETS, "BID": "me.example", "SMTP_USER": "alerts"}
+    access, refresh = f"access-{TOKEN}", f"refresh-{TOKEN}"
+    with Poller.from_config(config, environ=env) as poller:
+        resolved = poller.resolve(config.sources[0])
+        assert resolved.url == SECRETS["FEED_URL"]  # the request still gets the real URL
+        token = Token(access=access, expires_at=datetime.now(UTC), refresh=refresh)
+        response = Response(SECRETS["FEED_URL"], 200, {"content-type": "text/xml"}, b"<rss/>", secret_url=True)
+        reply = WebhookReply(500, httpx.Headers(), f"cannot POST {SECRETS['HOOK_URL']}".encode())
+        senders = Senders(email=SmtpSender(config.alerts.smtp, env), webhook=HttpWebhookSender(env))
+        shown = _shown(config, resolved, poller.ctx, poller, token, response, reply, senders)
+    assert access not in shown and refresh not in shown
+    assert _leaked(shown) == []
+    assert "https://feeds.example.org/[redacted]" in shown and "url_env='FEED_URL'" in shown  # still says what it is
+
+
+def test_a_failing_login_logged_with_its_traceback_shows_no_password(
+        server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    env = {"BID": "me.example", "BPW": SECRETS["BPW"]}
+    source = SourceConfig("b", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": "BPW"})
+    login = "/xrpc/com.atproto.server.createSession"
+    replies = [Reply(500, b"<html>Internal Server Error</html>", content_type="text/html"),
+               Reply(401, b'{"error": "AuthenticationRequired"}', content_type="application/json"),
+               Reply(200, b'{"accessJwt": ""}', content_type="application/json"),
+               Reply(200, b"x" * 100, content_type="application/json", content_length=1000)]
+    log = logging.getLogger("miner.test")
+    with caplog.at_level("DEBUG"), Poller(CollectSettings(), hash_key=b"k", environ=env) as poller:
+        for reply in replies:
+            server.serve(login, reply)
+            try:
+                poller.poll(source)
+            except SourceError:
+                log.exception("bluesky login failed for %r with %r", source, poller.ctx)
+            outcome = poller.poll_isolated(source)
+            log.error("outcome %r", outcome)
+    assert len(server.requests_to(login)) == 2 * len(replies)
+    assert caplog.text.count("Traceback") == len(replies) and _leaked(caplog.text) == []
+
+
+def test_a_failing_smtp_login_shows_no_password(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    smtp = SmtpServer(tls="starttls", folder=tmp_path, login=("alerts", "the-right-one"))
+    smtp.start()
+    try:
+        monkeypatch.setenv("SMTP_USER", "alerts")
+        monkeypatch.setenv("SMTP_PW", SECRETS["SMTP_PW"])
+        cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
+                       smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, timeout=5, username_env="SMTP_USER",
+                                         password_env="SMTP_PW", ca_file=str(tmp_path / "cert.pem")))
+        open_incident(store, "WhatsApp", T0)
+        plan_notifications(store, cfg, T0)
+        with caplog.at_level("DEBUG"):
+            stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+    finally:
+        smtp.stop()
+    assert stats.sent == 0 and not smtp.inbox.messages
+    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    assert errors and all(e.startswith("SMTP 535") for e in errors)
+    assert _leaked("\n".join([caplog.text, *errors])) == []

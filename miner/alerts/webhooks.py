@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -55,7 +55,9 @@ def redact_url(text: str, url: str) -> str:
 class Reply:
     status: int
     headers: httpx.Headers
-    body: bytes  # the first BODY_LIMIT bytes of an error answer; empty for a success (nobody reads it)
+    # The first BODY_LIMIT bytes of an error answer; empty for a success (nobody reads it). Not in the repr: it may
+    # quote the URL, the secret (redact_url cleans it for the message).
+    body: bytes = field(repr=False)
 
 
 def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str) -> Reply:

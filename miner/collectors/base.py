@@ -39,8 +39,10 @@ class PollContext:
 
     client: httpx.Client
     settings: CollectSettings
-    hash_key: bytes
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    # Neither is in the repr: the key makes author hashes reversible for known handles, and the environment holds
+    # every credential (os.environ's repr lists it whole).
+    hash_key: bytes = field(repr=False)
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     now: Callable[[], datetime] = utc_now
 
     def credential(self, source: SourceConfig, name: str) -> str | None:

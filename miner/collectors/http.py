@@ -40,6 +40,10 @@ class Response:
     body: bytes
     secret_url: bool = False  # fetched for a url_env source: messages show no more than its scheme and host
 
+    def __repr__(self) -> str:
+        # The URL as messages show it: the real one may hold a key (in its query, or as its path for url_env).
+        return f"Response({self.where!r}, status={self.status}, {len(self.body)} bytes)"
+
     @property
     def where(self) -> str:
         """The URL as messages show it (`shown_url`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from miner.collectors.normalise import parse_time
@@ -16,9 +16,10 @@ EXPIRY_MARGIN = timedelta(seconds=60)
 
 @dataclass(frozen=True)
 class Token:
-    access: str
+    # Not in the repr: a token in a log line, an error message or a debugger's view is as good as a login.
+    access: str = field(repr=False)
     expires_at: datetime | None = None  # None: unknown, use until the server refuses it
-    refresh: str | None = None
+    refresh: str | None = field(default=None, repr=False)
 
     def fresh(self, now: datetime) -> bool:
         return self.expires_at is None or now + EXPIRY_MARGIN < self.expires_at
