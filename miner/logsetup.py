@@ -37,4 +37,7 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     # APScheduler logs every job run at INFO; our jobs log what they did themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO (a key in its query or path), and httpcore's debug trace quotes
+    # response headers and a failed request's exception, which can hold the Authorization header's token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -5,8 +5,10 @@ Each test gives a secret a value found nowhere else and looks for it in everythi
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +29,7 @@ from miner.collectors.poller import PollOutcome
 from miner.collectors.tokens import Token
 from miner.config import ServiceConfig, SourceConfig, parse_config
 from miner.errors import SourceError
+from miner.logsetup import setup_logging
 from miner.records import FetchResult
 from miner.store import Store
 from miner.urls import shown_url
@@ -222,3 +225,42 @@ def test_a_failing_smtp_login_shows_no_password(store: Store, tmp_path: Path, ca
     errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
     assert errors and all(e.startswith("SMTP 535") for e in errors)
     assert _leaked("\n".join([caplog.text, *errors])) == []
+
+
+@pytest.fixture
+def service_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """What `miner serve --log-level debug` would write to stderr; the logging setup is put back after."""
+    root = logging.getLogger()
+    loggers = {name: logging.getLogger(name) for name in ("apscheduler", "httpx", "httpcore")}
+    saved = root.handlers[:], root.level, {name: logger.level for name, logger in loggers.items()}
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    setup_logging("debug")
+    yield stream
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, logger in loggers.items():
+        logger.setLevel(saved[2][name])
+
+
+@pytest.mark.parametrize("bad", ["\n", "\r\nX-Injected: 1", "\x00", "\u00e9"], ids=["lf", "crlf", "nul", "non-ascii"])
+def test_a_token_the_server_sent_that_cannot_be_sent_back_is_not_quoted(
+        server: FakeServer, service_log: io.StringIO, bad: str) -> None:
+    # httpx refuses such a header value with a message quoting it whole: "Illegal header value b'Bearer <token>'",
+    # and httpcore's debug log quotes that exception.
+    access = f"eyJ.{TOKEN}{bad}x"
+    server.serve("/xrpc/com.atproto.server.createSession",
+                 Reply(200, json.dumps({"accessJwt": access}).encode(), content_type="application/json"))
+    server.serve("/api/v1/access_token",
+                 Reply(200, json.dumps({"access_token": access}).encode(), content_type="application/json"))
+    env = {"BID": "me.example", "BPW": "pw", "RID": "id", "RSECRET": "secret"}
+    sources = [SourceConfig("b", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": "BPW"}),
+               SourceConfig("r", "reddit", url=server.url, query="down",
+                            env={"client_id": "RID", "client_secret": "RSECRET"})]
+    with Poller(CollectSettings(), hash_key=b"k", environ=env) as poller:
+        errors = [str(poller.poll_isolated(source).error) for source in sources]
+    unsendable = "could not be sent: a header holds a character HTTP does not allow (in a token the server sent?)"
+    assert errors == [f"request to {server.url}/xrpc/app.bsky.feed.searchPosts {unsendable}",
+                      f"request to {server.url}/search.json {unsendable}"]
+    logged = service_log.getvalue()
+    assert f"source r failed: request to {server.url}/search.json {unsendable}" in logged
+    assert TOKEN not in logged and "internal error" not in logged

@@ -189,6 +189,11 @@ def fetch(
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
         raise SourceError(f"bad URL {shown_url(url, secret=secret_url)}: {exc}", permanent=True) from None
+    except (httpx.LocalProtocolError, UnicodeEncodeError):
+        # A header value HTTP cannot carry (a line break or non-ASCII character in a token the server sent): httpx's
+        # message quotes the whole value, token and all, and its UnicodeEncodeError was an internal error.
+        raise SourceError(f"request to {shown_url(url, secret=secret_url)} could not be sent: a header holds a "
+                          "character HTTP does not allow (in a token the server sent?)") from None
     except httpx.HTTPError as exc:
         raise SourceError(f"request to {shown_url(url, secret=secret_url)} failed: {exc}") from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
