@@ -355,6 +355,19 @@ def test_requests_carry_user_agent_gzip_and_last_modified(server: FakeServer) ->
     assert "if-none-match" not in sent[1].headers and again.not_modified
 
 
+def test_a_validator_that_cannot_be_sent_back_is_not(server: FakeServer, poller: Poller) -> None:
+    # A server's ETag in Latin-1 (bytes HTTP allows in a field value, but no client sends): sending it back in
+    # If-None-Match failed every later poll of the source with an error instead of fetching the feed.
+    body = server.fixture_bytes("rss/forum_latest.rss")
+    server.serve("/f.rss", lambda request: Reply(200, body, headers={"ETag": 'W/"caf\u00e9"'},
+                                                 content_type="application/rss+xml"))
+    source = SourceConfig("f", "rss", url=f"{server.url}/f.rss")
+    first = poller.poll(source)
+    again = poller.poll(source, first.state)
+    assert len(first.posts) == len(again.posts) == 3
+    assert "if-none-match" not in server.requests_to("/f.rss")[1].headers
+
+
 @pytest.mark.parametrize(("kind", "fragment"), [("not_found", "HTTP 404"), ("unauthorized", "HTTP 401")])
 def test_client_errors_are_permanent(server: FakeServer, poller: Poller, kind: str, fragment: str) -> None:
     server.fault("/gone", kind)

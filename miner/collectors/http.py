@@ -106,10 +106,11 @@ def _decoded(resp: httpx.Response) -> Iterator[bytes]:
 def conditional_headers(state: SourceState | None) -> dict[str, str]:
     headers: dict[str, str] = {}
     if state is not None:
-        if state.etag:
-            headers["If-None-Match"] = state.etag
-        if state.last_modified:
-            headers["If-Modified-Since"] = state.last_modified
+        for name, value in (("If-None-Match", state.etag), ("If-Modified-Since", state.last_modified)):
+            # A validator in Latin-1 or with a control character cannot be sent back (httpx refuses it, and every
+            # later poll of that server failed): the source is fetched in full instead.
+            if value and value.isascii() and value.isprintable():
+                headers[name] = value
     return headers
 
 
