@@ -19,6 +19,7 @@ from miner.config import Config, SourceConfig
 from miner.errors import SourceError, StoreError
 from miner.records import FetchResult, Post
 from miner.store import Store
+from miner.timeutil import floor_time, iso
 
 if TYPE_CHECKING:
     from miner.collectors.poller import Poller, PollOutcome
@@ -48,6 +49,7 @@ class CollectStage:
         no error counted against them. Reports come in the config's order, one per source polled.
         """
         rng = rng or random.Random()
+        self._resume_prune_after_clock_ahead(now)
         sources = [s for s in self.config.sources if s.enabled]
         for name in self.store.sync_sources(sources):
             log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh", name)
@@ -64,6 +66,19 @@ class CollectStage:
             log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
                      ", ".join(left))
         return [reports[i] for i in sorted(reports)]
+
+    def _resume_prune_after_clock_ahead(self, now: datetime) -> None:
+        """Take a prune cutoff recorded by a clock that was ahead back to the bucket in progress (see
+        Store.rewind_prune_cutoff), or every post would be dropped as pruned until real time reached it.
+
+        Here, not in a stage a replay runs too (ingest, classify, detect): a replay's clock is simulated, and a
+        real prune's cutoff lies after it rightly. The service runs collect at start, and at once when it sees the
+        clock go back.
+        """
+        if (cutoff := self.store.rewind_prune_cutoff(now, self.bucket)) is not None:
+            log.warning("the clock was ahead: a prune recorded its cutoff at %s, so every post dated before it was "
+                        "dropped as pruned; it is taken back to %s, the bucket in progress", iso(cutoff),
+                        iso(floor_time(now, self.bucket)))
 
     def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime,
                      rng: random.Random) -> CollectReport:

@@ -399,6 +399,35 @@ def test_a_prune_shorter_than_retention_keeps_the_pruned_days_buckets_when_a_fee
     assert store.database.one("SELECT 1 FROM posts WHERE external_id = ?", (posts[2][0],)) is None
 
 
+def test_a_prune_cutoff_recorded_by_a_clock_that_was_ahead_is_taken_back_once_it_is_set_back(
+        store: Store, classifier: Classifier, caplog: pytest.LogCaptureFixture) -> None:
+    # The clock a year ahead for over a month: the retention job deleted a user report that clock had dated, and
+    # recorded its cutoff 11 months ahead of real time (as any prune by such a clock did before). Once the clock
+    # was set right, every post was dropped as pruned until real time got there.
+    ahead = T0 + timedelta(days=365)
+    pipe = Pipeline(parse_config(CONFIG), store, classifier)
+    pipe.ingest([Post("reports", "r1", "MTN is down", ahead - timedelta(days=31), services=("MTN",))],
+                ahead - timedelta(days=31))
+    assert store.prune_posts(ahead - timedelta(days=30)) == 1
+    now = T0 + timedelta(minutes=10)  # set right
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss(("new", "mtn network is down, no calls", T0 + timedelta(minutes=5))))
+        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        pipe = Pipeline(config, store, classifier)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller, \
+                caplog.at_level("WARNING", logger="miner.pipeline"):
+            (report,) = pipe.collect(now, poller, due_only=False)
+            pipe.collect(now + timedelta(minutes=1), poller, due_only=False)
+    assert (report.stored, report.duplicates) == (1, 0)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # once, not every run
+    assert warning == ("the clock was ahead: a prune recorded its cutoff at 2027-01-02T00:00:01+00:00, so every "
+                       "post dated before it was dropped as pruned; it is taken back to 2026-02-02T00:00:00+00:00, "
+                       "the bucket in progress")
+    assert store.pruned_before() == T0
+    pipe.classify_pending(now)
+    assert [b["posts"] for b in store.series("MTN", T0, now)] == [1]  # counted in the bucket in progress
+
+
 def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:
     with FakeServer() as server:
         server.serve_fixture("/forum.rss", "rss/forum_latest.rss")

@@ -208,6 +208,23 @@ def test_a_recount_leaves_the_buckets_a_prune_has_cut_into_alone(store: Store) -
     assert store.bucket_counts("Signal", T0 + 3 * FIVE, T0 + 4 * FIVE) == {"2026-03-01T12:15:00+00:00": (1, 1)}
 
 
+def test_a_prune_by_a_clock_that_was_ahead_records_no_cutoff_past_the_newest_post_it_deleted(store: Store) -> None:
+    # The retention job with the clock a year ahead: its cutoff (that clock less 30 days) lay 11 months ahead of
+    # real time, and once the clock was set right no bucket up to it was ever counted again.
+    times = [T0 + timedelta(minutes=m) for m in (0, 1, 7)]
+    store.insert_posts([post(f"w{n}", "down", at) for n, at in enumerate(times)], T0 + timedelta(minutes=8))
+    assert store.prune_posts(T0 + timedelta(days=365 - 30)) == 3  # every post it held
+    assert store.pruned_before() == T0 + timedelta(minutes=7, seconds=1)
+    assert store.first_open_bucket(FIVE) == T0 + 2 * FIVE  # final: the buckets it emptied, no more
+    store.insert_posts([post("next", "down", T0 + timedelta(minutes=12))], T0 + timedelta(minutes=12))
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(10)], "v1",
+                               T0 + timedelta(minutes=12))
+    assert store.refresh_buckets(T0 + timedelta(minutes=12), T0 + timedelta(minutes=12), FIVE) == 1
+    assert store.bucket_counts("WhatsApp", T0 + 2 * FIVE, T0 + 3 * FIVE) == {"2026-03-01T12:10:00+00:00": (1, 1)}
+    assert store.prune_posts(T0 + timedelta(days=400)) == 1  # the cutoff only moves on with what is deleted
+    assert store.pruned_before() == T0 + timedelta(minutes=12, seconds=1)
+
+
 def test_a_post_pruned_while_being_classified_is_skipped(store: Store) -> None:
     # The service's retention job (or `miner prune` beside it) deleted posts between reading a batch and
     # saving its verdicts: the save failed on the foreign key and the process job logged an error.

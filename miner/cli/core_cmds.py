@@ -114,8 +114,8 @@ def backup(app: AppContext, target: Path) -> None:
 def prune(app: AppContext, days: int | None) -> None:
     """Delete raw posts past the retention period; buckets and incidents are kept.
 
-    The bucket counts of the pruned period (up to the bucket holding the cutoff) are final from then on, and a
-    source's post older than the latest prune's cutoff is not stored again.
+    The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
+    on, and a source's post older than that is not stored again.
     """
     from miner.timeutil import utcnow
 

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from miner.store.maintenance import PRUNED_BEFORE
 from miner.store.signals import SavedDetector
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -78,6 +79,29 @@ class ClockMixin:
             if moved:
                 self.refresh_buckets(now, now, bucket)
         return moved
+
+    def rewind_prune_cutoff(self, now: datetime, bucket: timedelta) -> datetime | None:
+        """Take a prune cutoff recorded more than CLOCK_SLACK after ``now`` back to the start of the bucket holding
+        ``now``; returns the cutoff it was, or None when it was not ahead.
+
+        A prune deletes what is older than a number of days, so its cutoff is never after the time it ran: one after
+        ``now`` was computed by a clock ahead by more than those days. Left alone, collect drops every post created
+        before it and a recount leaves the buckets before it alone, until real time passes it: the posts of those
+        days are lost. The posts that prune deleted were created by the time it ran, so before ``now``, or were
+        dated in the future by that clock, and their buckets are the future ones (the detector drops them, see
+        rewind_detectors). The bucket in progress stays open, as the detector resumes with it (a prune that ran in
+        it, minutes before the clock was set right, may have deleted a few of its posts: they leave its count when
+        it is recounted).
+        """
+        ahead = iso(now + CLOCK_SLACK)
+        # Read before taking the write lock: it is checked on every collect run.
+        row = self.database.one("SELECT value FROM store_state WHERE key = ? AND value > ?", (PRUNED_BEFORE, ahead))
+        if row is None:
+            return None
+        with self.database.transaction() as conn:
+            taken = conn.execute("UPDATE store_state SET value = ? WHERE key = ? AND value > ?",
+                                 (iso(floor_time(now, bucket)), PRUNED_BEFORE, ahead)).rowcount
+        return parse_iso(row["value"]) if taken else None
 
     def retime_alerts(self, now: datetime) -> dict[str, int]:
         """Take alert state stamped more than CLOCK_SLACK after ``now`` back to ``now``, in one transaction.

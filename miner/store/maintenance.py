@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -138,9 +138,15 @@ class MaintenanceMixin:
         """Delete raw posts (and their matches/classifications) created before ``before``.
 
         Buckets, incidents and official incidents are kept: they are the long-term record. Posts cited as an
-        open incident's samples are kept until it resolves. The cutoff is recorded (the latest one any prune
-        used): the buckets that start before it, the one holding it included, lost posts and are never
-        recounted from the posts left (see refresh_buckets), and collect does not store their posts again.
+        open incident's samples are kept until it resolves. A cutoff is recorded (the latest any prune reached):
+        the buckets that start before it, the one holding it included, lost posts and are never recounted from the
+        posts left (see refresh_buckets), and collect does not store their posts again.
+
+        The cutoff recorded is the second after the newest post deleted, not ``before``: ``before`` comes from the
+        clock, and a clock ahead by more than the days kept put it in the future, where it made every bucket up to
+        it final and collect dropped every new post until real time passed it. The buckets past the newest post
+        deleted lost nothing, and stay open. One still in the future (an older miner's, or past posts that such a
+        clock dated in the future) is taken back once the clock is right (Store.rewind_prune_cutoff).
 
         The posts go ``batch`` at a time, each batch in a transaction of its own, with a pause after it as long
         as it held the write lock. In one transaction, a prune of 60 days of 90 (530,000 posts) held the lock
@@ -151,24 +157,29 @@ class MaintenanceMixin:
         while True:
             started = time.monotonic()
             with self.database.transaction() as conn:
-                # With the first batch, so no post goes before its cutoff is known (again with each: no cost).
-                # ISO times of one format compare as text; max() keeps the cutoff from moving back.
-                conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                             "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(before)))
-                cur = conn.execute(
+                # fetchall: the DELETE is only complete once RETURNING has been read to the end.
+                deleted = conn.execute(
                     "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
                     " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
-                    "LIMIT ?)",
+                    "LIMIT ?) RETURNING created_at",
                     (iso(before), batch),
-                )
-            removed += cur.rowcount
-            if cur.rowcount < batch:
+                ).fetchall()
+                if deleted:
+                    # With the deletions, so no post goes into a bucket they emptied before its cutoff is known.
+                    # Times are whole seconds: the second after the newest is never past ``before``. ISO times of
+                    # one format compare as text; max() keeps the cutoff from moving back.
+                    cutoff = parse_iso(max(row[0] for row in deleted)) + timedelta(seconds=1)
+                    conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                                 "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(cutoff)))
+            removed += len(deleted)
+            if len(deleted) < batch:
                 return removed
             if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
                 time.sleep(time.monotonic() - started)
 
     def pruned_before(self) -> datetime | None:
-        """The latest cutoff any prune used: posts created before it were deleted. None before the first prune."""
+        """The latest cutoff any prune recorded: posts created before it were deleted. None before the first prune
+        that deleted a post."""
         row = self.database.one("SELECT value FROM store_state WHERE key = ?", (PRUNED_BEFORE,))
         return parse_iso(row["value"]) if row else None
 
