@@ -108,30 +108,49 @@ class CollectStage:
         return CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
 
     def _within_retention(self, result: FetchResult, now: datetime) -> tuple[FetchResult, int]:
-        """The poll without its posts created before the retention cutoff, or in a bucket a prune has made final
-        (`miner prune --days` shorter than retention), and how many those were.
-
-        Retention deletes such posts but keeps their buckets. A feed that still lists one would have it stored
-        again after every prune; its bucket is never recounted (Store.refresh_buckets), so it would count nowhere.
-        """
-        cutoff = now - timedelta(days=self.config.store.retention_days)
-        if (first_open := self.store.first_open_bucket(self.bucket)) is not None:
-            cutoff = max(cutoff, first_open)
-        kept = [p for p in result.posts if p.created_at >= cutoff]
-        if len(kept) == len(result.posts):
+        """The poll without its posts created before the retention cutoff or pruned (see _not_pruned), and how many
+        those were. Retention deletes such posts but keeps their buckets: a feed that still lists one would have it
+        stored again after every prune."""
+        kept, too_old = self._not_pruned(result.posts, now - timedelta(days=self.config.store.retention_days))
+        if not too_old:
             return result, 0
-        return replace(result, posts=kept), len(result.posts) - len(kept)
+        return replace(result, posts=kept), too_old
 
-    def ingest(self, posts: Sequence[Post], now: datetime) -> int:
-        """Store posts that did not come from a poll (replay, user reports), matched to services."""
-        matched = [replace(p, services=p.services or self.matcher.match(p.text)) for p in posts]
-        return self.store.insert_posts(matched, now).posts_new
+    def _not_pruned(self, posts: Sequence[Post], since: datetime | None = None) -> tuple[list[Post], int]:
+        """``posts`` without those created before ``since`` or in a bucket a prune has made final (see
+        Store.first_open_bucket: `miner prune --days` shorter than retention goes past the retention cutoff), and
+        how many those were. Such a bucket is never recounted (Store.refresh_buckets): the post would count nowhere.
+        """
+        cutoffs = [c for c in (since, self.store.first_open_bucket(self.bucket)) if c is not None]
+        if not cutoffs:
+            return list(posts), 0
+        kept = [p for p in posts if p.created_at >= max(cutoffs)]
+        return kept, len(posts) - len(kept)
+
+    def ingest(self, posts: Sequence[Post], now: datetime) -> Ingested:
+        """Store posts that did not come from a poll (replay, user reports), matched to services.
+
+        Those dated in a bucket a prune has made final are left out, as from a poll: a replay of old posts into a
+        pruned store stored them, and no bucket counted them. The retention cutoff is not applied: on a replay's
+        simulated clock it means nothing, and a user report is dated now.
+        """
+        kept, too_old = self._not_pruned(posts)
+        matched = [replace(p, services=p.services or self.matcher.match(p.text)) for p in kept]
+        return Ingested(self.store.insert_posts(matched, now).posts_new, too_old)
 
     @property
     def matcher(self) -> ServiceMatcher:
         if self._matcher is None:
             self._matcher = ServiceMatcher(self.config.services)
         return self._matcher
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What :meth:`CollectStage.ingest` did with its posts."""
+
+    stored: int
+    too_old: int  # left out: dated in a bucket a prune has made final
 
 
 @dataclass(frozen=True)

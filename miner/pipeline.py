@@ -57,6 +57,7 @@ class TickReport:
     reopened: list[tuple[str, datetime]] = field(default_factory=list)
     resolved: list[tuple[str, datetime]] = field(default_factory=list)
     sent: int = 0
+    too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
 
 
 class Pipeline(CollectStage):
@@ -86,15 +87,15 @@ class Pipeline(CollectStage):
         A tick at or before the last one this store has processed only stores and classifies: a replay that
         resumes after a crash runs its clock again from the start, and must not plan alerts in the past.
         """
-        if arrived:
-            self.ingest(arrived, now)
+        too_old = self.ingest(arrived, now).too_old if arrived else 0
         processed_until = self.store.detector_clock()
         if processed_until is not None and now <= processed_until:
-            return TickReport(classified=self.classify_pending(now))
+            return TickReport(classified=self.classify_pending(now), too_old=too_old)
         classified = self.classify_pending(now)
         report = self.detect(now)
         report.classified = classified
         report.sent = self.alert(now).sent
+        report.too_old = too_old
         return report
 
     def alert(self, now: datetime, stop: threading.Event | None = None) -> DispatchStats:

@@ -378,6 +378,40 @@ def test_replay_of_posts_older_than_the_stores_detector_says_they_were_not_detec
         in " ".join(result.output.split()), result.output
 
 
+def test_replay_into_a_pruned_store_stores_no_post_of_its_final_buckets_and_says_how_many(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]]) -> None:
+    # Old posts replayed into a store pruned since: they were stored, but their buckets are final (a recount there
+    # would lose the pruned posts' counts), so no bucket counted them.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = write_stream(real_posts, tmp_path / "posts.jsonl")
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay"]
+    assert runner.invoke(main, [*base, str(stream)]).exit_code == 0
+    store = Store.open(tmp_path / "m.sqlite")
+    cutoff = datetime(2026, 2, 3, tzinfo=UTC)  # a day into the stream
+    pruned = store.prune_posts(cutoff)
+    final = store.first_open_bucket(timedelta(minutes=15))
+    assert pruned and final is not None and final <= cutoff
+    buckets_sql = "SELECT * FROM buckets WHERE bucket_start < ? ORDER BY service, bucket_start"
+    kept = store.database.rows(buckets_sql, (iso(final),))
+    store.close()
+    rows = [json.loads(line) for line in stream.read_text().splitlines()]
+    old = tmp_path / "old.jsonl"
+    old.write_text("".join(json.dumps({**r, "id": f"old{r['id']}"}) + "\n" for r in rows
+                           if datetime.fromisoformat(r["created_at"]) < final))
+    for paced in ([], ["--speed", "1e9"]):  # stored ahead of their ticks, and by their ticks
+        result = runner.invoke(main, [*base, str(old), *paced])
+        assert result.exit_code == 0, result.output
+        assert (f"warning: {pruned} posts of {old} are dated before {final:%Y-%m-%d %H:%M} UTC: a prune of this "
+                "store deleted its posts up to there and kept their bucket counts, which are final, so these were "
+                "not stored (as a source's would not be); replay them into a fresh store to see them") \
+            in " ".join(result.output.split()), result.output
+    store = Store.open(tmp_path / "m.sqlite")
+    assert store.database.one("SELECT count(*) AS n FROM posts WHERE external_id LIKE 'old%'") == {"n": 0}
+    assert store.database.rows(buckets_sql, (iso(final),)) == kept
+    store.close()
+
+
 @pytest.mark.parametrize("args", [
     ["status"], ["status", "--format", "json"], ["outbox"], ["outbox", "--all"], ["silence", "list"],
     ["silence", "list", "--all"], ["query", "SELECT 1"], ["ui", "--metadata-only"], ["digest", "--dry-run", "--out"],

@@ -16,6 +16,7 @@ from miner.cli.output import progress, table
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
+    from miner.records import Post
     from miner.store import Store
 
 
@@ -130,10 +131,19 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     clock, last_post = store.detector_clock(), store.last_post_id()
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
+    too_old = 0  # posts left out as a poll's would be: dated in a bucket a prune of this store has made final
+
+    def tick(now: datetime, posts: list[Post]) -> None:
+        nonlocal too_old
+        too_old += pipeline.tick(now, posts).too_old
+
+    def prefetch(posts: list[Post]) -> None:
+        nonlocal too_old
+        too_old += pipeline.ingest(posts, posts[-1].created_at).too_old
+
     started = time.monotonic()
     with progress(total, label) as bar:
-        stats = run_replay(read_posts(posts_path), pipeline.bucket, pipeline.tick, speed=speed,
-                           prefetch=lambda posts: pipeline.ingest(posts, posts[-1].created_at),
+        stats = run_replay(read_posts(posts_path), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
                            progress=lambda k: bar.update(k))
     elapsed = time.monotonic() - started
     if stats.start is None or stats.end is None:
@@ -149,6 +159,11 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         paths = write_digest_files(store, cfg.alerts, when, out, sources=cfg.polled_sources)
         click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
                                                                        if p.suffix in (".html", ".eml")))
+    if too_old and (final := store.first_open_bucket(pipeline.bucket)) is not None:
+        click.echo(f"\nwarning: {too_old} posts of {posts_path} are dated before {final:%Y-%m-%d %H:%M} UTC: a prune "
+                   "of this store deleted its posts up to there and kept their bucket counts, which are final, so "
+                   "these were not stored (as a source's would not be); replay them into a fresh store to see them",
+                   err=True)
     # A resumed or repeated replay stores none of these: a bucket's posts are all stored before its tick runs.
     late = store.count_posts_stored_after(last_post, clock) if clock is not None else 0
     if late:
@@ -210,7 +225,8 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 
     The file is checked before anything is stored: posts must be in time order, none dated after now or before
     1970, and none more than a year (366 days) after the one before (split the file there and replay the parts one
-    after another).
+    after another). Posts dated in the buckets a prune of the store has made final are not stored, as a source's
+    would not be; the replay ends with a warning saying how many there were.
     """
     if speed and fast:
         raise click.UsageError("--speed and --as-fast-as-possible exclude each other")
