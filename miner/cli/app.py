@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from miner import __version__
+from miner.cli.stopping import Interrupted, interrupted_by, raise_on_signals
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
@@ -22,20 +24,28 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class MinerGroup(click.Group):
-    """A group whose commands report :class:`MinerError` as one line and a non-zero exit."""
+    """A group whose commands report :class:`MinerError` as one line and a non-zero exit, and SIGINT or SIGTERM
+    (see :mod:`miner.cli.stopping`) as one line and exit 130 or 143."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with raise_on_signals():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            _interrupted(exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT))
         except MinerError as exc:
+            if stopped := interrupted_by():  # e.g. a statement a signal interrupted fails as "interrupted"
+                _interrupted(stopped)
             raise click.ClickException(str(exc)) from exc
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except BrokenPipeError:
             # `miner query ... | head` closes stdout early; that is not an error.
             sys.stderr.close()
             raise click.exceptions.Exit(0) from None
         except Exception as exc:
+            if stopped := interrupted_by():
+                _interrupted(stopped)
             if os.environ.get("MINER_DEBUG"):
                 raise
             raise click.ClickException(
@@ -44,6 +54,11 @@ class MinerGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.commands)
+
+
+def _interrupted(stopped: Interrupted) -> NoReturn:
+    click.echo(stopped.message(), err=True)
+    raise click.exceptions.Exit(stopped.exit_code) from None
 
 
 @dataclass

@@ -77,6 +77,10 @@ def require_store(path: str | Path) -> None:
         raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
 
 
+def _no_op() -> int:
+    return 0
+
+
 def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only statement on a fresh read-only connection. Writes are refused with a clear error."""
     require_store(path)
@@ -96,6 +100,10 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
     try:
         conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(authorizer)
+        # A Python call every so many steps of SQLite's VM: signal handlers run only between Python bytecodes, so
+        # without it Ctrl-C did nothing until a long statement ended. One that raises (the CLI's, for SIGINT and
+        # SIGTERM) makes the callback fail, which aborts the statement with "interrupted".
+        conn.set_progress_handler(_no_op, 10_000)
         try:
             cur = conn.execute(sql, params or {})
             rows = cur.fetchall()

@@ -1,0 +1,74 @@
+"""SIGINT and SIGTERM for the commands: the work in progress cleans up, then one line and exit 128 + the signal.
+
+While a command runs, a handler for both raises :class:`Interrupted` in the main thread, so ``finally`` blocks and
+context managers run as for any error: a store transaction in progress is rolled back, the service lock released,
+a model build's staging folder removed. (SIGTERM's default action killed the process on the spot, skipping all
+that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which scripts could not tell from a failure.)
+
+`miner run` sets handlers of its own (:meth:`miner.service.Service.run_forever`) and exits 0 once stopped, as a
+supervised service does. A signal ignored when miner started (``nohup``, a background job) stays ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+# The signals received while the handlers below were installed, most recent last. A handler's exception raised
+# inside a callback that SQLite calls (the progress handler that lets a long query be interrupted) is swallowed
+# there and the statement fails as "interrupted": this says what interrupted it.
+received: list[int] = []
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a command ran."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # as a shell reports a command killed by the signal: 130, 143
+
+    def message(self) -> str:
+        return f"Interrupted by {signal.Signals(self.signum).name}"
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    received.append(signum)
+    raise Interrupted(signum)
+
+
+def _ours_to_set(sig: signal.Signals) -> bool:
+    """Whether ``sig`` still has the handler Python starts with, rather than one ignoring it (or a caller's)."""
+    current = signal.getsignal(sig)
+    return current is (signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL) or current is _raise
+
+
+@contextlib.contextmanager
+def raise_on_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise :class:`Interrupted`; the handlers before it are put back after."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS if _ours_to_set(sig)}
+    received.clear()
+    for sig in previous:
+        signal.signal(sig, _raise)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def interrupted_by() -> Interrupted | None:
+    """The interruption a signal received during the command caused, if one came."""
+    return Interrupted(received[-1]) if received else None
+
