@@ -11,11 +11,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from fakeserver import FakeServer, Recorded, Reply
 
 from miner.replay import demo_stream_path
 
@@ -43,6 +45,11 @@ def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: fl
 def interrupt(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
     """Send ``sig``, wait for the exit, and check the one line on stderr that says so."""
     os.kill(proc.pid, sig)
+    return ended(proc, sig)
+
+
+def ended(proc: subprocess.Popen[str], sig: int) -> tuple[int, str, str]:
+    """Wait for the exit ``sig`` caused: (exit status, stdout, stderr), stderr ending in the line saying so."""
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -135,3 +142,75 @@ def test_a_replay_stopped_by_sigterm_releases_the_lock_and_resumes(tmp_path: Pat
     assert "replayed 300 posts" in again.stdout
     assert count(db, "SELECT count(DISTINCT external_id) FROM posts") == count(db, "SELECT count(*) FROM posts") == 300
     assert count(db, "SELECT count(*) FROM classifications") == 300
+
+
+@pytest.fixture
+def gated() -> Iterator[tuple[FakeServer, threading.Event]]:
+    """A feed that answers at once, and a status page that answers only once the event is set."""
+    gate = threading.Event()
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        body = server.fixture_bytes("statuspage/incidents.json")
+
+        def held(request: Recorded) -> Reply:
+            gate.wait(60)
+            return Reply(200, body, content_type="application/json")
+
+        server.serve("/api/v2/incidents.json", held)
+        yield server, gate
+        gate.set()
+
+
+def collect_config(tmp_path: Path, url: str) -> Path:
+    return store_config(tmp_path, f"""
+[[services]]
+name = "GitHub"
+
+[[sources]]
+name = "forum"
+type = "rss"
+url = "{url}/forum.rss"
+
+[[sources]]
+name = "status:github"
+type = "statuspage"
+url = "{url}"
+services = ["GitHub"]
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_collect_stops_after_the_polls_in_flight(tmp_path: Path, gated: tuple[FakeServer, threading.Event],
+                                                 sig: int) -> None:
+    # The polling loop, as in the service: the first signal starts no further poll, the poll in flight gets its
+    # 5 s and is stored, and the round's table is printed. It exited at once, giving up the poll in flight.
+    server, gate = gated
+    db = tmp_path / "miner.sqlite"
+    proc = start(tmp_path, "--config", str(collect_config(tmp_path, server.url)), "collect")
+    wait_for(lambda: count(db, "SELECT count(*) FROM posts") > 0 and bool(server.requests_to("/api/v2/incidents.json")),
+             proc)
+    os.kill(proc.pid, sig)
+    time.sleep(1)  # long enough for a command that stops at once to be gone
+    gate.set()
+    code, out, _ = ended(proc, sig)
+    assert code == EXIT[sig]
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    assert set(rows) == {"forum", "status:github"}
+    assert rows["status:github"].endswith("ok")
+    assert count(db, "SELECT count(*) FROM official_incidents") > 0  # the poll in flight, stored
+    assert count(db, "SELECT count(*) FROM sources WHERE last_ok_at IS NOT NULL") == 2
+
+
+def test_a_second_signal_stops_collect_at_once(tmp_path: Path, gated: tuple[FakeServer, threading.Event]) -> None:
+    server, _gate = gated
+    db = tmp_path / "miner.sqlite"
+    proc = start(tmp_path, "--config", str(collect_config(tmp_path, server.url)), "collect")
+    wait_for(lambda: count(db, "SELECT count(*) FROM posts") > 0 and bool(server.requests_to("/api/v2/incidents.json")),
+             proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    time.sleep(0.5)
+    code, out, _ = interrupt(proc, signal.SIGINT)  # well within the 5 s the poll in flight is given
+    assert code == 130
+    assert out == ""  # the round never ended
+    assert count(db, "SELECT count(*) FROM official_incidents") == 0
+    assert count(db, "SELECT count(*) FROM posts") > 0  # the poll that ended before, kept

@@ -13,6 +13,7 @@ import click
 
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.output import progress, table
+from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
@@ -30,6 +31,10 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     Without --once, keeps polling each source on its interval until interrupted (the service does this
     too, together with the other stages: see `miner run`). With --once, the exit status is 1 when a source's
     poll failed (its error is in the table).
+
+    SIGINT (Ctrl-C) or SIGTERM ends the round in progress as in the service: no further poll starts, the polls
+    in flight get 5 s to end, and what they returned is stored and shown; then the exit status is 130 (143 for
+    SIGTERM). A second signal stops at once.
     """
     from miner.collectors.poller import Poller
     from miner.pipeline import Pipeline
@@ -37,20 +42,19 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
 
     pipeline = Pipeline(app.config, app.store())
     failed = False
-    with Poller.from_config(app.config) as poller:
+    with stop_on_signal() as stop, Poller.from_config(app.config) as poller:
         while True:
-            reports = pipeline.collect(utcnow(), poller, due_only=not poll_all)
+            reports = pipeline.collect(utcnow(), poller, due_only=not poll_all, stop=stop)
             rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
                      f"{r.seconds:.1f}", r.error or "ok") for r in reports]
             if rows:
                 click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
                                  max_width=90))
-            elif once:
+            elif once and not stop.is_set():
                 click.echo("no source is due (use --all to poll every source now)")
             failed = any(r.error for r in reports)
-            if once:
+            if once or stop.wait(5):
                 break
-            time.sleep(5)
     if failed:
         raise click.exceptions.Exit(1)
 

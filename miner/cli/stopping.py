@@ -4,6 +4,7 @@ While a command runs, a handler for both raises :class:`Interrupted` in the main
 context managers run as for any error: a store transaction in progress is rolled back, the service lock released,
 a model build's staging folder removed. (SIGTERM's default action killed the process on the spot, skipping all
 that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which scripts could not tell from a failure.)
+Commands that should rather finish the step in progress first, as the service does, use :func:`stop_on_signal`.
 
 `miner run` sets handlers of its own (:meth:`miner.service.Service.run_forever`) and exits 0 once stopped, as a
 supervised service does. A signal ignored when miner started (``nohup``, a background job) stays ignored.
@@ -72,3 +73,31 @@ def interrupted_by() -> Interrupted | None:
     """The interruption a signal received during the command caused, if one came."""
     return Interrupted(received[-1]) if received else None
 
+
+@contextlib.contextmanager
+def stop_on_signal() -> Iterator[threading.Event]:
+    """Within the block, the first SIGINT or SIGTERM sets the event yielded, for the command to stop at the end of
+    its current step; a second one raises :class:`Interrupted` at once. When the block ends after a signal, it
+    raises :class:`Interrupted` for the first one, so the command exits as interrupted."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    first: list[int] = []
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            _raise(signum, frame)
+        first.append(signum)  # not in `received`: an error the command meets while it stops is its own
+        stop.set()
+
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS if _ours_to_set(sig)}
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if first:
+        raise Interrupted(first[0])
