@@ -25,10 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB")} | {"PYTHONPATH": str(ROOT)}
+
+
 def start(tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "miner", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            **kwargs)  # type: ignore[call-overload]
+                            stderr=subprocess.PIPE, text=True, env=env(), **kwargs)  # type: ignore[call-overload]
 
 
 def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -108,7 +111,7 @@ def test_a_long_query_stops_at_once(tmp_path: Path, sig: int) -> None:
     db = tmp_path / "miner.sqlite"
     cfg = store_config(tmp_path)
     subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "prune"], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(ROOT)})  # a store with its tables
+                   env=env())  # a store with its tables
     endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
     proc = start(tmp_path, "--config", str(cfg), "query", endless)
     wait_for(lambda: opened(proc, db), proc)
@@ -137,7 +140,7 @@ def test_a_replay_stopped_by_sigterm_releases_the_lock_and_resumes(tmp_path: Pat
     assert 0 < stored < 300
 
     again = subprocess.run([sys.executable, "-m", "miner", *args], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           env=env())
     assert again.returncode == 0, again.stderr
     assert "replayed 300 posts" in again.stdout
     assert count(db, "SELECT count(DISTINCT external_id) FROM posts") == count(db, "SELECT count(*) FROM posts") == 300
@@ -214,3 +217,18 @@ def test_a_second_signal_stops_collect_at_once(tmp_path: Path, gated: tuple[Fake
     assert out == ""  # the round never ended
     assert count(db, "SELECT count(*) FROM official_incidents") == 0
     assert count(db, "SELECT count(*) FROM posts") > 0  # the poll that ended before, kept
+
+
+def test_an_interrupted_classify_leaves_no_partial_output(tmp_path: Path) -> None:
+    # The rows of the chunks done so far look like the whole result to whatever reads the file next.
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "an earlier run"}\n')
+    proc = start(tmp_path, "classify", "-", "-o", str(out), stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write("".join(f'{{"id": {i}, "text": "down {i}"}}\n' for i in range(5000)))  # 1 chunk and more
+    proc.stdin.flush()  # and left open: it waits for the rest
+    wait_for(lambda: out.read_text().count("\n") >= 4096, proc)  # the first chunk's rows are written
+    code, _, _ = interrupt(proc, signal.SIGINT)
+    assert code == 130
+    assert not out.exists()
+    assert not any(tmp_path.iterdir())

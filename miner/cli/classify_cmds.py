@@ -14,7 +14,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +23,9 @@ from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
+
+if TYPE_CHECKING:
+    from miner.classify import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +148,29 @@ def classify_cmd(
     decimals) is at least the threshold ([classifier].threshold, else the model's). A line that is empty, not
     valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null verdict), a
     message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the input broke
-    off, 0 otherwise.
+    off, 0 otherwise. Interrupted (SIGINT, SIGTERM: exit status 130, 143), it deletes the -o file rather than
+    leave part of the results in it.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move slightly
     with the posts batched beside it; --batch-size 1 scores each post alone (slower).
     """
     from miner.classify import load_classifier
 
-    out = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
-    settings, base = _settings(app, model_dir, batch_size)
-    clf = load_classifier(settings, base)
+    out, written = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
+    try:
+        settings, base = _settings(app, model_dir, batch_size)
+        bad = _classify_all(load_classifier(settings, base), input_file, out, output)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM (miner.cli.stopping): the rows so far would pass for all of them
+        if written is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(written)
+        raise
+    if bad:
+        raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+
+
+def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: str) -> int:
+    """Write a row per input line to ``out``, a chunk at a time; returns how many lines were invalid."""
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
@@ -177,8 +193,7 @@ def classify_cmd(
                 rows.append(json.dumps(row, ensure_ascii=False) + "\n")
             _write(out, "".join(rows), output)
             bar.update(sum(len(line) for _, line in chunk))
-    if bad:
-        raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+    return bad
 
 
 def _write(out: IO[str], text: str, name: str) -> None:
@@ -205,8 +220,9 @@ def _printed(score: float, outage: bool, threshold: float) -> float:
     return shown
 
 
-def _open_output(output: str, input_file: IO[Any]) -> IO[str]:
-    """The -o stream, opened now, so that an empty input still leaves an (empty) output file."""
+def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], str | None]:
+    """The -o stream, opened now, so that an empty input still leaves an (empty) output file, and the file it
+    writes when that is a regular file (which an interrupted run removes)."""
     hint = "'-o' / '--output'"
     if output != "-":
         # Opening truncates: the output must not be the input under another name (a symlink, ./x, stdin < x).
@@ -222,7 +238,9 @@ def _open_output(output: str, input_file: IO[Any]) -> IO[str]:
     except OSError as exc:
         raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint=hint) from None
     click.get_current_context().call_on_close(out.close)
-    return out
+    if output == "-" or not stat.S_ISREG(os.fstat(out.fileno()).st_mode):  # stdout, /dev/null, a pipe: not ours
+        return out, None
+    return out, os.path.realpath(output)  # through a symlink, the file it names is what is written
 
 
 def _size(fh: IO[bytes]) -> int | None:
