@@ -18,8 +18,11 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
+from test_alerts_support import open_incident
 
 from miner.replay import demo_stream_path
+from miner.store import Store
+from miner.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -30,8 +33,9 @@ def env() -> dict[str, str]:
 
 
 def start(tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+    kwargs.setdefault("env", env())
     return subprocess.Popen([sys.executable, "-m", "miner", *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(), **kwargs)  # type: ignore[call-overload]
+                            stderr=subprocess.PIPE, text=True, **kwargs)  # type: ignore[call-overload]
 
 
 def wait_for(check: Callable[[], bool], proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
@@ -232,3 +236,48 @@ def test_an_interrupted_classify_leaves_no_partial_output(tmp_path: Path) -> Non
     assert code == 130
     assert not out.exists()
     assert not any(tmp_path.iterdir())
+
+
+def test_outbox_send_finishes_the_notification_in_flight_and_sends_no_other(tmp_path: Path) -> None:
+    # Cut short mid-send, the notification was left claimed ('sending'): neither sent nor failed in `miner outbox`
+    # until its lease ran out, and then sent again whether or not it had gone out.
+    gate = threading.Event()
+    cfg = store_config(tmp_path, """
+[[services]]
+name = "WhatsApp"
+
+[alerts]
+group_wait = 0
+
+[[alerts.webhooks]]
+name = "hook"
+url_env = "MINER_TEST_HOOK"
+
+[[alerts.routes]]
+name = "first"
+webhooks = ["hook"]
+
+[[alerts.routes]]
+name = "second"
+webhooks = ["hook"]
+""")
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    open_incident(store, "WhatsApp", utcnow(), posts=False, series=False)  # one notification per route
+    store.close()
+    with FakeServer() as server:
+        server.serve("/hook", lambda request: Reply(200, b"ok") if gate.wait(60) else Reply(500))
+        proc = start(tmp_path, "--config", str(cfg), "outbox", "send",
+                     env=env() | {"MINER_TEST_HOOK": f"{server.url}/hook"})
+        wait_for(lambda: bool(server.requests_to("/hook")), proc)
+        os.kill(proc.pid, signal.SIGTERM)
+        time.sleep(1)  # long enough for a command that stops at once to be gone
+        gate.set()
+        code, out, _ = ended(proc, signal.SIGTERM)
+        assert len(server.requests_to("/hook")) == 1
+    assert code == 143
+    assert out == "sent 1, retrying 0, failed 0\n"
+    store = Store.open(db)
+    rows = store.outbox_rows(["pending", "sending", "sent", "failed"])
+    store.close()
+    assert sorted(r["status"] for r in rows) == ["pending", "sent"]  # none left claimed

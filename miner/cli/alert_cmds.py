@@ -12,6 +12,7 @@ import click
 
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.output import table
+from miner.cli.stopping import stop_on_signal
 from miner.errors import InputError
 from miner.timeutil import iso, parse_iso, utcnow
 
@@ -109,13 +110,19 @@ def outbox_send(app: AppContext) -> None:
     """Plan, queue due digests and send what is due now, once (the service does this every 30 s).
 
     Exits 1 when a notification failed for good in this run (see `miner outbox`); one that will be retried
-    does not count.
+    does not count. SIGINT (Ctrl-C) or SIGTERM stops it as it stops the service: the notification being sent is
+    finished and recorded, no other is sent (they wait for the next run), and the exit status is 130 (143 for
+    SIGTERM). A second signal stops at once.
     """
     from miner.alerts import run_alerts
 
-    stats = run_alerts(app.store(), app.config.alerts, utcnow(), worker_id=f"cli-{socket.gethostname()}-{os.getpid()}",
-                       sources=app.config.polled_sources)
-    click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
+    # Cut short mid-send, a claimed notification was left 'sending': neither sent nor failed in `miner outbox`
+    # until its lease ran out, then sent again whether or not it had gone out.
+    with stop_on_signal() as stop:
+        stats = run_alerts(app.store(), app.config.alerts, utcnow(),
+                           worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
+                           stop=stop)
+        click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
     if stats.failed:
         raise click.exceptions.Exit(1)
 
