@@ -57,6 +57,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "miner"
     sys_version = ""
     timeout = READ_TIMEOUT  # socketserver sets it on the connection before the request line is read
+    # The stdlib's default, HTTP/0.9, answers a request line it cannot parse (a bad version, binary junk) with a
+    # bare body and no status line.
+    default_request_version = "HTTP/1.0"
 
     def setup(self) -> None:
         super().setup()
@@ -92,6 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         self._head_timer.cancel()
         super().finish()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The stdlib's own refusals (a malformed request line, too long a URL or header, an unknown method) would
+        # be an HTML page: answered like every other error, as a JSON object with a message.
+        text = message or self.responses.get(code, ("error",))[0]
+        self.log_error("code %d, message %s", code, text)
+        self.close_connection = True
+        self._json(code, {"error": text[:200]}, {"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s " + format, self.client_address[0], *args)

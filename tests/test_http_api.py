@@ -217,3 +217,25 @@ def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi,
         time.sleep(0.05)
     assert any("went away" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("request_bytes", "status"), [
+    (b"PUT /report HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501),
+    (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/1.x\r\n\r\n", 400),
+    (b"\x00\x01\x02 </p><script>\r\n\r\n", 400),
+    (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+    (b"GET /healthz HTTP/1.1\r\n" + b"X-Many: 1\r\n" * 200 + b"\r\n", 431),
+])
+def test_requests_the_stdlib_refuses_get_a_status_line_and_a_json_error(api: tuple[HttpApi, list[object]],
+                                                                        request_bytes: bytes, status: int) -> None:
+    server, _ = api
+    reply = exchange(server, request_bytes)
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert reply.startswith(b"HTTP/1.0 ") and status_of(reply) == status
+    assert b"Content-Type: application/json; charset=utf-8" in head
+    message = json.loads(body)["error"]
+    assert isinstance(message, str) and 0 < len(message) <= 200
