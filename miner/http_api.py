@@ -105,7 +105,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(code, {"error": text[:200]}, {"Connection": "close"})
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s " + format, self.client_address[0], *args)
+        # The request line is the client's bytes: escaped as the stdlib's own log_message does, so an escape
+        # sequence in a path cannot rewrite the operator's terminal or forge a log line.
+        message = (format % args).translate(self._control_char_table)  # type: ignore[attr-defined]
+        log.debug("http %s %s", self.client_address[0], message)
 
     def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
               ) -> None:

@@ -239,3 +239,14 @@ def test_requests_the_stdlib_refuses_get_a_status_line_and_a_json_error(api: tup
     assert b"Content-Type: application/json; charset=utf-8" in head
     message = json.loads(body)["error"]
     assert isinstance(message, str) and 0 < len(message) <= 200
+
+
+def test_control_characters_in_a_request_line_are_escaped_in_the_log(api: tuple[HttpApi, list[object]],
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    server, _ = api
+    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+    reply = exchange(server, b"GET /\x1b[2J\x9b0m\x07 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(reply) == 404
+    logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
+    assert any("\\x1b[2J\\x9b0m\\x07" in m for m in logged)
+    assert not any(c in m for m in logged for c in "\x1b\x9b\x07")
