@@ -328,7 +328,9 @@ class Service:
     def metrics_text(self) -> str:
         """Counters kept in-process plus gauges read from the store at scrape time."""
         try:
-            store = self._store("http")
+            # Not the reports' connection: one report waiting out a locked store there (up to SQLite's busy
+            # timeout, 10 s) held it, and every scrape waited behind it, past Prometheus' own timeout.
+            store = self._store("metrics")
             for queue, depth in store.queue_depths().items():
                 self.metrics.set("miner_queue_depth", float(depth), queue=queue)
             open_rows = store.incidents(status="open")

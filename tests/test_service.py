@@ -444,3 +444,40 @@ def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it
         replay.join()
     assert done[0].exit_code == 0, done[0].output
     assert not lock.read_text().strip()
+
+
+def _http_service(tmp_path: Path) -> Service:
+    """A started service on a free port, running only the hourly retention job."""
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=0))
+    service.start()
+    return service
+
+
+def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path: Path) -> None:
+    service = _http_service(tmp_path)
+    assert service._http is not None
+    base = f"http://127.0.0.1:{service._http.address[1]}"
+    locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
+    try:
+        assert httpx.get(f"{base}/metrics").status_code == 200
+        assert httpx.post(f"{base}/report", json={"service": "MTN"}).status_code == 202
+        service._store("http").database.execute("PRAGMA busy_timeout = 3000")  # SQLite's wait, shortened
+        locker.execute("BEGIN IMMEDIATE")  # another writer: `miner prune` run by hand, say
+        replies: list[int] = []
+        report = threading.Thread(target=lambda: replies.append(
+            httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30).status_code))
+        report.start()
+        wait_for(service._report_lock.locked, timeout=10)
+        time.sleep(0.2)  # the report is now in SQLite's wait for the lock
+        scrape = httpx.get(f"{base}/metrics", timeout=30)
+        assert scrape.status_code == 200 and "miner_reports_total" in scrape.text
+        assert report.is_alive()  # answered while the report still waits
+        report.join()
+        assert replies == [503]
+    finally:
+        locker.close()
+        service.stop()
