@@ -48,6 +48,8 @@ JOBS = (
 )
 # The clock going back more than this (seconds) restarts the job schedule; smaller steps only delay jobs as much.
 CLOCK_STEP_BACK = 5.0
+# Seconds a user report waits for the ones ahead of it, which are stored one at a time.
+REPORT_WAIT = 5.0
 
 
 @dataclass
@@ -347,7 +349,12 @@ class Service:
         from miner.collectors.reports import report_post, validate_report
 
         report = validate_report(payload, self.config.services)
-        with self._report_lock:
+        # A report facing a store locked by another writer waits out SQLite's busy timeout (10 s) before its 503:
+        # unbounded, the reports queued behind it took 10 s more each, the tenth 100 s, each holding one of the
+        # server's connections until /healthz was turned away too.
+        if not self._report_lock.acquire(timeout=REPORT_WAIT):
+            raise StoreError(f"store {self.db_path} is busy: a report waited {REPORT_WAIT:g} s for the ones before it")
+        try:
             now_s = time.monotonic()
             if not self._limiter.allow(client, now_s):
                 self.metrics.inc("miner_reports_total", result="rate_limited")
@@ -355,5 +362,7 @@ class Service:
             now = self.options.clock()
             post = report_post(report, now)
             self._pipeline("http").ingest([post], now)
+        finally:
+            self._report_lock.release()
         self.metrics.inc("miner_reports_total", result="accepted")
         return {"accepted": True, "service": report.service, "symptom": report.symptom}

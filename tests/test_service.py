@@ -481,3 +481,34 @@ def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path:
     finally:
         locker.close()
         service.stop()
+
+
+def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_soon(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each report waited for the one ahead of it to wait out SQLite's busy timeout: the third answered after three.
+    from miner import service as service_module
+
+    monkeypatch.setattr(service_module, "REPORT_WAIT", 0.5)
+    service = _http_service(tmp_path)
+    assert service._http is not None
+    base = f"http://127.0.0.1:{service._http.address[1]}"
+    locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
+    try:
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        service._store("http").database.execute("PRAGMA busy_timeout = 1500")  # SQLite's wait, shortened
+        locker.execute("BEGIN IMMEDIATE")
+        replies: list[int] = []
+        reports = [threading.Thread(target=lambda: replies.append(
+            httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30).status_code)) for _ in range(3)]
+        started = time.monotonic()
+        for report in reports:
+            report.start()
+        for report in reports:
+            report.join()
+        assert replies == [503, 503, 503]
+        assert time.monotonic() - started < 3.0  # one busy timeout, not one per report
+        locker.execute("ROLLBACK")
+        assert httpx.post(f"{base}/report", json={"service": "MTN"}).status_code == 202
+    finally:
+        locker.close()
+        service.stop()
