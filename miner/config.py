@@ -196,6 +196,9 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8787
     report_rate_per_hour: int = 10  # user reports accepted per client address per hour
+    # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited by
+    # the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
+    trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
@@ -208,6 +211,12 @@ class ServerSettings:
             raise ValueError("port: must be 0..65535")
         if self.report_rate_per_hour < 1:  # the service would refuse to start
             raise ValueError("report_rate_per_hour: must be at least 1")
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(f"trusted_proxies[{i}]",
+                                    f"must be an IP address or network such as 10.0.0.0/8, got {proxy!r}") from None
 
 
 def is_ip(host: str) -> bool:

@@ -8,13 +8,14 @@ object with a message.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +36,8 @@ _BUSY_BODY = b'{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -154,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             payload = json.loads(raw.decode("utf-8"))
-            result = self.server.endpoints.report(payload, self.client_address[0])
+            result = self.server.endpoints.report(payload, self._client())
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # the last: nested too deeply
             self._json(400, {"error": "body is not valid JSON"})
         except InputError as exc:
@@ -166,6 +169,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(503, {"error": "cannot store reports right now"})
         else:
             self._json(202, result)
+
+    def _client(self) -> str:
+        """The address a report is rate-limited by: the peer's or, for a request from a trusted proxy, the last
+        address in X-Forwarded-For that is not a trusted proxy's (the one the proxy appended)."""
+        peer = self.client_address[0]
+        hops = [hop.strip() for value in self.headers.get_all("X-Forwarded-For") or [] for hop in value.split(",")]
+        proxies = self.server.trusted_proxies
+        if not _within(ipaddress.ip_address(peer), proxies):
+            if hops:
+                self.server.warn_untrusted_forward(peer)
+            return peer
+        for hop in reversed(hops):
+            try:
+                addr = ipaddress.ip_address(hop)
+            except ValueError:
+                break  # not what a proxy appends: rate-limited as the proxy
+            if not _within(addr, proxies):
+                return _limit_key(addr)
+        return peer
 
     def _refuse(self, status: int, message: str) -> None:
         # The body (if any) is left unread, so the connection cannot carry another request.
@@ -224,11 +246,27 @@ def _is_json(content_type: str) -> bool:
     return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
 
 
+def _within(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Sequence[Network]) -> bool:
+    return any(addr in net for net in networks)  # False across IP versions
+
+
+def _limit_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        # A subscriber is usually given a whole /64: counted address by address, one client could send 2**64 times
+        # as many reports.
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints) -> None:
+    def __init__(self, address: tuple[str, int], endpoints: Endpoints, trusted_proxies: Sequence[str] = ()) -> None:
         self.endpoints = endpoints
+        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._forward_warned = False
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._busy_logged = -BUSY_LOG_EVERY
         super().__init__(address, _Handler)
@@ -257,6 +295,14 @@ class _Server(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def warn_untrusted_forward(self, peer: str) -> None:
+        if self._forward_warned:
+            return
+        self._forward_warned = True
+        log.warning("http: a report from %s came with X-Forwarded-For, but server.trusted_proxies does not list %s: "
+                    "reports are rate-limited by that address, so clients behind a proxy there share one limit",
+                    peer, peer)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up
         # mid-reply is routine, anything else is a bug worth its traceback in the log.
@@ -270,9 +316,9 @@ class _Server(ThreadingHTTPServer):
 class HttpApi:
     """Runs the endpoint in a background thread."""
 
-    def __init__(self, host: str, port: int, endpoints: Endpoints) -> None:
+    def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = ()) -> None:
         try:
-            self._server = _Server((host, port), endpoints)
+            self._server = _Server((host, port), endpoints, trusted_proxies)
         except OSError as exc:
             raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)

@@ -113,7 +113,8 @@ class Service:
             if use_http:
                 port = self.config.server.port if self.options.http_port is None else self.options.http_port
                 self._http = HttpApi(self.config.server.host, port,
-                                     Endpoints(self.healthz, self.metrics_text, self.accept_report))
+                                     Endpoints(self.healthz, self.metrics_text, self.accept_report),
+                                     self.config.server.trusted_proxies)
                 self._http.start()
                 log.info("http endpoint on http://%s:%d", *self._http.address)
             scheduler = BackgroundScheduler(timezone="UTC", job_defaults={

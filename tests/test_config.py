@@ -293,12 +293,16 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
     cases = {"report_rate_per_hour = 0": ":3: server.report_rate_per_hour: must be at least 1",
              'host = ""': ':3: server.host: must not be empty',
              'host = "localhost:8080"': ":3: server.host: give the port in `port`",
-             'host = "127.0.0.1 "': ":3: server.host: must be a host name or address without spaces"}
+             'host = "127.0.0.1 "': ":3: server.host: must be a host name or address without spaces",
+             'trusted_proxies = ["127.0.0.1", "nginx"]': ":3: server.trusted_proxies[1]: must be an IP address or "
+                                                         "network such as 10.0.0.0/8, got 'nginx'"}
     for setting, error in cases.items():
         with pytest.raises(ConfigError) as info:
             parse_config(f"[server]\nenabled = true\n{setting}\n", "x.toml")
         assert f"x.toml{error}" in str(info.value)
     assert parse_config('[server]\nhost = "0.0.0.0"\nreport_rate_per_hour = 1\n').server.host == "0.0.0.0"
+    proxies = parse_config('[server]\ntrusted_proxies = ["10.1.2.3", "10.0.0.0/8", "fd00::/8"]\n').server
+    assert proxies.trusted_proxies == ("10.1.2.3", "10.0.0.0/8", "fd00::/8")
 
 
 @pytest.mark.parametrize(

@@ -250,3 +250,45 @@ def test_control_characters_in_a_request_line_are_escaped_in_the_log(api: tuple[
     logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
     assert any("\\x1b[2J\\x9b0m\\x07" in m for m in logged)
     assert not any(c in m for m in logged for c in "\x1b\x9b\x07")
+
+
+def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forwarded(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Behind the reverse proxy the docs recommend, every report came from the proxy's address: all the public
+    # shared one client's limit, report_rate_per_hour for everyone together.
+    clients: list[str] = []
+
+    def serve(trusted: list[str]) -> HttpApi:
+        server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda payload, client: (
+            clients.append(client) or {"accepted": True})), trusted)
+        server.start()
+        return server
+
+    def report(server: HttpApi, *forwarded: str) -> None:
+        head = "".join(f"X-Forwarded-For: {value}\r\n" for value in forwarded)
+        assert status_of(exchange(server, post("2", b"{}").replace(b"\r\n\r\n", f"\r\n{head}\r\n".encode()))) == 202
+
+    proxied = serve(["127.0.0.0/8", "10.0.0.0/8"])
+    try:
+        report(proxied, "203.0.113.7")
+        report(proxied, "198.51.100.1, 203.0.113.8")  # a client can put anything first; the proxy appends last
+        report(proxied, "198.51.100.1", "203.0.113.9, 10.1.1.1")  # through two proxies, both trusted
+        report(proxied, "2001:db8:1:2::1")
+        report(proxied, "2001:db8:1:2:ffff::9")  # the same /64: one subscriber
+        report(proxied, "::ffff:192.0.2.5")
+        report(proxied, "203.0.113.10, not-an-address")  # not what a proxy appends: counted as the proxy
+        report(proxied)
+    finally:
+        proxied.stop()
+    assert clients == ["203.0.113.7", "203.0.113.8", "203.0.113.9", "2001:db8:1:2::/64", "2001:db8:1:2::/64",
+                       "192.0.2.5", "127.0.0.1", "127.0.0.1"]
+
+    clients.clear()
+    direct = serve([])
+    try:
+        for _ in range(2):  # a client talking to the endpoint directly cannot choose its address
+            report(direct, "203.0.113.7")
+    finally:
+        direct.stop()
+    assert clients == ["127.0.0.1", "127.0.0.1"]
+    assert sum("server.trusted_proxies does not list 127.0.0.1" in r.getMessage() for r in caplog.records) == 1
