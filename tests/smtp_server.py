@@ -84,13 +84,15 @@ class _Controller(Controller):
 
 class Inbox:
     """The aiosmtpd handler: keeps every accepted message; ``reject_rcpt`` makes RCPT fail with that reply;
-    ``refuse[address]`` lists replies that RCPT TO of that address gets, one per attempt, before it is accepted."""
+    ``refuse[address]`` lists replies that RCPT TO of that address gets, one per attempt, before it is accepted;
+    ``quit_reply`` is the answer to QUIT."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reject_rcpt: str | None = None
         self.refuse: dict[str, list[str]] = {}
+        self.quit_reply = "221 Bye"
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -110,6 +112,9 @@ class Inbox:
             self.messages.append(msg)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.quit_reply
 
     def message_ids(self) -> list[str]:
         with self._lock:

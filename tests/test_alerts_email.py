@@ -130,6 +130,33 @@ def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
     assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
 
 
+@pytest.mark.parametrize("reply", ["554 5.0.0 odd", "421 4.3.2 shutting down"])
+def test_an_odd_answer_to_quit_after_the_message_was_accepted_does_not_fail_or_resend_it(
+        store: Store, smtp_server: SmtpServer, reply: str) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.quit_reply = reply
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    assert (stats.sent, stats.retried, stats.failed) == (1, 0, 0)
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
+    assert len(smtp_server.inbox.messages) == 1
+    [row] = store.outbox_rows(["sent"])
+    assert row["last_error"] is None
+
+
+def test_a_refusal_is_reported_as_such_when_quit_is_answered_oddly_too(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"
+    smtp_server.inbox.quit_reply = "421 4.3.2 shutting down"
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert "550 5.1.1 mailbox unavailable" in row["reason"]
+
+
 def _incidents(store: Store, cfg: AlertSettings, n: int) -> None:
     """``n`` incidents, each planned in its own batch (no group wait), all due at T0."""
     for i in range(n):

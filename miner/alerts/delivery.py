@@ -89,12 +89,14 @@ class SmtpSender:
                 client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls)
             else:
                 client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-            with client:
+            try:
                 if s.security == "starttls":
                     client.starttls(context=tls)
                 if user:
                     client.login(user, password)
                 refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
+            finally:
+                _quit(client)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items())
@@ -112,6 +114,19 @@ class SmtpSender:
             raise PartialDelivery(f"refused {detail} (sent to the other {len(delivered)} via {s.host}:{s.port})",
                                   delivered=delivered, permanent=all(c >= 500 for c, _ in refused.values()))
         return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+
+
+def _quit(client: smtplib.SMTP) -> None:
+    """End the session whatever the server answers to QUIT.
+
+    ``with client:`` raised on a QUIT reply other than 221, after the server had accepted the message: a 5xx
+    marked it failed, a 4xx sent it again at every retry. The reply to DATA decides; and an error before it must
+    not be replaced by QUIT's.
+    """
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 def _delivered_key(outbox_id: int) -> str:
