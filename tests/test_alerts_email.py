@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -183,6 +184,23 @@ def test_smtp_outage_delays_but_delivers_each_message_exactly_once(
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == 3 and len(set(ids)) == 3
     assert len(store.outbox_rows(["sent"])) == 3
+
+
+def test_giving_up_is_logged_as_an_error_naming_the_notification(
+        store: Store, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0, give_up_after=120.0)
+    _incidents(store, cfg, 1)
+    smtp_server.stop()
+    now = T0
+    with caplog.at_level(logging.WARNING, logger="miner.alerts"):
+        while not dispatch(store, cfg, now, worker_id="w").failed:
+            assert now < T0 + timedelta(hours=1)
+            now += timedelta(seconds=cfg.retry_max)
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"].startswith("gave up after")
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"outbox {row['id']} (email): gave up after {row['attempts']} attempt(s)" in error.getMessage()
+    assert "unreachable" in error.getMessage()
 
 
 def test_crash_after_claim_is_sent_once_after_the_lease(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811

@@ -115,6 +115,9 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
            rng: random.Random) -> Finish:
     attempts = int(row["attempts"]) + 1
     if (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
+        # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
+        log.error("outbox %d (%s): gave up after %d attempt(s) (give_up_after %.0fs): %s", row["id"], row["channel"],
+                  attempts, settings.give_up_after, error)
         return Finish("failed", f"gave up after {attempts} attempt(s): {error}")
     delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
     delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
