@@ -188,6 +188,29 @@ def test_route_email_with_a_control_character_and_smtp_host_with_a_port_are_refu
     assert parse_config('[alerts.smtp]\nhost = "::1"\n', "x.toml").alerts.smtp.host == "::1"
 
 
+@pytest.mark.parametrize("addr", ["a,b@example.org", "a;b@example.org", "oncall@example..org", "a(b)c@example.org"])
+def test_route_email_that_mail_headers_read_otherwise_is_refused(addr: str) -> None:
+    # "a,b@example.org" was two recipients in the To header ("a" and "b@example.org") and a third in RCPT TO.
+    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email: entry 0 .* is not an email address"):
+        parse_config(f'[[alerts.routes]]\nname = "r"\nemail = ["{addr}"]\n', "x.toml")
+
+
+@pytest.mark.parametrize("value", ["Miner, Alerts <miner@example.org>", "miner@example.org, boss@example.org",
+                                   "miner alerts@example.org", "miner <miner@example.org> extra", "miner <>"])
+def test_from_addr_that_is_not_one_address_is_refused(value: str) -> None:
+    # The first was the envelope sender "Miner" (no domain), also taken for the Message-ID's domain.
+    with pytest.raises(ConfigError, match=r":2: alerts.from_addr: .* is not one email address"):
+        parse_config(f'[alerts]\nfrom_addr = "{value}"\n', "x.toml")
+
+
+@pytest.mark.parametrize("value", ['\\"Miner, Alerts\\" <miner@example.org>', "<miner@example.org>",
+                                   "miner@example.org (Miner)", "Mïner <miner@example.org>", "miner <miner@localhost>",
+                                   "miner v2.0 <miner@example.org>"])
+def test_from_addr_with_a_quoted_or_non_ascii_name_is_fine(value: str) -> None:
+    parse_config(f'[alerts]\nfrom_addr = "{value}"\n[[alerts.routes]]\nname = "r"\n'
+                 'email = ["oncall@example.org", "x.y+tag@sub.example.org", "ünï@example.org"]\n', "x.toml")
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_config(tmp_path / "nope.toml")

@@ -6,11 +6,14 @@ the settings hold, so feeds.toml can be committed and the store never sees a pas
 
 from __future__ import annotations
 
+import email.policy
 import ipaddress
 import re
 from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
+from email.headerregistry import AddressHeader, BaseHeader
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +33,23 @@ def check_timezone(name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
+
+
+def one_address(value: str) -> bool:
+    """Whether mail headers read ``value`` as one address with a domain, as written: an unquoted comma in a name
+    (``Miner, Alerts <miner@example.org>``) makes two, the first an envelope sender ``Miner`` without a domain."""
+    try:
+        header = email.policy.default.header_factory("To", value)
+    except (ValueError, IndexError, MessageError):  # IndexError: the parser's, for "name@"
+        return False
+    if not (isinstance(header, AddressHeader) and isinstance(header, BaseHeader)):
+        return False
+    groups, addresses = header.groups, header.addresses
+    if len(groups) != 1 or groups[0].display_name is not None or len(addresses) != 1 or not addresses[0].domain:
+        return False
+    # A non-ASCII local part is an internationalized address (smtplib sends it with SMTPUTF8), and a period in a
+    # name ("J. Smith") obsolete syntax every reader takes: neither is a typo.
+    return all(isinstance(defect, (NonASCIILocalPartDefect, ObsoleteHeaderDefect)) for defect in header.defects)
 
 
 def check_header(key: str, value: str) -> None:
@@ -122,7 +142,7 @@ class RouteSettings:
         if not _NAME.fullmatch(self.name):
             raise ValueError("name: use letters, digits and . _ - only")
         for i, addr in enumerate(self.email):
-            if not _EMAIL.fullmatch(addr) or control_char(addr):
+            if not _EMAIL.fullmatch(addr) or control_char(addr) or not one_address(addr):
                 raise ValueError(f"email: entry {i} ({addr!r}) is not an email address")
         if not self.email and not self.webhooks:
             raise ValueError("email: a route needs at least one email recipient or webhook")
@@ -218,8 +238,9 @@ class AlertSettings:
         if self.dashboard_url and safe_url(self.dashboard_url) != self.dashboard_url:
             raise ValueError("dashboard_url: must be an http:// or https:// URL with a host, without spaces, quotes or "
                              "control characters (emails leave out any other link)")
-        if not _EMAIL.search(self.from_addr):
-            raise ValueError("from_addr: must contain an email address")
+        if not one_address(self.from_addr):
+            raise ValueError(f"from_addr: {self.from_addr!r} is not one email address with an optional name, such as "
+                             "'miner <miner@example.org>' (a name holding a comma goes in double quotes)")
         # Errors about one entry name its key path, so that `config check` can give its line.
         names = [w.name for w in self.webhooks]
         for i, name in enumerate(names):
