@@ -224,3 +224,19 @@ def test_times_given_in_another_zone_are_shown_in_utc(store: Store) -> None:
     d = render_digest(store, settings(), berlin, "oncall")
     assert "Digest 2026-11-27 12:50 UTC" in d.subject and "since 2026-11-26 12:50 UTC" in d.text
     assert "13:50" not in d.subject + d.text + d.html and d.message["Date"] == "Fri, 27 Nov 2026 13:50:00 +0100"
+
+
+def test_non_ascii_text_is_sent_seven_bit_clean(store: Store) -> None:
+    from test_alerts_support import seed_posts
+
+    # Short lines with an accent or emoji went out as raw 8-bit, which smtplib sends without BODY=8BITMIME.
+    seed_posts(store, "WhatsApp", T0 - BUCKET, ["WhatsApp en panne au café 😡", "Ватсап не работает"])
+    open_incident(store, "WhatsApp", T0, posts=False)
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    d = render_digest(store, settings(routes=(route,), webhooks=(), subject_prefix="[障害]"), T0 + BUCKET, route)
+    raw = bytes(d.message)
+    assert raw.isascii()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    text, html = (parsed.get_body((kind,)).get_content() for kind in ("plain", "html"))  # type: ignore[union-attr]
+    assert all("au café 😡" in part and "Ватсап не работает" in part for part in (text, html))
+    assert str(parsed["Subject"]).startswith("[障害] Digest")

@@ -6,6 +6,7 @@ referenced as ``cid:`` images, which mail clients show inline without fetching a
 
 from __future__ import annotations
 
+import email.policy
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -82,10 +83,15 @@ def _render(name: str, ctx: dict[str, Any]) -> str:
     return environment().get_template(name).render(ctx)
 
 
+# Bodies in quoted-printable or base64, never raw 8-bit: smtplib sends without BODY=8BITMIME, so 8-bit text (an
+# accent or emoji in a post) would break RFC 6152 and could be mangled by a 7-bit relay or break a DKIM signature.
+_SEVEN_BIT = email.policy.default.clone(cte_type="7bit")
+
+
 def build_email(settings: AlertSettings, route: RouteSettings, subject: str, text: str, html: str,
                 images: dict[str, bytes], *, message_id: str, date: datetime, digest: bool,
                 in_reply_to: str | None = None) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_SEVEN_BIT)
     msg["Subject"] = clean_text(subject, 200)
     msg["From"] = settings.from_addr
     msg["To"] = ", ".join(route.email)
