@@ -240,3 +240,18 @@ def test_non_ascii_text_is_sent_seven_bit_clean(store: Store) -> None:
     text, html = (parsed.get_body((kind,)).get_content() for kind in ("plain", "html"))  # type: ignore[union-attr]
     assert all("au café 😡" in part and "Ватсап не работает" in part for part in (text, html))
     assert str(parsed["Subject"]).startswith("[障害] Digest")
+
+
+def test_chart_content_ids_are_message_ids_unique_to_each_message(store: Store) -> None:
+    # They were "<chart-1>" in every message about incident 1: no id-right, and the same for a chart that changed.
+    open_incident(store, "WhatsApp", T0)
+    content_ids = []
+    for as_of in (T0 + BUCKET, T0 + 2 * BUCKET):
+        d = render_digest(store, settings(), as_of, "oncall")
+        parsed = email.message_from_bytes(bytes(d.message), policy=email.policy.default)
+        [image] = [p for p in parsed.walk() if p.get_content_type() == "image/png"]
+        value = str(image["Content-ID"])
+        assert email.policy.default.header_factory("Message-ID", value).defects == ()  # type: ignore[attr-defined]
+        assert f'src="cid:{value.strip("<>")}"' in d.html
+        content_ids.append(value)
+    assert content_ids[0] != content_ids[1]

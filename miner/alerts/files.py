@@ -32,8 +32,10 @@ def save_rendered(rendered: Rendered, out_dir: Path, stem: str) -> list[Path]:
     paths = [out_dir / f"{stem}.eml", out_dir / f"{stem}.html", out_dir / f"{stem}.txt"]
     paths[0].write_bytes(bytes(rendered.message))
     html = rendered.html
+    # Named after the incident: the Content-ID also holds the message's id, which changes with every rendering.
+    names = {v.cid: f"chart-{v.id}" for v in rendered.incidents}
     for cid, png in rendered.images.items():
-        png_path = out_dir / f"{stem}-{cid}.png"
+        png_path = out_dir / f"{stem}-{names.get(cid) or _stem(cid)}.png"
         png_path.write_bytes(png)
         html = html.replace(f'src="cid:{cid}"', f'src="{png_path.name}"')
         paths.append(png_path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.policy
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -125,6 +125,14 @@ def _left_out(total: int, shown: list[IncidentView], images: dict[str, bytes], *
     return {"total": total, "hidden": total - len(shown), "uncharted": len(shown) - len(images) if charts else 0}
 
 
+def _content_ids(views: list[IncidentView], message_id: str) -> list[IncidentView]:
+    """Each chart's Content-ID, made of the incident's and the message's: RFC 2045 wants them world-unique, in the
+    form of a Message-ID. A bare ``chart-17`` was neither, and was the same in every message about incident 17,
+    whose chart changes from one digest to the next (a client keeping images by Content-ID showed an old one)."""
+    token = message_id.strip().strip("<>")
+    return [replace(v, cid=f"chart-{v.id}.{token}") for v in views]
+
+
 def _charts(views: list[IncidentView], as_of: datetime) -> dict[str, bytes]:
     return {v.cid: incident_chart(v, as_of) for v in views[:MAX_CHARTS]}
 
@@ -162,7 +170,7 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
-    views = most_important(views)
+    views = _content_ids(most_important(views), message_id)
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
     shown = views[:MAX_INCIDENTS]
@@ -197,7 +205,7 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
         message_id = make_message_id(settings)
     since = since or now - timedelta(days=1)
     covered = digest_incidents(store, settings, route.matches, since, now, limit=MAX_INCIDENTS)
-    views = covered.views
+    views = _content_ids(covered.views, message_id)
     failing = failing_sources(store, sources)
     open_n, resolved_n = covered.open, covered.total - covered.open
     headline = f"{open_n} open, {resolved_n} resolved" if covered.total else "all quiet"
