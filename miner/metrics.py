@@ -18,6 +18,7 @@ HELP = {
     "miner_reports_total": ("counter", "User reports accepted (result=accepted) or refused."),
     "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
+    "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),
     "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
     "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each job's last successful run."),

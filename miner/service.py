@@ -302,6 +302,9 @@ class Service:
         if stats.sent:
             self.metrics.inc("miner_notifications_sent_total", stats.sent)
         if stats.failed:
+            # Counted, not only logged: a mail server refusing every message (expired login) stops the sent counter,
+            # leaves the outbox queue empty and the alerts job healthy, so nothing else on /metrics would show it.
+            self.metrics.inc("miner_notifications_failed_total", stats.failed)
             log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
 
     def job_retention(self, now: datetime) -> None:

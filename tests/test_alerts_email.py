@@ -203,6 +203,26 @@ def test_giving_up_is_logged_as_an_error_naming_the_notification(
     assert "unreachable" in error.getMessage()
 
 
+def test_the_service_counts_notifications_that_failed_for_good_in_its_metrics(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"
+    config = parse_config(f'[[services]]\nname = "WhatsApp"\n\n[alerts]\ngroup_wait = 0\n\n'
+                          f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp_server.port}\nsecurity = "none"\n\n'
+                          f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n')
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    store.close()
+    service = Service(config, db, ServiceOptions(jobs=(JobSpec("alerts", 3600.0),), http=False, clock=lambda: T0))
+    try:
+        service.job_alerts(T0)
+        assert "miner_notifications_failed_total 1" in service.metrics_text().splitlines()
+    finally:
+        service.stop()
+
+
 def test_crash_after_claim_is_sent_once_after_the_lease(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)
     _incidents(store, cfg, 1)
