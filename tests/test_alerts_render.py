@@ -8,10 +8,12 @@ import unicodedata
 from dataclasses import replace
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 from test_alerts_support import BUCKET, T0, open_incident, resolve, settings
 
+from miner.alerts import FileSenders, dispatch, plan_notifications
 from miner.alerts.charts import incident_figure
 from miner.alerts.content import IncidentView, incident_view
 from miner.alerts.render import render_alert, render_digest
@@ -255,3 +257,33 @@ def test_chart_content_ids_are_message_ids_unique_to_each_message(store: Store) 
         assert f'src="cid:{value.strip("<>")}"' in d.html
         content_ids.append(value)
     assert content_ids[0] != content_ids[1]
+
+
+def test_ids_and_the_unsubscribe_link_are_written_whole_however_long(store: Store, tmp_path: Path) -> None:
+    # Longer than a 78-column line they were RFC 2047-encoded (In-Reply-To: =?utf-8?q?=3Cminer...), which mail
+    # clients do not decode there: the resolve notice did not thread, the chart did not show, unsubscribing failed.
+    url = "https://lists.example.org/unsubscribe?token=" + "ab" * 32
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), list_unsubscribe=url)
+    cfg = settings(routes=(route,), webhooks=(), group_wait=0.0,
+                   from_addr="miner <miner@alert-notifications.production.example.com>")
+    iid = open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    resolve(store, iid, T0 + timedelta(minutes=30))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=30))
+    files = FileSenders(tmp_path / "sent")
+    assert dispatch(store, cfg, T0 + timedelta(minutes=31), worker_id="w", senders=files.senders()).sent == 2
+    alert, notice = (path.read_bytes() for path in files.files())
+    digest = bytes(render_digest(store, cfg, T0 + timedelta(minutes=20), route).message)
+
+    def header(raw: bytes, name: str) -> str:  # as written, unfolded
+        text = raw.decode("ascii").split("\n\n")[0] if name != "Content-ID" else raw.decode("ascii")
+        [line] = [ln for ln in text.replace("\n ", " ").splitlines() if ln.startswith(f"{name}:")]
+        return line.removeprefix(f"{name}:").strip()
+
+    opened = header(alert, "Message-ID")
+    assert len(opened) > 78 and header(notice, "In-Reply-To") == header(notice, "References") == opened
+    for raw in (alert, digest):
+        content_id = header(raw, "Content-ID")
+        assert content_id.startswith("<chart-1.") and content_id.endswith(".production.example.com>")
+    assert header(digest, "List-Unsubscribe") == f"<{url}>"
+    assert all(len(line) <= 998 for raw in (alert, notice, digest) for line in raw.splitlines())
