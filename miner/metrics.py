@@ -15,7 +15,8 @@ HELP = {
     "miner_polls_total": ("counter", "Polls, per source."),
     "miner_posts_classified_total": ("counter", "Posts classified."),
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
-    "miner_reports_total": ("counter", "User reports accepted (result=accepted) or refused."),
+    "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "
+                            "or unavailable (the store could not take it)."),
     "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),

@@ -23,7 +23,7 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from miner.config import Config
-from miner.errors import MinerError, StoreError
+from miner.errors import InputError, MinerError, StoreError
 from miner.http_api import Endpoints, HttpApi, RateLimited
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
@@ -352,11 +352,16 @@ class Service:
     def accept_report(self, payload: object, client: str) -> dict[str, Any]:
         from miner.collectors.reports import report_post, validate_report
 
-        report = validate_report(payload, self.config.services)
+        try:
+            report = validate_report(payload, self.config.services)
+        except InputError:
+            self.metrics.inc("miner_reports_total", result="invalid")
+            raise
         # A report facing a store locked by another writer waits out SQLite's busy timeout (10 s) before its 503:
         # unbounded, the reports queued behind it took 10 s more each, the tenth 100 s, each holding one of the
         # server's connections until /healthz was turned away too.
         if not self._report_lock.acquire(timeout=REPORT_WAIT):
+            self.metrics.inc("miner_reports_total", result="unavailable")
             raise StoreError(f"store {self.db_path} is busy: a report waited {REPORT_WAIT:g} s for the ones before it")
         try:
             now_s = time.monotonic()
@@ -366,6 +371,11 @@ class Service:
             now = self.options.clock()
             post = report_post(report, now)
             self._pipeline("http").ingest([post], now)
+        except RateLimited:
+            raise
+        except MinerError:  # the store failed it: answered 503
+            self.metrics.inc("miner_reports_total", result="unavailable")
+            raise
         finally:
             self._report_lock.release()
         self.metrics.inc("miner_reports_total", result="accepted")

@@ -478,6 +478,10 @@ def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path:
         assert report.is_alive()  # answered while the report still waits
         report.join()
         assert replies == [503]
+        assert httpx.post(f"{base}/report", json={"service": "No such"}).status_code == 400
+        scrape = httpx.get(f"{base}/metrics", timeout=30).text
+        for result in ("accepted", "unavailable", "invalid"):  # each counted once
+            assert f'miner_reports_total{{result="{result}"}} 1' in scrape, result
     finally:
         locker.close()
         service.stop()
