@@ -19,6 +19,7 @@ from miner.alerts.content import IncidentView, incident_view
 from miner.alerts.render import render_alert, render_digest
 from miner.alerts.settings import RouteSettings
 from miner.store import Store
+from miner.timeutil import iso
 
 RED = "#c62828"
 
@@ -287,3 +288,14 @@ def test_ids_and_the_unsubscribe_link_are_written_whole_however_long(store: Stor
         assert content_id.startswith("<chart-1.") and content_id.endswith(".production.example.com>")
     assert header(digest, "List-Unsubscribe") == f"<{url}>"
     assert all(len(line) <= 998 for raw in (alert, notice, digest) for line in raw.splitlines())
+
+
+def test_a_failing_source_shows_when_it_was_last_ok_as_every_other_time(store: Store) -> None:
+    from test_alerts_support import failing_source
+
+    failing_source(store, T0)
+    store.database.execute("UPDATE sources SET last_ok_at = ? WHERE name = 'reddit-ug'", (iso(T0 - BUCKET),))
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + BUCKET, route)
+    shown = f"last ok {T0 - BUCKET:%Y-%m-%d %H:%M} UTC"
+    assert shown in " ".join(d.text.split()) and shown in d.html  # the text part had the raw ISO form
