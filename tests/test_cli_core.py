@@ -140,3 +140,19 @@ def test_config_check_warns_of_an_smtp_login_sent_unencrypted(runner: CliRunner,
     warning = (f'warning: alerts.smtp: security = "none" sends the login (T_PASS) to {host} unencrypted; use starttls '
                "or ssl (none is for a relay on this machine)")
     assert (warning in result.output) == warned
+
+
+@pytest.mark.parametrize(("recipients", "lease", "warned"), [(1, 300, False), (5, 300, True), (5, 600, False)])
+def test_config_check_warns_of_a_lease_shorter_than_a_slow_send(runner: CliRunner, tmp_path: Path, recipients: int,
+                                                               lease: int, warned: bool) -> None:
+    # smtp.timeout bounds each SMTP command, not the send: at 30 s, 9 commands and 5 RCPTs outlast a 300 s lease,
+    # after which another dispatch takes the notification over and sends it again.
+    emails = ", ".join(f'"p{i}@example.org"' for i in range(recipients))
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[alerts]\nlease_seconds = {lease}\n[alerts.smtp]\ntimeout = 30\n'
+                   f'[[alerts.routes]]\nname = "oncall"\nemail = [{emails}]\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: alerts.lease_seconds" in result.output) == warned
+    if warned:
+        assert f"({lease}) is shorter than a send to a slow server may take (420 s" in result.output

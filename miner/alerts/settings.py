@@ -271,6 +271,15 @@ class AlertSettings:
         check_spans(self, {"group_wait": 1, "repeat_interval": 1, "stale_after": 1, "lease_seconds": 1,
                            "retry_base": 1, "retry_max": 1, "give_up_after": 1, "chart_hours": 3600})
 
+    @property
+    def slowest_send(self) -> float:
+        """Seconds one notification's send may take at most: a webhook's timeout bounds its whole request, but
+        smtp.timeout bounds each SMTP command (greeting, EHLO, STARTTLS and EHLO again, AUTH, MAIL, one RCPT per
+        recipient, DATA, the message, QUIT). A send still running when ``lease_seconds`` ends can be sent twice."""
+        most_rcpt = max((len(r.email) for r in self.routes), default=0)
+        smtp = self.smtp.timeout * (9 + most_rcpt) if most_rcpt else 0.0
+        return max([smtp, *(w.timeout for w in self.webhooks)])
+
     def check_services(self, services: Set[str]) -> None:
         """Called by the config loader with the lower-cased service names: routes may only name known ones."""
         for i, route in enumerate(self.routes):

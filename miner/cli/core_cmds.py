@@ -25,8 +25,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
 
     Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
     variables it names that are unset or empty (as the service would find them) are listed, and a source url that
-    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as is an
-    SMTP login that would cross the network unencrypted.
+    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as are an
+    SMTP login that would cross the network unencrypted and an alerts lease shorter than a slow send may take.
     """
     from miner.config import load_config
     from miner.urls import credentials_in_url
@@ -58,6 +58,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
     if cfg.alerts.enabled and smtp.login_in_clear:
         click.echo(f"warning: alerts.smtp: security = \"none\" sends the login ({smtp.password_env}) to {smtp.host} "
                    "unencrypted; use starttls or ssl (none is for a relay on this machine)")
+    if cfg.alerts.enabled and cfg.alerts.slowest_send > cfg.alerts.lease_seconds:
+        click.echo(f"warning: alerts.lease_seconds ({cfg.alerts.lease_seconds:g}) is shorter than a send to a slow "
+                   f"server may take ({cfg.alerts.slowest_send:g} s: smtp.timeout per SMTP command, or a webhook's "
+                   "timeout): a notification still being sent when its lease ends can be sent twice; raise "
+                   "lease_seconds or lower the timeouts")
     for src in cfg.sources:
         if src.url and (found := credentials_in_url(src.url)):
             click.echo(f"warning: source {src.name}: its url holds what looks like a credential ({', '.join(found)}); "
