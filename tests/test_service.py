@@ -446,21 +446,20 @@ def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it
     assert not lock.read_text().strip()
 
 
-def _http_service(tmp_path: Path) -> Service:
-    """A started service on a free port, running only the hourly retention job."""
+def _http_service(tmp_path: Path) -> tuple[Service, str]:
+    """A started service on a free port, running only the hourly retention job, and its base URL."""
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
 
     service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
                       ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=0))
     service.start()
-    return service
+    assert service._http is not None
+    return service, f"http://127.0.0.1:{service._http.address[1]}"
 
 
 def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path: Path) -> None:
-    service = _http_service(tmp_path)
-    assert service._http is not None
-    base = f"http://127.0.0.1:{service._http.address[1]}"
+    service, base = _http_service(tmp_path)
     locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
     try:
         assert httpx.get(f"{base}/metrics").status_code == 200
@@ -493,9 +492,7 @@ def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_so
     from miner import service as service_module
 
     monkeypatch.setattr(service_module, "REPORT_WAIT", 0.5)
-    service = _http_service(tmp_path)
-    assert service._http is not None
-    base = f"http://127.0.0.1:{service._http.address[1]}"
+    service, base = _http_service(tmp_path)
     locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
     try:
         assert httpx.get(f"{base}/healthz").status_code == 200
