@@ -170,6 +170,7 @@ class Pipeline(CollectStage):
         """
         report = TickReport()
         self._resume_after_clock_ahead(now)
+        self._resolve_unwatched(now, report)
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report)
@@ -199,6 +200,28 @@ class Pipeline(CollectStage):
         log.warning("the clock was ahead: the detector had stepped buckets up to %s; %d service(s) resume with the "
                     "bucket from %s, and %d post(s) dated in the future are dated now", iso(latest), len(ahead),
                     iso(resume + self.bucket), redated)
+
+    def _resolve_unwatched(self, now: datetime, report: TickReport) -> None:
+        """Resolve the open incidents of services no longer in feeds.toml (removed or renamed), at ``now``.
+
+        Only a service's detector resolves its incident, and no detector steps a service the config does not
+        name: its incident stayed open for good, in every digest, reminded of every repeat_interval. Its detector
+        state stays (so the service, added back, resumes its baseline), without the incident.
+        """
+        watched = {s.name for s in self.config.services}
+        for row in self.store.incidents(status="open"):
+            service = row["service"]
+            if service in watched:
+                continue
+            with self.store.database.transaction():
+                self.store.update_incident(row["id"], now, {"status": "resolved", "resolved_at": now}, "resolve",
+                                           {"reason": "unwatched"})
+                saved = self.store.detector_state(service)
+                if saved is not None and saved.incident_id == row["id"]:
+                    state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0, hits=0)
+                    self.store.save_detector_step(service, saved.last_bucket, state.to_json(), [], now)
+            report.resolved.append((service, now))
+            log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
 
     def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
         params = self.config.detector

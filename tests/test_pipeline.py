@@ -22,6 +22,7 @@ from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
+from miner.detect import DetectorState
 from miner.errors import InputError, StoreError
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
@@ -664,3 +665,32 @@ def test_incidents_opened_and_resolved_by_a_clock_that_was_ahead_are_in_the_next
     covered = digest_incidents(store, alerts, hourly.matches, now, T0 + timedelta(hours=4))
     assert [(v.service, v.status) for v in covered.views] == [("Foonet", "resolved")]
     assert {e["at"] for e in store.incident_events(covered.views[0].id)} == {iso(now)}
+
+
+def test_an_open_incident_of_a_service_removed_from_the_config_is_resolved_once(store: Store) -> None:
+    from miner.alerts import plan_notifications
+    from miner.alerts.settings import AlertSettings, RouteSettings
+
+    alerts = AlertSettings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), repeat_interval=3600)
+    pipe = _warm_quiet_detector(store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    assert plan_notifications(store, alerts, start + timedelta(minutes=30)) == 1
+    # Foonet is removed from feeds.toml (or renamed): no detector steps it any more.
+    later = start + timedelta(hours=1)
+    pipe = Pipeline(parse_config('[[services]]\nname = "Barnet"\n[detector]\nbucket_minutes = 15\n'), store,
+                    _ReportsOnly())  # type: ignore[arg-type]
+    assert pipe.detect(later).resolved == [("Foonet", later)]
+    [incident] = store.incidents()
+    assert (incident["status"], incident["resolved_at"]) == ("resolved", iso(later))
+    assert json.loads(store.incident_events(incident["id"])[-1]["details"]) == {"reason": "unwatched"}
+    assert pipe.detect(later + timedelta(hours=1)).resolved == []
+    # One resolve notice, and no reminder of an incident that nothing watches any more.
+    assert plan_notifications(store, alerts, later) == 1
+    assert plan_notifications(store, alerts, later + timedelta(days=1)) == 0
+    # Added back, its detector resumes without the incident: the next outage opens a new one.
+    saved = store.detector_state("Foonet")
+    assert saved is not None and saved.draft is None and saved.incident_id is None
+    assert not DetectorState.from_json(saved.state).open

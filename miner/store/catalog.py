@@ -122,7 +122,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id; increasing, so alerts can read transitions in order.",
         "incident_id": "incidents.id.",
         "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several), "
-                "group or resolve.",
+                "group or resolve (details.reason unwatched: the service was removed from feeds.toml).",
         "at": "When it happened (UTC; simulated time in replay).",
         "details": "JSON with the figures behind the transition (z, count, baseline...).",
     }),
