@@ -398,3 +398,18 @@ def test_a_storm_sends_the_most_important_incidents_and_counts_the_rest(store: S
         shown = sum(f"*Svc{i:03d}*" in text for i in range(n))
         assert body["blocks"][-1]["elements"][0]["text"] == f"{n - shown} more incidents not shown"
         assert f"*Svc{shown - 1:03d}*" in text and f"*Svc{shown:03d}*" not in text  # the lowest z left out
+
+
+def test_a_notification_for_a_channel_its_route_no_longer_has_fails_with_the_reason(store: Store, hook: Hook) -> None:
+    # Planned for an email and a webhook; then feeds.toml moves the route to another webhook (the first stays
+    # defined, for another route). The email was "sent" to nobody, and the old webhook still got the alert.
+    route = RouteSettings(name="chat", email=("oncall@example.org",), webhooks=("hook",))
+    webhooks = tuple(WebhookSettings(name=name, url_env="MINER_TEST_HOOK", timeout=0.5) for name in ("hook", "new"))
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    assert plan_notifications(store, settings(routes=(route,), webhooks=webhooks, group_wait=60.0), T0) == 2
+    changed = settings(routes=(dataclasses.replace(route, email=(), webhooks=("new",)),
+                               RouteSettings(name="other", webhooks=("hook",))), webhooks=webhooks)
+    assert dispatch(store, changed, T0 + timedelta(minutes=1), worker_id="w").failed == 2
+    assert sorted(r["reason"] for r in store.outbox_rows(["failed"])) == [
+        "route 'chat' no longer sends email", "route 'chat' no longer sends to webhook 'hook'"]
+    assert hook.bodies == []

@@ -134,10 +134,16 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
     channel = str(row["channel"])
+    # Planned before feeds.toml changed: a channel the route no longer has is no longer where its news goes. An
+    # email with no recipients left would otherwise be "sent" to nobody.
     if channel == "email":
+        if not route.email:
+            raise MinerError(f"route {route.name!r} no longer sends email")
         rendered = render_outbox_row(store, settings, row, now, sources=sources)
         return send_email(store, int(row["id"]), senders.email, rendered.message, list(route.email))
     name = channel.removeprefix("webhook:")
+    if name not in route.webhooks:
+        raise MinerError(f"route {route.name!r} no longer sends to webhook {name!r}")
     webhook = settings.webhook(name)
     if webhook is None:
         raise MinerError(f"webhook {name!r} is no longer configured")
