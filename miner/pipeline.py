@@ -33,13 +33,17 @@ from miner.detect import (
 from miner.detect.grouping import Opening, correlate
 from miner.records import Post, Prediction
 from miner.store import PostToClassify, Store
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.alerts import DispatchStats, Senders
     from miner.classify import Classifier
 
 log = logging.getLogger(__name__)
+
+# How much history a changed bucket width learns the baseline again from: the day-of-week offsets need two weeks
+# (weekday_min_days) and learn over three (weekday_halflife_weeks); more would only make the change slower.
+RELEARN_SPAN = timedelta(days=28)
 
 # User reports are complaints by definition (someone pressed "I have a problem"); the model is not asked.
 REPORTS_SOURCE = "reports"
@@ -169,8 +173,9 @@ class Pipeline(CollectStage):
         then grouped.
         """
         report = TickReport()
-        self._resume_after_clock_ahead(now)
         self._resolve_unwatched(now, report)
+        self._rebucket_if_changed(now)
+        self._resume_after_clock_ahead(now)
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report)
@@ -222,6 +227,60 @@ class Pipeline(CollectStage):
                     self.store.save_detector_step(service, saved.last_bucket, state.to_json(), [], now)
             report.resolved.append((service, now))
             log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
+
+    def _rebucket_if_changed(self, now: datetime) -> None:
+        """Once detector.bucket_minutes has changed: count the posts again in buckets of the new width, and learn
+        each service's baseline again from those buckets, as if the detector had always run at that width.
+
+        A state learned from counts per old bucket scored the new, wider or narrower, counts against a wrong
+        baseline (a spurious incident for every busy service when they grew), and a last bucket off the new grid
+        stepped buckets that no count ever lands in: that service saw nothing, for good. A store that never
+        recorded its width gets the configured one, unless the scores it stored say otherwise.
+        """
+        width = self.config.detector.bucket_minutes
+        recorded = self.store.bucket_minutes()
+        if recorded == width:
+            return
+        if recorded is not None:
+            start = self.store.rebucket(self.bucket, timedelta(minutes=recorded))
+            [latest] = due_buckets(self.config.detector, None, now)
+            first = min(latest, max(start or latest, floor_time(latest - RELEARN_SPAN, self.bucket)))
+            for service in self.config.services:
+                with self.store.database.transaction():
+                    self._relearn(service.name, first, latest, now)
+            # Services no longer configured have no open incident (see _resolve_unwatched), and a state learned at
+            # the old width: added back, they start afresh.
+            self.store.forget_detectors([s.name for s in self.config.services])
+            log.warning("detector.bucket_minutes changed from %d to %d: the buckets from %s on are counted again "
+                        "from the posts, and each service's baseline is learned again from %s on", recorded, width,
+                        iso(start) if start else iso(latest), iso(first))
+        self.store.set_bucket_minutes(width)
+
+    def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime) -> None:
+        """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores.
+
+        Only the lifecycle's incident decides what is open: the detector's own open flag follows it, so an
+        incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
+        would have opened in the past opens at the next anomalous bucket, announced as any other.
+        """
+        params, width = self.config.detector, self.bucket
+        counts = self.store.bucket_counts(service, first, latest + width)
+        state: DetectorState | None = None
+        scores = []
+        at = first
+        while at <= latest:
+            state, score = step(params, state, at, counts.get(iso(at), (0, 0))[1])
+            scores.append((at, score.score, score.baseline, score.upper))
+            at += width
+        assert state is not None
+        saved = self.store.detector_state(service)
+        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
+        if draft is None or draft.resolved_at is not None:
+            state = replace(state, open=False, opened_at=None, quiet=0,
+                            resolved_at=draft.resolved_at if draft else None)
+        self.store.save_detector_step(service, latest, state.to_json(), scores, now,
+                                      draft=saved.draft if saved else None,
+                                      incident_id=saved.incident_id if saved else None)
 
     def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
         params = self.config.detector

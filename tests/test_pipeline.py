@@ -28,7 +28,7 @@ from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 
 def replay_into(db: Path, config: Config, posts: Path, classifier: Classifier, limit: int | None = None) -> None:
@@ -694,3 +694,57 @@ def test_an_open_incident_of_a_service_removed_from_the_config_is_resolved_once(
     saved = store.detector_state("Foonet")
     assert saved is not None and saved.draft is None and saved.incident_id is None
     assert not DetectorState.from_json(saved.state).open
+
+
+def _reports(service: str, start: datetime, end: datetime, every: timedelta) -> list[Post]:
+    count = int((end - start) / every)
+    return [Post("reports", f"{service}-{(start + i * every).timestamp()}", f"{service} is down", start + i * every,
+                 services=(service,)) for i in range(count)]
+
+
+def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_again(store: Store) -> None:
+    # A day of 4 reports per 5 minutes, counted and learned in 5-minute buckets, the last one at 00:05 (off the
+    # 15-minute grid). Then feeds.toml says 15. The detector stepped 00:20, 00:35... where no count lands, and
+    # saw nothing for good; a baseline of 4 per bucket would have scored 12 per bucket as an outage.
+    five = parse_config('[[services]]\nname = "Foonet"\n[detector]\nbucket_minutes = 5\nwarmup_hours = 1\n')
+    pipe = Pipeline(five, store, _ReportsOnly())  # type: ignore[arg-type]
+    end = T0 + timedelta(days=1, minutes=10)
+    posts = _reports("Foonet", T0, end, timedelta(seconds=75))
+    pipe.ingest(posts, end)
+    pipe.classify_pending(end)
+    for at in [T0 + timedelta(minutes=5), *(T0 + timedelta(hours=h) for h in range(5, 25, 5)), end]:
+        pipe.detect(at)
+    assert store.detector_state("Foonet").last_bucket == end - timedelta(minutes=5)  # type: ignore[union-attr]
+    assert store.prune_posts(T0 + timedelta(hours=2, minutes=7)) > 0  # the first two hours' buckets are final
+    with store.database.transaction() as conn:  # as a store from before the width was recorded: it is inferred
+        conn.execute("DELETE FROM store_state WHERE key = 'bucket_minutes'")
+
+    fifteen = replace(five, detector=replace(five.detector, bucket_minutes=15))
+    pipe = Pipeline(fifteen, store, _ReportsOnly())  # type: ignore[arg-type]
+    at = T0 + timedelta(days=1, minutes=25)
+    more = _reports("Foonet", end, at + timedelta(hours=3), timedelta(seconds=75))
+    opened = []
+    while at <= T0 + timedelta(days=1, hours=3):
+        pipe.ingest([p for p in more if p.created_at < at], at)
+        pipe.classify_pending(at)
+        opened += pipe.detect(at).opened
+        at += timedelta(minutes=15)
+    assert opened == []
+    # The buckets up to the prune's (02:05-02:10, the last one final) keep their width; from the first bucket of
+    # the new width after them, all are counted again on the new grid: every post counts in one bucket.
+    rows = store.database.rows("SELECT bucket_start, posts, score, baseline FROM buckets ORDER BY bucket_start")
+    recounted = [r for r in rows if r["bucket_start"] >= iso(T0 + timedelta(hours=2, minutes=10))]
+    assert [(r["bucket_start"], r["posts"]) for r in recounted[:2]] == [
+        (iso(T0 + timedelta(hours=2, minutes=10)), 4), (iso(T0 + timedelta(hours=2, minutes=15)), 12)]
+    assert all(parse_iso(r["bucket_start"]).minute % 15 == 0 for r in recounted[1:])
+    ingested = len(posts) + sum(1 for p in more if p.created_at < at - timedelta(minutes=15))
+    assert sum(r["posts"] for r in rows) == ingested
+    scored = [r for r in recounted if r["bucket_start"] >= iso(T0 + timedelta(days=1)) and r["score"] is not None]
+    assert len(scored) >= 10 and all(abs(r["score"]) < 1.5 and 10 < r["baseline"] < 14 for r in scored)
+    # And an outage opens an incident at its second bucket.
+    start = T0 + timedelta(days=1, hours=3)
+    pipe.ingest([p for p in more if p.created_at < start + timedelta(minutes=30)]
+                + _outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
+    assert store.bucket_minutes() == 15  # recorded: the next start finds nothing to do

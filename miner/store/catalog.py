@@ -17,7 +17,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "never moves back, except from ahead of the clock (recorded by a clock that was ahead), where "
                "collect takes it back to the start of the bucket in progress. Posts created before it were "
                "deleted, so the buckets that start before it are final (never recounted) and a source's post dated "
-               "before the first bucket after it is not stored again.",
+               "before the first bucket after it is not stored again. bucket_minutes, the width of the buckets "
+               "and of the detector states (detector.bucket_minutes when the detector last ran): when the config "
+               "says another, the detector counts the buckets and learns the baselines again.",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {

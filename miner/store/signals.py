@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from miner.timeutil import floor_time, iso, parse_iso
@@ -18,6 +19,10 @@ _LATEST = (
     "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
     "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
 )
+
+
+# store_state key of the bucket width, in minutes, that the buckets and the detector states are counted in.
+BUCKET_MINUTES = "bucket_minutes"
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,58 @@ class SignalsMixin:
                 (iso(lo), iso(hi)),
             )
             return cur.rowcount
+
+    def bucket_minutes(self) -> int | None:
+        """The bucket width (minutes) of this store's buckets and detector states: the one the detector recorded;
+        for a store from before it did, the step between the last buckets a detector scored; None before any."""
+        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (BUCKET_MINUTES,))
+        if row is not None:
+            return int(row["value"])
+        # The detector scores every bucket it steps, empty ones too: its last scores are one width apart.
+        rows = self.database.rows(
+            "SELECT b.bucket_start FROM buckets b JOIN (SELECT service, last_bucket FROM detector_state "
+            "ORDER BY updated_at DESC LIMIT 1) d ON b.service = d.service AND b.bucket_start <= d.last_bucket "
+            "WHERE b.score IS NOT NULL ORDER BY b.bucket_start DESC LIMIT 50")
+        starts = [parse_iso(r["bucket_start"]) for r in rows]
+        steps = [int((a - b).total_seconds()) // 60 for a, b in pairwise(starts)]
+        return min(steps) if steps else None
+
+    def set_bucket_minutes(self, minutes: int) -> None:
+        with self.database.transaction() as conn:
+            conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value", (BUCKET_MINUTES, str(minutes)))
+
+    def rebucket(self, bucket: timedelta, old: timedelta) -> datetime | None:
+        """Count the posts again in buckets of width ``bucket``, after they were counted in buckets of ``old``.
+
+        Returns the start of the first bucket recounted (None: no post to count). Every bucket row from there on
+        goes, scores included, and the posts are counted again. The buckets a prune made final (see
+        first_open_bucket) keep their width and counts: their posts are gone. Recounting starts at the first
+        bucket of the new width after them, so no two rows count one post.
+        """
+        with self.database.transaction() as conn:
+            cutoff = self.pruned_before()
+            span = self.database.one("SELECT min(created_at) AS first, max(created_at) AS last FROM posts")
+            if cutoff is None:
+                start = floor_time(parse_iso(span["first"]), bucket) if span and span["first"] else None
+                conn.execute("DELETE FROM buckets")
+            else:
+                final_until = self.first_open_bucket(old)
+                assert final_until is not None
+                start = floor_time(final_until, bucket)
+                if start < final_until:
+                    start += bucket
+                conn.execute("DELETE FROM buckets WHERE bucket_start >= ?", (iso(start),))
+            if start is None or not span or not span["last"]:
+                return None
+            self.refresh_buckets(start, parse_iso(span["last"]), bucket)
+        return start
+
+    def forget_detectors(self, keep: Sequence[str]) -> int:
+        """Delete the detector state of every service not in ``keep``. Returns how many went."""
+        marks = ",".join("?" * len(keep))
+        with self.database.transaction() as conn:
+            return conn.execute(f"DELETE FROM detector_state WHERE service NOT IN ({marks})", list(keep)).rowcount
 
     def bucket_counts(self, service: str, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
         """{bucket_start: (posts, complaints)} for buckets in [start, end)."""
