@@ -53,6 +53,7 @@ class CollectStage:
         sources = [s for s in self.config.sources if s.enabled]
         for name in self.store.sync_sources(sources):
             log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh", name)
+        earlier = self.store.earlier_names(self.config.sources)
         names = {s.name for s in sources}
         if due_only:
             names = set(self.store.due_sources(sorted(names), now))
@@ -60,7 +61,7 @@ class CollectStage:
         reports: dict[int, CollectReport] = {}
         # Stored here, on the thread that owns the store, in the order the polls end.
         for i, outcome in poller.poll_as_completed([(s, self.store.source_state(s.name)) for s in chosen], stop):
-            reports[i] = self._record_poll(chosen[i], outcome, now, rng)
+            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()))
         if len(reports) < len(chosen):
             left = [s.name for i, s in enumerate(chosen) if i not in reports]
             log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
@@ -80,14 +81,24 @@ class CollectStage:
                         "dropped as pruned; it is taken back to %s, the bucket in progress", iso(cutoff),
                         iso(floor_time(now, self.bucket)))
 
-    def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime,
-                     rng: random.Random) -> CollectReport:
-        """Store one source's poll, or its failure with the next try backed off."""
+    def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime, rng: random.Random,
+                     earlier: Sequence[str] = ()) -> CollectReport:
+        """Store one source's poll, or its failure with the next try backed off.
+
+        ``earlier``: the names this source's feed had before it was renamed (Store.earlier_names). What they
+        stored is not stored again under the new name: a renamed source starts without a cursor, and the items its
+        feed still lists would count twice in their buckets.
+        """
         settings = self.config.collect
         err = outcome.error
         if outcome.result is not None:
             nxt = next_poll_at(source, now, 0, None, settings, rng)
-            result, too_old = self._within_retention(outcome.result, now)
+            result, skipped = self._within_retention(outcome.result, now)
+            if earlier and result.posts:
+                seen = self.store.stored_ids(earlier, [p.external_id for p in result.posts])
+                if seen:
+                    result = replace(result, posts=[p for p in result.posts if p.external_id not in seen])
+                    skipped += len(seen)  # reported as duplicates, as they are
             try:
                 stats = self.store.save_fetch(source.name, result, now, nxt)
             except StoreError:
@@ -98,7 +109,7 @@ class CollectStage:
                 log.exception("source %s: cannot store its poll", source.name)
                 err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")
             else:
-                return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + too_old,
+                return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + skipped,
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
                                      result.not_modified, outcome.duration_s)
         err = err or SourceError("unknown error")

@@ -748,3 +748,26 @@ def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_a
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
     assert store.bucket_minutes() == 15  # recorded: the next start finds nothing to do
+
+
+def test_a_renamed_source_does_not_store_again_what_its_feed_stored_under_its_old_name(store: Store) -> None:
+    # Renamed in feeds.toml, the source starts without a cursor: every item its feed still lists was stored a
+    # second time under the new name, and counted twice in its bucket.
+    items = [(f"p{n}", f"Foonet is down again {n}", T0 - timedelta(minutes=n)) for n in range(5)]
+    with FakeServer() as server:
+        server.serve("/a.rss", _rss(*items))
+
+        def config(name: str) -> Config:
+            return parse_config(f'[[services]]\nname = "Foonet"\n[[sources]]\nname = "{name}"\ntype = "rss"\n'
+                                f'url = "{server.url}/a.rss"\n')
+
+        first = config("forum")
+        with Poller(first.collect, first.services, hash_key=b"k") as poller:
+            assert [r.stored for r in Pipeline(first, store).collect(T0, poller)] == [5]
+        server.serve("/a.rss", _rss(("new", "Foonet is down here too", T0 + timedelta(minutes=1)), *items))
+        renamed = config("forum-rss")
+        with Poller(renamed.collect, renamed.services, hash_key=b"k") as poller:
+            [report] = Pipeline(renamed, store).collect(T0 + timedelta(minutes=2), poller)
+    assert (report.source, report.stored, report.duplicates) == ("forum-rss", 1, 5)
+    rows = store.database.rows("SELECT source, count(*) AS n FROM posts GROUP BY source ORDER BY source")
+    assert [(r["source"], r["n"]) for r in rows] == [("forum", 5), ("forum-rss", 1)]

@@ -68,6 +68,18 @@ class PostsMixin:
             new, seen = _insert_posts(conn, posts, now)
         return SaveStats(posts_new=new, posts_seen=seen)
 
+    def stored_ids(self, sources: Sequence[str], external_ids: Sequence[str]) -> set[str]:
+        """Those of ``external_ids`` already stored from one of ``sources``."""
+        found: set[str] = set()
+        marks = ",".join("?" * len(sources))
+        for i in range(0, len(external_ids), 500):  # SQLite limits the parameters of one statement
+            chunk = list(external_ids[i:i + 500])
+            rows = self.database.rows(
+                f"SELECT external_id FROM posts WHERE source IN ({marks}) "
+                f"AND external_id IN ({','.join('?' * len(chunk))})", [*sources, *chunk])
+            found.update(r["external_id"] for r in rows)
+        return found
+
     def posts_to_classify(self, limit: int) -> list[PostToClassify]:
         """Posts that have no classification yet, oldest first."""
         rows = self.database.rows(

@@ -44,6 +44,21 @@ class SourcesMixin:
                 )
         return reset
 
+    def earlier_names(self, sources: Iterable[SourceConfig]) -> dict[str, list[str]]:
+        """For each of ``sources`` (every configured one, enabled or not), the stored sources of the same type and
+        url that none of them is named: the same feed under a name it had before feeds.toml renamed it.
+
+        A source with a query (a search, a tag) has none: the store keeps no query, and two searches of one API
+        share its url."""
+        configured = list(sources)
+        names = {s.name for s in configured}
+        gone: dict[tuple[str, str], list[str]] = {}
+        for row in self.database.rows("SELECT name, type, url FROM sources WHERE url IS NOT NULL ORDER BY name"):
+            if row["name"] not in names:
+                gone.setdefault((row["type"], row["url"]), []).append(row["name"])
+        return {s.name: gone[(s.type, s.stored_url)] for s in configured
+                if s.stored_url is not None and not s.query and (s.type, s.stored_url) in gone}
+
     def source_state(self, name: str) -> SourceState:
         row = self.database.one("SELECT etag, last_modified, cursor FROM sources WHERE name = ?", (name,))
         if row is None:
