@@ -28,7 +28,7 @@ from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso
 
 
 def replay_into(db: Path, config: Config, posts: Path, classifier: Classifier, limit: int | None = None) -> None:
@@ -771,3 +771,33 @@ def test_a_renamed_source_does_not_store_again_what_its_feed_stored_under_its_ol
     assert (report.source, report.stored, report.duplicates) == ("forum-rss", 1, 5)
     rows = store.database.rows("SELECT source, count(*) AS n FROM posts GROUP BY source ORDER BY source")
     assert [(r["source"], r["n"]) for r in rows] == [("forum", 5), ("forum-rss", 1)]
+
+
+def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_post_twice(store: Store) -> None:
+    # 7-minute buckets, then 15: the grids meet every 105 minutes, and an old row must not reach into a new one.
+    # The store lost its first hour of posts to a prune that recorded no cutoff (a miner from before it did): the
+    # rows of that hour are the only count of them, and a recount from the posts left would have wiped them.
+    seven = parse_config('[[services]]\nname = "Foonet"\n[detector]\nbucket_minutes = 7\nwarmup_hours = 1\n')
+    pipe = Pipeline(seven, store, _ReportsOnly())  # type: ignore[arg-type]
+    end = T0 + timedelta(hours=6)
+    posts = _reports("Foonet", T0, end, timedelta(seconds=50))
+    pipe.ingest(posts, end)
+    pipe.classify_pending(end)
+    pipe.detect(end)
+    with store.database.transaction() as conn:
+        conn.execute("DELETE FROM posts WHERE created_at < ?", (iso(T0 + timedelta(hours=1)),))
+    before = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
+
+    fifteen = replace(seven, detector=replace(seven.detector, bucket_minutes=15))
+    Pipeline(fifteen, store, _ReportsOnly()).detect(end + timedelta(minutes=15))  # type: ignore[arg-type]
+    after = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
+    first_hour = iso(T0 + timedelta(hours=1))
+    assert [r for r in after if r["bucket_start"] < first_hour] == [r for r in before if r["bucket_start"] < first_hour]
+    assert sum(r["posts"] for r in after) == len(posts)
+    starts = [parse_iso(r["bucket_start"]) for r in after]
+    # The grids meet every 105 minutes: the first such time from the 7-minute bucket of the first post left on.
+    kept_until = floor_time(T0 + timedelta(hours=1), timedelta(minutes=7))
+    switch = floor_time(kept_until - timedelta(seconds=1), timedelta(minutes=105)) + timedelta(minutes=105)
+    assert iso(switch) in [r["bucket_start"] for r in after]
+    widths = [timedelta(minutes=7 if s < switch else 15) for s in starts]
+    assert all(a + w <= b for a, w, b in zip(starts, widths, starts[1:], strict=False))  # no two rows overlap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -120,25 +121,22 @@ class SignalsMixin:
         """Count the posts again in buckets of width ``bucket``, after they were counted in buckets of ``old``.
 
         Returns the start of the first bucket recounted (None: no post to count). Every bucket row from there on
-        goes, scores included, and the posts are counted again. The buckets a prune made final (see
-        first_open_bucket) keep their width and counts: their posts are gone. Recounting starts at the first
-        bucket of the new width after them, so no two rows count one post.
+        goes, scores included, and the posts are counted again. The rows before it keep their width and counts:
+        those a prune made final (see first_open_bucket), and those before the first post left (a prune by a
+        miner that did not record its cutoff): their posts are gone, and their counts are the only record of
+        them. Recounting starts on a boundary of both grids at or after them, so that no old row reaches into a
+        new one and no post is counted twice (the old rows between keep counting their posts).
         """
         with self.database.transaction() as conn:
-            cutoff = self.pruned_before()
             span = self.database.one("SELECT min(created_at) AS first, max(created_at) AS last FROM posts")
-            if cutoff is None:
-                start = floor_time(parse_iso(span["first"]), bucket) if span and span["first"] else None
-                conn.execute("DELETE FROM buckets")
-            else:
-                final_until = self.first_open_bucket(old)
-                assert final_until is not None
-                start = floor_time(final_until, bucket)
-                if start < final_until:
-                    start += bucket
-                conn.execute("DELETE FROM buckets WHERE bucket_start >= ?", (iso(start),))
-            if start is None or not span or not span["last"]:
+            if not span or not span["first"]:
                 return None
+            kept_until = self.first_open_bucket(old) or floor_time(parse_iso(span["first"]), old)
+            both = timedelta(seconds=math.lcm(int(bucket.total_seconds()), int(old.total_seconds())))
+            start = floor_time(kept_until, both)
+            if start < kept_until:
+                start += both
+            conn.execute("DELETE FROM buckets WHERE bucket_start >= ?", (iso(start),))
             self.refresh_buckets(start, parse_iso(span["last"]), bucket)
         return start
 
