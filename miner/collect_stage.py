@@ -92,7 +92,7 @@ class CollectStage:
         settings = self.config.collect
         err = outcome.error
         if outcome.result is not None:
-            nxt = next_poll_at(source, now, 0, None, settings, rng)
+            nxt = next_poll_at(source, now, 0, outcome.result.retry_after, settings, rng)
             result, skipped = self._within_retention(outcome.result, now)
             if earlier and result.posts:
                 seen = self.store.stored_ids(earlier, [p.external_id for p in result.posts])

@@ -60,7 +60,8 @@ class FetchResult:
     """The outcome of one successful poll.
 
     ``warnings`` holds survivable problems (e.g. feedparser's wrong-encoding ``bozo``) that were logged while
-    the entries were kept. ``not_modified`` is true for a 304.
+    the entries were kept. ``not_modified`` is true for a 304. ``retry_after``: seconds the next poll must wait at
+    least, when a server's rate limit ended the paging of a poll that still succeeded.
     """
 
     posts: list[Post] = field(default_factory=list)
@@ -68,6 +69,7 @@ class FetchResult:
     state: SourceState = field(default_factory=SourceState)
     warnings: list[str] = field(default_factory=list)
     not_modified: bool = False
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,9 @@ def test_collect_settings_validation() -> None:
     assert info.value.key == "backoff_jitter"
     with pytest.raises(SettingsError):
         build(CollectSettings, {"max_body_bytes": 10})
+    with pytest.raises(SettingsError) as info:
+        build(CollectSettings, {"max_pages": 0})
+    assert info.value.key == "max_pages"
 
 
 # Status parsing and feed quirks ----------------------------------------------------------------------------

@@ -1,15 +1,21 @@
-"""`mastodon`: a public hashtag timeline, `/api/v1/timelines/tag/:tag?since_id=...` (`query` is the tag).
+"""`mastodon`: a public hashtag timeline, `/api/v1/timelines/tag/:tag?min_id=...` (`query` is the tag).
 
-Cursor: the highest status id seen, sent as `since_id`. Status ids are numeric strings that grow with time.
+Cursor: the highest status id seen, sent as `min_id`. Status ids are numeric strings that grow with time.
+`min_id` asks for the statuses just after the cursor, so a poll pages forward from it (up to `max_pages`) and
+the next poll goes on where it stopped. `since_id` alone would answer the newest `limit` statuses: after a burst
+of more than a page, the cursor would jump to the newest and skip the rest.
 """
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from miner.collectors.base import FUTURE_SLACK, PollContext, as_dict, as_list, base_url, make_post, text_of
-from miner.collectors.http import fetch, read_json
+from miner.collectors.http import Response, fetch, read_json
 from miner.collectors.normalise import parse_time
+from miner.collectors.paging import Pager
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
@@ -45,34 +51,57 @@ class MastodonCollector:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         tag = (source.query or "").strip().lstrip("#")
         url = f"{base_url(source, '')}/api/v1/timelines/tag/{quote(tag, safe='')}"
-        params: dict[str, str | int] = {"limit": min(ctx.settings.max_items, MAX_LIMIT)}
+        limit = min(ctx.settings.max_items, MAX_LIMIT)
         since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
-        if since:
-            params["since_id"] = since
+        pager = Pager(source, ctx)
+        newest = since
+        after = since  # where the next page starts: the highest id read so far
+        posts: list[Post] = []
+        while True:
+            params: dict[str, str | int] = {"limit": limit}
+            if after:
+                # min_id pages forward from the cursor; since_id too, for servers that know only since_id (they
+                # answer the newest statuses after it, as before).
+                params["min_id"] = params["since_id"] = after
+            statuses = pager.next(partial(self._page, source, ctx, url, params))
+            if statuses is None:
+                break
+            top = after
+            for raw in statuses:
+                status = as_dict(raw)
+                ident = text_of(status.get("id"))
+                if not ident or (since and _id_key(ident) <= _id_key(since)):
+                    continue
+                if top is None or _id_key(ident) > _id_key(top):
+                    top = ident
+                if (newest is None or _id_key(ident) > _id_key(newest)) and not _ahead_of_clock(ident, ctx):
+                    newest = ident
+                if (post := _status_post(source, ctx, status, ident)) is not None:
+                    posts.append(post)
+            # The first poll reads one page (the newest statuses); a short page means none is left after it.
+            if since is None or len(statuses) < limit or top == after:
+                break
+            after = top
+        return FetchResult(posts=posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
+                           retry_after=pager.retry_after)
+
+    @staticmethod
+    def _page(source: SourceConfig, ctx: PollContext, url: str,
+              params: dict[str, str | int]) -> tuple[Response, list[Any]]:
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
                      params=params, headers={"Accept": "application/json"})
-        where = resp.where
-        statuses = as_list(read_json(resp), "the timeline", where)
-        newest = since
-        posts: list[Post] = []
-        for raw in statuses:
-            status = as_dict(raw)
-            ident = text_of(status.get("id"))
-            if not ident or (since and _id_key(ident) <= _id_key(since)):
-                continue
-            if (newest is None or _id_key(ident) > _id_key(newest)) and not _ahead_of_clock(ident, ctx):
-                newest = ident
-            shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
-            post = make_post(
-                source, ctx,
-                external_id=status_external_id(text_of(shown.get("uri")), text_of(shown.get("id")) or ident),
-                title=text_of(shown.get("spoiler_text")),
-                body_html=text_of(shown.get("content")),
-                created_at=parse_time(shown.get("created_at")),
-                url=text_of(shown.get("url")) or text_of(shown.get("uri")) or None,
-                author=text_of(as_dict(shown.get("account")).get("acct")) or None,
-                lang=text_of(shown.get("language")) or None,
-            )
-            if post is not None:
-                posts.append(post)
-        return FetchResult(posts=posts, state=SourceState(cursor=newest))
+        return resp, as_list(read_json(resp), "the timeline", resp.where)
+
+
+def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str) -> Post | None:
+    shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
+    return make_post(
+        source, ctx,
+        external_id=status_external_id(text_of(shown.get("uri")), text_of(shown.get("id")) or ident),
+        title=text_of(shown.get("spoiler_text")),
+        body_html=text_of(shown.get("content")),
+        created_at=parse_time(shown.get("created_at")),
+        url=text_of(shown.get("url")) or text_of(shown.get("uri")) or None,
+        author=text_of(as_dict(shown.get("account")).get("acct")) or None,
+        lang=text_of(shown.get("language")) or None,
+    )

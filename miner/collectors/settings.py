@@ -19,6 +19,7 @@ class CollectSettings:
     backoff_jitter: float = 0.25  # a failed source waits between (1 - jitter) and 1 times its backoff
     max_redirects: int = 5
     max_items: int = 100  # items asked for per API request (each API caps this itself too)
+    max_pages: int = 5  # pages one poll reads at most, when more is new than one page holds
     max_text_chars: int = 4000  # normalised post text is cut here; outage signal is in the first lines
 
     def validate(self) -> None:
@@ -43,5 +44,7 @@ class CollectSettings:
             raise ValueError("max_redirects: must not be negative")
         if not 1 <= self.max_items <= 500:
             raise ValueError("max_items: must be 1..500")
+        if not 1 <= self.max_pages <= 100:
+            raise ValueError("max_pages: must be 1..100")
         if self.max_text_chars < 200:
             raise ValueError("max_text_chars: must be at least 200")

@@ -1,0 +1,110 @@
+"""Reading more than one page of an API in one poll.
+
+A poll reads at most ``collect.max_pages`` pages (`Pager`). A failure on a page after the first (a 429, a timeout)
+ends the paging without failing the poll: what the earlier pages brought is kept, and the collector leaves its
+cursor where the next poll can go on from. A server that says, in its rate-limit headers, that no request is left
+ends the paging too. Either way the result's ``retry_after`` keeps the next poll from coming sooner than the server
+asked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TypeVar
+
+from miner.collectors.base import PollContext
+from miner.collectors.http import Response
+from miner.collectors.normalise import parse_time
+from miner.config import SourceConfig
+from miner.errors import SourceError
+from miner.timeutil import MAX_RETRY_AFTER
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A rate limit said to be used up without a reset time: wait about as long as the usual windows last.
+DEFAULT_LIMIT_WAIT = 60.0
+_EPOCH_FLOOR = 1_000_000_000  # a reset value above this is a Unix time (Bluesky), below it seconds to wait (Reddit)
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds until the server's rate limit resets when its headers say no request is left, else None.
+
+    Reddit sends ``X-Ratelimit-Remaining`` (a float) and ``X-Ratelimit-Reset`` (seconds), Mastodon
+    ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (an ISO 8601 time), Bluesky ``RateLimit-Remaining`` and
+    ``RateLimit-Reset`` (a Unix time). ``headers`` keys are lower case.
+    """
+    raw = headers.get("x-ratelimit-remaining") or headers.get("ratelimit-remaining")
+    try:
+        remaining = float(raw) if raw is not None else None
+    except ValueError:
+        return None
+    if remaining is None or not remaining < 1:  # nan and a missing header say nothing
+        return None
+    reset = (headers.get("x-ratelimit-reset") or headers.get("ratelimit-reset") or "").strip()
+    wait: float | None
+    try:
+        value = float(reset)
+    except ValueError:
+        when = parse_time(reset) if reset else None
+        wait = (when - now).total_seconds() if when is not None else None
+    else:
+        wait = value - now.timestamp() if value > _EPOCH_FLOOR else value
+    if wait is None or wait != wait:
+        wait = DEFAULT_LIMIT_WAIT
+    return min(max(wait, 1.0), MAX_RETRY_AFTER)
+
+
+class Pager:
+    """Counts the pages of one poll and says why the paging ended early.
+
+    ``next(call)`` runs ``call`` (one request and its parsing, returning the response and what was read from it)
+    and returns what it read, or None when no further page is to be read: the cap is reached, or an earlier page
+    ended the paging. An error on the first page is the poll's, and is raised.
+    """
+
+    def __init__(self, source: SourceConfig, ctx: PollContext) -> None:
+        self.source = source
+        self.ctx = ctx
+        self.limit = ctx.settings.max_pages
+        self.pages = 0
+        self.retry_after: float | None = None
+        self.stopped: str | None = None  # why a page was refused or failed: a warning for the result
+
+    @property
+    def capped(self) -> bool:
+        """Whether the page cap ended the paging (rather than an error or a rate limit)."""
+        return self.pages >= self.limit and self.stopped is None
+
+    @property
+    def can_continue(self) -> bool:
+        return self.pages < self.limit and self.stopped is None
+
+    def next(self, call: Callable[[], tuple[Response, T]]) -> T | None:
+        if not self.can_continue:
+            return None
+        try:
+            resp, value = call()
+        except SourceError as exc:
+            if self.pages == 0:
+                raise
+            self._stop(f"page {self.pages + 1} failed ({exc}); kept the {self.pages} page(s) before it",
+                       exc.retry_after)
+            return None
+        self.pages += 1
+        wait = rate_limit_wait(resp.headers, self.ctx.now())
+        if wait is not None:
+            self._stop(f"the server's rate limit is used up after page {self.pages} (reset in {wait:.0f} s)", wait)
+        return value
+
+    def _stop(self, why: str, retry_after: float | None) -> None:
+        self.stopped = why
+        if retry_after is not None:
+            self.retry_after = max(retry_after, self.retry_after or 0.0)
+        log.warning("source %s: %s", self.source.name, why)
+
+    def warnings(self) -> list[str]:
+        return [self.stopped] if self.stopped else []

@@ -1,0 +1,187 @@
+"""More new items between two polls than one page holds: each collector against a 127.0.0.1 server that pages
+the way the real API does (tests/fakeserver.py). Nothing that could be fetched is lost, the first poll of a source
+reads one page, and a rate limit met while paging keeps what was read and holds the next poll back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
+
+from miner.collectors import CollectSettings, Poller
+from miner.collectors.paging import rate_limit_wait
+from miner.config import SourceConfig, parse_config
+from miner.pipeline import Pipeline
+from miner.records import FetchResult, SourceState
+from miner.store import Store
+
+PAGES = 3
+SETTINGS = CollectSettings(max_pages=PAGES, connect_timeout=2.0)
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)  # items are dated from here, a second apart
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def poller() -> Iterator[Poller]:
+    with Poller(SETTINGS, hash_key=b"test-key") as p:
+        yield p
+
+
+def json_reply(body: object, headers: dict[str, str] | None = None) -> Reply:
+    return Reply(200, json.dumps(body).encode(), headers=headers or {}, content_type="application/json")
+
+
+def ids(result: FetchResult) -> list[str]:
+    return [p.external_id for p in result.posts]
+
+
+def poll_all(poller: Poller, source: SourceConfig, state: SourceState, polls: int) -> tuple[set[str], SourceState]:
+    """What ``polls`` polls in a row return, and the state after the last."""
+    seen: set[str] = set()
+    for _ in range(polls):
+        result = poller.poll(source, state)
+        seen.update(ids(result))
+        state = result.state
+    return seen, state
+
+
+# --- Mastodon: newest first; max_id pages back, since_id answers the newest `limit` after it, min_id the oldest.
+
+class FakeMastodon:
+    """A tag timeline as Mastodon serves it (app/models/concerns/paginable.rb): ids are snowflakes, a page is
+    newest first, at most 40."""
+
+    def __init__(self, server: FakeServer, tag: str = "outage") -> None:
+        self.ids: list[int] = []
+        self.fail_on_request: dict[int, Reply] = {}  # request number (1-based) -> reply instead of the page
+        self.headers: dict[str, str] = {}
+        self.requests = 0
+        self.path = f"/api/v1/timelines/tag/{tag}"
+        server.serve(self.path, self.reply)
+
+    def add(self, n: int) -> list[str]:
+        added = []
+        for _ in range(n):
+            when = START + timedelta(seconds=len(self.ids))
+            self.ids.append((int(when.timestamp() * 1000) << 16) + len(self.ids) % 65536)
+            added.append(f"mastodon.example/{self.ids[-1]}")
+        return added
+
+    def status(self, ident: int) -> dict[str, object]:
+        created = datetime.fromtimestamp((ident >> 16) / 1000, UTC)
+        return {"id": str(ident), "created_at": created.isoformat().replace("+00:00", "Z"),
+                "uri": f"https://mastodon.example/users/someone/statuses/{ident}",
+                "url": f"https://mastodon.example/@someone/{ident}", "content": f"<p>Signal is down #{ident}</p>",
+                "spoiler_text": "", "language": "en", "account": {"acct": "someone"}, "reblog": None}
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests += 1
+        if self.requests in self.fail_on_request:
+            return self.fail_on_request[self.requests]
+        limit = min(int(request.param("limit") or 20), 40)
+        max_id, since_id, min_id = (int(request.param(k) or 0) or None for k in ("max_id", "since_id", "min_id"))
+        chosen = [i for i in self.ids if (max_id is None or i < max_id)
+                  and (since_id is None or i > since_id) and (min_id is None or i > min_id)]
+        # min_id wins over since_id: the oldest `limit` after it, else the newest `limit`.
+        page = chosen[:limit] if min_id is not None else chosen[-limit:]
+        return json_reply([self.status(i) for i in reversed(page)], self.headers)
+
+
+def masto(server: FakeServer) -> SourceConfig:
+    return SourceConfig("masto", "mastodon", url=server.url, query="#outage")
+
+
+def test_mastodon_first_poll_reads_one_page(server: FakeServer, poller: Poller) -> None:
+    api = FakeMastodon(server)
+    added = api.add(100)
+    result = poller.poll(masto(server), SourceState())
+    assert ids(result) == list(reversed(added[-40:]))  # the newest page, nothing older
+    assert api.requests == 1
+
+
+def test_mastodon_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, poller: Poller) -> None:
+    api = FakeMastodon(server)
+    api.add(5)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(100)  # 2.5 pages of 40
+    second = poller.poll(masto(server), first.state)
+    assert sorted(ids(second)) == sorted(burst)
+    assert second.state.cursor == burst[-1].rsplit("/", 1)[1]
+    assert not second.warnings and second.retry_after is None
+
+
+def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: FakeServer, poller: Poller) -> None:
+    api = FakeMastodon(server)
+    api.add(1)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(40 * PAGES * 2 + 7)
+    second = poller.poll(masto(server), first.state)
+    assert len(second.posts) == 40 * PAGES  # the cap: the oldest first, and the cursor stops after them
+    seen, state = poll_all(poller, masto(server), second.state, 2)
+    assert seen | set(ids(second)) == set(burst)
+    assert state.cursor == burst[-1].rsplit("/", 1)[1]
+
+
+def test_mastodon_a_429_on_a_later_page_keeps_the_pages_before_it(server: FakeServer, poller: Poller) -> None:
+    api = FakeMastodon(server)
+    api.add(1)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(100)
+    api.fail_on_request[3] = Reply(429, b"slow down", headers={"Retry-After": "90"}, content_type="text/plain")
+    second = poller.poll(masto(server), first.state)
+    assert ids(second) and set(ids(second)) < set(burst)
+    assert second.retry_after == 90
+    assert second.warnings and "HTTP 429" in second.warnings[0]
+    third = poller.poll(masto(server), second.state)
+    assert set(ids(second)) | set(ids(third)) == set(burst)
+
+
+def test_mastodon_a_used_up_rate_limit_ends_the_paging(server: FakeServer, poller: Poller) -> None:
+    api = FakeMastodon(server)
+    api.add(1)
+    first = poller.poll(masto(server), SourceState())
+    api.add(100)
+    reset = (datetime.now(UTC) + timedelta(seconds=300)).isoformat()
+    api.headers = {"X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset}
+    requests = api.requests
+    second = poller.poll(masto(server), first.state)
+    assert api.requests == requests + 1 and len(second.posts) == 40
+    assert second.retry_after is not None and 290 <= second.retry_after <= 300
+
+
+def test_a_poll_cut_short_by_a_rate_limit_is_stored_and_the_next_waits(server: FakeServer, store: Store) -> None:
+    api = FakeMastodon(server)
+    api.add(1)
+    config = parse_config(f'[[sources]]\nname = "masto"\ntype = "mastodon"\nurl = "{server.url}"\n'
+                          'query = "#outage"\ninterval = 60\n')
+    now = datetime.now(UTC)
+    with Poller(config.collect, hash_key=b"k") as poller:
+        pipe = Pipeline(config, store)
+        pipe.collect(now, poller)
+        api.add(100)
+        api.fail_on_request[3] = Reply(429, b"", headers={"Retry-After": "900"})
+        [report] = pipe.collect(now + timedelta(minutes=2), poller)
+    assert report.error is None and report.stored == 40  # the page before the 429
+    assert report.next_poll_at >= now + timedelta(minutes=2, seconds=900)
+
+
+@pytest.mark.parametrize(("headers", "wait"), [
+    ({}, None),
+    ({"x-ratelimit-remaining": "12.0", "x-ratelimit-reset": "40"}, None),
+    ({"x-ratelimit-remaining": "0.0", "x-ratelimit-reset": "40"}, 40.0),  # Reddit: seconds
+    ({"ratelimit-remaining": "0", "ratelimit-reset": "1700000100"}, 100.0),  # Bluesky: a Unix time
+    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "2023-11-14T22:15:20.000Z"}, 120.0),  # Mastodon: a time
+    ({"x-ratelimit-remaining": "0"}, 60.0),
+    ({"x-ratelimit-remaining": "0", "x-ratelimit-reset": "99999999"}, 86400.0),
+    ({"x-ratelimit-remaining": "nan"}, None),
+])
+def test_rate_limit_wait(headers: dict[str, str], wait: float | None) -> None:
+    assert rate_limit_wait(headers, datetime.fromtimestamp(1_700_000_000, UTC)) == wait
