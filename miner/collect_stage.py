@@ -111,7 +111,7 @@ class CollectStage:
             else:
                 return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + skipped,
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
-                                     result.not_modified, outcome.duration_s)
+                                     result.not_modified, outcome.duration_s, result.gap)
         err = err or SourceError("unknown error")
         failures = self.store.consecutive_failures(source.name) + 1
         nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
@@ -177,3 +177,4 @@ class CollectReport:
     next_poll_at: datetime
     not_modified: bool
     seconds: float
+    gap: bool = False  # posts were or may have been missed for good (the source's last_warning says where)

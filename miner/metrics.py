@@ -13,6 +13,8 @@ HELP = {
     "miner_posts_stored_total": ("counter", "New posts stored."),
     "miner_poll_errors_total": ("counter", "Failed polls, per source."),
     "miner_polls_total": ("counter", "Polls, per source."),
+    "miner_poll_gaps_total": ("counter", "Polls that missed posts for good (more was new than they could read), per "
+                              "source: its counts are a floor."),
     "miner_posts_classified_total": ("counter", "Posts classified."),
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "

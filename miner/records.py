@@ -61,7 +61,8 @@ class FetchResult:
 
     ``warnings`` holds survivable problems (e.g. feedparser's wrong-encoding ``bozo``) that were logged while
     the entries were kept. ``not_modified`` is true for a 304. ``retry_after``: seconds the next poll must wait at
-    least, when a server's rate limit ended the paging of a poll that still succeeded.
+    least, when a server's rate limit ended the paging of a poll that still succeeded. ``gap``: posts were (or may
+    have been) missed for good, a warning says where: the source's counts are a floor.
     """
 
     posts: list[Post] = field(default_factory=list)
@@ -70,6 +71,7 @@ class FetchResult:
     warnings: list[str] = field(default_factory=list)
     not_modified: bool = False
     retry_after: float | None = None
+    gap: bool = False
 
 
 @dataclass(frozen=True)

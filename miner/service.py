@@ -278,6 +278,8 @@ class Service:
             else:
                 self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates, source=r.source)
                 self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+                if r.gap:
+                    self.metrics.inc("miner_poll_gaps_total", source=r.source)
         if reports:
             log.info("collected from %d sources: %d new posts, %d errors", len(reports),
                      sum(r.stored for r in reports), sum(1 for r in reports if r.error),

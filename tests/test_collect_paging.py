@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller
+from miner.collectors.base import PollContext
 from miner.collectors.paging import rate_limit_wait
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
+from miner.service import JobSpec, Service, ServiceOptions
 from miner.store import Store
 
 PAGES = 3
@@ -185,3 +188,149 @@ def test_a_poll_cut_short_by_a_rate_limit_is_stored_and_the_next_waits(server: F
 ])
 def test_rate_limit_wait(headers: dict[str, str], wait: float | None) -> None:
     assert rate_limit_wait(headers, datetime.fromtimestamp(1_700_000_000, UTC)) == wait
+
+
+# --- Hacker News (Algolia search_by_date): newest first, page=0,1,...; numericFilters bound created_at_i; the first
+# 1000 hits of a query are all it answers.
+
+class FakeAlgolia:
+    def __init__(self, server: FakeServer) -> None:
+        self.hits: list[tuple[int, int]] = []  # (created_at_i, objectID)
+        self.fail_on_request: dict[int, Reply] = {}
+        self.requests = 0
+        server.serve("/api/v1/search_by_date", self.reply)
+
+    def add(self, n: int, per_second: int = 1) -> list[str]:
+        """``n`` new hits, ``per_second`` in each second, after every earlier one."""
+        first = self.hits[-1][0] + 1 if self.hits else int(START.timestamp())
+        added = []
+        for i in range(n):
+            oid = 40_000_000 + len(self.hits)
+            self.hits.append((first + i // per_second, oid))
+            added.append(str(oid))
+        return added
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests += 1
+        if self.requests in self.fail_on_request:
+            return self.fail_on_request[self.requests]
+        per_page = min(int(request.param("hitsPerPage") or 20), 1000)
+        page = int(request.param("page") or 0)
+        chosen = self.hits
+        for cond in filter(None, (request.param("numericFilters") or "").split(",")):
+            for op, test in ((">=", int.__ge__), ("<=", int.__le__), (">", int.__gt__), ("<", int.__lt__)):
+                if op in cond:
+                    name, value = cond.split(op)
+                    assert name == "created_at_i"
+                    chosen = [h for h in chosen if test(h[0], int(value))]
+                    break
+        ordered = sorted(chosen, reverse=True)
+        reachable = ordered[:1000]
+        hits = reachable[page * per_page:(page + 1) * per_page]
+        return json_reply({
+            "hits": [{"objectID": str(oid), "created_at_i": t, "author": "someone", "_tags": ["comment"],
+                      "comment_text": f"Cloudflare is down {oid}"} for t, oid in hits],
+            "nbHits": len(ordered), "page": page, "hitsPerPage": per_page,
+            "nbPages": -(-len(reachable) // per_page)})
+
+
+def hn(server: FakeServer) -> SourceConfig:
+    return SourceConfig("hn", "hackernews", url=server.url, query="down")
+
+
+def test_hackernews_first_poll_reads_one_page(server: FakeServer, poller: Poller) -> None:
+    api = FakeAlgolia(server)
+    added = api.add(250)
+    result = poller.poll(hn(server), SourceState())
+    assert sorted(ids(result)) == added[-100:] and api.requests == 1
+
+
+def test_hackernews_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, poller: Poller) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    first = poller.poll(hn(server), SourceState())
+    burst = api.add(250, per_second=4)  # equal times across page boundaries too
+    second = poller.poll(hn(server), first.state)
+    assert sorted(ids(second)) == burst
+    assert second.state.cursor == str(api.hits[-1][0])
+
+
+def test_hackernews_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: FakeServer, poller: Poller) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    first = poller.poll(hn(server), SourceState())
+    burst = api.add(100 * PAGES * 2 + 50, per_second=3)
+    second = poller.poll(hn(server), first.state)
+    assert len(second.posts) == 100 * PAGES and not second.gap
+    later = api.add(20)  # new while the backlog is read: read first
+    third = poller.poll(hn(server), second.state)
+    assert set(later) <= set(ids(third))
+    seen, state = poll_all(poller, hn(server), third.state, 2)
+    assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later)
+    assert state.cursor == str(api.hits[-1][0])  # nothing left: a plain cursor again
+
+
+def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(server: FakeServer, poller: Poller) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    first = poller.poll(hn(server), SourceState())
+    burst = api.add(250)
+    api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "30"})
+    second = poller.poll(hn(server), first.state)
+    assert len(second.posts) == 100 and second.retry_after == 30
+    third = poller.poll(hn(server), second.state)
+    assert set(ids(second)) | set(ids(third)) == set(burst)
+
+
+def test_hackernews_reads_past_algolias_1000_hits_in_windows(server: FakeServer) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    with Poller(CollectSettings(max_items=400, max_pages=5), hash_key=b"k") as poller:
+        first = poller.poll(hn(server), SourceState())
+        burst = api.add(1700, per_second=2)
+        seen, _state = poll_all(poller, hn(server), first.state, 2)
+    assert seen == set(burst)
+
+
+def test_hackernews_a_source_too_far_behind_gives_up_the_oldest_with_a_warning(server: FakeServer) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    with Poller(CollectSettings(max_items=5, max_pages=1), hash_key=b"k") as poller:
+        state = poller.poll(hn(server), SourceState()).state
+        results = []
+        for _ in range(12):  # two pages new at every poll, one read: a window left each time
+            api.add(10)
+            results.append(poller.poll(hn(server), state))
+            state = results[-1].state
+    assert not any(r.gap for r in results[:10])
+    assert results[10].gap and "fell too far behind" in results[10].warnings[0]
+
+
+def test_a_poll_that_missed_posts_is_counted_and_its_warning_kept(tmp_path: Path) -> None:
+    class Missing:
+        def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
+            return FetchResult(state=SourceState(cursor="1"), warnings=["gave up reading 3 older stretch(es)"],
+                               gap=True)
+
+    config = parse_config('[[sources]]\nname = "hn"\ntype = "hackernews"\nquery = "down"\n')
+    service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(JobSpec("collect", 3600.0),),
+                                                                          http=False))
+    service._poller = Poller(config.collect, hash_key=b"k", collectors={"hackernews": Missing()})
+    try:
+        service.job_collect(datetime.now(UTC))
+        store = service._store("test")
+        [report] = Pipeline(config, store).collect(datetime.now(UTC), service._poller, due_only=False)
+        row = store.source_row("hn")
+    finally:
+        service.stop()
+    assert report.gap
+    assert 'miner_poll_gaps_total{source="hn"} 1' in service.metrics.render()
+    assert row is not None and row["last_warning"] == "gave up reading 3 older stretch(es)"
+
+
+@pytest.mark.parametrize("cursor", ["{not json", '{"cursor": 5}', '["x"]', '{"cursor": "x", "backlog": [[1, 2]]}'])
+def test_a_cursor_that_cannot_be_read_starts_the_source_over(server: FakeServer, poller: Poller, cursor: str) -> None:
+    api = FakeAlgolia(server)
+    added = api.add(150)
+    result = poller.poll(hn(server), SourceState(cursor=cursor))
+    assert sorted(ids(result)) == added[-100:] and api.requests == 1

@@ -46,7 +46,8 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
         while True:
             reports = pipeline.collect(utcnow(), poller, due_only=not poll_all, stop=stop)
             rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
-                     f"{r.seconds:.1f}", r.error or "ok") for r in reports]
+                     f"{r.seconds:.1f}", r.error or ("ok, posts missed (see last_warning)" if r.gap else "ok"))
+                    for r in reports]
             if rows:
                 click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
                                  max_width=90))

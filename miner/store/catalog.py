@@ -29,7 +29,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "like keys (api_key, token, X-Amz-Signature...) as [redacted]: a credential is never stored.",
         "etag": "ETag of the last 200 response, sent as If-None-Match.",
         "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
-        "cursor": "API cursor (since_id, timestamp...) of the newest item stored.",
+        "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
+                  "a JSON object with that cursor and the stretches left to read (backlog).",
         "last_poll_at": "When the source was last polled.",
         "last_ok_at": "When a poll last succeeded.",
         "last_error": "The last poll's error, one line; NULL after a success.",
