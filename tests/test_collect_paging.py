@@ -334,3 +334,119 @@ def test_a_cursor_that_cannot_be_read_starts_the_source_over(server: FakeServer,
     added = api.add(150)
     result = poller.poll(hn(server), SourceState(cursor=cursor))
     assert sorted(ids(result)) == added[-100:] and api.requests == 1
+
+
+# --- Reddit (OAuth listing): newest first; after=<fullname> answers the posts listed after that one, an empty
+# listing when it is gone; a listing reaches its newest 1000 posts.
+
+class FakeReddit:
+    def __init__(self, server: FakeServer) -> None:
+        self.posts: list[tuple[int, str]] = []  # (created_utc, fullname), oldest first
+        self.fail_on_request: dict[int, Reply] = {}
+        self.headers: dict[str, str] = {}
+        self.requests = 0
+        server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+        server.serve("/search.json", self.reply)
+
+    def add(self, n: int, per_second: int = 1) -> list[str]:
+        first = self.posts[-1][0] + 1 if self.posts else int(START.timestamp())
+        added = []
+        for i in range(n):
+            name = f"t3_{len(self.posts):06x}"
+            self.posts.append((first + i // per_second, name))
+            added.append(name)
+        return added
+
+    def remove(self, name: str) -> None:
+        self.posts = [p for p in self.posts if p[1] != name]
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests += 1
+        if self.requests in self.fail_on_request:
+            return self.fail_on_request[self.requests]
+        limit = min(int(request.param("limit") or 25), 100)
+        listing = list(reversed(self.posts))[:1000]
+        after = request.param("after")
+        if after is not None:
+            names = [p[1] for p in listing]
+            listing = listing[names.index(after) + 1:] if after in names else []
+        page = listing[:limit]
+        more = len(listing) > limit
+        return json_reply({"kind": "Listing", "data": {
+            "after": page[-1][1] if page and more else None, "dist": len(page),
+            "children": [{"kind": "t3", "data": {
+                "name": name, "created_utc": float(created), "title": f"Outlook down? {name}", "selftext": "",
+                "author": "someone", "permalink": f"/r/test/comments/{name[3:]}/x/"}} for created, name in page]}},
+            self.headers)
+
+
+def reddit(server: FakeServer) -> SourceConfig:
+    return SourceConfig("reddit", "reddit", url=server.url, query="outlook down",
+                        env={"client_id": "RID", "client_secret": "RSECRET"})
+
+
+@pytest.fixture
+def reddit_poller() -> Iterator[Poller]:
+    with Poller(SETTINGS, hash_key=b"k", environ={"RID": "id", "RSECRET": "secret"}) as p:
+        yield p
+
+
+def test_reddit_first_poll_reads_one_page(server: FakeServer, reddit_poller: Poller) -> None:
+    api = FakeReddit(server)
+    added = api.add(250)
+    result = reddit_poller.poll(reddit(server), SourceState())
+    assert sorted(ids(result)) == added[-100:] and api.requests == 1
+
+
+def test_reddit_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, reddit_poller: Poller) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    first = reddit_poller.poll(reddit(server), SourceState())
+    burst = api.add(250, per_second=3)
+    second = reddit_poller.poll(reddit(server), first.state)
+    assert sorted(ids(second)) == burst
+    assert second.state.cursor == str(api.posts[-1][0])
+
+
+def test_reddit_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: FakeServer,
+                                                                      reddit_poller: Poller) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    first = reddit_poller.poll(reddit(server), SourceState())
+    burst = api.add(100 * PAGES + 150)
+    second = reddit_poller.poll(reddit(server), first.state)
+    assert len(second.posts) == 100 * PAGES and not second.gap
+    later = api.add(30)  # pushes the rest further down the listing: read after them
+    third = reddit_poller.poll(reddit(server), second.state)
+    assert set(later) <= set(ids(third))
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(later)
+    assert third.state.cursor == str(api.posts[-1][0])
+
+
+def test_reddit_a_removed_post_to_page_after_is_a_gap_said(server: FakeServer, reddit_poller: Poller) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    first = reddit_poller.poll(reddit(server), SourceState())
+    burst = api.add(100 * PAGES + 150)
+    second = reddit_poller.poll(reddit(server), first.state)
+    api.remove(min(ids(second)))  # the last post read, which the next poll pages after
+    later = api.add(10)
+    third = reddit_poller.poll(reddit(server), second.state)
+    assert set(ids(third)) == set(later)
+    assert third.gap and "could not page on after" in third.warnings[0]
+    assert third.state.cursor == str(api.posts[-1][0])
+    assert len(set(burst) - set(ids(second))) == 150  # what the warning says is missing
+
+
+def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: FakeServer,
+                                                                        reddit_poller: Poller) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    first = reddit_poller.poll(reddit(server), SourceState())
+    burst = api.add(250)
+    api.headers = {"X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Used": "100", "X-Ratelimit-Reset": "42"}
+    second = reddit_poller.poll(reddit(server), first.state)
+    assert len(second.posts) == 100 and second.retry_after == 42
+    api.headers = {}
+    third = reddit_poller.poll(reddit(server), second.state)
+    assert set(ids(second)) | set(ids(third)) == set(burst)

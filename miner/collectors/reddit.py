@@ -4,7 +4,9 @@
 the environment variables named by `env.client_id` and `env.client_secret` are both set (the token is
 cached until it expires); when neither is set the anonymous RSS is polled, with a warning.
 `url` overrides the base URL (tests, mirrors); with no `query` it is the full RSS feed URL.
-Anonymous RSS is incremental by conditional GET, OAuth by the newest `created_utc` seen.
+Anonymous RSS is incremental by conditional GET, OAuth by the newest `created_utc` seen: a poll reads the listing
+newest first (`after=<fullname>`) down to it, up to `max_pages` pages; what is left is a window the next polls
+read from the last post read on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import logging
 import math
 import re
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -30,11 +33,13 @@ from miner.collectors.base import (
 from miner.collectors.feeds import fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
+from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
 from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.timeutil import iso
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +116,43 @@ class RedditCollector:
         return access
 
     def _poll_api(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
-        path, params = listing_path(source.query or "", ".json")
-        params = {**params, "limit": min(ctx.settings.max_items, 100), "raw_json": 1}
-        api = base_url(source, OAUTH_API)
+        plain, backlog = split_cursor(state)
+        cursor = epoch_cursor(plain, ctx)
+        # The first poll reads one page, the newest posts: a new source does not page back through history.
+        pager = Pager(source, ctx, limit=1 if cursor is None else None)
+        read = _Listing(self, source, ctx, pager)
+        left: list[Backlog] = []
+        gaps: list[str] = []
+        windows: list[tuple[float | None, str | None]] = [(cursor, None)]
+        if cursor is not None:
+            windows += [(float(w.floor), w.start) for w in backlog if w.floor.isdigit()]
+        for floor, after in windows:
+            if not pager.can_continue:
+                if floor is not None and after is not None:
+                    left.append(Backlog(f"{floor:.0f}", after))
+                continue
+            done, resume = read.window(floor, after)
+            if done or floor is None:
+                continue
+            if resume is None:  # the page after `after` was empty, the window not read to its floor
+                gaps.append(gap_warning(source, (
+                    f"could not page on after {after} (removed, or past the 1000 posts a reddit listing reaches): "
+                    f"posts between {iso(datetime.fromtimestamp(floor, UTC))} and that one are missing")))
+            else:
+                left.append(Backlog(f"{floor:.0f}", resume))
+        left, dropped = bounded_backlog(source, left)
+        newest = cursor if read.newest is None else max(read.newest, cursor or read.newest)
+        plain_cursor = None if newest is None else f"{newest:.0f}"
+        return FetchResult(posts=read.posts, state=SourceState(cursor=join_cursor(plain_cursor, left)),
+                           warnings=pager.warnings() + gaps + dropped, retry_after=pager.retry_after,
+                           gap=bool(gaps or dropped))
+
+    def get(self, source: SourceConfig, ctx: PollContext, url: str, params: dict[str, str | int]) -> Response:
+        """One API request, logging in once more when the token is refused."""
         resp: Response | None = None
         for _attempt in range(2):
             token = self._token(source, ctx)
-            resp = fetch(ctx.client, ctx.settings, f"{api}{path}", timeout=source.timeout, params=params,
+            resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
                          secret_url=source.secret_url,
                          headers={"Authorization": f"bearer {token}", "Accept": "application/json"},
                          ok_statuses=frozenset({401}))
@@ -127,35 +162,79 @@ class RedditCollector:
         assert resp is not None
         if resp.status == 401:
             raise status_error(resp)
-        return self._listing(source, state, ctx, json_object(resp), resp.where)
+        return resp
 
-    def _listing(
-        self, source: SourceConfig, state: SourceState, ctx: PollContext, data: dict[str, Any], where: str
-    ) -> FetchResult:
+
+class _Listing:
+    """The pages of a listing one poll reads, newest first, window by window, and what they brought.
+
+    Reddit pages by item: ``after=<fullname>`` answers the posts listed after (older than) that one, so a window
+    left by an earlier poll starts after the last post it read, wherever newer posts have pushed it since.
+    """
+
+    def __init__(self, collector: RedditCollector, source: SourceConfig, ctx: PollContext, pager: Pager) -> None:
+        self.collector, self.source, self.ctx, self.pager = collector, source, ctx, pager
+        path, params = listing_path(source.query or "", ".json")
+        self.url = f"{base_url(source, OAUTH_API)}{path}"
+        self.params: dict[str, str | int] = {**params, "limit": min(ctx.settings.max_items, 100), "raw_json": 1}
+        self.posts: list[Post] = []
+        self.seen: set[str] = set()
+        self.newest: float | None = None
+
+    def window(self, floor: float | None, after: str | None) -> tuple[bool, str | None]:
+        """Read the posts newer than ``floor`` listed after ``after`` (from the newest when None) while the pager
+        allows. Returns whether the window was read to its floor or the listing's end, and the post to page after
+        to go on (None when a window's first page came back empty)."""
+        first = True
+        while True:
+            params = {**self.params, "after": after} if after else self.params
+            page = self.pager.next(partial(self._page, params))
+            if page is None:
+                return False, after
+            children, count, next_after = page
+            if not count:
+                # After a post an earlier poll read, nothing: that post was removed, or is past the posts the
+                # listing reaches. Anywhere else the listing simply ended.
+                return (False, None) if first and after is not None else (True, None)
+            first = False
+            reached = fresh = False
+            for item in children:
+                created = item["created_utc"]
+                if floor is not None and created <= floor:
+                    reached = True
+                    continue
+                if item["name"] in self.seen:
+                    continue
+                self.seen.add(item["name"])
+                fresh = True
+                seen = epoch_not_after_now(float(created), self.ctx)
+                self.newest = seen if self.newest is None else max(self.newest, seen)
+                if (post := self._post(item)) is not None:
+                    self.posts.append(post)
+            if reached or not next_after or not fresh:  # no new post on a page: a server ignoring `after`
+                return True, None
+            after = next_after
+
+    def _page(self, params: dict[str, str | int]) -> tuple[Response, tuple[list[dict[str, Any]], int, str | None]]:
+        resp = self.collector.get(self.source, self.ctx, self.url, params)
+        data = json_object(resp)
         if data.get("kind") != "Listing":
-            raise SourceError(f"unexpected JSON from {where}: not a reddit Listing")
-        cursor = epoch_cursor(state, ctx)
-        newest = cursor
-        posts: list[Post] = []
-        for raw in as_list(as_dict(data.get("data")).get("children"), "data.children", where):
-            item = as_dict(as_dict(raw).get("data"))
-            created = item.get("created_utc")
-            if not isinstance(created, int | float) or not math.isfinite(created) or not text_of(item.get("name")):
-                continue
-            if cursor is not None and created <= cursor:
-                continue
-            seen = epoch_not_after_now(float(created), ctx)
-            newest = seen if newest is None else max(newest, seen)
-            author = text_of(item.get("author"))
-            post = make_post(
-                source, ctx,
-                external_id=text_of(item.get("name")),
-                title=text_of(item.get("title")),
-                body_html=text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
-                created_at=parse_time(created),
-                url=f"{WWW}{item['permalink']}" if text_of(item.get("permalink")).startswith("/") else None,
-                author=None if author in ("", "[deleted]") else author,
-            )
-            if post is not None:
-                posts.append(post)
-        return FetchResult(posts=posts, state=SourceState(cursor=None if newest is None else f"{newest:.0f}"))
+            raise SourceError(f"unexpected JSON from {resp.where}: not a reddit Listing")
+        listing = as_dict(data.get("data"))
+        items = [as_dict(as_dict(raw).get("data"))
+                 for raw in as_list(listing.get("children"), "data.children", resp.where)]
+        valid = [i for i in items if isinstance(i.get("created_utc"), int | float) and math.isfinite(i["created_utc"])
+                 and text_of(i.get("name"))]
+        return resp, (valid, len(items), text_of(listing.get("after")) or None)
+
+    def _post(self, item: dict[str, Any]) -> Post | None:
+        author = text_of(item.get("author"))
+        return make_post(
+            self.source, self.ctx,
+            external_id=text_of(item.get("name")),
+            title=text_of(item.get("title")),
+            body_html=text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
+            created_at=parse_time(item["created_utc"]),
+            url=f"{WWW}{item['permalink']}" if text_of(item.get("permalink")).startswith("/") else None,
+            author=None if author in ("", "[deleted]") else author,
+        )
