@@ -450,3 +450,93 @@ def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: 
     api.headers = {}
     third = reddit_poller.poll(reddit(server), second.state)
     assert set(ids(second)) | set(ids(third)) == set(burst)
+
+
+# --- Bluesky (app.bsky.feed.searchPosts, sort=latest): ordered by sortAt (the earlier of createdAt and indexedAt),
+# newest first; since (inclusive) and until (exclusive) bound sortAt; the answer's cursor pages on.
+
+class FakeBluesky:
+    def __init__(self, server: FakeServer) -> None:
+        self.posts: list[tuple[datetime, datetime, str]] = []  # (createdAt, indexedAt, uri)
+        self.fail_on_request: dict[int, Reply] = {}
+        self.requests = 0
+        server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json")
+        server.serve("/xrpc/app.bsky.feed.searchPosts", self.reply)
+
+    def add(self, n: int, per_ms: int = 1) -> list[str]:
+        """``n`` posts created after every earlier one was indexed, ``per_ms`` in each millisecond, each indexed
+        600 ms after it was created."""
+        first = self.posts[-1][1] + timedelta(milliseconds=1) if self.posts else START
+        added = []
+        for i in range(n):
+            created = first + timedelta(milliseconds=i // per_ms)
+            uri = f"at://did:plc:someone/app.bsky.feed.post/{len(self.posts):08d}"
+            self.posts.append((created, created + timedelta(milliseconds=600), uri))
+            added.append(uri)
+        return added
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests += 1
+        if self.requests in self.fail_on_request:
+            return self.fail_on_request[self.requests]
+        limit = min(int(request.param("limit") or 25), 100)
+        since, until = (datetime.fromisoformat(v) if (v := request.param(k)) else None for k in ("since", "until"))
+        chosen = sorted(((min(c, i), c, i, u) for c, i, u in self.posts), reverse=True)
+        chosen = [p for p in chosen if (since is None or p[0] >= since) and (until is None or p[0] < until)]
+        offset = int(request.param("cursor") or 0)
+        page = chosen[offset:offset + limit]
+        body: dict[str, object] = {"hitsTotal": len(chosen), "posts": [
+            {"uri": uri, "cid": "bafy", "author": {"did": "did:plc:someone", "handle": "someone.bsky.social"},
+             "record": {"text": f"Instagram is down {uri[-8:]}", "createdAt": iso_ms(created), "langs": ["en"]},
+             "indexedAt": iso_ms(indexed)} for _, created, indexed, uri in page]}
+        if offset + limit < len(chosen):
+            body["cursor"] = str(offset + limit)
+        return json_reply(body)
+
+
+def iso_ms(when: datetime) -> str:
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def bsky(server: FakeServer) -> SourceConfig:
+    return SourceConfig("bsky", "bluesky", url=server.url, query="down",
+                        env={"identifier": "BSKY_ID", "password": "BSKY_PW"})
+
+
+@pytest.fixture
+def bsky_poller() -> Iterator[Poller]:
+    with Poller(SETTINGS, hash_key=b"k", environ={"BSKY_ID": "me.bsky.social", "BSKY_PW": "pw"}) as p:
+        yield p
+
+
+def test_bluesky_first_poll_reads_one_page(server: FakeServer, bsky_poller: Poller) -> None:
+    api = FakeBluesky(server)
+    added = api.add(250)
+    result = bsky_poller.poll(bsky(server), SourceState())
+    assert sorted(ids(result)) == added[-100:] and api.requests == 1
+
+
+def test_bluesky_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, bsky_poller: Poller) -> None:
+    api = FakeBluesky(server)
+    api.add(3)
+    first = bsky_poller.poll(bsky(server), SourceState())
+    burst = api.add(250, per_ms=3)
+    second = bsky_poller.poll(bsky(server), first.state)
+    assert sorted(ids(second)) == burst
+
+
+def test_bluesky_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: FakeServer,
+                                                                       bsky_poller: Poller) -> None:
+    api = FakeBluesky(server)
+    api.add(3)
+    first = bsky_poller.poll(bsky(server), SourceState())
+    burst = api.add(100 * PAGES + 150, per_ms=2)
+    api.fail_on_request[api.requests + 2] = Reply(503, b"", headers={"Retry-After": "20"})
+    second = bsky_poller.poll(bsky(server), first.state)
+    assert len(second.posts) == 100 and second.retry_after == 20  # a 503 on page 2: page 1 kept
+    third = bsky_poller.poll(bsky(server), second.state)
+    assert len(third.posts) == 100 * (PAGES - 1) and not third.gap  # a page to learn nothing is new, then the rest
+    later = api.add(30)
+    seen, state = poll_all(bsky_poller, bsky(server), third.state, 2)
+    assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later)
+    assert state.cursor == api.posts[-1][1].isoformat()

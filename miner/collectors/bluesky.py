@@ -4,11 +4,14 @@ Logs in with `com.atproto.server.createSession` (identifier and app password fro
 `env.identifier` and `env.password`), renews with `com.atproto.server.refreshSession` when the access JWT
 expires or is refused as expired, and logs in afresh when the refresh token is spent too.
 Cursor: the newest `indexedAt` seen, sent as `since`. `url` overrides the service base (bsky.social).
+Newest first: a poll reads the next pages (the answer's `cursor`) down to it, up to `max_pages`; what is left is a
+window (`since` the cursor, `until` the last post read) the next polls read.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from miner.collectors.base import (
@@ -23,6 +26,7 @@ from miner.collectors.base import (
 )
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
+from miner.collectors.paging import Backlog, Pager, bounded_backlog, join_cursor, split_cursor
 from miner.collectors.tokens import Token, TokenCache, jwt_expiry
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -94,51 +98,113 @@ class BlueskyCollector:
         return token
 
     def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
-        url = f"{base_url(source, DEFAULT_BASE)}/xrpc/app.bsky.feed.searchPosts"
-        params: dict[str, str | int] = {"q": source.query or "", "sort": "latest",
-                                        "limit": min(ctx.settings.max_items, 100)}
-        cursor = time_cursor(state, ctx)
+        plain, backlog = split_cursor(state)
+        cursor = time_cursor(plain, ctx)
+        # The first poll reads one page, the newest posts: a new source does not page back through history.
+        pager = Pager(source, ctx, limit=1 if cursor is None else None)
+        read = _Search(self, source, ctx, pager)
+        left: list[Backlog] = []
+        windows: list[tuple[datetime | None, str | None]] = [(cursor, None)]
         if cursor is not None:
-            params["since"] = cursor.isoformat()
+            windows += [(floor, w.start) for w in backlog if (floor := parse_time(w.floor)) is not None]
+        for floor, until in windows:
+            done, start = read.window(floor, until) if pager.can_continue else (False, until)
+            if not done and floor is not None and start is not None:
+                left.append(Backlog(floor.isoformat(), start))
+        left, gaps = bounded_backlog(source, left)
+        newest = cursor if read.newest is None else max(read.newest, cursor or read.newest)
+        plain_cursor = newest.isoformat() if newest else None
+        return FetchResult(posts=read.posts, state=SourceState(cursor=join_cursor(plain_cursor, left)),
+                           warnings=pager.warnings() + gaps, retry_after=pager.retry_after, gap=bool(gaps))
+
+    def get(self, source: SourceConfig, ctx: PollContext, url: str, params: dict[str, str | int]) -> Response:
+        """One search request, renewing the session once when the server says it expired."""
         token = self._session(source, ctx)
         for attempt in range(2):
             resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
                          headers={"Authorization": f"Bearer {token.access}", "Accept": "application/json"},
                          ok_statuses=_AUTH_ERRORS, secret_url=source.secret_url)
             if resp.status not in _AUTH_ERRORS:
-                return self._results(source, state, ctx, json_object(resp), resp.where)
+                return resp
             if attempt == 0 and _error_name(resp) in _EXPIRED:
                 token = self._refresh(source, ctx, token)
                 continue
             raise status_error(resp)
         raise SourceError(f"bluesky search at {shown_url(url, secret=source.secret_url)} refused the renewed session")
 
-    def _results(
-        self, source: SourceConfig, state: SourceState, ctx: PollContext, data: dict[str, Any], where: str
-    ) -> FetchResult:
-        cursor = time_cursor(state, ctx)
-        newest: datetime | None = cursor
-        posts: list[Post] = []
-        for raw in as_list(data.get("posts"), "posts", where):
-            item = as_dict(raw)
-            record, author = as_dict(item.get("record")), as_dict(item.get("author"))
-            uri = text_of(item.get("uri"))
-            indexed = parse_time(item.get("indexedAt")) or parse_time(record.get("createdAt"))
-            if not uri or indexed is None or (cursor is not None and indexed <= cursor):
-                continue
-            seen = not_after_now(indexed, ctx)
-            newest = seen if newest is None else max(newest, seen)
-            langs = record.get("langs")
-            post = make_post(
-                source, ctx,
-                external_id=uri,
-                body_html=text_of(record.get("text")),
-                plain=True,
-                created_at=parse_time(record.get("createdAt")) or indexed,
-                url=post_url(uri, text_of(author.get("did"))),
-                author=text_of(author.get("did")) or text_of(author.get("handle")) or None,
-                lang=text_of(langs[0]) if isinstance(langs, list) and langs else None,
-            )
-            if post is not None:
-                posts.append(post)
-        return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None))
+
+def _sort_time(item: dict[str, Any]) -> datetime | None:
+    """When the search orders a post by ("sortAt"): the earlier of its createdAt and indexedAt."""
+    times = [t for t in (parse_time(item.get("indexedAt")), parse_time(as_dict(item.get("record")).get("createdAt")))
+             if t is not None]
+    return min(times) if times else None
+
+
+class _Search:
+    """The pages of a search one poll reads, newest first, window by window, and what they brought.
+
+    Within a window the server's ``cursor`` pages on; a window left by an earlier poll is bounded by ``until``
+    (exclusive, on the time the search orders by), so posts arriving since cannot shift it.
+    """
+
+    def __init__(self, collector: BlueskyCollector, source: SourceConfig, ctx: PollContext, pager: Pager) -> None:
+        self.collector, self.source, self.ctx, self.pager = collector, source, ctx, pager
+        self.url = f"{base_url(source, DEFAULT_BASE)}/xrpc/app.bsky.feed.searchPosts"
+        self.params: dict[str, str | int] = {"q": source.query or "", "sort": "latest",
+                                             "limit": min(ctx.settings.max_items, 100)}
+        self.posts: list[Post] = []
+        self.seen: set[str] = set()
+        self.newest: datetime | None = None
+
+    def window(self, floor: datetime | None, until: str | None) -> tuple[bool, str | None]:
+        """Read the posts indexed after ``floor`` and ordered before ``until`` while the pager allows. Returns
+        whether the window was read to its end, and the ``until`` that a later window goes on from."""
+        params = dict(self.params)
+        if floor is not None:
+            params["since"] = floor.isoformat()
+        if until is not None:
+            params["until"] = until
+        while True:
+            page = self.pager.next(partial(self._page, params))
+            if page is None:
+                return False, until
+            items, next_cursor = page
+            fresh = False
+            for item in items:
+                uri = text_of(item.get("uri"))
+                indexed = parse_time(item.get("indexedAt")) or parse_time(as_dict(item.get("record")).get("createdAt"))
+                if not uri or indexed is None or (floor is not None and indexed <= floor) or uri in self.seen:
+                    continue
+                self.seen.add(uri)
+                fresh = True
+                seen = not_after_now(indexed, self.ctx)
+                self.newest = seen if self.newest is None else max(self.newest, seen)
+                if (post := self._post(item, uri, indexed)) is not None:
+                    self.posts.append(post)
+            if items and (last := _sort_time(items[-1])) is not None:
+                # Exclusive: a millisecond after the last post read, so posts sharing its time are read again.
+                until = (last + timedelta(milliseconds=1)).isoformat()
+            # No cursor: the search has no more. A page without a new post: a server ignoring the cursor.
+            if not next_cursor or not items or not fresh:
+                return True, None
+            params["cursor"] = next_cursor
+
+    def _page(self, params: dict[str, str | int]) -> tuple[Response, tuple[list[dict[str, Any]], str | None]]:
+        resp = self.collector.get(self.source, self.ctx, self.url, params)
+        data = json_object(resp)
+        items = [as_dict(raw) for raw in as_list(data.get("posts"), "posts", resp.where)]
+        return resp, (items, text_of(data.get("cursor")) or None)
+
+    def _post(self, item: dict[str, Any], uri: str, indexed: datetime) -> Post | None:
+        record, author = as_dict(item.get("record")), as_dict(item.get("author"))
+        langs = record.get("langs")
+        return make_post(
+            self.source, self.ctx,
+            external_id=uri,
+            body_html=text_of(record.get("text")),
+            plain=True,
+            created_at=parse_time(record.get("createdAt")) or indexed,
+            url=post_url(uri, text_of(author.get("did"))),
+            author=text_of(author.get("did")) or text_of(author.get("handle")) or None,
+            lang=text_of(langs[0]) if isinstance(langs, list) and langs else None,
+        )
