@@ -3,7 +3,8 @@
 Logs in with `com.atproto.server.createSession` (identifier and app password from the env vars named by
 `env.identifier` and `env.password`), renews with `com.atproto.server.refreshSession` when the access JWT
 expires or is refused as expired, and logs in afresh when the refresh token is spent too.
-Cursor: the newest `indexedAt` seen, sent as `since`. `url` overrides the service base (bsky.social).
+Cursor: the newest `indexedAt` seen; `since` asks from a minute before it (`SINCE_MARGIN`: the search orders
+by the earlier of createdAt and indexedAt). `url` overrides the service base (bsky.social).
 Newest first: a poll reads the next pages (the answer's `cursor`) down to it, up to `max_pages`; what is left is a
 window (`since` the cursor, `until` the last post read) the next polls read.
 """
@@ -34,6 +35,11 @@ from miner.records import FetchResult, Post, SourceState
 from miner.urls import shown_url
 
 DEFAULT_BASE = "https://bsky.social"
+# How far before the cursor `since` asks from. The search orders and bounds posts by sortAt, the earlier of createdAt
+# and indexedAt, while the cursor is the newest indexedAt read: a post written before that but indexed (searchable)
+# only after the poll has a sortAt before the cursor, and `since=<cursor>` would hide it for good. The posts the
+# margin brings again are dropped by their indexedAt.
+SINCE_MARGIN = timedelta(seconds=60)
 _AUTH_ERRORS = frozenset({400, 401})
 _EXPIRED = frozenset({"ExpiredToken", "InvalidToken"})
 
@@ -161,21 +167,25 @@ class _Search:
         whether the window was read to its end, and the ``until`` that a later window goes on from."""
         params = dict(self.params)
         if floor is not None:
-            params["since"] = floor.isoformat()
+            params["since"] = (floor - SINCE_MARGIN).isoformat()
+        below_floor = False  # into the margin: what is left there is read if the pages allow, not kept for later
         if until is not None:
             params["until"] = until
         while True:
             page = self.pager.next(partial(self._page, params))
             if page is None:
-                return False, until
+                return below_floor, until
             items, next_cursor = page
-            fresh = False
+            progress = fresh = False
             for item in items:
                 uri = text_of(item.get("uri"))
                 indexed = parse_time(item.get("indexedAt")) or parse_time(as_dict(item.get("record")).get("createdAt"))
-                if not uri or indexed is None or (floor is not None and indexed <= floor) or uri in self.seen:
+                if not uri or uri in self.seen:
                     continue
                 self.seen.add(uri)
+                progress = True
+                if indexed is None or (floor is not None and indexed <= floor):
+                    continue
                 fresh = True
                 seen = not_after_now(indexed, self.ctx)
                 self.newest = seen if self.newest is None else max(self.newest, seen)
@@ -184,8 +194,11 @@ class _Search:
             if items and (last := _sort_time(items[-1])) is not None:
                 # Exclusive: a millisecond after the last post read, so posts sharing its time are read again.
                 until = (last + timedelta(milliseconds=1)).isoformat()
-            # No cursor: the search has no more. A page without a new post: a server ignoring the cursor.
-            if not next_cursor or not items or not fresh:
+                below_floor = floor is not None and last < floor
+            # No cursor: the search has no more. A page of posts all read before: a server ignoring the cursor.
+            # In the margin, a page without a new post ends it: a late post sits near the cursor, and a burst
+            # would otherwise spend the poll's pages on the margin's posts read before.
+            if not next_cursor or not items or not progress or (below_floor and not fresh):
                 return True, None
             params["cursor"] = next_cursor
 
