@@ -554,3 +554,89 @@ def test_bluesky_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: F
     seen, state = poll_all(bsky_poller, bsky(server), third.state, 2)
     assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later)
     assert state.cursor == api.posts[-1][1].isoformat()
+
+
+# --- Lemmy (/api/v3/search, type_=All, sort=New): posts and comments are two lists, newest first, and page=N
+# (from 1) answers the Nth `limit` (at most 50) of each.
+
+class FakeLemmy:
+    def __init__(self, server: FakeServer) -> None:
+        self.items: dict[str, list[tuple[datetime, int]]] = {"post": [], "comment": []}  # oldest first
+        self.fail_on_request: dict[int, Reply] = {}
+        self.requests = 0
+        self.clock = START
+        server.serve("/api/v3/search", self.reply)
+
+    def add(self, kind: str, n: int) -> list[str]:
+        added = []
+        for _ in range(n):
+            self.clock += timedelta(milliseconds=250)
+            ident = len(self.items["post"]) + len(self.items["comment"]) + 1
+            self.items[kind].append((self.clock, ident))
+            added.append(f"https://lemmy.example/{kind}/{ident}")
+        return added
+
+    def view(self, kind: str, published: datetime, ident: int) -> dict[str, object]:
+        item: dict[str, object] = {"id": ident, "published": published.isoformat().replace("+00:00", "Z"),
+                                   "ap_id": f"https://lemmy.example/{kind}/{ident}", "deleted": False,
+                                   "removed": False}
+        item.update({"name": f"Discord down? {ident}", "body": ""} if kind == "post" else
+                    {"content": f"Discord is down here too {ident}"})
+        return {kind: item, "creator": {"name": "someone", "actor_id": "https://lemmy.example/u/someone"}}
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests += 1
+        if self.requests in self.fail_on_request:
+            return self.fail_on_request[self.requests]
+        assert request.param("sort") == "New"
+        limit = min(int(request.param("limit") or 10), 50)
+        page = int(request.param("page") or 1)
+        out: dict[str, object] = {"type_": "All", "communities": [], "users": []}
+        for kind, key in (("post", "posts"), ("comment", "comments")):
+            newest_first = list(reversed(self.items[kind]))[(page - 1) * limit:page * limit]
+            out[key] = [self.view(kind, published, ident) for published, ident in newest_first]
+        return json_reply(out)
+
+
+def lemmy(server: FakeServer) -> SourceConfig:
+    return SourceConfig("lemmy", "lemmy", url=server.url, query="discord")
+
+
+def test_lemmy_first_poll_reads_one_page(server: FakeServer, poller: Poller) -> None:
+    api = FakeLemmy(server)
+    posts, comments = api.add("post", 80), api.add("comment", 80)
+    result = poller.poll(lemmy(server), SourceState())
+    assert set(ids(result)) == set(posts[-50:]) | set(comments[-50:]) and api.requests == 1
+
+
+def test_lemmy_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, poller: Poller) -> None:
+    api = FakeLemmy(server)
+    api.add("post", 2)
+    first = poller.poll(lemmy(server), SourceState())
+    burst = api.add("post", 120) + api.add("comment", 70)
+    second = poller.poll(lemmy(server), first.state)
+    assert sorted(ids(second)) == sorted(burst) and not second.gap
+
+
+def test_lemmy_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeServer, poller: Poller) -> None:
+    api = FakeLemmy(server)
+    api.add("post", 2)
+    first = poller.poll(lemmy(server), SourceState())
+    burst = api.add("post", 50 * PAGES + 20)
+    second = poller.poll(lemmy(server), first.state)
+    assert set(ids(second)) == set(burst[20:])
+    assert second.gap and "posts and comments published after" in second.warnings[0]
+    assert second.state.cursor == api.items["post"][-1][0].isoformat()
+
+
+def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: FakeServer, poller: Poller) -> None:
+    api = FakeLemmy(server)
+    api.add("post", 2)
+    first = poller.poll(lemmy(server), SourceState())
+    burst = api.add("comment", 120)
+    api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "60"})
+    second = poller.poll(lemmy(server), first.state)
+    assert len(second.posts) == 50 and second.retry_after == 60 and not second.gap
+    assert second.state.cursor == first.state.cursor
+    third = poller.poll(lemmy(server), second.state)
+    assert sorted(ids(third)) == sorted(burst)

@@ -1,12 +1,15 @@
 """`lemmy`: a Lemmy instance's `/api/v3/search?q=...&type_=All&sort=New` (posts and comments).
 
 Cursor: the newest `published` time seen (ISO 8601, UTC); older or equal items are skipped. External ids
-are the ActivityPub ids, which stay the same whichever instance federated the item.
+are the ActivityPub ids, which stay the same whichever instance federated the item. Newest first: a poll reads
+`page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
+be read later: the poll says posts are missing.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from miner.collectors.base import (
@@ -19,11 +22,15 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
-from miner.collectors.http import fetch, json_object
+from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
+from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.timeutil import iso
+
+MAX_LIMIT = 50  # Lemmy's own cap
 
 
 def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str) -> Post | None:
@@ -48,23 +55,65 @@ class LemmyCollector:
         if not source.url:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         url = f"{base_url(source, '')}/api/v3/search"
-        params: dict[str, str | int] = {"q": source.query or "", "type_": "All", "sort": "New",
-                                        "limit": min(ctx.settings.max_items, 50)}
+        limit = min(ctx.settings.max_items, MAX_LIMIT)
+        cursor = time_cursor(state, ctx)
+        # The first poll reads one page, the newest items: a new source does not page back through history.
+        pager = Pager(source, ctx, limit=1 if cursor is None else None)
+        newest: datetime | None = cursor
+        oldest: datetime | None = None
+        posts: list[Post] = []
+        seen: set[str] = set()
+        # Posts and comments are two lists, each paged on its own: `page=N` answers the Nth `limit` of each.
+        done = {"posts": False, "comments": False}
+        page = 1
+        while not all(done.values()):
+            data = pager.next(partial(self._page, source, ctx, url, {"q": source.query or "", "type_": "All",
+                                                                     "sort": "New", "limit": limit, "page": page}))
+            if data is None:
+                break
+            for kind, key in (("post", "posts"), ("comment", "comments")):
+                if done[key]:
+                    continue
+                views = data[key]
+                if len(views) < limit:
+                    done[key] = True  # the list has no more
+                for view in views:
+                    published = parse_time(as_dict(view.get(kind)).get("published"))
+                    if cursor is not None and published is not None and published <= cursor:
+                        done[key] = True  # newest first: the rest of this list was read before
+                        continue
+                    post = _view_post(source, ctx, view, kind)
+                    if post is None or post.external_id in seen:  # the list moved down under new items
+                        continue
+                    seen.add(post.external_id)
+                    seen_at = not_after_now(post.created_at, ctx)
+                    newest = seen_at if newest is None else max(newest, seen_at)
+                    oldest = post.created_at if oldest is None else min(oldest, post.created_at)
+                    posts.append(post)
+            page += 1
+        warnings = pager.warnings()
+        gap = False
+        if cursor is not None and not all(done.values()):
+            if pager.capped:
+                # Lemmy pages by offset only: a later poll could not start where this one stopped.
+                gap = True
+                warnings.append(gap_warning(source, (
+                    f"more was new than {pager.pages} pages of {limit} hold: posts and comments published after "
+                    f"{iso(cursor)} and before {iso(oldest or cursor)} are missing (raise collect.max_pages or "
+                    "poll more often)")))
+            else:
+                newest = cursor  # a later page failed: the next poll reads down to the cursor again
+        return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None),
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap)
+
+    @staticmethod
+    def _page(source: SourceConfig, ctx: PollContext, url: str,
+              params: dict[str, str | int]) -> tuple[Response, dict[str, list[dict[str, Any]]]]:
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
                      params=params, headers={"Accept": "application/json"})
         data = json_object(resp)
-        where = resp.where
         if "posts" not in data and "comments" not in data:
-            raise SourceError(f"unexpected JSON from {where}: no 'posts' or 'comments' (is this Lemmy?)")
-        cursor = time_cursor(state, ctx)
-        newest: datetime | None = cursor
-        posts: list[Post] = []
-        for kind, key in (("post", "posts"), ("comment", "comments")):
-            for raw in as_list(data.get(key), key, where, required=False):  # checked above: one of them is there
-                post = _view_post(source, ctx, as_dict(raw), kind)
-                if post is None or (cursor is not None and post.created_at <= cursor):
-                    continue
-                seen = not_after_now(post.created_at, ctx)
-                newest = seen if newest is None else max(newest, seen)
-                posts.append(post)
-        return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None))
+            raise SourceError(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")
+        # One of them is there (checked above); a missing one is an empty list.
+        return resp, {key: [as_dict(v) for v in as_list(data.get(key), key, resp.where, required=False)]
+                      for key in ("posts", "comments")}
