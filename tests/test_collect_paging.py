@@ -640,3 +640,111 @@ def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: 
     assert second.state.cursor == first.state.cursor
     third = poller.poll(lemmy(server), second.state)
     assert sorted(ids(third)) == sorted(burst)
+
+
+# --- Discourse: /latest.json?order=created pages from page=0 (30 topics, globally pinned ones first, and
+# more_topics_url while there are more); /search.json?q=... order:latest from page=1 (50 posts, and
+# grouped_search_result.more_full_page_results while there are more).
+
+class FakeDiscourse:
+    def __init__(self, server: FakeServer) -> None:
+        self.ids: list[int] = []
+        self.fail_on_request: dict[int, Reply] = {}
+        self.requests = 0
+        server.serve("/latest.json", self.latest)
+        server.serve("/search.json", self.search)
+
+    def add(self, n: int) -> list[int]:
+        first = self.ids[-1] + 1 if self.ids else 100
+        self.ids += range(first, first + n)
+        return self.ids[-n:]
+
+    def _failure(self) -> Reply | None:
+        self.requests += 1
+        return self.fail_on_request.get(self.requests)
+
+    def created(self, ident: int) -> str:
+        return (START + timedelta(seconds=ident)).isoformat().replace("+00:00", "Z")
+
+    def latest(self, request: Recorded) -> Reply:
+        if (failure := self._failure()) is not None:
+            return failure
+        assert request.param("order") == "created"
+        page = int(request.param("page") or 0)
+        chosen = list(reversed(self.ids))[page * 30:(page + 1) * 30]
+        pinned = [{"id": 7, "title": "Welcome", "created_at": self.created(7), "pinned": True,
+                   "pinned_globally": True, "posters": []}] if page == 0 else []
+        more = len(self.ids) > (page + 1) * 30
+        return json_reply({"users": [], "topic_list": {
+            "more_topics_url": f"/latest?order=created&page={page + 1}" if more else None, "per_page": 30,
+            "topics": pinned + [{"id": i, "title": f"Sync broken {i}", "slug": "sync", "created_at": self.created(i),
+                                 "excerpt": "down", "posters": []} for i in chosen]}})
+
+    def search(self, request: Recorded) -> Reply:
+        if (failure := self._failure()) is not None:
+            return failure
+        assert (request.param("q") or "").endswith(" order:latest")
+        page = int(request.param("page") or 1)
+        chosen = list(reversed(self.ids))[(page - 1) * 50:page * 50]
+        return json_reply({
+            "posts": [{"id": i, "topic_id": 9, "post_number": 2, "username": "someone", "created_at": self.created(i),
+                       "blurb": f"sync is down {i}"} for i in chosen],
+            "topics": [{"id": 9, "title": "Sync", "slug": "sync"}],
+            "grouped_search_result": {"more_full_page_results": True if len(self.ids) > page * 50 else None}})
+
+
+def forum(server: FakeServer, query: str | None) -> SourceConfig:
+    return SourceConfig("forum", "discourse", url=server.url, query=query)
+
+
+DISCOURSE = [(None, "topic", 30), ("sync", "post", 50)]
+
+
+@pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
+def test_discourse_first_poll_reads_one_page(server: FakeServer, poller: Poller, query: str | None, kind: str,
+                                             per_page: int) -> None:
+    api = FakeDiscourse(server)
+    added = api.add(120)
+    result = poller.poll(forum(server, query), SourceState())
+    assert sorted(ids(result)) == sorted(f"{kind}:{i}" for i in added[-per_page:]) and api.requests == 1
+
+
+@pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
+def test_discourse_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, poller: Poller, query: str | None,
+                                                            kind: str, per_page: int) -> None:
+    api = FakeDiscourse(server)
+    api.add(5)
+    first = poller.poll(forum(server, query), SourceState())
+    burst = api.add(per_page * 2 + 7)
+    second = poller.poll(forum(server, query), first.state)
+    assert sorted(ids(second)) == sorted(f"{kind}:{i}" for i in burst) and not second.gap
+    assert second.state.cursor == str(burst[-1])
+
+
+@pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
+def test_discourse_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeServer, poller: Poller,
+                                                                   query: str | None, kind: str,
+                                                                   per_page: int) -> None:
+    api = FakeDiscourse(server)
+    api.add(5)
+    first = poller.poll(forum(server, query), SourceState())
+    burst = api.add(per_page * PAGES + 9)
+    second = poller.poll(forum(server, query), first.state)
+    assert sorted(ids(second)) == sorted(f"{kind}:{i}" for i in burst[9:])
+    assert second.gap and f"ids after {first.state.cursor} and before {burst[9]} are missing" in second.warnings[0]
+
+
+@pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
+def test_discourse_a_failed_later_page_keeps_the_cursor_for_the_next_poll(server: FakeServer, poller: Poller,
+                                                                          query: str | None, kind: str,
+                                                                          per_page: int) -> None:
+    api = FakeDiscourse(server)
+    api.add(5)
+    first = poller.poll(forum(server, query), SourceState())
+    burst = api.add(per_page * 2)
+    api.fail_on_request[api.requests + 2] = Reply(500, b"oops")
+    second = poller.poll(forum(server, query), first.state)
+    assert len(second.posts) == per_page and second.state.cursor == first.state.cursor
+    assert "HTTP 500" in second.warnings[0] and not second.gap
+    third = poller.poll(forum(server, query), second.state)
+    assert sorted(ids(third)) == sorted(f"{kind}:{i}" for i in burst)

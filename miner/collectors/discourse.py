@@ -1,10 +1,13 @@
 """`discourse`: a Discourse forum: `/search.json?q=... order:latest` when `query` is set, else `/latest.json`.
 
 Cursor: the highest post id (search) or topic id (latest) seen; ids only grow, so older items are skipped.
+Newest first: a poll reads the next pages (`page=`) down to the cursor, up to `max_pages`. Discourse pages by
+offset only, so what the cap leaves cannot be read later: the poll says posts are missing.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from miner.collectors.base import (
@@ -17,8 +20,9 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.http import fetch, json_object
+from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
+from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
@@ -34,20 +38,65 @@ class DiscourseCollector:
         # from the environment, with its path (which may be its key).
         site = shown_url(base, secret=source.secret_url)
         cursor = int_cursor(state)
+        # The first poll reads one page, the newest items: a new source does not page back through history.
+        pager = Pager(source, ctx, limit=1 if cursor is None else None)
+        fresh: dict[int, Post] = {}
+        page = 1 if source.query else 0  # search pages count from 1, topic lists from 0
+        complete = False
+        while (read := pager.next(partial(self._page, source, ctx, base, site, page))) is not None:
+            items, order, more = read
+            fresh.update((n, p) for n, p in items if cursor is None or n > cursor)
+            new = [n for n in order if cursor is None or n > cursor]
+            # Topics by creation are newest first: an older one means the rest was read before. Search results
+            # are not strictly in id order (a topic's posts may be shown together): a page with nothing new ends it.
+            if not more or not new or (not source.query and len(new) < len(order)):
+                complete = True
+                break
+            page += 1
+        newest = max([*fresh, *([] if cursor is None else [cursor])], default=None)
+        warnings = pager.warnings()
+        gap = False
+        if cursor is not None and not complete:
+            if pager.capped:
+                # Discourse pages by offset only: a later poll could not start where this one stopped.
+                gap = True
+                what = "posts" if source.query else "topics"
+                warnings.append(gap_warning(source, (
+                    f"more was new than {pager.pages} pages hold: {what} with ids after {cursor} and before "
+                    f"{min(fresh, default=cursor)} are missing (raise collect.max_pages or poll more often)")))
+            else:
+                newest = cursor  # a later page failed: the next poll reads down to the cursor again
+        return FetchResult(posts=list(fresh.values()),
+                           state=SourceState(cursor=str(newest) if newest is not None else None),
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap)
+
+    def _page(self, source: SourceConfig, ctx: PollContext, base: str, site: str,
+              page: int) -> tuple[Response, tuple[list[tuple[int, Post]], list[int], bool]]:
+        """One page: its items with their ids, the ids that tell where the page stands in the order (every item's
+        but a pinned topic's), and whether the forum says there are more pages."""
+        params: dict[str, str | int]
         if source.query:
-            resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout,
-                         params={"q": f"{source.query} order:latest"}, headers={"Accept": "application/json"},
-                         secret_url=source.secret_url)
-            items = self._search_posts(source, ctx, site, json_object(resp), resp.where)
-        else:
-            resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout,
-                         params={"order": "created"}, headers={"Accept": "application/json"},
-                         secret_url=source.secret_url)
-            items = self._latest_topics(source, ctx, site, json_object(resp), resp.where)
-        fresh = [(n, p) for n, p in items if cursor is None or n > cursor]
-        newest = max([n for n, _ in fresh], default=cursor)
-        return FetchResult(posts=[p for _, p in fresh],
-                           state=SourceState(cursor=str(newest) if newest is not None else None))
+            params = {"q": f"{source.query} order:latest"}
+            if page > 1:
+                params["page"] = page
+            resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout, params=params,
+                         headers={"Accept": "application/json"}, secret_url=source.secret_url)
+            data = json_object(resp)
+            items = self._search_posts(source, ctx, site, data, resp.where)
+            order = [p["id"] for p in map(as_dict, loose_list(data.get("posts"))) if isinstance(p.get("id"), int)]
+            more = bool(as_dict(data.get("grouped_search_result")).get("more_full_page_results"))
+            return resp, (items, order, more)
+        params = {"order": "created"}
+        if page:
+            params["page"] = page
+        resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout, params=params,
+                     headers={"Accept": "application/json"}, secret_url=source.secret_url)
+        data = json_object(resp)
+        items = self._latest_topics(source, ctx, site, data, resp.where)
+        topic_list = as_dict(data.get("topic_list"))
+        order = [t["id"] for t in map(as_dict, loose_list(topic_list.get("topics")))
+                 if isinstance(t.get("id"), int) and not t.get("pinned_globally") and not t.get("pinned")]
+        return resp, (items, order, bool(topic_list.get("more_topics_url")))
 
     def _search_posts(
         self, source: SourceConfig, ctx: PollContext, site: str, data: dict[str, Any], where: str
