@@ -5,8 +5,9 @@ reads one page, and a rate limit met while paging keeps what was read and holds 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -748,3 +749,61 @@ def test_discourse_a_failed_later_page_keeps_the_cursor_for_the_next_poll(server
     assert "HTTP 500" in second.warnings[0] and not second.gap
     third = poller.poll(forum(server, query), second.state)
     assert sorted(ids(third)) == sorted(f"{kind}:{i}" for i in burst)
+
+
+# --- RSS/Atom: a feed holds its newest entries and cannot be paged.
+
+class FakeFeed:
+    """An RSS 2.0 feed of the newest ``size`` entries (Reddit's: ``limit``, at most 100, 25 by default)."""
+
+    def __init__(self, server: FakeServer, path: str, size: int = 25, dated: bool = True) -> None:
+        self.size, self.dated = size, dated
+        self.entries: list[tuple[datetime, str]] = []
+        self.requests: list[Recorded] = []
+        server.serve(path, self.reply)
+
+    def add(self, n: int) -> list[str]:
+        first = self.entries[-1][0] + timedelta(minutes=1) if self.entries else START
+        added = [f"https://forum.example/t/{len(self.entries) + i}" for i in range(n)]
+        self.entries += [(first + timedelta(minutes=i), guid) for i, guid in enumerate(added)]
+        return added
+
+    def reply(self, request: Recorded) -> Reply:
+        self.requests.append(request)
+        size = min(int(request.param("limit") or self.size), 100)
+        items = "".join(
+            f"<item><title>Outage {guid[-4:]}</title><guid>{guid}</guid><link>{guid}</link>"
+            + (f"<pubDate>{format_datetime(when, usegmt=True)}</pubDate>" if self.dated else "")
+            + "<description>is it down?</description></item>" for when, guid in reversed(self.entries[-size:]))
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'
+        return Reply(200, body.encode(), content_type="application/rss+xml")
+
+
+FEEDS = [("rss", "/latest.rss", lambda url: SourceConfig("forum", "rss", url=f"{url}/latest.rss")),
+         ("reddit-rss", "/search.rss", lambda url: SourceConfig("reddit", "reddit", url=url, query="down"))]
+
+
+@pytest.mark.parametrize(("path", "make"), [f[1:] for f in FEEDS], ids=[f[0] for f in FEEDS])
+def test_a_feed_that_turned_over_between_two_polls_says_posts_may_be_missing(
+        server: FakeServer, poller: Poller, path: str, make: Callable[[str], SourceConfig]) -> None:
+    feed = FakeFeed(server, path)
+    source = make(server.url)
+    feed.add(5)
+    state = poller.poll(source, SourceState()).state
+    feed.add(10)
+    overlapping = poller.poll(source, state)
+    assert not overlapping.gap and not overlapping.warnings
+    feed.add(feed.size + 5 if path == "/latest.rss" else 105)  # more than the feed holds
+    turned = poller.poll(source, overlapping.state)
+    assert turned.gap and "may be missing" in turned.warnings[0]
+    feed.add(3)
+    assert not poller.poll(source, turned.state).gap
+
+
+def test_a_feed_without_dates_is_never_said_to_miss_posts(server: FakeServer, poller: Poller) -> None:
+    feed = FakeFeed(server, "/latest.rss", dated=False)
+    source = SourceConfig("forum", "rss", url=f"{server.url}/latest.rss")
+    feed.add(5)
+    state = poller.poll(source, SourceState()).state
+    feed.add(40)
+    assert not poller.poll(source, state).gap

@@ -92,7 +92,7 @@ class RedditCollector:
         resp = fetch_feed(source, state, ctx, url)
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
-        return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate)
+        return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state)
 
     def _token(self, source: SourceConfig, ctx: PollContext) -> str:
         cached = self.tokens.get(source.name)

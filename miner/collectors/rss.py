@@ -1,14 +1,18 @@
 """`rss`: any RSS or Atom feed of posts (subreddit/search RSS, forums, news search, Mastodon tag RSS).
 
 Incremental by conditional GET (ETag / Last-Modified); the store dedupes entries seen before by id.
+A feed holds its newest entries only and cannot be paged: when more is new between two polls than it holds, the
+rest is gone. The cursor (the newest entry's date) tells: a feed whose every dated entry is newer than the newest
+of the last poll may have dropped posts in between, and the poll says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from miner.collectors.base import PollContext, make_post
+from miner.collectors.base import PollContext, make_post, not_after_now, time_cursor
 from miner.collectors.feeds import (
     entry_author,
     entry_body,
@@ -19,9 +23,11 @@ from miner.collectors.feeds import (
     parse_feed,
 )
 from miner.collectors.http import Response, state_after
+from miner.collectors.paging import gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.timeutil import iso
 
 
 def posts_from_feed(
@@ -29,16 +35,33 @@ def posts_from_feed(
     resp: Response,
     ctx: PollContext,
     clean_body: Callable[[str], str] | None = None,
+    state: SourceState | None = None,
 ) -> FetchResult:
-    """Parse a fetched feed into posts; ``clean_body`` strips a site's boilerplate from entry HTML."""
+    """Parse a fetched feed into posts; ``clean_body`` strips a site's boilerplate from entry HTML. ``state``: the
+    source's state before this poll, whose cursor (the newest entry date read then) tells whether the feed still
+    reaches back to it."""
     parsed, warnings = parse_feed(resp, source.name)
     feed = parsed.get("feed") or {}
     posts: list[Post] = []
+    dates: list[datetime] = []
     for entry in parsed.get("entries") or []:
+        if (when := entry_time(entry)) is not None:
+            dates.append(when)
         post = _entry_post(source, ctx, entry, feed, clean_body)
         if post is not None:
             posts.append(post)
-    return FetchResult(posts=posts, state=state_after(resp), warnings=warnings)
+    last = time_cursor(state, ctx) if state is not None else None
+    newest = max((not_after_now(d, ctx) for d in dates), default=None)
+    gap = False
+    if last is not None and len(dates) > 1 and min(dates) > last:
+        # Nothing the last poll read is still in the feed: more was new than it holds, or exactly as many.
+        gap = True
+        warnings = [*warnings, gap_warning(source, (
+            f"every dated entry of the feed ({len(dates)}) is newer than the newest the last poll read ({iso(last)}): "
+            f"posts published between then and {iso(min(dates))} may be missing (poll more often)"))]
+    cursor = max(newest, last) if newest is not None and last is not None else newest or last
+    return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None),
+                       warnings=warnings, gap=gap)
 
 
 def _entry_post(
@@ -66,4 +89,4 @@ class RssCollector:
         resp = fetch_feed(source, state, ctx, source.url)
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
-        return posts_from_feed(source, resp, ctx)
+        return posts_from_feed(source, resp, ctx, state=state)
