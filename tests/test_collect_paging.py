@@ -807,3 +807,16 @@ def test_a_feed_without_dates_is_never_said_to_miss_posts(server: FakeServer, po
     state = poller.poll(source, SourceState()).state
     feed.add(40)
     assert not poller.poll(source, state).gap
+
+
+@pytest.mark.parametrize(("query", "path"), [("whatsapp down", "/search.rss"), ("r/sysadmin", "/r/sysadmin/new/.rss")])
+def test_reddits_anonymous_feed_asks_for_the_most_posts_it_holds(server: FakeServer, poller: Poller, query: str,
+                                                                 path: str) -> None:
+    feed = FakeFeed(server, path)
+    source = SourceConfig("reddit", "reddit", url=server.url, query=query)
+    feed.add(5)
+    state = poller.poll(source, SourceState()).state
+    burst = feed.add(80)  # more than the 25 the feed holds by default
+    result = poller.poll(source, state)
+    assert set(burst) <= set(ids(result)) and not result.gap
+    assert feed.requests[-1].param("limit") == "100"

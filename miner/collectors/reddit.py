@@ -83,6 +83,9 @@ class RedditCollector:
     def _poll_rss(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
         if source.query:
             path, params = listing_path(source.query, "/.rss" if _SUBREDDIT.match(source.query) else ".rss")
+            # A feed cannot be paged: ask for the most it holds (25 by default), so a burst between two polls
+            # is less likely to push posts off it unread.
+            params = {**params, "limit": min(ctx.settings.max_items, 100)}
             query = "&".join(f"{k}={quote(str(v))}" for k, v in params.items())
             url = f"{base_url(source, WWW)}{path}" + (f"?{query}" if query else "")
         elif source.url:
