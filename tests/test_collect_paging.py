@@ -11,8 +11,10 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from fakeserver import FakeServer, Recorded, Reply
 
+from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
 from miner.collectors.paging import rate_limit_wait
@@ -820,3 +822,36 @@ def test_reddits_anonymous_feed_asks_for_the_most_posts_it_holds(server: FakeSer
     result = poller.poll(source, state)
     assert set(burst) <= set(ids(result)) and not result.gap
     assert feed.requests[-1].param("limit") == "100"
+
+
+def test_a_backlog_left_by_the_page_cap_is_stored_with_the_cursor_and_read_by_the_next_collects(
+        server: FakeServer, store: Store) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    config = parse_config(f'[collect]\nmax_pages = 2\n[[sources]]\nname = "hn"\ntype = "hackernews"\n'
+                          f'url = "{server.url}"\nquery = "down"\ninterval = 60\n')
+    now = datetime.now(UTC)
+    with Poller(config.collect, hash_key=b"k") as poller:
+        pipe = Pipeline(config, store)
+        pipe.collect(now, poller)
+        api.add(450)
+        stored = []
+        for i in range(1, 5):
+            [report] = pipe.collect(now + timedelta(minutes=2 * i), poller)
+            stored.append(report.stored)
+            assert not report.gap
+    assert sum(stored) == 450 and stored[0] == 200
+    assert store.source_state("hn").cursor == str(api.hits[-1][0])
+
+
+def test_miner_collect_shows_a_poll_that_missed_posts(server: FakeServer, tmp_path: Path) -> None:
+    feed = FakeFeed(server, "/latest.rss")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                   f'url = "{server.url}/latest.rss"\n')
+    feed.add(3)
+    runner = CliRunner()
+    assert runner.invoke(main, ["--config", str(cfg), "collect", "--once", "--all"]).exit_code == 0
+    feed.add(40)
+    out = runner.invoke(main, ["--config", str(cfg), "collect", "--once", "--all"])
+    assert out.exit_code == 0 and "posts missed" in out.output
