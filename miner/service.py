@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -226,15 +225,11 @@ class Service:
         store = self._stores.get("startup")
         if store is None:
             return reason
-        target = f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}"
+        target = Path(f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}")
         try:
-            dest = sqlite3.connect(target)
-            try:
-                store.database.conn.backup(dest)
-            finally:
-                dest.close()
-        except (sqlite3.Error, OSError) as exc:
-            return f"{reason}; saving a copy of it to {target} failed too ({exc})"
+            store.backup(target)  # complete or not there at all
+        except StoreError as exc:
+            return f"{reason}; saving a copy of it failed too: {exc}"
         return f"{reason}; a copy of its last state is saved as {target}"
 
     def _store(self, job: str) -> Store:

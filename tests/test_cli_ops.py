@@ -469,6 +469,36 @@ def test_backup_copies_an_older_store_as_it_is(tmp_path: Path, runner: CliRunner
         assert pending_migrations(copy) == [m.id for m in MIGRATIONS[1:]]
 
 
+def test_a_backup_to_a_full_disk_leaves_no_partial_copy(tmp_path: Path) -> None:
+    # Written in place, the copy that failed half-way stayed at TARGET: a file the size of the space left that
+    # looked like a backup, and blocked the next try ("exists").
+    db = tmp_path / "m.sqlite"
+    store = Store.open(db)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store.insert_posts([Post("feed", str(i), f"post {i} " + "x" * 400, at) for i in range(3000)], at)
+    store.close()
+    target = tmp_path / "backups" / "b.sqlite"
+    limit = 256 * 1024  # a file-size limit: writes past it fail as on a full disk (the store is over 1 MB)
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+            "from miner.cli import main; sys.exit(main())")
+    res = subprocess.run([sys.executable, "-c", code, "--config", str(ROOT / "feeds.toml"), "--db", str(db),
+                          "backup", str(target)], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"Error: cannot write the backup {target} (disk I/O error); free space there or "
+                                 f"choose another folder; nothing was left at {target}\n"), res.stderr
+    assert "Traceback" not in res.stderr
+    assert list(target.parent.iterdir()) == []  # neither the target nor the temporary copy
+    res = subprocess.run([sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db", str(db),
+                          "backup", str(target)], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    assert [p.name for p in target.parent.iterdir()] == ["b.sqlite"]
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("SELECT count(*) FROM posts").fetchone()[0] == 3000
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Path) -> None:
     # A read-only copy: they opened it read-write and failed with "attempt to write a readonly database".

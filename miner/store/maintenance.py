@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import secrets
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -124,22 +128,55 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
         conn.close()
 
 
+def _backup_failure(target: Path, exc: BaseException) -> str:
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    low = reason.lower()
+    if "full" in low or "i/o" in low or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = "; free space there or choose another folder"
+    elif "permission" in low or "read-only" in low or "readonly" in low or "unable to open" in low:
+        hint = "; check that its folder exists and is writable"
+    else:
+        hint = ""
+    return f"cannot write the backup {target} ({reason}){hint}; nothing was left at {target}"
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename into ``folder`` durable: the copy's own data is already synced by SQLite's commit."""
+    with contextlib.suppress(OSError):  # some filesystems cannot open or sync a folder; the copy is complete
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 class MaintenanceMixin:
     database: Database
 
     def backup(self, target: Path) -> int:
-        """Copy the live store with SQLite's online backup API (consistent even while the service writes)."""
+        """Copy the live store with SQLite's online backup API (consistent even while the service writes).
+
+        The copy is written to a hidden temporary file beside ``target`` and renamed to it once complete: written
+        in place, a copy that failed half-way (a full disk) stayed at ``target``, where it looked like a backup."""
         if target.exists():
             raise StoreError(f"backup target {target} exists; choose a new path")
+        partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            dest = sqlite3.connect(str(target))
+            dest = sqlite3.connect(str(partial))
             try:
                 self.database.conn.backup(dest)
             finally:
                 dest.close()
-        except (sqlite3.DatabaseError, OSError) as exc:
-            raise StoreError(describe_sqlite_error(str(target), exc)) from exc
+            partial.replace(target)
+        except BaseException as exc:
+            for leftover in [partial, *(Path(f"{partial}-{suffix}") for suffix in ("journal", "wal", "shm"))]:
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise StoreError(_backup_failure(target, exc)) from exc
+            raise
+        _sync_folder(target.parent)
         return target.stat().st_size
 
     def prune_posts(self, before: datetime, batch: int = PRUNE_BATCH) -> int:
