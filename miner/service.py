@@ -240,6 +240,17 @@ class Service:
                 self._stores[job] = Store.open(self.db_path)
             return self._stores[job]
 
+    def _forget_store(self, job: str) -> None:
+        """Close ``job``'s connection after the store failed it: its next use opens a fresh one.
+
+        SQLite opens a file it cannot write read-only without a word, and the connection stays so: one opened while
+        the store was read-only (permissions, a remount) refused every report until a restart, long after the file
+        was writable again."""
+        with self._store_guard:
+            store = self._stores.pop(job, None)
+        if store is not None:
+            store.close()
+
     def _pipeline(self, job: str) -> Pipeline:
         return Pipeline(self.config, self._store(job), self._classifier)
 
@@ -251,6 +262,8 @@ class Service:
         except Exception as exc:  # one failing job run must not kill the scheduler; it is retried next time
             health.last_error, health.last_error_at = f"{type(exc).__name__}: {exc}", self.options.clock()
             self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
+            if isinstance(exc, StoreError):
+                self._forget_store(name)
             if isinstance(exc, MinerError):
                 log.error("job %s failed: %s", name, exc)
             else:
@@ -372,6 +385,7 @@ class Service:
             raise
         except MinerError:  # the store failed it: answered 503
             self.metrics.inc("miner_reports_total", result="unavailable")
+            self._forget_store("http")
             raise
         finally:
             self._report_lock.release()

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -93,8 +93,8 @@ interval = 60
     return cfg
 
 
-def start(cfg: Path, port: int | None = None) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "miner", "--config", str(cfg), "run", "--log-format", "json"]
+def start(cfg: Path, port: int | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+    args = [*prefix, sys.executable, "-m", "miner", "--config", str(cfg), "run", "--log-format", "json"]
     if port is not None:
         args += ["--http", "--port", str(port)]
     return subprocess.Popen(args, cwd=cfg.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -271,6 +271,36 @@ def test_a_deleted_store_stops_the_service_with_one_error_and_a_copy(tmp_path: P
     assert str(copy) in last
     assert counts(copy)["posts"] == 1  # the report accepted before the deletion
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
+def test_reports_are_stored_again_once_a_read_only_store_is_writable_again(tmp_path: Path) -> None:
+    # The reports' connection, opened by the first report while the file was read-only, stayed read-only: every
+    # report was refused (503) until a restart, long after the permissions were put right.
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    port = free_port()
+    # Without its capabilities root is held to the permission bits like anyone else.
+    proc = start(cfg, port, prefix=["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _get(f"{base}/healthz") == 200, proc=proc)
+        db.chmod(0o444)
+        try:
+            refused = httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30)
+        finally:
+            db.chmod(0o644)
+        assert refused.status_code == 503
+        accepted = httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        code, err = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, err
+    assert f"store {db} is read-only" in err and "Traceback" not in err
+    assert counts(db)["posts"] == 1
 
 
 def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
