@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -48,6 +49,38 @@ def test_store_from_a_newer_miner_is_refused_untouched(tmp_path: Path) -> None:
                                          r"\(migration 0099_from_the_future\); upgrade miner"):
         Store.open(path)
     assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("schema", [
+    "CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT); CREATE TABLE posts (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE schema_migrations (version TEXT PRIMARY KEY)",  # Rails' name, with its own columns
+])
+@pytest.mark.parametrize("readonly", [False, True])
+def test_a_database_of_another_program_is_refused_untouched(tmp_path: Path, schema: str, readonly: bool) -> None:
+    # A --db naming some other SQLite file: it was switched to WAL and given miner's tables beside its own (or
+    # failed half-way with "table posts already exists"), and the commands that only look called it an older
+    # miner's store and told the user to upgrade it so.
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(schema)
+    conn.close()
+    before = path.read_bytes()
+    tables = "moz_places, posts" if "moz" in schema else "schema_migrations"
+    with pytest.raises(StoreError, match=re.escape(
+            f"store {path} is a SQLite database of something else, not a miner store (its tables: {tables}); it was "
+            "left as it is")):
+        Store.open(path, readonly=readonly)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_an_empty_file_is_a_new_store_not_an_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    with pytest.raises(StoreError, match=f"store {path} is empty: no miner store was written to it yet"):
+        Store.open(path, readonly=True)  # it said "made by an older version of miner and needs upgrading"
+    Store.open(path).close()  # a command that writes starts a store in it
+    Store.open(path, readonly=True).close()
 
 
 def test_stores_opened_at_once_migrate_once(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                           "does not know was written by a newer miner: it is refused, not written to. Pending "
                           "migrations are applied when a command that writes opens the store; commands that only "
                           "read it (`status`, `outbox`, `silence list`, `digest --dry-run`) refuse a store that "
-                          "lacks some.", {
+                          "lacks some. A SQLite database with tables but no record here was written by another "
+                          "program: it is refused and left as it is.", {
         "id": "Migration name, e.g. 0001_core.",
         "applied_at": "When it was applied (UTC, ISO 8601).",
     }),

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from miner.errors import StoreError
-from miner.store.migrations import apply_migrations, pending_migrations
+from miner.store.migrations import apply_migrations, pending_migrations, refuse_foreign, user_tables
 
 
 def describe_sqlite_error(path: str, exc: BaseException) -> str:
@@ -78,6 +78,10 @@ def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
         pending = pending_migrations(conn)
     except StoreError as exc:
         raise StoreError(f"store {path} {exc}") from None
+    if pending and not user_tables(conn):
+        # An empty file (SQLite's view of a new database) is no older miner's store: upgrading it creates one.
+        raise StoreError(f"store {path} is empty: no miner store was written to it yet (run `miner demo` or "
+                         "`miner collect --once` first)")
     if pending:
         raise StoreError(
             f"store {path} was made by an older version of miner and needs upgrading (migration "
@@ -119,6 +123,11 @@ class Database:
             if readonly and migrate:
                 _require_current_schema(conn, spath)
             if not readonly:
+                if migrate:  # before WAL mode: another program's database is left exactly as it was
+                    try:
+                        refuse_foreign(conn)
+                    except StoreError as exc:
+                        raise StoreError(f"store {spath} {exc}") from None
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 if migrate:
