@@ -227,7 +227,7 @@ class Service:
             return reason
         target = Path(f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}")
         try:
-            store.backup(target)  # complete or not there at all
+            store.backup(target, check=False)  # complete or not there at all; damaged or not, all there is
         except StoreError as exc:
             return f"{reason}; saving a copy of it failed too: {exc}"
         return f"{reason}; a copy of its last state is saved as {target}"

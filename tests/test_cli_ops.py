@@ -499,6 +499,28 @@ def test_a_backup_to_a_full_disk_leaves_no_partial_copy(tmp_path: Path) -> None:
         assert copy.execute("SELECT count(*) FROM posts").fetchone()[0] == 3000
 
 
+def test_a_backup_of_a_corrupt_store_is_refused(tmp_path: Path, runner: CliRunner) -> None:
+    # The backup API copies pages as they are: a damaged page that no command had read yet went into a backup
+    # that looked fine, and the corruption was found only when that backup was restored.
+    db = tmp_path / "m.sqlite"
+    store = Store.open(db)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store.insert_posts([Post("feed", str(i), f"post {i} " + "x" * 400, at) for i in range(500)], at)
+    store.close()
+    page = 4096
+    assert db.stat().st_size > 40 * page
+    with db.open("r+b") as f:  # pages of the posts, stored last, far from the schema's at the start
+        f.seek(db.stat().st_size - 10 * page)
+        f.write(b"\0" * 4 * page)
+    target = tmp_path / "b.sqlite"
+    res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "backup", str(target)])
+    assert res.exit_code == 1
+    assert res.output.startswith(f"Error: store {db} is corrupt (")
+    assert (f"so no backup was written: a copy of it would not restore a working store; restore an earlier backup, "
+            f"or recover what it holds with `sqlite3 {db} .recover | sqlite3 recovered.sqlite`\n") in res.output
+    assert not [p.name for p in tmp_path.iterdir() if "b.sqlite" in p.name]  # neither it nor a temporary copy
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Path) -> None:
     # A read-only copy: they opened it read-write and failed with "attempt to write a readonly database".

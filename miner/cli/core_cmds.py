@@ -106,7 +106,8 @@ def backup(app: AppContext, target: Path) -> None:
     """Copy the store to TARGET with SQLite's online backup API (safe while the service runs).
 
     The store is opened read-only and copied as it is: a store from an older miner is not upgraded first, so a
-    backup taken before an upgrade can restore the old version.
+    backup taken before an upgrade can restore the old version. The copy is checked (SQLite's quick_check): a copy
+    of a corrupt store is not kept, and the command fails naming the damage.
     """
     size = app.store(readonly=True, must_exist=True, any_schema=True).backup(target)
     click.echo(f"backed up {app.store().path} to {target} ({size:,} bytes)")

@@ -140,6 +140,15 @@ def _backup_failure(target: Path, exc: BaseException) -> str:
     return f"cannot write the backup {target} ({reason}){hint}; nothing was left at {target}"
 
 
+def _quick_check(conn: sqlite3.Connection) -> list[str]:
+    """``["ok"]``, or the first problems SQLite's quick_check finds (a page too damaged to check is one too)."""
+    try:
+        rows = conn.execute("PRAGMA quick_check(2)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [line for row in rows for line in row[0].splitlines() if not line.startswith("*** ")]
+
+
 def _sync_folder(folder: Path) -> None:
     """Make a rename into ``folder`` durable: the copy's own data is already synced by SQLite's commit."""
     with contextlib.suppress(OSError):  # some filesystems cannot open or sync a folder; the copy is complete
@@ -153,11 +162,12 @@ def _sync_folder(folder: Path) -> None:
 class MaintenanceMixin:
     database: Database
 
-    def backup(self, target: Path) -> int:
+    def backup(self, target: Path, *, check: bool = True) -> int:
         """Copy the live store with SQLite's online backup API (consistent even while the service writes).
 
         The copy is written to a hidden temporary file beside ``target`` and renamed to it once complete: written
-        in place, a copy that failed half-way (a full disk) stayed at ``target``, where it looked like a backup."""
+        in place, a copy that failed half-way (a full disk) stayed at ``target``, where it looked like a backup.
+        ``check``: refuse to keep a copy of a corrupt store (without it, a salvage copy is kept as it is)."""
         if target.exists():
             raise StoreError(f"backup target {target} exists; choose a new path")
         partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
@@ -166,8 +176,16 @@ class MaintenanceMixin:
             dest = sqlite3.connect(str(partial))
             try:
                 self.database.conn.backup(dest)
+                # The backup API copies pages as they are: a store with a damaged page made a backup that looked
+                # fine, until restoring it failed. The copy is checked, not the live store, which stays unlocked.
+                problems = _quick_check(dest) if check else ["ok"]
             finally:
                 dest.close()
+            if problems != ["ok"]:
+                raise StoreError(
+                    f"store {self.database.path} is corrupt ({'; '.join(problems[:2])}), so no backup was written: a "
+                    "copy of it would not restore a working store; restore an earlier backup, or recover what it "
+                    f"holds with `sqlite3 {self.database.path} .recover | sqlite3 recovered.sqlite`")
             partial.replace(target)
         except BaseException as exc:
             for leftover in [partial, *(Path(f"{partial}-{suffix}") for suffix in ("journal", "wal", "shm"))]:
