@@ -7,6 +7,7 @@ lock behind; the PID and role in the file are only there to name the owner in th
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -45,7 +46,11 @@ class ServiceLock:
                 "stop it first, or give this one its own --db"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {self.role}\n".encode(), 0)
+        # A full disk or quota: the lock is the flock, the PID only names its owner to a rival ("pid unknown").
+        # Failing here was an "internal error" before the store could say what is wrong, and kept a service from
+        # starting on a store it could run on once space is freed.
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, f"{os.getpid()} {self.role}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:

@@ -197,7 +197,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
 
 
 @pytest.mark.parametrize("problem", ["missing_model", "corrupt_store", "read_only_folder", "read_only_store",
-                                     "read_only_file"])
+                                     "read_only_file", "full_disk"])
 def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> None:
     extra = ""
     prefix: list[str] = []
@@ -223,6 +223,12 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
             prefix = ["unshare", "--user"]
             if not shutil.which("unshare") or subprocess.run([*prefix, "true"], capture_output=True).returncode:
                 pytest.skip("root writes a read-only file and cannot drop that here; read_only_store covers it")
+    elif problem == "full_disk":
+        # A file-size limit of 0: every write that adds to a file fails, as on a full disk. Writing its PID into
+        # the service lock failed first, with "internal error: OSError: [Errno 27] File too large".
+        Store.open(db).close()
+        prefix = [sys.executable, "-c", "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); "
+                  "os.execv(sys.argv[1], sys.argv[1:])"]
     elif problem == "read_only_folder":
         if os.geteuid() == 0:  # root ignores permission bits unless it drops its capabilities
             if not shutil.which("setpriv"):
@@ -245,7 +251,8 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
                 "read_only_folder": f"Error: cannot create the service lock {tmp_path / 'miner.sqlite.lock'} "
                                     "(Permission denied); `miner run` writes its store and this lock in that "
                                     "folder",
-                "read_only_store": "is read-only", "read_only_file": "is read-only"}[problem]
+                "read_only_store": "is read-only", "read_only_file": "is read-only",
+                "full_disk": f"Error: store {db}: disk full or I/O error"}[problem]
     assert expected in lines[0]
 
 
