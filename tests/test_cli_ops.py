@@ -541,6 +541,25 @@ def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Pa
         folder.chmod(0o755)
 
 
+@pytest.mark.parametrize("args", [["status"], ["outbox"], ["silence", "list"], ["query", "SELECT count(*) FROM posts"]],
+                         ids=" ".join)
+def test_commands_that_only_look_read_a_store_on_a_full_disk(tmp_path: Path, args: list[str]) -> None:
+    # With the service stopped there is no -shm index beside the store, and SQLite could not give the one it
+    # creates its size: they failed with "disk full or I/O error", just when the operator looked at what was wrong.
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)  # WAL mode, as every store miner has written; closed, so its -wal and -shm are gone
+    store.insert_posts([Post("feed", "1", "x", datetime(2026, 1, 1, tzinfo=UTC))], datetime(2026, 1, 1, tzinfo=UTC))
+    store.close()
+    full_disk = [sys.executable, "-c", "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0)); "
+                 "os.execv(sys.argv[1], sys.argv[1:])"]  # a file-size limit of 0: no write may add to a file
+    res = subprocess.run([*full_disk, sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db",
+                          str(db), *args], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    if args[0] == "query":
+        assert res.stdout.split()[-1] == "1"
+
+
 def test_demo_replaces_only_a_store_an_earlier_demo_wrote(tmp_path: Path, runner: CliRunner,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     # `miner demo --out .` in the service's folder deleted its miner.sqlite (and -wal), and did so even with --db

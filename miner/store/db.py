@@ -51,7 +51,7 @@ def translate_errors(path: str) -> Iterator[None]:
         raise StoreError(describe_sqlite_error(path, exc)) from exc
 
 
-def _connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
+def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
     # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro{'&immutable=1' if immutable else ''}", uri=True,
                            isolation_level=None, check_same_thread=False)
@@ -61,13 +61,17 @@ def _connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connecti
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError as exc:
-        if "readonly" not in str(exc) or Path(f"{path}-wal").exists():
+        low = str(exc).lower()
+        wal = Path(f"{path}-wal")
+        if not ("readonly" in low or "disk i/o error" in low or "full" in low) or (
+                wal.exists() and wal.stat().st_size > 0):
             raise
-        # A WAL store in a folder we cannot write (a read-only copy or mount): SQLite cannot create its -shm
-        # index there. With no -wal file, no connection has it open in WAL mode and every commit is in the main
-        # file, so it reads correctly as immutable.
+        # A WAL store in a folder we cannot write (a read-only copy or mount), or on a full disk: SQLite cannot
+        # create its -shm index there, or give it its size. With no -wal file, or an empty one (the failed try
+        # leaves one), no commit waits in a write-ahead log: every one is in the main file, so it reads correctly
+        # as immutable.
         conn.close()
-        return _connect_readonly(path, immutable=True)
+        return connect_readonly(path, immutable=True)
     return conn
 
 
@@ -110,7 +114,7 @@ class Database:
             if readonly:
                 if not Path(spath).exists():
                     raise StoreError(f"store {spath} does not exist")
-                conn = _connect_readonly(spath)
+                conn = connect_readonly(spath)
             else:
                 if spath != ":memory:":
                     Path(spath).parent.mkdir(parents=True, exist_ok=True)

@@ -12,10 +12,9 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from miner.errors import MinerError, StoreError
-from miner.store.db import describe_sqlite_error
+from miner.store.db import connect_readonly, describe_sqlite_error, translate_errors
 from miner.store.posts import UNCLASSIFIED
 from miner.timeutil import iso, parse_iso
 
@@ -100,9 +99,9 @@ def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> t
         refused.append(name)
         return sqlite3.SQLITE_DENY
 
-    conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)  # a "?" or "#" in the name is the name's
+    with translate_errors(str(path)):  # as every read-only command opens it: a full disk, a read-only folder
+        conn = connect_readonly(str(path))
     try:
-        conn.execute("PRAGMA query_only = ON")
         conn.set_authorizer(authorizer)
         # A Python call every so many steps of SQLite's VM: signal handlers run only between Python bytecodes, so
         # without it Ctrl-C did nothing until a long statement ended. One that raises (the CLI's, for SIGINT and
