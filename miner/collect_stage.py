@@ -17,7 +17,7 @@ from miner.collectors.matching import ServiceMatcher
 from miner.collectors.schedule import next_poll_at
 from miner.config import Config, SourceConfig
 from miner.errors import SourceError, StoreError
-from miner.records import FetchResult, Post
+from miner.records import FetchResult, Post, SourceState
 from miner.store import Store
 from miner.timeutil import floor_time, iso
 
@@ -38,7 +38,7 @@ class CollectStage:
         return timedelta(minutes=self.config.detector.bucket_minutes)
 
     def collect(self, now: datetime, poller: Poller, *, due_only: bool = True, rng: random.Random | None = None,
-                stop: threading.Event | None = None) -> list[CollectReport]:
+                stop: threading.Event | None = None, held: HeldPolls | None = None) -> list[CollectReport]:
         """Poll the enabled sources (only those due, by default) and store what each returned.
 
         Each poll is stored as soon as it ends, while slower ones are still running: one slow or hanging server
@@ -46,27 +46,78 @@ class CollectStage:
         ``last_error`` and it is scheduled again with backoff. Posts and the source's new cursor are stored in
         one transaction. Once ``stop`` is set no further poll starts, and polls still running after the poller's
         ``stop_grace`` are given up: nothing of theirs is stored, so those sources are due again at once, with
-        no error counted against them. Reports come in the config's order, one per source polled.
+        no error counted against them. Reports come in the config's order, one per source polled, after those of
+        polls held earlier and stored now.
+
+        A store that takes no writes (a full disk) raises StoreError, unless ``held`` (the service's) is given: the
+        polls it does not take are then kept there and stored first at the next round that it takes writes again
+        (see HeldPolls), and ``held.store_error`` says why.
         """
         rng = rng or random.Random()
-        self._resume_prune_after_clock_ahead(now)
         sources = [s for s in self.config.sources if s.enabled]
-        for name in self.store.sync_sources(sources):
-            log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh", name)
+        if held is not None:
+            held.store_error = None
+        try:
+            self._resume_prune_after_clock_ahead(now)
+            for name in self.store.sync_sources(sources):  # before the held polls: they update the sources' rows
+                log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh",
+                         name)
+        except StoreError as exc:
+            if held is None:
+                raise
+            held.store_error = exc
+        late = self._store_held(held) if held is not None and held.store_error is None else []
         earlier = self.store.earlier_names(self.config.sources)
         names = {s.name for s in sources}
         if due_only:
-            names = set(self.store.due_sources(sorted(names), now))
+            stored_due = set(self.store.due_sources(sorted(names), now))
+            names = {n for n in names if (held.due(n, now) if held is not None and n in held.sources else
+                                          n in stored_due)}
+        if held is not None and held.full:
+            names = set()  # nothing more is fetched than memory can keep; the sources stay due
         chosen = [s for s in sources if s.name in names]
         reports: dict[int, CollectReport] = {}
+        jobs = [(s, (held.state(s.name) if held is not None else None) or self.store.source_state(s.name))
+                for s in chosen]
         # Stored here, on the thread that owns the store, in the order the polls end.
-        for i, outcome in poller.poll_as_completed([(s, self.store.source_state(s.name)) for s in chosen], stop):
-            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()))
+        for i, outcome in poller.poll_as_completed(jobs, stop):
+            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()), held)
         if len(reports) < len(chosen):
             left = [s.name for i, s in enumerate(chosen) if i not in reports]
             log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
                      ", ".join(left))
-        return [reports[i] for i in sorted(reports)]
+        return late + [reports[i] for i in sorted(reports)]
+
+    def _store_held(self, held: HeldPolls) -> list[CollectReport]:
+        """Store the polls held while the store took no writes, each source's in the order they were made, and
+        report them (``late``). The first the store refuses sets ``held.store_error``; it and the rest stay held."""
+        reports: list[CollectReport] = []
+        for name in held.sources:
+            while name in held.polls:
+                poll = held.polls[name][0]
+                try:
+                    if poll.result is not None:
+                        stats = self.store.save_fetch(name, poll.result, poll.polled_at, poll.next_poll_at)
+                        report = CollectReport(name, poll.type, stats.posts_new, stats.posts_seen + poll.skipped,
+                                               stats.incidents_new + stats.incidents_updated, None,
+                                               poll.next_poll_at, poll.result.not_modified, poll.duration_s,
+                                               late=True)
+                    else:
+                        self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at)
+                        report = CollectReport(name, poll.type, 0, 0, 0, poll.error, poll.next_poll_at, False,
+                                               poll.duration_s, late=True)
+                except StoreError as exc:
+                    held.store_error = exc
+                    return reports
+                except Exception as exc:  # a poll the store refuses (a bug): it must not block every later one
+                    log.exception("source %s: cannot store a poll held since %s; it is dropped", name,
+                                  iso(poll.polled_at))
+                    report = CollectReport(name, poll.type, 0, 0, 0, f"internal error storing the poll: "
+                                           f"{type(exc).__name__}: {exc}", poll.next_poll_at, False,
+                                           poll.duration_s, late=True)
+                held.release(name)
+                reports.append(report)
+        return reports
 
     def _resume_prune_after_clock_ahead(self, now: datetime) -> None:
         """Take a prune cutoff recorded by a clock that was ahead back to the bucket in progress (see
@@ -82,12 +133,15 @@ class CollectStage:
                         iso(floor_time(now, self.bucket)))
 
     def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime, rng: random.Random,
-                     earlier: Sequence[str] = ()) -> CollectReport:
+                     earlier: Sequence[str] = (), held: HeldPolls | None = None) -> CollectReport:
         """Store one source's poll, or its failure with the next try backed off.
 
         ``earlier``: the names this source's feed had before it was renamed (Store.earlier_names). What they
         stored is not stored again under the new name: a renamed source starts without a cursor, and the items its
         feed still lists would count twice in their buckets.
+
+        ``held``: a poll the store does not take is held there (see collect); so is any poll of a source with
+        polls held already, which must be stored after them.
         """
         settings = self.config.collect
         err = outcome.error
@@ -99,12 +153,20 @@ class CollectStage:
                 if seen:
                     result = replace(result, posts=[p for p in result.posts if p.external_id not in seen])
                     skipped += len(seen)  # reported as duplicates, as they are
+            poll = HeldPoll(source.type, result, None, now, nxt, outcome.duration_s, skipped)
+            if held is not None and (source.name in held.polls or held.store_error is not None):
+                # After its earlier polls; and once the store refused a write in this round, the next would wait
+                # out the busy timeout (10 s) again for a store that is locked.
+                return held.hold(source.name, poll)
             try:
                 stats = self.store.save_fetch(source.name, result, now, nxt)
-            except StoreError:
+            except StoreError as exc:
                 # The store takes no writes (disk full, locked): no other poll of the round can be stored either,
                 # nor this failure. One error for the round, not a traceback per source on every collect run.
-                raise
+                if held is None:
+                    raise
+                held.store_error = exc
+                return held.hold(source.name, poll)
             except Exception as exc:  # a poll the store refuses (a bug) must cost this source, not the round
                 log.exception("source %s: cannot store its poll", source.name)
                 err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")
@@ -113,10 +175,23 @@ class CollectStage:
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
                                      result.not_modified, outcome.duration_s, result.gap)
         err = err or SourceError("unknown error")
-        failures = self.store.consecutive_failures(source.name) + 1
-        nxt = next_poll_at(source, now, failures, err.retry_after, settings, rng, permanent=err.permanent)
-        self.store.record_poll_failure(source.name, str(err), now, nxt)
-        return CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
+        failures = self.store.consecutive_failures(source.name)
+        if held is not None:
+            failures = held.consecutive_failures(source.name, failures)
+        nxt = next_poll_at(source, now, failures + 1, err.retry_after, settings, rng, permanent=err.permanent)
+        failed = CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
+        poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s)
+        if held is not None and (source.name in held.polls or held.store_error is not None):
+            held.hold(source.name, poll)
+            return failed
+        try:
+            self.store.record_poll_failure(source.name, str(err), now, nxt)
+        except StoreError as exc:
+            if held is None:
+                raise
+            held.store_error = exc
+            held.hold(source.name, poll)  # its backoff (a Retry-After) holds while the store takes no writes
+        return failed
 
     def _within_retention(self, result: FetchResult, now: datetime) -> tuple[FetchResult, int]:
         """The poll without its posts created before the retention cutoff or pruned (see _not_pruned), and how many
@@ -178,3 +253,108 @@ class CollectReport:
     not_modified: bool
     seconds: float
     gap: bool = False  # posts were or may have been missed for good (the source's last_warning says where)
+    held: int = 0  # posts of this poll held in memory: the store took no writes (see HeldPolls)
+    late: bool = False  # a poll of an earlier round, held then and stored in this one
+
+
+# Posts held in memory at most while the store takes no writes (a few KB each with their text and incidents).
+HELD_POSTS_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class HeldPoll:
+    """A poll, or a failed poll (``error``), that the store did not take when it was made."""
+
+    type: str
+    result: FetchResult | None
+    error: str | None
+    polled_at: datetime
+    next_poll_at: datetime
+    duration_s: float
+    skipped: int = 0  # posts left out as duplicates or past retention, reported as duplicates
+
+
+class HeldPolls:
+    """The polls the store did not take (a full disk, a read-only file, a lock held past the busy timeout), kept in
+    memory by the service across collect rounds until it takes them, each source's in the order they were made.
+
+    Without them every due source's poll was thrown away at each round (every 15 s) while the store took no
+    writes: nothing counted or logged what was lost, a feed's items that scrolled off it meanwhile were lost for
+    good, and since no poll was recorded, each source was polled every round, whatever its interval or a
+    server's Retry-After. A source with polls held is polled on the schedule its last held poll set, from that
+    poll's cursor and validators. At most ``max_posts`` are held: beyond that no source is polled until the store
+    takes writes again. What is still held when the service stops is lost (and logged): the store's cursors did
+    not move, so the next start polls those sources from where the store left them.
+    """
+
+    def __init__(self, max_posts: int = HELD_POSTS_MAX) -> None:
+        self.max_posts = max_posts
+        self.polls: dict[str, list[HeldPoll]] = {}
+        self.store_error: StoreError | None = None  # why the store took no writes in the last round, if it did not
+        self._ids: dict[str, set[str]] = {}  # external ids of each source's held posts
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self.polls)
+
+    @property
+    def posts(self) -> int:
+        return sum(len(p.result.posts) for polls in self.polls.values() for p in polls if p.result is not None)
+
+    @property
+    def count(self) -> int:
+        return sum(len(polls) for polls in self.polls.values())
+
+    @property
+    def full(self) -> bool:
+        return self.posts >= self.max_posts
+
+    def hold(self, source: str, poll: HeldPoll) -> CollectReport:
+        """Keep ``poll`` after the source's others; posts already held for the source are left out of it."""
+        seen = self._ids.setdefault(source, set())
+        if poll.result is not None:
+            fresh = [p for p in poll.result.posts if p.external_id not in seen]
+            poll = replace(poll, result=replace(poll.result, posts=fresh),
+                           skipped=poll.skipped + len(poll.result.posts) - len(fresh))
+            seen.update(p.external_id for p in fresh)
+        self.polls.setdefault(source, []).append(poll)
+        held = len(poll.result.posts) if poll.result is not None else 0
+        return CollectReport(source, poll.type, 0, poll.skipped, 0, poll.error, poll.next_poll_at,
+                             poll.result is not None and poll.result.not_modified, poll.duration_s,
+                             poll.result is not None and poll.result.gap, held=held)
+
+    def release(self, source: str) -> None:
+        """The source's first held poll is stored now."""
+        polls = self.polls[source]
+        polls.pop(0)
+        if not polls:
+            del self.polls[source]
+            self._ids.pop(source, None)
+
+    def due(self, source: str, now: datetime) -> bool:
+        return self.polls[source][-1].next_poll_at <= now
+
+    def state(self, source: str) -> SourceState | None:
+        """The cursor and validators of the source's last poll held that returned any (the store's are older)."""
+        for poll in reversed(self.polls.get(source, [])):
+            if poll.result is not None:
+                return poll.result.state
+        return None
+
+    def consecutive_failures(self, source: str, stored: int) -> int:
+        """The source's failures in a row, counting those held after the ``stored`` ones."""
+        failures = 0
+        for poll in reversed(self.polls.get(source, [])):
+            if poll.result is not None:
+                return failures
+            failures += 1
+        return stored + failures
+
+    def describe(self) -> str:
+        """What is held, for the error the collect job reports while the store takes no writes."""
+        text = (f"{self.posts:,} posts of {self.count} poll{'s' if self.count != 1 else ''} are held in memory until "
+                "the store takes them; "
+                "sources are polled on their own schedules meanwhile")
+        if self.full:
+            text += f", or not at all while {self.max_posts:,} posts are held"
+        return text

@@ -8,6 +8,7 @@ file deleted or replaced under the running service stops it with an error (after
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from miner.collect_stage import HeldPolls
 from miner.config import Config
 from miner.errors import InputError, MinerError, StoreError
 from miner.http_api import Endpoints, HttpApi, RateLimited
@@ -90,6 +92,7 @@ class Service:
         self._store_lost: str | None = None
         self._lost_guard = threading.Lock()
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
+        self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -168,6 +171,7 @@ class Service:
         if self._poller is not None:
             self._poller.close()
             self._poller = None
+        self._store_held_at_stop()
         if self._store_lost is not None:
             self._store_lost = self._save_lost_store(self._store_lost)
         with self._store_guard:
@@ -175,6 +179,21 @@ class Service:
                 store.close()
             self._stores.clear()
         self.lock.release()
+
+    def _store_held_at_stop(self) -> None:
+        """One last try to store the polls held in memory (space may have been freed since the last round); what
+        the store still does not take is lost with the process, and said so."""
+        if not self._held.polls:
+            return
+        if self._store_lost is None:
+            with contextlib.suppress(MinerError):
+                Pipeline(self.config, self._store("collect"), self._classifier)._store_held(self._held)
+        if self._held.polls:
+            count = self._held.count
+            log.warning("stopping with %d posts of %d held poll%s that the store never took (%s): they are lost, "
+                        "but their sources' cursors in the store did not move, so the next start polls them from "
+                        "there (a feed's items that have scrolled off it since are gone)", self._held.posts,
+                        count, "s" if count != 1 else "", self._held.store_error or "the store was lost")
 
     # Jobs ----------------------------------------------------------------------------------------------
 
@@ -277,22 +296,34 @@ class Service:
             log.debug("job %s took %.2f s", name, time.monotonic() - started)
 
     def job_collect(self, now: datetime) -> None:
-        reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop)
+        held = self._held
+        try:
+            reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held)
+        finally:
+            self.metrics.set("miner_posts_held", float(held.posts))
+        polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
+            self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+        for r in polled:
             self.metrics.inc("miner_polls_total", source=r.source)
             self.metrics.set("miner_source_up", 0.0 if r.error else 1.0, source=r.source)
             if r.error:
                 self.metrics.inc("miner_poll_errors_total", source=r.source)
             else:
-                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates, source=r.source)
-                self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates + r.held, source=r.source)
                 if r.gap:
                     self.metrics.inc("miner_poll_gaps_total", source=r.source)
         if reports:
-            log.info("collected from %d sources: %d new posts, %d errors", len(reports),
-                     sum(r.stored for r in reports), sum(1 for r in reports if r.error),
-                     extra={"sources": [{"source": r.source, "stored": r.stored, "error": r.error}
-                                        for r in reports]})
+            late = [r for r in reports if r.late]
+            log.info("collected from %d sources: %d new posts, %d errors%s%s", len(polled),
+                     sum(r.stored for r in reports), sum(1 for r in polled if r.error),
+                     f"; {sum(r.stored for r in late)} of them from {len(late)} poll{'s' if len(late) != 1 else ''} "
+                     "held earlier" if late else "",
+                     f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
+                     extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
+                                         "error": r.error} for r in reports]})
+        if held.store_error is not None:
+            raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error))
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

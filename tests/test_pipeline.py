@@ -18,6 +18,7 @@ from fakeserver import FakeServer, Recorded, Reply
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
+from miner.collect_stage import HeldPolls
 from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.rss import RssCollector
@@ -467,6 +468,72 @@ def test_a_store_taking_no_writes_fails_the_round_with_one_error_and_no_tracebac
     assert not [r for r in caplog.records if r.exc_info]
     row = store.source_row("forum")
     assert row is not None and row["polls"] == 0  # nothing of the poll stored: due again at the next run
+
+
+def numbered_feed(first: int, last: int) -> bytes:
+    """An RSS feed listing items ``first`` to ``last - 1``, newest first, as a feed lists its latest items; each
+    takes a page of the store of its own."""
+    items = "".join(f"<item><guid>item-{n}</guid><title>WhatsApp is down {n}</title><description>{'x' * 2000}"
+                    f"</description><pubDate>{format_datetime(T0 + timedelta(seconds=n))}</pubDate></item>"
+                    for n in reversed(range(first, last)))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+
+def fill(store: Store, full: bool) -> None:
+    """A store on a full disk: no write may add a page (SQLite's own limit, on this connection only)."""
+    pages = store.database.one("PRAGMA page_count")["page_count"] if full else 1 << 30  # type: ignore[index]
+    store.database.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def test_polls_the_store_does_not_take_are_held_and_stored_once_it_takes_writes(store: Store) -> None:
+    # On a full disk every due source's poll was thrown away at every round (each 15 s) without a count, and each
+    # source was polled again at every round whatever its interval, since no poll was recorded.
+    windows = iter([(0, 4), (2, 7)])  # the second poll lists items the first did, and newer ones
+    with FakeServer() as server:
+        server.serve("/feed.rss", lambda request: Reply(200, numbered_feed(*next(windows)),
+                                                        content_type="application/rss+xml"))
+        config = parse_config('[[services]]\nname = "WhatsApp"\n'
+                              f'[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n'
+                              "interval = 60\n")
+        pipe = Pipeline(config, store)
+        held = HeldPolls()
+        fill(store, full=True)
+        with Poller(config.collect, hash_key=b"k") as poller:
+            (report,) = pipe.collect(T0, poller, held=held)
+            assert (report.stored, report.held, report.error) == (0, 4, None)
+            assert "disk full" in str(held.store_error)
+            assert held.describe().startswith("4 posts of 1 poll are held in memory until the store takes them")
+            assert pipe.collect(T0 + timedelta(seconds=15), poller, held=held) == []  # polled on its interval
+            assert len(server.requests_to("/feed.rss")) == 1
+            (report,) = pipe.collect(T0 + timedelta(seconds=61), poller, held=held)
+            assert (report.held, report.duplicates) == (3, 2)  # items 2 and 3 are held already
+            assert _stored_posts(store.database.path, "feed") == 0
+            assert store.source_row("feed")["polls"] == 0  # type: ignore[index]
+
+            fill(store, full=False)  # space freed
+            reports = pipe.collect(T0 + timedelta(seconds=75), poller, held=held)
+            assert [(r.late, r.stored) for r in reports] == [(True, 4), (True, 3)]  # nothing is polled: not due
+            assert len(server.requests_to("/feed.rss")) == 2
+    assert held.store_error is None and not held.polls
+    assert _stored_posts(store.database.path, "feed") == 7
+    row = store.source_row("feed")
+    assert row is not None and row["polls"] == 2
+    assert row["next_poll_at"] == iso(T0 + timedelta(seconds=121))  # as the second poll planned
+
+
+def test_a_full_store_holds_no_more_than_its_limit_and_then_polls_nothing(store: Store) -> None:
+    with FakeServer() as server:
+        server.serve("/feed.rss", lambda request: Reply(200, numbered_feed(0, 5), content_type="application/rss+xml"))
+        config = parse_config(f'[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n'
+                              "interval = 60\n")
+        held = HeldPolls(max_posts=5)
+        fill(store, full=True)
+        with Poller(config.collect, hash_key=b"k") as poller:
+            (report,) = Pipeline(config, store).collect(T0, poller, held=held)
+            assert report.held == 5 and held.full
+            assert Pipeline(config, store).collect(T0 + timedelta(hours=1), poller, held=held) == []
+        assert len(server.requests_to("/feed.rss")) == 1
+    assert held.describe().endswith("or not at all while 5 posts are held")
 
 
 def _stored_posts(db: str | Path, source: str) -> int:

@@ -336,6 +336,68 @@ def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
     assert service._stop.is_set()
 
 
+def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    def feed(request: object) -> Reply:  # items large enough that storing them takes new pages
+        items = "".join(f"<item><guid>n-{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}</description>"
+                        f"<pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
+                        for n in range(3))
+        return Reply(200, f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode(),
+                     content_type="application/rss+xml")
+
+    offset = [0.0]
+    db = tmp_path / "miner.sqlite"
+    with FakeServer() as server:
+        server.serve("/feed.rss", feed)
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), db,
+                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False,
+                                         clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+
+        def disk_full() -> None:
+            # The collect job's next connection, on a disk with no room left (SQLite's own limit): the job opens a
+            # fresh connection after each store error, so each run that must fail gets one.
+            if (previous := service._stores.get("collect")) is not None:
+                previous.close()
+            store = Store.open(db)
+            store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
+            service._stores["collect"] = store
+
+        disk_full()
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs == 1, timeout=30)
+            error = str(service.health["collect"].last_error)
+            assert "disk full" in error and "3 posts of 1 poll are held in memory until the store takes them" in error
+            assert "miner_posts_held 3\n" in service.metrics_text()
+            disk_full()
+            service._run_job("collect")  # the next round: the source is not polled again before its interval
+            assert len(server.requests_to("/feed.rss")) == 1
+            assert counts(db)["posts"] == 0 and service.health["collect"].runs == 2
+            assert service.health["collect"].last_ok is None
+
+            service._run_job("collect")  # space freed: the job's fresh connection takes writes
+            assert service.health["collect"].last_ok is not None
+            assert counts(db)["posts"] == 3 and len(server.requests_to("/feed.rss")) == 1
+            assert "miner_posts_held 0\n" in service.metrics_text()
+
+            # Still held when the service stops: said so, with what it costs.
+            disk_full()
+            offset[0] = 3600.0
+            server.serve("/feed.rss", lambda request: Reply(200, feed(request).body.replace(b"n-", b"m-"),
+                                                            content_type="application/rss+xml"))
+            service._run_job("collect")
+            assert len(server.requests_to("/feed.rss")) == 2
+            disk_full()  # and for the last try at stop
+        finally:
+            service.stop()
+    assert counts(db)["posts"] == 3
+    assert ("stopping with 3 posts of 1 held poll that the store never took" in caplog.text
+            and "they are lost, but their sources' cursors in the store did not move" in caplog.text), caplog.text
+
+
 def _get(url: str) -> int:
     try:
         return httpx.get(url).status_code
