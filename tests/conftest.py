@@ -1,4 +1,4 @@
-"""Shared fixtures: a real SQLite store in a temporary folder, and the CLI runner."""
+"""Shared fixtures: a real SQLite store in a temporary folder, the CLI runner, an HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakeserver import FakeServer
 
 from miner.classify import Classifier, load_classifier
 from miner.classify.settings import ClassifierSettings
 from miner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as fake:
+        yield fake
 
 
 @pytest.fixture

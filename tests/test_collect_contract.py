@@ -89,12 +89,6 @@ SETTINGS = CollectSettings(max_body_bytes=65_536, max_redirects=3, connect_timeo
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def poller() -> Iterator[Poller]:
     with Poller(SETTINGS, SERVICES, hash_key=b"test-key", environ=ENV) as p:
         yield p

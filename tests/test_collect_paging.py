@@ -30,12 +30,6 @@ START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=6)  # items a
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def poller() -> Iterator[Poller]:
     with Poller(SETTINGS, hash_key=b"test-key") as p:
         yield p

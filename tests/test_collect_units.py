@@ -40,12 +40,6 @@ NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def poller() -> Iterator[Poller]:
     env = {"RID": "id", "RSECRET": "secret", "BID": "me.bsky.social", "BPW": "pw"}
     with Poller(CollectSettings(), [ServiceConfig("Telekom")], hash_key=b"k", environ=env) as p:

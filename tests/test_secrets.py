@@ -37,12 +37,6 @@ from miner.urls import shown_url
 TOKEN = "S3CR3T-T0K3N-7f3a"  # a private feed's key, as a path segment of its URL
 
 
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    with FakeServer() as fake:
-        yield fake
-
-
 def _poll(server: FakeServer, source: SourceConfig, path: str,
           caplog: pytest.LogCaptureFixture) -> tuple[PollOutcome, str]:
     """Poll ``source``, its url_env naming ``server.url + path``; the outcome and every log line it caused."""
