@@ -47,7 +47,7 @@ def posts_from_feed(
     for entry in parsed.get("entries") or []:
         if (when := entry_time(entry)) is not None:
             dates.append(when)
-        post = _entry_post(source, ctx, entry, feed, clean_body)
+        post = _entry_post(source, ctx, entry, feed, clean_body, when)
         if post is not None:
             posts.append(post)
     last = time_cursor(state, ctx) if state is not None else None
@@ -65,7 +65,8 @@ def posts_from_feed(
 
 
 def _entry_post(
-    source: SourceConfig, ctx: PollContext, entry: Any, feed: Any, clean_body: Callable[[str], str] | None
+    source: SourceConfig, ctx: PollContext, entry: Any, feed: Any, clean_body: Callable[[str], str] | None,
+    created_at: datetime | None,
 ) -> Post | None:
     body = entry_body(entry)
     if clean_body is not None:
@@ -75,7 +76,7 @@ def _entry_post(
         external_id=entry_id(entry),
         title=str(entry.get("title", "") or ""),
         body_html=body,
-        created_at=entry_time(entry),
+        created_at=created_at,
         url=str(entry.get("link", "") or "") or None,
         author=entry_author(entry),
         lang=entry_lang(entry, feed),
