@@ -343,6 +343,11 @@ def test_many_posts_in_one_bucket_are_stored_in_pieces_before_their_tick_runs_on
     store.close()
 
 
+def _forum_config(server: FakeServer, head: str = CONFIG, extra: str = "") -> Config:
+    """``head`` (the services) and one RSS source, "forum", at ``server``'s /forum.rss."""
+    return parse_config(f'{head}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n{extra}')
+
+
 def _rss(*items: tuple[str, str, datetime]) -> Reply:
     body = "".join(f"<item><guid>{guid}</guid><title>{text}</title><description>{text}</description>"
                    f"<pubDate>{format_datetime(at)}</pubDate></item>" for guid, text, at in items)
@@ -358,7 +363,7 @@ def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_al
     bucket_sql = "SELECT posts, complaints FROM buckets WHERE service = 'MTN' AND bucket_start = ?"
     with FakeServer() as server:
         server.serve("/forum.rss", _rss(*posts))
-        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        config = _forum_config(server)
         pipe = Pipeline(config, store, classifier)
         with Poller(config.collect, config.services, hash_key=b"k") as poller:
             pipe.collect(old + timedelta(hours=1), poller, due_only=False)
@@ -384,7 +389,7 @@ def test_a_prune_shorter_than_retention_keeps_the_pruned_days_buckets_when_a_fee
     buckets_sql = "SELECT service, bucket_start, posts, complaints FROM buckets WHERE bucket_start < ? ORDER BY 1, 2"
     with FakeServer() as server:
         server.serve("/forum.rss", _rss(*posts))
-        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        config = _forum_config(server)
         pipe = Pipeline(config, store, classifier)
         with Poller(config.collect, config.services, hash_key=b"k") as poller:
             pipe.collect(T0 - timedelta(hours=12), poller, due_only=False)
@@ -414,7 +419,7 @@ def test_a_prune_cutoff_recorded_by_a_clock_that_was_ahead_is_taken_back_once_it
     now = T0 + timedelta(minutes=10)  # set right
     with FakeServer() as server:
         server.serve("/forum.rss", _rss(("new", "mtn network is down, no calls", T0 + timedelta(minutes=5))))
-        config = parse_config(f'{CONFIG}\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        config = _forum_config(server)
         pipe = Pipeline(config, store, classifier)
         with Poller(config.collect, config.services, hash_key=b"k") as poller, \
                 caplog.at_level("WARNING", logger="miner.pipeline"):
@@ -433,8 +438,7 @@ def test_a_prune_cutoff_recorded_by_a_clock_that_was_ahead_is_taken_back_once_it
 def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:
     with FakeServer() as server:
         server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
-        config = parse_config(f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n'
-                              "interval = 300\n")
+        config = _forum_config(server, head="", extra="interval = 300\n")
         pipe = Pipeline(config, store)
         with Poller(config.collect, hash_key=b"k") as poller:
             assert [r.source for r in pipe.collect(T0 + timedelta(hours=2), poller)] == ["forum"]  # clock 2 h ahead
@@ -458,7 +462,7 @@ def test_a_store_taking_no_writes_fails_the_round_with_one_error_and_no_tracebac
             return feed(request)
 
         server.serve("/forum.rss", lock_then_reply)
-        config = parse_config(f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+        config = _forum_config(server, head="")
         try:
             with Poller(config.collect, hash_key=b"k") as poller, pytest.raises(StoreError, match="is locked"):
                 Pipeline(config, store).collect(T0, poller)
