@@ -24,10 +24,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from miner.collect_stage import HeldPolls
 from miner.config import Config
-from miner.errors import InputError, MinerError, StoreError
-from miner.http_api import Endpoints, HttpApi, RateLimited
+from miner.errors import MinerError, StoreError
+from miner.http_api import Endpoints, HttpApi
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
+from miner.report_intake import ReportIntake
 from miner.service_lock import ServiceLock
 from miner.store import Store
 from miner.timeutil import iso, utcnow
@@ -49,8 +50,6 @@ JOBS = (
 )
 # The clock going back more than this (seconds) restarts the job schedule; smaller steps only delay jobs as much.
 CLOCK_STEP_BACK = 5.0
-# Seconds a user report waits for the ones ahead of it, which are stored one at a time.
-REPORT_WAIT = 5.0
 
 
 @dataclass
@@ -86,8 +85,9 @@ class Service:
         self._http: HttpApi | None = None
         self._poller: Any = None
         self._classifier: Any = None
-        self._limiter: Any = None
-        self._report_lock = threading.Lock()
+        self._reports = ReportIntake(config.services, config.server.report_rate_per_hour, self.metrics,
+                                     self.options.clock, lambda post, now: self._pipeline("http").ingest([post], now),
+                                     lambda: self._forget_store("http"), self.db_path)
         self._store_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
         self._store_lost: str | None = None
         self._lost_guard = threading.Lock()
@@ -99,7 +99,6 @@ class Service:
     def start(self) -> None:
         from miner.classify import load_classifier
         from miner.collectors.poller import Poller
-        from miner.collectors.reports import RateLimiter
 
         self.lock.acquire()
         try:
@@ -110,12 +109,11 @@ class Service:
             base = Path(self.config.path).parent if self.config.path else None
             self._classifier = load_classifier(self.config.classifier, base_dir=base)
             self._poller = Poller.from_config(self.config)
-            self._limiter = RateLimiter(self.config.server.report_rate_per_hour)
             use_http = self.config.server.enabled if self.options.http is None else self.options.http
             if use_http:
                 port = self.config.server.port if self.options.http_port is None else self.options.http_port
                 self._http = HttpApi(self.config.server.host, port,
-                                     Endpoints(self.healthz, self.metrics_text, self.accept_report),
+                                     Endpoints(self.healthz, self.metrics_text, self._reports.accept),
                                      self.config.server.trusted_proxies)
                 self._http.start()
                 log.info("http endpoint on http://%s:%d", *self._http.address)
@@ -187,7 +185,7 @@ class Service:
             return
         if self._store_lost is None:
             with contextlib.suppress(MinerError):
-                Pipeline(self.config, self._store("collect"), self._classifier)._store_held(self._held)
+                Pipeline(self.config, self._store("collect"), self._classifier).store_held(self._held)
         if self._held.polls:
             count = self._held.count
             log.warning("stopping with %d posts of %d held poll%s that the store never took (%s): they are lost, "
@@ -389,36 +387,3 @@ class Service:
         except MinerError as exc:
             log.error("metrics: cannot read the store: %s", exc)
         return self.metrics.render()
-
-    def accept_report(self, payload: object, client: str) -> dict[str, Any]:
-        from miner.collectors.reports import report_post, validate_report
-
-        try:
-            report = validate_report(payload, self.config.services)
-        except InputError:
-            self.metrics.inc("miner_reports_total", result="invalid")
-            raise
-        # A report facing a store locked by another writer waits out SQLite's busy timeout (10 s) before its 503:
-        # unbounded, the reports queued behind it took 10 s more each, the tenth 100 s, each holding one of the
-        # server's connections until /healthz was turned away too.
-        if not self._report_lock.acquire(timeout=REPORT_WAIT):
-            self.metrics.inc("miner_reports_total", result="unavailable")
-            raise StoreError(f"store {self.db_path} is busy: a report waited {REPORT_WAIT:g} s for the ones before it")
-        try:
-            now_s = time.monotonic()
-            if not self._limiter.allow(client, now_s):
-                self.metrics.inc("miner_reports_total", result="rate_limited")
-                raise RateLimited(self._limiter.retry_after(client, now_s))
-            now = self.options.clock()
-            post = report_post(report, now)
-            self._pipeline("http").ingest([post], now)
-        except RateLimited:
-            raise
-        except MinerError:  # the store failed it: answered 503
-            self.metrics.inc("miner_reports_total", result="unavailable")
-            self._forget_store("http")
-            raise
-        finally:
-            self._report_lock.release()
-        self.metrics.inc("miner_reports_total", result="accepted")
-        return {"accepted": True, "service": report.service, "symptom": report.symptom}

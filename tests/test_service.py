@@ -569,7 +569,7 @@ def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path:
         report = threading.Thread(target=lambda: replies.append(
             httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30).status_code))
         report.start()
-        wait_for(service._report_lock.locked, timeout=10)
+        wait_for(service._reports.lock.locked, timeout=10)
         time.sleep(0.2)  # the report is now in SQLite's wait for the lock
         scrape = httpx.get(f"{base}/metrics", timeout=30)
         assert scrape.status_code == 200 and "miner_reports_total" in scrape.text
@@ -588,9 +588,9 @@ def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path:
 def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_soon(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Each report waited for the one ahead of it to wait out SQLite's busy timeout: the third answered after three.
-    from miner import service as service_module
+    from miner import report_intake
 
-    monkeypatch.setattr(service_module, "REPORT_WAIT", 0.5)
+    monkeypatch.setattr(report_intake, "REPORT_WAIT", 0.5)
     service, base = _http_service(tmp_path)
     locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
     try:

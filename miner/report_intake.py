@@ -1,0 +1,75 @@
+"""User reports posted to the service's `POST /report`: validated, rate-limited per client, stored one at a time.
+
+The HTTP server answers on its own threads; each report is one small write through the pipeline's ingest, so
+reports are taken one at a time, and a report that cannot get its turn soon is answered 503 rather than queued
+(the server's connections are few, and `/healthz` and `/metrics` must stay answerable).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from miner.collectors.reports import RateLimiter, report_post, validate_report
+from miner.config import ServiceConfig
+from miner.errors import InputError, MinerError, StoreError
+from miner.http_api import RateLimited
+from miner.metrics import Metrics
+from miner.records import Post
+
+# Seconds a user report waits for the ones ahead of it, which are stored one at a time.
+REPORT_WAIT = 5.0
+
+
+class ReportIntake:
+    """``ingest`` stores one post at ``now``; ``store_failed`` is called when it raised, before the 503."""
+
+    def __init__(self, services: Sequence[ServiceConfig], rate_per_hour: int, metrics: Metrics,
+                 clock: Callable[[], datetime], ingest: Callable[[Post, datetime], object],
+                 store_failed: Callable[[], None], store_name: str) -> None:
+        self._services = services
+        self._limiter = RateLimiter(rate_per_hour)
+        self._metrics = metrics
+        self._clock = clock
+        self._ingest = ingest
+        self._store_failed = store_failed
+        self._store_name = store_name
+        self.lock = threading.Lock()  # held by the report being stored
+
+    def accept(self, payload: object, client: str) -> dict[str, Any]:
+        """The 202 answer's body; raises InputError (400), RateLimited (429) or MinerError (503)."""
+        try:
+            report = validate_report(payload, self._services)
+        except InputError:
+            self._count("invalid")
+            raise
+        # A report facing a store locked by another writer waits out SQLite's busy timeout (10 s) before its 503:
+        # unbounded, the reports queued behind it took 10 s more each, the tenth 100 s, each holding one of the
+        # server's connections until /healthz was turned away too.
+        if not self.lock.acquire(timeout=REPORT_WAIT):
+            self._count("unavailable")
+            raise StoreError(f"store {self._store_name} is busy: a report waited {REPORT_WAIT:g} s for the ones "
+                             "before it")
+        try:
+            now_s = time.monotonic()
+            if not self._limiter.allow(client, now_s):
+                self._count("rate_limited")
+                raise RateLimited(self._limiter.retry_after(client, now_s))
+            now = self._clock()
+            self._ingest(report_post(report, now), now)
+        except RateLimited:
+            raise
+        except MinerError:  # the store failed it: answered 503
+            self._count("unavailable")
+            self._store_failed()
+            raise
+        finally:
+            self.lock.release()
+        self._count("accepted")
+        return {"accepted": True, "service": report.service, "symptom": report.symptom}
+
+    def _count(self, result: str) -> None:
+        self._metrics.inc("miner_reports_total", result=result)
