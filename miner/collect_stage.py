@@ -66,7 +66,7 @@ class CollectStage:
             if held is None:
                 raise
             held.store_error = exc
-        late = self._store_held(held) if held is not None and held.store_error is None else []
+        late = self.store_held(held) if held is not None and held.store_error is None else []
         earlier = self.store.earlier_names(self.config.sources)
         names = {s.name for s in sources}
         if due_only:
@@ -88,7 +88,7 @@ class CollectStage:
                      ", ".join(left))
         return late + [reports[i] for i in sorted(reports)]
 
-    def _store_held(self, held: HeldPolls) -> list[CollectReport]:
+    def store_held(self, held: HeldPolls) -> list[CollectReport]:
         """Store the polls held while the store took no writes, each source's in the order they were made, and
         report them (``late``). The first the store refuses sets ``held.store_error``; it and the rest stay held."""
         reports: list[CollectReport] = []
