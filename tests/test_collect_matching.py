@@ -132,13 +132,20 @@ def test_scan_has_no_group_per_term() -> None:
     ("Census data https://www.axios.com/census-3929c226.html?utm_source=facebook", ()),
     ("Show HN: my tool http://GitHub.com/me/tool", ()),
     ("mirror at www.github.com/me/tool", ()),
+    # Real tweets (complaints2019, wa_power): a photo is a link without a scheme, glued to the word before or not.
+    ("@nytimes why does it take 57 minutes online to make a simple subscription change? pic.twitter.com/j5v36DlTYv",
+     ()),
+    ("Oh look! Another @amazon deliver that isnt going to be delivered when they said it was going to be. "
+     "#shockerpic.twitter.com/ZCFHBbvtHs", ()),
+    ("my shop instagram.com/littleislandcrafts", ()),
     ("is instagram.com down?", ("Instagram",)),  # a bare domain is the service itself
+    ("twitter.com down, instagram.com fine.", ("Twitter", "Instagram")),
     ("GitHub is down, see https://www.githubstatus.com", ("GitHub",)),
     ("https://t.co/x #WhatsAppDown", ("WhatsApp",)),
 ])
 def test_links_are_not_mentions(text: str, expected: tuple[str, ...]) -> None:
     matcher = ServiceMatcher([ServiceConfig("Instagram"), ServiceConfig("Facebook"), ServiceConfig("GitHub"),
-                              ServiceConfig("WhatsApp")])
+                              ServiceConfig("WhatsApp"), ServiceConfig("Twitter")])
     assert matcher.match(text) == expected
 
 

@@ -26,10 +26,13 @@ _TAG_SUFFIXES = (
 _PLAIN_SEP = re.compile(r"[\s\-_]+")  # what may stand between the words of a term in a post
 _TAG_SEP = re.compile(r"[\-_]+")
 # A link names a site, not a service the post is about: shared photos ("Power's out! https://instagram.com/p/..")
-# and project links ("github.com/..") would count as reports about Instagram and GitHub. A bare domain without
-# scheme or www. ("is instagram.com down?") still counts.
-# (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end.)
-_URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+", re.IGNORECASE)
+# and project links ("github.com/..") would count as reports about Instagram and GitHub. So does a host with a path
+# but no scheme: tweets carry their photos as "pic.twitter.com/AbC", often glued to the word before ("shockerpic.
+# twitter.com/.."). A bare domain ("is instagram.com down?") still counts.
+# (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end. A host
+# starts only where a run of host characters does, so the runs a long post is made of are each read once.)
+_URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+"
+                  r"|(?<![\w.-])(?:[a-z0-9-]+\.)+[a-z]{2,63}/\S*", re.IGNORECASE)
 # Invisible format characters (soft hyphen, zero-width space and joiners, bidi marks): "Whats\u00adApp" is WhatsApp.
 _FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
                      "\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
