@@ -10,7 +10,6 @@ import codecs
 import ipaddress
 import re
 import tomllib
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from importlib import resources
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 from miner.config_lines import locate
 from miner.errors import ConfigError
 from miner.settings import SettingsError, build
+from miner.spelling import term_key
 from miner.urls import control_char, public_url, shown_url, url_problem
 
 if TYPE_CHECKING:
@@ -37,11 +37,6 @@ SourceType = Literal[
 
 def _empty() -> Mapping[str, str]:
     return MappingProxyType({})
-
-
-def term_key(term: str) -> str:
-    """A service name or alias as matching reads it: "#WhatsApp", "whats app" and "Whats-App" are one term."""
-    return re.sub(r"[\s\-_]+", "", unicodedata.normalize("NFKC", term).strip().lstrip("#@")).casefold()
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,14 @@ def test_config_objects_are_frozen() -> None:
         # An empty alias matched nothing, silently; one alias for two services counted its posts for the first.
         (('"mtn uganda", "mymtn"', '"", "mymtn"'), "services[11].aliases[1]", "must not be empty (got '')"),
         (('"mtn uganda", "mymtn"', '" # ", "mymtn"'), "services[11].aliases[1]", "must not be empty"),
+        (('"mtn uganda", "mymtn"', '"™", "mymtn"'), "services[11].aliases[1]", "must not be empty"),  # no letter
         (('aliases = ["africel", "africellug"', 'aliases = ["africel", "MTN-Uganda"'), "services[13].aliases[1]",
          "'MTN-Uganda' also names service 'MTN' (services[11].aliases[1])"),
         (('aliases = ["FB", "facebookdown", "messenger"]', 'aliases = ["FB", "facebookdown", "#Instagram"]'),
          "services[2].aliases[2]", "'#Instagram' also names service 'Instagram' (services[1].name)"),
+        # Matching reads a phone keyboard's apostrophe as "'": this was one term for two services, unrefused.
+        (('aliases = ["africel", "africellug"', 'aliases = ["africel", "What’s App"'), "services[13].aliases[1]",
+         "'What’s App' also names service 'WhatsApp' (services[0].aliases[1])"),
     ],
 )
 def test_errors_name_key_and_line(edit: tuple[str, str], key: str, message: str) -> None:

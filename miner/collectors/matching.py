@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from miner.config import ServiceConfig
+from miner.spelling import normalise
 
 SHORT_TERM = 2  # terms this long or shorter are matched case-sensitively
 _TAG_PREFIXES = ("is", "ask", "team")
@@ -33,12 +33,6 @@ _TAG_SEP = re.compile(r"[\-_]+")
 # starts only where a run of host characters does, so the runs a long post is made of are each read once.)
 _URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+"
                   r"|(?<![\w.-])(?:[a-z0-9-]+\.)+[a-z]{2,63}/\S*", re.IGNORECASE)
-# Invisible format characters (soft hyphen, zero-width space and joiners, bidi marks): "Whats\u00adApp" is WhatsApp.
-_FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
-                     "\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]")
-_APOSTROPHE = re.compile("[\u2018\u2019\u02bc\u2032]")  # "McDonald’s" from a phone keyboard is "McDonald's"
-# NFKC would turn these into letters glued to the name before them ("WhatsApp™" -> "WhatsAppTM").
-_MARKS = re.compile("[\u2120-\u2122]")
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Hangul, kana, CJK ideographs): a
 # name there is glued to the words around it ("LINEが落ちた", "微信又挂了", "카카오톡이 안 돼요"), so only a
 # letter or digit of a script with spaces (_B) ends a word. "AWS" stays out of "laws".
@@ -57,17 +51,8 @@ class _Term:
     rank: int  # position in the longest-first order: at one spot in a post the lowest rank wins
 
 
-def _prepare(text: str) -> str:
-    """One spelling for what reads the same: NFKC (full-width "ＷｈａｔｓＡｐｐ", styled "𝗪𝗵𝗮𝘁𝘀𝗔𝗽𝗽" and a decomposed
-    "Te\u0301le\u0301com" become plain letters), no invisible format characters, one apostrophe."""
-    if text.isascii():
-        return text
-    text = _MARKS.sub(" ", _APOSTROPHE.sub("'", _FORMAT.sub("", text)))
-    return unicodedata.normalize("NFKC", text)
-
-
 def _words(term: str) -> list[str]:
-    return _prepare(term).strip().lstrip("#@").split()
+    return normalise(term).strip().lstrip("#@").split()
 
 
 def _key(words: Sequence[str]) -> str:
@@ -164,7 +149,7 @@ class _Compiled:
         self.short = _Scan(short, exact_case=True) if short else None
 
     def match(self, text: str) -> tuple[str, ...]:
-        text = _URL.sub(" ", _prepare(text))
+        text = _URL.sub(" ", normalise(text))
         found: list[tuple[int, int, _Term]] = []
         if self.long is not None:
             found.extend(self.long.find(_lower(text)))
