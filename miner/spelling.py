@@ -17,17 +17,34 @@ _APOSTROPHE = re.compile("[\u2018\u2019\u02bc\u2032]")  # "McDonald’s" from a 
 # NFKC would turn these into letters glued to the name before them ("WhatsApp™" -> "WhatsAppTM").
 _MARKS = re.compile("[\u2120-\u2122]")
 _SEP = re.compile(r"[\s\-_]+")
+# Latin, Greek and Cyrillic letters without their accents: posts drop them ("Telefonica caida", "MOVISTAR"; Greek
+# capitals are written without tonos) or add them where the configured name has none. Only these scripts: a kana's
+# voicing mark or a Hangul syllable's parts are letters of their own. An accent left uncomposed is dropped with it.
+_ACCENTS = {
+    cp: base
+    for block in ((0xC0, 0x250), (0x370, 0x530), (0x1E00, 0x2000))
+    for cp in range(*block)
+    if len(d := unicodedata.normalize("NFD", chr(cp))) > 1 and all(unicodedata.combining(c) for c in d[1:])
+    and (base := d[0]) < "\u0530"
+} | dict.fromkeys(range(0x300, 0x370))
+# re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
+_FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width "ＷｈａｔｓＡｐｐ", styled "𝗪𝗵𝗮𝘁𝘀𝗔𝗽𝗽" and a decomposed "Te\u0301le\u0301com" become plain
-    letters), no invisible format characters, one apostrophe."""
+    """NFKC (full-width "ＷｈａｔｓＡｐｐ" and styled "𝗪𝗵𝗮𝘁𝘀𝗔𝗽𝗽" become plain letters), no accents ("Télécom",
+    decomposed "Te\u0301le\u0301com" and "Telecom" are one), no invisible format characters, one apostrophe."""
     if text.isascii():
         return text
     text = _MARKS.sub(" ", _APOSTROPHE.sub("'", _FORMAT.sub("", text)))
-    return unicodedata.normalize("NFKC", text)
+    return unicodedata.normalize("NFKC", text).translate(_ACCENTS)
 
 
 def term_key(term: str) -> str:
     """A service name or alias as matching reads it: "#WhatsApp", "whats app" and "Whats-App" are one term."""
-    return _SEP.sub("", normalise(term).strip().lstrip("#@")).casefold()
+    return lower(_SEP.sub("", normalise(term).strip().lstrip("#@")))
+
+
+def lower(text: str) -> str:
+    """``text`` in lower case, one character for one, so positions agree with ``text``."""
+    return text.translate(_FOLD).lower()

@@ -168,6 +168,23 @@ def test_unicode_spellings(text: str, expected: tuple[str, ...]) -> None:
     assert matcher.match(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Telefonica sin servicio otra vez", ("Telefónica",)),  # posts drop the accents a name has
+    ("TELEFONICA caida", ("Telefónica",)),
+    ("MOVÍSTAR sin internet", ("Movistar",)),  # or add some it has not
+    ("turk telekom cokmus", ("Türk Telekom",)),
+    ("Societe Generale app down", ("Société Générale",)),
+    ("ΚΟΣΜΟΤΕ", ("Cosmote",)),  # Greek capitals are written without their accents
+    ("Movistarín", ()),  # still a word of its own
+    ("カンホー", ()),  # a kana's voicing mark makes another letter: ガ is not カ
+])
+def test_accents_are_not_needed(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("Telefónica"), ServiceConfig("Movistar"), ServiceConfig("Türk Telekom"),
+                              ServiceConfig("Société Générale"), ServiceConfig("Cosmote", ("Κοσμοτέ",)),
+                              ServiceConfig("GungHo", ("ガンホー",))])
+    assert matcher.match(text) == expected
+
+
 def test_alias_in_other_spelling_matches_plain_text() -> None:
     matcher = ServiceMatcher([ServiceConfig("Telecom", ("Te\u0301le\u0301com", "Lowe’s"))])
     assert matcher.match("Télécom en panne") == ("Telecom",)

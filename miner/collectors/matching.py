@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from miner.config import ServiceConfig
-from miner.spelling import normalise
+from miner.spelling import lower, normalise
 
 SHORT_TERM = 2  # terms this long or shorter are matched case-sensitively
 _TAG_PREFIXES = ("is", "ask", "team")
@@ -41,8 +41,6 @@ _UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff\
 _B = f"[^\\W{_UNSPACED}]"
 _U = f"[{_UNSPACED}]"
 _PLURAL = re.compile(f"[^\\W\\d_{_UNSPACED}]")  # a term ending in such a letter takes an "s"
-# re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
-_FOLD = str.maketrans({"İ": "i", "ı": "i"})
 
 
 @dataclass(frozen=True)
@@ -144,7 +142,7 @@ class _Compiled:
             if len("".join(words)) <= SHORT_TERM:
                 short.append((words, _Term(service, rank)))
             else:
-                long.append(([w.translate(_FOLD).lower() for w in words], _Term(service, rank)))
+                long.append(([lower(w) for w in words], _Term(service, rank)))
         self.long = _Scan(long) if long else None
         self.short = _Scan(short, exact_case=True) if short else None
 
@@ -152,7 +150,7 @@ class _Compiled:
         text = _URL.sub(" ", normalise(text))
         found: list[tuple[int, int, _Term]] = []
         if self.long is not None:
-            found.extend(self.long.find(_lower(text)))
+            found.extend(self.long.find(lower(text)))
         if self.short is not None:
             found.extend(self.short.find(text))
         # Where matches of the two scans overlap, the one starting first (then the longer) stands, as when
@@ -165,11 +163,6 @@ class _Compiled:
                 services.setdefault(term.service, None)
                 end = stop
         return tuple(services)
-
-
-def _lower(text: str) -> str:
-    """``text`` in lower case, one character for one, so positions agree with ``text``."""
-    return text.translate(_FOLD).lower()
 
 
 class ServiceMatcher:
