@@ -27,6 +27,9 @@ _ACCENTS = {
     if len(d := unicodedata.normalize("NFD", chr(cp))) > 1 and all(unicodedata.combining(c) for c in d[1:])
     and (base := d[0]) < "\u0530"
 } | dict.fromkeys(range(0x300, 0x370))
+# Arabic and Hebrew vowel points (and the Arabic stretching tatweel) are written or not at will: "زَين" is "زين".
+_ACCENTS |= dict.fromkeys([*range(0x591, 0x5BE), 0x5BF, 0x5C1, 0x5C2, 0x5C4, 0x5C5, 0x5C7, 0x640, *range(0x64B, 0x660),
+                           0x670])
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 

@@ -211,6 +211,22 @@ def test_scripts_without_spaces(text: str, expected: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
+    ("जियो का नेटवर्क डाउन है", ("Jio",)),
+    ("इसको ठीक कर दीजियो", ()),  # "do (it)!": a vowel sign is part of its letter, so "जियो" is inside a word
+    ("पीजियो", ()),
+    ("زَين ما تشتغل", ("Zain",)),  # Arabic vowel points are written or not
+    ("شبكة زينَ", ("Zain",)),
+    ("شبكة زيـــن واقفة", ("Zain",)),  # a stretched word (tatweel)
+    ("בֵּזֶק לא עובד", ("Bezeq",)),  # Hebrew points
+    ("❤️WhatsApp is back", ("WhatsApp",)),  # an emoji's variation selector is a mark, but on no letter
+])
+def test_combining_marks(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("Jio", ("जियो",)), ServiceConfig("Zain", ("زين",)),
+                              ServiceConfig("Bezeq", ("בזק",)), ServiceConfig("WhatsApp")])
+    assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
     # Real SentiTel posts (their authors stripped the apostrophes): possessives without one.
     ("Most especially AirtelUgs G network total garbage", ("Airtel",)),
     ("Something has been wrong with mtnugs internet for the past few weeks", ("MTN",)),
