@@ -47,6 +47,9 @@ class ServiceConfig:
     aliases: tuple[str, ...] = ()  # other names, hashtags and handles that mean this service
     status_page: str | None = None  # Atlassian Statuspage base URL: adds a `statuspage` source for it
     provider: str | None = None  # e.g. "Meta", "AWS": services of one provider open as one grouped incident
+    # Name and aliases match only in their configured case, as 1-2 character ones always do: a service named by a
+    # common word (the ISP "Three", the app "Signal") was found in every "three days" and "no signal".
+    match_case: bool = False
 
     def validate(self) -> None:
         if not self.name.strip():

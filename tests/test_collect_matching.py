@@ -69,6 +69,21 @@ def test_short_alias_matches_in_its_own_case() -> None:
     assert MATCHER.match("wa is down") == ()
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real posts (labels set): a service named by a common word was in every one of them.
+    ("Gotta love taking three 2015 Chrysler's in for recalls and coming home the same day to mail from @Chrysler", ()),
+    ("I need a three day weekend...", ()),
+    ("AirtelUg Very slow internet The signal bars keep skipping for a long time", ("Airtel",)),
+    ("@ThreeUKSupport Thanks Three. Does the data passport work in Grenada", ("Three",)),
+    ("#ThreeDown since 9am, Signal won't send either", ("Three", "Signal")),  # affixes still in any case
+    ("is Three UK down?", ("Three",)),
+])
+def test_match_case_keeps_common_words_out(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("Three", ("Three UK",), match_case=True),
+                              ServiceConfig("Signal", match_case=True), ServiceConfig("Airtel", ("airtelug",))])
+    assert matcher.match(text) == expected
+
+
 def test_support_handles_ending_in_care() -> None:
     # Real posts to support handles (complaints2019 set): "care" as well as "cares" (@ComcastCares).
     matcher = ServiceMatcher([ServiceConfig("Adobe"), ServiceConfig("BT"), ServiceConfig("Comcast")])

@@ -109,6 +109,13 @@ def test_missing_required_key_and_bad_reference() -> None:
         parse_config("[[services]]\nname = 'A'\n[[groups]]\nname = 'g'\nservices = ['A', 'Nope']\n")
 
 
+def test_match_case_is_read_from_the_file() -> None:
+    cfg = parse_config("[[services]]\nname = 'Three'\nmatch_case = true\n[[services]]\nname = 'MTN'\n", "x.toml")
+    assert [s.match_case for s in cfg.services] == [True, False]
+    with pytest.raises(ConfigError, match=r"x.toml:3: services\[0\].match_case: expected true or false"):
+        parse_config("[[services]]\nname = 'Three'\nmatch_case = 'yes'\n", "x.toml")
+
+
 def test_duplicate_names_and_type_rules() -> None:
     with pytest.raises(ConfigError, match="duplicate service"):
         parse_config("[[services]]\nname = 'A'\n[[services]]\nname = 'a'\n")

@@ -1,7 +1,8 @@
 """Which configured services a post talks about: names, aliases, hashtags and @handles, on word boundaries.
 
 Matching is case-insensitive except for very short terms ("X", "O2"), which must match their configured
-case: otherwise every "x" in "2 x 4" would be a post about X. Word boundaries keep "AWS" out of "laws".
+case: otherwise every "x" in "2 x 4" would be a post about X. A service named by a common word ("Three",
+"Signal") can ask for the same with ``match_case``. Word boundaries keep "AWS" out of "laws".
 A hashtag or handle also matches with a common outage suffix or support prefix: #WhatsAppDown,
 #isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation. Links (https://..., www....) are not mentions.
 """
@@ -143,19 +144,20 @@ class _Scan:
 
 
 class _Compiled:
-    """Scans for one set of services: long terms over the lowercased post, short ones in their own case."""
+    """Scans for one set of services: long terms over the lowercased post; short ones, and those of services
+    with ``match_case``, in their own case."""
 
     def __init__(self, services: Sequence[ServiceConfig]) -> None:
-        terms = [(term, svc.name) for svc in services for term in (svc.name, *svc.aliases)]
+        terms = [(term, svc.name, svc.match_case) for svc in services for term in (svc.name, *svc.aliases)]
         # Longer terms first, so "Google Cloud" wins over "Google" at the same position.
         terms.sort(key=lambda t: -len(t[0]))
         long: list[tuple[list[str], _Term]] = []
         short: list[tuple[list[str], _Term]] = []
-        for rank, (text, service) in enumerate(terms):
+        for rank, (text, service, match_case) in enumerate(terms):
             words = _words(text)
             if not words:
                 continue
-            if len("".join(words)) <= SHORT_TERM:
+            if match_case or len("".join(words)) <= SHORT_TERM:
                 short.append((words, _Term(service, rank)))
             else:
                 long.append(([lower(w) for w in words], _Term(service, rank)))
