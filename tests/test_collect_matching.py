@@ -200,6 +200,22 @@ def test_accents_are_not_needed(text: str, expected: tuple[str, ...]) -> None:
     assert matcher.match(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real tweets (complaints2019): a name's apostrophe is left out, and a handle or hashtag cannot have one.
+    ("Hey @McDonalds, why am I being charged tax twice? This is the second time. https://t.co/1Vwd0mplSx",
+     ("McDonald's",)),
+    ("No eggs on my breakfast sandwich nice @Mcdonalds you can never get the order right", ("McDonald's",)),
+    ("I bought a sprite from mcdonalds and they gave me a cup of water...", ("McDonald's",)),
+    ("#DominosDown again", ("Domino's",)),
+    ("Domino’s app won't load", ("Domino's",)),
+    ("McDonald", ()),  # the letters after the apostrophe are still needed
+    ("I'll check", ()),  # and only a term's apostrophes are optional, not a post's
+])
+def test_apostrophes_in_terms_are_optional(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("McDonald's"), ServiceConfig("Domino's"), ServiceConfig("Ill")])
+    assert matcher.match(text) == expected
+
+
 def test_alias_in_other_spelling_matches_plain_text() -> None:
     matcher = ServiceMatcher([ServiceConfig("Telecom", ("Te\u0301le\u0301com", "Lowe’s"))])
     assert matcher.match("Télécom en panne") == ("Telecom",)

@@ -68,9 +68,10 @@ def test_config_objects_are_frozen() -> None:
          "services[2].aliases[2]", "'#Instagram' also names service 'Instagram' (services[1].name)"),
         (('aliases = ["africel", "africellug"', 'aliases = ["africel", "Aírtel"'), "services[13].aliases[1]",
          "'Aírtel' also names service 'Airtel' (services[12].name)"),  # matching reads it without its accent
-        # Matching reads a phone keyboard's apostrophe as "'": this was one term for two services, unrefused.
+        # Matching reads a phone keyboard's apostrophe as "'", and an apostrophe as optional: this was one term for
+        # two services, unrefused.
         (('aliases = ["africel", "africellug"', 'aliases = ["africel", "What’s App"'), "services[13].aliases[1]",
-         "'What’s App' also names service 'WhatsApp' (services[0].aliases[1])"),
+         "'What’s App' also names service 'WhatsApp' (services[0].name)"),
     ],
 )
 def test_errors_name_key_and_line(edit: tuple[str, str], key: str, message: str) -> None:

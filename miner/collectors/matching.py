@@ -26,8 +26,10 @@ _TAG_SUFFIXES = (
     "fails", "failure", "error", "errors", "issue", "issues", "problem", "problems", "crash", "broken",
     "notworking", "dead", "care", "cares", "news",
 )
-_PLAIN_SEP = re.compile(r"[\s\-_]+")  # what may stand between the words of a term in a post
-_TAG_SEP = re.compile(r"[\-_]+")
+# What may stand between the words of a term in a post, and a term's apostrophes, which are optional: hashtags and
+# handles have none (@McDonalds, #DominosDown) and posts often leave them out ("mcdonalds", "whats app").
+_PLAIN_SEP = re.compile(r"[\s\-_']+")
+_TAG_SEP = re.compile(r"[\-_']+")
 # A link names a site, not a service the post is about: shared photos ("Power's out! https://instagram.com/p/..")
 # and project links ("github.com/..") would count as reports about Instagram and GitHub. So does a host with a path
 # but no scheme: tweets carry their photos as "pic.twitter.com/AbC", often glued to the word before ("shockerpic.
@@ -68,8 +70,14 @@ def _words(term: str) -> list[str]:
     return normalise(term).strip().lstrip("#@").split()
 
 
+def _escape(word: str) -> str:
+    """``word`` as a pattern whose apostrophes may be left out."""
+    return re.escape(word).replace("'", "'?")
+
+
 def _key(words: Sequence[str]) -> str:
-    """What a term and every way of writing it in a post have in common: the words without separators."""
+    """What a term and every way of writing it in a post have in common: the words without separators or
+    apostrophes."""
     return _TAG_SEP.sub("", "".join(words))
 
 
@@ -95,11 +103,11 @@ class _Scan:
         self.table: dict[str, _Term] = {}
         for words, term in terms:
             first = words[0][0]
-            rest = re.escape(words[0][1:]) + "".join(r"[\s\-_]*" + re.escape(w) for w in words[1:])
+            rest = _escape(words[0][1:]) + "".join(r"[\s\-_]*" + _escape(w) for w in words[1:])
             # "Airtels network", "whatsapps servers": a possessive without its apostrophe, or a plural.
             plural = not exact_case and _PLURAL.match(words[-1][-1])
             plain.append((first, rest + "s?" if plural else rest))
-            tag.append((first, re.escape(words[0][1:]) + "".join("[_-]?" + re.escape(w) for w in words[1:])))
+            tag.append((first, _escape(words[0][1:]) + "".join("[_-]?" + _escape(w) for w in words[1:])))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
         prefixes = "|".join(_TAG_PREFIXES)
         suffixes = "|".join(_TAG_SUFFIXES)
