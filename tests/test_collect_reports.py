@@ -10,7 +10,8 @@ from miner.collectors.reports import MAX_REPORT_TEXT, Bucket, RateLimiter, repor
 from miner.config import ServiceConfig
 from miner.errors import InputError
 
-SERVICES = (ServiceConfig("WhatsApp", ("#whatsapp", "WA")), ServiceConfig("Slack"))
+SERVICES = (ServiceConfig("WhatsApp", ("#whatsapp", "WA")), ServiceConfig("Slack"), ServiceConfig("Google Cloud"),
+            ServiceConfig("Telefónica"))
 NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 
 
@@ -18,6 +19,11 @@ def test_valid_report_by_alias_any_case() -> None:
     report = validate_report({"service": "wa", "symptom": "messaging", "text": "  msgs\n stuck  "}, SERVICES)
     assert (report.service, report.symptom, report.text) == ("WhatsApp", "messaging", "msgs stuck")
     assert validate_report({"service": "#WhatsApp"}, SERVICES).service == "WhatsApp"
+    # Spelled as matching reads it: a form's slug, a phone keyboard, an accent left out.
+    for spelling in ("google-cloud", "Google_Cloud", "GoogleCloud"):
+        assert validate_report({"service": spelling}, SERVICES).service == "Google Cloud"
+    assert validate_report({"service": "Telefonica"}, SERVICES).service == "Telefónica"
+    assert validate_report({"service": "Whats App"}, SERVICES).service == "WhatsApp"
 
 
 @pytest.mark.parametrize(("payload", "message"), [

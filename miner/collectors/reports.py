@@ -15,6 +15,7 @@ from miner.collectors.normalise import fold, redact_contacts
 from miner.config import ServiceConfig
 from miner.errors import InputError
 from miner.records import SYMPTOMS, Post
+from miner.spelling import term_key
 
 REPORT_SOURCE = "reports"
 MAX_REPORT_TEXT = 500
@@ -29,7 +30,7 @@ class Report:
 
 
 def validate_report(payload: object, services: Sequence[ServiceConfig]) -> Report:
-    """Check a decoded JSON payload; the service may be given by name or alias, any case."""
+    """Check a decoded JSON payload; the service may be given by name or alias, spelled as matching reads them."""
     if not isinstance(payload, Mapping):
         raise InputError("report must be a JSON object")
     unknown = sorted(str(k) for k in payload if k not in _ALLOWED_KEYS)
@@ -38,10 +39,10 @@ def validate_report(payload: object, services: Sequence[ServiceConfig]) -> Repor
     raw_service = payload.get("service")
     if not isinstance(raw_service, str) or not raw_service.strip():
         raise InputError("report needs a 'service' string")
-    wanted = raw_service.strip().lstrip("#@").lower()
-    service = next(
-        (s.name for s in services if wanted in {t.lstrip("#@").lower() for t in (s.name, *s.aliases)}), None
-    )
+    # As matching reads terms, so that a form's "google-cloud" or "Telefonica" is the service a post naming it
+    # counts for; the config refuses a term two services share, so there is at most one.
+    wanted = term_key(raw_service)
+    service = next((s.name for s in services if wanted in {term_key(t) for t in (s.name, *s.aliases)}), None)
     if service is None:
         raise InputError(f"unknown service {raw_service.strip()[:60]!r}")
     symptom = payload.get("symptom")
