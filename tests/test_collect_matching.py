@@ -84,6 +84,19 @@ def test_match_case_keeps_common_words_out(text: str, expected: tuple[str, ...])
     assert matcher.match(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real tweets (complaints2019): a news desk's handle is no post about the brand (Sky the ISP, NBC's Peacock).
+    ("@NBCNews @JoeNBC Why has the military not deployed to Puerto Rico. My son was sent to Haiti after the earthquake",
+     ()),
+    ("@realDonaldTrump @FoxNews Trump I figured out whybyou hate Kim Jung Un.", ()),
+    ("@SkyNews live from the flooded high street", ()),
+    ("#SkyDown no broadband all evening", ("Sky",)),
+])
+def test_news_handles_are_not_the_brand(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("NBC"), ServiceConfig("Fox"), ServiceConfig("Sky")])
+    assert matcher.match(text) == expected
+
+
 def test_support_handles_ending_in_care() -> None:
     # Real posts to support handles (complaints2019 set): "care" as well as "cares" (@ComcastCares).
     matcher = ServiceMatcher([ServiceConfig("Adobe"), ServiceConfig("BT"), ServiceConfig("Comcast")])

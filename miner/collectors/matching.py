@@ -21,10 +21,11 @@ from miner.spelling import lower, normalise
 
 SHORT_TERM = 2  # terms this long or shorter are matched case-sensitively
 _TAG_PREFIXES = ("is", "ask", "team")
+# Not "news": @SkyNews, @NBCNews and @FoxNews are news desks, whose tags in a post are no report about Sky (the ISP).
 _TAG_SUFFIXES = (
     "down", "isdown", "outage", "outages", "status", "support", "help", "helps", "app", "offline", "fail",
     "fails", "failure", "error", "errors", "issue", "issues", "problem", "problems", "crash", "broken",
-    "notworking", "dead", "care", "cares", "news",
+    "notworking", "dead", "care", "cares",
 )
 # What may stand between the words of a term in a post, and a term's apostrophes, which are optional: hashtags and
 # handles have none (@McDonalds, #DominosDown) and posts often leave them out ("mcdonalds", "whats app").
