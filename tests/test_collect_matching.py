@@ -64,6 +64,20 @@ def test_does_not_match(text: str) -> None:
     assert MATCHER.match(text) == ()
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real posts (wa_power, complaints2019): a letter hyphened to a word is a prefix, not X.
+    ("My super power is an inability to shut off my brain. Why couldn't it be flying or X-ray vision instead?", ()),
+    ("@DICKS When u send packages u should really put them in a box so you don't ruin a kids X-mas morning", ()),
+    ("Gen-X remembers dial-up", ()),
+    ("X - down for anyone else?", ("X",)),  # a dash between words is no hyphen
+    ("X-EE merger rumours", ("EE",)),  # two letters hyphened stay a name ("EE-branded")
+    ("EE-branded router", ("EE",)),
+])
+def test_one_letter_term_hyphened_to_a_word(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("X"), ServiceConfig("EE")])
+    assert matcher.match(text) == expected
+
+
 def test_short_alias_matches_in_its_own_case() -> None:
     assert MATCHER.match("WA is down in Lagos") == ("WhatsApp",)
     assert MATCHER.match("wa is down") == ()

@@ -107,6 +107,9 @@ class _Scan:
             rest = _escape(words[0][1:]) + "".join(r"[\s\-_]*" + _escape(w) for w in words[1:])
             # "Airtels network", "whatsapps servers": a possessive without its apostrophe, or a plural.
             plural = not exact_case and _PLURAL.match(words[-1][-1])
+            if len(words) == 1 and len(words[0]) == 1:
+                # A letter hyphened to a word is a prefix or a label, not the name: X-ray, X-Box, X-mas, Gen-X.
+                rest = r"(?<![^\W_]-.)(?!-[^\W_])"
             plain.append((first, rest + "s?" if plural else rest))
             tag.append((first, _escape(words[0][1:]) + "".join("[_-]?" + _escape(w) for w in words[1:])))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
