@@ -182,6 +182,8 @@ def test_scan_has_no_group_per_term() -> None:
     ("my shop instagram.com/littleislandcrafts", ()),
     ("is instagram.com down?", ("Instagram",)),  # a bare domain is the service itself
     ("twitter.com down, instagram.com fine.", ("Twitter", "Instagram")),
+    ("Next.js/GitHub deploys failing", ("GitHub",)),  # a file's extension is no domain
+    ("see github.io/tool", ()),
     ("GitHub is down, see https://www.githubstatus.com", ("GitHub",)),
     ("https://t.co/x #WhatsAppDown", ("WhatsApp",)),
 ])

@@ -35,10 +35,13 @@ _TAG_SEP = re.compile(r"[\-_']+")
 # and project links ("github.com/..") would count as reports about Instagram and GitHub. So does a host with a path
 # but no scheme: tweets carry their photos as "pic.twitter.com/AbC", often glued to the word before ("shockerpic.
 # twitter.com/.."). A bare domain ("is instagram.com down?") still counts.
-# (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end. A host
-# starts only where a run of host characters does, so the runs a long post is made of are each read once.)
+# Such a host ends in a common or a country's domain, but not in a file's extension: "Next.js/Vercel down?" names
+# Vercel. (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end. A
+# host starts only where a run of host characters does, so the runs a long post is made of are each read once.)
+_TLD = (r"(?:com|net|org|info|biz|edu|gov|app|dev|page|link|live|site|online|store|shop|tech|xyz"
+        r"|(?!(?:js|ts|py|rb|md|cs)/)[a-z]{2})")
 _URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+"
-                  r"|(?<![\w.-])(?:[a-z0-9-]+\.)+[a-z]{2,63}/\S*", re.IGNORECASE)
+                  rf"|(?<![\w.-])(?:[a-z0-9-]+\.)+{_TLD}/\S*", re.IGNORECASE)
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Hangul, kana, CJK ideographs): a
 # name there is glued to the words around it ("LINEが落ちた", "微信又挂了", "카카오톡이 안 돼요"), so only a
 # letter or digit of a script with spaces (_B) or a mark on one ends a word. "AWS" stays out of "laws".
