@@ -16,7 +16,7 @@ _FORMAT = re.compile("[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\
 _APOSTROPHE = re.compile("[\u2018\u2019\u02bc\u2032]")  # "McDonald’s" from a phone keyboard is "McDonald's"
 # NFKC would turn these into letters glued to the name before them ("WhatsApp™" -> "WhatsAppTM").
 _MARKS = re.compile("[\u2120-\u2122]")
-_SEP = re.compile(r"[\s\-_']+")  # and apostrophes, which matching takes as optional
+_SEP = re.compile(r"[\s\-_'&]+")  # and apostrophes and "&", which matching takes as optional
 # Latin, Greek and Cyrillic letters without their accents: posts drop them ("Telefonica caida", "MOVISTAR"; Greek
 # capitals are written without tonos) or add them where the configured name has none. Only these scripts: a kana's
 # voicing mark or a Hangul syllable's parts are letters of their own. An accent left uncomposed is dropped with it.

@@ -245,6 +245,18 @@ def test_apostrophes_in_terms_are_optional(text: str, expected: tuple[str, ...])
     assert matcher.match(text) == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Real tweets (complaints2019, apps/sanders): a handle cannot have the "&" of the name.
+    ("Switched to a land line today for work. The @ATT cell service is out in OK today.", ("AT&T",)),
+    ("When @ATTCares has you commit to a 6 month contract at better price, but only feels like keeping that price",
+     ("AT&T",)),
+    ("Yet more awful DIRECTV/AT&T customer service. C'mon get it together", ("AT&T",)),
+    ("att: all staff, the printer is down", ()),  # a post's plain words keep the "&"
+])
+def test_handles_of_a_name_with_an_ampersand(text: str, expected: tuple[str, ...]) -> None:
+    assert ServiceMatcher([ServiceConfig("AT&T")]).match(text) == expected
+
+
 def test_alias_in_other_spelling_matches_plain_text() -> None:
     matcher = ServiceMatcher([ServiceConfig("Telecom", ("Te\u0301le\u0301com", "Lowe’s"))])
     assert matcher.match("Télécom en panne") == ("Telecom",)

@@ -68,6 +68,8 @@ def test_config_objects_are_frozen() -> None:
          "services[2].aliases[2]", "'#Instagram' also names service 'Instagram' (services[1].name)"),
         (('aliases = ["africel", "africellug"', 'aliases = ["africel", "Aírtel"'), "services[13].aliases[1]",
          "'Aírtel' also names service 'Airtel' (services[12].name)"),  # matching reads it without its accent
+        (('aliases = ["africel", "africellug"', 'aliases = ["africel", "Air&tel"'), "services[13].aliases[1]",
+         "'Air&tel' also names service 'Airtel' (services[12].name)"),  # as @Airtel would be for both
         # Matching reads a phone keyboard's apostrophe as "'", and an apostrophe as optional: this was one term for
         # two services, unrefused.
         (('aliases = ["africel", "africellug"', 'aliases = ["africel", "What’s App"'), "services[13].aliases[1]",

@@ -28,9 +28,10 @@ _TAG_SUFFIXES = (
     "notworking", "dead", "care", "cares",
 )
 # What may stand between the words of a term in a post, and a term's apostrophes, which are optional: hashtags and
-# handles have none (@McDonalds, #DominosDown) and posts often leave them out ("mcdonalds", "whats app").
-_PLAIN_SEP = re.compile(r"[\s\-_']+")
-_TAG_SEP = re.compile(r"[\-_']+")
+# handles have none (@McDonalds, #DominosDown) and posts often leave them out ("mcdonalds", "whats app"). Nor
+# have they an "&", which a tag leaves out (@ATT, @ATTCares for "AT&T") but a post's plain words keep.
+_PLAIN_SEP = re.compile(r"[\s\-_'&]+")
+_TAG_SEP = re.compile(r"[\-_'&]+")
 # A link names a site, not a service the post is about: shared photos ("Power's out! https://instagram.com/p/..")
 # and project links ("github.com/..") would count as reports about Instagram and GitHub. So does a host with a path
 # but no scheme: tweets carry their photos as "pic.twitter.com/AbC", often glued to the word before ("shockerpic.
@@ -80,8 +81,8 @@ def _escape(word: str) -> str:
 
 
 def _key(words: Sequence[str]) -> str:
-    """What a term and every way of writing it in a post have in common: the words without separators or
-    apostrophes."""
+    """What a term and every way of writing it in a post have in common: the words without separators,
+    apostrophes or "&"."""
     return _TAG_SEP.sub("", "".join(words))
 
 
@@ -114,7 +115,8 @@ class _Scan:
                 # A letter hyphened to a word is a prefix or a label, not the name: X-ray, X-Box, X-mas, Gen-X.
                 rest = r"(?<![^\W_]-.)(?!-[^\W_])"
             plain.append((first, rest + "s?" if plural else rest))
-            tag.append((first, _escape(words[0][1:]) + "".join("[_-]?" + _escape(w) for w in words[1:])))
+            tag_rest = _escape(words[0][1:]) + "".join("[_-]?" + _escape(w) for w in words[1:])
+            tag.append((first, tag_rest.replace(re.escape("&"), "")))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
         prefixes = "|".join(_TAG_PREFIXES)
         suffixes = "|".join(_TAG_SUFFIXES)
