@@ -364,8 +364,7 @@ class Pipeline(CollectStage):
             "sample_post_ids": [int(pid) for pid, _ in draft.samples],
         }
         if draft.official_ref is not None:
-            source, _, external_id = draft.official_ref.partition(":")
-            fields["official_incident_id"] = self.store.official_incident_id(source, external_id)
+            fields["official_incident_id"] = self.store.official_incident_id_of_ref(draft.official_ref)
             if draft.lead_minutes is not None:
                 # The lifecycle measures from the bucket's start; we knew only when the bucket closed.
                 fields["lead_time_minutes"] = round(draft.lead_minutes - self.config.detector.bucket_minutes, 1)

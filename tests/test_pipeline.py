@@ -872,3 +872,27 @@ def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_
     assert iso(switch) in [r["bucket_start"] for r in after]
     widths = [timedelta(minutes=7 if s < switch else 15) for s in starts]
     assert all(a + w <= b for a, w, b in zip(starts, widths, starts[1:], strict=False))  # no two rows overlap
+
+
+def test_an_incident_is_linked_to_the_provider_incident_of_a_status_page_set_on_its_service(
+        store: Store, server: FakeServer) -> None:
+    # The status_page key names its source "status:foonet": a colon in the source name, as in the official ref.
+    server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
+    config = parse_config(CLOCK_AHEAD.replace('name = "Foonet"', f'name = "Foonet"\nstatus_page = "{server.url}"'))
+    [source] = config.sources
+    assert source.name == "status:foonet"
+    with Poller.from_config(config) as poller:
+        store.save_fetch(source.name, poller.poll(source, SourceState()), T0, T0)
+    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    official_start = datetime.fromisoformat("2026-11-27T14:01:12+00:00")  # "Incident with Actions"
+    quiet = floor_time(official_start - timedelta(hours=4), timedelta(minutes=15))
+    for hours in range(4):
+        pipe.detect(quiet + timedelta(hours=hours))
+    start = quiet + timedelta(hours=3, minutes=30)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    pipe.detect(start + timedelta(minutes=30))
+    [incident] = store.incidents()
+    linked = store.official_incident_id("status:foonet", "p3k9d2m1x8qz")
+    assert linked is not None and incident["official_incident_id"] == linked
+    assert incident["lead_time_minutes"] is not None

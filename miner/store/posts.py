@@ -166,6 +166,17 @@ class PostsMixin:
                                 (source, external_id))
         return int(row["id"]) if row else None
 
+    def official_incident_id_of_ref(self, ref: str) -> int | None:
+        """The row of a detector's "source:external_id" ref. Either part may hold colons (the "status:<service>"
+        sources a service's status_page adds, Atom "tag:" ids), so each colon is tried as the separator."""
+        cut = ref.find(":")
+        while cut >= 0:
+            found = self.official_incident_id(ref[:cut], ref[cut + 1:])
+            if found is not None:
+                return found
+            cut = ref.find(":", cut + 1)
+        return None
+
     def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
         return self.database.rows(
             "SELECT * FROM official_incidents WHERE service = ? AND (resolved_at IS NULL OR resolved_at >= ?) "
