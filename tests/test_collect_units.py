@@ -29,7 +29,7 @@ from miner.collectors.normalise import (
     parse_time,
     redact_contacts,
 )
-from miner.collectors.status_feed import incident_status
+from miner.collectors.status_feed import incident_status, update_stamps
 from miner.config import ServiceConfig, SourceConfig, parse_config
 from miner.errors import SourceError
 from miner.records import SourceState
@@ -291,12 +291,49 @@ def test_incident_status(text: str, status: str) -> None:
 def test_status_feed_incidents(server: FakeServer, poller: Poller) -> None:
     server.serve_fixture("/history.atom", "status/saucelabs_us-west-1_history.atom")
     source = SourceConfig("sauce", "status_feed", url=f"{server.url}/history.atom")
-    first = poller.poll(source).incidents[0]
+    incidents = {i.external_id.rpartition("/")[2]: i for i in poller.poll(source).incidents}
+    first = incidents["5566864"]
     assert first.title == "2020-Nov-14 Service Incident" and first.status == "resolved"
     assert first.external_id == "tag:status.us-west-1.saucelabs.com,2005:Incident/5566864"
-    assert first.started_at == datetime(2020, 11, 14, 22, 7, 38, tzinfo=UTC)
-    assert first.resolved_at == datetime(2020, 11, 14, 22, 7, 39, tzinfo=UTC)
+    # Started at its oldest update ("Nov 14, 13:51 PST Monitoring"), not at its entry's date (its latest update).
+    assert first.started_at == datetime(2020, 11, 14, 21, 51, tzinfo=UTC)
+    assert first.resolved_at == datetime(2020, 11, 14, 22, 7, tzinfo=UTC)
+    assert first.updated_at == datetime(2020, 11, 14, 22, 7, 39, tzinfo=UTC)
     assert first.url == "https://status.us-west-1.saucelabs.com/incidents/08fk1fzrw8p8"
+    # Resolved on Jul 21 at 07:40 PDT; the entry's updated date is an edit in October.
+    july = incidents["4672249"]
+    assert july.started_at == datetime(2020, 7, 21, 12, 37, tzinfo=UTC)  # "Jul 21, 05:37 PDT Investigating"
+    assert july.resolved_at == datetime(2020, 7, 21, 14, 40, tzinfo=UTC)
+    assert july.updated_at == datetime(2020, 10, 6, 21, 7, 22, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("text", "reference", "expected"), [
+    # Across New Year: the older update is in the year before the entry's (local) date.
+    ("Jan 1, 00:20 PST Resolved - Fixed. Dec 31, 23:50 PST Investigating - Looking.", "2014-01-01T00:20:00-08:00",
+     [("resolved", datetime(2014, 1, 1, 8, 20, tzinfo=UTC)),
+      ("investigating", datetime(2014, 1, 1, 7, 50, tzinfo=UTC))]),
+    # An entry dated in UTC: the abbreviation says the zone; a 12-hour clock; "Update" is dated too.
+    ("Mar 3, 1:05 PM CET Update - Still on it. Mar 3, 10:00 AM CET Identified - Found.", "2024-03-03T12:05:00Z",
+     [("update", datetime(2024, 3, 3, 12, 5, tzinfo=UTC)), ("identified", datetime(2024, 3, 3, 9, 0, tzinfo=UTC))]),
+    ("Resolved - no stamp here. Between 03:26am PST on Nov 3rd and later.", "2024-03-03T12:05:00Z", []),
+])
+def test_update_stamps(text: str, reference: str, expected: list[tuple[str, datetime]]) -> None:
+    assert update_stamps(text, datetime.fromisoformat(reference)) == expected
+
+
+def test_status_feed_update_stamps_are_read_in_the_zone_of_the_entry_date(server: FakeServer, poller: Poller) -> None:
+    # This 2013 feed labels summer updates "PST" while dating the entries -0700: its wall times are the entry's.
+    server.serve_fixture("/history.rss", "status/parse_status_history.rss")
+    source = SourceConfig("parse", "status_feed", url=f"{server.url}/history.rss")
+    incidents = {i.url.rpartition("/")[2]: i for i in poller.poll(source).incidents if i.url}
+    cors = incidents["hp2xf2v7f8g8"]  # Oct 21 15:34 Investigating ... 16:27 Resolved, dated 16:27:30 -0700
+    assert (cors.started_at, cors.resolved_at) == (datetime(2013, 10, 21, 22, 34, tzinfo=UTC),
+                                                   datetime(2013, 10, 21, 23, 27, tzinfo=UTC))
+    # Resolved on Dec 24, a postmortem on Dec 26 after it: still resolved on Dec 24.
+    latency = incidents["p9hy357zjvb3"]
+    assert latency.status == "postmortem"
+    assert (latency.started_at, latency.resolved_at) == (datetime(2013, 12, 24, 16, 58, tzinfo=UTC),
+                                                         datetime(2013, 12, 24, 19, 21, tzinfo=UTC))
 
 
 def test_statuspage_incident_fields(server: FakeServer, poller: Poller) -> None:

@@ -1,12 +1,16 @@
 """`status_feed`: a provider's status RSS/Atom feed (e.g. Statuspage history.atom) -> OfficialIncident.
 
-Statuspage writes each incident's updates newest first as "<strong>Resolved</strong> - text", so the first
-recognised label in the entry's content is the incident's current status.
+Statuspage writes each incident's updates newest first as "<small>Nov 13, 06:53 PST</small><br>
+<strong>Resolved</strong> - text", so the first recognised label in the entry's content is the incident's
+current status, and the update stamps tell when it started and was resolved: the entry's own dates do not
+(its published date is its latest update's, its updated date its last edit, which may be weeks later).
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from miner.collectors.base import PollContext
@@ -35,6 +39,24 @@ _LABEL = re.compile(
 # Feeds without update labels (AWS: "Service is operating normally: [RESOLVED] ...") say it in the title.
 _RESOLVED_TITLE = re.compile(r"\bresolved\b|\boperating normally\b", re.IGNORECASE)
 STATUSES = frozenset(_STATUS_WORDS.values()) | {"unknown"}
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# An update's stamp and label in the entry's plain text: "Nov 13, 06:53 PST Investigating - ". The stamp has no
+# year and names its zone by abbreviation (or "+03" where the zone has none); "Update" names no state but is dated.
+_STAMP = re.compile(
+    r"\b(" + "|".join(_MONTHS) + r")[a-z]*\.?\s+(\d{1,2}),?\s+(?:(\d{4}),?\s+)?(\d{1,2}):(\d{2})\s*(am|pm)?\s+"
+    r"([A-Z]{1,5}|[+-]\d{2}(?::?\d{2})?)\s+(" + "|".join(re.escape(w) for w in (*_STATUS_WORDS, "update"))
+    + r")\s*[-–—:]\s",
+    re.IGNORECASE,
+)
+# Zone abbreviations, in hours east of UTC, for entries dated in UTC. Otherwise a stamp is read in the zone of the
+# entry's own date, which Statuspage writes in the page's time zone: its abbreviations are not reliable (a 2013 feed
+# says "Oct 28, 14:48 PST" for an update it dates 14:48 -0700), and some are ambiguous (IST).
+_ZONES = {
+    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3,
+    "HST": -10, "AKST": -9, "AKDT": -8, "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5,
+    "EST": -5, "EDT": -4, "AST": -4, "ADT": -3, "NST": -3.5, "NDT": -2.5, "BRT": -3, "SGT": 8, "HKT": 8,
+    "AWST": 8, "JST": 9, "KST": 9, "ACST": 9.5, "ACDT": 10.5, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
+}
 
 
 def incident_status(text: str) -> str:
@@ -49,23 +71,88 @@ def normalise_status(value: object) -> str:
     return _STATUS_WORDS.get(key, "unknown")
 
 
+def _entry_date(entry: Any) -> datetime | None:
+    """The entry's published (else updated) date with the offset it was written in (feedparser's are UTC)."""
+    for key in ("published", "updated"):
+        value = str(dict.get(entry, key) or "").strip() if isinstance(entry, dict) else ""
+        if not value:
+            continue
+        try:
+            return datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+        except ValueError:
+            pass
+        try:
+            return parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            pass
+    return None
+
+
+def update_stamps(text: str, reference: datetime | None) -> list[tuple[str, datetime]]:
+    """Each dated update in an entry's plain text as (label, UTC time), newest first as written.
+
+    A stamp without a year takes the reference's (the entry's date: its latest update), or the year before when
+    that would put it days after the reference. Empty when there is no reference to place the stamps by.
+    """
+    if reference is None:
+        return []
+    offset = reference.utcoffset()
+    if offset is None:
+        reference, offset = reference.replace(tzinfo=UTC), timedelta(0)
+    ref_zone = timezone(offset)
+    stamps = []
+    for match in _STAMP.finditer(text):
+        month_name, day, year, hour, minute, half, zone, label = match.groups()
+        hours = int(hour)
+        if half:
+            if not 1 <= hours <= 12:
+                continue
+            hours = hours % 12 + (12 if half.lower() == "pm" else 0)
+        month = _MONTHS.index(month_name[:3].lower()) + 1
+        try:
+            tz = (_zone(zone) if not offset else None) or ref_zone
+            local = reference.astimezone(tz)
+            when = datetime(int(year) if year else local.year, month, int(day), hours, int(minute), tzinfo=tz)
+            if not year and when > local + timedelta(days=2):
+                when = when.replace(year=when.year - 1)
+        except (ValueError, OverflowError):
+            continue  # a 29 February of the wrong year, a 25:00, a zone "+99"
+        stamps.append((_STATUS_WORDS.get(label.lower(), "update"), when.astimezone(UTC)))
+    return stamps
+
+
+def _zone(name: str) -> timezone | None:
+    if name[0] in "+-":
+        digits = name[1:].replace(":", "")
+        minutes = int(digits[:2]) * 60 + (int(digits[2:]) if digits[2:] else 0)
+        return timezone(timedelta(minutes=minutes if name[0] == "+" else -minutes))
+    hours = _ZONES.get(name.upper())
+    return None if hours is None else timezone(timedelta(hours=hours))
+
+
 def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> OfficialIncident:
     text = html_to_text(entry_body(entry))
     title = fold(html_to_text(str(entry.get("title", "") or ""))) or "(untitled incident)"
     status = incident_status(text)
     if status == "unknown" and _RESOLVED_TITLE.search(title):
         status = "resolved"
-    started = entry_time(entry) or ctx.now()
-    updated = entry_updated(entry) or started
+    published = entry_time(entry) or ctx.now()
+    updated = entry_updated(entry) or published
+    stamps = update_stamps(text, _entry_date(entry))
+    started = min([published, updated, *(when for _, when in stamps)])
+    resolved_at = None
+    if status in ("resolved", "postmortem"):
+        # The newest "Resolved" update; a feed without stamps has only its last update (or edit) to go by.
+        resolved_at = next((when for label, when in stamps if label == "resolved"), max(published, updated))
     return OfficialIncident(
         source=source.name,
         external_id=entry_id(entry),
         service=source.services[0] if source.services else None,
         title=title,
         status=status,
-        started_at=min(started, updated),
-        updated_at=max(started, updated),
-        resolved_at=max(started, updated) if status in ("resolved", "postmortem") else None,
+        started_at=started,
+        updated_at=max(published, updated),
+        resolved_at=max(resolved_at, started) if resolved_at else None,
         url=str(entry.get("link", "") or "") or None,
     )
 
