@@ -37,13 +37,19 @@ class OfficialIncident:
     external_id: str
     service: str | None
     title: str
-    status: str  # investigating | identified | monitoring | resolved | postmortem | scheduled | unknown
+    # investigating | identified | monitoring | resolved | postmortem | unknown; a maintenance is scheduled (announced
+    # or under way) or completed (see MAINTENANCE)
+    status: str
     started_at: datetime
     updated_at: datetime
     impact: str | None = None  # none | minor | major | critical
     components: tuple[str, ...] = ()
     resolved_at: datetime | None = None
     url: str | None = None
+
+
+# The statuses of planned work, not an outage: never matched to a detected incident.
+MAINTENANCE = frozenset({"scheduled", "completed"})
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,13 @@ def test_digest_as_of_an_earlier_time_does_not_leak_the_future(store: Store) -> 
     assert "Provider:   nothing on the status page yet" in d.text  # the provider posted at +23 min
 
 
+def test_planned_work_on_the_status_page_is_not_shown_as_the_provider_incident(store: Store) -> None:
+    open_incident(store, "WhatsApp", T0)
+    add_official(store, "WhatsApp", T0 + timedelta(minutes=23), status="completed")  # a maintenance
+    d = render_digest(store, settings(), T0 + timedelta(minutes=50), "oncall")
+    assert "Provider:   nothing on the status page yet" in d.text and "Our lead" not in d.text
+
+
 def test_write_digest_files_links_the_charts(store: Store, tmp_path: Path) -> None:
     seeded(store)
     paths = write_digest_files(store, settings(), T0 + timedelta(minutes=50), tmp_path / "out")

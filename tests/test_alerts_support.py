@@ -81,13 +81,13 @@ def open_incident(store: Store, service: str, at: datetime, *, posts: bool = Tru
     )
 
 
-def add_official(store: Store, service: str, started: datetime) -> None:
+def add_official(store: Store, service: str, started: datetime, status: str = "investigating") -> None:
     from miner.config import SourceConfig
     from miner.records import FetchResult
 
     store.sync_sources([SourceConfig(name="status:wa", type="statuspage", url="https://status.example.com")])
     inc = OfficialIncident(source="status:wa", external_id="abc", service=service,
-                           title="Some users are unable to send messages", status="investigating",
+                           title="Some users are unable to send messages", status=status,
                            started_at=started, updated_at=started, impact="major",
                            url="https://status.example.com/incidents/abc")
     store.save_fetch("status:wa", FetchResult(incidents=[inc]), started, started + timedelta(minutes=5))

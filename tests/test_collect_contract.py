@@ -114,9 +114,9 @@ def test_poll_returns_normalised_records(server: FakeServer, poller: Poller, cas
         for inc in result.incidents:
             assert inc.source == source.name and inc.external_id and inc.title
             assert inc.status in {"investigating", "identified", "monitoring", "resolved", "postmortem",
-                                  "scheduled", "unknown"}
+                                  "scheduled", "completed", "unknown"}
             assert inc.started_at.utcoffset() == timedelta(0) and inc.updated_at >= inc.started_at
-            assert (inc.resolved_at is not None) == (inc.status in ("resolved", "postmortem"))
+            assert (inc.resolved_at is not None) == (inc.status in ("resolved", "postmortem", "completed"))
             assert inc.service == (source.services[0] if source.services else None)
             assert "<" not in inc.title
         return

@@ -281,6 +281,8 @@ def test_collect_settings_validation() -> None:
     ("Nov 13 Monitoring - A fix is in. Nov 13 Investigating - The dashboard is down.", "monitoring"),
     ("Update - still down. Identified - a bad deploy", "identified"),
     ("In progress - Scheduled maintenance is under way.", "scheduled"),
+    ("Verifying - Checking the work. In progress - Scheduled maintenance is under way.", "scheduled"),
+    ("Completed - The maintenance window has completed. In progress - Under way.", "completed"),
     ("Postmortem - # Summary ...", "postmortem"),
     ("Nothing with a label here; we resolved nothing", "unknown"),
 ])
@@ -305,6 +307,12 @@ def test_status_feed_incidents(server: FakeServer, poller: Poller) -> None:
     assert july.started_at == datetime(2020, 7, 21, 12, 37, tzinfo=UTC)  # "Jul 21, 05:37 PDT Investigating"
     assert july.resolved_at == datetime(2020, 7, 21, 14, 40, tzinfo=UTC)
     assert july.updated_at == datetime(2020, 10, 6, 21, 7, 22, tzinfo=UTC)
+    # Planned work is labelled as such, from when it was under way (not announced, on Oct 16) until completed.
+    maintenance = incidents["5345139"]
+    assert maintenance.title == "Sauce Labs Planned Maintenance" and maintenance.status == "completed"
+    assert maintenance.started_at == datetime(2020, 10, 24, 17, 0, tzinfo=UTC)  # "Oct 24, 10:00 PDT In progress"
+    assert maintenance.resolved_at == datetime(2020, 10, 24, 17, 59, tzinfo=UTC)
+    assert sum(i.status == "completed" for i in incidents.values()) == 6
 
 
 @pytest.mark.parametrize(("text", "reference", "expected"), [

@@ -129,6 +129,7 @@ def test_official_matching_ignores_other_services_scheduled_work_and_old_inciden
     assert match_official(P, "whatsapp", opened_at, [ours]) == ours
     assert match_official(P, "WhatsApp", opened_at, [official(opened_at, service="Instagram")]) is None
     assert match_official(P, "WhatsApp", opened_at, [replace(ours, status="scheduled")]) is None
+    assert match_official(P, "WhatsApp", opened_at, [replace(ours, status="completed")]) is None  # maintenance done
     stale = official(opened_at - timedelta(minutes=P.official_match_minutes + 1))
     assert match_official(P, "WhatsApp", opened_at, [stale]) is None
     early = official(opened_at - timedelta(minutes=30))  # the provider was first: negative lead

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, duration_text, safe_url
+from miner.records import MAINTENANCE
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -156,9 +157,10 @@ def _official(store: Store, row: dict[str, Any], opened: datetime,
     candidates = store.official_incidents(str(row["service"]), opened - timedelta(days=1))
     match = next((o for o in candidates if o["id"] == wanted), None) if wanted else None
     if match is None:
-        # Unlinked: take the provider's incident that started closest to ours, within two hours either side.
+        # Unlinked: take the provider's incident that started closest to ours, within two hours either side; planned
+        # work is no outage's official incident, as in the detector's matching.
         near = [o for o in candidates if abs((parse_iso(o["started_at"]) - opened).total_seconds()) <= 7200
-                and parse_iso(o["started_at"]) <= end]
+                and parse_iso(o["started_at"]) <= end and o["status"] not in MAINTENANCE]
         match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
     if match is None:
         return None, None

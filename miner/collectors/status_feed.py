@@ -19,7 +19,7 @@ from miner.collectors.http import state_after
 from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
 from miner.errors import SourceError
-from miner.records import FetchResult, OfficialIncident, SourceState
+from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState
 
 _STATUS_WORDS = {
     "investigating": "investigating",
@@ -28,10 +28,11 @@ _STATUS_WORDS = {
     "resolved": "resolved",
     "postmortem": "postmortem",
     "post-mortem": "postmortem",
+    # Statuspage's maintenance states: planned work, labelled as such (MAINTENANCE), not an outage.
     "scheduled": "scheduled",
-    "in progress": "scheduled",  # maintenance under way
-    "verifying": "monitoring",
-    "completed": "resolved",
+    "in progress": "scheduled",  # under way
+    "verifying": "scheduled",
+    "completed": "completed",
 }
 _LABEL = re.compile(
     r"(?:^|[\s>])(" + "|".join(re.escape(w) for w in _STATUS_WORDS) + r")\s*[-–—:]\s", re.IGNORECASE
@@ -89,7 +90,7 @@ def _entry_date(entry: Any) -> datetime | None:
 
 
 def update_stamps(text: str, reference: datetime | None) -> list[tuple[str, datetime]]:
-    """Each dated update in an entry's plain text as (label, UTC time), newest first as written.
+    """Each dated update in an entry's plain text as (label as written, lower-case; UTC time), newest first.
 
     A stamp without a year takes the reference's (the entry's date: its latest update), or the year before when
     that would put it days after the reference. Empty when there is no reference to place the stamps by.
@@ -117,7 +118,7 @@ def update_stamps(text: str, reference: datetime | None) -> list[tuple[str, date
                 when = when.replace(year=when.year - 1)
         except (ValueError, OverflowError):
             continue  # a 29 February of the wrong year, a 25:00, a zone "+99"
-        stamps.append((_STATUS_WORDS.get(label.lower(), "update"), when.astimezone(UTC)))
+        stamps.append((label.lower(), when.astimezone(UTC)))
     return stamps
 
 
@@ -139,11 +140,17 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
     published = entry_time(entry) or ctx.now()
     updated = entry_updated(entry) or published
     stamps = update_stamps(text, _entry_date(entry))
-    started = min([published, updated, *(when for _, when in stamps)])
+    times = [when for _, when in stamps]
+    if status in MAINTENANCE:
+        # Planned work starts when it is under way, not when it was announced ("Scheduled", days before).
+        times = [when for label, when in stamps if label == "in progress"] or times
+    started = min([published, updated, *times])
     resolved_at = None
-    if status in ("resolved", "postmortem"):
-        # The newest "Resolved" update; a feed without stamps has only its last update (or edit) to go by.
-        resolved_at = next((when for label, when in stamps if label == "resolved"), max(published, updated))
+    if status in ("resolved", "postmortem", "completed"):
+        # The newest "Resolved" ("Completed") update; a feed without stamps has only its last update (or edit).
+        done = "completed" if status == "completed" else "resolved"
+        resolved_at = next((when for label, when in stamps if _STATUS_WORDS.get(label) == done),
+                           max(published, updated))
     return OfficialIncident(
         source=source.name,
         external_id=entry_id(entry),

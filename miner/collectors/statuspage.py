@@ -49,7 +49,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         updated_at=max(updated, started),
         impact=impact if impact in _IMPACTS else None,
         components=components,
-        resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem") else None,
+        resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem", "completed") else None,
         url=text_of(item.get("shortlink")) or (f"{text_of(page.get('url')).rstrip('/')}/incidents/{ident}"
                                                if page.get("url") else None),
     )

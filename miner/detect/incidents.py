@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from miner.detect.params import DetectorParams
 from miner.detect.zscore import BucketScore
-from miner.records import OfficialIncident
+from miner.records import MAINTENANCE, OfficialIncident
 
 
 def _no_symptoms() -> Mapping[str, int]:
@@ -147,7 +147,7 @@ def match_official(
     candidates = [
         o for o in official
         if o.service is not None and o.service.lower() == service.lower() and o.started_at >= earliest
-        and o.status != "scheduled"
+        and o.status not in MAINTENANCE
     ]
     return min(candidates, key=lambda o: abs((o.started_at - opened_at).total_seconds()), default=None)
 

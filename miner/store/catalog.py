@@ -96,7 +96,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "external_id": "The incident's id on the status page.",
         "service": "Service the status page belongs to.",
         "title": "Incident title.",
-        "status": "investigating, identified, monitoring, resolved, postmortem, scheduled or unknown.",
+        "status": "investigating, identified, monitoring, resolved, postmortem or unknown; planned maintenance is "
+                  "scheduled (announced or under way) or completed.",
         "impact": "none, minor, major or critical, when given.",
         "components": "JSON list of affected components.",
         "started_at": "When the provider opened it.",
