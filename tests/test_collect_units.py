@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import random
+import re
 import time
 import tracemalloc
 import zlib
@@ -16,7 +17,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Recorded, Reply
+from fakeserver import FIXTURES, FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
 from miner.collectors.http import Response, fetch, make_client, read_json
@@ -34,6 +35,7 @@ from miner.config import ServiceConfig, SourceConfig, parse_config
 from miner.errors import SourceError
 from miner.records import SourceState
 from miner.settings import SettingsError, build
+from miner.store import Store
 from miner.timeutil import MAX_RETRY_AFTER, parse_retry_after
 
 NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
@@ -313,6 +315,24 @@ def test_status_feed_incidents(server: FakeServer, poller: Poller) -> None:
     assert maintenance.started_at == datetime(2020, 10, 24, 17, 0, tzinfo=UTC)  # "Oct 24, 10:00 PDT In progress"
     assert maintenance.resolved_at == datetime(2020, 10, 24, 17, 59, tzinfo=UTC)
     assert sum(i.status == "completed" for i in incidents.values()) == 6
+
+
+def test_a_postmortem_added_to_a_status_rss_entry_is_stored(server: FakeServer, poller: Poller, store: Store) -> None:
+    # The real feed, and the same feed before the postmortem of Dec 26 was posted: the entry's pubDate is its
+    # resolution (Dec 24) in both, so only the update stamps say that the incident changed.
+    real = (FIXTURES / "status" / "parse_status_history.rss").read_bytes()
+    before = re.sub(rb"&lt;p&gt;&lt;small&gt;Dec 26, 10:22 PST.*?(?=&lt;p&gt;&lt;small&gt;Dec 24, 11:21 PST)", b"",
+                    real, count=1, flags=re.S)
+    assert len(before) < len(real)
+    source = SourceConfig("parse", "status_feed", url=f"{server.url}/history.rss", services=("Parse",))
+    since = datetime(2013, 1, 1, tzinfo=UTC)
+    for body, status in ((before, "resolved"), (real, "postmortem")):
+        server.serve("/history.rss", Reply(200, body, content_type="application/rss+xml"))
+        store.save_fetch(source.name, poller.poll(source), NOW, NOW)
+        [row] = [r for r in store.official_incidents("Parse", since) if r["external_id"].endswith("p9hy357zjvb3")]
+        assert row["status"] == status
+    assert row["updated_at"] == "2013-12-26T18:22:00+00:00" and row["resolved_at"] == "2013-12-24T19:21:00+00:00"
+    assert len(store.official_incidents("Parse", since)) == 17
 
 
 @pytest.mark.parametrize(("text", "reference", "expected"), [

@@ -158,7 +158,9 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         title=title,
         status=status,
         started_at=started,
-        updated_at=max(published, updated),
+        # An update dated after the entry (a postmortem in an RSS feed, whose pubDate stays at its resolution) is
+        # the provider's last update: the store keeps a new version of an incident only when that moves.
+        updated_at=max([published, updated, *(when for _, when in stamps)]),
         resolved_at=max(resolved_at, started) if resolved_at else None,
         url=str(entry.get("link", "") or "") or None,
     )
