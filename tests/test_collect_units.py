@@ -344,6 +344,10 @@ def test_a_postmortem_added_to_a_status_rss_entry_is_stored(server: FakeServer, 
     ("Mar 3, 1:05 PM CET Update - Still on it. Mar 3, 10:00 AM CET Identified - Found.", "2024-03-03T12:05:00Z",
      [("update", datetime(2024, 3, 3, 12, 5, tzinfo=UTC)), ("identified", datetime(2024, 3, 3, 9, 0, tzinfo=UTC))]),
     ("Resolved - no stamp here. Between 03:26am PST on Nov 3rd and later.", "2024-03-03T12:05:00Z", []),
+    # A postmortem posted days after an RSS entry dated by its resolution, across New Year.
+    ("Jan 6, 10:22 PST Postmortem - Summary. Dec 30, 11:21 PST Resolved - Fixed.", "2013-12-30T11:21:00-08:00",
+     [("postmortem", datetime(2014, 1, 6, 18, 22, tzinfo=UTC)), ("resolved", datetime(2013, 12, 30, 19, 21,
+                                                                                      tzinfo=UTC))]),
 ])
 def test_update_stamps(text: str, reference: str, expected: list[tuple[str, datetime]]) -> None:
     assert update_stamps(text, datetime.fromisoformat(reference)) == expected

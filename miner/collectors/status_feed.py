@@ -8,6 +8,7 @@ current status, and the update stamps tell when it started and was resolved: the
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -92,8 +93,9 @@ def _entry_date(entry: Any) -> datetime | None:
 def update_stamps(text: str, reference: datetime | None) -> list[tuple[str, datetime]]:
     """Each dated update in an entry's plain text as (label as written, lower-case; UTC time), newest first.
 
-    A stamp without a year takes the reference's (the entry's date: its latest update), or the year before when
-    that would put it days after the reference. Empty when there is no reference to place the stamps by.
+    A stamp without a year takes the one that puts it closest to the reference (the entry's date), so an incident
+    across New Year, or a postmortem posted after an entry dated by its resolution, is read in the right year.
+    Empty when there is no reference to place the stamps by.
     """
     if reference is None:
         return []
@@ -113,12 +115,15 @@ def update_stamps(text: str, reference: datetime | None) -> list[tuple[str, date
         try:
             tz = (_zone(zone) if not offset else None) or ref_zone
             local = reference.astimezone(tz)
-            when = datetime(int(year) if year else local.year, month, int(day), hours, int(minute), tzinfo=tz)
-            if not year and when > local + timedelta(days=2):
-                when = when.replace(year=when.year - 1)
-        except (ValueError, OverflowError):
-            continue  # a 29 February of the wrong year, a 25:00, a zone "+99"
-        stamps.append((label.lower(), when.astimezone(UTC)))
+        except ValueError:
+            continue  # a zone "+99"
+        candidates = []
+        for y in (int(year),) if year else (local.year - 1, local.year, local.year + 1):
+            with contextlib.suppress(ValueError, OverflowError):  # a 29 February of another year, a 25:00
+                candidates.append(datetime(y, month, int(day), hours, int(minute), tzinfo=tz))
+        if candidates:
+            when = min(candidates, key=lambda c: abs(c - reference))
+            stamps.append((label.lower(), when.astimezone(UTC)))
     return stamps
 
 
