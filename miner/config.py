@@ -308,6 +308,7 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         written = len(config.sources)
         config = _with_status_sources(config)
         _cross_check(config, written)
+        config = _with_declared_service_names(config)
     except SettingsError as exc:
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
@@ -322,6 +323,16 @@ def _with_status_sources(config: Config) -> Config:
         if s.status_page and not any(src.type == "statuspage" and src.url == s.status_page for src in config.sources)
     )
     return replace(config, sources=config.sources + extra) if extra else config
+
+
+def _with_declared_service_names(config: Config) -> Config:
+    """Sources' services spelt as the services declare them (names match in any case): the status-page incidents
+    a source stores carry that name, and the store looks them up by the service's own."""
+    names = {svc.name.lower(): svc.name for svc in config.services}
+    sources = tuple(
+        replace(src, services=tuple(names.get(s.lower(), s) for s in src.services)) for src in config.sources
+    )
+    return replace(config, sources=sources) if sources != config.sources else config
 
 
 def _slug(name: str) -> str:

@@ -874,13 +874,22 @@ def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_
     assert all(a + w <= b for a, w, b in zip(starts, widths, starts[1:], strict=False))  # no two rows overlap
 
 
-def test_an_incident_is_linked_to_the_provider_incident_of_a_status_page_set_on_its_service(
-        store: Store, server: FakeServer) -> None:
-    # The status_page key names its source "status:foonet": a colon in the source name, as in the official ref.
+@pytest.mark.parametrize("written", ["status_page", "source"])
+def test_an_incident_is_linked_to_the_provider_incident_of_its_status_page(
+        store: Store, server: FakeServer, written: str) -> None:
     server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
-    config = parse_config(CLOCK_AHEAD.replace('name = "Foonet"', f'name = "Foonet"\nstatus_page = "{server.url}"'))
+    if written == "status_page":
+        # The status_page key names its source "status:foonet": a colon in the source name, as in the official ref.
+        text = CLOCK_AHEAD.replace('name = "Foonet"', f'name = "Foonet"\nstatus_page = "{server.url}"')
+        name = "status:foonet"
+    else:
+        # A source may name its service in another case: its incidents are the service's all the same.
+        text = (CLOCK_AHEAD + f'[[sources]]\nname = "foo"\ntype = "statuspage"\nurl = "{server.url}"\n'
+                'services = ["foonet"]\n')
+        name = "foo"
+    config = parse_config(text)
     [source] = config.sources
-    assert source.name == "status:foonet"
+    assert source.name == name
     with Poller.from_config(config) as poller:
         store.save_fetch(source.name, poller.poll(source, SourceState()), T0, T0)
     pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
@@ -893,6 +902,6 @@ def test_an_incident_is_linked_to_the_provider_incident_of_a_status_page_set_on_
     pipe.classify_pending(start + timedelta(minutes=30))
     pipe.detect(start + timedelta(minutes=30))
     [incident] = store.incidents()
-    linked = store.official_incident_id("status:foonet", "p3k9d2m1x8qz")
+    linked = store.official_incident_id(name, "p3k9d2m1x8qz")
     assert linked is not None and incident["official_incident_id"] == linked
     assert incident["lead_time_minutes"] is not None
