@@ -68,7 +68,9 @@ class FetchResult:
     ``warnings`` holds survivable problems (e.g. feedparser's wrong-encoding ``bozo``) that were logged while
     the entries were kept. ``not_modified`` is true for a 304. ``retry_after``: seconds the next poll must wait at
     least, when a server's rate limit ended the paging of a poll that still succeeded. ``gap``: posts were (or may
-    have been) missed for good, a warning says where: the source's counts are a floor.
+    have been) missed for good, a warning says where: the source's counts are a floor. ``all_open``: ``incidents``
+    lists every incident the source still has open (Statuspage's summary.json), so a stored one it no longer lists
+    is over.
     """
 
     posts: list[Post] = field(default_factory=list)
@@ -78,6 +80,7 @@ class FetchResult:
     not_modified: bool = False
     retry_after: float | None = None
     gap: bool = False
+    all_open: bool = False
 
 
 @dataclass(frozen=True)

@@ -393,6 +393,39 @@ def test_statuspage_summary_json_lists_only_unresolved(server: FakeServer, polle
         poller.poll(source)
 
 
+def test_an_incident_that_leaves_summary_json_is_stored_resolved(server: FakeServer, poller: Poller,
+                                                                  store: Store) -> None:
+    # summary.json lists open incidents only: once resolved, the incident is simply no longer there.
+    source = SourceConfig("gh", "statuspage", url=f"{server.url}/api/v2/summary.json", services=("GitHub",))
+    open_now = (FIXTURES / "statuspage" / "summary.json").read_bytes()
+    gone = json.dumps({**json.loads(open_now), "incidents": []}).encode()
+    since = datetime(2026, 11, 1, tzinfo=UTC)
+    server.serve("/api/v2/summary.json", Reply(200, open_now, content_type="application/json"))
+    store.save_fetch(source.name, poller.poll(source), NOW, NOW)
+    [row] = store.official_incidents("GitHub", since)
+    assert (row["status"], row["resolved_at"]) == ("investigating", None)
+    server.serve("/api/v2/summary.json", Reply(200, gone, content_type="application/json"))
+    later = NOW + timedelta(minutes=5)
+    assert store.save_fetch(source.name, poller.poll(source), later, later).incidents_updated == 1
+    [row] = store.official_incidents("GitHub", since)
+    assert (row["status"], row["resolved_at"]) == ("resolved", "2026-11-27T14:05:00+00:00")
+    # Listed again with a newer update (reopened): open again.
+    reopened = json.loads(open_now)
+    reopened["incidents"][0]["updated_at"] = "2026-11-27T14:30:00.000Z"
+    server.serve("/api/v2/summary.json", Reply(200, json.dumps(reopened).encode(), content_type="application/json"))
+    store.save_fetch(source.name, poller.poll(source), later, later)
+    [row] = store.official_incidents("GitHub", since)
+    assert (row["status"], row["resolved_at"]) == ("investigating", None)
+    # incidents.json lists only the latest incidents: one that drops off it is not taken for resolved.
+    server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
+    listing = SourceConfig("gh2", "statuspage", url=server.url, services=("GitHub",))
+    store.save_fetch(listing.name, poller.poll(listing), later, later)
+    server.serve("/api/v2/incidents.json", Reply(200, b'{"incidents": []}', content_type="application/json"))
+    store.save_fetch(listing.name, poller.poll(listing), later, later)
+    assert [r["status"] for r in store.official_incidents("GitHub", since) if r["source"] == "gh2"] == [
+        "postmortem", "resolved", "investigating"]
+
+
 def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, poller: Poller,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     server.serve_fixture("/news.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")

@@ -2,7 +2,8 @@
 
 `url` is the page's base URL (https://status.example.com) or the full incidents.json/summary.json URL.
 incidents.json lists the latest incidents, resolved ones included, so one conditional GET per poll is
-enough; summary.json (unresolved incidents only) is accepted too when configured explicitly.
+enough; summary.json (unresolved incidents only) is accepted too when configured explicitly: an incident it no
+longer lists is stored resolved (FetchResult.all_open).
 """
 
 from __future__ import annotations
@@ -72,4 +73,6 @@ class StatuspageCollector:
             incident = incident_from_json(source, ctx, as_dict(item))
             if incident is not None:
                 incidents.append(incident)
-        return FetchResult(incidents=incidents, state=state_after(resp))
+        # summary.json and incidents/unresolved.json list only open incidents: one that leaves them was resolved.
+        all_open = url.endswith(("/summary.json", "/unresolved.json"))
+        return FetchResult(incidents=incidents, state=state_after(resp), all_open=all_open)

@@ -102,7 +102,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "components": "JSON list of affected components.",
         "started_at": "When the provider opened it.",
         "updated_at": "The provider's last update.",
-        "resolved_at": "When the provider resolved it.",
+        "resolved_at": "When the provider resolved it (from a list of open incidents only: the poll that no longer "
+                       "listed it).",
         "url": "Link to the incident page.",
         "first_seen_at": "When miner first stored it.",
     }),

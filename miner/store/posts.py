@@ -51,6 +51,8 @@ class PostsMixin:
         with self.database.transaction() as conn:
             posts_new, posts_seen = _insert_posts(conn, result.posts, now)
             inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
+            if result.all_open:
+                inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
             state = result.state
             conn.execute(
                 "UPDATE sources SET etag = ?, last_modified = ?, cursor = ?, last_poll_at = ?, last_ok_at = ?, "
@@ -205,6 +207,20 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
             [(cur.lastrowid, svc) for svc in post.services],
         )
     return new, seen
+
+
+def _resolve_unlisted(conn: sqlite3.Connection, source: str, listed: Sequence[OfficialIncident],
+                      now: datetime) -> int:
+    """Resolve, as of this poll, the source's open incidents that its list of every open one leaves out. The
+    provider's updated_at stays, so the incident listed again with a newer one (reopened) is stored open again."""
+    ids = [inc.external_id for inc in listed]
+    marks = ",".join("?" * len(ids))
+    cur = conn.execute(
+        "UPDATE official_incidents SET status = 'resolved', resolved_at = ? WHERE source = ? AND resolved_at IS NULL "
+        f"AND external_id NOT IN ({marks})",
+        (iso(now), source, *ids),
+    )
+    return cur.rowcount
 
 
 def _upsert_official(
