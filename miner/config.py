@@ -66,6 +66,15 @@ class ServiceConfig:
             raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
         if self.status_page is not None and (problem := url_problem(self.status_page)):
             raise ValueError(f"status_page: {problem}")
+        if self.status_page is not None and (problem := _feed_not_page(self.status_page)):
+            raise ValueError(f"status_page: {problem} a [[sources]] entry of type 'status_feed'")
+
+
+def _feed_not_page(url: str) -> str | None:
+    """A statuspage source polls <url>/api/v2/incidents.json: a feed's URL there failed every poll with a 404."""
+    if re.search(r"\.(atom|rss|xml)$", urlsplit(url).path.rstrip("/"), re.IGNORECASE):
+        return "is a status feed (RSS/Atom), not a Statuspage page or its .json API: give it"
+    return None
 
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a *_env setting holds: a name, never the secret
@@ -124,6 +133,8 @@ class SourceConfig:
                              "that holds it)")
         if self.url and (problem := url_problem(self.url)):
             raise ValueError(f"url: {problem}")
+        if self.type == "statuspage" and self.url and (problem := _feed_not_page(self.url)):
+            raise ValueError(f"url: {problem} type 'status_feed'")
         if self.url and urlsplit(self.url).password is not None:
             raise ValueError("url: must not hold a password; secrets come from environment variables")
         for key, var in self.env.items():

@@ -161,6 +161,18 @@ def test_status_page_must_be_a_url() -> None:
         parse_config("[[services]]\nname = 'Discord'\nstatus_page = 'discordstatus.com'\n")
 
 
+def test_a_status_feed_given_as_a_statuspage_is_refused_with_the_type_it_needs() -> None:
+    # A real feed from the multi-status list: polled as a Statuspage it was <feed>/api/v2/incidents.json, a 404.
+    url = "https://status.us-west-1.saucelabs.com/history.atom"
+    with pytest.raises(ConfigError, match=r":5: sources\[0\].url: is a status feed \(RSS/Atom\), not a Statuspage "
+                                          r"page or its .json API: give it type 'status_feed'"):
+        parse_config(f"[[sources]]\nname = 's'\ntype = 'statuspage'\n\nurl = '{url}'\n")
+    with pytest.raises(ConfigError, match=r":3: services\[0\].status_page: is a status feed .* give it a "
+                                          r"\[\[sources\]\] entry of type 'status_feed'"):
+        parse_config(f"[[services]]\nname = 'Sauce'\nstatus_page = '{url}'\n")
+    assert parse_config(f"[[sources]]\nname = 's'\ntype = 'status_feed'\nurl = '{url}'\n").sources[0].url == url
+
+
 def test_alert_route_and_webhook_errors_name_the_entry_and_its_line() -> None:
     text = ("[alerts]\n\n[[alerts.webhooks]]\nname = 'ops'\nurl_env = 'OPS_URL'\n\n"
             "[[alerts.routes]]\nname = 'r'\nwebhooks = ['ops', 'nope']\n")
