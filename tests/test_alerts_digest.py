@@ -130,6 +130,27 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
 
 
+def test_cli_silence_durations_need_a_unit_on_every_number(tmp_path: Path) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db)]
+    # "1h30" meant an hour and a half, and was taken as one hour; "1.2.3h" as 2.3 hours.
+    for text in ("1h30", "1d12", "1.2.3h", "2h 15"):
+        res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", text])
+        assert res.exit_code == 1 and "bad duration" in res.output and "each number with its unit" in res.output
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "99999999999d"])
+    assert res.exit_code == 1 and "longer than ten years" in res.output, res.output
+    before = utcnow()
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", " 1h 30M "])
+    assert res.exit_code == 0, res.output
+    until = parse_iso(res.output.split(" until ")[1])
+    assert timedelta(minutes=89) < until - before <= timedelta(minutes=91)
+    assert "silence 1:" in res.output  # the refused ones stored nothing
+
+
 def test_cli_an_outage_outlasting_a_short_silence_is_announced_when_it_ends(
         tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = tmp_path / "feeds.toml"

@@ -19,14 +19,24 @@ from miner.timeutil import iso, parse_iso, utcnow
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+# Every number needs its unit: searching for number-unit pairs anywhere took "1h30" as 1h and "1.2.3h" as 2.3h.
+_DURATION = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*")
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+# A silence longer than this is a typo, or a service better left out of the config; far longer spans overflow a
+# datetime when added to now (a traceback, not an error message).
+MAX_DURATION = timedelta(days=3653)  # ten years
+
+
 def parse_duration(text: str) -> timedelta:
-    """``2h``, ``90m``, ``1h30m``, ``1d``: a positive span; InputError otherwise."""
-    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", text.strip().lower())
-    if not parts or re.sub(r"[\d.\sSMHDWsmhdw]", "", text):
-        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d")
-    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    """``2h``, ``90m``, ``1h30m``, ``1d``: a positive span of at most MAX_DURATION; InputError otherwise."""
+    lowered = text.lower()
+    if not _DURATION.fullmatch(lowered):
+        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d (each number with its unit)")
+    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(lowered))
     if seconds <= 0:
         raise InputError(f"duration {text!r} must be positive")
+    if seconds > MAX_DURATION.total_seconds():
+        raise InputError(f"duration {text!r} is longer than ten years ({MAX_DURATION.days} days)")
     return timedelta(seconds=seconds)
 
 
