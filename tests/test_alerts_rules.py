@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from test_alerts_support import T0, failing_source, open_incident, resolve, settings
@@ -327,3 +328,38 @@ def test_a_daily_digest_runs_once_when_the_clocks_go_back_or_forward(store: Stor
     assert fires("0 * * * *", datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 3) == ["25 00:00", "25 01:00", "25 02:00"]
     # 02:30 does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST): it runs once that day, at 03:30 CEST.
     assert fires("30 2 * * *", datetime(2026, 3, 28, 12, tzinfo=UTC), 2) == ["29 01:30", "30 00:30"]
+
+
+def test_a_digest_shortly_after_midnight_is_not_skipped_around_the_clocks_going_forward(store: Store) -> None:
+    from miner.alerts.schedule import next_fire
+
+    def days(expr: str, zone: str, after: datetime, n: int) -> list[str]:
+        out: list[str] = []
+        for _ in range(n):
+            after = next_fire(expr, zone, after)  # type: ignore[assignment]
+            out.append(after.astimezone(ZoneInfo(zone)).strftime("%m-%d %H:%M"))
+        return out
+
+    # New York goes to EDT at 02:00 on 2026-03-08; a daily 00:15 used to skip the 9th.
+    assert days("15 0 * * *", "America/New_York", datetime(2026, 3, 7, tzinfo=UTC), 3) == [
+        "03-07 00:15", "03-08 00:15", "03-09 00:15"]
+    assert days("*/30 0 * * *", "America/New_York", datetime(2026, 3, 8, 5, 30, tzinfo=UTC), 2) == [
+        "03-09 00:00", "03-09 00:30"]  # a wildcard job too
+    # Santiago goes forward at midnight on 2026-09-06 (00:00 -> 01:00): midnight runs once that day, an hour later.
+    assert days("0 0 * * *", "America/Santiago", datetime(2026, 9, 5, tzinfo=UTC), 3) == [
+        "09-05 00:00", "09-06 01:00", "09-07 00:00"]
+    # Chatham skips 02:45-03:45: 03:00 and 03:30 run an hour later, the day is not left out.
+    assert days("0,30 3 * * *", "Pacific/Chatham", datetime(2026, 9, 26, 12, tzinfo=UTC), 3) == [
+        "09-27 04:00", "09-27 04:30", "09-28 03:00"]
+
+    # A monthly digest at midnight on the 1st, in Berlin, left out April (the month the clocks go forward in).
+    monthly = RouteSettings(name="team", email=("a@example.org",), digest="0 0 1 * *", timezone="Europe/Berlin",
+                            digest_when_quiet=True)
+    c = settings(routes=(monthly,), webhooks=())
+    start = datetime(2026, 2, 20, tzinfo=UTC)
+    enqueue_due_digests(store, c, start)
+    for day in range(1, 80):
+        enqueue_due_digests(store, c, start + timedelta(days=day))
+    assert sorted(r["dedupe_key"] for r in rows(store)) == [
+        "digest:team:2026-02-28T23:00:00+00:00", "digest:team:2026-03-31T22:00:00+00:00",
+        "digest:team:2026-04-30T22:00:00+00:00"]

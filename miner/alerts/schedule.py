@@ -1,12 +1,14 @@
 """Cron schedules (digests, recurring maintenance windows), evaluated in a time zone with `now` passed in.
 
-APScheduler 3's CronTrigger does the calendar arithmetic (month lengths, DST gaps); this module adapts it to "next
-fire after t" and "latest fire at or before t" on aware UTC datetimes, and to crontab's rules where they differ.
+APScheduler 3's CronTrigger does the calendar arithmetic (month lengths, leap days) on wall-clock times; this module
+places them in the time zone, and adapts it to "next fire after t" and "latest fire at or before t" on aware UTC
+datetimes, and to crontab's rules where they differ.
 
 Daylight saving time, as vixie cron and cronie do it: a job at a fixed time (neither the minute nor the hour field
 starts with ``*``) runs once on the day the clocks go back, at the first of the two occurrences of its wall time;
-a wildcard job (``0 * * * *``) runs in both repeated hours, which are different real hours. A fixed time skipped by
-the clocks going forward runs once that day (APScheduler moves it later by the length of the gap: 02:30 -> 03:30).
+a wildcard job (``0 * * * *``) runs in both repeated hours, which are different real hours, and not in the hour the
+clocks skip. A fixed time skipped by the clocks going forward runs once that day, later by the length of the gap
+(02:30 -> 03:30; 00:00 -> 01:00 where they go forward at midnight).
 """
 
 from __future__ import annotations
@@ -82,28 +84,60 @@ def _unrestricted(field: str) -> bool:
     return field.startswith(("*", "?"))
 
 
+# The most a time zone's clocks change by at once (Antarctica/Troll goes forward 2 h), short of a country moving
+# across the date line (Samoa skipped 2011-12-30 whole, which no cron time can be moved into).
+MAX_SKIP = timedelta(hours=2)
+
+
 def next_fire(expr: str, timezone: str, after: datetime) -> datetime | None:
-    """The first fire time strictly after ``after`` (UTC)."""
-    triggers = parse_cron(expr, timezone)
+    """The first fire time strictly after ``after`` (UTC).
+
+    The cron is matched against wall-clock times (UTC stands in for the wall clock) and each match is then placed
+    in the zone, by the rules in the module's docstring. APScheduler, given the zone, did the placing itself, but
+    its day arithmetic trips over a day that starts next to a DST change: a 00:15 run was left out the day after
+    New York's clocks went forward, a run at midnight on the 1st the month after, and a 00:00 run on the day where
+    the clocks go forward at midnight (Santiago, Havana, Cairo).
+    """
     zone = ZoneInfo(timezone)
     minute, hour = expr.split()[:2]
-    fixed_time = not minute.startswith("*") and not hour.startswith("*")
-    start = after.replace(microsecond=0) + timedelta(seconds=1)
-    for _ in range(1000):  # a repeated hour holds at most 60 fires to skip
-        fires: list[datetime] = [f for t in triggers if (f := t.get_next_fire_time(None, start.astimezone(zone)))]
+    fixed = not minute.startswith("*") and not hour.startswith("*")
+    triggers = parse_cron(expr, "UTC")
+    wall = after.astimezone(zone).replace(tzinfo=UTC, microsecond=0, fold=0)
+    if _changes_near(zone, after):
+        wall -= MAX_SKIP  # a wall time before after's can come after it: a skipped 02:30, a repeated 02:10
+    best: datetime | None = None
+    best_wall: datetime | None = None
+    for _ in range(100_000):
+        fires = [f for t in triggers if (f := t.get_next_fire_time(None, wall + timedelta(seconds=1)))]
         if not fires:
-            return None
-        fire = min(f.astimezone(UTC) for f in fires)
-        if not (fixed_time and _second_occurrence(fire, zone)):
-            return fire
-        start = fire + timedelta(seconds=1)
-    return None
+            break
+        wall = min(fires)
+        if best_wall is not None and wall >= best_wall + MAX_SKIP:
+            break
+        for real in _placed(wall, zone, fixed):
+            if real > after and (best is None or real < best):
+                best, best_wall = real, wall
+        if best is not None and not _changes_near(zone, best):
+            break  # with no change of offset near it, no later wall time is placed before it
+    return best
 
 
-def _second_occurrence(at: datetime, zone: ZoneInfo) -> bool:
-    """Whether ``at`` is the second time its wall-clock time happens in ``zone`` (the hour the clocks go back)."""
-    local = at.astimezone(zone)
-    return local.fold == 1 and local.utcoffset() != local.replace(fold=0).utcoffset()
+def _placed(wall: datetime, zone: ZoneInfo, fixed: bool) -> list[datetime]:
+    """The real times (UTC) a wall time the cron matches fires at in ``zone``."""
+    # fold=0: the first of a repeated wall time; a skipped one takes the offset before the skip, so it is placed
+    # later by the skip's length.
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if fixed:
+        return [first]
+    if first.astimezone(zone).replace(tzinfo=UTC) != wall:
+        return []  # skipped by the clocks going forward
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return [first] if second == first else [first, second]
+
+
+def _changes_near(zone: ZoneInfo, at: datetime) -> bool:
+    """Whether the zone's offset changes within MAX_SKIP of ``at``."""
+    return (at - MAX_SKIP).astimezone(zone).utcoffset() != (at + MAX_SKIP).astimezone(zone).utcoffset()
 
 
 def previous_fire(expr: str, timezone: str, at: datetime, *, lookback: timedelta) -> datetime | None:
