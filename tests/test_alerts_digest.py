@@ -104,6 +104,9 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     res = run.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "d"), "--at", "2026-11-27T12:50Z"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "d" / "digest-oncall.eml").is_file() and "digest-oncall.html" in res.output
+    for at, error in (("0001-01-01T00:00:00+01:00", "is out of range"), ("noon", "is not an ISO 8601 date or time")):
+        res = run.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "d"), "--at", at])
+        assert res.exit_code == 1 and f"Error: --at {at!r} {error}" in res.output, res.output
 
     res = run.invoke(main, [*base, "digest"])
     assert res.exit_code == 0 and "queued digest for route oncall" in res.output

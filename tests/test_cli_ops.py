@@ -278,6 +278,21 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     again = runner.invoke(main, [*base, "reclassify", "--since", "2026-02-03"])
     assert again.exit_code == 0, again.output
     assert "reclassified 0 posts" in again.output  # the current model already classified them
+    assert "since 2026-02-03 00:00:00 UTC" in again.output
+    # An offset is honoured (it was refused, as were "Z" and a time without seconds), and a duration counts back.
+    for since, shown in (("2026-02-03T10:00+05:30", "since 2026-02-03 04:30:00 UTC"),
+                         ("2026-02-03T04:30Z", "since 2026-02-03 04:30:00 UTC"),
+                         ("2026-02-03 04:30", "since 2026-02-03 04:30:00 UTC")):
+        again = runner.invoke(main, [*base, "reclassify", "--since", since])
+        assert again.exit_code == 0 and shown in again.output, (since, again.output)
+    before = datetime.now(UTC).replace(microsecond=0)
+    again = runner.invoke(main, [*base, "reclassify", "--since", "1h30m"])
+    assert again.exit_code == 0, again.output
+    shown_at = datetime.strptime(again.output.split(" since ")[1][:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    assert before - timedelta(minutes=90) <= shown_at <= datetime.now(UTC) - timedelta(minutes=90)
+    for since in ("yesterday", "2026-02-30", "0001-01-01T00:00+01:00"):
+        again = runner.invoke(main, [*base, "reclassify", "--since", since])
+        assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
 
 
 def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,

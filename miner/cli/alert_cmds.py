@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import socket
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -13,40 +12,13 @@ import click
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
+from miner.cli.times import parse_duration, parse_time
 from miner.errors import InputError
 from miner.timeutil import iso, parse_iso, utcnow
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-# Every number needs its unit: searching for number-unit pairs anywhere took "1h30" as 1h and "1.2.3h" as 2.3h.
-_DURATION = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*")
-_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-# A silence longer than this is a typo, or a service better left out of the config; far longer spans overflow a
-# datetime when added to now (a traceback, not an error message).
-MAX_DURATION = timedelta(days=3653)  # ten years
-
-
-def parse_duration(text: str) -> timedelta:
-    """``2h``, ``90m``, ``1h30m``, ``1d``: a positive span of at most MAX_DURATION; InputError otherwise."""
-    lowered = text.lower()
-    if not _DURATION.fullmatch(lowered):
-        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d (each number with its unit)")
-    seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(lowered))
-    if seconds <= 0:
-        raise InputError(f"duration {text!r} must be positive")
-    if seconds > MAX_DURATION.total_seconds():
-        raise InputError(f"duration {text!r} is longer than ten years ({MAX_DURATION.days} days)")
-    return timedelta(seconds=seconds)
-
 
 def _now(at: str | None) -> datetime:
-    if at is None:
-        return utcnow()
-    try:
-        return parse_iso(at)
-    except ValueError:
-        raise InputError(f"--at {at!r} is not an ISO 8601 time") from None
+    return utcnow() if at is None else parse_time(at, "--at")
 
 
 @main.command()
@@ -54,7 +26,8 @@ def _now(at: str | None) -> datetime:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("digest-out"),
               show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
 @click.option("--route", "route_name", default=None, help="Only this route (default: every route with email).")
-@click.option("--at", default=None, help="Render as of this ISO 8601 time (default: now).")
+@click.option("--at", default=None,
+              help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now).")
 @pass_app
 def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at: str | None) -> None:
     """Render the digest now (--dry-run), or queue it for the next dispatch."""

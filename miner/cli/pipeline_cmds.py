@@ -61,31 +61,30 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
 
 
 @main.command()
-@click.option("--since", required=True, type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]),
-              help="Reclassify posts created at or after this time (UTC).")
+@click.option("--since", required=True,
+              help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50), UTC "
+                   "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
 @pass_app
-def reclassify(app: AppContext, since: object) -> None:
+def reclassify(app: AppContext, since: str) -> None:
     """Classify stored posts again with the current model (after a model update) and recount buckets.
 
     Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
     classifies new posts in the order they were stored. Restart the service after a model update, before this:
     it loads the model only at start, and gives posts it classifies the old model's verdicts until then.
     """
-    from datetime import UTC, datetime
-
+    from miner.cli.times import parse_since
     from miner.pipeline import Pipeline
     from miner.timeutil import utcnow
 
-    assert isinstance(since, datetime)
+    since_utc = parse_since(since, "--since", utcnow())
     pipeline = Pipeline(app.config, app.store())
     click.echo(f"model {pipeline.classifier.version}", err=True)
-    since_utc = since.replace(tzinfo=UTC)
     total = pipeline.store.count_posts_since(since_utc)
     with progress(total, "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow(), progress=lambda k: bar.update(k))
     waiting = pipeline.store.queue_depths()["classify"]
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
-    click.echo(f"reclassified {n} posts since {since:%Y-%m-%d %H:%M} UTC{left}")
+    click.echo(f"reclassified {n} posts since {since_utc:%Y-%m-%d %H:%M:%S} UTC{left}")
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,
