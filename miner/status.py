@@ -7,7 +7,7 @@ from typing import Any
 
 from miner.config import Config
 from miner.store import Store
-from miner.timeutil import floor_time
+from miner.timeutil import floor_time, parse_iso
 
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
@@ -25,7 +25,7 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "complaints": sum(r["complaints"] for r in rows),
             "baseline": round(latest["baseline"], 2) if latest and latest["baseline"] is not None else None,
             "z": round(latest["score"], 1) if latest else None,
-            "incident": f"#{incident['id']} since {incident['opened_at'][:16]}" if incident else "",
+            "incident": f"#{incident['id']} since {shown_time(incident['opened_at'])}" if incident else "",
         })
     return out
 
@@ -38,8 +38,8 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
         out.append({
             "source": src.name,
             "type": src.type,
-            "last_ok": (row.get("last_ok_at") or "never")[:19],
-            "next_poll": "disabled" if not src.enabled else (row.get("next_poll_at") or "now")[:19],
+            "last_ok": row.get("last_ok_at") or "never",
+            "next_poll": "disabled" if not src.enabled else row.get("next_poll_at") or "now",
             "failures": row.get("consecutive_failures", 0),
             "last_error": row.get("last_error") or "",
             "posts_stored": row.get("posts_stored", 0),
@@ -47,3 +47,15 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
     return out
 
 
+
+
+def shown_time(value: str) -> str:
+    """A stored time as the terminal shows it, ``2026-11-28 04:50:00 UTC``; a word (``never``) as it is.
+
+    The ISO text cut before its offset, as it was shown, reads as local time to whoever is not on UTC.
+    """
+    try:
+        when = parse_iso(value)
+    except ValueError:
+        return value
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -295,6 +295,26 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
         assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
 
 
+def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "http://127.0.0.1:9/forum.rss"\n')
+    db = tmp_path / "m.sqlite"
+    store = Store.open(db)
+    store.database.execute("INSERT INTO sources (name, type, last_ok_at, next_poll_at) VALUES (?, ?, ?, ?)",
+                           ("forum", "rss", "2026-02-02T23:40:05+00:00", "2026-02-02T23:45:05+00:00"))
+    store.open_incident("MTN", datetime(2026, 2, 2, 23, 15, tzinfo=UTC), {}, {})
+    store.close()
+    base = ["--config", str(cfg), "--db", str(db)]
+    result = runner.invoke(main, [*base, "status"])
+    assert result.exit_code == 0, result.output
+    # The stored times were cut before their offset: to an engineer in Kampala, 23:40 read as 23:40 in Kampala.
+    assert "#1 since 2026-02-02 23:15:00 UTC" in result.output
+    assert "2026-02-02 23:40:05 UTC" in result.output and "2026-02-02 23:45:05 UTC" in result.output
+    data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
+    assert data["sources"][0]["last_ok"] == "2026-02-02T23:40:05+00:00"
+    assert data["sources"][0]["next_poll"] == "2026-02-02T23:45:05+00:00"
+
+
 def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,
                                                                          real_posts: dict[str, list[str]]) -> None:
     posts = write_stream(real_posts, tmp_path / "posts.jsonl")

@@ -43,8 +43,8 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last ok,
-    last error, next poll."""
-    from miner.status import service_status, source_status
+    last error, next poll. Times are UTC (in JSON, ISO 8601 with their offset)."""
+    from miner.status import service_status, shown_time, source_status
     from miner.timeutil import utcnow
 
     store = app.store(readonly=True, must_exist=True)
@@ -59,8 +59,8 @@ def status(app: AppContext, fmt: str) -> None:
                       for s in services]))
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "last error"),
-                     [(s["source"], s["type"], s["last_ok"], s["next_poll"], s["failures"], s["last_error"])
-                      for s in sources], max_width=70))
+                     [(s["source"], s["type"], shown_time(s["last_ok"]), shown_time(s["next_poll"]), s["failures"],
+                       s["last_error"]) for s in sources], max_width=70))
 
 
 @main.command()
