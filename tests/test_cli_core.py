@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -156,3 +159,17 @@ def test_config_check_warns_of_a_lease_shorter_than_a_slow_send(runner: CliRunne
     assert ("warning: alerts.lease_seconds" in result.output) == warned
     if warned:
         assert f"({lease}) is shorter than a send to a slow server may take (420 s" in result.output
+
+
+def test_the_service_logs_in_utc_whatever_the_machine_time_zone() -> None:
+    # The text log used the machine's local time with no zone: in Kolkata, 5 h 30 off the times in its messages.
+    code = ("import logging; from miner.logsetup import setup_logging; setup_logging(); "
+            "logging.getLogger('miner').warning('x')")
+    env = {**os.environ, "TZ": "Asia/Kolkata",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    before = datetime.now(UTC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    stamp, rest = out.stderr.split(" ", 1)
+    assert rest == "WARNING miner: x\n" and stamp.endswith("Z"), out.stderr
+    at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before - timedelta(seconds=1) <= at <= datetime.now(UTC)
