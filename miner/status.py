@@ -11,18 +11,28 @@ from miner.timeutil import floor_time, parse_iso
 
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
+    """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, and the score
+    of the latest bucket that has ended (the one the detector scored last).
+
+    Both are read on the bucket grid. Counted from ``now - window`` itself, a bucket as wide as the window (the
+    demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
+    and no score was shown, as the last scored bucket starts before ``now - window``.
+    """
     bucket = timedelta(minutes=config.detector.bucket_minutes)
     end = floor_time(now, bucket) + bucket
+    start = floor_time(now - window, bucket)
+    last_ended = end - 2 * bucket
     out = []
     for svc in config.services:
-        rows = store.series(svc.name, now - window, end)
+        rows = store.series(svc.name, min(start, last_ended), end)
+        counted = [r for r in rows if parse_iso(r["bucket_start"]) >= start]
         scored = [r for r in rows if r["score"] is not None]
         latest = scored[-1] if scored else None
         incident = store.open_incident_for(svc.name)
         out.append({
             "service": svc.name,
-            "posts": sum(r["posts"] for r in rows),
-            "complaints": sum(r["complaints"] for r in rows),
+            "posts": sum(r["posts"] for r in counted),
+            "complaints": sum(r["complaints"] for r in counted),
             "baseline": round(latest["baseline"], 2) if latest and latest["baseline"] is not None else None,
             "z": round(latest["score"], 1) if latest else None,
             "incident": f"#{incident['id']} since {shown_time(incident['opened_at'])}" if incident else "",

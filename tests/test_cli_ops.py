@@ -315,6 +315,26 @@ def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> Non
     assert data["sources"][0]["next_poll"] == "2026-02-02T23:45:05+00:00"
 
 
+def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:
+    from miner.config import parse_config
+    from miner.status import service_status
+
+    store = Store.open(tmp_path / "m.sqlite")
+    for row in (("MTN", "2026-02-02T10:00:00+00:00", 9, 2, 0.5, 3.0),
+                ("MTN", "2026-02-02T11:00:00+00:00", 40, 25, 6.5, 4.0),
+                ("MTN", "2026-02-02T12:00:00+00:00", 3, 1, None, None)):
+        store.database.execute("INSERT INTO buckets (service, bucket_start, posts, complaints, score, baseline) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", row)
+    now = datetime(2026, 2, 2, 12, 7, tzinfo=UTC)
+    for width, posts, complaints, z in ((60, 43, 26, 6.5), (15, 43, 26, 6.5)):
+        config = parse_config(CONFIG.replace("bucket_minutes = 15", f"bucket_minutes = {width}"))
+        [mtn, _] = service_status(store, config, now, window=timedelta(hours=1))
+        # Hourly buckets (the demo's) showed the 7 minutes of the bucket in progress and no score at all: the hour
+        # scored last starts before now - 1 h.
+        assert (mtn["posts"], mtn["complaints"], mtn["z"], mtn["baseline"]) == (posts, complaints, z, 4.0), width
+    store.close()
+
+
 def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,
                                                                          real_posts: dict[str, list[str]]) -> None:
     posts = write_stream(real_posts, tmp_path / "posts.jsonl")
