@@ -680,6 +680,23 @@ def test_future_dated_posts_are_clamped_to_now(server: FakeServer, poller: Polle
     assert future.created_at == NOW and past.created_at == NOW - timedelta(minutes=5)
 
 
+def test_a_pub_date_without_a_zone_is_read_as_utc_not_dropped(server: FakeServer, poller: Poller) -> None:
+    # feedparser gives up on an RFC 822 date with a weekday and no zone; each entry was dated at its fetch, and a
+    # feed's whole backlog counted in the bucket of its first poll.
+    feed = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            b"<item><title>Telekom down</title><guid>a</guid><pubDate>Fri, 27 Nov 2026 13:40:00</pubDate></item>"
+            b"<item><title>Telekom slow</title><guid>b</guid><pubDate>Fri, 27 Nov 2026 09:05</pubDate></item>"
+            b"<item><title>Telekom ok</title><guid>c</guid><pubDate>Fri, 27 Nov 2026 08:00:00 +0530</pubDate></item>"
+            b"<item><title>Telekom what</title><guid>d</guid><pubDate>sometime</pubDate></item>"
+            b"</channel></rss>")
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert [p.created_at for p in posts] == [datetime(2026, 11, 27, 13, 40, tzinfo=UTC),
+                                             datetime(2026, 11, 27, 9, 5, tzinfo=UTC),
+                                             datetime(2026, 11, 27, 2, 30, tzinfo=UTC), NOW]
+
+
 def test_jobs_are_started_round_robin_across_hosts() -> None:
     from miner.collectors.poller import interleave_hosts
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import feedparser
@@ -115,16 +116,37 @@ def _raw(entry: Any, key: str) -> Any:
 
 
 def entry_time(entry: Any) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = _raw(entry, key)
-        if value:
-            return parse_time(value)
+    for key in ("published", "updated", "created"):
+        if (when := _date(entry, key)) is not None:
+            return when
     return None
 
 
 def entry_updated(entry: Any) -> datetime | None:
-    value = _raw(entry, "updated_parsed") or _raw(entry, "published_parsed")
-    return parse_time(value) if value else None
+    return _date(entry, "updated") or _date(entry, "published")
+
+
+def _date(entry: Any, key: str) -> datetime | None:
+    """The entry's ``key`` date: feedparser's ``*_parsed`` (a UTC struct_time), else the text as RFC 822.
+
+    feedparser reads "29 Mar 2026 02:30:00" (no zone: UTC) but gives up on "Sun, 29 Mar 2026 02:30:00", the form
+    of a pubDate whose writer left the zone out; the entry was then dated when it was fetched, and a feed's whole
+    backlog counted in the bucket of its first poll. Its text without a zone is taken as UTC, as feedparser does.
+    """
+    parsed = _raw(entry, f"{key}_parsed")
+    if parsed:
+        return parse_time(parsed)
+    text = _raw(entry, key)
+    if not isinstance(text, str) or not text.strip():
+        return None
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:  # its offset moves it past what a datetime holds
+        return None
 
 
 def entry_id(entry: Any) -> str:
