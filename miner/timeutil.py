@@ -3,7 +3,7 @@ the same way by the collectors and the alert webhooks (stages do not import each
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 
 
@@ -18,14 +18,14 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def parse_iso(text: str) -> datetime:
-    """Parse ISO 8601 (a trailing ``Z`` too); naive values are taken as UTC."""
+def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
+    """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``."""
     value = text.strip()
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+        dt = dt.replace(tzinfo=zone)
     return dt.astimezone(UTC)
 
 

@@ -151,6 +151,10 @@ def test_removed_or_expired_silence_lets_alerts_through(store: Store) -> None:
     # Every Friday 13:00-15:00 in Kampala (UTC+3) = 10:00-12:00 UTC; 2026-11-27 is a Friday.
     (MaintenanceWindow(service="WhatsApp", cron="0 13 * * fri", duration_minutes=120, timezone="Africa/Kampala"),
      T0 - timedelta(minutes=1), T0),
+    # A one-off window without an offset is in its timezone too: 14:00-15:00 in Kampala = 11:00-12:00 UTC (it was
+    # read as 14:00-15:00 UTC, hours off the maintenance planned).
+    (MaintenanceWindow(service="WhatsApp", start="2026-11-27T14:00", end="2026-11-27 15:00", timezone="Africa/Kampala"),
+     T0 - timedelta(minutes=1), T0 + timedelta(hours=2)),
 ])
 def test_maintenance_windows_suppress_only_inside_the_window(store: Store, window: MaintenanceWindow,
                                                              muted_at: object, open_at: object) -> None:

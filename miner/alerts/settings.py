@@ -172,7 +172,7 @@ class MaintenanceWindow:
     """A planned window for one service: one-off (start + end) or recurring (cron + duration_minutes)."""
 
     service: str
-    start: str = ""  # ISO 8601 (UTC unless it carries an offset)
+    start: str = ""  # ISO 8601, in `timezone` unless it carries an offset
     end: str = ""
     cron: str = ""  # recurring: when each window starts, in `timezone`
     duration_minutes: float = 60.0
@@ -196,15 +196,22 @@ class MaintenanceWindow:
             raise ValueError("start: a one-off window needs start and end (or give cron + duration_minutes)")
         for key in ("start", "end"):
             try:
-                parse_iso(getattr(self, key))
+                self._bound(key)
             except ValueError:
                 raise ValueError(f"{key}: not an ISO 8601 time: {getattr(self, key)!r}") from None
-        if parse_iso(self.end) <= parse_iso(self.start):
+            except OverflowError:
+                raise ValueError(f"{key}: out of range: {getattr(self, key)!r}") from None
+        if self._bound("end") <= self._bound("start"):
             raise ValueError("end: must be after start")
+
+    def _bound(self, key: str) -> datetime:
+        # Read in the window's own zone, as its cron is: "22:00" in a window with timezone = "Europe/Berlin" was
+        # 22:00 UTC, an hour or two off the planned maintenance.
+        return parse_iso(getattr(self, key), ZoneInfo(self.timezone))
 
     def active(self, at: datetime) -> bool:
         if not self.cron:
-            return parse_iso(self.start) <= at < parse_iso(self.end)
+            return self._bound("start") <= at < self._bound("end")
         from miner.alerts.schedule import previous_fire
 
         began = previous_fire(self.cron, self.timezone, at, lookback=timedelta(minutes=self.duration_minutes))
