@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,20 @@ def test_detect_to_stdout_infers_the_bucket_size(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert sum(r["opened"] == "1" for r in rows) == 1
+
+
+def test_detect_writes_each_timestamp_as_given(tmp_path: Path) -> None:
+    # Timestamps with an offset were written back in UTC without one: 05:30 in Kolkata came out as 00:00.
+    series = tmp_path / "kolkata.csv"
+    t0 = datetime(2025, 3, 3, 5, 30, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    stamps = [(t0 + timedelta(minutes=5 * i)).isoformat() for i in range(len(outage_counts()))]
+    series.write_text("timestamp,value\n" + "".join(f"{t},{c:g}\n" for t, c in zip(stamps, outage_counts(),
+                                                                                     strict=True)), encoding="utf-8")
+    result = CliRunner().invoke(main, ["detect", str(series)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert [r["timestamp"] for r in rows] == stamps and stamps[0] == "2025-03-03T05:30:00+05:30"
+    assert [i for i, r in enumerate(rows) if r["opened"] == "1"] == [301]
 
 
 def test_config_overrides_the_defaults(tmp_path: Path) -> None:

@@ -28,8 +28,9 @@ def _parse_time(text: str, where: str) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def read_series(path: Path) -> list[tuple[datetime, float]]:
-    """Rows of a ``timestamp,value`` CSV, checked: increasing timestamps, finite non-negative values."""
+def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str]]:
+    """Rows of a ``timestamp,value`` CSV, checked: increasing timestamps, finite non-negative values; and each row's
+    timestamp as the file gives it."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -39,6 +40,7 @@ def read_series(path: Path) -> list[tuple[datetime, float]]:
     if header is None or [h.strip().lower() for h in header[:2]] != ["timestamp", "value"]:
         raise InputError(f"{path}:1: header must be 'timestamp,value', got {','.join(header or [])!r}")
     rows: list[tuple[datetime, float]] = []
+    labels: list[str] = []
     for row in reader:
         where = f"{path}:{reader.line_num}"
         if not row or not "".join(row).strip():
@@ -55,9 +57,10 @@ def read_series(path: Path) -> list[tuple[datetime, float]]:
         if rows and ts <= rows[-1][0]:
             raise InputError(f"{where}: timestamp {row[0]!r} is not after the previous row's")
         rows.append((ts, value))
+        labels.append(row[0].strip())
     if len(rows) < 2:
         raise InputError(f"{path}: need at least 2 rows to infer the bucket size, got {len(rows)}")
-    return rows
+    return rows, labels
 
 
 def infer_bucket_minutes(rows: Sequence[tuple[datetime, float]]) -> int:
@@ -66,13 +69,16 @@ def infer_bucket_minutes(rows: Sequence[tuple[datetime, float]]) -> int:
     return max(round(spacing / 60.0), 1)
 
 
-def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]]) -> list[tuple[str, float, float, int]]:
-    """``(timestamp, value, score, opened)`` per input row, the bucket size taken from the rows."""
+def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
+               labels: Sequence[str] | None = None) -> list[tuple[str, float, float, int]]:
+    """``(timestamp, value, score, opened)`` per input row, the bucket size taken from the rows. The timestamp is
+    the row's ``labels`` entry, else its UTC time."""
     params = replace(params, bucket_minutes=infer_bucket_minutes(rows))
     scores = detect_series(params, rows)
+    shown = labels if labels is not None else [ts.strftime("%Y-%m-%d %H:%M:%S") for ts, _ in rows]
     return [
-        (ts.strftime("%Y-%m-%d %H:%M:%S"), value, round(s.score, 4), int(s.opened))
-        for (ts, value), s in zip(rows, scores, strict=True)
+        (label, value, round(s.score, 4), int(s.opened))
+        for label, (_, value), s in zip(shown, rows, scores, strict=True)
     ]
 
 
@@ -84,12 +90,16 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]]) -
 def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
 
-    Writes timestamp,value,score,opened: score is the z-score, opened is 1 on the row where an incident opens.
+    Writes timestamp,value,score,opened: each row's timestamp as given, score is the z-score, opened is 1 on the
+    row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's hour-of-day
+    and weekday profile is read in UTC.
     Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
     inferred from the timestamps. Runs the service's own streaming detector (miner.detect.zscore.step).
     """
     params = app.config.detector if app.config_path is not None else DetectorParams()
-    out_rows = run_detect(params, read_series(series))
+    # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
+    # as a different time and matched no input row.
+    out_rows = run_detect(params, *read_series(series))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["timestamp", "value", "score", "opened"])
