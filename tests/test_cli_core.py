@@ -119,6 +119,16 @@ def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "b.sqlite").stat().st_size > 0
 
 
+def test_prune_refuses_more_days_than_a_date_can_go_back(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune", "--days"]
+    result = runner.invoke(main, [*base, "1000000"])
+    assert result.exit_code == 1 and "Error: --days 1000000: at most 36500" in result.output, result.output
+    result = runner.invoke(main, [*base, "36500"])
+    assert result.exit_code == 0 and "pruned 0 posts older than 36500 days" in result.output, result.output
+
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

@@ -123,8 +123,12 @@ def prune(app: AppContext, days: int | None) -> None:
     The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
     on, and a source's post older than that is not stored again.
     """
+    from miner.config import MAX_RETENTION_DAYS
+    from miner.errors import InputError
     from miner.timeutil import utcnow
 
+    if days is not None and days > MAX_RETENTION_DAYS:  # the cutoff would overflow a datetime: an internal error
+        raise InputError(f"--days {days}: at most {MAX_RETENTION_DAYS} (100 years), as [store].retention_days")
     keep = days or app.config.store.retention_days
     removed = app.store().prune_posts(utcnow() - timedelta(days=keep))
     click.echo(f"pruned {removed} posts older than {keep} days")
