@@ -51,10 +51,10 @@ class ClockMixin:
         A post is dated by our clock when it comes without a time of its own (a user report, a feed item without a
         date), and so is every verdict. Posts dated more than CLOCK_SLACK after ``now`` are dated ``now``: they
         count in the bucket in progress, which the rewound detectors step next, rather than in a bucket hours (or a
-        year) away that no detector reaches before real time does; posts dated from their source's own time are
-        never in the future. Verdicts are dated ``now`` too, or one given after this (a reclassify) would never
-        become the latest. The buckets left in the future hold no post any more; their scores were the clock that
-        was ahead scoring them empty, and they go.
+        year) away that no detector reaches before real time does; posts dated from their source's own time were
+        at most FUTURE_SLACK (10 minutes) ahead of the clock that stored them. Verdicts are dated ``now`` too, or
+        one given after this (a reclassify) would never become the latest. The buckets left in the future hold no
+        post any more; their scores were the clock that was ahead scoring them empty, and they go.
 
         Incidents opened, updated or resolved by the detector stepping future buckets carry those buckets' times:
         a digest leaves out an incident opened after the time it is rendered at, and shows one resolved after it
