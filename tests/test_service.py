@@ -4,6 +4,7 @@ for a missing model, a corrupt store and a locked store."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 import httpx
@@ -292,7 +293,11 @@ def test_reports_are_stored_again_once_a_read_only_store_is_writable_again(tmp_p
     proc = start(cfg, port, prefix=["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _get(f"{base}/healthz") == 200, proc=proc)
+        wait_for(lambda: all(s["runs"] for s in _health(base)["stages"].values()), proc=proc)
+        # An empty -wal, as right after the service starts: SQLite gave it the read-only file's mode when the
+        # first report's connection opened it, and every connection opened after that was read-only too. Left to
+        # the jobs' timing, their first writes were in the -wal by then in most runs, and this passed.
+        wait_for(lambda: _truncate_wal(db), proc=proc)
         db.chmod(0o444)
         try:
             refused = httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=30)
@@ -396,6 +401,21 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
     assert counts(db)["posts"] == 3
     assert ("stopping with 3 posts of 1 held poll that the store never took" in caplog.text
             and "they are lost, but their sources' cursors in the store did not move" in caplog.text), caplog.text
+
+
+def _truncate_wal(db: Path) -> bool:
+    """Checkpoint the store and empty its -wal; False while a writer or reader is in the way."""
+    with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+    return busy == 0 and db.with_name(f"{db.name}-wal").stat().st_size == 0
+
+
+def _health(base: str) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = httpx.get(f"{base}/healthz").json()
+    except httpx.TransportError:
+        return {"stages": {"starting": {"runs": 0}}}
+    return body
 
 
 def _get(url: str) -> int:

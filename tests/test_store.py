@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -321,6 +324,54 @@ def test_corrupt_and_readonly_files_give_one_clear_error(tmp_path: Path) -> None
         with pytest.raises(StoreError, match=f"store {tmp_path} is a folder; the store path must name a file"):
             Store.open(tmp_path, readonly=readonly)
 
+
+# Run without root's capabilities (which ignore permission bits). Prints what the stores opened after the store
+# file is writable again say to a write.
+SIDECAR_SCRIPT = """
+import json, os, sys
+from miner.config import SourceConfig
+from miner.errors import StoreError
+from miner.store import Store
+
+path, meanwhile = sys.argv[1], sys.argv[2]
+def writes(store):
+    try:
+        store.database.check_writable()
+    except StoreError as exc:
+        return str(exc)
+    finally:
+        store.close()
+    return "writes"
+Store.open(path).close()
+writer = None if meanwhile == "read, alone" else Store.open(path)  # a running service's job: opened before
+os.chmod(path, 0o444)
+if meanwhile.startswith("read"):  # `miner status` or another read-only command
+    Store.open(path, readonly=True).close()
+else:  # a report or job of that service
+    print(json.dumps(writes(Store.open(path))))
+os.chmod(path, 0o644)
+if writer is not None:
+    writer.sync_sources([SourceConfig(name="feed", type="rss", url="https://example.org/feed")])
+print(json.dumps([writes(Store.open(path)) for _ in range(2)]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permission bits")
+@pytest.mark.parametrize("meanwhile", ["write", "read", "read, alone"])
+def test_a_store_made_writable_again_is_opened_read_write(tmp_path: Path, meanwhile: str) -> None:
+    # SQLite gives an empty -wal, and a new -shm, the mode of the store file when a connection opens them: opened
+    # while the file was read-only, they stayed read-only after it was writable again, and so was every connection
+    # opened after that, until a restart (the service's reports were refused with 503; with nothing else open, a
+    # read-only command left a -shm that kept the service from starting).
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []
+    path = tmp_path / "s.sqlite"
+    res = subprocess.run([*drop, sys.executable, "-c", SIDECAR_SCRIPT, str(path), meanwhile], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    if meanwhile == "write":
+        assert f"store {path} is read-only" in lines.pop(0)  # while the file was read-only: as it should
+    assert lines == [["writes", "writes"]]
 
 def test_backup_and_prune(tmp_path: Path, store: Store) -> None:
     store.insert_posts([post("old", "x", T0 - timedelta(days=40)), post("new", "y", T0)], T0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -75,6 +76,26 @@ def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connectio
     return conn
 
 
+def restore_sidecar_modes(path: str) -> None:
+    """Give the store's -wal and -shm back the write permission the store file has, where they lost it.
+
+    SQLite gives an empty -wal, and a new -shm, the store file's mode when a connection opens them: one opened
+    while the file was read-only (a chmod) left them read-only, and after the file was writable again every new
+    connection was read-only too ("attempt to write a readonly database"), until a restart deleted them."""
+    effective = os.access in os.supports_effective_ids
+    try:
+        if not os.access(path, os.W_OK, effective_ids=effective):
+            return  # read-only on purpose, or not yet fixed: the sidecars follow it
+        mode = os.stat(path).st_mode & 0o777
+    except OSError:
+        return
+    for side in (f"{path}-wal", f"{path}-shm"):
+        # Not there, or not ours to change: SQLite opens it read-only then and the error says so.
+        with contextlib.suppress(OSError):
+            if os.path.isfile(side) and not os.access(side, os.W_OK, effective_ids=effective):
+                os.chmod(side, mode)
+
+
 def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
     """A read-only open cannot migrate: an older store is refused with what will upgrade it, rather than read
     with tables or columns missing (or upgraded behind the back of a command that only looks)."""
@@ -118,6 +139,7 @@ class Database:
             else:
                 if spath != ":memory:":
                     Path(spath).parent.mkdir(parents=True, exist_ok=True)
+                    restore_sidecar_modes(spath)
                 conn = sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")
