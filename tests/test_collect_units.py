@@ -136,7 +136,7 @@ def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer) -> None:
         tracemalloc.start()
         try:
             with pytest.raises(SourceError, match="body larger than 1000000 bytes"):
-                fetch(client, settings, f"{server.url}/bomb", timeout=10.0)
+                fetch(client, settings, f"{server.url}/bomb", timeout=10.0, now=lambda: NOW)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
@@ -151,7 +151,7 @@ def test_compressed_bodies_are_decoded(server: FakeServer, encode: Callable[[byt
     server.serve("/c", Reply(200, encode(body), headers={"Content-Encoding": encoding}, content_type="text/plain"))
     settings = CollectSettings()
     with make_client(settings) as client:
-        assert fetch(client, settings, f"{server.url}/c", timeout=10.0).body == body
+        assert fetch(client, settings, f"{server.url}/c", timeout=10.0, now=lambda: NOW).body == body
 
 
 @pytest.mark.parametrize(("text", "kept"), [
@@ -262,6 +262,18 @@ def test_parse_retry_after() -> None:
     # A delay no timedelta can hold, or a date centuries away, must not park the source (or crash the round).
     assert parse_retry_after("9" * 20, NOW) == MAX_RETRY_AFTER
     assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", NOW) == MAX_RETRY_AFTER
+
+
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_a_retry_after_date_is_read_against_the_poll_clock(server: FakeServer, poller: Poller, status: str) -> None:
+    # The collectors read an HTTP-date Retry-After against the wall clock, not the poll's: with the poll's clock
+    # years from the real one, the wait came out as a day (the cap) or nothing.
+    clock = datetime(2031, 3, 4, 5, 6, tzinfo=UTC)
+    poller.ctx.now = lambda: clock
+    server.fault("/f.rss", status, retry_after=format_datetime(clock + timedelta(minutes=10), usegmt=True))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss"))
+    assert info.value.retry_after == 600.0
 
 
 def test_collect_settings_validation() -> None:

@@ -76,8 +76,9 @@ class BlueskyCollector:
         identifier = ctx.require_credential(source, "identifier")
         password = ctx.require_credential(source, "password")
         url = f"{base_url(source, DEFAULT_BASE)}/xrpc/com.atproto.server.createSession"
-        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, secret_url=source.secret_url,
-                     json_body={"identifier": identifier, "password": password}, ok_statuses=_AUTH_ERRORS)
+        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, now=ctx.now,
+                     secret_url=source.secret_url, json_body={"identifier": identifier, "password": password},
+                     ok_statuses=_AUTH_ERRORS)
         if resp.status in _AUTH_ERRORS:
             detail = _error_name(resp) or f"HTTP {resp.status}"
             raise SourceError(f"bluesky login refused ({detail}): check env.identifier and env.password",
@@ -88,8 +89,9 @@ class BlueskyCollector:
         if not token.refresh:
             return self._login(source, ctx)
         url = f"{base_url(source, DEFAULT_BASE)}/xrpc/com.atproto.server.refreshSession"
-        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, secret_url=source.secret_url,
-                     headers={"Authorization": f"Bearer {token.refresh}"}, ok_statuses=_AUTH_ERRORS)
+        resp = fetch(ctx.client, ctx.settings, url, method="POST", timeout=source.timeout, now=ctx.now,
+                     secret_url=source.secret_url, headers={"Authorization": f"Bearer {token.refresh}"},
+                     ok_statuses=_AUTH_ERRORS)
         if resp.status in _AUTH_ERRORS:
             self.sessions.drop(source.name)
             return self._login(source, ctx)
@@ -127,7 +129,7 @@ class BlueskyCollector:
         """One search request, renewing the session once when the server says it expired."""
         token = self._session(source, ctx)
         for attempt in range(2):
-            resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
+            resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now, params=params,
                          headers={"Authorization": f"Bearer {token.access}", "Accept": "application/json"},
                          ok_statuses=_AUTH_ERRORS, secret_url=source.secret_url)
             if resp.status not in _AUTH_ERRORS:
@@ -135,7 +137,7 @@ class BlueskyCollector:
             if attempt == 0 and _error_name(resp) in _EXPIRED:
                 token = self._refresh(source, ctx, token)
                 continue
-            raise status_error(resp)
+            raise status_error(resp, ctx.now())
         raise SourceError(f"bluesky search at {shown_url(url, secret=source.secret_url)} refused the renewed session")
 
 

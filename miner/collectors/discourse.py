@@ -79,8 +79,8 @@ class DiscourseCollector:
             params = {"q": f"{source.query} order:latest"}
             if page > 1:
                 params["page"] = page
-            resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout, params=params,
-                         headers={"Accept": "application/json"}, secret_url=source.secret_url)
+            resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout, now=ctx.now,
+                         params=params, headers={"Accept": "application/json"}, secret_url=source.secret_url)
             data = json_object(resp)
             items = self._search_posts(source, ctx, site, data, resp.where)
             order = [p["id"] for p in map(as_dict, loose_list(data.get("posts"))) if isinstance(p.get("id"), int)]
@@ -89,8 +89,8 @@ class DiscourseCollector:
         params = {"order": "created"}
         if page:
             params["page"] = page
-        resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout, params=params,
-                     headers={"Accept": "application/json"}, secret_url=source.secret_url)
+        resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout, now=ctx.now,
+                     params=params, headers={"Accept": "application/json"}, secret_url=source.secret_url)
         data = json_object(resp)
         items = self._latest_topics(source, ctx, site, data, resp.where)
         topic_list = as_dict(data.get("topic_list"))

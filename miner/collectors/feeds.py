@@ -68,7 +68,7 @@ def fix_surrogate_refs(body: bytes) -> bytes:
 
 def fetch_feed(source: SourceConfig, state: SourceState, ctx: PollContext, url: str) -> Response:
     return fetch(
-        ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
+        ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now, secret_url=source.secret_url,
         headers={"Accept": FEED_ACCEPT, **conditional_headers(state)},
     )
 

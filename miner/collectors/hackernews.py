@@ -104,7 +104,7 @@ class _Read:
             page += 1
 
     def _page(self, params: dict[str, str | int]) -> tuple[Response, list[dict[str, Any]]]:
-        resp = fetch(self.ctx.client, self.ctx.settings, self.url, timeout=self.source.timeout,
+        resp = fetch(self.ctx.client, self.ctx.settings, self.url, timeout=self.source.timeout, now=self.ctx.now,
                      secret_url=self.source.secret_url, params=params, headers={"Accept": "application/json"})
         return resp, [as_dict(h) for h in as_list(json_object(resp).get("hits"), "hits", resp.where)]
 

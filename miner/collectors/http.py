@@ -10,9 +10,9 @@ import json
 import re
 import time
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +120,7 @@ def fetch(
     url: str,
     *,
     timeout: float,
+    now: Callable[[], datetime],
     method: str = "GET",
     headers: Mapping[str, str] | None = None,
     params: Mapping[str, str | int] | None = None,
@@ -132,7 +133,8 @@ def fetch(
     """One request, body read in chunks and refused past ``settings.max_body_bytes``.
 
     Returns 2xx and 304 responses (and any status in ``ok_statuses``, for APIs whose error documents the
-    caller must read); raises SourceError for everything else. ``secret_url``: the URL came from the environment
+    caller must read); raises SourceError for everything else. ``now``: the poll's clock (`PollContext.now`), which
+    an HTTP-date Retry-After is read against. ``secret_url``: the URL came from the environment
     (`SourceConfig.secret_url`), so no message shows its path, nor that of a URL it redirects to.
     """
     cap = settings.max_body_bytes
@@ -199,16 +201,16 @@ def fetch(
         raise SourceError(f"request to {shown_url(url, secret=secret_url)} failed: {exc}") from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
-    raise status_error(result)
+    raise status_error(result, now())
 
 
-def status_error(resp: Response) -> SourceError:
-    """The SourceError for a non-success status, with Retry-After for 429/503."""
+def status_error(resp: Response, now: datetime) -> SourceError:
+    """The SourceError for a non-success status, with Retry-After for 429/503 (an HTTP date counted from ``now``)."""
     host = host_of(resp.url)
     retry_after = None
     message = f"HTTP {resp.status} from {host}"
     if resp.status in (429, 503):
-        retry_after = parse_retry_after(resp.headers.get("retry-after"), datetime.now(UTC))
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), now)
         if retry_after is not None:
             message += f" (retry after {retry_after:.0f} s)"
     elif resp.status in (401, 403):

@@ -109,8 +109,8 @@ class LemmyCollector:
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
               params: dict[str, str | int]) -> tuple[Response, dict[str, list[dict[str, Any]]]]:
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
-                     params=params, headers={"Accept": "application/json"})
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
+                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
         data = json_object(resp)
         if "posts" not in data and "comments" not in data:
             raise SourceError(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")

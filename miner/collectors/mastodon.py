@@ -88,8 +88,8 @@ class MastodonCollector:
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
               params: dict[str, str | int]) -> tuple[Response, list[Any]]:
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
-                     params=params, headers={"Accept": "application/json"})
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
+                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
         return resp, as_list(read_json(resp), "the timeline", resp.where)
 
 

@@ -105,7 +105,8 @@ class RedditCollector:
         client_id = ctx.require_credential(source, "client_id")
         secret = ctx.require_credential(source, "client_secret")
         resp = fetch(ctx.client, ctx.settings, f"{base_url(source, WWW)}/api/v1/access_token",
-                     method="POST", timeout=source.timeout, secret_url=source.secret_url, auth=(client_id, secret),
+                     method="POST", timeout=source.timeout, now=ctx.now, secret_url=source.secret_url,
+                     auth=(client_id, secret),
                      form={"grant_type": "client_credentials"}, ok_statuses=frozenset({401}))
         data = json_object(resp) if resp.status != 401 else {}
         access = text_of(data.get("access_token"))
@@ -155,7 +156,7 @@ class RedditCollector:
         resp: Response | None = None
         for _attempt in range(2):
             token = self._token(source, ctx)
-            resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, params=params,
+            resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now, params=params,
                          secret_url=source.secret_url,
                          headers={"Authorization": f"bearer {token}", "Accept": "application/json"},
                          ok_statuses=frozenset({401}))
@@ -164,7 +165,7 @@ class RedditCollector:
             self.tokens.drop(source.name)  # revoked or expired early: log in once more
         assert resp is not None
         if resp.status == 401:
-            raise status_error(resp)
+            raise status_error(resp, ctx.now())
         return resp
 
 

@@ -61,8 +61,8 @@ class StatuspageCollector:
         if not source.url:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         url = incidents_url(source.url)
-        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, secret_url=source.secret_url,
-                     headers={"Accept": "application/json", **conditional_headers(state)})
+        resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
+                     secret_url=source.secret_url, headers={"Accept": "application/json", **conditional_headers(state)})
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
         data = json_object(resp)
