@@ -709,6 +709,24 @@ def test_a_pub_date_without_a_zone_is_read_as_utc_not_dropped(server: FakeServer
                                              datetime(2026, 11, 27, 2, 30, tzinfo=UTC), NOW]
 
 
+def test_a_pub_date_in_a_named_zone_feedparser_does_not_know_is_read_in_that_zone(
+        server: FakeServer, poller: Poller) -> None:
+    # feedparser reads any zone name but GMT/UTC and the North American ones as UTC: CEST came out two hours late,
+    # AEDT eleven (ahead of the clock, so dated at the fetch).
+    dates = ["Fri, 27 Nov 2026 13:40:00 CEST", "Fri, 27 Nov 2026 23:40 AEDT", "27 Nov 2026 13:40:00 nzdt",
+             "2026-11-27T13:40:00 JST", "Fri, 27 Nov 2026 08:40:00 EST", "Fri, 27 Nov 2026 13:40:00 +0200",
+             "Fri, 27 Nov 2026 13:40:00 IST"]
+    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
+                    for i, d in enumerate(dates))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    at = [datetime(2026, 11, 27, h, m, tzinfo=UTC) for h, m in ((11, 40), (12, 40), (0, 40), (4, 40), (13, 40),
+                                                                (11, 40), (13, 40))]
+    assert [p.created_at for p in posts] == at  # IST names three zones: read as UTC, as feedparser does
+
+
 def test_jobs_are_started_round_robin_across_hosts() -> None:
     from miner.collectors.poller import interleave_hosts
 

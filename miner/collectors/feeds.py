@@ -126,17 +126,58 @@ def entry_updated(entry: Any) -> datetime | None:
     return _date(entry, "updated") or _date(entry, "published")
 
 
+# Time-zone abbreviations, in hours east of UTC. feedparser knows GMT/UTC and the North American ones only and
+# reads every other name as UTC: "13:40 CEST" came out two hours late, "13:40 AEDT" eleven (later than our clock,
+# so dated at its fetch). These are the common ones that name one offset; ambiguous ones stay out and read as UTC,
+# as feedparser reads them: IST (India +5:30, Israel +2, Ireland +1) as UTC, CST (US Central or China) and AST
+# (Atlantic or Arabia) as the North American zones.
+# BST is British Summer Time, as in RFC 822 dates of British sites (Bangladesh writes +06).
+ZONE_HOURS: dict[str, float] = {
+    "UT": 0, "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "MET": 1, "CEST": 2, "MEST": 2,
+    "SAST": 2, "EET": 2, "EEST": 3, "MSK": 3, "HST": -10, "AKST": -9, "AKDT": -8, "PST": -8, "PDT": -7, "MST": -7,
+    "MDT": -6, "CDT": -5, "EST": -5, "EDT": -4, "ADT": -3, "NST": -3.5, "NDT": -2.5, "BRT": -3, "PKT": 5, "WIB": 7,
+    "ICT": 7, "SGT": 8, "HKT": 8, "AWST": 8, "PHT": 8, "JST": 9, "KST": 9, "ACST": 9.5, "ACDT": 10.5, "AEST": 10,
+    "AEDT": 11, "NZST": 12, "NZDT": 13,
+}
+_ZONE_NAME = re.compile(r"\s([A-Za-z]{1,5})\s*$")
+
+
+def _named_zone(text: str) -> datetime | None:
+    """The date in ``text`` when it ends in a zone abbreviation of ZONE_HOURS, read at that zone's offset (RFC 822,
+    or ISO 8601 with the name after the time); None for anything else, which is left to feedparser."""
+    match = _ZONE_NAME.search(text)
+    hours = ZONE_HOURS.get(match.group(1).upper()) if match else None
+    if match is None or hours is None:
+        return None
+    head, minutes = text[:match.start()].strip(), round(hours * 60)
+    offset = f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
+    try:
+        when = parsedate_to_datetime(f"{head} {offset}")
+    except (TypeError, ValueError, IndexError, OverflowError):
+        try:
+            when = datetime.fromisoformat(head + offset)
+        except ValueError:
+            return None
+    try:
+        return when.astimezone(UTC) if when.tzinfo is not None else None
+    except OverflowError:
+        return None
+
+
 def _date(entry: Any, key: str) -> datetime | None:
-    """The entry's ``key`` date: feedparser's ``*_parsed`` (a UTC struct_time), else the text as RFC 822.
+    """The entry's ``key`` date: read here when it names its zone by an abbreviation of ZONE_HOURS, else
+    feedparser's ``*_parsed`` (a UTC struct_time), else the text as RFC 822.
 
     feedparser reads "29 Mar 2026 02:30:00" (no zone: UTC) but gives up on "Sun, 29 Mar 2026 02:30:00", the form
     of a pubDate whose writer left the zone out; the entry was then dated when it was fetched, and a feed's whole
     backlog counted in the bucket of its first poll. Its text without a zone is taken as UTC, as feedparser does.
     """
+    text = _raw(entry, key)
+    if isinstance(text, str) and (named := _named_zone(text)) is not None:
+        return named
     parsed = _raw(entry, f"{key}_parsed")
     if parsed:
         return parse_time(parsed)
-    text = _raw(entry, key)
     if not isinstance(text, str) or not text.strip():
         return None
     try:
