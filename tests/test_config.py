@@ -91,6 +91,18 @@ def test_errors_name_key_and_line(edit: tuple[str, str], key: str, message: str)
     assert key.rsplit(".", 1)[-1].split("[")[0] in offending
 
 
+@pytest.mark.parametrize("width", [7, 25, 100, 2880])
+def test_a_bucket_width_that_does_not_divide_a_day_is_refused(width: int) -> None:
+    # Buckets are aligned to the epoch: 25-minute buckets start at another time each day and some span midnight,
+    # so the hour-of-day and weekday baseline learned from buckets shifted day by day.
+    text = f'[[services]]\nname = "A"\n\n[detector]\nwarmup_hours = 1\nbucket_minutes = {width}\n'
+    with pytest.raises(ConfigError, match=r"^x.toml:6: detector.bucket_minutes: must divide a day \(1440 minutes\) "
+                                          r"evenly, so every day has the same buckets from midnight UTC, e\.g\. 1, 5"):
+        parse_config(text, "x.toml")
+    for good in (1, 5, 15, 90, 120, 1440):
+        assert parse_config(text.replace(f"= {width}", f"= {good}"), "x.toml").detector.bucket_minutes == good
+
+
 def test_unknown_top_level_and_section_keys() -> None:
     with pytest.raises(ConfigError, match=r"feeds.toml:2: detector.bogus: unknown key"):
         parse_config("[detector]\nbogus = 1\n", "feeds.toml")

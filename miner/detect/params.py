@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 from miner.config import check_spans
 
+MINUTES_PER_DAY = 1440
+_EXAMPLE_WIDTHS = (1, 5, 10, 15, 20, 30, 60, 90, 120, 1440)
+
 
 @dataclass(frozen=True)
 class DetectorParams:
-    bucket_minutes: int = 5  # width of one count bucket
+    bucket_minutes: int = 5  # width of one count bucket; divides a day
 
     # Baseline: a robust, seasonal EWMA (Holt-Winters-like) in the stabilised space.
     level_halflife_hours: float = 12.0  # how fast the de-seasonalised level follows a drift
@@ -53,6 +56,12 @@ class DetectorParams:
     def validate(self) -> None:
         if self.bucket_minutes < 1:
             raise ValueError("bucket_minutes: must be at least 1")
+        # Buckets are aligned to the Unix epoch and the baseline learns by the UTC hour and weekday a bucket starts
+        # in. A width that does not divide a day puts every day's buckets on another grid, some across midnight
+        # (counted in the day before), so each hour and weekday offset learns from buckets shifted day by day.
+        if MINUTES_PER_DAY % self.bucket_minutes:
+            raise ValueError(f"bucket_minutes: must divide a day ({MINUTES_PER_DAY} minutes) evenly, so every day has "
+                             f"the same buckets from midnight UTC, e.g. {', '.join(map(str, _EXAMPLE_WIDTHS))}")
         for name in ("level_halflife_hours", "scale_halflife_hours", "season_halflife_days", "clip_sigmas",
                      "weekday_halflife_weeks",
                      "noise_floor", "z_open", "min_ratio", "max_freeze_hours"):
