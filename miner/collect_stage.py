@@ -17,7 +17,7 @@ from miner.collectors.matching import ServiceMatcher
 from miner.collectors.schedule import next_poll_at
 from miner.config import Config, SourceConfig
 from miner.errors import SourceError, StoreError
-from miner.records import FetchResult, Post, SourceState
+from miner.records import UNDATED_BACKLOG, UNDATED_NEW, FetchResult, Post, SourceState
 from miner.store import Store
 from miner.timeutil import floor_time, iso
 
@@ -153,6 +153,7 @@ class CollectStage:
                 if seen:
                     result = replace(result, posts=[p for p in result.posts if p.external_id not in seen])
                     skipped += len(seen)  # reported as duplicates, as they are
+            result = self._undated_backlog(source, result, now, held)
             poll = HeldPoll(source.type, result, None, now, nxt, outcome.duration_s, skipped)
             if held is not None and (source.name in held.polls or held.store_error is not None):
                 # After its earlier polls; and once the store refused a write in this round, the next would wait
@@ -192,6 +193,35 @@ class CollectStage:
             held.store_error = exc
             held.hold(source.name, poll)  # its backoff (a Retry-After) holds while the store takes no writes
         return failed
+
+    def _undated_backlog(self, source: SourceConfig, result: FetchResult, now: datetime,
+                         held: HeldPolls | None) -> FetchResult:
+        """The poll with its posts that have no time of their own marked as backlog (UNDATED_BACKLOG), counted in
+        no bucket, unless the source's last successful poll was recent (UNDATED_WINDOW_POLLS intervals, or a bucket).
+
+        Such a post is dated when fetched. Seen by a poll soon after the last, it was posted in between, and that
+        date is near enough. Seen by a source's first poll, or by one after the source (or miner) was down for
+        hours, it may be from any time before: a feed's whole backlog, dated in one bucket, was a false spike
+        there, and could open an incident for a service whose baseline was learned without that feed.
+        """
+        undated = [p.external_id for p in result.posts if p.undated == UNDATED_NEW]
+        if not undated:
+            return result
+        last_ok = (held.last_ok(source.name) if held is not None else None) or self.store.last_ok_at(source.name)
+        window = max(timedelta(seconds=UNDATED_WINDOW_POLLS * source.interval), self.bucket)
+        if last_ok is not None and now - last_ok <= window:
+            return result
+        fresh = len(undated) - len(self.store.stored_ids([source.name], undated))
+        if fresh:
+            since = ("on the source's first poll" if last_ok is None else
+                     f"after {_span(now - last_ok)} without a successful poll (since {iso(last_ok)})")
+            message = (f"{fresh} new item{'' if fresh == 1 else 's'} without a date {since}: stored, dated at this "
+                       "fetch, but counted in no bucket, since when they were posted is unknown (posts.undated = "
+                       "'backlog')")
+            log.warning("source %s: %s", source.name, message)
+            result = replace(result, warnings=[*result.warnings, message])
+        posts = [replace(p, undated=UNDATED_BACKLOG) if p.undated == UNDATED_NEW else p for p in result.posts]
+        return replace(result, posts=posts)
 
     def _within_retention(self, result: FetchResult, now: datetime) -> tuple[FetchResult, int]:
         """The poll without its posts created before the retention cutoff or pruned (see _not_pruned), and how many
@@ -255,6 +285,16 @@ class CollectReport:
     gap: bool = False  # posts were or may have been missed for good (the source's last_warning says where)
     held: int = 0  # posts of this poll held in memory: the store took no writes (see HeldPolls)
     late: bool = False  # a poll of an earlier round, held then and stored in this one
+
+
+# Polls' worth of time (or one bucket, when longer) since a source's last successful poll within which a post it
+# gives no time is counted, dated when fetched: one failed poll may lie between.
+UNDATED_WINDOW_POLLS = 3
+
+
+def _span(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 # Posts held in memory at most while the store takes no writes (a few KB each with their text and incidents).
@@ -333,6 +373,10 @@ class HeldPolls:
 
     def due(self, source: str, now: datetime) -> bool:
         return self.polls[source][-1].next_poll_at <= now
+
+    def last_ok(self, source: str) -> datetime | None:
+        """When the source's last held poll that succeeded was made (the store's last_ok_at is older)."""
+        return next((p.polled_at for p in reversed(self.polls.get(source, [])) if p.result is not None), None)
 
     def state(self, source: str) -> SourceState | None:
         """The cursor and validators of the source's last poll held that returned any (the store's are older)."""

@@ -15,7 +15,9 @@ class Post:
     """One normalised post from a source, before it is stored.
 
     ``text`` is plain text: HTML stripped, entities decoded, whitespace folded. ``author_hash`` is a keyed
-    hash of the author handle (never the handle itself). ``services`` is filled by service matching.
+    hash of the author handle (never the handle itself). ``services`` is filled by service matching. ``undated``:
+    the source gave no time, so ``created_at`` is when the post was fetched (UNDATED_NEW); UNDATED_BACKLOG when it
+    came in a source's backlog, where that time says nothing of when it was posted, so it is counted in no bucket.
     """
 
     source: str
@@ -27,6 +29,14 @@ class Post:
     lang: str | None = None
     services: tuple[str, ...] = ()
     symptom_hint: str | None = None  # user reports say what is broken; the classifier may use it
+    undated: str | None = None  # None (dated by its source), UNDATED_NEW or UNDATED_BACKLOG
+
+
+# Post.undated (and the posts.undated column): a post without a time of its own, dated when it was fetched. "new":
+# first seen by a poll soon after the source's last successful one, so it was posted in between: counted. "backlog":
+# first seen by a source's first poll, or one after a long gap, so it may be from any time before: not counted.
+UNDATED_NEW = "new"
+UNDATED_BACKLOG = "backlog"
 
 
 @dataclass(frozen=True)

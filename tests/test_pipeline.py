@@ -18,7 +18,7 @@ from fakeserver import FakeServer, Recorded, Reply
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
-from miner.collect_stage import HeldPolls
+from miner.collect_stage import CollectReport, HeldPolls
 from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.rss import RssCollector
@@ -353,6 +353,59 @@ def _rss(*items: tuple[str, str, datetime]) -> Reply:
                    f"<pubDate>{format_datetime(at)}</pubDate></item>" for guid, text, at in items)
     return Reply(200, f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
                  .encode(), content_type="application/rss+xml")
+
+
+def _undated_rss(*items: tuple[str, str]) -> Reply:
+    body = "".join(f"<item><guid>{guid}</guid><title>{text}</title></item>" for guid, text in items)
+    return Reply(200, f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+                 .encode(), content_type="application/rss+xml")
+
+
+def test_a_feeds_undated_backlog_is_stored_but_counted_in_no_bucket(store: Store,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # Entries without a date are dated when fetched: a feed added to a warmed-up service put its whole backlog in
+    # the bucket of its first poll (and of the first poll after an outage), a spike that could open an incident.
+    backlog = [(f"old{n}", f"mtn is down {n}") for n in range(20)]
+    counts = "SELECT posts, complaints FROM buckets WHERE service = 'MTN' AND bucket_start = ?"
+    undated = "SELECT external_id, undated FROM posts WHERE external_id LIKE '%/' || ? ORDER BY id"
+    with FakeServer() as server:
+        server.serve("/forum.rss", _undated_rss(*backlog))
+        config = _forum_config(server)
+        pipe = Pipeline(config, store, _Verdict("v1", outage=True))  # type: ignore[arg-type]
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            def poll(at: datetime) -> CollectReport:
+                poller.ctx.now = lambda: at
+                (report,) = pipe.collect(at, poller, due_only=False)
+                pipe.classify_pending(at)
+                return report
+
+            with caplog.at_level("WARNING", logger="miner.pipeline"):
+                assert poll(T0).stored == 20
+            assert [r["undated"] for r in store.database.rows(undated, ("old%",))] == ["backlog"] * 20
+            assert store.database.one(counts, (iso(T0),)) in (None, {"posts": 0, "complaints": 0})
+            [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert "20 new items without a date on the source's first poll" in warning
+            assert "counted in no bucket" in (store.source_row("forum") or {})["last_warning"]
+            # Polled again on its interval, what is new was posted since the last poll: dated now, and counted.
+            server.serve("/forum.rss", _undated_rss(("new1", "mtn is down here"), ("new2", "mtn down"), *backlog))
+            assert poll(T0 + timedelta(minutes=5)).stored == 2
+            assert [r["undated"] for r in store.database.rows(undated, ("new%",))] == ["new"] * 2
+            assert store.database.one(counts, (iso(T0),)) == {"posts": 2, "complaints": 2}
+            # After three hours without a successful poll, what is new may be from any time in them.
+            server.serve("/forum.rss", _undated_rss(("late1", "mtn is down"), ("new1", "mtn is down here")))
+            later = T0 + timedelta(hours=3, minutes=5)
+            assert poll(later).stored == 1
+            assert [r["undated"] for r in store.database.rows(undated, ("late%",))] == ["backlog"]
+            assert store.database.one(counts, (iso(floor_time(later, pipe.bucket)),)) in (
+                None, {"posts": 0, "complaints": 0})
+        # The feed at another url is a new feed: its backlog is no news either.
+        moved_config = replace(config, sources=(replace(config.sources[0], url=f"{server.url}/forum.rss?page=1"),))
+        pipe = Pipeline(moved_config, store, _Verdict("v1", outage=True))  # type: ignore[arg-type]
+        server.serve("/forum.rss", _undated_rss(("moved1", "mtn is down")))
+        with Poller(moved_config.collect, moved_config.services, hash_key=b"k") as poller:
+            poller.ctx.now = lambda: later + timedelta(minutes=5)
+            pipe.collect(later + timedelta(minutes=5), poller, due_only=False)
+    assert [r["undated"] for r in store.database.rows(undated, ("moved%",))] == ["backlog"]
 
 
 def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_alone(

@@ -21,7 +21,7 @@ from miner.collectors.normalise import (
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.errors import SourceError
-from miner.records import FetchResult, Post, SourceState
+from miner.records import UNDATED_NEW, FetchResult, Post, SourceState
 
 FUTURE_SLACK = timedelta(minutes=10)
 
@@ -87,7 +87,11 @@ def make_post(
     ``plain`` marks a body that is plain text already (a "<" in it is a character, not a tag).
     """
     now = ctx.now()
-    if created_at is None or created_at > now + FUTURE_SLACK:
+    undated = None
+    if created_at is None:
+        # Dated when first seen; whether it counts depends on how long the source went unread (CollectStage).
+        created_at, undated = now, UNDATED_NEW
+    elif created_at > now + FUTURE_SLACK:
         created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
     body = fold(body_html) if plain else html_to_text(body_html)
     text = redact_contacts(join_title_body(html_to_text(title), body, ctx.settings.max_text_chars))
@@ -101,6 +105,7 @@ def make_post(
         url=url or None,
         author_hash=hash_author(author, ctx.hash_key),
         lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
+        undated=undated,
     )
 
 

@@ -33,7 +33,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
                   "a JSON object with that cursor and the stretches left to read (backlog).",
         "last_poll_at": "When the source was last polled.",
-        "last_ok_at": "When a poll last succeeded.",
+        "last_ok_at": "When a poll last succeeded (NULL again when the source's type or url changes).",
         "last_error": "The last poll's error, one line; NULL after a success.",
         "last_error_at": "When the last error happened.",
         "consecutive_failures": "Failed polls since the last success (drives the backoff).",
@@ -56,6 +56,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                        "null for user reports.",
         "lang": "Language code when the source gives one.",
         "symptom_hint": "Symptom chosen by the user of a report, if any.",
+        "undated": "NULL when the source gave the post's time. Else the source gave none and created_at is when it "
+                   "was fetched: `new` when that poll came soon after the source's last successful one (within 3 "
+                   "intervals or one bucket), so it was posted in between, and it is counted; `backlog` when it "
+                   "came in the source's first poll (or the first since its type or url changed) or after a longer "
+                   "gap: it may be from any time before, so it is counted in no bucket (nor shown as a sample).",
     }),
     "post_services": ("Which services each post mentions (name, alias, #hashtag or @handle).", {
         "post_id": "posts.id.",

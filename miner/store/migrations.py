@@ -152,7 +152,11 @@ BUCKETS_BY_TIME = Migration("0003_buckets_by_time", "CREATE INDEX buckets_bucket
 # Small named facts about the store itself (how far posts have been pruned), beside the alerts' own alert_state.
 STORE_STATE = Migration("0004_store_state", "CREATE TABLE store_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
 
-MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE]
+# A post without a time of its own: dated when fetched, and counted only when that was soon after it was posted.
+UNDATED_POSTS = Migration(
+    "0005_undated_posts", "ALTER TABLE posts ADD COLUMN undated TEXT CHECK (undated IN ('new', 'backlog'));")
+
+MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS]
 
 
 def _statements(script: str) -> Iterator[str]:

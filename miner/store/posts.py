@@ -193,10 +193,10 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (source, external_id, text, url, created_at, fetched_at, "
-            "author_hash, lang, symptom_hint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "author_hash, lang, symptom_hint, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, external_id) DO NOTHING",
             (post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
-             post.author_hash, post.lang, post.symptom_hint),
+             post.author_hash, post.lang, post.symptom_hint, post.undated),
         )
         if cur.rowcount == 0:
             seen += 1

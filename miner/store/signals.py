@@ -22,6 +22,10 @@ _LATEST = (
 )
 
 
+# Posts a bucket counts: not those without a time of their own that came in a source's backlog (posts.undated),
+# dated when fetched though they may be from any time before: a new feed's backlog was a spike in its first bucket.
+_COUNTED = "p.undated IS NOT 'backlog'"
+
 # store_state key of the bucket width, in minutes, that the buckets and the detector states are counted in.
 BUCKET_MINUTES = "bucket_minutes"
 
@@ -58,7 +62,8 @@ class SignalsMixin:
 
         ``complaints`` counts complaining authors, not posts: one account (or bot) posting fifty times in a
         bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
-        streams, user reports, feeds without one) count one each.
+        streams, user reports, feeds without one) count one each. Posts of a source's undated backlog (see
+        _COUNTED) count nowhere.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
         Buckets before :meth:`first_open_bucket` are left as they are: their posts were pruned.
         """
@@ -88,7 +93,7 @@ class SignalsMixin:
                 FROM posts p
                 JOIN post_services ps ON ps.post_id = p.id
                 LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST}
-                WHERE p.created_at >= ? AND p.created_at < ?
+                WHERE p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
                 GROUP BY ps.service, b
                 ON CONFLICT (service, bucket_start) DO UPDATE
                 SET posts = excluded.posts, complaints = excluded.complaints
@@ -297,7 +302,7 @@ class SignalsMixin:
             SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
-            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
+            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
             ORDER BY c.score DESC, p.created_at DESC LIMIT ?
             """,
             (service, iso(start), iso(end), limit),
@@ -338,7 +343,7 @@ class SignalsMixin:
             SELECT coalesce(c.symptom, 'general') AS symptom, count(*) AS n
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
-            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ?
+            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
             GROUP BY 1 ORDER BY n DESC
             """,
             (service, iso(start), iso(end)),

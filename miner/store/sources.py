@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.store.clock import CLOCK_SLACK
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.config import SourceConfig
@@ -21,9 +21,10 @@ class SourcesMixin:
     def sync_sources(self, sources: Iterable[SourceConfig]) -> list[str]:
         """Insert configured sources and refresh their type/url. Returns the names whose poll state was reset.
 
-        Poll state (cursor, validators, backoff, last error) belongs to the endpoint it came from: a source
-        whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a re-typed
-        discourse source skip every topic. Its posts and counters are kept.
+        Poll state (cursor, validators, backoff, last error and success) belongs to the endpoint it came from: a
+        source whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a re-typed
+        discourse source skip every topic (and the new feed's undated backlog would count as new posts). Its posts
+        and counters are kept.
         """
         reset: list[str] = []
         with self.database.transaction() as conn:
@@ -31,7 +32,8 @@ class SourcesMixin:
                 url = src.stored_url  # without user:password or a key in the query: secrets stay out of the store
                 cur = conn.execute(
                     "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
-                    "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL "
+                    "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
+                    "last_ok_at = NULL "
                     "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
                     (src.name, src.type, url),
                 )
@@ -101,6 +103,11 @@ class SourcesMixin:
             )
             row = conn.execute("SELECT consecutive_failures FROM sources WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def last_ok_at(self, name: str) -> datetime | None:
+        """When a poll of the source (of its current type and url) last succeeded; None for never."""
+        row = self.database.one("SELECT last_ok_at FROM sources WHERE name = ?", (name,))
+        return parse_iso(row["last_ok_at"]) if row and row["last_ok_at"] else None
 
     def consecutive_failures(self, name: str) -> int:
         row = self.database.one("SELECT consecutive_failures FROM sources WHERE name = ?", (name,))
