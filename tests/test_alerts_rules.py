@@ -111,6 +111,55 @@ def test_an_incident_outlasting_its_silence_is_announced_when_the_silence_ends(s
         ("alert", "pending"), ("alert", "pending"), ("alert", "suppressed"), ("resolved", "pending")]
 
 
+def reopen(store: Store, incident_id: int, at: datetime) -> None:
+    """What the pipeline stores when the detector opens again within the cool-down of a resolve."""
+    store.update_incident(incident_id, at, {"status": "open", "resolved_at": None}, kind="update",
+                          details={"reason": "reopened"})
+
+
+def items_of(store: Store, *statuses: str) -> list[tuple[str, str, str]]:
+    return [(str(r["kind"]), str(i["kind"]), str(r["status"])) for r in reversed(rows(store, *statuses))
+            for i in store.notification_items(int(r["id"]))]
+
+
+def test_an_incident_back_after_its_resolve_notice_is_announced_as_open_again(store: Store) -> None:
+    c = cfg(group_wait=0.0, repeat_interval=5400.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    resolve(store, iid, T0 + timedelta(hours=1))
+    plan_notifications(store, c, T0 + timedelta(hours=1))
+    # Back within the detector's cool-down: the same incident, open again. Whoever read "resolved" must hear it,
+    # once: not also reminded of it because the first alert is more than repeat_interval old.
+    reopen(store, iid, T0 + timedelta(hours=2))
+    assert plan_notifications(store, c, T0 + timedelta(hours=2)) == 1
+    assert items_of(store)[-1] == ("alert", "open", "pending")  # an opening, not a reminder
+    # Reminders count from the re-opening.
+    assert plan_notifications(store, c, T0 + timedelta(hours=3)) == 0
+    assert plan_notifications(store, c, T0 + timedelta(hours=3, minutes=30)) == 1
+    resolve(store, iid, T0 + timedelta(hours=4))
+    assert plan_notifications(store, c, T0 + timedelta(hours=4)) == 1
+    assert plan_notifications(store, c, T0 + timedelta(hours=8)) == 0
+    assert [(kind, item) for kind, item, _ in items_of(store)] == [
+        ("alert", "open"), ("resolved", "resolve"), ("alert", "open"), ("alert", "repeat"), ("resolved", "resolve")]
+    # Its resolve notice threads under the alert that said it was back.
+    assert store.open_message_id("oncall", iid) == rows(store)[2]["message_id"]
+
+
+def test_a_reopening_muted_by_a_silence_is_announced_when_the_silence_ends(store: Store) -> None:
+    c = cfg(group_wait=0.0, stale_after=600.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    resolve(store, iid, T0 + timedelta(hours=1))
+    plan_notifications(store, c, T0 + timedelta(hours=1))
+    store.add_silence("WhatsApp", T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=20), "", T0)
+    reopen(store, iid, T0 + timedelta(hours=2))
+    plan_notifications(store, c, T0 + timedelta(hours=2))
+    assert items_of(store)[-1] == ("alert", "open", "suppressed")
+    # Stale is judged from the re-opening (20 min ago), not from the first opening (hours ago).
+    assert plan_notifications(store, c, T0 + timedelta(hours=2, minutes=21)) == 1
+    assert items_of(store, "pending")[-1] == ("alert", "open", "pending")
+
+
 def test_a_stale_opening_stays_suppressed_after_its_silence() -> None:
     from miner.alerts.planner import late_opening_due
 

@@ -3,7 +3,7 @@
 Public API for the pipeline (``now`` is always passed in, so a replay sends what the service would have):
 
 ``plan_notifications(store, settings, now) -> int``
-    Read incident transitions logged since the planner's cursor and write outbox rows: an alert per opening
+    Read incident transitions logged since the planner's cursor and write outbox rows: an alert per (re-)opening
     and a notice per resolve, per route and channel, after routes, silences, maintenance windows and
     inhibition; repeats of still-open incidents after ``repeat_interval``. Idempotent; safe in two processes.
 ``enqueue_due_digests(store, settings, now, *, sources=None) -> int``

@@ -7,6 +7,7 @@ twice (or in two processes) plans each notification once. Nothing here sends any
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Collection
@@ -69,9 +70,11 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         states = store.alert_incident_states(ids)
         ctx = _Context(settings, now, store.silences(active_at=now))
         items = _plan_events(ctx, events, states)
-        opened_now = {e["incident_id"] for e in events if e["kind"] == "open"}
-        items += _plan_unmuted(ctx, [i for i in open_incidents if i["id"] not in opened_now], states)
-        items += _plan_repeats(ctx, open_incidents, states)
+        # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
+        opened_now = {e["incident_id"] for e in events if _opening(e)}
+        still_open = [i for i in open_incidents if i["id"] not in opened_now]
+        items += _plan_unmuted(ctx, store, still_open, states)
+        items += _plan_repeats(ctx, still_open, states)
         new_cursor = events[-1]["id"] if events else cursor
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
         if added is not None:
@@ -79,6 +82,21 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
                 log.info("planned %d alert item(s) from %d transition(s)", added, len(events))
             return added
     raise StoreError("alert planner: the event cursor kept moving under us (another planner is running)")
+
+
+def _opening(event: dict[str, Any]) -> bool:
+    """An opening, or a re-opening: the detector opening within the cool-down brings the resolved incident back
+    (an ``update`` with reason ``reopened``), which is news as much as an opening, whoever was told it resolved."""
+    return event["kind"] == "open" or (event["kind"] == "update" and "reopened" in _reasons(event))
+
+
+def _reasons(event: dict[str, Any]) -> list[str]:
+    try:
+        details = json.loads(event.get("details") or "{}")
+    except ValueError:
+        return []
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return str(reason).split(",") if reason else []
 
 
 def _plan_events(ctx: _Context, events: list[dict[str, Any]],
@@ -93,12 +111,13 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]],
             if not route.matches(service):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
-            if ev["kind"] == "open" and route.immediate:
+            if _opening(ev) and route.immediate:
                 reason = ctx.muted(service)
                 if reason is None and (ctx.now - at).total_seconds() > ctx.settings.stale_after:
                     reason = f"stale: opened at {iso(at)}, more than {ctx.settings.stale_after:.0f}s before planning"
                 outcome[(route.name, iid)] = "suppressed" if reason else "queued"
-                items += [PlannedItem(f"open:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
+                prefix = "open" if ev["kind"] == "open" else "reopen"
+                items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
                                       iid, make_message_id(ctx.settings), due, reason) for ch in channels(route)]
             elif ev["kind"] == "resolve" and route.notify_resolved:
                 prior = outcome.get((route.name, iid))
@@ -130,7 +149,7 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]],
     return items
 
 
-def _plan_unmuted(ctx: _Context, open_incidents: list[dict[str, Any]],
+def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]],
                   states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
     """Openings a silence or maintenance window suppressed, announced once it no longer mutes a still-open incident.
 
@@ -140,12 +159,14 @@ def _plan_unmuted(ctx: _Context, open_incidents: list[dict[str, Any]],
     """
     items: list[PlannedItem] = []
     for inc in open_incidents:
+        if not any(st["open_outcome"] == "suppressed" for (_, iid), st in states.items() if iid == inc["id"]):
+            continue
+        opened = _last_opened_at(store, inc)
         for route in ctx.settings.routes:
             state = states.get((route.name, inc["id"]))
             if (not route.immediate or not route.matches(inc["service"]) or state is None
-                    or not late_opening_due(state["open_outcome"], parse_iso(inc["opened_at"]),
-                                            parse_iso(state["last_notified_at"]), ctx.muted(inc["service"]),
-                                            ctx.settings.stale_after)):
+                    or not late_opening_due(state["open_outcome"], opened, parse_iso(state["last_notified_at"]),
+                                            ctx.muted(inc["service"]), ctx.settings.stale_after)):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
             # The suppressed opening's planning time tells this late opening apart from one after a later re-mute.
@@ -153,6 +174,12 @@ def _plan_unmuted(ctx: _Context, open_incidents: list[dict[str, Any]],
             items += [PlannedItem(f"{key}:{ch}", route.name, ch, "alert", "open", inc["id"],
                                   make_message_id(ctx.settings), due, None) for ch in channels(route)]
     return items
+
+
+def _last_opened_at(store: Store, incident: dict[str, Any]) -> datetime:
+    """When the incident last (re-)opened: a re-opening suppressed on a route was planned that long after it."""
+    return max([parse_iso(incident["opened_at"]),
+                *(parse_iso(e["at"]) for e in store.incident_events(incident["id"]) if _opening(e))])
 
 
 def late_opening_due(open_outcome: str, opened_at: datetime, suppressed_at: datetime, muted: str | None,
