@@ -320,6 +320,26 @@ def test_reminder_for_a_still_open_incident(store: Store, smtp_server: SmtpServe
     assert "(still open, reminder)" in reminder.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
 
+def test_an_alert_held_back_by_an_outage_is_not_followed_by_a_reminder_of_itself(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0, repeat_interval=3600.0)
+    open_incident(store, "WhatsApp", T0)
+    smtp_server.stop()
+    subjects: dict[int, list[str]] = {}
+    for minutes in range(0, 200, 10):  # the server is down for two repeat intervals, back at 120 min
+        if minutes == 120:
+            smtp_server.start()
+        now = T0 + timedelta(minutes=minutes)
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+        got = [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages]
+        subjects[minutes] = got
+    # The opening goes out once the server is back, alone; the reminder a repeat_interval after it arrived.
+    assert subjects[120] == ["[miner] OPEN"]
+    assert subjects[170] == ["[miner] OPEN"]
+    assert subjects[190] == ["[miner] OPEN", "[miner] STILL OPEN"]
+
+
 def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     # docs/schema.md, deliveries.worker: `cli-HOST-PID` from `miner outbox send`, `HOST:PID` from the pipeline.
     cfg = tmp_path / "feeds.toml"

@@ -15,6 +15,7 @@ from miner.alerts.settings import AlertSettings, MaintenanceWindow, RouteSetting
 from miner.config import parse_config
 from miner.errors import ConfigError
 from miner.store import Store
+from miner.store.outbox import Finish
 
 EMAIL_ONLY = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *")
 
@@ -25,6 +26,15 @@ def cfg(**overrides: object) -> AlertSettings:
 
 def rows(store: Store, *statuses: str) -> list[dict[str, Any]]:
     return store.outbox_rows(list(statuses or ("pending", "sending", "sent", "failed", "suppressed")))
+
+
+def plan_and_send(store: Store, settings_: AlertSettings, now: datetime) -> int:
+    """Plan, then have everything due delivered (as the dispatcher records it): reminders count from delivery."""
+    planned = plan_notifications(store, settings_, now)
+    for row in store.due_notifications(now, 100):
+        assert store.claim_due(int(row["id"]), "test", now, now) is not None
+        assert store.finish_notification(int(row["id"]), "test", now, Finish("sent"))
+    return planned
 
 
 def test_planning_twice_or_from_two_stores_plans_once(tmp_path: Path) -> None:
@@ -58,13 +68,26 @@ def test_group_wait_batches_openings_into_one_message(store: Store) -> None:
 def test_repeat_interval_renotifies_a_still_open_incident(store: Store) -> None:
     c = cfg(group_wait=0.0, repeat_interval=3600.0)
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
-    plan_notifications(store, c, T0)
-    assert plan_notifications(store, c, T0 + timedelta(minutes=59)) == 0
-    assert plan_notifications(store, c, T0 + timedelta(minutes=60)) == 1
-    assert plan_notifications(store, c, T0 + timedelta(minutes=90)) == 0
-    assert plan_notifications(store, c, T0 + timedelta(minutes=120)) == 1
+    plan_and_send(store, c, T0)
+    assert plan_and_send(store, c, T0 + timedelta(minutes=59)) == 0
+    assert plan_and_send(store, c, T0 + timedelta(minutes=60)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(minutes=90)) == 0
+    assert plan_and_send(store, c, T0 + timedelta(minutes=120)) == 1
     kinds = [i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))]
     assert sorted(kinds) == ["open", "repeat", "repeat"]
+
+
+def test_a_channel_whose_alert_is_still_retried_gets_no_reminder_on_top(store: Store) -> None:
+    c = settings(group_wait=0.0, repeat_interval=3600.0)  # email and webhook
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    [email] = [r for r in rows(store) if r["channel"] == "email"]
+    assert store.claim_due(int(email["id"]), "test", T0, T0) is not None
+    assert store.finish_notification(int(email["id"]), "test", T0, Finish("sent"))
+    # The webhook's receiver is down and its alert is retried: only email is reminded, an hour after delivery.
+    assert plan_notifications(store, c, T0 + timedelta(minutes=60)) == 1
+    assert [(r["channel"], r["status"]) for r in rows(store)] == [
+        ("email", "pending"), ("webhook:hook", "pending"), ("email", "sent")]
 
 
 def test_silence_suppresses_and_records_and_inhibits_the_resolve(store: Store) -> None:
@@ -93,22 +116,22 @@ def test_an_incident_outlasting_its_silence_is_announced_when_the_silence_ends(s
     if mute == "silence":
         store.add_silence("WhatsApp", T0 - timedelta(minutes=5), T0 + timedelta(minutes=15), "", T0)
     iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
-    plan_notifications(store, c, T0)
+    plan_and_send(store, c, T0)
     assert [r["status"] for r in rows(store)] == ["suppressed"]
-    assert plan_notifications(store, c, T0 + timedelta(minutes=14)) == 0  # still muted
+    assert plan_and_send(store, c, T0 + timedelta(minutes=14)) == 0  # still muted
     # The mute is over and the outage is not: the opening goes out now, as an opening, once.
-    assert plan_notifications(store, c, T0 + timedelta(minutes=16)) == 1
-    assert plan_notifications(store, c, T0 + timedelta(minutes=17)) == 0
-    [late] = rows(store, "pending")
+    assert plan_and_send(store, c, T0 + timedelta(minutes=16)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(minutes=17)) == 0
+    [late] = rows(store, "sent")
     assert late["kind"] == "alert" and [i["kind"] for i in store.notification_items(int(late["id"]))] == ["open"]
     assert store.open_message_id("oncall", iid) == late["message_id"]  # the resolve notice threads on it
     # Reminders count from the late opening, and the resolve is announced rather than inhibited.
-    assert plan_notifications(store, c, T0 + timedelta(minutes=75)) == 0
-    assert plan_notifications(store, c, T0 + timedelta(minutes=76)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(minutes=75)) == 0
+    assert plan_and_send(store, c, T0 + timedelta(minutes=76)) == 1
     resolve(store, iid, T0 + timedelta(minutes=80))
-    assert plan_notifications(store, c, T0 + timedelta(minutes=80)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(minutes=80)) == 1
     assert sorted((r["kind"], r["status"]) for r in rows(store)) == [
-        ("alert", "pending"), ("alert", "pending"), ("alert", "suppressed"), ("resolved", "pending")]
+        ("alert", "sent"), ("alert", "sent"), ("alert", "suppressed"), ("resolved", "sent")]
 
 
 def reopen(store: Store, incident_id: int, at: datetime) -> None:
@@ -125,20 +148,20 @@ def items_of(store: Store, *statuses: str) -> list[tuple[str, str, str]]:
 def test_an_incident_back_after_its_resolve_notice_is_announced_as_open_again(store: Store) -> None:
     c = cfg(group_wait=0.0, repeat_interval=5400.0)
     iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
-    plan_notifications(store, c, T0)
+    plan_and_send(store, c, T0)
     resolve(store, iid, T0 + timedelta(hours=1))
-    plan_notifications(store, c, T0 + timedelta(hours=1))
+    plan_and_send(store, c, T0 + timedelta(hours=1))
     # Back within the detector's cool-down: the same incident, open again. Whoever read "resolved" must hear it,
     # once: not also reminded of it because the first alert is more than repeat_interval old.
     reopen(store, iid, T0 + timedelta(hours=2))
-    assert plan_notifications(store, c, T0 + timedelta(hours=2)) == 1
-    assert items_of(store)[-1] == ("alert", "open", "pending")  # an opening, not a reminder
+    assert plan_and_send(store, c, T0 + timedelta(hours=2)) == 1
+    assert items_of(store)[-1] == ("alert", "open", "sent")  # an opening, not a reminder
     # Reminders count from the re-opening.
-    assert plan_notifications(store, c, T0 + timedelta(hours=3)) == 0
-    assert plan_notifications(store, c, T0 + timedelta(hours=3, minutes=30)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(hours=3)) == 0
+    assert plan_and_send(store, c, T0 + timedelta(hours=3, minutes=30)) == 1
     resolve(store, iid, T0 + timedelta(hours=4))
-    assert plan_notifications(store, c, T0 + timedelta(hours=4)) == 1
-    assert plan_notifications(store, c, T0 + timedelta(hours=8)) == 0
+    assert plan_and_send(store, c, T0 + timedelta(hours=4)) == 1
+    assert plan_and_send(store, c, T0 + timedelta(hours=8)) == 0
     assert [(kind, item) for kind, item, _ in items_of(store)] == [
         ("alert", "open"), ("resolved", "resolve"), ("alert", "open"), ("alert", "repeat"), ("resolved", "resolve")]
     # Its resolve notice threads under the alert that said it was back.

@@ -74,7 +74,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
         items += _plan_unmuted(ctx, store, still_open, states)
-        items += _plan_repeats(ctx, still_open, states)
+        items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
         new_cursor = events[-1]["id"] if events else cursor
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
         if added is not None:
@@ -130,8 +130,11 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]],
     return items
 
 
-def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]],
-                  states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
+                  undelivered: set[tuple[str, str, int]]) -> list[PlannedItem]:
+    """Reminders of incidents alerted ``repeat_interval`` ago (counted from the last alert sent, see
+    Store.finish_notification). A channel whose alert about the incident has not gone out yet (an SMTP outage
+    retrying it) gets no reminder on top: it would arrive together with the alert it reminds of."""
     items: list[PlannedItem] = []
     for inc in open_incidents:
         for route in ctx.settings.routes:
@@ -145,7 +148,8 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]],
             reason = ctx.muted(inc["service"])
             due = ctx.now + ctx.settings.group_wait_for(route)
             items += [PlannedItem(f"repeat:{inc['id']}:{n}:{route.name}:{ch}", route.name, ch, "alert", "repeat",
-                                  inc["id"], make_message_id(ctx.settings), due, reason) for ch in channels(route)]
+                                  inc["id"], make_message_id(ctx.settings), due, reason) for ch in channels(route)
+                      if (route.name, ch, inc["id"]) not in undelivered]
     return items
 
 

@@ -132,6 +132,18 @@ class OutboxMixin:
         rows = self.database.rows(f"SELECT * FROM alert_incidents WHERE incident_id IN ({marks})", list(incident_ids))
         return {(r["route"], r["incident_id"]): r for r in rows}
 
+    def undelivered_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
+        """(route, channel, incident) of alerts (openings, reminders) still waiting to go out: group wait or retries."""
+        if not incident_ids:
+            return set()
+        marks = ",".join("?" * len(incident_ids))
+        rows = self.database.rows(
+            f"SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i "
+            f"JOIN outbox o ON o.id = i.outbox_id WHERE o.kind = 'alert' AND o.status IN ('pending', 'sending') "
+            f"AND i.incident_id IN ({marks})",
+            list(incident_ids))
+        return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
+
     def apply_alert_plan(self, expected_cursor: int, new_cursor: int, items: Sequence[PlannedItem],
                          now: datetime) -> int | None:
         """Write planned items and move the cursor, atomically; None when another planner moved it first."""
@@ -235,6 +247,14 @@ class OutboxMixin:
                 (status, finish.outcome, iso(now), finish.outcome, finish.detail, finish.outcome, finish.detail,
                  iso(finish.next_attempt_at) if finish.next_attempt_at else None, outbox_id, worker),
             )
+            if finish.outcome == "sent":
+                # repeat_interval counts from the alert reaching its receiver, as in Alertmanager, not from its
+                # planning: an alert held back by an outage for longer than that is not followed by a reminder.
+                conn.execute(
+                    "UPDATE alert_incidents SET last_notified_at = max(last_notified_at, ?) "
+                    "WHERE open_outcome = 'queued' AND (route, incident_id) IN (SELECT o.route, i.incident_id "
+                    "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id WHERE o.id = ? AND o.kind = 'alert')",
+                    (iso(now), outbox_id))
             attempt = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
             conn.execute(
                 "INSERT INTO deliveries (outbox_id, attempt, worker, at, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
