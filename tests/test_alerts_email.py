@@ -340,6 +340,32 @@ def test_an_alert_held_back_by_an_outage_is_not_followed_by_a_reminder_of_itself
     assert subjects[190] == ["[miner] OPEN", "[miner] STILL OPEN"]
 
 
+def test_a_silence_added_while_an_alert_is_retried_mutes_it_until_the_silence_ends(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    open_incident(store, "WhatsApp", T0)
+    smtp_server.stop()
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    # The on-call, paged elsewhere, silences WhatsApp for 30 minutes; the mail server comes back meanwhile.
+    store.add_silence("WhatsApp", T0 + timedelta(minutes=1), T0 + timedelta(minutes=30), "on it", T0)
+    smtp_server.start()
+    for minutes in (2, 10, 20):
+        now = T0 + timedelta(minutes=minutes)
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+    assert smtp_server.inbox.messages == []
+    [row] = store.outbox_rows(["suppressed"])
+    assert "on it" in str(row["reason"]) and row["attempts"] == 1
+    # Still open when the silence ends: announced then, once.
+    for minutes in (31, 40):
+        now = T0 + timedelta(minutes=minutes)
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+    [msg] = smtp_server.inbox.messages
+    assert str(msg["Subject"]).startswith("[miner] OPEN: WhatsApp")
+
+
 def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     # docs/schema.md, deliveries.worker: `cli-HOST-PID` from `miner outbox send`, `HOST:PID` from the pipeline.
     cfg = tmp_path / "feeds.toml"

@@ -183,6 +183,59 @@ def test_a_reopening_muted_by_a_silence_is_announced_when_the_silence_ends(store
     assert items_of(store, "pending")[-1] == ("alert", "open", "pending")
 
 
+def test_a_silence_mutes_alerts_already_queued_and_they_go_out_if_still_open_when_it_ends(store: Store) -> None:
+    c = cfg(group_wait=60.0)
+    wa = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    tg = open_incident(store, "Telegram", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    [batch] = rows(store, "pending")
+    # The on-call silences WhatsApp while the alert waits out its group wait (or is retried through an outage).
+    sid = store.add_silence("WhatsApp", T0 + timedelta(seconds=10), T0 + timedelta(hours=1), "known", T0)
+    plan_notifications(store, c, T0 + timedelta(seconds=10))
+    assert [i["incident_id"] for i in store.notification_items(int(batch["id"]))] == [tg]  # Telegram still goes
+    [muted] = rows(store, "suppressed")
+    assert f"silence #{sid}" in str(muted["reason"]) and muted["message_id"] != batch["message_id"]
+    assert [i["incident_id"] for i in store.notification_items(int(muted["id"]))] == [wa]
+    # Not lost: still open when the silence ends, it is announced then.
+    assert plan_notifications(store, c, T0 + timedelta(minutes=30)) == 0
+    assert plan_notifications(store, c, T0 + timedelta(hours=1)) == 1
+    [late] = [r for r in rows(store, "pending") if r["id"] != batch["id"]]
+    assert [i["incident_id"] for i in store.notification_items(int(late["id"]))] == [wa]
+
+
+def test_a_silence_mutes_a_queued_notification_whole_and_inhibits_a_resolve_nobody_was_told_of(
+        store: Store) -> None:
+    c = cfg(group_wait=60.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    store.add_silence("WhatsApp", T0 + timedelta(seconds=10), T0 + timedelta(hours=1), "", T0)
+    plan_notifications(store, c, T0 + timedelta(seconds=10))
+    [row] = rows(store)
+    assert row["status"] == "suppressed" and "silenced by silence" in str(row["reason"])
+    resolve(store, iid, T0 + timedelta(minutes=30))
+    plan_notifications(store, c, T0 + timedelta(minutes=30))
+    [resolved] = rows(store, "suppressed")[:1]
+    assert resolved["kind"] == "resolved" and "inhibited" in str(resolved["reason"])
+    assert rows(store, "pending") == []
+
+
+def test_a_silence_keeps_the_resolve_of_an_opening_another_channel_already_delivered(store: Store) -> None:
+    c = settings(group_wait=0.0)  # email and webhook
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    [hook] = [r for r in rows(store) if r["channel"] == "webhook:hook"]
+    assert store.claim_due(int(hook["id"]), "test", T0, T0) is not None
+    assert store.finish_notification(int(hook["id"]), "test", T0, Finish("sent"))
+    store.add_silence("WhatsApp", T0, T0 + timedelta(minutes=20), "", T0)
+    plan_notifications(store, c, T0 + timedelta(minutes=1))  # the email, still retried, is muted
+    assert [(r["channel"], r["status"]) for r in rows(store)] == [("webhook:hook", "sent"), ("email", "suppressed")]
+    # The webhook told the receiver it opened, so it hears that it resolved; and no late opening repeats it.
+    assert plan_notifications(store, c, T0 + timedelta(minutes=21)) == 0
+    resolve(store, iid, T0 + timedelta(minutes=30))
+    assert plan_notifications(store, c, T0 + timedelta(minutes=30)) == 2
+    assert sorted(r["status"] for r in rows(store) if r["kind"] == "resolved") == ["pending", "pending"]
+
+
 def test_a_stale_opening_stays_suppressed_after_its_silence() -> None:
     from miner.alerts.planner import late_opening_due
 

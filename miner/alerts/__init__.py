@@ -5,7 +5,8 @@ Public API for the pipeline (``now`` is always passed in, so a replay sends what
 ``plan_notifications(store, settings, now) -> int``
     Read incident transitions logged since the planner's cursor and write outbox rows: an alert per (re-)opening
     and a notice per resolve, per route and channel, after routes, silences, maintenance windows and
-    inhibition; repeats of still-open incidents after ``repeat_interval``. Idempotent; safe in two processes.
+    inhibition; repeats of still-open incidents after ``repeat_interval``; queued alerts muted since they were
+    planned are recorded as suppressed. Idempotent; safe in two processes.
 ``enqueue_due_digests(store, settings, now, *, sources=None) -> int``
     Queue each route's digest whose cron time has come (missed runs coalesce into one).
 ``dispatch(store, settings, now, *, worker_id, senders=None, sources=None, clock=None) -> DispatchStats``

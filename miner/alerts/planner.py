@@ -20,7 +20,7 @@ from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import StoreError
-from miner.store.outbox import PlannedItem
+from miner.store.outbox import MutedItem, PlannedItem
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
     """Plan alert and resolve notices for transitions logged since the last call. Returns items written."""
     if not settings.enabled:
         return 0
+    _mute_queued(store, _Context(settings, now, store.silences(active_at=now)))
     for _ in range(5):
         cursor = store.alert_cursor()
         events = store.incident_events_after(cursor)
@@ -82,6 +83,19 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
                 log.info("planned %d alert item(s) from %d transition(s)", added, len(events))
             return added
     raise StoreError("alert planner: the event cursor kept moving under us (another planner is running)")
+
+
+def _mute_queued(store: Store, ctx: _Context) -> None:
+    """Suppress queued alerts and resolve notices that a silence or maintenance window mutes by now.
+
+    As in Alertmanager, a silence mutes what has not gone out yet, not only what is planned after it: an alert
+    waiting out its group wait, or retried through an SMTP or webhook outage, when the on-call silences the service.
+    """
+    muted = [MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]), int(it["incident_id"]), reason,
+                       make_message_id(ctx.settings))
+             for it in store.queued_alert_items() if (reason := ctx.muted(str(it["service"]))) is not None]
+    if muted and (n := store.suppress_queued(muted, ctx.now)):
+        log.info("suppressed %d queued alert item(s) muted since they were planned", n)
 
 
 def _opening(event: dict[str, Any]) -> bool:
