@@ -366,6 +366,39 @@ def test_a_silence_added_while_an_alert_is_retried_mutes_it_until_the_silence_en
     assert str(msg["Subject"]).startswith("[miner] OPEN: WhatsApp")
 
 
+def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_message(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    smtp_server.stop()
+    for minutes in range(0, 120, 10):
+        if minutes == 60:
+            resolve(store, iid, T0 + timedelta(minutes=60))
+        plan_notifications(store, cfg, T0 + timedelta(minutes=minutes))
+        dispatch(store, cfg, T0 + timedelta(minutes=minutes), worker_id="w")
+    smtp_server.start()
+    plan_notifications(store, cfg, T0 + timedelta(minutes=120))
+    dispatch(store, cfg, T0 + timedelta(minutes=120), worker_id="w")
+    # The alert, sent late, says it resolved; no resolve notice besides, threaded under a message nobody has.
+    [msg] = smtp_server.inbox.messages
+    assert str(msg["Subject"]).startswith("[miner] RESOLVED SINCE: WhatsApp")
+    [notice] = [r for r in store.outbox_rows(["suppressed"]) if r["kind"] == "resolved"]
+    assert "not sent yet" in str(notice["reason"])
+
+
+def test_the_resolve_is_sent_to_recipients_that_had_the_alert_while_others_are_retried(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["450 4.2.1 mailbox busy"] * 20}
+    iid = open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1  # oncall@ has it, sre@ is retried
+    resolve(store, iid, T0 + timedelta(minutes=1))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=1))
+    dispatch(store, cfg, T0 + timedelta(minutes=1), worker_id="w")
+    assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == ["[miner] OPEN", "[miner] RESOLVED"]
+
+
 def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     # docs/schema.md, deliveries.worker: `cli-HOST-PID` from `miner outbox send`, `HOST:PID` from the pipeline.
     cfg = tmp_path / "feeds.toml"

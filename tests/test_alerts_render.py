@@ -269,10 +269,11 @@ def test_ids_and_the_unsubscribe_link_are_written_whole_however_long(store: Stor
                    from_addr="miner <miner@alert-notifications.production.example.com>")
     iid = open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
+    files = FileSenders(tmp_path / "sent")
+    assert dispatch(store, cfg, T0 + timedelta(minutes=1), worker_id="w", senders=files.senders()).sent == 1
     resolve(store, iid, T0 + timedelta(minutes=30))
     plan_notifications(store, cfg, T0 + timedelta(minutes=30))
-    files = FileSenders(tmp_path / "sent")
-    assert dispatch(store, cfg, T0 + timedelta(minutes=31), worker_id="w", senders=files.senders()).sent == 2
+    assert dispatch(store, cfg, T0 + timedelta(minutes=31), worker_id="w", senders=files.senders()).sent == 1
     alert, notice = (path.read_bytes() for path in files.files())
     digest = bytes(render_digest(store, cfg, T0 + timedelta(minutes=20), route).message)
 

@@ -70,7 +70,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         ids = sorted({e["incident_id"] for e in events} | {i["id"] for i in open_incidents})
         states = store.alert_incident_states(ids)
         ctx = _Context(settings, now, store.silences(active_at=now))
-        items = _plan_events(ctx, events, states)
+        items = _plan_events(ctx, events, states, store.unsent_alerts(sorted({e["incident_id"] for e in events})))
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
@@ -113,9 +113,11 @@ def _reasons(event: dict[str, Any]) -> list[str]:
     return str(reason).split(",") if reason else []
 
 
-def _plan_events(ctx: _Context, events: list[dict[str, Any]],
-                 states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
+                 unsent: set[tuple[str, str, int]]) -> list[PlannedItem]:
+    """``unsent``: (route, channel, incident) of alerts not sent yet (Store.unsent_alerts)."""
     items: list[PlannedItem] = []
+    unsent = set(unsent)
     # Openings planned in this same run count for inhibiting their resolve notices.
     outcome = {key: st["open_outcome"] for key, st in states.items()}
     for ev in events:
@@ -133,14 +135,21 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]],
                 prefix = "open" if ev["kind"] == "open" else "reopen"
                 items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
                                       iid, make_message_id(ctx.settings), due, reason) for ch in channels(route)]
+                if reason is None:
+                    unsent.update((route.name, ch, iid) for ch in channels(route))
             elif ev["kind"] == "resolve" and route.notify_resolved:
                 prior = outcome.get((route.name, iid))
                 if prior is None:
                     continue  # this route never alerted on the opening, so there is nothing to close
                 reason = "inhibited: the opening alert was suppressed" if prior == "suppressed" else ctx.muted(service)
-                items += [PlannedItem(f"resolve:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "resolved",
-                                      "resolve", iid, make_message_id(ctx.settings), due, reason)
-                          for ch in channels(route)]
+                for ch in channels(route):
+                    # An alert still waiting to go out (an SMTP outage) shows the incident resolved when it does:
+                    # a resolve notice would be a second message saying so, threaded under one nobody has.
+                    late = (reason is None and (route.name, ch, iid) in unsent
+                            and "inhibited: its alert, not sent yet, will show it resolved")
+                    items.append(PlannedItem(f"resolve:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch,
+                                             "resolved", "resolve", iid, make_message_id(ctx.settings), due,
+                                             reason or late or None))
     return items
 
 

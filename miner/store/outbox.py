@@ -156,6 +156,20 @@ class OutboxMixin:
             list(incident_ids))
         return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
 
+    def unsent_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
+        """(route, channel, incident) of alerts nobody has received yet, that will show the incident's state when
+        they go out: pending and unclaimed, with no recipient that already has it (a partly delivered email)."""
+        if not incident_ids:
+            return set()
+        marks = ",".join("?" * len(incident_ids))
+        rows = self.database.rows(
+            f"SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i "
+            f"JOIN outbox o ON o.id = i.outbox_id WHERE o.kind = 'alert' AND o.status = 'pending' "
+            f"AND o.claimed_by IS NULL AND i.incident_id IN ({marks}) "
+            f"AND NOT EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || o.id)",
+            list(incident_ids))
+        return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
+
     def queued_alert_items(self) -> list[dict[str, Any]]:
         """Items of alerts and resolve notices not sent yet (group wait, retries), with their incident's service."""
         return self.database.rows(
