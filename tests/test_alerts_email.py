@@ -386,6 +386,33 @@ def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_messag
     assert "not sent yet" in str(notice["reason"])
 
 
+def test_an_incident_that_resolves_and_comes_back_during_an_smtp_outage_is_one_open_alert(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    smtp_server.stop()
+    for minutes in range(0, 180, 10):
+        now = T0 + timedelta(minutes=minutes)
+        if minutes == 60:
+            resolve(store, iid, now)
+        if minutes == 120:
+            store.update_incident(iid, now, {"status": "open", "resolved_at": None}, kind="update",
+                                  details={"reason": "reopened"})
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+    smtp_server.start()
+    plan_notifications(store, cfg, T0 + timedelta(minutes=180))
+    dispatch(store, cfg, T0 + timedelta(minutes=180), worker_id="w")
+    [msg] = smtp_server.inbox.messages
+    assert str(msg["Subject"]).startswith("[miner] OPEN: WhatsApp")
+    # Its resolve notice, when it resolves again, threads under the alert that went out.
+    resolve(store, iid, T0 + timedelta(minutes=200))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=200))
+    dispatch(store, cfg, T0 + timedelta(minutes=200), worker_id="w")
+    opened, resolved = smtp_server.inbox.messages
+    assert str(resolved["Subject"]).startswith("[miner] RESOLVED") and resolved["In-Reply-To"] == opened["Message-ID"]
+
+
 def test_the_resolve_is_sent_to_recipients_that_had_the_alert_while_others_are_retried(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)

@@ -133,8 +133,11 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                     reason = f"stale: opened at {iso(at)}, more than {ctx.settings.stale_after:.0f}s before planning"
                 outcome[(route.name, iid)] = "suppressed" if reason else "queued"
                 prefix = "open" if ev["kind"] == "open" else "reopen"
+                # A channel whose alert about the incident is still queued (an outage retrying it) shows it open
+                # again when that goes out: a second alert beside it would say the same.
                 items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
-                                      iid, make_message_id(ctx.settings), due, reason) for ch in channels(route)]
+                                      iid, make_message_id(ctx.settings), due, reason) for ch in channels(route)
+                          if reason is not None or (route.name, ch, iid) not in unsent]
                 if reason is None:
                     unsent.update((route.name, ch, iid) for ch in channels(route))
             elif ev["kind"] == "resolve" and route.notify_resolved:
