@@ -20,7 +20,8 @@ from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import StoreError
-from miner.store.outbox import MutedItem, PlannedItem
+from miner.store.mutes import MutedItem
+from miner.store.outbox import PlannedItem
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
