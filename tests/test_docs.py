@@ -153,3 +153,15 @@ def test_every_metric_is_documented_and_every_documented_metric_exists() -> None
     exported = used | set(HELP)
     assert not exported - documented, f"docs/operations.md lacks metrics: {sorted(exported - documented)}"
     assert not documented - exported, f"docs/operations.md names unknown metrics: {sorted(documented - exported)}"
+
+
+def test_the_systemd_unit_puts_no_comment_after_a_value() -> None:
+    """systemd has no end-of-line comments: `EnvironmentFile=/x   # ...` names a file called "/x   # ...", which
+    does not exist, so the service would not start."""
+    doc = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    units = re.findall(r"^```ini\n(.*?)^```", doc, re.M | re.S)
+    assert units, "docs/operations.md has no systemd unit"
+    for unit in units:
+        for line in unit.splitlines():
+            if "=" in line and not line.lstrip().startswith(("#", ";")):
+                assert "#" not in line.partition("=")[2], f"systemd reads the comment as part of the value: {line}"
