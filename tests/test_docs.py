@@ -165,3 +165,26 @@ def test_the_systemd_unit_puts_no_comment_after_a_value() -> None:
         for line in unit.splitlines():
             if "=" in line and not line.lstrip().startswith(("#", ";")):
                 assert "#" not in line.partition("=")[2], f"systemd reads the comment as part of the value: {line}"
+
+
+def test_the_config_error_example_is_what_config_check_says_of_the_shipped_file(tmp_path: Path,
+                                                                                  monkeypatch: Any) -> None:
+    """docs/configuration.md shows the error for `type = "hn"` in the shipped feeds.toml's fifth source."""
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    shown = re.search(r"^\$ miner config check\n(Error: .*)$", doc, re.M)
+    assert shown, "docs/configuration.md lost its `miner config check` example"
+    head, _, tail = shown.group(1).partition(" ... ")
+    text = (ROOT / "feeds.toml").read_text(encoding="utf-8")
+    fifth = [m.start() for m in re.finditer(r"^\[\[sources\]\]$", text, re.M)][4]
+    typed = re.compile(r'^type = "\w+"', re.M).search(text, fifth)
+    assert typed
+    (tmp_path / "feeds.toml").write_text(text[:typed.start()] + 'type = "hn"' + text[typed.end():], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MINER_CONFIG", raising=False)  # it would name another file than ./feeds.toml
+    result = CliRunner().invoke(main, ["config", "check"])
+    said = result.output.strip()
+    assert result.exit_code == 1 and said.startswith(head) and said.endswith(tail), said
