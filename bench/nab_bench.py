@@ -4,7 +4,9 @@ Runs the real CLI command in-process (``miner [--config X] detect SERIES -o OUT`
 ``--data/realTweets``, reads back the ``opened`` column as the detections, and scores them against
 ``windows.json`` with :mod:`bench.nab_score`.
 
-    PYTHONPATH=. .venv/bin/python bench/nab_bench.py [--data /work/shared/data/nab] [--config feeds.toml]
+    PYTHONPATH=. .venv/bin/python bench/nab_bench.py [--data FOLDER] [--config feeds.toml]
+
+``--data`` defaults to ``$MINER_SHARED_DATA/nab``, as the other benches read their data from $MINER_SHARED_DATA.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -35,9 +38,15 @@ def run_cli(series: Path, out: Path, config: Path | None) -> tuple[list[datetime
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data/nab"))
+    shared = Path(os.environ.get("MINER_SHARED_DATA", "/work/shared/data"))
+    parser.add_argument("--data", type=Path, default=shared / "nab",
+                        help="folder with realTweets/*.csv and windows.json (default: $MINER_SHARED_DATA/nab)")
     parser.add_argument("--config", type=Path, default=None, help="feeds.toml whose [detector] table to use")
     args = parser.parse_args()
+    if not (args.data / "windows.json").is_file() or not any((args.data / "realTweets").glob("*.csv")):
+        # A traceback for a missing data set told a new user nothing about where to get it.
+        parser.error(f"no NAB data in {args.data} (realTweets/*.csv and windows.json): see docs/detector.md, "
+                     "'Benchmark: NAB realTweets', for where to get them; then pass --data or set MINER_SHARED_DATA")
     windows = json.loads((args.data / "windows.json").read_text(encoding="utf-8"))
     results: dict[str, dict[str, SeriesScore]] = {name: {} for name in PROFILES}
     print(f"{'series':<28}{'score':>8}{'found':>8}{'FP':>5}{'median delay (min)':>20}")

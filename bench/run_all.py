@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared" / "data"
 
 RUNS = [
     ["collect_bench.py", "--store"],
     ["match_bench.py"],
     ["classify_bench.py"],
-    ["nab_bench.py", "--data", str(SHARED / "nab")],
+    ["nab_bench.py"],  # its data from $MINER_SHARED_DATA, as the others
     ["replay_bench.py"],
     ["store_bench.py", "--posts", "500000", "--days", "30"],  # a third of the README's store: make bench stays short
 ]

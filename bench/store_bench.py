@@ -44,7 +44,7 @@ from miner.pipeline import Pipeline  # noqa: E402
 from miner.records import FetchResult, Post, Prediction, SourceState  # noqa: E402
 from miner.store import Store  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = Path(os.environ.get("MINER_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as the other benches
 if not SHARED.exists():
     SHARED = Path("/work/shared/data")
 SERVICES = ["WhatsApp", "Instagram", "Facebook", "YouTube", "Gmail", "Outlook", "Discord", "Slack", "GitHub",

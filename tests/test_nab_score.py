@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,3 +82,31 @@ def test_normalisation_sums_over_series() -> None:
     assert normalised([a, b]) == pytest.approx(50.0)
     (delay,) = score_series(TS, detections(400), [WINDOW], STD).delays
     assert delay == pytest.approx(-247.5)  # minutes from the window centre, half of 99 five-minute rows
+
+
+def run_nab_bench(shared: Path) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "MINER_SHARED_DATA": str(shared), "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, str(root / "bench" / "nab_bench.py")], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_nab_bench_reads_its_series_from_miner_shared_data(tmp_path: Path) -> None:
+    """bench/README.md: the benches read their data from $MINER_SHARED_DATA; the NAB one read a fixed folder."""
+    nab = tmp_path / "nab"
+    (nab / "realTweets").mkdir(parents=True)
+    counts = [3 + i % 4 + (60 if 700 <= i < 712 else 0) for i in range(N)]
+    (nab / "realTweets" / "Twitter_volume_TEST.csv").write_text(
+        "timestamp,value\n" + "".join(f"{t:%Y-%m-%d %H:%M:%S},{c}\n" for t, c in zip(TS, counts, strict=True)),
+        encoding="utf-8")
+    (nab / "windows.json").write_text(
+        f'{{"realTweets/Twitter_volume_TEST.csv": [["{TS[650]}", "{TS[749]}"]]}}', encoding="utf-8")
+    result = run_nab_bench(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Twitter_volume_TEST" in result.stdout and "1/1" in result.stdout, result.stdout
+
+
+def test_nab_bench_without_its_data_says_where_to_get_it(tmp_path: Path) -> None:
+    result = run_nab_bench(tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"no NAB data in {tmp_path / 'nab'}" in result.stderr and "docs/detector.md" in result.stderr
