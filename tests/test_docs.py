@@ -188,3 +188,17 @@ def test_the_config_error_example_is_what_config_check_says_of_the_shipped_file(
     result = CliRunner().invoke(main, ["config", "check"])
     said = result.output.strip()
     assert result.exit_code == 1 and said.startswith(head) and said.endswith(tail), said
+
+
+def test_the_alerts_example_passes_config_check_in_the_shipped_feeds_toml(tmp_path: Path) -> None:
+    """docs/alerts.md's [alerts] example is what a user pastes into feeds.toml: the services it names are there."""
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    doc = (ROOT / "docs" / "alerts.md").read_text(encoding="utf-8")
+    example = next(block for block in re.findall(r"^```toml\n(.*?)^```", doc, re.M | re.S) if "[alerts]" in block)
+    config = tmp_path / "feeds.toml"
+    config.write_text((ROOT / "feeds.toml").read_text(encoding="utf-8") + "\n" + example, encoding="utf-8")
+    result = CliRunner().invoke(main, ["config", "check", str(config)])
+    assert result.exit_code == 0, result.output
