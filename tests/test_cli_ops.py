@@ -295,6 +295,26 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
         assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
 
 
+def test_ui_refuses_a_database_that_is_no_miner_store(tmp_path: Path, runner: CliRunner) -> None:
+    # docs/operations.md: every command but query and backup refuses another program's SQLite file. `miner ui`
+    # only checked that the file existed: it wrote miner's table descriptions beside it and served it.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+    conn.close()
+    before = other.read_bytes()
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    for db, said in ((other, "is a SQLite database of something else, not a miner store"),
+                     (empty, "is empty: no miner store was written to it yet")):
+        result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "ui", "--metadata-only"])
+        assert result.exit_code == 1 and f"store {db} {said}" in result.output, result.output
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite", "feeds.toml", "other.db"]
+
+
 def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG + '\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "http://127.0.0.1:9/forum.rss"\n')

@@ -71,10 +71,12 @@ def ui(app: AppContext, port: int, metadata_only: bool) -> None:
     """Explore the store in Datasette (optional extra: pip install 'miner[ui]'), with table descriptions and
     canned queries (complaints per service per hour, open incidents, lead times, failing sources)."""
     from miner.datasette_meta import metadata
-    from miner.store import require_store
 
     db = Path(app.db_path or app.config.store.path)
-    require_store(db)
+    # Opened as `status` opens it, so that a missing, corrupt or foreign database (a --db naming the wrong file)
+    # is refused here rather than described as miner's store and served by Datasette.
+    app.store(readonly=True, must_exist=True)
+    app.close()
     meta_path = db.with_name("datasette-metadata.json")
     meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
     if metadata_only:
