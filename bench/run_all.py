@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ RUNS = [
 ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    # No options, but --help (or a typo) must not start every benchmark, a run of many minutes.
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     failed = 0
     for args in RUNS:
         print(f"\n== bench/{' '.join(args)}", flush=True)

@@ -110,3 +110,13 @@ def test_nab_bench_without_its_data_says_where_to_get_it(tmp_path: Path) -> None
     result = run_nab_bench(tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"no NAB data in {tmp_path / 'nab'}" in result.stderr and "docs/detector.md" in result.stderr
+
+
+def test_run_all_answers_help_without_running_a_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    import run_all
+
+    with pytest.raises(SystemExit) as stopped:
+        run_all.main(["--help"])
+    assert stopped.value.code == 0
+    out = capsys.readouterr().out
+    assert "every benchmark in turn" in out and "== bench/" not in out
