@@ -134,27 +134,21 @@ class OutboxMixin:
 
     def undelivered_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
         """(route, channel, incident) of alerts (openings, reminders) still waiting to go out: group wait or retries."""
-        if not incident_ids:
-            return set()
-        marks = ",".join("?" * len(incident_ids))
-        rows = self.database.rows(
-            f"SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i "
-            f"JOIN outbox o ON o.id = i.outbox_id WHERE o.kind = 'alert' AND o.status IN ('pending', 'sending') "
-            f"AND i.incident_id IN ({marks})",
-            list(incident_ids))
-        return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
+        return self._queued_alerts(incident_ids, "o.status IN ('pending', 'sending')")
 
     def unsent_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
         """(route, channel, incident) of alerts nobody has received yet, that will show the incident's state when
         they go out: pending and unclaimed, with no recipient that already has it (a partly delivered email)."""
+        return self._queued_alerts(incident_ids, "o.status = 'pending' AND o.claimed_by IS NULL AND NOT EXISTS "
+                                                 "(SELECT 1 FROM alert_state WHERE key = 'delivered:' || o.id)")
+
+    def _queued_alerts(self, incident_ids: Sequence[int], where: str) -> set[tuple[str, str, int]]:
         if not incident_ids:
             return set()
         marks = ",".join("?" * len(incident_ids))
         rows = self.database.rows(
-            f"SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i "
-            f"JOIN outbox o ON o.id = i.outbox_id WHERE o.kind = 'alert' AND o.status = 'pending' "
-            f"AND o.claimed_by IS NULL AND i.incident_id IN ({marks}) "
-            f"AND NOT EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || o.id)",
+            "SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i JOIN outbox o ON o.id = i.outbox_id "
+            f"WHERE o.kind = 'alert' AND i.incident_id IN ({marks}) AND {where}",
             list(incident_ids))
         return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
 
