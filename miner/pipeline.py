@@ -156,11 +156,9 @@ class Pipeline(CollectStage):
         verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
         # One transaction for the whole batch: posts are classified in id order, and the store relies on it.
         with self.store.database.transaction():
-            spans = [self.store.save_classifications(reports, REPORTS_SOURCE, now),
-                     self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else None]
-            for span in spans:
-                if span:
-                    self.store.refresh_buckets(parse_iso(span[0]), parse_iso(span[1]), self.bucket)
+            times = [*self.store.save_classifications(reports, REPORTS_SOURCE, now),
+                     *(self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else [])]
+            self.store.refresh_buckets_at([parse_iso(t) for t in times], self.bucket)
 
     # Detect ----------------------------------------------------------------------------------------------
 

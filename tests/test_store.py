@@ -196,8 +196,8 @@ def test_classifications_and_bucket_recount(store: Store) -> None:
     todo = store.posts_to_classify(10)
     verdicts = [(p.id, Prediction(0.9, True, "general") if "down" in p.text else Prediction(0.1, False, None))
                 for p in todo]
-    span = store.save_classifications(verdicts, "v1", T0)
-    assert span == ("2026-03-01T12:00:00+00:00", "2026-03-01T12:07:00+00:00")
+    touched = store.save_classifications(verdicts, "v1", T0)
+    assert touched == ["2026-03-01T12:00:00+00:00", "2026-03-01T12:02:00+00:00", "2026-03-01T12:07:00+00:00"]
     store.refresh_buckets(T0, T0 + timedelta(minutes=7), FIVE)
     store.refresh_buckets(T0, T0 + timedelta(minutes=7), FIVE)  # a recount, not an increment
     assert store.bucket_counts("WhatsApp", T0, T0 + 2 * FIVE) == {
@@ -269,13 +269,13 @@ def test_a_post_pruned_while_being_classified_is_skipped(store: Store) -> None:
     other = Store.open(store.path)  # a second connection to the same file, as `miner prune` would be
     assert other.prune_posts(T0 - timedelta(days=30)) == 1
     other.close()
-    span = store.save_classifications([(p.id, Prediction(0.9, True, "general")) for p in todo], "v1", T0)
-    assert span == ("2026-03-01T12:00:00+00:00", "2026-03-01T12:00:00+00:00")
+    touched = store.save_classifications([(p.id, Prediction(0.9, True, "general")) for p in todo], "v1", T0)
+    assert touched == ["2026-03-01T12:00:00+00:00"]
     rows = store.database.rows("SELECT post_id FROM classifications")
     assert [r["post_id"] for r in rows] == [todo[1].id]
     assert store.posts_to_classify(10) == []
     # A batch whose every post is gone stores nothing and touches no bucket.
-    assert store.save_classifications([(todo[0].id, Prediction(0.9, True, None))], "v2", T0) is None
+    assert store.save_classifications([(todo[0].id, Prediction(0.9, True, None))], "v2", T0) == []
 
 
 def test_incident_transitions_are_logged(store: Store) -> None:

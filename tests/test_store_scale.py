@@ -111,3 +111,38 @@ def test_the_canned_hourly_query_reads_the_last_week_of_buckets(store: Store) ->
     lines = [row[3] for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
     assert "SEARCH buckets USING INDEX buckets_bucket_start (bucket_start>?)" in lines
     assert not [line for line in lines if line.startswith("SCAN buckets")], lines
+
+
+class _Outage:
+    """A model that calls every post an outage report."""
+
+    version = "v1"
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [Prediction(0.9, True, "general") for _ in texts]
+
+
+def test_a_classify_batch_recounts_the_buckets_of_its_posts_not_the_days_between(store: Store) -> None:
+    # A new feed's first poll lists weeks of items with today's: the batch's recount ran from its oldest post to its
+    # newest, every bucket of every service between (seconds of the write lock at millions of posts).
+    import re
+
+    from miner.config import parse_config
+    from miner.pipeline import Pipeline
+
+    config = parse_config('[[services]]\nname = "WhatsApp"\n\n[[services]]\nname = "Gmail"\n')
+    fill(store)
+    old, new = T0 - timedelta(days=20, minutes=2), T0 + timedelta(minutes=47)
+    store.insert_posts([Post("feed", "old", "old", old, services=("Gmail",)),
+                        Post("feed", "new", "new", new, services=("Gmail",)),
+                        Post("feed", "new2", "new", new + FIVE, services=("WhatsApp",))], T0)
+    statements: list[str] = []
+    store.database.conn.set_trace_callback(statements.append)
+    assert Pipeline(config, store, _Outage()).classify_pending(T0) == 3  # type: ignore[arg-type]
+    store.database.conn.set_trace_callback(None)
+    windows = [re.findall(r"'([^']+)'", s) for s in statements if s.startswith("UPDATE buckets SET posts = 0")]
+    assert windows == [["2026-02-09T11:55:00+00:00", "2026-02-09T12:00:00+00:00"],
+                       ["2026-03-01T12:45:00+00:00", "2026-03-01T12:55:00+00:00"]]
+    assert store.bucket_counts("Gmail", old - FIVE, new + 2 * FIVE) == {
+        "2026-02-09T11:55:00+00:00": (1, 1), "2026-03-01T12:45:00+00:00": (1, 1)}
+    assert store.bucket_counts("WhatsApp", new, new + 2 * FIVE) == {"2026-03-01T12:50:00+00:00": (1, 1)}

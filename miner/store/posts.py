@@ -128,12 +128,12 @@ class PostsMixin:
 
     def save_classifications(
         self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
-    ) -> tuple[str, str] | None:
-        """Store verdicts; returns the (min, max) created_at of the posts touched, for bucket refresh.
+    ) -> list[str]:
+        """Store verdicts; returns the created_at of the posts touched (distinct, in order), for bucket refresh.
 
         Verdicts for posts deleted since they were read (pruned by retention) are dropped."""
         if not items:
-            return None
+            return []
         with self.database.transaction() as conn:
             # Retention (the service's prune job, or `miner prune` beside it) may have deleted a post between
             # posts_to_classify and now: its verdict is skipped, checked under this write lock, rather than
@@ -146,10 +146,10 @@ class PostsMixin:
             )
             ids = [pid for pid, _ in items]
             marks = ",".join("?" * len(ids))
-            row = conn.execute(
-                f"SELECT min(created_at), max(created_at) FROM posts WHERE id IN ({marks})", ids
-            ).fetchone()
-        return (row[0], row[1]) if row and row[0] else None
+            rows = conn.execute(
+                f"SELECT DISTINCT created_at FROM posts WHERE id IN ({marks}) ORDER BY created_at", ids
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def official_incident_records(self, service: str, since: datetime) -> list[OfficialIncident]:
         """The provider's incidents for ``service`` still open at or started after ``since``."""
