@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.output import render, table
+from miner.cli.output import STREAMED, render, stream, table
 
 
 @main.group()
@@ -84,7 +84,7 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
     """
-    from miner.store import run_readonly
+    from miner.store import stream_readonly
 
     bound: dict[str, str] = {}
     for item in params:
@@ -93,10 +93,14 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
         bound[name] = value
     path = str(app.db_path or app.config.store.path)
-    columns, rows = run_readonly(path, sql, bound)
+    with stream_readonly(path, sql, bound) as (columns, read):
+        if fmt in STREAMED:
+            for piece in stream(columns, read, fmt):
+                click.echo(piece, nl=False)
+            return
+        rows = list(read)
     click.echo(render(columns, rows, fmt))
-    if fmt in ("table", "wide"):
-        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
+    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
 
 
 @main.command()

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,16 +43,35 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: i
 
 
 def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2, default=str,
-                          ensure_ascii=False)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return buf.getvalue().rstrip("\n")
+    if fmt in STREAMED:
+        return "".join(stream(columns, rows, fmt)).rstrip("\n")
     return table(columns, rows, max_width=None if fmt == "wide" else 60)
+
+
+# Formats written row by row as the rows are read; a table needs every row first, for its column widths.
+STREAMED = ("json", "csv")
+
+
+def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
+    """``fmt`` (json or csv) in pieces of about 500 rows, each piece's lines ended; the same text as one dump."""
+    if fmt == "json":
+        yield "["
+        count = 0
+        for count, row in enumerate(rows, 1):
+            item = json.dumps(dict(zip(columns, row, strict=True)), indent=2, default=str, ensure_ascii=False)
+            yield ("\n" if count == 1 else ",\n") + "  " + item.replace("\n", "\n  ")
+        yield "\n]\n" if count else "]\n"
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for i, row in enumerate(rows, 1):
+        writer.writerow(row)
+        if i % 500 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
 
 
 def progress(length: int, label: str) -> ProgressBar[int]:

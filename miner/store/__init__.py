@@ -10,14 +10,15 @@ from pathlib import Path
 
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
-from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly
+from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.mutes import MutesMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
 
-__all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_store", "run_readonly"]
+__all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_store", "run_readonly",
+           "stream_readonly"]
 
 
 class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin, MutesMixin, ClockMixin):
