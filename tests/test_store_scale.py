@@ -179,3 +179,18 @@ def test_the_canned_hourly_query_reads_no_more_buckets_than_its_rows_need(store:
     assert shown == expected and len(shown) == 500
     assert shown[0] == ("s00", "2026-03-01T12:00", 0, 0) and shown[-1][1] == "2026-03-01T06:00"
     assert bounded * 2 < whole_week  # about a third of the buckets read
+
+
+def test_the_wal_is_cut_back_after_a_large_transaction(store: Store) -> None:
+    # SQLite reuses its -wal file but never shrinks it: one large transaction (a changed bucket width recounting
+    # a month) left hundreds of MB beside the store for as long as the service ran.
+    from pathlib import Path
+
+    from miner.store.db import WAL_SIZE_LIMIT
+
+    wal = Path(f"{store.path}-wal")
+    big = "x" * (1 << 20)
+    store.insert_posts([Post("feed", f"big{i}", big, T0) for i in range(48)], T0)  # 48 MB in one transaction
+    assert wal.stat().st_size > WAL_SIZE_LIMIT
+    store.insert_posts([Post("feed", "small", "small", T0)], T0)  # checkpointed by then: the log starts over
+    assert wal.stat().st_size <= WAL_SIZE_LIMIT

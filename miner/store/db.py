@@ -22,6 +22,11 @@ import sqlite_utils
 from miner.errors import StoreError
 from miner.store.migrations import apply_migrations, pending_migrations, refuse_foreign, user_tables
 
+# Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
+# by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
+# 420 MB) left a -wal that size for as long as the service ran. The jobs' own transactions stay far below this.
+WAL_SIZE_LIMIT = 32 * 1024 * 1024
+
 
 def describe_sqlite_error(path: str, exc: BaseException) -> str:
     """One line saying what went wrong with the store file and what to do."""
@@ -156,6 +161,7 @@ class Database:
                         raise StoreError(f"store {spath} {exc}") from None
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 if migrate:
                     try:
                         apply_migrations(conn)
