@@ -194,3 +194,52 @@ def test_the_wal_is_cut_back_after_a_large_transaction(store: Store) -> None:
     assert wal.stat().st_size > WAL_SIZE_LIMIT
     store.insert_posts([Post("feed", "small", "small", T0)], T0)  # checkpointed by then: the log starts over
     assert wal.stat().st_size <= WAL_SIZE_LIMIT
+
+
+def test_a_changed_bucket_width_is_counted_again_six_hours_at_a_time(store: Store) -> None:
+    # The recount of a changed detector.bucket_minutes ran in one transaction: 30 days of 300 services held the write
+    # lock for 33 s, and collect and the reports failed with "database is locked" meanwhile.
+    import re
+
+    store.insert_posts([Post("feed", f"p{i}", "down", T0 + timedelta(minutes=7 * i), author_hash=f"a{i}",
+                             services=("Gmail",)) for i in range(300)], T0)  # 35 hours
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(300)], "v1", T0)
+    store.refresh_buckets(T0, T0 + timedelta(hours=36), FIVE)
+    statements: list[str] = []
+    store.database.conn.set_trace_callback(statements.append)
+    assert store.rebucket(3 * FIVE, FIVE) == T0
+    store.database.conn.set_trace_callback(None)
+    deletes = [re.findall(r"'([^']+)'", s) for s in statements if s.startswith("DELETE FROM buckets")]
+    assert [d[0][11:16] for d in deletes] == ["12:00", "18:00", "00:00", "06:00", "12:00", "18:00"]
+    assert all(len(d) == 2 for d in deletes[:-1]) and len(deletes[-1]) == 1  # the last one to the end
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * 6
+    rows = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
+    assert sum(r["posts"] for r in rows) == 300 and all(r["bucket_start"][14:16] in ("00", "15", "30", "45")
+                                                        for r in rows)
+
+
+def test_a_prune_between_the_spans_of_a_recount_keeps_the_counts_it_made_final(store: Store) -> None:
+    # Between two spans of the recount, the retention job (another connection) deletes posts up to the third
+    # span: their old rows are the only count of them and stay, the rest of the span is counted on the new grid.
+    store.insert_posts([Post("feed", f"p{i}", "down", T0 + timedelta(minutes=7 * i), author_hash=f"a{i}",
+                             services=("Gmail",)) for i in range(300)], T0)
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(300)], "v1", T0)
+    store.refresh_buckets(T0, T0 + timedelta(hours=36), FIVE)
+    begun: list[str] = []
+
+    def prune_before_the_third_span(sql: str) -> None:
+        begun.extend([sql] if sql.startswith("BEGIN") else [])
+        if sql.startswith("BEGIN") and len(begun) == 3:
+            other = Store.open(store.path)
+            assert other.prune_posts(T0 + timedelta(hours=13)) == 112  # up to 00:57, in the third span
+            other.close()
+
+    store.database.conn.set_trace_callback(prune_before_the_third_span)
+    store.rebucket(3 * FIVE, FIVE)
+    store.database.conn.set_trace_callback(None)
+    rows = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
+    assert sum(r["posts"] for r in rows) == 300  # no post lost from the counts, none counted twice
+    third = [r["bucket_start"][11:16] for r in rows
+             if r["bucket_start"].startswith(("2026-03-02T00", "2026-03-02T01:0"))]
+    # The 5-minute rows of posts up to the cutoff (00:57:01), to the end of the bucket holding it; then 15 minutes.
+    assert third == ["00:00", "00:05", "00:15", "00:20", "00:25", "00:35", "00:40", "00:50", "00:55", "01:00"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,9 @@ _COUNTED = "p.undated IS NOT 'backlog'"
 
 # store_state key of the bucket width, in minutes, that the buckets and the detector states are counted in.
 BUCKET_MINUTES = "bucket_minutes"
+
+# Posts' time recounted per transaction when the bucket width changes (see rebucket).
+REBUCKET_SPAN = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -149,19 +153,39 @@ class SignalsMixin:
         miner that did not record its cutoff): their posts are gone, and their counts are the only record of
         them. Recounting starts on a boundary of both grids at or after them, so that no old row reaches into a
         new one and no post is counted twice (the old rows between keep counting their posts).
+
+        It goes REBUCKET_SPAN at a time, oldest first, each span in a transaction of its own with a pause after it,
+        as a prune does: in one transaction, 30 days of 300 services held the write lock for 33 s, past the 10 s
+        that collect and the reports wait for it (2.6 s at most in these; the whole recount takes longer). A prune
+        beside it may make more buckets final meanwhile: a span starts after them. Interrupted, it is done again
+        from the start (the width is recorded after it), which deletes and counts again the spans it had done.
         """
-        with self.database.transaction() as conn:
-            span = self.database.one("SELECT min(created_at) AS first, max(created_at) AS last FROM posts")
-            if not span or not span["first"]:
-                return None
-            kept_until = self.first_open_bucket(old) or floor_time(parse_iso(span["first"]), old)
-            both = timedelta(seconds=math.lcm(int(bucket.total_seconds()), int(old.total_seconds())))
-            start = floor_time(kept_until, both)
-            if start < kept_until:
-                start += both
-            conn.execute("DELETE FROM buckets WHERE bucket_start >= ?", (iso(start),))
-            self.refresh_buckets(start, parse_iso(span["last"]), bucket)
-        return start
+        both = timedelta(seconds=math.lcm(int(bucket.total_seconds()), int(old.total_seconds())))
+        span = self.database.one("SELECT min(created_at) AS first, max(created_at) AS last FROM posts")
+        if not span or not span["first"]:
+            return None
+        start = _grid_at_or_after(self.first_open_bucket(old) or floor_time(parse_iso(span["first"]), old), both)
+        last = parse_iso(span["last"])
+        step = both * max(1, math.ceil(REBUCKET_SPAN / both))
+        lo = start
+        while True:
+            began = time.monotonic()
+            hi, final = lo + step, lo + step > last
+            with self.database.transaction() as conn:
+                # Under the write lock: a prune in another job records its cutoff with its deletions.
+                kept = self.first_open_bucket(old)
+                at = lo if kept is None else max(lo, _grid_at_or_after(kept, both))
+                if final:
+                    conn.execute("DELETE FROM buckets WHERE bucket_start >= ?", (iso(at),))
+                    self.refresh_buckets(at, last, bucket)
+                elif at < hi:
+                    conn.execute("DELETE FROM buckets WHERE bucket_start >= ? AND bucket_start < ?", (iso(at), iso(hi)))
+                    self.refresh_buckets(at, hi - bucket, bucket)
+            if final:
+                return start
+            lo = hi
+            if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
+                time.sleep(time.monotonic() - began)
 
     def forget_detectors(self, keep: Sequence[str]) -> int:
         """Delete the detector state of every service not in ``keep``. Returns how many went."""
@@ -367,6 +391,11 @@ class SignalsMixin:
             (service, iso(start), iso(end)),
         )
         return {r["symptom"]: r["n"] for r in rows}
+
+
+def _grid_at_or_after(at: datetime, width: timedelta) -> datetime:
+    start = floor_time(at, width)
+    return start if start >= at else start + width
 
 
 def _encode(value: Any) -> Any:
