@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,7 @@ def timed(results: dict[str, str], name: str, trace: Trace | None = None,
             print(f"      scan: {line}", flush=True)
 
 
-def measure(path: Path, config: Config, cfg_path: Path, work: Path) -> dict[str, str]:
+def measure(path: Path, config: Config, cfg_path: Path, work: Path, rebucket: bool = False) -> dict[str, str]:
     results: dict[str, str] = {}
     db = work / "m.sqlite"
     shutil.copyfile(path, db)
@@ -308,6 +309,16 @@ def measure(path: Path, config: Config, cfg_path: Path, work: Path) -> dict[str,
                lambda: f"{removed:,} posts, -wal {wal.stat().st_size / 1e6 if wal.exists() else 0:,.0f} MB"):
         removed = store.prune_posts(datetime.now(UTC) - timedelta(days=config.store.retention_days - 1, hours=18))
     store.close()
+    if rebucket:
+        # A changed detector.bucket_minutes: every bucket since the first post is counted again, and each service's
+        # baseline learnt again, in the next detect run.
+        wider = replace(config, detector=replace(config.detector, bucket_minutes=10))
+        store = Store.open(db)
+        trace = Trace(store)
+        with timed(results, "process: detect after bucket_minutes 5 -> 10", trace,
+                   lambda: f"-wal {wal.stat().st_size / 1e6 if wal.exists() else 0:,.0f} MB"):
+            Pipeline(wider, store, StoredVerdicts(labels)).detect(datetime.now(UTC))
+        store.close()
     return results
 
 
@@ -333,6 +344,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="Keep the built store here (for --reuse).")
     parser.add_argument("--reuse", type=Path, help="Measure on this store, built earlier, instead of building one.")
     parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--rebucket", action="store_true", help="Also time a changed bucket width (minutes).")
     args = parser.parse_args()
     text = config_text(args.services, args.sources)
     config = parse_config(text)
@@ -352,7 +364,7 @@ def main() -> None:
               + f", {path.stat().st_size / 1e6:,.0f} MB", flush=True)
         if args.build_only:
             return
-        results = measure(path, config, cfg_path, work)
+        results = measure(path, config, cfg_path, work, args.rebucket)
     print(f"machine: {describe()} (at the end)")
     print(f"peak RSS: this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB, "
           f"children {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MB")
