@@ -40,6 +40,19 @@ def _ahead_of_clock(ident: str, ctx: PollContext) -> bool:
     return ident.isdigit() and int(ident) >> 16 > (ctx.now() + FUTURE_SLACK).timestamp() * 1000
 
 
+def account_handle(account: dict[str, Any], instance: str) -> str | None:
+    """The author as every instance names it. ``acct`` is relative to the instance answering: "alice" there is
+    "alice@mastodon.social" on the next one, so one author read from two instances would hash as two and count
+    twice. The profile ``url`` is the author's own server's, the same from anywhere."""
+    url = text_of(account.get("url"))
+    if url:
+        return url
+    acct = text_of(account.get("acct"))
+    if acct and "@" not in acct and instance:
+        acct = f"{acct}@{instance}"
+    return acct or None
+
+
 def _id_key(value: str) -> tuple[int, str]:
     """Order ids numerically when they are digits (snowflakes), else by length then text."""
     return (len(value), value)
@@ -54,6 +67,7 @@ class MastodonCollector:
         limit = min(ctx.settings.max_items, MAX_LIMIT)
         since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
         pager = Pager(source, ctx)
+        instance = urlsplit(url).hostname or ""
         newest = since
         after = since  # where the next page starts: the highest id read so far
         posts: list[Post] = []
@@ -76,7 +90,7 @@ class MastodonCollector:
                     top = ident
                 if (newest is None or _id_key(ident) > _id_key(newest)) and not _ahead_of_clock(ident, ctx):
                     newest = ident
-                if (post := _status_post(source, ctx, status, ident)) is not None:
+                if (post := _status_post(source, ctx, status, ident, instance)) is not None:
                     posts.append(post)
             # The first poll reads one page (the newest statuses); a short page means none is left after it.
             if since is None or len(statuses) < limit or top == after:
@@ -93,7 +107,8 @@ class MastodonCollector:
         return resp, as_list(read_json(resp), "the timeline", resp.where)
 
 
-def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str) -> Post | None:
+def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str,
+                 instance: str) -> Post | None:
     shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
     return make_post(
         source, ctx,
@@ -102,6 +117,6 @@ def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any],
         body_html=text_of(shown.get("content")),
         created_at=parse_time(shown.get("created_at")),
         url=text_of(shown.get("url")) or text_of(shown.get("uri")) or None,
-        author=text_of(as_dict(shown.get("account")).get("acct")) or None,
+        author=account_handle(as_dict(shown.get("account")), instance),
         lang=text_of(shown.get("language")) or None,
     )

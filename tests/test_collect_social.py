@@ -1,0 +1,67 @@
+"""What social and forum items become as posts: authors, automated accounts, placeholders of removed items."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fakeserver import FakeServer, Reply
+
+from miner.collectors import CollectSettings, Poller
+from miner.config import ServiceConfig, SourceConfig
+
+TAG_PATH = "/api/v1/timelines/tag/outage"
+
+
+@pytest.fixture
+def poller() -> Iterator[Poller]:
+    env = {"RID": "id", "RSECRET": "secret"}
+    with Poller(CollectSettings(), [ServiceConfig("Signal")], hash_key=b"k", environ=env) as p:
+        yield p
+
+
+def _serve_json(server: FakeServer, path: str, data: Any) -> None:
+    server.serve(path, Reply(200, json.dumps(data).encode(), content_type="application/json"))
+
+
+def _timeline(server: FakeServer) -> list[dict[str, Any]]:
+    data: list[dict[str, Any]] = json.loads(server.fixture_bytes("mastodon/tag_timeline.json"))
+    return data
+
+
+def _masto(server: FakeServer, prefix: str = "") -> SourceConfig:
+    return SourceConfig(f"masto{prefix}", "mastodon", url=server.url + prefix, query="#outage")
+
+
+def test_a_mastodon_author_read_from_two_instances_is_one_author(server: FakeServer, poller: Poller) -> None:
+    home = _timeline(server)[0]
+    assert "@" not in home["account"]["acct"]  # local on the instance that answers: "ferriswheel"
+    # The same status as another instance shows it: its own local id, the author's acct with their domain.
+    elsewhere = copy.deepcopy(home)
+    elsewhere["id"] = "113551234999999999"
+    elsewhere["account"]["id"] = "110000000000000042"
+    elsewhere["account"]["acct"] = "ferriswheel@mastodon.social"
+    _serve_json(server, "/social" + TAG_PATH, [home])
+    _serve_json(server, "/fosstodon" + TAG_PATH, [elsewhere])
+    [a] = poller.poll(_masto(server, "/social")).posts
+    [b] = poller.poll(_masto(server, "/fosstodon")).posts
+    assert a.external_id == b.external_id
+    assert a.author_hash is not None and a.author_hash == b.author_hash
+
+
+def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(
+    server: FakeServer, poller: Poller
+) -> None:
+    home = _timeline(server)[0]
+    del home["account"]["url"]
+    elsewhere = copy.deepcopy(home)
+    elsewhere["account"]["acct"] = "ferriswheel@127.0.0.1"
+    _serve_json(server, "/a" + TAG_PATH, [home])
+    _serve_json(server, "/b" + TAG_PATH, [elsewhere])
+    [a] = poller.poll(_masto(server, "/a")).posts
+    [b] = poller.poll(_masto(server, "/b")).posts
+    assert a.author_hash is not None and a.author_hash == b.author_hash
+
