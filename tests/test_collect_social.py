@@ -65,3 +65,34 @@ def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(
     [b] = poller.poll(_masto(server, "/b")).posts
     assert a.author_hash is not None and a.author_hash == b.author_hash
 
+
+
+def test_mastodon_statuses_of_bot_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
+    statuses = _timeline(server)
+    statuses[0]["account"]["bot"] = True  # the newest: a relay posting "#outage" headlines
+    _serve_json(server, TAG_PATH, statuses)
+    result = poller.poll(_masto(server))
+    ids = [p.external_id for p in result.posts]
+    assert len(ids) == len(statuses) - 1 and "mastodon.social/113551234567890123" not in ids
+    assert result.state.cursor == statuses[0]["id"]  # read past, not read again
+
+
+def test_a_bot_boosting_a_person_counts_the_person(server: FakeServer, poller: Poller) -> None:
+    person = _timeline(server)[0]
+    boost = {"id": "113551234600000000", "created_at": "2026-11-27T14:10:00.000Z", "uri": "x", "content": "",
+             "spoiler_text": "", "account": {"acct": "relay", "url": "https://bots.example/@relay", "bot": True},
+             "reblog": person}
+    _serve_json(server, TAG_PATH, [boost])
+    [post] = poller.poll(_masto(server)).posts
+    assert post.external_id == "mastodon.social/113551234567890123" and post.text.startswith("Signal messages")
+
+
+def test_lemmy_items_of_bot_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
+    source = SourceConfig("lemmy", "lemmy", url=server.url, query="discord")
+    data = json.loads(server.fixture_bytes("lemmy/search.json"))
+    _serve_json(server, "/api/v3/search", data)
+    people = [p.external_id for p in poller.poll(source).posts]
+    data["posts"][0]["creator"]["bot_account"] = True
+    _serve_json(server, "/api/v3/search", data)
+    bot = data["posts"][0]["post"]["ap_id"]
+    assert bot in people and [p.external_id for p in poller.poll(source).posts] == [i for i in people if i != bot]

@@ -38,6 +38,8 @@ def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kin
     creator = as_dict(view.get("creator"))
     if item.get("deleted") or item.get("removed") or not item.get("id"):
         return None
+    if creator.get("bot_account") is True:
+        return None  # an automated account (news relay, status mirror, monitor): no user's complaint
     ap_id = text_of(item.get("ap_id"))
     return make_post(
         source, ctx,

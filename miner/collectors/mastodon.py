@@ -110,6 +110,9 @@ class MastodonCollector:
 def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str,
                  instance: str) -> Post | None:
     shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
+    account = as_dict(shown.get("account"))
+    if account.get("bot") is True:
+        return None  # an automated account (news relay, status mirror, monitor): no user's complaint
     return make_post(
         source, ctx,
         external_id=status_external_id(text_of(shown.get("uri")), text_of(shown.get("id")) or ident),
@@ -117,6 +120,6 @@ def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any],
         body_html=text_of(shown.get("content")),
         created_at=parse_time(shown.get("created_at")),
         url=text_of(shown.get("url")) or text_of(shown.get("uri")) or None,
-        author=account_handle(as_dict(shown.get("account")), instance),
+        author=account_handle(account, instance),
         lang=text_of(shown.get("language")) or None,
     )
