@@ -96,3 +96,20 @@ def test_lemmy_items_of_bot_accounts_are_not_posts(server: FakeServer, poller: P
     _serve_json(server, "/api/v3/search", data)
     bot = data["posts"][0]["post"]["ap_id"]
     assert bot in people and [p.external_id for p in poller.poll(source).posts] == [i for i in people if i != bot]
+
+
+@pytest.mark.parametrize("placeholder", ["[removed]", "[deleted]"])
+def test_a_reddit_post_removed_or_deleted_keeps_its_title_without_the_placeholder(
+    server: FakeServer, poller: Poller, placeholder: str
+) -> None:
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    data = json.loads(server.fixture_bytes("reddit/search.json"))
+    item = data["data"]["children"][0]["data"]
+    # As the API answers with raw_json=1: the placeholder is the body, in markdown and in HTML.
+    item["selftext"] = placeholder
+    item["selftext_html"] = f'<!-- SC_OFF --><div class="md"><p>{placeholder}</p>\n</div><!-- SC_ON -->'
+    _serve_json(server, "/search.json", data)
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    post = next(p for p in poller.poll(source).posts if p.external_id == item["name"])
+    assert post.text == item["title"]

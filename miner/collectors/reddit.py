@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 WWW = "https://www.reddit.com"
 OAUTH_API = "https://oauth.reddit.com"
+_REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
 # Reddit RSS bodies end with "submitted by /u/<name> [link] [comments]": it names the author, so it goes.
 _SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.IGNORECASE | re.DOTALL)
@@ -233,11 +234,14 @@ class _Listing:
 
     def _post(self, item: dict[str, Any]) -> Post | None:
         author = text_of(item.get("author"))
+        # A post its author deleted or a moderator removed keeps its title; its body is Reddit's placeholder, no
+        # word of the poster's ("Is Outlook down? [removed]": subreddits remove "is it down" posts for a megathread).
+        gone = text_of(item.get("selftext")).strip() in _REMOVED_BODIES
         return make_post(
             self.source, self.ctx,
             external_id=text_of(item.get("name")),
             title=text_of(item.get("title")),
-            body_html=text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
+            body_html="" if gone else text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
             created_at=parse_time(item["created_utc"]),
             url=f"{WWW}{item['permalink']}" if text_of(item.get("permalink")).startswith("/") else None,
             author=None if author in ("", "[deleted]") else author,
