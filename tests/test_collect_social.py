@@ -11,6 +11,7 @@ import pytest
 from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
+from miner.collectors.normalise import html_to_text
 from miner.config import ServiceConfig, SourceConfig
 
 TAG_PATH = "/api/v1/timelines/tag/outage"
@@ -113,3 +114,22 @@ def test_a_reddit_post_removed_or_deleted_keeps_its_title_without_the_placeholde
                           env={"client_id": "RID", "client_secret": "RSECRET"})
     post = next(p for p in poller.poll(source).posts if p.external_id == item["name"])
     assert post.text == item["title"]
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    ("<p>latency p99 &lt;x ms? no: timeouts</p>", "latency p99 <x ms? no: timeouts"),
+    ("if rtt<threshold then alert", "if rtt<threshold then alert"),
+    ("<p>&lt;!-- not a comment</p>", "<!-- not a comment"),
+    ("&lt;p&gt;double &amp;amp; escaped&lt;/p&gt;", "double & escaped"),
+])
+def test_a_less_than_sign_that_is_no_tag_is_text(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_a_status_with_an_escaped_less_than_sign_does_not_fail_the_poll(server: FakeServer, poller: Poller) -> None:
+    statuses = _timeline(server)
+    statuses[0]["content"] = "<p>Signal: messages take &lt;forever to send, calls drop</p>"
+    _serve_json(server, TAG_PATH, statuses)
+    outcome = poller.poll_isolated(_masto(server))
+    assert outcome.error is None and outcome.result is not None
+    assert outcome.result.posts[0].text == "Signal: messages take <forever to send, calls drop"

@@ -68,14 +68,20 @@ def html_to_text(value: str | None) -> str:
         return ""
     if "<" not in value and "&" not in value:
         return fold(value)
+    text = _strip_tags(value)
+    # Double-escaped feeds (e.g. "&lt;p&gt;") decode to markup on the first pass. Once only: a "<" that is no
+    # tag ("if x<y", an escaped "x &lt;y") comes through a pass as it went in, and passing it again and again
+    # recursed until Python gave up, failing every poll of a source whose answer held such a post.
+    if _TAGGISH.search(text):
+        text = _strip_tags(text)
+    return fold(text)
+
+
+def _strip_tags(value: str) -> str:
     parser = _TextExtractor()
     parser.feed(value)
     parser.close()
-    text = "".join(parser.parts)
-    # Double-escaped feeds (e.g. "&lt;p&gt;") decode to markup on the first pass.
-    if _TAGGISH.search(text):
-        return html_to_text(text)
-    return fold(text)
+    return "".join(parser.parts)
 
 
 def drop_control(text: str) -> str:
