@@ -133,3 +133,18 @@ def test_a_status_with_an_escaped_less_than_sign_does_not_fail_the_poll(server: 
     outcome = poller.poll_isolated(_masto(server))
     assert outcome.error is None and outcome.result is not None
     assert outcome.result.posts[0].text == "Signal: messages take <forever to send, calls drop"
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    ("down<br>again", "down again"),
+    ("<p>down</p><p>again</p>", "down again"),
+    ('Service down<img src="https://forum.example/emoji/rage.png" alt=":rage:">Update: fixed',
+     "Service down Update: fixed"),
+    ('<p>outage<video src="a.mp4"></video>since 9</p>', "outage since 9"),
+    ("per<wbr>missions", "permissions"),  # an optional line break inside a word
+    ('<p><span class="h-card"><a href="https://x.example/@bob" class="u-url mention">@<span>bob</span></a></span> '
+     'is <a href="https://x.example/tags/Signal" class="mention hashtag">#<span>Signal</span></a> down?</p>',
+     "@bob is #Signal down?"),
+])
+def test_markup_between_words_keeps_them_apart(html: str, text: str) -> None:
+    assert html_to_text(html) == text

@@ -24,6 +24,8 @@ _BLOCK_TAGS = frozenset({
     "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "footer",
     "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section",
     "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+    # Not blocks, but what they show stands between the words around them: "down<img ...>again" is two words.
+    "figure", "img", "video", "audio", "iframe",
 })
 _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
