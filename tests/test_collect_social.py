@@ -11,7 +11,7 @@ import pytest
 from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
-from miner.collectors.normalise import html_to_text
+from miner.collectors.normalise import html_to_text, join_title_body
 from miner.config import ServiceConfig, SourceConfig
 
 TAG_PATH = "/api/v1/timelines/tag/outage"
@@ -148,3 +148,13 @@ def test_a_status_with_an_escaped_less_than_sign_does_not_fail_the_poll(server: 
 ])
 def test_markup_between_words_keeps_them_apart(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+@pytest.mark.parametrize(("title", "body", "text"), [
+    ("Teams down", "Teams downloads fail since noon", "Teams down. Teams downloads fail since noon"),
+    ("Is Slack down?", "Is Slack down? Nothing loads", "Is Slack down? Nothing loads"),
+    ("Outage", "Outage in EU since 9", "Outage in EU since 9"),
+    ("Is Slack do…", "Is Slack down for anyone else", "Is Slack down for anyone else"),  # a title cut short
+])
+def test_a_title_is_left_out_only_when_the_body_repeats_it_word_for_word(title: str, body: str, text: str) -> None:
+    assert join_title_body(title, body, 500) == text

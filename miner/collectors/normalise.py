@@ -101,7 +101,7 @@ def join_title_body(title: str, body: str, limit: int) -> str:
     title, body = fold(title), fold(body)
     if not title:
         text = body
-    elif not body or body.lower().startswith(title.lower().rstrip(".…")):
+    elif not body or _repeats(title, body):
         text = body or title
     elif title[-1] in ".!?:…":
         text = f"{title} {body}"
@@ -110,6 +110,16 @@ def join_title_body(title: str, body: str, limit: int) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
+
+
+def _repeats(title: str, body: str) -> bool:
+    """Whether ``body`` opens with ``title`` (a forum's body often repeats it), word for word: "Teams down" is not
+    repeated by "Teams downloads fail", whose title is the complaint. A title cut short ("Is Slack do…") may end
+    inside a word."""
+    stem = title.rstrip(".…")
+    if body[:len(stem)].lower() != stem.lower():
+        return False
+    return len(body) == len(stem) or not body[len(stem)].isalnum() or title.endswith(("…", "..."))
 
 
 def parse_time(value: object) -> datetime | None:
