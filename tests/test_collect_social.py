@@ -158,3 +158,32 @@ def test_markup_between_words_keeps_them_apart(html: str, text: str) -> None:
 ])
 def test_a_title_is_left_out_only_when_the_body_repeats_it_word_for_word(title: str, body: str, text: str) -> None:
     assert join_title_body(title, body, 500) == text
+
+
+def _rss_entry(ident: str, author: str, title: str, body: str) -> str:
+    """One entry of Reddit's search RSS, escaped as Reddit sends it."""
+    user = author.removeprefix("/u/")
+    html = (f'<!-- SC_OFF --><div class="md"><p>{body}</p> </div><!-- SC_ON --> &#32; submitted by &#32; '
+            f'<a href="https://www.reddit.com/user/{user}"> {author} </a> <br/> <span><a href="'
+            f'https://www.reddit.com/r/whatsapp/comments/{ident}/x/">[link]</a></span>')
+    escaped = html.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+    return (f"<entry><author><name>{author}</name></author><content type=\"html\">{escaped}</content>"
+            f"<id>t3_{ident}</id><link href=\"https://www.reddit.com/r/whatsapp/comments/{ident}/x/\" />"
+            f"<updated>2026-11-27T13:12:40+00:00</updated><published>2026-11-27T13:12:40+00:00</published>"
+            f"<title>{title}</title></entry>")
+
+
+def test_reddit_rss_posts_deleted_or_removed_keep_their_title_and_no_shared_author(
+    server: FakeServer, poller: Poller
+) -> None:
+    feed = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>reddit.com: search results - whatsapp down</title>"
+            + _rss_entry("1h10aaa", "/u/[deleted]", "Is WhatsApp down?", "[deleted]")
+            + _rss_entry("1h10bbb", "/u/[deleted]", "WhatsApp not sending", "[deleted]")
+            + _rss_entry("1h10ccc", "/u/tomasz_pl", "WhatsApp web down", "[removed]")
+            + "</feed>")
+    server.serve("/search.rss", Reply(200, feed.encode(), content_type="application/atom+xml"))
+    posts = poller.poll(SourceConfig("r", "reddit", url=server.url, query="whatsapp down")).posts
+    assert [p.text for p in posts] == ["Is WhatsApp down?", "WhatsApp not sending", "WhatsApp web down"]
+    # Two people who deleted their accounts are two complainers (an unknown author counts each post), not one.
+    assert [p.author_hash is None for p in posts] == [True, True, False]

@@ -170,7 +170,8 @@ def hash_author(handle: str | None, key: bytes) -> str | None:
         normalised = normalised[3:]
     elif normalised.startswith("u/"):
         normalised = normalised[2:]
-    if not normalised:
+    # Reddit's stand-in for an account deleted since: no one author, or every such post would count as one.
+    if not normalised or normalised in ("[deleted]", "[removed]"):
         return None
     return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
 

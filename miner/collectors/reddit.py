@@ -32,7 +32,7 @@ from miner.collectors.base import (
 )
 from miner.collectors.feeds import fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
-from miner.collectors.normalise import parse_time
+from miner.collectors.normalise import html_to_text, parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
 from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache
@@ -52,7 +52,9 @@ _SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", 
 
 
 def strip_reddit_boilerplate(html: str) -> str:
-    return _SUBMITTED_BY.sub("", html)
+    body = _SUBMITTED_BY.sub("", html)
+    # A deleted or removed post's body is Reddit's placeholder, no word of the poster's: the title is what is left.
+    return "" if html_to_text(body) in _REMOVED_BODIES else body
 
 
 def listing_path(query: str, suffix: str) -> tuple[str, dict[str, str | int]]:
