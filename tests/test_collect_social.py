@@ -121,6 +121,7 @@ def test_a_reddit_post_removed_or_deleted_keeps_its_title_without_the_placeholde
     ("if rtt<threshold then alert", "if rtt<threshold then alert"),
     ("<p>&lt;!-- not a comment</p>", "<!-- not a comment"),
     ("&lt;p&gt;double &amp;amp; escaped&lt;/p&gt;", "double & escaped"),
+    ("x &lt;y", "x <y"),
 ])
 def test_a_less_than_sign_that_is_no_tag_is_text(html: str, text: str) -> None:
     assert html_to_text(html) == text
@@ -187,3 +188,12 @@ def test_reddit_rss_posts_deleted_or_removed_keep_their_title_and_no_shared_auth
     assert [p.text for p in posts] == ["Is WhatsApp down?", "WhatsApp not sending", "WhatsApp web down"]
     # Two people who deleted their accounts are two complainers (an unknown author counts each post), not one.
     assert [p.author_hash is None for p in posts] == [True, True, False]
+
+
+@pytest.mark.parametrize(("html", "text"), [
+    ("<p>curl says &lt;Connection refused&gt; for slack</p>", "curl says <Connection refused> for slack"),
+    ("<p>the page shows &lt;h1&gt;502 Bad Gateway&lt;/h1&gt;</p>", "the page shows <h1>502 Bad Gateway</h1>"),
+    ("&lt;p&gt;a feed that escapes its HTML twice&lt;/p&gt;", "a feed that escapes its HTML twice"),
+])
+def test_what_the_poster_wrote_in_angle_brackets_is_kept(html: str, text: str) -> None:
+    assert html_to_text(html) == text

@@ -71,10 +71,11 @@ def html_to_text(value: str | None) -> str:
     if "<" not in value and "&" not in value:
         return fold(value)
     text = _strip_tags(value)
-    # Double-escaped feeds (e.g. "&lt;p&gt;") decode to markup on the first pass. Once only: a "<" that is no
-    # tag ("if x<y", an escaped "x &lt;y") comes through a pass as it went in, and passing it again and again
-    # recursed until Python gave up, failing every poll of a source whose answer held such a post.
-    if _TAGGISH.search(text):
+    # Double-escaped feeds (e.g. "&lt;p&gt;") decode to markup on the first pass. Only a body with no markup of
+    # its own is one: in real HTML an escaped "&lt;Connection refused&gt;" is what the poster wrote, not a tag to
+    # drop. And once only: a "<" that is no tag ("if x<y") comes through a pass as it went in, and passing it
+    # again and again recursed until Python gave up, failing every poll of a source whose answer held such a post.
+    if _TAGGISH.search(text) and not _TAGGISH.search(value):
         text = _strip_tags(text)
     return fold(text)
 
