@@ -19,7 +19,7 @@ TAG_PATH = "/api/v1/timelines/tag/outage"
 
 @pytest.fixture
 def poller() -> Iterator[Poller]:
-    env = {"RID": "id", "RSECRET": "secret"}
+    env = {"RID": "id", "RSECRET": "secret", "BID": "me.bsky.social", "BPW": "pw"}
     with Poller(CollectSettings(), [ServiceConfig("Signal")], hash_key=b"k", environ=env) as p:
         yield p
 
@@ -197,3 +197,25 @@ def test_reddit_rss_posts_deleted_or_removed_keep_their_title_and_no_shared_auth
 ])
 def test_what_the_poster_wrote_in_angle_brackets_is_kept(html: str, text: str) -> None:
     assert html_to_text(html) == text
+
+
+
+def _bsky(server: FakeServer, poller: Poller, data: dict[str, Any]) -> list[str]:
+    server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json")
+    _serve_json(server, "/xrpc/app.bsky.feed.searchPosts", data)
+    source = SourceConfig("bsky", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": "BPW"})
+    return [p.external_id for p in poller.poll(source).posts]
+
+
+def test_bluesky_posts_of_accounts_marked_automated_by_their_owner_are_not_posts(
+    server: FakeServer, poller: Poller
+) -> None:
+    data = json.loads(server.fixture_bytes("bluesky/search_posts.json"))
+    people = _bsky(server, poller, data)
+    bot, labelled = data["posts"][0]["author"], data["posts"][1]["author"]
+    bot["labels"] = [{"src": bot["did"], "uri": f"at://{bot['did']}/app.bsky.actor.profile/self", "val": "bot",
+                      "cts": "2024-01-01T00:00:00.000Z"}]
+    # The same label from a labeler is its opinion of the account, not the account's own word.
+    labelled["labels"] = [{"src": "did:plc:somelabeler", "uri": labelled["did"], "val": "bot",
+                           "cts": "2024-01-01T00:00:00.000Z"}]
+    assert _bsky(server, poller, data) == [i for i in people if i != data["posts"][0]["uri"]]

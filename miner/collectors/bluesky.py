@@ -20,6 +20,7 @@ from miner.collectors.base import (
     as_dict,
     as_list,
     base_url,
+    loose_list,
     make_post,
     not_after_now,
     text_of,
@@ -141,6 +142,14 @@ class BlueskyCollector:
         raise SourceError(f"bluesky search at {shown_url(url, secret=source.secret_url)} refused the renewed session")
 
 
+def _automated(author: dict[str, Any]) -> bool:
+    """Whether the account marked itself as automated: its own "bot" self-label (one a labeler applied to it is
+    someone else's opinion)."""
+    did = text_of(author.get("did"))
+    return any(label.get("val") == "bot" and label.get("src") == did and not label.get("neg")
+               for label in map(as_dict, loose_list(author.get("labels"))))
+
+
 def _sort_time(item: dict[str, Any]) -> datetime | None:
     """When the search orders a post by ("sortAt"): the earlier of its createdAt and indexedAt."""
     times = [t for t in (parse_time(item.get("indexedAt")), parse_time(as_dict(item.get("record")).get("createdAt")))
@@ -212,6 +221,8 @@ class _Search:
 
     def _post(self, item: dict[str, Any], uri: str, indexed: datetime) -> Post | None:
         record, author = as_dict(item.get("record")), as_dict(item.get("author"))
+        if _automated(author):
+            return None  # an automated account (news relay, status mirror, monitor): no user's complaint
         langs = record.get("langs")
         return make_post(
             self.source, self.ctx,
