@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 from fakeserver import FIXTURES, FakeServer, Recorded, Reply
 
@@ -198,6 +199,32 @@ def test_join_title_body() -> None:
 ])
 def test_parse_time(value: object, expected: datetime | None) -> None:
     assert parse_time(value) == expected
+
+
+def test_a_plain_user_name_is_one_author_only_within_its_site() -> None:
+    from miner.collectors.base import PollContext, make_post
+
+    def author(source: SourceConfig, name: str) -> str | None:
+        with httpx.Client() as client:
+            post = make_post(source, PollContext(client, CollectSettings(), b"k"), external_id="1",
+                             title="down", body_html="", created_at=None, author=name)
+        assert post is not None
+        return post.author_hash
+
+    reddit_api = SourceConfig("r", "reddit", query="sysadmin")
+    reddit_feed = SourceConfig("rf", "rss", url="https://www.reddit.com/r/sysadmin/new/.rss")
+    hn = SourceConfig("hn", "hackernews", url="https://hn.algolia.com")
+    forum_a = SourceConfig("a", "discourse", url="https://forum.a.example")
+    forum_b = SourceConfig("b", "discourse", url="https://forum.b.example")
+    # Two people called mike on Reddit and on Hacker News, or on two forums, are two complainers, not one.
+    assert len({author(reddit_api, "mike"), author(hn, "mike"), author(forum_a, "mike"),
+                author(forum_b, "mike")}) == 4
+    assert author(forum_a, "Mike") == author(forum_a, "@mike")
+    # Names that are the same from everywhere keep one hash whichever source reads them.
+    mastodon = [SourceConfig(n, "mastodon", url=u, query="outage") for n, u in
+                (("m1", "https://mastodon.social"), ("m2", "https://fosstodon.org"))]
+    assert author(mastodon[0], "https://mastodon.social/@mike") == author(mastodon[1], "https://mastodon.social/@mike")
+    assert author(reddit_feed, "/u/mike") == author(reddit_api, "mike") != author(hn, "mike")
 
 
 def test_author_hash_is_keyed_normalised_and_never_the_handle(caplog: pytest.LogCaptureFixture) -> None:

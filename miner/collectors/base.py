@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -103,10 +104,24 @@ def make_post(
         text=text,
         created_at=created_at,
         url=url or None,
-        author_hash=hash_author(author, ctx.hash_key),
+        author_hash=hash_author(author, ctx.hash_key, author_space(source)),
         lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
         undated=undated,
     )
+
+
+def author_space(source: SourceConfig) -> str:
+    """Where a source's author names are unique. Mastodon, Lemmy and Bluesky name authors by URL or DID, the same
+    from everywhere; a plain user name is one site's: Reddit's (its API and its feeds alike), Hacker News', or a
+    forum's or feed's host."""
+    if source.type in ("mastodon", "lemmy", "bluesky"):
+        return ""
+    host = urlsplit(source.url or "").hostname or ""
+    if source.type == "reddit" or host == "reddit.com" or host.endswith(".reddit.com"):
+        return "reddit"  # its own type, or a subreddit's feed read as plain RSS
+    if source.type == "hackernews":
+        return "hackernews"
+    return host or source.name
 
 
 def as_list(value: Any, what: str, url: str, *, required: bool = True) -> list[Any]:

@@ -162,8 +162,11 @@ def hash_key_from_env(env_name: str | None, environ: Mapping[str, str] | None = 
     return value.encode("utf-8") if value else APP_SALT
 
 
-def hash_author(handle: str | None, key: bytes) -> str | None:
-    """HMAC-SHA256 of a normalised handle, truncated hex. The raw handle is never returned or kept."""
+def hash_author(handle: str | None, key: bytes, space: str = "") -> str | None:
+    """HMAC-SHA256 of a normalised handle, truncated hex. The raw handle is never returned or kept.
+
+    ``space`` names where the handle is unique (see base.author_space): "mike" on Reddit and "mike" on Hacker News
+    are two people, and must not count as one complainer."""
     if not handle:
         return None
     normalised = handle.strip().lstrip("@").lower()
@@ -174,7 +177,8 @@ def hash_author(handle: str | None, key: bytes) -> str | None:
     # Reddit's stand-in for an account deleted since: no one author, or every such post would count as one.
     if not normalised or normalised in ("[deleted]", "[removed]"):
         return None
-    return hmac.new(key, normalised.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
+    named = f"{space}\x00{normalised}" if space else normalised
+    return hmac.new(key, named.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
 
 
 # Contact details in post text ("mail me at jane@x.org", "call 0722 000 000", "account 21245063 9") say
