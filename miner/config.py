@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -86,6 +88,8 @@ MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger va
 MAX_TIMEOUT = 600.0
 MAX_SPAN = 366 * 86400  # seconds: the longest wait, window or age a setting may give (one year)
 MAX_RETENTION_DAYS = 36_500
+# Bucket rows kept by default: over a year, so that a chart or query can compare with the same weeks a year ago.
+DEFAULT_BUCKET_RETENTION_DAYS = 400
 _UNITS = {1: "seconds", 60: "minutes", 3600: "hours", 86400: "days"}
 
 
@@ -183,16 +187,32 @@ class GroupConfig:
 @dataclass(frozen=True)
 class StoreSettings:
     path: str = "miner.sqlite"
-    retention_days: int = 30  # raw posts older than this are pruned; buckets and incidents are kept
+    retention_days: int = 30  # raw posts older than this are pruned; incidents are kept
+    # Bucket rows older than this are pruned (None: DEFAULT_BUCKET_RETENTION_DAYS, or retention_days when longer).
+    bucket_retention_days: int | None = None
     hash_key_env: str = "MINER_HASH_KEY"  # env var with the key for hashing author handles
+
+    @property
+    def bucket_days(self) -> int:
+        """Days of bucket rows kept: bucket_retention_days as given, else the default, but never fewer than the
+        days of posts kept (a bucket is only final, never recounted, once its posts are pruned)."""
+        if self.bucket_retention_days is not None:
+            return self.bucket_retention_days
+        return max(DEFAULT_BUCKET_RETENTION_DAYS, self.retention_days)
 
     def validate(self) -> None:
         if not self.path.strip():  # SQLite takes "" as a temporary database, deleted with everything in it on close
             raise ValueError("path: must name the SQLite file (the default is miner.sqlite)")
-        if self.retention_days < 1:
-            raise ValueError("retention_days: must be at least 1")
-        if self.retention_days > MAX_RETENTION_DAYS:  # beyond, the prune cut-off overflows a datetime
-            raise ValueError(f"retention_days: must be at most {MAX_RETENTION_DAYS} (100 years)")
+        for name in ("retention_days", "bucket_retention_days"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be at least 1")
+            if value is not None and value > MAX_RETENTION_DAYS:  # beyond, the prune cut-off overflows a datetime
+                raise ValueError(f"{name}: must be at most {MAX_RETENTION_DAYS} (100 years)")
+        if self.bucket_retention_days is not None and self.bucket_retention_days < self.retention_days:
+            # A bucket is recounted from its posts until they are pruned: rows deleted before then would come back.
+            raise ValueError(f"bucket_retention_days: must be at least retention_days ({self.retention_days}): "
+                             "buckets are counted from the posts kept")
         if not ENV_NAME.fullmatch(self.hash_key_env):
             raise ValueError("hash_key_env: must name an environment variable, not hold the key itself")
 
@@ -387,6 +407,19 @@ def _cross_check(config: Config, written: int) -> None:
         if len({svc_name.lower() for svc_name in grp.services}) < need:  # it could never open a grouped incident
             raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "
                                                           "(detector.group_min_services) to ever open")
+    _check_bucket_retention(config)
     route_check = getattr(config.alerts, "check_services", None)
     if callable(route_check):
         route_check(set(names))
+
+
+def _check_bucket_retention(config: Config) -> None:
+    """Bucket rows are kept as long as the detector may read them: it steps the buckets since its last one, up to
+    detector.max_fill_hours back (plus the bucket in progress and the one before it); older gaps are skipped."""
+    days = config.store.bucket_retention_days
+    params = config.detector
+    need = timedelta(hours=params.max_fill_hours, minutes=2 * params.bucket_minutes)
+    if days is not None and timedelta(days=days) < need:
+        raise SettingsError("store.bucket_retention_days",
+                            f"must cover detector.max_fill_hours ({params.max_fill_hours:g} h) and two buckets "
+                            f"({math.ceil(need / timedelta(days=1))} days): the detector reads that far back")

@@ -347,9 +347,13 @@ class Service:
             log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
 
     def job_retention(self, now: datetime) -> None:
-        removed = self._store("retention").prune_posts(now - timedelta(days=self.config.store.retention_days))
+        settings, store = self.config.store, self._store("retention")
+        removed = store.prune_posts(now - timedelta(days=settings.retention_days))
         if removed:
-            log.info("retention: pruned %d posts older than %d days", removed, self.config.store.retention_days)
+            log.info("retention: pruned %d posts older than %d days", removed, settings.retention_days)
+        buckets = store.prune_buckets(now - timedelta(days=settings.bucket_days))
+        if buckets:
+            log.info("retention: pruned %d bucket rows older than %d days", buckets, settings.bucket_days)
 
     # HTTP endpoints --------------------------------------------------------------------------------------
 

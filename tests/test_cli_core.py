@@ -138,6 +138,26 @@ def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "b.sqlite").stat().st_size > 0
 
 
+def test_prune_deletes_the_bucket_rows_older_than_their_retention(runner: CliRunner, tmp_path: Path) -> None:
+    # Bucket rows were kept for good: the store grew without bound whatever retention_days said.
+    db = tmp_path / "m.sqlite"
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = Store.open(db)
+    times = [now - timedelta(days=d) for d in (500, 401, 399, 100, 1)]
+    store.insert_posts([Post("feed", f"p{i}", "whatsapp is down", at, services=("WhatsApp",))
+                        for i, at in enumerate(times)], now)
+    for at in times:
+        store.refresh_buckets(at, at, timedelta(minutes=5))
+    store.close()
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune"])
+    assert result.exit_code == 0, result.output
+    assert "pruned 4 posts older than 30 days and 2 bucket rows older than 400 days" in result.output
+    store = Store.open(db)
+    left = [r["bucket_start"][:10] for r in store.database.rows("SELECT bucket_start FROM buckets ORDER BY 1")]
+    assert left == [f"{at:%Y-%m-%d}" for at in times[2:]]
+    store.close()
+
+
 def test_prune_refuses_more_days_than_a_date_can_go_back(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     seeded_store(db)

@@ -350,6 +350,24 @@ def test_spans_too_long_for_a_datetime_are_refused(text: str, error: str) -> Non
     parse_config(re.sub(r"= (1e\d+|1000000)$", "= 365", text, flags=re.M), "x.toml")
 
 
+def test_bucket_retention_is_checked_against_the_posts_kept_and_what_the_detector_reads() -> None:
+    cases = {
+        "[store]\nbucket_retention_days = 0\n": ":2: store.bucket_retention_days: must be at least 1",
+        "[store]\nretention_days = 30\nbucket_retention_days = 20\n":
+            ":3: store.bucket_retention_days: must be at least retention_days (30)",
+        "[store]\nretention_days = 1\nbucket_retention_days = 2\n[detector]\nmax_fill_hours = 72\n":
+            ":3: store.bucket_retention_days: must cover detector.max_fill_hours (72 h) and two buckets (4 days)",
+    }
+    for text, error in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "x.toml")
+        assert f"x.toml{error}" in str(info.value)
+    assert parse_config("[store]\nretention_days = 1\nbucket_retention_days = 2\n").store.bucket_days == 2
+    # Not given: 400 days, or the posts' retention when longer (a config valid before the key existed stays so).
+    assert parse_config("").store.bucket_days == 400
+    assert parse_config("[store]\nretention_days = 3650\n").store.bucket_days == 3650
+
+
 def test_server_settings_that_cannot_work_are_refused() -> None:
     # report_rate_per_hour = 0 passed config check, then `miner run` stopped at start with an internal ValueError
     # (even with the server off); host = "" listened on every interface instead of loopback.

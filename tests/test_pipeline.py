@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import sqlite3
 import threading
 import time
@@ -960,3 +961,71 @@ def test_an_incident_is_linked_to_the_provider_incident_of_its_status_page(
     linked = store.official_incident_id(name, "p3k9d2m1x8qz")
     assert linked is not None and incident["official_incident_id"] == linked
     assert incident["lead_time_minutes"] is not None
+
+
+class _SaysDown:
+    """A model that calls every post saying "down" an outage report."""
+
+    version = "says-down"
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [Prediction(0.9, True, "connectivity") if "down" in t else Prediction(0.1, False, None) for t in texts]
+
+
+def _run_week(store: Store, prune_buckets: bool) -> None:
+    """Seven days of two services, bucket by bucket: chatter, three MTN outages, a night with no post at all, the
+    bucket width changed from 15 to 30 minutes on day 4, and the retention job every 6 hours (posts kept 1 day,
+    bucket rows 2) in the middle of a bucket, between two ticks that each store and count half of its posts.
+    Without ``prune_buckets`` it deletes the posts only, as it did before bucket rows were pruned."""
+    rng = random.Random(11)
+    base = parse_config(CONFIG + "\n[store]\nretention_days = 1\nbucket_retention_days = 2\n")
+    wider = replace(base, detector=replace(base.detector, bucket_minutes=30))
+    outages = [T0 + timedelta(days=d, hours=h) for d, h in ((1, 9), (3, 20), (5, 14))]
+    at, n = T0, 0
+    while at < T0 + timedelta(days=7):
+        config = base if at < T0 + timedelta(days=4) else wider
+        width = timedelta(minutes=config.detector.bucket_minutes)
+        pipe = Pipeline(config, store, _SaysDown())  # type: ignore[arg-type]
+        posts = []
+        silent = T0 + timedelta(days=2, hours=22) <= at < T0 + timedelta(days=3, hours=8)
+        for service, alias in (("MTN", "mtn"), ("Airtel", "airtel")):
+            chatter = 0 if silent else rng.randrange(0, 6)
+            down = rng.randrange(0, 2)
+            if service == "MTN" and any(o <= at < o + timedelta(hours=1) for o in outages):
+                down += 25
+            texts = [f"{alias} bundles are pricey {i}" for i in range(chatter)] + [
+                f"{alias} network is down again {i}" for i in range(down)]
+            for text in texts:
+                n += 1
+                posts.append(Post("test", f"p{n}", text, at + rng.uniform(0, 0.99) * width, services=(service,),
+                                  author_hash=f"a{n % 997}"))
+        middle = at + width / 2
+        pipe.tick(middle, [p for p in posts if p.created_at < middle])
+        if at.hour % 6 == 0 and at.minute == 0:
+            store.prune_posts(middle - timedelta(days=config.store.retention_days))
+            if prune_buckets:
+                store.prune_buckets(middle - timedelta(days=config.store.bucket_days))
+        pipe.tick(at + width + timedelta(minutes=1), [p for p in posts if p.created_at >= middle])
+        at += width
+
+
+def test_pruning_old_bucket_rows_changes_nothing_the_detector_decides(tmp_path: Path) -> None:
+    pruned, kept = Store.open(tmp_path / "pruned.sqlite"), Store.open(tmp_path / "kept.sqlite")
+    _run_week(pruned, prune_buckets=True)
+    _run_week(kept, prune_buckets=False)
+    for sql in ("SELECT * FROM incidents ORDER BY id", "SELECT * FROM incident_events ORDER BY id",
+                "SELECT * FROM detector_state ORDER BY service", "SELECT * FROM incident_groups ORDER BY id"):
+        assert pruned.database.rows(sql) == kept.database.rows(sql), sql
+    incidents = kept.incidents()
+    assert [(i["service"], i["opened_at"][:10]) for i in incidents] == [
+        ("MTN", "2026-02-03"), ("MTN", "2026-02-05"), ("MTN", "2026-02-07")]
+    # The rows left are the same rows, and the old ones went.
+    rows = "SELECT * FROM buckets WHERE bucket_start >= ? ORDER BY service, bucket_start"
+    first = pruned.database.one("SELECT min(bucket_start) AS t FROM buckets")
+    assert first is not None and parse_iso(first["t"]) >= T0 + timedelta(days=4, hours=18)  # the last prune's
+    assert pruned.database.rows(rows, (first["t"],)) == kept.database.rows(rows, (first["t"],))
+    count = "SELECT count(*) AS n FROM buckets WHERE bucket_start < ?"
+    assert kept.database.one(count, (iso(T0 + timedelta(days=1)),)) == {"n": 2 * 4 * 24 + 2}
+    assert pruned.database.one(count, (first["t"],)) == {"n": 0}
+    pruned.close()
+    kept.close()

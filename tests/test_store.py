@@ -21,6 +21,7 @@ from miner.records import FetchResult, OfficialIncident, Post, Prediction, Sourc
 from miner.store import QueryRefused, Store, run_readonly
 from miner.store.db import Database
 from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.timeutil import iso
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIVE = timedelta(minutes=5)
@@ -242,6 +243,33 @@ def test_a_recount_leaves_the_buckets_a_prune_has_cut_into_alone(store: Store) -
         assert store.bucket_counts(service, T0, T0 + 3 * FIVE) == kept[service]  # the partly pruned one too
     assert store.bucket_counts("WhatsApp", T0 + 3 * FIVE, T0 + 4 * FIVE) == {"2026-03-01T12:15:00+00:00": (2, 2)}
     assert store.bucket_counts("Signal", T0 + 3 * FIVE, T0 + 4 * FIVE) == {"2026-03-01T12:15:00+00:00": (1, 1)}
+
+
+def test_a_bucket_prune_deletes_the_old_final_rows_only(store: Store) -> None:
+    # Buckets were kept for good, empty ones included (the detector scores every bucket): 5 GB a year at 300
+    # services. Posts every 10 minutes for 3 hours of two services, each bucket scored.
+    times = [T0 + timedelta(minutes=m) for m in range(0, 180, 10)]
+    store.insert_posts([post(f"w{n}", "down", at, services=("WhatsApp", "Signal")) for n, at in enumerate(times)], T0)
+    store.refresh_buckets(T0, times[-1], FIVE)
+    for service in ("WhatsApp", "Signal"):
+        scores = [(T0 + i * FIVE, 0.5, 0.2, 4.0) for i in range(36)]
+        store.save_detector_step(service, T0 + 35 * FIVE, "{}", scores, T0 + 36 * FIVE)
+    count = "SELECT count(*) AS n, min(bucket_start) AS first FROM buckets"
+    assert store.database.one(count) == {"n": 72, "first": iso(T0)}
+    # No prune of posts yet: every row may still be recounted from its posts, and stays.
+    assert store.prune_buckets(T0 + timedelta(hours=2)) == 0
+    assert store.prune_posts(T0 + timedelta(hours=1)) == 6  # cutoff 12:50:01, the newest post deleted + 1 s
+    # Rows before the bucket cutoff and the posts' cutoff go, a few at a time; the rows after either stay.
+    assert store.prune_buckets(T0 + timedelta(minutes=30), batch=4) == 2 * 6
+    assert store.database.one(count) == {"n": 60, "first": iso(T0 + timedelta(minutes=30))}
+    # Only those before the posts' cutoff: the bucket holding it (12:50) is final too, the next one is not.
+    assert store.prune_buckets(T0 + timedelta(hours=2), batch=4) == 2 * 5
+    assert store.database.one(count) == {"n": 50, "first": iso(T0 + timedelta(minutes=55))}
+    # A recount over the rows deleted brings none back (they are final), and counts the rest as before.
+    store.refresh_buckets(T0, times[-1], FIVE)
+    assert store.database.one(count) == {"n": 50, "first": iso(T0 + timedelta(minutes=55))}
+    assert store.bucket_counts("Signal", T0, T0 + timedelta(minutes=65)) == {
+        iso(T0 + timedelta(minutes=55)): (0, 0), iso(T0 + timedelta(minutes=60)): (1, 0)}
 
 
 def test_a_prune_by_a_clock_that_was_ahead_records_no_cutoff_past_the_newest_post_it_deleted(store: Store) -> None:

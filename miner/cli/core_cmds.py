@@ -122,10 +122,11 @@ def backup(app: AppContext, target: Path) -> None:
               help="Keep posts newer than this many days (default: [store].retention_days).")
 @pass_app
 def prune(app: AppContext, days: int | None) -> None:
-    """Delete raw posts past the retention period; buckets and incidents are kept.
+    """Delete raw posts past the retention period, and bucket rows past theirs; incidents are kept.
 
     The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
-    on, and a source's post older than that is not stored again.
+    on, and a source's post older than that is not stored again. Bucket rows older than
+    [store].bucket_retention_days (and than the posts deleted) are deleted.
     """
     from miner.config import MAX_RETENTION_DAYS
     from miner.errors import InputError
@@ -134,5 +135,8 @@ def prune(app: AppContext, days: int | None) -> None:
     if days is not None and days > MAX_RETENTION_DAYS:  # the cutoff would overflow a datetime: an internal error
         raise InputError(f"--days {days}: at most {MAX_RETENTION_DAYS} (100 years), as [store].retention_days")
     keep = days or app.config.store.retention_days
-    removed = app.store().prune_posts(utcnow() - timedelta(days=keep))
-    click.echo(f"pruned {removed} posts older than {keep} days")
+    now, settings = utcnow(), app.config.store
+    removed = app.store().prune_posts(now - timedelta(days=keep))
+    buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
+    click.echo(f"pruned {removed} posts older than {keep} days and {buckets} bucket rows older than "
+               f"{settings.bucket_days} days")

@@ -76,7 +76,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                    "NULL when outage = 0.",
         "classified_at": "When it was classified (UTC).",
     }),
-    "buckets": ("Per-service volume per time bucket, with the detector's verdict.", {
+    "buckets": ("Per-service volume per time bucket, with the detector's verdict. Rows older than "
+                "store.bucket_retention_days (400 days by default) are deleted by the retention prune.", {
         "service": "Service name.",
         "bucket_start": "Start of the bucket (UTC; width = detector.bucket_minutes).",
         "posts": "Posts mentioning the service in the bucket.",
