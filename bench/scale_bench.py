@@ -10,6 +10,7 @@ query plans that scan a large table.
 
     .venv/bin/python bench/scale_bench.py [--posts 2500000 --services 300] [--keep /tmp/scale.sqlite]
     .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite      # measure again on a store kept earlier
+    .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --prune-buckets 60   # the bucket prune only
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from miner.detect import step  # noqa: E402
 from miner.pipeline import Pipeline  # noqa: E402
 from miner.records import FetchResult, Post, SourceState  # noqa: E402
 from miner.store import Store  # noqa: E402
+from miner.store.maintenance import BUCKET_PRUNE_BATCH  # noqa: E402
 from miner.timeutil import floor_time, iso  # noqa: E402
 
 BUCKET = timedelta(minutes=5)
@@ -322,6 +324,38 @@ def measure(path: Path, config: Config, cfg_path: Path, work: Path, rebucket: bo
     return results
 
 
+def measure_bucket_prune(path: Path, work: Path, days: float, batch: int) -> dict[str, str]:
+    """The retention job's bucket prune on a copy of the store: once down to ``days`` (an upgraded store's first
+    prune), then the next 6 hours' worth (each later run). SQLite keeps the pages freed for new rows, so the file
+    keeps its size: what is freed shows as free pages (a VACUUM would give them back to the file system)."""
+    results: dict[str, str] = {}
+    db = work / "m.sqlite"
+    shutil.copyfile(path, db)
+    store = Store.open(db)
+    trace = Trace(store)
+    conn = store.database.conn
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+
+    def free_mb() -> float:
+        return conn.execute("PRAGMA freelist_count").fetchone()[0] * page / 1e6
+
+    now = datetime.now(UTC)
+    store.prune_posts(now - timedelta(days=30))  # records the posts' cutoff, which bounds the rows that may go
+    seen = {"removed": 0, "free": free_mb()}
+
+    def note() -> str:
+        return (f"{seen['removed']:,} rows, {free_mb() - seen['free']:,.0f} MB of free pages, file "
+                f"{db.stat().st_size / 1e6:,.0f} MB")
+
+    for name, keep in ((f"retention: first bucket prune, down to {days:g} days", days),
+                       ("retention: bucket prune of the next 6 h", days - 0.25)):
+        with timed(results, name, trace, note):
+            seen["removed"] = store.prune_buckets(now - timedelta(days=keep), batch)
+        seen["free"] = free_mb()
+    store.close()
+    return results
+
+
 def cli_rss(cfg: Path, db: Path, *args: str) -> tuple[float, float]:
     """Seconds and peak RSS (MB) of one miner command, its output thrown away."""
     t = time.perf_counter()
@@ -345,6 +379,9 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, help="Measure on this store, built earlier, instead of building one.")
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--rebucket", action="store_true", help="Also time a changed bucket width (minutes).")
+    parser.add_argument("--prune-buckets", type=float, metavar="DAYS",
+                        help="Only time the retention job's bucket prune, keeping DAYS of bucket rows.")
+    parser.add_argument("--prune-batch", type=int, default=BUCKET_PRUNE_BATCH, help="Bucket rows per transaction.")
     args = parser.parse_args()
     text = config_text(args.services, args.sources)
     config = parse_config(text)
@@ -364,7 +401,10 @@ def main() -> None:
               + f", {path.stat().st_size / 1e6:,.0f} MB", flush=True)
         if args.build_only:
             return
-        results = measure(path, config, cfg_path, work, args.rebucket)
+        if args.prune_buckets is not None:
+            results = measure_bucket_prune(path, work, args.prune_buckets, args.prune_batch)
+        else:
+            results = measure(path, config, cfg_path, work, args.rebucket)
     print(f"machine: {describe()} (at the end)")
     print(f"peak RSS: this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB, "
           f"children {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:,.0f} MB")
