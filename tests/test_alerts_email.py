@@ -433,6 +433,7 @@ def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_serv
                    f'smtp = {{ host = "127.0.0.1", port = {smtp_server.port}, security = "none" }}\n\n'
                    f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n')
     base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite")]
+    Store.open(tmp_path / "m.sqlite").close()  # as the service leaves it: digest and outbox send create no store
     runner = CliRunner()
     for args in (["digest"], ["outbox", "send"]):
         result = runner.invoke(main, [*base, *args])

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from streams import CONFIG, write_stream
 
 from miner.cli import main
+from miner.config import bundled_path
 from miner.records import Post
 from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
@@ -498,6 +499,21 @@ def test_commands_that_only_look_refuse_a_missing_store_and_create_nothing(tmp_p
     if args[-1] in ("--out", "backup"):
         args = [*args, str(tmp_path / "out" / "copy.sqlite")]
     res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(missing), *args])
+    assert res.exit_code == 1, res.output
+    assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args", [
+    ["prune"], ["reclassify", "--since", "1h"], ["digest"], ["outbox", "send"], ["outbox", "retry", "1"],
+    ["silence", "add", "MTN", "--for", "1h"], ["silence", "remove", "1"],
+], ids=" ".join)
+def test_commands_that_change_a_store_refuse_a_missing_one(tmp_path: Path, runner: CliRunner,
+                                                           args: list[str]) -> None:
+    # They created an empty store at a mistyped --db and went on: `silence add` muted nothing the service reads,
+    # and `prune` or `outbox send` in cron exited 0 on a store nobody uses.
+    missing = tmp_path / "miner.sqlite"
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(missing), *args])
     assert res.exit_code == 1, res.output
     assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
     assert sorted(tmp_path.iterdir()) == []

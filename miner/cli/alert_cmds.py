@@ -45,7 +45,7 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     if not routes:
         raise InputError(f"no route {'named ' + repr(route_name) + ' ' if route_name else ''}with email in [alerts]")
     for route in routes:
-        enqueue_digest_now(app.store(), settings, route, now)
+        enqueue_digest_now(app.store(must_exist=True), settings, route, now)
         click.echo(f"queued digest for route {route.name}; the service sends it (or run `miner outbox send`)")
 
 
@@ -82,7 +82,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
 @pass_app
 def outbox_retry(app: AppContext, outbox_id: int) -> None:
     """Queue a failed notification again (after fixing what made it fail)."""
-    if not app.store().retry_notification(outbox_id, utcnow()):
+    if not app.store(must_exist=True).retry_notification(outbox_id, utcnow()):
         raise InputError(f"outbox {outbox_id} is not a failed notification (see `miner outbox`)")
     click.echo(f"outbox {outbox_id} queued again")
 
@@ -102,7 +102,7 @@ def outbox_send(app: AppContext) -> None:
     # Cut short mid-send, a claimed notification was left 'sending': neither sent nor failed in `miner outbox`
     # until its lease ran out, then sent again whether or not it had gone out.
     with stop_on_signal() as stop:
-        stats = run_alerts(app.store(), app.config.alerts, utcnow(),
+        stats = run_alerts(app.store(must_exist=True), app.config.alerts, utcnow(),
                            worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
                            stop=stop)
         click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
@@ -129,7 +129,7 @@ def silence_add(app: AppContext, service: str, duration: str, comment: str) -> N
         raise InputError(f"unknown service {service!r} (services: {names})")
     now = utcnow()
     ends = now + parse_duration(duration)
-    sid = app.store().add_silence(known.name, now, ends, comment.strip()[:200], now)
+    sid = app.store(must_exist=True).add_silence(known.name, now, ends, comment.strip()[:200], now)
     click.echo(f"silence {sid}: {known.name} until {iso(ends)}")
 
 
@@ -160,7 +160,7 @@ def silence_list(app: AppContext, show_all: bool) -> None:
 @pass_app
 def silence_remove(app: AppContext, silence_id: int) -> None:
     """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""
-    outcome, row = app.store().end_silence(silence_id, utcnow())
+    outcome, row = app.store(must_exist=True).end_silence(silence_id, utcnow())
     if row is None:
         raise InputError(f"no silence {silence_id} (see `miner silence list --all`)")
     if outcome == "already ended":

@@ -79,8 +79,10 @@ class AppContext:
         return self._config
 
     def store(self, *, readonly: bool = False, must_exist: bool = False, any_schema: bool = False) -> Store:
-        """The store, opened on first use. ``must_exist``: for commands that only look at it (status, listings),
-        which refuse a missing file instead of creating an empty one. ``any_schema``: see ``Store.open``."""
+        """The store, opened on first use. ``must_exist``: for every command but those that fill a store (collect,
+        run, replay, demo), which refuse a missing file instead of creating an empty one: a typo in --db made
+        `silence add` mute nothing the service sees, and `prune` or `outbox send` in cron succeed on nothing.
+        ``any_schema``: see ``Store.open``."""
         if self._store is None:
             from miner.store import Store, require_store
 

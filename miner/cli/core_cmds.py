@@ -136,7 +136,7 @@ def prune(app: AppContext, days: int | None) -> None:
         raise InputError(f"--days {days}: at most {MAX_RETENTION_DAYS} (100 years), as [store].retention_days")
     keep = days or app.config.store.retention_days
     now, settings = utcnow(), app.config.store
-    removed = app.store().prune_posts(now - timedelta(days=keep))
+    removed = app.store(must_exist=True).prune_posts(now - timedelta(days=keep))
     buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
     click.echo(f"pruned {removed} posts older than {keep} days and {buckets} bucket rows older than "
                f"{settings.bucket_days} days")

@@ -77,7 +77,7 @@ def reclassify(app: AppContext, since: str) -> None:
     from miner.timeutil import utcnow
 
     since_utc = parse_since(since, "--since", utcnow())
-    pipeline = Pipeline(app.config, app.store())
+    pipeline = Pipeline(app.config, app.store(must_exist=True))
     click.echo(f"model {pipeline.classifier.version}", err=True)
     total = pipeline.store.count_posts_since(since_utc)
     with progress(total, "reclassifying") as bar:

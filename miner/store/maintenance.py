@@ -81,8 +81,8 @@ class QueryRefused(MinerError):
 
 
 def require_store(path: str | Path) -> None:
-    """Refuse a store file that does not exist: commands that only look must not create an empty one (a typo in
-    --db would otherwise show an empty store, and leave a file and folders behind)."""
+    """Refuse a store file that does not exist: commands other than those that fill a store must not create an
+    empty one (a typo in --db would otherwise show or change an empty store, and leave a file and folders behind)."""
     if not Path(path).exists():
         raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
 
