@@ -168,6 +168,35 @@ def test_prune_refuses_more_days_than_a_date_can_go_back(runner: CliRunner, tmp_
     assert result.exit_code == 0 and "pruned 0 posts older than 36500 days" in result.output, result.output
 
 
+OUT_OF_RANGE = [
+    (["outbox", "retry", str(2**63)], "Invalid value for 'OUTBOX_ID': 9223372036854775808 is not in the range"),
+    (["silence", "remove", str(2**63)], "Invalid value for 'SILENCE_ID': 9223372036854775808 is not in the range"),
+    (["silence", "remove", "0"], "Invalid value for 'SILENCE_ID': 0 is not in the range 1<=x<="),
+    (["outbox", "--limit", "0"], "Invalid value for '--limit': 0 is not in the range x>=1"),
+    (["outbox", "--limit", "-1"], "Invalid value for '--limit': -1 is not in the range x>=1"),
+    (["ui", "--port", "70000", "--metadata-only"], "Invalid value for '--port': 70000 is not in the range 0<=x<=65535"),
+]
+
+
+@pytest.mark.parametrize(("args", "said"), OUT_OF_RANGE, ids=[" ".join(args) for args, _ in OUT_OF_RANGE])
+def test_numbers_out_of_range_are_usage_errors(runner: CliRunner, tmp_path: Path, args: list[str], said: str) -> None:
+    # An id past SQLite's integers failed in the driver as an "internal error"; --limit 0 listed nothing and said
+    # that nothing was pending, and -1 listed everything; ui took any port and left it to Datasette.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), *args])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "datasette-metadata.json").exists()
+
+
+def test_outbox_limit_past_sqlite_integers_lists_everything(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "outbox", "--limit",
+                                  str(2**64)])
+    assert result.exit_code == 0 and "outbox is empty" in result.output, result.output
+
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

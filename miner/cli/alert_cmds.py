@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import ROW_ID, AppContext, main, pass_app
 from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
@@ -51,7 +51,8 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
 
 @main.group(invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Include sent and suppressed notifications.")
-@click.option("--limit", default=50, show_default=True, help="Rows to show.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Rows to show, the newest first.")
 @click.pass_context
 def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     """List queued and failed notifications (subcommands: send, retry)."""
@@ -60,7 +61,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     app: AppContext = ctx.obj
     store = app.store(readonly=True, must_exist=True)
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
-    rows = store.outbox_rows(statuses, limit)
+    rows = store.outbox_rows(statuses, min(limit, 2**63 - 1))  # SQLite's largest integer: all rows
     if not rows:
         done = store.outbox_counts()
         if show_all or not done:
@@ -78,7 +79,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
 
 
 @outbox.command("retry")
-@click.argument("outbox_id", type=int)
+@click.argument("outbox_id", type=ROW_ID)
 @pass_app
 def outbox_retry(app: AppContext, outbox_id: int) -> None:
     """Queue a failed notification again (after fixing what made it fail)."""
@@ -156,7 +157,7 @@ def silence_list(app: AppContext, show_all: bool) -> None:
 
 
 @silence.command("remove")
-@click.argument("silence_id", type=int)
+@click.argument("silence_id", type=ROW_ID)
 @pass_app
 def silence_remove(app: AppContext, silence_id: int) -> None:
     """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""

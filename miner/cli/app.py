@@ -100,6 +100,10 @@ class AppContext:
 
 pass_app = click.make_pass_decorator(AppContext)
 
+# A row id as SQLite stores it: a larger number failed in the driver as an internal error.
+ROW_ID = click.IntRange(1, 2**63 - 1)
+PORT = click.IntRange(0, 65535)
+
 
 @click.group(cls=MinerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="miner")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import PORT, AppContext, main, pass_app
 from miner.cli.output import table
 
 
@@ -22,7 +22,7 @@ from miner.cli.output import table
               show_default=True)
 @click.option("--http/--no-http", "http", default=None,
               help="Serve /healthz, /metrics and POST /report (default: [server].enabled).")
-@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port for the HTTP endpoint.")
+@click.option("--port", type=PORT, default=None, help="Port for the HTTP endpoint.")
 @pass_app
 def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
     """Run the background service until SIGTERM, SIGINT or SIGHUP.
@@ -64,7 +64,7 @@ def status(app: AppContext, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--port", type=int, default=8001, show_default=True)
+@click.option("--port", type=PORT, default=8001, show_default=True, help="Port for Datasette.")
 @click.option("--metadata-only", is_flag=True, help="Write datasette-metadata.json next to the store and exit.")
 @pass_app
 def ui(app: AppContext, port: int, metadata_only: bool) -> None:
