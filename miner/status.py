@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,9 +11,11 @@ from miner.store import Store
 from miner.timeutil import floor_time, parse_iso
 
 
-def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
+def service_status(store: Store, config: Config, now: datetime, window: timedelta,
+                   shown: Callable[[str], str] = str) -> list[dict[str, Any]]:
     """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, and the score
-    of the latest bucket that has ended (the one the detector scored last).
+    of the latest bucket that has ended (the one the detector scored last). ``shown`` writes the open incident's
+    time: as stored (ISO 8601 with its offset, for JSON), or :func:`shown_time` for the terminal.
 
     Both are read on the bucket grid. Counted from ``now - window`` itself, a bucket as wide as the window (the
     demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
@@ -35,7 +38,7 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "complaints": sum(r["complaints"] for r in counted),
             "baseline": round(latest["baseline"], 2) if latest and latest["baseline"] is not None else None,
             "z": round(latest["score"], 1) if latest else None,
-            "incident": f"#{incident['id']} since {shown_time(incident['opened_at'])}" if incident else "",
+            "incident": f"#{incident['id']} since {shown(incident['opened_at'])}" if incident else "",
         })
     return out
 

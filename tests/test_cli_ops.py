@@ -332,6 +332,8 @@ def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> Non
     assert "#1 since 2026-02-02 23:15:00 UTC" in result.output
     assert "2026-02-02 23:40:05 UTC" in result.output and "2026-02-02 23:45:05 UTC" in result.output
     data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
+    # JSON has every time in ISO 8601 with its offset, as --help says; the incident's was the table's text.
+    assert data["services"][0]["incident"] == "#1 since 2026-02-02T23:15:00+00:00"
     assert data["sources"][0]["last_ok"] == "2026-02-02T23:40:05+00:00"
     assert data["sources"][0]["next_poll"] == "2026-02-02T23:45:05+00:00"
 

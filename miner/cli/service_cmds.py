@@ -49,7 +49,9 @@ def status(app: AppContext, fmt: str) -> None:
 
     store = app.store(readonly=True, must_exist=True)
     now = utcnow()
-    services = service_status(store, app.config, now, window=timedelta(hours=1))
+    # JSON keeps each time as stored, ISO 8601 with its offset, as --help says: the incident's was the table's.
+    services = service_status(store, app.config, now, window=timedelta(hours=1),
+                              shown=str if fmt == "json" else shown_time)
     sources = source_status(store, app.config)
     if fmt == "json":
         click.echo(json.dumps({"services": services, "sources": sources}, indent=2, default=str))
