@@ -197,6 +197,19 @@ def test_outbox_limit_past_sqlite_integers_lists_everything(runner: CliRunner, t
     assert result.exit_code == 0 and "outbox is empty" in result.output, result.output
 
 
+@pytest.mark.parametrize("dry_run", [["--dry-run", "--out"], []], ids=["dry-run", "queue"])
+def test_digest_at_before_1970_is_one_line(runner: CliRunner, tmp_path: Path, dry_run: list[str]) -> None:
+    # A digest looks back from --at: near year 1 that overflowed a date, an "internal error".
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    out = [str(tmp_path / "out")] if dry_run else []
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "digest", *dry_run, *out,
+                                  "--at", "0001-01-01"])
+    assert result.exit_code == 1, result.output
+    assert result.output == "Error: --at '0001-01-01' is before 1970: no store holds anything to digest then\n"
+    assert not (tmp_path / "out").exists()
+
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

@@ -14,11 +14,19 @@ from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import InputError
+from miner.replay import EARLIEST
 from miner.timeutil import iso, parse_iso, utcnow
 
 
 def _now(at: str | None) -> datetime:
-    return utcnow() if at is None else parse_time(at, "--at")
+    if at is None:
+        return utcnow()
+    when = parse_time(at, "--at")
+    # A digest looks back a day and more from it: near year 1 that overflowed, an "internal error". No post or
+    # incident a store holds is dated before 1970 (replay refuses such posts).
+    if when < EARLIEST:
+        raise InputError(f"--at {at!r} is before 1970: no store holds anything to digest then")
+    return when
 
 
 @main.command()
