@@ -222,6 +222,31 @@ def test_a_second_signal_stops_collect_at_once(tmp_path: Path, gated: tuple[Fake
     assert count(db, "SELECT count(*) FROM posts") > 0  # the poll that ended before, kept
 
 
+def test_collect_all_polls_every_source_in_its_first_round_only(tmp_path: Path) -> None:
+    # Without --once, --all polled every source in every round, 5 s apart, past its interval, backoff and
+    # Retry-After: a rate-limited API was asked again every 5 s for as long as the command ran.
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        server.fault("/limited.rss", "429", retry_after="120")
+        cfg = store_config(tmp_path, f"""
+[[sources]]
+name = "forum"
+type = "rss"
+url = "{server.url}/forum.rss"
+
+[[sources]]
+name = "limited"
+type = "rss"
+url = "{server.url}/limited.rss"
+""")
+        proc = start(tmp_path, "--config", str(cfg), "collect", "--all")
+        wait_for(lambda: bool(server.requests_to("/forum.rss")) and bool(server.requests_to("/limited.rss")), proc)
+        time.sleep(7)  # past the 5 s to the next round
+        code, out, _ = interrupt(proc, signal.SIGINT)
+        assert code == 130
+        assert len(server.requests_to("/forum.rss")) == 1 and len(server.requests_to("/limited.rss")) == 1, out
+
+
 def test_an_interrupted_classify_leaves_no_partial_output(tmp_path: Path) -> None:
     # The rows of the chunks done so far look like the whole result to whatever reads the file next.
     out = tmp_path / "out.jsonl"

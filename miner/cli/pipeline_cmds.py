@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Poll every due source once, print what happened, and exit.")
-@click.option("--all", "poll_all", is_flag=True, help="Poll every enabled source, due or not.")
+@click.option("--all", "poll_all", is_flag=True,
+              help="Poll every enabled source now, due or not (without --once, later rounds poll the due ones).")
 @pass_app
 def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     """Poll sources and store their posts and official incidents.
@@ -43,8 +44,12 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     pipeline = Pipeline(app.config, app.store())
     failed = False
     with stop_on_signal() as stop, Poller.from_config(app.config) as poller:
+        first = True
         while True:
-            reports = pipeline.collect(utcnow(), poller, due_only=not poll_all, stop=stop)
+            # --all is for the first round: every round polled every source, every 5 s, past intervals, backoff
+            # and a server's Retry-After.
+            reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop)
+            first = False
             rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
                      f"{r.seconds:.1f}", r.error or ("ok, posts missed (see last_warning)" if r.gap else "ok"))
                     for r in reports]
