@@ -120,6 +120,21 @@ def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_
     assert empty.stdout == "id\n"
 
 
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def test_query_json_is_valid_json_for_infinite_numbers(runner: CliRunner, tmp_path: Path) -> None:
+    # json.dumps wrote SQLite's infinite REALs as Infinity, which jq and every strict JSON parser refuse.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", "json",
+                                  "SELECT 1e999 AS up, -1e999 AS down, 1.5 AS x, 9e999 * 0 AS nan"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout, parse_constant=_no_constants) == [{"up": None, "down": None, "x": 1.5,
+                                                                        "nan": None}]
+
+
 def test_query_reads_a_store_whose_name_has_uri_characters(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "ops?2026#1 %41.sqlite"  # read as a URI, "?" would start its query and "#" its fragment
     seeded_store(db)

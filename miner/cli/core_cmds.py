@@ -73,7 +73,9 @@ def config_check(app: AppContext, path: Path | None) -> None:
 @main.command()
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "wide", "json", "csv"]), default="table",
-              show_default=True, help="Output format; `wide` does not cut long cells.")
+              show_default=True,
+              help="Output format; `wide` does not cut long cells, json is one array with an object per row (an "
+                   "infinite number is null).")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable).")
 @pass_app

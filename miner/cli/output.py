@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,12 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
     return table(columns, rows, max_width=None if fmt == "wide" else 60)
 
 
+def _json_value(value: Any) -> Any:
+    """An infinite REAL (SQLite's 1e999, a division's overflow) as null: json.dumps writes Infinity, which is no JSON
+    and which jq and every strict parser refuse. SQLite has no NaN (it stores NULL)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
 # Formats written row by row as the rows are read; a table needs every row first, for its column widths.
 STREAMED = ("json", "csv")
 
@@ -58,7 +65,8 @@ def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> I
         yield "["
         count = 0
         for count, row in enumerate(rows, 1):
-            item = json.dumps(dict(zip(columns, row, strict=True)), indent=2, default=str, ensure_ascii=False)
+            item = json.dumps(dict(zip(columns, map(_json_value, row), strict=True)), indent=2, default=str,
+                              ensure_ascii=False)
             yield ("\n" if count == 1 else ",\n") + "  " + item.replace("\n", "\n  ")
         yield "\n]\n" if count else "]\n"
         return
