@@ -296,6 +296,20 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
         assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
 
 
+def test_ui_that_cannot_write_its_metadata_says_so_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
+    # A folder it cannot write (read-only media; here a folder in the way, as root may write anywhere) was an
+    # "internal error".
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "m.sqlite"
+    Store.open(db).close()
+    (tmp_path / "datasette-metadata.json").mkdir()
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "ui", "--metadata-only"])
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: cannot write {tmp_path / 'datasette-metadata.json'} (Is a directory): miner ui "
+                             "writes Datasette's metadata beside the store; copy the store to a writable folder\n")
+
+
 def test_ui_refuses_a_database_that_is_no_miner_store(tmp_path: Path, runner: CliRunner) -> None:
     # docs/operations.md: every command but query and backup refuses another program's SQLite file. `miner ui`
     # only checked that the file existed: it wrote miner's table descriptions beside it and served it.

@@ -80,7 +80,11 @@ def ui(app: AppContext, port: int, metadata_only: bool) -> None:
     app.store(readonly=True, must_exist=True)
     app.close()
     meta_path = db.with_name("datasette-metadata.json")
-    meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
+    try:
+        meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
+    except OSError as exc:  # a read-only folder (a copy of the store on read-only media): an "internal error"
+        raise click.ClickException(f"cannot write {meta_path} ({exc.strerror or exc}): miner ui writes Datasette's "
+                                   "metadata beside the store; copy the store to a writable folder") from None
     if metadata_only:
         click.echo(f"wrote {meta_path}")
         return
