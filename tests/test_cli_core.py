@@ -225,6 +225,17 @@ def test_digest_at_before_1970_is_one_line(runner: CliRunner, tmp_path: Path, dr
     assert not (tmp_path / "out").exists()
 
 
+def test_digest_dry_run_into_a_folder_it_cannot_make_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    (tmp_path / "a-file").touch()
+    out = tmp_path / "a-file" / "digest"
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "digest", "--dry-run",
+                                  "--out", str(out)])
+    assert result.exit_code == 1 and result.output == f"Error: cannot write to {out} (Not a directory)\n", \
+        result.output
+
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

@@ -44,8 +44,11 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     settings = app.config.alerts
     now = _now(at)
     if dry_run:
-        paths = write_digest_files(app.store(readonly=True, must_exist=True), settings, now, out, route_name,
-                                   sources=app.config.polled_sources)
+        store = app.store(readonly=True, must_exist=True)
+        try:
+            paths = write_digest_files(store, settings, now, out, route_name, sources=app.config.polled_sources)
+        except OSError as exc:  # --out under a file, a read-only folder: an "internal error", as replay's was
+            raise InputError(f"cannot write to {out} ({exc.strerror or exc})") from None
         for path in paths:
             click.echo(str(path))
         return
