@@ -632,3 +632,21 @@ def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_so
     finally:
         locker.close()
         service.stop()
+
+
+def test_run_port_turns_the_http_endpoint_on(tmp_path: Path) -> None:
+    # `miner run --port P` with [server] disabled (the default) served nothing, on P or anywhere, and said nothing.
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run", "--port", str(port)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") in (200, 503), timeout=60, proc=proc)
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    from miner.cli import main
+
+    refused = CliRunner().invoke(main, ["--config", str(cfg), "run", "--no-http", "--port", str(port)])
+    assert refused.exit_code == 2 and "--port and --no-http exclude each other" in refused.output, refused.output

@@ -21,8 +21,9 @@ from miner.cli.output import table
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--http/--no-http", "http", default=None,
-              help="Serve /healthz, /metrics and POST /report (default: [server].enabled).")
-@click.option("--port", type=PORT, default=None, help="Port for the HTTP endpoint.")
+              help="Serve /healthz, /metrics and POST /report (default: [server].enabled; on with --port).")
+@click.option("--port", type=PORT, default=None,
+              help="Port for the HTTP endpoint, which it turns on (default: [server].port).")
 @pass_app
 def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
     """Run the background service until SIGTERM, SIGINT or SIGHUP.
@@ -32,6 +33,11 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
     """
     from miner.logsetup import setup_logging
     from miner.service import Service, ServiceOptions
+
+    if port is not None and http is False:
+        raise click.UsageError("--port and --no-http exclude each other")
+    if port is not None:
+        http = True  # the port was ignored unless [server].enabled: no endpoint where the engineer looked for one
 
     setup_logging(log_level, log_format)
     db = app.db_path or Path(app.config.store.path)
