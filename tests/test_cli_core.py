@@ -236,6 +236,25 @@ def test_digest_dry_run_into_a_folder_it_cannot_make_is_one_line(runner: CliRunn
         result.output
 
 
+def test_outbox_says_when_limit_leaves_rows_out(runner: CliRunner, tmp_path: Path) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    store = Store.open(db)
+    for i, status in enumerate(("failed", "pending", "failed", "sent")):
+        store.database.execute(
+            "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, created_at, next_attempt_at) "
+            "VALUES (?, 'oncall', 'email', 'alert', ?, ?, '2026-11-28T04:50:00+00:00', '2026-11-28T04:50:00+00:00')",
+            (f"k{i}", status, f"<m{i}@x>"))
+    store.close()
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "outbox"]
+    cut = runner.invoke(main, [*base, "--limit", "2"])
+    assert cut.exit_code == 0, cut.output
+    assert [line.split()[0] for line in cut.stdout.splitlines()[2:]] == ["3", "2"]
+    assert cut.stderr == "(the newest 2 of 3; --limit 3 lists them all)\n"
+    whole = runner.invoke(main, [*base, "--all", "--limit", "4"])
+    assert whole.exit_code == 0 and whole.stderr == "" and len(whole.stdout.splitlines()) == 6, whole.output
+
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

@@ -87,6 +87,10 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
         [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"],
           r["sent_at"] or r["next_attempt_at"], r["reason"] or r["last_error"] or "") for r in rows],
     ))
+    # The list stopped at --limit without a word: 50 rows read as all there were in a backlog of hundreds.
+    total = sum(n for status, n in store.outbox_counts().items() if status in statuses)
+    if total > len(rows):
+        click.echo(f"(the newest {len(rows)} of {total}; --limit {total} lists them all)", err=True)
 
 
 @outbox.command("retry")
