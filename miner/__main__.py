@@ -1,5 +1,5 @@
 """`python -m miner` is the same as the `miner` command."""
 
-from miner.cli import main
+from miner.entry import main
 
 main()

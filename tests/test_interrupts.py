@@ -11,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -305,3 +306,23 @@ webhooks = ["hook"]
     rows = store.outbox_rows(["pending", "sending", "sent", "failed"])
     store.close()
     assert sorted(r["status"] for r in rows) == ["pending", "sent"]  # none left claimed
+
+
+def test_a_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130() -> None:
+    # The interrupt lands in the imports, before any command's handler is set: made certain here by an import
+    # hook, as a real Ctrl-C only lands there within the first half second.
+    code = textwrap.dedent("""
+        import sys
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == "miner.cli.app":
+                    raise KeyboardInterrupt
+        sys.meta_path.insert(0, Interrupt())
+        import runpy
+        runpy.run_module("miner", run_name="__main__")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code, "status"], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "Interrupted by SIGINT"
+
