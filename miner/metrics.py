@@ -19,7 +19,8 @@ HELP = {
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "
                             "or unavailable (the store could not take it)."),
-    "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome."),
+    "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome (ok, error, or skipped: the "
+                             "previous run was still going at the tick)."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),

@@ -341,6 +341,27 @@ def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
     assert service._stop.is_set()
 
 
+def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_tick(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        # Within the source's timeout, but slower than the collect job's interval: every tick meanwhile is skipped.
+        server.fault("/feed.rss", "slow", fixture="rss/forum_latest.rss", delay=1.5)
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 0.1),), http=False))
+        caplog.set_level("WARNING")
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs >= 1, timeout=30)
+        finally:
+            service.stop()
+    assert service.health["collect"].last_error is None
+    assert service.metrics.get("miner_job_runs_total", job="collect", outcome="skipped") >= 5
+    assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
+
+
 def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from miner.config import load_config
