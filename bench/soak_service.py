@@ -1,17 +1,23 @@
 """Soak `miner run` for a while against local sources and SMTP, and watch what grows.
 
-    PYTHONPATH=. .venv/bin/python bench/soak_service.py [--minutes 20] [--out DIR]   # not in `make bench`
+    PYTHONPATH=. .venv/bin/python bench/soak_service.py [--minutes 20] [--every 5] [--hup] [--out DIR]
 
-The service runs as a subprocess (the same Service.run_forever as `miner run`, with the job intervals cut to
-1-3 s so hundreds of cycles happen in minutes) against real parts on 127.0.0.1: feed servers serving recorded
-real payloads (tests/fakeserver.py) and an aiosmtpd server (tests/smtp_server.py) taking a digest a minute.
-Sources: an RSS feed handing out new real posts (the bundled SentiTel stream) each poll, two recorded status
-feeds (ETag/304), one failing with 500 for a while, one answering 429 with Retry-After, one slow (8 s).
+Not in `make bench`: it runs for minutes. The service runs as a subprocess (the same Service.run_forever as `miner
+run`, with the job intervals cut to 1-3 s so hundreds of cycles happen in minutes) against real parts on
+127.0.0.1: feed servers serving recorded real payloads (tests/fakeserver.py) and an aiosmtpd server
+(tests/smtp_server.py) taking a digest a minute. Sources: an RSS feed handing out new real posts (the bundled
+SentiTel stream) each poll, two recorded status feeds (ETag/304), one failing with 500 for a while, one answering
+429 with Retry-After, one slow (8 s), one malformed XML, one slower than its 2 s timeout, and one on a port where
+nothing listens (connection refused). Meanwhile a client scrapes /metrics and posts a report every 0.5 s (from
+changing X-Forwarded-For addresses; three in four refused: unknown service, not JSON, wrong Content-Type; the
+rest soon rate-limited).
 
-Every 5 s it samples the service's RSS, open fds, threads, the store's -wal size, log volume, /healthz and
-/metrics. On a timeline it takes SMTP down and back, lets the failing source recover, jumps the service's clock
-(ServiceOptions.clock) forward and back, starts a rival service on the same store, and ends with SIGTERM in a
-cycle. Prints a summary; samples go to DIR/samples.jsonl and the service's log to DIR/service.log.
+Every `--every` s it samples the service's RSS, open fds (by kind: sockets, the store's files, one per
+connection), TCP sockets by state, threads, the store's -wal size, log volume, /healthz and /metrics (series per
+family: a label that grows with clients or errors would show). On a timeline it takes SMTP down and back, lets
+the failing source recover, jumps the service's clock (ServiceOptions.clock) forward and back, starts a rival
+service on the same store, and ends with SIGTERM in a cycle (or SIGHUP with --hup, which stops it too). Prints a
+summary; samples go to DIR/samples.jsonl and the service's log to DIR/service.log.
 """
 
 from __future__ import annotations
@@ -112,15 +118,18 @@ def write_config(out: Path, feed: str, smtp_port: int) -> Path:
     cfg = out / "feeds.toml"
     sources = [("live", "rss", "/live.rss", ""), ("saucelabs", "status_feed", "/saucelabs.atom", 'services = ["MTN"]'),
                ("parse", "status_feed", "/parse.rss", 'services = ["Airtel"]'), ("flaky", "rss", "/flaky.rss", ""),
-               ("limited", "rss", "/limited.rss", ""), ("slow", "rss", "/slow.rss", "timeout = 20")]
-    src = "".join(f'\n[[sources]]\nname = "{n}"\ntype = "{t}"\nurl = "{feed}{p}"\ninterval = 10\n{x}\n'
-                  for n, t, p, x in sources)
+               ("limited", "rss", "/limited.rss", ""), ("slow", "rss", "/slow.rss", "timeout = 20"),
+               ("malformed", "rss", "/malformed.rss", ""), ("hang", "rss", "/hang.rss", "timeout = 2"),
+               ("refused", "rss", None, "")]
+    refused = f"http://127.0.0.1:{free_port()}/gone.rss"  # nothing listens there: connection refused
+    src = "".join(f'\n[[sources]]\nname = "{n}"\ntype = "{t}"\nurl = "{feed + p if p else refused}"\n'
+                  f'interval = 10\n{x}\n' for n, t, p, x in sources)
     cfg.write_text(f"""
 [store]
 path = "{out / 'miner.sqlite'}"
 
 [server]
-report_rate_per_hour = 100000
+report_rate_per_hour = 60
 
 [collect]
 backoff_base = 10
@@ -153,12 +162,77 @@ aliases = ["airtelug", "airtel uganda"]
 def proc_sample(pid: int) -> dict[str, Any]:
     status = Path(f"/proc/{pid}/status").read_text()
     rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
-    return {"rss_kb": rss, "fds": len(os.listdir(f"/proc/{pid}/fd")), "threads": len(os.listdir(f"/proc/{pid}/task"))}
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):  # closed between the listing and the look
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            # sockets, pipes, eventfds by kind; files by name (the store's main file counts its connections)
+            kinds[target.split(":")[0] if ":[" in target else Path(target).name] += 1
+    return {"rss_kb": rss, "fds": sum(kinds.values()), "threads": len(os.listdir(f"/proc/{pid}/task")),
+            "tcp_conns": _tcp_conns(pid), "fd_kinds": dict(kinds)}
+
+
+def _tcp_conns(pid: int) -> dict[str, int]:
+    """The process's TCP sockets by state (ESTABLISHED, CLOSE_WAIT...): a leaked client socket shows as CLOSE_WAIT."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN", "02": "SYN_SENT",
+              "04": "FIN_WAIT1", "05": "FIN_WAIT2", "07": "CLOSE", "09": "LAST_ACK", "0B": "CLOSING"}
+    out: collections.Counter[str] = collections.Counter()
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    out[states.get(fields[3], fields[3])] += 1
+    return dict(out)
+
+
+def families(m: dict[str, float]) -> dict[str, int]:
+    """Series per metric family: a family whose count keeps growing has an unbounded label."""
+    return dict(collections.Counter(key.split("{")[0] for key in m))
+
+
+class Clients:
+    """Frequent /metrics scrapes and POST /report calls from many client addresses (X-Forwarded-For from an
+    untrusted peer, so the limit is keyed by the peer) and bad ones: unknown service, not JSON, wrong type."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.stop = threading.Event()
+        self.codes: collections.Counter[str] = collections.Counter()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        bodies: list[tuple[dict[str, str], bytes]] = [
+            ({"Content-Type": "application/json"}, b'{"service": "MTN", "symptom": "calls"}'),
+            ({"Content-Type": "application/json"}, b'{"service": "Nope", "symptom": "calls"}'),
+            ({"Content-Type": "application/json"}, b"{not json"),
+            ({"Content-Type": "text/plain"}, b"hello"),
+        ]
+        with httpx.Client(timeout=10) as client:
+            for n in itertools.count():
+                if self.stop.wait(0.5):
+                    return
+                try:
+                    r = client.get(f"{self.base}/metrics")
+                    self.codes[f"GET /metrics {r.status_code}"] += 1
+                    headers, body = bodies[n % len(bodies)]
+                    headers = {**headers, "X-Forwarded-For": f"10.{n % 250}.{n // 250 % 250}.{n % 7}"}
+                    r = client.post(f"{self.base}/report", content=body, headers=headers)
+                    self.codes[f"POST /report {r.status_code}"] += 1
+                except httpx.HTTPError as exc:
+                    self.codes[f"error {type(exc).__name__}"] += 1
 
 
 def metrics(base: str) -> dict[str, float]:
     out = {}
-    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+    # raise_for_status: a 503 (every connection busy) is a missed scrape, not a page of metrics
+    for line in httpx.get(f"{base}/metrics", timeout=10).raise_for_status().text.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
@@ -177,6 +251,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    ap.add_argument("--hup", action="store_true", help="end with SIGHUP rather than SIGTERM")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -200,6 +276,8 @@ def main() -> None:
     feeds.fault("/flaky.rss", "500")
     feeds.fault("/limited.rss", "429", retry_after="30")
     feeds.fault("/slow.rss", "slow", fixture="rss/forum_latest.rss", delay=8.0)
+    feeds.fault("/malformed.rss", "malformed_xml")
+    feeds.fault("/hang.rss", "slow", fixture="rss/forum_latest.rss", delay=6.0)  # past its 2 s timeout
     cfg = write_config(out, feeds.url, smtp.port)
     db = out / "miner.sqlite"
     offset = out / "clock_offset"
@@ -216,6 +294,8 @@ def main() -> None:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"service did not start; see {log_path}")
         time.sleep(0.2)
+    clients = Clients(base)
+    clients.thread.start()
     samples = (out / "samples.jsonl").open("w")
     events: list[str] = []
     started = time.monotonic()
@@ -260,15 +340,16 @@ def main() -> None:
             row = {"t": round(t, 1), **proc_sample(proc.pid), "wal_bytes": wal.stat().st_size if wal.exists() else 0,
                    "db_bytes": db.stat().st_size, "log_bytes": log_path.stat().st_size, "health": code,
                    "health_status": h.get("status"), "inbox": len(smtp.inbox.messages),
-                   "metric_series": len(m), "metrics": m}
+                   "metric_series": len(m), "families": families(m), "metrics": m}
             samples.write(json.dumps(row) + "\n")
             samples.flush()
             if first is None and t > 30:
                 first = row
-            time.sleep(5)
-        # SIGTERM in a cycle: the slow source makes most moments part of one.
+            time.sleep(args.every)
+        clients.stop.set()
+        # SIGTERM (or SIGHUP, which stops it too) in a cycle: the slow source makes most moments part of one.
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGHUP if args.hup else signal.SIGTERM)
         code = proc.wait(timeout=120)
         stop_s = time.monotonic() - t0
     finally:
@@ -277,11 +358,13 @@ def main() -> None:
         log_file.close()
         feeds.stop()
         smtp.stop()
-    summarise(out, row, first, events, code, stop_s, smtp.inbox.message_ids(), feeds, live.times)
+    summarise(out, row, first, events, code, stop_s, smtp.inbox.message_ids(), feeds, live.times,
+              "SIGHUP" if args.hup else "SIGTERM")
+    print("  clients: " + ", ".join(f"{k} {v}" for k, v in sorted(clients.codes.items())))
 
 
 def summarise(out: Path, last: dict[str, Any], first: dict[str, Any] | None, events: list[str], code: int,
-              stop_s: float, message_ids: list[str], feeds: Any, live_times: list[float]) -> None:
+              stop_s: float, message_ids: list[str], feeds: Any, live_times: list[float], signame: str) -> None:
     lines = (out / "service.log").read_text().splitlines()
     msgs: collections.Counter[str] = collections.Counter()
     tracebacks = 0
@@ -293,19 +376,26 @@ def summarise(out: Path, last: dict[str, Any], first: dict[str, Any] | None, eve
             continue
         tracebacks += "exc" in rec
         msgs[f"{rec['level']} {re.sub(r'[0-9]+', 'N', rec['msg'])[:90]}"] += 1
-    print(f"\nran {last['t']:.0f} s; SIGTERM -> exit {code} in {stop_s:.1f} s")
+    print(f"\nran {last['t']:.0f} s; {signame} -> exit {code} in {stop_s:.1f} s")
     if first:
         for key in ("rss_kb", "fds", "threads", "wal_bytes", "db_bytes", "metric_series"):
             print(f"  {key:14} at 30 s {first[key]:>12,}   end {last[key]:>12,}")
+        rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        quarters = [rows[min(len(rows) - 1, len(rows) * q // 4)] for q in range(1, 5)]
+        print("  rss_kb at each quarter: " + ", ".join(f"{r['rss_kb']:,} ({r['t']:.0f} s)" for r in quarters))
+        for key in ("fds", "threads"):
+            print(f"  {key:14} range over the run {min(r[key] for r in rows)}-{max(r[key] for r in rows)}")
+        for key in ("fd_kinds", "tcp_conns", "families"):
+            print(f"  {key:14} at 30 s {first[key]}\n  {'':14} end     {last[key]}")
     print(f"  log: {len(lines):,} lines, {last['log_bytes']:,} bytes, {tracebacks} tracebacks")
     for msg, n in msgs.most_common(12):
         print(f"    {n:6,} {msg}")
     dupes = [m for m, n in collections.Counter(message_ids).items() if n > 1]
     print(f"  emails received {len(message_ids)}, duplicated Message-IDs {len(dupes)}")
     m = last["metrics"]
-    print("  job runs: " + ", ".join(f"{k.split('job=')[1].split(',')[0]} {v:.0f}" for k, v in m.items()
+    print("  job runs: " + ", ".join(f"{k.split('{')[1].rstrip('}')} {v:.0f}" for k, v in m.items()
                                      if k.startswith("miner_job_runs_total")))
-    for path in ("/live.rss", "/slow.rss", "/limited.rss", "/flaky.rss"):
+    for path in ("/live.rss", "/slow.rss", "/limited.rss", "/flaky.rss", "/malformed.rss", "/hang.rss"):
         print(f"  requests to {path}: {len(feeds.requests_to(path))}")
     gaps = sorted(b - a for a, b in itertools.pairwise(live_times))
     if gaps:
