@@ -272,3 +272,18 @@ def test_a_full_disk_is_one_clear_error(runner: CliRunner) -> None:
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1] == "Error: cannot write /dev/full: No space left on device"
     assert "internal error" not in result.stderr
+
+
+def test_onnx_runtime_telemetry_is_off(tmp_path: Path) -> None:
+    # ONNX Runtime 1.29+ sends usage events to Microsoft and writes a device id under ~/.cache; off, it writes none.
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": 1, "text": "whatsapp is down again"}\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}  # this process set it already
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(posts), "-o", str(tmp_path / "out.jsonl")],
+                          cwd=ROOT, env={**env, "HOME": str(home), "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "out.jsonl").read_text())["outage"] == 1
+    assert not [p for p in home.rglob("*") if p.is_file()]

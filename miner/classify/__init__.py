@@ -22,8 +22,17 @@ non-report stops after that stage and scores the probe's estimate of the full mo
 
 Serving uses ONNX Runtime and `tokenizers` only: importing this package never imports torch. Training
 (:mod:`miner.classify.train`, :mod:`miner.classify.crossval`, :mod:`miner.classify.export`) imports torch and
-transformers and is loaded only by ``miner train``.
+transformers and is loaded only by ``miner train``. Importing this package turns ONNX Runtime's telemetry off
+(see below).
 """
+
+import os
+
+# ONNX Runtime 1.29 and later, on Linux too, send Microsoft usage events (one per process, then session and model
+# events) and keep a device id under ~/.cache: a self-hosted service that reads people's posts phones home. Set
+# before onnxruntime is first imported, which only this package does; ORT_DISABLE_TELEMETRY=0 in the environment
+# opts back in.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from miner.classify.model import Classifier, load_classifier
 from miner.classify.settings import ClassifierSettings
