@@ -272,6 +272,50 @@ def test_a_bucket_prune_deletes_the_old_final_rows_only(store: Store) -> None:
         iso(T0 + timedelta(minutes=55)): (0, 0), iso(T0 + timedelta(minutes=60)): (1, 0)}
 
 
+def _release_0_1_0_store(path: Path, posts: list[tuple[int, datetime]], buckets: list[tuple[datetime, int, int]],
+                         open_samples: tuple[int, ...] = ()) -> None:
+    """A store as miner 0.1.0 left it: its two migrations, WhatsApp posts and buckets, an open incident's samples."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:2])
+        for pid, at in posts:
+            conn.execute("INSERT INTO posts (id, source, external_id, text, created_at, fetched_at) "
+                         "VALUES (?, 'feed', ?, 'down', ?, ?)", (pid, f"p{pid}", iso(at), iso(at)))
+            conn.execute("INSERT INTO post_services VALUES (?, 'WhatsApp')", (pid,))
+        conn.executemany("INSERT INTO buckets (service, bucket_start, posts, complaints) VALUES ('WhatsApp', ?, ?, ?)",
+                         [(iso(at), n, c) for at, n, c in buckets])
+        conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at, sample_post_ids) "
+                     "VALUES ('WhatsApp', 'open', ?, ?, ?)", (iso(T0), iso(T0), json.dumps(list(open_samples))))
+
+
+def test_a_store_pruned_by_a_miner_that_recorded_no_cutoff_keeps_its_pruned_counts(tmp_path: Path) -> None:
+    # 0.1.0 pruned the posts before day 10 and kept their buckets, but recorded no cutoff: after the upgrade a feed
+    # still listing a post of day 2 had it stored again, and its classify batch recounted day 2's bucket from that
+    # one post, so 5 posts and 3 complaints became 1 and 1.
+    path = tmp_path / "old.sqlite"
+    day = timedelta(days=1)
+    _release_0_1_0_store(path, [(1, T0 + day), (10, T0 + 10 * day), (11, T0 + 10 * day + FIVE)],
+                         [(T0 + day, 1, 1), (T0 + 2 * day, 5, 3), (T0 + 10 * day, 2, 0)], open_samples=(1,))
+    store = Store.open(path)
+    # The earliest post left but the open incident's sample (which the prune kept) tells where the prune got to.
+    assert store.pruned_before() == T0 + 10 * day
+    store.insert_posts([post("again", "down", T0 + 2 * day)], T0 + 11 * day)
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(10)], "v1",
+                               T0 + 11 * day)
+    store.refresh_buckets_at([T0 + 2 * day], FIVE)
+    assert store.bucket_counts("WhatsApp", T0 + 2 * day, T0 + 2 * day + FIVE) == {iso(T0 + 2 * day): (5, 3)}
+    store.close()
+
+
+def test_a_store_never_pruned_gets_no_cutoff_from_the_upgrade(tmp_path: Path) -> None:
+    # Every bucket's posts are still there: a new feed's backlog older than the first post is still stored.
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, [(1, T0), (2, T0 + timedelta(days=3))], [(T0, 1, 1), (T0 + timedelta(days=3), 1, 0)])
+    store = Store.open(path)
+    assert store.pruned_before() is None
+    store.close()
+
+
 def test_a_prune_by_a_clock_that_was_ahead_records_no_cutoff_past_the_newest_post_it_deleted(store: Store) -> None:
     # The retention job with the clock a year ahead: its cutoff (that clock less 30 days) lay 11 months ahead of
     # real time, and once the clock was set right no bucket up to it was ever counted again.

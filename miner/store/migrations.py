@@ -156,7 +156,28 @@ STORE_STATE = Migration("0004_store_state", "CREATE TABLE store_state (key TEXT 
 UNDATED_POSTS = Migration(
     "0005_undated_posts", "ALTER TABLE posts ADD COLUMN undated TEXT CHECK (undated IN ('new', 'backlog'));")
 
-MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS]
+# A store pruned by a miner that did not record its cutoff (0.1.0, and every prune before 0004) has none: a post a
+# feed still listed from the pruned days was stored again, and its classify batch recounted its bucket from the posts
+# left, so the kept count of those days dropped to the few stored again. The prune is told by a bucket that counted
+# posts and ended before the earliest post left (a bucket is a day at most); the cutoff is taken as that post's time,
+# leaving out the sample posts of open incidents, which the prune kept. The bucket holding it is made final too, so a
+# post it counted is never counted twice, and nothing before it is stored again.
+PRUNED_BEFORE_BACKFILL = Migration(
+    "0006_pruned_before_backfill",
+    """
+        INSERT INTO store_state (key, value)
+        SELECT 'pruned_before', first FROM (
+            SELECT created_at AS first FROM posts WHERE id NOT IN (
+                SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open')
+            ORDER BY created_at LIMIT 1)
+        WHERE EXISTS (
+            SELECT 1 FROM buckets WHERE posts > 0
+            AND bucket_start < strftime('%Y-%m-%dT%H:%M:%S+00:00', first, '-1 day'))
+        ON CONFLICT (key) DO NOTHING;
+    """,
+)
+
+MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL]
 
 
 def _statements(script: str) -> Iterator[str]:
