@@ -119,13 +119,22 @@ class Service:
 
         self.lock.acquire()
         try:
+            # The store is checked first but upgraded only once the model has loaded: a new version refusing a
+            # model folder of an older layout left the store upgraded all the same, so going back to the version
+            # that ran took restoring a backup (versions after 0.1.0 refuse a store a newer one has upgraded).
+            if self.db_path != ":memory:":
+                probe = Store.open(self.db_path, upgrade=False)
+                try:
+                    probe.database.check_writable()
+                finally:
+                    probe.close()
+            base = Path(self.config.path).parent if self.config.path else None
+            self._classifier = load_classifier(self.config.classifier, base_dir=base)
+            self._poller = Poller.from_config(self.config)
             self._store("startup").database.check_writable()
             if self.db_path != ":memory:":
                 st = os.stat(self.db_path)
                 self._store_id = (st.st_dev, st.st_ino)
-            base = Path(self.config.path).parent if self.config.path else None
-            self._classifier = load_classifier(self.config.classifier, base_dir=base)
-            self._poller = Poller.from_config(self.config)
             use_http = self.config.server.enabled if self.options.http is None else self.options.http
             if use_http:
                 port = self.config.server.port if self.options.http_port is None else self.options.http_port

@@ -30,6 +30,7 @@ from fakeserver import FakeServer, Reply
 from miner.errors import MinerError, StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
+from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -255,6 +256,24 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
                 "read_only_store": "is read-only", "read_only_file": "is read-only",
                 "full_disk": f"Error: store {db}: disk full or I/O error"}[problem]
     assert expected in lines[0]
+
+
+def test_a_model_refused_at_start_leaves_an_older_store_as_it_was(tmp_path: Path) -> None:
+    # The new version refused the model folder only after opening the store, which upgraded it: going back to the
+    # version that ran took restoring a backup, as any version since 0.1.0 refuses a store upgraded past it.
+    db = tmp_path / "miner.sqlite"
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:2])  # the schema of miner 0.1.0
+    (tmp_path / "empty-models").mkdir()
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss",
+                       f'\n[classifier]\nmodel_dir = "{tmp_path / "empty-models"}"\n')
+    result = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1
+    assert "model" in result.stderr
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT id FROM schema_migrations")] == [m.id for m in MIGRATIONS[:2]]
 
 
 def test_a_deleted_store_stops_the_service_with_one_error_and_a_copy(tmp_path: Path) -> None:

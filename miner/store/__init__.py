@@ -26,12 +26,14 @@ class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixi
         self.database = database
 
     @classmethod
-    def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False) -> Store:
+    def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False,
+             upgrade: bool = True) -> Store:
         """Open (creating and migrating if needed) the store at ``path``; raises StoreError with a clear line.
 
         ``any_schema`` with ``readonly``: take the file at whatever schema version it has (for a backup, which
-        copies pages and reads no table) instead of refusing an older one."""
-        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema))
+        copies pages and reads no table) instead of refusing an older one. ``upgrade`` False: refuse what a
+        migrating open refuses, but leave an older store's migrations pending."""
+        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema, upgrade=upgrade))
 
     @property
     def path(self) -> str:

@@ -130,8 +130,11 @@ class Database:
         self._lock = threading.RLock()
 
     @classmethod
-    def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True) -> Database:
-        """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some."""
+    def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True,
+                upgrade: bool = True) -> Database:
+        """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some. ``upgrade``
+        False: check the store as a migrating open does (another program's database, a newer miner's store) but
+        leave pending migrations for a later open."""
         spath = str(path)
         if Path(spath).is_dir():  # SQLite says "disk I/O error" or "unable to open", which point elsewhere
             raise StoreError(f"store {spath} is a folder; the store path must name a file in it, such as "
@@ -164,7 +167,10 @@ class Database:
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
                 if migrate:
                     try:
-                        apply_migrations(conn)
+                        if upgrade:
+                            apply_migrations(conn)
+                        else:
+                            pending_migrations(conn)
                     except StoreError as exc:
                         raise StoreError(f"store {spath} {exc}") from None
         return cls(conn, spath, readonly=readonly)
