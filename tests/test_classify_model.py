@@ -232,6 +232,10 @@ def test_older_layout_and_misplaced_graphs_are_refused_by_name(tmp_path: Path) -
     (tmp_path / "m" / "model.json").write_text(json.dumps({**old, "onnx": "head.int8.onnx", "onnx_tail": "t.onnx"}))
     with pytest.raises(ModelError, match=r"model\.json: head/tail layout .* `miner train`"):
         load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
+    # miner 0.1.0's: one graph, which the message called a head/tail layout.
+    (tmp_path / "m" / "model.json").write_text(json.dumps({**old, "onnx": "model.int8.onnx"}))
+    with pytest.raises(ModelError, match=r"model\.json: single-graph layout \('onnx'\) of an older miner; rebuild"):
+        load_classifier(ClassifierSettings(model_dir=str(tmp_path / "m")))
     first, second = meta["graphs"][:2]
     meta["graphs"][:2] = [second, first]  # a middle graph where the first belongs
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))

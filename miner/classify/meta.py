@@ -118,8 +118,9 @@ class ModelMeta:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{path}: unreadable model metadata ({exc})") from exc
         if isinstance(raw, dict) and "graphs" not in raw and "onnx" in raw:
-            raise ModelError(f"{path}: head/tail layout ('onnx', 'onnx_tail') of an older miner; rebuild the "
-                             "model with `miner train`")
+            # Named as found: a 0.1.0 model folder (one graph) was called a head/tail one, which it never was.
+            layout = "head/tail layout ('onnx', 'onnx_tail')" if "onnx_tail" in raw else "single-graph layout ('onnx')"
+            raise ModelError(f"{path}: {layout} of an older miner; rebuild the model with `miner train`")
         try:
             graphs = tuple(str(g) for g in raw["graphs"])
             raw_exits = raw.get("exits") or [None] * len(graphs[1:])
