@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -31,6 +30,7 @@ from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.report_intake import ReportIntake
 from miner.service_lock import ServiceLock
+from miner.service_stores import JobStores
 from miner.store import Store
 from miner.timeutil import iso, utcnow
 
@@ -95,19 +95,15 @@ class Service:
         self.metrics = Metrics()
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
         self.lock = ServiceLock(self.db_path)
-        self._stores: dict[str, Store] = {}
-        self._store_guard = threading.Lock()
         self._stop = threading.Event()
+        self._stores = JobStores(self.db_path, self._stop.set)
         self._scheduler: BackgroundScheduler | None = None
         self._http: HttpApi | None = None
         self._poller: Any = None
         self._classifier: Any = None
         self._reports = ReportIntake(config.services, config.server.report_rate_per_hour, self.metrics,
                                      self.options.clock, lambda post, now: self._pipeline("http").ingest([post], now),
-                                     lambda: self._forget_store("http"), self.db_path)
-        self._store_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
-        self._store_lost: str | None = None
-        self._lost_guard = threading.Lock()
+                                     lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
 
@@ -132,9 +128,7 @@ class Service:
             self._classifier = load_classifier(self.config.classifier, base_dir=base)
             self._poller = Poller.from_config(self.config)
             self._store("startup").database.check_writable()
-            if self.db_path != ":memory:":
-                st = os.stat(self.db_path)
-                self._store_id = (st.st_dev, st.st_ino)
+            self._stores.watch_file()
             use_http = self.config.server.enabled if self.options.http is None else self.options.http
             if use_http:
                 port = self.config.server.port if self.options.http_port is None else self.options.http_port
@@ -174,7 +168,7 @@ class Service:
         self.start()
         try:
             while not self._stop.wait(1.0):
-                self._lost_store()  # sets _stop when the store file is gone
+                self._stores.lost()  # sets _stop when the store file is gone
                 self._clock_went_back()
         finally:
             if signal.SIGHUP in stopped_by:
@@ -183,8 +177,8 @@ class Service:
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
             log.info("stopped")
-        if self._store_lost is not None:
-            raise StoreError(self._store_lost)  # exit 1: a supervisor (and its operator) sees the failure
+        if self._stores.lost_reason is not None:
+            raise StoreError(self._stores.lost_reason)  # exit 1: a supervisor (and its operator) sees the failure
 
     def stop(self) -> None:
         self._stop.set()  # a running alerts job sends no further notification, a collect round starts no poll
@@ -198,12 +192,7 @@ class Service:
             self._poller.close()
             self._poller = None
         self._store_held_at_stop()
-        if self._store_lost is not None:
-            self._store_lost = self._save_lost_store(self._store_lost)
-        with self._store_guard:
-            for store in self._stores.values():
-                store.close()
-            self._stores.clear()
+        self._stores.close_all()
         self.lock.release()
 
     def _store_held_at_stop(self) -> None:
@@ -211,7 +200,7 @@ class Service:
         the store still does not take is lost with the process, and said so."""
         if not self._held.polls:
             return
-        if self._store_lost is None:
+        if self._stores.lost_reason is None:
             with contextlib.suppress(MinerError):
                 Pipeline(self.config, self._store("collect"), self._classifier).store_held(self._held)
         if self._held.polls:
@@ -222,29 +211,6 @@ class Service:
                         count, "s" if count != 1 else "", self._held.store_error or "the store was lost")
 
     # Jobs ----------------------------------------------------------------------------------------------
-
-    def _lost_store(self) -> str | None:
-        """Why the store file at db_path is no longer the one opened at start-up, or None while it is.
-
-        Deleted or replaced under the service, the old file lives on in its open connections: jobs would keep
-        writing to it unseen, /healthz would stay ok, and the next connection or restart would create an empty
-        store in its place. The first time this finds it so, it logs the error and asks the service to stop.
-        """
-        if self._store_id is None or self._store_lost is not None:
-            return self._store_lost
-        try:
-            st = os.stat(self.db_path)
-            same = (st.st_dev, st.st_ino) == self._store_id
-        except (FileNotFoundError, NotADirectoryError):
-            same = False
-        if not same:
-            with self._lost_guard:
-                if self._store_lost is None:
-                    self._store_lost = (f"store {self.db_path} was deleted or replaced while the service was running; "
-                                        "stopping so that nothing more is written to the lost file")
-                    log.error("%s", self._store_lost)
-                    self._stop.set()
-        return self._store_lost
 
     def _clock_went_back(self) -> bool:
         """Run every job now if the clock went back since the last look (once a second, from run_forever).
@@ -265,36 +231,8 @@ class Service:
             self._scheduler.modify_job(job.name, next_run_time=datetime.now(UTC))
         return True
 
-    def _save_lost_store(self, reason: str) -> str:
-        # A deleted file is gone for good once its last connection closes: keep a copy of what it held.
-        store = self._stores.get("startup")
-        if store is None:
-            return reason
-        target = Path(f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}")
-        try:
-            store.backup(target, check=False)  # complete or not there at all; damaged or not, all there is
-        except StoreError as exc:
-            return f"{reason}; saving a copy of it failed too: {exc}"
-        return f"{reason}; a copy of its last state is saved as {target}"
-
     def _store(self, job: str) -> Store:
-        if lost := self._lost_store():
-            raise StoreError(lost)
-        with self._store_guard:
-            if job not in self._stores:
-                self._stores[job] = Store.open(self.db_path)
-            return self._stores[job]
-
-    def _forget_store(self, job: str) -> None:
-        """Close ``job``'s connection after the store failed it: its next use opens a fresh one.
-
-        SQLite opens a file it cannot write read-only without a word, and the connection stays so: one opened while
-        the store was read-only (permissions, a remount) refused every report until a restart, long after the file
-        was writable again."""
-        with self._store_guard:
-            store = self._stores.pop(job, None)
-        if store is not None:
-            store.close()
+        return self._stores.get(job)
 
     def _pipeline(self, job: str) -> Pipeline:
         return Pipeline(self.config, self._store(job), self._classifier)
@@ -312,7 +250,7 @@ class Service:
             health.last_error, health.last_error_at = f"{type(exc).__name__}: {exc}", self.options.clock()
             self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
             if isinstance(exc, StoreError):
-                self._forget_store(name)
+                self._stores.forget(name)
             if isinstance(exc, MinerError):
                 log.error("job %s failed: %s", name, exc)
             else:
@@ -402,7 +340,7 @@ class Service:
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
                                 "last_error": h.last_error, "runs": h.runs}
             ok = ok and (fresh or starting)
-        if lost := self._lost_store():
+        if lost := self._stores.lost():
             return False, {"status": "failed", "error": lost, "now": iso(now), "stages": stages}
         return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "stages": stages}
 

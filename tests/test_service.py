@@ -404,11 +404,11 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
         def disk_full() -> None:
             # The collect job's next connection, on a disk with no room left (SQLite's own limit): the job opens a
             # fresh connection after each store error, so each run that must fail gets one.
-            if (previous := service._stores.get("collect")) is not None:
+            if (previous := service._stores.open.get("collect")) is not None:
                 previous.close()
             store = Store.open(db)
             store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
-            service._stores["collect"] = store
+            service._stores.open["collect"] = store
 
         disk_full()
         service.start()

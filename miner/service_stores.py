@@ -1,0 +1,103 @@
+"""The service's store connections, one per job, and the watch on the store file they all write to.
+
+SQLite connections are not shared across threads, and each job (and the HTTP endpoint's reports and scrapes)
+runs on its own: each gets its own connection, opened on first use and closed after the store failed it. A store
+file deleted or replaced under the running service is noticed at the next use of any of them, and the service is
+asked to stop rather than write on into a file nobody will see again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from miner.errors import StoreError
+from miner.store import Store
+from miner.timeutil import utcnow
+
+log = logging.getLogger("miner.service")
+
+
+class JobStores:
+    """``on_lost`` is called once, when the store file is found deleted or replaced."""
+
+    def __init__(self, db_path: str, on_lost: Callable[[], None]) -> None:
+        self.db_path = db_path
+        self._on_lost = on_lost
+        self.open: dict[str, Store] = {}
+        self._guard = threading.Lock()
+        self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
+        self.lost_reason: str | None = None
+        self._lost_guard = threading.Lock()
+
+    def watch_file(self) -> None:
+        """Remember which file the store is, once it is open: from now on another file at its path is a lost store."""
+        if self.db_path != ":memory:":
+            st = os.stat(self.db_path)
+            self._file_id = (st.st_dev, st.st_ino)
+
+    def lost(self) -> str | None:
+        """Why the store file at db_path is no longer the one opened at start-up, or None while it is.
+
+        Deleted or replaced under the service, the old file lives on in its open connections: jobs would keep
+        writing to it unseen, /healthz would stay ok, and the next connection or restart would create an empty
+        store in its place. The first time this finds it so, it logs the error and calls ``on_lost``.
+        """
+        if self._file_id is None or self.lost_reason is not None:
+            return self.lost_reason
+        try:
+            st = os.stat(self.db_path)
+            same = (st.st_dev, st.st_ino) == self._file_id
+        except (FileNotFoundError, NotADirectoryError):
+            same = False
+        if not same:
+            with self._lost_guard:
+                if self.lost_reason is None:
+                    self.lost_reason = (f"store {self.db_path} was deleted or replaced while the service was "
+                                        "running; stopping so that nothing more is written to the lost file")
+                    log.error("%s", self.lost_reason)
+                    self._on_lost()
+        return self.lost_reason
+
+    def get(self, job: str) -> Store:
+        if lost := self.lost():
+            raise StoreError(lost)
+        with self._guard:
+            if job not in self.open:
+                self.open[job] = Store.open(self.db_path)
+            return self.open[job]
+
+    def forget(self, job: str) -> None:
+        """Close ``job``'s connection after the store failed it: its next use opens a fresh one.
+
+        SQLite opens a file it cannot write read-only without a word, and the connection stays so: one opened while
+        the store was read-only (permissions, a remount) refused every report until a restart, long after the file
+        was writable again."""
+        with self._guard:
+            store = self.open.pop(job, None)
+        if store is not None:
+            store.close()
+
+    def close_all(self) -> None:
+        """Close every connection; a lost store's last state is first saved beside its path (see _save_lost)."""
+        if self.lost_reason is not None:
+            self.lost_reason = self._save_lost(self.lost_reason)
+        with self._guard:
+            for store in self.open.values():
+                store.close()
+            self.open.clear()
+
+    def _save_lost(self, reason: str) -> str:
+        # A deleted file is gone for good once its last connection closes: keep a copy of what it held.
+        store = self.open.get("startup")
+        if store is None:
+            return reason
+        target = Path(f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}")
+        try:
+            store.backup(target, check=False)  # complete or not there at all; damaged or not, all there is
+        except StoreError as exc:
+            return f"{reason}; saving a copy of it failed too: {exc}"
+        return f"{reason}; a copy of its last state is saved as {target}"
