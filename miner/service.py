@@ -324,6 +324,11 @@ class Service:
         buckets = store.prune_buckets(now - timedelta(days=settings.bucket_days))
         if buckets:
             log.info("retention: pruned %d bucket rows older than %d days", buckets, settings.bucket_days)
+        # The alert history is kept as long as the bucket rows its charts were drawn from.
+        notifications, silences = store.prune_alert_history(now - timedelta(days=settings.bucket_days))
+        if notifications or silences:
+            log.info("retention: pruned %d finished notifications and %d ended silences older than %d days",
+                     notifications, silences, settings.bucket_days)
 
     # HTTP endpoints --------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from miner.config import parse_config
 from miner.errors import ConfigError
 from miner.store import Store
 from miner.store.outbox import Finish
+from miner.timeutil import iso
 
 EMAIL_ONLY = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *")
 
@@ -499,3 +500,70 @@ def test_a_digest_shortly_after_midnight_is_not_skipped_around_the_clocks_going_
     assert sorted(r["dedupe_key"] for r in rows(store)) == [
         "digest:team:2026-02-28T23:00:00+00:00", "digest:team:2026-03-31T22:00:00+00:00",
         "digest:team:2026-04-30T22:00:00+00:00"]
+
+
+def test_the_retention_prune_bounds_the_alert_history_and_nothing_is_planned_again(store: Store) -> None:
+    # Sent, failed and suppressed notifications, their deliveries and delivered:ID keys, and ended silences were
+    # kept for good: the outbox grew with every digest and reminder for as long as the store lived.
+    c = cfg(group_wait=0.0, repeat_interval=86400.0)  # hourly digests, daily reminders
+
+    def step(now: datetime) -> int:
+        return enqueue_due_digests(store, c, now) + plan_and_send(store, c, now)
+
+    muted = store.add_silence("MTN", T0 - timedelta(hours=2), T0 - timedelta(hours=1), "", T0 - timedelta(hours=2))
+    gone = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    still_open = open_incident(store, "MTN", T0, posts=False, series=False)
+    step(T0)
+    alerts = {i["incident_id"]: r for r in rows(store) for i in store.notification_items(int(r["id"]))}
+    # The resolve notice of the first incident fails for good after reaching one of its recipients.
+    resolve(store, gone, T0 + timedelta(hours=1))
+    plan_notifications(store, c, T0 + timedelta(hours=1))
+    [notice] = rows(store, "pending")
+    assert store.claim_due(int(notice["id"]), "test", T0 + timedelta(hours=1), T0 + timedelta(hours=1))
+    assert store.finish_notification(int(notice["id"]), "test", T0 + timedelta(hours=1), Finish("failed", "550"))
+    store.set_alert_state(f"delivered:{notice['id']}", '["oncall@example.org"]')
+    for day in range(1, 41):
+        step(T0 + timedelta(days=day))
+    recent = store.add_silence("MTN", T0 + timedelta(days=35), T0 + timedelta(days=36), "", T0 + timedelta(days=35))
+    # A digest queued on day 1 and still retried: not finished, so kept whatever its age. (One queued after it
+    # makes it not the newest row, which is kept anyway.)
+    for key, day in (("stuck", 1), ("manual", 40)):
+        assert store.enqueue_digest(f"digest:oncall:{key}", "oncall", f"<{key}@example.org>", {},
+                                    T0 + timedelta(days=day), f"digest_anchor:{key}", iso(T0))
+    before = {r["id"]: r for r in rows(store)}
+
+    now = T0 + timedelta(days=40)
+    notifications, silences = store.prune_alert_history(now - timedelta(days=10), batch=3)
+    after = {r["id"]: r for r in rows(store)}
+    went = [before[i] for i in sorted(set(before) - set(after))]
+    assert notifications == len(went) > 30 and silences == 1
+    # What went: the resolved incident's alert and failed notice, and digests sent before the horizon, with every
+    # item, attempt and delivered:ID key of theirs.
+    assert {(r["kind"], r["status"]) for r in went} == {("alert", "sent"), ("resolved", "failed"), ("digest", "sent")}
+    assert [r["id"] for r in went if r["kind"] != "digest"] == [alerts[gone]["id"], notice["id"]]
+    assert [r["sent_at"][:10] for r in went if r["kind"] == "digest"] == [
+        f"{T0 + timedelta(days=day):%Y-%m-%d}" for day in range(1, 30)]
+    assert store.alert_state(f"delivered:{notice['id']}") is None
+    for table in ("deliveries", "outbox_items"):
+        assert store.database.one(f"SELECT count(*) AS n FROM {table} WHERE outbox_id NOT IN "
+                                  "(SELECT id FROM outbox)") == {"n": 0}
+    # What stays: everything about the incident still open (its opening and 40 reminders), the digest still
+    # queued, and the later digests.
+    assert sorted(i["kind"] for r in after.values() for i in store.notification_items(int(r["id"]))) == [
+        "open"] + ["repeat"] * 40
+    assert any(r["dedupe_key"] == "digest:oncall:stuck" for r in after.values())
+    assert [s["id"] for s in store.silences()] == [recent] and muted != recent
+    # Planning again plans and queues nothing: no deleted dedupe key is planned a second time.
+    assert store.database.one("SELECT count(*) AS n FROM outbox WHERE status = 'pending'") == {"n": 2}
+    assert plan_and_send(store, c, now) == 0 and enqueue_due_digests(store, c, now) == 0
+    assert plan_and_send(store, c, now + timedelta(minutes=30)) == 0
+    # The open incident is reminded a day after its last reminder, and its resolve notice replies to its opening.
+    assert plan_and_send(store, c, now + timedelta(hours=23)) == 0
+    assert plan_and_send(store, c, now + timedelta(days=1)) == 1
+    resolve(store, still_open, now + timedelta(days=1, hours=1))
+    assert plan_and_send(store, c, now + timedelta(days=1, hours=1)) == 1
+    assert store.open_message_id("oncall", still_open) == alerts[still_open]["message_id"]
+    # Everything old goes but the newest row and silence, whose ids a new one would otherwise take.
+    store.prune_alert_history(now + timedelta(days=100))
+    assert [r["id"] for r in rows(store)] == [max(after) + 2]
+    assert [s["id"] for s in store.silences()] == [recent]

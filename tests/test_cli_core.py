@@ -16,6 +16,8 @@ from click.testing import CliRunner
 from miner.cli import main
 from miner.records import Post
 from miner.store import Store
+from miner.store.outbox import Finish
+from miner.timeutil import iso
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -163,13 +165,24 @@ def test_prune_deletes_the_bucket_rows_older_than_their_retention(runner: CliRun
                         for i, at in enumerate(times)], now)
     for at in times:
         store.refresh_buckets(at, at, timedelta(minutes=5))
+    # So were the notifications sent and the silences ended: the alert history goes with the bucket rows.
+    for i, at in enumerate(times[1:]):
+        store.enqueue_digest(f"digest:{i}", "oncall", f"<{i}@example.org>", {}, at, "digest_anchor:oncall", iso(at))
+        assert store.claim_due(i + 1, "test", at, at) is not None
+        assert store.finish_notification(i + 1, "test", at, Finish("sent"))
+    for at in times[:2]:  # the newer of the two is the newest silence: kept, so that no other takes its id
+        store.add_silence("WhatsApp", at - timedelta(hours=1), at, "", at)
     store.close()
     result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune"])
     assert result.exit_code == 0, result.output
-    assert "pruned 4 posts older than 30 days and 2 bucket rows older than 400 days" in result.output
+    assert ("pruned 4 posts older than 30 days, and 2 bucket rows, 1 notifications and 1 silences older than 400 "
+            "days") in result.output
     store = Store.open(db)
     left = [r["bucket_start"][:10] for r in store.database.rows("SELECT bucket_start FROM buckets ORDER BY 1")]
     assert left == [f"{at:%Y-%m-%d}" for at in times[2:]]
+    assert [r["dedupe_key"] for r in store.database.rows("SELECT dedupe_key FROM outbox ORDER BY id")] == [
+        "digest:1", "digest:2", "digest:3"]
+    assert [s["ends_at"][:10] for s in store.silences()] == [f"{times[1]:%Y-%m-%d}"]
     store.close()
 
 

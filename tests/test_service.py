@@ -475,6 +475,28 @@ def _retention_only(tmp_path: Path, offset: list[float]) -> Service:
                                   clock=lambda: utcnow() + timedelta(seconds=offset[0])))
 
 
+def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # It pruned posts and bucket rows only: sent notifications and their deliveries were kept for good.
+    from miner.store.outbox import Finish
+
+    service = _retention_only(tmp_path, [0.0])
+    store, now, kept = Store.open(tmp_path / "miner.sqlite"), utcnow(), service.config.store.bucket_days
+    for i, days in enumerate((kept + 1, 1)):
+        at = now - timedelta(days=days)
+        store.enqueue_digest(f"digest:{i}", "oncall", f"<{i}@example.org>", {}, at, "digest_anchor:oncall", "")
+        assert store.claim_due(i + 1, "test", at, at) is not None
+        assert store.finish_notification(i + 1, "test", at, Finish("sent"))
+    try:
+        with caplog.at_level("INFO"):
+            service.job_retention(now)
+    finally:
+        service.stop()
+    assert f"retention: pruned 1 finished notifications and 0 ended silences older than {kept} days" in caplog.text
+    assert [r["dedupe_key"] for r in store.outbox_rows(["sent"])] == ["digest:1"]
+    assert store.database.one("SELECT count(*) AS n FROM deliveries") == {"n": 1}
+    store.close()
+
+
 def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:
     # APScheduler waits for next run times on the wall clock: set back an hour, it would run nothing for an hour.
     offset = [0.0]

@@ -124,11 +124,12 @@ def backup(app: AppContext, target: Path) -> None:
               help="Keep posts newer than this many days (default: [store].retention_days).")
 @pass_app
 def prune(app: AppContext, days: int | None) -> None:
-    """Delete raw posts past the retention period, and bucket rows past theirs; incidents are kept.
+    """Delete raw posts past the retention period, and bucket rows and alert history past theirs; incidents are kept.
 
     The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
     on, and a source's post older than that is not stored again. Bucket rows older than
-    [store].bucket_retention_days (and than the posts deleted) are deleted.
+    [store].bucket_retention_days (and than the posts deleted) are deleted, and so are the notifications finished
+    (sent, failed, suppressed) and the silences ended before then; those about an incident still open are kept.
     """
     from miner.config import MAX_RETENTION_DAYS
     from miner.errors import InputError
@@ -140,5 +141,6 @@ def prune(app: AppContext, days: int | None) -> None:
     now, settings = utcnow(), app.config.store
     removed = app.store(must_exist=True).prune_posts(now - timedelta(days=keep))
     buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
-    click.echo(f"pruned {removed} posts older than {keep} days and {buckets} bucket rows older than "
-               f"{settings.bucket_days} days")
+    notifications, silences = app.store().prune_alert_history(now - timedelta(days=settings.bucket_days))
+    click.echo(f"pruned {removed} posts older than {keep} days, and {buckets} bucket rows, {notifications} "
+               f"notifications and {silences} silences older than {settings.bucket_days} days")

@@ -149,10 +149,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "alert_state": ("Small named values of the alerts (the planner's cursor over incident_events, digest anchors, "
                     "who has a partly refused email).", {
         "key": "Name: planner_event_cursor, digest_anchor:<route>, or delivered:<outbox id> (a JSON list of the "
-               "recipients that accepted an email others refused, so a retry skips them).",
+               "recipients that accepted an email others refused, so a retry skips them; pruned with its row).",
         "value": "Value as text.",
     }),
-    "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE.", {
+    "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE. Finished rows "
+               "(sent, failed, suppressed) last touched more than store.bucket_retention_days ago are deleted by the "
+               "retention prune, with their items and deliveries, except those about an incident still open and "
+               "the newest row.", {
         "id": "Row id.",
         "dedupe_key": "Unique key of what it announces, so planning twice never queues it twice.",
         "route": "[[alerts.routes]] name.",
@@ -196,11 +199,14 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "outcome": "sent, retry or failed.",
         "detail": "Server reply or error.",
     }),
-    "silences": ("Silences added with `miner silence add`: the service's notifications are suppressed, not lost.", {
+    "silences": ("Silences added with `miner silence add`: the service's notifications are suppressed, not lost. "
+                 "Those that ended more than store.bucket_retention_days ago (but the newest) are deleted by the "
+                 "retention prune.", {
         "id": "Row id.",
         "service": "Silenced service.",
         "starts_at": "Start.",
-        "ends_at": "End; `miner silence remove` sets it to the time of removal (the row is kept).",
+        "ends_at": "End; `miner silence remove` sets it to the time of removal (the row is kept, for the "
+                   "notifications that cite it).",
         "comment": "Why.",
         "created_at": "When it was added.",
     }),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import secrets
@@ -33,6 +34,24 @@ PRUNE_BATCH = 5000
 # loaded disk; 2.7 s at most with 5,000 rows a batch, so smaller batches only make it slower); 6 hours' rows (the
 # retention job's usual share, 21,600) take 0.5 s in all.
 BUCKET_PRUNE_BATCH = 20000
+
+# Finished notifications deleted per transaction by prune_alert_history, each with its items and deliveries. With
+# three attempts each, a first prune of 40,000 held the write lock 27 ms per batch on average, 50 ms at most.
+ALERT_PRUNE_BATCH = 2000
+
+# Finished notifications last touched before :before (planned, last due, or sent: a retried row's created_at is
+# that of the retry). Kept whatever their age: pending and sending ones; those with an item of an incident still
+# open (its repeats, late openings and resolve notice are planned from them and from alert_incidents, which is
+# kept); and the newest row, so that SQLite never gives a later row the id of a deleted one (rowid is max + 1),
+# which logs, `miner outbox retry ID` and its delivered:ID key would mistake for the old one.
+_FINISHED_NOTIFICATIONS = """
+    SELECT id FROM outbox o WHERE status IN ('sent', 'failed', 'suppressed')
+    AND max(created_at, next_attempt_at, coalesce(sent_at, created_at)) < :before
+    AND id < (SELECT max(id) FROM outbox)
+    AND NOT EXISTS (SELECT 1 FROM outbox_items i JOIN incidents inc ON inc.id = i.incident_id
+                    WHERE i.outbox_id = o.id AND inc.status = 'open')
+    LIMIT :batch
+"""
 
 # Actions a read-only query may take; anything else is refused before it runs.
 _READ_ACTIONS = {
@@ -297,6 +316,42 @@ class MaintenanceMixin:
                 return removed
             if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
                 time.sleep(time.monotonic() - started)
+
+    def prune_alert_history(self, before: datetime, batch: int = ALERT_PRUNE_BATCH) -> tuple[int, int]:
+        """Delete notifications finished (sent, failed, suppressed) before ``before``, with their items, delivery
+        attempts and ``delivered:ID`` key, and silences that ended before it. Returns (notifications, silences).
+
+        Without it the outbox grew with every digest and alert for as long as the store lived. Nothing planned
+        later reads what goes: the planner plans transitions after its cursor only and reminders numbered from
+        alert_incidents (kept, one row per route and incident, as incidents are), and digests from their anchors, so
+        no deleted dedupe key is ever planned again; see _FINISHED_NOTIFICATIONS for what stays. A silence that
+        ended goes with the notifications that cite it (they were suppressed while it held), the newest one
+        excepted so that its id is never given to another.
+
+        Notifications go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as
+        posts do.
+        """
+        removed = 0
+        while True:
+            started = time.monotonic()
+            with self.database.transaction() as conn:
+                ids = json.dumps([row[0] for row in conn.execute(_FINISHED_NOTIFICATIONS,
+                                                                  {"before": iso(before), "batch": batch})])
+                chosen = "(SELECT value FROM json_each(?))"
+                conn.execute(f"DELETE FROM deliveries WHERE outbox_id IN {chosen}", (ids,))
+                conn.execute(f"DELETE FROM outbox_items WHERE outbox_id IN {chosen}", (ids,))
+                conn.execute("DELETE FROM alert_state WHERE key IN (SELECT 'delivered:' || value FROM json_each(?))",
+                             (ids,))
+                deleted = conn.execute(f"DELETE FROM outbox WHERE id IN {chosen}", (ids,)).rowcount
+            removed += deleted
+            if deleted < batch:
+                break
+            if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
+                time.sleep(time.monotonic() - started)
+        with self.database.transaction() as conn:
+            silences = conn.execute("DELETE FROM silences WHERE ends_at < ? AND id < (SELECT max(id) FROM silences)",
+                                    (iso(before),)).rowcount
+        return removed, silences
 
     def pruned_before(self) -> datetime | None:
         """The latest cutoff any prune recorded: posts created before it were deleted. None before the first prune
