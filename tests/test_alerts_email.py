@@ -492,3 +492,19 @@ def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging
     finally:
         check.close()
     assert attempts == [0, 0, 0, 0, 1]  # the others were not claimed: they go at the next start
+
+
+def test_a_provider_outage_opening_many_services_at_once_is_one_small_email_with_group_wait_0(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # group_wait = 0 made every opening a batch due at once, which nothing could join: a Cloudflare outage opening
+    # 60 services in one detector run sent 60 emails (and as many webhook POSTs) instead of one.
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    ids = [open_incident(store, f"Svc{i:02d}", T0, posts=False, series=i < 12) for i in range(60)]
+    store.create_group("Cloudflare", "CDN outage", [f"Svc{i:02d}" for i in range(30)], T0, ids[:30])
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(seconds=1), worker_id="w").sent == 1
+    [msg] = smtp_server.inbox.messages
+    assert len(msg.as_bytes()) < 1_000_000  # 10 charts, not 60
+    assert len(str(msg["Subject"])) < 80 and str(msg["Subject"]).endswith("+56")
+    text = msg.get_body(("plain",)).get_content()
+    assert "the 50 most important of 60 incidents" in text and "10 more are left out" in text

@@ -246,9 +246,9 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
     setup = Store.open(path)
     start = utcnow()
     services = ["WhatsApp", "Telegram", "Signal", "Discord", "Slack", "Teams", "Zoom", "Skype"]
-    for service in services:
+    for service in services:  # each planned on its own, so each is a row of its own (group_wait is 0)
         open_incident(setup, service, start, posts=False, series=False)
-    plan_notifications(setup, cfg, start)
+        plan_notifications(setup, cfg, start)
     setup.close()
     hook.script = [("sleep", 0.5)] * 20
     stats: list[DispatchStats] = []

@@ -156,6 +156,7 @@ class OutboxMixin:
                          now: datetime) -> int | None:
         """Write planned items and move the cursor, atomically; None when another planner moved it first."""
         added = 0
+        batches: dict[tuple[str, str, str], tuple[int, str]] = {}
         with self.database.transaction() as conn:
             row = conn.execute("SELECT value FROM alert_state WHERE key = ?", (_CURSOR,)).fetchone()
             if (int(row[0]) if row else 0) != expected_cursor:
@@ -163,7 +164,7 @@ class OutboxMixin:
             for item in items:
                 if conn.execute("SELECT 1 FROM outbox_items WHERE item_key = ?", (item.item_key,)).fetchone():
                     continue
-                outbox_id, message_id = _place(conn, item, now)
+                outbox_id, message_id = _place(conn, item, now, batches)
                 conn.execute("INSERT INTO outbox_items (item_key, outbox_id, incident_id, kind) VALUES (?, ?, ?, ?)",
                              (item.item_key, outbox_id, item.incident_id, item.item_kind))
                 _note_incident(conn, item, message_id, now)
@@ -311,9 +312,16 @@ class OutboxMixin:
             ).rowcount == 1
 
 
-def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime) -> tuple[int, str]:
-    """The outbox row this item goes in: a batch still waiting out its group wait, or a new one."""
+def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
+           batches: dict[tuple[str, str, str], tuple[int, str]]) -> tuple[int, str]:
+    """The outbox row this item goes in: one planned in the same transaction (``batches``), a batch still waiting
+    out its group wait, or a new one."""
+    key = (item.route, item.channel, item.kind)
     if item.suppressed is None:
+        # Openings planned together are simultaneous whatever group_wait is: with group_wait = 0 a batch is due at
+        # once, so the lookup below never found it, and a provider outage opening 300 services sent 300 messages.
+        if key in batches:
+            return batches[key]
         # Only a batch nobody has claimed or tried yet can grow; its content is read when it is sent.
         row = conn.execute(
             "SELECT id, message_id FROM outbox WHERE route = ? AND channel = ? AND kind = ? AND status = 'pending' "
@@ -321,7 +329,8 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime) -> tuple[
             (item.route, item.channel, item.kind, iso(now)),
         ).fetchone()
         if row:
-            return int(row[0]), str(row[1])
+            batches[key] = int(row[0]), str(row[1])
+            return batches[key]
     status = "suppressed" if item.suppressed is not None else "pending"
     cur = conn.execute(
         "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, reason, created_at, "
@@ -329,6 +338,8 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime) -> tuple[
         (item.item_key, item.route, item.channel, item.kind, status, item.message_id, item.suppressed, iso(now),
          iso(item.due_at)),
     )
+    if item.suppressed is None:
+        batches[key] = int(cur.lastrowid or 0), item.message_id
     return int(cur.lastrowid or 0), item.message_id
 
 
