@@ -227,6 +227,20 @@ def test_slack_message_pings_nobody_and_forges_no_link(store: Store, hook: Hook)
     assert "<https://status.example.com/i%7CClick_here|Some users are unable to send messages>" in text
 
 
+def test_slack_text_cut_to_its_limit_never_ends_in_half_an_escape(store: Store, hook: Hook) -> None:
+    # The quotes were cut at 2,900 characters after escaping: posts full of < and & (a code paste, an angry
+    # "<<<<") ended the block in "&l", shown as such, or would leave half a <url|text> link.
+    cfg = hook_settings("slack")
+    open_incident(store, "WhatsApp", T0, posts=False)
+    seed_posts(store, "WhatsApp", T0 - BUCKET, ["<" * 279 + str(i) for i in range(3)])
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    [body] = hook.bodies
+    [quotes] = [b["elements"][0]["text"] for b in body["blocks"] if b["type"] == "context"]
+    assert len(quotes) <= 3000 and quotes.endswith("&lt;\u2026")
+    assert quotes.count("&") == quotes.count("&lt;")  # every escape whole
+
+
 def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MINER_TEST_HOOK", raising=False)
     cfg = hook_settings()

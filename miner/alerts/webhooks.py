@@ -139,6 +139,19 @@ def json_payload(kind: str, views: list[IncidentView], *, route: str, message_id
     }
 
 
+def _fit(text: str, limit: int) -> str:
+    """Escaped Slack text cut to ``limit`` characters without splitting an escape (``&lt;``) or a ``<url|text>``
+    link: half of either is shown as typed (``&l``)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    if cut.rfind("&") > cut.rfind(";"):
+        cut = cut[:cut.rfind("&")]
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[:cut.rfind("<")]
+    return cut + "\u2026"
+
+
 def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
     """``views`` most important first; those that do not fit Slack's 50 blocks are counted in a last line."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
@@ -157,10 +170,11 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
                 official = f"<{slack_url(v.official.url)}|{official}>"
             lines.append(f"provider: {official} ({slack_text(v.official.status)})"
                          + (f"; our lead {slack_text(v.lead_text)}" if v.lead_text else ""))
-        these: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}]
+        section = {"type": "mrkdwn", "text": _fit("\n".join(lines), 2900)}
+        these: list[dict[str, Any]] = [{"type": "section", "text": section}]
         if v.samples and kind != "resolved":
             quotes = "\n".join(f"> {slack_text(p.text)}" for p in v.samples[:3])
-            these.append({"type": "context", "elements": [{"type": "mrkdwn", "text": quotes[:2900]}]})
+            these.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(quotes, 2900)}]})
         if len(blocks) + len(these) > SLACK_BLOCKS - 1:  # one block kept for saying what is left out
             blocks.append({"type": "context", "elements": [
                 {"type": "mrkdwn", "text": f"{len(views) - n} more incidents not shown"}]})
