@@ -508,3 +508,17 @@ def test_a_provider_outage_opening_many_services_at_once_is_one_small_email_with
     assert len(str(msg["Subject"])) < 80 and str(msg["Subject"]).endswith("+56")
     text = msg.get_body(("plain",)).get_content()
     assert "the 50 most important of 60 incidents" in text and "10 more are left out" in text
+
+
+def test_the_alert_heading_names_four_services_and_counts_the_rest(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The HTML heading (and <title>) listed every service shown: 50 names in a 19-px headline.
+    cfg = mail_settings(smtp_server, group_wait=60.0)
+    for i in range(60):
+        open_incident(store, f"Svc{i:02d} <&>", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(minutes=2), worker_id="w").sent == 1
+    html = smtp_server.inbox.messages[0].get_body(("html",)).get_content()
+    heading = "Outage reports: " + ", ".join(f"Svc{i:02d} &lt;&amp;&gt;" for i in range(4)) + " and 56 more"
+    assert f"<title>{heading}</title>" in html and f'font-weight:bold;">{heading}</div>' in html
+    assert "Svc04 &lt;&amp;&gt;," not in html
