@@ -10,7 +10,7 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -262,29 +262,24 @@ class MaintenanceMixin:
         for 9 s, near the 10 s that the service's other jobs wait for it before failing with "database is
         locked" (a longer prune went past it), and left a 290 MB -wal file behind.
         """
-        removed = 0
-        while True:
-            started = time.monotonic()
-            with self.database.transaction() as conn:
-                # fetchall: the DELETE is only complete once RETURNING has been read to the end.
-                deleted = conn.execute(
-                    "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
-                    " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
-                    "LIMIT ?) RETURNING created_at",
-                    (iso(before), batch),
-                ).fetchall()
-                if deleted:
-                    # With the deletions, so no post goes into a bucket they emptied before its cutoff is known.
-                    # Times are whole seconds: the second after the newest is never past ``before``. ISO times of
-                    # one format compare as text; max() keeps the cutoff from moving back.
-                    cutoff = parse_iso(max(row[0] for row in deleted)) + timedelta(seconds=1)
-                    conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                                 "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(cutoff)))
-            removed += len(deleted)
-            if len(deleted) < batch:
-                return removed
-            if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
-                time.sleep(time.monotonic() - started)
+        def one_batch(conn: sqlite3.Connection) -> int:
+            # fetchall: the DELETE is only complete once RETURNING has been read to the end.
+            deleted = conn.execute(
+                "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
+                " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
+                "LIMIT ?) RETURNING created_at",
+                (iso(before), batch),
+            ).fetchall()
+            if deleted:
+                # With the deletions, so no post goes into a bucket they emptied before its cutoff is known.
+                # Times are whole seconds: the second after the newest is never past ``before``. ISO times of
+                # one format compare as text; max() keeps the cutoff from moving back.
+                cutoff = parse_iso(max(row[0] for row in deleted)) + timedelta(seconds=1)
+                conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(cutoff)))
+            return len(deleted)
+
+        return self._in_batches(one_batch, batch)
 
     def prune_buckets(self, before: datetime, batch: int = BUCKET_PRUNE_BATCH) -> int:
         """Delete the bucket rows that start before ``before`` and are final (start before the posts' prune cutoff,
@@ -299,23 +294,17 @@ class MaintenanceMixin:
         Rows go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as posts do.
         SQLite keeps the pages freed for the rows to come; the file only shrinks with a VACUUM.
         """
-        removed = 0
-        while True:
-            started = time.monotonic()
-            with self.database.transaction() as conn:
-                # Under the write lock, as a recount reads it: a prune beside this one may move it on meanwhile.
-                cutoff = self.pruned_before()
-                if cutoff is None:
-                    return removed
-                deleted = conn.execute(
-                    "DELETE FROM buckets WHERE rowid IN (SELECT rowid FROM buckets WHERE bucket_start < ? LIMIT ?)",
-                    (iso(min(before, cutoff)), batch),
-                ).rowcount
-            removed += deleted
-            if deleted < batch:
-                return removed
-            if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
-                time.sleep(time.monotonic() - started)
+        def one_batch(conn: sqlite3.Connection) -> int:
+            # Under the write lock, as a recount reads it: a prune beside this one may move it on meanwhile.
+            cutoff = self.pruned_before()
+            if cutoff is None:
+                return 0
+            return int(conn.execute(
+                "DELETE FROM buckets WHERE rowid IN (SELECT rowid FROM buckets WHERE bucket_start < ? LIMIT ?)",
+                (iso(min(before, cutoff)), batch),
+            ).rowcount)
+
+        return self._in_batches(one_batch, batch)
 
     def prune_alert_history(self, before: datetime, batch: int = ALERT_PRUNE_BATCH) -> tuple[int, int]:
         """Delete notifications finished (sent, failed, suppressed) before ``before``, with their items, delivery
@@ -331,27 +320,36 @@ class MaintenanceMixin:
         Notifications go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as
         posts do.
         """
-        removed = 0
-        while True:
-            started = time.monotonic()
-            with self.database.transaction() as conn:
-                ids = json.dumps([row[0] for row in conn.execute(_FINISHED_NOTIFICATIONS,
-                                                                  {"before": iso(before), "batch": batch})])
-                chosen = "(SELECT value FROM json_each(?))"
-                conn.execute(f"DELETE FROM deliveries WHERE outbox_id IN {chosen}", (ids,))
-                conn.execute(f"DELETE FROM outbox_items WHERE outbox_id IN {chosen}", (ids,))
-                conn.execute("DELETE FROM alert_state WHERE key IN (SELECT 'delivered:' || value FROM json_each(?))",
-                             (ids,))
-                deleted = conn.execute(f"DELETE FROM outbox WHERE id IN {chosen}", (ids,)).rowcount
-            removed += deleted
-            if deleted < batch:
-                break
-            if not self.database.conn.in_transaction:  # a waiting writer gets its turn (SQLite has no queue)
-                time.sleep(time.monotonic() - started)
+        def one_batch(conn: sqlite3.Connection) -> int:
+            ids = json.dumps([row[0] for row in conn.execute(_FINISHED_NOTIFICATIONS,
+                                                              {"before": iso(before), "batch": batch})])
+            chosen = "(SELECT value FROM json_each(?))"
+            conn.execute(f"DELETE FROM deliveries WHERE outbox_id IN {chosen}", (ids,))
+            conn.execute(f"DELETE FROM outbox_items WHERE outbox_id IN {chosen}", (ids,))
+            conn.execute("DELETE FROM alert_state WHERE key IN (SELECT 'delivered:' || value FROM json_each(?))",
+                         (ids,))
+            return int(conn.execute(f"DELETE FROM outbox WHERE id IN {chosen}", (ids,)).rowcount)
+
+        removed = self._in_batches(one_batch, batch)
         with self.database.transaction() as conn:
             silences = conn.execute("DELETE FROM silences WHERE ends_at < ? AND id < (SELECT max(id) FROM silences)",
                                     (iso(before),)).rowcount
         return removed, silences
+
+    def _in_batches(self, one_batch: Callable[[sqlite3.Connection], int], batch: int) -> int:
+        """Run ``one_batch`` (which deletes at most ``batch`` rows and returns how many) in a transaction of its own
+        until it deletes fewer, pausing after each as long as it held the write lock so that a waiting writer gets
+        its turn (SQLite has no queue). Returns the rows deleted in all."""
+        removed = 0
+        while True:
+            started = time.monotonic()
+            with self.database.transaction() as conn:
+                deleted = one_batch(conn)
+            removed += deleted
+            if deleted < batch:
+                return removed
+            if not self.database.conn.in_transaction:  # not inside a caller's transaction
+                time.sleep(time.monotonic() - started)
 
     def pruned_before(self) -> datetime | None:
         """The latest cutoff any prune recorded: posts created before it were deleted. None before the first prune
