@@ -15,7 +15,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from miner.collectors.base import PollContext
-from miner.collectors.feeds import entry_body, entry_id, entry_time, entry_updated, fetch_feed, parse_feed
+from miner.collectors.feeds import (
+    ZONE_HOURS,
+    entry_body,
+    entry_id,
+    entry_time,
+    entry_updated,
+    fetch_feed,
+    parse_feed,
+)
 from miner.collectors.http import state_after
 from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
@@ -53,12 +61,8 @@ _STAMP = re.compile(
 # Zone abbreviations, in hours east of UTC, for entries dated in UTC. Otherwise a stamp is read in the zone of the
 # entry's own date, which Statuspage writes in the page's time zone: its abbreviations are not reliable (a 2013 feed
 # says "Oct 28, 14:48 PST" for an update it dates 14:48 -0700), and some are ambiguous (IST).
-_ZONES = {
-    "UTC": 0, "GMT": 0, "Z": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "EET": 2, "EEST": 3, "MSK": 3,
-    "HST": -10, "AKST": -9, "AKDT": -8, "PST": -8, "PDT": -7, "MST": -7, "MDT": -6, "CST": -6, "CDT": -5,
-    "EST": -5, "EDT": -4, "AST": -4, "ADT": -3, "NST": -3.5, "NDT": -2.5, "BRT": -3, "SGT": 8, "HKT": 8,
-    "AWST": 8, "JST": 9, "KST": 9, "ACST": 9.5, "ACDT": 10.5, "AEST": 10, "AEDT": 11, "NZST": 12, "NZDT": 13,
-}
+# Feeds' table, with the North American readings of CST and AST that Statuspage's US-centred stamps mean.
+_ZONES = {**ZONE_HOURS, "CST": -6, "AST": -4}
 
 
 def incident_status(text: str) -> str:
