@@ -63,14 +63,14 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
     """Plan alert and resolve notices for transitions logged since the last call. Returns items written."""
     if not settings.enabled:
         return 0
-    _mute_queued(store, _Context(settings, now, store.silences(active_at=now)))
+    ctx = _Context(settings, now, store.silences(active_at=now))
+    _mute_queued(store, ctx)
     for _ in range(5):
         cursor = store.alert_cursor()
         events = store.incident_events_after(cursor)
         open_incidents = store.incidents(status="open")
         ids = sorted({e["incident_id"] for e in events} | {i["id"] for i in open_incidents})
         states = store.alert_incident_states(ids)
-        ctx = _Context(settings, now, store.silences(active_at=now))
         items = _plan_events(ctx, events, states, store.unsent_alerts(sorted({e["incident_id"] for e in events})))
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
