@@ -28,7 +28,9 @@ def incidents_url(url: str) -> str:
     return f"{url}/api/v2/incidents.json"
 
 
-def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, Any]) -> OfficialIncident | None:
+def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, Any],
+                       page_url: str = "") -> OfficialIncident | None:
+    """One incident of incidents.json/summary.json; ``page_url`` is the answer's `page.url` (the page's own address)."""
     ident = item.get("id")
     if not ident:
         return None
@@ -39,7 +41,6 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     components = tuple(
         fold(text_of(as_dict(c).get("name"))) for c in loose_list(item.get("components")) if as_dict(c).get("name")
     )
-    page = as_dict(item.get("page"))
     return OfficialIncident(
         source=source.name,
         external_id=str(ident),
@@ -51,8 +52,10 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         impact=impact if impact in _IMPACTS else None,
         components=components,
         resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem", "completed") else None,
-        url=text_of(item.get("shortlink")) or (f"{text_of(page.get('url')).rstrip('/')}/incidents/{ident}"
-                                               if page.get("url") else None),
+        # The incident's permalink, the link its page's history feed gives too (how the store knows it is the same
+        # incident when both are watched); the stspg.io shortlink, a redirect to it, when the page has no url.
+        url=(f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
+        or text_of(item.get("shortlink")) or None,
     )
 
 
@@ -69,8 +72,10 @@ class StatuspageCollector:
         if "incidents" not in data:
             raise SourceError(f"unexpected JSON from {resp.where}: no 'incidents' (is this a Statuspage?)")
         incidents = []
+        page_url = text_of(as_dict(data.get("page")).get("url"))
+        page_url = page_url if page_url.startswith(("https://", "http://")) else ""
         for item in as_list(data["incidents"], "incidents", resp.where):
-            incident = incident_from_json(source, ctx, as_dict(item))
+            incident = incident_from_json(source, ctx, as_dict(item), page_url)
             if incident is not None:
                 incidents.append(incident)
         # summary.json and incidents/unresolved.json list only open incidents: one that leaves them was resolved.

@@ -99,8 +99,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     }),
     "official_incidents": ("Incidents published by providers' status pages.", {
         "id": "Row id.",
-        "source": "Source name of the status page.",
-        "external_id": "The incident's id on the status page.",
+        "source": "Source name of the status page (of the one that stored it first, when two sources of a service "
+                  "read the same page: its JSON and its feed share one row per incident, by url).",
+        "external_id": "The incident's id on the status page, as that source gives it.",
         "service": "Service the status page belongs to.",
         "title": "Incident title.",
         "status": "investigating, identified, monitoring, resolved, postmortem or unknown; planned maintenance is "

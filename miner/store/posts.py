@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -223,6 +224,36 @@ def _resolve_unlisted(conn: sqlite3.Connection, source: str, listed: Sequence[Of
     return cur.rowcount
 
 
+# An incident's page on its status page: Statuspage's incidents.json id is the code in its feeds' entry links
+# (https://www.githubstatus.com/incidents/qcvjkzcs7j74), so the same incident read by both has the same permalink.
+_PERMALINK = re.compile(r"^https?://([^/?#]+)/incidents/([A-Za-z0-9]+)/?(?:[?#].*)?$", re.IGNORECASE)
+
+
+def _page_incident(url: str | None) -> tuple[str, str] | None:
+    """(host, incident code) of an incident's permalink; None for another kind of link (or none)."""
+    match = _PERMALINK.match(url or "")
+    return (match.group(1).lower(), match.group(2)) if match else None
+
+
+def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) -> int | None:
+    """The row of this incident stored from another source of the same service (the page's statuspage JSON and its
+    history feed both configured): the same permalink on the same page is the same incident."""
+    key = _page_incident(inc.url)
+    if key is None:
+        return None
+    rows = conn.execute(
+        "SELECT id, url FROM official_incidents WHERE service IS ? AND source != ? AND url LIKE ? ORDER BY id",
+        (inc.service, inc.source, f"%/incidents/{key[1]}%"),
+    ).fetchall()
+    return next((int(row[0]) for row in rows if _page_incident(row[1]) == key), None)
+
+
+# The columns an incident's newer update sets, from its values in _upsert_official's order.
+_NEWER = ("service = ?, title = ?, status = ?, impact = coalesce(?, impact), "
+          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?, updated_at = ?, "
+          "resolved_at = ?, url = ?")
+
+
 def _upsert_official(
     conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime
 ) -> tuple[int, int]:
@@ -231,15 +262,31 @@ def _upsert_official(
         values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
                   iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
                   inc.url)
+        # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
-            "UPDATE official_incidents SET service = ?, title = ?, status = ?, impact = ?, components = ?, "
-            "started_at = ?, updated_at = ?, resolved_at = ?, url = ? "
-            "WHERE source = ? AND external_id = ? AND updated_at < ?",
+            f"UPDATE official_incidents SET {_NEWER} WHERE source = ? AND external_id = ? AND updated_at < ?",
             (*values, inc.source, inc.external_id, iso(inc.updated_at)),
         )
         if cur.rowcount:
             updated += 1
             continue
+        if conn.execute("SELECT 1 FROM official_incidents WHERE source = ? AND external_id = ?",
+                        (inc.source, inc.external_id)).fetchone() is None:
+            other = _same_incident_elsewhere(conn, inc)
+            if other is not None:
+                # Kept in the one row: the newer update wins; an older one still adds the impact and components
+                # that the row lacks (the JSON's, read after the feed).
+                cur = conn.execute(f"UPDATE official_incidents SET {_NEWER} WHERE id = ? AND updated_at < ?",
+                                   (*values, other, iso(inc.updated_at)))
+                if not cur.rowcount:
+                    cur = conn.execute(
+                        "UPDATE official_incidents SET impact = coalesce(impact, ?), "
+                        "components = CASE WHEN components = '[]' THEN ?2 ELSE components END "
+                        "WHERE id = ?3 AND ((impact IS NULL AND ?1 IS NOT NULL) OR (components = '[]' AND ?2 != '[]'))",
+                        (inc.impact, values[4], other),
+                    )
+                updated += cur.rowcount
+                continue
         cur = conn.execute(
             "INSERT INTO official_incidents (service, title, status, impact, components, started_at, "
             "updated_at, resolved_at, url, source, external_id, first_seen_at) "

@@ -1,0 +1,99 @@
+"""Official status pages: one page watched two ways, and other providers' feeds read from real captures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fakeserver import FakeServer, Reply
+
+from miner.collectors import CollectSettings, Poller
+from miner.config import SourceConfig
+from miner.store import Store
+
+NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def poller() -> Iterator[Poller]:
+    with Poller(CollectSettings(), hash_key=b"k") as p:
+        yield p
+
+
+# The page's history.atom in the shape of the real GitHub feed: entry ids are Statuspage's internal numbers
+# ("tag:www.githubstatus.com,2005:Incident/21156994"), the link is the incident's page, /incidents/<its JSON id>.
+def _entry(number: int, code: str, title: str, published: str, updated: str, updates: list[tuple[str, str, str]]
+           ) -> str:
+    content = "".join(f"&lt;p&gt;&lt;small&gt;{stamp} UTC&lt;/small&gt;&lt;br&gt;"
+                      f"&lt;strong&gt;{label}&lt;/strong&gt; - {text}&lt;/p&gt;" for stamp, label, text in updates)
+    return (f"<entry><id>tag:www.githubstatus.com,2005:Incident/{number}</id><published>{published}</published>"
+            f"<updated>{updated}</updated><link rel=\"alternate\" type=\"text/html\" "
+            f"href=\"https://www.githubstatus.com/incidents/{code}\"/><title>{title}</title>"
+            f"<content type=\"html\">{content}</content></entry>")
+
+
+HISTORY_ATOM = ('<?xml version="1.0" encoding="UTF-8"?><feed xml:lang="en-US" xmlns="http://www.w3.org/2005/Atom">'
+                "<id>tag:www.githubstatus.com,2005:/history</id><title>GitHub Status - Incident History</title>"
+                "<updated>2026-11-27T15:00:00Z</updated>"
+                + _entry(27000003, "p3k9d2m1x8qz", "Incident with Actions", "2026-11-27T15:00:00Z",
+                         "2026-11-27T15:00:00Z",
+                         [("Nov 27, 15:00", "Resolved", "This incident has been resolved."),
+                          ("Nov 27, 14:20", "Investigating", "Actions runs are queued longer than usual."),
+                          ("Nov 27, 14:01", "Investigating", "We are investigating reports of degraded performance.")])
+                + _entry(27000002, "7t2lq0v9c4hn", "Disruption with some GitHub services", "2026-11-25T10:02:30Z",
+                         "2026-11-25T10:02:30Z",
+                         [("Nov 25, 10:02", "Resolved", "This incident has been resolved."),
+                          ("Nov 25, 09:10", "Investigating", "We are investigating reports of degraded performance.")])
+                + _entry(27000004, "k8m2n4p6q8r1", "Incident with Pages", "2026-11-27T15:30:00Z",
+                         "2026-11-27T15:30:00Z",
+                         [("Nov 27, 15:30", "Investigating", "We are investigating reports of degraded availability.")])
+                + "</feed>")
+
+
+def _sources(server: FakeServer) -> tuple[SourceConfig, SourceConfig]:
+    # What `services.status_page = "https://www.githubstatus.com"` adds, and a status_feed of the same page.
+    incidents = json.loads(server.fixture_bytes("statuspage/incidents.json"))
+    assert incidents["page"]["url"] == "https://www.githubstatus.com"
+    server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
+    server.serve("/history.atom", Reply(200, HISTORY_ATOM.encode(), content_type="application/atom+xml"))
+    return (SourceConfig("status:GitHub", "statuspage", url=server.url, services=("GitHub",)),
+            SourceConfig("github-feed", "status_feed", url=f"{server.url}/history.atom", services=("GitHub",)))
+
+
+@pytest.mark.parametrize("feed_first", [False, True], ids=["json-then-feed", "feed-then-json"])
+def test_a_statuspage_watched_as_json_and_as_its_feed_stores_each_incident_once(
+        server: FakeServer, poller: Poller, store: Store, feed_first: bool) -> None:
+    json_source, feed_source = _sources(server)
+    order = (feed_source, json_source) if feed_first else (json_source, feed_source)
+    for source in (*order, *order):  # twice: a re-poll of either stores nothing twice either
+        store.save_fetch(source.name, poller.poll(source), NOW, NOW)
+    rows = {r["url"]: r for r in store.official_incidents("GitHub", SINCE)}
+    # The JSON's three incidents and the feed's new one, each once.
+    assert sorted(rows) == [f"https://www.githubstatus.com/incidents/{code}" for code in (
+        "7t2lq0v9c4hn", "k8m2n4p6q8r1", "p3k9d2m1x8qz", "w9c8x7z6y5v4")]
+    assert len(store.official_incident_records("GitHub", SINCE)) == 4
+    # The feed's update (resolved at 15:00) is newer than the JSON's (investigating, 14:20): it wins, and the
+    # JSON's impact and components stay.
+    actions = rows["https://www.githubstatus.com/incidents/p3k9d2m1x8qz"]
+    assert (actions["status"], actions["resolved_at"], actions["updated_at"]) == (
+        "resolved", "2026-11-27T15:00:00+00:00", "2026-11-27T15:00:00+00:00")
+    assert (actions["impact"], json.loads(actions["components"])) == ("major", ["Actions"])
+    pages = rows["https://www.githubstatus.com/incidents/k8m2n4p6q8r1"]
+    assert (pages["source"], pages["status"]) == ("github-feed", "investigating")
+
+
+def test_the_same_incident_code_on_another_page_or_service_is_another_incident(
+        server: FakeServer, poller: Poller, store: Store) -> None:
+    json_source, feed_source = _sources(server)
+    store.save_fetch(json_source.name, poller.poll(json_source), NOW, NOW)
+    other_page = HISTORY_ATOM.replace("https://www.githubstatus.com/", "https://status.example.org/")
+    server.serve("/history.atom", Reply(200, other_page.encode(), content_type="application/atom+xml"))
+    store.save_fetch(feed_source.name, poller.poll(feed_source), NOW, NOW)
+    assert len(store.official_incidents("GitHub", SINCE)) == 3 + 3
+    # The page's own feed, for a source of another service: kept apart too.
+    server.serve("/history.atom", Reply(200, HISTORY_ATOM.encode(), content_type="application/atom+xml"))
+    elsewhere = SourceConfig("gh-other", "status_feed", url=feed_source.url, services=("GitHub Enterprise",))
+    assert store.save_fetch(elsewhere.name, poller.poll(elsewhere), NOW, NOW).incidents_new == 3
