@@ -97,3 +97,28 @@ def test_the_same_incident_code_on_another_page_or_service_is_another_incident(
     server.serve("/history.atom", Reply(200, HISTORY_ATOM.encode(), content_type="application/atom+xml"))
     elsewhere = SourceConfig("gh-other", "status_feed", url=feed_source.url, services=("GitHub Enterprise",))
     assert store.save_fetch(elsewhere.name, poller.poll(elsewhere), NOW, NOW).incidents_new == 3
+
+
+# Other providers' feeds, from real captures (tests/fixtures/collectors/README.md says where each comes from).
+
+def test_aws_health_dashboard_rss_capture(server: FakeServer, poller: Poller, store: Store) -> None:
+    # AWS posts each update of an event as its own item, titled by the service's state, dated in PST, with no
+    # update labels in the text; the guid is the service and region and the update's epoch seconds.
+    server.serve_fixture("/rss/all.rss", "status/aws_all.rss")
+    source = SourceConfig("aws", "status_feed", url=f"{server.url}/rss/all.rss", services=("AWS",))
+    result = poller.poll(source)
+    assert not result.warnings
+    store.save_fetch(source.name, result, NOW, NOW)
+    rows = store.official_incidents("AWS", datetime(2021, 12, 1, tzinfo=UTC))
+    title = "Service is operating normally: [RESOLVED] Internet Connectivity"
+    assert [(r["external_id"].rpartition("#")[2], r["title"], r["status"], r["started_at"], r["resolved_at"])
+            for r in rows] == [
+        ("internetconnectivity-us-gov-west-1_1639584617", title, "resolved",
+         "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00"),  # Wed, 15 Dec 2021 08:10:17 PST
+        ("internetconnectivity-us-gov-west-1_1639599392", title, "resolved",
+         "2021-12-15T20:16:32+00:00", "2021-12-15T20:16:32+00:00"),
+    ]
+    # The guid's epoch is the item's date: PST read as UTC-8.
+    assert all(datetime.fromisoformat(r["started_at"]).timestamp() == int(r["external_id"].rpartition("_")[2])
+               for r in rows)
+    assert {r["url"] for r in rows} == {"http://status.aws.amazon.com/"}
