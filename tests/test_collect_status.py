@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fakeserver import FakeServer, Reply
@@ -101,24 +103,47 @@ def test_the_same_incident_code_on_another_page_or_service_is_another_incident(
 
 # Other providers' feeds, from real captures (tests/fixtures/collectors/README.md says where each comes from).
 
-def test_aws_health_dashboard_rss_capture(server: FakeServer, poller: Poller, store: Store) -> None:
-    # AWS posts each update of an event as its own item, titled by the service's state, dated in PST, with no
-    # update labels in the text; the guid is the service and region and the update's epoch seconds.
-    server.serve_fixture("/rss/all.rss", "status/aws_all.rss")
+AWS_RSS = "status/aws_all.rss"
+AWS_SINCE = datetime(2021, 12, 1, tzinfo=UTC)
+AWS_TITLE = "Service is operating normally: [RESOLVED] Internet Connectivity"
+
+
+def _aws_rows(server: FakeServer, poller: Poller, store: Store, body: bytes) -> list[dict[str, Any]]:
+    server.serve("/rss/all.rss", Reply(200, body, content_type="application/rss+xml"))
     source = SourceConfig("aws", "status_feed", url=f"{server.url}/rss/all.rss", services=("AWS",))
     result = poller.poll(source)
     assert not result.warnings
     store.save_fetch(source.name, result, NOW, NOW)
-    rows = store.official_incidents("AWS", datetime(2021, 12, 1, tzinfo=UTC))
-    title = "Service is operating normally: [RESOLVED] Internet Connectivity"
-    assert [(r["external_id"].rpartition("#")[2], r["title"], r["status"], r["started_at"], r["resolved_at"])
-            for r in rows] == [
-        ("internetconnectivity-us-gov-west-1_1639584617", title, "resolved",
-         "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00"),  # Wed, 15 Dec 2021 08:10:17 PST
-        ("internetconnectivity-us-gov-west-1_1639599392", title, "resolved",
-         "2021-12-15T20:16:32+00:00", "2021-12-15T20:16:32+00:00"),
-    ]
-    # The guid's epoch is the item's date: PST read as UTC-8.
-    assert all(datetime.fromisoformat(r["started_at"]).timestamp() == int(r["external_id"].rpartition("_")[2])
-               for r in rows)
-    assert {r["url"] for r in rows} == {"http://status.aws.amazon.com/"}
+    return store.official_incidents("AWS", AWS_SINCE)
+
+
+def test_aws_health_dashboard_updates_of_one_event_are_one_incident(server: FakeServer, poller: Poller,
+                                                                     store: Store) -> None:
+    # AWS posts each update of an event as an item of its own, titled by the service's state, dated in PST, with
+    # no update labels in the text; its guid is the service and region and the update's time in epoch seconds.
+    # The capture's two items (resolved at 08:10 PST, a summary at 12:16 PST) are one event, stored once.
+    real = server.fixture_bytes(AWS_RSS)
+    first, second = re.findall(rb"<item>.*?</item>", real, flags=re.S)
+    assert b"08:10:17 PST" in second
+    # The poll before the summary was posted saw the resolution only.
+    [row] = _aws_rows(server, poller, store, real.replace(first, b""))
+    assert (row["status"], row["started_at"], row["resolved_at"]) == (
+        "resolved", "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00")
+    [row] = _aws_rows(server, poller, store, real)
+    assert row["external_id"] == "http://status.aws.amazon.com/#internetconnectivity-us-gov-west-1_1639584617"
+    assert (row["title"], row["status"], row["url"]) == (AWS_TITLE, "resolved", "http://status.aws.amazon.com/")
+    # Started at its first update, resolved then (not at the summary), updated by the summary; PST is UTC-8, as the
+    # guids' epoch seconds say.
+    assert (row["started_at"], row["resolved_at"], row["updated_at"]) == (
+        "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00", "2021-12-15T20:16:32+00:00")
+    assert datetime.fromisoformat(row["updated_at"]).timestamp() == 1639599392
+
+
+def test_aws_updates_of_a_service_days_apart_are_two_events(server: FakeServer, poller: Poller,
+                                                             store: Store) -> None:
+    real = server.fixture_bytes(AWS_RSS)
+    later = real.replace(b"Wed, 15 Dec 2021 12:16:32 PST", b"Sat, 18 Dec 2021 12:16:32 PST").replace(
+        b"_1639599392", b"_1639858592")
+    rows = _aws_rows(server, poller, store, later)
+    assert [(r["external_id"].rpartition("_")[2], r["started_at"]) for r in rows] == [
+        ("1639584617", "2021-12-15T16:10:17+00:00"), ("1639858592", "2021-12-18T20:16:32+00:00")]
