@@ -287,3 +287,12 @@ def test_onnx_runtime_telemetry_is_off(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out.jsonl").read_text())["outage"] == 1
     assert not [p for p in home.rglob("*") if p.is_file()]
+
+
+def test_an_id_holding_a_unicode_line_break_stays_on_its_output_line(runner: CliRunner) -> None:
+    # JSON writes U+2028, U+2029 and U+0085 raw; str.splitlines() (and JavaScript before ES2019) ends a line there.
+    ids = ["a\u2028b", "c\u2029d", "e\x85f", "g\x1ch"]
+    lines = [json.dumps({"id": i, "text": "whatsapp is down"}) for i in ids]
+    result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in _rows(result.stdout)] == ids

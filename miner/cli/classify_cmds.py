@@ -36,6 +36,10 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 # 128 default batches leaves little padding (8 batches per chunk cost ~20 % more CPU per post on real posts).
 CHUNK_LINES = 4096
 
+# JSON leaves these raw inside strings, but str.splitlines() and other line readers end a line at each: an id
+# holding one would split its output row in two. The escapes read back as the same characters.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 def _settings(
     app: AppContext, model_dir: Path | None, batch_size: int | None
@@ -190,7 +194,7 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
                     p = next(preds)
                     score = _printed(p.score, p.outage, clf.threshold)
                     row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
-                rows.append(json.dumps(row, ensure_ascii=False) + "\n")
+                rows.append(json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS) + "\n")
             _write(out, "".join(rows), output)
             bar.update(sum(len(line) for _, line in chunk))
     return bad
