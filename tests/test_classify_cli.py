@@ -84,6 +84,17 @@ def test_windows_export_with_byte_order_mark_crlf_a_blank_line_and_half_an_emoji
     assert result.stderr.count("error: ") == 1
 
 
+def test_files_joined_with_cat_keep_the_second_byte_order_mark_out_of_the_json(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    part = b"\xef\xbb\xbf" + json.dumps({"id": "w", "text": "whatsapp is down"}).encode() + b"\r\n"
+    src = tmp_path / "joined.jsonl"
+    src.write_bytes(part + part.replace(b'"w"', b'"x"'))
+    result = runner.invoke(main, ["classify", str(src)])
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["outage"]) for r in _rows(result.stdout)] == [("w", 1), ("x", 1)]
+
+
 def test_lines_that_parse_but_cannot_be_answered_are_errors_not_a_crash(runner: CliRunner) -> None:
     lines = ['{"id": NaN, "text": "whatsapp is down"}', "[" * 5000 + "]" * 5000, '{"id": 3, "text": "calm down"}']
     result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")

@@ -62,8 +62,8 @@ def _settings(
 
 def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
     """(id, text, error) for one input line; error names the line."""
-    if n == 1:
-        raw = raw.removeprefix(codecs.BOM_UTF8)
+    # Not only on line 1: `cat` of two files saved by Windows tools has one at the start of the second.
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError:  # replacing the bytes would silently change an id
@@ -147,13 +147,13 @@ def classify_cmd(
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
     Each input line is a JSON object with at least "id" and "text" (UTF-8, or gzip-compressed UTF-8; a
-    byte-order mark and CRLF line ends are accepted). Each output line, in input order, is {"id",
-    "outage": 0|1, "score": 0..1, "symptom": str|null}; outage is 1 exactly when the score (printed to 5
-    decimals) is at least the threshold ([classifier].threshold, else the model's). A line that is empty, not
-    valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null verdict), a
-    message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the input broke
-    off, 0 otherwise. Interrupted (SIGINT, SIGTERM: exit status 130, 143), it deletes the -o file rather than
-    leave part of the results in it.
+    byte-order mark at the start of any line and CRLF line ends are accepted). Each output line, in input
+    order, is {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}; outage is 1 exactly when the score
+    (printed to 5 decimals) is at least the threshold ([classifier].threshold, else the model's). A line that
+    is empty, not valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null
+    verdict), a message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the
+    input broke off, 0 otherwise. Interrupted (SIGINT, SIGTERM: exit status 130, 143), it deletes the -o file
+    rather than leave part of the results in it.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move slightly
     with the posts batched beside it; --batch-size 1 scores each post alone (slower).
