@@ -285,6 +285,32 @@ def test_a_full_disk_is_one_clear_error(runner: CliRunner) -> None:
     assert "internal error" not in result.stderr
 
 
+def test_a_run_that_fails_part_way_leaves_no_output_file(runner: CliRunner, tmp_path: Path) -> None:
+    # A file size limit makes a real write fail part way (EFBIG), as a full disk would: the rows written before it,
+    # the last cut short, were left in the -o file. A model that did not load left it empty (the old one emptied).
+    src = tmp_path / "posts.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": f"whatsapp is down {i}"}) + "\n" for i in range(3000)))
+    out = tmp_path / "out.jsonl"
+
+    def small_files() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(src), "-o", str(out)], cwd=tmp_path,
+                          env=env, preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert f"Error: cannot write {out}: File too large" in proc.stderr
+    assert not out.exists()
+    out.write_text("rows of an earlier run\n")
+    result = runner.invoke(main, ["classify", str(src), "-o", str(out), "--model-dir", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "model directory not found" in result.stderr
+    assert not out.exists()
+
+
 def test_onnx_runtime_telemetry_is_off(tmp_path: Path) -> None:
     # ONNX Runtime 1.29+ sends usage events to Microsoft and writes a device id under ~/.cache; off, it writes none.
     posts = tmp_path / "posts.jsonl"

@@ -152,8 +152,9 @@ def classify_cmd(
     (printed to 5 decimals) is at least the threshold ([classifier].threshold, else the model's). A line that
     is empty, not valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null
     verdict), a message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the
-    input broke off, 0 otherwise. Interrupted (SIGINT, SIGTERM: exit status 130, 143), it deletes the -o file
-    rather than leave part of the results in it.
+    input broke off (a truncated gzip file: the lines before the break keep their rows), 0 otherwise. A run
+    cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does not load)
+    deletes the -o file rather than leave part of the results, or none, in it.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move slightly
     with the posts batched beside it; --batch-size 1 scores each post alone (slower).
@@ -164,7 +165,11 @@ def classify_cmd(
     try:
         settings, base = _settings(app, model_dir, batch_size)
         bad = _classify_all(load_classifier(settings, base), input_file, out, output)
-    except KeyboardInterrupt:  # SIGINT or SIGTERM (miner.cli.stopping): the rows so far would pass for all of them
+    except InputError:  # the input broke off: the rows of the lines before the damage stand, as documented
+        raise
+    except BaseException:
+        # SIGINT or SIGTERM (miner.cli.stopping), a failed write (its row cut short), a model that did not load:
+        # the rows so far, or none, would pass for all of them.
         if written is not None:
             with contextlib.suppress(OSError):
                 os.unlink(written)
