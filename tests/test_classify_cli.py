@@ -333,3 +333,17 @@ def test_an_id_holding_a_unicode_line_break_stays_on_its_output_line(runner: Cli
     result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in _rows(result.stdout)] == ids
+
+
+def test_ids_are_echoed_as_read_and_other_fields_ignored_as_the_help_says(runner: CliRunner) -> None:
+    lines = ['{"id": "a", "text": "whatsapp is down", "label": 1, "outage": 0, "error": "x"}',
+             '{"id": 1E2, "text": "whatsapp is down"}', '{"id": "a", "text": "calm down"}',
+             '{"id": 12345678901234567890123, "text": ""}']
+    result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    rows = _rows(result.stdout)
+    assert all(set(r) == {"id", "outage", "score", "symptom"} for r in rows)
+    assert [(r["id"], r["outage"]) for r in rows] == [("a", 1), (100.0, 1), ("a", 0), (12345678901234567890123, 0)]
+    assert '"id": 100.0,' in result.stdout
+    help_text = " ".join(runner.invoke(main, ["classify", "--help"]).output.split())
+    assert "other fields are ignored" in help_text and "1E2 as 100.0; ids need not be unique" in help_text

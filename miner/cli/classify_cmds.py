@@ -146,14 +146,17 @@ def classify_cmd(
 ) -> None:
     """Label each post of INPUT.jsonl ('-' = stdin) as outage report or not.
 
-    Each input line is a JSON object with at least "id" and "text" (UTF-8, or gzip-compressed UTF-8; a
-    byte-order mark at the start of any line and CRLF line ends are accepted). Each output line, in input
-    order, is {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}; outage is 1 exactly when the score
-    (printed to 5 decimals) is at least the threshold ([classifier].threshold, else the model's). A line that
-    is empty, not valid UTF-8 or JSON, or lacks id/text gets an output line with an "error" field (and null
-    verdict), a message on stderr, and the run goes on; the exit status is 1 if any line was invalid or the
-    input broke off (a truncated gzip file: the lines before the break keep their rows), 0 otherwise. A run
-    cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does not load)
+    Each input line is a JSON object with at least "id" (a string or a number) and "text" (a string: empty,
+    emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
+    fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line
+    and CRLF line ends are accepted. Each output line, in input order, is {"id", "outage": 0|1, "score": 0..1,
+    "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids need not be
+    unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
+    ([classifier].threshold, else the model's). A line that is empty, not valid UTF-8, not a JSON object, or
+    lacks a valid id or text gets an output line with an "error" field naming the line (and null verdict; the
+    id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line was invalid or
+    the input broke off (a truncated gzip file: the lines before the break keep their rows), 0 otherwise. A
+    run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does not load)
     deletes the -o file rather than leave part of the results, or none, in it.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move slightly
