@@ -347,3 +347,24 @@ def test_ids_are_echoed_as_read_and_other_fields_ignored_as_the_help_says(runner
     assert '"id": 100.0,' in result.stdout
     help_text = " ".join(runner.invoke(main, ["classify", "--help"]).output.split())
     assert "other fields are ignored" in help_text and "1E2 as 100.0; ids need not be unique" in help_text
+
+
+def test_a_reader_of_stderr_that_stopped_does_not_cut_the_output_short(tmp_path: Path) -> None:
+    # `miner classify in.jsonl -o out.jsonl 2>&1 | head`: once head exits, each message to stderr fails (EPIPE).
+    # The first one ended the run as a stdout reader that stopped does: exit status 0, the -o file cut short.
+    src = tmp_path / "posts.jsonl"
+    lines = [json.dumps({"id": i, "text": "whatsapp is down"}) if i % 2 else "not json" for i in range(5000)]
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(src), "-o", str(out)], cwd=tmp_path,
+                              env=env, stderr=write, timeout=120)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1  # 2,500 invalid lines, as with a stderr that reads on
+    rows = _rows(out.read_text())
+    assert [r["id"] for r in rows] == [i if i % 2 else None for i in range(5000)]
+    assert rows[1]["outage"] == 1 and rows[0]["error"] == "line 1: invalid JSON (Expecting value at column 1)"

@@ -14,7 +14,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
@@ -181,13 +181,43 @@ def classify_cmd(
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
 
 
+class _Stderr:
+    """Standard error for the messages and the progress bar, which go quiet once writing to it fails.
+
+    Once a reader of stderr stops (`2>&1 | head`), each message raises BrokenPipeError, which the CLI takes
+    for a stdout reader that stopped: the run would end there with exit status 0 and the -o file cut short.
+    """
+
+    def __init__(self) -> None:
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken and sys.stderr is not None:
+            try:
+                sys.stderr.write(text)
+            except OSError:
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken and sys.stderr is not None:
+            try:
+                sys.stderr.flush()
+            except OSError:
+                self.broken = True
+
+    def isatty(self) -> bool:
+        return sys.stderr is not None and sys.stderr.isatty()
+
+
 def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: str) -> int:
     """Write a row per input line to ``out``, a chunk at a time; returns how many lines were invalid."""
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
-    with click.progressbar(length=size or 0, label="classifying", file=sys.stderr, hidden=not show or not size) as bar:
+    stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
+    with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
         for chunk in _chunks(unpacked or input_file, CHUNK_LINES):
             parsed = [(n, *_parse(line, n)) for n, line in chunk]
             texts = [t for _, _, t, err in parsed if err is None and t is not None]
@@ -196,7 +226,7 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
             for _n, post_id, _text, err in parsed:
                 if err is not None:
                     bad += 1
-                    click.echo(f"error: {err}", err=True)
+                    click.echo(f"error: {err}", file=stderr)
                     row: dict[str, Any] = {"id": post_id, "outage": None, "score": None, "symptom": None, "error": err}
                 else:
                     p = next(preds)
