@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
 from miner.config import Config
 from miner.store import Store
-from miner.timeutil import floor_time, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso
 
 
-def service_status(store: Store, config: Config, now: datetime, window: timedelta,
-                   shown: Callable[[str], str] = str) -> list[dict[str, Any]]:
-    """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, and the score
-    of the latest bucket that has ended (the one the detector scored last). ``shown`` writes the open incident's
-    time: as stored (ISO 8601 with its offset, for JSON), or :func:`shown_time` for the terminal.
+def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
+    """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, the score of
+    the latest bucket that has ended (the one the detector scored last), and the open incident (its id and when it
+    opened) or None. Times are ISO 8601 with their offset; a number SQLite holds as infinite is None.
 
     Both are read on the bucket grid. Counted from ``now - window`` itself, a bucket as wide as the window (the
     demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
@@ -36,14 +35,16 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "service": svc.name,
             "posts": sum(r["posts"] for r in counted),
             "complaints": sum(r["complaints"] for r in counted),
-            "baseline": round(latest["baseline"], 2) if latest and latest["baseline"] is not None else None,
-            "z": round(latest["score"], 1) if latest else None,
-            "incident": f"#{incident['id']} since {shown(incident['opened_at'])}" if incident else "",
+            "baseline": _rounded(latest["baseline"], 2) if latest else None,
+            "z": _rounded(latest["score"], 1) if latest else None,
+            "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
         })
     return out
 
 
 def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
+    """Per configured source: its health, with None for a time it has none of (``last_ok``: never polled
+    successfully; ``next_poll``: due at the next tick, or ``enabled`` is false and it is not polled)."""
     rows = {r["name"]: r for r in store.source_rows()}
     out = []
     for src in config.sources:
@@ -51,8 +52,9 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
         out.append({
             "source": src.name,
             "type": src.type,
-            "last_ok": row.get("last_ok_at") or "never",
-            "next_poll": "disabled" if not src.enabled else row.get("next_poll_at") or "now",
+            "enabled": src.enabled,
+            "last_ok": _time(row.get("last_ok_at")),
+            "next_poll": _time(row.get("next_poll_at")) if src.enabled else None,
             "failures": row.get("consecutive_failures", 0),
             "last_error": row.get("last_error") or "",
             "posts_stored": row.get("posts_stored", 0),
@@ -60,15 +62,21 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
     return out
 
 
+def _time(value: str | None) -> str | None:
+    """A stored time as ISO 8601 with its offset (one stored without, by hand, is UTC as every stored time)."""
+    return iso(parse_iso(value)) if value else None
 
 
-def shown_time(value: str) -> str:
-    """A stored time as the terminal shows it, ``2026-11-28 04:50:00 UTC``; a word (``never``) as it is.
+def _rounded(value: float | None, digits: int) -> float | None:
+    # json.dumps writes an infinite float as Infinity, which no strict JSON parser (jq, JSON.parse) reads.
+    return round(value, digits) if value is not None and math.isfinite(value) else None
+
+
+def shown_time(value: str | None, missing: str = "") -> str:
+    """A stored time as the terminal shows it, ``2026-11-28 04:50:00 UTC``; ``missing`` for None.
 
     The ISO text cut before its offset, as it was shown, reads as local time to whoever is not on UTC.
     """
-    try:
-        when = parse_iso(value)
-    except ValueError:
-        return value
-    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if value is None:
+        return missing
+    return parse_iso(value).strftime("%Y-%m-%d %H:%M:%S UTC")

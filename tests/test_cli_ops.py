@@ -24,7 +24,7 @@ from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.catalog import TABLES
 from miner.store.migrations import MIGRATIONS, apply_migrations, pending_migrations
-from miner.timeutil import iso
+from miner.timeutil import floor_time, iso
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -347,9 +347,47 @@ def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> Non
     assert "2026-02-02 23:40:05 UTC" in result.output and "2026-02-02 23:45:05 UTC" in result.output
     data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
     # JSON has every time in ISO 8601 with its offset, as --help says; the incident's was the table's text.
-    assert data["services"][0]["incident"] == "#1 since 2026-02-02T23:15:00+00:00"
+    assert data["services"][0]["incident"] == {"id": 1, "opened_at": "2026-02-02T23:15:00+00:00"}
     assert data["sources"][0]["last_ok"] == "2026-02-02T23:40:05+00:00"
     assert data["sources"][0]["next_poll"] == "2026-02-02T23:45:05+00:00"
+
+
+def test_status_json_has_null_not_words_for_missing_times(tmp_path: Path, runner: CliRunner) -> None:
+    # JSON said "never" for last_ok and "now" or "disabled" for next_poll, words in a time field that a script
+    # parsing it as a timestamp fails on; a service without an incident had "", an infinite score Infinity.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[[sources]]\nname = "forum"\ntype = "rss"\nurl = "http://127.0.0.1:9/forum.rss"\n'
+                   '\n[[sources]]\nname = "off"\ntype = "rss"\nurl = "http://127.0.0.1:9/off.rss"\nenabled = false\n'
+                   '\n[[sources]]\nname = "old"\ntype = "rss"\nurl = "http://127.0.0.1:9/old.rss"\n')
+    db = tmp_path / "m.sqlite"
+    store = Store.open(db)
+    bucket = iso(floor_time(datetime.now(UTC), timedelta(minutes=15)) - timedelta(minutes=15))  # the last ended
+    store.database.execute("INSERT INTO buckets (service, bucket_start, posts, complaints, score, baseline) "
+                           "VALUES ('MTN', ?, 5, 3, 1e999, 1e999)", (bucket,))
+    store.database.execute("INSERT INTO sources (name, type, next_poll_at) VALUES ('off', 'rss', ?)",
+                           ("2026-02-02T23:45:05+00:00",))
+    # Without an offset (a hand edit): UTC, as every stored time is, and shown with its offset.
+    store.database.execute("INSERT INTO sources (name, type, last_ok_at) VALUES ('old', 'rss', ?)",
+                           ("2026-02-02T23:40:05",))
+    store.close()
+    base = ["--config", str(cfg), "--db", str(db)]
+    result = runner.invoke(main, [*base, "status", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout, parse_constant=lambda name: pytest.fail(f"{name} is no JSON"))
+    mtn, airtel = data["services"]
+    assert (mtn["posts"], mtn["z"], mtn["baseline"], mtn["incident"]) == (5, None, None, None)
+    assert (airtel["z"], airtel["baseline"], airtel["incident"]) == (None, None, None)
+    sources = {s["source"]: s for s in data["sources"]}
+    assert {k: sources["forum"][k] for k in ("enabled", "last_ok", "next_poll")} == \
+        {"enabled": True, "last_ok": None, "next_poll": None}
+    assert {k: sources["off"][k] for k in ("enabled", "last_ok", "next_poll")} == \
+        {"enabled": False, "last_ok": None, "next_poll": None}
+    assert sources["old"]["last_ok"] == "2026-02-02T23:40:05+00:00"
+    # The table keeps its words.
+    text = runner.invoke(main, [*base, "status"]).output
+    forum = next(line for line in text.splitlines() if line.startswith("forum "))
+    off = next(line for line in text.splitlines() if line.startswith("off "))
+    assert forum.split()[2:4] == ["never", "now"] and off.split()[2:4] == ["never", "disabled"], text
 
 
 def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:

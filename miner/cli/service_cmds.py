@@ -48,26 +48,32 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
-    """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last ok,
-    last error, next poll. Times are UTC (in JSON, ISO 8601 with their offset)."""
+    """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last
+    ok, last error, next poll. Times are UTC.
+
+    JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
+    (null before the first scored bucket), and incident: {"id", "opened_at"} or null. A source has source,
+    type, enabled, last_ok (null: never polled successfully), next_poll (null: due at the service's next
+    tick, or not polled as enabled is false), failures, last_error and posts_stored. Times are ISO 8601
+    with their offset.
+    """
     from miner.status import service_status, shown_time, source_status
     from miner.timeutil import utcnow
 
     store = app.store(readonly=True, must_exist=True)
-    now = utcnow()
-    # JSON keeps each time as stored, ISO 8601 with its offset, as --help says: the incident's was the table's.
-    services = service_status(store, app.config, now, window=timedelta(hours=1),
-                              shown=str if fmt == "json" else shown_time)
+    services = service_status(store, app.config, utcnow(), window=timedelta(hours=1))
     sources = source_status(store, app.config)
     if fmt == "json":
-        click.echo(json.dumps({"services": services, "sources": sources}, indent=2, default=str))
+        click.echo(json.dumps({"services": services, "sources": sources}, indent=2, allow_nan=False))
         return
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "open incident"),
-                     [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"], s["incident"])
+                     [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"],
+                       f"#{inc['id']} since {shown_time(inc['opened_at'])}" if (inc := s["incident"]) else "")
                       for s in services]))
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "last error"),
-                     [(s["source"], s["type"], shown_time(s["last_ok"]), shown_time(s["next_poll"]), s["failures"],
+                     [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
+                       shown_time(s["next_poll"], "now" if s["enabled"] else "disabled"), s["failures"],
                        s["last_error"]) for s in sources], max_width=70))
 
 
