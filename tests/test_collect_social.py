@@ -99,6 +99,45 @@ def test_lemmy_items_of_bot_accounts_are_not_posts(server: FakeServer, poller: P
     assert bot in people and [p.external_id for p in poller.poll(source).posts] == [i for i in people if i != bot]
 
 
+def test_discourse_topics_opened_by_its_automation_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
+    data = json.loads(server.fixture_bytes("discourse/latest.json"))
+    data["users"].append({"id": -1, "username": "system", "name": "system",
+                          "avatar_template": "/images/discourse-logo-sketch-small.png", "admin": True,
+                          "moderator": True, "trust_level": 4})
+    # Discourse's system user opens the welcome and policy topics, and posts moderator notices as topics; ids
+    # below 1 are its built-in automation accounts (system -1, discobot -2, AI personas further down).
+    notice = copy.deepcopy(data["topic_list"]["topics"][1])
+    notice.update(id=4822, title="Service status: sync is down for everyone", slug="service-status",
+                  excerpt="Automated notice: the sync service is unavailable; we are investigating.",
+                  created_at="2026-11-27T14:30:00.000Z", last_poster_username="system",
+                  posters=[{"extras": "latest single", "description": "Original Poster, Most Recent Poster",
+                            "user_id": -1, "primary_group_id": None}])
+    data["topic_list"]["topics"].insert(1, notice)
+    _serve_json(server, "/latest.json", data)
+    result = poller.poll(SourceConfig("forum", "discourse", url=server.url))
+    assert [p.external_id for p in result.posts] == ["topic:4821", "topic:4819"]
+    assert result.state.cursor == "4822"  # read past, not read again
+
+
+def test_discourse_search_hits_by_its_automation_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
+    # Search hits name their author by username only (no user id, no post type): Discourse's own `system` and
+    # `discobot` are the accounts known by name.
+    data = json.loads(server.fixture_bytes("discourse/search.json"))
+    hit = copy.deepcopy(data["posts"][1])
+    hit.update(id=30230, name="system", username="system", post_number=8,
+               avatar_template="/images/discourse-logo-sketch-small.png", created_at="2026-11-27T16:20:05.000Z",
+               blurb="This topic was automatically closed 2 hours after the last reply. Sync down? Post anew.")
+    bot = copy.deepcopy(data["posts"][1])
+    bot.update(id=30231, name="Discobot", username="discobot", post_number=9,
+               created_at="2026-11-27T16:25:05.000Z", blurb="Hi! Sync is down? Try @discobot display help.")
+    data["posts"][:0] = [bot, hit]
+    data["grouped_search_result"]["post_ids"][:0] = [30231, 30230]
+    _serve_json(server, "/search.json", data)
+    result = poller.poll(SourceConfig("forum", "discourse", url=server.url, query="sync"))
+    assert [p.external_id for p in result.posts] == ["post:30211", "post:30219", "post:29950"]
+    assert result.state.cursor == "30231"  # read past, not read again
+
+
 @pytest.mark.parametrize("placeholder", ["[removed]", "[deleted]"])
 def test_a_reddit_post_removed_or_deleted_keeps_its_title_without_the_placeholder(
     server: FakeServer, poller: Poller, placeholder: str

@@ -28,6 +28,11 @@ from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.urls import shown_url
 
+# The usernames Discourse gives its built-in automation accounts: `system` (user id -1: auto-close notices,
+# welcome and policy topics) and the narrative bot `discobot` (-2). Search results name a post's author only by
+# username; topic lists give the user id, where every id not above 0 is such an account (Discourse's User#bot?).
+_BOT_USERNAMES = frozenset({"system", "discobot"})
+
 
 class DiscourseCollector:
     def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
@@ -41,19 +46,22 @@ class DiscourseCollector:
         # The first poll reads one page, the newest items: a new source does not page back through history.
         pager = Pager(source, ctx, limit=1 if cursor is None else None)
         fresh: dict[int, Post] = {}
+        passed: set[int] = set()  # the new ids read, those of items skipped (a bot's, one without text) too
         page = 1 if source.query else 0  # search pages count from 1, topic lists from 0
         complete = False
         while (read := pager.next(partial(self._page, source, ctx, base, site, page))) is not None:
             items, order, more = read
             fresh.update((n, p) for n, p in items if cursor is None or n > cursor)
             new = [n for n in order if cursor is None or n > cursor]
+            passed.update(new)
             # Topics by creation are newest first: an older one means the rest was read before. Search results
             # are not strictly in id order (a topic's posts may be shown together): a page with nothing new ends it.
             if not more or not new or (not source.query and len(new) < len(order)):
                 complete = True
                 break
             page += 1
-        newest = max([*fresh, *([] if cursor is None else [cursor])], default=None)
+        # Past the skipped items too, so that they are not read again by every poll until a post follows them.
+        newest = max([*fresh, *passed, *([] if cursor is None else [cursor])], default=None)
         warnings = pager.warnings()
         gap = False
         if cursor is not None and not complete:
@@ -113,6 +121,8 @@ class DiscourseCollector:
             ident, topic_id = item.get("id"), item.get("topic_id")
             if not isinstance(ident, int):
                 continue
+            if text_of(item.get("username")).lower() in _BOT_USERNAMES:
+                continue  # Discourse's own notices ("This topic was automatically closed..."): no user's complaint
             if not isinstance(topic_id, int):
                 topic_id = None
             post_number = item.get("post_number") or 1
@@ -147,6 +157,8 @@ class DiscourseCollector:
             posters = [as_dict(p) for p in loose_list(item.get("posters"))]
             opener = next((p for p in posters if "Original Poster" in text_of(p.get("description"))), None)
             user_id = (opener or (posters[0] if posters else {})).get("user_id")
+            if isinstance(user_id, int) and user_id <= 0:
+                continue  # opened by one of Discourse's automation accounts (system, discobot): no user's complaint
             author = users.get(user_id) if isinstance(user_id, int) else None
             post = make_post(
                 source, ctx,
