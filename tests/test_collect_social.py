@@ -229,6 +229,32 @@ def test_reddit_rss_posts_deleted_or_removed_keep_their_title_and_no_shared_auth
     assert [p.author_hash is None for p in posts] == [True, True, False]
 
 
+def test_reddit_posts_by_automoderator_are_not_posts(server: FakeServer, poller: Poller) -> None:
+    # AutoModerator posts the megathreads a subreddit's moderators schedule ("Outage megathread"): no user's report.
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    data = json.loads(server.fixture_bytes("reddit/search.json"))
+    thread = copy.deepcopy(data["data"]["children"][1])
+    thread["data"].update(author="AutoModerator", author_fullname="t2_6l4z3", name="t3_1h11mod", id="1h11mod",
+                          title="Weekly outage megathread: is Outlook down? Post here",
+                          selftext="Post your Outlook outage reports in this thread.", selftext_html=None,
+                          created=1795789000, created_utc=1795789000, stickied=True, distinguished="moderator",
+                          permalink="/r/sysadmin/comments/1h11mod/weekly_outage_megathread/")
+    data["data"]["children"].insert(0, thread)
+    _serve_json(server, "/search.json", data)
+    result = poller.poll(SourceConfig("r", "reddit", url=server.url, query="outlook",
+                                      env={"client_id": "RID", "client_secret": "RSECRET"}))
+    assert [p.external_id for p in result.posts] == [c["data"]["name"] for c in data["data"]["children"][1:]]
+    assert result.state.cursor == "1795789000"  # read past, not read again
+    feed = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>reddit.com: search results - whatsapp down</title>"
+            + _rss_entry("1h10mod", "/u/AutoModerator", "WhatsApp down? Megathread", "Post outage reports here")
+            + _rss_entry("1h10ccc", "/u/tomasz_pl", "WhatsApp web down", "Nothing loads")
+            + "</feed>")
+    server.serve("/search.rss", Reply(200, feed.encode(), content_type="application/atom+xml"))
+    posts = poller.poll(SourceConfig("r", "reddit", url=server.url, query="whatsapp down")).posts
+    assert [p.text for p in posts] == ["WhatsApp web down. Nothing loads"]
+
+
 @pytest.mark.parametrize(("html", "text"), [
     ("<p>curl says &lt;Connection refused&gt; for slack</p>", "curl says <Connection refused> for slack"),
     ("<p>the page shows &lt;h1&gt;502 Bad Gateway&lt;/h1&gt;</p>", "the page shows <h1>502 Bad Gateway</h1>"),

@@ -30,7 +30,7 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.feeds import fetch_feed
+from miner.collectors.feeds import entry_author, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
@@ -49,6 +49,17 @@ _REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
 # Reddit RSS bodies end with "submitted by /u/<name> [link] [comments]": it names the author, so it goes.
 _SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.IGNORECASE | re.DOTALL)
+
+
+# Reddit's own rule bot, whose posts (scheduled megathreads, "daily discussion" posts) a subreddit's moderators
+# set up: no user's report. Reddit has no bot flag on accounts; this one is the same account on every subreddit.
+_AUTOMODERATOR = "automoderator"
+
+
+def by_automoderator(author: str | None) -> bool:
+    """Whether ``author``, as the API (``AutoModerator``) or the RSS (``/u/AutoModerator``) names it, is Reddit's
+    AutoModerator (user names are case-insensitive)."""
+    return (author or "").strip().removeprefix("/u/").lower() == _AUTOMODERATOR
 
 
 def strip_reddit_boilerplate(html: str) -> str:
@@ -98,7 +109,8 @@ class RedditCollector:
         resp = fetch_feed(source, state, ctx, url)
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
-        return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state)
+        return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state,
+                               skip=lambda entry: by_automoderator(entry_author(entry)))
 
     def _token(self, source: SourceConfig, ctx: PollContext) -> str:
         cached = self.tokens.get(source.name)
@@ -236,6 +248,8 @@ class _Listing:
 
     def _post(self, item: dict[str, Any]) -> Post | None:
         author = text_of(item.get("author"))
+        if by_automoderator(author):
+            return None
         # A post its author deleted or a moderator removed keeps its title; its body is Reddit's placeholder, no
         # word of the poster's ("Is Outlook down? [removed]": subreddits remove "is it down" posts for a megathread).
         gone = text_of(item.get("selftext")).strip() in _REMOVED_BODIES

@@ -36,10 +36,11 @@ def posts_from_feed(
     ctx: PollContext,
     clean_body: Callable[[str], str] | None = None,
     state: SourceState | None = None,
+    skip: Callable[[Any], bool] | None = None,
 ) -> FetchResult:
     """Parse a fetched feed into posts; ``clean_body`` strips a site's boilerplate from entry HTML. ``state``: the
     source's state before this poll, whose cursor (the newest entry date read then) tells whether the feed still
-    reaches back to it."""
+    reaches back to it. ``skip`` tells the entries that are no posts (a site's bot's); their dates still count."""
     parsed, warnings = parse_feed(resp, source.name)
     feed = parsed.get("feed") or {}
     posts: list[Post] = []
@@ -47,6 +48,8 @@ def posts_from_feed(
     for entry in parsed.get("entries") or []:
         if (when := entry_time(entry)) is not None:
             dates.append(when)
+        if skip is not None and skip(entry):
+            continue
         post = _entry_post(source, ctx, entry, feed, clean_body, when)
         if post is not None:
             posts.append(post)
