@@ -6,44 +6,25 @@ Every function takes ``now`` so the same code runs live (wall clock) and in repl
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from miner.collect_stage import CollectStage
 from miner.collectors.matching import ServiceMatcher
 from miner.config import Config
-from miner.detect import (
-    BucketFacts,
-    BucketScore,
-    DetectorState,
-    IncidentDraft,
-    Transition,
-    advance,
-    due_buckets,
-    step,
-)
-from miner.detect.grouping import Opening, correlate
+from miner.detect_stage import DetectStage, TickReport
 from miner.records import Post, Prediction
 from miner.store import PostToClassify, Store
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
     from miner.alerts import DispatchStats, Senders
     from miner.classify import Classifier
-
-log = logging.getLogger(__name__)
-
-# How much history a changed bucket width learns the baseline again from: the day-of-week offsets need two weeks
-# (weekday_min_days) and learn over three (weekday_halflife_weeks); more would only make the change slower.
-RELEARN_SPAN = timedelta(days=28)
 
 # User reports are complaints by definition (someone pressed "I have a problem"); the model is not asked.
 REPORTS_SOURCE = "reports"
@@ -51,20 +32,7 @@ REPORTS_SOURCE = "reports"
 Progress = Callable[[int], None]
 
 
-@dataclass
-class TickReport:
-    """What one pass of the pipeline did."""
-
-    classified: int = 0
-    buckets: int = 0
-    opened: list[tuple[str, datetime]] = field(default_factory=list)
-    reopened: list[tuple[str, datetime]] = field(default_factory=list)
-    resolved: list[tuple[str, datetime]] = field(default_factory=list)
-    sent: int = 0
-    too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
-
-
-class Pipeline(CollectStage):
+class Pipeline(CollectStage, DetectStage):
     """Runs the stages against one store. Not thread-safe: the service runs one pipeline job at a time."""
 
     def __init__(self, config: Config, store: Store, classifier: Classifier | None = None, *,
@@ -159,248 +127,3 @@ class Pipeline(CollectStage):
             times = [*self.store.save_classifications(reports, REPORTS_SOURCE, now),
                      *(self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else [])]
             self.store.refresh_buckets_at([parse_iso(t) for t in times], self.bucket)
-
-    # Detect ----------------------------------------------------------------------------------------------
-
-    def detect(self, now: datetime) -> TickReport:
-        """Step each service's detector over the buckets completed since its last run; track incidents.
-
-        A service's detector state, incident draft, bucket scores and incident transitions are committed in
-        one transaction, so a crash keeps a bucket's whole effect or none of it: a restart never re-opens or
-        re-announces an incident. Services of one group or provider that opened (or re-opened) together are
-        then grouped.
-        """
-        report = TickReport()
-        self._resolve_unwatched(now, report)
-        self._rebucket_if_changed(now)
-        self._resume_after_clock_ahead(now)
-        for service in self.config.services:
-            with self.store.database.transaction():
-                self._detect_service(service.name, now, report)
-        if report.opened or report.reopened:
-            with self.store.database.transaction():
-                self._group_openings(now)
-        return report
-
-    def _resume_after_clock_ahead(self, now: datetime) -> None:
-        """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket
-        that has ended, so that they step on from now instead of waiting for real time to reach their last bucket.
-
-        The buckets they scored ahead of time (empty then) are not scored again with their real counts: nothing
-        tells where the excursion began, and a bucket scored twice could announce an incident twice.
-        """
-        ahead = self.store.detectors_ahead(now, self.bucket)
-        if not ahead:
-            return
-        [resume] = due_buckets(self.config.detector, None, now)
-        rewound = []
-        for service, saved in ahead:
-            draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
-            state = DetectorState.from_json(saved.state).rewound(resume).to_json()
-            rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
-        redated = self.store.rewind_detectors(rewound, now, self.bucket)
-        latest = max(saved.last_bucket for _, saved in ahead) + self.bucket
-        log.warning("the clock was ahead: the detector had stepped buckets up to %s; %d service(s) resume with the "
-                    "bucket from %s, and %d post(s) dated in the future are dated now", iso(latest), len(ahead),
-                    iso(resume + self.bucket), redated)
-
-    def _resolve_unwatched(self, now: datetime, report: TickReport) -> None:
-        """Resolve the open incidents of services no longer in feeds.toml (removed or renamed), at ``now``.
-
-        Only a service's detector resolves its incident, and no detector steps a service the config does not
-        name: its incident stayed open for good, in every digest, reminded of every repeat_interval. Its detector
-        state stays (so the service, added back, resumes its baseline), without the incident.
-        """
-        watched = {s.name for s in self.config.services}
-        for row in self.store.incidents(status="open"):
-            service = row["service"]
-            if service in watched:
-                continue
-            with self.store.database.transaction():
-                self.store.update_incident(row["id"], now, {"status": "resolved", "resolved_at": now}, "resolve",
-                                           {"reason": "unwatched"})
-                saved = self.store.detector_state(service)
-                if saved is not None and saved.incident_id == row["id"]:
-                    state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0, hits=0)
-                    self.store.save_detector_step(service, saved.last_bucket, state.to_json(), [], now)
-            report.resolved.append((service, now))
-            log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
-
-    def _rebucket_if_changed(self, now: datetime) -> None:
-        """Once detector.bucket_minutes has changed: count the posts again in buckets of the new width, and learn
-        each service's baseline again from those buckets, as if the detector had always run at that width.
-
-        A state learned from counts per old bucket scored the new, wider or narrower, counts against a wrong
-        baseline (a spurious incident for every busy service when they grew), and a last bucket off the new grid
-        stepped buckets that no count ever lands in: that service saw nothing, for good. A store that never
-        recorded its width gets the configured one, unless the scores it stored say otherwise.
-        """
-        width = self.config.detector.bucket_minutes
-        recorded = self.store.bucket_minutes()
-        if recorded == width:
-            return
-        if recorded is not None:
-            start = self.store.rebucket(self.bucket, timedelta(minutes=recorded))
-            [latest] = due_buckets(self.config.detector, None, now)
-            first = min(latest, max(start or latest, floor_time(latest - RELEARN_SPAN, self.bucket)))
-            for service in self.config.services:
-                with self.store.database.transaction():
-                    self._relearn(service.name, first, latest, now)
-            # Services no longer configured have no open incident (see _resolve_unwatched), and a state learned at
-            # the old width: added back, they start afresh.
-            self.store.forget_detectors([s.name for s in self.config.services])
-            log.warning("detector.bucket_minutes changed from %d to %d: the buckets from %s on are counted again "
-                        "from the posts, and each service's baseline is learned again from %s on", recorded, width,
-                        iso(start) if start else iso(latest), iso(first))
-        self.store.set_bucket_minutes(width)
-
-    def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime) -> None:
-        """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores.
-
-        Only the lifecycle's incident decides what is open: the detector's own open flag follows it, so an
-        incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
-        would have opened in the past opens at the next anomalous bucket, announced as any other.
-        """
-        params, width = self.config.detector, self.bucket
-        counts = self.store.bucket_counts(service, first, latest + width)
-        state: DetectorState | None = None
-        scores = []
-        at = first
-        while at <= latest:
-            state, score = step(params, state, at, counts.get(iso(at), (0, 0))[1])
-            scores.append((at, score.score, score.baseline, score.upper))
-            at += width
-        assert state is not None
-        saved = self.store.detector_state(service)
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
-        if draft is None or draft.resolved_at is not None:
-            state = replace(state, open=False, opened_at=None, quiet=0,
-                            resolved_at=draft.resolved_at if draft else None)
-        self.store.save_detector_step(service, latest, state.to_json(), scores, now,
-                                      draft=saved.draft if saved else None,
-                                      incident_id=saved.incident_id if saved else None)
-
-    def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
-        params = self.config.detector
-        width = self.bucket
-        saved = self.store.detector_state(service)
-        state = DetectorState.from_json(saved.state) if saved else None
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
-        incident_id = saved.incident_id if saved else None
-        due = due_buckets(params, state, now)
-        if not due:
-            return
-        counts = self.store.bucket_counts(service, due[0], due[-1] + width)
-        scores = []
-        for bucket_start in due:
-            complaints = counts.get(iso(bucket_start), (0, 0))[1]
-            state, score = step(params, state, bucket_start, complaints)
-            if score.replayed:
-                continue
-            scores.append((bucket_start, score.score, score.baseline, score.upper))
-            if draft is None and not (score.opened or score.reopened):
-                continue  # the common case: nothing to track, no need to look at the posts
-            before = draft
-            draft, transitions = advance(params, service, draft, score, self._facts(service, bucket_start, draft))
-            incident_id = self._persist_incident(service, incident_id, before, draft, transitions, score, report)
-            if draft is None:
-                incident_id = None
-        report.buckets += len(scores)
-        if state is not None and state.last is not None:
-            self.store.save_detector_step(service, state.last, state.to_json(), scores, now,
-                                          draft=draft.to_json() if draft else None, incident_id=incident_id)
-
-    def _facts(self, service: str, bucket_start: datetime, draft: IncidentDraft | None) -> BucketFacts:
-        end = bucket_start + self.bucket
-        opened = draft.opened_at if draft else bucket_start
-        window = timedelta(minutes=self.config.detector.official_match_minutes)
-        samples = self.store.sample_posts(service, bucket_start, end, limit=self.config.detector.max_samples)
-        return BucketFacts(
-            symptoms=self.store.symptom_counts(service, bucket_start, end),
-            samples=[(str(p["id"]), float(p["score"])) for p in samples],
-            official=self.store.official_incident_records(service, opened - window),
-        )
-
-    def _persist_incident(self, service: str, incident_id: int | None, before: IncidentDraft | None,
-                          draft: IncidentDraft | None, transitions: Sequence[Transition], score: BucketScore,
-                          report: TickReport) -> int | None:
-        """Write the lifecycle's transitions. Times are bucket ends: when the bucket closed, we knew."""
-        width = self.bucket
-        for t in transitions:
-            at = t.bucket_start + width
-            fields = self._incident_fields(t.incident)
-            details: dict[str, Any] = {"z": round(score.score, 2), "count": score.count,
-                                       "baseline": round(score.baseline, 2), "upper": round(score.upper, 2)}
-            if t.kind == "open":
-                fields["baseline"] = round(score.baseline, 3)
-                incident_id = self.store.open_incident(service, at, fields, details)
-                report.opened.append((service, at))
-            elif incident_id is None:
-                log.error("%s: lifecycle %s without a stored incident; skipped", service, t.kind)
-            elif t.kind == "resolve":
-                self.store.update_incident(incident_id, at, {**fields, "status": "resolved", "resolved_at": at},
-                                           "resolve", details)
-                report.resolved.append((service, at))
-            else:
-                if "reopened" in t.reason:
-                    fields |= {"status": "open", "resolved_at": None}
-                    report.reopened.append((service, at))
-                self.store.update_incident(incident_id, at, fields, "update", {**details, "reason": t.reason})
-        if not transitions and incident_id is not None and draft is not None and before is not None:
-            # updated_at is the last change: a cool-down bucket only moves the draft's last_bucket, no column.
-            fields = self._incident_fields(draft)
-            if fields != self._incident_fields(before):
-                self.store.update_incident_quietly(incident_id, score.bucket_start + width, fields)
-        return incident_id
-
-    def _incident_fields(self, draft: IncidentDraft) -> dict[str, Any]:
-        fields: dict[str, Any] = {
-            "peak_complaints": int(draft.peak_count),
-            "peak_score": round(draft.peak_z, 3),
-            "total_complaints": int(draft.total_complaints),
-            "symptoms": dict(draft.symptoms),
-            "sample_post_ids": [int(pid) for pid, _ in draft.samples],
-        }
-        if draft.official_ref is not None:
-            fields["official_incident_id"] = self.store.official_incident_id_of_ref(draft.official_ref)
-            if draft.lead_minutes is not None:
-                # The lifecycle measures from the bucket's start; we knew only when the bucket closed.
-                fields["lead_time_minutes"] = round(draft.lead_minutes - self.config.detector.bucket_minutes, 1)
-        return fields
-
-    def _group_openings(self, now: datetime) -> None:
-        """Group recent openings of related services (configured groups, shared providers) into one incident.
-
-        An incident joins at most one group: ``correlate`` gives each opening to one group at most, and the
-        group ids set here are tracked, so an incident grouped earlier in this round is never grouped again.
-        """
-        window = timedelta(minutes=self.config.detector.group_window_minutes)
-        since = now - 2 * window
-        # updated_at is at or after the last (re-)opening: older incidents need no look at their events.
-        recent = [(r, self._last_opened_at(r)) for r in self.store.incidents(status="open")
-                  if parse_iso(r["updated_at"]) >= since]
-        recent = [(r, at) for r, at in recent if at >= since]
-        group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r, _ in recent}
-        openings = [Opening(r["service"], at, r["id"]) for r, at in recent]
-        for found in correlate(self.config.detector, openings, self.config.groups, self.config.services):
-            members = [(o.incident_id, o.service) for o in found.openings if o.incident_id is not None]
-            existing = next((group_of[iid] for iid, _ in members if group_of[iid] is not None), None)
-            ungrouped = [iid for iid, _ in members if group_of[iid] is None]
-            if not ungrouped:
-                continue
-            # Only the services whose incidents end up in this group: one already in another group stays there.
-            names = list(dict.fromkeys(svc for iid, svc in members if group_of[iid] in (None, existing)))
-            if existing is None:
-                existing = self.store.create_group(found.group, found.cause, names, now, ungrouped)
-            else:
-                self.store.join_group(existing, names, now, ungrouped)
-            group_of.update(dict.fromkeys(ungrouped, existing))
-
-    def _last_opened_at(self, incident: dict[str, Any]) -> datetime:
-        """When the incident last opened: a re-opening (an update with reason reopened) is the service failing
-        again now, so it groups with the openings around it, not with those around its first opening."""
-        at = parse_iso(incident["opened_at"])
-        for event in self.store.incident_events(incident["id"]):
-            if event["kind"] == "update" and json.loads(event["details"]).get("reason") == "reopened":
-                at = max(at, parse_iso(event["at"]))
-        return at
