@@ -1,7 +1,7 @@
 """The SQLite store: the only code that writes SQL.
 
 Every stage reads from and writes to the store through :class:`Store`; its methods are grouped by what they
-own (sources, posts, signals, maintenance). One ``Store`` wraps one connection and is used from one thread.
+own (sources, posts, signals, incidents, maintenance). One ``Store`` wraps one connection and is used from one thread.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
+from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.mutes import MutesMixin
 from miner.store.outbox import OutboxMixin
@@ -21,7 +22,8 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
            "stream_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, SignalsMixin, MaintenanceMixin, OutboxMixin, MutesMixin, ClockMixin):
+class Store(SourcesMixin, PostsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin, OutboxMixin, MutesMixin,
+            ClockMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -1,11 +1,10 @@
-"""Per-service volume buckets, detector state, and incidents with their transitions."""
+"""Per-service volume buckets, detector state, and the complaint reads they rest on (samples, symptoms, totals)."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -249,90 +248,6 @@ class SignalsMixin:
             (service, iso(start), iso(end)),
         )
 
-    # Incidents -----------------------------------------------------------------------------------------
-
-    def open_incident(self, service: str, at: datetime, fields: Mapping[str, Any], details: Mapping[str, Any]) -> int:
-        with self.database.transaction() as conn:
-            cols = ["service", "status", "opened_at", "updated_at", *fields]
-            vals = [service, "open", iso(at), iso(at), *(_encode(v) for v in fields.values())]
-            cur = conn.execute(
-                f"INSERT INTO incidents ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                vals,
-            )
-            incident_id = int(cur.lastrowid or 0)
-            _event(conn, incident_id, "open", at, details)
-        return incident_id
-
-    def update_incident(
-        self, incident_id: int, at: datetime, fields: Mapping[str, Any], kind: str = "update",
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Update columns of an incident and log the transition ``kind`` (update, resolve or group)."""
-        with self.database.transaction() as conn:
-            sets = ", ".join(f"{k} = ?" for k in fields)
-            conn.execute(
-                f"UPDATE incidents SET updated_at = ?{', ' if sets else ''}{sets} WHERE id = ?",
-                [iso(at), *(_encode(v) for v in fields.values()), incident_id],
-            )
-            _event(conn, incident_id, kind, at, details or {})
-
-    def update_incident_quietly(self, incident_id: int, at: datetime, fields: Mapping[str, Any]) -> None:
-        """Refresh running figures (totals, samples) without logging a transition."""
-        with self.database.transaction() as conn:
-            sets = "".join(f", {k} = ?" for k in fields)
-            conn.execute(
-                f"UPDATE incidents SET updated_at = ?{sets} WHERE id = ?",
-                [iso(at), *(_encode(v) for v in fields.values()), incident_id],
-            )
-
-    def open_incident_for(self, service: str) -> dict[str, Any] | None:
-        return self.database.one(
-            "SELECT * FROM incidents WHERE service = ? AND status = 'open' ORDER BY id DESC LIMIT 1", (service,)
-        )
-
-    def incident(self, incident_id: int) -> dict[str, Any] | None:
-        return self.database.one("SELECT * FROM incidents WHERE id = ?", (incident_id,))
-
-    def incidents(self, *, status: str | None = None, since: datetime | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM incidents WHERE 1 = 1"
-        params: list[Any] = []
-        if status:
-            sql += " AND status = ?"
-            params.append(status)
-        if since:
-            sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
-            params.append(iso(since))
-        return self.database.rows(sql + " ORDER BY opened_at, id", params)
-
-    def incident_events(self, incident_id: int) -> list[dict[str, Any]]:
-        return self.database.rows(
-            "SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,)
-        )
-
-    def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
-                     incident_ids: Sequence[int]) -> int:
-        with self.database.transaction() as conn:
-            cur = conn.execute(
-                "INSERT INTO incident_groups (name, cause, services, opened_at) VALUES (?, ?, ?, ?)",
-                (name, cause, json.dumps(list(services)), iso(at)),
-            )
-            group_id = int(cur.lastrowid or 0)
-            for iid in incident_ids:
-                conn.execute("UPDATE incidents SET group_id = ? WHERE id = ?", (group_id, iid))
-                _event(conn, iid, "group", at, {"group_id": group_id, "group": name, "cause": cause})
-        return group_id
-
-    def join_group(self, group_id: int, services: Sequence[str], at: datetime, incident_ids: Sequence[int]) -> None:
-        """Add late openings to an existing group."""
-        with self.database.transaction() as conn:
-            row = conn.execute("SELECT name, cause, services FROM incident_groups WHERE id = ?",
-                               (group_id,)).fetchone()
-            merged = list(dict.fromkeys([*json.loads(row["services"]), *services]))
-            conn.execute("UPDATE incident_groups SET services = ? WHERE id = ?", (json.dumps(merged), group_id))
-            for iid in incident_ids:
-                conn.execute("UPDATE incidents SET group_id = ? WHERE id = ?", (group_id, iid))
-                _event(conn, iid, "group", at, {"group_id": group_id, "group": row["name"], "cause": row["cause"]})
-
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5) -> list[dict[str, Any]]:
         """The highest-scoring complaints about ``service`` in [start, end): examples for alerts."""
         # CROSS JOIN makes SQLite start from the posts in the window (posts_created_at) and check each one's
@@ -396,18 +311,3 @@ class SignalsMixin:
 def _grid_at_or_after(at: datetime, width: timedelta) -> datetime:
     start = floor_time(at, width)
     return start if start >= at else start + width
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso(value)
-    if isinstance(value, dict | list | tuple):
-        return json.dumps(value)
-    return value
-
-
-def _event(conn: Any, incident_id: int, kind: str, at: datetime, details: Mapping[str, Any]) -> None:
-    conn.execute(
-        "INSERT INTO incident_events (incident_id, kind, at, details) VALUES (?, ?, ?, ?)",
-        (incident_id, kind, iso(at), json.dumps(dict(details), default=str)),
-    )
