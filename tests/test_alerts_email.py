@@ -239,7 +239,7 @@ def test_crash_after_claim_is_sent_once_after_the_lease(store: Store, smtp_serve
 def test_two_dispatchers_on_one_store_never_send_twice(tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     path = tmp_path / "miner.sqlite"
     setup = Store.open(path)
-    cfg = mail_settings(smtp_server, group_wait=0.0)
+    cfg = mail_settings(smtp_server, group_wait=0.0, group_interval=0.0)  # twelve messages to race for
     _incidents(setup, cfg, 12)
     setup.close()
     errors: list[BaseException] = []
@@ -292,7 +292,7 @@ def test_tls_and_login_from_environment(store: Store, tmp_path: Path, monkeypatc
         smtp = SmtpSettings(host="127.0.0.1", port=server.port, security=security,  # type: ignore[arg-type]
                             username_env="MINER_T_USER", password_env="MINER_T_PASS", timeout=5,
                             ca_file=str(tmp_path / "cert.pem"))
-        cfg = replace(mail_settings(server, group_wait=0.0), smtp=smtp)
+        cfg = replace(mail_settings(server, group_wait=0.0, group_interval=0.0), smtp=smtp)
         _incidents(store, cfg, 1)
         assert dispatch(store, cfg, T0, worker_id="w").sent == 1
         assert server.logins == ["alerts"] and len(server.inbox.messages) == 1

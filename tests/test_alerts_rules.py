@@ -505,7 +505,7 @@ def test_a_digest_shortly_after_midnight_is_not_skipped_around_the_clocks_going_
 def test_the_retention_prune_bounds_the_alert_history_and_nothing_is_planned_again(store: Store) -> None:
     # Sent, failed and suppressed notifications, their deliveries and delivered:ID keys, and ended silences were
     # kept for good: the outbox grew with every digest and reminder for as long as the store lived.
-    c = cfg(group_wait=0.0, repeat_interval=86400.0)  # hourly digests, daily reminders
+    c = cfg(group_wait=0.0, repeat_interval=86400.0, group_interval=0.0)  # hourly digests, daily reminders
 
     def step(now: datetime) -> int:
         return enqueue_due_digests(store, c, now) + plan_and_send(store, c, now)

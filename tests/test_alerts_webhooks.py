@@ -254,13 +254,13 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
     # Each POST takes 0.5 s, well within the 2-s lease; a second dispatcher starting 3.3 s into the first one's run
     # must not find the row being sent looking stale (it did when every claim carried the run's start time).
     # Stamps are whole seconds: the 1.3 s between the run's start and the second one's cutoff always crosses one.
-    cfg = dataclasses.replace(hook_settings(), lease_seconds=2.0,
+    cfg = dataclasses.replace(hook_settings(), lease_seconds=2.0, group_interval=0.0,
                               webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", timeout=5.0),))
     path = tmp_path / "miner.sqlite"
     setup = Store.open(path)
     start = utcnow()
     services = ["WhatsApp", "Telegram", "Signal", "Discord", "Slack", "Teams", "Zoom", "Skype"]
-    for service in services:  # each planned on its own, so each is a row of its own (group_wait is 0)
+    for service in services:  # each planned on its own, so each is a row of its own (group_wait, group_interval 0)
         open_incident(setup, service, start, posts=False, series=False)
         plan_notifications(setup, cfg, start)
     setup.close()

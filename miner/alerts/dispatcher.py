@@ -27,7 +27,7 @@ from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, slack_payload
 from miner.errors import MinerError
 from miner.store.outbox import Finish
-from miner.timeutil import parse_iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -44,6 +44,7 @@ class DispatchStats:
     reclaimed: int = 0  # stale claims returned to pending (a worker crashed or hung)
     lost_races: int = 0  # rows another worker claimed (or a failed attempt rescheduled) first
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
+    held: int = 0  # due, but held until group_interval after the last message on its route and channel
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -69,6 +70,9 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     for listed in store.due_notifications(now, limit):
         if stop is not None and stop.is_set():
             break  # a batch to a hanging server would outlast the stop timeout (100 rows x the SMTP timeout)
+        if _held(store, settings, listed, clock()):
+            stats.held += 1
+            continue
         row = store.claim_due(listed["id"], worker_id, clock(), now)
         if row is None:
             stats.lost_races += 1
@@ -85,6 +89,20 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
         else:
             stats.failed += 1
     return stats
+
+
+def _held(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
+    """Whether a due alert or resolve notice waits for its route's group_interval (store/grouping.py): the message
+    before it on its route and channel went out after it was planned, so what is planned meanwhile joins it."""
+    route = settings.route(row["route"])
+    if route is None or row["kind"] == "digest" or row["attempts"]:
+        return False
+    interval = settings.group_interval_for(route).total_seconds()
+    if interval <= 0 or (until := store.hold_for_group_interval(row["id"], interval, now)) is None:
+        return False
+    log.info("outbox %d (%s %s, route %s): held until %s, group_interval after the last message", row["id"],
+             row["kind"], row["channel"], row["route"], iso(until))
+    return True
 
 
 def _elapsed_clock(start: datetime) -> Callable[[], datetime]:

@@ -137,6 +137,7 @@ class RouteSettings:
     list_unsubscribe: str = ""  # mailto: or https: URL for the digest's List-Unsubscribe header
     group_wait: float | None = None  # seconds; overrides [alerts].group_wait
     repeat_interval: float | None = None  # seconds; overrides [alerts].repeat_interval
+    group_interval: float | None = None  # seconds; overrides [alerts].group_interval
 
     def validate(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -157,11 +158,11 @@ class RouteSettings:
         check_header("list_unsubscribe", self.list_unsubscribe)
         if self.list_unsubscribe and not re.match(r"(mailto:|https://)", self.list_unsubscribe):
             raise ValueError("list_unsubscribe: must start with mailto: or https://")
-        for key in ("group_wait", "repeat_interval"):
+        for key in ("group_wait", "repeat_interval", "group_interval"):
             value = getattr(self, key)
             if value is not None and value < 0:
                 raise ValueError(f"{key}: must not be negative")
-        check_spans(self, {"group_wait": 1, "repeat_interval": 1})
+        check_spans(self, {"group_wait": 1, "repeat_interval": 1, "group_interval": 1})
 
     def matches(self, service: str) -> bool:
         return not self.services or service.lower() in {s.lower() for s in self.services}
@@ -230,6 +231,9 @@ class AlertSettings:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     group_wait: float = 30.0  # seconds to hold the first alert of a batch so simultaneous openings go together
     repeat_interval: float = 4 * 3600.0  # seconds before a still-open incident is alerted again; 0 = never
+    # Seconds after a message on a route and channel before the next one of its kind: the openings of an outage
+    # spreading over detector buckets go out together. Three 5-minute buckets (docs/alerts.md); 0 = no wait.
+    group_interval: float = 900.0
     stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is not alerted
     lease_seconds: float = 300.0  # a 'sending' claim older than this is presumed crashed and retried
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
@@ -262,7 +266,7 @@ class AlertSettings:
                 if webhook not in names:
                     raise SettingsError(f"routes[{i}].webhooks[{j}]",
                                         f"route {route.name!r} names unknown webhook {webhook!r}")
-        for key in ("group_wait", "repeat_interval", "stale_after"):
+        for key in ("group_wait", "repeat_interval", "group_interval", "stale_after"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must not be negative")
         if self.lease_seconds < 10:
@@ -275,8 +279,9 @@ class AlertSettings:
             raise ValueError("max_samples: must be 1..10")
         if self.chart_hours <= 0:
             raise ValueError("chart_hours: must be positive")
-        check_spans(self, {"group_wait": 1, "repeat_interval": 1, "stale_after": 1, "lease_seconds": 1,
-                           "retry_base": 1, "retry_max": 1, "give_up_after": 1, "chart_hours": 3600})
+        check_spans(self, {"group_wait": 1, "repeat_interval": 1, "group_interval": 1, "stale_after": 1,
+                           "lease_seconds": 1, "retry_base": 1, "retry_max": 1, "give_up_after": 1,
+                           "chart_hours": 3600})
 
     @property
     def slowest_send(self) -> float:
@@ -305,6 +310,9 @@ class AlertSettings:
 
     def group_wait_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.group_wait if route.group_wait is None else route.group_wait)
+
+    def group_interval_for(self, route: RouteSettings) -> timedelta:
+        return timedelta(seconds=self.group_interval if route.group_interval is None else route.group_interval)
 
     def repeat_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.repeat_interval if route.repeat_interval is None else route.repeat_interval)

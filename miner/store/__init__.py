@@ -10,6 +10,7 @@ from pathlib import Path
 
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
+from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.mutes import MutesMixin
@@ -22,8 +23,8 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
            "stream_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin, OutboxMixin, MutesMixin,
-            ClockMixin):
+class Store(SourcesMixin, PostsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin, OutboxMixin, GroupIntervalMixin,
+            MutesMixin, ClockMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -168,7 +168,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "payload": "JSON describing what to render (incidents, digest window).",
         "reason": "Why it was suppressed, or why it failed for good.",
         "created_at": "When it was planned.",
-        "next_attempt_at": "Earliest next send (group_wait at first, then backoff after failures).",
+        "next_attempt_at": "Earliest next send (group_wait, or group_interval after the route's last message, "
+                           "at first; then backoff after failures).",
         "attempts": "Send attempts so far.",
         "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from miner.store.group_interval import held_until
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class PlannedItem:
     message_id: str  # used when this item starts a new batch
     due_at: datetime
     suppressed: str | None = None
+    group_interval: float = 0.0  # seconds: a new batch waits this long after the last message (grouping.py)
 
 
 @dataclass(frozen=True)
@@ -315,7 +317,7 @@ class OutboxMixin:
 def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
            batches: dict[tuple[str, str, str], tuple[int, str]]) -> tuple[int, str]:
     """The outbox row this item goes in: one planned in the same transaction (``batches``), a batch still waiting
-    out its group wait, or a new one."""
+    out its group wait (or group interval), or a new one, due after its group wait and group interval."""
     key = (item.route, item.channel, item.kind)
     if item.suppressed is None:
         # Openings planned together are simultaneous whatever group_wait is: with group_wait = 0 a batch is due at
@@ -332,11 +334,15 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
             batches[key] = int(row[0]), str(row[1])
             return batches[key]
     status = "suppressed" if item.suppressed is not None else "pending"
+    due = item.due_at
+    if item.suppressed is None and (until := held_until(conn, item.route, item.channel, item.kind,
+                                                        item.group_interval, now)) is not None:
+        due = max(due, until)
     cur = conn.execute(
         "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, reason, created_at, "
         "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (item.item_key, item.route, item.channel, item.kind, status, item.message_id, item.suppressed, iso(now),
-         iso(item.due_at)),
+         iso(due)),
     )
     if item.suppressed is None:
         batches[key] = int(cur.lastrowid or 0), item.message_id

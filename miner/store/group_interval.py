@@ -1,0 +1,85 @@
+"""``group_interval``: after a message on a route and channel, the next one of its kind waits, as in Alertmanager.
+
+An outage spreading over detector buckets opens one service per bucket. Without this, each opening was a message
+of its own once its ``group_wait`` was over; with it, what is planned for a route and channel within
+``group_interval`` of its last message (alert or resolve notice, each kind on its own as they are batched) waits
+in one batch due ``group_interval`` after that message, which everything planned meanwhile joins.
+
+The wait is set when the batch is planned (a message went out already) and checked again just before a batch is
+claimed (the message before it went out after it was planned: it was due, or being sent, or retried through an
+outage). Only a batch never tried is held: one retried through an outage is late already, and one partly
+delivered cannot take in more incidents.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from miner.store.db import Database
+
+
+def held_until(conn: sqlite3.Connection, route: str, channel: str, kind: str, interval: float, now: datetime,
+               exclude_id: int = 0) -> datetime | None:
+    """When the next ``kind`` message of ``route`` and ``channel`` may go out, if that is after ``now``.
+
+    The last message is the latest sent, or being sent (its claim's time). One stamped more than CLOCK_SLACK after
+    ``now`` was stamped by a clock that was ahead: it would hold every message after it until real time passed
+    that stamp, so it does not count (a time within the slack counts as ``now``).
+    """
+    from miner.store.clock import CLOCK_SLACK  # clock.py imports the outbox, which imports this module
+
+    if interval <= 0:
+        return None
+    row = conn.execute(
+        "SELECT max(coalesce(sent_at, claimed_at)) FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
+        "AND status IN ('sent', 'sending') AND id != ? AND coalesce(sent_at, claimed_at) <= ?",
+        (route, channel, kind, exclude_id, iso(now + CLOCK_SLACK))).fetchone()
+    if row is None or row[0] is None:
+        return None
+    until = min(parse_iso(str(row[0])), now) + timedelta(seconds=interval)
+    return until if until > now else None
+
+
+class GroupIntervalMixin:
+    database: Database
+
+    def hold_for_group_interval(self, outbox_id: int, interval: float, now: datetime) -> datetime | None:
+        """Move a due alert or resolve notice never tried to ``interval`` after its route and channel's last
+        message of its kind, when that is still to come, or into a batch of theirs already waiting; returns the time
+        it is held until, or None (send it now).
+
+        Conditional like a claim: a row another worker claimed, held or rescheduled meanwhile is left alone.
+        """
+        with self.database.transaction() as conn:
+            row = conn.execute(
+                "SELECT route, channel, kind, message_id FROM outbox WHERE id = ? AND status = 'pending' "
+                "AND claimed_by IS NULL AND attempts = 0 AND kind IN ('alert', 'resolved') AND next_attempt_at <= ?",
+                (outbox_id, iso(now))).fetchone()
+            if row is None:
+                return None
+            route, channel, kind, message_id = (str(v) for v in row)
+            until = held_until(conn, route, channel, kind, interval, now, outbox_id)
+            if until is None:
+                return None
+            # A batch already waiting (held, or in its group wait) takes this one in: batches due together and
+            # held one by one would each wait for the one before, k batches k group intervals.
+            into = conn.execute(
+                "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
+                "AND status = 'pending' "
+                "AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? AND id != ? ORDER BY id LIMIT 1",
+                (route, channel, kind, iso(now), outbox_id)).fetchone()
+            if into is None:
+                conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (iso(until), outbox_id))
+                return until
+            # Never tried, so nothing else refers to the row: no delivery, no delivered:ID. Resolve notices thread
+            # under the Message-ID of the batch that carries the opening.
+            conn.execute("UPDATE outbox_items SET outbox_id = ? WHERE outbox_id = ?", (into[0], outbox_id))
+            conn.execute("UPDATE alert_incidents SET message_id = ? WHERE message_id = ?", (into[1], message_id))
+            conn.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+            return parse_iso(str(into[2]))
