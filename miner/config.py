@@ -340,6 +340,9 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         config = _with_status_sources(config)
         _cross_check(config, written)
         config = _with_declared_service_names(config)
+        # A silence of a provider mutes the services the config gives it now, also those given it since.
+        config = replace(config, alerts=replace(config.alerts, providers={
+            svc.name.lower(): svc.provider for svc in config.services if svc.provider}))
     except SettingsError as exc:
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)

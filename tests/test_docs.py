@@ -27,7 +27,7 @@ def config_keys(cls: Any, prefix: str = "") -> list[str]:
     keys = []
     hints = get_type_hints(cls, localns=_stage_settings())
     for f in dataclasses.fields(cls):
-        if not f.init or (f.name == "path" and cls is Config):
+        if not f.init or not f.metadata.get("setting", True):  # filled in by code, not read from the file
             continue
         path = f"{prefix}{f.name}"
         tp = hints[f.name]

@@ -20,7 +20,7 @@ from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import StoreError
-from miner.store.mutes import MutedItem
+from miner.store.mutes import MutedItem, silence_matches
 from miner.store.outbox import PlannedItem
 from miner.timeutil import iso, parse_iso
 
@@ -48,10 +48,12 @@ class _Context:
 
     def muted(self, service: str) -> str | None:
         """Why alerts for ``service`` are muted right now, or None."""
+        provider = self.settings.provider_of(service)
         for s in self.silences:
-            if s["service"].lower() == service.lower():
+            if silence_matches(s, service, provider):
                 note = f" ({s['comment']})" if s["comment"] else ""
-                return f"silenced by silence #{s['id']} until {s['ends_at']}{note}"
+                of = f" of provider {s['provider']}" if s["provider"] else ""
+                return f"silenced by silence #{s['id']}{of} until {s['ends_at']}{note}"
         window = self.settings.in_maintenance(service, self.now)
         if window is not None:
             note = f": {window.comment}" if window.comment else ""

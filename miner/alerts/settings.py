@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.policy
 import ipaddress
 import re
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
@@ -241,6 +241,9 @@ class AlertSettings:
     give_up_after: float = 72 * 3600.0  # seconds after planning when a still-failing message is marked failed
     max_samples: int = 5  # sample posts per incident in emails (3-5 reads well)
     chart_hours: float = 12.0  # history before an incident's opening shown in its chart
+    # Each service's provider (lower-case service name -> provider as [[services]] spells it), for silences of a
+    # provider; filled in by the config loader from [[services]], never read from [alerts].
+    providers: Mapping[str, str] = field(default_factory=dict, compare=False, metadata={"setting": False})
 
     def validate(self) -> None:
         check_header("from_addr", self.from_addr)
@@ -316,6 +319,9 @@ class AlertSettings:
 
     def repeat_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.repeat_interval if route.repeat_interval is None else route.repeat_interval)
+
+    def provider_of(self, service: str) -> str | None:
+        return self.providers.get(service.lower())
 
     def in_maintenance(self, service: str, at: datetime) -> MaintenanceWindow | None:
         return next((w for w in self.maintenance if w.service.lower() == service.lower() and w.active(at)), None)

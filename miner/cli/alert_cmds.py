@@ -15,6 +15,7 @@ from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import InputError
 from miner.replay import EARLIEST
+from miner.store.mutes import silence_label
 from miner.timeutil import iso, parse_iso, utcnow
 
 
@@ -128,25 +129,48 @@ def outbox_send(app: AppContext) -> None:
 
 @main.group()
 def silence() -> None:
-    """Mute alerts for a service for a while (recorded as suppressed, never silently dropped)."""
+    """Mute alerts for a service, or a provider's services, for a while (recorded as suppressed, never dropped)."""
 
 
 @silence.command("add")
-@click.argument("service")
+@click.argument("service", required=False)
+@click.option("--provider", metavar="NAME", help="Instead of one SERVICE, every service feeds.toml gives this "
+                                                 "`provider` (one silence: also those given it later).")
 @click.option("--for", "duration", required=True, help="How long: 30m, 2h, 1d ...")
 @click.option("--comment", default="", help="Why (shown in the suppressed notifications).")
 @pass_app
-def silence_add(app: AppContext, service: str, duration: str, comment: str) -> None:
-    """Silence SERVICE from now for --for."""
-    known = app.config.service(service) or next(
-        (s for s in app.config.services if s.name.lower() == service.lower()), None)
-    if known is None:
-        names = ", ".join(s.name for s in app.config.services) or "none configured"
-        raise InputError(f"unknown service {service!r} (services: {names})")
+def silence_add(app: AppContext, service: str | None, provider: str | None, duration: str, comment: str) -> None:
+    """Silence SERVICE, or every service of --provider, from now for --for."""
+    if (service is None) == (provider is None):
+        raise InputError("give SERVICE or --provider, not both" if service is not None else
+                         "give the SERVICE to silence, or --provider NAME for every service of a provider")
+    if provider is not None:
+        provider = _known_provider(app, provider)
+        members = [s.name for s in app.config.services if (s.provider or "").lower() == provider.lower()]
+        what = f"provider {provider} ({', '.join(members)})"
+    else:
+        known = app.config.service(str(service)) or next(
+            (s for s in app.config.services if s.name.lower() == str(service).lower()), None)
+        if known is None:
+            names = ", ".join(s.name for s in app.config.services) or "none configured"
+            raise InputError(f"unknown service {service!r} (services: {names})")
+        service = what = known.name
     now = utcnow()
     ends = now + parse_duration(duration)
-    sid = app.store(must_exist=True).add_silence(known.name, now, ends, comment.strip()[:200], now)
-    click.echo(f"silence {sid}: {known.name} until {iso(ends)}")
+    sid = app.store(must_exist=True).add_silence(service, now, ends, comment.strip()[:200], now, provider=provider)
+    click.echo(f"silence {sid}: {what} until {iso(ends)}")
+
+
+def _known_provider(app: AppContext, provider: str) -> str:
+    """``provider`` as [[services]] spells it (any case), or InputError naming the providers there are."""
+    providers: dict[str, str] = {}
+    for svc in app.config.services:
+        if svc.provider:
+            providers.setdefault(svc.provider.lower(), svc.provider)
+    if (known := providers.get(provider.strip().lower())) is None:
+        names = ", ".join(sorted(providers.values(), key=str.lower)) or "none configured"
+        raise InputError(f"unknown provider {provider!r} (providers: {names})")
+    return known
 
 
 @silence.command("list")
@@ -161,14 +185,15 @@ def silence_list(app: AppContext, show_all: bool) -> None:
         return
     columns = ["id", "service", "from", "until", "comment"]
     if not show_all:
-        click.echo(table(columns, [(r["id"], r["service"], r["starts_at"], r["ends_at"], r["comment"]) for r in rows]))
+        click.echo(table(columns, [(r["id"], silence_label(r), r["starts_at"], r["ends_at"], r["comment"])
+                                   for r in rows]))
         return
 
     def state(r: dict[str, str]) -> str:
         return "expired" if r["ends_at"] <= now else "active" if r["starts_at"] <= now else "scheduled"
 
     click.echo(table([*columns[:4], "state", "comment"],
-                     [(r["id"], r["service"], r["starts_at"], r["ends_at"], state(r), r["comment"]) for r in rows]))
+                     [(r["id"], silence_label(r), r["starts_at"], r["ends_at"], state(r), r["comment"]) for r in rows]))
 
 
 @silence.command("remove")
@@ -180,5 +205,6 @@ def silence_remove(app: AppContext, silence_id: int) -> None:
     if row is None:
         raise InputError(f"no silence {silence_id} (see `miner silence list --all`)")
     if outcome == "already ended":
-        raise InputError(f"silence {silence_id} ({row['service']}) already ended at {row['ends_at']}; nothing to do")
-    click.echo(f"silence {silence_id} ({row['service']}) ended at {row['ends_at']}")
+        raise InputError(f"silence {silence_id} ({silence_label(row)}) already ended at {row['ends_at']}; "
+                         "nothing to do")
+    click.echo(f"silence {silence_id} ({silence_label(row)}) ended at {row['ends_at']}")

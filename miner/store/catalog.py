@@ -201,11 +201,14 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "outcome": "sent, retry or failed.",
         "detail": "Server reply or error.",
     }),
-    "silences": ("Silences added with `miner silence add`: the service's notifications are suppressed, not lost. "
+    "silences": ("Silences added with `miner silence add`: the notifications of the service, or of every service "
+                 "of the provider, are suppressed, not lost. "
                  "Those that ended more than store.bucket_retention_days ago (but the newest) are deleted by the "
                  "retention prune.", {
         "id": "Row id.",
-        "service": "Silenced service.",
+        "service": "Silenced service; NULL when the silence is of a provider.",
+        "provider": "Silenced provider (`miner silence add --provider NAME`): every service feeds.toml gives it, also "
+                    "those given it after the silence was added; NULL when the silence is of one service.",
         "starts_at": "Start.",
         "ends_at": "End; `miner silence remove` sets it to the time of removal (the row is kept, for the "
                    "notifications that cite it).",

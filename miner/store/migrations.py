@@ -177,7 +177,31 @@ PRUNED_BEFORE_BACKFILL = Migration(
     """,
 )
 
-MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL]
+# A silence mutes one service, or every service of a provider (`miner silence add --provider Meta`): one row naming
+# the provider, so a service given that provider later is muted too and `silence list` shows what was asked. SQLite
+# cannot drop NOT NULL from a column, so the table is made again with the rows as they were.
+PROVIDER_SILENCES = Migration(
+    "0007_provider_silences",
+    """
+        CREATE TABLE silences_0007 (
+            id INTEGER PRIMARY KEY,
+            service TEXT,
+            provider TEXT,
+            starts_at TEXT NOT NULL,
+            ends_at TEXT NOT NULL,
+            comment TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            CHECK ((service IS NULL) != (provider IS NULL))
+        );
+        INSERT INTO silences_0007 (id, service, starts_at, ends_at, comment, created_at)
+            SELECT id, service, starts_at, ends_at, comment, created_at FROM silences;
+        DROP TABLE silences;
+        ALTER TABLE silences_0007 RENAME TO silences;
+    """,
+)
+
+MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
+                               PROVIDER_SILENCES]
 
 
 def _statements(script: str) -> Iterator[str]:

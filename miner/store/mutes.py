@@ -1,6 +1,7 @@
 """Silences, and the queued notifications they (or maintenance windows) mute before they are sent.
 
-A silence mutes one service for a span of time; the planner records what it mutes as ``suppressed`` with its
+A silence mutes one service, or every service of a provider (as feeds.toml says when it is matched), for a span of
+time; the planner records what it mutes as ``suppressed`` with its
 reason, whether the item was planned while the silence held or was already queued (waiting out ``group_wait``,
 or retried through an outage) when it began.
 """
@@ -16,6 +17,18 @@ from miner.timeutil import iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
+
+
+def silence_label(silence: dict[str, Any]) -> str:
+    """What a silence mutes, for people: ``WhatsApp``, or ``provider Meta``."""
+    return f"provider {silence['provider']}" if silence["provider"] else str(silence["service"])
+
+
+def silence_matches(silence: dict[str, Any], service: str, provider: str | None) -> bool:
+    """Whether ``silence`` mutes ``service``, whose provider (feeds.toml's, now) is ``provider``; any case."""
+    if silence["provider"]:
+        return provider is not None and provider.lower() == str(silence["provider"]).lower()
+    return str(silence["service"]).lower() == service.lower()
 
 
 @dataclass(frozen=True)
@@ -91,12 +104,15 @@ class MutesMixin:
                 done += len(these)
         return done
 
-    def add_silence(self, service: str, starts_at: datetime, ends_at: datetime, comment: str,
-                    now: datetime) -> int:
+    def add_silence(self, service: str | None, starts_at: datetime, ends_at: datetime, comment: str,
+                    now: datetime, *, provider: str | None = None) -> int:
+        """A silence of ``service``, or with ``service`` None, of every service of ``provider``."""
+        if (service is None) == (provider is None):
+            raise ValueError("a silence is of a service or of a provider")
         with self.database.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO silences (service, starts_at, ends_at, comment, created_at) VALUES (?, ?, ?, ?, ?)",
-                (service, iso(starts_at), iso(ends_at), comment, iso(now)),
+                "INSERT INTO silences (service, provider, starts_at, ends_at, comment, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (service, provider, iso(starts_at), iso(ends_at), comment, iso(now)),
             )
             return int(cur.lastrowid or 0)
 

@@ -1,0 +1,175 @@
+"""Silences of a provider: one row that mutes every service feeds.toml gives the provider, stored by a migration,
+applied by the planner (also to queued items), listed and removed by the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from test_alerts_support import T0, open_incident, settings
+
+from miner.alerts import plan_notifications
+from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.cli import main
+from miner.config import parse_config
+from miner.store import Store
+from miner.store.migrations import MIGRATIONS, apply_migrations
+
+CONFIG = """
+[[services]]
+name = "WhatsApp"
+provider = "Meta"
+
+[[services]]
+name = "Instagram"
+provider = "Meta"
+
+[[services]]
+name = "Telegram"
+
+[[services]]
+name = "Gmail"
+provider = "Google"
+
+[alerts]
+from_addr = "miner <miner@example.org>"
+
+[[alerts.routes]]
+name = "oncall"
+email = ["oncall@example.org"]
+"""
+
+META = {"whatsapp": "Meta", "instagram": "Meta", "gmail": "Google"}
+
+
+def cfg(providers: dict[str, str] = META, **overrides: object) -> AlertSettings:
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    return settings(routes=(route,), webhooks=(), providers=providers, **overrides)
+
+
+def items(store: Store) -> dict[str, dict[str, Any]]:
+    """Per service, the outbox row its (only) item is in."""
+    out = {}
+    for row in store.outbox_rows(["pending", "sending", "sent", "failed", "suppressed"]):
+        for it in store.notification_items(int(row["id"])):
+            out[str(store.incident(it["incident_id"])["service"])] = row  # type: ignore[index]
+    return out
+
+
+def test_the_config_gives_the_alerts_each_services_provider() -> None:
+    config = parse_config(CONFIG, "x.toml")
+    assert config.alerts.providers == META
+    assert config.alerts.provider_of("WHATSAPP") == "Meta" and config.alerts.provider_of("Telegram") is None
+
+
+def test_a_provider_silence_mutes_its_services_only_and_says_so(store: Store) -> None:
+    sid = store.add_silence(None, T0, T0 + timedelta(hours=2), "Meta-wide", T0, provider="Meta")
+    for service in ("WhatsApp", "Instagram", "Telegram", "Gmail"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg(), T0)
+    rows = items(store)
+    for service in ("WhatsApp", "Instagram"):
+        assert rows[service]["status"] == "suppressed"
+        assert rows[service]["reason"] == (f"silenced by silence #{sid} of provider Meta until "
+                                           f"{(T0 + timedelta(hours=2)).isoformat()} (Meta-wide)")
+    assert rows["Telegram"]["status"] == rows["Gmail"]["status"] == "pending"
+    assert rows["Telegram"]["id"] == rows["Gmail"]["id"]  # one message for the two
+
+
+def test_a_provider_silence_follows_the_config_a_service_added_later_and_one_moved_away(store: Store) -> None:
+    # One silence row: a service given the provider after it was added is muted too (no second silence needed);
+    # one whose provider changed is not muted any more. Provider names match in any case.
+    store.add_silence(None, T0, T0 + timedelta(hours=2), "", T0, provider="meta")
+    later = {"whatsapp": "Other", "messenger": "Meta"}
+    for service in ("WhatsApp", "Messenger"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg(later), T0)
+    rows = items(store)
+    assert rows["Messenger"]["status"] == "suppressed" and "of provider meta" in rows["Messenger"]["reason"]
+    assert rows["WhatsApp"]["status"] == "pending"
+    assert len(store.silences()) == 1
+
+
+def test_a_provider_silence_mutes_what_is_queued_and_its_end_announces_what_is_still_open(store: Store) -> None:
+    c = cfg(group_wait=60.0)
+    for service in ("WhatsApp", "Telegram"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    assert {r["status"] for r in items(store).values()} == {"pending"}
+    sid = store.add_silence(None, T0, T0 + timedelta(hours=1), "", T0 + timedelta(seconds=10), provider="Meta")
+    plan_notifications(store, c, T0 + timedelta(seconds=20))
+    rows = items(store)
+    assert rows["WhatsApp"]["status"] == "suppressed"
+    assert str(rows["WhatsApp"]["reason"]).startswith(f"silenced by silence #{sid} of provider Meta until ")
+    assert rows["Telegram"]["status"] == "pending"
+    # Removed while WhatsApp is still open: announced at the next planning, as after a service's silence.
+    assert store.end_silence(sid, T0 + timedelta(minutes=5))[0] == "ended"
+    plan_notifications(store, c, T0 + timedelta(minutes=5))
+    late = [r for r in store.outbox_rows(["pending"]) if str(r["dedupe_key"]).startswith("open:1:unmuted:")]
+    assert len(late) == 1
+
+
+def test_the_migration_keeps_the_silences_and_lets_a_row_name_a_provider(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        apply_migrations(conn, MIGRATIONS[:6])  # a store as the miner before provider silences left it
+        conn.execute("INSERT INTO silences (service, starts_at, ends_at, comment, created_at) VALUES "
+                     "('WhatsApp', '2026-11-27T12:00:00+00:00', '2026-11-27T14:00:00+00:00', 'deploy', "
+                     "'2026-11-27T12:00:00+00:00')")
+    conn.close()
+    store = Store.open(path)
+    try:
+        [old] = store.silences()
+        assert (old["id"], old["service"], old["provider"], old["comment"]) == (1, "WhatsApp", None, "deploy")
+        assert store.add_silence(None, T0, T0 + timedelta(hours=1), "", T0, provider="Meta") == 2
+        with pytest.raises(sqlite3.IntegrityError), store.database.transaction() as conn:  # one or the other
+            conn.execute("INSERT INTO silences (service, provider, starts_at, ends_at, created_at) "
+                         "VALUES ('WhatsApp', 'Meta', 'a', 'b', 'c')")
+        with pytest.raises(ValueError, match="a service or of a provider"):
+            store.add_silence("WhatsApp", T0, T0, "", T0, provider="Meta")
+    finally:
+        store.close()
+
+
+def test_cli_silences_a_provider_in_one_row_and_refuses_what_is_unclear(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    run = CliRunner()
+    base = ["--config", str(cfg_path), "--db", str(db)]
+
+    res = run.invoke(main, [*base, "silence", "add", "--provider", "meta", "--for", "2h", "--comment", "Meta-wide"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("silence 1: provider Meta (WhatsApp, Instagram) until ")
+    listed = run.invoke(main, [*base, "silence", "list"]).output.splitlines()
+    assert len(listed) == 3 and listed[2].split()[:3] == ["1", "provider", "Meta"] and "Meta-wide" in listed[2]
+
+    res = run.invoke(main, [*base, "silence", "add", "--provider", "Amazon", "--for", "2h"])
+    assert res.exit_code == 1 and "unknown provider 'Amazon' (providers: Google, Meta)" in res.output
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--provider", "Meta", "--for", "2h"])
+    assert res.exit_code == 1 and "give SERVICE or --provider, not both" in res.output
+    res = run.invoke(main, [*base, "silence", "add", "--for", "2h"])
+    assert res.exit_code == 1 and "give the SERVICE to silence, or --provider NAME" in res.output
+    assert len(run.invoke(main, [*base, "silence", "list"]).output.splitlines()) == 3  # nothing more stored
+
+    res = run.invoke(main, [*base, "silence", "remove", "1"])
+    assert res.exit_code == 0 and "silence 1 (provider Meta) ended at" in res.output
+    res = run.invoke(main, [*base, "silence", "remove", "1"])
+    assert res.exit_code == 1 and "silence 1 (provider Meta) already ended at" in res.output
+    listed = run.invoke(main, [*base, "silence", "list", "--all"]).output.splitlines()
+    assert listed[2].split()[:3] == ["1", "provider", "Meta"] and "expired" in listed[2]
+
+
+def test_cli_a_provider_silence_with_no_providers_configured(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG.replace('provider = "Meta"\n', "").replace('provider = "Google"\n', ""))
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    res = CliRunner().invoke(main, ["--config", str(cfg_path), "--db", str(db), "silence", "add", "--provider",
+                                    "Meta", "--for", "1h"])
+    assert res.exit_code == 1 and "unknown provider 'Meta' (providers: none configured)" in res.output
