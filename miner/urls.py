@@ -4,6 +4,7 @@ be a credential (which the store and every message leave out).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -85,3 +86,11 @@ def public_url(url: str) -> str:
         return url
     query = "&".join(f"{p.partition('=')[0]}={REDACTED}" if _secret_param(p) else p for p in pairs)
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

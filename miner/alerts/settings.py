@@ -18,10 +18,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miner.alerts.text import safe_url
-from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans, is_ip
+from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans
 from miner.settings import SettingsError
 from miner.timeutil import parse_iso
-from miner.urls import control_char
+from miner.urls import control_char, is_ip
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")

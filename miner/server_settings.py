@@ -1,0 +1,40 @@
+"""The `[server]` table: the small HTTP endpoint's settings (/healthz, /metrics, POST /report)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from miner.settings import SettingsError
+from miner.urls import control_char, is_ip
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The small HTTP endpoint: /healthz, /metrics, POST /report. Loopback-only by default."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8787
+    report_rate_per_hour: int = 10  # user reports accepted per client address per hour
+    # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited by
+    # the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
+            raise ValueError("host: must not be empty (the default is 127.0.0.1; 0.0.0.0 listens on every interface)")
+        if self.host != self.host.strip() or control_char(self.host):
+            raise ValueError("host: must be a host name or address without spaces or control characters")
+        if ":" in self.host and not is_ip(self.host):
+            raise ValueError("host: give the port in `port`, not as host:port")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port: must be 0..65535")
+        if self.report_rate_per_hour < 1:  # the service would refuse to start
+            raise ValueError("report_rate_per_hour: must be at least 1")
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise SettingsError(f"trusted_proxies[{i}]",
+                                    f"must be an IP address or network such as 10.0.0.0/8, got {proxy!r}") from None
