@@ -148,6 +148,11 @@ class SourceConfig:
             if not ENV_NAME.fullmatch(var):
                 raise ValueError(f"env.{key}: must name an environment variable, not hold the secret itself")
         needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
+        # A blank query passed as given: hackernews and bluesky searched for spaces, mastodon's tag "#" read the
+        # tag "", and discourse searched " order:latest" instead of listing its latest topics.
+        blank = self.query is not None and not self.query.strip().lstrip("#" if self.type == "mastodon" else "")
+        if blank:
+            raise ValueError(f"query: must not be blank (got {self.query!r})")
         if self.type in needs_query and not self.query:
             raise ValueError(f"query: required for type {self.type!r}")
         if self.type == "reddit" and not (self.url or self.url_env or self.query):

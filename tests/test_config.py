@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -541,3 +542,15 @@ def test_url_env_names_a_variable_and_replaces_url() -> None:
         parse_config(src + "url = 'https://example.org/feed'\nurl_env = 'FEED_URL'\n")
     with pytest.raises(ConfigError, match=r"sources\[0\].url: required for type 'rss' \(or url_env"):
         parse_config(src)
+
+
+@pytest.mark.parametrize(("kind", "query"), [("hackernews", "   "), ("bluesky", "\t"), ("mastodon", " #"),
+                                             ("discourse", " "), ("reddit", "  ")])
+def test_a_blank_query_is_refused(kind: str, query: str) -> None:
+    # It passed as a query: hackernews searched for spaces, mastodon read the tag "", discourse searched
+    # " order:latest" instead of listing its latest topics.
+    url = "url = 'https://forum.example.org'\n" if kind in ("discourse", "mastodon") else ""
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[[sources]]\nname = 's'\ntype = '{kind}'\n{url}query = {json.dumps(query)}\n", "x.toml")
+    assert str(info.value) == f"x.toml:{4 + bool(url)}: sources[0].query: must not be blank (got {query!r})"
+    assert parse_config(f"[[sources]]\nname = 's'\ntype = '{kind}'\n{url}query = '#down'\n").sources[0].query
