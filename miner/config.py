@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from miner.config_lines import locate
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
-from miner.settings import SettingsError, build
+from miner.settings import SettingsError, build, key_homes, misplaced
 from miner.spelling import term_key
 from miner.urls import control_char, public_url, shown_url, url_problem
 
@@ -310,6 +310,7 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         config = replace(config, alerts=replace(config.alerts, providers={
             svc.name.lower(): svc.provider for svc in config.services if svc.provider}))
     except SettingsError as exc:
+        exc = misplaced(exc, key_homes(Config, _stage_settings()))
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
 

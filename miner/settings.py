@@ -11,6 +11,7 @@ import dataclasses
 import datetime
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -164,3 +165,43 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
                 raise SettingsError(_join(prefix, field_name), reason) from exc
             raise SettingsError(prefix or "(top level)", msg) from exc
     return typing.cast(T, obj)
+
+
+_TOP = "the top level"
+
+
+def key_homes(cls: type, localns: Mapping[str, Any] | None = None, prefix: str = "",
+              where: str = _TOP) -> dict[str, list[str]]:
+    """Each key name of ``cls`` and the settings dataclasses below it -> the tables that take it, as the file
+    writes their headers: ``{"group_wait": ["[alerts]", "[[alerts.routes]]"], "path": ["[store]"], ...}``."""
+    homes: dict[str, list[str]] = {}
+    hints = get_type_hints(cls, localns=dict(localns) if localns else None)
+    for f in dataclasses.fields(cls):
+        if not (f.init and f.metadata.get("setting", True)):
+            continue
+        homes.setdefault(f.name, []).append(where)
+        tp, args, path = hints[f.name], get_args(hints[f.name]), _join(prefix, f.name)
+        below: dict[str, list[str]] = {}
+        if get_origin(tp) is tuple and args and dataclasses.is_dataclass(args[0]) and isinstance(args[0], type):
+            below = key_homes(args[0], localns, path, f"[[{path}]]")
+        elif dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            below = key_homes(tp, localns, path, f"[{path}]")
+        for name, tables in below.items():
+            homes.setdefault(name, []).extend(tables)
+    return {name: sorted(tables, key=lambda t: (t != _TOP, t.count("."))) for name, tables in homes.items()}
+
+
+def misplaced(exc: SettingsError, homes: Mapping[str, list[str]]) -> SettingsError:
+    """An unknown key that another table takes (``group_wait`` under ``[detector]``, ``retention_days`` after a
+    ``[[sources]]`` entry but meant for ``[store]``): the error says where it goes, which "allowed here" does not."""
+    if not exc.message.startswith("unknown key (") or "did you mean" in exc.message:
+        return exc
+    parent, _, leaf = exc.key.rpartition(".")
+    table = re.sub(r"\[\d+\]", "", parent)
+    here = f"[[{table}]]" if parent.endswith("]") else f"[{table}]" if table else _TOP
+    elsewhere = [t for t in homes.get(leaf, ()) if t != here]
+    if not elsewhere:
+        return exc
+    shown = [f"{_TOP} (above the first table header)" if t == _TOP else t for t in elsewhere]
+    hint = f"it belongs to {' or '.join(shown)}, not to {here}; "
+    return SettingsError(exc.key, exc.message.replace("unknown key (", f"unknown key ({hint}", 1))

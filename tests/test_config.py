@@ -462,7 +462,7 @@ def test_unknown_top_level_key_lists_only_keys_a_file_may_use() -> None:
     for text in ("nonsense = true\n", "path = 'feeds.toml'\n"):
         with pytest.raises(ConfigError) as info:
             parse_config(text, "x.toml")
-        assert str(info.value).endswith("unknown key (allowed here: alerts, classifier, collect, detector, groups, "
+        assert str(info.value).endswith("allowed here: alerts, classifier, collect, detector, groups, "
                                         "server, services, sources, store)")
 
 
@@ -554,3 +554,23 @@ def test_a_blank_query_is_refused(kind: str, query: str) -> None:
         parse_config(f"[[sources]]\nname = 's'\ntype = '{kind}'\n{url}query = {json.dumps(query)}\n", "x.toml")
     assert str(info.value) == f"x.toml:{4 + bool(url)}: sources[0].query: must not be blank (got {query!r})"
     assert parse_config(f"[[sources]]\nname = 's'\ntype = '{kind}'\n{url}query = '#down'\n").sources[0].query
+
+
+def test_a_key_of_another_table_names_the_table_it_belongs_to() -> None:
+    # "detector.group_wait: unknown key (allowed here: bucket_minutes, ...)" left the reader to find where it goes;
+    # a key meant for [store] but written after a [[sources]] entry is in that entry, as TOML reads it.
+    cases = {"[detector]\ngroup_wait = 3\n": ":2: detector.group_wait: unknown key (it belongs to [alerts] or "
+                                             "[[alerts.routes]], not to [detector]; allowed here: bucket_minutes,",
+             "[[sources]]\nname = 's'\ntype = 'rss'\nretention_days = 3\n":
+                 ":4: sources[0].retention_days: unknown key (it belongs to [store], not to [[sources]]; allowed",
+             "path = 'x.sqlite'\n": ":1: path: unknown key (it belongs to [store], not to the top level; allowed",
+             "[server]\nservices = []\n": ":2: server.services: unknown key (it belongs to the top level (above the "
+                                          "first table header) or [[sources]] or [[groups]] or [[alerts.routes]], "
+                                          "not to [server]; allowed"}
+    for text, error in cases.items():
+        with pytest.raises(ConfigError) as info:
+            parse_config(text, "x.toml")
+        assert str(info.value).startswith(f"x.toml{error}")
+    with pytest.raises(ConfigError) as info:  # a key no table takes: the list of the keys allowed, as before
+        parse_config("[detector]\nbogus = 1\n", "x.toml")
+    assert str(info.value).startswith("x.toml:2: detector.bogus: unknown key (allowed here: bucket_minutes,")
