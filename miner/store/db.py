@@ -165,6 +165,11 @@ class Database:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+                # Deleted rows are overwritten with zeros. SQLite's own default (kept by many builds; Debian's turns
+                # it on) leaves their bytes in the file's free pages until reused: the text of every pruned post
+                # stayed readable in the store and in each backup of it. No measurable cost: a prune of 100,000 posts
+                # (of a 190 MB store) took 2.1-4.0 s with it, 2.1-3.9 s without, 0.9 s of CPU and a 12 MB -wal both.
+                conn.execute("PRAGMA secure_delete = ON")
                 if migrate:
                     try:
                         if upgrade:
