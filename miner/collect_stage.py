@@ -244,14 +244,17 @@ class CollectStage:
         return kept, len(posts) - len(kept)
 
     def ingest(self, posts: Sequence[Post], now: datetime) -> Ingested:
-        """Store posts that did not come from a poll (replay, user reports), matched to services.
+        """Store posts that did not come from a poll (replay, user reports), matched to services, people's handles
+        left out of their text as from a poll.
 
         Those dated in a bucket a prune has made final are left out, as from a poll: a replay of old posts into a
         pruned store stored them, and no bucket counted them. The retention cutoff is not applied: on a replay's
         simulated clock it means nothing, and a user report is dated now.
         """
         kept, too_old = self._not_pruned(posts)
-        matched = [replace(p, services=p.services or self.matcher.match(p.text)) for p in kept]
+        matcher = self.matcher
+        matched = [replace(p, services=p.services or matcher.match(p.text), text=matcher.redact_people(p.text))
+                   for p in kept]
         return Ingested(self.store.insert_posts(matched, now).posts_new, too_old)
 
     @property

@@ -53,6 +53,20 @@ def test_a_mastodon_author_read_from_two_instances_is_one_author(server: FakeSer
     assert a.author_hash is not None and a.author_hash == b.author_hash
 
 
+def test_a_mastodon_reply_keeps_no_handle_of_a_person_but_the_services(server: FakeServer, poller: Poller) -> None:
+    status = _timeline(server)[0]
+    # As Mastodon renders a reply's mentions: an h-card link around "@" and the user name.
+    mention = '<span class="h-card"><a href="https://{0}/@{1}" class="u-url mention">@<span>{1}</span></a></span>'
+    status["content"] = (f"<p>{mention.format('chaos.social', 'kaffeetasse')} "
+                         f"{mention.format('mastodon.social', 'SignalSupport')} no messages since 9 here either, "
+                         "and u/grumpy_admin on reddit says the same</p>")
+    _serve_json(server, TAG_PATH, [status])
+    [post] = poller.poll(_masto(server)).posts
+    assert post.text == ("@[user] @SignalSupport no messages since 9 here either, and u/[user] on reddit says the "
+                         "same")
+    assert post.services == ("Signal",)
+
+
 def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(
     server: FakeServer, poller: Poller
 ) -> None:

@@ -22,6 +22,7 @@ from fakeserver import FIXTURES, FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
 from miner.collectors.http import Response, fetch, make_client, read_json
+from miner.collectors.matching import ServiceMatcher
 from miner.collectors.normalise import (
     APP_SALT,
     hash_author,
@@ -167,6 +168,23 @@ def test_compressed_bodies_are_decoded(server: FakeServer, encode: Callable[[byt
 ])
 def test_contact_details_are_redacted_from_post_text(text: str, kept: str) -> None:
     assert redact_contacts(text) == kept
+
+
+@pytest.mark.parametrize(("text", "kept"), [
+    # A reply's people and Reddit's users go; a watched service's handles stay, with or without support words.
+    ("@kaffeetasse @SignalSupport same here since 9", "@[user] @SignalSupport same here since 9"),
+    ("u/grumpy_admin and /u/Lunar_Otter said so too", "u/[user] and /u/[user] said so too"),
+    ("see https://www.reddit.com/user/tomasz_pl/ and https://mastodon.social/@ferriswheel/1135",
+     "see https://www.reddit.com/user/[user]/ and https://mastodon.social/@[user]/1135"),
+    # A Bluesky handle is a domain: a service's name as one of its labels does not make it the service's.
+    ("@leilani.bsky.social is #SignalDown for you? @signal.org says no.", "@[user] is #SignalDown for you? "
+                                                                         "@signal.org says no."),
+    # No handles: a time, an address left (no dot in its domain), a version, word pairs with a slash.
+    ("call @ 10, @10, root@localhost, npm i x@latest, the user/admin split, km/u/h",
+     "call @ 10, @10, root@localhost, npm i x@latest, the user/admin split, km/u/h"),
+])
+def test_the_handles_of_people_are_left_out_of_post_text(text: str, kept: str) -> None:
+    assert ServiceMatcher([ServiceConfig("Signal")]).redact_people(text) == kept
 
 
 def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller: Poller) -> None:

@@ -22,6 +22,7 @@ from miner.classify import Classifier
 from miner.collect_stage import CollectReport, HeldPolls
 from miner.collectors import Poller
 from miner.collectors.base import PollContext
+from miner.collectors.reports import report_post, validate_report
 from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
 from miner.detect import DetectorState
@@ -192,6 +193,21 @@ def test_a_reopened_incident_is_grouped_with_a_new_opening(tmp_path: Path) -> No
     groups = store.database.rows("SELECT id, name FROM incident_groups")
     assert [g["name"] for g in groups] == ["AcmeCore"]
     assert incidents["Barmail"]["group_id"] == incidents["Bazdrive"]["group_id"] == groups[0]["id"]
+    store.close()
+
+
+def test_replayed_posts_and_user_reports_keep_no_handle_of_a_person(tmp_path: Path) -> None:
+    config = parse_config(CONFIG)
+    store = Store.open(tmp_path / "m.sqlite")
+    pipe = Pipeline(config, store)
+    report = report_post(validate_report({"service": "MTN", "text": "@jane_k no calls, u/jane_k too; @mtnug?"},
+                                         config.services), T0)
+    pipe.ingest([Post("recorded", "1", "@bob_k same, @mtnug network down", T0), report], T0)
+    rows = store.database.rows("SELECT p.text, ps.service FROM posts p JOIN post_services ps ON ps.post_id = p.id "
+                               "ORDER BY p.id")
+    assert [(r["text"], r["service"]) for r in rows] == [
+        ("@[user] same, @mtnug network down", "MTN"),
+        ("User report: problem with MTN. @[user] no calls, u/[user] too; @mtnug?", "MTN")]
     store.close()
 
 

@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from miner.collectors.normalise import redact_mentions
 from miner.config import ServiceConfig
 from miner.spelling import lower, normalise
 
@@ -225,3 +226,8 @@ class ServiceMatcher:
         if not text:
             return ()
         return self._scans(tuple(sorted(n.lower() for n in only))).match(text)
+
+    def redact_people(self, text: str) -> str:
+        """``text`` with people's @handles and Reddit u/names as placeholders (see normalise.redact_mentions). A
+        handle that matching reads as any configured service's (@WhatsAppSupport) is kept: it is no person's."""
+        return redact_mentions(text, lambda handle: bool(self.match(handle)))

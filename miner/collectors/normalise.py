@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
@@ -198,6 +198,32 @@ def redact_contacts(text: str) -> str:
     if "@" in text:
         text = _EMAIL.sub("[email]", text)
     return _NUMBER.sub(_number, text)
+
+
+# Handles in post text: whom a post answers or names ("@bob same here", a Mastodon reply's leading "@alice", Reddit's
+# "u/name") says nothing about an outage, and is a person's identity where the author's own is only kept hashed.
+# A service's handle (@AWSSupport, @github.com) is no person's, and matching reads it: the caller's ``keep`` says
+# which. "@10", "me@host" and a handle's closing full stop are not taken for handles.
+_MENTION = re.compile(r"(?<![\w@.+-])@(?!\d+\b)\w(?:[\w.-]*\w)?")
+# A user's page on Reddit: "u/name" or "/u/name" as a word, "reddit.com/u/name" and "reddit.com/user/name" in a link.
+_REDDIT_USER = re.compile(r"(?:(?<![\w/-])/?u|(?<=reddit\.com/)(?:u|user))/[\w-]{3,20}(?![\w-])", re.IGNORECASE)
+
+
+def redact_mentions(text: str, keep: Callable[[str], bool] = lambda _handle: False) -> str:
+    """``text`` with @handles as "@[user]" and Reddit's u/name as "u/[user]", but those ``keep`` is true of.
+
+    ``keep`` gets the handle as written ("@WhatsAppSupport", "u/name"), a domain handle (Bluesky's
+    "@alice.bsky.social") up to its first dot: "bsky" in it does not make alice a service."""
+    def mention(match: re.Match[str]) -> str:
+        return match.group() if keep(match.group().split(".", 1)[0]) else "@[user]"
+
+    def reddit_user(match: re.Match[str]) -> str:
+        found = match.group()
+        return found if keep(found) else found[:found.rindex("/") + 1] + "[user]"
+
+    if "@" in text:
+        text = _MENTION.sub(mention, text)
+    return _REDDIT_USER.sub(reddit_user, text) if "/" in text else text
 
 
 def stable_id(*parts: object) -> str:

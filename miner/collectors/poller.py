@@ -164,7 +164,8 @@ class Poller:
         return replace(source, url=url)
 
     def poll(self, source: SourceConfig, state: SourceState | None = None) -> FetchResult:
-        """Poll one source and tag its posts with the services they mention. Raises SourceError."""
+        """Poll one source and tag its posts with the services they mention, people's handles in their text left out.
+        Raises SourceError."""
         collector = self.collectors.get(source.type)
         if collector is None:
             raise SourceError(f"no collector for source type {source.type!r}", permanent=True)
@@ -172,7 +173,10 @@ class Poller:
         result = collector.poll(source, state or SourceState(), self.ctx)
         if not result.posts:
             return result
-        posts = [replace(p, services=self.matcher.match(p.text, source.services)) for p in result.posts]
+        # Matched before the handles of people go: "@bob" is no service, but "@WhatsAppSupport" is one's.
+        matcher = self.matcher
+        posts = [replace(p, services=matcher.match(p.text, source.services), text=matcher.redact_people(p.text))
+                 for p in result.posts]
         return replace(result, posts=posts)
 
     def _host_lock(self, source: SourceConfig) -> threading.BoundedSemaphore:

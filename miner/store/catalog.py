@@ -49,7 +49,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "source": "Source name (`reports` for user reports).",
         "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
-                "numbers (phones, accounts) as [email] / [number]. Untrusted.",
+                "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
+                "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",
         "url": "Link to the post.",
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner stored it (UTC).",
