@@ -51,7 +51,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
                 "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",
-        "url": "Link to the post.",
+        "url": "Public link to the post, so that an operator can check what was counted. On Mastodon it names the "
+               "author's account (https://host/@name/id) and on Bluesky their DID (as the at:// external_id does): "
+               "author_hash is the only identity kept otherwise.",
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner stored it (UTC).",
         "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated; "
