@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from miner.cli import main
+from miner.config import SourceConfig
 from miner.records import Post
 from miner.store import Store
 from miner.store.outbox import Finish
@@ -322,3 +323,34 @@ def test_the_service_logs_in_utc_whatever_the_machine_time_zone() -> None:
     assert rest == "WARNING miner: x\n" and stamp.endswith("Z"), out.stderr
     at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before - timedelta(seconds=1) <= at <= datetime.now(UTC)
+
+
+HOSTILE = ("WhatsApp down \x1b[2J\x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\ \x1b]52;c;ZXZpbA==\x07 "
+           "\x9b31m \u202egnp.exe\u202c\nnext line")
+
+
+def test_tables_show_terminal_controls_in_post_text_escaped_json_and_csv_keep_them(runner: CliRunner,
+                                                                                  tmp_path: Path) -> None:
+    # A post that clears the screen, writes the operator's clipboard (OSC 52), hides a link (OSC 8) or reverses
+    # text (U+202E) did so in `miner query`'s and `miner status`'s tables; json and csv are data, kept as stored.
+    db = tmp_path / "m.sqlite"
+    s = Store.open(db)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    s.insert_posts([Post("feed", "1", HOSTILE, at, services=("GitHub",))], at)
+    s.sync_sources([SourceConfig(name="status:github", type="statuspage", url="https://www.githubstatus.com")])
+    s.record_poll_failure("status:github", "HTTP 500: \x1b]52;c;ZXZpbA==\x07 \u2066boom", at, at)
+    s.close()
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db)]
+    for fmt in ("table", "wide"):
+        out = runner.invoke(main, [*base, "query", "--format", fmt, "SELECT text FROM posts"])
+        assert out.exit_code == 0, out.output
+        assert not any(ch in out.stdout for ch in "\x1b\x07\x9b\u202e\u202c"), repr(out.stdout)
+        assert "WhatsApp down \\x1b[2J\\x1b]8;;https://evil.example" in out.stdout
+        assert len(out.stdout.splitlines()) == 3  # header, rule, one row
+    assert "\\x9b31m \\u202egnp.exe\\u202c next line" in out.stdout  # wide: the whole text
+    status = runner.invoke(main, [*base, "status"])
+    assert status.exit_code == 0, status.output
+    assert "\\x1b]52;c;ZXZpbA==\\x07 \\u2066boom" in status.stdout
+    assert not any(ch in status.stdout for ch in "\x1b\x07\u2066")
+    as_json = runner.invoke(main, [*base, "query", "--format", "json", "SELECT text FROM posts"])
+    assert json.loads(as_json.stdout) == [{"text": HOSTILE}]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,10 +16,23 @@ import click
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
+# What a cell must not hand the terminal raw: a post, a title or a source's error is anyone's text. C0 and C1
+# controls hold ESC and the 8-bit CSI, from which a terminal takes colours, cursor moves, a cleared screen, OSC 8
+# links and OSC 52 clipboard writes; bidi controls reorder the text after them (a cell showing another service or
+# number). They are shown escaped, as \x1b or \u202e; line breaks and tabs become spaces, keeping one row a line.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_AS_SPACE = "\t\n\r\x0b\x0c\x85\u2028\u2029"
+
+
+def _shown(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch in _AS_SPACE:
+        return " "
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
 
 def _cell(value: Any, width: int | None) -> str:
-    text = "" if value is None else str(value)
-    text = text.replace("\n", " ").replace("\r", " ").replace("\t", " ")
+    text = _UNSAFE.sub(_shown, "" if value is None else str(value))
     if width is not None and len(text) > width:
         text = text[: width - 1] + "…"
     return text
