@@ -354,3 +354,17 @@ def test_tables_show_terminal_controls_in_post_text_escaped_json_and_csv_keep_th
     assert not any(ch in status.stdout for ch in "\x1b\x07\u2066")
     as_json = runner.invoke(main, [*base, "query", "--format", "json", "SELECT text FROM posts"])
     assert json.loads(as_json.stdout) == [{"text": HOSTILE}]
+
+
+def test_query_csv_into_a_pipe_keeps_escape_sequences_in_the_text(runner: CliRunner, tmp_path: Path) -> None:
+    # click.echo strips what looks like an ANSI colour code when stdout is no terminal: `miner query --format csv
+    # > posts.csv` lost the ESC [2J and ESC [31m of a post's text.
+    db = tmp_path / "m.sqlite"
+    s = Store.open(db)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    s.insert_posts([Post("feed", "1", HOSTILE, at, services=("GitHub",))], at)
+    s.close()
+    as_csv = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", "csv",
+                                  "SELECT text FROM posts"])
+    assert as_csv.exit_code == 0, as_csv.output
+    assert as_csv.stdout == f'text\n"{HOSTILE}"\n'

@@ -99,7 +99,9 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     with stream_readonly(path, sql, bound) as (columns, read):
         if fmt in STREAMED:
             for piece in stream(columns, read, fmt):
-                click.echo(piece, nl=False)
+                # color=True: into a file or a pipe click.echo strips what looks like an ANSI colour code, which
+                # in a csv is a post's own text (json escapes ESC itself).
+                click.echo(piece, nl=False, color=True)
             return
         rows = list(read)
     click.echo(render(columns, rows, fmt))
