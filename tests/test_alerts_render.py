@@ -300,3 +300,48 @@ def test_a_failing_source_shows_when_it_was_last_ok_as_every_other_time(store: S
     d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + BUCKET, route)
     shown = f"last ok {T0 - BUCKET:%Y-%m-%d %H:%M} UTC"
     assert shown in " ".join(d.text.split()) and shown in d.html  # the text part had the raw ISO form
+
+
+def test_only_plain_http_links_reach_an_href_the_text_part_or_a_webhook(store: Store) -> None:
+    # A feed's post or status-page URL is anyone's: a javascript:, data: or vbscript: link, quotes that would end
+    # the href, a U+2028 that broke the text part's line inside the URL (showing what read as a second link), and
+    # a user name before an @ that makes https://status.example.com@evil.example/ read as the status page.
+    from test_alerts_support import seed_posts
+
+    from miner.alerts.webhooks import json_payload
+    from miner.config import SourceConfig
+    from miner.records import FetchResult, OfficialIncident
+
+    bad = ["javascript:alert(1)", " JaVaScRiPt:alert(1)", "data:text/html,<script>alert(1)</script>",
+           "vbscript:msgbox(1)", 'https://x.example/"onmouseover="alert(1)', "https://x.example/a\nb",
+           "https://evil.example/\u2028https://status.example.com/incidents/1",
+           "https://evil.example/\u2029x", "https://x.example/\ue000", "https://status.example.com@evil.example/",
+           "https://user:pw@evil.example/", "//evil.example/x", "https:evil.example"]
+    texts = [f"WhatsApp down, post {i}" for i in range(len(bad))]
+    seed_posts(store, "WhatsApp", T0 - BUCKET, texts)
+    with store.database.transaction() as conn:  # seed_posts gives every other post a good URL: make them all bad
+        for i, url in enumerate(bad):
+            conn.execute("UPDATE posts SET url = ? WHERE text = ?", (url, texts[i]))
+    store.sync_sources([SourceConfig(name="status:wa", type="statuspage", url="https://status.example.com")])
+    inc = OfficialIncident(source="status:wa", external_id="abc", service="WhatsApp", title="Messages delayed",
+                           status="investigating", started_at=T0, updated_at=T0,
+                           url="https://status.example.com@evil.example/incidents/abc")
+    store.save_fetch("status:wa", FetchResult(incidents=[inc]), T0, T0 + timedelta(minutes=5))
+    iid = open_incident(store, "WhatsApp", T0, posts=False)
+    cfg = settings(max_samples=len(bad))
+    digest = render_digest(store, cfg, T0 + timedelta(minutes=10), "oncall", message_id="<d@example.org>")
+
+    hrefs: list[str] = []
+
+    class Links(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            hrefs.extend(v or "" for k, v in attrs if k in ("href", "src"))
+
+    Links().feed(digest.html)
+    assert hrefs and all(h.startswith("cid:chart-") for h in hrefs), hrefs
+    assert "evil.example" not in digest.text and "evil.example" not in digest.html
+    assert "Messages delayed" in digest.text and "post 12" in digest.text  # the posts and the title stay, unlinked
+    view = incident_view(store, cfg, iid, T0 + timedelta(minutes=10))
+    assert view is not None and view.official is not None and view.official.url is None
+    payload = json_payload("alert", [view], route="oncall", message_id="<a@example.org>", now=T0, reminders=set())
+    assert {s["url"] for s in payload["incidents"][0]["samples"]} == {None}

@@ -67,18 +67,27 @@ def wrap_columns(text: str, first: str = "", rest: str = "", width: int = 78, it
     return "\n".join(lines)
 
 
+# Not in a link we show: controls and bidi overrides (Cc, Cf), every space and line or paragraph separator (the text
+# part breaks lines at U+2028, showing "https://evil.example/" and, on the next line, what reads as a second link),
+# and private-use, unassigned and surrogate code points (invisible or shown as anything).
+_NOT_IN_URL = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cn", "Cs"))
+
+
 def safe_url(value: object, limit: int = 500) -> str | None:
-    """``value`` when it is a plain http(s) URL without spaces or control characters, else None."""
+    """``value`` when it is a plain http(s) URL without spaces, control characters or a user name, else None."""
     if not isinstance(value, str) or len(value) > limit:
         return None
     url = value.strip()
-    if not url or any(unicodedata.category(ch) in ("Cc", "Cf", "Zs") for ch in url) or '"' in url:
+    if not url or any(unicodedata.category(ch) in _NOT_IN_URL for ch in url) or '"' in url:
         return None
     try:
         parts = urlsplit(url)
     except ValueError:
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    # https://status.example.com@evil.example/ goes to evil.example, and in the text part reads as the status page.
+    if "@" in parts.netloc:
         return None
     return url
 
