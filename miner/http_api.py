@@ -34,7 +34,11 @@ READ_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
 _BUSY_BODY = b'{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+              b"X-Content-Type-Options: nosniff\r\n"
               b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+# An error quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
+# JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
+_JSON_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -120,6 +124,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", f"{ctype}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        # A browser must take the declared type: the bodies quote request data, which sniffed as HTML could run.
+        self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -127,7 +133,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj, default=str), headers=headers)
+        self._send(status, json.dumps(obj, default=str).translate(_JSON_HTML), headers=headers)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

@@ -163,6 +163,7 @@ def test_connections_beyond_the_cap_are_turned_away_at_once(monkeypatch: pytest.
         reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert time.monotonic() - started < 1
         assert status_of(reply) == 503 and b"Retry-After: 1" in reply
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "too many connections; retry soon"}
         assert sum("turning new ones away" in r.getMessage() for r in caplog.records) == 1
         held.pop().close()  # frees its thread, and so a slot
@@ -292,3 +293,34 @@ def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forw
         direct.stop()
     assert clients == ["127.0.0.1", "127.0.0.1"]
     assert sum("server.trusted_proxies does not list 127.0.0.1" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /<script>alert(1)</script>?a=<b>&c HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /<img%20src=x> HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"OPTIONS /report HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n\r\n",
+    b"GET /<svg/onload=alert(1)> HTTP/9.9\r\n\r\n",
+    post("40", b'{"service": "x", "<script>alert(1)</script>": 1}'),
+])
+def test_no_answer_can_be_sniffed_as_html(request_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The errors quote the client's path or field name (404 "no such endpoint /<script>..."): a browser that
+    # sniffed a body (no X-Content-Type-Options: nosniff) could take it for a page of the endpoint's origin.
+    from miner.collectors.reports import validate_report
+
+    def report(payload: object, client: str) -> dict[str, Any]:
+        validate_report(payload, [])
+        return {}
+
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n", report))
+    server.start()
+    try:
+        reply = exchange(server, request_bytes)
+    finally:
+        server.stop()
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head + b"\r\n", head
+    assert b"; charset=utf-8\r\n" in head
+    assert b"<" not in body and b">" not in body
+    if b"application/json" in head:
+        assert isinstance(json.loads(body), dict)
