@@ -8,6 +8,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from miner.urls import escape_controls
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -40,6 +42,12 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One line per event, whatever the message quotes: a source's or a webhook receiver's error answer, a
+        # feed's text. Its ESC sequences would drive the terminal tailing the log, a line break forge a line.
+        # A traceback, added after this, keeps its lines.
+        return escape_controls(super().formatMessage(record))
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:

@@ -20,6 +20,23 @@ def control_char(text: str) -> str | None:
     return None if found is None else f"U+{ord(found):04X}"
 
 
+# What text shown in a terminal or a log must not carry raw: anyone's text (a post, a title, a server's error
+# answer) reaches both. C0 and C1 controls hold ESC and the 8-bit CSI, from which a terminal takes colours, cursor
+# moves, a cleared screen, OSC 8 links and OSC 52 clipboard writes, and CR/LF forge a line; bidi controls and line
+# separators reorder or break the text after them.
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control, bidi and line-separator characters written as ``\\x1b`` or ``\\u202e``."""
+    return _UNSHOWN.sub(_escaped, text)
+
+
 def url_problem(url: str) -> str | None:
     """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port), or None.
 

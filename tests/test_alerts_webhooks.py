@@ -427,3 +427,31 @@ def test_a_notification_for_a_channel_its_route_no_longer_has_fails_with_the_rea
     assert sorted(r["reason"] for r in store.outbox_rows(["failed"])) == [
         "route 'chat' no longer sends email", "route 'chat' no longer sends to webhook 'hook'"]
     assert hook.bodies == []
+
+
+def test_a_receivers_escape_sequences_reach_the_text_log_escaped(store: Store, hook: Hook,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The error a receiver answers is logged with the retry: its ESC sequences (a cleared screen, an OSC 52
+    # clipboard write), CR/LF (a forged log line) and bidi overrides reached the terminal tailing the log raw.
+    import io
+
+    from miner.logsetup import TextFormatter
+
+    monkeypatch.setenv("MINER_TEST_HOOK", f"http://127.0.0.1:{hook.server.server_address[1]}/hook")
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    hook.script = [("echo", 500, "\x1b[2J\x1b]52;c;ZXZpbA==\x07\r2026-11-27T12:00:00Z INFO miner: forged", "\u202egnp")]
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("miner")
+    logger.addHandler(handler)
+    try:
+        assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    finally:
+        logger.removeHandler(handler)
+    logged = out.getvalue()
+    assert "retrying" in logged and "\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\x0d2026" in logged and "\\u202egnp" in logged
+    assert not any(ch in logged for ch in "\x1b\x07\r\u202e")
+    assert len(logged.splitlines()) == sum("retrying" in line for line in logged.splitlines())

@@ -13,26 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from miner.urls import escape_controls
+
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
 
-# What a cell must not hand the terminal raw: a post, a title or a source's error is anyone's text. C0 and C1
-# controls hold ESC and the 8-bit CSI, from which a terminal takes colours, cursor moves, a cleared screen, OSC 8
-# links and OSC 52 clipboard writes; bidi controls reorder the text after them (a cell showing another service or
-# number). They are shown escaped, as \x1b or \u202e; line breaks and tabs become spaces, keeping one row a line.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_AS_SPACE = "\t\n\r\x0b\x0c\x85\u2028\u2029"
-
-
-def _shown(match: re.Match[str]) -> str:
-    ch = match.group()
-    if ch in _AS_SPACE:
-        return " "
-    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+# A cell is one line: tabs and line breaks become spaces, other controls and bidi characters are shown escaped
+# (\x1b, \u202e), since a post, a title or a source's error is anyone's text (see escape_controls).
+_AS_SPACE = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
 
 
 def _cell(value: Any, width: int | None) -> str:
-    text = _UNSAFE.sub(_shown, "" if value is None else str(value))
+    text = escape_controls(_AS_SPACE.sub(" ", "" if value is None else str(value)))
     if width is not None and len(text) > width:
         text = text[: width - 1] + "…"
     return text
