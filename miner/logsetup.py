@@ -8,7 +8,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from miner.urls import escape_controls
+from miner.urls import escape_controls, json_escape_controls
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -26,7 +26,9 @@ class JsonFormatter(logging.Formatter):
         out.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False)
+        # A message quotes others' text: a C1 control (xterm takes U+009B for CSI) or a bidi override would reach
+        # whoever reads the log in a terminal, as the text format's escaping keeps ESC from it.
+        return json_escape_controls(json.dumps(out, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):

@@ -37,6 +37,12 @@ def escape_controls(text: str) -> str:
     return _UNSHOWN.sub(_escaped, text)
 
 
+def json_escape_controls(dumped: str) -> str:
+    """JSON text (json.dumps with ensure_ascii=False, which leaves C1 controls, DEL, bidi controls and U+2028 raw)
+    with those written as ``\\u009b`` escapes too: the same JSON, safe to print. They occur in strings only."""
+    return _UNSHOWN.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
+
+
 def url_problem(url: str) -> str | None:
     """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port), or None.
 

@@ -455,3 +455,30 @@ def test_a_receivers_escape_sequences_reach_the_text_log_escaped(store: Store, h
     assert "retrying" in logged and "\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\x0d2026" in logged and "\\u202egnp" in logged
     assert not any(ch in logged for ch in "\x1b\x07\r\u202e")
     assert len(logged.splitlines()) == sum("retrying" in line for line in logged.splitlines())
+
+
+def test_the_json_log_escapes_c1_controls_and_bidi_overrides_and_keeps_the_message(
+        store: Store, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
+    # json.dumps(ensure_ascii=False) escapes ESC but writes U+009B (CSI to xterm) and U+202E as they are.
+    import io
+
+    from miner.logsetup import JsonFormatter
+
+    monkeypatch.setenv("MINER_TEST_HOOK", f"http://127.0.0.1:{hook.server.server_address[1]}/hook")
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    hostile = "\x9b2J \x1b[31m \u202egnp\u2028x \x7f ok"
+    hook.script = [("echo", 500, hostile)]
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("miner")
+    logger.addHandler(handler)
+    try:
+        assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert not any(ch in out.getvalue() for ch in "\x9b\x1b\u202e\u2028\x7f")
+    assert any(hostile in json.loads(line)["msg"] for line in lines)  # the same message, escaped in JSON
