@@ -37,10 +37,15 @@ def escape_controls(text: str) -> str:
     return _UNSHOWN.sub(_escaped, text)
 
 
+# What json.dumps(ensure_ascii=False) leaves raw of those: it escapes C0 itself (and a raw line break in indented
+# JSON is layout, not text).
+_UNSHOWN_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
 def json_escape_controls(dumped: str) -> str:
     """JSON text (json.dumps with ensure_ascii=False, which leaves C1 controls, DEL, bidi controls and U+2028 raw)
     with those written as ``\\u009b`` escapes too: the same JSON, safe to print. They occur in strings only."""
-    return _UNSHOWN.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
+    return _UNSHOWN_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
 def url_problem(url: str) -> str | None:

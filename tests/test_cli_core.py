@@ -354,6 +354,7 @@ def test_tables_show_terminal_controls_in_post_text_escaped_json_and_csv_keep_th
     assert not any(ch in status.stdout for ch in "\x1b\x07\u2066")
     as_json = runner.invoke(main, [*base, "query", "--format", "json", "SELECT text FROM posts"])
     assert json.loads(as_json.stdout) == [{"text": HOSTILE}]
+    assert not any(ch in as_json.stdout for ch in "\x1b\x07\x9b\u202e\u202c")  # JSON escapes: \u009b
 
 
 def test_query_csv_into_a_pipe_keeps_escape_sequences_in_the_text(runner: CliRunner, tmp_path: Path) -> None:

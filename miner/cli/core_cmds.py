@@ -76,7 +76,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
               show_default=True,
               help="Output format; `wide` does not cut long cells, json is one array with an object per row (an "
                    "infinite number is null). table and wide show control and bidi characters escaped (\\x1b, "
-                   "\\u202e), so that a post cannot drive the terminal; json and csv keep text as stored.")
+                   "\\u202e), so that a post cannot drive the terminal; json (escaping them as JSON does, \\u009b) "
+                   "and csv keep text as stored.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable).")
 @pass_app

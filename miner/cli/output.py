@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from miner.urls import escape_controls
+from miner.urls import escape_controls, json_escape_controls
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -71,8 +71,10 @@ def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> I
         yield "["
         count = 0
         for count, row in enumerate(rows, 1):
-            item = json.dumps(dict(zip(columns, map(_json_value, row), strict=True)), indent=2, default=str,
-                              ensure_ascii=False)
+            # Escaped as JSON escapes it (the same string parsed): C1 controls and bidi overrides, which
+            # ensure_ascii=False leaves raw, would reach a terminal reading the rows.
+            item = json_escape_controls(json.dumps(dict(zip(columns, map(_json_value, row), strict=True)), indent=2,
+                                                   default=str, ensure_ascii=False))
             yield ("\n" if count == 1 else ",\n") + "  " + item.replace("\n", "\n  ")
         yield "\n]\n" if count else "]\n"
         return
