@@ -324,3 +324,21 @@ def test_no_answer_can_be_sniffed_as_html(request_bytes: bytes, monkeypatch: pyt
     assert b"<" not in body and b">" not in body
     if b"application/json" in head:
         assert isinstance(json.loads(body), dict)
+
+
+def test_the_request_line_and_headers_are_capped_in_all(api: tuple[HttpApi, list[object]]) -> None:
+    # The stdlib takes 100 header lines of 64 KB each: 32 clients sending 6.4 MB of headers apiece grew the
+    # service's process (the collectors, detector and alerts share it) by a GB within the 5 s head deadline.
+    server, _ = api
+    pad = b"X-Pad: " + b"a" * 990 + b"\r\n"  # 999 bytes: each line well within the stdlib's limits
+    assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\n" + pad * 20 + b"\r\n")) == 200  # a big cookie
+    cap = 32768  # http_api.MAX_HEAD
+    for request in (b"GET /healthz HTTP/1.1\r\n" + pad * (cap // len(pad) + 1) + b"\r\n",
+                    b"GET /" + b"a" * (cap - 100) + b" HTTP/1.1\r\n" + pad + b"\r\n"):  # the request line counts
+        started = time.monotonic()
+        reply = exchange(server, request)
+        assert status_of(reply) == 431, reply[:200]
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {
+            "error": f"request line and headers larger than {cap} bytes"}
+        assert time.monotonic() - started < TIMEOUT
+    assert cap == http_api.MAX_HEAD
