@@ -160,8 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # The request line is the client's bytes: escaped as the stdlib's own log_message does, so an escape
         # sequence in a path cannot rewrite the operator's terminal or forge a log line.
+        # The client's address is left out: for a report it is the reporter's, which is used for the rate limit in
+        # memory only (docs/collectors.md), never written anywhere.
         message = (format % args).translate(self._control_char_table)  # type: ignore[attr-defined]
-        log.debug("http %s %s", self.client_address[0], message)
+        log.debug("http %s", message)
 
     def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
               ) -> None:

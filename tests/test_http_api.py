@@ -253,6 +253,17 @@ def test_control_characters_in_a_request_line_are_escaped_in_the_log(api: tuple[
     assert not any(c in m for m in logged for c in "\x1b\x9b\x07")
 
 
+def test_the_request_log_does_not_name_the_reporter(api: tuple[HttpApi, list[object]],
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    server, _ = api
+    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+    body = json.dumps({"service": "MTN"}).encode()
+    assert status_of(exchange(server, post(str(len(body)), body))) == 202
+    logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
+    assert any("POST /report" in m for m in logged)  # the request is logged, its client is not
+    assert not any(server.address[0] in m for m in logged)
+
+
 def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forwarded(
         caplog: pytest.LogCaptureFixture) -> None:
     # Behind the reverse proxy the docs recommend, every report came from the proxy's address: all the public
