@@ -323,6 +323,8 @@ class _Server(ThreadingHTTPServer):
         self._forward_warned = False
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._busy_logged = -BUSY_LOG_EVERY
+        if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:

@@ -136,7 +136,8 @@ class Service:
                                      Endpoints(self.healthz, self.metrics_text, self._reports.accept),
                                      self.config.server.trusted_proxies)
                 self._http.start()
-                log.info("http endpoint on http://%s:%d", *self._http.address)
+                host, bound = self._http.address
+                log.info("http endpoint on http://%s:%d", f"[{host}]" if ":" in host else host, bound)
             scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
                 "max_instances": 1, "coalesce": True, "misfire_grace_time": 300})
             now = datetime.now().astimezone()

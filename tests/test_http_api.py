@@ -264,6 +264,29 @@ def test_the_request_log_does_not_name_the_reporter(api: tuple[HttpApi, list[obj
     assert not any(server.address[0] in m for m in logged)
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_ipv6_host_is_listened_on() -> None:
+    # server.host = "::1" passed the config check, and the endpoint could not listen ("cannot listen").
+    server = HttpApi("::1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "", lambda p, c: {}))
+    server.start()
+    try:
+        assert server.address[0] == "::1"
+        with socket.create_connection(server.address, timeout=5) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(65536).split(b" ", 2)[1] == b"200"
+    finally:
+        server.stop()
+
+
 def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forwarded(
         caplog: pytest.LogCaptureFixture) -> None:
     # Behind the reverse proxy the docs recommend, every report came from the proxy's address: all the public
