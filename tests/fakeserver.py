@@ -55,6 +55,8 @@ class Reply:
 
     ``content_length``: None sends the real length of a bytes body (a chunk iterable is then close-delimited);
     an int is sent as is, even when it lies (to truncate). ``delay`` sleeps before the status line.
+    ``raw``: chunks written to the socket as they come instead of all the above, then the connection is closed (a
+    server that misbehaves below HTTP: headers sent a byte at a time, a broken status line).
     """
 
     status: int = 200
@@ -63,6 +65,7 @@ class Reply:
     content_type: str | None = None
     delay: float = 0.0
     content_length: int | None = None
+    raw: Iterable[bytes] | None = None
 
 
 Route = Reply | Callable[[Recorded], Reply]
@@ -108,6 +111,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.raw is not None:
+            self.close_connection = True
+            for chunk in reply.raw:
+                self.wfile.write(chunk)
+            return
         self.send_response(reply.status)
         headers = dict(reply.headers)
         if reply.content_type:

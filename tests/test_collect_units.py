@@ -688,6 +688,36 @@ def test_slow_drip_body_hits_the_total_deadline(server: FakeServer, poller: Poll
     assert str(info.value).startswith("timed out after 0.5 s reading http://127.0.0.1")
 
 
+def _header_drip() -> Iterator[bytes]:
+    yield b"HTTP/1.1 200 OK\r\n"
+    for i in range(40):
+        time.sleep(0.1)  # each gap is under the read timeout; the headers never end
+        yield b"X-Drip-%d: 1\r\n" % i
+
+
+def _gzip_name_drip() -> Iterator[bytes]:
+    yield b"\x1f\x8b\x08\x08\0\0\0\0\0\xff"  # a gzip header with a file name, which the server never ends
+    for _ in range(40):
+        time.sleep(0.1)
+        yield b"a"
+
+
+@pytest.mark.parametrize("reply", [
+    Reply(raw=_header_drip()),
+    Reply(200, _gzip_name_drip(), headers={"Content-Encoding": "gzip"}, content_type="application/rss+xml"),
+], ids=["headers", "gzip-file-name"])
+def test_a_drip_that_yields_no_body_byte_hits_the_total_deadline(server: FakeServer, poller: Poller,
+                                                                 reply: Reply) -> None:
+    # The body loop checks the deadline per decoded chunk: these never reached it, and the poll (and its collect
+    # round) hung for as long as the server kept dripping.
+    server.serve("/drip.rss", reply)
+    started = time.monotonic()
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("drip", "rss", url=f"{server.url}/drip.rss", timeout=0.5))
+    assert str(info.value) == f"timed out after 0.5 s reading {server.url}/drip.rss"
+    assert time.monotonic() - started < 1.5
+
+
 def test_gzip_bomb_is_capped_on_decoded_size(server: FakeServer) -> None:
     bomb = gzip.compress(b"<rss>" + b" " * 10_000_000)
     server.serve("/bomb.rss", Reply(200, bomb, headers={"Content-Encoding": "gzip"},
