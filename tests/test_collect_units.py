@@ -129,9 +129,16 @@ def test_reddit_item_without_a_string_name_is_skipped(server: FakeServer, poller
     assert len(posts) == len(children) - 1 and all(p.external_id for p in posts)
 
 
-def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer) -> None:
+@pytest.mark.parametrize(("encoding", "encode"), [
+    ("gzip", gzip.compress),
+    # Each coding of a list is stepped: httpx inflated the outer layer's 64 KB read, then all of what it held.
+    ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b, 9), 9)),
+    ("deflate, gzip", lambda b: gzip.compress(zlib.compress(b, 9), 9)),
+], ids=["gzip", "gzip-twice", "deflate-then-gzip"])
+def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer, encoding: str,
+                                                   encode: Callable[[bytes], bytes]) -> None:
     # 50 MB of zeros in 50 KB of gzip: httpx inflated each network read whole before the size cap could see it.
-    server.serve("/bomb", Reply(200, gzip.compress(bytes(50_000_000)), headers={"Content-Encoding": "gzip"},
+    server.serve("/bomb", Reply(200, encode(bytes(50_000_000)), headers={"Content-Encoding": encoding},
                                 content_type="application/json"))
     settings = CollectSettings(max_body_bytes=1_000_000)
     with make_client(settings) as client:
@@ -145,11 +152,13 @@ def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer) -> None:
     assert peak < 8_000_000, peak
 
 
-@pytest.mark.parametrize("encode", [gzip.compress, zlib.compress, lambda b: zlib.compress(b, wbits=-15)],
-                         ids=["gzip", "deflate-zlib", "deflate-raw"])
-def test_compressed_bodies_are_decoded(server: FakeServer, encode: Callable[[bytes], bytes]) -> None:
+@pytest.mark.parametrize(("encoding", "encode"), [
+    ("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", lambda b: zlib.compress(b, wbits=-15)),
+    ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))), ("identity, deflate, gzip",
+                                                                 lambda b: gzip.compress(zlib.compress(b))),
+], ids=["gzip", "deflate-zlib", "deflate-raw", "gzip-twice", "deflate-then-gzip"])
+def test_compressed_bodies_are_decoded(server: FakeServer, encoding: str, encode: Callable[[bytes], bytes]) -> None:
     body = b"".join(b"line %d of a feed\n" % i for i in range(20_000))
-    encoding = "gzip" if encode is gzip.compress else "deflate"
     server.serve("/c", Reply(200, encode(body), headers={"Content-Encoding": encoding}, content_type="text/plain"))
     settings = CollectSettings()
     with make_client(settings) as client:
