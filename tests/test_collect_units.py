@@ -822,3 +822,37 @@ def test_jobs_are_started_round_robin_across_hosts() -> None:
             src("c1", "c.example"), src("b2", "b.example")]
     assert interleave_hosts(jobs) == [0, 3, 4, 1, 5, 2]
     assert interleave_hosts([]) == []
+
+
+RSS_ONE = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+           b"<item><title>x down</title><guid>a</guid></item></channel></rss>")
+
+
+@pytest.mark.parametrize(("hops", "moved"), [
+    ([301], "/hop1"),
+    ([308, 302], "/hop1"),  # moved for good to a URL that itself redirects for now: point the source at the former
+    ([301, 308], "/hop2"),
+    ([302], None),  # temporary: the source's url is still the one to ask
+    ([302, 301], None),
+], ids=["301", "308-then-302", "301-then-308", "302", "302-then-301"])
+def test_a_feed_moved_for_good_tells_the_operator(server: FakeServer, poller: Poller, hops: list[int],
+                                                  moved: str | None) -> None:
+    # A permanent redirect was followed on every poll without a word: the operator never learned the new URL, and
+    # the source failed for no visible reason once the old one stopped redirecting (a domain given up).
+    for i, status in enumerate(hops):
+        server.serve(f"/hop{i}", Reply(status, headers={"Location": f"/hop{i + 1}"}))
+    server.serve(f"/hop{len(hops)}", Reply(200, RSS_ONE, content_type="application/rss+xml"))
+    result = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/hop0"))
+    assert len(result.posts) == 1
+    expected = [f"{server.url}/hop0 has moved for good (HTTP {hops[0]}) to {server.url}{moved}: update the source's "
+                "url"] if moved else []
+    assert result.warnings == expected
+
+
+def test_a_statuspage_moved_for_good_tells_the_operator(server: FakeServer, poller: Poller) -> None:
+    server.serve("/old/api/v2/incidents.json", Reply(301, headers={"Location": "/new/api/v2/incidents.json"}))
+    server.serve_fixture("/new/api/v2/incidents.json", "statuspage/incidents.json")
+    result = poller.poll(SourceConfig("s", "statuspage", url=f"{server.url}/old", services=("GitHub",)))
+    assert result.incidents and result.warnings == [
+        f"{server.url}/old/api/v2/incidents.json has moved for good (HTTP 301) to {server.url}/new/api/v2/"
+        "incidents.json: update the source's url"]

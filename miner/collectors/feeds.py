@@ -95,7 +95,9 @@ def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     parsed = feedparser.parse(fix_surrogate_refs(resp.body), response_headers=headers, sanitize_html=False,
                               resolve_relative_uris=False)
     entries = parsed.get("entries") or []
-    warnings: list[str] = []
+    warnings = [resp.moved] if resp.moved else []
+    if resp.moved:
+        log.warning("%s: %s", source_name, resp.moved)
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")
         detail = f"{type(exc).__name__}: {exc}"

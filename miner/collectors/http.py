@@ -7,6 +7,7 @@ Every failure becomes a :class:`~miner.errors.SourceError` whose message is fit 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
 import ssl
@@ -43,6 +44,7 @@ class Response:
     headers: Mapping[str, str]
     body: bytes
     secret_url: bool = False  # fetched for a url_env source: messages show no more than its scheme and host
+    moved: str | None = None  # the warning for a URL that redirected permanently (see `moved_warning`)
 
     def __repr__(self) -> str:
         # The URL as messages show it: the real one may hold a key (in its query, or as its path for url_env).
@@ -272,6 +274,7 @@ def fetch(
                 headers={k.lower(): v for k, v in resp.headers.items()},
                 body=b"".join(chunks),
                 secret_url=secret_url,
+                moved=moved_warning(url, [*resp.history, resp], secret_url),
             )
     except httpx.TooManyRedirects:
         raise SourceError(
@@ -302,6 +305,21 @@ def fetch(
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
     raise status_error(result, now())
+
+
+def moved_warning(url: str, hops: list[httpx.Response], secret: bool) -> str | None:
+    """What to tell the operator when ``url`` redirects permanently (301 or 308 from the first hop on): the source
+    should be pointed at where it went. Following it on every poll costs a request each time, and the old URL tends
+    to stop redirecting one day (a domain given up), when the source fails for no reason the operator can see."""
+    moved_to, status = None, 0
+    for hop, after in itertools.pairwise(hops):
+        if hop.status_code not in (301, 308):
+            break  # a temporary redirect: the URL is still the one to ask
+        moved_to, status = str(after.url), status or hop.status_code
+    if moved_to is None:
+        return None
+    return (f"{shown_url(url, secret=secret)} has moved for good (HTTP {status}) to "
+            f"{shown_url(moved_to, secret=secret)}: update the source's url")
 
 
 def status_error(resp: Response, now: datetime) -> SourceError:

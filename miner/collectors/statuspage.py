@@ -8,6 +8,7 @@ longer lists is stored resolved (FetchResult.all_open).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
@@ -17,6 +18,8 @@ from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
+
+log = logging.getLogger(__name__)
 
 _IMPACTS = frozenset({"none", "minor", "major", "critical"})
 
@@ -80,4 +83,7 @@ class StatuspageCollector:
                 incidents.append(incident)
         # summary.json and incidents/unresolved.json list only open incidents: one that leaves them was resolved.
         all_open = url.endswith(("/summary.json", "/unresolved.json"))
-        return FetchResult(incidents=incidents, state=state_after(resp), all_open=all_open)
+        if resp.moved:
+            log.warning("%s: %s", source.name, resp.moved)
+        return FetchResult(incidents=incidents, state=state_after(resp), all_open=all_open,
+                           warnings=[resp.moved] if resp.moved else [])
