@@ -122,7 +122,8 @@ def test_a_key_in_a_source_url_is_not_in_its_error(tmp_path: Path, server: FakeS
     errors = [store.source_row(name)["last_error"] for name in ("private", "token-user")]  # type: ignore[index]
     store.close()
     for error in errors:
-        assert error.startswith(f"bad URL http://{host}/private.rss: ")
+        assert error.startswith(f"http://{host}/private.rss redirects to ftp://files.example.org/feed.rss, which is "
+                                "not an http(s) URL: ")
     shown = "\n".join([result.output, caplog.text, *errors])
     assert "K3Y-S3CR3T" not in shown and "T0K3N-US3R" not in shown
 
@@ -141,7 +142,8 @@ def test_a_key_in_the_path_of_a_url_from_the_environment_is_not_in_its_error(
     row = store.source_row("private")
     store.close()
     assert row is not None and row["url"] == "$MINER_TEST_FEED_URL"
-    assert row["last_error"].startswith(f"bad URL {server.url}/[redacted]: ")
+    assert row["last_error"].startswith(f"{server.url}/[redacted] redirects to ftp://files.example.org/[redacted], "
+                                        "which is not an http(s) URL: ")
     assert "T0K3N-P4TH" not in "\n".join([result.output, caplog.text, row["last_error"]])
 
 

@@ -856,3 +856,19 @@ def test_a_statuspage_moved_for_good_tells_the_operator(server: FakeServer, poll
     assert result.incidents and result.warnings == [
         f"{server.url}/old/api/v2/incidents.json has moved for good (HTTP 301) to {server.url}/new/api/v2/"
         "incidents.json: update the source's url"]
+
+
+@pytest.mark.parametrize(("location", "shown"), [
+    ("ftp://files.example.org/feed.rss?key=K", "ftp://files.example.org/feed.rss"),
+    ("file:///etc/passwd", "file://127.0.0.1/etc/passwd"),  # relative to the server: httpx gives it its host
+])
+def test_a_redirect_to_another_scheme_names_where_it_points(server: FakeServer, poller: Poller, location: str,
+                                                             shown: str) -> None:
+    # Reported as "bad URL <the source's url>", a URL that is fine: the operator checked feeds.toml for nothing.
+    server.serve("/f.rss", Reply(301, headers={"Location": location}))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss"))
+    scheme = location.partition(":")[0]
+    assert str(info.value) == (f"{server.url}/f.rss redirects to {shown}, which is not an http(s) URL: Request URL "
+                               f"has an unsupported protocol '{scheme}://'.")
+    assert info.value.permanent

@@ -294,7 +294,13 @@ def fetch(
         raise SourceError(f"cannot decode response from {host_of(url)}: {exc}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
-        raise SourceError(f"bad URL {shown_url(url, secret=secret_url)}: {exc}", permanent=True) from None
+        where = shown_url(url, secret=secret_url)
+        target = _redirected_to(exc, url)
+        if target is not None:
+            # The configured URL is fine; "bad URL <it>" sent the operator to check feeds.toml for nothing.
+            raise SourceError(f"{where} redirects to {shown_url(target, secret=secret_url)}, which is not an http(s) "
+                              f"URL: {exc}", permanent=True) from None
+        raise SourceError(f"bad URL {where}: {exc}", permanent=True) from None
     except (httpx.LocalProtocolError, UnicodeEncodeError):
         # A header value HTTP cannot carry (a line break or non-ASCII character in a token the server sent): httpx's
         # message quotes the whole value, token and all, and its UnicodeEncodeError was an internal error.
@@ -305,6 +311,15 @@ def fetch(
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
     raise status_error(result, now())
+
+
+def _redirected_to(exc: httpx.UnsupportedProtocol | httpx.InvalidURL, url: str) -> str | None:
+    """The URL a redirect named, when that (not ``url`` itself) is the one httpx could not fetch."""
+    try:
+        target = str(exc.request.url)  # type: ignore[union-attr]  # InvalidURL may have none
+    except (AttributeError, RuntimeError):  # raised before a request was built: the URL given was bad
+        return None
+    return target if urlsplit(target)[:3] != urlsplit(url)[:3] else None
 
 
 def moved_warning(url: str, hops: list[httpx.Response], secret: bool) -> str | None:
