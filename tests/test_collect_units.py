@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import re
+import socket
 import time
 import tracemalloc
 import zlib
@@ -872,3 +873,21 @@ def test_a_redirect_to_another_scheme_names_where_it_points(server: FakeServer, 
     assert str(info.value) == (f"{server.url}/f.rss redirects to {shown}, which is not an http(s) URL: Request URL "
                                f"has an unsupported protocol '{scheme}://'.")
     assert info.value.permanent
+
+
+def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, poller: Poller) -> None:
+    # A redirect to a host that is down (or slow) was reported as the source's own host being down.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with FakeServer() as elsewhere:
+        elsewhere.serve("/slow.rss", Reply(200, RSS_ONE, delay=2.0))
+        server.serve("/down.rss", Reply(302, headers={"Location": f"http://127.0.0.1:{closed}/feed.rss"}))
+        server.serve("/slow.rss", Reply(301, headers={"Location": f"{elsewhere.url}/slow.rss?k=1"}))
+        with pytest.raises(SourceError) as info:
+            poller.poll(SourceConfig("down", "rss", url=f"{server.url}/down.rss", timeout=0.5))
+        assert str(info.value).startswith(f"cannot connect to 127.0.0.1 (redirected from {server.url}/down.rss): ")
+        with pytest.raises(SourceError) as info:
+            poller.poll(SourceConfig("slow", "rss", url=f"{server.url}/slow.rss", timeout=0.5))
+        assert str(info.value) == (f"timed out after 0.5 s reading {elsewhere.url}/slow.rss (redirected from "
+                                   f"{server.url}/slow.rss)")

@@ -280,18 +280,24 @@ def fetch(
         raise SourceError(
             f"too many redirects (more than {settings.max_redirects}) from {shown_url(url, secret=secret_url)}"
         ) from None
-    except httpx.ConnectTimeout:
+    except httpx.ConnectTimeout as exc:
+        failed, via = _failed_hop(exc, url, secret_url)
         raise SourceError(
-            f"timed out after {min(settings.connect_timeout, timeout):g} s connecting to {host_of(url)}"
+            f"timed out after {min(settings.connect_timeout, timeout):g} s connecting to {host_of(failed)}{via}"
         ) from None
-    except httpx.TimeoutException:
-        raise SourceError(f"timed out after {timeout:g} s reading {shown_url(url, secret=secret_url)}") from None
+    except httpx.TimeoutException as exc:
+        failed, via = _failed_hop(exc, url, secret_url)
+        shown = shown_url(failed, secret=secret_url)
+        raise SourceError(f"timed out after {timeout:g} s reading {shown}{via}") from None
     except httpx.ConnectError as exc:
-        raise SourceError(f"cannot connect to {host_of(url)}: {exc}") from None
+        failed, via = _failed_hop(exc, url, secret_url)
+        raise SourceError(f"cannot connect to {host_of(failed)}{via}: {exc}") from None
     except httpx.RemoteProtocolError as exc:
-        raise SourceError(f"truncated or broken response from {host_of(url)}: {exc}") from None
+        failed, via = _failed_hop(exc, url, secret_url)
+        raise SourceError(f"truncated or broken response from {host_of(failed)}{via}: {exc}") from None
     except httpx.DecodingError as exc:
-        raise SourceError(f"cannot decode response from {host_of(url)}: {exc}") from None
+        failed, via = _failed_hop(exc, url, secret_url)
+        raise SourceError(f"cannot decode response from {host_of(failed)}{via}: {exc}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
         where = shown_url(url, secret=secret_url)
@@ -307,19 +313,29 @@ def fetch(
         raise SourceError(f"request to {shown_url(url, secret=secret_url)} could not be sent: a header holds a "
                           "character HTTP does not allow (in a token the server sent?)") from None
     except httpx.HTTPError as exc:
-        raise SourceError(f"request to {shown_url(url, secret=secret_url)} failed: {exc}") from None
+        failed, via = _failed_hop(exc, url, secret_url)
+        raise SourceError(f"request to {shown_url(failed, secret=secret_url)}{via} failed: {exc}") from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
     raise status_error(result, now())
 
 
-def _redirected_to(exc: httpx.UnsupportedProtocol | httpx.InvalidURL, url: str) -> str | None:
-    """The URL a redirect named, when that (not ``url`` itself) is the one httpx could not fetch."""
+def _redirected_to(exc: Exception, url: str) -> str | None:
+    """The URL a redirect named, when that (not ``url`` itself) is the one whose request failed."""
     try:
-        target = str(exc.request.url)  # type: ignore[union-attr]  # InvalidURL may have none
+        target = str(exc.request.url)  # type: ignore[attr-defined]  # an httpx.RequestError's; InvalidURL has none
     except (AttributeError, RuntimeError):  # raised before a request was built: the URL given was bad
         return None
     return target if urlsplit(target)[:3] != urlsplit(url)[:3] else None
+
+
+def _failed_hop(exc: Exception, url: str, secret: bool) -> tuple[str, str]:
+    """The URL whose request failed, and what to add to a message naming it: where it was redirected from. A
+    redirect to a host that is down was reported as the source's own host being down."""
+    target = _redirected_to(exc, url)
+    if target is None:
+        return url, ""
+    return target, f" (redirected from {shown_url(url, secret=secret)})"
 
 
 def moved_warning(url: str, hops: list[httpx.Response], secret: bool) -> str | None:
