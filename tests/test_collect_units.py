@@ -13,6 +13,7 @@ import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -891,3 +892,18 @@ def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, 
             poller.poll(SourceConfig("slow", "rss", url=f"{server.url}/slow.rss", timeout=0.5))
         assert str(info.value) == (f"timed out after 0.5 s reading {elsewhere.url}/slow.rss (redirected from "
                                    f"{server.url}/slow.rss)")
+
+
+@pytest.mark.parametrize(("source", "reply"), [
+    (SourceConfig("f", "rss", url="/e"), Reply(200, b"", content_type="application/rss+xml")),
+    (SourceConfig("f", "rss", url="/e"), Reply(200, b" \r\n", content_type="application/rss+xml")),
+    (SourceConfig("s", "statuspage", url="/e/api/v2/incidents.json"), Reply(204)),
+], ids=["rss-200", "rss-blank", "statuspage-204"])
+def test_an_empty_answer_says_so(server: FakeServer, poller: Poller, source: SourceConfig, reply: Reply) -> None:
+    # Reported as "not an RSS/Atom feed" or "invalid JSON ... (truncated body?)", which sent the operator to check
+    # the URL; a CDN or cache that lost the body is the server's problem.
+    assert source.url is not None
+    server.serve(source.url, reply)
+    with pytest.raises(SourceError) as info:
+        poller.poll(replace(source, url=server.url + source.url))
+    assert str(info.value) == f"empty response (HTTP {reply.status}, no body) from {server.url}{source.url}"

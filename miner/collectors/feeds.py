@@ -16,7 +16,7 @@ from typing import Any
 import feedparser
 
 from miner.collectors.base import PollContext
-from miner.collectors.http import Response, conditional_headers, fetch
+from miner.collectors.http import Response, conditional_headers, empty_body, fetch
 from miner.collectors.normalise import parse_time, stable_id
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -76,6 +76,8 @@ def fetch_feed(source: SourceConfig, state: SourceState, ctx: PollContext, url: 
 def parse_feed(resp: Response, source_name: str) -> tuple[Any, list[str]]:
     """feedparser's result and the survivable warnings; raises SourceError when the body is not a feed."""
     where = resp.where
+    if not resp.body.strip():
+        raise empty_body(resp)
     head = resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if "json" in resp.content_type or head.startswith((b"{", b"[")):
         raise SourceError(f"expected a feed from {where}, got {resp.content_type or 'JSON'}")

@@ -373,8 +373,16 @@ def status_error(resp: Response, now: datetime) -> SourceError:
     return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES)
 
 
+def empty_body(resp: Response) -> SourceError:
+    """The error for a 2xx answer without a body (a CDN or cache that lost it, a 204), which was reported as "not an
+    RSS/Atom feed" or "invalid JSON": that sent the operator to check the URL."""
+    return SourceError(f"empty response (HTTP {resp.status}, no body) from {resp.where}")
+
+
 def read_json(resp: Response) -> Any:
     """The response body as JSON, or a SourceError naming what came instead."""
+    if not resp.body.strip():
+        raise empty_body(resp)
     ctype = resp.content_type
     if ctype and not ("json" in ctype or ctype in ("text/plain", "text/javascript", "application/javascript")):
         raise SourceError(f"expected JSON from {resp.where}, got {ctype}")
