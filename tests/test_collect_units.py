@@ -907,3 +907,25 @@ def test_an_empty_answer_says_so(server: FakeServer, poller: Poller, source: Sou
     with pytest.raises(SourceError) as info:
         poller.poll(replace(source, url=server.url + source.url))
     assert str(info.value) == f"empty response (HTTP {reply.status}, no body) from {server.url}{source.url}"
+
+
+@pytest.mark.parametrize(("encoding", "error"), [
+    ("br", "cannot decode response from 127.0.0.1: Content-Encoding 'br', which miner does not ask for (gzip or "
+           "deflate)"),
+    ("gzip, zstd", "cannot decode response from 127.0.0.1: Content-Encoding 'zstd', which miner does not ask for "
+                   "(gzip or deflate)"),
+    ("UTF-8", None),  # a server's mistake that names no compression: the body is read as it is, as browsers do
+])
+def test_a_compression_not_asked_for_is_named(server: FakeServer, poller: Poller, encoding: str,
+                                              error: str | None) -> None:
+    # Its bytes were parsed as the body ("malformed feed: not well-formed"), or, with brotli or zstandard importable,
+    # inflated by httpx a whole network read at a time, past the bound on a bomb.
+    server.serve("/f.rss", Reply(200, RSS_ONE, headers={"Content-Encoding": encoding},
+                                 content_type="application/rss+xml"))
+    source = SourceConfig("f", "rss", url=f"{server.url}/f.rss")
+    if error is None:
+        assert len(poller.poll(source).posts) == 1
+        return
+    with pytest.raises(SourceError) as info:
+        poller.poll(source)
+    assert str(info.value) == error

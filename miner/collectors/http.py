@@ -163,6 +163,10 @@ _DECODE_STEP = 65_536  # most bytes one decompression step may produce
 
 
 _STEPPED = frozenset({"gzip", "x-gzip", "deflate"})
+# Compressions we do not ask for. httpx decodes brotli and zstd whole per read (no step bound) once their packages
+# are importable, which any other dependency may bring; without them it passed the compressed bytes on as the
+# body, a "malformed feed" or "invalid JSON" that hid the cause.
+_UNASKED = frozenset({"br", "zstd", "compress", "x-compress"})
 
 
 def _decoded(resp: httpx.Response) -> Iterator[bytes]:
@@ -170,16 +174,18 @@ def _decoded(resp: httpx.Response) -> Iterator[bytes]:
 
     httpx decodes each network read whole: one 64 KB read of a gzip bomb is 64 MB in memory before the size
     cap can refuse it. Stepping the decompressor bounds that, for each coding of a list ("gzip, gzip": a
-    double-gzipped bomb took 600 MB to refuse under a 1 MB cap when httpx decoded it). Other encodings (we ask
-    only for these two) are left to httpx.
+    double-gzipped bomb took 600 MB to refuse under a 1 MB cap when httpx decoded it). A compression we did not
+    ask for is an error; any other name (a server's "utf-8", "none") is ignored, as browsers and httpx do.
     """
     codings = [c.strip() for c in resp.headers.get("content-encoding", "").lower().split(",")]
-    codings = [c for c in codings if c and c != "identity"]
-    if not codings or not _STEPPED.issuperset(codings):
+    if unasked := next((c for c in codings if c in _UNASKED), None):
+        raise httpx.DecodingError(f"Content-Encoding {unasked!r}, which miner does not ask for (gzip or deflate)")
+    stepped = [c for c in codings if c in _STEPPED]
+    if not stepped:  # identity, or a name that is no compression, which httpx passes through too
         yield from resp.iter_bytes()
         return
     body = resp.iter_raw()
-    for coding in reversed(codings):  # listed in the order they were applied
+    for coding in reversed(stepped):  # listed in the order they were applied
         body = _inflate(body, coding)
     yield from body
 
