@@ -929,3 +929,15 @@ def test_a_compression_not_asked_for_is_named(server: FakeServer, poller: Poller
     with pytest.raises(SourceError) as info:
         poller.poll(source)
     assert str(info.value) == error
+
+
+@pytest.mark.parametrize("content_type", ["application/json", None])
+def test_a_json_api_answering_a_page_says_so(server: FakeServer, poller: Poller, content_type: str | None) -> None:
+    # A captive portal or proxy error page without a type, or labelled JSON, was "invalid JSON: Expecting value at
+    # line 1 column 1": nothing said a page came instead.
+    server.serve("/api/v1/search_by_date", Reply(200, b"\n<!DOCTYPE html><html><title>Sign in to Wi-Fi</title></html>",
+                                                 content_type=content_type))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("hn", "hackernews", url=server.url, query="down"))
+    assert str(info.value) == (f"expected JSON from {server.url}/api/v1/search_by_date, got an HTML or XML page "
+                               f"({content_type or 'no content type'})")

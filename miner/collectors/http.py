@@ -392,6 +392,10 @@ def read_json(resp: Response) -> Any:
     ctype = resp.content_type
     if ctype and not ("json" in ctype or ctype in ("text/plain", "text/javascript", "application/javascript")):
         raise SourceError(f"expected JSON from {resp.where}, got {ctype}")
+    if resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        # A login wall, captive portal or proxy error page sent without a type, or labelled JSON: "invalid JSON:
+        # Expecting value at line 1 column 1" did not say what came.
+        raise SourceError(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
     try:
         text = resp.body.decode("utf-8-sig")
     except UnicodeDecodeError:
