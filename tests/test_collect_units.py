@@ -941,3 +941,15 @@ def test_a_json_api_answering_a_page_says_so(server: FakeServer, poller: Poller,
         poller.poll(SourceConfig("hn", "hackernews", url=server.url, query="down"))
     assert str(info.value) == (f"expected JSON from {server.url}/api/v1/search_by_date, got an HTML or XML page "
                                f"({content_type or 'no content type'})")
+
+
+def test_a_cloudflare_challenge_is_named(server: FakeServer, poller: Poller) -> None:
+    # A 403 "Just a moment..." page said "check the source's credentials and URL" of a feed that needs none.
+    server.serve("/f.rss", Reply(403, b"<!DOCTYPE html><html><title>Just a moment...</title></html>",
+                                 headers={"cf-mitigated": "challenge", "Server": "cloudflare"},
+                                 content_type="text/html"))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss"))
+    assert str(info.value) == ("HTTP 403 from 127.0.0.1 (a Cloudflare bot challenge: the site lets no automated client "
+                               "through; ask its owner to allow miner's User-Agent, or find another URL for the feed)")
+    assert info.value.permanent

@@ -364,7 +364,12 @@ def status_error(resp: Response, now: datetime) -> SourceError:
     host = host_of(resp.url)
     retry_after = None
     message = f"HTTP {resp.status} from {host}"
-    if resp.status in (429, 503):
+    if resp.headers.get("cf-mitigated", "").strip().lower() == "challenge":
+        # Cloudflare's bot check (a "Just a moment..." page, usually a 403): "check the source's credentials" sent the
+        # operator after a key the source does not have.
+        message += " (a Cloudflare bot challenge: the site lets no automated client through; ask its owner to allow "
+        message += "miner's User-Agent, or find another URL for the feed)"
+    elif resp.status in (429, 503):
         retry_after = parse_retry_after(resp.headers.get("retry-after"), now)
         if retry_after is not None:
             message += f" (retry after {retry_after:.0f} s)"
