@@ -6,23 +6,20 @@ Every failure becomes a :class:`~miner.errors.SourceError` whose message is fit 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
-import ssl
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 
+from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.normalise import SURROGATE
 from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
@@ -62,7 +59,7 @@ class Response:
 
 def make_client(settings: CollectSettings) -> httpx.Client:
     """The shared client: our User-Agent, gzip, bounded redirects, pooled connections (thread-safe), and every
-    socket read and write held to the deadline of the `fetch` it serves (see `_DeadlineStream`)."""
+    socket read and write held to the deadline of the `fetch` it serves (collectors/deadline.py)."""
     client = httpx.Client(
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
         follow_redirects=True,
@@ -70,89 +67,8 @@ def make_client(settings: CollectSettings) -> httpx.Client:
         timeout=httpx.Timeout(20.0, connect=settings.connect_timeout),
         limits=httpx.Limits(max_connections=max(10, settings.max_workers * 2), max_keepalive_connections=10),
     )
-    # httpx has no public hook for its network streams: its transports' httpcore pools (the direct one and any
-    # proxy's from the environment) create every connection through their network backend, so that is wrapped.
-    for transport in (client._transport, *client._mounts.values()):
-        if transport is None:  # a NO_PROXY host: the direct transport serves it
-            continue
-        pool = getattr(transport, "_pool", None)
-        if pool is None or (backend := getattr(pool, "_network_backend", None)) is None:
-            raise RuntimeError(f"cannot hold {type(transport).__name__} to a deadline (httpx/httpcore changed?)")
-        pool._network_backend = _DeadlineBackend(backend)
+    hold_to_deadlines(client)
     return client
-
-
-# The monotonic time by which the `fetch` running on this thread must be done (None outside one). A thread-local,
-# as the client is shared: a pooled connection serves whichever thread's request is on it.
-_deadline = threading.local()
-
-
-@contextlib.contextmanager
-def _deadline_at(when: float) -> Iterator[None]:
-    before = getattr(_deadline, "at", None)
-    _deadline.at = when
-    try:
-        yield
-    finally:
-        _deadline.at = before
-
-
-def _within_deadline(timeout: float | None, expired: type[Exception]) -> float | None:
-    """``timeout`` (httpx's per-operation one), shortened to what is left of this thread's fetch deadline."""
-    at: float | None = getattr(_deadline, "at", None)
-    if at is None:
-        return timeout
-    left = at - time.monotonic()
-    if left <= 0:
-        raise expired("the request's deadline has passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every read and write ends by the deadline of the fetch using it.
-
-    httpx's read timeout is per socket read: a server that sends its headers, or a gzip header's endless file
-    name, a byte a second never trips it, and the body loop in `fetch`, which checks the deadline, is never
-    reached or never gets a decoded byte. That poll, and the collect round waiting for it, hung for good.
-    """
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self._stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, _within_deadline(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, _within_deadline(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        tls = self._stream.start_tls(ssl_context, server_hostname, _within_deadline(timeout, httpcore.ConnectTimeout))
-        return _DeadlineStream(tls)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        self._backend = backend
-
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
-        timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
-
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None) -> httpcore.NetworkStream:
-        timeout = _within_deadline(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
 
 
 def host_of(url: str) -> str:
@@ -252,7 +168,7 @@ def fetch(
     # a login (Bluesky's app password in JSON, Reddit's form) would reach whatever host the redirect names.
     follow = json_body is None and form is None and auth is None
     try:
-        with _deadline_at(deadline), client.stream(
+        with deadline_at(deadline), client.stream(
             method, url, headers=headers, params=params, json=json_body, auth=auth, data=form,
             timeout=request_timeout, follow_redirects=follow,
         ) as resp:
