@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
+from miner.store.sources import current_warning
 from miner.timeutil import floor_time, iso, parse_iso
 
 
@@ -423,6 +424,39 @@ def test_a_feeds_undated_backlog_is_stored_but_counted_in_no_bucket(store: Store
             poller.ctx.now = lambda: later + timedelta(minutes=5)
             pipe.collect(later + timedelta(minutes=5), poller, due_only=False)
     assert [r["undated"] for r in store.database.rows(undated, ("moved%",))] == ["backlog"]
+
+
+def test_a_warning_stands_with_its_time_until_a_poll_reads_the_source_without_it(store: Store) -> None:
+    # The last warning was kept forever and without a time (coalesce on every poll): a feed whose encoding had been
+    # put right, or that had been moved in feeds.toml, still showed a warning that no longer held.
+    at0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # after the fixture's entries: none is dated in the future
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
+        config = _forum_config(server)
+        pipe = Pipeline(config, store)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            def poll(at: datetime, not_modified: bool = False) -> tuple[str, datetime | None] | None:
+                poller.ctx.now = lambda: at
+                (report,) = pipe.collect(at, poller, due_only=False)
+                assert report.error is None and report.not_modified == not_modified
+                return current_warning(store.source_row("forum") or {})
+
+            warned = poll(at0)
+            assert warned is not None and "CharacterEncodingOverride" in warned[0] and warned[1] == at0
+            # Answered 304: nothing was read, so the same content's warning still holds, seen when it was.
+            assert poll(at0 + timedelta(minutes=5), not_modified=True) == warned
+            fixed = server.fixture_bytes("rss/wrong_encoding.rss").replace(b'"us-ascii"', b'"utf-8"', 1)
+            server.serve("/forum.rss", Reply(200, fixed, content_type="application/rss+xml"))
+            assert poll(at0 + timedelta(minutes=10)) is None
+            # Kept as history: what it was, when last seen, and when a poll first read the source without it.
+            row = store.source_row("forum") or {}
+            assert (row["last_warning"], row["last_warning_at"], row["warning_cleared_at"]) == \
+                (warned[0], iso(at0), iso(at0 + timedelta(minutes=10)))
+            assert poll(at0 + timedelta(minutes=15)) is None
+            assert (store.source_row("forum") or {})["warning_cleared_at"] == iso(at0 + timedelta(minutes=10))
+            server.serve_fixture("/forum.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml",
+                                 validators=False)
+            assert poll(at0 + timedelta(hours=1)) == (warned[0], at0 + timedelta(hours=1))
 
 
 def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_alone(

@@ -22,6 +22,7 @@ from miner.records import FetchResult, OfficialIncident, Post, Prediction, Sourc
 from miner.store import QueryRefused, Store, run_readonly
 from miner.store.db import Database
 from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.store.sources import current_warning
 from miner.timeutil import iso
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -314,6 +315,33 @@ def test_a_store_never_pruned_gets_no_cutoff_from_the_upgrade(tmp_path: Path) ->
     _release_0_1_0_store(path, [(1, T0), (2, T0 + timedelta(days=3))], [(T0, 1, 1), (T0 + timedelta(days=3), 1, 0)])
     store = Store.open(path)
     assert store.pruned_before() is None
+    store.close()
+
+
+def test_the_upgrade_to_warning_times_keeps_every_source_and_its_warning_until_a_poll_reads_it(
+        tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:7])  # the schema before warnings had times
+        conn.execute("INSERT INTO sources (name, type, url, cursor, last_ok_at, polls, posts_stored, last_warning) "
+                     "VALUES ('feed', 'rss', 'https://a.example/f', 'c1', ?, 9, 4, 'feed is not clean'), "
+                     "('quiet', 'rss', 'https://b.example/f', NULL, ?, 3, 1, NULL)", (iso(T0), iso(T0)))
+        conn.execute("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
+                     "VALUES ('feed', 'p1', 'down', ?, ?)", (iso(T0), iso(T0)))
+    conn.close()
+    store = Store.open(path)
+    rows = {r["name"]: r for r in store.source_rows()}
+    assert {k: rows["feed"][k] for k in ("cursor", "polls", "posts_stored", "last_warning", "last_warning_at")} == \
+        {"cursor": "c1", "polls": 9, "posts_stored": 4, "last_warning": "feed is not clean", "last_warning_at": None}
+    assert rows["quiet"]["polls"] == 3 and store.database.one("SELECT count(*) AS n FROM posts") == {"n": 1}
+    # When it was seen is unknown: it stands, without a time, until a poll reads the source.
+    assert current_warning(rows["feed"]) == ("feed is not clean", None) and current_warning(rows["quiet"]) is None
+    store.save_fetch("feed", FetchResult(state=SourceState(cursor="c1"), not_modified=True), T0, T0 + FIVE)
+    assert current_warning(store.source_row("feed") or {}) == ("feed is not clean", None)
+    store.save_fetch("feed", FetchResult(state=SourceState(cursor="c2")), T0 + FIVE, T0 + 2 * FIVE)
+    assert current_warning(store.source_row("feed") or {}) is None
+    assert (store.source_row("feed") or {})["warning_cleared_at"] == iso(T0 + FIVE)
     store.close()
 
 

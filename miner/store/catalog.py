@@ -42,7 +42,15 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "polls": "Number of polls.",
         "posts_stored": "New posts stored from this source, all time.",
         "incidents_stored": "Official incidents stored from this source, all time.",
-        "last_warning": "Last survivable problem (e.g. a feed's wrong declared encoding).",
+        "last_warning": "The last poll's survivable problems, joined by `; ` (a feed's wrong declared encoding, a "
+                        "URL moved for good, posts missed, paging cut short by a rate limit). Kept after a poll "
+                        "without one clears it (see warning_cleared_at); NULL again when the source's type or url "
+                        "changes.",
+        "last_warning_at": "When the last poll that warned was made; NULL for a warning stored by a miner before "
+                           "0008_warning_times.",
+        "warning_cleared_at": "When a poll first read the source without a warning after last_warning; NULL while "
+                              "the warning stands (`miner status` shows it). A poll answered 304 (nothing read) or "
+                              "one that failed clears none.",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id.",

@@ -200,8 +200,20 @@ PROVIDER_SILENCES = Migration(
     """,
 )
 
+# A source's warning gets the time it was last seen and the time a poll read the source again without it: it was
+# kept forever, even once its problem was put right, so it could not be shown as the source's state. A store's
+# warnings from before have neither time: each stands until the source's next poll that reads its content (see
+# Store.save_fetch), which either warns again or clears it, so a warning that still holds is not hidden meanwhile.
+WARNING_TIMES = Migration(
+    "0008_warning_times",
+    """
+        ALTER TABLE sources ADD COLUMN last_warning_at TEXT;
+        ALTER TABLE sources ADD COLUMN warning_cleared_at TEXT;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
-                               PROVIDER_SILENCES]
+                               PROVIDER_SILENCES, WARNING_TIMES]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -48,6 +48,10 @@ class PostsMixin:
 
         The cursor and validators advance only together with the posts they cover, so a crash between the two
         can never skip posts.
+
+        The poll's warnings become the source's ``last_warning``, seen at ``now``. A poll that read the source
+        without a warning records when it cleared the one before (``warning_cleared_at``), which is kept as
+        history; a 304 neither sets nor clears one. See :func:`miner.store.sources.current_warning`.
         """
         with self.database.transaction() as conn:
             posts_new, posts_seen = _insert_posts(conn, result.posts, now)
@@ -55,13 +59,23 @@ class PostsMixin:
             if result.all_open:
                 inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
             state = result.state
+            warning = "; ".join(result.warnings)[:2000] or None
             conn.execute(
-                "UPDATE sources SET etag = ?, last_modified = ?, cursor = ?, last_poll_at = ?, last_ok_at = ?, "
-                "last_error = NULL, consecutive_failures = 0, next_poll_at = ?, polls = polls + 1, "
-                "posts_stored = posts_stored + ?, incidents_stored = incidents_stored + ?, "
-                "last_warning = coalesce(?, last_warning) WHERE name = ?",
-                (state.etag, state.last_modified, state.cursor, iso(now), iso(now), iso(next_poll_at),
-                 posts_new, inc_new, "; ".join(result.warnings)[:2000] or None, source),
+                "UPDATE sources SET etag = :etag, last_modified = :last_modified, cursor = :cursor, "
+                "last_poll_at = :now, last_ok_at = :now, last_error = NULL, consecutive_failures = 0, "
+                "next_poll_at = :next, polls = polls + 1, posts_stored = posts_stored + :posts, "
+                "incidents_stored = incidents_stored + :incidents, "
+                "last_warning = coalesce(:warning, last_warning), "
+                "last_warning_at = CASE WHEN :warning IS NULL THEN last_warning_at ELSE :now END, "
+                "warning_cleared_at = CASE WHEN :warning IS NOT NULL THEN NULL "
+                "WHEN :read AND last_warning IS NOT NULL THEN coalesce(warning_cleared_at, :now) "
+                "ELSE warning_cleared_at END "
+                "WHERE name = :source",
+                {"etag": state.etag, "last_modified": state.last_modified, "cursor": state.cursor, "now": iso(now),
+                 "next": iso(next_poll_at), "posts": posts_new, "incidents": inc_new, "warning": warning,
+                 # A 304 read nothing: a warning about the content (a wrong encoding) still holds for the same
+                 # content, so only a poll that read the source can clear it.
+                 "read": not result.not_modified, "source": source},
             )
         return SaveStats(posts_new, posts_seen, inc_new, inc_updated)
 

@@ -21,10 +21,10 @@ class SourcesMixin:
     def sync_sources(self, sources: Iterable[SourceConfig]) -> list[str]:
         """Insert configured sources and refresh their type/url. Returns the names whose poll state was reset.
 
-        Poll state (cursor, validators, backoff, last error and success) belongs to the endpoint it came from: a
-        source whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a re-typed
-        discourse source skip every topic (and the new feed's undated backlog would count as new posts). Its posts
-        and counters are kept.
+        Poll state (cursor, validators, backoff, last error, warning and success) belongs to the endpoint it came
+        from: a source whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a
+        re-typed discourse source skip every topic (and the new feed's undated backlog would count as new posts). Its
+        posts and counters are kept.
         """
         reset: list[str] = []
         with self.database.transaction() as conn:
@@ -33,7 +33,7 @@ class SourcesMixin:
                 cur = conn.execute(
                     "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
                     "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
-                    "last_ok_at = NULL "
+                    "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL "
                     "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
                     (src.name, src.type, url),
                 )
@@ -127,3 +127,17 @@ class SourcesMixin:
         if not wanted:
             return []
         return self.database.rows(sql + f" AND name IN ({','.join('?' * len(wanted))}) ORDER BY name", wanted)
+
+
+def current_warning(row: dict[str, Any]) -> tuple[str, datetime | None] | None:
+    """A source row's warning that still stands, with when it was last seen; None when there is none.
+
+    A warning stands until a poll reads the source again without it (Store.save_fetch): status is the source's
+    state now, as its last error is, which a success clears. A poll answered 304 read nothing, so it clears no
+    warning; nor does a failed poll. A warning stored before its time was (an upgraded store) has None for it.
+    """
+    text = row.get("last_warning")
+    if not text or row.get("warning_cleared_at"):
+        return None
+    seen = row.get("last_warning_at")
+    return text, parse_iso(seen) if seen else None
