@@ -8,6 +8,7 @@ from typing import Any
 
 from miner.config import Config
 from miner.store import Store
+from miner.store.sources import current_warning
 from miner.timeutil import floor_time, iso, parse_iso
 
 
@@ -44,11 +45,15 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
 
 def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
     """Per configured source: its health, with None for a time it has none of (``last_ok``: never polled
-    successfully; ``next_poll``: due at the next tick, or ``enabled`` is false and it is not polled)."""
+    successfully; ``next_poll``: due at the next tick, or ``enabled`` is false and it is not polled).
+
+    ``warning`` is the one that stands (see current_warning; "" for none), ``warning_at`` when a poll last gave it
+    (None for none, or for one stored before its time was)."""
     rows = {r["name"]: r for r in store.source_rows()}
     out = []
     for src in config.sources:
         row = rows.get(src.name, {})
+        warning = current_warning(row)
         out.append({
             "source": src.name,
             "type": src.type,
@@ -58,6 +63,8 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
             "failures": row.get("consecutive_failures", 0),
             "last_error": row.get("last_error") or "",
             "posts_stored": row.get("posts_stored", 0),
+            "warning": warning[0] if warning else "",
+            "warning_at": iso(warning[1]) if warning and warning[1] else None,
         })
     return out
 

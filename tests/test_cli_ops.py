@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakeserver import FakeServer, Reply
 from streams import CONFIG, write_stream
 
 from miner.cli import main
 from miner.config import bundled_path
 from miner.records import Post
 from miner.replay import check_stream, demo_stream_path, read_posts
+from miner.status import shown_time
 from miner.store import Store
 from miner.store.catalog import TABLES
 from miner.store.migrations import MIGRATIONS, apply_migrations, pending_migrations
-from miner.timeutil import floor_time, iso
+from miner.timeutil import floor_time, iso, parse_iso
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -388,6 +390,70 @@ def test_status_json_has_null_not_words_for_missing_times(tmp_path: Path, runner
     forum = next(line for line in text.splitlines() if line.startswith("forum "))
     off = next(line for line in text.splitlines() if line.startswith("off "))
     assert forum.split()[2:4] == ["never", "now"] and off.split()[2:4] == ["never", "disabled"], text
+
+
+def test_status_shows_a_sources_warning_with_its_time_until_a_poll_reads_it_without_one(
+        tmp_path: Path, runner: CliRunner, server: FakeServer) -> None:
+    # Warnings an operator must act on (a feed moved for good, a wrong encoding) were in the log and the store only.
+    server.serve_fixture("/news.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
+    server.serve("/old.rss", Reply(301, headers={"Location": "/new.rss"}))
+    server.serve_fixture("/new.rss", "rss/forum_latest.rss")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + f'\n[[sources]]\nname = "news"\ntype = "rss"\nurl = "{server.url}/news.rss"\n'
+                   f'\n[[sources]]\nname = "moved"\ntype = "rss"\nurl = "{server.url}/old.rss"\n'
+                   f'\n[[sources]]\nname = "quiet"\ntype = "rss"\nurl = "{server.url}/new.rss"\n')
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite")]
+
+    def collect() -> None:
+        result = runner.invoke(main, [*base, "collect", "--once", "--all"])
+        assert result.exit_code == 0, result.output
+
+    def status() -> tuple[str, dict[str, dict[str, object]]]:
+        result = runner.invoke(main, [*base, "status"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
+        return result.output, {s["source"]: s for s in data["sources"]}
+
+    before = datetime.now(UTC).replace(microsecond=0)
+    collect()
+    after = datetime.now(UTC)
+    text, sources = status()
+    moved = (f"{server.url}/old.rss has moved for good (HTTP 301) to {server.url}/new.rss: update the source's url")
+    assert sources["moved"]["warning"] == moved and len(moved) > 100
+    assert "CharacterEncodingOverride" in str(sources["news"]["warning"]) and sources["quiet"]["warning"] == ""
+    seen = {name: sources[name]["warning_at"] for name in ("news", "moved")}
+    assert all(before <= parse_iso(str(at)) <= after for at in seen.values()), seen
+    assert sources["quiet"]["warning_at"] is None
+    # In a table of their own, cut to keep it readable, with the time each was last seen.
+    lines = text.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("source") and "warning seen" in line))
+    shown = {line.split()[0]: line for line in lines[header + 2:header + 4]}
+    assert sorted(shown) == ["moved", "news"] and not any(line.startswith("quiet ") for line in lines[header:])
+    assert f"{shown_time(str(seen['news']))}  feed {server.url}/news.rss is not clean" in shown["news"]
+    assert shown["moved"].endswith(moved[:99] + "…")
+    assert "(warnings cut at 100 characters: --format json has them whole)" in text
+
+    # Answered 304: the feed's content is what was warned about, so its warning stands, seen when it was.
+    collect()
+    assert server.requests_to("/news.rss")[-1].headers.get("if-none-match")
+    _, sources = status()
+    assert "CharacterEncodingOverride" in str(sources["news"]["warning"])
+    assert sources["news"]["warning_at"] == seen["news"]
+    assert sources["moved"]["warning"] == moved
+
+    # Put right: the feed's encoding fixed, the source's url pointing where it moved to.
+    fixed = server.fixture_bytes("rss/wrong_encoding.rss").replace(b'"us-ascii"', b'"utf-8"', 1)
+    server.serve("/news.rss", Reply(200, fixed, content_type="application/rss+xml"))
+    server.serve_fixture("/old.rss", "rss/forum_latest.rss", validators=False)
+    collect()
+    text, sources = status()
+    assert [(s["warning"], s["warning_at"]) for s in sources.values()] == [("", None)] * 3
+    assert "warning" not in text
+    # The store keeps what it was and when it was last seen.
+    store = Store.open(tmp_path / "m.sqlite")
+    row = store.source_row("news") or {}
+    store.close()
+    assert "CharacterEncodingOverride" in row["last_warning"] and row["last_warning_at"] == seen["news"]
 
 
 def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:

@@ -14,6 +14,9 @@ import click
 from miner.cli.app import PORT, AppContext, main, pass_app
 from miner.cli.output import table
 
+# A warning can run to 2,000 characters (several joined, a gap naming ids): the status table shows its start.
+WARNING_WIDTH = 100
+
 
 @main.command()
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -49,13 +52,15 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last
-    ok, last error, next poll. Times are UTC.
+    ok, last error, next poll; then the sources with a warning, when last seen (a warning stands until a poll
+    reads the source again without it; a 304 clears none). Times are UTC.
 
     JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
     (null before the first scored bucket), and incident: {"id", "opened_at"} or null. A source has source,
     type, enabled, last_ok (null: never polled successfully), next_poll (null: due at the service's next
-    tick, or not polled as enabled is false), failures, last_error and posts_stored. Times are ISO 8601
-    with their offset.
+    tick, or not polled as enabled is false), failures, last_error, posts_stored, warning (whole; "" for
+    none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored without
+    its time). Times are ISO 8601 with their offset.
     """
     from miner.status import service_status, shown_time, source_status
     from miner.timeutil import utcnow
@@ -75,6 +80,14 @@ def status(app: AppContext, fmt: str) -> None:
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
                        shown_time(s["next_poll"], "now" if s["enabled"] else "disabled"), s["failures"],
                        s["last_error"]) for s in sources], max_width=70))
+    warned = [s for s in sources if s["warning"]]
+    if warned:
+        click.echo()
+        click.echo(table(("source", "warning seen", "warning"),
+                         [(s["source"], shown_time(s["warning_at"], "before upgrade"), s["warning"]) for s in warned],
+                         max_width=WARNING_WIDTH))
+        if any(len(s["warning"]) > WARNING_WIDTH for s in warned):
+            click.echo(f"(warnings cut at {WARNING_WIDTH} characters: --format json has them whole)")
 
 
 @main.command()
