@@ -28,6 +28,8 @@ HELP = {
     "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
     "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each job's last successful run."),
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
+    "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
+                             "URL moved for good, posts missed...), else 0."),
 }
 
 

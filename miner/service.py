@@ -32,6 +32,7 @@ from miner.report_intake import ReportIntake
 from miner.service_lock import ServiceLock
 from miner.service_stores import JobStores
 from miner.store import Store
+from miner.store.sources import current_warning
 from miner.timeutil import iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -364,6 +365,12 @@ class Service:
                 key = (("service", row["service"]),)
                 counts[key] = counts.get(key, 0.0) + 1
             self.metrics.replace("miner_open_incidents", counts)
+            # From the store, by the rule `miner status` shows them by: a 304 poll clears no warning, and a poll's
+            # report does not say whether one stands. Of the sources polled, as miner_source_up.
+            rows = {r["name"]: r for r in store.source_rows()}
+            self.metrics.replace("miner_source_warning", {
+                (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
+                for s in self.config.sources if s.enabled})
         except MinerError as exc:
             log.error("metrics: cannot read the store: %s", exc)
         return self.metrics.render()

@@ -545,6 +545,35 @@ def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:
         service.stop()
 
 
+def test_metrics_say_which_sources_have_a_warning_that_stands(tmp_path: Path) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    offset = [0.0]
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/wrong_encoding.rss", content_type="application/rss+xml")
+        extra = f'[[sources]]\nname = "clean"\ntype = "rss"\nurl = "{server.url}/clean.rss"\n'
+        server.serve_fixture("/clean.rss", "rss/forum_latest.rss")
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/forum.rss", extra)),
+                          tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False,
+                                         clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs == 1, timeout=30)
+            lines = service.metrics_text().splitlines()
+            assert 'miner_source_warning{source="telecom-feed"} 1' in lines
+            assert 'miner_source_warning{source="clean"} 0' in lines
+            fixed = server.fixture_bytes("rss/wrong_encoding.rss").replace(b'"us-ascii"', b'"utf-8"', 1)
+            server.serve("/forum.rss", Reply(200, fixed, content_type="application/rss+xml"))
+            offset[0] = 120.0  # both due again
+            service._run_job("collect")
+            assert len(server.requests_to("/forum.rss")) == 2
+            assert 'miner_source_warning{source="telecom-feed"} 0' in service.metrics_text().splitlines()
+        finally:
+            service.stop()
+
+
 def test_a_stop_does_not_wait_for_a_hanging_source_and_keeps_what_the_round_stored(tmp_path: Path) -> None:
     # A collect round waited for its slowest poll (up to the source's timeout) before the service could exit, and
     # stored no source's posts until then.
