@@ -40,6 +40,7 @@ class Case:
     incidents: bool = False
     feed: bool = False  # XML feed (else JSON API)
     cursor_param: str | None = None  # query parameter the second poll must carry
+    lookback: bool = False  # the second poll reads the items near its cursor again (a late one may be among them)
     expect_service: str | None = None
     post_routes: dict[str, str] = field(default_factory=dict)  # auth endpoints (not faulted)
 
@@ -59,7 +60,7 @@ CASES = [
     Case("hackernews", lambda b: SourceConfig("hn", "hackernews", url=b, query="outage"),
          {"/api/v1/search_by_date": "hackernews/search_by_date.json"}, "/api/v1/search_by_date",
          ("kvnhn", "opsgrl", "dang_fan", "throwaway_sre"), cursor_param="numericFilters",
-         expect_service="Cloudflare"),
+         expect_service="Cloudflare", lookback=True),
     Case("discourse-latest", lambda b: SourceConfig("forum-latest", "discourse", url=b),
          {"/latest.json": "discourse/latest.json"}, "/latest.json", ("jkowalski", "maria.lopes", "forum_admin")),
     Case("discourse-search", lambda b: SourceConfig("forum-search", "discourse", url=b, query="sync"),
@@ -158,7 +159,11 @@ def test_second_poll_is_incremental(server: FakeServer, poller: Poller, case: Ca
         assert again.not_modified and again.state == first.state and not items(again)
     else:
         assert first.state.cursor
-        assert not items(again) and again.state.cursor == first.state.cursor
+        if case.lookback:  # nothing new: what is read again is stored once (test_collect_paging)
+            assert {i.external_id for i in items(again)} <= {i.external_id for i in items(first)}
+        else:
+            assert not items(again)
+        assert again.state.cursor == first.state.cursor
         if case.cursor_param:
             assert case.cursor_param in last.query
 

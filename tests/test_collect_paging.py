@@ -17,6 +17,7 @@ from fakeserver import FakeServer, Recorded, Reply
 from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
+from miner.collectors.hackernews import LOOKBACK
 from miner.collectors.paging import rate_limit_wait
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
@@ -51,6 +52,14 @@ def poll_all(poller: Poller, source: SourceConfig, state: SourceState, polls: in
         seen.update(ids(result))
         state = result.state
     return seen, state
+
+
+def collect(poller: Poller, store: Store, source: SourceConfig) -> tuple[FetchResult, int]:
+    """One poll from the state stored and stored as the pipeline stores it: the result, and how many posts were new."""
+    store.sync_sources([source])
+    result = poller.poll(source, store.source_state(source.name))
+    now = datetime.now(UTC)
+    return result, store.save_fetch(source.name, result, now, now).posts_new
 
 
 # --- Mastodon: newest first; max_id pages back, since_id answers the newest `limit` after it, min_id the oldest.
@@ -248,7 +257,7 @@ def test_hackernews_a_burst_larger_than_a_page_is_read_whole(server: FakeServer,
     first = poller.poll(hn(server), SourceState())
     burst = api.add(250, per_second=4)  # equal times across page boundaries too
     second = poller.poll(hn(server), first.state)
-    assert sorted(ids(second)) == burst
+    assert sorted(ids(second)) == sorted(burst + ids(first))  # the first poll's hits again: the look-back
     assert second.state.cursor == str(api.hits[-1][0])
 
 
@@ -263,7 +272,7 @@ def test_hackernews_a_burst_past_the_page_cap_is_read_over_the_next_polls(server
     third = poller.poll(hn(server), second.state)
     assert set(later) <= set(ids(third))
     seen, state = poll_all(poller, hn(server), third.state, 2)
-    assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later)
+    assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later) | set(ids(first))
     assert state.cursor == str(api.hits[-1][0])  # nothing left: a plain cursor again
 
 
@@ -276,7 +285,26 @@ def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(serv
     second = poller.poll(hn(server), first.state)
     assert len(second.posts) == 100 and second.retry_after == 30
     third = poller.poll(hn(server), second.state)
-    assert set(ids(second)) | set(ids(third)) == set(burst)
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first))
+
+
+def test_hackernews_a_hit_indexed_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
+                                                                        store: Store) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    collect(poller, store, hn(server))
+    api.add(2)
+    _, new = collect(poller, store, hn(server))
+    cursor = api.hits[-1][0]
+    assert new == 2 and store.source_state("hn").cursor == str(cursor)
+    # Indexed only now: one created two minutes before the newest hit read, one in its second, one before the margin.
+    api.hits[:0] = [(cursor - LOOKBACK - 1, 39_000_000), (cursor - 120, 39_000_001), (cursor, 39_000_002)]
+    third, new = collect(poller, store, hn(server))
+    assert {"39000001", "39000002"} <= set(ids(third)) and "39000000" not in ids(third)
+    assert new == 2 and store.source_state("hn").cursor == str(cursor)
+    fourth, new = collect(poller, store, hn(server))
+    assert "39000001" in ids(fourth) and new == 0  # read again in the margin: the store keeps one
+    assert api.requests == 4  # the margin shares the page that reaches the cursor
 
 
 def test_hackernews_reads_past_algolias_1000_hits_in_windows(server: FakeServer) -> None:
@@ -286,7 +314,7 @@ def test_hackernews_reads_past_algolias_1000_hits_in_windows(server: FakeServer)
         first = poller.poll(hn(server), SourceState())
         burst = api.add(1700, per_second=2)
         seen, _state = poll_all(poller, hn(server), first.state, 2)
-    assert seen == set(burst)
+    assert seen - set(ids(first)) == set(burst)
 
 
 def test_hackernews_a_source_too_far_behind_gives_up_the_oldest_with_a_warning(server: FakeServer) -> None:

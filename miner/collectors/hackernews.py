@@ -6,6 +6,9 @@ When more is new than one page holds, the poll reads the next pages (`page=1, 2,
 ones to later pages, so none is skipped), up to `max_pages`. What the cap leaves unread is a backlog window
 `created_at_i>N,created_at_i<=T` that the next polls read, after what is new then; a window also gets around
 Algolia's limit of 1000 hits per query.
+Each read down to a cursor asks from `LOOKBACK` before it: a hit Algolia indexed late (or in the cursor's own second
+after the poll) lies behind the cursor. The margin is read as far as the page that reaches the cursor holds, so it
+costs no request; the hits read again are dropped by the store's dedupe.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from miner.records import FetchResult, Post, SourceState
 DEFAULT_BASE = "https://hn.algolia.com"
 ITEM_URL = "https://news.ycombinator.com/item?id={}"
 MAX_HITS = 1000  # Algolia answers the first 1000 hits of a query, whatever the page
+# How far below a cursor a read asks too. Algolia indexes an HN item within about a minute of its creation, several
+# minutes late when its queue backs up (a busy outage); `created_at_i` is the creation time, so such a hit, and one
+# created in the cursor's own second after the poll, lies behind the cursor. Only the pages a poll reads anyway
+# bring the margin, so a wider one costs no request, only hits parsed again (at most a page).
+LOOKBACK = 600
 
 
 class HackerNewsCollector:
@@ -67,15 +75,18 @@ class _Read:
         self.url = f"{base_url(source, DEFAULT_BASE)}/api/v1/search_by_date"
         self.per_page = min(ctx.settings.max_items, MAX_HITS)
         self.posts: list[Post] = []
+        self.seen: set[str] = set()  # a window's margin may overlap a backlog window read in the same poll
         self.newest = 0
 
     def window(self, floor: int | None, top: int | None) -> tuple[bool, int | None]:
         """Read the hits newer than ``floor`` and not newer than ``top``, newest first, while the pager allows.
         Returns whether the window was read to its end, and the oldest `created_at_i` read."""
-        filters = [f"created_at_i>{floor}"] if floor is not None else []
+        low = None if floor is None else floor - LOOKBACK
+        filters = [f"created_at_i>{low}"] if low is not None else []
         if top is not None:
             filters.append(f"created_at_i<={top}")
         oldest: int | None = None
+        reached = False  # a hit at or below the floor was read: the window is read, its margin as far as this page
         page = 0
         while True:
             params: dict[str, str | int] = {"query": self.source.query or "", "tags": "(story,comment)",
@@ -89,15 +100,22 @@ class _Read:
                 return False, oldest
             for hit in hits:
                 created_i = hit.get("created_at_i")
-                if not isinstance(created_i, int) or not hit.get("objectID"):
+                if not isinstance(created_i, int) or not hit.get("objectID") or str(hit["objectID"]) in self.seen:
                     continue
-                if (floor is not None and created_i <= floor) or (top is not None and created_i > top):
+                if top is not None and created_i > top:
                     continue  # the filter was ignored
-                oldest = created_i if oldest is None else min(oldest, created_i)
+                if floor is not None and created_i <= floor:
+                    reached = True
+                    if low is not None and created_i <= low:
+                        continue  # the filter was ignored
+                    # in the margin: read before, or indexed late (the store keeps one of each)
+                else:
+                    oldest = created_i if oldest is None else min(oldest, created_i)
+                self.seen.add(str(hit["objectID"]))
                 self.newest = max(self.newest, int(epoch_not_after_now(created_i, self.ctx)))
                 if (post := self._post(hit)) is not None:
                     self.posts.append(post)
-            if len(hits) < self.per_page and page * self.per_page + len(hits) < MAX_HITS:
+            if reached or (len(hits) < self.per_page and page * self.per_page + len(hits) < MAX_HITS):
                 return True, oldest
             if (page + 1) * self.per_page >= MAX_HITS:
                 return False, oldest  # the rest of the window is past Algolia's reach: a new window starts below
