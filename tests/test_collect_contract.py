@@ -56,7 +56,7 @@ CASES = [
          lambda b: SourceConfig("reddit-api", "reddit", url=b, query="outlook down",
                                 env={"client_id": "RID", "client_secret": "RSECRET"}),
          {"/search.json": "reddit/search.json"}, "/search.json", ("ann_k_92", "grumpy_admin"),
-         expect_service="Outlook", post_routes={"/api/v1/access_token": "reddit/token.json"}),
+         expect_service="Outlook", post_routes={"/api/v1/access_token": "reddit/token.json"}, lookback=True),
     Case("hackernews", lambda b: SourceConfig("hn", "hackernews", url=b, query="outage"),
          {"/api/v1/search_by_date": "hackernews/search_by_date.json"}, "/api/v1/search_by_date",
          ("kvnhn", "opsgrl", "dang_fan", "throwaway_sre"), cursor_param="numericFilters",

@@ -17,8 +17,9 @@ from fakeserver import FakeServer, Recorded, Reply
 from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
-from miner.collectors.hackernews import LOOKBACK
+from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
 from miner.collectors.paging import rate_limit_wait
+from miner.collectors.reddit import SEARCH_LOOKBACK
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
@@ -298,7 +299,7 @@ def test_hackernews_a_hit_indexed_late_behind_the_cursor_is_stored_once(server: 
     cursor = api.hits[-1][0]
     assert new == 2 and store.source_state("hn").cursor == str(cursor)
     # Indexed only now: one created two minutes before the newest hit read, one in its second, one before the margin.
-    api.hits[:0] = [(cursor - LOOKBACK - 1, 39_000_000), (cursor - 120, 39_000_001), (cursor, 39_000_002)]
+    api.hits[:0] = [(cursor - HN_LOOKBACK - 1, 39_000_000), (cursor - 120, 39_000_001), (cursor, 39_000_002)]
     third, new = collect(poller, store, hn(server))
     assert {"39000001", "39000002"} <= set(ids(third)) and "39000000" not in ids(third)
     assert new == 2 and store.source_state("hn").cursor == str(cursor)
@@ -365,19 +366,21 @@ def test_a_cursor_that_cannot_be_read_starts_the_source_over(server: FakeServer,
 # listing when it is gone; a listing reaches its newest 1000 posts.
 
 class FakeReddit:
-    def __init__(self, server: FakeServer) -> None:
+    def __init__(self, server: FakeServer, path: str = "/search.json") -> None:
         self.posts: list[tuple[int, str]] = []  # (created_utc, fullname), oldest first
+        self.made = 0
         self.fail_on_request: dict[int, Reply] = {}
         self.headers: dict[str, str] = {}
         self.requests = 0
         server.serve_fixture("/api/v1/access_token", "reddit/token.json")
-        server.serve("/search.json", self.reply)
+        server.serve(path, self.reply)
 
     def add(self, n: int, per_second: int = 1) -> list[str]:
         first = self.posts[-1][0] + 1 if self.posts else int(START.timestamp())
         added = []
         for i in range(n):
-            name = f"t3_{len(self.posts):06x}"
+            name = f"t3_{self.made:06x}"  # not the count of posts: one may have been removed
+            self.made += 1
             self.posts.append((first + i // per_second, name))
             added.append(name)
         return added
@@ -390,7 +393,7 @@ class FakeReddit:
         if self.requests in self.fail_on_request:
             return self.fail_on_request[self.requests]
         limit = min(int(request.param("limit") or 25), 100)
-        listing = list(reversed(self.posts))[:1000]
+        listing = sorted(self.posts, reverse=True)[:1000]  # newest first, by creation
         after = request.param("after")
         if after is not None:
             names = [p[1] for p in listing]
@@ -429,7 +432,7 @@ def test_reddit_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, red
     first = reddit_poller.poll(reddit(server), SourceState())
     burst = api.add(250, per_second=3)
     second = reddit_poller.poll(reddit(server), first.state)
-    assert sorted(ids(second)) == burst
+    assert sorted(ids(second)) == sorted(burst + ids(first))  # the first poll's again: the look-back
     assert second.state.cursor == str(api.posts[-1][0])
 
 
@@ -444,7 +447,7 @@ def test_reddit_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: Fa
     later = api.add(30)  # pushes the rest further down the listing: read after them
     third = reddit_poller.poll(reddit(server), second.state)
     assert set(later) <= set(ids(third))
-    assert set(ids(second)) | set(ids(third)) == set(burst) | set(later)
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(later) | set(ids(first))
     assert third.state.cursor == str(api.posts[-1][0])
 
 
@@ -457,10 +460,46 @@ def test_reddit_a_removed_post_to_page_after_is_a_gap_said(server: FakeServer, r
     api.remove(min(ids(second)))  # the last post read, which the next poll pages after
     later = api.add(10)
     third = reddit_poller.poll(reddit(server), second.state)
-    assert set(ids(third)) == set(later)
+    assert set(ids(third)) - set(ids(second)) == set(later)
     assert third.gap and "could not page on after" in third.warnings[0]
     assert third.state.cursor == str(api.posts[-1][0])
     assert len(set(burst) - set(ids(second))) == 150  # what the warning says is missing
+
+
+def test_reddit_a_post_the_search_indexed_late_behind_the_cursor_is_stored_once(server: FakeServer,
+                                                                                 reddit_poller: Poller,
+                                                                                 store: Store) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    collect(reddit_poller, store, reddit(server))
+    api.add(2)
+    _, new = collect(reddit_poller, store, reddit(server))
+    cursor = api.posts[-1][0]
+    assert new == 2 and store.source_state("reddit").cursor == str(cursor)
+    # Searchable only now: one created five minutes before the newest post read, one in its second, and one before
+    # the margin.
+    api.posts[:0] = [(cursor - SEARCH_LOOKBACK - 1, "t3_old"), (cursor - 300, "t3_late"), (cursor, "t3_same")]
+    third, new = collect(reddit_poller, store, reddit(server))
+    assert {"t3_late", "t3_same"} <= set(ids(third)) and "t3_old" not in ids(third)
+    assert new == 2 and store.source_state("reddit").cursor == str(cursor)
+    fourth, new = collect(reddit_poller, store, reddit(server))
+    assert "t3_late" in ids(fourth) and new == 0  # read again in the margin: the store keeps one
+    assert api.requests == 4  # the margin is on the page that reaches the cursor
+
+
+def test_reddit_a_subreddits_post_of_the_cursors_second_listed_after_the_poll_is_stored(
+        server: FakeServer, reddit_poller: Poller, store: Store) -> None:
+    api = FakeReddit(server, "/r/sysadmin/new.json")
+    source = SourceConfig("sub", "reddit", url=server.url, query="r/sysadmin",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    api.add(3)
+    collect(reddit_poller, store, source)
+    cursor = api.posts[-1][0]
+    # The listing is in order: only the cursor's own second can gain a post after the poll.
+    api.posts[:0] = [(cursor - 60, "t3_earlier"), (cursor, "t3_same")]
+    second, new = collect(reddit_poller, store, source)
+    assert set(ids(second)) == {"t3_same", api.posts[-1][1]} and new == 1
+    assert store.source_state("sub").cursor == str(cursor)
 
 
 def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: FakeServer,
@@ -474,7 +513,7 @@ def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: 
     assert len(second.posts) == 100 and second.retry_after == 42
     api.headers = {}
     third = reddit_poller.poll(reddit(server), second.state)
-    assert set(ids(second)) | set(ids(third)) == set(burst)
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first))
 
 
 # --- Bluesky (app.bsky.feed.searchPosts, sort=latest): ordered by sortAt (the earlier of createdAt and indexedAt),
