@@ -67,7 +67,7 @@ CASES = [
          {"/search.json": "discourse/search.json"}, "/search.json", ("jkowalski", "maria.lopes", "forum_admin")),
     Case("lemmy", lambda b: SourceConfig("lemmy", "lemmy", url=b, query="discord"),
          {"/api/v3/search": "lemmy/search.json"}, "/api/v3/search", ("sparrowhawk", "nightowl", "newsbot"),
-         expect_service="Discord"),
+         expect_service="Discord", lookback=True),
     Case("mastodon", lambda b: SourceConfig("masto", "mastodon", url=b, query="#outage"),
          {"/api/v1/timelines/tag/outage": "mastodon/tag_timeline.json"}, "/api/v1/timelines/tag/outage",
          ("ferriswheel", "kaffeetasse", "sre_notes"), cursor_param="since_id", expect_service="Signal"),

@@ -18,6 +18,7 @@ from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
 from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
+from miner.collectors.lemmy import LOOKBACK as LEMMY_LOOKBACK
 from miner.collectors.paging import rate_limit_wait
 from miner.collectors.reddit import SEARCH_LOOKBACK
 from miner.config import SourceConfig, parse_config
@@ -657,7 +658,7 @@ class FakeLemmy:
         page = int(request.param("page") or 1)
         out: dict[str, object] = {"type_": "All", "communities": [], "users": []}
         for kind, key in (("post", "posts"), ("comment", "comments")):
-            newest_first = list(reversed(self.items[kind]))[(page - 1) * limit:page * limit]
+            newest_first = sorted(self.items[kind], reverse=True)[(page - 1) * limit:page * limit]
             out[key] = [self.view(kind, published, ident) for published, ident in newest_first]
         return json_reply(out)
 
@@ -679,7 +680,7 @@ def test_lemmy_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, poll
     first = poller.poll(lemmy(server), SourceState())
     burst = api.add("post", 120) + api.add("comment", 70)
     second = poller.poll(lemmy(server), first.state)
-    assert sorted(ids(second)) == sorted(burst) and not second.gap
+    assert sorted(ids(second)) == sorted(burst + ids(first)) and not second.gap
 
 
 def test_lemmy_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeServer, poller: Poller) -> None:
@@ -693,6 +694,30 @@ def test_lemmy_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeServe
     assert second.state.cursor == api.items["post"][-1][0].isoformat()
 
 
+def test_lemmy_an_item_federated_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
+                                                                        store: Store) -> None:
+    api = FakeLemmy(server)
+    api.add("post", 3)
+    api.add("comment", 2)
+    collect(poller, store, lemmy(server))
+    api.add("post", 2)
+    _, new = collect(poller, store, lemmy(server))
+    cursor = api.clock
+    assert new == 2 and store.source_state("lemmy").cursor == cursor.isoformat()
+    # Delivered only now, with the time they were published on their own instance: a post 20 minutes before the
+    # newest item read and a comment 5 minutes before it, and a post from before the margin.
+    api.items["post"][:0] = [(cursor - LEMMY_LOOKBACK - timedelta(seconds=1), 9000),
+                             (cursor - timedelta(minutes=20), 9001)]
+    api.items["comment"][:0] = [(cursor - timedelta(minutes=5), 9002)]
+    late = {"https://lemmy.example/post/9001", "https://lemmy.example/comment/9002"}
+    third, new = collect(poller, store, lemmy(server))
+    assert late <= set(ids(third)) and "https://lemmy.example/post/9000" not in ids(third)
+    assert new == 2 and store.source_state("lemmy").cursor == cursor.isoformat()
+    fourth, new = collect(poller, store, lemmy(server))
+    assert late <= set(ids(fourth)) and new == 0  # read again in the margin: the store keeps one
+    assert api.requests == 4  # the margin is on the page that reaches the cursor
+
+
 def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: FakeServer, poller: Poller) -> None:
     api = FakeLemmy(server)
     api.add("post", 2)
@@ -700,10 +725,10 @@ def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: 
     burst = api.add("comment", 120)
     api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "60"})
     second = poller.poll(lemmy(server), first.state)
-    assert len(second.posts) == 50 and second.retry_after == 60 and not second.gap
+    assert len(set(ids(second)) - set(ids(first))) == 50 and second.retry_after == 60 and not second.gap
     assert second.state.cursor == first.state.cursor
     third = poller.poll(lemmy(server), second.state)
-    assert sorted(ids(third)) == sorted(burst)
+    assert sorted(ids(third)) == sorted(burst + ids(first))  # and the posts list's margin
 
 
 # --- Discourse: /latest.json?order=created pages from page=0 (30 topics, globally pinned ones first, and
