@@ -19,6 +19,7 @@ from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
 from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
 from miner.collectors.lemmy import LOOKBACK as LEMMY_LOOKBACK
+from miner.collectors.mastodon import LOOKBACK as MASTODON_LOOKBACK
 from miner.collectors.paging import rate_limit_wait
 from miner.collectors.reddit import SEARCH_LOOKBACK
 from miner.config import SourceConfig, parse_config
@@ -126,6 +127,7 @@ def test_mastodon_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, p
     second = poller.poll(masto(server), first.state)
     assert sorted(ids(second)) == sorted(burst)
     assert second.state.cursor == burst[-1].rsplit("/", 1)[1]
+    assert api.requests == 1 + 3  # the newest page, then forward from the cursor until it: as many as 40+40+20
     assert not second.warnings and second.retry_after is None
 
 
@@ -139,6 +141,28 @@ def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: 
     seen, state = poll_all(poller, masto(server), second.state, 2)
     assert seen | set(ids(second)) == set(burst)
     assert state.cursor == burst[-1].rsplit("/", 1)[1]
+
+
+def test_mastodon_a_status_fetched_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
+                                                                          store: Store) -> None:
+    api = FakeMastodon(server)
+    api.add(3)
+    collect(poller, store, masto(server))
+    api.add(2)
+    _, new = collect(poller, store, masto(server))
+    cursor = api.ids[-1]
+    assert new == 2 and store.source_state("masto").cursor == str(cursor)
+    # Fetched by the server only now, with ids dated by their publication: one 20 minutes before the newest status
+    # read, one before the margin.
+    ms, margin = cursor >> 16, int(MASTODON_LOOKBACK.total_seconds() * 1000)
+    late, old = ((ms - 20 * 60_000) << 16) + 7, ((ms - margin - 1000) << 16) + 7
+    api.ids = sorted([*api.ids, late, old])
+    third, new = collect(poller, store, masto(server))
+    assert f"mastodon.example/{late}" in ids(third) and f"mastodon.example/{old}" not in ids(third)
+    assert new == 1 and store.source_state("masto").cursor == str(cursor)
+    fourth, new = collect(poller, store, masto(server))
+    assert f"mastodon.example/{late}" in ids(fourth) and new == 0  # read again in the margin: the store keeps one
+    assert api.requests == 4  # the margin is on the page a poll asks for anyway
 
 
 def test_mastodon_a_429_on_a_later_page_keeps_the_pages_before_it(server: FakeServer, poller: Poller) -> None:

@@ -1,13 +1,16 @@
-"""`mastodon`: a public hashtag timeline, `/api/v1/timelines/tag/:tag?min_id=...` (`query` is the tag).
+"""`mastodon`: a public hashtag timeline, `/api/v1/timelines/tag/:tag?since_id=...` (`query` is the tag).
 
-Cursor: the highest status id seen, sent as `min_id`. Status ids are numeric strings that grow with time.
-`min_id` asks for the statuses just after the cursor, so a poll pages forward from it (up to `max_pages`) and
-the next poll goes on where it stopped. `since_id` alone would answer the newest `limit` statuses: after a burst
-of more than a page, the cursor would jump to the newest and skip the rest.
+Cursor: the highest status id seen. Status ids are numeric strings that grow with time. A poll asks for the newest
+page after the id `LOOKBACK` before the cursor's time: a status the server fetched late, with an id dated by its
+publication, is behind the cursor. When all of that page is new, the poll pages forward from the cursor with
+`min_id` (the statuses just after it) up to that page, up to `max_pages`, and the next poll goes on where it
+stopped. `since_id` alone would answer the newest `limit` statuses: after a burst of more than a page, the cursor
+would jump to the newest and skip the rest.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,6 +24,12 @@ from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
 
 MAX_LIMIT = 40  # Mastodon's own cap for timelines
+# How far before the cursor's time the first page of a poll reaches. The tag timeline is in id order, and a status is
+# given its id when the server stores it, except one it fetched later (a reply or boost of a status it did not have):
+# that one gets an id dated by its publication, behind a cursor read meanwhile. The newest page a poll asks for anyway
+# (`since_id`) then reaches an hour below the cursor: no request more, the statuses read again stored once.
+LOOKBACK = timedelta(hours=1)
+_SNOWFLAKE_MS_FLOOR = 1_000_000_000_000  # the time (ms) in a snowflake id is after 2001; a sequential id's is not
 
 
 def status_external_id(uri: str, local_id: str) -> str:
@@ -67,37 +76,34 @@ class MastodonCollector:
         limit = min(ctx.settings.max_items, MAX_LIMIT)
         since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
         pager = Pager(source, ctx)
-        instance = urlsplit(url).hostname or ""
-        newest = since
-        after = since  # where the next page starts: the highest id read so far
-        posts: list[Post] = []
-        while True:
-            params: dict[str, str | int] = {"limit": limit}
-            if after:
-                # min_id pages forward from the cursor; since_id too, for servers that know only since_id (they
-                # answer the newest statuses after it, as before).
-                params["min_id"] = params["since_id"] = after
-            statuses = pager.next(partial(self._page, source, ctx, url, params))
-            if statuses is None:
-                break
-            top = after
-            for raw in statuses:
-                status = as_dict(raw)
-                ident = text_of(status.get("id"))
-                if not ident or (since and _id_key(ident) <= _id_key(since)):
-                    continue
-                if top is None or _id_key(ident) > _id_key(top):
-                    top = ident
-                if (newest is None or _id_key(ident) > _id_key(newest)) and not _ahead_of_clock(ident, ctx):
-                    newest = ident
-                if (post := _status_post(source, ctx, status, ident, instance)) is not None:
-                    posts.append(post)
-            # The first poll reads one page (the newest statuses); a short page means none is left after it.
-            if since is None or len(statuses) < limit or top == after:
-                break
+        read = _Read(source, ctx, urlsplit(url).hostname or "")
+
+        def page(params: dict[str, str | int]) -> list[Any] | None:
+            return pager.next(partial(self._page, source, ctx, url, {"limit": limit, **params}))
+
+        if since is None:  # the first poll reads one page, the newest statuses
+            newest = _newest(read.take(page({}) or [], None), None, ctx)
+            return read.result(newest, pager)
+        # The newest page down to an hour before the cursor: in a quiet poll all that is new, and what came late.
+        first = page({"since_id": _margin_floor(since)}) or []
+        newer = [i for i in read.take(first, _margin_floor(since)) if _id_key(i) > _id_key(since)]
+        if len(first) < limit or len(newer) < len(first) or not newer:
+            return read.result(_newest(newer, since, ctx), pager)
+        # More is new than a page holds: page forward from the cursor (min_id answers the statuses just after it) up
+        # to that page, so that a burst past the page cap is read over the next polls, oldest first, none skipped;
+        # since_id too, for servers that know only since_id (they answer the newest statuses after it, as before).
+        bottom = min(newer, key=_id_key)
+        forward: list[str] = []
+        after = since  # the highest id the forward pages read
+        while (statuses := page({"min_id": after, "since_id": after})) is not None:
+            on_page = read.take(statuses, since)
+            forward += on_page
+            top = max([after, *on_page], key=_id_key)
+            if len(statuses) < limit or top == after or _id_key(top) >= _id_key(bottom):
+                return read.result(_newest(newer + forward, since, ctx), pager)  # caught up
             after = top
-        return FetchResult(posts=posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
-                           retry_after=pager.retry_after)
+        # Stopped short of the newest page: the next poll goes on after the last status read forward.
+        return read.result(_newest(forward, since, ctx), pager)
 
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
@@ -105,6 +111,48 @@ class MastodonCollector:
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
                      secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
         return resp, as_list(read_json(resp), "the timeline", resp.where)
+
+
+class _Read:
+    """The statuses one poll takes, each once."""
+
+    def __init__(self, source: SourceConfig, ctx: PollContext, instance: str) -> None:
+        self.source, self.ctx, self.instance = source, ctx, instance
+        self.posts: list[Post] = []
+        self.seen: set[str] = set()
+
+    def take(self, statuses: list[Any], floor: str | None) -> list[str]:
+        """Take a page's statuses above ``floor`` not taken before; return the ids of those above it."""
+        idents = []
+        for raw in statuses:
+            status = as_dict(raw)
+            ident = text_of(status.get("id"))
+            if not ident or (floor and _id_key(ident) <= _id_key(floor)):
+                continue  # the server ignored since_id
+            idents.append(ident)
+            if ident in self.seen:
+                continue
+            self.seen.add(ident)
+            if (post := _status_post(self.source, self.ctx, status, ident, self.instance)) is not None:
+                self.posts.append(post)
+        return idents
+
+    def result(self, newest: str | None, pager: Pager) -> FetchResult:
+        return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
+                           retry_after=pager.retry_after)
+
+
+def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:
+    """The cursor after reading ``idents``: the highest not past our clock, never below ``since``."""
+    kept = [i for i in idents if not _ahead_of_clock(i, ctx)] + ([since] if since else [])
+    return max(kept, key=_id_key) if kept else None
+
+
+def _margin_floor(cursor: str) -> str:
+    """The id LOOKBACK before the time a snowflake ``cursor`` encodes; an old sequential id has no time: itself."""
+    if not cursor.isdigit() or int(cursor) >> 16 < _SNOWFLAKE_MS_FLOOR:
+        return cursor
+    return str(((int(cursor) >> 16) - int(LOOKBACK.total_seconds() * 1000)) << 16)
 
 
 def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str,
