@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Recorded, Reply
 
+from miner.classify import Classifier
 from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
@@ -27,6 +28,7 @@ from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
 from miner.service import JobSpec, Service, ServiceOptions
 from miner.store import Store
+from miner.timeutil import floor_time, iso
 
 PAGES = 3
 SETTINGS = CollectSettings(max_pages=PAGES, connect_timeout=2.0)
@@ -331,6 +333,31 @@ def test_hackernews_a_hit_indexed_late_behind_the_cursor_is_stored_once(server: 
     fourth, new = collect(poller, store, hn(server))
     assert "39000001" in ids(fourth) and new == 0  # read again in the margin: the store keeps one
     assert api.requests == 4  # the margin shares the page that reaches the cursor
+
+
+def test_a_late_hit_in_a_bucket_the_detector_has_scored_is_counted_there(server: FakeServer, store: Store,
+                                                                          classifier: Classifier) -> None:
+    api = FakeAlgolia(server)
+    config = parse_config(f'[[services]]\nname = "Cloudflare"\n\n[[sources]]\nname = "hn"\ntype = "hackernews"\n'
+                          f'url = "{server.url}"\nquery = "down"\ninterval = 60\n\n[detector]\nbucket_minutes = 5\n')
+    pipe = Pipeline(config, store, classifier)
+    now = datetime.now(UTC).replace(microsecond=0)
+    cursor = int(now.timestamp()) - 60
+    api.hits = [(cursor - 1, 40_000_000), (cursor, 40_000_001)]
+    bucket = floor_time(now, timedelta(minutes=5)) - timedelta(minutes=5)  # the one the first tick scores
+    late_at = int(bucket.timestamp()) + 60  # 3 to 8 minutes before the cursor
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        pipe.collect(now, poller)
+        pipe.tick(now)
+        before = store.database.one("SELECT posts, upper FROM buckets WHERE service = 'Cloudflare' "
+                                    "AND bucket_start = ?", (iso(bucket),))
+        assert before is not None and before["upper"] is not None  # scored
+        api.hits.insert(0, (late_at, 39_000_000))  # indexed only now
+        [report] = pipe.collect(now + timedelta(minutes=1), poller)
+        pipe.tick(now + timedelta(minutes=1))
+    after = store.database.one("SELECT posts FROM buckets WHERE service = 'Cloudflare' AND bucket_start = ?",
+                               (iso(bucket),))
+    assert report.stored == 1 and after is not None and after["posts"] == before["posts"] + 1
 
 
 def test_hackernews_reads_past_algolias_1000_hits_in_windows(server: FakeServer) -> None:
