@@ -8,6 +8,7 @@ from miner.cli import pipeline_cmds  # noqa: F401  isort: skip
 from miner.cli import service_cmds  # noqa: F401  isort: skip
 from miner.cli import detect_cmds  # noqa: F401  isort: skip
 from miner.cli import classify_cmds  # noqa: F401  isort: skip
+from miner.cli import train_cmds  # noqa: F401  isort: skip
 from miner.cli import alert_cmds  # noqa: F401  isort: skip
 
 __all__ = ["main"]
