@@ -51,7 +51,7 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
             reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop)
             first = False
             rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
-                     f"{r.seconds:.1f}", r.error or ("ok, posts missed (see last_warning)" if r.gap else "ok"))
+                     f"{r.seconds:.1f}", r.error or ("ok, posts missed (see miner status)" if r.gap else "ok"))
                     for r in reports]
             if rows:
                 click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
