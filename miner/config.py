@@ -188,6 +188,15 @@ class GroupConfig:
     services: tuple[str, ...]
     cause: str = ""  # the likely common cause to show, e.g. "Meta platform outage"
 
+    def validate(self) -> None:
+        # The name is the subject's "(Meta)" of a grouped alert: blank it read "common cause across ", and a line
+        # break in it failed every email of the group's incidents when the header was built.
+        if not self.name.strip():
+            raise ValueError(f"name: must not be blank (got {self.name!r})")
+        for key in ("name", "cause"):
+            if found := control_char(getattr(self, key)):
+                raise ValueError(f"{key}: must not contain control or format characters (found {found})")
+
 
 @dataclass(frozen=True)
 class StoreSettings:
@@ -369,7 +378,11 @@ def _cross_check(config: Config, written: int) -> None:
         for j, svc_name in enumerate(src.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"sources[{i}].services[{j}]", f"unknown service {svc_name!r}")
+    groups: set[str] = set()
     for i, grp in enumerate(config.groups):
+        if grp.name.lower() in groups:  # two "Meta" groups' incidents read as one group's in alerts
+            raise SettingsError(f"groups[{i}].name", f"duplicate group {grp.name!r}")
+        groups.add(grp.name.lower())
         for j, svc_name in enumerate(grp.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"groups[{i}].services[{j}]", f"unknown service {svc_name!r}")

@@ -574,3 +574,24 @@ def test_a_key_of_another_table_names_the_table_it_belongs_to() -> None:
     with pytest.raises(ConfigError) as info:  # a key no table takes: the list of the keys allowed, as before
         parse_config("[detector]\nbogus = 1\n", "x.toml")
     assert str(info.value).startswith("x.toml:2: detector.bogus: unknown key (allowed here: bucket_minutes,")
+
+
+@pytest.mark.parametrize(
+    ("group", "error"),
+    [
+        ('name = "  "\nservices = ["A", "B"]\n', ":6: groups[0].name: must not be blank (got '  ')"),
+        ('name = "Meta\\r\\nBcc: x@example.org"\nservices = ["A", "B"]\n',
+         ":6: groups[0].name: must not contain control or format characters (found U+000D)"),
+        ('name = "Meta"\nservices = ["A", "B"]\ncause = "DNS\\u202e"\n',
+         ":8: groups[0].cause: must not contain control or format characters (found U+202E)"),
+        ('name = "Meta"\nservices = ["A", "B"]\n\n[[groups]]\nname = "meta"\nservices = ["A", "B"]\n',
+         ":10: groups[1].name: duplicate group 'meta'"),
+    ],
+    ids=["blank", "line break", "bidi cause", "duplicate"],
+)
+def test_group_names_are_checked_like_service_names(group: str, error: str) -> None:
+    # All passed: the name goes into a grouped alert's subject, where a line break failed every email of it.
+    services = '[[services]]\nname = "A"\n[[services]]\nname = "B"\n[[groups]]\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(services + group, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
