@@ -76,6 +76,31 @@ def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunn
     assert "env not set: T_PASS (alerts.smtp.password_env), T_OPS (alerts.webhooks[0].url_env)" in result.output
     assert "T_HASH" not in result.output and "T_USER" not in result.output and "T_SECRET" not in result.output
 
+
+def test_config_check_does_not_echo_an_unset_env_name_that_reads_as_the_secret(runner: CliRunner, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A password or token is a valid variable name: `env not set: hunter2 (alerts.smtp.password_env)` put it in
+    # the terminal's or CI job's log.
+    secrets = {"hunter2": "alerts.smtp.password_env", "ghp_16C7e42F292c6912E7710c838347Ae178B4a": "store.hash_key_env",
+               "AKIAIOSFODNN7EXAMPLE": "sources[0].env.client_secret"}
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[store]\nhash_key_env = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"\n'
+                   '[alerts.smtp]\nusername_env = "T_USER"\npassword_env = "hunter2"\n'
+                   '[[sources]]\nname = "r"\ntype = "reddit"\nquery = "down"\n'
+                   'env = { client_id = "T_ID", client_secret = "AKIAIOSFODNN7EXAMPLE" }\n')
+    for var in ("T_USER", "T_ID", *secrets):
+        monkeypatch.delenv(var, raising=False)
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert not [secret for secret in secrets if secret in result.output], result.output
+    assert "env not set: T_ID, [not shown]" in next(ln for ln in result.output.splitlines() if ln.startswith("r "))
+    assert "T_USER (alerts.smtp.username_env), [not shown] (alerts.smtp.password_env)" in result.output
+    for key in secrets.values():
+        assert f"warning: {key} does not read as the name of an environment variable" in result.output
+    # Set, it is a variable whatever its name: nothing to warn about.
+    monkeypatch.setenv("hunter2", "x")
+    assert "alerts.smtp.password_env does not" not in runner.invoke(main, ["config", "check", str(cfg)]).output
+
 def seeded_store(path: Path) -> None:
     s = Store.open(path)
     s.insert_posts([Post("feed", str(i), f"post {i} <b>", datetime(2026, 1, 1, tzinfo=UTC), services=("GitHub",))

@@ -24,20 +24,33 @@ def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
     Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
-    variables it names that are unset or empty (as the service would find them) are listed, and a source url that
-    holds what looks like a credential (a user name, a query parameter such as api_key) is warned about, as are an
-    SMTP login that would cross the network unencrypted and an alerts lease shorter than a slow send may take.
+    variables it names that are unset or empty (as the service would find them) are listed, but not a name that
+    reads as the secret itself (lower case, or a token such as AKIA...): a warning names its key instead. A source
+    url that holds what looks like a credential (a user name, a query parameter such as api_key) is warned about,
+    as are an SMTP login that would cross the network unencrypted and an alerts lease shorter than a slow send may
+    take.
     """
     from miner.config import load_config
+    from miner.config import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
     click.echo(f"{cfg.path}: OK")
     rows = []
-    for src in cfg.sources:
+    secret_like: list[str] = []  # keys whose unset variable's "name" may be the secret itself: never shown
+
+    def shown(var: str, key: str) -> str:
+        if not is_secret_like(var):
+            return var
+        secret_like.append(key)
+        return "[not shown]"
+
+    for i, src in enumerate(cfg.sources):
         watched = ", ".join(src.services) if src.services else "all services"
-        its_vars = [*src.env.values(), *([src.url_env] if src.url_env else [])]
-        missing = [var for var in its_vars if not os.environ.get(var)]  # empty is unset to a collector
+        its_vars = [*((var, f"sources[{i}].env.{name}") for name, var in src.env.items()),
+                    *([(src.url_env, f"sources[{i}].url_env")] if src.url_env else [])]
+        # Empty is unset to a collector.
+        missing = [shown(var, key) for var, key in its_vars if not os.environ.get(var)]
         note = "disabled" if not src.enabled else (f"env not set: {', '.join(missing)}" if missing else "")
         rows.append((src.name, src.type, src.interval, watched, note))
     click.echo(f"{len(cfg.services)} services: {', '.join(s.name for s in cfg.services)}")
@@ -51,9 +64,14 @@ def config_check(app: AppContext, path: Path | None) -> None:
         smtp = cfg.alerts.smtp
         named += [(smtp.username_env, "alerts.smtp.username_env"), (smtp.password_env, "alerts.smtp.password_env")]
         named += [(w.url_env, f"alerts.webhooks[{i}].url_env") for i, w in enumerate(cfg.alerts.webhooks)]
-    unset = [f"{var} ({key})" for var, key in named if var and not os.environ.get(var)]
+    unset = [f"{shown(var, key)} ({key})" for var, key in named if var and not os.environ.get(var)]
     if unset:
         click.echo(f"env not set: {', '.join(unset)}")
+    for key in secret_like:
+        # hunter2 or ghp_... passes as a name; echoed here it would end up in a terminal's or CI job's log.
+        click.echo(f"warning: {key} does not read as the name of an environment variable (those are usually "
+                   "upper case, like MINER_HASH_KEY) and no variable of that name is set: if it is the secret "
+                   "itself, put the secret in an environment variable and name that here")
     smtp = cfg.alerts.smtp
     if cfg.alerts.enabled and smtp.login_in_clear:
         click.echo(f"warning: alerts.smtp: security = \"none\" sends the login ({smtp.password_env}) to {smtp.host} "
