@@ -56,11 +56,10 @@ class ServiceConfig:
     def validate(self) -> None:
         if not self.name.strip():
             raise ValueError("name: must not be empty")
-        for key, values in (("name", [self.name]), ("aliases", self.aliases), ("provider", [self.provider or ""])):
-            for value in values:
-                if found := control_char(value):
-                    raise ValueError(f"{key}: must not contain control or format characters "
-                                     f"(found {found} in {value!r})")
+        for key, value in (("name", self.name), *((f"aliases[{j}]", a) for j, a in enumerate(self.aliases)),
+                           ("provider", self.provider or "")):
+            if found := control_char(value):  # an alias at its own key: a list over several lines gives its line
+                raise SettingsError(key, f"must not contain control or format characters (found {found} in {value!r})")
         for j, alias in enumerate(self.aliases):
             if not term_key(alias):  # matching would skip it: the operator meant something else
                 raise SettingsError(f"aliases[{j}]", f"must not be empty (got {alias!r})")

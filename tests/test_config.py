@@ -220,7 +220,7 @@ def test_control_characters_in_names_and_header_values_are_refused(text: str, wh
 
 
 def test_route_email_with_a_control_character_and_smtp_host_with_a_port_are_refused() -> None:
-    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email: entry 0 .* is not an email address"):
+    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email\[0\]: .* is not an email address"):
         parse_config('[[alerts.routes]]\nname = "r"\nemail = ["a@exam\\u0000ple.org"]\n', "x.toml")
     with pytest.raises(ConfigError, match=r":2: alerts.smtp.host: give the port in `port`"):
         parse_config('[alerts.smtp]\nhost = "smtp.example.org:25"\n', "x.toml")
@@ -232,7 +232,7 @@ def test_route_email_with_a_control_character_and_smtp_host_with_a_port_are_refu
 @pytest.mark.parametrize("addr", ["a,b@example.org", "a;b@example.org", "oncall@example..org", "a(b)c@example.org"])
 def test_route_email_that_mail_headers_read_otherwise_is_refused(addr: str) -> None:
     # "a,b@example.org" was two recipients in the To header ("a" and "b@example.org") and a third in RCPT TO.
-    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email: entry 0 .* is not an email address"):
+    with pytest.raises(ConfigError, match=r":3: alerts.routes\[0\].email\[0\]: .* is not an email address"):
         parse_config(f'[[alerts.routes]]\nname = "r"\nemail = ["{addr}"]\n', "x.toml")
 
 
@@ -595,3 +595,15 @@ def test_group_names_are_checked_like_service_names(group: str, error: str) -> N
     with pytest.raises(ConfigError) as info:
         parse_config(services + group, "x.toml")
     assert str(info.value) == f"x.toml{error}"
+
+
+def test_a_bad_list_entry_names_the_line_of_the_entry() -> None:
+    # The error named the list (`email: entry 2`) and so the line it starts on, not the entry's.
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[alerts.routes]]\nname = "r"\nemail = [\n  "a@example.org",\n  "b@example.org",\n'
+                     '  "not an address",\n]\n', "x.toml")
+    assert str(info.value) == "x.toml:6: alerts.routes[0].email[2]: 'not an address' is not an email address"
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[services]]\nname = "A"\naliases = [\n  "a1",\n  """two\nlines""",\n]\n', "x.toml")
+    assert str(info.value) == ("x.toml:5: services[0].aliases[1]: must not contain control or format characters "
+                               "(found U+000A in 'two\\nlines')")

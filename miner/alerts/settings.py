@@ -144,7 +144,8 @@ class RouteSettings:
             raise ValueError("name: use letters, digits and . _ - only")
         for i, addr in enumerate(self.email):
             if not _EMAIL.fullmatch(addr) or control_char(addr) or not one_address(addr):
-                raise ValueError(f"email: entry {i} ({addr!r}) is not an email address")
+                # At the entry's key, so that an array over several lines gives the entry's own line.
+                raise SettingsError(f"email[{i}]", f"{addr!r} is not an email address")
         if not self.email and not self.webhooks:
             raise ValueError("email: a route needs at least one email recipient or webhook")
         check_timezone(self.timezone)
