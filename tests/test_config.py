@@ -607,3 +607,19 @@ def test_a_bad_list_entry_names_the_line_of_the_entry() -> None:
         parse_config('[[services]]\nname = "A"\naliases = [\n  "a1",\n  """two\nlines""",\n]\n', "x.toml")
     assert str(info.value) == ("x.toml:5: services[0].aliases[1]: must not contain control or format characters "
                                "(found U+000A in 'two\\nlines')")
+
+
+@pytest.mark.parametrize(
+    ("detector", "error"),
+    [
+        ("persist_n = 0\n", ":3: detector.persist_n: must be 1..32"),
+        ("persist_n = 40\n", ":3: detector.persist_n: must be 1..32"),
+        ("persist_n = 1\n", ":2: detector.persist_k: must be between 1 and persist_n (1), got 2"),
+        ("z_open = 1.0\n", ":2: detector.z_close: must be below z_open (1) for hysteresis, got 1.5"),
+    ],
+)
+def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detector: str, error: str) -> None:
+    # persist_n = 0 was "persist_k: must be between 1 and persist_n", at the [detector] header's line.
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"\n[detector]\n{detector}", "x.toml")
+    assert str(info.value) == f"x.toml{error}"

@@ -75,12 +75,14 @@ class DetectorParams:
             raise ValueError("tail_quantile: must be between 0 and 1 (0.5 or less turns the tail off)")
         if self.tail_rate < 0:
             raise ValueError("tail_rate: must not be negative (0 turns the tail off)")
+        # persist_n first: `persist_n = 0` was reported as persist_k's error, at the [detector] line when the file
+        # leaves persist_k out. The other value is shown, as it may be a default the file does not show.
+        if not 1 <= self.persist_n <= 32:
+            raise ValueError("persist_n: must be 1..32")
         if not 1 <= self.persist_k <= self.persist_n:
-            raise ValueError("persist_k: must be between 1 and persist_n")
-        if self.persist_n > 32:
-            raise ValueError("persist_n: must be at most 32")
+            raise ValueError(f"persist_k: must be between 1 and persist_n ({self.persist_n}), got {self.persist_k}")
         if self.z_close >= self.z_open:
-            raise ValueError("z_close: must be below z_open (hysteresis)")
+            raise ValueError(f"z_close: must be below z_open ({self.z_open:g}) for hysteresis, got {self.z_close:g}")
         if self.max_samples < 0:
             raise ValueError("max_samples: must not be negative")
         if self.update_peak_ratio < 1:
