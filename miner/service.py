@@ -113,9 +113,11 @@ class Service:
     def start(self) -> None:
         from miner.classify import load_classifier
         from miner.collectors.poller import Poller
+        from miner.config_files import check_named_files
 
         self.lock.acquire()
         try:
+            check_named_files(self.config)  # the model folder and CA file, with their key and line
             # The store is checked first but upgraded only once the model has loaded: a new version refusing a
             # model folder of an older layout left the store upgraded all the same, so going back to the version
             # that ran took restoring a backup (versions after 0.1.0 refuse a store a newer one has upgraded).

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from miner.cli import main
 from miner.config import SourceConfig, bundled_path, load_config, parse_config
+from miner.config_files import check_named_files
 from miner.config_lines import locate
 from miner.errors import ConfigError
 
@@ -623,3 +624,30 @@ def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detecto
     with pytest.raises(ConfigError) as info:
         parse_config(f"\n[detector]\n{detector}", "x.toml")
     assert str(info.value) == f"x.toml{error}"
+
+
+def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(tmp_path: Path) -> None:
+    # config check said OK: `miner run` then stopped naming only the path, or sent no email (permanently failed).
+    cfg = tmp_path / "feeds.toml"
+    ca = tmp_path / "ca.pem"
+    text = f'[classifier]\nmodel_dir = "my-model"\n\n[alerts.smtp]\nca_file = "{ca}"\n'
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        check_named_files(load_config(cfg))
+    assert str(info.value) == f"{cfg}:2: classifier.model_dir: {tmp_path / 'my-model'}: no such folder (leave " \
+                              "model_dir out for the model shipped in models/)"
+    (tmp_path / "my-model").mkdir()  # read from the config's folder, as the classifier reads it
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(cfg))}:5: alerts.smtp.ca_file: cannot be read as a "
+                                          r"PEM file of CA certificates: \[Errno 2\]"):
+        check_named_files(load_config(cfg))
+    ca.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r":5: alerts.smtp.ca_file: cannot be read as a PEM file"):
+        check_named_files(load_config(cfg))
+    runner = CliRunner()
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 1 and "alerts.smtp.ca_file: cannot be read" in result.output
+    for unused in ("[alerts]\nenabled = false\n" + text, text + 'security = "none"\n'):  # no email reads it
+        cfg.write_text(unused)
+        check_named_files(load_config(cfg))
+    with pytest.raises(ConfigError, match=r":2: classifier.model_dir: must not be blank"):
+        parse_config('[classifier]\nmodel_dir = " "\n')

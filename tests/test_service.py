@@ -198,14 +198,18 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             first.kill()
 
 
-@pytest.mark.parametrize("problem", ["missing_model", "corrupt_store", "read_only_folder", "read_only_store",
-                                     "read_only_file", "full_disk"])
+@pytest.mark.parametrize("problem", ["missing_model", "no_model_folder", "no_ca_file", "corrupt_store",
+                                     "read_only_folder", "read_only_store", "read_only_file", "full_disk"])
 def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> None:
     extra = ""
     prefix: list[str] = []
     if problem == "missing_model":
         (tmp_path / "empty-models").mkdir()
         extra = f'\n[classifier]\nmodel_dir = "{tmp_path / "empty-models"}"\n'
+    elif problem == "no_model_folder":
+        extra = '\n[classifier]\nmodel_dir = "modles"\n'
+    elif problem == "no_ca_file":
+        extra = '\n[alerts.smtp]\nca_file = "relay-ca.pem"\n'
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss", extra)
     db = tmp_path / "miner.sqlite"
     if problem == "corrupt_store":
@@ -247,7 +251,15 @@ def test_start_up_problems_are_one_clear_line(tmp_path: Path, problem: str) -> N
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
+    model_line = cfg.read_text().splitlines().index('model_dir = "modles"') + 1 if problem == "no_model_folder" else 0
+    ca_line = cfg.read_text().splitlines().index('ca_file = "relay-ca.pem"') + 1 if problem == "no_ca_file" else 0
     expected = {"missing_model": "model",
+                # Only the path was named, not the setting or its line.
+                "no_model_folder": f"Error: {cfg}:{model_line}: classifier.model_dir: {tmp_path / 'modles'}: no such "
+                                   "folder",
+                # The service started, and every email then failed at its send.
+                "no_ca_file": f"Error: {cfg}:{ca_line}: alerts.smtp.ca_file: cannot be read as a PEM file of CA "
+                              "certificates: [Errno 2] No such file or directory",
                 "corrupt_store": "is not a SQLite database or is corrupt (file is not a database); to restore it, "
                                  "stop miner, copy a backup made by `miner backup` over it and delete",
                 "read_only_folder": f"Error: cannot create the service lock {tmp_path / 'miner.sqlite.lock'} "

@@ -14,6 +14,9 @@ class ClassifierSettings:
     early_exit: bool = True  # let clear non-reports stop after the first layers (models/MODEL_CARD.md)
 
     def validate(self) -> None:
+        # "" was the config file's own folder, not the shipped model: the service then failed on its model.json.
+        if self.model_dir is not None and not self.model_dir.strip():
+            raise ValueError("model_dir: must not be blank (leave it out for the model shipped in models/)")
         if self.batch_size < 1:
             raise ValueError("batch_size: must be at least 1")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:

@@ -23,7 +23,8 @@ def config() -> None:
 def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
-    Unknown keys, wrong types and bad references are reported with the key path and the line. Environment
+    Unknown keys, wrong types and bad references are reported with the key path and the line, and so are a
+    classifier.model_dir that is not there and an alerts.smtp.ca_file that cannot be read. Environment
     variables it names that are unset or empty (as the service would find them) are listed, but not a name that
     reads as the secret itself (lower case, or a token such as AKIA...): a warning names its key instead. A source
     url that holds what looks like a credential (a user name, a query parameter such as api_key) is warned about,
@@ -32,9 +33,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
     """
     from miner.config import load_config
     from miner.config import secret_like as is_secret_like
+    from miner.config_files import check_named_files
     from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
+    check_named_files(cfg)
     click.echo(f"{cfg.path}: OK")
     rows = []
     secret_like: list[str] = []  # keys whose unset variable's "name" may be the secret itself: never shown
