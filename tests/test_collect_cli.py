@@ -103,6 +103,14 @@ def test_a_user_agent_that_cannot_be_sent_is_a_config_error(tmp_path: Path, serv
         assert result.exit_code == 1
         assert result.output.strip() == (f"Error: {cfg}:2: collect.user_agent: must be printable ASCII, without line "
                                          f"breaks (found {found})")
+    # A space at either end failed every poll ("Illegal header value"); an empty one was sent as it is.
+    for agent, error in (("miner/1.0 ", "must not start or end with a space (got 'miner/1.0 ')"),
+                         ("", "must not be blank (APIs such as Reddit's refuse requests without one)"),
+                         ("  ", "must not be blank (APIs such as Reddit's refuse requests without one)")):
+        cfg.write_text(f'[collect]\nuser_agent = "{agent}"\n' + text, encoding="utf-8")
+        result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+        assert result.exit_code == 1
+        assert result.output.strip() == f"Error: {cfg}:2: collect.user_agent: {error}"
     assert server.requests == []
 
 

@@ -26,6 +26,12 @@ class CollectSettings:
         # An HTTP header: httpx cannot encode anything else (every poll, and miner run's start, would fail).
         if bad := next((ch for ch in self.user_agent if not " " <= ch <= "~"), None):
             raise ValueError(f"user_agent: must be printable ASCII, without line breaks (found U+{ord(bad):04X})")
+        # h11 refuses a header value with a space at either end (every poll failed with "Illegal header value"),
+        # and an empty one is sent as such, which APIs such as Reddit's refuse.
+        if not self.user_agent.strip():
+            raise ValueError("user_agent: must not be blank (APIs such as Reddit's refuse requests without one)")
+        if self.user_agent != self.user_agent.strip():
+            raise ValueError(f"user_agent: must not start or end with a space (got {self.user_agent!r})")
         if self.max_body_bytes < 1024:
             raise ValueError("max_body_bytes: must be at least 1024")
         if self.per_host_concurrency < 1:
