@@ -651,3 +651,26 @@ def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(
         check_named_files(load_config(cfg))
     with pytest.raises(ConfigError, match=r":2: classifier.model_dir: must not be blank"):
         parse_config('[classifier]\nmodel_dir = " "\n')
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[[sources]]\nname = "a"\ntype = "RSS"\n', ":3: sources[0].type: must be one of 'rss' | 'reddit' | "
+         "'hackernews' | 'discourse' | 'lemmy' | 'mastodon' | 'bluesky' | 'statuspage' | 'status_feed', got 'RSS' "
+         "(did you mean 'rss'?)"),
+        ('[[alerts.webhooks]]\nname = "h"\nurl_env = "H"\nformat = "Slack "\n',
+         ":4: alerts.webhooks[0].format: must be one of 'json' | 'slack', got 'Slack ' (did you mean 'slack'?)"),
+        ('[alerts.smtp]\nsecurity = "starttsl"\n',
+         ":2: alerts.smtp.security: must be one of 'starttls' | 'ssl' | 'none', got 'starttsl' (did you mean "
+         "'starttls'?)"),
+        ('[alerts.smtp]\nsecurity = "tls"\n', ":2: alerts.smtp.security: must be one of 'starttls' | 'ssl' | 'none', "
+         "got 'tls'"),
+    ],
+    ids=["case", "case and space", "typo", "no guess"],
+)
+def test_a_value_that_is_not_one_of_the_choices_names_the_one_it_was_probably_meant_to_be(text: str,
+                                                                                         error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
