@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from miner.config_lines import locate
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
-from miner.settings import SettingsError, build, key_homes, misplaced
+from miner.settings import SettingsError, build, guess, key_homes, misplaced
 from miner.spelling import term_key
 from miner.urls import control_char, public_url, shown_url, url_problem
 
@@ -375,6 +375,7 @@ def _cross_check(config: Config, written: int) -> None:
             if first != i:
                 raise SettingsError(key, f"{term!r} also names service {config.services[first].name!r} ({first_key}): "
                                          "a post naming it would count for one of them only")
+    declared = [svc.name for svc in config.services]  # a name that is none of them may be a typo of one
     seen: set[str] = set()
     for i, src in enumerate(config.sources):
         if src.name in seen and i >= written:
@@ -387,7 +388,8 @@ def _cross_check(config: Config, written: int) -> None:
         seen.add(src.name)
         for j, svc_name in enumerate(src.services):
             if svc_name.lower() not in names:
-                raise SettingsError(f"sources[{i}].services[{j}]", f"unknown service {svc_name!r}")
+                raise SettingsError(f"sources[{i}].services[{j}]",
+                                    f"unknown service {svc_name!r}{guess(svc_name, declared)}")
     groups: set[str] = set()
     for i, grp in enumerate(config.groups):
         if grp.name.lower() in groups:  # two "Meta" groups' incidents read as one group's in alerts
@@ -395,7 +397,8 @@ def _cross_check(config: Config, written: int) -> None:
         groups.add(grp.name.lower())
         for j, svc_name in enumerate(grp.services):
             if svc_name.lower() not in names:
-                raise SettingsError(f"groups[{i}].services[{j}]", f"unknown service {svc_name!r}")
+                raise SettingsError(f"groups[{i}].services[{j}]",
+                                    f"unknown service {svc_name!r}{guess(svc_name, declared)}")
         need = config.detector.group_min_services
         if len({svc_name.lower() for svc_name in grp.services}) < need:  # it could never open a grouped incident
             raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "
@@ -403,7 +406,7 @@ def _cross_check(config: Config, written: int) -> None:
     _check_bucket_retention(config)
     route_check = getattr(config.alerts, "check_services", None)
     if callable(route_check):
-        route_check(set(names))
+        route_check(declared)
 
 
 def _check_bucket_retention(config: Config) -> None:

@@ -14,7 +14,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -63,14 +63,15 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _guess(value: Any, options: tuple[Any, ...]) -> str:
-    """The option a string was probably meant to be (``RSS``, ``Slack``, ``statuspag``), as a hint, or ""."""
-    words = [o for o in options if isinstance(o, str)]
+def guess(value: Any, options: Iterable[Any]) -> str:
+    """The option a string was probably meant to be (``RSS``, ``Slack``, ``statuspag``, the service ``Slak``), as
+    a hint to add to an error, or ""."""
+    words = {o.lower(): o for o in options if isinstance(o, str)}
     if not isinstance(value, str) or not words:
         return ""
-    near = [o for o in words if o == value.strip().lower()]
-    near = near or difflib.get_close_matches(value.strip().lower(), words, n=1, cutoff=0.7)
-    return f" (did you mean {near[0]!r}?)" if near else ""
+    wanted = value.strip().lower()
+    near = [wanted] if wanted in words else difflib.get_close_matches(wanted, list(words), n=1, cutoff=0.7)
+    return f" (did you mean {words[near[0]]!r}?)" if near else ""
 
 
 def convert(tp: Any, value: Any, key: str) -> Any:
@@ -94,7 +95,7 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     if origin is Literal:
         if value in get_args(tp):
             return value
-        raise SettingsError(key, f"must be one of {_describe(tp)}, got {_show(value)}{_guess(value, get_args(tp))}")
+        raise SettingsError(key, f"must be one of {_describe(tp)}, got {_show(value)}{guess(value, get_args(tp))}")
     if origin is tuple:
         (item_tp, *_rest) = get_args(tp)
         if not isinstance(value, list) and dataclasses.is_dataclass(item_tp):

@@ -674,3 +674,28 @@ def test_a_value_that_is_not_one_of_the_choices_names_the_one_it_was_probably_me
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.toml")
     assert str(info.value) == f"x.toml{error}"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[[sources]]\nname = "s"\ntype = "hackernews"\nquery = "down"\nservices = ["Slak"]\n',
+         "sources[0].services[0]: unknown service 'Slak' (did you mean 'Slack'?)"),
+        ('[[groups]]\nname = "g"\nservices = ["Slack", "githb"]\n',
+         "groups[0].services[1]: unknown service 'githb' (did you mean 'GitHub'?)"),
+        ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\nservices = ["Gihub"]\n',
+         "alerts.routes[0].services[0]: unknown service 'Gihub' (did you mean 'GitHub'?)"),
+        ('[[alerts.maintenance]]\nservice = "Slacks"\ncron = "0 1 * * *"\n',
+         "alerts.maintenance[0].service: unknown service 'Slacks' (did you mean 'Slack'?)"),
+        ('[[alerts.webhooks]]\nname = "OnCall"\nurl_env = "H"\n[[alerts.routes]]\nname = "r"\nwebhooks = ["oncall"]\n',
+         "alerts.routes[0].webhooks[0]: route 'r' names unknown webhook 'oncall' (did you mean 'OnCall'?)"),
+        ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\nservices = ["Gitlab"]\n',
+         "alerts.routes[0].services[0]: unknown service 'Gitlab'"),
+    ],
+    ids=["source", "group", "route", "maintenance", "webhook in another case", "nothing near"],
+)
+def test_an_unknown_name_names_the_one_it_was_probably_meant_to_be(text: str, error: str) -> None:
+    # "unknown service 'Slak'" left the reader to find the typo; a webhook is named in its own case, a service in any.
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[services]]\nname = "Slack"\n[[services]]\nname = "GitHub"\n\n' + text, "x.toml")
+    assert str(info.value).split(": ", 1)[1] == error

@@ -9,7 +9,7 @@ from __future__ import annotations
 import email.policy
 import ipaddress
 import re
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miner.alerts.text import safe_url
 from miner.config import ENV_NAME, MAX_TIMEOUT, check_spans
-from miner.settings import SettingsError
+from miner.settings import SettingsError, guess
 from miner.timeutil import parse_iso
 from miner.urls import control_char, is_ip
 
@@ -268,8 +268,8 @@ class AlertSettings:
         for i, route in enumerate(self.routes):
             for j, webhook in enumerate(route.webhooks):
                 if webhook not in names:
-                    raise SettingsError(f"routes[{i}].webhooks[{j}]",
-                                        f"route {route.name!r} names unknown webhook {webhook!r}")
+                    raise SettingsError(f"routes[{i}].webhooks[{j}]", f"route {route.name!r} names unknown webhook "
+                                                                      f"{webhook!r}{guess(webhook, names)}")
         for key in ("group_wait", "repeat_interval", "group_interval", "stale_after"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must not be negative")
@@ -296,15 +296,19 @@ class AlertSettings:
         smtp = self.smtp.timeout * (9 + most_rcpt) if most_rcpt else 0.0
         return max([smtp, *(w.timeout for w in self.webhooks)])
 
-    def check_services(self, services: Set[str]) -> None:
-        """Called by the config loader with the lower-cased service names: routes may only name known ones."""
+    def check_services(self, declared: Sequence[str]) -> None:
+        """Called by the config loader with the services' names: routes and windows may only name known ones, in
+        any case."""
+        services = {name.lower() for name in declared}
         for i, route in enumerate(self.routes):
             for j, svc in enumerate(route.services):
                 if svc.lower() not in services:
-                    raise SettingsError(f"alerts.routes[{i}].services[{j}]", f"unknown service {svc!r}")
+                    raise SettingsError(f"alerts.routes[{i}].services[{j}]",
+                                        f"unknown service {svc!r}{guess(svc, declared)}")
         for i, window in enumerate(self.maintenance):
             if window.service.lower() not in services:
-                raise SettingsError(f"alerts.maintenance[{i}].service", f"unknown service {window.service!r}")
+                raise SettingsError(f"alerts.maintenance[{i}].service",
+                                    f"unknown service {window.service!r}{guess(window.service, declared)}")
 
     def route(self, name: str) -> RouteSettings | None:
         return next((r for r in self.routes if r.name == name), None)
