@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from miner.config_lines import locate
+from miner.config_lines import locate, unclosed
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
 from miner.settings import SettingsError, build, guess, key_homes, misplaced
@@ -316,7 +316,11 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", path=path, line=int(match.group(1)) if match else None) from None
+        line, hint = int(match.group(1)) if match else None, ""
+        # "at end of document": something opened is never closed, and the line to look at is where it opens.
+        if line is None and (line := unclosed(text)) is not None:
+            hint = f"; the string, array or inline table that starts on line {line} is not closed"
+        raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
     try:

@@ -29,6 +29,14 @@ def locate(text: str, key: str) -> int | None:
     return None
 
 
+def unclosed(text: str) -> int | None:
+    """The 1-based line where a string, array or inline table opens that ``text`` never closes (tomllib says only
+    "at end of document"), or None when none is open at the end."""
+    scanner = _KeyLines(text)
+    scanner.scan()
+    return scanner.unclosed
+
+
 class _Stop(Exception):
     """Text the scanner does not follow; what it found so far still serves."""
 
@@ -57,6 +65,8 @@ class _KeyLines:
         self.newlines = [i for i, ch in enumerate(text) if ch == "\n"]
         self.lines: dict[str, int] = {}
         self.counters: dict[str, int] = {}  # array-of-tables path -> index of its latest entry
+        self.opened: list[int] = []  # lines of the arrays and inline tables open where the scanner is
+        self.unclosed: int | None = None  # where a string, array or inline table opens that the text never closes
 
     def scan(self) -> dict[str, int]:
         with contextlib.suppress(_Stop, IndexError, RecursionError, tomllib.TOMLDecodeError):
@@ -148,6 +158,7 @@ class _KeyLines:
             if self._at(opening):
                 match = pattern.match(self.text, self.pos)
                 if not match:
+                    self.unclosed = self._line()
                     raise _Stop
                 self.pos = match.end()
                 return match.group()
@@ -158,11 +169,16 @@ class _KeyLines:
             self._string()
         elif self._at("["):
             self.pos += 1
+            self.opened.append(self._line())
             index = 0
             while True:
                 self._skip(newlines=True)
+                if self.pos >= len(self.text):
+                    self.unclosed = self.opened[-1]
+                    raise _Stop
                 if self._at("]"):
                     self.pos += 1
+                    self.opened.pop()
                     return
                 item = f"{path}[{index}]"
                 self._record(item, self._line())
@@ -175,10 +191,15 @@ class _KeyLines:
                     raise _Stop
         elif self._at("{"):
             self.pos += 1
+            self.opened.append(self._line())
             while True:
                 self._skip(newlines=True)
+                if self.pos >= len(self.text):
+                    self.unclosed = self.opened[-1]
+                    raise _Stop
                 if self._at("}"):
                     self.pos += 1
+                    self.opened.pop()
                     return
                 if self._at(","):
                     self.pos += 1

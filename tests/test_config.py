@@ -119,6 +119,26 @@ def test_invalid_toml_reports_line() -> None:
     assert "not valid TOML" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "error"),
+    [
+        ('[[services]]\nname = "A"\naliases = [\n  "a",\n  # "b",\n\n', 3, "Invalid value"),
+        ('[[sources]]\nname = "x"\ntype = "rss"\nurl = """https://e.org/x.xml\n[store]\nretention_days = 3\n', 4,
+         "Unterminated string"),
+        ("[store]\npath = '''x\n\nretention_days = 3\n", 2, "Expected \"'''\""),
+        ('[[services]]\nname = "A"\naliases = ["a", { x = [1, "b', 3, "Unterminated string"),
+        ('[[services]]\nname = "A"\naliases = ["a", { x = [1,\n', 3, "Invalid value"),
+    ],
+    ids=["array", "multi-line string", "multi-line literal", "string in an array", "array in an inline table"],
+)
+def test_toml_never_closed_names_the_line_it_opens_on(text: str, line: int, error: str) -> None:
+    # tomllib says only "at end of document": the error had no line at all.
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.toml")
+    assert str(info.value) == (f"f.toml:{line}: not valid TOML: {error} (at end of document); the string, array or "
+                               f"inline table that starts on line {line} is not closed")
+
+
 def test_missing_required_key_and_bad_reference() -> None:
     with pytest.raises(ConfigError, match=r"services\[0\].name: required key is missing"):
         parse_config("[[services]]\naliases = ['x']\n")
