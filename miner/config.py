@@ -320,6 +320,9 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         # "at end of document": something opened is never closed, and the line to look at is where it opens.
         if line is None and (line := unclosed(text)) is not None:
             hint = f"; the string, array or inline table that starts on line {line} is not closed"
+        elif line is not None:
+            lines = text.split("\n")  # as tomllib counts lines (splitlines would split at U+2028 too)
+            hint = _twice(str(exc), lines[line - 1] if line <= len(lines) else "")
         raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
@@ -336,6 +339,23 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
+
+
+def _twice(message: str, statement: str) -> str:
+    """What tomllib's "Cannot overwrite a value" and "Cannot declare ... twice" are about, by the statement on the
+    error's line: neither names the key or table that is given twice."""
+    statement = statement.strip()
+    if message.startswith("Cannot declare"):
+        table = statement.strip("[").partition("]")[0].strip()
+        return (f"; {table} is already defined above (by a [{table}] or [[{table}]] header, a dotted key or an "
+                "inline table): a table is written in one place")
+    if not message.startswith("Cannot overwrite a value"):
+        return ""
+    if statement.startswith("[["):
+        table = statement[2:].partition("]]")[0].strip()
+        return f"; {table} is already a table or a value above, so [[{table}]] cannot add an entry to it"
+    key = statement.partition("=")[0].strip()
+    return f"; {key} is set twice, or is already a table" if key else ""
 
 
 def _with_status_sources(config: Config) -> Config:

@@ -139,6 +139,33 @@ def test_toml_never_closed_names_the_line_it_opens_on(text: str, line: int, erro
                                f"inline table that starts on line {line} is not closed")
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[alerts]\n"group_wait" = 3\nenabled = true\ngroup_wait = 5\n',
+         ":4: not valid TOML: Cannot overwrite a value (at line 4, column 15); group_wait is set twice, or is already "
+         "a table"),
+        ('[store]\npath = "a"\n\n[[store]]\npath = "b"\n',
+         ":4: not valid TOML: Cannot overwrite a value (at line 4, column 8); store is already a table or a value "
+         "above, so [[store]] cannot add an entry to it"),
+        ('[[services]]\nname = "A"\n[services]\nname = "B"\n',
+         ":3: not valid TOML: Cannot declare ('services',) twice (at line 3, column 10); services is already defined "
+         "above (by a [services] or [[services]] header, a dotted key or an inline table): a table is written in one "
+         "place"),
+        ('alerts.smtp.port = 25\r\n[ alerts.smtp ]\r\nhost = "x"\r\n',
+         ":2: not valid TOML: Cannot declare ('alerts', 'smtp') twice (at line 2, column 15); alerts.smtp is already "
+         "defined above (by a [alerts.smtp] or [[alerts.smtp]] header, a dotted key or an inline table): a table is "
+         "written in one place"),
+    ],
+    ids=["key", "table then array of tables", "array of tables then table", "dotted key then table"],
+)
+def test_toml_given_twice_names_what_is_given_twice(text: str, error: str) -> None:
+    # tomllib names neither the key nor the table: "Cannot overwrite a value (at line 4, column 15)".
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.toml")
+    assert str(info.value) == f"f.toml{error}"
+
+
 def test_missing_required_key_and_bad_reference() -> None:
     with pytest.raises(ConfigError, match=r"services\[0\].name: required key is missing"):
         parse_config("[[services]]\naliases = ['x']\n")
