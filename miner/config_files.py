@@ -1,15 +1,19 @@
-"""Checks of the files a feeds.toml names (the model folder, the SMTP CA bundle), for `config check` and `miner run`.
+"""Checks of what a feeds.toml names outside itself (the model folder, the SMTP CA bundle, the environment
+variables alerts read), for `config check` and `miner run`.
 
 Not part of loading the config: commands that use neither (query, backup, prune) run where they are missing.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from miner.config import Config
+from miner.config import Config, secret_like
 from miner.config_lines import locate
 from miner.errors import ConfigError
 
@@ -42,3 +46,24 @@ def _refuse(config: Config, key: str, message: str) -> NoReturn:
     except (OSError, UnicodeDecodeError):
         line = None
     raise ConfigError(message, path=config.path, key=key, line=line)
+
+
+def alert_env(config: Config) -> list[tuple[str, str]]:
+    """(variable, key) for each environment variable that sending alerts reads: none while alerts are disabled."""
+    if not config.alerts.enabled:
+        return []
+    smtp = config.alerts.smtp
+    named = [(smtp.username_env, "alerts.smtp.username_env"), (smtp.password_env, "alerts.smtp.password_env")]
+    named += [(w.url_env, f"alerts.webhooks[{i}].url_env") for i, w in enumerate(config.alerts.webhooks)]
+    return [(var, key) for var, key in named if var]
+
+
+def warn_unset_alert_env(config: Config, log: logging.Logger, environ: Mapping[str, str] | None = None) -> None:
+    """A warning at `miner run`'s start for each variable alerts need that is unset or empty: read at each send, it
+    failed the first alert of an outage for good (a permanent error), which was the first the operator heard."""
+    env = os.environ if environ is None else environ
+    for var, key in alert_env(config):
+        if not env.get(var):
+            shown = "a variable whose name is not shown (it reads as the secret itself)" if secret_like(var) else var
+            log.warning("%s: %s is not set: every %s fails until miner is started with it", key, shown,
+                        "email" if key.startswith("alerts.smtp") else "alert to this webhook")

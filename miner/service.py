@@ -113,7 +113,7 @@ class Service:
     def start(self) -> None:
         from miner.classify import load_classifier
         from miner.collectors.poller import Poller
-        from miner.config_files import check_named_files
+        from miner.config_files import check_named_files, warn_unset_alert_env
 
         self.lock.acquire()
         try:
@@ -130,6 +130,7 @@ class Service:
             base = Path(self.config.path).parent if self.config.path else None
             self._classifier = load_classifier(self.config.classifier, base_dir=base)
             self._poller = Poller.from_config(self.config)
+            warn_unset_alert_env(self.config, log)
             self._store("startup").database.check_writable()
             self._stores.watch_file()
             use_http = self.config.server.enabled if self.options.http is None else self.options.http

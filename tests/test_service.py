@@ -753,3 +753,34 @@ def test_run_port_turns_the_http_endpoint_on(tmp_path: Path) -> None:
 
     refused = CliRunner().invoke(main, ["--config", str(cfg), "run", "--no-http", "--port", str(port)])
     assert refused.exit_code == 2 and "--port and --no-http exclude each other" in refused.output, refused.output
+
+
+def test_start_warns_of_each_unset_variable_alerts_need(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    # Read at each send: the service started without a word, and the first alert of an outage failed for good.
+    import logging
+
+    from miner.config import parse_config
+    from miner.service import Service, ServiceOptions
+
+    for var in ("T_HOOK", "T_USER", "hunter2"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("T_SET", "https://hooks.example.org/x")
+    text = ('[alerts.smtp]\nusername_env = "T_USER"\npassword_env = "hunter2"\n'
+            '[[alerts.webhooks]]\nname = "set"\nurl_env = "T_SET"\n'
+            '[[alerts.webhooks]]\nname = "ops"\nurl_env = "T_HOOK"\n'
+            '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\nwebhooks = ["ops", "set"]\n')
+    for enabled, expected in ((True, ["alerts.smtp.username_env: T_USER is not set: every email fails until miner is "
+                                      "started with it",
+                                      "alerts.smtp.password_env: a variable whose name is not shown (it reads as the "
+                                      "secret itself) is not set: every email fails until miner is started with it",
+                                      "alerts.webhooks[1].url_env: T_HOOK is not set: every alert to this webhook "
+                                      "fails until miner is started with it"]),
+                              (False, [])):
+        caplog.clear()
+        config = parse_config(f"[alerts]\nenabled = {str(enabled).lower()}\n" + text)
+        service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=False))
+        with caplog.at_level(logging.WARNING, logger="miner.service"):
+            service.start()
+        service.stop()
+        assert [r.getMessage() for r in caplog.records if r.name == "miner.service"] == expected

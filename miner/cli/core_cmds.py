@@ -33,7 +33,7 @@ def config_check(app: AppContext, path: Path | None) -> None:
     """
     from miner.config import load_config
     from miner.config import secret_like as is_secret_like
-    from miner.config_files import check_named_files
+    from miner.config_files import alert_env, check_named_files
     from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
@@ -62,11 +62,7 @@ def config_check(app: AppContext, path: Path | None) -> None:
     click.echo(f"{len(cfg.sources)} sources:")
     click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
     click.echo(f"store: {cfg.store.path}; detector bucket: {cfg.detector.bucket_minutes} min")
-    named = [(cfg.store.hash_key_env, "store.hash_key_env")]
-    if cfg.alerts.enabled:
-        smtp = cfg.alerts.smtp
-        named += [(smtp.username_env, "alerts.smtp.username_env"), (smtp.password_env, "alerts.smtp.password_env")]
-        named += [(w.url_env, f"alerts.webhooks[{i}].url_env") for i, w in enumerate(cfg.alerts.webhooks)]
+    named = [(cfg.store.hash_key_env, "store.hash_key_env"), *alert_env(cfg)]
     unset = [f"{shown(var, key)} ({key})" for var, key in named if var and not os.environ.get(var)]
     if unset:
         click.echo(f"env not set: {', '.join(unset)}")
