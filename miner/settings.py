@@ -40,12 +40,14 @@ def _describe(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(_describe(a) for a in get_args(tp) if a is not type(None))
     if origin is tuple:
-        return f"list of {_describe(get_args(tp)[0])}"
-    if origin in (dict, Mapping):
-        return "table"
-    if dataclasses.is_dataclass(tp):
-        return "table"
-    return getattr(tp, "__name__", str(tp))
+        return "a list"
+    if origin in (dict, Mapping) or dataclasses.is_dataclass(tp):
+        return "a table"
+    # As the errors of a plain setting say it: "expected str" read as Python, not as the file's "a string".
+    return _NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+_NAMES: dict[Any, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
 def _show(value: Any) -> str:

@@ -746,3 +746,19 @@ def test_an_unknown_name_names_the_one_it_was_probably_meant_to_be(text: str, er
     with pytest.raises(ConfigError) as info:
         parse_config('[[services]]\nname = "Slack"\n[[services]]\nname = "GitHub"\n\n' + text, "x.toml")
     assert str(info.value).split(": ", 1)[1] == error
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[[services]]\nname = "A"\nprovider = 5\n', ":3: services[0].provider: expected a string, got 5"),
+        ('[classifier]\nthreshold = "0.5"\n', ":2: classifier.threshold: expected a number, got '0.5'"),
+        ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ngroup_wait = true\n',
+         ":4: alerts.routes[0].group_wait: expected a number, got true"),
+    ],
+)
+def test_an_optional_setting_of_the_wrong_type_says_what_it_takes_as_the_file_writes_it(text: str, error: str) -> None:
+    # "expected str" and "expected float", where a plain setting says "a string" and "a number".
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
