@@ -101,6 +101,7 @@ MAX_RETENTION_DAYS = 36_500
 # Bucket rows kept by default: over a year, so that a chart or query can compare with the same weeks a year ago.
 DEFAULT_BUCKET_RETENTION_DAYS = 400
 _UNITS = {1: "seconds", 60: "minutes", 3600: "hours", 86400: "days"}
+MAX_CONFIG_BYTES = 16 * 2**20
 
 
 def check_spans(settings: object, units: Mapping[str, int]) -> None:
@@ -297,7 +298,12 @@ def load_config(path: Path | str | None = None) -> Config:
     """Read, validate and freeze a feeds.toml. Raises ConfigError naming the key and line."""
     cfg_path = Path(path) if path is not None else default_config_path()
     try:
-        raw = cfg_path.read_bytes().removeprefix(codecs.BOM_UTF8)  # Windows editors may start the file with a BOM
+        with cfg_path.open("rb") as file:  # at most one byte past the limit: /dev/zero was read until memory ran out
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a feeds.toml (one watching a "
+                              "thousand sources is well under 1 MiB)", path=str(cfg_path))
+        raw = raw.removeprefix(codecs.BOM_UTF8)  # Windows editors may start the file with a BOM
     except FileNotFoundError:
         hint = " (pass --config PATH or set MINER_CONFIG)" if path is None else ""
         raise ConfigError(f"file not found{hint}", path=str(cfg_path)) from None

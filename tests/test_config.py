@@ -305,6 +305,19 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
+def test_a_file_far_too_large_for_a_config_is_refused_before_it_is_read_whole(tmp_path: Path) -> None:
+    # /dev/zero (or a log file given by mistake) was read until memory ran out: "internal error: MemoryError".
+    big = tmp_path / "feeds.toml"
+    big.write_bytes(b"# " + b"x" * (16 * 2**20 - 3) + b"\n")
+    assert load_config(big).services == ()  # 16 MiB is still read
+    big.write_bytes(big.read_bytes() + b"\n")
+    for path in (big, Path("/dev/zero")):
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert str(info.value) == (f"{path}: larger than 16 MiB: not a feeds.toml (one watching a thousand sources is "
+                                   "well under 1 MiB)")
+
+
 def test_file_saved_with_a_byte_order_mark_loads_and_errors_keep_their_lines(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_bytes(b"\xef\xbb\xbf" + (ROOT / "feeds.toml").read_bytes())
