@@ -775,3 +775,24 @@ def test_an_optional_setting_of_the_wrong_type_says_what_it_takes_as_the_file_wr
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.toml")
     assert str(info.value) == f"x.toml{error}"
+
+
+@pytest.mark.parametrize(
+    ("route", "error"),
+    [
+        ('email = ["a@example.org"]\nimmediate = false\n', ":7: alerts.routes[0].immediate: a route with immediate = "
+         "false sends only digests, and this one has no digest: it would never send anything"),
+        ('email = ["a@example.org"]\nwebhooks = ["ops"]\nimmediate = false\ndigest = "0 8 * * *"\n',
+         ":7: alerts.routes[0].webhooks: a route with immediate = false sends only digests, which are emailed: its "
+         "webhooks would never be used"),
+    ],
+    ids=["nothing at all", "webhooks"],
+)
+def test_a_route_that_would_never_send_anything_is_refused(route: str, error: str) -> None:
+    # A resolve notice follows only an alert the route sent: without immediate alerts it sends digests or nothing.
+    hooks = '[[alerts.webhooks]]\nname = "ops"\nurl_env = "OPS_URL"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'{hooks}[[alerts.routes]]\nname = "r"\n{route}', "x.toml")
+    assert str(info.value) == f"x.toml{error}"
+    digest_only = '[[alerts.routes]]\nname = "r"\nemail = ["a@x.org"]\nimmediate = false\ndigest = "0 8 * * *"\n'
+    assert not parse_config(digest_only).alerts.routes[0].immediate

@@ -148,6 +148,14 @@ class RouteSettings:
                 raise SettingsError(f"email[{i}]", f"{addr!r} is not an email address")
         if not self.email and not self.webhooks:
             raise ValueError("email: a route needs at least one email recipient or webhook")
+        # Without immediate alerts a route sends only digests (a resolve notice follows an alert it sent): such a
+        # route without a digest sent nothing at all, and its webhooks never anything, without a word.
+        if not self.immediate and not self.digest:
+            raise ValueError("immediate: a route with immediate = false sends only digests, and this one has no "
+                             "digest: it would never send anything")
+        if not self.immediate and self.webhooks:
+            raise ValueError("webhooks: a route with immediate = false sends only digests, which are emailed: its "
+                             "webhooks would never be used")
         check_timezone(self.timezone)
         if self.digest:
             try:
