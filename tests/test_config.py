@@ -796,3 +796,13 @@ def test_a_route_that_would_never_send_anything_is_refused(route: str, error: st
     assert str(info.value) == f"x.toml{error}"
     digest_only = '[[alerts.routes]]\nname = "r"\nemail = ["a@x.org"]\nimmediate = false\ndigest = "0 8 * * *"\n'
     assert not parse_config(digest_only).alerts.routes[0].immediate
+
+
+@pytest.mark.parametrize("value", ["0", "59.5"])
+def test_a_stale_after_that_would_suppress_every_alert_is_refused(value: str) -> None:
+    # An opening is planned some seconds after its bucket closed: stale_after = 0 suppressed every alert as stale.
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[alerts]\nstale_after = {value}\n", "x.toml")
+    assert str(info.value) == ("x.toml:2: alerts.stale_after: must be at least 60 seconds: an opening is often a "
+                               "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
+    assert parse_config("[alerts]\nstale_after = 60\n").alerts.stale_after == 60

@@ -24,6 +24,7 @@ from miner.timeutil import parse_iso
 from miner.urls import control_char, is_ip
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+MIN_STALE_AFTER = 60.0
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 
 
@@ -278,9 +279,15 @@ class AlertSettings:
                 if webhook not in names:
                     raise SettingsError(f"routes[{i}].webhooks[{j}]", f"route {route.name!r} names unknown webhook "
                                                                       f"{webhook!r}{guess(webhook, names)}")
-        for key in ("group_wait", "repeat_interval", "group_interval", "stale_after"):
+        for key in ("group_wait", "repeat_interval", "group_interval"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must not be negative")
+        # An opening is dated when its bucket closed and planned by the next process and alerts jobs (30 s apart
+        # each), so it is always some seconds old: 0, read as "no limit" like repeat_interval's, suppressed every
+        # alert as stale.
+        if self.stale_after < MIN_STALE_AFTER:
+            raise ValueError(f"stale_after: must be at least {MIN_STALE_AFTER:.0f} seconds: an opening is often a "
+                             "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
         if self.lease_seconds < 10:
             raise ValueError("lease_seconds: must be at least 10")
         if not 0 < self.retry_base <= self.retry_max:
