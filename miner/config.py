@@ -370,9 +370,19 @@ def _with_status_sources(config: Config) -> Config:
         SourceConfig(name=f"status:{_slug(s.name)}", type="statuspage", url=s.status_page, services=(s.name,),
                      interval=300)
         for s in config.services
-        if s.status_page and not any(src.type == "statuspage" and src.url == s.status_page for src in config.sources)
+        if s.status_page and not any(src.type == "statuspage" and src.url and _same_page(src.url, s.status_page)
+                                     for src in config.sources)
     )
     return replace(config, sources=config.sources + extra) if extra else config
+
+
+def _same_page(a: str, b: str) -> bool:
+    """Whether two Statuspage base URLs are one page: `https://WWW.githubstatus.com/` is `https://www.githubstatus.com`,
+    which added a second source polling it, storing each of its incidents twice."""
+    def key(url: str) -> tuple[str, str, str]:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+    return key(a) == key(b)
 
 
 def _with_declared_service_names(config: Config) -> Config:

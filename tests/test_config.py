@@ -806,3 +806,14 @@ def test_a_stale_after_that_would_suppress_every_alert_is_refused(value: str) ->
     assert str(info.value) == ("x.toml:2: alerts.stale_after: must be at least 60 seconds: an opening is often a "
                                "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
     assert parse_config("[alerts]\nstale_after = 60\n").alerts.stale_after == 60
+
+
+def test_a_status_page_given_as_a_source_too_is_polled_once_however_its_url_is_spelled() -> None:
+    # Only the very same string counted: a trailing slash or another case of the host added status:github beside it,
+    # polling the page twice and storing each of its incidents under both.
+    text = ('[[services]]\nname = "GitHub"\nstatus_page = "https://www.githubstatus.com"\n'
+            '[[sources]]\nname = "gh"\ntype = "statuspage"\nurl = "{url}"\nservices = ["GitHub"]\n')
+    for url in ("https://www.githubstatus.com", "https://WWW.githubstatus.com/", "https://www.githubstatus.com//"):
+        assert [s.name for s in parse_config(text.format(url=url)).sources] == ["gh"]
+    other = parse_config(text.format(url="https://www.githubstatus.com/eu"))
+    assert [s.name for s in other.sources] == ["gh", "status:github"]
