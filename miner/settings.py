@@ -47,6 +47,7 @@ def _describe(tp: Any) -> str:
     return _NAMES.get(tp, getattr(tp, "__name__", str(tp)))
 
 
+_NAMES_A_SECRET = re.compile(r"(_env|(^|\.)env\.[^.]+)$")  # keys that hold the name of a variable with a secret
 _NAMES: dict[Any, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
@@ -133,6 +134,10 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     if tp is str:
         if isinstance(value, str):
             return value
+        if _NAMES_A_SECRET.search(key) and not isinstance(value, list | dict):
+            # password_env = 20240101 is the secret itself, as a string would be: refused without echoing it.
+            raise SettingsError(key, "expected the name of an environment variable, as a string; the value is not "
+                                     "shown, as it may be the secret itself")
         raise SettingsError(key, f"expected a string, got {_show(value)}")
     raise SettingsError(key, f"unsupported setting type {tp!r}")  # a programming error in a settings class
 

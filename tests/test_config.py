@@ -214,6 +214,15 @@ def test_secrets_stay_out_of_the_config() -> None:
     with pytest.raises(ConfigError, match=r":2: store.hash_key_env: must name an environment variable"):
         parse_config("[store]\nhash_key_env = 'correct horse battery'\n")
     parse_config(src + "env = { identifier = 'BSKY_ID', password = 'BSKY_APP_PASSWORD' }\n")
+    # A number is the secret itself too (a PIN, a numeric password): "expected a string, got 20240101" echoed it.
+    for text, key in ((src + "env = { identifier = 'BSKY_ID', password = 20240101 }\n", "sources[0].env.password"),
+                      ("[alerts.smtp]\nusername_env = 'U'\npassword_env = 20240101\n", "alerts.smtp.password_env"),
+                      ("[store]\nhash_key_env = 20240101.5\n", "store.hash_key_env")):
+        with pytest.raises(ConfigError) as info:
+            parse_config(text)
+        assert str(info.value).endswith(f"{key}: expected the name of an environment variable, as a string; the "
+                                        "value is not shown, as it may be the secret itself")
+        assert "2024" not in str(info.value)
 
 
 def test_status_page_must_be_a_url() -> None:
