@@ -60,6 +60,9 @@ class ServiceConfig:
                            ("provider", self.provider or "")):
             if found := control_char(value):  # an alias at its own key: a list over several lines gives its line
                 raise SettingsError(key, f"must not contain control or format characters (found {found} in {value!r})")
+        if self.provider is not None and not self.provider.strip():
+            # "" was no provider, but "  " one that two such services shared: grouped as "   platform outage".
+            raise ValueError(f"provider: must not be blank (got {self.provider!r}; leave it out for no provider)")
         for j, alias in enumerate(self.aliases):
             if not term_key(alias):  # matching would skip it: the operator meant something else
                 raise SettingsError(f"aliases[{j}]", f"must not be empty (got {alias!r})")

@@ -826,3 +826,12 @@ def test_a_status_page_given_as_a_source_too_is_polled_once_however_its_url_is_s
         assert [s.name for s in parse_config(text.format(url=url)).sources] == ["gh"]
     other = parse_config(text.format(url="https://www.githubstatus.com/eu"))
     assert [s.name for s in other.sources] == ["gh", "status:github"]
+
+
+@pytest.mark.parametrize("provider", ["", "  "])
+def test_a_blank_provider_is_refused(provider: str) -> None:
+    # "" was read as no provider, "  " as one: services given it opened as one "   platform outage".
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[[services]]\nname = "A"\nprovider = "{provider}"\n', "x.toml")
+    assert str(info.value) == (f"x.toml:3: services[0].provider: must not be blank (got {provider!r}; leave it out "
+                               "for no provider)")
