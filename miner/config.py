@@ -19,11 +19,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from miner.config_lines import locate, unclosed
+from miner.config_lines import given_twice, locate, unclosed
+from miner.env_names import ENV_NAME
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
 from miner.settings import SettingsError, build, guess, key_homes, misplaced
 from miner.spelling import term_key
+from miner.store_settings import StoreSettings
 from miner.urls import control_char, public_url, shown_url, url_problem
 
 if TYPE_CHECKING:
@@ -81,18 +83,6 @@ def _feed_not_page(url: str) -> str | None:
     return None
 
 
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what a *_env setting holds: a name, never the secret
-
-
-def secret_like(name: str) -> bool:
-    """Whether a *_env value that ENV_NAME takes still reads as the secret itself, not a variable's name.
-
-    Variable names are upper-case words (SMTP_PASSWORD); a password (hunter2), a GitHub token (ghp_...) or an AWS
-    key id (20 capitals and digits in one run) is not. Only for what `config check` shows of an unset variable:
-    a lower-case name is legal, so this never refuses one.
-    """
-    return any(ch.islower() for ch in name) or any(
-        any(ch.isdigit() for ch in run) for run in re.findall(r"[A-Z0-9]{20,}", name))
 # The credentials each source type reads, by name in `env`; the values name environment variables.
 CREDENTIALS: Mapping[str, tuple[str, ...]] = {"reddit": ("client_id", "client_secret"),
                                               "bluesky": ("identifier", "password")}
@@ -100,9 +90,6 @@ MIN_INTERVAL = 10
 MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
 MAX_TIMEOUT = 600.0
 MAX_SPAN = 366 * 86400  # seconds: the longest wait, window or age a setting may give (one year)
-MAX_RETENTION_DAYS = 36_500
-# Bucket rows kept by default: over a year, so that a chart or query can compare with the same weeks a year ago.
-DEFAULT_BUCKET_RETENTION_DAYS = 400
 _UNITS = {1: "seconds", 60: "minutes", 3600: "hours", 86400: "days"}
 MAX_CONFIG_BYTES = 16 * 2**20
 
@@ -212,39 +199,6 @@ class GroupConfig:
                 raise ValueError(f"{key}: must not contain control or format characters (found {found})")
 
 
-@dataclass(frozen=True)
-class StoreSettings:
-    path: str = "miner.sqlite"
-    retention_days: int = 30  # raw posts older than this are pruned; incidents are kept
-    # Bucket rows older than this are pruned (None: DEFAULT_BUCKET_RETENTION_DAYS, or retention_days when longer).
-    bucket_retention_days: int | None = None
-    hash_key_env: str = "MINER_HASH_KEY"  # env var with the key for hashing author handles
-
-    @property
-    def bucket_days(self) -> int:
-        """Days of bucket rows kept: bucket_retention_days as given, else the default, but never fewer than the
-        days of posts kept (a bucket is only final, never recounted, once its posts are pruned)."""
-        if self.bucket_retention_days is not None:
-            return self.bucket_retention_days
-        return max(DEFAULT_BUCKET_RETENTION_DAYS, self.retention_days)
-
-    def validate(self) -> None:
-        if not self.path.strip():  # SQLite takes "" as a temporary database, deleted with everything in it on close
-            raise ValueError("path: must name the SQLite file (the default is miner.sqlite)")
-        for name in ("retention_days", "bucket_retention_days"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name}: must be at least 1")
-            if value is not None and value > MAX_RETENTION_DAYS:  # beyond, the prune cut-off overflows a datetime
-                raise ValueError(f"{name}: must be at most {MAX_RETENTION_DAYS} (100 years)")
-        if self.bucket_retention_days is not None and self.bucket_retention_days < self.retention_days:
-            # A bucket is recounted from its posts until they are pruned: rows deleted before then would come back.
-            raise ValueError(f"bucket_retention_days: must be at least retention_days ({self.retention_days}): "
-                             "buckets are counted from the posts kept")
-        if not ENV_NAME.fullmatch(self.hash_key_env):
-            raise ValueError("hash_key_env: must name an environment variable, not hold the key itself")
-
-
 def _stage_settings() -> dict[str, Any]:
     """Each stage's settings class. Imported on use: stage packages import this module, so importing them
     at the top would be circular."""
@@ -331,7 +285,7 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
             hint = f"; the string, array or inline table that starts on line {line} is not closed"
         elif line is not None:
             lines = text.split("\n")  # as tomllib counts lines (splitlines would split at U+2028 too)
-            hint = _twice(str(exc), lines[line - 1] if line <= len(lines) else "")
+            hint = given_twice(str(exc), lines[line - 1] if line <= len(lines) else "")
         raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
@@ -348,23 +302,6 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
-
-
-def _twice(message: str, statement: str) -> str:
-    """What tomllib's "Cannot overwrite a value" and "Cannot declare ... twice" are about, by the statement on the
-    error's line: neither names the key or table that is given twice."""
-    statement = statement.strip()
-    if message.startswith("Cannot declare"):
-        table = statement.strip("[").partition("]")[0].strip()
-        return (f"; {table} is already defined above (by a [{table}] or [[{table}]] header, a dotted key or an "
-                "inline table): a table is written in one place")
-    if not message.startswith("Cannot overwrite a value"):
-        return ""
-    if statement.startswith("[["):
-        table = statement[2:].partition("]]")[0].strip()
-        return f"; {table} is already a table or a value above, so [[{table}]] cannot add an entry to it"
-    key = statement.partition("=")[0].strip()
-    return f"; {key} is set twice, or is already a table" if key else ""
 
 
 def _with_status_sources(config: Config) -> Config:

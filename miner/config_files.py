@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from miner.config import Config, secret_like
+from miner.config import Config
 from miner.config_lines import locate
+from miner.env_names import secret_like
 from miner.errors import ConfigError
 
 

@@ -223,3 +223,20 @@ class _KeyLines:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+def given_twice(message: str, statement: str) -> str:
+    """What tomllib's "Cannot overwrite a value" and "Cannot declare ... twice" are about, by the statement on the
+    error's line: neither names the key or table that is given twice."""
+    statement = statement.strip()
+    if message.startswith("Cannot declare"):
+        table = statement.strip("[").partition("]")[0].strip()
+        return (f"; {table} is already defined above (by a [{table}] or [[{table}]] header, a dotted key or an "
+                "inline table): a table is written in one place")
+    if not message.startswith("Cannot overwrite a value"):
+        return ""
+    if statement.startswith("[["):
+        table = statement[2:].partition("]]")[0].strip()
+        return f"; {table} is already a table or a value above, so [[{table}]] cannot add an entry to it"
+    key = statement.partition("=")[0].strip()
+    return f"; {key} is set twice, or is already a table" if key else ""

@@ -32,8 +32,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
     take.
     """
     from miner.config import load_config
-    from miner.config import secret_like as is_secret_like
     from miner.config_files import alert_env, check_named_files
+    from miner.env_names import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
     cfg = load_config(path or app.config_path)
@@ -152,8 +152,8 @@ def prune(app: AppContext, days: int | None) -> None:
     [store].bucket_retention_days (and than the posts deleted) are deleted, and so are the notifications finished
     (sent, failed, suppressed) and the silences ended before then; those about an incident still open are kept.
     """
-    from miner.config import MAX_RETENTION_DAYS
     from miner.errors import InputError
+    from miner.store_settings import MAX_RETENTION_DAYS
     from miner.timeutil import utcnow
 
     if days is not None and days > MAX_RETENTION_DAYS:  # the cutoff would overflow a datetime: an internal error
