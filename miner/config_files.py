@@ -15,7 +15,7 @@ from typing import NoReturn
 
 from miner.config import Config
 from miner.config_lines import locate
-from miner.env_names import secret_like
+from miner.env_names import shown_name
 from miner.errors import ConfigError
 
 
@@ -65,6 +65,5 @@ def warn_unset_alert_env(config: Config, log: logging.Logger, environ: Mapping[s
     env = os.environ if environ is None else environ
     for var, key in alert_env(config):
         if not env.get(var):
-            shown = "a variable whose name is not shown (it reads as the secret itself)" if secret_like(var) else var
-            log.warning("%s: %s is not set: every %s fails until miner is started with it", key, shown,
+            log.warning("%s: %s is not set: every %s fails until miner is started with it", key, shown_name(var),
                         "email" if key.startswith("alerts.smtp") else "alert to this webhook")

@@ -16,3 +16,9 @@ def secret_like(name: str) -> bool:
     """
     return any(ch.islower() for ch in name) or any(
         any(ch.isdigit() for ch in run) for run in re.findall(r"[A-Z0-9]{20,}", name))
+
+
+def shown_name(var: str) -> str:
+    """``var`` as a message may show it: not at all when it reads as the secret itself (a message about an unset
+    variable is logged and stored, in a source's last error or a delivery's detail)."""
+    return "a variable whose name is not shown (it reads as the secret itself)" if secret_like(var) else var

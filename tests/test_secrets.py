@@ -258,3 +258,26 @@ def test_a_token_the_server_sent_that_cannot_be_sent_back_is_not_quoted(
     logged = service_log.getvalue()
     assert f"source r failed: request to {server.url}/search.json {unsendable}" in logged
     assert TOKEN not in logged and "internal error" not in logged
+
+
+def test_an_unset_variable_whose_name_reads_as_the_secret_is_not_named(
+        server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # The secret written where its variable's name belongs, and not set: the error about it is stored (a source's
+    # last error, an outbox row's) and logged, so it must not quote that "name".
+    pasted = "hunter2-pasted-here"
+    source = SourceConfig("b", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": pasted})
+    with Poller(CollectSettings(), hash_key=b"k", environ={"BID": "me.example"}) as poller:
+        outcome = poller.poll_isolated(source)
+    monkeypatch.delenv(pasted, raising=False)
+    cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
+                   smtp=SmtpSettings(host="127.0.0.1", port=1, timeout=5, username_env="SMTP_USER",
+                                     password_env=pasted))
+    monkeypatch.setenv("SMTP_USER", "alerts")
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    with caplog.at_level("DEBUG"):
+        dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    polled = str(outcome.error)
+    assert "is not set" in polled and errors and all("is not set" in e for e in errors)
+    assert pasted not in "\n".join([polled, caplog.text, *errors])

@@ -22,6 +22,7 @@ import httpx
 
 from miner.alerts.settings import SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import post_json, redact_url
+from miner.env_names import shown_name
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char
 
@@ -65,7 +66,7 @@ class Senders:
 def _env(name: str, what: str, environ: Mapping[str, str]) -> str:
     value = environ.get(name, "")
     if not value:
-        raise DeliveryError(f"{what}: environment variable {name} is not set", permanent=True)
+        raise DeliveryError(f"{what}: environment variable {shown_name(name)} is not set", permanent=True)
     return value
 
 
@@ -196,7 +197,7 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
     the environment: retrying for give_up_after cannot help. The URL holds the secret, so no message shows it.
     """
     url = _env(webhook.url_env, f"webhook {webhook.name}", environ)
-    what = f"webhook {webhook.name}: {webhook.url_env}"
+    what = f"webhook {webhook.name}: {shown_name(webhook.url_env)}"
     if not url.startswith(("http://", "https://")):
         raise DeliveryError(f"{what} is not an http(s) URL", permanent=True)
     if any(ch.isspace() for ch in url) or control_char(url):

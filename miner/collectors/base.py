@@ -21,6 +21,7 @@ from miner.collectors.normalise import (
 )
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
+from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import UNDATED_NEW, FetchResult, Post, SourceState
 
@@ -60,7 +61,7 @@ class PollContext:
             raise SourceError(f"env.{name} is not configured for source {source.name!r}", permanent=True)
         value = self.environ.get(var, "")
         if not value:
-            raise SourceError(f"environment variable {var} (env.{name}) is not set", permanent=True)
+            raise SourceError(f"environment variable {shown_name(var)} (env.{name}) is not set", permanent=True)
         return value
 
 
