@@ -128,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self._head_done:
                 return
             self._head_late = True
-        log.debug("http %s: request line and headers not received within %g s", self.client_address[0], READ_TIMEOUT)
+        log.debug("http: request line and headers not received within %g s", READ_TIMEOUT)
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RD)
 
@@ -361,12 +361,13 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up
-        # mid-reply is routine, anything else is a bug worth its traceback in the log.
+        # mid-reply is routine, anything else is a bug worth its traceback in the log. Neither names the client:
+        # a reporter's address is kept in memory only (see log_message).
         exc = sys.exc_info()[1]
         if isinstance(exc, (ConnectionError, TimeoutError)):
-            log.debug("http client %s went away: %s", client_address[0], exc)
+            log.debug("http client went away: %s", exc)
         else:
-            log.exception("http: unexpected error answering %s", client_address[0])
+            log.exception("http: unexpected error answering a request")
 
 
 class HttpApi:
