@@ -227,16 +227,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _client(self) -> str:
         """The address a report is rate-limited by: the peer's or, for a request from a trusted proxy, the last
         address in X-Forwarded-For that is not a trusted proxy's (the one the proxy appended)."""
-        peer = self.client_address[0]
+        # Listening on IPv6 ("::"), an IPv4 peer is ::ffff:a.b.c.d: as such it matched no IPv4 trusted proxy, and
+        # an IPv6 peer was limited address by address, not by its /64 as a forwarded one is.
+        peer_addr = _unmapped(ipaddress.ip_address(self.client_address[0]))
+        peer = _limit_key(peer_addr)
         hops = [hop.strip() for value in self.headers.get_all("X-Forwarded-For") or [] for hop in value.split(",")]
         proxies = self.server.trusted_proxies
-        if not _within(ipaddress.ip_address(peer), proxies):
+        if not _within(peer_addr, proxies):
             if hops:
-                self.server.warn_untrusted_forward(peer)
+                self.server.warn_untrusted_forward(str(peer_addr))
             return peer
         for hop in reversed(hops):
             try:
-                addr = ipaddress.ip_address(hop)
+                addr = _unmapped(ipaddress.ip_address(hop))
             except ValueError:
                 break  # not what a proxy appends: rate-limited as the proxy
             if not _within(addr, proxies):
@@ -304,10 +307,16 @@ def _within(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Seque
     return any(addr in net for net in networks)  # False across IP versions
 
 
+def _unmapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """The IPv4 address an IPv4-mapped IPv6 one (::ffff:192.0.2.5) stands for; any other as it is."""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
 def _limit_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    addr = _unmapped(addr)
     if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:
-            return str(addr.ipv4_mapped)
         # A subscriber is usually given a whole /64: counted address by address, one client could send 2**64 times
         # as many reports.
         return str(ipaddress.IPv6Network((addr, 64), strict=False))

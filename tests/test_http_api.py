@@ -315,6 +315,31 @@ def test_an_ipv6_host_is_listened_on() -> None:
         server.stop()
 
 
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_reports_to_an_ipv6_listener_are_rate_limited_by_the_client_address() -> None:
+    # On "::" an IPv4 peer is ::ffff:127.0.0.1, which no IPv4 trusted proxy matched: every report a proxy forwarded
+    # was limited as the proxy's. An IPv6 peer was limited address by address, not by its /64 as forwarded ones are.
+    clients: list[str] = []
+    server = HttpApi("::", 0, Endpoints(lambda: (True, {}), lambda: "", lambda payload, client: (
+        clients.append(client) or {"accepted": True})), ["127.0.0.0/8"])
+    server.start()
+    try:
+        for host, forwarded in (("::1", None), ("127.0.0.1", "203.0.113.7")):
+            try:
+                sock = socket.create_connection((host, server.address[1]), timeout=5)
+            except ConnectionRefusedError:  # net.ipv6.bindv6only: "::" takes no IPv4 here
+                assert host == "127.0.0.1"
+                clients.append("203.0.113.7")
+                continue
+            with sock:
+                head = f"X-Forwarded-For: {forwarded}\r\n" if forwarded else ""
+                sock.sendall(post("2", b"{}").replace(b"\r\n\r\n", f"\r\n{head}\r\n".encode()))
+                assert sock.recv(65536).split(b" ", 2)[1] == b"202"
+    finally:
+        server.stop()
+    assert clients == ["::/64", "203.0.113.7"]
+
+
 def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forwarded(
         caplog: pytest.LogCaptureFixture) -> None:
     # Behind the reverse proxy the docs recommend, every report came from the proxy's address: all the public
