@@ -92,7 +92,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
 
 
 def _held(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
-    """Whether a due alert or resolve notice waits for its route's group_interval (store/grouping.py): the message
+    """Whether a due alert or resolve notice waits for its route's group_interval (store/group_interval.py): the message
     before it on its route and channel went out after it was planned, so what is planned meanwhile joins it."""
     route = settings.route(row["route"])
     if route is None or row["kind"] == "digest" or row["attempts"]:

@@ -98,7 +98,7 @@ class PlannedItem:
     message_id: str  # used when this item starts a new batch
     due_at: datetime
     suppressed: str | None = None
-    group_interval: float = 0.0  # seconds: a new batch waits this long after the last message (grouping.py)
+    group_interval: float = 0.0  # seconds: a new batch waits this long after the last message (group_interval.py)
 
 
 @dataclass(frozen=True)
