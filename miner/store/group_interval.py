@@ -46,6 +46,17 @@ def held_until(conn: sqlite3.Connection, route: str, channel: str, kind: str, in
     return until if until > now else None
 
 
+def waiting_batch(conn: sqlite3.Connection, route: str, channel: str, kind: str, now: datetime,
+                  exclude_id: int = 0) -> tuple[int, str, str] | None:
+    """(id, message_id, next_attempt_at) of a batch of ``route``, ``channel`` and ``kind`` that can still take in
+    more: due after ``now`` (in its group wait or group interval), nobody has claimed or tried it yet."""
+    row = conn.execute(
+        "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
+        "AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? AND id != ? "
+        "ORDER BY id LIMIT 1", (route, channel, kind, iso(now), exclude_id)).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
+
+
 class GroupIntervalMixin:
     database: Database
 
@@ -69,11 +80,7 @@ class GroupIntervalMixin:
                 return None
             # A batch already waiting (held, or in its group wait) takes this one in: batches due together and
             # held one by one would each wait for the one before, k batches k group intervals.
-            into = conn.execute(
-                "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
-                "AND status = 'pending' "
-                "AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? AND id != ? ORDER BY id LIMIT 1",
-                (route, channel, kind, iso(now), outbox_id)).fetchone()
+            into = waiting_batch(conn, route, channel, kind, now, outbox_id)
             if into is None:
                 conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (iso(until), outbox_id))
                 return until
@@ -82,4 +89,4 @@ class GroupIntervalMixin:
             conn.execute("UPDATE outbox_items SET outbox_id = ? WHERE outbox_id = ?", (into[0], outbox_id))
             conn.execute("UPDATE alert_incidents SET message_id = ? WHERE message_id = ?", (into[1], message_id))
             conn.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
-            return parse_iso(str(into[2]))
+            return parse_iso(into[2])

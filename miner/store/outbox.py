@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from miner.store.group_interval import held_until
+from miner.store.group_interval import held_until, waiting_batch
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -325,13 +325,9 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
         if key in batches:
             return batches[key]
         # Only a batch nobody has claimed or tried yet can grow; its content is read when it is sent.
-        row = conn.execute(
-            "SELECT id, message_id FROM outbox WHERE route = ? AND channel = ? AND kind = ? AND status = 'pending' "
-            "AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? ORDER BY id LIMIT 1",
-            (item.route, item.channel, item.kind, iso(now)),
-        ).fetchone()
+        row = waiting_batch(conn, item.route, item.channel, item.kind, now)
         if row:
-            batches[key] = int(row[0]), str(row[1])
+            batches[key] = row[0], row[1]
             return batches[key]
     status = "suppressed" if item.suppressed is not None else "pending"
     due = item.due_at
