@@ -894,6 +894,18 @@ def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, 
                                    f"{server.url}/slow.rss)")
 
 
+@pytest.mark.parametrize("path", ["/feed.rss", "/flux-ü.rss", "/a|b.rss"])
+def test_a_failure_at_the_sources_own_host_is_not_called_a_redirect(poller: Poller, path: str) -> None:
+    # The URL as written was compared with the one httpx sent, host lower-cased and path percent-encoded: a source
+    # whose host is written in capitals, or whose path holds such a character, read as redirected from itself.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"http://LOCALHOST:{closed}{path}", timeout=2))
+    assert str(info.value).startswith("cannot connect to ") and "redirected" not in str(info.value)
+
+
 @pytest.mark.parametrize(("source", "reply"), [
     (SourceConfig("f", "rss", url="/e"), Reply(200, b"", content_type="application/rss+xml")),
     (SourceConfig("f", "rss", url="/e"), Reply(200, b" \r\n", content_type="application/rss+xml")),

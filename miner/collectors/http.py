@@ -245,10 +245,14 @@ def fetch(
 def _redirected_to(exc: Exception, url: str) -> str | None:
     """The URL a redirect named, when that (not ``url`` itself) is the one whose request failed."""
     try:
-        target = str(exc.request.url)  # type: ignore[attr-defined]  # an httpx.RequestError's; InvalidURL has none
-    except (AttributeError, RuntimeError):  # raised before a request was built: the URL given was bad
+        target: httpx.URL = exc.request.url  # type: ignore[attr-defined]  # an httpx.RequestError's; InvalidURL has none
+        asked = httpx.URL(url)
+    except (AttributeError, RuntimeError, httpx.InvalidURL):  # raised before a request was built: the URL was bad
         return None
-    return target if urlsplit(target)[:3] != urlsplit(url)[:3] else None
+    # Compared as httpx wrote the request, host lower-cased and path encoded: "https://Status.example.com/feed"
+    # failing at its own host read as redirected from itself.
+    same = (target.scheme, target.host, target.port, target.path) == (asked.scheme, asked.host, asked.port, asked.path)
+    return None if same else str(target)
 
 
 def _failed_hop(exc: Exception, url: str, secret: bool) -> tuple[str, str]:
