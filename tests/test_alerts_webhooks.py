@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import threading
@@ -21,6 +22,7 @@ from test_alerts_support import BUCKET, T0, add_official, open_incident, seed_po
 from miner.alerts import DispatchStats, dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
 from miner.cli import main
+from miner.logsetup import JsonFormatter, TextFormatter
 from miner.store import Store
 from miner.timeutil import parse_iso, utcnow
 
@@ -429,29 +431,32 @@ def test_a_notification_for_a_channel_its_route_no_longer_has_fails_with_the_rea
     assert hook.bodies == []
 
 
-def test_a_receivers_escape_sequences_reach_the_text_log_escaped(store: Store, hook: Hook,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # The error a receiver answers is logged with the retry: its ESC sequences (a cleared screen, an OSC 52
-    # clipboard write), CR/LF (a forged log line) and bidi overrides reached the terminal tailing the log raw.
-    import io
-
-    from miner.logsetup import TextFormatter
-
+def _retried_and_logged(store: Store, hook: Hook, monkeypatch: pytest.MonkeyPatch, formatter: logging.Formatter,
+                        *answer: str) -> str:
+    """What the `miner` logger writes, through ``formatter``, when the receiver answers an alert 500 ``answer``."""
     monkeypatch.setenv("MINER_TEST_HOOK", f"http://127.0.0.1:{hook.server.server_address[1]}/hook")
     cfg = hook_settings()
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    hook.script = [("echo", 500, "\x1b[2J\x1b]52;c;ZXZpbA==\x07\r2026-11-27T12:00:00Z INFO miner: forged", "\u202egnp")]
+    hook.script = [("echo", 500, *answer)]
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(TextFormatter())
+    handler.setFormatter(formatter)
     logger = logging.getLogger("miner")
     logger.addHandler(handler)
     try:
         assert dispatch(store, cfg, T0, worker_id="w").retried == 1
     finally:
         logger.removeHandler(handler)
-    logged = out.getvalue()
+    return out.getvalue()
+
+
+def test_a_receivers_escape_sequences_reach_the_text_log_escaped(store: Store, hook: Hook,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The error a receiver answers is logged with the retry: its ESC sequences (a cleared screen, an OSC 52
+    # clipboard write), CR/LF (a forged log line) and bidi overrides reached the terminal tailing the log raw.
+    logged = _retried_and_logged(store, hook, monkeypatch, TextFormatter(),
+                                 "\x1b[2J\x1b]52;c;ZXZpbA==\x07\r2026-11-27T12:00:00Z INFO miner: forged", "\u202egnp")
     assert "retrying" in logged and "\\x1b[2J\\x1b]52;c;ZXZpbA==\\x07\\x0d2026" in logged and "\\u202egnp" in logged
     assert not any(ch in logged for ch in "\x1b\x07\r\u202e")
     assert len(logged.splitlines()) == sum("retrying" in line for line in logged.splitlines())
@@ -460,25 +465,7 @@ def test_a_receivers_escape_sequences_reach_the_text_log_escaped(store: Store, h
 def test_the_json_log_escapes_c1_controls_and_bidi_overrides_and_keeps_the_message(
         store: Store, hook: Hook, monkeypatch: pytest.MonkeyPatch) -> None:
     # json.dumps(ensure_ascii=False) escapes ESC but writes U+009B (CSI to xterm) and U+202E as they are.
-    import io
-
-    from miner.logsetup import JsonFormatter
-
-    monkeypatch.setenv("MINER_TEST_HOOK", f"http://127.0.0.1:{hook.server.server_address[1]}/hook")
-    cfg = hook_settings()
-    open_incident(store, "WhatsApp", T0, posts=False, series=False)
-    plan_notifications(store, cfg, T0)
     hostile = "\x9b2J \x1b[31m \u202egnp\u2028x \x7f ok"
-    hook.script = [("echo", 500, hostile)]
-    out = io.StringIO()
-    handler = logging.StreamHandler(out)
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("miner")
-    logger.addHandler(handler)
-    try:
-        assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    finally:
-        logger.removeHandler(handler)
-    lines = out.getvalue().splitlines()
-    assert not any(ch in out.getvalue() for ch in "\x9b\x1b\u202e\u2028\x7f")
-    assert any(hostile in json.loads(line)["msg"] for line in lines)  # the same message, escaped in JSON
+    logged = _retried_and_logged(store, hook, monkeypatch, JsonFormatter(), hostile)
+    assert not any(ch in logged for ch in "\x9b\x1b\u202e\u2028\x7f")
+    assert any(hostile in json.loads(line)["msg"] for line in logged.splitlines())  # the same message, escaped

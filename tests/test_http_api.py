@@ -203,11 +203,8 @@ def test_head_answers_like_get_without_a_body(api: tuple[HttpApi, list[object]],
     assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
 
 
-def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi, list[object]],
-                                                             caplog: pytest.LogCaptureFixture,
-                                                             capfd: pytest.CaptureFixture[str]) -> None:
-    server, _ = api
-    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+def _hang_up_mid_reply(server: HttpApi, caplog: pytest.LogCaptureFixture) -> None:
+    """Ask for /metrics and reset the connection while the handler waits for them; return once it logged that."""
     release_metrics.clear()
     with socket.create_connection(server.address, timeout=5) as sock:
         sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -217,6 +214,14 @@ def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi,
     deadline = time.monotonic() + 5
     while not any("went away" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi, list[object]],
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             capfd: pytest.CaptureFixture[str]) -> None:
+    server, _ = api
+    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+    _hang_up_mid_reply(server, caplog)
     assert any("went away" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
     assert capfd.readouterr().err == ""
 
@@ -278,15 +283,7 @@ def test_a_reporter_that_stalls_or_hangs_up_is_not_named_in_the_log(api: tuple[H
             while time.monotonic() - started < TIMEOUT + 1:
                 sock.sendall(b"X-Slow: 1\r\n")  # each line well within the socket timeout
                 time.sleep(TIMEOUT / 4)
-    release_metrics.clear()
-    with socket.create_connection(server.address, timeout=5) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.2)  # the handler is now waiting for the metrics
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
-    release_metrics.set()
-    deadline = time.monotonic() + 5
-    while not any("went away" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _hang_up_mid_reply(server, caplog)
     logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
     assert any("not received within" in m for m in logged) and any("went away" in m for m in logged)
     assert not any(server.address[0] in m for m in logged)
