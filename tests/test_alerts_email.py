@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
-from test_alerts_support import T0, open_incident, resolve, settings
+from test_alerts_support import T0, dispatch_in_two_threads, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
@@ -242,26 +242,7 @@ def test_two_dispatchers_on_one_store_never_send_twice(tmp_path: Path, smtp_serv
     cfg = mail_settings(smtp_server, group_wait=0.0, group_interval=0.0)  # twelve messages to race for
     _incidents(setup, cfg, 12)
     setup.close()
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def worker(name: str) -> None:
-        store = Store.open(path)
-        try:
-            start.wait()
-            for _ in range(3):
-                dispatch(store, cfg, T0, worker_id=name)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            store.close()
-
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    dispatch_in_two_threads(path, cfg, (T0,), 3)
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == 12 and len(set(ids)) == 12
     check = Store.open(path)

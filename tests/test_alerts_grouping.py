@@ -4,7 +4,6 @@ per message still hold."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
-from test_alerts_support import T0, open_incident, resolve, settings
+from test_alerts_support import T0, dispatch_in_two_threads, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.content import MAX_INCIDENTS
@@ -207,27 +206,8 @@ def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_t
         open_incident(setup, f"svc{i}", T0, posts=False, series=False)
         plan_notifications(setup, replace(cfg, group_interval=0.0), T0)
     setup.close()
-    errors: list[BaseException] = []
-    start = threading.Barrier(2)
-
-    def worker(name: str) -> None:
-        store = Store.open(path)
-        try:
-            for now in (T0, at(16)):  # both at once, twice each; then both again a group interval later
-                start.wait()
-                for _ in range(2):
-                    dispatch(store, cfg, now, worker_id=name)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            store.close()
-
-    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    # Both at once, twice each; then both again a group interval later.
+    dispatch_in_two_threads(path, cfg, (T0, at(16)), 2)
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == len(set(ids))
     check = Store.open(path)

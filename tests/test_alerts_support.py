@@ -5,8 +5,12 @@ No tests live here; the alert test modules import these builders.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from miner.alerts import dispatch
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
 from miner.records import OfficialIncident, Post, Prediction
 from miner.store import Store
@@ -103,3 +107,30 @@ def failing_source(store: Store, at: datetime) -> None:
 
     store.sync_sources([SourceConfig(name="reddit-ug", type="reddit", query="airtel")])
     store.record_poll_failure("reddit-ug", "HTTP 429 <too many> requests\x00", at, at + timedelta(minutes=5))
+
+
+def dispatch_in_two_threads(path: Path, cfg: AlertSettings, times: Sequence[datetime], rounds: int) -> None:
+    """Two dispatchers, each on its own connection to the store at ``path``, started together at each of
+    ``times`` and dispatching ``rounds`` times there: a race for the same due messages. Re-raises what failed."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        store = Store.open(path)
+        try:
+            for now in times:
+                start.wait()
+                for _ in range(rounds):
+                    dispatch(store, cfg, now, worker_id=name)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
