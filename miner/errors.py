@@ -27,7 +27,15 @@ class ConfigError(MinerError):
 
 
 class StoreError(MinerError):
-    """The SQLite store cannot be opened or written (corrupt, read-only, disk full, locked)."""
+    """The SQLite store cannot be opened or written (corrupt, read-only, disk full, locked).
+
+    ``cause`` names the kind of failure in a word, for the service's ``miner_store_error`` metric: ``disk_full``,
+    ``read_only``, ``locked``, ``corrupt``, ``cannot_open``, ``lost`` (the file was deleted or replaced) or ``other``.
+    """
+
+    def __init__(self, message: str, *, cause: str = "other") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class SourceError(MinerError):

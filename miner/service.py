@@ -107,6 +107,8 @@ class Service:
                                      lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
+        self._store_errors: dict[str, str] = {}  # job -> cause (StoreError.cause) of its last run's store failure
+        self._store_errors_guard = threading.Lock()
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -256,6 +258,7 @@ class Service:
             self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
             if isinstance(exc, StoreError):
                 self._stores.forget(name)
+            self._store_failing(name, exc.cause if isinstance(exc, StoreError) else None)
             if isinstance(exc, MinerError):
                 log.error("job %s failed: %s", name, exc)
             else:
@@ -264,9 +267,24 @@ class Service:
             health.last_ok, health.last_ok_monotonic = self.options.clock(), time.monotonic()
             self.metrics.inc("miner_job_runs_total", job=name, outcome="ok")
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), job=name)
+            self._store_failing(name, None)
         finally:
             health.runs += 1
             log.debug("job %s took %.2f s", name, time.monotonic() - started)
+
+    def _store_failing(self, job: str, cause: str | None) -> None:
+        """Show on /metrics which jobs the store fails and why, until each succeeds again.
+
+        A full disk was only in the log and /healthz's last_error: the metrics showed job errors and posts held, but
+        not that the store was the cause, nor which cause (space, permissions, a lock), so an alert on them could
+        not tell the operator what to do."""
+        with self._store_errors_guard:
+            if cause is None:
+                self._store_errors.pop(job, None)
+            else:
+                self._store_errors[job] = cause
+            self.metrics.replace("miner_store_error", {(("cause", c), ("job", j)): 1.0
+                                                       for j, c in self._store_errors.items()})
 
     def job_collect(self, now: datetime) -> None:
         held = self._held
@@ -296,7 +314,8 @@ class Service:
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
                                          "error": r.error} for r in reports]})
         if held.store_error is not None:
-            raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error))
+            raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
+                             cause=held.store_error.cause)
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

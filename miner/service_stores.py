@@ -64,7 +64,7 @@ class JobStores:
 
     def get(self, job: str) -> Store:
         if lost := self.lost():
-            raise StoreError(lost)
+            raise StoreError(lost, cause="lost")
         with self._guard:
             if job not in self.open:
                 self.open[job] = Store.open(self.db_path)

@@ -365,6 +365,7 @@ def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
         assert "was deleted or replaced while the service was running" in detail["error"]
         service._run_job("retention")
         assert "was deleted or replaced" in str(service.health["retention"].last_error)
+        assert 'miner_store_error{cause="lost",job="retention"} 1\n' in service.metrics_text()
         with pytest.raises(StoreError, match="deleted or replaced"):
             service._store("http")  # a new connection would work on the new file (or create an empty one)
     finally:
@@ -429,6 +430,8 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
             error = str(service.health["collect"].last_error)
             assert "disk full" in error and "3 posts of 1 poll are held in memory until the store takes them" in error
             assert "miner_posts_held 3\n" in service.metrics_text()
+            # The cause is on /metrics too, for an alert to name it.
+            assert 'miner_store_error{cause="disk_full",job="collect"} 1\n' in service.metrics_text()
             disk_full()
             service._run_job("collect")  # the next round: the source is not polled again before its interval
             assert len(server.requests_to("/feed.rss")) == 1
@@ -439,6 +442,7 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
             assert service.health["collect"].last_ok is not None
             assert counts(db)["posts"] == 3 and len(server.requests_to("/feed.rss")) == 1
             assert "miner_posts_held 0\n" in service.metrics_text()
+            assert "miner_store_error{" not in service.metrics_text()
 
             # Still held when the service stops: said so, with what it costs.
             disk_full()

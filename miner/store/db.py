@@ -28,21 +28,37 @@ from miner.store.migrations import apply_migrations, pending_migrations, refuse_
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
 
 
+def sqlite_error_cause(exc: BaseException) -> str:
+    """What kind of failure a SQLite or OS error is, in a word (see StoreError.cause)."""
+    low = str(exc).lower()
+    if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+        return "corrupt"
+    if "readonly" in low or "read-only" in low:
+        return "read_only"
+    if "disk is full" in low or "disk i/o error" in low or getattr(exc, "errno", None) == errno.ENOSPC:
+        return "disk_full"
+    if "locked" in low or "busy" in low:
+        return "locked"
+    if "unable to open" in low:
+        return "cannot_open"
+    return "other"
+
+
 def describe_sqlite_error(path: str, exc: BaseException) -> str:
     """One line saying what went wrong with the store file and what to do."""
     msg = str(exc)
-    low = msg.lower()
-    if "not a database" in low or "malformed" in low or "file is encrypted" in low:
+    cause = sqlite_error_cause(exc)
+    if cause == "corrupt":
         # A -wal left beside a restored file would be replayed into it, so it goes too.
         return (f"store {path} is not a SQLite database or is corrupt ({msg}); to restore it, stop miner, copy a "
                 f"backup made by `miner backup` over it and delete {path}-wal and -shm if present")
-    if "readonly" in low or "read-only" in low:
+    if cause == "read_only":
         return f"store {path} is read-only ({msg}); check file and folder permissions"
-    if "disk is full" in low or "disk i/o error" in low or getattr(exc, "errno", None) == errno.ENOSPC:
+    if cause == "disk_full":
         return f"store {path}: disk full or I/O error ({msg}); free space, nothing from this batch was written"
-    if "locked" in low or "busy" in low:
+    if cause == "locked":
         return f"store {path} is locked by another writer ({msg})"
-    if "unable to open" in low:
+    if cause == "cannot_open":
         return f"cannot open store {path} ({msg}); does the folder exist and is it writable?"
     return f"store {path}: {msg}"
 
@@ -54,7 +70,7 @@ def translate_errors(path: str) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise
     except (sqlite3.DatabaseError, OSError) as exc:
-        raise StoreError(describe_sqlite_error(path, exc)) from exc
+        raise StoreError(describe_sqlite_error(path, exc), cause=sqlite_error_cause(exc)) from exc
 
 
 def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
