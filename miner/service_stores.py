@@ -8,6 +8,7 @@ asked to stop rather than write on into a file nobody will see again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ class JobStores:
         self.open: dict[str, Store] = {}
         self._guard = threading.Lock()
         self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
+        self._sidecar_ids: dict[str, tuple[int, int]] = {}  # the same for its -wal and -shm
         self.lost_reason: str | None = None
         self._lost_guard = threading.Lock()
 
@@ -38,9 +40,17 @@ class JobStores:
         if self.db_path != ":memory:":
             st = os.stat(self.db_path)
             self._file_id = (st.st_dev, st.st_ino)
+            # SQLite deletes the -wal and -shm only when the last connection closes, and the start-up connection
+            # stays open while the service runs: another file there, or none, is someone's doing (the -wal and -shm
+            # deleted as for a restore, with the service still running).
+            for side in ("-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(self.db_path + side)
+                    self._sidecar_ids[side] = (st.st_dev, st.st_ino)
 
     def lost(self) -> str | None:
-        """Why the store file at db_path is no longer the one opened at start-up, or None while it is.
+        """Why the store file at db_path (or its -wal or -shm) is no longer the one opened at start-up, or None while
+        it is.
 
         Deleted or replaced under the service, the old file lives on in its open connections: jobs would keep
         writing to it unseen, /healthz would stay ok, and the next connection or restart would create an empty
@@ -48,18 +58,33 @@ class JobStores:
         """
         if self._file_id is None or self.lost_reason is not None:
             return self.lost_reason
-        try:
-            st = os.stat(self.db_path)
-            same = (st.st_dev, st.st_ino) == self._file_id
-        except (FileNotFoundError, NotADirectoryError):
-            same = False
-        if not same:
-            with self._lost_guard:
-                if self.lost_reason is None:
+        what = ""
+        for side, file_id in (("", self._file_id), *self._sidecar_ids.items()):
+            try:
+                st = os.stat(self.db_path + side)
+                same = (st.st_dev, st.st_ino) == file_id
+            except (FileNotFoundError, NotADirectoryError):
+                same = False
+            if not same:
+                what = side
+                break
+        else:
+            return None
+        with self._lost_guard:
+            if self.lost_reason is None:
+                if what:
+                    # The -wal holds every commit not yet copied into the store file: new connections (a restart,
+                    # a `miner status`) saw none of them and a crash lost them all; with another -shm beside the
+                    # service's, two processes index the -wal apart, and the next checkpoint can damage the store.
+                    self.lost_reason = (f"store {self.db_path}: its {what} file was deleted or replaced while the "
+                                        "service was running, so a new connection (a restart, a `miner status`) "
+                                        "would not see, or could damage, the commits still in its -wal; stopping "
+                                        "so that nothing more is written where nobody will see it")
+                else:
                     self.lost_reason = (f"store {self.db_path} was deleted or replaced while the service was "
                                         "running; stopping so that nothing more is written to the lost file")
-                    log.error("%s", self.lost_reason)
-                    self._on_lost()
+                log.error("%s", self.lost_reason)
+                self._on_lost()
         return self.lost_reason
 
     def get(self, job: str) -> Store:
