@@ -6,7 +6,6 @@ A mixin of :class:`miner.pipeline.Pipeline`, which owns the store, the config an
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -271,7 +270,7 @@ class DetectStage:
         window = timedelta(minutes=self.config.detector.group_window_minutes)
         since = now - 2 * window
         # updated_at is at or after the last (re-)opening: older incidents need no look at their events.
-        recent = [(r, self._last_opened_at(r)) for r in self.store.incidents(status="open")
+        recent = [(r, self.store.last_opened_at(r)) for r in self.store.incidents(status="open")
                   if parse_iso(r["updated_at"]) >= since]
         recent = [(r, at) for r, at in recent if at >= since]
         group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r, _ in recent}
@@ -289,12 +288,3 @@ class DetectStage:
             else:
                 self.store.join_group(existing, names, now, ungrouped)
             group_of.update(dict.fromkeys(ungrouped, existing))
-
-    def _last_opened_at(self, incident: dict[str, Any]) -> datetime:
-        """When the incident last opened: a re-opening (an update with reason reopened) is the service failing
-        again now, so it groups with the openings around it, not with those around its first opening."""
-        at = parse_iso(incident["opened_at"])
-        for event in self.store.incident_events(incident["id"]):
-            if event["kind"] == "update" and json.loads(event["details"]).get("reason") == "reopened":
-                at = max(at, parse_iso(event["at"]))
-        return at

@@ -7,7 +7,6 @@ twice (or in two processes) plans each notification once. Nothing here sends any
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Collection
@@ -20,6 +19,7 @@ from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import StoreError
+from miner.store.incidents import is_reopening
 from miner.store.mutes import MutedItem, silence_matches
 from miner.store.outbox import PlannedItem
 from miner.timeutil import iso, parse_iso
@@ -108,16 +108,7 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
 def _opening(event: dict[str, Any]) -> bool:
     """An opening, or a re-opening: the detector opening within the cool-down brings the resolved incident back
     (an ``update`` with reason ``reopened``), which is news as much as an opening, whoever was told it resolved."""
-    return event["kind"] == "open" or (event["kind"] == "update" and "reopened" in _reasons(event))
-
-
-def _reasons(event: dict[str, Any]) -> list[str]:
-    try:
-        details = json.loads(event.get("details") or "{}")
-    except ValueError:
-        return []
-    reason = details.get("reason") if isinstance(details, dict) else None
-    return str(reason).split(",") if reason else []
+    return event["kind"] == "open" or is_reopening(event)
 
 
 def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
@@ -200,7 +191,7 @@ def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, An
     for inc in open_incidents:
         if not any(st["open_outcome"] == "suppressed" for (_, iid), st in states.items() if iid == inc["id"]):
             continue
-        opened = _last_opened_at(store, inc)
+        opened = store.last_opened_at(inc)
         for route in ctx.settings.routes:
             state = states.get((route.name, inc["id"]))
             if (not route.immediate or not route.matches(inc["service"]) or state is None
@@ -214,12 +205,6 @@ def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, An
                                   make_message_id(ctx.settings), due, None, ctx.interval(route))
                       for ch in channels(route)]
     return items
-
-
-def _last_opened_at(store: Store, incident: dict[str, Any]) -> datetime:
-    """When the incident last (re-)opened: a re-opening suppressed on a route was planned that long after it."""
-    return max([parse_iso(incident["opened_at"]),
-                *(parse_iso(e["at"]) for e in store.incident_events(incident["id"]) if _opening(e))])
 
 
 def late_opening_due(open_outcome: str, opened_at: datetime, suppressed_at: datetime, muted: str | None,

@@ -7,10 +7,23 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
+
+
+def is_reopening(event: Mapping[str, Any]) -> bool:
+    """Whether an incident event is a re-opening: the detector opened again within the cool-down, so the resolved
+    incident came back (an ``update`` with reason ``reopened``)."""
+    if event["kind"] != "update":
+        return False
+    try:
+        details = json.loads(event.get("details") or "{}")
+    except ValueError:
+        return False
+    reason = details.get("reason") if isinstance(details, dict) else None
+    return bool(reason) and "reopened" in str(reason).split(",")
 
 
 class IncidentsMixin:
@@ -73,6 +86,11 @@ class IncidentsMixin:
         return self.database.rows(
             "SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,)
         )
+
+    def last_opened_at(self, incident: Mapping[str, Any]) -> datetime:
+        """When the incident last opened: its opening, or its latest re-opening (the service failing again now)."""
+        return max([parse_iso(incident["opened_at"]),
+                    *(parse_iso(e["at"]) for e in self.incident_events(incident["id"]) if is_reopening(e))])
 
     def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
                      incident_ids: Sequence[int]) -> int:
