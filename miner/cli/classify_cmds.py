@@ -21,6 +21,7 @@ from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
+from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:
     from miner.classify import Classifier
@@ -29,10 +30,6 @@ if TYPE_CHECKING:
 # chunk of batch_size * 128 lines read a 500k-line file whole at --batch-size 8192), and length-sorting within
 # 128 default batches leaves little padding (8 batches per chunk cost ~20 % more CPU per post on real posts).
 CHUNK_LINES = 4096
-
-# JSON leaves these raw inside strings, but str.splitlines() and other line readers end a line at each: an id
-# holding one would split its output row in two. The escapes read back as the same characters.
-_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def _settings(
@@ -226,7 +223,9 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
                     p = next(preds)
                     score = _printed(p.score, p.outage, clf.threshold)
                     row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
-                rows.append(json.dumps(row, ensure_ascii=False).translate(_LINE_BREAKS) + "\n")
+                # JSON leaves U+0085, U+2028 and U+2029 raw, and str.splitlines() and other line readers end a line at
+                # each: an id holding one split its row in two. Escaped, they read back as the same characters.
+                rows.append(json_escape_controls(json.dumps(row, ensure_ascii=False)) + "\n")
             _write(out, "".join(rows), output)
             bar.update(sum(len(line) for _, line in chunk))
     return bad
