@@ -19,7 +19,7 @@ from miner.config import Config, SourceConfig
 from miner.errors import SourceError, StoreError
 from miner.records import UNDATED_BACKLOG, UNDATED_NEW, FetchResult, Post, SourceState
 from miner.store import Store
-from miner.timeutil import floor_time, iso
+from miner.timeutil import duration_text, floor_time, iso
 
 if TYPE_CHECKING:
     from miner.collectors.poller import Poller, PollOutcome
@@ -213,8 +213,9 @@ class CollectStage:
             return result
         fresh = len(undated) - len(self.store.stored_ids([source.name], undated))
         if fresh:
+            gap = None if last_ok is None else duration_text((now - last_ok).total_seconds())
             since = ("on the source's first poll" if last_ok is None else
-                     f"after {_span(now - last_ok)} without a successful poll (since {iso(last_ok)})")
+                     f"after {gap} without a successful poll (since {iso(last_ok)})")
             message = (f"{fresh} new item{'' if fresh == 1 else 's'} without a date {since}: stored, dated at this "
                        "fetch, but counted in no bucket, since when they were posted is unknown (posts.undated = "
                        "'backlog')")
@@ -293,11 +294,6 @@ class CollectReport:
 # Polls' worth of time (or one bucket, when longer) since a source's last successful poll within which a post it
 # gives no time is counted, dated when fetched: one failed poll may lie between.
 UNDATED_WINDOW_POLLS = 3
-
-
-def _span(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 # Posts held in memory at most while the store takes no writes (a few KB each with their text and incidents).

@@ -1,5 +1,5 @@
-"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order; and HTTP's Retry-After, read
-the same way by the collectors and the alert webhooks (stages do not import each other)."""
+"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order; durations for people; and HTTP's
+Retry-After: each read or written the same way by the collectors and the alerts (stages do not import each other)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def floor_time(dt: datetime, step: timedelta) -> datetime:
     seconds = int(step.total_seconds())
     ts = int(dt.timestamp())
     return datetime.fromtimestamp(ts - ts % seconds, UTC)
+
+
+def duration_text(seconds: float) -> str:
+    """A length of time for people: ``45 min``, ``1 h 05 min``, ``3 d 2 h``."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d {hours % 24} h"
 
 
 # A server asking for more than a day is broken or misconfigured; honouring "until 9999" (or a delay too large

@@ -413,6 +413,7 @@ def test_a_feeds_undated_backlog_is_stored_but_counted_in_no_bucket(store: Store
             server.serve("/forum.rss", _undated_rss(("late1", "mtn is down"), ("new1", "mtn is down here")))
             later = T0 + timedelta(hours=3, minutes=5)
             assert poll(later).stored == 1
+            assert "after 3 h 00 min without a successful poll" in (store.source_row("forum") or {})["last_warning"]
             assert [r["undated"] for r in store.database.rows(undated, ("late%",))] == ["backlog"]
             assert store.database.one(counts, (iso(floor_time(later, pipe.bucket)),)) in (
                 None, {"posts": 0, "complaints": 0})

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.settings import AlertSettings
-from miner.alerts.text import clean_text, duration_text, safe_url
+from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store

@@ -113,13 +113,3 @@ def slack_text(text: str) -> str:
 def slack_url(url: str) -> str:
     """A URL for Slack's ``<url|text>``: a ``|`` in it would end the URL there and make the rest the link text."""
     return slack_escape(url).replace("|", "%7C")
-
-
-def duration_text(seconds: float) -> str:
-    minutes = int(max(seconds, 0) // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes:02d} min"
-    return f"{hours // 24} d {hours % 24} h"
