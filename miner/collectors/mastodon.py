@@ -45,8 +45,16 @@ def status_external_id(uri: str, local_id: str) -> str:
 def _ahead_of_clock(ident: str, ctx: PollContext) -> bool:
     """Whether a snowflake id (milliseconds << 16) claims a time past our clock: as since_id it would hide
     every real status from then on (see base.not_after_now), so it is never kept as the cursor, and one stored
-    before starts the source over. Old sequential ids imply times near 1970."""
-    return ident.isdigit() and int(ident) >> 16 > (ctx.now() + FUTURE_SLACK).timestamp() * 1000
+    before starts the source over. Old sequential ids encode no time."""
+    ms = _snowflake_ms(ident)
+    return ms is not None and ms > (ctx.now() + FUTURE_SLACK).timestamp() * 1000
+
+
+def _snowflake_ms(ident: str) -> int | None:
+    """The time (Unix ms) a snowflake id (milliseconds << 16) encodes; None for an old sequential id."""
+    if not ident.isdigit() or int(ident) >> 16 < _SNOWFLAKE_MS_FLOOR:
+        return None
+    return int(ident) >> 16
 
 
 def account_handle(account: dict[str, Any], instance: str) -> str | None:
@@ -150,9 +158,8 @@ def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | Non
 
 def _margin_floor(cursor: str) -> str:
     """The id LOOKBACK before the time a snowflake ``cursor`` encodes; an old sequential id has no time: itself."""
-    if not cursor.isdigit() or int(cursor) >> 16 < _SNOWFLAKE_MS_FLOOR:
-        return cursor
-    return str(((int(cursor) >> 16) - int(LOOKBACK.total_seconds() * 1000)) << 16)
+    ms = _snowflake_ms(cursor)
+    return cursor if ms is None else str((ms - int(LOOKBACK.total_seconds() * 1000)) << 16)
 
 
 def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str,
