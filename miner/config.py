@@ -296,8 +296,13 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         _cross_check(config, written)
         config = _with_declared_service_names(config)
         # A silence of a provider mutes the services the config gives it now, also those given it since.
+        # Alerts grouped by provider group a service without one with its first [[groups]] entry's services.
+        service_groups: dict[str, str] = {}
+        for grp in config.groups:
+            for name in grp.services:
+                service_groups.setdefault(name.lower(), grp.name)
         config = replace(config, alerts=replace(config.alerts, providers={
-            svc.name.lower(): svc.provider for svc in config.services if svc.provider}))
+            svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups))
     except SettingsError as exc:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None

@@ -94,6 +94,11 @@ def convert(tp: Any, value: Any, key: str) -> Any:
                 return convert(option, value, key)
             except SettingsError as exc:
                 errors.append(exc)
+        # An optional choice (a route's group_by) is refused as a required one is, naming the choice it was
+        # probably meant to be.
+        if all(get_origin(option) is Literal for option in options if option is not type(None)):
+            choices = [a for option in options for a in get_args(option) if option is not type(None)]
+            raise SettingsError(key, f"must be one of {_describe(tp)}, got {_show(value)}{guess(value, choices)}")
         raise SettingsError(key, f"expected {_describe(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in get_args(tp):

@@ -210,7 +210,7 @@ def test_digest_and_status_leave_out_sources_removed_from_the_config(tmp_path: P
 def test_grouped_openings_become_one_alert_written_by_file_senders(store: Store, tmp_path: Path) -> None:
     from miner.alerts import FileSenders, run_alerts
 
-    cfg = settings(group_wait=60.0)  # email + a JSON webhook
+    cfg = settings(group_wait=60.0, providers={"whatsapp": "Meta", "instagram": "Meta"})  # email + a JSON webhook
     wa = open_incident(store, "WhatsApp", T0)
     ig = open_incident(store, "Instagram", T0 + timedelta(seconds=40), posts=False)
     store.create_group("Meta", "Meta platform outage", ["WhatsApp", "Instagram"], T0 + timedelta(seconds=40), [wa, ig])

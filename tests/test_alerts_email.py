@@ -479,7 +479,7 @@ def test_a_provider_outage_opening_many_services_at_once_is_one_small_email_with
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     # group_wait = 0 made every opening a batch due at once, which nothing could join: a Cloudflare outage opening
     # 60 services in one detector run sent 60 emails (and as many webhook POSTs) instead of one.
-    cfg = mail_settings(smtp_server, group_wait=0.0)
+    cfg = mail_settings(smtp_server, group_wait=0.0, providers={f"svc{i:02d}": "Cloudflare" for i in range(60)})
     ids = [open_incident(store, f"Svc{i:02d}", T0, posts=False, series=i < 12) for i in range(60)]
     store.create_group("Cloudflare", "CDN outage", [f"Svc{i:02d}" for i in range(30)], T0, ids[:30])
     plan_notifications(store, cfg, T0)
@@ -494,7 +494,7 @@ def test_a_provider_outage_opening_many_services_at_once_is_one_small_email_with
 def test_the_alert_heading_names_four_services_and_counts_the_rest(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     # The HTML heading (and <title>) listed every service shown: 50 names in a 19-px headline.
-    cfg = mail_settings(smtp_server, group_wait=60.0)
+    cfg = mail_settings(smtp_server, group_wait=60.0, group_by="route")
     for i in range(60):
         open_incident(store, f"Svc{i:02d} <&>", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)

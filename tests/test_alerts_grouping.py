@@ -1,9 +1,10 @@
 """group_interval over a real SMTP server and store: an outage spreading over detector buckets is one message per
-group interval and route channel, and silences, inhibition, reminders, stale openings, retries, claims and the cap
-per message still hold."""
+group interval, route channel and group (group_by: a provider's services together, an unrelated service not held
+back), and silences, inhibition, reminders, stale openings, retries, claims and the cap per message still hold."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -19,15 +20,18 @@ from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.config import parse_config
 from miner.errors import ConfigError
 from miner.store import Store
-from miner.timeutil import parse_iso
+from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.timeutil import iso, parse_iso
 
 STEP = timedelta(seconds=30)  # the service's alerts job
+# As [[services]] gives them (the config loader fills AlertSettings.providers in); other services have none.
+META = {"whatsapp": "Meta", "instagram": "Meta", "messenger": "Meta", "facebook": "Meta"}
 
 
 def mail(server: SmtpServer, route: RouteSettings | None = None, **overrides: object) -> AlertSettings:
     route = route or RouteSettings(name="oncall", email=("oncall@example.org",))
     smtp = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5)
-    base: dict[str, object] = {"group_wait": 30.0, "group_interval": 900.0}
+    base: dict[str, object] = {"group_wait": 30.0, "group_interval": 900.0, "providers": META}
     base.update(overrides)
     return settings(routes=(route,), webhooks=(), smtp=smtp, **base)
 
@@ -85,6 +89,58 @@ def test_an_outage_spreading_over_buckets_is_one_message_per_group_interval(
         assert got[1][1] - got[0][1] == timedelta(seconds=900)
     else:
         assert [when for _, when in got] == [at(0.5), at(5.5), at(10.5)]
+
+
+@pytest.mark.parametrize(("group_by", "route_group_by", "messages"), [
+    # An ISP opening 5 minutes after a Meta alert goes out after its group wait; Meta's next waits for Meta's.
+    ("provider", None, [(["WhatsApp"], 0.5), (["Airtel"], 5.5), (["Instagram", "Messenger"], 15.5)]),
+    ("service", None, [(["WhatsApp"], 0.5), (["Airtel"], 5.5), (["Instagram"], 10.5), (["Messenger"], 11.5)]),
+    ("route", None, [(["WhatsApp"], 0.5), (["Airtel", "Instagram", "Messenger"], 15.5)]),  # as before group_by
+    ("provider", "route", [(["WhatsApp"], 0.5), (["Airtel", "Instagram", "Messenger"], 15.5)]),  # the route's wins
+    ("route", "provider", [(["WhatsApp"], 0.5), (["Airtel"], 5.5), (["Instagram", "Messenger"], 15.5)]),
+], ids=["provider", "service", "route", "route-route", "route-provider"])
+def test_group_interval_holds_back_only_the_group_of_the_last_message(
+        store: Store, smtp_server: SmtpServer, group_by: str, route_group_by: str | None,  # noqa: F811
+        messages: list[tuple[list[str], float]]) -> None:
+    route = RouteSettings(name="oncall", email=("oncall@example.org",),
+                          group_by=route_group_by)  # type: ignore[arg-type]
+    cfg = mail(smtp_server, route, group_by=group_by)
+    script: dict[datetime, Callable[[], object]] = {
+        at(m): (lambda s=s, m=m: open_incident(store, s, at(m), posts=False, series=False))
+        for m, s in ((0, "WhatsApp"), (5, "Airtel"), (10, "Instagram"), (11, "Messenger"))}
+    run(store, cfg, T0, at(30), script)
+    got = sent(store)
+    assert [services for services, _ in got] == [services for services, _ in messages]
+    # A send is stamped with the real time it took too, so on a busy machine a hold can end a job run later.
+    assert all(at(m) <= when <= at(m) + STEP for (_, when), (_, m) in zip(got, messages, strict=True)), got
+    assert len(smtp_server.inbox.messages) == len(messages)
+
+
+def test_openings_planned_together_are_one_message_per_group_and_so_are_resolve_notices(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # group_wait = 0: openings planned in one run share a message within their group only; the Meta resolve notices
+    # wait for the Meta notice before them, not for Airtel's.
+    cfg = mail(smtp_server, group_wait=0.0)
+    ids: dict[str, int] = {}
+
+    def open_all() -> None:
+        for s in ("WhatsApp", "Airtel", "Instagram"):
+            ids[s] = open_incident(store, s, T0, posts=False, series=False)
+
+    script: dict[datetime, Callable[[], object]] = {T0: open_all}
+    for m, s in ((5, "WhatsApp"), (6, "Airtel"), (7, "Instagram")):
+        script[at(m)] = lambda s=s, m=m: resolve(store, ids[s], at(m))
+    run(store, cfg, T0, at(30), script)
+    assert sorted(services for services, _ in sent(store)) == [["Airtel"], ["Instagram", "WhatsApp"]]
+    notices = sent(store, "resolved")
+    assert [services for services, _ in notices] == [["WhatsApp"], ["Airtel"], ["Instagram"]]
+    assert notices[1][1] < at(6) + STEP and notices[2][1] >= notices[0][1] + timedelta(seconds=900)
+    # Each notice threads under the alert that announced its incident.
+    mails = smtp_server.inbox.messages
+    alert_of = {"Airtel": mails[0]["Message-ID"], "Meta": mails[1]["Message-ID"]}
+    if "Airtel" not in str(mails[0]["Subject"]):
+        alert_of = {"Airtel": mails[1]["Message-ID"], "Meta": mails[0]["Message-ID"]}
+    assert [m["In-Reply-To"] for m in mails[2:]] == [alert_of["Meta"], alert_of["Airtel"], alert_of["Meta"]]
 
 
 def test_an_opening_planned_just_before_the_last_message_went_out_still_waits_for_it(
@@ -151,11 +207,12 @@ def test_a_reminder_due_within_group_interval_waits_and_goes_with_the_next_openi
     cfg = mail(smtp_server, repeat_interval=3600.0)
     script: dict[datetime, Callable[[], object]] = {
         at(m): (lambda s=s, m=m: open_incident(store, s, at(m), posts=False, series=False))
-        for m, s in ((0, "WhatsApp"), (55, "Slack"), (65, "Zoom"))}
+        for m, s in ((0, "WhatsApp"), (55, "Instagram"), (65, "Messenger"))}
     run(store, cfg, T0, at(80), script)
     got = sent(store)
-    # WhatsApp's reminder was due at 60:30, within 15 minutes of Slack's alert: it waits, and Zoom joins it.
-    assert got == [(["WhatsApp"], at(0.5)), (["Slack"], at(55.5)), (["WhatsApp", "Zoom"], at(70.5))]
+    # WhatsApp's reminder was due at 60:30, within 15 minutes of Instagram's alert (its provider's): it waits, and
+    # Messenger joins it.
+    assert got == [(["WhatsApp"], at(0.5)), (["Instagram"], at(55.5)), (["Messenger", "WhatsApp"], at(70.5))]
     last = store.outbox_rows(["sent"])[0]
     assert sorted(i["kind"] for i in store.notification_items(int(last["id"]))) == ["open", "repeat"]
     assert str(smtp_server.inbox.messages[-1]["Subject"]).startswith("[miner] OPEN: ")
@@ -181,13 +238,13 @@ def test_messages_tried_through_an_smtp_outage_are_not_held_and_each_goes_once(
     whatsapp = script[T0]
     script[T0] = lambda: (smtp_server.stop(), whatsapp())
     script[at(20)] = smtp_server.start
-    script[at(22)] = lambda: open_incident(store, "Slack", at(22), posts=False, series=False)
+    script[at(22)] = lambda: open_incident(store, "Facebook", at(22), posts=False, series=False)
     run(store, cfg, T0, at(45), script)
     got = sent(store)
     # Nothing went out before the outage, so each opening is a batch of its own, tried and retried through it: none
-    # waits longer once the server is back (retried messages are late already). Slack, planned after them, waits
-    # a group interval after the last of them.
-    assert [services for services, _ in got] == [["WhatsApp"], ["Instagram"], ["Messenger"], ["Slack"]]
+    # waits longer once the server is back (retried messages are late already). Facebook, planned after them,
+    # waits a group interval after the last of them.
+    assert [services for services, _ in got] == [["WhatsApp"], ["Instagram"], ["Messenger"], ["Facebook"]]
     assert all(at(20) <= when <= at(22) for _, when in got[:3])
     assert got[3][1] == max(when for _, when in got[:3]) + timedelta(seconds=900)
     ids = smtp_server.inbox.message_ids()
@@ -201,7 +258,7 @@ def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_t
     # batch instead of one group interval each.
     path = tmp_path / "miner.sqlite"
     setup = Store.open(path)
-    cfg = mail(smtp_server, group_wait=0.0)
+    cfg = mail(smtp_server, group_wait=0.0, providers={f"svc{i}": "Cloud" for i in range(6)})
     for i in range(6):
         open_incident(setup, f"svc{i}", T0, posts=False, series=False)
         plan_notifications(setup, replace(cfg, group_interval=0.0), T0)
@@ -223,7 +280,9 @@ def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_t
 
 def test_everything_held_goes_in_one_message_capped_at_max_incidents(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
-    cfg = mail(smtp_server)
+    # A storm of one provider's services (of services without a provider, each would be a message of its own).
+    cfg = mail(smtp_server, providers={"first": "Cloud"} | {f"svc{i:02d}{j}": "Cloud" for i in range(29)
+                                                            for j in range(4)})
 
     def burst(i: int) -> None:  # a storm: four more services every 30 seconds, each burst planned on its own
         for j in range(4):
@@ -259,3 +318,61 @@ def test_group_interval_is_read_from_the_config() -> None:
     assert config.alerts.group_interval == 600.0
     assert config.alerts.group_interval_for(config.alerts.routes[0]) == timedelta(0)
     assert parse_config("", "x.toml").alerts.group_interval == 900.0
+
+
+@pytest.mark.parametrize(("group_by", "held"), [("route", True), ("provider", False)])
+def test_a_message_sent_before_the_upgrade_to_groups_holds_the_whole_route_as_it_did(
+        tmp_path: Path, smtp_server: SmtpServer, group_by: str, held: bool) -> None:  # noqa: F811
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:8])  # the schema before alert groups
+        conn.execute("INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, created_at, "
+                     "next_attempt_at, sent_at, attempts) VALUES ('open:x', 'oncall', 'email', 'alert', 'sent', "
+                     "'<m@example.org>', ?, ?, ?, 1)", (iso(T0), iso(T0), iso(T0)))
+    conn.close()
+    store = Store.open(path)
+    assert [r["group_key"] for r in store.outbox_rows(["sent"])] == [""]
+    cfg = mail(smtp_server, group_by=group_by)
+    run(store, cfg, at(5), at(16), {at(5): lambda: open_incident(store, "Airtel", at(5), posts=False, series=False)})
+    [(before, _), (services, when)] = sent(store)  # the one sent before has no items here
+    assert before == [] and services == ["Airtel"] and (when >= at(15) if held else when < at(6))
+    store.close()
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("[alerts]\ngroup_by = 'providers'\n", "x.toml:2: alerts.group_by: must be one of 'provider' | 'service' | "
+     "'route', got 'providers' (did you mean 'provider'?)"),
+    ("[[alerts.routes]]\nname = 'r'\nemail = ['a@example.org']\ngroup_by = 'Service'\n",
+     "x.toml:4: alerts.routes[0].group_by: must be one of 'provider' | 'service' | 'route', got 'Service' (did you "
+     "mean 'service'?)"),
+    ("[[alerts.routes]]\nname = 'r'\nemail = ['a@example.org']\ngroup_by = ['provider']\n",
+     "x.toml:4: alerts.routes[0].group_by: must be one of 'provider' | 'service' | 'route', got a list"),
+], ids=["alerts", "route", "a list"])
+def test_group_by_must_be_one_of_the_choices(text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == error
+
+
+def test_group_by_is_read_from_the_config_and_groups_by_provider_or_else_by_the_services_group() -> None:
+    config = parse_config(
+        "[[services]]\nname = 'WhatsApp'\nprovider = 'Meta'\n[[services]]\nname = 'Instagram'\nprovider = 'meta'\n"
+        "[[services]]\nname = 'Threads'\n[[services]]\nname = 'Signal'\n[[services]]\nname = 'Telegram'\n"
+        "[[services]]\nname = 'Airtel'\n\n"
+        # Threads has no provider: it goes with its group's; WhatsApp's provider comes before its group.
+        "[[groups]]\nname = 'META'\nservices = ['Threads', 'WhatsApp']\n"
+        "[[groups]]\nname = 'Chat'\nservices = ['Signal', 'Telegram', 'WhatsApp']\n"
+        "[[groups]]\nname = 'Other'\nservices = ['Signal', 'Airtel']\n\n"
+        "[alerts]\ngroup_by = 'service'\n\n"
+        "[[alerts.routes]]\nname = 'r'\nemail = ['a@example.org']\ngroup_by = 'provider'\n\n"
+        "[[alerts.routes]]\nname = 's'\nemail = ['a@example.org']\n", "x.toml")
+    alerts = config.alerts
+    by_provider, by_service = alerts.routes
+    assert {s: alerts.group_of(by_provider, s) for s in ("WhatsApp", "instagram", "Threads", "Signal", "Telegram",
+                                                         "Airtel")} == {
+        "WhatsApp": "group:meta", "instagram": "group:meta", "Threads": "group:meta", "Signal": "group:chat",
+        "Telegram": "group:chat", "Airtel": "group:other"}
+    assert [alerts.group_of(by_service, s) for s in ("WhatsApp", "Airtel")] == ["service:whatsapp", "service:airtel"]
+    assert parse_config("", "x.toml").alerts.group_by == "provider"
+    assert alerts.group_of(RouteSettings(name="t", email=("a@example.org",)), "Gmail") == "service:gmail"

@@ -51,7 +51,7 @@ def test_planning_twice_or_from_two_stores_plans_once(tmp_path: Path) -> None:
 
 
 def test_group_wait_batches_openings_into_one_message(store: Store) -> None:
-    c = cfg(group_wait=60.0)
+    c = cfg(group_wait=60.0, providers={"airtel": "ISPs", "mtn": "ISPs", "africell": "ISPs"})
     first = open_incident(store, "Airtel", T0, posts=False, series=False)
     plan_notifications(store, c, T0)
     second = open_incident(store, "MTN", T0 + timedelta(seconds=20), posts=False, series=False)
@@ -185,7 +185,7 @@ def test_a_reopening_muted_by_a_silence_is_announced_when_the_silence_ends(store
 
 
 def test_a_silence_mutes_alerts_already_queued_and_they_go_out_if_still_open_when_it_ends(store: Store) -> None:
-    c = cfg(group_wait=60.0)
+    c = cfg(group_wait=60.0, group_by="route")  # one batch for the two
     wa = open_incident(store, "WhatsApp", T0, posts=False, series=False)
     tg = open_incident(store, "Telegram", T0, posts=False, series=False)
     plan_notifications(store, c, T0)
@@ -313,7 +313,7 @@ def test_routes_only_get_their_services(store: Store) -> None:
     mtn = RouteSettings(name="mtn-team", email=("mtn@example.org",), services=("MTN",))
     open_incident(store, "Airtel", T0, posts=False, series=False)
     open_incident(store, "mtn", T0, posts=False, series=False)
-    plan_notifications(store, settings(routes=(EMAIL_ONLY, mtn), webhooks=()), T0)
+    plan_notifications(store, settings(routes=(EMAIL_ONLY, mtn), webhooks=(), group_by="route"), T0)
     assert sorted(str(r["route"]) for r in rows(store)) == ["mtn-team", "oncall"]
     [mtn_row] = [r for r in rows(store) if r["route"] == "mtn-team"]
     assert len(store.notification_items(int(mtn_row["id"]))) == 1

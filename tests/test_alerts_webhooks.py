@@ -401,7 +401,7 @@ def test_a_storm_sends_the_most_important_incidents_and_counts_the_rest(store: S
     for i in range(n):  # Svc000 has the highest z, the last the lowest
         store.open_incident(f"Svc{i:03d}", T0, {"peak_complaints": 30, "peak_score": 100.0 - i, "baseline": 2.0,
                                                 "total_complaints": 95}, {})
-    cfg = dataclasses.replace(hook_settings(fmt), group_wait=60.0)  # so the openings make one batch
+    cfg = dataclasses.replace(hook_settings(fmt), group_wait=60.0, group_by="route")  # so they make one batch
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0 + timedelta(minutes=2), worker_id="w").sent == 1
     [body] = hook.bodies

@@ -735,8 +735,11 @@ def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(
          "'starttls'?)"),
         ('[alerts.smtp]\nsecurity = "tls"\n', ":2: alerts.smtp.security: must be one of 'starttls' | 'ssl' | 'none', "
          "got 'tls'"),
+        ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ngroup_by = "providers"\n',
+         ":4: alerts.routes[0].group_by: must be one of 'provider' | 'service' | 'route', got 'providers' (did you "
+         "mean 'provider'?)"),
     ],
-    ids=["case", "case and space", "typo", "no guess"],
+    ids=["case", "case and space", "typo", "no guess", "optional"],
 )
 def test_a_value_that_is_not_one_of_the_choices_names_the_one_it_was_probably_meant_to_be(text: str,
                                                                                          error: str) -> None:

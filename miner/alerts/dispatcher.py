@@ -44,7 +44,7 @@ class DispatchStats:
     reclaimed: int = 0  # stale claims returned to pending (a worker crashed or hung)
     lost_races: int = 0  # rows another worker claimed (or a failed attempt rescheduled) first
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
-    held: int = 0  # due, but held until group_interval after the last message on its route and channel
+    held: int = 0  # due, but held until group_interval after the last message of its route, channel and group
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -93,15 +93,16 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
 
 def _held(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
     """Whether a due alert or resolve notice waits for its route's group_interval (store/group_interval.py): the message
-    before it on its route and channel went out after it was planned, so what is planned meanwhile joins it."""
+    before it of its route, channel and group went out after it was planned, so what is planned meanwhile joins it."""
     route = settings.route(row["route"])
     if route is None or row["kind"] == "digest" or row["attempts"]:
         return False
     interval = settings.group_interval_for(route).total_seconds()
     if interval <= 0 or (until := store.hold_for_group_interval(row["id"], interval, now)) is None:
         return False
-    log.info("outbox %d (%s %s, route %s): held until %s, group_interval after the last message", row["id"],
-             row["kind"], row["channel"], row["route"], iso(until))
+    group = f", group {row['group_key']}" if row["group_key"] else ""
+    log.info("outbox %d (%s %s, route %s%s): held until %s, group_interval after the last message", row["id"],
+             row["kind"], row["channel"], row["route"], group, iso(until))
     return True
 
 

@@ -134,7 +134,8 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                 # A channel whose alert about the incident is still queued (an outage retrying it) shows it open
                 # again when that goes out: a second alert beside it would say the same.
                 items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
-                                      iid, make_message_id(ctx.settings), due, reason, ctx.interval(route))
+                                      iid, make_message_id(ctx.settings), due, reason, ctx.interval(route),
+                                      ctx.settings.group_of(route, service))
                           for ch in channels(route)
                           if reason is not None or (route.name, ch, iid) not in unsent]
                 if reason is None:
@@ -151,7 +152,8 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                             and "inhibited: its alert, not sent yet, will show it resolved")
                     items.append(PlannedItem(f"resolve:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch,
                                              "resolved", "resolve", iid, make_message_id(ctx.settings), due,
-                                             reason or late or None, ctx.interval(route)))
+                                             reason or late or None, ctx.interval(route),
+                                             ctx.settings.group_of(route, service)))
     return items
 
 
@@ -173,7 +175,8 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: d
             reason = ctx.muted(inc["service"])
             due = ctx.now + ctx.settings.group_wait_for(route)
             items += [PlannedItem(f"repeat:{inc['id']}:{n}:{route.name}:{ch}", route.name, ch, "alert", "repeat",
-                                  inc["id"], make_message_id(ctx.settings), due, reason, ctx.interval(route))
+                                  inc["id"], make_message_id(ctx.settings), due, reason, ctx.interval(route),
+                                  ctx.settings.group_of(route, inc["service"]))
                       for ch in channels(route)
                       if (route.name, ch, inc["id"]) not in undelivered]
     return items
@@ -202,7 +205,8 @@ def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, An
             # The suppressed opening's planning time tells this late opening apart from one after a later re-mute.
             key = f"open:{inc['id']}:unmuted:{state['last_notified_at']}:{route.name}"
             items += [PlannedItem(f"{key}:{ch}", route.name, ch, "alert", "open", inc["id"],
-                                  make_message_id(ctx.settings), due, None, ctx.interval(route))
+                                  make_message_id(ctx.settings), due, None, ctx.interval(route),
+                                  ctx.settings.group_of(route, inc["service"]))
                       for ch in channels(route)]
     return items
 

@@ -27,6 +27,8 @@ from miner.urls import control_char, is_ip
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 MIN_STALE_AFTER = 60.0
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
+# What one group of a route's alerts is: its group_wait and group_interval run per route, channel and group.
+GroupBy = Literal["provider", "service", "route"]
 
 
 def check_timezone(name: str) -> None:
@@ -140,6 +142,7 @@ class RouteSettings:
     group_wait: float | None = None  # seconds; overrides [alerts].group_wait
     repeat_interval: float | None = None  # seconds; overrides [alerts].repeat_interval
     group_interval: float | None = None  # seconds; overrides [alerts].group_interval
+    group_by: GroupBy | None = None  # overrides [alerts].group_by
 
     def validate(self) -> None:
         if not _NAME.fullmatch(self.name):
@@ -245,6 +248,9 @@ class AlertSettings:
     # Seconds after a message on a route and channel before the next one of its kind: the openings of an outage
     # spreading over detector buckets go out together. Three 5-minute buckets (docs/alerts.md); 0 = no wait.
     group_interval: float = 900.0
+    # Which alerts of a route share group_wait and group_interval: those about services of one provider (a service
+    # without one is a group of its own), so an unrelated outage is not held back by the last message (alerts.md).
+    group_by: GroupBy = "provider"
     stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is not alerted
     lease_seconds: float = 300.0  # a 'sending' claim older than this is presumed crashed and retried
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
@@ -255,6 +261,9 @@ class AlertSettings:
     # Each service's provider (lower-case service name -> provider as [[services]] spells it), for silences of a
     # provider; filled in by the config loader from [[services]], never read from [alerts].
     providers: Mapping[str, str] = field(default_factory=dict, compare=False, metadata={"setting": False})
+    # Lower-case service name -> the first [[groups]] entry listing it, for group_by = "provider" of a service
+    # without a provider; filled in by the config loader too.
+    service_groups: Mapping[str, str] = field(default_factory=dict, compare=False, metadata={"setting": False})
 
     def validate(self) -> None:
         check_header("from_addr", self.from_addr)
@@ -337,6 +346,20 @@ class AlertSettings:
 
     def group_interval_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.group_interval if route.group_interval is None else route.group_interval)
+
+    def group_of(self, route: RouteSettings, service: str) -> str:
+        """The group of ``route``'s alerts about ``service`` (outbox.group_key): "" is the whole route.
+
+        By provider, a service without one goes with the services of the first [[groups]] entry listing it, which
+        the detector groups as it groups a provider's: a grouped incident was otherwise split over messages.
+        """
+        by = self.group_by if route.group_by is None else route.group_by
+        if by == "route":
+            return ""
+        group = (self.provider_of(service) or self.service_groups.get(service.lower())) if by == "provider" else None
+        # Lower case: the config names services, providers and groups in any case (provider silences match so too),
+        # and a provider and a [[groups]] entry of one name ("Meta") are one group.
+        return f"group:{group.lower()}" if group else f"service:{service.lower()}"
 
     def repeat_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.repeat_interval if route.repeat_interval is None else route.repeat_interval)

@@ -179,13 +179,17 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "payload": "JSON describing what to render (incidents, digest window).",
         "reason": "Why it was suppressed, or why it failed for good.",
         "created_at": "When it was planned.",
-        "next_attempt_at": "Earliest next send (group_wait, or group_interval after the route's last message, "
+        "next_attempt_at": "Earliest next send (group_wait, or group_interval after its group's last message, "
                            "at first; then backoff after failures).",
         "attempts": "Send attempts so far.",
         "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",
         "sent_at": "When the server accepted it.",
         "last_error": "The last failed attempt's error; NULL once sent (each attempt's is in deliveries).",
+        "group_key": "The group of the route's alerts it belongs to, from group_by when it was planned: "
+                     "group:<provider or [[groups]] name> or service:<name>, in lower case, or empty for the whole "
+                     "route (group_by = \"route\", digests, and rows planned before 0009_alert_groups). group_wait "
+                     "and group_interval batch per route, channel and group.",
     }),
     "outbox_items": ("Which incident transitions each notification announces (grouping puts several in one).", {
         "item_key": "Unique key: route, channel, incident and transition.",

@@ -1,9 +1,12 @@
-"""``group_interval``: after a message on a route and channel, the next one of its kind waits, as in Alertmanager.
+"""``group_interval``: after a message of a group on a route and channel, the next one of its kind waits, as in
+Alertmanager.
 
 An outage spreading over detector buckets opens one service per bucket. Without this, each opening was a message
-of its own once its ``group_wait`` was over; with it, what is planned for a route and channel within
-``group_interval`` of its last message (alert or resolve notice, each kind on its own as they are batched) waits
-in one batch due ``group_interval`` after that message, which everything planned meanwhile joins.
+of its own once its ``group_wait`` was over; with it, what is planned for a route, channel and group (outbox.group_key,
+from ``group_by``: a provider, a service, or "" for the whole route) within ``group_interval`` of its last message
+(alert or resolve notice, each kind on its own as they are batched) waits in one batch due ``group_interval`` after
+that message, which everything planned meanwhile joins. Another group's messages hold nothing: an unrelated outage
+goes out after its group wait.
 
 The wait is set when the batch is planned (a message went out already) and checked again just before a batch is
 claimed (the message before it went out after it was planned: it was due, or being sent, or retried through an
@@ -24,9 +27,9 @@ if TYPE_CHECKING:
     from miner.store.db import Database
 
 
-def held_until(conn: sqlite3.Connection, route: str, channel: str, kind: str, interval: float, now: datetime,
-               exclude_id: int = 0) -> datetime | None:
-    """When the next ``kind`` message of ``route`` and ``channel`` may go out, if that is after ``now``.
+def held_until(conn: sqlite3.Connection, route: str, channel: str, group: str, kind: str, interval: float,
+               now: datetime, exclude_id: int = 0) -> datetime | None:
+    """When the next ``kind`` message of ``route``, ``channel`` and ``group`` may go out, if that is after ``now``.
 
     The last message is the latest sent, or being sent (its claim's time). One stamped more than CLOCK_SLACK after
     ``now`` was stamped by a clock that was ahead: it would hold every message after it until real time passed
@@ -37,23 +40,23 @@ def held_until(conn: sqlite3.Connection, route: str, channel: str, kind: str, in
     if interval <= 0:
         return None
     row = conn.execute(
-        "SELECT max(coalesce(sent_at, claimed_at)) FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
-        "AND status IN ('sent', 'sending') AND id != ? AND coalesce(sent_at, claimed_at) <= ?",
-        (route, channel, kind, exclude_id, iso(now + CLOCK_SLACK))).fetchone()
+        "SELECT max(coalesce(sent_at, claimed_at)) FROM outbox WHERE route = ? AND channel = ? AND group_key = ? "
+        "AND kind = ? AND status IN ('sent', 'sending') AND id != ? AND coalesce(sent_at, claimed_at) <= ?",
+        (route, channel, group, kind, exclude_id, iso(now + CLOCK_SLACK))).fetchone()
     if row is None or row[0] is None:
         return None
     until = min(parse_iso(str(row[0])), now) + timedelta(seconds=interval)
     return until if until > now else None
 
 
-def waiting_batch(conn: sqlite3.Connection, route: str, channel: str, kind: str, now: datetime,
+def waiting_batch(conn: sqlite3.Connection, route: str, channel: str, group: str, kind: str, now: datetime,
                   exclude_id: int = 0) -> tuple[int, str, str] | None:
-    """(id, message_id, next_attempt_at) of a batch of ``route``, ``channel`` and ``kind`` that can still take in
-    more: due after ``now`` (in its group wait or group interval), nobody has claimed or tried it yet."""
+    """(id, message_id, next_attempt_at) of a batch of ``route``, ``channel``, ``group`` and ``kind`` that can still
+    take in more: due after ``now`` (in its group wait or group interval), nobody has claimed or tried it yet."""
     row = conn.execute(
-        "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND kind = ? "
-        "AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? AND id != ? "
-        "ORDER BY id LIMIT 1", (route, channel, kind, iso(now), exclude_id)).fetchone()
+        "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND group_key = ? "
+        "AND kind = ? AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? "
+        "AND id != ? ORDER BY id LIMIT 1", (route, channel, group, kind, iso(now), exclude_id)).fetchone()
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
@@ -61,26 +64,26 @@ class GroupIntervalMixin:
     database: Database
 
     def hold_for_group_interval(self, outbox_id: int, interval: float, now: datetime) -> datetime | None:
-        """Move a due alert or resolve notice never tried to ``interval`` after its route and channel's last
-        message of its kind, when that is still to come, or into a batch of theirs already waiting; returns the time
-        it is held until, or None (send it now).
+        """Move a due alert or resolve notice never tried to ``interval`` after the last message of its kind of its
+        route, channel and group, when that is still to come, or into a batch of theirs already waiting; returns the
+        time it is held until, or None (send it now).
 
         Conditional like a claim: a row another worker claimed, held or rescheduled meanwhile is left alone.
         """
         with self.database.transaction() as conn:
             row = conn.execute(
-                "SELECT route, channel, kind, message_id FROM outbox WHERE id = ? AND status = 'pending' "
+                "SELECT route, channel, group_key, kind, message_id FROM outbox WHERE id = ? AND status = 'pending' "
                 "AND claimed_by IS NULL AND attempts = 0 AND kind IN ('alert', 'resolved') AND next_attempt_at <= ?",
                 (outbox_id, iso(now))).fetchone()
             if row is None:
                 return None
-            route, channel, kind, message_id = (str(v) for v in row)
-            until = held_until(conn, route, channel, kind, interval, now, outbox_id)
+            route, channel, group, kind, message_id = (str(v) for v in row)
+            until = held_until(conn, route, channel, group, kind, interval, now, outbox_id)
             if until is None:
                 return None
             # A batch already waiting (held, or in its group wait) takes this one in: batches due together and
             # held one by one would each wait for the one before, k batches k group intervals.
-            into = waiting_batch(conn, route, channel, kind, now, outbox_id)
+            into = waiting_batch(conn, route, channel, group, kind, now, outbox_id)
             if into is None:
                 conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (iso(until), outbox_id))
                 return until

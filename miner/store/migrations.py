@@ -212,8 +212,14 @@ WARNING_TIMES = Migration(
     """,
 )
 
+# An alert or resolve notice belongs to a group of its route's alerts ([alerts] group_by: a provider, a service), and
+# group_wait and group_interval run per route, channel and group: an unrelated outage opening within group_interval
+# of a message on the route is not held back by it. Rows planned before were batched per route and channel: ''
+# (the whole route, group_by = "route") is what they were.
+ALERT_GROUPS = Migration("0009_alert_groups", "ALTER TABLE outbox ADD COLUMN group_key TEXT NOT NULL DEFAULT '';")
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
-                               PROVIDER_SILENCES, WARNING_TIMES]
+                               PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -85,10 +85,10 @@ class MutesMixin:
                 else:
                     for m in these:
                         cur = conn.execute(
-                            "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, reason, "
-                            "created_at, next_attempt_at) VALUES (?, ?, ?, ?, 'suppressed', ?, ?, ?, ?)",
-                            (f"{m.item_key}:muted", row["route"], row["channel"], row["kind"], m.message_id, m.reason,
-                             iso(now), iso(now)))
+                            "INSERT INTO outbox (dedupe_key, route, channel, group_key, kind, status, message_id, "
+                            "reason, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, 'suppressed', ?, ?, ?, ?)",
+                            (f"{m.item_key}:muted", row["route"], row["channel"], row["group_key"], row["kind"],
+                             m.message_id, m.reason, iso(now), iso(now)))
                         conn.execute("UPDATE outbox_items SET outbox_id = ? WHERE item_key = ?",
                                      (cur.lastrowid, m.item_key))
                 for m in these:

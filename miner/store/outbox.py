@@ -86,7 +86,7 @@ class PlannedItem:
     """One incident transition for one route and channel, as the planner decided it.
 
     ``suppressed`` (a reason) records it without sending. Otherwise it joins a pending, unclaimed batch of the
-    same route, channel and kind still inside its group wait, or starts a new batch due at ``due_at``.
+    same route, channel, group and kind still inside its group wait, or starts a new batch due at ``due_at``.
     """
 
     item_key: str
@@ -99,6 +99,7 @@ class PlannedItem:
     due_at: datetime
     suppressed: str | None = None
     group_interval: float = 0.0  # seconds: a new batch waits this long after the last message (group_interval.py)
+    group: str = ""  # outbox.group_key (AlertSettings.group_of): "" is the whole route
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ class OutboxMixin:
                          now: datetime) -> int | None:
         """Write planned items and move the cursor, atomically; None when another planner moved it first."""
         added = 0
-        batches: dict[tuple[str, str, str], tuple[int, str]] = {}
+        batches: dict[tuple[str, str, str, str], tuple[int, str]] = {}
         with self.database.transaction() as conn:
             row = conn.execute("SELECT value FROM alert_state WHERE key = ?", (_CURSOR,)).fetchone()
             if (int(row[0]) if row else 0) != expected_cursor:
@@ -315,30 +316,31 @@ class OutboxMixin:
 
 
 def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
-           batches: dict[tuple[str, str, str], tuple[int, str]]) -> tuple[int, str]:
-    """The outbox row this item goes in: one planned in the same transaction (``batches``), a batch still waiting
-    out its group wait (or group interval), or a new one, due after its group wait and group interval."""
-    key = (item.route, item.channel, item.kind)
+           batches: dict[tuple[str, str, str, str], tuple[int, str]]) -> tuple[int, str]:
+    """The outbox row this item goes in: one of its group planned in the same transaction (``batches``), a batch of
+    its group still waiting out its group wait (or group interval), or a new one, due after its group wait and group
+    interval."""
+    key = (item.route, item.channel, item.group, item.kind)
     if item.suppressed is None:
         # Openings planned together are simultaneous whatever group_wait is: with group_wait = 0 a batch is due at
         # once, so the lookup below never found it, and a provider outage opening 300 services sent 300 messages.
         if key in batches:
             return batches[key]
         # Only a batch nobody has claimed or tried yet can grow; its content is read when it is sent.
-        row = waiting_batch(conn, item.route, item.channel, item.kind, now)
+        row = waiting_batch(conn, item.route, item.channel, item.group, item.kind, now)
         if row:
             batches[key] = row[0], row[1]
             return batches[key]
     status = "suppressed" if item.suppressed is not None else "pending"
     due = item.due_at
-    if item.suppressed is None and (until := held_until(conn, item.route, item.channel, item.kind,
+    if item.suppressed is None and (until := held_until(conn, item.route, item.channel, item.group, item.kind,
                                                         item.group_interval, now)) is not None:
         due = max(due, until)
     cur = conn.execute(
-        "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, reason, created_at, "
-        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (item.item_key, item.route, item.channel, item.kind, status, item.message_id, item.suppressed, iso(now),
-         iso(due)),
+        "INSERT INTO outbox (dedupe_key, route, channel, group_key, kind, status, message_id, reason, created_at, "
+        "next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (item.item_key, item.route, item.channel, item.group, item.kind, status, item.message_id, item.suppressed,
+         iso(now), iso(due)),
     )
     if item.suppressed is None:
         batches[key] = int(cur.lastrowid or 0), item.message_id
