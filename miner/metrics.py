@@ -30,6 +30,8 @@ HELP = {
     "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
     "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each job's last successful run."),
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
+    "miner_prune_held": ("gauge", "1 while the last retention prune was held back, deleting nothing, as its cutoff "
+                         "was after the newest post a source dated (a clock ahead?); `miner status` says more."),
     "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
                              "URL moved for good, posts missed...), else 0."),
 }

@@ -38,6 +38,9 @@ class Post:
 UNDATED_NEW = "new"
 UNDATED_BACKLOG = "backlog"
 
+# Post.source of a user report (POST /report), dated when it came: by our clock, not by a source's.
+REPORT_SOURCE = "reports"
+
 
 @dataclass(frozen=True)
 class OfficialIncident:

@@ -32,6 +32,7 @@ from miner.report_intake import ReportIntake
 from miner.service_lock import ServiceLock
 from miner.service_stores import JobStores
 from miner.store import Store
+from miner.store.maintenance import held_prune_message
 from miner.store.sources import current_warning
 from miner.timeutil import iso, utcnow
 
@@ -342,7 +343,12 @@ class Service:
 
     def job_retention(self, now: datetime) -> None:
         settings, store = self.config.store, self._store("retention")
-        removed = store.prune_posts(now - timedelta(days=settings.retention_days))
+        cutoff = now - timedelta(days=settings.retention_days)
+        if (held := store.hold_prune(cutoff, now)) is not None:
+            # Nothing at all: the alert history's times are the same clock's. Each run says so again (4 a day).
+            log.warning("%s", held_prune_message(held))
+            return
+        removed = store.prune_posts(cutoff)
         if removed:
             log.info("retention: pruned %d posts older than %d days", removed, settings.retention_days)
         buckets = store.prune_buckets(now - timedelta(days=settings.bucket_days))
@@ -390,6 +396,7 @@ class Service:
             # From the store, by the rule `miner status` shows them by: a 304 poll clears no warning, and a poll's
             # report does not say whether one stands. Of the sources polled, as miner_source_up.
             rows = {r["name"]: r for r in store.source_rows()}
+            self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
             self.metrics.replace("miner_source_warning", {
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})

@@ -212,6 +212,34 @@ def test_prune_deletes_the_bucket_rows_older_than_their_retention(runner: CliRun
     store.close()
 
 
+def test_prune_deletes_nothing_when_its_cutoff_is_after_every_post_a_source_dated(runner: CliRunner,
+                                                                                    tmp_path: Path) -> None:
+    # Run with a clock ahead by more than the days kept, it deleted every post. Posts dated by our own clock (a user
+    # report, an item without a time) tell nothing: that clock dated them ahead too.
+    db = tmp_path / "m.sqlite"
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = Store.open(db)
+    store.insert_posts([Post("feed", "old", "whatsapp is down", now - timedelta(days=40), services=("WhatsApp",)),
+                        Post("reports", "r", "User report: problem with WhatsApp", now, services=("WhatsApp",)),
+                        Post("feed", "undated", "whatsapp is down", now, services=("WhatsApp",), undated="new")], now)
+    store.close()
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db)]
+    refused = runner.invoke(main, [*base, "prune"])
+    assert refused.exit_code == 1, refused.output
+    assert refused.output.startswith("Error: retention: nothing pruned at ")
+    assert f"is after the newest post a source dated ({iso(now - timedelta(days=40))})" in refused.output
+    status = runner.invoke(main, [*base, "status"])
+    assert status.exit_code == 0 and "\nretention: nothing pruned at " in status.output, status.output
+    assert runner.invoke(main, [*base, "prune", "--days", "41"]).exit_code == 0  # its cutoff is before that post
+    assert "retention: nothing pruned" not in runner.invoke(main, [*base, "status"]).output
+    forced = runner.invoke(main, [*base, "prune", "--force"])
+    assert forced.exit_code == 0 and "pruned 1 posts older than 30 days" in forced.output, forced.output
+    store = Store.open(db)
+    assert [r["external_id"] for r in store.database.rows("SELECT external_id FROM posts ORDER BY id")] == [
+        "r", "undated"]
+    store.close()
+
+
 def test_prune_refuses_more_days_than_a_date_can_go_back(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     seeded_store(db)

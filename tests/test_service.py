@@ -31,7 +31,7 @@ from miner.errors import MinerError, StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.migrations import MIGRATIONS, apply_migrations
-from miner.timeutil import utcnow
+from miner.timeutil import parse_iso, utcnow
 
 if TYPE_CHECKING:
     from miner.service import Service
@@ -543,6 +543,49 @@ def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pyte
     assert [r["dedupe_key"] for r in store.outbox_rows(["sent"])] == ["digest:1"]
     assert store.database.one("SELECT count(*) AS n FROM deliveries") == {"n": 1}
     store.close()
+
+
+def test_a_retention_prune_by_a_clock_ahead_of_every_post_deletes_nothing_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A clock 45 days ahead (an NTP step, a wrong RTC at boot) with 30 days kept: its cutoff was after every post,
+    # and the retention job deleted them all, for good.
+    from miner.cli import main
+    from miner.config import load_config
+    from miner.records import Post
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
+    cfg.write_text(cfg.read_text().replace("retention_days = 36500", "retention_days = 30"))
+    offset = [45 * 86400.0]
+    db = tmp_path / "miner.sqlite"
+    service = Service(load_config(cfg), db, ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
+                                                          clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+    now = utcnow().replace(microsecond=0)
+    store = Store.open(db)
+    store.insert_posts([Post("telecom-feed", str(days), "MTN is down", now - timedelta(days=days), services=("MTN",))
+                        for days in (1, 10, 40)], now)
+    # Dated by that clock, as a user report is: no sign of what time it really is.
+    store.insert_posts([Post("reports", "r", "User report: problem with MTN", service.options.clock(),
+                             services=("MTN",))], service.options.clock())
+    try:
+        with caplog.at_level("WARNING"):
+            service.job_retention(service.options.clock())
+        assert counts(db)["posts"] == 4
+        assert "retention: nothing pruned at " in caplog.text and "Is the system clock ahead" in caplog.text
+        assert "miner_prune_held 1\n" in service.metrics_text()
+        held = store.prune_held()
+        assert held is not None and parse_iso(held["newest_post"]) == now - timedelta(days=1)
+        shown = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "status", "--format", "json"])
+        assert json.loads(shown.stdout)["prune_held"] == held, shown.output
+
+        offset[0] = 0.0  # set right: the prune goes on, and the hold is gone
+        service.job_retention(service.options.clock())
+        assert counts(db)["posts"] == 3
+        assert "miner_prune_held 0\n" in service.metrics_text()
+        assert store.prune_held() is None
+    finally:
+        service.stop()
+        store.close()
 
 
 def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:

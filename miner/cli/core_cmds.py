@@ -143,16 +143,22 @@ def backup(app: AppContext, target: Path) -> None:
 @main.command()
 @click.option("--days", type=click.IntRange(min=1), default=None,
               help="Keep posts newer than this many days (default: [store].retention_days).")
+@click.option("--force", is_flag=True,
+              help="Prune even when no post a source dated is newer than the cutoff (every post goes).")
 @pass_app
-def prune(app: AppContext, days: int | None) -> None:
+def prune(app: AppContext, days: int | None, force: bool) -> None:
     """Delete raw posts past the retention period, and bucket rows and alert history past theirs; incidents are kept.
 
     The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
     on, and a source's post older than that is not stored again. Bucket rows older than
     [store].bucket_retention_days (and than the posts deleted) are deleted, and so are the notifications finished
     (sent, failed, suppressed) and the silences ended before then; those about an incident still open are kept.
+
+    Nothing is pruned (exit 1) when the cutoff is after the newest post a source dated, as the retention job
+    holds back then: the clock is likely ahead, and every post would go for good. --force prunes all the same.
     """
-    from miner.errors import InputError
+    from miner.errors import InputError, MinerError
+    from miner.store.maintenance import held_prune_message
     from miner.store_settings import MAX_RETENTION_DAYS
     from miner.timeutil import utcnow
 
@@ -160,7 +166,10 @@ def prune(app: AppContext, days: int | None) -> None:
         raise InputError(f"--days {days}: at most {MAX_RETENTION_DAYS} (100 years), as [store].retention_days")
     keep = days or app.config.store.retention_days
     now, settings = utcnow(), app.config.store
-    removed = app.store(must_exist=True).prune_posts(now - timedelta(days=keep))
+    cutoff = now - timedelta(days=keep)
+    if (held := app.store(must_exist=True).hold_prune(cutoff, now, check=not force)) is not None:
+        raise MinerError(held_prune_message(held))
+    removed = app.store().prune_posts(cutoff)
     buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
     notifications, silences = app.store().prune_alert_history(now - timedelta(days=settings.bucket_days))
     click.echo(f"pruned {removed} posts older than {keep} days, and {buckets} bucket rows, {notifications} "

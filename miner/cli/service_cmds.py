@@ -61,15 +61,21 @@ def status(app: AppContext, fmt: str) -> None:
     tick, or not polled as enabled is false), failures, last_error, posts_stored, warning (whole; "" for
     none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored without
     its time). Times are ISO 8601 with their offset.
+
+    Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
+    prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
     """
     from miner.status import service_status, shown_time, source_status
+    from miner.store.maintenance import held_prune_message
     from miner.timeutil import utcnow
 
     store = app.store(readonly=True, must_exist=True)
     services = service_status(store, app.config, utcnow(), window=timedelta(hours=1))
     sources = source_status(store, app.config)
+    held = store.prune_held()
     if fmt == "json":
-        click.echo(json.dumps({"services": services, "sources": sources}, indent=2, allow_nan=False))
+        click.echo(json.dumps({"services": services, "sources": sources, "prune_held": held}, indent=2,
+                              allow_nan=False))
         return
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "open incident"),
                      [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"],
@@ -88,6 +94,9 @@ def status(app: AppContext, fmt: str) -> None:
                          max_width=WARNING_WIDTH))
         if any(len(s["warning"]) > WARNING_WIDTH for s in warned):
             click.echo(f"(warnings cut at {WARNING_WIDTH} characters: --format json has them whole)")
+    if held:
+        click.echo()
+        click.echo(held_prune_message(held))
 
 
 @main.command()

@@ -14,10 +14,9 @@ from datetime import datetime
 from miner.collectors.normalise import fold, redact_contacts
 from miner.config import ServiceConfig
 from miner.errors import InputError
-from miner.records import SYMPTOMS, Post
+from miner.records import REPORT_SOURCE, SYMPTOMS, Post
 from miner.spelling import term_key
 
-REPORT_SOURCE = "reports"
 MAX_REPORT_TEXT = 500
 _ALLOWED_KEYS = frozenset({"service", "symptom", "text"})
 

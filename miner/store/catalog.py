@@ -21,7 +21,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "deleted, so the buckets that start before it are final (never recounted) and a source's post dated "
                "before the first bucket after it is not stored again. bucket_minutes, the width of the buckets "
                "and of the detector states (detector.bucket_minutes when the detector last ran): when the config "
-               "says another, the detector counts the buckets and learns the baselines again.",
+               "says another, the detector counts the buckets and learns the baselines again. prune_held, the last "
+               "retention prune held back (its cutoff after the newest post a source dated: a clock ahead?), as "
+               "JSON of its times; gone once a prune goes on.",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {

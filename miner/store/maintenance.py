@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miner.errors import MinerError, StoreError
+from miner.records import REPORT_SOURCE
 from miner.store.db import connect_readonly, describe_sqlite_error, translate_errors
 from miner.store.posts import UNCLASSIFIED
 from miner.timeutil import iso, parse_iso
@@ -25,6 +26,13 @@ if TYPE_CHECKING:
 
 # store_state key of the latest cutoff any prune used (see prune_posts).
 PRUNED_BEFORE = "pruned_before"
+
+# store_state key of the last retention prune held back (see hold_prune): JSON of its times.
+PRUNE_HELD = "prune_held"
+
+# Posts dated by their source (a feed's own time), not by our clock: a user report is dated when it came, and an
+# item without a time when it was fetched.
+_SOURCE_DATED = "undated IS NULL AND source != ?"
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000
@@ -171,6 +179,14 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
         yield [d[0] for d in cur.description or ()], rows(cur)
     finally:
         conn.close()
+
+
+def held_prune_message(held: dict[str, str]) -> str:
+    """Why a retention prune (see MaintenanceMixin.hold_prune) deleted nothing, and what to check, in one line."""
+    return (f"retention: nothing pruned at {held['at']}: its cutoff {held['cutoff']} is after the newest post a "
+            f"source dated ({held['newest_post']}), so every post would have been deleted for good. Is the system "
+            "clock ahead (check NTP)? If it is right, no source has posted for as long as posts are kept, and the "
+            "prune goes on once one has (`miner prune --force` prunes now)")
 
 
 def _backup_failure(target: Path, exc: BaseException) -> str:
@@ -350,6 +366,40 @@ class MaintenanceMixin:
                 return removed
             if not self.database.conn.in_transaction:  # not inside a caller's transaction
                 time.sleep(time.monotonic() - started)
+
+    def hold_prune(self, before: datetime, now: datetime, *, check: bool = True) -> dict[str, str] | None:
+        """Whether a retention prune of the posts created before ``before`` must wait: when ``before`` is after the
+        newest post a source dated, the hold, recorded (see prune_held) for `miner status` and /metrics; else None,
+        and the record of an earlier hold goes (as it does without ``check``: a prune forced by hand).
+
+        ``before`` is the clock's now less the days kept: a clock ahead by more than those days (an NTP step, a
+        wrong RTC at boot) put it after every post, and the prune deleted them all, for good. Posts a source dated
+        tell roughly what time it is: with a right clock, a cutoff after the newest of them means no source has
+        posted for as long as posts are kept, and waiting for the next post costs only keeping old ones a little
+        longer. Posts dated by our clock (user reports, items without a time) are left out: a clock ahead dated
+        them ahead too. A store without a post a source dated gives nothing to check the clock against.
+        """
+        newest = None
+        if check:
+            row = self.database.one(f"SELECT created_at FROM posts WHERE {_SOURCE_DATED} "
+                                    "ORDER BY created_at DESC LIMIT 1", (REPORT_SOURCE,))
+            newest = parse_iso(row["created_at"]) if row else None
+        if newest is not None and before > newest:
+            held = {"at": iso(now), "cutoff": iso(before), "newest_post": iso(newest)}
+            with self.database.transaction() as conn:
+                conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = excluded.value", (PRUNE_HELD, json.dumps(held)))
+            return held
+        if self.prune_held() is not None:  # read first: the write lock only when there is a record to clear
+            with self.database.transaction() as conn:
+                conn.execute("DELETE FROM store_state WHERE key = ?", (PRUNE_HELD,))
+        return None
+
+    def prune_held(self) -> dict[str, str] | None:
+        """The last retention prune held back (see hold_prune), while no prune has gone on since: ``at`` (when),
+        ``cutoff`` and ``newest_post`` (the newest post a source dated), ISO 8601 times."""
+        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (PRUNE_HELD,))
+        return dict(json.loads(row["value"])) if row else None
 
     def pruned_before(self) -> datetime | None:
         """The latest cutoff any prune recorded: posts created before it were deleted. None before the first prune
