@@ -108,8 +108,10 @@ class Service:
                                      lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
-        self._store_errors: dict[str, str] = {}  # job -> cause (StoreError.cause) of its last run's store failure
+        # job -> (cause, message) of its last run's store failure; not the error itself, which holds its frames
+        self._store_errors: dict[str, tuple[str, str]] = {}
         self._store_errors_guard = threading.Lock()
+        self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -259,8 +261,13 @@ class Service:
             self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
             if isinstance(exc, StoreError):
                 self._stores.forget(name)
-            self._store_failing(name, exc.cause if isinstance(exc, StoreError) else None)
-            if isinstance(exc, MinerError):
+            previous = self._store_failing(name, exc if isinstance(exc, StoreError) else None)
+            if isinstance(exc, StoreError) and previous == (exc.cause, str(exc)):
+                # A corrupt store (or a full disk) fails every run of every job until someone acts: logged at each,
+                # the same error line came every 15 s from collect alone, and buried the rest of the log. /healthz
+                # and miner_store_error still show it at every run.
+                log.debug("job %s failed again: %s", name, exc)
+            elif isinstance(exc, MinerError):
                 log.error("job %s failed: %s", name, exc)
             else:
                 log.exception("job %s failed", name)
@@ -268,24 +275,27 @@ class Service:
             health.last_ok, health.last_ok_monotonic = self.options.clock(), time.monotonic()
             self.metrics.inc("miner_job_runs_total", job=name, outcome="ok")
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), job=name)
-            self._store_failing(name, None)
+            if (previous := self._store_failing(name, None)) is not None:
+                log.info("job %s succeeded again: the store no longer fails it (%s)", name, previous[0])
         finally:
             health.runs += 1
             log.debug("job %s took %.2f s", name, time.monotonic() - started)
 
-    def _store_failing(self, job: str, cause: str | None) -> None:
-        """Show on /metrics which jobs the store fails and why, until each succeeds again.
+    def _store_failing(self, job: str, error: StoreError | None) -> tuple[str, str] | None:
+        """Show on /metrics which jobs the store fails and why (``error``: this run's store failure, None for none),
+        until each succeeds again. Returns the cause and message of the job's previous run's store failure, None
+        for none.
 
         A full disk was only in the log and /healthz's last_error: the metrics showed job errors and posts held, but
         not that the store was the cause, nor which cause (space, permissions, a lock), so an alert on them could
         not tell the operator what to do."""
         with self._store_errors_guard:
-            if cause is None:
-                self._store_errors.pop(job, None)
-            else:
-                self._store_errors[job] = cause
+            previous = self._store_errors.pop(job, None)
+            if error is not None:
+                self._store_errors[job] = (error.cause, str(error))
             self.metrics.replace("miner_store_error", {(("cause", c), ("job", j)): 1.0
-                                                       for j, c in self._store_errors.items()})
+                                                       for j, (c, _) in self._store_errors.items()})
+        return previous
 
     def job_collect(self, now: datetime) -> None:
         held = self._held
@@ -401,5 +411,10 @@ class Service:
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})
         except MinerError as exc:
-            log.error("metrics: cannot read the store: %s", exc)
+            # Once while it lasts, as for the jobs: Prometheus scrapes every 15 s or so.
+            if str(exc) != self._scrape_error:
+                log.error("metrics: cannot read the store: %s", exc)
+            self._scrape_error = str(exc)
+        else:
+            self._scrape_error = None
         return self.metrics.render()

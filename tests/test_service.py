@@ -405,6 +405,64 @@ def test_a_deleted_wal_stops_the_service_and_its_commits_are_saved(tmp_path: Pat
         assert conn.execute("SELECT count(*) FROM silences").fetchone()[0] == 1
 
 
+def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Each run of each job logged the same error line, with its advice: every 15 s from collect alone, and at
+    # each scrape, for as long as the store stayed damaged.
+    import logging
+
+    from miner.config import load_config
+    from miner.records import Post
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    store, now = Store.open(db), utcnow()
+    store.insert_posts([Post("telecom-feed", str(n), "MTN is down " + "x" * 500, now - timedelta(minutes=n),
+                             services=("MTN",)) for n in range(300)], now)
+    store.close()
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'posts'").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+    page = (root - 1) * size
+    good = db.read_bytes()[page:page + size]
+
+    def write_page(data: bytes) -> None:  # in place: another file at the path would be a lost store
+        with db.open("r+b") as f:
+            f.seek(page)
+            f.write(data)
+
+    write_page(b"\xff" * size)  # the posts table's root page damaged: the retention prune reads it
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False))
+    caplog.set_level("INFO", logger="miner.service")
+
+    def logged() -> list[str]:
+        return [r.getMessage().split(": store /")[0] for r in caplog.records
+                if r.name == "miner.service" and (r.levelno > logging.INFO or "again" in r.getMessage())]
+
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs >= 1, timeout=30)  # the run at start
+        for _ in range(3):
+            service._run_job("retention")
+            assert "is corrupt (database disk image is malformed)" in str(service.health["retention"].last_error)
+            assert 'miner_store_error{cause="corrupt",job="retention"} 1\n' in service.metrics_text()
+        assert logged() == ["job retention failed", "metrics: cannot read the store"]
+        write_page(good)  # put right (a restore by hand would stop the service first)
+        service._run_job("retention")
+        assert "miner_store_error{" not in service.metrics_text()
+        write_page(b"\xff" * size)
+        service._stores.forget("retention")  # damaged again where its connection has not cached the page
+        service._run_job("retention")
+        service._run_job("retention")
+        assert logged() == ["job retention failed", "metrics: cannot read the store",
+                            "job retention succeeded again: the store no longer fails it (corrupt)",
+                            "job retention failed"]
+    finally:
+        service.stop()
+
+
 def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_tick(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from miner.config import load_config
