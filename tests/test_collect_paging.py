@@ -5,6 +5,8 @@ reads one page, and a rate limit met while paging keeps what was read and holds 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -12,12 +14,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakeserver import FakeServer, Recorded, Reply
+from fakeserver import FIXTURES, FakeServer, Recorded, Reply
 
 from miner.classify import Classifier
 from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
+from miner.collectors.feeds import cut_entries
 from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
 from miner.collectors.lemmy import LOOKBACK as LEMMY_LOOKBACK
 from miner.collectors.mastodon import LOOKBACK as MASTODON_LOOKBACK
@@ -959,6 +962,83 @@ def test_reddits_anonymous_feed_asks_for_the_most_posts_it_holds(server: FakeSer
     result = poller.poll(source, state)
     assert set(burst) <= set(ids(result)) and not result.gap
     assert feed.requests[-1].param("limit") == "100"
+
+
+class LongFeed:
+    """A forum's RSS feed listing every entry it ever had, each the fixture's first item (a real forum post) with a
+    guid and date of its own, a minute apart; newest first, or oldest first as some forums list them."""
+
+    def __init__(self, server: FakeServer, path: str, newest_first: bool = True) -> None:
+        text = (FIXTURES / "rss" / "forum_latest.rss").read_text(encoding="utf-8")
+        self.head, self.item = text[:text.index("<item>")], re.search(r"<item>.*?</item>", text, re.S)[0]  # type: ignore[index]
+        self.newest_first, self.count = newest_first, 0
+        self.guids: list[str] = []
+        server.serve(path, self.reply)
+
+    def add(self, n: int) -> list[str]:
+        added = [f"forum.example.net-topic-{self.count + i}" for i in range(n)]
+        self.count += n
+        self.guids += added
+        return added
+
+    def entry(self, i: int) -> str:
+        when = format_datetime(START + timedelta(minutes=i), usegmt=True)
+        item = re.sub(r"<guid[^>]*>.*?</guid>", f"<guid isPermaLink=\"false\">{self.guids[i]}</guid>", self.item)
+        return re.sub(r"<pubDate>.*?</pubDate>", f"<pubDate>{when}</pubDate>", item)
+
+    def body(self) -> bytes:
+        order = range(self.count - 1, -1, -1) if self.newest_first else range(self.count)
+        return (self.head + "".join(self.entry(i) for i in order) + "</channel></rss>").encode()
+
+    def reply(self, request: Recorded) -> Reply:
+        return Reply(200, self.body(), content_type="application/rss+xml")
+
+
+@pytest.mark.parametrize("newest_first", [True, False], ids=["newest-first", "oldest-first"])
+def test_a_feed_longer_than_max_entries_is_read_to_its_newest_and_says_what_it_left(
+        server: FakeServer, poller: Poller, newest_first: bool) -> None:
+    feed = LongFeed(server, "/latest.rss", newest_first)
+    source = SourceConfig("forum", "rss", url=f"{server.url}/latest.rss", max_entries=50)
+    feed.add(300)  # more than twice max_entries: the middle of the feed is not even parsed
+    first = poller.poll(source, SourceState())
+    assert sorted(ids(first)) == sorted(feed.guids[-50:]) and not first.gap
+    assert "the feed lists 300 entries, more than max_entries (50): the 50 newest were read, the 250 older ones " \
+           "left unread" in first.warnings[0]
+    assert first.state.cursor == (START + timedelta(minutes=299)).isoformat()
+    new = feed.add(20)
+    second = poller.poll(source, first.state)  # what it leaves out now is older than what the first poll read
+    assert set(new) <= set(ids(second)) and len(second.posts) == 50
+    assert not second.warnings and not second.gap
+    burst = feed.add(80)  # more new than max_entries: the oldest 30 of them are left, and never read after
+    third = poller.poll(source, second.state)
+    assert sorted(ids(third)) == sorted(burst[-50:]) and third.gap
+    missed = f"posts published between {iso(START + timedelta(minutes=319))} and " \
+             f"{iso(START + timedelta(minutes=350))} were among them and are missed"
+    assert "the feed lists 400 entries" in third.warnings[0] and missed in third.warnings[0]
+    assert not poller.poll(source, third.state).gap
+
+
+def test_a_5_mb_feed_costs_no_more_than_its_newest_entries(server: FakeServer, poller: Poller) -> None:
+    # Just under the 5 MB body cap of a real forum post repeated: feedparser took 4.5 s of CPU over its 7,000
+    # entries (15 s over 90,000 of a title and a guid), and every one was stored. Now the default max_entries (500)
+    # are stored, and no more than twice as many parsed.
+    feed = LongFeed(server, "/latest.rss")
+    feed.add(7_000)
+    started = time.thread_time()
+    result = poller.poll(SourceConfig("forum", "rss", url=f"{server.url}/latest.rss"), SourceState())
+    assert time.thread_time() - started < 1.0  # 0.2 s here; 3.4 s when the whole feed was parsed
+    assert len(result.posts) == 500 and "the feed lists 7000 entries" in result.warnings[0]
+
+
+def test_entries_are_told_apart_from_tags_in_their_text() -> None:
+    entries = [b"<entry><title>a</title><content><![CDATA[</entry> is a tag]]></content></entry>",
+               b"<atom:entry><!-- <entry> --><media:group><media:item/></media:group></atom:entry>",
+               b"<entry type='x>y'><entry>nested</entry></entry>"] * 3
+    body = b"<feed>" + b"\n".join(entries) + b"</feed>"
+    assert cut_entries(body, 2) == (b"<feed>" + b"\n".join(entries[:2]) + entries[7] + b"\n" + entries[8] + b"</feed>",
+                                    5)
+    assert cut_entries(body, 5) == (body, 0)
+    assert cut_entries(body.replace(b"]]>", b""), 2) == (body.replace(b"]]>", b""), 0)  # a CDATA never closed
 
 
 def test_a_backlog_left_by_the_page_cap_is_stored_with_the_cursor_and_read_by_the_next_collects(

@@ -191,6 +191,12 @@ def test_duplicate_names_and_type_rules() -> None:
     # Values TOML accepts that would overflow a datetime or hang a request far from the file.
     with pytest.raises(ConfigError, match=r":5: sources\[0\].interval: must be 10 to 604800"):
         parse_config(src + "interval = 99999999999999\n")
+    assert parse_config(src + "max_entries = 50\n").sources[0].max_entries == 50
+    for value, message in (("0", "must be 1 to 100000"), ("true", "expected an integer, got true")):
+        with pytest.raises(ConfigError, match=rf":5: sources\[0\].max_entries: {message}"):
+            parse_config(src + f"max_entries = {value}\n")
+    with pytest.raises(ConfigError, match=r":5: sources\[0\].max_entries: only for the feeds of types 'rss' and "):
+        parse_config("[[sources]]\nname = 's'\ntype = 'hackernews'\nquery = 'down'\nmax_entries = 50\n")
     for value in ("inf", "nan", "-inf"):
         with pytest.raises(ConfigError, match=rf":5: sources\[0\].timeout: expected a finite number, got {value}"):
             parse_config(src + f"timeout = {value}\n")

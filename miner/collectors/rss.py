@@ -4,12 +4,15 @@ Incremental by conditional GET (ETag / Last-Modified); the store dedupes entries
 A feed holds its newest entries only and cannot be paged: when more is new between two polls than it holds, the
 rest is gone. The cursor (the newest entry's date) tells: a feed whose every dated entry is newer than the newest
 of the last poll may have dropped posts in between, and the poll says so.
+A feed listing its whole history is read to its newest ``max_entries`` entries (see `posts_from_feed`); what that
+leaves is never read, and the poll says so too when it may have held posts not read before.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from miner.collectors.base import PollContext, make_post, not_after_now, time_cursor
@@ -20,14 +23,17 @@ from miner.collectors.feeds import (
     entry_lang,
     entry_time,
     fetch_feed,
-    parse_feed,
+    parse_feed_ends,
 )
 from miner.collectors.http import Response, state_after
 from miner.collectors.paging import gap_warning
-from miner.config import SourceConfig
+from miner.config import DEFAULT_MAX_ENTRIES, SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
+
+log = logging.getLogger(__name__)
+_UNDATED = datetime.max.replace(tzinfo=UTC)  # how `_newest` ranks an entry without a date: new, as it is dated now
 
 
 def posts_from_feed(
@@ -40,21 +46,26 @@ def posts_from_feed(
 ) -> FetchResult:
     """Parse a fetched feed into posts; ``clean_body`` strips a site's boilerplate from entry HTML. ``state``: the
     source's state before this poll, whose cursor (the newest entry date read then) tells whether the feed still
-    reaches back to it. ``skip`` tells the entries that are no posts (a site's bot's); their dates still count."""
-    parsed, warnings = parse_feed(resp, source.name)
+    reaches back to it. ``skip`` tells the entries that are no posts (a site's bot's); their dates still count.
+
+    Of a feed listing more than the source's ``max_entries``, the newest that many are read (see `_newest`)."""
+    keep = source.max_entries or DEFAULT_MAX_ENTRIES
+    parsed, warnings, unread = parse_feed_ends(resp, source.name, keep)
     feed = parsed.get("feed") or {}
+    entries = [(entry, entry_time(entry)) for entry in parsed.get("entries") or []]
+    dates = [when for _entry, when in entries if when is not None]
+    kept = _newest(entries, keep)
     posts: list[Post] = []
-    dates: list[datetime] = []
-    for entry in parsed.get("entries") or []:
-        if (when := entry_time(entry)) is not None:
-            dates.append(when)
+    for entry, when in kept:
         if skip is not None and skip(entry):
             continue
         post = _entry_post(source, ctx, entry, feed, clean_body, when)
         if post is not None:
             posts.append(post)
     last = time_cursor(state, ctx) if state is not None else None
-    newest = max((not_after_now(d, ctx) for d in dates), default=None)
+    kept_dates = [when for _entry, when in kept if when is not None]
+    # The newest date stored, not merely read: the gap checks of later polls count from it.
+    newest = max((not_after_now(d, ctx) for d in kept_dates), default=None)
     gap = False
     if last is not None and len(dates) > 1 and min(dates) > last:
         # Nothing the last poll read is still in the feed: more was new than it holds, or exactly as many.
@@ -62,9 +73,44 @@ def posts_from_feed(
         warnings = [*warnings, gap_warning(source, (
             f"every dated entry of the feed ({len(dates)}) is newer than the newest the last poll read ({iso(last)}): "
             f"posts published between then and {iso(min(dates))} may be missing (poll more often)"))]
+    if (total := len(entries) + unread) > keep:
+        dropped, oldest = total - keep, min(kept_dates, default=None)
+        note = (f"the feed lists {total} entries, more than max_entries ({keep}): the {keep} newest were read, "
+                f"the {dropped} older ones left unread")
+        if last is None:
+            # The first poll (or a feed without dates): as an API's first page, its backlog is not read.
+            warnings = [*warnings, _logged(source, f"{note} (nothing older is stored at a source's first poll, nor "
+                                                   "from a feed whose entries have no dates; raise max_entries to "
+                                                   "keep more)")]
+        elif oldest is None or oldest > last:
+            # Every poll reads the newest `keep` again, so what this one left is never read: missed for good.
+            gap = True
+            since = f"{iso(last)} and {iso(oldest)}" if oldest is not None else f"{iso(last)} and now"
+            warnings = [*warnings, gap_warning(source, (
+                f"{note}: posts published between {since} were among them and are missed (raise max_entries or "
+                "poll more often)"))]
+        else:
+            # All older than an entry the last poll read: nothing new is lost, so no warning stands for good.
+            log.info("source %s: %s, all dated before the newest the last poll read (%s)", source.name, note, iso(last))
     cursor = max(newest, last) if newest is not None and last is not None else newest or last
     return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None),
                        warnings=warnings, gap=gap)
+
+
+def _newest(entries: list[tuple[Any, datetime | None]], keep: int) -> list[tuple[Any, datetime | None]]:
+    """The ``keep`` newest of ``entries`` (an entry and its date), in the feed's order. An entry without a date
+    counts as new (it is dated at its fetch), and of entries alike the earlier in the feed: feeds list the newest
+    first, or the oldest (then their dates tell)."""
+    if len(entries) <= keep:
+        return entries
+    order = sorted(range(len(entries)), key=lambda i: entries[i][1] or _UNDATED, reverse=True)  # stable
+    chosen = set(order[:keep])
+    return [e for i, e in enumerate(entries) if i in chosen]
+
+
+def _logged(source: SourceConfig, message: str) -> str:
+    log.warning("source %s: %s", source.name, message)
+    return message
 
 
 def _entry_post(
