@@ -93,6 +93,30 @@ def test_collect_once_reports_each_source_and_isolates_failures(tmp_path: Path, 
     store.close()
 
 
+def test_a_feed_gone_for_good_says_what_to_do_and_is_polled_at_backoff_max(tmp_path: Path, server: FakeServer) -> None:
+    # A 410 read "no such resource", as a 404 (a URL mistyped, a server misconfigured) does: the operator was not
+    # told that the site removed the feed on purpose and the source is to be removed or pointed elsewhere.
+    server.serve("/gone.rss", Reply(410, b"<html>Gone</html>", content_type="text/html"))
+    cfg = config(tmp_path, server.url)
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f'[[sources]]\nname = "gone"\ntype = "rss"\n'
+                                                      f'url = "{server.url}/gone.rss"\n', encoding="utf-8")
+    runner = CliRunner()
+    collected = runner.invoke(main, ["--config", str(cfg), "collect", "--once"])
+    lines = {ln.split()[0]: ln for ln in collected.output.splitlines() if ln and not ln.startswith(("source", "-"))}
+    assert "ok" in lines["forum"] and "ok" in lines["status:github"]  # the others are polled and stored as ever
+    store = Store.open(tmp_path / "m.sqlite")
+    row = store.source_row("gone")
+    store.close()
+    assert row is not None and row["last_error"] == (
+        f"HTTP 410 from 127.0.0.1 (gone for good: remove the source from feeds.toml, or give it the feed's new url; "
+        f"{server.url}/gone.rss)")
+    # A permanent error: the next try is backoff_max (3600 s) away, not backoff_base's minute.
+    assert parse_iso(row["next_poll_at"]) - parse_iso(row["last_poll_at"]) == timedelta(seconds=3600)
+    status = runner.invoke(main, ["--config", str(cfg), "status"])
+    gone = next(ln for ln in status.output.splitlines() if ln.startswith("gone "))
+    assert "HTTP 410 from 127.0.0.1 (gone for good: remove the source" in gone
+
+
 def test_a_user_agent_that_cannot_be_sent_is_a_config_error(tmp_path: Path, server: FakeServer) -> None:
     # Non-ASCII stopped collect (and miner run) with an internal UnicodeEncodeError; a line break failed every poll.
     cfg = config(tmp_path, server.url)

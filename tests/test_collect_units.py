@@ -547,6 +547,14 @@ def test_client_errors_are_permanent(server: FakeServer, poller: Poller, kind: s
     assert str(info.value).startswith(fragment) and info.value.permanent
 
 
+def test_gone_for_good_is_permanent_and_says_so_for_apis_too(server: FakeServer, poller: Poller) -> None:
+    server.serve("/api/v1/search_by_date", Reply(410, b'{"error": "gone"}', content_type="application/json"))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("hn", "hackernews", url=server.url, query="x"))
+    assert str(info.value).startswith("HTTP 410 from 127.0.0.1 (gone for good: remove the source from feeds.toml")
+    assert info.value.permanent and info.value.retry_after is None
+
+
 def test_connection_refused_is_a_clear_error(poller: Poller) -> None:
     with FakeServer() as gone:
         url = gone.url

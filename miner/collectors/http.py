@@ -295,7 +295,13 @@ def status_error(resp: Response, now: datetime) -> SourceError:
             message += f" (retry after {retry_after:.0f} s)"
     elif resp.status in (401, 403):
         message += " (check the source's credentials and URL)"
-    elif resp.status in (404, 410):
+    elif resp.status == 410:
+        # The server says the resource was removed on purpose and will not come back (a forum's feed turned off, a
+        # community deleted): nothing to wait out or investigate, so the message says what to do, in its first words
+        # as `miner status` cuts it. Still polled every backoff_max, as any permanent error: a 410 sent by mistake
+        # (a site moved to a new CMS) and then fixed brings the source back without anyone having to notice.
+        message += f" (gone for good: remove the source from feeds.toml, or give it the feed's new url; {resp.where})"
+    elif resp.status == 404:
         message += f" (no such resource: {resp.where})"
     elif 300 <= resp.status < 400 and (location := resp.headers.get("location")):
         # Only a request carrying a login is not redirected (see fetch): say where to point the source instead.
