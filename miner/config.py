@@ -1,7 +1,8 @@
 """feeds.toml -> typed, validated, frozen objects. Errors name the key path and the line.
 
 Each stage owns the dataclass of its own section (``[detector]``, ``[classifier]``, ``[alerts]``,
-``[collect]``); this module owns the top level, services, sources and groups, and cross-checks between them.
+``[collect]``), `source_settings.py` the services and sources; this module owns the top level and groups, and the
+cross-checks between them.
 """
 
 from __future__ import annotations
@@ -11,22 +12,22 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from miner.config_lines import given_twice, locate, unclosed
-from miner.env_names import ENV_NAME
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
 from miner.settings import SettingsError, build, guess, key_homes, misplaced
+from miner.source_settings import ServiceConfig as ServiceConfig
+from miner.source_settings import SourceConfig as SourceConfig
 from miner.spelling import term_key
 from miner.store_settings import StoreSettings
-from miner.urls import control_char, public_url, shown_url, url_problem
+from miner.urls import control_char
 
 if TYPE_CHECKING:
     from miner.alerts.settings import AlertSettings
@@ -34,68 +35,9 @@ if TYPE_CHECKING:
     from miner.collectors.settings import CollectSettings
     from miner.detect.params import DetectorParams
 
-SourceType = Literal[
-    "rss", "reddit", "hackernews", "discourse", "lemmy", "mastodon", "bluesky", "statuspage", "status_feed"
-]
-
-
-def _empty() -> Mapping[str, str]:
-    return MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """A service whose outages we look for."""
-
-    name: str
-    aliases: tuple[str, ...] = ()  # other names, hashtags and handles that mean this service
-    status_page: str | None = None  # Atlassian Statuspage base URL: adds a `statuspage` source for it
-    provider: str | None = None  # e.g. "Meta", "AWS": services of one provider open as one grouped incident
-    # Name and aliases match only in their configured case, as 1-2 character ones always do: a service named by a
-    # common word (the ISP "Three", the app "Signal") was found in every "three days" and "no signal".
-    match_case: bool = False
-
-    def validate(self) -> None:
-        if not self.name.strip():
-            raise ValueError("name: must not be empty")
-        for key, value in (("name", self.name), *((f"aliases[{j}]", a) for j, a in enumerate(self.aliases)),
-                           ("provider", self.provider or "")):
-            if found := control_char(value):  # an alias at its own key: a list over several lines gives its line
-                raise SettingsError(key, f"must not contain control or format characters (found {found} in {value!r})")
-        if self.provider is not None and not self.provider.strip():
-            # "" was no provider, but "  " one that two such services shared: grouped as "   platform outage".
-            raise ValueError(f"provider: must not be blank (got {self.provider!r}; leave it out for no provider)")
-        for j, alias in enumerate(self.aliases):
-            if not term_key(alias):  # matching would skip it: the operator meant something else
-                raise SettingsError(f"aliases[{j}]", f"must not be empty (got {alias!r})")
-        if self.status_page is not None and not re.match(r"https?://", self.status_page):
-            raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
-        if self.status_page is not None and (problem := url_problem(self.status_page)):
-            raise ValueError(f"status_page: {problem}")
-        if self.status_page is not None and (problem := _feed_not_page(self.status_page)):
-            raise ValueError(f"status_page: {problem} a [[sources]] entry of type 'status_feed'")
-
-
-def _feed_not_page(url: str) -> str | None:
-    """A statuspage source polls <url>/api/v2/incidents.json: a feed's URL there failed every poll with a 404."""
-    if re.search(r"\.(atom|rss|xml)$", urlsplit(url).path.rstrip("/"), re.IGNORECASE):
-        return "is a status feed (RSS/Atom), not a Statuspage page or its .json API: give it"
-    return None
-
-
-# The credentials each source type reads, by name in `env`; the values name environment variables.
-CREDENTIALS: Mapping[str, tuple[str, ...]] = {"reddit": ("client_id", "client_secret"),
-                                              "bluesky": ("identifier", "password")}
-MIN_INTERVAL = 10
-MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
-MAX_TIMEOUT = 600.0
 MAX_SPAN = 366 * 86400  # seconds: the longest wait, window or age a setting may give (one year)
 _UNITS = {1: "seconds", 60: "minutes", 3600: "hours", 86400: "days"}
 MAX_CONFIG_BYTES = 16 * 2**20
-# A feed's entries read per poll (SourceConfig.max_entries). Feeds list tens, a busy forum's a few hundred; 5 MB of
-# small entries is 90,000, which took feedparser 15 s of CPU and stored a site's whole history at its first poll.
-DEFAULT_MAX_ENTRIES = 500
-MAX_ENTRIES = 100_000
 
 
 def check_spans(settings: object, units: Mapping[str, int]) -> None:
@@ -108,87 +50,6 @@ def check_spans(settings: object, units: Mapping[str, int]) -> None:
         value = getattr(settings, name)
         if value is not None and value * unit > MAX_SPAN:
             raise ValueError(f"{name}: must be at most {MAX_SPAN // unit} {_UNITS[unit]} (a year)")
-
-
-@dataclass(frozen=True)
-class SourceConfig:
-    """One place we poll. ``env`` maps credential names to the environment variables holding them."""
-
-    name: str
-    type: SourceType
-    url: str | None = None  # feed URL, or the API's base URL
-    url_env: str = ""  # or: the env var holding it, for a URL with a key in it (secrets never live in feeds.toml)
-    query: str | None = None  # search terms, subreddit, or tag, depending on the type
-    services: tuple[str, ...] = ()  # empty: match posts against every service
-    interval: int = 300  # seconds between polls
-    timeout: float = 20.0  # seconds for one request
-    enabled: bool = True
-    env: Mapping[str, str] = field(default_factory=_empty)
-    # Entries of a feed read per poll at most, the newest (rss, and reddit's feed); None: DEFAULT_MAX_ENTRIES.
-    max_entries: int | None = None
-
-    def validate(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_.:\-]+", self.name):
-            raise ValueError("name: use letters, digits and . _ : - only")
-        if self.max_entries is not None and self.type not in ("rss", "reddit"):
-            raise ValueError(f"max_entries: only for the feeds of types 'rss' and 'reddit', not {self.type!r}")
-        if self.max_entries is not None and not 1 <= self.max_entries <= MAX_ENTRIES:
-            raise ValueError(f"max_entries: must be 1 to {MAX_ENTRIES}")
-        if not MIN_INTERVAL <= self.interval <= MAX_INTERVAL:
-            raise ValueError(f"interval: must be {MIN_INTERVAL} to {MAX_INTERVAL} seconds (7 days)")
-        if not 0 < self.timeout <= MAX_TIMEOUT:
-            raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
-        needs_url = {"rss", "discourse", "lemmy", "mastodon", "statuspage", "status_feed"}
-        if self.url_env and not ENV_NAME.fullmatch(self.url_env):
-            raise ValueError("url_env: must name an environment variable, not hold the URL itself")
-        if self.url and self.url_env:
-            raise ValueError("url_env: give url or url_env, not both")
-        if self.type in needs_url and not (self.url or self.url_env):
-            raise ValueError(f"url: required for type {self.type!r} (or url_env, naming the environment variable "
-                             "that holds it)")
-        if self.url and (problem := url_problem(self.url)):
-            raise ValueError(f"url: {problem}")
-        if self.type == "statuspage" and self.url and (problem := _feed_not_page(self.url)):
-            raise ValueError(f"url: {problem} type 'status_feed'")
-        if self.url and urlsplit(self.url).password is not None:
-            raise ValueError("url: must not hold a password; secrets come from environment variables")
-        for key, var in self.env.items():
-            if key not in CREDENTIALS.get(self.type, ()):
-                takes = ", ".join(CREDENTIALS.get(self.type, ())) or "no credentials"
-                raise ValueError(f"env.{key}: not a credential of type {self.type!r} (it takes {takes})")
-            if not ENV_NAME.fullmatch(var):
-                raise ValueError(f"env.{key}: must name an environment variable, not hold the secret itself")
-        needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
-        # A blank query passed as given: hackernews and bluesky searched for spaces, mastodon's tag "#" read the
-        # tag "", and discourse searched " order:latest" instead of listing its latest topics.
-        blank = self.query is not None and not self.query.strip().lstrip("#" if self.type == "mastodon" else "")
-        if blank:
-            raise ValueError(f"query: must not be blank (got {self.query!r})")
-        if self.type in needs_query and not self.query:
-            raise ValueError(f"query: required for type {self.type!r}")
-        if self.type == "reddit" and not (self.url or self.url_env or self.query):
-            raise ValueError("query: reddit needs a search query/subreddit or a feed url")
-
-    def __repr__(self) -> str:
-        # The url as messages show it: after Poller.resolve it is the URL from url_env, a secret as a whole, and one
-        # in feeds.toml may hold a key in its query or user name.
-        url = self.url and (shown_url(self.url, secret=True) if self.secret_url else public_url(self.url))
-        shown = ", ".join(f"{f.name}={url if f.name == 'url' else getattr(self, f.name)!r}" for f in fields(self))
-        return f"{type(self).__name__}({shown})"
-
-    @property
-    def secret_url(self) -> bool:
-        """Whether the url is a secret as a whole (it comes from ``url_env``): messages, logs and derived links show
-        no more than its scheme and host (`miner.urls.shown_url`), as its key may be a path segment."""
-        return bool(self.url_env)
-
-    @property
-    def stored_url(self) -> str | None:
-        """The url as the store keeps it (sources.url): never with a credential the url holds (`public_url`), and for
-        a url from the environment only the variable's name, as ``$NAME``."""
-        if self.url_env:
-            return f"${self.url_env}"
-        return public_url(self.url) if self.url else None
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miner.alerts.text import safe_url
-from miner.config import MAX_TIMEOUT, check_spans
+from miner.config import check_spans
 from miner.env_names import ENV_NAME
 from miner.settings import SettingsError, guess
+from miner.source_settings import MAX_TIMEOUT
 from miner.timeutil import parse_iso
 from miner.urls import control_char, is_ip
 

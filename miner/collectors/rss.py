@@ -27,9 +27,10 @@ from miner.collectors.feeds import (
 )
 from miner.collectors.http import Response, state_after
 from miner.collectors.paging import gap_warning
-from miner.config import DEFAULT_MAX_ENTRIES, SourceConfig
+from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.source_settings import DEFAULT_MAX_ENTRIES
 from miner.timeutil import iso
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from miner.config import MAX_INTERVAL, MAX_TIMEOUT
+from miner.source_settings import MAX_INTERVAL, MAX_TIMEOUT
 
 
 @dataclass(frozen=True)
