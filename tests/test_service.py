@@ -90,6 +90,7 @@ name = "telecom-feed"
 type = "rss"
 url = "{feed_url}"
 interval = 60
+max_entries = {N_ITEMS}  # the whole feed in one poll, stored whole or not at all
 {extra}
 """)
     return cfg
