@@ -281,3 +281,21 @@ def test_an_unset_variable_whose_name_reads_as_the_secret_is_not_named(
     polled = str(outcome.error)
     assert "is not set" in polled and errors and all("is not set" in e for e in errors)
     assert pasted not in "\n".join([polled, caplog.text, *errors])
+
+
+def test_collectors_do_not_name_an_unset_variable_that_reads_as_the_secret(
+        server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    # The same rule as for env.* and the alerts' variables: the author-hash key's variable (warned of at every
+    # start), a reddit client_id (its fallback note is logged and stored as the source's warning) and a url_env
+    # (its error is the source's last error) each with the secret pasted in place of a name, and none set.
+    server.serve_fixture("/search.rss", "reddit/search.rss")
+    pasted = "hunter2_pasted_here"  # a legal variable name, which lower case gives away as a secret
+    config = parse_config(f'[store]\nhash_key_env = "{pasted}"\n')
+    reddit = SourceConfig("r", "reddit", url=server.url, query="down",
+                          env={"client_id": pasted, "client_secret": "REDDIT_SECRET"})
+    feed = SourceConfig("f", "rss", url_env=pasted)
+    with caplog.at_level("DEBUG", logger="miner"), Poller.from_config(config, environ={}) as poller:
+        outcomes = [poller.poll_isolated(reddit), poller.poll_isolated(feed)]
+    assert outcomes[0].result is not None and "is not set" in outcomes[0].result.warnings[0]
+    assert "is not set" in str(outcomes[1].error) and "is not set" in caplog.text
+    assert pasted not in "\n".join([caplog.text, _kept(outcomes[0].result), str(outcomes[1].error)])

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
+from miner.env_names import shown_name
+
 log = logging.getLogger(__name__)
 
 # Used only when the operator set no key: hashes stay unlinkable to handles by a casual reader, but anyone
@@ -157,8 +159,10 @@ def hash_key_from_env(env_name: str | None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     value = env.get(env_name, "") if env_name else ""
     if not value:
+        # Logged at every start: a hash_key_env that reads as the key itself (pasted in place of a name) is not named.
+        name = shown_name(env_name) if env_name else "the author-hash key"
         log.warning("%s is not set: author hashes use a fixed public salt, so a known handle can be matched to "
-                    "its hash; set it to a long random secret", env_name or "the author-hash key")
+                    "its hash; set it to a long random secret", name)
     return value.encode("utf-8") if value else APP_SALT
 
 

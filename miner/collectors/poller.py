@@ -39,6 +39,7 @@ from miner.collectors.settings import CollectSettings
 from miner.collectors.status_feed import StatusFeedCollector
 from miner.collectors.statuspage import StatuspageCollector
 from miner.config import Config, ServiceConfig, SourceConfig
+from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 from miner.urls import credentials_in_url, url_problem
@@ -156,7 +157,7 @@ class Poller:
         if not source.url_env:
             return source
         url = self.ctx.environ.get(source.url_env, "")
-        what = f"environment variable {source.url_env} (url_env)"
+        what = f"environment variable {shown_name(source.url_env)} (url_env)"
         if not url:
             raise SourceError(f"{what} is not set", permanent=True)
         if problem := url_problem(url):

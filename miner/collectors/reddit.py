@@ -38,6 +38,7 @@ from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning
 from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache
 from miner.config import SourceConfig
+from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
@@ -97,7 +98,7 @@ class RedditCollector:
             ctx.require_credential(source, missing)
         result = self._poll_rss(source, state, ctx)
         if "client_id" in source.env:
-            note = f"{source.env['client_id']} is not set: polled the anonymous RSS feed instead of the API"
+            note = f"{shown_name(source.env['client_id'])} is not set: polled the anonymous RSS feed instead of the API"
             log.info("%s: %s", source.name, note)
             return replace(result, warnings=[*result.warnings, note])
         return result
