@@ -292,6 +292,26 @@ def test_digest_at_before_1970_is_one_line(runner: CliRunner, tmp_path: Path, dr
     assert not (tmp_path / "out").exists()
 
 
+def test_with_alerts_disabled_digest_and_outbox_send_say_so(runner: CliRunner, tmp_path: Path) -> None:
+    # enabled = false plans and sends nothing: `miner digest` queued one anyway, saying the service would send it,
+    # and `miner outbox send` answered "sent 0" with notifications pending, as if nothing were due.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    config = tmp_path / "feeds.toml"
+    config.write_text('[[services]]\nname = "GitHub"\n\n[alerts]\nenabled = false\n\n[[alerts.routes]]\n'
+                      'name = "oncall"\nemail = ["oncall@example.org"]\ndigest = "0 8 * * *"\n')
+    base = ["--config", str(config), "--db", str(db)]
+    queued = runner.invoke(main, [*base, "digest"])
+    assert queued.exit_code == 1, queued.output
+    assert queued.output == ("Error: alerts are disabled ([alerts] enabled = false): nothing is planned or sent, and "
+                             "the outbox is left as it is; --dry-run renders it\n")
+    assert Store.open(db).outbox_counts() == {}
+    sent = runner.invoke(main, [*base, "outbox", "send"])
+    assert sent.exit_code == 0 and sent.output.startswith("alerts are disabled ([alerts] enabled = false)"), sent.output
+    rendered = runner.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "out")])
+    assert rendered.exit_code == 0 and (tmp_path / "out" / "digest-oncall.eml").exists(), rendered.output
+
+
 def test_digest_dry_run_into_a_folder_it_cannot_make_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "m.sqlite"
     seeded_store(db)

@@ -18,6 +18,8 @@ from miner.replay import EARLIEST
 from miner.store.mutes import silence_label
 from miner.timeutil import iso, parse_iso, utcnow
 
+_NOTHING_SENT = "nothing is planned or sent, and the outbox is left as it is"
+
 
 def _now(at: str | None) -> datetime:
     if at is None:
@@ -53,6 +55,9 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
         for path in paths:
             click.echo(str(path))
         return
+    if not settings.enabled:
+        # Queued, it would wait for good: the service and `miner outbox send` plan and send nothing meanwhile.
+        raise InputError(f"alerts are disabled ([alerts] enabled = false): {_NOTHING_SENT}; --dry-run renders it")
     routes = [r for r in settings.routes if r.email and (route_name is None or r.name == route_name)]
     if not routes:
         raise InputError(f"no route {'named ' + repr(route_name) + ' ' if route_name else ''}with email in [alerts]")
@@ -116,6 +121,9 @@ def outbox_send(app: AppContext) -> None:
     """
     from miner.alerts import run_alerts
 
+    if not app.config.alerts.enabled:  # "sent 0" read as if nothing was due, with notifications pending
+        click.echo(f"alerts are disabled ([alerts] enabled = false): {_NOTHING_SENT}")
+        return
     # Cut short mid-send, a claimed notification was left 'sending': neither sent nor failed in `miner outbox`
     # until its lease ran out, then sent again whether or not it had gone out.
     with stop_on_signal() as stop:
