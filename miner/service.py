@@ -112,6 +112,9 @@ class Service:
         self._store_errors: dict[str, tuple[str, str]] = {}
         self._store_errors_guard = threading.Lock()
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
+        # miner_source_up of the sources polled since the start (1.0: ok); the others' comes from the store.
+        self._source_up: dict[str, float] = {}
+        self._source_up_guard = threading.Lock()
 
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
@@ -308,7 +311,8 @@ class Service:
             self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
         for r in polled:
             self.metrics.inc("miner_polls_total", source=r.source)
-            self.metrics.set("miner_source_up", 0.0 if r.error else 1.0, source=r.source)
+            with self._source_up_guard:
+                self._source_up[r.source] = 0.0 if r.error else 1.0
             if r.error:
                 self.metrics.inc("miner_poll_errors_total", source=r.source)
             else:
@@ -391,6 +395,7 @@ class Service:
 
     def metrics_text(self) -> str:
         """Counters kept in-process plus gauges read from the store at scrape time."""
+        stored_up: dict[str, float] = {}
         try:
             # Not the reports' connection: one report waiting out a locked store there (up to SQLite's busy
             # timeout, 10 s) held it, and every scrape waited behind it, past Prometheus' own timeout.
@@ -410,6 +415,12 @@ class Service:
             self.metrics.replace("miner_source_warning", {
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})
+            # A source not polled since the start has its latest poll's outcome in the store: after a restart, one
+            # failing for good (a 404, polled again only backoff_max later) had no series to alert on until then.
+            stored_up = {s.name: 0.0 if rows[s.name]["consecutive_failures"] else 1.0
+                         for s in self.config.sources
+                         if s.enabled and s.name in rows and (rows[s.name]["last_ok_at"]
+                                                              or rows[s.name]["consecutive_failures"])}
         except MinerError as exc:
             # Once while it lasts, as for the jobs: Prometheus scrapes every 15 s or so.
             if str(exc) != self._scrape_error:
@@ -417,4 +428,7 @@ class Service:
             self._scrape_error = str(exc)
         else:
             self._scrape_error = None
+        with self._source_up_guard:
+            up = {**stored_up, **self._source_up}
+        self.metrics.replace("miner_source_up", {(("source", name),): value for name, value in up.items()})
         return self.metrics.render()

@@ -724,6 +724,31 @@ def test_metrics_say_which_sources_have_a_warning_that_stands(tmp_path: Path) ->
             service.stop()
 
 
+def test_metrics_say_whether_sources_not_polled_since_the_start_are_up(tmp_path: Path) -> None:
+    # After a restart the gauge had a series only for the sources polled since: one failing for good (a 404 waits
+    # backoff_max, an hour, for its next poll) could not be alerted on until then.
+    from miner.cli import main
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve_fixture("/forum.rss", "rss/forum_latest.rss")
+        cfg = write_config(tmp_path, f"{server.url}/forum.rss",
+                           f'[[sources]]\nname = "gone"\ntype = "rss"\nurl = "{server.url}/gone.rss"\n')
+        polled = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+        assert polled.exit_code == 1 and "HTTP 404" in polled.output, polled.output
+        service = Service(load_config(cfg), tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False))
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs == 1, timeout=30)
+            assert len(server.requests_to("/forum.rss")) == 1  # the service's round polled neither again
+            lines = [ln for ln in service.metrics_text().splitlines() if ln.startswith("miner_source_up")]
+            assert lines == ['miner_source_up{source="gone"} 0', 'miner_source_up{source="telecom-feed"} 1']
+        finally:
+            service.stop()
+
+
 def test_a_stop_does_not_wait_for_a_hanging_source_and_keeps_what_the_round_stored(tmp_path: Path) -> None:
     # A collect round waited for its slowest poll (up to the source's timeout) before the service could exit, and
     # stored no source's posts until then.
