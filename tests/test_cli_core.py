@@ -86,6 +86,7 @@ def test_config_check_does_not_echo_an_unset_env_name_that_reads_as_the_secret(r
     cfg = tmp_path / "feeds.toml"
     cfg.write_text('[store]\nhash_key_env = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"\n'
                    '[alerts.smtp]\nusername_env = "T_USER"\npassword_env = "hunter2"\n'
+                   'host = "mail.example.org"\nsecurity = "none"\n'  # the warning that the login goes in clear too
                    '[[sources]]\nname = "r"\ntype = "reddit"\nquery = "down"\n'
                    'env = { client_id = "T_ID", client_secret = "AKIAIOSFODNN7EXAMPLE" }\n')
     for var in ("T_USER", "T_ID", *secrets):
@@ -97,6 +98,7 @@ def test_config_check_does_not_echo_an_unset_env_name_that_reads_as_the_secret(r
     assert "T_USER (alerts.smtp.username_env), [not shown] (alerts.smtp.password_env)" in result.output
     for key in secrets.values():
         assert f"warning: {key} does not read as the name of an environment variable" in result.output
+    assert 'security = "none" sends the login ([not shown]) to mail.example.org' in result.output
     # Set, it is a variable whatever its name: nothing to warn about.
     monkeypatch.setenv("hunter2", "x")
     assert "alerts.smtp.password_env does not" not in runner.invoke(main, ["config", "check", str(cfg)]).output

@@ -73,7 +73,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
                    "itself, put the secret in an environment variable and name that here")
     smtp = cfg.alerts.smtp
     if cfg.alerts.enabled and smtp.login_in_clear:
-        click.echo(f"warning: alerts.smtp: security = \"none\" sends the login ({smtp.password_env}) to {smtp.host} "
+        # Unset, a "name" that reads as the password itself was left out above (and warned of): here too.
+        hidden = is_secret_like(smtp.password_env) and not os.environ.get(smtp.password_env)
+        login = "[not shown]" if hidden else smtp.password_env
+        click.echo(f"warning: alerts.smtp: security = \"none\" sends the login ({login}) to {smtp.host} "
                    "unencrypted; use starttls or ssl (none is for a relay on this machine)")
     if cfg.alerts.enabled and cfg.alerts.slowest_send > cfg.alerts.lease_seconds:
         click.echo(f"warning: alerts.lease_seconds ({cfg.alerts.lease_seconds:g}) is shorter than a send to a slow "
