@@ -55,7 +55,9 @@ def alert_env(config: Config) -> list[tuple[str, str]]:
         return []
     smtp = config.alerts.smtp
     named = [(smtp.username_env, "alerts.smtp.username_env"), (smtp.password_env, "alerts.smtp.password_env")]
-    named += [(w.url_env, f"alerts.webhooks[{i}].url_env") for i, w in enumerate(config.alerts.webhooks)]
+    for i, w in enumerate(config.alerts.webhooks):
+        named += [(w.url_env, f"alerts.webhooks[{i}].url_env"),
+                  (w.routing_key_env, f"alerts.webhooks[{i}].routing_key_env")]
     return [(var, key) for var, key in named if var]
 
 

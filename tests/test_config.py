@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 
 from miner.cli import main
 from miner.config import SourceConfig, bundled_path, load_config, parse_config
-from miner.config_files import check_named_files
+from miner.config_files import check_named_files, warn_unset_alert_env
 from miner.config_lines import locate
 from miner.errors import ConfigError
 
@@ -260,6 +261,66 @@ def test_alert_route_and_webhook_errors_name_the_entry_and_its_line() -> None:
         parse_config(text + "\n[[alerts.routes]]\nname = 'r'\nwebhooks = ['ops']\n", "x.toml")
     with pytest.raises(ConfigError, match=r"x.toml:12: alerts.webhooks\[1\].name: duplicate webhook name 'ops'"):
         parse_config(text + "\n[[alerts.webhooks]]\nname = 'ops'\nurl_env = 'OPS_URL'\n", "x.toml")
+
+
+_PD = '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (_PD + 'timeout = 5\n', ':1: alerts.webhooks[0].routing_key_env: required for format = "pagerduty": the '
+         'environment variable holding the integration\'s routing key (never the key itself)'),
+        (_PD + 'routing_key_env = "0f3a9c2e7b1d4e6f8a0b2c4d6e8f0a1b"\n', ':4: alerts.webhooks[0].routing_key_env: '
+         'must name an environment variable, not hold the routing key itself'),
+        (_PD + 'routing_key_env = "PD_KEY"\nurl = "https://events.eu.pagerduty.com/v2/enqueue"\nurl_env = "PD_URL"\n',
+         ":5: alerts.webhooks[0].url: give the endpoint in url or in url_env, not both"),
+        (_PD + 'routing_key_env = "PD_KEY"\nurl = "javascript:alert(1)"\n', ":5: alerts.webhooks[0].url: must be an "
+         "http:// or https:// URL with a host, without spaces, quotes, control characters or a user name (a URL "
+         "holding a credential goes in url_env)"),
+        (_PD + 'routing_key_env = "PD_KEY"\nurl = "https://proxy.example.org/pd?token=abc"\n',
+         ":5: alerts.webhooks[0].url: holds what looks like a credential (query parameter token); put the URL in an "
+         "environment variable and name it in url_env"),
+        (_PD + 'routing_key_env = "PD_KEY"\nseverity = "high"\n', ":5: alerts.webhooks[0].severity: must be one of "
+         "'critical' | 'error' | 'warning' | 'info', got 'high'"),
+        ('[[alerts.webhooks]]\nname = "ops"\ntimeout = 5\n', ':1: alerts.webhooks[0].url_env: required for format = '
+         '"json": the environment variable holding the webhook\'s URL (the URL itself is a secret)'),
+        ('[[alerts.webhooks]]\nname = "ops"\nformat = "slack"\nurl_env = "OPS"\nrouting_key_env = "PD_KEY"\n',
+         ':5: alerts.webhooks[0].routing_key_env: only a webhook with format = "pagerduty" takes it'),
+        ('[[alerts.webhooks]]\nname = "ops"\nurl_env = "OPS"\nurl = "https://hooks.example.org/T0/B0/secret"\n',
+         ':4: alerts.webhooks[0].url: only a webhook with format = "pagerduty" takes it (a json or slack webhook\'s '
+         'URL is its secret: give it in url_env)'),
+    ],
+    ids=["no routing key", "the key itself", "url and url_env", "not http", "credential in url", "severity",
+         "json without url_env", "routing key on slack", "url on json"],
+)
+def test_a_pagerduty_webhook_needs_its_routing_key_from_the_environment(text: str, error: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
+
+
+def test_a_pagerduty_webhook_needs_no_url() -> None:
+    cfg = parse_config(_PD + 'routing_key_env = "PD_KEY"\nseverity = "critical"\n'
+                       '[[alerts.routes]]\nname = "pager"\nwebhooks = ["pd"]\n')
+    [hook] = cfg.alerts.webhooks
+    assert (hook.url, hook.url_env, hook.routing_key_env, hook.severity) == ("", "", "PD_KEY", "critical")
+
+
+def test_config_check_and_miner_run_name_an_unset_routing_key_variable(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(_PD + 'routing_key_env = "T_PD_KEY"\n[[alerts.routes]]\nname = "pager"\nwebhooks = ["pd"]\n')
+    monkeypatch.delenv("T_PD_KEY", raising=False)
+    result = CliRunner().invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "T_PD_KEY (alerts.webhooks[0].routing_key_env)" in result.output.split("env not set: ")[1]
+    warn_unset_alert_env(load_config(cfg), logging.getLogger("miner.test"), {})
+    assert "alerts.webhooks[0].routing_key_env: T_PD_KEY is not set: every alert to this webhook fails" in caplog.text
+    monkeypatch.setenv("T_PD_KEY", "0f3a9c2e7b1d4e6f8a0b2c4d6e8f0a1b")
+    result = CliRunner().invoke(main, ["config", "check", str(cfg)])
+    assert "T_PD_KEY" not in result.output and "0f3a9c2e" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -735,7 +796,8 @@ def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(
          "'hackernews' | 'discourse' | 'lemmy' | 'mastodon' | 'bluesky' | 'statuspage' | 'status_feed', got 'RSS' "
          "(did you mean 'rss'?)"),
         ('[[alerts.webhooks]]\nname = "h"\nurl_env = "H"\nformat = "Slack "\n',
-         ":4: alerts.webhooks[0].format: must be one of 'json' | 'slack', got 'Slack ' (did you mean 'slack'?)"),
+         ":4: alerts.webhooks[0].format: must be one of 'json' | 'slack' | 'pagerduty', got 'Slack ' (did you "
+         "mean 'slack'?)"),
         ('[alerts.smtp]\nsecurity = "starttsl"\n',
          ":2: alerts.smtp.security: must be one of 'starttls' | 'ssl' | 'none', got 'starttsl' (did you mean "
          "'starttls'?)"),

@@ -21,7 +21,7 @@ from test_alerts_support import T0, open_incident, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import HttpWebhookSender, Senders, SmtpSender
-from miner.alerts.settings import RouteSettings, SmtpSettings
+from miner.alerts.settings import RouteSettings, SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import Reply as WebhookReply
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.http import Response
@@ -141,7 +141,7 @@ def test_a_user_name_token_in_a_forum_url_is_not_copied_into_post_links(server: 
 
 SECRETS = {"FEED_URL": f"https://feeds.example.org/feeds/{TOKEN}/rss", "BPW": "app-pa55word-Q9",
            "SMTP_PW": "smtp-pa55-Z7", "HOOK_URL": "https://hooks.example.org/services/HOOK-S3CR3T-88",
-           "MINER_HASH_KEY": "hash-k3y-W4"}
+           "MINER_HASH_KEY": "hash-k3y-W4", "PD_KEY": "pd-r0ut1ng-k3y-K5"}
 
 
 def _shown(*objects: object) -> str:
@@ -160,7 +160,8 @@ def test_no_repr_or_str_shows_a_secret() -> None:
         f'[[sources]]\nname = "keyed"\ntype = "rss"\nurl = "https://{TOKEN}@example.org/f.rss?api_key={TOKEN}"\n'
         '[[sources]]\nname = "b"\ntype = "bluesky"\nquery = "down"\nenv = { identifier = "BID", password = "BPW" }\n'
         '[alerts.smtp]\nusername_env = "SMTP_USER"\npassword_env = "SMTP_PW"\n'
-        '[[alerts.webhooks]]\nname = "ops"\nurl_env = "HOOK_URL"\n')
+        '[[alerts.webhooks]]\nname = "ops"\nurl_env = "HOOK_URL"\n'
+        '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\nrouting_key_env = "PD_KEY"\n')
     env = {**SECRETS, "BID": "me.example", "SMTP_USER": "alerts"}
     access, refresh = f"access-{TOKEN}", f"refresh-{TOKEN}"
     with Poller.from_config(config, environ=env) as poller:
@@ -299,3 +300,23 @@ def test_collectors_do_not_name_an_unset_variable_that_reads_as_the_secret(
     assert outcomes[0].result is not None and "is not set" in outcomes[0].result.warnings[0]
     assert "is not set" in str(outcomes[1].error) and "is not set" in caplog.text
     assert pasted not in "\n".join([caplog.text, _kept(outcomes[0].result), str(outcomes[1].error)])
+
+
+def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
+        server: FakeServer, store: Store, service_log: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The key travels in each event's body; PagerDuty (or a proxy) answering a 400 may quote the event.
+    key = SECRETS["PD_KEY"]
+    server.serve("/v2/enqueue", lambda request: Reply(400, b'{"errors": ["invalid: ' + request.body + b'"]}'))
+    monkeypatch.setenv("PD_KEY", key)
+    cfg = settings(routes=(RouteSettings(name="pager", webhooks=("pd",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="pd", format="pagerduty", url=server.url + "/v2/enqueue",
+                                             routing_key_env="PD_KEY"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [request] = server.requests_to("/v2/enqueue")
+    assert json.loads(request.body)["routing_key"] == key  # it was sent
+    tables = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    kept = json.dumps([store.database.rows(f'SELECT * FROM "{t}"') for t in tables], default=str)
+    assert "HTTP 400" in kept and "[redacted]" in kept
+    assert _leaked(kept + service_log.getvalue()) == []

@@ -1,9 +1,10 @@
-"""Senders: SMTP (STARTTLS, SSL or plain, login from env vars) and webhook POSTs (generic JSON or Slack).
+"""Senders: SMTP (STARTTLS, SSL or plain, login from env vars) and webhook POSTs (generic JSON, Slack, PagerDuty).
 
 A sender either returns (delivered) or raises :class:`DeliveryError`, whose ``permanent`` flag tells the
 dispatcher to stop (a 5xx SMTP reply, a 4xx webhook answer, a missing secret) or to retry later (refused
 connection, timeout, 4xx SMTP reply, 5xx or 429 webhook answer). An email some recipients took and others
-refused is a :class:`PartialDelivery`: :func:`send_email` remembers who has it, so a retry goes to the rest only.
+refused is a :class:`PartialDelivery`: :func:`send_email` remembers who has it, so a retry goes to the rest only;
+:func:`send_events` likewise remembers which of a message's PagerDuty events (one per incident) were accepted.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from miner.alerts.settings import SmtpSettings, WebhookSettings
-from miner.alerts.webhooks import post_json, redact_url
+from miner.alerts.settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
+from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char
@@ -155,12 +156,60 @@ def send_email(store: Store, outbox_id: int, sender: EmailSender, message: Email
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
 
 
+def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: WebhookSettings,
+                events: list[dict[str, Any]]) -> str:
+    """Send outbox row ``outbox_id``'s PagerDuty ``events`` (one per incident) that PagerDuty has not accepted yet.
+
+    Each accepted event's ``dedup_key`` is recorded (alert_state ``delivered:<id>``, as send_email records
+    recipients) as soon as PagerDuty takes it, so a retry, `miner outbox retry`, or a worker taking over a lapsed
+    claim sends only the rest; a re-sent trigger (miner died before recording it) is folded by PagerDuty into the
+    alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
+    the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
+    invalid) does not keep the others from going out; the row fails once they have.
+    """
+    if not events:
+        return "nothing to send: its incidents resolved before it went out, and the route has notify_resolved = false"
+    key = _delivered_key(outbox_id)
+    done: list[str] = json.loads(store.alert_state(key) or "[]")
+    todo = [e for e in events if e["dedup_key"] not in done]
+    if not todo:
+        return f"PagerDuty had every event ({len(done)}) from an earlier attempt"
+    refused: dict[str, list[str]] = {}  # error -> the events that got it
+    sent = 0
+    for event in todo:
+        what = f"{event['event_action']} {event['dedup_key']}"
+        try:
+            sender(webhook, event)
+        except DeliveryError as exc:
+            if not exc.permanent:
+                raise DeliveryError(f"{exc} ({what}){_accepted(sent, len(done) - sent)}",
+                                    retry_after=exc.retry_after) from None
+            refused.setdefault(str(exc), []).append(what)
+            continue
+        sent += 1
+        done.append(event["dedup_key"])
+        store.set_alert_state(key, json.dumps(done))
+    if refused:
+        # A missing routing key fails every event alike: said once, with the events it failed.
+        raise DeliveryError("; ".join(f"{error} ({', '.join(whats)})" for error, whats in refused.items())
+                            + _accepted(sent, len(done) - sent), permanent=True)
+    earlier = len(done) - sent
+    return f"{sent} PagerDuty event(s) accepted" + (f" ({earlier} more at an earlier attempt)" if earlier else "")
+
+
+def _accepted(now: int, earlier: int) -> str:
+    if not now + earlier:
+        return ""
+    return f"; {now + earlier} other event(s) accepted" + (f" ({earlier} at an earlier attempt)" if earlier else "")
+
+
 def _decode(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class HttpWebhookSender:
-    """POSTs JSON to the URL in the webhook's env var. Redirects are not followed (the URL holds a secret)."""
+    """POSTs JSON to the URL in the webhook's env var (or a pagerduty webhook's endpoint). Redirects are not followed
+    (the URL holds a secret). A pagerduty event gets its ``routing_key`` here, from the environment, and only here."""
 
     def __init__(self, environ: Mapping[str, str] | None = None, user_agent: str = "miner-alerts/1") -> None:
         self.environ = os.environ if environ is None else environ
@@ -168,10 +217,14 @@ class HttpWebhookSender:
 
     def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
         url = webhook_url(webhook, self.environ)
+        key = ""
+        if webhook.format == "pagerduty":
+            key = _env(webhook.routing_key_env, f"webhook {webhook.name}: routing key", self.environ)
+            body = {"routing_key": key, **body}
         try:
             resp = post_json(url, body, timeout=webhook.timeout, user_agent=self.user_agent)
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
-            raise DeliveryError(f"webhook {webhook.name}: {webhook.url_env} is not a valid URL",
+            raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
         except (TimeoutError, httpx.TimeoutException):
             raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s") from None
@@ -180,8 +233,10 @@ class HttpWebhookSender:
             raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}") from None
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
-        # Redact before cutting: a cut could leave part of the secret that no longer matches it.
-        snippet = redact_url(resp.body.decode("utf-8", "replace"), url)[:200].replace("\n", " ")
+        # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error
+        # may quote the event, routing key and all.
+        snippet = redact_url(resp.body.decode("utf-8", "replace"), url)
+        snippet = (snippet.replace(key, REDACTED) if key else snippet)[:200].replace("\n", " ")
         message = f"webhook {webhook.name}: HTTP {resp.status} {snippet}".strip()
         if resp.status == 429 or resp.status >= 500:
             # Seconds or an HTTP date: the date is read against the real clock, as the server meant it.
@@ -191,11 +246,14 @@ class HttpWebhookSender:
 
 
 def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
-    """The webhook's URL from its environment variable, or a permanent DeliveryError naming the variable.
+    """The webhook's URL from its environment variable, or a permanent DeliveryError naming the variable; a
+    pagerduty webhook without url_env: its url, or PagerDuty's endpoint (both checked by the config).
 
     A URL that cannot be sent to (a stray newline, a broken IPv6 bracket, two ports) stays so until someone fixes
     the environment: retrying for give_up_after cannot help. The URL holds the secret, so no message shows it.
     """
+    if not webhook.url_env:
+        return webhook.url or PAGERDUTY_URL
     url = _env(webhook.url_env, f"webhook {webhook.name}", environ)
     what = f"webhook {webhook.name}: {shown_name(webhook.url_env)}"
     if not url.startswith(("http://", "https://")):

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.content import incident_view, most_important
-from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email
+from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email, send_events
 from miner.alerts.render import alert_subject, render_outbox_row
 from miner.alerts.settings import AlertSettings
-from miner.alerts.webhooks import json_payload, slack_payload
+from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload
 from miner.errors import MinerError
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
@@ -172,6 +172,13 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     if not views:
         raise MinerError("its incidents are gone from the store")
     reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}
+    if webhook.format == "pagerduty":
+        # Every incident of the batch, not the first MAX_INCIDENTS: each is an event of its own, and one left out
+        # would be paged for never (or stay open on PagerDuty).
+        events = pagerduty_events(row["kind"], views, route=route.name, reminders=reminders,
+                                  severity=webhook.severity, providers=settings.providers,
+                                  dashboard_url=settings.dashboard_url, resolve=route.notify_resolved)
+        return send_events(store, int(row["id"]), senders.webhook, webhook, events)
     if webhook.format == "slack":
         only_reminders = bool(reminders) and len(reminders) == len(items)
         subject = alert_subject(settings, row["kind"], views, reminder=only_reminders)

@@ -23,7 +23,7 @@ from miner.env_names import ENV_NAME
 from miner.settings import SettingsError, guess
 from miner.source_settings import MAX_TIMEOUT
 from miner.timeutil import parse_iso
-from miner.urls import control_char, is_ip
+from miner.urls import control_char, credentials_in_url, is_ip
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 MIN_STALE_AFTER = 60.0
@@ -110,18 +110,52 @@ class SmtpSettings:
             return self.host.lower() != "localhost"
 
 
+PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
+Severity = Literal["critical", "error", "warning", "info"]
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     name: str
-    url_env: str  # env var holding the URL (webhook URLs embed their secret)
-    format: Literal["json", "slack"] = "json"
+    url_env: str = ""  # env var holding the URL (webhook URLs embed their secret); required but for pagerduty
+    format: Literal["json", "slack", "pagerduty"] = "json"
     timeout: float = 10.0
+    # pagerduty only: the secret is the routing key, sent in the body, so its endpoint may be written out (an EU
+    # endpoint, a proxy); empty is PAGERDUTY_URL, unless url_env names a variable holding it.
+    url: str = ""
+    routing_key_env: str = ""  # pagerduty only: env var holding the integration (routing) key
+    severity: Severity = "error"  # pagerduty only: payload.severity of its triggers (Alertmanager's default)
 
     def validate(self) -> None:
         if not _NAME.fullmatch(self.name):
             raise ValueError("name: use letters, digits and . _ - only")
-        if not ENV_NAME.fullmatch(self.url_env):
+        pagerduty = self.format == "pagerduty"
+        if self.url_env and not ENV_NAME.fullmatch(self.url_env):
             raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
+        if not pagerduty:
+            if not self.url_env:
+                raise ValueError(f"url_env: required for format = \"{self.format}\": the environment variable holding "
+                                 "the webhook's URL (the URL itself is a secret)")
+            for key in ("url", "routing_key_env"):
+                if getattr(self, key):
+                    raise ValueError(f"{key}: only a webhook with format = \"pagerduty\" takes it"
+                                     + (" (a json or slack webhook's URL is its secret: give it in url_env)"
+                                        if key == "url" else ""))
+        else:
+            if not self.routing_key_env:
+                raise ValueError("routing_key_env: required for format = \"pagerduty\": the environment variable "
+                                 "holding the integration's routing key (never the key itself)")
+            if not ENV_NAME.fullmatch(self.routing_key_env):
+                raise ValueError("routing_key_env: must name an environment variable, not hold the routing key itself")
+            if self.url and self.url_env:
+                raise ValueError("url: give the endpoint in url or in url_env, not both")
+            # A url is for an endpoint that holds no secret (PagerDuty's EU one, a proxy): feeds.toml is committed.
+            if self.url and safe_url(self.url) != self.url:
+                raise ValueError("url: must be an http:// or https:// URL with a host, without spaces, quotes, control "
+                                 "characters or a user name (a URL holding a credential goes in url_env)")
+            if self.url and (found := credentials_in_url(self.url)):
+                raise ValueError(f"url: holds what looks like a credential ({', '.join(found)}); put the URL in an "
+                                 "environment variable and name it in url_env")
         if not 0 < self.timeout <= MAX_TIMEOUT:
             raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
 

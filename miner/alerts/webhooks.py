@@ -1,13 +1,15 @@
-"""Webhook bodies: a versioned generic JSON document and a Slack-compatible message (text + blocks); the POST,
-bounded by one deadline; and the redaction of the webhook URL (the secret) from what a receiver answers.
+"""Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks) and PagerDuty
+Events API v2 events; the POST, bounded by one deadline; and the redaction of the webhook URL (the secret) from what a
+receiver answers.
 
-Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
+Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries); PagerDuty dedupes on each
+event's ``dedup_key``, one per incident.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
-from miner.alerts.text import slack_text, slack_url
+from miner.alerts.text import clean_text, slack_text, slack_url
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -181,3 +183,74 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
             break
         blocks += these
     return {"text": slack_text(subject), "blocks": blocks}
+
+
+PD_SUMMARY = 1024  # the most characters PagerDuty takes in payload.summary
+PD_DEDUP_KEY = 255  # ... and in dedup_key
+
+
+def pagerduty_dedup_key(v: IncidentView) -> str:
+    """One per miner incident, the same for its alert, reminders and resolve notice: PagerDuty folds a re-sent or
+    reminding trigger into the alert it opened, and the resolve closes it. A re-opening (the same incident) after
+    the resolve opens a new PagerDuty alert under the same key, as PagerDuty does for a resolved key."""
+    return f"miner/{v.service}/{v.id}"[:PD_DEDUP_KEY]
+
+
+def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
+    """One line of what the json format's fields say (all cleaned in content.py), cut to PagerDuty's limit."""
+    ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
+    text = (f"{v.service}: outage reported by users since {v.opened_at:%Y-%m-%d %H:%M} UTC"
+            f"{' (reminder)' if reminder else ''}: peak {v.peak_complaints} complaints vs baseline {v.baseline:.1f}"
+            f"{ratio}, z {v.peak_score:.1f}, {v.total_complaints} complaints in all")
+    if v.symptoms:
+        text += f"; symptoms: {v.symptom_line}"
+    if v.official is not None:
+        text += f"; provider: {v.official.title} ({v.official.status})"
+    return clean_text(text, PD_SUMMARY)
+
+
+def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, reminders: set[int], severity: str,
+                     providers: Mapping[str, str], dashboard_url: str, resolve: bool) -> list[dict[str, Any]]:
+    """One Events API v2 event per incident (PagerDuty takes one alert per request), without ``routing_key``: the
+    sender adds it from the environment, so no file, store row or log line built from these ever holds it.
+
+    An incident resolved by the time an alert goes out is resolved, not triggered: the planner recorded its resolve
+    notice as suppressed, since the alert would say it resolved, and a trigger would page for an outage that is
+    over and stay open on PagerDuty. Without ``resolve`` (the route's notify_resolved), such an incident gets no
+    event at all, as a resolve notice would get none. ``providers``: lower-case service -> its provider, for
+    ``payload.group``.
+    """
+    events: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for v in views:
+        key = pagerduty_dedup_key(v)
+        if key in seen:  # an opening and a reminder of one incident in one batch: one event
+            continue
+        seen.add(key)
+        if kind == "resolved" or v.status == "resolved":
+            if resolve:
+                events.append({"event_action": "resolve", "dedup_key": key})
+            continue
+        payload: dict[str, Any] = {
+            "summary": pagerduty_summary(v, v.id in reminders),
+            "source": v.service,
+            "severity": severity,
+            "timestamp": iso(v.opened_at),
+            "class": "user-reported outage",
+            "custom_details": {"route": route, **_incident(v, v.id in reminders)},
+        }
+        if v.symptoms:
+            payload["component"] = v.symptoms[0][0]
+        if provider := providers.get(v.service.lower()):
+            payload["group"] = provider
+        links = []
+        if v.official is not None and v.official.url:
+            links.append({"href": v.official.url, "text": f"provider status: {v.official.title}"})
+        event: dict[str, Any] = {"event_action": "trigger", "dedup_key": key, "payload": payload, "client": "miner"}
+        if dashboard_url:
+            event["client_url"] = dashboard_url
+            links.append({"href": dashboard_url, "text": "miner dashboard"})
+        if links:
+            event["links"] = links
+        events.append(event)
+    return events

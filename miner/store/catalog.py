@@ -161,9 +161,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "opened_at": "When the group was formed.",
     }),
     "alert_state": ("Small named values of the alerts (the planner's cursor over incident_events, digest anchors, "
-                    "who has a partly refused email).", {
+                    "who has a partly refused email, which PagerDuty events of a message were accepted).", {
         "key": "Name: planner_event_cursor, digest_anchor:<route>, or delivered:<outbox id> (a JSON list of the "
-               "recipients that accepted an email others refused, so a retry skips them; pruned with its row).",
+               "recipients that accepted an email others refused, or of the dedup_keys of the PagerDuty events "
+               "accepted, so a retry skips them; pruned with its row).",
         "value": "Value as text.",
     }),
     "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE. Finished rows "

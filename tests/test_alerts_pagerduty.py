@@ -1,0 +1,231 @@
+"""PagerDuty webhooks (Events API v2) against a real HTTP server on 127.0.0.1 that records every request."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
+from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings
+
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.delivery import webhook_url
+from miner.alerts.settings import PAGERDUTY_URL, AlertSettings, RouteSettings, WebhookSettings
+from miner.store import Store
+
+KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY42"  # what PagerDuty calls the integration key: the secret
+PATH = "/v2/enqueue"
+
+
+class PagerDuty:
+    """Answers each event with the next scripted status (202 when the script is empty); 400s quote the event, as a
+    proxy or a verbose error page might, routing key included."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.script: list[int | tuple[int, str]] = []
+        server.serve(PATH, self._answer)
+
+    def _answer(self, request: Recorded) -> Reply:
+        reply = self.script.pop(0) if self.script else 202
+        status, retry_after = reply if isinstance(reply, tuple) else (reply, "")
+        if status == 202:
+            body = b'{"status": "success", "message": "Event processed", "dedup_key": "x"}'
+        elif status == 400:
+            body = b'{"status": "invalid event", "message": "Event object is invalid", "errors": ["bad: ' + \
+                request.body[:300] + b'"]}'
+        else:
+            body = b'{"status": "throttled"}'
+        return Reply(status, body, content_type="application/json",
+                     headers={"Retry-After": retry_after} if retry_after else {})
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.server.requests_to(PATH)]
+
+
+@pytest.fixture
+def pd(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagerDuty]:
+    with FakeServer() as server:
+        monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+        monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+        yield PagerDuty(server)
+
+
+def pd_settings(**overrides: Any) -> AlertSettings:
+    route = RouteSettings(name="pager", webhooks=("pd",), group_interval=0.0)
+    hook = WebhookSettings(name="pd", format="pagerduty", url_env="MINER_TEST_PD_URL",
+                           routing_key_env="MINER_TEST_PD_KEY", timeout=2.0)
+    base: dict[str, Any] = {"routes": (route,), "webhooks": (hook,), "group_wait": 0.0,
+                            "dashboard_url": "https://miner.example.org/", "providers": {"whatsapp": "Meta"}}
+    return settings(**(base | overrides))
+
+
+def store_text(store: Store) -> str:
+    """Every value of every table, as one text."""
+    names = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return "\n".join(json.dumps(store.database.rows(f'SELECT * FROM "{name}"'), default=str) for name in names)
+
+
+def test_an_incident_triggers_reminds_and_resolves_one_pagerduty_alert(store: Store, pd: PagerDuty,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    cfg = pd_settings(repeat_interval=3600.0)
+    incident = open_incident(store, "WhatsApp", T0)
+    add_official(store, "WhatsApp", T0 + timedelta(minutes=5))
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").sent == 1
+    [trigger] = pd.events
+    assert trigger["routing_key"] == KEY and trigger["event_action"] == "trigger"
+    assert trigger["dedup_key"] == f"miner/WhatsApp/{incident}"
+    assert trigger["client"] == "miner" and trigger["client_url"] == "https://miner.example.org/"
+    payload = trigger["payload"]
+    assert payload["source"] == "WhatsApp" and payload["severity"] == "error" and payload["group"] == "Meta"
+    assert payload["timestamp"] == T0.isoformat() and payload["component"] == "messaging"
+    assert payload["summary"].startswith("WhatsApp: outage reported by users since 2026-11-27 12:00 UTC: peak 30")
+    assert "provider: Some users are unable to send messages (investigating)" in payload["summary"]
+    assert len(payload["summary"]) <= 1024
+    # The details are the json format's incident, post text cleaned as there: nothing rawer.
+    details = payload["custom_details"]
+    assert details["route"] == "pager" and details["id"] == incident and details["reminder"] is False
+    texts = [s["text"] for s in details["samples"]]
+    assert texts and not any(ch in t for t in texts for ch in "\x1b\x07\u202e")
+    assert {"href": "https://status.example.com/incidents/abc",
+            "text": "provider status: Some users are unable to send messages"} in trigger["links"]
+
+    plan_notifications(store, cfg, T0 + timedelta(hours=1, minutes=11))  # repeat_interval after the alert went out
+    assert dispatch(store, cfg, T0 + timedelta(hours=1, minutes=11), worker_id="w").sent == 1
+    reminder = pd.events[1]
+    assert (reminder["event_action"], reminder["dedup_key"]) == ("trigger", trigger["dedup_key"])
+    assert "(reminder)" in reminder["payload"]["summary"] and reminder["payload"]["custom_details"]["reminder"]
+
+    resolve(store, incident, T0 + timedelta(hours=2))
+    plan_notifications(store, cfg, T0 + timedelta(hours=2))
+    assert dispatch(store, cfg, T0 + timedelta(hours=2), worker_id="w").sent == 1
+    assert pd.events[2] == {"routing_key": KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    assert [d["detail"] for r in store.outbox_rows(["sent"]) for d in store.deliveries(r["id"])] == \
+        ["1 PagerDuty event(s) accepted"] * 3
+    assert KEY not in store_text(store) and KEY not in caplog.text
+
+
+def test_a_batch_is_one_event_per_incident_and_a_retry_sends_only_those_not_accepted(
+        store: Store, pd: PagerDuty, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = pd_settings(group_by="route")
+    ids = [open_incident(store, service, T0, posts=False, series=False) for service in ("WhatsApp", "Signal")]
+    plan_notifications(store, cfg, T0)
+    assert len(store.outbox_rows(["pending"])) == 1  # one message, two incidents
+    pd.script = [202, (503, "120")]
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    assert "HTTP 503" in row["last_error"] and "1 other event(s) accepted" in row["last_error"]
+    assert (row["next_attempt_at"] >= (T0 + timedelta(seconds=120)).isoformat())  # Retry-After honoured
+    assert dispatch(store, cfg, T0 + timedelta(minutes=3), worker_id="w").sent == 1
+    keys = [e["dedup_key"] for e in pd.events]
+    assert keys == [f"miner/WhatsApp/{ids[0]}", f"miner/Signal/{ids[1]}", f"miner/Signal/{ids[1]}"]
+    [sent] = store.outbox_rows(["sent"])
+    assert store.deliveries(sent["id"])[-1]["detail"] == "1 PagerDuty event(s) accepted (1 more at an earlier attempt)"
+    assert KEY not in store_text(store) and KEY not in caplog.text
+
+
+@pytest.mark.parametrize("status", [429, 503, 500])
+def test_throttling_and_server_errors_are_retried(store: Store, pd: PagerDuty, status: int) -> None:
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    pd.script = [status]
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    assert f"HTTP {status}" in store.outbox_rows(["pending"])[0]["last_error"]
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+    assert [e["event_action"] for e in pd.events] == ["trigger", "trigger"]
+
+
+def test_an_invalid_event_is_not_retried_and_its_error_hides_the_routing_key(
+        store: Store, pd: PagerDuty, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="miner")
+    cfg = pd_settings(group_by="route")
+    for service in ("WhatsApp", "Signal"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    pd.script = [400]  # the first event refused, the second accepted: a 400 says nothing about the others
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    assert len(pd.events) == 2
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"].startswith("webhook pd: HTTP 400 {\"status\": \"invalid event\"")
+    assert "[redacted]" in row["reason"] and row["reason"].endswith("; 1 other event(s) accepted")
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
+    assert len(pd.events) == 2
+    assert KEY not in store_text(store) and KEY not in caplog.text
+
+
+def test_a_missing_routing_key_fails_at_once_naming_the_variable(store: Store, pd: PagerDuty,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINER_TEST_PD_KEY", "")
+    cfg = pd_settings(group_by="route")
+    for service in ("WhatsApp", "Signal"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    reason = store.outbox_rows(["failed"])[0]["reason"]
+    assert reason.startswith("webhook pd: routing key: environment variable MINER_TEST_PD_KEY is not set (trigger ")
+    assert reason.count("MINER_TEST_PD_KEY") == 1 and pd.events == []
+
+
+@pytest.mark.parametrize("notify_resolved", [True, False])
+def test_an_alert_going_out_after_its_incident_resolved_does_not_page(store: Store, pd: PagerDuty,
+                                                                      notify_resolved: bool) -> None:
+    # Its resolve notice is suppressed (the alert shows it resolved): a trigger would page for an outage that is
+    # over, and stay open on PagerDuty for good.
+    route = RouteSettings(name="pager", webhooks=("pd",), notify_resolved=notify_resolved)
+    cfg = pd_settings(routes=(route,))
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    pd.script = [503]
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    resolve(store, incident, T0 + timedelta(minutes=5))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=5))
+    assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").sent == 1
+    actions = [e["event_action"] for e in pd.events]
+    assert actions == (["trigger", "resolve"] if notify_resolved else ["trigger"])
+    if not notify_resolved:
+        [sent] = store.outbox_rows(["sent"])
+        assert store.deliveries(sent["id"])[-1]["detail"].startswith("nothing to send")
+
+
+def test_notify_resolved_false_sends_no_resolve(store: Store, pd: PagerDuty) -> None:
+    cfg = pd_settings(routes=(RouteSettings(name="pager", webhooks=("pd",), notify_resolved=False),))
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    resolve(store, incident, T0 + timedelta(hours=1))
+    plan_notifications(store, cfg, T0 + timedelta(hours=1))
+    dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w")
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+
+
+def test_the_summary_is_cleaned_and_cut_to_pagerdutys_limit(store: Store, pd: PagerDuty) -> None:
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    seed_posts(store, "WhatsApp", T0 - BUCKET, ["WhatsApp down \x1b[2J\u202e" + "x" * 300])
+    add_official(store, "WhatsApp", T0)
+    with store.database.transaction() as conn:  # the provider's title, long and with a line break
+        conn.execute("UPDATE official_incidents SET title = ?", ("Outage\r\nINFO forged " + "y" * 2000,))
+        conn.execute("UPDATE incidents SET symptoms = ?", (json.dumps({f"s{i}\x07": 1 for i in range(30)}),))
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    [event] = pd.events
+    summary = event["payload"]["summary"]
+    assert len(summary) <= 1024 and not any(ch in summary for ch in "\r\n\x1b\x07\u202e")
+    assert "WhatsApp down" not in summary  # post text stays in custom_details, as the json format sends it
+
+
+def test_the_endpoint_is_pagerdutys_unless_url_or_url_env_says_otherwise(pd: PagerDuty) -> None:
+    hook = WebhookSettings(name="pd", format="pagerduty", routing_key_env="MINER_TEST_PD_KEY")
+    assert webhook_url(hook, {}) == PAGERDUTY_URL == "https://events.pagerduty.com/v2/enqueue"
+    eu = dataclasses.replace(hook, url="https://events.eu.pagerduty.com/v2/enqueue")
+    assert webhook_url(eu, {}) == "https://events.eu.pagerduty.com/v2/enqueue"
+    assert webhook_url(dataclasses.replace(hook, url_env="PROXY"), {"PROXY": pd.server.url + PATH}).endswith(PATH)
