@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from miner.alerts.settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
+from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
 from miner.timeutil import parse_retry_after, utcnow

@@ -13,9 +13,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.channel_settings import WebhookSettings
 from miner.alerts.delivery import Senders
 from miner.alerts.render import Rendered, render_digest
-from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
+from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
