@@ -1,0 +1,115 @@
+"""What each job of the service does at a run: the pipeline stage it runs, what it counts on /metrics and logs.
+
+A mixin of :class:`miner.service.Service`, which owns the scheduler, the store connections, the metrics and the
+stop event, and records each run's outcome (health, store failures).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from miner.collect_stage import HeldPolls
+from miner.config import Config
+from miner.errors import StoreError
+from miner.metrics import Metrics
+from miner.store.maintenance import held_prune_message
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    from miner.pipeline import Pipeline
+    from miner.store import Store
+
+log = logging.getLogger("miner.service")  # one logger for the service and its jobs, as operators filter on it
+
+
+class ServiceJobs:
+    config: Config
+    metrics: Metrics
+    _held: HeldPolls
+    _stop: threading.Event
+    _poller: Any
+    _source_up: dict[str, float]  # miner_source_up of the sources polled since the start (see metrics_text)
+    _source_up_guard: threading.Lock
+
+    if TYPE_CHECKING:
+        def _store(self, job: str) -> Store: ...
+
+        def _pipeline(self, job: str) -> Pipeline: ...
+
+    def job_collect(self, now: datetime) -> None:
+        held = self._held
+        try:
+            reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held)
+        finally:
+            self.metrics.set("miner_posts_held", float(held.posts))
+        polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
+        for r in reports:
+            self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+        for r in polled:
+            self.metrics.inc("miner_polls_total", source=r.source)
+            with self._source_up_guard:
+                self._source_up[r.source] = 0.0 if r.error else 1.0
+            if r.error:
+                self.metrics.inc("miner_poll_errors_total", source=r.source)
+            else:
+                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates + r.held, source=r.source)
+                if r.gap:
+                    self.metrics.inc("miner_poll_gaps_total", source=r.source)
+        if reports:
+            late = [r for r in reports if r.late]
+            log.info("collected from %d sources: %d new posts, %d errors%s%s", len(polled),
+                     sum(r.stored for r in reports), sum(1 for r in polled if r.error),
+                     f"; {sum(r.stored for r in late)} of them from {len(late)} poll{'s' if len(late) != 1 else ''} "
+                     "held earlier" if late else "",
+                     f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
+                     extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
+                                         "error": r.error} for r in reports]})
+        if held.store_error is not None:
+            raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
+                             cause=held.store_error.cause)
+
+    def job_process(self, now: datetime) -> None:
+        pipeline = self._pipeline("process")
+        started = time.monotonic()
+        classified = pipeline.classify_pending(now)
+        if classified:
+            self.metrics.inc("miner_posts_classified_total", classified)
+            self.metrics.inc("miner_classify_seconds_total", time.monotonic() - started)
+        report = pipeline.detect(now)
+        for service, at in report.opened:
+            log.warning("incident opened: %s at %s", service, iso(at), extra={"service": service})
+        for service, at in report.resolved:
+            log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
+
+    def job_alerts(self, now: datetime) -> None:
+        stats = self._pipeline("alerts").alert(now, stop=self._stop)
+        if stats.sent:
+            self.metrics.inc("miner_notifications_sent_total", stats.sent)
+        if stats.failed:
+            # Counted, not only logged: a mail server refusing every message (expired login) stops the sent counter,
+            # leaves the outbox queue empty and the alerts job healthy, so nothing else on /metrics would show it.
+            self.metrics.inc("miner_notifications_failed_total", stats.failed)
+            log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+
+    def job_retention(self, now: datetime) -> None:
+        settings, store = self.config.store, self._store("retention")
+        cutoff = now - timedelta(days=settings.retention_days)
+        if (held := store.hold_prune(cutoff, now)) is not None:
+            # Nothing at all: the alert history's times are the same clock's. Each run says so again (4 a day).
+            log.warning("%s", held_prune_message(held))
+            return
+        removed = store.prune_posts(cutoff)
+        if removed:
+            log.info("retention: pruned %d posts older than %d days", removed, settings.retention_days)
+        buckets = store.prune_buckets(now - timedelta(days=settings.bucket_days))
+        if buckets:
+            log.info("retention: pruned %d bucket rows older than %d days", buckets, settings.bucket_days)
+        # The alert history is kept as long as the bucket rows its charts were drawn from.
+        notifications, silences = store.prune_alert_history(now - timedelta(days=settings.bucket_days))
+        if notifications or silences:
+            log.info("retention: pruned %d finished notifications and %d ended silences older than %d days",
+                     notifications, silences, settings.bucket_days)
