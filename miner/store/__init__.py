@@ -12,10 +12,11 @@ from miner.store.clock import ClockMixin
 from miner.store.db import Database
 from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incidents import IncidentsMixin
-from miner.store.maintenance import MaintenanceMixin, QueryRefused, require_store, run_readonly, stream_readonly
+from miner.store.maintenance import MaintenanceMixin
 from miner.store.mutes import MutesMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
+from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
 

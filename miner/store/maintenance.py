@@ -1,4 +1,4 @@
-"""Read-only SQL for users, online backup, and retention."""
+"""Online backup, retention, and queue depths."""
 
 from __future__ import annotations
 
@@ -6,18 +6,16 @@ import contextlib
 import errno
 import json
 import os
-import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from miner.errors import MinerError, StoreError
+from miner.errors import StoreError
 from miner.records import REPORT_SOURCE
-from miner.store.db import connect_readonly, describe_sqlite_error, translate_errors
 from miner.store.posts import UNCLASSIFIED
 from miner.timeutil import iso, parse_iso
 
@@ -60,125 +58,6 @@ _FINISHED_NOTIFICATIONS = """
                     WHERE i.outbox_id = o.id AND inc.status = 'open')
     LIMIT :batch
 """
-
-# Actions a read-only query may take; anything else is refused before it runs.
-_READ_ACTIONS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    sqlite3.SQLITE_RECURSIVE,
-}
-_ACTION_NAMES = {
-    sqlite3.SQLITE_DELETE: "DELETE",
-    sqlite3.SQLITE_INSERT: "INSERT",
-    sqlite3.SQLITE_UPDATE: "UPDATE",
-    sqlite3.SQLITE_DROP_TABLE: "DROP TABLE",
-    sqlite3.SQLITE_CREATE_TABLE: "CREATE TABLE",
-    sqlite3.SQLITE_ALTER_TABLE: "ALTER TABLE",
-    sqlite3.SQLITE_PRAGMA: "PRAGMA",
-    sqlite3.SQLITE_ATTACH: "ATTACH",
-    sqlite3.SQLITE_TRANSACTION: "a transaction statement",
-}
-
-# DDL reaches the authorizer first as a write to the schema table (CREATE as an INSERT, DROP as a DELETE), so
-# naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead.
-_SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
-_SCHEMA_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
-
-
-def _statement_kind(sql: str) -> str:
-    """The leading keywords of ``sql``: ``CREATE TABLE``, ``CREATE UNIQUE INDEX``, ``DROP VIEW``, ``VACUUM``..."""
-    words = re.findall(r"[A-Za-z_]+", _COMMENT.sub(" ", sql))[:5]
-    if not words:
-        return "a schema change"
-    kind = [words[0].upper()]
-    if kind[0] in ("CREATE", "DROP", "ALTER"):
-        for word in words[1:]:
-            kind.append(word.upper())
-            if word.upper() in _SCHEMA_OBJECTS:
-                break
-        else:
-            kind = kind[:2]
-    return " ".join(kind)
-
-
-class QueryRefused(MinerError):
-    """A statement given to `miner query` would write or change the database."""
-
-
-def require_store(path: str | Path) -> None:
-    """Refuse a store file that does not exist: commands other than those that fill a store must not create an
-    empty one (a typo in --db would otherwise show or change an empty store, and leave a file and folders behind)."""
-    if not Path(path).exists():
-        raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
-
-
-def _no_op() -> int:
-    return 0
-
-
-def run_readonly(path: str, sql: str, params: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one read-only statement on a fresh read-only connection. Writes are refused with a clear error."""
-    with stream_readonly(path, sql, params) as (columns, rows):
-        return columns, list(rows)
-
-
-@contextlib.contextmanager
-def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
-                    ) -> Iterator[tuple[list[str], Iterator[tuple[Any, ...]]]]:
-    """As :func:`run_readonly`, but the rows are read as the caller iterates (within the block): an export of every
-    post (`miner query --format csv`) held them all in memory at once, 3 GB per million posts, before writing
-    the first one."""
-    require_store(path)
-    refused: list[str] = []
-
-    def authorizer(action: int, arg1: str | None, *_args: Any) -> int:
-        if action in _READ_ACTIONS:
-            return sqlite3.SQLITE_OK
-        schema_write = action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and (
-            str(arg1).lower() in _SCHEMA_TABLES)
-        vacuum = action == sqlite3.SQLITE_ATTACH and not arg1  # VACUUM attaches a nameless temporary copy
-        name = _statement_kind(sql) if schema_write or vacuum else _ACTION_NAMES.get(action, f"action {action}")
-        refused.append(name)
-        return sqlite3.SQLITE_DENY
-
-    def failure(exc: sqlite3.Warning | sqlite3.DatabaseError) -> MinerError:
-        if isinstance(exc, sqlite3.Warning):  # more than one statement
-            return QueryRefused(f"run one statement at a time ({exc})")
-        if refused:
-            return QueryRefused(
-                f"refused: `miner query` runs read-only SQL, and this statement would write ({refused[0]})")
-        msg = str(exc)
-        if "syntax error" in msg or "no such" in msg or "incomplete input" in msg:
-            return MinerError(f"SQL error: {msg}")
-        return StoreError(describe_sqlite_error(path, exc))
-
-    def rows(cur: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
-        while True:
-            try:
-                batch = cur.fetchmany(500)
-            except sqlite3.DatabaseError as exc:
-                raise failure(exc) from None
-            if not batch:
-                return
-            yield from batch
-
-    with translate_errors(str(path)):  # as every read-only command opens it: a full disk, a read-only folder
-        conn = connect_readonly(str(path))
-    try:
-        conn.set_authorizer(authorizer)
-        # A Python call every so many steps of SQLite's VM: signal handlers run only between Python bytecodes, so
-        # without it Ctrl-C did nothing until a long statement ended. One that raises (the CLI's, for SIGINT and
-        # SIGTERM) makes the callback fail, which aborts the statement with "interrupted".
-        conn.set_progress_handler(_no_op, 10_000)
-        try:
-            cur = conn.execute(sql, params or {})
-        except (sqlite3.Warning, sqlite3.DatabaseError) as exc:
-            raise failure(exc) from None
-        yield [d[0] for d in cur.description or ()], rows(cur)
-    finally:
-        conn.close()
 
 
 def held_prune_message(held: dict[str, str]) -> str:
