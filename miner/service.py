@@ -22,9 +22,9 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from miner.collect_stage import HeldPolls
 from miner.config import Config
 from miner.errors import MinerError, StoreError
+from miner.held_polls import HeldPolls
 from miner.http_api import Endpoints, HttpApi
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline

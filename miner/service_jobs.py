@@ -12,9 +12,9 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.collect_stage import HeldPolls
 from miner.config import Config
 from miner.errors import StoreError
+from miner.held_polls import HeldPolls
 from miner.metrics import Metrics
 from miner.store.maintenance import held_prune_message
 from miner.timeutil import iso

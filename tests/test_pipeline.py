@@ -19,7 +19,7 @@ from fakeserver import FakeServer, Recorded, Reply
 from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
-from miner.collect_stage import CollectReport, HeldPolls
+from miner.collect_stage import CollectReport
 from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.reports import report_post, validate_report
@@ -27,6 +27,7 @@ from miner.collectors.rss import RssCollector
 from miner.config import Config, SourceConfig, parse_config
 from miner.detect import DetectorState
 from miner.errors import InputError, StoreError
+from miner.held_polls import HeldPolls
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
