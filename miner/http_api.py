@@ -23,6 +23,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from miner.client_address import client_key
 from miner.errors import InputError, MinerError
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/js
 # JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
 _JSON_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -225,26 +224,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(202, result)
 
     def _client(self) -> str:
-        """The address a report is rate-limited by: the peer's or, for a request from a trusted proxy, the last
-        address in X-Forwarded-For that is not a trusted proxy's (the one the proxy appended)."""
-        # Listening on IPv6 ("::"), an IPv4 peer is ::ffff:a.b.c.d: as such it matched no IPv4 trusted proxy, and
-        # an IPv6 peer was limited address by address, not by its /64 as a forwarded one is.
-        peer_addr = _unmapped(ipaddress.ip_address(self.client_address[0]))
-        peer = _limit_key(peer_addr)
-        hops = [hop.strip() for value in self.headers.get_all("X-Forwarded-For") or [] for hop in value.split(",")]
-        proxies = self.server.trusted_proxies
-        if not _within(peer_addr, proxies):
-            if hops:
-                self.server.warn_untrusted_forward(str(peer_addr))
-            return peer
-        for hop in reversed(hops):
-            try:
-                addr = _unmapped(ipaddress.ip_address(hop))
-            except ValueError:
-                break  # not what a proxy appends: rate-limited as the proxy
-            if not _within(addr, proxies):
-                return _limit_key(addr)
-        return peer
+        return client_key(self.client_address[0], self.headers.get_all("X-Forwarded-For") or [],
+                          self.server.trusted_proxies, self.server.warn_untrusted_forward)
 
     def _refuse(self, status: int, message: str) -> None:
         # The body (if any) is left unread, so the connection cannot carry another request.
@@ -301,26 +282,6 @@ def _is_json(content_type: str) -> bool:
     # get_content_type() falls back to text/plain for a value that is not a media type.
     charset = header.get_param("charset")
     return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
-
-
-def _within(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Sequence[Network]) -> bool:
-    return any(addr in net for net in networks)  # False across IP versions
-
-
-def _unmapped(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    """The IPv4 address an IPv4-mapped IPv6 one (::ffff:192.0.2.5) stands for; any other as it is."""
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
-
-
-def _limit_key(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    addr = _unmapped(addr)
-    if isinstance(addr, ipaddress.IPv6Address):
-        # A subscriber is usually given a whole /64: counted address by address, one client could send 2**64 times
-        # as many reports.
-        return str(ipaddress.IPv6Network((addr, 64), strict=False))
-    return str(addr)
 
 
 class _Server(ThreadingHTTPServer):
