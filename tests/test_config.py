@@ -288,11 +288,17 @@ _PD = '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\n'
         ('[[alerts.webhooks]]\nname = "ops"\nformat = "slack"\nurl_env = "OPS"\nrouting_key_env = "PD_KEY"\n',
          ':5: alerts.webhooks[0].routing_key_env: only a webhook with format = "pagerduty" takes it'),
         ('[[alerts.webhooks]]\nname = "ops"\nurl_env = "OPS"\nurl = "https://hooks.example.org/T0/B0/secret"\n',
-         ':4: alerts.webhooks[0].url: only a webhook with format = "pagerduty" takes it (a json or slack webhook\'s '
+         ':4: alerts.webhooks[0].url: only a webhook with format = "pagerduty" takes it (a json webhook\'s '
          'URL is its secret: give it in url_env)'),
+        ('[[alerts.webhooks]]\nname = "ops"\nformat = "teams"\n', ':1: alerts.webhooks[0].url_env: required for '
+         'format = "teams": the environment variable holding the webhook\'s URL (the URL itself is a secret)'),
+        ('[[alerts.webhooks]]\nname = "ops"\nformat = "teams"\nurl_env = "OPS"\n'
+         'url = "https://prod-1.westus.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=abc"\n',
+         ':5: alerts.webhooks[0].url: only a webhook with format = '
+         '"pagerduty" takes it (a teams webhook\'s URL is its secret: give it in url_env)'),
     ],
     ids=["no routing key", "the key itself", "url and url_env", "not http", "credential in url", "severity",
-         "json without url_env", "routing key on slack", "url on json"],
+         "json without url_env", "routing key on slack", "url on json", "teams without url_env", "url on teams"],
 )
 def test_a_pagerduty_webhook_needs_its_routing_key_from_the_environment(text: str, error: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -796,8 +802,8 @@ def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(
          "'hackernews' | 'discourse' | 'lemmy' | 'mastodon' | 'bluesky' | 'statuspage' | 'status_feed', got 'RSS' "
          "(did you mean 'rss'?)"),
         ('[[alerts.webhooks]]\nname = "h"\nurl_env = "H"\nformat = "Slack "\n',
-         ":4: alerts.webhooks[0].format: must be one of 'json' | 'slack' | 'pagerduty', got 'Slack ' (did you "
-         "mean 'slack'?)"),
+         ":4: alerts.webhooks[0].format: must be one of 'json' | 'slack' | 'pagerduty' | 'teams', got 'Slack ' (did "
+         "you mean 'slack'?)"),
         ('[alerts.smtp]\nsecurity = "starttsl"\n',
          ":2: alerts.smtp.security: must be one of 'starttls' | 'ssl' | 'none', got 'starttsl' (did you mean "
          "'starttls'?)"),

@@ -1,5 +1,5 @@
 """How alert messages leave: the `[alerts.smtp]` server and the `[[alerts.webhooks]]` (generic JSON, Slack,
-PagerDuty). They hold the *names* of the environment variables with the secrets, never the secrets."""
+Microsoft Teams, PagerDuty). They hold the *names* of the environment variables with the secrets, never the secrets."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ Severity = Literal["critical", "error", "warning", "info"]
 class WebhookSettings:
     name: str
     url_env: str = ""  # env var holding the URL (webhook URLs embed their secret); required but for pagerduty
-    format: Literal["json", "slack", "pagerduty"] = "json"
+    format: Literal["json", "slack", "pagerduty", "teams"] = "json"
     timeout: float = 10.0
     # pagerduty only: the secret is the routing key, sent in the body, so its endpoint may be written out (an EU
     # endpoint, a proxy); empty is PAGERDUTY_URL, unless url_env names a variable holding it.
@@ -83,7 +83,7 @@ class WebhookSettings:
             for key in ("url", "routing_key_env"):
                 if getattr(self, key):
                     raise ValueError(f"{key}: only a webhook with format = \"pagerduty\" takes it"
-                                     + (" (a json or slack webhook's URL is its secret: give it in url_env)"
+                                     + (f" (a {self.format} webhook's URL is its secret: give it in url_env)"
                                         if key == "url" else ""))
         else:
             if not self.routing_key_env:

@@ -1,4 +1,5 @@
-"""Senders: SMTP (STARTTLS, SSL or plain, login from env vars) and webhook POSTs (generic JSON, Slack, PagerDuty).
+"""Senders: SMTP (STARTTLS, SSL or plain, login from env vars) and webhook POSTs (generic JSON, Slack, Teams,
+PagerDuty).
 
 A sender either returns (delivered) or raises :class:`DeliveryError`, whose ``permanent`` flag tells the
 dispatcher to stop (a 5xx SMTP reply, a 4xx webhook answer, a missing secret) or to retry later (refused

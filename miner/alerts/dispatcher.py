@@ -24,7 +24,7 @@ from miner.alerts.content import incident_view, most_important
 from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email, send_events
 from miner.alerts.render import alert_subject, render_outbox_row
 from miner.alerts.settings import AlertSettings
-from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload
+from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
 from miner.errors import MinerError
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
@@ -179,10 +179,11 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
                                   severity=webhook.severity, providers=settings.providers,
                                   dashboard_url=settings.dashboard_url, resolve=route.notify_resolved)
         return send_events(store, int(row["id"]), senders.webhook, webhook, events)
-    if webhook.format == "slack":
+    if webhook.format in ("slack", "teams"):
         only_reminders = bool(reminders) and len(reminders) == len(items)
         subject = alert_subject(settings, row["kind"], views, reminder=only_reminders)
-        body = slack_payload(row["kind"], views, subject=subject, reminders=reminders)
+        chat = slack_payload if webhook.format == "slack" else teams_payload
+        body = chat(row["kind"], views, subject=subject, reminders=reminders)
     else:
         body = json_payload(row["kind"], views, route=route.name, message_id=row["message_id"], now=now,
                             reminders=reminders)

@@ -113,3 +113,23 @@ def slack_text(text: str) -> str:
 def slack_url(url: str) -> str:
     """A URL for Slack's ``<url|text>``: a ``|`` in it would end the URL there and make the rest the link text."""
     return slack_escape(url).replace("|", "%7C")
+
+
+# Microsoft Teams renders an Adaptive Card TextBlock's text as a Markdown subset (bold, italic, lists, [text](url)
+# links; markdown-it in some clients adds code spans, strikethrough and autolinks) and decodes HTML entities. Backslash
+# escapes cannot be relied on: clients process them differently (AdaptiveCards#5758, msteams-docs#5793; iOS showed
+# \* as such until Teams-AdaptiveCards-Mobile#83), so markup characters are replaced or split by invisible ones.
+# Look-alikes for the emphasis and code-span characters: no emphasis rule of any renderer reads them.
+_TEAMS_LOOKALIKE = str.maketrans({"*": "\u2217", "_": "\u02cd", "`": "\u02cb"})
+# A zero-width space after & (no entity: &#8238; would bring back the bidi override clean_text removed), < (no
+# autolink, no <at> mention tag) and ~ (no ~~strikethrough~~), and between ] and ( (no link or image).
+_TEAMS_SPLIT = re.compile(r"[&<~]|\](?=\()")
+# What opens a list, heading or quote at the start of a text (each TextBlock's text starts a line).
+_TEAMS_LINE_START = re.compile(r"\s*(?:[-+#>]|\d+[.)])")
+
+
+def teams_text(text: str) -> str:
+    """Untrusted text for a Teams Adaptive Card TextBlock: no Markdown in it renders as a link, formatting, list or
+    mention, and it reads the same (``*`` and ``_`` become the look-alikes ``∗`` and ``ˍ``)."""
+    text = _TEAMS_SPLIT.sub(lambda m: m.group() + "\u200b", text.translate(_TEAMS_LOOKALIKE))
+    return "\u200b" + text if _TEAMS_LINE_START.match(text) else text

@@ -1,6 +1,6 @@
-"""Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks) and PagerDuty
-Events API v2 events; the POST, bounded by one deadline; and the redaction of the webhook URL (the secret) from what a
-receiver answers.
+"""Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks), a Microsoft Teams
+Workflows message (an Adaptive Card) and PagerDuty Events API v2 events; the POST, bounded by one deadline; and the
+redaction of the webhook URL (the secret) from what a receiver answers.
 
 Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries); PagerDuty dedupes on each
 event's ``dedup_key``, one per incident.
@@ -9,6 +9,7 @@ event's ``dedup_key``, one per incident.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
-from miner.alerts.text import clean_text, slack_text, slack_url
+from miner.alerts.text import clean_text, safe_url, slack_text, slack_url, teams_text
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -183,6 +184,80 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
             break
         blocks += these
     return {"text": slack_text(subject), "blocks": blocks}
+
+
+# Teams refuses a message over 28 KB (learn.microsoft.com/microsoftteams/platform/webhooks-and-connectors/how-to/
+# add-incoming-webhook); the workflow wraps the card in a message of its own, so the card stays well below that.
+TEAMS_BYTES = 24 * 1024
+TEAMS_CARD_VERSION = "1.4"  # as Teams' own webhook samples; nothing in the card is newer than 1.2 (ActionSet)
+
+
+def _size(value: Any) -> int:
+    """Bytes ``value`` takes in the POST, or more: ASCII-escaped JSON with spaces is never shorter than what httpx
+    sends (compact UTF-8)."""
+    return len(json.dumps(value))
+
+
+def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -> dict[str, Any]:
+    """One incident as a Container. Every text is escaped for the TextBlock's Markdown: none of it is ours but the
+    labels (the service and provider names come from feeds and status pages too)."""
+    note = " (reminder)" if reminder else ""
+    ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
+    items: list[dict[str, Any]] = [
+        {"type": "TextBlock", "wrap": True, "weight": "Bolder", "color": "Attention" if v.status == "open" else "Good",
+         "text": f"{teams_text(v.service)} {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})"},
+        {"type": "TextBlock", "wrap": True, "spacing": "None",
+         "text": f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
+                 f"{v.total_complaints} complaints"},
+    ]
+    if v.symptoms:
+        items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
+                      "text": "symptoms: " + teams_text(v.symptom_line)})
+    if v.official is not None:
+        lead = f"; our lead {teams_text(v.lead_text)}" if v.lead_text else ""
+        items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
+                      "text": f"provider: {teams_text(v.official.title)} ({teams_text(v.official.status)}){lead}"})
+        # A button, not a Markdown link: its URL is a JSON string no renderer parses, and its title is ours.
+        if url := safe_url(v.official.url):
+            items.append({"type": "ActionSet", "actions": [
+                {"type": "Action.OpenUrl", "title": "Provider status page", "url": url}]})
+    if samples and v.samples and kind != "resolved":
+        # Quoted: a post's text never starts the TextBlock, where "1. " or "- " would make a list.
+        items += [{"type": "TextBlock", "wrap": True, "isSubtle": True, "spacing": "Small",
+                   "text": f"\u201c{teams_text(p.text)}\u201d"} for p in v.samples[:3]]
+    return {"type": "Container", "separator": True, "items": items}
+
+
+def teams_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
+    """A message for a Teams Workflows webhook ("Post to a channel when a webhook request is received"): one Adaptive
+    Card, the subject and one Container per incident, ``views`` most important first. Within TEAMS_BYTES: an incident
+    that does not fit goes without its sample posts, and those that do not fit even so are counted in a last line."""
+    card: dict[str, Any] = {
+        "type": "AdaptiveCard",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "version": TEAMS_CARD_VERSION,
+        "msteams": {"width": "Full"},
+        "body": [{"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
+                  "text": teams_text(subject)}],
+    }
+    message = {"type": "message",
+               "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+                                "content": card}]}
+    more = {"type": "TextBlock", "wrap": True, "isSubtle": True, "separator": True,
+            "text": f"{len(views)} more incidents not shown"}
+    used = _size(message) + _size(more) + 2  # room kept for saying what is left out
+    for n, v in enumerate(views):
+        for samples in (True, False):
+            element = _teams_incident(kind, v, v.id in reminders, samples)
+            if used + _size(element) + 2 <= TEAMS_BYTES:
+                break
+        else:
+            more["text"] = f"{len(views) - n} more incidents not shown"
+            card["body"].append(more)
+            break
+        card["body"].append(element)
+        used += _size(element) + 2
+    return message
 
 
 PD_SUMMARY = 1024  # the most characters PagerDuty takes in payload.summary
