@@ -243,6 +243,45 @@ def test_reddit_rss_posts_deleted_or_removed_keep_their_title_and_no_shared_auth
     assert [p.author_hash is None for p in posts] == [True, True, False]
 
 
+@pytest.mark.parametrize(("query", "feed_path", "api_path"), [
+    ("outlook down", "/search.rss", "/search.json"), ("r/sysadmin", "/r/sysadmin/new/.rss", "/r/sysadmin/new.json")])
+def test_reddits_feed_and_api_give_a_post_the_same_id(server: FakeServer, poller: Poller, query: str,
+                                                      feed_path: str, api_path: str) -> None:
+    # The feed's <id>, a relative "t3_...", came out resolved against the feed's URL: a source read by the feed and
+    # then by the API (its credentials set later) stored every post twice, and counted it twice.
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    data = json.loads(server.fixture_bytes("reddit/search.json"))
+    _serve_json(server, api_path, data)
+    listed = [c["data"] for c in data["data"]["children"]]
+    feed = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>reddit.com: search results - outlook down</title>"
+            + "".join(_rss_entry(p["id"], f"/u/{p['author']}", p["title"], "Outlook is down") for p in listed)
+            + "</feed>")
+    server.serve(feed_path, Reply(200, feed.encode(), content_type="application/atom+xml"))
+    anonymous = poller.poll(SourceConfig("r", "reddit", url=server.url, query=query)).posts
+    api = poller.poll(SourceConfig("r", "reddit", url=server.url, query=query,
+                                   env={"client_id": "RID", "client_secret": "RSECRET"})).posts
+    assert [p.external_id for p in anonymous] == [p.external_id for p in api] == [p["name"] for p in listed]
+    # A feed of Reddit's read as any other feed keeps its ids as every feed's are.
+    plain = poller.poll(SourceConfig("f", "rss", url=f"{server.url}{feed_path}")).posts
+    folder = feed_path.rsplit("/", 1)[0]
+    assert [p.external_id for p in plain] == [f"{server.url}{folder}/{p['name']}" for p in listed]
+
+
+def test_a_reddit_feed_entry_without_a_fullname_is_told_by_its_permalink(server: FakeServer, poller: Poller) -> None:
+    post = _rss_entry("1h10aaa", "/u/tomasz_pl", "Is WhatsApp down?", "Nothing loads")
+    comment = (_rss_entry("1h10aaa", "/u/ann_k", "Re: Is WhatsApp down?", "here too")
+               .replace("<id>t3_1h10aaa</id>", "<id>t1_m4x9q2z</id>").replace("/x/", "/x/m4x9q2z/"))
+    feed = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>Is WhatsApp down? : whatsapp</title>" + post.replace("<id>t3_1h10aaa</id>", "") + comment
+            + "</feed>")
+    server.serve("/r/whatsapp/comments/1h10aaa/.rss", Reply(200, feed.encode(), content_type="application/atom+xml"))
+    url = f"{server.url}/r/whatsapp/comments/1h10aaa/.rss"
+    posts = poller.poll(SourceConfig("r", "reddit", url=url)).posts
+    # A comment is no post the API lists: it keeps its id as the feed gives it.
+    assert [p.external_id for p in posts] == ["t3_1h10aaa", f"{server.url}/r/whatsapp/comments/1h10aaa/t1_m4x9q2z"]
+
+
 def test_reddit_posts_by_automoderator_are_not_posts(server: FakeServer, poller: Poller) -> None:
     # AutoModerator posts the megathreads a subreddit's moderators schedule ("Outage megathread"): no user's report.
     server.serve_fixture("/api/v1/access_token", "reddit/token.json")

@@ -345,6 +345,44 @@ def test_the_upgrade_to_warning_times_keeps_every_source_and_its_warning_until_a
     store.close()
 
 
+def test_the_upgrade_gives_reddit_feed_posts_the_fullname_the_feed_and_api_now_store(tmp_path: Path) -> None:
+    # Reddit's feed stored its posts under their fullname resolved against the feed's URL: the first poll after the
+    # upgrade, storing the bare fullname, would have stored each post the feed still lists a second time.
+    www = "https://www.reddit.com"
+    path = tmp_path / "old.sqlite"
+    stored = [("search", f"{www}/t3_1h10k2q"), ("search", f"{www}/t3_1h10d7x"),
+              ("sub", f"{www}/r/sysadmin/new/t3_1h10k2q"), ("sub", f"{www}/r/sysadmin/new/t3_1h0zzq1"),
+              ("sub", f"{www}/t3_1h0zzq1"),  # the same post from the source's search, before its query changed
+              ("both", f"{www}/t3_1h10abc"), ("both", "t3_1h10abc"),  # read by the feed, then the API
+              ("both", f"{www}/r/sysadmin/comments/1h10abc/t1_m4x9q2z"), ("both", f"{www}/t3_"),
+              ("feed", f"{www}/r/sysadmin/new/t3_1h10k2q")]  # an rss source's, which keeps its ids
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:9])  # the schema before reddit feeds stored fullnames
+        conn.executemany("INSERT INTO sources (name, type, url) VALUES (?, ?, ?)",
+                         [("search", "reddit", None), ("sub", "reddit", None), ("both", "reddit", None),
+                          ("feed", "rss", f"{www}/r/sysadmin/new/.rss")])
+        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
+                         "VALUES (?, ?, 'down', ?, ?)", [(s, e, iso(T0), iso(T0)) for s, e in stored])
+    conn.close()
+    store = Store.open(path)
+    rows = [(r["source"], r["external_id"]) for r in store.database.rows("SELECT * FROM posts ORDER BY id")]
+    # Of the two old ids of one post, one takes the fullname (which, SQLite's plan tells) and the other stays.
+    assert {rows[3][1], rows[4][1]} in ({"t3_1h0zzq1", f"{www}/t3_1h0zzq1"},
+                                        {"t3_1h0zzq1", f"{www}/r/sysadmin/new/t3_1h0zzq1"})
+    assert rows[:3] + rows[5:] == [
+        ("search", "t3_1h10k2q"), ("search", "t3_1h10d7x"), ("sub", "t3_1h10k2q"),
+        ("both", f"{www}/t3_1h10abc"), ("both", "t3_1h10abc"),
+        ("both", f"{www}/r/sysadmin/comments/1h10abc/t1_m4x9q2z"), ("both", f"{www}/t3_"),
+        ("feed", f"{www}/r/sysadmin/new/t3_1h10k2q")]
+    # The next poll of the feed stores none of them again.
+    again = [Post(source=s, external_id=e, text="down", created_at=T0, services=("WhatsApp",))
+             for s, e in [("search", "t3_1h10k2q"), ("search", "t3_1h10d7x"), ("sub", "t3_1h10k2q"),
+                          ("sub", "t3_1h0zzq1"), ("both", "t3_1h10abc")]]
+    assert store.insert_posts(again, T0 + FIVE).posts_new == 0
+    store.close()
+
+
 def test_a_prune_by_a_clock_that_was_ahead_records_no_cutoff_past_the_newest_post_it_deleted(store: Store) -> None:
     # The retention job with the clock a year ahead: its cutoff (that clock less 30 days) lay 11 months ahead of
     # real time, and once the clock was set right no bucket up to it was ever counted again.

@@ -31,7 +31,7 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.feeds import entry_author, fetch_feed
+from miner.collectors.feeds import entry_author, entry_id, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
@@ -56,6 +56,11 @@ _REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
 SEARCH_LOOKBACK = 1800
 LISTING_LOOKBACK = 1
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
+# A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
+# ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
+# source read both ways (its credentials set or unset later) stores each post twice. Without one, the permalink.
+_FEED_FULLNAME = re.compile(r"(?:^|/)(t3_[a-z0-9]+)$")
+_PERMALINK = re.compile(r"^https?://[^/?#]+/r/[^/?#]+/comments/([a-z0-9]+)(?:/[^/?#]*)?/?$")
 # Reddit RSS bodies end with "submitted by /u/<name> [link] [comments]": it names the author, so it goes.
 _SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.IGNORECASE | re.DOTALL)
 
@@ -69,6 +74,17 @@ def by_automoderator(author: str | None) -> bool:
     """Whether ``author``, as the API (``AutoModerator``) or the RSS (``/u/AutoModerator``) names it, is Reddit's
     AutoModerator (user names are case-insensitive)."""
     return (author or "").strip().removeprefix("/u/").lower() == _AUTOMODERATOR
+
+
+def feed_post_id(entry: Any) -> str:
+    """The fullname (``t3_...``) of the post a feed entry is, as the API names it; an entry that is no post (a
+    comment, of a comments feed) keeps its id as every feed's entry does."""
+    ident = entry_id(entry)
+    if match := _FEED_FULLNAME.search(ident):
+        return match.group(1)
+    if match := _PERMALINK.match(str(entry.get("link") or "")):
+        return f"t3_{match.group(1)}"
+    return ident
 
 
 def strip_reddit_boilerplate(html: str) -> str:
@@ -119,7 +135,7 @@ class RedditCollector:
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
         return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state,
-                               skip=lambda entry: by_automoderator(entry_author(entry)))
+                               skip=lambda entry: by_automoderator(entry_author(entry)), post_id=feed_post_id)
 
     def _token(self, source: SourceConfig, ctx: PollContext) -> str:
         cached = self.tokens.get(source.name)

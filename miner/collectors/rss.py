@@ -44,10 +44,12 @@ def posts_from_feed(
     clean_body: Callable[[str], str] | None = None,
     state: SourceState | None = None,
     skip: Callable[[Any], bool] | None = None,
+    post_id: Callable[[Any], str] = entry_id,
 ) -> FetchResult:
     """Parse a fetched feed into posts; ``clean_body`` strips a site's boilerplate from entry HTML. ``state``: the
     source's state before this poll, whose cursor (the newest entry date read then) tells whether the feed still
     reaches back to it. ``skip`` tells the entries that are no posts (a site's bot's); their dates still count.
+    ``post_id`` gives an entry's external_id (a site whose API gives its posts' ids otherwise than its feed).
 
     Of a feed listing more than the source's ``max_entries``, the newest that many are read (see `_newest`)."""
     keep = source.max_entries or DEFAULT_MAX_ENTRIES
@@ -60,7 +62,7 @@ def posts_from_feed(
     for entry, when in kept:
         if skip is not None and skip(entry):
             continue
-        post = _entry_post(source, ctx, entry, feed, clean_body, when)
+        post = _entry_post(source, ctx, entry, feed, clean_body, when, post_id)
         if post is not None:
             posts.append(post)
     last = time_cursor(state, ctx) if state is not None else None
@@ -116,14 +118,14 @@ def _logged(source: SourceConfig, message: str) -> str:
 
 def _entry_post(
     source: SourceConfig, ctx: PollContext, entry: Any, feed: Any, clean_body: Callable[[str], str] | None,
-    created_at: datetime | None,
+    created_at: datetime | None, post_id: Callable[[Any], str],
 ) -> Post | None:
     body = entry_body(entry)
     if clean_body is not None:
         body = clean_body(body)
     return make_post(
         source, ctx,
-        external_id=entry_id(entry),
+        external_id=post_id(entry),
         title=str(entry.get("title", "") or ""),
         body_html=body,
         created_at=created_at,

@@ -57,7 +57,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id.",
         "source": "Source name (`reports` for user reports).",
-        "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice.",
+        "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice. A Reddit "
+                       "post's fullname (t3_...), whether read by the API or the anonymous feed.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
                 "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",

@@ -218,8 +218,26 @@ WARNING_TIMES = Migration(
 # (the whole route, group_by = "route") is what they were.
 ALERT_GROUPS = Migration("0009_alert_groups", "ALTER TABLE outbox ADD COLUMN group_key TEXT NOT NULL DEFAULT '';")
 
+# A reddit source's anonymous feed stored its posts under their fullname resolved against the feed's URL
+# ("https://www.reddit.com/r/<sub>/new/t3_abc"); it stores the bare fullname now, as the API does, and without this
+# the first poll after the upgrade stored each post the feed still lists (up to 100) a second time. SQLite has no
+# regexp: what rtrim leaves of the id without its trailing base-36 run must end in "/t3_", as the collector's
+# _FEED_FULLNAME reads it. An id whose fullname the source stored already (read by the API too) keeps its old id
+# (OR IGNORE), as does the second of two old ids of one post (its query changed from a search to a subreddit).
+REDDIT_FEED_FULLNAMES = Migration(
+    "0010_reddit_feed_fullnames",
+    """
+        UPDATE OR IGNORE posts
+        SET external_id = 't3_' || substr(external_id,
+                                          length(rtrim(external_id, '0123456789abcdefghijklmnopqrstuvwxyz')) + 1)
+        WHERE source IN (SELECT name FROM sources WHERE type = 'reddit')
+        AND external_id GLOB 'http*://*/t3_[0-9a-z]*'
+        AND rtrim(external_id, '0123456789abcdefghijklmnopqrstuvwxyz') GLOB 'http*://*/t3_';
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
-                               PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS]
+                               PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES]
 
 
 def _statements(script: str) -> Iterator[str]:
