@@ -1,4 +1,4 @@
-"""The service's small HTTP endpoint: GET (or HEAD) /healthz and /metrics, POST /report.
+"""The service's small HTTP endpoint: GET (or HEAD) /healthz, /metrics and the read API (/api/v1/...), POST /report.
 
 Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request heads and
 bodies are capped and read with a deadline, reports are rate-limited per client address, and every error is a JSON
@@ -25,6 +25,8 @@ from typing import Any
 
 from miner.client_address import client_key
 from miner.errors import InputError, MinerError
+from miner.read_api import ENDPOINTS as READ_ENDPOINTS
+from miner.read_api import PREFIX as READ_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Endpoints:
     health: Callable[[], tuple[bool, dict[str, Any]]]
     metrics: Callable[[], str]
     report: Callable[[object, str], dict[str, Any]]  # raises InputError (400) or RateLimited (429)
+    # GET of a read API path and its query string -> (status, body); None for a path it does not know (404)
+    read: Callable[[str, str], tuple[int, dict[str, Any]] | None] | None = None
 
 
 class RateLimited(MinerError):
@@ -183,19 +187,36 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj, default=str).translate(_JSON_HTML), headers=headers)
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        read = self.server.endpoints.read
         if path == "/healthz":
             ok, detail = self.server.endpoints.health()
             self._json(200 if ok else 503, detail)
         elif path == "/metrics":
             self._send(200, self.server.endpoints.metrics(), "text/plain; version=0.0.4")
+        elif read is not None and (answer := read(path, query)) is not None:
+            self._json(*answer)
         else:
-            self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": ["/healthz", "/metrics",
-                                                                                     "POST /report"]})
+            endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ())]
+            self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
 
     do_HEAD = do_GET  # _send leaves the body out
 
+    def _read_only(self) -> None:
+        """A method other than GET or HEAD on the read API: 405; elsewhere the stdlib's 501, as before."""
+        if not self.path.startswith(READ_PREFIX) or self.server.endpoints.read is None:
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        self.close_connection = True  # a body, if any, is left unread
+        self._json(405, {"error": f"{self.command} is not allowed: the API is read-only (GET or HEAD)"},
+                   {"Allow": "GET, HEAD", "Connection": "close"})
+
+    do_PUT = do_DELETE = do_PATCH = _read_only
+
     def do_POST(self) -> None:
+        if self.path.startswith(READ_PREFIX) and self.server.endpoints.read is not None:
+            self._read_only()
+            return
         if self.path.split("?", 1)[0] != "/report":
             self._json(404, {"error": "POST is accepted on /report only"})
             return

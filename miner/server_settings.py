@@ -11,7 +11,7 @@ from miner.urls import control_char, is_ip
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """The small HTTP endpoint: /healthz, /metrics, POST /report. Loopback-only by default."""
+    """The small HTTP endpoint: /healthz, /metrics, POST /report, the read API (/api/v1/). Loopback-only by default."""
 
     enabled: bool = False
     host: str = "127.0.0.1"

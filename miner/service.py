@@ -28,6 +28,7 @@ from miner.held_polls import HeldPolls
 from miner.http_api import Endpoints, HttpApi
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
+from miner.read_api import ReadApi
 from miner.report_intake import ReportIntake
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
@@ -101,6 +102,7 @@ class Service(ServiceJobs):
         self._stores = JobStores(self.db_path, self._stop.set)
         self._scheduler: BackgroundScheduler | None = None
         self._http: HttpApi | None = None
+        self.read_api: ReadApi | None = None
         self._poller: Any = None
         self._classifier: Any = None
         self._reports = ReportIntake(config.services, config.server.report_rate_per_hour, self.metrics,
@@ -144,8 +146,11 @@ class Service(ServiceJobs):
             use_http = self.config.server.enabled if self.options.http is None else self.options.http
             if use_http:
                 port = self.config.server.port if self.options.http_port is None else self.options.http_port
-                self._http = HttpApi(self.config.server.host, port,
-                                     Endpoints(self.healthz, self.metrics_text, self._reports.accept),
+                # The read API on a connection of its own, as the reports and scrapes each have.
+                self.read_api = ReadApi(self.config, lambda: self._store("api"), lambda: self._stores.forget("api"),
+                                        self.options.clock)
+                self._http = HttpApi(self.config.server.host, port, Endpoints(
+                                     self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer),
                                      self.config.server.trusted_proxies)
                 self._http.start()
                 host, bound = self._http.address

@@ -82,6 +82,21 @@ class IncidentsMixin:
             params.append(iso(since))
         return self.database.rows(sql + " ORDER BY opened_at, id", params)
 
+    def incidents_newest_first(self, *, status: str | None, service: str | None, since: datetime | None,
+                               limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` incidents, the latest opened first: of ``status`` and ``service`` (None: any), open at
+        some time since ``since`` (still open, or resolved at or after it; None: ever)."""
+        sql = "SELECT * FROM incidents WHERE 1 = 1"
+        params: list[Any] = []
+        for column, value in (("status", status), ("service", service)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if since is not None:
+            sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
+            params.append(iso(since))
+        return self.database.rows(sql + " ORDER BY opened_at DESC, id DESC LIMIT ?", [*params, limit])
+
     def incident_events(self, incident_id: int) -> list[dict[str, Any]]:
         return self.database.rows(
             "SELECT * FROM incident_events WHERE incident_id = ? ORDER BY id", (incident_id,)

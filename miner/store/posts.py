@@ -194,6 +194,13 @@ class PostsMixin:
             cut = ref.find(":", cut + 1)
         return None
 
+    def official_incidents_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        return {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM official_incidents WHERE id IN ({marks})",
+                                                             list(ids))}
+
     def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
         return self.database.rows(
             "SELECT * FROM official_incidents WHERE service = ? AND (resolved_at IS NULL OR resolved_at >= ?) "

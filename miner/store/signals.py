@@ -248,6 +248,23 @@ class SignalsMixin:
             (service, iso(start), iso(end)),
         )
 
+    def last_counted_post_at(self, service: str, bucket: timedelta) -> str | None:
+        """When the newest post about ``service`` that its buckets count was created; None for none.
+
+        Looked for in its newest bucket with posts only: the service's posts of all time (or all posts, newest
+        first, for a quiet service) would be a read that grows with the store."""
+        row = self.database.one("SELECT bucket_start FROM buckets WHERE service = ? AND posts > 0 "
+                                "ORDER BY bucket_start DESC LIMIT 1", (service,))
+        if row is None:
+            return None
+        start = parse_iso(row["bucket_start"])
+        # CROSS JOIN: read the bucket's posts, not all the service's (see sample_posts).
+        found = self.database.one(
+            f"SELECT max(p.created_at) AS t FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id "
+            f"WHERE ps.service = ? AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}",
+            (service, iso(start), iso(start + bucket)))
+        return found["t"] if found else None
+
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5) -> list[dict[str, Any]]:
         """The highest-scoring complaints about ``service`` in [start, end): examples for alerts."""
         # CROSS JOIN makes SQLite start from the posts in the window (posts_created_at) and check each one's

@@ -1,0 +1,261 @@
+"""The read-only JSON API on the service's HTTP endpoint, version 1: each service's state, the incidents, and a
+service's bucket series, for dashboards, status widgets and scripts (docs/api.md).
+
+Aggregates only: no post's text, link or author hash is in any answer. Every answer is read through the API's own
+store connection, one request at a time; a request that waits more than READ_WAIT for its turn is answered 503, so a
+slow read holds neither the reports nor /metrics, which read and write on connections of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote
+
+from miner.errors import MinerError
+from miner.records import MAINTENANCE
+from miner.settings import guess
+from miner.timeutil import floor_time, iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.config import Config
+    from miner.store import Store
+
+VERSION = 1
+PREFIX = "/api/v1/"
+ENDPOINTS = ("/api/v1/services", "/api/v1/incidents", "/api/v1/services/NAME/series")
+READ_WAIT = 5.0  # seconds a request waits for the ones before it
+DEFAULT_SINCE = timedelta(days=7)
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+DEFAULT_HOURS = 24
+STATUSES = ("open", "resolved", "all")
+# The provider's incident states that say it is over.
+_OVER = frozenset({"resolved", "postmortem"}) | MAINTENANCE
+
+Answer = tuple[int, dict[str, Any]]
+
+
+class BadRequest(Exception):
+    """A 400 (or, for a name in the path, 404) with its message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ReadApi:
+    """``store`` gives the API's connection; ``store_failed`` is called when a read raised, before the 503."""
+
+    def __init__(self, config: Config, store: Callable[[], Store], store_failed: Callable[[], None],
+                 clock: Callable[[], datetime]) -> None:
+        self._config = config
+        self._store = store
+        self._store_failed = store_failed
+        self._clock = clock
+        self._providers = {s.name: s.provider for s in config.services}
+        self._lock = threading.Lock()
+
+    @property
+    def _bucket(self) -> timedelta:
+        return timedelta(minutes=self._config.detector.bucket_minutes)
+
+    def answer(self, path: str, query: str) -> Answer | None:
+        """(status, body) of a GET of ``path``, None for a path that is not the API's (a 404 for the caller)."""
+        if not path.startswith(PREFIX):
+            return None
+        parts = path[len(PREFIX):].split("/")
+        route: Callable[[Store, dict[str, str]], dict[str, Any]]
+        allowed: tuple[str, ...]
+        if parts == ["services"]:
+            route, allowed = self._services, ()
+        elif parts == ["incidents"]:
+            route, allowed = self._incidents, ("status", "service", "since", "limit")
+        elif len(parts) == 3 and parts[0] == "services" and parts[2] == "series" and parts[1]:
+            route, allowed = partial(self._series, unquote(parts[1])), ("hours",)
+        else:
+            return None
+        try:
+            params = _params(query, allowed)
+        except BadRequest as exc:
+            return exc.status, {"error": str(exc)}
+        if not self._lock.acquire(timeout=READ_WAIT):
+            return 503, {"error": f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon"}
+        try:
+            return 200, route(self._store(), params)
+        except BadRequest as exc:
+            return exc.status, {"error": str(exc)}
+        except MinerError:
+            self._store_failed()
+            return 503, {"error": "cannot read the store right now"}
+        finally:
+            self._lock.release()
+
+    # GET /api/v1/services --------------------------------------------------------------------------------
+
+    def _services(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
+        now, bucket = self._clock(), self._bucket
+        current = floor_time(now, bucket)
+        latest = current - bucket  # the latest bucket that has ended
+        hour = floor_time(now - timedelta(hours=1), bucket)  # the buckets overlapping the last hour, on the grid
+        out = []
+        for svc in self._config.services:
+            rows = store.series(svc.name, min(hour, latest), current + bucket)
+            done = next((r for r in rows if r["bucket_start"] == iso(latest)), None)
+            recent = [r for r in rows if parse_iso(r["bucket_start"]) >= hour]
+            scored = [r for r in rows if r["score"] is not None and parse_iso(r["bucket_start"]) <= latest]
+            if not scored and (saved := store.detector_state(svc.name)) is not None:
+                # The detector is behind (the process job failing): the latest bucket it did score.
+                scored = [r for r in store.series(svc.name, saved.last_bucket, saved.last_bucket + bucket)
+                          if r["score"] is not None]
+            incident = store.open_incident_for(svc.name)
+            out.append({
+                "service": svc.name,
+                "provider": svc.provider,
+                "state": "incident" if incident else "ok",
+                "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
+                "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
+                                  "complaints": done["complaints"] if done else 0},
+                "last_hour": {"since": iso(hour), "posts": sum(r["posts"] for r in recent),
+                              "complaints": sum(r["complaints"] for r in recent)},
+                "baseline": _round(scored[-1]["baseline"], 3) if scored else None,
+                "z_score": _round(scored[-1]["score"], 2) if scored else None,
+                "official": self._official_now(store, svc.name, now),
+                "last_post_at": _time(store.last_counted_post_at(svc.name, bucket)),
+            })
+        return {"version": VERSION, "now": iso(now), "bucket_minutes": self._config.detector.bucket_minutes,
+                "services": out}
+
+    @staticmethod
+    def _official_now(store: Store, service: str, now: datetime) -> dict[str, Any] | None:
+        """The provider's latest-started incident that its status page has not said is over (planned work aside)."""
+        live = [o for o in store.official_incidents(service, now)
+                if o["resolved_at"] is None and o["status"] not in _OVER]
+        return _official(live[-1]) if live else None
+
+    # GET /api/v1/incidents -------------------------------------------------------------------------------
+
+    def _incidents(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
+        now = self._clock()
+        status = params.get("status", "all")
+        if status not in STATUSES:
+            raise BadRequest(f"status: must be one of {', '.join(STATUSES)} (got {status[:40]!r})"
+                             + guess(status, STATUSES))
+        service = params.get("service")
+        if service is not None and service not in self._providers and not store.incidents_newest_first(
+                status=None, service=service, since=None, limit=1):
+            raise BadRequest(f"service: no service named {service[:80]!r}{guess(service, self._providers)}")
+        since = _since(params["since"]) if "since" in params else now - DEFAULT_SINCE
+        limit = _whole(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        rows = store.incidents_newest_first(status=None if status == "all" else status, service=service, since=since,
+                                            limit=limit + 1)
+        official = store.official_incidents_by_id([r["official_incident_id"] for r in rows[:limit]
+                                                   if r["official_incident_id"] is not None])
+        return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
+                "limit": limit, "incidents": [self._incident(r, official) for r in rows[:limit]],
+                "truncated": len(rows) > limit}
+
+    def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
+        # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md).
+        linked = official.get(row["official_incident_id"]) if row["official_incident_id"] is not None else None
+        return {
+            "id": row["id"],
+            "service": row["service"],
+            "provider": self._providers.get(row["service"]),
+            "status": row["status"],
+            "opened_at": _time(row["opened_at"]),
+            "updated_at": _time(row["updated_at"]),
+            "resolved_at": _time(row["resolved_at"]),
+            "peak_complaints": int(row["peak_complaints"] or 0),
+            "baseline": _round(row["baseline"], 3),
+            "z_score": _round(row["peak_score"], 2),
+            "total_complaints": int(row["total_complaints"] or 0),
+            "symptoms": _symptoms(row["symptoms"]),
+            "official": _official(linked) if linked else None,
+            "lead_time_minutes": _round(row["lead_time_minutes"], 1),
+        }
+
+    # GET /api/v1/services/NAME/series --------------------------------------------------------------------
+
+    def _series(self, name: str, store: Store, params: dict[str, str]) -> dict[str, Any]:
+        if name not in self._providers:
+            raise BadRequest(f"no service named {name[:80]!r}{guess(name, self._providers)}", 404)
+        # No further back than bucket rows are kept.
+        hours = _whole(params, "hours", DEFAULT_HOURS, self._config.store.bucket_days * 24)
+        now, bucket = self._clock(), self._bucket
+        start, current = floor_time(now - timedelta(hours=hours), bucket), floor_time(now, bucket)
+        rows = store.series(name, start, current + bucket)
+        return {"version": VERSION, "now": iso(now), "service": name, "provider": self._providers[name],
+                "bucket_minutes": self._config.detector.bucket_minutes, "hours": hours,
+                "buckets": [{"start": _time(r["bucket_start"]), "posts": r["posts"], "complaints": r["complaints"],
+                             "complete": parse_iso(r["bucket_start"]) < current} for r in rows]}
+
+
+def _params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query's parameters, each once, all of them among ``allowed``."""
+    try:
+        parsed = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the query string is not valid (percent-encoded UTF-8, at most 20 parameters)") from None
+    for key, values in parsed.items():
+        if key not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no parameters"
+            raise BadRequest(f"unknown parameter {key[:40]!r}{guess(key, allowed)}; this endpoint {takes}")
+        if len(values) > 1:
+            raise BadRequest(f"{key}: given {len(values)} times; give it once")
+    return {key: values[0] for key, values in parsed.items()}
+
+
+def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
+    text = params.get(key)
+    if text is None:
+        return default
+    value = text.strip()
+    # int() would also take "+5", "1_0" and non-ASCII digits, and refuses more than 4300 digits with a ValueError.
+    if not (value.isascii() and value.isdigit() and len(value) <= 9) or not 1 <= int(value) <= most:
+        raise BadRequest(f"{key}: must be a whole number from 1 to {most} (got {text[:40]!r})")
+    return int(value)
+
+
+# "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
+_PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
+
+
+def _since(text: str) -> datetime:
+    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
+        try:
+            return parse_iso(value)
+        except (ValueError, OverflowError):
+            pass
+    raise BadRequest(f"since: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z "
+                     "(a time without an offset is UTC)")
+
+
+def _time(value: str | None) -> str | None:
+    """A stored time as ISO 8601 with its offset."""
+    return iso(parse_iso(value)) if value else None
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    # json.dumps writes an infinite float as Infinity, which no strict JSON parser (jq, JSON.parse) reads.
+    return round(value, digits) if value is not None and math.isfinite(value) else None
+
+
+def _symptoms(text: str | None) -> dict[str, int]:
+    try:
+        parsed = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): int(v) for k, v in parsed.items() if isinstance(v, int | float) and math.isfinite(v)}
+
+
+def _official(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"title": row["title"], "status": row["status"], "url": row["url"], "started_at": _time(row["started_at"]),
+            "impact": row["impact"] or None}

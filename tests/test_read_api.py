@@ -1,0 +1,337 @@
+"""The read API (/api/v1/...) on a real 127.0.0.1 server, reading a real SQLite store filled through the store's
+own methods, on a fixed clock: each endpoint's answer, each refusal, and no post's text or author in any answer."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from miner.config import Config, load_config
+from miner.errors import StoreError
+from miner.http_api import Endpoints, HttpApi
+from miner.read_api import ReadApi
+from miner.records import FetchResult, OfficialIncident, Post, Prediction
+from miner.store import Store
+
+NOW = datetime(2026, 11, 27, 12, 7, 30, tzinfo=UTC)  # in the bucket 12:00-12:15
+BUCKET = timedelta(minutes=15)
+SECRET = "SECRET-TEXT-7f3a"  # in every post's text, author hash and link: must be in no answer
+
+
+def write_config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f"""
+[store]
+path = "{tmp_path / 'miner.sqlite'}"
+bucket_retention_days = 40
+
+[detector]
+bucket_minutes = 15
+
+[[services]]
+name = "WhatsApp"
+provider = "Meta"
+
+[[services]]
+name = "Instagram"
+provider = "Meta"
+
+[[services]]
+name = "MTN Uganda"
+
+[[sources]]
+name = "feed"
+type = "rss"
+url = "http://127.0.0.1:9/feed.rss"
+""")
+    return cfg
+
+
+def post(n: int, service: str, at: datetime) -> Post:
+    return Post("feed", f"p{n}", f"{SECRET} {service} is down for me", at, url=f"https://example.org/{SECRET}/{n}",
+                author_hash=f"{SECRET}-author-{n}", services=(service,))
+
+
+def fill(store: Store) -> dict[str, int]:
+    """WhatsApp: an open incident, the provider's unresolved incident, posts in the last complete bucket (11:45), an
+    hour before, and the bucket in progress. MTN Uganda: an incident resolved yesterday and one 10 days ago."""
+    at = [NOW.replace(hour=11, minute=50), NOW.replace(hour=11, minute=52), NOW.replace(hour=11, minute=20),
+          NOW.replace(hour=12, minute=3), NOW.replace(hour=10, minute=5)]
+    store.insert_posts([post(n, "WhatsApp", t) for n, t in enumerate(at)]
+                       + [post(9, "MTN Uganda", NOW - timedelta(hours=3))], NOW)
+    # Each post complains but the 10:05 one, and the MTN one.
+    store.save_classifications([(p.id, Prediction(0.9, True, "messaging") if p.id not in (5, 6)
+                                 else Prediction(0.1, False, None)) for p in store.posts_to_classify(100)],
+                               "test", NOW)
+    store.refresh_buckets(NOW - timedelta(hours=5), NOW, BUCKET)
+    store.save_detector_step("WhatsApp", NOW.replace(hour=11, minute=45, second=0), "{}",
+                             [(NOW.replace(hour=11, minute=30, second=0), 0.5, 0.25, 3.0),
+                              (NOW.replace(hour=11, minute=45, second=0), 6.123456, 0.4567, 3.0)], NOW)
+    store.save_fetch("status:whatsapp", FetchResult(incidents=[
+        OfficialIncident("status:whatsapp", "abc", "WhatsApp", "Messages delayed", "investigating",
+                         NOW - timedelta(minutes=30), NOW - timedelta(minutes=10), impact="major",
+                         url="https://status.example.com/incidents/abc"),
+        OfficialIncident("status:whatsapp", "old", "WhatsApp", "Old outage", "resolved",
+                         NOW - timedelta(days=2), NOW - timedelta(days=2)),
+        OfficialIncident("status:whatsapp", "mnt", "WhatsApp", "Planned work", "scheduled",
+                         NOW + timedelta(days=1), NOW - timedelta(days=1))]), NOW, NOW)
+    official = store.official_incident_id("status:whatsapp", "abc")
+    ids = {}
+    ids["whatsapp"] = store.open_incident("WhatsApp", NOW.replace(hour=12, minute=0, second=0), {
+        "peak_complaints": 2, "baseline": 0.4567, "peak_score": 6.123456, "total_complaints": 2,
+        "symptoms": {"messaging": 2}, "sample_post_ids": [1, 2], "official_incident_id": official,
+        "lead_time_minutes": -30.0}, {"z": 6.1})
+    for key, opened in (("mtn_old", NOW - timedelta(days=10)), ("mtn", NOW - timedelta(days=1))):
+        ids[key] = store.open_incident("MTN Uganda", opened, {"peak_complaints": 4, "baseline": 1.0,
+                                                              "peak_score": float("inf"), "total_complaints": 9,
+                                                              "symptoms": {"calls": 9}}, {})
+        store.update_incident(ids[key], opened + timedelta(hours=2),
+                              {"status": "resolved", "resolved_at": opened + timedelta(hours=2)}, kind="resolve")
+    return ids
+
+
+@dataclass
+class Api:
+    base: str
+    ids: dict[str, int]
+    store: Store
+    config: Config
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    config = load_config(write_config(tmp_path))
+    store = Store.open(tmp_path / "miner.sqlite")
+    ids = fill(store)
+    reader = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer))
+    server.start()
+    host, port = server.address
+    yield Api(f"http://{host}:{port}", ids, store, config)
+    server.stop()
+    reader.close()
+    store.close()
+
+
+def get(api: Api, path: str) -> tuple[int, Any, httpx.Headers]:
+    reply = httpx.get(api.base + path, timeout=10)
+    assert SECRET not in reply.text
+    return reply.status_code, reply.json(), reply.headers
+
+
+def test_services_say_each_ones_state(api: Api) -> None:
+    status, body, headers = get(api, "/api/v1/services")
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store" and headers["Content-Type"] == "application/json; charset=utf-8"
+    assert body["version"] == 1 and body["now"] == "2026-11-27T12:07:30+00:00" and body["bucket_minutes"] == 15
+    whatsapp, instagram, mtn = body["services"]
+    assert whatsapp == {
+        "service": "WhatsApp", "provider": "Meta", "state": "incident",
+        "incident": {"id": api.ids["whatsapp"], "opened_at": "2026-11-27T12:00:00+00:00"},
+        "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 2, "complaints": 2},
+        # 11:00 to now: 11:20, 11:50, 11:52 and 12:03, not 10:05
+        "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 4, "complaints": 4},
+        "baseline": 0.457, "z_score": 6.12,
+        "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
+                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
+        "last_post_at": "2026-11-27T12:03:30+00:00",
+    }
+    assert instagram == {
+        "service": "Instagram", "provider": "Meta", "state": "ok", "incident": None,
+        "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
+        "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
+        "baseline": None, "z_score": None, "official": None, "last_post_at": None,
+    }
+    assert (mtn["state"], mtn["provider"], mtn["last_post_at"]) == ("ok", None, "2026-11-27T09:07:30+00:00")
+    assert (mtn["baseline"], mtn["z_score"]) == (None, None)  # never scored
+
+    # A detector behind by hours (its job failing) still has its latest baseline shown.
+    nine = NOW.replace(hour=9, minute=0, second=0)
+    api.store.save_detector_step("MTN Uganda", nine, "{}", [(nine, 1.5, 0.75, 3.0)], NOW)
+    mtn = get(api, "/api/v1/services")[1]["services"][2]
+    assert (mtn["baseline"], mtn["z_score"]) == (0.75, 1.5)
+
+
+def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> None:
+    status, body, _ = get(api, "/api/v1/incidents")
+    assert status == 200
+    assert (body["status"], body["service"], body["limit"], body["truncated"]) == ("all", None, 100, False)
+    assert body["since"] == "2026-11-20T12:07:30+00:00"  # 7 days
+    assert [i["id"] for i in body["incidents"]] == [api.ids["whatsapp"], api.ids["mtn"]]  # not the one of 10 days ago
+    assert body["incidents"][0] == {
+        "id": api.ids["whatsapp"], "service": "WhatsApp", "provider": "Meta", "status": "open",
+        "opened_at": "2026-11-27T12:00:00+00:00", "updated_at": "2026-11-27T12:00:00+00:00", "resolved_at": None,
+        "peak_complaints": 2, "baseline": 0.457, "z_score": 6.12, "total_complaints": 2,
+        "symptoms": {"messaging": 2},
+        "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
+                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
+        "lead_time_minutes": -30.0,
+    }
+    mtn = body["incidents"][1]
+    assert (mtn["status"], mtn["resolved_at"], mtn["z_score"], mtn["official"]) == (
+        "resolved", "2026-11-26T14:07:30+00:00", None, None)  # an infinite z is null, not Infinity
+
+    # The same names as the alerts' webhook payload where they say the same; no samples (post text).
+    webhook = _webhook_keys()
+    assert set(body["incidents"][0]) - set(webhook) == {"provider", "updated_at"}
+    assert set(body["incidents"][0]["official"]) == set(webhook["official"])
+
+
+def _webhook_keys() -> dict[str, Any]:
+    text = (Path(__file__).resolve().parent.parent / "docs" / "alerts.md").read_text(encoding="utf-8")
+    payload = text.split("## Webhook payload", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    incident: dict[str, Any] = json.loads(payload)["incidents"][0]
+    return incident
+
+
+@pytest.mark.parametrize(("query", "ids"), [
+    ("status=open", ["whatsapp"]), ("status=resolved", ["mtn"]), ("service=MTN%20Uganda", ["mtn"]),
+    ("service=MTN+Uganda&since=2026-11-01", ["mtn", "mtn_old"]), ("since=2026-11-17T12:00:00Z&limit=1", ["whatsapp"]),
+    ("since=2026-11-27T13:00:00+01:00&status=all", ["whatsapp"]),  # a "+" not percent-encoded is read as one
+    ("since=2026-11-26T15:00:00%2B01:00", ["whatsapp", "mtn"]),  # MTN's resolved at 14:07:30Z
+])
+def test_incidents_are_filtered(api: Api, query: str, ids: list[str]) -> None:
+    status, body, _ = get(api, f"/api/v1/incidents?{query}")
+    assert status == 200, body
+    assert [i["id"] for i in body["incidents"]] == [api.ids[k] for k in ids]
+    assert body["truncated"] == ("limit=1" in query)
+
+
+def test_a_removed_services_incidents_can_still_be_asked_for(api: Api) -> None:
+    api.store.open_incident("Gone", NOW - timedelta(hours=1), {"peak_complaints": 1}, {})
+    status, body, _ = get(api, "/api/v1/incidents?service=Gone")
+    assert status == 200 and [i["provider"] for i in body["incidents"]] == [None]
+
+
+def test_a_series_is_the_buckets_of_the_hours_asked_for(api: Api) -> None:
+    status, body, _ = get(api, "/api/v1/services/WhatsApp/series?hours=2")
+    assert status == 200
+    assert (body["service"], body["provider"], body["hours"], body["bucket_minutes"]) == ("WhatsApp", "Meta", 2, 15)
+    assert body["buckets"] == [
+        {"start": "2026-11-27T10:00:00+00:00", "posts": 1, "complaints": 0, "complete": True},
+        {"start": "2026-11-27T11:15:00+00:00", "posts": 1, "complaints": 1, "complete": True},
+        {"start": "2026-11-27T11:30:00+00:00", "posts": 0, "complaints": 0, "complete": True},
+        {"start": "2026-11-27T11:45:00+00:00", "posts": 2, "complaints": 2, "complete": True},
+        {"start": "2026-11-27T12:00:00+00:00", "posts": 1, "complaints": 1, "complete": False},
+    ]
+    first = get(api, "/api/v1/services/WhatsApp/series")[1]["buckets"][0]
+    assert first["start"] == "2026-11-27T10:00:00+00:00"  # 24 hours by default
+    assert get(api, f"/api/v1/services/{quote('MTN Uganda')}/series")[1]["buckets"][0]["posts"] == 1
+
+
+@pytest.mark.parametrize(("path", "status", "error"), [
+    ("/api/v1/incidents?status=opened", 400, "status: must be one of open, resolved, all (got 'opened') "
+                                             "(did you mean 'open'?)"),
+    ("/api/v1/incidents?since=yesterday", 400, "since: not an ISO 8601 time (got 'yesterday')"),
+    ("/api/v1/incidents?since=2026-13-01", 400, "since: not an ISO 8601 time"),
+    ("/api/v1/incidents?limit=0", 400, "limit: must be a whole number from 1 to 1000 (got '0')"),
+    ("/api/v1/incidents?limit=1001", 400, "limit: must be a whole number from 1 to 1000 (got '1001')"),
+    ("/api/v1/incidents?limit=-5", 400, "limit: must be a whole number"),
+    ("/api/v1/incidents?limit=" + "9" * 5000, 400, "limit: must be a whole number"),
+    ("/api/v1/incidents?service=Whatsap", 400, "service: no service named 'Whatsap' (did you mean 'WhatsApp'?)"),
+    ("/api/v1/incidents?limit=5&limit=6", 400, "limit: given 2 times; give it once"),
+    ("/api/v1/incidents?stat=open", 400,
+     "unknown parameter 'stat' (did you mean 'status'?); this endpoint takes status, service, since, limit"),
+    ("/api/v1/services?service=x", 400, "unknown parameter 'service'; this endpoint takes no parameters"),
+    ("/api/v1/services/WhatsApp/series?hours=961", 400, "hours: must be a whole number from 1 to 960"),  # 40 days
+    ("/api/v1/services/WhatsApp/series?hours=1.5", 400, "hours: must be a whole number from 1 to 960 (got '1.5')"),
+    ("/api/v1/services/whatsapp/series", 404, "no service named 'whatsapp' (did you mean 'WhatsApp'?)"),
+    ("/api/v1/services/Nokia/series", 404, "no service named 'Nokia'"),
+])
+def test_a_bad_request_is_answered_with_what_is_wrong(api: Api, path: str, status: int, error: str) -> None:
+    got, body, headers = get(api, path)
+    assert got == status
+    assert body["error"].startswith(error), body
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/v1/service", "/api/v2/services", "/api/v1/services/WhatsApp",
+                                  "/api/v1/services/WhatsApp/series/x", "/api/v1/incidents/1"])
+def test_an_unknown_path_is_404_and_lists_the_endpoints(api: Api, path: str) -> None:
+    status, body, _ = get(api, path)
+    assert status == 404
+    assert body["endpoints"] == ["/healthz", "/metrics", "POST /report", "/api/v1/services", "/api/v1/incidents",
+                                 "/api/v1/services/NAME/series"]
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_the_api_is_read_only(api: Api, method: str) -> None:
+    reply = httpx.request(method, api.base + "/api/v1/incidents", json={"status": "resolved"}, timeout=10)
+    assert reply.status_code == 405
+    assert reply.headers["Allow"] == "GET, HEAD"
+    assert "read-only" in reply.json()["error"]
+    assert [i["status"] for i in api.store.incidents()] == ["resolved", "resolved", "open"]
+
+
+def test_head_answers_like_get_without_a_body(api: Api) -> None:
+    reply = httpx.head(api.base + "/api/v1/services", timeout=10)
+    assert reply.status_code == 200 and reply.content == b""
+    assert int(reply.headers["Content-Length"]) == len(httpx.get(api.base + "/api/v1/services").content)
+
+
+def test_a_store_that_fails_a_read_is_answered_503_and_its_connection_dropped(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    dropped: list[bool] = []
+
+    def broken() -> Store:
+        raise StoreError("store x: disk I/O error", cause="disk_full")
+
+    read = ReadApi(config, broken, lambda: dropped.append(True), lambda: NOW)
+    assert read.answer("/api/v1/services", "") == (503, {"error": "cannot read the store right now"})
+    assert dropped == [True]
+
+
+def test_a_read_waits_for_the_one_before_it_then_is_answered_503(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from miner import read_api
+
+    monkeypatch.setattr(read_api, "READ_WAIT", 0.05)
+    config = load_config(write_config(tmp_path))
+    store = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(config, lambda: store, lambda: None, lambda: NOW)
+    with read._lock:  # a slow read in progress
+        assert read.answer("/api/v1/incidents", "") == (
+            503, {"error": "busy: a request waited 0.05 s for the ones before it; retry soon"})
+    assert (read.answer("/api/v1/incidents", "") or (0,))[0] == 200
+    store.close()
+
+
+def test_the_service_serves_the_api_and_a_slow_read_holds_neither_reports_nor_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from miner import read_api
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    monkeypatch.setattr(read_api, "READ_WAIT", 0.2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    store = Store.open(tmp_path / "miner.sqlite")
+    ids = fill(store)
+    service = Service(load_config(write_config(tmp_path)), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=port,
+                                     clock=lambda: NOW))
+    service.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        body = httpx.get(f"{base}/api/v1/incidents?status=open", timeout=10).json()
+        assert [i["id"] for i in body["incidents"]] == [ids["whatsapp"]]
+        assert service.read_api is not None
+        with service.read_api._lock:  # a read that takes its time
+            assert httpx.get(f"{base}/api/v1/services", timeout=10).status_code == 503
+            assert httpx.get(f"{base}/metrics", timeout=10).status_code == 200
+            assert httpx.post(f"{base}/report", json={"service": "WhatsApp"}, timeout=10).status_code == 202
+        assert httpx.get(f"{base}/api/v1/services", timeout=10).status_code == 200
+        assert len({id(service._stores.open[job]) for job in ("api", "http", "metrics")}) == 3
+    finally:
+        service.stop()
+        store.close()
