@@ -243,3 +243,22 @@ def test_a_prune_between_the_spans_of_a_recount_keeps_the_counts_it_made_final(s
              if r["bucket_start"].startswith(("2026-03-02T00", "2026-03-02T01:0"))]
     # The 5-minute rows of posts up to the cutoff (00:57:01), to the end of the bucket holding it; then 15 minutes.
     assert third == ["00:00", "00:05", "00:15", "00:20", "00:25", "00:35", "00:40", "00:50", "00:55", "01:00"]
+
+
+def test_group_interval_reads_the_outbox_rows_of_its_group(store: Store) -> None:
+    # Its lookups read every sent notification the outbox keeps (400 days), once per group: a planning run opening
+    # 300 services of as many groups held the write lock for seconds.
+    from miner.store.group_interval import held_until
+
+    conn = store.database.conn
+    conn.executemany(
+        "INSERT INTO outbox (dedupe_key, route, channel, group_key, kind, status, message_id, created_at, "
+        "next_attempt_at, sent_at) VALUES (?, 'ops', 'email', ?, 'alert', 'sent', ?, ?, ?, ?)",
+        [(f"k{i}", f"service:s{i % 5}", f"m{i}", iso(T0 - i * FIVE), iso(T0 - i * FIVE), iso(T0 - i * FIVE))
+         for i in range(20)])
+    assert held_until(conn, "ops", "email", "service:s0", "alert", 240, T0) == T0 + timedelta(seconds=240)
+    assert held_until(conn, "ops", "email", "service:s1", "alert", 240, T0) is None  # its last went 5 minutes ago
+    # (waiting_batch reads the pending rows on outbox_due: few, whatever the outbox keeps.)
+    lines = plans(store, lambda: held_until(conn, "ops", "email", "service:s0", "alert", 240, T0))
+    assert lines == ["SEARCH outbox USING INDEX outbox_group (route=? AND channel=? AND group_key=? AND kind=? "
+                     "AND status=?)"], lines
