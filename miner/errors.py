@@ -31,11 +31,14 @@ class StoreError(MinerError):
 
     ``cause`` names the kind of failure in a word, for the service's ``miner_store_error`` metric: ``disk_full``,
     ``read_only``, ``locked``, ``corrupt``, ``cannot_open``, ``lost`` (the file was deleted or replaced) or ``other``.
+    ``same_as`` is what tells it from another failure, for the service's log (logged once while it lasts): the
+    message, unless a part of it changes at each run (the posts the collect job holds).
     """
 
-    def __init__(self, message: str, *, cause: str = "other") -> None:
+    def __init__(self, message: str, *, cause: str = "other", same_as: str | None = None) -> None:
         super().__init__(message)
         self.cause = cause
+        self.same_as = message if same_as is None else same_as
 
 
 class SourceError(MinerError):

@@ -110,7 +110,8 @@ class Service(ServiceJobs):
                                      lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
-        # job -> (cause, message) of its last run's store failure; not the error itself, which holds its frames
+        # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
+        # frames
         self._store_errors: dict[str, tuple[str, str]] = {}
         self._store_errors_guard = threading.Lock()
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
@@ -270,7 +271,7 @@ class Service(ServiceJobs):
             if isinstance(exc, StoreError):
                 self._stores.forget(name)
             previous = self._store_failing(name, exc if isinstance(exc, StoreError) else None)
-            if isinstance(exc, StoreError) and previous == (exc.cause, str(exc)):
+            if isinstance(exc, StoreError) and previous == (exc.cause, exc.same_as):
                 # A corrupt store (or a full disk) fails every run of every job until someone acts: logged at each,
                 # the same error line came every 15 s from collect alone, and buried the rest of the log. /healthz
                 # and miner_store_error still show it at every run.
@@ -291,7 +292,7 @@ class Service(ServiceJobs):
 
     def _store_failing(self, job: str, error: StoreError | None) -> tuple[str, str] | None:
         """Show on /metrics which jobs the store fails and why (``error``: this run's store failure, None for none),
-        until each succeeds again. Returns the cause and message of the job's previous run's store failure, None
+        until each succeeds again. Returns the cause and same_as of the job's previous run's store failure, None
         for none.
 
         A full disk was only in the log and /healthz's last_error: the metrics showed job errors and posts held, but
@@ -300,7 +301,7 @@ class Service(ServiceJobs):
         with self._store_errors_guard:
             previous = self._store_errors.pop(job, None)
             if error is not None:
-                self._store_errors[job] = (error.cause, str(error))
+                self._store_errors[job] = (error.cause, error.same_as)
             self.metrics.replace("miner_store_error", {(("cause", c), ("job", j)): 1.0
                                                        for j, (c, _) in self._store_errors.items()})
         return previous

@@ -69,8 +69,9 @@ class ServiceJobs:
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
                                          "error": r.error} for r in reports]})
         if held.store_error is not None:
+            # The same failure while the posts held grow: logged once (Service._run_job), not at every poll.
             raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
-                             cause=held.store_error.cause)
+                             cause=held.store_error.cause, same_as=held.store_error.same_as)
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

@@ -550,6 +550,55 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
             and "they are lost, but their sources' cursors in the store did not move" in caplog.text), caplog.text
 
 
+def test_a_full_store_is_logged_once_while_the_polls_it_holds_grow(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The collect job's error says how many posts are held, more at each poll: read as a new error, it was logged at
+    # every run that polled (every 15 s with a few sources) for as long as the disk stayed full.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    served = [0]
+
+    def feed(request: object) -> Reply:  # new items at each poll, large enough that storing them takes new pages
+        served[0] += 1
+        items = "".join(f"<item><guid>{served[0]}-{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}"
+                        f"</description><pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
+                        for n in range(3))
+        return Reply(200, f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode(),
+                     content_type="application/rss+xml")
+
+    offset = [0.0]
+    db = tmp_path / "miner.sqlite"
+    with FakeServer() as server:
+        server.serve("/feed.rss", feed)
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), db,
+                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False,
+                                         clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+
+        def disk_full() -> None:  # as in the test above
+            if (previous := service._stores.open.get("collect")) is not None:
+                previous.close()
+            store = Store.open(db)
+            store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
+            service._stores.open["collect"] = store
+
+        disk_full()
+        caplog.set_level("INFO", logger="miner.service")
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs == 1, timeout=30)
+            for polls in (2, 3):
+                disk_full()
+                offset[0] += 120.0  # the source is due again: its new posts are held too
+                service._run_job("collect")
+                assert f"{3 * polls} posts of {polls} polls are held" in str(service.health["collect"].last_error)
+            assert len(server.requests_to("/feed.rss")) == 3
+            failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("job collect failed")]
+            assert len(failed) == 1 and "3 posts of 1 poll are held" in failed[0], failed
+        finally:
+            service.stop()
+
+
 def _truncate_wal(db: Path) -> bool:
     """Checkpoint the store and empty its -wal; False while a writer or reader is in the way."""
     with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
