@@ -1,8 +1,9 @@
-"""The service's small HTTP endpoint: GET (or HEAD) /healthz, /metrics and the read API (/api/v1/...), POST /report.
+"""The service's small HTTP endpoint: GET (or HEAD) /healthz, /metrics, the read API (/api/v1/...) and the status
+board's pages (/, /services/NAME), POST /report.
 
 Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request heads and
 bodies are capped and read with a deadline, reports are rate-limited per client address, and every error is a JSON
-object with a message.
+object with a message (but for the board's pages, which answer HTML).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from miner import status_board
 from miner.client_address import client_key
 from miner.errors import InputError, MinerError
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
@@ -59,6 +61,8 @@ class Endpoints:
     report: Callable[[object, str], dict[str, Any]]  # raises InputError (400) or RateLimited (429)
     # GET of a read API path and its query string -> (status, body); None for a path it does not know (404)
     read: Callable[[str, str], tuple[int, dict[str, Any]] | None] | None = None
+    # the same for the status board's pages -> (status, HTML)
+    board: Callable[[str, str], tuple[int, str] | None] | None = None
 
 
 class RateLimited(MinerError):
@@ -188,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
-        read = self.server.endpoints.read
+        read, board = self.server.endpoints.read, self.server.endpoints.board
         if path == "/healthz":
             ok, detail = self.server.endpoints.health()
             self._json(200 if ok else 503, detail)
@@ -196,25 +200,36 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, self.server.endpoints.metrics(), "text/plain; version=0.0.4")
         elif read is not None and (answer := read(path, query)) is not None:
             self._json(*answer)
+        elif board is not None and (page := board(path, query)) is not None:
+            self._send(*page, "text/html", status_board.HEADERS)
         else:
-            endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ())]
+            endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
+                         *(status_board.PAGES if board is not None else ())]
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
 
     do_HEAD = do_GET  # _send leaves the body out
 
     def _read_only(self) -> None:
-        """A method other than GET or HEAD on the read API: 405; elsewhere the stdlib's 501, as before."""
-        if not self.path.startswith(READ_PREFIX) or self.server.endpoints.read is None:
+        """A method other than GET or HEAD on the read API or the board: 405; elsewhere the stdlib's 501, as before."""
+        what = self._read_only_part()
+        if what is None:
             self.send_error(501, f"Unsupported method ({self.command!r})")
             return
         self.close_connection = True  # a body, if any, is left unread
-        self._json(405, {"error": f"{self.command} is not allowed: the API is read-only (GET or HEAD)"},
+        self._json(405, {"error": f"{self.command} is not allowed: {what} is read-only (GET or HEAD)"},
                    {"Allow": "GET, HEAD", "Connection": "close"})
+
+    def _read_only_part(self) -> str | None:
+        if self.path.startswith(READ_PREFIX) and self.server.endpoints.read is not None:
+            return "the API"
+        if status_board.is_page(self.path.split("?", 1)[0]) and self.server.endpoints.board is not None:
+            return "the status board"
+        return None
 
     do_PUT = do_DELETE = do_PATCH = _read_only
 
     def do_POST(self) -> None:
-        if self.path.startswith(READ_PREFIX) and self.server.endpoints.read is not None:
+        if self._read_only_part() is not None:
             self._read_only()
             return
         if self.path.split("?", 1)[0] != "/report":

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from miner.errors import MinerError
@@ -39,6 +39,7 @@ STATUSES = ("open", "resolved", "all")
 _OVER = frozenset({"resolved", "postmortem"}) | MAINTENANCE
 
 Answer = tuple[int, dict[str, Any]]
+T = TypeVar("T")
 
 
 class BadRequest(Exception):
@@ -47,6 +48,10 @@ class BadRequest(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Unavailable(Exception):
+    """A 503 with its message: the store could not be read, or a request waited READ_WAIT for its turn."""
 
 
 class ReadApi:
@@ -65,6 +70,16 @@ class ReadApi:
     def _bucket(self) -> timedelta:
         return timedelta(minutes=self._config.detector.bucket_minutes)
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The configured services' names, in the order of feeds.toml."""
+        return tuple(self._providers)
+
+    @property
+    def max_hours(self) -> int:
+        """The most hours a series may go back: no further than bucket rows are kept."""
+        return self._config.store.bucket_days * 24
+
     def answer(self, path: str, query: str) -> Answer | None:
         """(status, body) of a GET of ``path``, None for a path that is not the API's (a 404 for the caller)."""
         if not path.startswith(PREFIX):
@@ -73,63 +88,74 @@ class ReadApi:
         route: Callable[[Store, dict[str, str]], dict[str, Any]]
         allowed: tuple[str, ...]
         if parts == ["services"]:
-            route, allowed = self._services, ()
+            route, allowed = self.services, ()
         elif parts == ["incidents"]:
-            route, allowed = self._incidents, ("status", "service", "since", "limit")
+            route, allowed = self.incidents, ("status", "service", "since", "limit")
         elif len(parts) == 3 and parts[0] == "services" and parts[2] == "series" and parts[1]:
-            route, allowed = partial(self._series, unquote(parts[1])), ("hours",)
+            route, allowed = partial(self.series, unquote(parts[1])), ("hours",)
         else:
             return None
         try:
-            params = _params(query, allowed)
+            params = parse_query(query, allowed)
+            return 200, self.read(lambda store: route(store, params))
         except BadRequest as exc:
             return exc.status, {"error": str(exc)}
+        except Unavailable as exc:
+            return 503, {"error": str(exc)}
+
+    def read(self, reads: Callable[[Store], T]) -> T:
+        """What ``reads`` gets from the API's store connection, one request at a time (the status board's pages
+        too). Raises BadRequest as ``reads`` does, and Unavailable for a 503."""
         if not self._lock.acquire(timeout=READ_WAIT):
-            return 503, {"error": f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon"}
+            raise Unavailable(f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon")
         try:
-            return 200, route(self._store(), params)
-        except BadRequest as exc:
-            return exc.status, {"error": str(exc)}
+            return reads(self._store())
         except MinerError:
             self._store_failed()
-            return 503, {"error": "cannot read the store right now"}
+            raise Unavailable("cannot read the store right now") from None
         finally:
             self._lock.release()
 
+    def window(self, now: datetime, hours: int) -> tuple[datetime, datetime]:
+        """The start of the first and of the last bucket (the one in progress) of a series of ``hours`` to ``now``."""
+        return floor_time(now - timedelta(hours=hours), self._bucket), floor_time(now, self._bucket)
+
     # GET /api/v1/services --------------------------------------------------------------------------------
 
-    def _services(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
-        now, bucket = self._clock(), self._bucket
+    def services(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
+        now = self._clock()
+        return {"version": VERSION, "now": iso(now), "bucket_minutes": self._config.detector.bucket_minutes,
+                "services": [self.state(store, svc.name, now) for svc in self._config.services]}
+
+    def state(self, store: Store, name: str, now: datetime) -> dict[str, Any]:
+        """One configured service's entry of /api/v1/services as of ``now``."""
+        bucket = self._bucket
         current = floor_time(now, bucket)
         latest = current - bucket  # the latest bucket that has ended
         hour = floor_time(now - timedelta(hours=1), bucket)  # the buckets overlapping the last hour, on the grid
-        out = []
-        for svc in self._config.services:
-            rows = store.series(svc.name, min(hour, latest), current + bucket)
-            done = next((r for r in rows if r["bucket_start"] == iso(latest)), None)
-            recent = [r for r in rows if parse_iso(r["bucket_start"]) >= hour]
-            scored = [r for r in rows if r["score"] is not None and parse_iso(r["bucket_start"]) <= latest]
-            if not scored and (saved := store.detector_state(svc.name)) is not None:
-                # The detector is behind (the process job failing): the latest bucket it did score.
-                scored = [r for r in store.series(svc.name, saved.last_bucket, saved.last_bucket + bucket)
-                          if r["score"] is not None]
-            incident = store.open_incident_for(svc.name)
-            out.append({
-                "service": svc.name,
-                "provider": svc.provider,
-                "state": "incident" if incident else "ok",
-                "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
-                "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
-                                  "complaints": done["complaints"] if done else 0},
-                "last_hour": {"since": iso(hour), "posts": sum(r["posts"] for r in recent),
-                              "complaints": sum(r["complaints"] for r in recent)},
-                "baseline": _round(scored[-1]["baseline"], 3) if scored else None,
-                "z_score": _round(scored[-1]["score"], 2) if scored else None,
-                "official": self._official_now(store, svc.name, now),
-                "last_post_at": _time(store.last_counted_post_at(svc.name, bucket)),
-            })
-        return {"version": VERSION, "now": iso(now), "bucket_minutes": self._config.detector.bucket_minutes,
-                "services": out}
+        rows = store.series(name, min(hour, latest), current + bucket)
+        done = next((r for r in rows if r["bucket_start"] == iso(latest)), None)
+        recent = [r for r in rows if parse_iso(r["bucket_start"]) >= hour]
+        scored = [r for r in rows if r["score"] is not None and parse_iso(r["bucket_start"]) <= latest]
+        if not scored and (saved := store.detector_state(name)) is not None:
+            # The detector is behind (the process job failing): the latest bucket it did score.
+            scored = [r for r in store.series(name, saved.last_bucket, saved.last_bucket + bucket)
+                      if r["score"] is not None]
+        incident = store.open_incident_for(name)
+        return {
+            "service": name,
+            "provider": self._providers[name],
+            "state": "incident" if incident else "ok",
+            "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
+            "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
+                              "complaints": done["complaints"] if done else 0},
+            "last_hour": {"since": iso(hour), "posts": sum(r["posts"] for r in recent),
+                          "complaints": sum(r["complaints"] for r in recent)},
+            "baseline": _round(scored[-1]["baseline"], 3) if scored else None,
+            "z_score": _round(scored[-1]["score"], 2) if scored else None,
+            "official": self._official_now(store, name, now),
+            "last_post_at": _time(store.last_counted_post_at(name, bucket)),
+        }
 
     @staticmethod
     def _official_now(store: Store, service: str, now: datetime) -> dict[str, Any] | None:
@@ -140,7 +166,7 @@ class ReadApi:
 
     # GET /api/v1/incidents -------------------------------------------------------------------------------
 
-    def _incidents(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
+    def incidents(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
         now = self._clock()
         status = params.get("status", "all")
         if status not in STATUSES:
@@ -182,26 +208,28 @@ class ReadApi:
 
     # GET /api/v1/services/NAME/series --------------------------------------------------------------------
 
-    def _series(self, name: str, store: Store, params: dict[str, str]) -> dict[str, Any]:
+    def series(self, name: str, store: Store, params: dict[str, str]) -> dict[str, Any]:
         if name not in self._providers:
             raise BadRequest(f"no service named {name[:80]!r}{guess(name, self._providers)}", 404)
-        # No further back than bucket rows are kept.
-        hours = _whole(params, "hours", DEFAULT_HOURS, self._config.store.bucket_days * 24)
-        now, bucket = self._clock(), self._bucket
-        start, current = floor_time(now - timedelta(hours=hours), bucket), floor_time(now, bucket)
-        rows = store.series(name, start, current + bucket)
+        hours = _whole(params, "hours", DEFAULT_HOURS, self.max_hours)
+        now = self._clock()
+        start, current = self.window(now, hours)
+        rows = store.series(name, start, current + self._bucket)
         return {"version": VERSION, "now": iso(now), "service": name, "provider": self._providers[name],
                 "bucket_minutes": self._config.detector.bucket_minutes, "hours": hours,
                 "buckets": [{"start": _time(r["bucket_start"]), "posts": r["posts"], "complaints": r["complaints"],
                              "complete": parse_iso(r["bucket_start"]) < current} for r in rows]}
 
 
-def _params(query: str, allowed: tuple[str, ...]) -> dict[str, str]:
-    """The query's parameters, each once, all of them among ``allowed``."""
+def parse_query(query: str, allowed: tuple[str, ...], *, others: bool = False) -> dict[str, str]:
+    """The query's parameters, each once, all of them among ``allowed``; with ``others``, the ones not among
+    ``allowed`` are left out instead (a page linked with ``?utm_source=`` or a tracker's tag still shows)."""
     try:
         parsed = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the query string is not valid (percent-encoded UTF-8, at most 20 parameters)") from None
+    if others:
+        parsed = {key: values for key, values in parsed.items() if key in allowed}
     for key, values in parsed.items():
         if key not in allowed:
             takes = f"takes {', '.join(allowed)}" if allowed else "takes no parameters"

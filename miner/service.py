@@ -33,6 +33,7 @@ from miner.report_intake import ReportIntake
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_stores import JobStores
+from miner.status_board import StatusBoard
 from miner.store import Store
 from miner.store.sources import current_warning
 from miner.timeutil import iso, utcnow
@@ -151,7 +152,8 @@ class Service(ServiceJobs):
                 self.read_api = ReadApi(self.config, lambda: self._store("api"), lambda: self._stores.forget("api"),
                                         self.options.clock)
                 self._http = HttpApi(self.config.server.host, port, Endpoints(
-                                     self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer),
+                                     self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer,
+                                     StatusBoard(self.read_api).page),
                                      self.config.server.trusted_proxies)
                 self._http.start()
                 host, bound = self._http.address

@@ -69,12 +69,18 @@ def _show(value: Any) -> str:
 def guess(value: Any, options: Iterable[Any]) -> str:
     """The option a string was probably meant to be (``RSS``, ``Slack``, ``statuspag``, the service ``Slak``), as
     a hint to add to an error, or ""."""
+    near = closest(value, options)
+    return f" (did you mean {near!r}?)" if near is not None else ""
+
+
+def closest(value: Any, options: Iterable[Any]) -> str | None:
+    """The option a string was probably meant to be, or None: the same in another case, or one spelled closely."""
     words = {o.lower(): o for o in options if isinstance(o, str)}
     if not isinstance(value, str) or not words:
-        return ""
+        return None
     wanted = value.strip().lower()
     near = [wanted] if wanted in words else difflib.get_close_matches(wanted, list(words), n=1, cutoff=0.7)
-    return f" (did you mean {words[near[0]]!r}?)" if near else ""
+    return words[near[0]] if near else None
 
 
 def convert(tp: Any, value: Any, key: str) -> Any:

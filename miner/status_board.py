@@ -1,0 +1,290 @@
+"""The status board: read-only HTML pages for people on the service's HTTP endpoint (docs/api.md#status-board).
+
+``GET /`` (or ``/status``) lists every configured service with its state and a sparkline of its complaints over the
+last day; ``GET /services/NAME`` shows one service's posts and complaints over ``?hours=`` and its incidents.
+Everything shown is what the read API answers (read_api.py), read in one turn on its connection, so the pages hold
+aggregates only, as the API does: no post's text or author.
+
+Every value goes through Jinja2's autoescape: a service's name comes from feeds.toml, but is treated as untrusted
+all the same. The charts are inline SVG drawn here, and a page loads nothing (no script, image, font or style
+sheet), which the Content-Security-Policy sent with it enforces: only the one style block, by its hash.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache, partial
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import jinja2
+from markupsafe import Markup
+
+from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
+from miner.settings import closest
+from miner.timeutil import duration_text, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+PAGES = ("/", "/status", "/services/NAME")
+REFRESH = 60  # seconds between a page's reloads
+INDEX_HOURS = 24  # the sparklines' span
+HOUR_CHOICES = (6, 24, 72, 168)
+MAX_INCIDENTS = 20
+_SERVICES = "/services/"
+
+_STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode("utf-8")).digest()).decode("ascii")
+# Sent with every page besides the endpoint's Cache-Control: no-store and X-Content-Type-Options: nosniff.
+HEADERS = {
+    "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
+                               "form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",  # frame-ancestors, for browsers that predate it
+}
+
+Page = tuple[int, str]
+
+
+def is_page(path: str) -> bool:
+    """Whether ``path`` (without its query) is one of the board's."""
+    return path in ("/", "/status") or (path.startswith(_SERVICES) and len(path) > len(_SERVICES)
+                                        and "/" not in path[len(_SERVICES):])
+
+
+class StatusBoard:
+    """The pages, read through ``api`` (its connection, its turn, its 503s)."""
+
+    def __init__(self, api: ReadApi) -> None:
+        self._api = api
+
+    def page(self, path: str, query: str) -> Page | None:
+        """(status, HTML) of a GET of ``path``, None for a path that is not the board's (a 404 for the caller)."""
+        if not is_page(path):
+            return None
+        allowed: tuple[str, ...]
+        if path in ("/", "/status"):
+            root, allowed = "./", ()
+            render: Callable[[dict[str, str]], str] = self._index
+        else:
+            name = unquote(path[len(_SERVICES):])
+            root, allowed = "../", ("hours",)
+            if name not in self._api.names:
+                return 404, self._unknown(name)
+            render = partial(self._service, name)
+        try:
+            return 200, render(parse_query(query, allowed, others=True))
+        except BadRequest as exc:
+            return exc.status, _render("error.html", root=root, refresh=None, title="Bad request", message=str(exc))
+        except Unavailable as exc:
+            return 503, _render("error.html", root=root, refresh=REFRESH, title="Unavailable",
+                                message=f"{exc}; this page tries again every {REFRESH} s.")
+
+    # GET / -----------------------------------------------------------------------------------------------
+
+    def _index(self, params: dict[str, str]) -> str:
+        hours = str(min(INDEX_HOURS, self._api.max_hours))
+
+        def reads(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            services = self._api.services(store, {})
+            return services, [self._api.series(s["service"], store, {"hours": hours}) for s in services["services"]]
+
+        services, series = self._api.read(reads)
+        now = parse_iso(services["now"])
+        rows = []
+        for state, one in zip(services["services"], series, strict=True):
+            grid = self._grid(one)
+            rows.append({**_describe(state, now), "href": "services/" + quote(state["service"], safe=""),
+                         "spark": _sparkline(state["service"], grid, one, state["baseline"])})
+        return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
+                       incidents=sum(s["state"] == "incident" for s in services["services"]),
+                       bucket_minutes=services["bucket_minutes"])
+
+    # GET /services/NAME ----------------------------------------------------------------------------------
+
+    def _service(self, name: str, params: dict[str, str]) -> str:
+        def reads(store: Store) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            series = self._api.series(name, store, params)  # checks ?hours=
+            now = parse_iso(series["now"])
+            since = min(self._api.window(now, series["hours"])[0], now - DEFAULT_SINCE)
+            incidents = self._api.incidents(store, {"service": name, "since": since.isoformat(),
+                                                    "limit": str(MAX_INCIDENTS)})
+            return series, self._api.state(store, name, now), incidents
+
+        series, state, incidents = self._api.read(reads)
+        now = parse_iso(series["now"])
+        grid = self._grid(series)
+        listed = [{**i, "lasted": duration_text(((parse_iso(i["resolved_at"]) if i["resolved_at"] else now)
+                                                  - parse_iso(i["opened_at"])).total_seconds()),
+                   "official_link": _link(i["official"]["url"]) if i["official"] else None}
+                  for i in incidents["incidents"]]
+        hours = series["hours"]
+        return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
+                       hour_choices=[h for h in HOUR_CHOICES if h <= self._api.max_hours], state=_describe(state, now),
+                       chart=_chart(name, grid, series, incidents["incidents"], now),
+                       numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,
+                       since=incidents["since"], truncated=incidents["truncated"],
+                       bucket_minutes=series["bucket_minutes"])
+
+    def _unknown(self, name: str) -> str:
+        near = closest(name, self._api.names)
+        return _render("error.html", root="../", refresh=None, title="No such service",
+                       message=f"No service named “{_clip(name)}”.", near=near,
+                       near_href=quote(near, safe="") if near else None)
+
+    def _grid(self, series: dict[str, Any]) -> list[Bucket]:
+        """Every bucket of the series on the grid, oldest first: one with no row counted nothing (docs/api.md)."""
+        start, current = self._api.window(parse_iso(series["now"]), series["hours"])
+        step = timedelta(minutes=series["bucket_minutes"])
+        rows = {parse_iso(b["start"]): b for b in series["buckets"]}
+        grid = []
+        at = start
+        while at <= current:
+            row = rows.get(at)
+            grid.append(Bucket(at, row["posts"] if row else 0, row["complaints"] if row else 0))
+            at += step
+        return grid
+
+
+@dataclass(frozen=True)
+class Bucket:
+    start: datetime
+    posts: int
+    complaints: int
+
+
+@dataclass(frozen=True)
+class Line:
+    css: str
+    points: str
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A rect (an incident's span) or a line (an axis, the baseline), and a text label, all in viewBox units."""
+
+    kind: str
+    css: str
+    x: float
+    y: float
+    x2: float = 0.0
+    y2: float = 0.0
+    text: str = ""
+    anchor: str = "start"
+
+
+@dataclass(frozen=True)
+class Chart:
+    css: str
+    width: int
+    height: int
+    label: str  # the numbers, for the <title> and aria-label
+    lines: tuple[Line, ...]
+    shapes: tuple[Shape, ...] = ()
+
+
+def _scale(values: list[int], left: float, top: float, width: float, height: float, most: float) -> str:
+    """``values`` as the points of a polyline, one per bucket, spread evenly over the box."""
+    step = width / (len(values) - 1) if len(values) > 1 else 0.0
+    return " ".join(f"{left + (i * step if len(values) > 1 else width / 2):.1f},{top + height - v / most * height:.1f}"
+                    for i, v in enumerate(values))
+
+
+def _sparkline(name: str, grid: list[Bucket], series: dict[str, Any], baseline: float | None) -> Chart:
+    width, height, pad = 240, 48, 3.0
+    values = [b.complaints for b in grid]
+    most = max([*values, baseline or 0, 1])
+    shapes = []
+    if baseline is not None:
+        y = pad + (height - 2 * pad) * (1 - max(baseline, 0.0) / most)
+        shapes.append(Shape("line", "baseline", 0, y, width, y))
+    label = (f"{name}: complaints per {series['bucket_minutes']}-minute bucket over the last {series['hours']} h, "
+             f"{len(grid)} buckets from {_when(grid[0].start)}: {_peak(grid)}, {grid[-1].complaints} so far in the "
+             "bucket in progress" + (f"; usual {baseline:g} per bucket" if baseline is not None else ""))
+    return Chart("spark", width, height, label,
+                 (Line("complaints", _scale(values, 0, pad, width, height - 2 * pad, most)),), tuple(shapes))
+
+
+def _chart(name: str, grid: list[Bucket], series: dict[str, Any], incidents: list[dict[str, Any]],
+           now: datetime) -> Chart:
+    width, height, left, right, top, bottom = 720, 240, 40, 8, 10, 26
+    box_w, box_h = width - left - right, height - top - bottom
+    posts, complaints = [b.posts for b in grid], [b.complaints for b in grid]
+    most = max([*posts, *complaints, 1])
+    first, last = grid[0].start, grid[-1].start
+    span = (last - first).total_seconds() or 1.0
+
+    def x_of(at: datetime) -> float:
+        return left + min(max((at - first).total_seconds() / span, 0.0), 1.0) * box_w
+
+    shapes = [Shape("line", "axis", left, top + box_h, left + box_w, top + box_h),
+              Shape("line", "grid", left, top, left + box_w, top),
+              Shape("text", "tick", left - 4, top + 4, text=str(most), anchor="end"),
+              Shape("text", "tick", left - 4, top + box_h + 4, text="0", anchor="end"),
+              Shape("text", "tick", left, height - 6, text=_when(first)),
+              Shape("text", "tick", left + box_w, height - 6, text=_when(last), anchor="end")]
+    for incident in incidents:  # our incidents' spans, under the lines
+        opened = parse_iso(incident["opened_at"])
+        ended = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else now
+        if ended >= first and opened <= now:
+            x = x_of(opened)
+            shapes.insert(0, Shape("rect", "incident", x, top, max(x_of(ended) - x, 2.0), box_h))
+    label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, {len(grid)} buckets from "
+             f"{_when(first)} to {_when(now)}: {_plural(sum(posts), 'post')}, {_peak(grid)}; "
+             f"{_plural(len(incidents), 'incident')} shown shaded")
+    return Chart("chart", width, height, label,
+                 (Line("posts", _scale(posts, left, top, box_w, box_h, most)),
+                  Line("complaints", _scale(complaints, left, top, box_w, box_h, most))), tuple(shapes))
+
+
+def _peak(grid: list[Bucket]) -> str:
+    peak = max(grid, key=lambda b: b.complaints)  # the earliest of equals
+    if not peak.complaints:
+        return "no complaints"
+    return (f"{_plural(sum(b.complaints for b in grid), 'complaint')} in all, at most {peak.complaints} in a bucket "
+            f"({_when(peak.start)})")
+
+
+def _describe(state: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A service's entry of /api/v1/services, and what the page says about it besides."""
+    incident = state["incident"]
+    return {"s": state,
+            "open_for": duration_text((now - parse_iso(incident["opened_at"])).total_seconds()) if incident else None,
+            "official_link": _link(state["official"]["url"]) if state["official"] else None}
+
+
+def _link(url: str | None) -> str | None:
+    """A status page's link, if it is one a browser should follow from here (http or https)."""
+    return url if url and urlsplit(url).scheme.lower() in ("http", "https") else None
+
+
+def _when(at: datetime | str | None) -> str:
+    if at is None:
+        return ""
+    return (parse_iso(at) if isinstance(at, str) else at).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _clip(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[:most] + "…"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(when=_when, plural=_plural, clip=_clip)
+    return env
+
+
+def _render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(style=Markup(_STYLE), **context)

@@ -1,0 +1,346 @@
+"""The status board (/, /status, /services/NAME) on a real 127.0.0.1 server, reading a real SQLite store on a fixed
+clock, as the read API's tests do: each page's content, hostile names made inert, the headers, the SVG charts, the
+errors, HEAD, and no post's text or author anywhere."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+from test_read_api import NOW, SECRET, fill, write_config
+
+from miner.config import load_config
+from miner.errors import StoreError
+from miner.http_api import Endpoints, HttpApi
+from miner.read_api import ReadApi
+from miner.records import FetchResult, OfficialIncident
+from miner.status_board import StatusBoard
+from miner.store import Store
+
+HOSTILE = """<script>alert("name")</script> O'Neil & <b>Co</b>"""
+HOSTILE_PROVIDER = '"><img src=x onerror=alert(1)>'
+HOSTILE_TITLE = "<img src=x onerror=alert('title')>"
+SVG = "{http://www.w3.org/2000/svg}"
+# 24 h of 15-minute buckets, from the one holding 12:07:30 the day before to the one in progress: 96 + 1.
+DAY_BUCKETS = 97
+# Tags the pages may hold: nothing that runs, loads or embeds anything.
+TAGS = {"html", "head", "meta", "title", "style", "body", "header", "main", "footer", "nav", "h1", "h2", "p", "a",
+        "span", "ul", "li", "time", "details", "summary", "div", "table", "thead", "tbody", "tr", "th", "td", "svg",
+        "line", "polyline", "rect", "text"}
+
+
+def write_hostile_config(tmp_path: Path) -> Path:
+    cfg = write_config(tmp_path)
+    name, provider = (value.replace("\\", "\\\\").replace('"', '\\"') for value in (HOSTILE, HOSTILE_PROVIDER))
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f'\n[[services]]\nname = "{name}"\nprovider = "{provider}"\n',
+                   encoding="utf-8")
+    return cfg
+
+
+def fill_hostile(store: Store) -> None:
+    """An open incident of the hostile service, linked to its provider's incident of hostile title and link."""
+    store.save_fetch("status:evil", FetchResult(incidents=[
+        OfficialIncident("status:evil", "x", HOSTILE, HOSTILE_TITLE, "investigating", NOW - timedelta(hours=2),
+                         NOW - timedelta(hours=1), impact="<i>major</i>", url="javascript:alert(1)")]), NOW, NOW)
+    store.open_incident(HOSTILE, NOW - timedelta(hours=1), {
+        "peak_complaints": 1, "official_incident_id": store.official_incident_id("status:evil", "x"),
+        "symptoms": {"<svg onload=alert(1)>": 1}}, {})
+
+
+@dataclass
+class Board:
+    base: str
+    store: Store
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[Board]:
+    config = load_config(write_hostile_config(tmp_path))
+    store = Store.open(tmp_path / "miner.sqlite")
+    fill(store)
+    fill_hostile(store)
+    reader = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
+                                               StatusBoard(read).page))
+    server.start()
+    host, port = server.address
+    yield Board(f"http://{host}:{port}", store)
+    server.stop()
+    reader.close()
+    store.close()
+
+
+class Parsed(HTMLParser):
+    """Every tag and attribute of a page, and its text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def words(self, between: str = "") -> str:
+        """The page's text with its runs of white space as one space; ``between`` text nodes (" " in a table)."""
+        return " ".join(between.join(self.text).split())
+
+    def hrefs(self) -> list[str]:
+        return [str(attrs["href"]) for tag, attrs in self.tags if tag == "a"]
+
+
+def page(board: Board, path: str, status: int = 200) -> tuple[str, httpx.Headers, Parsed]:
+    reply = httpx.get(board.base + path, timeout=10)
+    assert reply.status_code == status, reply.text
+    assert SECRET not in reply.text
+    parsed = Parsed(reply.text)
+    # Inert whatever the data: nothing that runs or loads, no event handler, no link but ours and http(s) ones.
+    assert {tag for tag, _ in parsed.tags} <= TAGS, {tag for tag, _ in parsed.tags} - TAGS
+    assert not [name for _, attrs in parsed.tags for name in attrs if name.startswith("on")]
+    assert all(re.match(r"(\.\.?/|[?]|services/|https?://|[A-Za-z%])", h) and not h.lower().startswith(
+        "javascript:") for h in parsed.hrefs()), parsed.hrefs()
+    return reply.text, reply.headers, parsed
+
+
+def charts(html: str) -> list[ET.Element]:
+    """Each inline <svg> of the page, parsed as the XML it must be."""
+    return [ET.fromstring(svg) for svg in re.findall(r"<svg\b.*?</svg>", html, re.S)]
+
+
+def points(svg: ET.Element, css: str) -> list[tuple[float, float]]:
+    line = svg.find(f"{SVG}polyline[@class='{css}']")
+    assert line is not None
+    return [(float(x), float(y)) for x, y in (p.split(",") for p in line.get("points", "").split())]
+
+
+def test_the_headers_lock_the_page_down(board: Board) -> None:
+    html, headers, _ = page(board, "/")
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Frame-Options"] == "DENY"
+    policy = dict(d.strip().split(" ", 1) for d in headers["Content-Security-Policy"].split(";"))
+    assert (policy["default-src"], policy["frame-ancestors"], policy["base-uri"]) == ("'none'", "'none'", "'none'")
+    assert "script-src" not in policy and "img-src" not in policy  # default-src 'none': no script, no image
+    # The one style block, by its hash: a style smuggled in anywhere else would not apply.
+    styles = re.findall(r"<style>(.*?)</style>", html, re.S)
+    assert len(styles) == 1
+    digest = base64.b64encode(hashlib.sha256(styles[0].encode("utf-8")).digest()).decode("ascii")
+    assert policy["style-src"] == f"'sha256-{digest}'"
+    assert ' style="' not in html  # an inline style attribute would be blocked
+    assert '<meta http-equiv="refresh" content="60">' in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_the_board_lists_every_service_with_its_state(board: Board) -> None:
+    html, _, parsed = page(board, "/")
+    assert "<title>2 incidents – Service status</title>" in html
+    text = parsed.words()
+    assert "2 of 4 services with an incident open, as of 2026-11-27 12:07 UTC." in text
+    assert [h for h in parsed.hrefs() if h.startswith("services/")] == [
+        "services/WhatsApp", "services/Instagram", "services/MTN%20Uganda", "services/" + quote(HOSTILE, safe="")]
+    whatsapp, instagram, mtn, _ = html.split('<li class="card ')[1:]
+    assert whatsapp.startswith("incident")
+    assert '<time datetime="2026-11-27T12:00:00+00:00">2026-11-27 12:00 UTC</time> (7 min)' in whatsapp
+    assert ('<a href="https://status.example.com/incidents/abc" rel="noopener noreferrer">Messages delayed</a>\n'
+            "(investigating, impact major)") in whatsapp
+    assert "4 complaints in the last hour" in whatsapp and "usual 0.457 per 15 min (z-score 6.12)" in whatsapp
+    assert instagram.startswith("ok") and "no incident open" in instagram and "no baseline yet" in instagram
+    assert "Provider's status page" not in instagram + mtn  # the provider's resolved and planned ones are not shown
+    assert page(board, "/status")[0] == html
+
+
+def test_each_sparkline_is_valid_svg_with_a_point_per_bucket_and_its_numbers_in_words(board: Board) -> None:
+    html, _, _ = page(board, "/")
+    svgs = charts(html)
+    assert len(svgs) == 4
+    for svg in svgs:
+        assert svg.get("role") == "img" and svg.get("viewBox") == "0 0 240 48"
+        title = svg.find(f"{SVG}title")
+        assert title is not None and title.text == svg.get("aria-label")
+        assert len(points(svg, "complaints")) == DAY_BUCKETS
+    whatsapp = svgs[0]
+    assert whatsapp.get("aria-label") == (
+        "WhatsApp: complaints per 15-minute bucket over the last 24 h, 97 buckets from 2026-11-26 12:00 UTC: "
+        "4 complaints in all, at most 2 in a bucket (2026-11-27 11:45 UTC), 1 so far in the bucket in progress; "
+        "usual 0.457 per bucket")
+    ys = [y for _, y in points(whatsapp, "complaints")]
+    # 11:15 one complaint, 11:45 two (the top), 12:00 one; every other bucket, with a row or none, is zero.
+    assert ys[-2] == min(ys) and ys[-1] == ys[-4] < ys[-3] and len(set(ys[:-4])) == 1 and max(ys) == ys[-3] == ys[0]
+    assert whatsapp.find(f"{SVG}line[@class='baseline']") is not None
+    assert svgs[1].get("aria-label", "").endswith("no complaints, 0 so far in the bucket in progress")
+
+
+def test_a_hostile_name_provider_and_status_entry_render_inert(board: Board) -> None:
+    for path in ("/", "/services/" + quote(HOSTILE, safe="")):
+        html, _, parsed = page(board, path)  # checks no tag, handler or javascript: link came of them
+        for raw in (HOSTILE, HOSTILE_PROVIDER, HOSTILE_TITLE, "<svg onload", "<i>major"):
+            assert raw not in html
+        text = "".join(parsed.text)
+        assert HOSTILE in text and HOSTILE_TITLE in text  # shown as text, escaped
+        assert "javascript:" not in " ".join(parsed.hrefs())  # its status link is not followed
+        for svg in charts(html):  # still valid XML
+            assert svg.find(f"{SVG}title") is not None
+    html = page(board, "/services/" + quote(HOSTILE, safe=""))[0]
+    assert "<h1>&lt;script&gt;alert(&#34;name&#34;)&lt;/script&gt; O&#39;Neil &amp; &lt;b&gt;Co&lt;/b&gt; " in html
+    assert charts(html)[0].get("aria-label", "").startswith(HOSTILE + ": posts and complaints")
+
+
+def test_a_service_page_charts_posts_and_complaints_and_lists_its_incidents(board: Board) -> None:
+    html, _, parsed = page(board, "/services/WhatsApp?hours=3")
+    assert "<title>WhatsApp: incident – Service status</title>" in html
+    text = parsed.words(" ")
+    assert "4 complaints and 4 posts in the last hour" in text
+    (svg,) = charts(html)
+    assert svg.get("viewBox") == "0 0 720 240"
+    assert svg.get("aria-label") == (
+        "WhatsApp: posts and complaints per 15-minute bucket, 13 buckets from 2026-11-27 09:00 UTC to "
+        "2026-11-27 12:07 UTC: 5 posts, 4 complaints in all, at most 2 in a bucket (2026-11-27 11:45 UTC); "
+        "1 incident shown shaded")
+    posts, complaints = points(svg, "posts"), points(svg, "complaints")
+    assert len(posts) == len(complaints) == 13  # 09:00 to 12:00
+    assert [x for x, _ in posts] == [x for x, _ in complaints] and posts[0][0] < posts[-1][0]
+    assert posts[4][1] < complaints[4][1]  # 10:00: a post that is no complaint
+    assert len(svg.findall(f"{SVG}rect[@class='incident']")) == 1
+    # The numbers as a table too, the buckets with posts, newest first.
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>", html)
+    assert rows == [("2026-11-27 12:00 UTC", "1", "1"), ("2026-11-27 11:45 UTC", "2", "2"),
+                    ("2026-11-27 11:15 UTC", "1", "1"), ("2026-11-27 10:00 UTC", "1", "0")]
+    assert "Incidents since 2026-11-20 12:07 UTC" in text
+    assert "open 7 min 2 2 messaging 2 Messages delayed (investigating)" in text
+    assert '<a href="?hours=24">24 h</a>' in html and '<a href="../">' in html
+
+    html = page(board, "/services/WhatsApp")[0]
+    assert [len(points(charts(html)[0], css)) for css in ("posts", "complaints")] == [DAY_BUCKETS] * 2
+    assert '<a href="?hours=24" aria-current="page">24 h</a>' in html
+
+
+def test_incidents_reach_back_as_far_as_the_chart_and_a_week_at_least(board: Board) -> None:
+    text = page(board, "/services/MTN%20Uganda")[2].words(" ")
+    assert "Incidents since 2026-11-20 12:07 UTC" in text
+    assert "2026-11-26 12:07 UTC 2026-11-26 14:07 UTC 2 h 00 min 4 9 calls 9 –" in text
+    assert "2026-11-17" not in text  # 10 days ago
+    text = page(board, "/services/MTN%20Uganda?hours=360")[2].words(" ")
+    assert "Incidents since 2026-11-12 12:00 UTC" in text and "2026-11-17 12:07 UTC 2026-11-17 14:07 UTC" in text
+
+
+@pytest.mark.parametrize(("path", "message", "near"), [
+    ("/services/whatsap", "No service named “whatsap”.", "WhatsApp"),
+    ("/services/mtn%20uganda", "No service named “mtn uganda”.", "MTN Uganda"),
+    ("/services/%3Cscript%3Ealert(1)%3C%2Fscript%3E", "No service named “<script>alert(1)</script>”.", None),
+    ("/services/" + "x" * 200, "No service named “" + "x" * 80 + "…”.", None),
+])
+def test_an_unknown_service_is_a_404_page_with_a_guess(board: Board, path: str, message: str, near: str | None
+                                                      ) -> None:
+    html, headers, parsed = page(board, path, 404)
+    assert headers["Content-Type"] == "text/html; charset=utf-8" and "Content-Security-Policy" in headers
+    assert message in parsed.words()
+    assert "<script>" not in html
+    if near:
+        assert f'Did you mean <a href="{quote(near, safe="")}">{near}</a>?' in html
+    else:
+        assert "Did you mean" not in html
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/services/WhatsApp?hours=0", "hours: must be a whole number from 1 to 960 (got '0')"),
+    ("/services/WhatsApp?hours=961", "hours: must be a whole number from 1 to 960 (got '961')"),
+    ("/services/WhatsApp?hours=1&hours=2", "hours: given 2 times; give it once"),
+])
+def test_a_bad_parameter_is_a_400_page(board: Board, path: str, message: str) -> None:
+    assert message in page(board, path, 400)[2].words()
+
+
+def test_a_page_leaves_out_parameters_it_does_not_take(board: Board) -> None:
+    # People follow links with a tracker's tags; the API, for scripts, refuses them instead.
+    assert page(board, "/?utm_source=chat", 200)[2].words() == page(board, "/", 200)[2].words()
+    assert page(board, "/services/WhatsApp?hours=3&fbclid=x", 200)[2].words() == page(
+        board, "/services/WhatsApp?hours=3", 200)[2].words()
+
+
+@pytest.mark.parametrize("path", ["/services/", "/services", "/services/WhatsApp/series", "/status/", "/index.html"])
+def test_other_paths_are_the_endpoints_json_404_naming_the_pages(board: Board, path: str) -> None:
+    reply = httpx.get(board.base + path, timeout=10)
+    assert reply.status_code == 404
+    assert reply.json()["endpoints"][-3:] == ["/", "/status", "/services/NAME"]
+
+
+def test_head_answers_like_get_without_a_body(board: Board) -> None:
+    for path in ("/", "/services/WhatsApp", "/services/Nokia"):
+        got, head = httpx.get(board.base + path, timeout=10), httpx.head(board.base + path, timeout=10)
+        assert head.status_code == got.status_code and head.content == b""
+        assert head.headers["Content-Length"] == str(len(got.content))
+        assert head.headers["Content-Security-Policy"] == got.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/"), ("PUT", "/status"), ("DELETE", "/services/WhatsApp")])
+def test_the_board_is_read_only(board: Board, method: str, path: str) -> None:
+    reply = httpx.request(method, board.base + path, content=b"x", timeout=10)
+    assert reply.status_code == 405 and reply.headers["Allow"] == "GET, HEAD"
+    assert reply.json()["error"] == f"{method} is not allowed: the status board is read-only (GET or HEAD)"
+
+
+def test_a_store_that_fails_is_a_503_page_that_retries(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path))
+    dropped: list[bool] = []
+
+    def broken() -> Store:
+        raise StoreError("store x: disk I/O error", cause="disk_full")
+
+    read = ReadApi(config, broken, lambda: dropped.append(True), lambda: NOW)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
+                                               StatusBoard(read).page))
+    server.start()
+    try:
+        host, port = server.address
+        for path in ("/", "/services/WhatsApp"):
+            reply = httpx.get(f"http://{host}:{port}{path}", timeout=10)
+            assert reply.status_code == 503 and reply.headers["Content-Type"] == "text/html; charset=utf-8"
+            assert "cannot read the store right now; this page tries again every 60 s." in reply.text
+            assert '<meta http-equiv="refresh" content="60">' in reply.text
+            assert "disk I/O" not in reply.text
+        assert dropped == [True, True]
+        # An unknown service needs no read: still its 404.
+        assert httpx.get(f"http://{host}:{port}/services/Nokia", timeout=10).status_code == 404
+    finally:
+        server.stop()
+
+
+def test_the_service_serves_the_board(tmp_path: Path) -> None:
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    store = Store.open(tmp_path / "miner.sqlite")
+    fill(store)
+    service = Service(load_config(write_config(tmp_path)), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=port,
+                                     clock=lambda: NOW))
+    service.start()
+    try:
+        reply = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert reply.status_code == 200 and "Content-Security-Policy" in reply.headers
+        assert "1 of 3 services with an incident open" in reply.text
+    finally:
+        service.stop()
+        store.close()
