@@ -5,12 +5,14 @@ This one writes the rows as the service would have left them, in bulk: posts of 
 texts from shared/data, repeated with shifted times; the retention keeps no older ones), their services and
 verdicts, a bucket per service per 5 minutes for ``--bucket-days`` (the detector scores every bucket, empty ones
 too, and buckets are kept for good), detector states learnt over the last week, resolved incidents with their
-events and notifications. Then it times one run of each job of the service, and the read commands, and lists the
-query plans that scan a large table.
+events and notifications, the same notices on more routes grouped by service (the outbox that group_interval reads).
+Then it times the read API's answers and the store reads behind them, one run of each job of the service, and the
+read commands, and lists the query plans that scan a large table.
 
     .venv/bin/python bench/scale_bench.py [--posts 2500000 --services 300] [--keep /tmp/scale.sqlite]
     .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite      # measure again on a store kept earlier
     .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --prune-buckets 60   # the bucket prune only
+    .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --reads   # the read API and store reads only
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import random
 import resource
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +36,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,14 +49,21 @@ from store_bench import KEY, SERVICES, StoredVerdicts, cli, real_texts  # noqa: 
 from miner.collectors.normalise import hash_author  # noqa: E402
 from miner.config import Config, parse_config  # noqa: E402
 from miner.detect import step  # noqa: E402
+from miner.http_api import Endpoints, HttpApi  # noqa: E402
 from miner.pipeline import Pipeline  # noqa: E402
+from miner.read_api import ReadApi  # noqa: E402
 from miner.records import FetchResult, Post, SourceState  # noqa: E402
 from miner.store import Store  # noqa: E402
+from miner.store.group_interval import held_until, waiting_batch  # noqa: E402
 from miner.store.maintenance import BUCKET_PRUNE_BATCH  # noqa: E402
 from miner.timeutil import floor_time, iso  # noqa: E402
 
 BUCKET = timedelta(minutes=5)
 BIG_TABLES = ("posts", "post_services", "classifications", "buckets", "incident_events", "outbox", "deliveries")
+# More routes that get every incident's alert and resolve notice, by two channels each, grouped by service
+# (group_by = "service"): 8 x 5,400 rows beside the oncall route's, as group_interval's lookups read them.
+GROUP_ROUTES = tuple(f"team{i}" for i in range(4))
+GROUP_CHANNELS = ("email", "webhook")
 
 
 def service_names(n: int) -> list[str]:
@@ -171,10 +184,32 @@ def build(path: Path, config: Config, n_posts: int, post_days: int, bucket_days:
         cursor = tx.execute("SELECT max(id) FROM incident_events").fetchone()[0]
         tx.execute("INSERT INTO alert_state (key, value) VALUES ('planner_event_cursor', ?)", (str(cursor),))
         tx.execute("INSERT INTO alert_state (key, value) VALUES ('digest_anchor:oncall', ?)", (iso(end),))
+        add_grouped_notices(tx)
     store.close()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     print(f"built in {time.monotonic() - t0:,.0f} s", flush=True)
+
+
+def add_grouped_notices(conn: sqlite3.Connection) -> int:
+    """The oncall route's alert and resolve notices again on GROUP_ROUTES, by GROUP_CHANNELS, each in its service's
+    group, sent when oncall's was; a store built without them gets them here (idempotent). Rows added."""
+    if conn.execute("SELECT 1 FROM outbox WHERE route = ? LIMIT 1", (GROUP_ROUTES[0],)).fetchone():
+        return 0
+    values = ", ".join(f"('{r}', '{c}')" for r in GROUP_ROUTES for c in GROUP_CHANNELS)
+    before = conn.total_changes  # the cursor's rowcount is -1 for a statement that starts with WITH
+    conn.execute(
+        f"WITH rc(route, channel) AS (VALUES {values}) "
+        "INSERT INTO outbox (dedupe_key, route, channel, group_key, kind, status, message_id, created_at, "
+        "next_attempt_at, attempts, sent_at) "
+        "SELECT i.kind || ':' || inc.id || ':' || rc.route || ':' || rc.channel, rc.route, rc.channel, "
+        "'service:' || lower(inc.service), o.kind, 'sent', "
+        "'<' || inc.id || '.' || o.kind || '.' || rc.route || '.' || rc.channel || '@bench>', "
+        "o.created_at, o.created_at, 1, o.sent_at "
+        "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id JOIN incidents inc ON inc.id = i.incident_id, rc "
+        "WHERE o.route = 'oncall' AND o.kind IN ('alert', 'resolved') ORDER BY o.created_at, o.id, rc.route, "
+        "rc.channel")
+    return conn.total_changes - before
 
 
 class Trace:
@@ -243,6 +278,7 @@ def measure(path: Path, config: Config, cfg_path: Path, work: Path, rebucket: bo
     with db.open("rb+") as f:  # or the first checkpoint's fsync writes the whole copy out, inside a job's commit
         os.fsync(f.fileno())
     wal = Path(f"{db}-wal")
+    results.update(measure_reads(db, config))
     from miner.alerts.files import FileSenders
 
     _, _, labels = real_texts()
@@ -324,6 +360,110 @@ def measure(path: Path, config: Config, cfg_path: Path, work: Path, rebucket: bo
     return results
 
 
+def timings(call: Callable[[], object], runs: int = 5) -> str:
+    """The first run's seconds (a cold cache, as a rare request finds it) and the median of ``runs``."""
+    took = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        call()
+        took.append(time.perf_counter() - t)
+    return f"{took[0] * 1000:8.1f} ms first, {statistics.median(took) * 1000:7.1f} ms median of {runs}"
+
+
+def plan_lines(store: Store, call: Callable[[], object]) -> list[str]:
+    """Each distinct query plan of the statements ``call`` runs, with one statement that has it."""
+    statements: list[str] = []
+    conn = store.database.conn
+    conn.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        conn.set_trace_callback(None)
+    found: dict[str, str] = {}
+    for sql in statements:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")):
+            plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            found.setdefault(plan, " ".join(sql.split())[:140])
+    return [f"{plan}  <-  {sql}" for plan, sql in found.items()]
+
+
+def measure_reads(db: Path, config: Config) -> dict[str, str]:
+    """The read API's answers (ReadApi.answer and the JSON of its body; /services through the real HTTP server too),
+    group_interval's outbox lookups and the retention prune's guard, each timed and its query plans listed."""
+    results: dict[str, str] = {}
+    store = Store.open(db)
+    with store.database.transaction() as tx:
+        if added := add_grouped_notices(tx):
+            print(f"  added {added:,} grouped notices to the outbox", flush=True)
+    counts = store.database.one("SELECT count(*) AS n, count(DISTINCT route || channel || group_key) AS groups "
+                                "FROM outbox") or {}
+    print(f"  outbox: {counts['n']:,} rows in {counts['groups']:,} groups (route, channel, group)", flush=True)
+    now = datetime.now(UTC)
+    api = ReadApi(config, lambda: store, lambda: None, lambda: now)
+    names = [s.name for s in config.services]  # build() gives the first the most posts
+    busiest, most = names[0], config.store.bucket_days * 24
+    group = f"service:{busiest.lower()}"  # group_by = "service"
+
+    def get(path: str, query: str = "") -> Callable[[], object]:
+        def call() -> object:
+            answer = api.answer(path, query)
+            assert answer is not None and answer[0] == 200, answer
+            return json.dumps(answer[1])
+        return call
+
+    conn = store.database.conn
+    cases: list[tuple[str, Callable[[], object]]] = [
+        (f"GET /api/v1/services ({len(names)} services)", get("/api/v1/services")),
+        ("GET /api/v1/incidents", get("/api/v1/incidents")),
+        ("GET /api/v1/incidents?limit=1000&since=(90 days)",
+         get("/api/v1/incidents", f"limit=1000&since={iso(now - timedelta(days=90))[:19]}Z")),
+        (f"GET /api/v1/incidents?service={busiest}", get("/api/v1/incidents", f"service={busiest}")),
+        ("GET /api/v1/incidents?status=open", get("/api/v1/incidents", "status=open")),
+        (f"GET /api/v1/services/{busiest}/series", get(f"/api/v1/services/{busiest}/series")),
+        (f"GET /api/v1/services/{busiest}/series?hours={most}", get(f"/api/v1/services/{busiest}/series",
+                                                                       f"hours={most}")),
+        (f"group_interval: held_until (route team0, email, group {group})",
+         lambda: held_until(conn, "team0", "email", group, "alert", 300, now)),
+        ("group_interval: held_until (route oncall, email, the whole route)",
+         lambda: held_until(conn, "oncall", "email", "", "alert", 300, now)),
+        (f"group_interval: waiting_batch (route team0, email, group {group})",
+         lambda: waiting_batch(conn, "team0", "email", group, "alert", now)),
+        ("retention: hold_prune's newest source-dated post",
+         lambda: store.hold_prune(now - timedelta(days=config.store.retention_days), now)),
+    ]
+    for name, call in cases:
+        results[name] = timings(call)
+        print(f"  {name}: {results[name]}", flush=True)
+        for line in plan_lines(store, call):
+            print(f"      plan: {line}", flush=True)
+    # The same /services through the service's HTTP server on 127.0.0.1, on a store connection of the server's own.
+    local = threading.local()
+
+    def api_store() -> Store:
+        if not hasattr(local, "store"):
+            local.store = Store.open(db)
+        return local.store
+
+    served = ReadApi(config, api_store, lambda: None, lambda: now)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, served.answer))
+    server.start()
+    host, port = server.address
+    try:
+        with httpx.Client(base_url=f"http://{host}:{port}", timeout=60) as client:
+            def fetch() -> object:
+                response = client.get("/api/v1/services")
+                assert response.status_code == 200, response.text
+                return response.content
+
+            name = "HTTP GET /api/v1/services on 127.0.0.1"
+            results[name] = timings(fetch) + f", {len(fetch()) / 1e3:,.0f} kB"
+            print(f"  {name}: {results[name]}", flush=True)
+    finally:
+        server.stop()
+    store.close()
+    return results
+
+
 def measure_bucket_prune(path: Path, work: Path, days: float, batch: int) -> dict[str, str]:
     """The retention job's bucket prune on a copy of the store: once down to ``days`` (an upgraded store's first
     prune), then the next 6 hours' worth (each later run). SQLite keeps the pages freed for new rows, so the file
@@ -382,6 +522,8 @@ def main() -> None:
     parser.add_argument("--prune-buckets", type=float, metavar="DAYS",
                         help="Only time the retention job's bucket prune, keeping DAYS of bucket rows.")
     parser.add_argument("--prune-batch", type=int, default=BUCKET_PRUNE_BATCH, help="Bucket rows per transaction.")
+    parser.add_argument("--reads", action="store_true",
+                        help="Only time the read API, group_interval's lookups and the prune's guard.")
     args = parser.parse_args()
     text = config_text(args.services, args.sources)
     config = parse_config(text)
@@ -403,6 +545,10 @@ def main() -> None:
             return
         if args.prune_buckets is not None:
             results = measure_bucket_prune(path, work, args.prune_buckets, args.prune_batch)
+        elif args.reads:
+            db = work / "m.sqlite"
+            shutil.copyfile(path, db)
+            results = measure_reads(db, config)
         else:
             results = measure(path, config, cfg_path, work, args.rebucket)
     print(f"machine: {describe()} (at the end)")
