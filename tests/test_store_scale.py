@@ -262,3 +262,24 @@ def test_group_interval_reads_the_outbox_rows_of_its_group(store: Store) -> None
     lines = plans(store, lambda: held_until(conn, "ops", "email", "service:s0", "alert", 240, T0))
     assert lines == ["SEARCH outbox USING INDEX outbox_group (route=? AND channel=? AND group_key=? AND kind=? "
                      "AND status=?)"], lines
+
+
+def test_a_services_newest_post_is_looked_for_only_in_buckets_a_stored_post_can_be_in(store: Store) -> None:
+    # The read API's /services asks for every service's newest counted post. The detector stores every bucket, empty
+    # ones too: for a service no post names, finding its newest bucket with posts read each of its bucket rows kept.
+    fill(store)
+    store.refresh_buckets(T0 - timedelta(days=2), T0 + timedelta(hours=1), FIVE)
+    with store.database.transaction() as conn:
+        conn.executemany("INSERT INTO buckets (service, bucket_start, posts, complaints) VALUES ('Slack', ?, 0, 0)",
+                         [(iso(T0 - i * FIVE),) for i in range(200)])
+        # Counted once, before the oldest post stored: its posts were pruned since.
+        conn.execute("UPDATE buckets SET posts = 3 WHERE service = 'Slack' AND bucket_start = ?",
+                     (iso(T0 - 100 * FIVE),))
+    assert store.last_counted_post_at("WhatsApp", FIVE) == iso(T0 + timedelta(minutes=39))
+    assert store.last_counted_post_at("Gmail", FIVE) == iso(T0 + timedelta(minutes=38))
+    assert store.last_counted_post_at("Slack", FIVE) is None
+    lines = plans(store, lambda: store.last_counted_post_at("Slack", FIVE))
+    assert not [line for line in lines if "buckets" in line], lines
+    assert "SEARCH post_services USING COVERING INDEX post_services_service (service=?)" in lines, lines
+    lines = plans(store, lambda: store.last_counted_post_at("WhatsApp", FIVE))
+    assert "SEARCH buckets USING INDEX sqlite_autoindex_buckets_1 (service=? AND bucket_start>?)" in lines, lines

@@ -252,9 +252,19 @@ class SignalsMixin:
         """When the newest post about ``service`` that its buckets count was created; None for none.
 
         Looked for in its newest bucket with posts only: the service's posts of all time (or all posts, newest
-        first, for a quiet service) would be a read that grows with the store."""
-        row = self.database.one("SELECT bucket_start FROM buckets WHERE service = ? AND posts > 0 "
-                                "ORDER BY bucket_start DESC LIMIT 1", (service,))
+        first, for a quiet service) would be a read that grows with the store. The detector stores every bucket,
+        empty ones too, so that bucket is looked for only where a stored post can be: not at all for a service no
+        stored post names (that read each of its bucket rows kept, store.bucket_retention_days: 14 ms at 90 days of
+        5-minute buckets), and from the oldest post stored on (the retention) for one named weeks ago."""
+        # Not min() with the EXISTS as its WHERE: SQLite then walks every post's index entry looking for one row
+        # that satisfies it, when none does.
+        first = self.database.one("SELECT CASE WHEN EXISTS (SELECT 1 FROM post_services WHERE service = ?) "
+                                  "THEN (SELECT min(created_at) FROM posts) END AS t", (service,))
+        if first is None or first["t"] is None:
+            return None
+        row = self.database.one("SELECT bucket_start FROM buckets WHERE service = ? AND bucket_start >= ? "
+                                "AND posts > 0 ORDER BY bucket_start DESC LIMIT 1",
+                                (service, iso(floor_time(parse_iso(first["t"]), bucket))))
         if row is None:
             return None
         start = parse_iso(row["bucket_start"])
