@@ -76,6 +76,10 @@ class ReadApi:
         return tuple(self._providers)
 
     @property
+    def bucket_minutes(self) -> int:
+        return self._config.detector.bucket_minutes
+
+    @property
     def max_hours(self) -> int:
         """The most hours a series may go back: no further than bucket rows are kept."""
         return self._config.store.bucket_days * 24
@@ -208,10 +212,13 @@ class ReadApi:
 
     # GET /api/v1/services/NAME/series --------------------------------------------------------------------
 
-    def series(self, name: str, store: Store, params: dict[str, str]) -> dict[str, Any]:
+    def series(self, name: str, store: Store, params: dict[str, str], *, max_hours: int | None = None
+               ) -> dict[str, Any]:
+        """``max_hours``: the most ``?hours=`` taken, if fewer than the hours bucket rows are kept."""
         if name not in self._providers:
             raise BadRequest(f"no service named {name[:80]!r}{guess(name, self._providers)}", 404)
-        hours = _whole(params, "hours", DEFAULT_HOURS, self.max_hours)
+        hours = _whole(params, "hours", DEFAULT_HOURS, self.max_hours if max_hours is None
+                       else min(max_hours, self.max_hours))
         now = self._clock()
         start, current = self.window(now, hours)
         rows = store.series(name, start, current + self._bucket)

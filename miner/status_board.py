@@ -37,6 +37,10 @@ REFRESH = 60  # seconds between a page's reloads
 INDEX_HOURS = 24  # the sparklines' span
 HOUR_CHOICES = (6, 24, 72, 168)
 MAX_INCIDENTS = 20
+# The most buckets a service page charts (and lists): a week of the default 5-minute buckets. Its ?hours= went up to
+# the hours bucket rows are kept, 400 days by default: 115,201 buckets on a 720-unit-wide chart, an 11 MB page and
+# 3.7 s of the service's CPU for one GET anyone could repeat, 1 s for a service with no posts.
+MAX_CHART_BUCKETS = 2016
 _SERVICES = "/services/"
 
 _STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
@@ -63,6 +67,11 @@ class StatusBoard:
 
     def __init__(self, api: ReadApi) -> None:
         self._api = api
+
+    @property
+    def max_hours(self) -> int:
+        """The most ``?hours=`` a service page takes: MAX_CHART_BUCKETS, and no more than bucket rows are kept."""
+        return max(1, min(self._api.max_hours, MAX_CHART_BUCKETS * self._api.bucket_minutes // 60))
 
     def page(self, path: str, query: str) -> Page | None:
         """(status, HTML) of a GET of ``path``, None for a path that is not the board's (a 404 for the caller)."""
@@ -110,7 +119,7 @@ class StatusBoard:
 
     def _service(self, name: str, params: dict[str, str]) -> str:
         def reads(store: Store) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-            series = self._api.series(name, store, params)  # checks ?hours=
+            series = self._api.series(name, store, params, max_hours=self.max_hours)  # checks ?hours=
             now = parse_iso(series["now"])
             since = min(self._api.window(now, series["hours"])[0], now - DEFAULT_SINCE)
             incidents = self._api.incidents(store, {"service": name, "since": since.isoformat(),
@@ -126,7 +135,7 @@ class StatusBoard:
                   for i in incidents["incidents"]]
         hours = series["hours"]
         return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
-                       hour_choices=[h for h in HOUR_CHOICES if h <= self._api.max_hours], state=_describe(state, now),
+                       hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours], state=_describe(state, now),
                        chart=_chart(name, grid, series, incidents["incidents"], now),
                        numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,
                        since=incidents["since"], truncated=incidents["truncated"],

@@ -262,12 +262,40 @@ def test_an_unknown_service_is_a_404_page_with_a_guess(board: Board, path: str, 
 
 
 @pytest.mark.parametrize(("path", "message"), [
-    ("/services/WhatsApp?hours=0", "hours: must be a whole number from 1 to 960 (got '0')"),
-    ("/services/WhatsApp?hours=961", "hours: must be a whole number from 1 to 960 (got '961')"),
+    # 2016 buckets of 15 minutes (MAX_CHART_BUCKETS), fewer than the 960 h bucket rows are kept
+    ("/services/WhatsApp?hours=0", "hours: must be a whole number from 1 to 504 (got '0')"),
+    ("/services/WhatsApp?hours=505", "hours: must be a whole number from 1 to 504 (got '505')"),
     ("/services/WhatsApp?hours=1&hours=2", "hours: given 2 times; give it once"),
 ])
 def test_a_bad_parameter_is_a_400_page(board: Board, path: str, message: str) -> None:
     assert message in page(board, path, 400)[2].words()
+
+
+def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> None:
+    # The defaults: 5-minute buckets, bucket rows kept 400 days. ?hours=9600 charted 115,201 buckets (and listed as
+    # many), an 11 MB page and seconds of CPU for one GET; a week's 2016 buckets at most now, as the API still serves.
+    cfg = write_config(tmp_path)
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("bucket_retention_days = 40\n", "").replace(
+        "bucket_minutes = 15", "bucket_minutes = 5"), encoding="utf-8")
+    config = load_config(cfg)
+    store = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(config, lambda: store, lambda: None, lambda: NOW)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
+                                               StatusBoard(read).page))
+    server.start()
+    try:
+        board = Board("http://{}:{}".format(*server.address), store)
+        html = page(board, "/services/WhatsApp?hours=168")[0]
+        assert len(points(charts(html)[0], "complaints")) == 2017  # from the one holding now - 168 h: 2016 + 1
+        assert '<a href="?hours=168" aria-current="page">168 h</a>' in html
+        assert "hours: must be a whole number from 1 to 168 (got '169')" in page(
+            board, "/services/WhatsApp?hours=169", 400)[2].words()
+        assert "hours: must be a whole number from 1 to 168 (got '9600')" in page(
+            board, "/services/WhatsApp?hours=9600", 400)[2].words()
+        assert httpx.get(board.base + "/api/v1/services/WhatsApp/series?hours=9600", timeout=10).status_code == 200
+    finally:
+        server.stop()
+        store.close()
 
 
 def test_a_page_leaves_out_parameters_it_does_not_take(board: Board) -> None:
