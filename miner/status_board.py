@@ -238,15 +238,18 @@ def _chart(name: str, grid: list[Bucket], series: dict[str, Any], incidents: lis
               Shape("text", "tick", left - 4, top + box_h + 4, text="0", anchor="end"),
               Shape("text", "tick", left, height - 6, text=_when(first)),
               Shape("text", "tick", left + box_w, height - 6, text=_when(last), anchor="end")]
+    shaded = 0
     for incident in incidents:  # our incidents' spans, under the lines
         opened = parse_iso(incident["opened_at"])
         ended = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else now
         if ended >= first and opened <= now:
             x = x_of(opened)
             shapes.insert(0, Shape("rect", "incident", x, top, max(x_of(ended) - x, 2.0), box_h))
+            shaded += 1
+    # The incidents drawn, not those listed: the list reaches back a week at least, past a chart of a few hours.
     label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, {len(grid)} buckets from "
              f"{_when(first)} to {_when(now)}: {_plural(sum(posts), 'post')}, {_peak(grid)}; "
-             f"{_plural(len(incidents), 'incident')} shown shaded")
+             f"{_plural(shaded, 'incident')} shown shaded")
     return Chart("chart", width, height, label,
                  (Line("posts", _scale(posts, left, top, box_w, box_h, most)),
                   Line("complaints", _scale(complaints, left, top, box_w, box_h, most))), tuple(shapes))

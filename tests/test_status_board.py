@@ -239,8 +239,18 @@ def test_incidents_reach_back_as_far_as_the_chart_and_a_week_at_least(board: Boa
     assert "Incidents since 2026-11-20 12:07 UTC" in text
     assert "2026-11-26 12:07 UTC 2026-11-26 14:07 UTC 2 h 00 min 4 9 calls 9 –" in text
     assert "2026-11-17" not in text  # 10 days ago
-    text = page(board, "/services/MTN%20Uganda?hours=360")[2].words(" ")
+    html, _, parsed = page(board, "/services/MTN%20Uganda?hours=360")
+    text = parsed.words(" ")
     assert "Incidents since 2026-11-12 12:00 UTC" in text and "2026-11-17 12:07 UTC 2026-11-17 14:07 UTC" in text
+    (svg,) = charts(html)
+    assert len(svg.findall(f"{SVG}rect[@class='incident']")) == 2
+    assert svg.get("aria-label", "").endswith("; 2 incidents shown shaded")
+    # Listed, yesterday's incident is before a 3 h chart: not drawn, and not said to be.
+    html, _, parsed = page(board, "/services/MTN%20Uganda?hours=3")
+    assert "2026-11-26 12:07 UTC 2026-11-26 14:07 UTC" in parsed.words(" ")
+    (svg,) = charts(html)
+    assert not svg.findall(f"{SVG}rect[@class='incident']")
+    assert svg.get("aria-label", "").endswith("; 0 incidents shown shaded")
 
 
 @pytest.mark.parametrize(("path", "message", "near"), [
