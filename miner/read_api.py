@@ -31,6 +31,10 @@ VERSION = 1
 PREFIX = "/api/v1/"
 ENDPOINTS = ("/api/v1/services", "/api/v1/incidents", "/api/v1/services/NAME/series")
 READ_WAIT = 5.0  # seconds a request waits for the ones before it
+# Requests reading or waiting their turn at once; more are answered 503 at once. Each holds one of the endpoint's
+# 32 connections (http_api.MAX_CONNECTIONS) while it waits: 32 clients asking for the board's index of 300 services
+# over and over held them all, and /healthz and POST /report were answered "too many connections" 43 times in 45.
+READ_QUEUE = 8
 DEFAULT_SINCE = timedelta(days=7)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 DEFAULT_HOURS = 24
@@ -65,6 +69,7 @@ class ReadApi:
         self._clock = clock
         self._providers = {s.name: s.provider for s in config.services}
         self._lock = threading.Lock()
+        self._queue = threading.BoundedSemaphore(READ_QUEUE)
 
     @property
     def _bucket(self) -> timedelta:
@@ -110,15 +115,20 @@ class ReadApi:
     def read(self, reads: Callable[[Store], T]) -> T:
         """What ``reads`` gets from the API's store connection, one request at a time (the status board's pages
         too). Raises BadRequest as ``reads`` does, and Unavailable for a 503."""
-        if not self._lock.acquire(timeout=READ_WAIT):
-            raise Unavailable(f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon")
+        if not self._queue.acquire(blocking=False):
+            raise Unavailable(f"busy: {READ_QUEUE} requests are reading or waiting for their turn; retry soon")
         try:
-            return reads(self._store())
-        except MinerError:
-            self._store_failed()
-            raise Unavailable("cannot read the store right now") from None
+            if not self._lock.acquire(timeout=READ_WAIT):
+                raise Unavailable(f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon")
+            try:
+                return reads(self._store())
+            except MinerError:
+                self._store_failed()
+                raise Unavailable("cannot read the store right now") from None
+            finally:
+                self._lock.release()
         finally:
-            self._lock.release()
+            self._queue.release()
 
     def window(self, now: datetime, hours: int) -> tuple[datetime, datetime]:
         """The start of the first and of the last bucket (the one in progress) of a series of ``hours`` to ``now``."""

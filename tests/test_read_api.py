@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -304,6 +306,48 @@ def test_a_read_waits_for_the_one_before_it_then_is_answered_503(tmp_path: Path,
             503, {"error": "busy: a request waited 0.05 s for the ones before it; retry soon"})
     assert (read.answer("/api/v1/incidents", "") or (0,))[0] == 200
     store.close()
+
+
+def test_requests_beyond_those_waiting_their_turn_are_answered_503_at_once(tmp_path: Path) -> None:
+    # Each request waiting for its turn holds one of the endpoint's connections: as many as it takes, they would
+    # leave none for /healthz and the reports.
+    from miner import http_api, read_api
+
+    config = load_config(write_config(tmp_path))
+    store = Store.open(tmp_path / "miner.sqlite")
+    slow = threading.Event()
+
+    def slow_store() -> Store:
+        slow.wait(10)  # a read that takes its time
+        return store
+
+    read = ReadApi(config, slow_store, lambda: None, lambda: NOW)
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {"ok": True},
+                                               read.answer))
+    server.start()
+    base = "http://{}:{}".format(*server.address)
+    answers: list[int] = []
+    clients = [threading.Thread(target=lambda: answers.append(httpx.get(f"{base}/api/v1/services", timeout=15)
+                                                              .status_code)) for _ in range(http_api.MAX_CONNECTIONS)]
+    try:
+        for client in clients:
+            client.start()
+        beyond = http_api.MAX_CONNECTIONS - read_api.READ_QUEUE
+        deadline = time.monotonic() + read_api.READ_WAIT - 1  # at once, not after waiting their turn
+        while len(answers) < beyond and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert answers == [503] * beyond
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        assert httpx.post(f"{base}/report", json={"service": "WhatsApp"}, timeout=10).status_code == 202
+        reply = httpx.get(f"{base}/api/v1/incidents", timeout=10)
+        assert reply.json() == {"error": "busy: 8 requests are reading or waiting for their turn; retry soon"}
+    finally:
+        slow.set()
+        for client in clients:
+            client.join()
+        server.stop()
+        store.close()
+    assert answers.count(200) == read_api.READ_QUEUE
 
 
 def test_the_service_serves_the_api_and_a_slow_read_holds_neither_reports_nor_metrics(
