@@ -22,6 +22,7 @@ from miner.errors import MinerError
 from miner.records import MAINTENANCE
 from miner.settings import guess
 from miner.timeutil import floor_time, iso, parse_iso
+from miner.urls import web_link
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -302,5 +303,6 @@ def _symptoms(text: str | None) -> dict[str, int]:
 
 
 def _official(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"title": row["title"], "status": row["status"], "url": row["url"], "started_at": _time(row["started_at"]),
-            "impact": row["impact"] or None}
+    # Someone else's link, followed by dashboards that show it: http or https only (no javascript:), else null.
+    return {"title": row["title"], "status": row["status"], "url": web_link(row["url"]),
+            "started_at": _time(row["started_at"]), "impact": row["impact"] or None}

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 import jinja2
 from markupsafe import Markup
@@ -131,7 +131,7 @@ class StatusBoard:
         grid = self._grid(series)
         listed = [{**i, "lasted": duration_text(((parse_iso(i["resolved_at"]) if i["resolved_at"] else now)
                                                   - parse_iso(i["opened_at"])).total_seconds()),
-                   "official_link": _link(i["official"]["url"]) if i["official"] else None}
+                   "official_link": i["official"]["url"] if i["official"] else None}
                   for i in incidents["incidents"]]
         hours = series["hours"]
         return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
@@ -268,12 +268,7 @@ def _describe(state: dict[str, Any], now: datetime) -> dict[str, Any]:
     incident = state["incident"]
     return {"s": state,
             "open_for": duration_text((now - parse_iso(incident["opened_at"])).total_seconds()) if incident else None,
-            "official_link": _link(state["official"]["url"]) if state["official"] else None}
-
-
-def _link(url: str | None) -> str | None:
-    """A status page's link, if it is one a browser should follow from here (http or https)."""
-    return url if url and urlsplit(url).scheme.lower() in ("http", "https") else None
+            "official_link": state["official"]["url"] if state["official"] else None}
 
 
 def _when(at: datetime | str | None) -> str:

@@ -116,6 +116,12 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
+def web_link(url: str | None) -> str | None:
+    """``url`` if a browser may follow it from our pages and answers: http or https, never ``javascript:``,
+    ``data:`` or a scheme-relative ``//host`` (a status page's entry is someone else's text)."""
+    return url if url and urlsplit(url).scheme.lower() in ("http", "https") else None
+
+
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

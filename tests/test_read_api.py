@@ -23,6 +23,7 @@ from miner.http_api import Endpoints, HttpApi
 from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
 from miner.store import Store
+from miner.timeutil import iso
 
 NOW = datetime(2026, 11, 27, 12, 7, 30, tzinfo=UTC)  # in the bucket 12:00-12:15
 BUCKET = timedelta(minutes=15)
@@ -207,6 +208,19 @@ def test_incidents_are_filtered(api: Api, query: str, ids: list[str]) -> None:
     assert status == 200, body
     assert [i["id"] for i in body["incidents"]] == [api.ids[k] for k in ids]
     assert body["truncated"] == ("limit=1" in query)
+
+
+def test_a_status_pages_link_is_given_only_when_a_browser_may_follow_it(api: Api) -> None:
+    # A dashboard shows the provider's entry as a link: a javascript: or data: one would run in its page.
+    for n, url in enumerate(("javascript:alert(1)", "data:text/html,<script>x</script>", "//evil.example/x",
+                             " JavaScript:alert(1)")):
+        api.store.save_fetch("status:whatsapp", FetchResult(incidents=[
+            OfficialIncident("status:whatsapp", f"bad{n}", "WhatsApp", "Messages delayed", "investigating",
+                             NOW - timedelta(minutes=5 - n), NOW, url=url)]), NOW, NOW)
+        status, body, _ = get(api, "/api/v1/services")
+        [whatsapp] = [s for s in body["services"] if s["service"] == "WhatsApp"]
+        assert (status, whatsapp["official"]["started_at"], whatsapp["official"]["url"]) == (
+            200, iso(NOW - timedelta(minutes=5 - n)), None), url
 
 
 def test_a_removed_services_incidents_can_still_be_asked_for(api: Api) -> None:
