@@ -38,6 +38,9 @@ READ_WAIT = 5.0  # seconds a request waits for the ones before it
 READ_QUEUE = 8
 DEFAULT_SINCE = timedelta(days=7)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+# The most buckets one series answer holds: a week of 1-minute buckets, 35 days of 5-minute ones (about 1 MB, 0.1 s).
+# The 400 days of bucket rows kept by default were 115,200 buckets, 10 MB and a second under the read lock per GET.
+MAX_SERIES_BUCKETS = 10_080
 DEFAULT_HOURS = 24
 STATUSES = ("open", "resolved", "all")
 # The provider's incident states that say it is over.
@@ -87,8 +90,8 @@ class ReadApi:
 
     @property
     def max_hours(self) -> int:
-        """The most hours a series may go back: no further than bucket rows are kept."""
-        return self._config.store.bucket_days * 24
+        """The most hours a series may go back: no further than bucket rows are kept, nor than MAX_SERIES_BUCKETS."""
+        return max(1, min(self._config.store.bucket_days * 24, MAX_SERIES_BUCKETS * self.bucket_minutes // 60))
 
     def answer(self, path: str, query: str) -> Answer | None:
         """(status, body) of a GET of ``path``, None for a path that is not the API's (a 404 for the caller)."""

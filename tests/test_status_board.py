@@ -283,7 +283,7 @@ def test_a_bad_parameter_is_a_400_page(board: Board, path: str, message: str) ->
 
 def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> None:
     # The defaults: 5-minute buckets, bucket rows kept 400 days. ?hours=9600 charted 115,201 buckets (and listed as
-    # many), an 11 MB page and seconds of CPU for one GET; a week's 2016 buckets at most now, as the API still serves.
+    # many), an 11 MB page and seconds of CPU for one GET; a week's 2016 buckets at most now.
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text(encoding="utf-8").replace("bucket_retention_days = 40\n", "").replace(
         "bucket_minutes = 15", "bucket_minutes = 5"), encoding="utf-8")
@@ -302,7 +302,12 @@ def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> No
             board, "/services/WhatsApp?hours=169", 400)[2].words()
         assert "hours: must be a whole number from 1 to 168 (got '9600')" in page(
             board, "/services/WhatsApp?hours=9600", 400)[2].words()
-        assert httpx.get(board.base + "/api/v1/services/WhatsApp/series?hours=9600", timeout=10).status_code == 200
+        # The API's series goes further, up to 10,080 buckets (35 days of 5-minute ones), not the 400 days kept.
+        series = httpx.get(board.base + "/api/v1/services/WhatsApp/series?hours=840", timeout=10)
+        assert series.status_code == 200 and series.json()["hours"] == 840
+        refused = httpx.get(board.base + "/api/v1/services/WhatsApp/series?hours=841", timeout=10)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "hours: must be a whole number from 1 to 840 (got '841')"
     finally:
         server.stop()
         store.close()
