@@ -246,9 +246,12 @@ def parse_query(query: str, allowed: tuple[str, ...], *, others: bool = False) -
     """The query's parameters, each once, all of them among ``allowed``; with ``others``, the ones not among
     ``allowed`` are left out instead (a page linked with ``?utm_source=`` or a tracker's tag still shows)."""
     try:
-        parsed = parse_qs(query, keep_blank_values=True, errors="strict", max_num_fields=20)
+        # A page's left-out parameters may be anything a link carried: only those it takes must decode.
+        parsed = parse_qs(query, keep_blank_values=True, errors="replace" if others else "strict", max_num_fields=20)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the query string is not valid (percent-encoded UTF-8, at most 20 parameters)") from None
+    if others and any("\ufffd" in v for key in allowed for v in parsed.get(key, ())):
+        raise BadRequest("the query string is not valid (percent-encoded UTF-8)")
     if others:
         parsed = {key: values for key, values in parsed.items() if key in allowed}
     for key, values in parsed.items():

@@ -276,6 +276,7 @@ def test_an_unknown_service_is_a_404_page_with_a_guess(board: Board, path: str, 
     ("/services/WhatsApp?hours=0", "hours: must be a whole number from 1 to 504 (got '0')"),
     ("/services/WhatsApp?hours=505", "hours: must be a whole number from 1 to 504 (got '505')"),
     ("/services/WhatsApp?hours=1&hours=2", "hours: given 2 times; give it once"),
+    ("/services/WhatsApp?hours=%FF", "the query string is not valid (percent-encoded UTF-8)"),
 ])
 def test_a_bad_parameter_is_a_400_page(board: Board, path: str, message: str) -> None:
     assert message in page(board, path, 400)[2].words()
@@ -316,6 +317,7 @@ def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> No
 def test_a_page_leaves_out_parameters_it_does_not_take(board: Board) -> None:
     # People follow links with a tracker's tags; the API, for scripts, refuses them instead.
     assert page(board, "/?utm_source=chat", 200)[2].words() == page(board, "/", 200)[2].words()
+    assert page(board, "/?%FF=%FE", 200)[2].words() == page(board, "/", 200)[2].words()  # not even UTF-8
     assert page(board, "/services/WhatsApp?hours=3&fbclid=x", 200)[2].words() == page(
         board, "/services/WhatsApp?hours=3", 200)[2].words()
 
