@@ -76,6 +76,23 @@ def test_the_reference_is_what_help_prints() -> None:
         assert result.output.rstrip() == pages[" ".join(path)], f"docs/cli.md differs from `{title} --help`"
 
 
+def test_run_http_help_names_what_the_endpoint_serves() -> None:
+    # configuration.md's server.enabled lists what the endpoint serves; `miner run --help` left out the status board.
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    row = next(line for line in (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| `server.enabled`"))
+    served = re.findall(r"`(/[^`]*)`", row)
+    assert {"/healthz", "/metrics", "/api/v1/", "/"} <= set(served) and "status board" in row
+    result = CliRunner().invoke(main, ["run", "--help"], terminal_width=1000, max_content_width=1000)
+    http_help = next(line for line in result.output.splitlines() if "--http" in line).partition("Serve")[2]
+    for path in served:
+        assert re.search(rf"(^|[\s(]){re.escape(path)}($|[\s),])", http_help), (path, http_help)
+    assert "status board" in http_help
+
+
 def test_every_command_is_in_the_reference() -> None:
     doc = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     for path, _cmd in gen_docs._commands(gen_docs.main, ()):
