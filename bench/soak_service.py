@@ -10,7 +10,9 @@ SentiTel stream) each poll, two recorded status feeds (ETag/304), one failing wi
 429 with Retry-After, one slow (8 s), one malformed XML, one slower than its 2 s timeout, and one on a port where
 nothing listens (connection refused). Meanwhile a client scrapes /metrics and posts a report every 0.5 s (from
 changing X-Forwarded-For addresses; three in four refused: unknown service, not JSON, wrong Content-Type; the
-rest soon rate-limited).
+rest soon rate-limited), and another reads the status board and the read API every 0.5 s (`/`, a service's page
+of 168 h, `/api/v1/services`, `/api/v1/incidents?limit=1000`, a series of 168 h), with a burst of 12 pages at
+once every 20 rounds (past the 8 reads the API lets wait: some 503).
 
 Every `--every` s it samples the service's RSS, open fds (by kind: sockets, the store's files, one per
 connection), TCP sockets by state, threads, the store's -wal size, log volume, /healthz and /metrics (series per
@@ -229,6 +231,50 @@ class Clients:
                     self.codes[f"error {type(exc).__name__}"] += 1
 
 
+class Readers:
+    """The status board's pages and the read API's GETs, one after another each round, and every 20 rounds a burst
+    of 12 at once on their own connections (more than the 8 the API lets read or wait: the 503 path too)."""
+
+    PATHS = ("/", "/services/MTN?hours=168", "/api/v1/services", "/api/v1/incidents?limit=1000",
+             "/api/v1/services/MTN/series?hours=168")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.stop = threading.Event()
+        self.codes: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def get(self, client: httpx.Client, path: str) -> None:
+        try:
+            code = str(client.get(f"{self.base}{path}").status_code)
+        except httpx.HTTPError as exc:
+            code = f"error {type(exc).__name__}"
+        with self.lock:
+            self.codes[f"GET {path.split('?')[0].replace('/MTN', '/NAME')} {code}"] += 1
+
+    def burst(self) -> None:
+        def one(n: int) -> None:
+            with httpx.Client(timeout=30) as client:
+                self.get(client, self.PATHS[1] if n % 2 else self.PATHS[0])
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(12)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            for n in itertools.count(1):
+                if self.stop.wait(0.5):
+                    return
+                for path in self.PATHS:
+                    self.get(client, path)
+                if n % 20 == 0:
+                    self.burst()
+
+
 def metrics(base: str) -> dict[str, float]:
     out = {}
     # raise_for_status: a 503 (every connection busy) is a missed scrape, not a page of metrics
@@ -296,6 +342,8 @@ def main() -> None:
         time.sleep(0.2)
     clients = Clients(base)
     clients.thread.start()
+    readers = Readers(base)
+    readers.thread.start()
     samples = (out / "samples.jsonl").open("w")
     events: list[str] = []
     started = time.monotonic()
@@ -347,6 +395,8 @@ def main() -> None:
                 first = row
             time.sleep(args.every)
         clients.stop.set()
+        readers.stop.set()
+        readers.thread.join(timeout=60)
         # SIGTERM (or SIGHUP, which stops it too) in a cycle: the slow source makes most moments part of one.
         t0 = time.monotonic()
         proc.send_signal(signal.SIGHUP if args.hup else signal.SIGTERM)
@@ -361,6 +411,7 @@ def main() -> None:
     summarise(out, row, first, events, code, stop_s, smtp.inbox.message_ids(), feeds, live.times,
               "SIGHUP" if args.hup else "SIGTERM")
     print("  clients: " + ", ".join(f"{k} {v}" for k, v in sorted(clients.codes.items())))
+    print("  readers: " + ", ".join(f"{k} {v}" for k, v in sorted(readers.codes.items())))
 
 
 def summarise(out: Path, last: dict[str, Any], first: dict[str, Any] | None, events: list[str], code: int,
@@ -385,6 +436,15 @@ def summarise(out: Path, last: dict[str, Any], first: dict[str, Any] | None, eve
         print("  rss_kb at each quarter: " + ", ".join(f"{r['rss_kb']:,} ({r['t']:.0f} s)" for r in quarters))
         for key in ("fds", "threads"):
             print(f"  {key:14} range over the run {min(r[key] for r in rows)}-{max(r[key] for r in rows)}")
+        conns = [r["fd_kinds"].get("miner.sqlite", 0) for r in rows]
+        socks = [sum(r["tcp_conns"].values()) for r in rows]
+        print(f"  store conns    range over the run {min(conns)}-{max(conns)}; TCP sockets {min(socks)}-{max(socks)}")
+        after = [r for r in rows if r["t"] > 60]  # past warm-up: a leak keeps climbing here, a plateau does not
+        if len(after) > 1:
+            half = len(after) // 2
+            print("  after 60 s, max of each half: " + ", ".join(
+                f"{key} {max(r[key] for r in after[:half]):,} -> {max(r[key] for r in after[half:]):,}"
+                for key in ("rss_kb", "fds", "threads")))
         for key in ("fd_kinds", "tcp_conns", "families"):
             print(f"  {key:14} at 30 s {first[key]}\n  {'':14} end     {last[key]}")
     print(f"  log: {len(lines):,} lines, {last['log_bytes']:,} bytes, {tracebacks} tracebacks")
