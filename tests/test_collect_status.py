@@ -13,6 +13,7 @@ from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
+from miner.records import SourceState
 from miner.store import Store
 
 NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
@@ -111,7 +112,8 @@ AWS_TITLE = "Service is operating normally: [RESOLVED] Internet Connectivity"
 def _aws_rows(server: FakeServer, poller: Poller, store: Store, body: bytes) -> list[dict[str, Any]]:
     server.serve("/rss/all.rss", Reply(200, body, content_type="application/rss+xml"))
     source = SourceConfig("aws", "status_feed", url=f"{server.url}/rss/all.rss", services=("AWS",))
-    result = poller.poll(source)
+    store.sync_sources([source])
+    result = poller.poll(source, store.source_state(source.name))
     assert not result.warnings
     store.save_fetch(source.name, result, NOW, NOW)
     return store.official_incidents("AWS", AWS_SINCE)
@@ -137,6 +139,33 @@ def test_aws_health_dashboard_updates_of_one_event_are_one_incident(server: Fake
     assert (row["started_at"], row["resolved_at"], row["updated_at"]) == (
         "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00", "2021-12-15T20:16:32+00:00")
     assert datetime.fromisoformat(row["updated_at"]).timestamp() == 1639599392
+
+
+def test_an_aws_event_whose_first_update_left_the_feed_stays_one_incident(server: FakeServer, poller: Poller,
+                                                                         store: Store) -> None:
+    # The feed lists the latest items only. When a new update pushes an event's first one out, the earliest
+    # update left would name the event: it was stored a second time, under that update's guid.
+    real = server.fixture_bytes(AWS_RSS)
+    summary, resolution = re.findall(rb"<item>.*?</item>", real, flags=re.S)
+    [row] = _aws_rows(server, poller, store, real)
+    assert row["external_id"].endswith("_1639584617")
+    later = summary.replace(b"12:16:32 PST", b"15:00:00 PST").replace(b"_1639599392", b"_1639609200")
+    [row] = _aws_rows(server, poller, store, real.replace(resolution, b"").replace(summary, later + summary))
+    assert row["external_id"].endswith("_1639584617")
+    assert (row["started_at"], row["resolved_at"], row["updated_at"]) == (
+        "2021-12-15T16:10:17+00:00", "2021-12-15T16:10:17+00:00", "2021-12-15T23:00:00+00:00")
+    # Once that update has gone too, the remembered event still names the updates left.
+    [row] = _aws_rows(server, poller, store, real.replace(resolution, b"").replace(summary, later))
+    assert row["external_id"].endswith("_1639584617") and row["started_at"] == "2021-12-15T16:10:17+00:00"
+
+
+@pytest.mark.parametrize("cursor", ["t3_abc", '{"aws_events": [["x", 1]]}', "[1]", '{"aws_events": [[1, 2, 3, 4, 5]]}'])
+def test_a_status_feed_cursor_of_another_kind_starts_afresh(server: FakeServer, poller: Poller, cursor: str) -> None:
+    # A source whose type changed, or a cursor a later miner wrote: the poll goes on without remembered events.
+    server.serve("/rss/all.rss", Reply(200, server.fixture_bytes(AWS_RSS), content_type="application/rss+xml"))
+    source = SourceConfig("aws", "status_feed", url=f"{server.url}/rss/all.rss", services=("AWS",))
+    [event] = poller.poll(source, SourceState(cursor=cursor)).incidents
+    assert event.external_id.endswith("_1639584617")
 
 
 def test_aws_updates_of_a_service_days_apart_are_two_events(server: FakeServer, poller: Poller,

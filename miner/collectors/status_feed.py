@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from miner.collectors.aws_events import merge_aws_updates
+from miner.collectors.aws_events import merge_aws_updates, read_known, write_known
 from miner.collectors.base import PollContext
 from miner.collectors.feeds import (
     ZONE_HOURS,
@@ -184,5 +184,6 @@ class StatusFeedCollector:
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
         parsed, warnings = parse_feed(resp, source.name)
-        incidents = merge_aws_updates([incident_from_entry(source, ctx, e) for e in parsed.get("entries") or []])
-        return FetchResult(incidents=incidents, state=state_after(resp), warnings=warnings)
+        entries = [incident_from_entry(source, ctx, e) for e in parsed.get("entries") or []]
+        incidents, events = merge_aws_updates(entries, read_known(state.cursor))
+        return FetchResult(incidents=incidents, state=state_after(resp, write_known(events)), warnings=warnings)

@@ -34,7 +34,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "etag": "ETag of the last 200 response, sent as If-None-Match.",
         "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
         "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
-                  "a JSON object with that cursor and the stretches left to read (backlog).",
+                  "a JSON object with that cursor and the stretches left to read (backlog). For an AWS status feed, "
+                  "the events of its last poll (aws_events: service-region, guid, start, last update, resolution).",
         "last_poll_at": "When the source was last polled.",
         "last_ok_at": "When a poll last succeeded (NULL again when the source's type or url changes).",
         "last_error": "The last poll's error, one line; NULL after a success.",
