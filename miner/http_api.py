@@ -9,8 +9,6 @@ object with a message (but for the board's pages, which answer HTML).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import io
 import ipaddress
 import json
 import logging
@@ -27,15 +25,13 @@ from typing import Any
 from miner import status_board
 from miner.client_address import client_key
 from miner.errors import InputError, MinerError
+from miner.http_head import MAX_HEAD, HeadReader
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 4096
-# Bytes of request line and headers, in all. The stdlib alone takes 100 header lines of 64 KB each: 32 clients
-# sending 6.4 MB apiece made the service (collectors, detector and alerts share its process) grow by a GB.
-MAX_HEAD = 32768
 # A client that stops sending (or declares more body than it sends) loses its connection after this long, so it
 # cannot hold a handler thread: in all for the request line and headers, and again in all for the body.
 READ_TIMEOUT = 5.0
@@ -71,44 +67,6 @@ class RateLimited(MinerError):
         self.retry_after = retry_after
 
 
-class _HeadReader(io.BufferedIOBase):
-    """The connection's reader, with what is read by lines (the request line and headers) capped at MAX_HEAD bytes
-    in all; the body is read by read1, as much as Content-Length says."""
-
-    def __init__(self, raw: io.BufferedIOBase) -> None:
-        super().__init__()
-        self._raw = raw
-        self._first = True
-        self.left = MAX_HEAD
-        self.over = False
-
-    def readline(self, size: int | None = -1, /) -> bytes:
-        if self._first:  # the request line: over 64 KB the stdlib answers 414 itself
-            self._first = False
-            line = self._raw.readline(-1 if size is None else size)
-        else:
-            cap = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
-            line = self._raw.readline(max(cap, 0))
-            if len(line) > self.left:
-                self.over = True  # parse_request answers 431 for it
-                raise http.client.LineTooLong(f"request line and headers over {MAX_HEAD} bytes")
-        self.left -= len(line)
-        return line
-
-    def read1(self, size: int = -1, /) -> bytes:
-        return self._raw.read1(size)
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        return self._raw.read(size)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "miner"
@@ -120,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.rfile = _HeadReader(self.rfile)
+        self.rfile = HeadReader(self.rfile)
         # The socket timeout bounds each read, so a client sending a header byte every few seconds could hold
         # the thread for as long as it liked: at the deadline the read side is shut, the pending read ends as
         # if the client had closed, and the request is dropped like one that stalled.
@@ -158,7 +116,7 @@ class _Handler(BaseHTTPRequestHandler):
         # The stdlib's own refusals (a malformed request line, too long a URL or header, an unknown method) would
         # be an HTML page: answered like every other error, as a JSON object with a message.
         text = message or self.responses.get(code, ("error",))[0]
-        if isinstance(self.rfile, _HeadReader) and self.rfile.over:
+        if isinstance(self.rfile, HeadReader) and self.rfile.over:
             text = f"request line and headers larger than {MAX_HEAD} bytes"
         self.log_error("code %d, message %s", code, text)
         self.close_connection = True
