@@ -70,7 +70,12 @@ class RateLimited(MinerError):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "miner"
-    sys_version = ""
+    sys_version = ""  # the Python version is nobody's business
+
+    def version_string(self) -> str:
+        # The stdlib joins the two with a space, which sent "Server: miner " with its trailing blank.
+        return self.server_version
+
     timeout = READ_TIMEOUT  # socketserver sets it on the connection before the request line is read
     # The stdlib's default, HTTP/0.9, answers a request line it cannot parse (a bad version, binary junk) with a
     # bare body and no status line.

@@ -204,6 +204,19 @@ def test_head_answers_like_get_without_a_body(api: tuple[HttpApi, list[object]],
     assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+    post("2", b"{}"),
+    b"GET / HTTP/1.x\r\n\r\n",  # refused by the stdlib's parser
+])
+def test_the_server_header_is_the_product_name_alone(api: tuple[HttpApi, list[object]], request_bytes: bytes) -> None:
+    server, _ = api
+    head = exchange(server, request_bytes).split(b"\r\n\r\n", 1)[0]
+    assert [line for line in head.split(b"\r\n") if line.lower().startswith(b"server:")] == [b"Server: miner"]
+
+
 def _hang_up_mid_reply(server: HttpApi, caplog: pytest.LogCaptureFixture) -> None:
     """Ask for /metrics and reset the connection while the handler waits for them; return once it logged that."""
     release_metrics.clear()
