@@ -39,6 +39,10 @@ class ServiceConfig:
     def validate(self) -> None:
         if not self.name.strip():
             raise ValueError("name: must not be empty")
+        if self.name in (".", ".."):
+            # Its page's link, services/. or services/.., is a dot segment that browsers and clients resolve away
+            # (also written %2E), so its status board page and its series in the read API could never be reached.
+            raise ValueError(f"name: must not be {self.name!r}: a URL path cannot name it (a dot segment)")
         for key, value in (("name", self.name), *((f"aliases[{j}]", a) for j, a in enumerate(self.aliases)),
                            ("provider", self.provider or "")):
             if found := control_char(value):  # an alias at its own key: a list over several lines gives its line

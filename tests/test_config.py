@@ -62,6 +62,9 @@ def test_config_objects_are_frozen() -> None:
         (('type = "hackernews"', 'type = "hn"'), "sources[4].type", "must be one of"),
         (("retention_days = 30", "retention_days = 0"), "store.retention_days", "at least 1"),
         # An empty alias matched nothing, silently; one alias for two services counted its posts for the first.
+        # Its board page, services/. or services/.., and its API series were dot segments no client could ask for.
+        (('name = "WhatsApp"', 'name = "."'), "services[0].name", "must not be '.': a URL path cannot name it"),
+        (('name = "WhatsApp"', 'name = ".."'), "services[0].name", "must not be '..': a URL path cannot name it"),
         (('"mtn uganda", "mymtn"', '"", "mymtn"'), "services[11].aliases[1]", "must not be empty (got '')"),
         (('"mtn uganda", "mymtn"', '" # ", "mymtn"'), "services[11].aliases[1]", "must not be empty"),
         (('"mtn uganda", "mymtn"', '"™", "mymtn"'), "services[11].aliases[1]", "must not be empty"),  # no letter
