@@ -279,10 +279,14 @@ _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
 
 
 def _since(text: str) -> datetime:
-    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
+    # Python 3.11 reads a NUL after the offset as the string's end: "...+01:00\x00" was taken as a time.
+    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)) if "\x00" not in text else ():
         try:
             return parse_iso(value)
-        except (ValueError, OverflowError):
+        except OverflowError:  # a time Python reads, but not in UTC: year 1 at a positive offset, 9999 at a negative
+            raise BadRequest(f"since: {value[:60]!r} is out of range: in UTC it is before 0001-01-01T00:00:00Z or "
+                             "after 9999-12-31T23:59:59Z; give a time between them") from None
+        except ValueError:
             pass
     raise BadRequest(f"since: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z "
                      "(a time without an offset is UTC)")

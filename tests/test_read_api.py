@@ -210,6 +210,23 @@ def test_incidents_are_filtered(api: Api, query: str, ids: list[str]) -> None:
     assert body["truncated"] == ("limit=1" in query)
 
 
+@pytest.mark.parametrize(("since", "read_as"), [
+    ("0001-01-01", "0001-01-01T00:00:00+00:00"),
+    ("0001-01-01T00:00:00-05:00", "0001-01-01T05:00:00+00:00"),
+    ("0001-01-01T05:00:00+05:00", "0001-01-01T00:00:00+00:00"),  # the earliest a positive offset can give
+    ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59+00:00"),
+    ("9999-12-31T23:59:59+05:00", "9999-12-31T18:59:59+00:00"),
+    ("9999-12-31T18:59:59-05:00", "9999-12-31T23:59:59+00:00"),  # the latest a negative offset can give
+    ("2026-11-27T12:00:00+23:59", "2026-11-26T12:01:00+00:00"),
+    ("2026-11-27T12:00:00-23:59", "2026-11-28T11:59:00+00:00"),
+])
+def test_since_takes_any_time_utc_can_hold(api: Api, since: str, read_as: str) -> None:
+    status, body, _ = get(api, f"/api/v1/incidents?since={quote(since)}")
+    assert (status, body["since"]) == (200, read_as), body
+    if read_as.startswith(("0001", "9999")):  # every incident, or only the one still open
+        assert len(body["incidents"]) == (3 if read_as.startswith("0001") else 1), body["incidents"]
+
+
 def test_a_status_pages_link_is_given_only_when_a_browser_may_follow_it(api: Api) -> None:
     # A dashboard shows the provider's entry as a link: a javascript: or data: one would run in its page.
     for n, url in enumerate(("javascript:alert(1)", "data:text/html,<script>x</script>", "//evil.example/x",
@@ -250,6 +267,14 @@ def test_a_series_is_the_buckets_of_the_hours_asked_for(api: Api) -> None:
                                              "(did you mean 'open'?)"),
     ("/api/v1/incidents?since=yesterday", 400, "since: not an ISO 8601 time (got 'yesterday')"),
     ("/api/v1/incidents?since=2026-13-01", 400, "since: not an ISO 8601 time"),
+    # Times Python reads, but not in UTC: they were "not an ISO 8601 time".
+    ("/api/v1/incidents?since=0001-01-01T00:00:00%2B05:00", 400, "since: '0001-01-01T00:00:00+05:00' is out of "
+     "range: in UTC it is before 0001-01-01T00:00:00Z or after 9999-12-31T23:59:59Z; give a time between them"),
+    ("/api/v1/incidents?since=0001-01-01T04:59:59+05:00", 400, "since: '0001-01-01T04:59:59+05:00' is out of range"),
+    ("/api/v1/incidents?since=9999-12-31T23:59:59-00:01", 400, "since: '9999-12-31T23:59:59-00:01' is out of range"),
+    ("/api/v1/incidents?since=9999-12-31T19:00:00-05:00", 400, "since: '9999-12-31T19:00:00-05:00' is out of range"),
+    # Python 3.11 took a NUL after the offset as the end of the time.
+    ("/api/v1/incidents?since=2026-11-27T12:00:00%2B01:00%00", 400, "since: not an ISO 8601 time"),
     ("/api/v1/incidents?limit=0", 400, "limit: must be a whole number from 1 to 1000 (got '0')"),
     ("/api/v1/incidents?limit=1001", 400, "limit: must be a whole number from 1 to 1000 (got '1001')"),
     ("/api/v1/incidents?limit=-5", 400, "limit: must be a whole number"),
