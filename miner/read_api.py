@@ -279,8 +279,7 @@ _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
 
 
 def _since(text: str) -> datetime:
-    # Python 3.11 reads a NUL after the offset as the string's end: "...+01:00\x00" was taken as a time.
-    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)) if "\x00" not in text else ():
+    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
         try:
             return parse_iso(value)
         except OverflowError:  # a time Python reads, but not in UTC: year 1 at a positive offset, 9999 at a negative

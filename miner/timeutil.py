@@ -21,6 +21,8 @@ def iso(dt: datetime) -> str:
 def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
     """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``."""
     value = text.strip()
+    if "\x00" in value:  # Python 3.11 reads a NUL after the time as its end: "...+01:00\x00" was taken as a time
+        raise ValueError(f"Invalid isoformat string: {text!r}")
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     dt = datetime.fromisoformat(value)

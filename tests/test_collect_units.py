@@ -40,7 +40,7 @@ from miner.errors import SourceError
 from miner.records import SourceState
 from miner.settings import SettingsError, build
 from miner.store import Store
-from miner.timeutil import MAX_RETRY_AFTER, parse_retry_after
+from miner.timeutil import MAX_RETRY_AFTER, parse_iso, parse_retry_after
 
 NOW = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)
 
@@ -973,3 +973,11 @@ def test_a_cloudflare_challenge_is_named(server: FakeServer, poller: Poller) -> 
     assert str(info.value) == ("HTTP 403 from 127.0.0.1 (a Cloudflare bot challenge: the site lets no automated client "
                                "through; ask its owner to allow miner's User-Agent, or find another URL for the feed)")
     assert info.value.permanent
+
+
+@pytest.mark.parametrize("text", ["2026-11-27T12:00:00+01:00\x00", "2026-11-27T12:00:00\x00", "2026-11-27\x00"])
+def test_a_time_with_a_nul_is_not_a_time(text: str) -> None:
+    # Python 3.11's fromisoformat reads a NUL after the time as the string's end; a cursor, replay line or query
+    # holding one is not a time.
+    with pytest.raises(ValueError):
+        parse_iso(text)
