@@ -6,13 +6,13 @@ texts from shared/data, repeated with shifted times; the retention keeps no olde
 verdicts, a bucket per service per 5 minutes for ``--bucket-days`` (the detector scores every bucket, empty ones
 too, and buckets are kept for good), detector states learnt over the last week, resolved incidents with their
 events and notifications, the same notices on more routes grouped by service (the outbox that group_interval reads).
-Then it times the read API's answers and the store reads behind them, one run of each job of the service, and the
-read commands, and lists the query plans that scan a large table.
+Then it times the read API's answers, the status board's index and the store reads behind them, one run of each job of
+the service, and the read commands, and lists the query plans that scan a large table.
 
     .venv/bin/python bench/scale_bench.py [--posts 2500000 --services 300] [--keep /tmp/scale.sqlite]
     .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite      # measure again on a store kept earlier
     .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --prune-buckets 60   # the bucket prune only
-    .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --reads   # the read API and store reads only
+    .venv/bin/python bench/scale_bench.py --reuse /tmp/scale.sqlite --reads   # the read API, board and store reads only
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from miner.pipeline import Pipeline  # noqa: E402
 from miner.read_api import ReadApi  # noqa: E402
 from miner.records import FetchResult, Post, SourceState  # noqa: E402
 from miner.source_settings import ServiceConfig  # noqa: E402
+from miner.status_board import StatusBoard  # noqa: E402
 from miner.store import Store  # noqa: E402
 from miner.store.group_interval import held_until, waiting_batch  # noqa: E402
 from miner.store.maintenance import BUCKET_PRUNE_BATCH  # noqa: E402
@@ -392,9 +393,9 @@ def plan_lines(store: Store, call: Callable[[], object]) -> list[str]:
 
 
 def measure_reads(db: Path, config: Config) -> dict[str, str]:
-    """The read API's answers (ReadApi.answer and the JSON of its body; /services through the real HTTP server too),
-    with QUIET services added for the while, group_interval's outbox lookups and the retention prune's guard, each
-    timed and its query plans listed."""
+    """The read API's answers (ReadApi.answer and the JSON of its body; /services through the real HTTP server too) and
+    the status board's index (StatusBoard.page), with QUIET services added for the while, group_interval's outbox
+    lookups and the retention prune's guard, each timed and its query plans listed."""
     results: dict[str, str] = {}
     t = time.perf_counter()
     store = Store.open(db)  # a store built by an older miner gets its pending migrations here
@@ -426,10 +427,20 @@ def measure_reads(db: Path, config: Config) -> dict[str, str]:
             return json.dumps(answer[1])
         return call
 
+    def board_page(path: str, query: str = "") -> Callable[[], object]:
+        board = StatusBoard(api)
+
+        def call() -> object:
+            answer = board.page(path, query)
+            assert answer is not None and answer[0] == 200, answer
+            return answer[1]
+        return call
+
     conn = store.database.conn
     cases: list[tuple[str, Callable[[], object]]] = [
         (f"GET /api/v1/services ({len(config.services)} services, {len(QUIET)} never named)",
          get("/api/v1/services")),
+        (f"status board GET / ({len(config.services)} services' state and sparkline)", board_page("/")),
         ("last_counted_post_at of the busiest service", lambda: store.last_counted_post_at(busiest, BUCKET)),
         ("last_counted_post_at of a service never named", lambda: store.last_counted_post_at(QUIET[-1], BUCKET)),
         ("GET /api/v1/incidents", get("/api/v1/incidents")),
@@ -543,7 +554,8 @@ def main() -> None:
                         help="Only time the retention job's bucket prune, keeping DAYS of bucket rows.")
     parser.add_argument("--prune-batch", type=int, default=BUCKET_PRUNE_BATCH, help="Bucket rows per transaction.")
     parser.add_argument("--reads", action="store_true",
-                        help="Only time the read API, group_interval's lookups and the prune's guard.")
+                        help="Only time the read API, the status board's index, group_interval's lookups and the "
+                             "prune's guard.")
     args = parser.parse_args()
     text = config_text(args.services, args.sources)
     config = parse_config(text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -27,7 +27,7 @@ from markupsafe import Markup
 
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
-from miner.timeutil import duration_text, parse_iso
+from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -54,6 +54,7 @@ HEADERS = {
 }
 
 Page = tuple[int, str]
+Counts = Mapping[str, Mapping[str, tuple[int, int]]]  # Store.bucket_counts_of
 
 
 def is_page(path: str) -> bool:
@@ -98,19 +99,24 @@ class StatusBoard:
     # GET / -----------------------------------------------------------------------------------------------
 
     def _index(self, params: dict[str, str]) -> str:
-        hours = str(min(INDEX_HOURS, self._api.max_hours))
+        hours = min(INDEX_HOURS, self._api.max_hours)
+        spark = {"hours": hours, "bucket_minutes": self._api.bucket_minutes}  # what _sparkline says of the series
 
-        def reads(store: Store) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        # Every service's buckets in one read: a series read per service (its rows made dicts, their times parsed
+        # twice) made the page of 330 services 0.67 s, 0.29 s now (bench/README.md, scale_bench.py --reads).
+        def reads(store: Store) -> tuple[dict[str, Any], list[tuple[datetime, str]], Counts]:
             services = self._api.services(store, {})
-            return services, [self._api.series(s["service"], store, {"hours": hours}) for s in services["services"]]
+            starts = self._starts(services["now"], hours)
+            return services, starts, store.bucket_counts_of(
+                self._api.names, starts[0][0], starts[-1][0] + timedelta(minutes=self._api.bucket_minutes))
 
-        services, series = self._api.read(reads)
+        services, starts, counts = self._api.read(reads)
         now = parse_iso(services["now"])
         rows = []
-        for state, one in zip(services["services"], series, strict=True):
-            grid = self._grid(one)
+        for state in services["services"]:
+            grid = _grid(starts, counts[state["service"]])
             rows.append({**_describe(state, now), "href": "services/" + quote(state["service"], safe=""),
-                         "spark": _sparkline(state["service"], grid, one, state["baseline"])})
+                         "spark": _sparkline(state["service"], grid, spark, state["baseline"])})
         return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
                        incidents=sum(s["state"] == "incident" for s in services["services"]),
                        bucket_minutes=services["bucket_minutes"])
@@ -128,12 +134,13 @@ class StatusBoard:
 
         series, state, incidents = self._api.read(reads)
         now = parse_iso(series["now"])
-        grid = self._grid(series)
+        hours = series["hours"]
+        grid = _grid(self._starts(series["now"], hours), {b["start"]: (b["posts"], b["complaints"])
+                                                          for b in series["buckets"]})
         listed = [{**i, "lasted": duration_text(((parse_iso(i["resolved_at"]) if i["resolved_at"] else now)
                                                   - parse_iso(i["opened_at"])).total_seconds()),
                    "official_link": i["official"]["url"] if i["official"] else None}
                   for i in incidents["incidents"]]
-        hours = series["hours"]
         return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
                        hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours], state=_describe(state, now),
                        chart=_chart(name, grid, series, incidents["incidents"], now),
@@ -147,18 +154,17 @@ class StatusBoard:
                        message=f"No service named “{_clip(name)}”.", near=near,
                        near_href=quote(near, safe="") if near else None)
 
-    def _grid(self, series: dict[str, Any]) -> list[Bucket]:
-        """Every bucket of the series on the grid, oldest first: one with no row counted nothing (docs/api.md)."""
-        start, current = self._api.window(parse_iso(series["now"]), series["hours"])
-        step = timedelta(minutes=series["bucket_minutes"])
-        rows = {parse_iso(b["start"]): b for b in series["buckets"]}
-        grid = []
-        at = start
-        while at <= current:
-            row = rows.get(at)
-            grid.append(Bucket(at, row["posts"] if row else 0, row["complaints"] if row else 0))
-            at += step
-        return grid
+    def _starts(self, now: str, hours: int) -> list[tuple[datetime, str]]:
+        """The start of each bucket of a series of ``hours`` to ``now``, oldest first, and as the store writes it."""
+        start, current = self._api.window(parse_iso(now), hours)
+        step = timedelta(minutes=self._api.bucket_minutes)
+        return [(start + i * step, iso(start + i * step)) for i in range((current - start) // step + 1)]
+
+
+def _grid(starts: list[tuple[datetime, str]], counts: Mapping[str, tuple[int, int]]) -> list[Bucket]:
+    """Every bucket on the grid, oldest first: one with no row counted nothing (docs/api.md). ``counts``: (posts,
+    complaints) by the bucket's start as the store writes it (iso), which the read API answers too."""
+    return [Bucket(at, *counts.get(key, (0, 0))) for at, key in starts]
 
 
 @dataclass(frozen=True)

@@ -283,3 +283,31 @@ def test_a_services_newest_post_is_looked_for_only_in_buckets_a_stored_post_can_
     assert "SEARCH post_services USING COVERING INDEX post_services_service (service=?)" in lines, lines
     lines = plans(store, lambda: store.last_counted_post_at("WhatsApp", FIVE))
     assert "SEARCH buckets USING INDEX sqlite_autoindex_buckets_1 (service=? AND bucket_start>?)" in lines, lines
+
+
+def test_many_services_bucket_counts_are_read_from_each_ones_window(store: Store) -> None:
+    # The status board's index reads every configured service's last day of buckets at once; buckets are kept for
+    # months, and those of services no longer configured with them.
+    fill(store)
+    store.refresh_buckets(T0, T0 + timedelta(hours=1), FIVE)
+    odd = 'O"Neil \u00fc'  # a name as feeds.toml may hold it
+    with store.database.transaction() as conn:
+        for service in ("Slack", odd, "Gone"):  # the detector's rows, empty ones too, for 10 days
+            conn.executemany("INSERT INTO buckets (service, bucket_start, posts, complaints) VALUES (?, ?, 0, 0)",
+                             [(service, iso(T0 + timedelta(hours=1) - i * FIVE)) for i in range(2880)])
+        conn.execute("UPDATE buckets SET posts = 2, complaints = 1 WHERE service IN (?, 'Gone') AND bucket_start = ?",
+                     (odd, iso(T0 + 2 * FIVE)))
+    start, end = T0 + FIVE, T0 + 6 * FIVE
+    names = ["Gmail", "Slack", odd, "WhatsApp", "Nowhere"]
+    counts = store.bucket_counts_of(names, start, end)
+    assert list(counts) == names
+    for name in names:  # bucket_counts' rows that counted something, each service its own
+        assert counts[name] == {k: v for k, v in store.bucket_counts(name, start, end).items() if v != (0, 0)}
+    assert counts[odd] == {iso(T0 + 2 * FIVE): (2, 1)} and counts["Slack"] == counts["Nowhere"] == {}
+    assert counts["Gmail"] == {"2026-03-01T12:05:00+00:00": (2, 1), "2026-03-01T12:10:00+00:00": (3, 1),
+                               "2026-03-01T12:15:00+00:00": (2, 0), "2026-03-01T12:20:00+00:00": (3, 1),
+                               "2026-03-01T12:25:00+00:00": (2, 1)}
+    lines = plans(store, lambda: store.bucket_counts_of(names, start, end))
+    assert "SEARCH buckets USING INDEX sqlite_autoindex_buckets_1 (service=? AND bucket_start>? AND bucket_start<?)" \
+        in lines, lines
+    assert not [line for line in lines if line.startswith("SCAN buckets")], lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -247,6 +248,25 @@ class SignalsMixin:
             "WHERE service = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start",
             (service, iso(start), iso(end)),
         )
+
+    def bucket_counts_of(self, services: Sequence[str], start: datetime, end: datetime
+                         ) -> dict[str, dict[str, tuple[int, int]]]:
+        """``bucket_counts`` of each of ``services`` at once, the buckets that counted a post only: {service:
+        {bucket_start: (posts, complaints)}}, each service a key (none counted: {})."""
+        # A range of the primary key per service: not the window's rows of every service (buckets_bucket_start),
+        # those of services no longer configured too. The names as one JSON array: no cap on how many, as there is on
+        # a statement's parameters. The detector stores every bucket, empty ones too: most of the rows read (two in
+        # three over 300 services) count nothing, and making them Python rows was most of the read's time.
+        rows = self.database.rows(
+            "SELECT service, bucket_start, posts, complaints FROM buckets "
+            "WHERE service IN (SELECT value FROM json_each(?)) AND bucket_start >= ? AND bucket_start < ? "
+            "AND (posts > 0 OR complaints > 0)",
+            (json.dumps(list(services)), iso(start), iso(end)),
+        )
+        found: dict[str, dict[str, tuple[int, int]]] = {name: {} for name in services}
+        for row in rows:
+            found[row["service"]][row["bucket_start"]] = (row["posts"], row["complaints"])
+        return found
 
     def last_counted_post_at(self, service: str, bucket: timedelta) -> str | None:
         """When the newest post about ``service`` that its buckets count was created; None for none.
