@@ -428,6 +428,30 @@ def test_a_feeds_undated_backlog_is_stored_but_counted_in_no_bucket(store: Store
     assert [r["undated"] for r in store.database.rows(undated, ("moved%",))] == ["backlog"]
 
 
+def test_a_retention_prune_by_a_clock_ahead_is_held_even_when_a_source_dates_its_posts_further_ahead(
+        store: Store) -> None:
+    # A post's time more than 10 minutes after our clock's is replaced by our clock's: a feed whose server dates its
+    # items a year ahead had each one dated by a clock 45 days ahead, after that clock's cutoff, so the guard took
+    # the clock to be right and the prune deleted every other post, for good.
+    real = datetime.now(UTC).replace(microsecond=0)
+    ahead = real + timedelta(days=45)
+    store.insert_posts([Post("telecom-feed", str(days), "MTN is down", real - timedelta(days=days), services=("MTN",))
+                        for days in (1, 10, 40)], real)
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss(("next-year", "mtn is down", real + timedelta(days=365))))
+        config = _forum_config(server)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller:
+            poller.ctx.now = lambda: ahead
+            (report,) = Pipeline(config, store).collect(ahead, poller, due_only=False)
+    assert report.error is None and report.stored == 1
+    assert store.database.one("SELECT created_at FROM posts WHERE source = 'forum'") == {"created_at": iso(ahead)}
+    held = store.hold_prune(ahead - timedelta(days=30), ahead)
+    assert held is not None and parse_iso(held["newest_post"]) == real - timedelta(days=1)
+    assert store.prune_held() == held
+    # Set right, the clock's cutoff is before the posts that sources dated: the prune goes on.
+    assert store.hold_prune(real - timedelta(days=30), real) is None and store.prune_held() is None
+
+
 def test_a_warning_stands_with_its_time_until_a_poll_reads_the_source_without_it(store: Store) -> None:
     # The last warning was kept forever and without a time (coalesce on every poll): a feed whose encoding had been
     # put right, or that had been moved in feeds.toml, still showed a warning that no longer held.

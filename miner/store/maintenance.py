@@ -28,9 +28,10 @@ PRUNED_BEFORE = "pruned_before"
 # store_state key of the last retention prune held back (see hold_prune): JSON of its times.
 PRUNE_HELD = "prune_held"
 
-# Posts dated by their source (a feed's own time), not by our clock: a user report is dated when it came, and an
-# item without a time when it was fetched.
-_SOURCE_DATED = "undated IS NULL AND source != ?"
+# Posts dated by their source (a feed's own time), not by our clock: a user report is dated when it came, an item
+# without a time when it was fetched, and an item a source dated after the poll began (see hold_prune) when it was
+# polled.
+_SOURCE_DATED = "undated IS NULL AND source != ? AND created_at < fetched_at"
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000
@@ -64,8 +65,9 @@ def held_prune_message(held: dict[str, str]) -> str:
     """Why a retention prune (see MaintenanceMixin.hold_prune) deleted nothing, and what to check, in one line."""
     return (f"retention: nothing pruned at {held['at']}: its cutoff {held['cutoff']} is after the newest post a "
             f"source dated ({held['newest_post']}), so every post would have been deleted for good. Is the system "
-            "clock ahead (check NTP)? If it is right, no source has posted for as long as posts are kept, and the "
-            "prune goes on once one has (`miner prune --force` prunes now)")
+            "clock ahead (check NTP)? If it is right, no source has posted for as long as posts are kept (or only "
+            "one dating its posts ahead of the clock), and the prune goes on once one has (`miner prune --force` "
+            "prunes now)")
 
 
 def _backup_failure(target: Path, exc: BaseException) -> str:
@@ -257,6 +259,15 @@ class MaintenanceMixin:
         posted for as long as posts are kept, and waiting for the next post costs only keeping old ones a little
         longer. Posts dated by our clock (user reports, items without a time) are left out: a clock ahead dated
         them ahead too. A store without a post a source dated gives nothing to check the clock against.
+
+        So are the posts dated at or after their fetch. A source's time more than 10 minutes after our clock's is
+        replaced by our clock's (collectors.base.make_post): a source that dates its posts ahead (a wrong year on its
+        server) had each of them dated by the clock ahead, after its cutoff, and the prune went on. Those are the only
+        posts of a source that such a clock stores, too (collect drops the others as older than the days kept). Such
+        a post was dated in its poll, so never before the poll's start, its fetched_at; a real post was published
+        before it. (A source ahead by less than the clock is not told apart: its posts are a right source's read by a
+        clock ahead by the difference, and are held back only when that is more than the days kept. Only other
+        sources could tell, and a store may have one.)
         """
         newest = None
         if check:
