@@ -423,7 +423,8 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
     store.close()
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'posts'").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_store_state_1'"
+                            ).fetchone()[0]
         size = conn.execute("PRAGMA page_size").fetchone()[0]
     page = (root - 1) * size
     good = db.read_bytes()[page:page + size]
@@ -433,7 +434,9 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
             f.seek(page)
             f.write(data)
 
-    write_page(b"\xff" * size)  # the posts table's root page damaged: the retention prune reads it
+    # The root page of store_state's keys damaged: the retention prune reads it (a hold, the prune cutoff), and so
+    # does /metrics (miner_prune_held). (The prune reads no post of this store: none is old enough.)
+    write_page(b"\xff" * size)
     service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
                       ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False))
     caplog.set_level("INFO", logger="miner.service")

@@ -311,3 +311,21 @@ def test_many_services_bucket_counts_are_read_from_each_ones_window(store: Store
     assert "SEARCH buckets USING INDEX sqlite_autoindex_buckets_1 (service=? AND bucket_start>? AND bucket_start<?)" \
         in lines, lines
     assert not [line for line in lines if line.startswith("SCAN buckets")], lines
+
+
+def test_the_retention_guard_reads_only_the_posts_a_source_dated(store: Store) -> None:
+    # Looking for the newest post a source dated, it walked posts_created_at down from the newest post and read
+    # each post on the way: on a store of user reports and items without a time, every post stored, to find none
+    # (1.1 s at 2.5 M posts, at each retention run).
+    later = T0 + timedelta(days=30)
+    store.insert_posts([Post("reports", f"r{i}", "User report: problem with WhatsApp", T0 + timedelta(minutes=i),
+                             services=("WhatsApp",)) for i in range(20)]
+                       + [Post("feed", f"u{i}", "whatsapp down", T0 + timedelta(minutes=i), services=("WhatsApp",),
+                               undated="new") for i in range(20)], T0 + timedelta(hours=1))
+    assert store.hold_prune(later, later) is None  # nothing to check the clock against
+    lines = plans(store, lambda: store.hold_prune(later, later))
+    assert "SCAN posts USING INDEX posts_source_dated" in lines, lines
+    assert not [line for line in lines if "posts_created_at" in line], lines
+    store.insert_posts([Post("feed", "old", "whatsapp down", T0 - timedelta(days=1), services=("WhatsApp",))], T0)
+    held = store.hold_prune(later, later)
+    assert held is not None and held["newest_post"] == iso(T0 - timedelta(days=1))
