@@ -7,7 +7,8 @@
 
 Routes match the request path (the query string is recorded, not matched). A route is a fixed
 :class:`Reply` or a function of the :class:`Recorded` request returning one. Every request is recorded
-in ``server.requests``. Fault kinds are listed in :data:`FAULTS`.
+in ``server.requests``. Fault kinds are listed in :data:`FAULTS`. A :class:`ScriptedWebhook` answers a path
+with the statuses a test scripts, as a webhook receiver would.
 """
 
 from __future__ import annotations
@@ -299,6 +300,33 @@ class FakeServer:
         if kind == "unauthorized":
             return Reply(401, b'{"error": "unauthorized"}', content_type="application/json")
         raise ValueError(f"unknown fault {kind!r} (known: {', '.join(FAULTS)})")
+
+
+class ScriptedWebhook:
+    """A webhook receiver at ``path``: answers each request with the next scripted status, 202 when the script is
+    empty; a (status, retry_after) entry sends that Retry-After too. What each answer holds is the subclass's
+    ``answer``."""
+
+    def __init__(self, server: FakeServer, path: str) -> None:
+        self.server = server
+        self.path = path
+        self.script: list[int | tuple[int, str]] = []
+        server.serve(path, self._answer)
+
+    def answer(self, request: Recorded, status: int) -> tuple[bytes, str | None]:
+        """The body of an answer of ``status`` to ``request``, and its Content-Type (None: none sent)."""
+        raise NotImplementedError
+
+    def _answer(self, request: Recorded) -> Reply:
+        reply = self.script.pop(0) if self.script else 202
+        status, retry_after = reply if isinstance(reply, tuple) else (reply, "")
+        body, content_type = self.answer(request, status)
+        headers = {"Retry-After": retry_after} if retry_after else {}
+        return Reply(status, body, headers=headers, content_type=content_type)
+
+    @property
+    def requests(self) -> list[Recorded]:
+        return self.server.requests_to(self.path)
 
 
 def _guess_type(name: str) -> str:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Recorded, Reply
-from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings
+from fakeserver import FakeServer, Recorded, ScriptedWebhook
+from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import webhook_url
@@ -22,18 +21,13 @@ KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY42"  # what PagerDuty calls the integration
 PATH = "/v2/enqueue"
 
 
-class PagerDuty:
-    """Answers each event with the next scripted status (202 when the script is empty); 400s quote the event, as a
-    proxy or a verbose error page might, routing key included."""
+class PagerDuty(ScriptedWebhook):
+    """The Events API at PATH; 400s quote the event, as a proxy or a verbose error page might, routing key included."""
 
     def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.script: list[int | tuple[int, str]] = []
-        server.serve(PATH, self._answer)
+        super().__init__(server, PATH)
 
-    def _answer(self, request: Recorded) -> Reply:
-        reply = self.script.pop(0) if self.script else 202
-        status, retry_after = reply if isinstance(reply, tuple) else (reply, "")
+    def answer(self, request: Recorded, status: int) -> tuple[bytes, str | None]:
         if status == 202:
             body = b'{"status": "success", "message": "Event processed", "dedup_key": "x"}'
         elif status == 400:
@@ -41,20 +35,18 @@ class PagerDuty:
                 request.body[:300] + b'"]}'
         else:
             body = b'{"status": "throttled"}'
-        return Reply(status, body, content_type="application/json",
-                     headers={"Retry-After": retry_after} if retry_after else {})
+        return body, "application/json"
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.server.requests_to(PATH)]
+        return [json.loads(r.body) for r in self.requests]
 
 
 @pytest.fixture
-def pd(monkeypatch: pytest.MonkeyPatch) -> Iterator[PagerDuty]:
-    with FakeServer() as server:
-        monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
-        monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
-        yield PagerDuty(server)
+def pd(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> PagerDuty:
+    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    return PagerDuty(server)
 
 
 def pd_settings(**overrides: Any) -> AlertSettings:
@@ -64,12 +56,6 @@ def pd_settings(**overrides: Any) -> AlertSettings:
     base: dict[str, Any] = {"routes": (route,), "webhooks": (hook,), "group_wait": 0.0,
                             "dashboard_url": "https://miner.example.org/", "providers": {"whatsapp": "Meta"}}
     return settings(**(base | overrides))
-
-
-def store_text(store: Store) -> str:
-    """Every value of every table, as one text."""
-    names = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return "\n".join(json.dumps(store.database.rows(f'SELECT * FROM "{name}"'), default=str) for name in names)
 
 
 def test_an_incident_triggers_reminds_and_resolves_one_pagerduty_alert(store: Store, pd: PagerDuty,

@@ -5,6 +5,7 @@ No tests live here; the alert test modules import these builders.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,12 @@ TEXTS = [
     "whatsapp calls dropping every minute, anyone else?",
     "Can't log in to WhatsApp, verification code never arrives",
 ]
+
+
+def store_text(store: Store) -> str:
+    """Every value of every table, as one text: to look for what must never be stored."""
+    names = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return "\n".join(json.dumps(store.database.rows(f'SELECT * FROM "{name}"'), default=str) for name in names)
 
 
 def settings(**overrides: object) -> AlertSettings:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Recorded, Reply
-from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings
+from fakeserver import FakeServer, Recorded, ScriptedWebhook
+from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, WebhookSettings
@@ -25,24 +24,15 @@ PATH = "/workflows/0f1e2d3c4b5a69788796a5b4c3d2e1f0/triggers/manual/paths/invoke
 QUERY = "api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=S1GN4TURES3CRETs1gn4tureS3CRET"
 
 
-class Workflow:
-    """Answers each POST with the next scripted status, 202 (what Workflows answer) when the script is empty; an
-    error echoes the request line, as a proxy's error page might."""
+class Workflow(ScriptedWebhook):
+    """The Workflows trigger at PATH (202 is what Workflows answer); an error echoes the request line, as a proxy's
+    error page might."""
 
     def __init__(self, server: FakeServer) -> None:
-        self.server = server
-        self.script: list[int | tuple[int, str]] = []
-        server.serve(PATH, self._answer)
+        super().__init__(server, PATH)
 
-    def _answer(self, request: Recorded) -> Reply:
-        reply = self.script.pop(0) if self.script else 202
-        status, retry_after = reply if isinstance(reply, tuple) else (reply, "")
-        body = b"" if status == 202 else f"refused POST {PATH}?{QUERY}".encode()
-        return Reply(status, body, headers={"Retry-After": retry_after} if retry_after else {})
-
-    @property
-    def requests(self) -> list[Recorded]:
-        return self.server.requests_to(PATH)
+    def answer(self, request: Recorded, status: int) -> tuple[bytes, str | None]:
+        return (b"" if status == 202 else f"refused POST {PATH}?{QUERY}".encode()), None
 
     @property
     def cards(self) -> list[dict[str, Any]]:
@@ -59,10 +49,9 @@ class Workflow:
 
 
 @pytest.fixture
-def wf(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workflow]:
-    with FakeServer() as server:
-        monkeypatch.setenv("MINER_TEST_TEAMS", f"{server.url}{PATH}?{QUERY}")
-        yield Workflow(server)
+def wf(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> Workflow:
+    monkeypatch.setenv("MINER_TEST_TEAMS", f"{server.url}{PATH}?{QUERY}")
+    return Workflow(server)
 
 
 def teams_settings(**overrides: Any) -> AlertSettings:
@@ -85,11 +74,6 @@ def texts(element: Any) -> list[str]:
 
 def incidents(card: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in card["body"] if e["type"] == "Container"]
-
-
-def store_text(store: Store) -> str:
-    names = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return "\n".join(json.dumps(store.database.rows(f'SELECT * FROM "{name}"'), default=str) for name in names)
 
 
 def test_an_alert_is_an_adaptive_card_in_a_workflows_message(store: Store, wf: Workflow) -> None:

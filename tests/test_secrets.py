@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fakeserver import FakeServer, Reply
 from smtp_server import SmtpServer
-from test_alerts_support import T0, open_incident, settings
+from test_alerts_support import T0, open_incident, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import HttpWebhookSender, Senders, SmtpSender
@@ -316,7 +316,6 @@ def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
     [request] = server.requests_to("/v2/enqueue")
     assert json.loads(request.body)["routing_key"] == key  # it was sent
-    tables = [r["name"] for r in store.database.rows("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    kept = json.dumps([store.database.rows(f'SELECT * FROM "{t}"') for t in tables], default=str)
+    kept = store_text(store)
     assert "HTTP 400" in kept and "[redacted]" in kept
     assert _leaked(kept + service_log.getvalue()) == []
