@@ -7,7 +7,8 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from miner.errors import StoreError
 from miner.http_api import Endpoints, HttpApi
 from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
+from miner.status_board import StatusBoard
 from miner.store import Store
 from miner.timeutil import iso
 
@@ -110,20 +112,41 @@ class Api:
     config: Config
 
 
+@contextmanager
+def serving(read: ReadApi, *, board: bool = False) -> Iterator[str]:
+    """``read``'s answers (and with ``board``, the status board's pages over it) on a real 127.0.0.1 server, as the
+    service serves them: its base URL."""
+    pages = StatusBoard(read).page if board else None
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer, pages))
+    server.start()
+    try:
+        host, port = server.address
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@contextmanager
+def served(tmp_path: Path, config_file: Path, *more: Callable[[Store], object], board: bool = False) -> Iterator[Api]:
+    """The store in ``tmp_path`` filled by ``fill`` (then each of ``more``), read through a connection of its own as
+    the service's reader is, and served by ``serving``."""
+    config = load_config(config_file)
+    with ExitStack() as stack:
+        store = Store.open(tmp_path / "miner.sqlite")
+        stack.callback(store.close)
+        ids = fill(store)
+        for add in more:
+            add(store)
+        reader = Store.open(tmp_path / "miner.sqlite")
+        stack.callback(reader.close)
+        base = stack.enter_context(serving(ReadApi(config, lambda: reader, lambda: None, lambda: NOW), board=board))
+        yield Api(base, ids, store, config)
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
-    config = load_config(write_config(tmp_path))
-    store = Store.open(tmp_path / "miner.sqlite")
-    ids = fill(store)
-    reader = Store.open(tmp_path / "miner.sqlite")
-    read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer))
-    server.start()
-    host, port = server.address
-    yield Api(f"http://{host}:{port}", ids, store, config)
-    server.stop()
-    reader.close()
-    store.close()
+    with served(tmp_path, write_config(tmp_path)) as api:
+        yield api
 
 
 def get(api: Api, path: str) -> tuple[int, Any, httpx.Headers]:

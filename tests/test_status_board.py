@@ -10,6 +10,7 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import timedelta
 from html.parser import HTMLParser
@@ -18,14 +19,13 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from test_read_api import BUCKET, NOW, SECRET, fill, post, write_config
+from test_read_api import BUCKET, NOW, SECRET, fill, post, served, serving, write_config
 
 from miner.config import load_config
 from miner.errors import StoreError
-from miner.http_api import Endpoints, HttpApi
 from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Prediction
-from miner.status_board import INDEX_HOURS, REFRESH, Bucket, StatusBoard, _describe, _render, _sparkline
+from miner.status_board import INDEX_HOURS, REFRESH, Bucket, _describe, _render, _sparkline
 from miner.store import Store
 from miner.timeutil import parse_iso
 
@@ -67,20 +67,8 @@ class Board:
 
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[Board]:
-    config = load_config(write_hostile_config(tmp_path))
-    store = Store.open(tmp_path / "miner.sqlite")
-    fill(store)
-    fill_hostile(store)
-    reader = Store.open(tmp_path / "miner.sqlite")
-    read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
-                                               StatusBoard(read).page))
-    server.start()
-    host, port = server.address
-    yield Board(f"http://{host}:{port}", store)
-    server.stop()
-    reader.close()
-    store.close()
+    with served(tmp_path, write_hostile_config(tmp_path), fill_hostile, board=True) as api:
+        yield Board(api.base, api.store)
 
 
 class Parsed(HTMLParser):
@@ -292,11 +280,8 @@ def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> No
     config = load_config(cfg)
     store = Store.open(tmp_path / "miner.sqlite")
     read = ReadApi(config, lambda: store, lambda: None, lambda: NOW)
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
-                                               StatusBoard(read).page))
-    server.start()
-    try:
-        board = Board("http://{}:{}".format(*server.address), store)
+    with closing(store), serving(read, board=True) as base:
+        board = Board(base, store)
         html = page(board, "/services/WhatsApp?hours=168")[0]
         assert len(points(charts(html)[0], "complaints")) == 2017  # from the one holding now - 168 h: 2016 + 1
         assert '<a href="?hours=168" aria-current="page">168 h</a>' in html
@@ -310,9 +295,6 @@ def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> No
         refused = httpx.get(board.base + "/api/v1/services/WhatsApp/series?hours=841", timeout=10)
         assert refused.status_code == 400
         assert refused.json()["error"] == "hours: must be a whole number from 1 to 840 (got '841')"
-    finally:
-        server.stop()
-        store.close()
 
 
 def test_the_index_reads_every_services_sparkline_at_once_as_each_ones_series_gives_it(tmp_path: Path) -> None:
@@ -336,20 +318,16 @@ def test_the_index_reads_every_services_sparkline_at_once_as_each_ones_series_gi
     store.refresh_buckets(NOW - timedelta(hours=31), NOW, BUCKET)
     reader = Store.open(tmp_path / "miner.sqlite")
     read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
-    board = StatusBoard(read)
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
-                                               board.page))
-    server.start()
     statements: list[str] = []
     try:
-        reader.database.conn.set_trace_callback(statements.append)  # with their values bound
-        html = page(Board("http://{}:{}".format(*server.address), store), "/")[0]
-        reader.database.conn.set_trace_callback(None)
+        with serving(read, board=True) as base:
+            reader.database.conn.set_trace_callback(statements.append)  # with their values bound
+            html = page(Board(base, store), "/")[0]
+            reader.database.conn.set_trace_callback(None)
         # The page as one read of each service's series rendered it, byte for byte.
         assert html == read.read(lambda s: per_service_index(read, s))
     finally:
         reader.database.conn.set_trace_callback(None)
-        server.stop()
         reader.close()
         store.close()
     labels = [svg.get("aria-label", "").split(": ", 1)[1].split(" from 2026-11-26 12:00 UTC: ")[1]
@@ -423,22 +401,16 @@ def test_a_store_that_fails_is_a_503_page_that_retries(tmp_path: Path) -> None:
         raise StoreError("store x: disk I/O error", cause="disk_full")
 
     read = ReadApi(config, broken, lambda: dropped.append(True), lambda: NOW)
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda p, c: {}, read.answer,
-                                               StatusBoard(read).page))
-    server.start()
-    try:
-        host, port = server.address
+    with serving(read, board=True) as base:
         for path in ("/", "/services/WhatsApp"):
-            reply = httpx.get(f"http://{host}:{port}{path}", timeout=10)
+            reply = httpx.get(base + path, timeout=10)
             assert reply.status_code == 503 and reply.headers["Content-Type"] == "text/html; charset=utf-8"
             assert "cannot read the store right now; this page tries again every 60 s." in reply.text
             assert '<meta http-equiv="refresh" content="60">' in reply.text
             assert "disk I/O" not in reply.text
         assert dropped == [True, True]
         # An unknown service needs no read: still its 404.
-        assert httpx.get(f"http://{host}:{port}/services/Nokia", timeout=10).status_code == 404
-    finally:
-        server.stop()
+        assert httpx.get(base + "/services/Nokia", timeout=10).status_code == 404
 
 
 def test_the_service_serves_the_board(tmp_path: Path) -> None:
