@@ -488,11 +488,31 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
 
 
-def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def collector_on_a_full_disk(tmp_path: Path, feed_url: str, offset: list[float]) -> tuple[Service, Callable[[], None]]:
+    """A service whose one job is collect (hourly: the tests run it by hand), on a clock ``offset[0]`` seconds ahead,
+    and what fills its disk: the collect job's next connection, on a disk with no room left (SQLite's own limit).
+    The job opens a fresh connection after each store error, so each run that must fail needs one."""
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
 
+    db = tmp_path / "miner.sqlite"
+    options = ServiceOptions(
+        jobs=(JobSpec("collect", 3600.0),), http=False, clock=lambda: utcnow() + timedelta(seconds=offset[0])
+    )
+    service = Service(load_config(write_config(tmp_path, feed_url)), db, options)
+
+    def disk_full() -> None:
+        if (previous := service._stores.open.get("collect")) is not None:
+            previous.close()
+        store = Store.open(db)
+        store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
+        service._stores.open["collect"] = store
+
+    return service, disk_full
+
+
+def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     def feed(request: object) -> Reply:  # items large enough that storing them takes new pages
         items = "".join(f"<item><guid>n-{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}</description>"
                         f"<pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
@@ -504,19 +524,7 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
     db = tmp_path / "miner.sqlite"
     with FakeServer() as server:
         server.serve("/feed.rss", feed)
-        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), db,
-                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False,
-                                         clock=lambda: utcnow() + timedelta(seconds=offset[0])))
-
-        def disk_full() -> None:
-            # The collect job's next connection, on a disk with no room left (SQLite's own limit): the job opens a
-            # fresh connection after each store error, so each run that must fail gets one.
-            if (previous := service._stores.open.get("collect")) is not None:
-                previous.close()
-            store = Store.open(db)
-            store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
-            service._stores.open["collect"] = store
-
+        service, disk_full = collector_on_a_full_disk(tmp_path, f"{server.url}/feed.rss", offset)
         disk_full()
         service.start()
         try:
@@ -557,9 +565,6 @@ def test_a_full_store_is_logged_once_while_the_polls_it_holds_grow(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # The collect job's error says how many posts are held, more at each poll: read as a new error, it was logged at
     # every run that polled (every 15 s with a few sources) for as long as the disk stayed full.
-    from miner.config import load_config
-    from miner.service import JobSpec, Service, ServiceOptions
-
     served = [0]
 
     def feed(request: object) -> Reply:  # new items at each poll, large enough that storing them takes new pages
@@ -571,20 +576,9 @@ def test_a_full_store_is_logged_once_while_the_polls_it_holds_grow(
                      content_type="application/rss+xml")
 
     offset = [0.0]
-    db = tmp_path / "miner.sqlite"
     with FakeServer() as server:
         server.serve("/feed.rss", feed)
-        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), db,
-                          ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False,
-                                         clock=lambda: utcnow() + timedelta(seconds=offset[0])))
-
-        def disk_full() -> None:  # as in the test above
-            if (previous := service._stores.open.get("collect")) is not None:
-                previous.close()
-            store = Store.open(db)
-            store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
-            service._stores.open["collect"] = store
-
+        service, disk_full = collector_on_a_full_disk(tmp_path, f"{server.url}/feed.rss", offset)
         disk_full()
         caplog.set_level("INFO", logger="miner.service")
         service.start()
