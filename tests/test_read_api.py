@@ -143,6 +143,17 @@ def served(tmp_path: Path, config_file: Path, *more: Callable[[Store], object], 
         yield Api(base, ids, store, config)
 
 
+def failing_reads(tmp_path: Path) -> tuple[ReadApi, list[bool]]:
+    """A read API whose store fails every read ("store x: disk I/O error"), and the list that each connection it
+    drops adds to."""
+    dropped: list[bool] = []
+
+    def broken() -> Store:
+        raise StoreError("store x: disk I/O error", cause="disk_full")
+
+    return ReadApi(load_config(write_config(tmp_path)), broken, lambda: dropped.append(True), lambda: NOW), dropped
+
+
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     with served(tmp_path, write_config(tmp_path)) as api:
@@ -344,13 +355,7 @@ def test_head_answers_like_get_without_a_body(api: Api) -> None:
 
 
 def test_a_store_that_fails_a_read_is_answered_503_and_its_connection_dropped(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path))
-    dropped: list[bool] = []
-
-    def broken() -> Store:
-        raise StoreError("store x: disk I/O error", cause="disk_full")
-
-    read = ReadApi(config, broken, lambda: dropped.append(True), lambda: NOW)
+    read, dropped = failing_reads(tmp_path)
     assert read.answer("/api/v1/services", "") == (503, {"error": "cannot read the store right now"})
     assert dropped == [True]
 

@@ -19,10 +19,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from test_read_api import BUCKET, NOW, SECRET, fill, post, served, serving, write_config
+from test_read_api import BUCKET, NOW, SECRET, failing_reads, fill, post, served, serving, write_config
 
 from miner.config import load_config
-from miner.errors import StoreError
 from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Prediction
 from miner.status_board import INDEX_HOURS, REFRESH, Bucket, _describe, _render, _sparkline
@@ -394,13 +393,7 @@ def test_the_board_is_read_only(board: Board, method: str, path: str) -> None:
 
 
 def test_a_store_that_fails_is_a_503_page_that_retries(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path))
-    dropped: list[bool] = []
-
-    def broken() -> Store:
-        raise StoreError("store x: disk I/O error", cause="disk_full")
-
-    read = ReadApi(config, broken, lambda: dropped.append(True), lambda: NOW)
+    read, dropped = failing_reads(tmp_path)
     with serving(read, board=True) as base:
         for path in ("/", "/services/WhatsApp"):
             reply = httpx.get(base + path, timeout=10)
