@@ -488,6 +488,17 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
 
 
+def roomy_feed(guid: str) -> Reply:
+    """An RSS feed of three items, guids ``guid`` + 0 to 2, large enough that storing them takes new pages."""
+    items = "".join(
+        f"<item><guid>{guid}{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}</description>"
+        f"<pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
+        for n in range(3)
+    )
+    body = f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    return Reply(200, body, content_type="application/rss+xml")
+
+
 def collector_on_a_full_disk(tmp_path: Path, feed_url: str, offset: list[float]) -> tuple[Service, Callable[[], None]]:
     """A service whose one job is collect (hourly: the tests run it by hand), on a clock ``offset[0]`` seconds ahead,
     and what fills its disk: the collect job's next connection, on a disk with no room left (SQLite's own limit).
@@ -513,17 +524,10 @@ def collector_on_a_full_disk(tmp_path: Path, feed_url: str, offset: list[float])
 
 def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    def feed(request: object) -> Reply:  # items large enough that storing them takes new pages
-        items = "".join(f"<item><guid>n-{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}</description>"
-                        f"<pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
-                        for n in range(3))
-        return Reply(200, f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode(),
-                     content_type="application/rss+xml")
-
     offset = [0.0]
     db = tmp_path / "miner.sqlite"
     with FakeServer() as server:
-        server.serve("/feed.rss", feed)
+        server.serve("/feed.rss", lambda request: roomy_feed("n-"))
         service, disk_full = collector_on_a_full_disk(tmp_path, f"{server.url}/feed.rss", offset)
         disk_full()
         service.start()
@@ -549,8 +553,7 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
             # Still held when the service stops: said so, with what it costs.
             disk_full()
             offset[0] = 3600.0
-            server.serve("/feed.rss", lambda request: Reply(200, feed(request).body.replace(b"n-", b"m-"),
-                                                            content_type="application/rss+xml"))
+            server.serve("/feed.rss", lambda request: roomy_feed("m-"))
             service._run_job("collect")
             assert len(server.requests_to("/feed.rss")) == 2
             disk_full()  # and for the last try at stop
@@ -567,13 +570,9 @@ def test_a_full_store_is_logged_once_while_the_polls_it_holds_grow(
     # every run that polled (every 15 s with a few sources) for as long as the disk stayed full.
     served = [0]
 
-    def feed(request: object) -> Reply:  # new items at each poll, large enough that storing them takes new pages
+    def feed(request: object) -> Reply:  # new items at each poll
         served[0] += 1
-        items = "".join(f"<item><guid>{served[0]}-{n}</guid><title>MTN down {n}</title><description>{'x' * 2000}"
-                        f"</description><pubDate>{format_datetime(utcnow() - timedelta(minutes=n))}</pubDate></item>"
-                        for n in range(3))
-        return Reply(200, f'<rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode(),
-                     content_type="application/rss+xml")
+        return roomy_feed(f"{served[0]}-")
 
     offset = [0.0]
     with FakeServer() as server:
