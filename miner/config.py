@@ -8,6 +8,7 @@ cross-checks between them.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import math
 import re
 import tomllib
@@ -212,7 +213,12 @@ def _with_declared_service_names(config: Config) -> Config:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """The name in lower case, other characters as "-": ASCII letters and digits where it has any (the names of
+    sources stored so far), else its letters and digits in any script ("Яндекс" and "ВКонтакте" were both
+    "status:"), else a hash of it (a name of punctuation only)."""
+    lower = name.lower()
+    return (re.sub(r"[^a-z0-9]+", "-", lower).strip("-") or re.sub(r"[\W_]+", "-", lower).strip("-")
+            or hashlib.sha256(name.encode()).hexdigest()[:8])
 
 
 def _cross_check(config: Config, written: int) -> None:

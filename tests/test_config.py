@@ -452,6 +452,18 @@ def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
         parse_config(window, "x.toml")
 
 
+def test_status_page_sources_of_names_in_other_scripts_are_named_apart() -> None:
+    # Their names had no ASCII letter or digit left: both sources were "status:", a clash the config refused.
+    text = ('[[services]]\nname = "Яндекс"\nstatus_page = "https://status.yandex.example"\n\n'
+            '[[services]]\nname = "ВКонтакте"\nstatus_page = "https://status.vk.example"\n\n'
+            '[[services]]\nname = "..."\nstatus_page = "https://status.dots.example"\n\n'
+            '[[services]]\nname = "Telefónica"\nstatus_page = "https://status.telefonica.example"\n')
+    names = [s.name for s in parse_config(text, "x.toml").sources]
+    # A name with ASCII letters keeps the source name stored so far (its other letters as "-").
+    assert names[:2] + names[3:] == ["status:яндекс", "status:вконтакте", "status:telef-nica"]
+    assert names[2].startswith("status:") and len(names[2]) == len("status:") + 8
+
+
 def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> None:
     # The error named sources[1], which is nowhere in the file, and gave no line.
     text = ('[[services]]\nname = "Git Hub"\nstatus_page = "https://a.example.org"\n\n'
