@@ -23,10 +23,8 @@ from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
 from miner.collectors.feeds import cut_entries
 from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
-from miner.collectors.lemmy import LOOKBACK as LEMMY_LOOKBACK
 from miner.collectors.mastodon import LOOKBACK as MASTODON_LOOKBACK
 from miner.collectors.paging import rate_limit_wait
-from miner.collectors.reddit import SEARCH_LOOKBACK
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
@@ -552,11 +550,21 @@ def test_reddit_a_post_the_search_indexed_late_behind_the_cursor_is_stored_once(
                                                                                  reddit_poller: Poller,
                                                                                  store: Store) -> None:
     api = FakeReddit(server)
-    # Searchable only now: one created five minutes before the newest post read, one in its second, and one before
-    # the margin.
-    stored_once_behind_the_cursor(
-        reddit_poller, store, reddit(server), api, api.posts, SEARCH_LOOKBACK, 300, ("t3_old", "t3_late", "t3_same")
-    )
+    api.add(3)
+    collect(reddit_poller, store, reddit(server))
+    api.add(2)
+    _, new = collect(reddit_poller, store, reddit(server))
+    cursor = api.posts[-1][0]
+    assert new == 2 and store.source_state("reddit").cursor == str(cursor)
+    # Searchable only now: one created five minutes before the newest post read, one in its second, and one three
+    # hours before it, all on the page that reaches the cursor.
+    api.posts[:0] = [(cursor - 3 * 3600, "t3_old"), (cursor - 300, "t3_late"), (cursor, "t3_same")]
+    third, new = collect(reddit_poller, store, reddit(server))
+    assert {"t3_old", "t3_late", "t3_same"} <= set(ids(third))
+    assert new == 3 and store.source_state("reddit").cursor == str(cursor)
+    fourth, new = collect(reddit_poller, store, reddit(server))
+    assert {"t3_old", "t3_late"} <= set(ids(fourth)) and new == 0  # read again below the cursor: the store keeps one
+    assert api.requests == 4  # below the cursor, the page that reaches it only
 
 
 def test_reddit_a_subreddits_post_of_the_cursors_second_listed_after_the_poll_is_stored(
@@ -567,10 +575,11 @@ def test_reddit_a_subreddits_post_of_the_cursors_second_listed_after_the_poll_is
     api.add(3)
     collect(reddit_poller, store, source)
     cursor = api.posts[-1][0]
-    # The listing is in order: only the cursor's own second can gain a post after the poll.
+    # The listing is in order: the cursor's own second can gain a post after the poll, and one listed late is read
+    # on the page that reaches the cursor too.
     api.posts[:0] = [(cursor - 60, "t3_earlier"), (cursor, "t3_same")]
     second, new = collect(reddit_poller, store, source)
-    assert set(ids(second)) == {"t3_same", api.posts[-1][1]} and new == 1
+    assert {"t3_same", "t3_earlier"} <= set(ids(second)) and new == 2
     assert store.source_state("sub").cursor == str(cursor)
 
 
@@ -776,17 +785,18 @@ def test_lemmy_an_item_federated_late_behind_the_cursor_is_stored_once(server: F
     cursor = api.clock
     assert new == 2 and store.source_state("lemmy").cursor == cursor.isoformat()
     # Delivered only now, with the time they were published on their own instance: a post 20 minutes before the
-    # newest item read and a comment 5 minutes before it, and a post from before the margin.
-    api.items["post"][:0] = [(cursor - LEMMY_LOOKBACK - timedelta(seconds=1), 9000),
-                             (cursor - timedelta(minutes=20), 9001)]
+    # newest item read and a comment 5 minutes before it, and a post from three hours before it (its instance was
+    # unreachable meanwhile).
+    api.items["post"][:0] = [(cursor - timedelta(hours=3), 9000), (cursor - timedelta(minutes=20), 9001)]
     api.items["comment"][:0] = [(cursor - timedelta(minutes=5), 9002)]
-    late = {"https://lemmy.example/post/9001", "https://lemmy.example/comment/9002"}
+    late = {"https://lemmy.example/post/9000", "https://lemmy.example/post/9001",
+            "https://lemmy.example/comment/9002"}
     third, new = collect(poller, store, lemmy(server))
-    assert late <= set(ids(third)) and "https://lemmy.example/post/9000" not in ids(third)
-    assert new == 2 and store.source_state("lemmy").cursor == cursor.isoformat()
+    assert late <= set(ids(third))
+    assert new == 3 and store.source_state("lemmy").cursor == cursor.isoformat()
     fourth, new = collect(poller, store, lemmy(server))
-    assert late <= set(ids(fourth)) and new == 0  # read again in the margin: the store keeps one
-    assert api.requests == 4  # the margin is on the page that reaches the cursor
+    assert late <= set(ids(fourth)) and new == 0  # read again below the cursor: the store keeps one
+    assert api.requests == 4  # below the cursor, the page that reaches it only
 
 
 def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: FakeServer, poller: Poller) -> None:

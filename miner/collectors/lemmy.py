@@ -3,13 +3,13 @@
 Cursor: the newest `published` time seen (ISO 8601, UTC); older or equal items are skipped. External ids
 are the ActivityPub ids, which stay the same whichever instance federated the item. Newest first: a poll reads
 `page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
-be read later: the poll says posts are missing. Items of the hour before the cursor (`LOOKBACK`) on the page that
-reaches it are read too: a post federated late keeps its original `published` time.
+be read later: the poll says posts are missing. The items below the cursor on the page that reaches it are read
+too: a post federated late keeps its original `published` time.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -32,11 +32,11 @@ from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
 
 MAX_LIMIT = 50  # Lemmy's own cap
-# How far below the cursor items are read too. A post or comment from another instance arrives when that instance
-# delivers it, dated by its `published` time there: after newer ones were read when the sender's queue is behind, or
-# this instance was unreachable and gets it on a retry. Only the page that reaches the cursor, read anyway, brings the
-# margin: no request more, at most a page of each list read again.
-LOOKBACK = timedelta(hours=1)
+# Below the cursor, the items of the page that reaches it are read too. A post or comment from another instance
+# arrives when that instance delivers it, dated by its `published` time there: after newer ones were read when the
+# sender's queue is behind, or hours later when this instance was unreachable and gets it on a retry. Only the page
+# that reaches the cursor, read anyway, brings them: no request more, at most a page of each list sent again, which
+# the store has (it keeps one of each) or, older than it keeps posts, leaves out.
 
 
 def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str) -> Post | None:
@@ -65,7 +65,6 @@ class LemmyCollector:
         url = f"{base_url(source, '')}/api/v3/search"
         limit = min(ctx.settings.max_items, MAX_LIMIT)
         cursor = time_cursor(state, ctx)
-        low = None if cursor is None else cursor - LOOKBACK
         # The first poll reads one page, the newest items: a new source does not page back through history.
         pager = Pager(source, ctx, limit=1 if cursor is None else None)
         newest: datetime | None = cursor
@@ -91,13 +90,11 @@ class LemmyCollector:
                     late = cursor is not None and published is not None and published <= cursor
                     if late:
                         done[key] = True  # newest first: the rest of this list was read before, but for late ones
-                        if low is not None and published is not None and published <= low:
-                            continue
                     post = _view_post(source, ctx, view, kind)
                     if post is None or post.external_id in seen:  # the list moved down under new items
                         continue
                     seen.add(post.external_id)
-                    posts.append(post)  # one in the margin: read before, or federated late (the store keeps one)
+                    posts.append(post)  # one below the cursor: read before, or federated late (the store keeps one)
                     if late:
                         continue
                     seen_at = not_after_now(post.created_at, ctx)

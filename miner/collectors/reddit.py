@@ -6,8 +6,8 @@ cached until it expires); when neither is set the anonymous RSS is polled, with 
 `url` overrides the base URL (tests, mirrors); with no `query` it is the full RSS feed URL.
 Anonymous RSS is incremental by conditional GET, OAuth by the newest `created_utc` seen: a poll reads the listing
 newest first (`after=<fullname>`) down to it, up to `max_pages` pages; what is left is a window the next polls
-read from the last post read on. Each read down to a cursor reads a margin below it too (`SEARCH_LOOKBACK`,
-`LISTING_LOOKBACK`), as far as the page that reaches the cursor holds: a post the search indexed late lies behind it.
+read from the last post read on. Each read down to a cursor keeps every post of the page that reaches it, those
+below it too: a post the search indexed late lies behind the cursor, by minutes or hours.
 """
 
 from __future__ import annotations
@@ -48,13 +48,12 @@ log = logging.getLogger(__name__)
 WWW = "https://www.reddit.com"
 OAUTH_API = "https://oauth.reddit.com"
 _REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
-# How far below a cursor (seconds of `created_utc`) a read of the API takes posts too. Search is an index that lags
-# the site, by minutes when Reddit is loaded (an outage everyone posts about): a post dated by its creation turns up
-# there after newer ones were read. A subreddit's newest posts are listed at once, in order, but
-# `created_utc` has whole seconds: a post of the cursor's own second may follow the poll. The margin is read only on
-# the page that reaches the cursor, which a poll reads anyway: no request more, at most a page of posts read again.
-SEARCH_LOOKBACK = 1800
-LISTING_LOOKBACK = 1
+# Below a cursor, a read of the API keeps every post of the page that reaches it. Search is an index that lags the
+# site, by minutes when Reddit is loaded (an outage everyone posts about), by hours at times: a post dated by its
+# creation turns up there after newer ones were read. A subreddit's newest posts are listed at once, in order, but
+# `created_utc` has whole seconds: a post of the cursor's own second may follow the poll. That page is read anyway:
+# no request more, at most a page of posts sent again, which the store has (it keeps one of each) or, older than it
+# keeps posts, leaves out (the collect stage's retention cutoff).
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
 # A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
 # ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
@@ -221,17 +220,15 @@ class _Listing:
         path, params = listing_path(source.query or "", ".json")
         self.url = f"{base_url(source, OAUTH_API)}{path}"
         self.params: dict[str, str | int] = {**params, "limit": min(ctx.settings.max_items, 100), "raw_json": 1}
-        self.margin = SEARCH_LOOKBACK if "q" in params else LISTING_LOOKBACK
         self.posts: list[Post] = []
         self.seen: set[str] = set()
         self.newest: float | None = None
 
     def window(self, floor: float | None, after: str | None) -> tuple[bool, str | None]:
         """Read the posts newer than ``floor`` listed after ``after`` (from the newest when None) while the pager
-        allows, and those of the margin below ``floor`` on the page that reaches it (read before, or indexed late:
-        the store keeps one of each). Returns whether the window was read to its floor or the listing's end, and the
-        post to page after to go on (None when a window's first page came back empty)."""
-        low = None if floor is None else floor - self.margin
+        allows, and those below ``floor`` on the page that reaches it (read before, or indexed late: the store keeps
+        one of each). Returns whether the window was read to its floor or the listing's end, and the post to page
+        after to go on (None when a window's first page came back empty)."""
         first = True
         while True:
             params = {**self.params, "after": after} if after else self.params
@@ -249,8 +246,6 @@ class _Listing:
                 created = item["created_utc"]
                 if floor is not None and created <= floor:
                     reached = True
-                    if low is not None and created <= low:
-                        continue
                 if item["name"] in self.seen:
                     continue
                 self.seen.add(item["name"])

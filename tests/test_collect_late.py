@@ -1,0 +1,109 @@
+"""Posts a search indexed late: kept from the page that reaches the cursor.
+
+A real loopback server answers Reddit's OAuth API with the recorded search listing (tests/fixtures/collectors/reddit),
+its posts moved to recent times; the store is a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fakeserver import FakeServer, Recorded, Reply
+
+from miner.collectors import Poller
+from miner.config import Config, parse_config
+from miner.pipeline import Pipeline
+from miner.store import Store
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+ENVIRON = {"RID": "id", "RSECRET": "secret"}
+
+
+class RecordedSearch:
+    """/search.json answering the recorded listing, newest first, without the posts not indexed yet (``hidden``).
+    Its newest post is moved to ``newest``; the others keep their distance to it (16 min 45 s and 2 h 07 min 55 s)."""
+
+    def __init__(self, server: FakeServer, newest: datetime) -> None:
+        data = json.loads(server.fixture_bytes("reddit/search.json"))
+        self.children: list[dict[str, Any]] = data["data"]["children"]
+        shift = int(newest.timestamp()) - max(c["data"]["created_utc"] for c in self.children)
+        for child in self.children:
+            child["data"]["created_utc"] += shift
+        self.hidden: set[str] = set()
+        server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+        server.serve("/search.json", self.reply)
+
+    def created(self, name: str) -> int:
+        return int(next(c["data"]["created_utc"] for c in self.children if c["data"]["name"] == name))
+
+    def add(self, name: str, created: datetime, title: str) -> None:
+        """A post shaped as the recorded one before it."""
+        child = copy.deepcopy(self.children[0])
+        child["data"].update(name=name, id=name[3:], created_utc=float(int(created.timestamp())), title=title,
+                             permalink=f"/r/Outlook/comments/{name[3:]}/x/")
+        self.children.append(child)
+
+    def reply(self, request: Recorded) -> Reply:
+        listed = sorted((c for c in self.children if c["data"]["name"] not in self.hidden),
+                        key=lambda c: c["data"]["created_utc"], reverse=True)
+        body = {"kind": "Listing", "data": {"after": None, "dist": len(listed), "children": listed}}
+        return Reply(200, json.dumps(body).encode(), content_type="application/json")
+
+
+def reddit_config(server: FakeServer, extra: str = "") -> Config:
+    return parse_config(f'[[services]]\nname = "Outlook"\n\n[[sources]]\nname = "reddit"\ntype = "reddit"\n'
+                        f'url = "{server.url}"\nquery = "outlook down"\ninterval = 60\n'
+                        'env = { client_id = "RID", client_secret = "RSECRET" }\n' + extra)
+
+
+def test_a_post_the_search_indexed_hours_late_on_the_page_reaching_the_cursor_is_stored_once(
+        server: FakeServer, store: Store) -> None:
+    api = RecordedSearch(server, NOW - timedelta(hours=1))
+    api.hidden = {"t3_1h0zz9a"}  # two hours older than the newest: not in the index yet at the first poll
+    config = reddit_config(server)
+    pipe = Pipeline(config, store)
+    with Poller(config.collect, config.services, hash_key=b"k", environ=ENVIRON) as poller:
+        [first] = pipe.collect(NOW, poller)
+        api.hidden = set()  # indexed now, 2 h 07 min 55 s below the cursor: far past any look-back
+        api.add("t3_1h1new1", NOW + timedelta(minutes=1), "Outlook down again?")
+        [second] = pipe.collect(NOW + timedelta(minutes=2), poller)
+        [third] = pipe.collect(NOW + timedelta(minutes=4), poller)
+    assert api.created("t3_1h10abc") - api.created("t3_1h0zz9a") == 7675
+    assert first.stored == 2
+    # The late post and the new one stored; the two the first poll stored were sent again and not stored again.
+    assert (second.stored, second.duplicates) == (2, 2)
+    assert (third.stored, third.duplicates) == (0, 4)  # the late one is known now
+    rows = store.database.rows("SELECT external_id, count(*) AS n FROM posts GROUP BY external_id")
+    assert {r["external_id"]: r["n"] for r in rows} == {"t3_1h10abc": 1, "t3_1h0zzq1": 1, "t3_1h0zz9a": 1,
+                                                         "t3_1h1new1": 1}
+    source = store.source_row("reddit")
+    assert source is not None and source["posts_stored"] == 4 and source["polls"] == 3
+    matched = store.database.rows("SELECT p.external_id FROM post_services s JOIN posts p ON p.id = s.post_id")
+    assert sorted(r["external_id"] for r in matched) == ["t3_1h10abc", "t3_1h1new1"]  # those naming Outlook, once
+    # Each post waits for one verdict, and is counted in its bucket once it has it.
+    assert len(store.posts_to_classify(100)) == 4
+
+
+def test_the_page_reaching_an_old_cursor_brings_back_no_post_older_than_the_store_keeps(
+        server: FakeServer, store: Store) -> None:
+    config = reddit_config(server, "\n[store]\nretention_days = 7\n")
+    # Six days ago: the first poll reads the recorded posts and one from eight days ago; the source is idle since.
+    polled = NOW - timedelta(days=6)
+    api = RecordedSearch(server, polled - timedelta(hours=1))
+    api.add("t3_1gold01", NOW - timedelta(days=8), "Outlook down?")
+    api.hidden = {"t3_1h0zz9a"}
+    pipe = Pipeline(config, store)
+    with Poller(config.collect, config.services, hash_key=b"k", environ=ENVIRON) as poller:
+        pipe.collect(polled, poller)
+        assert store.prune_posts(NOW - timedelta(days=7)) == 1  # the retention job
+        api.hidden = set()
+        api.add("t3_1h1new1", NOW - timedelta(minutes=1), "Outlook down again?")
+        [report] = pipe.collect(NOW, poller)
+    kept = {r["external_id"] for r in store.database.rows("SELECT external_id FROM posts")}
+    # The post indexed late, within the days kept, is stored; the pruned one, on the same page, is not stored again.
+    assert kept == {"t3_1h10abc", "t3_1h0zzq1", "t3_1h0zz9a", "t3_1h1new1"}
+    assert (report.stored, report.duplicates) == (2, 3)
+
