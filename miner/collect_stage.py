@@ -102,7 +102,7 @@ class CollectStage:
                         report = CollectReport(name, poll.type, stats.posts_new, stats.posts_seen + poll.skipped,
                                                stats.incidents_new + stats.incidents_updated, None,
                                                poll.next_poll_at, poll.result.not_modified, poll.duration_s,
-                                               late=True)
+                                               late=True, posts_late=stats.posts_late, late_by_s=stats.late_by_s)
                     else:
                         self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at)
                         report = CollectReport(name, poll.type, 0, 0, 0, poll.error, poll.next_poll_at, False,
@@ -173,9 +173,12 @@ class CollectStage:
                 log.exception("source %s: cannot store its poll", source.name)
                 err = SourceError(f"internal error storing the poll: {type(exc).__name__}: {exc}")
             else:
+                if stats.posts_late:
+                    log.debug("source %s: %s", source.name, late_text(stats.posts_late, stats.late_by_s))
                 return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + skipped,
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
-                                     result.not_modified, outcome.duration_s, result.gap)
+                                     result.not_modified, outcome.duration_s, result.gap,
+                                     posts_late=stats.posts_late, late_by_s=stats.late_by_s)
         err = err or SourceError("unknown error")
         failures = self.store.consecutive_failures(source.name)
         if held is not None:
@@ -290,6 +293,16 @@ class CollectReport:
     gap: bool = False  # posts were or may have been missed for good (the source's last_warning says where)
     held: int = 0  # posts of this poll held in memory: the store took no writes (see HeldPolls)
     late: bool = False  # a poll of an earlier round, held then and stored in this one
+    # Of ``stored``, those dated before a post of the same poll the store had already (indexed or delivered late), and
+    # the most seconds one was dated before it (Store.save_fetch).
+    posts_late: int = 0
+    late_by_s: float = 0.0
+
+
+def late_text(posts: int, seconds: float) -> str:
+    """``3 posts arrived late, up to 2 h 05 min``: for the log and `miner collect`."""
+    by = f"{seconds:.0f} s" if seconds < 60 else duration_text(seconds)
+    return f"{posts} post{'' if posts == 1 else 's'} arrived late, up to {by}"
 
 
 # Polls' worth of time (or one bucket, when longer) since a source's last successful poll within which a post it

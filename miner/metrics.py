@@ -15,6 +15,10 @@ HELP = {
     "miner_polls_total": ("counter", "Polls, per source."),
     "miner_poll_gaps_total": ("counter", "Polls that missed posts for good (more was new than they could read), per "
                               "source: its counts are a floor."),
+    "miner_posts_late_total": ("counter", "New posts stored dated before a post of the same poll that the store had "
+                               "already, per source: its search indexed them (or its server delivered them) late."),
+    "miner_source_late_seconds": ("gauge", "Of the source's latest poll that stored late posts, the most seconds "
+                                  "one was dated before the newest post of that poll the store had already."),
     "miner_posts_classified_total": ("counter", "Posts classified."),
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "

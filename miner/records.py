@@ -83,7 +83,9 @@ class FetchResult:
     least, when a server's rate limit ended the paging of a poll that still succeeded. ``gap``: posts were (or may
     have been) missed for good, a warning says where: the source's counts are a floor. ``all_open``: ``incidents``
     lists every incident the source still has open (Statuspage's summary.json), so a stored one it no longer lists
-    is over.
+    is over. ``catching_up``: the ids of posts read from a window an earlier poll left unread (its page cap, a failed
+    later page): older than posts stored before them, as expected, so none of them arrived late (see
+    :class:`miner.store.SaveStats`).
     """
 
     posts: list[Post] = field(default_factory=list)
@@ -94,6 +96,7 @@ class FetchResult:
     retry_after: float | None = None
     gap: bool = False
     all_open: bool = False
+    catching_up: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

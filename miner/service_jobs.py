@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.collect_stage import late_text
 from miner.config import Config
 from miner.errors import StoreError
 from miner.held_polls import HeldPolls
@@ -49,6 +50,9 @@ class ServiceJobs:
         polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
             self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
+            if r.posts_late:
+                self.metrics.inc("miner_posts_late_total", r.posts_late, source=r.source)
+                self.metrics.set("miner_source_late_seconds", r.late_by_s, source=r.source)
         for r in polled:
             self.metrics.inc("miner_polls_total", source=r.source)
             with self._source_up_guard:
@@ -61,12 +65,17 @@ class ServiceJobs:
                     self.metrics.inc("miner_poll_gaps_total", source=r.source)
         if reports:
             late = [r for r in reports if r.late]
-            log.info("collected from %d sources: %d new posts, %d errors%s%s", len(polled),
+            # In the round's one line, not a line per poll: a search that lags does so at every poll.
+            arrived_late = "; ".join(f"{r.source}: {late_text(r.posts_late, r.late_by_s)}"
+                                     for r in reports if r.posts_late)
+            log.info("collected from %d sources: %d new posts, %d errors%s%s%s", len(polled),
                      sum(r.stored for r in reports), sum(1 for r in polled if r.error),
                      f"; {sum(r.stored for r in late)} of them from {len(late)} poll{'s' if len(late) != 1 else ''} "
                      "held earlier" if late else "",
                      f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
+                     f" ({arrived_late})" if arrived_late else "",
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
+                                         "posts_late": r.posts_late, "late_by_s": round(r.late_by_s),
                                          "error": r.error} for r in reports]})
         if held.store_error is not None:
             # The same failure while the posts held grow: logged once (Service._run_job), not at every poll.

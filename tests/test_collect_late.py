@@ -1,4 +1,4 @@
-"""Posts a search indexed late: kept from the page that reaches the cursor.
+"""Posts a search indexed late: kept from the page that reaches the cursor, and counted as late when stored.
 
 A real loopback server answers Reddit's OAuth API with the recorded search listing (tests/fixtures/collectors/reddit),
 its posts moved to recent times; the store is a real SQLite file.
@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
 from fakeserver import FakeServer, Recorded, Reply
 
+from miner.cli import main
 from miner.collectors import Poller
-from miner.config import Config, parse_config
+from miner.config import Config, SourceConfig, parse_config
 from miner.pipeline import Pipeline
+from miner.records import FetchResult, Post, SourceState
+from miner.service import JobSpec, Service, ServiceOptions
 from miner.store import Store
+from miner.timeutil import iso
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 ENVIRON = {"RID": "id", "RSECRET": "secret"}
@@ -59,7 +68,7 @@ def reddit_config(server: FakeServer, extra: str = "") -> Config:
                         'env = { client_id = "RID", client_secret = "RSECRET" }\n' + extra)
 
 
-def test_a_post_the_search_indexed_hours_late_on_the_page_reaching_the_cursor_is_stored_once(
+def test_a_post_the_search_indexed_hours_late_on_the_page_reaching_the_cursor_is_stored_and_counted_late(
         server: FakeServer, store: Store) -> None:
     api = RecordedSearch(server, NOW - timedelta(hours=1))
     api.hidden = {"t3_1h0zz9a"}  # two hours older than the newest: not in the index yet at the first poll
@@ -71,11 +80,12 @@ def test_a_post_the_search_indexed_hours_late_on_the_page_reaching_the_cursor_is
         api.add("t3_1h1new1", NOW + timedelta(minutes=1), "Outlook down again?")
         [second] = pipe.collect(NOW + timedelta(minutes=2), poller)
         [third] = pipe.collect(NOW + timedelta(minutes=4), poller)
-    assert api.created("t3_1h10abc") - api.created("t3_1h0zz9a") == 7675
-    assert first.stored == 2
+    late_by = api.created("t3_1h10abc") - api.created("t3_1h0zz9a")
+    assert late_by == 7675
+    assert (first.stored, first.posts_late) == (2, 0)
     # The late post and the new one stored; the two the first poll stored were sent again and not stored again.
-    assert (second.stored, second.duplicates) == (2, 2)
-    assert (third.stored, third.duplicates) == (0, 4)  # the late one is known now
+    assert (second.stored, second.duplicates, second.posts_late, second.late_by_s) == (2, 2, 1, late_by)
+    assert (third.stored, third.duplicates, third.posts_late) == (0, 4, 0)  # the late one is known now
     rows = store.database.rows("SELECT external_id, count(*) AS n FROM posts GROUP BY external_id")
     assert {r["external_id"]: r["n"] for r in rows} == {"t3_1h10abc": 1, "t3_1h0zzq1": 1, "t3_1h0zz9a": 1,
                                                          "t3_1h1new1": 1}
@@ -85,6 +95,28 @@ def test_a_post_the_search_indexed_hours_late_on_the_page_reaching_the_cursor_is
     assert sorted(r["external_id"] for r in matched) == ["t3_1h10abc", "t3_1h1new1"]  # those naming Outlook, once
     # Each post waits for one verdict, and is counted in its bucket once it has it.
     assert len(store.posts_to_classify(100)) == 4
+
+
+def test_the_service_says_once_a_round_how_many_posts_arrived_late(server: FakeServer, tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    api = RecordedSearch(server, NOW - timedelta(hours=1))
+    api.hidden = {"t3_1h0zz9a"}
+    config = reddit_config(server)
+    service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(JobSpec("collect", 3600.0),),
+                                                                          http=False))
+    service._poller = Poller(config.collect, config.services, hash_key=b"k", environ=ENVIRON)
+    try:
+        service.job_collect(NOW)
+        api.hidden = set()
+        with caplog.at_level(logging.INFO, logger="miner.service"):
+            service.job_collect(NOW + timedelta(minutes=2))
+    finally:
+        service.stop()
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("collected from")]
+    assert line == "collected from 1 sources: 1 new posts, 0 errors (reddit: 1 post arrived late, up to 2 h 07 min)"
+    metrics = service.metrics.render().splitlines()
+    assert 'miner_posts_late_total{source="reddit"} 1' in metrics
+    assert 'miner_source_late_seconds{source="reddit"} 7675' in metrics
 
 
 def test_the_page_reaching_an_old_cursor_brings_back_no_post_older_than_the_store_keeps(
@@ -105,5 +137,39 @@ def test_the_page_reaching_an_old_cursor_brings_back_no_post_older_than_the_stor
     kept = {r["external_id"] for r in store.database.rows("SELECT external_id FROM posts")}
     # The post indexed late, within the days kept, is stored; the pruned one, on the same page, is not stored again.
     assert kept == {"t3_1h10abc", "t3_1h0zzq1", "t3_1h0zz9a", "t3_1h1new1"}
-    assert (report.stored, report.duplicates) == (2, 3)
+    assert (report.stored, report.duplicates, report.posts_late) == (2, 3, 1)
 
+
+def test_a_sources_first_poll_after_its_url_changed_counts_no_post_late(store: Store) -> None:
+    feed = SourceConfig("feed", "rss", url="https://forum.example.net/latest.rss")
+    known = Post("feed", "topic-1", "Outlook down?", NOW - timedelta(hours=1))
+    store.sync_sources([feed])
+    store.save_fetch("feed", FetchResult(posts=[known], state=SourceState(cursor=iso(known.created_at))), NOW, NOW)
+    # Another feed under the same name: it starts afresh, and may list a post the old one had beside older ones.
+    store.sync_sources([replace(feed, url="https://forum.example.net/c/outages.rss")])
+    older = Post("feed", "topic-0", "Outlook down for anyone else?", NOW - timedelta(hours=5))
+    first = store.save_fetch("feed", FetchResult(posts=[known, older], state=SourceState(cursor=iso(known.created_at))),
+                             NOW, NOW)
+    assert (first.posts_new, first.posts_late) == (1, 0)
+    late = Post("feed", "topic-2", "Outlook login broken", NOW - timedelta(hours=2))
+    second = store.save_fetch("feed", FetchResult(posts=[known, older, late], state=SourceState(cursor="x")), NOW,
+                              NOW)
+    assert (second.posts_new, second.posts_late, second.late_by_s) == (1, 1, 3600.0)
+
+
+def test_miner_collect_says_how_many_posts_arrived_late(server: FakeServer, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    api = RecordedSearch(server, NOW - timedelta(hours=1))
+    api.hidden = {"t3_1h0zz9a"}
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n\n[[sources]]\nname = "reddit"\ntype = "reddit"\n'
+                   f'url = "{server.url}"\nquery = "outlook down"\n'
+                   'env = { client_id = "RID", client_secret = "RSECRET" }\n')
+    for name, value in ENVIRON.items():
+        monkeypatch.setenv(name, value)
+    first = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    api.hidden = set()
+    second = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once", "--all"])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    [line] = [ln for ln in second.output.splitlines() if ln.startswith("reddit")]
+    assert line.endswith("ok, 1 post arrived late, up to 2 h 07 min")

@@ -29,7 +29,7 @@ from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
 from miner.service import JobSpec, Service, ServiceOptions
-from miner.store import Store
+from miner.store import SaveStats, Store
 from miner.timeutil import floor_time, iso
 
 PAGES = 3
@@ -103,6 +103,14 @@ def stored_once_behind_the_cursor(
     fourth, new = collect(poller, store, source)
     assert late_name in ids(fourth) and new == 0  # read again in the margin: the store keeps one
     assert api.requests == 4  # the margin is on the page that reaches the cursor
+
+
+def stored(poller: Poller, store: Store, source: SourceConfig) -> SaveStats:
+    """As collect, what the store did with the poll."""
+    store.sync_sources([source])
+    result = poller.poll(source, store.source_state(source.name))
+    now = datetime.now(UTC)
+    return store.save_fetch(source.name, result, now, now)
 
 
 # --- Mastodon: newest first; max_id pages back, since_id answers the newest `limit` after it, min_id the oldest.
@@ -340,6 +348,19 @@ def test_hackernews_a_burst_past_the_page_cap_is_read_over_the_next_polls(server
     seen, state = poll_all(poller, hn(server), third.state, 2)
     assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later) | set(ids(first))
     assert state.cursor == str(api.hits[-1][0])  # nothing left: a plain cursor again
+
+
+def test_hackernews_hits_of_a_window_an_earlier_poll_left_are_not_late(server: FakeServer, poller: Poller,
+                                                                       store: Store) -> None:
+    api = FakeAlgolia(server)
+    api.add(3)
+    stored(poller, store, hn(server))
+    api.add(100 * PAGES + 150, per_second=3)
+    assert stored(poller, store, hn(server)).posts_new == 100 * PAGES
+    api.add(20)
+    # The 20 new hits, then the 150 the page cap left, older than the hits of the margin the store has.
+    third = stored(poller, store, hn(server))
+    assert third.posts_new == 170 and third.posts_late == 0
 
 
 def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(server: FakeServer, poller: Poller) -> None:
@@ -581,6 +602,19 @@ def test_reddit_a_subreddits_post_of_the_cursors_second_listed_after_the_poll_is
     second, new = collect(reddit_poller, store, source)
     assert {"t3_same", "t3_earlier"} <= set(ids(second)) and new == 2
     assert store.source_state("sub").cursor == str(cursor)
+
+
+def test_reddit_posts_of_a_window_an_earlier_poll_left_are_not_late(server: FakeServer, reddit_poller: Poller,
+                                                                    store: Store) -> None:
+    api = FakeReddit(server)
+    api.add(3)
+    stored(reddit_poller, store, reddit(server))
+    api.add(100 * PAGES + 150)
+    assert stored(reddit_poller, store, reddit(server)).posts_new == 100 * PAGES
+    api.add(30)
+    # The 30 new posts, then the 150 the page cap left, older than the posts of the first page the store has.
+    third = stored(reddit_poller, store, reddit(server))
+    assert third.posts_new == 180 and third.posts_late == 0
 
 
 def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: FakeServer,

@@ -37,6 +37,7 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     in flight get 5 s to end, and what they returned is stored and shown; then the exit status is 130 (143 for
     SIGTERM). A second signal stops at once.
     """
+    from miner.collect_stage import late_text
     from miner.collectors.poller import Poller
     from miner.pipeline import Pipeline
     from miner.timeutil import utcnow
@@ -51,7 +52,9 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
             reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop)
             first = False
             rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
-                     f"{r.seconds:.1f}", r.error or ("ok, posts missed (see miner status)" if r.gap else "ok"))
+                     f"{r.seconds:.1f}", r.error or ", ".join(
+                         ["ok", *(["posts missed (see miner status)"] if r.gap else []),
+                          *([late_text(r.posts_late, r.late_by_s)] if r.posts_late else [])]))
                     for r in reports]
             if rows:
                 click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,

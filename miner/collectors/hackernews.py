@@ -64,7 +64,7 @@ class HackerNewsCollector:
         newest = max(read.newest, cursor or 0)
         cursor_out = join_cursor(str(newest) if newest else None, left)
         return FetchResult(posts=read.posts, state=SourceState(cursor=cursor_out), warnings=pager.warnings() + gaps,
-                           retry_after=pager.retry_after, gap=bool(gaps))
+                           retry_after=pager.retry_after, gap=bool(gaps), catching_up=frozenset(read.catching_up))
 
 
 class _Read:
@@ -76,6 +76,7 @@ class _Read:
         self.per_page = min(ctx.settings.max_items, MAX_HITS)
         self.posts: list[Post] = []
         self.seen: set[str] = set()  # a window's margin may overlap a backlog window read in the same poll
+        self.catching_up: set[str] = set()  # read in a window an earlier poll left: older than posts stored, not late
         self.newest = 0
 
     def window(self, floor: int | None, top: int | None) -> tuple[bool, int | None]:
@@ -115,6 +116,8 @@ class _Read:
                 self.newest = max(self.newest, int(epoch_not_after_now(created_i, self.ctx)))
                 if (post := self._post(hit)) is not None:
                     self.posts.append(post)
+                    if top is not None and (floor is None or created_i > floor):
+                        self.catching_up.add(post.external_id)
             if reached or (len(hits) < self.per_page and page * self.per_page + len(hits) < MAX_HITS):
                 return True, oldest
             if (page + 1) * self.per_page >= MAX_HITS:

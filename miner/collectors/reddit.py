@@ -188,7 +188,7 @@ class RedditCollector:
         plain_cursor = None if newest is None else f"{newest:.0f}"
         return FetchResult(posts=read.posts, state=SourceState(cursor=join_cursor(plain_cursor, left)),
                            warnings=pager.warnings() + gaps + dropped, retry_after=pager.retry_after,
-                           gap=bool(gaps or dropped))
+                           gap=bool(gaps or dropped), catching_up=frozenset(read.catching_up))
 
     def get(self, source: SourceConfig, ctx: PollContext, url: str, params: dict[str, str | int]) -> Response:
         """One API request, logging in once more when the token is refused."""
@@ -221,6 +221,7 @@ class _Listing:
         self.url = f"{base_url(source, OAUTH_API)}{path}"
         self.params: dict[str, str | int] = {**params, "limit": min(ctx.settings.max_items, 100), "raw_json": 1}
         self.posts: list[Post] = []
+        self.catching_up: set[str] = set()  # read in a window an earlier poll left: older than posts stored, not late
         self.seen: set[str] = set()
         self.newest: float | None = None
 
@@ -229,6 +230,7 @@ class _Listing:
         allows, and those below ``floor`` on the page that reaches it (read before, or indexed late: the store keeps
         one of each). Returns whether the window was read to its floor or the listing's end, and the post to page
         after to go on (None when a window's first page came back empty)."""
+        catch_up = after is not None  # a window an earlier poll left: what it holds above its floor is no late post
         first = True
         while True:
             params = {**self.params, "after": after} if after else self.params
@@ -254,6 +256,8 @@ class _Listing:
                 self.newest = seen if self.newest is None else max(self.newest, seen)
                 if (post := self._post(item)) is not None:
                     self.posts.append(post)
+                    if catch_up and (floor is None or created > floor):
+                        self.catching_up.add(post.external_id)
             if reached or not next_after or not fresh:  # no new post on a page: a server ignoring `after`
                 return True, None
             after = next_after

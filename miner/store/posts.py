@@ -26,10 +26,16 @@ UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classif
 
 @dataclass(frozen=True)
 class SaveStats:
+    """What storing a poll did. ``posts_late``: new posts dated before a post of the same poll that the store had
+    already (one the source sent again, in its look-back or its whole feed), by ``late_by_s`` seconds at most: the
+    source indexed or delivered them late, after newer ones were read (see :func:`_late_posts`)."""
+
     posts_new: int = 0
     posts_seen: int = 0  # already stored: re-polls store nothing twice
     incidents_new: int = 0
     incidents_updated: int = 0
+    posts_late: int = 0
+    late_by_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,14 @@ class PostsMixin:
         history; a 304 neither sets nor clears one. See :func:`miner.store.sources.current_warning`.
         """
         with self.database.transaction() as conn:
-            posts_new, posts_seen = _insert_posts(conn, result.posts, now)
+            # Before the update below: the state this poll started from.
+            prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
+            new_posts, known = _insert_posts(conn, result.posts, now)
+            posts_new, posts_seen = len(new_posts), len(known)
+            # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
+            # new feed that lists a post the old one stored too would make all its older posts late.
+            late, late_by = (0, 0.0) if prior is None or not any(prior) else _late_posts(new_posts, known,
+                                                                                       result.catching_up)
             inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
             if result.all_open:
                 inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
@@ -77,13 +90,13 @@ class PostsMixin:
                  # content, so only a poll that read the source can clear it.
                  "read": not result.not_modified, "source": source},
             )
-        return SaveStats(posts_new, posts_seen, inc_new, inc_updated)
+        return SaveStats(posts_new, posts_seen, inc_new, inc_updated, late, late_by)
 
     def insert_posts(self, posts: Iterable[Post], now: datetime) -> SaveStats:
         """Store posts that come from no polled source (user reports, replay). Deduplicated like polls."""
         with self.database.transaction() as conn:
             new, seen = _insert_posts(conn, posts, now)
-        return SaveStats(posts_new=new, posts_seen=seen)
+        return SaveStats(posts_new=len(new), posts_seen=len(seen))
 
     def stored_ids(self, sources: Sequence[str], external_ids: Sequence[str]) -> set[str]:
         """Those of ``external_ids`` already stored from one of ``sources``."""
@@ -209,8 +222,10 @@ class PostsMixin:
         )
 
 
-def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime) -> tuple[int, int]:
-    new = seen = 0
+def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime) -> tuple[list[Post], list[Post]]:
+    """Store the posts not stored yet; returns those it stored and those the store had."""
+    new: list[Post] = []
+    seen: list[Post] = []
     for post in posts:
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
@@ -221,14 +236,32 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
              post.author_hash, post.lang, post.symptom_hint, post.undated),
         )
         if cur.rowcount == 0:
-            seen += 1
+            seen.append(post)
             continue
-        new += 1
+        new.append(post)
         conn.executemany(
             "INSERT OR IGNORE INTO post_services (post_id, service) VALUES (?, ?)",
             [(cur.lastrowid, svc) for svc in post.services],
         )
     return new, seen
+
+
+def _late_posts(new: Sequence[Post], known: Sequence[Post], catching_up: frozenset[str]) -> tuple[int, float]:
+    """How many of a poll's ``new`` posts arrived late, and by how many seconds at most: those dated before the newest
+    post of the same poll that the store had already. The source sent that one again (a look-back below its cursor,
+    a feed's every entry); an earlier poll read it, newest first, and not the new one dated before it, which the
+    source indexed or delivered only since. The store's own newest post is no such mark: it may come from before
+    the source's url changed, and finding it would read every post of the source. Posts a source gives no time
+    (dated at their fetch) take no part, nor those read from a window an earlier poll left unread (``catching_up``:
+    older than what the store has by design). A post later than the source's look-back is never sent: it is lost,
+    and counted nowhere."""
+    dated = [p.created_at for p in known if p.undated is None]
+    if not dated:
+        return 0, 0.0
+    newest = max(dated)
+    behind = [(newest - p.created_at).total_seconds() for p in new
+              if p.undated is None and p.created_at < newest and p.external_id not in catching_up]
+    return len(behind), max(behind, default=0.0)
 
 
 def _resolve_unlisted(conn: sqlite3.Connection, source: str, listed: Sequence[OfficialIncident],
