@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any, Protocol
 
 import pytest
 from click.testing import CliRunner
@@ -67,42 +66,6 @@ def collect(poller: Poller, store: Store, source: SourceConfig) -> tuple[FetchRe
     result = poller.poll(source, store.source_state(source.name))
     now = datetime.now(UTC)
     return result, store.save_fetch(source.name, result, now, now).posts_new
-
-
-class Listing(Protocol):
-    requests: int
-
-    def add(self, n: int) -> list[str]: ...
-
-
-def stored_once_behind_the_cursor(
-    poller: Poller,
-    store: Store,
-    source: SourceConfig,
-    api: Listing,
-    items: list[tuple[int, Any]],
-    lookback: int,
-    late: int,
-    names: tuple[Any, Any, Any],
-) -> None:
-    """Two collects, then three items searchable only now behind the cursor, put first in ``items`` (the api's
-    (created, name) list, in seconds) under ``names``: one from before the ``lookback`` margin, one ``late`` seconds
-    before the newest item read, one in its very second. The next collect stores the two in the margin, the one
-    after reads them again and stores nothing; each collect asks for one page."""
-    api.add(3)
-    collect(poller, store, source)
-    api.add(2)
-    _, new = collect(poller, store, source)
-    cursor = items[-1][0]
-    assert new == 2 and store.source_state(source.name).cursor == str(cursor)
-    old_name, late_name, same_name = (str(name) for name in names)
-    items[:0] = [(cursor - lookback - 1, names[0]), (cursor - late, names[1]), (cursor, names[2])]
-    third, new = collect(poller, store, source)
-    assert {late_name, same_name} <= set(ids(third)) and old_name not in ids(third)
-    assert new == 2 and store.source_state(source.name).cursor == str(cursor)
-    fourth, new = collect(poller, store, source)
-    assert late_name in ids(fourth) and new == 0  # read again in the margin: the store keeps one
-    assert api.requests == 4  # the margin is on the page that reaches the cursor
 
 
 def stored(poller: Poller, store: Store, source: SourceConfig) -> SaveStats:
@@ -378,10 +341,20 @@ def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(serv
 def test_hackernews_a_hit_indexed_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
                                                                         store: Store) -> None:
     api = FakeAlgolia(server)
-    # Indexed only now: one created two minutes before the newest hit read, one in its second, one before the margin.
-    stored_once_behind_the_cursor(
-        poller, store, hn(server), api, api.hits, HN_LOOKBACK, 120, (39_000_000, 39_000_001, 39_000_002)
-    )
+    api.add(3)
+    collect(poller, store, hn(server))
+    api.add(2)
+    _, new = collect(poller, store, hn(server))
+    cursor = api.hits[-1][0]
+    assert new == 2 and store.source_state("hn").cursor == str(cursor)
+    # Indexed only now: one created before the margin, one two minutes before the newest hit read, one in its second.
+    api.hits[:0] = [(cursor - HN_LOOKBACK - 1, 39_000_000), (cursor - 120, 39_000_001), (cursor, 39_000_002)]
+    third, new = collect(poller, store, hn(server))
+    assert {"39000001", "39000002"} <= set(ids(third)) and "39000000" not in ids(third)
+    assert new == 2 and store.source_state("hn").cursor == str(cursor)
+    fourth, new = collect(poller, store, hn(server))
+    assert "39000001" in ids(fourth) and new == 0  # read again in the margin: the store keeps one
+    assert api.requests == 4  # the margin is on the page that reaches the cursor
 
 
 def test_a_late_hit_in_a_bucket_the_detector_has_scored_is_counted_there(server: FakeServer, store: Store,
