@@ -89,6 +89,8 @@ def export_fp32(model: OutageNet, out_dir: Path, exit_layers: Sequence[int]) -> 
                 output_names=list(outputs),
                 dynamic_axes=dyn,
                 opset_version=OPSET,
+                # The TorchScript exporter, deprecated since torch 2.9 but in the pinned 2.13: the shipped graphs and
+                # their int8 checks come from it, and the torch.export one needs onnxscript, one more dependency.
                 dynamo=False,
             )
     return names
