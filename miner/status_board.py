@@ -3,7 +3,8 @@
 ``GET /`` (or ``/status``) lists every configured service with its state and a sparkline of its complaints over the
 last day; ``GET /services/NAME`` shows one service's posts and complaints over ``?hours=`` and its incidents.
 Everything shown is what the read API answers (read_api.py), read in one turn on its connection, so the pages hold
-aggregates only, as the API does: no post's text or author.
+aggregates only, as the API does: no post's text or author. The index's sparklines are the same bucket counts as
+the API's series, read for every service in one statement (Store.bucket_counts_of).
 
 Every value goes through Jinja2's autoescape: a service's name comes from feeds.toml, but is treated as untrusted
 all the same. The charts are inline SVG drawn here, and a page loads nothing (no script, image, font or style
