@@ -1,6 +1,6 @@
 """`lemmy`: a Lemmy instance's `/api/v3/search?q=...&type_=All&sort=New` (posts and comments).
 
-Cursor: the newest `published` time seen (ISO 8601, UTC); older or equal items are skipped. External ids
+Cursor: the newest `published` time seen (ISO 8601, UTC). External ids
 are the ActivityPub ids, which stay the same whichever instance federated the item. Newest first: a poll reads
 `page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
 be read later: the poll says posts are missing. The items below the cursor on the page that reaches it are read
