@@ -67,7 +67,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "author's account (https://host/@name/id) and on Bluesky their DID (as the at:// external_id does): "
                "author_hash is the only identity kept otherwise.",
         "created_at": "When the post was published (UTC).",
-        "fetched_at": "When miner stored it (UTC).",
+        "fetched_at": "When miner fetched it (UTC): the start of the collect round whose poll read it, a poll held in "
+                      "memory and stored later too; a user report's when it came, a replayed post's the replay's "
+                      "clock. The retention guard leaves out a post dated at or after it: such a time may be our "
+                      "clock's.",
         "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated; "
                        "null for user reports.",
         "lang": "Language code when the source gives one.",
