@@ -19,7 +19,8 @@ def iso(dt: datetime) -> str:
 
 
 def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
-    """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``."""
+    """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``. ValueError for
+    text that is not such a time (a NUL anywhere in it too), OverflowError for one outside years 1-9999 in UTC."""
     value = text.strip()
     if "\x00" in value:  # Python 3.11 reads a NUL after the time as its end: "...+01:00\x00" was taken as a time
         raise ValueError(f"Invalid isoformat string: {text!r}")
