@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,66 @@ def test_a_sources_first_poll_after_its_url_changed_counts_no_post_late(store: S
     second = store.save_fetch("feed", FetchResult(posts=[known, older, late], state=SourceState(cursor="x")), NOW,
                               NOW)
     assert (second.posts_new, second.posts_late, second.late_by_s) == (1, 1, 3600.0)
+
+
+def forum_rss(*items: tuple[str, str, datetime]) -> Reply:
+    body = "".join(f"<item><guid>{guid}</guid><title>{text}</title><pubDate>{format_datetime(at)}</pubDate></item>"
+                   for guid, text, at in items)
+    return Reply(200, f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'
+                 .encode(), content_type="application/rss+xml")
+
+
+def test_a_post_a_feed_dates_ahead_of_the_clock_makes_no_later_post_late(server: FakeServer, store: Store) -> None:
+    # A pinned item dated next year is dated by our clock at each poll (make_post): it was the newest post the store
+    # had, so each poll's new post, published since the last, counted as late behind the poll's own time.
+    config = parse_config(f'[[services]]\nname = "MTN"\n\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                          f'url = "{server.url}/forum.rss"\n')
+    pinned = ("pinned", "MTN maintenance in the new year", NOW + timedelta(days=365))
+    old = ("topic-1", "MTN down?", NOW - timedelta(hours=1))
+    server.serve("/forum.rss", forum_rss(pinned, old))
+    pipe = Pipeline(config, store)
+    later = NOW + timedelta(minutes=10)
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        poller.ctx.now = lambda: NOW
+        [first] = pipe.collect(NOW, poller, due_only=False)
+        server.serve("/forum.rss", forum_rss(pinned, ("topic-2", "MTN down again", NOW + timedelta(minutes=5)), old))
+        poller.ctx.now = lambda: later
+        [second] = pipe.collect(later, poller, due_only=False)
+        # Published before the last polls and listed only now: late behind topic-2, the newest the store had.
+        server.serve("/forum.rss", forum_rss(pinned, ("topic-2", "MTN down again", NOW + timedelta(minutes=5)),
+                                             old, ("topic-0", "MTN outage", NOW - timedelta(hours=2))))
+        poller.ctx.now = lambda: later + timedelta(minutes=10)
+        [third] = pipe.collect(later + timedelta(minutes=10), poller, due_only=False)
+    assert (first.stored, second.stored, third.stored) == (2, 1, 1)
+    assert (second.posts_late, third.posts_late, third.late_by_s) == (0, 1, 2 * 3600 + 5 * 60)
+
+
+def test_a_post_a_feed_dates_by_its_last_edit_makes_no_post_published_before_the_edit_late(
+        server: FakeServer, store: Store) -> None:
+    # An Atom entry dated by its <updated> alone came again dated by its edit: the store had it dated when first
+    # read, but the poll's own date of it was the mark, so a post published after the last poll, before the edit,
+    # counted as late.
+    def atom(*entries: tuple[str, str, datetime]) -> Reply:
+        body = "".join(f"<entry><id>{ident}</id><title>{text}</title><updated>{iso(at)}</updated></entry>"
+                       for ident, text, at in entries)
+        return Reply(200, f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>{body}'
+                     '</feed>'.encode(), content_type="application/atom+xml")
+
+    config = parse_config(f'[[services]]\nname = "MTN"\n\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                          f'url = "{server.url}/forum.atom"\n')
+    server.serve("/forum.atom", atom(("topic-1", "MTN down?", NOW - timedelta(hours=1))))
+    pipe = Pipeline(config, store)
+    later = NOW + timedelta(minutes=10)
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        poller.ctx.now = lambda: NOW
+        pipe.collect(NOW, poller, due_only=False)
+        server.serve("/forum.atom", atom(("topic-1", "MTN down? (edited: yes)", NOW + timedelta(minutes=8)),
+                                         ("topic-2", "MTN down again", NOW + timedelta(minutes=2))))
+        poller.ctx.now = lambda: later
+        [second] = pipe.collect(later, poller, due_only=False)
+    assert (second.stored, second.duplicates, second.posts_late) == (1, 1, 0)
+    rows = store.database.rows("SELECT created_at FROM posts ORDER BY id")  # topic-1 keeps its first date
+    assert [r["created_at"] for r in rows] == [iso(NOW - timedelta(hours=1)), iso(NOW + timedelta(minutes=2))]
 
 
 def test_miner_collect_says_how_many_posts_arrived_late(server: FakeServer, tmp_path: Path,

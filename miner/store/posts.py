@@ -66,8 +66,8 @@ class PostsMixin:
             posts_new, posts_seen = len(new_posts), len(known)
             # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
             # new feed that lists a post the old one stored too would make all its older posts late.
-            late, late_by = (0, 0.0) if prior is None or not any(prior) else _late_posts(new_posts, known,
-                                                                                       result.catching_up)
+            late, late_by = (0, 0.0) if prior is None or not any(prior) else _late_posts(conn, source, new_posts,
+                                                                                       known, result.catching_up)
             inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
             if result.all_open:
                 inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
@@ -246,7 +246,8 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
     return new, seen
 
 
-def _late_posts(new: Sequence[Post], known: Sequence[Post], catching_up: frozenset[str]) -> tuple[int, float]:
+def _late_posts(conn: sqlite3.Connection, source: str, new: Sequence[Post], known: Sequence[Post],
+                catching_up: frozenset[str]) -> tuple[int, float]:
     """How many of a poll's ``new`` posts arrived late, and by how many seconds at most: those dated before the newest
     post of the same poll that the store had already. The source sent that one again (a look-back below its cursor,
     a feed's every entry); an earlier poll read it, newest first, and not the new one dated before it, which the
@@ -254,13 +255,27 @@ def _late_posts(new: Sequence[Post], known: Sequence[Post], catching_up: frozens
     the source's url changed, and finding it would read every post of the source. Posts a source gives no time
     (dated at their fetch) take no part, nor those read from a window an earlier poll left unread (``catching_up``:
     older than what the store has by design). A post later than the source's look-back is never sent: it is lost,
-    and counted nowhere."""
-    dated = [p.created_at for p in known if p.undated is None]
-    if not dated:
+    and counted nowhere.
+
+    A known post's date is the one the store has, from the poll that stored it: a feed that dates an entry by its
+    last edit (Atom's ``updated``) sends it dated later, and every post published before the edit was late behind it.
+    Nor is one dated at or after its fetch a mark: its source dated it ahead of our clock, which dated it instead (a
+    pinned item dated next year, dated anew at each poll: make_post), as for the retention guard
+    (store/maintenance.py)."""
+    if not new or not known:
         return 0, 0.0
-    newest = max(dated)
-    behind = [(newest - p.created_at).total_seconds() for p in new
-              if p.undated is None and p.created_at < newest and p.external_id not in catching_up]
+    row = conn.execute(
+        "SELECT max(created_at) FROM posts WHERE source = ? AND external_id IN (SELECT value FROM json_each(?)) "
+        "AND undated IS NULL AND created_at < fetched_at",
+        (source, json.dumps([p.external_id for p in known])),
+    ).fetchone()
+    if row is None or row[0] is None:
+        return 0, 0.0
+    newest = parse_iso(row[0])
+    # In whole seconds, as the store has the mark (and has these posts now).
+    dated = [p.created_at.replace(microsecond=0) for p in new
+             if p.undated is None and p.external_id not in catching_up]
+    behind = [(newest - at).total_seconds() for at in dated if at < newest]
     return len(behind), max(behind, default=0.0)
 
 
