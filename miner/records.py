@@ -84,8 +84,8 @@ class FetchResult:
     have been) missed for good, a warning says where: the source's counts are a floor. ``all_open``: ``incidents``
     lists every incident the source still has open (Statuspage's summary.json), so a stored one it no longer lists
     is over. ``catching_up``: the ids of posts read from a window an earlier poll left unread (its page cap, a failed
-    later page): older than posts stored before them, as expected, so none of them arrived late (see
-    :class:`miner.store.SaveStats`).
+    later page), or by a read without a cursor of its own: older than posts stored before them, as expected, so none
+    of them arrived late (see :class:`miner.store.SaveStats`).
     """
 
     posts: list[Post] = field(default_factory=list)

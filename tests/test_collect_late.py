@@ -219,6 +219,31 @@ def test_a_post_a_feed_dates_by_its_last_edit_makes_no_post_published_before_the
     assert [r["created_at"] for r in rows] == [iso(NOW - timedelta(hours=1)), iso(NOW + timedelta(minutes=2))]
 
 
+def test_a_reddit_source_given_credentials_counts_no_post_of_its_first_api_read_late(
+        server: FakeServer, store: Store) -> None:
+    # The anonymous feed's cursor is no API cursor: the first API read reads a page, further back than the feed's
+    # newest few, and the posts only it reaches counted as late behind those the feed had stored.
+    api = RecordedSearch(server, NOW - timedelta(minutes=30))
+    listed = sorted(api.children, key=lambda c: c["data"]["created_utc"], reverse=True)[:2]
+    entries = "".join(f'<entry><id>{c["data"]["name"]}</id><title>{c["data"]["title"]}</title>'
+                      f'<published>{iso(datetime.fromtimestamp(c["data"]["created_utc"], UTC))}</published></entry>'
+                      for c in listed)
+    server.serve("/search.rss", Reply(200, f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom">'
+                                           f'<title>t</title>{entries}</feed>'.encode(),
+                                      content_type="application/atom+xml"))
+    anonymous = parse_config(f'[[services]]\nname = "Outlook"\n\n[[sources]]\nname = "reddit"\ntype = "reddit"\n'
+                             f'url = "{server.url}"\nquery = "outlook down"\n')
+    with Poller(anonymous.collect, anonymous.services, hash_key=b"k") as poller:
+        [first] = Pipeline(anonymous, store).collect(NOW, poller)
+    config = reddit_config(server)
+    with Poller(config.collect, config.services, hash_key=b"k", environ=ENVIRON) as poller:
+        [second] = Pipeline(config, store).collect(NOW + timedelta(minutes=2), poller, due_only=False)
+        api.add("t3_1h0zz8z", NOW - timedelta(hours=3), "Outlook down since this morning")  # indexed late
+        [third] = Pipeline(config, store).collect(NOW + timedelta(minutes=4), poller, due_only=False)
+    assert (first.stored, second.stored, second.duplicates, second.posts_late) == (2, 1, 2, 0)
+    assert (third.stored, third.posts_late) == (1, 1)
+
+
 def test_miner_collect_says_how_many_posts_arrived_late(server: FakeServer, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     api = RecordedSearch(server, NOW - timedelta(hours=1))

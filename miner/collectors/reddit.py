@@ -230,7 +230,10 @@ class _Listing:
         allows, and those below ``floor`` on the page that reaches it (read before, or indexed late: the store keeps
         one of each). Returns whether the window was read to its floor or the listing's end, and the post to page
         after to go on (None when a window's first page came back empty)."""
-        catch_up = after is not None  # a window an earlier poll left: what it holds above its floor is no late post
+        # A window an earlier poll left: what it holds above its floor is no late post. Nor is any of a first read (no
+        # cursor, or the anonymous feed's of a source given credentials since): its page reaches further back than
+        # the feed's 25 posts, and the older ones are not late, only never read.
+        catch_up = after is not None or floor is None
         first = True
         while True:
             params = {**self.params, "after": after} if after else self.params
