@@ -159,7 +159,8 @@ def test_an_aws_event_whose_first_update_left_the_feed_stays_one_incident(server
     assert row["external_id"].endswith("_1639584617") and row["started_at"] == "2021-12-15T16:10:17+00:00"
 
 
-@pytest.mark.parametrize("cursor", ["t3_abc", '{"aws_events": [["x", 1]]}', "[1]", '{"aws_events": [[1, 2, 3, 4, 5]]}'])
+@pytest.mark.parametrize("cursor", ["t3_abc", '{"aws_events": [["x", 1]]}', "[1]", '{"aws_events": [[1, 2, 3, 4, 5]]}',
+                                    '{"aws_events": [["k", "i", "0001-01-01T00:00:00+05:00", "x", null]]}'])
 def test_a_status_feed_cursor_of_another_kind_starts_afresh(server: FakeServer, poller: Poller, cursor: str) -> None:
     # A source whose type changed, or a cursor a later miner wrote: the poll goes on without remembered events.
     server.serve("/rss/all.rss", Reply(200, server.fixture_bytes(AWS_RSS), content_type="application/rss+xml"))

@@ -95,7 +95,7 @@ def read_known(cursor: str | None) -> tuple[KnownEvent, ...]:
         return tuple(KnownEvent(key, ident, parse_iso(start), parse_iso(updated),
                                 parse_iso(resolved) if resolved else None)
                      for key, ident, start, updated, resolved in rows)
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, OverflowError):
         return ()
 
 
