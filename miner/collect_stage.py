@@ -301,7 +301,8 @@ class CollectReport:
 
 def late_text(posts: int, seconds: float) -> str:
     """``3 posts arrived late, up to 2 h 05 min``: for the log and `miner collect`."""
-    by = f"{seconds:.0f} s" if seconds < 60 else duration_text(seconds)
+    whole = round(seconds)  # 59.7 s is "1 min", not "60 s"
+    by = f"{whole} s" if whole < 60 else duration_text(whole)
     return f"{posts} post{'' if posts == 1 else 's'} arrived late, up to {by}"
 
 

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from fakeserver import FakeServer, Recorded, Reply
 
 from miner.cli import main
+from miner.collect_stage import late_text
 from miner.collectors import Poller
 from miner.config import Config, SourceConfig, parse_config
 from miner.pipeline import Pipeline
@@ -260,3 +261,10 @@ def test_miner_collect_says_how_many_posts_arrived_late(server: FakeServer, tmp_
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     [line] = [ln for ln in second.output.splitlines() if ln.startswith("reddit")]
     assert line.endswith("ok, 1 post arrived late, up to 2 h 07 min")
+
+
+@pytest.mark.parametrize(("posts", "seconds", "text"), [
+    (1, 0.4, "1 post arrived late, up to 0 s"), (2, 59.4, "2 posts arrived late, up to 59 s"),
+    (2, 59.7, "2 posts arrived late, up to 1 min"), (3, 7675, "3 posts arrived late, up to 2 h 07 min")])
+def test_how_late_is_said_in_seconds_then_minutes(posts: int, seconds: float, text: str) -> None:
+    assert late_text(posts, seconds) == text
