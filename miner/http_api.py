@@ -39,7 +39,7 @@ READ_TIMEOUT = 5.0
 # its thread for up to 2 x READ_TIMEOUT, so without a cap many of them at once would mean as many threads.
 MAX_CONNECTIONS = 32
 _BUSY_BODY = b'{"error": "too many connections; retry soon"}'
-BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
               b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
 # An error quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same

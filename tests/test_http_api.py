@@ -166,6 +166,7 @@ def test_connections_beyond_the_cap_are_turned_away_at_once(monkeypatch: pytest.
         assert status_of(reply) == 503 and b"Retry-After: 1" in reply
         assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
         assert b"\r\nCache-Control: no-store\r\n" in reply  # as every answer of the endpoint (docs/api.md)
+        assert b"\r\nServer: miner\r\n" in reply
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "too many connections; retry soon"}
         assert sum("turning new ones away" in r.getMessage() for r in caplog.records) == 1
         held.pop().close()  # frees its thread, and so a slot
