@@ -72,6 +72,8 @@ class ReadApi:
         self._store_failed = store_failed
         self._clock = clock
         self._providers = {s.name: s.provider for s in config.services}
+        # The sources polled: an incident of a status source removed (or renamed) is never resolved in the store.
+        self._polled = frozenset(config.polled_sources)
         self._lock = threading.Lock()
         self._queue = threading.BoundedSemaphore(READ_QUEUE)
 
@@ -175,11 +177,11 @@ class ReadApi:
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
         }
 
-    @staticmethod
-    def _official_now(store: Store, service: str, now: datetime) -> dict[str, Any] | None:
-        """The provider's latest-started incident that its status page has not said is over (planned work aside)."""
+    def _official_now(self, store: Store, service: str, now: datetime) -> dict[str, Any] | None:
+        """The provider's latest-started incident that its status page has not said is over (planned work aside), of
+        a status source still polled: one left open by a source since removed stays so in the store for good."""
         live = [o for o in store.official_incidents(service, now)
-                if o["resolved_at"] is None and o["status"] not in _OVER]
+                if o["resolved_at"] is None and o["status"] not in _OVER and o["source"] in self._polled]
         return _official(live[-1]) if live else None
 
     # GET /api/v1/incidents -------------------------------------------------------------------------------

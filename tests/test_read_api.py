@@ -45,6 +45,7 @@ bucket_minutes = 15
 [[services]]
 name = "WhatsApp"
 provider = "Meta"
+status_page = "http://127.0.0.1:9/"
 
 [[services]]
 name = "Instagram"
@@ -446,3 +447,16 @@ def test_the_service_serves_the_api_and_a_slow_read_holds_neither_reports_nor_me
     finally:
         service.stop()
         store.close()
+
+
+def test_a_removed_status_sources_unresolved_incident_is_not_the_providers_state(tmp_path: Path) -> None:
+    # A status source no longer configured (removed, or renamed: a service named in another script got a new one) is
+    # polled no more, so its incident open at the time is never resolved: it was the provider's state for good.
+    def gone(store: Store) -> None:
+        store.save_fetch("status:old-name", FetchResult(incidents=[
+            OfficialIncident("status:old-name", "stale", "WhatsApp", "Ongoing issue", "investigating",
+                             NOW - timedelta(minutes=20), NOW - timedelta(minutes=20))]), NOW, NOW)
+
+    with served(tmp_path, write_config(tmp_path), gone) as api:
+        whatsapp = get(api, "/api/v1/services")[1]["services"][0]
+        assert whatsapp["official"]["title"] == "Messages delayed"  # the configured source's, started before

@@ -43,7 +43,9 @@ TAGS = {"html", "head", "meta", "title", "style", "body", "header", "main", "foo
 def write_hostile_config(tmp_path: Path) -> Path:
     cfg = write_config(tmp_path)
     name, provider = (value.replace("\\", "\\\\").replace('"', '\\"') for value in (HOSTILE, HOSTILE_PROVIDER))
-    cfg.write_text(cfg.read_text(encoding="utf-8") + f'\n[[services]]\nname = "{name}"\nprovider = "{provider}"\n',
+    cfg.write_text(cfg.read_text(encoding="utf-8") + f'\n[[services]]\nname = "{name}"\nprovider = "{provider}"\n'
+                   f'\n[[sources]]\nname = "status:evil"\ntype = "statuspage"\nurl = "http://127.0.0.1:9/evil"\n'
+                   f'services = ["{name}"]\n',
                    encoding="utf-8")
     return cfg
 
