@@ -252,6 +252,21 @@ def _cross_check(config: Config, written: int) -> None:
             if svc_name.lower() not in names:
                 raise SettingsError(f"sources[{i}].services[{j}]",
                                     f"unknown service {svc_name!r}{guess(svc_name, declared)}")
+        # A status page's incidents are stored for its source's first service: none was stored for no service, and
+        # those of a second one were never its.
+        if src.type in ("statuspage", "status_feed") and i < written and len(src.services) != 1:
+            raise SettingsError(f"sources[{i}].services", "a status page's incidents belong to one service: list "
+                                f"exactly one (got {len(src.services)})")
+    for i, svc in enumerate(config.services):
+        page = next((src for src in config.sources[:written] if svc.status_page and src.type == "statuspage"
+                     and src.url and _same_page(src.url, svc.status_page)), None)
+        # The [[sources]] entry stands in for the status_page (no second source polls the page): for this service
+        # only if it is this service's page.
+        if page is not None and page.services[0].lower() != svc.name.lower():
+            raise SettingsError(f"services[{i}].status_page",
+                                f"source {page.name!r} polls this page for service {page.services[0]!r}, so "
+                                f"{svc.name!r} would get none of its incidents: a status page belongs to one "
+                                "service; remove this status_page or that source")
     groups: set[str] = set()
     for i, grp in enumerate(config.groups):
         if grp.name.lower() in groups:  # two "Meta" groups' incidents read as one group's in alerts

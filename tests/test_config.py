@@ -250,7 +250,8 @@ def test_a_status_feed_given_as_a_statuspage_is_refused_with_the_type_it_needs()
     with pytest.raises(ConfigError, match=r":3: services\[0\].status_page: is a status feed .* give it a "
                                           r"\[\[sources\]\] entry of type 'status_feed'"):
         parse_config(f"[[services]]\nname = 'Sauce'\nstatus_page = '{url}'\n")
-    assert parse_config(f"[[sources]]\nname = 's'\ntype = 'status_feed'\nurl = '{url}'\n").sources[0].url == url
+    assert parse_config(f"[[services]]\nname = 'Sauce'\n\n[[sources]]\nname = 's'\ntype = 'status_feed'\n"
+                        f"url = '{url}'\nservices = ['Sauce']\n").sources[0].url == url
 
 
 def test_alert_route_and_webhook_errors_name_the_entry_and_its_line() -> None:
@@ -450,6 +451,21 @@ def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
               'timezone = "CEST"\n')
     with pytest.raises(ConfigError, match=r"x.toml:7: alerts.maintenance\[0\].timezone: unknown time zone 'CEST'"):
         parse_config(window, "x.toml")
+
+
+def test_a_status_page_belongs_to_one_service() -> None:
+    # Its incidents were stored for the source's first service only: for none when it listed none, and a second
+    # service given the same page by status_page (which the source stands in for) got none of them, silently.
+    page = '[[sources]]\nname = "mine"\ntype = "statuspage"\nurl = "https://status.x.example"\n'
+    two = '[[services]]\nname = "A"\n\n[[services]]\nname = "B"\nstatus_page = "https://STATUS.x.example/"\n\n'
+    with pytest.raises(ConfigError, match=r"x.toml:6: services\[1\].status_page: source 'mine' polls this page for "
+                                          r"service 'A', so 'B' would get none of its incidents"):
+        parse_config(two + page + 'services = ["A"]\n', "x.toml")
+    assert [s.name for s in parse_config(two + page + 'services = ["b"]\n', "x.toml").sources] == ["mine"]
+    for services, got in (("", 0), ('services = ["A", "B"]\n', 2)):
+        with pytest.raises(ConfigError, match=rf"x.toml:\d+: sources\[0\].services: a status page's incidents belong "
+                                              rf"to one service: list exactly one \(got {got}\)"):
+            parse_config(two + page.replace("statuspage", "status_feed") + services, "x.toml")
 
 
 def test_status_page_sources_of_names_in_other_scripts_are_named_apart() -> None:
