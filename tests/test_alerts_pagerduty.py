@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fakeserver import FakeServer, Recorded, ScriptedWebhook
+from test_alerts_rules import reopen
 from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
@@ -180,6 +181,26 @@ def test_an_alert_going_out_after_its_incident_resolved_does_not_page(store: Sto
     if not notify_resolved:
         [sent] = store.outbox_rows(["sent"])
         assert store.deliveries(sent["id"])[-1]["detail"].startswith("nothing to send")
+
+
+def test_a_resolve_notice_retried_past_a_reopening_does_not_resolve_the_reopened_alert(store: Store,
+                                                                                     pd: PagerDuty) -> None:
+    cfg = pd_settings()
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    resolve(store, incident, T0 + timedelta(minutes=10))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=10))
+    pd.script = [(429, "300")]  # the resolve is throttled for 5 minutes
+    assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").retried == 1
+    reopen(store, incident, T0 + timedelta(minutes=11))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=11))
+    assert dispatch(store, cfg, T0 + timedelta(minutes=11), worker_id="w").sent == 1  # the re-opening's trigger
+    assert dispatch(store, cfg, T0 + timedelta(minutes=20), worker_id="w").sent == 1  # the resolve notice's turn
+    # The outage is on again: the last word PagerDuty has is the re-opening's trigger, not the stale resolve.
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
+    [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]
+    assert store.deliveries(notice["id"])[-1]["detail"].startswith("nothing to send")
 
 
 def test_notify_resolved_false_sends_no_resolve(store: Store, pd: PagerDuty) -> None:

@@ -169,7 +169,8 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
     invalid) does not keep the others from going out; the row fails once they have.
     """
     if not events:
-        return "nothing to send: its incidents resolved before it went out, and the route has notify_resolved = false"
+        return ("nothing to send: its incidents resolved before it went out, and the route has notify_resolved = "
+                "false, or they opened again before their resolve notice went out")
     key = _delivered_key(outbox_id)
     done: list[str] = json.loads(store.alert_state(key) or "[]")
     todo = [e for e in events if e["dedup_key"] not in done]
