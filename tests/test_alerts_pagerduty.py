@@ -203,6 +203,22 @@ def test_a_resolve_notice_retried_past_a_reopening_does_not_resolve_the_reopened
     assert store.deliveries(notice["id"])[-1]["detail"].startswith("nothing to send")
 
 
+@pytest.mark.parametrize("silenced_at", [5, 31])  # before the resolve is planned, or while it waits its group wait
+def test_an_outage_ending_under_a_silence_resolves_its_pagerduty_alert(store: Store, pd: PagerDuty,
+                                                                       silenced_at: int) -> None:
+    # The on-call, paged, silences the service; a resolve pages nobody, and muted it left the alert open for good.
+    cfg = pd_settings(group_wait=120.0)
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(minutes=2), worker_id="w").sent == 1
+    store.add_silence("WhatsApp", T0 + timedelta(minutes=silenced_at), T0 + timedelta(hours=2), "on it", T0)
+    resolve(store, incident, T0 + timedelta(minutes=30))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=30))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=31))
+    assert dispatch(store, cfg, T0 + timedelta(minutes=32), worker_id="w").sent == 1
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
+
+
 def test_notify_resolved_false_sends_no_resolve(store: Store, pd: PagerDuty) -> None:
     cfg = pd_settings(routes=(RouteSettings(name="pager", webhooks=("pd",), notify_resolved=False),))
     incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)

@@ -100,9 +100,19 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
     """
     muted = [MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]), int(it["incident_id"]), reason,
                        make_message_id(ctx.settings))
-             for it in store.queued_alert_items() if (reason := ctx.muted(str(it["service"]))) is not None]
+             for it in store.queued_alert_items()
+             if (reason := ctx.muted(str(it["service"]))) is not None
+             and not (it["kind"] == "resolve" and _closes_page(ctx.settings, str(it["channel"])))]
     if muted and (n := store.suppress_queued(muted, ctx.now)):
         log.info("suppressed %d queued alert item(s) muted since they were planned", n)
+
+
+def _closes_page(settings: AlertSettings, channel: str) -> bool:
+    """Whether ``channel`` is a pagerduty webhook, whose resolve notices no mute holds back: a resolve pages nobody,
+    it closes the PagerDuty alert the trigger opened, which stayed open for good when the on-call, paged, silenced
+    the service and the outage ended under the silence."""
+    hook = settings.webhook(channel.removeprefix("webhook:")) if channel.startswith("webhook:") else None
+    return hook is not None and hook.format == "pagerduty"
 
 
 def _opening(event: dict[str, Any]) -> bool:
@@ -144,8 +154,10 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                 prior = outcome.get((route.name, iid))
                 if prior is None:
                     continue  # this route never alerted on the opening, so there is nothing to close
-                reason = "inhibited: the opening alert was suppressed" if prior == "suppressed" else ctx.muted(service)
+                inhibited = "inhibited: the opening alert was suppressed" if prior == "suppressed" else None
+                muted = ctx.muted(service)
                 for ch in channels(route):
+                    reason = inhibited or (None if _closes_page(ctx.settings, ch) else muted)
                     # An alert still waiting to go out (an SMTP outage) shows the incident resolved when it does:
                     # a resolve notice would be a second message saying so, threaded under one nobody has.
                     late = (reason is None and (route.name, ch, iid) in unsent
