@@ -219,6 +219,27 @@ def test_an_outage_ending_under_a_silence_resolves_its_pagerduty_alert(store: St
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve"]
 
 
+def test_a_silence_after_part_of_a_batch_was_accepted_still_resolves_what_paged(store: Store, pd: PagerDuty) -> None:
+    cfg = pd_settings(group_by="route")
+    ids = [open_incident(store, service, T0, posts=False, series=False) for service in ("WhatsApp", "Signal")]
+    plan_notifications(store, cfg, T0)
+    pd.script = [202, (429, "600")]  # WhatsApp paged, Signal throttled
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    for service in ("WhatsApp", "Signal"):
+        store.add_silence(service, T0 + timedelta(minutes=1), T0 + timedelta(hours=1), "on it", T0)
+    plan_notifications(store, cfg, T0 + timedelta(minutes=1))  # the rest of the batch is muted
+    assert [r["status"] for r in store.outbox_rows(["pending", "suppressed"])] == ["suppressed"]
+    resolve(store, ids[0], T0 + timedelta(minutes=30))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=30))
+    dispatch(store, cfg, T0 + timedelta(minutes=30), worker_id="w")
+    plan_notifications(store, cfg, T0 + timedelta(hours=2))  # Signal, still open, is announced after the silence
+    dispatch(store, cfg, T0 + timedelta(hours=2), worker_id="w")
+    # WhatsApp's opening was delivered, not suppressed: its resolve is not inhibited, and it is not announced again.
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
+        ("trigger", f"miner/WhatsApp/{ids[0]}"), ("trigger", f"miner/Signal/{ids[1]}"),
+        ("resolve", f"miner/WhatsApp/{ids[0]}"), ("trigger", f"miner/Signal/{ids[1]}")]
+
+
 def test_notify_resolved_false_sends_no_resolve(store: Store, pd: PagerDuty) -> None:
     cfg = pd_settings(routes=(RouteSettings(name="pager", webhooks=("pd",), notify_resolved=False),))
     incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)

@@ -7,6 +7,7 @@ twice (or in two processes) plans each notification once. Nothing here sends any
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Collection
@@ -99,7 +100,7 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
     waiting out its group wait, or retried through an SMTP or webhook outage, when the on-call silences the service.
     """
     muted = [MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]), int(it["incident_id"]), reason,
-                       make_message_id(ctx.settings))
+                       make_message_id(ctx.settings), _delivered(store, ctx.settings, it))
              for it in store.queued_alert_items()
              if (reason := ctx.muted(str(it["service"]))) is not None
              and not (it["kind"] == "resolve" and _closes_page(ctx.settings, str(it["channel"])))]
@@ -113,6 +114,18 @@ def _closes_page(settings: AlertSettings, channel: str) -> bool:
     the service and the outage ended under the silence."""
     hook = settings.webhook(channel.removeprefix("webhook:")) if channel.startswith("webhook:") else None
     return hook is not None and hook.format == "pagerduty"
+
+
+def _delivered(store: Store, settings: AlertSettings, item: dict[str, Any]) -> bool:
+    """Whether a queued item already reached its receiver in part (send_email's and send_events' record): an email
+    some recipients have, a PagerDuty trigger accepted before a 429 or an outage stopped the rest of its batch."""
+    done = store.alert_state(f"delivered:{item['outbox_id']}")
+    if done is None:
+        return False
+    if not _closes_page(settings, str(item["channel"])):
+        return True
+    # Its dedup_key: miner/SERVICE/ID, SERVICE as the event showed it (cleaned, cut), ID whole.
+    return any(str(key).endswith(f"/{item['incident_id']}") for key in json.loads(done))
 
 
 def _opening(event: dict[str, Any]) -> bool:

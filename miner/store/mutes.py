@@ -41,6 +41,9 @@ class MutedItem:
     incident_id: int
     reason: str
     message_id: str  # of the suppressed row it moves to, when its notification has other items
+    # It reached its receiver already (a PagerDuty trigger accepted, an email some recipients have, before the rest
+    # of the notification failed): muting the rest leaves its opening as delivered, so its resolve still goes.
+    delivered: bool = False
 
 
 class MutesMixin:
@@ -92,7 +95,7 @@ class MutesMixin:
                         conn.execute("UPDATE outbox_items SET outbox_id = ? WHERE item_key = ?",
                                      (cur.lastrowid, m.item_key))
                 for m in these:
-                    if m.item_kind != "open":
+                    if m.item_kind != "open" or m.delivered:
                         continue
                     # The same opening on the route's other channels: its key with another channel at the end.
                     opening = m.item_key[: len(m.item_key) - len(str(row["channel"]))]
