@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from contextlib import closing
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,7 +71,8 @@ def test_an_incident_triggers_reminds_and_resolves_one_pagerduty_alert(store: St
     assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").sent == 1
     [trigger] = pd.events
     assert trigger["routing_key"] == KEY and trigger["event_action"] == "trigger"
-    assert trigger["dedup_key"] == f"miner/WhatsApp/{incident}"
+    store_key = store.alert_state("pagerduty_store_key")
+    assert store_key and trigger["dedup_key"] == f"miner/{store_key}/WhatsApp/{incident}"
     assert trigger["client"] == "miner" and trigger["client_url"] == "https://miner.example.org/"
     payload = trigger["payload"]
     assert payload["source"] == "WhatsApp" and payload["severity"] == "error" and payload["group"] == "Meta"
@@ -112,8 +115,8 @@ def test_a_batch_is_one_event_per_incident_and_a_retry_sends_only_those_not_acce
     assert "HTTP 503" in row["last_error"] and "1 other event(s) accepted" in row["last_error"]
     assert (row["next_attempt_at"] >= (T0 + timedelta(seconds=120)).isoformat())  # Retry-After honoured
     assert dispatch(store, cfg, T0 + timedelta(minutes=3), worker_id="w").sent == 1
-    keys = [e["dedup_key"] for e in pd.events]
-    assert keys == [f"miner/WhatsApp/{ids[0]}", f"miner/Signal/{ids[1]}", f"miner/Signal/{ids[1]}"]
+    keys = [e["dedup_key"].split("/", 2)[2] for e in pd.events]
+    assert keys == [f"WhatsApp/{ids[0]}", f"Signal/{ids[1]}", f"Signal/{ids[1]}"]
     [sent] = store.outbox_rows(["sent"])
     assert store.deliveries(sent["id"])[-1]["detail"] == "1 PagerDuty event(s) accepted (1 more at an earlier attempt)"
     assert KEY not in store_text(store) and KEY not in caplog.text
@@ -235,9 +238,9 @@ def test_a_silence_after_part_of_a_batch_was_accepted_still_resolves_what_paged(
     plan_notifications(store, cfg, T0 + timedelta(hours=2))  # Signal, still open, is announced after the silence
     dispatch(store, cfg, T0 + timedelta(hours=2), worker_id="w")
     # WhatsApp's opening was delivered, not suppressed: its resolve is not inhibited, and it is not announced again.
-    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [
-        ("trigger", f"miner/WhatsApp/{ids[0]}"), ("trigger", f"miner/Signal/{ids[1]}"),
-        ("resolve", f"miner/WhatsApp/{ids[0]}"), ("trigger", f"miner/Signal/{ids[1]}")]
+    assert [(e["event_action"], e["dedup_key"].split("/", 2)[2]) for e in pd.events] == [
+        ("trigger", f"WhatsApp/{ids[0]}"), ("trigger", f"Signal/{ids[1]}"),
+        ("resolve", f"WhatsApp/{ids[0]}"), ("trigger", f"Signal/{ids[1]}")]
 
 
 def test_notify_resolved_false_sends_no_resolve(store: Store, pd: PagerDuty) -> None:
@@ -265,6 +268,26 @@ def test_the_summary_is_cleaned_and_cut_to_pagerdutys_limit(store: Store, pd: Pa
     summary = event["payload"]["summary"]
     assert len(summary) <= 1024 and not any(ch in summary for ch in "\r\n\x1b\x07\u202e")
     assert "WhatsApp down" not in summary  # post text stays in custom_details, as the json format sends it
+
+
+def test_a_new_store_does_not_reuse_the_dedup_keys_of_the_old_one(tmp_path: Path, pd: PagerDuty) -> None:
+    # Incident ids start from 1 again in a new store (the old one deleted mid-outage, or a second deployment paging
+    # the same service): under an old key still open on PagerDuty, a new outage was folded into that alert, paging
+    # nobody if it was acknowledged, and either store's resolve closed it.
+    cfg = pd_settings()
+    keys = []
+    for name in ("old.sqlite", "new.sqlite"):
+        with closing(Store.open(tmp_path / name)) as store:
+            assert open_incident(store, "WhatsApp", T0, posts=False, series=False) == 1
+            plan_notifications(store, cfg, T0)
+            assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+            keys.append(pd.events[-1]["dedup_key"])
+    assert keys[0] != keys[1] and all(k.startswith("miner/") and k.endswith("/WhatsApp/1") for k in keys)
+    with closing(Store.open(tmp_path / "old.sqlite")) as store, closing(Store.open(tmp_path / "old.sqlite")) as other:
+        resolve(store, 1, T0 + timedelta(hours=1))
+        plan_notifications(other, cfg, T0 + timedelta(hours=1))  # another process on the old store
+        assert dispatch(other, cfg, T0 + timedelta(hours=1), worker_id="w2").sent == 1
+    assert pd.events[-1]["event_action"] == "resolve" and pd.events[-1]["dedup_key"] == keys[0]
 
 
 def test_the_endpoint_is_pagerdutys_unless_url_or_url_env_says_otherwise(pd: PagerDuty) -> None:

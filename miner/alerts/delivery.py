@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -155,6 +156,11 @@ def send_email(store: Store, outbox_id: int, sender: EmailSender, message: Email
         store.set_alert_state(key, json.dumps([*done, *exc.delivered]))
         raise
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
+
+
+def pagerduty_store_key(store: Store) -> str:
+    """This store's part of every PagerDuty dedup_key (webhooks.pagerduty_dedup_key), made at its first event."""
+    return store.first_alert_state("pagerduty_store_key", secrets.token_hex(4))
 
 
 def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: WebhookSettings,

@@ -21,7 +21,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.content import incident_view, most_important
-from miner.alerts.delivery import DeliveryError, Senders, default_senders, send_email, send_events
+from miner.alerts.delivery import (
+    DeliveryError,
+    Senders,
+    default_senders,
+    pagerduty_store_key,
+    send_email,
+    send_events,
+)
 from miner.alerts.render import alert_subject, render_outbox_row
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
@@ -177,7 +184,8 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
         # would be paged for never (or stay open on PagerDuty).
         events = pagerduty_events(row["kind"], views, route=route.name, reminders=reminders,
                                   severity=webhook.severity, providers=settings.providers,
-                                  dashboard_url=settings.dashboard_url, resolve=route.notify_resolved)
+                                  dashboard_url=settings.dashboard_url, resolve=route.notify_resolved,
+                                  store_key=pagerduty_store_key(store))
         return send_events(store, int(row["id"]), senders.webhook, webhook, events)
     if webhook.format in ("slack", "teams"):
         only_reminders = bool(reminders) and len(reminders) == len(items)

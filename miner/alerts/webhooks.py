@@ -264,11 +264,14 @@ PD_SUMMARY = 1024  # the most characters PagerDuty takes in payload.summary
 PD_DEDUP_KEY = 255  # ... and in dedup_key
 
 
-def pagerduty_dedup_key(v: IncidentView) -> str:
+def pagerduty_dedup_key(v: IncidentView, store_key: str) -> str:
     """One per miner incident, the same for its alert, reminders and resolve notice: PagerDuty folds a re-sent or
     reminding trigger into the alert it opened, and the resolve closes it. A re-opening (the same incident) after
-    the resolve opens a new PagerDuty alert under the same key, as PagerDuty does for a resolved key."""
-    return f"miner/{v.service}/{v.id}"[:PD_DEDUP_KEY]
+    the resolve opens a new PagerDuty alert under the same key, as PagerDuty does for a resolved key.
+
+    ``store_key`` (random, one per store, delivery.pagerduty_store_key) tells apart the incidents of two stores,
+    whose ids both start from 1: a new store's incident 1 was folded into the old one's alert if still open."""
+    return f"miner/{store_key}/{v.service}/{v.id}"[:PD_DEDUP_KEY]
 
 
 def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
@@ -285,7 +288,8 @@ def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
 
 
 def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, reminders: set[int], severity: str,
-                     providers: Mapping[str, str], dashboard_url: str, resolve: bool) -> list[dict[str, Any]]:
+                     providers: Mapping[str, str], dashboard_url: str, resolve: bool,
+                     store_key: str) -> list[dict[str, Any]]:
     """One Events API v2 event per incident (PagerDuty takes one alert per request), without ``routing_key``: the
     sender adds it from the environment, so no file, store row or log line built from these ever holds it.
 
@@ -298,7 +302,7 @@ def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, remind
     events: list[dict[str, Any]] = []
     seen: set[str] = set()
     for v in views:
-        key = pagerduty_dedup_key(v)
+        key = pagerduty_dedup_key(v, store_key)
         if key in seen:  # an opening and a reminder of one incident in one batch: one event
             continue
         seen.add(key)

@@ -167,9 +167,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     }),
     "alert_state": ("Small named values of the alerts (the planner's cursor over incident_events, digest anchors, "
                     "who has a partly refused email, which PagerDuty events of a message were accepted).", {
-        "key": "Name: planner_event_cursor, digest_anchor:<route>, or delivered:<outbox id> (a JSON list of the "
+        "key": "Name: planner_event_cursor, digest_anchor:<route>, delivered:<outbox id> (a JSON list of the "
                "recipients that accepted an email others refused, or of the dedup_keys of the PagerDuty events "
-               "accepted, so a retry skips them; pruned with its row).",
+               "accepted, so a retry skips them; pruned with its row), or pagerduty_store_key (random, made at the "
+               "store's first PagerDuty event: part of every dedup_key, so that a new store's incidents, numbered "
+               "from 1 again, are not taken for the old one's).",
         "value": "Value as text.",
     }),
     "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE. Finished rows "

@@ -180,6 +180,12 @@ class OutboxMixin:
         row = self.database.one("SELECT value FROM alert_state WHERE key = ?", (key,))
         return str(row["value"]) if row else None
 
+    def first_alert_state(self, key: str, value: str) -> str:
+        """``key``'s value, set to ``value`` when it has none: whichever process sets it first, all read that one."""
+        with self.database.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO alert_state (key, value) VALUES (?, ?)", (key, value))
+            return str(conn.execute("SELECT value FROM alert_state WHERE key = ?", (key,)).fetchone()[0])
+
     def set_alert_state(self, key: str, value: str) -> None:
         with self.database.transaction() as conn:
             conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
