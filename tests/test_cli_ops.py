@@ -710,6 +710,19 @@ def test_a_backup_to_a_full_disk_leaves_no_partial_copy(tmp_path: Path) -> None:
         assert copy.execute("SELECT count(*) FROM posts").fetchone()[0] == 3000
 
 
+def test_a_backup_keeps_the_store_files_permissions(tmp_path: Path, runner: CliRunner) -> None:
+    # The copy was created as the umask had it (0644): a store kept from other users (its posts and author hashes)
+    # left a backup any of them could read.
+    db = tmp_path / "m.sqlite"
+    Store.open(db).close()
+    for mode in (0o600, 0o640):
+        db.chmod(mode)
+        target = tmp_path / "backups" / f"b{mode:o}.sqlite"
+        res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "backup", str(target)])
+        assert res.exit_code == 0, res.output
+        assert target.stat().st_mode & 0o777 == mode
+
+
 def test_a_backup_of_a_corrupt_store_is_refused(tmp_path: Path, runner: CliRunner) -> None:
     # The backup API copies pages as they are: a damaged page that no command had read yet went into a backup
     # that looked fine, and the corruption was found only when that backup was restored.

@@ -116,6 +116,9 @@ class MaintenanceMixin:
         partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            # Made with the store's own permissions (SQLite would create it as the umask has it, 0644 at most
+            # boxes): a copy of a store kept from other users (posts, author hashes) was readable by all of them.
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._file_mode()))
             dest = sqlite3.connect(str(partial))
             try:
                 self.database.conn.backup(dest)
@@ -139,6 +142,13 @@ class MaintenanceMixin:
             raise
         _sync_folder(target.parent)
         return target.stat().st_size
+
+    def _file_mode(self) -> int:
+        """The store file's read and write permissions (0o600 for a store in memory or gone)."""
+        try:
+            return os.stat(self.database.path).st_mode & 0o666
+        except OSError:
+            return 0o600
 
     def prune_posts(self, before: datetime, batch: int = PRUNE_BATCH) -> int:
         """Delete raw posts (and their matches/classifications) created before ``before``.
