@@ -400,6 +400,24 @@ def test_a_prune_by_a_clock_that_was_ahead_records_no_cutoff_past_the_newest_pos
     assert store.pruned_before() == T0 + timedelta(minutes=12, seconds=1)
 
 
+def test_a_new_store_is_readable_by_its_owner_only_and_a_changed_mode_is_kept(tmp_path: Path) -> None:
+    # SQLite created it as the umask had it: with the usual 022, any user of the machine could read its posts and
+    # author hashes, and its -wal and -shm, which take the store's mode.
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "s.sqlite"
+        store = Store.open(path)
+        store.insert_posts([post("p1", "whatsapp down", T0)], T0)
+        assert {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()} == {
+            "s.sqlite": 0o600, "s.sqlite-wal": 0o600, "s.sqlite-shm": 0o600}
+        store.close()
+        path.chmod(0o640)  # shared with a group on purpose
+        Store.open(path).close()
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old_umask)
+
+
 def test_a_pruned_posts_text_is_left_neither_in_the_store_file_nor_in_a_backup(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # SQLite's own default leaves a deleted row's bytes in the file's free pages until they are reused; this

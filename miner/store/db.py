@@ -163,6 +163,11 @@ class Database:
             else:
                 if spath != ":memory:":
                     Path(spath).parent.mkdir(parents=True, exist_ok=True)
+                    # A new store is readable by its owner only: SQLite created it as the umask had it (0644 on
+                    # most boxes), so any user of the machine could read its posts and author hashes. Its -wal,
+                    # -shm and backups take its mode; a `chmod` of it (0640 for a group) is kept.
+                    with contextlib.suppress(OSError):  # there already, or not ours to make: SQLite says why
+                        os.close(os.open(spath, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                     restore_sidecar_modes(spath)
                 conn = sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
