@@ -31,7 +31,7 @@ from miner.errors import MinerError, StoreError
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
 from miner.store.migrations import MIGRATIONS, apply_migrations
-from miner.timeutil import parse_iso, utcnow
+from miner.timeutil import iso, parse_iso, utcnow
 
 if TYPE_CHECKING:
     from miner.service import Service
@@ -625,6 +625,28 @@ def _retention_only(tmp_path: Path, offset: list[float]) -> Service:
     return Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
                    ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False,
                                   clock=lambda: utcnow() + timedelta(seconds=offset[0])))
+
+
+def test_a_stop_ends_a_long_retention_prune_after_its_batch(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The first prune of a large store (after an upgrade, or retention_days lowered) went on batch after batch, for
+    # minutes: a SIGTERM waited for all of it, past systemd's TimeoutStopSec, whose SIGKILL lost the held polls.
+    from miner.records import Post
+
+    service = _retention_only(tmp_path, [0.0])
+    store, now = Store.open(tmp_path / "miner.sqlite"), utcnow()
+    old = now - timedelta(days=service.config.store.retention_days + 5)
+    store.insert_posts([Post("feed", str(i), f"post {i} whatsapp down", old) for i in range(40_000)], now)
+    store.insert_posts([Post("feed", "new", "whatsapp down", now - timedelta(days=1))], now)
+    with caplog.at_level("INFO", logger="miner.service"):
+        service.start()
+        try:
+            wait_for(lambda: store.pruned_before() is not None, timeout=60)  # its first batch is committed
+        finally:
+            service.stop()
+    left = store.database.one("SELECT count(*) AS n FROM posts WHERE created_at < ?", (iso(old + timedelta(1)),))
+    assert left is not None and 0 < left["n"] < 40_000
+    assert "retention: stopped; what is left to prune goes at the next run" in caplog.messages
+    store.close()
 
 
 def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

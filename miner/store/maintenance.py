@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -150,7 +151,7 @@ class MaintenanceMixin:
         except OSError:
             return 0o600
 
-    def prune_posts(self, before: datetime, batch: int = PRUNE_BATCH) -> int:
+    def prune_posts(self, before: datetime, batch: int = PRUNE_BATCH, stop: threading.Event | None = None) -> int:
         """Delete raw posts (and their matches/classifications) created before ``before``.
 
         Incidents and official incidents are kept: they are the long-term record, and so are buckets for longer
@@ -168,7 +169,8 @@ class MaintenanceMixin:
         The posts go ``batch`` at a time, each batch in a transaction of its own, with a pause after it as long
         as it held the write lock. In one transaction, a prune of 60 days of 90 (530,000 posts) held the lock
         for 9 s, near the 10 s that the service's other jobs wait for it before failing with "database is
-        locked" (a longer prune went past it), and left a 290 MB -wal file behind.
+        locked" (a longer prune went past it), and left a 290 MB -wal file behind. Once ``stop`` is set, no
+        further batch starts (the rest waits for the next prune).
         """
         def one_batch(conn: sqlite3.Connection) -> int:
             # fetchall: the DELETE is only complete once RETURNING has been read to the end.
@@ -187,9 +189,10 @@ class MaintenanceMixin:
                              "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(cutoff)))
             return len(deleted)
 
-        return self._in_batches(one_batch, batch)
+        return self._in_batches(one_batch, batch, stop)
 
-    def prune_buckets(self, before: datetime, batch: int = BUCKET_PRUNE_BATCH) -> int:
+    def prune_buckets(self, before: datetime, batch: int = BUCKET_PRUNE_BATCH,
+                      stop: threading.Event | None = None) -> int:
         """Delete the bucket rows that start before ``before`` and are final (start before the posts' prune cutoff,
         see prune_posts). Returns how many went.
 
@@ -199,7 +202,8 @@ class MaintenanceMixin:
         detector.max_fill_hours back, and a changed bucket width recounts and learns again from the first bucket
         after the cutoff (and reads a missing row as an empty bucket).
 
-        Rows go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as posts do.
+        Rows go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as posts do
+        (and no further batch once ``stop`` is set).
         SQLite keeps the pages freed for the rows to come; the file only shrinks with a VACUUM.
         """
         def one_batch(conn: sqlite3.Connection) -> int:
@@ -212,9 +216,10 @@ class MaintenanceMixin:
                 (iso(min(before, cutoff)), batch),
             ).rowcount)
 
-        return self._in_batches(one_batch, batch)
+        return self._in_batches(one_batch, batch, stop)
 
-    def prune_alert_history(self, before: datetime, batch: int = ALERT_PRUNE_BATCH) -> tuple[int, int]:
+    def prune_alert_history(self, before: datetime, batch: int = ALERT_PRUNE_BATCH,
+                            stop: threading.Event | None = None) -> tuple[int, int]:
         """Delete notifications finished (sent, failed, suppressed) before ``before``, with their items, delivery
         attempts and ``delivered:ID`` key, and silences that ended before it. Returns (notifications, silences).
 
@@ -226,7 +231,7 @@ class MaintenanceMixin:
         excepted so that its id is never given to another.
 
         Notifications go ``batch`` at a time, each batch in a transaction of its own with a pause after it, as
-        posts do.
+        posts do (and no further batch, nor the silences, once ``stop`` is set).
         """
         def one_batch(conn: sqlite3.Connection) -> int:
             ids = json.dumps([row[0] for row in conn.execute(_FINISHED_NOTIFICATIONS,
@@ -238,26 +243,37 @@ class MaintenanceMixin:
                          (ids,))
             return int(conn.execute(f"DELETE FROM outbox WHERE id IN {chosen}", (ids,)).rowcount)
 
-        removed = self._in_batches(one_batch, batch)
+        removed = self._in_batches(one_batch, batch, stop)
+        if stop is not None and stop.is_set():
+            return removed, 0
         with self.database.transaction() as conn:
             silences = conn.execute("DELETE FROM silences WHERE ends_at < ? AND id < (SELECT max(id) FROM silences)",
                                     (iso(before),)).rowcount
         return removed, silences
 
-    def _in_batches(self, one_batch: Callable[[sqlite3.Connection], int], batch: int) -> int:
+    def _in_batches(self, one_batch: Callable[[sqlite3.Connection], int], batch: int,
+                    stop: threading.Event | None = None) -> int:
         """Run ``one_batch`` (which deletes at most ``batch`` rows and returns how many) in a transaction of its own
         until it deletes fewer, pausing after each as long as it held the write lock so that a waiting writer gets
-        its turn (SQLite has no queue). Returns the rows deleted in all."""
+        its turn (SQLite has no queue). Returns the rows deleted in all.
+
+        Until ``stop`` is set: the service's first prune of a large store (after an upgrade, or retention_days
+        lowered) ran for minutes, and a SIGTERM waited for all of it, past systemd's TimeoutStopSec, whose SIGKILL
+        lost the polls held in memory without a word. What each batch deleted is committed."""
         removed = 0
         while True:
             started = time.monotonic()
             with self.database.transaction() as conn:
                 deleted = one_batch(conn)
             removed += deleted
-            if deleted < batch:
+            if deleted < batch or (stop is not None and stop.is_set()):
                 return removed
             if not self.database.conn.in_transaction:  # not inside a caller's transaction
-                time.sleep(time.monotonic() - started)
+                pause = time.monotonic() - started
+                if stop is not None:
+                    stop.wait(pause)
+                else:
+                    time.sleep(pause)
 
     def hold_prune(self, before: datetime, now: datetime, *, check: bool = True) -> dict[str, str] | None:
         """Whether a retention prune of the posts created before ``before`` must wait: when ``before`` is after the
