@@ -207,6 +207,18 @@ def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller:
     assert post.text == "Telekom down. no internet since 9, call me on [number] or [email]"
 
 
+@pytest.mark.parametrize("cut_at", range(200, 246))
+def test_a_contact_detail_the_text_limit_cuts_into_leaves_nothing_of_itself(server: FakeServer, cut_at: int) -> None:
+    # Cut before it was redacted, "jane.doe@exampl…" or "0171 234 5…" was no address or number, and was stored.
+    body = "x" * 190 + " mail jane.doe@example.org or call 0171 234 567 890 now"
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title></title><description>'
+           + body.encode() + b"</description><guid>tag:x,2026:1</guid></item></channel></rss>")
+    server.serve("/f.rss", Reply(200, rss, content_type="application/rss+xml"))
+    with Poller(CollectSettings(max_text_chars=cut_at)) as poller:
+        [post] = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert len(post.text) <= cut_at and not re.search(r"jan|\d{3}", post.text)
+
+
 def test_join_title_body() -> None:
     assert join_title_body("Is X down", "Can't load", 100) == "Is X down. Can't load"
     assert join_title_body("Is X down?", "Can't load", 100) == "Is X down? Can't load"

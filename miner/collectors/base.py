@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from miner.collectors.normalise import (
+    cut,
     fold,
     hash_author,
     html_to_text,
@@ -96,7 +97,9 @@ def make_post(
     elif created_at > now + FUTURE_SLACK:
         created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
     body = fold(body_html) if plain else html_to_text(body_html)
-    text = redact_contacts(join_title_body(html_to_text(title), body, ctx.settings.max_text_chars))
+    # Contacts go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no address or number
+    # the placeholders know, and what the cut left of it was stored.
+    text = cut(redact_contacts(join_title_body(html_to_text(title), body)), ctx.settings.max_text_chars)
     if not text:
         return None
     return Post(

@@ -99,8 +99,8 @@ def fold(text: str) -> str:
     return _SPACE.sub(" ", drop_control(text)).strip()
 
 
-def join_title_body(title: str, body: str, limit: int) -> str:
-    """One text from a title and a body: the title once, then the body, cut at ``limit`` characters."""
+def join_title_body(title: str, body: str, limit: int | None = None) -> str:
+    """One text from a title and a body: the title once, then the body, cut at ``limit`` characters (see `cut`)."""
     title, body = fold(title), fold(body)
     if not title:
         text = body
@@ -110,9 +110,12 @@ def join_title_body(title: str, body: str, limit: int) -> str:
         text = f"{title} {body}"
     else:
         text = f"{title}. {body}"
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
+    return text if limit is None else cut(text, limit)
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut at ``limit`` characters, its end marked with "…"."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _repeats(title: str, body: str) -> bool:
