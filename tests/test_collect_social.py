@@ -130,7 +130,7 @@ def test_discourse_topics_opened_by_its_automation_accounts_are_not_posts(server
     _serve_json(server, "/latest.json", data)
     result = poller.poll(SourceConfig("forum", "discourse", url=server.url))
     assert [p.external_id for p in result.posts] == ["topic:4821", "topic:4819"]
-    assert result.state.cursor == "4822"  # read past, not read again
+    assert result.state.cursor == "topic:4822"  # read past, not read again
 
 
 def test_discourse_search_hits_by_its_automation_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
@@ -149,7 +149,7 @@ def test_discourse_search_hits_by_its_automation_accounts_are_not_posts(server: 
     _serve_json(server, "/search.json", data)
     result = poller.poll(SourceConfig("forum", "discourse", url=server.url, query="sync"))
     assert [p.external_id for p in result.posts] == ["post:30211", "post:30219", "post:29950"]
-    assert result.state.cursor == "30231"  # read past, not read again
+    assert result.state.cursor == "post:30231"  # read past, not read again
 
 
 @pytest.mark.parametrize("placeholder", ["[removed]", "[deleted]"])

@@ -1,6 +1,7 @@
 """`discourse`: a Discourse forum: `/search.json?q=... order:latest` when `query` is set, else `/latest.json`.
 
-Cursor: the highest post id (search) or topic id (latest) seen; ids only grow, so older items are skipped.
+Cursor: the highest post id (search) or topic id (latest) seen, as `post:N` or `topic:N`; ids only grow, so older
+items are skipped. A cursor of the other kind (the source's `query` added or removed) starts the source afresh.
 Newest first: a poll reads the next pages (`page=`) down to the cursor, up to `max_pages`. Discourse pages by
 offset only, so what the cap leaves cannot be read later: the poll says posts are missing.
 """
@@ -34,6 +35,14 @@ from miner.urls import shown_url
 _BOT_USERNAMES = frozenset({"system", "discobot"})
 
 
+def _cursor(state: SourceState, kind: str) -> int | None:
+    """The id a cursor holds, when it is of ``kind``. Post ids run far ahead of topic ids: read as a topic id, a
+    search's cursor hid every topic until the forum had as many topics as posts. A bare id (written before cursors
+    said their kind) is taken as the configured kind's, as it was then."""
+    mark, _, ident = (state.cursor or "").rpartition(":")
+    return int_cursor(SourceState(cursor=ident)) if mark in ("", kind) else None
+
+
 class DiscourseCollector:
     def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
         if not source.url:
@@ -42,7 +51,8 @@ class DiscourseCollector:
         # Post links are built on the forum's URL as messages show it: never with a user:password@, nor, for a url
         # from the environment, with its path (which may be its key).
         site = shown_url(base, secret=source.secret_url)
-        cursor = int_cursor(state)
+        kind = "post" if source.query else "topic"
+        cursor = _cursor(state, kind)
         # The first poll reads one page, the newest items: a new source does not page back through history.
         pager = Pager(source, ctx, limit=1 if cursor is None else None)
         fresh: dict[int, Post] = {}
@@ -75,7 +85,7 @@ class DiscourseCollector:
             else:
                 newest = cursor  # a later page failed: the next poll reads down to the cursor again
         return FetchResult(posts=list(fresh.values()),
-                           state=SourceState(cursor=str(newest) if newest is not None else None),
+                           state=SourceState(cursor=f"{kind}:{newest}" if newest is not None else None),
                            warnings=warnings, retry_after=pager.retry_after, gap=gap)
 
     def _page(self, source: SourceConfig, ctx: PollContext, base: str, site: str,
