@@ -181,6 +181,17 @@ def test_contact_details_are_redacted_from_post_text(text: str, kept: str) -> No
     assert redact_contacts(text) == kept
 
 
+@pytest.mark.parametrize(("html", "kept"), [
+    # Invisible in what is shown, a soft hyphen or word joiner inside a number or address hid it from the placeholders.
+    ("call 0171&shy;234&shy;5678 now", "call [number] now"),
+    ("call 0171\u2060234\u20605678 now", "call [number] now"),
+    ("ring 0171\u180e2345678 now", "ring [number] now"),
+    ("mail ja&shy;ne.doe@exam&shy;ple.org now", "mail [email] now"),
+])
+def test_invisible_characters_hide_no_contact_detail(html: str, kept: str) -> None:
+    assert redact_contacts(html_to_text(html)) == kept
+
+
 @pytest.mark.parametrize(("text", "kept"), [
     # A reply's people and Reddit's users go; a watched service's handles stay, with or without support words.
     ("@kaffeetasse @SignalSupport same here since 9", "@[user] @SignalSupport same here since 9"),

@@ -31,12 +31,14 @@ _BLOCK_TAGS = frozenset({
 })
 _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
-# C0/C1 controls and invisible direction/format marks that only confuse matching and display. Whitespace
-# controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together. Unpaired
+# C0/C1 controls and invisible direction/format marks that only confuse matching and display, and hid a number or
+# e-mail address they stood inside ("0171<soft hyphen>234...") from the contact placeholders, though it showed whole.
+# Whitespace controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together. Unpaired
 # UTF-16 surrogates (JSON escapes of half an emoji such as "\ud83d", from truncated posts) carry no character and
 # cannot be encoded as UTF-8: SQLite refuses them.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\ufeff\ud800-\udfff]"
 )
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
 SURROGATE = re.compile("[\ud800-\udfff]")  # in a Python str, always unpaired (see _CONTROL)
