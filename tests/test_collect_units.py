@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import logging
 import random
@@ -152,6 +153,20 @@ def test_gzip_bomb_is_refused_without_inflating_it(server: FakeServer, encoding:
         finally:
             tracemalloc.stop()
     assert peak < 8_000_000, peak
+
+
+def test_bytes_after_the_end_of_a_gzip_body_are_not_read(server: FakeServer) -> None:
+    # zlib keeps what follows the end of the stream, each read appended to a copy of all before: neither the size cap
+    # (which counts inflated bytes) nor the read loop's deadline check (reached only with output) saw them, and 100 MB
+    # of them took 100 s of CPU and as much memory.
+    junk = (b"x" * 65_536 for _ in range(4_000))
+    server.serve("/tail", Reply(200, itertools.chain([gzip.compress(b'{"ok": 1}')], junk),
+                                headers={"Content-Encoding": "gzip"}, content_type="application/json"))
+    settings = CollectSettings(max_body_bytes=1_000_000)
+    started = time.monotonic()
+    with make_client(settings) as client:
+        assert fetch(client, settings, f"{server.url}/tail", timeout=5.0, now=lambda: NOW).body == b'{"ok": 1}'
+    assert time.monotonic() - started < 3
 
 
 @pytest.mark.parametrize(("encoding", "encode"), [

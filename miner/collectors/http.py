@@ -124,6 +124,11 @@ def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
             data = decoder.unconsumed_tail
             if out:
                 yield out
+            if decoder.eof:
+                # The stream has ended: zlib would keep all that follows (unused_data), copying it whole at each read,
+                # unseen by the size cap (it counts inflated bytes) and by the deadline check (reached only with
+                # output). A second gzip member was never read either.
+                return
     yield decoder.flush()
 
 
