@@ -25,6 +25,7 @@ from miner.collectors.hackernews import LOOKBACK as HN_LOOKBACK
 from miner.collectors.mastodon import LOOKBACK as MASTODON_LOOKBACK
 from miner.collectors.paging import rate_limit_wait
 from miner.config import SourceConfig, parse_config
+from miner.errors import SourceError
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
 from miner.service import JobSpec, Service, ServiceOptions
@@ -188,6 +189,28 @@ def test_mastodon_a_429_on_a_later_page_keeps_the_pages_before_it(server: FakeSe
     assert second.warnings and "HTTP 429" in second.warnings[0]
     third = poller.poll(masto(server), second.state)
     assert set(ids(second)) | set(ids(third)) == set(burst)
+
+
+@pytest.mark.parametrize("later_page", [False, True], ids=["first-page", "later-page"])
+def test_a_429_with_rate_limit_headers_but_no_retry_after_waits_for_the_reset(server: FakeServer, poller: Poller,
+                                                                            later_page: bool) -> None:
+    # Mastodon's throttle answers 429 with X-RateLimit-Reset (an ISO time) and no Retry-After: the source was
+    # retried on its backoff, sooner than the limit would let it.
+    api = FakeMastodon(server)
+    api.add(1)
+    first = poller.poll(masto(server), SourceState())
+    api.add(100)
+    reset = (datetime.now(UTC) + timedelta(seconds=600)).isoformat()
+    throttled = Reply(429, b'{"error": "Too many requests"}', content_type="application/json", headers={
+        "X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    api.fail_on_request[api.requests + (2 if later_page else 1)] = throttled
+    if later_page:
+        waited = poller.poll(masto(server), first.state).retry_after
+    else:
+        with pytest.raises(SourceError, match=r"HTTP 429 from 127\.0\.0\.1 \(retry after") as caught:
+            poller.poll(masto(server), first.state)
+        waited = caught.value.retry_after
+    assert waited is not None and 590 <= waited <= 600
 
 
 def test_mastodon_a_used_up_rate_limit_ends_the_paging(server: FakeServer, poller: Poller) -> None:

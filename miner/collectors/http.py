@@ -21,6 +21,7 @@ import httpx
 
 from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.normalise import SURROGATE
+from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
 from miner.records import SourceState
@@ -296,6 +297,10 @@ def status_error(resp: Response, now: datetime) -> SourceError:
         message += "miner's User-Agent, or find another URL for the feed)"
     elif resp.status in (429, 503):
         retry_after = parse_retry_after(resp.headers.get("retry-after"), now)
+        if retry_after is None and resp.status == 429:
+            # Mastodon's 429 (as other throttles') says when its limit resets in rate-limit headers only: without them
+            # the source was retried on its backoff, sooner than the reset (Mastodon's windows last up to 15 min).
+            retry_after = rate_limit_wait(resp.headers, now)
         if retry_after is not None:
             message += f" (retry after {retry_after:.0f} s)"
     elif resp.status in (401, 403):
