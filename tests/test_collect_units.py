@@ -188,6 +188,9 @@ def test_compressed_bodies_are_decoded(server: FakeServer, encoding: str, encode
                                                                    "number.[number]"),
     ("case ID: 2230311591, meter 544-005-065-87", "case ID: [number], meter [number]"),
     ("carol@mastodon.social says @WhatsApp is down", "[email] says @WhatsApp is down"),
+    # Written with a full-width at sign or full stop, to keep it from harvesters but not from readers.
+    ("LINE落ちた？連絡は jane.doe＠example.co.jp まで", "LINE落ちた？連絡は [email] まで"),
+    ("mail jane﹫example.org or bob@example．org", "mail [email] or [email]"),
     # What an outage report says stays: times, dates, error codes, short numbers, handles.
     ("down since 2024-11-27 14:00, error 503, 5G gone, 555-1234, @VodafoneIN #down",
      "down since 2024-11-27 14:00, error 503, 5G gone, 555-1234, @VodafoneIN #down"),

@@ -193,7 +193,10 @@ def hash_author(handle: str | None, key: bytes, space: str = "") -> str | None:
 # Contact details in post text ("mail me at jane@x.org", "call 0722 000 000", "account 21245063 9") say
 # nothing about an outage and are personal data of the poster or of others: stored text carries a placeholder.
 # Digit runs count from 9 digits, so times, dates ("2024-11-27") and short codes ("error 503") are kept.
-_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An address with the full-width at sign or full stop (or the small at sign) too: Japanese and Chinese posts write
+# one so, to keep it from harvesters but not from readers ("jane＠example.co.jp").
+_AT = "@\uff20\ufe6b"
+_EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+[{_AT}][\w-]+(?:[.\uff0e][\w-]+)+")
 _NUMBER = re.compile(r"(?<![\w+])\+?\d(?:[ .-]?\(?\d\)?){8,18}(?![\w])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")  # "2024-11-27 14" is a time
 
@@ -204,7 +207,7 @@ def _number(match: re.Match[str]) -> str:
 
 def redact_contacts(text: str) -> str:
     """``text`` with e-mail addresses as "[email]" and phone-, account- and case-length numbers as "[number]"."""
-    if "@" in text:
+    if any(at in text for at in _AT):
         text = _EMAIL.sub("[email]", text)
     return _NUMBER.sub(_number, text)
 
