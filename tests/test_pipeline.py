@@ -1105,3 +1105,18 @@ def test_pruning_old_bucket_rows_changes_nothing_the_detector_decides(tmp_path: 
     assert pruned.database.one(count, (first["t"],)) == {"n": 0}
     pruned.close()
     kept.close()
+
+
+def test_reclassify_after_a_rollback_to_an_earlier_model_gives_its_verdicts_back(store: Store) -> None:
+    # Reclassify skipped posts that had a verdict by the current model, even one outranked by a later model's: after
+    # rolling model v2 back to v1, v2's verdicts stayed the ones counted, and "reclassified 0 posts" said all was done.
+    config = parse_config(CLOCK_AHEAD)
+    posted = T0 + timedelta(hours=3, minutes=1)
+    Pipeline(config, store, _Verdict("v1", outage=False)).ingest([Post("forum", "1", "Foonet is down", posted)], posted)
+    assert Pipeline(config, store, _Verdict("v1", outage=False)).classify_pending(posted) == 1
+    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted + timedelta(minutes=1)) == 1
+    rollback = Pipeline(config, store, _Verdict("v1", outage=False))
+    assert rollback.reclassify_since(T0, posted + timedelta(minutes=2)) == 1
+    [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
+    assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # v1's verdict counts again
+    assert rollback.reclassify_since(T0, posted + timedelta(minutes=3)) == 0  # and stands

@@ -22,6 +22,12 @@ _LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
 # The posts of ``posts p`` that wait for a verdict: starting past _LAST_CLASSIFIED keeps this an index lookup
 # instead of a scan of every post ever stored.
 UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
+# The latest classification of each post ``p``, the one counted: reclassification with a new model supersedes the
+# old verdict, and reclassifying with an earlier model again (a rollback) supersedes the new one's.
+LATEST = (
+    "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
+    "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,8 @@ class PostsMixin:
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
     def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int) -> list[PostToClassify]:
-        """Posts created at or after ``since`` lacking a classification by ``model_version`` (for reclassify).
+        """Posts created at or after ``since`` whose latest classification is not by ``model_version`` (for
+        reclassify): after a rollback to an earlier model, its old verdicts are outranked by the later model's.
 
         Only posts up to the highest classified id: those past it wait for their first verdict from
         posts_to_classify, which takes them in id order. A verdict given here to one of them (while the service
@@ -129,7 +136,8 @@ class PostsMixin:
         rows = self.database.rows(
             "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
             f"AND p.id <= {_LAST_CLASSIFIED} "
-            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ?) "
+            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? "
+            f"AND {LATEST}) "
             "ORDER BY p.id LIMIT ?",
             (iso(since), after_id, model_version, limit),
         )

@@ -11,16 +11,12 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from miner.store.posts import LATEST as _LATEST
 from miner.timeutil import floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
 
-# The latest classification of each post: reclassification with a new model supersedes the old verdict.
-_LATEST = (
-    "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
-    "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
-)
 
 
 # Posts a bucket counts: not those without a time of their own that came in a source's backlog (posts.undated),
