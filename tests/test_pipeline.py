@@ -28,7 +28,7 @@ from miner.config import Config, SourceConfig, parse_config
 from miner.detect import DetectorState
 from miner.errors import InputError, StoreError
 from miner.held_polls import HeldPolls
-from miner.pipeline import Pipeline
+from miner.pipeline import REPORTS_SOURCE, Pipeline
 from miner.records import FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
@@ -1120,3 +1120,26 @@ def test_reclassify_after_a_rollback_to_an_earlier_model_gives_its_verdicts_back
     [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
     assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # v1's verdict counts again
     assert rollback.reclassify_since(T0, posted + timedelta(minutes=3)) == 0  # and stands
+
+
+def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
+    # User reports are verdicts of no model: every run gave them one again and counted them, so a reclassify with
+    # the model that had classified everything already said "reclassified 1 posts", and so on each time.
+    config = parse_config(CLOCK_AHEAD)
+    posted = T0 + timedelta(hours=3, minutes=1)
+    pipe = Pipeline(config, store, _Verdict("v1", outage=False))
+    pipe.ingest([Post("forum", "1", "Foonet is down", posted),
+                 Post(REPORTS_SOURCE, "r1", "Foonet is down", posted, services=("Foonet",))], posted)
+    assert pipe.classify_pending(posted) == 2
+    assert pipe.reclassify_since(T0, posted + timedelta(minutes=1)) == 0
+    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted) == 1
+    rows = store.database.rows("SELECT model_version, classified_at FROM classifications ORDER BY post_id, rowid")
+    assert [(r["model_version"], r["classified_at"]) for r in rows] == [
+        ("v1", iso(posted)), ("v2", iso(posted)), (REPORTS_SOURCE, iso(posted))]
+    # One with no verdict below the highest classified id (left by an older reclassify) still gets its first.
+    pipe.ingest([Post(REPORTS_SOURCE, "r2", "Foonet is down", posted, services=("Foonet",)),
+                 Post("forum", "2", "Foonet is down", posted)], posted)
+    store.save_classifications([(4, Prediction(0.1, False, None))], "v2", posted)
+    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted) == 1
+    assert store.database.rows("SELECT model_version FROM classifications WHERE post_id = 3") == [
+        {"model_version": REPORTS_SOURCE}]

@@ -124,22 +124,24 @@ class PostsMixin:
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
-    def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int) -> list[PostToClassify]:
+    def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int, *,
+                    skip_source: str | None = None) -> list[PostToClassify]:
         """Posts created at or after ``since`` whose latest classification is not by ``model_version`` (for
         reclassify): after a rollback to an earlier model, its old verdicts are outranked by the later model's.
 
         Only posts up to the highest classified id: those past it wait for their first verdict from
         posts_to_classify, which takes them in id order. A verdict given here to one of them (while the service
         had not classified it yet) moved that highest id past the posts left out by ``since`` (a feed item dated
-        before it, fetched since), and those were never classified.
+        before it, fetched since), and those were never classified. Posts from ``skip_source`` (user reports, whose
+        verdict is no model's) are left out once they have a verdict.
         """
         rows = self.database.rows(
             "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
             f"AND p.id <= {_LAST_CLASSIFIED} "
-            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? "
-            f"AND {LATEST}) "
+            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND (p.source IS ? OR "
+            f"c.model_version = ? AND {LATEST})) "
             "ORDER BY p.id LIMIT ?",
-            (iso(since), after_id, model_version, limit),
+            (iso(since), after_id, skip_source, model_version, limit),
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
