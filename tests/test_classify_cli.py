@@ -383,3 +383,19 @@ def test_long_posts_are_read_a_few_megabytes_at_a_time_not_4096_lines_at_once(tm
         chunks = list(_chunks(fh, CHUNK_LINES))
     assert [n for chunk in chunks for n, _ in chunk] == list(range(1, count + 1))
     assert max(sum(len(raw) for _, raw in chunk) for chunk in chunks) < CHUNK_BYTES + len(line)
+
+
+def test_a_line_longer_than_64_mib_is_an_error_row_not_read_whole(runner: CliRunner, tmp_path: Path) -> None:
+    # Such a line was read, decoded and parsed whole: about 3.6 times its size in memory (a 1 GB line, 3.6 GB).
+    src = tmp_path / "posts.jsonl"
+    with src.open("wb") as fh:
+        fh.write(b'{"id": 1, "text": "whatsapp is down"}\n{"id": 2, "text": "')
+        fh.write(b"down " * (13 << 20) + b'"}\n')  # 65 MiB
+        fh.write(b'{"id": 3, "text": "whatsapp is down"}\n{"id": 4, "text": "')
+        fh.write(b"down " * (13 << 20))  # and one cut off at the end of the file
+    result = runner.invoke(main, ["classify", str(src)])
+    assert result.exit_code == 1
+    rows = _rows(result.stdout)
+    assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
+        (1, 1, None), (None, None, "line 2: longer than 64 MiB"), (3, 1, None),
+        (None, None, "line 4: longer than 64 MiB")]

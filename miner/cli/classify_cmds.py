@@ -33,6 +33,9 @@ CHUNK_LINES = 4096
 # ... and at most about this many bytes of them: 4,096 lines of 250 KB each were a gigabyte read, decoded and
 # parsed at once, about 4.5 times that in memory (a 500 MB file of 2,000 such posts peaked at 2.3 GB).
 CHUNK_BYTES = 8 << 20
+# A longer line is no post (the model reads its first 64,000 characters at most) and gets an error row, unread:
+# parsing one costs about 3.6 times its size in memory (a 1 GB line, 3.6 GB), enough to kill a run mid-file.
+MAX_LINE_BYTES = 64 << 20
 
 
 def _settings(
@@ -54,8 +57,10 @@ def _settings(
     return settings, base
 
 
-def _parse(raw: bytes, n: int) -> tuple[Any, str | None, str | None]:
-    """(id, text, error) for one input line; error names the line."""
+def _parse(raw: bytes | None, n: int) -> tuple[Any, str | None, str | None]:
+    """(id, text, error) for one input line (None: one longer than MAX_LINE_BYTES); error names the line."""
+    if raw is None:
+        return None, None, f"line {n}: longer than {MAX_LINE_BYTES >> 20} MiB"
     # Not only on line 1: `cat` of two files saved by Windows tools has one at the start of the second.
     raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
@@ -96,14 +101,25 @@ def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
     return gzip.GzipFile(fileobj=fh)
 
 
-def _chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes]]]:
+def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
+    """The lines of ``fh``, None for one longer than MAX_LINE_BYTES (read past, never held whole)."""
     # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
-    chunk: list[tuple[int, bytes]] = []
+    while line := fh.readline(MAX_LINE_BYTES + 1):
+        if len(line) <= MAX_LINE_BYTES:
+            yield line
+            continue
+        while not line.endswith(b"\n") and (line := fh.readline(1 << 20)):
+            pass
+        yield None
+
+
+def _chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
+    chunk: list[tuple[int, bytes | None]] = []
     n = held = 0
     try:
-        for n, line in enumerate(fh, 1):
+        for n, line in enumerate(_lines(fh), 1):
             chunk.append((n, line))
-            held += len(line)
+            held += len(line or b"")
             if len(chunk) >= size or held >= CHUNK_BYTES:
                 yield chunk
                 chunk, held = [], 0
@@ -147,12 +163,12 @@ def classify_cmd(
     and CRLF line ends are accepted. Each output line, in input order, is {"id", "outage": 0|1, "score": 0..1,
     "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids need not be
     unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
-    ([classifier].threshold, else the model's). A line that is empty, not valid UTF-8, not a JSON object, or
-    lacks a valid id or text gets an output line with an "error" field naming the line (and null verdict; the
-    id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line was invalid or
-    the input broke off (a truncated gzip file: the lines before the break keep their rows), 0 otherwise. A
-    run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does not load)
-    deletes the -o file rather than leave part of the results, or none, in it.
+    ([classifier].threshold, else the model's). A line that is empty, longer than 64 MiB, not valid UTF-8, not
+    a JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and
+    null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line
+    was invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0
+    otherwise. A run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that
+    does not load) deletes the -o file rather than leave part of the results, or none, in it.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -233,7 +249,7 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
                 # each: an id holding one split its row in two. Escaped, they read back as the same characters.
                 rows.append(json_escape_controls(json.dumps(row, ensure_ascii=False)) + "\n")
             _write(out, "".join(rows), output)
-            bar.update(sum(len(line) for _, line in chunk))
+            bar.update(sum(len(line or b"") for _, line in chunk))
     return bad
 
 
