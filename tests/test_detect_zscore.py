@@ -285,3 +285,15 @@ def test_state_written_before_weekday_offsets_still_loads() -> None:
     del raw["weekday"], raw["weekday_n"]
     old = DetectorState.from_json(json.dumps(raw))
     assert old.weekday == (0.0,) * 7 and old.level == state.level
+
+
+def test_quiet_minutes_zero_resolves_at_the_first_quiet_bucket_not_during_the_outage() -> None:
+    params = replace(P, quiet_minutes=0.0)
+    base = poisson(20, day_buckets(1))
+    scores = detect_series(params, rows(base + [300.0] * 12 + poisson(20, 6, seed=3)))
+    during = scores[len(base):len(base) + 12]
+    assert sum(s.opened for s in during) == 1
+    assert not any(s.resolved or s.reopened for s in during)
+    assert all(s.open for s in during[params.persist_k - 1:])
+    # The outage over, the first quiet bucket resolves it.
+    assert scores[len(base) + 12].resolved and not scores[len(base) + 12].open

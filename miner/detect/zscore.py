@@ -296,7 +296,9 @@ def _step_one(
             quiet += 1
         elif z >= params.z_open:
             quiet = 0
-        if quiet * params.bucket_minutes >= params.quiet_minutes:
+        # Only at a quiet bucket: with quiet_minutes below a bucket (0 too), the one quiet bucket is the whole span,
+        # and 0 * width reached 0 minutes at every bucket, anomalous ones too: a flap of resolves and re-openings.
+        if quiet and quiet * params.bucket_minutes >= params.quiet_minutes:
             is_open, resolved, opened_at, quiet, resolved_at = False, True, None, 0, bucket_start
             hits = 0
     else:
