@@ -72,7 +72,7 @@ class DetectStage:
                 self._detect_service(service.name, now, report)
         if report.opened or report.reopened:
             with self.store.database.transaction():
-                self._group_openings(now)
+                self._group_openings(now, min(at for _, at in report.opened + report.reopened))
         return report
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
@@ -261,14 +261,17 @@ class DetectStage:
                 fields["lead_time_minutes"] = round(draft.lead_minutes - self.config.detector.bucket_minutes, 1)
         return fields
 
-    def _group_openings(self, now: datetime) -> None:
-        """Group recent openings of related services (configured groups, shared providers) into one incident.
+    def _group_openings(self, now: datetime, earliest: datetime) -> None:
+        """Group the openings of this run (the first at ``earliest``) with those of related services (configured
+        groups, shared providers) near them into one incident.
 
         An incident joins at most one group: ``correlate`` gives each opening to one group at most, and the
         group ids set here are tracked, so an incident grouped earlier in this round is never grouped again.
         """
         window = timedelta(minutes=self.config.detector.group_window_minutes)
-        since = now - 2 * window
+        # From this run's openings, not from now: a run after a restart steps up to max_fill_hours of buckets, and
+        # services that opened together hours before now were left out, each alerted alone.
+        since = min(now, earliest) - 2 * window
         # updated_at is at or after the last (re-)opening: older incidents need no look at their events.
         recent = [(r, self.store.last_opened_at(r)) for r in self.store.incidents(status="open")
                   if parse_iso(r["updated_at"]) >= since]

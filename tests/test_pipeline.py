@@ -198,6 +198,38 @@ def test_a_reopened_incident_is_grouped_with_a_new_opening(tmp_path: Path) -> No
     store.close()
 
 
+ACME_ONLY = """
+[[services]]
+name = "Barmail"
+provider = "Acme"
+[[services]]
+name = "Bazdrive"
+provider = "Acme"
+
+[detector]
+bucket_minutes = 15
+warmup_hours = 1
+"""
+
+
+def test_services_opening_together_hours_before_a_catching_up_run_get_one_group(store: Store) -> None:
+    pipe = Pipeline(parse_config(ACME_ONLY), store, _ReportsOnly())  # type: ignore[arg-type]
+    for hours in range(4):
+        pipe.detect(T0 + timedelta(hours=hours))
+    # The service was down for two hours; back, its first run steps them, with the posts collect stored meanwhile.
+    start = T0 + timedelta(hours=3, minutes=15)
+    now = T0 + timedelta(hours=5)
+    pipe.ingest([*_outage_reports("Barmail", start, start + timedelta(hours=1)),
+                 *_outage_reports("Bazdrive", start, start + timedelta(hours=1))], now)
+    pipe.classify_pending(now)
+    report = pipe.detect(now)
+    assert sorted(report.opened) == [("Barmail", start + timedelta(minutes=30)),
+                                     ("Bazdrive", start + timedelta(minutes=30))]
+    groups = store.database.rows("SELECT id, name, services FROM incident_groups")
+    assert [(g["name"], sorted(json.loads(g["services"]))) for g in groups] == [("Acme", ["Barmail", "Bazdrive"])]
+    assert {i["group_id"] for i in store.incidents()} == {groups[0]["id"]}
+
+
 def test_replayed_posts_and_user_reports_keep_no_handle_of_a_person(tmp_path: Path) -> None:
     config = parse_config(CONFIG)
     store = Store.open(tmp_path / "m.sqlite")
