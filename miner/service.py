@@ -111,6 +111,8 @@ class Service(ServiceJobs):
                                      lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
+        self._collected = threading.Event()
+        self._job_names = frozenset(job.name for job in self.options.jobs)
         # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
         # frames
         self._store_errors: dict[str, tuple[str, str]] = {}

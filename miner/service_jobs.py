@@ -35,6 +35,8 @@ class ServiceJobs:
     _poller: Any
     _source_up: dict[str, float]  # miner_source_up of the sources polled since the start (see metrics_text)
     _source_up_guard: threading.Lock
+    _collected: threading.Event  # a collect round has ended since the start (see job_process)
+    _job_names: frozenset[str]  # the jobs this service runs
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
@@ -47,6 +49,7 @@ class ServiceJobs:
             reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held)
         finally:
             self.metrics.set("miner_posts_held", float(held.posts))
+            self._collected.set()
         polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
             self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
@@ -84,11 +87,19 @@ class ServiceJobs:
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")
+        # Read before the posts are classified: the round's posts are then classified before the buckets are scored.
+        collected = self._collected.is_set() or "collect" not in self._job_names
         started = time.monotonic()
         classified = pipeline.classify_pending(now)
         if classified:
             self.metrics.inc("miner_posts_classified_total", classified)
             self.metrics.inc("miner_classify_seconds_total", time.monotonic() - started)
+        if not collected:
+            # Both jobs start at once: the detector stepped the buckets of the time the service was down (up to
+            # detector.max_fill_hours) before the first round had stored their posts, scoring them empty, resolving
+            # an outage still going on and learning the silence; the posts, stored a moment later, were too late.
+            log.debug("process: the buckets are scored once the first collect round has ended")
+            return
         report = pipeline.detect(now)
         for service, at in report.opened:
             log.warning("incident opened: %s at %s", service, iso(at), extra={"service": service})

@@ -1175,3 +1175,52 @@ def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
     assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted) == 1
     assert store.database.rows("SELECT model_version FROM classifications WHERE post_id = 3") == [
         {"model_version": REPORTS_SOURCE}]
+
+
+def test_a_restart_scores_the_time_it_was_down_once_the_first_collect_round_stored_its_posts(
+        server: FakeServer, tmp_path: Path, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    config = _forum_config(server, CONFIG + "warmup_hours = 1\n", "interval = 60\n")
+    texts = real_posts["mtn_outage"]
+    base = floor_time(datetime.now(UTC), timedelta(minutes=15)) - timedelta(hours=6)
+    start = base + timedelta(hours=3)  # the outage: an outage report a minute, from here on
+
+    def feed(until: datetime) -> None:
+        minutes = int((until - start) / timedelta(minutes=1))
+        server.serve("/forum.rss", _rss(*((f"o{n}", texts[n % len(texts)], start + timedelta(minutes=n))
+                                          for n in range(max(minutes, 0)))))
+
+    def service() -> Service:
+        svc = Service(config, tmp_path / "m.sqlite", ServiceOptions(
+            jobs=(JobSpec("collect", 3600.0), JobSpec("process", 3600.0)), http=False))
+        svc._poller = Poller(config.collect, config.services, hash_key=b"k", environ={})
+        svc._classifier = classifier
+        return svc
+
+    first = service()
+    try:
+        for now in [base + timedelta(hours=h, minutes=1) for h in range(3)] + [
+                start + timedelta(minutes=m) for m in (1, 16, 31, 46)]:
+            feed(now)
+            first.job_collect(now)
+            first.job_process(now)
+        [incident] = Store.open(tmp_path / "m.sqlite").incidents()  # the outage opened
+    finally:
+        first.stop()
+    # Down for two hours while the outage goes on; at the start, the process job runs before collect's round ends.
+    now = base + timedelta(hours=5, minutes=1)
+    feed(now)
+    second = service()
+    try:
+        second.job_process(now)
+        second.job_collect(now)
+        second.job_process(now + timedelta(seconds=30))
+    finally:
+        second.stop()
+    store = Store.open(tmp_path / "m.sqlite")
+    assert [e["kind"] for e in store.incident_events(incident["id"])] == ["open"]
+    assert store.incidents(status="open") == [store.incident(incident["id"])]
+    saved = store.detector_state("MTN")
+    assert saved is not None and saved.last_bucket == base + timedelta(hours=4, minutes=45)
+    store.close()
