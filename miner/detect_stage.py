@@ -27,6 +27,9 @@ from miner.detect.grouping import Opening, correlate
 from miner.store import Store
 from miner.timeutil import floor_time, iso, parse_iso
 
+# Source types that bring the provider's own incidents, not posts: their failures leave no bucket short.
+STATUS_TYPES = frozenset({"statuspage", "status_feed"})
+
 log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stages, as operators filter on it
 
 # How much history a changed bucket width learns the baseline again from: the day-of-week offsets need two weeks
@@ -67,9 +70,10 @@ class DetectStage:
         self._resolve_unwatched(now, report)
         self._rebucket_if_changed(now)
         self._resume_after_clock_ahead(now)
+        sources = {row["name"]: row for row in self.store.source_rows()}
         for service in self.config.services:
             with self.store.database.transaction():
-                self._detect_service(service.name, now, report)
+                self._detect_service(service.name, now, report, self._collected_until(service.name, sources, now))
         if report.opened or report.reopened:
             with self.store.database.transaction():
                 self._group_openings(now, min(at for _, at in report.opened + report.reopened))
@@ -173,14 +177,34 @@ class DetectStage:
                                       draft=saved.draft if saved else None,
                                       incident_id=saved.incident_id if saved else None)
 
-    def _detect_service(self, service: str, now: datetime, report: TickReport) -> None:
+    def _collected_until(self, service: str, sources: dict[str, dict[str, Any]], now: datetime) -> datetime | None:
+        """While every source polled for ``service``'s posts fails: the last time one of them succeeded, up to which
+        its posts can have been collected. None while one works (or none ever did, or it has none), and once that
+        is more than max_fill_hours ago: buckets that old are skipped as our own outage, and the user reports of
+        the time since are scored rather than held for as long as a source stays broken.
+
+        Their silence is our own outage, not the end of the service's: its buckets scored empty resolved an outage
+        still going on and were learned as quiet, and the posts their cursors bring once they work again, late.
+        """
+        mine = [s.name for s in self.config.sources if s.enabled and s.type not in STATUS_TYPES
+                and (not s.services or service.lower() in {n.lower() for n in s.services})]
+        rows = [sources.get(name) for name in mine]
+        if not rows or any(r is None or not r["consecutive_failures"] or not r["last_ok_at"] for r in rows):
+            return None
+        until = max(parse_iso(r["last_ok_at"]) for r in rows if r is not None)
+        return until if now - until <= timedelta(hours=self.config.detector.max_fill_hours) else None
+
+    def _detect_service(self, service: str, now: datetime, report: TickReport,
+                        collected_until: datetime | None = None) -> None:
         params = self.config.detector
         width = self.bucket
         saved = self.store.detector_state(service)
         state = DetectorState.from_json(saved.state) if saved else None
         draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
         incident_id = saved.incident_id if saved else None
-        due = due_buckets(params, state, now)
+        # The buckets that ended before the sources stopped working; those after wait for them (up to max_fill_hours,
+        # after which due_buckets skips them as our own outage).
+        due = due_buckets(params, state, now if collected_until is None else min(now, collected_until))
         if not due:
             return
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)

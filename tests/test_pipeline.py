@@ -1224,3 +1224,59 @@ def test_a_restart_scores_the_time_it_was_down_once_the_first_collect_round_stor
     saved = store.detector_state("MTN")
     assert saved is not None and saved.last_bucket == base + timedelta(hours=4, minutes=45)
     store.close()
+
+
+def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: FakeServer, store: Store) -> None:
+    config = _forum_config(server, CLOCK_AHEAD.replace("Foonet", "MTN"), "interval = 60\n")
+    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    server.serve("/forum.rss", _rss())
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        def poll(now: datetime) -> None:
+            poller.ctx.now = lambda: now
+            pipe.collect(now, poller, due_only=False)
+
+        for hours in range(4):
+            poll(T0 + timedelta(hours=hours))
+            pipe.detect(T0 + timedelta(hours=hours))
+        start = T0 + timedelta(hours=3)
+        pipe.ingest(_outage_reports("MTN", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+        pipe.classify_pending(start + timedelta(minutes=30))
+        poll(start + timedelta(minutes=30))
+        assert pipe.detect(start + timedelta(minutes=30)).opened == [("MTN", start + timedelta(minutes=30))]
+        # The forum fails for two hours: its silence is ours, not the end of the outage.
+        server.serve("/forum.rss", Reply(503, b"down"))
+        for minutes in range(45, 150, 15):
+            poll(start + timedelta(minutes=minutes))
+            assert pipe.detect(start + timedelta(minutes=minutes)).resolved == []
+        saved = store.detector_state("MTN")
+        assert saved is not None and saved.last_bucket == start + timedelta(minutes=15)
+        # Back: the posts it fetched are scored in their buckets, and the quiet ones resolve the incident.
+        server.serve("/forum.rss", _rss())
+        poll(start + timedelta(minutes=150))
+        report = pipe.detect(start + timedelta(minutes=150))
+    assert report.buckets == 8 and [s for s, _ in report.resolved] == ["MTN"]
+
+
+def test_a_service_whose_sources_fail_for_longer_than_max_fill_hours_is_scored_again(
+        server: FakeServer, store: Store) -> None:
+    config = _forum_config(server, CLOCK_AHEAD.replace("Foonet", "MTN"), "interval = 60\n")
+    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    server.serve("/forum.rss", _rss())
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        def poll(now: datetime) -> None:
+            poller.ctx.now = lambda: now
+            pipe.collect(now, poller, due_only=False)
+
+        for hours in range(4):
+            poll(T0 + timedelta(hours=hours))
+            pipe.detect(T0 + timedelta(hours=hours))
+        server.serve("/forum.rss", Reply(503, b"down"))
+        poll(T0 + timedelta(hours=4))
+        assert pipe.detect(T0 + timedelta(hours=4)).buckets == 0  # held
+        # Broken for good: the user reports of an outage are still scored once the hold is past max_fill_hours.
+        later = T0 + timedelta(hours=3 + config.detector.max_fill_hours, minutes=15)
+        poll(later)
+        pipe.ingest(_outage_reports("MTN", later - timedelta(minutes=30), later), later)
+        pipe.classify_pending(later)
+        report = pipe.detect(later)
+    assert report.buckets > 0 and report.opened == [("MTN", later)]
