@@ -8,7 +8,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -1226,7 +1227,9 @@ def test_a_restart_scores_the_time_it_was_down_once_the_first_collect_round_stor
     store.close()
 
 
-def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: FakeServer, store: Store) -> None:
+@contextmanager
+def _forum_watched(server: FakeServer, store: Store) -> Iterator[tuple[Config, Pipeline, Callable[[datetime], None]]]:
+    """MTN's one source, a forum polled and scored hourly for four hours from T0; poll(now) polls it at ``now``."""
     config = _forum_config(server, CLOCK_AHEAD.replace("Foonet", "MTN"), "interval = 60\n")
     pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
     server.serve("/forum.rss", _rss())
@@ -1238,6 +1241,11 @@ def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: F
         for hours in range(4):
             poll(T0 + timedelta(hours=hours))
             pipe.detect(T0 + timedelta(hours=hours))
+        yield config, pipe, poll
+
+
+def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: FakeServer, store: Store) -> None:
+    with _forum_watched(server, store) as (_, pipe, poll):
         start = T0 + timedelta(hours=3)
         pipe.ingest(_outage_reports("MTN", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
         pipe.classify_pending(start + timedelta(minutes=30))
@@ -1259,17 +1267,7 @@ def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: F
 
 def test_a_service_whose_sources_fail_for_longer_than_max_fill_hours_is_scored_again(
         server: FakeServer, store: Store) -> None:
-    config = _forum_config(server, CLOCK_AHEAD.replace("Foonet", "MTN"), "interval = 60\n")
-    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
-    server.serve("/forum.rss", _rss())
-    with Poller(config.collect, config.services, hash_key=b"k") as poller:
-        def poll(now: datetime) -> None:
-            poller.ctx.now = lambda: now
-            pipe.collect(now, poller, due_only=False)
-
-        for hours in range(4):
-            poll(T0 + timedelta(hours=hours))
-            pipe.detect(T0 + timedelta(hours=hours))
+    with _forum_watched(server, store) as (config, pipe, poll):
         server.serve("/forum.rss", Reply(503, b"down"))
         poll(T0 + timedelta(hours=4))
         assert pipe.detect(T0 + timedelta(hours=4)).buckets == 0  # held
