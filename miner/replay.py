@@ -109,8 +109,9 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
             packed = file.peek(2)[:2] == b"\x1f\x8b"
             handle: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=file) if packed else file
             for lineno, raw in enumerate(handle, start=1):
-                if lineno == 1:
-                    raw = raw.removeprefix(codecs.BOM_UTF8)  # files saved by Windows tools may start with one
+                # Files saved by Windows tools start with one, and not only on line 1: `cat` of two such files has
+                # one at the start of the second (`miner classify` takes it so too).
+                raw = raw.removeprefix(codecs.BOM_UTF8)
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:

@@ -138,6 +138,26 @@ def test_replay_reads_files_saved_with_a_byte_order_mark(tmp_path: Path) -> None
     assert [p.external_id for p in read_posts(plain)] == [p.external_id for p in read_posts(packed)] == ["1"]
 
 
+def test_replay_reads_two_files_saved_with_a_byte_order_mark_joined_by_cat(tmp_path: Path, runner: CliRunner) -> None:
+    # Only line 1's mark was taken: the second file's, mid-stream, failed the replay as "invalid JSON" (`miner
+    # classify` takes the same file).
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+
+    def saved(n: int) -> bytes:
+        return (b'\xef\xbb\xbf{"id": "%d", "text": "x", "created_at": "2026-01-01T00:0%d:00Z", "source": "s"}\r\n'
+                % (n, n))
+
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes(saved(1) + saved(2) + saved(3))
+    assert [p.external_id for p in read_posts(joined)] == ["1", "2", "3"]
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(joined)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM posts").fetchone() == (3,)
+
+
 def test_replay_names_the_line_of_invalid_utf8_and_a_bare_carriage_return_does_not_end_a_line(
         tmp_path: Path, runner: CliRunner) -> None:
     # The file was read as text: one bad byte made the whole file "unreadable" without a line number, and a
