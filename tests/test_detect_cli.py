@@ -98,6 +98,9 @@ def test_bad_csv_errors_name_the_line(tmp_path: Path) -> None:
         "time,count\n2025-03-03 00:00:00,1\n": ":1: header must be",
         "timestamp,value\n2025-03-03 00:00:00,1\n2025-03-03 00:05:00,abc\n": ":3: value 'abc' is not a number",
         "timestamp,value\n2025-03-03 00:00:00,1\nyesterday,2\n": ":3: bad timestamp",
+        # In UTC before the year 1: an "internal error: OverflowError"
+        "timestamp,value\n0001-01-01T00:30:00+01:00,1\n2025-03-03 00:05:00,2\n":
+            ":2: timestamp '0001-01-01T00:30:00+01:00' is out of range",
         "timestamp,value\n2025-03-03 00:05:00,1\n2025-03-03 00:00:00,2\n": ":3: timestamp",
         "timestamp,value\n2025-03-03 00:00:00,1\n2025-03-03 00:05:00,-4\n": ":3: value must be",
         "timestamp,value\n2025-03-03 00:00:00,1\n": "need at least 2 rows",

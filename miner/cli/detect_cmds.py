@@ -9,7 +9,7 @@ import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -18,14 +18,17 @@ from miner.cli.app import AppContext, main, pass_app
 from miner.detect.params import DetectorParams
 from miner.detect.zscore import detect_series
 from miner.errors import InputError
+from miner.timeutil import parse_iso
 
 
 def _parse_time(text: str, where: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_iso(text)
     except ValueError:
         raise InputError(f"{where}: bad timestamp {text!r} (expected ISO 8601, e.g. 2015-02-26 21:42:53)") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # its offset moves it past what a datetime holds: was an "internal error"
+        raise InputError(f"{where}: timestamp {text!r} is out of range (in UTC it falls before the year 1 or "
+                         "after 9999)") from None
 
 
 def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str]]:
