@@ -127,6 +127,12 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     assert "read-only" in refused.output and "DELETE" in refused.output
     bad = runner.invoke(main, [*base, "SELEC nothing"])
     assert bad.exit_code == 1 and "SQL error" in bad.output and "Traceback" not in bad.output
+    # The user's SQL, not the store file: each read "Error: store <path>: ..."
+    two = runner.invoke(main, [*base, "SELECT 1; SELECT 2"])
+    assert two.exit_code == 1 and "Error: run one statement at a time" in two.output, two.output
+    unbound = runner.invoke(main, [*base, "SELECT :missing"])
+    assert unbound.exit_code == 1 and "Error: SQL error:" in unbound.output and ":missing" in unbound.output
+    assert "-p NAME=VALUE" in unbound.output and "store" not in unbound.output, unbound.output
     still = runner.invoke(main, [*base, "--format", "json", "SELECT count(*) AS n FROM posts"])
     assert json.loads(still.stdout) == [{"n": 3}]
 

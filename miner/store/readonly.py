@@ -96,8 +96,12 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
         return sqlite3.SQLITE_DENY
 
     def failure(exc: sqlite3.Warning | sqlite3.DatabaseError) -> MinerError:
-        if isinstance(exc, sqlite3.Warning):  # more than one statement
+        # More than one statement: Python 3.11 raises ProgrammingError where 3.10 raised Warning, and a parameter
+        # the SQL names but -p does not bind is one too; each was a "store <path>: ..." error, as if the file failed.
+        if isinstance(exc, sqlite3.Warning) or "one statement at a time" in str(exc):
             return QueryRefused(f"run one statement at a time ({exc})")
+        if isinstance(exc, sqlite3.ProgrammingError):
+            return MinerError(f"SQL error: {exc} (bind each :NAME with -p NAME=VALUE)")
         if refused:
             return QueryRefused(
                 f"refused: `miner query` runs read-only SQL, and this statement would write ({refused[0]})")
