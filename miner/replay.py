@@ -37,6 +37,8 @@ FUTURE_SLACK = timedelta(minutes=10)
 MAX_GAP = timedelta(days=366)
 # No post is older than the Unix epoch; the detector's arithmetic on a misdated one near the year 1 overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+# The longest line read: as `miner classify` takes it (a post's text is a few KB at most).
+MAX_LINE_BYTES = 64 << 20
 
 
 DEMO_SOURCE = "sentitel"  # the source of every post of the bundled stream
@@ -108,7 +110,12 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
             # Gzip by its magic bytes, as `miner classify` tells it, whatever the file's name
             packed = file.peek(2)[:2] == b"\x1f\x8b"
             handle: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=file) if packed else file
-            for lineno, raw in enumerate(handle, start=1):
+            # At most so much of a line is read: a file that is not one post per line (a JSON array saved on one
+            # line) was read, decoded and parsed whole, twice, several times its size in memory, before it failed.
+            for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
+                if len(raw) > MAX_LINE_BYTES:
+                    raise InputError(f"{p}:{lineno}: longer than {MAX_LINE_BYTES >> 20} MiB: a post is one line of "
+                                     "JSONL, an object per line")
                 # Files saved by Windows tools start with one, and not only on line 1: `cat` of two such files has
                 # one at the start of the second (`miner classify` takes it so too).
                 raw = raw.removeprefix(codecs.BOM_UTF8)

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
 from streams import CONFIG, write_stream
 
+from miner import replay as replay_module
 from miner.cli import main
 from miner.config import bundled_path
 from miner.records import Post
@@ -156,6 +157,23 @@ def test_replay_reads_two_files_saved_with_a_byte_order_mark_joined_by_cat(tmp_p
     assert result.exit_code == 0, result.output
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM posts").fetchone() == (3,)
+
+
+def test_replay_refuses_a_line_longer_than_it_reads_naming_it(tmp_path: Path, runner: CliRunner,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file not one post per line (a JSON array saved on one line) was read, decoded and parsed whole, twice: a
+    # 300 MB one peaked at 1.2 GB of memory (0.17 GB now), before failing as "expected a JSON object".
+    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 1 << 20)
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    post = {"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}
+    stream = tmp_path / "array.jsonl"
+    stream.write_text(json.dumps(post) + "\n" + json.dumps([{**post, "id": str(i)} for i in range(2, 20_000)]) + "\n")
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"Error: {stream}:2: longer than 1 MiB: a post is one line of JSONL" in result.output, result.output
+    assert "(nothing was stored)" in result.output and not db.exists()
 
 
 def test_replay_names_the_line_of_invalid_utf8_and_a_bare_carriage_return_does_not_end_a_line(

@@ -226,8 +226,8 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) ->
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
     """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
 
-    POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name); a byte-order mark at the start of any line
-    and CRLF line ends are accepted.
+    POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name), one post per line (a line longer than 64 MiB
+    is refused); a byte-order mark at the start of any line and CRLF line ends are accepted.
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
