@@ -93,6 +93,19 @@ def test_collect_once_reports_each_source_and_isolates_failures(tmp_path: Path, 
     store.close()
 
 
+def test_collect_once_with_no_source_enabled_says_so(tmp_path: Path) -> None:
+    # It said "no source is due (use --all to poll every source now)", to --all too.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "MTN"\n\n[[sources]]\nname = "off"\ntype = "rss"\n'
+                   'url = "http://127.0.0.1:9/feed"\nenabled = false\n')
+    for extra in ([], ["--all"]):
+        result = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "collect",
+                                           "--once", *extra])
+        assert result.exit_code == 0, result.output
+        assert f"no source to poll: {cfg} enables no [[sources]]" in result.output, result.output
+        assert "--all" not in result.output
+
+
 def test_a_feed_gone_for_good_says_what_to_do_and_is_polled_at_backoff_max(tmp_path: Path, server: FakeServer) -> None:
     # A 410 read "no such resource", as a 404 (a URL mistyped, a server misconfigured) does: the operator was not
     # told that the site removed the feed on purpose and the source is to be removed or pointed elsewhere.

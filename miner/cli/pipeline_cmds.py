@@ -60,7 +60,9 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
                 click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
                                  max_width=90))
             elif once and not stop.is_set():
-                click.echo("no source is due (use --all to poll every source now)")
+                # "Use --all" was the answer to --all too, where the config has no source to poll at all.
+                click.echo("no source is due (use --all to poll every source now)" if app.config.polled_sources
+                           else f"no source to poll: {app.config.path or 'the config'} enables no [[sources]]")
             failed = any(r.error for r in reports)
             if once or stop.wait(5):
                 break
