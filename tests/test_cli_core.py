@@ -133,6 +133,10 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     unbound = runner.invoke(main, [*base, "SELECT :missing"])
     assert unbound.exit_code == 1 and "Error: SQL error:" in unbound.output and ":missing" in unbound.output
     assert "-p NAME=VALUE" in unbound.output and "store" not in unbound.output, unbound.output
+    # A join's two "id" columns: the object kept only the last, without a word.
+    twice = runner.invoke(main, [*base, "--format", "json", "SELECT p.id, p.id + 100 AS id FROM posts p"])
+    assert twice.exit_code == 1 and "Error: more than one column named 'id'" in twice.output, twice.output
+    assert twice.stdout == ""
     still = runner.invoke(main, [*base, "--format", "json", "SELECT count(*) AS n FROM posts"])
     assert json.loads(still.stdout) == [{"n": 3}]
 

@@ -95,9 +95,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "wide", "json", "csv"]), default="table",
               show_default=True,
               help="Output format; `wide` does not cut long cells, json is one array with an object per row (an "
-                   "infinite number is null). table and wide show control and bidi characters escaped (\\x1b, "
-                   "\\u202e), so that a post cannot drive the terminal; json (escaping them as JSON does, \\u009b) "
-                   "and csv keep text as stored.")
+                   "infinite number is null; columns need names of their own, as a join's two \"id\" need AS). "
+                   "table and wide show control and bidi characters escaped (\\x1b, \\u202e), so that a post "
+                   "cannot drive the terminal; json (escaping them as JSON does, \\u009b) and csv keep text as "
+                   "stored.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable).")
 @pass_app
@@ -108,6 +109,7 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
     """
+    from miner.errors import MinerError
     from miner.store import stream_readonly
 
     bound: dict[str, str] = {}
@@ -118,6 +120,10 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
         bound[name] = value
     path = str(app.db_path or app.config.store.path)
     with stream_readonly(path, sql, bound) as (columns, read):
+        # An object holds a name once: a join's two "id" columns kept only the last, without a word.
+        if fmt == "json" and (twice := sorted({c for c in columns if columns.count(c) > 1})):
+            raise MinerError(f"more than one column named {', '.join(map(repr, twice))}: --format json "
+                             "writes an object per row, which holds a name once; name each column with AS")
         if fmt in STREAMED:
             for piece in stream(columns, read, fmt):
                 # color=True: into a file or a pipe click.echo strips what looks like an ANSI colour code, which
