@@ -131,15 +131,16 @@ def tls_context(folder: Path) -> ssl.SSLContext:
 
 class SmtpServer:
     """``tls``: None (plain), "starttls" (STARTTLS required) or "ssl" (implicit TLS). ``login``: (user, password)
-    makes AUTH mandatory (over TLS only when TLS is on)."""
+    makes AUTH mandatory (over TLS only when TLS is on). ``smtputf8``: whether EHLO offers SMTPUTF8."""
 
     def __init__(self, tls: str | None = None, folder: Path | None = None,
-                 login: tuple[str, str] | None = None) -> None:
+                 login: tuple[str, str] | None = None, smtputf8: bool = True) -> None:
         self.inbox = Inbox()
         self.port = 0
         self.tls = tls
         self.folder = folder
         self.login = login
+        self.smtputf8 = smtputf8
         self.logins: list[str] = []
         self._controller: _Controller | None = None
 
@@ -161,7 +162,8 @@ class SmtpServer:
             kwargs |= {"authenticator": self._authenticate, "auth_required": True,
                        "auth_require_tls": self.tls == "starttls"}
         # Restarting reuses the first port, as a real server coming back would.
-        self._controller = _Controller(self.inbox, hostname="127.0.0.1", port=self.port, **kwargs)
+        self._controller = _Controller(self.inbox, hostname="127.0.0.1", port=self.port,
+                                       enable_SMTPUTF8=self.smtputf8, **kwargs)
         self._controller.start()
         self.port = self._controller.port
 

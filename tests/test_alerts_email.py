@@ -131,6 +131,24 @@ def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
     assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
 
 
+def test_an_internationalized_recipient_on_a_server_without_smtputf8_does_not_cost_the_others_the_alert(
+        store: Store) -> None:
+    server = SmtpServer(smtputf8=False)
+    server.start()
+    try:
+        route = RouteSettings(name="oncall", email=("oncall@example.org", "jörg@example.org", "ops@bücher.example"))
+        cfg = replace(mail_settings(server, group_wait=0.0), routes=(route,))
+        open_incident(store, "WhatsApp", T0)
+        plan_notifications(store, cfg, T0)
+        assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+        # The domain in its ASCII form reaches its mailbox; only the address no such server can carry is refused.
+        assert server.inbox.envelopes == [("miner@example.org", ["oncall@example.org", "ops@xn--bcher-kva.example"])]
+        [row] = store.outbox_rows(["failed"])
+        assert row["reason"].startswith("refused jörg@example.org: 553 needs SMTPUTF8")
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("reply", ["554 5.0.0 odd", "421 4.3.2 shutting down"])
 def test_an_odd_answer_to_quit_after_the_message_was_accepted_does_not_fail_or_resend_it(
         store: Store, smtp_server: SmtpServer, reply: str) -> None:  # noqa: F811

@@ -87,6 +87,8 @@ class SmtpSender:
             tls = ssl.create_default_context(cafile=s.ca_file or None) if s.security != "none" else None
         except (OSError, ssl.SSLError) as exc:
             raise DeliveryError(f"SMTP ca_file {s.ca_file}: {exc}", permanent=True) from None
+        sendable: dict[str, str] = {}  # the address as sent -> as configured
+        refused: dict[str, tuple[int, bytes | str]] = {}
         try:
             client: smtplib.SMTP
             if s.security == "ssl":
@@ -98,12 +100,25 @@ class SmtpSender:
                     client.starttls(context=tls)
                 if user:
                     client.login(user, password)
-                refused = client.send_message(message, from_addr=sender, to_addrs=recipients)
+                # Without SMTPUTF8, smtplib refused the whole message for one internationalized address: every
+                # recipient of the route lost it. A domain goes in its ASCII (IDNA) form; a non-ASCII local part,
+                # which only SMTPUTF8 carries, is refused alone, as a server refuses one recipient.
+                client.ehlo_or_helo_if_needed()
+                utf8 = client.has_extn("smtputf8")
+                as_sent = {r: r if utf8 else _ascii_address(r) for r in recipients}
+                sendable = {a: r for r, a in as_sent.items() if a is not None}
+                refused = {r: (553, f"needs SMTPUTF8, which {s.host}:{s.port} does not offer")
+                           for r, a in as_sent.items() if a is None}
+                if sendable:
+                    envelope_from = sender if utf8 else _ascii_address(sender) or sender
+                    answer = client.send_message(message, from_addr=envelope_from, to_addrs=list(sendable))
+                    refused |= {sendable.get(a, a): reply for a, reply in answer.items()}
             finally:
                 _quit(client)
         except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in exc.recipients.items())
+            replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
+            codes = [code for code, _ in replies.values()]
+            detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in replies.items())
             raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes)) from None
         except smtplib.SMTPResponseException as exc:
             raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}",
@@ -112,12 +127,27 @@ class SmtpSender:
             raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}") from None
+        if refused and len(refused) == len(recipients):
+            detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
+            raise DeliveryError(f"all recipients refused: {detail}", permanent=True)
         if refused:
             delivered = [r for r in recipients if r not in refused]
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
             raise PartialDelivery(f"refused {detail} (sent to the other {len(delivered)} via {s.host}:{s.port})",
                                   delivered=delivered, permanent=all(c >= 500 for c, _ in refused.values()))
         return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+
+
+def _ascii_address(address: str) -> str | None:
+    """``address`` as a server without SMTPUTF8 takes it (an internationalized domain in IDNA form), or None when
+    its local part is not ASCII."""
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        return None
+    try:
+        return address if domain.isascii() else f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return None
 
 
 def _quit(client: smtplib.SMTP) -> None:
