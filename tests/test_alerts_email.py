@@ -149,6 +149,24 @@ def test_an_internationalized_recipient_on_a_server_without_smtputf8_does_not_co
         server.stop()
 
 
+@pytest.mark.parametrize("smtputf8", [False, True])
+def test_a_from_address_with_an_internationalized_domain_makes_ascii_message_ids(store: Store, smtputf8: bool) -> None:
+    server = SmtpServer(smtputf8=smtputf8)
+    server.start()
+    try:
+        cfg = mail_settings(server, group_wait=0.0, from_addr="miner <miner@bücher.example>")
+        open_incident(store, "WhatsApp", T0)
+        plan_notifications(store, cfg, T0)
+        # A Message-ID in that domain could not be written without SMTPUTF8: every email of the store failed.
+        assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+        [msg] = server.inbox.messages
+        assert str(msg["Message-ID"]).isascii() and str(msg["Message-ID"]).endswith("@xn--bcher-kva.example>")
+        [chart] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+        assert f"cid:{str(chart['Content-ID']).strip('<>')}" in str(msg.get_body(("html",)).get_content())
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("reply", ["554 5.0.0 odd", "421 4.3.2 shutting down"])
 def test_an_odd_answer_to_quit_after_the_message_was_accepted_does_not_fail_or_resend_it(
         store: Store, smtp_server: SmtpServer, reply: str) -> None:  # noqa: F811

@@ -32,9 +32,17 @@ log = logging.getLogger(__name__)
 
 
 def make_message_id(settings: AlertSettings) -> str:
-    """A Message-ID fixed when a notification is planned, so a resend carries the same one."""
-    domain = parseaddr(settings.from_addr)[1].rpartition("@")[2] or "localhost"
-    return f"<miner.{uuid.uuid4().hex}@{domain}>"
+    """A Message-ID fixed when a notification is planned, so a resend carries the same one.
+
+    Always ASCII: a from_addr domain such as bücher.example goes in its IDNA form. As written, it could not be put in
+    a message sent without SMTPUTF8 (every email failed), and made the charts' Content-IDs non-ASCII.
+    """
+    domain = parseaddr(settings.from_addr)[1].rpartition("@")[2]
+    try:
+        domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        domain = ""
+    return f"<miner.{uuid.uuid4().hex}@{domain or 'localhost'}>"
 
 
 def channels(route: RouteSettings) -> list[str]:
