@@ -143,6 +143,7 @@ def test_an_internationalized_recipient_on_a_server_without_smtputf8_does_not_co
         assert dispatch(store, cfg, T0, worker_id="w").failed == 1
         # The domain in its ASCII form reaches its mailbox; only the address no such server can carry is refused.
         assert server.inbox.envelopes == [("miner@example.org", ["oncall@example.org", "ops@xn--bcher-kva.example"])]
+        assert "ops@xn--bcher-kva.example" in [a.addr_spec for a in server.inbox.messages[0]["To"].addresses]
         [row] = store.outbox_rows(["failed"])
         assert row["reason"].startswith("refused jörg@example.org: 553 needs SMTPUTF8")
     finally:
@@ -161,6 +162,8 @@ def test_a_from_address_with_an_internationalized_domain_makes_ascii_message_ids
         assert dispatch(store, cfg, T0, worker_id="w").sent == 1
         [msg] = server.inbox.messages
         assert str(msg["Message-ID"]).isascii() and str(msg["Message-ID"]).endswith("@xn--bcher-kva.example>")
+        assert [a.addr_spec for a in msg["From"].addresses] == ["miner@xn--bcher-kva.example"]
+        assert msg["From"].addresses[0].display_name == "miner"
         [chart] = [p for p in msg.walk() if p.get_content_type() == "image/png"]
         assert f"cid:{str(chart['Content-ID']).strip('<>')}" in str(msg.get_body(("html",)).get_content())
     finally:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
+from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
 from miner.timeutil import parse_retry_after, utcnow
@@ -141,13 +142,8 @@ class SmtpSender:
 def _ascii_address(address: str) -> str | None:
     """``address`` as a server without SMTPUTF8 takes it (an internationalized domain in IDNA form), or None when
     its local part is not ASCII."""
-    local, _, domain = address.rpartition("@")
-    if not local.isascii():
-        return None
-    try:
-        return address if domain.isascii() else f"{local}@{domain.encode('idna').decode('ascii')}"
-    except UnicodeError:
-        return None
+    ascii_form = idna_address(address)
+    return ascii_form if ascii_form.isascii() else None
 
 
 def _quit(client: smtplib.SMTP) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.content import digest_incident_rows
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.alerts.text import idna_address
 from miner.errors import StoreError
 from miner.store.incidents import is_reopening
 from miner.store.mutes import MutedItem, silence_matches
@@ -37,12 +38,8 @@ def make_message_id(settings: AlertSettings) -> str:
     Always ASCII: a from_addr domain such as bücher.example goes in its IDNA form. As written, it could not be put in
     a message sent without SMTPUTF8 (every email failed), and made the charts' Content-IDs non-ASCII.
     """
-    domain = parseaddr(settings.from_addr)[1].rpartition("@")[2]
-    try:
-        domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        domain = ""
-    return f"<miner.{uuid.uuid4().hex}@{domain or 'localhost'}>"
+    domain = idna_address(parseaddr(settings.from_addr)[1]).rpartition("@")[2]
+    return f"<miner.{uuid.uuid4().hex}@{domain if domain and domain.isascii() else 'localhost'}>"
 
 
 def channels(route: RouteSettings) -> list[str]:

@@ -10,9 +10,9 @@ import email.policy
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,7 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.settings import AlertSettings, RouteSettings
-from miner.alerts.text import clean_text, columns, safe_url, wrap_columns
+from miner.alerts.text import clean_text, columns, idna_address, safe_url, wrap_columns
 from miner.errors import MinerError
 from miner.timeutil import iso, parse_iso
 
@@ -113,8 +113,11 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
                 in_reply_to: str | None = None) -> EmailMessage:
     msg = EmailMessage(policy=_SEVEN_BIT)
     msg["Subject"] = clean_text(subject, 200)
-    msg["From"] = settings.from_addr
-    msg["To"] = ", ".join(route.email)
+    # Domains in IDNA form: as written, a message sent without SMTPUTF8 carried bücher.example RFC 2047-encoded, an
+    # address nobody can reply to (and From a domain DMARC cannot align).
+    name, addr = parseaddr(settings.from_addr)
+    msg["From"] = settings.from_addr if addr.isascii() else Address(display_name=name, addr_spec=idna_address(addr))
+    msg["To"] = ", ".join(idna_address(a) for a in route.email)
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     # RFC 3834: machine-generated, so vacation responders and ticket systems do not answer it.

@@ -92,6 +92,18 @@ def safe_url(value: object, limit: int = 500) -> str | None:
     return url
 
 
+def idna_address(address: str) -> str:
+    """``address`` with an internationalized domain in its ASCII (IDNA) form, which every mail server and reader takes;
+    unchanged when its domain is ASCII or has no IDNA form."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        return address
+
+
 def slack_escape(text: str) -> str:
     """Slack mrkdwn treats &, < and > as control characters (links, @channel); escape them."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
