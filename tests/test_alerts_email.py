@@ -466,6 +466,41 @@ def test_deliveries_name_the_worker_as_the_schema_says(tmp_path: Path, smtp_serv
         store.close()
 
 
+def test_a_server_trickling_its_greeting_cannot_hold_a_send_past_its_bound(store: Store) -> None:
+    # smtp.timeout bounds each read, not a reply: a greeting a byte at a time held the send (and its claim, which
+    # lapsed: another dispatcher sent it again) for as long as the server liked.
+    trickler = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+
+    def serve() -> None:
+        conn = trickler.accept()[0]
+        with conn:
+            while not done.wait(0.1):
+                try:
+                    conn.sendall(b"2")
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    smtp = SmtpSettings(host="127.0.0.1", port=trickler.getsockname()[1], security="none", timeout=0.5)
+    cfg = settings(routes=(route,), webhooks=(), smtp=smtp, group_wait=0.0)
+    assert cfg.slowest_send == 5.0
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    stats: list[object] = []
+    sender = threading.Thread(target=lambda: stats.append(dispatch(store, cfg, T0, worker_id="w")), daemon=True)
+    began = time.monotonic()
+    sender.start()
+    sender.join(30)
+    done.set()
+    trickler.close()
+    assert not sender.is_alive(), "the send outlasted its bound"
+    assert time.monotonic() - began < 15
+    [row] = store.outbox_rows(["pending"])
+    assert row["attempts"] == 1 and "5s" in row["last_error"]
+
+
 def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging_server(tmp_path: Path) -> None:
     # Each row to a server that never answers takes the SMTP timeout: a stop waited for all of them (at the
     # defaults, 100 rows x 30 s, far beyond systemd's TimeoutStopSec) before the service could exit.

@@ -10,11 +10,14 @@ refused is a :class:`PartialDelivery`: :func:`send_email` remembers who has it, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -90,13 +93,22 @@ class SmtpSender:
             raise DeliveryError(f"SMTP ca_file {s.ca_file}: {exc}", permanent=True) from None
         sendable: dict[str, str] = {}  # the address as sent -> as configured
         refused: dict[str, tuple[int, bytes | str]] = {}
+        # smtp.timeout bounds each read, not a reply: a server sending its replies a byte at a time held the send,
+        # and the outbox claim lapsed meanwhile (another dispatcher sent it again). The session is cut at the bound
+        # AlertSettings.slowest_send assumes: one timeout per command.
+        limit = s.timeout * (9 + len(recipients))
+        client: smtplib.SMTP = (smtplib.SMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
+                                else smtplib.SMTP(timeout=s.timeout))
+        client._host = s.host  # type: ignore[attr-defined]  # what connect() leaves unset: STARTTLS's and SSL's SNI
+        cut = threading.Event()
+        watchdog = threading.Timer(limit, _cut, (client, cut))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            client: smtplib.SMTP
-            if s.security == "ssl":
-                client = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=tls)
-            else:
-                client = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             try:
+                code, greeting = client.connect(s.host, s.port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, greeting)
                 if s.security == "starttls":
                     client.starttls(context=tls)
                 if user:
@@ -114,8 +126,16 @@ class SmtpSender:
                     envelope_from = sender if utf8 else _ascii_address(sender) or sender
                     answer = client.send_message(message, from_addr=envelope_from, to_addrs=list(sendable))
                     refused |= {sendable.get(a, a): reply for a, reply in answer.items()}
+            except (smtplib.SMTPException, OSError):
+                if cut.is_set():  # whatever the cut left: a broken pipe, a reply read in part ("SMTP 22")
+                    raise _Cut from None
+                raise
             finally:
                 _quit(client)
+                watchdog.cancel()
+        except _Cut:
+            raise DeliveryError(f"SMTP {s.host}:{s.port}: session cut after {limit:g}s (smtp.timeout {s.timeout:g}s "
+                                f"for each of {9 + len(recipients)} commands)") from None
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
             codes = [code for code, _ in replies.values()]
@@ -144,6 +164,18 @@ def _ascii_address(address: str) -> str | None:
     its local part is not ASCII."""
     ascii_form = idna_address(address)
     return ascii_form if ascii_form.isascii() else None
+
+
+class _Cut(Exception):
+    """The session outlasted its bound and was cut."""
+
+
+def _cut(client: smtplib.SMTP, cut: threading.Event) -> None:
+    """End a session that outlasted its bound: the sending thread's read or write fails at once."""
+    cut.set()
+    if (sock := client.sock) is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _quit(client: smtplib.SMTP) -> None:
