@@ -406,6 +406,30 @@ def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_messag
     assert "not sent yet" in str(notice["reason"])
 
 
+def test_a_resolve_notice_retried_past_a_reopening_does_not_say_resolved_after_it(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0, group_interval=0.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    smtp_server.stop()
+    for minutes in range(10, 200, 10):
+        now = T0 + timedelta(minutes=minutes)
+        if minutes == 60:
+            resolve(store, iid, now)
+        if minutes == 120:
+            store.update_incident(iid, now, {"status": "open", "resolved_at": None}, kind="update",
+                                  details={"reason": "reopened"})
+        if minutes == 150:
+            smtp_server.start()
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+    # The re-opening's alert went out first: "RESOLVED" after it was the last word on an outage that was on again.
+    assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == ["[miner] OPEN", "[miner] OPEN"]
+    [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]
+    assert "opened again" in store.deliveries(notice["id"])[-1]["detail"]
+
+
 def test_an_incident_that_resolves_and_comes_back_during_an_smtp_outage_is_one_open_alert(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)

@@ -345,3 +345,17 @@ def test_only_plain_http_links_reach_an_href_the_text_part_or_a_webhook(store: S
     assert view is not None and view.official is not None and view.official.url is None
     payload = json_payload("alert", [view], route="oncall", message_id="<a@example.org>", now=T0, reminders=set())
     assert {s["url"] for s in payload["incidents"][0]["samples"]} == {None}
+
+
+def test_a_resolve_notice_leaves_out_an_incident_open_again_when_it_goes_out(store: Store) -> None:
+    cfg = settings()
+    back, over = open_incident(store, "WhatsApp", T0), open_incident(store, "Airtel", T0, posts=False, series=False)
+    for iid in (back, over):
+        resolve(store, iid, T0 + timedelta(minutes=40))
+    store.update_incident(back, T0 + timedelta(minutes=50), {"status": "open", "resolved_at": None}, kind="update",
+                          details={"reason": "reopened"})
+    items = [{"incident_id": i, "kind": "resolve"} for i in (back, over)]
+    notice = render_alert(store, cfg, cfg.routes[0], "resolved", items, message_id="<n@example.org>",
+                          now=T0 + timedelta(hours=1))
+    assert [v.service for v in notice.incidents] == ["Airtel"]
+    assert notice.subject.startswith("[miner] RESOLVED: Airtel") and "WhatsApp" not in notice.text + notice.html

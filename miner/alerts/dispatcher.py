@@ -29,7 +29,7 @@ from miner.alerts.delivery import (
     send_email,
     send_events,
 )
-from miner.alerts.render import alert_subject, render_outbox_row
+from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
 from miner.errors import MinerError
@@ -160,6 +160,9 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
     channel = str(row["channel"])
+    if row["kind"] == "resolved" and not _any_still_resolved(store, row, now):
+        # Sent after the re-opening's alert, "RESOLVED" would be the last word on an outage that is on again.
+        return "nothing to send: its incidents opened again before their resolve notice went out"
     # Planned before feeds.toml changed: a channel the route no longer has is no longer where its news goes. An
     # email with no recipients left would otherwise be "sent" to nobody.
     if channel == "email":
@@ -178,6 +181,8 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
                             is not None])
     if not views:
         raise MinerError("its incidents are gone from the store")
+    if row["kind"] == "resolved" and webhook.format != "pagerduty":  # pagerduty_events leaves them out itself
+        views = still_resolved(views)
     reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     if webhook.format == "pagerduty":
         # Every incident of the batch, not the first MAX_INCIDENTS: each is an event of its own, and one left out
@@ -196,3 +201,12 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
         body = json_payload(row["kind"], views, route=route.name, message_id=row["message_id"], now=now,
                             reminders=reminders)
     return senders.webhook(webhook, body)
+
+
+def _any_still_resolved(store: Store, row: dict[str, Any], now: datetime) -> bool:
+    """Whether any incident of resolve notice ``row`` is still resolved as of ``now`` (render.still_resolved)."""
+    for item in store.notification_items(row["id"]):
+        incident = store.incident(item["incident_id"])
+        if incident is None or (incident.get("resolved_at") and parse_iso(incident["resolved_at"]) <= now):
+            return True  # a vanished incident fails the row where it is rendered, as before
+    return False

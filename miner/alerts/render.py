@@ -187,12 +187,20 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     return subject
 
 
+def still_resolved(views: list[IncidentView]) -> list[IncidentView]:
+    """The incidents a resolve notice may still say resolved: one open again by the time it goes out (a notice retried
+    through an outage, or held by group_interval) is left out; its re-opening's alert has said so."""
+    return [v for v in views if v.status == "resolved"]
+
+
 def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, kind: str,
                  items: list[dict[str, Any]], *, message_id: str, now: datetime) -> Rendered:
     """The immediate alert (kind 'alert': openings and repeats) or resolve notice for a batch of incidents."""
     views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
+    if kind == "resolved":
+        views = still_resolved(views) or views
     views = _content_ids(most_important(views), message_id)
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
