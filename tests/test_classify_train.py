@@ -52,6 +52,9 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
     bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
         load_labelled(bad)
+    bad.write_text('{"id": "x", "text": "a", "label": 1}\n["y", "b", 0]\n')  # an array: valid JSON, not a row
+    with pytest.raises(InputError, match=r"bad\.jsonl:2: not a JSON object"):
+        load_labelled(bad)
     bad.write_text("[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(InputError, match=r"bad\.jsonl:1: invalid JSON \(nested too deeply\)"):
         load_labelled(bad)
@@ -120,7 +123,7 @@ def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
                 {"id": "st-222", "label": 0, "symptom": None, "source": "sentitel"},  # duplicate: first wins
             ]
         )
-        + "\nnot json\n"
+        + "\nnot json\n[1, 2]\n"
     )
     posts = load_extra(extra, shared, exclude={"wa-7"})
     assert [(p.id, p.text, p.label) for p in posts] == [

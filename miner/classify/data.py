@@ -67,6 +67,8 @@ def load_labelled(path: Path) -> list[LabelledPost]:
             raise InputError(f"{path}:{n}: invalid JSON ({exc.msg})") from exc
         except RecursionError:
             raise InputError(f"{path}:{n}: invalid JSON (nested too deeply)") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{n}: not a JSON object (needs id, text and label 0/1)")
         posts.append(_row_to_post(row, f"{path}:{n}"))
     if not posts:
         raise InputError(f"{path}: no labelled rows")
@@ -124,6 +126,9 @@ def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable
                 row = json.loads(line)
             except json.JSONDecodeError:
                 log.warning("%s:%d: invalid JSON, skipped", path, n)
+                continue
+            if not isinstance(row, dict):
+                log.warning("%s:%d: not a JSON object, skipped", path, n)
                 continue
             post_id = str(row.get("id", ""))
             if post_id in seen or post_id not in texts:
