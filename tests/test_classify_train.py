@@ -334,6 +334,37 @@ def test_checkpoint_of_a_model_trained_on_other_text_cleaning_is_refused(
         build_module._final_model(posts, cfg, None, 1, saved)
 
 
+def test_a_checkpoint_that_cannot_serve_is_refused_before_any_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Cross-validation and the final fit take hours: a stale, damaged or unwritable checkpoint was found after them.
+    torch = pytest.importorskip("torch")
+    from miner.classify import build as build_module
+    from miner.classify.recipe import TrainConfig
+
+    def trained(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained before the checkpoint was checked")
+
+    monkeypatch.setattr(build_module, "cross_validate", trained)
+    monkeypatch.setattr(build_module, "train_model", trained)
+    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"PK\x03\x04 cut short")  # a save killed midway
+    stale = tmp_path / "stale.pt"
+    torch.save({"key": "an earlier run's data and options", "state": {}}, stale)
+    cases = {
+        tmp_path / "no-such-folder" / "final.pt": "cannot write the checkpoint there",
+        damaged: "not a readable checkpoint",
+        stale: "checkpoint was trained on other data or options",
+    }
+    for checkpoint, error in cases.items():
+        with pytest.raises(InputError, match=error):
+            build_module.build(data, tmp_path / "model", cfg, folds=2, shared=tmp_path / "none", max_steps=1,
+                               weak_per_rule=0, checkpoint=checkpoint)
+        assert not (tmp_path / "model").exists()
+
+
 def test_exit_threshold_keeps_within_the_loss_budget() -> None:
     pytest.importorskip("torch")
     from miner.classify.early_exit import choose_threshold

@@ -88,6 +88,31 @@ def _recipe(cfg: TrainConfig) -> dict[str, Any]:
     return {**cfg.as_dict(), "text_prep": TEXT_PREP}
 
 
+def _checkpoint_key(posts: Sequence[LabelledPost], cfg: TrainConfig, max_steps: int | None) -> str:
+    return json.dumps({"data_hash": data_hash(posts), "config": _recipe(cfg), "max_steps": max_steps}, sort_keys=True)
+
+
+def _load_checkpoint(checkpoint: Path, key: str) -> dict[str, Any] | None:
+    """The weights ``checkpoint`` holds for ``key``, or None when it does not exist yet (it will be written).
+
+    build() calls this before cross-validating too: a stale or damaged checkpoint, or one whose folder does not
+    exist, used to be found only once the hours of CV and the final fit were over.
+    """
+    if not checkpoint.is_file():
+        parent = checkpoint.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise InputError(f"{checkpoint}: cannot write the checkpoint there ({parent} is not a writable folder)")
+        return None
+    try:
+        saved = torch.load(checkpoint, weights_only=True)
+    except Exception as exc:  # torch raises pickle, zip, EOF and runtime errors for a file it cannot read
+        raise InputError(f"{checkpoint}: not a readable checkpoint ({type(exc).__name__}); remove it") from exc
+    if not isinstance(saved, dict) or saved.get("key") != key or not isinstance(saved.get("state"), dict):
+        raise InputError(f"{checkpoint}: checkpoint was trained on other data or options")
+    state: dict[str, Any] = saved["state"]
+    return state
+
+
 def _final_model(
     posts: Sequence[LabelledPost],
     cfg: TrainConfig,
@@ -96,19 +121,25 @@ def _final_model(
     checkpoint: Path | None,
 ) -> OutageNet:
     """Fit on everything, or load the weights a previous run with the same data and config saved."""
-    key = {"data_hash": data_hash(posts), "config": _recipe(cfg), "max_steps": max_steps}
-    if checkpoint is not None and checkpoint.is_file():
-        saved = torch.load(checkpoint, weights_only=True)
-        if saved.get("key") != json.dumps(key, sort_keys=True):
-            raise InputError(f"{checkpoint}: checkpoint was trained on other data or options")
+    key = _checkpoint_key(posts, cfg, max_steps)
+    state = _load_checkpoint(checkpoint, key) if checkpoint is not None else None
+    if state is not None:
         model = new_model(cfg.seed)
-        model.load_state_dict(saved["state"])
+        model.load_state_dict(state)
         model.eval()
         log.info("loaded final model weights from %s", checkpoint)
         return model
     model = train_model(posts, cfg, None, progress, max_steps)
     if checkpoint is not None:
-        torch.save({"key": json.dumps(key, sort_keys=True), "state": model.state_dict()}, checkpoint)
+        # Written aside and renamed: a run killed while saving left a truncated file that every later run refused.
+        part = checkpoint.with_name(f".{checkpoint.name}.part")
+        try:
+            torch.save({"key": key, "state": model.state_dict()}, part)
+            os.replace(part, checkpoint)
+        except (OSError, RuntimeError) as exc:  # only a cache: the model itself is still built
+            log.warning("%s: checkpoint not saved (%s)", checkpoint, exc)
+            with contextlib.suppress(OSError):
+                part.unlink()
     return model
 
 
@@ -180,6 +211,9 @@ def build(
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     posts, extra, weak = training_posts(data, extra_dir, shared, weak_per_rule, cfg.seed)
     log.info("%d labelled posts, %d extra, %d weak", len(posts), len(extra), len(weak))
+    everything = [*posts, *extra, *weak]
+    if checkpoint is not None:  # before hours of training, as is an unwritable out
+        _load_checkpoint(checkpoint, _checkpoint_key(everything, cfg, max_steps))
     with _staged(out) as staging:  # before hours of training: an unwritable out fails now
         metrics: dict[str, Any] = {
             "train_config": cfg.as_dict(),
@@ -204,7 +238,6 @@ def build(
             metrics["cv_at_0.5"] = report(y, scores, truth, sym_pred, sources, 0.5)["overall"]
             if reuse_oof is None or reuse_oof.resolve() != (out / OOF_FILE).resolve():
                 _write_oof(staging / OOF_FILE, posts, scores, sym_pred, fold)
-        everything = [*posts, *extra, *weak]
         tok_src = base_model_dir() / "tokenizer.json"
         model = _final_model(everything, cfg, progress, max_steps, checkpoint)
         tok_path = staging / "tokenizer.json"
