@@ -251,6 +251,33 @@ def test_a_build_that_fails_late_leaves_the_previous_model_untouched(
     assert _loaded_version(out) == old
 
 
+def test_reused_out_of_fold_scores_must_be_well_formed_and_of_these_labels(tmp_path: Path) -> None:
+    # --reuse-oof skips hours of CV: a damaged file was an internal error, NaN scores (a fold never run) or a
+    # data set relabelled since picked the threshold and filled the card without a word.
+    pytest.importorskip("torch")
+    from miner.classify.build import _write_oof, read_oof
+
+    posts = load_labelled(_write(tmp_path / "t.jsonl", ROWS))
+    oof = tmp_path / "oof.jsonl"
+    scores = np.linspace(0.1, 0.9, len(posts), dtype=np.float32)
+    _write_oof(oof, posts, scores, ["general"] * len(posts), np.arange(len(posts)) % 2)
+    got, sym, fold = read_oof(oof, posts)
+    assert np.allclose(got, scores, atol=1e-5) and sym == ["general"] * len(posts) and fold.tolist()[:3] == [0, 1, 0]
+    good = oof.read_text().splitlines()
+
+    def refused(line3: str) -> str:
+        oof.write_text("\n".join([*good[:2], line3, *good[3:]]) + "\n")
+        with pytest.raises(InputError) as err:
+            read_oof(oof, posts)
+        return str(err.value)
+
+    row = json.loads(good[2])
+    assert "oof.jsonl:3: not an out-of-fold row" in refused(json.dumps({k: v for k, v in row.items() if k != "score"}))
+    assert "oof.jsonl:3: not an out-of-fold row" in refused("[1, 2]")
+    assert "oof.jsonl:3: score nan" in refused(json.dumps({**row, "score": float("nan")}))
+    assert f"post {row['id']} is labelled otherwise" in refused(json.dumps({**row, "label": 1 - row["label"]}))
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_train_cli_refuses_an_unwritable_out_before_training(tmp_path: Path) -> None:
     data = _write(tmp_path / "t.jsonl", ROWS * 2)

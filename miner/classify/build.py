@@ -72,15 +72,34 @@ def _write_oof(path: Path, posts: Sequence[LabelledPost], scores: Any, sym_pred:
 
 
 def read_oof(path: Path, posts: Sequence[LabelledPost]) -> tuple[Any, list[str], Any]:
-    """Scores, symptoms and folds from an earlier run's oof.jsonl; its ids must be exactly ``posts``' ids."""
+    """Scores, symptoms and folds from an earlier run's oof.jsonl; its ids must be exactly ``posts``' ids.
+
+    Its labels too where it records them: scores of a data set relabelled since would pick the threshold and
+    fill the card with numbers no model earned.
+    """
     try:
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read out-of-fold scores ({exc})") from exc
+    rows: list[dict[str, Any]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            score, sym, fold = float(row["score"]), str(row["pred_symptom"]), int(row["fold"])
+        except (json.JSONDecodeError, RecursionError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}:{n}: not an out-of-fold row (id, score, pred_symptom, fold): {exc!r}") from None
+        if not 0.0 <= score <= 1.0 or sym not in SYMPTOMS or fold < 0:  # NaN: a fold that was never run
+            raise InputError(f"{path}:{n}: score {score}, symptom {sym!r} or fold {fold} out of range")
+        rows.append({**row, "score": score, "pred_symptom": sym, "fold": fold})
     if [r.get("id") for r in rows] != [p.id for p in posts]:
         raise InputError(f"{path}: out-of-fold ids do not match the training data")
+    for r, p in zip(rows, posts, strict=True):
+        if r.get("label", p.label) != p.label or r.get("symptom", p.symptom) != p.symptom:
+            raise InputError(f"{path}: post {p.id} is labelled otherwise in the training data: scores of other data")
     scores = np.array([r["score"] for r in rows], dtype=np.float32)
-    return scores, [str(r["pred_symptom"]) for r in rows], np.array([int(r["fold"]) for r in rows])
+    return scores, [r["pred_symptom"] for r in rows], np.array([r["fold"] for r in rows])
 
 
 def _recipe(cfg: TrainConfig) -> dict[str, Any]:
