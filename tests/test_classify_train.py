@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import hashlib
@@ -331,6 +332,32 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["train_config"]["rdrop"] == 0.0
     assert CliRunner().invoke(main, [*args, "--rdrop", "-1"]).exit_code == 2  # a usage error, nothing trained
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_train_cli_shows_the_final_fits_progress_after_cross_validation(tmp_path: Path) -> None:
+    # The bar, full once the folds were done, showed nothing more through the final fit (an hour of the build).
+    pytest.importorskip("torch")
+    data = _write(tmp_path / "t.jsonl", ROWS)
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "model"), "--no-extra", "--weak", "0",
+            "--folds", "2", "--epochs", "2"]
+    env = {**os.environ, "MINER_SHARED_DATA": str(tmp_path / "none"), "PYTHONPATH": str(Path(__file__).parents[1]),
+           "COLUMNS": "200"}
+    master, slave = os.openpty()  # click draws the bar only on a terminal
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "miner", *args], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=slave, env=env)
+        os.close(slave)
+        shown = b""
+        with contextlib.suppress(OSError):  # EIO once the child has closed the terminal
+            while chunk := os.read(master, 65536):
+                shown += chunk
+        assert proc.wait(timeout=120) == 0
+    finally:
+        os.close(master)
+    bars = [part.removeprefix("\x1b[?25l") for part in shown.decode(errors="replace").split("\r")]
+    assert any(b.startswith("fold 2/2 epoch 2/2 ") and "100%" in b for b in bars)
+    assert any(b.startswith("epoch 1/2 ") and " 50%" in b for b in bars)  # the final fit, halfway
 
 
 def test_recipe_defaults_are_the_shipped_models_recipe() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -119,6 +120,10 @@ def train_cmd(
     with click.progressbar(length=1, label="training", file=sys.stderr) as bar:
 
         def progress(done: int, total: int, what: str) -> None:
+            if done < bar.pos or total != bar.length:
+                # A new phase (the final fit after the folds): the bar had finished, showing 100 % and no ETA
+                # through the final fit, and its pace counted from the start of CV put the ETA days out.
+                bar.finished, bar.pos, bar.avg, bar.start = False, 0, [], time.time()
             bar.length = total
             bar.label = what
             bar.update(done - bar.pos)
