@@ -189,6 +189,7 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     result = build(data, out, cfg, folds=0, shared=tmp_path / "none", max_steps=1, weak_per_rule=0)
     assert _loaded_version(out) == result.version != old
     assert (out / "MODEL_CARD.md").read_bytes() == card  # not the build's: it stays
+    assert not (out / "oof.jsonl").exists()  # the previous model's: no CV ran for this one
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # the staging folder is gone
     meta = json.loads((out / "model.json").read_text())
     assert meta["version"] == result.version and meta["threshold"] == 0.5

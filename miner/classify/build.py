@@ -242,6 +242,7 @@ def build(
             "n_weak": len(weak),
         }
         threshold = 0.5
+        oof_path = (out / OOF_FILE).resolve()
         if reuse_oof is not None or folds > 1:
             if reuse_oof is not None:
                 scores, sym_pred, fold = read_oof(reuse_oof, posts)
@@ -255,7 +256,7 @@ def build(
             truth, sources = [p.symptom for p in posts], [p.source for p in posts]
             metrics["cv"] = report(y, scores, truth, sym_pred, sources, threshold)
             metrics["cv_at_0.5"] = report(y, scores, truth, sym_pred, sources, 0.5)["overall"]
-            if reuse_oof is None or reuse_oof.resolve() != (out / OOF_FILE).resolve():
+            if reuse_oof is None or reuse_oof.resolve() != oof_path:
                 _write_oof(staging / OOF_FILE, posts, scores, sym_pred, fold)
         tok_src = base_model_dir() / "tokenizer.json"
         model = _final_model(everything, cfg, progress, max_steps, checkpoint)
@@ -298,6 +299,10 @@ def build(
         metrics["version"] = version
         (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (staging / "METRICS.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+        # Without CV a previous build's oof.jsonl would stay beside a model whose scores it does not hold.
+        drop_oof = not (staging / OOF_FILE).exists() and (reuse_oof is None or reuse_oof.resolve() != oof_path)
         _install(staging, out, graphs)
+        if drop_oof:
+            (out / OOF_FILE).unlink(missing_ok=True)
         log.info("wrote %s (%s, threshold %.2f)", out, version, threshold)
     return BuildResult(version, threshold, metrics, graphs)
