@@ -53,6 +53,12 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
     bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
         load_labelled(bad)
+    bad.write_text('{"id": "x", "text": null, "label": 0}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: text must be a string, got null"):
+        load_labelled(bad)
+    bad.write_text('{"id": null, "text": "a", "label": 0}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: id must not be empty"):
+        load_labelled(bad)
     bad.write_text('{"id": "x", "text": "a", "label": 1}\n["y", "b", 0]\n')  # an array: valid JSON, not a row
     with pytest.raises(InputError, match=r"bad\.jsonl:2: not a JSON object"):
         load_labelled(bad)

@@ -41,6 +41,11 @@ def _row_to_post(row: dict[str, object], where: str) -> LabelledPost:
         raise InputError(f"{where}: needs id, text and label 0/1 ({exc})") from exc
     if label not in (0, 1):
         raise InputError(f"{where}: label must be 0 or 1, got {label}")
+    # str() made a null text the post "None" and a null id the id "None": trained on, and joined on, as such.
+    if not isinstance(row["text"], str):
+        raise InputError(f"{where}: text must be a string, got {json.dumps(row['text'])[:40]}")
+    if row["id"] is None or not post_id.strip():
+        raise InputError(f"{where}: id must not be empty")
     symptom = row.get("symptom") or None
     if symptom is not None and symptom not in SYMPTOMS:
         raise InputError(f"{where}: unknown symptom {symptom!r}")
