@@ -31,6 +31,8 @@ ROWS = [
     ("t7", "is gmail down for anyone else", 1, None, "tweeteval"),
     ("t8", "stocks down again today", 0, None, "tweeteval"),
 ]
+# Every post twice, as a second post of its own: enough rows for a batch of 8 and two folds.
+TWICE = ROWS + [(f"{i}b", t, y, s, src) for i, t, y, s, src in ROWS]
 
 
 def _write(path: Path, rows: list[tuple[str, str, int, str | None, str]]) -> Path:
@@ -52,6 +54,9 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
         load_labelled(bad)
     bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1"):
+        load_labelled(bad)
+    bad.write_text('{"id": "x", "text": "a", "label": 1}\n\n{"id": "x", "text": "a", "label": 0}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:3: id 'x' is also on line 1"):
         load_labelled(bad)
     bad.write_text('{"id": "x", "text": null, "label": 0}\n')
     with pytest.raises(InputError, match=r"bad\.jsonl:1: text must be a string, got null"):
@@ -186,7 +191,7 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     from miner.classify.export import EXIT_LAYERS
     from miner.classify.recipe import TrainConfig
 
-    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    data = _write(tmp_path / "t.jsonl", TWICE)
     out = _previous_model(tmp_path / "model")
     old = _loaded_version(out)
     (out / "layers1-3.int8.onnx").write_bytes((out / "layers1-1.int8.onnx").read_bytes())  # another layout's
@@ -241,10 +246,10 @@ def test_a_build_that_fails_late_leaves_the_previous_model_untouched(
     from miner.classify import build as build_module
     from miner.classify.recipe import TrainConfig
 
-    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    data = _write(tmp_path / "t.jsonl", TWICE)
     oof = tmp_path / "earlier-oof.jsonl"  # an earlier run's out-of-fold scores, copied into the new model
     oof.write_text("".join(json.dumps({"id": r[0], "score": 0.7 * r[2] + 0.1, "pred_symptom": "general",
-                                       "fold": n % 2}) + "\n" for n, r in enumerate(ROWS * 2)))
+                                       "fold": n % 2}) + "\n" for n, r in enumerate(TWICE)))
     out = _previous_model(tmp_path / "model")
     before, old = _digests(out), _loaded_version(out)
 
@@ -288,7 +293,7 @@ def test_reused_out_of_fold_scores_must_be_well_formed_and_of_these_labels(tmp_p
 
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_train_cli_refuses_an_unwritable_out_before_training(tmp_path: Path) -> None:
-    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    data = _write(tmp_path / "t.jsonl", TWICE)
     out = _previous_model(tmp_path / "model")
     final = tmp_path / "final.pt"  # written once the final fit is done: it must not be
     args = ["train", "--data", str(data), "--out", str(out), "--no-extra", "--weak", "0", "--folds", "0",
@@ -331,7 +336,7 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
 
     from miner.cli import main
 
-    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    data = _write(tmp_path / "t.jsonl", TWICE)
     monkeypatch.setenv("MINER_SHARED_DATA", str(tmp_path / "none"))
     out = tmp_path / "model"
     args = ["train", "--data", str(data), "--out", str(out), "--no-extra", "--weak", "0", "--folds", "0"]
@@ -408,7 +413,7 @@ def test_a_checkpoint_that_cannot_serve_is_refused_before_any_training(
 
     monkeypatch.setattr(build_module, "cross_validate", trained)
     monkeypatch.setattr(build_module, "train_model", trained)
-    data = _write(tmp_path / "t.jsonl", ROWS * 2)
+    data = _write(tmp_path / "t.jsonl", TWICE)
     cfg = TrainConfig(epochs=1, batch_size=8)
     damaged = tmp_path / "damaged.pt"
     damaged.write_bytes(b"PK\x03\x04 cut short")  # a save killed midway

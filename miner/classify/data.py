@@ -63,6 +63,7 @@ def load_labelled(path: Path) -> list[LabelledPost]:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     posts = []
+    first_line: dict[str, int] = {}
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -74,7 +75,11 @@ def load_labelled(path: Path) -> list[LabelledPost]:
             raise InputError(f"{path}:{n}: invalid JSON (nested too deeply)") from None
         if not isinstance(row, dict):
             raise InputError(f"{path}:{n}: not a JSON object (needs id, text and label 0/1)")
-        posts.append(_row_to_post(row, f"{path}:{n}"))
+        post = _row_to_post(row, f"{path}:{n}")
+        # One post twice lands in two CV folds, scored by a model that trained on its twin: optimistic metrics.
+        if (twin := first_line.setdefault(post.id, n)) != n:
+            raise InputError(f"{path}:{n}: id {post.id!r} is also on line {twin}")
+        posts.append(post)
     if not posts:
         raise InputError(f"{path}: no labelled rows")
     return posts
