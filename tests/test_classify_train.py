@@ -291,6 +291,40 @@ def test_reused_out_of_fold_scores_must_be_well_formed_and_of_these_labels(tmp_p
     assert f"post {row['id']} is labelled otherwise" in refused(json.dumps({**row, "label": 1 - row["label"]}))
 
 
+def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ctrl-C between two of the moves left the first new graph beside the old model.json: no model loaded.
+    pytest.importorskip("torch")
+    import signal
+
+    from miner.classify import build as build_module
+    from miner.classify.recipe import TrainConfig
+
+    data = _write(tmp_path / "t.jsonl", TWICE)
+    out = _previous_model(tmp_path / "model")
+    old = _loaded_version(out)
+    replace = os.replace
+
+    def interrupted_after(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        replace(src, dst)
+        if str(dst).endswith(".onnx"):  # the first new graph is in place
+            monkeypatch.setattr(os, "replace", replace)
+            signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt at once
+
+    real_install = build_module._install
+
+    def install(*args: object) -> None:
+        monkeypatch.setattr(os, "replace", interrupted_after)
+        real_install(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(build_module, "_install", install)
+    with pytest.raises(KeyboardInterrupt):
+        build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
+                           max_steps=1, weak_per_rule=0)
+    assert _loaded_version(out) != old  # the new model, whole
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_train_cli_refuses_an_unwritable_out_before_training(tmp_path: Path) -> None:
     data = _write(tmp_path / "t.jsonl", TWICE)

@@ -11,7 +11,9 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -189,18 +191,40 @@ def _staged(out: Path) -> Iterator[Path]:
                 out.rmdir()
 
 
+_HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM arriving within the block take effect when it ends, as they would have."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    got: list[int] = []
+    before = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in _HELD}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: one set outside Python
+        for signum in got:
+            signal.raise_signal(signum)
+
+
 def _install(staging: Path, out: Path, graphs: Sequence[str]) -> None:
     """Move the finished model from ``staging`` into ``out``, model.json last.
 
     Until model.json is replaced, ``out`` holds the previous model (but for the moment the moves take, where a
     graph of the same name can already be the new one: the loader's sha256 check refuses that pair rather than
-    mix them). Files the build does not write (MODEL_CARD.md) stay; graphs the new model.json does not name go
-    once it is in place.
+    mix them). A Ctrl-C or SIGTERM then waits until all moved: raised between two moves, it left new graphs
+    beside the old model.json, and no model loaded. Files the build does not write (MODEL_CARD.md) stay; graphs
+    the new model.json does not name go once it is in place.
     """
-    for path in sorted(staging.iterdir()):
-        if path.name != META_FILE:
-            os.replace(path, out / path.name)
-    os.replace(staging / META_FILE, out / META_FILE)
+    with _signals_held():
+        for path in sorted(staging.iterdir()):
+            if path.name != META_FILE:
+                os.replace(path, out / path.name)
+        os.replace(staging / META_FILE, out / META_FILE)
     for stale in out.glob("*.onnx"):  # a previous build's graphs of another layout must not linger
         if stale.name not in graphs:
             stale.unlink()
