@@ -120,7 +120,7 @@ def _shared(root: Path) -> Path:
     return shared
 
 
-def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
+def test_extra_labels_join_shared_texts(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     shared = _shared(tmp_path)
     extra = tmp_path / "extra"
     extra.mkdir()
@@ -138,6 +138,7 @@ def test_extra_labels_join_shared_texts(tmp_path: Path) -> None:
         + "\nnot json\n[1, 2]\n"
     )
     posts = load_extra(extra, shared, exclude={"wa-7"})
+    assert "a.jsonl: 1 labels name posts not in the shared data" in caplog.text  # wa-999: said, not silent
     assert [(p.id, p.text, p.label) for p in posts] == [
         ("pc-111", "@isp no internet again", 1),
         ("st-222", "mtn network is off", 1),

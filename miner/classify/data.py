@@ -129,6 +129,7 @@ def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable
     seen = set(exclude)
     posts: list[LabelledPost] = []
     for path in files:
+        missing = 0
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -141,7 +142,10 @@ def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable
                 log.warning("%s:%d: not a JSON object, skipped", path, n)
                 continue
             post_id = str(row.get("id", ""))
-            if post_id in seen or post_id not in texts:
+            if post_id not in texts:
+                missing += 1
+                continue
+            if post_id in seen:
                 continue
             seen.add(post_id)
             row["text"] = texts[post_id]
@@ -149,6 +153,8 @@ def load_extra(extra_dir: Path, shared: Path = DEFAULT_SHARED, exclude: Iterable
                 posts.append(_row_to_post(row, f"{path}:{n}"))
             except InputError as exc:
                 log.warning("%s, skipped", exc)
+        if missing:  # another copy of the shared data: the model would differ from the shipped one without a word
+            log.warning("%s: %d labels name posts not in the shared data (%s), skipped", path, missing, shared)
     return posts
 
 
