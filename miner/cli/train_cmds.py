@@ -109,6 +109,9 @@ def train_cmd(
     per rule). The model is written as a chain of int8 ONNX graphs with early exits fitted on the shared posts
     outside the training data.
     """
+    if folds == 1:  # was taken as 0: no CV, threshold 0.5, and metrics.json saying 1 fold
+        raise click.BadParameter("one fold leaves no posts to train on: 2 or more, or 0 to skip CV",
+                                 param_hint="--folds")
     from miner.classify.build import build
     from miner.classify.data import DEFAULT_SHARED
 
