@@ -379,6 +379,8 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
     assert result.exit_code == 0, result.output
     assert json.loads((out / "model.json").read_text())["train_config"]["rdrop"] == 0.0
     assert CliRunner().invoke(main, [*args, "--rdrop", "-1"]).exit_code == 2  # a usage error, nothing trained
+    no_extra = CliRunner().invoke(main, [*args, "--extra", str(tmp_path / "mistyped")])  # trained without them
+    assert no_extra.exit_code == 2 and "does not exist" in no_extra.output
     one_fold = CliRunner().invoke(main, [*args, "--folds", "1"])  # the last --folds counts
     assert one_fold.exit_code == 2 and "one fold leaves no posts to train on" in one_fold.output
 

@@ -60,7 +60,7 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 @click.option(
     "--extra",
     "extra_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=click.Path(path_type=Path, file_okay=False, exists=True),  # a mistyped folder trained without them
     default=lambda: str(EXTRA_LABELS) if EXTRA_LABELS.is_dir() else None,
     show_default="data/labels/extra",
     help="Folder of extra label files (*.jsonl: id, label, symptom, source) joined to shared texts; they join "
