@@ -49,27 +49,20 @@ def test_load_labelled_fills_general_and_rejects_bad_rows(tmp_path: Path) -> Non
     assert [p.id for p in posts] == [r[0] for r in ROWS]
     assert posts[6].symptom == "general" and posts[1].symptom is None
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x", "text": "a", "label": 1, "symptom": "weather"}\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl:1: unknown symptom"):
-        load_labelled(bad)
-    bad.write_text('{"id": "x", "text": "a"}\nnot json\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl:1"):
-        load_labelled(bad)
-    bad.write_text('{"id": "x", "text": "a", "label": 1}\n\n{"id": "x", "text": "a", "label": 0}\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl:3: id 'x' is also on line 1"):
-        load_labelled(bad)
-    bad.write_text('{"id": "x", "text": null, "label": 0}\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl:1: text must be a string, got null"):
-        load_labelled(bad)
-    bad.write_text('{"id": null, "text": "a", "label": 0}\n')
-    with pytest.raises(InputError, match=r"bad\.jsonl:1: id must not be empty"):
-        load_labelled(bad)
-    bad.write_text('{"id": "x", "text": "a", "label": 1}\n["y", "b", 0]\n')  # an array: valid JSON, not a row
-    with pytest.raises(InputError, match=r"bad\.jsonl:2: not a JSON object"):
-        load_labelled(bad)
-    bad.write_text("[" * 5000 + "]" * 5000 + "\n")
-    with pytest.raises(InputError, match=r"bad\.jsonl:1: invalid JSON \(nested too deeply\)"):
-        load_labelled(bad)
+    for text, error in [
+        ('{"id": "x", "text": "a", "label": 1, "symptom": "weather"}\n', r"bad\.jsonl:1: unknown symptom"),
+        ('{"id": "x", "text": "a"}\nnot json\n', r"bad\.jsonl:1"),
+        ('{"id": "x", "text": "a", "label": 1}\n\n{"id": "x", "text": "a", "label": 0}\n',
+         r"bad\.jsonl:3: id 'x' is also on line 1"),
+        ('{"id": "x", "text": null, "label": 0}\n', r"bad\.jsonl:1: text must be a string, got null"),
+        ('{"id": null, "text": "a", "label": 0}\n', r"bad\.jsonl:1: id must not be empty"),
+        # an array: valid JSON, not a row
+        ('{"id": "x", "text": "a", "label": 1}\n["y", "b", 0]\n', r"bad\.jsonl:2: not a JSON object"),
+        ("[" * 5000 + "]" * 5000 + "\n", r"bad\.jsonl:1: invalid JSON \(nested too deeply\)"),
+    ]:
+        bad.write_text(text)
+        with pytest.raises(InputError, match=error):
+            load_labelled(bad)
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "t.jsonl").read_bytes())
     assert load_labelled(bom) == posts
