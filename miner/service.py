@@ -110,6 +110,7 @@ class Service(ServiceJobs):
                                      self.options.clock, lambda post, now: self._pipeline("http").ingest([post], now),
                                      lambda: self._stores.forget("http"), self.db_path)
         self._clock_mark: tuple[datetime, float] | None = None  # (clock, monotonic) at the last look
+        self._started: float | None = None  # monotonic, when the scheduler started: a first run's grace counts from it
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
         self._collected = threading.Event()
         self._job_names = frozenset(job.name for job in self.options.jobs)
@@ -168,6 +169,7 @@ class Service(ServiceJobs):
                                   name=job.name, next_run_time=now)
             scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             logging.getLogger("apscheduler.scheduler").addFilter(_QUIET_SKIPS)
+            self._started = time.monotonic()
             scheduler.start()
             self._scheduler = scheduler
         except BaseException:
@@ -321,7 +323,9 @@ class Service(ServiceJobs):
             h = self.health[job.name]
             # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
             fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= 3 * job.every + 60
-            starting = h.runs == 0
+            # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
+            # released) kept runs at 0, and /healthz said ok for as long as it hung.
+            starting = h.runs == 0 and (self._started is None or mono - self._started <= 3 * job.every + 60)
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
                                 "last_error": h.last_error, "runs": h.runs}
             ok = ok and (fresh or starting)

@@ -762,6 +762,30 @@ def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:
         service.stop()
 
 
+def test_health_fails_a_first_run_stuck_past_three_intervals(tmp_path: Path) -> None:
+    # A job that had not finished a run yet counted as starting, however long ago the service started: a first
+    # collect round stuck on a source (or a lock) kept /healthz at 200 for as long as it hung.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=3.0))
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/slow.rss")), tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 1.0),), http=False))
+        service.start()
+        try:
+            wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
+            assert service.healthz()[0]  # just started: the first round has time
+            assert service._started is not None
+            service._started -= 120.0  # as if the round had hung for two minutes, past 3 intervals + 60 s
+            assert service.health["collect"].runs == 0
+            ok, detail = service.healthz()
+            assert not ok, detail
+            assert detail["status"] == "degraded" and not detail["stages"]["collect"]["ok"]
+        finally:
+            service.stop()
+
+
 def test_metrics_say_which_sources_have_a_warning_that_stands(tmp_path: Path) -> None:
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
