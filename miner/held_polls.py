@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 # Posts held in memory at most while the store takes no writes (a few KB each with their text and incidents).
 HELD_POSTS_MAX = 20_000
+# Polls held at most, whatever posts they carry: a poll that brings no new post (a 304, a feed listing what is held
+# already, a failure) is held all the same, to be stored in order.
+HELD_POLLS_MAX = 20_000
 
 
 @dataclass(frozen=True)
@@ -41,13 +44,15 @@ class HeldPolls:
     writes: nothing counted or logged what was lost, a feed's items that scrolled off it meanwhile were lost for
     good, and since no poll was recorded, each source was polled every round, whatever its interval or a
     server's Retry-After. A source with polls held is polled on the schedule its last held poll set, from that
-    poll's cursor and validators. At most ``max_posts`` are held: beyond that no source is polled until the store
-    takes writes again. What is still held when the service stops is lost (and logged): the store's cursors did
+    poll's cursor and validators. At most ``max_posts`` posts, or ``max_polls`` polls, are held: beyond that no source
+    is polled until the store takes writes again (polls that brought no new post, each held, grew without bound on a
+    disk full for days). What is still held when the service stops is lost (and logged): the store's cursors did
     not move, so the next start polls those sources from where the store left them.
     """
 
-    def __init__(self, max_posts: int = HELD_POSTS_MAX) -> None:
+    def __init__(self, max_posts: int = HELD_POSTS_MAX, max_polls: int = HELD_POLLS_MAX) -> None:
         self.max_posts = max_posts
+        self.max_polls = max_polls
         self.polls: dict[str, list[HeldPoll]] = {}
         self.store_error: StoreError | None = None  # why the store took no writes in the last round, if it did not
         self._ids: dict[str, set[str]] = {}  # external ids of each source's held posts
@@ -66,7 +71,7 @@ class HeldPolls:
 
     @property
     def full(self) -> bool:
-        return self.posts >= self.max_posts
+        return self.count >= self.max_polls or self.posts >= self.max_posts
 
     def hold(self, source: str, poll: HeldPoll) -> CollectReport:
         """Keep ``poll`` after the source's others; posts already held for the source are left out of it."""
@@ -122,5 +127,6 @@ class HeldPolls:
                 "the store takes them; "
                 "sources are polled on their own schedules meanwhile")
         if self.full:
-            text += f", or not at all while {self.max_posts:,} posts are held"
+            limit = f"{self.max_posts:,} posts" if self.posts >= self.max_posts else f"{self.max_polls:,} polls"
+            text += f", or not at all while {limit} are held"
         return text

@@ -703,6 +703,23 @@ def test_a_full_store_holds_no_more_than_its_limit_and_then_polls_nothing(store:
     assert held.describe().endswith("or not at all while 5 posts are held")
 
 
+def test_a_full_store_holds_no_more_polls_than_its_limit_even_without_new_posts(store: Store) -> None:
+    # A poll that brought no new post (the feed listing what is held already, a 304, a failure) was held all the
+    # same, yet only posts counted toward the limit: on a disk full for days the held polls grew without bound.
+    with FakeServer() as server:
+        server.serve("/feed.rss", lambda request: Reply(200, numbered_feed(0, 2), content_type="application/rss+xml"))
+        config = parse_config(f'[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n'
+                              "interval = 60\n")
+        held = HeldPolls(max_posts=1000, max_polls=3)
+        fill(store, full=True)
+        with Poller(config.collect, hash_key=b"k") as poller:
+            for minute in range(6):
+                Pipeline(config, store).collect(T0 + timedelta(minutes=minute, seconds=1), poller, held=held)
+        assert len(server.requests_to("/feed.rss")) == 3
+    assert (held.count, held.posts, held.full) == (3, 2, True)
+    assert held.describe().endswith("or not at all while 3 polls are held")
+
+
 def _stored_posts(db: str | Path, source: str) -> int:
     """Posts of ``source`` in the store file, read through a connection of its own (what the other jobs see)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
