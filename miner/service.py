@@ -161,8 +161,10 @@ class Service(ServiceJobs):
                 self._http.start()
                 host, bound = self._http.address
                 log.info("http endpoint on http://%s:%d", f"[{host}]" if ":" in host else host, bound)
+            # No misfire grace: a run due more than its grace ago (the machine suspended, the clock stepped
+            # forward) was skipped with a warning, and retention waited another 6 h; coalesced, it runs once, late.
             scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
-                "max_instances": 1, "coalesce": True, "misfire_grace_time": 300})
+                "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
             now = datetime.now().astimezone()
             for job in self.options.jobs:
                 scheduler.add_job(self._run_job, "interval", seconds=job.every, args=(job.name,), id=job.name,

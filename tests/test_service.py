@@ -786,6 +786,22 @@ def test_health_fails_a_first_run_stuck_past_three_intervals(tmp_path: Path) -> 
             service.stop()
 
 
+def test_a_run_due_long_ago_runs_late_rather_than_not_at_all(tmp_path: Path) -> None:
+    # After the machine was suspended, or the clock stepped forward, past a run's time by more than 5 minutes
+    # (APScheduler's misfire grace), the run was skipped with a warning: retention waited 6 more hours.
+    from datetime import UTC, datetime
+
+    service = _retention_only(tmp_path, [0.0])
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
+        assert service._scheduler is not None
+        service._scheduler.modify_job("retention", next_run_time=datetime.now(UTC) - timedelta(minutes=30))
+        wait_for(lambda: service.health["retention"].runs == 2, timeout=10)
+    finally:
+        service.stop()
+
+
 def test_metrics_say_which_sources_have_a_warning_that_stands(tmp_path: Path) -> None:
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
