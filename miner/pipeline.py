@@ -79,12 +79,14 @@ class Pipeline(CollectStage, DetectStage):
 
     # Classify --------------------------------------------------------------------------------------------
 
-    def classify_pending(self, now: datetime, progress: Progress | None = None) -> int:
-        """Classify every stored post that has no verdict yet, in batches; recount the buckets they touch."""
+    def classify_pending(self, now: datetime, progress: Progress | None = None,
+                         stop: threading.Event | None = None) -> int:
+        """Classify every stored post that has no verdict yet, in batches; recount the buckets they touch.
+        ``stop`` set ends it after the batch in progress (each is committed)."""
         batch = self._chunk()
         done = 0
         while True:
-            todo = self.store.posts_to_classify(batch)
+            todo = [] if stop is not None and stop.is_set() else self.store.posts_to_classify(batch)
             if not todo:
                 return done
             self._classify_batch(todo, now)

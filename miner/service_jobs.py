@@ -90,10 +90,15 @@ class ServiceJobs:
         # Read before the posts are classified: the round's posts are then classified before the buckets are scored.
         collected = self._collected.is_set() or "collect" not in self._job_names
         started = time.monotonic()
-        classified = pipeline.classify_pending(now)
+        # A stop ends a backlog (a store filled by `miner ingest`, the job failing a while) after its batch: all of
+        # it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the polls held.
+        classified = pipeline.classify_pending(now, stop=self._stop)
         if classified:
             self.metrics.inc("miner_posts_classified_total", classified)
             self.metrics.inc("miner_classify_seconds_total", time.monotonic() - started)
+        if self._stop.is_set():
+            log.info("process: stopped; the posts left to classify, and the buckets, go at the next run")
+            return
         if not collected:
             # Both jobs start at once: the detector stepped the buckets of the time the service was down (up to
             # detector.max_fill_hours) before the first round had stored their posts, scoring them empty, resolving

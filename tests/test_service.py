@@ -649,6 +649,33 @@ def test_a_stop_ends_a_long_retention_prune_after_its_batch(tmp_path: Path, capl
     store.close()
 
 
+def test_a_stop_ends_a_long_classify_backlog_after_its_batch(tmp_path: Path) -> None:
+    # The process job classified every pending post before it returned: a backlog (a first start on a store filled
+    # by `miner ingest`, or the job failing for a while) kept a SIGTERM waiting minutes, past systemd's stop timeout.
+    from miner.config import load_config
+    from miner.records import Post
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("process", 3600.0),), http=False))
+    store, now = Store.open(tmp_path / "miner.sqlite"), utcnow()
+    texts = [p.text for p in read_posts(demo_stream_path())][:1000]
+    store.insert_posts([Post("feed", str(i), texts[i % len(texts)], now - timedelta(minutes=i % 600))
+                        for i in range(30_000)], now)
+    service.start()
+    try:
+        time.sleep(1.0)
+    finally:
+        started = time.monotonic()
+        service.stop()
+        took = time.monotonic() - started
+    left = store.database.one("SELECT count(*) AS n FROM posts p WHERE NOT EXISTS "
+                              "(SELECT 1 FROM classifications c WHERE c.post_id = p.id)")
+    assert left is not None and left["n"] > 0
+    assert took < 20, took
+    store.close()
+
+
 def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # It pruned posts and bucket rows only: sent notifications and their deliveries were kept for good.
     from miner.store.outbox import Finish
