@@ -453,6 +453,13 @@ def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
         parse_config(window, "x.toml")
 
 
+def test_a_folder_of_the_zone_database_is_an_unknown_time_zone() -> None:
+    # "Europe" is a directory of zone files: ZoneInfo raised IsADirectoryError, an internal error of `config check`.
+    route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ntimezone = "Europe"\n'
+    with pytest.raises(ConfigError, match=r"x.toml:4: alerts.routes\[0\].timezone: unknown time zone 'Europe'"):
+        parse_config(route, "x.toml")
+
+
 def test_a_status_page_belongs_to_one_service() -> None:
     # Its incidents were stored for the source's first service only: for none when it listed none, and a second
     # service given the same page by status_page (which the source stands in for) got none of them, silently.

@@ -35,7 +35,8 @@ def check_timezone(name: str) -> None:
     """Raised as ``timezone: ...`` so the error names the key and its line, not just the entry."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a folder of the zone database ("Europe", "America") is found as a file that cannot be read.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
 
 
