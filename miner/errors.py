@@ -22,7 +22,9 @@ class ConfigError(MinerError):
         if line is not None:
             where += f":{line}"
         if key:
-            where += f": {key}"
+            # A quoted key may hold "\n" or "\u001b[31m" (`"a\nb" = 1`): raw, the one-line error broke in two or
+            # drove the terminal.
+            where += ": " + "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in key)
         super().__init__(f"{where}: {message}")
 
 

@@ -950,3 +950,11 @@ def test_a_blank_provider_is_refused(provider: str) -> None:
         parse_config(f'[[services]]\nname = "A"\nprovider = "{provider}"\n', "x.toml")
     assert str(info.value) == (f"x.toml:3: services[0].provider: must not be blank (got {provider!r}; leave it out "
                                "for no provider)")
+
+
+def test_a_quoted_key_with_a_control_character_is_shown_escaped_on_one_line() -> None:
+    # The key path was printed raw: "\n" split the one-line error in two, and "\u001b[31m" coloured the terminal.
+    with pytest.raises(ConfigError) as info:
+        parse_config('[alerts]\n"x\\u001b[31m\\nred" = 1\n', "x.toml")
+    assert str(info.value).startswith("x.toml:2: alerts.x\\u001b[31m\\u000ared: unknown key")
+    assert str(info.value).isprintable()
