@@ -136,7 +136,11 @@ def convert(tp: Any, value: Any, key: str) -> Any:
             # TOML allows inf and nan; no setting means either, and each would fail far from the file.
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingsError(key, f"expected a finite number, got {_show(value)}")
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer of 309 digits or more: OverflowError crashed `config check`
+                digits = len(str(value))
+                raise SettingsError(key, f"expected a finite number, got an integer of {digits} digits") from None
         raise SettingsError(key, f"expected a number, got {_show(value)}")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -958,3 +958,10 @@ def test_a_quoted_key_with_a_control_character_is_shown_escaped_on_one_line() ->
         parse_config('[alerts]\n"x\\u001b[31m\\nred" = 1\n', "x.toml")
     assert str(info.value).startswith("x.toml:2: alerts.x\\u001b[31m\\u000ared: unknown key")
     assert str(info.value).isprintable()
+
+
+def test_an_integer_too_large_for_a_number_setting_names_its_key() -> None:
+    # float() of it raised OverflowError, an internal error of `config check`.
+    with pytest.raises(ConfigError, match=r"x.toml:2: alerts.group_wait: expected a finite number, got an integer "
+                                          r"of 401 digits"):
+        parse_config(f"[alerts]\ngroup_wait = 1{'0' * 400}\n", "x.toml")
