@@ -11,6 +11,7 @@ import codecs
 import hashlib
 import math
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -161,6 +162,11 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
+    except ValueError:  # int() of a number over sys.get_int_max_str_digits() digits: not a TOMLDecodeError
+        most = sys.get_int_max_str_digits()
+        long = re.search(f"[0-9_]{{{most + 1},}}", text)
+        raise ConfigError(f"not valid TOML: a number of more than {most} digits", path=path,
+                          line=text.count("\n", 0, long.start()) + 1 if long else None) from None
     try:
         config = build(Config, data, localns=_stage_settings())
         written = len(config.sources)

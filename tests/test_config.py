@@ -965,3 +965,9 @@ def test_an_integer_too_large_for_a_number_setting_names_its_key() -> None:
     with pytest.raises(ConfigError, match=r"x.toml:2: alerts.group_wait: expected a finite number, got an integer "
                                           r"of 401 digits"):
         parse_config(f"[alerts]\ngroup_wait = 1{'0' * 400}\n", "x.toml")
+
+
+def test_a_number_of_too_many_digits_is_invalid_toml_at_its_line() -> None:
+    # tomllib's int() raised ValueError (more digits than Python converts), an internal error of `config check`.
+    with pytest.raises(ConfigError, match=r"x.toml:3: not valid TOML: a number of more than \d+ digits"):
+        parse_config(f"[detector]\n\nz_open = 1{'0' * 5000}\n", "x.toml")
