@@ -971,3 +971,11 @@ def test_a_number_of_too_many_digits_is_invalid_toml_at_its_line() -> None:
     # tomllib's int() raised ValueError (more digits than Python converts), an internal error of `config check`.
     with pytest.raises(ConfigError, match=r"x.toml:3: not valid TOML: a number of more than \d+ digits"):
         parse_config(f"[detector]\n\nz_open = 1{'0' * 5000}\n", "x.toml")
+
+
+def test_a_list_unsubscribe_url_with_a_password_is_refused() -> None:
+    # It went into the List-Unsubscribe header of every digest, to every recipient, without a word from config check.
+    text = ('[[services]]\nname = "A"\n\n[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n'
+            'digest = "0 8 * * *"\nlist_unsubscribe = "https://ops:s3cret@lists.example.org/unsub"\n')
+    with pytest.raises(ConfigError, match=r"x.toml:8: alerts.routes\[0\].list_unsubscribe: must not hold a user name"):
+        parse_config(text, "x.toml")

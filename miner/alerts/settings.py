@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.headerregistry import AddressHeader, BaseHeader
 from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miner.alerts.channel_settings import NAME
@@ -120,6 +121,9 @@ class RouteSettings:
         check_header("list_unsubscribe", self.list_unsubscribe)
         if self.list_unsubscribe and not re.match(r"(mailto:|https://)", self.list_unsubscribe):
             raise ValueError("list_unsubscribe: must start with mailto: or https://")
+        # The header goes to every recipient of the digest: a user:password@ in it was mailed to all of them.
+        if self.list_unsubscribe.startswith("https://") and "@" in urlsplit(self.list_unsubscribe).netloc:
+            raise ValueError("list_unsubscribe: must not hold a user name or password (every recipient sees the URL)")
         for key in ("group_wait", "repeat_interval", "group_interval"):
             value = getattr(self, key)
             if value is not None and value < 0:
