@@ -14,6 +14,7 @@ import math
 import re
 import types
 import typing
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -70,15 +71,23 @@ def guess(value: Any, options: Iterable[Any]) -> str:
     """The option a string was probably meant to be (``RSS``, ``Slack``, ``statuspag``, the service ``Slak``), as
     a hint to add to an error, or ""."""
     near = closest(value, options)
+    if (near is not None and isinstance(value, str) and value.strip().lower() != near.lower()
+            and _nfc(value.strip()).lower() == _nfc(near).lower()):
+        # "cafe\u0301" pasted from a Mac is "café" on screen: "unknown service 'café'" alone read as nonsense.
+        return f" (did you mean {near!r}? it looks the same, but its accents are written with other Unicode characters)"
     return f" (did you mean {near!r}?)" if near is not None else ""
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def closest(value: Any, options: Iterable[Any]) -> str | None:
     """The option a string was probably meant to be, or None: the same in another case, or one spelled closely."""
-    words = {o.lower(): o for o in options if isinstance(o, str)}
+    words = {_nfc(o).lower(): o for o in options if isinstance(o, str)}
     if not isinstance(value, str) or not words:
         return None
-    wanted = value.strip().lower()
+    wanted = _nfc(value.strip()).lower()
     near = [wanted] if wanted in words else difflib.get_close_matches(wanted, list(words), n=1, cutoff=0.7)
     return words[near[0]] if near else None
 

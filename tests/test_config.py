@@ -979,3 +979,13 @@ def test_a_list_unsubscribe_url_with_a_password_is_refused() -> None:
             'digest = "0 8 * * *"\nlist_unsubscribe = "https://ops:s3cret@lists.example.org/unsub"\n')
     with pytest.raises(ConfigError, match=r"x.toml:8: alerts.routes\[0\].list_unsubscribe: must not hold a user name"):
         parse_config(text, "x.toml")
+
+
+def test_a_service_name_in_other_unicode_characters_is_named_as_such() -> None:
+    # "cafe\u0301" (decomposed, as pasted from a Mac) for the declared "caf\u00e9": the error said "unknown service
+    # 'café'" with no hint, both looking the same on screen.
+    text = ('[[services]]\nname = "caf\u00e9"\n\n[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n'
+            'services = ["cafe\u0301"]\n')
+    with pytest.raises(ConfigError, match=r"x.toml:7: alerts.routes\[0\].services\[0\]: unknown service .* \(did "
+                                          r"you mean 'caf\u00e9'\? it looks the same, but its accents are written"):
+        parse_config(text, "x.toml")
