@@ -59,6 +59,10 @@ class ServiceConfig:
             raise ValueError(f"status_page: {problem}")
         if self.status_page is not None and (problem := _feed_not_page(self.status_page)):
             raise ValueError(f"status_page: {problem} a [[sources]] entry of type 'status_feed'")
+        # As a source's url is (docs/configuration.md): it passed here with only a warning naming its source.
+        if self.status_page is not None and urlsplit(self.status_page).password is not None:
+            raise ValueError("status_page: must not hold a password; secrets come from environment variables (give "
+                             "a [[sources]] entry of type 'statuspage' with url_env)")
 
 
 def _feed_not_page(url: str) -> str | None:

@@ -989,3 +989,10 @@ def test_a_service_name_in_other_unicode_characters_is_named_as_such() -> None:
     with pytest.raises(ConfigError, match=r"x.toml:7: alerts.routes\[0\].services\[0\]: unknown service .* \(did "
                                           r"you mean 'caf\u00e9'\? it looks the same, but its accents are written"):
         parse_config(text, "x.toml")
+
+
+def test_a_status_page_with_a_password_is_refused_as_a_source_url_is() -> None:
+    # The docs say status_page is checked like sources.url, which refuses user:password@; it passed with a warning.
+    text = '[[services]]\nname = "A"\nstatus_page = "https://ops:s3cret@status.example.org"\n'
+    with pytest.raises(ConfigError, match=r"x.toml:3: services\[0\].status_page: must not hold a password"):
+        parse_config(text, "x.toml")
