@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from miner.errors import StoreError
 from miner.records import REPORT_SOURCE
-from miner.store.posts import UNCLASSIFIED
+from miner.store.posts import SOURCE_DATED, UNCLASSIFIED
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -29,11 +29,10 @@ PRUNED_BEFORE = "pruned_before"
 # store_state key of the last retention prune held back (see hold_prune): JSON of its times.
 PRUNE_HELD = "prune_held"
 
-# Posts dated by their source (a feed's own time), not by our clock: a user report is dated when it came, an item
-# without a time when it was fetched, and an item a source dated after the poll began (see hold_prune) when it was
-# polled. Also the WHERE of the index posts_source_dated (migration 0012): SQLite reads a partial index only for a
-# query whose WHERE implies the index's, so a change here needs a new index (test_store_scale checks the plan).
-_SOURCE_DATED = f"undated IS NULL AND source != '{REPORT_SOURCE}' AND created_at < fetched_at"
+# Posts dated by their source (store.posts.SOURCE_DATED), user reports aside: one is dated when it came. Also the
+# WHERE of the index posts_source_dated (migration 0012): SQLite reads a partial index only for a query whose WHERE
+# implies the index's, so a change here needs a new index (test_store_scale checks the plan).
+_SOURCE_DATED = f"{SOURCE_DATED} AND source != '{REPORT_SOURCE}'"
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000

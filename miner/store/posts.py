@@ -22,6 +22,10 @@ _LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
 # The posts of ``posts p`` that wait for a verdict: starting past _LAST_CLASSIFIED keeps this an index lookup
 # instead of a scan of every post ever stored.
 UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
+# Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
+# one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
+# while a real post was published before it. The retention guard's evidence and the late posts' mark.
+SOURCE_DATED = "undated IS NULL AND created_at < fetched_at"
 # The latest classification of each post ``p``, the one counted: reclassification with a new model supersedes the
 # old verdict, and reclassifying with an earlier model again (a rollback) supersedes the new one's.
 LATEST = (
@@ -276,7 +280,7 @@ def _late_posts(conn: sqlite3.Connection, source: str, new: Sequence[Post], know
         return 0, 0.0
     row = conn.execute(
         "SELECT max(created_at) FROM posts WHERE source = ? AND external_id IN (SELECT value FROM json_each(?)) "
-        "AND undated IS NULL AND created_at < fetched_at",
+        f"AND {SOURCE_DATED}",
         (source, json.dumps([p.external_id for p in known])),
     ).fetchone()
     if row is None or row[0] is None:
