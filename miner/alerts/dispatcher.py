@@ -181,7 +181,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
                             is not None])
     if not views:
         raise MinerError("its incidents are gone from the store")
-    if row["kind"] == "resolved" and webhook.format != "pagerduty":  # pagerduty_events leaves them out itself
+    if row["kind"] == "resolved":
         views = still_resolved(views)
     reminders = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     if webhook.format == "pagerduty":

@@ -296,8 +296,9 @@ def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, remind
     An incident resolved by the time an alert goes out is resolved, not triggered: the planner recorded its resolve
     notice as suppressed, since the alert would say it resolved, and a trigger would page for an outage that is
     over and stay open on PagerDuty. Without ``resolve`` (the route's notify_resolved), such an incident gets no
-    event at all, as a resolve notice would get none; nor does one a resolve notice is about that is open again.
-    ``providers``: lower-case service -> its provider, for ``payload.group``.
+    event at all, as a resolve notice would get none. A resolve notice's incidents open again by the time it goes
+    out are left out before (dispatcher, render.still_resolved), for every format. ``providers``: lower-case
+    service -> its provider, for ``payload.group``.
     """
     events: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -307,9 +308,7 @@ def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, remind
             continue
         seen.add(key)
         if kind == "resolved" or v.status == "resolved":
-            # A resolve notice retried (a 429) or held past the incident's re-opening would close the PagerDuty
-            # alert of an outage that is on again, after or before the re-opening's trigger: that one is its news.
-            if resolve and v.status == "resolved":
+            if resolve:
                 events.append({"event_action": "resolve", "dedup_key": key})
             continue
         payload: dict[str, Any] = {
