@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from miner.collectors.normalise import SURROGATE, drop_control, redact_contacts
 from miner.errors import InputError
-from miner.records import Post
+from miner.records import MAX_LINE_BYTES, Post
 from miner.timeutil import floor_time, parse_iso
 
 REQUIRED = ("id", "text", "created_at", "source")
@@ -37,8 +37,6 @@ FUTURE_SLACK = timedelta(minutes=10)
 MAX_GAP = timedelta(days=366)
 # No post is older than the Unix epoch; the detector's arithmetic on a misdated one near the year 1 overflows.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-# The longest line read: as `miner classify` takes it (a post's text is a few KB at most).
-MAX_LINE_BYTES = 64 << 20
 
 
 DEMO_SOURCE = "sentitel"  # the source of every post of the bundled stream

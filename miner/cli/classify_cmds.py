@@ -21,6 +21,7 @@ from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
+from miner.records import MAX_LINE_BYTES
 from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:
@@ -33,9 +34,6 @@ CHUNK_LINES = 4096
 # ... and at most about this many bytes of them: 4,096 lines of 250 KB each were a gigabyte read, decoded and
 # parsed at once, about 4.5 times that in memory (a 500 MB file of 2,000 such posts peaked at 2.3 GB).
 CHUNK_BYTES = 8 << 20
-# A longer line is no post (the model reads its first 64,000 characters at most) and gets an error row, unread:
-# parsing one costs about 3.6 times its size in memory (a 1 GB line, 3.6 GB), enough to kill a run mid-file.
-MAX_LINE_BYTES = 64 << 20
 
 
 def _settings(
