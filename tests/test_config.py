@@ -510,6 +510,7 @@ def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> 
         ("[store]\nretention_days = 1000000\n", ":2: store.retention_days: must be at most 36500"),
         ("[detector]\ncooldown_minutes = 1e300\n", ":2: detector.cooldown_minutes: must be at most 527040 minutes"),
         ("[detector]\nmax_fill_hours = 1e7\n", ":2: detector.max_fill_hours: must be at most 8784 hours"),
+        ("[detector]\nsettle_minutes = 1e300\n", ":2: detector.settle_minutes: must be at most 527040 minutes"),
         ("[alerts]\nlease_seconds = 1e11\n", ":2: alerts.lease_seconds: must be at most 31622400 seconds"),
         ("[alerts]\nchart_hours = 1e300\n", ":2: alerts.chart_hours: must be at most 8784 hours"),
         ("[alerts.smtp]\ntimeout = 1e300\n", ":2: alerts.smtp.timeout: must be more than 0 and at most 600"),
@@ -520,8 +521,8 @@ def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> 
         ("[[services]]\nname = 'A'\n[[alerts.maintenance]]\nservice = 'A'\ncron = '0 2 * * 0'\n"
          "duration_minutes = 1e12\n", ":6: alerts.maintenance[0].duration_minutes: must be at most 527040 minutes"),
     ],
-    ids=["retention", "cooldown", "max_fill", "lease", "chart", "smtp timeout", "webhook timeout", "route group_wait",
-         "maintenance duration"],
+    ids=["retention", "cooldown", "max_fill", "settle", "lease", "chart", "smtp timeout", "webhook timeout",
+         "route group_wait", "maintenance duration"],
 )
 def test_spans_too_long_for_a_datetime_are_refused(text: str, error: str) -> None:
     # Each passed config check, then overflowed a datetime in the middle of a job (prune, outbox send, detection).

@@ -1245,10 +1245,11 @@ def test_a_restart_scores_the_time_it_was_down_once_the_first_collect_round_stor
 
 
 @contextmanager
-def _forum_watched(server: FakeServer, store: Store) -> Iterator[tuple[Config, Pipeline, Callable[[datetime], None]]]:
+def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | None = None
+                   ) -> Iterator[tuple[Config, Pipeline, Callable[[datetime], None]]]:
     """MTN's one source, a forum polled and scored hourly for four hours from T0; poll(now) polls it at ``now``."""
-    config = _forum_config(server, CLOCK_AHEAD.replace("Foonet", "MTN"), "interval = 60\n")
-    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    config = _forum_config(server, CLOCK_AHEAD.replace('"Foonet"', '"MTN"\naliases = ["mtnug"]'), "interval = 60\n")
+    pipe = Pipeline(config, store, classifier or _ReportsOnly())  # type: ignore[arg-type]
     server.serve("/forum.rss", _rss())
     with Poller(config.collect, config.services, hash_key=b"k") as poller:
         def poll(now: datetime) -> None:
@@ -1295,3 +1296,35 @@ def test_a_service_whose_sources_fail_for_longer_than_max_fill_hours_is_scored_a
         pipe.classify_pending(later)
         report = pipe.detect(later)
     assert report.buckets > 0 and report.opened == [("MTN", later)]
+
+
+def test_a_bucket_is_scored_once_its_sources_have_polled_after_its_end(
+        server: FakeServer, store: Store, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    """Scored as soon as it ended, a bucket had the posts of the polls before its end only: here, with the forum
+    polled 5 minutes into each 15-minute bucket, a third of its complaints."""
+    texts = real_posts["mtn_outage"]
+    with _forum_watched(server, store, classifier) as (_, pipe, poll):
+        start = T0 + timedelta(hours=4)  # an outage report every 30 seconds from here on
+        for minute in range(47):
+            now = start + timedelta(minutes=minute)
+            if minute % 15 == 5:
+                server.serve("/forum.rss", _rss(*((f"o{k}", texts[k % len(texts)], start + timedelta(seconds=30 * k))
+                                                  for k in range(2 * minute))))
+                poll(now)
+            pipe.classify_pending(now)
+            report = pipe.detect(now)
+            if minute == 15:
+                assert report.buckets == 0  # the bucket that has just ended waits for the forum's next poll
+        [incident] = store.incidents()
+        [opening] = store.incident_events(incident["id"])
+    assert opening["kind"] == "open" and json.loads(opening["details"])["count"] == 30
+    assert incident["opened_at"] == iso(start + timedelta(minutes=30))
+
+
+def test_a_bucket_waits_at_most_settle_minutes_for_a_source_to_poll(server: FakeServer, store: Store) -> None:
+    with _forum_watched(server, store) as (config, pipe, poll):
+        poll(T0 + timedelta(hours=4, minutes=5))  # the forum's last poll before the bucket from 4 h ends
+        pipe.detect(T0 + timedelta(hours=4, minutes=5))
+        waits = [pipe.detect(T0 + timedelta(hours=4, minutes=m)).buckets for m in (15, 24)]
+        scored = pipe.detect(T0 + timedelta(hours=4, minutes=15 + config.detector.settle_minutes)).buckets
+    assert (waits, scored) == ([0, 0], 1)

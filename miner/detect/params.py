@@ -43,6 +43,7 @@ class DetectorParams:
     quiet_minutes: float = 60.0  # resolve after this long of consecutive quiet buckets
     cooldown_minutes: float = 720.0  # an opening this soon after a resolve re-opens that incident: no new one
     max_fill_hours: float = 6.0  # gaps up to this long are zero-count buckets; longer ones are our own outage
+    settle_minutes: float = 10.0  # a bucket waits for its service's sources to poll after its end, this long at most
 
     # Incident lifecycle.
     max_samples: int = 5  # sample post ids kept per incident
@@ -68,7 +69,8 @@ class DetectorParams:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
         for name in ("season_min_days", "weekday_min_days", "warmup_hours", "min_count", "quiet_minutes",
-                     "cooldown_minutes", "max_fill_hours", "group_window_minutes", "official_match_minutes"):
+                     "cooldown_minutes", "max_fill_hours", "settle_minutes", "group_window_minutes",
+                     "official_match_minutes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
         if not 0 < self.tail_quantile < 1:  # 1 has no normal quantile: every bucket's score would fail
@@ -91,5 +93,5 @@ class DetectorParams:
             raise ValueError("group_min_services: must be at least 2")
         check_spans(self, {"bucket_minutes": 60, "season_min_days": 86400, "weekday_min_days": 86400,
                            "max_freeze_hours": 3600, "warmup_hours": 3600, "quiet_minutes": 60,
-                           "cooldown_minutes": 60, "max_fill_hours": 3600, "official_match_minutes": 60,
-                           "group_window_minutes": 60})
+                           "cooldown_minutes": 60, "max_fill_hours": 3600, "settle_minutes": 60,
+                           "official_match_minutes": 60, "group_window_minutes": 60})
