@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def utcnow() -> datetime:
@@ -30,6 +31,15 @@ def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
     return dt.astimezone(UTC)
+
+
+def check_timezone(name: str) -> None:
+    """Raised as ``timezone: ...`` so the error names the key and its line, not just the entry."""
+    try:
+        ZoneInfo(name)
+    # OSError: a folder of the zone database ("Europe", "America") is found as a file that cannot be read.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
 
 
 def floor_time(dt: datetime, step: timedelta) -> datetime:

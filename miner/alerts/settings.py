@@ -14,7 +14,7 @@ from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDe
 from email.headerregistry import AddressHeader, BaseHeader
 from typing import Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from miner.alerts.channel_settings import NAME
 from miner.alerts.channel_settings import PAGERDUTY_URL as PAGERDUTY_URL
@@ -23,22 +23,13 @@ from miner.alerts.channel_settings import WebhookSettings as WebhookSettings
 from miner.alerts.text import safe_url
 from miner.config import check_spans
 from miner.settings import SettingsError, guess
-from miner.timeutil import parse_iso
+from miner.timeutil import check_timezone, parse_iso
 from miner.urls import control_char
 
 MIN_STALE_AFTER = 60.0
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+")
 # What one group of a route's alerts is: its group_wait and group_interval run per route, channel and group.
 GroupBy = Literal["provider", "service", "route"]
-
-
-def check_timezone(name: str) -> None:
-    """Raised as ``timezone: ...`` so the error names the key and its line, not just the entry."""
-    try:
-        ZoneInfo(name)
-    # OSError: a folder of the zone database ("Europe", "America") is found as a file that cannot be read.
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
 
 
 def one_address(value: str) -> bool:
