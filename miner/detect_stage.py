@@ -16,6 +16,7 @@ from miner.config import Config
 from miner.detect import (
     BucketFacts,
     BucketScore,
+    DetectorParams,
     DetectorState,
     IncidentDraft,
     Transition,
@@ -158,7 +159,7 @@ class DetectStage:
         incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
         would have opened in the past opens at the next anomalous bucket, announced as any other.
         """
-        params, width = self.config.detector, self.bucket
+        params, width = self._params(service), self.bucket
         counts = self.store.bucket_counts(service, first, latest + width)
         state: DetectorState | None = None
         scores = []
@@ -176,6 +177,11 @@ class DetectStage:
         self.store.save_detector_step(service, latest, state.to_json(), scores, now,
                                       draft=saved.draft if saved else None,
                                       incident_id=saved.incident_id if saved else None)
+
+    def _params(self, service: str) -> DetectorParams:
+        """The [detector] settings, on the clock of the service's own timezone where it has one."""
+        zone = next((s.timezone for s in self.config.services if s.name == service), None)
+        return self.config.detector if zone is None else replace(self.config.detector, timezone=zone)
 
     def _collected_until(self, service: str, sources: dict[str, dict[str, Any]], now: datetime) -> datetime | None:
         """Up to when ``service``'s posts are collected: its buckets that end later wait. None: none wait.
@@ -207,7 +213,7 @@ class DetectStage:
 
     def _detect_service(self, service: str, now: datetime, report: TickReport,
                         collected_until: datetime | None = None) -> None:
-        params = self.config.detector
+        params = self._params(service)
         width = self.bucket
         saved = self.store.detector_state(service)
         state = DetectorState.from_json(saved.state) if saved else None

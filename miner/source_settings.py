@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from miner.env_names import ENV_NAME
 from miner.settings import SettingsError
 from miner.spelling import term_key
+from miner.timeutil import check_timezone
 from miner.urls import control_char, public_url, shown_url, url_problem
 
 SourceType = Literal[
@@ -35,8 +36,11 @@ class ServiceConfig:
     # Name and aliases match only in their configured case, as 1-2 character ones always do: a service named by a
     # common word (the ISP "Three", the app "Signal") was found in every "three days" and "no signal".
     match_case: bool = False
+    timezone: str | None = None  # the clock its users live by: overrides detector.timezone for its daily pattern
 
     def validate(self) -> None:
+        if self.timezone is not None:
+            check_timezone(self.timezone)
         if not self.name.strip():
             raise ValueError("name: must not be empty")
         if self.name in (".", ".."):

@@ -451,6 +451,10 @@ def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
               'timezone = "CEST"\n')
     with pytest.raises(ConfigError, match=r"x.toml:7: alerts.maintenance\[0\].timezone: unknown time zone 'CEST'"):
         parse_config(window, "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml:3: detector.timezone: unknown time zone 'EST5'"):
+        parse_config('[detector]\nbucket_minutes = 15\ntimezone = "EST5"\n', "x.toml")
+    with pytest.raises(ConfigError, match=r"x.toml:3: services\[0\].timezone: unknown time zone 'Kampala'"):
+        parse_config('[[services]]\nname = "MTN"\ntimezone = "Kampala"\n', "x.toml")
 
 
 def test_a_folder_of_the_zone_database_is_an_unknown_time_zone() -> None:

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -297,3 +298,35 @@ def test_quiet_minutes_zero_resolves_at_the_first_quiet_bucket_not_during_the_ou
     assert all(s.open for s in during[params.persist_k - 1:])
     # The outage over, the first quiet bucket resolves it.
     assert scores[len(base) + 12].resolved and not scores[len(base) + 12].open
+
+
+def _local_day(zone: str, start: datetime, days: int, seed: int = 3) -> list[tuple[datetime, float]]:
+    """Counts per 5-minute bucket of a service used by day in ``zone``: 2 at night, 30 from 8:00 to 21:00 local."""
+    rng, tz = np.random.default_rng(seed), ZoneInfo(zone)
+    starts = [start + i * STEP for i in range(day_buckets(days))]
+    return [(t, float(rng.poisson(30.0 if 8 <= t.astimezone(tz).hour < 21 else 2.0))) for t in starts]
+
+
+def test_a_daily_pattern_kept_in_local_time_opens_nothing_when_the_clocks_change() -> None:
+    # New York moves its clocks at 2026-03-08 07:00 UTC: the morning rise comes an hour earlier in UTC.
+    change = datetime(2026, 3, 8, 7, tzinfo=UTC)
+    counts = _local_day("America/New_York", change - timedelta(weeks=5), 42)
+    after = {zone: [s for s in detect_series(replace(P, timezone=zone), counts)
+                    if s.opened and s.bucket_start >= change] for zone in ("UTC", "America/New_York")}
+    assert after["America/New_York"] == [] and len(after["UTC"]) >= 3
+
+
+def test_a_changed_timezone_keeps_the_daily_pattern_learned() -> None:
+    counts = _local_day("America/New_York", T0, 24)
+    learned, tail = counts[:day_buckets(21)], counts[day_buckets(21):]
+    state = None
+    for at, count in learned:
+        state, _ = step(P, state, at, count)  # in UTC: the rise at 13:00
+    assert state is not None and state.zone == "UTC"
+    local = replace(P, timezone="America/New_York")
+    scores = []
+    for at, count in tail:
+        state, score = step(local, state, at, count)
+        scores.append(score)
+    assert state.zone == "America/New_York" and opened(scores) == []
+    assert DetectorState.from_json(state.to_json()) == state

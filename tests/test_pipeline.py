@@ -1328,3 +1328,15 @@ def test_a_bucket_waits_at_most_settle_minutes_for_a_source_to_poll(server: Fake
         waits = [pipe.detect(T0 + timedelta(hours=4, minutes=m)).buckets for m in (15, 24)]
         scored = pipe.detect(T0 + timedelta(hours=4, minutes=15 + config.detector.settle_minutes)).buckets
     assert (waits, scored) == ([0, 0], 1)
+
+
+def test_a_services_own_timezone_is_the_clock_of_its_daily_pattern(store: Store) -> None:
+    mtn = '[[services]]\nname = "MTN"\ntimezone = "Africa/Kampala"\n\n'
+    config = parse_config(CLOCK_AHEAD.replace("[detector]", mtn + '[detector]\ntimezone = "Europe/London"'))
+    Pipeline(config, store, _ReportsOnly()).detect(T0 + timedelta(hours=1))  # type: ignore[arg-type]
+    zones = {}
+    for name in ("Foonet", "MTN"):
+        saved = store.detector_state(name)
+        assert saved is not None
+        zones[name] = DetectorState.from_json(saved.state).zone
+    assert zones == {"Foonet": "Europe/London", "MTN": "Africa/Kampala"}

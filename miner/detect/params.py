@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from miner.config import check_spans
+from miner.timeutil import check_timezone
 
 MINUTES_PER_DAY = 1440
 _EXAMPLE_WIDTHS = (1, 5, 10, 15, 20, 30, 60, 90, 120, 1440)
@@ -18,6 +19,7 @@ _EXAMPLE_WIDTHS = (1, 5, 10, 15, 20, 30, 60, 90, 120, 1440)
 @dataclass(frozen=True)
 class DetectorParams:
     bucket_minutes: int = 5  # width of one count bucket; divides a day
+    timezone: str = "UTC"  # the clock the hour-of-day and day-of-week profiles follow, daylight saving time included
 
     # Baseline: a robust, seasonal EWMA (Holt-Winters-like) in the stabilised space.
     level_halflife_hours: float = 12.0  # how fast the de-seasonalised level follows a drift
@@ -55,6 +57,7 @@ class DetectorParams:
     group_min_services: int = 2  # services of a group that must open for a grouped incident
 
     def validate(self) -> None:
+        check_timezone(self.timezone)
         if self.bucket_minutes < 1:
             raise ValueError("bucket_minutes: must be at least 1")
         # Buckets are aligned to the Unix epoch and the baseline learns by the UTC hour and weekday a bucket starts

@@ -32,11 +32,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from miner.detect.params import DetectorParams
 
-SEASON_SLOTS = 24  # hour of day, UTC
-WEEK_SLOTS = 7  # day of week, UTC
+SEASON_SLOTS = 24  # hour of day, on the clock of DetectorParams.timezone
+WEEK_SLOTS = 7  # day of week, on the same clock
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for normal noise
 
 
@@ -67,6 +68,7 @@ class DetectorState:
     opened_at: datetime | None = None
     quiet: int = 0  # consecutive quiet buckets while open
     resolved_at: datetime | None = None  # last resolve: openings within the cool-down re-open that incident
+    zone: str = "UTC"  # the time zone whose hours and weekdays the offsets are learned in
 
     def to_json(self) -> str:
         def ts(value: datetime | None) -> float | None:
@@ -78,7 +80,7 @@ class DetectorState:
              "season": list(self.season), "season_n": list(self.season_n),
              "weekday": list(self.weekday), "weekday_n": list(self.weekday_n), "hits": self.hits,
              "open": self.open, "opened_at": ts(self.opened_at), "quiet": self.quiet,
-             "resolved_at": ts(self.resolved_at)},
+             "resolved_at": ts(self.resolved_at), "zone": self.zone},
             separators=(",", ":"),
         )
 
@@ -91,6 +93,19 @@ class DetectorState:
 
         return replace(self, last=clamp(self.last), opened_at=clamp(self.opened_at),
                        resolved_at=clamp(self.resolved_at))
+
+    def rezoned(self, zone: str, at: datetime) -> DetectorState:
+        """This state with its hour-of-day offsets moved to the hours of ``zone``, as its clock and the state's
+        differ at ``at``: a changed detector.timezone keeps the daily pattern learned, instead of scoring each hour
+        against another hour's offset until it is learned again (days). The day-of-week offsets stay: a shift of a
+        few hours moves a small part of each day."""
+        shift = round(((at.astimezone(ZoneInfo(zone)).utcoffset() or timedelta())
+                       - (at.astimezone(ZoneInfo(self.zone)).utcoffset() or timedelta())) / timedelta(hours=1))
+
+        def moved(values: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(values[(hour - shift) % SEASON_SLOTS] for hour in range(SEASON_SLOTS))
+
+        return replace(self, season=moved(self.season), season_n=moved(self.season_n), zone=zone)
 
     @classmethod
     def from_json(cls, text: str) -> DetectorState:
@@ -117,7 +132,7 @@ class DetectorState:
                 scale=float(data["scale"]), tail=float(data["tail"]), season=season, season_n=season_n,
                 weekday=weekday, weekday_n=weekday_n, hits=int(data["hits"]),
                 open=bool(data["open"]), opened_at=dt(data["opened_at"]), quiet=int(data["quiet"]),
-                resolved_at=dt(data["resolved_at"]),
+                resolved_at=dt(data["resolved_at"]), zone=str(data.get("zone", "UTC")),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad detector state: {exc}") from None
@@ -150,9 +165,9 @@ def _buckets(params: DetectorParams, minutes: float) -> float:
     return minutes / params.bucket_minutes
 
 
-def _slots(bucket_start: datetime) -> tuple[int, int]:
-    """(hour of day, day of week) of a bucket, UTC."""
-    t = bucket_start.astimezone(UTC)
+def _slots(params: DetectorParams, bucket_start: datetime) -> tuple[int, int]:
+    """(hour of day, day of week) of a bucket's start on the clock of ``params.timezone``."""
+    t = bucket_start.astimezone(ZoneInfo(params.timezone))
     return t.hour, t.weekday()
 
 
@@ -241,7 +256,9 @@ def step(
     """Process one bucket. A bucket at or before ``state.last`` changes nothing (``replayed`` is set)."""
     if bucket_start.tzinfo is None:
         raise ValueError("bucket_start must be timezone-aware (UTC)")
-    state = state or DetectorState()
+    state = state or DetectorState(zone=params.timezone)
+    if state.zone != params.timezone:
+        state = state.rezoned(params.timezone, bucket_start)
     if state.last is not None and bucket_start <= state.last:
         return state, _replayed(params, state, bucket_start, count)
     resolved_in_gap = False
@@ -263,7 +280,7 @@ def step(
 
 
 def _replayed(params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float) -> BucketScore:
-    slot, day = _slots(bucket_start)
+    slot, day = _slots(params, bucket_start)
     expected = _expected(params, state, slot, day)
     sd = _sd(params, state)
     z = (stabilise(count) - expected) / sd
@@ -274,7 +291,7 @@ def _replayed(params: DetectorParams, state: DetectorState, bucket_start: dateti
 def _step_one(
     params: DetectorParams, state: DetectorState, bucket_start: datetime, count: float
 ) -> tuple[DetectorState, BucketScore]:
-    slot, day = _slots(bucket_start)
+    slot, day = _slots(params, bucket_start)
     y = stabilise(count)
     expected = _expected(params, state, slot, day)
     sd = _sd(params, state)
