@@ -119,7 +119,13 @@ def public_url(url: str) -> str:
 def web_link(url: str | None) -> str | None:
     """``url`` if a browser may follow it from our pages and answers: http or https, never ``javascript:``,
     ``data:`` or a scheme-relative ``//host`` (a status page's entry is someone else's text)."""
-    return url if url and urlsplit(url).scheme.lower() in ("http", "https") else None
+    if not url:
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # a broken IPv6 bracket ("https://[status/..."): it raised out of /api/v1/services and the board
+        return None
+    return url if scheme.lower() in ("http", "https") else None
 
 
 def is_ip(host: str) -> bool:

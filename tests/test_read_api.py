@@ -275,6 +275,30 @@ def test_a_status_pages_link_is_given_only_when_a_browser_may_follow_it(api: Api
             200, iso(NOW - timedelta(minutes=5 - n)), None), url
 
 
+def test_a_status_pages_link_that_is_no_url_is_left_out_of_the_api_and_the_board(tmp_path: Path) -> None:
+    # urlsplit raises ValueError for an unclosed IPv6 bracket, a status page's typo in its page.url: the services'
+    # answer, the board's index and the service's page were dropped without a reply.
+    def broken_link(store: Store) -> None:
+        store.save_fetch("status:whatsapp", FetchResult(incidents=[
+            OfficialIncident("status:whatsapp", "typo", "WhatsApp", "Messages delayed", "investigating",
+                             NOW - timedelta(minutes=5), NOW, url="https://[status.example.com/incidents/typo")]),
+            NOW, NOW)
+        incident = store.open_incident_for("WhatsApp")
+        assert incident is not None
+        store.update_incident(incident["id"], NOW, {
+            "official_incident_id": store.official_incident_id("status:whatsapp", "typo")})
+
+    with served(tmp_path, write_config(tmp_path), broken_link, board=True) as api:
+        for path in ("/api/v1/services", "/api/v1/incidents"):
+            body = httpx.get(api.base + path, timeout=10).json()
+            [entry] = [e for e in body.get("services", body.get("incidents")) if e["service"] == "WhatsApp"]
+            assert (entry["official"]["title"], entry["official"]["url"]) == ("Messages delayed", None), path
+        for path in ("/", "/services/WhatsApp"):
+            reply = httpx.get(api.base + path, timeout=10)
+            assert reply.status_code == 200 and "Messages delayed" in reply.text, path
+            assert "[status.example.com" not in reply.text, path
+
+
 def test_a_removed_services_incidents_can_still_be_asked_for(api: Api) -> None:
     api.store.open_incident("Gone", NOW - timedelta(hours=1), {"peak_complaints": 1}, {})
     status, body, _ = get(api, "/api/v1/incidents?service=Gone")
