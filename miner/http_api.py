@@ -46,6 +46,9 @@ BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Typ
 # JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
 _JSON_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
+# C0 and C1 controls as \xHH, a backslash doubled, as http.server's log_message writes them: its own table is a
+# private attribute that Python 3.11.0 lacks (it came in 3.11.1), where every reply raised AttributeError unsent.
+_LOG_ESCAPES = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\\"): "\\\\"})
 
 
 @dataclass
@@ -132,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
         # sequence in a path cannot rewrite the operator's terminal or forge a log line.
         # The client's address is left out: for a report it is the reporter's, which is used for the rate limit in
         # memory only (docs/collectors.md), never written anywhere.
-        message = (format % args).translate(self._control_char_table)  # type: ignore[attr-defined]
+        message = (format % args).translate(_LOG_ESCAPES)
         log.debug("http %s", message)
 
     def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None

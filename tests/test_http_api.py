@@ -4,6 +4,7 @@ a body, and how long a slow or lying client can hold it."""
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import logging
 import socket
@@ -272,6 +273,19 @@ def test_control_characters_in_a_request_line_are_escaped_in_the_log(api: tuple[
     logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
     assert any("\\x1b[2J\\x9b0m\\x07" in m for m in logged)
     assert not any(c in m for m in logged for c in "\x1b\x9b\x07")
+
+
+def test_requests_are_answered_and_logged_escaped_without_the_stdlibs_private_table(
+        api: tuple[HttpApi, list[object]], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # http.server's _control_char_table came in Python 3.11.1: on 3.11.0 (which pyproject allows) every reply raised
+    # AttributeError in the request log, and the client got nothing at all.
+    monkeypatch.delattr(http.server.BaseHTTPRequestHandler, "_control_char_table")
+    server, _ = api
+    caplog.set_level(logging.DEBUG, logger="miner.http_api")
+    assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    assert status_of(exchange(server, b"GET /\x1b[2J\\x07 HTTP/1.1\r\nHost: x\r\n\r\n")) == 404
+    logged = [r.getMessage() for r in caplog.records if r.name == "miner.http_api"]
+    assert any("GET /\\x1b[2J\\\\x07 HTTP/1.1" in m for m in logged), logged
 
 
 def test_the_request_log_does_not_name_the_reporter(api: tuple[HttpApi, list[object]],
