@@ -86,6 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._replied = False  # a status line was sent: a fault after it can only end the connection
         self.rfile = HeadReader(self.rfile)
         # The socket timeout bounds each read, so a client sending a header byte every few seconds could hold
         # the thread for as long as it liked: at the deadline the read side is shut, the pending read ends as
@@ -141,6 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
               ) -> None:
         data = body.encode("utf-8")
+        self._replied = True
         self.send_response(status)
         self.send_header("Content-Type", f"{ctype}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -156,7 +158,26 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj, default=str).translate(_JSON_HTML), headers=headers)
 
+    def _guarded(self, answer: Callable[[], None]) -> None:
+        """``answer``, or a 500 for a fault of ours before it replied: the connection was closed without a word (a
+        proxy in front says 502, as if the service were down), and the traceback went to the log only."""
+        try:
+            answer()
+        except (ConnectionError, TimeoutError):
+            raise  # the client went away or stalled: handle_error logs it
+        except Exception:
+            if self._replied:
+                raise
+            log.exception("http: unexpected error answering %s", self.requestline.translate(_LOG_ESCAPES)[:300])
+            self.close_connection = True
+            self._json(500, {"error": "internal error: the service's log has the details"})
+
     def do_GET(self) -> None:
+        self._guarded(self._get)
+
+    do_HEAD = do_GET  # _send leaves the body out
+
+    def _get(self) -> None:
         path, _, query = self.path.partition("?")
         read, board = self.server.endpoints.read, self.server.endpoints.board
         if path == "/healthz":
@@ -172,8 +193,6 @@ class _Handler(BaseHTTPRequestHandler):
             endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
                          *(status_board.PAGES if board is not None else ())]
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
-
-    do_HEAD = do_GET  # _send leaves the body out
 
     def _read_only(self) -> None:
         """A method other than GET or HEAD on the read API or the board: 405; elsewhere the stdlib's 501, as before."""
@@ -195,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = _read_only
 
     def do_POST(self) -> None:
+        self._guarded(self._post)
+
+    def _post(self) -> None:
         if self._read_only_part() is not None:
             self._read_only()
             return

@@ -318,6 +318,35 @@ def test_a_reporter_that_stalls_or_hangs_up_is_not_named_in_the_log(api: tuple[H
     assert not any(server.address[0] in m for m in logged)
 
 
+def test_a_fault_of_ours_is_a_500_with_a_json_error_and_its_traceback_in_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # An exception in an endpoint (a status page's link urlsplit could not parse, once) closed the connection without
+    # a status line: curl said "empty reply", and a proxy in front answered 502 as if the service were down.
+    def health() -> tuple[bool, dict[str, Any]]:
+        raise RuntimeError("a bug")
+
+    def report(payload: object, client: str) -> dict[str, Any]:
+        raise KeyError("another bug")
+
+    server = HttpApi("127.0.0.1", 0, Endpoints(health, lambda: "m 1\n", report))
+    server.start()
+    try:
+        body = json.dumps({"service": "MTN"}).encode()
+        for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /healthz HTTP/1.1\r\n\r\n",
+                        post(str(len(body)), body)):
+            reply = exchange(server, request)
+            head, _, answer = reply.partition(b"\r\n\r\n")
+            assert status_of(reply) == 500 and b"Content-Type: application/json; charset=utf-8" in head, reply
+            assert answer == (b"" if request.startswith(b"HEAD") else
+                              b'{"error": "internal error: the service\'s log has the details"}')
+        assert status_of(exchange(server, b"GET /metrics HTTP/1.1\r\n\r\n")) == 200  # the server goes on
+    finally:
+        server.stop()
+    faults = [r for r in caplog.records if r.name == "miner.http_api" and r.exc_info]
+    assert [r.getMessage() for r in faults] == [f"http: unexpected error answering {line}" for line in (
+        "GET /healthz HTTP/1.1", "HEAD /healthz HTTP/1.1", "POST /report HTTP/1.1")]
+
+
 def _ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:
