@@ -270,7 +270,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
             self._refuse(400, "Content-Length must be one non-negative number")
             return None
-        length = int(value)
+        # Nor more than 4300 digits (a ValueError, which was a 500): a number of more digits than MAX_BODY is larger.
+        digits = value.lstrip("0") or "0"
+        length = int(digits) if len(digits) <= len(str(MAX_BODY)) else MAX_BODY + 1
         if length > MAX_BODY:
             self._refuse(413, f"report body larger than {MAX_BODY} bytes")
             return None
