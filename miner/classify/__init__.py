@@ -9,12 +9,13 @@ Public API (stable; the pipeline uses only this)::
     clf.predict(["whatsapp is down again"])                 # -> list[miner.records.Prediction], input order
 
 ``load_classifier(settings, base_dir=None)`` reads ``settings.model_dir`` (a relative path is taken against
-``base_dir``; ``None`` means the repository's ``models/`` folder, ``Path(miner.__file__).parent.parent /
-"models"``). That folder holds ``model.json`` (version, threshold, symptom labels, max_length, training data
-hash, file names, the graphs' sha256, early-exit probes), the int8 ONNX stage graphs (each runs some of the
-encoder layers) and ``tokenizer.json``. ``predict`` batches internally (``settings.batch_size`` posts per ONNX
-run, length-sorted); any text is accepted: empty, emoji-only or very long posts are scored (long ones
-truncated to ``max_length`` tokens). ``Prediction.outage`` is ``score >= threshold`` (``settings.threshold``
+``base_dir``; ``None`` means the shipped model, :func:`miner.classify.model.default_model_dir`: the
+repository's top-level ``models/`` folder in a checkout or editable install, ``miner/models/`` in site-packages
+once installed from a wheel). That folder holds ``model.json`` (version, threshold, symptom labels, max_length,
+training data hash, file names, the graphs' sha256, early-exit probes), the int8 ONNX stage graphs (each runs
+some of the encoder layers) and ``tokenizer.json``. ``predict`` batches internally (``settings.batch_size``
+posts per ONNX run, length-sorted); any text is accepted: empty, emoji-only or very long posts are scored (long
+ones truncated to ``max_length`` tokens). ``Prediction.outage`` is ``score >= threshold`` (``settings.threshold``
 overrides the model's validated one); ``Prediction.symptom`` is one of :data:`miner.records.SYMPTOMS` when
 ``outage`` else ``None``. With ``settings.early_exit`` (the default) a post an exit probe calls a clear
 non-report stops after that stage and scores the probe's estimate of the full model's probability (see

@@ -32,7 +32,16 @@ log = logging.getLogger(__name__)
 
 
 def default_model_dir() -> Path:
-    return Path(miner.__file__).resolve().parent.parent / "models"
+    """The shipped model: inside the package once installed (a wheel, `pip install .`), else the checkout's models/.
+
+    pyproject.toml ships the serving files of the top-level models/ folder as the package miner.models. A checkout
+    or an editable install has no miner/models/ and serves the top-level folder, where `miner train` writes. The
+    installed copy is looked for first: beside an installed package is site-packages, where a models/ folder
+    would be some other distribution's.
+    """
+    package = Path(miner.__file__).resolve().parent
+    installed = package / "models"
+    return installed if installed.is_dir() else package.parent / "models"
 
 
 class Classifier:
