@@ -13,6 +13,7 @@ import click
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.cli.app import main
 
+# The project's extra labels are not packaged (training data): a checkout has them, an installed miner none.
 EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 
 
@@ -62,7 +63,7 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
     "extra_dir",
     type=click.Path(path_type=Path, file_okay=False, exists=True),  # a mistyped folder trained without them
     default=lambda: str(EXTRA_LABELS) if EXTRA_LABELS.is_dir() else None,
-    show_default="data/labels/extra",
+    show_default="data/labels/extra of a checkout, none once installed",
     help="Folder of extra label files (*.jsonl: id, label, symptom, source) joined to shared texts; they join "
     "training splits only.",
 )
