@@ -13,10 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from miner.config import Config
+from miner.config import Config, load_config
 from miner.config_lines import locate
 from miner.env_names import shown_name
 from miner.errors import ConfigError
+
+
+def load_checked(path: Path | str | None) -> Config:
+    """The config as `config check` accepts it, and `miner run` at a reload: read, validated, and the files it
+    names there. Raises ConfigError naming the key and line."""
+    config = load_config(path)
+    check_named_files(config)
+    return config
 
 
 def check_named_files(config: Config) -> None:

@@ -31,13 +31,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
     as are an SMTP login that would cross the network unencrypted and an alerts lease shorter than a slow send may
     take.
     """
-    from miner.config import load_config
-    from miner.config_files import alert_env, check_named_files
+    from miner.config_files import alert_env, load_checked
     from miner.env_names import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
-    cfg = load_config(path or app.config_path)
-    check_named_files(cfg)
+    cfg = load_checked(path or app.config_path)
     click.echo(f"{cfg.path}: OK")
     rows = []
     secret_like: list[str] = []  # keys whose unset variable's "name" may be the secret itself: never shown
