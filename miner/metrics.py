@@ -36,6 +36,12 @@ HELP = {
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
     "miner_prune_held": ("gauge", "1 while the last retention prune was held back, deleting nothing, as its cutoff "
                          "was after the newest post a source dated (a clock ahead?); `miner status` says more."),
+    "miner_config_reloads_total": ("counter", "Config reloads (SIGHUP) since the start, by result: success, or "
+                                   "failure (the config refused, or the service not started with it)."),
+    "miner_config_last_reload_successful": ("gauge", "1 when the last config reload (or the start) succeeded, 0 "
+                                            "when it failed and the service runs on with the config before."),
+    "miner_config_last_reload_success_timestamp_seconds": ("gauge", "Unix time of the last successful config "
+                                                           "reload, or of the start."),
     "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
                              "URL moved for good, posts missed...), else 0."),
 }

@@ -2,15 +2,15 @@
 
 Each job kind runs one at a time (``max_instances=1``, ``coalesce``) on its own store connection; the store's
 transactions make every batch all-or-nothing, so SIGKILL at any moment loses no committed post and repeats
-no notification. SIGTERM, SIGINT and SIGHUP stop the scheduler and wait for running jobs to finish their batch. A store
-file deleted or replaced under the running service stops it with an error (after saving a copy of what it held).
+no notification. A stop (SIGTERM, SIGINT, or a reload's SIGHUP: see :mod:`miner.service_reload`) shuts the scheduler
+down and waits for running jobs to finish their batch. A store file deleted or replaced under the running service
+stops it with an error (after saving a copy of what it held).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -180,32 +180,26 @@ class Service(ServiceJobs):
         log.info("miner service started: store %s, model %s, %d sources", self.db_path,
                  self._classifier.version, sum(1 for s in self.config.sources if s.enabled))
 
-    def run_forever(self) -> None:
-        """Start, then block until SIGTERM, SIGINT or SIGHUP, then stop gracefully."""
-        stopped_by: list[int] = []
-
-        def on_signal(signum: int, frame: object) -> None:
-            stopped_by.append(signum)
-            self._stop.set()
-
-        # SIGHUP too: its default action killed the service on the spot, mid-batch and without releasing
-        # anything, when a terminal closed or an operator expected it to reload the config.
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, on_signal)
-        self.start()
+    def run_started(self, until: Callable[[], bool] | None = None) -> None:
+        """Once :meth:`start` has succeeded: block until :meth:`request_stop` (a signal's handler calls it) or
+        ``until``, asked once a second, says to stop; then stop gracefully. Signals are :mod:`miner.service_reload`'s
+        to handle."""
         try:
             while not self._stop.wait(1.0):
                 self._stores.lost()  # sets _stop when the store file is gone
                 self._clock_went_back()
+                if until is not None and until():
+                    break
         finally:
-            if signal.SIGHUP in stopped_by:
-                log.info("SIGHUP: stopping; miner reads its config only at start, so start it again to apply a "
-                         "changed one")
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
             log.info("stopped")
         if self._stores.lost_reason is not None:
             raise StoreError(self._stores.lost_reason)  # exit 1: a supervisor (and its operator) sees the failure
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_started` to stop; safe in a signal handler, as it only sets an event."""
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()  # a running alerts job sends no further notification, a collect round starts no poll
@@ -240,7 +234,7 @@ class Service(ServiceJobs):
     # Jobs ----------------------------------------------------------------------------------------------
 
     def _clock_went_back(self) -> bool:
-        """Run every job now if the clock went back since the last look (once a second, from run_forever).
+        """Run every job now if the clock went back since the last look (once a second, from run_started).
 
         APScheduler 3 waits for each job's next run time on the wall clock: set back an hour (an NTP step, a VM
         restored from a snapshot), it would run no job for an hour, while /healthz, comparing the jobs' last

@@ -748,31 +748,13 @@ def test_the_clock_going_back_runs_every_job_at_once(tmp_path: Path) -> None:
     service.start()
     try:
         wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
-        assert not service._clock_went_back()  # the first look (run_forever's, once a second) only notes the time
+        assert not service._clock_went_back()  # the first look (run_started's, once a second) only notes the time
         offset[0] = -3600.0
         assert service._clock_went_back()
         wait_for(lambda: service.health["retention"].runs == 2, timeout=30)
         assert not service._clock_went_back()
     finally:
         service.stop()
-
-
-def test_sighup_stops_the_service_gracefully(tmp_path: Path) -> None:
-    # Its default action killed the process outright: no graceful stop, no "stopped", exit by signal.
-    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
-    port = free_port()
-    proc = start(cfg, port)
-    try:
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") == 200, proc=proc)
-        code, err = stop(proc, sig=signal.SIGHUP)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert code == 0, err
-    msgs = [json.loads(line)["msg"] for line in err.strip().splitlines()]
-    assert msgs[-1] == "stopped"
-    assert any(m.startswith("SIGHUP: stopping; miner reads its config only at start") for m in msgs)
-    assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
 
 
 def test_health_stays_ok_when_the_clock_steps_forward(tmp_path: Path) -> None:

@@ -30,13 +30,21 @@ WARNING_WIDTH = 100
               help="Port for the HTTP endpoint, which it turns on (default: [server].port).")
 @pass_app
 def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
-    """Run the background service until SIGTERM, SIGINT or SIGHUP.
+    """Run the background service until SIGTERM or SIGINT; SIGHUP reloads the config.
 
     Polls each source on its interval, classifies new posts, updates buckets and incidents, dispatches the
     outbox and sends digests on schedule. Refuses to start when another service holds the same store.
+
+    At SIGHUP it reads the --config file again and checks it as `miner config check` does. A config refused is
+    logged as one error naming the key and line, and the service runs on with the one it has. A config accepted
+    (even unchanged) stops the service gracefully and starts it again in the same process with the new settings
+    and model; should that start fail, it logs why and starts again with the config it ran before. The command
+    line's options (the HTTP ones here, the global --db) stay as given.
     """
+    from miner.config_files import load_checked
     from miner.logsetup import setup_logging
     from miner.service import Service, ServiceOptions
+    from miner.service_reload import Reloader
 
     if port is not None and http is False:
         raise click.UsageError("--port and --no-http exclude each other")
@@ -44,8 +52,10 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
         http = True  # the port was ignored unless [server].enabled: no endpoint where the engineer looked for one
 
     setup_logging(log_level, log_format)
-    db = app.db_path or Path(app.config.store.path)
-    Service(app.config, db, ServiceOptions(http=http, http_port=port)).run_forever()
+    config = app.config
+    options = ServiceOptions(http=http, http_port=port)
+    Reloader(config, lambda: load_checked(config.path),
+             lambda cfg: Service(cfg, app.db_path or Path(cfg.store.path), options)).run()
 
 
 @main.command()

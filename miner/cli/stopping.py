@@ -6,8 +6,8 @@ a model build's staging folder removed. (SIGTERM's default action killed the pro
 that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which scripts could not tell from a failure.)
 Commands that should rather finish the step in progress first, as the service does, use :func:`stop_on_signal`.
 
-`miner run` sets handlers of its own (:meth:`miner.service.Service.run_forever`) and exits 0 once stopped, as a
-supervised service does. A signal ignored when miner started (``nohup``, a background job) stays ignored.
+`miner run` sets handlers of its own (:mod:`miner.service_reload`, SIGHUP reloading its config) and exits 0 once
+stopped, as a supervised service does. A signal ignored when miner started (``nohup``, a background job) stays ignored.
 """
 
 from __future__ import annotations

@@ -1,0 +1,180 @@
+"""`miner run`'s signals: SIGTERM and SIGINT stop the service, SIGHUP reloads its config.
+
+At a SIGHUP the config file is read and checked again as `miner config check` checks it, while the service goes on
+running. A config refused changes nothing: one error in the log, with the message `config check` gives (the key
+and the line), and the service runs on with the config it has. A restart under a supervisor was the only way to
+apply a change before, and a broken feeds.toml then left the service down, failing at every start.
+
+A config accepted stops the service as SIGTERM does (jobs finish their batch, held polls are stored, the HTTP server
+and the store lock are released) and starts a new one with it in the same process: new scheduler, sources, routes,
+HTTP settings and model, as a restart would have them. If that new service fails at start (its port taken, its
+model refused), the error is logged and the service starts again with the config it ran before, as Prometheus and
+nginx keep their old config when a new one cannot be applied: the config that ran a moment ago is the one most
+likely to start, and a process that exited would be started again by its supervisor on the new file, to fail the
+same way. Only when that start fails too does the command exit 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+from miner.config import Config
+from miner.errors import MinerError
+from miner.metrics import Metrics
+from miner.service import Service
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Signals:
+    """What the signals asked for. :meth:`handle` is the handler (and a test's way to send one to a service run in
+    a thread, where no handler can be set)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+        self.service: Service | None = None  # the one running, which a stop signal stops at once
+
+    def handle(self, signum: int, frame: FrameType | None = None) -> None:
+        if signum == signal.SIGHUP:
+            # Read at the service's next tick (within a second): not in the handler, which may interrupt anything.
+            self.reload = True
+            return
+        self.stop = True
+        if (service := self.service) is not None:
+            service.request_stop()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Signals]:
+        """Within the block, the three signals call :meth:`handle`; the handlers before it are put back after."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            yield self
+            return
+        # SIGHUP too when it was ignored (nohup): a reload is what it asks for, and its default action killed the
+        # service on the spot, mid-batch and without releasing anything.
+        previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+        for sig in SIGNALS:
+            signal.signal(sig, self.handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+@dataclasses.dataclass
+class _Counts:
+    """The reloads since the start, shown by each service's /metrics in turn (a new service has new metrics)."""
+
+    success: int = 0
+    failure: int = 0
+    last_ok: bool = True
+    last_success: float = dataclasses.field(default_factory=time.time)  # the start counts, as in Prometheus
+
+    def show(self, metrics: Metrics) -> None:
+        metrics.set("miner_config_reloads_total", float(self.success), result="success")
+        metrics.set("miner_config_reloads_total", float(self.failure), result="failure")
+        metrics.set("miner_config_last_reload_successful", 1.0 if self.last_ok else 0.0)
+        metrics.set("miner_config_last_reload_success_timestamp_seconds", self.last_success)
+
+    def count(self, ok: bool, metrics: Metrics) -> None:
+        if ok:
+            self.success, self.last_success = self.success + 1, time.time()
+        else:
+            self.failure += 1
+        self.last_ok = ok
+        self.show(metrics)
+
+
+def _described(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, MinerError) else f"internal error: {type(exc).__name__}: {exc}"
+
+
+class Reloader:
+    """Runs the service ``make`` builds for ``config``, and a new one for each config ``reread`` returns at a
+    SIGHUP, until SIGTERM or SIGINT."""
+
+    def __init__(self, config: Config, reread: Callable[[], Config], make: Callable[[Config], Service],
+                 signals: Signals | None = None) -> None:
+        self.config = config
+        self.reread = reread
+        self.make = make
+        self.signals = signals or Signals()
+        self._counts = _Counts()
+        self._next: Config | None = None
+
+    def run(self) -> None:
+        """Returns once stopped by a signal; raises what a first start, or a start with both configs, raised, and a
+        running service's fatal error (its store lost)."""
+        with self.signals.installed():
+            service = self._start(self.config)  # a first start that fails is the command's error, as ever
+            while True:
+                self._next = None
+                service.run_started(functools.partial(self._tick, service))
+                if self.signals.stop or self._next is None:
+                    return
+                service = self._restart(self._next)
+
+    def _start(self, config: Config) -> Service:
+        service = self.make(config)
+        self.signals.service = service  # before its start, so that a SIGTERM meanwhile stops it once started
+        if self.signals.stop:
+            service.request_stop()
+        service.start()
+        self._counts.show(service.metrics)
+        return service
+
+    def _restart(self, config: Config) -> Service:
+        try:
+            service = self._start(config)
+        except Exception as exc:  # the new service stopped what it had started, and released the lock
+            log.error("config reload failed: the service did not start with the new config: %s; starting it again "
+                      "with the config it ran before", _described(exc), exc_info=not isinstance(exc, MinerError))
+            try:
+                service = self._start(self.config)
+            except Exception:
+                log.error("the service did not start with the config it ran before either: exiting")
+                raise
+            self._counts.count(False, service.metrics)
+            log.info("config reload failed: running with the config read before")
+            return service
+        self.config = config
+        self._counts.count(True, service.metrics)
+        log.info("config reloaded from %s", config.path)
+        return service
+
+    def _tick(self, service: Service) -> bool:
+        """Whether the running service should stop: a stop signal, or a SIGHUP with a config to restart with."""
+        if self.signals.stop:
+            return True
+        if not self.signals.reload:
+            return False
+        self.signals.reload = False
+        log.info("SIGHUP: reading the config again from %s", self.config.path)
+        try:
+            config = self.reread()
+        except Exception as exc:  # nothing has stopped: a config refused changes nothing
+            self._counts.count(False, service.metrics)
+            log.error("config reload failed, still running with the config read before: %s", _described(exc),
+                      exc_info=not isinstance(exc, MinerError))
+            return False
+        changed = [f.name for f in dataclasses.fields(Config)
+                   if f.compare and getattr(config, f.name) != getattr(self.config, f.name)]
+        if changed:
+            log.info("SIGHUP: the config changed (%s): restarting the service with it", ", ".join(changed))
+        else:
+            # Restarted all the same: the model folder, the CA file and the store may have changed under it.
+            log.info("SIGHUP: the config is unchanged: restarting the service all the same, which reads the model "
+                     "and the files the config names again")
+        self._next = config
+        return True

@@ -1,0 +1,263 @@
+"""SIGHUP reloads `miner run`'s config, on the real CLI in a subprocess: a config refused is logged with `config
+check`'s message while the service runs on untouched; one accepted restarts the service in the same process with
+it (new sources polled, the HTTP endpoint on its new port); one whose service cannot start (its port taken) leaves
+the service running with the config before."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from fakeserver import FakeServer
+
+if TYPE_CHECKING:
+    from miner.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(path: Path, feed: str, port: int, sources: tuple[str, ...] = ("alpha",), extra: str = "") -> None:
+    text = f"""
+[store]
+path = "{path.parent / 'miner.sqlite'}"
+retention_days = 36500
+
+[server]
+enabled = true
+port = {port}
+
+[[services]]
+name = "MTN"
+aliases = ["mtnug"]
+"""
+    for name in sources:
+        text += f'\n[[sources]]\nname = "{name}"\ntype = "rss"\nurl = "{feed}/{name}.rss"\ninterval = 3600\n'
+    path.write_text(text + extra, encoding="utf-8")
+
+
+class Running:
+    """`miner run` in a subprocess, its JSON log read as it comes."""
+
+    def __init__(self, cfg: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run", "--log-format",
+                                      "json"], cwd=cfg.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, env={**env, "PYTHONPATH": str(ROOT)})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def messages(self) -> list[str]:
+        out = []
+        for line in list(self.lines):
+            try:
+                out.append(json.loads(line)["msg"])
+            except ValueError:
+                out.append(line.rstrip("\n"))
+        return out
+
+    def wait_for(self, check: Callable[[], bool], timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self._reader.join(timeout=5)
+                raise AssertionError(f"service exited ({self.proc.returncode}): {''.join(self.lines)}")
+            if check():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting; the log: {''.join(self.lines)}")
+
+    def logged(self, start: str) -> Callable[[], bool]:
+        return lambda: any(m.startswith(start) for m in self.messages())
+
+    def hup(self) -> None:
+        os.kill(self.proc.pid, signal.SIGHUP)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._reader.join(timeout=5)
+        return code
+
+
+@pytest.fixture
+def feeds() -> Iterator[FakeServer]:
+    with FakeServer() as server:
+        for name in ("alpha", "beta"):
+            server.serve_fixture(f"/{name}.rss", "rss/forum_latest.rss")
+        yield server
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def metric(port: int, series: str) -> str | None:
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        if line.startswith(series + " "):
+            return line.split()[-1]
+    return None
+
+
+def stored_sources(db: Path) -> set[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sources")}
+
+
+def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted_one(tmp_path: Path,
+                                                                                       feeds: FakeServer) -> None:
+    from miner.cli import main
+
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+    first_port, second_port = free_port(), free_port()
+    write_config(cfg, feeds.url, first_port)
+    service = Running(cfg)
+    try:
+        service.wait_for(lambda: healthy(first_port) and len(feeds.requests_to("/alpha.rss")) == 1)
+
+        # A typo: the service runs on as it was, and the log has config check's message, key and line included.
+        write_config(cfg, feeds.url, second_port, ("alpha", "beta"), extra="\n[detector]\nthreshhold = 4\n")
+        check = CliRunner().invoke(main, ["config", "check", str(cfg)])
+        assert check.exit_code == 1
+        message = check.output.strip().removeprefix("Error: ")
+        line = cfg.read_text(encoding="utf-8").splitlines().index("threshhold = 4") + 1
+        assert message.startswith(f"{cfg}:{line}: detector.threshhold"), message
+        service.hup()
+        service.wait_for(service.logged("config reload failed"))
+        assert f"config reload failed, still running with the config read before: {message}" in service.messages()
+        assert not any(m.startswith("stopping") for m in service.messages())
+        assert healthy(first_port) and not healthy(second_port)
+        assert metric(first_port, 'miner_config_reloads_total{result="failure"}') == "1"
+        assert metric(first_port, "miner_config_last_reload_successful") == "0"
+        assert feeds.requests_to("/beta.rss") == []
+        assert service.proc.poll() is None
+
+        # Fixed: a new source and a new port, taken up by a restart in the same process.
+        write_config(cfg, feeds.url, second_port, ("alpha", "beta"))
+        service.hup()
+        service.wait_for(lambda: healthy(second_port) and len(feeds.requests_to("/beta.rss")) == 1)
+        assert not healthy(first_port)
+        assert "beta" in stored_sources(db)
+        messages = service.messages()
+        assert "SIGHUP: the config changed (sources, server): restarting the service with it" in messages
+        assert f"config reloaded from {cfg}" in messages
+        assert metric(second_port, 'miner_config_reloads_total{result="success"}') == "1"
+        assert metric(second_port, 'miner_config_reloads_total{result="failure"}') == "1"
+        assert metric(second_port, "miner_config_last_reload_successful") == "1"
+
+        # Unchanged: restarted all the same, and said so.
+        service.hup()
+        service.wait_for(lambda: service.messages().count(f"config reloaded from {cfg}") == 2)
+        assert any(m.startswith("SIGHUP: the config is unchanged: restarting") for m in service.messages())
+        service.wait_for(lambda: healthy(second_port))
+        assert metric(second_port, 'miner_config_reloads_total{result="success"}') == "2"
+    finally:
+        code = service.stop()
+    assert code == 0, "".join(service.lines)
+    assert service.messages()[-1] == "stopped"
+    assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
+
+
+def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_before(tmp_path: Path,
+                                                                                       feeds: FakeServer) -> None:
+    cfg = tmp_path / "feeds.toml"
+    port = free_port()
+    write_config(cfg, feeds.url, port)
+    service = Running(cfg)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        try:
+            service.wait_for(lambda: healthy(port) and len(feeds.requests_to("/alpha.rss")) == 1)
+            # Valid for config check, but its port is someone else's.
+            write_config(cfg, feeds.url, taken_port, ("alpha", "beta"))
+            service.hup()
+            service.wait_for(service.logged("config reload failed: running with the config read before"))
+            failed = [m for m in service.messages() if m.startswith("config reload failed: the service did not start")]
+            assert len(failed) == 1 and f"cannot listen on 127.0.0.1:{taken_port}" in failed[0], failed
+            service.wait_for(lambda: healthy(port))
+            assert metric(port, 'miner_config_reloads_total{result="failure"}') == "1"
+            assert metric(port, "miner_config_last_reload_successful") == "0"
+            assert feeds.requests_to("/beta.rss") == []  # the new config never ran
+            assert service.proc.poll() is None
+        finally:
+            code = service.stop()
+    assert code == 0, "".join(service.lines)
+    assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
+
+
+def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_a_thread(
+        tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    # The reloads without a process: Signals.handle is what the signal handlers call.
+    from miner.config_files import load_checked
+    from miner.service import JobSpec, Service, ServiceOptions
+    from miner.service_reload import Reloader, Signals
+
+    cfg = tmp_path / "feeds.toml"
+    write_config(cfg, feeds.url, free_port())
+    built: list[Service] = []
+
+    def make(config: Config) -> Service:
+        built.append(Service(config, tmp_path / "miner.sqlite",
+                             ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False)))
+        return built[-1]
+
+    signals = Signals()
+    first = load_checked(cfg)
+    reloader = Reloader(first, lambda: load_checked(cfg), make, signals)
+    thread = threading.Thread(target=reloader.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (built and built[0].health["collect"].runs == 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # A folder config check accepts, but with no model in it: only the start finds out.
+        (tmp_path / "no-model").mkdir()
+        write_config(cfg, feeds.url, free_port(), ("alpha", "beta"), extra='\n[classifier]\nmodel_dir = "no-model"\n')
+        signals.handle(signal.SIGHUP)
+        while not (len(built) == 3 and built[2].health["collect"].runs == 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(built) == 3, caplog.text
+        assert built[1].config.classifier.model_dir == "no-model"
+        assert built[2].config is first and reloader.config is first
+        assert "config reload failed: the service did not start with the new config" in caplog.text
+        assert built[2].metrics.get("miner_config_reloads_total", result="failure") == 1
+        assert feeds.requests_to("/beta.rss") == []
+    finally:
+        signals.handle(signal.SIGTERM)
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert built[2].lock._fd is None
