@@ -49,6 +49,7 @@ class TickReport:
     resolved: list[tuple[str, datetime]] = field(default_factory=list)
     sent: int = 0
     too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
+    stored: int = 0  # arrived posts new to the store (not stored before, nor earlier in the same arrival)
 
 
 class DetectStage:

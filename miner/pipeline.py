@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from miner.collect_stage import CollectStage
+from miner.collect_stage import CollectStage, Ingested
 from miner.collectors.matching import ServiceMatcher
 from miner.config import Config
 from miner.detect_stage import DetectStage, TickReport
@@ -59,15 +59,15 @@ class Pipeline(CollectStage, DetectStage):
         A tick at or before the last one this store has processed only stores and classifies: a replay that
         resumes after a crash runs its clock again from the start, and must not plan alerts in the past.
         """
-        too_old = self.ingest(arrived, now).too_old if arrived else 0
+        ingested = self.ingest(arrived, now) if arrived else Ingested(0, 0)
         processed_until = self.store.detector_clock()
         if processed_until is not None and now <= processed_until:
-            return TickReport(classified=self.classify_pending(now), too_old=too_old)
+            return TickReport(classified=self.classify_pending(now), too_old=ingested.too_old, stored=ingested.stored)
         classified = self.classify_pending(now)
         report = self.detect(now)
         report.classified = classified
         report.sent = self.alert(now).sent
-        report.too_old = too_old
+        report.too_old, report.stored = ingested.too_old, ingested.stored
         return report
 
     def alert(self, now: datetime, stop: threading.Event | None = None) -> DispatchStats:

@@ -646,6 +646,33 @@ def test_replay_into_a_pruned_store_stores_no_post_of_its_final_buckets_and_says
     store.close()
 
 
+@pytest.mark.parametrize("paced", [[], ["--speed", "1e9"]], ids=["prefetched", "paced"])
+def test_replay_says_how_many_posts_were_new_and_how_many_it_had(tmp_path: Path, runner: CliRunner,
+                                                                 paced: list[str]) -> None:
+    # "replayed 4 posts" counted a post repeated in the file, and a rerun said it replayed them all again, while
+    # the store took one post the second time and none the third.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+
+    def line(n: int, at: str) -> str:
+        return json.dumps({"id": str(n), "text": "x", "created_at": at, "source": "s"}) + "\n"
+
+    stream = tmp_path / "s.jsonl"
+    stream.write_text(line(1, "2026-01-01T00:01:00Z") * 2 + line(2, "2026-01-01T00:02:00Z")
+                      + line(3, "2026-01-01T00:03:00Z"))
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(stream), *paced]
+    first = runner.invoke(main, base)
+    assert first.exit_code == 0, first.output
+    assert "replayed 4 posts from" in first.output
+    assert "3 new posts stored; 1 was already in the store or earlier in the file\n" in first.output, first.output
+    again = runner.invoke(main, base)
+    assert again.exit_code == 0, again.output
+    assert "0 new posts stored; 4 were already in the store or earlier in the file\n" in again.output, again.output
+    store = Store.open(tmp_path / "m.sqlite")
+    assert store.database.one("SELECT count(*) AS n FROM posts") == {"n": 3}
+    store.close()
+
+
 @pytest.mark.parametrize("args", [
     ["status"], ["status", "--format", "json"], ["outbox"], ["outbox", "--all"], ["silence", "list"],
     ["silence", "list", "--all"], ["query", "SELECT 1"], ["ui", "--metadata-only"], ["digest", "--dry-run", "--out"],

@@ -146,14 +146,17 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     click.echo(f"model {pipeline.classifier.version}; buckets of {cfg.detector.bucket_minutes} min; "
                f"store {store.path}", err=True)
     too_old = 0  # posts left out as a poll's would be: dated in a bucket a prune of this store has made final
+    stored = 0  # posts new to the store: not those it had, nor one repeated in the file
 
     def tick(now: datetime, posts: list[Post]) -> None:
-        nonlocal too_old
-        too_old += pipeline.tick(now, posts).too_old
+        nonlocal too_old, stored
+        report = pipeline.tick(now, posts)
+        too_old, stored = too_old + report.too_old, stored + report.stored
 
     def prefetch(posts: list[Post]) -> None:
-        nonlocal too_old
-        too_old += pipeline.ingest(posts, posts[-1].created_at).too_old
+        nonlocal too_old, stored
+        ingested = pipeline.ingest(posts, posts[-1].created_at)
+        too_old, stored = too_old + ingested.too_old, stored + ingested.stored
 
     started = time.monotonic()
     with progress(total, label) as bar:
@@ -164,6 +167,10 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         raise click.ClickException(f"{posts_path} holds no posts")
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
+    # A rerun or a resumed replay reads every post again: the count above alone read as that many stored.
+    if known := stats.posts - stored - too_old:
+        click.echo(f"{stored} new posts stored; {known} {'was' if known == 1 else 'were'} already in the store or "
+                   "earlier in the file")
     print_summary(store, cfg, click.echo)
     click.echo(f"\n{len(files.files())} notifications written to {files.out_dir} (a {label} sends nothing)")
     if out is not None:
