@@ -130,6 +130,12 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     # The user's SQL, not the store file: each read "Error: store <path>: ..."
     two = runner.invoke(main, [*base, "SELECT 1; SELECT 2"])
     assert two.exit_code == 1 and "Error: run one statement at a time" in two.output, two.output
+    # One statement ending in more than one semicolon, as the sqlite3 shell takes it: it was "run one statement
+    # at a time".
+    for trailing in (";;", "; ;\n", ";\n;\n"):
+        one = runner.invoke(main, [*base, "--format", "json", f"SELECT count(*) AS n FROM posts{trailing}"])
+        assert one.exit_code == 0 and json.loads(one.stdout) == [{"n": 3}], one.output
+    assert "run one statement at a time" in runner.invoke(main, [*base, "SELECT 1;; SELECT 2;;"]).output
     unbound = runner.invoke(main, [*base, "SELECT :missing"])
     assert unbound.exit_code == 1 and "Error: SQL error:" in unbound.output and ":missing" in unbound.output
     assert "-p NAME=VALUE" in unbound.output and "store" not in unbound.output, unbound.output

@@ -55,6 +55,13 @@ def _statement_kind(sql: str) -> str:
     return " ".join(kind)
 
 
+def _one_semicolon(sql: str) -> str:
+    """``sql`` ending in one semicolon where it ends in several (blanks between): Python's sqlite3 takes the empty
+    statements after the first for a second statement."""
+    body = sql.rstrip("; \t\n\r\f\v")
+    return body + ";" if ";" in sql[len(body):] else sql
+
+
 class QueryRefused(MinerError):
     """A statement given to `miner query` would write or change the database."""
 
@@ -129,7 +136,7 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
         # SIGTERM) makes the callback fail, which aborts the statement with "interrupted".
         conn.set_progress_handler(_no_op, 10_000)
         try:
-            cur = conn.execute(sql, params or {})
+            cur = conn.execute(_one_semicolon(sql), params or {})
         except (sqlite3.Warning, sqlite3.DatabaseError) as exc:
             raise failure(exc) from None
         yield [d[0] for d in cur.description or ()], rows(cur)
