@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from fakeserver import FakeServer, Reply
 from streams import CONFIG, write_stream
 
@@ -808,6 +808,31 @@ def test_a_backup_of_a_corrupt_store_is_refused(tmp_path: Path, runner: CliRunne
     assert (f"so no backup was written: a copy of it would not restore a working store; restore an earlier backup, "
             f"or recover what it holds with `sqlite3 {db} .recover | sqlite3 recovered.sqlite`\n") in res.output
     assert not [p.name for p in tmp_path.iterdir() if "b.sqlite" in p.name]  # neither it nor a temporary copy
+
+
+@pytest.mark.parametrize("args", [*LOOKING, ["query", "SELECT count(*) FROM posts"], ["backup"]], ids=" ".join)
+def test_commands_that_only_look_leave_no_wal_or_shm_behind(tmp_path: Path, runner: CliRunner,
+                                                            args: list[str]) -> None:
+    # A read-only connection cannot remove the -wal and -shm it creates beside a WAL store that had none (the
+    # service stopped): every `miner status` left them behind, owned by whoever ran it.
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+
+    def run(n: int) -> Result:
+        out = str(tmp_path / "out" / (f"copy{n}.sqlite" if args[0] == "backup" else ""))
+        return runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), *args,
+                                    *([out] if args[-1] in ("--out", "backup") else [])])
+
+    res = run(1)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == ["miner.sqlite"]
+    # With the service running they are its own, and stay.
+    writer = Store.open(db)
+    res = run(2)
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("miner.sqlite-")) == \
+        ["miner.sqlite-shm", "miner.sqlite-wal"]
+    writer.close()
 
 
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")

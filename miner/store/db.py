@@ -73,10 +73,39 @@ def translate_errors(path: str) -> Iterator[None]:
         raise StoreError(describe_sqlite_error(path, exc), cause=sqlite_error_cause(exc)) from exc
 
 
+class _TidyConnection(sqlite3.Connection):
+    """A read-only connection that leaves no -wal or -shm behind where the store had none.
+
+    A read-only connection to a WAL store creates them to read it, but cannot remove them: only a read-write one
+    does, when it closes as the store's last. So one is opened and closed after it; SQLite removes nothing while
+    another connection (the service's) uses them, and this one reads only."""
+
+    tidy_path = ""
+
+    def close(self) -> None:
+        super().close()
+        path = self.tidy_path
+        if not (os.path.exists(f"{path}-wal") or os.path.exists(f"{path}-shm")):
+            return  # none made (a store not in WAL mode: another program's database)
+        if not os.access(path, os.W_OK) or not os.access(os.path.dirname(path) or ".", os.W_OK):
+            return  # it would open read-only, and remove nothing
+        with contextlib.suppress(sqlite3.Error):
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, isolation_level=None)
+            try:
+                conn.execute("PRAGMA query_only = ON")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # it opens the -wal only to read
+            finally:
+                conn.close()
+
+
 def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
+    tidy = not immutable and not os.path.exists(f"{path}-wal") and not os.path.exists(f"{path}-shm")
     # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro{'&immutable=1' if immutable else ''}", uri=True,
-                           isolation_level=None, check_same_thread=False)
+                           isolation_level=None, check_same_thread=False,
+                           factory=_TidyConnection if tidy else sqlite3.Connection)
+    if isinstance(conn, _TidyConnection):
+        conn.tidy_path = path
     conn.execute("PRAGMA query_only = ON")
     if immutable:
         return conn
