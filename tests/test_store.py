@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -569,3 +570,32 @@ def test_backup_and_prune(tmp_path: Path, store: Store) -> None:
         store.backup(tmp_path / "copy.sqlite")
     assert store.prune_posts(T0 - timedelta(days=30)) == 1
     assert store.database.one("SELECT count(*) AS n FROM incidents")["n"] == 1  # type: ignore[index]
+
+
+def test_a_backup_leaves_a_target_made_while_it_copied_as_it_is(tmp_path: Path) -> None:
+    # Two backups to one path at once (a timer's and an operator's): both found no file there, and the one that
+    # ended last replaced the other's copy, each saying it had backed up to the path.
+    db = tmp_path / "m.sqlite"
+    writer = Store.open(db)
+    writer.insert_posts([post(str(i), f"{i} " + "x" * 2000, T0) for i in range(15_000)], T0)
+    writer.close()
+    target = tmp_path / "copy.sqlite"
+    store = Store.open(db, readonly=True)
+    failed: list[BaseException] = []
+
+    def backup() -> None:
+        try:
+            store.backup(target)
+        except StoreError as exc:
+            failed.append(exc)
+
+    copying = threading.Thread(target=backup)
+    copying.start()
+    while not list(tmp_path.glob(".copy.sqlite.*.tmp")):  # the copy has begun: the target was not there
+        time.sleep(0.001)
+    target.write_bytes(b"the other backup")
+    copying.join()
+    store.close()
+    assert target.read_bytes() == b"the other backup"
+    assert [str(e) for e in failed] == [f"backup target {target} exists; choose a new path"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.sqlite", "m.sqlite"]

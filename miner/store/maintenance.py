@@ -92,6 +92,25 @@ def _quick_check(conn: sqlite3.Connection) -> list[str]:
     return [line for row in rows for line in row[0].splitlines() if not line.startswith("*** ")]
 
 
+def _move_unless_there(partial: Path, target: Path) -> None:
+    """Rename ``partial`` to ``target`` unless ``target`` exists, as one step: a rename replaces it, so of two
+    backups to one path at once, the one ending last replaced the other's copy."""
+    try:
+        os.link(partial, target)  # fails if target exists, whoever made it since it was looked for
+    except FileExistsError:
+        raise StoreError(f"backup target {target} exists; choose a new path") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK):
+            raise
+        # A filesystem without hard links (FAT, some network shares): the rename, with only a small window
+        if target.exists():
+            raise StoreError(f"backup target {target} exists; choose a new path") from None
+        partial.replace(target)
+        return
+    with contextlib.suppress(OSError):  # the copy is at target; a leftover hidden file is all a failure leaves
+        partial.unlink()
+
+
 def _sync_folder(folder: Path) -> None:
     """Make a rename into ``folder`` durable: the copy's own data is already synced by SQLite's commit."""
     with contextlib.suppress(OSError):  # some filesystems cannot open or sync a folder; the copy is complete
@@ -132,7 +151,7 @@ class MaintenanceMixin:
                     f"store {self.database.path} is corrupt ({'; '.join(problems[:2])}), so no backup was written: a "
                     "copy of it would not restore a working store; restore an earlier backup, or recover what it "
                     f"holds with `sqlite3 {self.database.path} .recover | sqlite3 recovered.sqlite`")
-            partial.replace(target)
+            _move_unless_there(partial, target)
         except BaseException as exc:
             for leftover in [partial, *(Path(f"{partial}-{suffix}") for suffix in ("journal", "wal", "shm"))]:
                 with contextlib.suppress(OSError):
