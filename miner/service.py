@@ -322,8 +322,10 @@ class Service(ServiceJobs):
             # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
             # released) kept runs at 0, and /healthz said ok for as long as it hung.
             starting = h.runs == 0 and (self._started is None or mono - self._started <= 3 * job.every + 60)
+            # last_error stays after the job succeeds again: its time tells a past failure from a current one.
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
-                                "last_error": h.last_error, "runs": h.runs}
+                                "last_error": h.last_error,
+                                "last_error_at": iso(h.last_error_at) if h.last_error_at else None, "runs": h.runs}
             ok = ok and (fresh or starting)
         if lost := self._stores.lost():
             return False, {"status": "failed", "error": lost, "now": iso(now), "stages": stages}

@@ -364,8 +364,13 @@ def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
         ok, detail = service.healthz()
         assert not ok and detail["status"] == "failed"
         assert "was deleted or replaced while the service was running" in detail["error"]
+        before = utcnow().replace(microsecond=0)  # as iso() gives it
         service._run_job("retention")
         assert "was deleted or replaced" in str(service.health["retention"].last_error)
+        # When it failed, too: last_error stays after a job succeeds again, and without a time read as current.
+        stage = service.healthz()[1]["stages"]["retention"]
+        assert "was deleted or replaced" in stage["last_error"]
+        assert before <= parse_iso(stage["last_error_at"]) <= utcnow()
         assert 'miner_store_error{cause="lost",job="retention"} 1\n' in service.metrics_text()
         with pytest.raises(StoreError, match="deleted or replaced"):
             service._store("http")  # a new connection would work on the new file (or create an empty one)
