@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -569,3 +570,32 @@ def test_the_retention_prune_bounds_the_alert_history_and_nothing_is_planned_aga
     store.prune_alert_history(now + timedelta(days=100))
     assert [r["id"] for r in rows(store)] == [max(after) + 2]
     assert [s["id"] for s in store.silences()] == [recent]
+
+
+def test_a_recurring_window_is_found_at_once_however_dense_its_cron_and_long_its_duration() -> None:
+    # Its latest start was found by stepping through every start the duration spans: a window starting every
+    # minute for a year took 10 s per check, in the alert job, for each incident of the service.
+    window = MaintenanceWindow(service="WhatsApp", cron="* * * * *", duration_minutes=366 * 1440)
+    started = time.perf_counter()
+    assert window.active(T0)
+    assert time.perf_counter() - started < 1.0
+    from miner.alerts.schedule import next_fire, previous_fire
+
+    def stepped(expr: str, zone: str, at: datetime, lookback: timedelta) -> datetime | None:
+        last, fire = None, next_fire(expr, zone, at - lookback)
+        while fire is not None and fire <= at:
+            last, fire = fire, next_fire(expr, zone, fire)
+        return last
+
+    berlin_back, berlin_forward = datetime(2026, 10, 25, 1, 45, tzinfo=UTC), datetime(2026, 3, 29, 1, 45, tzinfo=UTC)
+    for expr, zone, at, lookback in [
+        ("*/7 * * * *", "UTC", T0, timedelta(hours=5)),
+        ("30 2 * * *", "Europe/Berlin", berlin_back, timedelta(days=3)),
+        ("0 * * * *", "Europe/Berlin", berlin_back, timedelta(hours=3)),
+        ("30 2 * * *", "Europe/Berlin", berlin_forward, timedelta(days=3)),
+        ("0 8 1 * mon", "UTC", T0, timedelta(days=40)),
+        ("* * 1 1 *", "UTC", datetime(2026, 12, 31, 23, 59, 30, tzinfo=UTC), timedelta(days=366)),
+        ("0 3 * * *", "UTC", datetime(2026, 11, 27, 3, 0, tzinfo=UTC), timedelta(hours=1)),  # a start at `at`
+        ("0 3 * * *", "UTC", datetime(2026, 11, 27, 2, 59, tzinfo=UTC), timedelta(hours=12)),  # none in the span
+    ]:
+        assert previous_fire(expr, zone, at, lookback=lookback) == stepped(expr, zone, at, lookback), (expr, at)

@@ -141,10 +141,21 @@ def _changes_near(zone: ZoneInfo, at: datetime) -> bool:
 
 
 def previous_fire(expr: str, timezone: str, at: datetime, *, lookback: timedelta) -> datetime | None:
-    """The latest fire time in (at - lookback, at], or None when there was none in that span."""
-    fire = next_fire(expr, timezone, at - lookback)
-    last: datetime | None = None
-    while fire is not None and fire <= at:
-        last = fire
-        fire = next_fire(expr, timezone, fire)
-    return last
+    """The latest fire time in (at - lookback, at], or None when there was none in that span.
+
+    Found by halving the span, as the latest ``after`` whose next fire is still at or before ``at`` (fires fall on
+    whole seconds, so within a second of it): stepping from fire to fire through the span took one step per fire,
+    10 s for a window starting every minute (``* * * * *``) that lasts a year.
+    """
+    after = at - lookback
+    fire = next_fire(expr, timezone, after)
+    if fire is None or fire > at:
+        return None
+    before = at  # next_fire(at) is after at: no fire in (before, at]
+    while before - after > timedelta(seconds=1):
+        middle = after + (before - after) / 2
+        if (later := next_fire(expr, timezone, middle)) is not None and later <= at:
+            after, fire = middle, later
+        else:
+            before = middle
+    return fire
