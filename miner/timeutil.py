@@ -35,6 +35,13 @@ def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
 
 def check_timezone(name: str) -> None:
     """Raised as ``timezone: ...`` so the error names the key and its line, not just the entry."""
+    # Files of the zone folder (Debian's), but no IANA zones.
+    why = ("the machine's own zone, which another machine (or a change of its settings) makes another"
+           if name == "localtime" else
+           "a zone counting leap seconds, which miner's times do not: its clocks change 27 s late"
+           if name.startswith("right/") else None)
+    if why:
+        raise ValueError(f"timezone: {name!r} is {why}; use an IANA name such as 'Europe/Berlin'")
     try:
         ZoneInfo(name)
     # OSError: a folder of the zone database ("Europe", "America") is found as a file that cannot be read.

@@ -464,6 +464,20 @@ def test_a_folder_of_the_zone_database_is_an_unknown_time_zone() -> None:
         parse_config(route, "x.toml")
 
 
+@pytest.mark.parametrize(("zone", "why"), [
+    ("localtime", "the machine's own zone, which another machine (or a change of its settings) makes another"),
+    ("right/Europe/Berlin", "a zone counting leap seconds, which miner's times do not: its clocks change 27 s late"),
+])
+def test_a_zone_name_that_is_no_iana_zone_is_refused_saying_why(zone: str, why: str) -> None:
+    # Both are files of Debian's zone folder, so they passed: "localtime" is whatever /etc/localtime is, and a
+    # right/ zone reads UTC times as if leap seconds were counted in them (a digest or window moved 27 s).
+    window = ('[[services]]\nname = "A"\n\n[[alerts.maintenance]]\nservice = "A"\ncron = "0 2 * * 0"\n'
+              f'timezone = "{zone}"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(window, "x.toml")
+    assert str(info.value) == (f"x.toml:7: alerts.maintenance[0].timezone: {zone!r} is {why}; use an IANA name such "
+                               "as 'Europe/Berlin'")
+
 def test_a_status_page_belongs_to_one_service() -> None:
     # Its incidents were stored for the source's first service only: for none when it listed none, and a second
     # service given the same page by status_page (which the source stands in for) got none of them, silently.
