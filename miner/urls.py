@@ -49,7 +49,8 @@ def json_escape_controls(dumped: str) -> str:
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port), or None.
+    """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port or port 0), or
+    None.
 
     Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
     """
@@ -59,11 +60,13 @@ def url_problem(url: str) -> str | None:
         return "must not contain control characters or start or end with a space (a stray line break?)"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises for a port out of range or not a number
+        port = parts.port  # raises for a port out of range or not a number
     except ValueError:
         return "is not a valid URL (check the host and the port)"
     if not parts.hostname or any(ch.isspace() for ch in parts.hostname):
         return "has no valid host"
+    if port == 0:  # in range, but a connection to it is refused
+        return "has port 0, which nothing can be reached at"
     return None
 
 

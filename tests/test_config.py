@@ -596,6 +596,9 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
         ("https://example.org:99999/feed", "is not a valid URL (check the host and the port)"),
         ("https://example.org:443:80/feed", "is not a valid URL (check the host and the port)"),
         ("http://[::1/feed", "is not a valid URL (check the host and the port)"),
+        # Connecting to port 0 fails at every poll; it passed as a port in range.
+        ("https://example.org:0/feed", "has port 0, which nothing can be reached at"),
+        ("http://[::1]:000/feed", "has port 0, which nothing can be reached at"),
     ],
 )
 def test_urls_that_can_never_be_fetched_are_refused(url: str, problem: str) -> None:
