@@ -582,3 +582,17 @@ def test_rdrop_option_changes_what_training_learns(tmp_path: Path) -> None:
     w = "outage.weight"
     assert torch.equal(plain.state_dict()[w], again.state_dict()[w])  # same seed, same path
     assert not torch.allclose(plain.state_dict()[w], rdrop.state_dict()[w])
+
+
+def test_train_cli_writes_to_the_models_the_classifier_reads_by_default(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default was "models" in the current folder: from any other folder than the project's, a model the
+    # classifier never read (its default is the project's models/, as --extra's is the project's labels).
+    import click
+
+    from miner.classify.model import default_model_dir
+    from miner.cli.train_cmds import train_cmd
+
+    monkeypatch.chdir(tmp_path)
+    [out] = [p for p in train_cmd.params if p.name == "out"]
+    assert Path(str(out.get_default(click.Context(train_cmd)))) == default_model_dir()

@@ -21,27 +21,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-import miner
 from miner.classify.meta import META_FILE, MIN_TOKENS, EarlyExit, ModelMeta, file_sha256
 from miner.classify.settings import ClassifierSettings
 from miner.classify.tokenize import TEXT_PREP, load_tokenizer, pad, token_ids
 from miner.errors import ModelError
+from miner.model_dir import default_model_dir as default_model_dir
 from miner.records import Prediction
 
 log = logging.getLogger(__name__)
-
-
-def default_model_dir() -> Path:
-    """The shipped model: inside the package once installed (a wheel, `pip install .`), else the checkout's models/.
-
-    pyproject.toml ships the serving files of the top-level models/ folder as the package miner.models. A checkout
-    or an editable install has no miner/models/ and serves the top-level folder, where `miner train` writes. The
-    installed copy is looked for first: beside an installed package is site-packages, where a models/ folder
-    would be some other distribution's.
-    """
-    package = Path(miner.__file__).resolve().parent
-    installed = package / "models"
-    return installed if installed.is_dir() else package.parent / "models"
 
 
 class Classifier:

@@ -12,6 +12,7 @@ import click
 
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.cli.app import main
+from miner.model_dir import default_model_dir
 
 # The project's extra labels are not packaged (training data): a checkout has them, an installed miner none.
 EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
@@ -28,8 +29,9 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
-    default="models",
-    show_default=True,
+    # The project's, as --extra's, whatever the current folder: "models" there was a folder nothing reads.
+    default=lambda: str(default_model_dir()),
+    show_default="the project's models/, which the classifier reads unless classifier.model_dir says otherwise",
     help="Folder to write the model, metadata and metrics to; its model is replaced only once the whole build "
     "succeeded (an interrupted or failed run leaves the previous one).",
 )
