@@ -399,3 +399,21 @@ def test_a_line_longer_than_64_mib_is_an_error_row_not_read_whole(runner: CliRun
     assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
         (1, 1, None), (None, None, "line 2: longer than 64 MiB"), (3, 1, None),
         (None, None, "line 4: longer than 64 MiB")]
+
+
+@pytest.mark.parametrize("stdin", ["closed", "write-only"])
+def test_standard_input_closed_or_not_readable_is_said_so_before_anything_is_written(tmp_path: Path,
+                                                                                      stdin: str) -> None:
+    # Under a supervisor that closes it, or with `0>file`: "internal error: RuntimeError: Was not able to determine
+    # binary stream for sys.stdin", and "internal error: OSError: [Errno 9] Bad file descriptor".
+    out = tmp_path / "out.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    with (tmp_path / "w").open("wb") as write_only:
+        proc = subprocess.run([sys.executable, "-m", "miner", "classify", "-", "-o", str(out)], cwd=tmp_path, env=env,
+                              stdin=write_only, preexec_fn=(lambda: os.close(0)) if stdin == "closed" else None,
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    why = "closed" if stdin == "closed" else "not open for reading"
+    assert proc.stderr.endswith(f"Error: Invalid value for 'INPUT.jsonl': standard input is {why}: give a file, or "
+                                "redirect or pipe the posts into it\n"), proc.stderr
+    assert not out.exists()

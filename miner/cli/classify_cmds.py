@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import fcntl
 import gzip
 import json
 import math
@@ -129,8 +130,37 @@ def _chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int
         yield chunk
 
 
+class _InputFile(click.File):
+    """click.File("rb"), saying so where '-' is a standard input closed or opened for writing only: click's
+    RuntimeError, or the first read's EBADF, was an internal error."""
+
+    def __init__(self) -> None:
+        super().__init__("rb")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "-" and (why := _stdin_unreadable()):
+            self.fail(f"standard input is {why}: give a file, or redirect or pipe the posts into it", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def _stdin_unreadable() -> str | None:
+    """Why standard input cannot be read (closed, opened for writing only), or None. Reads nothing: a pipe's
+    first line may be a long time coming."""
+    if sys.stdin is None or sys.stdin.closed:
+        return "closed"
+    try:
+        fd = sys.stdin.fileno()
+    except (OSError, ValueError):  # a stream with no file behind it (a test runner's)
+        return None
+    try:
+        write_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
+    except OSError:
+        return "closed"
+    return "not open for reading" if write_only else None
+
+
 @main.command("classify")
-@click.argument("input_file", metavar="INPUT.jsonl", type=click.File("rb"))
+@click.argument("input_file", metavar="INPUT.jsonl", type=_InputFile())
 @click.option(
     "-o",
     "--output",
