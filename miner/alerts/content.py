@@ -7,7 +7,7 @@ post text is cleaned here, so the templates and webhook payloads only ever see s
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -149,6 +149,18 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         group=_group(store, incident_id), series=store.series(service, chart_start, end + timedelta(hours=1)),
         cid=f"chart-{incident_id}",
     )
+
+
+def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[str, Any]],
+               as_of: datetime) -> list[IncidentView]:
+    """The incidents of a notification's ``items``, each once, as of ``as_of`` (those gone from the store left out).
+
+    A batch can hold two items about one incident: a resolve notice waiting out group_interval is joined by the
+    same incident's next resolve when it opened again and resolved again meanwhile ("RESOLVED: Instagram,
+    Instagram", two cards, and twice in a webhook's incidents).
+    """
+    ids = dict.fromkeys(int(it["incident_id"]) for it in items)
+    return [v for iid in ids if (v := incident_view(store, settings, iid, as_of)) is not None]
 
 
 def _official(store: Store, row: dict[str, Any], opened: datetime,

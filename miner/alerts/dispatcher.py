@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.content import incident_view, most_important
+from miner.alerts.content import item_views, most_important
 from miner.alerts.delivery import (
     DeliveryError,
     Senders,
@@ -177,8 +177,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
     if webhook is None:
         raise MinerError(f"webhook {name!r} is no longer configured")
     items = store.notification_items(row["id"])
-    views = most_important([v for it in items if (v := incident_view(store, settings, it["incident_id"], now))
-                            is not None])
+    views = most_important(item_views(store, settings, items, now))
     if not views:
         raise MinerError("its incidents are gone from the store")
     if row["kind"] == "resolved":

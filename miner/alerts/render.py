@@ -24,7 +24,7 @@ from miner.alerts.content import (
     IncidentView,
     digest_incidents,
     failing_sources,
-    incident_view,
+    item_views,
     most_important,
 )
 from miner.alerts.settings import AlertSettings, RouteSettings
@@ -196,7 +196,7 @@ def still_resolved(views: list[IncidentView]) -> list[IncidentView]:
 def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, kind: str,
                  items: list[dict[str, Any]], *, message_id: str, now: datetime) -> Rendered:
     """The immediate alert (kind 'alert': openings and repeats) or resolve notice for a batch of incidents."""
-    views = [v for it in items if (v := incident_view(store, settings, it["incident_id"], now)) is not None]
+    views = item_views(store, settings, items, now)
     if not views:
         raise MinerError(f"notification {message_id}: its incidents are gone from the store")
     if kind == "resolved":

@@ -1,0 +1,57 @@
+"""An incident opening again while its resolve notice waits out group_interval, over a real SMTP server, a loopback
+webhook receiver and store: each message names an incident once, and a notice that sent nothing holds nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import pytest
+from fakeserver import FakeServer, Recorded, ScriptedWebhook
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_grouping import at, mail, run, sent
+from test_alerts_rules import reopen
+from test_alerts_support import open_incident, resolve
+
+from miner.alerts.settings import RouteSettings, WebhookSettings
+from miner.store import Store
+
+PATH = "/hook"
+
+
+class JsonHook(ScriptedWebhook):
+    def answer(self, request: Recorded, status: int) -> tuple[bytes, str | None]:
+        return b"", None
+
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.body) for r in self.requests]
+
+
+@pytest.fixture
+def hook(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> JsonHook:
+    monkeypatch.setenv("MINER_TEST_HOOK", server.url + PATH)
+    return JsonHook(server, PATH)
+
+
+def test_a_resolve_notice_joined_by_the_same_incidents_next_resolve_names_it_once(
+        store: Store, smtp_server: SmtpServer, hook: JsonHook) -> None:  # noqa: F811
+    # Instagram's notice waits for WhatsApp's (its provider's) group interval; meanwhile Instagram opens again and
+    # resolves again (a detector with quiet_minutes under group_interval), and its second notice joins the first.
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("hook",))
+    cfg = replace(mail(smtp_server, route), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK"),))
+    ids = {s: open_incident(store, s, at(0), posts=False, series=False) for s in ("WhatsApp", "Instagram")}
+    script: dict[datetime, Callable[[], object]] = {
+        at(70): lambda: resolve(store, ids["WhatsApp"], at(70)),
+        at(72): lambda: resolve(store, ids["Instagram"], at(72)),
+        at(77): lambda: reopen(store, ids["Instagram"], at(77)),
+        at(82): lambda: resolve(store, ids["Instagram"], at(82)),
+    }
+    run(store, cfg, at(0), at(90), script)
+    assert [services for services, _ in sent(store, "resolved")] == [["WhatsApp"]] * 2 + [["Instagram"] * 2] * 2
+    subjects = [str(m["Subject"]) for m in smtp_server.inbox.messages]
+    assert subjects[-1] == "[miner] RESOLVED: Instagram after 1 h 22 min"
+    assert [i["service"] for i in hook.bodies[-1]["incidents"]] == ["Instagram"]
