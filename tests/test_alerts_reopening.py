@@ -18,6 +18,7 @@ from test_alerts_support import open_incident, resolve
 
 from miner.alerts.settings import RouteSettings, WebhookSettings
 from miner.store import Store
+from miner.timeutil import iso
 
 PATH = "/hook"
 
@@ -55,3 +56,23 @@ def test_a_resolve_notice_joined_by_the_same_incidents_next_resolve_names_it_onc
     subjects = [str(m["Subject"]) for m in smtp_server.inbox.messages]
     assert subjects[-1] == "[miner] RESOLVED: Instagram after 1 h 22 min"
     assert [i["service"] for i in hook.bodies[-1]["incidents"]] == ["Instagram"]
+
+
+def test_a_resolve_notice_that_sent_nothing_holds_back_no_later_notice(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail(smtp_server)
+    ids = {s: open_incident(store, s, at(0), posts=False, series=False) for s in ("WhatsApp", "Instagram", "Messenger")}
+    script: dict[datetime, Callable[[], object]] = {
+        at(70): lambda: resolve(store, ids["WhatsApp"], at(70)),  # its notice goes at 70:30
+        at(72): lambda: resolve(store, ids["Instagram"], at(72)),  # held until 85:30 ...
+        at(77): lambda: reopen(store, ids["Instagram"], at(77)),  # ... when it has nothing left to say
+        at(87): lambda: resolve(store, ids["Messenger"], at(87)),
+    }
+    run(store, cfg, at(0), at(110), script)
+    # Messenger's notice waits for WhatsApp's, the last that went out (more than group_interval before), not for
+    # Instagram's, which sent nothing: it goes after its group wait, not at 100:30.
+    notices = sorted((r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"), key=lambda r: int(r["id"]))
+    assert [r["sent_at"] for r in notices] == [iso(at(70.5)), None, iso(at(87.5))]
+    assert store.deliveries(notices[1]["id"])[-1]["detail"].startswith("nothing to send: its incidents opened again")
+    assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == [
+        "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN", "[miner] RESOLVED"]

@@ -46,6 +46,12 @@ class DeliveryError(Exception):
         self.retry_after = retry_after
 
 
+class NothingSent(Exception):
+    """Nothing was left to send: the notification is done without anything going out (a resolve notice whose
+    incidents opened again, PagerDuty events of incidents resolved on a route without notify_resolved). Recorded as
+    sent without a ``sent_at``: it holds back no later message of its group (group_interval)."""
+
+
 class PartialDelivery(DeliveryError):
     """The server accepted the message for ``delivered`` and refused the other recipients (permanent if all 5xx)."""
 
@@ -233,8 +239,8 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
     invalid) does not keep the others from going out; the row fails once they have.
     """
     if not events:
-        return ("nothing to send: its incidents resolved before it went out, and the route has notify_resolved = "
-                "false, or they opened again before their resolve notice went out")
+        raise NothingSent("nothing to send: its incidents resolved before it went out, and the route has "
+                          "notify_resolved = false, or they opened again before their resolve notice went out")
     key = _delivered_key(outbox_id)
     done: list[str] = json.loads(store.alert_state(key) or "[]")
     todo = [e for e in events if e["dedup_key"] not in done]

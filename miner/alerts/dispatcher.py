@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.content import item_views, most_important
 from miner.alerts.delivery import (
     DeliveryError,
+    NothingSent,
     Senders,
     default_senders,
     pagerduty_store_key,
@@ -122,6 +123,9 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
              senders: Senders, rng: random.Random, sources: Collection[str] | None) -> Finish:
     try:
         detail = send_row(store, settings, row, clock(), senders, sources=sources)
+    except NothingSent as exc:
+        log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
+        return Finish("sent", str(exc), delivered=False)
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
@@ -155,14 +159,14 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
 
 def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders, *,
              sources: Collection[str] | None = None) -> str:
-    """Render and send one claimed row; returns the sender's note, raises DeliveryError or MinerError."""
+    """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError."""
     route = settings.route(row["route"])
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
     channel = str(row["channel"])
     if row["kind"] == "resolved" and not _any_still_resolved(store, row, now):
         # Sent after the re-opening's alert, "RESOLVED" would be the last word on an outage that is on again.
-        return "nothing to send: its incidents opened again before their resolve notice went out"
+        raise NothingSent("nothing to send: its incidents opened again before their resolve notice went out")
     # Planned before feeds.toml changed: a channel the route no longer has is no longer where its news goes. An
     # email with no recipients left would otherwise be "sent" to nobody.
     if channel == "email":

@@ -109,6 +109,9 @@ class Finish:
     outcome: str  # sent | retry | failed
     detail: str = ""
     next_attempt_at: datetime | None = None
+    # False: done with nothing left to send (delivery.NothingSent). No sent_at then: a message that never went out
+    # must not hold back the next of its group for group_interval, nor count for repeat_interval.
+    delivered: bool = True
 
 
 class OutboxMixin:
@@ -255,17 +258,17 @@ class OutboxMixin:
         with self.database.transaction() as conn:
             cur = conn.execute(
                 "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_by = NULL, claimed_at = NULL, "
-                "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
+                "sent_at = CASE WHEN ? = 'sent' AND ? THEN ? ELSE sent_at END, "
                 # A delivered row has no current error: the old one would read as a problem in `miner outbox --all`
                 # (the attempts that failed keep theirs in deliveries).
                 "last_error = CASE WHEN ? = 'sent' THEN NULL ELSE ? END, "
                 "reason = CASE WHEN ? = 'failed' THEN ? ELSE reason END, "
                 "next_attempt_at = coalesce(?, next_attempt_at) "
                 "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
-                (status, finish.outcome, iso(now), finish.outcome, finish.detail, finish.outcome, finish.detail,
-                 iso(finish.next_attempt_at) if finish.next_attempt_at else None, outbox_id, worker),
+                (status, finish.outcome, finish.delivered, iso(now), finish.outcome, finish.detail, finish.outcome,
+                 finish.detail, iso(finish.next_attempt_at) if finish.next_attempt_at else None, outbox_id, worker),
             )
-            if finish.outcome == "sent":
+            if finish.outcome == "sent" and finish.delivered:
                 # repeat_interval counts from the alert reaching its receiver, as in Alertmanager, not from its
                 # planning: an alert held back by an outage for longer than that is not followed by a reminder.
                 conn.execute(
