@@ -296,3 +296,22 @@ def test_the_endpoint_is_pagerdutys_unless_url_or_url_env_says_otherwise(pd: Pag
     eu = dataclasses.replace(hook, url="https://events.eu.pagerduty.com/v2/enqueue")
     assert webhook_url(eu, {}) == "https://events.eu.pagerduty.com/v2/enqueue"
     assert webhook_url(dataclasses.replace(hook, url_env="PROXY"), {"PROXY": pd.server.url + PATH}).endswith(PATH)
+
+
+def test_a_service_taken_off_the_route_still_resolves_the_alert_it_paged(store: Store, pd: PagerDuty) -> None:
+    # WhatsApp leaves feeds.toml, and so the route's services, while its incident is open: the detector resolves
+    # it (detect_stage._resolve_unwatched), and the PagerDuty alert its opening triggered must not stay open for good.
+    route = RouteSettings(name="pager", webhooks=("pd",), services=("WhatsApp", "Instagram"), group_interval=0.0)
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, pd_settings(routes=(route,)), T0)
+    assert dispatch(store, pd_settings(routes=(route,)), T0, worker_id="w").sent == 1
+    # A route that never alerted on it hears of neither.
+    other = RouteSettings(name="team", email=("team@example.org",), services=("Instagram",))
+    later = pd_settings(routes=(dataclasses.replace(route, services=("Instagram",)), other))
+    store.update_incident(incident, T0 + timedelta(hours=1), {"status": "resolved", "resolved_at": T0 + timedelta(
+        hours=1)}, "resolve", {"reason": "unwatched"})
+    plan_notifications(store, later, T0 + timedelta(hours=1))
+    assert dispatch(store, later, T0 + timedelta(hours=1), worker_id="w").sent == 1
+    assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [("trigger", pd.events[0]["dedup_key"]),
+                                                                        ("resolve", pd.events[0]["dedup_key"])]
+    assert [r["route"] for r in store.outbox_rows(["pending", "sent", "suppressed"])] == ["pager", "pager"]

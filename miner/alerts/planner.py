@@ -150,7 +150,9 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
         service, iid = ev["service"], ev["incident_id"]
         at = parse_iso(ev["at"])
         for route in ctx.settings.routes:
-            if not route.matches(service):
+            # A route told of the opening is told of the resolve though the service has left its services since
+            # (or feeds.toml, whose services the detector resolves): its PagerDuty alert stayed open for good.
+            if not route.matches(service) and not (ev["kind"] == "resolve" and (route.name, iid) in outcome):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
             if _opening(ev) and route.immediate:
