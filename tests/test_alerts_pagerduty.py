@@ -315,3 +315,42 @@ def test_a_service_taken_off_the_route_still_resolves_the_alert_it_paged(store: 
     assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [("trigger", pd.events[0]["dedup_key"]),
                                                                         ("resolve", pd.events[0]["dedup_key"])]
     assert [r["route"] for r in store.outbox_rows(["pending", "sent", "suppressed"])] == ["pager", "pager"]
+
+
+@pytest.mark.parametrize("silenced", ["before the resolve", "after the resolve"])
+def test_an_alert_a_silenced_reopening_left_open_is_resolved(store: Store, pd: PagerDuty, silenced: str) -> None:
+    # Paged, resolved (the resolve retried through a 503), opened again (so the retried resolve has nothing to say,
+    # and the re-opening's trigger waits out the outage too), silenced, resolved again: PagerDuty must not be left
+    # with the first trigger's alert open, whichever of the silence and the last resolve comes first.
+    cfg = pd_settings()
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+    def silence(minutes: int) -> None:
+        store.add_silence("WhatsApp", T0 + timedelta(minutes=minutes), T0 + timedelta(hours=5), "on it", T0)
+        plan_notifications(store, cfg, T0 + timedelta(minutes=minutes))
+
+    resolve(store, incident, T0 + timedelta(minutes=60))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=60))
+    pd.script = [503, 503]
+    assert dispatch(store, cfg, T0 + timedelta(minutes=60), worker_id="w").retried == 1
+    reopen(store, incident, T0 + timedelta(minutes=65))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=65))
+    assert dispatch(store, cfg, T0 + timedelta(minutes=66), worker_id="w").retried == 1  # the re-opening's trigger
+    if silenced == "before the resolve":
+        silence(70)
+    resolve(store, incident, T0 + timedelta(minutes=130))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=130))
+    if silenced == "after the resolve":
+        silence(131)
+    dispatch(store, cfg, T0 + timedelta(minutes=132), worker_id="w")
+    assert [e["event_action"] for e in pd.events][-1] == "resolve"
+    assert store.outbox_rows(["pending", "sending", "failed"]) == []
+    # An incident never paged (its opening stale: alerts enabled on a store with past outages) gets no resolve.
+    past = open_incident(store, "Signal", T0 - timedelta(hours=3), posts=False, series=False)
+    resolve(store, past, T0 + timedelta(minutes=140))
+    plan_notifications(store, cfg, T0 + timedelta(minutes=140))
+    dispatch(store, cfg, T0 + timedelta(minutes=140), worker_id="w")
+    assert not any("/Signal/" in e["dedup_key"] for e in pd.events)
+

@@ -83,7 +83,9 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         open_incidents = store.incidents(status="open")
         ids = sorted({e["incident_id"] for e in events} | {i["id"] for i in open_incidents})
         states = store.alert_incident_states(ids)
-        items = _plan_events(ctx, events, states, store.unsent_alerts(sorted({e["incident_id"] for e in events})))
+        resolved = sorted({e["incident_id"] for e in events if e["kind"] == "resolve"})
+        items = _plan_events(ctx, events, states, store.unsent_alerts(sorted({e["incident_id"] for e in events})),
+                             store.reached_alerts(resolved))
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
@@ -108,7 +110,8 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
                        make_message_id(ctx.settings), _delivered(store, ctx.settings, it))
              for it in store.queued_alert_items()
              if (reason := ctx.muted(str(it["service"]))) is not None
-             and not (it["kind"] == "resolve" and _closes_page(ctx.settings, str(it["channel"])))]
+             and not (_closes_page(ctx.settings, str(it["channel"]))
+                      and (it["kind"] == "resolve" or it["status"] == "resolved"))]
     if muted and (n := store.suppress_queued(muted, ctx.now)):
         log.info("suppressed %d queued alert item(s) muted since they were planned", n)
 
@@ -116,7 +119,8 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
 def _closes_page(settings: AlertSettings, channel: str) -> bool:
     """Whether ``channel`` is a pagerduty webhook, whose resolve notices no mute holds back: a resolve pages nobody,
     it closes the PagerDuty alert the trigger opened, which stayed open for good when the on-call, paged, silenced
-    the service and the outage ended under the silence."""
+    the service and the outage ended under the silence. Nor an alert there whose incident resolved meanwhile: it
+    goes out as the resolve (pagerduty_events), its resolve notice recorded as inhibited in its favour."""
     hook = settings.webhook(channel.removeprefix("webhook:")) if channel.startswith("webhook:") else None
     return hook is not None and hook.format == "pagerduty"
 
@@ -140,8 +144,9 @@ def _opening(event: dict[str, Any]) -> bool:
 
 
 def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
-                 unsent: set[tuple[str, str, int]]) -> list[PlannedItem]:
-    """``unsent``: (route, channel, incident) of alerts not sent yet (Store.unsent_alerts)."""
+                 unsent: set[tuple[str, str, int]], reached: set[tuple[str, str, int]]) -> list[PlannedItem]:
+    """``unsent``: (route, channel, incident) of alerts not sent yet (Store.unsent_alerts); ``reached``: of alerts
+    that went out (Store.reached_alerts)."""
     items: list[PlannedItem] = []
     unsent = set(unsent)
     # Openings planned in this same run count for inhibiting their resolve notices.
@@ -177,7 +182,12 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                 inhibited = "inhibited: the opening alert was suppressed" if prior == "suppressed" else None
                 muted = ctx.muted(service)
                 for ch in channels(route):
-                    reason = inhibited or (None if _closes_page(ctx.settings, ch) else muted)
+                    # A resolve to PagerDuty pages nobody: no mute holds it back, nor, once a trigger of the
+                    # incident went out there, a suppressed opening. The trigger an earlier opening left open (its
+                    # resolve retried past a re-opening) was never closed once the re-opening was muted.
+                    page = _closes_page(ctx.settings, ch)
+                    paged = page and (route.name, ch, iid) in reached
+                    reason = None if paged else inhibited or (None if page else muted)
                     # An alert still waiting to go out (an SMTP outage) shows the incident resolved when it does:
                     # a resolve notice would be a second message saying so, threaded under one nobody has.
                     late = (reason is None and (route.name, ch, iid) in unsent

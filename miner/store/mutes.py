@@ -50,9 +50,10 @@ class MutesMixin:
     database: Database
 
     def queued_alert_items(self) -> list[dict[str, Any]]:
-        """Items of alerts and resolve notices not sent yet (group wait, retries), with their incident's service."""
+        """Items of alerts and resolve notices not sent yet (group wait, retries), with their incident's service and
+        status."""
         return self.database.rows(
-            "SELECT o.id AS outbox_id, o.route, o.channel, i.item_key, i.incident_id, i.kind, inc.service "
+            "SELECT o.id AS outbox_id, o.route, o.channel, i.item_key, i.incident_id, i.kind, inc.service, inc.status "
             "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id JOIN incidents inc ON inc.id = i.incident_id "
             "WHERE o.status = 'pending' AND o.claimed_by IS NULL AND o.kind IN ('alert', 'resolved') "
             "ORDER BY o.id, i.item_key")

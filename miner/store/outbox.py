@@ -148,6 +148,12 @@ class OutboxMixin:
         return self._queued_alerts(incident_ids, "o.status = 'pending' AND o.claimed_by IS NULL AND NOT EXISTS "
                                                  "(SELECT 1 FROM alert_state WHERE key = 'delivered:' || o.id)")
 
+    def reached_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
+        """(route, channel, incident) of alerts that went out (or are going out), whole or in part."""
+        return self._queued_alerts(
+            incident_ids, "(o.status = 'sent' AND o.sent_at IS NOT NULL OR o.status = 'sending' "
+                          "OR EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || o.id))")
+
     def _queued_alerts(self, incident_ids: Sequence[int], where: str) -> set[tuple[str, str, int]]:
         if not incident_ids:
             return set()
