@@ -132,3 +132,25 @@ def test_a_silence_added_by_a_clock_that_was_ahead_mutes_from_when_it_is_set_bac
     [silence] = store.silences()
     assert (silence["starts_at"], silence["ends_at"]) == ((NOW + timedelta(minutes=1)).isoformat(),
                                                           (NOW + timedelta(hours=2, minutes=1)).isoformat())
+
+
+def test_an_alert_held_behind_a_message_sent_by_a_clock_that_was_ahead_goes_out_once_it_is_set_back(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail(smtp_server, group_wait=30.0, group_interval=900.0, providers={"whatsapp": "Meta", "instagram": "Meta"})
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    smtp_server.stop()
+    assert run_alerts(store, cfg, T0, worker_id="w").claimed == 0  # its group wait
+    assert run_alerts(store, cfg, T0 + timedelta(seconds=30), worker_id="w").retried == 1  # an SMTP outage
+    open_incident(store, "Instagram", T0 + timedelta(minutes=1), posts=False, series=False)
+    run_alerts(store, cfg, T0 + timedelta(minutes=1), worker_id="w")  # Instagram waits out its group wait
+    smtp_server.start()
+    # The clock jumps 3 h ahead: WhatsApp's retry goes, stamped then, and Instagram's batch (never tried) is held
+    # a group interval after it.
+    assert run_alerts(store, cfg, AHEAD, worker_id="w").sent == 1
+    assert store.outbox_rows(["pending"])[0]["next_attempt_at"] > AHEAD.isoformat()
+    # Set right, Instagram's alert goes out a group interval after WhatsApp's (stamped now), not 3 h later (with
+    # everything of its group planned meanwhile).
+    assert run_alerts(store, cfg, NOW, worker_id="w").sent == 0
+    assert store.outbox_rows(["pending"])[0]["next_attempt_at"] == (NOW + timedelta(minutes=15)).isoformat()
+    assert run_alerts(store, cfg, NOW + timedelta(minutes=15), worker_id="w").sent == 1
+    assert len(smtp_server.inbox.messages) == 2

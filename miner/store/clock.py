@@ -111,6 +111,9 @@ class ClockMixin:
 
         - a pending notification planned or last tried then is due now (its group wait or backoff cut short), and
           its give-up time counts from now;
+        - a batch held for group_interval behind a message sent (or being sent) then is held from now, that message
+          stamped now: otherwise it, and all of its group planned meanwhile, waited for real time to pass that
+          message's time;
         - a claim taken then is reclaimed a lease from now (its worker may still be sending), not a lease after it;
           sending stays conditional on claiming the row, so nothing goes out twice;
         - an incident last notified then is reminded of a repeat interval from now;
@@ -131,6 +134,10 @@ class ClockMixin:
                 "WHERE status = 'pending' AND (created_at > :ahead "
                 "OR id IN (SELECT outbox_id FROM deliveries WHERE at > :ahead))", args).rowcount
             conn.execute("UPDATE deliveries SET at = :now WHERE at > :ahead", args)
+            # Before the messages of their groups are stamped now: they hold these again from there.
+            held = conn.execute(f"UPDATE outbox SET next_attempt_at = :now WHERE {_HELD_BEHIND_AHEAD}",
+                                args).rowcount
+            conn.execute("UPDATE outbox SET sent_at = :now WHERE status = 'sent' AND sent_at > :ahead", args)
             claims = conn.execute(
                 "UPDATE outbox SET claimed_at = :now WHERE status = 'sending' AND claimed_at > :ahead", args).rowcount
             reminders = conn.execute(
@@ -144,6 +151,7 @@ class ClockMixin:
                 conn.execute("UPDATE silences SET starts_at = ?, ends_at = ?, created_at = ? WHERE id = ?",
                              (iso(parse_iso(starts_at) - back), iso(parse_iso(ends_at) - back), iso(now), sid))
         counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims,
+                  "notification(s) held for group_interval from now": held,
                   "incident(s) whose repeat interval starts now": reminders, "digest schedule(s) anchored now": digests,
                   "silence(s) counted from now": len(silences)}
         return {what: n for what, n in counts.items() if n}
@@ -152,12 +160,21 @@ class ClockMixin:
 # The digest schedules' anchors in alert_state (the planner's digest_anchor:ROUTE keys), as a range of the key.
 _ANCHORS = "key > 'digest_anchor:' AND key < 'digest_anchor;'"
 
+# Pending batches never tried, held (store/group_interval.py) behind a message of their group stamped after :ahead.
+_HELD_BEHIND_AHEAD = """
+    status = 'pending' AND attempts = 0 AND next_attempt_at > :ahead AND EXISTS (
+        SELECT 1 FROM outbox m WHERE m.route = outbox.route AND m.channel = outbox.channel
+        AND m.group_key = outbox.group_key AND m.kind = outbox.kind AND m.status IN ('sent', 'sending')
+        AND coalesce(m.sent_at, m.claimed_at) > :ahead)
+"""
+
 # Whether any alert state is stamped after :ahead. Read before taking the write lock: it is checked on every run.
 _ALERTS_AHEAD = f"""
     SELECT EXISTS (SELECT 1 FROM outbox WHERE status = 'pending' AND created_at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox o JOIN deliveries d ON d.outbox_id = o.id
                    WHERE o.status = 'pending' AND d.at > :ahead)
         OR EXISTS (SELECT 1 FROM outbox WHERE status = 'sending' AND claimed_at > :ahead)
+        OR EXISTS (SELECT 1 FROM outbox WHERE {_HELD_BEHIND_AHEAD})
         OR EXISTS (SELECT 1 FROM alert_incidents WHERE last_notified_at > :ahead)
         OR EXISTS (SELECT 1 FROM alert_state WHERE {_ANCHORS} AND value > :ahead)
         OR EXISTS (SELECT 1 FROM silences WHERE created_at > :ahead) AS found
