@@ -134,8 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # The request line is the client's bytes: escaped as the stdlib's own log_message does, so an escape
         # sequence in a path cannot rewrite the operator's terminal or forge a log line.
-        # The client's address is left out: for a report it is the reporter's, which is used for the rate limit in
-        # memory only (docs/collectors.md), never written anywhere.
+        # The client's address is left out: for a report it is the reporter's, which is used in memory only (the rate
+        # limit, the reporter's hash of the day: docs/collectors.md), never written anywhere.
         message = (format % args).translate(_LOG_ESCAPES)
         log.debug("http %s", message)
 
@@ -352,8 +352,8 @@ class _Server(ThreadingHTTPServer):
             return
         self._forward_warned = True
         log.warning("http: a report from %s came with X-Forwarded-For, but server.trusted_proxies does not list %s: "
-                    "reports are rate-limited by that address, so clients behind a proxy there share one limit",
-                    peer, peer)
+                    "reports are rate-limited and counted by that address, so clients behind a proxy there share one "
+                    "limit and count as one reporter", peer, peer)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up

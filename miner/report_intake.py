@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from miner.collectors.reports import RateLimiter, report_post, validate_report
+from miner.collectors.reports import RateLimiter, ReporterHashes, report_post, validate_report
 from miner.config import ServiceConfig
 from miner.errors import InputError, MinerError, StoreError
 from miner.http_api import RateLimited
@@ -32,6 +32,7 @@ class ReportIntake:
                  store_failed: Callable[[], None], store_name: str) -> None:
         self._services = services
         self._limiter = RateLimiter(rate_per_hour)
+        self._authors = ReporterHashes()
         self._metrics = metrics
         self._clock = clock
         self._ingest = ingest
@@ -59,7 +60,8 @@ class ReportIntake:
                 self._count("rate_limited")
                 raise RateLimited(self._limiter.retry_after(client, now_s))
             now = self._clock()
-            self._ingest(report_post(report, now), now)
+            # One client's reports are one complainer per bucket, however many its rate limit lets through.
+            self._ingest(report_post(report, now, self._authors.author(client, now)), now)
         except RateLimited:
             raise
         except MinerError:  # the store failed it: answered 503

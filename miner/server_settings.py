@@ -17,8 +17,8 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8787
     report_rate_per_hour: int = 10  # user reports accepted per client address per hour
-    # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited by
-    # the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
+    # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited and
+    # counted by the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
     trusted_proxies: tuple[str, ...] = ()
 
     def validate(self) -> None:

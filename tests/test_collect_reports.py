@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from miner.collectors.reports import MAX_REPORT_TEXT, Bucket, RateLimiter, report_post, take, validate_report
+from miner.collectors.reports import (
+    MAX_REPORT_TEXT,
+    Bucket,
+    RateLimiter,
+    ReporterHashes,
+    report_post,
+    take,
+    validate_report,
+)
 from miner.config import ServiceConfig
 from miner.errors import InputError
 
@@ -54,6 +62,20 @@ def test_report_post_keeps_nothing_about_the_reporter_and_carries_the_symptom() 
     assert report_post(report, NOW).external_id != post.external_id
     bare = report_post(validate_report({"service": "Slack"}, SERVICES), NOW)
     assert bare.text == "User report: problem with Slack" and bare.symptom_hint is None
+
+
+def test_a_reporter_hash_is_one_clients_for_one_utc_day() -> None:
+    hashes = ReporterHashes()
+    first = hashes.author("203.0.113.7", NOW)
+    assert len(first) == 16 and int(first, 16) >= 0
+    # The day is UTC's, whatever zone the clock's time is given in: at UTC-2, 21:59 and 22:00 of one day.
+    west = timezone(timedelta(hours=-2))
+    assert hashes.author("203.0.113.7", NOW.replace(hour=23, minute=59).astimezone(west)) == first
+    assert hashes.author("203.0.113.8", NOW) != first
+    assert hashes.author("203.0.113.7", (NOW + timedelta(hours=10)).astimezone(west)) != first
+    assert ReporterHashes().author("203.0.113.7", NOW) != first  # the key is drawn, not derived from the address
+    post = report_post(validate_report({"service": "Slack"}, SERVICES), NOW, first)
+    assert post.author_hash == first and "203.0.113.7" not in repr(post)
 
 
 def test_take_is_a_pure_token_bucket() -> None:

@@ -1,17 +1,19 @@
 """User reports ("I have a problem with X"): payload validation, a per-client token bucket, and the Post.
 
 The HTTP endpoint (`POST /report`) lives in the service; it calls :func:`validate_report`,
-:meth:`RateLimiter.allow` and :func:`report_post`. Everything here is pure: ``now`` is passed in.
+:meth:`RateLimiter.allow`, :meth:`ReporterHashes.author` and :func:`report_post`. ``now`` is passed in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
-from miner.collectors.normalise import fold, redact_contacts
+from miner.collectors.normalise import AUTHOR_HASH_HEX, fold, redact_contacts
 from miner.config import ServiceConfig
 from miner.errors import InputError
 from miner.records import REPORT_SOURCE, SYMPTOMS, Post
@@ -56,10 +58,9 @@ def validate_report(payload: object, services: Sequence[ServiceConfig]) -> Repor
     return Report(service=service, symptom=symptom, text=cleaned)
 
 
-def report_post(report: Report, now: datetime) -> Post:
-    """The Post a report becomes. Nothing about the reporter is kept: the rate limit needs the client address
-    only in memory, and a hash of an IPv4 address can be reversed by trying every address. The id is random:
-    every report counts once."""
+def report_post(report: Report, now: datetime, author_hash: str | None = None) -> Post:
+    """The Post a report becomes. The id is random; ``author_hash`` (see :class:`ReporterHashes`) is who counts as
+    its complainer: without one, every report counts once."""
     label = f"User report: problem with {report.service}" + (f" ({report.symptom})" if report.symptom else "")
     text = f"{label}. {redact_contacts(report.text)}" if report.text else label
     return Post(
@@ -69,7 +70,31 @@ def report_post(report: Report, now: datetime) -> Post:
         created_at=now,
         services=(report.service,),
         symptom_hint=report.symptom,
+        author_hash=author_hash,
     )
+
+
+class ReporterHashes:
+    """A reporter's author hash: a keyed hash of the client (as the rate limit knows it) under a random key of the
+    UTC day, held in memory only and replaced the next day.
+
+    Without one, each report was a complainer of its own, and one client's burst (the rate limit's whole hour at
+    once) opened an incident by itself. The key is not `store.hash_key_env`'s: with it (or with the public salt used
+    when it is unset) a hash of an address is reversed by trying all 2**32 IPv4 addresses, and a key kept from day
+    to day would link a reporter's days. The day is the report's, by the service's clock; a restart draws a new key,
+    so a client reporting on both sides of it counts twice in that one bucket. Not thread-safe: the intake calls it
+    under its lock.
+    """
+
+    def __init__(self) -> None:
+        self._day: date | None = None
+        self._key = b""
+
+    def author(self, client: str, now: datetime) -> str:
+        day = now.astimezone(UTC).date()
+        if day != self._day:
+            self._day, self._key = day, secrets.token_bytes(32)
+        return hmac.new(self._key, client.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
 
 
 @dataclass(frozen=True)

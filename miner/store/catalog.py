@@ -71,8 +71,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                       "memory and stored later too; a user report's when it came, a replayed post's the replay's "
                       "clock. The retention guard leaves out a post dated at or after it: such a time may be our "
                       "clock's.",
-        "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated; "
-                       "null for user reports.",
+        "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated. "
+                       "A user report's: of its client's address, under a random key of that UTC day kept in "
+                       "memory only: one client's reports of a day share it, unlinkable to its address or to other "
+                       "days; null for reports stored by 0.1.0, each of which counts once.",
         "lang": "Language code when the source gives one.",
         "symptom_hint": "Symptom chosen by the user of a report, if any.",
         "undated": "NULL when the source gave the post's time. Else the source gave none and created_at is when it "
