@@ -180,7 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self) -> None:
         path, _, query = self.path.partition("?")
         read, board = self.server.endpoints.read, self.server.endpoints.board
-        if path == "/healthz":
+        if path == "/report":
+            self._read_only()
+        elif path == "/healthz":
             ok, detail = self.server.endpoints.health()
             self._json(200 if ok else 503, detail)
         elif path == "/metrics":
@@ -195,14 +197,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
 
     def _read_only(self) -> None:
-        """A method other than GET or HEAD on the read API or the board: 405; elsewhere the stdlib's 501, as before."""
+        """A method other than GET or HEAD on the read API or the board, or other than POST on /report: 405;
+        elsewhere the stdlib's 501, as before."""
         what = self._read_only_part()
-        if what is None:
+        if self.path.split("?", 1)[0] == "/report":  # GET and HEAD were a 404, as if there were no such endpoint
+            self._not_allowed("POST", "/report takes reports by POST only")
+        elif what is None:
             self.send_error(501, f"Unsupported method ({self.command!r})")
-            return
+        else:
+            self._not_allowed("GET, HEAD", f"{what} is read-only (GET or HEAD)")
+
+    def _not_allowed(self, allow: str, why: str) -> None:
         self.close_connection = True  # a body, if any, is left unread
-        self._json(405, {"error": f"{self.command} is not allowed: {what} is read-only (GET or HEAD)"},
-                   {"Allow": "GET, HEAD", "Connection": "close"})
+        self._json(405, {"error": f"{self.command} is not allowed: {why}"}, {"Allow": allow, "Connection": "close"})
 
     def _read_only_part(self) -> str | None:
         if self.path.startswith(READ_PREFIX) and self.server.endpoints.read is not None:

@@ -209,6 +209,23 @@ def test_head_answers_like_get_without_a_body(api: tuple[HttpApi, list[object]],
     assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 0
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "PATCH"])
+def test_report_answers_another_method_405_allowing_post(api: tuple[HttpApi, list[object]], method: str) -> None:
+    # GET and HEAD said 404 "no such endpoint /report" and listed "POST /report" among the endpoints; the others
+    # were the stdlib's 501, as if the server knew no such method. The read API answers its wrong methods 405.
+    server, reports = api
+    reply = exchange(server, f"{method} /report?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+    head, body = reply.split(b"\r\n\r\n", 1)
+    assert status_of(reply) == 405 and b"\r\nAllow: POST\r\n" in head + b"\r\n", head
+    if method == "HEAD":
+        assert body == b""
+    else:
+        assert json.loads(body) == {"error": f"{method} is not allowed: /report takes reports by POST only"}
+    assert reports == []
+    # OPTIONS stays unanswered (501) there as everywhere: no CORS preflight succeeds (docs/operations.md).
+    assert status_of(exchange(server, b"OPTIONS /report HTTP/1.1\r\nHost: x\r\n\r\n")) == 501
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
     b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -246,7 +263,7 @@ def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi,
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"PUT /report HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501),
+    (b"PUT /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501),
     (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
