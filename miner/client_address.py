@@ -4,15 +4,21 @@ forwarded; an IPv4-mapped IPv6 address as the IPv4 one it stands for, and an IPv
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# An address with its port, as some load balancers append it (Azure's: 192.0.2.5:51234, [2001:db8::1]:443): an IPv4
+# address, or an IPv6 one in brackets (bare, its last group could be taken for a port), with 1-5 ASCII digits.
+_WITH_PORT = re.compile(r"(?:(?P<v4>[0-9.]+)|\[(?P<v6>[^\]]+)\])(?::(?P<port>[0-9]{1,5}))?", re.ASCII)
 
 
 def client_key(peer_ip: str, forwarded_for: Sequence[str], proxies: Sequence[Network],
                warn_untrusted_forward: Callable[[str], None]) -> str:
     """The address a report is rate-limited by: the peer's or, for a request from a trusted proxy, the last
-    address in X-Forwarded-For that is not a trusted proxy's (the one the proxy appended).
+    address in X-Forwarded-For that is not a trusted proxy's (the one the proxy appended), with or without a port.
 
     ``forwarded_for``: the X-Forwarded-For headers' values; ``warn_untrusted_forward`` is called with the peer's
     address when it sent some but is not a trusted proxy."""
@@ -26,13 +32,28 @@ def client_key(peer_ip: str, forwarded_for: Sequence[str], proxies: Sequence[Net
             warn_untrusted_forward(str(peer_addr))
         return peer
     for hop in reversed(hops):
-        try:
-            addr = _unmapped(ipaddress.ip_address(hop))
-        except ValueError:
+        addr = _hop_address(hop)
+        if addr is None:
             break  # not what a proxy appends: rate-limited as the proxy
         if not _within(addr, proxies):
             return _limit_key(addr)
     return peer
+
+
+def _hop_address(hop: str) -> Address | None:
+    """The address of one X-Forwarded-For entry: an address, or one with a port; None for anything else."""
+    try:
+        return _unmapped(ipaddress.ip_address(hop))
+    except ValueError:
+        pass
+    match = _WITH_PORT.fullmatch(hop)
+    if match is None or int(match["port"] or 0) > 65535:
+        return None
+    try:
+        addr = ipaddress.IPv4Address(match["v4"]) if match["v4"] else ipaddress.IPv6Address(match["v6"])
+    except ValueError:
+        return None
+    return _unmapped(addr)
 
 
 def _within(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, networks: Sequence[Network]) -> bool:

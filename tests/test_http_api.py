@@ -457,6 +457,31 @@ def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forw
     assert sum("server.trusted_proxies does not list 127.0.0.1" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_forwarded_addresses_with_a_port_are_read_as_the_clients(caplog: pytest.LogCaptureFixture) -> None:
+    # Some load balancers (Azure's Application Gateway) append the client's address with its port: 1.2.3.4:5678,
+    # [2001:db8::1]:443. Read as no address, every report came out rate-limited as the proxy's, all clients sharing
+    # its one limit.
+    clients: list[str] = []
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda payload, client: (
+        clients.append(client) or {"accepted": True})), ["127.0.0.0/8", "10.0.0.0/8"])
+    server.start()
+    try:
+        for forwarded in ("203.0.113.7:5678", "[2001:db8:1:2::1]:443", "[2001:db8:1:3::1]",
+                          "198.51.100.1:1, 203.0.113.8:65535", "203.0.113.9:80, 10.1.1.1:443",  # a trusted hop too
+                          "[::ffff:192.0.2.5]:8080",
+                          # Not what a proxy appends: counted as the proxy.
+                          "203.0.113.10:65536", "203.0.113.11:", "203.0.113.12:-1", "203.0.113.13:８０",
+                          "[203.0.113.14]:80", "2001:db8::1:443x", "[2001:db8::1]:", "[2001:db8::1]x",
+                          "203.0.113.15:80:80"):
+            head = f"X-Forwarded-For: {forwarded}\r\n".encode()
+            assert status_of(exchange(server, post("2", b"{}").replace(b"\r\n\r\n", b"\r\n" + head + b"\r\n"))) == 202
+    finally:
+        server.stop()
+    assert clients == ["203.0.113.7", "2001:db8:1:2::/64", "2001:db8:1:3::/64", "203.0.113.8", "203.0.113.9",
+                       "192.0.2.5", *["127.0.0.1"] * 9]
+    assert "trusted_proxies does not list" not in caplog.text
+
+
 @pytest.mark.parametrize("request_bytes", [
     b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /<script>alert(1)</script>?a=<b>&c HTTP/1.1\r\nHost: x\r\n\r\n",
