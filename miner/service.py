@@ -119,6 +119,7 @@ class Service(ServiceJobs):
         self._store_errors: dict[str, tuple[str, str]] = {}
         self._store_errors_guard = threading.Lock()
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
+        self._scrape_guard = threading.Lock()  # held by the scrape reading the store
         # miner_source_up of the sources polled since the start (1.0: ok); the others' comes from the store.
         self._source_up: dict[str, float] = {}
         self._source_up_guard = threading.Lock()
@@ -333,6 +334,18 @@ class Service(ServiceJobs):
 
     def metrics_text(self) -> str:
         """Counters kept in-process plus gauges read from the store at scrape time."""
+        # One scrape at a time on the metrics connection, as the read API and the reports use theirs: scrapes at once
+        # (a pair of Prometheus servers, a dashboard) ran their statements on it together, in one SQLite read
+        # transaction that lasted while any of them ran, and answered from a snapshot older than their request.
+        with self._scrape_guard:
+            stored_up = self._store_gauges()
+        with self._source_up_guard:
+            up = {**stored_up, **self._source_up}
+        self.metrics.replace("miner_source_up", {(("source", name),): value for name, value in up.items()})
+        return self.metrics.render()
+
+    def _store_gauges(self) -> dict[str, float]:
+        """Set the gauges read from the store; returns miner_source_up of the sources as the store has them."""
         stored_up: dict[str, float] = {}
         try:
             # Not the reports' connection: one report waiting out a locked store there (up to SQLite's busy
@@ -366,7 +379,4 @@ class Service(ServiceJobs):
             self._scrape_error = str(exc)
         else:
             self._scrape_error = None
-        with self._source_up_guard:
-            up = {**stored_up, **self._source_up}
-        self.metrics.replace("miner_source_up", {(("source", name),): value for name, value in up.items()})
-        return self.metrics.render()
+        return stored_up

@@ -1,7 +1,9 @@
 """The service's store connections, one per job, and the watch on the store file they all write to.
 
 SQLite connections are not shared across threads, and each job (and the HTTP endpoint's reports and scrapes)
-runs on its own: each gets its own connection, opened on first use and closed after the store failed it. A store
+runs on its own: each gets its own connection, opened on first use and closed after the store failed it. The
+endpoint answers each request on a thread of its own, so its connections are used by one request at a time (a lock
+each: the reports', the read API's, the scrapes'). A store
 file deleted or replaced under the running service is noticed at the next use of any of them, and the service is
 asked to stop rather than write on into a file nobody will see again.
 """

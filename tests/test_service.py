@@ -992,6 +992,49 @@ def test_a_scrape_does_not_wait_for_a_report_held_up_by_a_locked_store(tmp_path:
         service.stop()
 
 
+def test_scrapes_at_once_each_read_the_store_as_of_their_own_request(tmp_path: Path) -> None:
+    # Every scrape read on the one metrics connection, from its own handler thread: scrapes at once (Prometheus in
+    # an HA pair, a dashboard) shared one SQLite read transaction, kept open while any of their statements ran, and
+    # a scrape asked after a commit answered from a snapshot taken before it, tens of commits late.
+    from miner.records import Post
+
+    service, base = _http_service(tmp_path)
+    writer, now = Store.open(tmp_path / "miner.sqlite"), utcnow()
+    writer.insert_posts([Post("feed", str(i), f"post {i} whatsapp down", now) for i in range(30_000)], now)
+    committed, late, statuses = [30_000], [], []
+    done = threading.Event()
+
+    def write() -> None:
+        for i in range(300):
+            writer.insert_posts([Post("feed", f"new-{i}", "whatsapp down", now)], now)
+            committed[0] += 1
+            time.sleep(0.005)
+        done.set()
+
+    def scrape() -> None:
+        with httpx.Client(timeout=30) as client:
+            while not done.is_set():
+                before = committed[0]
+                reply = client.get(f"{base}/metrics")
+                statuses.append(reply.status_code)
+                [depth] = [int(line.split()[-1]) for line in reply.text.splitlines()
+                           if line.startswith('miner_queue_depth{queue="classify"}')]
+                if depth < before:
+                    late.append(before - depth)
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=scrape) for _ in range(6))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        writer.close()
+        service.stop()
+    assert len(statuses) > 50 and set(statuses) == {200}
+    assert late == []
+
+
 def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_soon(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Each report waited for the one ahead of it to wait out SQLite's busy timeout: the third answered after three.
