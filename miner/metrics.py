@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
@@ -96,4 +97,9 @@ def _escape(value: str) -> str:
 
 
 def _number(value: float) -> str:
+    # Python writes nan, inf and -inf, which parsers that keep to the format's spelling refuse.
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     return str(int(value)) if float(value).is_integer() else repr(value)
