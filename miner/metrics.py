@@ -24,16 +24,18 @@ HELP = {
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "
                             "or unavailable (the store could not take it)."),
-    "miner_job_runs_total": ("counter", "Scheduled job runs, per job and outcome (ok, error, or skipped: the "
-                             "previous run was still going at the tick)."),
+    # The jobs' label is `stage`, as /healthz names them: Prometheus sets `job` (the scrape's) on every series, and
+    # renames a `job` of ours exported_job, where no rule asking for job="collect" finds it.
+    "miner_job_runs_total": ("counter", "Scheduled job runs, per stage (job) and outcome (ok, error, or skipped: "
+                             "the previous run was still going at the tick)."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),
     "miner_posts_held": ("gauge", "Posts fetched and held in memory because the store took no writes (full disk)."),
-    "miner_store_error": ("gauge", "1 per job whose last run the store failed, by cause: disk_full (or an I/O "
+    "miner_store_error": ("gauge", "1 per stage (job) whose last run the store failed, by cause: disk_full (or an I/O "
                           "error), read_only, locked, corrupt, cannot_open, lost (deleted or replaced), other."),
     "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
-    "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each job's last successful run."),
+    "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each stage's (job's) last successful run."),
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
     "miner_prune_held": ("gauge", "1 while the last retention prune was held back, deleting nothing, as its cutoff "
                          "was after the newest post a source dated (a clock ahead?); `miner status` says more."),

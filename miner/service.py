@@ -260,7 +260,7 @@ class Service(ServiceJobs):
         return Pipeline(self.config, self._store(job), self._classifier)
 
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
-        self.metrics.inc("miner_job_runs_total", job=str(event.job_id), outcome="skipped")
+        self.metrics.inc("miner_job_runs_total", stage=str(event.job_id), outcome="skipped")
         log.debug("job %s: still running at its next tick, which is skipped", event.job_id)
 
     def _run_job(self, name: str) -> None:
@@ -270,7 +270,7 @@ class Service(ServiceJobs):
             getattr(self, f"job_{name}")(self.options.clock())  # ServiceJobs' job_collect, job_process, ...
         except Exception as exc:  # one failing job run must not kill the scheduler; it is retried next time
             health.last_error, health.last_error_at = f"{type(exc).__name__}: {exc}", self.options.clock()
-            self.metrics.inc("miner_job_runs_total", job=name, outcome="error")
+            self.metrics.inc("miner_job_runs_total", stage=name, outcome="error")
             if isinstance(exc, StoreError):
                 self._stores.forget(name)
             previous = self._store_failing(name, exc if isinstance(exc, StoreError) else None)
@@ -285,8 +285,8 @@ class Service(ServiceJobs):
                 log.exception("job %s failed", name)
         else:
             health.last_ok, health.last_ok_monotonic = self.options.clock(), time.monotonic()
-            self.metrics.inc("miner_job_runs_total", job=name, outcome="ok")
-            self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), job=name)
+            self.metrics.inc("miner_job_runs_total", stage=name, outcome="ok")
+            self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), stage=name)
             if (previous := self._store_failing(name, None)) is not None:
                 log.info("job %s succeeded again: the store no longer fails it (%s)", name, previous[0])
         finally:
@@ -305,7 +305,7 @@ class Service(ServiceJobs):
             previous = self._store_errors.pop(job, None)
             if error is not None:
                 self._store_errors[job] = (error.cause, error.same_as)
-            self.metrics.replace("miner_store_error", {(("cause", c), ("job", j)): 1.0
+            self.metrics.replace("miner_store_error", {(("cause", c), ("stage", j)): 1.0
                                                        for j, (c, _) in self._store_errors.items()})
         return previous
 

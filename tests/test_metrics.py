@@ -168,7 +168,14 @@ def test_the_service_scrape_parses_strictly(tmp_path: Path, feed: str) -> None:
                                                          (("service", "a name\nthe store holds"),): 1.0}
     assert families["miner_posts_stored_total"].samples == {(("source", "feed"),): 3.0}
     assert families["miner_reports_total"].samples == {(("result", "accepted"),): 1.0, (("result", "invalid"),): 1.0}
-    assert len(families["miner_job_runs_total"].samples) == 2
+    # Prometheus sets job and instance on every series it scrapes: a label of the same name arrives renamed
+    # exported_job (honor_labels false, the default), and a rule or dashboard asking for it finds nothing.
+    names = {k for f in families.values() for labels in f.samples for k, _ in labels}
+    assert not names & {"job", "instance"}
+    assert families["miner_job_runs_total"].samples == {(("outcome", "ok"), ("stage", "collect")): 1.0,
+                                                         (("outcome", "ok"), ("stage", "retention")): 1.0}
+    assert set(families["miner_job_last_success_timestamp_seconds"].samples) == {(("stage", "collect"),),
+                                                                                 (("stage", "retention"),)}
 
 
 @pytest.mark.parametrize("text", [

@@ -174,7 +174,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             metrics = httpx.get(f"{base}/metrics").text
             assert "# TYPE miner_posts_stored_total counter" in metrics
             assert 'miner_queue_depth{queue="classify"} 0' in metrics
-            assert 'miner_job_runs_total{job="process",outcome="ok"}' in metrics
+            assert 'miner_job_runs_total{outcome="ok",stage="process"}' in metrics
 
             # User reports: stored as complaints, validated, rate-limited per client.
             ok = httpx.post(f"{base}/report", json={"service": "mtnug", "symptom": "calls"})
@@ -371,7 +371,7 @@ def test_a_replaced_store_fails_health_and_every_job(tmp_path: Path) -> None:
         stage = service.healthz()[1]["stages"]["retention"]
         assert "was deleted or replaced" in stage["last_error"]
         assert before <= parse_iso(stage["last_error_at"]) <= utcnow()
-        assert 'miner_store_error{cause="lost",job="retention"} 1\n' in service.metrics_text()
+        assert 'miner_store_error{cause="lost",stage="retention"} 1\n' in service.metrics_text()
         with pytest.raises(StoreError, match="deleted or replaced"):
             service._store("http")  # a new connection would work on the new file (or create an empty one)
     finally:
@@ -401,7 +401,7 @@ def test_a_deleted_wal_stops_the_service_and_its_commits_are_saved(tmp_path: Pat
         assert not ok and detail["status"] == "failed"
         assert f"store {db}: its {side} file was deleted or replaced" in detail["error"]
         service._run_job("retention")
-        assert 'miner_store_error{cause="lost",job="retention"} 1\n' in service.metrics_text()
+        assert 'miner_store_error{cause="lost",stage="retention"} 1\n' in service.metrics_text()
     finally:
         service.stop()
     assert service._stop.is_set()
@@ -456,7 +456,7 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
         for _ in range(3):
             service._run_job("retention")
             assert "is corrupt (database disk image is malformed)" in str(service.health["retention"].last_error)
-            assert 'miner_store_error{cause="corrupt",job="retention"} 1\n' in service.metrics_text()
+            assert 'miner_store_error{cause="corrupt",stage="retention"} 1\n' in service.metrics_text()
         assert logged() == ["job retention failed", "metrics: cannot read the store"]
         write_page(good)  # put right (a restore by hand would stop the service first)
         service._run_job("retention")
@@ -489,7 +489,7 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
         finally:
             service.stop()
     assert service.health["collect"].last_error is None
-    assert service.metrics.get("miner_job_runs_total", job="collect", outcome="skipped") >= 5
+    assert service.metrics.get("miner_job_runs_total", stage="collect", outcome="skipped") >= 5
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
 
 
@@ -542,7 +542,7 @@ def test_polls_a_full_store_does_not_take_are_held_shown_and_stored_later(
             assert "disk full" in error and "3 posts of 1 poll are held in memory until the store takes them" in error
             assert "miner_posts_held 3\n" in service.metrics_text()
             # The cause is on /metrics too, for an alert to name it.
-            assert 'miner_store_error{cause="disk_full",job="collect"} 1\n' in service.metrics_text()
+            assert 'miner_store_error{cause="disk_full",stage="collect"} 1\n' in service.metrics_text()
             disk_full()
             service._run_job("collect")  # the next round: the source is not polled again before its interval
             assert len(server.requests_to("/feed.rss")) == 1
