@@ -224,11 +224,23 @@ def test_a_reminder_due_within_group_interval_waits_and_goes_with_the_next_openi
 def test_a_stale_opening_is_recorded_as_such_not_held(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail(smtp_server)
     run(store, cfg, T0, at(1), spreading(store) | {at(5): lambda: None})
-    open_incident(store, "Instagram", at(5) - timedelta(hours=2), posts=False, series=False)
+    over = open_incident(store, "Instagram", at(5) - timedelta(hours=2), posts=False, series=False)
+    resolve(store, over, at(5) - timedelta(hours=1))  # over before miner saw it
     run(store, cfg, at(5), at(30))
-    [stale] = store.outbox_rows(["suppressed"])
+    [stale] = [r for r in store.outbox_rows(["suppressed"]) if r["kind"] == "alert"]
     assert str(stale["reason"]).startswith("stale: ")
     assert store.outbox_rows(["pending"]) == [] and len(sent(store)) == 1
+
+
+def test_a_late_opening_still_going_on_is_alerted_with_its_group(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # miner was down for hours: an outage it finds still on goes out as any alert of its group would.
+    cfg = mail(smtp_server)
+    run(store, cfg, T0, at(1), spreading(store) | {at(5): lambda: None})
+    open_incident(store, "Instagram", at(5) - timedelta(hours=2), posts=False, series=False)
+    run(store, cfg, at(5), at(16))
+    assert store.outbox_rows(["suppressed"]) == []
+    assert sent(store) == [(["WhatsApp"], at(0.5)), (["Instagram"], at(15.5))]
+    assert len(smtp_server.inbox.messages) == 2
 
 
 def test_messages_tried_through_an_smtp_outage_are_not_held_and_each_goes_once(

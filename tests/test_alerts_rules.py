@@ -245,14 +245,15 @@ def test_an_opening_and_its_resolve_planned_together_are_one_message(store: Stor
     assert sorted((r["kind"], r["status"]) for r in rows(store)) == [("alert", "pending"), ("resolved", "suppressed")]
 
 
-def test_a_stale_opening_stays_suppressed_after_its_silence() -> None:
-    from miner.alerts.planner import late_opening_due
-
-    at = T0 - timedelta(minutes=30)
-    assert late_opening_due("suppressed", at, T0, None, 3600.0)
-    assert not late_opening_due("suppressed", at, T0, "silenced by silence #1 until ...", 3600.0)  # still muted
-    assert not late_opening_due("queued", at, T0, None, 3600.0)  # it was announced already
-    assert not late_opening_due("suppressed", at, T0, None, 600.0)  # first planned 30 min late: stale, not muted
+def test_a_stale_opening_still_open_is_announced_once_its_silence_ends(store: Store) -> None:
+    c = cfg(group_wait=0.0, stale_after=600.0)
+    store.add_silence("WhatsApp", T0 - timedelta(minutes=30), T0 + timedelta(minutes=20), "", T0)
+    open_incident(store, "WhatsApp", T0 - timedelta(minutes=30), posts=False, series=False)
+    plan_notifications(store, c, T0)  # first planned 30 min late, and muted
+    assert items_of(store) == [("alert", "open", "suppressed")]
+    assert plan_notifications(store, c, T0 + timedelta(minutes=10)) == 0  # still muted
+    assert plan_notifications(store, c, T0 + timedelta(minutes=21)) == 1  # the outage is still on
+    assert items_of(store, "pending") == [("alert", "open", "pending")]
 
 
 def test_ending_a_silence_keeps_it_for_the_notifications_that_cite_it(store: Store) -> None:
@@ -303,11 +304,48 @@ def test_maintenance_windows_suppress_only_inside_the_window(store: Store, windo
     assert len(rows(store, "pending")) == 1
 
 
-def test_stale_openings_are_recorded_not_alerted(store: Store) -> None:
+def test_a_late_opening_of_an_outage_still_going_on_is_alerted_and_reminded(store: Store) -> None:
+    # miner was down for two hours (or caught up a backlog): the outage it finds is still on, so it is news.
+    c = cfg(group_wait=0.0, stale_after=600.0, repeat_interval=3600.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    assert plan_and_send(store, c, T0 + timedelta(hours=2)) == 1
+    assert items_of(store) == [("alert", "open", "sent")]
+    assert plan_and_send(store, c, T0 + timedelta(hours=3)) == 1  # reminders follow
+    resolve(store, iid, T0 + timedelta(hours=3, minutes=30))
+    assert plan_and_send(store, c, T0 + timedelta(hours=3, minutes=30)) == 1  # and the resolve notice
+    assert [(kind, item) for kind, item, _ in items_of(store)] == [
+        ("alert", "open"), ("alert", "repeat"), ("resolved", "resolve")]
+
+
+def test_late_openings_of_outages_over_by_then_are_recorded_not_alerted(store: Store) -> None:
+    # Alerts enabled on a store with past outages, or miner back after they ended: no page for any of them.
+    c = cfg(group_wait=0.0, stale_after=600.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    resolve(store, iid, T0 + timedelta(minutes=30))
+    flap = open_incident(store, "Telegram", T0, posts=False, series=False)
+    resolve(store, flap, T0 + timedelta(minutes=20))
+    reopen(store, flap, T0 + timedelta(minutes=40))  # on again: only this opening is news
+    plan_notifications(store, c, T0 + timedelta(hours=2))
+    stale = [r for r in rows(store, "suppressed") if r["kind"] == "alert"]
+    assert len(stale) == 2 and all(str(r["reason"]).startswith("stale: ") for r in stale)
+    assert {i["incident_id"] for r in stale for i in store.notification_items(int(r["id"]))} == {iid, flap}
+    [alert] = rows(store, "pending")
+    assert [(i["incident_id"], i["kind"]) for i in store.notification_items(int(alert["id"]))] == [(flap, "open")]
+    assert plan_notifications(store, c, T0 + timedelta(hours=2, minutes=1)) == 0
+
+
+def test_a_late_opening_waits_for_the_detector_to_say_it_is_still_on(store: Store) -> None:
+    # The alerts job ran before the detector caught up after miner's own outage: the store's "open" is old news.
+    c = cfg(group_wait=0.0, stale_after=600.0)
+    store.save_detector_step("WhatsApp", T0, "{}", [], T0)
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
-    plan_notifications(store, cfg(stale_after=600.0), T0 + timedelta(hours=1))
+    plan_notifications(store, c, T0 + timedelta(hours=2))
     [row] = rows(store)
     assert row["status"] == "suppressed" and str(row["reason"]).startswith("stale")
+    assert plan_notifications(store, c, T0 + timedelta(hours=2, minutes=1)) == 0
+    store.save_detector_step("WhatsApp", T0 + timedelta(hours=2), "{}", [], T0 + timedelta(hours=2, minutes=1))
+    assert plan_notifications(store, c, T0 + timedelta(hours=2, minutes=1)) == 1
+    assert items_of(store, "pending") == [("alert", "open", "pending")]
 
 
 def test_routes_only_get_their_services(store: Store) -> None:

@@ -51,6 +51,8 @@ class _Context:
     settings: AlertSettings
     now: datetime
     silences: list[dict[str, Any]]
+    # Whether the detector has run within stale_after of now, so an incident the store holds open is open now.
+    detector_current: bool = True
 
     def muted(self, service: str) -> str | None:
         """Why alerts for ``service`` are muted right now, or None."""
@@ -75,7 +77,9 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
     """Plan alert and resolve notices for transitions logged since the last call. Returns items written."""
     if not settings.enabled:
         return 0
-    ctx = _Context(settings, now, store.silences(active_at=now))
+    clock = store.detector_clock()
+    ctx = _Context(settings, now, store.silences(active_at=now),
+                   clock is None or (now - clock).total_seconds() <= settings.stale_after)
     _mute_queued(store, ctx)
     for _ in range(5):
         cursor = store.alert_cursor()
@@ -89,7 +93,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
-        items += _plan_unmuted(ctx, store, still_open, states)
+        items += _plan_late(ctx, still_open, states)
         items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
         new_cursor = events[-1]["id"] if events else cursor
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
@@ -151,6 +155,7 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
     unsent = set(unsent)
     # Openings planned in this same run count for inhibiting their resolve notices.
     outcome = {key: st["open_outcome"] for key, st in states.items()}
+    last_resolve = {e["incident_id"]: e["id"] for e in events if e["kind"] == "resolve"}
     for ev in events:
         service, iid = ev["service"], ev["incident_id"]
         at = parse_iso(ev["at"])
@@ -162,7 +167,8 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
             due = ctx.now + ctx.settings.group_wait_for(route)
             if _opening(ev) and route.immediate:
                 reason = ctx.muted(service)
-                if reason is None and (ctx.now - at).total_seconds() > ctx.settings.stale_after:
+                if (reason is None and (ctx.now - at).total_seconds() > ctx.settings.stale_after
+                        and not _still_open(ctx, ev, last_resolve)):
                     reason = f"stale: opened at {iso(at)}, more than {ctx.settings.stale_after:.0f}s before planning"
                 outcome[(route.name, iid)] = "suppressed" if reason else "queued"
                 prefix = "open" if ev["kind"] == "open" else "reopen"
@@ -199,6 +205,17 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
     return items
 
 
+def _still_open(ctx: _Context, event: dict[str, Any], last_resolve: dict[int, int]) -> bool:
+    """Whether an opening planned late (miner was down, or caught up a backlog) is of an outage still going on,
+    which is alerted however late, as Alertmanager alerts whatever still fires after a restart. Only one that ended
+    meanwhile stays quiet (stale): paging for it after a long outage of miner, or for every past outage of a store
+    alerts were just enabled on, would be a flood about nothing the on-call can act on. The store's status says so
+    only once the detector has caught up to now; until then the opening is suppressed, and announced by
+    _plan_late once it has, if still open."""
+    return (ctx.detector_current and event["status"] == "open"
+            and last_resolve.get(event["incident_id"], -1) < event["id"])
+
+
 def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
                   undelivered: set[tuple[str, str, int]]) -> list[PlannedItem]:
     """Reminders of incidents alerted ``repeat_interval`` ago (counted from the last alert sent, see
@@ -224,24 +241,26 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: d
     return items
 
 
-def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]],
-                  states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
-    """Openings a silence or maintenance window suppressed, announced once it no longer mutes a still-open incident.
+def _plan_late(ctx: _Context, open_incidents: list[dict[str, Any]],
+               states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
+    """Suppressed openings announced once nothing holds them back and the incident is still open.
 
-    As in Alertmanager, a silence delays the news rather than dropping it: otherwise an outage that outlasts a
-    short silence is never announced, and its resolve is inhibited too. The late opening is an ordinary opening
-    (threading, repeats and the resolve notice follow from it); stale openings stay suppressed for good.
+    As in Alertmanager, a silence or maintenance window delays the news rather than dropping it: otherwise an
+    outage that outlasts a short silence is never announced, and its resolve is inhibited too. So does staleness:
+    an opening seen too late to tell whether it was still on (the detector had not caught up) is announced once the
+    detector says it still is. The late opening is an ordinary opening (threading, repeats and the resolve notice
+    follow from it).
     """
     items: list[PlannedItem] = []
+    if not ctx.detector_current:
+        return items
     for inc in open_incidents:
-        if not any(st["open_outcome"] == "suppressed" for (_, iid), st in states.items() if iid == inc["id"]):
-            continue
-        opened = store.last_opened_at(inc)
         for route in ctx.settings.routes:
             state = states.get((route.name, inc["id"]))
-            if (not route.immediate or not route.matches(inc["service"]) or state is None
-                    or not late_opening_due(state["open_outcome"], opened, parse_iso(state["last_notified_at"]),
-                                            ctx.muted(inc["service"]), ctx.settings.stale_after)):
+            # Suppressed first: muted() reads every silence and maintenance window, for each incident and route.
+            if (state is None or state["open_outcome"] != "suppressed" or not route.immediate
+                    or not route.matches(inc["service"])
+                    or not late_opening_due(state["open_outcome"], ctx.muted(inc["service"]))):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
             # The suppressed opening's planning time tells this late opening apart from one after a later re-mute.
@@ -253,17 +272,11 @@ def _plan_unmuted(ctx: _Context, store: Store, open_incidents: list[dict[str, An
     return items
 
 
-def late_opening_due(open_outcome: str, opened_at: datetime, suppressed_at: datetime, muted: str | None,
-                     stale_after: float) -> bool:
-    """Whether a still-open incident whose opening was suppressed on a route should be announced now.
-
-    ``suppressed_at`` is when the opening was planned (and suppressed). Only a mute (silence, maintenance) ends;
-    an opening first planned more than ``stale_after`` seconds after it happened was stale, which it stays once
-    the mute is over: without the mute it would not have been alerted either.
-    """
-    if open_outcome != "suppressed" or muted is not None:
-        return False
-    return (suppressed_at - opened_at).total_seconds() <= stale_after
+def late_opening_due(open_outcome: str, muted: str | None) -> bool:
+    """Whether a still-open incident whose opening was suppressed on a route (muted, or stale) should be announced
+    now: once no silence or maintenance window mutes it. A stale opening of an incident still open is news as much
+    as one that was muted: the outage is going on."""
+    return open_outcome == "suppressed" and muted is None
 
 
 def _anchor_key(route: RouteSettings) -> str:

@@ -194,7 +194,7 @@ class AlertSettings:
     # Which alerts of a route share group_wait and group_interval: those about services of one provider (a service
     # without one is a group of its own), so an unrelated outage is not held back by the last message (alerts.md).
     group_by: GroupBy = "provider"
-    stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is not alerted
+    stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is alerted only if still open
     lease_seconds: float = 300.0  # a 'sending' claim older than this is presumed crashed and retried
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
     retry_max: float = 1800.0  # longest wait between retries
