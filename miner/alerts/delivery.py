@@ -38,12 +38,18 @@ if TYPE_CHECKING:
 
 
 class DeliveryError(Exception):
-    """One attempt failed; ``permanent`` when retrying cannot help. ``retry_after`` in seconds when asked."""
+    """One attempt failed; ``permanent`` when retrying cannot help. ``retry_after`` in seconds when asked.
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+    ``unreachable``: the server itself failed (refused or timed out connecting, never answered, hung up, a session
+    cut), not this message: the channel's other messages would wait out the same timeout, one after another.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
+                 unreachable: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 class NothingSent(Exception):
@@ -141,19 +147,21 @@ class SmtpSender:
                 watchdog.cancel()
         except _Cut:
             raise DeliveryError(f"SMTP {s.host}:{s.port}: session cut after {limit:g}s (smtp.timeout {s.timeout:g}s "
-                                f"for each of {9 + len(recipients)} commands)") from None
+                                f"for each of {9 + len(recipients)} commands)", unreachable=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
             codes = [code for code, _ in replies.values()]
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in replies.items())
             raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes)) from None
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}",
-                                permanent=exc.smtp_code >= 500) from None
+            # A greeting other than 220 (a 421 "too busy") turns every message away alike.
+            raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}", permanent=exc.smtp_code >= 500,
+                                unreachable=isinstance(exc, smtplib.SMTPConnectError)) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}",
+                                unreachable=True) from None
         if refused and len(refused) == len(recipients):
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
             raise DeliveryError(f"all recipients refused: {detail}", permanent=True)
@@ -255,7 +263,7 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
         except DeliveryError as exc:
             if not exc.permanent:
                 raise DeliveryError(f"{exc} ({what}){_accepted(sent, len(done) - sent)}",
-                                    retry_after=exc.retry_after) from None
+                                    retry_after=exc.retry_after, unreachable=exc.unreachable) from None
             refused.setdefault(str(exc), []).append(what)
             continue
         sent += 1
@@ -299,10 +307,11 @@ class HttpWebhookSender:
             raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
         except (TimeoutError, httpx.TimeoutException):
-            raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s") from None
+            raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s",
+                                unreachable=True) from None
         except httpx.HTTPError as exc:
             # Never echo the URL: it is the secret.
-            raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}") from None
+            raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}", unreachable=True) from None
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error

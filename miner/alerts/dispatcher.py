@@ -6,7 +6,9 @@ time when it happens, not at the ``now`` the run started with: a run sending man
 later rows already looking older than the lease (another dispatcher would take them over mid-send). A worker that
 dies mid-send leaves a 'sending' claim that returns to pending after ``lease_seconds`` and is sent again with the
 same Message-ID. Failures retry with exponential backoff and jitter until ``give_up_after``; permanent errors fail
-at once with their reason.
+at once with their reason. Once a channel's server (the SMTP server, one webhook's endpoint) is found unreachable
+in a run, that channel's other rows are left pending for the next run, unclaimed and untried: each would wait out
+the same timeout, and a page queued behind a run of emails to a dead mail server went minutes late.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,7 @@ class DispatchStats:
     lost_races: int = 0  # rows another worker claimed (or a failed attempt rescheduled) first
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
     held: int = 0  # due, but held until group_interval after the last message of its route, channel and group
+    deferred: int = 0  # due, but left for the next run: their channel's server was unreachable in this one
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -75,19 +78,74 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
     if stats.reclaimed:
         log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
-    for listed in store.due_notifications(now, limit):
-        if stop is not None and stop.is_set():
-            break  # a batch to a hanging server would outlast the stop timeout (100 rows x the SMTP timeout)
-        if _held(store, settings, listed, clock()):
+    run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats)
+    listed = store.due_notifications(now, limit)
+    # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of
+    # a dead mail server, not one SMTP timeout later at every run of its outage.
+    suspect = {ch for ch in {str(r["channel"]) for r in listed} if store.alert_state(_unreachable_key(ch))}
+    seen: set[int] = set()
+    while listed:
+        full = len(listed) == limit
+        gone_down = False
+        for row in sorted(listed, key=lambda r: str(r["channel"]) in suspect):
+            if stop is not None and stop.is_set():
+                return run.finish()  # a batch to a hanging server would outlast the stop timeout
+            seen.add(int(row["id"]))
+            gone_down |= run.one(row, suspect)
+        if not (full and gone_down):
+            break
+        # The listing was full and a channel went down: rows of the other channels past it are due too, and would
+        # wait behind the down channel's (due still, and listed first again) at every run while it stays down.
+        listed = [r for r in store.due_notifications(now, limit, exclude_channels=sorted(run.down))
+                  if int(r["id"]) not in seen]
+    return run.finish()
+
+
+def _unreachable_key(channel: str) -> str:
+    """alert_state: the error with which ``channel``'s server was last found unreachable; empty once it answered."""
+    return f"unreachable:{channel}"
+
+
+@dataclass
+class _Run:
+    """One dispatch run's rows, sent one at a time."""
+
+    store: Store
+    settings: AlertSettings
+    now: datetime
+    worker_id: str
+    senders: Senders
+    rng: random.Random
+    sources: Collection[str] | None
+    clock: Callable[[], datetime]
+    stats: DispatchStats
+    down: dict[str, int] = field(default_factory=dict)  # channel -> its rows left for the next run
+
+    def one(self, listed: dict[str, Any], suspect: set[str]) -> bool:
+        """Send one listed row (unless held, taken, or its channel is down); True when its server was unreachable."""
+        store, stats, clock = self.store, self.stats, self.clock
+        if (channel := str(listed["channel"])) in self.down:
+            # Not claimed, so not an attempt: it is due still, and tried at the next run. Each of them waiting out
+            # the same timeout held back the other channels' rows after them (a page behind 100 emails).
+            self.down[channel] += 1
+            stats.deferred += 1
+            return False
+        if _held(store, self.settings, listed, clock()):
             stats.held += 1
-            continue
-        row = store.claim_due(listed["id"], worker_id, clock(), now)
+            return False
+        row = store.claim_due(listed["id"], self.worker_id, clock(), self.now)
         if row is None:
             stats.lost_races += 1
-            continue
+            return False
         stats.claimed += 1
-        finish = _attempt(store, settings, row, clock, senders, rng, sources)
-        if not store.finish_notification(row["id"], worker_id, clock(), finish):
+        finish, reached = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources)
+        if reached is False:
+            self.down[channel] = 0
+            store.set_alert_state(_unreachable_key(channel), finish.detail or "unreachable")
+        elif reached and channel in suspect:
+            suspect.discard(channel)
+            store.set_alert_state(_unreachable_key(channel), "")
+        if not store.finish_notification(row["id"], self.worker_id, clock(), finish):
             stats.lapsed += 1
             log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
         if finish.outcome == "sent":
@@ -96,7 +154,14 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
             stats.retried += 1
         else:
             stats.failed += 1
-    return stats
+        return reached is False
+
+    def finish(self) -> DispatchStats:
+        for channel, n in self.down.items():
+            if n:
+                log.warning("%d due outbox message(s) for %s left for the next run: its server was unreachable",
+                            n, channel)
+        return self.stats
 
 
 def _held(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
@@ -120,25 +185,27 @@ def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
 
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
-             senders: Senders, rng: random.Random, sources: Collection[str] | None) -> Finish:
+             senders: Senders, rng: random.Random, sources: Collection[str] | None) -> tuple[Finish, bool | None]:
+    """The attempt's outcome, and whether the channel's server answered: False when it was unreachable
+    (DeliveryError.unreachable), None when nothing was sent to it (nothing left to send, a rendering error)."""
     try:
         detail = send_row(store, settings, row, clock(), senders, sources=sources)
     except NothingSent as exc:
         log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
-        return Finish("sent", str(exc), delivered=False)
+        return Finish("sent", str(exc), delivered=False), None
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
-            return Finish("failed", str(exc))
-        return _retry(settings, row, clock(), str(exc), exc.retry_after, rng)
+            return Finish("failed", str(exc)), not exc.unreachable
+        return _retry(settings, row, clock(), str(exc), exc.retry_after, rng), not exc.unreachable
     except MinerError as exc:
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
-        return Finish("failed", str(exc))
+        return Finish("failed", str(exc)), None
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
         log.exception("outbox %d: unexpected error", row["id"])
-        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng)
+        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng), None
     log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], detail)
-    return Finish("sent", detail)
+    return Finish("sent", detail), True
 
 
 def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,

@@ -130,7 +130,8 @@ def outbox_send(app: AppContext) -> None:
         stats = run_alerts(app.store(must_exist=True), app.config.alerts, utcnow(),
                            worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
                            stop=stop)
-        click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
+        deferred = f", left for the next run {stats.deferred} (server unreachable)" if stats.deferred else ""
+        click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}{deferred}")
     if stats.failed:
         raise click.exceptions.Exit(1)
 

@@ -173,7 +173,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "recipients that accepted an email others refused, or of the dedup_keys of the PagerDuty events "
                "accepted, so a retry skips them; pruned with its row), or pagerduty_store_key (random, made at the "
                "store's first PagerDuty event: part of every dedup_key, so that a new store's incidents, numbered "
-               "from 1 again, are not taken for the old one's).",
+               "from 1 again, are not taken for the old one's), or unreachable:<channel> (the error with which the "
+               "channel's server was last found unreachable, empty once it answered again: its messages go after "
+               "the other channels' at each run meanwhile).",
         "value": "Value as text.",
     }),
     "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE. Finished rows "

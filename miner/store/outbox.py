@@ -229,10 +229,12 @@ class OutboxMixin:
                 "WHERE status = 'sending' AND claimed_at < ?", (iso(cutoff),)
             ).rowcount
 
-    def due_notifications(self, now: datetime, limit: int) -> list[dict[str, Any]]:
+    def due_notifications(self, now: datetime, limit: int, *,
+                          exclude_channels: Sequence[str] = ()) -> list[dict[str, Any]]:
+        skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
         return self.database.rows(
-            "SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id "
-            "LIMIT ?", (iso(now), limit),
+            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? {skip}"
+            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), *exclude_channels, limit),
         )
 
     def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:

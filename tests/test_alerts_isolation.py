@@ -1,0 +1,158 @@
+"""One channel's outage does not hold back the others: an SMTP server or webhook endpoint that accepts the
+connection and never answers, beside a real webhook receiver on 127.0.0.1, over a real store."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_support import T0, open_incident, settings
+
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
+from miner.store import Store
+
+TIMEOUT = 1.0  # the dead server's timeout, SMTP or webhook
+SERVICES = ("WhatsApp", "Telegram", "Signal")  # no provider: one group, so one message per channel, each
+
+
+class Receiver:
+    """A webhook receiver answering 202 at once, recording when each body came."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[float, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.got.append((time.monotonic(), body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/SECRET-TOKEN"
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    r = Receiver()
+    monkeypatch.setenv("MINER_TEST_PAGER", r.url)
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    """A port whose connections the kernel completes but nobody ever reads or answers (a hung server, a firewall
+    that lets the handshake through): each attempt waits out its timeout."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def config(route: RouteSettings, webhooks: tuple[WebhookSettings, ...], smtp_port: int) -> AlertSettings:
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_port, security="none", timeout=TIMEOUT)
+    return settings(routes=(route,), webhooks=webhooks, smtp=smtp, group_wait=0.0, group_by="service")
+
+
+PAGER = WebhookSettings(name="pager", url_env="MINER_TEST_PAGER")
+
+
+def test_an_smtp_server_that_never_answers_does_not_hold_back_the_webhooks(
+        store: Store, receiver: Receiver, dead_port: int, smtp_server: SmtpServer) -> None:  # noqa: F811
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("pager",))
+    cfg = config(route, (PAGER,), dead_port)
+    for service in SERVICES:
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)  # per incident: an email, then a webhook message
+    started = time.monotonic()
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    # Every webhook message within one SMTP timeout, not one more after each email's.
+    assert len(receiver.got) == 3 and max(t for t, _ in receiver.got) - started < 2 * TIMEOUT
+    assert (stats.sent, stats.retried, stats.deferred, stats.failed) == (3, 1, 2, 0)
+    emails = sorted(store.outbox_rows(["pending"]), key=lambda r: int(r["id"]))
+    assert [r["channel"] for r in emails] == ["email"] * 3
+    # The two left for the next run were not tried: no attempt counted, still due, unclaimed.
+    assert [r["attempts"] for r in emails] == [1, 0, 0]
+    assert all(r["claimed_by"] is None and r["next_attempt_at"] <= T0.isoformat() for r in emails[1:])
+
+    # The mail server is back: the two go at the next run, the one tried at its retry; each once.
+    cfg = replace(cfg, smtp=replace(cfg.smtp, port=smtp_server.port))
+    assert dispatch(store, cfg, T0 + timedelta(seconds=1), worker_id="w").sent == 2
+    assert dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w").sent == 1
+    assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").claimed == 0
+    ids = [str(m["Message-ID"]) for m in smtp_server.inbox.messages]
+    assert len(ids) == 3 and sorted(ids) == sorted(str(r["message_id"]) for r in emails)
+    assert len(receiver.got) == 3
+
+
+def test_a_webhook_endpoint_that_never_answers_does_not_hold_back_another(
+        store: Store, receiver: Receiver, dead_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MINER_TEST_CHAT", f"http://127.0.0.1:{dead_port}/hooks/SECRET-TOKEN")
+    chat = WebhookSettings(name="chat", url_env="MINER_TEST_CHAT", timeout=TIMEOUT)
+    route = RouteSettings(name="oncall", webhooks=("chat", "pager"))
+    cfg = config(route, (chat, PAGER), 25)
+    for service in SERVICES:
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    started = time.monotonic()
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    assert len(receiver.got) == 3 and max(t for t, _ in receiver.got) - started < 2 * TIMEOUT
+    assert (stats.sent, stats.retried, stats.deferred) == (3, 1, 2)
+    assert sorted(r["attempts"] for r in store.outbox_rows(["pending"])) == [0, 0, 1]
+
+
+def test_a_page_planned_while_the_mail_server_is_down_goes_before_the_next_try_of_it(
+        store: Store, receiver: Receiver, dead_port: int, smtp_server: SmtpServer) -> None:  # noqa: F811
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("pager",))
+    cfg = config(route, (PAGER,), dead_port)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    assert store.alert_state("unreachable:email")
+    # A run later, a new outage: its page goes first, the email (still due: a new one) after it.
+    open_incident(store, "Telegram", T0 + timedelta(seconds=30), posts=False, series=False)
+    plan_notifications(store, cfg, T0 + timedelta(seconds=30))
+    started = time.monotonic()
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=30), worker_id="w")
+    assert len(receiver.got) == 2 and receiver.got[-1][0] - started < TIMEOUT / 2
+    assert (stats.sent, stats.retried) == (1, 1)
+    # Back: the mark goes once the server answers, and every email goes once.
+    cfg = replace(cfg, smtp=replace(cfg.smtp, port=smtp_server.port))
+    dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+    assert store.alert_state("unreachable:email") == ""
+    assert len(smtp_server.inbox.messages) == 2 and store.outbox_rows(["pending", "sending", "failed"]) == []
+
+
+def test_a_full_listing_of_a_dead_channel_does_not_keep_the_others_waiting(
+        store: Store, receiver: Receiver, dead_port: int) -> None:
+    # More emails due than one run lists, all before the page: the run lists past them once the server is found
+    # down, or the page waited for as long as that many emails stayed due.
+    email_only = RouteSettings(name="team", email=("team@example.org",), services=SERVICES)
+    pager = RouteSettings(name="oncall", webhooks=("pager",), services=("Instagram",))
+    cfg = replace(config(email_only, (PAGER,), dead_port), routes=(email_only, pager))
+    for service in SERVICES:
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    open_incident(store, "Instagram", T0 + timedelta(seconds=1), posts=False, series=False)
+    plan_notifications(store, cfg, T0 + timedelta(seconds=1))
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=1), worker_id="w", limit=3)
+    assert len(receiver.got) == 1 and (stats.sent, stats.retried, stats.deferred) == (1, 1, 2)
