@@ -316,6 +316,17 @@ def test_a_daily_pattern_kept_in_local_time_opens_nothing_when_the_clocks_change
     assert after["America/New_York"] == [] and len(after["UTC"]) >= 3
 
 
+@pytest.mark.parametrize("seed", [2, 4])
+def test_buckets_wider_than_an_hour_open_nothing_when_the_clocks_change(seed: int) -> None:
+    # 2-hour buckets start every other hour: in New York's winter at 19:00, 21:00 ... local, in summer at 20:00,
+    # 22:00 ...: after the change every bucket started in an hour never learned, scored against the bare level.
+    change = datetime(2026, 3, 8, 7, tzinfo=UTC)
+    fine = _local_day("America/New_York", change - timedelta(weeks=5), 42, seed=seed)
+    wide = [(fine[i][0], sum(c for _, c in fine[i:i + 24])) for i in range(0, len(fine), 24)]
+    params = replace(P, bucket_minutes=120, timezone="America/New_York")
+    assert [s for s in detect_series(params, wide) if s.opened and s.bucket_start >= change] == []
+
+
 def test_a_changed_timezone_keeps_the_daily_pattern_learned() -> None:
     counts = _local_day("America/New_York", T0, 24)
     learned, tail = counts[:day_buckets(21)], counts[day_buckets(21):]

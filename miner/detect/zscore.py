@@ -171,9 +171,32 @@ def _slots(params: DetectorParams, bucket_start: datetime) -> tuple[int, int]:
     return t.hour, t.weekday()
 
 
+def _season_on(params: DetectorParams, state: DetectorState) -> bool:
+    return state.seen >= _buckets(params, params.season_min_days * 1440.0)
+
+
+def _hour_offset(state: DetectorState, slot: int) -> float:
+    """The hour-of-day offset of ``slot``; for an hour no bucket has started in yet, the mean of the nearest hours
+    that have one.
+
+    Buckets wider than an hour start in some hours only (120 minutes: every other hour), and which ones moves with
+    the clock of ``timezone``: a change of daylight saving time (or of the timezone, by half an hour in Kolkata)
+    made every bucket start in an hour never learned, whose offset of 0 put the whole day at the level, so each
+    busy hour opened an incident.
+    """
+    if state.season_n[slot] or not any(state.season_n):
+        return state.season[slot]
+    for distance in range(1, SEASON_SLOTS // 2 + 1):
+        near = {(slot - distance) % SEASON_SLOTS, (slot + distance) % SEASON_SLOTS}
+        learned = [state.season[h] for h in near if state.season_n[h]]
+        if learned:
+            return sum(learned) / len(learned)
+    return state.season[slot]  # unreachable: some hour has been learned
+
+
 def _expected(params: DetectorParams, state: DetectorState, slot: int, day: int) -> float:
-    season_on = state.seen >= _buckets(params, params.season_min_days * 1440.0)
-    return state.level + (state.season[slot] if season_on else 0.0) + _weekday(params, state, day)
+    season = _hour_offset(state, slot) if _season_on(params, state) else 0.0
+    return state.level + season + _weekday(params, state, day)
 
 
 def _weekday(params: DetectorParams, state: DetectorState, day: int) -> float:
@@ -214,7 +237,8 @@ def _learn(
     a_scale = _alpha(_buckets(params, params.scale_halflife_hours * 60.0), n)
     if n == 0:
         return replace(state, seen=1, level=y, scale=0.0, tail=0.0)
-    level = state.level + a_level * (y_c - state.season[slot] - state.weekday[day] - state.level)
+    season = _hour_offset(state, slot) if _season_on(params, state) else state.season[slot]
+    level = state.level + a_level * (y_c - season - state.weekday[day] - state.level)
     scale = state.scale + a_scale * (abs(clipped) - state.scale)
     # Stochastic-approximation quantile: steps up by ~p when exceeded, down by ~(1-p) otherwise.
     eta = params.tail_rate * max(_MAD_TO_SD * state.scale, params.noise_floor)
