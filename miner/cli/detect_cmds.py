@@ -95,7 +95,7 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
 
     Writes timestamp,value,score,opened: each row's timestamp as given, score is the z-score, opened is 1 on the
     row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's hour-of-day
-    and weekday profile is read in UTC.
+    and weekday profile is read on the clock of detector.timezone (UTC by default).
     Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
     inferred from the timestamps. Runs the service's own streaming detector (miner.detect.zscore.step).
     """
