@@ -405,6 +405,37 @@ def test_a_late_hit_in_a_bucket_the_detector_has_scored_is_counted_there(server:
     assert report.stored == 1 and after is not None and after["posts"] == before["posts"] + 1
 
 
+def test_a_bucket_waits_for_the_posts_a_poll_cut_short_by_the_page_cap_left_unread(
+        server: FakeServer, store: Store, classifier: Classifier) -> None:
+    # A burst past the page cap (an outage) is read newest first over two polls: the bucket that had just ended was
+    # scored after the first, which had polled after its end but left a fifth of its posts for the next.
+    api = FakeAlgolia(server)
+    config = parse_config(f'[[services]]\nname = "Cloudflare"\n\n[[sources]]\nname = "hn"\ntype = "hackernews"\n'
+                          f'url = "{server.url}"\nquery = "down"\n\n[collect]\nmax_pages = 2\n\n'
+                          '[detector]\nbucket_minutes = 5\n')
+    pipe = Pipeline(config, store, classifier)
+    width = timedelta(minutes=5)
+    base = floor_time(datetime.now(UTC), width) - timedelta(hours=1)
+    burst = base + width  # the bucket of the burst
+    api.hits = [(int(base.timestamp()) - 60, 40_000_000)]
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        def tick(now: datetime) -> tuple[int, datetime]:
+            """Poll, classify and detect at ``now``: the burst's posts stored, and the last bucket scored."""
+            poller.ctx.now = lambda: now
+            pipe.collect(now, poller, due_only=False)
+            pipe.classify_pending(now)
+            pipe.detect(now)
+            saved = store.detector_state("Cloudflare")
+            assert saved is not None
+            return sum(b["posts"] for b in store.series("Cloudflare", burst, burst + width)), saved.last_bucket
+
+        tick(base + timedelta(minutes=1))
+        api.hits += [(int(burst.timestamp()) + i, 40_000_001 + i) for i in range(250)]  # one a second
+        polls = [tick(burst + timedelta(minutes=m)) for m in (6, 11)]
+    # Two pages of the 250 after its end: it waits; the rest the next poll: scored, with the bucket after it.
+    assert polls == [(200, base - width), (250, burst + width)]
+
+
 def test_hackernews_reads_past_algolias_1000_hits_in_windows(server: FakeServer) -> None:
     api = FakeAlgolia(server)
     api.add(3)
