@@ -316,6 +316,22 @@ def test_a_daily_pattern_kept_in_local_time_opens_nothing_when_the_clocks_change
     assert after["America/New_York"] == [] and len(after["UTC"]) >= 3
 
 
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "Asia/Tehran", "Pacific/Chatham"])
+def test_a_changed_timezone_of_a_half_hour_offset_moves_each_hour_to_the_hour_its_buckets_start_in(zone: str) -> None:
+    # Hourly buckets start at :00 UTC, in Kolkata (+5:30) at :30: the bucket from 0:00 UTC is in the hour from 5:00
+    # there. The shift was the difference of the clocks rounded, 6 hours: each bucket got the offset of the UTC hour
+    # before its own, a whole day's rise or fall an hour early.
+    params = replace(P, bucket_minutes=60)
+    state = None
+    for at, count in [(T0 + timedelta(hours=h), c) for h, c in enumerate(poisson(10, 24 * 7))]:
+        state, _ = step(params, state, at, count + (40.0 if 3 <= at.hour < 15 else 0.0))
+    assert state is not None and state.last is not None
+    at = state.last + timedelta(hours=1)
+    moved = state.rezoned(zone, at)
+    buckets = [at + timedelta(hours=h) for h in range(24)]
+    assert [moved.season[t.astimezone(ZoneInfo(zone)).hour] for t in buckets] == [state.season[t.hour] for t in buckets]
+
+
 @pytest.mark.parametrize("seed", [2, 4])
 def test_buckets_wider_than_an_hour_open_nothing_when_the_clocks_change(seed: int) -> None:
     # 2-hour buckets start every other hour: in New York's winter at 19:00, 21:00 ... local, in summer at 20:00,
