@@ -89,6 +89,7 @@ class ServiceJobs:
         pipeline = self._pipeline("process")
         # Read before the posts are classified: the round's posts are then classified before the buckets are scored.
         collected = self._collected.is_set() or "collect" not in self._job_names
+        held = bool(self._held.polls)
         started = time.monotonic()
         # A stop ends a backlog (a store filled by `miner ingest`, the job failing a while) after its batch: all of
         # it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the polls held.
@@ -104,6 +105,12 @@ class ServiceJobs:
             # detector.max_fill_hours) before the first round had stored their posts, scoring them empty, resolving
             # an outage still going on and learning the silence; the posts, stored a moment later, were too late.
             log.debug("process: the buckets are scored once the first collect round has ended")
+            return
+        if held:
+            # The store took none of a round's polls (a lock held past the busy timeout, a full disk) and takes this
+            # job's writes first: the sources' last polls stored were more than settle_minutes old, and the buckets
+            # since were scored without the posts held for the next round to store.
+            log.debug("process: the buckets are scored once the polls held in memory are stored")
             return
         report = pipeline.detect(now)
         for service, at in report.opened:

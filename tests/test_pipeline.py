@@ -1244,6 +1244,46 @@ def test_a_restart_scores_the_time_it_was_down_once_the_first_collect_round_stor
     store.close()
 
 
+def test_buckets_wait_for_the_polls_held_while_the_store_took_no_writes(
+        server: FakeServer, tmp_path: Path, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    # Another writer held the store's lock past the collect job's busy timeout (or the disk was full for its pages):
+    # the round's polls were held in memory. The process job, able to write again before the next round stored
+    # them, scored their buckets empty, as the store's last successful polls were more than settle_minutes old.
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    config = _forum_config(server, CONFIG + "warmup_hours = 1\n", "interval = 60\n")
+    texts = real_posts["mtn_outage"]
+    base = floor_time(datetime.now(UTC), timedelta(minutes=15)) - timedelta(hours=6)
+    svc = Service(config, tmp_path / "m.sqlite", ServiceOptions(
+        jobs=(JobSpec("collect", 3600.0), JobSpec("process", 3600.0)), http=False))
+    svc._poller = Poller(config.collect, config.services, hash_key=b"k", environ={})
+    svc._classifier = classifier
+    outage = base + timedelta(hours=2)
+    server.serve("/forum.rss", _rss())
+    try:
+        for hour in range(2):
+            svc.job_collect(base + timedelta(hours=hour, minutes=1))
+            svc.job_process(base + timedelta(hours=hour, minutes=1))
+        server.serve("/forum.rss", _rss(*((f"o{n}", texts[n % len(texts)], outage + timedelta(seconds=30 * n))
+                                          for n in range(30))))
+        collect = svc._store("collect")
+        collect.database.execute(f"PRAGMA max_page_count = {collect.database.one('PRAGMA page_count')['page_count']}")
+        with pytest.raises(StoreError, match="held in memory"):
+            svc.job_collect(outage + timedelta(minutes=16))
+        svc._stores.forget("collect")  # space freed: the next connection takes writes
+        svc.job_process(outage + timedelta(minutes=30))  # before the next round
+        waited = svc._store("process").detector_state("MTN")
+        svc.job_collect(outage + timedelta(minutes=30, seconds=15))
+        svc.job_process(outage + timedelta(minutes=30, seconds=30))
+    finally:
+        svc.stop()
+    store = Store.open(tmp_path / "m.sqlite")
+    assert waited is not None and waited.last_bucket < outage
+    [bucket] = store.series("MTN", outage, outage + timedelta(minutes=15))
+    store.close()
+    assert bucket["complaints"] == 30 and bucket["score"] >= config.detector.z_open  # scored with its posts
+
+
 @contextmanager
 def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | None = None
                    ) -> Iterator[tuple[Config, Pipeline, Callable[[datetime], None]]]:
