@@ -183,9 +183,9 @@ def _hour_offset(state: DetectorState, slot: int) -> float:
     that have one.
 
     Buckets wider than an hour start in some hours only (120 minutes: every other hour), and which ones moves with
-    the clock of ``timezone``: a change of daylight saving time (or of the timezone, by half an hour in Kolkata)
-    made every bucket start in an hour never learned, whose offset of 0 put the whole day at the level, so each
-    busy hour opened an incident.
+    the clock of ``timezone``: a change of daylight saving time made every bucket start in an hour never learned,
+    whose offset of 0 put the whole day at the level, so each busy hour opened an incident. With 90 minutes a third
+    of the hours were; a changed timezone can leave some unlearned too.
     """
     if state.season_n[slot] or not any(state.season_n):
         return state.season[slot]
