@@ -67,19 +67,23 @@ class DetectStage:
         @property
         def bucket(self) -> timedelta: ...  # CollectStage's: the detector's bucket width
 
-    def detect(self, now: datetime) -> TickReport:
+    def detect(self, now: datetime, polled: Sequence[dict[str, Any]] | None = None) -> TickReport:
         """Step each service's detector over the buckets completed since its last run; track incidents.
 
         A service's detector state, incident draft, bucket scores and incident transitions are committed in
         one transaction, so a crash keeps a bucket's whole effect or none of it: a restart never re-opens or
         re-announces an incident. Services of one group or provider that opened (or re-opened) together are
         then grouped.
+
+        ``polled``: the sources' rows (Store.source_rows) as read before the posts were classified, when a collect
+        job may store polls meanwhile: a poll stored after the last batch was classified would let its buckets be
+        scored without its posts, still unclassified. None: read them now.
         """
         report = TickReport()
         self._resolve_unwatched(now, report)
         self._rebucket_if_changed(now)
         self._resume_after_clock_ahead(now)
-        sources = {row["name"]: row for row in self.store.source_rows()}
+        sources = {row["name"]: row for row in (self.store.source_rows() if polled is None else polled)}
         for service in self.config.services:
             with self.store.database.transaction():
                 self._detect_service(service.name, now, report, self._collected_until(service.name, sources, now))

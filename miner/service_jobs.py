@@ -90,6 +90,7 @@ class ServiceJobs:
         # Read before the posts are classified: the round's posts are then classified before the buckets are scored.
         collected = self._collected.is_set() or "collect" not in self._job_names
         held = bool(self._held.polls)
+        polled = pipeline.store.source_rows()  # so a poll stored while this job runs waits for the next run
         started = time.monotonic()
         # A stop ends a backlog (a store filled by `miner ingest`, the job failing a while) after its batch: all of
         # it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the polls held.
@@ -112,7 +113,7 @@ class ServiceJobs:
             # since were scored without the posts held for the next round to store.
             log.debug("process: the buckets are scored once the polls held in memory are stored")
             return
-        report = pipeline.detect(now)
+        report = pipeline.detect(now, polled)
         for service, at in report.opened:
             log.warning("incident opened: %s at %s", service, iso(at), extra={"service": service})
         for service, at in report.resolved:

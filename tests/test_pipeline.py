@@ -1380,3 +1380,25 @@ def test_a_services_own_timezone_is_the_clock_of_its_daily_pattern(store: Store)
         assert saved is not None
         zones[name] = DetectorState.from_json(saved.state).zone
     assert zones == {"Foonet": "Europe/London", "MTN": "Africa/Kampala"}
+
+
+def test_a_poll_stored_after_the_posts_were_classified_waits_for_the_next_run(
+        server: FakeServer, store: Store, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    """The process job reads the sources' polls before it classifies: a collect round storing its poll in between
+    would otherwise have its bucket scored without the poll's posts, not classified yet."""
+    texts = real_posts["mtn_outage"]
+    with _forum_watched(server, store, classifier) as (_, pipe, poll):
+        start = T0 + timedelta(hours=4)
+        poll(start + timedelta(minutes=5))
+        pipe.detect(start + timedelta(minutes=5))
+        now = start + timedelta(minutes=16)
+        polled = store.source_rows()
+        pipe.classify_pending(now)
+        server.serve("/forum.rss", _rss(*((f"o{k}", texts[k % len(texts)], start + timedelta(minutes=k))
+                                          for k in range(15))))
+        poll(now)  # stored by the collect job while the process job ran
+        assert pipe.detect(now, polled).buckets == 0
+        pipe.classify_pending(now + timedelta(seconds=30))
+        report = pipe.detect(now + timedelta(seconds=30))
+        [row] = [r for r in store.bucket_counts("MTN", start, start + timedelta(minutes=15)).items()]
+    assert report.buckets == 1 and row[1][1] == 15
