@@ -357,3 +357,11 @@ def test_a_changed_timezone_keeps_the_daily_pattern_learned() -> None:
         scores.append(score)
     assert state.zone == "America/New_York" and opened(scores) == []
     assert DetectorState.from_json(state.to_json()) == state
+
+
+def test_a_state_in_a_zone_unknown_here_is_scored_on_the_configured_clock() -> None:
+    # A store moved to a host whose time zone database lacks the zone it was learned in: raising stopped detection.
+    state, _ = step(P, None, T0, 3.0)
+    moved = DetectorState.from_json(state.to_json().replace('"zone":"UTC"', '"zone":"Mars/Olympus_Mons"'))
+    later, score = step(replace(P, timezone="Europe/Berlin"), moved, T0 + STEP, 3.0)
+    assert later.zone == "Europe/Berlin" and later.season == state.season and not score.replayed

@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from miner.detect.params import DetectorParams
 
@@ -97,13 +97,14 @@ class DetectorState:
     def rezoned(self, zone: str, at: datetime) -> DetectorState:
         """This state with its hour-of-day offsets moved to the hours of ``zone``, as its clock and the state's
         differ at ``at``: a changed detector.timezone keeps the daily pattern learned, instead of scoring each hour
-        against another hour's offset until it is learned again (days). The day-of-week offsets stay: a shift of a
-        few hours moves a small part of each day.
-
-        The shift is between the hours ``at`` (a bucket's start) falls in on the two clocks, not the difference of
-        their offsets rounded: hourly buckets start at :00 UTC, at :30 in Kolkata (+5:30), so the bucket from 0:00
-        UTC is in the hour from 5:00 there; 6 hours gave each bucket the offset of the hour before its own."""
-        shift = at.astimezone(ZoneInfo(zone)).hour - at.astimezone(ZoneInfo(self.zone)).hour
+        against another hour's offset for days. The day-of-week offsets stay (a few hours of each day move). The
+        shift is between the hours ``at`` (a bucket's start) falls in on the two clocks, not their offsets' difference
+        rounded: 0:00 UTC is in the hour from 5:00 in Kolkata (+5:30), not 6:00. A zone unknown here moves nothing."""
+        try:
+            before = at.astimezone(ZoneInfo(self.zone)).hour
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # raised, it stopped every service's detector
+            before = at.astimezone(ZoneInfo(zone)).hour
+        shift = at.astimezone(ZoneInfo(zone)).hour - before
 
         def moved(values: tuple[Any, ...]) -> tuple[Any, ...]:
             return tuple(values[(hour - shift) % SEASON_SLOTS] for hour in range(SEASON_SLOTS))
