@@ -225,12 +225,17 @@ def run_replay(
     idle_step: timedelta = timedelta(hours=1),
     tail: timedelta = timedelta(hours=6),
     progress: Callable[[int], None] | None = None,
+    until: datetime | None = None,
 ) -> ReplayStats:
     """Call ``on_tick(now, arrived_posts)`` along a simulated clock.
 
     Between posts the clock still advances in ``idle_step`` strides, so incidents resolve and digests fall
     due as they would live, and for ``tail`` after the last post so open incidents can resolve. ``speed`` N
     paces the replay at N times real time; None runs as fast as possible.
+
+    The clock never passes ``until`` (the current time): a tick after it runs at ``until``, and the tail ends
+    there. A capture that ends now may end in an outage still going on: the tail's empty buckets resolved it hours
+    ahead of time (its resolve notice written), and left the store's detector and alerts ahead of the real clock.
 
     With ``prefetch`` (and no pacing), up to ``chunk`` upcoming posts are handed to it before their ticks,
     and the ticks then get no posts of their own. Storing posts early changes nothing the detector sees (it
@@ -258,7 +263,7 @@ def run_replay(
     def idle_until(limit: datetime, inclusive: bool) -> None:
         assert previous is not None
         idle = previous + idle_step
-        while idle < limit or (inclusive and idle == limit):
+        while (idle < limit or (inclusive and idle == limit)) and (until is None or idle <= until):
             advance(idle, [])
             idle += idle_step
 
@@ -266,8 +271,9 @@ def run_replay(
         nonlocal previous, stored
         if previous is not None:
             idle_until(tick, inclusive=False)
-        stats.start = stats.start or tick - step
-        advance(tick, batch)
+        at = tick if until is None else min(tick, until)
+        stats.start = stats.start or min(tick - step, at)
+        advance(at, batch)
         stored += len(batch)
         previous = tick
 
@@ -294,6 +300,8 @@ def run_replay(
         run(waiting, [])
     if previous is not None:
         idle_until(previous + tail, inclusive=True)
+        if until is not None and stats.end is not None and stats.end < until < previous + tail:
+            advance(until, [])  # the tail up to the current time, not up to its last idle step before it
     return stats
 
 

@@ -27,7 +27,7 @@ from miner.status import shown_time
 from miner.store import Store
 from miner.store.catalog import TABLES
 from miner.store.migrations import MIGRATIONS, apply_migrations, pending_migrations
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -924,3 +924,34 @@ def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliR
     sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
     assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent
     assert {p.suffix for p in (tmp_path / "out").glob("digest-*")} >= {".eml", ".html", ".txt"}
+
+
+
+@pytest.mark.parametrize("paced", [[], ["--speed", "1e9"]], ids=["prefetched", "paced"])
+def test_replay_runs_its_clock_up_to_now_and_no_further(tmp_path: Path, runner: CliRunner, paced: list[str],
+                                                        real_posts: dict[str, list[str]]) -> None:
+    # The clock ran 6 hours past the last post, however recent: a capture ending in an outage still going on had it
+    # resolved by hours of empty buckets ahead of time (a resolve notice written, "resolved" in the summary), and the
+    # store's detector and alert state were left hours ahead of the real clock.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
+                            'email = ["oncall@example.org"]\n')
+    rows = [json.loads(line) for line in write_stream(real_posts, tmp_path / "s.jsonl").read_text().splitlines()]
+    rows = rows[:-1]  # the burst ends the capture
+    shift = utcnow() - timedelta(minutes=2) - parse_iso(rows[-1]["created_at"])
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(json.dumps({**r, "created_at": iso(parse_iso(r["created_at"]) + shift)}) + "\n"
+                               for r in rows))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(capture),
+                                  "--out", str(out), *paced])
+    assert result.exit_code == 0, result.output
+    end = re.search(r"replayed \d+ posts from .* to (.*) UTC in", result.output)
+    assert end is not None and datetime.strptime(end[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC) <= utcnow()
+    store = Store.open(tmp_path / "m.sqlite")
+    clock = store.detector_clock()
+    assert clock is not None and clock <= utcnow()
+    assert [(i["service"], i["status"], i["resolved_at"]) for i in store.incidents()] == [("MTN", "open", None)]
+    assert [r["kind"] for r in store.outbox_rows(["pending", "sending", "sent"])] == ["alert"]
+    store.close()
+    assert [p.name for p in (out / "outbox").iterdir() if "RESOLVED" in p.read_text()] == []

@@ -935,8 +935,11 @@ def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it
     finally:
         service.stop()
 
-    # And a service does not start on a store while a replay runs into it (a 6 h tail at 7200 times: 3 s).
+    # And a service does not start on a store while a replay runs into it (a 6 h tail at 7200 times: 3 s; it ends
+    # at the current time, so the post is older than that).
     other = tmp_path / "replay.sqlite"
+    posts.write_text(json.dumps({"id": "1", "text": "MTN is down", "source": "replayed",
+                                 "created_at": (utcnow() - timedelta(hours=7)).isoformat()}) + "\n")
     done: list[Result] = []
     replay = threading.Thread(target=lambda: done.append(runner.invoke(
         main, ["--config", str(cfg), "--db", str(other), "replay", str(posts), "--speed", "7200"])))

@@ -133,6 +133,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     from miner.cli.summary import print_summary
     from miner.pipeline import Pipeline
     from miner.replay import read_posts, run_replay
+    from miner.timeutil import utcnow
 
     cfg = app.config
     store = app.store()
@@ -161,7 +162,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     started = time.monotonic()
     with progress(total, label) as bar:
         stats = run_replay(read_posts(posts_path), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
-                           progress=lambda k: bar.update(k))
+                           progress=lambda k: bar.update(k), until=utcnow())
     elapsed = time.monotonic() - started
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
