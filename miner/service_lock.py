@@ -19,7 +19,10 @@ from miner.errors import MinerError
 class ServiceLock:
     def __init__(self, store_path: str | Path, role: str = "service") -> None:
         """``role``: what holds the lock, named to whoever is refused: service, replay or demo."""
-        self.path = Path(f"{store_path}.lock")
+        self.store_path = Path(store_path)
+        # Beside the file the path leads to, as SQLite puts the -wal: a lock named after the path as given let a
+        # replay naming the store by a symlink run beside the service that named it by its own name.
+        self.path = Path(f"{os.path.realpath(store_path)}.lock")
         self.role = role
         self._fd: int | None = None
 
@@ -42,7 +45,7 @@ class ServiceLock:
             pid = owner[0] if owner else "unknown"
             role = owner[1] if len(owner) > 1 else "service"  # a lock file of an older miner holds the PID alone
             raise MinerError(
-                f"another miner {role} (pid {pid}) is already using {self.path.with_suffix('')}; "
+                f"another miner {role} (pid {pid}) is already using {self.store_path}; "
                 "stop it first, or give this one its own --db"
             ) from None
         os.ftruncate(fd, 0)

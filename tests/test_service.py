@@ -955,6 +955,38 @@ def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it
     assert not lock.read_text().strip()
 
 
+
+def test_a_replay_into_the_running_services_store_through_a_symlink_is_refused(tmp_path: Path,
+                                                                               runner: CliRunner) -> None:
+    # The lock was the path as given plus ".lock": a replay naming the store by a link to it (or the service started
+    # by one) locked a file of its own, and ran on the service's store beside it.
+    from miner.cli import main
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
+    db = tmp_path / "miner.sqlite"
+    link = tmp_path / "current.sqlite"
+    link.symlink_to(db.name)
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"id": "1", "text": "MTN is down", "source": "replayed",
+                                 "created_at": (utcnow() - timedelta(hours=1)).isoformat()}) + "\n")
+    options = ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False)
+    for service_path, replay_path in ((db, link), (link, db)):
+        service = Service(load_config(cfg), service_path, options)
+        service.start()
+        try:
+            result = runner.invoke(main, ["--config", str(cfg), "--db", str(replay_path), "replay", str(posts)])
+            assert result.exit_code == 1, result.output
+            assert f"Error: another miner service (pid {os.getpid()}) is already using {replay_path}; stop it first" \
+                in result.output
+            store = Store.open(db)
+            assert store.database.rows("SELECT * FROM posts") == []
+            store.close()
+        finally:
+            service.stop()
+
+
 def _http_service(tmp_path: Path) -> tuple[Service, str]:
     """A started service on a free port, running only the hourly retention job, and its base URL."""
     from miner.config import load_config
