@@ -332,6 +332,7 @@ def _pace(speed: float | None, start: datetime | None, now: datetime, wall0: flo
     if not speed or start is None:
         return
     due = (now - start).total_seconds() / speed
-    delay = due - (time.monotonic() - wall0)
-    if delay > 0:
+    # In slices: one sleep of a tiny speed's delay overflows. A single slice of at most 60 s made every tick come
+    # within a minute of the one before, whatever the bucket width and the speed.
+    while (delay := due - (time.monotonic() - wall0)) > 0:
         time.sleep(min(delay, 60.0))

@@ -1402,3 +1402,29 @@ def test_a_poll_stored_after_the_posts_were_classified_waits_for_the_next_run(
         report = pipe.detect(now + timedelta(seconds=30))
         [row] = [r for r in store.bucket_counts("MTN", start, start + timedelta(minutes=15)).items()]
     assert report.buckets == 1 and row[1][1] == 15
+
+
+def test_a_paced_replay_waits_out_every_bucket_however_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each wait was cut to 60 s: at --speed 1, 15-minute buckets came a minute apart, and the hourly steps through a
+    # silence too, a replay 15 times faster than the real time it was asked for. A clock of its own stands in for
+    # the minutes this would take.
+    from miner import replay as replay_module
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(replay_module, "time", clock)
+    posts = [Post("s", str(n), "x", T0 + timedelta(minutes=m)) for n, m in enumerate((1, 16, 31, 151))]
+    at: list[tuple[datetime, float]] = []
+    run_replay(posts, timedelta(minutes=15), lambda now, _: at.append((now, clock.now)), speed=1.0,
+               tail=timedelta(hours=1))
+    start = T0  # the first bucket's start
+    assert [round(wall) for _, wall in at] == [round((now - start).total_seconds()) for now, _ in at]
+    assert at[-1][1] == pytest.approx(timedelta(hours=3, minutes=45).total_seconds())
