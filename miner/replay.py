@@ -226,6 +226,7 @@ def run_replay(
     tail: timedelta = timedelta(hours=6),
     progress: Callable[[int], None] | None = None,
     until: datetime | None = None,
+    done_until: datetime | None = None,
 ) -> ReplayStats:
     """Call ``on_tick(now, arrived_posts)`` along a simulated clock.
 
@@ -241,10 +242,14 @@ def run_replay(
     and the ticks then get no posts of their own. Storing posts early changes nothing the detector sees (it
     reads only buckets that have ended by ``now``), and lets the classifier work in large batches.
 
+    Ticks up to ``done_until`` (where the store's detector has got to, in a resumed replay: the pipeline only stores
+    posts there) are not paced; the pace starts from the last of them. A resumed --speed 60 replay of a day waited
+    out in real time every minute of what the run it resumes had done.
+
     A bad post (see :func:`ticks_for`) raises InputError saying how many posts before it were stored.
     """
     stats = ReplayStats()
-    wall0 = time.monotonic()
+    paced_from: tuple[datetime, float] | None = None  # (simulated, monotonic) time the pace counts from
     previous: datetime | None = None
     stored = 0
 
@@ -255,7 +260,11 @@ def run_replay(
             raise InputError(f"{exc} ({_stored_note(stored)})") from None
 
     def advance(now: datetime, batch: list[Post]) -> None:
-        _pace(speed, stats.start, now, wall0)
+        nonlocal paced_from
+        if speed and (done_until is None or now > done_until):
+            if paced_from is None:
+                paced_from = (stats.end or stats.start or now, time.monotonic())
+            _pace(speed, *paced_from, now)
         on_tick(now, batch)
         stats.ticks += 1
         stats.end = now
@@ -328,9 +337,7 @@ def _chunks(ticks: Iterator[tuple[datetime, list[Post]]], size: int) -> Iterator
         yield group
 
 
-def _pace(speed: float | None, start: datetime | None, now: datetime, wall0: float) -> None:
-    if not speed or start is None:
-        return
+def _pace(speed: float, start: datetime, wall0: float, now: datetime) -> None:
     due = (now - start).total_seconds() / speed
     # In slices: one sleep of a tiny speed's delay overflows. A single slice of at most 60 s made every tick come
     # within a minute of the one before, whatever the bucket width and the speed.

@@ -955,3 +955,20 @@ def test_replay_runs_its_clock_up_to_now_and_no_further(tmp_path: Path, runner: 
     assert [r["kind"] for r in store.outbox_rows(["pending", "sending", "sent"])] == ["alert"]
     store.close()
     assert [p.name for p in (out / "outbox").iterdir() if "RESOLVED" in p.read_text()] == []
+
+
+def test_a_paced_replay_into_a_store_that_has_it_all_takes_no_time(tmp_path: Path, runner: CliRunner) -> None:
+    # Replaying a file again resumes it, but --speed waited out all the time the first run had replayed: here 27 s
+    # (2 days and the 6 h after them at 7,200 times) to store nothing.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    t0 = floor_time(utcnow() - timedelta(days=10), timedelta(hours=1))
+    stream = tmp_path / "s.jsonl"
+    stream.write_text("".join(json.dumps({"id": str(n), "text": "MTN ok", "source": "s",
+                                          "created_at": iso(t0 + timedelta(hours=n))}) + "\n" for n in range(48)))
+    base = ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(stream)]
+    assert runner.invoke(main, base).exit_code == 0
+    again = runner.invoke(main, [*base, "--speed", "7200"])
+    assert again.exit_code == 0, again.output
+    took = re.search(r"replayed 48 posts from .* UTC in ([\d.]+) s \(54 ticks\)", again.output)
+    assert took is not None and float(took[1]) < 5, again.output

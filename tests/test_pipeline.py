@@ -1428,3 +1428,28 @@ def test_a_paced_replay_waits_out_every_bucket_however_long(monkeypatch: pytest.
     start = T0  # the first bucket's start
     assert [round(wall) for _, wall in at] == [round((now - start).total_seconds()) for now, _ in at]
     assert at[-1][1] == pytest.approx(timedelta(hours=3, minutes=45).total_seconds())
+
+
+def test_a_resumed_paced_replay_paces_only_the_ticks_after_where_the_store_had_got_to(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ticks the run it resumes had done were waited out again in real time, doing nothing: a day replayed at
+    # --speed 60, stopped at its 20th minute, took 20 minutes to come back to where it was.
+    from miner import replay as replay_module
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(replay_module, "time", clock)
+    posts = [Post("s", str(n), "x", T0 + timedelta(minutes=m)) for n, m in enumerate((1, 16, 31, 46))]
+    at: list[tuple[datetime, float]] = []
+    run_replay(posts, timedelta(minutes=15), lambda now, _: at.append((now, clock.now)), speed=1.0,
+               tail=timedelta(0), done_until=T0 + timedelta(minutes=30))
+    assert [(now - T0, wall) for now, wall in at] == [(timedelta(minutes=m), w) for m, w in
+                                                      ((15, 0), (30, 0), (45, 900), (60, 1800))]

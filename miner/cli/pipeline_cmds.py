@@ -162,7 +162,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     started = time.monotonic()
     with progress(total, label) as bar:
         stats = run_replay(read_posts(posts_path), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
-                           progress=lambda k: bar.update(k), until=utcnow())
+                           progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     elapsed = time.monotonic() - started
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
