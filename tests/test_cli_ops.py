@@ -913,6 +913,37 @@ def test_demo_replaces_only_a_store_an_earlier_demo_wrote(tmp_path: Path, runner
     assert sqlite3.connect(db).execute("SELECT count(*) FROM posts").fetchone() == (0,)
 
 
+
+def test_demo_keeps_a_services_store_that_has_no_posts_yet(tmp_path: Path, runner: CliRunner,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store without posts passed for a demo's: `miner demo --out .` beside a service whose sources had stored
+    # nothing yet (failing, or not polled yet) deleted its store, with the silences set and the sources' state.
+    monkeypatch.delenv("MINER_CONFIG", raising=False)
+    out = tmp_path / "out"
+    db = out / "miner.sqlite"
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "MTN"\n\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                   'url = "http://127.0.0.1:9/forum.rss"\n')
+    service = ["--config", str(cfg), "--db", str(db)]
+    assert runner.invoke(main, [*service, "collect", "--once"]).exit_code == 1  # the feed is down
+    assert runner.invoke(main, [*service, "silence", "add", "MTN", "--for", "1d"]).exit_code == 0
+    result = runner.invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 1
+    assert f"Error: {db} is not a store an earlier `miner demo` wrote" in result.output, result.output
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM silences").fetchone() == (1,)
+    assert conn.execute("SELECT name FROM sources").fetchall() == [("forum",)]
+    conn.close()
+
+    # One holding nothing at all is a demo's stopped before it stored a post (here it fails at the model again).
+    db.unlink()
+    Store.open(db).close()
+    bad_model = tmp_path / "demo.toml"
+    bad_model.write_text(f'[classifier]\nmodel_dir = "{tmp_path / "no-model"}"\n')
+    result = runner.invoke(main, ["--config", str(bad_model), "demo", "--out", str(out)])
+    assert result.exit_code == 1 and "no-model" in result.output, result.output
+
+
 def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliRunner,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # The README's first command: offline, on the bundled real stream, into a fresh folder.

@@ -269,8 +269,8 @@ def demo(ctx: click.Context, out: Path) -> None:
 
     Uses the bundled demo configuration unless --config is given. Writes a fresh store, OUT/miner.sqlite (a
     --db store is added to instead), and replaces the digest and notifications an earlier run left in OUT;
-    other files there are kept. An OUT/miner.sqlite holding posts other than the demo's is refused, never
-    replaced.
+    other files there are kept. An OUT/miner.sqlite that is not an earlier demo's (it holds other posts, or no post
+    but other rows: a service's that has stored no post yet) is refused, never replaced.
     """
     from miner.config import bundled_path
     from miner.replay import demo_stream_path
@@ -287,8 +287,9 @@ def demo(ctx: click.Context, out: Path) -> None:
 
 
 def _refuse_other_store(db: Path) -> None:
-    """Fail unless ``db`` is absent or holds only the bundled stream's posts: `miner demo --out .` beside the
-    service's miner.sqlite deleted it."""
+    """Fail unless ``db`` is absent, holds only the bundled stream's posts, or holds nothing at all (a demo stopped
+    before it stored a post): `miner demo --out .` beside the service's miner.sqlite deleted it, and did so while
+    the service had stored no post yet, with the silences set and the sources' state."""
     from miner.errors import StoreError
     from miner.replay import DEMO_SOURCE
     from miner.store import Store
@@ -298,7 +299,8 @@ def _refuse_other_store(db: Path) -> None:
     try:
         store = Store.open(db, readonly=True, any_schema=True)
         try:
-            ours = set(store.post_sources()) <= {DEMO_SOURCE}
+            sources = set(store.post_sources())
+            ours = sources == {DEMO_SOURCE} or (not sources and _holds_nothing(store))
         finally:
             store.close()
     except StoreError:  # not a database, or not a store
@@ -307,3 +309,11 @@ def _refuse_other_store(db: Path) -> None:
         raise click.ClickException(
             f"{db} is not a store an earlier `miner demo` wrote, and the demo starts a fresh store in its --out "
             f"folder: give it another one, or add the demo to this store with miner --db {db} demo")
+
+
+def _holds_nothing(store: Store) -> bool:
+    """Whether no table of ``store`` has a row, but the record of its migrations."""
+    tables = [r["name"] for r in store.database.rows(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+        "AND name != 'schema_migrations'")]
+    return not any(store.database.one(f'SELECT 1 AS x FROM "{name}" LIMIT 1') for name in tables)
