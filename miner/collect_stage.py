@@ -254,12 +254,14 @@ class CollectStage:
 
         Those dated in a bucket a prune has made final are left out, as from a poll: a replay of old posts into a
         pruned store stored them, and no bucket counted them. The retention cutoff is not applied: on a replay's
-        simulated clock it means nothing, and a user report is dated now.
+        simulated clock it means nothing, and a user report is dated now. A post of a configured source is matched
+        only against that source's ``services``, as a poll of it is.
         """
         kept, too_old = self._not_pruned(posts)
         matcher = self.matcher
-        matched = [replace(p, services=p.services or matcher.match(p.text), text=matcher.redact_people(p.text))
-                   for p in kept]
+        only = {s.name: s.services for s in self.config.sources}
+        matched = [replace(p, services=p.services or matcher.match(p.text, only.get(p.source, ())),
+                           text=matcher.redact_people(p.text)) for p in kept]
         return Ingested(self.store.insert_posts(matched, now).posts_new, too_old)
 
     @property

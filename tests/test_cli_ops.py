@@ -1003,3 +1003,26 @@ def test_a_paced_replay_into_a_store_that_has_it_all_takes_no_time(tmp_path: Pat
     assert again.exit_code == 0, again.output
     took = re.search(r"replayed 48 posts from .* UTC in ([\d.]+) s \(54 ticks\)", again.output)
     assert took is not None and float(took[1]) < 5, again.output
+
+
+def test_replay_matches_a_configured_sources_posts_only_against_its_services(tmp_path: Path,
+                                                                              runner: CliRunner) -> None:
+    # A replayed post was matched against every service, though it names a source whose `services` limit the
+    # matching of its posts, as a poll of it does: a replay of the source's capture counted what the service had not.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[[sources]]\nname = "mtn-forum"\ntype = "rss"\nurl = "http://127.0.0.1:9/f.rss"\n'
+                            'services = ["mtn"]\n')
+    stream = tmp_path / "s.jsonl"
+    at = iso(utcnow() - timedelta(days=1))
+    stream.write_text("".join(json.dumps({"id": n, "text": text, "created_at": at, "source": source}) + "\n"
+                              for n, (source, text) in enumerate((("mtn-forum", "airtel is down"),
+                                                                  ("mtn-forum", "mtn and airtel are down"),
+                                                                  ("elsewhere", "mtn and airtel are down")))))
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(stream)])
+    assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(tmp_path / "m.sqlite")
+    matched = conn.execute("SELECT p.external_id, group_concat(s.service, ' ') FROM posts p LEFT JOIN post_services s "
+                           "ON s.post_id = p.id GROUP BY p.id ORDER BY p.external_id").fetchall()
+    conn.close()
+    assert [(n, sorted(services.split()) if services else []) for n, services in matched] == \
+        [("0", []), ("1", ["MTN"]), ("2", ["Airtel", "MTN"])]
