@@ -562,6 +562,24 @@ def test_replay_and_demo_refuse_an_out_folder_they_cannot_write_before_any_work(
         assert not db.exists()
 
 
+
+def test_replay_without_out_refuses_an_outbox_beside_the_store_it_cannot_write_before_any_work(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # Checked only for --out: without it, each notification failed unseen, retried as if a mail server were down,
+    # and the replay ended saying "0 notifications written".
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    (tmp_path / "outbox").write_text("notes, not a folder")
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"Error: cannot write to {tmp_path / 'outbox'} (File exists); nothing was stored\n" in result.output, \
+        result.output
+    assert not db.exists()
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_replay_refuses_a_read_only_out_folder_before_any_work(tmp_path: Path) -> None:
     cfg = tmp_path / "feeds.toml"

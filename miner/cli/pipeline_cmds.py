@@ -105,9 +105,9 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     from miner.service_lock import ServiceLock
     from miner.timeutil import utcnow
 
-    if out is not None:
-        _check_writable(out / "outbox")
     db = Path(app.db_path or app.config.store.path)
+    # Without --out, the notifications go beside the store (see _replay_locked): checked the same way.
+    _check_writable(out / "outbox" if out is not None else db.with_name("outbox"))
     try:
         total = check_stream(posts_path, utcnow())
     except InputError as exc:
