@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,10 @@ class IncidentView:
     group: str  # the incident group's name and likely cause, when grouped
     series: list[dict[str, Any]] = field(default_factory=list)
     cid: str = ""
+    # An alert about an opening the planner first saw more than stale_after after it happened (miner was down, or
+    # caught up a backlog): when it saw it and how late (outbox_items). None for every other notification.
+    seen_late_at: datetime | None = None
+    late_seconds: float | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -66,6 +70,17 @@ class IncidentView:
     @property
     def symptom_line(self) -> str:
         return ", ".join(f"{name} {n} ({pct}%)" for name, n, pct in self.symptoms[:6])
+
+    @property
+    def late_text(self) -> str:
+        """What an alert about an opening seen late says of it ("" for any other), so nobody reads it as an outage
+        that has just begun: when it opened, when miner first saw it, and why so late."""
+        if self.seen_late_at is None or self.late_seconds is None:
+            return ""
+        seen, opened = self.seen_late_at, self.seen_late_at - timedelta(seconds=self.late_seconds)
+        when = "%H:%M" if seen.date() == opened.date() else "%Y-%m-%d %H:%M"
+        return (f"opened {opened.strftime(when)} UTC, first seen by miner at {seen.strftime(when)} UTC "
+                f"({duration_text(self.late_seconds)} late: miner was down or catching up)")
 
     @property
     def lead_text(self) -> str:
@@ -160,7 +175,12 @@ def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[st
     Instagram", two cards, and twice in a webhook's incidents).
     """
     ids = dict.fromkeys(int(it["incident_id"]) for it in items)
-    return [v for iid in ids if (v := incident_view(store, settings, iid, as_of)) is not None]
+    # The planner's word on each opening seen late, not recomputed here: stale_after may have changed since.
+    late = {int(it["incident_id"]): (parse_iso(it["seen_late_at"]), _num(it.get("late_seconds")))
+            for it in items if it.get("kind") == "open" and it.get("seen_late_at")}
+    views = [v for iid in ids if (v := incident_view(store, settings, iid, as_of)) is not None]
+    return [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
+            for v in views]
 
 
 def _official(store: Store, row: dict[str, Any], opened: datetime,

@@ -93,7 +93,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
-        items += _plan_late(ctx, still_open, states)
+        items += _plan_late(ctx, store, still_open, states)
         items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
         new_cursor = events[-1]["id"] if events else cursor
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
@@ -176,7 +176,7 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                 # again when that goes out: a second alert beside it would say the same.
                 items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
                                       iid, make_message_id(ctx.settings), due, reason, ctx.interval(route),
-                                      ctx.settings.group_of(route, service))
+                                      ctx.settings.group_of(route, service), *_seen_late(ctx, at, ctx.now))
                           for ch in channels(route)
                           if reason is not None or (route.name, ch, iid) not in unsent]
                 if reason is None:
@@ -241,7 +241,7 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: d
     return items
 
 
-def _plan_late(ctx: _Context, open_incidents: list[dict[str, Any]],
+def _plan_late(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]],
                states: dict[tuple[str, int], dict[str, Any]]) -> list[PlannedItem]:
     """Suppressed openings announced once nothing holds them back and the incident is still open.
 
@@ -263,13 +263,22 @@ def _plan_late(ctx: _Context, open_incidents: list[dict[str, Any]],
                     or not late_opening_due(state["open_outcome"], ctx.muted(inc["service"]))):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
-            # The suppressed opening's planning time tells this late opening apart from one after a later re-mute.
+            # The suppressed opening's planning time tells this late opening apart from one after a later re-mute;
+            # it is when miner first saw the opening too (a muted one it may have seen in time).
             key = f"open:{inc['id']}:unmuted:{state['last_notified_at']}:{route.name}"
+            late = _seen_late(ctx, store.last_opened_at(inc), parse_iso(state["last_notified_at"]))
             items += [PlannedItem(f"{key}:{ch}", route.name, ch, "alert", "open", inc["id"],
                                   make_message_id(ctx.settings), due, None, ctx.interval(route),
-                                  ctx.settings.group_of(route, inc["service"]))
+                                  ctx.settings.group_of(route, inc["service"]), *late)
                       for ch in channels(route)]
     return items
+
+
+def _seen_late(ctx: _Context, opened: datetime, seen: datetime) -> tuple[datetime | None, float | None]:
+    """When miner first saw an opening and how late, if that was more than stale_after after it happened (miner was
+    down, or caught up a backlog): its alert says so, or it reads as an outage that has just begun, reported late."""
+    late = (seen - opened).total_seconds()
+    return (seen, late) if late > ctx.settings.stale_after else (None, None)
 
 
 def late_opening_due(open_outcome: str, muted: str | None) -> bool:

@@ -174,14 +174,19 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     still_open = [v for v in views if v.status == "open"]
     if not still_open:
         return f"{prefix} RESOLVED SINCE: {names(views)}"
+    # An opening miner saw late (it was down, or caught up a backlog) must not read as an outage just begun.
+    late = sum(1 for v in still_open if v.seen_late_at is not None)
     if len(views) == 1:
         v = views[0]
         ratio = f"{v.ratio:.1f}x normal, " if v.ratio else ""
+        label += " (seen late)" if late else ""
         return f"{prefix} {label}: {v.service} outage reports ({ratio}z {v.peak_score:.1f})"
     groups = {v.group for v in still_open}
     subject = f"{prefix} {label}: {names(still_open)}"
     if len(still_open) > 1 and len(groups) == 1 and "" not in groups:
         subject += f" ({groups.pop()})"
+    if late:
+        subject += f"; {'all' if late == len(still_open) else late} seen late"
     if len(views) > len(still_open):
         subject += f"; {len(views) - len(still_open)} already resolved"
     return subject

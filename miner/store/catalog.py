@@ -210,6 +210,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "outbox_id": "outbox.id.",
         "incident_id": "incidents.id.",
         "kind": "open, repeat or resolve.",
+        "seen_late_at": "An opening first planned more than stale_after after it happened (miner was down or caught "
+                        "up a backlog): when it was planned, which its alert shows. NULL otherwise.",
+        "late_seconds": "Of such an opening: how long after it happened it was planned.",
     }),
     "alert_incidents": ("Per route and incident: what was done about its opening, for repeats and inhibition.", {
         "route": "Route name.",

@@ -254,9 +254,20 @@ SOURCE_DATED_INDEX = Migration(
     "WHERE undated IS NULL AND source != 'reports' AND created_at < fetched_at;",
 )
 
+# An opening the planner first saw more than stale_after after it happened (miner was down, or caught up a backlog)
+# is alerted when still open; its alert says so, or it read as an outage that just began. The planner's decision is
+# kept with the item, as the settings or the incident may change before it is sent. Rows planned before were not late.
+LATE_OPENINGS = Migration(
+    "0013_late_openings",
+    """
+        ALTER TABLE outbox_items ADD COLUMN seen_late_at TEXT;
+        ALTER TABLE outbox_items ADD COLUMN late_seconds REAL;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
-                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX]
+                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -100,6 +100,9 @@ class PlannedItem:
     suppressed: str | None = None
     group_interval: float = 0.0  # seconds: a new batch waits this long after the last message (group_interval.py)
     group: str = ""  # outbox.group_key (AlertSettings.group_of): "" is the whole route
+    # An opening first seen more than stale_after after it happened: when it was, and how late (outbox_items).
+    seen_late_at: datetime | None = None
+    late_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,8 +180,10 @@ class OutboxMixin:
                 if conn.execute("SELECT 1 FROM outbox_items WHERE item_key = ?", (item.item_key,)).fetchone():
                     continue
                 outbox_id, message_id = _place(conn, item, now, batches)
-                conn.execute("INSERT INTO outbox_items (item_key, outbox_id, incident_id, kind) VALUES (?, ?, ?, ?)",
-                             (item.item_key, outbox_id, item.incident_id, item.item_kind))
+                conn.execute("INSERT INTO outbox_items (item_key, outbox_id, incident_id, kind, seen_late_at, "
+                             "late_seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                             (item.item_key, outbox_id, item.incident_id, item.item_kind,
+                              iso(item.seen_late_at) if item.seen_late_at else None, item.late_seconds))
                 _note_incident(conn, item, message_id, now)
                 added += 1
             conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
@@ -296,7 +301,8 @@ class OutboxMixin:
 
     def notification_items(self, outbox_id: int) -> list[dict[str, Any]]:
         return self.database.rows(
-            "SELECT item_key, incident_id, kind FROM outbox_items WHERE outbox_id = ? ORDER BY incident_id",
+            "SELECT item_key, incident_id, kind, seen_late_at, late_seconds FROM outbox_items WHERE outbox_id = ? "
+            "ORDER BY incident_id",
             (outbox_id,),
         )
 
