@@ -1404,23 +1404,30 @@ def test_a_poll_stored_after_the_posts_were_classified_waits_for_the_next_run(
     assert report.buckets == 1 and row[1][1] == 15
 
 
-def test_a_paced_replay_waits_out_every_bucket_however_long(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each wait was cut to 60 s: at --speed 1, 15-minute buckets came a minute apart, and the hourly steps through a
-    # silence too, a replay 15 times faster than the real time it was asked for. A clock of its own stands in for
-    # the minutes this would take.
+class _Clock:
+    """The replay's clock, for the minutes a paced replay would wait: sleeping moves it on at once."""
+
+    now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
     from miner import replay as replay_module
 
-    class Clock:
-        now = 0.0
+    fake = _Clock()
+    monkeypatch.setattr(replay_module, "time", fake)
+    return fake
 
-        def monotonic(self) -> float:
-            return self.now
 
-        def sleep(self, seconds: float) -> None:
-            self.now += seconds
-
-    clock = Clock()
-    monkeypatch.setattr(replay_module, "time", clock)
+def test_a_paced_replay_waits_out_every_bucket_however_long(clock: _Clock) -> None:
+    # Each wait was cut to 60 s: at --speed 1, 15-minute buckets came a minute apart, and the hourly steps through a
+    # silence too, a replay 15 times faster than the real time it was asked for.
     posts = [Post("s", str(n), "x", T0 + timedelta(minutes=m)) for n, m in enumerate((1, 16, 31, 151))]
     at: list[tuple[datetime, float]] = []
     run_replay(posts, timedelta(minutes=15), lambda now, _: at.append((now, clock.now)), speed=1.0,
@@ -1430,23 +1437,9 @@ def test_a_paced_replay_waits_out_every_bucket_however_long(monkeypatch: pytest.
     assert at[-1][1] == pytest.approx(timedelta(hours=3, minutes=45).total_seconds())
 
 
-def test_a_resumed_paced_replay_paces_only_the_ticks_after_where_the_store_had_got_to(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_resumed_paced_replay_paces_only_the_ticks_after_where_the_store_had_got_to(clock: _Clock) -> None:
     # The ticks the run it resumes had done were waited out again in real time, doing nothing: a day replayed at
     # --speed 60, stopped at its 20th minute, took 20 minutes to come back to where it was.
-    from miner import replay as replay_module
-
-    class Clock:
-        now = 0.0
-
-        def monotonic(self) -> float:
-            return self.now
-
-        def sleep(self, seconds: float) -> None:
-            self.now += seconds
-
-    clock = Clock()
-    monkeypatch.setattr(replay_module, "time", clock)
     posts = [Post("s", str(n), "x", T0 + timedelta(minutes=m)) for n, m in enumerate((1, 16, 31, 46))]
     at: list[tuple[datetime, float]] = []
     run_replay(posts, timedelta(minutes=15), lambda now, _: at.append((now, clock.now)), speed=1.0,
