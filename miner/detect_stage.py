@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.collectors.paging import split_cursor
 from miner.config import Config
 from miner.detect import (
     BucketFacts,
@@ -26,7 +25,6 @@ from miner.detect import (
     step,
 )
 from miner.detect.grouping import Opening, correlate
-from miner.records import SourceState
 from miner.store import Store
 from miner.timeutil import floor_time, iso, parse_iso
 
@@ -52,11 +50,6 @@ class TickReport:
     sent: int = 0
     too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
     stored: int = 0  # arrived posts new to the store (not stored before, nor earlier in the same arrival)
-
-
-def _behind(row: dict[str, Any]) -> bool:
-    """Whether the source's last poll left posts before its start unread, for the next polls to read."""
-    return bool(split_cursor(SourceState(cursor=row["cursor"]))[1])
 
 
 class DetectStage:
@@ -217,9 +210,10 @@ class DetectStage:
         working = [r for r in rows if r is not None and r["last_ok_at"] and not r["consecutive_failures"]]
         if working:
             settled = now - timedelta(minutes=self.config.detector.settle_minutes)
-            # A poll that left a window unread (its page cap, a rate limit: see Backlog) did not bring the posts up
-            # to its start: in a burst past the cap, an outage's, the bucket just ended was scored on the newest pages.
-            return max(settled, min(settled if _behind(r) else parse_iso(r["last_ok_at"]) for r in working))
+            # A poll that stopped before it had read everything new (its page cap, a rate limit: FetchResult.behind)
+            # did not bring the posts up to its start: in a burst past the cap, an outage's, the bucket just ended
+            # was scored on the pages read first.
+            return max(settled, min(settled if r["behind"] else parse_iso(r["last_ok_at"]) for r in working))
         if not rows or any(r is None or not r["last_ok_at"] for r in rows):
             return None
         until = max(parse_iso(r["last_ok_at"]) for r in rows if r is not None)

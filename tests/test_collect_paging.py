@@ -140,7 +140,7 @@ def test_mastodon_a_burst_larger_than_a_page_is_read_whole(server: FakeServer, p
     assert sorted(ids(second)) == sorted(burst)
     assert second.state.cursor == burst[-1].rsplit("/", 1)[1]
     assert api.requests == 1 + 3  # the newest page, then forward from the cursor until it: as many as 40+40+20
-    assert not second.warnings and second.retry_after is None
+    assert not second.warnings and second.retry_after is None and not second.behind
 
 
 def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: FakeServer, poller: Poller) -> None:
@@ -150,9 +150,11 @@ def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: 
     burst = api.add(40 * PAGES * 2 + 7)
     second = poller.poll(masto(server), first.state)
     assert len(second.posts) == 40 * PAGES  # the cap: the oldest first, and the cursor stops after them
-    seen, state = poll_all(poller, masto(server), second.state, 2)
-    assert seen | set(ids(second)) == set(burst)
-    assert state.cursor == burst[-1].rsplit("/", 1)[1]
+    assert second.behind and not second.gap  # the cursor cannot show what is left: the result does
+    third = poller.poll(masto(server), second.state)
+    fourth = poller.poll(masto(server), third.state)
+    assert set(ids(second)) | set(ids(third)) | set(ids(fourth)) == set(burst)
+    assert fourth.state.cursor == burst[-1].rsplit("/", 1)[1] and third.behind and not fourth.behind
 
 
 def test_mastodon_a_status_fetched_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
@@ -186,9 +188,9 @@ def test_mastodon_a_429_on_a_later_page_keeps_the_pages_before_it(server: FakeSe
     second = poller.poll(masto(server), first.state)
     assert ids(second) and set(ids(second)) < set(burst)
     assert second.retry_after == 90
-    assert second.warnings and "HTTP 429" in second.warnings[0]
+    assert second.warnings and "HTTP 429" in second.warnings[0] and second.behind
     third = poller.poll(masto(server), second.state)
-    assert set(ids(second)) | set(ids(third)) == set(burst)
+    assert set(ids(second)) | set(ids(third)) == set(burst) and not third.behind
 
 
 @pytest.mark.parametrize("later_page", [False, True], ids=["first-page", "later-page"])
@@ -327,13 +329,15 @@ def test_hackernews_a_burst_past_the_page_cap_is_read_over_the_next_polls(server
     first = poller.poll(hn(server), SourceState())
     burst = api.add(100 * PAGES * 2 + 50, per_second=3)
     second = poller.poll(hn(server), first.state)
-    assert len(second.posts) == 100 * PAGES and not second.gap
+    assert len(second.posts) == 100 * PAGES and not second.gap and second.behind
     later = api.add(20)  # new while the backlog is read: read first
     third = poller.poll(hn(server), second.state)
     assert set(later) <= set(ids(third))
-    seen, state = poll_all(poller, hn(server), third.state, 2)
+    fourth = poller.poll(hn(server), third.state)
+    fifth = poller.poll(hn(server), fourth.state)
+    seen = set(ids(fourth)) | set(ids(fifth))
     assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later) | set(ids(first))
-    assert state.cursor == str(api.hits[-1][0])  # nothing left: a plain cursor again
+    assert fifth.state.cursor == str(api.hits[-1][0]) and not fifth.behind  # nothing left: a plain cursor again
 
 
 def test_hackernews_hits_of_a_window_an_earlier_poll_left_are_not_late(server: FakeServer, poller: Poller,
@@ -356,9 +360,9 @@ def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(serv
     burst = api.add(250)
     api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "30"})
     second = poller.poll(hn(server), first.state)
-    assert len(second.posts) == 100 and second.retry_after == 30
+    assert len(second.posts) == 100 and second.retry_after == 30 and second.behind
     third = poller.poll(hn(server), second.state)
-    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first))
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first)) and not third.behind
 
 
 def test_hackernews_a_hit_indexed_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
@@ -571,12 +575,12 @@ def test_reddit_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: Fa
     first = reddit_poller.poll(reddit(server), SourceState())
     burst = api.add(100 * PAGES + 150)
     second = reddit_poller.poll(reddit(server), first.state)
-    assert len(second.posts) == 100 * PAGES and not second.gap
+    assert len(second.posts) == 100 * PAGES and not second.gap and second.behind
     later = api.add(30)  # pushes the rest further down the listing: read after them
     third = reddit_poller.poll(reddit(server), second.state)
     assert set(later) <= set(ids(third))
     assert set(ids(second)) | set(ids(third)) == set(burst) | set(later) | set(ids(first))
-    assert third.state.cursor == str(api.posts[-1][0])
+    assert third.state.cursor == str(api.posts[-1][0]) and not third.behind
 
 
 def test_reddit_a_removed_post_to_page_after_is_a_gap_said(server: FakeServer, reddit_poller: Poller) -> None:
@@ -652,10 +656,10 @@ def test_reddit_a_used_up_rate_limit_ends_the_paging_and_keeps_the_rest(server: 
     burst = api.add(250)
     api.headers = {"X-Ratelimit-Remaining": "0.0", "X-Ratelimit-Used": "100", "X-Ratelimit-Reset": "42"}
     second = reddit_poller.poll(reddit(server), first.state)
-    assert len(second.posts) == 100 and second.retry_after == 42
+    assert len(second.posts) == 100 and second.retry_after == 42 and second.behind
     api.headers = {}
     third = reddit_poller.poll(reddit(server), second.state)
-    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first))
+    assert set(ids(second)) | set(ids(third)) == set(burst) | set(ids(first)) and not third.behind
 
 
 # --- Bluesky (app.bsky.feed.searchPosts, sort=latest): ordered by sortAt (the earlier of createdAt and indexedAt),
@@ -753,13 +757,14 @@ def test_bluesky_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: F
     burst = api.add(100 * PAGES + 150, per_ms=2)
     api.fail_on_request[api.requests + 2] = Reply(503, b"", headers={"Retry-After": "20"})
     second = bsky_poller.poll(bsky(server), first.state)
-    assert len(second.posts) == 100 and second.retry_after == 20  # a 503 on page 2: page 1 kept
+    assert len(second.posts) == 100 and second.retry_after == 20 and second.behind  # a 503 on page 2: page 1 kept
     third = bsky_poller.poll(bsky(server), second.state)
-    assert len(third.posts) > 100 and not third.gap  # a page to learn nothing is new, then the window
+    assert len(third.posts) > 100 and not third.gap and third.behind  # a page to learn nothing is new, the window
     later = api.add(30)
-    seen, state = poll_all(bsky_poller, bsky(server), third.state, 2)
-    assert set(ids(second)) | set(ids(third)) | seen == set(burst) | set(later)
-    assert state.cursor == api.posts[-1][1].isoformat()
+    fourth = bsky_poller.poll(bsky(server), third.state)
+    fifth = bsky_poller.poll(bsky(server), fourth.state)
+    assert set(ids(second)) | set(ids(third)) | set(ids(fourth)) | set(ids(fifth)) == set(burst) | set(later)
+    assert fifth.state.cursor == api.posts[-1][1].isoformat() and not fifth.behind
 
 
 # --- Lemmy (/api/v3/search, type_=All, sort=New): posts and comments are two lists, newest first, and page=N
@@ -833,6 +838,7 @@ def test_lemmy_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeServe
     assert set(ids(second)) == set(burst[20:])
     assert second.gap and "posts and comments published after" in second.warnings[0]
     assert second.state.cursor == api.items["post"][-1][0].isoformat()
+    assert not second.behind  # no later poll reads what the cap left: nothing to wait for
 
 
 def test_lemmy_an_item_federated_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
@@ -868,9 +874,9 @@ def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: 
     api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "60"})
     second = poller.poll(lemmy(server), first.state)
     assert len(set(ids(second)) - set(ids(first))) == 50 and second.retry_after == 60 and not second.gap
-    assert second.state.cursor == first.state.cursor
+    assert second.state.cursor == first.state.cursor and second.behind  # the cursor is as it was: the result says
     third = poller.poll(lemmy(server), second.state)
-    assert sorted(ids(third)) == sorted(burst + ids(first))  # and the posts list's margin
+    assert sorted(ids(third)) == sorted(burst + ids(first)) and not third.behind  # and the posts list's margin
 
 
 # --- Discourse: /latest.json?order=created pages from page=0 (30 topics, globally pinned ones first, and
@@ -963,6 +969,7 @@ def test_discourse_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeS
     second = poller.poll(forum(server, query), first.state)
     assert sorted(ids(second)) == sorted(f"{kind}:{i}" for i in burst[9:])
     assert second.gap and f"ids after {burst[0] - 1} and before {burst[9]} are missing" in second.warnings[0]
+    assert not second.behind  # no later poll reads what the cap left: nothing to wait for
 
 
 @pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
@@ -976,9 +983,9 @@ def test_discourse_a_failed_later_page_keeps_the_cursor_for_the_next_poll(server
     api.fail_on_request[api.requests + 2] = Reply(500, b"oops")
     second = poller.poll(forum(server, query), first.state)
     assert len(second.posts) == per_page and second.state.cursor == first.state.cursor
-    assert "HTTP 500" in second.warnings[0] and not second.gap
+    assert "HTTP 500" in second.warnings[0] and not second.gap and second.behind
     third = poller.poll(forum(server, query), second.state)
-    assert sorted(ids(third)) == sorted(f"{kind}:{i}" for i in burst)
+    assert sorted(ids(third)) == sorted(f"{kind}:{i}" for i in burst) and not third.behind
 
 
 # --- RSS/Atom: a feed holds its newest entries and cannot be paged.

@@ -3,7 +3,8 @@
 Cursor: the highest post id (search) or topic id (latest) seen, as `post:N` or `topic:N`; ids only grow, so older
 items are skipped. A cursor of the other kind (the source's `query` added or removed) starts the source afresh.
 Newest first: a poll reads the next pages (`page=`) down to the cursor, up to `max_pages`. Discourse pages by
-offset only, so what the cap leaves cannot be read later: the poll says posts are missing.
+offset only, so what the cap leaves cannot be read later: the poll says posts are missing. A later page that fails
+(a rate limit) keeps the cursor, and the poll is `behind`: the next one reads down to it again.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class DiscourseCollector:
         # Past the skipped items too, so that they are not read again by every poll until a post follows them.
         newest = max([*fresh, *passed, *([] if cursor is None else [cursor])], default=None)
         warnings = pager.warnings()
-        gap = False
+        gap = behind = False
         if cursor is not None and not complete:
             if pager.capped:
                 # Discourse pages by offset only: a later poll could not start where this one stopped.
@@ -84,9 +85,10 @@ class DiscourseCollector:
                     f"{min(fresh, default=cursor)} are missing (raise collect.max_pages or poll more often)")))
             else:
                 newest = cursor  # a later page failed: the next poll reads down to the cursor again
+                behind = True
         return FetchResult(posts=list(fresh.values()),
                            state=SourceState(cursor=f"{kind}:{newest}" if newest is not None else None),
-                           warnings=warnings, retry_after=pager.retry_after, gap=gap)
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind)
 
     def _page(self, source: SourceConfig, ctx: PollContext, base: str, site: str,
               page: int) -> tuple[Response, tuple[list[tuple[int, Post]], list[int], bool]]:

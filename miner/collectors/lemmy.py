@@ -3,8 +3,9 @@
 Cursor: the newest `published` time seen (ISO 8601, UTC). External ids
 are the ActivityPub ids, which stay the same whichever instance federated the item. Newest first: a poll reads
 `page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
-be read later: the poll says posts are missing. The items below the cursor on the page that reaches it are read
-too: a post federated late keeps its original `published` time.
+be read later: the poll says posts are missing. A later page that fails (a rate limit) keeps the cursor, and the
+poll is `behind`: the next one reads down to it again. The items below the cursor on the page that reaches it are
+read too: a post federated late keeps its original `published` time.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ class LemmyCollector:
                     oldest = post.created_at if oldest is None else min(oldest, post.created_at)
             page += 1
         warnings = pager.warnings()
-        gap = False
+        gap = behind = False
         if cursor is not None and not all(done.values()):
             if pager.capped:
                 # Lemmy pages by offset only: a later poll could not start where this one stopped.
@@ -113,8 +114,9 @@ class LemmyCollector:
                     "poll more often)")))
             else:
                 newest = cursor  # a later page failed: the next poll reads down to the cursor again
+                behind = True
         return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None),
-                           warnings=warnings, retry_after=pager.retry_after, gap=gap)
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind)
 
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,

@@ -4,8 +4,9 @@ Cursor: the highest status id seen. Status ids are numeric strings that grow wit
 page after the id `LOOKBACK` before the cursor's time: a status the server fetched late, with an id dated by its
 publication, is behind the cursor. When all of that page is new, the poll pages forward from the cursor with
 `min_id` (the statuses just after it) up to that page, up to `max_pages`, and the next poll goes on where it
-stopped. `since_id` alone would answer the newest `limit` statuses: after a burst of more than a page, the cursor
-would jump to the newest and skip the rest.
+stopped; its result says it is `behind` meanwhile, as the cursor cannot show what lies between it and that page.
+`since_id` alone would answer the newest `limit` statuses: after a burst of more than a page, the cursor would jump
+to the newest and skip the rest.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class MastodonCollector:
             if len(statuses) < limit or top == after or _id_key(top) >= _id_key(bottom):
                 return read.result(_newest(newer + forward, since, ctx), pager)  # caught up
             after = top
-        # Stopped short of the newest page: the next poll goes on after the last status read forward.
-        return read.result(_newest(forward, since, ctx), pager)
+        # Stopped short of the newest page: the next poll goes on after the last status read forward. The cursor
+        # cannot show the statuses left between it and the newest page, so the result says it is behind.
+        return read.result(_newest(forward, since, ctx), pager, behind=True)
 
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
@@ -145,9 +147,9 @@ class _Read:
                 self.posts.append(post)
         return idents
 
-    def result(self, newest: str | None, pager: Pager) -> FetchResult:
+    def result(self, newest: str | None, pager: Pager, behind: bool = False) -> FetchResult:
         return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
-                           retry_after=pager.retry_after)
+                           retry_after=pager.retry_after, behind=behind)
 
 
 def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:

@@ -32,6 +32,7 @@ from miner.collectors.lemmy import LemmyCollector
 from miner.collectors.mastodon import MastodonCollector
 from miner.collectors.matching import ServiceMatcher
 from miner.collectors.normalise import hash_key_from_env
+from miner.collectors.paging import split_cursor
 from miner.collectors.reddit import WWW as REDDIT_BASE
 from miner.collectors.reddit import RedditCollector
 from miner.collectors.rss import RssCollector
@@ -172,6 +173,10 @@ class Poller:
             raise SourceError(f"no collector for source type {source.type!r}", permanent=True)
         source = self.resolve(source)
         result = collector.poll(source, state or SourceState(), self.ctx)
+        if not result.behind and split_cursor(result.state)[1]:
+            # Windows kept with the cursor are what this poll left for the next ones (Hacker News, Reddit, Bluesky):
+            # said here once rather than by each collector that keeps them.
+            result = replace(result, behind=True)
         if not result.posts:
             return result
         # Matched before the handles of people go: "@bob" is no service, but "@WhatsAppSupport" is one's.

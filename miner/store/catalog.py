@@ -54,6 +54,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "warning_cleared_at": "When a poll first read the source without a warning after last_warning; NULL while "
                               "the warning stands (`miner status` shows it). A poll answered 304 (nothing read) or "
                               "one that failed clears none.",
+        "behind": "1 when the last successful poll stopped before it had read everything new since the one before "
+                  "(collect.max_pages, a rate limit, a failed later page) and the next polls read the rest: the "
+                  "detector waits for them (detector.settle_minutes at most). 0 when it read it all, or what it "
+                  "left is missed for good (a warning says so).",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id.",

@@ -265,9 +265,23 @@ LATE_OPENINGS = Migration(
     """,
 )
 
+# A source's last poll stopped before it had read everything new since the one before, and the next polls read the
+# rest (FetchResult.behind): the detector waits for them. Mastodon's cursor, Lemmy's and Discourse's cannot show it;
+# the cursors that keep windows left unread (a JSON object with a non-empty backlog) say it for the rows stored before.
+# CASE, not AND: SQLite does not stop at a false json_valid, and json_type raises on what is not JSON.
+SOURCES_BEHIND = Migration(
+    "0014_sources_behind",
+    """
+        ALTER TABLE sources ADD COLUMN behind INTEGER NOT NULL DEFAULT 0;
+        UPDATE sources SET behind = 1 WHERE CASE WHEN json_valid(cursor) THEN
+            CASE WHEN json_type(cursor) = 'object' THEN coalesce(json_array_length(cursor, '$.backlog'), 0) > 0
+            ELSE 0 END ELSE 0 END;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
-                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS]
+                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND]
 
 
 def _statements(script: str) -> Iterator[str]:

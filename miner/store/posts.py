@@ -86,7 +86,7 @@ class PostsMixin:
             conn.execute(
                 "UPDATE sources SET etag = :etag, last_modified = :last_modified, cursor = :cursor, "
                 "last_poll_at = :now, last_ok_at = :now, last_error = NULL, consecutive_failures = 0, "
-                "next_poll_at = :next, polls = polls + 1, posts_stored = posts_stored + :posts, "
+                "behind = :behind, next_poll_at = :next, polls = polls + 1, posts_stored = posts_stored + :posts, "
                 "incidents_stored = incidents_stored + :incidents, "
                 "last_warning = coalesce(:warning, last_warning), "
                 "last_warning_at = CASE WHEN :warning IS NULL THEN last_warning_at ELSE :now END, "
@@ -96,6 +96,7 @@ class PostsMixin:
                 "WHERE name = :source",
                 {"etag": state.etag, "last_modified": state.last_modified, "cursor": state.cursor, "now": iso(now),
                  "next": iso(next_poll_at), "posts": posts_new, "incidents": inc_new, "warning": warning,
+                 "behind": result.behind,
                  # A 304 read nothing: a warning about the content (a wrong encoding) still holds for the same
                  # content, so only a poll that read the source can clear it.
                  "read": not result.not_modified, "source": source},

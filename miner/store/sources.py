@@ -21,8 +21,8 @@ class SourcesMixin:
     def sync_sources(self, sources: Iterable[SourceConfig]) -> list[str]:
         """Insert configured sources and refresh their type/url. Returns the names whose poll state was reset.
 
-        Poll state (cursor, validators, backoff, last error, warning and success) belongs to the endpoint it came
-        from: a source whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a
+        Poll state (cursor, validators, backoff, last error, warning and success, behind) belongs to the endpoint it
+        came from: a source whose type or url changed in feeds.toml starts afresh, or a hackernews cursor would make a
         re-typed discourse source skip every topic (and the new feed's undated backlog would count as new posts). Its
         posts and counters are kept.
         """
@@ -33,7 +33,7 @@ class SourcesMixin:
                 cur = conn.execute(
                     "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
                     "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
-                    "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL "
+                    "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0 "
                     "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
                     (src.name, src.type, url),
                 )
