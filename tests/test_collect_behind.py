@@ -104,6 +104,53 @@ def test_a_bucket_waits_for_a_mastodon_poll_the_page_cap_cut_short(server: FakeS
     assert polls == [(120, base - WIDTH), (150, burst + WIDTH)]
 
 
+class RecordedLemmy:
+    """Lemmy's search (type_=All, sort=New): posts and comments two lists, newest first, page=N the Nth `limit` of
+    each; its posts the recorded payload's first one (a Discord complaint) published at the times given, no
+    comments. ``fail_page``: the page answered 429 instead, once."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.template: dict[str, Any] = json.loads(server.fixture_bytes("lemmy/search.json"))["posts"][0]
+        self.published: list[datetime] = []
+        self.fail_page: int | None = None
+        server.serve("/api/v3/search", self.reply)
+
+    def view(self, n: int) -> dict[str, Any]:
+        view = copy.deepcopy(self.template)
+        view["post"].update(id=n + 1, published=self.published[n].isoformat().replace("+00:00", "Z"),
+                            ap_id=f"https://lemmy.world/post/{n + 1}")
+        view["creator"]["actor_id"] = f"https://lemmy.world/u/user{n}"  # each its own author
+        return view
+
+    def reply(self, request: Recorded) -> Reply:
+        limit, page = int(request.param("limit") or 10), int(request.param("page") or 1)
+        if page == self.fail_page:
+            self.fail_page = None
+            return Reply(429, b"", headers={"Retry-After": "60"})
+        newest_first = sorted(range(len(self.published)), key=lambda n: self.published[n], reverse=True)
+        return json_reply({"type_": "All", "communities": [], "users": [], "comments": [],
+                           "posts": [self.view(n) for n in newest_first[(page - 1) * limit:page * limit]]})
+
+
+def test_a_bucket_waits_for_a_lemmy_poll_a_rate_limit_cut_short(server: FakeServer, store: Store,
+                                                                classifier: Classifier) -> None:
+    # Lemmy pages by offset only: a 429 on a later page keeps the cursor where it was, and the next poll reads down
+    # to it again. The poll that got the 429 had polled after the bucket's end with its newest page only.
+    api = RecordedLemmy(server)
+    base = floor_time(datetime.now(UTC), WIDTH) - timedelta(hours=1)
+    burst = base + WIDTH
+    api.published.append(base - timedelta(seconds=60))
+    poller, tick = ticker(f'[[services]]\nname = "Discord"\n\n[[sources]]\nname = "lemmy"\ntype = "lemmy"\n'
+                          f'url = "{server.url}"\nquery = "discord"\n\n[detector]\nbucket_minutes = 5\n',
+                          store, classifier, "Discord", burst)
+    with poller:
+        tick(base + timedelta(minutes=1))
+        api.published += [burst + timedelta(seconds=i) for i in range(120)]
+        api.fail_page = 2
+        polls = [tick(burst + timedelta(minutes=m)) for m in (6, 11)]
+    assert polls == [(50, base - WIDTH), (120, burst + WIDTH)]
+
+
 def test_the_store_keeps_whether_the_last_poll_is_behind_until_one_reads_everything(store: Store) -> None:
     source = SourceConfig("masto", "mastodon", url="https://mastodon.example", query="#outage")
     store.sync_sources([source])
