@@ -18,14 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from miner import status_board
 from miner.client_address import client_key
 from miner.errors import InputError, MinerError
-from miner.http_head import MAX_HEAD, HeadReader
+from miner.http_conns import OpenConnections
+from miner.http_head import MAX_HEAD, HeadReader, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -38,6 +38,8 @@ READ_TIMEOUT = 5.0
 # Connections handled at once (a thread each); more are answered 503 at once. A client that sends slowly holds
 # its thread for up to 2 x READ_TIMEOUT, so without a cap many of them at once would mean as many threads.
 MAX_CONNECTIONS = 32
+# Seconds a stop waits for the requests being answered: a slow client's head and body, and SQLite's busy timeout.
+STOP_WAIT = 2 * READ_TIMEOUT + 10.0
 _BUSY_BODY = b'{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
@@ -233,7 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._body_length()
         if length is None:
             return
-        if not _is_json(self.headers.get("Content-Type", "")):
+        if not is_json(self.headers.get("Content-Type", "")):
             self._json(415, {"error": "send the report as application/json"})
             return
         raw = self._read_body(length)
@@ -308,15 +310,6 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
 
-def _is_json(content_type: str) -> bool:
-    """``application/json``, with parameters or none, in any case; a charset other than UTF-8 is not JSON."""
-    header = Message()
-    header["Content-Type"] = content_type
-    # get_content_type() falls back to text/plain for a value that is not a media type.
-    charset = header.get_param("charset")
-    return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -324,14 +317,14 @@ class _Server(ThreadingHTTPServer):
         self.endpoints = endpoints
         self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
         self._forward_warned = False
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.connections = OpenConnections()
         self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        if not self.connections.take(MAX_CONNECTIONS):
             # Answered from the accepting thread, so it must not block: a fresh socket's send buffer takes
             # the short reply whole, and a client that cannot take it is simply closed.
             if time.monotonic() - self._busy_logged >= BUSY_LOG_EVERY:
@@ -345,14 +338,14 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()  # no thread was started to release it
+            self.connections.release()  # no thread was started to release it
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self.connections.release()
 
     def warn_untrusted_forward(self, peer: str) -> None:
         if self._forward_warned:
@@ -392,6 +385,11 @@ class HttpApi:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop accepting, then wait (STOP_WAIT at most) for the requests being answered: the service closes the
+        store after this, and a request answered meanwhile failed or opened a connection of its own."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if left := self._server.connections.wait_closed(STOP_WAIT):
+            log.warning("http: %d request(s) still being answered %g s into the stop; stopping without them", left,
+                        STOP_WAIT)

@@ -1,9 +1,11 @@
-"""The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes."""
+"""The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
+whether the Content-Type it declares is JSON."""
 
 from __future__ import annotations
 
 import http.client
 import io
+from email.message import Message
 
 # Bytes of request line and headers, in all. The stdlib alone takes 100 header lines of 64 KB each: 32 clients
 # sending 6.4 MB apiece made the service (collectors, detector and alerts share its process) grow by a GB.
@@ -46,3 +48,12 @@ class HeadReader(io.BufferedIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def is_json(content_type: str) -> bool:
+    """``application/json``, with parameters or none, in any case; a charset other than UTF-8 is not JSON."""
+    header = Message()
+    header["Content-Type"] = content_type
+    # get_content_type() falls back to text/plain for a value that is not a media type.
+    charset = header.get_param("charset")
+    return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
