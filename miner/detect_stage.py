@@ -52,6 +52,44 @@ class TickReport:
     stored: int = 0  # arrived posts new to the store (not stored before, nor earlier in the same arrival)
 
 
+def collected_until(config: Config, service: str, sources: dict[str, dict[str, Any]], now: datetime
+                    ) -> tuple[datetime | None, dict[str, datetime]]:
+    """Up to when ``service``'s posts are collected: its buckets that end later wait (None: none wait). With it, the
+    sources waited for, each with the time up to which it has brought them: a bucket that ends later waits for the
+    next poll of those (``miner status`` names them).
+
+    While one of the sources polled for its posts works: the earliest of their last successful polls (the time
+    that collect round began), but no earlier than detector.settle_minutes ago. Scored as soon as it ended, a
+    bucket had only the posts the polls before its end had brought: with sources polled every 5 minutes, 2
+    minutes into each 5-minute bucket, 40 % of its complaints; the rest came late and changed no score.
+
+    While every one of them fails: the last time one of them succeeded, up to which its posts can have been
+    collected, unless that is more than max_fill_hours ago (or one never did): buckets that old are skipped as
+    our own outage, and the user reports of the time since are scored rather than held for as long as a
+    source stays broken. Their silence is our own outage, not the end of the service's: its buckets scored
+    empty resolved an outage still going on and were learned as quiet, and the posts their cursors bring once
+    they work again, late.
+    """
+    mine = [s.name for s in config.sources if s.enabled and s.type not in STATUS_TYPES
+            and (not s.services or service.lower() in {n.lower() for n in s.services})]
+    rows = {name: sources.get(name) for name in mine}
+    # A source not polled yet (just added) has nothing to wait for; one failing is waited for below, if all are.
+    working = {name: r for name, r in rows.items()
+               if r is not None and r["last_ok_at"] and not r["consecutive_failures"]}
+    if working:
+        settled = now - timedelta(minutes=config.detector.settle_minutes)
+        # A poll that stopped before it had read everything new (its page cap, a rate limit: FetchResult.behind)
+        # did not bring the posts up to its start: in a burst past the cap, an outage's, the bucket just ended
+        # was scored on the pages read first.
+        marks = {name: settled if r["behind"] else parse_iso(r["last_ok_at"]) for name, r in working.items()}
+        return max(settled, min(marks.values())), marks
+    if not rows or any(r is None or not r["last_ok_at"] for r in rows.values()):
+        return None, {}
+    marks = {name: parse_iso(r["last_ok_at"]) for name, r in rows.items() if r is not None}
+    until = max(marks.values())
+    return (until, marks) if now - until <= timedelta(hours=config.detector.max_fill_hours) else (None, {})
+
+
 class DetectStage:
     config: Config
     store: Store
@@ -189,35 +227,8 @@ class DetectStage:
         return self.config.detector if zone is None else replace(self.config.detector, timezone=zone)
 
     def _collected_until(self, service: str, sources: dict[str, dict[str, Any]], now: datetime) -> datetime | None:
-        """Up to when ``service``'s posts are collected: its buckets that end later wait. None: none wait.
-
-        While one of the sources polled for its posts works: the earliest of their last successful polls (the time
-        that collect round began), but no earlier than detector.settle_minutes ago. Scored as soon as it ended, a
-        bucket had only the posts the polls before its end had brought: with sources polled every 5 minutes, 2
-        minutes into each 5-minute bucket, 40 % of its complaints; the rest came late and changed no score.
-
-        While every one of them fails: the last time one of them succeeded, up to which its posts can have been
-        collected, unless that is more than max_fill_hours ago (or one never did): buckets that old are skipped as
-        our own outage, and the user reports of the time since are scored rather than held for as long as a
-        source stays broken. Their silence is our own outage, not the end of the service's: its buckets scored
-        empty resolved an outage still going on and were learned as quiet, and the posts their cursors bring once
-        they work again, late.
-        """
-        mine = [s.name for s in self.config.sources if s.enabled and s.type not in STATUS_TYPES
-                and (not s.services or service.lower() in {n.lower() for n in s.services})]
-        rows = [sources.get(name) for name in mine]
-        # A source not polled yet (just added) has nothing to wait for; one failing is waited for below, if all are.
-        working = [r for r in rows if r is not None and r["last_ok_at"] and not r["consecutive_failures"]]
-        if working:
-            settled = now - timedelta(minutes=self.config.detector.settle_minutes)
-            # A poll that stopped before it had read everything new (its page cap, a rate limit: FetchResult.behind)
-            # did not bring the posts up to its start: in a burst past the cap, an outage's, the bucket just ended
-            # was scored on the pages read first.
-            return max(settled, min(settled if r["behind"] else parse_iso(r["last_ok_at"]) for r in working))
-        if not rows or any(r is None or not r["last_ok_at"] for r in rows):
-            return None
-        until = max(parse_iso(r["last_ok_at"]) for r in rows if r is not None)
-        return until if now - until <= timedelta(hours=self.config.detector.max_fill_hours) else None
+        """Up to when ``service``'s posts are collected: its buckets that end later wait. None: none wait."""
+        return collected_until(self.config, service, sources, now)[0]
 
     def _detect_service(self, service: str, now: datetime, report: TickReport,
                         collected_until: datetime | None = None) -> None:

@@ -7,15 +7,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from miner.config import Config
+from miner.detect import DetectorState, due_buckets
+from miner.detect_stage import collected_until
 from miner.store import Store
+from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
 from miner.timeutil import floor_time, iso, parse_iso
 
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
     """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, the score of
-    the latest bucket that has ended (the one the detector scored last), and the open incident (its id and when it
-    opened) or None. Times are ISO 8601 with their offset; a number SQLite holds as infinite is None.
+    the latest bucket that has ended (the one the detector scored last), the start of the last bucket the detector
+    scored (None before the first) and the sources the buckets that have ended since wait for (see
+    _waiting_for), and the open incident (its id and when it opened) or None. Times are ISO 8601 with their
+    offset; a number SQLite holds as infinite is None.
 
     Both are read on the bucket grid. Counted from ``now - window`` itself, a bucket as wide as the window (the
     demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
@@ -25,8 +30,10 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
     end = floor_time(now, bucket) + bucket
     start = floor_time(now - window, bucket)
     last_ended = end - 2 * bucket
+    polled = {r["name"]: r for r in store.source_rows()}
     out = []
     for svc in config.services:
+        saved = store.detector_state(svc.name)
         rows = store.series(svc.name, min(start, last_ended), end)
         counted = [r for r in rows if parse_iso(r["bucket_start"]) >= start]
         scored = [r for r in rows if r["score"] is not None]
@@ -38,9 +45,26 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "complaints": sum(r["complaints"] for r in counted),
             "baseline": _rounded(latest["baseline"], 2) if latest else None,
             "z": _rounded(latest["score"], 1) if latest else None,
+            "last_bucket": iso(saved.last_bucket) if saved else None,
+            "waiting_for": _waiting_for(config, svc.name, saved, polled, now),
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
         })
     return out
+
+
+def _waiting_for(config: Config, service: str, saved: SavedDetector | None, polled: dict[str, dict[str, Any]],
+                 now: datetime) -> list[str]:
+    """The sources whose next poll the service's first bucket not scored yet, ended by ``now``, waits for, as the
+    detector waits (see collected_until): [] when no bucket has ended since the last one scored, or none waits for
+    a poll (the detector's next run scores it)."""
+    due = due_buckets(config.detector, DetectorState(last=saved.last_bucket) if saved else None, now)
+    if not due:
+        return []
+    until, marks = collected_until(config, service, polled, now)
+    end = due[0] + timedelta(minutes=config.detector.bucket_minutes)
+    if until is None or until >= end:
+        return []
+    return sorted(name for name, mark in marks.items() if mark < end)
 
 
 def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
@@ -48,7 +72,8 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
     successfully; ``next_poll``: due at the next tick, or ``enabled`` is false and it is not polled).
 
     ``warning`` is the one that stands (see current_warning; "" for none), ``warning_at`` when a poll last gave it
-    (None for none, or for one stored before its time was)."""
+    (None for none, or for one stored before its time was). ``behind``: its last poll stopped before it had read
+    everything new, and the next polls read the rest (the detector waits for them: see sources.behind)."""
     rows = {r["name"]: r for r in store.source_rows()}
     out = []
     for src in config.sources:
@@ -63,6 +88,7 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
             "failures": row.get("consecutive_failures", 0),
             "last_error": row.get("last_error") or "",
             "posts_stored": row.get("posts_stored", 0),
+            "behind": bool(row.get("behind", 0)),
             "warning": warning[0] if warning else "",
             "warning_at": iso(warning[1]) if warning and warning[1] else None,
         })

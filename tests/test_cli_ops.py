@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -1044,3 +1045,75 @@ def test_replay_matches_a_configured_sources_posts_only_against_its_services(tmp
     conn.close()
     assert [(n, sorted(services.split()) if services else []) for n, services in matched] == \
         [("0", []), ("1", ["MTN"]), ("2", ["Airtel", "MTN"])]
+
+
+def test_status_shows_the_last_bucket_scored_and_the_sources_the_buckets_since_wait_for(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # A bucket waits for the sources polled for its service (their next poll, detector.settle_minutes at most), and
+    # for a source behind (its last poll stopped before it had read everything new) the whole settle_minutes: an
+    # operator wondering why the bucket just ended had no score saw neither the wait nor whom it was for.
+    from miner.config import parse_config
+    from miner.pipeline import Pipeline
+    from miner.records import FetchResult, SourceState
+
+    width = timedelta(minutes=5)
+    if floor_time(utcnow() + timedelta(seconds=20), width) != floor_time(utcnow(), width):
+        time.sleep(21)  # the test's clock and the command's must see the same buckets
+    text = CONFIG.replace("bucket_minutes = 15", "bucket_minutes = 5") + (
+        '\n[[sources]]\nname = "masto"\ntype = "mastodon"\nurl = "http://127.0.0.1:9"\nquery = "#mtn"\n'
+        'services = ["MTN"]\n\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n')
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(text)
+    db = tmp_path / "m.sqlite"
+    base = ["--config", str(cfg), "--db", str(db)]
+    config = parse_config(text)
+    now = utcnow()
+    last_ended = floor_time(now, width) - width
+    store = Store.open(db)
+    store.sync_sources(config.sources)
+
+    def poll(source: str, at: datetime, behind: bool = False) -> None:
+        store.save_fetch(source, FetchResult(state=SourceState(cursor=iso(at)), behind=behind), at, at + width)
+
+    def status() -> tuple[dict[str, dict[str, object]], dict[str, dict[str, object]], str]:
+        result = runner.invoke(main, [*base, "status"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
+        return ({s["service"]: s for s in data["services"]}, {s["source"]: s for s in data["sources"]},
+                result.output)
+
+    # Both polled as the bucket before the last one ended, and that bucket scored.
+    for source in ("masto", "feed"):
+        poll(source, last_ended)
+    Pipeline(config, store).detect(last_ended + timedelta(seconds=1))
+    # Then the feed polled within the last bucket, before its end, and Mastodon since, its page cap cut short.
+    poll("feed", last_ended + width - timedelta(minutes=1))
+    poll("masto", now, behind=True)
+    services, sources, shown = status()
+    scored = iso(last_ended - width)
+    assert {name: (s["last_bucket"], s["waiting_for"]) for name, s in services.items()} == {
+        "MTN": (scored, ["feed", "masto"]), "Airtel": (scored, ["feed"])}
+    assert (sources["masto"]["behind"], sources["feed"]["behind"]) == (True, False)
+    lines = shown.splitlines()
+    assert "last bucket" in lines[0] and "waiting for" in lines[0] and "behind" in shown
+    mtn = next(line for line in lines if line.startswith("MTN "))
+    assert f"{shown_time(scored)}  feed, masto" in mtn, shown
+    masto = next(line for line in lines if line.startswith("masto "))
+    assert masto.split()[-1] == "yes" and not next(line for line in lines if line.startswith("feed ")).endswith(
+        "yes"), shown
+
+    # The feed polled again: Airtel's bucket waits for nothing but the detector's next run, MTN's for Mastodon.
+    poll("feed", now)
+    services, _, _ = status()
+    assert {name: s["waiting_for"] for name, s in services.items()} == {"MTN": ["masto"], "Airtel": []}
+    # Mastodon read the rest: nothing waits, and the detector's run scores the last bucket.
+    poll("masto", now)
+    services, sources, _ = status()
+    assert {name: s["waiting_for"] for name, s in services.items()} == {"MTN": [], "Airtel": []}
+    assert sources["masto"]["behind"] is False
+    Pipeline(config, store).detect(now)
+    store.close()
+    services, _, shown = status()
+    assert {name: (s["last_bucket"], s["waiting_for"]) for name, s in services.items()} == {
+        "MTN": (iso(last_ended), []), "Airtel": (iso(last_ended), [])}
+    assert f"{shown_time(iso(last_ended))}" in next(line for line in shown.splitlines() if line.startswith("MTN "))

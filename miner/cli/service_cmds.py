@@ -62,16 +62,24 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
-    """Per service: posts and complaints in the last hour, baseline, z, open incident. Per source: last
-    ok, last error, next poll; then the sources with a warning, when last seen (a warning stands until a poll
-    reads the source again without it; a 304 clears none). Times are UTC.
+    """Per service: posts and complaints in the last hour, baseline, z, open incident. The last bucket the
+    detector scored, and the sources the buckets ended since wait for. Per source: last ok, next poll, whether its
+    last poll is behind, last error; then the sources with a warning, when last seen (a warning stands until a
+    poll reads the source again without it; a 304 clears none). Times are UTC.
+
+    A bucket is scored once the sources polled for its service have polled after it ended, or
+    detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
+    new: collect.max_pages, a rate limit, a failed later page) is waited for until then. While every one of them
+    fails, the buckets wait for them, up to detector.max_fill_hours.
 
     JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
-    (null before the first scored bucket), and incident: {"id", "opened_at"} or null. A source has source,
-    type, enabled, last_ok (null: never polled successfully), next_poll (null: due at the service's next
-    tick, or not polled as enabled is false), failures, last_error, posts_stored, warning (whole; "" for
-    none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored without
-    its time). Times are ISO 8601 with their offset.
+    (null before the first scored bucket), last_bucket (the start of the last bucket the detector scored; null
+    before the first), waiting_for (the sources whose next poll the first bucket ended since waits for; [] for
+    none) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null: never
+    polled successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false),
+    failures, last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when
+    a poll last gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601
+    with their offset.
 
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
@@ -88,15 +96,17 @@ def status(app: AppContext, fmt: str) -> None:
         click.echo(json.dumps({"services": services, "sources": sources, "prune_held": held}, indent=2,
                               allow_nan=False))
         return
-    click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "open incident"),
+    click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "last bucket", "waiting for",
+                      "open incident"),
                      [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"],
+                       shown_time(s["last_bucket"], "none"), ", ".join(s["waiting_for"]),
                        f"#{inc['id']} since {shown_time(inc['opened_at'])}" if (inc := s["incident"]) else "")
                       for s in services]))
     click.echo()
-    click.echo(table(("source", "type", "last ok", "next poll", "fails", "last error"),
+    click.echo(table(("source", "type", "last ok", "next poll", "fails", "behind", "last error"),
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
                        shown_time(s["next_poll"], "now" if s["enabled"] else "disabled"), s["failures"],
-                       s["last_error"]) for s in sources], max_width=70))
+                       "yes" if s["behind"] else "", s["last_error"]) for s in sources], max_width=70))
     warned = [s for s in sources if s["warning"]]
     if warned:
         click.echo()
