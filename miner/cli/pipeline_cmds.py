@@ -141,6 +141,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
     files = FileSenders(out / "outbox" if out is not None else Path(store.path).with_name("outbox"),
                         replace=not store.has_sent_notifications())
+    # What the store had queued is not the replay's to send (store/replay_outbox.py): a stopped service's alerts
+    # queued while its mail server was down were written to these files and marked sent, and never sent.
+    queued = store.begin_replay()
     pipeline = Pipeline(cfg, store, senders=files.senders())
     # Posts older than where the detector has got to are stored and counted, but it never steps back to them.
     clock, last_post = store.detector_clock(), store.last_post_id()
@@ -166,6 +169,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     elapsed = time.monotonic() - started
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
+    store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
     # A rerun or a resumed replay reads every post again: the count above alone read as that many stored.
@@ -174,6 +178,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                    "earlier in the file")
     print_summary(store, cfg, click.echo)
     click.echo(f"\n{len(files.files())} notifications written to {files.out_dir} (a {label} sends nothing)")
+    if queued:
+        click.echo(f"{queued} notifications the store had pending before the {label} were left as they were, for "
+                   "`miner run` to send (see `miner outbox`)")
     if out is not None:
         # The digest as of the busiest incident's end, so it shows an outage rather than a quiet day.
         when = _digest_time(store) or stats.end

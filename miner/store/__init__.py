@@ -17,6 +17,7 @@ from miner.store.mutes import MutesMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
+from miner.store.replay_outbox import ReplayOutboxMixin
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
 
@@ -25,7 +26,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 
 class Store(SourcesMixin, PostsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin, OutboxMixin, GroupIntervalMixin,
-            MutesMixin, ClockMixin):
+            MutesMixin, ClockMixin, ReplayOutboxMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

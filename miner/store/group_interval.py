@@ -50,18 +50,21 @@ def held_until(conn: sqlite3.Connection, route: str, channel: str, group: str, k
 
 
 def waiting_batch(conn: sqlite3.Connection, route: str, channel: str, group: str, kind: str, now: datetime,
-                  exclude_id: int = 0) -> tuple[int, str, str] | None:
+                  exclude_id: int = 0, after_id: int = 0) -> tuple[int, str, str] | None:
     """(id, message_id, next_attempt_at) of a batch of ``route``, ``channel``, ``group`` and ``kind`` that can still
-    take in more: due after ``now`` (in its group wait or group interval), nobody has claimed or tried it yet."""
+    take in more: due after ``now`` (in its group wait or group interval), nobody has claimed or tried it yet; one
+    after ``after_id`` (ReplayOutboxMixin)."""
     row = conn.execute(
         "SELECT id, message_id, next_attempt_at FROM outbox WHERE route = ? AND channel = ? AND group_key = ? "
         "AND kind = ? AND status = 'pending' AND attempts = 0 AND claimed_by IS NULL AND next_attempt_at > ? "
-        "AND id != ? ORDER BY id LIMIT 1", (route, channel, group, kind, iso(now), exclude_id)).fetchone()
+        "AND id != ? AND id > ? ORDER BY id LIMIT 1", (route, channel, group, kind, iso(now), exclude_id, after_id)
+    ).fetchone()
     return None if row is None else (int(row[0]), str(row[1]), str(row[2]))
 
 
 class GroupIntervalMixin:
     database: Database
+    outbox_after: int | None  # ReplayOutboxMixin's
 
     def hold_for_group_interval(self, outbox_id: int, interval: float, now: datetime) -> datetime | None:
         """Move a due alert or resolve notice never tried to ``interval`` after the last message of its kind of its
@@ -83,7 +86,7 @@ class GroupIntervalMixin:
                 return None
             # A batch already waiting (held, or in its group wait) takes this one in: batches due together and
             # held one by one would each wait for the one before, k batches k group intervals.
-            into = waiting_batch(conn, route, channel, group, kind, now, outbox_id)
+            into = waiting_batch(conn, route, channel, group, kind, now, outbox_id, self.outbox_after or 0)
             if into is None:
                 conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (iso(until), outbox_id))
                 return until

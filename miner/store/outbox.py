@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.store.group_interval import held_until, waiting_batch
+from miner.store.replay_outbox import forget_replay
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class Finish:
 
 class OutboxMixin:
     database: Database
+    outbox_after: int | None  # ReplayOutboxMixin's: rows up to it are not a replay's to send or add to
 
     # Planner ------------------------------------------------------------------------------------------
 
@@ -179,7 +181,7 @@ class OutboxMixin:
             for item in items:
                 if conn.execute("SELECT 1 FROM outbox_items WHERE item_key = ?", (item.item_key,)).fetchone():
                     continue
-                outbox_id, message_id = _place(conn, item, now, batches)
+                outbox_id, message_id = _place(conn, item, now, batches, self.outbox_after or 0)
                 conn.execute("INSERT INTO outbox_items (item_key, outbox_id, incident_id, kind, seen_late_at, "
                              "late_seconds) VALUES (?, ?, ?, ?, ?, ?)",
                              (item.item_key, outbox_id, item.incident_id, item.item_kind,
@@ -188,6 +190,8 @@ class OutboxMixin:
                 added += 1
             conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = excluded.value", (_CURSOR, str(new_cursor)))
+            if added and self.outbox_after is None:
+                forget_replay(conn)
         return added
 
     def alert_state(self, key: str) -> str | None:
@@ -222,6 +226,8 @@ class OutboxMixin:
             if cur.rowcount == 1:
                 conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                              "SET value = excluded.value", (state_key, state_value))
+                if self.outbox_after is None:
+                    forget_replay(conn)
         return cur.rowcount == 1
 
     # Dispatch -----------------------------------------------------------------------------------------
@@ -238,8 +244,8 @@ class OutboxMixin:
                           exclude_channels: Sequence[str] = ()) -> list[dict[str, Any]]:
         skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
         return self.database.rows(
-            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? {skip}"
-            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), *exclude_channels, limit),
+            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND id > ? {skip}"
+            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), self.outbox_after or 0, *exclude_channels, limit),
         )
 
     def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:
@@ -339,10 +345,10 @@ class OutboxMixin:
 
 
 def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
-           batches: dict[tuple[str, str, str, str], tuple[int, str]]) -> tuple[int, str]:
+           batches: dict[tuple[str, str, str, str], tuple[int, str]], after_id: int = 0) -> tuple[int, str]:
     """The outbox row this item goes in: one of its group planned in the same transaction (``batches``), a batch of
     its group still waiting out its group wait (or group interval), or a new one, due after its group wait and group
-    interval."""
+    interval. A batch up to ``after_id`` is not joined (ReplayOutboxMixin)."""
     key = (item.route, item.channel, item.group, item.kind)
     if item.suppressed is None:
         # Openings planned together are simultaneous whatever group_wait is: with group_wait = 0 a batch is due at
@@ -350,7 +356,7 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
         if key in batches:
             return batches[key]
         # Only a batch nobody has claimed or tried yet can grow; its content is read when it is sent.
-        row = waiting_batch(conn, item.route, item.channel, item.group, item.kind, now)
+        row = waiting_batch(conn, item.route, item.channel, item.group, item.kind, now, after_id=after_id)
         if row:
             batches[key] = row[0], row[1]
             return batches[key]

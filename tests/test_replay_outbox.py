@@ -1,0 +1,127 @@
+"""Replays into stores that hold more than the replay: a stopped service's pending notifications."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from streams import CONFIG, write_stream
+
+from miner.classify import Classifier
+from miner.cli import main
+from miner.config import load_config
+from miner.pipeline import Pipeline
+from miner.replay import read_posts, run_replay
+from miner.store import Store
+from miner.timeutil import iso, parse_iso, utcnow
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: a mail server that is down."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def shifted(path: Path, out: Path, by: timedelta, prefix: str) -> Path:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    out.write_text("".join(json.dumps({**r, "id": prefix + r["id"],
+                                       "created_at": iso(parse_iso(r["created_at"]) + by)}) + "\n" for r in rows))
+    return out
+
+
+def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
+    # A replay into a stopped service's store took the service's queue: its alerts queued while the mail server was
+    # down were written to the replay's files and marked sent, and the service never sent them.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
+                            'email = ["oncall@example.org"]\n\n[alerts.smtp]\nhost = "127.0.0.1"\n'
+                            f'port = {closed_port()}\nsecurity = "none"\ntimeout = 2\n')
+    db = tmp_path / "m.sqlite"
+    live = write_stream(real_posts, tmp_path / "live.jsonl")
+    store = Store.open(db)
+    pipeline = Pipeline(load_config(cfg), store, classifier)  # the service's pipeline, its SMTP server down
+    run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
+    pending = {int(r["id"]): int(r["attempts"]) for r in store.outbox_rows(["pending"])}
+    store.close()
+    assert pending  # queued while the mail server was down
+
+    capture = shifted(live, tmp_path / "capture.jsonl", timedelta(days=3), "c")
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(capture), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    store = Store.open(db)
+    rows = {int(r["id"]): r for r in store.outbox_rows(["pending", "sending", "sent", "failed"])}
+    store.close()
+    # Untried by the replay, and still the service's to send
+    assert {i: (rows[i]["status"], rows[i]["attempts"]) for i in pending} == {i: ("pending", n)
+                                                                              for i, n in pending.items()}
+    written = sorted(p.name for p in (out / "outbox").iterdir())
+    mine = [i for i, r in rows.items() if i not in pending and r["status"] == "sent"]
+    assert mine and len(written) == len(mine)  # the replay's own alert and resolve notice
+    assert f"{len(pending)} notifications the store had pending before the replay were left as they were" \
+        in result.output
+
+
+def test_a_replay_adds_nothing_to_a_batch_a_stopped_service_has_waiting(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
+    # The replay's alerts joined a batch the service had in its group wait: not written by the replay, and sent by the
+    # service, for real, when it started again, a replayed outage with its own.
+    cfg = tmp_path / "feeds.toml"
+    route = '\n[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n'
+    cfg.write_text(CONFIG + "\n[alerts]\ngroup_wait = 500000\n" + route)
+    db = tmp_path / "m.sqlite"
+    live = write_stream(real_posts, tmp_path / "live.jsonl")
+    store = Store.open(db)
+    pipeline = Pipeline(load_config(cfg), store, classifier)
+    run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
+    waiting = [(int(r["id"]), r["kind"], r["attempts"]) for r in store.outbox_rows(["pending"])]
+    store.close()
+    assert [(kind, attempts) for _, kind, attempts in waiting] == [("alert", 0)]  # in its group wait (5.8 days)
+
+    cfg.write_text(CONFIG + "\n[alerts]\ngroup_wait = 0\n" + route)
+    capture = shifted(live, tmp_path / "capture.jsonl", timedelta(days=3), "c")
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(capture), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    store = Store.open(db)
+    items = [(int(r["outbox_id"]), int(r["incident_id"])) for r in store.database.rows(
+        "SELECT outbox_id, incident_id FROM outbox_items WHERE outbox_id = ?", (waiting[0][0],))]
+    store.close()
+    assert len(items) == 1  # its own incident only
+    assert [p.name.split("-")[2] for p in sorted((out / "outbox").iterdir())] == ["OPEN", "RESOLVED"]
+
+
+def test_a_killed_replays_rows_are_the_resuming_ones_until_something_else_plans(tmp_path: Path) -> None:
+    # The run that resumes a killed replay writes what the killed run had planned (test_crash); once the service (or
+    # `miner digest`) has planned a row since, the next replay starts after it, and leaves it to the service.
+    db = tmp_path / "m.sqlite"
+    now = utcnow()
+
+    def digest(store: Store, key: str) -> None:
+        assert store.enqueue_digest(key, "oncall", f"<{key}@x>", {}, now, "digest_anchor:oncall", iso(now))
+
+    service = Store.open(db)
+    digest(service, "queued-live")
+    replay = Store.open(db)
+    assert replay.begin_replay() == 1 and replay.outbox_after == 1
+    digest(replay, "planned-by-a-replay-then-killed")
+    replay.close()  # killed: no end_replay
+
+    resumed = Store.open(db)
+    assert resumed.begin_replay() == 1 and resumed.outbox_after == 1  # the killed run's row is its own
+    assert [r["dedupe_key"] for r in resumed.due_notifications(now, 10)] == ["planned-by-a-replay-then-killed"]
+    resumed.close()  # killed again
+
+    digest(service, "planned-by-the-service")  # the service ran in between
+    service.close()
+    later = Store.open(db)
+    assert later.begin_replay() == 3 and later.outbox_after == 3
+    assert later.due_notifications(now, 10) == []
+    later.end_replay()
+    assert later.alert_state("replay_outbox_after") is None
+    later.close()
