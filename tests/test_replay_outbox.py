@@ -8,7 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
-from streams import CONFIG, write_stream
+from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
 from miner.cli import main
@@ -16,7 +16,7 @@ from miner.config import load_config
 from miner.pipeline import Pipeline
 from miner.replay import read_posts, run_replay
 from miner.store import Store
-from miner.timeutil import iso, parse_iso, utcnow
+from miner.timeutil import floor_time, iso, parse_iso, utcnow
 
 
 def closed_port() -> int:
@@ -125,3 +125,35 @@ def test_a_killed_replays_rows_are_the_resuming_ones_until_something_else_plans(
     later.end_replay()
     assert later.alert_state("replay_outbox_after") is None
     later.close()
+
+
+def test_a_capture_ending_in_an_outage_that_opens_at_its_end_writes_its_alert(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]]) -> None:
+    # The clock stops at the current time: an outage opening at the end of the last bucket before it was alerted
+    # group_wait after that, past the clock's end, so its alert was left pending, and the replay wrote no
+    # notification at all. A group_wait of a bucket's width (15 min) has it so whenever the test runs.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 900\n\n[[alerts.routes]]\nname = "oncall"\n'
+                            'email = ["oncall@example.org"]\n')
+    rows = [json.loads(line) for line in write_stream(real_posts, tmp_path / "s.jsonl").read_text().splitlines()]
+    burst = T0 + timedelta(days=2, minutes=5)  # streams.write_stream's
+    rows = [r for r in rows if parse_iso(r["created_at"]) < burst + timedelta(minutes=29)]  # 20 reports in 28.5 min
+    # The reports fill the last two buckets that have ended by now: the detector opens the outage at the end of the
+    # second (persist_k 2)
+    by = floor_time(utcnow(), timedelta(minutes=15)) - timedelta(minutes=29, seconds=30) - burst
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(json.dumps({**r, "created_at": iso(parse_iso(r["created_at"]) + by)}) + "\n"
+                               for r in rows))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(capture),
+                                  "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    store = Store.open(tmp_path / "m.sqlite")
+    assert [(i["service"], i["status"]) for i in store.incidents()] == [("MTN", "open")]
+    assert [(r["kind"], r["status"]) for r in store.outbox_rows(["pending", "sending", "sent"])] == [("alert", "sent")]
+    clock = store.detector_clock()
+    sent_at = [parse_iso(r["sent_at"]) for r in store.outbox_rows(["sent"])]
+    store.close()
+    assert clock is not None and clock <= utcnow() and all(t <= utcnow() for t in sent_at)  # nothing run ahead
+    assert [p.name.split("-")[2] for p in (out / "outbox").iterdir()] == ["OPEN"]
+    assert "1 notifications written" in result.output and "pending" not in result.output

@@ -17,6 +17,7 @@ from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
+    from miner.pipeline import Pipeline
     from miner.records import Post
     from miner.store import Store
 
@@ -166,10 +167,11 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     with progress(total, label) as bar:
         stats = run_replay(read_posts(posts_path), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
-    elapsed = time.monotonic() - started
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
+    _flush(pipeline, stats.end)
     store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
+    elapsed = time.monotonic() - started
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
     # A rerun or a resumed replay reads every post again: the count above alone read as that many stored.
@@ -178,6 +180,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                    "earlier in the file")
     print_summary(store, cfg, click.echo)
     click.echo(f"\n{len(files.files())} notifications written to {files.out_dir} (a {label} sends nothing)")
+    if left := store.count_waiting(theirs=False):
+        click.echo(f"{left} notifications the {label} planned are due later than its end plus group_wait (held for "
+                   "group_interval) and were left pending (see `miner outbox`)")
     if queued:
         click.echo(f"{queued} notifications the store had pending before the {label} were left as they were, for "
                    "`miner run` to send (see `miner outbox`)")
@@ -199,6 +204,21 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         click.echo(f"\nwarning: {late} posts of {posts_path} are older than where the store's detector had got to "
                    f"({clock:%Y-%m-%d %H:%M} UTC): they were stored, but no incident is detected from them; replay "
                    "captures into one store in time order, or this one into a fresh store", err=True)
+
+
+def _flush(pipeline: Pipeline, end: datetime) -> None:
+    """Send what the replay planned that is due within group_wait of the clock's end, stamped at its end.
+
+    After the last tick nothing more is planned, so nothing would join a batch waiting out its group wait there: an
+    outage opening at the end of a capture that ends now (the clock stops at the current time) was alerted past the
+    clock's end, left pending and never written. The clock itself runs no further.
+    """
+    from miner.alerts.dispatcher import dispatch
+
+    alerts = pipeline.config.alerts
+    wait = max((alerts.group_wait_for(r) for r in alerts.routes), default=timedelta(0))
+    dispatch(pipeline.store, alerts, end + wait, worker_id=pipeline.worker_id, senders=pipeline.senders,
+             sources=pipeline.config.polled_sources, clock=lambda: end)
 
 
 def _check_writable(outbox: Path) -> None:
