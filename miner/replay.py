@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from miner.collectors.normalise import SURROGATE, drop_control, redact_contacts
+from miner.collectors.normalise import SURROGATE, drop_control, hash_author, redact_contacts
 from miner.errors import InputError
 from miner.records import MAX_LINE_BYTES, Post
 from miner.timeutil import floor_time, parse_iso
@@ -41,17 +41,35 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 DEMO_SOURCE = "sentitel"  # the source of every post of the bundled stream
 
+# (handle, source) -> the keyed hash a collector of that source stores for the handle (see replay_authors)
+Authors = Callable[[str, str], str | None]
+
 
 def demo_stream_path() -> Path:
     """The bundled real stream: 5,355 SentiTel posts (Uganda, 2019, public domain), times from snowflake ids."""
     return Path(str(resources.files("miner") / "data" / "sentitel-2019.jsonl.gz"))
 
 
-def read_posts(path: Path | str) -> Iterator[Post]:
+def read_posts(path: Path | str, authors: Authors | None = None) -> Iterator[Post]:
     """Stream posts from a JSONL file (UTF-8, optionally gzip-compressed): ``id``, ``text``, ``created_at``
-    (ISO 8601), ``source``, optional ``url`` and ``lang``. A bad line raises InputError naming the file and line."""
-    for _, post in read_numbered(path):
+    (ISO 8601), ``source``, optional ``url``, ``lang`` and ``author``. A bad line raises InputError naming the file
+    and line. ``author`` becomes ``authors(author, source)`` (never kept as it is); without ``authors``, None."""
+    for _, post in read_numbered(path, authors):
         yield post
+
+
+def replay_authors(key: Callable[[], bytes], spaces: dict[str, str]) -> Authors:
+    """Hash an author as a collector of the post's source would: a live post and a replayed one of the same account
+    count as one complainer. ``spaces``: the configured sources' author spaces (collectors.base.author_space); the
+    name of a source not configured is its own space. ``key`` is read at the first author (it warns when unset)."""
+    known: list[bytes] = []
+
+    def hashed(handle: str, source: str) -> str | None:
+        if not known:
+            known.append(key())
+        return hash_author(handle, known[0], spaces.get(source, source))
+
+    return hashed
 
 
 def check_stream(path: Path | str, now: datetime, *, max_gap: timedelta = MAX_GAP) -> int:
@@ -93,7 +111,7 @@ def _in_sequence(posts: Iterable[tuple[str, str, Post]], max_gap: timedelta) -> 
         yield post
 
 
-def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
+def read_numbered(path: Path | str, authors: Authors | None = None) -> Iterator[tuple[int, Post]]:
     """:func:`read_posts` with each post's line number."""
     p = Path(path)
     try:
@@ -122,12 +140,12 @@ def read_numbered(path: Path | str) -> Iterator[tuple[int, Post]]:
                 except UnicodeDecodeError:
                     raise InputError(f"{p}:{lineno}: not valid UTF-8") from None
                 if line.strip():
-                    yield lineno, _post_from_line(line, p, lineno)
+                    yield lineno, _post_from_line(line, p, lineno, authors)
         except (EOFError, OSError, zlib.error) as exc:  # a truncated or corrupt gzip, a failing disk
             raise InputError(f"{p}: unreadable after line {lineno} ({exc})") from None
 
 
-def _post_from_line(line: str, path: Path, lineno: int) -> Post:
+def _post_from_line(line: str, path: Path, lineno: int, authors: Authors | None = None) -> Post:
     where = f"{path}:{lineno}"
     try:
         obj: Any = json.loads(line)
@@ -160,14 +178,17 @@ def _post_from_line(line: str, path: Path, lineno: int) -> Post:
     if created < EARLIEST:
         raise InputError(f"{where}: created_at {obj['created_at']!r} is before 1970: a recorded post cannot be "
                          "that old; fix its created_at or drop the line")
-    url = obj.get("url")
-    for key in ("id", "source", "url", "lang"):
+    url, author = obj.get("url"), obj.get("author")
+    if author is not None and (isinstance(author, bool) or not isinstance(author, str | int)):
+        raise InputError(f"{where}: field 'author' must be a string or an integer, not {_json_kind(author)}")
+    for key in ("id", "source", "url", "lang", "author"):
         if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
     # As the collectors clean it: SQLite cannot store a lone surrogate, and contact details are not kept.
     text = redact_contacts(drop_control(str(obj["text"])))
     return Post(source=str(obj["source"]), external_id=str(obj["id"]), text=text, created_at=created,
                 url=url if isinstance(url, str) else None, lang=obj.get("lang") if isinstance(obj.get("lang"), str)
+                else None, author_hash=authors(str(author), str(obj["source"])) if authors and author is not None
                 else None)
 
 

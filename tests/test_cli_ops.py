@@ -63,6 +63,8 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
     ({"text": 5}, "field 'text' must be a string, not a number"),
     ({"text": ["x"]}, "field 'text' must be a string, not an array"),
     ({"source": {"name": "s"}}, "field 'source' must be a string or an integer, not an object"),
+    ({"author": ["a"]}, "field 'author' must be a string or an integer, not an array"),
+    ({"author": "\ud800"}, "author holds an unpaired UTF-16 surrogate escape"),
 ])
 def test_replay_refuses_a_field_of_the_wrong_type_naming_it(tmp_path: Path, runner: CliRunner,
                                                             fields: dict[str, object], error: str) -> None:

@@ -1,9 +1,13 @@
-"""Replays into stores that hold more than the replay: a stopped service's pending notifications."""
+"""Replays as live: a stopped service's queue is left to it, the clock's end writes its alerts, authors count."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,6 +16,7 @@ from streams import CONFIG, T0, write_stream
 
 from miner.classify import Classifier
 from miner.cli import main
+from miner.collectors.normalise import hash_author
 from miner.config import load_config
 from miner.pipeline import Pipeline
 from miner.replay import read_posts, run_replay
@@ -157,3 +162,29 @@ def test_a_capture_ending_in_an_outage_that_opens_at_its_end_writes_its_alert(
     assert clock is not None and clock <= utcnow() and all(t <= utcnow() for t in sent_at)  # nothing run ahead
     assert [p.name.split("-")[2] for p in (out / "outbox").iterdir()] == ["OPEN"]
     assert "1 notifications written" in result.output and "pending" not in result.output
+
+
+def test_a_replayed_author_counts_as_one_complainer_as_live_hashed_as_its_collector_would(
+        tmp_path: Path, real_posts: dict[str, list[str]]) -> None:
+    # The format had no author: each replayed post counted as a complainer of its own, where live one account posting
+    # thirty times is one complaint, so a capture of one noisy account opened an outage the service would not have.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[[sources]]\nname = "test"\ntype = "rss"\nurl = "https://forum.example.org/feed"\n'
+                            'services = ["MTN", "Airtel"]\n')
+    rows = [json.loads(line) for line in write_stream(real_posts, tmp_path / "s.jsonl").read_text().splitlines()]
+    burst = T0 + timedelta(days=2, minutes=5)
+    stream = tmp_path / "one-account.jsonl"
+    stream.write_text("".join(json.dumps({**r, "author": "@NoisyONE" if n % 2 else "noisyone" if parse_iso(
+        r["created_at"]) >= burst else f"user{n}"}) + "\n" for n, r in enumerate(rows)))
+    env = {**os.environ, "MINER_HASH_KEY": "a long random secret"}
+    result = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "--db", str(tmp_path / "m.sqlite"),
+                             "replay", str(stream)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    conn = sqlite3.connect(tmp_path / "m.sqlite")
+    assert conn.execute("SELECT count(*) FROM incidents").fetchone()[0] == 0
+    peak = conn.execute("SELECT max(posts), max(complaints) FROM buckets WHERE service = 'MTN'").fetchone()
+    hashes = {h for (h,) in conn.execute("SELECT DISTINCT author_hash FROM posts WHERE created_at >= ?", (iso(burst),))}
+    conn.close()
+    assert peak[0] >= 8 and peak[1] == 1  # "@NoisyONE" and "noisyone" are one account
+    # The hash an RSS collector of forum.example.org stores for the handle, never the handle
+    assert hashes == {hash_author("NoisyONE", b"a long random secret", "forum.example.org")}

@@ -17,8 +17,10 @@ from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
+    from miner.config import Config
     from miner.pipeline import Pipeline
     from miner.records import Post
+    from miner.replay import Authors
     from miner.store import Store
 
 
@@ -165,7 +167,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
 
     started = time.monotonic()
     with progress(total, label) as bar:
-        stats = run_replay(read_posts(posts_path), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
+        stats = run_replay(read_posts(posts_path, _authors(cfg)), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
@@ -204,6 +206,18 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         click.echo(f"\nwarning: {late} posts of {posts_path} are older than where the store's detector had got to "
                    f"({clock:%Y-%m-%d %H:%M} UTC): they were stored, but no incident is detected from them; replay "
                    "captures into one store in time order, or this one into a fresh store", err=True)
+
+
+def _authors(cfg: Config) -> Authors:
+    """A replayed post's ``author`` hashed as its source's collector would (with [store].hash_key_env's key): each
+    post without one counts as a complainer of its own, so a capture of one account posting fifty times opened an
+    outage live would not have."""
+    from miner.collectors.base import author_space
+    from miner.collectors.normalise import hash_key_from_env
+    from miner.replay import replay_authors
+
+    return replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
+                          {s.name: author_space(s) for s in cfg.sources})
 
 
 def _flush(pipeline: Pipeline, end: datetime) -> None:
@@ -261,10 +275,15 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) ->
                    "(default: no digest, notifications in outbox/ beside the store).")
 @pass_app
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
-    """Push recorded posts (JSONL: id, text, created_at, source[, url]) through the pipeline on a simulated clock.
+    """Push recorded posts (JSONL: id, text, created_at, source[, url, lang, author]) through the pipeline on a
+    simulated clock.
 
     POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name), one post per line (a line longer than 64 MiB
     is refused); a byte-order mark at the start of any line and CRLF line ends are accepted.
+
+    author (optional): the poster's handle or account id. Complaints count authors, as live: posts of one author in
+    a bucket are one complaint, and a post without one counts as a complainer of its own. It is stored only as the
+    keyed hash a collector of that source stores ([store].hash_key_env's key), never as it is.
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:
