@@ -8,6 +8,7 @@ in seconds and yields the incidents and notifications the live service would hav
 from __future__ import annotations
 
 import codecs
+import functools
 import gzip
 import json
 import sys
@@ -62,12 +63,10 @@ def replay_authors(key: Callable[[], bytes], spaces: dict[str, str]) -> Authors:
     """Hash an author as a collector of the post's source would: a live post and a replayed one of the same account
     count as one complainer. ``spaces``: the configured sources' author spaces (collectors.base.author_space); the
     name of a source not configured is its own space. ``key`` is read at the first author (it warns when unset)."""
-    known: list[bytes] = []
+    once = functools.cache(key)
 
     def hashed(handle: str, source: str) -> str | None:
-        if not known:
-            known.append(key())
-        return hash_author(handle, known[0], spaces.get(source, source))
+        return hash_author(handle, once(), spaces.get(source, source))
 
     return hashed
 
