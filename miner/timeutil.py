@@ -42,11 +42,17 @@ def check_timezone(name: str) -> None:
            if name.startswith("right/") else None)
     if why:
         raise ValueError(f"timezone: {name!r} is {why}; use an IANA name such as 'Europe/Berlin'")
+    if zone_or_none(name) is None:
+        raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')")
+
+
+def zone_or_none(name: str) -> ZoneInfo | None:
+    """The time zone ``name`` names, or None where this machine's time zone database has none by that name."""
     try:
-        ZoneInfo(name)
+        return ZoneInfo(name)
     # OSError: a folder of the zone database ("Europe", "America") is found as a file that cannot be read.
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"timezone: unknown time zone {name!r} (use an IANA name such as 'Europe/Berlin')") from None
+        return None
 
 
 def floor_time(dt: datetime, step: timedelta) -> datetime:

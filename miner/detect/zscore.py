@@ -32,9 +32,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from miner.detect.params import DetectorParams
+from miner.timeutil import zone_or_none
 
 SEASON_SLOTS = 24  # hour of day, on the clock of DetectorParams.timezone
 WEEK_SLOTS = 7  # day of week, on the same clock
@@ -100,11 +101,8 @@ class DetectorState:
         against another hour's offset for days. The day-of-week offsets stay (a few hours of each day move). The
         shift is between the hours ``at`` (a bucket's start) falls in on the two clocks, not their offsets' difference
         rounded: 0:00 UTC is in the hour from 5:00 in Kolkata (+5:30), not 6:00. A zone unknown here moves nothing."""
-        try:
-            before = at.astimezone(ZoneInfo(self.zone)).hour
-        except (ZoneInfoNotFoundError, ValueError, OSError):  # raised, it stopped every service's detector
-            before = at.astimezone(ZoneInfo(zone)).hour
-        shift = at.astimezone(ZoneInfo(zone)).hour - before
+        old = zone_or_none(self.zone)  # a zone unknown here raised, and stopped every service's detector
+        shift = at.astimezone(ZoneInfo(zone)).hour - at.astimezone(old or ZoneInfo(zone)).hour
 
         def moved(values: tuple[Any, ...]) -> tuple[Any, ...]:
             return tuple(values[(hour - shift) % SEASON_SLOTS] for hour in range(SEASON_SLOTS))
