@@ -17,14 +17,15 @@ from miner.timeutil import floor_time, iso, parse_iso
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
     """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, the score of
-    the latest bucket that has ended (the one the detector scored last), the start of the last bucket the detector
-    scored (None before the first) and the sources the buckets that have ended since wait for (see
-    _waiting_for), and the open incident (its id and when it opened) or None. Times are ISO 8601 with their
-    offset; a number SQLite holds as infinite is None.
+    the last bucket the detector scored and its start (None before the first), the sources the buckets that have
+    ended since wait for (see _waiting_for), and the open incident (its id and when it opened) or None. Times are
+    ISO 8601 with their offset; a number SQLite holds as infinite is None.
 
     Both are read on the bucket grid. Counted from ``now - window`` itself, a bucket as wide as the window (the
     demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
-    and no score was shown, as the last scored bucket starts before ``now - window``.
+    and no score was shown, as the last scored bucket starts before ``now - window``. The score is read from the
+    last bucket scored, not the last one ended: that one waits for its sources' polls (see collected_until), and
+    with hourly buckets no score was shown for up to detector.settle_minutes every hour.
     """
     bucket = timedelta(minutes=config.detector.bucket_minutes)
     end = floor_time(now, bucket) + bucket
@@ -34,7 +35,7 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
     out = []
     for svc in config.services:
         saved = store.detector_state(svc.name)
-        rows = store.series(svc.name, min(start, last_ended), end)
+        rows = store.series(svc.name, min(start, saved.last_bucket if saved else last_ended), end)
         counted = [r for r in rows if parse_iso(r["bucket_start"]) >= start]
         scored = [r for r in rows if r["score"] is not None]
         latest = scored[-1] if scored else None

@@ -517,6 +517,41 @@ def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:
     store.close()
 
 
+def test_status_shows_the_score_of_the_last_bucket_scored_while_the_one_since_waits(tmp_path: Path) -> None:
+    # With hourly buckets (the demo's) and the 1 h window, the bucket that ended last waits for the sources'
+    # polls (detector.settle_minutes at most) every hour: status read from that bucket on, and showed no z and no
+    # baseline while it waited, though the detector had scored the one before.
+    from miner.config import parse_config
+    from miner.pipeline import Pipeline
+    from miner.records import FetchResult, SourceState
+    from miner.status import service_status
+
+    text = CONFIG.replace("bucket_minutes = 15", "bucket_minutes = 60") + (
+        '\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n')
+    config = parse_config(text)
+    store = Store.open(tmp_path / "m.sqlite")
+    store.sync_sources(config.sources)
+    hour = timedelta(hours=1)
+
+    def poll(at: datetime) -> None:
+        store.save_fetch("feed", FetchResult(state=SourceState(cursor=iso(at))), at, at + hour)
+
+    poll(datetime(2026, 2, 2, 11, 0, 30, tzinfo=UTC))
+    Pipeline(config, store).detect(datetime(2026, 2, 2, 11, 1, tzinfo=UTC))
+    # The feed last polled before 12:00: the bucket from 11:00 waits for its next poll.
+    poll(datetime(2026, 2, 2, 11, 58, tzinfo=UTC))
+    now = datetime(2026, 2, 2, 12, 7, tzinfo=UTC)
+    Pipeline(config, store).detect(now)
+    saved = store.detector_state("MTN")
+    assert saved is not None and saved.last_bucket == datetime(2026, 2, 2, 11, 0, tzinfo=UTC) - hour
+    [mtn, _] = service_status(store, config, now, window=hour)
+    [scored] = store.series("MTN", saved.last_bucket, saved.last_bucket + hour)
+    assert (mtn["last_bucket"], mtn["waiting_for"]) == (iso(saved.last_bucket), ["feed"])
+    assert scored["score"] is not None
+    assert (mtn["z"], mtn["baseline"]) == (round(scored["score"], 1), round(scored["baseline"], 2))
+    store.close()
+
+
 def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,
                                                                          real_posts: dict[str, list[str]]) -> None:
     posts = write_stream(real_posts, tmp_path / "posts.jsonl")
