@@ -90,6 +90,33 @@ def collected_until(config: Config, service: str, sources: dict[str, dict[str, A
     return (until, marks) if now - until <= timedelta(hours=config.detector.max_fill_hours) else (None, {})
 
 
+@dataclass(frozen=True)
+class Due:
+    """What a service's detector does at a time (see due_now)."""
+
+    buckets: list[datetime]  # the starts of the buckets it scores
+    waiting_for: list[str]  # when it scores none though a bucket has ended since: whose poll that one waits for
+
+
+def due_now(config: Config, service: str, state: DetectorState | None, sources: dict[str, dict[str, Any]],
+            now: datetime) -> Due:
+    """The buckets ``service``'s detector, at ``state``, scores at ``now``: those that ended since its last one up
+    to when its posts are collected (see collected_until), and when there are none though a bucket has ended, the
+    sources whose next poll that bucket waits for. The detector steps these, and ``miner status`` shows them: status
+    worked the wait out again on its own, and on a service's first run (the detector scores the latest bucket its
+    posts are collected for, never waiting) said the service waited for its sources.
+    """
+    until, marks = collected_until(config, service, sources, now)
+    due = due_buckets(config.detector, state, now if until is None else min(now, until))
+    if due or until is None:
+        return Due(due, [])
+    ended = due_buckets(config.detector, state, now)
+    if not ended:
+        return Due([], [])
+    end = ended[0] + timedelta(minutes=config.detector.bucket_minutes)
+    return Due([], sorted(name for name, mark in marks.items() if mark < end))
+
+
 class DetectStage:
     config: Config
     store: Store
@@ -117,7 +144,7 @@ class DetectStage:
         sources = {row["name"]: row for row in (self.store.source_rows() if polled is None else polled)}
         for service in self.config.services:
             with self.store.database.transaction():
-                self._detect_service(service.name, now, report, self._collected_until(service.name, sources, now))
+                self._detect_service(service.name, now, report, sources)
         if report.opened or report.reopened:
             with self.store.database.transaction():
                 self._group_openings(now, min(at for _, at in report.opened + report.reopened))
@@ -226,12 +253,8 @@ class DetectStage:
         zone = next((s.timezone for s in self.config.services if s.name == service), None)
         return self.config.detector if zone is None else replace(self.config.detector, timezone=zone)
 
-    def _collected_until(self, service: str, sources: dict[str, dict[str, Any]], now: datetime) -> datetime | None:
-        """Up to when ``service``'s posts are collected: its buckets that end later wait. None: none wait."""
-        return collected_until(self.config, service, sources, now)[0]
-
     def _detect_service(self, service: str, now: datetime, report: TickReport,
-                        collected_until: datetime | None = None) -> None:
+                        sources: dict[str, dict[str, Any]]) -> None:
         params = self._params(service)
         width = self.bucket
         saved = self.store.detector_state(service)
@@ -239,8 +262,8 @@ class DetectStage:
         draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
         incident_id = saved.incident_id if saved else None
         # The buckets that ended before the service's sources last polled (or stopped working); those after wait for
-        # them (see _collected_until).
-        due = due_buckets(params, state, now if collected_until is None else min(now, collected_until))
+        # them (see collected_until).
+        due = due_now(self.config, service, state, sources, now).buckets
         if not due:
             return
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)

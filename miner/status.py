@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from miner.config import Config
-from miner.detect import DetectorState, due_buckets
-from miner.detect_stage import collected_until
+from miner.detect import DetectorState
+from miner.detect_stage import due_now
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -56,16 +56,9 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
 def _waiting_for(config: Config, service: str, saved: SavedDetector | None, polled: dict[str, dict[str, Any]],
                  now: datetime) -> list[str]:
     """The sources whose next poll the service's first bucket not scored yet, ended by ``now``, waits for, as the
-    detector waits (see collected_until): [] when no bucket has ended since the last one scored, or none waits for
-    a poll (the detector's next run scores it)."""
-    due = due_buckets(config.detector, DetectorState(last=saved.last_bucket) if saved else None, now)
-    if not due:
-        return []
-    until, marks = collected_until(config, service, polled, now)
-    end = due[0] + timedelta(minutes=config.detector.bucket_minutes)
-    if until is None or until >= end:
-        return []
-    return sorted(name for name, mark in marks.items() if mark < end)
+    detector decides it (see due_now): [] when no bucket has ended since the last one scored, or the detector's
+    next run scores one."""
+    return due_now(config, service, DetectorState.from_json(saved.state) if saved else None, polled, now).waiting_for
 
 
 def source_status(store: Store, config: Config) -> list[dict[str, Any]]:

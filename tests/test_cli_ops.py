@@ -552,6 +552,34 @@ def test_status_shows_the_score_of_the_last_bucket_scored_while_the_one_since_wa
     store.close()
 
 
+def test_status_says_a_service_the_detector_never_scored_waits_for_nothing(tmp_path: Path) -> None:
+    # On a service's first run the detector scores the latest bucket its posts are collected for, and never waits:
+    # status worked the wait out on its own (from the latest bucket ended) and said the service waited for its
+    # sources' next poll, though the detector's next run scored a bucket.
+    from miner.config import parse_config
+    from miner.pipeline import Pipeline
+    from miner.records import FetchResult, SourceState
+    from miner.status import service_status
+
+    text = CONFIG.replace("bucket_minutes = 15", "bucket_minutes = 60") + (
+        '\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n')
+    config = parse_config(text)
+    store = Store.open(tmp_path / "m.sqlite")
+    store.sync_sources(config.sources)
+    hour = timedelta(hours=1)
+    polled = datetime(2026, 2, 2, 11, 58, tzinfo=UTC)
+    store.save_fetch("feed", FetchResult(state=SourceState(cursor=iso(polled))), polled, polled + hour)
+    now = datetime(2026, 2, 2, 12, 7, tzinfo=UTC)
+    assert [(s["last_bucket"], s["waiting_for"]) for s in service_status(store, config, now, hour)] == \
+        [(None, [])] * 2
+    assert Pipeline(config, store).detect(now).buckets == 2
+    # It scored the bucket from 10:00; the one from 11:00 waits for the feed's next poll.
+    scored = iso(datetime(2026, 2, 2, 10, 0, tzinfo=UTC))
+    assert [(s["last_bucket"], s["waiting_for"]) for s in service_status(store, config, now, hour)] == \
+        [(scored, ["feed"])] * 2
+    store.close()
+
+
 def test_replay_into_a_used_folder_replaces_its_own_files_and_counts_true(tmp_path: Path, runner: CliRunner,
                                                                          real_posts: dict[str, list[str]]) -> None:
     posts = write_stream(real_posts, tmp_path / "posts.jsonl")

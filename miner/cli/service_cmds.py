@@ -75,11 +75,11 @@ def status(app: AppContext, fmt: str) -> None:
     JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
     (null before the first scored bucket), last_bucket (the start of the last bucket the detector scored; null
     before the first), waiting_for (the sources whose next poll the first bucket ended since waits for; [] for
-    none) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null: never
-    polled successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false),
-    failures, last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when
-    a poll last gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601
-    with their offset.
+    none, or when the detector's next run scores a bucket) and incident: {"id", "opened_at"} or null. A source has
+    source, type, enabled, last_ok (null: never polled successfully), next_poll (null: due at the service's next
+    tick, or not polled as enabled is false), failures, last_error, posts_stored, behind (true or false), warning
+    (whole; "" for none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored
+    without its time). Times are ISO 8601 with their offset.
 
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
