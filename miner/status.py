@@ -58,7 +58,11 @@ def _waiting_for(config: Config, service: str, saved: SavedDetector | None, poll
     """The sources whose next poll the service's first bucket not scored yet, ended by ``now``, waits for, as the
     detector decides it (see due_now): [] when no bucket has ended since the last one scored, or the detector's
     next run scores one."""
-    return due_now(config, service, DetectorState.from_json(saved.state) if saved else None, polled, now).waiting_for
+    try:
+        state = DetectorState.from_json(saved.state) if saved else None
+    except ValueError:  # a state this version cannot read (a newer one's): the detector reports it, status goes on
+        return []
+    return due_now(config, service, state, polled, now).waiting_for
 
 
 def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
