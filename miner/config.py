@@ -287,6 +287,7 @@ def _cross_check(config: Config, written: int) -> None:
             raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "
                                                           "(detector.group_min_services) to ever open")
     _check_bucket_retention(config)
+    _check_stale_after(config)
     route_check = getattr(config.alerts, "check_services", None)
     if callable(route_check):
         route_check(declared)
@@ -302,3 +303,18 @@ def _check_bucket_retention(config: Config) -> None:
         raise SettingsError("store.bucket_retention_days",
                             f"must cover detector.max_fill_hours ({params.max_fill_hours:g} h) and two buckets "
                             f"({math.ceil(need / timedelta(days=1))} days): the detector reads that far back")
+
+
+def _check_stale_after(config: Config) -> None:
+    """An opening is dated at its bucket's end, but the detector scores the bucket only once its sources have polled
+    since, detector.settle_minutes after its end at most, and the process and alerts jobs plan it within a minute
+    of that: a stale_after shorter flagged openings seen in time as seen late (and, resolved by then, stale)."""
+    from miner.alerts.settings import MIN_STALE_AFTER
+
+    need = config.detector.settle_minutes * 60 + MIN_STALE_AFTER
+    if config.alerts.enabled and config.alerts.stale_after < need:
+        raise SettingsError("alerts.stale_after",
+                            f"must be at least {need:.0f} seconds (detector.settle_minutes, "
+                            f"{config.detector.settle_minutes:g} min, plus {MIN_STALE_AFTER:.0f} s): an opening is "
+                            "planned up to that long after its bucket ended, so less flags openings seen in time "
+                            "as seen late")

@@ -528,7 +528,8 @@ def test_status_page_source_whose_name_is_taken_names_the_status_page_line() -> 
         ("[store]\nretention_days = 1000000\n", ":2: store.retention_days: must be at most 36500"),
         ("[detector]\ncooldown_minutes = 1e300\n", ":2: detector.cooldown_minutes: must be at most 527040 minutes"),
         ("[detector]\nmax_fill_hours = 1e7\n", ":2: detector.max_fill_hours: must be at most 8784 hours"),
-        ("[detector]\nsettle_minutes = 1e300\n", ":2: detector.settle_minutes: must be at most 527040 minutes"),
+        ("[alerts]\nenabled = false\n[detector]\nsettle_minutes = 1e300\n",
+         ":4: detector.settle_minutes: must be at most 527040 minutes"),
         ("[alerts]\nlease_seconds = 1e11\n", ":2: alerts.lease_seconds: must be at most 31622400 seconds"),
         ("[alerts]\nchart_hours = 1e300\n", ":2: alerts.chart_hours: must be at most 8784 hours"),
         ("[alerts.smtp]\ntimeout = 1e300\n", ":2: alerts.smtp.timeout: must be more than 0 and at most 600"),
@@ -951,7 +952,21 @@ def test_a_stale_after_that_would_suppress_every_alert_is_refused(value: str) ->
         parse_config(f"[alerts]\nstale_after = {value}\n", "x.toml")
     assert str(info.value) == ("x.toml:2: alerts.stale_after: must be at least 60 seconds: an opening is often a "
                                "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
-    assert parse_config("[alerts]\nstale_after = 60\n").alerts.stale_after == 60
+    assert parse_config("[detector]\nsettle_minutes = 0\n[alerts]\nstale_after = 60\n").alerts.stale_after == 60
+
+
+def test_a_stale_after_shorter_than_the_detector_waits_for_a_bucket_is_refused() -> None:
+    # The detector scores a bucket up to settle_minutes after its end, the opening dated at that end: stale_after =
+    # 300 flagged openings planned in time, 6-9 minutes after their bucket, as seen late (stale, if resolved by then).
+    with pytest.raises(ConfigError) as info:
+        parse_config("[alerts]\nstale_after = 300\n", "x.toml")
+    assert str(info.value) == ("x.toml:2: alerts.stale_after: must be at least 660 seconds (detector.settle_minutes, "
+                               "10 min, plus 60 s): an opening is planned up to that long after its bucket ended, so "
+                               "less flags openings seen in time as seen late")
+    with pytest.raises(ConfigError, match=r"alerts\.stale_after: must be at least 3660 seconds"):
+        parse_config("[detector]\nsettle_minutes = 60\n")
+    assert parse_config("[alerts]\nstale_after = 660\n").alerts.stale_after == 660
+    assert parse_config("[alerts]\nenabled = false\nstale_after = 300\n").alerts.stale_after == 300
 
 
 def test_a_status_page_given_as_a_source_too_is_polled_once_however_its_url_is_spelled() -> None:

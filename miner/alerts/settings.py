@@ -235,9 +235,11 @@ class AlertSettings:
         for key in ("group_wait", "repeat_interval", "group_interval"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key}: must not be negative")
-        # An opening is dated when its bucket closed and planned by the next process and alerts jobs (30 s apart
-        # each), so it is always some seconds old: 0, read as "no limit" like repeat_interval's, suppressed every
-        # alert as stale.
+        # An opening is dated when its bucket closed and planned once the detector has scored that bucket (after its
+        # sources' next polls, detector.settle_minutes at most) and the process and alerts jobs (every 30 s) have
+        # run, so it is always some seconds old: 0, read as "no limit" like repeat_interval's, suppressed every
+        # alert as stale. This is the floor with settle_minutes 0; the config also refuses less than settle_minutes
+        # plus this (miner/config.py), which it cannot check here.
         if self.stale_after < MIN_STALE_AFTER:
             raise ValueError(f"stale_after: must be at least {MIN_STALE_AFTER:.0f} seconds: an opening is often a "
                              "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
