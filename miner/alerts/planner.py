@@ -159,6 +159,7 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
     for ev in events:
         service, iid = ev["service"], ev["incident_id"]
         at = parse_iso(ev["at"])
+        seen_late = _seen_late(ctx, at, ctx.now)
         for route in ctx.settings.routes:
             # A route told of the opening is told of the resolve though the service has left its services since
             # (or feeds.toml, whose services the detector resolves): its PagerDuty alert stayed open for good.
@@ -167,8 +168,7 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
             due = ctx.now + ctx.settings.group_wait_for(route)
             if _opening(ev) and route.immediate:
                 reason = ctx.muted(service)
-                if (reason is None and (ctx.now - at).total_seconds() > ctx.settings.stale_after
-                        and not _still_open(ctx, ev, last_resolve)):
+                if reason is None and seen_late[0] is not None and not _still_open(ctx, ev, last_resolve):
                     reason = f"stale: opened at {iso(at)}, more than {ctx.settings.stale_after:.0f}s before planning"
                 outcome[(route.name, iid)] = "suppressed" if reason else "queued"
                 prefix = "open" if ev["kind"] == "open" else "reopen"
@@ -176,7 +176,7 @@ def _plan_events(ctx: _Context, events: list[dict[str, Any]], states: dict[tuple
                 # again when that goes out: a second alert beside it would say the same.
                 items += [PlannedItem(f"{prefix}:{iid}:{ev['id']}:{route.name}:{ch}", route.name, ch, "alert", "open",
                                       iid, make_message_id(ctx.settings), due, reason, ctx.interval(route),
-                                      ctx.settings.group_of(route, service), *_seen_late(ctx, at, ctx.now))
+                                      ctx.settings.group_of(route, service), *seen_late)
                           for ch in channels(route)
                           if reason is not None or (route.name, ch, iid) not in unsent]
                 if reason is None:
@@ -257,10 +257,11 @@ def _plan_late(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]]
     for inc in open_incidents:
         for route in ctx.settings.routes:
             state = states.get((route.name, inc["id"]))
-            # Suppressed first: muted() reads every silence and maintenance window, for each incident and route.
+            # Suppressed (muted, or stale) and muted no more: a stale opening of an incident still open is news as much
+            # as one that was muted, the outage is going on. Suppressed first: muted() reads every silence and
+            # maintenance window, for each incident and route.
             if (state is None or state["open_outcome"] != "suppressed" or not route.immediate
-                    or not route.matches(inc["service"])
-                    or not late_opening_due(state["open_outcome"], ctx.muted(inc["service"]))):
+                    or not route.matches(inc["service"]) or ctx.muted(inc["service"]) is not None):
                 continue
             due = ctx.now + ctx.settings.group_wait_for(route)
             # The suppressed opening's planning time tells this late opening apart from one after a later re-mute;
@@ -276,16 +277,10 @@ def _plan_late(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]]
 
 def _seen_late(ctx: _Context, opened: datetime, seen: datetime) -> tuple[datetime | None, float | None]:
     """When miner first saw an opening and how late, if that was more than stale_after after it happened (miner was
-    down, or caught up a backlog): its alert says so, or it reads as an outage that has just begun, reported late."""
+    down, or caught up a backlog): its alert says so, or it reads as an outage that has just begun, reported late.
+    The one statement of the stale rule: an opening seen late is also suppressed (stale) unless still open."""
     late = (seen - opened).total_seconds()
     return (seen, late) if late > ctx.settings.stale_after else (None, None)
-
-
-def late_opening_due(open_outcome: str, muted: str | None) -> bool:
-    """Whether a still-open incident whose opening was suppressed on a route (muted, or stale) should be announced
-    now: once no silence or maintenance window mutes it. A stale opening of an incident still open is news as much
-    as one that was muted: the outage is going on."""
-    return open_outcome == "suppressed" and muted is None
 
 
 def _anchor_key(route: RouteSettings) -> str:
