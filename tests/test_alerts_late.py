@@ -16,7 +16,10 @@ from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications
+from miner.alerts.content import incident_view
+from miner.alerts.render import alert_subject
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
+from miner.alerts.webhooks import json_payload, pagerduty_summary, slack_payload, teams_payload
 from miner.store import Store
 
 FORMATS = ("json", "slack", "teams", "pagerduty")
@@ -153,3 +156,20 @@ def test_a_message_about_several_openings_says_how_many_were_seen_late(
     assert text.count("Seen late: opened") == 1
     [payload] = receivers["json"].bodies
     assert {i["service"]: i["detected_late"] for i in payload["incidents"]} == {"WhatsApp": True, "Telegram": False}
+
+
+def test_every_format_agrees_on_whether_an_opening_was_seen_late(store: Store) -> None:
+    # A row with a seen_late_at but no late_seconds: the JSON said detected_late while Slack, Teams, PagerDuty and
+    # the email said nothing of it, each testing another field.
+    iid = open_incident(store, "WhatsApp", T0 - timedelta(minutes=2), posts=False, series=False)
+    view = incident_view(store, settings(), iid, T0)
+    assert view is not None
+    odd = replace(view, seen_late_at=T0, late_seconds=None)
+    late = replace(view, seen_late_at=T0, late_seconds=6600.0)
+    for v, expected in ((odd, False), (late, True)):
+        payload = json_payload("alert", [v], route="oncall", message_id="<m@x>", now=T0, reminders=set())
+        assert payload["incidents"][0]["detected_late"] is expected
+        assert ("seen late" in json.dumps(slack_payload("alert", [v], subject="s", reminders=set()))) is expected
+        assert ("seen late" in json.dumps(teams_payload("alert", [v], subject="s", reminders=set()))) is expected
+        assert ("seen late" in pagerduty_summary(v, False)) is expected
+        assert ("(seen late)" in alert_subject(settings(), "alert", [v])) is expected

@@ -175,7 +175,7 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     if not still_open:
         return f"{prefix} RESOLVED SINCE: {names(views)}"
     # An opening miner saw late (it was down, or caught up a backlog) must not read as an outage just begun.
-    late = sum(1 for v in still_open if v.seen_late_at is not None)
+    late = sum(1 for v in still_open if v.seen_late)
     if len(views) == 1:
         v = views[0]
         ratio = f"{v.ratio:.1f}x normal, " if v.ratio else ""

@@ -124,9 +124,9 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         },
         "lead_time_minutes": None if v.lead_minutes is None else round(v.lead_minutes, 1),
         # An opening miner first saw more than stale_after after it happened (down, or catching up a backlog).
-        "detected_late": v.seen_late_at is not None,
-        "seen_at": iso(v.seen_late_at) if v.seen_late_at else None,
-        "late_minutes": None if v.late_seconds is None else round(v.late_seconds / 60, 1),
+        "detected_late": v.seen_late,
+        "seen_at": iso(v.seen_late_at) if v.seen_late and v.seen_late_at else None,
+        "late_minutes": round(v.late_seconds / 60, 1) if v.seen_late and v.late_seconds is not None else None,
         "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
                     for p in v.samples],
     }
@@ -169,7 +169,7 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
         lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
                  f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"]
-        if v.late_text:
+        if v.seen_late:
             lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
         if v.symptoms:
             lines.append("symptoms: " + slack_text(v.symptom_line))
@@ -216,7 +216,7 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
          "text": f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"},
     ]
-    if v.late_text:
+    if v.seen_late:
         items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None", "color": "Warning",
                          "text": "seen late: " + teams_text(v.late_text)})
     if v.symptoms:
@@ -287,7 +287,7 @@ def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
     """One line of what the json format's fields say (all cleaned in content.py), cut to PagerDuty's limit."""
     ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
     text = (f"{v.service}: outage reported by users since {v.opened_at:%Y-%m-%d %H:%M} UTC"
-            f"{' (reminder)' if reminder else ''}{f' (seen late: {v.late_text})' if v.late_text else ''}"
+            f"{' (reminder)' if reminder else ''}{f' (seen late: {v.late_text})' if v.seen_late else ''}"
             f": peak {v.peak_complaints} complaints vs baseline {v.baseline:.1f}"
             f"{ratio}, z {v.peak_score:.1f}, {v.total_complaints} complaints in all")
     if v.symptoms:
