@@ -96,8 +96,9 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
             break
         # The listing was full and a channel went down: rows of the other channels past it are due too, and would
         # wait behind the down channel's (due still, and listed first again) at every run while it stays down.
-        listed = [r for r in store.due_notifications(now, limit, exclude_channels=sorted(run.down))
-                  if int(r["id"]) not in seen]
+        # Rows tried already (held back, or lost to another worker) are left out by the query, not after it: left
+        # out after, they made a full listing look short and the loop stopped with more rows due.
+        listed = store.due_notifications(now, limit, exclude_channels=sorted(run.down), exclude_ids=sorted(seen))
     return run.finish()
 
 

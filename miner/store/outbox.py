@@ -240,13 +240,13 @@ class OutboxMixin:
                 "WHERE status = 'sending' AND claimed_at < ?", (iso(cutoff),)
             ).rowcount
 
-    def due_notifications(self, now: datetime, limit: int, *,
-                          exclude_channels: Sequence[str] = ()) -> list[dict[str, Any]]:
+    def due_notifications(self, now: datetime, limit: int, *, exclude_channels: Sequence[str] = (),
+                          exclude_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
         skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
+        skip += f"AND id NOT IN ({','.join('?' * len(exclude_ids))}) " if exclude_ids else ""
         return self.database.rows(
-            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND id > ? {skip}"
-            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), self.outbox_after or 0, *exclude_channels, limit),
-        )
+            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND id > ? {skip}ORDER BY "
+            "next_attempt_at, id LIMIT ?", (iso(now), self.outbox_after or 0, *exclude_channels, *exclude_ids, limit))
 
     def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:
         """Take one pending row for ``worker``; False when another worker (or a later state) got there first."""
