@@ -188,3 +188,35 @@ def test_a_replayed_author_counts_as_one_complainer_as_live_hashed_as_its_collec
     assert peak[0] >= 8 and peak[1] == 1  # "@NoisyONE" and "noisyone" are one account
     # The hash an RSS collector of forum.example.org stores for the handle, never the handle
     assert hashes == {hash_author("NoisyONE", b"a long random secret", "forum.example.org")}
+
+
+def test_a_silence_at_a_replays_simulated_time_leaves_a_stopped_services_queue_and_silences_alone(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
+    # Muting queued rows ran on the replay's simulated clock over every pending row: a silence active then suppressed
+    # the service's own alerts, never sent; and the clock-ahead retiming moved the service's silence back by days.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
+                            'email = ["oncall@example.org"]\n\n[alerts.smtp]\nhost = "127.0.0.1"\n'
+                            f'port = {closed_port()}\nsecurity = "none"\ntimeout = 2\n')
+    db = tmp_path / "m.sqlite"
+    live = write_stream(real_posts, tmp_path / "live.jsonl")
+    store = Store.open(db)
+    pipeline = Pipeline(load_config(cfg), store, classifier)
+    run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
+    pending = sorted(int(r["id"]) for r in store.outbox_rows(["pending"]))
+    services = {str(i["service"]) for i in store.incidents()}
+    assert pending and len(services) == 1
+    now = utcnow()
+    store.add_silence(services.pop(), T0 - timedelta(days=1), now + timedelta(hours=1), "maintenance", now)
+    silences = store.silences()
+    store.close()
+
+    capture = shifted(live, tmp_path / "capture.jsonl", timedelta(days=3), "c")
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(capture), "--out",
+                                  str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    store = Store.open(db)
+    rows = {int(r["id"]): r["status"] for r in store.outbox_rows(["pending", "sending", "sent", "suppressed"])}
+    assert store.silences() == silences
+    store.close()
+    assert {i: rows[i] for i in pending} == dict.fromkeys(pending, "pending")

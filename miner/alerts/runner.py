@@ -26,9 +26,11 @@ def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_i
 
     ``sources``: the names of the sources the config polls, so digests leave out sources since removed.
     ``stop``: set when the service is stopping; sending stops before the next notification.
-    First, alert state stamped by a clock that was ahead is taken back to ``now`` (Store.retime_alerts).
+    First, alert state stamped by a clock that was ahead is taken back to ``now`` (Store.retime_alerts); not in a
+    replay, whose simulated clock is behind the live service's rows and silences, not they ahead of it: it moved a
+    stopped service's silences back by days, and made its rows due.
     """
-    if settings.enabled and (retimed := store.retime_alerts(now)):
+    if settings.enabled and store.outbox_after is None and (retimed := store.retime_alerts(now)):
         log.warning("the clock was ahead; alert state it stamped in the future is taken back to the current time: %s",
                     ", ".join(f"{n} {what}" for what, n in retimed.items()))
     plan_notifications(store, settings, now)

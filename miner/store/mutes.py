@@ -8,7 +8,7 @@ or retried through an outage) when it began.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -48,15 +48,17 @@ class MutedItem:
 
 class MutesMixin:
     database: Database
+    outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
 
     def queued_alert_items(self) -> list[dict[str, Any]]:
         """Items of alerts and resolve notices not sent yet (group wait, retries), with their incident's service and
-        status."""
+        status; a replay's only (outbox_scope)."""
+        scope, args = self.outbox_scope("o.id")
         return self.database.rows(
             "SELECT o.id AS outbox_id, o.route, o.channel, i.item_key, i.incident_id, i.kind, inc.service, inc.status "
             "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id JOIN incidents inc ON inc.id = i.incident_id "
-            "WHERE o.status = 'pending' AND o.claimed_by IS NULL AND o.kind IN ('alert', 'resolved') "
-            "ORDER BY o.id, i.item_key")
+            f"WHERE o.status = 'pending' AND o.claimed_by IS NULL AND o.kind IN ('alert', 'resolved') AND {scope} "
+            "ORDER BY o.id, i.item_key", args)
 
     def suppress_queued(self, muted: Sequence[MutedItem], now: datetime) -> int:
         """Record queued items that a silence or maintenance window now mutes as suppressed; returns how many.

@@ -8,7 +8,7 @@ an ``outbox_items`` row whose ``item_key`` is unique per route and channel, so p
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -121,6 +121,7 @@ class Finish:
 class OutboxMixin:
     database: Database
     outbox_after: int | None  # ReplayOutboxMixin's: rows up to it are not a replay's to send or add to
+    outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
 
     # Planner ------------------------------------------------------------------------------------------
 
@@ -234,19 +235,22 @@ class OutboxMixin:
 
     def reclaim_stale(self, cutoff: datetime) -> int:
         """Return 'sending' claims older than ``cutoff`` (their worker crashed or hung) to pending."""
+        scope, args = self.outbox_scope()
         with self.database.transaction() as conn:
             return conn.execute(
                 "UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_at = NULL "
-                "WHERE status = 'sending' AND claimed_at < ?", (iso(cutoff),)
+                f"WHERE status = 'sending' AND claimed_at < ? AND {scope}", (iso(cutoff), *args)
             ).rowcount
 
     def due_notifications(self, now: datetime, limit: int, *, exclude_channels: Sequence[str] = (),
                           exclude_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
         skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
         skip += f"AND id NOT IN ({','.join('?' * len(exclude_ids))}) " if exclude_ids else ""
+        scope, args = self.outbox_scope()
         return self.database.rows(
-            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND id > ? {skip}ORDER BY "
-            "next_attempt_at, id LIMIT ?", (iso(now), self.outbox_after or 0, *exclude_channels, *exclude_ids, limit))
+            f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND {scope} {skip}"
+            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), *args, *exclude_channels, *exclude_ids, limit),
+        )
 
     def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:
         """Take one pending row for ``worker``; False when another worker (or a later state) got there first."""

@@ -41,6 +41,14 @@ class ReplayOutboxMixin:
         self.outbox_after = after
         return self.count_waiting(theirs=True)
 
+    def outbox_scope(self, column: str = "id") -> tuple[str, tuple[int, ...]]:
+        """A condition on ``column`` (an outbox id) with its parameters: the rows this handle may read or change.
+
+        Every queue reader a replay runs goes through it: muting queued rows on the simulated clock (a silence or
+        maintenance window active then) suppressed the stopped service's own pending rows, never sent.
+        """
+        return f"{column} > ?", (self.outbox_after or 0,)
+
     def end_replay(self) -> None:
         with self.database.transaction() as conn:
             forget_replay(conn)
