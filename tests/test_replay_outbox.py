@@ -122,14 +122,27 @@ def test_a_killed_replays_rows_are_the_resuming_ones_until_something_else_plans(
     assert [r["dedupe_key"] for r in resumed.due_notifications(now, 10)] == ["planned-by-a-replay-then-killed"]
     resumed.close()  # killed again
 
+    # Never the service's to send: it sent them for real, and a replay pages nobody
+    assert [r["dedupe_key"] for r in service.due_notifications(now, 10)] == ["queued-live"]
     digest(service, "planned-by-the-service")  # the service ran in between
+    assert [(r["dedupe_key"], r["status"], r["reason"]) for r in service.outbox_rows(["pending", "suppressed"])] == [
+        ("planned-by-the-service", "pending", None),
+        ("planned-by-a-replay-then-killed", "suppressed",
+         "planned by a replay that did not finish (a replay pages nobody)"),
+        ("queued-live", "pending", None)]
     service.close()
     later = Store.open(db)
-    assert later.begin_replay() == 3 and later.outbox_after == 3
+    assert later.begin_replay() == 2 and later.outbox_after == 3
     assert later.due_notifications(now, 10) == []
-    later.end_replay()
+    digest(later, "held-past-the-replays-end")
+    assert later.end_replay() == 1
     assert later.alert_state("replay_outbox_after") is None
+    assert [(r["dedupe_key"], r["reason"]) for r in later.outbox_rows(["suppressed"])][:1] == [
+        ("held-past-the-replays-end", "the replay ended before it was due (a replay pages nobody)")]
     later.close()
+    service = Store.open(db)
+    assert [r["dedupe_key"] for r in service.due_notifications(now, 10)] == ["queued-live", "planned-by-the-service"]
+    service.close()
 
 
 def test_a_capture_ending_in_an_outage_that_opens_at_its_end_writes_its_alert(

@@ -172,7 +172,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
     _flush(pipeline, stats.end)
-    store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
+    left = store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
     elapsed = time.monotonic() - started
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
                f"in {elapsed:.1f} s ({stats.ticks} ticks)")
@@ -182,9 +182,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                    "earlier in the file")
     print_summary(store, cfg, click.echo)
     click.echo(f"\n{len(files.files())} notifications written to {files.out_dir} (a {label} sends nothing)")
-    if left := store.count_waiting(theirs=False):
+    if left:
         click.echo(f"{left} notifications the {label} planned are due later than its end plus group_wait (held for "
-                   "group_interval) and were left pending (see `miner outbox`)")
+                   "group_interval) and were recorded as suppressed, never to be sent (see `miner outbox --all`)")
     if queued:
         click.echo(f"{queued} notifications the store had pending before the {label} were left as they were, for "
                    "`miner run` to send (see `miner outbox`)")

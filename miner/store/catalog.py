@@ -181,7 +181,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "channel's server was last found unreachable, empty once it answered again: its messages go after "
                "the other channels' at each run meanwhile), or replay_outbox_after (while a replay runs, and after "
                "one killed until a notification is planned outside a replay: the last outbox id before it, up to "
-               "which the rows are not the replay's to send).",
+               "which the rows are not the replay's to send; the rows after it are never the service's, and are "
+               "recorded as suppressed when it goes).",
         "value": "Value as text.",
     }),
     "outbox": ("Every notification, written before it is sent, then claimed with a conditional UPDATE. Finished rows "

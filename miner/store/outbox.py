@@ -179,6 +179,8 @@ class OutboxMixin:
             row = conn.execute("SELECT value FROM alert_state WHERE key = ?", (_CURSOR,)).fetchone()
             if (int(row[0]) if row else 0) != expected_cursor:
                 return None
+            if items and self.outbox_after is None:
+                forget_replay(conn)  # first: nothing of the service's joins a batch of the replay's
             for item in items:
                 if conn.execute("SELECT 1 FROM outbox_items WHERE item_key = ?", (item.item_key,)).fetchone():
                     continue
@@ -191,8 +193,6 @@ class OutboxMixin:
                 added += 1
             conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = excluded.value", (_CURSOR, str(new_cursor)))
-            if added and self.outbox_after is None:
-                forget_replay(conn)
         return added
 
     def alert_state(self, key: str) -> str | None:
@@ -219,6 +219,8 @@ class OutboxMixin:
         covers the time since the last one queued, and nothing resolved in between goes unreported.
         """
         with self.database.transaction() as conn:
+            if self.outbox_after is None:
+                forget_replay(conn)
             cur = conn.execute(
                 "INSERT OR IGNORE INTO outbox (dedupe_key, route, channel, kind, status, message_id, payload, "
                 "created_at, next_attempt_at) VALUES (?, ?, 'email', 'digest', 'pending', ?, ?, ?, ?)",
@@ -227,8 +229,6 @@ class OutboxMixin:
             if cur.rowcount == 1:
                 conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                              "SET value = excluded.value", (state_key, state_value))
-                if self.outbox_after is None:
-                    forget_replay(conn)
         return cur.rowcount == 1
 
     # Dispatch -----------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ service's alerts queued while its mail server was down were written to the repla
 service never sent them. A replay's handle takes only the rows after the last one there when it began
 (``outbox_after``). That id is kept in alert_state until the replay has finished, so the run that resumes a killed
 one sends what the killed run had planned too; anything else that plans a notification meanwhile (the service,
-`miner outbox send`, `miner digest`) forgets it, and the next replay starts after its rows again.
+`miner outbox send`, `miner digest`) forgets it, and the next replay starts after its rows again. A replay's rows
+are never the service's to send (a replay pages nobody): what one leaves waiting, held past its end or planned
+before it was killed, is recorded as suppressed when its mark goes.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ if TYPE_CHECKING:
 REPLAY_KEY = "replay_outbox_after"  # alert_state: outbox_after of a replay that has not finished
 
 
-def forget_replay(conn: sqlite3.Connection) -> None:
-    """A row planned outside a replay: an unfinished replay's mark no longer separates its rows from others'."""
+def forget_replay(conn: sqlite3.Connection,
+                  reason: str = "planned by a replay that did not finish (a replay pages nobody)") -> int:
+    """A row planned outside a replay: an unfinished replay's mark no longer separates its rows from others', so the
+    rows it left waiting are recorded as suppressed, never sent by the service; returns how many."""
+    row = conn.execute("SELECT value FROM alert_state WHERE key = ?", (REPLAY_KEY,)).fetchone()
+    if row is None:
+        return 0
     conn.execute("DELETE FROM alert_state WHERE key = ?", (REPLAY_KEY,))
+    return int(conn.execute(
+        "UPDATE outbox SET status = 'suppressed', reason = ?, claimed_by = NULL, claimed_at = NULL "
+        "WHERE id > ? AND status IN ('pending', 'sending')", (reason, int(row[0]))).rowcount)
 
 
 class ReplayOutboxMixin:
@@ -39,22 +49,28 @@ class ReplayOutboxMixin:
             conn.execute("INSERT INTO alert_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = excluded.value", (REPLAY_KEY, str(after)))
         self.outbox_after = after
-        return self.count_waiting(theirs=True)
+        return self.count_waiting()
 
     def outbox_scope(self, column: str = "id") -> tuple[str, tuple[int, ...]]:
         """A condition on ``column`` (an outbox id) with its parameters: the rows this handle may read or change.
 
         Every queue reader a replay runs goes through it: muting queued rows on the simulated clock (a silence or
-        maintenance window active then) suppressed the stopped service's own pending rows, never sent.
+        maintenance window active then) suppressed the stopped service's own pending rows, never sent. Any other
+        handle leaves alone the rows of a replay that has not finished (killed), which are never its to send.
         """
-        return f"{column} > ?", (self.outbox_after or 0,)
+        if self.outbox_after is not None:
+            return f"{column} > ?", (self.outbox_after,)
+        return (f"{column} <= coalesce((SELECT CAST(value AS INTEGER) FROM alert_state WHERE key = '{REPLAY_KEY}'), "
+                f"{column})"), ()
 
-    def end_replay(self) -> None:
+    def end_replay(self) -> int:
+        """The replay has finished: what it planned and left waiting (held for group_interval past its end) is
+        recorded as suppressed, not sent by the service later; returns how many."""
         with self.database.transaction() as conn:
-            forget_replay(conn)
+            return forget_replay(conn, "the replay ended before it was due (a replay pages nobody)")
 
-    def count_waiting(self, *, theirs: bool) -> int:
-        """How many rows wait to be sent (pending or claimed): up to outbox_after (``theirs``), or after it."""
+    def count_waiting(self) -> int:
+        """How many rows up to outbox_after, not the replay's, wait to be sent (pending or claimed)."""
         return int(self.database.rows(
-            f"SELECT count(*) AS n FROM outbox WHERE id {'<=' if theirs else '>'} ? AND status IN ('pending', "
-            "'sending')", (self.outbox_after or 0,))[0]["n"])
+            "SELECT count(*) AS n FROM outbox WHERE id <= ? AND status IN ('pending', 'sending')",
+            (self.outbox_after or 0,))[0]["n"])
