@@ -1026,6 +1026,11 @@ def test_demo_keeps_a_services_store_that_has_no_posts_yet(tmp_path: Path, runne
     bad_model.write_text(f'[classifier]\nmodel_dir = "{tmp_path / "no-model"}"\n')
     result = runner.invoke(main, ["--config", str(bad_model), "demo", "--out", str(out)])
     assert result.exit_code == 1 and "no-model" in result.output, result.output
+    # That run began its replay (alert_state's mark) before its model failed to load: still a demo's store holding
+    # nothing, not refused as a service's.
+    assert sqlite3.connect(db).execute("SELECT key FROM alert_state").fetchall() == [("replay_outbox_after",)]
+    result = runner.invoke(main, ["--config", str(bad_model), "demo", "--out", str(out)])
+    assert result.exit_code == 1 and "no-model" in result.output, result.output
 
 
 def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliRunner,

@@ -358,8 +358,16 @@ def _refuse_other_store(db: Path) -> None:
 
 
 def _holds_nothing(store: Store) -> bool:
-    """Whether no table of ``store`` has a row, but the record of its migrations."""
+    """Whether no table of ``store`` has a row, but the record of its migrations and a replay's mark: a demo begins
+    its replay before its model loads, and one stopped then (or failing there) left the mark and nothing else."""
+    from miner.store.replay_outbox import REPLAY_KEY
+
     tables = [r["name"] for r in store.database.rows(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
         "AND name != 'schema_migrations'")]
-    return not any(store.database.one(f'SELECT 1 AS x FROM "{name}" LIMIT 1') for name in tables)
+
+    def empty(name: str) -> bool:
+        where, args = ("key != ?", (REPLAY_KEY,)) if name == "alert_state" else ("1", ())
+        return store.database.one(f'SELECT 1 AS x FROM "{name}" WHERE {where} LIMIT 1', args) is None
+
+    return all(empty(name) for name in tables)
