@@ -109,8 +109,9 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
     from miner.timeutil import utcnow
 
     db = Path(app.db_path or app.config.store.path)
-    # Without --out, the notifications go beside the store (see _replay_locked): checked the same way.
-    _check_writable(out / "outbox" if out is not None else db.with_name("outbox"))
+    # Without --out, the notifications go beside the store: checked before any work, as --out's are.
+    outbox = out / "outbox" if out is not None else db.with_name("outbox")
+    _check_writable(outbox)
     try:
         total = check_stream(posts_path, utcnow())
     except InputError as exc:
@@ -124,13 +125,13 @@ def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | 
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
         try:
-            _replay_locked(app, posts_path, total, speed, out, label)
+            _replay_locked(app, posts_path, total, speed, out, outbox, label)
         finally:
             app.close()  # before the lock goes
 
 
 def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float | None, out: Path | None,
-                   label: str) -> None:
+                   outbox: Path, label: str) -> None:
     from miner.alerts import FileSenders, write_digest_files
     from miner.alerts.files import remove_digest_files
     from miner.cli.summary import print_summary
@@ -142,8 +143,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     store = app.store()
     # Notifications go to files: a replay shows what would have been sent, and never sends it. Files there from
     # a run into another store would be counted as this one's, so a store that has sent nothing replaces them.
-    files = FileSenders(out / "outbox" if out is not None else Path(store.path).with_name("outbox"),
-                        replace=not store.has_sent_notifications())
+    files = FileSenders(outbox, replace=not store.has_sent_notifications())
     # What the store had queued is not the replay's to send (store/replay_outbox.py): a stopped service's alerts
     # queued while its mail server was down were written to these files and marked sent, and never sent.
     queued = store.begin_replay()
