@@ -38,10 +38,10 @@ def shifted(path: Path, out: Path, by: timedelta, prefix: str) -> Path:
     return out
 
 
-def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
-        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
-    # A replay into a stopped service's store took the service's queue: its alerts queued while the mail server was
-    # down were written to the replay's files and marked sent, and the service never sent them.
+def _service_with_a_queue(tmp_path: Path, real_posts: dict[str, list[str]], classifier: Classifier
+                          ) -> tuple[Path, Path, Path, Store]:
+    """A stopped service's feeds.toml (its SMTP server down), store (open, with the alerts it could not send pending)
+    and the stream it ran on."""
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
                             'email = ["oncall@example.org"]\n\n[alerts.smtp]\nhost = "127.0.0.1"\n'
@@ -49,8 +49,16 @@ def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
     db = tmp_path / "m.sqlite"
     live = write_stream(real_posts, tmp_path / "live.jsonl")
     store = Store.open(db)
-    pipeline = Pipeline(load_config(cfg), store, classifier)  # the service's pipeline, its SMTP server down
+    pipeline = Pipeline(load_config(cfg), store, classifier)
     run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
+    return cfg, db, live, store
+
+
+def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
+    # A replay into a stopped service's store took the service's queue: its alerts queued while the mail server was
+    # down were written to the replay's files and marked sent, and the service never sent them.
+    cfg, db, live, store = _service_with_a_queue(tmp_path, real_posts, classifier)
     pending = {int(r["id"]): int(r["attempts"]) for r in store.outbox_rows(["pending"])}
     store.close()
     assert pending  # queued while the mail server was down
@@ -207,15 +215,7 @@ def test_a_silence_at_a_replays_simulated_time_leaves_a_stopped_services_queue_a
         tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]], classifier: Classifier) -> None:
     # Muting queued rows ran on the replay's simulated clock over every pending row: a silence active then suppressed
     # the service's own alerts, never sent; and the clock-ahead retiming moved the service's silence back by days.
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
-                            'email = ["oncall@example.org"]\n\n[alerts.smtp]\nhost = "127.0.0.1"\n'
-                            f'port = {closed_port()}\nsecurity = "none"\ntimeout = 2\n')
-    db = tmp_path / "m.sqlite"
-    live = write_stream(real_posts, tmp_path / "live.jsonl")
-    store = Store.open(db)
-    pipeline = Pipeline(load_config(cfg), store, classifier)
-    run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
+    cfg, db, live, store = _service_with_a_queue(tmp_path, real_posts, classifier)
     pending = sorted(int(r["id"]) for r in store.outbox_rows(["pending"]))
     services = {str(i["service"]) for i in store.incidents()}
     assert pending and len(services) == 1
