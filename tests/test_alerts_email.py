@@ -407,24 +407,31 @@ def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_messag
     assert "not sent yet" in str(notice["reason"])
 
 
+def _resolved_and_reopened_while_smtp_is_down(store: Store, cfg: AlertSettings, iid: int, server: SmtpServer,
+                                              minutes: range, back_at: int | None = None) -> None:
+    """With the mail server stopped, plan and dispatch at each of ``minutes`` after T0: the incident resolves at 60
+    and opens again at 120; the server is started again at ``back_at``."""
+    server.stop()
+    for minute in minutes:
+        now = T0 + timedelta(minutes=minute)
+        if minute == 60:
+            resolve(store, iid, now)
+        if minute == 120:
+            store.update_incident(iid, now, {"status": "open", "resolved_at": None}, kind="update",
+                                  details={"reason": "reopened"})
+        if minute == back_at:
+            server.start()
+        plan_notifications(store, cfg, now)
+        dispatch(store, cfg, now, worker_id="w")
+
+
 def test_a_resolve_notice_retried_past_a_reopening_does_not_say_resolved_after_it(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0, group_interval=0.0)
     iid = open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     dispatch(store, cfg, T0, worker_id="w")
-    smtp_server.stop()
-    for minutes in range(10, 200, 10):
-        now = T0 + timedelta(minutes=minutes)
-        if minutes == 60:
-            resolve(store, iid, now)
-        if minutes == 120:
-            store.update_incident(iid, now, {"status": "open", "resolved_at": None}, kind="update",
-                                  details={"reason": "reopened"})
-        if minutes == 150:
-            smtp_server.start()
-        plan_notifications(store, cfg, now)
-        dispatch(store, cfg, now, worker_id="w")
+    _resolved_and_reopened_while_smtp_is_down(store, cfg, iid, smtp_server, range(10, 200, 10), back_at=150)
     # The re-opening's alert went out first: "RESOLVED" after it was the last word on an outage that was on again.
     assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == ["[miner] OPEN", "[miner] OPEN"]
     [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]
@@ -435,16 +442,7 @@ def test_an_incident_that_resolves_and_comes_back_during_an_smtp_outage_is_one_o
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)
     iid = open_incident(store, "WhatsApp", T0)
-    smtp_server.stop()
-    for minutes in range(0, 180, 10):
-        now = T0 + timedelta(minutes=minutes)
-        if minutes == 60:
-            resolve(store, iid, now)
-        if minutes == 120:
-            store.update_incident(iid, now, {"status": "open", "resolved_at": None}, kind="update",
-                                  details={"reason": "reopened"})
-        plan_notifications(store, cfg, now)
-        dispatch(store, cfg, now, worker_id="w")
+    _resolved_and_reopened_while_smtp_is_down(store, cfg, iid, smtp_server, range(0, 180, 10))
     smtp_server.start()
     plan_notifications(store, cfg, T0 + timedelta(minutes=180))
     dispatch(store, cfg, T0 + timedelta(minutes=180), worker_id="w")
