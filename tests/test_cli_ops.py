@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from streams import CONFIG, write_stream
 
 from miner import replay as replay_module
 from miner.cli import main
-from miner.config import bundled_path
+from miner.config import Config, bundled_path
 from miner.records import Post
 from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.status import shown_time
@@ -517,25 +518,33 @@ def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:
     store.close()
 
 
-def test_status_shows_the_score_of_the_last_bucket_scored_while_the_one_since_waits(tmp_path: Path) -> None:
-    # With hourly buckets (the demo's) and the 1 h window, the bucket that ended last waits for the sources'
-    # polls (detector.settle_minutes at most) every hour: status read from that bucket on, and showed no z and no
-    # baseline while it waited, though the detector had scored the one before.
+def _hourly_feed(tmp_path: Path) -> tuple[Config, Store, Callable[[datetime], None]]:
+    """The two services in hourly buckets with one RSS source, "feed"; its store (open), and poll(at), which stores
+    a successful poll of the feed at ``at``."""
     from miner.config import parse_config
-    from miner.pipeline import Pipeline
     from miner.records import FetchResult, SourceState
-    from miner.status import service_status
 
     text = CONFIG.replace("bucket_minutes = 15", "bucket_minutes = 60") + (
         '\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n')
     config = parse_config(text)
     store = Store.open(tmp_path / "m.sqlite")
     store.sync_sources(config.sources)
-    hour = timedelta(hours=1)
 
     def poll(at: datetime) -> None:
-        store.save_fetch("feed", FetchResult(state=SourceState(cursor=iso(at))), at, at + hour)
+        store.save_fetch("feed", FetchResult(state=SourceState(cursor=iso(at))), at, at + timedelta(hours=1))
 
+    return config, store, poll
+
+
+def test_status_shows_the_score_of_the_last_bucket_scored_while_the_one_since_waits(tmp_path: Path) -> None:
+    # With hourly buckets (the demo's) and the 1 h window, the bucket that ended last waits for the sources'
+    # polls (detector.settle_minutes at most) every hour: status read from that bucket on, and showed no z and no
+    # baseline while it waited, though the detector had scored the one before.
+    from miner.pipeline import Pipeline
+    from miner.status import service_status
+
+    config, store, poll = _hourly_feed(tmp_path)
+    hour = timedelta(hours=1)
     poll(datetime(2026, 2, 2, 11, 0, 30, tzinfo=UTC))
     Pipeline(config, store).detect(datetime(2026, 2, 2, 11, 1, tzinfo=UTC))
     # The feed last polled before 12:00: the bucket from 11:00 waits for its next poll.
@@ -556,19 +565,12 @@ def test_status_says_a_service_the_detector_never_scored_waits_for_nothing(tmp_p
     # On a service's first run the detector scores the latest bucket its posts are collected for, and never waits:
     # status worked the wait out on its own (from the latest bucket ended) and said the service waited for its
     # sources' next poll, though the detector's next run scored a bucket.
-    from miner.config import parse_config
     from miner.pipeline import Pipeline
-    from miner.records import FetchResult, SourceState
     from miner.status import service_status
 
-    text = CONFIG.replace("bucket_minutes = 15", "bucket_minutes = 60") + (
-        '\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n')
-    config = parse_config(text)
-    store = Store.open(tmp_path / "m.sqlite")
-    store.sync_sources(config.sources)
+    config, store, poll = _hourly_feed(tmp_path)
     hour = timedelta(hours=1)
-    polled = datetime(2026, 2, 2, 11, 58, tzinfo=UTC)
-    store.save_fetch("feed", FetchResult(state=SourceState(cursor=iso(polled))), polled, polled + hour)
+    poll(datetime(2026, 2, 2, 11, 58, tzinfo=UTC))
     now = datetime(2026, 2, 2, 12, 7, tzinfo=UTC)
     assert [(s["last_bucket"], s["waiting_for"]) for s in service_status(store, config, now, hour)] == \
         [(None, [])] * 2
