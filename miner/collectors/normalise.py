@@ -186,8 +186,12 @@ def hash_author(handle: str | None, key: bytes, space: str = "") -> str | None:
     # Reddit's stand-in for an account deleted since: no one author, or every such post would count as one.
     if not normalised or normalised in ("[deleted]", "[removed]"):
         return None
-    named = f"{space}\x00{normalised}" if space else normalised
-    return hmac.new(key, named.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
+    return keyed_hash(key, f"{space}\x00{normalised}" if space else normalised)
+
+
+def keyed_hash(key: bytes, text: str) -> str:
+    """The author hash of ``text`` under ``key``: HMAC-SHA256, truncated hex (an author's, or a reporter's)."""
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
 
 
 # Contact details in post text ("mail me at jane@x.org", "call 0722 000 000", "account 21245063 9") say

@@ -6,14 +6,12 @@ The HTTP endpoint (`POST /report`) lives in the service; it calls :func:`validat
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from miner.collectors.normalise import AUTHOR_HASH_HEX, fold, redact_contacts
+from miner.collectors.normalise import fold, keyed_hash, redact_contacts
 from miner.config import ServiceConfig
 from miner.errors import InputError
 from miner.records import REPORT_SOURCE, SYMPTOMS, Post
@@ -94,7 +92,7 @@ class ReporterHashes:
         day = now.astimezone(UTC).date()
         if day != self._day:
             self._day, self._key = day, secrets.token_bytes(32)
-        return hmac.new(self._key, client.encode("utf-8"), hashlib.sha256).hexdigest()[:AUTHOR_HASH_HEX]
+        return keyed_hash(self._key, client)
 
 
 @dataclass(frozen=True)
