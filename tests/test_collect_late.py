@@ -220,6 +220,23 @@ def test_a_post_a_feed_dates_by_its_last_edit_makes_no_post_published_before_the
     assert [r["created_at"] for r in rows] == [iso(NOW - timedelta(hours=1)), iso(NOW + timedelta(minutes=2))]
 
 
+def test_a_status_a_feed_lists_twice_in_one_poll_makes_no_other_post_late(server: FakeServer, store: Store) -> None:
+    # The second listing of a status new in the same poll was read as a post the store had before, the mark of
+    # lateness: every new post of the poll dated before it counted as late.
+    config = parse_config(f'[[services]]\nname = "MTN"\n\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                          f'url = "{server.url}/forum.rss"\n')
+    old = ("topic-1", "MTN down?", NOW - timedelta(hours=1))
+    server.serve("/forum.rss", forum_rss(old))
+    pipe = Pipeline(config, store)
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        pipe.collect(NOW, poller, due_only=False)
+        again = ("topic-3", "MTN down again", NOW + timedelta(minutes=2))
+        server.serve("/forum.rss", forum_rss(again, ("topic-2", "MTN calls fail", NOW + timedelta(minutes=1)), again,
+                                             old))
+        [second] = pipe.collect(NOW + timedelta(minutes=3), poller, due_only=False)
+    assert (second.stored, second.duplicates, second.posts_late) == (2, 2, 0)
+
+
 def test_a_reddit_source_given_credentials_counts_no_post_of_its_first_api_read_late(
         server: FakeServer, store: Store) -> None:
     # The anonymous feed's cursor is no API cursor: the first API read reads a page, further back than the feed's

@@ -76,8 +76,11 @@ class PostsMixin:
             posts_new, posts_seen = len(new_posts), len(known)
             # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
             # new feed that lists a post the old one stored too would make all its older posts late.
+            # A post the poll sent twice (a boost and the status it boosts) is no post the store had before it.
+            fresh = {p.external_id for p in new_posts}
+            before = [p for p in known if p.external_id not in fresh]
             late, late_by = (0, 0.0) if prior is None or not any(prior) else _late_posts(conn, source, new_posts,
-                                                                                       known, result.catching_up)
+                                                                                       before, result.catching_up)
             inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
             if result.all_open:
                 inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
