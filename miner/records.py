@@ -84,11 +84,12 @@ class FetchResult:
     have been) missed for good, a warning says where: the source's counts are a floor. ``all_open``: ``incidents``
     lists every incident the source still has open (Statuspage's summary.json), so a stored one it no longer lists
     is over. ``catching_up``: the ids of posts read from a window an earlier poll left unread (its page cap, a failed
-    later page), or by a read without a cursor of its own: older than posts stored before them, as expected, so none
-    of them arrived late (see :class:`miner.store.SaveStats`). ``behind``: the poll stopped before it had read
-    everything new since the last one (its page cap, a rate limit, a failed later page), and the next polls read the
-    rest from the state it returns, so the detector waits for them (detector.settle_minutes at most); what is missed
-    for good is a ``gap`` instead. The poller sets it for a state whose cursor keeps windows left unread (a Backlog).
+    later page), or by a read without a cursor of its own, or only through a boost (Mastodon: dated when written):
+    older than posts stored before them, as expected, so none of them arrived late (see
+    :class:`miner.store.SaveStats`). ``behind``: the poll stopped before it had read everything new since the last
+    one (its page cap, a rate limit, a failed later page), and the next polls read the rest from the state it
+    returns, so the detector waits for them (detector.settle_minutes at most); what is missed for good is a ``gap``
+    instead. The poller sets it for a state whose cursor keeps windows left unread (a Backlog).
     """
 
     posts: list[Post] = field(default_factory=list)

@@ -237,6 +237,44 @@ def test_a_status_a_feed_lists_twice_in_one_poll_makes_no_other_post_late(server
     assert (second.stored, second.duplicates, second.posts_late) == (2, 2, 0)
 
 
+def mastodon_status(when: datetime, text: str, author: str, host: str = "mastodon.example",
+                    boosts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A status as a tag timeline lists it; a boost's id is dated by the boost, its ``reblog`` the boosted status."""
+    ident = str(int(when.timestamp() * 1000) << 16)
+    return {"id": ident, "created_at": iso(when).replace("+00:00", "Z"), "content": "" if boosts else f"<p>{text}</p>",
+            "uri": f"https://{host}/users/{author}/statuses/{ident}", "url": f"https://{host}/@{author}/{ident}",
+            "spoiler_text": "", "language": "en", "account": {"acct": author, "url": f"https://{host}/@{author}"},
+            "reblog": boosts}
+
+
+def test_a_boost_of_an_old_status_is_stored_once_as_written_and_not_counted_late(server: FakeServer,
+                                                                                 store: Store) -> None:
+    config = parse_config(f'[[services]]\nname = "Signal"\n\n[[sources]]\nname = "masto"\ntype = "mastodon"\n'
+                          f'url = "{server.url}"\nquery = "#outage"\ninterval = 60\n')
+    path = "/api/v1/timelines/tag/outage"
+    known = mastodon_status(NOW - timedelta(minutes=5), "Signal is down #outage", "ann")
+    server.serve(path, Reply(200, json.dumps([known]).encode(), content_type="application/json"))
+    pipe = Pipeline(config, store)
+    old = mastodon_status(NOW - timedelta(hours=3), "Signal down since this morning #outage", "bob")
+    new = mastodon_status(NOW + timedelta(seconds=40), "Signal messages stuck #outage", "cat")
+    # Newest first: a fresh boost of a three-hour-old status, a new status and its boost, the status the store has.
+    timeline = [mastodon_status(NOW + timedelta(seconds=50), "", "dan", "other.example", boosts=new), new,
+                mastodon_status(NOW + timedelta(seconds=30), "", "eve", "other.example", boosts=old), known]
+    with Poller(config.collect, config.services, hash_key=b"k") as poller:
+        pipe.collect(NOW, poller)
+        server.serve(path, Reply(200, json.dumps(timeline).encode(), content_type="application/json"))
+        [second] = pipe.collect(NOW + timedelta(minutes=1), poller)
+        [third] = pipe.collect(NOW + timedelta(minutes=2), poller)
+    rows = store.database.rows("SELECT external_id, created_at FROM posts ORDER BY created_at")
+    assert [(r["external_id"], r["created_at"]) for r in rows] == [
+        (f"mastodon.example/{old['id']}", iso(NOW - timedelta(hours=3))),
+        (f"mastodon.example/{known['id']}", iso(NOW - timedelta(minutes=5))),
+        (f"mastodon.example/{new['id']}", iso(NOW + timedelta(seconds=40)))]
+    # Boosted, not delivered late: no "2 h 55 min late" for a source whose margin is an hour.
+    assert (second.stored, second.duplicates, second.posts_late) == (2, 1, 0)
+    assert (third.stored, third.duplicates, third.posts_late) == (0, 3, 0)
+
+
 def test_a_reddit_source_given_credentials_counts_no_post_of_its_first_api_read_late(
         server: FakeServer, store: Store) -> None:
     # The anonymous feed's cursor is no API cursor: the first API read reads a page, further back than the feed's

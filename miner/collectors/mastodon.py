@@ -124,12 +124,14 @@ class MastodonCollector:
 
 
 class _Read:
-    """The statuses one poll takes, each once."""
+    """The statuses one poll takes, each once: a boost and the status it boosts are one status."""
 
     def __init__(self, source: SourceConfig, ctx: PollContext, instance: str) -> None:
         self.source, self.ctx, self.instance = source, ctx, instance
         self.posts: list[Post] = []
         self.seen: set[str] = set()
+        self.taken: set[str] = set()  # external ids
+        self.listed: set[str] = set()  # external ids of statuses the timeline listed themselves, not only boosted
 
     def take(self, statuses: list[Any], floor: str | None) -> list[str]:
         """Take a page's statuses above ``floor`` not taken before; return the ids of those above it."""
@@ -143,13 +145,22 @@ class _Read:
             if ident in self.seen:
                 continue
             self.seen.add(ident)
-            if (post := _status_post(self.source, self.ctx, status, ident, self.instance)) is not None:
+            post = _status_post(self.source, self.ctx, status, ident, self.instance)
+            if post is None:
+                continue
+            if not as_dict(status.get("reblog")):
+                self.listed.add(post.external_id)
+            if post.external_id not in self.taken:
+                self.taken.add(post.external_id)
                 self.posts.append(post)
         return idents
 
     def result(self, newest: str | None, pager: Pager, behind: bool = False) -> FetchResult:
+        # A status read only through a boost is dated when it was written, however long ago: older than the posts
+        # stored before it by design, not one the server delivered late (see _status_post).
+        boosted = frozenset(self.taken - self.listed)
         return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
-                           retry_after=pager.retry_after, behind=behind)
+                           retry_after=pager.retry_after, behind=behind, catching_up=boosted)
 
 
 def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:
@@ -166,7 +177,11 @@ def _margin_floor(cursor: str) -> str:
 
 def _status_post(source: SourceConfig, ctx: PollContext, status: dict[str, Any], ident: str,
                  instance: str) -> Post | None:
-    shown = as_dict(status.get("reblog")) or status  # a boost carries the boosted status
+    # A boost is no report of its own: the booster says nothing of their own service, and a wave of boosts, or one of
+    # a status from hours or years ago, would read as a wave of complaints now. It is read as the status it boosts,
+    # that author's report dated when written: stored once (a duplicate when the store has it), in that time's
+    # bucket, which the detector may have scored already (docs/collectors.md, mastodon).
+    shown = as_dict(status.get("reblog")) or status
     account = as_dict(shown.get("account"))
     if account.get("bot") is True:
         return None  # an automated account (news relay, status mirror, monitor): no user's complaint
