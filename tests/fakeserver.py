@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 FIXTURES = Path(__file__).parent / "fixtures" / "collectors"
 FAULTS = (
     "500", "429", "503", "slow", "malformed_xml", "malformed_json", "huge", "huge_declared", "redirect_loop",
-    "wrong_type", "truncated", "truncated_json", "deep_json", "not_found", "unauthorized",
+    "wrong_type", "truncated", "truncated_json", "deep_json", "long_number_json", "not_found", "unauthorized",
 )
 HUGE_BYTES = 50 * 1024 * 1024
 _CHUNK = 64 * 1024
@@ -295,6 +295,8 @@ class FakeServer:
             return Reply(200, payload[: len(payload) // 2], content_type="application/json")
         if kind == "deep_json":  # nested past the JSON parser's recursion limit
             return Reply(200, b"[" * 5000 + b"]" * 5000, content_type="application/json")
+        if kind == "long_number_json":  # an integer past the digits Python converts (sys.get_int_max_str_digits)
+            return Reply(200, b"[" + b"9" * 5000 + b"]", content_type="application/json")
         if kind == "not_found":
             return Reply(404, b"<html>Not Found</html>", content_type=html)
         if kind == "unauthorized":

@@ -218,7 +218,7 @@ def _fault_cases() -> list[tuple[Case, str]]:
     kinds = ["500", "429", "503", "slow", "malformed", "huge", "huge_declared", "redirect_loop", "wrong_type",
              "truncated"]
     out = [(c, k) for c in CASES for k in kinds]
-    out += [(c, k) for c in CASES if not c.feed for k in ("truncated_json", "deep_json")]
+    out += [(c, k) for c in CASES if not c.feed for k in ("truncated_json", "deep_json", "long_number_json")]
     return out
 
 
@@ -246,6 +246,7 @@ def test_fault_gives_a_clear_source_error(server: FakeServer, poller: Poller, ca
         "truncated": r"^truncated or broken response from 127\.0\.0\.1",
         "truncated_json": r"^invalid JSON from .*\(truncated body\?\)$",
         "deep_json": r"^invalid JSON from http://127\.0\.0\.1:\d+/\S*: nested too deeply$",
+        "long_number_json": r"^invalid JSON from http://127\.0\.0\.1:\d+/\S*: a number of more than \d+ digits$",
     }[kind]
     assert re.search(expected, message), message
     assert "\n" not in message

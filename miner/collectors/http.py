@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -352,6 +353,11 @@ def read_json(resp: Response) -> Any:
         ) from None
     except RecursionError:
         raise SourceError(f"invalid JSON from {resp.where}: nested too deeply") from None
+    except ValueError:
+        # An integer longer than Python converts (sys.get_int_max_str_digits) is a bare ValueError, which failed the
+        # poll as an internal error of the collector, with a traceback logged at every poll.
+        raise SourceError(f"invalid JSON from {resp.where}: a number of more than {sys.get_int_max_str_digits()} "
+                          "digits") from None
 
 
 def _without_surrogates(value: Any) -> Any:
