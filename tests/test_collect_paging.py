@@ -157,6 +157,21 @@ def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: 
     assert fourth.state.cursor == burst[-1].rsplit("/", 1)[1] and third.behind and not fourth.behind
 
 
+def test_mastodon_statuses_a_poll_left_below_the_newest_page_it_stored_are_not_late(server: FakeServer,
+                                                                                       store: Store) -> None:
+    # A poll stopped by the page cap stores the newest page too: the next polls, which read the stretch it left,
+    # said every status of it arrived late behind that page, in the bursts on-call engineers watch.
+    api = FakeMastodon(server)
+    api.add(1)
+    with Poller(SETTINGS, hash_key=b"k") as poller:
+        stored(poller, store, masto(server))
+        api.add(40 * PAGES * 2 + 7)
+        polls = [stored(poller, store, masto(server)) for _ in range(3)]
+    assert [(s.posts_new, s.posts_seen, s.posts_late) for s in polls] == [(120, 0, 0), (80, 40, 0), (47, 40, 0)]
+    count = store.database.one("SELECT count(*) AS n FROM posts")
+    assert count is not None and count["n"] == 1 + 40 * PAGES * 2 + 7
+
+
 def test_mastodon_a_status_fetched_late_behind_the_cursor_is_stored_once(server: FakeServer, poller: Poller,
                                                                           store: Store) -> None:
     api = FakeMastodon(server)

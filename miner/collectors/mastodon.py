@@ -105,7 +105,7 @@ class MastodonCollector:
         forward: list[str] = []
         after = since  # the highest id the forward pages read
         while (statuses := page({"min_id": after, "since_id": after})) is not None:
-            on_page = read.take(statuses, since)
+            on_page = read.take(statuses, since, forward=True)
             forward += on_page
             top = max([after, *on_page], key=_id_key)
             if len(statuses) < limit or top == after or _id_key(top) >= _id_key(bottom):
@@ -132,9 +132,11 @@ class _Read:
         self.seen: set[str] = set()
         self.taken: set[str] = set()  # external ids
         self.listed: set[str] = set()  # external ids of statuses the timeline listed themselves, not only boosted
+        self.forward: set[str] = set()  # external ids first read paging forward from the cursor
 
-    def take(self, statuses: list[Any], floor: str | None) -> list[str]:
-        """Take a page's statuses above ``floor`` not taken before; return the ids of those above it."""
+    def take(self, statuses: list[Any], floor: str | None, forward: bool = False) -> list[str]:
+        """Take a page's statuses above ``floor`` not taken before; return the ids of those above it. ``forward``: a
+        page read forward from the cursor."""
         idents = []
         for raw in statuses:
             status = as_dict(raw)
@@ -153,14 +155,18 @@ class _Read:
             if post.external_id not in self.taken:
                 self.taken.add(post.external_id)
                 self.posts.append(post)
+                if forward:
+                    self.forward.add(post.external_id)
         return idents
 
     def result(self, newest: str | None, pager: Pager, behind: bool = False) -> FetchResult:
-        # A status read only through a boost is dated when it was written, however long ago: older than the posts
-        # stored before it by design, not one the server delivered late (see _status_post).
-        boosted = frozenset(self.taken - self.listed)
+        # None of these arrived late, though dated before posts stored before them. A status read only through a
+        # boost is dated when it was written, however long ago (see _status_post). One read forward from the cursor
+        # lies above it: new, or, after a poll that stopped behind, in the stretch that poll left unread below the
+        # newest page it stored.
+        older = (self.taken - self.listed) | self.forward
         return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
-                           retry_after=pager.retry_after, behind=behind, catching_up=boosted)
+                           retry_after=pager.retry_after, behind=behind, catching_up=frozenset(older))
 
 
 def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:
