@@ -894,6 +894,21 @@ def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: 
     assert sorted(ids(third)) == sorted(burst + ids(first)) and not third.behind  # and the posts list's margin
 
 
+def test_lemmy_items_a_failed_later_page_left_are_not_late_when_read(server: FakeServer, poller: Poller,
+                                                                     store: Store) -> None:
+    # The next poll reads again the page the failed poll stored, then the items that poll left below it: each
+    # counted as late behind that page.
+    api = FakeLemmy(server)
+    api.add("post", 2)
+    stored(poller, store, lemmy(server))
+    api.add("post", 120)
+    api.fail_on_request[api.requests + 2] = Reply(429, b"", headers={"Retry-After": "5"})
+    second = stored(poller, store, lemmy(server))
+    third = stored(poller, store, lemmy(server))
+    assert (second.posts_new, second.posts_late) == (50, 0)
+    assert (third.posts_new, third.posts_seen, third.posts_late) == (70, 52, 0)
+
+
 # --- Discourse: /latest.json?order=created pages from page=0 (30 topics, globally pinned ones first, and
 # more_topics_url while there are more); /search.json?q=... order:latest from page=1 (50 posts, and
 # grouped_search_result.more_full_page_results while there are more).
@@ -985,6 +1000,21 @@ def test_discourse_a_burst_past_the_page_cap_is_said_to_miss_posts(server: FakeS
     assert sorted(ids(second)) == sorted(f"{kind}:{i}" for i in burst[9:])
     assert second.gap and f"ids after {burst[0] - 1} and before {burst[9]} are missing" in second.warnings[0]
     assert not second.behind  # no later poll reads what the cap left: nothing to wait for
+
+
+@pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])
+def test_discourse_posts_a_failed_later_page_left_are_not_late_when_read(server: FakeServer, poller: Poller,
+                                                                         store: Store, query: str | None, kind: str,
+                                                                         per_page: int) -> None:
+    api = FakeDiscourse(server)
+    api.add(5)
+    stored(poller, store, forum(server, query))
+    api.add(per_page * 2)
+    api.fail_on_request[api.requests + 2] = Reply(500, b"oops")
+    second = stored(poller, store, forum(server, query))
+    third = stored(poller, store, forum(server, query))
+    assert (second.posts_new, second.posts_late) == (per_page, 0)
+    assert (third.posts_new, third.posts_seen, third.posts_late) == (per_page, per_page, 0)
 
 
 @pytest.mark.parametrize(("query", "kind", "per_page"), DISCOURSE, ids=["latest", "search"])

@@ -86,9 +86,12 @@ class DiscourseCollector:
             else:
                 newest = cursor  # a later page failed: the next poll reads down to the cursor again
                 behind = True
+        # Every post is above the cursor: none arrived late. After a poll a later page failed, the pages it stored
+        # are read again, and the posts it left below them are older by design.
         return FetchResult(posts=list(fresh.values()),
                            state=SourceState(cursor=f"{kind}:{newest}" if newest is not None else None),
-                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind)
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind,
+                           catching_up=frozenset(p.external_id for p in fresh.values()))
 
     def _page(self, source: SourceConfig, ctx: PollContext, base: str, site: str,
               page: int) -> tuple[Response, tuple[list[tuple[int, Post]], list[int], bool]]:

@@ -72,6 +72,9 @@ class LemmyCollector:
         oldest: datetime | None = None
         posts: list[Post] = []
         seen: set[str] = set()
+        # Above the cursor: new, or, after a poll a later page failed, what it left unread below the pages it stored.
+        # Either way not late (that is one below the cursor, federated late).
+        above: set[str] = set()
         # Posts and comments are two lists, each paged on its own: `page=N` answers the Nth `limit` of each.
         done = {"posts": False, "comments": False}
         page = 1
@@ -98,6 +101,7 @@ class LemmyCollector:
                     posts.append(post)  # one below the cursor: read before, or federated late (the store keeps one)
                     if late:
                         continue
+                    above.add(post.external_id)
                     seen_at = not_after_now(post.created_at, ctx)
                     newest = seen_at if newest is None else max(newest, seen_at)
                     oldest = post.created_at if oldest is None else min(oldest, post.created_at)
@@ -116,7 +120,8 @@ class LemmyCollector:
                 newest = cursor  # a later page failed: the next poll reads down to the cursor again
                 behind = True
         return FetchResult(posts=posts, state=SourceState(cursor=newest.isoformat() if newest else None),
-                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind)
+                           warnings=warnings, retry_after=pager.retry_after, gap=gap, behind=behind,
+                           catching_up=frozenset(above))
 
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
