@@ -36,7 +36,9 @@ def _now(at: str | None) -> datetime:
 @click.option("--dry-run", is_flag=True, help="Render to files instead of queueing it for sending.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("digest-out"),
               show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
-@click.option("--route", "route_name", default=None, help="Only this route (default: every route with email).")
+@click.option("--route", "route_name", default=None,
+              help="Only this route (default: every route with email; with none, --dry-run renders what a route "
+                   "of every service would get, as digest-digest.*).")
 @click.option("--at", default=None,
               help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now).")
 @pass_app
