@@ -35,6 +35,7 @@ class JobStores:
         self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
         self._sidecar_ids: dict[str, tuple[int, int]] = {}  # the same for its -wal and -shm
         self.lost_reason: str | None = None
+        self._file_lost = False  # the store file itself, not only its -wal or -shm, is no longer the one opened
         self._lost_guard = threading.Lock()
 
     def watch_file(self) -> None:
@@ -74,6 +75,7 @@ class JobStores:
             return None
         with self._lost_guard:
             if self.lost_reason is None:
+                self._file_lost = not what
                 if what:
                     # The -wal holds every commit not yet copied into the store file: new connections (a restart,
                     # a `miner status`) saw none of them and a crash lost them all; with another -shm beside the
@@ -109,22 +111,38 @@ class JobStores:
             store.close()
 
     def close_all(self) -> None:
-        """Close every connection; a lost store's last state is first saved beside its path (see _save_lost)."""
+        """Close every connection; a lost store's last state is first saved beside its path (see _save_lost), and
+        its -wal and -shm then removed from there (see _drop_lost_sidecars)."""
+        saved = False
         if self.lost_reason is not None:
-            self.lost_reason = self._save_lost(self.lost_reason)
+            self.lost_reason, saved = self._save_lost(self.lost_reason)
         with self._guard:
             for store in self.open.values():
                 store.close()
             self.open.clear()
+        if saved and self._file_lost:
+            self._drop_lost_sidecars()
 
-    def _save_lost(self, reason: str) -> str:
+    def _save_lost(self, reason: str) -> tuple[str, bool]:
         # A deleted file is gone for good once its last connection closes: keep a copy of what it held.
         store = self.open.get("startup")
         if store is None:
-            return reason
+            return reason, False
         target = Path(f"{self.db_path}.lost-{utcnow():%Y%m%dT%H%M%SZ}")
         try:
             store.backup(target, check=False)  # complete or not there at all; damaged or not, all there is
         except StoreError as exc:
-            return f"{reason}; saving a copy of it failed too: {exc}"
-        return f"{reason}; a copy of its last state is saved as {target}"
+            return f"{reason}; saving a copy of it failed too: {exc}", False
+        return f"{reason}; a copy of its last state is saved as {target}", True
+
+    def _drop_lost_sidecars(self) -> None:
+        """Remove the lost store file's -wal and -shm, which its connections leave at the path (SQLite checkpoints
+        and deletes them only for a file still there): the next open, a restart or a `miner status`, read them as
+        those of the file now there (a backup restored with `mv`) and copied the lost file's pages over its own.
+        Their commits are in the copy _save_lost made; a -wal or -shm that another process put there is left."""
+        for side, file_id in self._sidecar_ids.items():
+            path = self.db_path + side
+            with contextlib.suppress(FileNotFoundError):
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == file_id:
+                    os.unlink(path)

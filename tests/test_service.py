@@ -411,6 +411,35 @@ def test_a_deleted_wal_stops_the_service_and_its_commits_are_saved(tmp_path: Pat
         assert conn.execute("SELECT count(*) FROM silences").fetchone()[0] == 1
 
 
+def test_a_store_replaced_under_the_service_is_not_given_the_lost_files_wal(tmp_path: Path) -> None:
+    # A backup restored with `mv` while the service ran: it stopped, but left the lost file's -wal and -shm beside
+    # the file now at the path, and the next open (the unit's restart, a `miner status`) read that -wal as the
+    # restored file's: its pages were copied over the backup's, which showed the lost store's commits (and a
+    # backup of another layout would have been damaged).
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False))
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs >= 1, timeout=30)
+        backup = tmp_path / "backup.sqlite"
+        service._store("http").backup(backup)
+        service._store("http").add_silence("MTN", utcnow(), utcnow() + timedelta(hours=1), "test", utcnow())
+        backup.replace(db)
+        assert not service.healthz()[0]
+    finally:
+        service.stop()
+    (copy,) = tmp_path.glob("miner.sqlite.lost-*")
+    with contextlib.closing(sqlite3.connect(copy)) as conn:  # the lost file's commits are in its copy
+        assert conn.execute("SELECT count(*) FROM silences").fetchone()[0] == 1
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:  # not in the backup restored
+        assert conn.execute("SELECT count(*) FROM silences").fetchone()[0] == 0
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+
+
 def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_it(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Each run of each job logged the same error line, with its advice: every 15 s from collect alone, and at
