@@ -771,7 +771,8 @@ def test_commands_that_only_look_refuse_a_missing_store_and_create_nothing(tmp_p
         args = [*args, str(tmp_path / "out" / "copy.sqlite")]
     res = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(missing), *args])
     assert res.exit_code == 1, res.output
-    assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
+    assert (f"Error: store {missing} does not exist (`miner collect --once` creates it; `miner demo` writes its "
+            "own, demo-out/miner.sqlite)") in res.output
     assert sorted(tmp_path.iterdir()) == []
 
 
@@ -786,7 +787,8 @@ def test_commands_that_change_a_store_refuse_a_missing_one(tmp_path: Path, runne
     missing = tmp_path / "miner.sqlite"
     res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(missing), *args])
     assert res.exit_code == 1, res.output
-    assert f"Error: store {missing} does not exist (run `miner demo`" in res.output
+    assert (f"Error: store {missing} does not exist (`miner collect --once` creates it; `miner demo` writes its "
+            "own, demo-out/miner.sqlite)") in res.output
     assert sorted(tmp_path.iterdir()) == []
 
 

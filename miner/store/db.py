@@ -155,8 +155,8 @@ def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
         raise StoreError(f"store {path} {exc}") from None
     if pending and not user_tables(conn):
         # An empty file (SQLite's view of a new database) is no older miner's store: upgrading it creates one.
-        raise StoreError(f"store {path} is empty: no miner store was written to it yet (run `miner demo` or "
-                         "`miner collect --once` first)")
+        raise StoreError(f"store {path} is empty: no miner store was written to it yet (`miner collect "
+                         "--once` creates one; `miner demo` writes its own, demo-out/miner.sqlite)")
     if pending:
         raise StoreError(
             f"store {path} was made by an older version of miner and needs upgrading (migration "

@@ -70,7 +70,8 @@ def require_store(path: str | Path) -> None:
     """Refuse a store file that does not exist: commands other than those that fill a store must not create an
     empty one (a typo in --db would otherwise show or change an empty store, and leave a file and folders behind)."""
     if not Path(path).exists():
-        raise StoreError(f"store {path} does not exist (run `miner demo` or `miner collect --once` first)")
+        raise StoreError(f"store {path} does not exist (`miner collect --once` creates it; "
+                         "`miner demo` writes its own, demo-out/miner.sqlite)")
 
 
 def _no_op() -> int:
