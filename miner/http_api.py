@@ -9,7 +9,6 @@ object with a message (but for the board's pages, which answer HTML).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import socket
@@ -22,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from miner import status_board
-from miner.client_address import client_key
+from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_conns import OpenConnections
 from miner.http_head import MAX_HEAD, HeadReader, is_json
@@ -257,8 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(202, result)
 
     def _client(self) -> str:
-        return client_key(self.client_address[0], self.headers.get_all("X-Forwarded-For") or [],
-                          self.server.trusted_proxies, self.server.warn_untrusted_forward)
+        return self.server.clients.key(self.client_address[0], self.headers.get_all("X-Forwarded-For") or [])
 
     def _refuse(self, status: int, message: str) -> None:
         # The body (if any) is left unread, so the connection cannot carry another request.
@@ -313,10 +311,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys) -> None:
         self.endpoints = endpoints
-        self.trusted_proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
-        self._forward_warned = False
+        self.clients = clients
         self.connections = OpenConnections()
         self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
@@ -347,14 +344,6 @@ class _Server(ThreadingHTTPServer):
         finally:
             self.connections.release()
 
-    def warn_untrusted_forward(self, peer: str) -> None:
-        if self._forward_warned:
-            return
-        self._forward_warned = True
-        log.warning("http: a report from %s came with X-Forwarded-For, but server.trusted_proxies does not list %s: "
-                    "reports are rate-limited and counted by that address, so clients behind a proxy there share one "
-                    "limit and count as one reporter", peer, peer)
-
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up
         # mid-reply is routine, anything else is a bug worth its traceback in the log. Neither names the client:
@@ -369,9 +358,10 @@ class _Server(ThreadingHTTPServer):
 class HttpApi:
     """Runs the endpoint in a background thread."""
 
-    def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = ()) -> None:
+    def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = (),
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> None:
         try:
-            self._server = _Server((host, port), endpoints, trusted_proxies)
+            self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix))
         except OSError as exc:
             raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)

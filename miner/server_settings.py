@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from miner.client_address import DEFAULT_IPV6_PREFIX
 from miner.settings import SettingsError
 from miner.urls import control_char, is_ip
 
@@ -20,6 +21,9 @@ class ServerSettings:
     # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited and
     # counted by the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
     trusted_proxies: tuple[str, ...] = ()
+    # An IPv6 client is the network of this prefix length (128: address by address): one subscriber's, as its ISP
+    # delegates it, so that one household is not hundreds of clients and complainers.
+    report_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
 
     def validate(self) -> None:
         if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
@@ -32,6 +36,10 @@ class ServerSettings:
             raise ValueError("port: must be 0..65535")
         if self.report_rate_per_hour < 1:  # the service would refuse to start
             raise ValueError("report_rate_per_hour: must be at least 1")
+        # Shorter than a /32, the least an ISP is allocated, one key would join the subscribers of whole ISPs.
+        if not 32 <= self.report_ipv6_prefix <= 128:
+            raise ValueError(f"report_ipv6_prefix: must be 32..128 (56: a household's /56, 64: each /64, 128: each "
+                             f"address), got {self.report_ipv6_prefix}")
         for i, proxy in enumerate(self.trusted_proxies):
             try:
                 ipaddress.ip_network(proxy, strict=False)

@@ -578,7 +578,11 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
              'host = "localhost:8080"': ":3: server.host: give the port in `port`",
              'host = "127.0.0.1 "': ":3: server.host: must be a host name or address without spaces",
              'trusted_proxies = ["127.0.0.1", "nginx"]': ":3: server.trusted_proxies[1]: must be an IP address or "
-                                                         "network such as 10.0.0.0/8, got 'nginx'"}
+                                                         "network such as 10.0.0.0/8, got 'nginx'",
+             "report_ipv6_prefix = 16": ":3: server.report_ipv6_prefix: must be 32..128 (56: a household's /56, 64: "
+                                        "each /64, 128: each address), got 16",
+             "report_ipv6_prefix = 129": ":3: server.report_ipv6_prefix: must be 32..128",
+             'report_ipv6_prefix = "/64"': ":3: server.report_ipv6_prefix: expected an integer, got '/64'"}
     for setting, error in cases.items():
         with pytest.raises(ConfigError) as info:
             parse_config(f"[server]\nenabled = true\n{setting}\n", "x.toml")
@@ -586,6 +590,8 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
     assert parse_config('[server]\nhost = "0.0.0.0"\nreport_rate_per_hour = 1\n').server.host == "0.0.0.0"
     proxies = parse_config('[server]\ntrusted_proxies = ["10.1.2.3", "10.0.0.0/8", "fd00::/8"]\n').server
     assert proxies.trusted_proxies == ("10.1.2.3", "10.0.0.0/8", "fd00::/8")
+    assert proxies.report_ipv6_prefix == 56  # a household's network, as ISPs delegate it
+    assert parse_config("[server]\nreport_ipv6_prefix = 128\n").server.report_ipv6_prefix == 128
 
 
 @pytest.mark.parametrize(

@@ -393,7 +393,8 @@ def test_an_ipv6_host_is_listened_on() -> None:
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
 def test_reports_to_an_ipv6_listener_are_rate_limited_by_the_client_address() -> None:
     # On "::" an IPv4 peer is ::ffff:127.0.0.1, which no IPv4 trusted proxy matched: every report a proxy forwarded
-    # was limited as the proxy's. An IPv6 peer was limited address by address, not by its /64 as forwarded ones are.
+    # was limited as the proxy's. An IPv6 peer was limited address by address, not by its network as forwarded ones
+    # are.
     clients: list[str] = []
     server = HttpApi("::", 0, Endpoints(lambda: (True, {}), lambda: "", lambda payload, client: (
         clients.append(client) or {"accepted": True})), ["127.0.0.0/8"])
@@ -412,7 +413,7 @@ def test_reports_to_an_ipv6_listener_are_rate_limited_by_the_client_address() ->
                 assert sock.recv(65536).split(b" ", 2)[1] == b"202"
     finally:
         server.stop()
-    assert clients == ["::/64", "203.0.113.7"]
+    assert clients == ["::/56", "203.0.113.7"]
 
 
 def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forwarded(
@@ -437,13 +438,13 @@ def test_reports_through_a_trusted_proxy_are_rate_limited_by_the_address_it_forw
         report(proxied, "198.51.100.1, 203.0.113.8")  # a client can put anything first; the proxy appends last
         report(proxied, "198.51.100.1", "203.0.113.9, 10.1.1.1")  # through two proxies, both trusted
         report(proxied, "2001:db8:1:2::1")
-        report(proxied, "2001:db8:1:2:ffff::9")  # the same /64: one subscriber
+        report(proxied, "2001:db8:1:3:ffff::9")  # the same /56: one subscriber
         report(proxied, "::ffff:192.0.2.5")
         report(proxied, "203.0.113.10, not-an-address")  # not what a proxy appends: counted as the proxy
         report(proxied)
     finally:
         proxied.stop()
-    assert clients == ["203.0.113.7", "203.0.113.8", "203.0.113.9", "2001:db8:1:2::/64", "2001:db8:1:2::/64",
+    assert clients == ["203.0.113.7", "203.0.113.8", "203.0.113.9", "2001:db8:1::/56", "2001:db8:1::/56",
                        "192.0.2.5", "127.0.0.1", "127.0.0.1"]
 
     clients.clear()
@@ -466,7 +467,7 @@ def test_forwarded_addresses_with_a_port_are_read_as_the_clients(caplog: pytest.
         clients.append(client) or {"accepted": True})), ["127.0.0.0/8", "10.0.0.0/8"])
     server.start()
     try:
-        for forwarded in ("203.0.113.7:5678", "[2001:db8:1:2::1]:443", "[2001:db8:1:3::1]",
+        for forwarded in ("203.0.113.7:5678", "[2001:db8:1:2::1]:443", "[2001:db8:2:3::1]",
                           "198.51.100.1:1, 203.0.113.8:65535", "203.0.113.9:80, 10.1.1.1:443",  # a trusted hop too
                           "[::ffff:192.0.2.5]:8080",
                           # Not what a proxy appends: counted as the proxy.
@@ -477,9 +478,29 @@ def test_forwarded_addresses_with_a_port_are_read_as_the_clients(caplog: pytest.
             assert status_of(exchange(server, post("2", b"{}").replace(b"\r\n\r\n", b"\r\n" + head + b"\r\n"))) == 202
     finally:
         server.stop()
-    assert clients == ["203.0.113.7", "2001:db8:1:2::/64", "2001:db8:1:3::/64", "203.0.113.8", "203.0.113.9",
+    assert clients == ["203.0.113.7", "2001:db8:1::/56", "2001:db8:2::/56", "203.0.113.8", "203.0.113.9",
                        "192.0.2.5", *["127.0.0.1"] * 9]
     assert "trusted_proxies does not list" not in caplog.text
+
+
+@pytest.mark.parametrize(("prefix", "keys"), [
+    (56, ["2001:db8:1::/56", "2001:db8:1::/56", "2001:db8:1:100::/56"]),
+    (64, ["2001:db8:1:2::/64", "2001:db8:1:3::/64", "2001:db8:1:100::/64"]),
+    (48, ["2001:db8:1::/48", "2001:db8:1::/48", "2001:db8:1::/48"]),
+    (128, ["2001:db8:1:2::1/128", "2001:db8:1:3::1/128", "2001:db8:1:100::1/128"])])
+def test_an_ipv6_client_is_keyed_by_the_configured_prefix(prefix: int, keys: list[str]) -> None:
+    # server.report_ipv6_prefix: a household's /56 by default; an IPv4 client stays one address whatever it is.
+    clients: list[str] = []
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {}), lambda: "", lambda payload, client: (
+        clients.append(client) or {"accepted": True})), ["127.0.0.0/8"], prefix)
+    server.start()
+    try:
+        for forwarded in ("2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:100::1", "203.0.113.7"):
+            head = f"X-Forwarded-For: {forwarded}\r\n".encode()
+            assert status_of(exchange(server, post("2", b"{}").replace(b"\r\n\r\n", b"\r\n" + head + b"\r\n"))) == 202
+    finally:
+        server.stop()
+    assert clients == [*keys, "203.0.113.7"]
 
 
 @pytest.mark.parametrize("request_bytes", [

@@ -83,6 +83,22 @@ def test_one_client_cannot_open_an_incident_with_its_reports(
     assert [r["complaints"] for r in counted] == [1, 1]
 
 
+def test_one_households_ipv6_network_is_one_client(service: tuple[Service, str, list[datetime]]) -> None:
+    # An ISP delegates a /56 to a household (RIPE-690), and its router a /64 of it to each LAN: keyed by /64, one
+    # household was 256 clients, each with the rate limit's whole hour and counted as a complainer of its own.
+    svc, base, clock = service
+    _quiet_hours(svc, clock, 3)
+    start = T0 + timedelta(hours=3, minutes=5)
+    for bucket in range(2):
+        clock[0] = start + timedelta(minutes=5 * bucket, seconds=30)
+        assert [_report(base, f"2001:db8:1:{5 * bucket + n:x}::1") for n in range(5)] == [202] * 5
+    assert _report(base, "2001:db8:1:ff::1") == 429  # the limit's 10 an hour, for the household's every /64
+    assert _report(base, "2001:db8:1:100::1") == 202  # the next /56: another household
+    assert _opened(svc, clock, start) == []
+    counted = svc._store("test").database.rows("SELECT complaints FROM buckets WHERE complaints > 0")
+    assert [r["complaints"] for r in counted] == [1, 2]
+
+
 def test_reports_of_many_clients_still_open_an_incident(tmp_path: Path,
                                                       service: tuple[Service, str, list[datetime]]) -> None:
     from miner.records import Post
