@@ -256,7 +256,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(202, result)
 
     def _client(self) -> str:
-        return self.server.clients.key(self.client_address[0], self.headers.get_all("X-Forwarded-For") or [])
+        return self.server.clients.key(self.client_address[0], self.headers.get_all("X-Forwarded-For") or [],
+                                       self.headers.get_all("Forwarded") or [])
 
     def _refuse(self, status: int, message: str) -> None:
         # The body (if any) is left unread, so the connection cannot carry another request.

@@ -19,7 +19,8 @@ class ServerSettings:
     port: int = 8787
     report_rate_per_hour: int = 10  # user reports accepted per client address per hour
     # Reverse proxies in front of the endpoint (addresses or networks): a report one forwards is rate-limited and
-    # counted by the client address it appended to X-Forwarded-For, not by the proxy's, which every client would share.
+    # counted by the client address it appended to X-Forwarded-For or Forwarded, not by the proxy's, which every
+    # client would share.
     trusted_proxies: tuple[str, ...] = ()
     # An IPv6 client is the network of this prefix length (128: address by address): one subscriber's, as its ISP
     # delegates it, so that one household is not hundreds of clients and complainers.
