@@ -15,7 +15,7 @@ from fakeserver import FakeServer, Recorded, ScriptedWebhook
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, resolve, settings
 
-from miner.alerts import dispatch, plan_notifications
+from miner.alerts import dispatch, plan_notifications, render_digest
 from miner.alerts.content import incident_view
 from miner.alerts.render import alert_subject
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
@@ -173,3 +173,33 @@ def test_every_format_agrees_on_whether_an_opening_was_seen_late(store: Store) -
         assert ("seen late" in json.dumps(teams_payload("alert", [v], subject="s", reminders=set()))) is expected
         assert ("seen late" in pagerduty_summary(v, False)) is expected
         assert ("(seen late)" in alert_subject(settings(), "alert", [v])) is expected
+
+
+def test_the_digest_marks_openings_seen_late_as_their_alerts_do(store: Store) -> None:
+    # Only the alerts said so: in the digest an opening miner saw late read as an outage it had seen begin, and the
+    # digest is all a route hears of one over before miner saw it (stale), or all a digest-only route hears at all.
+    oncall = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *")
+    team = RouteSettings(name="team", email=("team@example.org",), immediate=False, digest="0 13 * * *")
+    cfg = settings(routes=(oncall, team), webhooks=(), group_wait=0.0, stale_after=3600.0)
+    open_incident(store, "WhatsApp", T0 - timedelta(minutes=110))  # still open when miner sees it at noon
+    over = open_incident(store, "Signal", T0 - timedelta(hours=3), posts=False, series=False)
+    resolve(store, over, T0 - timedelta(hours=2))  # over before miner saw it: no alert, stale
+    open_incident(store, "Telegram", T0 - timedelta(minutes=2), posts=False, series=False)  # seen in time
+    # Seen late, resolved, then open again at 12:30 and seen in time: what the digest shows is that opening.
+    again = open_incident(store, "Instagram", T0 - timedelta(minutes=110), posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    resolve(store, again, T0 + timedelta(minutes=10))
+    store.update_incident(again, T0 + timedelta(minutes=30), {"status": "open", "resolved_at": None}, kind="update",
+                          details={"reason": "reopened"})
+    plan_notifications(store, cfg, T0 + timedelta(minutes=31))
+    for route in ("oncall", "team"):
+        d = render_digest(store, cfg, T0 + timedelta(hours=1), route)
+        text = " ".join(d.text.split())
+        assert text.count("Seen late: opened") == 2
+        assert f"WhatsApp: OPEN Since: 2026-11-27 10:10 UTC (2 h 50 min) Seen late: {LATE}" in text
+        signal = text.partition("Signal: RESOLVED Open: 2026-11-27 09:00 UTC to 2026-11-27 10:00 UTC")[2]
+        assert signal.partition(") ")[2].startswith("Seen late: opened 09:00 UTC, first seen by miner at 12:00 UTC "
+                                                     "(3 h 00 min late: miner was down or catching up)")
+        assert 'Miner saw 2 openings late (it was down or catching up): the incidents marked "Seen late"' in text
+        assert d.html.count("<b>Seen late:</b>") == 2 and f"<b>Seen late:</b> {LATE}" in d.html
+        assert d.html.count('<span style="color:#e65100;">seen late</span>') == 2

@@ -269,5 +269,9 @@ def digest_incidents(store: Store, settings: AlertSettings, services_match: Any,
     rows = sorted(digest_incident_rows(store, services_match, since, as_of),
                   key=lambda r: (not still_open(r), -_num(r.get("peak_score")), parse_iso(r["opened_at"])))
     chosen = rows if limit is None else rows[:limit]
-    views = [v for r in chosen if (v := incident_view(store, settings, r["id"], as_of)) is not None]
+    # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
+    # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.
+    late = store.late_openings(chosen)
+    views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
+             for r in chosen if (v := incident_view(store, settings, r["id"], as_of)) is not None]
     return DigestIncidents(views, len(rows), sum(still_open(r) for r in rows))

@@ -218,7 +218,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "incident_id": "incidents.id.",
         "kind": "open, repeat or resolve.",
         "seen_late_at": "An opening first planned more than stale_after after it happened (miner was down or caught "
-                        "up a backlog): when it was planned, which its alert shows. NULL otherwise.",
+                        "up a backlog): when it was planned, which its alert and the digests show. NULL otherwise.",
         "late_seconds": "Of such an opening: how long after it happened it was planned.",
     }),
     "alert_incidents": ("Per route and incident: what was done about its opening, for repeats and inhibition.", {

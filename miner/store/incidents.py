@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.timeutil import iso, parse_iso
@@ -106,6 +106,29 @@ class IncidentsMixin:
         """When the incident last opened: its opening, or its latest re-opening (the service failing again now)."""
         return max([parse_iso(incident["opened_at"]),
                     *(parse_iso(e["at"]) for e in self.incident_events(incident["id"]) if is_reopening(e))])
+
+    def late_openings(self, incidents: Sequence[Mapping[str, Any]]) -> dict[int, tuple[datetime, float]]:
+        """Of these incidents, those whose last (re-)opening miner first saw late (it was down, or caught up a
+        backlog): incident id -> (when it first saw it, how many seconds late). The planner's word, kept with the
+        opening's alerts on any route, suppressed ones too (outbox_items.seen_late_at): an opening that no route
+        alerts on at once is in none."""
+        ids = [int(inc["id"]) for inc in incidents]
+        marks = ",".join("?" * len(ids))
+        rows = self.database.rows(
+            "SELECT incident_id, seen_late_at, late_seconds FROM outbox_items WHERE kind = 'open' "
+            f"AND seen_late_at IS NOT NULL AND late_seconds IS NOT NULL AND incident_id IN ({marks}) "
+            "ORDER BY seen_late_at", ids) if ids else []
+        late: dict[int, tuple[datetime, float]] = {}
+        for inc in incidents:
+            mine = [(parse_iso(r["seen_late_at"]), float(r["late_seconds"])) for r in rows
+                    if r["incident_id"] == inc["id"]]
+            opened = self.last_opened_at(inc) if mine else None
+            # An earlier opening's, of an incident that resolved and opened again since, is not this one's.
+            first = next((m for m in mine if opened is not None
+                          and abs((m[0] - timedelta(seconds=m[1]) - opened).total_seconds()) < 1), None)
+            if first is not None:
+                late[int(inc["id"])] = first
+        return late
 
     def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
                      incident_ids: Sequence[int]) -> int:
