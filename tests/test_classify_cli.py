@@ -417,3 +417,16 @@ def test_standard_input_closed_or_not_readable_is_said_so_before_anything_is_wri
     assert proc.stderr.endswith(f"Error: Invalid value for 'INPUT.jsonl': standard input is {why}: give a file, or "
                                 "redirect or pipe the posts into it\n"), proc.stderr
     assert not out.exists()
+
+
+def test_standard_output_closed_is_said_so_before_the_model_loads(tmp_path: Path) -> None:
+    # Under a supervisor that closes it, or with `>&-`: "internal error: AttributeError: 'NoneType' object has no
+    # attribute 'close'".
+    src = tmp_path / "posts.jsonl"
+    src.write_text('{"id": 1, "text": "whatsapp is down"}\n')
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(src)], cwd=tmp_path, env=env,
+                          preexec_fn=lambda: os.close(1), stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.endswith("Error: Invalid value for '-o' / '--output': standard output is closed: give a file "
+                                "to write to\n"), proc.stderr

@@ -318,6 +318,8 @@ def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], str | None]
             same = False
         if same:
             raise click.BadParameter(f"{output!r} is the input file; write the output elsewhere", param_hint=hint)
+    elif sys.stdout is None or sys.stdout.closed:  # started with it closed (`>&-`, a supervisor): was internal error
+        raise click.BadParameter("standard output is closed: give a file to write to", param_hint=hint)
     try:
         out = click.open_file(output, "w", encoding="utf-8")
     except OSError as exc:
