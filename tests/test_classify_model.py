@@ -283,6 +283,22 @@ def test_max_length_the_graphs_cannot_take_is_refused(tmp_path: Path) -> None:
     assert longest.predict(["whatsapp is down " * 300])[0].outage
 
 
+def test_tokenizer_with_ids_past_the_graphs_embedding_table_is_refused_by_name(tmp_path: Path) -> None:
+    # A tokenizer.json of another model (a larger vocabulary), or one given a token of its own, loaded without
+    # complaint; the first post holding such a token failed in ONNX Runtime's Gather: an internal error mid-file in
+    # `miner classify`, and at every run of the service's classify job.
+    model_dir, meta = _copy_meta(tmp_path)
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    size = len(tok["model"]["vocab"])
+    tok["added_tokens"].append({"id": size, "content": "[OUTAGE]", "single_word": False, "lstrip": False,
+                                "rstrip": False, "normalized": False, "special": True})
+    (model_dir / "tokenizer.json").write_text(json.dumps(tok))
+    first = meta["graphs"][0].replace(".", "[.]")
+    with pytest.raises(ModelError, match=rf"m/tokenizer\.json: gives token ids up to {size}, past the word-embedding "
+                                         rf"table of {first}"):
+        load_classifier(ClassifierSettings(model_dir=str(model_dir)))
+
+
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [

@@ -212,32 +212,40 @@ def open_graphs(model_dir: Path, meta: ModelMeta, threads: int = 1) -> list[Any]
     return sessions
 
 
-def check_max_length(model_dir: Path, meta: ModelMeta, first: Any) -> None:
-    """Refuse a ``max_length`` longer than the first graph's position-embedding table (512 for MiniLM).
+def check_graph_inputs(model_dir: Path, meta: ModelMeta, first: Any, tokenizer: Any) -> None:
+    """Refuse a ``max_length`` longer than the first graph's position-embedding table (512 for MiniLM), and a
+    tokenizer whose token ids go past its word-embedding table (a tokenizer.json of another model).
 
-    Such a model fails only when a post that long arrives. The table's size is an initializer of the graph,
-    which ONNX Runtime does not show and the onnx package takes about a second to import for; running the graph
-    once on ``max_length`` tokens reads the limit the graph really has, in about 10 ms for 128 tokens.
+    Either fails only when such a post arrives: mid-file in `miner classify`, and at each run of the service's
+    classify job, as an internal error. The tables' sizes are initializers of the graph, which ONNX Runtime does
+    not show and the onnx package takes about a second to import for; running the graph once on ``max_length``
+    tokens of the tokenizer's highest id reads the limits the graph really has, in about 10 ms for 128 tokens.
     """
     import onnxruntime as ort
 
     quiet = ort.RunOptions()
     quiet.log_severity_level = 4  # a failure becomes the ModelError below; ONNX Runtime need not log it too
+    top = max(tokenizer.get_vocab(with_added_tokens=True).values(), default=0)
 
-    def run(tokens: int) -> None:
-        ones = np.ones((1, tokens), dtype=np.int64)
-        first.run(None, {"input_ids": ones, "attention_mask": ones}, quiet)
+    def run(tokens: int, token_id: int = 1) -> None:
+        ids = np.full((1, tokens), token_id, dtype=np.int64)
+        first.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)}, quiet)
 
     try:
-        run(meta.max_length)
+        run(meta.max_length, top)
     except Exception as exc:  # onnxruntime's errors are untyped
         reason = str(exc).splitlines()[0][:200]
         try:
             run(MIN_TOKENS)
         except Exception as short:
             raise ModelError(f"{model_dir / meta.graphs[0]}: cannot run the graph ({reason})") from short
-        raise ModelError(f"{model_dir / META_FILE}: 'max_length' {meta.max_length} is more tokens than "
-                         f"{meta.graphs[0]} takes ({reason})") from exc
+        try:
+            run(meta.max_length)
+        except Exception:
+            raise ModelError(f"{model_dir / META_FILE}: 'max_length' {meta.max_length} is more tokens than "
+                             f"{meta.graphs[0]} takes ({reason})") from exc
+        raise ModelError(f"{model_dir / meta.tokenizer_file}: gives token ids up to {top}, past the word-embedding "
+                         f"table of {meta.graphs[0]}: the tokenizer of another model?") from exc
 
 
 def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
@@ -271,7 +279,7 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
                 f"{model_dir / META_FILE}: exit weights have {len(exit_.weight)} values for a {width}-wide "
                 f"pooled vector in {name}"
             )
-    check_max_length(model_dir, meta, graphs[0])
+    check_graph_inputs(model_dir, meta, graphs[0], tokenizer)
     heads = graphs[-1].get_outputs()[1].shape[-1]  # a symbolic width is checked on the first batch instead
     if isinstance(heads, int) and heads != len(meta.symptoms):
         raise ModelError(f"{model_dir / META_FILE}: 'symptoms' has {len(meta.symptoms)} labels for a {heads}-wide "
