@@ -430,3 +430,20 @@ def test_standard_output_closed_is_said_so_before_the_model_loads(tmp_path: Path
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.endswith("Error: Invalid value for '-o' / '--output': standard output is closed: give a file "
                                 "to write to\n"), proc.stderr
+
+
+def test_standard_output_appending_to_the_input_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    # `miner classify in.jsonl >> in.jsonl`: past the first chunk, the run read its own rows back as input lines,
+    # each an error row appended in turn, and went on until the disk was full (200 MB in 20 s).
+    src = tmp_path / "posts.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": "whatsapp is down"}) + "\n" for i in range(5000)))
+    before = src.read_bytes()
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    for args in (["classify", str(src)], ["classify", "-", "-o", "-"]):
+        with src.open("rb") as stdin, src.open("ab") as stdout:
+            proc = subprocess.run([sys.executable, "-m", "miner", *args], cwd=tmp_path, env=env, stdin=stdin,
+                                  stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.endswith("Error: Invalid value for '-o' / '--output': standard output is the input file; "
+                                    "write the output elsewhere\n"), proc.stderr
+        assert src.read_bytes() == before

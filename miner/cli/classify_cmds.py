@@ -309,17 +309,19 @@ def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], str | None]
     """The -o stream, opened now, so that an empty input still leaves an (empty) output file, and the file it
     writes when that is a regular file (which an interrupted run removes)."""
     hint = "'-o' / '--output'"
-    if output != "-":
-        # Opening truncates: the output must not be the input under another name (a symlink, ./x, stdin < x).
-        try:
-            target = os.stat(output)
-            same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
-        except (OSError, ValueError, AttributeError):  # no output yet, or an input without a file behind it
-            same = False
-        if same:
-            raise click.BadParameter(f"{output!r} is the input file; write the output elsewhere", param_hint=hint)
-    elif sys.stdout is None or sys.stdout.closed:  # started with it closed (`>&-`, a supervisor): was internal error
+    if output == "-" and (sys.stdout is None or sys.stdout.closed):  # `>&-`, a supervisor's: was an internal error
         raise click.BadParameter("standard output is closed: give a file to write to", param_hint=hint)
+    # Opening truncates, and a stdout appending to the input reads its own rows back as input lines (`>> in.jsonl`:
+    # each an error row, appended in turn, until the disk is full): the output must not be the input under another
+    # name (a symlink, ./x, stdin < x, stdout >> x).
+    try:
+        target = os.fstat(sys.stdout.fileno()) if output == "-" else os.stat(output)
+        same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
+    except (OSError, ValueError, AttributeError):  # no output yet, or an input or stdout without a file behind it
+        same = False
+    if same:
+        where = "standard output" if output == "-" else repr(output)
+        raise click.BadParameter(f"{where} is the input file; write the output elsewhere", param_hint=hint)
     try:
         out = click.open_file(output, "w", encoding="utf-8")
     except OSError as exc:
