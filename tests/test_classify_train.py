@@ -209,6 +209,23 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     assert len(preds) == 2 and all(0.0 <= p.score <= 1.0 for p in preds)
 
 
+def test_shared_data_that_cannot_be_read_fails_the_build_before_training(tmp_path: Path) -> None:
+    # Trained on --data alone (--no-extra --weak 0), nothing read the shared posts (those the exits are fitted on)
+    # until the model was trained: a shared folder lacking a file failed the build after the hour of training.
+    pytest.importorskip("torch")
+    from miner.classify.build import build
+    from miner.classify.recipe import TrainConfig
+
+    data = _write(tmp_path / "t.jsonl", TWICE)
+    (tmp_path / "shared").mkdir()  # there, but empty
+    steps: list[tuple[int, int, str]] = []
+    with pytest.raises(InputError, match=r"shared/complaints/complaints-data\.csv: cannot read shared data"):
+        build(data, tmp_path / "model", TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "shared",
+              progress=lambda done, total, what: steps.append((done, total, what)), max_steps=1, weak_per_rule=0)
+    assert steps == []  # no training step ran
+    assert not (tmp_path / "model").exists()
+
+
 def _previous_model(out: Path) -> Path:
     """A copy of the shipped model at ``out``: what a build must replace whole or leave untouched."""
     from miner.classify.model import default_model_dir

@@ -255,6 +255,9 @@ def build(
     posts, extra, weak = training_posts(data, extra_dir, shared, weak_per_rule, cfg.seed)
     log.info("%d labelled posts, %d extra, %d weak", len(posts), len(extra), len(weak))
     everything = [*posts, *extra, *weak]
+    # Read now, not once the model is trained: a shared folder that lacks a file (with --no-extra --weak 0 nothing
+    # else reads it) failed the build after the hour of training.
+    unseen = unlabelled_texts(shared, {p.id for p in everything})
     if checkpoint is not None:  # before hours of training, as is an unwritable out
         _load_checkpoint(checkpoint, _checkpoint_key(everything, cfg, max_steps))
     with _staged(out) as staging:  # before hours of training: an unwritable out fails now
@@ -286,7 +289,6 @@ def build(
         model = _final_model(everything, cfg, progress, max_steps, checkpoint)
         tok_path = staging / "tokenizer.json"
         shutil.copyfile(tok_src, tok_path)
-        unseen = unlabelled_texts(shared, {p.id for p in everything})
         graphs, check = export_all(model, staging, tok_path, cfg.max_length, [p.text for p in posts] + unseen,
                                    threshold)
         metrics["int8_agreement"] = asdict(check)
