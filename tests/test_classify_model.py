@@ -311,6 +311,9 @@ def test_tokenizer_with_ids_past_the_graphs_embedding_table_is_refused_by_name(t
         ("threshold", float("inf"), r"'threshold' is inf, not a probability"),
         ("threshold", 1.5, r"'threshold' is 1\.5, not a probability"),
         ("symptoms.0", "wifi", r"'symptoms' has labels not in miner\.records\.SYMPTOMS: \['wifi'\]"),
+        ("version", None, r"'version' is null, not a non-empty string"),
+        ("version", " ", r"'version' is \" \", not a non-empty string"),
+        ("version", 2, r"'version' is 2, not a non-empty string"),
     ],
 )
 def test_non_finite_or_out_of_range_numbers_are_refused_by_field(

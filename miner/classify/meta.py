@@ -127,8 +127,12 @@ class ModelMeta:
             exits = tuple(EarlyExit.from_json(e, f"exits[{i}]") if e else None for i, e in enumerate(raw_exits))
             if not graphs or len(exits) != len(graphs) - 1:
                 raise ValueError("'exits' (one per graph but the last)")
+            # Every verdict is stored under it, and reclassify tells one model's verdicts from another's by it: a
+            # null one was stored as "None", and an empty one told no model from another.
+            if not isinstance(version := raw["version"], str) or not version.strip():
+                raise _Invalid(f"'version' is {json.dumps(version)}, not a non-empty string")
             meta = cls(
-                version=str(raw["version"]),
+                version=version,
                 threshold=float(raw["threshold"]),
                 symptoms=tuple(str(s) for s in raw["symptoms"]),
                 max_length=int(raw["max_length"]),
