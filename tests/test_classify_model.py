@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -277,10 +278,23 @@ def test_max_length_the_graphs_cannot_take_is_refused(tmp_path: Path) -> None:
     for tokens in (2000, 513):  # MiniLM's position embeddings stop at 512
         with pytest.raises(ModelError, match=rf"m/model\.json: 'max_length' {tokens} is more tokens than {first}"):
             load_classifier(_write_meta(model_dir, {**meta, "max_length": tokens}))
-    with pytest.raises(ModelError, match=r"m/model\.json: 'max_length' 4 is fewer than 8 tokens"):
+    with pytest.raises(ModelError, match=r"m/model\.json: 'max_length' is 4, not a whole number of tokens from 8"):
         load_classifier(_write_meta(model_dir, {**meta, "max_length": 4}))
     longest = load_classifier(_write_meta(model_dir, {**meta, "max_length": 512}))
     assert longest.predict(["whatsapp is down " * 300])[0].outage
+
+
+def test_max_length_that_is_no_token_count_is_refused_naming_it(tmp_path: Path) -> None:
+    # One past 2**64 (or an infinite or huge float) failed in the tokenizer with an internal OverflowError; 10**12
+    # had the load allocate terabytes for its check run; a float or a string was cut to a whole number unsaid.
+    model_dir, meta = _copy_meta(tmp_path)
+    for bad in (2**64 + 1, 10**12, 1e30, float("inf"), 128.7, 128.0, "128", True, None):
+        with pytest.raises(ModelError, match=rf"m/model\.json: 'max_length' is {re.escape(json.dumps(bad))}, not "
+                                             rf"a whole number of tokens from 8 to 65536"):
+            load_classifier(_write_meta(model_dir, {**meta, "max_length": bad}))
+    for few in (0, -5):
+        with pytest.raises(ModelError, match=rf"m/model\.json: 'max_length' is {few}, not a whole number of tokens"):
+            load_classifier(_write_meta(model_dir, {**meta, "max_length": few}))
 
 
 def test_tokenizer_with_ids_past_the_graphs_embedding_table_is_refused_by_name(tmp_path: Path) -> None:

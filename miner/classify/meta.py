@@ -23,6 +23,9 @@ from miner.records import SYMPTOMS
 META_FILE = "model.json"
 # Fewest tokens a model may cut posts to: [CLS] and [SEP] take two, so less leaves a post a few word pieces.
 MIN_TOKENS = 8
+# Most: far past any encoder's position table (MiniLM's is 512), and load_classifier runs the first graph once on
+# max_length tokens to find its limit, so a bound keeps that check's arrays small (10**12 asked for terabytes).
+MAX_TOKENS = 1 << 16
 
 
 
@@ -131,11 +134,17 @@ class ModelMeta:
             # null one was stored as "None", and an empty one told no model from another.
             if not isinstance(version := raw["version"], str) or not version.strip():
                 raise _Invalid(f"'version' is {json.dumps(version)}, not a non-empty string")
+            # Past 2**64 the tokenizer's truncation failed with an internal OverflowError; int() cut a float or a
+            # string to a count unsaid, and turned true into 1.
+            max_length = raw["max_length"]
+            if type(max_length) is not int or not MIN_TOKENS <= max_length <= MAX_TOKENS:
+                raise _Invalid(f"'max_length' is {json.dumps(max_length)}, not a whole number of tokens from "
+                               f"{MIN_TOKENS} to {MAX_TOKENS}")
             meta = cls(
                 version=version,
                 threshold=float(raw["threshold"]),
                 symptoms=tuple(str(s) for s in raw["symptoms"]),
-                max_length=int(raw["max_length"]),
+                max_length=max_length,
                 graphs=graphs,
                 tokenizer_file=str(raw["tokenizer"]),
                 training_data_hash=str(raw.get("training_data_hash", "")),
@@ -148,8 +157,6 @@ class ModelMeta:
             raise ModelError(f"{path}: {exc}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: model metadata lacks or mistypes {exc}") from exc
-        if meta.max_length < MIN_TOKENS:
-            raise ModelError(f"{path}: 'max_length' {meta.max_length} is fewer than {MIN_TOKENS} tokens")
         if not 0.0 < meta.threshold < 1.0:  # false for NaN too
             raise ModelError(f"{path}: 'threshold' is {meta.threshold}, not a probability in (0, 1)")
         if unknown := sorted(set(meta.symptoms) - set(SYMPTOMS)):
