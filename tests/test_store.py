@@ -214,6 +214,21 @@ def test_classifications_and_bucket_recount(store: Store) -> None:
     assert [p.id for p in store.posts_since(T0, "v2", 0, 10)] == [todo[1].id, todo[2].id]
 
 
+def test_a_stored_verdict_reads_outage_exactly_when_its_score_is_at_least_the_threshold(store: Store) -> None:
+    # The score was stored rounded to 6 decimals and the outage decided on the unrounded one: a post the model scored
+    # 0.3699996 at threshold 0.37 was stored as score 0.37 and no outage, and 0.4999996 at 0.5 the same.
+    threshold = {"under": 0.37, "over": 0.37, "half": 0.5, "at": 0.37}
+    scores = {"under": 0.3699996, "over": 0.37000004, "half": 0.4999996, "at": 0.37}
+    store.insert_posts([post(name, name, T0) for name in scores], T0)
+    ids = {p.id: p.text for p in store.posts_to_classify(10)}
+    store.save_classifications([(pid, Prediction(scores[name], scores[name] >= threshold[name], None))
+                                for pid, name in ids.items()], "v1", T0)
+    rows = store.database.rows("SELECT post_id, outage, score FROM classifications")
+    assert {ids[r["post_id"]]: (r["outage"], r["score"] >= threshold[ids[r["post_id"]]]) for r in rows} == {
+        "under": (0, False), "over": (1, True), "half": (0, False), "at": (1, True)}
+    assert {ids[r["post_id"]]: r["score"] for r in rows} == scores  # the model's score as it gave it
+
+
 def test_one_author_complaining_many_times_in_a_bucket_is_one_complaint(store: Store) -> None:
     # A bot or one upset account posting 50 times must not open an incident alone; authorless posts count each.
     spam = [post(f"s{i}", "whatsapp down", T0 + timedelta(seconds=5 * i), author="bot") for i in range(50)]

@@ -183,11 +183,12 @@ class PostsMixin:
         with self.database.transaction() as conn:
             # Retention (the service's prune job, or `miner prune` beside it) may have deleted a post between
             # posts_to_classify and now: its verdict is skipped, checked under this write lock, rather than
-            # failing the whole batch on the foreign key.
+            # failing the whole batch on the foreign key. The score is kept as the model gave it: rounded, one just
+            # under the threshold could read as at it, beside the outage 0 decided on the unrounded one.
             conn.executemany(
                 "INSERT OR REPLACE INTO classifications (post_id, model_version, outage, score, symptom, "
                 "classified_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM posts WHERE id = ?)",
-                [(pid, model_version, int(p.outage), round(p.score, 6), p.symptom, iso(now), pid)
+                [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now), pid)
                  for pid, p in items],
             )
             ids = [pid for pid, _ in items]
