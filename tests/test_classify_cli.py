@@ -242,10 +242,15 @@ def test_output_streams_before_the_input_ends_even_with_a_huge_batch_size(tmp_pa
         proc.stdin.write(b"".join(b'{"id": %d, "text": "down %d"}\n' % (i, i) for i in range(first)))
         proc.stdin.flush()
         deadline = time.monotonic() + 120
-        while (done := out.read_bytes().count(b"\n") if out.exists() else 0) == 0 and time.monotonic() < deadline:
+
+        def written() -> int:  # to a temporary file beside the -o one, renamed to it when the run ends
+            return sum(p.read_bytes().count(b"\n") for p in tmp_path.glob(".out.jsonl.*.tmp"))
+
+        while (done := written()) == 0 and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             time.sleep(0.2)
         assert 0 < done < first
+        assert not out.exists()
         proc.stdin.write(b'{"id": "last", "text": "whatsapp is down"}\n')
         proc.stdin.close()
         assert proc.wait(timeout=120) == 0
@@ -285,9 +290,10 @@ def test_a_full_disk_is_one_clear_error(runner: CliRunner) -> None:
     assert "internal error" not in result.stderr
 
 
-def test_a_run_that_fails_part_way_leaves_no_output_file(runner: CliRunner, tmp_path: Path) -> None:
+def test_a_run_that_fails_part_way_keeps_the_earlier_output_file(runner: CliRunner, tmp_path: Path) -> None:
     # A file size limit makes a real write fail part way (EFBIG), as a full disk would: the rows written before it,
-    # the last cut short, were left in the -o file. A model that did not load left it empty (the old one emptied).
+    # the last cut short, were left in the -o file. The -o file was emptied before the model loaded and deleted when
+    # the run failed: the results of an earlier run there were lost.
     src = tmp_path / "posts.jsonl"
     src.write_text("".join(json.dumps({"id": i, "text": f"whatsapp is down {i}"}) + "\n" for i in range(3000)))
     out = tmp_path / "out.jsonl"
@@ -300,15 +306,36 @@ def test_a_run_that_fails_part_way_leaves_no_output_file(runner: CliRunner, tmp_
         resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
 
     env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(src), "-o", str(out)], cwd=tmp_path,
-                          env=env, preexec_fn=small_files, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1, proc.stderr
-    assert f"Error: cannot write {out}: File too large" in proc.stderr
-    assert not out.exists()
-    out.write_text("rows of an earlier run\n")
+    for earlier in (None, "rows of an earlier run\n"):
+        if earlier is not None:
+            out.write_text(earlier)
+        proc = subprocess.run([sys.executable, "-m", "miner", "classify", str(src), "-o", str(out)], cwd=tmp_path,
+                              env=env, preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert f"Error: cannot write {out}: File too large" in proc.stderr
+        assert (out.read_text() if out.exists() else None) == earlier
+        assert set(tmp_path.iterdir()) == {src, *([out] if earlier else [])}  # no temporary file left
     result = runner.invoke(main, ["classify", str(src), "-o", str(out), "--model-dir", str(tmp_path / "none")])
     assert result.exit_code == 1 and "model directory not found" in result.stderr
-    assert not out.exists()
+    assert out.read_text() == "rows of an earlier run\n"
+    assert set(tmp_path.iterdir()) == {src, out}
+    # A run that ends replaces the file: through a symlink, the file it names, keeping its mode.
+    src.write_text('{"id": 1, "text": "whatsapp is down"}\n')
+    link = tmp_path / "link.jsonl"
+    out.chmod(0o640)
+    link.symlink_to(out)
+    result = runner.invoke(main, ["classify", str(src), "-o", str(link)])
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in _rows(out.read_text())] == [1]
+    assert link.is_symlink() and (out.stat().st_mode & 0o777) == 0o640
+    assert set(tmp_path.iterdir()) == {link, out, src}
+    new = tmp_path / "new.jsonl"
+    umask = os.umask(0o027)
+    try:
+        assert runner.invoke(main, ["classify", str(src), "-o", str(new)]).exit_code == 0
+    finally:
+        os.umask(umask)
+    assert (new.stat().st_mode & 0o777) == 0o640  # as a file opened for writing is made: 0o666 less the umask
 
 
 def test_onnx_runtime_telemetry_is_off(tmp_path: Path) -> None:

@@ -248,19 +248,25 @@ url = "{server.url}/limited.rss"
         assert len(server.requests_to("/forum.rss")) == 1 and len(server.requests_to("/limited.rss")) == 1, out
 
 
-def test_an_interrupted_classify_leaves_no_partial_output(tmp_path: Path) -> None:
-    # The rows of the chunks done so far look like the whole result to whatever reads the file next.
+def test_an_interrupted_classify_keeps_the_earlier_output_and_leaves_no_partial_one(tmp_path: Path) -> None:
+    # The rows of the chunks done so far look like the whole result to whatever reads the file next; and the -o file
+    # was emptied at the start and deleted at the interrupt, losing an earlier run's results.
     out = tmp_path / "out.jsonl"
     out.write_text('{"id": "an earlier run"}\n')
     proc = start(tmp_path, "classify", "-", "-o", str(out), stdin=subprocess.PIPE)
     assert proc.stdin is not None
     proc.stdin.write("".join(f'{{"id": {i}, "text": "down {i}"}}\n' for i in range(5000)))  # 1 chunk and more
     proc.stdin.flush()  # and left open: it waits for the rest
-    wait_for(lambda: out.read_text().count("\n") >= 4096, proc)  # the first chunk's rows are written
+
+    def first_chunk_written() -> bool:  # to a temporary file beside the -o one
+        return any(p.read_text().count("\n") >= 4096 for p in tmp_path.glob(".out.jsonl.*.tmp"))
+
+    wait_for(first_chunk_written, proc)
+    assert out.read_text() == '{"id": "an earlier run"}\n'
     code, _, _ = interrupt(proc, signal.SIGINT)
     assert code == 130
-    assert not out.exists()
-    assert not any(tmp_path.iterdir())
+    assert out.read_text() == '{"id": "an earlier run"}\n'
+    assert sorted(tmp_path.iterdir()) == [out]
 
 
 def test_outbox_send_finishes_the_notification_in_flight_and_sends_no_other(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import math
 import os
 import stat
 import sys
+import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,8 +196,9 @@ def classify_cmd(
     a JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and
     null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line
     was invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0
-    otherwise. A run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that
-    does not load) deletes the -o file rather than leave part of the results, or none, in it.
+    otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
+    run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
+    not load) leaves the -o file as it was (or absent), never part of the results or none.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -205,18 +207,22 @@ def classify_cmd(
     """
     from miner.classify import load_classifier
 
-    out, written = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
+    out, target = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
     try:
         settings, base = _settings(app, model_dir, batch_size)
-        bad = _classify_all(load_classifier(settings, base), input_file, out, output)
-    except InputError:  # the input broke off: the rows of the lines before the damage stand, as documented
-        raise
+        try:
+            bad = _classify_all(load_classifier(settings, base), input_file, out, output)
+        except InputError:  # the input broke off: the rows of the lines before the damage stand, as documented
+            if target is not None:
+                target.commit(out)
+            raise
+        if target is not None:
+            target.commit(out)
     except BaseException:
         # SIGINT or SIGTERM (miner.cli.stopping), a failed write (its row cut short), a model that did not load:
-        # the rows so far, or none, would pass for all of them.
-        if written is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(written)
+        # the rows so far, or none, would pass for all of them. The -o file keeps what an earlier run left there.
+        if target is not None:
+            target.discard(out)
         raise
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
@@ -305,15 +311,38 @@ def _printed(score: float, outage: bool, threshold: float) -> float:
     return shown
 
 
-def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], str | None]:
-    """The -o stream, opened now, so that an empty input still leaves an (empty) output file, and the file it
-    writes when that is a regular file (which an interrupted run removes)."""
+class _Target:
+    """A regular -o file, written as a temporary file beside it (.NAME.XXXXXXXX.tmp) that a run that ends renames
+    to it: one cut short leaves the file as it was (an earlier run's results), never emptied or half written."""
+
+    def __init__(self, name: str, path: str, temp: str) -> None:
+        self.name, self.path, self.temp = name, path, temp
+
+    def commit(self, out: IO[str]) -> None:
+        try:
+            out.flush()
+            os.fsync(out.fileno())  # the rows are on disk before the name points at them (a crash, a power cut)
+            out.close()
+            os.replace(self.temp, self.path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    def discard(self, out: IO[str]) -> None:
+        with contextlib.suppress(OSError):
+            out.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.temp)
+
+
+def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], _Target | None]:
+    """The -o stream, opened now, so that a bad -o fails before the model loads; and, where -o is a regular file
+    (or none yet), the _Target it is written through."""
     hint = "'-o' / '--output'"
     if output == "-" and (sys.stdout is None or sys.stdout.closed):  # `>&-`, a supervisor's: was an internal error
         raise click.BadParameter("standard output is closed: give a file to write to", param_hint=hint)
-    # Opening truncates, and a stdout appending to the input reads its own rows back as input lines (`>> in.jsonl`:
-    # each an error row, appended in turn, until the disk is full): the output must not be the input under another
-    # name (a symlink, ./x, stdin < x, stdout >> x).
+    # A stdout appending to the input reads its own rows back as input lines (`>> in.jsonl`: each an error row,
+    # appended in turn, until the disk is full): the output must not be the input under another name (a symlink,
+    # ./x, stdin < x, stdout >> x).
     try:
         target = os.fstat(sys.stdout.fileno()) if output == "-" else os.stat(output)
         same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
@@ -323,13 +352,40 @@ def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], str | None]
         where = "standard output" if output == "-" else repr(output)
         raise click.BadParameter(f"{where} is the input file; write the output elsewhere", param_hint=hint)
     try:
-        out = click.open_file(output, "w", encoding="utf-8")
+        if output == "-" or not _regular_or_none(output):  # stdout, /dev/null, a pipe: not ours to replace
+            out = click.open_file(output, "w", encoding="utf-8")
+            click.get_current_context().call_on_close(out.close)
+            return out, None
+        path = os.path.realpath(output)  # through a symlink, the file it names is what is written
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
     except OSError as exc:
         raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint=hint) from None
+    try:
+        os.fchmod(fd, _mode(path))
+        out = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by _Target, or when the command ends)
+    except BaseException:
+        os.close(fd)
+        os.unlink(temp)
+        raise
     click.get_current_context().call_on_close(out.close)
-    if output == "-" or not stat.S_ISREG(os.fstat(out.fileno()).st_mode):  # stdout, /dev/null, a pipe: not ours
-        return out, None
-    return out, os.path.realpath(output)  # through a symlink, the file it names is what is written
+    return out, _Target(output, path, temp)
+
+
+def _regular_or_none(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
+def _mode(path: str) -> int:
+    """The permissions the -o file keeps: its own, or for a new one those open() gives (0o666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # read only by setting it: set back at once
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _size(fh: IO[bytes]) -> int | None:
