@@ -302,7 +302,7 @@ def measure(path: Path, config: Config, cfg_path: Path, work: Path) -> dict[str,
     day = datetime.now(UTC) - timedelta(days=1)
     with timed(results, "reclassify --since 1 day (stored verdicts)",
                lambda: f"{n:,} posts, {trace.statements} statements, longest write {trace.longest_write:.2f} s"):
-        n = pipeline.reclassify_since(day, datetime.now(UTC))
+        n = pipeline.reclassify_since(day, lambda: datetime.now(UTC))
     store.close()
 
     # Retention: prune 60 of the 90 days, timed with the lock held as another job would see it.

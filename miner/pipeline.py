@@ -89,13 +89,19 @@ class Pipeline(CollectStage, DetectStage):
             todo = [] if stop is not None and stop.is_set() else self.store.posts_to_classify(batch)
             if not todo:
                 return done
-            self._classify_batch(todo, now)
+            self._classify_batch(todo, lambda: now)
             done += len(todo)
             if progress:
                 progress(len(todo))
 
-    def reclassify_since(self, since: datetime, now: datetime, progress: Progress | None = None) -> int:
-        """Classify posts created since ``since`` again with the current model (after a model update)."""
+    def reclassify_since(self, since: datetime, clock: Callable[[], datetime],
+                         progress: Progress | None = None) -> int:
+        """Classify posts created since ``since`` again with the current model (after a model update).
+
+        Each batch's verdicts are dated ``clock()`` as they are written, not when the run started: the latest
+        verdict of a post is the one counted (store.posts.LATEST), and a post the service classified during a
+        long run (with the old model, until it restarts) kept that verdict, dated after the run's start, over the
+        one this run gave it later."""
         version = self.classifier.version
         batch = self._chunk()
         after = done = 0
@@ -104,7 +110,7 @@ class Pipeline(CollectStage, DetectStage):
             todo = self.store.posts_since(since, version, after, batch, skip_source=REPORTS_SOURCE)
             if not todo:
                 return done
-            self._classify_batch(todo, now)
+            self._classify_batch(todo, clock)
             after = todo[-1].id
             done += len(todo)
             if progress:
@@ -116,7 +122,8 @@ class Pipeline(CollectStage, DetectStage):
         graceful stop loses or waits for only seconds of work."""
         return max(self.config.classifier.batch_size * 32, 64)
 
-    def _classify_batch(self, todo: Sequence[PostToClassify], now: datetime) -> None:
+    def _classify_batch(self, todo: Sequence[PostToClassify], clock: Callable[[], datetime]) -> None:
+        """Classify ``todo`` and store the verdicts, dated ``clock()`` once the store's write lock is held."""
         model_posts = [p for p in todo if p.source != REPORTS_SOURCE]
         reports = [
             (p.id, Prediction(score=1.0, outage=True, symptom=p.symptom_hint or "general"))
@@ -127,6 +134,7 @@ class Pipeline(CollectStage, DetectStage):
         verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
         # One transaction for the whole batch: posts are classified in id order, and the store relies on it.
         with self.store.database.transaction():
+            now = clock()
             times = [*self.store.save_classifications(reports, REPORTS_SOURCE, now),
                      *(self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else [])]
             self.store.refresh_buckets_at([parse_iso(t) for t in times], self.bucket)

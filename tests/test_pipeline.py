@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import random
 import sqlite3
@@ -256,7 +257,7 @@ def test_reclassify_since_uses_current_model(tmp_path: Path, classifier: Classif
     store.save_classifications([(i, pred) for i, pred in zip(
         [1, 2, 3, 4], classifier.predict(["x"] * 4), strict=True)], "old-model", T0)
     assert pipe.classify_pending(T0) == 0
-    assert pipe.reclassify_since(T0 + timedelta(hours=2), T0) == 2
+    assert pipe.reclassify_since(T0 + timedelta(hours=2), lambda: T0) == 2
     rows = store.database.rows("SELECT post_id, model_version FROM classifications ORDER BY post_id, model_version")
     assert [(r["post_id"], r["model_version"]) for r in rows] == [
         (1, "old-model"), (2, "old-model"), (3, classifier.version), (3, "old-model"),
@@ -277,7 +278,7 @@ def test_reclassify_beside_the_service_leaves_no_post_without_a_verdict(tmp_path
     service.ingest([Post("feed", "old", "MTN is down", T0 - timedelta(days=3)),  # dated before --since
                     Post("feed", "new", "MTN is down", T0 + timedelta(hours=5))], T0)
     cli = Pipeline(config, cli_store, _Verdict("v2", outage=True))
-    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 3
+    assert cli.reclassify_since(T0 - timedelta(days=1), lambda: T0) == 3
     assert service.classify_pending(T0) == 2
     rows = service_store.database.rows(
         "SELECT p.external_id AS post, group_concat(c.model_version) AS versions FROM posts p "
@@ -285,7 +286,7 @@ def test_reclassify_beside_the_service_leaves_no_post_without_a_verdict(tmp_path
     assert [(r["post"], sorted((r["versions"] or "").split(","))) for r in rows] == [
         ("0", ["v1", "v2"]), ("1", ["v1", "v2"]), ("2", ["v1", "v2"]), ("old", ["v1"]), ("new", ["v1"])]
     assert service_store.queue_depths()["classify"] == 0
-    assert cli.reclassify_since(T0 - timedelta(days=1), T0) == 1  # the new post, now that it has a verdict
+    assert cli.reclassify_since(T0 - timedelta(days=1), lambda: T0) == 1  # the new post, now that it has a verdict
     service_store.close()
     cli_store.close()
 
@@ -890,7 +891,7 @@ def test_verdicts_given_by_a_clock_that_was_ahead_do_not_outrank_a_later_reclass
     now = T0 + timedelta(hours=3, minutes=5)
     pipe = Pipeline(config, store, _Verdict("v2", outage=False))
     pipe.detect(now)
-    assert pipe.reclassify_since(T0, now + timedelta(minutes=1)) == 1
+    assert pipe.reclassify_since(T0, lambda: now + timedelta(minutes=1)) == 1
     [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
     assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # the new model's verdict counts
 
@@ -1164,12 +1165,39 @@ def test_reclassify_after_a_rollback_to_an_earlier_model_gives_its_verdicts_back
     posted = T0 + timedelta(hours=3, minutes=1)
     Pipeline(config, store, _Verdict("v1", outage=False)).ingest([Post("forum", "1", "Foonet is down", posted)], posted)
     assert Pipeline(config, store, _Verdict("v1", outage=False)).classify_pending(posted) == 1
-    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted + timedelta(minutes=1)) == 1
+    v2 = Pipeline(config, store, _Verdict("v2", outage=True))
+    assert v2.reclassify_since(T0, lambda: posted + timedelta(minutes=1)) == 1
     rollback = Pipeline(config, store, _Verdict("v1", outage=False))
-    assert rollback.reclassify_since(T0, posted + timedelta(minutes=2)) == 1
+    assert rollback.reclassify_since(T0, lambda: posted + timedelta(minutes=2)) == 1
     [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
     assert (bucket["posts"], bucket["complaints"]) == (1, 0)  # v1's verdict counts again
-    assert rollback.reclassify_since(T0, posted + timedelta(minutes=3)) == 0  # and stands
+    assert rollback.reclassify_since(T0, lambda: posted + timedelta(minutes=3)) == 0  # and stands
+
+
+def test_a_verdict_the_service_gives_during_a_reclassify_is_outranked_by_the_reclassify_one(store: Store) -> None:
+    # `miner reclassify` dated every verdict with the time it started. A post the service (still on the old model)
+    # classified during a long run got the new model's verdict in a later batch, counted in "reclassified N", but
+    # dated before the old model's, which stayed the counted one.
+    config = parse_config(CLOCK_AHEAD + "\n[classifier]\nbatch_size = 1\n")  # 64 posts per reclassify batch
+    posted = T0 + timedelta(hours=3, minutes=1)
+    service = Pipeline(config, store, _Verdict("v1", outage=False))
+    service.ingest([Post("forum", str(i), "Foonet is down", posted) for i in range(70)], posted)
+    assert service.classify_pending(posted) == 70
+    service.ingest([Post("forum", "late", "Foonet is down", posted)], posted)
+    minutes = itertools.chain([1], itertools.count(3))  # the reclassify's clock; the service classifies at 2
+
+    def clock() -> datetime:
+        return posted + timedelta(minutes=next(minutes))
+
+    def between_batches(done: int) -> None:
+        if done == 64:  # the first batch is written: the service classifies the late post before the second
+            assert service.classify_pending(posted + timedelta(minutes=2)) == 1
+
+    reclassify = Pipeline(config, store, _Verdict("v2", outage=True))
+    assert reclassify.reclassify_since(T0, clock, between_batches) == 71
+    [bucket] = store.series("Foonet", T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=15))
+    assert (bucket["posts"], bucket["complaints"]) == (71, 71)  # v2's verdicts count, the late post's too
+    assert reclassify.reclassify_since(T0, clock) == 0
 
 
 def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
@@ -1181,8 +1209,8 @@ def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
     pipe.ingest([Post("forum", "1", "Foonet is down", posted),
                  Post(REPORTS_SOURCE, "r1", "Foonet is down", posted, services=("Foonet",))], posted)
     assert pipe.classify_pending(posted) == 2
-    assert pipe.reclassify_since(T0, posted + timedelta(minutes=1)) == 0
-    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted) == 1
+    assert pipe.reclassify_since(T0, lambda: posted + timedelta(minutes=1)) == 0
+    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, lambda: posted) == 1
     rows = store.database.rows("SELECT model_version, classified_at FROM classifications ORDER BY post_id, rowid")
     assert [(r["model_version"], r["classified_at"]) for r in rows] == [
         ("v1", iso(posted)), ("v2", iso(posted)), (REPORTS_SOURCE, iso(posted))]
@@ -1190,7 +1218,7 @@ def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
     pipe.ingest([Post(REPORTS_SOURCE, "r2", "Foonet is down", posted, services=("Foonet",)),
                  Post("forum", "2", "Foonet is down", posted)], posted)
     store.save_classifications([(4, Prediction(0.1, False, None))], "v2", posted)
-    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, posted) == 1
+    assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, lambda: posted) == 1
     assert store.database.rows("SELECT model_version FROM classifications WHERE post_id = 3") == [
         {"model_version": REPORTS_SOURCE}]
 

@@ -94,7 +94,7 @@ def reclassify(app: AppContext, since: str) -> None:
     click.echo(f"model {pipeline.classifier.version}", err=True)
     total = pipeline.store.count_posts_since(since_utc)
     with progress(total, "reclassifying") as bar:
-        n = pipeline.reclassify_since(since_utc, utcnow(), progress=lambda k: bar.update(k))
+        n = pipeline.reclassify_since(since_utc, utcnow, progress=lambda k: bar.update(k))
     waiting = pipeline.store.queue_depths()["classify"]
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
     click.echo(f"reclassified {n} posts since {since_utc:%Y-%m-%d %H:%M:%S} UTC{left}")
