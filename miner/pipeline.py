@@ -116,6 +116,11 @@ class Pipeline(CollectStage, DetectStage):
             if progress:
                 progress(len(todo))
 
+    def count_to_reclassify(self, since: datetime) -> int:
+        """The posts reclassify_since would classify again now (its progress bar's total): not user reports, nor
+        posts with no verdict yet, nor those whose latest verdict is the current model's."""
+        return self.store.count_posts_to_reclassify(since, self.classifier.version, skip_source=REPORTS_SOURCE)
+
     def _chunk(self) -> int:
         """Posts per classify transaction: enough for length-sorted model batches to pad little (in `miner
         classify`, 256-post chunks cost ~20 % more CPU per post than 4,096), few enough that a kill or a

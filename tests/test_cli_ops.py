@@ -340,6 +340,54 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
         assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
 
 
+def test_reclassify_progress_bar_counts_the_posts_it_reclassifies(tmp_path: Path) -> None:
+    # The bar's total was every post since --since: a user report, a post with no verdict yet (left to the service)
+    # and one the current model had classified already counted too, and a run that did all its work ended at 50 %.
+    import pty
+
+    from miner.classify.meta import ModelMeta
+    from miner.classify.model import default_model_dir
+    from miner.records import Prediction
+
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "m.sqlite"
+    now = utcnow()
+    store = Store.open(db)
+    store.insert_posts([*(Post("feed", str(i), "mtn network is down", now - timedelta(minutes=i), services=("MTN",))
+                          for i in range(4)),
+                        Post("reports", "r", "MTN is down", now, services=("MTN",)),
+                        Post("feed", "new", "mtn network is down", now, services=("MTN",))], now)
+    verdict = Prediction(0.9, True, "general")
+    store.save_classifications([(1, verdict), (2, verdict), (3, verdict)], "old-model", now)
+    store.save_classifications([(4, verdict)], ModelMeta.read(default_model_dir() / "model.json").version, now)
+    store.save_classifications([(5, verdict)], "reports", now)
+    store.close()
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    master, slave = pty.openpty()  # the bar is drawn on a terminal only
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "--db", str(db), "reclassify",
+                                 "--since", "1h"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while chunk := _read_pty(master):
+            shown += chunk
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, shown
+    assert out.decode().startswith("reclassified 3 posts since ")
+    bars = [part for part in shown.decode().replace("\n", "\r").split("\r") if "reclassifying" in part]
+    assert bars and "]  100%" in bars[-1], bars
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 4096)
+    except OSError:  # EIO: every process holding the terminal's other end has closed it
+        return b""
+
+
 def test_ui_that_cannot_write_its_metadata_says_so_in_one_line(tmp_path: Path, runner: CliRunner) -> None:
     # A folder it cannot write (read-only media; here a folder in the way, as root may write anywhere) was an
     # "internal error".

@@ -92,8 +92,7 @@ def reclassify(app: AppContext, since: str) -> None:
     since_utc = parse_since(since, "--since", utcnow())
     pipeline = Pipeline(app.config, app.store(must_exist=True))
     click.echo(f"model {pipeline.classifier.version}", err=True)
-    total = pipeline.store.count_posts_since(since_utc)
-    with progress(total, "reclassifying") as bar:
+    with progress(pipeline.count_to_reclassify(since_utc), "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow, progress=lambda k: bar.update(k))
     waiting = pipeline.store.queue_depths()["classify"]
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""

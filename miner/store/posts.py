@@ -33,6 +33,13 @@ LATEST = (
     "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
 )
 
+# The posts of ``posts p`` that reclassify gives a verdict to (see posts_since); parameters: since, skip_source and
+# model_version.
+_TO_RECLASSIFY = (
+    f"p.created_at >= ? AND p.id <= {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c "
+    f"WHERE c.post_id = p.id AND (p.source IS ? OR c.model_version = ? AND {LATEST}))"
+)
+
 
 @dataclass(frozen=True)
 class SaveStats:
@@ -144,14 +151,17 @@ class PostsMixin:
         verdict is no model's) are left out once they have a verdict.
         """
         rows = self.database.rows(
-            "SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND p.id > ? "
-            f"AND p.id <= {_LAST_CLASSIFIED} "
-            "AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND (p.source IS ? OR "
-            f"c.model_version = ? AND {LATEST})) "
+            f"SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE {_TO_RECLASSIFY} AND p.id > ? "
             "ORDER BY p.id LIMIT ?",
-            (iso(since), after_id, skip_source, model_version, limit),
+            (iso(since), skip_source, model_version, after_id, limit),
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
+
+    def count_posts_to_reclassify(self, since: datetime, model_version: str, *, skip_source: str | None = None) -> int:
+        """How many posts posts_since gives, from the start: the total of reclassify's progress bar."""
+        row = self.database.one(f"SELECT count(*) AS n FROM posts p WHERE {_TO_RECLASSIFY}",
+                                (iso(since), skip_source, model_version))
+        return int(row["n"]) if row else 0
 
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
@@ -167,10 +177,6 @@ class PostsMixin:
     def post_sources(self) -> list[str]:
         """The sources of the stored posts."""
         return [r["source"] for r in self.database.rows("SELECT DISTINCT source FROM posts ORDER BY source")]
-
-    def count_posts_since(self, since: datetime) -> int:
-        row = self.database.one("SELECT count(*) AS n FROM posts WHERE created_at >= ?", (iso(since),))
-        return int(row["n"]) if row else 0
 
     def save_classifications(
         self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
