@@ -505,6 +505,27 @@ def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
 
 
+def test_readonly_query_reads_json_columns_with_table_valued_functions(store: Store) -> None:
+    # SQLite authorizes a table-valued function (json_each, json_tree, dbstat) as an UPDATE of the schema table,
+    # though it writes nothing: `miner query` refused reading an incident's samples as a write "(SELECT)".
+    store.insert_posts([post("1", "first"), post("2", "second")], T0)
+    ids = [int(r["id"]) for r in store.database.rows("SELECT id FROM posts ORDER BY id")]
+    iid = store.open_incident("WhatsApp", T0, {"sample_post_ids": ids, "symptoms": {"messaging": 2}}, {})
+    samples = ("SELECT p.text FROM incidents i, json_each(i.sample_post_ids) j JOIN posts p ON p.id = j.value "
+               "WHERE i.id = :id ORDER BY j.key")
+    assert run_readonly(store.path, samples, {"id": iid}) == (["text"], [("first",), ("second",)])
+    symptoms = "SELECT key, value FROM incidents, json_tree(symptoms) WHERE type = 'integer'"
+    assert run_readonly(store.path, symptoms)[1] == [("messaging", 2)]
+    assert run_readonly(store.path, "SELECT count(*) > 0 FROM dbstat WHERE name = 'posts'")[1] == [(1,)]
+    # A pragma's table-valued function is a PRAGMA, refused as such (some set what they name).
+    for sql in ("SELECT * FROM pragma_table_info('posts')", "SELECT * FROM pragma_journal_mode"):
+        with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)$"):
+            run_readonly(store.path, sql)
+    with pytest.raises(QueryRefused, match=r"would write \(CREATE VIRTUAL TABLE\)$"):
+        run_readonly(store.path, "CREATE VIRTUAL TABLE j USING json_each")
+    assert store.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
+
+
 def test_corrupt_and_readonly_files_give_one_clear_error(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.sqlite"
     corrupt.write_bytes(b"this is not a database at all" * 100)

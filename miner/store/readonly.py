@@ -96,6 +96,11 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
     def authorizer(action: int, arg1: str | None, *_args: Any) -> int:
         if action in _READ_ACTIONS:
             return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_UPDATE and str(arg1).lower() in _SCHEMA_TABLES:
+            # What a table-valued function (json_each, json_tree, dbstat) is authorized as when it is set up: it
+            # writes nothing, and was refused as a write "(SELECT)". An UPDATE of the schema table itself is refused
+            # by SQLite (writable_schema is a PRAGMA), and DDL is refused by an action of its own.
+            return sqlite3.SQLITE_OK
         schema_write = action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and (
             str(arg1).lower() in _SCHEMA_TABLES)
         vacuum = action == sqlite3.SQLITE_ATTACH and not arg1  # VACUUM attaches a nameless temporary copy
