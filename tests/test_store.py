@@ -526,6 +526,14 @@ def test_readonly_query_reads_json_columns_with_table_valued_functions(store: St
     assert store.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
 
 
+def test_readonly_query_refuses_to_load_an_extension(store: Store) -> None:
+    # Python's sqlite3 leaves extension loading off, and SQLite says so as "not authorized": `miner query` said
+    # "store <path>: not authorized", as if the store file's permissions were wrong.
+    for sql in ("SELECT load_extension('/tmp/evil.so')", "SELECT load_extension('/tmp/evil.so', 'init')"):
+        with pytest.raises(QueryRefused, match=r"^refused: `miner query` loads no SQLite extension"):
+            run_readonly(store.path, sql)
+
+
 def test_corrupt_and_readonly_files_give_one_clear_error(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.sqlite"
     corrupt.write_bytes(b"this is not a database at all" * 100)

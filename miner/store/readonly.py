@@ -119,6 +119,8 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
             return QueryRefused(
                 f"refused: `miner query` runs read-only SQL, and this statement would write ({refused[0]})")
         msg = str(exc)
+        if msg == "not authorized":  # what load_extension() says with loading off (Python's default), not the file
+            return QueryRefused(f"refused: `miner query` loads no SQLite extension ({msg})")
         if "syntax error" in msg or "no such" in msg or "incomplete input" in msg:
             return MinerError(f"SQL error: {msg}")
         return StoreError(describe_sqlite_error(path, exc))
