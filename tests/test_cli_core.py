@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from miner.cli import main
+from miner.cli.output import TABLE_ROWS
 from miner.config import SourceConfig
 from miner.records import Post
 from miner.store import Store
@@ -164,6 +165,25 @@ def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_
     assert json.loads(whole.stdout) == [{"x": i, "y": "ok"} for i in range(1, 2001)]
     empty = runner.invoke(main, [*base, "--format", "csv", "SELECT id FROM posts WHERE id < 0"])
     assert empty.stdout == "id\n"
+
+
+@pytest.mark.parametrize("fmt", ["table", "wide"])
+def test_query_tables_stop_at_their_row_cap(runner: CliRunner, tmp_path: Path, fmt: str) -> None:
+    # A table is lined up from every row, so all were held in memory: a recursive CTE without an end (or every post
+    # of a large store) grew the command until the box ran out of memory, beside the service.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", fmt]
+    endless = runner.invoke(main, [*base, "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) "
+                                          "SELECT x FROM n"])
+    assert endless.exit_code == 0, endless.output
+    lines = endless.stdout.splitlines()
+    assert len(lines) == 2 + TABLE_ROWS and lines[-1].strip() == f"{TABLE_ROWS}"
+    assert endless.stderr.startswith(f"(first {TABLE_ROWS:,} rows shown; there are more:"), endless.stderr
+    assert "--format csv or json" in endless.stderr
+    whole = runner.invoke(main, [*base, f"WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+                                        f"WHERE x < {TABLE_ROWS}) SELECT x FROM n"])
+    assert len(whole.stdout.splitlines()) == 2 + TABLE_ROWS and whole.stderr == f"({TABLE_ROWS} rows)\n"
 
 
 def _no_constants(name: str) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from itertools import islice
 from pathlib import Path
 
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.output import STREAMED, render, stream, table
+from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
 
 
 @main.group()
@@ -96,7 +97,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
                    "infinite number is null; columns need names of their own, as a join's two \"id\" need AS). "
                    "table and wide show control and bidi characters escaped (\\x1b, \\u202e), so that a post "
                    "cannot drive the terminal; json (escaping them as JSON does, \\u009b) and csv keep text as "
-                   "stored.")
+                   f"stored. table and wide show the first {TABLE_ROWS:,} rows (they hold them in memory to line "
+                   "them up); csv and json write every row as they read it.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable).")
 @pass_app
@@ -128,9 +130,13 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
                 # in a csv is a post's own text (json escapes ESC itself).
                 click.echo(piece, nl=False, color=True)
             return
-        rows = list(read)
-    click.echo(render(columns, rows, fmt))
-    click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
+        rows = list(islice(read, TABLE_ROWS + 1))  # one more tells whether there are more
+    click.echo(render(columns, rows[:TABLE_ROWS], fmt))
+    if len(rows) > TABLE_ROWS:
+        click.echo(f"(first {TABLE_ROWS:,} rows shown; there are more: a table holds its rows in memory to line them "
+                   "up, so add a LIMIT, or use --format csv or json, which write every row as they read it)", err=True)
+    else:
+        click.echo(f"({len(rows)} row{'s' if len(rows) != 1 else ''})", err=True)
 
 
 @main.command()

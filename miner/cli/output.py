@@ -64,6 +64,11 @@ def _json_value(value: Any) -> Any:
 # Formats written row by row as the rows are read; a table needs every row first, for its column widths.
 STREAMED = ("json", "csv")
 
+# The most rows `miner query` shows as a table (table, wide): one is lined up from all its rows, so they are held in
+# memory, and a statement without an end (a recursive CTE), or every post of a large store, grew the command until
+# the box ran out of memory. The streamed formats write every row as they read it.
+TABLE_ROWS = 10_000
+
 
 def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
     """``fmt`` (json or csv) in pieces of about 500 rows, each piece's lines ended; the same text as one dump."""
