@@ -244,6 +244,11 @@ class DetectStage:
         if draft is None or draft.resolved_at is not None:
             state = replace(state, open=False, opened_at=None, quiet=0,
                             resolved_at=draft.resolved_at if draft else None)
+        elif not state.open:
+            # The new width had not opened it yet (its buckets since the opening had not ended, or were one): left
+            # shut, the next bucket below z_open resolved it at once, with no quiet_minutes, the baseline learned the
+            # outage, and its next anomalous buckets opened a second incident for the same outage.
+            state = replace(state, open=True, opened_at=draft.opened_at, quiet=0)
         self.store.save_detector_step(service, latest, state.to_json(), scores, now,
                                       draft=saved.draft if saved else None,
                                       incident_id=saved.incident_id if saved else None)

@@ -1025,6 +1025,37 @@ def test_a_renamed_source_does_not_store_again_what_its_feed_stored_under_its_ol
     assert [(r["source"], r["n"]) for r in rows] == [("forum", 5), ("forum-rss", 1)]
 
 
+def test_an_incident_open_at_a_changed_bucket_width_stays_one_incident_through_a_lull(store: Store) -> None:
+    # Opened in 5-minute buckets at 03:10, then feeds.toml says 15: the 15-minute detector, learned again up to the
+    # bucket that ended last (02:45), had not opened it. Left shut, it resolved the incident at the lull's one
+    # quiet bucket (no quiet_minutes), and opened a second incident when the outage went on.
+    fifteen = parse_config(CLOCK_AHEAD)
+    five = replace(fifteen, detector=replace(fifteen.detector, bucket_minutes=5))
+    pipe = Pipeline(five, store, _ReportsOnly())  # type: ignore[arg-type]
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(_reports("Foonet", T0 + timedelta(minutes=1), start, timedelta(minutes=20)), start)
+    pipe.classify_pending(start)
+    pipe.detect(T0 + timedelta(minutes=5))
+    pipe.detect(start)
+    posts = (_outage_reports("Foonet", start, start + timedelta(minutes=15))  # a lull from 03:15 to 03:30
+             + _outage_reports("Foonet", start + timedelta(minutes=30), start + timedelta(hours=1)))
+    at = start + timedelta(minutes=10)
+    pipe.ingest([p for p in posts if p.created_at < at], at)
+    pipe.classify_pending(at)
+    assert pipe.detect(at).opened
+    pipe = Pipeline(fifteen, store, _ReportsOnly())  # type: ignore[arg-type]
+    at += timedelta(minutes=2)
+    while at < start + timedelta(hours=1, minutes=15):
+        pipe.ingest([p for p in posts if p.created_at < at], at)
+        pipe.classify_pending(at)
+        report = pipe.detect(at)
+        assert (report.opened, report.resolved) == ([], [])
+        at += timedelta(minutes=5)
+    [incident] = store.incidents()
+    assert incident["status"] == "open"
+    assert "resolve" not in [e["kind"] for e in store.incident_events(incident["id"])]
+
+
 def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_post_twice(store: Store) -> None:
     # 7-minute buckets, then 15: the grids meet every 105 minutes, and an old row must not reach into a new one.
     # The store lost its first hour of posts to a prune that recorded no cutoff (a miner from before it did): the
