@@ -136,6 +136,30 @@ def test_official_matching_ignores_other_services_scheduled_work_and_old_inciden
     assert match_official(P, "WhatsApp", opened_at, [early, ours]) == ours
 
 
+def test_the_providers_incident_posted_after_our_resolve_is_matched_in_the_cool_down() -> None:
+    # A short outage: the provider posts its incident after ours resolved, dated when the outage began (a
+    # retroactive post, or one written once it was over). It is the same outage; only the lead time tells of it.
+    r = Runner()
+    for c in history():
+        r.feed(c)
+    for c in [300.0] * 6 + history(20):
+        r.feed(c)
+    assert r.kinds() == ["open", "resolve"]
+    opened_at = r.transitions[0].incident.opened_at
+    resolved_at = r.transitions[-1].incident.resolved_at
+    assert resolved_at is not None
+    theirs = official(opened_at - timedelta(minutes=5))
+    later = official(resolved_at + STEP)  # began after ours was over: not this outage
+    r.feed(20.0, BucketFacts(official=[replace(later, external_id="later")]))
+    r.feed(20.0, BucketFacts(official=[theirs, replace(later, external_id="later")]))
+    assert r.kinds() == ["open", "resolve", "update"] and r.transitions[-1].reason == "official"
+    draft = r.transitions[-1].incident
+    assert draft.resolved_at == resolved_at and draft.official_ref == "status:whatsapp:abc"
+    assert draft.lead_minutes == -5.0
+    r.feed(20.0, BucketFacts(official=[theirs]))  # matched once
+    assert r.kinds() == ["open", "resolve", "update"]
+
+
 def test_draft_round_trips_through_json() -> None:
     draft = IncidentDraft(service="WhatsApp", opened_at=T0, last_bucket=T0 + STEP, peak_count=40.0, peak_z=7.5,
                           total_complaints=60.0, symptoms=(("messaging", 4),), samples=(("p1", 0.9),),

@@ -1121,6 +1121,35 @@ def test_an_incident_is_linked_to_the_provider_incident_of_its_status_page(
     assert incident["lead_time_minutes"] is not None
 
 
+def test_an_incident_resolved_before_its_provider_posted_is_linked_to_that_post_in_the_cool_down(
+        store: Store, server: FakeServer) -> None:
+    server.serve_fixture("/api/v2/incidents.json", "statuspage/incidents.json")
+    config = parse_config(CLOCK_AHEAD + f'[[sources]]\nname = "foo"\ntype = "statuspage"\nurl = "{server.url}"\n'
+                          'services = ["Foonet"]\n')
+    [source] = config.sources
+    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    official_start = datetime.fromisoformat("2026-11-27T14:01:12+00:00")  # "Incident with Actions"
+    quiet = floor_time(official_start - timedelta(hours=4), timedelta(minutes=15))
+    for hours in range(4):
+        pipe.detect(quiet + timedelta(hours=hours))
+    start = quiet + timedelta(hours=3, minutes=30)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    resolved = pipe.detect(start + timedelta(hours=2)).resolved
+    assert resolved
+    # The provider posts its incident (begun at 14:01, during ours) only now.
+    posted = start + timedelta(hours=2, minutes=5)
+    with Poller.from_config(config) as poller:
+        store.save_fetch(source.name, poller.poll(source, SourceState()), posted, posted)
+    pipe.detect(posted + timedelta(minutes=15))
+    [incident] = store.incidents()
+    assert (incident["status"], incident["resolved_at"]) == ("resolved", iso(resolved[0][1]))
+    assert incident["official_incident_id"] == store.official_incident_id("foo", "p3k9d2m1x8qz")
+    assert incident["official_incident_id"] is not None and incident["lead_time_minutes"] is not None
+    assert [e["kind"] for e in store.incident_events(incident["id"])] == ["open", "resolve", "update"]
+
+
 class _SaysDown:
     """A model that calls every post saying "down" an outage report."""
 

@@ -8,7 +8,8 @@ once per bucket, right after :func:`miner.detect.zscore.step`:
 
 It stores the returned draft and persists each :class:`Transition`. After a resolve the draft is kept, with
 ``resolved_at`` set, for ``cooldown_minutes``: if the detector re-opens within that time the same incident
-comes back (an ``update`` with reason ``reopened``) instead of a new one; after it the draft becomes ``None``.
+comes back (an ``update`` with reason ``reopened``) instead of a new one, and a provider's incident begun before
+the resolve and posted since is matched (``official``); after it the draft becomes ``None``.
 
 - ``open``: the detector opened an incident at this bucket; the draft is new.
 - ``update``: something worth telling people changed: the peak count grew past ``update_peak_ratio`` times the
@@ -162,13 +163,20 @@ def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, fact
         symptoms=_merge_symptoms(draft.symptoms, facts.symptoms),
         samples=_merge_samples(draft.samples, facts.samples, params.max_samples),
     )
-    if draft.official_ref is None:
-        found = match_official(params, draft.service, draft.opened_at, facts.official)
-        if found is not None:
-            lead = (found.started_at - draft.opened_at).total_seconds() / 60.0
-            draft = replace(draft, official_ref=f"{found.source}:{found.external_id}",
-                            official_title=found.title, lead_minutes=round(lead, 1))
-    return draft
+    return _with_official(params, draft, facts.official)
+
+
+def _with_official(params: DetectorParams, draft: IncidentDraft, official: Sequence[OfficialIncident]
+                   ) -> IncidentDraft:
+    """The draft with the provider's incident matched, if it has none yet and one of ``official`` matches."""
+    if draft.official_ref is not None:
+        return draft
+    found = match_official(params, draft.service, draft.opened_at, official)
+    if found is None:
+        return draft
+    lead = (found.started_at - draft.opened_at).total_seconds() / 60.0
+    return replace(draft, official_ref=f"{found.source}:{found.external_id}", official_title=found.title,
+                   lead_minutes=round(lead, 1))
 
 
 def advance(
@@ -195,8 +203,16 @@ def advance(
             out.append(Transition("update", service, at, back, "reopened"))
             return back, out
         if not score.opened:
-            cooled = at - draft.resolved_at >= timedelta(minutes=params.cooldown_minutes)
-            return (None if cooled else replace(draft, last_bucket=at)), out
+            if at - draft.resolved_at >= timedelta(minutes=params.cooldown_minutes):
+                return None, out
+            # A provider often posts its incident once the outage is over, dated when it began: matched only while
+            # open, a short outage never had its official incident nor its lead time. One that began after ours
+            # resolved is another matter.
+            kept = replace(draft, last_bucket=at)
+            matched = _with_official(params, kept, [o for o in facts.official if o.started_at <= draft.resolved_at])
+            if matched.official_ref is not None and draft.official_ref is None:
+                out.append(Transition("update", service, at, matched, "official"))
+            return matched, out
         draft = None
     if draft is None:
         if not (score.opened or score.reopened):
