@@ -80,3 +80,13 @@ def test_openings_left_by_a_configured_group_can_still_group_under_their_provide
     found = correlate(P, openings, groups, services)
     assert [(g.group, g.services, [o.incident_id for o in g.openings]) for g in found] == [
         ("Meta chat", ("WhatsApp", "Instagram"), [1, 3]), ("Meta", ("Facebook", "Threads"), [2, 4])]
+
+
+def test_a_provider_spelled_in_two_cases_is_one_provider() -> None:
+    # Alerts group and silence a provider in any case (AlertSettings.group_key, mutes): "Meta" and "meta" were two
+    # providers of one service each here, so their openings together were no grouped incident.
+    services = (ServiceConfig("WhatsApp", provider="Meta"), ServiceConfig("Instagram", provider="meta"))
+    [meta] = candidate_groups((), services)
+    assert (meta.name, meta.services) == ("Meta", ("WhatsApp", "Instagram"))
+    (found,) = correlate(P, [Opening("WhatsApp", at(0)), Opening("Instagram", at(5))], (), services)
+    assert found.services == ("WhatsApp", "Instagram") and found.cause == "Meta platform outage"

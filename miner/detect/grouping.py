@@ -47,11 +47,12 @@ def candidate_groups(
     already covers exactly."""
     out = list(groups)
     covered = {frozenset(s.lower() for s in g.services) for g in groups}
-    providers: dict[str, list[str]] = {}
+    # By the lower-case name, as alerts group and silence a provider: "Meta" and "meta" are one.
+    providers: dict[str, tuple[str, list[str]]] = {}
     for svc in services:
         if svc.provider:
-            providers.setdefault(svc.provider, []).append(svc.name)
-    for provider, names in sorted(providers.items()):
+            providers.setdefault(svc.provider.lower(), (svc.provider, []))[1].append(svc.name)
+    for _, (provider, names) in sorted(providers.items()):
         if len(names) >= 2 and frozenset(n.lower() for n in names) not in covered:
             out.append(GroupConfig(name=provider, services=tuple(names), cause=f"{provider} platform outage"))
     return out
