@@ -14,8 +14,9 @@ Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has
   traffic is, so a brand with daily viral spikes is not paged for each), and ``noise_floor`` (Poisson noise:
   0 -> 3 posts is never a big z);
 - residuals are clipped to ``clip_sigmas`` before they update anything; while an incident is open (up to
-  ``max_freeze_hours``) level, scale and tail freeze, so an outage never becomes the new normal, and only the
-  hour-of-day offset keeps learning from clipped residuals, so a pattern that recurs daily is learned in days;
+  ``max_freeze_hours``, and after it in each anomalous bucket that keeps it open) level, scale and tail freeze, so
+  an outage does not become the new normal, and only the hour-of-day and day-of-week offsets keep learning from
+  clipped residuals, so a pattern that recurs daily is learned in days;
 - a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
   an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
   z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; an opening within
