@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.collectors.base import FUTURE_SLACK
 from miner.config import Config
 from miner.detect import (
     BucketFacts,
@@ -36,6 +37,9 @@ log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stage
 # How much history a changed bucket width learns the baseline again from: the day-of-week offsets need two weeks
 # (weekday_min_days) and learn over three (weekday_halflife_weeks); more would only make the change slower.
 RELEARN_SPAN = timedelta(days=28)
+
+# The stores (paths) whose clock was found behind them, warned of in this process (see _resume_after_clock_ahead).
+_CLOCK_BEHIND: set[str] = set()
 
 
 @dataclass
@@ -157,9 +161,24 @@ class DetectStage:
         The buckets they scored ahead of time (empty then) are not scored again with their real counts: nothing
         tells where the excursion began, and a bucket scored twice could announce an incident twice.
         """
-        ahead = self.store.detectors_ahead(now, self.bucket)
+        ahead, store = self.store.detectors_ahead(now, self.bucket), str(self.store.path)
         if not ahead:
+            _CLOCK_BEHIND.discard(store)
             return
+        # Posts their sources dated tell roughly what time it is (see Store.hold_prune): a right clock stores none
+        # more than FUTURE_SLACK after it. One further after now was stored by a clock ahead of this one: this clock
+        # is behind (a board without a real-time clock started before NTP set it, a clock set wrong by hand), not set
+        # right after running ahead, and taken back to it, every post after it was dated now and every bucket after
+        # it deleted, for good. The detectors wait until the clock is right again, and step on from their last bucket.
+        newest = self.store.newest_source_dated()
+        if newest is not None and newest > now + FUTURE_SLACK:
+            if store not in _CLOCK_BEHIND:  # each run has a pipeline of its own: once per excursion, not every run
+                log.warning("the clock is behind the store: it has a post its source dated %s; the detector steps no "
+                            "bucket until the clock is set right (its last bucket ends %s), and nothing stored is "
+                            "dated again", iso(newest), iso(max(saved.last_bucket for _, saved in ahead) + self.bucket))
+            _CLOCK_BEHIND.add(store)
+            return
+        _CLOCK_BEHIND.discard(store)
         [resume] = due_buckets(self.config.detector, None, now)
         rewound = []
         for service, saved in ahead:

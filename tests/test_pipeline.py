@@ -881,6 +881,42 @@ def test_posts_dated_by_a_clock_that_was_ahead_count_in_the_bucket_in_progress_o
     assert bucket["complaints"] == 8 and bucket["score"] > 2.5
 
 
+def test_a_clock_set_behind_the_store_is_not_taken_for_one_that_was_ahead(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # The store was written by a right clock, and the clock is now a day behind it (a board without a real-time clock
+    # started before NTP set it, a clock set by hand): taken for a clock that had been ahead, every post after it
+    # was dated now, every bucket after it deleted and every incident's times moved to it, for good.
+    config = parse_config(CLOCK_AHEAD)
+    pipe = Pipeline(config, store, _Verdict("v1", outage=True))
+    for hours in range(3):
+        pipe.detect(T0 + timedelta(hours=hours))
+    start = T0 + timedelta(hours=3)
+    posts = [Post("forum", str(i), "Foonet is down", start + timedelta(seconds=20 * i)) for i in range(90)]
+    pipe.ingest(posts, start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    before = (store.database.rows("SELECT id, created_at FROM posts ORDER BY id"),
+              store.database.rows("SELECT * FROM buckets ORDER BY service, bucket_start"),
+              store.database.rows("SELECT * FROM incidents"), store.database.rows("SELECT * FROM incident_events"),
+              store.detector_state("Foonet"))
+    behind = start - timedelta(days=1)
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        assert pipe.detect(behind).buckets == 0
+        pipe = Pipeline(config, store, _Verdict("v1", outage=True))  # the service's next run has a pipeline of its own
+        pipe.detect(behind + timedelta(minutes=1))
+    assert (store.database.rows("SELECT id, created_at FROM posts ORDER BY id"),
+            store.database.rows("SELECT * FROM buckets ORDER BY service, bucket_start"),
+            store.database.rows("SELECT * FROM incidents"), store.database.rows("SELECT * FROM incident_events"),
+            store.detector_state("Foonet")) == before
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # once, not every run
+    assert "behind" in warning and iso(posts[-1].created_at) in warning
+    # Set right again, the detector steps on from where it was; set behind again, it says so again.
+    assert pipe.detect(start + timedelta(minutes=45)).buckets == 1
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        assert Pipeline(config, store, _Verdict("v1", outage=True)).detect(behind).buckets == 0
+    assert sum("clock is behind" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_verdicts_given_by_a_clock_that_was_ahead_do_not_outrank_a_later_reclassify(store: Store) -> None:
     config = parse_config(CLOCK_AHEAD)
     posted = T0 + timedelta(hours=3, minutes=1)

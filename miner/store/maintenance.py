@@ -314,11 +314,7 @@ class MaintenanceMixin:
         clock ahead by the difference, and are held back only when that is more than the days kept. Only other
         sources could tell, and a store may have one.)
         """
-        newest = None
-        if check:
-            row = self.database.one(f"SELECT created_at FROM posts WHERE {_SOURCE_DATED} "
-                                    "ORDER BY created_at DESC LIMIT 1")
-            newest = parse_iso(row["created_at"]) if row else None
+        newest = self.newest_source_dated() if check else None
         if newest is not None and before > newest:
             held = {"at": iso(now), "cutoff": iso(before), "newest_post": iso(newest)}
             with self.database.transaction() as conn:
@@ -329,6 +325,12 @@ class MaintenanceMixin:
             with self.database.transaction() as conn:
                 conn.execute("DELETE FROM store_state WHERE key = ?", (PRUNE_HELD,))
         return None
+
+    def newest_source_dated(self) -> datetime | None:
+        """When the newest post a source dated (see hold_prune) was created: roughly what time it was when the store
+        was last written. None for a store without one."""
+        row = self.database.one(f"SELECT created_at FROM posts WHERE {_SOURCE_DATED} ORDER BY created_at DESC LIMIT 1")
+        return parse_iso(row["created_at"]) if row else None
 
     def prune_held(self) -> dict[str, str] | None:
         """The last retention prune held back (see hold_prune), while no prune has gone on since: ``at`` (when),
