@@ -59,6 +59,9 @@ class OfficialIncident:
     components: tuple[str, ...] = ()
     resolved_at: datetime | None = None
     url: str | None = None
+    # The provider gave no time for its start: started_at is the poll's time, and the store keeps the time it first
+    # stored the incident (first_seen_at) as its start, which a later poll does not move.
+    undated: bool = False
 
 
 # The statuses of planned work, not an outage: never matched to a detected incident.

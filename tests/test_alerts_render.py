@@ -359,3 +359,19 @@ def test_a_resolve_notice_leaves_out_an_incident_open_again_when_it_goes_out(sto
                           now=T0 + timedelta(hours=1))
     assert [v.service for v in notice.incidents] == ["Airtel"]
     assert notice.subject.startswith("[miner] RESOLVED: Airtel") and "WhatsApp" not in notice.text + notice.html
+
+
+def test_a_provider_incident_without_a_start_of_its_own_says_when_it_was_first_seen(store: Store) -> None:
+    from miner.config import SourceConfig
+    from miner.records import FetchResult, OfficialIncident
+
+    store.sync_sources([SourceConfig(name="status:wa", type="status_feed", url="https://status.example.com/feed")])
+    seen = T0 + timedelta(minutes=5)
+    inc = OfficialIncident(source="status:wa", external_id="abc", service="WhatsApp", title="Messages delayed",
+                           status="investigating", started_at=seen, updated_at=seen, undated=True)
+    store.save_fetch("status:wa", FetchResult(incidents=[inc]), seen, seen + timedelta(minutes=5))
+    open_incident(store, "WhatsApp", T0)
+    digest = render_digest(store, settings(), T0 + timedelta(minutes=10), "oncall", message_id="<d@example.org>")
+    shown = f"first seen {seen:%Y-%m-%d %H:%M} UTC"
+    assert shown in " ".join(digest.text.split()) and shown in digest.html
+    assert "posted" not in digest.text

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from fakeserver import FakeServer, Reply
@@ -177,3 +178,45 @@ def test_aws_updates_of_a_service_days_apart_are_two_events(server: FakeServer, 
     rows = _aws_rows(server, poller, store, later)
     assert [(r["external_id"].rpartition("_")[2], r["started_at"]) for r in rows] == [
         ("1639584617", "2021-12-15T16:10:17+00:00"), ("1639858592", "2021-12-18T20:16:32+00:00")]
+
+
+# A provider's incident that gives no time of its own: a feed entry without pubDate or updated, a Statuspage incident
+# without started_at and created_at. Dated by the poll that first read it, that start must not move with later polls.
+UNDATED_RSS = ('<?xml version="1.0"?><rss version="2.0"><channel><title>Example status</title>'
+               "<item><guid>inc-1</guid><title>Login failures</title><link>https://status.example.com/i/1</link>"
+               "<description>Investigating - We are looking into failed logins.</description></item>"
+               "</channel></rss>")
+UNDATED_JSON = json.dumps({"page": {"url": "https://status.example.com"}, "incidents": [
+    {"id": "abc123", "name": "Login failures", "status": "investigating", "impact": "major"}]})
+
+
+@pytest.mark.parametrize("kind", ["status_feed", "statuspage"])
+def test_an_undated_official_incident_keeps_the_time_it_was_first_seen(server: FakeServer, poller: Poller,
+                                                                       store: Store, kind: str) -> None:
+    if kind == "status_feed":
+        server.serve("/feed.rss", Reply(200, UNDATED_RSS.encode(), content_type="application/rss+xml"))
+        source = SourceConfig("example", kind, url=f"{server.url}/feed.rss", services=("Example",))
+    else:
+        server.serve("/api/v2/incidents.json", Reply(200, UNDATED_JSON.encode(), content_type="application/json"))
+        source = SourceConfig("example", kind, url=server.url, services=("Example",))
+    store.sync_sources([source])
+    for minutes in (0, 10, 20):
+        now = NOW + timedelta(minutes=minutes)
+        poller.ctx.now = lambda now=now: now  # type: ignore[misc]
+        store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), now, now)
+    [row] = store.official_incidents("Example", SINCE)
+    # Its start is when miner first saw it, the same time as first_seen_at, which says so in the data.
+    assert row["started_at"] == row["first_seen_at"] == NOW.isoformat()
+    [record] = store.official_incident_records("Example", SINCE)
+    assert record.started_at == NOW
+    # Its resolution is taken, by the poll that first reads it, and kept as well.
+    body = UNDATED_RSS.replace("Investigating -", "Resolved -") if kind == "status_feed" else UNDATED_JSON.replace(
+        '"investigating"', '"resolved", "resolved_at": "2026-11-27T16:25:00Z"')
+    server.serve(urlsplit(source.url).path or "/api/v2/incidents.json", Reply(200, body.encode()))
+    for minutes in (30, 40):
+        now = NOW + timedelta(minutes=minutes)
+        poller.ctx.now = lambda now=now: now  # type: ignore[misc]
+        store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), now, now)
+    [row] = store.official_incidents("Example", SINCE)
+    assert (row["status"], row["started_at"], row["resolved_at"]) == (
+        "resolved", NOW.isoformat(), (NOW + timedelta(minutes=30 if kind == "status_feed" else 25)).isoformat())

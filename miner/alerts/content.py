@@ -37,6 +37,8 @@ class Official:
     started_at: str
     url: str | None
     impact: str
+    # The provider gave no start: started_at is when miner first saw the incident (its first_seen_at).
+    first_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,8 @@ def _official(store: Store, row: dict[str, Any], opened: datetime,
         return None, None
     official = Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
                         str(match.get("started_at", "")), safe_url(match.get("url")),
-                        clean_text(match.get("impact") or "", 20))
+                        clean_text(match.get("impact") or "", 20),
+                        first_seen=match.get("started_at") == match.get("first_seen_at"))
     lead = row.get("lead_time_minutes")
     if lead is None:
         lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60

@@ -147,7 +147,8 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
     status = incident_status(text)
     if status == "unknown" and _RESOLVED_TITLE.search(title):
         status = "resolved"
-    published = entry_time(entry) or ctx.now()
+    dated = entry_time(entry)
+    published = dated or ctx.now()
     updated = entry_updated(entry) or published
     stamps = update_stamps(text, _entry_date(entry))
     times = [when for _, when in stamps]
@@ -173,6 +174,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         updated_at=max([published, updated, *(when for _, when in stamps)]),
         resolved_at=max(resolved_at, started) if resolved_at else None,
         url=str(entry.get("link", "") or "") or None,
+        undated=dated is None,
     )
 
 

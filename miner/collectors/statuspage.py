@@ -37,7 +37,8 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     ident = item.get("id")
     if not ident:
         return None
-    started = parse_time(item.get("started_at")) or parse_time(item.get("created_at")) or ctx.now()
+    dated = parse_time(item.get("started_at")) or parse_time(item.get("created_at"))
+    started = dated or ctx.now()
     updated = parse_time(item.get("updated_at")) or started
     status = normalise_status(item.get("status"))
     impact = text_of(item.get("impact")).lower() or None
@@ -51,7 +52,9 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         title=fold(html_to_text(text_of(item.get("name")))) or "(untitled incident)",
         status=status,
         started_at=started,
-        updated_at=max(updated, started),
+        # Undated, its start is the poll's time, which the store keeps from the first poll on: the provider's own
+        # update time (when it gives one) tells when the incident changed, not each poll.
+        updated_at=max(updated, started) if dated else updated,
         impact=impact if impact in _IMPACTS else None,
         components=components,
         resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem", "completed") else None,
@@ -59,6 +62,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         # incident when both are watched); the stspg.io shortlink, a redirect to it, when the page has no url.
         url=(f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
         or text_of(item.get("shortlink")) or None,
+        undated=dated is None,
     )
 
 

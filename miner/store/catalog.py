@@ -132,7 +132,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "scheduled (announced or under way) or completed.",
         "impact": "none, minor, major or critical, when given.",
         "components": "JSON list of affected components.",
-        "started_at": "When the provider opened it.",
+        "started_at": "When the provider opened it; when the provider gave no time for that, when miner first saw it "
+                      "(first_seen_at, the same value), which later polls do not move.",
         "updated_at": "The provider's last update.",
         "resolved_at": "When the provider resolved it (from a list of open incidents only: the poll that no longer "
                        "listed it).",

@@ -346,6 +346,13 @@ def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) ->
 _NEWER = ("service = ?, title = ?, status = ?, impact = coalesce(?, impact), "
           "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?, updated_at = ?, "
           "resolved_at = ?, url = ?")
+# The same for an incident the provider gave no start (OfficialIncident.undated): the start stored (when it was first
+# seen, or the provider's own from another source) stays, and the times of the poll it would take are no earlier than
+# it; a resolution stored stays too, where the poll's is that poll's time again. ISO texts of one form compare as times.
+_NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
+                  "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, updated_at = max(?7, started_at), "
+                  "resolved_at = CASE WHEN ?8 IS NULL THEN NULL ELSE coalesce(resolved_at, max(?8, started_at)) END, "
+                  "url = ?9")
 
 
 def _upsert_official(
@@ -356,9 +363,10 @@ def _upsert_official(
         values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
                   iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
                   inc.url)
+        newer = _NEWER_UNDATED if inc.undated else _NEWER
         # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
-            f"UPDATE official_incidents SET {_NEWER} WHERE source = ? AND external_id = ? AND updated_at < ?",
+            f"UPDATE official_incidents SET {newer} WHERE source = ? AND external_id = ? AND updated_at < ?",
             (*values, inc.source, inc.external_id, iso(inc.updated_at)),
         )
         if cur.rowcount:
@@ -370,7 +378,7 @@ def _upsert_official(
             if other is not None:
                 # Kept in the one row: the newer update wins; an older one still adds the impact and components
                 # that the row lacks (the JSON's, read after the feed).
-                cur = conn.execute(f"UPDATE official_incidents SET {_NEWER} WHERE id = ? AND updated_at < ?",
+                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ? AND updated_at < ?",
                                    (*values, other, iso(inc.updated_at)))
                 if not cur.rowcount:
                     cur = conn.execute(
@@ -381,6 +389,10 @@ def _upsert_official(
                     )
                 updated += cur.rowcount
                 continue
+        if inc.undated:
+            # It starts when this poll stored it (first_seen_at, the same time), and no time of it is earlier.
+            values = (*values[:5], iso(now), iso(max(inc.updated_at, now)),
+                      iso(max(inc.resolved_at, now)) if inc.resolved_at else None, inc.url)
         cur = conn.execute(
             "INSERT INTO official_incidents (service, title, status, impact, components, started_at, "
             "updated_at, resolved_at, url, source, external_id, first_seen_at) "
