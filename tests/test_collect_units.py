@@ -639,6 +639,37 @@ def test_reddit_token_is_cached_and_renewed_when_refused(server: FakeServer, pol
     assert len(server.requests_to("/api/v1/access_token")) == 2
 
 
+@pytest.mark.parametrize("expires_in", ["1e300", "1e400", "NaN", "-Infinity", "10" * 20, "-3600", "0", "true",
+                                        '"soon"', "null"])
+def test_a_reddit_token_whose_lifetime_is_no_sane_number_is_used_until_refused(server: FakeServer, poller: Poller,
+                                                                               expires_in: str) -> None:
+    # timedelta refused 1e300 and NaN with a bare OverflowError or ValueError (the poll failed as an internal error),
+    # and a lifetime already over (or `true`, one second) made every request log in again.
+    token = json.loads(server.fixture_bytes("reddit/token.json"))["access_token"]
+    server.serve("/api/v1/access_token", Reply(200, f'{{"access_token": "{token}", "expires_in": {expires_in}}}'
+                                                    .encode(), content_type="application/json"))
+    server.serve_fixture("/search.json", "reddit/search.json", validators=False)
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    assert len(poller.poll(source).posts) == 3
+    assert len(poller.poll(source).posts) == 3
+    assert len(server.requests_to("/api/v1/access_token")) == 1
+
+
+@pytest.mark.parametrize(("expires_in", "lifetime"), [('"3600"', 3600), ("86400.5", 86400.5)])
+def test_a_reddit_tokens_lifetime_is_read_as_a_number_or_as_digits(server: FakeServer, poller: Poller,
+                                                                    expires_in: str, lifetime: float) -> None:
+    server.serve("/api/v1/access_token", Reply(200, f'{{"access_token": "t", "expires_in": {expires_in}}}'.encode(),
+                                               content_type="application/json"))
+    server.serve_fixture("/search.json", "reddit/search.json", validators=False)
+    source = SourceConfig("r", "reddit", url=server.url, query="outlook",
+                          env={"client_id": "RID", "client_secret": "RSECRET"})
+    poller.ctx.now = lambda: NOW
+    poller.poll(source)
+    cached = poller.collectors["reddit"].tokens.get("r")  # type: ignore[attr-defined]
+    assert cached is not None and cached.expires_at == NOW + timedelta(seconds=lifetime)
+
+
 def test_reddit_missing_credentials_is_permanent(server: FakeServer, poller: Poller) -> None:
     source = SourceConfig("r", "reddit", url=server.url, query="outlook",
                           env={"client_id": "NOT_SET", "client_secret": "RSECRET"})

@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -36,7 +36,7 @@ from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
 from miner.collectors.rss import posts_from_feed
-from miner.collectors.tokens import Token, TokenCache
+from miner.collectors.tokens import Token, TokenCache, expiry_after
 from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
@@ -153,9 +153,7 @@ class RedditCollector:
             reason = text_of(data.get("error")) or f"HTTP {resp.status}"
             raise SourceError(f"reddit token request refused ({reason}): check client_id/client_secret",
                               permanent=True)
-        expires_in = data.get("expires_in")
-        expires = now + timedelta(seconds=float(expires_in)) if isinstance(expires_in, int | float) else None
-        self.tokens.put(source.name, Token(access=access, expires_at=expires))
+        self.tokens.put(source.name, Token(access=access, expires_at=expiry_after(data.get("expires_in"), now)))
         return access
 
     def _poll_api(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:

@@ -12,6 +12,8 @@ from miner.collectors.normalise import parse_time
 
 # Renew a little early: a token that expires between our check and the server's is a wasted request.
 EXPIRY_MARGIN = timedelta(seconds=60)
+# A lifetime longer than this is none a server means (1e300 seconds overflowed timedelta).
+MAX_LIFETIME = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,24 @@ class TokenCache:
     def drop(self, key: str) -> None:
         with self._lock:
             self._tokens.pop(key, None)
+
+
+def expiry_after(lifetime: object, now: datetime) -> datetime | None:
+    """When a token answered at ``now`` with OAuth's `expires_in` of ``lifetime`` (seconds: a number, or its digits
+    as text, as some servers write it) expires. None, to use it until the server refuses it, as a token without a
+    lifetime, for any other value: not a number (a boolean neither), none above zero (already expired: every request
+    logged in again), NaN or more than MAX_LIFETIME."""
+    if isinstance(lifetime, str):
+        try:
+            lifetime = float(lifetime.strip())
+        except ValueError:
+            return None
+    if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+        return None
+    # Compared before any conversion: an integer too large for a float, and NaN (no comparison holds), are out.
+    if not 0 < lifetime <= MAX_LIFETIME.total_seconds():
+        return None
+    return now + timedelta(seconds=float(lifetime))
 
 
 def jwt_expiry(token: str) -> datetime | None:
