@@ -80,10 +80,30 @@ MAX_RETRY_AFTER = 86400.0
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3), at most
-    ``MAX_RETRY_AFTER``."""
+    ``MAX_RETRY_AFTER``. A header sent more than once comes joined with commas ("120, 120", as httpx gives it): the
+    longest wait of the values read."""
     if not value:
         return None
+    if (whole := _one_retry_after(value, now)) is not None:
+        return whole
+    # Split at the commas; an HTTP date has one of its own ("Fri, 27 Nov 2026 ..."): a piece that reads as nothing
+    # alone is read with the next.
+    pieces, waits, i = value.split(","), [], 0
+    while i < len(pieces):
+        wait = _one_retry_after(pieces[i], now)
+        if wait is None and i + 1 < len(pieces):
+            wait = _one_retry_after(f"{pieces[i]},{pieces[i + 1]}", now)
+            i += wait is not None
+        if wait is not None:
+            waits.append(wait)
+        i += 1
+    return max(waits, default=None)
+
+
+def _one_retry_after(value: str, now: datetime) -> float | None:
     text = value.strip()
+    if not text:
+        return None
     if text.isdigit():
         return min(float(text), MAX_RETRY_AFTER)
     try:

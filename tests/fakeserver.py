@@ -62,7 +62,7 @@ class Reply:
 
     status: int = 200
     body: bytes | Iterable[bytes] = b""
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str | list[str]] = field(default_factory=dict)  # a list: the header once per value
     content_type: str | None = None
     delay: float = 0.0
     content_length: int | None = None
@@ -118,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk)
             return
         self.send_response(reply.status)
-        headers = dict(reply.headers)
+        headers: dict[str, str | list[str]] = dict(reply.headers)
         if reply.content_type:
             headers["Content-Type"] = reply.content_type
         close_delimited = False
@@ -136,7 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers["Connection"] = "close"
             self.close_connection = True
         for name, value in headers.items():
-            self.send_header(name, value)
+            for one in [value] if isinstance(value, str) else value:
+                self.send_header(name, one)
         self.end_headers()
         if self.command == "HEAD":
             return

@@ -373,6 +373,54 @@ def test_a_retry_after_date_is_read_against_the_poll_clock(server: FakeServer, p
     assert info.value.retry_after == 600.0
 
 
+def test_a_retry_after_sent_twice_is_read() -> None:
+    # httpx joins a header sent twice with ", " ("120, 120"; an HTTP-date has a comma of its own): the longest wait
+    # of the values read is taken.
+    at = format_datetime(NOW + timedelta(minutes=5), usegmt=True)
+    assert parse_retry_after("120, 120", NOW) == 120.0
+    assert parse_retry_after("60,120", NOW) == 120.0
+    assert parse_retry_after(f"{at}, {at}", NOW) == 300.0
+    assert parse_retry_after(f"120, {at}", NOW) == 300.0
+    assert parse_retry_after(f"soon, {at}", NOW) == 300.0
+    assert parse_retry_after("soon, later", NOW) is None and parse_retry_after(", ,", NOW) is None
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_header_sent_twice_is_honoured(server: FakeServer, poller: Poller, status: int) -> None:
+    # A proxy and the application behind it both say it: "Retry-After: 120" twice came to the parser as
+    # "120, 120", read as no Retry-After, and the source fell back to its generic backoff.
+    server.serve("/f.rss", Reply(status, b"slow down", headers={"Retry-After": ["120", "120"]},
+                                 content_type="text/plain"))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss"))
+    assert info.value.retry_after == 120.0 and "(retry after 120 s)" in str(info.value)
+
+
+def test_validators_and_rate_limits_sent_twice_are_read_as_one(server: FakeServer, poller: Poller) -> None:
+    # ETag, Last-Modified and the rate-limit headers each hold one value: sent twice, httpx joined them, and the
+    # joined text was sent back (If-Modified-Since: two dates, which no server reads, so the feed was fetched whole at
+    # every poll) or read as no limit at all.
+    etag, modified = '"v1"', "Fri, 27 Nov 2026 13:00:00 GMT"
+    feed = FIXTURES / "status" / "saucelabs_us-west-1_history.atom"
+
+    def conditional(request: Recorded) -> Reply:
+        if request.headers.get("if-modified-since") == modified:
+            return Reply(304)
+        return Reply(200, feed.read_bytes(), content_type="application/atom+xml",
+                     headers={"ETag": [etag, etag], "Last-Modified": [modified, modified]})
+
+    server.serve("/feed.atom", conditional)
+    source = SourceConfig("f", "status_feed", url=f"{server.url}/feed.atom")
+    first = poller.poll(source)
+    assert (first.state.etag, first.state.last_modified) == (etag, modified)
+    assert poller.poll(source, first.state).not_modified
+    limited = {"X-RateLimit-Remaining": ["0", "0"], "X-RateLimit-Reset": ["30", "30"]}
+    server.serve("/r.rss", Reply(429, b"slow down", headers=limited, content_type="text/plain"))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("r", "rss", url=f"{server.url}/r.rss"))
+    assert info.value.retry_after == 30.0
+
+
 def test_collect_settings_validation() -> None:
     assert build(CollectSettings, {"max_body_bytes": 2048}).max_body_bytes == 2048
     with pytest.raises(SettingsError) as info:

@@ -200,7 +200,7 @@ def fetch(
             result = Response(
                 url=final_url,
                 status=resp.status_code,
-                headers={k.lower(): v for k, v in resp.headers.items()},
+                headers=_headers(resp.headers),
                 body=b"".join(chunks),
                 secret_url=secret_url,
                 moved=moved_warning(url, [*resp.history, resp], secret_url),
@@ -371,6 +371,18 @@ def _without_surrogates(value: Any) -> Any:
     if isinstance(value, dict):
         return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
     return value
+
+
+# Headers that hold one value. One sent twice (by a proxy and the application behind it) came joined with ", " by
+# httpx ("120, 120"): its first value is kept, as other clients read it; Retry-After stays joined, since
+# parse_retry_after takes the longest of its values.
+_ONE_VALUE = frozenset({"etag", "last-modified", "location", "x-ratelimit-remaining", "x-ratelimit-reset",
+                        "ratelimit-remaining", "ratelimit-reset"})
+
+
+def _headers(headers: httpx.Headers) -> dict[str, str]:
+    return {name: headers.get_list(name)[0] if name in _ONE_VALUE else value
+            for name, value in ((k.lower(), v) for k, v in headers.items())}
 
 
 def json_object(resp: Response) -> dict[str, Any]:
