@@ -88,6 +88,7 @@ class FakeMastodon:
         self.fail_on_request: dict[int, Reply] = {}  # request number (1-based) -> reply instead of the page
         self.headers: dict[str, str] = {}
         self.requests = 0
+        self.min_id = True  # False: a server that does not know min_id (it answers as to since_id alone)
         self.path = f"/api/v1/timelines/tag/{tag}"
         server.serve(self.path, self.reply)
 
@@ -112,6 +113,7 @@ class FakeMastodon:
             return self.fail_on_request[self.requests]
         limit = min(int(request.param("limit") or 20), 40)
         max_id, since_id, min_id = (int(request.param(k) or 0) or None for k in ("max_id", "since_id", "min_id"))
+        min_id = min_id if self.min_id else None
         chosen = [i for i in self.ids if (max_id is None or i < max_id)
                   and (since_id is None or i > since_id) and (min_id is None or i > min_id)]
         # min_id wins over since_id: the oldest `limit` after it, else the newest `limit`.
@@ -155,6 +157,36 @@ def test_mastodon_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: 
     fourth = poller.poll(masto(server), third.state)
     assert set(ids(second)) | set(ids(third)) | set(ids(fourth)) == set(burst)
     assert fourth.state.cursor == burst[-1].rsplit("/", 1)[1] and third.behind and not fourth.behind
+
+
+def test_mastodon_a_server_without_min_id_says_what_a_burst_skipped(server: FakeServer, poller: Poller) -> None:
+    # A server that does not know min_id answers the page forward from the cursor with the newest statuses again:
+    # the statuses between the cursor and that page were skipped, and nothing said so.
+    api = FakeMastodon(server)
+    api.min_id = False
+    api.add(5)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(100)
+    second = poller.poll(masto(server), first.state)
+    assert sorted(ids(second)) == sorted(burst[-40:]) and second.state.cursor == burst[-1].rsplit("/", 1)[1]
+    assert second.gap and not second.behind
+    [warning] = second.warnings
+    cursor, bottom = first.state.cursor, burst[-40].rsplit("/", 1)[1]
+    assert "min_id" in warning and f"after status {cursor} and before {bottom} are missing" in warning
+
+
+@pytest.mark.parametrize("min_id", [True, False])
+def test_mastodon_a_burst_of_one_page_exactly_misses_nothing(server: FakeServer, poller: Poller, min_id: bool) -> None:
+    # The page forward from the cursor is the newest page again, as from a server without min_id, but nothing lies
+    # between the cursor and it: one request for one status says so.
+    api = FakeMastodon(server)
+    api.min_id = min_id
+    api.add(5)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(40)
+    second = poller.poll(masto(server), first.state)
+    assert sorted(ids(second)) == sorted(burst) and not second.gap and not second.warnings
+    assert api.requests == 1 + 3
 
 
 def test_mastodon_statuses_a_poll_left_below_the_newest_page_it_stored_are_not_late(server: FakeServer,

@@ -11,6 +11,7 @@ to the newest and skip the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -19,7 +20,7 @@ from urllib.parse import quote, urlsplit
 from miner.collectors.base import FUTURE_SLACK, PollContext, as_dict, as_list, base_url, make_post, text_of
 from miner.collectors.http import Response, fetch, read_json
 from miner.collectors.normalise import parse_time
-from miner.collectors.paging import Pager
+from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
@@ -109,11 +110,30 @@ class MastodonCollector:
             forward += on_page
             top = max([after, *on_page], key=_id_key)
             if len(statuses) < limit or top == after or _id_key(top) >= _id_key(bottom):
-                return read.result(_newest(newer + forward, since, ctx), pager)  # caught up
+                gaps = self._skipped(source, page, since, bottom) if after == since and len(statuses) >= limit \
+                    and on_page and _id_key(min(on_page, key=_id_key)) >= _id_key(bottom) else []
+                return read.result(_newest(newer + forward, since, ctx), pager, gaps=gaps)  # caught up
             after = top
         # Stopped short of the newest page: the next poll goes on after the last status read forward. The cursor
         # cannot show the statuses left between it and the newest page, so the result says it is behind.
         return read.result(_newest(forward, since, ctx), pager, behind=True)
+
+    @staticmethod
+    def _skipped(source: SourceConfig, page: Callable[[dict[str, str | int]], list[Any] | None], since: str,
+                 bottom: str) -> list[str]:
+        """The warning, when there is one, that statuses between the cursor and the newest page were skipped.
+
+        A full page forward from the cursor that starts at the newest page is what a server that does not know
+        min_id answers (the newest statuses after since_id, again), and what one that knows it answers when nothing
+        lies between: the newest status below that page and above the cursor, one request for one status, tells.
+        """
+        between = page({"max_id": bottom, "since_id": since, "limit": 1})
+        if not between or not any(_id_key(since) < _id_key(text_of(as_dict(s).get("id"))) < _id_key(bottom)
+                                  for s in between):
+            return []  # nothing between (or the request failed, which the pager's warning says)
+        return [gap_warning(source, (
+            f"the server does not page forward with min_id: it answered the newest statuses again, so statuses "
+            f"after status {since} and before {bottom} are missing (poll more often)"))]
 
     @staticmethod
     def _page(source: SourceConfig, ctx: PollContext, url: str,
@@ -159,14 +179,15 @@ class _Read:
                     self.forward.add(post.external_id)
         return idents
 
-    def result(self, newest: str | None, pager: Pager, behind: bool = False) -> FetchResult:
+    def result(self, newest: str | None, pager: Pager, behind: bool = False, gaps: list[str] | None = None
+               ) -> FetchResult:
         # None of these arrived late, though dated before posts stored before them. A status read only through a
         # boost is dated when it was written, however long ago (see _status_post). One read forward from the cursor
         # lies above it: new, or, after a poll that stopped behind, in the stretch that poll left unread below the
         # newest page it stored.
         older = (self.taken - self.listed) | self.forward
-        return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings(),
-                           retry_after=pager.retry_after, behind=behind, catching_up=frozenset(older))
+        return FetchResult(posts=self.posts, state=SourceState(cursor=newest), warnings=pager.warnings() + (gaps or []),
+                           retry_after=pager.retry_after, behind=behind, gap=bool(gaps), catching_up=frozenset(older))
 
 
 def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:
