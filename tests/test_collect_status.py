@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,7 @@ from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
-from miner.records import SourceState
+from miner.records import FetchResult, SourceState
 from miner.store import Store
 
 NOW = datetime(2026, 11, 27, 16, 0, tzinfo=UTC)
@@ -220,3 +221,21 @@ def test_an_undated_official_incident_keeps_the_time_it_was_first_seen(server: F
     [row] = store.official_incidents("Example", SINCE)
     assert (row["status"], row["started_at"], row["resolved_at"]) == (
         "resolved", NOW.isoformat(), (NOW + timedelta(minutes=30 if kind == "status_feed" else 25)).isoformat())
+
+
+def test_an_undated_incidents_start_an_earlier_miner_moved_goes_back_to_when_it_was_first_seen(
+        server: FakeServer, poller: Poller, store: Store) -> None:
+    server.serve("/feed.rss", Reply(200, UNDATED_RSS.encode(), content_type="application/rss+xml"))
+    source = SourceConfig("example", "status_feed", url=f"{server.url}/feed.rss", services=("Example",))
+    store.sync_sources([source])
+    [inc] = poller.poll(source).incidents
+    # As miner 0.1.0 stored it: dated by each poll, the last one an hour after the first.
+    for minutes in (0, 60):
+        at = NOW + timedelta(minutes=minutes)
+        old = replace(inc, started_at=at, updated_at=at, undated=False)
+        store.save_fetch(source.name, FetchResult(incidents=[old], state=SourceState()), at, at)
+    later = NOW + timedelta(minutes=70)
+    poller.ctx.now = lambda: later
+    store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), later, later)
+    [row] = store.official_incidents("Example", SINCE)
+    assert row["started_at"] == row["first_seen_at"] == NOW.isoformat()

@@ -353,11 +353,12 @@ _NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, 
                   "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, updated_at = max(?7, started_at), "
                   "resolved_at = CASE WHEN ?8 IS NULL THEN NULL ELSE coalesce(resolved_at, max(?8, started_at)) END, "
                   "url = ?9")
+# The source's own row (its start its own undated polls', moved to each poll's time by an earlier miner) starts when
+# first stored; another source's start may be the provider's, or a planned start after it was first seen.
+_OWN_UNDATED = f"started_at = min(started_at, first_seen_at), {_NEWER_UNDATED}"
 
 
-def _upsert_official(
-    conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime
-) -> tuple[int, int]:
+def _upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime) -> tuple[int, int]:
     new = updated = 0
     for inc in incidents:
         values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
@@ -366,7 +367,8 @@ def _upsert_official(
         newer = _NEWER_UNDATED if inc.undated else _NEWER
         # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
-            f"UPDATE official_incidents SET {newer} WHERE source = ? AND external_id = ? AND updated_at < ?",
+            f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
+            "WHERE source = ? AND external_id = ? AND updated_at < ?",
             (*values, inc.source, inc.external_id, iso(inc.updated_at)),
         )
         if cur.rowcount:
