@@ -19,7 +19,7 @@ import hashlib
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,7 +62,7 @@ class Reply:
 
     status: int = 200
     body: bytes | Iterable[bytes] = b""
-    headers: dict[str, str | list[str]] = field(default_factory=dict)  # a list: the header once per value
+    headers: Mapping[str, str | list[str]] = field(default_factory=dict)  # a list: the header once per value
     content_type: str | None = None
     delay: float = 0.0
     content_length: int | None = None

@@ -385,7 +385,9 @@ def test_retry_after_is_honoured_as_an_http_date_or_seconds(store: Store, hook: 
     plan_notifications(store, cfg, now)
     date = format_datetime(now + timedelta(minutes=10), usegmt=True)
     # Twice (a proxy's and the receiver's): httpx joins the two with ", ", which read as no Retry-After.
-    value: str | list[str] = {"date": date, "seconds": "600", "twice": ["600", "600"], "dates": [date, date]}[form]
+    values: dict[str, str | list[str]] = {"date": date, "seconds": "600", "twice": ["600", "600"],
+                                          "dates": [date, date]}
+    value = values[form]
     hook.script = [("retry-after", status, value)]
     assert dispatch(store, cfg, now, worker_id="w").retried == 1
     [row] = store.outbox_rows(["pending"])

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from fakeserver import FakeServer, Reply
@@ -195,11 +194,13 @@ UNDATED_JSON = json.dumps({"page": {"url": "https://status.example.com"}, "incid
 def test_an_undated_official_incident_keeps_the_time_it_was_first_seen(server: FakeServer, poller: Poller,
                                                                        store: Store, kind: str) -> None:
     if kind == "status_feed":
-        server.serve("/feed.rss", Reply(200, UNDATED_RSS.encode(), content_type="application/rss+xml"))
-        source = SourceConfig("example", kind, url=f"{server.url}/feed.rss", services=("Example",))
+        path = "/feed.rss"
+        server.serve(path, Reply(200, UNDATED_RSS.encode(), content_type="application/rss+xml"))
+        source = SourceConfig("example", "status_feed", url=f"{server.url}{path}", services=("Example",))
     else:
-        server.serve("/api/v2/incidents.json", Reply(200, UNDATED_JSON.encode(), content_type="application/json"))
-        source = SourceConfig("example", kind, url=server.url, services=("Example",))
+        path = "/api/v2/incidents.json"
+        server.serve(path, Reply(200, UNDATED_JSON.encode(), content_type="application/json"))
+        source = SourceConfig("example", "statuspage", url=server.url, services=("Example",))
     store.sync_sources([source])
     for minutes in (0, 10, 20):
         now = NOW + timedelta(minutes=minutes)
@@ -213,7 +214,7 @@ def test_an_undated_official_incident_keeps_the_time_it_was_first_seen(server: F
     # Its resolution is taken, by the poll that first reads it, and kept as well.
     body = UNDATED_RSS.replace("Investigating -", "Resolved -") if kind == "status_feed" else UNDATED_JSON.replace(
         '"investigating"', '"resolved", "resolved_at": "2026-11-27T16:25:00Z"')
-    server.serve(urlsplit(source.url).path or "/api/v2/incidents.json", Reply(200, body.encode()))
+    server.serve(path, Reply(200, body.encode()))
     for minutes in (30, 40):
         now = NOW + timedelta(minutes=minutes)
         poller.ctx.now = lambda now=now: now  # type: ignore[misc]
