@@ -14,6 +14,7 @@ from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin
 from miner.store.mutes import MutesMixin
+from miner.store.official import OfficialIncidentsMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
@@ -25,8 +26,8 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
            "stream_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin, OutboxMixin, GroupIntervalMixin,
-            MutesMixin, ClockMixin, ReplayOutboxMixin):
+class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
+            OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 

@@ -1,15 +1,15 @@
-"""Posts, their service matches, official incidents and classifications."""
+"""Posts, their service matches and classifications; a poll's official incidents are stored with its posts."""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from miner.records import FetchResult, OfficialIncident, Post, Prediction
+from miner.records import FetchResult, Post, Prediction
+from miner.store.official import resolve_unlisted, upsert_official
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -88,9 +88,9 @@ class PostsMixin:
             before = [p for p in known if p.external_id not in fresh]
             late, late_by = (0, 0.0) if prior is None or not any(prior) else _late_posts(conn, source, new_posts,
                                                                                        before, result.catching_up)
-            inc_new, inc_updated = _upsert_official(conn, result.incidents, now)
+            inc_new, inc_updated = upsert_official(conn, result.incidents, now)
             if result.all_open:
-                inc_updated += _resolve_unlisted(conn, source, result.incidents, now)
+                inc_updated += resolve_unlisted(conn, source, result.incidents, now)
             state = result.state
             warning = "; ".join(result.warnings)[:2000] or None
             conn.execute(
@@ -204,49 +204,6 @@ class PostsMixin:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def official_incident_records(self, service: str, since: datetime) -> list[OfficialIncident]:
-        """The provider's incidents for ``service`` still open at or started after ``since``."""
-        return [
-            OfficialIncident(
-                source=r["source"], external_id=r["external_id"], service=r["service"], title=r["title"],
-                status=r["status"], started_at=parse_iso(r["started_at"]), updated_at=parse_iso(r["updated_at"]),
-                impact=r["impact"], components=tuple(json.loads(r["components"] or "[]")),
-                resolved_at=parse_iso(r["resolved_at"]) if r["resolved_at"] else None, url=r["url"],
-            )
-            for r in self.official_incidents(service, since)
-        ]
-
-    def official_incident_id(self, source: str, external_id: str) -> int | None:
-        row = self.database.one("SELECT id FROM official_incidents WHERE source = ? AND external_id = ?",
-                                (source, external_id))
-        return int(row["id"]) if row else None
-
-    def official_incident_id_of_ref(self, ref: str) -> int | None:
-        """The row of a detector's "source:external_id" ref. Either part may hold colons (the "status:<service>"
-        sources a service's status_page adds, Atom "tag:" ids), so each colon is tried as the separator."""
-        cut = ref.find(":")
-        while cut >= 0:
-            found = self.official_incident_id(ref[:cut], ref[cut + 1:])
-            if found is not None:
-                return found
-            cut = ref.find(":", cut + 1)
-        return None
-
-    def official_incidents_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        if not ids:
-            return {}
-        marks = ",".join("?" * len(ids))
-        return {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM official_incidents WHERE id IN ({marks})",
-                                                             list(ids))}
-
-    def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
-        return self.database.rows(
-            "SELECT * FROM official_incidents WHERE service = ? AND (resolved_at IS NULL OR resolved_at >= ?) "
-            "ORDER BY started_at",
-            (service, iso(since)),
-        )
-
-
 def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime) -> tuple[list[Post], list[Post]]:
     """Store the posts not stored yet; returns those it stored and those the store had."""
     new: list[Post] = []
@@ -302,104 +259,3 @@ def _late_posts(conn: sqlite3.Connection, source: str, new: Sequence[Post], know
              if p.undated is None and p.external_id not in catching_up]
     behind = [(newest - at).total_seconds() for at in dated if at < newest]
     return len(behind), max(behind, default=0.0)
-
-
-def _resolve_unlisted(conn: sqlite3.Connection, source: str, listed: Sequence[OfficialIncident],
-                      now: datetime) -> int:
-    """Resolve, as of this poll, the source's open incidents that its list of every open one leaves out. The
-    provider's updated_at stays, so the incident listed again with a newer one (reopened) is stored open again."""
-    ids = [inc.external_id for inc in listed]
-    marks = ",".join("?" * len(ids))
-    cur = conn.execute(
-        "UPDATE official_incidents SET status = 'resolved', resolved_at = ? WHERE source = ? AND resolved_at IS NULL "
-        f"AND external_id NOT IN ({marks})",
-        (iso(now), source, *ids),
-    )
-    return cur.rowcount
-
-
-# An incident's page on its status page: Statuspage's incidents.json id is the code in its feeds' entry links
-# (https://www.githubstatus.com/incidents/qcvjkzcs7j74), so the same incident read by both has the same permalink.
-_PERMALINK = re.compile(r"^https?://([^/?#]+)/incidents/([A-Za-z0-9]+)/?(?:[?#].*)?$", re.IGNORECASE)
-
-
-def _page_incident(url: str | None) -> tuple[str, str] | None:
-    """(host, incident code) of an incident's permalink; None for another kind of link (or none)."""
-    match = _PERMALINK.match(url or "")
-    return (match.group(1).lower(), match.group(2)) if match else None
-
-
-def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) -> int | None:
-    """The row of this incident stored from another source of the same service (the page's statuspage JSON and its
-    history feed both configured): the same permalink on the same page is the same incident."""
-    key = _page_incident(inc.url)
-    if key is None:
-        return None
-    rows = conn.execute(
-        "SELECT id, url FROM official_incidents WHERE service IS ? AND source != ? AND url LIKE ? ORDER BY id",
-        (inc.service, inc.source, f"%/incidents/{key[1]}%"),
-    ).fetchall()
-    return next((int(row[0]) for row in rows if _page_incident(row[1]) == key), None)
-
-
-# The columns an incident's newer update sets, from its values in _upsert_official's order.
-_NEWER = ("service = ?, title = ?, status = ?, impact = coalesce(?, impact), "
-          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?, updated_at = ?, "
-          "resolved_at = ?, url = ?")
-# The same for an incident the provider gave no start (OfficialIncident.undated): the start stored (when it was first
-# seen, or the provider's own from another source) stays, and the times of the poll it would take are no earlier than
-# it; a resolution stored stays too, where the poll's is that poll's time again. ISO texts of one form compare as times.
-_NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
-                  "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, updated_at = max(?7, started_at), "
-                  "resolved_at = CASE WHEN ?8 IS NULL THEN NULL ELSE coalesce(resolved_at, max(?8, started_at)) END, "
-                  "url = ?9")
-# The source's own row (its start its own undated polls', moved to each poll's time by an earlier miner) starts when
-# first stored; another source's start may be the provider's, or a planned start after it was first seen.
-_OWN_UNDATED = f"started_at = min(started_at, first_seen_at), {_NEWER_UNDATED}"
-
-
-def _upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime) -> tuple[int, int]:
-    new = updated = 0
-    for inc in incidents:
-        values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
-                  iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
-                  inc.url)
-        newer = _NEWER_UNDATED if inc.undated else _NEWER
-        # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
-        cur = conn.execute(
-            f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
-            "WHERE source = ? AND external_id = ? AND updated_at < ?",
-            (*values, inc.source, inc.external_id, iso(inc.updated_at)),
-        )
-        if cur.rowcount:
-            updated += 1
-            continue
-        if conn.execute("SELECT 1 FROM official_incidents WHERE source = ? AND external_id = ?",
-                        (inc.source, inc.external_id)).fetchone() is None:
-            other = _same_incident_elsewhere(conn, inc)
-            if other is not None:
-                # Kept in the one row: the newer update wins; an older one still adds the impact and components
-                # that the row lacks (the JSON's, read after the feed).
-                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ? AND updated_at < ?",
-                                   (*values, other, iso(inc.updated_at)))
-                if not cur.rowcount:
-                    cur = conn.execute(
-                        "UPDATE official_incidents SET impact = coalesce(impact, ?), "
-                        "components = CASE WHEN components = '[]' THEN ?2 ELSE components END "
-                        "WHERE id = ?3 AND ((impact IS NULL AND ?1 IS NOT NULL) OR (components = '[]' AND ?2 != '[]'))",
-                        (inc.impact, values[4], other),
-                    )
-                updated += cur.rowcount
-                continue
-        if inc.undated:
-            # It starts when this poll stored it (first_seen_at, the same time), and no time of it is earlier.
-            values = (*values[:5], iso(now), iso(max(inc.updated_at, now)),
-                      iso(max(inc.resolved_at, now)) if inc.resolved_at else None, inc.url)
-        cur = conn.execute(
-            "INSERT INTO official_incidents (service, title, status, impact, components, started_at, "
-            "updated_at, resolved_at, url, source, external_id, first_seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, external_id) DO NOTHING",
-            (*values, inc.source, inc.external_id, iso(now)),
-        )
-        new += cur.rowcount
-    return new, updated
