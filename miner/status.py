@@ -8,7 +8,7 @@ from typing import Any
 
 from miner.config import Config
 from miner.detect import DetectorState
-from miner.detect_stage import due_now
+from miner.detect_due import due_now
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
