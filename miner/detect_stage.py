@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.collectors.base import FUTURE_SLACK
 from miner.config import Config
 from miner.detect import (
     BucketFacts,
@@ -98,13 +97,10 @@ class DetectStage:
         if not ahead:
             _CLOCK_BEHIND.discard(store)
             return
-        # Posts their sources dated tell roughly what time it is (see Store.hold_prune): a right clock stores none
-        # more than FUTURE_SLACK after it. One further after now was stored by a clock ahead of this one: this clock
-        # is behind (a board without a real-time clock started before NTP set it, a clock set wrong by hand), not set
-        # right after running ahead, and taken back to it, every post after it was dated now and every bucket after
-        # it deleted, for good. The detectors wait until the clock is right again, and step on from their last bucket.
-        newest = self.store.newest_source_dated()
-        if newest is not None and newest > now + FUTURE_SLACK:
+        # A clock behind the store is not one set right after running ahead (see Store.clock_behind): the detectors
+        # wait until the clock is right again, and step on from their last bucket.
+        newest = self.store.clock_behind(now)
+        if newest is not None:
             if store not in _CLOCK_BEHIND:  # each run has a pipeline of its own: once per excursion, not every run
                 log.warning("the clock is behind the store: it has a post its source dated %s; the detector steps no "
                             "bucket until the clock is set right (its last bucket ends %s), and nothing stored is "

@@ -7,7 +7,7 @@ All datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,10 @@ UNDATED_BACKLOG = "backlog"
 
 # Post.source of a user report (POST /report), dated when it came: by our clock, not by a source's.
 REPORT_SOURCE = "reports"
+
+# How far after the clock polling it a source may date a post (make_post dates one further ahead at the poll): so a
+# post stored further after the current time was stored by a clock ahead of this one (Store.clock_behind).
+FUTURE_SLACK = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from test_alerts_support import T0, open_incident, settings
 
 from miner.alerts import FileSenders, plan_notifications, run_alerts
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.records import Post
 from miner.store import Store
 
 AHEAD = T0 + timedelta(hours=3)  # what the clock said while it was 3 h ahead
@@ -132,6 +133,32 @@ def test_a_silence_added_by_a_clock_that_was_ahead_mutes_from_when_it_is_set_bac
     [silence] = store.silences()
     assert (silence["starts_at"], silence["ends_at"]) == ((NOW + timedelta(minutes=1)).isoformat(),
                                                           (NOW + timedelta(hours=2, minutes=1)).isoformat())
+
+
+def test_alert_state_is_not_taken_back_by_a_clock_behind_the_store(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A right clock stored a post its source dated, sent an alert and added a silence for two hours; then the clock
+    # is a day behind (a board without a real-time clock started before NTP set it). Taken for a clock that had
+    # been ahead, the silence moved back a day (over before the clock was right again: the next alert went out) and
+    # the alert's time, and its reminders', came back to the clock's.
+    c = settings(routes=(ONCALL,), webhooks=(), group_wait=0.0, repeat_interval=3600.0)
+    files = FileSenders(tmp_path / "sent")
+    store.insert_posts([Post("mastodon:social", "p1", "WhatsApp is down", T0 - timedelta(minutes=1),
+                             services=("WhatsApp",))], T0)
+    open_incident(store, "MTN", T0, posts=False, series=False)
+    assert run_alerts(store, c, T0, worker_id="w", senders=files.senders()).sent == 1
+    store.add_silence("WhatsApp", T0, T0 + timedelta(hours=2), "deploy", T0)
+    before = (store.silences(), store.database.rows("SELECT * FROM alert_incidents"),
+              store.database.rows("SELECT * FROM outbox"))
+    with caplog.at_level("WARNING"):
+        run_alerts(store, c, T0 - timedelta(days=1), worker_id="w", senders=files.senders())
+    assert (store.silences(), store.database.rows("SELECT * FROM alert_incidents"),
+            store.database.rows("SELECT * FROM outbox")) == before
+    assert warnings(caplog) == []
+    # Set right: the silence still mutes WhatsApp's alert.
+    open_incident(store, "WhatsApp", T0 + timedelta(minutes=30), posts=False, series=False)
+    assert run_alerts(store, c, T0 + timedelta(minutes=30), worker_id="w", senders=files.senders()).sent == 0
+    assert len(store.outbox_rows(["suppressed"])) == 1
 
 
 def test_an_alert_held_behind_a_message_sent_by_a_clock_that_was_ahead_goes_out_once_it_is_set_back(

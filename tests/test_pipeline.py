@@ -599,6 +599,29 @@ def test_a_prune_cutoff_recorded_by_a_clock_that_was_ahead_is_taken_back_once_it
     assert [b["posts"] for b in store.series("MTN", T0, now)] == [1]  # counted in the bucket in progress
 
 
+def test_a_prune_cutoff_is_not_taken_back_by_a_clock_behind_the_store(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # A right clock pruned the posts older than 30 days; the clock is now two months behind (a board without a
+    # real-time clock started before NTP set it). Taken for a clock that had been ahead, the cutoff went back to
+    # two months before real time: once the clock was right, the pruned days' buckets (kept longer than their
+    # posts) were no longer final, and a recount or a feed still listing their posts changed them.
+    pipe = Pipeline(parse_config(CONFIG), store)
+    pipe.ingest([Post("forum", "old", "mtn is down", T0 - timedelta(days=31), services=("MTN",)),
+                 Post("forum", "new", "mtn is down", T0 - timedelta(minutes=5), services=("MTN",))], T0)
+    assert store.prune_posts(T0 - timedelta(days=30)) == 1
+    cutoff = store.pruned_before()
+    behind = T0 - timedelta(days=60)
+    with FakeServer() as server:
+        server.serve("/forum.rss", _rss())
+        config = _forum_config(server)
+        with Poller(config.collect, config.services, hash_key=b"k") as poller, \
+                caplog.at_level("WARNING", logger="miner.pipeline"):
+            poller.ctx.now = lambda: behind
+            Pipeline(config, store).collect(behind, poller, due_only=False)
+    assert cutoff is not None and store.pruned_before() == cutoff
+    assert not [r for r in caplog.records if "clock was ahead" in r.getMessage()]
+
+
 def test_sources_polled_by_a_clock_that_was_ahead_are_polled_again_once_it_is_set_back(store: Store) -> None:
     with FakeServer() as server:
         server.serve_fixture("/forum.rss", "rss/forum_latest.rss")

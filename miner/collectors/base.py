@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -24,9 +24,7 @@ from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
-from miner.records import UNDATED_NEW, FetchResult, Post, SourceState
-
-FUTURE_SLACK = timedelta(minutes=10)
+from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
 
 
 def utc_now() -> datetime:

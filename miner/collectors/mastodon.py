@@ -17,13 +17,13 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from miner.collectors.base import FUTURE_SLACK, PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
 from miner.collectors.http import Response, fetch, read_json
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
-from miner.records import FetchResult, Post, SourceState
+from miner.records import FUTURE_SLACK, FetchResult, Post, SourceState
 
 MAX_LIMIT = 40  # Mastodon's own cap for timelines
 # How far before the cursor's time the first page of a poll reaches. The tag timeline is in id order, and a status is

@@ -3,7 +3,8 @@
 Every stage passes ``now`` in, so whatever ran while the clock was ahead stamped its state with that clock: a
 watermark or a due time hours (or, after a boot with a bad clock, a year) in the future. Compared with the right
 time again, each would hold its stage back until real time caught up. A stored time more than CLOCK_SLACK after
-``now`` can only have come from such a clock; the rules for what is taken back to ``now`` live here.
+``now`` can only have come from such a clock, or from a right one when this clock is behind (clock_behind): the
+rules for what is taken back to ``now``, and when nothing is, live here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from miner.records import FUTURE_SLACK
 from miner.store.maintenance import PRUNED_BEFORE
 from miner.store.signals import SavedDetector
 from miner.timeutil import floor_time, iso, parse_iso
@@ -29,6 +31,23 @@ class ClockMixin:
 
     if TYPE_CHECKING:
         def refresh_buckets(self, start: datetime, end: datetime, bucket: timedelta) -> int: ...  # SignalsMixin's
+        def newest_source_dated(self) -> datetime | None: ...  # MaintenanceMixin's
+
+    def clock_behind(self, now: datetime) -> datetime | None:
+        """The newest post a source dated (see newest_source_dated), when it is more than FUTURE_SLACK after
+        ``now``: the clock is behind the store (a board without a real-time clock started before NTP set it, a
+        clock set wrong by hand), not set right after running ahead. None otherwise.
+
+        A stored time after ``now`` looks the same either way. Posts dated by their sources tell the two apart: a
+        right clock stores none more than FUTURE_SLACK after it (make_post), so one further after ``now`` was stored
+        by a clock ahead of this one. Taken for a clock set right, what is stored after ``now`` is taken back to it
+        for good: posts dated now, buckets deleted, incidents' times moved, a prune's cutoff moved back, silences
+        moved back and alert times rewritten. Whatever takes stored times back waits, while this holds, until the
+        clock is right. A store without a post its source dated (user reports and undated items only) has nothing
+        to tell them apart by.
+        """
+        newest = self.newest_source_dated()
+        return newest if newest is not None and newest > now + FUTURE_SLACK else None
 
     def detectors_ahead(self, now: datetime, bucket: timedelta) -> list[tuple[str, SavedDetector]]:
         """Detectors whose last bucket ends more than CLOCK_SLACK after ``now``: stepped by a clock that was ahead.
@@ -91,12 +110,13 @@ class ClockMixin:
         dated in the future by that clock, and their buckets are the future ones (the detector drops them, see
         rewind_detectors). The bucket in progress stays open, as the detector resumes with it (a prune that ran in
         it, minutes before the clock was set right, may have deleted a few of its posts: they leave its count when
-        it is recounted).
+        it is recounted). Nothing is taken back while the clock is behind the store (see clock_behind): a right
+        clock's cutoff moved back made the pruned days' buckets, kept longer than their posts, open to a recount.
         """
         ahead = iso(now + CLOCK_SLACK)
         # Read before taking the write lock: it is checked on every collect run.
         row = self.database.one("SELECT value FROM store_state WHERE key = ? AND value > ?", (PRUNED_BEFORE, ahead))
-        if row is None:
+        if row is None or self.clock_behind(now) is not None:
             return None
         with self.database.transaction() as conn:
             taken = conn.execute("UPDATE store_state SET value = ? WHERE key = ? AND value > ?",
@@ -123,10 +143,13 @@ class ClockMixin:
         - a silence created then (`miner silence add`: from then, for a while) would mute nothing until real time
           reached its start: it moves back by as much as its creation time is ahead, so it mutes from now for as
           long as it was meant to.
+
+        Nothing is taken back while the clock is behind the store (see clock_behind): a right clock's silences
+        moved back were over before the clock was right again, and its alerts' times and schedules rewritten.
         """
         args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
         row = self.database.one(_ALERTS_AHEAD, args)
-        if not row or not row["found"]:
+        if not row or not row["found"] or self.clock_behind(now) is not None:
             return {}
         with self.database.transaction() as conn:
             due = conn.execute(
