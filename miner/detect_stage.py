@@ -121,7 +121,8 @@ class DetectStage:
                     iso(resume + self.bucket), redated)
 
     def _resolve_unwatched(self, now: datetime, report: TickReport) -> None:
-        """Resolve the open incidents of services no longer in feeds.toml (removed or renamed), at ``now``.
+        """Resolve the open incidents of services no longer in feeds.toml (removed or renamed), at ``now`` (at their
+        last change, when that is later: the clock is behind the store).
 
         Only a service's detector resolves its incident, and no detector steps a service the config does not
         name: its incident stayed open for good, in every digest, reminded of every repeat_interval. Its detector
@@ -132,14 +133,17 @@ class DetectStage:
             service = row["service"]
             if service in watched:
                 continue
+            # Never before its last change (its opening at the earliest): with the clock behind the store, ``now``
+            # was before the incident opened, and so was its resolve.
+            at = max(now, parse_iso(row["opened_at"]), parse_iso(row["updated_at"]))
             with self.store.database.transaction():
-                self.store.update_incident(row["id"], now, {"status": "resolved", "resolved_at": now}, "resolve",
+                self.store.update_incident(row["id"], at, {"status": "resolved", "resolved_at": at}, "resolve",
                                            {"reason": "unwatched"})
                 saved = self.store.detector_state(service)
                 if saved is not None and saved.incident_id == row["id"]:
                     state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0, hits=0)
                     self.store.save_detector_step(service, saved.last_bucket, state.to_json(), [], now)
-            report.resolved.append((service, now))
+            report.resolved.append((service, at))
             log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
 
     def _rebucket_if_changed(self, now: datetime) -> None:

@@ -1007,6 +1007,30 @@ def test_an_open_incident_of_a_service_removed_from_the_config_is_resolved_once(
     assert not DetectorState.from_json(saved.state).open
 
 
+def test_an_incident_of_a_removed_service_resolved_while_the_clock_is_behind_is_not_resolved_before_it_opened(
+        store: Store) -> None:
+    pipe = _warm_quiet_detector(store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    # A post its source dated tells that the clock is behind the store, not set right after running ahead.
+    store.insert_posts([Post("forum", "f1", "a post", start + timedelta(minutes=29))], start + timedelta(minutes=30))
+    [opened] = store.incidents()
+    # Foonet is removed from feeds.toml while the clock is a day behind (set wrong by hand, a board started before
+    # NTP set it): resolved at the clock's time, it was resolved a day before it opened, a negative duration in
+    # every digest, the API and the status board.
+    behind = start - timedelta(days=1)
+    pipe = Pipeline(parse_config('[[services]]\nname = "Barnet"\n[detector]\nbucket_minutes = 15\n'), store,
+                    _ReportsOnly())  # type: ignore[arg-type]
+    [(service, at)] = pipe.detect(behind).resolved
+    [incident] = store.incidents()
+    assert service == "Foonet" and at == parse_iso(incident["resolved_at"]) == parse_iso(opened["updated_at"])
+    assert incident["resolved_at"] >= incident["opened_at"] and incident["updated_at"] == incident["resolved_at"]
+    assert [e["at"] for e in store.incident_events(incident["id"])] == sorted(
+        e["at"] for e in store.incident_events(incident["id"]))
+
+
 def _reports(service: str, start: datetime, end: datetime, every: timedelta) -> list[Post]:
     count = int((end - start) / every)
     return [Post("reports", f"{service}-{(start + i * every).timestamp()}", f"{service} is down", start + i * every,
