@@ -27,6 +27,11 @@ def collected_until(config: Config, service: str, sources: dict[str, dict[str, A
     bucket had only the posts the polls before its end had brought: with sources polled every 5 minutes, 2
     minutes into each 5-minute bucket, 40 % of its complaints; the rest came late and changed no score.
 
+    Not while none of them has polled since settle_minutes ago though each was due to (its next poll time has
+    passed): the collect job stalled, or the host was suspended, and its buckets scored empty resolved an outage
+    still going on. Then as while every one fails, up to the latest of their last polls. A source polled less often
+    than settle_minutes, not yet due, or one behind among others that polled, holds no bucket past settle_minutes.
+
     While every one of them fails: the last time one of them succeeded, up to which its posts can have been
     collected, unless that is more than max_fill_hours ago (or one never did): buckets that old are skipped as
     our own outage, and the user reports of the time since are scored rather than held for as long as a
@@ -46,7 +51,14 @@ def collected_until(config: Config, service: str, sources: dict[str, dict[str, A
         # did not bring the posts up to its start: in a burst past the cap, an outage's, the bucket just ended
         # was scored on the pages read first.
         marks = {name: settled if r["behind"] else parse_iso(r["last_ok_at"]) for name, r in working.items()}
-        return max(settled, min(marks.values())), marks
+        polled = {name: parse_iso(r["last_ok_at"]) for name, r in working.items()}
+        newest = max(polled.values())
+        due = [r["next_poll_at"] for r in working.values() if r["next_poll_at"]]
+        if newest >= settled or not due or any(parse_iso(at) > now for at in due):
+            return max(settled, min(marks.values())), marks
+        # None has polled for settle_minutes, though each is due (none polls less often than that): the collect
+        # job stalled, or the host was suspended. Not the sources' silence, ours, as while they all fail below.
+        return (newest, polled) if now - newest <= timedelta(hours=config.detector.max_fill_hours) else (None, {})
     if not rows or any(r is None or not r["last_ok_at"] for r in rows.values()):
         return None, {}
     marks = {name: parse_iso(r["last_ok_at"]) for name, r in rows.items() if r is not None}

@@ -1455,11 +1455,55 @@ def test_buckets_wait_for_the_polls_held_while_the_store_took_no_writes(
     assert bucket["complaints"] == 30 and bucket["score"] >= config.detector.z_open  # scored with its posts
 
 
+def test_buckets_wait_for_a_collect_job_that_stalled_as_for_sources_that_fail(
+        server: FakeServer, tmp_path: Path, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    # The collect job hung for an hour (or the host was suspended) while an outage went on: no source polled after
+    # the outage's buckets ended, and the process job scored them empty once settle_minutes had passed, as if the
+    # sources were slow. The outage never opened, and the baseline learned its silence.
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    config = _forum_config(server, CONFIG + "warmup_hours = 1\n", "interval = 60\n")
+    texts = real_posts["mtn_outage"]
+    base = floor_time(datetime.now(UTC), timedelta(minutes=15)) - timedelta(hours=6)
+    outage = base + timedelta(hours=2)  # an outage report every 30 seconds from here on
+
+    def collect(now: datetime) -> None:
+        server.serve("/forum.rss", _rss(*((f"o{n}", texts[n % len(texts)], outage + timedelta(seconds=30 * n))
+                                          for n in range(max(0, int((now - outage) / timedelta(seconds=30)))))))
+        svc.job_collect(now)
+
+    svc = Service(config, tmp_path / "m.sqlite", ServiceOptions(
+        jobs=(JobSpec("collect", 3600.0), JobSpec("process", 3600.0)), http=False))
+    svc._poller = Poller(config.collect, config.services, hash_key=b"k", environ={})
+    svc._classifier = classifier
+    try:
+        for hour in range(2):
+            collect(base + timedelta(hours=hour, minutes=1))
+            svc.job_process(base + timedelta(hours=hour, minutes=1))
+        collect(outage + timedelta(minutes=1))
+        for minutes in range(2, 62, 2):  # the collect job stalls for an hour; the process job runs on
+            svc.job_process(outage + timedelta(minutes=minutes))
+        waited = svc._store("process").detector_state("MTN")
+        collect(outage + timedelta(minutes=62))
+        svc.job_process(outage + timedelta(minutes=62, seconds=30))
+    finally:
+        svc.stop()
+    store = Store.open(tmp_path / "m.sqlite")
+    assert waited is not None and waited.last_bucket < outage
+    buckets = store.series("MTN", outage, outage + timedelta(hours=1))
+    [incident] = store.incidents()
+    store.close()
+    assert [b["complaints"] for b in buckets] == [30, 30, 30, 30]  # scored with their posts
+    assert buckets[0]["score"] >= config.detector.z_open and incident["status"] == "open"
+
+
 @contextmanager
-def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | None = None
+def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | None = None, interval: int = 60
                    ) -> Iterator[tuple[Config, Pipeline, Callable[[datetime], None]]]:
-    """MTN's one source, a forum polled and scored hourly for four hours from T0; poll(now) polls it at ``now``."""
-    config = _forum_config(server, CLOCK_AHEAD.replace('"Foonet"', '"MTN"\naliases = ["mtnug"]'), "interval = 60\n")
+    """MTN's one source, a forum polled and scored hourly for four hours from T0; poll(now) polls it at ``now``
+    (its next poll due ``interval`` seconds later)."""
+    config = _forum_config(server, CLOCK_AHEAD.replace('"Foonet"', '"MTN"\naliases = ["mtnug"]'),
+                           f"interval = {interval}\n")
     pipe = Pipeline(config, store, classifier or _ReportsOnly())  # type: ignore[arg-type]
     server.serve("/forum.rss", _rss())
     with Poller(config.collect, config.services, hash_key=b"k") as poller:
@@ -1533,12 +1577,40 @@ def test_a_bucket_is_scored_once_its_sources_have_polled_after_its_end(
 
 
 def test_a_bucket_waits_at_most_settle_minutes_for_a_source_to_poll(server: FakeServer, store: Store) -> None:
-    with _forum_watched(server, store) as (config, pipe, poll):
+    # A source polled hourly, not due again until an hour after its last poll (one polled every minute, silent for
+    # settle_minutes, is a collect job stalled: see test_buckets_wait_for_a_collect_job_that_stalled...).
+    with _forum_watched(server, store, interval=3600) as (config, pipe, poll):
         poll(T0 + timedelta(hours=4, minutes=5))  # the forum's last poll before the bucket from 4 h ends
         pipe.detect(T0 + timedelta(hours=4, minutes=5))
         waits = [pipe.detect(T0 + timedelta(hours=4, minutes=m)).buckets for m in (15, 24)]
         scored = pipe.detect(T0 + timedelta(hours=4, minutes=15 + config.detector.settle_minutes)).buckets
     assert (waits, scored) == ([0, 0], 1)
+
+
+def test_a_bucket_waits_past_settle_minutes_only_while_no_source_polled_though_due() -> None:
+    from miner.detect_due import collected_until
+
+    config = parse_config('[[services]]\nname = "MTN"\n' + "".join(
+        f'[[sources]]\nname = "{n}"\ntype = "rss"\nurl = "https://{n}.example/feed"\n' for n in ("a", "b")))
+    now, settled = T0 + timedelta(hours=1), T0 + timedelta(minutes=50)
+
+    def row(last_ok: timedelta, next_poll: timedelta, behind: int = 0) -> dict[str, object]:
+        return {"last_ok_at": iso(now - last_ok), "next_poll_at": iso(now + next_poll), "consecutive_failures": 0,
+                "behind": behind}
+
+    def until(a: dict[str, object], b: dict[str, object]) -> datetime | None:
+        return collected_until(config, "MTN", {"a": a, "b": b}, now)[0]
+
+    minute = timedelta(minutes=1)
+    # One polls, the other is behind or has not polled since, though due: the other holds nothing past settle.
+    assert until(row(minute, 4 * minute), row(30 * minute, -29 * minute)) == settled
+    assert until(row(minute, 4 * minute), row(minute, 4 * minute, behind=1)) == settled
+    # Neither polled for longer than settle_minutes: both polled less often than that, not yet due, or not.
+    assert until(row(30 * minute, 30 * minute), row(20 * minute, -19 * minute)) == settled
+    assert until(row(30 * minute, -29 * minute), row(20 * minute, -19 * minute)) == now - 20 * minute  # stalled
+    # Stalled for longer than max_fill_hours: as for sources broken for good, the buckets are scored.
+    days = timedelta(hours=config.detector.max_fill_hours + 1)
+    assert until(row(days, -days), row(days, -days)) is None
 
 
 def test_a_services_own_timezone_is_the_clock_of_its_daily_pattern(store: Store) -> None:

@@ -70,7 +70,8 @@ def status(app: AppContext, fmt: str) -> None:
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
     new: collect.max_pages, a rate limit, a failed later page) is waited for until then. While every one of them
-    fails, the buckets wait for them, up to detector.max_fill_hours.
+    fails, or none has polled for settle_minutes though each is due (the collect job stalled, the host was
+    suspended), the buckets wait for them, up to detector.max_fill_hours.
 
     JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
     (null before the first scored bucket), last_bucket (the start of the last bucket the detector scored; null

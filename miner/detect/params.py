@@ -45,7 +45,7 @@ class DetectorParams:
     quiet_minutes: float = 60.0  # resolve after this long of consecutive quiet buckets
     cooldown_minutes: float = 720.0  # an opening this soon after a resolve re-opens that incident: no new one
     max_fill_hours: float = 6.0  # gaps up to this long are zero-count buckets; longer ones are our own outage
-    settle_minutes: float = 10.0  # a bucket waits for its service's sources to poll after its end, this long at most
+    settle_minutes: float = 10.0  # a bucket waits this long at most for polls after its end, if one polls (detect_due)
 
     # Incident lifecycle.
     max_samples: int = 5  # sample post ids kept per incident
