@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,22 @@ def test_repeat_interval_renotifies_a_still_open_incident(store: Store) -> None:
     assert plan_and_send(store, c, T0 + timedelta(minutes=120)) == 1
     kinds = [i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))]
     assert sorted(kinds) == ["open", "repeat", "repeat"]
+
+
+def test_a_route_made_digest_only_gets_no_more_reminders_but_still_the_resolve(store: Store) -> None:
+    c = cfg(group_wait=0.0, repeat_interval=3600.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_and_send(store, c, T0)
+    # The team switched the route to digests only: an incident it was alerted to before is not reminded of.
+    quiet = settings(routes=(replace(EMAIL_ONLY, immediate=False),), webhooks=(), group_wait=0.0,
+                     repeat_interval=3600.0)
+    assert plan_and_send(store, quiet, T0 + timedelta(minutes=61)) == 0
+    assert plan_and_send(store, quiet, T0 + timedelta(hours=5)) == 0
+    # Its resolve notice still follows the alert the route sent (docs/alerts.md, immediate).
+    resolve(store, iid, T0 + timedelta(hours=6))
+    assert plan_and_send(store, quiet, T0 + timedelta(hours=6)) == 1
+    assert sorted(i["kind"] for r in rows(store) for i in store.notification_items(int(r["id"]))) == [
+        "open", "resolve"]
 
 
 def test_a_channel_whose_alert_is_still_retried_gets_no_reminder_on_top(store: Store) -> None:

@@ -226,7 +226,9 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: d
         for route in ctx.settings.routes:
             repeat = ctx.settings.repeat_for(route)
             state = states.get((route.name, inc["id"]))
-            if not route.matches(inc["service"]) or state is None or state["open_outcome"] != "queued":
+            # A route made digest-only (immediate = false) since it alerted gets no reminders: they are alerts.
+            if (not route.immediate or not route.matches(inc["service"]) or state is None
+                    or state["open_outcome"] != "queued"):
                 continue
             if repeat <= timedelta(0) or parse_iso(state["last_notified_at"]) + repeat > ctx.now:
                 continue
