@@ -354,3 +354,21 @@ def test_an_alert_a_silenced_reopening_left_open_is_resolved(store: Store, pd: P
     dispatch(store, cfg, T0 + timedelta(minutes=140), worker_id="w")
     assert not any("/Signal/" in e["dedup_key"] for e in pd.events)
 
+
+
+def test_a_route_renamed_during_an_outage_resolves_the_pagerduty_alert_its_old_name_triggered(
+        store: Store, pd: PagerDuty) -> None:
+    cfg = pd_settings()
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    # The route is renamed while the outage goes on: the route of the new name is told of it (the same dedup_key,
+    # which PagerDuty folds into the open alert), and its resolve closes the alert.
+    renamed = pd_settings(routes=(RouteSettings(name="pager-eu", webhooks=("pd",), group_interval=0.0),))
+    plan_notifications(store, renamed, T0 + timedelta(minutes=10))
+    assert dispatch(store, renamed, T0 + timedelta(minutes=10), worker_id="w").sent == 1
+    resolve(store, incident, T0 + timedelta(minutes=20))
+    plan_notifications(store, renamed, T0 + timedelta(minutes=20))
+    assert dispatch(store, renamed, T0 + timedelta(minutes=20), worker_id="w").sent == 1
+    assert [e["event_action"] for e in pd.events] == ["trigger", "trigger", "resolve"]
+    assert len({e["dedup_key"] for e in pd.events}) == 1

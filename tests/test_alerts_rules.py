@@ -96,6 +96,39 @@ def test_a_route_made_digest_only_gets_no_more_reminders_but_still_the_resolve(s
         "open", "resolve"]
 
 
+def test_a_route_added_during_an_outage_is_told_of_it_and_of_its_resolve(store: Store) -> None:
+    c = cfg(group_wait=0.0)
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_and_send(store, c, T0)
+    # A pager route added (or a route renamed, given the service, made immediate) while the outage goes on: as
+    # Alertmanager tells a new receiver what still fires. It heard nothing, not even the resolve.
+    pager = RouteSettings(name="pager", email=("pager@example.org",))
+    both = settings(routes=(EMAIL_ONLY, pager), webhooks=(), group_wait=0.0)
+    assert plan_and_send(store, both, T0 + timedelta(minutes=10)) == 1
+    assert plan_and_send(store, both, T0 + timedelta(minutes=11)) == 0
+    resolve(store, iid, T0 + timedelta(minutes=20))
+    assert plan_and_send(store, both, T0 + timedelta(minutes=20)) == 2
+    assert sorted((r["route"], r["kind"], r["status"]) for r in rows(store)) == [
+        ("oncall", "alert", "sent"), ("oncall", "resolved", "sent"),
+        ("pager", "alert", "sent"), ("pager", "resolved", "sent")]
+
+
+def test_a_route_added_during_a_silenced_outage_is_told_of_it_once_the_silence_ends(store: Store) -> None:
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_and_send(store, cfg(group_wait=0.0), T0)
+    silence = store.add_silence("WhatsApp", T0, T0 + timedelta(hours=2), "provider deploy", T0)
+    pager = RouteSettings(name="pager", email=("pager@example.org",))
+    both = settings(routes=(EMAIL_ONLY, pager), webhooks=(), group_wait=0.0, stale_after=660.0)
+    assert plan_and_send(store, both, T0 + timedelta(minutes=10)) == 0
+    store.end_silence(silence, T0 + timedelta(hours=1))
+    assert plan_and_send(store, both, T0 + timedelta(hours=1)) == 1
+    [pager_row] = [r for r in rows(store) if r["route"] == "pager"]
+    [item] = store.notification_items(int(pager_row["id"]))
+    # Not "seen late": miner saw it open in time, the route is what is new.
+    assert item["kind"] == "open" and item["seen_late_at"] is None
+    assert store.incident(iid)["status"] == "open"
+
+
 def test_a_channel_whose_alert_is_still_retried_gets_no_reminder_on_top(store: Store) -> None:
     c = settings(group_wait=0.0, repeat_interval=3600.0)  # email and webhook
     open_incident(store, "WhatsApp", T0, posts=False, series=False)

@@ -93,9 +93,10 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         # An incident (re-)opened in this run has just been alerted: no late opening or reminder on top of that.
         opened_now = {e["incident_id"] for e in events if _opening(e)}
         still_open = [i for i in open_incidents if i["id"] not in opened_now]
-        items += _plan_late(ctx, store, still_open, states)
-        items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
         new_cursor = events[-1]["id"] if events else cursor
+        items += _plan_late(ctx, store, still_open, states)
+        items += _plan_unheard(ctx, store, still_open, states, new_cursor)
+        items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
         if added is not None:
             if added:
@@ -273,6 +274,35 @@ def _plan_late(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]]
             items += [PlannedItem(f"{key}:{ch}", route.name, ch, "alert", "open", inc["id"],
                                   make_message_id(ctx.settings), due, None, ctx.interval(route),
                                   ctx.settings.group_of(route, inc["service"]), *late)
+                      for ch in channels(route)]
+    return items
+
+
+def _plan_unheard(ctx: _Context, store: Store, open_incidents: list[dict[str, Any]],
+                  states: dict[tuple[str, int], dict[str, Any]], cursor: int) -> list[PlannedItem]:
+    """Openings of incidents still open that a route was never told of, as Alertmanager tells a new receiver what
+    still fires: the route was added, renamed, given the service or made immediate since the incident opened.
+
+    Without this a pager route added during an outage heard nothing of it, not even its resolve (which follows only
+    an opening planned on the route), and a PagerDuty alert triggered under a route's old name stayed open for good.
+    An incident with a transition after ``cursor`` (past the planner's page of events) is left to those events.
+    """
+    items: list[PlannedItem] = []
+    if not ctx.detector_current:
+        return items
+    for inc in open_incidents:
+        routes = [route for route in ctx.settings.routes if route.immediate and channels(route)
+                  and (route.name, inc["id"]) not in states and route.matches(inc["service"])]
+        # Muted: left for the planning after the mute ends (suppressed, _plan_late would announce it then as seen
+        # late, miner "down or catching up", at the time the route was added).
+        if (not routes or ctx.muted(inc["service"]) is not None
+                or any(e["id"] > cursor for e in store.incident_events(inc["id"]))):
+            continue
+        for route in routes:
+            due = ctx.now + ctx.settings.group_wait_for(route)
+            items += [PlannedItem(f"open:{inc['id']}:unheard:{route.name}:{ch}", route.name, ch, "alert", "open",
+                                  inc["id"], make_message_id(ctx.settings), due, None, ctx.interval(route),
+                                  ctx.settings.group_of(route, inc["service"]))
                       for ch in channels(route)]
     return items
 
