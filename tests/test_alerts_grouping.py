@@ -91,6 +91,21 @@ def test_an_outage_spreading_over_buckets_is_one_message_per_group_interval(
         assert [when for _, when in got] == [at(0.5), at(5.5), at(10.5)]
 
 
+def test_a_group_interval_shortened_by_a_reload_releases_what_it_held(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    script = spreading(store)
+    run(store, mail(smtp_server), T0, at(6), {when: f for when, f in script.items() if when <= at(6)})
+    assert [services for services, _ in sent(store)] == [["WhatsApp"]]  # Instagram held until 15:30
+    # The route's pages came late: set to group_interval = 0 and reloaded. What was held goes at the next run, and
+    # Messenger after its group wait, not both a quarter of an hour after WhatsApp's alert.
+    pager = mail(smtp_server, RouteSettings(name="oncall", email=("oncall@example.org",), group_interval=0.0))
+    run(store, pager, at(6.5), at(12), {when: f for when, f in script.items() if when > at(6)})
+    got = sent(store)[1:]
+    assert [services for services, _ in got] == [["Instagram"], ["Messenger"]]
+    # Stamped with the real time the send took too: on a busy machine, a run later.
+    assert all(at(m) <= when <= at(m) + STEP for (_, when), m in zip(got, (6.5, 10.5), strict=True)), got
+
+
 @pytest.mark.parametrize(("group_by", "route_group_by", "messages"), [
     # An ISP opening 5 minutes after a Meta alert goes out after its group wait; Meta's next waits for Meta's.
     ("provider", None, [(["WhatsApp"], 0.5), (["Airtel"], 5.5), (["Instagram", "Messenger"], 15.5)]),

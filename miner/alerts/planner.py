@@ -81,6 +81,10 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
     ctx = _Context(settings, now, store.silences(active_at=now),
                    clock is None or (now - clock).total_seconds() <= settings.stale_after)
     _mute_queued(store, ctx)
+    waits = {r.name: (settings.group_wait_for(r).total_seconds(), ctx.interval(r)) for r in settings.routes}
+    if n := store.shorten_waits(waits, now):
+        log.info("%d queued alert message(s) brought forward: their route's group_wait or group_interval is "
+                 "shorter now", n)
     for _ in range(5):
         cursor = store.alert_cursor()
         events = store.incident_events_after(cursor)

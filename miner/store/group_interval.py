@@ -16,6 +16,7 @@ delivered cannot take in more incidents.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,35 @@ def waiting_batch(conn: sqlite3.Connection, route: str, channel: str, group: str
 class GroupIntervalMixin:
     database: Database
     outbox_after: int | None  # ReplayOutboxMixin's
+    outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
+
+    def shorten_waits(self, waits: Mapping[str, tuple[float, float]], now: datetime) -> int:
+        """Bring forward the alerts and resolve notices waiting (never tried) longer than their route's group wait and
+        group interval now allow; ``waits``: route -> (group_wait, group_interval) in seconds. Returns how many.
+
+        The wait was set when the batch was planned or held: a route given a shorter one by a config reload (a pager
+        set to group_interval = 0 because its pages came late) still held what was waiting, and everything of its
+        group planned meanwhile, for the old one. A longer one needs nothing: a batch is held again when it is due.
+        """
+        scope, args = self.outbox_scope()
+        moved = 0
+        with self.database.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, route, channel, group_key, kind, created_at, next_attempt_at FROM outbox WHERE "
+                "status = 'pending' AND claimed_by IS NULL AND attempts = 0 AND kind IN ('alert', 'resolved') "
+                f"AND next_attempt_at > ? AND {scope}", (iso(now), *args)).fetchall()
+            for outbox_id, route, channel, group, kind, created_at, next_at in rows:
+                if route not in waits:
+                    continue  # a route no longer configured: it fails when it is sent
+                group_wait, interval = waits[route]
+                due = parse_iso(created_at) + timedelta(seconds=group_wait)
+                if (until := held_until(conn, route, channel, group, kind, interval, now, outbox_id)) is not None:
+                    due = max(due, until)
+                # Stored times are whole seconds: a wait with a fraction is not "shorter" by what rounding cut off.
+                if due < parse_iso(next_at) - timedelta(seconds=1):
+                    conn.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?", (iso(max(due, now)), outbox_id))
+                    moved += 1
+        return moved
 
     def hold_for_group_interval(self, outbox_id: int, interval: float, now: datetime) -> datetime | None:
         """Move a due alert or resolve notice never tried to ``interval`` after the last message of its kind of its
