@@ -30,6 +30,8 @@ _ACCENTS = {
 # Arabic and Hebrew vowel points (and the Arabic stretching tatweel) are written or not at will: "زَين" is "زين".
 _ACCENTS |= dict.fromkeys([*range(0x591, 0x5BE), 0x5BF, 0x5C1, 0x5C2, 0x5C4, 0x5C5, 0x5C7, 0x640, *range(0x64B, 0x660),
                            0x670])
+# "ß" in capitals is "SS", and Swiss German never writes it: "STRASSE" and "Strasse" are "Straße" in another case.
+_ACCENTS |= {ord("ß"): "ss", ord("ẞ"): "SS"}
 # re's IGNORECASE took these for "i"; lower() alone would not (and "İ".lower() is two characters).
 _FOLD = str.maketrans({"İ": "i", "ı": "i"})
 

@@ -221,11 +221,14 @@ def test_unicode_spellings(text: str, expected: tuple[str, ...]) -> None:
     ("ΚΟΣΜΟΤΕ", ("Cosmote",)),  # Greek capitals are written without their accents
     ("Movistarín", ()),  # still a word of its own
     ("カンホー", ()),  # a kana's voicing mark makes another letter: ガ is not カ
+    ("GROSSBANK app down", ("Großbank",)),  # "ß" in capitals is "SS"
+    ("Grossbank app down", ("Großbank",)),  # and Swiss German writes "ss"
+    ("GROẞBANK app down", ("Großbank",)),
 ])
 def test_accents_are_not_needed(text: str, expected: tuple[str, ...]) -> None:
     matcher = ServiceMatcher([ServiceConfig("Telefónica"), ServiceConfig("Movistar"), ServiceConfig("Türk Telekom"),
                               ServiceConfig("Société Générale"), ServiceConfig("Cosmote", ("Κοσμοτέ",)),
-                              ServiceConfig("GungHo", ("ガンホー",))])
+                              ServiceConfig("GungHo", ("ガンホー",)), ServiceConfig("Großbank")])
     assert matcher.match(text) == expected
 
 
