@@ -200,10 +200,13 @@ def _with_status_sources(config: Config) -> Config:
 
 
 def _page_key(url: str) -> tuple[str, str, str]:
-    """What two Statuspage base URLs of one page share: `https://WWW.githubstatus.com/` is
-    `https://www.githubstatus.com`, which added a second source polling it, storing each of its incidents twice."""
+    """What two Statuspage URLs of one page share: `https://WWW.githubstatus.com/` is `https://www.githubstatus.com`,
+    which added a second source polling it, storing each of its incidents twice; so is its API's
+    `.../api/v2/incidents.json` (a statuspage source's url may be either), which added a second source polling the
+    page too (each poll's request made twice), and passed the check that a page belongs to one service."""
     parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+    path = re.sub(r"/api/v2/.*\.json$", "", parts.path.rstrip("/"), flags=re.IGNORECASE)
+    return parts.scheme.lower(), parts.netloc.lower(), path.rstrip("/")
 
 
 def _pages(sources: tuple[SourceConfig, ...]) -> dict[tuple[str, str, str], SourceConfig]:

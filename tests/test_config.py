@@ -494,6 +494,22 @@ def test_a_status_page_belongs_to_one_service() -> None:
             parse_config(two + page.replace("statuspage", "status_feed") + services, "x.toml")
 
 
+def test_a_status_page_given_by_its_api_url_is_the_same_page() -> None:
+    # A statuspage source's url may be the page's incidents.json (or summary.json): a service's status_page of that
+    # page added a second source polling it (each poll's request made twice), and a page given to two services so
+    # was not refused as it is given by its base URL.
+    page = ('[[services]]\nname = "GitHub"\nstatus_page = "https://www.githubstatus.com"\n\n'
+            '[[sources]]\nname = "gh"\ntype = "statuspage"\nurl = "https://www.githubstatus.com/api/v2/{}.json"\n'
+            'services = ["{}"]\n')
+    for api in ("incidents", "summary", "incidents/unresolved"):
+        assert [s.name for s in parse_config(page.format(api, "GitHub"), "x.toml").sources] == ["gh"]
+    trailing = page.format("incidents", "GitHub").replace('.json"', '.json/"')  # the collector takes it so too
+    assert [s.name for s in parse_config(trailing, "x.toml").sources] == ["gh"]
+    other = '[[services]]\nname = "Copilot"\n\n' + page.format("incidents", "Copilot")
+    with pytest.raises(ConfigError, match=r"x.toml:6: services\[1\].status_page: source 'gh' polls this page for "
+                                          r"service 'Copilot'"):
+        parse_config(other, "x.toml")
+
 def test_thousands_of_status_pages_are_checked_in_seconds() -> None:
     # Each service's status_page was compared with every source, parsing both URLs each time: 2,000 services with
     # a page and 2,000 statuspage sources took `config check` (and each SIGHUP reload) half a minute.
