@@ -118,6 +118,8 @@ class Service(ServiceJobs):
         # frames
         self._store_errors: dict[str, tuple[str, str]] = {}
         self._store_errors_guard = threading.Lock()
+        # job -> what its last run failed with, if it failed: its type and message (a store error's cause and same_as)
+        self._failures: dict[str, tuple[str, ...]] = {}
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
         self._scrape_guard = threading.Lock()  # held by the scrape reading the store
         # miner_source_up of the sources polled since the start (1.0: ok); the others' comes from the store.
@@ -273,22 +275,28 @@ class Service(ServiceJobs):
             self.metrics.inc("miner_job_runs_total", stage=name, outcome="error")
             if isinstance(exc, StoreError):
                 self._stores.forget(name)
-            previous = self._store_failing(name, exc if isinstance(exc, StoreError) else None)
-            if isinstance(exc, StoreError) and previous == (exc.cause, exc.same_as):
-                # A corrupt store (or a full disk) fails every run of every job until someone acts: logged at each,
-                # the same error line came every 15 s from collect alone, and buried the rest of the log. /healthz
-                # and miner_store_error still show it at every run.
+            self._store_failing(name, exc if isinstance(exc, StoreError) else None)
+            failure = (type(exc).__name__, *((exc.cause, exc.same_as) if isinstance(exc, StoreError) else (str(exc),)))
+            if self._failures.pop(name, None) == failure:
+                # A corrupt store (or a full disk) fails every run of every job until someone acts, and so does a
+                # stored row a job cannot read (its traceback every 30 s): logged at each, the same error came every
+                # 15 s from collect alone, and buried the rest of the log. /healthz and miner_store_error (for the
+                # store's) still show it at every run.
                 log.debug("job %s failed again: %s", name, exc)
             elif isinstance(exc, MinerError):
                 log.error("job %s failed: %s", name, exc)
             else:
                 log.exception("job %s failed", name)
+            self._failures[name] = failure
         else:
             health.last_ok, health.last_ok_monotonic = self.options.clock(), time.monotonic()
             self.metrics.inc("miner_job_runs_total", stage=name, outcome="ok")
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), stage=name)
+            failed = self._failures.pop(name, None)
             if (previous := self._store_failing(name, None)) is not None:
                 log.info("job %s succeeded again: the store no longer fails it (%s)", name, previous[0])
+            elif failed is not None:
+                log.info("job %s succeeded again (it failed with %s)", name, failed[0])
         finally:
             health.runs += 1
             log.debug("job %s took %.2f s", name, time.monotonic() - started)

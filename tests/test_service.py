@@ -501,6 +501,49 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
         service.stop()
 
 
+def test_a_job_failing_the_same_way_at_every_run_logs_its_traceback_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A stored row the process job cannot read failed it at every run (every 30 s), each time with the whole
+    # traceback in the log, for as long as the row stayed; only store errors were logged once.
+    import logging
+
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
+                      ServiceOptions(jobs=(JobSpec("process", 3600.0),), http=False))
+    caplog.set_level("INFO", logger="miner.service")
+
+    def logged() -> list[tuple[str, bool]]:
+        return [(r.getMessage(), r.exc_info is not None) for r in caplog.records
+                if r.name == "miner.service" and (r.levelno > logging.INFO or "again" in r.getMessage())]
+
+    def set_last_bucket(value: str) -> None:
+        with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+            conn.execute("UPDATE detector_state SET last_bucket = ? WHERE service = 'MTN'", (value,))
+
+    service.start()
+    try:
+        wait_for(lambda: service.health["process"].runs >= 1, timeout=30)  # the run at start saves the detectors
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            good = conn.execute("SELECT last_bucket FROM detector_state WHERE service = 'MTN'").fetchone()[0]
+        set_last_bucket("garbage")  # as a hand edit, or a version of miner that wrote it otherwise, may leave it
+        for _ in range(3):
+            service._run_job("process")
+            assert service.health["process"].last_error == "ValueError: Invalid isoformat string: 'garbage'"
+        assert logged() == [("job process failed", True)]
+        set_last_bucket(good)
+        service._run_job("process")
+        set_last_bucket("garbage")
+        service._run_job("process")
+        assert logged() == [("job process failed", True), ("job process succeeded again (it failed with ValueError)",
+                                                           False), ("job process failed", True)]
+        assert service.metrics.get("miner_job_runs_total", stage="process", outcome="error") == 4
+    finally:
+        service.stop()
+
+
 def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_tick(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from miner.config import load_config
