@@ -32,6 +32,7 @@ from miner.read_api import ReadApi
 from miner.report_intake import ReportIntake
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
+from miner.service_schedule import CatchUpInterval
 from miner.service_stores import JobStores
 from miner.status_board import StatusBoard
 from miner.store import Store
@@ -170,8 +171,8 @@ class Service(ServiceJobs):
                 "max_instances": 1, "coalesce": True, "misfire_grace_time": None})
             now = datetime.now().astimezone()
             for job in self.options.jobs:
-                scheduler.add_job(self._run_job, "interval", seconds=job.every, args=(job.name,), id=job.name,
-                                  name=job.name, next_run_time=now)
+                scheduler.add_job(self._run_job, CatchUpInterval(seconds=job.every, timezone="UTC"), args=(job.name,),
+                                  id=job.name, name=job.name, next_run_time=now)
             scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
             logging.getLogger("apscheduler.scheduler").addFilter(_QUIET_SKIPS)
             self._started = time.monotonic()

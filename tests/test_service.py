@@ -888,6 +888,28 @@ def test_a_run_due_long_ago_runs_late_rather_than_not_at_all(tmp_path: Path) -> 
         service.stop()
 
 
+def test_a_clock_stepped_forward_years_is_caught_up_in_one_step(tmp_path: Path) -> None:
+    # APScheduler listed every run time missed to run the last one only: a clock stepped a year forward (a machine
+    # without a real-time clock, started before its time was set) was 2 million run times of the 15 s collect job,
+    # seconds of the scheduler's thread and hundreds of MB; here 175,200 of the hourly job's for 20 years.
+    from datetime import UTC, datetime
+
+    service = _retention_only(tmp_path, [0.0])
+    service.start()
+    try:
+        wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
+        assert service._scheduler is not None
+        job = service._scheduler.get_job("retention")
+        stepped = datetime.now(UTC) + timedelta(days=20 * 365)
+        assert job._get_run_times(stepped) == [job.next_run_time]  # what the scheduler lists at its next wake-up
+        service._scheduler.modify_job("retention", next_run_time=datetime.now(UTC) - timedelta(days=20 * 365))
+        wait_for(lambda: service.health["retention"].runs == 2, timeout=10)
+        after = service._scheduler.get_job("retention").next_run_time
+        assert timedelta(0) < after - datetime.now(UTC) <= timedelta(hours=1)  # on the hourly grid, from now on
+    finally:
+        service.stop()
+
+
 def test_metrics_say_which_sources_have_a_warning_that_stands(tmp_path: Path) -> None:
     from miner.config import load_config
     from miner.service import JobSpec, Service, ServiceOptions
