@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import logging
 import signal
 import threading
@@ -123,6 +124,13 @@ class Reloader:
                 service.run_started(functools.partial(self._tick, service))
                 if self.signals.stop or self._next is None:
                     return
+                # The stopped service's parts refer to one another (its jobs, its endpoints and their callbacks), so
+                # only a full collection frees it and its model, which Python's collector runs seldom: each reload
+                # kept 30 MB or more, 140 MB grew to 630 MB over 40 reloads. Collected before the new model loads,
+                # whose memory can then take the old one's place.
+                del service
+                self.signals.service = None
+                gc.collect()
                 service = self._restart(self._next)
 
     def _start(self, config: Config) -> Service:
