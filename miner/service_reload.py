@@ -143,23 +143,33 @@ class Reloader:
         return service
 
     def _restart(self, config: Config) -> Service:
+        if (service := self._start_new(config)) is not None:
+            self.config = config
+            self._counts.count(True, service.metrics)
+            log.info("config reloaded from %s", config.path)
+            return service
+        # The service that failed, and the model it had loaded (a port taken is found after that), refer to one
+        # another: collected now, as the stopped one is (see run).
+        self.signals.service = None
+        gc.collect()
         try:
-            service = self._start(config)
+            service = self._start(self.config)
+        except Exception:
+            log.error("the service did not start with the config it ran before either: exiting")
+            raise
+        self._counts.count(False, service.metrics)
+        log.info("config reload failed: running with the config read before")
+        return service
+
+    def _start_new(self, config: Config) -> Service | None:
+        """The service started with ``config``, or None (logged) if it failed to start; the error, whose traceback
+        holds the service that failed, is gone once this returns."""
+        try:
+            return self._start(config)
         except Exception as exc:  # the new service stopped what it had started, and released the lock
             log.error("config reload failed: the service did not start with the new config: %s; starting it again "
                       "with the config it ran before", _described(exc), exc_info=not isinstance(exc, MinerError))
-            try:
-                service = self._start(self.config)
-            except Exception:
-                log.error("the service did not start with the config it ran before either: exiting")
-                raise
-            self._counts.count(False, service.metrics)
-            log.info("config reload failed: running with the config read before")
-            return service
-        self.config = config
-        self._counts.count(True, service.metrics)
-        log.info("config reloaded from %s", config.path)
-        return service
+            return None
 
     def _tick(self, service: Service) -> bool:
         """Whether the running service should stop: a stop signal, or a SIGHUP with a config to restart with."""

@@ -313,3 +313,52 @@ def test_a_reload_frees_the_service_before_and_its_model(tmp_path: Path, feeds: 
         if was_enabled:
             gc.enable()
     assert not thread.is_alive()
+
+
+def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path, feeds: FakeServer) -> None:
+    # The new service, its model loaded before its port was found taken, was kept as the one before was.
+    import gc
+    import weakref
+
+    from miner.config_files import load_checked
+    from miner.service import JobSpec, Service, ServiceOptions
+    from miner.service_reload import Reloader, Signals
+
+    cfg = tmp_path / "feeds.toml"
+    write_config(cfg, feeds.url, free_port())
+    built: list[weakref.ref[Service]] = []
+
+    def make(config: Config) -> Service:
+        service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(JobSpec("collect", 3600.0),)))
+        built.append(weakref.ref(service))
+        return service
+
+    def started(n: int) -> bool:
+        service = built[n]() if len(built) > n else None
+        return service is not None and service.health["collect"].runs == 1
+
+    signals = Signals()
+    reloader = Reloader(load_checked(cfg), lambda: load_checked(cfg), make, signals)
+    thread = threading.Thread(target=reloader.run, daemon=True)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        try:
+            thread.start()
+            deadline = time.monotonic() + 120
+            while not started(0) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            write_config(cfg, feeds.url, taken.getsockname()[1])
+            signals.handle(signal.SIGHUP)
+            while not started(2) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert started(2)
+            assert built[0]() is None and built[1]() is None
+        finally:
+            signals.handle(signal.SIGTERM)
+            thread.join(timeout=60)
+            if was_enabled:
+                gc.enable()
+    assert not thread.is_alive()
