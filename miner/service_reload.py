@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from miner.config import Config
+from miner.entry import take_held_hup
 from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.service import Service
@@ -66,6 +67,8 @@ class Signals:
         previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
         for sig in SIGNALS:
             signal.signal(sig, self.handle)
+        if take_held_hup():  # one came while the command line loaded (miner/entry.py)
+            self.reload = True
         try:
             yield self
         finally:

@@ -362,3 +362,32 @@ def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path,
             if was_enabled:
                 gc.enable()
     assert not thread.is_alive()
+
+
+def _caught(pid: int) -> int:
+    """The mask of the signals process ``pid`` has a handler for (bit n - 1 for signal n)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's signal handlers in /proc")
+def test_a_sighup_while_the_command_line_loads_is_a_reload_not_the_end(tmp_path: Path, feeds: FakeServer) -> None:
+    # Loading the command line takes most of a second, and SIGHUP's default action killed `miner run` then: a
+    # `systemctl reload` right after a start ended the service, for its supervisor to start again.
+    cfg = tmp_path / "feeds.toml"
+    write_config(cfg, feeds.url, free_port())
+    service = Running(cfg)
+    try:
+        deadline = time.monotonic() + 30
+        while not _caught(service.proc.pid) & 1 << (signal.SIGHUP - 1) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        # Held from the start of the entry point, before SIGTERM's handler (the command's) is in place.
+        assert not _caught(service.proc.pid) & 1 << (signal.SIGTERM - 1)
+        service.hup()
+        service.wait_for(service.logged("config reloaded from"))
+        assert service.messages().count("SIGHUP: reading the config again from " + str(cfg)) == 1
+    finally:
+        code = service.stop()
+    assert code == 0, "".join(service.lines)

@@ -14,6 +14,7 @@ import click
 
 from miner import __version__
 from miner.cli.stopping import Interrupted, interrupted_by, raise_on_signals
+from miner.entry import release_hup
 from miner.errors import MinerError
 
 if TYPE_CHECKING:
@@ -130,6 +131,8 @@ def main(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> 
 
     The global --config and --db go before the command: miner --db x.sqlite status.
     """
+    if ctx.invoked_subcommand != "run":  # `miner run` takes a SIGHUP held since the start as a reload
+        release_hup()
     app = AppContext(config_path=config_path, db_path=db_path)
     ctx.obj = app
     ctx.call_on_close(app.close)
