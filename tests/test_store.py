@@ -643,3 +643,24 @@ def test_a_backup_leaves_a_target_made_while_it_copied_as_it_is(tmp_path: Path) 
     assert target.read_bytes() == b"the other backup"
     assert [str(e) for e in failed] == [f"backup target {target} exists; choose a new path"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.sqlite", "m.sqlite"]
+
+
+def test_a_post_id_a_prune_deleted_is_never_given_to_a_new_post(store: Store) -> None:
+    # Rowids are max + 1: a prune that deleted the newest posts (`miner prune --force`, a store of user reports only)
+    # gave their ids to the next posts, and a resolved incident's sample_post_ids then cited unrelated posts.
+    store.insert_posts([post(f"old{n}", "whatsapp down", T0 + timedelta(minutes=n)) for n in range(3)], T0)
+    old = [p.id for p in store.posts_to_classify(10)]
+    store.save_classifications([(pid, Prediction(0.9, True, None)) for pid in old], "v1", T0)
+    incident = store.open_incident("WhatsApp", T0, {"sample_post_ids": old}, {})
+    store.update_incident(incident, T0 + FIVE, {"status": "resolved", "resolved_at": T0 + FIVE}, "resolve", {})
+    assert store.prune_posts(T0 + timedelta(days=1)) == 3
+    store.insert_posts([post("new0", "unrelated", T0 + timedelta(days=2))], T0 + timedelta(days=2))
+    new = [p.id for p in store.posts_to_classify(10)]
+    assert len(new) == 1 and new[0] > max(old)
+    assert store.last_post_id() == new[0]
+    # Pruned again down to none, then a store reopened (another process): still past every id given.
+    assert store.prune_posts(T0 + timedelta(days=3)) == 1
+    again = Store.open(store.path)
+    again.insert_posts([post("new1", "unrelated", T0 + timedelta(days=4))], T0 + timedelta(days=4))
+    assert [p.id for p in again.posts_to_classify(10)] == [new[0] + 1]
+    again.close()

@@ -23,7 +23,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "and of the detector states (detector.bucket_minutes when the detector last ran): when the config "
                "says another, the detector counts the buckets and learns the baselines again. prune_held, the last "
                "retention prune held back (its cutoff after the newest post a source dated: a clock ahead?), as "
-               "JSON of its times; gone once a prune goes on.",
+               "JSON of its times; gone once a prune goes on. last_pruned_post_id, the highest posts.id a prune "
+               "deleted: new posts are numbered past it, so no post id an incident or a verdict cited is given "
+               "to another post.",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {
@@ -60,7 +62,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "left is missed for good (a warning says so).",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
-        "id": "Row id.",
+        "id": "Row id; never given again once pruned (see store_state's last_pruned_post_id).",
         "source": "Source name (`reports` for user reports).",
         "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice. A Reddit "
                        "post's fullname (t3_...), whether read by the API or the anonymous feed.",

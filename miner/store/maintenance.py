@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from miner.errors import StoreError
 from miner.records import REPORT_SOURCE
-from miner.store.posts import SOURCE_DATED, UNCLASSIFIED
+from miner.store.posts import LAST_PRUNED_ID, SOURCE_DATED, UNCLASSIFIED
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -195,7 +195,7 @@ class MaintenanceMixin:
             deleted = conn.execute(
                 "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
                 " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
-                "LIMIT ?) RETURNING created_at",
+                "LIMIT ?) RETURNING created_at, id",
                 (iso(before), batch),
             ).fetchall()
             if deleted:
@@ -205,6 +205,10 @@ class MaintenanceMixin:
                 cutoff = parse_iso(max(row[0] for row in deleted)) + timedelta(seconds=1)
                 conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                              "SET value = max(value, excluded.value)", (PRUNED_BEFORE, iso(cutoff)))
+                # So that no later post gets the id of one deleted here (see LAST_PRUNED_ID).
+                conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                             (LAST_PRUNED_ID, max(row[1] for row in deleted)))
             return len(deleted)
 
         return self._in_batches(one_batch, batch, stop)

@@ -22,6 +22,10 @@ _LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
 # The posts of ``posts p`` that wait for a verdict: starting past _LAST_CLASSIFIED keeps this an index lookup
 # instead of a scan of every post ever stored.
 UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
+# store_state key of the highest post id a prune deleted (see MaintenanceMixin.prune_posts): SQLite gives a new row
+# the highest id in the table + 1, so once the newest posts were deleted their ids went to the next ones, and the
+# post ids stored elsewhere (a resolved incident's sample_post_ids) cited unrelated posts. Posts are numbered past it.
+LAST_PRUNED_ID = "last_pruned_post_id"
 # Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
 # one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
 # while a real post was published before it. The retention guard's evidence and the late posts' mark.
@@ -208,18 +212,25 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
     """Store the posts not stored yet; returns those it stored and those the store had."""
     new: list[Post] = []
     seen: list[Post] = []
+    # Past the ids a prune deleted (see LAST_PRUNED_ID); None: SQLite's own, past every post stored. Only the first
+    # post stored needs it: the ones after it are past it.
+    row = conn.execute(
+        "SELECT CAST(value AS INTEGER) + 1 FROM store_state WHERE key = ? "
+        "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts)", (LAST_PRUNED_ID,)).fetchone()
+    next_id: int | None = row[0] if row else None
     for post in posts:
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
-            "INSERT INTO posts (source, external_id, text, url, created_at, fetched_at, "
-            "author_hash, lang, symptom_hint, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "
+            "author_hash, lang, symptom_hint, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, external_id) DO NOTHING",
-            (post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
+            (next_id, post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
              post.author_hash, post.lang, post.symptom_hint, post.undated),
         )
         if cur.rowcount == 0:
             seen.append(post)
             continue
+        next_id = None
         new.append(post)
         conn.executemany(
             "INSERT OR IGNORE INTO post_services (post_id, service) VALUES (?, ?)",
