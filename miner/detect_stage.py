@@ -26,6 +26,7 @@ from miner.detect import (
 )
 from miner.detect.grouping import Opening, correlate
 from miner.detect_due import due_now
+from miner.errors import MinerError, StoreError
 from miner.store import Store
 from miner.timeutil import floor_time, iso, parse_iso
 
@@ -51,6 +52,24 @@ class TickReport:
     sent: int = 0
     too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
     stored: int = 0  # arrived posts new to the store (not stored before, nor earlier in the same arrival)
+
+    def merge(self, other: TickReport) -> None:
+        """Add a service's step (``other``), once committed."""
+        self.buckets += other.buckets
+        self.opened += other.opened
+        self.reopened += other.reopened
+        self.resolved += other.resolved
+
+
+def _detect_failure(failed: Sequence[tuple[str, Exception]]) -> MinerError:
+    """The error a detect run with failed services ends with, once the others are scored: the job's error (its
+    health, miner_job_runs_total). A store failure stays one (the service's miner_store_error shows its cause)."""
+    text = "; ".join(f"{service}: {exc}" for service, exc in failed)
+    message = f"detect: {len(failed)} service(s) not scored this run ({text}); the others were"
+    store = next((exc for _, exc in failed if isinstance(exc, StoreError)), None)
+    if store is not None:
+        return StoreError(message, cause=store.cause, same_as=store.same_as)
+    return MinerError(message)
 
 
 class DetectStage:
@@ -78,12 +97,28 @@ class DetectStage:
         self._rebucket_if_changed(now)
         self._resume_after_clock_ahead(now)
         sources = {row["name"]: row for row in (self.store.source_rows() if polled is None else polled)}
+        failed: list[tuple[str, Exception]] = []
         for service in self.config.services:
-            with self.store.database.transaction():
-                self._detect_service(service.name, now, report, sources)
-        if report.opened or report.reopened:
+            mine = TickReport()  # counted once committed: a step rolled back opened nothing
+            try:
+                with self.store.database.transaction():
+                    self._detect_service(service.name, now, mine, sources)
+            except StoreError as exc:
+                # The store's, not the service's (locked past the busy timeout, a full disk): each service after it
+                # would wait out the busy timeout in turn. They step on from their own last bucket next run.
+                failed.append((service.name, exc))
+                break
+            except Exception as exc:  # one service's failure never stops the others' steps (nor the grouping)
+                failed.append((service.name, exc))
+                log.error("detect: %s is not scored this run: %s: %s", service.name, type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, MinerError), extra={"service": service.name})
+                continue
+            report.merge(mine)
+        if (report.opened or report.reopened) and not any(isinstance(exc, StoreError) for _, exc in failed):
             with self.store.database.transaction():
                 self._group_openings(now, min(at for _, at in report.opened + report.reopened))
+        if failed:
+            raise _detect_failure(failed)
         return report
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
