@@ -6,6 +6,7 @@ A mixin of :class:`miner.pipeline.Pipeline`, which owns the store, the config an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +17,6 @@ from miner.config import Config
 from miner.detect import (
     BucketFacts,
     BucketScore,
-    DetectorParams,
     DetectorState,
     IncidentDraft,
     Transition,
@@ -26,15 +26,12 @@ from miner.detect import (
 )
 from miner.detect.grouping import Opening, correlate
 from miner.detect_due import due_now
+from miner.detect_relearn import UNREADABLE, RelearnStage
 from miner.errors import MinerError, StoreError
 from miner.store import Store
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import iso, parse_iso
 
 log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stages, as operators filter on it
-
-# How much history a changed bucket width learns the baseline again from: the day-of-week offsets need two weeks
-# (weekday_min_days) and learn over three (weekday_halflife_weeks); more would only make the change slower.
-RELEARN_SPAN = timedelta(days=28)
 
 # The stores (paths) whose clock was found behind them, warned of in this process (see _resume_after_clock_ahead).
 _CLOCK_BEHIND: set[str] = set()
@@ -72,7 +69,7 @@ def _detect_failure(failed: Sequence[tuple[str, Exception]]) -> MinerError:
     return MinerError(message)
 
 
-class DetectStage:
+class DetectStage(RelearnStage):
     config: Config
     store: Store
 
@@ -146,8 +143,11 @@ class DetectStage:
         [resume] = due_buckets(self.config.detector, None, now)
         rewound = []
         for service, saved in ahead:
-            draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
-            state = DetectorState.from_json(saved.state).rewound(resume).to_json()
+            draft, state = saved.draft, saved.state  # one that cannot be read is learned again (see _saved_step)
+            with contextlib.suppress(*UNREADABLE):
+                draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
+            with contextlib.suppress(*UNREADABLE):
+                state = DetectorState.from_json(saved.state).rewound(resume).to_json()
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
         redated = self.store.rewind_detectors(rewound, now, self.bucket)
         latest = max(saved.last_bucket for _, saved in ahead) + self.bucket
@@ -176,83 +176,19 @@ class DetectStage:
                                            {"reason": "unwatched"})
                 saved = self.store.detector_state(service)
                 if saved is not None and saved.incident_id == row["id"]:
-                    state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0, hits=0)
-                    self.store.save_detector_step(service, saved.last_bucket, state.to_json(), [], now)
+                    state = saved.state  # one that cannot be read is learned again if the service is added back
+                    with contextlib.suppress(*UNREADABLE):
+                        state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0,
+                                        hits=0).to_json()
+                    self.store.save_detector_step(service, saved.last_bucket, state, [], now)
             report.resolved.append((service, at))
             log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
-
-    def _rebucket_if_changed(self, now: datetime) -> None:
-        """Once detector.bucket_minutes has changed: count the posts again in buckets of the new width, and learn
-        each service's baseline again from those buckets, as if the detector had always run at that width.
-
-        A state learned from counts per old bucket scored the new, wider or narrower, counts against a wrong
-        baseline (a spurious incident for every busy service when they grew), and a last bucket off the new grid
-        stepped buckets that no count ever lands in: that service saw nothing, for good. A store that never
-        recorded its width gets the configured one, unless the scores it stored say otherwise.
-        """
-        width = self.config.detector.bucket_minutes
-        recorded = self.store.bucket_minutes()
-        if recorded == width:
-            return
-        if recorded is not None:
-            start = self.store.rebucket(self.bucket, timedelta(minutes=recorded))
-            [latest] = due_buckets(self.config.detector, None, now)
-            first = min(latest, max(start or latest, floor_time(latest - RELEARN_SPAN, self.bucket)))
-            for service in self.config.services:
-                with self.store.database.transaction():
-                    self._relearn(service.name, first, latest, now)
-            # Services no longer configured have no open incident (see _resolve_unwatched), and a state learned at
-            # the old width: added back, they start afresh.
-            self.store.forget_detectors([s.name for s in self.config.services])
-            log.warning("detector.bucket_minutes changed from %d to %d: the buckets from %s on are counted again "
-                        "from the posts, and each service's baseline is learned again from %s on", recorded, width,
-                        iso(start) if start else iso(latest), iso(first))
-        self.store.set_bucket_minutes(width)
-
-    def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime) -> None:
-        """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores.
-
-        Only the lifecycle's incident decides what is open: the detector's own open flag follows it, so an
-        incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
-        would have opened in the past opens at the next anomalous bucket, announced as any other.
-        """
-        params, width = self._params(service), self.bucket
-        counts = self.store.bucket_counts(service, first, latest + width)
-        state: DetectorState | None = None
-        scores = []
-        at = first
-        while at <= latest:
-            state, score = step(params, state, at, counts.get(iso(at), (0, 0))[1])
-            scores.append((at, score.score, score.baseline, score.upper))
-            at += width
-        assert state is not None
-        saved = self.store.detector_state(service)
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
-        if draft is None or draft.resolved_at is not None:
-            state = replace(state, open=False, opened_at=None, quiet=0,
-                            resolved_at=draft.resolved_at if draft else None)
-        elif not state.open:
-            # The new width had not opened it yet (its buckets since the opening had not ended, or were one): left
-            # shut, the next bucket below z_open resolved it at once, with no quiet_minutes, the baseline learned the
-            # outage, and its next anomalous buckets opened a second incident for the same outage.
-            state = replace(state, open=True, opened_at=draft.opened_at, quiet=0)
-        self.store.save_detector_step(service, latest, state.to_json(), scores, now,
-                                      draft=saved.draft if saved else None,
-                                      incident_id=saved.incident_id if saved else None)
-
-    def _params(self, service: str) -> DetectorParams:
-        """The [detector] settings, on the clock of the service's own timezone where it has one."""
-        zone = next((s.timezone for s in self.config.services if s.name == service), None)
-        return self.config.detector if zone is None else replace(self.config.detector, timezone=zone)
 
     def _detect_service(self, service: str, now: datetime, report: TickReport,
                         sources: dict[str, dict[str, Any]]) -> None:
         params = self._params(service)
         width = self.bucket
-        saved = self.store.detector_state(service)
-        state = DetectorState.from_json(saved.state) if saved else None
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
-        incident_id = saved.incident_id if saved else None
+        state, draft, incident_id = self._saved_step(service, now, report)
         # The buckets that ended before the service's sources last polled (or stopped working); those after wait for
         # them (see miner.detect_due.collected_until).
         due = due_now(self.config, service, state, sources, now).buckets

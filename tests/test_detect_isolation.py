@@ -1,7 +1,10 @@
-"""One service's detector failing never stops the others."""
+"""One service's detector failing (an unreadable detector_state row, the store refusing its step) never stops the
+others."""
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 from datetime import datetime, timedelta
 
@@ -9,6 +12,7 @@ import pytest
 from streams import T0
 
 from miner.config import parse_config
+from miner.detect import DetectorState
 from miner.errors import MinerError
 from miner.pipeline import Pipeline
 from miner.records import Post
@@ -62,6 +66,48 @@ def _outage(pipe: Pipeline, services: list[str]) -> tuple[datetime, datetime]:
     return start, now
 
 
+@pytest.mark.parametrize("bad", ["'{not json'", "json_set(state, '$.seen', 'many')",
+                                 "json_set(state, '$.last', 1e300)"])
+def test_an_unreadable_detector_state_is_learned_again_and_the_services_after_it_are_scored(
+        store: Store, bad: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Barmail's row, first in the config, failed every run with a ValueError: Bazdrive and Quxpay after it were never
+    # scored again, their outages never opened.
+    pipe = _warm(store)
+    store.database.conn.execute(f"UPDATE detector_state SET state = {bad} WHERE service = 'Barmail'")
+    start, now = _outage(pipe, ["Bazdrive", "Quxpay"])
+    with caplog.at_level(logging.WARNING, logger="miner.pipeline"):
+        report = pipe.detect(now)
+    assert sorted(report.opened) == [("Bazdrive", start + timedelta(minutes=30)),
+                                     ("Quxpay", start + timedelta(minutes=30))]
+    warned = [r.getMessage() for r in caplog.records if "Barmail" in r.getMessage()]
+    assert len(warned) == 1 and "unreadable" in warned[0] and "learned again" in warned[0], warned
+    saved = store.detector_state("Barmail")
+    assert saved is not None and saved.last_bucket == now - timedelta(minutes=15)
+    relearned = DetectorState.from_json(saved.state)
+    assert relearned.seen > 4 and not relearned.open  # from the buckets stored since T0, not from nothing
+    assert pipe.detect(now + timedelta(minutes=15)).buckets == 3  # and it steps on with the others
+
+
+def test_an_unreadable_draft_resolves_its_incident_and_the_service_starts_afresh(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    pipe = _warm(store)
+    _, now = _outage(pipe, ["Barmail"])
+    pipe.detect(now)
+    [incident] = store.incidents(status="open")
+    store.database.conn.execute("UPDATE detector_state SET draft = '[' WHERE service = 'Barmail'")
+    with caplog.at_level(logging.WARNING, logger="miner.pipeline"):
+        report = pipe.detect(now + timedelta(minutes=15))
+    assert report.buckets == 3  # every service's, Bazdrive's and Quxpay's after it too
+    assert [s for s, _ in report.resolved] == ["Barmail"]
+    resolved = store.incident(incident["id"])
+    assert resolved is not None and resolved["status"] == "resolved"
+    events = store.incident_events(incident["id"])
+    assert json.loads(events[-1]["details"])["reason"] == "detector state unreadable"
+    saved = store.detector_state("Barmail")
+    assert saved is not None and saved.draft is None and saved.incident_id is None
+    assert any("Barmail" in r.getMessage() and "resolved" in r.getMessage() for r in caplog.records)
+
+
 def test_a_service_the_store_refuses_fails_the_run_after_the_others_are_scored(store: Store) -> None:
     # A trigger refuses Barmail's step (as a lock past the busy timeout or a full disk refuses a write).
     pipe = _warm(store)
@@ -75,3 +121,18 @@ def test_a_service_the_store_refuses_fails_the_run_after_the_others_are_scored(s
     assert sorted(i["service"] for i in store.incidents(status="open")) == ["Bazdrive", "Quxpay"]
     saved = store.detector_state("Bazdrive")
     assert saved is not None and saved.last_bucket == now - timedelta(minutes=15)
+
+
+def test_a_removed_service_with_an_unreadable_state_has_its_incident_resolved(store: Store) -> None:
+    # Resolving the open incident of a service no longer configured read its state first: unreadable, every detect
+    # run failed before any service was scored.
+    pipe = _warm(store)
+    _, now = _outage(pipe, ["Barmail"])
+    pipe.detect(now)
+    [incident] = store.incidents(status="open")
+    store.database.conn.execute("UPDATE detector_state SET state = '{' WHERE service = 'Barmail'")
+    config = parse_config(ACME.replace('name = "Barmail"\nprovider = "Acme"\n[[services]]\n', ""))
+    report = Pipeline(config, store, _ReportsOnly()).detect(now + timedelta(minutes=15))  # type: ignore[arg-type]
+    assert report.resolved == [("Barmail", now + timedelta(minutes=15))] and report.buckets == 2
+    resolved = store.incident(incident["id"])
+    assert resolved is not None and resolved["status"] == "resolved"
