@@ -111,9 +111,9 @@ class DetectStage(RelearnStage):
                           exc_info=not isinstance(exc, MinerError), extra={"service": service.name})
                 continue
             report.merge(mine)
-        if (report.opened or report.reopened) and not any(isinstance(exc, StoreError) for _, exc in failed):
-            with self.store.database.transaction():
-                self._group_openings(now, min(at for _, at in report.opened + report.reopened))
+        if not any(isinstance(exc, StoreError) for _, exc in failed):
+            openings = report.opened + report.reopened
+            self._group_openings(now, min((at for _, at in openings), default=now))
         if failed:
             raise _detect_failure(failed)
         return report
@@ -273,20 +273,40 @@ class DetectStage(RelearnStage):
         return fields
 
     def _group_openings(self, now: datetime, earliest: datetime) -> None:
-        """Group the openings of this run (the first at ``earliest``) with those of related services (configured
-        groups, shared providers) near them into one incident.
+        """Group the openings of this run (the first at ``earliest``), and those of the store's open incidents not
+        grouped yet, with those of related services (configured groups, shared providers) near them into one
+        incident.
+
+        From the store, not this run's openings only: a run that failed or crashed after its services' steps (each
+        committed on its own) left their openings ungrouped, and the next run opened nothing, so each service was
+        alerted on alone. Up to detector.max_fill_hours back, as far as a run after a restart steps.
 
         An incident joins at most one group: ``correlate`` gives each opening to one group at most, and the
         group ids set here are tracked, so an incident grouped earlier in this round is never grouped again.
         """
-        window = timedelta(minutes=self.config.detector.group_window_minutes)
-        # From this run's openings, not from now: a run after a restart steps up to max_fill_hours of buckets, and
-        # services that opened together hours before now were left out, each alerted alone.
-        since = min(now, earliest) - 2 * window
+        # Read first, and the write lock only when there is a group to make: this runs at every run.
+        if self._group_recent(now, self._recent_openings(now, earliest), write=False):
+            with self.store.database.transaction():
+                self._group_recent(now, self._recent_openings(now, earliest))
+
+    def _recent_openings(self, now: datetime, earliest: datetime) -> list[tuple[dict[str, Any], datetime]]:
+        """The open incidents (with their last opening) that may group with this run's openings or one another's."""
+        params = self.config.detector
+        window = timedelta(minutes=params.group_window_minutes)
+        # From this run's openings, or max_fill_hours before now, not from now: a run after a restart steps up to
+        # max_fill_hours of buckets, and services that opened together hours before now were left out, each alerted
+        # alone; so were those a run before this one stored and failed to group.
+        since = min(now - timedelta(hours=params.max_fill_hours), earliest) - 2 * window
         # updated_at is at or after the last (re-)opening: older incidents need no look at their events.
-        recent = [(r, self.store.last_opened_at(r)) for r in self.store.incidents(status="open")
-                  if parse_iso(r["updated_at"]) >= since]
-        recent = [(r, at) for r, at in recent if at >= since]
+        rows = [r for r in self.store.incidents(status="open") if parse_iso(r["updated_at"]) >= since]
+        if len(rows) < 2 or all(r["group_id"] is not None for r in rows):
+            return []  # nothing to group
+        recent = [(r, self.store.last_opened_at(r)) for r in rows]
+        return [(r, at) for r, at in recent if at >= since]
+
+    def _group_recent(self, now: datetime, recent: Sequence[tuple[dict[str, Any], datetime]], *,
+                      write: bool = True) -> bool:
+        """Group ``recent``; without ``write``, only tell whether there is an incident to group."""
         group_of: dict[int, int | None] = {r["id"]: r["group_id"] for r, _ in recent}
         openings = [Opening(r["service"], at, r["id"]) for r, at in recent]
         for found in correlate(self.config.detector, openings, self.config.groups, self.config.services):
@@ -295,6 +315,8 @@ class DetectStage(RelearnStage):
             ungrouped = [iid for iid, _ in members if group_of[iid] is None]
             if not ungrouped:
                 continue
+            if not write:
+                return True
             # Only the services whose incidents end up in this group: one already in another group stays there.
             names = list(dict.fromkeys(svc for iid, svc in members if group_of[iid] in (None, existing)))
             if existing is None:
@@ -302,3 +324,4 @@ class DetectStage(RelearnStage):
             else:
                 self.store.join_group(existing, names, now, ungrouped)
             group_of.update(dict.fromkeys(ungrouped, existing))
+        return False

@@ -1,5 +1,5 @@
 """One service's detector failing (an unreadable detector_state row, the store refusing its step) never stops the
-others."""
+others, and openings stored by a run that failed or crashed before grouping them are grouped by the next run."""
 
 from __future__ import annotations
 
@@ -136,3 +136,19 @@ def test_a_removed_service_with_an_unreadable_state_has_its_incident_resolved(st
     assert report.resolved == [("Barmail", now + timedelta(minutes=15))] and report.buckets == 2
     resolved = store.incident(incident["id"])
     assert resolved is not None and resolved["status"] == "resolved"
+
+
+def test_openings_a_crash_left_ungrouped_are_grouped_by_the_next_run(store: Store) -> None:
+    # A crash (or a failure) between the services' steps and their grouping: the next run opened nothing, so it
+    # grouped nothing, and Barmail and Bazdrive were alerted on alone for the whole outage.
+    pipe = _warm(store)
+    _, now = _outage(pipe, ["Barmail", "Bazdrive"])
+    pipe.detect(now)
+    # What the crash left: the openings committed, the grouping's transaction not.
+    store.database.conn.execute("UPDATE incidents SET group_id = NULL")
+    store.database.conn.execute("DELETE FROM incident_events WHERE kind = 'group'")
+    store.database.conn.execute("DELETE FROM incident_groups")
+    assert pipe.detect(now + timedelta(minutes=15)).opened == []
+    groups = store.database.rows("SELECT id, name, services FROM incident_groups")
+    assert [(g["name"], sorted(json.loads(g["services"]))) for g in groups] == [("Acme", ["Barmail", "Bazdrive"])]
+    assert {i["group_id"] for i in store.incidents()} == {groups[0]["id"]}
