@@ -78,6 +78,9 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
     if stats.reclaimed:
         log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
+    if superseded := store.supersede_digests():
+        log.info("%d queued digest(s) superseded by a later digest of their route, which covers their period too",
+                 superseded)
     run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats)
     listed = store.due_notifications(now, limit)
     # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of

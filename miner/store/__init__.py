@@ -10,6 +10,7 @@ from pathlib import Path
 
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
+from miner.store.digest_backlog import DigestBacklogMixin
 from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin
@@ -27,7 +28,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
-            OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin):
+            OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
 
