@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import run_alerts
-from miner.alerts.settings import RouteSettings, SmtpSettings
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.cli import main
 from miner.store import Store
 from miner.timeutil import iso
@@ -43,3 +44,41 @@ def test_digests_queued_through_a_long_smtp_outage_go_out_as_one_covering_them_a
     assert json.loads(sent["payload"]) == {"as_of": iso(T0 + timedelta(hours=10)), "since": iso(T0)}
     listing = CliRunner().invoke(main, ["--db", store.path, "outbox", "--all"])
     assert listing.exit_code == 0 and "superseded" in listing.output
+
+
+def _mail(server: SmtpServer, route: RouteSettings) -> AlertSettings:
+    smtp = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5)
+    return settings(routes=(route,), webhooks=(), smtp=smtp)
+
+
+@pytest.mark.parametrize("reloaded", [
+    RouteSettings(name="oncall", email=("oncall@example.org",), services=("Signal",)),
+    RouteSettings(name="oncall", email=("oncall@example.org",), immediate=False, digest="0 8 * * *"),
+], ids=["service-dropped", "made-digest-only"])
+def test_a_queued_alert_the_reloaded_route_no_longer_sends_is_dropped_with_a_reason(
+        store: Store, smtp_server: SmtpServer, reloaded: RouteSettings) -> None:  # noqa: F811
+    before = _mail(smtp_server, RouteSettings(name="oncall", email=("oncall@example.org",),
+                                              services=("WhatsApp", "Signal")))
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    run_alerts(store, before, T0, worker_id="w")  # planned, waiting out its group wait
+    after = _mail(smtp_server, reloaded)  # feeds.toml changed and reloaded meanwhile
+    run_alerts(store, after, T0 + timedelta(seconds=31), worker_id="w")
+    assert smtp_server.inbox.messages == []
+    [row] = store.outbox_rows(["suppressed"])
+    assert row["kind"] == "alert" and "route 'oncall'" in row["reason"]
+    assert ("no longer covers WhatsApp" if reloaded.immediate else "digest-only") in row["reason"]
+
+
+def test_a_resolve_notice_still_follows_an_alert_sent_before_the_route_dropped_the_service(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    before = _mail(smtp_server, RouteSettings(name="oncall", email=("oncall@example.org",), services=("WhatsApp",)))
+    iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    run_alerts(store, before, T0, worker_id="w")
+    run_alerts(store, before, T0 + timedelta(seconds=31), worker_id="w")
+    assert len(smtp_server.inbox.messages) == 1
+    after = _mail(smtp_server, RouteSettings(name="oncall", email=("oncall@example.org",), services=("Signal",)))
+    resolve(store, iid, T0 + timedelta(hours=1))
+    run_alerts(store, after, T0 + timedelta(hours=1), worker_id="w")
+    run_alerts(store, after, T0 + timedelta(hours=1, seconds=31), worker_id="w")
+    opened, resolved = smtp_server.inbox.messages
+    assert "RESOLVED" in resolved["Subject"] and resolved["In-Reply-To"] == opened["Message-ID"]

@@ -110,19 +110,42 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
 
 
 def _mute_queued(store: Store, ctx: _Context) -> None:
-    """Suppress queued alerts and resolve notices that a silence or maintenance window mutes by now.
+    """Suppress queued alerts and resolve notices that a silence or maintenance window mutes by now, and alerts
+    their route no longer sends (_off_route).
 
     As in Alertmanager, a silence mutes what has not gone out yet, not only what is planned after it: an alert
     waiting out its group wait, or retried through an SMTP or webhook outage, when the on-call silences the service.
     """
-    muted = [MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]), int(it["incident_id"]), reason,
-                       make_message_id(ctx.settings), _delivered(store, ctx.settings, it))
-             for it in store.queued_alert_items()
-             if (reason := ctx.muted(str(it["service"]))) is not None
-             and not (_closes_page(ctx.settings, str(it["channel"]))
-                      and (it["kind"] == "resolve" or it["status"] == "resolved"))]
+    muted: list[MutedItem] = []
+    for it in store.queued_alert_items():
+        if (reason := _off_route(ctx.settings, it)) is not None:
+            if not _delivered(store, ctx.settings, it):  # some recipients have it: the rest get it too
+                muted.append(MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]),
+                                       int(it["incident_id"]), reason, make_message_id(ctx.settings)))
+        elif (reason := ctx.muted(str(it["service"]))) is not None and not (
+                _closes_page(ctx.settings, str(it["channel"])) and (it["kind"] == "resolve"
+                                                                   or it["status"] == "resolved")):
+            muted.append(MutedItem(int(it["outbox_id"]), str(it["item_key"]), str(it["kind"]),
+                                   int(it["incident_id"]), reason, make_message_id(ctx.settings),
+                                   _delivered(store, ctx.settings, it)))
     if muted and (n := store.suppress_queued(muted, ctx.now)):
-        log.info("suppressed %d queued alert item(s) muted since they were planned", n)
+        log.info("suppressed %d queued alert item(s) muted, or no longer their route's, since they were planned", n)
+
+
+def _off_route(settings: AlertSettings, item: dict[str, Any]) -> str | None:
+    """Why a queued opening or reminder is no longer its route's to send, or None: feeds.toml, reloaded since it was
+    planned, took the service out of the route's ``services`` or made the route digest-only, and the on-call who
+    did so expects no more pages for it. A resolve notice still goes: it follows an alert the route sent (and closes
+    a PagerDuty alert, which would otherwise stay open for good). Suppressed like a muted opening, it is announced
+    late (_plan_late) should the route cover the service again while the incident is open."""
+    route = settings.route(str(item["route"]))
+    if route is None or item["kind"] == "resolve":
+        return None  # a route removed fails its rows when they are sent (dispatcher.send_row)
+    if not route.immediate:
+        return f"route {route.name!r} is digest-only now (immediate = false): feeds.toml changed after it was planned"
+    if not route.matches(str(item["service"])):
+        return f"route {route.name!r} no longer covers {item['service']}: feeds.toml changed after it was planned"
+    return None
 
 
 def _closes_page(settings: AlertSettings, channel: str) -> bool:

@@ -198,7 +198,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "channel": "email or webhook:<name>.",
         "kind": "alert, resolved or digest.",
         "status": "pending, sending (claimed), sent, failed (permanent error, see last_error) or suppressed "
-                  "(silence, maintenance, inhibition, a digest superseded by a later one; see reason).",
+                  "(silence, maintenance, inhibition, a route that no longer covers it, a digest superseded by a "
+                  "later one; see reason).",
         "message_id": "Fixed when planned: a resend after a crash carries the same Message-ID / webhook id.",
         "payload": "JSON describing what to render (incidents, digest window).",
         "reason": "Why it was suppressed, or why it failed for good.",
