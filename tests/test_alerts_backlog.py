@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from fakeserver import FakeServer, Recorded, ScriptedWebhook
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, resolve, settings
 
-from miner.alerts import run_alerts
-from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.alerts import dispatch, plan_notifications, run_alerts
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
 from miner.cli import main
 from miner.store import Store
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 
 def test_digests_queued_through_a_long_smtp_outage_go_out_as_one_covering_them_all(
@@ -82,3 +84,57 @@ def test_a_resolve_notice_still_follows_an_alert_sent_before_the_route_dropped_t
     run_alerts(store, after, T0 + timedelta(hours=1, seconds=31), worker_id="w")
     opened, resolved = smtp_server.inbox.messages
     assert "RESOLVED" in resolved["Subject"] and resolved["In-Reply-To"] == opened["Message-ID"]
+
+
+class Highest(random.Random):
+    """Jitter at its largest, so the wait it adds can be read."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+class Receiver(ScriptedWebhook):
+    """A JSON webhook receiver at /hook answering each POST with the next scripted status (202 when none is left)."""
+
+    def answer(self, request: Recorded, status: int) -> tuple[bytes, str | None]:
+        return b"", None
+
+
+def test_a_429_holds_every_message_to_that_webhook_until_its_retry_after_plus_jitter(
+        store: Store, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = Receiver(server, "/hook")
+    monkeypatch.setenv("MINER_TEST_HOOK", f"{server.url}/hook")
+    cfg = settings(routes=(RouteSettings(name="chat", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", timeout=5),))
+    for service in ("WhatsApp", "Signal"):  # no provider: two groups, two messages due at once
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert len(store.outbox_rows(["pending"])) == 2
+    receiver.script = [(429, "120")]
+    first = dispatch(store, cfg, T0, worker_id="w", rng=Highest())
+    # The other message is not sent straight into the rate limit the receiver just announced.
+    assert (first.retried, first.sent, first.throttled, len(receiver.requests)) == (1, 0, 1, 1)
+    retried = [r for r in store.outbox_rows(["pending"]) if r["attempts"]]
+    wait = (parse_iso(retried[0]["next_attempt_at"]) - T0).total_seconds()
+    assert wait == 126  # jitter on top of Retry-After (up to 5 %): throttled messages do not all land together
+    # A later run holds it too (the receiver's wait outlasts the run), until the time the retry is due.
+    later = dispatch(store, cfg, T0 + timedelta(seconds=60), worker_id="w")
+    assert (later.sent, later.throttled, len(receiver.requests)) == (0, 1, 1)
+    done = dispatch(store, cfg, T0 + timedelta(seconds=127), worker_id="w")
+    assert (done.sent, len(receiver.requests)) == (2, 3)
+
+
+def test_a_429_met_with_the_clock_ahead_holds_its_webhook_no_longer_once_the_clock_is_set_right(
+        store: Store, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = Receiver(server, "/hook")
+    monkeypatch.setenv("MINER_TEST_HOOK", f"{server.url}/hook")
+    cfg = settings(routes=(RouteSettings(name="chat", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", timeout=5),))
+    for service in ("WhatsApp", "Signal"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    receiver.script = [(429, "120")]
+    assert dispatch(store, cfg, T0 + timedelta(days=1), worker_id="w").throttled == 1  # a clock a day ahead
+    # Set right, the clock takes the retry back to now: the webhook is not held until real time reaches tomorrow.
+    assert run_alerts(store, cfg, T0 + timedelta(minutes=1), worker_id="w").sent == 2
+    assert len(receiver.requests) == 3

@@ -198,8 +198,9 @@ def test_a_resolve_notice_retried_past_a_reopening_does_not_resolve_the_reopened
     assert dispatch(store, cfg, T0 + timedelta(minutes=10), worker_id="w").retried == 1
     reopen(store, incident, T0 + timedelta(minutes=11))
     plan_notifications(store, cfg, T0 + timedelta(minutes=11))
-    assert dispatch(store, cfg, T0 + timedelta(minutes=11), worker_id="w").sent == 1  # the re-opening's trigger
-    assert dispatch(store, cfg, T0 + timedelta(minutes=20), worker_id="w").sent == 1  # the resolve notice's turn
+    # The re-opening's trigger waits out the rate limit PagerDuty announced, then goes before the resolve notice.
+    assert dispatch(store, cfg, T0 + timedelta(minutes=11), worker_id="w").throttled == 1
+    assert dispatch(store, cfg, T0 + timedelta(minutes=20), worker_id="w").sent == 2
     # The outage is on again: the last word PagerDuty has is the re-opening's trigger, not the stale resolve.
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
     [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]

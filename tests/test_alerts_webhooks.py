@@ -392,7 +392,7 @@ def test_retry_after_is_honoured_as_an_http_date_or_seconds(store: Store, hook: 
     assert dispatch(store, cfg, now, worker_id="w").retried == 1
     [row] = store.outbox_rows(["pending"])
     wait = (parse_iso(row["next_attempt_at"]) - now).total_seconds()
-    assert 590 <= wait <= 610, (value, row["next_attempt_at"])
+    assert 590 <= wait <= 640, (value, row["next_attempt_at"])  # up to 5 % jitter on top
 
 
 @pytest.mark.parametrize("fmt", ["json", "slack"])

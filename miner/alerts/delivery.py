@@ -42,14 +42,16 @@ class DeliveryError(Exception):
 
     ``unreachable``: the server itself failed (refused or timed out connecting, never answered, hung up, a session
     cut), not this message: the channel's other messages would wait out the same timeout, one after another.
+    ``throttled``: the server asked to be left alone for a while (a 429, or a Retry-After): its other messages wait.
     """
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
-                 unreachable: bool = False) -> None:
+                 unreachable: bool = False, throttled: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.throttled = throttled
 
 
 class NothingSent(Exception):
@@ -263,7 +265,8 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
         except DeliveryError as exc:
             if not exc.permanent:
                 raise DeliveryError(f"{exc} ({what}){_accepted(sent, len(done) - sent)}",
-                                    retry_after=exc.retry_after, unreachable=exc.unreachable) from None
+                                    retry_after=exc.retry_after, unreachable=exc.unreachable,
+                                    throttled=exc.throttled) from None
             refused.setdefault(str(exc), []).append(what)
             continue
         sent += 1
@@ -322,7 +325,8 @@ class HttpWebhookSender:
         if resp.status == 429 or resp.status >= 500:
             # Seconds or an HTTP date: the date is read against the real clock, as the server meant it.
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), utcnow())
-            raise DeliveryError(message, retry_after=retry_after)
+            raise DeliveryError(message, retry_after=retry_after,
+                                throttled=resp.status == 429 or retry_after is not None)
         raise DeliveryError(message, permanent=True)
 
 

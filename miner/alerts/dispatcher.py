@@ -8,7 +8,9 @@ dies mid-send leaves a 'sending' claim that returns to pending after ``lease_sec
 same Message-ID. Failures retry with exponential backoff and jitter until ``give_up_after``; permanent errors fail
 at once with their reason. Once a channel's server (the SMTP server, one webhook's endpoint) is found unreachable
 in a run, that channel's other rows are left pending for the next run, unclaimed and untried: each would wait out
-the same timeout, and a page queued behind a run of emails to a dead mail server went minutes late.
+the same timeout, and a page queued behind a run of emails to a dead mail server went minutes late. A webhook that
+answers 429 (or sends Retry-After) holds its other rows too, in this run and the next, until the time its throttled
+row is retried: each of them went straight into the rate limit it had just announced.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class DispatchStats:
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
     held: int = 0  # due, but held until group_interval after the last message of its route, channel and group
     deferred: int = 0  # due, but left for the next run: their channel's server was unreachable in this one
+    throttled: int = 0  # due, but left until their webhook's rate limit (a 429, Retry-After) has passed
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -101,8 +104,16 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
         # wait behind the down channel's (due still, and listed first again) at every run while it stays down.
         # Rows tried already (held back, or lost to another worker) are left out by the query, not after it: left
         # out after, they made a full listing look short and the loop stopped with more rows due.
-        listed = store.due_notifications(now, limit, exclude_channels=sorted(run.down), exclude_ids=sorted(seen))
+        listed = store.due_notifications(now, limit, exclude_channels=sorted({*run.down, *run.waiting}),
+                                         exclude_ids=sorted(seen))
     return run.finish()
+
+
+def _throttled_key(channel: str) -> str:
+    """alert_state: the outbox row ``channel``'s server last throttled (a 429, Retry-After); its channel waits for
+    its retry. The row, not a time: a retry time stamped by a clock that was ahead is taken back with the row
+    (Store.retime_alerts), where a time kept here held the channel until real time reached it."""
+    return f"throttled:{channel}"
 
 
 def _unreachable_key(channel: str) -> str:
@@ -124,9 +135,12 @@ class _Run:
     clock: Callable[[], datetime]
     stats: DispatchStats
     down: dict[str, int] = field(default_factory=dict)  # channel -> its rows left for the next run
+    held_until: dict[str, datetime | None] = field(default_factory=dict)  # channel -> its rate limit's end
+    waiting: dict[str, int] = field(default_factory=dict)  # channel -> its rows left until then
 
     def one(self, listed: dict[str, Any], suspect: set[str]) -> bool:
-        """Send one listed row (unless held, taken, or its channel is down); True when its server was unreachable."""
+        """Send one listed row (unless held, taken, or its channel is down or throttled); True when its channel is
+        found unreachable or throttled (its rows are then left out of a further listing in the run)."""
         store, stats, clock = self.store, self.stats, self.clock
         if (channel := str(listed["channel"])) in self.down:
             # Not claimed, so not an attempt: it is due still, and tried at the next run. Each of them waiting out
@@ -134,6 +148,11 @@ class _Run:
             self.down[channel] += 1
             stats.deferred += 1
             return False
+        if (until := self._rate_limited(channel)) is not None and until > clock():
+            first = channel not in self.waiting
+            self.waiting[channel] = self.waiting.get(channel, 0) + 1
+            stats.throttled += 1
+            return first
         if _held(store, self.settings, listed, clock()):
             stats.held += 1
             return False
@@ -142,7 +161,11 @@ class _Run:
             stats.lost_races += 1
             return False
         stats.claimed += 1
-        finish, reached = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources)
+        finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources)
+        if throttled and finish.next_attempt_at is not None:
+            self.held_until[channel] = finish.next_attempt_at
+            self.waiting.setdefault(channel, 0)
+            store.set_alert_state(_throttled_key(channel), str(row["id"]))
         if reached is False:
             self.down[channel] = 0
             store.set_alert_state(_unreachable_key(channel), finish.detail or "unreachable")
@@ -158,13 +181,27 @@ class _Run:
             stats.retried += 1
         else:
             stats.failed += 1
-        return reached is False
+        return reached is False or (throttled and finish.next_attempt_at is not None)
+
+    def _rate_limited(self, channel: str) -> datetime | None:
+        """Until when ``channel``'s server asked to be left alone (by an earlier run too), or None: the retry time of
+        the row it throttled, while that row waits for it (sent, muted or taken by a worker since: not held)."""
+        if channel not in self.held_until:
+            value = self.store.alert_state(_throttled_key(channel)) or ""
+            row = self.store.notification(int(value)) if value.isdigit() else None
+            self.held_until[channel] = (parse_iso(row["next_attempt_at"]) if row and row["status"] == "pending"
+                                        and row["attempts"] else None)
+        return self.held_until[channel]
 
     def finish(self) -> DispatchStats:
         for channel, n in self.down.items():
             if n:
                 log.warning("%d due outbox message(s) for %s left for the next run: its server was unreachable",
                             n, channel)
+        for channel, n in self.waiting.items():
+            if n:
+                log.info("%d due outbox message(s) for %s held until %s: it asked to be left alone (429, "
+                         "Retry-After)", n, channel, iso(self.held_until[channel] or self.now))
         return self.stats
 
 
@@ -189,27 +226,30 @@ def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
 
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
-             senders: Senders, rng: random.Random, sources: Collection[str] | None) -> tuple[Finish, bool | None]:
-    """The attempt's outcome, and whether the channel's server answered: False when it was unreachable
-    (DeliveryError.unreachable), None when nothing was sent to it (nothing left to send, a rendering error)."""
+             senders: Senders, rng: random.Random,
+             sources: Collection[str] | None) -> tuple[Finish, bool | None, bool]:
+    """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
+    DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error), and
+    whether it asked to be left alone for a while (DeliveryError.throttled)."""
     try:
         detail = send_row(store, settings, row, clock(), senders, sources=sources)
     except NothingSent as exc:
         log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
-        return Finish("sent", str(exc), delivered=False), None
+        return Finish("sent", str(exc), delivered=False), None, False
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
-            return Finish("failed", str(exc)), not exc.unreachable
-        return _retry(settings, row, clock(), str(exc), exc.retry_after, rng), not exc.unreachable
+            return Finish("failed", str(exc)), not exc.unreachable, False
+        return (_retry(settings, row, clock(), str(exc), exc.retry_after, rng), not exc.unreachable,
+                exc.throttled)
     except MinerError as exc:
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
-        return Finish("failed", str(exc)), None
+        return Finish("failed", str(exc)), None, False
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
         log.exception("outbox %d: unexpected error", row["id"])
-        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng), None
+        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng), None, False
     log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], detail)
-    return Finish("sent", detail), True
+    return Finish("sent", detail), True, False
 
 
 def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
@@ -223,7 +263,8 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
     delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
     delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
     if retry_after is not None:
-        delay = min(max(delay, retry_after), settings.give_up_after)
+        # Up to 5 % on top: the server's rows retried at the instant it named would all hit it again together.
+        delay = min(max(delay, retry_after * rng.uniform(1.0, 1.05)), settings.give_up_after)
     log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
     return Finish("retry", error, now + timedelta(seconds=delay))
 

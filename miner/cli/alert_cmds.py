@@ -133,6 +133,8 @@ def outbox_send(app: AppContext) -> None:
                            worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
                            stop=stop)
         deferred = f", left for the next run {stats.deferred} (server unreachable)" if stats.deferred else ""
+        if stats.throttled:
+            deferred += f", held {stats.throttled} (webhook rate limit: 429 or Retry-After)"
         click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}{deferred}")
     if stats.failed:
         raise click.exceptions.Exit(1)

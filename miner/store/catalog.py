@@ -182,7 +182,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "store's first PagerDuty event: part of every dedup_key, so that a new store's incidents, numbered "
                "from 1 again, are not taken for the old one's), or unreachable:<channel> (the error with which the "
                "channel's server was last found unreachable, empty once it answered again: its messages go after "
-               "the other channels' at each run meanwhile), or replay_outbox_after (while a replay runs, and after "
+               "the other channels' at each run meanwhile), or throttled:<channel> (the outbox id of the message "
+               "the channel's webhook last answered 429 or Retry-After: its other messages wait for that one's "
+               "retry), or replay_outbox_after (while a replay runs, and after "
                "one killed until a notification is planned outside a replay: the last outbox id before it, up to "
                "which the rows are not the replay's to send; the rows after it are never the service's, and are "
                "recorded as suppressed when it goes).",
