@@ -1,0 +1,81 @@
+"""What a `/metrics` scrape shows beyond the counters kept in-process: the gauges read from the store at its time.
+
+A mixin of :class:`miner.service.Service`, which owns the store connections, the metrics and the guards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from miner.config import Config
+from miner.errors import MinerError
+from miner.metrics import Metrics
+from miner.store.sources import current_warning
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
+
+
+class ServiceScrape:
+    config: Config
+    metrics: Metrics
+    _scrape_error: str | None
+    _scrape_guard: threading.Lock
+    _source_up: dict[str, float]
+    _source_up_guard: threading.Lock
+
+    if TYPE_CHECKING:
+        def _store(self, job: str) -> Store: ...
+
+    def metrics_text(self) -> str:
+        """Counters kept in-process plus gauges read from the store at scrape time."""
+        # One scrape at a time on the metrics connection, as the read API and the reports use theirs: scrapes at once
+        # (a pair of Prometheus servers, a dashboard) ran their statements on it together, in one SQLite read
+        # transaction that lasted while any of them ran, and answered from a snapshot older than their request.
+        with self._scrape_guard:
+            stored_up = self._store_gauges()
+        with self._source_up_guard:
+            up = {**stored_up, **self._source_up}
+        self.metrics.replace("miner_source_up", {(("source", name),): value for name, value in up.items()})
+        return self.metrics.render()
+
+    def _store_gauges(self) -> dict[str, float]:
+        """Set the gauges read from the store; returns miner_source_up of the sources as the store has them."""
+        stored_up: dict[str, float] = {}
+        try:
+            # Not the reports' connection: one report waiting out a locked store there (up to SQLite's busy
+            # timeout, 10 s) held it, and every scrape waited behind it, past Prometheus' own timeout.
+            store = self._store("metrics")
+            for queue, depth in store.queue_depths().items():
+                self.metrics.set("miner_queue_depth", float(depth), queue=queue)
+            open_rows = store.incidents(status="open")
+            counts: dict[tuple[tuple[str, str], ...], float] = {}
+            for row in open_rows:
+                key = (("service", row["service"]),)
+                counts[key] = counts.get(key, 0.0) + 1
+            self.metrics.replace("miner_open_incidents", counts)
+            # From the store, by the rule `miner status` shows them by: a 304 poll clears no warning, and a poll's
+            # report does not say whether one stands. Of the sources polled, as miner_source_up.
+            rows = {r["name"]: r for r in store.source_rows()}
+            self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
+            self.metrics.replace("miner_source_warning", {
+                (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
+                for s in self.config.sources if s.enabled})
+            # A source not polled since the start has its latest poll's outcome in the store: after a restart, one
+            # failing for good (a 404, polled again only backoff_max later) had no series to alert on until then.
+            stored_up = {s.name: 0.0 if rows[s.name]["consecutive_failures"] else 1.0
+                         for s in self.config.sources
+                         if s.enabled and s.name in rows and (rows[s.name]["last_ok_at"]
+                                                              or rows[s.name]["consecutive_failures"])}
+        except MinerError as exc:
+            # Once while it lasts, as for the jobs: Prometheus scrapes every 15 s or so.
+            if str(exc) != self._scrape_error:
+                log.error("metrics: cannot read the store: %s", exc)
+            self._scrape_error = str(exc)
+        else:
+            self._scrape_error = None
+        return stored_up
