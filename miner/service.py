@@ -30,6 +30,7 @@ from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.report_intake import ReportIntake
+from miner.service_handover import Handover
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_schedule import CatchUpInterval
@@ -100,6 +101,7 @@ class Service(ServiceJobs, ServiceScrape):
         self.metrics = Metrics()
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
         self.lock = ServiceLock(self.db_path)
+        self._handing_over = False  # a reload's stop, or a start with what one handed over: the lock is kept
         self._stop = threading.Event()
         self._stores = JobStores(self.db_path, self._stop.set)
         self._scheduler: BackgroundScheduler | None = None
@@ -134,7 +136,8 @@ class Service(ServiceJobs, ServiceScrape):
         from miner.collectors.poller import Poller
         from miner.config_files import check_named_files, warn_unset_alert_env
 
-        self.lock.acquire()
+        if not self.lock.held:  # held already when a reload handed it over
+            self.lock.acquire()
         try:
             check_named_files(self.config)  # the model folder and CA file, with their key and line
             # The store is checked first but upgraded only once the model has loaded: a new version refusing a
@@ -178,6 +181,7 @@ class Service(ServiceJobs, ServiceScrape):
             self._started = time.monotonic()
             scheduler.start()
             self._scheduler = scheduler
+            self._handing_over = False
         except BaseException:
             self.stop()
             raise
@@ -201,6 +205,20 @@ class Service(ServiceJobs, ServiceScrape):
         if self._stores.lost_reason is not None:
             raise StoreError(self._stores.lost_reason)  # exit 1: a supervisor (and its operator) sees the failure
 
+    def hand_over(self) -> None:
+        """The stop to come is a reload's: the store lock is kept for :meth:`handover` to give the next service."""
+        self._handing_over = True
+
+    def handover(self) -> Handover:
+        return Handover(self.lock)
+
+    def take_over(self, handover: Handover) -> None:
+        """Before :meth:`start`: take what the service before handed over, if it ran on this store."""
+        handover.taken = handover.lock.path == self.lock.path
+        if handover.taken:
+            self.lock = handover.lock
+            self._handing_over = True  # until started: a start that fails leaves it for the next
+
     def request_stop(self) -> None:
         """Ask :meth:`run_started` to stop; safe in a signal handler, as it only sets an event."""
         self._stop.set()
@@ -218,7 +236,8 @@ class Service(ServiceJobs, ServiceScrape):
             self._poller = None
         self._store_held_at_stop()
         self._stores.close_all()
-        self.lock.release()
+        if not self._handing_over:
+            self.lock.release()
 
     def _store_held_at_stop(self) -> None:
         """One last try to store the polls held in memory (space may have been freed since the last round); what

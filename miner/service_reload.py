@@ -6,12 +6,13 @@ and the line), and the service runs on with the config it has. A restart under a
 apply a change before, and a broken feeds.toml then left the service down, failing at every start.
 
 A config accepted stops the service as SIGTERM does (jobs finish their batch, held polls are stored, the HTTP server
-and the store lock are released) and starts a new one with it in the same process: new scheduler, sources, routes,
-HTTP settings and model, as a restart would have them. If that new service fails at start (its port taken, its
-model refused), the error is logged and the service starts again with the config it ran before, as Prometheus and
-nginx keep their old config when a new one cannot be applied: the config that ran a moment ago is the one most
-likely to start, and a process that exited would be started again by its supervisor on the new file, to fail the
-same way. Only when that start fails too does the command exit 1.
+is closed), but for the store lock, handed to the new service (:mod:`miner.service_handover`), and starts a new one
+with it in the same process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them.
+If that new service fails at start (its port taken, its model refused), the error is logged and the service starts
+again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
+applied: the config that ran a moment ago is the one most likely to start, and a process that exited would be
+started again by its supervisor on the new file, to fail the same way. Only when that start fails too does
+the command exit 1.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from miner.entry import take_held_hup
 from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.service import Service
+from miner.service_handover import Handover
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +126,17 @@ class Reloader:
             service = self._start(self.config)  # a first start that fails is the command's error, as ever
             while True:
                 self._next = None
-                service.run_started(functools.partial(self._tick, service))
-                if self.signals.stop or self._next is None:
+                try:
+                    service.run_started(functools.partial(self._tick, service))
+                except BaseException:
+                    if self._next is not None:  # stopped for a reload, and kept the lock for the next service
+                        service.handover().release()
+                    raise
+                if self._next is None:
+                    return
+                handover = service.handover()
+                if self.signals.stop:
+                    handover.release()
                     return
                 # The stopped service's parts refer to one another (its jobs, its endpoints and their callbacks), so
                 # only a full collection frees it and its model, which Python's collector runs seldom: each reload
@@ -134,10 +145,12 @@ class Reloader:
                 del service
                 self.signals.service = None
                 gc.collect()
-                service = self._restart(self._next)
+                service = self._restart(self._next, handover)
 
-    def _start(self, config: Config) -> Service:
+    def _start(self, config: Config, handover: Handover | None = None) -> Service:
         service = self.make(config)
+        if handover is not None:
+            service.take_over(handover)
         self.signals.service = service  # before its start, so that a SIGTERM meanwhile stops it once started
         if self.signals.stop:
             service.request_stop()
@@ -145,8 +158,10 @@ class Reloader:
         self._counts.show(service.metrics)
         return service
 
-    def _restart(self, config: Config) -> Service:
-        if (service := self._start_new(config)) is not None:
+    def _restart(self, config: Config, handover: Handover) -> Service:
+        if (service := self._start_new(config, handover)) is not None:
+            if not handover.taken:  # it runs on another store
+                handover.release()
             self.config = config
             self._counts.count(True, service.metrics)
             log.info("config reloaded from %s", config.path)
@@ -156,20 +171,21 @@ class Reloader:
         self.signals.service = None
         gc.collect()
         try:
-            service = self._start(self.config)
+            service = self._start(self.config, handover)
         except Exception:
+            handover.release()
             log.error("the service did not start with the config it ran before either: exiting")
             raise
         self._counts.count(False, service.metrics)
         log.info("config reload failed: running with the config read before")
         return service
 
-    def _start_new(self, config: Config) -> Service | None:
+    def _start_new(self, config: Config, handover: Handover) -> Service | None:
         """The service started with ``config``, or None (logged) if it failed to start; the error, whose traceback
         holds the service that failed, is gone once this returns."""
         try:
-            return self._start(config)
-        except Exception as exc:  # the new service stopped what it had started, and released the lock
+            return self._start(config, handover)
+        except Exception as exc:  # the new service stopped what it had started, and left the lock handed over
             log.error("config reload failed: the service did not start with the new config: %s; starting it again "
                       "with the config it ran before", _described(exc), exc_info=not isinstance(exc, MinerError))
             return None
@@ -198,4 +214,5 @@ class Reloader:
             log.info("SIGHUP: the config is unchanged: restarting the service all the same, which reads the model "
                      "and the files the config names again")
         self._next = config
+        service.hand_over()
         return True
