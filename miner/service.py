@@ -30,7 +30,7 @@ from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.report_intake import ReportIntake
-from miner.service_handover import Handover
+from miner.service_handover import Handover, warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_schedule import CatchUpInterval
@@ -101,7 +101,7 @@ class Service(ServiceJobs, ServiceScrape):
         self.metrics = Metrics()
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
         self.lock = ServiceLock(self.db_path)
-        self._handing_over = False  # a reload's stop, or a start with what one handed over: the lock is kept
+        self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
         self._stop = threading.Event()
         self._stores = JobStores(self.db_path, self._stop.set)
         self._scheduler: BackgroundScheduler | None = None
@@ -206,17 +206,18 @@ class Service(ServiceJobs, ServiceScrape):
             raise StoreError(self._stores.lost_reason)  # exit 1: a supervisor (and its operator) sees the failure
 
     def hand_over(self) -> None:
-        """The stop to come is a reload's: the store lock is kept for :meth:`handover` to give the next service."""
+        """The stop to come is a reload's: the store lock and the polls held are kept for :meth:`handover` to give
+        the next service."""
         self._handing_over = True
 
     def handover(self) -> Handover:
-        return Handover(self.lock)
+        return Handover(self.lock, self._held)
 
     def take_over(self, handover: Handover) -> None:
         """Before :meth:`start`: take what the service before handed over, if it ran on this store."""
         handover.taken = handover.lock.path == self.lock.path
         if handover.taken:
-            self.lock = handover.lock
+            self.lock, self._held = handover.lock, handover.held
             self._handing_over = True  # until started: a start that fails leaves it for the next
 
     def request_stop(self) -> None:
@@ -241,18 +242,15 @@ class Service(ServiceJobs, ServiceScrape):
 
     def _store_held_at_stop(self) -> None:
         """One last try to store the polls held in memory (space may have been freed since the last round); what
-        the store still does not take is lost with the process, and said so."""
+        the store still does not take goes to the next service at a reload, or is lost with the process, and said
+        so."""
         if not self._held.polls:
             return
         if self._stores.lost_reason is None:
             with contextlib.suppress(MinerError):
                 Pipeline(self.config, self._store("collect"), self._classifier).store_held(self._held)
-        if self._held.polls:
-            count = self._held.count
-            log.warning("stopping with %d posts of %d held poll%s that the store never took (%s): they are lost, "
-                        "but their sources' cursors in the store did not move, so the next start polls them from "
-                        "there (a feed's items that have scrolled off it since are gone)", self._held.posts,
-                        count, "s" if count != 1 else "", self._held.store_error or "the store was lost")
+        if not self._handing_over:
+            warn_lost(self._held)
 
     # Jobs ----------------------------------------------------------------------------------------------
 

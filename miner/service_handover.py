@@ -5,20 +5,44 @@ The store lock, held throughout when the new service runs on the same store: rel
 at the start, it was free in between (the new model loading, a second or more) for a `miner replay` or another
 `miner run` on the store to take, and the reload then failed on it twice, the config before too, and `miner run`
 exited 1. A new service that fails to start leaves it to the one started again with the config before.
+
+The polls held in memory while the store takes no writes (:class:`miner.held_polls.HeldPolls`), which the new
+service stores first at its first collect round that the store takes them: lost at the stop before (with a
+warning), and with them the feed items that scrolled off meanwhile, as the new service polled their sources again
+from the store's cursors.
+
+Both only when the new service runs on the same store; another store's lock is its own, and the polls held for
+the store before are lost then, as at a stop.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from miner.held_polls import HeldPolls
 from miner.service_lock import ServiceLock
+
+log = logging.getLogger("miner.service")
 
 
 @dataclass(eq=False)
 class Handover:
     lock: ServiceLock  # held
+    held: HeldPolls
     taken: bool = False  # by the service given it last
 
     def release(self) -> None:
         """Let go of what no service took: the new one runs on another store, or the command stops."""
         self.lock.release()
+        warn_lost(self.held)
+
+
+def warn_lost(held: HeldPolls) -> None:
+    """The polls still held when the service stops (and no reload takes them) are lost with the process."""
+    if held.polls:
+        count = held.count
+        log.warning("stopping with %d posts of %d held poll%s that the store never took (%s): they are lost, but their "
+                    "sources' cursors in the store did not move, so the next start polls them from there (a feed's "
+                    "items that have scrolled off it since are gone)", held.posts, count, "s" if count != 1 else "",
+                    held.store_error or "the store was lost")

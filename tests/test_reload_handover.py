@@ -1,9 +1,11 @@
 """What a reload hands from the service it stops to the one it starts, in a real service run by the reloader in a
-thread (Signals.handle is what the signal handlers call), on a real store: the store lock, held throughout."""
+thread (Signals.handle is what the signal handlers call), on a real store: the store lock, held throughout, and the
+polls held in memory while the store takes no writes."""
 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,11 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 from test_reload import feeds, free_port, write_config  # noqa: F401 (feeds: the fixture)
+from test_service import roomy_feed
 
 from miner.errors import MinerError
 from miner.service_lock import ServiceLock
+from miner.store import Store
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -113,3 +117,54 @@ def test_the_lock_goes_to_the_config_before_when_the_new_one_fails_to_start(
         assert len(rivals) == 2 and all("is already using" in r for r in rivals), rivals
         assert built[2].lock.held
     assert not built[2].lock.held
+
+
+def stored_ids(db: Path) -> set[str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return {row[0].rsplit("/", 1)[-1] for row in conn.execute("SELECT external_id FROM posts")}
+
+
+def disk_full(service: Service) -> None:
+    """The collect job's next connection is on a disk with no room left (SQLite's own limit)."""
+    if (previous := service._stores.open.get("collect")) is not None:
+        previous.close()
+    store = Store.open(service.db_path)
+    store.database.execute(f"PRAGMA max_page_count = {store.database.one('PRAGMA page_count')['page_count']}")
+    service._stores.open["collect"] = store
+
+
+def test_polls_held_while_the_store_takes_no_writes_go_to_the_service_after_a_reload(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Still held at the reload's stop (the store full then too), they were lost with a warning: the new service
+    # polled the source again from the store's cursor, and the items that had scrolled off the feed since were gone.
+    from miner.service import Service
+
+    cfg = tmp_path / "feeds.toml"
+    db = tmp_path / "miner.sqlite"
+    built: list[Service] = []
+
+    def make(config: Config) -> Service:
+        built.append(Service(config, db, collector()))
+        if len(built) == 1:
+            disk_full(built[0])
+        return built[-1]
+
+    with FakeServer() as feed:
+        served = ["n-"]
+
+        def reply(request: object) -> Reply:
+            return roomy_feed(served[0])
+
+        feed.serve("/alpha.rss", reply)
+        write_config(cfg, feed.url, free_port())
+        with reloading(cfg, make) as hup:
+            wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
+            assert "3 posts of 1 poll are held in memory" in str(built[0].health["collect"].last_error)
+            disk_full(built[0])  # still full at the stop's last try
+            served[0] = "m-"  # the items polled have scrolled off the feed
+            hup()
+            wait_for(lambda: len(built) == 2 and built[1].health["collect"].runs == 1)
+            assert built[1].health["collect"].last_error is None
+            assert stored_ids(db) == {"n-0", "n-1", "n-2"}
+            assert len(feed.requests_to("/alpha.rss")) == 1  # polled again on the schedule the held poll set
+    assert "they are lost" not in caplog.text
