@@ -40,6 +40,16 @@ class ReportIntake:
         self._store_name = store_name
         self.lock = threading.Lock()  # held by the report being stored
 
+    @property
+    def clients(self) -> tuple[RateLimiter, ReporterHashes]:
+        """What the intake knows of its clients: their rate limits, and the reporter key of the day."""
+        return self._limiter, self._authors
+
+    def take_over(self, clients: tuple[RateLimiter, ReporterHashes]) -> None:
+        """Before any report: go on from the ``clients`` of a reload's service before, at this intake's rate."""
+        self._limiter.take_over(clients[0])
+        self._authors = clients[1]
+
     def accept(self, payload: object, client: str) -> dict[str, Any]:
         """The 202 answer's body; raises InputError (400), RateLimited (429) or MinerError (503)."""
         try:

@@ -211,10 +211,12 @@ class Service(ServiceJobs, ServiceScrape):
         self._handing_over = True
 
     def handover(self) -> Handover:
-        return Handover(self.lock, self._held)
+        return Handover(self.lock, self._held, self._reports.clients)
 
     def take_over(self, handover: Handover) -> None:
-        """Before :meth:`start`: take what the service before handed over, if it ran on this store."""
+        """Before :meth:`start`: take what the service before handed over: its reports' clients, and the rest if it
+        ran on this store."""
+        self._reports.take_over(handover.reports)
         handover.taken = handover.lock.path == self.lock.path
         if handover.taken:
             self.lock, self._held = handover.lock, handover.held

@@ -13,6 +13,13 @@ from the store's cursors.
 
 Both only when the new service runs on the same store; another store's lock is its own, and the polls held for
 the store before are lost then, as at a stop.
+
+What the user reports' intake knows of its clients: each one's rate limit, and the reporter key of the day that
+makes one client's reports one complainer per bucket. Started afresh, a client that had spent its hour's reports
+got a new burst at each reload, and its reports after one were a second complainer in the bucket. The rate set by
+the new config applies to the buckets carried over (a lower burst caps them); clients are keyed as the new
+`[server]` settings say (`trusted_proxies`, `report_ipv6_prefix`), so a client whose key they change starts
+afresh, and its old key's bucket is pruned with the stale ones.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from miner.collectors.reports import RateLimiter, ReporterHashes
 from miner.held_polls import HeldPolls
 from miner.service_lock import ServiceLock
 
@@ -30,6 +38,9 @@ log = logging.getLogger("miner.service")
 class Handover:
     lock: ServiceLock  # held
     held: HeldPolls
+    # The reports' clients, taken whatever the store (a client is the same client); not the intake, which refers to
+    # the service stopped, and would keep it and its model in memory.
+    reports: tuple[RateLimiter, ReporterHashes]
     taken: bool = False  # by the service given it last
 
     def release(self) -> None:

@@ -1,6 +1,6 @@
 """What a reload hands from the service it stops to the one it starts, in a real service run by the reloader in a
-thread (Signals.handle is what the signal handlers call), on a real store: the store lock, held throughout, and the
-polls held in memory while the store takes no writes."""
+thread (Signals.handle is what the signal handlers call), on a real store: the store lock, held throughout, the polls
+held in memory while the store takes no writes, and the user reports' rate limits and reporter key."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from fakeserver import FakeServer, Reply
 from test_reload import feeds, free_port, write_config  # noqa: F401 (feeds: the fixture)
@@ -168,3 +169,47 @@ def test_polls_held_while_the_store_takes_no_writes_go_to_the_service_after_a_re
             assert stored_ids(db) == {"n-0", "n-1", "n-2"}
             assert len(feed.requests_to("/alpha.rss")) == 1  # polled again on the schedule the held poll set
     assert "they are lost" not in caplog.text
+
+
+def report(port: int) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{port}/report", json={"service": "MTN", "symptom": "connectivity"}, timeout=10)
+
+
+def test_a_reload_keeps_the_report_rate_limits_and_the_reporter_of_the_day(tmp_path: Path,
+                                                                       feeds: FakeServer) -> None:  # noqa: F811
+    # Both started afresh in the new service: a client that had used its hour's reports got a new burst at each
+    # reload, and its reports after it were a second complainer in the same bucket (a new key of the day).
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    cfg = tmp_path / "feeds.toml"
+    db = tmp_path / "miner.sqlite"
+    port = free_port()
+
+    def configure(rate: int) -> None:
+        write_config(cfg, feeds.url, port)
+        cfg.write_text(cfg.read_text().replace(f"port = {port}\n", f"port = {port}\nreport_rate_per_hour = {rate}\n"))
+
+    configure(3)
+    built: list[Service] = []
+
+    def make(config: Config) -> Service:
+        built.append(Service(config, db, ServiceOptions(jobs=(JobSpec("collect", 3600.0),))))
+        return built[-1]
+
+    def started(n: int) -> Callable[[], bool]:
+        return lambda: len(built) > n and built[n].health["collect"].runs == 1
+
+    with reloading(cfg, make) as hup:
+        wait_for(started(0))
+        assert [report(port).status_code for _ in range(2)] == [202, 202]
+        hup()  # unchanged
+        wait_for(started(1))
+        assert [report(port).status_code for _ in range(2)] == [202, 429]
+        configure(30)  # a higher rate: the client's bucket, empty, fills at the new rate
+        hup()
+        wait_for(started(2))
+        refused = report(port)
+        assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 120
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        authors = [row[0] for row in conn.execute("SELECT author_hash FROM posts WHERE source = 'reports'")]
+    assert len(authors) == 3 and len(set(authors)) == 1 and authors[0]

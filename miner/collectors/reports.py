@@ -80,7 +80,8 @@ class ReporterHashes:
     once) opened an incident by itself. The key is not `store.hash_key_env`'s: with it (or with the public salt used
     when it is unset) a hash of an address is reversed by trying all 2**32 IPv4 addresses, and a key kept from day
     to day would link a reporter's days. The day is the report's, by the service's clock; a restart draws a new key,
-    so a client reporting on both sides of it counts twice in that one bucket. Not thread-safe: the intake calls it
+    so a client reporting on both sides of it counts twice in that one bucket (a reload hands it on: see
+    :mod:`miner.service_handover`). Not thread-safe: the intake calls it
     under its lock.
     """
 
@@ -133,6 +134,11 @@ class RateLimiter:
         if len(self._buckets) > self.max_clients:
             self._prune(now)
         return allowed
+
+    def take_over(self, other: RateLimiter) -> None:
+        """Go on from ``other``'s buckets (a reload's service before), at this one's rate: a client that spent its
+        burst there does not get a new one, and refills at the rate now set, up to the burst now set."""
+        self._buckets = other._buckets
 
     def retry_after(self, client: str, now: float) -> float:
         """Seconds until ``client`` may report again (0 when it may now)."""
