@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from miner.classify import Classifier
+from miner.records import Post
 from miner.replay import demo_stream_path, read_posts
 
 CONFIG = """
@@ -72,3 +73,17 @@ def write_stream(real: dict[str, list[str]], path: Path, both: bool = False) -> 
     return path
 
 
+class ReportsOnly:
+    """A classifier for streams of user reports, which are complaints without the model: it is never asked."""
+
+    version = "unused"
+
+    def predict(self, texts: list[str]) -> list[object]:
+        raise AssertionError("reports must not be sent to the model")
+
+
+def outage_reports(service: str, start: datetime, end: datetime) -> list[Post]:
+    """A user report every 30 seconds: 30 complaints per 15-minute bucket."""
+    count = int((end - start) / timedelta(seconds=30))
+    return [Post("reports", f"{service}-{start.timestamp()}-{i}", f"{service} is down",
+                 start + timedelta(seconds=30 * i), services=(service,)) for i in range(count)]

@@ -9,13 +9,12 @@ import sqlite3
 from datetime import datetime, timedelta
 
 import pytest
-from streams import T0
+from streams import T0, ReportsOnly, outage_reports
 
 from miner.config import parse_config
 from miner.detect import DetectorState
 from miner.errors import MinerError
 from miner.pipeline import Pipeline
-from miner.records import Post
 from miner.store import Store
 
 ACME = """
@@ -34,25 +33,9 @@ warmup_hours = 1
 """
 
 
-class _ReportsOnly:
-    """User reports are complaints without the model."""
-
-    version = "unused"
-
-    def predict(self, texts: list[str]) -> list[object]:
-        raise AssertionError("reports must not be sent to the model")
-
-
-def _outage_reports(service: str, start: datetime, end: datetime) -> list[Post]:
-    """A user report every 30 seconds: 30 complaints per 15-minute bucket."""
-    count = int((end - start) / timedelta(seconds=30))
-    return [Post("reports", f"{service}-{start.timestamp()}-{i}", f"{service} is down",
-                 start + timedelta(seconds=30 * i), services=(service,)) for i in range(count)]
-
-
 def _warm(store: Store) -> Pipeline:
     """The detectors, warmed on quiet hours up to T0 + 3 h."""
-    pipe = Pipeline(parse_config(ACME), store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(parse_config(ACME), store, ReportsOnly())  # type: ignore[arg-type]
     for hours in range(4):
         pipe.detect(T0 + timedelta(hours=hours))
     return pipe
@@ -61,7 +44,7 @@ def _warm(store: Store) -> Pipeline:
 def _outage(pipe: Pipeline, services: list[str]) -> tuple[datetime, datetime]:
     """An hour of reports about ``services`` from T0 + 3 h 15, classified at T0 + 4 h 30; returns (start, now)."""
     start, now = T0 + timedelta(hours=3, minutes=15), T0 + timedelta(hours=4, minutes=30)
-    pipe.ingest([p for s in services for p in _outage_reports(s, start, start + timedelta(hours=1))], now)
+    pipe.ingest([p for s in services for p in outage_reports(s, start, start + timedelta(hours=1))], now)
     pipe.classify_pending(now)
     return start, now
 
@@ -132,7 +115,7 @@ def test_a_removed_service_with_an_unreadable_state_has_its_incident_resolved(st
     [incident] = store.incidents(status="open")
     store.database.conn.execute("UPDATE detector_state SET state = '{' WHERE service = 'Barmail'")
     config = parse_config(ACME.replace('name = "Barmail"\nprovider = "Acme"\n[[services]]\n', ""))
-    report = Pipeline(config, store, _ReportsOnly()).detect(now + timedelta(minutes=15))  # type: ignore[arg-type]
+    report = Pipeline(config, store, ReportsOnly()).detect(now + timedelta(minutes=15))  # type: ignore[arg-type]
     assert report.resolved == [("Barmail", now + timedelta(minutes=15))] and report.buckets == 2
     resolved = store.incident(incident["id"])
     assert resolved is not None and resolved["status"] == "resolved"

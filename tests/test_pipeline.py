@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
-from streams import CONFIG, T0, write_stream
+from streams import CONFIG, T0, ReportsOnly, outage_reports, write_stream
 
 from miner.classify import Classifier
 from miner.collect_stage import CollectReport
@@ -140,15 +140,6 @@ bucket_minutes = 15
 """
 
 
-class _ReportsOnly:
-    """User reports are complaints without the model: these streams never need it."""
-
-    version = "unused"
-
-    def predict(self, texts: list[str]) -> list[object]:
-        raise AssertionError("reports must not be sent to the model")
-
-
 def replay_reports(db: Path, bursts: dict[str, list[tuple[float, float]]]) -> Store:
     """Replay two quiet days of an occasional user report per service, then, for each (start, end) in hours
     after those days, 30 reports per 15-minute bucket about that service. Returns the store, open."""
@@ -168,7 +159,7 @@ def replay_reports(db: Path, bursts: dict[str, list[tuple[float, float]]]) -> St
                 t += timedelta(seconds=30)
     posts.sort(key=lambda p: p.created_at)
     store = Store.open(db)
-    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(config, store, ReportsOnly())  # type: ignore[arg-type]
     run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0))
     return store
 
@@ -215,14 +206,14 @@ warmup_hours = 1
 
 
 def test_services_opening_together_hours_before_a_catching_up_run_get_one_group(store: Store) -> None:
-    pipe = Pipeline(parse_config(ACME_ONLY), store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(parse_config(ACME_ONLY), store, ReportsOnly())  # type: ignore[arg-type]
     for hours in range(4):
         pipe.detect(T0 + timedelta(hours=hours))
     # The service was down for two hours; back, its first run steps them, with the posts collect stored meanwhile.
     start = T0 + timedelta(hours=3, minutes=15)
     now = T0 + timedelta(hours=5)
-    pipe.ingest([*_outage_reports("Barmail", start, start + timedelta(hours=1)),
-                 *_outage_reports("Bazdrive", start, start + timedelta(hours=1))], now)
+    pipe.ingest([*outage_reports("Barmail", start, start + timedelta(hours=1)),
+                 *outage_reports("Bazdrive", start, start + timedelta(hours=1))], now)
     pipe.classify_pending(now)
     report = pipe.detect(now)
     assert sorted(report.opened) == [("Barmail", start + timedelta(minutes=30)),
@@ -821,16 +812,9 @@ warmup_hours = 1
 """
 
 
-def _outage_reports(service: str, start: datetime, end: datetime) -> list[Post]:
-    """A user report every 30 seconds: 30 complaints per 15-minute bucket."""
-    count = int((end - start) / timedelta(seconds=30))
-    return [Post("reports", f"{service}-{start.timestamp()}-{i}", f"{service} is down",
-                 start + timedelta(seconds=30 * i), services=(service,)) for i in range(count)]
-
-
 def _warm_quiet_detector(store: Store) -> Pipeline:
     """Foonet's detector, warmed on three quiet hours up to T0 + 3 h."""
-    pipe = Pipeline(parse_config(CLOCK_AHEAD), store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(parse_config(CLOCK_AHEAD), store, ReportsOnly())  # type: ignore[arg-type]
     for hours in range(4):
         pipe.detect(T0 + timedelta(hours=hours))
     return pipe
@@ -850,7 +834,7 @@ def test_the_detector_stepped_by_a_clock_that_was_ahead_resumes_once_it_is_set_b
     assert saved is not None and saved.last_bucket == T0 + timedelta(hours=2, minutes=45)
     # An outage starting now opens an incident at its second bucket, not once real time has reached T0 + 6 h.
     start = T0 + timedelta(hours=3, minutes=15)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     report = pipe.detect(start + timedelta(minutes=30))
     assert report.buckets == 3
@@ -860,14 +844,14 @@ def test_the_detector_stepped_by_a_clock_that_was_ahead_resumes_once_it_is_set_b
 def test_an_incident_resolved_by_a_clock_that_was_ahead_comes_back_once_it_is_set_back(store: Store) -> None:
     pipe = _warm_quiet_detector(store)
     start = T0 + timedelta(hours=3)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
     # 3 h ahead, the clock sees three quiet hours to come: the incident resolves in the future.
     assert [s for s, _ in pipe.detect(start + timedelta(hours=3, minutes=30)).resolved] == ["Foonet"]
     now = start + timedelta(minutes=35)  # set right, and the outage goes on
     pipe.detect(now)
-    pipe.ingest(_outage_reports("Foonet", start + timedelta(minutes=30), now + timedelta(minutes=25)), now)
+    pipe.ingest(outage_reports("Foonet", start + timedelta(minutes=30), now + timedelta(minutes=25)), now)
     pipe.classify_pending(now + timedelta(minutes=25))
     report = pipe.detect(start + timedelta(hours=1))
     assert report.opened == []  # the same incident, within its cool-down
@@ -962,7 +946,7 @@ def test_incidents_opened_and_resolved_by_a_clock_that_was_ahead_are_in_the_next
 
     pipe = _warm_quiet_detector(store)
     start = T0 + timedelta(hours=6)  # the clock 3 h ahead: an outage opens and resolves at its times
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened
     assert pipe.detect(start + timedelta(hours=2)).resolved
@@ -985,14 +969,14 @@ def test_an_open_incident_of_a_service_removed_from_the_config_is_resolved_once(
     alerts = AlertSettings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), repeat_interval=3600)
     pipe = _warm_quiet_detector(store)
     start = T0 + timedelta(hours=3)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened
     assert plan_notifications(store, alerts, start + timedelta(minutes=30)) == 1
     # Foonet is removed from feeds.toml (or renamed): no detector steps it any more.
     later = start + timedelta(hours=1)
     pipe = Pipeline(parse_config('[[services]]\nname = "Barnet"\n[detector]\nbucket_minutes = 15\n'), store,
-                    _ReportsOnly())  # type: ignore[arg-type]
+                    ReportsOnly())  # type: ignore[arg-type]
     assert pipe.detect(later).resolved == [("Foonet", later)]
     [incident] = store.incidents()
     assert (incident["status"], incident["resolved_at"]) == ("resolved", iso(later))
@@ -1011,7 +995,7 @@ def test_an_incident_of_a_removed_service_resolved_while_the_clock_is_behind_is_
         store: Store) -> None:
     pipe = _warm_quiet_detector(store)
     start = T0 + timedelta(hours=3)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened
     # A post its source dated tells that the clock is behind the store, not set right after running ahead.
@@ -1022,7 +1006,7 @@ def test_an_incident_of_a_removed_service_resolved_while_the_clock_is_behind_is_
     # every digest, the API and the status board.
     behind = start - timedelta(days=1)
     pipe = Pipeline(parse_config('[[services]]\nname = "Barnet"\n[detector]\nbucket_minutes = 15\n'), store,
-                    _ReportsOnly())  # type: ignore[arg-type]
+                    ReportsOnly())  # type: ignore[arg-type]
     [(service, at)] = pipe.detect(behind).resolved
     [incident] = store.incidents()
     assert service == "Foonet" and at == parse_iso(incident["resolved_at"]) == parse_iso(opened["updated_at"])
@@ -1042,7 +1026,7 @@ def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_a
     # 15-minute grid). Then feeds.toml says 15. The detector stepped 00:20, 00:35... where no count lands, and
     # saw nothing for good; a baseline of 4 per bucket would have scored 12 per bucket as an outage.
     five = parse_config('[[services]]\nname = "Foonet"\n[detector]\nbucket_minutes = 5\nwarmup_hours = 1\n')
-    pipe = Pipeline(five, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(five, store, ReportsOnly())  # type: ignore[arg-type]
     end = T0 + timedelta(days=1, minutes=10)
     posts = _reports("Foonet", T0, end, timedelta(seconds=75))
     pipe.ingest(posts, end)
@@ -1055,7 +1039,7 @@ def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_a
         conn.execute("DELETE FROM store_state WHERE key = 'bucket_minutes'")
 
     fifteen = replace(five, detector=replace(five.detector, bucket_minutes=15))
-    pipe = Pipeline(fifteen, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(fifteen, store, ReportsOnly())  # type: ignore[arg-type]
     at = T0 + timedelta(days=1, minutes=25)
     more = _reports("Foonet", end, at + timedelta(hours=3), timedelta(seconds=75))
     opened = []
@@ -1079,7 +1063,7 @@ def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_a
     # And an outage opens an incident at its second bucket.
     start = T0 + timedelta(days=1, hours=3)
     pipe.ingest([p for p in more if p.created_at < start + timedelta(minutes=30)]
-                + _outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+                + outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
     assert store.bucket_minutes() == 15  # recorded: the next start finds nothing to do
@@ -1114,19 +1098,19 @@ def test_an_incident_open_at_a_changed_bucket_width_stays_one_incident_through_a
     # quiet bucket (no quiet_minutes), and opened a second incident when the outage went on.
     fifteen = parse_config(CLOCK_AHEAD)
     five = replace(fifteen, detector=replace(fifteen.detector, bucket_minutes=5))
-    pipe = Pipeline(five, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(five, store, ReportsOnly())  # type: ignore[arg-type]
     start = T0 + timedelta(hours=3)
     pipe.ingest(_reports("Foonet", T0 + timedelta(minutes=1), start, timedelta(minutes=20)), start)
     pipe.classify_pending(start)
     pipe.detect(T0 + timedelta(minutes=5))
     pipe.detect(start)
-    posts = (_outage_reports("Foonet", start, start + timedelta(minutes=15))  # a lull from 03:15 to 03:30
-             + _outage_reports("Foonet", start + timedelta(minutes=30), start + timedelta(hours=1)))
+    posts = (outage_reports("Foonet", start, start + timedelta(minutes=15))  # a lull from 03:15 to 03:30
+             + outage_reports("Foonet", start + timedelta(minutes=30), start + timedelta(hours=1)))
     at = start + timedelta(minutes=10)
     pipe.ingest([p for p in posts if p.created_at < at], at)
     pipe.classify_pending(at)
     assert pipe.detect(at).opened
-    pipe = Pipeline(fifteen, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(fifteen, store, ReportsOnly())  # type: ignore[arg-type]
     at += timedelta(minutes=2)
     while at < start + timedelta(hours=1, minutes=15):
         pipe.ingest([p for p in posts if p.created_at < at], at)
@@ -1146,7 +1130,7 @@ def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_
     # Config check refuses 7 now (it does not divide a day), but a store counted by an earlier miner may have them.
     five = parse_config('[[services]]\nname = "Foonet"\n[detector]\nbucket_minutes = 5\nwarmup_hours = 1\n')
     seven = replace(five, detector=replace(five.detector, bucket_minutes=7))
-    pipe = Pipeline(seven, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(seven, store, ReportsOnly())  # type: ignore[arg-type]
     end = T0 + timedelta(hours=6)
     posts = _reports("Foonet", T0, end, timedelta(seconds=50))
     pipe.ingest(posts, end)
@@ -1157,7 +1141,7 @@ def test_a_changed_bucket_width_keeps_counts_whose_posts_are_gone_and_counts_no_
     before = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
 
     fifteen = replace(seven, detector=replace(seven.detector, bucket_minutes=15))
-    Pipeline(fifteen, store, _ReportsOnly()).detect(end + timedelta(minutes=15))  # type: ignore[arg-type]
+    Pipeline(fifteen, store, ReportsOnly()).detect(end + timedelta(minutes=15))  # type: ignore[arg-type]
     after = store.database.rows("SELECT bucket_start, posts FROM buckets ORDER BY bucket_start")
     first_hour = iso(T0 + timedelta(hours=1))
     assert [r for r in after if r["bucket_start"] < first_hour] == [r for r in before if r["bucket_start"] < first_hour]
@@ -1189,13 +1173,13 @@ def test_an_incident_is_linked_to_the_provider_incident_of_its_status_page(
     assert source.name == name
     with Poller.from_config(config) as poller:
         store.save_fetch(source.name, poller.poll(source, SourceState()), T0, T0)
-    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(config, store, ReportsOnly())  # type: ignore[arg-type]
     official_start = datetime.fromisoformat("2026-11-27T14:01:12+00:00")  # "Incident with Actions"
     quiet = floor_time(official_start - timedelta(hours=4), timedelta(minutes=15))
     for hours in range(4):
         pipe.detect(quiet + timedelta(hours=hours))
     start = quiet + timedelta(hours=3, minutes=30)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     pipe.detect(start + timedelta(minutes=30))
     [incident] = store.incidents()
@@ -1210,13 +1194,13 @@ def test_an_incident_resolved_before_its_provider_posted_is_linked_to_that_post_
     config = parse_config(CLOCK_AHEAD + f'[[sources]]\nname = "foo"\ntype = "statuspage"\nurl = "{server.url}"\n'
                           'services = ["Foonet"]\n')
     [source] = config.sources
-    pipe = Pipeline(config, store, _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(config, store, ReportsOnly())  # type: ignore[arg-type]
     official_start = datetime.fromisoformat("2026-11-27T14:01:12+00:00")  # "Incident with Actions"
     quiet = floor_time(official_start - timedelta(hours=4), timedelta(minutes=15))
     for hours in range(4):
         pipe.detect(quiet + timedelta(hours=hours))
     start = quiet + timedelta(hours=3, minutes=30)
-    pipe.ingest(_outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
     pipe.classify_pending(start + timedelta(minutes=30))
     assert pipe.detect(start + timedelta(minutes=30)).opened
     resolved = pipe.detect(start + timedelta(hours=2)).resolved
@@ -1504,7 +1488,7 @@ def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | No
     (its next poll due ``interval`` seconds later)."""
     config = _forum_config(server, CLOCK_AHEAD.replace('"Foonet"', '"MTN"\naliases = ["mtnug"]'),
                            f"interval = {interval}\n")
-    pipe = Pipeline(config, store, classifier or _ReportsOnly())  # type: ignore[arg-type]
+    pipe = Pipeline(config, store, classifier or ReportsOnly())  # type: ignore[arg-type]
     server.serve("/forum.rss", _rss())
     with Poller(config.collect, config.services, hash_key=b"k") as poller:
         def poll(now: datetime) -> None:
@@ -1520,7 +1504,7 @@ def _forum_watched(server: FakeServer, store: Store, classifier: Classifier | No
 def test_an_outage_is_not_resolved_by_the_silence_of_sources_that_fail(server: FakeServer, store: Store) -> None:
     with _forum_watched(server, store) as (_, pipe, poll):
         start = T0 + timedelta(hours=3)
-        pipe.ingest(_outage_reports("MTN", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+        pipe.ingest(outage_reports("MTN", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
         pipe.classify_pending(start + timedelta(minutes=30))
         poll(start + timedelta(minutes=30))
         assert pipe.detect(start + timedelta(minutes=30)).opened == [("MTN", start + timedelta(minutes=30))]
@@ -1547,7 +1531,7 @@ def test_a_service_whose_sources_fail_for_longer_than_max_fill_hours_is_scored_a
         # Broken for good: the user reports of an outage are still scored once the hold is past max_fill_hours.
         later = T0 + timedelta(hours=3 + config.detector.max_fill_hours, minutes=15)
         poll(later)
-        pipe.ingest(_outage_reports("MTN", later - timedelta(minutes=30), later), later)
+        pipe.ingest(outage_reports("MTN", later - timedelta(minutes=30), later), later)
         pipe.classify_pending(later)
         report = pipe.detect(later)
     assert report.buckets > 0 and report.opened == [("MTN", later)]
@@ -1616,7 +1600,7 @@ def test_a_bucket_waits_past_settle_minutes_only_while_no_source_polled_though_d
 def test_a_services_own_timezone_is_the_clock_of_its_daily_pattern(store: Store) -> None:
     mtn = '[[services]]\nname = "MTN"\ntimezone = "Africa/Kampala"\n\n'
     config = parse_config(CLOCK_AHEAD.replace("[detector]", mtn + '[detector]\ntimezone = "Europe/London"'))
-    Pipeline(config, store, _ReportsOnly()).detect(T0 + timedelta(hours=1))  # type: ignore[arg-type]
+    Pipeline(config, store, ReportsOnly()).detect(T0 + timedelta(hours=1))  # type: ignore[arg-type]
     zones = {}
     for name in ("Foonet", "MTN"):
         saved = store.detector_state(name)
