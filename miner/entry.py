@@ -20,7 +20,7 @@ _held_hup = False  # a SIGHUP came while it was held
 _holding = False
 
 
-def _hold_hup(signum: int, frame: FrameType | None) -> None:
+def hold_hup(signum: int, frame: FrameType | None) -> None:
     global _held_hup
     _held_hup = True
 
@@ -45,7 +45,7 @@ def release_hup() -> None:
 def main() -> None:
     global _holding
     if signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:  # ignored (nohup): `miner run` takes it all the same
-        signal.signal(signal.SIGHUP, _hold_hup)
+        signal.signal(signal.SIGHUP, hold_hup)
         _holding = True
     try:
         from miner.cli import main as cli

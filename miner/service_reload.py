@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from miner.config import Config
-from miner.entry import take_held_hup
+from miner.entry import hold_hup, take_held_hup
 from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.service import Service
@@ -76,7 +76,8 @@ class Signals:
             yield self
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                # The entry point's hold only bridged the start: after the service, a SIGHUP does what it did.
+                signal.signal(sig, signal.SIG_DFL if handler is hold_hup else handler)
 
 
 @dataclasses.dataclass

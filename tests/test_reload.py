@@ -391,3 +391,19 @@ def test_a_sighup_while_the_command_line_loads_is_a_reload_not_the_end(tmp_path:
     finally:
         code = service.stop()
     assert code == 0, "".join(service.lines)
+
+
+def test_after_the_service_a_sighup_does_what_it_did_before_the_entry_point_held_it() -> None:
+    # The entry point holds SIGHUP while the command line loads; the service's handlers, taken off as `miner run`
+    # ends, put that hold back, and a SIGHUP while the process went on exiting was swallowed.
+    from miner.entry import hold_hup, take_held_hup
+    from miner.service_reload import Signals
+
+    before = signal.signal(signal.SIGHUP, hold_hup)
+    try:
+        with Signals().installed():
+            assert signal.getsignal(signal.SIGHUP) != hold_hup
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, before)
+        take_held_hup()
