@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from miner.detect.incidents import BucketFacts, IncidentDraft, Transition, advance, match_official
 from miner.detect.params import DetectorParams
@@ -165,6 +166,9 @@ def test_draft_round_trips_through_json() -> None:
                           total_complaints=60.0, symptoms=(("messaging", 4),), samples=(("p1", 0.9),),
                           official_ref="s:1", official_title="t", lead_minutes=-3.5, resolved_at=T0 + 2 * STEP)
     assert IncidentDraft.from_json(draft.to_json()) == draft
+    for not_an_object in ("[]", "null", "1", '"service"'):
+        with pytest.raises(ValueError, match="not a JSON object"):
+            IncidentDraft.from_json(not_an_object)
 
 
 def test_a_steadily_growing_incident_reports_each_peak_past_the_ratio_of_the_last_reported_one() -> None:

@@ -184,6 +184,9 @@ def test_state_round_trips_through_json() -> None:
         DetectorState.from_json('{"v": 2}')
     with pytest.raises(ValueError):
         DetectorState.from_json("not json")
+    for not_an_object in ("[]", "null", "1", '"v"'):  # raised AttributeError, which the repair did not expect
+        with pytest.raises(ValueError, match="not a JSON object"):
+            DetectorState.from_json(not_an_object)
 
 
 def test_restart_from_stored_state_matches_an_uninterrupted_run_and_replays_change_nothing() -> None:

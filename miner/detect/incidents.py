@@ -91,7 +91,10 @@ class IncidentDraft:
     @classmethod
     def from_json(cls, text: str) -> IncidentDraft:
         try:
-            d = json.loads(text)
+            raw = json.loads(text)
+            if not isinstance(raw, dict):  # said plainly, not left to a TypeError from indexing a list or a number
+                raise ValueError(f"not a JSON object: {type(raw).__name__}")
+            d: dict[str, Any] = raw
 
             def at(value: Any) -> datetime:
                 return datetime.fromtimestamp(float(value), UTC)

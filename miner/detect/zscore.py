@@ -114,7 +114,9 @@ class DetectorState:
     def from_json(cls, text: str) -> DetectorState:
         """Parse :meth:`to_json` output; raises ValueError on anything else."""
         try:
-            data: dict[str, Any] = json.loads(text)
+            data: Any = json.loads(text)
+            if not isinstance(data, dict):  # '[]', 'null' or '1' raised AttributeError, which nobody expected
+                raise ValueError(f"not a JSON object: {type(data).__name__}")
             if data.get("v") != 1:
                 raise ValueError(f"unknown detector state version {data.get('v')!r}")
 
