@@ -36,6 +36,10 @@ log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stage
 # The stores (paths) whose clock was found behind them, warned of in this process (see _resume_after_clock_ahead).
 _CLOCK_BEHIND: set[str] = set()
 
+# (store path, service) -> the type and message of the error the service's last step failed with, in this process:
+# logged once while it lasts (each run has a pipeline of its own), as the job's own error is (see MinerService).
+_FAILING: dict[tuple[str, str], tuple[str, str]] = {}
+
 
 @dataclass
 class TickReport:
@@ -107,9 +111,11 @@ class DetectStage(RelearnStage):
                 break
             except Exception as exc:  # one service's failure never stops the others' steps (nor the grouping)
                 failed.append((service.name, exc))
-                log.error("detect: %s is not scored this run: %s: %s", service.name, type(exc).__name__, exc,
-                          exc_info=not isinstance(exc, MinerError), extra={"service": service.name})
+                self._log_failed(service.name, exc)
                 continue
+            if (before := _FAILING.pop((str(self.store.path), service.name), None)) is not None:
+                log.info("detect: %s is scored again (it failed with %s)", service.name, before[0],
+                         extra={"service": service.name})
             report.merge(mine)
         if not any(isinstance(exc, StoreError) for _, exc in failed):
             openings = report.opened + report.reopened
@@ -117,6 +123,18 @@ class DetectStage(RelearnStage):
         if failed:
             raise _detect_failure(failed)
         return report
+
+    def _log_failed(self, service: str, exc: Exception) -> None:
+        """Log a service's failed step: once, with its traceback (a fault of miner's own), while it fails the same
+        way; again when the error changes, or after a step that succeeded. A row the step cannot write put the same
+        traceback in the log at every run, every 30 s, for as long as it stayed."""
+        failure, key = (type(exc).__name__, str(exc)), (str(self.store.path), service)
+        if _FAILING.get(key) == failure:
+            log.debug("detect: %s is not scored this run either: %s: %s", service, *failure)
+            return
+        _FAILING[key] = failure
+        log.error("detect: %s is not scored this run: %s: %s", service, *failure,
+                  exc_info=None if isinstance(exc, MinerError) else exc, extra={"service": service})
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
         """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket

@@ -3,6 +3,7 @@ others, and openings stored by a run that failed or crashed before grouping them
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -138,3 +139,32 @@ def test_openings_a_crash_left_ungrouped_are_grouped_by_the_next_run(store: Stor
     groups = store.database.rows("SELECT id, name, services FROM incident_groups")
     assert [(g["name"], sorted(json.loads(g["services"]))) for g in groups] == [("Acme", ["Barmail", "Bazdrive"])]
     assert {i["group_id"] for i in store.incidents()} == {groups[0]["id"]}
+
+
+def test_a_service_failing_the_same_way_at_every_run_is_logged_once_until_it_changes_or_succeeds(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Its traceback was logged at every run (every 30 s for the process job) for as long as the row stayed.
+    pipe = _warm(store)
+
+    def refuse(message: str) -> None:
+        store.database.conn.execute("DROP TRIGGER IF EXISTS refuse")
+        store.database.conn.execute(
+            "CREATE TRIGGER refuse AFTER UPDATE ON detector_state WHEN NEW.service = 'Barmail' "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END")
+
+    def run(minutes: int) -> list[logging.LogRecord]:
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="miner.pipeline"), contextlib.suppress(MinerError):
+            pipe.detect(T0 + timedelta(hours=4, minutes=minutes))
+        return [r for r in caplog.records if r.levelno >= logging.INFO and "Barmail" in r.getMessage()]
+
+    refuse("no way")
+    first, *again = [run(15 * i) for i in range(3)]
+    assert [(r.levelname, bool(r.exc_info)) for r in first] == [("ERROR", True)], first
+    assert again == [[], []]
+    refuse("changed")
+    assert [r.levelname for r in run(45)] == ["ERROR"]
+    store.database.conn.execute("DROP TRIGGER refuse")
+    assert [r.getMessage() for r in run(60)] == ["detect: Barmail is scored again (it failed with IntegrityError)"]
+    refuse("changed")
+    assert [r.levelname for r in run(75)] == ["ERROR"]  # failing again after a success: logged again
