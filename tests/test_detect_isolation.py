@@ -1,20 +1,21 @@
-"""One service's detector failing (an unreadable detector_state row, the store refusing its step) never stops the
-others, and openings stored by a run that failed or crashed before grouping them are grouped by the next run."""
+"""One service's detector failing (an unreadable detector_state row, a step that fails) never stops the others, a store
+failure ends the run, and openings stored by a run that failed or crashed before grouping them are grouped by the next
+run."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import sqlite3
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from streams import T0, ReportsOnly, outage_reports
 
 from miner.config import parse_config
 from miner.detect import DetectorState
-from miner.errors import MinerError
+from miner.errors import MinerError, StoreError
 from miner.pipeline import Pipeline
 from miner.store import Store
 
@@ -94,19 +95,47 @@ def test_an_unreadable_draft_resolves_its_incident_and_the_service_starts_afresh
     assert any("Barmail" in r.getMessage() and "resolved" in r.getMessage() for r in caplog.records)
 
 
-def test_a_service_the_store_refuses_fails_the_run_after_the_others_are_scored(store: Store) -> None:
-    # A trigger refuses Barmail's step (as a lock past the busy timeout or a full disk refuses a write).
+def test_a_service_whose_step_fails_fails_the_run_after_the_others_are_scored(store: Store) -> None:
+    # A trigger refuses Barmail's step: a step that fails (a bug, a constraint), not the store (see the next test).
     pipe = _warm(store)
     store.database.conn.execute(
         "CREATE TRIGGER refuse AFTER UPDATE ON detector_state WHEN NEW.service = 'Barmail' "
-        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        "BEGIN SELECT RAISE(ABORT, 'a constraint'); END")
     _, now = _outage(pipe, ["Bazdrive", "Quxpay"])
-    with pytest.raises((MinerError, sqlite3.Error)) as failed:
+    with pytest.raises(MinerError) as failed:
         pipe.detect(now)
-    assert "Barmail" in str(failed.value)
+    assert "Barmail" in str(failed.value) and not isinstance(failed.value, StoreError)
     assert sorted(i["service"] for i in store.incidents(status="open")) == ["Bazdrive", "Quxpay"]
     saved = store.detector_state("Bazdrive")
     assert saved is not None and saved.last_bucket == now - timedelta(minutes=15)
+
+
+def test_a_store_failure_ends_the_run_with_the_services_after_it_not_stepped_and_nothing_grouped(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store that takes no writes (a full disk, a lock past the busy timeout) would fail each service after it in
+    # turn (a lock after waiting out the busy timeout for each): the run ends there, and groups nothing.
+    pipe = _warm(store)
+    _, now = _outage(pipe, ["Barmail", "Bazdrive"])
+    pipe.detect(now)
+    store.database.conn.execute("UPDATE incidents SET group_id = NULL")  # left ungrouped, for this run to group
+    store.database.conn.execute("DELETE FROM incident_groups")
+    before = {s: store.detector_state(s) for s in ("Bazdrive", "Quxpay")}
+    save = store.save_detector_step
+    stepped = []
+
+    def full(service: str, *args: Any, **kwargs: Any) -> None:
+        stepped.append(service)
+        if service == "Barmail":
+            raise StoreError("store x: database or disk is full", cause="disk_full")
+        save(service, *args, **kwargs)
+
+    monkeypatch.setattr(store, "save_detector_step", full)
+    with pytest.raises(StoreError) as failed:
+        pipe.detect(now + timedelta(minutes=15))
+    assert failed.value.cause == "disk_full" and "Barmail" in str(failed.value)
+    assert stepped == ["Barmail"]
+    assert {s: store.detector_state(s) for s in before} == before
+    assert store.database.rows("SELECT id FROM incident_groups") == []
 
 
 @pytest.mark.parametrize("bad", ["'{'", "'[]'", "'null'", "'1'"])
