@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
 from miner.detect import DetectorParams, DetectorState, IncidentDraft, due_buckets, step
@@ -81,13 +81,19 @@ class RelearnStage:
         return repaired
 
     def _resolve_untracked(self, service: str, incident_id: int | None, now: datetime, report: TickReport) -> None:
-        """Resolve the open incident ``incident_id``, whose draft is lost: at ``now``, never before its last change."""
+        """Resolve the open incident ``incident_id``, whose draft is lost."""
         row = self.store.incident(incident_id) if incident_id is not None else None
         if row is None or row["status"] != "open":
             return
+        self._resolve_lost(service, row, now, "detector state unreadable", report)
+
+    def _resolve_lost(self, service: str, row: dict[str, Any], now: datetime, reason: str, report: TickReport) -> None:
+        """Resolve the open incident ``row``, which no detector tracks any more (``reason``: why), at ``now``, or at
+        its last change when that is later (its opening at the earliest): with the clock behind the store, ``now`` was
+        before the incident opened, and so was its resolve."""
         at = max(now, parse_iso(row["opened_at"]), parse_iso(row["updated_at"]))
         self.store.update_incident(row["id"], at, {"status": "resolved", "resolved_at": at}, "resolve",
-                                   {"reason": "detector state unreadable"})
+                                   {"reason": reason})
         report.resolved.append((service, at))
 
     def _rebucket_if_changed(self, now: datetime) -> None:

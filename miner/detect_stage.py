@@ -186,12 +186,8 @@ class DetectStage(RelearnStage):
             service = row["service"]
             if service in watched:
                 continue
-            # Never before its last change (its opening at the earliest): with the clock behind the store, ``now``
-            # was before the incident opened, and so was its resolve.
-            at = max(now, parse_iso(row["opened_at"]), parse_iso(row["updated_at"]))
             with self.store.database.transaction():
-                self.store.update_incident(row["id"], at, {"status": "resolved", "resolved_at": at}, "resolve",
-                                           {"reason": "unwatched"})
+                self._resolve_lost(service, row, now, "unwatched", report)
                 saved = self.store.detector_state(service)
                 if saved is not None and saved.incident_id == row["id"]:
                     state = saved.state  # one that cannot be read is learned again if the service is added back
@@ -199,7 +195,6 @@ class DetectStage(RelearnStage):
                         state = replace(DetectorState.from_json(saved.state), open=False, opened_at=None, quiet=0,
                                         hits=0).to_json()
                     self.store.save_detector_step(service, saved.last_bucket, state, [], now)
-            report.resolved.append((service, at))
             log.warning("%s is no longer in the config: its open incident #%d is resolved", service, row["id"])
 
     def _detect_service(self, service: str, now: datetime, report: TickReport,
