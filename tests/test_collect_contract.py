@@ -77,7 +77,9 @@ CASES = [
                                 env={"identifier": "BSKY_ID", "password": "BSKY_PW"}),
          {"/xrpc/app.bsky.feed.searchPosts": "bluesky/search_posts.json"}, "/xrpc/app.bsky.feed.searchPosts",
          ("netwatcher", "sam-ops", "leilani"), cursor_param="since", expect_service="Instagram",
-         post_routes={"/xrpc/com.atproto.server.createSession": "bluesky/create_session.json"}),
+         # A session renewed when a test moves the clock past its JWT's lifetime answers as a login does.
+         post_routes={"/xrpc/com.atproto.server.createSession": "bluesky/create_session.json",
+                      "/xrpc/com.atproto.server.refreshSession": "bluesky/create_session.json"}),
     Case("statuspage", lambda b: SourceConfig("gh-status", "statuspage", url=b, services=("GitHub",)),
          {"/api/v2/incidents.json": "statuspage/incidents.json"}, "/api/v2/incidents.json", (), incidents=True),
     Case("status_feed-atom",

@@ -787,6 +787,40 @@ def test_bluesky_expired_token_error_triggers_one_refresh(server: FakeServer, po
     assert str(info.value) == "HTTP 400 from 127.0.0.1"
 
 
+def _skewed_session(issued: datetime) -> Reply:
+    def enc(obj: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    def jwt(lifetime: timedelta) -> str:
+        claims = {"iat": int(issued.timestamp()), "exp": int((issued + lifetime).timestamp())}
+        return f"{enc({'alg': 'ES256K'})}.{enc(claims)}.c2ln"
+
+    body = {"accessJwt": jwt(timedelta(hours=2)), "refreshJwt": jwt(timedelta(days=60)), "did": "did:x"}
+    return Reply(200, json.dumps(body).encode(), content_type="application/json")
+
+
+def test_bluesky_with_a_clock_ahead_of_the_servers_does_not_renew_the_session_on_every_request(
+    server: FakeServer, poller: Poller
+) -> None:
+    # Our clock runs 3 hours ahead: every JWT the server signs has an `exp` already in our past.
+    server_now = datetime.now(UTC)
+    server.serve("/xrpc/com.atproto.server.createSession", _skewed_session(server_now))
+    server.serve("/xrpc/com.atproto.server.refreshSession", _skewed_session(server_now))
+    server.serve_fixture(BSKY, "bluesky/search_posts.json", validators=False)
+    source = SourceConfig("b", "bluesky", url=server.url, query="down",
+                          env={"identifier": "BID", "password": "BPW"})
+    poller.ctx.now = lambda: server_now + timedelta(hours=3)
+    state = poller.poll(source).state
+    for _ in range(3):
+        poller.poll(source, state)
+    assert len(server.requests_to("/xrpc/com.atproto.server.createSession")) == 1
+    assert not server.requests_to("/xrpc/com.atproto.server.refreshSession")
+    # The token's own lifetime (exp - iat) still runs out on our clock, and is renewed then.
+    poller.ctx.now = lambda: server_now + timedelta(hours=5)
+    poller.poll(source, state)
+    assert len(server.requests_to("/xrpc/com.atproto.server.refreshSession")) == 1
+
+
 def test_bluesky_bad_app_password_is_permanent(server: FakeServer, poller: Poller) -> None:
     server.serve("/xrpc/com.atproto.server.createSession",
                  Reply(401, b'{"error":"AuthenticationRequired","message":"Invalid identifier or password"}',

@@ -64,12 +64,12 @@ class BlueskyCollector:
     def __init__(self) -> None:
         self.sessions = TokenCache()
 
-    def _session_from(self, source: SourceConfig, resp: Response, what: str) -> Token:
+    def _session_from(self, source: SourceConfig, resp: Response, what: str, now: datetime) -> Token:
         data = json_object(resp)
         access, refresh = text_of(data.get("accessJwt")), text_of(data.get("refreshJwt"))
         if not access:
             raise SourceError(f"bluesky {what} from {resp.where} returned no accessJwt")
-        token = Token(access=access, expires_at=jwt_expiry(access), refresh=refresh or None)
+        token = Token(access=access, expires_at=jwt_expiry(access, now), refresh=refresh or None)
         self.sessions.put(source.name, token)
         return token
 
@@ -84,7 +84,7 @@ class BlueskyCollector:
             detail = _error_name(resp) or f"HTTP {resp.status}"
             raise SourceError(f"bluesky login refused ({detail}): check env.identifier and env.password",
                               permanent=True)
-        return self._session_from(source, resp, "createSession")
+        return self._session_from(source, resp, "createSession", ctx.now())
 
     def _refresh(self, source: SourceConfig, ctx: PollContext, token: Token) -> Token:
         if not token.refresh:
@@ -96,7 +96,7 @@ class BlueskyCollector:
         if resp.status in _AUTH_ERRORS:
             self.sessions.drop(source.name)
             return self._login(source, ctx)
-        return self._session_from(source, resp, "refreshSession")
+        return self._session_from(source, resp, "refreshSession", ctx.now())
 
     def _session(self, source: SourceConfig, ctx: PollContext) -> Token:
         token = self.sessions.get(source.name)

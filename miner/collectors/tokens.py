@@ -63,17 +63,31 @@ def expiry_after(lifetime: object, now: datetime) -> datetime | None:
     return now + timedelta(seconds=float(lifetime))
 
 
-def jwt_expiry(token: str) -> datetime | None:
-    """The `exp` claim of a JWT, read without verifying it (we only use it to renew on time)."""
+def jwt_expiry(token: str, now: datetime) -> datetime | None:
+    """When a JWT received at ``now`` expires, read without verifying it (we only use it to renew on time).
+
+    Its lifetime (`exp` less `iat`) is counted from ``now``: `exp` is on the server's clock, and a clock of ours
+    ahead of it by more than the lifetime would find every token expired as it arrives, and renew it before every
+    request. Without `iat`, an `exp` already past on arrival is such a skew: None, use it until the server refuses it.
+    """
     parts = token.split(".")
     if len(parts) != 3:
         return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-        exp = claims.get("exp") if isinstance(claims, dict) else None
     except (ValueError, UnicodeDecodeError):
         return None
-    if isinstance(exp, int | float) and not isinstance(exp, bool):
-        return parse_time(exp)
-    return None
+    if not isinstance(claims, dict):
+        return None
+    exp, iat = _seconds(claims.get("exp")), _seconds(claims.get("iat"))
+    if exp is None:
+        return None
+    if iat is not None:
+        return expiry_after(exp - iat, now)
+    expires = parse_time(exp)
+    return expires if expires is not None and now < expires else None
+
+
+def _seconds(claim: object) -> float | None:
+    return float(claim) if isinstance(claim, int | float) and not isinstance(claim, bool) else None
