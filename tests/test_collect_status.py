@@ -160,6 +160,24 @@ def test_an_aws_event_whose_first_update_left_the_feed_stays_one_incident(server
     assert row["external_id"].endswith("_1639584617") and row["started_at"] == "2021-12-15T16:10:17+00:00"
 
 
+def test_an_aws_event_out_of_the_feed_for_a_poll_is_remembered_for_its_next_update(
+    server: FakeServer, poller: Poller, store: Store
+) -> None:
+    # In a busy outage, other services' updates push all of an event's out of the feed for a poll; its next update,
+    # within a day, continues the event. Forgotten at that poll, the event was stored again under the new update.
+    real = server.fixture_bytes(AWS_RSS)
+    summary, resolution = re.findall(rb"<item>.*?</item>", real, flags=re.S)
+    _aws_rows(server, poller, store, real)
+    other = summary.replace(b"internetconnectivity-us-gov-west-1", b"ec2-us-east-1").replace(
+        b"Internet Connectivity", b"Amazon EC2")
+    _aws_rows(server, poller, store, real.replace(resolution, b"").replace(summary, other))
+    later = summary.replace(b"12:16:32 PST", b"15:00:00 PST").replace(b"_1639599392", b"_1639609200")
+    rows = _aws_rows(server, poller, store, real.replace(resolution, b"").replace(summary, later + other))
+    connectivity = [r for r in rows if "internetconnectivity" in r["external_id"]]
+    assert [r["external_id"].rpartition("_")[2] for r in connectivity] == ["1639584617"]
+    assert connectivity[0]["updated_at"] == "2021-12-15T23:00:00+00:00"
+
+
 @pytest.mark.parametrize("cursor", ["t3_abc", '{"aws_events": [["x", 1]]}', "[1]", '{"aws_events": [[1, 2, 3, 4, 5]]}',
                                     '{"aws_events": [["k", "i", "0001-01-01T00:00:00+05:00", "x", null]]}'])
 def test_a_status_feed_cursor_of_another_kind_starts_afresh(server: FakeServer, poller: Poller, cursor: str) -> None:

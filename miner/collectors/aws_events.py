@@ -2,8 +2,8 @@
 
 The feed holds the latest items only: once an event's first update has dropped out, its earliest update still
 listed would name it, and it would be stored as a second incident. So each poll remembers (in the source's
-cursor) the events it saw, and the next one carries a remembered event's name and start over to the updates
-that continue it.
+cursor) the events it saw, and those no longer listed that an update could still continue, and the next one carries
+a remembered event's name and start over to the updates that continue it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def merge_aws_updates(incidents: list[OfficialIncident], known: tuple[KnownEvent
     An event is the run of a service and region's updates with no gap over _AWS_EVENT_GAP; it keeps its first
     update's guid (so the next poll, with more updates, updates the same incident), its latest update's title and
     status, and is resolved at the first of its closing run of resolved updates (a summary posted hours later is
-    no later resolution). An event of ``known`` whose updates go on in this poll lends it its guid and start.
+    no later resolution). An event of ``known`` whose updates go on in this poll lends it its guid and start; one
+    not listed now is remembered while an update could still continue it.
     """
     runs: dict[str, list[int]] = {}  # service and region -> the indexes of its updates
     for i, inc in enumerate(incidents):
@@ -69,6 +70,13 @@ def merge_aws_updates(incidents: list[OfficialIncident], known: tuple[KnownEvent
             events[group[-1]] = event
             seen.append(KnownEvent(key, event.external_id, event.started_at, event.updated_at, event.resolved_at))
     listed = {i for run in runs.values() for i in run}
+    # An event none of whose updates is listed now (pushed out by other services' in a busy outage) is kept while an
+    # update to come (none older than the newest listed) could still continue it: forgotten, its next update was
+    # stored as a second incident.
+    newest = max((incidents[i].started_at for i in listed), default=None)
+    ids = {e.external_id for e in seen}
+    seen += [k for k in known if k.external_id not in ids
+             and (newest is None or newest <= k.updated_at + _AWS_EVENT_GAP)]
     return [events.get(i, inc) for i, inc in enumerate(incidents) if i in events or i not in listed], seen
 
 
