@@ -400,6 +400,22 @@ def test_hackernews_hits_of_a_window_an_earlier_poll_left_are_not_late(server: F
     assert third.posts_new == 170 and third.posts_late == 0
 
 
+def test_hackernews_a_clock_set_back_behind_the_cursor_reads_down_to_it(server: FakeServer, poller: Poller) -> None:
+    # Our clock stepped back (NTP, a VM resumed) to before the cursor the last poll wrote at its time: read as a
+    # first poll's, the source dropped the stretch the page cap had left, with no warning.
+    api = FakeAlgolia(server)
+    api.add(3)
+    poller.ctx.now = lambda: START + timedelta(hours=1)
+    first = poller.poll(hn(server), SourceState())
+    burst = api.add(100 * PAGES + 150)
+    second = poller.poll(hn(server), first.state)
+    assert second.behind
+    cursor = int(json.loads(second.state.cursor or "{}")["cursor"])
+    poller.ctx.now = lambda: datetime.fromtimestamp(cursor - 120, UTC)
+    later, _state = poll_all(poller, hn(server), second.state, 3)
+    assert set(ids(second)) | later == set(burst) | set(ids(first))
+
+
 def test_hackernews_a_429_on_a_later_page_leaves_the_rest_for_the_next_poll(server: FakeServer, poller: Poller) -> None:
     api = FakeAlgolia(server)
     api.add(3)

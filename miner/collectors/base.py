@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -173,11 +173,18 @@ def epoch_not_after_now(seconds: float, ctx: PollContext) -> float:
     return min(seconds, ctx.now().timestamp())
 
 
-# A stored cursor ahead of the clock (written before the rule above) starts the source over, as a cursor of
-# another type does: the store drops what it already has.
+# A stored cursor further ahead of the clock than CLOCK_SET_BACK (written before the rule above, from a post dated
+# 2100) starts the source over, as a cursor of another type does: the store drops what it already has. One less far
+# ahead is our clock set back since the poll that wrote it (NTP, a VM resumed): it is read as now. Started over, the
+# source read one page and dropped the stretches an earlier poll left to read, with no warning.
+CLOCK_SET_BACK = timedelta(days=1)
+
+
 def time_cursor(state: SourceState, ctx: PollContext) -> datetime | None:
-    when = parse_time(state.cursor)
-    return when if when is not None and when <= ctx.now() else None
+    when, now = parse_time(state.cursor), ctx.now()
+    if when is None or when > now + CLOCK_SET_BACK:
+        return None
+    return min(when, now)
 
 
 def epoch_cursor(state: SourceState, ctx: PollContext) -> float | None:
@@ -185,4 +192,7 @@ def epoch_cursor(state: SourceState, ctx: PollContext) -> float | None:
         seconds = float(state.cursor) if state.cursor else None
     except ValueError:
         return None
-    return seconds if seconds is not None and seconds <= ctx.now().timestamp() else None  # nan fails too
+    now = ctx.now().timestamp()
+    if seconds is None or not seconds <= now + CLOCK_SET_BACK.total_seconds():  # nan fails too
+        return None
+    return min(seconds, now)
