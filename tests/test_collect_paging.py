@@ -1130,6 +1130,22 @@ def test_a_feed_that_turned_over_between_two_polls_says_posts_may_be_missing(
     assert not poller.poll(source, turned.state).gap
 
 
+@pytest.mark.parametrize(("path", "make"), [f[1:] for f in FEEDS], ids=[f[0] for f in FEEDS])
+def test_a_feed_dated_ahead_of_the_clock_is_not_said_to_miss_posts(
+        server: FakeServer, poller: Poller, path: str, make: Callable[[str], SourceConfig]) -> None:
+    # A site that writes its local time as UTC dates every entry hours ahead; the cursor stops at our clock, so
+    # every entry of every later poll was newer than it, and each poll said posts may be missing.
+    poller.ctx.now = lambda: START - timedelta(hours=2)
+    feed = FakeFeed(server, path)
+    source = make(server.url)
+    feed.add(5)
+    state = poller.poll(source, SourceState()).state
+    poller.ctx.now = lambda: START - timedelta(hours=1, minutes=50)
+    feed.add(3)
+    again = poller.poll(source, state)
+    assert not again.gap and not again.warnings
+
+
 def test_a_feed_without_dates_is_never_said_to_miss_posts(server: FakeServer, poller: Poller) -> None:
     feed = FakeFeed(server, "/latest.rss", dated=False)
     source = SourceConfig("forum", "rss", url=f"{server.url}/latest.rss")

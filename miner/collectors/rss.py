@@ -70,7 +70,9 @@ def posts_from_feed(
     # The newest date stored, not merely read: the gap checks of later polls count from it.
     newest = max((not_after_now(d, ctx) for d in kept_dates), default=None)
     gap = False
-    if last is not None and len(dates) > 1 and min(dates) > last:
+    # A feed whose every entry is dated ahead of our clock (a site writing its local time as UTC) cannot be told
+    # against the cursor, which stops at our clock: each poll of it was said to miss posts.
+    if last is not None and len(dates) > 1 and last < min(dates) <= ctx.now():
         # Nothing the last poll read is still in the feed: more was new than it holds, or exactly as many.
         gap = True
         warnings = [*warnings, gap_warning(source, (
