@@ -73,14 +73,18 @@ def url_problem(url: str) -> str | None:
 # Query parameters named like these (the last word of the name: api_key, apiKey, access_token, X-Amz-Signature) hold a
 # credential. "keywords" or "q" do not.
 _SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "secret", "password", "passwd", "pwd",
-                           "sig", "signature", "session", "sessionid", "sid", "credential", "credentials"})
+                           "sig", "signature", "session", "sessionid", "sid", "credential", "credentials", "jwt",
+                           "hmac", "pass", "passcode"})
+# A last word ending so is one too, written as one word: a private tracker's ?passkey=, ?rsskey=, ?apitoken=,
+# ?authtoken=. They went into the store as written, without the warning.
+_SECRET_ENDINGS = ("key", "token", "secret", "password", "signature")
 REDACTED = "[redacted]"
 
 
 def _secret_param(pair: str) -> bool:
     name, sep, _ = pair.partition("=")
-    words = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))
-    return bool(sep) and words[-1].lower() in _SECRET_WORDS
+    word = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))[-1].lower()
+    return bool(sep) and (word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS))
 
 
 def credentials_in_url(url: str) -> list[str]:

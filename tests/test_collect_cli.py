@@ -231,6 +231,31 @@ def test_a_key_in_a_source_url_is_not_stored(tmp_path: Path, server: FakeServer)
     assert request.param("api_key") == "K3Y" and request.headers["authorization"].startswith("Basic ")
 
 
+def test_a_key_named_as_one_word_in_a_source_url_is_not_stored(tmp_path: Path, server: FakeServer) -> None:
+    # Only a parameter whose last word was a key word was taken for a credential: a private tracker's ?passkey=, an
+    # ?apitoken= or ?authtoken= (one word each) went into sources.url (backups, `miner ui`, `miner query`) and `miner
+    # status`, without the warning that it belongs in url_env.
+    server.serve("/feed.rss", Reply(200, b"<rss version='2.0'><channel><title>t</title></channel></rss>",
+                                    content_type="application/rss+xml"))
+    host = server.url.removeprefix("http://")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n[[sources]]\n'
+                   f'name = "tracker"\ntype = "rss"\n'
+                   f'url = "http://{host}/feed.rss?q=down&passkey=PK-S3CR3T&apitoken=AT-S3CR3T&authToken=AU-S3CR3T"\n')
+    checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
+    assert "query parameter passkey" in checked.output and "query parameter apitoken" in checked.output
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert result.exit_code == 0, result.output
+    status = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
+    store = Store.open(tmp_path / "m.sqlite")
+    assert store.source_row("tracker")["url"] == (  # type: ignore[index]
+        f"http://{host}/feed.rss?q=down&passkey=[redacted]&apitoken=[redacted]&authToken=[redacted]")
+    store.close()
+    assert "S3CR3T" not in checked.output + result.output + status.output
+    [request] = server.requests_to("/feed.rss")
+    assert request.param("passkey") == "PK-S3CR3T"
+
+
 def test_a_feed_url_with_a_key_comes_from_the_environment(tmp_path: Path, server: FakeServer,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:

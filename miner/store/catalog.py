@@ -32,7 +32,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "name": "Source name from feeds.toml (`[[sources]].name`, or `status:<service>` for a service's status page).",
         "type": "Source type: rss, reddit, hackernews, discourse, lemmy, mastodon, bluesky, statuspage, status_feed.",
         "url": "Feed URL or API base URL, without its user:password@ and with the values of query parameters named "
-               "like keys (api_key, token, X-Amz-Signature...) as [redacted]: a credential is never stored.",
+               "like keys (api_key, token, passkey, X-Amz-Signature...) as [redacted]: a credential is never stored.",
         "etag": "ETag of the last 200 response, sent as If-None-Match.",
         "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
         "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
