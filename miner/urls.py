@@ -123,6 +123,18 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
+def stored_link(url: str | None) -> str | None:
+    """A link someone else wrote (a feed item's, the id made of it) as the store keeps it: without what `public_url`
+    leaves out, for a private feed's items link to pages that carry its key again (``dl?id=1&passkey=...``). One
+    that cannot be read (a broken IPv6 bracket) may hold a credential all the same: None."""
+    if not url:
+        return None
+    try:
+        return public_url(url)
+    except ValueError:
+        return None
+
+
 def web_link(url: str | None) -> str | None:
     """``url`` if a browser may follow it from our pages and answers: http or https, never ``javascript:``,
     ``data:`` or a scheme-relative ``//host`` (a status page's entry is someone else's text)."""

@@ -256,6 +256,28 @@ def test_a_key_named_as_one_word_in_a_source_url_is_not_stored(tmp_path: Path, s
     assert request.param("passkey") == "PK-S3CR3T"
 
 
+def test_a_key_in_a_feed_items_link_is_not_stored(tmp_path: Path, server: FakeServer) -> None:
+    # A private feed's items link to pages that carry the feed's key again (a tracker's download.php?id=1&passkey=...,
+    # a forum's ?token=): posts.url and, for an item without a guid, posts.external_id kept it as written, and alerts
+    # showed it to everyone their samples reached.
+    rss = (b"<rss version='2.0'><channel><title>t</title>"
+           b"<item><title>GitHub down</title><link>http://forum.example/dl?id=1&amp;passkey=PK-S3CR3T</link></item>"
+           b"<item><title>GitHub down again</title><link>http://T0K3N-US3R@forum.example/t/2?api_key=K3Y-S3CR3T</link>"
+           b"<guid>two</guid></item></channel></rss>")
+    server.serve("/feed.rss", Reply(200, rss, content_type="application/rss+xml"))
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n[[sources]]\n'
+                   f'name = "forum"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n')
+    assert CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"]).exit_code == 0
+    store = Store.open(tmp_path / "m.sqlite")
+    posts = store.database.rows("SELECT external_id, url FROM posts ORDER BY external_id")
+    store.close()
+    assert sorted(posts, key=lambda p: p["url"]) == [
+        {"external_id": "http://forum.example/dl?id=1&passkey=[redacted]",
+         "url": "http://forum.example/dl?id=1&passkey=[redacted]"},
+        {"external_id": f"{server.url}/two", "url": "http://forum.example/t/2?api_key=[redacted]"}]
+
+
 def test_a_feed_url_with_a_key_comes_from_the_environment(tmp_path: Path, server: FakeServer,
                                                           monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:

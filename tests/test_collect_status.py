@@ -258,3 +258,16 @@ def test_an_undated_incidents_start_an_earlier_miner_moved_goes_back_to_when_it_
     store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), later, later)
     [row] = store.official_incidents("Example", SINCE)
     assert row["started_at"] == row["first_seen_at"] == NOW.isoformat()
+
+
+def test_a_key_in_a_status_feed_items_link_is_not_stored(server: FakeServer, poller: Poller, store: Store) -> None:
+    # A private status feed's items link back with its key (?token=...): official_incidents.url kept it, and the
+    # status board and alerts link to it.
+    body = UNDATED_RSS.replace("https://status.example.com/i/1", "https://status.example.com/i/1?token=T0K3N")
+    server.serve("/feed.rss", Reply(200, body.encode(), content_type="application/rss+xml"))
+    source = SourceConfig("example", "status_feed", url=f"{server.url}/feed.rss", services=("Example",))
+    store.sync_sources([source])
+    poller.ctx.now = lambda: NOW  # type: ignore[method-assign]
+    store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), NOW, NOW)
+    [row] = store.official_incidents("Example", SINCE)
+    assert row["url"] == "https://status.example.com/i/1?token=[redacted]"

@@ -25,6 +25,7 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
+from miner.urls import stored_link
 
 
 def utc_now() -> datetime:
@@ -100,12 +101,15 @@ def make_post(
     text = cut(redact_contacts(join_title_body(html_to_text(title), body)), ctx.settings.max_text_chars)
     if not text:
         return None
+    # An id made of the item's link (a feed item without a guid) holds what the link holds.
+    if external_id.startswith(("http://", "https://")):
+        external_id = stored_link(external_id) or external_id
     return Post(
         source=source.name,
         external_id=external_id,
         text=text,
         created_at=created_at,
-        url=url or None,
+        url=stored_link(url),
         author_hash=hash_author(author, ctx.hash_key, author_space(source)),
         lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
         undated=undated,

@@ -30,6 +30,7 @@ from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState
+from miner.urls import stored_link
 
 _STATUS_WORDS = {
     "investigating": "investigating",
@@ -173,7 +174,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         # the provider's last update: the store keeps a new version of an incident only when that moves.
         updated_at=max([published, updated, *(when for _, when in stamps)]),
         resolved_at=max(resolved_at, started) if resolved_at else None,
-        url=str(entry.get("link", "") or "") or None,
+        url=stored_link(str(entry.get("link", "") or "")),
         undated=dated is None,
     )
 

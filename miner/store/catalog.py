@@ -71,7 +71,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                 "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",
         "url": "Public link to the post, so that an operator can check what was counted. On Mastodon it names the "
                "author's account (https://host/@name/id) and on Bluesky their DID (as the at:// external_id does): "
-               "author_hash is the only identity kept otherwise.",
+               "author_hash is the only identity kept otherwise. Without a user name before @ and with the values "
+               "of query parameters named like keys as [redacted], as sources.url (a private feed's items link with "
+               "its key again).",
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner fetched it (UTC): the start of the collect round whose poll read it, a poll held in "
                       "memory and stored later too; a user report's when it came, a replayed post's the replay's "
@@ -139,7 +141,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "updated_at": "The provider's last update.",
         "resolved_at": "When the provider resolved it (from a list of open incidents only: the poll that no longer "
                        "listed it).",
-        "url": "Link to the incident page.",
+        "url": "Link to the incident page, without a credential it held (as posts.url).",
         "first_seen_at": "When miner first stored it.",
     }),
     "incidents": ("Incidents opened by the detector, one per service outage.", {
