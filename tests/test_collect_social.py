@@ -337,3 +337,25 @@ def test_bluesky_posts_of_accounts_marked_automated_by_their_owner_are_not_posts
     labelled["labels"] = [{"src": "did:plc:somelabeler", "uri": labelled["did"], "val": "bot",
                            "cts": "2024-01-01T00:00:00.000Z"}]
     assert _bsky(server, poller, data) == [i for i in people if i != data["posts"][0]["uri"]]
+
+
+def test_a_reddit_posts_link_names_neither_its_author_nor_its_titles_words(server: FakeServer, poller: Poller) -> None:
+    # The permalink stored as the post's url named its author for a post on a user's profile ("/r/u_<name>/"), which
+    # is otherwise kept only hashed, and held its title's slug, with the phone number the text had as "[number]".
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    data = json.loads(server.fixture_bytes("reddit/search.json"))
+    item = data["data"]["children"][0]["data"]
+    item.update(author="ann_k", subreddit="u_ann_k", title="Outlook down, call me on 0722 123 456",
+                permalink=f"/r/u_ann_k/comments/{item['id']}/outlook_down_call_me_on_0722_123_456/")
+    _serve_json(server, "/search.json", data)
+    api = poller.poll(SourceConfig("r", "reddit", url=server.url, query="outlook",
+                                   env={"client_id": "RID", "client_secret": "RSECRET"})).posts
+    entry = _rss_entry(item["id"], "/u/ann_k", item["title"], "Nothing loads").replace(
+        "/r/whatsapp/comments/", "/r/u_ann_k/comments/").replace("/x/", "/outlook_down_call_me_on_0722_123_456/")
+    feed = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            "<title>reddit.com: search results - outlook</title>" + entry + "</feed>")
+    server.serve("/search.rss", Reply(200, feed.encode(), content_type="application/atom+xml"))
+    anonymous = poller.poll(SourceConfig("r", "reddit", url=server.url, query="outlook")).posts
+    # Reddit's short link of the post, which takes a reader to it as the permalink does.
+    assert api[0].url == anonymous[0].url == f"https://www.reddit.com/comments/{item['id']}/"
+    assert "[number]" in api[0].text and "[number]" in anonymous[0].text

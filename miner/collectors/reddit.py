@@ -86,6 +86,18 @@ def feed_post_id(entry: Any) -> str:
     return ident
 
 
+def post_link(fullname: str) -> str | None:
+    """Reddit's short link of the post ``fullname`` (t3_...), which takes a reader to it as its permalink does. The
+    permalink names its author for a post on a user's profile (``/r/u_<name>/``), kept otherwise only hashed, and
+    holds its title's words, with the contact details the stored text has as placeholders."""
+    return f"{WWW}/comments/{fullname[3:]}/" if fullname.startswith("t3_") and fullname[3:].isalnum() else None
+
+
+def _short_links(result: FetchResult) -> FetchResult:
+    """``result`` with its posts' links as `post_link` gives them (a comment of a comments feed keeps its own)."""
+    return replace(result, posts=[replace(p, url=post_link(p.external_id) or p.url) for p in result.posts])
+
+
 def strip_reddit_boilerplate(html: str) -> str:
     body = _SUBMITTED_BY.sub("", html)
     # A deleted or removed post's body is Reddit's placeholder, no word of the poster's: the title is what is left.
@@ -133,8 +145,9 @@ class RedditCollector:
         resp = fetch_feed(source, state, ctx, url)
         if resp.status == 304:
             return FetchResult(state=state, not_modified=True)
-        return posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state,
-                               skip=lambda entry: by_automoderator(entry_author(entry)), post_id=feed_post_id)
+        return _short_links(posts_from_feed(source, resp, ctx, clean_body=strip_reddit_boilerplate, state=state,
+                                            skip=lambda entry: by_automoderator(entry_author(entry)),
+                                            post_id=feed_post_id))
 
     def _token(self, source: SourceConfig, ctx: PollContext) -> str:
         cached = self.tokens.get(source.name)
@@ -288,6 +301,6 @@ class _Listing:
             title=text_of(item.get("title")),
             body_html="" if gone else text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
             created_at=parse_time(item["created_utc"]),
-            url=f"{WWW}{item['permalink']}" if text_of(item.get("permalink")).startswith("/") else None,
+            url=post_link(text_of(item.get("name"))),
             author=None if author in ("", "[deleted]") else author,
         )
