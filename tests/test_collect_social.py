@@ -359,3 +359,21 @@ def test_a_reddit_posts_link_names_neither_its_author_nor_its_titles_words(serve
     # Reddit's short link of the post, which takes a reader to it as the permalink does.
     assert api[0].url == anonymous[0].url == f"https://www.reddit.com/comments/{item['id']}/"
     assert "[number]" in api[0].text and "[number]" in anonymous[0].text
+
+
+def test_a_discourse_posts_link_holds_no_words_of_its_title(server: FakeServer, poller: Poller) -> None:
+    # The topic's slug, its title's words, went into the post's url: a phone number the text has as "[number]" too.
+    slug = "sync-down-call-me-on-0722-123-456"
+    search = json.loads(server.fixture_bytes("discourse/search.json"))
+    for topic in search["topics"]:
+        topic.update(title="Sync down, call me on 0722 123 456", slug=slug)
+    _serve_json(server, "/search.json", search)
+    latest = json.loads(server.fixture_bytes("discourse/latest.json"))
+    for topic in latest["topic_list"]["topics"]:
+        topic.update(title="Sync down, call me on 0722 123 456", slug=slug)
+    _serve_json(server, "/latest.json", latest)
+    posts = [*poller.poll(SourceConfig("forum", "discourse", url=server.url, query="sync")).posts,
+             *poller.poll(SourceConfig("forum", "discourse", url=server.url)).posts]
+    assert posts and all("0722" not in str(p.url) and "0722" not in p.text for p in posts)
+    hit = next(p for p in posts if p.external_id == "post:30211")
+    assert hit.url == f"{server.url}/t/-/4821/1"

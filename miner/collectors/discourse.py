@@ -128,7 +128,6 @@ class DiscourseCollector:
             raise SourceError(f"unexpected JSON from {where}: no 'posts' (is this a Discourse forum?)")
         topics = [t for t in map(as_dict, loose_list(data.get("topics"))) if isinstance(t.get("id"), int)]
         titles = {t["id"]: text_of(t.get("title")) for t in topics}
-        slugs = {t["id"]: text_of(t.get("slug")) or "-" for t in topics}
         out: list[tuple[int, Post]] = []
         # A search with no hits may leave out "posts" (grouped_search_result is always there).
         for raw in as_list(data.get("posts"), "posts", where, required=False):
@@ -148,7 +147,7 @@ class DiscourseCollector:
                 title=titles.get(topic_id, "") if post_number == 1 else "",
                 body_html=text_of(item.get("blurb")),
                 created_at=parse_time(item.get("created_at")),
-                url=f"{site}/t/{slugs.get(topic_id, '-')}/{topic_id}/{post_number}" if topic_id else None,
+                url=f"{site}/t/-/{topic_id}/{post_number}" if topic_id else None,
                 author=text_of(item.get("username")) or None,
             )
             if post is not None:
@@ -181,7 +180,9 @@ class DiscourseCollector:
                 title=text_of(item.get("title")),
                 body_html=text_of(item.get("excerpt")),
                 created_at=parse_time(item.get("created_at")),
-                url=f"{site}/t/{text_of(item.get('slug')) or '-'}/{ident}",
+                # Without its slug, the title's words: contact details the text has as placeholders, a name.
+                # Discourse takes "-" for any slug.
+                url=f"{site}/t/-/{ident}",
                 author=author or None,
             )
             if post is not None:
