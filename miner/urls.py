@@ -105,7 +105,10 @@ def shown_url(url: str, *, secret: bool = False) -> str:
     except ValueError:  # a broken IPv6 bracket (httpx's InvalidURL): it may hold a secret all the same
         return "(an unreadable URL)"
     if not parts.scheme:
-        return url if not secret else REDACTED
+        # A relative Location header (or one of "//host") holds a query and a login as a whole URL does.
+        if secret:
+            return REDACTED
+        return (f"//{parts.netloc.rpartition('@')[2]}" if parts.netloc else "") + parts.path
     origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
     if secret and (parts.path.strip("/") or parts.query or parts.fragment):
         return f"{origin}/{REDACTED}"

@@ -68,6 +68,21 @@ def test_shown_url_drops_query_and_credentials_and_a_secret_urls_path() -> None:
     assert shown_url(f"/feeds/{TOKEN}/rss", secret=True) == "[redacted]"  # a relative Location header
 
 
+def test_a_relative_location_is_shown_without_its_query_or_login(server: FakeServer,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    # A URL without a scheme (a relative Location header, or one of "//host") was shown as it came, with its query
+    # and user:password, in the poll's error, the log and sources.last_error.
+    assert shown_url(f"/session?token={TOKEN}#x") == "/session"
+    assert shown_url(f"//me:{TOKEN}@example.org/feed?key={TOKEN}") == "//example.org/feed"
+    server.serve("/xrpc/com.atproto.server.createSession",
+                 Reply(307, headers={"Location": f"/xrpc/com.atproto.server.createSession?session={TOKEN}"}))
+    source = SourceConfig("b", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": "BPW"})
+    outcome, logged = _poll(server, source, "", caplog)
+    assert str(outcome.error) == ("HTTP 307 from 127.0.0.1 (a login is not sent on to a redirect; it points to "
+                                  "/xrpc/com.atproto.server.createSession)")
+    assert TOKEN not in logged
+
+
 @pytest.mark.parametrize(("kind", "message"), [
     ("not_found", "HTTP 404 from 127.0.0.1 (no such resource: {base}/[redacted])"),
     ("malformed_xml", "malformed feed from {base}/[redacted]: "),
