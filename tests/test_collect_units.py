@@ -236,6 +236,17 @@ def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller:
     assert post.text == "Telekom down. no internet since 9, call me on [number] or [email]"
 
 
+def test_a_phone_number_written_with_a_slash_or_its_area_code_in_brackets_is_left_out(server: FakeServer,
+                                                                                       poller: Poller) -> None:
+    # "0171/2345678" (as German numbers are written) was stored whole, and "(030) 1234 5678" kept its "(".
+    rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>Telekom down</title>'
+           b"<description>call 0171/2345678 or (030) 1234 5678 or 0171 / 234 56 78, since 27/11/2024 14:00"
+           b"</description><guid>tag:x,2026:1</guid></item></channel></rss>")
+    server.serve("/f.rss", Reply(200, rss, content_type="application/rss+xml"))
+    [post] = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert post.text == "Telekom down. call [number] or [number] or [number], since 27/11/2024 14:00"
+
+
 @pytest.mark.parametrize("cut_at", range(200, 246))
 def test_a_contact_detail_the_text_limit_cuts_into_leaves_nothing_of_itself(server: FakeServer, cut_at: int) -> None:
     # Cut before it was redacted, "jane.doe@exampl…" or "0171 234 5…" was no address or number, and was stored.

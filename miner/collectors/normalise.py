@@ -201,7 +201,8 @@ def keyed_hash(key: bytes, text: str) -> str:
 # one so, to keep it from harvesters but not from readers ("jane＠example.co.jp").
 _AT = "@\uff20\ufe6b"
 _EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+[{_AT}][\w-]+(?:[.\uff0e][\w-]+)+")
-_NUMBER = re.compile(r"(?<![\w+])\+?\d(?:[ .-]?\(?\d\)?){8,18}(?![\w])")
+# Parts are written apart by a space, ".", "-" or "/" ("0171/2345678", "0171 / 234 56 78"), an area code in brackets.
+_NUMBER = re.compile(r"(?<![\w+(])(?:\+?\d|\(\d)(?:(?: ?/ ?|[ .-])?\(?\d\)?){8,18}(?![\w])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")  # "2024-11-27 14" is a time
 
 
