@@ -175,6 +175,21 @@ def test_mastodon_a_server_without_min_id_says_what_a_burst_skipped(server: Fake
     assert "min_id" in warning and f"after status {cursor} and before {bottom} are missing" in warning
 
 
+def test_mastodon_a_clock_set_back_behind_the_cursor_reads_on_from_it(server: FakeServer, poller: Poller) -> None:
+    # Our clock stepped back an hour (NTP, a VM resumed) behind the status id the last poll kept: the source started
+    # over, read the newest page and dropped the stretch the page cap had left, with no warning.
+    api = FakeMastodon(server)
+    api.add(1)
+    first = poller.poll(masto(server), SourceState())
+    burst = api.add(40 * PAGES * 2 + 7)
+    second = poller.poll(masto(server), first.state)
+    assert second.behind
+    cursor_ms = int(second.state.cursor or "0") >> 16
+    poller.ctx.now = lambda: datetime.fromtimestamp(cursor_ms / 1000, UTC) - timedelta(hours=1)
+    later, state = poll_all(poller, masto(server), second.state, 2)
+    assert set(ids(second)) | later == set(burst) and state.cursor == burst[-1].rsplit("/", 1)[1]
+
+
 @pytest.mark.parametrize("min_id", [True, False])
 def test_mastodon_a_burst_of_one_page_exactly_misses_nothing(server: FakeServer, poller: Poller, min_id: bool) -> None:
     # The page forward from the cursor is the newest page again, as from a server without min_id, but nothing lies

@@ -184,11 +184,16 @@ def epoch_not_after_now(seconds: float, ctx: PollContext) -> float:
 CLOCK_SET_BACK = timedelta(days=1)
 
 
+def cursor_limit(ctx: PollContext) -> datetime:
+    """The latest time a stored cursor (a time, or a Mastodon id's) may stand at and still be gone on from."""
+    return ctx.now() + CLOCK_SET_BACK
+
+
 def time_cursor(state: SourceState, ctx: PollContext) -> datetime | None:
-    when, now = parse_time(state.cursor), ctx.now()
-    if when is None or when > now + CLOCK_SET_BACK:
+    when = parse_time(state.cursor)
+    if when is None or when > cursor_limit(ctx):
         return None
-    return min(when, now)
+    return min(when, ctx.now())
 
 
 def epoch_cursor(state: SourceState, ctx: PollContext) -> float | None:
@@ -196,7 +201,6 @@ def epoch_cursor(state: SourceState, ctx: PollContext) -> float | None:
         seconds = float(state.cursor) if state.cursor else None
     except ValueError:
         return None
-    now = ctx.now().timestamp()
-    if seconds is None or not seconds <= now + CLOCK_SET_BACK.total_seconds():  # nan fails too
+    if seconds is None or not seconds <= cursor_limit(ctx).timestamp():  # nan fails too
         return None
-    return min(seconds, now)
+    return min(seconds, ctx.now().timestamp())

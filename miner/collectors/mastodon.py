@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from miner.collectors.base import PollContext, as_dict, as_list, base_url, make_post, text_of
+from miner.collectors.base import PollContext, as_dict, as_list, base_url, cursor_limit, make_post, text_of
 from miner.collectors.http import Response, fetch, read_json
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
@@ -44,12 +44,23 @@ def status_external_id(uri: str, local_id: str) -> str:
     return f"status:{local_id}"
 
 
-def _ahead_of_clock(ident: str, ctx: PollContext) -> bool:
+def _ahead_of_clock(ident: str, ctx: PollContext, since: str | None = None) -> bool:
     """Whether a snowflake id (milliseconds << 16) claims a time past our clock: as since_id it would hide
-    every real status from then on (see base.not_after_now), so it is never kept as the cursor, and one stored
-    before starts the source over. Old sequential ids encode no time."""
+    every real status from then on (see base.not_after_now), so it is never kept as the cursor. Our clock is
+    never behind the time of the cursor ``since`` it kept: when it is, it was set back since (NTP, a VM resumed),
+    and the statuses after the cursor, dated past our clock by the server's, are read on from it, not held at it
+    until our clock is right again. Old sequential ids encode no time."""
     ms = _snowflake_ms(ident)
-    return ms is not None and ms > (ctx.now() + FUTURE_SLACK).timestamp() * 1000
+    clock_ms = max(ctx.now().timestamp() * 1000, _snowflake_ms(since or "") or 0)
+    return ms is not None and ms > clock_ms + FUTURE_SLACK / timedelta(milliseconds=1)
+
+
+def _stored_cursor(cursor: str | None, ctx: PollContext) -> str | None:
+    """The stored cursor to go on from: one ahead of the clock by no more than it may have been set back
+    (base.CLOCK_SET_BACK) is kept, as a time cursor is; one further ahead (a status dated 2100, kept before the rule
+    above) starts the source over."""
+    ms = _snowflake_ms(cursor or "")
+    return None if not cursor or (ms is not None and ms > cursor_limit(ctx).timestamp() * 1000) else cursor
 
 
 def _snowflake_ms(ident: str) -> int | None:
@@ -84,7 +95,7 @@ class MastodonCollector:
         tag = (source.query or "").strip().lstrip("#")
         url = f"{base_url(source, '')}/api/v1/timelines/tag/{quote(tag, safe='')}"
         limit = min(ctx.settings.max_items, MAX_LIMIT)
-        since = state.cursor if state.cursor and not _ahead_of_clock(state.cursor, ctx) else None
+        since = _stored_cursor(state.cursor, ctx)
         pager = Pager(source, ctx)
         read = _Read(source, ctx, urlsplit(url).hostname or "")
 
@@ -191,8 +202,9 @@ class _Read:
 
 
 def _newest(idents: list[str], since: str | None, ctx: PollContext) -> str | None:
-    """The cursor after reading ``idents``: the highest not past our clock, never below ``since``."""
-    kept = [i for i in idents if not _ahead_of_clock(i, ctx)] + ([since] if since else [])
+    """The cursor after reading ``idents``: the highest not past our clock (nor ``since``'s time), never below
+    ``since``."""
+    kept = [i for i in idents if not _ahead_of_clock(i, ctx, since)] + ([since] if since else [])
     return max(kept, key=_id_key) if kept else None
 
 
