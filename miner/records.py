@@ -96,7 +96,9 @@ class FetchResult:
     :class:`miner.store.SaveStats`). ``behind``: the poll stopped before it had read everything new since the last
     one (its page cap, a rate limit, a failed later page), and the next polls read the rest from the state it
     returns, so the detector waits for them (detector.settle_minutes at most); what is missed for good is a ``gap``
-    instead. The poller sets it for a state whose cursor keeps windows left unread (a Backlog).
+    instead. The poller sets it for a state whose cursor keeps windows left unread (a Backlog). ``by_link``: a
+    post whose link and date (or text) match one stored from the source is that post listed again under another id
+    (a feed's, see :func:`miner.store.posts.relisted`).
     """
 
     posts: list[Post] = field(default_factory=list)
@@ -109,6 +111,7 @@ class FetchResult:
     all_open: bool = False
     catching_up: frozenset[str] = frozenset()
     behind: bool = False
+    by_link: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """`rss`: any RSS or Atom feed of posts (subreddit/search RSS, forums, news search, Mastodon tag RSS).
 
-Incremental by conditional GET (ETag / Last-Modified); the store dedupes entries seen before by id.
+Incremental by conditional GET (ETag / Last-Modified); the store dedupes entries seen before by id, and by link and
+date (see `miner.store.posts.relisted`): some feeds give their entries new ids at every fetch.
 A feed holds its newest entries only and cannot be paged: when more is new between two polls than it holds, the
 rest is gone. The cursor (the newest entry's date) tells: a feed whose every dated entry is newer than the newest
 of the last poll may have dropped posts in between, and the poll says so.
@@ -99,7 +100,7 @@ def posts_from_feed(
             log.info("source %s: %s, all dated before the newest the last poll read (%s)", source.name, note, iso(last))
     cursor = max(newest, last) if newest is not None and last is not None else newest or last
     return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None),
-                       warnings=warnings, gap=gap)
+                       warnings=warnings, gap=gap, by_link=True)
 
 
 def _newest(entries: list[tuple[Any, datetime | None]], keep: int) -> list[tuple[Any, datetime | None]]:

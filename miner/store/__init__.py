@@ -31,6 +31,7 @@ class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, Inci
             OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._relisted_warned = set()
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False,

@@ -279,9 +279,16 @@ SOURCES_BEHIND = Migration(
     """,
 )
 
+# A feed's entry is looked up by its link too, at each poll (store/posts.py, relisted): some feeds list their posts
+# under new ids at every fetch. Without the index each entry read every post of the store; only linked posts are in it.
+POSTS_BY_LINK = Migration(
+    "0015_posts_by_link",
+    "CREATE INDEX posts_source_url ON posts (source, url) WHERE url IS NOT NULL;",
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
-                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND]
+                               OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK]
 
 
 def _statements(script: str) -> Iterator[str]:

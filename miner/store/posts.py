@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 from miner.records import FetchResult, Post, Prediction
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.timeutil import iso, parse_iso
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -69,6 +72,8 @@ class PostToClassify:
 
 class PostsMixin:
     database: Database
+    # The sources whose feed was found listing a stored post under a new id: told once (see relisted).
+    _relisted_warned: set[str]
 
     def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime) -> SaveStats:
         """Store one successful poll atomically: posts, matches, official incidents and the new source state.
@@ -83,7 +88,8 @@ class PostsMixin:
         with self.database.transaction() as conn:
             # Before the update below: the state this poll started from.
             prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
-            new_posts, known = _insert_posts(conn, result.posts, now)
+            new_posts, known = _insert_posts(conn, result.posts, now, self._relisted_warned if result.by_link
+                                             else None)
             posts_new, posts_seen = len(new_posts), len(known)
             # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
             # new feed that lists a post the old one stored too would make all its older posts late.
@@ -208,8 +214,30 @@ class PostsMixin:
             ).fetchall()
         return [row[0] for row in rows]
 
-def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime) -> tuple[list[Post], list[Post]]:
-    """Store the posts not stored yet; returns those it stored and those the store had."""
+def relisted(conn: sqlite3.Connection, post: Post) -> str | None:
+    """The id of the post stored from ``post``'s source that ``post`` is, listed again under another id; None for
+    none. Some feeds give an entry a new id at every fetch (a CMS that puts a timestamp or a session in the guid), or
+    another scheme of ids (a switch from RSS to Atom): by id alone every entry listed was stored again, and counted
+    again as new complaints, a false outage signal. As feed readers do, the link tells, with the date: the replies of a
+    thread's feed (AWS's items too) all link to it, and are distinct posts. An entry dated at its fetch (none given)
+    is told by its text instead, one without a link by its text and date; one with neither is told by its id only."""
+    if post.url is not None:
+        row = conn.execute(
+            "SELECT external_id FROM posts WHERE source = ? AND url = ? AND (created_at = ? AND undated IS NULL "
+            "OR text = ?) LIMIT 1", (post.source, post.url, iso(post.created_at), post.text)).fetchone()
+    elif post.undated is None:
+        row = conn.execute(
+            "SELECT external_id FROM posts WHERE source = ? AND url IS NULL AND created_at = ? AND text = ? LIMIT 1",
+            (post.source, iso(post.created_at), post.text)).fetchone()
+    else:
+        row = None
+    return str(row[0]) if row is not None else None
+
+
+def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,
+                  by_link: set[str] | None = None) -> tuple[list[Post], list[Post]]:
+    """Store the posts not stored yet; returns those it stored and those the store had. ``by_link``: a post the store
+    has under another id is one too (see relisted); the sources told of it are added there."""
     new: list[Post] = []
     seen: list[Post] = []
     # Past the ids a prune deleted (see LAST_PRUNED_ID); None: SQLite's own, past every post stored. Only the first
@@ -219,6 +247,14 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts)", (LAST_PRUNED_ID,)).fetchone()
     next_id: int | None = row[0] if row else None
     for post in posts:
+        if by_link is not None and (stored := relisted(conn, post)) is not None:
+            seen.append(post)
+            if stored != post.external_id and post.source not in by_link:
+                by_link.add(post.source)
+                log.warning("source %s lists posts it listed before under new ids (%s, stored as %s): they are "
+                            "told by their link and date (docs/collectors.md, rss)", post.source, post.external_id,
+                            stored)
+            continue
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "

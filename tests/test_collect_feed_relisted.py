@@ -1,0 +1,76 @@
+"""A feed that lists the same posts under new ids (a CMS that puts a timestamp or session in the guid, a switch from
+RSS to Atom with another id scheme): against a 127.0.0.1 server and a real store, each post is stored and counted
+once, a thread whose replies all link to it keeps every reply, and the operator is told the ids churn."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from itertools import count
+
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
+
+from miner.collectors import CollectSettings, Poller
+from miner.config import SourceConfig
+from miner.store import Store
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+ITEMS = [("https://forum.example.net/t/1", "MTN down in Accra", NOW - timedelta(minutes=30)),
+         ("https://forum.example.net/t/2", "MTN calls fail", NOW - timedelta(minutes=20)),
+         ("https://forum.example.net/t/3", "MTN data slow", NOW - timedelta(minutes=10))]
+
+
+def rss(items: list[tuple[str, str, datetime]], fetch: int) -> bytes:
+    body = "".join(f"<item><title>{title}</title><link>{link}</link><guid>{link}?n={i}&amp;sid={fetch}</guid>"
+                   f"<pubDate>{format_datetime(when)}</pubDate><description>{title}</description></item>"
+                   for i, (link, title, when) in enumerate(items))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'.encode()
+
+
+def atom(items: list[tuple[str, str, datetime]]) -> bytes:
+    body = "".join(f'<entry><title>{title}</title><link href="{link}"/><id>tag:forum.example.net,{i}</id>'
+                   f"<published>{when.isoformat()}</published><updated>{when.isoformat()}</updated>"
+                   f"<summary>{title}</summary></entry>" for i, (link, title, when) in enumerate(items))
+    return (f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>f</id>'
+            f"<updated>{NOW.isoformat()}</updated>{body}</feed>").encode()
+
+
+def new_posts(store: Store, poller: Poller, source: SourceConfig) -> int:
+    store.sync_sources([source])
+    result = poller.poll(source, store.source_state(source.name))
+    return store.save_fetch(source.name, result, NOW, NOW).posts_new
+
+
+def test_a_feed_whose_ids_change_at_every_fetch_stores_each_post_once(server: FakeServer, store: Store,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    fetches = count(1)
+    server.serve("/feed", lambda _r: Reply(200, rss(ITEMS, next(fetches)), content_type="application/rss+xml"))
+    source = SourceConfig("forum", "rss", url=f"{server.url}/feed")
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller, caplog.at_level(logging.WARNING):
+        assert new_posts(store, poller, source) == 3
+        assert new_posts(store, poller, source) == 0  # read again as new complaints: a false outage signal
+        assert new_posts(store, poller, source) == 0
+        server.serve("/feed", Reply(200, atom(ITEMS), content_type="application/atom+xml"))  # another id scheme
+        assert new_posts(store, poller, source) == 0
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3
+    churn = [r for r in caplog.records if "ids" in r.getMessage() and "forum" in r.getMessage()]
+    assert len(churn) == 1  # once per source, not at every poll
+
+
+def test_replies_that_all_link_to_their_thread_are_each_stored(server: FakeServer, store: Store) -> None:
+    # A thread's feed (and AWS's, whose every item links to the status page): one link, distinct posts.
+    thread = "https://forum.example.net/t/1"
+    replies = [(thread, f"reply {i}: MTN is down here too", NOW - timedelta(minutes=10 * i)) for i in range(1, 4)]
+    fetches = count(1)
+
+    def reply(_request: Recorded) -> Reply:
+        return Reply(200, rss(replies, next(fetches)), content_type="application/rss+xml")
+
+    server.serve("/thread", reply)
+    source = SourceConfig("thread", "rss", url=f"{server.url}/thread")
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller:
+        assert new_posts(store, poller, source) == 3
+        replies.append((thread, "reply 0: MTN is down here too", NOW - timedelta(minutes=1)))
+        assert new_posts(store, poller, source) == 1
