@@ -120,14 +120,18 @@ class ReadApi:
 
     def read(self, reads: Callable[[Store], T]) -> T:
         """What ``reads`` gets from the API's store connection, one request at a time (the status board's pages
-        too). Raises BadRequest as ``reads`` does, and Unavailable for a 503."""
+        too), every read of it seeing the store at one moment. Raises BadRequest as ``reads`` does, and Unavailable
+        for a 503."""
         if not self._queue.acquire(blocking=False):
             raise Unavailable(f"busy: {READ_QUEUE} requests are reading or waiting for their turn; retry soon")
         try:
             if not self._lock.acquire(timeout=READ_WAIT):
                 raise Unavailable(f"busy: a request waited {READ_WAIT:g} s for the ones before it; retry soon")
             try:
-                return reads(self._store())
+                # One moment of the store: a job committing during the read of 300 services mixed two.
+                store = self._store()
+                with store.database.snapshot():
+                    return reads(store)
             except MinerError:
                 self._store_failed()
                 raise Unavailable("cannot read the store right now") from None

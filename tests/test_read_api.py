@@ -21,7 +21,7 @@ import pytest
 from miner.config import Config, load_config
 from miner.errors import StoreError
 from miner.http_api import Endpoints, HttpApi
-from miner.read_api import ReadApi
+from miner.read_api import BadRequest, ReadApi
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
 from miner.status_board import StatusBoard
 from miner.store import Store
@@ -484,3 +484,30 @@ def test_a_removed_status_sources_unresolved_incident_is_not_the_providers_state
     with served(tmp_path, write_config(tmp_path), gone) as api:
         whatsapp = get(api, "/api/v1/services")[1]["services"][0]
         assert whatsapp["official"]["title"] == "Messages delayed"  # the configured source's, started before
+
+
+def test_a_read_sees_the_store_at_one_moment(tmp_path: Path) -> None:
+    # Each statement read the store as it was then: the detector or a poll committing during the 0.3 s read of 300
+    # services gave an answer, or a board page, that mixed two moments (a service "ok" with the scores that
+    # opened its incident, a sparkline counting posts its last hour did not).
+    config = load_config(write_config(tmp_path))
+    writer = Store.open(tmp_path / "miner.sqlite")
+    fill(writer)
+    reader = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(config, lambda: reader, lambda: None, lambda: NOW)
+
+    def opened_during(store: Store) -> tuple[dict[str, Any], dict[str, Any]]:
+        first = read.services(store, {})
+        writer.open_incident("Instagram", NOW, {"peak_complaints": 3}, {})
+        return first, read.services(store, {})
+
+    first, second = read.read(opened_during)
+    assert second == first and second["services"][1]["state"] == "ok"
+    # The moment ends with the request, however it ends: the next one sees what was written meanwhile.
+    with pytest.raises(BadRequest):
+        read.read(lambda store: (read.services(store, {}), read.series("Nope", store, {})))
+    writer.open_incident("MTN Uganda", NOW, {"peak_complaints": 3}, {})
+    states = [s["state"] for s in read.read(lambda store: read.services(store, {}))["services"]]
+    assert states == ["incident", "incident", "incident"]
+    reader.close()
+    writer.close()

@@ -262,6 +262,23 @@ class Database:
                 raise
             self.conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read in the block sees the store as its first read did (BEGIN ... ROLLBACK: one read transaction),
+        not each statement as it is then, with what another connection committed between them. Joins an outer
+        transaction. Not for writes: a write in it may find the store changed since and fail as busy."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield
+                return
+            self.execute("BEGIN")
+            try:
+                yield
+            finally:
+                # Left open, the connection would answer every later read from this moment on.
+                if self.conn.in_transaction:
+                    self.execute("ROLLBACK")
+
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         with translate_errors(self.path):
             return self.conn.execute(sql, params)
