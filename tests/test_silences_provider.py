@@ -174,3 +174,29 @@ def test_cli_a_provider_silence_with_no_providers_configured(tmp_path: Path) -> 
     res = CliRunner().invoke(main, ["--config", str(cfg_path), "--db", str(db), "silence", "add", "--provider",
                                     "Meta", "--for", "1h"])
     assert res.exit_code == 1 and "unknown provider 'Meta' (providers: none configured)" in res.output
+
+
+def test_cli_an_unknown_service_or_provider_is_answered_with_the_near_name(tmp_path: Path) -> None:
+    # "unknown service 'Café' (services: Café)": a name pasted decomposed (cafe + U+0301, as from a Mac) looks the
+    # same as the declared one, and the error read as nonsense; config check and the read API say which was meant.
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG.replace('"Telegram"', '"Caf\u00e9"').replace('"Google"', '"T\u00e9l\u00e9com"'),
+                        encoding="utf-8")
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    base = ["--config", str(cfg_path), "--db", str(db), "silence", "add"]
+    run = CliRunner()
+    res = run.invoke(main, [*base, "Cafe\u0301", "--for", "1h"])
+    assert res.exit_code == 1
+    assert res.output == ("Error: unknown service 'Cafe\u0301' (did you mean 'Caf\u00e9'? it looks the same, but its "
+                          "accents are written with other Unicode characters) (services: WhatsApp, Instagram, "
+                          "Caf\u00e9, Gmail)\n")
+    res = run.invoke(main, [*base, "Whatsap", "--for", "1h"])
+    assert res.exit_code == 1 and "unknown service 'Whatsap' (did you mean 'WhatsApp'?) (services: " in res.output
+    res = run.invoke(main, [*base, "--provider", "Te\u0301le\u0301com", "--for", "1h"])
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: unknown provider 'Te\u0301le\u0301com' (did you mean 'T\u00e9l\u00e9com'? it "
+                                 "looks the same")
+    res = run.invoke(main, [*base, "--provider", "Amazon", "--for", "1h"])
+    assert res.output == "Error: unknown provider 'Amazon' (providers: Meta, T\u00e9l\u00e9com)\n"
+    assert run.invoke(main, [*base, "caf\u00c9", "--for", "1h"]).exit_code == 0  # any case, as the config matches

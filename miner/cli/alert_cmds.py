@@ -15,6 +15,7 @@ from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import InputError
 from miner.replay import EARLIEST
+from miner.settings import guess
 from miner.store.mutes import silence_label
 from miner.timeutil import iso, parse_iso, utcnow
 
@@ -165,8 +166,11 @@ def silence_add(app: AppContext, service: str | None, provider: str | None, dura
         known = app.config.service(str(service)) or next(
             (s for s in app.config.services if s.name.lower() == str(service).lower()), None)
         if known is None:
-            names = ", ".join(s.name for s in app.config.services) or "none configured"
-            raise InputError(f"unknown service {service!r} (services: {names})")
+            names = [s.name for s in app.config.services]
+            # The hint config check gives: a name pasted with its accents decomposed looks the same as the declared
+            # one, and "unknown service 'Café' (services: Café)" read as nonsense.
+            raise InputError(f"unknown service {service!r}{guess(service, names)} "
+                             f"(services: {', '.join(names) or 'none configured'})")
         service = what = known.name
     now = utcnow()
     ends = now + parse_duration(duration)
@@ -181,8 +185,9 @@ def _known_provider(app: AppContext, provider: str) -> str:
         if svc.provider:
             providers.setdefault(svc.provider.lower(), svc.provider)
     if (known := providers.get(provider.strip().lower())) is None:
-        names = ", ".join(sorted(providers.values(), key=str.lower)) or "none configured"
-        raise InputError(f"unknown provider {provider!r} (providers: {names})")
+        names = sorted(providers.values(), key=str.lower)
+        raise InputError(f"unknown provider {provider!r}{guess(provider, names)} "
+                         f"(providers: {', '.join(names) or 'none configured'})")
     return known
 
 
