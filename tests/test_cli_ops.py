@@ -1085,6 +1085,27 @@ def test_demo_keeps_a_services_store_that_has_no_posts_yet(tmp_path: Path, runne
     assert result.exit_code == 1 and "no-model" in result.output, result.output
 
 
+def test_demo_writes_its_own_store_whatever_miner_db_and_miner_config_say(tmp_path: Path, runner: CliRunner,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # MINER_DB exported for the service's store (to spare typing --db for `miner status`) took the README's first
+    # command there: 5,355 posts of 2019 and their incident added to the service's store, without a word; and
+    # MINER_CONFIG gave the demo the service's services, which match none of its posts.
+    service_db = tmp_path / "service.sqlite"
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "Slack"\n')
+    Store.open(service_db).close()
+    monkeypatch.setenv("MINER_DB", str(service_db))
+    monkeypatch.setenv("MINER_CONFIG", str(cfg))
+    out = tmp_path / "out"
+    result = runner.invoke(main, ["demo", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "replayed 5355 posts" in result.output and "1 incidents detected" in result.output
+    assert ("MINER_DB and MINER_CONFIG (from the environment) are not used by the demo: it writes its own store "
+            "with its own config (--db and --config before the command say otherwise)") in result.output
+    assert sqlite3.connect(service_db).execute("SELECT count(*) FROM posts").fetchone() == (0,)
+    assert sqlite3.connect(out / "miner.sqlite").execute("SELECT count(*) FROM posts").fetchone() == (5355,)
+
+
 def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliRunner,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # The README's first command: offline, on the bundled real stream, into a fresh folder.

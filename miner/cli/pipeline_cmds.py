@@ -315,12 +315,24 @@ def demo(ctx: click.Context, out: Path) -> None:
     Uses the bundled demo configuration unless --config is given. Writes a fresh store, OUT/miner.sqlite (a
     --db store is added to instead), and replaces the digest and notifications an earlier run left in OUT;
     other files there are kept. An OUT/miner.sqlite that is not an earlier demo's (it holds other posts, or no post
-    but other rows: a service's that has stored no post yet) is refused, never replaced.
+    but other rows: a service's that has stored no post yet) is refused, never replaced. MINER_CONFIG and MINER_DB
+    are not read: only --config and --db on the command line.
     """
     from miner.config import bundled_path
     from miner.replay import demo_stream_path
 
     app: AppContext = ctx.obj
+    # Exported for the service (to spare typing --db for `miner status`), MINER_DB took the demo's 5,355 posts of
+    # 2019 and their incident into the service's store, and MINER_CONFIG gave it services matching none of them.
+    from_env = [(name, param) for name, param in (("MINER_DB", "db_path"), ("MINER_CONFIG", "config_path"))
+                if ctx.parent is not None
+                and ctx.parent.get_parameter_source(param) is click.core.ParameterSource.ENVIRONMENT]
+    if from_env:
+        for _, param in from_env:
+            setattr(app, param, None)
+        click.echo(f"{' and '.join(name for name, _ in from_env)} (from the environment) "
+                   f"{'are' if len(from_env) > 1 else 'is'} not used by the demo: it writes its own store with its "
+                   "own config (--db and --config before the command say otherwise)", err=True)
     if app.config_path is None:
         app.config_path = bundled_path("demo.toml")
     db = out / "miner.sqlite"
