@@ -58,7 +58,7 @@ from miner.status_board import StatusBoard  # noqa: E402
 from miner.store import Store  # noqa: E402
 from miner.store.group_interval import held_until, waiting_batch  # noqa: E402
 from miner.store.maintenance import BUCKET_PRUNE_BATCH  # noqa: E402
-from miner.timeutil import floor_time, iso  # noqa: E402
+from miner.timeutil import floor_time, iso, parse_iso  # noqa: E402
 
 BUCKET = timedelta(minutes=5)
 BIG_TABLES = ("posts", "post_services", "classifications", "buckets", "incident_events", "outbox", "deliveries")
@@ -67,7 +67,7 @@ BIG_TABLES = ("posts", "post_services", "classifications", "buckets", "incident_
 GROUP_ROUTES = tuple(f"team{i}" for i in range(4))
 GROUP_CHANNELS = ("email", "webhook")
 # Services configured that no post names (the read bench adds them to a copy): every bucket of theirs is empty, so a
-# read that looks for one with posts finds none.
+# read that looks for one with posts finds none. The first is named by the oldest post only (a service quiet since).
 QUIET = tuple(f"Quiet {i:02d}" for i in range(30))
 
 
@@ -414,6 +414,12 @@ def measure_reads(db: Path, config: Config) -> dict[str, str]:
                        "SELECT q.name, b.bucket_start, 0, 0, 0.1, 0.6, 4.0 FROM buckets b, q WHERE b.service = ?",
                        (*QUIET, names[0]))
             print(f"  added {len(QUIET)} services no post names, each with empty buckets", flush=True)
+            # The first named by the oldest post only, as a service quiet since: its newest bucket with posts is 90
+            # days of empty ones back.
+            oldest = tx.execute("SELECT id, created_at FROM posts ORDER BY created_at LIMIT 1").fetchone()
+            tx.execute("INSERT INTO post_services (post_id, service) VALUES (?, ?)", (oldest[0], QUIET[0]))
+            tx.execute("UPDATE buckets SET posts = 1, complaints = 1 WHERE service = ? AND bucket_start = ?",
+                       (QUIET[0], iso(floor_time(parse_iso(oldest[1]), BUCKET))))
     config = replace(config, services=(*config.services, *(ServiceConfig(name) for name in QUIET)))
     now = datetime.now(UTC)
     api = ReadApi(config, lambda: store, lambda: None, lambda: now)
@@ -438,11 +444,14 @@ def measure_reads(db: Path, config: Config) -> dict[str, str]:
 
     conn = store.database.conn
     cases: list[tuple[str, Callable[[], object]]] = [
-        (f"GET /api/v1/services ({len(config.services)} services, {len(QUIET)} never named)",
+        (f"GET /api/v1/services ({len(config.services)} services, {len(QUIET) - 1} never named, 1 only by the "
+         "oldest post)",
          get("/api/v1/services")),
         (f"status board GET / ({len(config.services)} services' state and sparkline)", board_page("/")),
         ("last_counted_post_at of the busiest service", lambda: store.last_counted_post_at(busiest, BUCKET)),
         ("last_counted_post_at of a service never named", lambda: store.last_counted_post_at(QUIET[-1], BUCKET)),
+        ("last_counted_post_at of a service whose only post is the oldest",
+         lambda: store.last_counted_post_at(QUIET[0], BUCKET)),
         ("GET /api/v1/incidents", get("/api/v1/incidents")),
         ("GET /api/v1/incidents?limit=1000&since=(90 days)",
          get("/api/v1/incidents", f"limit=1000&since={iso(now - timedelta(days=90))[:19]}Z")),
@@ -491,6 +500,7 @@ def measure_reads(db: Path, config: Config) -> dict[str, str]:
         server.stop()
     with store.database.transaction() as tx:  # the jobs measured next count the configured services' buckets only
         tx.execute(f"DELETE FROM buckets WHERE service IN ({', '.join('?' for _ in QUIET)})", QUIET)
+        tx.execute("DELETE FROM post_services WHERE service = ?", (QUIET[0],))
     store.close()
     return results
 

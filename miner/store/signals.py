@@ -271,7 +271,9 @@ class SignalsMixin:
         first, for a quiet service) would be a read that grows with the store. The detector stores every bucket,
         empty ones too, so that bucket is looked for only where a stored post can be: not at all for a service no
         stored post names (that read each of its bucket rows kept, store.bucket_retention_days: 14 ms at 90 days of
-        5-minute buckets), and from the oldest post stored on (the retention) for one named weeks ago."""
+        5-minute buckets), and from the oldest post stored on (the retention) for one named weeks ago. The buckets
+        with posts are indexed apart (buckets_with_posts): on the primary key, the empty buckets since the service's
+        last post were read too, 2.5-5.6 ms per quiet service at 90 days of 5-minute buckets."""
         # Not min() with the EXISTS as its WHERE: SQLite then walks every post's index entry looking for one row
         # that satisfies it, when none does.
         first = self.database.one("SELECT CASE WHEN EXISTS (SELECT 1 FROM post_services WHERE service = ?) "
