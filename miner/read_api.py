@@ -160,11 +160,9 @@ class ReadApi:
         rows = store.series(name, min(hour, latest), current + bucket)
         done = next((r for r in rows if r["bucket_start"] == iso(latest)), None)
         recent = [r for r in rows if parse_iso(r["bucket_start"]) >= hour]
-        scored = [r for r in rows if r["score"] is not None and parse_iso(r["bucket_start"]) <= latest]
-        if not scored and (saved := store.detector_state(name)) is not None:
-            # The detector is behind (the process job failing): the latest bucket it did score.
-            scored = [r for r in store.series(name, saved.last_bucket, saved.last_bucket + bucket)
-                      if r["score"] is not None]
+        # The detector's last bucket, as `miner status` shows it: behind the clock while its job fails, after it
+        # while the clock is behind the store.
+        scored = store.last_scored(name)
         incident = store.open_incident_for(name)
         return {
             "service": name,
@@ -175,8 +173,8 @@ class ReadApi:
                               "complaints": done["complaints"] if done else 0},
             "last_hour": {"since": iso(hour), "posts": sum(r["posts"] for r in recent),
                           "complaints": sum(r["complaints"] for r in recent)},
-            "baseline": _round(scored[-1]["baseline"], 3) if scored else None,
-            "z_score": _round(scored[-1]["score"], 2) if scored else None,
+            "baseline": _round(scored["baseline"], 3) if scored else None,
+            "z_score": _round(scored["score"], 2) if scored else None,
             "official": self._official_now(store, name, now),
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
         }

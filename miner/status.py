@@ -25,20 +25,18 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
     demo's hour) was left out unless ``now`` fell on its boundary: the counts were those of the bucket in progress,
     and no score was shown, as the last scored bucket starts before ``now - window``. The score is read from the
     last bucket scored, not the last one ended: that one waits for its sources' polls (see collected_until), and
-    with hourly buckets no score was shown for up to detector.settle_minutes every hour.
+    with hourly buckets no score was shown for up to detector.settle_minutes every hour. It is the detector's last
+    bucket's (Store.last_scored), as the read API's: with the clock behind the store, a bucket after ``now``.
     """
     bucket = timedelta(minutes=config.detector.bucket_minutes)
     end = floor_time(now, bucket) + bucket
     start = floor_time(now - window, bucket)
-    last_ended = end - 2 * bucket
     polled = {r["name"]: r for r in store.source_rows()}
     out = []
     for svc in config.services:
         saved = store.detector_state(svc.name)
-        rows = store.series(svc.name, min(start, saved.last_bucket if saved else last_ended), end)
-        counted = [r for r in rows if parse_iso(r["bucket_start"]) >= start]
-        scored = [r for r in rows if r["score"] is not None]
-        latest = scored[-1] if scored else None
+        counted = store.series(svc.name, start, end)
+        latest = store.last_scored(svc.name)
         incident = store.open_incident_for(svc.name)
         out.append({
             "service": svc.name,

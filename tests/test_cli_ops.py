@@ -557,6 +557,7 @@ def test_status_reads_the_last_hour_on_the_bucket_grid(tmp_path: Path) -> None:
         store.database.execute("INSERT INTO buckets (service, bucket_start, posts, complaints, score, baseline) "
                                "VALUES (?, ?, ?, ?, ?, ?)", row)
     now = datetime(2026, 2, 2, 12, 7, tzinfo=UTC)
+    store.save_detector_step("MTN", datetime(2026, 2, 2, 11, tzinfo=UTC), "{}", [], now)  # scored up to 11:00
     for width, posts, complaints, z in ((60, 43, 26, 6.5), (15, 43, 26, 6.5)):
         config = parse_config(CONFIG.replace("bucket_minutes = 15", f"bucket_minutes = {width}"))
         [mtn, _] = service_status(store, config, now, window=timedelta(hours=1))

@@ -200,6 +200,23 @@ def test_services_say_each_ones_state(api: Api) -> None:
     assert (mtn["baseline"], mtn["z_score"]) == (0.75, 1.5)
 
 
+@pytest.mark.parametrize("behind", [timedelta(0), timedelta(minutes=20), timedelta(hours=2)])
+def test_the_api_and_miner_status_show_the_score_of_the_detectors_last_bucket(api: Api, behind: timedelta) -> None:
+    # The detector's last bucket is 11:45 (z 6.12), the one before 11:30 (z 0.5). With the clock behind the store
+    # the API read the latest bucket ended by its clock (11:30's, 20 min behind) or, finding none scored in the last
+    # hour, the detector's last (2 h behind); `miner status` the newest scored from the detector's last bucket to its
+    # clock's (11:45's), or none.
+    from miner.status import service_status
+
+    now = NOW - behind
+    assert (api.store.clock_behind(now) is not None) == (behind > timedelta(0))
+    read = ReadApi(api.config, lambda: api.store, lambda: None, lambda: now)
+    served = read.read(lambda store: read.state(store, "WhatsApp", now))
+    [shown, *_] = service_status(api.store, api.config, now, timedelta(hours=1))
+    assert (served["z_score"], served["baseline"]) == (6.12, 0.457)
+    assert (shown["z"], shown["baseline"], shown["last_bucket"]) == (6.1, 0.46, "2026-11-27T11:45:00+00:00")
+
+
 def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> None:
     status, body, _ = get(api, "/api/v1/incidents")
     assert status == 200

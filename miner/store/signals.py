@@ -245,6 +245,18 @@ class SignalsMixin:
             (service, iso(start), iso(end)),
         )
 
+    def last_scored(self, service: str) -> dict[str, Any] | None:
+        """The detector's last bucket of ``service`` (detector_state's), with its ``score`` and ``baseline``; None
+        before the detector scored any, or when that bucket holds no score (relearnt at a new width without them).
+
+        What the detector knows, whatever the clock says: the read API, its status board and `miner status` show
+        this one. Read on the clock instead (the latest bucket ended by ``now``), they disagreed while the clock was
+        behind the store: one showed an older bucket's score, or the last one's through a fallback, the other none."""
+        return self.database.one(
+            "SELECT b.bucket_start, b.score, b.baseline FROM detector_state d JOIN buckets b "
+            "ON b.service = d.service AND b.bucket_start = d.last_bucket WHERE d.service = ? AND b.score IS NOT NULL",
+            (service,))
+
     def bucket_counts_of(self, services: Sequence[str], start: datetime, end: datetime
                          ) -> dict[str, dict[str, tuple[int, int]]]:
         """``bucket_counts`` of each of ``services`` at once, the buckets that counted a post only: {service:
