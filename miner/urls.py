@@ -4,6 +4,7 @@ be a credential (which the store and every message leave out).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import unicodedata
@@ -71,20 +72,29 @@ def url_problem(url: str) -> str | None:
 
 
 # Query parameters named like these (the last word of the name: api_key, apiKey, access_token, X-Amz-Signature) hold a
-# credential. "keywords" or "q" do not.
+# credential. "keywords" or "q" do not. The compound ones are named one by one (a private tracker's ?passkey=,
+# ?rsskey=, ?apitoken=): any word ending in key or token took ?monkey=, ?sortkey=, ?hotkey=, ?issuekey= too, and
+# an id made of a link ran two items into one.
 _SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "secret", "password", "passwd", "pwd",
                            "sig", "signature", "session", "sessionid", "sid", "credential", "credentials", "jwt",
-                           "hmac", "pass", "passcode"})
-# A last word ending so is one too, written as one word: a private tracker's ?passkey=, ?rsskey=, ?apitoken=,
-# ?authtoken=. They went into the store as written, without the warning.
-_SECRET_ENDINGS = ("key", "token", "secret", "password", "signature")
+                           "hmac", "pass", "passcode",
+                           "passkey", "rsskey", "feedkey", "authkey", "accesskey", "secretkey", "privatekey",
+                           "privkey", "sessionkey", "signingkey", "signkey", "userkey", "appkey", "clientkey",
+                           "licensekey", "licencekey", "subscriptionkey", "devkey", "developerkey",
+                           "apitoken", "authtoken", "sessiontoken", "refreshtoken", "bearertoken", "idtoken",
+                           "usertoken", "apptoken", "rsstoken", "feedtoken", "privatetoken", "securitytoken",
+                           "csrftoken", "xsrftoken", "oauthtoken",
+                           "apisecret", "appsecret", "clientsecret", "consumersecret", "sharedsecret",
+                           "webhooksecret", "oauthsecret",
+                           "apipassword", "userpassword", "adminpassword",
+                           "apisig", "apisignature", "urlsignature"})
 REDACTED = "[redacted]"
 
 
 def _secret_param(pair: str) -> bool:
     name, sep, _ = pair.partition("=")
     word = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))[-1].lower()
-    return bool(sep) and (word in _SECRET_WORDS or word.endswith(_SECRET_ENDINGS))
+    return bool(sep) and word in _SECRET_WORDS
 
 
 def credentials_in_url(url: str) -> list[str]:
@@ -136,6 +146,20 @@ def stored_link(url: str | None) -> str | None:
         return public_url(url)
     except ValueError:
         return None
+
+
+def link_id(external_id: str) -> str:
+    """An item's id as the store keeps it: one made of a link (a feed item without a guid, a Mastodon uri) without
+    what `stored_link` leaves out, and then, since two links may differ only in a redacted value
+    (``dl?id=1&passkey=a``, ``...&passkey=b``), with an unkeyed hash of the whole link after ``#``: it tells them
+    apart, cannot give back a key of any length worth keeping secret, and needs no key (migration 0016 computes it
+    for the ids stored before)."""
+    if not external_id.startswith(("http://", "https://")):
+        return external_id
+    shown = stored_link(external_id)
+    if shown == external_id:
+        return external_id
+    return f"{shown or REDACTED}#{hashlib.sha256(external_id.encode()).hexdigest()[:16]}"
 
 
 def web_link(url: str | None) -> str | None:

@@ -25,7 +25,7 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
-from miner.urls import stored_link
+from miner.urls import link_id, stored_link
 
 
 def utc_now() -> datetime:
@@ -102,8 +102,7 @@ def make_post(
     if not text:
         return None
     # An id made of the item's link (a feed item without a guid) holds what the link holds.
-    if external_id.startswith(("http://", "https://")):
-        external_id = stored_link(external_id) or external_id
+    external_id = link_id(external_id)
     return Post(
         source=source.name,
         external_id=external_id,

@@ -32,7 +32,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "name": "Source name from feeds.toml (`[[sources]].name`, or `status:<service>` for a service's status page).",
         "type": "Source type: rss, reddit, hackernews, discourse, lemmy, mastodon, bluesky, statuspage, status_feed.",
         "url": "Feed URL or API base URL, without its user:password@ and with the values of query parameters named "
-               "like keys (api_key, token, passkey, X-Amz-Signature...) as [redacted]: a credential is never stored.",
+               "like keys (the name's last word: api_key, apiKey, token, passkey, apitoken, X-Amz-Signature...; not "
+               "sortkey or monkey) as [redacted]: a credential is never stored.",
         "etag": "ETag of the last 200 response, sent as If-None-Match.",
         "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
         "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
@@ -65,7 +66,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id; never given again once pruned (see store_state's last_pruned_post_id).",
         "source": "Source name (`reports` for user reports).",
         "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice. A Reddit "
-                       "post's fullname (t3_...), whether read by the API or the anonymous feed.",
+                       "post's fullname (t3_...), whether read by the API or the anonymous feed. One made of a link "
+                       "(a feed item without a guid) is the link as url keeps it; where that left a credential out, "
+                       "followed by # and the first 16 hex digits of the whole link's SHA-256, so that links "
+                       "differing only in their key are two posts.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
                 "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",
