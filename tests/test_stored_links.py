@@ -3,14 +3,18 @@ still under an id of its own, and a store from before upgraded into the same for
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
 from miner.store import Store
+from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.timeutil import iso
 from miner.urls import public_url
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -59,3 +63,44 @@ def test_items_whose_links_differ_in_a_redacted_value_keep_ids_of_their_own(serv
     assert len({r["external_id"] for r in rows}) == 4
     assert not any("S3CR3T" in r["external_id"] for r in rows)
 
+
+def test_a_store_from_before_is_upgraded_into_the_forms_stored_now(tmp_path: Path, server: FakeServer) -> None:
+    # A store written before kept a feed item's link, an id made of it and a status page's link as written, and a
+    # source's url with ?passkey= (no key word then): the first poll after the upgrade stored every entry again (a new
+    # complaint each), reset the source's poll state (its stored url changed), and the keys stayed in the store.
+    path = tmp_path / "old.sqlite"
+    link = "https://tracker.example.org/details?id=7&passkey=PK-S3CR3T"
+    feed_url = f"{server.url}/feed.rss?q=down&passkey=PK-S3CR3T"
+    then, cursor = NOW - timedelta(minutes=20), iso(NOW - timedelta(minutes=20))
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:-1])
+        conn.execute("INSERT INTO sources (name, type, url, etag, cursor, last_ok_at, polls) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?)", ("tracker", "rss", feed_url, '"v1"', cursor, cursor, 3))
+        conn.executemany("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) "
+                         "VALUES ('tracker', ?, ?, ?, ?, ?)",
+                         [(link, "Outage\n\nOutage", link, cursor, cursor),
+                          ("guid-1", "Other", "https://x.example/?sortkey=date", cursor, cursor)])
+        conn.execute("INSERT INTO official_incidents (source, external_id, service, title, status, started_at, "
+                     "updated_at, url, first_seen_at) "
+                     "VALUES ('status:X', 'i1', 'X', 'Down', 'investigating', ?, ?, ?, ?)",
+                     (cursor, cursor, "https://status.example.com/i/1?token=T0K3N-S3CR3T", cursor))
+    conn.close()
+    store = Store.open(path)
+    source = SourceConfig("tracker", "rss", url=feed_url)
+    assert store.sync_sources([source]) == []  # the poll state is kept
+    row = store.source_row("tracker")
+    assert row is not None and (row["etag"], row["cursor"], row["last_ok_at"], row["polls"]) == (
+        '"v1"', cursor, cursor, 3)
+    assert poll(server, store, source, rss([(link, "Outage", then)])) == 0
+    posts = store.database.rows("SELECT external_id, url FROM posts ORDER BY id")
+    assert [r["url"] for r in posts] == [public_url(link), "https://x.example/?sortkey=date"]
+    assert posts[0]["external_id"].startswith(public_url(link) + "#") and posts[1]["external_id"] == "guid-1"
+    [incident] = store.database.rows("SELECT url FROM official_incidents")
+    assert incident["url"] == "https://status.example.com/i/1?token=[redacted]"
+    store.close()
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert b"S3CR3T" not in path.read_bytes()

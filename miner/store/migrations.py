@@ -7,10 +7,11 @@ that queries them; this list is the single order in which they are created.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from miner.errors import StoreError
+from miner.store.link_scrub import scrub_stored_links
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -19,6 +20,7 @@ from miner.timeutil import iso, utcnow
 class Migration:
     id: str
     sql: str  # a script of DDL/DML statements; run atomically with its schema_migrations row
+    python: Callable[[sqlite3.Connection], None] | None = None  # then run, in the same transaction
 
 
 CORE = Migration(
@@ -296,10 +298,15 @@ BUCKETS_WITH_POSTS = Migration(
     "CREATE INDEX buckets_with_posts ON buckets (service, bucket_start) WHERE posts > 0;",
 )
 
+# Links and ids made of links are stored without a credential (?passkey=...), and a source's url without more key
+# names' values: rewritten into those forms (store/link_scrub.py), or the first poll stored again every entry a feed
+# listed, reset the state of a source whose stored url changed, and the keys stayed in the store.
+STORED_LINKS = Migration("0017_stored_links", "", scrub_stored_links)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
-                               BUCKETS_WITH_POSTS]
+                               BUCKETS_WITH_POSTS, STORED_LINKS]
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -383,6 +390,8 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
             if migration.id not in _applied(conn):
                 for statement in _statements(migration.sql):
                     conn.execute(statement)
+                if migration.python is not None:
+                    migration.python(conn)
                 conn.execute("INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)",
                              (migration.id, iso(utcnow())))
                 applied.append(migration.id)
