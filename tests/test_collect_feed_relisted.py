@@ -74,3 +74,66 @@ def test_replies_that_all_link_to_their_thread_are_each_stored(server: FakeServe
         assert new_posts(store, poller, source) == 3
         replies.append((thread, "reply 0: MTN is down here too", NOW - timedelta(minutes=1)))
         assert new_posts(store, poller, source) == 1
+
+
+def item(title: str, guid: str, when: datetime, link: str | None = None, author: str | None = None) -> str:
+    return (f"<item><title>{title}</title>" + (f"<link>{link}</link>" if link else "")
+            + (f"<author>{author}</author>" if author else "")
+            + f'<guid isPermaLink="false">{guid}</guid><pubDate>{format_datetime(when)}</pubDate></item>')
+
+
+def items_feed(*items: str) -> bytes:
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{"".join(items)}</channel></rss>'.encode()
+
+
+def polls(server: FakeServer, store: Store, name: str, *feeds: bytes) -> list[int]:
+    source = SourceConfig(name, "rss", url=f"{server.url}/{name}")
+    counts = []
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller:
+        for body in feeds:
+            server.serve(f"/{name}", Reply(200, body, content_type="application/rss+xml"))
+            counts.append(new_posts(store, poller, source))
+    return counts
+
+
+def test_two_replies_with_one_text_at_two_times_are_two_posts(server: FakeServer, store: Store,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    thread = "https://forum.example.net/t/1"
+    first = item("Re: MTN down", "r1", NOW - timedelta(minutes=30), thread)
+    second = item("Re: MTN down", "r2", NOW - timedelta(minutes=5), thread)
+    with caplog.at_level(logging.WARNING):
+        assert polls(server, store, "thread", items_feed(first), items_feed(second, first)) == [1, 1]
+    assert not [r for r in caplog.records if "new ids" in r.getMessage()]
+
+
+def test_two_entries_of_one_poll_with_one_link_and_date_are_two_posts(server: FakeServer, store: Store,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    # A comments feed linking every item to its thread, at one minute; its ids do not change.
+    thread, when = "https://forum.example.net/t/1", NOW - timedelta(minutes=3)
+    body = items_feed(item("WhatsApp down for me", "c1", when, thread),
+                      item("WhatsApp outage Lagos", "c2", when, thread))
+    with caplog.at_level(logging.WARNING):
+        assert polls(server, store, "comments", body, body) == [2, 0]
+    assert not [r for r in caplog.records if "new ids" in r.getMessage()]
+
+
+def test_an_entry_newly_listed_behind_re_listed_ones_counts_as_late(server: FakeServer, store: Store) -> None:
+    source = SourceConfig("forum", "rss", url=f"{server.url}/feed")
+    late = (ITEMS[2][0] + "/late", "MTN down again", NOW - timedelta(minutes=15))
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller:
+        server.serve("/feed", Reply(200, rss(ITEMS, 1), content_type="application/rss+xml"))
+        assert new_posts(store, poller, source) == 3
+        server.serve("/feed", Reply(200, atom([*ITEMS, late]), content_type="application/atom+xml"))  # new ids
+        store.sync_sources([source])
+        stats = store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), NOW, NOW)
+    assert (stats.posts_new, stats.posts_seen, stats.posts_late, stats.late_by_s) == (1, 3, 1, 300.0)
+
+
+def test_one_short_text_by_two_authors_at_one_minute_is_two_posts(server: FakeServer, store: Store,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    when = NOW - timedelta(minutes=2)
+    with caplog.at_level(logging.WARNING):
+        body = items_feed(item("down?", "p1", when, author="alice@example.com (alice)"),
+                          item("down?", "p2", when, author="bob@example.com (bob)"))
+        assert polls(server, store, "short", body) == [2]
+    assert not [r for r in caplog.records if "new ids" in r.getMessage()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -214,23 +214,30 @@ class PostsMixin:
             ).fetchall()
         return [row[0] for row in rows]
 
-def relisted(conn: sqlite3.Connection, post: Post) -> str | None:
+def relisted(conn: sqlite3.Connection, post: Post, listed: Sequence[str] = ()) -> str | None:
     """The id of the post stored from ``post``'s source that ``post`` is, listed again under another id; None for
     none. Some feeds give an entry a new id at every fetch (a CMS that puts a timestamp or a session in the guid), or
     another scheme of ids (a switch from RSS to Atom): by id alone every entry listed was stored again, and counted
     again as new complaints, a false outage signal. As feed readers do, the link tells, with the date: the replies of a
-    thread's feed (AWS's items too) all link to it, and are distinct posts. An entry dated at its fetch (none given)
-    is told by its text instead, one without a link by its text and date; one with neither is told by its id only."""
-    if post.url is not None:
-        row = conn.execute(
-            "SELECT external_id FROM posts WHERE source = ? AND url = ? AND (created_at = ? AND undated IS NULL "
-            "OR text = ?) LIMIT 1", (post.source, post.url, iso(post.created_at), post.text)).fetchone()
+    thread's feed (AWS's items too) all link to it, and are distinct posts. An entry dated at its fetch (none given),
+    or one a post dated at its fetch is, is told by its text instead, one without a link by its text and date; one
+    with neither is told by its id only. The author must match too (none: none). A post whose id is among ``listed``
+    (the poll's ids) is not re-listed: its entry is still in the feed, so this one is another (two replies of one
+    minute, one text said by two people)."""
+    if post.url is None and post.undated is not None:
+        return None
+    if post.url is None:
+        match, args = "url IS NULL AND created_at = ? AND text = ?", [iso(post.created_at), post.text]
     elif post.undated is None:
-        row = conn.execute(
-            "SELECT external_id FROM posts WHERE source = ? AND url IS NULL AND created_at = ? AND text = ? LIMIT 1",
-            (post.source, iso(post.created_at), post.text)).fetchone()
+        # Two dated posts by their dates only: replies of one text at two times are two posts.
+        match, args = ("url = ? AND (undated IS NULL AND created_at = ? OR undated IS NOT NULL AND text = ?)",
+                       [post.url, iso(post.created_at), post.text])
     else:
-        row = None
+        match, args = "url = ? AND text = ?", [post.url, post.text]
+    row = conn.execute(
+        f"SELECT external_id FROM posts WHERE source = ? AND {match} AND author_hash IS ? "
+        "AND external_id NOT IN (SELECT value FROM json_each(?)) ORDER BY id LIMIT 1",
+        (post.source, *args, post.author_hash, json.dumps(list(listed)))).fetchone()
     return str(row[0]) if row is not None else None
 
 
@@ -246,10 +253,15 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         "SELECT CAST(value AS INTEGER) + 1 FROM store_state WHERE key = ? "
         "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts)", (LAST_PRUNED_ID,)).fetchone()
     next_id: int | None = row[0] if row else None
+    posts = list(posts)
+    listed = [p.external_id for p in posts]
     for post in posts:
-        if by_link is not None and (stored := relisted(conn, post)) is not None:
-            seen.append(post)
-            if stored != post.external_id and post.source not in by_link:
+        if by_link is not None and conn.execute("SELECT 1 FROM posts WHERE source = ? AND external_id = ?",
+                                                (post.source, post.external_id)).fetchone() is None and (
+                stored := relisted(conn, post, listed)) is not None:
+            # Under the id the store has: the mark _late_posts finds a poll's known posts by.
+            seen.append(replace(post, external_id=stored))
+            if post.source not in by_link:
                 by_link.add(post.source)
                 log.warning("source %s lists posts it listed before under new ids (%s, stored as %s): they are "
                             "told by their link and date (docs/collectors.md, rss)", post.source, post.external_id,
