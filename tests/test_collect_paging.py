@@ -27,7 +27,7 @@ from miner.collectors.paging import rate_limit_wait
 from miner.config import SourceConfig, parse_config
 from miner.errors import SourceError
 from miner.pipeline import Pipeline
-from miner.records import FetchResult, SourceState
+from miner.records import FUTURE_SLACK, FetchResult, SourceState
 from miner.service import JobSpec, Service, ServiceOptions
 from miner.store import SaveStats, Store
 from miner.timeutil import floor_time, iso
@@ -188,6 +188,25 @@ def test_mastodon_a_clock_set_back_behind_the_cursor_reads_on_from_it(server: Fa
     poller.ctx.now = lambda: datetime.fromtimestamp(cursor_ms / 1000, UTC) - timedelta(hours=1)
     later, state = poll_all(poller, masto(server), second.state, 2)
     assert set(ids(second)) | later == set(burst) and state.cursor == burst[-1].rsplit("/", 1)[1]
+
+
+def test_mastodon_statuses_from_an_instance_ahead_of_the_clock_do_not_ratchet_the_cursor_on(
+        server: FakeServer, poller: Poller) -> None:
+    # A remote instance whose clock is 3 h ahead keeps posting; its statuses' ids carry its time. The cursor may go
+    # up to FUTURE_SLACK past our clock, but each poll went that far past the cursor before: hours ahead in a day.
+    api = FakeMastodon(server)
+    api.add(1)
+    now = datetime.now(UTC).replace(microsecond=0)
+    poller.ctx.now = lambda: now
+    state = poller.poll(masto(server), SourceState()).state
+    for poll in range(30):
+        ahead = now + timedelta(hours=3)
+        api.ids = sorted({*api.ids, *((int((ahead - timedelta(minutes=k)).timestamp() * 1000) << 16) + poll
+                                      for k in range(0, 180, 9))})
+        state = poller.poll(masto(server), state).state
+        now += timedelta(minutes=1)
+    lead = timedelta(milliseconds=int(state.cursor or "0") >> 16) - (now - datetime.fromtimestamp(0, UTC))
+    assert lead <= FUTURE_SLACK
 
 
 @pytest.mark.parametrize("min_id", [True, False])

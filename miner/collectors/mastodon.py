@@ -47,12 +47,17 @@ def status_external_id(uri: str, local_id: str) -> str:
 def _ahead_of_clock(ident: str, ctx: PollContext, since: str | None = None) -> bool:
     """Whether a snowflake id (milliseconds << 16) claims a time past our clock: as since_id it would hide
     every real status from then on (see base.not_after_now), so it is never kept as the cursor. Our clock is
-    never behind the time of the cursor ``since`` it kept: when it is, it was set back since (NTP, a VM resumed),
-    and the statuses after the cursor, dated past our clock by the server's, are read on from it, not held at it
-    until our clock is right again. Old sequential ids encode no time."""
+    never behind the time of the cursor ``since`` it kept by more than FUTURE_SLACK: when it is, it was set back since
+    (NTP, a VM resumed), and the statuses after the cursor, dated past our clock by the server's, are read on from
+    it, not held at it until our clock is right again. Otherwise the slack counts from our clock, not from the
+    cursor: from the cursor, each poll could move it up to the slack past the one before, and statuses from an
+    instance whose clock is ahead ratcheted it on, hiding the real ones as since_id. Old sequential ids encode no
+    time."""
     ms = _snowflake_ms(ident)
-    clock_ms = max(ctx.now().timestamp() * 1000, _snowflake_ms(since or "") or 0)
-    return ms is not None and ms > clock_ms + FUTURE_SLACK / timedelta(milliseconds=1)
+    slack_ms = FUTURE_SLACK / timedelta(milliseconds=1)
+    clock_ms = ctx.now().timestamp() * 1000
+    since_ms = _snowflake_ms(since or "") or 0
+    return ms is not None and ms > (since_ms if since_ms > clock_ms + slack_ms else clock_ms) + slack_ms
 
 
 def _stored_cursor(cursor: str | None, ctx: PollContext) -> str | None:
