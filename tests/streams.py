@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from miner.classify import Classifier
+from miner.config import parse_config
+from miner.pipeline import Pipeline
 from miner.records import Post
 from miner.replay import demo_stream_path, read_posts
+from miner.store import Store
 
 CONFIG = """
 [[services]]
@@ -87,3 +90,11 @@ def outage_reports(service: str, start: datetime, end: datetime) -> list[Post]:
     count = int((end - start) / timedelta(seconds=30))
     return [Post("reports", f"{service}-{start.timestamp()}-{i}", f"{service} is down",
                  start + timedelta(seconds=30 * i), services=(service,)) for i in range(count)]
+
+
+def warmed_pipeline(config: str, store: Store) -> Pipeline:
+    """A pipeline of ``config`` over reports only, its detectors warmed on quiet hours up to T0 + 3 h."""
+    pipe = Pipeline(parse_config(config), store, ReportsOnly())  # type: ignore[arg-type]
+    for hours in range(4):
+        pipe.detect(T0 + timedelta(hours=hours))
+    return pipe

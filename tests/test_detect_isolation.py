@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from streams import T0, ReportsOnly, outage_reports
+from streams import T0, ReportsOnly, outage_reports, warmed_pipeline
 
 from miner.config import parse_config
 from miner.detect import DetectorState
@@ -36,11 +36,7 @@ warmup_hours = 1
 
 
 def _warm(store: Store) -> Pipeline:
-    """The detectors, warmed on quiet hours up to T0 + 3 h."""
-    pipe = Pipeline(parse_config(ACME), store, ReportsOnly())  # type: ignore[arg-type]
-    for hours in range(4):
-        pipe.detect(T0 + timedelta(hours=hours))
-    return pipe
+    return warmed_pipeline(ACME, store)
 
 
 def _outage(pipe: Pipeline, services: list[str]) -> tuple[datetime, datetime]:

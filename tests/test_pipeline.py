@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
-from streams import CONFIG, T0, ReportsOnly, outage_reports, write_stream
+from streams import CONFIG, T0, ReportsOnly, outage_reports, warmed_pipeline, write_stream
 
 from miner.classify import Classifier
 from miner.collect_stage import CollectReport
@@ -206,9 +206,7 @@ warmup_hours = 1
 
 
 def test_services_opening_together_hours_before_a_catching_up_run_get_one_group(store: Store) -> None:
-    pipe = Pipeline(parse_config(ACME_ONLY), store, ReportsOnly())  # type: ignore[arg-type]
-    for hours in range(4):
-        pipe.detect(T0 + timedelta(hours=hours))
+    pipe = warmed_pipeline(ACME_ONLY, store)
     # The service was down for two hours; back, its first run steps them, with the posts collect stored meanwhile.
     start = T0 + timedelta(hours=3, minutes=15)
     now = T0 + timedelta(hours=5)
@@ -813,11 +811,7 @@ warmup_hours = 1
 
 
 def _warm_quiet_detector(store: Store) -> Pipeline:
-    """Foonet's detector, warmed on three quiet hours up to T0 + 3 h."""
-    pipe = Pipeline(parse_config(CLOCK_AHEAD), store, ReportsOnly())  # type: ignore[arg-type]
-    for hours in range(4):
-        pipe.detect(T0 + timedelta(hours=hours))
-    return pipe
+    return warmed_pipeline(CLOCK_AHEAD, store)
 
 
 def test_the_detector_stepped_by_a_clock_that_was_ahead_resumes_once_it_is_set_back(
