@@ -137,3 +137,21 @@ def test_one_short_text_by_two_authors_at_one_minute_is_two_posts(server: FakeSe
                           item("down?", "p2", when, author="bob@example.com (bob)"))
         assert polls(server, store, "short", body) == [2]
     assert not [r for r in caplog.records if "new ids" in r.getMessage()]
+
+
+def test_a_new_entry_sharing_a_link_and_day_with_one_gone_from_the_feed_is_stored(server: FakeServer,
+                                                                                   store: Store) -> None:
+    # A small feed dated by the day whose entries all link to its home page: the entry new at the second poll had
+    # the link and date of the one that had left the feed, was taken for it listed again, and was never stored.
+    day = NOW.replace(hour=0, minute=0, second=0)
+    home = "https://isp.example.com/"
+    first = [(home, "MTN down in Accra", day), (home, "MTN calls failing", day)]
+    server.serve("/feed", Reply(200, rss(first, 1), content_type="application/rss+xml"))
+    source = SourceConfig("news", "rss", url=f"{server.url}/feed")
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller:
+        assert new_posts(store, poller, source) == 2
+        then = [(home, "Vodafone outage in Kumasi", day), (home, "MTN calls failing", day)]
+        server.serve("/feed", Reply(200, rss(then, 1).replace(b"?n=0", b"?n=9"), content_type="application/rss+xml"))
+        assert new_posts(store, poller, source) == 1
+    texts = {r["text"] for r in store.database.rows("SELECT text FROM posts")}
+    assert any("Vodafone" in t for t in texts)

@@ -214,14 +214,16 @@ class PostsMixin:
             ).fetchall()
         return [row[0] for row in rows]
 
+
 def relisted(conn: sqlite3.Connection, post: Post, listed: Sequence[str] = ()) -> str | None:
     """The id of the post stored from ``post``'s source that ``post`` is, listed again under another id; None for
     none. Some feeds give an entry a new id at every fetch (a CMS that puts a timestamp or a session in the guid), or
     another scheme of ids (a switch from RSS to Atom): by id alone every entry listed was stored again, and counted
-    again as new complaints, a false outage signal. As feed readers do, the link tells, with the date: the replies of a
-    thread's feed (AWS's items too) all link to it, and are distinct posts. An entry dated at its fetch (none given),
-    or one a post dated at its fetch is, is told by its text instead, one without a link by its text and date; one
-    with neither is told by its id only. The author must match too (none: none). A post whose id is among ``listed``
+    again as new complaints, a false outage signal. As feed readers do, the link tells, with the text and the date:
+    the replies of a thread's feed (AWS's items too) all link to it, and are distinct posts, as are entries of one
+    day that link to a site's home page. An entry dated at its fetch (none given), or one a post dated at its fetch
+    is, is told by its link and text, one without a link by its text and date; one with neither by its id only.
+    The author must match too (none: none). A post whose id is among ``listed``
     (the poll's ids) is not re-listed: its entry is still in the feed, so this one is another (two replies of one
     minute, one text said by two people)."""
     if post.url is None and post.undated is not None:
@@ -229,9 +231,10 @@ def relisted(conn: sqlite3.Connection, post: Post, listed: Sequence[str] = ()) -
     if post.url is None:
         match, args = "url IS NULL AND created_at = ? AND text = ?", [iso(post.created_at), post.text]
     elif post.undated is None:
-        # Two dated posts by their dates only: replies of one text at two times are two posts.
-        match, args = ("url = ? AND (undated IS NULL AND created_at = ? OR undated IS NOT NULL AND text = ?)",
-                       [post.url, iso(post.created_at), post.text])
+        # Two dated posts by their text and date: replies of one text at two times are two posts, and so are two
+        # entries of one day (a feed dated by the day) linking to one page.
+        match, args = ("url = ? AND text = ? AND (undated IS NOT NULL OR created_at = ?)",
+                       [post.url, post.text, iso(post.created_at)])
     else:
         match, args = "url = ? AND text = ?", [post.url, post.text]
     row = conn.execute(
