@@ -30,7 +30,7 @@ from miner.collectors.http import Response, state_after
 from miner.collectors.paging import gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
-from miner.records import FUTURE_SLACK, FetchResult, Post, SourceState
+from miner.records import FetchResult, Post, SourceState
 from miner.source_settings import DEFAULT_MAX_ENTRIES
 from miner.timeutil import iso
 
@@ -72,9 +72,8 @@ def posts_from_feed(
     newest = max((not_after_now(d, ctx) for d in kept_dates), default=None)
     gap = False
     # A feed whose every entry is dated ahead of our clock (a site writing its local time as UTC) cannot be told
-    # against the cursor, which stops at our clock: each poll of it was said to miss posts. One ahead by no more than
-    # FUTURE_SLACK (a server's clock a few minutes fast) still can: its overflow is real.
-    if last is not None and len(dates) > 1 and last < min(dates) <= ctx.now() + FUTURE_SLACK:
+    # against the cursor, which stops at our clock: each poll of it was said to miss posts.
+    if last is not None and len(dates) > 1 and last < min(dates) <= ctx.now():
         # Nothing the last poll read is still in the feed: more was new than it holds, or exactly as many.
         gap = True
         warnings = [*warnings, gap_warning(source, (
