@@ -152,7 +152,7 @@ def link_id(external_id: str) -> str:
     """An item's id as the store keeps it: one made of a link (a feed item without a guid, a Mastodon uri) without
     what `stored_link` leaves out, and then, since two links may differ only in a redacted value
     (``dl?id=1&passkey=a``, ``...&passkey=b``), with an unkeyed hash of the whole link after ``#``: it tells them
-    apart, cannot give back a key of any length worth keeping secret, and needs no key (migration 0016 computes it
+    apart, cannot give back a key of any length worth keeping secret, and needs no key (migration 0017 computes it
     for the ids stored before)."""
     if not external_id.startswith(("http://", "https://")):
         return external_id
