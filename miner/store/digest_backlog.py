@@ -45,6 +45,7 @@ class DigestBacklogMixin:
                 "SELECT id, route, payload FROM outbox WHERE kind = 'digest' AND status = 'pending' "
                 f"AND claimed_by IS NULL AND {scope} AND NOT EXISTS "
                 "(SELECT 1 FROM alert_state WHERE key = 'delivered:' || outbox.id) ORDER BY id", args).fetchall()
+            payloads = {int(row["id"]): str(row["payload"]) for row in rows}
             queued: dict[str, list[tuple[str, str, int]]] = {}
             for row in rows:
                 if (period := _period(row["payload"])) is not None:
@@ -55,8 +56,7 @@ class DigestBacklogMixin:
                 these.sort()
                 as_of, _, keep = these[-1]
                 since = min(s for _, s, _ in these)
-                payload: dict[str, Any] = json.loads(conn.execute("SELECT payload FROM outbox WHERE id = ?",
-                                                                  (keep,)).fetchone()[0])
+                payload: dict[str, Any] = json.loads(payloads[keep])
                 payload["since"] = since
                 conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (json.dumps(payload), keep))
                 for _, _, outbox_id in these[:-1]:
