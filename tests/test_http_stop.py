@@ -104,7 +104,11 @@ def test_requests_in_flight_as_the_service_stops_are_answered_not_failed(
             for asker in askers:
                 asker.start()
             go.set()
-            time.sleep(0.5)
+            # Stop once requests are being answered, however slow the machine: a fixed sleep left too few on a
+            # loaded CI runner.
+            deadline = time.monotonic() + 60
+            while len(statuses) <= 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
             service.stop()
             for asker in askers:
                 asker.join(timeout=60)
