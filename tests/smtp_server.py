@@ -85,13 +85,14 @@ class _Controller(Controller):
 class Inbox:
     """The aiosmtpd handler: keeps every accepted message; ``reject_rcpt`` makes RCPT fail with that reply;
     ``refuse[address]`` lists replies that RCPT TO of that address gets, one per attempt, before it is accepted;
-    ``quit_reply`` is the answer to QUIT."""
+    ``data_reply`` replaces DATA's acceptance (the message is then not kept); ``quit_reply`` is the answer to QUIT."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reject_rcpt: str | None = None
         self.refuse: dict[str, list[str]] = {}
+        self.data_reply: str | None = None
         self.quit_reply = "221 Bye"
         self._lock = threading.Lock()
 
@@ -107,6 +108,8 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
         msg = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)
         with self._lock:
             self.messages.append(msg)

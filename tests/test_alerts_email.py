@@ -226,6 +226,25 @@ def test_smtp_outage_delays_but_delivers_each_message_exactly_once(
     assert len(store.outbox_rows(["sent"])) == 3
 
 
+@pytest.mark.parametrize("stage", ["RCPT", "DATA"])
+def test_a_421_from_the_server_defers_the_other_messages_as_an_outage_does(
+        store: Store, smtp_server: SmtpServer, stage: str) -> None:  # noqa: F811
+    # 421 is the server closing the channel for every message (RFC 5321 3.8), not a refusal of this one: each
+    # message of the run used to open a session of its own into it, and none was left untried for the next run.
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    _incidents(store, cfg, 3)
+    if stage == "RCPT":
+        smtp_server.inbox.reject_rcpt = "421 4.3.2 service shutting down"
+    else:
+        smtp_server.inbox.data_reply = "421 4.3.2 service shutting down"
+    stats = dispatch(store, cfg, T0, worker_id="w")
+    assert (stats.sent, stats.failed, stats.retried, stats.deferred) == (0, 0, 1, 2)
+    [tried] = [r for r in store.outbox_rows(["pending"]) if r["attempts"] == 1]
+    assert "421 4.3.2 service shutting down" in tried["last_error"]
+    smtp_server.inbox.reject_rcpt = smtp_server.inbox.data_reply = None
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 3
+
+
 def test_giving_up_is_logged_as_an_error_naming_the_notification(
         store: Store, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0, give_up_after=120.0)

@@ -36,6 +36,9 @@ from miner.urls import control_char
 if TYPE_CHECKING:
     from miner.store import Store
 
+# "Service not available, closing transmission channel" (RFC 5321 3.8): the server turns away every message, not
+# only the one it answered.
+CLOSING = 421
 
 class DeliveryError(Exception):
     """One attempt failed; ``permanent`` when retrying cannot help. ``retry_after`` in seconds when asked.
@@ -154,11 +157,14 @@ class SmtpSender:
             replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
             codes = [code for code, _ in replies.values()]
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in replies.items())
-            raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes)) from None
+            raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes),
+                                unreachable=CLOSING in codes) from None
         except smtplib.SMTPResponseException as exc:
-            # A greeting other than 220 (a 421 "too busy") turns every message away alike.
+            # A greeting other than 220 (a 421 "too busy") turns every message away alike, as a 421 at any later
+            # step does.
             raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}", permanent=exc.smtp_code >= 500,
-                                unreachable=isinstance(exc, smtplib.SMTPConnectError)) from None
+                                unreachable=isinstance(exc, smtplib.SMTPConnectError) or exc.smtp_code == CLOSING
+                                ) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
