@@ -325,6 +325,33 @@ def test_a_store_pruned_by_a_miner_that_recorded_no_cutoff_keeps_its_pruned_coun
     store.close()
 
 
+def test_a_store_whose_every_post_0_1_0_pruned_keeps_its_pruned_counts(tmp_path: Path) -> None:
+    # 0.1.0's prune deleted every post (a month without one, `miner prune --days 1`) and recorded no cutoff, and the
+    # upgrade took none from the earliest post left, there being none: a replay of one post of day 2 had it stored
+    # and day 2's bucket recounted from it, 5 posts and 3 complaints becoming 1 and 1.
+    day = timedelta(days=1)
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, [], [(T0 + day, 1, 1), (T0 + 2 * day, 5, 3), (T0 + 2 * day + FIVE, 0, 0)])
+    store = Store.open(path)
+    assert store.pruned_before() == T0 + 2 * day + FIVE  # the end of the last bucket that counted posts
+    store.insert_posts([post("again", "down", T0 + 2 * day)], T0 + 11 * day)
+    store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in store.posts_to_classify(10)], "v1",
+                               T0 + 11 * day)
+    store.refresh_buckets_at([T0 + 2 * day], FIVE)
+    assert store.bucket_counts("WhatsApp", T0 + 2 * day, T0 + 2 * day + FIVE) == {iso(T0 + 2 * day): (5, 3)}
+    store.close()
+    # No bucket after it (the detector never ran past it): a day after its start, the widest a bucket is.
+    _release_0_1_0_store(tmp_path / "last.sqlite", [], [(T0, 0, 0), (T0 + day, 2, 1)])
+    store = Store.open(tmp_path / "last.sqlite")
+    assert store.pruned_before() == T0 + 2 * day
+    store.close()
+    # Buckets that never counted a post were never pruned.
+    _release_0_1_0_store(tmp_path / "quiet.sqlite", [], [(T0, 0, 0), (T0 + day, 0, 0)])
+    store = Store.open(tmp_path / "quiet.sqlite")
+    assert store.pruned_before() is None
+    store.close()
+
+
 def test_a_store_never_pruned_gets_no_cutoff_from_the_upgrade(tmp_path: Path) -> None:
     # Every bucket's posts are still there: a new feed's backlog older than the first post is still stored.
     path = tmp_path / "old.sqlite"

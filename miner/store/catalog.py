@@ -15,7 +15,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     }),
     "store_state": ("Small named facts about the store itself.", {
         "key": "Name: pruned_before, how far the prunes got: the second after the newest post one deleted (for "
-               "a store an older miner pruned without recording it, the earliest post left at the upgrade). It "
+               "a store an older miner pruned without recording it, the earliest post left at the upgrade, or "
+               "where it left none, the end of the last bucket that counted posts). It "
                "never moves back, except from ahead of the clock (recorded by a clock that was ahead), where "
                "collect takes it back to the start of the bucket in progress. Posts created before it were "
                "deleted, so the buckets that start before it are final (never recounted) and a source's post dated "

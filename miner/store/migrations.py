@@ -185,10 +185,29 @@ BUCKETS_WITH_POSTS = Migration(
 # listed, reset the state of a source whose stored url changed, and the keys stayed in the store.
 STORED_LINKS = Migration("0017_stored_links", "", scrub_stored_links)
 
+# 0006 took a cutoff from the earliest post left, and so none from a store whose prune left no post (but the samples
+# of open incidents): its pruned buckets were recounted from the posts stored again (a replay of their days). All
+# the posts the buckets counted were deleted then; the cutoff is the end of the last bucket that counted one: the
+# start of the next bucket stored (the detector stores empty ones), else a day after its start (a bucket's widest).
+PRUNED_BEFORE_NO_POSTS = Migration(
+    "0018_pruned_before_no_posts",
+    """
+        INSERT INTO store_state (key, value)
+        SELECT 'pruned_before', coalesce(
+            (SELECT min(bucket_start) FROM buckets WHERE bucket_start > last),
+            strftime('%Y-%m-%dT%H:%M:%S+00:00', last, '+1 day'))
+        FROM (SELECT max(bucket_start) AS last FROM buckets WHERE posts > 0)
+        WHERE last IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM posts WHERE id NOT IN (
+                SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open'))
+        ON CONFLICT (key) DO NOTHING;
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
-                               BUCKETS_WITH_POSTS, STORED_LINKS]
+                               BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS]
 
 
 def _statements(script: str) -> Iterator[str]:
