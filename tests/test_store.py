@@ -691,3 +691,18 @@ def test_a_post_id_a_prune_deleted_is_never_given_to_a_new_post(store: Store) ->
     again.insert_posts([post("new1", "unrelated", T0 + timedelta(days=4))], T0 + timedelta(days=4))
     assert [p.id for p in again.posts_to_classify(10)] == [new[0] + 1]
     again.close()
+
+
+def test_a_post_id_a_0_1_0_prune_deleted_is_never_given_to_a_new_post(tmp_path: Path) -> None:
+    # 0.1.0's prune deleted the newest posts too (every post after a month without one, `miner prune --days 1`) and
+    # recorded no id: after the upgrade the next posts took the ids a resolved incident's sample_post_ids cite.
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, [(1, T0)], [(T0, 1, 1)])
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at, resolved_at, sample_post_ids) "
+                     "VALUES ('WhatsApp', 'resolved', ?, ?, ?, '[4, 7, 5]')", (iso(T0), iso(T0), iso(T0)))
+    conn.close()
+    store = Store.open(path)
+    store.insert_posts([post("new", "unrelated", T0 + timedelta(days=40))], T0 + timedelta(days=40))
+    assert store.last_post_id() == 8
+    store.close()

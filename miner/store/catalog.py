@@ -25,8 +25,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "says another, the detector counts the buckets and learns the baselines again. prune_held, the last "
                "retention prune held back (its cutoff after the newest post a source dated: a clock ahead?), as "
                "JSON of its times; gone once a prune goes on. last_pruned_post_id, the highest posts.id a prune "
-               "deleted: new posts are numbered past it, so no post id an incident or a verdict cited is given "
-               "to another post.",
+               "deleted (for a store an older miner pruned without recording it, the highest id the samples of "
+               "incidents cite, where no post left has a higher one): new posts are numbered past it, so no post "
+               "id an incident or a verdict cited is given to another post.",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {

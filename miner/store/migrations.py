@@ -204,10 +204,25 @@ PRUNED_BEFORE_NO_POSTS = Migration(
     """,
 )
 
+# A prune records the highest post id it deleted, and new posts are numbered past it (store/posts.py, LAST_PRUNED_ID):
+# a store pruned before has none, and where its prune deleted the newest posts, the next ones took their ids, which
+# the sample_post_ids of incidents cite. The highest id cited is taken for it where no post left has a higher one.
+PRUNED_POST_IDS = Migration(
+    "0019_last_pruned_post_id",
+    """
+        INSERT INTO store_state (key, value)
+        SELECT 'last_pruned_post_id', cited FROM (
+            SELECT max(CAST(ids.value AS INTEGER)) AS cited FROM incidents, json_each(
+                CASE WHEN json_valid(incidents.sample_post_ids) THEN incidents.sample_post_ids ELSE '[]' END) AS ids)
+        WHERE cited > (SELECT coalesce(max(id), 0) FROM posts)
+        ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
-                               BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS]
+                               BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS]
 
 
 def _statements(script: str) -> Iterator[str]:
