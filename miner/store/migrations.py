@@ -199,7 +199,8 @@ PRUNED_BEFORE_NO_POSTS = Migration(
         FROM (SELECT max(bucket_start) AS last FROM buckets WHERE posts > 0)
         WHERE last IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM posts WHERE id NOT IN (
-                SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open'))
+                SELECT value FROM incidents, json_each(
+                    CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids ELSE '[]' END) WHERE status = 'open'))
         ON CONFLICT (key) DO NOTHING;
     """,
 )
