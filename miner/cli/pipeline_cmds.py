@@ -54,9 +54,11 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
             # and a server's Retry-After.
             reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop)
             first = False
-            rows = [(r.source, r.type, "304" if r.not_modified else r.stored, r.duplicates, r.official_incidents,
+            # A 304 stored nothing: "304" in the stored column read as 304 posts stored, so the result says it.
+            rows = [(r.source, r.type, r.stored, r.duplicates, r.official_incidents,
                      f"{r.seconds:.1f}", r.error or ", ".join(
-                         ["ok", *(["posts missed (see miner status)"] if r.gap else []),
+                         ["ok", *(["not modified (HTTP 304)"] if r.not_modified else []),
+                          *(["posts missed (see miner status)"] if r.gap else []),
                           *([late_text(r.posts_late, r.late_by_s)] if r.posts_late else [])]))
                     for r in reports]
             if rows:
