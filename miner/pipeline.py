@@ -121,6 +121,10 @@ class Pipeline(CollectStage, DetectStage):
         posts with no verdict yet, nor those whose latest verdict is the current model's."""
         return self.store.count_posts_to_reclassify(since, self.classifier.version, skip_source=REPORTS_SOURCE)
 
+    def count_current(self, since: datetime) -> int:
+        """The posts since ``since`` that reclassify_since leaves: their latest verdict is the current model's."""
+        return self.store.count_posts_with_verdict_of(since, self.classifier.version, skip_source=REPORTS_SOURCE)
+
     def _chunk(self) -> int:
         """Posts per classify transaction: enough for length-sorted model batches to pad little (in `miner
         classify`, 256-post chunks cost ~20 % more CPU per post than 4,096), few enough that a kill or a

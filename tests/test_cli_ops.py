@@ -324,6 +324,12 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     assert again.exit_code == 0, again.output
     assert "reclassified 0 posts" in again.output  # the current model already classified them
     assert "since 2026-02-03 00:00:00 UTC" in again.output
+    # ... and it says so: "reclassified 0 posts" alone read as if no post was stored since --since.
+    with sqlite3.connect(db) as conn:
+        since_feb3 = conn.execute("SELECT count(*) FROM posts WHERE created_at >= '2026-02-03'").fetchone()[0]
+    assert since_feb3 > 1
+    assert (f"reclassified 0 posts since 2026-02-03 00:00:00 UTC; {since_feb3} posts had this model's verdict "
+            "already and were left as they are") in again.output, again.output
     # An offset is honoured (it was refused, as were "Z" and a time without seconds), and a duration counts back.
     for since, shown in (("2026-02-03T10:00+05:30", "since 2026-02-03 04:30:00 UTC"),
                          ("2026-02-03T04:30Z", "since 2026-02-03 04:30:00 UTC"),

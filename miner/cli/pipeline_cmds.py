@@ -85,7 +85,8 @@ def reclassify(app: AppContext, since: str) -> None:
 
     Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
     classifies new posts in the order they were stored. Restart the service after a model update, before this:
-    it loads the model only at start, and gives posts it classifies the old model's verdicts until then.
+    it loads the model only at start, and gives posts it classifies the old model's verdicts until then. Posts
+    whose latest verdict is the current model's already are left as they are (the run says how many).
     """
     from miner.cli.times import parse_since
     from miner.pipeline import Pipeline
@@ -94,11 +95,16 @@ def reclassify(app: AppContext, since: str) -> None:
     since_utc = parse_since(since, "--since", utcnow())
     pipeline = Pipeline(app.config, app.store(must_exist=True))
     click.echo(f"model {pipeline.classifier.version}", err=True)
+    # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
+    # said only "reclassified 0 posts", as if there were none since --since.
+    current = pipeline.count_current(since_utc)
     with progress(pipeline.count_to_reclassify(since_utc), "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow, progress=lambda k: bar.update(k))
     waiting = pipeline.store.queue_depths()["classify"]
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
-    click.echo(f"reclassified {n} posts since {since_utc:%Y-%m-%d %H:%M:%S} UTC{left}")
+    had = (f"; {current} post{'' if current == 1 else 's'} had this model's verdict already and "
+           f"{'was' if current == 1 else 'were'} left as {'it is' if current == 1 else 'they are'}" if current else "")
+    click.echo(f"reclassified {n} posts since {since_utc:%Y-%m-%d %H:%M:%S} UTC{had}{left}")
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,

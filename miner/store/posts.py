@@ -173,6 +173,15 @@ class PostsMixin:
                                 (iso(since), skip_source, model_version))
         return int(row["n"]) if row else 0
 
+    def count_posts_with_verdict_of(self, since: datetime, model_version: str, *,
+                                    skip_source: str | None = None) -> int:
+        """Posts created at or after ``since`` whose latest verdict is ``model_version``'s: reclassify leaves them."""
+        row = self.database.one(
+            "SELECT count(*) AS n FROM posts p WHERE p.created_at >= ? AND p.source IS NOT ? AND EXISTS "
+            f"(SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? AND {LATEST})",
+            (iso(since), skip_source, model_version))
+        return int(row["n"]) if row else 0
+
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
         row = self.database.one("SELECT coalesce(max(id), 0) AS n FROM posts")
