@@ -59,6 +59,21 @@ def test_config_check_ok_and_broken(runner: CliRunner, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_config_check_names_the_store_that_db_or_miner_db_puts_in_place_of_store_path(
+        runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # It said "store: miner.sqlite" under MINER_DB=/var/lib/miner/miner.sqlite, the store every command then used.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[store]\npath = "miner.sqlite"\n')
+    monkeypatch.delenv("MINER_DB", raising=False)
+    plain = runner.invoke(main, ["config", "check", str(cfg)])
+    assert plain.exit_code == 0 and "store: miner.sqlite; detector bucket" in plain.output, plain.output
+    for args, env in ((["--db", "/srv/m.sqlite"], {}), ([], {"MINER_DB": "/srv/m.sqlite"})):
+        result = runner.invoke(main, [*args, "config", "check", str(cfg)], env=env)
+        assert result.exit_code == 0, result.output
+        assert "store: miner.sqlite (not used: --db or MINER_DB names /srv/m.sqlite); detector bucket" in result.output
+    same = runner.invoke(main, ["--db", "miner.sqlite", "config", "check", str(cfg)])
+    assert "store: miner.sqlite; detector bucket" in same.output, same.output
+
 
 def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunner, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,7 +60,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
         click.echo(f"{len(cfg.groups)} groups: " + "; ".join(f"{g.name} ({', '.join(g.services)})" for g in cfg.groups))
     click.echo(f"{len(cfg.sources)} sources:")
     click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
-    click.echo(f"store: {cfg.store.path}; detector bucket: {cfg.detector.bucket_minutes} min")
+    # The store the other commands use: --db (or MINER_DB, as a systemd unit sets it) wins over store.path.
+    store = (f"{cfg.store.path} (not used: --db or MINER_DB names {app.db_path})"
+             if app.db_path is not None and app.db_path != Path(cfg.store.path) else str(cfg.store.path))
+    click.echo(f"store: {store}; detector bucket: {cfg.detector.bucket_minutes} min")
     named = [(cfg.store.hash_key_env, "store.hash_key_env"), *alert_env(cfg)]
     unset = [f"{shown(var, key)} ({key})" for var, key in named if var and not os.environ.get(var)]
     if unset:
