@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import sqlite3
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -130,7 +131,13 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "silence 1 (WhatsApp) already ended at" in res.output
     res = run.invoke(main, [*base, "silence", "remove", "7"])
     assert res.exit_code != 0 and "no silence 7" in res.output
-    assert run.invoke(main, [*base, "outbox", "retry", "99"]).exit_code != 0
+    # Both said "is not a failed notification": which it was, an id that does not exist or one not failed, is said.
+    res = run.invoke(main, [*base, "outbox", "retry", "99"])
+    assert res.exit_code == 1 and "Error: no notification 99 in the outbox" in res.output, res.output
+    with sqlite3.connect(db) as conn:
+        (digest_id,) = conn.execute("SELECT id FROM outbox WHERE kind = 'digest' AND status = 'pending'").fetchone()
+    res = run.invoke(main, [*base, "outbox", "retry", str(digest_id)])
+    assert res.exit_code == 1 and f"Error: outbox {digest_id} is pending, not failed" in res.output, res.output
 
 
 def test_cli_silence_durations_need_a_unit_on_every_number(tmp_path: Path) -> None:

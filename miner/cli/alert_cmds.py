@@ -107,8 +107,14 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
 @pass_app
 def outbox_retry(app: AppContext, outbox_id: int) -> None:
     """Queue a failed notification again (after fixing what made it fail)."""
-    if not app.store(must_exist=True).retry_notification(outbox_id, utcnow()):
-        raise InputError(f"outbox {outbox_id} is not a failed notification (see `miner outbox`)")
+    store = app.store(must_exist=True)
+    if not store.retry_notification(outbox_id, utcnow()):
+        # "is not a failed notification" alone, for an id that does not exist too, left the user to guess which.
+        row = store.notification(outbox_id)
+        if row is None:
+            raise InputError(f"no notification {outbox_id} in the outbox (see `miner outbox --all`)")
+        raise InputError(f"outbox {outbox_id} is {row['status']}, not failed: only a failed notification is queued "
+                         "again (see `miner outbox`)")
     click.echo(f"outbox {outbox_id} queued again")
 
 
