@@ -59,6 +59,18 @@ def test_config_check_ok_and_broken(runner: CliRunner, tmp_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
+def test_config_check_of_an_empty_file_says_what_it_lacks(runner: CliRunner, tmp_path: Path) -> None:
+    # An empty file is valid; its summary read "0 services: " and "0 sources:" over a table of headers only.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text("")
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[1:3] == ["0 services (posts that name no configured service never reach the detector)",
+                          "0 sources (`miner run` polls nothing)"], result.output
+    assert "source  type" not in result.output
+
+
 def test_config_check_names_the_store_that_db_or_miner_db_puts_in_place_of_store_path(
         runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It said "store: miner.sqlite" under MINER_DB=/var/lib/miner/miner.sqlite, the store every command then used.

@@ -55,11 +55,17 @@ def config_check(app: AppContext, path: Path | None) -> None:
         missing = [shown(var, key) for var, key in its_vars if not os.environ.get(var)]
         note = "disabled" if not src.enabled else (f"env not set: {', '.join(missing)}" if missing else "")
         rows.append((src.name, src.type, src.interval, watched, note))
-    click.echo(f"{len(cfg.services)} services: {', '.join(s.name for s in cfg.services)}")
+    # An empty file is valid: "0 services: " and a table of headers only read as output cut short.
+    names = ", ".join(s.name for s in cfg.services)
+    click.echo(f"{len(cfg.services)} services: {names}" if cfg.services
+               else "0 services (posts that name no configured service never reach the detector)")
     if cfg.groups:
         click.echo(f"{len(cfg.groups)} groups: " + "; ".join(f"{g.name} ({', '.join(g.services)})" for g in cfg.groups))
-    click.echo(f"{len(cfg.sources)} sources:")
-    click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
+    if rows:
+        click.echo(f"{len(cfg.sources)} sources:")
+        click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
+    else:
+        click.echo("0 sources (`miner run` polls nothing)")
     # The store the other commands use: --db (or MINER_DB, as a systemd unit sets it) wins over store.path.
     store = (f"{cfg.store.path} (not used: --db or MINER_DB names {app.db_path})"
              if app.db_path is not None and app.db_path != Path(cfg.store.path) else str(cfg.store.path))
