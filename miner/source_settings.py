@@ -57,7 +57,7 @@ class ServiceConfig:
         for j, alias in enumerate(self.aliases):
             if not term_key(alias):  # matching would skip it: the operator meant something else
                 raise SettingsError(f"aliases[{j}]", f"must not be empty (got {alias!r})")
-        if self.status_page is not None and not re.match(r"https?://", self.status_page):
+        if self.status_page is not None and not re.match(r"\s*https?://", self.status_page):
             raise ValueError("status_page: must start with http:// or https:// (the page's base URL)")
         if self.status_page is not None and (problem := url_problem(self.status_page)):
             raise ValueError(f"status_page: {problem}")

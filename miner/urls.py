@@ -55,10 +55,11 @@ def url_problem(url: str) -> str | None:
 
     Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
     """
-    if not re.match(r"https?://", url):
-        return "must start with http:// or https://"
+    # The space first: " https://..." was told it "must start with http:// or https://", which it seems to.
     if url != url.strip() or control_char(url):
         return "must not contain control characters or start or end with a space (a stray line break?)"
+    if not re.match(r"https?://", url):
+        return "must start with http:// or https://"
     try:
         parts = urlsplit(url)
         port = parts.port  # raises for a port out of range or not a number

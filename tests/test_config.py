@@ -643,6 +643,9 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
         ("https://", "has no valid host"),
         ("https://status.exa mple.org", "has no valid host"),
         ("https://example.org/feed ", "must not contain control characters or start or end with a space"),
+        # At the start it was told "must start with http:// or https://", which it seemed to.
+        (" https://example.org/feed", "must not contain control characters or start or end with a space"),
+        ("\\thttps://example.org/feed", "must not contain control characters or start or end with a space"),
         ("https://example.org:99999/feed", "is not a valid URL (check the host and the port)"),
         ("https://example.org:443:80/feed", "is not a valid URL (check the host and the port)"),
         ("http://[::1/feed", "is not a valid URL (check the host and the port)"),
