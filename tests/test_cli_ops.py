@@ -344,6 +344,11 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     for since in ("yesterday", "2026-02-30", "0001-01-01T00:00+01:00"):
         again = runner.invoke(main, [*base, "reclassify", "--since", since])
         assert again.exit_code == 1 and f"--since {since!r} is " in again.output, (since, again.output)
+    # A duration without its last unit was told only of ISO 8601, as if --since took no duration.
+    again = runner.invoke(main, [*base, "reclassify", "--since", "1h30"])
+    assert again.exit_code == 1, again.output
+    assert "--since '1h30' is neither an ISO 8601 date or time" in again.output, again.output
+    assert "nor a duration before now (e.g. 2h, 1d, 1h30m: each number with its unit)" in again.output, again.output
 
 
 def test_reclassify_progress_bar_counts_the_posts_it_reclassifies(tmp_path: Path) -> None:

@@ -49,4 +49,12 @@ def parse_since(text: str, option: str, now: datetime) -> datetime:
     """A time as :func:`parse_time` reads it, or a duration before ``now`` (``2h``: two hours ago)."""
     if _DURATION.fullmatch(text.lower()):
         return now - parse_duration(text)
-    return parse_time(text, option)
+    try:
+        return parse_time(text, option)
+    except InputError as exc:
+        if "is not an ISO 8601" not in str(exc):
+            raise
+        # It named ISO 8601 only: "1h30", meant as a duration, was not told that durations are taken too.
+        raise InputError(f"{option} {text!r} is neither an ISO 8601 date or time (e.g. 2026-11-28, 2026-11-28T04:50, "
+                         "2026-11-28T10:20+05:30; without an offset it is UTC) nor a duration before now (e.g. 2h, "
+                         "1d, 1h30m: each number with its unit)") from None
