@@ -680,6 +680,24 @@ def test_dashboard_url_the_emails_would_leave_out_is_refused(url: str) -> None:
     assert parse_config('[alerts]\ndashboard_url = "https://miner.example.org/-/dashboards/outages?s=1"\n')
 
 
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ("retry_base = -1", "x.toml:3: alerts.retry_base: must be positive, got -1"),
+        ("retry_base = 3600", "x.toml:3: alerts.retry_base: must be at most retry_max (1800), got 3600"),
+        ("retry_max = 10", "x.toml:3: alerts.retry_max: must be at least retry_base (30), got 10"),
+        ("retry_max = 300000", "x.toml:3: alerts.retry_max: must be at most give_up_after (259200), got 300000"),
+        ("give_up_after = 100", "x.toml:3: alerts.give_up_after: must be at least retry_max (1800), got 100"),
+    ],
+)
+def test_retry_settings_that_disagree_name_the_key_the_file_sets(settings: str, error: str) -> None:
+    # Each was "alerts.retry_max: must be >= retry_base > 0" (or "give_up_after: must be at least retry_max"), at the
+    # line of the [alerts] header when the file did not set the key named.
+    with pytest.raises(ConfigError) as info:
+        parse_config(f'[alerts]\nsubject_prefix = "[m]"\n{settings}\n', "x.toml")
+    assert error in str(info.value)
+
+
 def test_a_schedule_that_never_fires_is_refused() -> None:
     # "0 8 31 2 *" (31 February) passed config check; the digest or maintenance window then never happened.
     route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ndigest = "{cron}"\n'

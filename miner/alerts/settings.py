@@ -8,7 +8,7 @@ from __future__ import annotations
 import email.policy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.headerregistry import AddressHeader, BaseHeader
@@ -176,6 +176,11 @@ class MaintenanceWindow:
         return began is not None and at < began + timedelta(minutes=self.duration_minutes)
 
 
+def _default(key: str) -> object:
+    """AlertSettings' default for ``key``."""
+    return next(f.default for f in fields(AlertSettings) if f.name == key)
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     enabled: bool = True
@@ -245,10 +250,21 @@ class AlertSettings:
                              "minute old when it is planned, so less suppresses alerts as stale (0: every one)")
         if self.lease_seconds < 10:
             raise ValueError("lease_seconds: must be at least 10")
-        if not 0 < self.retry_base <= self.retry_max:
-            raise ValueError("retry_max: must be >= retry_base > 0")
+        # Each names the key at fault: "retry_max: must be >= retry_base > 0" was the message for a retry_base of -1 or
+        # one above retry_max too, with the line of the [alerts] header, as retry_max was not in the file. Of two keys
+        # that disagree, the one changed from its default is the one the file sets.
+        if self.retry_base <= 0:
+            raise ValueError(f"retry_base: must be positive, got {self.retry_base:g}")
+        if self.retry_base > self.retry_max:
+            if self.retry_max == _default("retry_max"):
+                raise ValueError(f"retry_base: must be at most retry_max ({self.retry_max:g}), got {self.retry_base:g}")
+            raise ValueError(f"retry_max: must be at least retry_base ({self.retry_base:g}), got {self.retry_max:g}")
         if self.give_up_after < self.retry_max:
-            raise ValueError("give_up_after: must be at least retry_max")
+            if self.give_up_after == _default("give_up_after"):
+                raise ValueError(f"retry_max: must be at most give_up_after ({self.give_up_after:g}), got "
+                                 f"{self.retry_max:g}")
+            raise ValueError(f"give_up_after: must be at least retry_max ({self.retry_max:g}), got "
+                             f"{self.give_up_after:g}")
         if not 1 <= self.max_samples <= 10:
             raise ValueError("max_samples: must be 1..10")
         if self.chart_hours <= 0:
