@@ -324,6 +324,15 @@ def _check_stale_after(config: Config) -> None:
 
     need = config.detector.settle_minutes * 60 + MIN_STALE_AFTER
     if config.alerts.enabled and config.alerts.stale_after < need:
+        if config.alerts.stale_after == type(config.alerts)().stale_after:
+            # The file raised settle_minutes, not stale_after: that key and its line, where the error named
+            # alerts.stale_after, a key of a table the file may not have, without a line.
+            most = (config.alerts.stale_after - MIN_STALE_AFTER) / 60
+            raise SettingsError("detector.settle_minutes",
+                                f"must be at most {most:g} minutes with alerts.stale_after at its default, "
+                                f"{config.alerts.stale_after:g} seconds (an opening is planned up to settle_minutes "
+                                f"plus {MIN_STALE_AFTER:.0f} s after its bucket ended), got "
+                                f"{config.detector.settle_minutes:g}: raise alerts.stale_after too")
         raise SettingsError("alerts.stale_after",
                             f"must be at least {need:.0f} seconds (detector.settle_minutes, "
                             f"{config.detector.settle_minutes:g} min, plus {MIN_STALE_AFTER:.0f} s): an opening is "

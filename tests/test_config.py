@@ -888,8 +888,11 @@ def test_a_bad_list_entry_names_the_line_of_the_entry() -> None:
     [
         ("persist_n = 0\n", ":3: detector.persist_n: must be 1..32"),
         ("persist_n = 40\n", ":3: detector.persist_n: must be 1..32"),
-        ("persist_n = 1\n", ":2: detector.persist_k: must be between 1 and persist_n (1), got 2"),
-        ("z_open = 1.0\n", ":2: detector.z_close: must be below z_open (1) for hysteresis, got 1.5"),
+        # These named persist_k and z_close, keys the file leaves at their defaults, at the [detector] header's line.
+        ("persist_n = 1\n", ":3: detector.persist_n: must be at least persist_k (2), got 1"),
+        ("z_open = 1.0\n", ":3: detector.z_open: must be above z_close (1.5) for hysteresis, got 1"),
+        ("persist_n = 2\npersist_k = 3\n", ":4: detector.persist_k: must be between 1 and persist_n (2), got 3"),
+        ("z_open = 2\nz_close = 2\n", ":4: detector.z_close: must be below z_open (2) for hysteresis, got 2"),
     ],
 )
 def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detector: str, error: str) -> None:
@@ -1034,7 +1037,14 @@ def test_a_stale_after_shorter_than_the_detector_waits_for_a_bucket_is_refused()
                                "10 min, plus 60 s): an opening is planned up to that long after its bucket ended, so "
                                "less flags openings seen in time as seen late")
     with pytest.raises(ConfigError, match=r"alerts\.stale_after: must be at least 3660 seconds"):
-        parse_config("[detector]\nsettle_minutes = 60\n")
+        parse_config("[detector]\nsettle_minutes = 60\n[alerts]\nstale_after = 3000\n")
+    # With stale_after left at its default, the key the file set is named, with its line: it was alerts.stale_after,
+    # with no line, in a file without an [alerts] table.
+    with pytest.raises(ConfigError) as info:
+        parse_config("[detector]\nsettle_minutes = 60\n", "x.toml")
+    assert str(info.value) == ("x.toml:2: detector.settle_minutes: must be at most 59 minutes with alerts.stale_after "
+                               "at its default, 3600 seconds (an opening is planned up to settle_minutes plus 60 s "
+                               "after its bucket ended), got 60: raise alerts.stale_after too")
     assert parse_config("[alerts]\nstale_after = 660\n").alerts.stale_after == 660
     assert parse_config("[alerts]\nenabled = false\nstale_after = 300\n").alerts.stale_after == 300
 
