@@ -208,8 +208,14 @@ def test_duplicate_names_and_type_rules() -> None:
             parse_config(src + f"timeout = {value}\n")
     with pytest.raises(ConfigError, match=r":2: collect.backoff_base: must be more than 0 and at most 604800"):
         parse_config("[collect]\nbackoff_base = 1e299\nbackoff_max = 1e300\n")
-    with pytest.raises(ConfigError, match=r":2: collect.backoff_max: must be at least backoff_base and at most"):
+    with pytest.raises(ConfigError, match=r":2: collect.backoff_max: must be at least backoff_base \(60\) and at most"):
         parse_config("[collect]\nbackoff_max = 1e300\n")
+    # A backoff_base past the default backoff_max named backoff_max, which the file did not set, at the header's line.
+    with pytest.raises(ConfigError, match=r"^x.toml:2: collect.backoff_base: must be at most backoff_max \(3600\), "
+                                          r"got 7200$"):
+        parse_config("[collect]\nbackoff_base = 7200\n", "x.toml")
+    with pytest.raises(ConfigError, match=r":3: collect.backoff_max: must be at least backoff_base \(7200\) and at "):
+        parse_config("[collect]\nbackoff_base = 7200\nbackoff_max = 3000\n")
 
 
 def test_secrets_stay_out_of_the_config() -> None:

@@ -42,8 +42,14 @@ class CollectSettings:
             raise ValueError(f"connect_timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
         if not 0 < self.backoff_base <= MAX_INTERVAL:
             raise ValueError(f"backoff_base: must be more than 0 and at most {MAX_INTERVAL} seconds (7 days)")
+        if self.backoff_base > self.backoff_max == CollectSettings.backoff_max:
+            # The file raised backoff_base past the default backoff_max: it was named backoff_max's error, at the
+            # [collect] header's line.
+            raise ValueError(f"backoff_base: must be at most backoff_max ({self.backoff_max:g}), got "
+                             f"{self.backoff_base:g}")
         if not self.backoff_base <= self.backoff_max <= MAX_INTERVAL:
-            raise ValueError(f"backoff_max: must be at least backoff_base and at most {MAX_INTERVAL} seconds")
+            raise ValueError(f"backoff_max: must be at least backoff_base ({self.backoff_base:g}) and at most "
+                             f"{MAX_INTERVAL} seconds, got {self.backoff_max:g}")
         if not 0 <= self.backoff_jitter < 1:
             raise ValueError("backoff_jitter: must be in [0, 1)")
         if self.max_redirects < 0:
