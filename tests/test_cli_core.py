@@ -150,6 +150,10 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     as_csv = runner.invoke(main, [*base, "--format", "csv", "SELECT external_id FROM posts WHERE id = :i",
                                   "-p", "i=1"])
     assert as_csv.stdout.splitlines() == ["external_id", "0"]
+    # A name bound twice was bound to the last value without a word.
+    twice = runner.invoke(main, [*base, "SELECT :i AS i", "-p", "i=1", "-p", "i=2"])
+    assert twice.exit_code == 2, twice.output
+    assert "Invalid value for --param: i given twice (i=1, i=2): bind each :NAME once" in twice.output
     refused = runner.invoke(main, [*base, "DELETE FROM posts"])
     assert refused.exit_code == 1
     assert "read-only" in refused.output and "DELETE" in refused.output

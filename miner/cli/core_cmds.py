@@ -109,7 +109,7 @@ def config_check(app: AppContext, path: Path | None) -> None:
                    f"stored. table and wide show the first {TABLE_ROWS:,} rows (they hold them in memory to line "
                    "them up); csv and json write every row as they read it.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Bind :NAME in the SQL to VALUE (repeatable).")
+              help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME).")
 @pass_app
 def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
@@ -126,6 +126,9 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
         name, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        if name in bound:  # the last one was bound without a word, and the query ran on half of what was meant
+            raise click.BadParameter(f"{name} given twice ({name}={bound[name]}, {item}): bind each :NAME once",
+                                     param_hint="--param")
         bound[name] = value
     path = str(app.db_path or app.config.store.path)
     with stream_readonly(path, sql, bound) as (columns, read):
