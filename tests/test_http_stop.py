@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,6 +36,21 @@ def _reply(sock: socket.socket) -> bytes:
     return data
 
 
+def _wait_for(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def _handling(service: Service, n: int) -> Callable[[], bool]:
+    """Whether the endpoint took ``n`` connections, each now on its handler thread: before that, a client's
+    connection is still in the listen backlog, and a stop would close it unanswered."""
+    assert service._http is not None
+    connections = service._http._server.connections
+    return lambda: connections._open == n
+
+
 def _stored_reports(db: Path) -> int:
     store = Store.open(db)
     try:
@@ -43,29 +59,39 @@ def _stored_reports(db: Path) -> int:
         store.close()
 
 
-def test_a_stop_answers_a_report_still_being_sent_before_it_closes_the_store(tmp_path: Path) -> None:
+def test_a_stop_answers_a_report_still_being_sent_before_it_closes_the_store(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # The handler threads are daemons, which socketserver's server_close does not join: stop() closed the store
     # connections and released the store lock while a report was still arriving, and the handler then opened a
     # connection of its own that nobody closed and stored the report after the service had stopped (after a
     # reload's SIGHUP, beside the new service).
+    from miner import http_api
+
+    # The body's deadline (5 s) far off, so that however slow the machine the handler is still waiting for the
+    # body when the test sends it, not answering 408.
+    monkeypatch.setattr(http_api, "READ_TIMEOUT", 120.0)
     service, (host, port) = _http_service(tmp_path)
+    http = service._http
+    assert http is not None
     body = json.dumps({"service": "MTN", "text": "no signal since the morning"}).encode()
-    slow = socket.create_connection((host, port), timeout=30)
+    slow = socket.create_connection((host, port), timeout=60)
+    stopper = threading.Thread(target=service.stop)
     try:
         slow.sendall(b"POST /report HTTP/1.1\r\nHost: miner\r\nContent-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
-        time.sleep(0.3)  # the handler is reading the body
-        stopper = threading.Thread(target=service.stop)
+        _wait_for(_handling(service, 1), "the endpoint took the connection")  # its handler reads the body
         stopper.start()
-        time.sleep(0.5)
+        # The endpoint stopped accepting; a stop that did not wait for the request would return within moments.
+        _wait_for(lambda: not http._thread.is_alive(), "the endpoint stopped accepting")
+        stopper.join(timeout=1.0)
         waited = stopper.is_alive()
         slow.sendall(body[10:])
         reply = _reply(slow)
-        stopper.join(timeout=30)
+        stopper.join(timeout=60)
     finally:
         slow.close()
-        if stopper.is_alive() or not waited:
-            stopper.join(timeout=30)
+        if stopper.ident is not None:  # started
+            stopper.join(timeout=60)
     assert waited, "stop() returned while a request was still being answered"
     assert reply.startswith(b"HTTP/1.0 202 "), reply
     assert service._stores.open == {}  # every connection closed, none opened after
@@ -127,16 +153,20 @@ def test_a_stop_waits_for_a_stalled_client_only_so_long(tmp_path: Path, monkeypa
     from miner import http_api
 
     monkeypatch.setattr(http_api, "STOP_WAIT", 0.5)
+    # The stalled body's own deadline (5 s) well past the bound below, which a stop waiting for the client until
+    # then would exceed however fast the machine; a stop that gives up after STOP_WAIT is well within it, however
+    # slow the machine.
+    monkeypatch.setattr(http_api, "READ_TIMEOUT", 20.0)
     service, (host, port) = _http_service(tmp_path)
-    stalled = socket.create_connection((host, port), timeout=30)
+    stalled = socket.create_connection((host, port), timeout=60)
     try:
         stalled.sendall(b"POST /report HTTP/1.1\r\nHost: miner\r\nContent-Type: application/json\r\n"
                         b"Content-Length: 100\r\n\r\n{")
-        time.sleep(0.3)
+        _wait_for(_handling(service, 1), "the endpoint took the connection")
         started = time.monotonic()
         with caplog.at_level(logging.WARNING):
             service.stop()
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 12.0
         assert "http: 1 request(s) still being answered 0.5 s into the stop; stopping without them" in caplog.text
         assert _reply(stalled).startswith(b"HTTP/1.0 408 ")  # its own deadline ends it, with no store
     finally:
