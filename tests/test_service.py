@@ -551,7 +551,8 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
 
     with FakeServer() as server:
         # Within the source's timeout, but slower than the collect job's interval: every tick meanwhile is skipped.
-        server.fault("/feed.rss", "slow", fixture="rss/forum_latest.rss", delay=1.5)
+        # 40 ticks of 0.1 s, so that the scheduler wakes at least 5 times meanwhile, however loaded the machine.
+        server.fault("/feed.rss", "slow", fixture="rss/forum_latest.rss", delay=4.0)
         service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), tmp_path / "miner.sqlite",
                           ServiceOptions(jobs=(JobSpec("collect", 0.1),), http=False))
         caplog.set_level("WARNING")
@@ -863,11 +864,14 @@ def test_health_fails_a_first_run_stuck_past_three_intervals(tmp_path: Path) -> 
     from miner.service import JobSpec, Service, ServiceOptions
 
     with FakeServer() as server:
-        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=3.0))
+        # Stuck for the whole test, however slow the machine (the source's timeout, 20 s, ends it first).
+        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=60.0))
         service = Service(load_config(write_config(tmp_path, f"{server.url}/slow.rss")), tmp_path / "miner.sqlite",
                           ServiceOptions(jobs=(JobSpec("collect", 1.0),), http=False))
         service.start()
         try:
+            assert service._poller is not None
+            service._poller.stop_grace = 0.5  # the stop gives the stuck poll up at once
             wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
             assert service.healthz()[0]  # just started: the first round has time
             assert service._started is not None
@@ -891,7 +895,7 @@ def test_a_run_due_long_ago_runs_late_rather_than_not_at_all(tmp_path: Path) -> 
         wait_for(lambda: service.health["retention"].runs == 1, timeout=30)
         assert service._scheduler is not None
         service._scheduler.modify_job("retention", next_run_time=datetime.now(UTC) - timedelta(minutes=30))
-        wait_for(lambda: service.health["retention"].runs == 2, timeout=10)
+        wait_for(lambda: service.health["retention"].runs == 2, timeout=60)
     finally:
         service.stop()
 
@@ -911,7 +915,7 @@ def test_a_clock_stepped_forward_years_is_caught_up_in_one_step(tmp_path: Path) 
         stepped = datetime.now(UTC) + timedelta(days=20 * 365)
         assert job._get_run_times(stepped) == [job.next_run_time]  # what the scheduler lists at its next wake-up
         service._scheduler.modify_job("retention", next_run_time=datetime.now(UTC) - timedelta(days=20 * 365))
-        wait_for(lambda: service.health["retention"].runs == 2, timeout=10)
+        wait_for(lambda: service.health["retention"].runs == 2, timeout=60)
         after = service._scheduler.get_job("retention").next_run_time
         assert timedelta(0) < after - datetime.now(UTC) <= timedelta(hours=1)  # on the hourly grid, from now on
     finally:
@@ -1153,9 +1157,13 @@ def test_scrapes_at_once_each_read_the_store_as_of_their_own_request(tmp_path: P
     done = threading.Event()
 
     def write() -> None:
-        for i in range(300):
+        # 300 commits, and on until the scrapes below are many, however slow the machine makes them.
+        deadline = time.monotonic() + 120
+        i = 0
+        while i < 300 or (len(statuses) <= 50 and time.monotonic() < deadline):
             writer.insert_posts([Post("feed", f"new-{i}", "whatsapp down", now)], now)
             committed[0] += 1
+            i += 1
             time.sleep(0.005)
         done.set()
 
