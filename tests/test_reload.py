@@ -119,13 +119,13 @@ def feeds() -> Iterator[FakeServer]:
 
 def healthy(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 def metric(port: int, series: str) -> str | None:
-    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines():
         if line.startswith(series + " "):
             return line.split()[-1]
     return None
@@ -167,7 +167,9 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
         # Fixed: a new source and a new port, taken up by a restart in the same process.
         write_config(cfg, feeds.url, second_port, ("alpha", "beta"))
         service.hup()
-        service.wait_for(lambda: healthy(second_port) and len(feeds.requests_to("/beta.rss")) == 1)
+        # The log line last: the new service answers and polls before the reload is counted and logged.
+        service.wait_for(lambda: healthy(second_port) and len(feeds.requests_to("/beta.rss")) == 1
+                         and service.logged(f"config reloaded from {cfg}")())
         assert not healthy(first_port)
         assert "beta" in stored_sources(db)
         messages = service.messages()
@@ -235,6 +237,7 @@ def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_
                              ServiceOptions(jobs=(JobSpec("collect", 3600.0),), http=False)))
         return built[-1]
 
+    caplog.set_level("INFO", logger="miner.service_reload")
     signals = Signals()
     first = load_checked(cfg)
     reloader = Reloader(first, lambda: load_checked(cfg), make, signals)
@@ -248,9 +251,13 @@ def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_
         (tmp_path / "no-model").mkdir()
         write_config(cfg, feeds.url, free_port(), ("alpha", "beta"), extra='\n[classifier]\nmodel_dir = "no-model"\n')
         signals.handle(signal.SIGHUP)
-        while not (len(built) == 3 and built[2].health["collect"].runs == 1) and time.monotonic() < deadline:
+        # The log line too: the service of the config before runs its jobs before the failure is counted and logged.
+        while not (len(built) == 3 and built[2].health["collect"].runs == 1 and
+                   "config reload failed: running with the config read before" in caplog.text
+                   ) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(built) == 3, caplog.text
+        assert "config reload failed: running with the config read before" in caplog.text
         assert built[1].config.classifier.model_dir == "no-model"
         assert built[2].config is first and reloader.config is first
         assert "config reload failed: the service did not start with the new config" in caplog.text
