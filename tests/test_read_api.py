@@ -417,17 +417,21 @@ def test_a_read_waits_for_the_one_before_it_then_is_answered_503(tmp_path: Path,
     store.close()
 
 
-def test_requests_beyond_those_waiting_their_turn_are_answered_503_at_once(tmp_path: Path) -> None:
+def test_requests_beyond_those_waiting_their_turn_are_answered_503_at_once(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     # Each request waiting for its turn holds one of the endpoint's connections: as many as it takes, they would
     # leave none for /healthz and the reports.
     from miner import http_api, read_api
 
+    # The requests waiting their turn wait on until the slow read ends below, however slow the machine: the
+    # test's requests meanwhile find the queue full.
+    monkeypatch.setattr(read_api, "READ_WAIT", 60.0)
     config = load_config(write_config(tmp_path))
     store = Store.open(tmp_path / "miner.sqlite")
     slow = threading.Event()
 
     def slow_store() -> Store:
-        slow.wait(10)  # a read that takes its time
+        slow.wait(120)  # a read that takes its time
         return store
 
     read = ReadApi(config, slow_store, lambda: None, lambda: NOW)
@@ -436,19 +440,19 @@ def test_requests_beyond_those_waiting_their_turn_are_answered_503_at_once(tmp_p
     server.start()
     base = "http://{}:{}".format(*server.address)
     answers: list[int] = []
-    clients = [threading.Thread(target=lambda: answers.append(httpx.get(f"{base}/api/v1/services", timeout=15)
+    clients = [threading.Thread(target=lambda: answers.append(httpx.get(f"{base}/api/v1/services", timeout=120)
                                                               .status_code)) for _ in range(http_api.MAX_CONNECTIONS)]
     try:
         for client in clients:
             client.start()
         beyond = http_api.MAX_CONNECTIONS - read_api.READ_QUEUE
-        deadline = time.monotonic() + read_api.READ_WAIT - 1  # at once, not after waiting their turn
+        deadline = time.monotonic() + read_api.READ_WAIT / 2  # at once, not after waiting their turn
         while len(answers) < beyond and time.monotonic() < deadline:
             time.sleep(0.05)
         assert answers == [503] * beyond
-        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
-        assert httpx.post(f"{base}/report", json={"service": "WhatsApp"}, timeout=10).status_code == 202
-        reply = httpx.get(f"{base}/api/v1/incidents", timeout=10)
+        assert httpx.get(f"{base}/healthz", timeout=30).status_code == 200
+        assert httpx.post(f"{base}/report", json={"service": "WhatsApp"}, timeout=30).status_code == 202
+        reply = httpx.get(f"{base}/api/v1/incidents", timeout=30)
         assert reply.json() == {"error": "busy: 8 requests are reading or waiting for their turn; retry soon"}
     finally:
         slow.set()
