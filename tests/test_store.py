@@ -361,6 +361,22 @@ def test_a_store_never_pruned_gets_no_cutoff_from_the_upgrade(tmp_path: Path) ->
     store.close()
 
 
+def test_a_store_never_pruned_whose_every_post_is_an_open_sample_gets_no_cutoff(tmp_path: Path) -> None:
+    # A young store whose posts are all the samples of its open incident has every post its buckets counted: it read
+    # as one whose prune left none, and its buckets became final (a late post of their time was never counted).
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, [(1, T0), (2, T0 + FIVE)], [(T0, 1, 1), (T0 + FIVE, 1, 1)], open_samples=(1, 2))
+    store = Store.open(path)
+    assert store.pruned_before() is None
+    store.close()
+    # One that the prune left only the samples of: its buckets counted the posts it deleted.
+    _release_0_1_0_store(tmp_path / "pruned.sqlite", [(2, T0 + FIVE)], [(T0, 4, 1), (T0 + FIVE, 1, 1)],
+                         open_samples=(2,))
+    store = Store.open(tmp_path / "pruned.sqlite")
+    assert store.pruned_before() == T0 + FIVE + timedelta(days=1)  # no bucket after the last that counted
+    store.close()
+
+
 def test_the_upgrade_to_warning_times_keeps_every_source_and_its_warning_until_a_poll_reads_it(
         tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"

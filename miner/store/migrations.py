@@ -189,6 +189,8 @@ STORED_LINKS = Migration("0017_stored_links", "", scrub_stored_links)
 # of open incidents): its pruned buckets were recounted from the posts stored again (a replay of their days). All
 # the posts the buckets counted were deleted then; the cutoff is the end of the last bucket that counted one: the
 # start of the next bucket stored (the detector stores empty ones), else a day after its start (a bucket's widest).
+# Only where a service's buckets counted more posts than it has left: a store never pruned whose every post is an
+# open incident's sample (a young store) has them all, and a cutoff would make its buckets final for nothing.
 PRUNED_BEFORE_NO_POSTS = Migration(
     "0018_pruned_before_no_posts",
     """
@@ -201,6 +203,9 @@ PRUNED_BEFORE_NO_POSTS = Migration(
             SELECT 1 FROM posts WHERE id NOT IN (
                 SELECT value FROM incidents, json_each(
                     CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids ELSE '[]' END) WHERE status = 'open'))
+        AND EXISTS (
+            SELECT 1 FROM buckets b GROUP BY b.service
+            HAVING sum(b.posts) > (SELECT count(*) FROM post_services ps WHERE ps.service = b.service))
         ON CONFLICT (key) DO NOTHING;
     """,
 )
