@@ -377,6 +377,20 @@ def test_a_store_never_pruned_whose_every_post_is_an_open_sample_gets_no_cutoff(
     store.close()
 
 
+def test_an_open_incident_with_garbled_sample_ids_does_not_stop_the_upgrade(tmp_path: Path) -> None:
+    # 0006 read every open incident's sample_post_ids as JSON: one row edited by hand stopped the upgrade, and the
+    # store was called "not a SQLite database or corrupt" and to be restored from a backup.
+    path = tmp_path / "old.sqlite"
+    day = timedelta(days=1)
+    _release_0_1_0_store(path, [(1, T0 + 10 * day)], [(T0, 3, 1), (T0 + 10 * day, 1, 1)])
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("UPDATE incidents SET sample_post_ids = '[1, 2'")
+    conn.close()
+    store = Store.open(path)
+    assert store.pruned_before() == T0 + 10 * day
+    store.close()
+
+
 def test_the_upgrade_to_warning_times_keeps_every_source_and_its_warning_until_a_poll_reads_it(
         tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"

@@ -52,7 +52,8 @@ PRUNED_BEFORE_BACKFILL = Migration(
         INSERT INTO store_state (key, value)
         SELECT 'pruned_before', first FROM (
             SELECT created_at AS first FROM posts WHERE id NOT IN (
-                SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open')
+                SELECT value FROM incidents, json_each(CASE WHEN json_valid(incidents.sample_post_ids)
+                    THEN incidents.sample_post_ids ELSE '[]' END) WHERE status = 'open')
             ORDER BY created_at LIMIT 1)
         WHERE EXISTS (
             SELECT 1 FROM buckets WHERE posts > 0
