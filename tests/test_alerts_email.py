@@ -245,6 +245,23 @@ def test_a_421_from_the_server_defers_the_other_messages_as_an_outage_does(
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 3
 
 
+def test_a_421_to_one_recipient_is_not_reported_as_every_recipient_refused(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # smtplib ends the session at a 421 to RCPT and names only that recipient: "all recipients refused: sre: 421"
+    # read as if sre were the route's only address, where oncall was accepted and nothing was sent to either.
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["421 4.3.2 service shutting down"]}
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    assert "all recipients refused" not in row["last_error"]
+    assert "sre@example.org: 421 4.3.2 service shutting down" in row["last_error"]
+    assert "closed the session" in row["last_error"] and "not sent to any of the 2 recipients" in row["last_error"]
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+    assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org", "sre@example.org"]]
+
+
 def test_giving_up_is_logged_as_an_error_naming_the_notification(
         store: Store, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0, give_up_after=120.0)

@@ -157,8 +157,14 @@ class SmtpSender:
             replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
             codes = [code for code, _ in replies.values()]
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in replies.items())
-            raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes),
-                                unreachable=CLOSING in codes) from None
+            if CLOSING in codes:
+                # smtplib ends the session at a 421 to RCPT and names the recipients refused so far only: "all
+                # recipients refused" read as if they were the route's only addresses, where the others were
+                # accepted or never asked.
+                whom = f"any of the {len(recipients)} recipients" if len(recipients) > 1 else "its recipient"
+                raise DeliveryError(f"refused {detail}: the server closed the session, so the message was not sent "
+                                    f"to {whom}", unreachable=True) from None
+            raise DeliveryError(f"all recipients refused: {detail}", permanent=all(c >= 500 for c in codes)) from None
         except smtplib.SMTPResponseException as exc:
             # A greeting other than 220 (a 421 "too busy") turns every message away alike, as a 421 at any later
             # step does.
