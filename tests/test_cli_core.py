@@ -85,6 +85,10 @@ def test_config_check_names_the_store_that_db_or_miner_db_puts_in_place_of_store
         assert "store: miner.sqlite (not used: --db or MINER_DB names /srv/m.sqlite); detector bucket" in result.output
     same = runner.invoke(main, ["--db", "miner.sqlite", "config", "check", str(cfg)])
     assert "store: miner.sqlite; detector bucket" in same.output, same.output
+    # The same file by its full path (a unit's MINER_DB beside its WorkingDirectory) is not another store.
+    monkeypatch.chdir(tmp_path)
+    full = runner.invoke(main, ["config", "check", str(cfg)], env={"MINER_DB": str(tmp_path / "miner.sqlite")})
+    assert "store: miner.sqlite; detector bucket" in full.output, full.output
 
 
 def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunner, tmp_path: Path,

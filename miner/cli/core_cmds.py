@@ -66,9 +66,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
         click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
     else:
         click.echo("0 sources (`miner run` polls nothing)")
-    # The store the other commands use: --db (or MINER_DB, as a systemd unit sets it) wins over store.path.
+    # The store the other commands use: --db (or MINER_DB, as a systemd unit sets it) wins over store.path. The same
+    # file by another spelling (its full path beside a relative store.path) is no other store.
     store = (f"{cfg.store.path} (not used: --db or MINER_DB names {app.db_path})"
-             if app.db_path is not None and app.db_path != Path(cfg.store.path) else str(cfg.store.path))
+             if app.db_path is not None and app.db_path.resolve() != Path(cfg.store.path).resolve()
+             else str(cfg.store.path))
     click.echo(f"store: {store}; detector bucket: {cfg.detector.bucket_minutes} min")
     named = [(cfg.store.hash_key_env, "store.hash_key_env"), *alert_env(cfg)]
     unset = [f"{shown(var, key)} ({key})" for var, key in named if var and not os.environ.get(var)]
