@@ -128,10 +128,12 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
     h.close()
 
 
-def hook_settings(fmt: Literal["json", "slack"] = "json") -> AlertSettings:
+def hook_settings(fmt: Literal["json", "slack"] = "json", timeout: float = 10.0) -> AlertSettings:
+    """``timeout``: generous for a POST that is to be answered (0.5 s timed out on a loaded CI runner); short only
+    where the test waits for it to run out."""
     route = RouteSettings(name="chat", webhooks=("hook",))
     return settings(routes=(route,), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", format=fmt,
-                                                               timeout=0.5),), group_wait=0.0)
+                                                               timeout=timeout),), group_wait=0.0)
 
 
 def test_json_payload_is_versioned_and_retried_through_a_500(store: Store, hook: Hook) -> None:
@@ -164,8 +166,8 @@ def test_timeout_is_retried(store: Store, hook: Hook) -> None:
     cfg = hook_settings()
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    hook.script = [("sleep", 1.5)]
-    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    hook.script = [("sleep", 10.0)]  # far past the 0.5 s, however late the timeout fires on a loaded machine
+    assert dispatch(store, hook_settings(timeout=0.5), T0, worker_id="w").retried == 1
     [row] = store.outbox_rows(["pending"])
     assert "timed out" in row["last_error"]
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
@@ -254,20 +256,21 @@ def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.Mon
 
 
 def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -> None:
-    # Each POST takes 0.5 s, well within the 2-s lease; a second dispatcher starting 3.3 s into the first one's run
-    # must not find the row being sent looking stale (it did when every claim carried the run's start time).
-    # Stamps are whole seconds: the 1.3 s between the run's start and the second one's cutoff always crosses one.
-    cfg = dataclasses.replace(hook_settings(), lease_seconds=2.0, group_interval=0.0,
-                              webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK", timeout=5.0),))
+    # Each POST takes 0.5 s, well within the 5-s lease; a second dispatcher starting 6.5 s into the first one's run
+    # (of 9 s) must not find the row being sent looking stale (it did when every claim carried the run's start
+    # time). Stamps are whole seconds: the 1.5 s between the run's start and the second one's cutoff always crosses
+    # one. The lease leaves a claim 4 s (a whole second lost to the stamps) to look fresh: a POST of 0.5 s took
+    # more than the 1 s a lease of 2 s left on a loaded CI runner.
+    cfg = dataclasses.replace(hook_settings(), lease_seconds=5.0, group_interval=0.0)
     path = tmp_path / "miner.sqlite"
     setup = Store.open(path)
     start = utcnow()
-    services = ["WhatsApp", "Telegram", "Signal", "Discord", "Slack", "Teams", "Zoom", "Skype"]
+    services = [f"Svc{i:02d}" for i in range(18)]
     for service in services:  # each planned on its own, so each is a row of its own (group_wait, group_interval 0)
         open_incident(setup, service, start, posts=False, series=False)
         plan_notifications(setup, cfg, start)
     setup.close()
-    hook.script = [("sleep", 0.5)] * 20
+    hook.script = [("sleep", 0.5)] * len(services)
     stats: list[DispatchStats] = []
 
     def worker(name: str, delay: float) -> None:
@@ -279,11 +282,11 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
             store.close()
 
     threads = [threading.Thread(target=worker, args=("first", 0.0)),
-               threading.Thread(target=worker, args=("second", 3.3))]
+               threading.Thread(target=worker, args=("second", 6.5))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(300)
     ids = [b["id"] for b in hook.bodies]
     assert len(ids) == len(services) and len(set(ids)) == len(services)
     assert sum(s.reclaimed for s in stats) == 0 and sum(s.lapsed for s in stats) == 0
@@ -328,13 +331,13 @@ def test_error_body_echoing_the_url_is_stored_and_logged_without_its_secret(
 
 @pytest.mark.parametrize("headers_too", [False, True])
 def test_timeout_bounds_the_whole_post_not_each_read(store: Store, hook: Hook, headers_too: bool) -> None:
-    cfg = hook_settings()  # timeout 0.5 s
+    cfg = hook_settings(timeout=0.5)
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    hook.script = [("trickle", 500, 30, 0.1, headers_too)]  # each read 0.1 s, the whole answer 3 s or more
+    hook.script = [("trickle", 500, 300, 0.1, headers_too)]  # each read 0.1 s, the whole answer 30 s or more
     began = time.monotonic()
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    assert time.monotonic() - began < 2.0
+    assert time.monotonic() - began < 10.0  # the 0.5 s (and a loaded runner's delays), not the 30 s answer
     [row] = store.outbox_rows(["pending"])
     assert row["last_error"] == "webhook hook: timed out after 0.5s"
 
