@@ -551,25 +551,30 @@ def test_a_server_trickling_its_greeting_cannot_hold_a_send_past_its_bound(store
     sender = threading.Thread(target=lambda: stats.append(dispatch(store, cfg, T0, worker_id="w")), daemon=True)
     began = time.monotonic()
     sender.start()
-    sender.join(30)
+    sender.join(60)  # the server trickles until done is set: without the bound the send never ends before that
     done.set()
     trickler.close()
     assert not sender.is_alive(), "the send outlasted its bound"
-    assert time.monotonic() - began < 15
+    assert time.monotonic() - began < 30  # the 5 s bound, with room for a loaded CI runner
     [row] = store.outbox_rows(["pending"])
     assert row["attempts"] == 1 and "5s" in row["last_error"]
 
 
-def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging_server(tmp_path: Path) -> None:
-    # Each row to a server that never answers takes the SMTP timeout: a stop waited for all of them (at the
-    # defaults, 100 rows x 30 s, far beyond systemd's TimeoutStopSec) before the service could exit.
+def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each row to a server that never answers takes the timeout: a stop waited for all of them (at the defaults,
+    # 100 rows x 30 s, far beyond systemd's TimeoutStopSec) before the service could exit. The rows are on five
+    # channels, the email and four webhooks, all to one server that takes connections and never answers: a
+    # channel found unreachable leaves its other rows untried, so rows of one channel would pass without the stop.
+    # The stop is asked for while the first row waits on the server, which then lets it go: nothing hangs on a
+    # timeout running out before the test acts (a 2 s one did, and a loaded CI runner could miss it).
     from miner.service import JobSpec, Service, ServiceOptions
 
     hung = socket.create_server(("127.0.0.1", 0))
     held: list[socket.socket] = []
     first = threading.Event()
 
-    def accept() -> None:  # takes connections and never greets
+    def accept() -> None:  # takes connections and never answers
         while True:
             try:
                 held.append(hung.accept()[0])
@@ -578,28 +583,36 @@ def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging
             first.set()
 
     threading.Thread(target=accept, daemon=True).start()
-    services = "".join(f'[[services]]\nname = "svc{i}"\n\n' for i in range(5))
-    config = parse_config(f'{services}[alerts]\ngroup_wait = 0\n\n'
+    hooks = ""
+    for i in range(4):
+        monkeypatch.setenv(f"MINER_TEST_HOOK{i}", f"http://127.0.0.1:{hung.getsockname()[1]}/hook{i}")
+        hooks += f'[[alerts.webhooks]]\nname = "hook{i}"\nurl_env = "MINER_TEST_HOOK{i}"\ntimeout = 30\n\n'
+    config = parse_config(f'[[services]]\nname = "svc0"\n\n[alerts]\ngroup_wait = 0\n\n'
                           f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {hung.getsockname()[1]}\n'
-                          f'security = "none"\ntimeout = 2\n\n'
-                          f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n')
+                          f'security = "none"\ntimeout = 30\n\n{hooks}'
+                          f'[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n'
+                          f'webhooks = ["hook0", "hook1", "hook2", "hook3"]\n')
     db = tmp_path / "miner.sqlite"
     store = Store.open(db)
-    for i in range(5):
-        open_incident(store, f"svc{i}", T0, posts=False, series=False)
-        plan_notifications(store, config.alerts, T0)  # one notification each
+    open_incident(store, "svc0", T0, posts=False, series=False)
+    assert plan_notifications(store, config.alerts, T0) == 5  # one per channel
     store.close()
     service = Service(config, db, ServiceOptions(jobs=(JobSpec("alerts", 3600.0),), http=False, clock=lambda: T0))
     try:
         service.start()
-        assert first.wait(10), "the alerts job never connected"
+        assert first.wait(60), "the alerts job never connected"
+        service.request_stop()  # as SIGTERM does, while the first row waits on the server
+        for conn in list(held):  # the row in flight ends (its server gone) without waiting out its 30 s
+            conn.close()
         started = time.monotonic()
     finally:
         service.stop()
         hung.close()
         for conn in held:
             conn.close()
-    assert time.monotonic() - started < 3.5  # the row in flight (2 s timeout), not all five (10 s)
+    # Without the stop each of the other four waited out its 30 s: 2 minutes.
+    assert time.monotonic() - started < 20
+    assert len(held) == 1  # no other row was tried
     check = Store.open(db)
     try:
         attempts = sorted(r["attempts"] for r in check.outbox_rows(["pending"]))
