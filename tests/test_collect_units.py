@@ -165,8 +165,8 @@ def test_bytes_after_the_end_of_a_gzip_body_are_not_read(server: FakeServer) -> 
     settings = CollectSettings(max_body_bytes=1_000_000)
     started = time.monotonic()
     with make_client(settings) as client:
-        assert fetch(client, settings, f"{server.url}/tail", timeout=5.0, now=lambda: NOW).body == b'{"ok": 1}'
-    assert time.monotonic() - started < 3
+        assert fetch(client, settings, f"{server.url}/tail", timeout=30.0, now=lambda: NOW).body == b'{"ok": 1}'
+    assert time.monotonic() - started < 20  # the 256 MB after the end would take minutes; a loaded runner, seconds
 
 
 @pytest.mark.parametrize(("encoding", "encode"), [
@@ -872,16 +872,18 @@ def test_slow_drip_body_hits_the_total_deadline(server: FakeServer, poller: Poll
     assert str(info.value).startswith("timed out after 0.5 s reading http://127.0.0.1")
 
 
+# Each drips for a minute: a poll that hangs on until the drip ends is far past the bound its test checks, however
+# slow the machine.
 def _header_drip() -> Iterator[bytes]:
     yield b"HTTP/1.1 200 OK\r\n"
-    for i in range(40):
+    for i in range(600):
         time.sleep(0.1)  # each gap is under the read timeout; the headers never end
         yield b"X-Drip-%d: 1\r\n" % i
 
 
 def _gzip_name_drip() -> Iterator[bytes]:
     yield b"\x1f\x8b\x08\x08\0\0\0\0\0\xff"  # a gzip header with a file name, which the server never ends
-    for _ in range(40):
+    for _ in range(600):
         time.sleep(0.1)
         yield b"a"
 
@@ -899,7 +901,7 @@ def test_a_drip_that_yields_no_body_byte_hits_the_total_deadline(server: FakeSer
     with pytest.raises(SourceError) as info:
         poller.poll(SourceConfig("drip", "rss", url=f"{server.url}/drip.rss", timeout=0.5))
     assert str(info.value) == f"timed out after 0.5 s reading {server.url}/drip.rss"
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 15  # the 0.5 s, with room for a loaded runner; not the minute's drip
 
 
 def test_gzip_bomb_is_capped_on_decoded_size(server: FakeServer) -> None:
@@ -1055,7 +1057,7 @@ def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, 
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
     with FakeServer() as elsewhere:
-        elsewhere.serve("/slow.rss", Reply(200, RSS_ONE, delay=2.0))
+        elsewhere.serve("/slow.rss", Reply(200, RSS_ONE, delay=10.0))  # far past the 0.5 s, however late it fires
         server.serve("/down.rss", Reply(302, headers={"Location": f"http://127.0.0.1:{closed}/feed.rss"}))
         server.serve("/slow.rss", Reply(301, headers={"Location": f"{elsewhere.url}/slow.rss?k=1"}))
         with pytest.raises(SourceError) as info:
