@@ -750,7 +750,7 @@ def test_a_fast_source_is_stored_while_a_slow_one_is_still_answering(store: Stor
         server.serve("/fast.rss", feed)
 
         def slow(request: Recorded) -> Reply:
-            deadline = time.monotonic() + 4.0  # without the fix it waits this long and sees nothing
+            deadline = time.monotonic() + 15.0  # without the fix it waits this long and sees nothing
             while not (n := _stored_posts(store.database.path, "fast")) and time.monotonic() < deadline:
                 time.sleep(0.05)
             seen.append(n)
@@ -776,14 +776,14 @@ def test_a_stop_during_a_round_starts_no_more_polls_and_gives_up_a_hanging_one_a
 
         def hang(request: Recorded) -> Reply:
             stop.set()  # SIGTERM comes while this source's server keeps the round waiting
-            return Reply(200, b"", delay=10.0)
+            return Reply(200, b"", delay=60.0)
 
         server.serve("/hang.rss", hang)
         # One worker: the sources are polled one after the other, in the config's order.
         config = parse_config(f"[collect]\nmax_workers = 1\n"
                               f'[[sources]]\nname = "fast"\ntype = "rss"\nurl = "{server.url}/fast.rss"\n'
                               f'[[sources]]\nname = "hang"\ntype = "rss"\nurl = "{server.url}/hang.rss"\n'
-                              "timeout = 30\n"
+                              "timeout = 90\n"
                               f'[[sources]]\nname = "later"\ntype = "rss"\nurl = "{server.url}/later.rss"\n')
         with Poller(config.collect, hash_key=b"k") as poller:
             poller.stop_grace = 0.5
@@ -791,7 +791,7 @@ def test_a_stop_during_a_round_starts_no_more_polls_and_gives_up_a_hanging_one_a
             reports = Pipeline(config, store).collect(T0, poller, due_only=False, stop=stop)
             took = time.monotonic() - started
         assert not server.requests_to("/later.rss")  # not started once asked to stop
-    assert took < 0.5 + 2.0  # the grace (and the fast poll), not the hanging server's 10 s
+    assert took < 20  # the 0.5 s grace and the fast poll (on a loaded runner, a few s), not the server's 60 s
     assert [(r.source, r.error) for r in reports] == [("fast", None)]
     assert _stored_posts(store.database.path, "fast") > 0
     hung = store.source_row("hang")
