@@ -45,7 +45,7 @@ def receivers(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
 
 def every_format(smtp: SmtpServer) -> AlertSettings:
     route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=FORMATS)
-    hooks = tuple(WebhookSettings(name=fmt, format=fmt, url_env=f"MINER_TEST_{fmt.upper()}", timeout=2.0,
+    hooks = tuple(WebhookSettings(name=fmt, format=fmt, url_env=f"MINER_TEST_{fmt.upper()}", timeout=10.0,
                                   routing_key_env="MINER_TEST_PD_KEY" if fmt == "pagerduty" else None)
                   for fmt in FORMATS)
     return settings(routes=(route,), webhooks=hooks, group_wait=0.0, stale_after=3600.0,

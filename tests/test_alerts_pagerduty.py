@@ -55,7 +55,7 @@ def pd(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> PagerDuty:
 def pd_settings(**overrides: Any) -> AlertSettings:
     route = RouteSettings(name="pager", webhooks=("pd",), group_interval=0.0)
     hook = WebhookSettings(name="pd", format="pagerduty", url_env="MINER_TEST_PD_URL",
-                           routing_key_env="MINER_TEST_PD_KEY", timeout=2.0)
+                           routing_key_env="MINER_TEST_PD_KEY", timeout=10.0)
     base: dict[str, Any] = {"routes": (route,), "webhooks": (hook,), "group_wait": 0.0,
                             "dashboard_url": "https://miner.example.org/", "providers": {"whatsapp": "Meta"}}
     return settings(**(base | overrides))

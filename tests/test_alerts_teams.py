@@ -58,7 +58,7 @@ def teams_settings(**overrides: Any) -> AlertSettings:
     route = RouteSettings(name="chat", webhooks=("teams",), group_interval=0.0)
     base: dict[str, Any] = {"routes": (route,), "group_wait": 0.0,
                             "webhooks": (WebhookSettings(name="teams", url_env="MINER_TEST_TEAMS", format="teams",
-                                                         timeout=2.0),)}
+                                                         timeout=10.0),)}
     return settings(**(base | overrides))
 
 
