@@ -97,11 +97,20 @@ def test_stores_opened_at_once_migrate_once(tmp_path: Path) -> None:
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("PRAGMA journal_mode = WAL")  # as every store miner has written
         apply_migrations(conn, [MIGRATIONS[0]])
-    code = ("import sys, time; from miner.store import Store; time.sleep(max(0, float(sys.argv[2]) - time.time())); "
+    # All open together, once imported: each says it is ready, then waits for the word (a start 3 s ahead came
+    # before the imports had ended on a loaded CI runner, and the stores then opened one after the other).
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    code = ("import pathlib, sys, time; from miner.store import Store; gate = pathlib.Path(sys.argv[2]); "
+            "(gate / sys.argv[3]).touch()\n"
+            "while not (gate / 'go').exists(): time.sleep(0.001)\n"
             "Store.open(sys.argv[1]).close()")
-    start = str(time.time() + 3)  # all open together, once imported
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), start], stderr=subprocess.PIPE)
-             for _ in range(8)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(gate), f"ready{i}"], stderr=subprocess.PIPE)
+             for i in range(8)]
+    deadline = time.monotonic() + 120
+    while len(list(gate.iterdir())) < 8 and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+        time.sleep(0.01)
+    (gate / "go").touch()
     errors = [p.communicate()[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, errors
     with sqlite3.connect(path) as conn:
