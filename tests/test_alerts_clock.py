@@ -58,7 +58,8 @@ def test_a_retry_planned_by_a_clock_that_was_ahead_is_due_once_it_is_set_back(
     [row] = store.outbox_rows(["sent"])
     attempts = store.deliveries(row["id"])
     assert [d["outcome"] for d in attempts] == ["retry", "retry", "sent"]
-    assert max(d["at"] for d in attempts) == NOW.isoformat()  # the attempt stamped ahead is stamped now
+    # The attempt stamped ahead is stamped now (and the real seconds the send took: a second on a loaded CI runner).
+    assert NOW.isoformat() <= max(d["at"] for d in attempts) < (NOW + timedelta(minutes=1)).isoformat()
 
 
 def test_a_claim_taken_by_a_clock_that_was_ahead_is_reclaimed_a_lease_after_it_is_set_back(
