@@ -324,7 +324,7 @@ def _check_stale_after(config: Config) -> None:
 
     need = config.detector.settle_minutes * 60 + MIN_STALE_AFTER
     if config.alerts.enabled and config.alerts.stale_after < need:
-        if config.alerts.stale_after == type(config.alerts)().stale_after:
+        if config.alerts.stale_after == type(config.alerts).stale_after:
             # The file raised settle_minutes, not stale_after: that key and its line, where the error named
             # alerts.stale_after, a key of a table the file may not have, without a line.
             most = (config.alerts.stale_after - MIN_STALE_AFTER) / 60

@@ -8,7 +8,7 @@ from __future__ import annotations
 import email.policy
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.errors import MessageError, NonASCIILocalPartDefect, ObsoleteHeaderDefect
 from email.headerregistry import AddressHeader, BaseHeader
@@ -176,11 +176,6 @@ class MaintenanceWindow:
         return began is not None and at < began + timedelta(minutes=self.duration_minutes)
 
 
-def _default(key: str) -> object:
-    """AlertSettings' default for ``key``."""
-    return next(f.default for f in fields(AlertSettings) if f.name == key)
-
-
 @dataclass(frozen=True)
 class AlertSettings:
     enabled: bool = True
@@ -256,11 +251,11 @@ class AlertSettings:
         if self.retry_base <= 0:
             raise ValueError(f"retry_base: must be positive, got {self.retry_base:g}")
         if self.retry_base > self.retry_max:
-            if self.retry_max == _default("retry_max"):
+            if self.retry_max == AlertSettings.retry_max:
                 raise ValueError(f"retry_base: must be at most retry_max ({self.retry_max:g}), got {self.retry_base:g}")
             raise ValueError(f"retry_max: must be at least retry_base ({self.retry_base:g}), got {self.retry_max:g}")
         if self.give_up_after < self.retry_max:
-            if self.give_up_after == _default("give_up_after"):
+            if self.give_up_after == AlertSettings.give_up_after:
                 raise ValueError(f"retry_max: must be at most give_up_after ({self.give_up_after:g}), got "
                                  f"{self.retry_max:g}")
             raise ValueError(f"give_up_after: must be at least retry_max ({self.retry_max:g}), got "

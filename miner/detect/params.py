@@ -7,7 +7,7 @@ and a brand with thousands of posts a minute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from miner.config import check_spans
 from miner.timeutil import check_timezone
@@ -87,11 +87,11 @@ class DetectorParams:
         # Of two keys that disagree, the one the file changed from its default is named (with its line): a lowered
         # persist_n or z_open was reported as persist_k's or z_close's error, at the [detector] header's line.
         if not 1 <= self.persist_k <= self.persist_n:
-            if self.persist_k == _default("persist_k"):
+            if self.persist_k == DetectorParams.persist_k:
                 raise ValueError(f"persist_n: must be at least persist_k ({self.persist_k}), got {self.persist_n}")
             raise ValueError(f"persist_k: must be between 1 and persist_n ({self.persist_n}), got {self.persist_k}")
         if self.z_close >= self.z_open:
-            if self.z_close == _default("z_close"):
+            if self.z_close == DetectorParams.z_close:
                 raise ValueError(f"z_open: must be above z_close ({self.z_close:g}) for hysteresis, "
                                  f"got {self.z_open:g}")
             raise ValueError(f"z_close: must be below z_open ({self.z_open:g}) for hysteresis, got {self.z_close:g}")
@@ -105,8 +105,3 @@ class DetectorParams:
                            "max_freeze_hours": 3600, "warmup_hours": 3600, "quiet_minutes": 60,
                            "cooldown_minutes": 60, "max_fill_hours": 3600, "settle_minutes": 60,
                            "official_match_minutes": 60, "group_window_minutes": 60})
-
-
-def _default(key: str) -> object:
-    """DetectorParams' default for ``key``."""
-    return next(f.default for f in fields(DetectorParams) if f.name == key)
