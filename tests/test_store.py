@@ -108,11 +108,16 @@ def test_stores_opened_at_once_migrate_once(tmp_path: Path) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(gate), f"ready{i}"], stderr=subprocess.PIPE)
              for i in range(8)]
     deadline = time.monotonic() + 120
-    while len(list(gate.iterdir())) < 8 and time.monotonic() < deadline and all(p.poll() is None for p in procs):
-        time.sleep(0.01)
-    (gate / "go").touch()
+    try:
+        while len(list(gate.iterdir())) < 8 and time.monotonic() < deadline and all(p.poll() is None for p in procs):
+            time.sleep(0.01)
+        ready = len(list(gate.iterdir()))
+    finally:
+        (gate / "go").touch()  # even on a failure: no process is left waiting for it
     errors = [p.communicate()[1].decode() for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, errors
+    # All were waiting for the word: fewer, and the stores opened one after the other, leaving the race untried.
+    assert ready == 8, ready
     with sqlite3.connect(path) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM schema_migrations")]
     assert ids == [m.id for m in MIGRATIONS]
