@@ -287,6 +287,8 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
         t.start()
     for t in threads:
         t.join(300)
+    # Both runs ended and returned: the reclaimed and lapsed counts below are those of both, the second's above all.
+    assert not any(t.is_alive() for t in threads) and len(stats) == 2, stats
     ids = [b["id"] for b in hook.bodies]
     assert len(ids) == len(services) and len(set(ids)) == len(services)
     assert sum(s.reclaimed for s in stats) == 0 and sum(s.lapsed for s in stats) == 0
