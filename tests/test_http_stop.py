@@ -93,6 +93,7 @@ def test_a_stop_answers_a_report_still_being_sent_before_it_closes_the_store(tmp
         if stopper.ident is not None:  # started
             stopper.join(timeout=60)
     assert waited, "stop() returned while a request was still being answered"
+    assert not stopper.is_alive(), "stop() did not return once the request was answered"
     assert reply.startswith(b"HTTP/1.0 202 "), reply
     assert service._stores.open == {}  # every connection closed, none opened after
     assert _stored_reports(tmp_path / "miner.sqlite") == 1
@@ -138,6 +139,8 @@ def test_requests_in_flight_as_the_service_stops_are_answered_not_failed(
             service.stop()
             for asker in askers:
                 asker.join(timeout=60)
+            # Every asker ended while its errors are still caught, and added all its statuses to those checked below.
+            assert not [asker for asker in askers if asker.is_alive()], "a request outlasted the stop by a minute"
     finally:
         threading.excepthook = hook
     assert len(statuses) > 20
