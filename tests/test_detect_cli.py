@@ -105,6 +105,10 @@ def test_bad_csv_errors_name_the_line(tmp_path: Path) -> None:
         "timestamp,value\n2025-03-03 00:00:00,1\n2025-03-03 00:05:00,-4\n": ":3: value must be",
         "timestamp,value\n2025-03-03 00:00:00,1\n": "need at least 2 rows",
     }
+    seven = "".join(f"2025-03-03 {i * 7 // 60:02d}:{i * 7 % 60:02d}:00,{i}\n" for i in range(10))
+    # Scored as if the service could run on them: its bucket_minutes must divide a day.
+    cases["timestamp,value\n" + seven] = ("the rows are 7 min apart, a bucket size the detector refuses: "
+                                          "bucket_minutes: must divide a day")
     for i, (text, message) in enumerate(cases.items()):
         path = tmp_path / f"bad{i}.csv"
         path.write_text(text, encoding="utf-8")

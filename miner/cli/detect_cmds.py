@@ -77,6 +77,13 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
     """``(timestamp, value, score, opened)`` per input row, the bucket size taken from the rows. The timestamp is
     the row's ``labels`` entry, else its UTC time."""
     params = replace(params, bucket_minutes=infer_bucket_minutes(rows))
+    try:
+        # The service refuses such a width (say, rows 7 min apart): scoring them anyway tuned for a detector that
+        # cannot run on them, its hour-of-day profile learning from buckets shifted day by day.
+        params.validate()
+    except ValueError as exc:
+        raise InputError(f"the rows are {params.bucket_minutes} min apart, a bucket size the detector refuses: "
+                         f"{exc}") from None
     scores = detect_series(params, rows)
     shown = labels if labels is not None else [ts.strftime("%Y-%m-%d %H:%M:%S") for ts, _ in rows]
     return [
@@ -97,7 +104,8 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's hour-of-day
     and weekday profile is read on the clock of detector.timezone (UTC by default).
     Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
-    inferred from the timestamps. Runs the service's own streaming detector (miner.detect.zscore.step).
+    inferred from the timestamps and must divide a day, as bucket_minutes must. Runs the service's own
+    streaming detector (miner.detect.zscore.step).
     """
     params = app.config.detector if app.config_path is not None else DetectorParams()
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
