@@ -116,14 +116,11 @@ class Pipeline(CollectStage, DetectStage):
             if progress:
                 progress(len(todo))
 
-    def count_to_reclassify(self, since: datetime) -> int:
-        """The posts reclassify_since would classify again now (its progress bar's total): not user reports, nor
-        posts with no verdict yet, nor those whose latest verdict is the current model's."""
-        return self.store.count_posts_to_reclassify(since, self.classifier.version, skip_source=REPORTS_SOURCE)
-
-    def count_current(self, since: datetime) -> int:
-        """The posts since ``since`` that reclassify_since leaves: their latest verdict is the current model's."""
-        return self.store.count_posts_with_verdict_of(since, self.classifier.version, skip_source=REPORTS_SOURCE)
+    def reclassify_counts(self, since: datetime) -> tuple[int, int]:
+        """What reclassify_since would do now: how many posts it would classify again (its progress bar's total;
+        not user reports, nor posts with no verdict yet), and how many it leaves because their latest verdict is
+        the current model's."""
+        return self.store.reclassify_counts(since, self.classifier.version, skip_source=REPORTS_SOURCE)
 
     def _chunk(self) -> int:
         """Posts per classify transaction: enough for length-sorted model batches to pad little (in `miner

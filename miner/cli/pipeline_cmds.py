@@ -97,8 +97,8 @@ def reclassify(app: AppContext, since: str) -> None:
     click.echo(f"model {pipeline.classifier.version}", err=True)
     # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
     # said only "reclassified 0 posts", as if there were none since --since.
-    current = pipeline.count_current(since_utc)
-    with progress(pipeline.count_to_reclassify(since_utc), "reclassifying") as bar:
+    todo, current = pipeline.reclassify_counts(since_utc)
+    with progress(todo, "reclassifying") as bar:
         n = pipeline.reclassify_since(since_utc, utcnow, progress=lambda k: bar.update(k))
     waiting = pipeline.store.queue_depths()["classify"]
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""

@@ -40,11 +40,15 @@ LATEST = (
     "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
 )
 
-# The posts of ``posts p`` that reclassify gives a verdict to (see posts_since); parameters: since, skip_source and
-# model_version.
-_TO_RECLASSIFY = (
-    f"p.created_at >= ? AND p.id <= {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c "
+# Of the posts of ``posts p`` since a time, those that reclassify gives a verdict to (see posts_since), and those it
+# leaves because their latest verdict is the current model's; parameters of each: skip_source and model_version.
+_RECLASSIFIED = (
+    f"p.id <= {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c "
     f"WHERE c.post_id = p.id AND (p.source IS ? OR c.model_version = ? AND {LATEST}))"
+)
+_CURRENT = (
+    "p.source IS NOT ? AND EXISTS "
+    f"(SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? AND {LATEST})"
 )
 
 
@@ -161,26 +165,23 @@ class PostsMixin:
         verdict is no model's) are left out once they have a verdict.
         """
         rows = self.database.rows(
-            f"SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE {_TO_RECLASSIFY} AND p.id > ? "
+            f"SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND {_RECLASSIFIED} "
+            "AND p.id > ? "
             "ORDER BY p.id LIMIT ?",
             (iso(since), skip_source, model_version, after_id, limit),
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
-    def count_posts_to_reclassify(self, since: datetime, model_version: str, *, skip_source: str | None = None) -> int:
-        """How many posts posts_since gives, from the start: the total of reclassify's progress bar."""
-        row = self.database.one(f"SELECT count(*) AS n FROM posts p WHERE {_TO_RECLASSIFY}",
-                                (iso(since), skip_source, model_version))
-        return int(row["n"]) if row else 0
-
-    def count_posts_with_verdict_of(self, since: datetime, model_version: str, *,
-                                    skip_source: str | None = None) -> int:
-        """Posts created at or after ``since`` whose latest verdict is ``model_version``'s: reclassify leaves them."""
+    def reclassify_counts(self, since: datetime, model_version: str, *,
+                          skip_source: str | None = None) -> tuple[int, int]:
+        """Of the posts created at or after ``since``: how many posts_since gives, from the start (the total of
+        reclassify's progress bar), and how many it leaves because their latest verdict is ``model_version``'s.
+        One pass over the posts since ``since`` for both."""
         row = self.database.one(
-            "SELECT count(*) AS n FROM posts p WHERE p.created_at >= ? AND p.source IS NOT ? AND EXISTS "
-            f"(SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? AND {LATEST})",
-            (iso(since), skip_source, model_version))
-        return int(row["n"]) if row else 0
+            f"SELECT coalesce(sum({_RECLASSIFIED}), 0) AS todo, coalesce(sum({_CURRENT}), 0) AS current "
+            "FROM posts p WHERE p.created_at >= ?",
+            (skip_source, model_version, skip_source, model_version, iso(since)))
+        return (int(row["todo"]), int(row["current"])) if row else (0, 0)
 
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
