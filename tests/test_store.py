@@ -687,6 +687,28 @@ def test_backup_and_prune(tmp_path: Path, store: Store) -> None:
     assert store.database.one("SELECT count(*) AS n FROM incidents")["n"] == 1  # type: ignore[index]
 
 
+def test_an_open_incident_with_garbled_sample_ids_does_not_stop_the_prune(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # The prune read every open incident's sample_post_ids as JSON: one row edited by hand (or cut short) failed each
+    # prune with "malformed JSON", reported as a corrupt store to restore from a backup, and the retention job failed
+    # at every run while the store grew without bound.
+    old = T0 - timedelta(days=40)
+    store.insert_posts([post(f"old{n}", "whatsapp down", old + timedelta(minutes=n)) for n in range(4)], old)
+    ids = [row["id"] for row in store.database.rows("SELECT id FROM posts ORDER BY id")]
+    store.open_incident("WhatsApp", T0, {"sample_post_ids": ids[:1]}, {})
+    garbled = store.open_incident("Signal", T0, {"sample_post_ids": ids[1:2]}, {})
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE incidents SET sample_post_ids = ? WHERE id = ?", (f"[{ids[1]}, ", garbled))
+    conn.close()
+    with caplog.at_level("WARNING", logger="miner.store"):
+        assert store.prune_posts(T0 - timedelta(days=30)) == 3
+    # The valid incident's sample is still kept; the garbled one names no post to keep.
+    assert [row["id"] for row in store.database.rows("SELECT id FROM posts")] == ids[:1]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"prune: the sample_post_ids of open incident {garbled} is not JSON (edited by hand?): the prune keeps "
+        "none of its sample posts"]
+
+
 def test_a_backup_leaves_a_target_made_while_it_copied_as_it_is(tmp_path: Path) -> None:
     # Two backups to one path at once (a timer's and an operator's): both found no file there, and the one that
     # ended last replaced the other's copy, each saying it had backed up to the path.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -23,6 +24,8 @@ from miner.timeutil import iso, parse_iso
 if TYPE_CHECKING:
     from miner.store.db import Database
 
+log = logging.getLogger(__name__)
+
 # store_state key of the latest cutoff any prune used (see prune_posts).
 PRUNED_BEFORE = "pruned_before"
 
@@ -33,6 +36,12 @@ PRUNE_HELD = "prune_held"
 # WHERE of the index posts_source_dated (migration 0012): SQLite reads a partial index only for a query whose WHERE
 # implies the index's, so a change here needs a new index (test_store_scale checks the plan).
 _SOURCE_DATED = f"{SOURCE_DATED} AND source != '{REPORT_SOURCE}'"
+
+# The posts the open incidents cite as samples, kept by prune_posts. A sample_post_ids that is not JSON (a row edited
+# by hand, cut short) names none: json_each raised "malformed JSON" on it, and every prune failed. CASE, not AND:
+# SQLite does not stop at a false json_valid. As migrations 0006, 0018 and 0019 read them.
+_OPEN_SAMPLES = ("SELECT value FROM incidents, json_each(CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids "
+                 "ELSE '[]' END) WHERE status = 'open'")
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000
@@ -173,10 +182,10 @@ class MaintenanceMixin:
         """Delete raw posts (and their matches/classifications) created before ``before``.
 
         Incidents and official incidents are kept: they are the long-term record, and so are buckets for longer
-        (see prune_buckets). Posts cited as an
-        open incident's samples are kept until it resolves. A cutoff is recorded (the latest any prune reached):
-        the buckets that start before it, the one holding it included, lost posts and are never recounted from the
-        posts left (see refresh_buckets), and collect does not store their posts again.
+        (see prune_buckets). Posts cited as an open incident's samples are kept until it resolves (one whose
+        sample_post_ids is not JSON cites none: a warning says so). A cutoff is recorded (the latest any prune
+        reached): the buckets that start before it, the one holding it included, lost posts and are never recounted
+        from the posts left (see refresh_buckets), and collect does not store their posts again.
 
         The cutoff recorded is the second after the newest post deleted, not ``before``: ``before`` comes from the
         clock, and a clock ahead by more than the days kept put it in the future, where it made every bucket up to
@@ -190,12 +199,16 @@ class MaintenanceMixin:
         locked" (a longer prune went past it), and left a 290 MB -wal file behind. Once ``stop`` is set, no
         further batch starts (the rest waits for the next prune).
         """
+        for row in self.database.rows("SELECT id FROM incidents WHERE status = 'open' AND NOT json_valid("
+                                      "sample_post_ids) ORDER BY id"):
+            log.warning("prune: the sample_post_ids of open incident %d is not JSON (edited by hand?): the prune "
+                        "keeps none of its sample posts", row["id"])
+
         def one_batch(conn: sqlite3.Connection) -> int:
             # fetchall: the DELETE is only complete once RETURNING has been read to the end.
             deleted = conn.execute(
-                "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? AND id NOT IN ("
-                " SELECT value FROM incidents, json_each(incidents.sample_post_ids) WHERE status = 'open') "
-                "LIMIT ?) RETURNING created_at, id",
+                "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? "
+                f"AND id NOT IN ({_OPEN_SAMPLES}) LIMIT ?) RETURNING created_at, id",
                 (iso(before), batch),
             ).fetchall()
             if deleted:
