@@ -296,6 +296,35 @@ def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_pat
     assert f"Error: {stream}:1: lang holds an unpaired UTF-16 surrogate escape (nothing was stored)" in result.output
 
 
+@pytest.mark.parametrize(("column", "garbled"), [
+    *(("sample_post_ids", v) for v in ("[1, 2", "7", "[[1], 9]", '{"id": 1}')),
+    *(("symptoms", v) for v in ('{"down": 1', "7", '["down"]')),
+])
+def test_replay_summary_of_an_incident_with_garbled_json_shows_it_without_samples(
+        tmp_path: Path, runner: CliRunner, column: str, garbled: str) -> None:
+    # The summary read the first incident's sample_post_ids as a JSON list of post ids, and its symptoms as a JSON
+    # object: a row edited by hand failed the replay at its very end, once every post had been stored, with
+    # "internal error".
+    values = {"sample_post_ids": "[]", "symptoms": "{}", column: garbled}
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "m.sqlite"
+    Store.open(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO posts (id, source, external_id, text, created_at, fetched_at) "
+                     "VALUES (1, 's', 'old', 'mtn is down', '2025-12-01T00:00:00+00:00', '2025-12-01T00:00:00+00:00')")
+        conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at, resolved_at, sample_post_ids, "
+                     "symptoms) VALUES ('MTN', 'resolved', '2025-12-01T00:00:00+00:00', '2025-12-01T01:00:00+00:00', "
+                     "'2025-12-01T01:00:00+00:00', :sample_post_ids, :symptoms)", values)
+    conn.close()
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 0, result.output
+    assert "1 incidents detected" in result.output and "2025-12-01 00:00" in result.output
+    assert "sample posts of incident" not in result.output
+
+
 def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
                                             real_posts: dict[str, list[str]]) -> None:
     cfg = tmp_path / "feeds.toml"
@@ -1126,6 +1155,7 @@ def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliR
     result = runner.invoke(main, ["demo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "replayed 5355 posts" in result.output and "1 incidents detected" in result.output
+    assert re.search(r"\nsample posts of incident 1 \(\w+\):\n  - .+\n  - .+\n  - .+\n", result.output), result.output
     sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
     assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent
     assert {p.suffix for p in (tmp_path / "out").glob("digest-*")} >= {".eml", ".html", ".txt"}

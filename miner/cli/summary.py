@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
+
+_T = TypeVar("_T", list[Any], dict[str, Any])
+
+
+def _column(text: str | None, empty: _T) -> _T:
+    # A JSON column of a row edited by hand (or cut short) is read as empty: the summary comes once a replay has
+    # stored every post, and it failed there with "internal error".
+    try:
+        value = json.loads(text or "null")
+    except ValueError:
+        return empty
+    return value if isinstance(value, type(empty)) else empty
 
 
 def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:
@@ -22,16 +35,17 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
     if incidents:
         inc_rows = []
         for inc in incidents:
-            symptoms = json.loads(inc["symptoms"] or "{}")
+            symptoms = _column(inc["symptoms"], {})
             top = ", ".join(f"{k} {v}" for k, v in list(symptoms.items())[:3])
             inc_rows.append((inc["id"], inc["service"], inc["opened_at"][:16].replace("T", " "),
                              (inc["resolved_at"] or "open")[:16].replace("T", " "), inc["peak_complaints"],
                              round(inc["peak_score"], 1), round(inc["baseline"], 1), top))
         echo(table(("id", "service", "opened (UTC)", "resolved", "peak", "z", "baseline", "symptoms"), inc_rows))
         first = incidents[0]
-        samples = json.loads(first["sample_post_ids"] or "[]")
-        if samples:
+        # The ids only (not a bool): a list of anything else failed the read of the posts.
+        samples = [i for i in _column(first["sample_post_ids"], []) if type(i) is int]
+        if posts := store.posts_by_id(samples)[:3]:
             echo(f"\nsample posts of incident {first['id']} ({first['service']}):")
-            for post in store.posts_by_id(samples)[:3]:
+            for post in posts:
                 echo(f"  - {post['text'][:160]}")
     echo(f"\nstore: {store.path} (explore it: miner --db {store.path} query \"SELECT * FROM incidents\")")
