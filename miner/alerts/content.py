@@ -6,6 +6,7 @@ post text is cleaned here, so the templates and webhook payloads only ever see s
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -163,15 +164,36 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
     chart_start = opened - history
+    series = store.series(service, chart_start, end + timedelta(hours=1))
+    peak = int(_num(row.get("peak_complaints")))
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
-        peak_complaints=int(_num(row.get("peak_complaints"))), baseline=_num(row.get("baseline")),
+        peak_complaints=peak, baseline=_peak_baseline(series, opened, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
-        group=_group(store, incident_id), series=store.series(service, chart_start, end + timedelta(hours=1)),
-        cid=f"chart-{incident_id}",
+        group=_group(store, incident_id), series=series, cid=f"chart-{incident_id}",
     )
+
+
+def _peak_baseline(series: Sequence[Mapping[str, Any]], opened: datetime, end: datetime, peak: int,
+                   stored: float) -> float:
+    """What the detector expected in the bucket of the incident's peak: "peak 60 vs baseline B" compares the two.
+
+    The store keeps the baseline of the opening bucket: an outage opened at night (0.5 expected) that peaked in the
+    evening (20 expected) read "peak 60 vs baseline 0.5 (120x)", where the chart's baseline at that bar said 20.
+    ``stored`` when no bucket of the incident holds the peak any more (pruned, or recounted since).
+    """
+    times = [parse_iso(r["bucket_start"]) for r in series]
+    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
+    if not steps:
+        return stored
+    width = min(steps)  # buckets are missing where the service was not running: the smallest step is one bucket
+    # opened_at and resolved_at are bucket ends: the incident's buckets start from opened - width, before end.
+    for t, r in zip(times, series, strict=True):
+        if opened - width <= t < end and int(_num(r.get("complaints"))) == peak and r.get("baseline") is not None:
+            return _num(r["baseline"], stored)
+    return stored
 
 
 def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[str, Any]],
