@@ -622,7 +622,8 @@ def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging
 
 
 def test_a_provider_outage_opening_many_services_at_once_is_one_small_email_with_group_wait_0(
-        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+        store: Store, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr("miner.alerts.render.MAX_HTML_BYTES", 10_000_000)  # the cap at MAX_INCIDENTS alone
     # group_wait = 0 made every opening a batch due at once, which nothing could join: a Cloudflare outage opening
     # 60 services in one detector run sent 60 emails (and as many webhook POSTs) instead of one.
     cfg = mail_settings(smtp_server, group_wait=0.0, providers={f"svc{i:02d}": "Cloudflare" for i in range(60)})

@@ -308,7 +308,8 @@ def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_t
 
 
 def test_everything_held_goes_in_one_message_capped_at_max_incidents(
-        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+        store: Store, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setattr("miner.alerts.render.MAX_HTML_BYTES", 10_000_000)  # the cap at MAX_INCIDENTS alone
     # A storm of one provider's services (of services without a provider, each would be a message of its own).
     cfg = mail(smtp_server, providers={"first": "Cloud"} | {f"svc{i:02d}{j}": "Cloud" for i in range(29)
                                                             for j in range(4)})

@@ -7,7 +7,7 @@ referenced as ``cid:`` images, which mail clients show inline without fetching a
 from __future__ import annotations
 
 import email.policy
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
@@ -141,11 +141,43 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
 
 
 MAX_CHARTS = 10  # of the MAX_INCIDENTS a message shows, the first this many get a chart
+# Gmail clips an HTML part past 102 KB ("[Message clipped] View entire message"): the least important incidents,
+# the digest's failing sources and the footer saying how to mute were cut off without a word in the message. Its
+# charts are parts of their own and do not count. A margin for what a relay adds (a footer, a rewritten link).
+MAX_HTML_BYTES = 90_000
 
 
 def _left_out(total: int, shown: list[IncidentView], images: dict[str, bytes], *, charts: bool) -> dict[str, int]:
-    """What the templates say the message leaves out: incidents beyond MAX_INCIDENTS, charts beyond MAX_CHARTS."""
+    """What the templates say the message leaves out: incidents not ``shown`` (beyond MAX_INCIDENTS, or
+    MAX_HTML_BYTES), charts beyond MAX_CHARTS."""
     return {"total": total, "hidden": total - len(shown), "uncharted": len(shown) - len(images) if charts else 0}
+
+
+def _fitted(views: list[IncidentView], images: dict[str, bytes], total: int, charts: bool,
+            render: Callable[[dict[str, Any]], tuple[str, str]]) -> tuple[str, str, list[IncidentView],
+                                                                         dict[str, bytes]]:
+    """The text and HTML ``render`` makes of the most important of ``views`` (at most MAX_INCIDENTS) whose HTML
+    stays under MAX_HTML_BYTES, at least one; both parts show the same incidents and say how many they leave out.
+    ``render`` takes the templates' ``views``, ``images`` and the counts of :func:`_left_out`."""
+    def attempt(n: int) -> tuple[str, str, list[IncidentView], dict[str, bytes]]:
+        shown = views[:n]
+        kept = {v.cid: images[v.cid] for v in shown if v.cid in images}
+        text, html = render({"views": shown, "images": kept, **_left_out(total, shown, kept, charts=charts)})
+        return text, html, shown, kept
+
+    best = attempt(min(len(views), MAX_INCIDENTS))
+    if len(best[1].encode()) <= MAX_HTML_BYTES or len(best[2]) <= 1:
+        return best
+    low, high = 1, len(best[2]) - 1  # the most that fit lies in [low, high]; one is shown however long
+    best = attempt(1)
+    while low < high:
+        mid = (low + high + 1) // 2
+        tried = attempt(mid)
+        if len(tried[1].encode()) <= MAX_HTML_BYTES:
+            low, best = mid, tried
+        else:
+            high = mid - 1
+    return best
 
 
 def _content_ids(views: list[IncidentView], message_id: str) -> list[IncidentView]:
@@ -209,11 +241,13 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     views = _content_ids(most_important(views), message_id)
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
     subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
-    shown = views[:MAX_INCIDENTS]
-    images = {} if kind == "resolved" else _charts(shown, now)
-    ctx = _context(settings, kind=kind, views=shown, repeats=repeats, subject=subject, route=route.name,
-                   now=now, images=images, **_left_out(len(views), shown, images, charts=kind != "resolved"))
-    text, html = _render("alert.txt", ctx), _render("alert.html", ctx)
+    images = {} if kind == "resolved" else _charts(views, now)
+
+    def render(shown: dict[str, Any]) -> tuple[str, str]:
+        ctx = _context(settings, kind=kind, repeats=repeats, subject=subject, route=route.name, now=now, **shown)
+        return _render("alert.txt", ctx), _render("alert.html", ctx)
+
+    text, html, _, images = _fitted(views, images, len(views), kind != "resolved", render)
     reply_to = store.open_message_id(route.name, views[0].id) if kind == "resolved" and len(views) == 1 else None
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
                       in_reply_to=reply_to)
@@ -249,10 +283,13 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     if failing:
         subject += f", {len(failing)} source(s) failing"
     images = _charts(views, now)
-    ctx = _context(settings, views=views, failing=failing, since=since, now=now, route=route.name, subject=subject,
-                   open_n=open_n, resolved_n=resolved_n, images=images, services=route.services,
-                   **_left_out(covered.total, views, images, charts=True))
-    text, html = _render("digest.txt", ctx), _render("digest.html", ctx)
+
+    def render(shown: dict[str, Any]) -> tuple[str, str]:
+        ctx = _context(settings, failing=failing, since=since, now=now, route=route.name, subject=subject,
+                       open_n=open_n, resolved_n=resolved_n, services=route.services, **shown)
+        return _render("digest.txt", ctx), _render("digest.html", ctx)
+
+    text, html, _, images = _fitted(views, images, covered.total, True, render)
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id,
                       date=sent_at or now, digest=True)
     return Rendered(subject, text, html, images, msg, views)

@@ -1,0 +1,53 @@
+"""How mail clients show the alerts: the messages as they arrive at a real SMTP server."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_support import T0, failing_source, open_incident, seed_posts, settings
+
+from miner.alerts import dispatch, enqueue_due_digests, plan_notifications
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.store import Store
+
+GMAIL_CLIPS_AT = 102 * 1024  # bytes of an HTML part, past which Gmail shows "[Message clipped]"
+
+
+def mail_settings(server: SmtpServer, **overrides: object) -> AlertSettings:
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), digest="0 * * * *", group_by="route")
+    smtp = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5)
+    return settings(routes=(route,), webhooks=(), smtp=smtp, group_wait=0.0, **overrides)
+
+
+def test_a_storm_digest_and_alert_stay_under_gmails_clipping_and_show_their_end(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Thirty services down at once, each with five long complaints (full of characters HTML escapes).
+    texts = [f"post {i}: " + "<down> & 'out' " * 20 for i in range(5)]
+    for i in range(30):
+        open_incident(store, f"Svc{i:02d}", T0, series=False, posts=False)
+        seed_posts(store, f"Svc{i:02d}", T0 - timedelta(minutes=5), texts)
+    failing_source(store, T0)
+    cfg = mail_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0 - timedelta(minutes=30))  # anchors the hourly schedule
+    now = T0 + timedelta(hours=1)
+    plan_notifications(store, cfg, now)
+    assert enqueue_due_digests(store, cfg, now) == 1
+    assert dispatch(store, cfg, now, worker_id="w").sent == 2
+
+    for msg in smtp_server.inbox.messages:
+        text = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        # Under the clip, so the least important incidents, failing sources and footer are not cut off unsaid.
+        assert len(html.encode()) < GMAIL_CLIPS_AT
+        assert "Mute a service" in text and "miner silence add" in html
+        shown = re.search(r"shows the (\d+) most important of 30 incidents", " ".join(text.split()))
+        assert shown is not None and 1 <= int(shown.group(1)) < 30
+        assert f"shows the {shown.group(1)} most important of 30 incidents" in html
+        # Both parts show the same incidents, the most important ones.
+        in_text = set(re.findall(r"Svc\d\d", text))
+        assert in_text == set(re.findall(r"Svc\d\d", html)) and len(in_text) == int(shown.group(1))
+    [digest] = [m for m in smtp_server.inbox.messages if "Digest" in m["Subject"]]
+    assert "30 open, 0 resolved, 1 source(s) failing" in digest["Subject"]  # the subject counts them all
+    assert "reddit-ug" in digest.get_body(("html",)).get_content()
