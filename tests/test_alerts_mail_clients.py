@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
-from test_alerts_support import T0, failing_source, open_incident, seed_posts, settings
+from test_alerts_support import T0, failing_source, open_incident, resolve, seed_posts, settings
 
 from miner.alerts import dispatch, enqueue_due_digests, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
@@ -51,3 +51,22 @@ def test_a_storm_digest_and_alert_stay_under_gmails_clipping_and_show_their_end(
     [digest] = [m for m in smtp_server.inbox.messages if "Digest" in m["Subject"]]
     assert "30 open, 0 resolved, 1 source(s) failing" in digest["Subject"]  # the subject counts them all
     assert "reddit-ug" in digest.get_body(("html",)).get_content()
+
+
+def test_a_reminder_is_threaded_under_its_alert_as_the_resolve_notice_is(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, repeat_interval=3600.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    for now in (T0, T0 + timedelta(hours=1, minutes=1), T0 + timedelta(hours=2, minutes=2)):
+        plan_notifications(store, cfg, now)
+        assert dispatch(store, cfg, now, worker_id="w").sent == 1
+    resolve(store, iid, T0 + timedelta(hours=2, minutes=30))
+    plan_notifications(store, cfg, T0 + timedelta(hours=2, minutes=30))
+    assert dispatch(store, cfg, T0 + timedelta(hours=2, minutes=30), worker_id="w").sent == 1
+
+    alert, *reminders, notice = smtp_server.inbox.messages
+    assert [str(m["Subject"]).split(":")[0] for m in (alert, *reminders, notice)] == [
+        "[miner] OPEN", "[miner] STILL OPEN", "[miner] STILL OPEN", "[miner] RESOLVED"]
+    assert alert["In-Reply-To"] is None
+    for update in (*reminders, notice):  # one thread per outage, not one per reminder
+        assert update["In-Reply-To"] == update["References"] == alert["Message-ID"]

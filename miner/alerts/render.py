@@ -240,7 +240,8 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
         views = still_resolved(views) or views
     views = _content_ids(most_important(views), message_id)
     repeats = {it["incident_id"] for it in items if it["kind"] == "repeat"}
-    subject = alert_subject(settings, kind, views, reminder=all(it["kind"] == "repeat" for it in items))
+    reminder = all(it["kind"] == "repeat" for it in items)
+    subject = alert_subject(settings, kind, views, reminder=reminder)
     images = {} if kind == "resolved" else _charts(views, now)
 
     def render(shown: dict[str, Any]) -> tuple[str, str]:
@@ -248,7 +249,10 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
         return _render("alert.txt", ctx), _render("alert.html", ctx)
 
     text, html, _, images = _fitted(views, images, len(views), kind != "resolved", render)
-    reply_to = store.open_message_id(route.name, views[0].id) if kind == "resolved" and len(views) == 1 else None
+    # A resolve notice or reminder about one incident is a reply to its alert: one thread per outage in the mail
+    # client, not a reminder every repeat_interval starting a thread of its own beside the alert and its resolve.
+    updates = kind == "resolved" or reminder
+    reply_to = store.open_message_id(route.name, views[0].id) if updates and len(views) == 1 else None
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
                       in_reply_to=reply_to)
     return Rendered(subject, text, html, images, msg, views)
