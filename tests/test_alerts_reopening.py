@@ -76,3 +76,25 @@ def test_a_resolve_notice_that_sent_nothing_holds_back_no_later_notice(
     assert store.deliveries(notices[1]["id"])[-1]["detail"].startswith("nothing to send: its incidents opened again")
     assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == [
         "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN", "[miner] RESOLVED"]
+
+
+def test_the_alert_about_a_reopening_says_when_it_came_back_not_only_when_it_first_opened(
+        store: Store, smtp_server: SmtpServer, hook: JsonHook) -> None:  # noqa: F811
+    # Opened at 0, resolved at 60 (the on-call got RESOLVED), back at 75: the next alert said "Detected 12:00",
+    # read as the first alert sent again, with nothing saying the outage was on again since 13:15.
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("hook",))
+    cfg = replace(mail(smtp_server, route), webhooks=(WebhookSettings(name="hook", url_env="MINER_TEST_HOOK"),))
+    iid = open_incident(store, "WhatsApp", at(0), posts=False, series=False)
+    run(store, cfg, at(0), at(80), {at(60): lambda: resolve(store, iid, at(60)),
+                                    at(75): lambda: reopen(store, iid, at(75))})
+    assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == [
+        "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN"]
+    again = smtp_server.inbox.messages[-1]
+    text = again.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    html = again.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Re-opened:  2026-11-27 13:15 UTC, 15 min after it resolved at 13:00 UTC" in text
+    assert "Re-opened 2026-11-27 13:15 UTC (first detected 2026-11-27 12:00 UTC)." in html
+    assert "<b>Re-opened</b> 2026-11-27 13:15 UTC, 15 min after it resolved at 13:00 UTC" in html
+    assert [b["incidents"][0]["reopened_at"] for b in hook.bodies] == [None, None, iso(at(75))]
+    first = smtp_server.inbox.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Re-opened" not in first

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
+from miner.store.incidents import is_reopening
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class IncidentView:
     # caught up a backlog): when it saw it and how late (outbox_items). None for every other notification.
     seen_late_at: datetime | None = None
     late_seconds: float | None = None
+    # The incident resolved and came back within the detector's cool-down (the same incident): its last re-opening
+    # by as_of, and the resolve before it. None if it never re-opened.
+    reopened_at: datetime | None = None
+    resolved_before: datetime | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -90,6 +95,18 @@ class IncidentView:
         when = "%H:%M" if seen.date() == opened.date() else "%Y-%m-%d %H:%M"
         return (f"opened {opened.strftime(when)} UTC, first seen by miner at {seen.strftime(when)} UTC "
                 f"({duration_text(self.late_seconds)} late: miner was down or catching up)")
+
+    @property
+    def reopen_text(self) -> str:
+        """When an incident that resolved came back ("" if it never did): an alert about the re-opening said only
+        "Detected" at the first opening, hours back, read as the first alert sent again after its resolve notice."""
+        if self.reopened_at is None:
+            return ""
+        text = f"{self.reopened_at:%Y-%m-%d %H:%M} UTC"
+        if self.resolved_before is not None:
+            gap = (self.reopened_at - self.resolved_before).total_seconds()
+            text += f", {duration_text(gap)} after it resolved at {self.resolved_before:%H:%M} UTC"
+        return text
 
     @property
     def lead_text(self) -> str:
@@ -166,14 +183,33 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     chart_start = opened - history
     series = store.series(service, chart_start, end + timedelta(hours=1))
     peak = int(_num(row.get("peak_complaints")))
+    events = store.incident_events(incident_id)
+    reopened, resolved_before = _reopening(events, as_of)
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
         peak_complaints=peak, baseline=_peak_baseline(series, opened, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
-        group=_group(store, incident_id), series=series, cid=f"chart-{incident_id}",
+        group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
+        resolved_before=resolved_before,
     )
+
+
+def _reopening(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[datetime | None, datetime | None]:
+    """The incident's last re-opening by ``as_of`` and the resolve before it (None, None: it never re-opened)."""
+    reopened: datetime | None = None
+    resolved: datetime | None = None
+    last_resolve: datetime | None = None
+    for ev in events:
+        at = parse_iso(ev["at"])
+        if at > as_of:
+            continue
+        if ev["kind"] == "resolve":
+            last_resolve = at
+        elif is_reopening(ev):
+            reopened, resolved = at, last_resolve
+    return reopened, resolved
 
 
 def _peak_baseline(series: Sequence[Mapping[str, Any]], opened: datetime, end: datetime, peak: int,
@@ -236,8 +272,8 @@ def _official(store: Store, row: dict[str, Any], opened: datetime,
     return official, _num(lead)
 
 
-def _group(store: Store, incident_id: int) -> str:
-    for ev in reversed(store.incident_events(incident_id)):
+def _group(events: Sequence[Mapping[str, Any]]) -> str:
+    for ev in reversed(events):
         if ev["kind"] == "group":
             details = _json(ev.get("details"), {})
             name = clean_text(details.get("group"), 80)

@@ -127,6 +127,7 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         "detected_late": v.seen_late,
         "seen_at": iso(v.seen_late_at) if v.seen_late and v.seen_late_at else None,
         "late_minutes": round(v.late_seconds / 60, 1) if v.seen_late and v.late_seconds is not None else None,
+        "reopened_at": iso(v.reopened_at) if v.reopened_at else None,
         "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
                     for p in v.samples],
     }
@@ -171,6 +172,8 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
                  f"{v.total_complaints} complaints"]
         if v.seen_late:
             lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
+        if v.reopened_at:
+            lines.insert(1, "re-opened " + slack_text(v.reopen_text))
         if v.symptoms:
             lines.append("symptoms: " + slack_text(v.symptom_line))
         if v.official is not None:
@@ -219,6 +222,9 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
     if v.seen_late:
         items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None", "color": "Warning",
                          "text": "seen late: " + teams_text(v.late_text)})
+    if v.reopened_at:
+        items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None",
+                         "text": "re-opened " + teams_text(v.reopen_text)})
     if v.symptoms:
         items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
                       "text": "symptoms: " + teams_text(v.symptom_line)})
