@@ -1,14 +1,17 @@
-"""What the alerts say in numbers, read as the on-call reads them: the mail as it arrives at a real SMTP server."""
+"""What the alerts say, figures and the provider's word, read as the on-call reads them: the mail as it arrives
+at a real SMTP server."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
-from test_alerts_support import BUCKET, T0, settings
+from test_alerts_support import BUCKET, T0, add_official, open_incident, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.config import SourceConfig
+from miner.records import FetchResult, OfficialIncident
 from miner.store import Store
 
 
@@ -53,3 +56,26 @@ def test_the_peak_is_set_against_the_baseline_of_its_own_bucket_not_of_the_openi
     assert "60 complaints per bucket vs baseline 20.0 (3.0x), z 9.0" in text
     assert ">20.0</div>" in html and ">3.0x</div>" in html and "120.0x" not in html
     assert store.incident(1)["baseline"] == 0.5  # the store keeps what it documents: the baseline at the opening
+
+
+def test_a_provider_incident_begun_hours_before_ours_and_still_open_is_not_called_nothing_on_the_status_page(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The provider has been investigating since 09:00, too early for the detector to claim it as ours
+    # (official_match_minutes); an older one of its incidents was over before ours opened.
+    add_official(store, "WhatsApp", T0 - timedelta(hours=3))
+    store.sync_sources([SourceConfig(name="status:wa", type="statuspage", url="https://status.example.com")])
+    over = OfficialIncident(source="status:wa", external_id="old", service="WhatsApp", title="Earlier trouble",
+                            status="resolved", started_at=T0 - timedelta(hours=6), updated_at=T0 - timedelta(hours=5),
+                            resolved_at=T0 - timedelta(hours=5))
+    store.save_fetch("status:wa", FetchResult(incidents=[over]), T0 - timedelta(hours=5), T0 - timedelta(hours=5))
+    open_incident(store, "WhatsApp", T0)
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+    _, text, html = _parts(smtp_server)
+    assert "nothing on the status page yet" not in text and "No incident on the provider" not in html
+    flat = " ".join(text.split())
+    assert "Provider: Some users are unable to send messages (investigating," in flat and "09:00 UTC" in flat
+    assert "Our lead: 3 h 00 min after the provider's status page" in flat  # it said so first
+    assert "Earlier trouble" not in text

@@ -261,6 +261,12 @@ def _official(store: Store, row: dict[str, Any], opened: datetime,
                 and parse_iso(o["started_at"]) <= end and o["status"] not in MAINTENANCE]
         match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
     if match is None:
+        # One begun earlier and still going on when ours opened is on the status page all the same: the alert said
+        # "nothing on the status page yet" of a provider that had been investigating for hours.
+        ongoing = [o for o in candidates if parse_iso(o["started_at"]) <= opened and o["status"] not in MAINTENANCE
+                   and (not o.get("resolved_at") or parse_iso(o["resolved_at"]) > opened)]
+        match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
+    if match is None:
         return None, None
     official = Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
                         str(match.get("started_at", "")), safe_url(match.get("url")),
