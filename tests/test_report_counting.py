@@ -3,6 +3,7 @@ service's clock simulated. One client alone must not open an incident; many clie
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -145,3 +146,26 @@ def test_a_reporter_is_one_pseudonym_a_day_and_its_address_is_stored_nowhere(
     for address in (b"203.0.113.7", b"2001:db8:1:2"):
         assert address not in stored
 
+
+
+def test_symptoms_count_complainers_as_the_complaints_do(service: tuple[Service, str, list[datetime]]) -> None:
+    # Five people each reporting twice (a second tap) in each of two buckets: five complaints a bucket, which the
+    # symptom breakdown counted as ten posts, "calls 20" beside "Complaints: 10" in the alert.
+    from miner.alerts.render import render_alert
+    from miner.alerts.settings import AlertSettings, RouteSettings
+
+    svc, base, clock = service
+    _quiet_hours(svc, clock, 3)
+    start = T0 + timedelta(hours=3, minutes=5)
+    for bucket in range(2):
+        clock[0] = start + timedelta(minutes=5 * bucket, seconds=30)
+        assert [_report(base, f"198.51.100.{n}") for n in range(5) for _ in range(2)] == [202] * 10
+    assert _opened(svc, clock, start) == ["MTN"]
+    store = svc._store("test")
+    [incident] = store.incidents()
+    assert json.loads(incident["symptoms"]) == {"calls": incident["total_complaints"]}
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    alert = render_alert(store, AlertSettings(routes=(route,)), route, "alert",
+                         [{"incident_id": incident["id"], "kind": "open"}], message_id="<m@example.org>", now=clock[0])
+    total = incident["total_complaints"]
+    assert f"Complaints: {total}\n" in alert.text and f"Symptoms:   calls {total} (100%)" in alert.text

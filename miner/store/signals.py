@@ -351,10 +351,12 @@ class SignalsMixin:
         return sorted(rows, key=lambda r: order[r["id"]])
 
     def symptom_counts(self, service: str, start: datetime, end: datetime) -> dict[str, int]:
+        """Complaints about ``service`` in [start, end) per symptom, counting authors as a bucket's ``complaints``
+        do: posts, they put one account's fifty (or a second tap on the report button) beside one complaint."""
         # CROSS JOIN: read the window's posts, not all the service's (see sample_posts).
         rows = self.database.rows(
             f"""
-            SELECT coalesce(c.symptom, 'general') AS symptom, count(*) AS n
+            SELECT coalesce(c.symptom, 'general') AS symptom, count(DISTINCT coalesce(p.author_hash, p.id)) AS n
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
