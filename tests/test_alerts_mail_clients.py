@@ -70,3 +70,16 @@ def test_a_reminder_is_threaded_under_its_alert_as_the_resolve_notice_is(
     assert alert["In-Reply-To"] is None
     for update in (*reminders, notice):  # one thread per outage, not one per reminder
         assert update["In-Reply-To"] == update["References"] == alert["Message-ID"]
+
+
+def test_the_footer_says_the_counts_are_complaining_people_not_posts(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Complaints count an author once per bucket (a bot posting fifty times is one): "Counts are posts" was wrong
+    # of every figure above it.
+    cfg = mail_settings(smtp_server)
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    html = " ".join(smtp_server.inbox.messages[0].get_body(("html",)).get_content().split())
+    assert "Counts are posts" not in html
+    assert "Counts are complaints: the people (accounts) whose posts our classifier judged to be outage reports" in html
