@@ -79,3 +79,17 @@ def test_a_provider_incident_begun_hours_before_ours_and_still_open_is_not_calle
     assert "Provider: Some users are unable to send messages (investigating," in flat and "09:00 UTC" in flat
     assert "Our lead: 3 h 00 min after the provider's status page" in flat  # it said so first
     assert "Earlier trouble" not in text
+
+
+def test_a_baseline_under_one_is_shown_so_that_the_peak_over_it_adds_up(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The demo's MTN outage: 17 complaints against 0.352 expected, shown "vs baseline 0.4 (48.3x)" (17 / 0.4 = 42.5).
+    store.open_incident("MTN", T0, {"peak_complaints": 17, "peak_score": 5.4, "baseline": 0.352,
+                                    "total_complaints": 36}, {"z": 5.4})
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    subject, text, html = _parts(smtp_server)
+    assert "(48.3x normal, z 5.4)" in subject
+    assert "17 complaints per bucket vs baseline 0.35 (48.3x), z 5.4" in text
+    assert ">0.35</div>" in html and ">48.3x</div>" in html

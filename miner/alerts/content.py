@@ -76,6 +76,12 @@ class IncidentView:
         return self.peak_complaints / self.baseline if self.baseline > 0 else None
 
     @property
+    def baseline_text(self) -> str:
+        """The baseline as shown beside the peak: to one decimal, or two below 1, where one made 0.352 "0.4" and
+        "17 vs baseline 0.4 (48.3x)" did not add up (17 / 0.4 is 42.5)."""
+        return f"{self.baseline:.2f}" if 0 < self.baseline < 1 else f"{self.baseline:.1f}"
+
+    @property
     def symptom_line(self) -> str:
         return ", ".join(f"{name} {n} ({pct}%)" for name, n, pct in self.symptoms[:6])
 

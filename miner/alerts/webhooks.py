@@ -168,7 +168,7 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
         note = " (reminder)" if v.id in reminders else ""
         ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
         lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
-                 f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
+                 f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"]
         if v.seen_late:
             lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
@@ -216,7 +216,7 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
         {"type": "TextBlock", "wrap": True, "weight": "Bolder", "color": "Attention" if v.status == "open" else "Good",
          "text": f"{teams_text(v.service)} {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})"},
         {"type": "TextBlock", "wrap": True, "spacing": "None",
-         "text": f"peak {v.peak_complaints} vs baseline {v.baseline:.1f}{ratio}, z {v.peak_score:.1f}, "
+         "text": f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"},
     ]
     if v.seen_late:
@@ -294,7 +294,7 @@ def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
     ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
     text = (f"{v.service}: outage reported by users since {v.opened_at:%Y-%m-%d %H:%M} UTC"
             f"{' (reminder)' if reminder else ''}{f' (seen late: {v.late_text})' if v.seen_late else ''}"
-            f": peak {v.peak_complaints} complaints vs baseline {v.baseline:.1f}"
+            f": peak {v.peak_complaints} complaints vs baseline {v.baseline_text}"
             f"{ratio}, z {v.peak_score:.1f}, {v.total_complaints} complaints in all")
     if v.symptoms:
         text += f"; symptoms: {v.symptom_line}"
