@@ -195,3 +195,15 @@ def test_total_complaints_spans_the_opening_bucket_through_the_resolving_bucket(
     last = next(i for i, (s, _) in enumerate(fed) if s.resolved)
     closed = next(t.incident for t in r.transitions if t.kind == "resolve")
     assert closed.total_complaints == sum(c for _, c in fed[first:last + 1])
+
+
+def test_the_symptom_breakdown_spans_the_same_buckets_as_the_total() -> None:
+    # The resolving bucket's complaints were in total_complaints but not in the symptoms: the demo's MTN incident
+    # read "Complaints: 36" over a breakdown of 33.
+    r = Runner()
+    for c in history():
+        r.feed(c)
+    for c in [300.0] * 6 + [30.0] * 3 + history(20):
+        r.feed(c, BucketFacts(symptoms={"connectivity": int(c) - 5, "calls": 5}))
+    closed = next(t.incident for t in r.transitions if t.kind == "resolve")
+    assert sum(n for _, n in closed.symptoms) == closed.total_complaints

@@ -195,7 +195,9 @@ def advance(
         # The resolving bucket is the incident's last one; after a gap the resolve happened in zero-filled buckets.
         adjacent = at - draft.last_bucket <= timedelta(minutes=params.bucket_minutes)
         total = draft.total_complaints + (score.count if adjacent else 0.0)
-        draft = replace(draft, resolved_at=at, last_bucket=at, total_complaints=total)
+        # Its complaints' symptoms with them: the breakdown left them out, short of the total by that bucket.
+        symptoms = _merge_symptoms(draft.symptoms, facts.symptoms) if adjacent else draft.symptoms
+        draft = replace(draft, resolved_at=at, last_bucket=at, total_complaints=total, symptoms=symptoms)
         out.append(Transition("resolve", service, at, draft))
         if not (score.reopened or score.opened):
             return draft, out
