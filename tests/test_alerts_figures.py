@@ -6,11 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from streams import T0 as STREAM_T0
+from streams import ReportsOnly, outage_reports, warmed_pipeline
 from test_alerts_support import BUCKET, T0, add_official, open_incident, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
-from miner.config import SourceConfig
+from miner.config import SourceConfig, parse_config
+from miner.pipeline import Pipeline
 from miner.records import FetchResult, OfficialIncident
 from miner.store import Store
 
@@ -93,3 +96,31 @@ def test_a_baseline_under_one_is_shown_so_that_the_peak_over_it_adds_up(
     assert "(48.3x normal, z 5.4)" in subject
     assert "17 complaints per bucket vs baseline 0.35 (48.3x), z 5.4" in text
     assert ">0.35</div>" in html and ">48.3x</div>" in html
+
+
+def test_an_incident_miner_stopped_tracking_is_not_called_back_to_normal(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Foonet opens, and is then removed from feeds.toml: the detector resolves its incident, which nothing watches
+    # any more. The notice said "RESOLVED ... Complaints are back to normal" of an outage nobody saw end.
+    pipe = warmed_pipeline("[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 15\nwarmup_hours = 1\n",
+                           store)
+    start = STREAM_T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(minutes=30))
+    pipe.classify_pending(start + timedelta(minutes=30))
+    assert pipe.detect(start + timedelta(minutes=30)).opened
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, start + timedelta(minutes=30))
+    assert dispatch(store, cfg, start + timedelta(minutes=30), worker_id="w").sent == 1
+    later = start + timedelta(hours=1)
+    pipe = Pipeline(parse_config('[[services]]\nname = "Barnet"\n[detector]\nbucket_minutes = 15\n'), store,
+                    ReportsOnly())  # type: ignore[arg-type]
+    assert pipe.detect(later).resolved == [("Foonet", later)]
+    plan_notifications(store, cfg, later)
+    assert dispatch(store, cfg, later, worker_id="w").sent == 1
+
+    subject, text, html = _parts(smtp_server)
+    assert subject.startswith("[miner] CLOSED, NO LONGER TRACKED: Foonet after ")
+    flat = " ".join(text.split())
+    assert "Closed: not seen to end: the service was removed from feeds.toml, so miner stopped watching it" in flat
+    assert "back to normal" not in flat.replace("cannot tell whether their complaints are back to normal", "")
+    assert "Complaints are back to normal." not in html and "Closed, not seen to end:" in html

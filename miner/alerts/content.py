@@ -70,6 +70,9 @@ class IncidentView:
     # by as_of, and the resolve before it. None if it never re-opened.
     reopened_at: datetime | None = None
     resolved_before: datetime | None = None
+    # Resolved by miner, not by the detector seeing complaints fall (the service left feeds.toml, or its detector
+    # state could not be read): why, for the on-call; "" for every other incident.
+    untracked: str = ""
 
     @property
     def ratio(self) -> float | None:
@@ -198,8 +201,22 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
-        resolved_before=resolved_before,
+        resolved_before=resolved_before, untracked=_untracked(events) if resolved else "",
     )
+
+
+# The reasons miner resolves an incident itself (miner.detect_stage, miner.detect_relearn), as the on-call reads them.
+_UNTRACKED = {
+    "unwatched": "the service was removed from feeds.toml, so miner stopped watching it",
+    "detector state unreadable": "its detector state could not be read, so miner lost track of it",
+}
+
+
+def _untracked(events: Sequence[Mapping[str, Any]]) -> str:
+    """Why miner resolved the incident without the detector seeing it end, or "" when the detector resolved it."""
+    last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
+    reason = _json(last.get("details"), {}).get("reason") if last is not None else None
+    return _UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
 
 
 def _reopening(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[datetime | None, datetime | None]:

@@ -202,7 +202,9 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
 
     if kind == "resolved":
         after = f" after {views[0].duration}" if len(views) == 1 else ""
-        return f"{prefix} RESOLVED: {names(views)}{after}"
+        # Resolved by miner itself, not seen to end: "RESOLVED" said the outage was over.
+        done = "CLOSED, NO LONGER TRACKED" if all(v.untracked for v in views) else "RESOLVED"
+        return f"{prefix} {done}: {names(views)}{after}"
     still_open = [v for v in views if v.status == "open"]
     if not still_open:
         return f"{prefix} RESOLVED SINCE: {names(views)}"

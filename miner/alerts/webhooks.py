@@ -128,6 +128,7 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         "seen_at": iso(v.seen_late_at) if v.seen_late and v.seen_late_at else None,
         "late_minutes": round(v.late_seconds / 60, 1) if v.seen_late and v.late_seconds is not None else None,
         "reopened_at": iso(v.reopened_at) if v.reopened_at else None,
+        "closed_untracked": v.untracked or None,
         "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
                     for p in v.samples],
     }
@@ -174,6 +175,8 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
             lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
         if v.reopened_at:
             lines.insert(1, "re-opened " + slack_text(v.reopen_text))
+        if v.untracked:
+            lines.insert(1, ":warning: closed, not seen to end: " + slack_text(v.untracked))
         if v.symptoms:
             lines.append("symptoms: " + slack_text(v.symptom_line))
         if v.official is not None:
@@ -225,6 +228,9 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
     if v.reopened_at:
         items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None",
                          "text": "re-opened " + teams_text(v.reopen_text)})
+    if v.untracked:
+        items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None", "color": "Warning",
+                         "text": "closed, not seen to end: " + teams_text(v.untracked)})
     if v.symptoms:
         items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
                       "text": "symptoms: " + teams_text(v.symptom_line)})
