@@ -9,9 +9,7 @@ import gzip
 import json
 import math
 import os
-import stat
 import sys
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import click
 
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
+from miner.cli.classify_output import open_output
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
 from miner.records import MAX_LINE_BYTES
@@ -207,7 +206,7 @@ def classify_cmd(
     """
     from miner.classify import load_classifier
 
-    out, target = _open_output(output, input_file)  # before the model loads: a bad -o fails at once
+    out, target = open_output(output, input_file)  # before the model loads: a bad -o fails at once
     try:
         settings, base = _settings(app, model_dir, batch_size)
         try:
@@ -309,83 +308,6 @@ def _printed(score: float, outage: bool, threshold: float) -> float:
     elif not outage and shown >= threshold:
         shown = round(shown - 1e-5, 5)
     return shown
-
-
-class _Target:
-    """A regular -o file, written as a temporary file beside it (.NAME.XXXXXXXX.tmp) that a run that ends renames
-    to it: one cut short leaves the file as it was (an earlier run's results), never emptied or half written."""
-
-    def __init__(self, name: str, path: str, temp: str) -> None:
-        self.name, self.path, self.temp = name, path, temp
-
-    def commit(self, out: IO[str]) -> None:
-        try:
-            out.flush()
-            os.fsync(out.fileno())  # the rows are on disk before the name points at them (a crash, a power cut)
-            out.close()
-            os.replace(self.temp, self.path)
-        except OSError as exc:
-            raise click.ClickException(f"cannot write {self.name}: {exc.strerror or exc}") from None
-
-    def discard(self, out: IO[str]) -> None:
-        with contextlib.suppress(OSError):
-            out.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.temp)
-
-
-def _open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], _Target | None]:
-    """The -o stream, opened now, so that a bad -o fails before the model loads; and, where -o is a regular file
-    (or none yet), the _Target it is written through."""
-    hint = "'-o' / '--output'"
-    if output == "-" and (sys.stdout is None or sys.stdout.closed):  # `>&-`, a supervisor's: was an internal error
-        raise click.BadParameter("standard output is closed: give a file to write to", param_hint=hint)
-    # A stdout appending to the input reads its own rows back as input lines (`>> in.jsonl`: each an error row,
-    # appended in turn, until the disk is full): the output must not be the input under another name (a symlink,
-    # ./x, stdin < x, stdout >> x).
-    try:
-        target = os.fstat(sys.stdout.fileno()) if output == "-" else os.stat(output)
-        same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
-    except (OSError, ValueError, AttributeError):  # no output yet, or an input or stdout without a file behind it
-        same = False
-    if same:
-        where = "standard output" if output == "-" else repr(output)
-        raise click.BadParameter(f"{where} is the input file; write the output elsewhere", param_hint=hint)
-    try:
-        if output == "-" or not _regular_or_none(output):  # stdout, /dev/null, a pipe: not ours to replace
-            out = click.open_file(output, "w", encoding="utf-8")
-            click.get_current_context().call_on_close(out.close)
-            return out, None
-        path = os.path.realpath(output)  # through a symlink, the file it names is what is written
-        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    except OSError as exc:
-        raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint=hint) from None
-    try:
-        os.fchmod(fd, _mode(path))
-        out = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by _Target, or when the command ends)
-    except BaseException:
-        os.close(fd)
-        os.unlink(temp)
-        raise
-    click.get_current_context().call_on_close(out.close)
-    return out, _Target(output, path, temp)
-
-
-def _regular_or_none(path: str) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except FileNotFoundError:
-        return True
-
-
-def _mode(path: str) -> int:
-    """The permissions the -o file keeps: its own, or for a new one those open() gives (0o666 less the umask)."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0o022)  # read only by setting it: set back at once
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def _size(fh: IO[bytes]) -> int | None:
