@@ -173,6 +173,20 @@ def test_output_in_a_missing_folder_fails_before_the_model_loads_and_empty_input
     assert out.read_bytes() == b""
 
 
+def test_an_empty_output_name_or_one_ending_in_a_slash_is_refused_as_open_would_before_the_model_loads(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # Written through a temporary file beside it, "" was the current folder: the whole run, then "cannot write : Is a
+    # directory" (an unset "$OUT" in a script); "new/" wrote the results to a file named "new".
+    before = set(tmp_path.iterdir())
+    for name, why in [("", "No such file or directory"), ("new/", "Is a directory")]:
+        result = runner.invoke(main, ["classify", str(ODD), "-o", name, "--model-dir", str(tmp_path / "none")])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '-o' / '--output': {name!r}: {why}" in result.stderr
+        assert "model directory" not in result.stderr
+    assert set(tmp_path.iterdir()) == before and not list(tmp_path.parent.glob(f".{tmp_path.name}.*.tmp"))
+
+
 def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path: Path) -> None:
     data = (b'{"id": 1,\r"text": "whatsapp is down"}\n'  # a CR between tokens is JSON whitespace
             b'{"id": 2, "text": "calm\rdown"}\r\n'  # one inside a string is a control character: an error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
@@ -57,6 +58,7 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
             out = click.open_file(output, "w", encoding="utf-8")
             click.get_current_context().call_on_close(out.close)
             return out, None
+        _check_name(output)
         path = os.path.realpath(output)  # through a symlink, the file it names is what is written
         fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
     except OSError as exc:
@@ -70,6 +72,16 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
         raise
     click.get_current_context().call_on_close(out.close)
     return out, Target(output, path, temp)
+
+
+def _check_name(path: str) -> None:
+    """Raise the OSError that opening ``path`` would for a name that is no file's: the temporary file beside it skips
+    that open, and realpath() made "" the current folder (a whole run, then "cannot write : Is a directory") and
+    "new/" a file "new"."""
+    if not path:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+    if path.endswith(os.sep):  # open() takes a trailing slash for a folder's name
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
 
 
 def _regular_or_none(path: str) -> bool:
