@@ -187,6 +187,22 @@ def test_an_empty_output_name_or_one_ending_in_a_slash_is_refused_as_open_would_
     assert set(tmp_path.iterdir()) == before and not list(tmp_path.parent.glob(f".{tmp_path.name}.*.tmp"))
 
 
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
+def test_a_read_only_output_file_is_refused_as_a_shell_redirect_refuses_it(tmp_path: Path) -> None:
+    # Written through a temporary file renamed over it, which needs only the folder's permission, a file made read-only
+    # to keep it was replaced by the run's results (with its mode, read-only still); `> out.jsonl` is refused.
+    out = tmp_path / "out.jsonl"
+    out.write_text("results to keep\n")
+    out.chmod(0o444)
+    drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else []  # root, held to modes
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([*drop, sys.executable, "-m", "miner", "classify", str(ODD), "-o", str(out)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert f"Invalid value for '-o' / '--output': {str(out)!r}: Permission denied" in proc.stderr
+    assert out.read_text() == "results to keep\n" and set(tmp_path.iterdir()) == {out}
+
+
 def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path: Path) -> None:
     data = (b'{"id": 1,\r"text": "whatsapp is down"}\n'  # a CR between tokens is JSON whitespace
             b'{"id": 2, "text": "calm\rdown"}\r\n'  # one inside a string is a control character: an error

@@ -58,7 +58,7 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
             out = click.open_file(output, "w", encoding="utf-8")
             click.get_current_context().call_on_close(out.close)
             return out, None
-        _check_name(output)
+        _check_writable(output)
         path = os.path.realpath(output)  # through a symlink, the file it names is what is written
         fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
     except OSError as exc:
@@ -74,14 +74,18 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
     return out, Target(output, path, temp)
 
 
-def _check_name(path: str) -> None:
-    """Raise the OSError that opening ``path`` would for a name that is no file's: the temporary file beside it skips
-    that open, and realpath() made "" the current folder (a whole run, then "cannot write : Is a directory") and
-    "new/" a file "new"."""
+def _check_writable(path: str) -> None:
+    """Raise the OSError that opening ``path`` for writing would: the temporary file beside it skips that open, and
+    realpath() made "" the current folder (a whole run, then "cannot write : Is a directory") and "new/" a file
+    "new"."""
     if not path:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
     if path.endswith(os.sep):  # open() takes a trailing slash for a folder's name
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    # A file the user may not write (read-only, to keep it) was replaced all the same: the folder's permission is what
+    # a rename needs. Opened without O_TRUNC, it stays as it is.
+    with contextlib.suppress(FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
 
 
 def _regular_or_none(path: str) -> bool:
