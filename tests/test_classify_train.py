@@ -395,6 +395,29 @@ def test_train_cli_passes_the_rdrop_weight_into_the_recipe(tmp_path: Path, monke
     assert one_fold.exit_code == 2 and "one fold leaves no posts to train on" in one_fold.output
 
 
+def test_train_cli_refuses_a_seed_or_rate_it_cannot_train_with_before_reading_the_data(tmp_path: Path) -> None:
+    # --seed -1 failed as "internal error: ValueError: Seed must be between 0 and 2**32 - 1" once the data was read; a
+    # negative or nan --lr as an internal error in torch's optimizer; an inf --lr or a nan --rdrop trained to nan.
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    out = tmp_path / "model"
+    args = ["train", "--data", str(tmp_path / "missing.jsonl"), "--out", str(out), "--no-extra", "--weak", "0",
+            "--folds", "0", "--max-steps", "1"]
+    for option, value, why in [("--seed", "-1", "not in the range 0<=x<=4294967295"),
+                               ("--seed", str(2**32), "not in the range 0<=x<=4294967295"),
+                               ("--lr", "-1", "not in the range x>=0.0"), ("--lr", "nan", "nan is not a finite number"),
+                               ("--lr", "inf", "inf is not a finite number"),
+                               ("--rdrop", "nan", "nan is not a finite number"),
+                               ("--rdrop", "inf", "inf is not a finite number")]:
+        # The options come first: --data names a missing file, which click names only after them.
+        result = CliRunner().invoke(main, ["train", option, value, *args[1:]])
+        assert result.exit_code == 2, (option, value, result.output)
+        assert f"Invalid value for '{option}': " in result.output and why in result.output, result.output
+        assert not out.exists()
+
+
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
 def test_train_cli_shows_the_final_fits_progress_after_cross_validation(tmp_path: Path) -> None:
     # The bar, full once the folds were done, showed nothing more through the final fit (an hour of the build).

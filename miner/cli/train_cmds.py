@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.cli.app import main
 from miner.model_dir import default_model_dir
+
+
+class _Finite(click.FloatRange):
+    """A FloatRange that refuses nan and inf, which it lets through: nan compares false with either bound."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
+
 
 # The project's extra labels are not packaged (training data): a checkout has them, an installed miner none.
 EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
@@ -35,9 +48,11 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
     help="Folder to write the model, metadata and metrics to; its model is replaced only once the whole build "
     "succeeded (an interrupted or failed run leaves the previous one).",
 )
-@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
+# numpy's seed takes 0 .. 2**32 - 1: another failed as an internal error once the data was read.
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=TrainConfig.seed, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainConfig.epochs, show_default=True)
-@click.option("--lr", type=float, default=TrainConfig.lr, show_default=True, help="Encoder learning rate.")
+# A negative or nan rate failed in torch's optimizer as an internal error; inf, or a nan --rdrop, trained to nan.
+@click.option("--lr", type=_Finite(min=0.0), default=TrainConfig.lr, show_default=True, help="Encoder learning rate.")
 @click.option(
     "--average-from",
     type=click.IntRange(min=0),
@@ -47,7 +62,7 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 )
 @click.option(
     "--rdrop",
-    type=click.FloatRange(min=0.0),
+    type=_Finite(min=0.0),
     default=TrainConfig.rdrop,
     show_default=True,
     help="Weight of the R-drop consistency loss between two dropout passes of each batch (0 = off: one pass, "
