@@ -95,6 +95,26 @@ def test_files_joined_with_cat_keep_the_second_byte_order_mark_out_of_the_json(
     assert [(r["id"], r["outage"]) for r in _rows(result.stdout)] == [("w", 1), ("x", 1)]
 
 
+def test_a_utf16_export_is_refused_whole_saying_so_instead_of_an_error_row_per_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # Windows PowerShell 5's `>` writes UTF-16 with a byte-order mark: read as UTF-8, 3 posts gave 4 error rows (the
+    # last newline's second byte a line of its own), "not valid UTF-8" then "invalid JSON", and the -o file replaced.
+    text = "".join(json.dumps({"id": i, "text": "whatsapp is down"}) + "\r\n" for i in range(3))
+    src, packed, out = tmp_path / "ps.jsonl", tmp_path / "ps.jsonl.gz", tmp_path / "out.jsonl"
+    for encoding in ("utf-16", "utf-16-be", "utf-32"):
+        src.write_bytes(text.encode(encoding) if encoding != "utf-16-be" else b"\xfe\xff" + text.encode(encoding))
+        packed.write_bytes(gzip.compress(src.read_bytes()))
+        for name in (src, packed):
+            out.write_text("rows of an earlier run\n")
+            result = runner.invoke(main, ["classify", str(name), "-o", str(out)])
+            assert result.exit_code == 1, result.output
+            assert result.stderr.endswith("Error: the input is UTF-16 or UTF-32 (it starts with such a byte-order "
+                                          "mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)\n")
+            assert out.read_text() == "rows of an earlier run\n"
+            assert set(tmp_path.iterdir()) == {src, packed, out}
+
+
 def test_lines_that_parse_but_cannot_be_answered_are_errors_not_a_crash(runner: CliRunner) -> None:
     lines = ['{"id": NaN, "text": "whatsapp is down"}', "[" * 5000 + "]" * 5000, '{"id": 3, "text": "calm down"}']
     result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")

@@ -100,6 +100,18 @@ def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
     return gzip.GzipFile(fileobj=fh)
 
 
+def _wide_bom(fh: IO[bytes] | gzip.GzipFile) -> bool:
+    """Whether ``fh`` starts with a UTF-16 (or UTF-32) byte-order mark, as Windows PowerShell 5's `>` writes."""
+    peek = getattr(fh, "peek", None)
+    if peek is None:
+        return False
+    try:
+        head = peek(2)[:2]
+    except (EOFError, OSError, zlib.error):  # a damaged gzip file: _chunks says so
+        return False
+    return head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
     """The lines of ``fh``, None for one longer than MAX_LINE_BYTES (read past, never held whole)."""
     # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
@@ -187,17 +199,18 @@ def classify_cmd(
 
     Each input line is a JSON object with at least "id" (a string or a number) and "text" (a string: empty,
     emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
-    fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line
-    and CRLF line ends are accepted. Each output line, in input order, is {"id", "outage": 0|1, "score": 0..1,
-    "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids need not be
-    unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
-    ([classifier].threshold, else the model's). A line that is empty, longer than 64 MiB, not valid UTF-8, not
-    a JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and
-    null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line
-    was invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0
-    otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
-    run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
-    not load) leaves the -o file as it was (or absent), never part of the results or none.
+    fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line and
+    CRLF line ends are accepted (an input that starts with a UTF-16 one is refused whole, no row written). Each
+    output line, in input order, is {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}, with the id as
+    read (a number as Python writes it: 1E2 as 100.0; ids need not be unique); outage is 1 exactly when the
+    score (printed to 5 decimals) is at least the threshold ([classifier].threshold, else the model's). A line
+    that is empty, longer than 64 MiB, not valid UTF-8, not a JSON object, or lacks a valid id or text gets an
+    output line with an "error" field naming the line (and null verdict; the id, if valid), a message on stderr,
+    and the run goes on; the exit status is 1 if any line was invalid or the input broke off (a truncated gzip
+    file: the lines before the break keep their rows), 0 otherwise. An -o file is written as a temporary file
+    beside it (.NAME.XXXXXXXX.tmp), renamed to it as the run ends: a run cut short otherwise (SIGINT, SIGTERM:
+    exit status 130, 143; a write error; a model that does not load) leaves the -o file as it was (or absent),
+    never part of the results or none.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -261,6 +274,10 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
+    if _wide_bom(unpacked or input_file):
+        # Read as UTF-8, each line was an error row that did not say why, and the newline's second byte one more line.
+        raise click.ClickException("the input is UTF-16 or UTF-32 (it starts with such a byte-order mark), not UTF-8: "
+                                   "convert it first (iconv -f UTF-16 -t UTF-8)")
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
