@@ -363,6 +363,8 @@ def test_a_run_that_fails_part_way_keeps_the_earlier_output_file(runner: CliRunn
                               env=env, preexec_fn=small_files, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1, proc.stderr
         assert f"Error: cannot write {out}: File too large" in proc.stderr
+        kept = "the file there is an earlier run's" if earlier else "no file made"
+        assert f"{out}: not written ({kept})\n" in proc.stderr
         assert (out.read_text() if out.exists() else None) == earlier
         assert set(tmp_path.iterdir()) == {src, *([out] if earlier else [])}  # no temporary file left
     result = runner.invoke(main, ["classify", str(src), "-o", str(out), "--model-dir", str(tmp_path / "none")])

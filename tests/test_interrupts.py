@@ -298,10 +298,12 @@ def test_an_interrupted_classify_keeps_the_earlier_output_and_leaves_no_partial_
 
     wait_for(first_chunk_written, proc)
     assert out.read_text() == '{"id": "an earlier run"}\n'
-    code, _, _ = interrupt(proc, signal.SIGINT)
+    code, _, err = interrupt(proc, signal.SIGINT)
     assert code == 130
     assert out.read_text() == '{"id": "an earlier run"}\n'
     assert sorted(tmp_path.iterdir()) == [out]
+    # "Interrupted by SIGINT" alone let the earlier run's file there pass for this run's results.
+    assert f"{out}: not written (the file there is an earlier run's)\nInterrupted by SIGINT\n" in err
 
 
 def test_outbox_send_finishes_the_notification_in_flight_and_sends_no_other(tmp_path: Path) -> None:

@@ -210,7 +210,7 @@ def classify_cmd(
     file: the lines before the break keep their rows), 0 otherwise. An -o file is written as a temporary file
     beside it (.NAME.XXXXXXXX.tmp), renamed to it as the run ends: a run cut short otherwise (SIGINT, SIGTERM:
     exit status 130, 143; a write error; a model that does not load) leaves the -o file as it was (or absent),
-    never part of the results or none.
+    never part of the results or none, and says so on stderr.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -235,6 +235,9 @@ def classify_cmd(
         # the rows so far, or none, would pass for all of them. The -o file keeps what an earlier run left there.
         if target is not None:
             target.discard(out)
+            # "Interrupted by SIGINT" alone left a reader to take the file there, an earlier run's, for this one's.
+            kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
+            click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
         raise
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
