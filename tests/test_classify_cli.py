@@ -115,6 +115,35 @@ def test_a_utf16_export_is_refused_whole_saying_so_instead_of_an_error_row_per_l
             assert set(tmp_path.iterdir()) == {src, packed, out}
 
 
+def test_input_compressed_other_than_with_gzip_is_refused_whole_naming_the_format(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # Read as text, each stray newline byte ended a "line": a row count unrelated to the posts, each row an error that
+    # did not say why, and the -o file replaced.
+    import bz2
+    import lzma
+    import zipfile
+
+    text = "".join(json.dumps({"id": i, "text": f"whatsapp is down {i}"}) + "\n" for i in range(2000)).encode()
+    src, out = tmp_path / "posts.jsonl.x", tmp_path / "out.jsonl"
+    with zipfile.ZipFile(tmp_path / "posts.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("posts.jsonl", text)
+    zipped = (tmp_path / "posts.zip").read_bytes()
+    zstd = b"\x28\xb5\x2f\xfd" + lzma.compress(text)  # a zstd frame's magic number; no zstd module to make the rest
+    for data, what in [(bz2.compress(text), "bzip2-compressed"), (lzma.compress(text), "xz-compressed"),
+                       (zstd, "zstd-compressed"), (zipped, "a zip archive")]:
+        src.write_bytes(data)
+        out.write_text("rows of an earlier run\n")
+        result = runner.invoke(main, ["classify", str(src), "-o", str(out)])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[-1].startswith(f"Error: the input is {what}: only gzip is read; ")
+        assert out.read_text() == "rows of an earlier run\n"
+    # Text that starts as such a file does is not taken for one: a JSONL line starts with "{".
+    src.write_text('{"id": "BZh", "text": "PK\\u0003\\u0004"}\n')
+    result = runner.invoke(main, ["classify", str(src)])
+    assert result.exit_code == 0 and _rows(result.stdout)[0]["id"] == "BZh"
+
+
 def test_lines_that_parse_but_cannot_be_answered_are_errors_not_a_crash(runner: CliRunner) -> None:
     lines = ['{"id": NaN, "text": "whatsapp is down"}', "[" * 5000 + "]" * 5000, '{"id": 3, "text": "calm down"}']
     result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")

@@ -100,16 +100,31 @@ def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
     return gzip.GzipFile(fileobj=fh)
 
 
-def _wide_bom(fh: IO[bytes] | gzip.GzipFile) -> bool:
-    """Whether ``fh`` starts with a UTF-16 (or UTF-32) byte-order mark, as Windows PowerShell 5's `>` writes."""
+# What the input is when it starts so, each line of which was an error row that did not say why: UTF-16 (Windows
+# PowerShell 5's `>`) also made the newline's second byte a line of its own; compressed, its rows were a count of
+# stray newline bytes. Only gzip is read (_decompressed).
+_UTF16 = ("UTF-16 or UTF-32 (it starts with such a byte-order mark), not UTF-8: convert it first "
+          "(iconv -f UTF-16 -t UTF-8)")
+_FOREIGN = {
+    codecs.BOM_UTF16_LE: _UTF16,
+    codecs.BOM_UTF16_BE: _UTF16,
+    b"BZh": "bzip2-compressed: only gzip is read; decompress it first (bzip2 -dc FILE | miner classify -)",
+    b"\xfd7zXZ\x00": "xz-compressed: only gzip is read; decompress it first (xz -dc FILE | miner classify -)",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed: only gzip is read; decompress it first (zstd -dc FILE | miner classify -)",
+    b"PK\x03\x04": "a zip archive: only gzip is read; extract the file first (unzip -p FILE | miner classify -)",
+}
+
+
+def _foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
+    """What ``fh`` is, by its first bytes, where it is not (possibly gzip-compressed) UTF-8 text; else None."""
     peek = getattr(fh, "peek", None)
     if peek is None:
-        return False
+        return None
     try:
-        head = peek(2)[:2]
+        head = peek(6)[:6]
     except (EOFError, OSError, zlib.error):  # a damaged gzip file: _chunks says so
-        return False
-    return head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+        return None
+    return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
 
 
 def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
@@ -200,17 +215,18 @@ def classify_cmd(
     Each input line is a JSON object with at least "id" (a string or a number) and "text" (a string: empty,
     emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
     fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line and
-    CRLF line ends are accepted (an input that starts with a UTF-16 one is refused whole, no row written). Each
-    output line, in input order, is {"id", "outage": 0|1, "score": 0..1, "symptom": str|null}, with the id as
-    read (a number as Python writes it: 1E2 as 100.0; ids need not be unique); outage is 1 exactly when the
-    score (printed to 5 decimals) is at least the threshold ([classifier].threshold, else the model's). A line
-    that is empty, longer than 64 MiB, not valid UTF-8, not a JSON object, or lacks a valid id or text gets an
-    output line with an "error" field naming the line (and null verdict; the id, if valid), a message on stderr,
-    and the run goes on; the exit status is 1 if any line was invalid or the input broke off (a truncated gzip
-    file: the lines before the break keep their rows), 0 otherwise. An -o file is written as a temporary file
-    beside it (.NAME.XXXXXXXX.tmp), renamed to it as the run ends: a run cut short otherwise (SIGINT, SIGTERM:
-    exit status 130, 143; a write error; a model that does not load) leaves the -o file as it was (or absent),
-    never part of the results or none, and says so on stderr.
+    CRLF line ends are accepted (an input that starts with a UTF-16 one, or is bzip2, xz, zstd or zip
+    compressed, is refused whole, no row written). Each output line, in input order, is {"id", "outage": 0|1,
+    "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
+    need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
+    ([classifier].threshold, else the model's). A line that is empty, longer than 64 MiB, not valid UTF-8, not a
+    JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and null
+    verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line was
+    invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0
+    otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
+    run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
+    not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
+    stderr.
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -277,10 +293,8 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
-    if _wide_bom(unpacked or input_file):
-        # Read as UTF-8, each line was an error row that did not say why, and the newline's second byte one more line.
-        raise click.ClickException("the input is UTF-16 or UTF-32 (it starts with such a byte-order mark), not UTF-8: "
-                                   "convert it first (iconv -f UTF-16 -t UTF-8)")
+    if what := _foreign(unpacked or input_file):
+        raise click.ClickException(f"the input is {what}")
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
