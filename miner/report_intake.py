@@ -75,6 +75,7 @@ class ReportIntake:
         except RateLimited:
             raise
         except MinerError:  # the store failed it: answered 503
+            self._limiter.give_back(client)
             self._count("unavailable")
             self._store_failed()
             raise

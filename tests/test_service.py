@@ -1278,3 +1278,33 @@ def test_start_warns_of_each_unset_variable_alerts_need(tmp_path: Path, monkeypa
             service.start()
         service.stop()
         assert [r.getMessage() for r in caplog.records if r.name == "miner.service"] == expected
+
+
+def test_a_report_the_store_could_not_take_does_not_spend_the_clients_rate_limit(tmp_path: Path) -> None:
+    # Each report answered 503 spent one of the client's reports an hour: one who retried through a locked store
+    # (`miner prune` run by hand) was answered 429 once it was free, with none of its reports stored.
+    service, base = _http_service(tmp_path)  # 3 reports an hour per client
+    locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
+    try:
+        assert httpx.get(f"{base}/healthz").status_code == 200
+        service._store("http").database.execute("PRAGMA busy_timeout = 50")
+        locker.execute("BEGIN IMMEDIATE")
+        assert [httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=60).status_code
+                for _ in range(3)] == [503, 503, 503]
+        locker.execute("ROLLBACK")
+        assert [httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=60).status_code
+                for _ in range(4)] == [202, 202, 202, 429]
+        assert _stored_posts(tmp_path / "miner.sqlite") == 3
+    finally:
+        if locker.in_transaction:
+            locker.execute("ROLLBACK")
+        locker.close()
+        service.stop()
+
+
+def _stored_posts(db: Path) -> int:
+    store = Store.open(db)
+    try:
+        return int(store.database.rows("SELECT count(*) AS n FROM posts")[0]["n"])
+    finally:
+        store.close()

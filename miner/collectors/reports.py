@@ -135,6 +135,13 @@ class RateLimiter:
             self._prune(now)
         return allowed
 
+    def give_back(self, client: str) -> None:
+        """Return the token ``allow`` just spent: the report it let through was not stored (a 503), and a client
+        retrying through a store that refused it must not be answered 429 with none of its reports kept."""
+        bucket = self._buckets.get(client)
+        if bucket is not None:
+            self._buckets[client] = Bucket(tokens=min(self.capacity, bucket.tokens + 1.0), updated=bucket.updated)
+
     def take_over(self, other: RateLimiter) -> None:
         """Go on from ``other``'s buckets (a reload's service before), at this one's rate: a client that spent its
         burst there does not get a new one, and refills at the rate now set, up to the burst now set."""
