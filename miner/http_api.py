@@ -34,8 +34,8 @@ MAX_BODY = 4096
 # A client that stops sending (or declares more body than it sends) loses its connection after this long, so it
 # cannot hold a handler thread: in all for the request line and headers, and again in all for the body.
 READ_TIMEOUT = 5.0
-# Connections handled at once (a thread each); more are answered 503 at once. A client that sends slowly holds
-# its thread for up to 2 x READ_TIMEOUT, so without a cap many of them at once would mean as many threads.
+# Connections handled at once (a thread each): beyond it, one still sending its request makes way (http_conns), or,
+# all being answered, the new one is answered 503 at once. Without a cap, many slow clients meant as many threads.
 MAX_CONNECTIONS = 32
 # Seconds a stop waits for the requests being answered: a slow client's head and body, and SQLite's busy timeout.
 STOP_WAIT = 2 * READ_TIMEOUT + 10.0
@@ -113,9 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._head_done = True
             late = self._head_late
         self._head_timer.cancel()
-        if late:
+        if late or self.server.connections.evicted(self.connection):
             self.close_connection = True
             return False
+        if self.command != "POST":  # a report is still sending its body
+            self.server.connections.received(self.connection)
         return ok
 
     def finish(self) -> None:
@@ -238,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(415, {"error": "send the report as application/json"})
             return
         raw = self._read_body(length)
+        self.server.connections.received(self.connection)
         if raw is None:
             return
         try:
@@ -322,7 +325,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.connections.take(MAX_CONNECTIONS):
+        if not self.connections.take(MAX_CONNECTIONS, request):
             # Answered from the accepting thread, so it must not block: a fresh socket's send buffer takes
             # the short reply whole, and a client that cannot take it is simply closed.
             if time.monotonic() - self._busy_logged >= BUSY_LOG_EVERY:
@@ -336,14 +339,14 @@ class _Server(ThreadingHTTPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.connections.release()  # no thread was started to release it
+            self.connections.release(request)  # no thread was started to release it
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.connections.release()
+            self.connections.release(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print the traceback to stderr, past the log format; a client that hangs up

@@ -1,7 +1,13 @@
-"""The connections the HTTP endpoint is answering, each on a thread of its own: capped, and waited for at a stop."""
+"""The connections the HTTP endpoint is answering, each on a thread of its own: capped, and waited for at a stop.
+
+At the cap, a new connection takes the place of the one that has been sending its request the longest: 32 idle
+connections from one client (a slowloris, renewed every few seconds) otherwise kept every other client out, /healthz
+included, for as long as it liked."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 
 
@@ -12,19 +18,46 @@ class OpenConnections:
 
     def __init__(self) -> None:
         self._open = 0
+        # Those still sending their request (line, headers, a report's body), oldest first.
+        self._receiving: dict[socket.socket, None] = {}
+        self._evicted: set[socket.socket] = set()
         self._changed = threading.Condition()
 
-    def take(self, limit: int) -> bool:
-        """Count one more connection, unless ``limit`` are open already (False: turn it away)."""
+    def take(self, limit: int, conn: socket.socket | None = None) -> bool:
+        """Count one more connection (``conn``, sending its request until ``received``). With ``limit`` open
+        already, the one sending its request the longest is shut for it; False (turn it away) when every one has
+        sent its request and is being answered, or twice ``limit`` are open with those shut still ending."""
         with self._changed:
             if self._open >= limit:
-                return False
+                if not self._receiving or self._open >= 2 * limit:
+                    return False
+                oldest = next(iter(self._receiving))
+                del self._receiving[oldest]
+                self._evicted.add(oldest)
+                # Both ways: its handler's read ends as if the client had closed, and no reply can block on it.
+                with contextlib.suppress(OSError):
+                    oldest.shutdown(socket.SHUT_RDWR)
             self._open += 1
+            if conn is not None:
+                self._receiving[conn] = None
             return True
 
-    def release(self) -> None:
+    def received(self, conn: socket.socket) -> None:
+        """``conn`` has sent its whole request: it is answered, and no longer shut for a newcomer."""
+        with self._changed:
+            self._receiving.pop(conn, None)
+
+    def evicted(self, conn: socket.socket) -> bool:
+        """Whether ``conn`` was shut for a newcomer: what it sent is cut short, and is not answered."""
+        with self._changed:
+            return conn in self._evicted
+
+    def release(self, conn: socket.socket | None = None) -> None:
         with self._changed:
             self._open -= 1
+            if conn is not None:
+                self._receiving.pop(conn, None)
+                self._evicted.discard(conn)
             self._changed.notify_all()
 
     def wait_closed(self, timeout: float) -> int:

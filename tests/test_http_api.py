@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -173,17 +173,31 @@ def test_headers_trickled_a_line_at_a_time_are_dropped_at_the_deadline(api: tupl
         assert reply == b""  # dropped like a stalled request, not answered late
 
 
-def test_connections_beyond_the_cap_are_turned_away_at_once(monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def _wait_until(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.01)
+
+
+def test_connections_beyond_the_cap_are_turned_away_at_once_when_all_are_being_answered(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
     long_timeouts(monkeypatch)  # the held connections keep their threads however slow the test
-    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n", lambda *a: {}))
+    release, asked = threading.Event(), []
+
+    def metrics() -> str:
+        asked.append(1)
+        release.wait(60)
+        return "m 1\n"
+
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), metrics, lambda *a: {}))
     server.start()
     held = [socket.create_connection(server.address, timeout=30) for _ in range(2)]  # each holds a thread
     try:
-        deadline = time.monotonic() + 30
-        while server._server.connections._open < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for sock in held:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        _wait_until(lambda: len(asked) == 2, "both requests are being answered")
         assert server._server.connections._open == 2  # both taken: the next is the one too many
         started = time.monotonic()
         reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -194,14 +208,55 @@ def test_connections_beyond_the_cap_are_turned_away_at_once(monkeypatch: pytest.
         assert b"\r\nServer: miner\r\n" in reply
         assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "too many connections; retry soon"}
         assert sum("turning new ones away" in r.getMessage() for r in caplog.records) == 1
-        held.pop().close()  # frees its thread, and so a slot
-        deadline = time.monotonic() + 30
-        while status_of(reply) == 503 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            reply = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert status_of(reply) == 200
-    finally:
+        release.set()  # both answered, each freeing its thread
         for sock in held:
+            assert status_of(_read_all(sock)) == 200
+        _wait_until(lambda: server._server.connections._open == 0, "both connections are closed")
+        assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+    finally:
+        release.set()
+        for sock in held:
+            sock.close()
+        server.stop()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize("partial", [
+    b"GET /heal",  # the request line
+    b"GET /healthz HTTP/1.1\r\nX-Slow: ",  # the headers
+    post("100", b'{"service": '),  # a report's body
+])
+def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
+        monkeypatch: pytest.MonkeyPatch, partial: bytes) -> None:
+    # Connections that had not sent their request held the cap until their deadline, and a client renewing them
+    # kept every other one out (/healthz too) for as long as it liked: 32 idle sockets were enough.
+    monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    long_timeouts(monkeypatch)  # the idle connections would keep their threads however slow the test
+    reports: list[object] = []
+    server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n",
+                                               lambda payload, client: reports.append(payload) or {}))
+    server.start()
+    idle: list[socket.socket] = []
+    try:
+        for n in (1, 2):
+            idle.append(socket.create_connection(server.address, timeout=30))
+            idle[-1].sendall(partial)
+            _wait_until(lambda n=n: server._server.connections._open == n, f"{n} connections are taken")
+        assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
+        assert _read_all(idle[0]) == b""  # the oldest closed unanswered, what it sent left unread
+        # The other one is still there: the rest of its request is answered.
+        rest = {b"GET /heal": b"thz HTTP/1.1\r\n\r\n", b"GET /healthz HTTP/1.1\r\nX-Slow: ": b"1\r\n\r\n"}
+        idle[1].sendall(rest.get(partial, b'"MTN"}' + b" " * 82))
+        assert status_of(_read_all(idle[1])) == (200 if partial in rest else 202)
+        assert reports == ([] if partial in rest else [{"service": "MTN"}])
+    finally:
+        for sock in idle:
             sock.close()
         server.stop()
 
