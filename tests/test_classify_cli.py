@@ -174,6 +174,24 @@ def test_gzip_input_streams_and_a_truncated_one_keeps_the_lines_before_the_damag
     assert f"input unreadable after line {len(rows)}" in result.stderr
 
 
+def test_a_truncated_gzip_input_written_to_a_file_is_not_said_to_be_unwritten(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # The rows of the lines before the damage are the -o file's, as documented: the InputError that reports the
+    # break went on to the handler of a run cut short, which said "not written (the file there is an earlier run's)".
+    lines = [json.dumps({"id": i, "text": f"post number {i}: whatsapp is down {i * 7919}"}) for i in range(3000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(main, ["classify", str(cut), "-o", str(out)])
+    assert result.exit_code == 1
+    rows = _rows(out.read_text())
+    assert 0 < len(rows) < 3000 and f"input unreadable after line {len(rows)}" in result.stderr
+    assert "not written" not in result.stderr
+    assert set(tmp_path.iterdir()) == {cut, out}
+
+
 def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["classify", str(ODD), "--model-dir", str(tmp_path / "none")])
     assert result.exit_code == 1

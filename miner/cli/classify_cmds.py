@@ -236,14 +236,14 @@ def classify_cmd(
     from miner.classify import load_classifier
 
     out, target = open_output(output, input_file)  # before the model loads: a bad -o fails at once
+    broke: InputError | None = None
     try:
         settings, base = _settings(app, model_dir, batch_size)
         try:
             bad = _classify_all(load_classifier(settings, base), input_file, out, output)
-        except InputError:  # the input broke off: the rows of the lines before the damage stand, as documented
-            if target is not None:
-                target.commit(out)
-            raise
+        except InputError as exc:  # the input broke off: the rows of the lines before the damage stand, as documented
+            # Raised once the file is in place, past the handler below: it said the file was not written.
+            bad, broke = 0, exc
         if target is not None:
             target.commit(out)
     except BaseException:
@@ -255,6 +255,8 @@ def classify_cmd(
             kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
             click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
         raise
+    if broke is not None:
+        raise broke
     if bad:
         raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
 
