@@ -709,6 +709,22 @@ def test_an_open_incident_with_garbled_sample_ids_does_not_stop_the_prune(
         "none of its sample posts"]
 
 
+def test_a_null_among_an_open_incidents_sample_ids_does_not_stop_the_prune(store: Store) -> None:
+    # "[12, null]" (or "null") is JSON, so no warning, but json_each gives a NULL, and "id NOT IN (..., NULL)" is
+    # never true: every prune deleted nothing, silently, while the store grew.
+    old = T0 - timedelta(days=40)
+    store.insert_posts([post(f"old{n}", "whatsapp down", old + timedelta(minutes=n)) for n in range(4)], old)
+    ids = [row["id"] for row in store.database.rows("SELECT id FROM posts ORDER BY id")]
+    kept = store.open_incident("WhatsApp", T0, {"sample_post_ids": ids[:1]}, {})
+    other = store.open_incident("Signal", T0, {}, {})
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("UPDATE incidents SET sample_post_ids = ? WHERE id = ?", (f"[{ids[0]}, null]", kept))
+        conn.execute("UPDATE incidents SET sample_post_ids = 'null' WHERE id = ?", (other,))
+    conn.close()
+    assert store.prune_posts(T0 - timedelta(days=30)) == 3
+    assert [row["id"] for row in store.database.rows("SELECT id FROM posts")] == ids[:1]
+
+
 def test_a_backup_leaves_a_target_made_while_it_copied_as_it_is(tmp_path: Path) -> None:
     # Two backups to one path at once (a timer's and an operator's): both found no file there, and the one that
     # ended last replaced the other's copy, each saying it had backed up to the path.

@@ -39,9 +39,10 @@ _SOURCE_DATED = f"{SOURCE_DATED} AND source != '{REPORT_SOURCE}'"
 
 # The posts the open incidents cite as samples, kept by prune_posts. A sample_post_ids that is not JSON (a row edited
 # by hand, cut short) names none: json_each raised "malformed JSON" on it, and every prune failed. CASE, not AND:
-# SQLite does not stop at a false json_valid. As migrations 0006, 0018 and 0019 read them.
+# SQLite does not stop at a false json_valid. As migrations 0006, 0018 and 0019 read them. No NULL (a JSON null, as in
+# "[12, null]"): "id NOT IN (..., NULL)" is never true, and every prune deleted nothing.
 _OPEN_SAMPLES = ("SELECT value FROM incidents, json_each(CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids "
-                 "ELSE '[]' END) WHERE status = 'open'")
+                 "ELSE '[]' END) WHERE status = 'open' AND value IS NOT NULL")
 
 # Posts deleted per transaction by prune_posts: a fraction of a second of holding the write lock.
 PRUNE_BATCH = 5000
