@@ -297,7 +297,7 @@ def test_replay_stores_posts_with_half_an_emoji_and_names_an_id_with_one(tmp_pat
 
 
 @pytest.mark.parametrize(("column", "garbled"), [
-    *(("sample_post_ids", v) for v in ("[1, 2", "7", "[[1], 9]", '{"id": 1}')),
+    *(("sample_post_ids", v) for v in ("[1, 2", "7", "[[1], 9]", '{"id": 1}', "[99999999999999999999]")),
     *(("symptoms", v) for v in ('{"down": 1', "7", '["down"]')),
 ])
 def test_replay_summary_of_an_incident_with_garbled_json_shows_it_without_samples(

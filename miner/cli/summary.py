@@ -42,8 +42,8 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
                              round(inc["peak_score"], 1), round(inc["baseline"], 1), top))
         echo(table(("id", "service", "opened (UTC)", "resolved", "peak", "z", "baseline", "symptoms"), inc_rows))
         first = incidents[0]
-        # The ids only (not a bool): a list of anything else failed the read of the posts.
-        samples = [i for i in _column(first["sample_post_ids"], []) if type(i) is int]
+        # The ids only (not a bool, nor past SQLite's 64 bits): a list of anything else failed the read of the posts.
+        samples = [i for i in _column(first["sample_post_ids"], []) if type(i) is int and -2**63 <= i < 2**63]
         if posts := store.posts_by_id(samples)[:3]:
             echo(f"\nsample posts of incident {first['id']} ({first['service']}):")
             for post in posts:
