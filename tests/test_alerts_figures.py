@@ -3,6 +3,7 @@ at a real SMTP server."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
@@ -124,3 +125,22 @@ def test_an_incident_miner_stopped_tracking_is_not_called_back_to_normal(
     assert "Closed: not seen to end: the service was removed from feeds.toml, so miner stopped watching it" in flat
     assert "back to normal" not in flat.replace("cannot tell whether their complaints are back to normal", "")
     assert "Complaints are back to normal." not in html and "Closed, not seen to end:" in html
+
+
+def test_an_alert_going_out_after_miner_stopped_tracking_its_incident_does_not_say_resolved(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The alert waits out its group wait; meanwhile the service leaves feeds.toml and miner closes its incident. The
+    # alert says the close when it goes out (the resolve notice is suppressed): its subject read "RESOLVED SINCE",
+    # the one word the notice no longer says of an outage nobody saw end.
+    cfg = replace(mail_settings(smtp_server), group_wait=60.0)
+    iid = open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    closed = T0 + timedelta(seconds=30)
+    store.update_incident(iid, closed, {"status": "resolved", "resolved_at": closed}, kind="resolve",
+                          details={"reason": "unwatched"})
+    plan_notifications(store, cfg, closed)
+    assert dispatch(store, cfg, T0 + timedelta(seconds=61), worker_id="w").sent == 1
+    assert len(smtp_server.inbox.messages) == 1
+    subject, text, _ = _parts(smtp_server)
+    assert "Closed: not seen to end: the service was removed from feeds.toml" in " ".join(text.split())
+    assert "RESOLVED" not in subject and subject.startswith("[miner] CLOSED, NO LONGER TRACKED SINCE: WhatsApp")

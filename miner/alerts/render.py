@@ -200,14 +200,14 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     def names(vs: list[IncidentView]) -> str:
         return ", ".join(v.service for v in vs[:4]) + (f" +{len(vs) - 4}" if len(vs) > 4 else "")
 
+    # Resolved by miner itself, not seen to end: "RESOLVED" said the outage was over.
+    done = "CLOSED, NO LONGER TRACKED" if views and all(v.untracked for v in views) else "RESOLVED"
     if kind == "resolved":
         after = f" after {views[0].duration}" if len(views) == 1 else ""
-        # Resolved by miner itself, not seen to end: "RESOLVED" said the outage was over.
-        done = "CLOSED, NO LONGER TRACKED" if all(v.untracked for v in views) else "RESOLVED"
         return f"{prefix} {done}: {names(views)}{after}"
     still_open = [v for v in views if v.status == "open"]
-    if not still_open:
-        return f"{prefix} RESOLVED SINCE: {names(views)}"
+    if not still_open:  # an alert that went out late, in place of the resolve notice (suppressed)
+        return f"{prefix} {done} SINCE: {names(views)}"
     # An opening miner saw late (it was down, or caught up a backlog) must not read as an outage just begun.
     late = sum(1 for v in still_open if v.seen_late)
     if len(views) == 1:
