@@ -405,6 +405,22 @@ def test_an_open_incident_with_garbled_sample_ids_does_not_stop_the_upgrade(tmp_
     store.close()
 
 
+def test_a_null_among_an_open_incidents_sample_ids_changes_nothing_in_the_upgrade(tmp_path: Path) -> None:
+    # "id NOT IN (1, NULL)" is never true: 0006 found no post left and backfilled no cutoff, and 0018 read the store
+    # as one whose prune left none and put the cutoff a day past its last bucket, so every bucket became final.
+    day = timedelta(days=1)
+    for name, samples in (("plain", "[1]"), ("null", "[1, null]")):
+        path = tmp_path / f"{name}.sqlite"
+        _release_0_1_0_store(path, [(1, T0 + day), (10, T0 + 10 * day), (11, T0 + 10 * day + FIVE)],
+                             [(T0 + day, 1, 1), (T0 + 2 * day, 5, 3), (T0 + 10 * day, 2, 0)], open_samples=(1,))
+        with sqlite3.connect(path, isolation_level=None) as conn:
+            conn.execute("UPDATE incidents SET sample_post_ids = ?", (samples,))
+        conn.close()
+        store = Store.open(path)
+        assert store.pruned_before() == T0 + 10 * day, name
+        store.close()
+
+
 def test_the_upgrade_to_warning_times_keeps_every_source_and_its_warning_until_a_poll_reads_it(
         tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"

@@ -53,7 +53,7 @@ PRUNED_BEFORE_BACKFILL = Migration(
         SELECT 'pruned_before', first FROM (
             SELECT created_at AS first FROM posts WHERE id NOT IN (
                 SELECT value FROM incidents, json_each(CASE WHEN json_valid(incidents.sample_post_ids)
-                    THEN incidents.sample_post_ids ELSE '[]' END) WHERE status = 'open')
+                    THEN incidents.sample_post_ids ELSE '[]' END) WHERE status = 'open' AND value IS NOT NULL)
             ORDER BY created_at LIMIT 1)
         WHERE EXISTS (
             SELECT 1 FROM buckets WHERE posts > 0
@@ -203,7 +203,8 @@ PRUNED_BEFORE_NO_POSTS = Migration(
         WHERE last IS NOT NULL AND NOT EXISTS (
             SELECT 1 FROM posts WHERE id NOT IN (
                 SELECT value FROM incidents, json_each(
-                    CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids ELSE '[]' END) WHERE status = 'open'))
+                    CASE WHEN json_valid(sample_post_ids) THEN sample_post_ids ELSE '[]' END)
+                WHERE status = 'open' AND value IS NOT NULL))
         AND EXISTS (
             SELECT 1 FROM buckets b GROUP BY b.service
             HAVING sum(b.posts) > (SELECT count(*) FROM post_services ps WHERE ps.service = b.service))
