@@ -9,7 +9,7 @@ from datetime import timedelta
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from streams import T0 as STREAM_T0
 from streams import ReportsOnly, outage_reports, warmed_pipeline
-from test_alerts_support import BUCKET, T0, add_official, open_incident, settings
+from test_alerts_support import BUCKET, T0, add_official, open_incident, seed_posts, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
@@ -144,3 +144,24 @@ def test_an_alert_going_out_after_miner_stopped_tracking_its_incident_does_not_s
     subject, text, _ = _parts(smtp_server)
     assert "Closed: not seen to end: the service was removed from feeds.toml" in " ".join(text.split())
     assert "RESOLVED" not in subject and subject.startswith("[miner] CLOSED, NO LONGER TRACKED SINCE: WhatsApp")
+
+
+def test_the_sample_posts_of_an_hour_wide_bucket_include_the_posts_that_opened_it(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # With detector.bucket_minutes = 60 the opening bucket is 11:00-12:00; its complaints came at 11:05-11:10. The
+    # samples were read from 30 minutes before the opening (11:30), the second half of that bucket only: the alert
+    # showed no sample post of an outage made of posts.
+    store.set_bucket_minutes(60)
+    seed_posts(store, "WhatsApp", T0 - timedelta(minutes=55))
+    seed_posts(store, "WhatsApp", T0 - timedelta(minutes=80), ["whatsapp down an hour before, a bucket earlier"])
+    store.open_incident("WhatsApp", T0, {"peak_complaints": 6, "peak_score": 7.0, "baseline": 0.5,
+                                         "total_complaints": 6}, {"z": 7.0})
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+    _, text, html = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "Sample posts:" in flat and "WhatsApp is down for me, messages stuck on one tick" in flat
+    assert "is whatsapp down? can&#39;t send anything in Kampala" in html
+    assert "a bucket earlier" not in flat  # the bucket before the opening one did not open it

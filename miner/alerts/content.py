@@ -154,6 +154,14 @@ def _json(value: Any, default: Any) -> Any:
 
 
 _SAMPLE_READ = 5  # candidate posts read per sample shown
+LEAD_IN = timedelta(minutes=30)  # before the opening, the least a notification's samples and symptoms reach back
+
+
+def _lead_in(store: Store) -> timedelta:
+    """How far before the opening (the end of its bucket) the samples and symptoms start: LEAD_IN, or the whole
+    opening bucket when it is wider. 30 minutes of an hour-wide bucket left out the complaints that opened it."""
+    minutes = store.bucket_minutes()
+    return max(LEAD_IN, timedelta(minutes=minutes)) if minutes else LEAD_IN
 
 
 def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime) -> IncidentView | None:
@@ -168,7 +176,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     end = resolved or as_of
     service = str(row["service"])
     # Reports just before the opening are what made it open: count them with the incident (as the samples do).
-    lead_in = opened - timedelta(minutes=30)
+    lead_in = opened - _lead_in(store)
     symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, lead_in, end + timedelta(seconds=1))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
     total = sum(counts.values()) or 1
