@@ -165,3 +165,23 @@ def test_the_sample_posts_of_an_hour_wide_bucket_include_the_posts_that_opened_i
     assert "Sample posts:" in flat and "WhatsApp is down for me, messages stuck on one tick" in flat
     assert "is whatsapp down? can&#39;t send anything in Kampala" in html
     assert "a bucket earlier" not in flat  # the bucket before the opening one did not open it
+
+
+def test_the_heading_of_a_batch_gives_the_times_of_all_its_openings_not_of_the_first_alone(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # WhatsApp opened at 12:10, Instagram (the higher z, so shown first) at 12:55; the planner, behind, sends both in
+    # one message at 13:00. Its heading said "Detected 2026-11-27 12:55 UTC." of both, WhatsApp's 45 minutes over.
+    store.open_incident("WhatsApp", T0 + timedelta(minutes=10), {"peak_complaints": 30, "peak_score": 8.4,
+                                                                 "baseline": 2.0, "total_complaints": 95}, {"z": 8.4})
+    store.open_incident("Instagram", T0 + timedelta(minutes=55), {"peak_complaints": 40, "peak_score": 9.5,
+                                                                  "baseline": 2.0, "total_complaints": 60}, {"z": 9.5})
+    cfg = mail_settings(smtp_server, group_by="route")
+    now = T0 + timedelta(hours=1)
+    plan_notifications(store, cfg, now)
+    assert dispatch(store, cfg, now, worker_id="w").sent == 1
+
+    subject, text, html = _parts(smtp_server)
+    assert subject == "[miner] OPEN: Instagram, WhatsApp"
+    when = "Detected between 2026-11-27 12:10 and 12:55 UTC; each incident's time is below."
+    assert when.replace("'", "&#39;") in html and "Detected 2026-11-27 12:55 UTC." not in html
+    assert when in " ".join(text.split())

@@ -226,6 +226,40 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     return subject
 
 
+def _news_at(v: IncidentView) -> datetime:
+    """When the alert's news about ``v`` happened: its re-opening if it is open again (and not seen late, whose
+    opening is the one it gives), else its opening."""
+    return v.reopened_at if v.reopened_at and v.status == "open" and not v.seen_late else v.opened_at
+
+
+def alert_when(views: list[IncidentView]) -> str:
+    """The alert heading's "when", true of every incident of the batch: "Detected" at the first one's opening said
+    so of all of them, one opened an hour before the others too."""
+    if len(views) == 1:
+        v = views[0]
+        # An opening miner saw late was not detected when it opened: "Detected" would say it had just begun.
+        if v.seen_late:
+            return f"Opened {_fmt_time(v.opened_at)}, seen late: miner was down or catching up."
+        # A re-opening is news of its own time: "Detected" at the first opening read as that alert sent again.
+        if _news_at(v) != v.opened_at:
+            return f"Re-opened {_fmt_time(_news_at(v))} (first detected {_fmt_time(v.opened_at)})."
+        return f"Detected {_fmt_time(v.opened_at)}."
+    first, last = min(map(_news_at, views)), max(map(_news_at, views))
+    late = sum(1 for v in views if v.seen_late)
+    again = sum(1 for v in views if _news_at(v) != v.opened_at)
+    when = "Opened" if late or again else "Detected"
+    if first == last:
+        when += f" {_fmt_time(first)}"
+    else:
+        to = f"{last:%H:%M} UTC" if first.date() == last.date() else _fmt_time(last)
+        when += f" between {first:%Y-%m-%d %H:%M} and {to}"
+    notes = ([f"{again} re-opened"] if again else []) + ([f"{late} seen late: miner was down or catching up"]
+                                                           if late else [])
+    if notes:
+        when += f" ({'; '.join(notes)})"
+    return when + ("; each incident's time is below." if first != last else ".")
+
+
 def still_resolved(views: list[IncidentView]) -> list[IncidentView]:
     """The incidents a resolve notice may still say resolved: one open again by the time it goes out (a notice retried
     through an outage, or held by group_interval) is left out; its re-opening's alert has said so."""
@@ -245,9 +279,11 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     reminder = all(it["kind"] == "repeat" for it in items)
     subject = alert_subject(settings, kind, views, reminder=reminder)
     images = {} if kind == "resolved" else _charts(views, now)
+    when = alert_when(views)  # of every incident of the batch, those the message leaves out too
 
     def render(shown: dict[str, Any]) -> tuple[str, str]:
-        ctx = _context(settings, kind=kind, repeats=repeats, subject=subject, route=route.name, now=now, **shown)
+        ctx = _context(settings, kind=kind, repeats=repeats, subject=subject, route=route.name, now=now, when=when,
+                       **shown)
         return _render("alert.txt", ctx), _render("alert.html", ctx)
 
     text, html, _, images = _fitted(views, images, len(views), kind != "resolved", render)
