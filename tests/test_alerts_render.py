@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_alerts_rules import reopen
 from test_alerts_support import BUCKET, T0, open_incident, resolve, settings
 
 from miner.alerts import FileSenders, dispatch, plan_notifications
@@ -45,6 +46,22 @@ def test_chart_draws_the_bucket_that_opened_the_incident_as_part_of_it(store: St
     red = [start for start, _, colour in _bars(view, T0 + timedelta(hours=2)) if colour == RED]
     # From the opening bucket to the resolving one, which ends at resolved_at; not the bucket after it.
     assert red == [T0 - BUCKET + i * BUCKET for i in range(9)]
+
+
+def test_chart_draws_the_time_between_a_resolve_and_the_reopening_as_no_part_of_the_incident(store: Store) -> None:
+    # Open at 12:00, resolved at 12:40, back at 13:00 and open since: the 12:40-12:50 buckets in between (counted
+    # quiet, so the detector resolved it) were drawn red as if the outage had gone on through them.
+    iid = open_incident(store, "WhatsApp", T0)
+    resolve(store, iid, T0 + timedelta(minutes=40))
+    reopen(store, iid, T0 + timedelta(minutes=60))
+    as_of = T0 + timedelta(minutes=80)
+    view = incident_view(store, settings(), iid, as_of)
+    assert view is not None and view.status == "open"
+    red = [start for start, _, colour in _bars(view, as_of) if colour == RED]
+    # The first spell's buckets up to the one ending at the resolve, then from the one ending at the re-opening.
+    first = [T0 - BUCKET + i * BUCKET for i in range(9)]
+    again = [T0 + timedelta(minutes=55) + i * BUCKET for i in range(6)]
+    assert red == first + again
 
 
 def test_chart_bars_are_one_bucket_wide_across_a_gap_and_for_a_single_bucket(store: Store) -> None:

@@ -33,8 +33,11 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
 
 def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) -> bool:
     """Whether the bucket is one of the incident's: opened_at and resolved_at are the ends of the buckets that
-    opened and resolved it (the moments the detector knew), so the bucket ending at opened_at is the first."""
+    opened and resolved it (the moments the detector knew), so the bucket ending at opened_at is the first. Those
+    after a resolve that a re-opening ended, up to the one ending at the re-opening, are not: they were quiet."""
     end = bucket_start + width
+    if any(resolved < end < reopened for resolved, reopened in view.gaps):
+        return False
     return view.opened_at <= end and (view.resolved_at is None or end <= view.resolved_at)
 
 

@@ -70,6 +70,8 @@ class IncidentView:
     # by as_of, and the resolve before it. None if it never re-opened.
     reopened_at: datetime | None = None
     resolved_before: datetime | None = None
+    # Each time it was resolved between two open spells by as_of, (resolve, re-opening): not part of the outage.
+    gaps: tuple[tuple[datetime, datetime], ...] = ()
     # Resolved by miner, not by the detector seeing complaints fall (the service left feeds.toml, or its detector
     # state could not be read): why, for the on-call; "" for every other incident.
     untracked: str = ""
@@ -209,7 +211,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
-        resolved_before=resolved_before, untracked=_untracked(events) if resolved else "",
+        resolved_before=resolved_before, gaps=_gaps(events, as_of), untracked=_untracked(events) if resolved else "",
     )
 
 
@@ -241,6 +243,22 @@ def _reopening(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[da
         elif is_reopening(ev):
             reopened, resolved = at, last_resolve
     return reopened, resolved
+
+
+def _gaps(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """The incident's resolves that a re-opening ended by ``as_of``, as (resolve, re-opening)."""
+    gaps: list[tuple[datetime, datetime]] = []
+    last_resolve: datetime | None = None
+    for ev in events:
+        at = parse_iso(ev["at"])
+        if at > as_of:
+            continue
+        if ev["kind"] == "resolve":
+            last_resolve = at
+        elif is_reopening(ev) and last_resolve is not None:
+            gaps.append((last_resolve, at))
+            last_resolve = None
+    return tuple(gaps)
 
 
 def _peak_baseline(series: Sequence[Mapping[str, Any]], opened: datetime, end: datetime, peak: int,
