@@ -271,6 +271,29 @@ def test_the_summary_is_cleaned_and_cut_to_pagerdutys_limit(store: Store, pd: Pa
     assert "WhatsApp down" not in summary  # post text stays in custom_details, as the json format sends it
 
 
+def test_the_trigger_of_a_reopening_says_when_it_came_back_within_the_summary_limit(store: Store,
+                                                                                   pd: PagerDuty) -> None:
+    # Resolved at 13:00 (PagerDuty's alert resolved), back at 13:15: the new alert's summary said "since 12:00" only,
+    # read as the old alert again, where the email, Slack and Teams say it re-opened and when.
+    cfg = pd_settings()
+    incident = open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    add_official(store, "WhatsApp", T0)
+    with store.database.transaction() as conn:  # the longest title and symptoms a summary shows
+        conn.execute("UPDATE official_incidents SET title = ?", ("Outage " + "y" * 2000,))
+        conn.execute("UPDATE incidents SET symptoms = ?", (json.dumps({f"s{i}" + "z" * 60: 1 for i in range(9)}),))
+    for at, change in ((0, None), (60, resolve), (75, reopen)):
+        if change is not None:
+            change(store, incident, T0 + timedelta(minutes=at))
+        plan_notifications(store, cfg, T0 + timedelta(minutes=at))
+        assert dispatch(store, cfg, T0 + timedelta(minutes=at), worker_id="w").sent == 1
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
+    first, again = (e["payload"]["summary"] for e in pd.events if e["event_action"] == "trigger")
+    assert "re-opened" not in first
+    assert again.startswith("WhatsApp: outage reported by users since 2026-11-27 12:00 UTC (re-opened 2026-11-27 "
+                            "13:15 UTC, 15 min after it resolved at 13:00 UTC): peak 30")
+    assert len(again) <= 1024 and again.endswith("(investigating)")
+
+
 def test_a_new_store_does_not_reuse_the_dedup_keys_of_the_old_one(tmp_path: Path, pd: PagerDuty) -> None:
     # Incident ids start from 1 again in a new store (the old one deleted mid-outage, or a second deployment paging
     # the same service): under an old key still open on PagerDuty, a new outage was folded into that alert, paging

@@ -296,10 +296,14 @@ def pagerduty_dedup_key(v: IncidentView, store_key: str) -> str:
 
 
 def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
-    """One line of what the json format's fields say (all cleaned in content.py), cut to PagerDuty's limit."""
+    """One line of what the json format's fields say (all cleaned in content.py), cut to PagerDuty's limit: what
+    says when this outage began (a re-opening, an opening seen late) comes first, so a cut never takes it.
+
+    Only a trigger has a summary: an incident miner closed itself (untracked) is resolved, with none."""
     ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
     text = (f"{v.service}: outage reported by users since {v.opened_at:%Y-%m-%d %H:%M} UTC"
-            f"{' (reminder)' if reminder else ''}{f' (seen late: {v.late_text})' if v.seen_late else ''}"
+            f"{' (reminder)' if reminder else ''}{f' (re-opened {v.reopen_text})' if v.reopened_at else ''}"
+            f"{f' (seen late: {v.late_text})' if v.seen_late else ''}"
             f": peak {v.peak_complaints} complaints vs baseline {v.baseline_text}"
             f"{ratio}, z {v.peak_score:.1f}, {v.total_complaints} complaints in all")
     if v.symptoms:
