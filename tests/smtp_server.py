@@ -89,6 +89,7 @@ class Inbox:
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []  # each kept message as it came, for what parsing hides (how a header folds)
         self.envelopes: list[tuple[str, list[str]]] = []
         self.reject_rcpt: str | None = None
         self.refuse: dict[str, list[str]] = {}
@@ -113,6 +114,7 @@ class Inbox:
         msg = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)
         with self._lock:
             self.messages.append(msg)
+            self.raw.append(envelope.content)
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 

@@ -33,7 +33,7 @@ def test_digest_summarises_open_and_recent_incidents_and_failing_sources(store: 
     seeded(store)
     route = RouteSettings(name="oncall", email=("oncall@example.org",), list_unsubscribe="mailto:owner@example.org")
     d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + timedelta(minutes=50), "oncall")
-    assert "1 open, 1 resolved" in d.subject and "1 source(s) failing" in d.subject
+    assert "1 open, 1 resolved" in d.subject and "1 source failing" in d.subject
     assert d.text.index("WhatsApp: OPEN") < d.text.index("Airtel: RESOLVED")  # open first
     assert "Our lead:   23 min before the provider's status page" in d.text
     assert "reddit-ug (reddit): HTTP 429 <too many> requests" in d.text
@@ -248,7 +248,7 @@ def test_queued_digest_sent_by_the_service_leaves_out_removed_sources(store: Sto
         run_alerts(store, cfg, T0 + timedelta(hours=1), worker_id="svc", senders=files.senders(), sources=sources)
     first, second = (email.message_from_bytes(p.read_bytes(), policy=email.policy.default)
                      for p in sorted((tmp_path / "sent").glob("*.eml")))
-    assert "1 source(s) failing" in first["Subject"] and "failing" not in second["Subject"]
+    assert "1 source failing" in first["Subject"] and "failing" not in second["Subject"]
 
 
 def test_sparse_incident_rows_and_odd_details_still_render(store: Store) -> None:

@@ -28,6 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.alerts.subject_header import SubjectHeader
 from miner.alerts.text import clean_text, columns, idna_address, safe_url, wrap_columns
 from miner.errors import MinerError
 from miner.timeutil import iso, parse_iso
@@ -102,6 +103,7 @@ class _Verbatim(UnstructuredHeader, BaseHeader):
 _HEADERS = HeaderRegistry()
 for _name in ("Content-ID", "In-Reply-To", "References", "List-Unsubscribe"):
     _HEADERS.map_to_type(_name, _Verbatim)
+_HEADERS.map_to_type("Subject", SubjectHeader)
 
 # Bodies in quoted-printable or base64, never raw 8-bit: smtplib sends without BODY=8BITMIME, so 8-bit text (an
 # accent or emoji in a post) would break RFC 6152 and could be mangled by a 7-bit relay or break a DKIM signature.
@@ -323,7 +325,7 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     headline = f"{open_n} open, {resolved_n} resolved" if covered.total else "all quiet"
     subject = f"{settings.subject_prefix} Digest {_fmt_time(now)}: {headline}"
     if failing:
-        subject += f", {len(failing)} source(s) failing"
+        subject += f", {len(failing)} source{'' if len(failing) == 1 else 's'} failing"
     images = _charts(views, now)
 
     def render(shown: dict[str, Any]) -> tuple[str, str]:
