@@ -292,6 +292,11 @@ def test_the_trigger_of_a_reopening_says_when_it_came_back_within_the_summary_li
     assert again.startswith("WhatsApp: outage reported by users since 2026-11-27 12:00 UTC (re-opened 2026-11-27 "
                             "13:15 UTC, 15 min after it resolved at 13:00 UTC): peak 30")
     assert len(again) <= 1024 and again.endswith("(investigating)")
+    # Events API v2: payload.timestamp is "the time at which the emitting tool detected or generated the event", for
+    # this trigger the re-opening: the first opening's time dated the new PagerDuty alert 75 minutes back, before
+    # the resolve of the one it follows.
+    assert [e["payload"]["timestamp"] for e in pd.events if e["event_action"] == "trigger"] == [
+        T0.isoformat(), (T0 + timedelta(minutes=75)).isoformat()]
 
 
 def test_a_new_store_does_not_reuse_the_dedup_keys_of_the_old_one(tmp_path: Path, pd: PagerDuty) -> None:

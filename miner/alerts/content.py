@@ -97,6 +97,12 @@ class IncidentView:
         return self.seen_late_at is not None and self.late_seconds is not None
 
     @property
+    def news_at(self) -> datetime:
+        """When an alert's news about it happened: its re-opening if it is open again (and not seen late, whose
+        opening is the one it gives), else its opening. The email's heading and PagerDuty's timestamp give it."""
+        return self.reopened_at if self.reopened_at and self.status == "open" and not self.seen_late else self.opened_at
+
+    @property
     def late_text(self) -> str:
         """What an alert about an opening seen late says of it ("" for any other), so nobody reads it as an outage
         that has just begun: when it opened, when miner first saw it, and why so late."""

@@ -228,12 +228,6 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
     return subject
 
 
-def _news_at(v: IncidentView) -> datetime:
-    """When the alert's news about ``v`` happened: its re-opening if it is open again (and not seen late, whose
-    opening is the one it gives), else its opening."""
-    return v.reopened_at if v.reopened_at and v.status == "open" and not v.seen_late else v.opened_at
-
-
 def alert_when(views: list[IncidentView]) -> str:
     """The alert heading's "when", true of every incident of the batch: "Detected" at the first one's opening said
     so of all of them, one opened an hour before the others too."""
@@ -243,12 +237,12 @@ def alert_when(views: list[IncidentView]) -> str:
         if v.seen_late:
             return f"Opened {_fmt_time(v.opened_at)}, seen late: miner was down or catching up."
         # A re-opening is news of its own time: "Detected" at the first opening read as that alert sent again.
-        if _news_at(v) != v.opened_at:
-            return f"Re-opened {_fmt_time(_news_at(v))} (first detected {_fmt_time(v.opened_at)})."
+        if v.news_at != v.opened_at:
+            return f"Re-opened {_fmt_time(v.news_at)} (first detected {_fmt_time(v.opened_at)})."
         return f"Detected {_fmt_time(v.opened_at)}."
-    first, last = min(map(_news_at, views)), max(map(_news_at, views))
+    first, last = min(v.news_at for v in views), max(v.news_at for v in views)
     late = sum(1 for v in views if v.seen_late)
-    again = sum(1 for v in views if _news_at(v) != v.opened_at)
+    again = sum(1 for v in views if v.news_at != v.opened_at)
     when = "Opened" if late or again else "Detected"
     if first == last:
         when += f" {_fmt_time(first)}"

@@ -341,7 +341,9 @@ def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, remind
             "summary": pagerduty_summary(v, v.id in reminders),
             "source": v.service,
             "severity": severity,
-            "timestamp": iso(v.opened_at),
+            # PagerDuty: "the time at which the emitting tool detected or generated the event": a re-opening's trigger
+            # is about the re-opening, not the first opening (which its summary gives).
+            "timestamp": iso(v.news_at),
             "class": "user-reported outage",
             "custom_details": {"route": route, **_incident(v, v.id in reminders)},
         }
