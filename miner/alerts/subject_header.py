@@ -59,9 +59,9 @@ class SubjectHeader(UnstructuredHeader, BaseHeader):
     def parse(cls, value: str, kwds: dict[str, Any]) -> None:
         super().parse(value, kwds)
         # As set, not decoded: Python reads "=?utf-8?q?x?=" in a value it is given as an encoded-word (a service
-        # named so would be sent as "x"). One parsed from a message (folded, so with a line break) is decoded.
-        if "\n" not in value and "\r" not in value:
-            kwds["decoded"] = value
+        # named so would be sent as "x"). A header parsed from a message reaches here unfolded too, and would keep
+        # its encoded-words: miner only builds messages with this class, it never parses one with it.
+        kwds["decoded"] = value
 
     def fold(self, *, policy: email.policy.Policy) -> str:
         value = str(self)
