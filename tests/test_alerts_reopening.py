@@ -13,10 +13,12 @@ import pytest
 from fakeserver import FakeServer, Recorded, ScriptedWebhook
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_grouping import at, mail, run, sent
+from test_alerts_pagerduty import PagerDuty, pd, pd_settings  # noqa: F401  (fixture)
 from test_alerts_rules import reopen
 from test_alerts_support import open_incident, resolve
 
-from miner.alerts.settings import RouteSettings, WebhookSettings
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.settings import RouteSettings, SmtpSettings, WebhookSettings
 from miner.store import Store
 from miner.timeutil import iso
 
@@ -98,3 +100,32 @@ def test_the_alert_about_a_reopening_says_when_it_came_back_not_only_when_it_fir
     assert [b["incidents"][0]["reopened_at"] for b in hook.bodies] == [None, None, iso(at(75))]
     first = smtp_server.inbox.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "Re-opened" not in first
+
+
+def test_a_reopening_seen_late_is_dated_at_its_reopening_in_the_heading_and_on_pagerduty(
+        store: Store, smtp_server: SmtpServer, pd: PagerDuty) -> None:  # noqa: F811
+    # Resolved at 13:00 (RESOLVED mailed, PagerDuty's alert resolved), back at 13:15 while miner was down until
+    # 15:00: the alert's heading said "Opened 12:00, seen late" over a card saying "seen late: opened 13:15", read
+    # as the first alert again, and PagerDuty's new alert was dated 12:00, before the resolve of the one it follows.
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("pd",), group_interval=0.0)
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5)
+    cfg = pd_settings(routes=(route,), smtp=smtp)
+    iid = open_incident(store, "WhatsApp", at(0), posts=False, series=False)
+    for minutes, change in ((0, None), (60, resolve), (180, reopen)):
+        if change is not None:
+            change(store, iid, at(75 if change is reopen else minutes))
+        plan_notifications(store, cfg, at(minutes))
+        dispatch(store, cfg, at(minutes), worker_id="w")
+    assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == [
+        "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN (seen late)"]
+    again = smtp_server.inbox.messages[-1]
+    text = " ".join(again.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+    html = again.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    when = ("Re-opened 2026-11-27 13:15 UTC (first detected 2026-11-27 12:00 UTC), seen late: miner was down or "
+            "catching up.")
+    assert when in text and when in " ".join(html.split())
+    assert "Opened 2026-11-27 12:00 UTC" not in text
+    triggers = [e["payload"] for e in pd.events if e["event_action"] == "trigger"]
+    assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
+    assert "(seen late: opened 13:15 UTC" in triggers[-1]["summary"]
+    assert [p["timestamp"] for p in triggers] == [iso(at(0)), iso(at(75))]

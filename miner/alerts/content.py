@@ -98,9 +98,9 @@ class IncidentView:
 
     @property
     def news_at(self) -> datetime:
-        """When an alert's news about it happened: its re-opening if it is open again (and not seen late, whose
-        opening is the one it gives), else its opening. The email's heading and PagerDuty's timestamp give it."""
-        return self.reopened_at if self.reopened_at and self.status == "open" and not self.seen_late else self.opened_at
+        """When an alert's news about it happened: its re-opening if it is open again (seen late too: a re-opening
+        is the late one), else its opening. The email's heading and PagerDuty's timestamp give it."""
+        return self.reopened_at if self.reopened_at and self.status == "open" else self.opened_at
 
     @property
     def late_text(self) -> str:

@@ -234,12 +234,11 @@ def alert_when(views: list[IncidentView]) -> str:
     if len(views) == 1:
         v = views[0]
         # An opening miner saw late was not detected when it opened: "Detected" would say it had just begun.
-        if v.seen_late:
-            return f"Opened {_fmt_time(v.opened_at)}, seen late: miner was down or catching up."
+        seen = ", seen late: miner was down or catching up" if v.seen_late else ""
         # A re-opening is news of its own time: "Detected" at the first opening read as that alert sent again.
         if v.news_at != v.opened_at:
-            return f"Re-opened {_fmt_time(v.news_at)} (first detected {_fmt_time(v.opened_at)})."
-        return f"Detected {_fmt_time(v.opened_at)}."
+            return f"Re-opened {_fmt_time(v.news_at)} (first detected {_fmt_time(v.opened_at)}){seen}."
+        return f"Opened {_fmt_time(v.opened_at)}{seen}." if seen else f"Detected {_fmt_time(v.opened_at)}."
     first, last = min(v.news_at for v in views), max(v.news_at for v in views)
     late = sum(1 for v in views if v.seen_late)
     again = sum(1 for v in views if v.news_at != v.opened_at)
