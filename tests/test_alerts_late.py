@@ -95,6 +95,19 @@ def test_an_opening_seen_late_says_so_in_every_format(store: Store, smtp_server:
     assert details["detected_late"] is True and details["late_minutes"] == 110.0
 
 
+def test_an_opening_seen_late_by_a_clock_between_seconds_gives_the_minute_it_opened(
+        store: Store, smtp_server: SmtpServer, receivers: dict[str, Receiver]) -> None:  # noqa: F811
+    # The service's clock is never on a whole second: seen at 12:00:00.7, stored as 12:00:00 (seen_late_at) beside
+    # 6600.7 s late, which made it "opened 10:09 UTC" under "since 10:10 UTC" in every format.
+    cfg = every_format(smtp_server)
+    open_incident(store, "WhatsApp", T0 - timedelta(minutes=110))
+    send(store, cfg, T0 + timedelta(microseconds=700000))
+    text, html = bodies(smtp_server.inbox.messages[0])
+    assert f"Seen late: {LATE}" in text and f"<b>Seen late:</b> {LATE}" in html
+    assert receivers["slack"].bodies[0]["blocks"][1]["text"]["text"].splitlines()[1] == f":warning: seen late: {LATE}"
+    assert f"(seen late: {LATE})" in receivers["pagerduty"].bodies[0]["payload"]["summary"]
+
+
 def test_an_opening_seen_in_time_says_nothing_of_being_late(store: Store, smtp_server: SmtpServer,  # noqa: F811
                                                             receivers: dict[str, Receiver]) -> None:
     cfg = every_format(smtp_server)

@@ -108,7 +108,8 @@ class IncidentView:
         that has just begun: when it opened, when miner first saw it, and why so late."""
         if self.seen_late_at is None or self.late_seconds is None:  # not seen_late, spelt out for mypy
             return ""
-        seen, opened = self.seen_late_at, self.seen_late_at - timedelta(seconds=self.late_seconds)
+        # seen_late_at is stored to the second, late_seconds to the planner's microsecond: "opened 10:09" for 10:10.
+        seen, opened = self.seen_late_at, self.seen_late_at - timedelta(seconds=int(self.late_seconds))
         when = "%H:%M" if seen.date() == opened.date() else "%Y-%m-%d %H:%M"
         return (f"opened {opened.strftime(when)} UTC, first seen by miner at {seen.strftime(when)} UTC "
                 f"({duration_text(self.late_seconds)} late: miner was down or catching up)")
