@@ -210,7 +210,8 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     series = store.series(service, chart_start, end + timedelta(hours=1))
     peak = int(_num(row.get("peak_complaints")))
     events = store.incident_events(incident_id)
-    reopened, resolved_before = _reopening(events, as_of)
+    reopenings = _reopenings(events, as_of)
+    resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
@@ -218,7 +219,8 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
-        resolved_before=resolved_before, gaps=_gaps(events, as_of), untracked=_untracked(events) if resolved else "",
+        resolved_before=resolved_before, gaps=tuple((r, at) for r, at in reopenings if r is not None),
+        untracked=_untracked(events) if resolved else "",
     )
 
 
@@ -236,10 +238,10 @@ def _untracked(events: Sequence[Mapping[str, Any]]) -> str:
     return _UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
 
 
-def _reopening(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[datetime | None, datetime | None]:
-    """The incident's last re-opening by ``as_of`` and the resolve before it (None, None: it never re-opened)."""
-    reopened: datetime | None = None
-    resolved: datetime | None = None
+def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tuple[datetime | None, datetime]]:
+    """The incident's re-openings by ``as_of``, oldest first, each as (the resolve before it, the re-opening); the
+    resolve is None where none is recorded."""
+    found: list[tuple[datetime | None, datetime]] = []
     last_resolve: datetime | None = None
     for ev in events:
         at = parse_iso(ev["at"])
@@ -248,24 +250,9 @@ def _reopening(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[da
         if ev["kind"] == "resolve":
             last_resolve = at
         elif is_reopening(ev):
-            reopened, resolved = at, last_resolve
-    return reopened, resolved
-
-
-def _gaps(events: Sequence[Mapping[str, Any]], as_of: datetime) -> tuple[tuple[datetime, datetime], ...]:
-    """The incident's resolves that a re-opening ended by ``as_of``, as (resolve, re-opening)."""
-    gaps: list[tuple[datetime, datetime]] = []
-    last_resolve: datetime | None = None
-    for ev in events:
-        at = parse_iso(ev["at"])
-        if at > as_of:
-            continue
-        if ev["kind"] == "resolve":
-            last_resolve = at
-        elif is_reopening(ev) and last_resolve is not None:
-            gaps.append((last_resolve, at))
+            found.append((last_resolve, at))
             last_resolve = None
-    return tuple(gaps)
+    return found
 
 
 def _peak_baseline(series: Sequence[Mapping[str, Any]], opened: datetime, end: datetime, peak: int,
