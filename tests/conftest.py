@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,19 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(tmp_path / "miner.sqlite")
     yield s
     s.close()
+
+
+@pytest.fixture
+def sigint_as_from_a_terminal() -> Iterator[None]:
+    """SIGINT handled as Python starts it (KeyboardInterrupt here, the default in the commands started), as a
+    terminal's Ctrl-C finds it, whatever the suite started with or an earlier test left. Tests run in the background
+    of a shell without job control (a CI script's `make test &`) start with SIGINT ignored, which the commands would
+    inherit and, rightly, keep: a SIGINT would do nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if before is None else before)
 
 
 @pytest.fixture

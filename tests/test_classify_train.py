@@ -302,6 +302,7 @@ def test_reused_out_of_fold_scores_must_be_well_formed_and_of_these_labels(tmp_p
     assert f"post {row['id']} is labelled otherwise" in refused(json.dumps({**row, "label": 1 - row["label"]}))
 
 
+@pytest.mark.usefixtures("sigint_as_from_a_terminal")
 def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

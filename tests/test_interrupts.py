@@ -30,19 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
-@pytest.fixture(autouse=True)
-def sigint_as_from_a_terminal() -> Iterator[None]:
-    """SIGINT handled by default in the commands started, as a terminal's Ctrl-C finds it. Tests run in the
-    background of a shell without job control (a CI script's `make test &`) start with SIGINT ignored, which the
-    commands would inherit and, rightly, keep: every SIGINT below would do nothing."""
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+# Every test here sends SIGINT to a command, as a terminal's Ctrl-C would (see the fixture).
+pytestmark = pytest.mark.usefixtures("sigint_as_from_a_terminal")
 
 
 def env() -> dict[str, str]:
