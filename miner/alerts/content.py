@@ -6,7 +6,6 @@ post text is cleaned here, so the templates and webhook payloads only ever see s
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -166,11 +165,10 @@ _SAMPLE_READ = 5  # candidate posts read per sample shown
 LEAD_IN = timedelta(minutes=30)  # before the opening, the least a notification's samples and symptoms reach back
 
 
-def _lead_in(store: Store) -> timedelta:
+def _lead_in(width: timedelta | None) -> timedelta:
     """How far before the opening (the end of its bucket) the samples and symptoms start: LEAD_IN, or the whole
     opening bucket when it is wider. 30 minutes of an hour-wide bucket left out the complaints that opened it."""
-    minutes = store.bucket_minutes()
-    return max(LEAD_IN, timedelta(minutes=minutes)) if minutes else LEAD_IN
+    return max(LEAD_IN, width) if width else LEAD_IN
 
 
 def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime) -> IncidentView | None:
@@ -184,8 +182,10 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         resolved = None
     end = resolved or as_of
     service = str(row["service"])
+    minutes = store.bucket_minutes()
+    width = timedelta(minutes=minutes) if minutes else None  # None: no detector has scored a bucket yet
     # Reports just before the opening are what made it open: count them with the incident (as the samples do).
-    lead_in = opened - _lead_in(store)
+    lead_in = opened - _lead_in(width)
     symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, lead_in, end + timedelta(seconds=1))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
     total = sum(counts.values()) or 1
@@ -215,7 +215,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
-        peak_complaints=peak, baseline=_peak_baseline(series, opened, end, peak, _num(row.get("baseline"))),
+        peak_complaints=peak, baseline=_peak_baseline(series, width, opened, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
@@ -255,22 +255,21 @@ def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tu
     return found
 
 
-def _peak_baseline(series: Sequence[Mapping[str, Any]], opened: datetime, end: datetime, peak: int,
-                   stored: float) -> float:
+def _peak_baseline(series: Sequence[Mapping[str, Any]], width: timedelta | None, opened: datetime, end: datetime,
+                   peak: int, stored: float) -> float:
     """What the detector expected in the bucket of the incident's peak: "peak 60 vs baseline B" compares the two.
 
     The store keeps the baseline of the opening bucket: an outage opened at night (0.5 expected) that peaked in the
     evening (20 expected) read "peak 60 vs baseline 0.5 (120x)", where the chart's baseline at that bar said 20.
-    ``stored`` when no bucket of the incident holds the peak any more (pruned, or recounted since).
+    ``stored`` when no bucket of the incident holds the peak any more (pruned, or recounted since), or before any
+    detector recorded a bucket width.
     """
-    times = [parse_iso(r["bucket_start"]) for r in series]
-    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
-    if not steps:
+    if width is None:
         return stored
-    width = min(steps)  # buckets are missing where the service was not running: the smallest step is one bucket
     # opened_at and resolved_at are bucket ends: the incident's buckets start from opened - width, before end.
-    for t, r in zip(times, series, strict=True):
-        if opened - width <= t < end and int(_num(r.get("complaints"))) == peak and r.get("baseline") is not None:
+    for r in series:
+        if (opened - width <= parse_iso(r["bucket_start"]) < end and int(_num(r.get("complaints"))) == peak
+                and r.get("baseline") is not None):
             return _num(r["baseline"], stored)
     return stored
 
