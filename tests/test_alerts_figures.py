@@ -3,6 +3,7 @@ at a real SMTP server."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
-from miner.records import FetchResult, OfficialIncident
+from miner.records import FetchResult, OfficialIncident, Post, Prediction
 from miner.store import Store
 
 
@@ -185,3 +186,63 @@ def test_the_heading_of_a_batch_gives_the_times_of_all_its_openings_not_of_the_f
     when = "Detected between 2026-11-27 12:10 and 12:55 UTC; each incident's time is below."
     assert when.replace("'", "&#39;") in html and "Detected 2026-11-27 12:55 UTC." not in html
     assert when in " ".join(text.split())
+
+
+def test_the_symptoms_of_an_incident_add_up_to_its_complaints_when_people_report_two(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # 15 people report Foonet in each of two 15-minute buckets, each with two symptoms: ten say login twice and then
+    # messaging, five say login and then messaging. Complaints count each person once per bucket (15 in the bucket
+    # that opened it); the breakdown counted each once per symptom, "login 15 (50%), messaging 15 (50%)" under
+    # "Complaints: 15".
+    pipe = warmed_pipeline("[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 15\nwarmup_hours = 1\n",
+                           store)
+    start = STREAM_T0 + timedelta(hours=3)
+    posts = []
+    for bucket in range(2):
+        for who in range(15):
+            for k, hint in enumerate(["login", "login", "messaging"] if who < 10 else ["login", "messaging"]):
+                at = start + timedelta(minutes=15 * bucket + 4 * k, seconds=6 * who)
+                posts.append(Post("reports", f"{bucket}-{who}-{k}", "Foonet is down", at, author_hash=f"{who:016x}",
+                                  services=("Foonet",), symptom_hint=hint))
+    now = start + timedelta(minutes=30)
+    pipe.ingest(posts, now)
+    pipe.classify_pending(now)
+    assert pipe.detect(now).opened  # at the second bucket's end: the incident's complaints are that bucket's
+    row = store.incident(1)
+    assert row["total_complaints"] == 15
+    # Each person under the symptom they reported most in the bucket, the latest of two reported as often.
+    assert json.loads(row["symptoms"]) == {"login": 10, "messaging": 5}
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, now)
+    assert dispatch(store, cfg, now, worker_id="w").sent == 1
+
+    _, text, html = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "Complaints: 15" in flat and "Symptoms: login 10 (67%), messaging 5 (33%)" in flat
+    assert "10 (67%)" in html and "5 (33%)" in html
+
+
+def test_symptoms_read_from_the_posts_count_each_person_once_per_bucket_as_the_complaints_do(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # An incident whose row holds no symptoms has them counted from its posts, over two 5-minute buckets here. One
+    # person reports login and then messaging in the first, messaging in the second; another reports calls in the
+    # first: 3 complaints. Each person was counted once per symptom over the whole window: "messaging 1, calls 1,
+    # login 1", which says nothing of the second bucket's complaint and counted the first's twice.
+    store.set_bucket_minutes(5)
+    reports = [(T0 - 2 * BUCKET, "a", "login"), (T0 - 2 * BUCKET + timedelta(minutes=2), "a", "messaging"),
+               (T0 - BUCKET, "a", "messaging"), (T0 - 2 * BUCKET + timedelta(minutes=1), "b", "calls")]
+    store.insert_posts([Post("reports", f"r{i}", "WhatsApp is down", at, author_hash=f"{who * 16}",
+                             services=("WhatsApp",), symptom_hint=hint)
+                        for i, (at, who, hint) in enumerate(reports)], T0)
+    store.save_classifications([(p.id, Prediction(1.0, True, p.symptom_hint)) for p in store.posts_to_classify(10)],
+                               "reports", T0)
+    store.open_incident("WhatsApp", T0, {"peak_complaints": 2, "peak_score": 6.0, "baseline": 0.5,
+                                         "total_complaints": 3}, {"z": 6.0})
+    assert store.incident(1)["symptoms"] == "{}"
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+    _, text, _ = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "Complaints: 3" in flat and "Symptoms: messaging 2 (67%), calls 1 (33%)" in flat

@@ -186,7 +186,8 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     width = timedelta(minutes=minutes) if minutes else None  # None: no detector has scored a bucket yet
     # Reports just before the opening are what made it open: count them with the incident (as the samples do).
     lead_in = opened - _lead_in(width)
-    symptoms = _json(row.get("symptoms"), {}) or store.symptom_counts(service, lead_in, end + timedelta(seconds=1))
+    symptoms = (_json(row.get("symptoms"), {})
+                or store.symptom_counts(service, lead_in, end + timedelta(seconds=1), width))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
     total = sum(counts.values()) or 1
     breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -350,21 +351,35 @@ class SignalsMixin:
         order = {pid: i for i, pid in enumerate(ids)}
         return sorted(rows, key=lambda r: order[r["id"]])
 
-    def symptom_counts(self, service: str, start: datetime, end: datetime) -> dict[str, int]:
-        """Complaints about ``service`` in [start, end) per symptom, counting authors as a bucket's ``complaints``
-        do: posts, they put one account's fifty (or a second tap on the report button) beside one complaint."""
+    def symptom_counts(self, service: str, start: datetime, end: datetime,
+                       bucket: timedelta | None = None) -> dict[str, int]:
+        """Complaints about ``service`` in [start, end) per symptom, counted as a bucket's ``complaints`` are: each
+        author once per bucket (of width ``bucket``; None: the window is one), under the symptom of most of their
+        posts in it, the latest of two as frequent. Counted once per symptom, one person reporting login and then
+        messaging made "login 15, messaging 15" of 15 complaints; counting posts put one account's fifty (or a
+        second tap on the report button) beside one complaint."""
+        seconds = int(bucket.total_seconds()) if bucket else 0
+        slot = f"CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}" if seconds else "0"
         # CROSS JOIN: read the window's posts, not all the service's (see sample_posts).
         rows = self.database.rows(
             f"""
-            SELECT coalesce(c.symptom, 'general') AS symptom, count(DISTINCT coalesce(p.author_hash, p.id)) AS n
+            SELECT {slot} AS slot, coalesce(p.author_hash, p.id) AS who, coalesce(c.symptom, 'general') AS symptom,
+                   count(*) AS n, max(p.created_at) AS last, max(p.id) AS last_id
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
-            GROUP BY 1 ORDER BY n DESC
+            GROUP BY 1, 2, 3
             """,
             (service, iso(start), iso(end)),
         )
-        return {r["symptom"]: r["n"] for r in rows}
+        chosen: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for r in rows:
+            key = (r["slot"], r["who"])
+            best = chosen.get(key)
+            if best is None or (r["n"], r["last"], r["last_id"]) > (best["n"], best["last"], best["last_id"]):
+                chosen[key] = r
+        counts = Counter(r["symptom"] for r in chosen.values())
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _grid_at_or_after(at: datetime, width: timedelta) -> datetime:
