@@ -14,6 +14,7 @@ from test_alerts_support import BUCKET, T0, add_official, open_incident, seed_po
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.cli.summary import print_summary
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
@@ -61,6 +62,11 @@ def test_the_peak_is_set_against_the_baseline_of_its_own_bucket_not_of_the_openi
     assert "60 complaints per bucket vs baseline 20.0 (3.0x), z 9.0" in text
     assert ">20.0</div>" in html and ">3.0x</div>" in html and "120.0x" not in html
     assert store.incident(1)["baseline"] == 0.5  # the store keeps what it documents: the baseline at the opening
+    # The summary of a replay or the demo gives the same baseline beside the same peak: it gave the opening's.
+    lines: list[str] = []
+    print_summary(store, parse_config('[[services]]\nname = "WhatsApp"\n'), lines.append)
+    [row] = [line.split() for line in "\n".join(lines).splitlines() if line.startswith(" 1  WhatsApp")]
+    assert row[5:8] == ["60", "9.0", "20.0"], lines
 
 
 def test_a_provider_incident_begun_hours_before_ours_and_still_open_is_not_called_nothing_on_the_status_page(

@@ -81,9 +81,7 @@ class IncidentView:
 
     @property
     def baseline_text(self) -> str:
-        """The baseline as shown beside the peak: to one decimal, or two below 1, where one made 0.352 "0.4" and
-        "17 vs baseline 0.4 (48.3x)" did not add up (17 / 0.4 is 42.5)."""
-        return f"{self.baseline:.2f}" if 0 < self.baseline < 1 else f"{self.baseline:.1f}"
+        return baseline_text(self.baseline)
 
     @property
     def symptom_line(self) -> str:
@@ -133,6 +131,12 @@ class IncidentView:
         if self.lead_minutes >= 0:
             return f"{duration_text(minutes * 60)} before the provider's status page"
         return f"{duration_text(minutes * 60)} after the provider's status page"
+
+
+def baseline_text(baseline: float) -> str:
+    """A baseline as shown beside the peak: to one decimal, or two below 1, where one made 0.352 "0.4" and
+    "17 vs baseline 0.4 (48.3x)" did not add up (17 / 0.4 is 42.5)."""
+    return f"{baseline:.2f}" if 0 < baseline < 1 else f"{baseline:.1f}"
 
 
 @dataclass(frozen=True)
@@ -216,7 +220,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
-        peak_complaints=peak, baseline=_peak_baseline(series, width, opened, end, peak, _num(row.get("baseline"))),
+        peak_complaints=peak, baseline=peak_baseline(series, width, opened, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
@@ -256,8 +260,8 @@ def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tu
     return found
 
 
-def _peak_baseline(series: Sequence[Mapping[str, Any]], width: timedelta | None, opened: datetime, end: datetime,
-                   peak: int, stored: float) -> float:
+def peak_baseline(series: Sequence[Mapping[str, Any]], width: timedelta | None, opened: datetime, end: datetime,
+                  peak: int, stored: float) -> float:
     """What the detector expected in the bucket of the incident's peak: "peak 60 vs baseline B" compares the two.
 
     The store keeps the baseline of the opening bucket: an outage opened at night (0.5 expected) that peaked in the
