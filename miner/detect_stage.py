@@ -250,6 +250,7 @@ class DetectStage(RelearnStage):
                                        "baseline": round(score.baseline, 2), "upper": round(score.upper, 2)}
             if t.kind == "open":
                 fields["baseline"] = round(score.baseline, 3)
+                fields["bucket_minutes"] = self.config.detector.bucket_minutes  # its samples start with its bucket
                 incident_id = self.store.open_incident(service, at, fields, details)
                 report.opened.append((service, at))
             elif incident_id is None:

@@ -252,3 +252,32 @@ def test_symptoms_read_from_the_posts_count_each_person_once_per_bucket_as_the_c
     _, text, _ = _parts(smtp_server)
     flat = " ".join(text.split())
     assert "Complaints: 3" in flat and "Symptoms: messaging 2 (67%), calls 1 (33%)" in flat
+
+
+def test_the_sample_posts_of_an_incident_open_across_a_bucket_width_change_are_of_its_opening_bucket(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Foonet opens at 05:00 in hour-wide buckets, made of reports at 04:00-04:10 (its opening bucket) after more at
+    # 03:00-03:10. detector.bucket_minutes is then set to 5 (a config reload), and the alert goes out after: its
+    # samples were read from 30 minutes before the opening, as of a 5-minute bucket, and it showed none.
+    hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
+    pipe = warmed_pipeline(hourly, store)
+    start = STREAM_T0 + timedelta(hours=3)
+    posts = [Post("reports", f"{hour}-{i}", f"Foonet down, report {i} of hour {hour}",
+                  start + timedelta(hours=hour, seconds=30 * i), services=("Foonet",)) for hour in range(2)
+             for i in range(20)]
+    opened = start + timedelta(hours=2)
+    pipe.ingest(posts, opened)
+    pipe.classify_pending(opened)
+    assert pipe.detect(opened).opened == [("Foonet", opened)]
+    assert store.incident(1)["bucket_minutes"] == 60  # what its samples start with, whatever the width later
+    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
+    reloaded.detect(opened)
+    assert store.bucket_minutes() == 5 and store.incident(1)["status"] == "open"
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, opened)
+    assert dispatch(store, cfg, opened, worker_id="w").sent == 1
+
+    _, text, _ = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "Sample posts:" in flat and "of hour 1" in flat
+    assert "of hour 0" not in flat  # the bucket before the opening one did not open it

@@ -826,3 +826,32 @@ def test_a_post_id_a_0_1_0_prune_deleted_is_never_given_to_a_new_post(tmp_path: 
     store.insert_posts([post("new", "unrelated", T0 + timedelta(days=40))], T0 + timedelta(days=40))
     assert store.last_post_id() == 8
     store.close()
+
+
+@pytest.mark.parametrize("recorded", ["60", None])
+def test_the_upgrade_gives_incidents_the_bucket_width_the_store_records_for_their_sample_posts(
+        tmp_path: Path, recorded: str | None) -> None:
+    # An incident open at the upgrade opened in the buckets the store counts then: its samples start with its
+    # opening bucket, however detector.bucket_minutes changes after (see test_alerts_figures).
+    from miner.alerts.content import incident_view
+    from miner.alerts.settings import AlertSettings
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:19])  # the schema before incidents recorded their bucket width
+        if recorded is not None:
+            conn.execute("INSERT INTO store_state (key, value) VALUES ('bucket_minutes', ?)", (recorded,))
+        conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at) VALUES ('WhatsApp', 'open', ?, ?)",
+                     (iso(T0), iso(T0)))
+    conn.close()
+    store = Store.open(path)
+    assert store.incident(1)["bucket_minutes"] == (60 if recorded else None)
+    store.insert_posts([post("early", "whatsapp down since the hour began", T0 - timedelta(minutes=55))], T0)
+    store.save_classifications([(p.id, Prediction(0.9, True, "messaging")) for p in store.posts_to_classify(10)],
+                               "v1", T0)
+    store.set_bucket_minutes(5)  # a reload's new width, after the upgrade
+    view = incident_view(store, AlertSettings(), 1, T0)
+    assert view is not None
+    assert [s.text for s in view.samples] == (["whatsapp down since the hour began"] if recorded else [])
+    store.close()

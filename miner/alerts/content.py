@@ -188,8 +188,10 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     service = str(row["service"])
     minutes = store.bucket_minutes()
     width = timedelta(minutes=minutes) if minutes else None  # None: no detector has scored a bucket yet
-    # Reports just before the opening are what made it open: count them with the incident (as the samples do).
-    lead_in = opened - _lead_in(width)
+    # Reports just before the opening are what made it open: count them with the incident (as the samples do). Its
+    # own bucket's width, not the store's: detector.bucket_minutes may have changed since it opened.
+    opening = int(_num(row.get("bucket_minutes")))
+    lead_in = opened - _lead_in(timedelta(minutes=opening) if opening > 0 else width)
     symptoms = (_json(row.get("symptoms"), {})
                 or store.symptom_counts(service, lead_in, end + timedelta(seconds=1), width))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}

@@ -227,10 +227,25 @@ PRUNED_POST_IDS = Migration(
     """,
 )
 
+# The width of an incident's opening bucket: its sample posts (and symptoms read from posts) start with that bucket,
+# which ends at opened_at. Taken from the store's width when an alert was written, an incident open across a change of
+# detector.bucket_minutes from 60 to 5 had them from 30 minutes before its opening, leaving out the posts that opened
+# it, and one changed from 5 to 60 from an hour before, posts from before the outage. Incidents opened before are
+# given the width the store records now (that of the buckets being counted, as the upgrade runs before any change).
+INCIDENT_BUCKET_MINUTES = Migration(
+    "0020_incident_bucket_minutes",
+    """
+        ALTER TABLE incidents ADD COLUMN bucket_minutes INTEGER;
+        UPDATE incidents SET bucket_minutes = (
+            SELECT CAST(value AS INTEGER) FROM store_state WHERE key = 'bucket_minutes' AND CAST(value AS INTEGER) > 0);
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
-                               BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS]
+                               BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
+                               INCIDENT_BUCKET_MINUTES]
 
 
 def _statements(script: str) -> Iterator[str]:
