@@ -486,6 +486,42 @@ def test_status_says_its_times_are_utc(tmp_path: Path, runner: CliRunner) -> Non
     assert data["sources"][0]["next_poll"] == "2026-02-02T23:45:05+00:00"
 
 
+def test_status_says_how_many_stored_posts_wait_for_their_verdict(tmp_path: Path, runner: CliRunner) -> None:
+    # Buckets count posts once the service has classified them: right after `miner collect --once` (the README's
+    # quick start), status showed 0 posts for a service whose posts had just been stored, and said nothing of them.
+    from miner.config import parse_config
+    from miner.records import FetchResult, Prediction, SourceState
+
+    text = CONFIG + '\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "http://127.0.0.1:9/feed.rss"\n'
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(text)
+    db = tmp_path / "m.sqlite"
+    store = Store.open(db)
+    store.sync_sources(parse_config(text).sources)
+    now = utcnow()
+    posts = [Post(source="feed", external_id=f"p{i}", text=f"mtnug network down {i}", created_at=now,
+                  services=("MTN",)) for i in range(2)]
+    store.save_fetch("feed", FetchResult(posts=posts, state=SourceState()), now, now + timedelta(minutes=5))
+    base = ["--config", str(cfg), "--db", str(db)]
+
+    def shown() -> tuple[str, int]:
+        result = runner.invoke(main, [*base, "status"])
+        assert result.exit_code == 0, result.output
+        data = json.loads(runner.invoke(main, [*base, "status", "--format", "json"]).stdout)
+        return result.output, data["unclassified"]
+
+    output, waiting = shown()
+    assert waiting == 2 and "2 posts stored and not classified yet, in no count above: `miner run` classifies" in output
+    [first, second] = [r["id"] for r in store.database.rows("SELECT id FROM posts ORDER BY id")]
+    store.save_classifications([(first, Prediction(0.9, True, "connectivity"))], "m1", now)
+    output, waiting = shown()
+    assert waiting == 1 and "1 post stored and not classified yet" in output
+    store.save_classifications([(second, Prediction(0.1, False, None))], "m1", now)
+    output, waiting = shown()
+    assert waiting == 0 and "not classified" not in output
+    store.close()
+
+
 def test_status_json_has_null_not_words_for_missing_times(tmp_path: Path, runner: CliRunner) -> None:
     # JSON said "never" for last_ok and "now" or "disabled" for next_poll, words in a time field that a script
     # parsing it as a timestamp fails on; a service without an incident had "", an infinite score Infinity.

@@ -65,7 +65,8 @@ def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. The last bucket the
     detector scored, and the sources the buckets ended since wait for. Per source: last ok, next poll, whether its
     last poll is behind, last error; then the sources with a warning, when last seen (a warning stands until a
-    poll reads the source again without it; a 304 clears none). Times are UTC.
+    poll reads the source again without it; a 304 clears none). Times are UTC. Posts are counted once `miner run` has
+    classified them (`miner collect` only stores them); a line under the services says how many wait for that.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -73,14 +74,15 @@ def status(app: AppContext, fmt: str) -> None:
     fails, or none has polled for settle_minutes though each is due (the collect job stalled, the host was
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
-    JSON is {"services": [...], "sources": [...]}. A service has service, posts, complaints, baseline and z
-    (null before the first scored bucket), last_bucket (the start of the last bucket the detector scored; null
-    before the first), waiting_for (the sources whose next poll the first bucket ended since waits for; [] for
-    none, or when the detector's next run scores a bucket) and incident: {"id", "opened_at"} or null. A source has
-    source, type, enabled, last_ok (null: never polled successfully), next_poll (null: due at the service's next
-    tick, or not polled as enabled is false), failures, last_error, posts_stored, behind (true or false), warning
-    (whole; "" for none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored
-    without its time). Times are ISO 8601 with their offset.
+    JSON is {"services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no verdict yet. A
+    service has service, posts, complaints, baseline and z (null before the first scored bucket), last_bucket (the
+    start of the last bucket the detector scored; null before the first), waiting_for (the sources whose next poll
+    the first bucket ended since waits for; [] for none, or when the detector's next run scores a bucket) and
+    incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null: never polled
+    successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false), failures,
+    last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when a poll last
+    gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601 with their
+    offset.
 
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
@@ -93,9 +95,12 @@ def status(app: AppContext, fmt: str) -> None:
     services = service_status(store, app.config, utcnow(), window=timedelta(hours=1))
     sources = source_status(store, app.config)
     held = store.prune_held()
+    # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
+    # posts were in no count and status showed 0 posts for a service that had just stored a dozen.
+    unclassified = store.queue_depths()["classify"]
     if fmt == "json":
-        click.echo(json.dumps({"services": services, "sources": sources, "prune_held": held}, indent=2,
-                              allow_nan=False))
+        click.echo(json.dumps({"services": services, "unclassified": unclassified, "sources": sources,
+                               "prune_held": held}, indent=2, allow_nan=False))
         return
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "last bucket", "waiting for",
                       "open incident"),
@@ -103,6 +108,9 @@ def status(app: AppContext, fmt: str) -> None:
                        shown_time(s["last_bucket"], "none"), ", ".join(s["waiting_for"]),
                        f"#{inc['id']} since {shown_time(inc['opened_at'])}" if (inc := s["incident"]) else "")
                       for s in services]))
+    if unclassified:
+        click.echo(f"{unclassified} post{'' if unclassified == 1 else 's'} stored and not classified yet, in no count "
+                   "above: `miner run` classifies and counts them (at its start, then every 30 s)")
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "behind", "last error"),
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
