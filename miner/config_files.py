@@ -46,7 +46,11 @@ def check_named_files(config: Config) -> None:
         try:
             ssl.create_default_context(cafile=smtp.ca_file)
         except (OSError, ssl.SSLError) as exc:  # the path as the sender opens it: from the working directory
-            _refuse(config, "alerts.smtp.ca_file", f"cannot be read as a PEM file of CA certificates: {exc}")
+            # Named as opened: a relative one is read from where the command runs, so `config check` in a shell and
+            # the service (systemd's WorkingDirectory) may read two files, and the error named neither.
+            where = smtp.ca_file if os.path.isabs(smtp.ca_file) else (
+                f"{os.path.abspath(smtp.ca_file)}: a relative path is read from the working directory")
+            _refuse(config, "alerts.smtp.ca_file", f"cannot be read as a PEM file of CA certificates: {exc} ({where})")
 
 
 def _refuse(config: Config, key: str, message: str) -> NoReturn:

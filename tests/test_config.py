@@ -935,6 +935,25 @@ def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(
         parse_config('[classifier]\nmodel_dir = " "\n')
 
 
+def test_a_ca_file_that_cannot_be_read_is_named_as_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A relative ca_file is read from the working directory, not the config's folder: `config check` in a shell and
+    # the service (systemd's WorkingDirectory) read two files, and the error named neither.
+    cfg = tmp_path / "etc" / "feeds.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('[alerts.smtp]\nca_file = "relay-ca.pem"\n')
+    (cfg.parent / "relay-ca.pem").write_text("not read: the config's folder is not where a relative path starts\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        check_named_files(load_config(cfg))
+    assert str(info.value) == (f"{cfg}:2: alerts.smtp.ca_file: cannot be read as a PEM file of CA certificates: "
+                               f"[Errno 2] No such file or directory ({tmp_path / 'relay-ca.pem'}: a relative path "
+                               "is read from the working directory)")
+    absolute = tmp_path / "nowhere" / "ca.pem"
+    cfg.write_text(f'[alerts.smtp]\nca_file = "{absolute}"\n')
+    with pytest.raises(ConfigError, match=rf"No such file or directory \({re.escape(str(absolute))}\)$"):
+        check_named_files(load_config(cfg))
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
