@@ -281,3 +281,29 @@ def test_the_sample_posts_of_an_incident_open_across_a_bucket_width_change_are_o
     flat = " ".join(text.split())
     assert "Sample posts:" in flat and "of hour 1" in flat
     assert "of hour 0" not in flat  # the bucket before the opening one did not open it
+
+
+def test_a_provider_incident_left_open_in_the_store_for_weeks_is_not_called_ongoing(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The provider's last word on it was 40 days ago, and miner never read its resolve (its source left feeds.toml,
+    # or its feed entry gives no status): it is no provider's word on an outage opening now.
+    add_official(store, "WhatsApp", T0 - timedelta(days=40))
+    # One begun two days ago that the provider updated an hour before ours opened is still going on.
+    store.save_fetch("status:wa", FetchResult(incidents=[OfficialIncident(
+        source="status:wa", external_id="long", service="Instagram", title="Feeds load slowly", status="identified",
+        started_at=T0 - timedelta(days=2), updated_at=T0 - timedelta(hours=1))]),
+        T0 - timedelta(hours=1), T0 - timedelta(hours=1))
+    open_incident(store, "WhatsApp", T0)
+    open_incident(store, "Instagram", T0, posts=False)
+    cfg = mail_settings(smtp_server, group_by=("service",))
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 2
+
+    flat = {}
+    for i in range(2):
+        subject, text, _ = _parts(smtp_server, i)
+        flat[subject.split(": ")[1].split()[0]] = " ".join(text.split())
+    assert "Some users are unable to send messages" not in flat["WhatsApp"]
+    assert "nothing on the status page yet" in flat["WhatsApp"] and "40 d" not in flat["WhatsApp"]
+    assert "Provider: Feeds load slowly (identified," in flat["Instagram"]
+    assert "Our lead: 2 d 0 h after the provider's status page" in flat["Instagram"]

@@ -298,6 +298,11 @@ def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[st
             for v in views]
 
 
+# How recently before our opening the provider must have updated an incident begun earlier for it to count as still
+# going on (see _official): a provider at work on an outage posts updates far more often than that.
+ONGOING_QUIET = timedelta(days=1)
+
+
 def _official(store: Store, row: dict[str, Any], opened: datetime,
               end: datetime) -> tuple[Official | None, float | None]:
     wanted = row.get("official_incident_id")
@@ -311,9 +316,13 @@ def _official(store: Store, row: dict[str, Any], opened: datetime,
         match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
     if match is None:
         # One begun earlier and still going on when ours opened is on the status page all the same: the alert said
-        # "nothing on the status page yet" of a provider that had been investigating for hours.
+        # "nothing on the status page yet" of a provider that had been investigating for hours. Only one the provider
+        # updated within ONGOING_QUIET before ours: one whose resolve miner never read (its source left feeds.toml, a
+        # feed entry that says no status) stays open in the store for good, and was every later alert's provider
+        # incident ("Our lead: 40 d 0 h after the provider's status page").
         ongoing = [o for o in candidates if parse_iso(o["started_at"]) <= opened and o["status"] not in MAINTENANCE
-                   and (not o.get("resolved_at") or parse_iso(o["resolved_at"]) > opened)]
+                   and (not o.get("resolved_at") or parse_iso(o["resolved_at"]) > opened)
+                   and parse_iso(o["updated_at"]) >= opened - ONGOING_QUIET]
         match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
     if match is None:
         return None, None
