@@ -1,14 +1,21 @@
 """The connections the HTTP endpoint is answering, each on a thread of its own: capped, and waited for at a stop.
 
-At the cap, a new connection takes the place of the one that has been sending its request the longest: 32 idle
-connections from one client (a slowloris, renewed every few seconds) otherwise kept every other client out, /healthz
-included, for as long as it liked."""
+At the cap, a new connection takes the place of the one that has been sending its request the longest, if for
+MAKE_WAY_AFTER at least: 32 idle connections from one client (a slowloris, renewed every few seconds) otherwise kept
+every other client out, /healthz included, for as long as it liked."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
+
+# Seconds a connection has been sending its request before a newcomer at the cap may take its place. "Sending" is
+# until its thread has read the request, and one taken a moment before has most likely sent it whole: in a burst of
+# clients at once (60 GET /healthz), some whose request was all there were closed unanswered, with no status line,
+# where the newcomer's 503 says to retry in a second. A slowloris holds each connection for seconds.
+MAKE_WAY_AFTER = 1.0
 
 
 class OpenConnections:
@@ -18,20 +25,23 @@ class OpenConnections:
 
     def __init__(self) -> None:
         self._open = 0
-        # Those still sending their request (line, headers, a report's body), oldest first.
-        self._receiving: dict[socket.socket, None] = {}
+        # Those still sending their request (line, headers, a report's body), oldest first, with when each was taken
+        # (time.monotonic()).
+        self._receiving: dict[socket.socket, float] = {}
         self._evicted: set[socket.socket] = set()
         self._changed = threading.Condition()
 
     def take(self, limit: int, conn: socket.socket | None = None) -> bool:
         """Count one more connection (``conn``, sending its request until ``received``). With ``limit`` open
-        already, the one sending its request the longest is shut for it; False (turn it away) when every one has
-        sent its request and is being answered, or twice ``limit`` are open with those shut still ending."""
+        already, the one sending its request the longest is shut for it, if for MAKE_WAY_AFTER at least; False
+        (turn it away) when none has been sending that long (each is being answered, or was taken a moment ago), or
+        twice ``limit`` are open with those shut still ending."""
+        now = time.monotonic()
         with self._changed:
             if self._open >= limit:
-                if not self._receiving or self._open >= 2 * limit:
+                oldest = next(iter(self._receiving), None)
+                if oldest is None or now - self._receiving[oldest] < MAKE_WAY_AFTER or self._open >= 2 * limit:
                     return False
-                oldest = next(iter(self._receiving))
                 del self._receiving[oldest]
                 self._evicted.add(oldest)
                 # Both ways: its handler's read ends as if the client had closed, and no reply can block on it.
@@ -39,7 +49,7 @@ class OpenConnections:
                     oldest.shutdown(socket.SHUT_RDWR)
             self._open += 1
             if conn is not None:
-                self._receiving[conn] = None
+                self._receiving[conn] = now
             return True
 
     def received(self, conn: socket.socket) -> None:

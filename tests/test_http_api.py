@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from miner import http_api
+from miner import http_api, http_conns
 from miner.http_api import Endpoints, HttpApi
+from miner.http_conns import OpenConnections
 
 TIMEOUT = 0.5  # the server's read timeout here, so a test of it takes half a second
 # The read timeout in the tests that a reply must not wait for it: far past their bounds, however slow the machine.
@@ -237,6 +238,7 @@ def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
     # Connections that had not sent their request held the cap until their deadline, and a client renewing them
     # kept every other one out (/healthz too) for as long as it liked: 32 idle sockets were enough.
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_conns, "MAKE_WAY_AFTER", 0.2)
     long_timeouts(monkeypatch)  # the idle connections would keep their threads however slow the test
     reports: list[object] = []
     server = HttpApi("127.0.0.1", 0, Endpoints(lambda: (True, {"status": "ok"}), lambda: "m 1\n",
@@ -248,6 +250,7 @@ def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
             idle.append(socket.create_connection(server.address, timeout=30))
             idle[-1].sendall(partial)
             _wait_until(lambda n=n: server._server.connections._open == n, f"{n} connections are taken")
+        time.sleep(0.3)  # both have been sending their request for MAKE_WAY_AFTER
         assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
         assert _read_all(idle[0]) == b""  # the oldest closed unanswered, what it sent left unread
         # The other one is still there: the rest of its request is answered.
@@ -259,6 +262,25 @@ def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
         for sock in idle:
             sock.close()
         server.stop()
+
+
+def test_at_the_cap_a_connection_taken_a_moment_ago_does_not_make_way() -> None:
+    # Taken, but not read by its thread yet: in a burst of clients at once, one whose whole request was there was
+    # closed without a status line, where the newcomer's 503 tells it to retry.
+    conns = OpenConnections()
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        (a, a_client), (b, _), (c, _) = pairs
+        a_client.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert conns.take(2, a) and conns.take(2, b)
+        assert not conns.take(2, c)  # turned away (503), as when every connection is being answered
+        assert not conns.evicted(a) and a.recv(100).startswith(b"GET /healthz")  # a's request is still there
+        time.sleep(http_conns.MAKE_WAY_AFTER + 0.1)  # sending its request that long, a may be a slowloris
+        assert conns.take(2, c) and conns.evicted(a)
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
 
 
 def test_request_sockets_have_a_read_timeout_of_a_few_seconds() -> None:
