@@ -855,3 +855,23 @@ def test_the_upgrade_gives_incidents_the_bucket_width_the_store_records_for_thei
     assert view is not None
     assert [s.text for s in view.samples] == (["whatsapp down since the hour began"] if recorded else [])
     store.close()
+
+
+def test_a_sample_id_past_64_bits_does_not_stop_the_posts_stored_after_the_upgrade(tmp_path: Path) -> None:
+    # A row edited by hand: the upgrade took the number for the largest id there is, the next post's id was one past
+    # it, not an integer, and every post stored after it failed with "datatype mismatch".
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, [(1, T0)], [(T0, 1, 1)])
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at, resolved_at, sample_post_ids) "
+                     "VALUES ('WhatsApp', 'resolved', ?, ?, ?, '[4, 100000000000000000000, 7]')",
+                     (iso(T0), iso(T0), iso(T0)))
+    conn.close()
+    store = Store.open(path)
+    store.insert_posts([post("new", "unrelated", T0 + timedelta(days=40))], T0 + timedelta(days=40))
+    assert store.last_post_id() == 8  # past the ids the samples cite, as of any other upgrade
+    # A store that an upgrade already gave the largest id there is takes SQLite's numbering.
+    store.database.execute("UPDATE store_state SET value = '9223372036854775807' WHERE key = 'last_pruned_post_id'")
+    store.insert_posts([post("newer", "unrelated", T0 + timedelta(days=41))], T0 + timedelta(days=41))
+    assert store.last_post_id() == 9
+    store.close()

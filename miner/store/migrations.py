@@ -214,14 +214,17 @@ PRUNED_BEFORE_NO_POSTS = Migration(
 
 # A prune records the highest post id it deleted, and new posts are numbered past it (store/posts.py, LAST_PRUNED_ID):
 # a store pruned before has none, and where its prune deleted the newest posts, the next ones took their ids, which
-# the sample_post_ids of incidents cite. The highest id cited is taken for it where no post left has a higher one.
+# the sample_post_ids of incidents cite. The highest id cited is taken for it where no post left has a higher one. Not
+# a number past 64 bits (a row edited by hand): CAST made it the largest id there is, the next post's id one past it
+# (a real, no rowid), and every post stored after the upgrade failed with "datatype mismatch".
 PRUNED_POST_IDS = Migration(
     "0019_last_pruned_post_id",
     """
         INSERT INTO store_state (key, value)
         SELECT 'last_pruned_post_id', cited FROM (
             SELECT max(CAST(ids.value AS INTEGER)) AS cited FROM incidents, json_each(
-                CASE WHEN json_valid(incidents.sample_post_ids) THEN incidents.sample_post_ids ELSE '[]' END) AS ids)
+                CASE WHEN json_valid(incidents.sample_post_ids) THEN incidents.sample_post_ids ELSE '[]' END) AS ids
+            WHERE CAST(ids.value AS INTEGER) < 9223372036854775807)
         WHERE cited > (SELECT coalesce(max(id), 0) FROM posts)
         ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER));
     """,

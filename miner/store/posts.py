@@ -261,10 +261,12 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
     new: list[Post] = []
     seen: list[Post] = []
     # Past the ids a prune deleted (see LAST_PRUNED_ID); None: SQLite's own, past every post stored. Only the first
-    # post stored needs it: the ones after it are past it.
+    # post stored needs it: the ones after it are past it. None past the largest id there is (recorded by an upgrade
+    # that read a number past 64 bits as it): one past it is a real, and every post failed with "datatype mismatch".
     row = conn.execute(
         "SELECT CAST(value AS INTEGER) + 1 FROM store_state WHERE key = ? "
-        "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts)", (LAST_PRUNED_ID,)).fetchone()
+        "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts) "
+        "AND CAST(value AS INTEGER) < 9223372036854775807", (LAST_PRUNED_ID,)).fetchone()
     next_id: int | None = row[0] if row else None
     posts = list(posts)
     listed = [p.external_id for p in posts]
