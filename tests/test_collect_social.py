@@ -5,14 +5,17 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
+from miner.collectors.mastodon import status_external_id
 from miner.collectors.normalise import html_to_text, join_title_body
 from miner.config import ServiceConfig, SourceConfig
+from miner.store import Store
 
 TAG_PATH = "/api/v1/timelines/tag/outage"
 
@@ -65,6 +68,37 @@ def test_a_mastodon_reply_keeps_no_handle_of_a_person_but_the_services(server: F
     assert post.text == ("@[user] @SignalSupport no messages since 9 here either, and u/[user] on reddit says the "
                          "same")
     assert post.services == ("Signal",)
+
+
+def test_statuses_federated_from_lemmy_and_mbin_with_one_number_are_apart(server: FakeServer, poller: Poller,
+                                                                         store: Store) -> None:
+    # Lemmy and Mbin number posts, comments and microblog posts each on their own: one server's post 5 and comment 5
+    # are two statuses on Mastodon, whose ids must differ.
+    template = _timeline(server)[0]
+    uris = ["https://lemmy.world/comment/12345", "https://lemmy.world/post/12345",
+            "https://kbin.social/m/tech/p/77", "https://kbin.social/m/tech/t/77",
+            "https://kbin.social/m/tech/t/77/-/comment/9", "https://kbin.social/m/tech/p/77/-/reply/9"]
+    statuses = []
+    for n, uri in enumerate(uris):
+        status = copy.deepcopy(template)
+        status.update(id=str(int(template["id"]) - n), uri=uri, url=uri, reblog=None,
+                      content=f"<p>Signal is down here, {n}</p>")
+        statuses.append(status)
+    _serve_json(server, TAG_PATH, statuses)
+    source = _masto(server)
+    result = poller.poll(source)
+    assert [p.external_id for p in result.posts] == [
+        "lemmy.world/comment/12345", "lemmy.world/12345", "kbin.social/p/77", "kbin.social/77",
+        "kbin.social/comment/9", "kbin.social/reply/9"]
+    store.sync_sources([source])
+    now = datetime.now(UTC)
+    assert store.save_fetch(source.name, result, now, now).posts_new == len(uris)
+    # Mastodon's own ids, and any id that is no number, are host/<id> as ever.
+    home = template["uri"]
+    assert status_external_id(home, "1") == f"mastodon.social/{home.rsplit('/', 1)[-1]}"
+    assert status_external_id("https://misskey.io/notes/9abcdef", "1") == "misskey.io/9abcdef"
+    assert status_external_id("https://pixelfed.social/p/someone/650595293594582993", "1") == \
+        "pixelfed.social/650595293594582993"
 
 
 def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(

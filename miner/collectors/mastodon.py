@@ -34,12 +34,22 @@ LOOKBACK = timedelta(hours=1)
 _SNOWFLAKE_MS_FLOOR = 1_000_000_000_000  # the time (ms) in a snowflake id is after 2001; a sequential id's is not
 
 
+# The kinds of object whose numbers a server counts apart from those of another kind it federates, with what sets
+# their URIs apart: Lemmy's and PieFed's /post/<n> and /comment/<n>, Mbin's threads /m/<magazine>/t/<n>, microblog
+# posts /p/<n> and their comments /comment/<n> and /reply/<n>. As host/<n>, post 5 and comment 5 of one server were
+# one id, and the store kept whichever came first. The first kind of each (post, t) keeps host/<n>, as before.
+_NUMBERED_KINDS = frozenset({"comment", "reply", "p"})
+
+
 def status_external_id(uri: str, local_id: str) -> str:
     """host/id from an ActivityPub status URI: stable across instances, and free of the author's handle
-    (Mastodon URIs read https://host/users/<name>/statuses/<id>)."""
+    (Mastodon URIs read https://host/users/<name>/statuses/<id>); host/<kind>/<n> for a number of a kind in
+    _NUMBERED_KINDS."""
     parts = urlsplit(uri)
-    last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    *_, kind, last = ["", "", *parts.path.rstrip("/").split("/")]
     if parts.hostname and last:
+        if last.isdigit() and kind in _NUMBERED_KINDS:
+            return f"{parts.hostname}/{kind}/{last}"
         return f"{parts.hostname}/{last}"
     return f"status:{local_id}"
 
