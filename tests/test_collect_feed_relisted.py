@@ -155,3 +155,25 @@ def test_a_new_entry_sharing_a_link_and_day_with_one_gone_from_the_feed_is_store
         assert new_posts(store, poller, source) == 1
     texts = {r["text"] for r in store.database.rows("SELECT text FROM posts")}
     assert any("Vodafone" in t for t in texts)
+
+
+def linked(title: str, when: datetime, link: str, guid: str | None = None) -> str:
+    return (f"<item><title>{title}</title><link>{link}</link>"
+            + (f'<guid isPermaLink="false">{guid}</guid>' if guid else "")
+            + f"<pubDate>{format_datetime(when)}</pubDate></item>")
+
+
+@pytest.mark.parametrize("guid", [None, "https://forum.example.net/"], ids=["no guid, one link", "one guid"])
+def test_entries_of_a_feed_that_share_one_id_are_each_stored_once(server: FakeServer, store: Store,
+                                                                   guid: str | None) -> None:
+    # A thread's feed without guids, each reply linking to the thread (so its id is that link), or a feed giving every
+    # entry its home page as guid: by that one id the store kept the first entry and dropped the rest, silently.
+    thread = "https://forum.example.net/t/1"
+    first = linked("Re: MTN down", NOW - timedelta(minutes=30), f"{thread}?r=1" if guid else thread, guid)
+    second = linked("Re: MTN down here too", NOW - timedelta(minutes=20), f"{thread}?r=2" if guid else thread, guid)
+    third = linked("Re: MTN back?", NOW - timedelta(minutes=10), f"{thread}?r=3" if guid else thread, guid)
+    # The first alone (stored under the bare id), then shared: it is not stored again under its new id.
+    assert polls(server, store, "thread", items_feed(first), items_feed(second, first),
+                 items_feed(third, second, first), items_feed(third, second, first, first), items_feed(third)) \
+        == [1, 1, 1, 0, 0]
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from miner.collectors.feeds import (
     parse_feed_ends,
 )
 from miner.collectors.http import Response, state_after
+from miner.collectors.normalise import stable_id
 from miner.collectors.paging import gap_warning
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -59,13 +61,14 @@ def posts_from_feed(
     entries = [(entry, entry_time(entry)) for entry in parsed.get("entries") or []]
     dates = [when for _entry, when in entries if when is not None]
     kept = _newest(entries, keep)
-    posts: list[Post] = []
+    dated: list[tuple[Post, datetime | None]] = []
     for entry, when in kept:
         if skip is not None and skip(entry):
             continue
         post = _entry_post(source, ctx, entry, feed, clean_body, when, post_id)
         if post is not None:
-            posts.append(post)
+            dated.append((post, when))
+    posts = _told_apart(source, dated)
     last = time_cursor(state, ctx) if state is not None else None
     kept_dates = [when for _entry, when in kept if when is not None]
     # The newest date stored, not merely read: the gap checks of later polls count from it.
@@ -101,6 +104,29 @@ def posts_from_feed(
     cursor = max(newest, last) if newest is not None and last is not None else newest or last
     return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None),
                        warnings=warnings, gap=gap, by_link=True)
+
+
+def _told_apart(source: SourceConfig, dated: list[tuple[Post, datetime | None]]) -> list[Post]:
+    """The posts, those of distinct entries that share one id told apart by their content: a guid the feed gives every
+    entry (its home page), or, without guids, the link each reply of a thread's feed gives (its thread). By that one
+    id the store kept the first and dropped the rest as known. Each gets its id with ``#`` and 16 hex digits of its
+    text, date and author, stable from poll to poll; the one the store had under the bare id, before another entry
+    shared it, is told by its link, text and date (store.posts.relisted). An entry listed twice is one post."""
+    contents: dict[str, set[tuple[str, str, str]]] = {}
+    for post, when in dated:
+        contents.setdefault(post.external_id, set()).add(_content(post, when))
+    shared = {ident for ident, seen in contents.items() if len(seen) > 1}
+    if not shared:
+        return [post for post, _when in dated]
+    log.info("source %s: %d entries share an id with other entries (%s): told apart by their content", source.name,
+             sum(post.external_id in shared for post, _when in dated), sorted(shared)[0])
+    return [replace(post, external_id=f"{post.external_id}#{stable_id(*_content(post, when))[2:18]}")
+            if post.external_id in shared else post for post, when in dated]
+
+
+def _content(post: Post, when: datetime | None) -> tuple[str, str, str]:
+    # The entry's own date, not the post's: one dated ahead of our clock is dated at each fetch.
+    return post.text, iso(when) if when is not None else "", post.author_hash or ""
 
 
 def _newest(entries: list[tuple[Any, datetime | None]], keep: int) -> list[tuple[Any, datetime | None]]:
