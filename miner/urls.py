@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 
@@ -137,27 +138,53 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
-def stored_link(url: str | None) -> str | None:
+# The shortest part of a URL from the environment taken for its key (see secret_parts): "/feeds/", "rss" and "v1" are
+# the words around one, a token or a tracker's passkey is longer (16 to 64 characters).
+SECRET_PART_MIN = 8
+
+
+def secret_parts(url: str) -> tuple[str, ...]:
+    """What of a URL from the environment (`url_env`) is taken for its key wherever an item's link or id holds it
+    again: each segment of its path and each value of its query of SECRET_PART_MIN characters or more, as written and
+    percent-decoded, the longest first. A private feed's items link to pages under its key
+    (``/feeds/<token>/items/1``, a tracker's ``/download/1/<passkey>``), which no parameter name tells."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ()
+    words = [*parts.path.split("/"), *(pair.partition("=")[2] for pair in parts.query.split("&"))]
+    found = {word for raw in words for word in (raw, unquote(raw)) if len(word) >= SECRET_PART_MIN}
+    return tuple(sorted(found, key=lambda word: (-len(word), word)))
+
+
+def _without(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def stored_link(url: str | None, secrets: Sequence[str] = ()) -> str | None:
     """A link someone else wrote (a feed item's, the id made of it) as the store keeps it: without what `public_url`
-    leaves out, for a private feed's items link to pages that carry its key again (``dl?id=1&passkey=...``). One
-    that cannot be read (a broken IPv6 bracket) may hold a credential all the same: None."""
+    leaves out, for a private feed's items link to pages that carry its key again (``dl?id=1&passkey=...``), nor any
+    of ``secrets`` (`secret_parts` of the source's URL from the environment). One that cannot be read (a broken IPv6
+    bracket) may hold a credential all the same: None."""
     if not url:
         return None
     try:
-        return public_url(url)
+        return public_url(_without(url, secrets))
     except ValueError:
         return None
 
 
-def link_id(external_id: str) -> str:
+def link_id(external_id: str, secrets: Sequence[str] = ()) -> str:
     """An item's id as the store keeps it: one made of a link (a feed item without a guid, a Mastodon uri) without
-    what `stored_link` leaves out, and then, since two links may differ only in a redacted value
-    (``dl?id=1&passkey=a``, ``...&passkey=b``), with an unkeyed hash of the whole link after ``#``: it tells them
-    apart, cannot give back a key of any length worth keeping secret, and needs no key (migration 0017 computes it
-    for the ids stored before)."""
-    if not external_id.startswith(("http://", "https://")):
-        return external_id
-    shown = stored_link(external_id)
+    what `stored_link` leaves out (any id without ``secrets``), and then, since two links may differ only in a
+    redacted value (``dl?id=1&passkey=a``, ``...&passkey=b``), with an unkeyed hash of the whole link after ``#``: it
+    tells them apart, cannot give back a key of any length worth keeping secret, and needs no key (migration 0017
+    computes it for the ids stored before)."""
+    shown: str | None = _without(external_id, secrets)
+    if external_id.startswith(("http://", "https://")):
+        shown = stored_link(shown)
     if shown == external_id:
         return external_id
     return f"{shown or REDACTED}#{hashlib.sha256(external_id.encode()).hexdigest()[:16]}"

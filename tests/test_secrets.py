@@ -145,6 +145,44 @@ def test_post_links_and_ids_of_a_feed_url_from_the_environment_hold_no_key(
     assert all(str(p.url).startswith(f"{server.url}/[redacted]/t/") for p in outcome.result.posts)
 
 
+def test_absolute_links_under_the_key_of_a_feed_url_from_the_environment_are_kept_without_it(
+        server: FakeServer, store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # A private feed's items link to pages under its key (a tracker's /download/<id>/<passkey>), written out whole:
+    # the key went into the store with every post's url and id, and into each status incident's.
+    path = f"/feeds/{TOKEN}/rss"
+    base = f"{server.url}/feeds/{TOKEN}"
+    rss = (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+           f"<item><title>GitHub is down</title><link>{base}/items/5</link></item>"
+           f"<item><title>GitHub login fails</title><guid>{base}/items/6</guid></item>"
+           f"<item><title>GitHub API errors</title><guid isPermaLink='false'>tag:{TOKEN}:7</guid></item>"
+           "</channel></rss>").encode()
+    server.serve(path, Reply(200, rss, content_type="application/rss+xml"))
+    source = SourceConfig("private", "rss", url_env="FEED_URL")
+    # What an earlier miner stored of the first item: its link, key and all, as its url and id.
+    store.sync_sources([source])
+    store.database.execute("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) VALUES "
+                           "(?, ?, 'GitHub is down', ?, ?, ?)", ("private", f"{base}/items/5", f"{base}/items/5",
+                                                                 T0.isoformat(), T0.isoformat()))
+    outcome, logged = _poll(server, source, path, caplog)
+    assert outcome.result is not None and len(outcome.result.posts) == 3
+    assert TOKEN not in _kept(outcome.result) and TOKEN not in logged
+    assert {p.url for p in outcome.result.posts} == {f"{server.url}/feeds/[redacted]/items/5",
+                                                    f"{server.url}/feeds/[redacted]/items/6", None}
+    now = datetime.now(UTC)
+    assert store.save_fetch(source.name, outcome.result, now, now).posts_new == 2  # the first one the store had
+    assert TOKEN not in json.dumps([list(r) for r in store.database.rows("SELECT * FROM posts")])
+    # A status feed's incidents likewise.
+    atom = (f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>s</title><id>s</id>'
+            f"<updated>2026-11-27T10:00:00Z</updated><entry><title>Degraded API</title><id>{base}/incidents/1</id>"
+            f'<link href="{base}/incidents/1"/><updated>2026-11-27T10:00:00Z</updated>'
+            "<content>Resolved - fixed</content></entry></feed>").encode()
+    server.serve(path, Reply(200, atom, content_type="application/atom+xml"))
+    outcome, logged = _poll(server, SourceConfig("status", "status_feed", url_env="FEED_URL",
+                                                 services=("GitHub",)), path, caplog)
+    assert outcome.result is not None and len(outcome.result.incidents) == 1
+    assert TOKEN not in _kept(outcome.result) and TOKEN not in logged
+
+
 def test_a_user_name_token_in_a_forum_url_is_not_copied_into_post_links(server: FakeServer,
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     server.serve_fixture("/latest.json", "discourse/latest.json")

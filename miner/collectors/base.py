@@ -25,7 +25,7 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
-from miner.urls import link_id, stored_link
+from miner.urls import link_id, secret_parts, stored_link
 
 
 def utc_now() -> datetime:
@@ -102,17 +102,24 @@ def make_post(
     if not text:
         return None
     # An id made of the item's link (a feed item without a guid) holds what the link holds.
-    external_id = link_id(external_id)
+    secrets = source_secrets(source)
+    external_id = link_id(external_id, secrets)
     return Post(
         source=source.name,
         external_id=external_id,
         text=text,
         created_at=created_at,
-        url=stored_link(url),
+        url=stored_link(url, secrets),
         author_hash=hash_author(author, ctx.hash_key, author_space(source)),
         lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
         undated=undated,
     )
+
+
+def source_secrets(source: SourceConfig) -> tuple[str, ...]:
+    """What the links and ids of a source's items must not hold: the parts of its URL from the environment (url_env)
+    that may be its key (`miner.urls.secret_parts`); none for a URL in feeds.toml."""
+    return secret_parts(source.url) if source.secret_url and source.url else ()
 
 
 def author_space(source: SourceConfig) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 
-from miner.collectors.base import Collector, PollContext, utc_now
+from miner.collectors.base import Collector, PollContext, source_secrets, utc_now
 from miner.collectors.bluesky import DEFAULT_BASE as BLUESKY_BASE
 from miner.collectors.bluesky import BlueskyCollector
 from miner.collectors.discourse import DiscourseCollector
@@ -173,6 +173,8 @@ class Poller:
             raise SourceError(f"no collector for source type {source.type!r}", permanent=True)
         source = self.resolve(source)
         result = collector.poll(source, state or SourceState(), self.ctx)
+        if secrets := source_secrets(source):
+            result = replace(result, secrets=secrets)  # for the store to scrub from what it stored of the source
         if not result.behind and split_cursor(result.state)[1]:
             # Windows kept with the cursor are what this poll left for the next ones (Hacker News, Reddit, Bluesky):
             # said here once rather than by each collector that keeps them.

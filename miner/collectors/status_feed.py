@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from miner.collectors.aws_events import merge_aws_updates, read_known, write_known
-from miner.collectors.base import PollContext
+from miner.collectors.base import PollContext, source_secrets
 from miner.collectors.feeds import (
     ZONE_HOURS,
     entry_body,
@@ -30,7 +30,7 @@ from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState
-from miner.urls import stored_link
+from miner.urls import link_id, stored_link
 
 _STATUS_WORDS = {
     "investigating": "investigating",
@@ -163,9 +163,11 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         done = "completed" if status == "completed" else "resolved"
         resolved_at = next((when for label, when in stamps if _STATUS_WORDS.get(label) == done),
                            max(published, updated))
+    secrets = source_secrets(source)
     return OfficialIncident(
         source=source.name,
-        external_id=entry_id(entry),
+        # Only without the key of a url from the environment: any other guid is kept as written, as it always was.
+        external_id=link_id(entry_id(entry), secrets) if secrets else entry_id(entry),
         service=source.services[0] if source.services else None,
         title=title,
         status=status,
@@ -174,7 +176,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         # the provider's last update: the store keeps a new version of an incident only when that moves.
         updated_at=max([published, updated, *(when for _, when in stamps)]),
         resolved_at=max(resolved_at, started) if resolved_at else None,
-        url=stored_link(str(entry.get("link", "") or "")),
+        url=stored_link(str(entry.get("link", "") or ""), secrets),
         undated=dated is None,
     )
 

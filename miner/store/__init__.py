@@ -32,6 +32,7 @@ class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, Inci
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()
+        self._secrets_scrubbed = set()
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False,

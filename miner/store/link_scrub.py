@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from miner.urls import link_id, public_url, stored_link
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # What a link needs to hold for `stored_link` to change it: a query, a user name, or an IPv6 bracket it may fail to
 # read. The rest (most rows of a large store) is never read into Python.
@@ -59,3 +63,33 @@ def scrub_stored_links(conn: sqlite3.Connection) -> None:
     _rewrite(conn, "posts", "external_id", "source != 'reports' AND external_id LIKE 'http%://%'", "UPDATE OR IGNORE",
              link_id)
     _rewrite(conn, "official_incidents", "url", "url IS NOT NULL", "UPDATE", stored_link)
+
+
+def scrub_source_secrets(conn: sqlite3.Connection, source: str, secrets: Sequence[str]) -> None:
+    """Take ``secrets`` (`miner.urls.secret_parts` of the source's URL from the environment) out of the links and
+    link-made ids ``source`` stored before its items' were kept without them: the key of a private feed whose items
+    link under it (``/feeds/<token>/items/1``) stayed in the store, and, under the ids computed now, every entry still
+    listed would have been stored a second time. No migration can do it: the key is in the environment only."""
+    if not secrets:
+        return
+
+    def link(old: str) -> str | None:
+        return stored_link(old, secrets)
+
+    def ident(old: str) -> str | None:
+        return link_id(old, secrets)
+
+    columns: list[tuple[str, str, str, Callable[[str], str | None]]] = [
+        ("posts", "url", "UPDATE", link),
+        # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
+        ("posts", "external_id", "UPDATE OR IGNORE", ident),
+        ("official_incidents", "url", "UPDATE", link),
+        ("official_incidents", "external_id", "UPDATE OR IGNORE", ident)]
+    for table, column, update, new_form in columns:
+        held = " OR ".join([f"instr({column}, ?)"] * len(secrets))
+        last = -(2 ** 63)
+        while rows := conn.execute(f"SELECT rowid, {column} FROM {table} WHERE rowid > ? AND source = ? AND ({held}) "
+                                   "ORDER BY rowid LIMIT ?", (last, source, *secrets, SCRUB_BATCH)).fetchall():
+            conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?",
+                             [(new, rowid) for rowid, old in rows if (new := new_form(old)) != old])
+            last = rows[-1][0]

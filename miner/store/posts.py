@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from miner.records import FetchResult, Post, Prediction
+from miner.store.link_scrub import scrub_source_secrets
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.timeutil import iso, parse_iso
 
@@ -78,6 +79,8 @@ class PostsMixin:
     database: Database
     # The sources whose feed was found listing a stored post under a new id: told once (see relisted).
     _relisted_warned: set[str]
+    # The sources (with the parts of their URL from the environment) whose stored links were scrubbed of them.
+    _secrets_scrubbed: set[tuple[str, tuple[str, ...]]]
 
     def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime) -> SaveStats:
         """Store one successful poll atomically: posts, matches, official incidents and the new source state.
@@ -90,6 +93,9 @@ class PostsMixin:
         history; a 304 neither sets nor clears one. See :func:`miner.store.sources.current_warning`.
         """
         with self.database.transaction() as conn:
+            if result.secrets and (source, result.secrets) not in self._secrets_scrubbed:
+                # Before the posts: one stored with the key before is then found under the id this poll gives it.
+                scrub_source_secrets(conn, source, result.secrets)
             # Before the update below: the state this poll started from.
             prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
             new_posts, known = _insert_posts(conn, result.posts, now, self._relisted_warned if result.by_link
@@ -125,6 +131,8 @@ class PostsMixin:
                  # content, so only a poll that read the source can clear it.
                  "read": not result.not_modified, "source": source},
             )
+        if result.secrets:
+            self._secrets_scrubbed.add((source, result.secrets))  # once per process and key: later rows have none
         return SaveStats(posts_new, posts_seen, inc_new, inc_updated, late, late_by)
 
     def insert_posts(self, posts: Iterable[Post], now: datetime) -> SaveStats:
