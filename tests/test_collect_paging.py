@@ -870,6 +870,7 @@ def test_bluesky_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: F
 class FakeLemmy:
     def __init__(self, server: FakeServer) -> None:
         self.items: dict[str, list[tuple[datetime, int]]] = {"post": [], "comment": []}  # oldest first
+        self.featured: set[int] = set()  # posts an admin pinned to the instance's front page: listed first
         self.fail_on_request: dict[int, Reply] = {}
         self.requests = 0
         self.clock = START
@@ -888,7 +889,8 @@ class FakeLemmy:
         item: dict[str, object] = {"id": ident, "published": published.isoformat().replace("+00:00", "Z"),
                                    "ap_id": f"https://lemmy.example/{kind}/{ident}", "deleted": False,
                                    "removed": False}
-        item.update({"name": f"Discord down? {ident}", "body": ""} if kind == "post" else
+        item.update({"name": f"Discord down? {ident}", "body": "", "featured_local": ident in self.featured,
+                     "featured_community": False} if kind == "post" else
                     {"content": f"Discord is down here too {ident}"})
         return {kind: item, "creator": {"name": "someone", "actor_id": "https://lemmy.example/u/someone"}}
 
@@ -901,7 +903,9 @@ class FakeLemmy:
         page = int(request.param("page") or 1)
         out: dict[str, object] = {"type_": "All", "communities": [], "users": []}
         for kind, key in (("post", "posts"), ("comment", "comments")):
-            newest_first = sorted(self.items[kind], reverse=True)[(page - 1) * limit:page * limit]
+            # As Lemmy's PostQuery orders a search without a community: the instance's featured posts first.
+            newest_first = sorted(self.items[kind], key=lambda item: (item[1] in self.featured, item),
+                                  reverse=True)[(page - 1) * limit:page * limit]
             out[key] = [self.view(kind, published, ident) for published, ident in newest_first]
         return json_reply(out)
 
@@ -961,6 +965,23 @@ def test_lemmy_an_item_federated_late_behind_the_cursor_is_stored_once(server: F
     fourth, new = collect(poller, store, lemmy(server))
     assert late <= set(ids(fourth)) and new == 0  # read again below the cursor: the store keeps one
     assert api.requests == 4  # below the cursor, the page that reaches it only
+
+
+def test_lemmy_a_burst_is_read_whole_behind_an_old_post_featured_first(server: FakeServer, poller: Poller) -> None:
+    # Lemmy lists the posts an admin featured on the instance first, whatever the sort: an old one (a pinned "is it
+    # down?" megathread the query matches) ended the posts list at its top, and every new post past page 1 was
+    # missed, with no warning.
+    api = FakeLemmy(server)
+    api.add("post", 1)
+    api.featured.add(api.items["post"][0][1])
+    api.add("post", 2)
+    first = poller.poll(lemmy(server), SourceState())
+    burst = api.add("post", 120)
+    second = poller.poll(lemmy(server), first.state)
+    assert set(burst) <= set(ids(second)) and not second.gap and not second.behind
+    before = api.requests
+    third = poller.poll(lemmy(server), second.state)
+    assert not set(ids(third)) - set(ids(second)) and api.requests == before + 1  # nothing new: page 1 only
 
 
 def test_lemmy_a_429_on_a_later_page_keeps_the_cursor_for_the_next_poll(server: FakeServer, poller: Poller) -> None:

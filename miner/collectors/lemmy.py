@@ -90,9 +90,12 @@ class LemmyCollector:
                 if len(views) < limit:
                     done[key] = True  # the list has no more
                 for view in views:
-                    published = parse_time(as_dict(view.get(kind)).get("published"))
+                    item = as_dict(view.get(kind))
+                    published = parse_time(item.get("published"))
                     late = cursor is not None and published is not None and published <= cursor
-                    if late:
+                    # Lemmy lists the posts an admin featured first, whatever the sort: an old one (a pinned megathread)
+                    # says nothing of where the list stands, and ended it at its top, the new posts past page 1 unread.
+                    if late and not (item.get("featured_local") is True or item.get("featured_community") is True):
                         done[key] = True  # newest first: the rest of this list was read before, but for late ones
                     post = _view_post(source, ctx, view, kind)
                     if post is None or post.external_id in seen:  # the list moved down under new items
