@@ -864,6 +864,28 @@ def test_bluesky_a_burst_past_the_page_cap_is_read_over_the_next_polls(server: F
     assert fifth.state.cursor == api.posts[-1][1].isoformat() and not fifth.behind
 
 
+def test_bluesky_posts_a_failed_page_left_within_the_next_polls_margin_are_read(server: FakeServer,
+                                                                               bsky_poller: Poller) -> None:
+    # A burst within a minute, read in part (page 2 failed): the next poll, with new posts, reads its margin on into the
+    # stretch left unread, and the posts there, indexed before its cursor, were passed over by that read and then by
+    # the read of the stretch, as read already: lost.
+    api = FakeBluesky(server)
+    api.add(3)
+    first = bsky_poller.poll(bsky(server), SourceState())
+    burst = api.add(250, per_ms=3)
+    api.fail_on_request[api.requests + 2] = Reply(503, b"", headers={"Retry-After": "20"})
+    second = bsky_poller.poll(bsky(server), first.state)
+    assert len(second.posts) == 100 and second.behind
+    later = api.add(30)
+    read = set(ids(second))
+    state = second.state
+    for _ in range(3):
+        result = bsky_poller.poll(bsky(server), state)
+        read |= set(ids(result))
+        state = result.state
+    assert read == set(burst) | set(later) and not result.behind
+
+
 # --- Lemmy (/api/v3/search, type_=All, sort=New): posts and comments are two lists, newest first, and page=N
 # (from 1) answers the Nth `limit` (at most 50) of each.
 

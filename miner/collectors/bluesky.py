@@ -170,7 +170,7 @@ class _Search:
         self.params: dict[str, str | int] = {"q": source.query or "", "sort": "latest",
                                              "limit": min(ctx.settings.max_items, 100)}
         self.posts: list[Post] = []
-        self.seen: set[str] = set()
+        self.taken: set[str] = set()  # the posts a window of this poll took: another window's margin lists them too
         self.newest: datetime | None = None
 
     def window(self, floor: datetime | None, until: str | None) -> tuple[bool, str | None]:
@@ -182,6 +182,7 @@ class _Search:
         below_floor = False  # into the margin: what is left there is read if the pages allow, not kept for later
         if until is not None:
             params["until"] = until
+        listed: set[str] = set()  # every post this window's pages listed, taken or not
         while True:
             page = self.pager.next(partial(self._page, params))
             if page is None:
@@ -191,12 +192,16 @@ class _Search:
             for item in items:
                 uri = text_of(item.get("uri"))
                 indexed = parse_time(item.get("indexedAt")) or parse_time(as_dict(item.get("record")).get("createdAt"))
-                if not uri or uri in self.seen:
+                if not uri or uri in listed:
                     continue
-                self.seen.add(uri)
+                listed.add(uri)
                 progress = True
-                if indexed is None or (floor is not None and indexed <= floor):
+                # Only the posts taken count as read: the margin of a poll's first window reaches into the stretch a
+                # window an earlier poll left holds (a burst read in part), and a post there that it passed over,
+                # indexed before its floor, was then passed over by that window too, as read, and lost.
+                if indexed is None or (floor is not None and indexed <= floor) or uri in self.taken:
                     continue
+                self.taken.add(uri)
                 fresh = True
                 seen = not_after_now(indexed, self.ctx)
                 self.newest = seen if self.newest is None else max(self.newest, seen)
