@@ -245,7 +245,7 @@ class DetectStage(RelearnStage):
         width = self.bucket
         for t in transitions:
             at = t.bucket_start + width
-            fields = self._incident_fields(t.incident)
+            fields = self._incident_fields(t.incident, None if t.kind == "open" else incident_id)
             details: dict[str, Any] = {"z": round(score.score, 2), "count": score.count,
                                        "baseline": round(score.baseline, 2), "upper": round(score.upper, 2)}
             if t.kind == "open":
@@ -266,12 +266,13 @@ class DetectStage(RelearnStage):
                 self.store.update_incident(incident_id, at, fields, "update", {**details, "reason": t.reason})
         if not transitions and incident_id is not None and draft is not None and before is not None:
             # updated_at is the last change: a cool-down bucket only moves the draft's last_bucket, no column.
-            fields = self._incident_fields(draft)
-            if fields != self._incident_fields(before):
+            fields = self._incident_fields(draft, incident_id)
+            if fields != self._incident_fields(before, incident_id):
                 self.store.update_incident_quietly(incident_id, score.bucket_start + width, fields)
         return incident_id
 
-    def _incident_fields(self, draft: IncidentDraft) -> dict[str, Any]:
+    def _incident_fields(self, draft: IncidentDraft, incident_id: int | None) -> dict[str, Any]:
+        """The incident's columns the draft gives; ``incident_id``: the stored incident (None: the draft opens it)."""
         fields: dict[str, Any] = {
             "peak_complaints": int(draft.peak_count),
             "peak_score": round(draft.peak_z, 3),
@@ -282,9 +283,17 @@ class DetectStage(RelearnStage):
         if draft.official_ref is not None:
             fields["official_incident_id"] = self.store.official_incident_id_of_ref(draft.official_ref)
             if draft.lead_minutes is not None:
-                # The lifecycle measures from the bucket's start; we knew only when the bucket closed.
-                fields["lead_time_minutes"] = round(draft.lead_minutes - self.config.detector.bucket_minutes, 1)
+                # The lifecycle measures from the opening bucket's start; we knew only when that bucket closed.
+                fields["lead_time_minutes"] = round(draft.lead_minutes - self._opening_minutes(incident_id), 1)
         return fields
+
+    def _opening_minutes(self, incident_id: int | None) -> int:
+        """The width of the bucket the incident opened in, as it recorded it: detector.bucket_minutes may have changed
+        since (from 60 to 5, the current width overstated the lead by 55 minutes). The current width for an incident
+        being opened, and for one opened before miner recorded its width."""
+        row = self.store.incident(incident_id) if incident_id is not None else None
+        recorded = int(row.get("bucket_minutes") or 0) if row else 0
+        return recorded if recorded > 0 else self.config.detector.bucket_minutes
 
     def _group_openings(self, now: datetime, earliest: datetime) -> None:
         """Group the openings of this run (the first at ``earliest``), and those of the store's open incidents not

@@ -307,3 +307,39 @@ def test_a_provider_incident_left_open_in_the_store_for_weeks_is_not_called_ongo
     assert "nothing on the status page yet" in flat["WhatsApp"] and "40 d" not in flat["WhatsApp"]
     assert "Provider: Feeds load slowly (identified," in flat["Instagram"]
     assert "Our lead: 2 d 0 h after the provider's status page" in flat["Instagram"]
+
+
+def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_its_own_opening(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Foonet opens at 05:00, the end of its hour-wide opening bucket; detector.bucket_minutes is then set to 5, and
+    # the provider's status page says it began at 05:30, matched in a 5-minute bucket after: we were 30 minutes
+    # first. Measured from the opening bucket's start less the current width, the lead read 85 minutes.
+    hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
+    pipe = warmed_pipeline(hourly, store)
+    start = STREAM_T0 + timedelta(hours=3)
+    posts = [Post("reports", f"{hour}-{i}", f"Foonet down, report {i} of hour {hour}",
+                  start + timedelta(hours=hour, seconds=30 * i), services=("Foonet",)) for hour in range(2)
+             for i in range(20)]
+    opened = start + timedelta(hours=2)
+    pipe.ingest(posts, opened)
+    pipe.classify_pending(opened)
+    assert pipe.detect(opened).opened == [("Foonet", opened)]
+    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
+    reloaded.detect(opened + timedelta(minutes=20))
+    add_official(store, "Foonet", opened + timedelta(minutes=30))
+    later = [Post("reports", f"late-{i}", f"Foonet still down, report {i}",
+                  opened + timedelta(minutes=30, seconds=10 * i), services=("Foonet",)) for i in range(30)]
+    now = opened + timedelta(minutes=40)
+    reloaded.ingest(later, now)
+    reloaded.classify_pending(now)
+    reloaded.detect(now)
+    row = store.incident(1)
+    assert row is not None and row["status"] == "open" and row["official_incident_id"] is not None, row
+    assert row["lead_time_minutes"] == 30.0
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, now)
+    assert dispatch(store, cfg, now, worker_id="w").sent >= 1
+
+    _, text, _ = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "30 min before the provider's status page" in flat, flat
