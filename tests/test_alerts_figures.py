@@ -343,3 +343,36 @@ def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_
     _, text, _ = _parts(smtp_server)
     flat = " ".join(text.split())
     assert "30 min before the provider's status page" in flat, flat
+
+
+def test_the_peak_of_an_incident_open_across_a_bucket_width_change_is_set_against_a_bucket_of_its_own(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Foonet opens at 03:40 in 5-minute buckets, 15 complaints in each from 03:30 (the first did not open it, where
+    # nothing was expected). detector.bucket_minutes is then set to 60: the posts are counted again from 04:00, where
+    # the grids meet, and the buckets before keep their width. Its first bucket taken as an hour before its opening,
+    # the 03:30 one, before the incident, stood for its peak: "15 vs baseline 0.0", where its own said 0.04.
+    fine = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 5\nwarmup_hours = 1\n"
+    pipe = warmed_pipeline(fine, store)
+    start = STREAM_T0 + timedelta(hours=3, minutes=30)
+    posts = [Post("reports", f"r-{i}", f"Foonet down, report {i}", start + timedelta(seconds=20 * i),
+                  services=("Foonet",)) for i in range(60)]
+    now = start + timedelta(minutes=20)
+    pipe.ingest(posts, now)
+    pipe.classify_pending(now)
+    assert pipe.detect(now).opened == [("Foonet", start + timedelta(minutes=10))]
+    row = store.incident(1)
+    assert row is not None and (row["peak_complaints"], row["baseline"], row["bucket_minutes"]) == (15, 0.043, 5)
+    reloaded = Pipeline(parse_config(fine.replace("= 5", "= 60")), store, ReportsOnly())  # type: ignore[arg-type]
+    reloaded.detect(now)
+    assert store.bucket_minutes() == 60 and store.incident(1)["status"] == "open"
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, now)
+    assert dispatch(store, cfg, now, worker_id="w").sent == 1
+
+    subject, text, _ = _parts(smtp_server)
+    flat = " ".join(text.split())
+    assert "15 complaints per bucket vs baseline 0.04 (349.5x)" in flat and "349.5x normal" in subject, flat
+    lines: list[str] = []  # the replay's summary gives the same baseline beside the same peak
+    print_summary(store, parse_config(fine), lines.append)
+    [summary] = [line.split() for line in "\n".join(lines).splitlines() if line.startswith(" 1  Foonet")]
+    assert summary[5:8] == ["15", "6.5", "0.04"], lines

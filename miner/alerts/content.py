@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
-from miner.store.incidents import is_reopening
+from miner.store.incidents import is_reopening, opening_width
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -188,10 +188,9 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     service = str(row["service"])
     minutes = store.bucket_minutes()
     width = timedelta(minutes=minutes) if minutes else None  # None: no detector has scored a bucket yet
-    # Reports just before the opening are what made it open: count them with the incident (as the samples do). Its
-    # own bucket's width, not the store's: detector.bucket_minutes may have changed since it opened.
-    opening = int(_num(row.get("bucket_minutes")))
-    lead_in = opened - _lead_in(timedelta(minutes=opening) if opening > 0 else width)
+    # Reports just before the opening are what made it open: count them with the incident (as the samples do).
+    own = opening_width(row, width)
+    lead_in = opened - _lead_in(own)
     symptoms = (_json(row.get("symptoms"), {})
                 or store.symptom_counts(service, lead_in, end + timedelta(seconds=1), width))
     counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
@@ -222,7 +221,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
-        peak_complaints=peak, baseline=peak_baseline(series, width, opened, end, peak, _num(row.get("baseline"))),
+        peak_complaints=peak, baseline=peak_baseline(series, own, opened, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
@@ -269,11 +268,12 @@ def peak_baseline(series: Sequence[Mapping[str, Any]], width: timedelta | None, 
     The store keeps the baseline of the opening bucket: an outage opened at night (0.5 expected) that peaked in the
     evening (20 expected) read "peak 60 vs baseline 0.5 (120x)", where the chart's baseline at that bar said 20.
     ``stored`` when no bucket of the incident holds the peak any more (pruned, or recounted since), or before any
-    detector recorded a bucket width.
+    detector recorded a bucket width. ``width``: the incident's own (see opening_width), not the store's.
     """
     if width is None:
         return stored
-    # opened_at and resolved_at are bucket ends: the incident's buckets start from opened - width, before end.
+    # opened_at and resolved_at are bucket ends: the incident's buckets start from opened - width, before end. Taken
+    # an hour back after a change from 5 to 60, a bucket before the incident, kept at 5 minutes, stood for its peak.
     for r in series:
         if (opened - width <= parse_iso(r["bucket_start"]) < end and int(_num(r.get("complaints"))) == peak
                 and r.get("baseline") is not None):

@@ -11,6 +11,7 @@ from miner.alerts.content import baseline_text, peak_baseline
 from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
+from miner.store.incidents import opening_width
 from miner.timeutil import parse_iso
 
 _T = TypeVar("_T", list[Any], dict[str, Any])
@@ -37,6 +38,7 @@ def _baseline(store: Store, inc: dict[str, Any], width: timedelta | None) -> _Ba
     """The baseline the incident's alerts set its peak against (its peak bucket's): the table gave the opening
     bucket's to one decimal, 0.4 beside the demo's emails' 0.35."""
     stored = float(inc["baseline"] or 0)
+    width = opening_width(inc, width)
     if width is None:
         return _Baseline(stored)
     opened = parse_iso(inc["opened_at"])

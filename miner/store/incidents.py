@@ -26,6 +26,13 @@ def is_reopening(event: Mapping[str, Any]) -> bool:
     return bool(reason) and "reopened" in str(reason).split(",")
 
 
+def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timedelta | None:
+    """The width of the bucket ``incident`` opened in, as it recorded it (incidents.bucket_minutes):
+    detector.bucket_minutes may have changed since. ``width`` (the store's) for one opened before miner recorded it."""
+    minutes = incident.get("bucket_minutes")
+    return timedelta(minutes=minutes) if isinstance(minutes, int) and minutes > 0 else width
+
+
 class IncidentsMixin:
     database: Database
 
