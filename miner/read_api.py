@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 from miner.errors import MinerError
 from miner.records import MAINTENANCE
 from miner.settings import guess
+from miner.store.incidents import opening_width
 from miner.timeutil import floor_time, iso, parse_iso
 from miner.urls import web_link
 
@@ -204,12 +205,17 @@ class ReadApi:
                                             limit=limit + 1)
         official = store.official_incidents_by_id([r["official_incident_id"] for r in rows[:limit]
                                                    if r["official_incident_id"] is not None])
+        minutes = store.bucket_minutes()
+        width = timedelta(minutes=minutes) if minutes else None
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
-                "limit": limit, "incidents": [self._incident(r, official) for r in rows[:limit]],
+                "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now))
+                                              for r in rows[:limit]],
                 "truncated": len(rows) > limit}
 
-    def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]]) -> dict[str, Any]:
-        # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md).
+    def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]],
+                  peak_baseline: float | None) -> dict[str, Any]:
+        # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md); baseline, the
+        # opening bucket's (as incidents.baseline), is not the webhook's, which is this peak_baseline.
         linked = official.get(row["official_incident_id"]) if row["official_incident_id"] is not None else None
         return {
             "id": row["id"],
@@ -221,6 +227,7 @@ class ReadApi:
             "resolved_at": _time(row["resolved_at"]),
             "peak_complaints": int(row["peak_complaints"] or 0),
             "baseline": _round(row["baseline"], 3),
+            "peak_baseline": _round(peak_baseline, 3),
             "z_score": _round(row["peak_score"], 2),
             "total_complaints": int(row["total_complaints"] or 0),
             "symptoms": _symptoms(row["symptoms"]),
@@ -298,6 +305,19 @@ def _since(text: str) -> datetime:
 def _time(value: str | None) -> str | None:
     """A stored time as ISO 8601 with its offset."""
     return iso(parse_iso(value)) if value else None
+
+
+def _peak_baseline(store: Store, row: Mapping[str, Any], width: timedelta | None, now: datetime) -> float | None:
+    """What the detector expected in the bucket of the incident's peak, as its alerts give it (the webhook's
+    baseline): from its first bucket, of the width it opened in (``width``, the store's, where it recorded none), to
+    its resolve. The opening bucket's where no stored bucket of it holds the peak (pruned, or counted again)."""
+    stored: float | None = row["baseline"]
+    if (own := opening_width(row, width)) is None:
+        return stored
+    opened = parse_iso(row["opened_at"])
+    end = parse_iso(row["resolved_at"]) if row["resolved_at"] else now
+    found = store.peak_bucket_baseline(row["service"], opened - own, end, int(row["peak_complaints"] or 0))
+    return stored if found is None else found
 
 
 def _round(value: float | None, digits: int) -> float | None:

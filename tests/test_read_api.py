@@ -17,7 +17,10 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from test_alerts_support import settings as alert_settings
 
+from miner.alerts.content import incident_view
+from miner.alerts.webhooks import json_payload
 from miner.config import Config, load_config
 from miner.errors import StoreError
 from miner.http_api import Endpoints, HttpApi
@@ -226,7 +229,7 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
     assert body["incidents"][0] == {
         "id": api.ids["whatsapp"], "service": "WhatsApp", "provider": "Meta", "status": "open",
         "opened_at": "2026-11-27T12:00:00+00:00", "updated_at": "2026-11-27T12:00:00+00:00", "resolved_at": None,
-        "peak_complaints": 2, "baseline": 0.457, "z_score": 6.12, "total_complaints": 2,
+        "peak_complaints": 2, "baseline": 0.457, "peak_baseline": 0.457, "z_score": 6.12, "total_complaints": 2,
         "symptoms": {"messaging": 2},
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
@@ -236,10 +239,46 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
     assert (mtn["status"], mtn["resolved_at"], mtn["z_score"], mtn["official"]) == (
         "resolved", "2026-11-26T14:07:30+00:00", None, None)  # an infinite z is null, not Infinity
 
-    # The same names as the alerts' webhook payload where they say the same; no samples (post text).
+    # The same names as the alerts' webhook payload where they say the same; no samples (post text). Its baseline
+    # is the opening bucket's, and peak_baseline is the webhook's baseline (see the test after).
     webhook = _webhook_keys()
-    assert set(body["incidents"][0]) - set(webhook) == {"provider", "updated_at"}
+    assert set(body["incidents"][0]) - set(webhook) == {"provider", "updated_at", "peak_baseline"}
     assert set(body["incidents"][0]["official"]) == set(webhook["official"])
+
+
+def test_an_incidents_peak_baseline_is_the_one_its_alerts_and_webhook_give_and_baseline_the_opening_ones(
+        tmp_path: Path) -> None:
+    # Instagram opened at 09:00, after the 08:45 bucket, when 0.5 complaints were expected; it peaked at 60 in the
+    # 09:15 one, when 20 were. The webhook's baseline is the peak bucket's: the API had only the opening's, under the
+    # same name, and "60 vs baseline 0.5" of a dashboard built on it was 120x where the alerts said 3x.
+    opened = NOW.replace(hour=9, minute=0, second=0)
+
+    def outage(store: Store) -> None:
+        steps, t = [], opened - timedelta(hours=3)
+        while t < opened + timedelta(hours=1):
+            baseline = 0.5 if t < opened else 20.0
+            steps.append((t, 1.0, baseline, 3 * baseline))
+            t += BUCKET
+        store.save_detector_step("Instagram", t, "{}", steps, t)
+        with store.database.transaction() as conn:
+            for at, n in ((opened - BUCKET, 6), (opened, 25), (opened + BUCKET, 60), (opened + 2 * BUCKET, 40)):
+                conn.execute("UPDATE buckets SET complaints = ? WHERE service = 'Instagram' AND bucket_start = ?",
+                             (n, iso(at)))
+        found = store.open_incident("Instagram", opened, {"peak_complaints": 60, "peak_score": 9.0, "baseline": 0.5,
+                                                          "total_complaints": 131, "bucket_minutes": 15}, {"z": 6.0})
+        store.update_incident(found, opened + 3 * BUCKET, {"status": "resolved", "resolved_at": opened + 3 * BUCKET},
+                              kind="resolve")
+
+    with served(tmp_path, write_config(tmp_path), outage) as api:
+        status, body, _ = get(api, "/api/v1/incidents?service=Instagram")
+        assert status == 200, body
+        [incident] = body["incidents"]
+        assert (incident["peak_complaints"], incident["baseline"], incident["peak_baseline"]) == (60, 0.5, 20.0)
+        view = incident_view(api.store, alert_settings(), incident["id"], NOW)
+        assert view is not None
+        [sent] = json_payload("resolved", [view], route="oncall", message_id="<m@x>", now=NOW,
+                              reminders=set())["incidents"]
+        assert sent["baseline"] == incident["peak_baseline"]
 
 
 def _webhook_keys() -> dict[str, Any]:

@@ -36,6 +36,16 @@ def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timed
 class IncidentsMixin:
     database: Database
 
+    def peak_bucket_baseline(self, service: str, start: datetime, end: datetime, peak: int) -> float | None:
+        """The baseline of the first bucket of ``service`` from ``start`` to before ``end`` that counted ``peak``
+        complaints and was scored (None: none): an incident's peak bucket's, as miner.alerts.content.peak_baseline
+        finds it in the series an alert reads anyway."""
+        row = self.database.one(
+            "SELECT baseline FROM buckets WHERE service = ? AND bucket_start >= ? AND bucket_start < ? "
+            "AND complaints = ? AND baseline IS NOT NULL ORDER BY bucket_start LIMIT 1",
+            (service, iso(start), iso(end), peak))
+        return None if row is None else float(row["baseline"])
+
     def open_incident(self, service: str, at: datetime, fields: Mapping[str, Any], details: Mapping[str, Any]) -> int:
         with self.database.transaction() as conn:
             cols = ["service", "status", "opened_at", "updated_at", *fields]
