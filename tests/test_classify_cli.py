@@ -100,17 +100,21 @@ def test_a_utf16_export_is_refused_whole_saying_so_instead_of_an_error_row_per_l
 ) -> None:
     # Windows PowerShell 5's `>` writes UTF-16 with a byte-order mark: read as UTF-8, 3 posts gave 4 error rows (the
     # last newline's second byte a line of its own), "not valid UTF-8" then "invalid JSON", and the -o file replaced.
+    # UTF-32 big-endian's mark (00 00 FE FF) was not looked for: a row per line, each "not valid UTF-8" or "invalid
+    # JSON"; and UTF-32's were told to convert it as UTF-16, which makes a NUL of every other character.
     text = "".join(json.dumps({"id": i, "text": "whatsapp is down"}) + "\r\n" for i in range(3))
     src, packed, out = tmp_path / "ps.jsonl", tmp_path / "ps.jsonl.gz", tmp_path / "out.jsonl"
-    for encoding in ("utf-16", "utf-16-be", "utf-32"):
-        src.write_bytes(text.encode(encoding) if encoding != "utf-16-be" else b"\xfe\xff" + text.encode(encoding))
+    for encoding, bom in [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff"), ("utf-32-le", b"\xff\xfe\x00\x00"),
+                          ("utf-32-be", b"\x00\x00\xfe\xff")]:
+        src.write_bytes(bom + text.encode(encoding))
         packed.write_bytes(gzip.compress(src.read_bytes()))
+        unicode = encoding[:6].upper()
         for name in (src, packed):
             out.write_text("rows of an earlier run\n")
             result = runner.invoke(main, ["classify", str(name), "-o", str(out)])
             assert result.exit_code == 1, result.output
-            assert result.stderr.endswith("Error: the input is UTF-16 or UTF-32 (it starts with such a byte-order "
-                                          "mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)\n")
+            assert result.stderr.endswith(f"Error: the input is {unicode} (it starts with such a byte-order mark), "
+                                          f"not UTF-8: convert it first (iconv -f {unicode} -t UTF-8)\n")
             assert out.read_text() == "rows of an earlier run\n"
             assert set(tmp_path.iterdir()) == {src, packed, out}
 

@@ -102,10 +102,13 @@ def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
 
 # What the input is when it starts so, each line of which was an error row that did not say why: UTF-16 (Windows
 # PowerShell 5's `>`) also made the newline's second byte a line of its own; compressed, its rows were a count of
-# stray newline bytes. Only gzip is read (_decompressed).
-_UTF16 = ("UTF-16 or UTF-32 (it starts with such a byte-order mark), not UTF-8: convert it first "
-          "(iconv -f UTF-16 -t UTF-8)")
+# stray newline bytes. Only gzip is read (_decompressed). UTF-32's marks come first: the little-endian one starts
+# with UTF-16's, and `iconv -f UTF-16` makes a NUL of every other character of UTF-32.
+_UTF16 = "UTF-16 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)"
+_UTF32 = "UTF-32 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-32 -t UTF-8)"
 _FOREIGN = {
+    codecs.BOM_UTF32_LE: _UTF32,
+    codecs.BOM_UTF32_BE: _UTF32,
     codecs.BOM_UTF16_LE: _UTF16,
     codecs.BOM_UTF16_BE: _UTF16,
     b"BZh": "bzip2-compressed: only gzip is read; decompress it first (bzip2 -dc FILE | miner classify -)",
@@ -215,7 +218,7 @@ def classify_cmd(
     Each input line is a JSON object with at least "id" (a string or a number) and "text" (a string: empty,
     emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
     fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line and
-    CRLF line ends are accepted (an input that starts with a UTF-16 one, or is bzip2, xz, zstd or zip
+    CRLF line ends are accepted (an input that starts with a UTF-16 or UTF-32 one, or is bzip2, xz, zstd or zip
     compressed, is refused whole, no row written). Each output line, in input order, is {"id", "outage": 0|1,
     "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
     need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
