@@ -196,6 +196,26 @@ def test_a_truncated_gzip_input_written_to_a_file_is_not_said_to_be_unwritten(
     assert set(tmp_path.iterdir()) == {cut, out}
 
 
+def test_an_input_that_breaks_off_after_invalid_lines_says_both(runner: CliRunner, tmp_path: Path) -> None:
+    # The break's message took the place of the closing count: a reader told only "input unreadable after line N"
+    # took the rows before it for good ones, two of them error rows.
+    lines = ["not json", json.dumps({"id": "x"})]
+    lines += [json.dumps({"id": i, "text": f"post number {i}: whatsapp is down {i * 7919}"}) for i in range(3000)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut, out = tmp_path / "cut.jsonl.gz", tmp_path / "out.jsonl"
+    cut.write_bytes(whole[: len(whole) // 2])
+    result = runner.invoke(main, ["classify", str(cut), "-o", str(out)])
+    assert result.exit_code == 1
+    rows = _rows(out.read_text())
+    assert 2 < len(rows) < 3002
+    assert [r["error"] for r in rows[:2]] == ["line 1: invalid JSON (Expecting value at column 1)",
+                                               "line 2: missing 'text' or not a string"]
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: input unreadable after line {len(rows)} (Compressed file ended before the end-of-stream marker was "
+        "reached); before it, 2 invalid input line(s); their output lines carry an 'error' field"
+    )
+
+
 def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(main, ["classify", str(ODD), "--model-dir", str(tmp_path / "none")])
     assert result.exit_code == 1

@@ -239,14 +239,9 @@ def classify_cmd(
     from miner.classify import load_classifier
 
     out, target = open_output(output, input_file)  # before the model loads: a bad -o fails at once
-    broke: InputError | None = None
     try:
         settings, base = _settings(app, model_dir, batch_size)
-        try:
-            bad = _classify_all(load_classifier(settings, base), input_file, out, output)
-        except InputError as exc:  # the input broke off: the rows of the lines before the damage stand, as documented
-            # Raised once the file is in place, past the handler below: it said the file was not written.
-            bad, broke = 0, exc
+        bad, broke = _classify_all(load_classifier(settings, base), input_file, out, output)
         if target is not None:
             target.commit(out)
     except BaseException:
@@ -258,10 +253,13 @@ def classify_cmd(
             kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
             click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
         raise
+    invalid = f"{bad} invalid input line(s); their output lines carry an 'error' field"
     if broke is not None:
-        raise broke
+        # Raised once the file is in place, past the handler above (it said the file was not written); with the
+        # count of invalid lines before the break, which its message alone left out.
+        raise InputError(f"{broke}; before it, {invalid}" if bad else str(broke))
     if bad:
-        raise InputError(f"{bad} invalid input line(s); their output lines carry an 'error' field")
+        raise InputError(invalid)
 
 
 class _Stderr:
@@ -293,8 +291,9 @@ class _Stderr:
         return sys.stderr is not None and sys.stderr.isatty()
 
 
-def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: str) -> int:
-    """Write a row per input line to ``out``, a chunk at a time; returns how many lines were invalid."""
+def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: str) -> tuple[int, InputError | None]:
+    """Write a row per input line to ``out``, a chunk at a time; returns how many lines were invalid, and the
+    InputError of an input that broke off (the lines before the damage have their rows, as documented)."""
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
@@ -303,26 +302,37 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
-        for chunk in _chunks(unpacked or input_file, CHUNK_LINES):
-            parsed = [(n, *_parse(line, n)) for n, line in chunk]
-            texts = [t for _, _, t, err in parsed if err is None and t is not None]
-            preds = iter(clf.predict(texts))
-            rows: list[str] = []
-            for _n, post_id, _text, err in parsed:
-                if err is not None:
-                    bad += 1
-                    click.echo(f"error: {err}", file=stderr)
-                    row: dict[str, Any] = {"id": post_id, "outage": None, "score": None, "symptom": None, "error": err}
-                else:
-                    p = next(preds)
-                    score = _printed(p.score, p.outage, clf.threshold)
-                    row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
-                # JSON leaves U+0085, U+2028 and U+2029 raw, and str.splitlines() and other line readers end a line at
-                # each: an id holding one split its row in two. Escaped, they read back as the same characters.
-                rows.append(json_escape_controls(json.dumps(row, ensure_ascii=False)) + "\n")
-            _write(out, "".join(rows), output)
-            bar.update(sum(len(line or b"") for _, line in chunk))
-    return bad
+        try:
+            for chunk in _chunks(unpacked or input_file, CHUNK_LINES):
+                rows, invalid = _answered(clf, chunk, stderr)
+                bad += invalid
+                _write(out, rows, output)
+                bar.update(sum(len(line or b"") for _, line in chunk))
+        except InputError as exc:  # from _chunks: the count of invalid lines before the break is told with it
+            return bad, exc
+    return bad, None
+
+
+def _answered(clf: Classifier, chunk: list[tuple[int, bytes | None]], stderr: TextIO) -> tuple[str, int]:
+    """The output lines of ``chunk``, and how many of its lines were invalid (each said on ``stderr``)."""
+    bad = 0
+    parsed = [(n, *_parse(line, n)) for n, line in chunk]
+    texts = [t for _, _, t, err in parsed if err is None and t is not None]
+    preds = iter(clf.predict(texts))
+    rows: list[str] = []
+    for _n, post_id, _text, err in parsed:
+        if err is not None:
+            bad += 1
+            click.echo(f"error: {err}", file=stderr)
+            row: dict[str, Any] = {"id": post_id, "outage": None, "score": None, "symptom": None, "error": err}
+        else:
+            p = next(preds)
+            score = _printed(p.score, p.outage, clf.threshold)
+            row = {"id": post_id, "outage": int(p.outage), "score": score, "symptom": p.symptom}
+        # JSON leaves U+0085, U+2028 and U+2029 raw, and str.splitlines() and other line readers end a line at
+        # each: an id holding one split its row in two. Escaped, they read back as the same characters.
+        rows.append(json_escape_controls(json.dumps(row, ensure_ascii=False)) + "\n")
+    return "".join(rows), bad
 
 
 def _write(out: IO[str], text: str, name: str) -> None:
