@@ -129,3 +129,34 @@ def test_a_reopening_seen_late_is_dated_at_its_reopening_in_the_heading_and_on_p
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
     assert "(seen late: opened 13:15 UTC" in triggers[-1]["summary"]
     assert [p["timestamp"] for p in triggers] == [iso(at(0)), iso(at(75))]
+
+
+def test_a_reopening_the_day_after_its_resolve_dates_the_resolve_in_every_format(
+        store: Store, smtp_server: SmtpServer, server: FakeServer, pd: PagerDuty,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Resolved at 23:50, back at 00:10: "20 min after it resolved at 23:50 UTC" under "Re-opened 2026-11-28 00:10"
+    # left the on-call to work out which day's 23:50, where the alerts' other times give the date when it differs.
+    for name in ("slack", "teams"):
+        monkeypatch.setenv(f"MINER_TEST_{name.upper()}", f"{server.url}/{name}")
+    slack, teams = JsonHook(server, "/slack"), JsonHook(server, "/teams")
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), webhooks=("slack", "teams", "pd"),
+                          group_interval=0.0)
+    hooks = (WebhookSettings(name="slack", format="slack", url_env="MINER_TEST_SLACK"),
+             WebhookSettings(name="teams", format="teams", url_env="MINER_TEST_TEAMS"), *pd_settings().webhooks)
+    smtp = SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5)
+    cfg = pd_settings(routes=(route,), webhooks=hooks, smtp=smtp)
+    iid = open_incident(store, "WhatsApp", at(0), posts=False, series=False)
+    for minutes, change in ((0, None), (710, resolve), (730, reopen)):
+        if change is not None:
+            change(store, iid, at(minutes))
+        plan_notifications(store, cfg, at(minutes))
+        dispatch(store, cfg, at(minutes), worker_id="w")
+    said = "re-opened 2026-11-28 00:10 UTC, 20 min after it resolved at 2026-11-27 23:50 UTC"
+    again = smtp_server.inbox.messages[-1]
+    assert str(again["Subject"]).startswith("[miner] OPEN")
+    text = " ".join(again.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+    html = " ".join(again.get_body(("html",)).get_content().split())  # type: ignore[union-attr]
+    assert f"Re-opened: {said.removeprefix('re-opened ')}" in text
+    assert f"<b>Re-opened</b> {said.removeprefix('re-opened ')}" in html
+    assert said in json.dumps(slack.bodies[-1]) and said in json.dumps(teams.bodies[-1])
+    assert f"({said}): peak" in [e["payload"]["summary"] for e in pd.events if e["event_action"] == "trigger"][-1]

@@ -120,7 +120,10 @@ class IncidentView:
         text = f"{self.reopened_at:%Y-%m-%d %H:%M} UTC"
         if self.resolved_before is not None:
             gap = (self.reopened_at - self.resolved_before).total_seconds()
-            text += f", {duration_text(gap)} after it resolved at {self.resolved_before:%H:%M} UTC"
+            # A resolve the day before (23:50 for a re-opening at 00:10) is dated, as late_text does: the time alone
+            # read as that day's.
+            when = "%H:%M" if self.resolved_before.date() == self.reopened_at.date() else "%Y-%m-%d %H:%M"
+            text += f", {duration_text(gap)} after it resolved at {self.resolved_before.strftime(when)} UTC"
         return text
 
     @property
