@@ -113,11 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._head_done = True
             late = self._head_late
         self._head_timer.cancel()
-        if late or self.server.connections.evicted(self.connection):
+        conns = self.server.connections
+        # A POST may still be sending its body: received once that is read, or when it is answered (_send).
+        shut = conns.evicted(self.connection) if self.command == "POST" else not conns.received(self.connection)
+        if late or shut:
             self.close_connection = True
             return False
-        if self.command != "POST":  # a report is still sending its body
-            self.server.connections.received(self.connection)
         return ok
 
     def finish(self) -> None:
@@ -144,6 +145,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
               ) -> None:
+        # Being answered, it is no longer one a newcomer may shut: a POST refused with its body unread (404, 405, 411,
+        # 413, 415) was, as its answer went out. One shut already has nobody to answer.
+        if not self.server.connections.received(self.connection):
+            self.close_connection = True
+            return
         data = body.encode("utf-8")
         self._replied = True
         self.send_response(status)
@@ -240,8 +246,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(415, {"error": "send the report as application/json"})
             return
         raw = self._read_body(length)
-        self.server.connections.received(self.connection)
         if raw is None:
+            return
+        if not self.server.connections.received(self.connection):
+            # Shut for a newcomer as its body came in: stored, it went unanswered, and the client's retry counted twice.
+            self.close_connection = True
             return
         try:
             payload = json.loads(raw.decode("utf-8"))

@@ -52,10 +52,13 @@ class OpenConnections:
                 self._receiving[conn] = now
             return True
 
-    def received(self, conn: socket.socket) -> None:
-        """``conn`` has sent its whole request: it is answered, and no longer shut for a newcomer."""
+    def received(self, conn: socket.socket) -> bool:
+        """``conn`` has sent its whole request, or is refused without the rest: it is answered, and no longer shut
+        for a newcomer. False if it was shut for one already: its answer cannot reach the client, so what it sent
+        must not be acted on (a report stored unanswered is retried, and counted twice)."""
         with self._changed:
             self._receiving.pop(conn, None)
+            return conn not in self._evicted
 
     def evicted(self, conn: socket.socket) -> bool:
         """Whether ``conn`` was shut for a newcomer: what it sent is cut short, and is not answered."""
