@@ -66,6 +66,8 @@ class IncidentDraft:
     lead_minutes: float | None = None  # provider acknowledgement minus our opening: > 0 means we were first
     resolved_at: datetime | None = None
     reported_peak: float = 0.0  # the peak count last announced (open or "peak" update): the next one must beat it
+    # The width of last_bucket: detector.bucket_minutes may have changed since (None: a draft from before it was kept).
+    last_minutes: int | None = None
 
     @property
     def top_symptom(self) -> str | None:
@@ -79,7 +81,7 @@ class IncidentDraft:
             "samples": [list(s) for s in self.samples], "official_ref": self.official_ref,
             "official_title": self.official_title, "lead_minutes": self.lead_minutes,
             "resolved_at": None if self.resolved_at is None else self.resolved_at.timestamp(),
-            "reported_peak": self.reported_peak,
+            "reported_peak": self.reported_peak, "last_minutes": self.last_minutes,
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -110,6 +112,7 @@ class IncidentDraft:
                 resolved_at=None if d["resolved_at"] is None else at(d["resolved_at"]),
                 # Drafts stored before this field existed: their peak was the last one announced, or near it.
                 reported_peak=float(d.get("reported_peak", d["peak_count"])),
+                last_minutes=None if d.get("last_minutes") is None else int(d["last_minutes"]),
             )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad incident draft: {exc}") from None
@@ -160,6 +163,7 @@ def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, fact
     draft = replace(
         draft,
         last_bucket=score.bucket_start,
+        last_minutes=params.bucket_minutes,
         peak_count=max(draft.peak_count, score.count),
         peak_z=max(draft.peak_z, score.score),
         total_complaints=draft.total_complaints + score.count,
@@ -182,6 +186,11 @@ def _with_official(params: DetectorParams, draft: IncidentDraft, official: Seque
                    lead_minutes=round(lead, 1))
 
 
+def last_end(params: DetectorParams, draft: IncidentDraft) -> datetime:
+    """The end of the draft's last bucket, at the width it was folded in."""
+    return draft.last_bucket + timedelta(minutes=draft.last_minutes or params.bucket_minutes)
+
+
 def advance(
     params: DetectorParams, service: str, draft: IncidentDraft | None, score: BucketScore, facts: BucketFacts
 ) -> tuple[IncidentDraft | None, list[Transition]]:
@@ -193,11 +202,14 @@ def advance(
     if draft is not None and draft.resolved_at is None and (score.resolved or not score.open):
         # The detector resolved it (possibly within a gap before this bucket): close with what we have.
         # The resolving bucket is the incident's last one; after a gap the resolve happened in zero-filled buckets.
-        adjacent = at - draft.last_bucket <= timedelta(minutes=params.bucket_minutes)
+        # Against the end of its last bucket at that bucket's own width: after a change from 60 to 5 minutes, the
+        # 5-minute bucket right after the last hour was taken for one after a gap, and its complaints left out.
+        adjacent = at <= last_end(params, draft)
         total = draft.total_complaints + (score.count if adjacent else 0.0)
         # Its complaints' symptoms with them: the breakdown left them out, short of the total by that bucket.
         symptoms = _merge_symptoms(draft.symptoms, facts.symptoms) if adjacent else draft.symptoms
-        draft = replace(draft, resolved_at=at, last_bucket=at, total_complaints=total, symptoms=symptoms)
+        draft = replace(draft, resolved_at=at, last_bucket=at, last_minutes=params.bucket_minutes,
+                        total_complaints=total, symptoms=symptoms)
         out.append(Transition("resolve", service, at, draft))
         if not (score.reopened or score.opened):
             return draft, out
@@ -213,7 +225,7 @@ def advance(
             # A provider often posts its incident once the outage is over, dated when it began: matched only while
             # open, a short outage never had its official incident nor its lead time. One that began after ours
             # resolved is another matter.
-            kept = replace(draft, last_bucket=at)
+            kept = replace(draft, last_bucket=at, last_minutes=params.bucket_minutes)
             matched = _with_official(params, kept, [o for o in facts.official if o.started_at <= draft.resolved_at])
             if matched.official_ref is not None and draft.official_ref is None:
                 out.append(Transition("update", service, at, matched, "official"))
