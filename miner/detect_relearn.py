@@ -115,7 +115,7 @@ class RelearnStage:
             first = min(latest, max(start or latest, floor_time(latest - RELEARN_SPAN, self.bucket)))
             for service in self.config.services:
                 with self.store.database.transaction():
-                    self._relearn(service.name, first, latest, now)
+                    self._relearn(service.name, first, latest, now, old=timedelta(minutes=recorded))
             # Services no longer configured have no open incident (see _resolve_unwatched), and a state learned at
             # the old width: added back, they start afresh.
             self.store.forget_detectors([s.name for s in self.config.services])
@@ -124,17 +124,30 @@ class RelearnStage:
                         iso(start) if start else iso(latest), iso(first))
         self.store.set_bucket_minutes(width)
 
-    def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime, *, scores: bool = True) -> None:
+    def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime, *, scores: bool = True,
+                 old: timedelta | None = None) -> None:
         """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores (not
         without ``scores``: those the detector gave them when it stepped them stay).
 
         Only the lifecycle's incident decides what is open: the detector's own open flag follows it, so an
         incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
         would have opened in the past opens at the next anomalous bucket, announced as any other.
+
+        ``old``: the width the buckets had (a changed detector.bucket_minutes). An open incident's buckets after
+        its last one are not learned here but stepped next, so that they are folded into it: learned, their
+        complaints were in no total (from 60 to 5 minutes, those from the end of its last hour to the change), and
+        the hour holding its last 5-minute buckets (from 5 to 60) was skipped as one it had.
         """
         params, width = self._params(service), self.bucket
+        saved = self.store.detector_state(service)
+        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
+        if old is not None and draft is not None and draft.resolved_at is None:
+            end = draft.last_bucket + (timedelta(minutes=draft.last_minutes) if draft.last_minutes else old)
+            latest = min(latest, floor_time(end, width) - width)  # the bucket from then on begins before it ends
         counts = self.store.bucket_counts(service, first, latest + width)
-        state: DetectorState | None = None
+        # Nothing to learn from where the incident's last bucket ends before the first one counted again ends (a
+        # store whose first post came with the outage): the detector starts afresh from there.
+        state: DetectorState | None = DetectorState(zone=params.timezone, last=latest) if latest < first else None
         scored = []
         at = first
         while at <= latest:
@@ -142,8 +155,6 @@ class RelearnStage:
             scored.append((at, score.score, score.baseline, score.upper))
             at += width
         assert state is not None
-        saved = self.store.detector_state(service)
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
         if draft is None or draft.resolved_at is not None:
             state = replace(state, open=False, opened_at=None, quiet=0,
                             resolved_at=draft.resolved_at if draft else None)

@@ -25,6 +25,7 @@ from miner.detect import (
     step,
 )
 from miner.detect.grouping import Opening, correlate
+from miner.detect.incidents import last_end
 from miner.detect_due import due_now
 from miner.detect_relearn import UNREADABLE, RelearnStage
 from miner.errors import MinerError, StoreError
@@ -231,11 +232,16 @@ class DetectStage(RelearnStage):
         end = bucket_start + self.bucket
         opened = draft.opened_at if draft else bucket_start
         window = timedelta(minutes=self.config.detector.official_match_minutes)
-        samples = self.store.sample_posts(service, bucket_start, end, limit=self.config.detector.max_samples)
+        # A bucket begun before the incident's last one ended (detector.bucket_minutes grew since): the posts before
+        # that end are in the incident already, counted in its narrower buckets.
+        start = max(bucket_start, last_end(self.config.detector, draft)) if draft is not None else bucket_start
+        samples = self.store.sample_posts(service, start, end, limit=self.config.detector.max_samples)
+        symptoms = self.store.symptom_counts(service, start, end)
         return BucketFacts(
-            symptoms=self.store.symptom_counts(service, bucket_start, end),
+            symptoms=symptoms,
             samples=[(str(p["id"]), float(p["score"])) for p in samples],
             official=self.store.official_incident_records(service, opened - window),
+            complaints=sum(symptoms.values()) if start > bucket_start else None,
         )
 
     def _persist_incident(self, service: str, incident_id: int | None, before: IncidentDraft | None,

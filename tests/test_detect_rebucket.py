@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from streams import T0, ReportsOnly
 
 from miner.config import parse_config
 from miner.pipeline import Pipeline
 from miner.records import Post
 from miner.store import Store
-from miner.timeutil import iso
+from miner.timeutil import iso, parse_iso
 
 
 def _config(width: int, quiet: int = 60) -> str:
@@ -63,3 +64,59 @@ def test_the_bucket_right_after_the_last_hour_of_an_incident_resolves_it_with_it
                                                               incident["resolved_at"])
     assert sum(json.loads(incident["symptoms"]).values()) == 121
     assert [e["kind"] for e in store.incident_events(incident["id"])] == ["open", "resolve"]
+
+
+def _through(store: Store, widths: list[tuple[datetime, int]], posts: list[Post], end: datetime) -> None:
+    """Run the pipeline every 5 minutes (2 minutes past) up to ``end``, at the width of ``widths`` (from, minutes)
+    in force: feeds.toml reloaded at its time."""
+    at, pipe, width = T0 + timedelta(minutes=2), None, 0
+    while at < end:
+        now = max(w for w in widths if w[0] <= at)[1]
+        if pipe is None or now != width:
+            pipe, width = Pipeline(parse_config(_config(now)), store, ReportsOnly()), now  # type: ignore[arg-type]
+        _run(pipe, posts, at)
+        at += timedelta(minutes=5)
+
+
+def _one_incident(store: Store, posts: list[Post], opened: str, width: int, resolved: str) -> None:
+    """One incident, opened at ``opened`` (the end of its opening bucket, ``width`` minutes) and resolved at
+    ``resolved``, with every complaint from its opening bucket to the end of the one that resolved it, once."""
+    [incident] = store.incidents()
+    assert (incident["opened_at"], incident["bucket_minutes"]) == (opened, width)
+    assert (incident["status"], incident["resolved_at"]) == ("resolved", resolved)
+    first = iso(parse_iso(opened) - timedelta(minutes=width))
+    assert incident["total_complaints"] == _complaints(posts, first, resolved)
+    assert sum(json.loads(incident["symptoms"]).values()) == incident["total_complaints"]
+    kinds = [e["kind"] for e in store.incident_events(incident["id"])]
+    assert kinds[0] == "open" and kinds.count("open") == kinds.count("resolve") == 1 and kinds[-1] == "resolve", kinds
+    assert all(e["details"] and "reopened" not in e["details"] for e in store.incident_events(incident["id"]))
+
+
+def test_an_incident_open_when_buckets_widen_from_5_to_60_minutes_keeps_every_complaint(store: Store) -> None:
+    # Foonet is down from 03:00 to 04:30; its incident opens in 5-minute buckets at 03:10. At 03:57 feeds.toml says
+    # 60: the hour from 03:00 (not ended) held the incident's last 5-minute buckets, and was skipped as folded in
+    # already, its complaints from 03:50 on with it.
+    start = T0 + timedelta(hours=3)
+    posts = _chatter(T0 + timedelta(hours=9)) + _reports("outage", start, start + timedelta(minutes=90),
+                                                         timedelta(seconds=30))
+    _through(store, [(T0, 5), (start + timedelta(minutes=57), 60)], posts, T0 + timedelta(hours=9))
+    # The hour from 05:00 was the quiet one.
+    _one_incident(store, posts, iso(start + timedelta(minutes=10)), 5, iso(T0 + timedelta(hours=6)))
+
+
+@pytest.mark.parametrize(("first", "changes", "opened"), [
+    (60, [(161, 5)], 120),  # opened in hours, narrowed at 05:41: 05:00-05:40 were learned again, never folded in
+    (5, [(57, 60), (162, 5)], 10),  # widened at 03:57, narrowed again at 05:42
+    (5, [(57, 60), (62, 5)], 10),  # and back at 04:02, before the detector had stepped one hour
+])
+def test_an_incident_open_when_buckets_narrow_to_5_minutes_keeps_every_complaint(
+        store: Store, first: int, changes: list[tuple[int, int]], opened: int) -> None:
+    # The outage goes on to 05:30; from 60 to 5 minutes, the buckets from the end of the incident's last hour to
+    # the change were learned again, and never folded into the incident.
+    start = T0 + timedelta(hours=3)
+    posts = _chatter(T0 + timedelta(hours=9)) + _reports("outage", start, start + timedelta(minutes=150),
+                                                         timedelta(seconds=30))
+    widths = [(T0, first)] + [(start + timedelta(minutes=at), width) for at, width in changes]
+    _through(store, widths, posts, T0 + timedelta(hours=9))
+    # Resolved after an hour of quiet 5-minute buckets, from 05:30.
+    _one_incident(store, posts, iso(start + timedelta(minutes=opened)), first, iso(start + timedelta(minutes=210)))

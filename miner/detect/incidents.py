@@ -18,8 +18,8 @@ the resolve and posted since is matched (``official``); after it the draft becom
   change every bucket without an ``update``.
 - ``resolve``: the detector resolved the incident; the draft carries ``resolved_at``.
 
-Replays are harmless: a replayed score, or a bucket at or before the draft's ``last_bucket``, returns the
-draft unchanged and no transitions, so a restart never re-opens or re-announces an incident.
+Replays are harmless: a replayed score, or a bucket that ends at or before the draft's last bucket does, returns
+the draft unchanged and no transitions, so a restart never re-opens or re-announces an incident.
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class BucketFacts:
     symptoms: Mapping[str, int] = field(default_factory=_no_symptoms)  # symptom -> outage posts in the bucket
     samples: Sequence[tuple[str, float]] = ()  # (post id, classifier score) of the bucket's outage posts
     official: Sequence[OfficialIncident] = ()  # the provider's incidents for this service known by now
+    # The complaints of a bucket that began before the incident's last bucket ended (detector.bucket_minutes grew
+    # since), those after that end, which symptoms and samples are of too; None: the bucket's whole count.
+    complaints: float | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,11 @@ def match_official(
     return min(candidates, key=lambda o: abs((o.started_at - opened_at).total_seconds()), default=None)
 
 
+def _new_complaints(score: BucketScore, facts: BucketFacts) -> float:
+    """The bucket's complaints not in the incident yet."""
+    return score.count if facts.complaints is None else facts.complaints
+
+
 def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, facts: BucketFacts) -> IncidentDraft:
     draft = replace(
         draft,
@@ -166,7 +174,7 @@ def _fold(params: DetectorParams, draft: IncidentDraft, score: BucketScore, fact
         last_minutes=params.bucket_minutes,
         peak_count=max(draft.peak_count, score.count),
         peak_z=max(draft.peak_z, score.score),
-        total_complaints=draft.total_complaints + score.count,
+        total_complaints=draft.total_complaints + _new_complaints(score, facts),
         symptoms=_merge_symptoms(draft.symptoms, facts.symptoms),
         samples=_merge_samples(draft.samples, facts.samples, params.max_samples),
     )
@@ -195,7 +203,10 @@ def advance(
     params: DetectorParams, service: str, draft: IncidentDraft | None, score: BucketScore, facts: BucketFacts
 ) -> tuple[IncidentDraft | None, list[Transition]]:
     """Fold one bucket's score and facts into the service's incident. See the module docstring."""
-    if score.replayed or (draft is not None and score.bucket_start <= draft.last_bucket):
+    width = timedelta(minutes=params.bucket_minutes)
+    # A bucket that ends after the last one does is new, though it may begin before (a wider width since: the rest
+    # of its hour held the complaints after the incident's last 5-minute bucket, see BucketFacts.complaints).
+    if score.replayed or (draft is not None and score.bucket_start + width <= last_end(params, draft)):
         return draft, []
     out: list[Transition] = []
     at = score.bucket_start
@@ -205,7 +216,7 @@ def advance(
         # Against the end of its last bucket at that bucket's own width: after a change from 60 to 5 minutes, the
         # 5-minute bucket right after the last hour was taken for one after a gap, and its complaints left out.
         adjacent = at <= last_end(params, draft)
-        total = draft.total_complaints + (score.count if adjacent else 0.0)
+        total = draft.total_complaints + (_new_complaints(score, facts) if adjacent else 0.0)
         # Its complaints' symptoms with them: the breakdown left them out, short of the total by that bucket.
         symptoms = _merge_symptoms(draft.symptoms, facts.symptoms) if adjacent else draft.symptoms
         draft = replace(draft, resolved_at=at, last_bucket=at, last_minutes=params.bucket_minutes,
