@@ -179,6 +179,14 @@ def test_scan_has_no_group_per_term() -> None:
      ()),
     ("Oh look! Another @amazon deliver that isnt going to be delivered when they said it was going to be. "
      "#shockerpic.twitter.com/ZCFHBbvtHs", ()),
+    # Real tweets (wa_power): "…" before the photo (three dots after NFKC), a Japanese or Russian word, a handle.
+    ("Mt. Baker gets buried. We get\xa0ours. https://uprouted.wordpress.com/2017/03/07/mt-baker-gets-buried-we-get-ours"
+     "\xa0…pic.twitter.com/YWmblcXJnh", ()),
+    ("Me: Let me see what I can do...pic.twitter.com/gPWK4GGpDV – at Mt Baker National Forest", ()),
+    ("やっぱこの衣装かわいいーーー\nポニテも素晴らしいーーーpic.twitter.com/9JVjc4O4Yy", ()),
+    ("Пастор Артур Симонян - спасибо за поддержку.pic.twitter.com/kIk6cUQmMD", ()),
+    ("More mail from cute people!! @myhandbarfs @Jolli_Beanpic.twitter.com/74BjMha5UT", ()),
+    ("Twitter down…is instagram.com fine?", ("Twitter", "Instagram")),
     ("my shop instagram.com/littleislandcrafts", ()),
     ("is instagram.com down?", ("Instagram",)),  # a bare domain is the service itself
     ("twitter.com down, instagram.com fine.", ("Twitter", "Instagram")),

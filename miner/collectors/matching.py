@@ -40,10 +40,14 @@ _TAG_SEP = re.compile(r"[\-_'&]+")
 # Such a host ends in a common or a country's domain, but not in a file's extension: "Next.js/Vercel down?" names
 # Vercel. (A scheme is short: an unbounded one made every hyphenated word of a long post a new scan to its end. A
 # host starts only where a run of host characters does, so the runs a long post is made of are each read once.)
+# That run is ASCII, and a dot ends it only after a host character: a tweet's "…" before its photo (three dots
+# after NFKC: "what I can do…pic.twitter.com/gPWK4G") and a word in Japanese glued to it ("素晴らしいpic.twitter.com/
+# 9JV") left the link standing, a post about Twitter. "_" glues it to a handle: "@Jolli_Beanpic.twitter.com/74B".
+_LINK_START = r"(?<![a-z0-9_-])(?<![a-z0-9_-]\.)"
 _TLD = (r"(?:com|net|org|info|biz|edu|gov|app|dev|page|link|live|site|online|store|shop|tech|xyz"
         r"|(?!(?:js|ts|py|rb|md|cs)/)[a-z]{2})")
-_URL = re.compile(r"(?<![\w.])(?:[a-z][a-z0-9+.-]{0,31}://|www\.)\S+"
-                  rf"|(?<![\w.-])(?:[a-z0-9-]+\.)+{_TLD}/\S*", re.IGNORECASE)
+_URL = re.compile(rf"{_LINK_START}(?:[a-z][a-z0-9+.-]{{0,31}}://|www\.)\S+"
+                  rf"|{_LINK_START}(?:[a-z0-9_-]+\.)+{_TLD}/\S*", re.IGNORECASE)
 # Scripts written without spaces between words (Thai, Lao, Myanmar, Khmer, Hangul, kana, CJK ideographs): a
 # name there is glued to the words around it ("LINEが落ちた", "微信又挂了", "카카오톡이 안 돼요"), so only a
 # letter or digit of a script with spaces (_B) or a mark on one ends a word. "AWS" stays out of "laws".
