@@ -121,6 +121,22 @@ def test_support_handles_ending_in_care() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
+    # Real tweets (complaints2019) to AOL's support handle, which ends in two suffixes; the hand labels call all
+    # three outage reports about AOL.
+    ("@AOLSupportHelp hi and help! All of my emails have disappeared from desktop and remote devices", ("AOL",)),
+    ("@AOLSupportHelp Is all ok with email as I have been advised that someone received 'email address does not "
+     "exist' when trying to email me", ("AOL",)),
+    ("#FacebookAppDown since this morning", ("Facebook",)),
+    ("#instagram_app_down", ("Instagram",)),
+    ("@AOLSupportHelpers", ()),  # a third word is no suffix
+    ("@AOLFan", ()),
+])
+def test_tags_with_two_suffixes(text: str, expected: tuple[str, ...]) -> None:
+    matcher = ServiceMatcher([ServiceConfig("AOL"), ServiceConfig("Facebook"), ServiceConfig("Instagram")])
+    assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
     ("#XDown again", ("X",)),  # the affix of a short term's tag in any case, the term in its own
     ("#Xdown", ("X",)),
     ("@XSupport help", ("X",)),

@@ -3,8 +3,9 @@
 Matching is case-insensitive except for very short terms ("X", "O2"), which must match their configured
 case: otherwise every "x" in "2 x 4" would be a post about X. A service named by a common word ("Three",
 "Signal") can ask for the same with ``match_case``. Word boundaries keep "AWS" out of "laws".
-A hashtag or handle also matches with a common outage suffix or support prefix: #WhatsAppDown,
-#isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation. Links (https://..., www....) are not mentions.
+A hashtag or handle also matches with a common outage suffix or support prefix, or two suffixes: #WhatsAppDown,
+#isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation, @AOLSupportHelp, #FacebookAppDown. Links (https://...,
+www....) are not mentions.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ def _mark() -> str:
                     if unicodedata.category(chr(cp)) in ("Mn", "Mc") and not 0xFE00 <= cp <= 0xFE0F
                     and not re.match(_U, chr(cp)))
     return f"[{marks}]"
+
+
+# A tag's reading tries only the few suffixes that end in its last letter: trying all of them twice, for a second
+# suffix, made reading a tag 40 % slower.
+_SUFFIXES_BY_LAST = {last: tuple(s for s in _TAG_SUFFIXES if s[-1] == last) for last in {s[-1] for s in _TAG_SUFFIXES}}
+
+
+def _unsuffixed(low: str, end: int) -> list[int]:
+    """Where ``low[:end]`` ends once one suffix is taken off it, for each suffix it ends in."""
+    return [end - len(suffix) for suffix in _SUFFIXES_BY_LAST.get(low[end - 1:end], ()) if low.endswith(suffix, 0, end)]
 
 
 @dataclass(frozen=True)
@@ -134,7 +145,7 @@ class _Scan:
         start = f"(?:{after_word}|(?={_U}))" if any(re.match(_U, first) for first, _ in plain) else after_word
         self.pattern = re.compile(
             rf"{start}(?:(?<![#@])(?:{_buckets(plain)})"
-            rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes}))?)(?:(?<={_U})|{before_word})"
+            rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes})){{0,2}})(?:(?<={_U})|{before_word})"
         )
 
     def find(self, text: str) -> Iterable[tuple[int, int, _Term]]:
@@ -149,16 +160,17 @@ class _Scan:
         return term if term is not None or key[-1:] not in "sS" else self.table.get(key[:-1])
 
     def _tag(self, span: str) -> _Term | None:
-        """The term inside a hashtag or handle: of every prefix/term/suffix reading of it, the highest ranked."""
+        """The term inside a hashtag or handle: of every prefix/term/suffixes reading of it, the highest ranked."""
         body = _TAG_SEP.sub("", span[1:])
         low = body.lower()
+        once = _unsuffixed(low, len(body))
+        ends = [len(body), *once, *(end for first in once for end in _unsuffixed(low, first))]
         best: _Term | None = None
         for prefix in ("", *_TAG_PREFIXES):
             if not low.startswith(prefix):
                 continue
-            for suffix in ("", *_TAG_SUFFIXES):
-                end = len(body) - len(suffix)
-                if end > len(prefix) and low.endswith(suffix):
+            for end in ends:
+                if end > len(prefix):
                     term = self.table.get(body[len(prefix):end])
                     if term is not None and (best is None or term.rank < best.rank):
                         best = term
