@@ -121,6 +121,29 @@ def test_support_handles_ending_in_care() -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
+    # Real tweets (wa_power, complaints2019): a handle or hashtag has no "-", a post may have none either.
+    ("T-mobile outage in Vancouver WA tonight. All 3 @TMobile phones in our house lost all signal around the same "
+     "time. #tmobile #tmobileoutage", ("T-Mobile",)),
+    ("#tmobileoutage", ("T-Mobile",)),
+    ("@TMobileHelp no signal since noon", ("T-Mobile",)),
+    ("TMobile down?", ("T-Mobile",)),
+    ("t mobile down?", ("T-Mobile",)),
+    ("I chose team @ChickfilA #ChicknStrips. Which team are you on?", ("Chick-fil-A",)),
+    ("Chick-fil-A app down", ("Chick-fil-A",)),
+    ("I'm at @7Eleven in Silverdale, WA", ("7-Eleven",)),
+    # Real post (SentiTel) to Airtel's handle, configured as "airtel_presence", here without its "_".
+    ("AirtelPresence please dont cheat people by projecting AirtelUg as G network its a G actually", ("Airtel",)),
+    ("@Airtel_Presence", ("Airtel",)),
+    ("Airtel Presence", ("Airtel",)),
+])
+def test_hyphens_and_underscores_in_terms_are_optional(text: str, expected: tuple[str, ...]) -> None:
+    # The config refuses "TMobile" for another service as the same term as "T-Mobile": matching reads it so too.
+    matcher = ServiceMatcher([ServiceConfig("T-Mobile"), ServiceConfig("Chick-fil-A"), ServiceConfig("7-Eleven"),
+                              ServiceConfig("MTN"), ServiceConfig("Airtel", aliases=("airtel_presence",))])
+    assert matcher.match(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
     # Real tweets (complaints2019) to AOL's support handle, which ends in two suffixes; the hand labels call all
     # three outage reports about AOL.
     ("@AOLSupportHelp hi and help! All of my emails have disappeared from desktop and remote devices", ("AOL",)),

@@ -88,7 +88,10 @@ class _Term:
 
 
 def _words(term: str) -> list[str]:
-    return normalise(term).strip().lstrip("#@").split()
+    """The term's words: a "-" or "_" in it parts them as a space does, so that they may be left out as between
+    words ("T-Mobile" is "TMobile", @TMobileHelp and #tmobileoutage; "airtel_presence" is "AirtelPresence"), as
+    the config's check of terms takes them to be."""
+    return [word for word in re.split(r"[\s\-_]+", normalise(term).strip().lstrip("#@")) if word]
 
 
 def _escape(word: str) -> str:
