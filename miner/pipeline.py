@@ -32,6 +32,13 @@ REPORTS_SOURCE = "reports"
 Progress = Callable[[int], None]
 
 
+def load_model(config: Config) -> Classifier:
+    """The model ``config`` names ([classifier].model_dir, relative to the config's folder)."""
+    from miner.classify import load_classifier
+
+    return load_classifier(config.classifier, base_dir=Path(config.path).parent if config.path else None)
+
+
 class Pipeline(CollectStage, DetectStage):
     """Runs the stages against one store. Not thread-safe: the service runs one pipeline job at a time."""
 
@@ -47,10 +54,7 @@ class Pipeline(CollectStage, DetectStage):
     @property
     def classifier(self) -> Classifier:
         if self._classifier is None:
-            from miner.classify import load_classifier
-
-            base = Path(self.config.path).parent if self.config.path else None
-            self._classifier = load_classifier(self.config.classifier, base_dir=base)
+            self._classifier = load_model(self.config)
         return self._classifier
 
     def tick(self, now: datetime, arrived: Sequence[Post] = ()) -> TickReport:

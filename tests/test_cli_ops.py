@@ -1348,3 +1348,24 @@ def test_status_shows_the_last_bucket_scored_and_the_sources_the_buckets_since_w
     assert {name: (s["last_bucket"], s["waiting_for"]) for name, s in services.items()} == {
         "MTN": (iso(last_ended), []), "Airtel": (iso(last_ended), [])}
     assert f"{shown_time(iso(last_ended))}" in next(line for line in shown.splitlines() if line.startswith("MTN "))
+
+
+def test_reclassify_with_a_model_it_refuses_leaves_an_older_store_as_it_was(tmp_path: Path, runner: CliRunner) -> None:
+    # The store was opened, and so upgraded, before the model folder was read: a model refused on upgrade day left
+    # a 0.1.0 store upgraded all the same, which the version that ran before refuses (as `miner run` once did).
+    db = tmp_path / "m.sqlite"
+    with sqlite3.connect(db, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:2])  # the schema of miner 0.1.0
+    (tmp_path / "empty-models").mkdir()
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + f'\n[classifier]\nmodel_dir = "{tmp_path / "empty-models"}"\n')
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "reclassify", "--since", "1d"])
+    assert result.exit_code == 1
+    assert "model.json: model metadata not found" in result.output, result.output
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT id FROM schema_migrations")] == [m.id for m in MIGRATIONS[:2]]
+    # A store that is not there is still told first, before a model is looked for.
+    missing = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "typo.sqlite"), "reclassify",
+                                   "--since", "1d"])
+    assert missing.exit_code == 1 and "typo.sqlite does not exist" in missing.output, missing.output

@@ -89,11 +89,17 @@ def reclassify(app: AppContext, since: str) -> None:
     whose latest verdict is the current model's already are left as they are (the run says how many).
     """
     from miner.cli.times import parse_since
-    from miner.pipeline import Pipeline
+    from miner.pipeline import Pipeline, load_model
+    from miner.store import require_store
     from miner.timeutil import utcnow
 
     since_utc = parse_since(since, "--since", utcnow())
-    pipeline = Pipeline(app.config, app.store(must_exist=True))
+    # The model is loaded before the store is opened, as `miner run` does: opening it upgrades an older store, and
+    # a model refused then (a broken or mismatched folder) left it upgraded all the same, which the version that
+    # ran before refuses (going back took restoring a backup).
+    require_store(app.db_path or app.config.store.path)
+    classifier = load_model(app.config)
+    pipeline = Pipeline(app.config, app.store(must_exist=True), classifier)
     click.echo(f"model {pipeline.classifier.version}", err=True)
     # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
     # said only "reclassified 0 posts", as if there were none since --since.
