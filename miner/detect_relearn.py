@@ -124,6 +124,37 @@ class RelearnStage:
                         iso(start) if start else iso(latest), iso(first))
         self.store.set_bucket_minutes(width)
 
+    def _relearn_if_reclassified(self, now: datetime) -> None:
+        """After a reclassify (Store.mark_reclassified): learn each service's baseline again from its buckets, now
+        recounted with the new model's verdicts, up to RELEARN_SPAN before its last bucket, as a changed bucket width
+        does. No past bucket opens or resolves an incident (see _relearn): the next buckets are scored against a
+        baseline of the new model's counts, so a model that finds more (or fewer) complaints is no outage (nor hides
+        one) on its own.
+        """
+        mark = self.store.reclassified_mark()
+        if mark is None:
+            return
+        since, width = parse_iso(mark), self.bucket
+        learned = []
+        for service in self.config.services:
+            saved = self.store.detector_state(service.name)
+            # A service not stepped yet, or only before the posts reclassified, learns their counts as it steps them.
+            if saved is None or saved.last_bucket + width <= since:
+                continue
+            counts = self.store.bucket_counts(service.name, floor_time(saved.last_bucket - RELEARN_SPAN, width),
+                                              saved.last_bucket + width)
+            try:
+                with self.store.database.transaction():
+                    self._relearn(service.name, parse_iso(min(counts)) if counts else saved.last_bucket,
+                                  saved.last_bucket, now)
+            except UNREADABLE:
+                continue  # its draft cannot be read: _saved_step learns it again (see _repair)
+            learned.append(service.name)
+        self.store.take_reclassified_mark(mark)
+        if learned:
+            log.warning("detect: posts since %s were reclassified: the baselines of %s are learned again from their "
+                        "buckets recounted, up to %d days back", mark, ", ".join(learned), RELEARN_SPAN.days)
+
     def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime, *, scores: bool = True,
                  old: timedelta | None = None) -> None:
         """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores (not

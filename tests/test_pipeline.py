@@ -1667,3 +1667,50 @@ def test_a_resumed_paced_replay_paces_only_the_ticks_after_where_the_store_had_g
                tail=timedelta(0), done_until=T0 + timedelta(minutes=30))
     assert [(now - T0, wall) for now, wall in at] == [(timedelta(minutes=m), w) for m, w in
                                                       ((15, 0), (30, 0), (45, 900), (60, 1800))]
+
+
+class _Keyword:
+    """A model that calls a post an outage report when it names one of ``words``."""
+
+    def __init__(self, version: str, *words: str) -> None:
+        self.version, self.words = version, words
+
+    def predict(self, texts: list[str]) -> list[Prediction]:
+        return [Prediction(0.9, True, "general") if any(w in t for w in self.words) else
+                Prediction(0.1, False, None) for t in texts]
+
+
+def _foonet_posts(start: datetime, end: datetime) -> list[Post]:
+    """Twelve posts a 15-minute bucket, one of them saying "down" and the others "slow"."""
+    return [Post("forum", f"{start.timestamp()}-{i}", "Foonet is down" if i % 12 == 0 else "Foonet is slow",
+                 start + timedelta(minutes=1.25 * i), services=("Foonet",))
+            for i in range(int((end - start) / timedelta(minutes=1.25)))]
+
+
+def test_a_model_that_finds_more_complaints_is_no_outage_once_reclassified(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Reclassify recounted the buckets, but the detector's baseline stayed the one learned from the old model's
+    # counts: a new model that also calls "slow" posts complaints (12 a bucket where there was 1) opened an incident
+    # at the first buckets after the upgrade, paging on-call for the model change, and reclassify changed nothing.
+    config = parse_config(CLOCK_AHEAD)
+    upgrade = T0 + timedelta(days=2)
+    old = Pipeline(config, store, _Keyword("v1", "down"))  # type: ignore[arg-type]
+    old.ingest(_foonet_posts(T0, upgrade), upgrade)
+    old.classify_pending(upgrade)
+    for hours in range(1, 2 * 24 + 1):
+        old.detect(T0 + timedelta(hours=hours))
+    new = Pipeline(config, store, _Keyword("v2", "down", "slow"))  # type: ignore[arg-type]
+    assert new.reclassify_since(T0, lambda: upgrade) == 2 * 24 * 4 * 12
+    later = upgrade + timedelta(hours=6)
+    new.ingest(_foonet_posts(upgrade, later), later)
+    new.classify_pending(later)
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        report = new.detect(later)
+    assert report.buckets == 6 * 4
+    assert store.database.rows("SELECT id, opened_at FROM incidents") == []
+    assert any("learned again" in r.getMessage() for r in caplog.records), caplog.text
+    # Learned once: the mark is taken.
+    assert store.database.one("SELECT value FROM store_state WHERE key = 'reclassified_since'") is None
+    # Past buckets are scored again against the new counts, and no incident opens for them.
+    assert store.database.one("SELECT max(score) AS z FROM buckets WHERE bucket_start < ?",
+                              (iso(upgrade - timedelta(days=1)),))["z"] < 3

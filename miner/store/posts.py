@@ -30,6 +30,10 @@ UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classif
 # the highest id in the table + 1, so once the newest posts were deleted their ids went to the next ones, and the
 # post ids stored elsewhere (a resolved incident's sample_post_ids) cited unrelated posts. Posts are numbered past it.
 LAST_PRUNED_ID = "last_pruned_post_id"
+
+# store_state key: the earliest created_at whose posts a reclassify gave new verdicts, until the detector has learned
+# its baselines again from the buckets recounted (see Store.mark_reclassified).
+RECLASSIFIED_SINCE = "reclassified_since"
 # Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
 # one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
 # while a real post was published before it. The retention guard's evidence and the late posts' mark.
@@ -190,6 +194,25 @@ class PostsMixin:
             "FROM posts p WHERE p.created_at >= ?",
             (skip_source, model_version, skip_source, model_version, iso(since)))
         return (int(row["todo"]), int(row["current"])) if row else (0, 0)
+
+    def mark_reclassified(self, since: datetime) -> None:
+        """Record that the verdicts of posts created since ``since`` changed (a reclassify), for the detector to
+        learn its baselines again from the buckets recounted (see detect_relearn); an earlier mark not yet taken
+        stays, the earlier of the two."""
+        with self.database.transaction() as conn:
+            conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = min(value, excluded.value)", (RECLASSIFIED_SINCE, iso(since)))
+
+    def reclassified_mark(self) -> str | None:
+        """The mark_reclassified time not yet taken by the detector (as stored), or None."""
+        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (RECLASSIFIED_SINCE,))
+        return str(row["value"]) if row else None
+
+    def take_reclassified_mark(self, mark: str) -> None:
+        """Delete the mark once the detector has learned from it: not one a reclassify has moved since it was read,
+        whose buckets changed after it."""
+        with self.database.transaction() as conn:
+            conn.execute("DELETE FROM store_state WHERE key = ? AND value = ?", (RECLASSIFIED_SINCE, mark))
 
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
