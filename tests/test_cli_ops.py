@@ -359,8 +359,8 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     with sqlite3.connect(db) as conn:
         since_feb3 = conn.execute("SELECT count(*) FROM posts WHERE created_at >= '2026-02-03'").fetchone()[0]
     assert since_feb3 > 1
-    assert (f"reclassified 0 posts since 2026-02-03 00:00:00 UTC; {since_feb3} posts had this model's verdict "
-            "already and were left as they are") in again.output, again.output
+    assert re.search(rf"reclassified 0 posts since 2026-02-03 00:00:00 UTC in \d+\.\d s; {since_feb3} posts had "
+                     "this model's verdict already and were left as they are", again.output), again.output
     # An offset is honoured (it was refused, as were "Z" and a time without seconds), and a duration counts back.
     for since, shown in (("2026-02-03T10:00+05:30", "since 2026-02-03 04:30:00 UTC"),
                          ("2026-02-03T04:30Z", "since 2026-02-03 04:30:00 UTC"),
@@ -1369,3 +1369,66 @@ def test_reclassify_with_a_model_it_refuses_leaves_an_older_store_as_it_was(tmp_
     missing = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "typo.sqlite"), "reclassify",
                                    "--since", "1d"])
     assert missing.exit_code == 1 and "typo.sqlite does not exist" in missing.output, missing.output
+
+
+def _posts_judged_by_an_old_model(db: Path, count: int) -> None:
+    """``count`` posts of the last hour that the model calls outage reports, each with an "old-model" verdict
+    calling it none."""
+    from miner.records import Prediction
+
+    now = utcnow()
+    store = Store.open(db)
+    store.insert_posts([Post("feed", str(i), f"mtn network is down again {i}", now - timedelta(seconds=1 + i),
+                             services=("MTN",)) for i in range(count)], now)
+    store.save_classifications([(p.id, Prediction(0.1, False, None)) for p in store.posts_to_classify(count)],
+                               "old-model", now)
+    store.refresh_buckets(now - timedelta(hours=1), now, timedelta(minutes=5))
+    store.close()
+
+
+def test_reclassify_says_what_it_changed_and_refuses_a_since_after_now(tmp_path: Path, runner: CliRunner) -> None:
+    # The run said only "reclassified 3 posts": not how the complaints counted changed, nor how long it took; a
+    # --since in the future (a typo in the year) said "reclassified 0 posts since 2027-...", as if all was done; and
+    # strftime wrote year 1 as "1-01-01".
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "m.sqlite"
+    _posts_judged_by_an_old_model(db, 3)
+    base = ["--config", str(cfg), "--db", str(db), "reclassify"]
+    later = runner.invoke(main, [*base, "--since", (utcnow() + timedelta(days=1)).strftime("%Y-%m-%d")])
+    assert later.exit_code == 1 and "UTC is after now (" in later.output and "no post is that new" in later.output
+    result = runner.invoke(main, [*base, "--since", "0001-01-01"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^reclassified 3 posts since 0001-01-01 00:00:00 UTC in \d+\.\d s$", result.stdout, re.M), \
+        result.stdout
+    assert "complaints counted since then: 0 before, 3 now; the service's next detector run learns its baselines " \
+           "again" in result.stdout, result.stdout
+
+
+def test_reclassify_interrupted_says_how_far_it_got_and_how_to_go_on(tmp_path: Path) -> None:
+    # SIGTERM half-way said only "Interrupted by SIGTERM": not that the batches done keep their new verdicts, nor
+    # how to do the rest (the same --since given as a duration, run later, covers another range).
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + "\n[classifier]\nbatch_size = 1\n")  # 64 posts per batch
+    db = tmp_path / "m.sqlite"
+    _posts_judged_by_an_old_model(db, 3000)
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "--db", str(db), "reclassify",
+                             "--since", "2h"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    version = "SELECT count(*) FROM classifications WHERE model_version != 'old-model'"
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        with sqlite3.connect(db) as conn:
+            if conn.execute(version).fetchone()[0]:
+                break
+        time.sleep(0.05)
+    proc.terminate()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    with sqlite3.connect(db) as conn:
+        done = conn.execute(version).fetchone()[0]
+    assert 0 < done < 3000
+    assert re.search(rf"reclassified {done} of 3000 posts since \S+ \S+ UTC before the interruption; run `miner "
+                     r"reclassify --since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00` again to do the rest",
+                     err.decode()), err
+    assert err.decode().rstrip().endswith("Interrupted by SIGTERM")

@@ -1,4 +1,4 @@
-"""Commands that run the pipeline: collect, reclassify, replay, demo."""
+"""Commands that run the pipeline: collect, replay, demo (reclassify: reclassify_cmd)."""
 
 from __future__ import annotations
 
@@ -73,44 +73,6 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
                 break
     if failed:
         raise click.exceptions.Exit(1)
-
-
-@main.command()
-@click.option("--since", required=True,
-              help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50), UTC "
-                   "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
-@pass_app
-def reclassify(app: AppContext, since: str) -> None:
-    """Classify stored posts again with the current model (after a model update) and recount buckets.
-
-    Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
-    classifies new posts in the order they were stored. Restart the service after a model update, before this:
-    it loads the model only at start, and gives posts it classifies the old model's verdicts until then. Posts
-    whose latest verdict is the current model's already are left as they are (the run says how many).
-    """
-    from miner.cli.times import parse_since
-    from miner.pipeline import Pipeline, load_model
-    from miner.store import require_store
-    from miner.timeutil import utcnow
-
-    since_utc = parse_since(since, "--since", utcnow())
-    # The model is loaded before the store is opened, as `miner run` does: opening it upgrades an older store, and
-    # a model refused then (a broken or mismatched folder) left it upgraded all the same, which the version that
-    # ran before refuses (going back took restoring a backup).
-    require_store(app.db_path or app.config.store.path)
-    classifier = load_model(app.config)
-    pipeline = Pipeline(app.config, app.store(must_exist=True), classifier)
-    click.echo(f"model {pipeline.classifier.version}", err=True)
-    # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
-    # said only "reclassified 0 posts", as if there were none since --since.
-    todo, current = pipeline.reclassify_counts(since_utc)
-    with progress(todo, "reclassifying") as bar:
-        n = pipeline.reclassify_since(since_utc, utcnow, progress=lambda k: bar.update(k))
-    waiting = pipeline.store.queue_depths()["classify"]
-    left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
-    had = (f"; {current} post{'' if current == 1 else 's'} had this model's verdict already and "
-           f"{'was' if current == 1 else 'were'} left as {'it is' if current == 1 else 'they are'}" if current else "")
-    click.echo(f"reclassified {n} posts since {since_utc:%Y-%m-%d %H:%M:%S} UTC{had}{left}")
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,

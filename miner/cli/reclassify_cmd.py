@@ -1,0 +1,98 @@
+"""`miner reclassify`: new verdicts for stored posts after a model update."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import click
+
+from miner.cli.app import AppContext, main, pass_app
+from miner.cli.output import progress
+from miner.cli.stopping import Interrupted
+
+if TYPE_CHECKING:
+    from miner.pipeline import Pipeline
+
+
+@main.command()
+@click.option("--since", required=True,
+              help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50), UTC "
+                   "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
+@pass_app
+def reclassify(app: AppContext, since: str) -> None:
+    """Classify stored posts again with the current model (after a model update) and recount buckets.
+
+    Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
+    classifies new posts in the order they were stored. Restart the service after a model update, before this:
+    it loads the model only at start, and gives posts it classifies the old model's verdicts until then. Posts
+    whose latest verdict is the current model's already are left as they are (the run says how many). The run
+    ends saying how the complaints counted since --since changed and how long it took; interrupted (SIGINT,
+    SIGTERM), it says how many posts it had done: the same command goes on from there. A --since after now is
+    refused. The service's next detector run learns its baselines again from the buckets recounted; no incident
+    is opened, resolved or announced for the past.
+    """
+    from miner.cli.times import parse_since
+    from miner.errors import InputError
+    from miner.pipeline import Pipeline, load_model
+    from miner.store import require_store
+    from miner.timeutil import utcnow
+
+    now = utcnow()
+    since_utc = parse_since(since, "--since", now)
+    if since_utc > now:
+        # "reclassified 0 posts since 2027-01-01" read as done, where a typo in the year had asked for nothing.
+        raise InputError(f"--since {_shown(since_utc)} UTC is after now ({_shown(now)} UTC): no post is that new")
+    # The model is loaded before the store is opened, as `miner run` does: opening it upgrades an older store, and
+    # a model refused then (a broken or mismatched folder) left it upgraded all the same, which the version that
+    # ran before refuses (going back took restoring a backup).
+    require_store(app.db_path or app.config.store.path)
+    classifier = load_model(app.config)
+    pipeline = Pipeline(app.config, app.store(must_exist=True), classifier)
+    click.echo(f"model {pipeline.classifier.version}", err=True)
+    # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
+    # said only "reclassified 0 posts", as if there were none since --since.
+    todo, current = pipeline.reclassify_counts(since_utc)
+    before = _complaints(pipeline, since_utc)
+    began, done = time.monotonic(), 0
+
+    def advance(k: int) -> None:
+        nonlocal done
+        done += k
+        bar.update(k)
+
+    try:
+        with progress(todo, "reclassifying") as bar:
+            n = pipeline.reclassify_since(since_utc, utcnow, progress=advance)
+    except Interrupted:
+        # Said before "Interrupted by ...": the batches done keep their verdicts, and the run goes on from them.
+        click.echo(f"reclassified {done} of {todo} posts since {_shown(since_utc)} UTC before the interruption; "
+                   f"run `miner reclassify --since {since_utc.isoformat(timespec='seconds')}` again to do the rest",
+                   err=True)
+        raise
+    waiting = pipeline.store.queue_depths()["classify"]
+    left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
+    had = (f"; {current} post{'' if current == 1 else 's'} had this model's verdict already and "
+           f"{'was' if current == 1 else 'were'} left as {'it is' if current == 1 else 'they are'}" if current else "")
+    click.echo(f"reclassified {n} posts since {_shown(since_utc)} UTC in {time.monotonic() - began:.1f} s{had}{left}")
+    if n:
+        after = _complaints(pipeline, since_utc)
+        click.echo(f"complaints counted since then: {before} before, {after} now; the service's next detector run "
+                   "learns its baselines again from the buckets recounted (incidents already recorded keep the "
+                   "figures of the verdicts they were opened on)")
+
+
+def _shown(at: datetime) -> str:
+    # strftime's %Y writes year 1 as "1", and the run said "since 1-01-01 00:00:00 UTC".
+    return at.isoformat(sep=" ", timespec="seconds")[:19]
+
+
+def _complaints(pipeline: Pipeline, since: datetime) -> int:
+    """The complaints the buckets from the one holding ``since`` on count, every service together."""
+    from miner.timeutil import floor_time, iso
+
+    start = floor_time(since, pipeline.bucket)
+    row = pipeline.store.database.one("SELECT coalesce(sum(complaints), 0) AS n FROM buckets WHERE bucket_start >= ?",
+                             (iso(start),))
+    return int(row["n"]) if row else 0
