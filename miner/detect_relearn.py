@@ -16,6 +16,7 @@ from miner.store.signals import SavedDetector
 from miner.timeutil import floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
+    from miner.classify import Classifier
     from miner.detect_stage import TickReport
 
 log = logging.getLogger("miner.pipeline")  # the pipeline's stages' one logger
@@ -28,9 +29,14 @@ RELEARN_SPAN = timedelta(days=28)
 UNREADABLE = (ValueError, OverflowError, OSError)
 
 
+# Per store: the reclassify mark a service running another model was told of (see _relearn_if_reclassified).
+_WAITING: dict[str, tuple[str, str]] = {}
+
+
 class RelearnStage:
     config: Config
     store: Store
+    _classifier: Classifier | None  # the pipeline's model, once loaded
 
     if TYPE_CHECKING:
         @property
@@ -131,8 +137,19 @@ class RelearnStage:
         baseline of the new model's counts, so a model that finds more (or fewer) complaints is no outage (nor hides
         one) on its own.
         """
-        mark = self.store.reclassified_mark()
-        if mark is None:
+        taken = self.store.reclassified_mark()
+        if taken is None:
+            return
+        mark, model = taken
+        if self._classifier is not None and model and self._classifier.version != model:
+            # A service not restarted since the model update still counts the old model's verdicts: a baseline of
+            # the new model's counts would score them (a model finding fewer complaints opened an incident). It
+            # learns once it runs that model.
+            if _WAITING.get(str(self.store.path)) != taken:
+                _WAITING[str(self.store.path)] = taken
+                log.warning("detect: posts since %s were reclassified with model %s, but this service classifies "
+                            "with %s: restart it with that model, and its baselines are learned again from the "
+                            "buckets recounted", mark, model, self._classifier.version)
             return
         since, width = parse_iso(mark), self.bucket
         learned = []

@@ -125,7 +125,7 @@ class Pipeline(CollectStage, DetectStage):
             # were learned from the old model's counts: a model finding 5x the complaints opened an incident for
             # every busy service within hours, and reclassify changed nothing of it.
             if done:
-                self.store.mark_reclassified(since)
+                self.store.mark_reclassified(since, version)
 
     def reclassify_counts(self, since: datetime) -> tuple[int, int]:
         """What reclassify_since would do now: how many posts it would classify again (its progress bar's total;

@@ -1714,3 +1714,34 @@ def test_a_model_that_finds_more_complaints_is_no_outage_once_reclassified(
     # Past buckets are scored again against the new counts, and no incident opens for them.
     assert store.database.one("SELECT max(score) AS z FROM buckets WHERE bucket_start < ?",
                               (iso(upgrade - timedelta(days=1)),))["z"] < 3
+
+
+def test_a_service_still_on_the_old_model_learns_no_baseline_from_a_reclassify_until_it_runs_the_new_one(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Reclassified before the service was restarted (the docs say to restart first), its baseline learned from the
+    # new model's counts while it still counted the old one's: a model finding fewer complaints made every bucket
+    # of the old model's an outage. It waits for the service to run that model.
+    config = parse_config(CLOCK_AHEAD)
+    upgrade = T0 + timedelta(days=2)
+    old = Pipeline(config, store, _Keyword("v1", "down", "slow"))  # type: ignore[arg-type]
+    old.ingest(_foonet_posts(T0, upgrade), upgrade)
+    old.classify_pending(upgrade)
+    for hours in range(1, 2 * 24 + 1):
+        old.detect(T0 + timedelta(hours=hours))
+    assert Pipeline(config, store, _Keyword("v2", "down")).reclassify_since(  # type: ignore[arg-type]
+        T0, lambda: upgrade) == 2 * 24 * 4 * 12
+    later = upgrade + timedelta(hours=6)
+    old.ingest(_foonet_posts(upgrade, later), later)
+    old.classify_pending(later)
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        old.detect(later)
+        old.detect(later + timedelta(minutes=1))
+    assert store.database.rows("SELECT id FROM incidents") == []
+    [warning] = [r.getMessage() for r in caplog.records]  # once
+    assert "were reclassified with model v2, but this service classifies with v1: restart it" in warning
+    # Restarted with the new model, it learns.
+    restarted = Pipeline(config, store, _Keyword("v2", "down"))  # type: ignore[arg-type]
+    restarted.reclassify_since(T0, lambda: later)
+    restarted.detect(later + timedelta(minutes=2))
+    assert store.database.one("SELECT value FROM store_state WHERE key = 'reclassified_since'") is None
+    assert store.database.one("SELECT value FROM store_state WHERE key = 'reclassified_by'") is None

@@ -34,6 +34,7 @@ LAST_PRUNED_ID = "last_pruned_post_id"
 # store_state key: the earliest created_at whose posts a reclassify gave new verdicts, until the detector has learned
 # its baselines again from the buckets recounted (see Store.mark_reclassified).
 RECLASSIFIED_SINCE = "reclassified_since"
+RECLASSIFIED_BY = "reclassified_by"  # and the model version that gave them
 # Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
 # one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
 # while a real post was published before it. The retention guard's evidence and the late posts' mark.
@@ -195,24 +196,28 @@ class PostsMixin:
             (skip_source, model_version, skip_source, model_version, iso(since)))
         return (int(row["todo"]), int(row["current"])) if row else (0, 0)
 
-    def mark_reclassified(self, since: datetime) -> None:
-        """Record that the verdicts of posts created since ``since`` changed (a reclassify), for the detector to
-        learn its baselines again from the buckets recounted (see detect_relearn); an earlier mark not yet taken
-        stays, the earlier of the two."""
+    def mark_reclassified(self, since: datetime, model_version: str) -> None:
+        """Record that ``model_version`` gave new verdicts to posts created since ``since`` (a reclassify), for the
+        detector to learn its baselines again from the buckets recounted (see detect_relearn); an earlier mark not
+        yet taken stays, the earlier of the two."""
         with self.database.transaction() as conn:
             conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = min(value, excluded.value)", (RECLASSIFIED_SINCE, iso(since)))
+            conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value", (RECLASSIFIED_BY, model_version))
 
-    def reclassified_mark(self) -> str | None:
-        """The mark_reclassified time not yet taken by the detector (as stored), or None."""
-        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (RECLASSIFIED_SINCE,))
-        return str(row["value"]) if row else None
+    def reclassified_mark(self) -> tuple[str, str] | None:
+        """The mark_reclassified time (as stored) and model not yet taken by the detector, or None."""
+        rows = {r["key"]: str(r["value"]) for r in self.database.rows(
+            "SELECT key, value FROM store_state WHERE key IN (?, ?)", (RECLASSIFIED_SINCE, RECLASSIFIED_BY))}
+        return (rows[RECLASSIFIED_SINCE], rows.get(RECLASSIFIED_BY, "")) if RECLASSIFIED_SINCE in rows else None
 
     def take_reclassified_mark(self, mark: str) -> None:
         """Delete the mark once the detector has learned from it: not one a reclassify has moved since it was read,
         whose buckets changed after it."""
         with self.database.transaction() as conn:
-            conn.execute("DELETE FROM store_state WHERE key = ? AND value = ?", (RECLASSIFIED_SINCE, mark))
+            if conn.execute("DELETE FROM store_state WHERE key = ? AND value = ?", (RECLASSIFIED_SINCE, mark)).rowcount:
+                conn.execute("DELETE FROM store_state WHERE key = ?", (RECLASSIFIED_BY,))
 
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
