@@ -30,7 +30,7 @@ from miner.detect_due import due_now
 from miner.detect_relearn import UNREADABLE, RelearnStage
 from miner.errors import MinerError, StoreError
 from miner.store import Store
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import duration_text, iso, parse_iso
 
 log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stages, as operators filter on it
 
@@ -54,6 +54,9 @@ class TickReport:
     sent: int = 0
     too_old: int = 0  # arrived posts left out: dated in a bucket a prune has made final (see CollectStage.ingest)
     stored: int = 0  # arrived posts new to the store (not stored before, nor earlier in the same arrival)
+    # (service, first bucket, end of the last) of the buckets a service's detector stepped over unscored: a gap
+    # longer than detector.max_fill_hours, taken for our own downtime
+    skipped: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
     def merge(self, other: TickReport) -> None:
         """Add a service's step (``other``), once committed."""
@@ -61,6 +64,7 @@ class TickReport:
         self.opened += other.opened
         self.reopened += other.reopened
         self.resolved += other.resolved
+        self.skipped += other.skipped
 
 
 def _detect_failure(failed: Sequence[tuple[str, Exception]]) -> MinerError:
@@ -119,6 +123,7 @@ class DetectStage(RelearnStage):
                 log.info("detect: %s is scored again (it failed with %s)", service.name, before[0],
                          extra={"service": service.name})
             report.merge(mine)
+        self._log_skipped(report.skipped)
         if not any(isinstance(exc, StoreError) for _, exc in failed):
             openings = report.opened + report.reopened
             self._group_openings(now, min((at for _, at in openings), default=now))
@@ -137,6 +142,27 @@ class DetectStage(RelearnStage):
         _FAILING[key] = failure
         log.error("detect: %s is not scored this run: %s: %s", service, *failure,
                   exc_info=None if isinstance(exc, MinerError) else exc, extra={"service": service})
+
+    def _log_skipped(self, skipped: Sequence[tuple[str, datetime, datetime]]) -> None:
+        """Warn of the buckets the detectors stepped over unscored, once per span, with the complaints stored for them.
+
+        After miner was down longer than detector.max_fill_hours (a host asleep for a day) the detector resumes
+        max_fill_hours back and never scores the time before: an outage then, its complaints fetched by the first
+        collect round and shown in the charts, opened no incident, and nothing said that those hours were not
+        watched."""
+        spans: dict[tuple[datetime, datetime], list[str]] = {}
+        for service, start, end in skipped:
+            spans.setdefault((start, end), []).append(service)
+        for (start, end), services in spans.items():
+            stored = self.store.bucket_counts_of(services, start, end)
+            complaints = {s: sum(c for _, c in stored[s].values()) for s in services}
+            named = sorted((s for s in services if complaints[s]), key=lambda s: (-complaints[s], s))
+            listed = ", ".join(f"{s} {complaints[s]}" for s in named[:10]) + (
+                f" and {len(named) - 10} more" if len(named) > 10 else "")
+            log.warning("detect: %d service(s) resume after a gap of %s, longer than detector.max_fill_hours (%s h): "
+                        "the buckets from %s to %s are not scored (an outage in them is not detected); "
+                        "complaints stored for them: %s", len(services), duration_text((end - start).total_seconds()),
+                        f"{self.config.detector.max_fill_hours:g}", iso(start), iso(end), listed or "none")
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
         """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket
@@ -209,6 +235,10 @@ class DetectStage(RelearnStage):
         due = due_now(self.config, service, state, sources, now).buckets
         if not due:
             return
+        if state is not None and state.last is not None:
+            skipped = due[0] - state.last - width
+            if skipped > timedelta(hours=params.max_fill_hours):  # as step() takes it: not filled with zeros
+                report.skipped.append((service, state.last + width, due[0]))
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)
         scores = []
         for bucket_start in due:

@@ -1745,3 +1745,27 @@ def test_a_service_still_on_the_old_model_learns_no_baseline_from_a_reclassify_u
     restarted.detect(later + timedelta(minutes=2))
     assert store.database.one("SELECT value FROM store_state WHERE key = 'reclassified_since'") is None
     assert store.database.one("SELECT value FROM store_state WHERE key = 'reclassified_by'") is None
+
+
+def test_a_restart_after_more_than_max_fill_hours_warns_of_the_buckets_it_does_not_score(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    pipe = _warm_quiet_detector(store)  # stepped up to T0 + 2:45
+    # The host sleeps from T0 + 3 h to T0 + 27 h. A two-hour outage at 10:00 is in the buckets the detector skips
+    # (more than max_fill_hours, 6, before the restart), whose posts the first collect round still fetches.
+    back = T0 + timedelta(hours=27)
+    pipe.ingest(outage_reports("Foonet", T0 + timedelta(hours=10), T0 + timedelta(hours=12)), back)
+    pipe.classify_pending(back)
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        report = pipe.detect(back)
+        pipe.detect(back + timedelta(minutes=15))
+    assert report.opened == [] and store.incidents() == []
+    # Nothing told the on-call that 18 hours went unwatched, while the charts showed 240 complaints in them.
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # once, not every run
+    assert ("1 service(s) resume after a gap of 17 h 45 min, longer than detector.max_fill_hours (6 h): the buckets "
+            "from 2026-02-02T03:00:00+00:00 to 2026-02-02T20:45:00+00:00 are not scored") in warning
+    assert warning.endswith("complaints stored for them: Foonet 240")
+    # A gap within max_fill_hours is scored (as zeros where nothing was stored): no warning.
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        assert pipe.detect(back + timedelta(hours=5)).buckets == 19
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
