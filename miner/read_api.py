@@ -207,13 +207,14 @@ class ReadApi:
                                                    if r["official_incident_id"] is not None])
         minutes = store.bucket_minutes()
         width = timedelta(minutes=minutes) if minutes else None
+        closed = store.closed_untracked([r["id"] for r in rows[:limit] if r["status"] == "resolved"])
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
-                "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now))
-                                              for r in rows[:limit]],
+                "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now),
+                                                             closed.get(r["id"])) for r in rows[:limit]],
                 "truncated": len(rows) > limit}
 
     def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]],
-                  peak_baseline: float | None) -> dict[str, Any]:
+                  peak_baseline: float | None, untracked: str | None) -> dict[str, Any]:
         # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md); baseline, the
         # opening bucket's (as incidents.baseline), is not the webhook's, which is this peak_baseline.
         linked = official.get(row["official_incident_id"]) if row["official_incident_id"] is not None else None
@@ -233,6 +234,8 @@ class ReadApi:
             "symptoms": _symptoms(row["symptoms"]),
             "official": _official(linked) if linked else None,
             "lead_time_minutes": _round(row["lead_time_minutes"], 1),
+            # Closed by miner, not seen to end (its service left feeds.toml): resolved_at is then no end of the outage.
+            "closed_untracked": untracked,
         }
 
     # GET /api/v1/services/NAME/series --------------------------------------------------------------------

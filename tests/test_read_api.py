@@ -233,7 +233,7 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
         "symptoms": {"messaging": 2},
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
-        "lead_time_minutes": -30.0,
+        "lead_time_minutes": -30.0, "closed_untracked": None,
     }
     mtn = body["incidents"][1]
     assert (mtn["status"], mtn["resolved_at"], mtn["z_score"], mtn["official"]) == (
@@ -571,3 +571,24 @@ def test_a_read_sees_the_store_at_one_moment(tmp_path: Path) -> None:
     assert states == ["incident", "incident", "incident"]
     reader.close()
     writer.close()
+
+
+def test_an_incident_miner_closed_when_its_service_left_the_config_says_so_as_the_webhook_does(api: Api) -> None:
+    from miner.config import parse_config
+    from miner.pipeline import Pipeline
+
+    # WhatsApp is taken out of feeds.toml (or renamed) while its incident is open: the detector closes it, unseen
+    # to end. The alerts say "closed, not seen to end"; the API said only "resolved", at the time of the reload,
+    # which a dashboard or a postmortem read as the end of the outage.
+    Pipeline(parse_config('[[services]]\nname = "MTN Uganda"\n[detector]\nbucket_minutes = 15\n'),
+             api.store).detect(NOW)
+    _, body, _ = get(api, "/api/v1/incidents")
+    whatsapp, mtn = body["incidents"]
+    assert (whatsapp["id"], whatsapp["status"], whatsapp["resolved_at"]) == (
+        api.ids["whatsapp"], "resolved", "2026-11-27T12:07:30+00:00")
+    assert whatsapp["closed_untracked"] == "the service was removed from feeds.toml, so miner stopped watching it"
+    assert mtn["status"] == "resolved" and mtn["closed_untracked"] is None  # the detector saw it end
+    view = incident_view(api.store, alert_settings(), api.ids["whatsapp"], NOW)
+    assert view is not None
+    [sent] = json_payload("resolved", [view], route="oncall", message_id="<m@x>", now=NOW, reminders=set())["incidents"]
+    assert sent["closed_untracked"] == whatsapp["closed_untracked"]

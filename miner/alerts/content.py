@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
-from miner.store.incidents import is_reopening, opening_width
+from miner.store.incidents import is_reopening, opening_width, untracked_reason
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -233,18 +233,10 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     )
 
 
-# The reasons miner resolves an incident itself (miner.detect_stage, miner.detect_relearn), as the on-call reads them.
-_UNTRACKED = {
-    "unwatched": "the service was removed from feeds.toml, so miner stopped watching it",
-    "detector state unreadable": "its detector state could not be read, so miner lost track of it",
-}
-
-
 def _untracked(events: Sequence[Mapping[str, Any]]) -> str:
     """Why miner resolved the incident without the detector seeing it end, or "" when the detector resolved it."""
     last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
-    reason = _json(last.get("details"), {}).get("reason") if last is not None else None
-    return _UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
+    return untracked_reason(last.get("details")) if last is not None else ""
 
 
 def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tuple[datetime | None, datetime]]:

@@ -26,6 +26,25 @@ def is_reopening(event: Mapping[str, Any]) -> bool:
     return bool(reason) and "reopened" in str(reason).split(",")
 
 
+# The reasons miner resolves an incident itself (miner.detect_stage, miner.detect_relearn), without the detector
+# seeing it end, as the on-call reads them: the alerts (miner.alerts.content) and the read API say so.
+UNTRACKED = {
+    "unwatched": "the service was removed from feeds.toml, so miner stopped watching it",
+    "detector state unreadable": "its detector state could not be read, so miner lost track of it",
+}
+
+
+def untracked_reason(details: Any) -> str:
+    """Why miner closed an incident whose last resolve event has ``details`` (its JSON) without the detector seeing
+    it end, or "" when the detector resolved it."""
+    try:
+        data = json.loads(details) if isinstance(details, str) else None
+    except ValueError:
+        return ""
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
+
+
 def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timedelta | None:
     """The width of the bucket ``incident`` opened in, as it recorded it (incidents.bucket_minutes):
     detector.bucket_minutes may have changed since. ``width`` (the store's) for one opened before miner recorded it."""
@@ -146,6 +165,18 @@ class IncidentsMixin:
             if first is not None:
                 late[int(inc["id"])] = first
         return late
+
+    def closed_untracked(self, incident_ids: Sequence[int]) -> dict[int, str]:
+        """Of these incidents, those miner closed without the detector seeing them end (their service left
+        feeds.toml, their detector state could not be read): incident id -> why (see untracked_reason)."""
+        ids = [int(i) for i in incident_ids]
+        marks = ",".join("?" * len(ids))
+        rows = self.database.rows(
+            "SELECT e.incident_id, e.details FROM incident_events e JOIN incidents i ON i.id = e.incident_id "
+            f"WHERE e.kind = 'resolve' AND i.status = 'resolved' AND e.incident_id IN ({marks}) ORDER BY e.id",
+            ids) if ids else []
+        last = {int(r["incident_id"]): r["details"] for r in rows}  # the latest resolve of each
+        return {iid: why for iid, details in last.items() if (why := untracked_reason(details))}
 
     def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
                      incident_ids: Sequence[int]) -> int:
