@@ -331,3 +331,40 @@ def test_the_retention_guard_reads_only_the_posts_a_source_dated(store: Store) -
     store.insert_posts([Post("feed", "old", "whatsapp down", T0 - timedelta(days=1), services=("WhatsApp",))], T0)
     held = store.hold_prune(later, later)
     assert held is not None and held["newest_post"] == iso(T0 - timedelta(days=1))
+
+
+def test_a_url_env_sources_stored_links_are_scrubbed_of_its_key_in_short_transactions(store: Store) -> None:
+    # At the first poll after a start, each batch of 1,000 read every post of the source and sorted them, in the
+    # poll's one transaction: 750,000 posts of the source whose links held the key took minutes with the write lock
+    # held, in which the other jobs failed with "database is locked".
+    from miner.config import SourceConfig
+    from miner.records import FetchResult
+
+    key = "s3cretTOKEN42"
+    base = f"https://feeds.example.org/u/{key}"
+    store.sync_sources([SourceConfig("private", "rss", url_env="FEED_URL")])
+    rows = [("private", f"{base}/items/{i}", f"{base}/items/{i}") for i in range(1300)]
+    # A thread's replies share its link: more of them than a batch, so batches end between two rows of one url.
+    rows += [("private", f"{base}/thread/1#{i}", f"{base}/thread/1") for i in range(1200)]
+    rows += [("other", f"{base}/items/1", f"{base}/items/1")]  # another source's: not this one's key
+    with store.database.transaction() as conn:
+        conn.executemany("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) VALUES "
+                         "(?, ?, 'down', ?, ?, ?)", [(*r, iso(T0), iso(T0)) for r in rows])
+    statements: list[str] = []
+    store.database.conn.set_trace_callback(statements.append)
+    try:
+        store.save_fetch("private", FetchResult(secrets=(key,)), T0, T0)
+    finally:
+        store.database.conn.set_trace_callback(None)
+    held = store.database.rows("SELECT source, count(*) AS n FROM posts WHERE instr(url, ?) OR instr(external_id, ?) "
+                               "GROUP BY source", (key, key))
+    assert held == [{"source": "other", "n": 1}]
+    assert store.database.one("SELECT count(*) AS n FROM posts WHERE url = ?",  # type: ignore[index]
+                              ("https://feeds.example.org/u/[redacted]/thread/1",))["n"] == 1200
+    # Urls and ids 1,000 rows a transaction (3 each), then the poll's own.
+    assert [s for s in statements if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"] * 7
+    reads = [s for s in statements if s.startswith("SELECT") and "instr(" in s and "FROM posts" in s]
+    assert len(reads) == 8  # 3 batches and the read that finds no more, of each column
+    for sql in reads:
+        lines = [row[3] for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert len(lines) == 1 and lines[0].startswith("SEARCH posts USING COVERING INDEX"), lines

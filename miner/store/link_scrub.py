@@ -18,6 +18,8 @@ from miner.urls import link_id, public_url, stored_link
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from miner.store.db import Database
+
 # What a link needs to hold for `stored_link` to change it: a query, a user name, or an IPv6 bracket it may fail to
 # read. The rest (most rows of a large store) is never read into Python.
 _MAY_CHANGE = "(instr({0}, '?') OR instr({0}, '@') OR instr({0}, '['))"
@@ -65,11 +67,18 @@ def scrub_stored_links(conn: sqlite3.Connection) -> None:
     _rewrite(conn, "official_incidents", "url", "url IS NOT NULL", "UPDATE", stored_link)
 
 
-def scrub_source_secrets(conn: sqlite3.Connection, source: str, secrets: Sequence[str]) -> None:
+def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:
     """Take ``secrets`` (`miner.urls.secret_parts` of the source's URL from the environment) out of the links and
     link-made ids ``source`` stored before its items' were kept without them: the key of a private feed whose items
     link under it (``/feeds/<token>/items/1``) stayed in the store, and, under the ids computed now, every entry still
-    listed would have been stored a second time. No migration can do it: the key is in the environment only."""
+    listed would have been stored a second time. No migration can do it: the key is in the environment only.
+
+    The source's rows are read in the order of the index on (source, column), ``batch`` of those holding a secret
+    at a time, each batch read outside any transaction and its changes written in a transaction of its own. Paged
+    by rowid, each batch read all the source's rows and sorted them (750,000 posts of the source took minutes, the
+    write lock held throughout, as the poll's one transaction); a poll of a source that stored none with its key
+    still reads the source's index once, and writes nothing. A batch that failed leaves the rest to the source's next
+    poll, which scrubs again: the rows written before stay written."""
     if not secrets:
         return
 
@@ -87,9 +96,14 @@ def scrub_source_secrets(conn: sqlite3.Connection, source: str, secrets: Sequenc
         ("official_incidents", "external_id", "UPDATE OR IGNORE", ident)]
     for table, column, update, new_form in columns:
         held = " OR ".join([f"instr({column}, ?)"] * len(secrets))
-        last = -(2 ** 63)
-        while rows := conn.execute(f"SELECT rowid, {column} FROM {table} WHERE rowid > ? AND source = ? AND ({held}) "
-                                   "ORDER BY rowid LIMIT ?", (last, source, *secrets, SCRUB_BATCH)).fetchall():
-            conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?",
-                             [(new, rowid) for rowid, old in rows if (new := new_form(old)) != old])
-            last = rows[-1][0]
+        # (column, rowid): a url is not unique (a thread's replies link to it). A row rewritten moves in the index,
+        # and one past the cursor is read again, holding no secret any more (or one new_form leaves as it is).
+        after: tuple[str, int] = ("", -(2 ** 63))
+        while rows := database.rows(
+                f"SELECT {column} AS old, rowid AS id FROM {table} WHERE source = ? AND {column} IS NOT NULL "
+                f"AND ({column}, rowid) > (?, ?) AND ({held}) ORDER BY {column}, rowid LIMIT ?",
+                (source, *after, *secrets, batch)):
+            if changes := [(new, r["id"]) for r in rows if (new := new_form(r["old"])) != r["old"]]:
+                with database.transaction() as conn:
+                    conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?", changes)
+            after = (rows[-1]["old"], rows[-1]["id"])

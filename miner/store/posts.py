@@ -97,10 +97,12 @@ class PostsMixin:
         without a warning records when it cleared the one before (``warning_cleared_at``), which is kept as
         history; a 304 neither sets nor clears one. See :func:`miner.store.sources.current_warning`.
         """
+        if result.secrets and (source, result.secrets) not in self._secrets_scrubbed:
+            # Before the posts: one stored with the key before is then found under the id this poll gives it. In
+            # transactions of its own, short ones: the poll's would hold the write lock for them all.
+            scrub_source_secrets(self.database, source, result.secrets)
+            self._secrets_scrubbed.add((source, result.secrets))  # once per process and key: later rows have none
         with self.database.transaction() as conn:
-            if result.secrets and (source, result.secrets) not in self._secrets_scrubbed:
-                # Before the posts: one stored with the key before is then found under the id this poll gives it.
-                scrub_source_secrets(conn, source, result.secrets)
             # Before the update below: the state this poll started from.
             prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
             new_posts, known = _insert_posts(conn, result.posts, now, self._relisted_warned if result.by_link
@@ -136,8 +138,6 @@ class PostsMixin:
                  # content, so only a poll that read the source can clear it.
                  "read": not result.not_modified, "source": source},
             )
-        if result.secrets:
-            self._secrets_scrubbed.add((source, result.secrets))  # once per process and key: later rows have none
         return SaveStats(posts_new, posts_seen, inc_new, inc_updated, late, late_by)
 
     def insert_posts(self, posts: Iterable[Post], now: datetime) -> SaveStats:
