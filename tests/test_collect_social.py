@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from miner.collectors.mastodon import status_external_id
 from miner.collectors.normalise import html_to_text, join_title_body
 from miner.config import ServiceConfig, SourceConfig
 from miner.store import Store
+from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.timeutil import iso
 
 TAG_PATH = "/api/v1/timelines/tag/outage"
 
@@ -99,6 +103,37 @@ def test_statuses_federated_from_lemmy_and_mbin_with_one_number_are_apart(server
     assert status_external_id("https://misskey.io/notes/9abcdef", "1") == "misskey.io/9abcdef"
     assert status_external_id("https://pixelfed.social/p/someone/650595293594582993", "1") == \
         "pixelfed.social/650595293594582993"
+
+
+def test_a_federated_status_stored_before_its_kind_was_in_its_id_is_not_stored_again(
+        server: FakeServer, poller: Poller, tmp_path: Path) -> None:
+    # Each poll reads the hour below its cursor again: a Lemmy comment the release before stored as lemmy.world/12345
+    # came back as lemmy.world/comment/12345 at the first poll after the upgrade, and was stored and counted twice.
+    status = copy.deepcopy(_timeline(server)[0])
+    status.update(uri="https://lemmy.world/comment/12345", url="https://lemmy.world/comment/12345", reblog=None,
+                  content="<p>Signal is down here</p>")
+    _serve_json(server, TAG_PATH, [status])
+    source = _masto(server)
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:20])  # the schema before federated statuses had their kind in their id
+        conn.execute("INSERT INTO sources (name, type, url) VALUES (?, 'mastodon', ?)", (source.name, source.url))
+        conn.execute("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (source.name, "lemmy.world/12345", "Signal is down here",
+                                                   status["url"], status["created_at"], iso(datetime.now(UTC))))
+    conn.close()
+    store = Store.open(path)
+    now = datetime.now(UTC)
+    result = poller.poll(source)
+    assert [p.external_id for p in result.posts] == ["lemmy.world/comment/12345"]
+    assert (store.save_fetch(source.name, result, now, now).posts_new, _posts(store)) == (0, 1)
+    # Post 12345 of that server, which the comment's old id stood for, is a post of its own.
+    post = copy.deepcopy(status)
+    post.update(id=str(int(status["id"]) + 1), uri="https://lemmy.world/post/12345", url="https://lemmy.world/post/12345")
+    _serve_json(server, TAG_PATH, [post, status])
+    assert (store.save_fetch(source.name, poller.poll(source), now, now).posts_new, _posts(store)) == (1, 2)
+    store.close()
 
 
 def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(
@@ -411,3 +446,7 @@ def test_a_discourse_posts_link_holds_no_words_of_its_title(server: FakeServer, 
     assert posts and all("0722" not in str(p.url) and "0722" not in p.text for p in posts)
     hit = next(p for p in posts if p.external_id == "post:30211")
     assert hit.url == f"{server.url}/t/-/4821/1"
+
+
+def _posts(store: Store) -> int:
+    return int(store.database.one("SELECT count(*) AS n FROM posts")["n"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
@@ -244,11 +245,41 @@ INCIDENT_BUCKET_MINUTES = Migration(
     """,
 )
 
+# A status federated from Lemmy, PieFed or Mbin has its kind in its id (host/comment/5, collectors/mastodon.py
+# status_external_id), where host/5 was both a post and a comment. Each poll reads again the hour below its cursor
+# (mastodon.LOOKBACK): after the upgrade, every such status of that hour was stored a second time under its new id
+# and counted twice. Rewritten from the link stored with it, where its number is the id's: UPDATE OR IGNORE, as in
+# 0010, leaves one whose new id the source has already.
+_FEDERATED_KINDS = frozenset({"comment", "reply", "p"})  # as mastodon._NUMBERED_KINDS
+
+
+def _federated_kind_ids(conn: sqlite3.Connection) -> None:
+    rows = conn.execute(
+        "SELECT rowid, external_id, url FROM posts WHERE source IN (SELECT name FROM sources WHERE type = 'mastodon') "
+        "AND (instr(url, '/comment/') OR instr(url, '/reply/') OR instr(url, '/p/'))").fetchall()
+    conn.executemany("UPDATE OR IGNORE posts SET external_id = ? WHERE rowid = ?",
+                     [(new, rowid) for rowid, old, url in rows if (new := _federated_kind_id(old, url)) is not None])
+
+
+def _federated_kind_id(old: str, url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    *_, kind, last = ["", "", *parts.path.rstrip("/").split("/")]
+    if kind in _FEDERATED_KINDS and last.isdigit() and old == f"{host}/{last}":
+        return f"{host}/{kind}/{last}"
+    return None
+
+
+MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", _federated_kind_ids)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
-                               INCIDENT_BUCKET_MINUTES]
+                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS]
 
 
 def _statements(script: str) -> Iterator[str]:
