@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
 from miner.detect import DetectorParams, DetectorState, IncidentDraft, due_buckets, step
+from miner.detect.incidents import last_end
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.timeutil import floor_time, iso, parse_iso
@@ -188,10 +189,17 @@ class RelearnStage:
         """
         params, width = self._params(service), self.bucket
         saved = self.store.detector_state(service)
-        draft = IncidentDraft.from_json(saved.draft) if saved and saved.draft else None
+        kept = saved.draft if saved else None
+        draft = IncidentDraft.from_json(kept) if kept else None
+        if old is not None and draft is not None and draft.last_minutes is None:
+            # A draft an older miner kept does not say its last bucket's width: the old one, kept with it, or the
+            # detector took the new one for it (last_end), and from 5 to 60 minutes skipped the hour after its last
+            # bucket and folded in only the complaints from 55 minutes past that bucket's end.
+            draft = replace(draft, last_minutes=int(old.total_seconds()) // 60)
+            kept = draft.to_json()
         if old is not None and draft is not None and draft.resolved_at is None:
-            end = draft.last_bucket + (timedelta(minutes=draft.last_minutes) if draft.last_minutes else old)
-            latest = min(latest, floor_time(end, width) - width)  # the bucket from then on begins before it ends
+            # The bucket from then on begins before it ends.
+            latest = min(latest, floor_time(last_end(params, draft), width) - width)
         counts = self.store.bucket_counts(service, first, latest + width)
         # Nothing to learn from where the incident's last bucket ends before the first one counted again ends (a
         # store whose first post came with the outage): the detector starts afresh from there.
@@ -212,7 +220,7 @@ class RelearnStage:
             # outage, and its next anomalous buckets opened a second incident for the same outage.
             state = replace(state, open=True, opened_at=draft.opened_at, quiet=0)
         self.store.save_detector_step(service, latest, state.to_json(), scored if scores else [], now,
-                                      draft=saved.draft if saved else None,
+                                      draft=kept,
                                       incident_id=saved.incident_id if saved else None)
 
     def _params(self, service: str) -> DetectorParams:

@@ -66,10 +66,11 @@ def test_the_bucket_right_after_the_last_hour_of_an_incident_resolves_it_with_it
     assert [e["kind"] for e in store.incident_events(incident["id"])] == ["open", "resolve"]
 
 
-def _through(store: Store, widths: list[tuple[datetime, int]], posts: list[Post], end: datetime) -> None:
-    """Run the pipeline every 5 minutes (2 minutes past) up to ``end``, at the width of ``widths`` (from, minutes)
-    in force: feeds.toml reloaded at its time."""
-    at, pipe, width = T0 + timedelta(minutes=2), None, 0
+def _through(store: Store, widths: list[tuple[datetime, int]], posts: list[Post], end: datetime,
+             begin: datetime = T0 + timedelta(minutes=2)) -> None:
+    """Run the pipeline every 5 minutes (2 minutes past, from ``begin``) up to ``end``, at the width of ``widths``
+    (from, minutes) in force: feeds.toml reloaded at its time."""
+    at, pipe, width = begin, None, 0
     while at < end:
         now = max(w for w in widths if w[0] <= at)[1]
         if pipe is None or now != width:
@@ -120,3 +121,22 @@ def test_an_incident_open_when_buckets_narrow_to_5_minutes_keeps_every_complaint
     _through(store, widths, posts, T0 + timedelta(hours=9))
     # Resolved after an hour of quiet 5-minute buckets, from 05:30.
     _one_incident(store, posts, iso(start + timedelta(minutes=opened)), first, iso(start + timedelta(minutes=210)))
+
+
+def test_an_incident_open_at_the_upgrade_keeps_every_complaint_when_buckets_widen_with_it(store: Store) -> None:
+    # Foonet's incident opens in 5-minute buckets at 03:10; miner is upgraded at 03:57 with bucket_minutes = 60 in
+    # feeds.toml at once. The draft the release before kept says not its last bucket's width, and the detector took
+    # the new one for it: the hour from 03:00 was skipped as one the incident had, and from the hour after only the
+    # complaints from 04:50 on were folded in.
+    start = T0 + timedelta(hours=3)
+    posts = _chatter(T0 + timedelta(hours=9)) + _reports("outage", start, start + timedelta(minutes=90),
+                                                         timedelta(seconds=30))
+    _through(store, [(T0, 5)], posts, start + timedelta(minutes=57))
+    row = store.database.one("SELECT draft FROM detector_state WHERE service = 'Foonet'")
+    assert row is not None
+    draft = json.loads(row["draft"])
+    assert draft.pop("last_minutes") == 5  # as the release before kept it
+    with store.database.transaction() as conn:
+        conn.execute("UPDATE detector_state SET draft = ? WHERE service = 'Foonet'", (json.dumps(draft),))
+    _through(store, [(T0, 60)], posts, T0 + timedelta(hours=9), start + timedelta(minutes=57))
+    _one_incident(store, posts, iso(start + timedelta(minutes=10)), 5, iso(T0 + timedelta(hours=6)))
