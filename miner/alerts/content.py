@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
@@ -254,26 +255,6 @@ def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tu
             found.append((last_resolve, at))
             last_resolve = None
     return found
-
-
-def peak_baseline(series: Sequence[Mapping[str, Any]], width: timedelta | None, opened: datetime, end: datetime,
-                  peak: int, stored: float) -> float:
-    """What the detector expected in the bucket of the incident's peak: "peak 60 vs baseline B" compares the two.
-
-    The store keeps the baseline of the opening bucket: an outage opened at night (0.5 expected) that peaked in the
-    evening (20 expected) read "peak 60 vs baseline 0.5 (120x)", where the chart's baseline at that bar said 20.
-    ``stored`` when no bucket of the incident holds the peak any more (pruned, or recounted since), or before any
-    detector recorded a bucket width. ``width``: the incident's own (see opening_width), not the store's.
-    """
-    if width is None:
-        return stored
-    # opened_at and resolved_at are bucket ends: the incident's buckets start from opened - width, before end. Taken
-    # an hour back after a change from 5 to 60, a bucket before the incident, kept at 5 minutes, stood for its peak.
-    for r in series:
-        if (opened - width <= parse_iso(r["bucket_start"]) < end and int(_num(r.get("complaints"))) == peak
-                and r.get("baseline") is not None):
-            return _num(r["baseline"], stored)
-    return stored
 
 
 def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[str, Any]],

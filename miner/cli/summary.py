@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from miner.alerts.content import baseline_text, peak_baseline
+from miner.alerts.content import baseline_text
+from miner.alerts.peak import peak_baseline
 from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store

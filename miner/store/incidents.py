@@ -57,7 +57,7 @@ class IncidentsMixin:
 
     def peak_bucket_baseline(self, service: str, start: datetime, end: datetime, peak: int) -> float | None:
         """The baseline of the first bucket of ``service`` from ``start`` to before ``end`` that counted ``peak``
-        complaints and was scored (None: none): an incident's peak bucket's, as miner.alerts.content.peak_baseline
+        complaints and was scored (None: none): an incident's peak bucket's, as miner.alerts.peak.peak_baseline
         finds it in the series an alert reads anyway."""
         row = self.database.one(
             "SELECT baseline FROM buckets WHERE service = ? AND bucket_start >= ? AND bucket_start < ? "
