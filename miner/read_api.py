@@ -312,14 +312,15 @@ def _time(value: str | None) -> str | None:
 
 def _peak_baseline(store: Store, row: Mapping[str, Any], width: timedelta | None, now: datetime) -> float | None:
     """What the detector expected in the bucket of the incident's peak, as its alerts give it (the webhook's
-    baseline): from its first bucket, of the width it opened in (``width``, the store's, where it recorded none), to
-    its resolve. The opening bucket's where no stored bucket of it holds the peak (pruned, or counted again)."""
+    baseline): from its first bucket (Store.first_bucket: of the width it opened in, ``width`` where it recorded none,
+    or a wider one holding it since detector.bucket_minutes grew to ``width``), to its resolve. The opening bucket's
+    where no stored bucket of it holds the peak (pruned, or counted again)."""
     stored: float | None = row["baseline"]
     if (own := opening_width(row, width)) is None:
         return stored
-    opened = parse_iso(row["opened_at"])
     end = parse_iso(row["resolved_at"]) if row["resolved_at"] else now
-    found = store.peak_bucket_baseline(row["service"], opened - own, end, int(row["peak_complaints"] or 0))
+    first = store.first_bucket(row["service"], parse_iso(row["opened_at"]), own, width)
+    found = store.peak_bucket_baseline(row["service"], first, end, int(row["peak_complaints"] or 0))
     return stored if found is None else found
 
 

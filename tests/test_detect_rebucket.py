@@ -8,8 +8,12 @@ from datetime import datetime, timedelta
 import pytest
 from streams import T0, ReportsOnly
 
+from miner.alerts.content import incident_view
+from miner.alerts.settings import AlertSettings
+from miner.cli.summary import print_summary
 from miner.config import parse_config
 from miner.pipeline import Pipeline
+from miner.read_api import ReadApi
 from miner.records import Post
 from miner.store import Store
 from miner.timeutil import iso, parse_iso
@@ -140,3 +144,30 @@ def test_an_incident_open_at_the_upgrade_keeps_every_complaint_when_buckets_wide
         conn.execute("UPDATE detector_state SET draft = ? WHERE service = 'Foonet'", (json.dumps(draft),))
     _through(store, [(T0, 60)], posts, T0 + timedelta(hours=9), start + timedelta(minutes=57))
     _one_incident(store, posts, iso(start + timedelta(minutes=10)), 5, iso(T0 + timedelta(hours=6)))
+
+
+def test_the_peak_of_an_incident_in_the_hour_its_opening_bucket_was_counted_again_in_is_set_against_that_hour(
+        store: Store) -> None:
+    # Foonet opens at 03:10 in 5-minute buckets; at 03:57 feeds.toml says 60, and its posts are counted again in
+    # hours from midnight. Its peak is the hour from 03:00 (123), which holds its opening bucket: looked for from
+    # that bucket's start (03:05), it was set against the opening bucket's baseline, "123 vs baseline 0.13", where
+    # that hour expected 3, in the alerts, the read API's peak_baseline and the replay's summary.
+    start = T0 + timedelta(hours=3)
+    posts = _chatter(T0 + timedelta(hours=9)) + _reports("outage", start, start + timedelta(minutes=90),
+                                                         timedelta(seconds=30))
+    end = T0 + timedelta(hours=9)
+    _through(store, [(T0, 5), (start + timedelta(minutes=57), 60)], posts, end)
+    [incident] = store.incidents()
+    assert (incident["bucket_minutes"], incident["peak_complaints"], incident["baseline"]) == (5, 123, 0.134)
+    [hour] = [r for r in store.series("Foonet", start, start + timedelta(hours=1)) if r["complaints"] == 123]
+    assert (hour["bucket_start"], hour["baseline"]) == (iso(start), 3.0)
+    view = incident_view(store, AlertSettings(), incident["id"], end)
+    assert view is not None and view.baseline == 3.0
+    config = parse_config(_config(60))
+    api = ReadApi(config, lambda: store, lambda: None, lambda: end)
+    assert [i["peak_baseline"] for i in api.incidents(store, {"service": "Foonet", "since": iso(T0)})["incidents"]] \
+        == [3.0]
+    lines: list[str] = []
+    print_summary(store, config, lines.append)
+    [summary] = [line.split() for line in "\n".join(lines).splitlines() if line.startswith(" 1  Foonet")]
+    assert (summary[6], summary[8]) == ("123", "3.0"), lines

@@ -16,7 +16,7 @@ from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
 from miner.records import MAINTENANCE
-from miner.store.incidents import is_reopening, opening_width, untracked_reason
+from miner.store.incidents import first_bucket, is_reopening, opening_width, untracked_reason
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -219,13 +219,14 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     chart_start = opened - history
     series = store.series(service, chart_start, end + timedelta(hours=1))
     peak = int(_num(row.get("peak_complaints")))
+    first = None if own is None else first_bucket((parse_iso(r["bucket_start"]) for r in series), opened, own, width)
     events = store.incident_events(incident_id)
     reopenings = _reopenings(events, as_of)
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
-        peak_complaints=peak, baseline=peak_baseline(series, own, opened, end, peak, _num(row.get("baseline"))),
+        peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,

@@ -39,13 +39,14 @@ def _baseline(store: Store, inc: dict[str, Any], width: timedelta | None) -> _Ba
     """The baseline the incident's alerts set its peak against (its peak bucket's): the table gave the opening
     bucket's to one decimal, 0.4 beside the demo's emails' 0.35."""
     stored = float(inc["baseline"] or 0)
-    width = opening_width(inc, width)
-    if width is None:
+    own = opening_width(inc, width)
+    if own is None:
         return _Baseline(stored)
     opened = parse_iso(inc["opened_at"])
     end = parse_iso(inc["resolved_at"]) if inc["resolved_at"] else datetime.max.replace(tzinfo=UTC)
-    series = store.series(inc["service"], opened - width, end)
-    return _Baseline(peak_baseline(series, width, opened, end, int(inc["peak_complaints"] or 0), stored))
+    first = store.first_bucket(inc["service"], opened, own, width)
+    series = store.series(inc["service"], first, end)
+    return _Baseline(peak_baseline(series, first, end, int(inc["peak_complaints"] or 0), stored))
 
 
 def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +52,31 @@ def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timed
     return timedelta(minutes=minutes) if isinstance(minutes, int) and minutes > 0 else width
 
 
+def first_bucket(starts: Iterable[datetime], opened: datetime, own: timedelta, width: timedelta | None) -> datetime:
+    """Where the incident's buckets begin: its opening bucket's start (``opened`` less ``own``, see opening_width),
+    or, where detector.bucket_minutes grew to ``width`` since and that bucket was counted again in a wider one, the
+    wider one's. ``starts``: the stored buckets' starts around it. A recount leaves no bucket at the opening one's
+    start (and the opening one counted complaints, so it is stored where it was not recounted): the latest before
+    it, within ``width``, holds it. Its peak was looked for from the opening bucket's start, and after a change from
+    5 to 60 the hour holding it, its peak, set against the opening bucket's baseline: "123 vs baseline 0.13"."""
+    start = opened - own
+    if width is None or width <= own:
+        return start
+    before = [s for s in starts if start - width < s <= start]
+    return max(before, default=start)
+
+
 class IncidentsMixin:
     database: Database
+
+    def first_bucket(self, service: str, opened: datetime, own: timedelta, width: timedelta | None) -> datetime:
+        """`first_bucket` of ``service``'s incident opened at ``opened`` from its stored buckets."""
+        if width is None or width <= own:
+            return opened - own
+        rows = self.database.rows(
+            "SELECT bucket_start FROM buckets WHERE service = ? AND bucket_start > ? AND bucket_start <= ? "
+            "ORDER BY bucket_start DESC LIMIT 1", (service, iso(opened - own - width), iso(opened - own)))
+        return first_bucket([parse_iso(r["bucket_start"]) for r in rows], opened, own, width)
 
     def peak_bucket_baseline(self, service: str, start: datetime, end: datetime, peak: int) -> float | None:
         """The baseline of the first bucket of ``service`` from ``start`` to before ``end`` that counted ``peak``
