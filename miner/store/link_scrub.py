@@ -9,11 +9,12 @@ collectors and `SourceConfig.stored_url` use, so the forms match.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from miner.urls import link_id, public_url, stored_link
+from miner.urls import REDACTED, link_id, public_url, stored_link
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,6 +31,9 @@ _MAY_CHANGE = "(instr({0}, '?') OR instr({0}, '@') OR instr({0}, '['))"
 # one transaction: the migration runner's (migrations.apply_migrations), committed with the migration's record or
 # rolled back whole, so an upgrade stopped part-way (a kill, a full disk) leaves no link changed.
 SCRUB_BATCH = 1000
+
+# The hash link_id puts after a link it changed.
+_LINK_HASH = re.compile(r"[0-9a-f]{16}")
 
 
 def _source_url(url: str) -> str:
@@ -86,6 +90,12 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
         return stored_link(old, secrets)
 
     def ident(old: str) -> str | None:
+        # One made of a link already (link_id: without a ?passkey= and the like, a hash of the whole link after "#")
+        # keeps its hash, of the link as the feed gives it, key and all: link_id now gives it so. Taken for a new
+        # link, it took a second hash, of the id, that no poll gives: each entry was found again by its link only.
+        shown, mark, digest = old.rpartition("#")
+        if mark and _LINK_HASH.fullmatch(digest) and REDACTED in shown and shown.startswith(("http://", "https://")):
+            return f"{stored_link(shown, secrets) or REDACTED}#{digest}"
         return link_id(old, secrets)
 
     columns: list[tuple[str, str, str, Callable[[str], str | None]]] = [
