@@ -117,6 +117,9 @@ class RelearnStage:
         if recorded == width:
             return
         if recorded is not None:
+            # Before the change: an incident with no width of its own (a store that recorded none at the upgrade,
+            # migration 0020) took the store's, the new one, for its samples, lead time and peak.
+            self.store.record_opening_widths(recorded)
             start = self.store.rebucket(self.bucket, timedelta(minutes=recorded))
             [latest] = due_buckets(self.config.detector, None, now)
             first = min(latest, max(start or latest, floor_time(latest - RELEARN_SPAN, self.bucket)))

@@ -345,6 +345,39 @@ def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_
     assert "30 min before the provider's status page" in flat, flat
 
 
+def test_the_lead_time_of_an_incident_of_a_store_that_recorded_no_width_is_from_its_own_opening_after_a_change(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # As above, in a store that recorded no bucket width at the upgrade (0.1.0's: its width is read from the
+    # detector's last scores), which migration 0020 left its incidents without: read as the store's, the width of
+    # the incident's opening bucket was the new one, and the lead read 85 minutes again.
+    hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
+    pipe = warmed_pipeline(hourly, store)
+    start = STREAM_T0 + timedelta(hours=3)
+    posts = [Post("reports", f"{hour}-{i}", f"Foonet down, report {i} of hour {hour}",
+                  start + timedelta(hours=hour, seconds=30 * i), services=("Foonet",)) for hour in range(2)
+             for i in range(20)]
+    opened = start + timedelta(hours=2)
+    pipe.ingest(posts, opened)
+    pipe.classify_pending(opened)
+    assert pipe.detect(opened).opened == [("Foonet", opened)]
+    with store.database.transaction() as conn:  # as the upgrade left a 0.1.0 store
+        conn.execute("DELETE FROM store_state WHERE key = 'bucket_minutes'")
+        conn.execute("UPDATE incidents SET bucket_minutes = NULL")
+    assert store.bucket_minutes() == 60
+    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
+    reloaded.detect(opened + timedelta(minutes=20))
+    add_official(store, "Foonet", opened + timedelta(minutes=30))
+    later = [Post("reports", f"late-{i}", f"Foonet still down, report {i}",
+                  opened + timedelta(minutes=30, seconds=10 * i), services=("Foonet",)) for i in range(30)]
+    now = opened + timedelta(minutes=40)
+    reloaded.ingest(later, now)
+    reloaded.classify_pending(now)
+    reloaded.detect(now)
+    row = store.incident(1)
+    assert row is not None and row["official_incident_id"] is not None, row
+    assert (row["bucket_minutes"], row["lead_time_minutes"]) == (60, 30.0)
+
+
 def test_the_peak_of_an_incident_open_across_a_bucket_width_change_is_set_against_a_bucket_of_its_own(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     # Foonet opens at 03:40 in 5-minute buckets, 15 complaints in each from 03:30 (the first did not open it, where

@@ -169,7 +169,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "lead_time_minutes": "Provider's start minus our opened_at, in minutes (positive: we were first).",
         "bucket_minutes": "Width of the bucket it opened in (detector.bucket_minutes then): its sample posts start "
                           "with that bucket. Incidents opened before miner recorded it have the width the store "
-                          "had at the upgrade (migration 0020), or NULL when it had recorded none.",
+                          "had at the upgrade (migration 0020), or NULL when it had recorded none (read as the "
+                          "store's) until detector.bucket_minutes next changes, when they are given the one before.",
     }),
     "incident_events": ("Every transition of every incident (open, update, group, resolve).", {
         "id": "Row id; increasing, so alerts can read transitions in order.",

@@ -78,6 +78,13 @@ class IncidentsMixin:
             "ORDER BY bucket_start DESC LIMIT 1", (service, iso(opened - own - width), iso(opened - own)))
         return first_bucket([parse_iso(r["bucket_start"]) for r in rows], opened, own, width)
 
+    def record_opening_widths(self, minutes: int) -> None:
+        """Give the incidents that have no bucket width ``minutes``, the store's before detector.bucket_minutes
+        changes: those of a store that recorded none at the upgrade (0.1.0's: migration 0020 left them NULL), whose
+        width is read as the store's, would take the new one."""
+        with self.database.transaction() as conn:
+            conn.execute("UPDATE incidents SET bucket_minutes = ? WHERE bucket_minutes IS NULL", (minutes,))
+
     def peak_bucket_baseline(self, service: str, start: datetime, end: datetime, peak: int) -> float | None:
         """The baseline of the first bucket of ``service`` from ``start`` to before ``end`` that counted ``peak``
         complaints and was scored (None: none): an incident's peak bucket's, as miner.alerts.peak.peak_baseline
