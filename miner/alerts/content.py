@@ -12,10 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
-from miner.records import MAINTENANCE
 from miner.store.incidents import first_bucket, is_reopening, opening_width, untracked_reason
 from miner.timeutil import duration_text, iso, parse_iso
 
@@ -30,17 +30,6 @@ class SamplePost:
     source: str
     created_at: str
     symptom: str
-
-
-@dataclass(frozen=True)
-class Official:
-    title: str
-    status: str
-    started_at: str
-    url: str | None
-    impact: str
-    # The provider gave no start: started_at is when miner first saw the incident (its first_seen_at).
-    first_seen: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,7 +202,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
                                   str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40)))
         if len(samples) == settings.max_samples:
             break
-    official, lead = _official(store, row, opened, end)
+    official, lead = provider_incident(store, row, opened, end)
     # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
     chart_start = opened - history
@@ -273,44 +262,6 @@ def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[st
     views = [v for iid in ids if (v := incident_view(store, settings, iid, as_of)) is not None]
     return [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
             for v in views]
-
-
-# How recently before our opening the provider must have updated an incident begun earlier for it to count as still
-# going on (see _official): a provider at work on an outage posts updates far more often than that.
-ONGOING_QUIET = timedelta(days=1)
-
-
-def _official(store: Store, row: dict[str, Any], opened: datetime,
-              end: datetime) -> tuple[Official | None, float | None]:
-    wanted = row.get("official_incident_id")
-    candidates = store.official_incidents(str(row["service"]), opened - timedelta(days=1))
-    match = next((o for o in candidates if o["id"] == wanted), None) if wanted else None
-    if match is None:
-        # Unlinked: take the provider's incident that started closest to ours, within two hours either side; planned
-        # work is no outage's official incident, as in the detector's matching.
-        near = [o for o in candidates if abs((parse_iso(o["started_at"]) - opened).total_seconds()) <= 7200
-                and parse_iso(o["started_at"]) <= end and o["status"] not in MAINTENANCE]
-        match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
-    if match is None:
-        # One begun earlier and still going on when ours opened is on the status page all the same: the alert said
-        # "nothing on the status page yet" of a provider that had been investigating for hours. Only one the provider
-        # updated within ONGOING_QUIET before ours: one whose resolve miner never read (its source left feeds.toml, a
-        # feed entry that says no status) stays open in the store for good, and was every later alert's provider
-        # incident ("Our lead: 40 d 0 h after the provider's status page").
-        ongoing = [o for o in candidates if parse_iso(o["started_at"]) <= opened and o["status"] not in MAINTENANCE
-                   and (not o.get("resolved_at") or parse_iso(o["resolved_at"]) > opened)
-                   and parse_iso(o["updated_at"]) >= opened - ONGOING_QUIET]
-        match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
-    if match is None:
-        return None, None
-    official = Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
-                        str(match.get("started_at", "")), safe_url(match.get("url")),
-                        clean_text(match.get("impact") or "", 20),
-                        first_seen=match.get("started_at") == match.get("first_seen_at"))
-    lead = row.get("lead_time_minutes")
-    if lead is None:
-        lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
-    return official, _num(lead)
 
 
 def _group(events: Sequence[Mapping[str, Any]]) -> str:
