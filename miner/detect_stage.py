@@ -239,6 +239,9 @@ class DetectStage(RelearnStage):
             skipped = due[0] - state.last - width
             if skipped > timedelta(hours=params.max_fill_hours):  # as step() takes it: not filled with zeros
                 report.skipped.append((service, state.last + width, due[0]))
+                if draft is not None and draft.resolved_at is None:  # its end, if in them, goes unseen
+                    first = draft.unscored[0] if draft.unscored else state.last + width
+                    draft = replace(draft, unscored=(first, due[0]))
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)
         scores = []
         for bucket_start in due:
@@ -246,6 +249,8 @@ class DetectStage(RelearnStage):
             state, score = step(params, state, bucket_start, complaints)
             if score.replayed:
                 continue
+            if draft is not None and draft.unscored is not None and score.score >= params.z_open:
+                draft = replace(draft, unscored=None)  # seen going on after the gap: its end, if any, is seen
             scores.append((bucket_start, score.score, score.baseline, score.upper))
             if draft is None and not (score.opened or score.reopened):
                 continue  # the common case: nothing to track, no need to look at the posts
@@ -278,7 +283,9 @@ class DetectStage(RelearnStage):
     def _persist_incident(self, service: str, incident_id: int | None, before: IncidentDraft | None,
                           draft: IncidentDraft | None, transitions: Sequence[Transition], score: BucketScore,
                           report: TickReport) -> int | None:
-        """Write the lifecycle's transitions. Times are bucket ends: when the bucket closed, we knew."""
+        """Write the lifecycle's transitions. Times are bucket ends: when the bucket closed, we knew. A resolve of
+        a draft with unscored buckets says so (unscored_from, unscored_to): its end fell in them, unseen, and its
+        resolved_at is only when miner scored again."""
         width = self.bucket
         for t in transitions:
             at = t.bucket_start + width
@@ -293,6 +300,8 @@ class DetectStage(RelearnStage):
             elif incident_id is None:
                 log.error("%s: lifecycle %s without a stored incident; skipped", service, t.kind)
             elif t.kind == "resolve":
+                if (gap := t.incident.unscored) is not None:
+                    details |= {"unscored_from": iso(gap[0]), "unscored_to": iso(gap[1])}
                 self.store.update_incident(incident_id, at, {**fields, "status": "resolved", "resolved_at": at},
                                            "resolve", details)
                 report.resolved.append((service, at))

@@ -207,14 +207,16 @@ class ReadApi:
                                                    if r["official_incident_id"] is not None])
         minutes = store.bucket_minutes()
         width = timedelta(minutes=minutes) if minutes else None
-        closed = store.closed_untracked([r["id"] for r in rows[:limit] if r["status"] == "resolved"])
+        resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
+        closed, gaps = store.closed_untracked(resolved), store.resolved_after_gaps(resolved)
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
                 "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now),
-                                                             closed.get(r["id"])) for r in rows[:limit]],
+                                                             closed.get(r["id"]), gaps.get(r["id"]))
+                                              for r in rows[:limit]],
                 "truncated": len(rows) > limit}
 
-    def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]],
-                  peak_baseline: float | None, untracked: str | None) -> dict[str, Any]:
+    def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]], peak_baseline: float | None,
+                  untracked: str | None, gap: tuple[datetime, datetime] | None) -> dict[str, Any]:
         # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md); baseline, the
         # opening bucket's (as incidents.baseline), is not the webhook's, which is this peak_baseline.
         linked = official.get(row["official_incident_id"]) if row["official_incident_id"] is not None else None
@@ -236,6 +238,8 @@ class ReadApi:
             "lead_time_minutes": _round(row["lead_time_minutes"], 1),
             # Closed by miner, not seen to end (its service left feeds.toml): resolved_at is then no end of the outage.
             "closed_untracked": untracked,
+            # Resolved after miner's own downtime, its end unseen in it: resolved_at is when miner scored again.
+            "resolved_after_gap": None if gap is None else {"from": iso(gap[0]), "to": iso(gap[1])},
         }
 
     # GET /api/v1/services/NAME/series --------------------------------------------------------------------

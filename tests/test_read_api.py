@@ -233,7 +233,7 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
         "symptoms": {"messaging": 2},
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
-        "lead_time_minutes": -30.0, "closed_untracked": None,
+        "lead_time_minutes": -30.0, "closed_untracked": None, "resolved_after_gap": None,
     }
     mtn = body["incidents"][1]
     assert (mtn["status"], mtn["resolved_at"], mtn["z_score"], mtn["official"]) == (

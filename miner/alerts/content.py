@@ -16,7 +16,7 @@ from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
-from miner.store.incidents import first_bucket, is_reopening, opening_width, untracked_reason
+from miner.store.incidents import first_bucket, is_reopening, opening_width, unscored_gap, untracked_reason
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -64,6 +64,10 @@ class IncidentView:
     # Resolved by miner, not by the detector seeing complaints fall (the service left feeds.toml, or its detector
     # state could not be read): why, for the on-call; "" for every other incident.
     untracked: str = ""
+    # Resolved by the detector after miner's own downtime (longer than detector.max_fill_hours), with no bucket scored
+    # since that showed it going on: the span miner was not scoring, in which the outage ended, unseen. Its
+    # resolved_at is only when miner scored again, and its duration the bounds the span gives. None otherwise.
+    unscored: tuple[datetime, datetime] | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -102,6 +106,16 @@ class IncidentView:
                 f"({duration_text(self.late_seconds)} late: miner was down or catching up)")
 
     @property
+    def gap_text(self) -> str:
+        """What a notice of an incident resolved after a gap says of it ("" for any other): when miner was not
+        watching, so nobody reads its resolve time, hours after the outage ended, for the end."""
+        if self.unscored is None:
+            return ""
+        start, end = self.unscored
+        return (f"miner was not scoring from {start:%Y-%m-%d %H:%M} to {end.strftime(_within(start, end))} UTC: "
+                "the outage ended at some time in it, unseen")
+
+    @property
     def reopen_text(self) -> str:
         """When an incident that resolved came back ("" if it never did): an alert about the re-opening said only
         "Detected" at the first opening, hours back, read as the first alert sent again after its resolve notice."""
@@ -124,6 +138,11 @@ class IncidentView:
         if self.lead_minutes >= 0:
             return f"{duration_text(minutes * 60)} before the provider's status page"
         return f"{duration_text(minutes * 60)} after the provider's status page"
+
+
+def _within(first: datetime, then: datetime) -> str:
+    """How ``then`` is written after ``first``: the time alone on the same day, else dated."""
+    return "%H:%M" if first.date() == then.date() else "%Y-%m-%d %H:%M"
 
 
 def baseline_text(baseline: float) -> str:
@@ -212,15 +231,20 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     events = store.incident_events(incident_id)
     reopenings = _reopenings(events, as_of)
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
+    unscored = _unscored(events) if resolved else None
+    # Its end fell in the span miner was not scoring: the duration is known to lie between the two ends of that span.
+    duration = duration_text((end - opened).total_seconds()) if unscored is None else (
+        f"{duration_text(max(0.0, (unscored[0] - opened).total_seconds()))} to "
+        f"{duration_text((unscored[1] - opened).total_seconds())}")
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
-        opened_at=opened, resolved_at=resolved, duration=duration_text((end - opened).total_seconds()),
+        opened_at=opened, resolved_at=resolved, duration=duration,
         peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, _num(row.get("baseline"))),
         peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
         resolved_before=resolved_before, gaps=tuple((r, at) for r, at in reopenings if r is not None),
-        untracked=_untracked(events) if resolved else "",
+        untracked=_untracked(events) if resolved else "", unscored=unscored,
     )
 
 
@@ -228,6 +252,12 @@ def _untracked(events: Sequence[Mapping[str, Any]]) -> str:
     """Why miner resolved the incident without the detector seeing it end, or "" when the detector resolved it."""
     last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
     return untracked_reason(last.get("details")) if last is not None else ""
+
+
+def _unscored(events: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime] | None:
+    """The span miner was not scoring in which the incident ended, unseen, when its last resolve says so."""
+    last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
+    return unscored_gap(last.get("details")) if last is not None else None
 
 
 def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tuple[datetime | None, datetime]]:

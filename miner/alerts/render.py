@@ -204,12 +204,15 @@ def alert_subject(settings: AlertSettings, kind: str, views: list[IncidentView],
 
     # Resolved by miner itself, not seen to end: "RESOLVED" said the outage was over.
     done = "CLOSED, NO LONGER TRACKED" if views and all(v.untracked for v in views) else "RESOLVED"
+    # Resolved after miner's own downtime, its end unseen: "after 18 h 15 min" was a duration made of that downtime.
+    unseen = bool(views) and all(v.unscored for v in views)
+    note = ", END NOT SEEN" if unseen else ""
     if kind == "resolved":
-        after = f" after {views[0].duration}" if len(views) == 1 else ""
-        return f"{prefix} {done}: {names(views)}{after}"
+        after = f" after {views[0].duration}" if len(views) == 1 and not unseen else ""
+        return f"{prefix} {done}{note}: {names(views)}{after}"
     still_open = [v for v in views if v.status == "open"]
     if not still_open:  # an alert that went out late, in place of the resolve notice (suppressed)
-        return f"{prefix} {done} SINCE: {names(views)}"
+        return f"{prefix} {done} SINCE{note}: {names(views)}"
     # An opening miner saw late (it was down, or caught up a backlog) must not read as an outage just begun.
     late = sum(1 for v in still_open if v.seen_late)
     if len(views) == 1:

@@ -129,6 +129,8 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         "late_minutes": round(v.late_seconds / 60, 1) if v.seen_late and v.late_seconds is not None else None,
         "reopened_at": iso(v.reopened_at) if v.reopened_at else None,
         "closed_untracked": v.untracked or None,
+        # Resolved after miner's own downtime: the span it was not scoring, in which the outage ended, unseen.
+        "resolved_after_gap": None if v.unscored is None else {"from": iso(v.unscored[0]), "to": iso(v.unscored[1])},
         "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
                     for p in v.samples],
     }
@@ -177,6 +179,8 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
             lines.insert(1, "re-opened " + slack_text(v.reopen_text))
         if v.untracked:
             lines.insert(1, ":warning: closed, not seen to end: " + slack_text(v.untracked))
+        if v.unscored:
+            lines.insert(1, ":warning: resolved after a gap: " + slack_text(v.gap_text))
         if v.symptoms:
             lines.append("symptoms: " + slack_text(v.symptom_line))
         if v.official is not None:
@@ -231,6 +235,9 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
     if v.untracked:
         items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None", "color": "Warning",
                          "text": "closed, not seen to end: " + teams_text(v.untracked)})
+    if v.unscored:
+        items.insert(1, {"type": "TextBlock", "wrap": True, "spacing": "None", "color": "Warning",
+                         "text": "resolved after a gap: " + teams_text(v.gap_text)})
     if v.symptoms:
         items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
                       "text": "symptoms: " + teams_text(v.symptom_line)})

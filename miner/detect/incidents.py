@@ -71,6 +71,9 @@ class IncidentDraft:
     reported_peak: float = 0.0  # the peak count last announced (open or "peak" update): the next one must beat it
     # The width of last_bucket: detector.bucket_minutes may have changed since (None: a draft from before it was kept).
     last_minutes: int | None = None
+    # The buckets miner skipped unscored while it was open (down longer than max_fill_hours), when no bucket scored
+    # since was at z_open: a resolve then is of an outage that ended in them, unseen (see DetectStage).
+    unscored: tuple[datetime, datetime] | None = None
 
     @property
     def top_symptom(self) -> str | None:
@@ -86,6 +89,8 @@ class IncidentDraft:
             "resolved_at": None if self.resolved_at is None else self.resolved_at.timestamp(),
             "reported_peak": self.reported_peak, "last_minutes": self.last_minutes,
         }
+        if self.unscored is not None:
+            data["unscored"] = [self.unscored[0].timestamp(), self.unscored[1].timestamp()]
         return json.dumps(data, separators=(",", ":"))
 
     def rewound(self, to: datetime) -> IncidentDraft:
@@ -116,6 +121,7 @@ class IncidentDraft:
                 # Drafts stored before this field existed: their peak was the last one announced, or near it.
                 reported_peak=float(d.get("reported_peak", d["peak_count"])),
                 last_minutes=None if d.get("last_minutes") is None else int(d["last_minutes"]),
+                unscored=None if d.get("unscored") is None else (at(d["unscored"][0]), at(d["unscored"][1])),
             )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad incident draft: {exc}") from None

@@ -176,7 +176,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id; increasing, so alerts can read transitions in order.",
         "incident_id": "incidents.id.",
         "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several), "
-                "group or resolve (details.reason unwatched: the service was removed from feeds.toml).",
+                "group or resolve (details.reason unwatched: the service was removed from feeds.toml; "
+                "details.unscored_from and unscored_to: the detector resolved it after skipping those buckets, miner "
+                "down longer than detector.max_fill_hours, so its end fell in them unseen).",
         "at": "When it happened (UTC; simulated time in replay).",
         "details": "JSON with the figures behind the transition (z, count, baseline...).",
     }),

@@ -45,6 +45,19 @@ def untracked_reason(details: Any) -> str:
     return UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
 
 
+def unscored_gap(details: Any) -> tuple[datetime, datetime] | None:
+    """The span miner was not scoring in (its own downtime, longer than detector.max_fill_hours) when the detector
+    resolved an incident whose end fell in it, unseen, from its last resolve event's ``details`` (its JSON); None for
+    a resolve the detector saw (see DetectStage._persist_incident)."""
+    try:
+        data = json.loads(details) if isinstance(details, str) else None
+        if isinstance(data, dict) and data.get("unscored_from") and data.get("unscored_to"):
+            return parse_iso(str(data["unscored_from"])), parse_iso(str(data["unscored_to"]))
+    except (ValueError, OverflowError):
+        pass
+    return None
+
+
 def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timedelta | None:
     """The width of the bucket ``incident`` opened in, as it recorded it (incidents.bucket_minutes):
     detector.bucket_minutes may have changed since. ``width`` (the store's) for one opened before miner recorded it."""
@@ -199,14 +212,24 @@ class IncidentsMixin:
     def closed_untracked(self, incident_ids: Sequence[int]) -> dict[int, str]:
         """Of these incidents, those miner closed without the detector seeing them end (their service left
         feeds.toml, their detector state could not be read): incident id -> why (see untracked_reason)."""
+        last = self._last_resolves(incident_ids)
+        return {iid: why for iid, details in last.items() if (why := untracked_reason(details))}
+
+    def resolved_after_gaps(self, incident_ids: Sequence[int]) -> dict[int, tuple[datetime, datetime]]:
+        """Of these incidents, those the detector resolved after miner's own downtime, their end in it unseen:
+        incident id -> the span it was not scoring (see unscored_gap)."""
+        last = self._last_resolves(incident_ids)
+        return {iid: gap for iid, details in last.items() if (gap := unscored_gap(details))}
+
+    def _last_resolves(self, incident_ids: Sequence[int]) -> dict[int, Any]:
+        """The details of the latest resolve event of each of these incidents that is resolved now."""
         ids = [int(i) for i in incident_ids]
         marks = ",".join("?" * len(ids))
         rows = self.database.rows(
             "SELECT e.incident_id, e.details FROM incident_events e JOIN incidents i ON i.id = e.incident_id "
             f"WHERE e.kind = 'resolve' AND i.status = 'resolved' AND e.incident_id IN ({marks}) ORDER BY e.id",
             ids) if ids else []
-        last = {int(r["incident_id"]): r["details"] for r in rows}  # the latest resolve of each
-        return {iid: why for iid, details in last.items() if (why := untracked_reason(details))}
+        return {int(r["incident_id"]): r["details"] for r in rows}
 
     def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,
                      incident_ids: Sequence[int]) -> int:
