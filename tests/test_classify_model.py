@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import shutil
@@ -307,6 +308,9 @@ def test_tokenizer_with_ids_past_the_graphs_embedding_table_is_refused_by_name(t
     tok["added_tokens"].append({"id": size, "content": "[OUTAGE]", "single_word": False, "lstrip": False,
                                 "rstrip": False, "normalized": False, "special": True})
     (model_dir / "tokenizer.json").write_text(json.dumps(tok))
+    # Recorded as the model's own (a model.json written for it), so the sha256 check lets it through to this one.
+    meta["tokenizer_sha256"] = hashlib.sha256((model_dir / "tokenizer.json").read_bytes()).hexdigest()
+    _write_meta(model_dir, meta)
     first = meta["graphs"][0].replace(".", "[.]")
     with pytest.raises(ModelError, match=rf"m/tokenizer\.json: gives token ids up to {size}, past the word-embedding "
                                          rf"table of {first}"):
@@ -362,3 +366,23 @@ def test_damaged_graph_is_refused_by_its_sha256(tmp_path: Path) -> None:
     upper = {**meta, "graph_sha256": {g: h.upper() for g, h in meta["graph_sha256"].items()}}
     with pytest.raises(ModelError, match=r"m/model\.json: 'graph_sha256' has a value that is not a sha256"):
         load_classifier(_write_meta(model_dir, upper))
+
+
+def test_tokenizer_with_other_ids_is_refused_by_its_sha256(tmp_path: Path) -> None:
+    # Same vocabulary size, so the word-embedding check passes, but "down" and "up" trade ids: every post reads
+    # as other words and scores garbage, stored under the model's version.
+    model_dir, meta = _copy_meta(tmp_path)
+    assert len(meta["tokenizer_sha256"]) == 64  # the shipped model records it
+    tok = json.loads((model_dir / meta["tokenizer"]).read_text(encoding="utf-8"))
+    vocab = tok["model"]["vocab"]
+    vocab["down"], vocab["up"] = vocab["up"], vocab["down"]
+    (model_dir / meta["tokenizer"]).write_text(json.dumps(tok), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"m/tokenizer\.json: sha256 .* that .*/m/model\.json records in "
+                                         r"'tokenizer_sha256': the file is damaged or from another model"):
+        load_classifier(ClassifierSettings(model_dir=str(model_dir)))
+    # A model.json from before the sum was recorded still loads, unchecked.
+    load_classifier(_write_meta(model_dir, {k: v for k, v in meta.items() if k != "tokenizer_sha256"}))
+    for bad in ("", meta["tokenizer_sha256"].upper(), 7):
+        with pytest.raises(ModelError, match=rf"m/model\.json: 'tokenizer_sha256' is {re.escape(json.dumps(bad))}, "
+                                             "not a sha256 in lower-case hex"):
+            load_classifier(_write_meta(model_dir, {**meta, "tokenizer_sha256": bad}))

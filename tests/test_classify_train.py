@@ -202,6 +202,7 @@ def test_one_step_build_writes_a_loadable_model(tmp_path: Path) -> None:
     assert len(meta["graphs"]) == len(EXIT_LAYERS) + 1 and all((out / g).is_file() for g in meta["graphs"])
     assert sorted(p.name for p in out.glob("*.onnx")) == sorted(meta["graphs"])
     assert meta["graph_sha256"] == {g: hashlib.sha256((out / g).read_bytes()).hexdigest() for g in meta["graphs"]}
+    assert meta["tokenizer_sha256"] == hashlib.sha256((out / meta["tokenizer"]).read_bytes()).hexdigest()
     # No unlabelled posts to choose exit thresholds on: the model ships without exits, and says so.
     assert meta["exits"] == [None] * len(EXIT_LAYERS)
     assert json.loads((out / "metrics.json").read_text())["early_exit"]["n"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -88,6 +89,10 @@ def test_wheel_ships_the_serving_files_and_every_module(wheel: Path) -> None:
     models = {n.removeprefix("miner/models/") for n in names if n.startswith("miner/models/")}
     assert models >= {"model.json", meta["tokenizer"], *meta["graphs"], "MODEL_CARD.md"}
     assert "oof.jsonl" not in models  # training's out-of-fold scores: not served
+    with zipfile.ZipFile(wheel) as zf:  # the packaged copy's tokenizer is the one its model.json records
+        packaged = json.loads(zf.read("miner/models/model.json"))
+        tokenizer = zf.read(f"miner/models/{meta['tokenizer']}")
+    assert packaged["tokenizer_sha256"] == hashlib.sha256(tokenizer).hexdigest()
     # pyproject.toml lists the packages (miner.models is mapped, so not found): a new subpackage left out of the
     # list would be missing from every install but a checkout's.
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "miner").rglob("*.py")}

