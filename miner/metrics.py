@@ -45,6 +45,10 @@ HELP = {
                                             "when it failed and the service runs on with the config before."),
     "miner_config_last_reload_success_timestamp_seconds": ("gauge", "Unix time of the last successful config "
                                                            "reload, or of the start."),
+    "miner_model_info": ("gauge", "1, labelled with the version of the classifier model the service loaded."),
+    "miner_verdicts_other_model": ("gauge", "Posts created in the last 24 h whose counted verdict is another model's "
+                                   "than the one loaded: after a model update, until `miner reclassify --since` "
+                                   "gives them its verdicts."),
     "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
                              "URL moved for good, posts missed...), else 0."),
 }

@@ -154,6 +154,12 @@ class Service(ServiceJobs, ServiceScrape):
             self._poller = Poller.from_config(self.config)
             warn_unset_alert_env(self.config, log)
             self._store("startup").database.check_writable()
+            # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.
+            try:
+                self._store("startup").record_serving_model(self._classifier.version, self.options.clock())
+            except StoreError as exc:  # a damaged page the jobs may never read: they report the store, not this
+                log.warning("cannot record the model loaded, which `miner status` shows: %s", exc)
+            self.metrics.replace("miner_model_info", {(("version", self._classifier.version),): 1.0})
             self._stores.watch_file()
             use_http = self.config.server.enabled if self.options.http is None else self.options.http
             if use_http:
@@ -356,6 +362,7 @@ class Service(ServiceJobs, ServiceScrape):
                                 "last_error": h.last_error,
                                 "last_error_at": iso(h.last_error_at) if h.last_error_at else None, "runs": h.runs}
             ok = ok and (fresh or starting)
+        model = self._classifier.version if self._classifier is not None else None
         if lost := self._stores.lost():
-            return False, {"status": "failed", "error": lost, "now": iso(now), "stages": stages}
-        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "stages": stages}
+            return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
+        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "model": model, "stages": stages}

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
 from miner.errors import MinerError
 from miner.metrics import Metrics
+from miner.pipeline import REPORTS_SOURCE
 from miner.store.sources import current_warning
 
 if TYPE_CHECKING:
+    from miner.service import ServiceOptions
     from miner.store import Store
 
 log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
@@ -23,6 +25,8 @@ log = logging.getLogger("miner.service")  # one logger for the service and its p
 class ServiceScrape:
     config: Config
     metrics: Metrics
+    options: ServiceOptions
+    _classifier: Any  # the Classifier the service loaded, None before its start
     _scrape_error: str | None
     _scrape_guard: threading.Lock
     _source_up: dict[str, float]
@@ -62,6 +66,9 @@ class ServiceScrape:
             # report does not say whether one stands. Of the sources polled, as miner_source_up.
             rows = {r["name"]: r for r in store.source_rows()}
             self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
+            if self._classifier is not None:
+                self.metrics.set("miner_verdicts_other_model", float(store.other_model_verdicts(
+                    self.options.clock(), self._classifier.version, skip_source=REPORTS_SOURCE)))
             self.metrics.replace("miner_source_warning", {
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})

@@ -51,6 +51,19 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
     return out
 
 
+def model_status(store: Store, now: datetime) -> dict[str, Any]:
+    """The model `miner run` loaded last (``version``; None before a service recorded one), when it loaded it
+    (``loaded_at``), and ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is
+    another model's (None with no version), which a model update leaves until `miner reclassify --since` runs."""
+    from miner.pipeline import REPORTS_SOURCE
+
+    if (serving := store.serving_model()) is None:
+        return {"version": None, "loaded_at": None, "verdicts_other_model": None}
+    version, loaded_at = serving
+    return {"version": version, "loaded_at": _time(loaded_at),
+            "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE)}
+
+
 def _waiting_for(config: Config, service: str, saved: SavedDetector | None, polled: dict[str, dict[str, Any]],
                  now: datetime) -> list[str]:
     """The sources whose next poll the service's first bucket not scored yet, ended by ``now``, waits for, as the

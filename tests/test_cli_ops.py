@@ -1326,7 +1326,8 @@ def test_status_shows_the_last_bucket_scored_and_the_sources_the_buckets_since_w
         "MTN": (scored, ["feed", "masto"]), "Airtel": (scored, ["feed"])}
     assert (sources["masto"]["behind"], sources["feed"]["behind"]) == (True, False)
     lines = shown.splitlines()
-    assert "last bucket" in lines[0] and "waiting for" in lines[0] and "behind" in shown
+    header = next(line for line in lines if line.startswith("service "))  # below the model's line
+    assert "last bucket" in header and "waiting for" in header and "behind" in shown
     mtn = next(line for line in lines if line.startswith("MTN "))
     assert f"{shown_time(scored)}  feed, masto" in mtn, shown
     masto = next(line for line in lines if line.startswith("masto "))

@@ -486,7 +486,9 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
             service._run_job("retention")
             assert "is corrupt (database disk image is malformed)" in str(service.health["retention"].last_error)
             assert 'miner_store_error{cause="corrupt",stage="retention"} 1\n' in service.metrics_text()
-        assert logged() == ["job retention failed", "metrics: cannot read the store"]
+        # The start records the model it loaded in store_state: refused, it says so and starts all the same.
+        assert logged() == ["cannot record the model loaded, which `miner status` shows", "job retention failed",
+                            "metrics: cannot read the store"]
         write_page(good)  # put right (a restore by hand would stop the service first)
         service._run_job("retention")
         assert "miner_store_error{" not in service.metrics_text()
@@ -494,7 +496,8 @@ def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_i
         service._stores.forget("retention")  # damaged again where its connection has not cached the page
         service._run_job("retention")
         service._run_job("retention")
-        assert logged() == ["job retention failed", "metrics: cannot read the store",
+        assert logged() == ["cannot record the model loaded, which `miner status` shows", "job retention failed",
+                            "metrics: cannot read the store",
                             "job retention succeeded again: the store no longer fails it (corrupt)",
                             "job retention failed"]
     finally:

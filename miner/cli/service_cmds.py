@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,10 +63,12 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
-    """Per service: posts and complaints in the last hour, baseline, z, open incident. The last bucket the
-    detector scored, and the sources the buckets ended since wait for. Per source: last ok, next poll, whether its
-    last poll is behind, last error; then the sources with a warning, when last seen (a warning stands until a
-    poll reads the source again without it; a 304 clears none). Times are UTC. Posts are counted once `miner run` has
+    """Per service: posts and complaints in the last hour, baseline, z, open incident. Above them, the model the
+    service (`miner run`) loaded last, and how many posts of the last 24 h count another model's verdict (a model
+    update whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
+    ended since wait for. Per source: last ok, next poll, whether its last poll is behind, last error; then the
+    sources with a warning, when last seen (a warning stands until a poll reads the source again without it; a 304
+    clears none). Times are UTC. Posts are counted once `miner run` has
     classified them (`miner collect` only stores them); a line under the services says how many wait for that.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
@@ -74,7 +77,9 @@ def status(app: AppContext, fmt: str) -> None:
     fails, or none has polled for settle_minutes though each is due (the collect job stalled, the host was
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
-    JSON is {"services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no verdict yet. A
+    JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no
+    verdict yet. The model has version and loaded_at (null before a service recorded one) and verdicts_other_model
+    (the posts of the last 24 h whose counted verdict is another model's; null with no version). A
     service has service, posts, complaints, baseline and z (null before the first scored bucket), last_bucket (the
     start of the last bucket the detector scored; null before the first), waiting_for (the sources whose next poll
     the first bucket ended since waits for; [] for none, or when the detector's next run scores a bucket) and
@@ -87,21 +92,25 @@ def status(app: AppContext, fmt: str) -> None:
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
     """
-    from miner.status import service_status, shown_time, source_status
+    from miner.status import model_status, service_status, shown_time, source_status
     from miner.store.maintenance import held_prune_message
     from miner.timeutil import utcnow
 
     store = app.store(readonly=True, must_exist=True)
-    services = service_status(store, app.config, utcnow(), window=timedelta(hours=1))
+    now = utcnow()
+    model = model_status(store, now)
+    services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
     held = store.prune_held()
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
     # posts were in no count and status showed 0 posts for a service that had just stored a dozen.
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
-        click.echo(json.dumps({"services": services, "unclassified": unclassified, "sources": sources,
-                               "prune_held": held}, indent=2, allow_nan=False))
+        click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
+                               "sources": sources, "prune_held": held}, indent=2, allow_nan=False))
         return
+    click.echo(_model_line(model))
+    click.echo()
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "last bucket", "waiting for",
                       "open incident"),
                      [(s["service"], s["posts"], s["complaints"], s["baseline"], s["z"],
@@ -127,6 +136,18 @@ def status(app: AppContext, fmt: str) -> None:
     if held:
         click.echo()
         click.echo(held_prune_message(held))
+
+
+def _model_line(model: dict[str, Any]) -> str:
+    from miner.status import shown_time
+
+    if model["version"] is None:
+        return "model: none recorded yet (`miner run` records the model it loads at its start)"
+    line = f"model {model['version']} (loaded by `miner run` at {shown_time(model['loaded_at'], 'an unknown time')})"
+    if n := model["verdicts_other_model"]:
+        line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} another model's "
+                 "verdict: after a model update, `miner reclassify --since` gives them this one's")
+    return line
 
 
 @main.command()

@@ -14,6 +14,7 @@ from miner.store.digest_backlog import DigestBacklogMixin
 from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin
+from miner.store.model_state import ModelStateMixin
 from miner.store.mutes import MutesMixin
 from miner.store.official import OfficialIncidentsMixin
 from miner.store.outbox import OutboxMixin
@@ -28,7 +29,8 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
-            OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin):
+            OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin,
+            ModelStateMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()

@@ -27,7 +27,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "JSON of its times; gone once a prune goes on. last_pruned_post_id, the highest posts.id a prune "
                "deleted (for a store an older miner pruned without recording it, the highest id the samples of "
                "incidents cite, where no post left has a higher one): new posts are numbered past it, so no post "
-               "id an incident or a verdict cited is given to another post.",
+               "id an incident or a verdict cited is given to another post. serving_model and serving_model_at, "
+               "the version of the model `miner run` loaded last and when (at each start and reload), which "
+               "`miner status` shows.",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {

@@ -1,0 +1,105 @@
+"""Which model the service runs, and the recent posts that still count another model's verdict: `miner status`,
+/healthz and /metrics show both."""
+
+from __future__ import annotations
+
+import json
+import socket
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from miner.cli import main
+from miner.config import load_config
+from miner.model_dir import default_model_dir
+from miner.records import FetchResult, Post, Prediction
+from miner.service import Service, ServiceOptions
+from miner.store import Store
+from miner.store.model_state import OTHER_MODEL_SQL
+from miner.timeutil import utcnow
+
+VERSION = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))["version"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _config(tmp_path: Path) -> Path:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f"""
+[store]
+path = "{tmp_path / 'miner.sqlite'}"
+
+[[services]]
+name = "MTN"
+
+[[sources]]
+name = "telecom-feed"
+type = "rss"
+url = "http://127.0.0.1:9/feed.rss"
+""")
+    return cfg
+
+
+def _status(cfg: Path, *args: str) -> str:
+    res = CliRunner().invoke(main, ["--config", str(cfg), "status", *args])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_another_models_verdict(
+    tmp_path: Path,
+) -> None:
+    # A model update whose reclassify was forgotten: only `miner query` on the classifications showed it.
+    cfg = _config(tmp_path)
+    config = load_config(cfg)
+    now = utcnow()
+    store = Store.open(config.store.path)
+    store.sync_sources(config.sources)
+    posts = [Post(source="telecom-feed", external_id=str(i), text="mtn is down", created_at=now - timedelta(hours=h),
+                  services=("MTN",), author_hash=f"author-{i}") for i, h in enumerate((1, 2, 3, 30))]
+    store.save_fetch("telecom-feed", FetchResult(posts=posts), now, now)
+    ids = [p.id for p in store.posts_to_classify(10)]
+    verdict = Prediction(0.9, True, "connectivity")
+    store.save_classifications([(ids[0], verdict)], VERSION, now)
+    store.save_classifications([(i, verdict) for i in ids[1:]], "minilm-outage-old", now)
+    store.save_classifications([(ids[1], verdict)], VERSION, now + timedelta(seconds=1))  # reclassified since
+    store.close()
+    # ids[2]: the old model's, a day old at most; ids[3] is older than that, and ids[0], ids[1] count this model's.
+
+    assert json.loads(_status(cfg, "--format", "json"))["model"] == {
+        "version": None, "loaded_at": None, "verdicts_other_model": None}
+    assert _status(cfg).startswith("model: none recorded yet")
+
+    port = _free_port()
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port))
+    service.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        health = httpx.get(f"{base}/healthz", timeout=30)
+        assert health.status_code == 200 and health.json()["model"] == VERSION
+        lines = httpx.get(f"{base}/metrics", timeout=30).text.splitlines()
+        assert f'miner_model_info{{version="{VERSION}"}} 1' in lines
+        assert "miner_verdicts_other_model 1" in lines
+        shown = json.loads(_status(cfg, "--format", "json"))["model"]
+        assert shown["version"] == VERSION and shown["verdicts_other_model"] == 1 and shown["loaded_at"]
+        text = _status(cfg).splitlines()
+        assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
+        assert text[1].startswith("1 post of the last 24 h counts another model's verdict")
+    finally:
+        service.stop()
+
+
+def test_the_count_of_posts_with_another_models_verdict_reads_a_day_of_posts_by_their_index(tmp_path: Path) -> None:
+    # /metrics counts them at each scrape: SQLite took the condition on the highest classified id for a range of
+    # the posts' rowid and walked every post stored, each with its lookups in the classifications.
+    store = Store.open(tmp_path / "miner.sqlite")
+    plan = [r["detail"] for r in store.database.rows("EXPLAIN QUERY PLAN " + OTHER_MODEL_SQL,
+                                                     ("2026-01-01T00:00:00+00:00", "reports", VERSION))]
+    assert plan[0].startswith("SEARCH p USING INDEX posts_created_at (created_at>?)"), plan
+    assert not [step for step in plan if step.startswith("SCAN")], plan
