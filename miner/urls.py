@@ -9,6 +9,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Sequence
+from itertools import pairwise
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 
@@ -141,19 +142,46 @@ def public_url(url: str) -> str:
 # The shortest part of a URL from the environment taken for its key (see secret_parts): "/feeds/", "rss" and "v1" are
 # the words around one, a token or a tracker's passkey is longer (16 to 64 characters).
 SECRET_PART_MIN = 8
+# Where a path segment or query value splits into pieces: "private-<hex>" (Google Calendar), "rss-<token>.xml".
+_PIECES = re.compile(r"[-_.~+:,;=]")
+
+
+def _token_like(word: str) -> bool:
+    """Whether ``word`` reads as a key rather than a word: hex, a UUID, base64 or base62 switch between letters and
+    digits again and again ("4f3c9a0b", "9b2e7c1d-4a5f"), or, of letters only, between cases ("aGVsbGxvV29y");
+    a word ("sysadmin", "announcements"), a name with a number ("windows10", "opsteam2024") or a number (an item's)
+    does not. Twelve characters at least: a key shorter than that is guessed, and a short part would be taken out of
+    every link that holds it by chance."""
+    if len(word) < 12:
+        return False
+    digit_letter = sum(a.isdigit() != b.isdigit() and (a + b).isalnum() for a, b in pairwise(word))
+    if digit_letter >= 3:
+        return True
+    cases = sum(a.islower() and b.isupper() for a, b in pairwise(word))
+    return len(word) >= 20 and word.isalpha() and cases >= 4
 
 
 def secret_parts(url: str) -> tuple[str, ...]:
     """What of a URL from the environment (`url_env`) is taken for its key wherever an item's link or id holds it
-    again: each segment of its path and each value of its query of SECRET_PART_MIN characters or more, as written and
-    percent-decoded, the longest first. A private feed's items link to pages under its key
-    (``/feeds/<token>/items/1``, a tracker's ``/download/1/<passkey>``), which no parameter name tells."""
+    again, as written and percent-decoded, the longest first: the value of each query parameter named like a key
+    (`credentials_in_url`) of SECRET_PART_MIN characters or more, and each path segment or query value (or a piece
+    of one between ``-``, ``_``, ``.``) that reads as a token (`_token_like`). A private feed's items link to pages
+    under its key (``/feeds/<uuid>/items/1``, a tracker's ``/download/1/<passkey>``), which no parameter name tells.
+    Words are no key: every part of 8 characters took "sysadmin" out of each item link of a private Reddit feed
+    (``/r/sysadmin/.rss?feed=<key>&user=<name>``), nor is a part that the URL's host holds."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return ()
-    words = [*parts.path.split("/"), *(pair.partition("=")[2] for pair in parts.query.split("&"))]
-    found = {word for raw in words for word in (raw, unquote(raw)) if len(word) >= SECRET_PART_MIN}
+    host = (parts.hostname or "").lower()
+    pairs = [pair for pair in parts.query.split("&") if pair]
+    named = [pair.partition("=")[2] for pair in pairs if _secret_param(pair)]
+    words = [*parts.path.split("/"), *(pair.partition("=")[2] for pair in pairs)]
+    found = {word for raw in named for word in (raw, unquote(raw)) if len(word) >= SECRET_PART_MIN}
+    for raw in words:
+        for word in (raw, unquote(raw)):
+            found.update(piece for piece in (word, *_PIECES.split(word)) if _token_like(piece))
+    found = {word for word in found if word.lower() not in host}
     return tuple(sorted(found, key=lambda word: (-len(word), word)))
 
 
