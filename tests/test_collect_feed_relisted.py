@@ -177,3 +177,52 @@ def test_entries_of_a_feed_that_share_one_id_are_each_stored_once(server: FakeSe
                  items_feed(third, second, first), items_feed(third, second, first, first), items_feed(third)) \
         == [1, 1, 1, 0, 0]
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3
+
+
+def reply(title: str, when: datetime, link: str, *, guid: str | None = None, author: str | None = None,
+          body: str = "") -> str:
+    return (f"<item><title>{title}</title><link>{link}</link><description>{body}</description>"
+            + (f'<guid isPermaLink="false">{guid}</guid>' if guid else "")
+            + (f"<author>{author}</author>" if author else "")
+            + f"<pubDate>{format_datetime(when)}</pubDate></item>")
+
+
+@pytest.mark.parametrize("guid", [None, "https://forum.example.net/"], ids=["no guid, one link", "one guid"])
+def test_an_edited_entry_of_a_feed_whose_entries_share_an_id_is_not_stored_again(server: FakeServer, store: Store,
+                                                                                 guid: str | None) -> None:
+    # Each entry's suffix was a hash of its text, date and author: a reply edited (its text) got a new id, and,
+    # its text no longer the stored one's, it was not known by its link either, and was stored and counted again.
+    thread = "https://forum.example.net/t/1"
+    when = [NOW - timedelta(minutes=m) for m in (30, 20)]
+    links = [f"{thread}?r={i}" if guid else thread for i in (1, 2)]
+    first = reply("Re: MTN down", when[0], links[0], guid=guid, author="a@example.com (alice)", body="no signal")
+    edited = reply("Re: MTN down", when[0], links[0], guid=guid, author="a@example.com (alice)",
+                   body="no signal (edit: back now)")
+    second = reply("Re: MTN down", when[1], links[1], guid=guid, author="b@example.com (bob)", body="same in Tema")
+    assert polls(server, store, "thread", items_feed(second, first), items_feed(second, edited),
+                 items_feed(second, edited)) == [2, 0, 0]
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 2
+
+
+def test_an_atom_entry_dated_by_its_update_only_that_shares_an_id_is_not_stored_again(server: FakeServer,
+                                                                                      store: Store) -> None:
+    # Replies of a thread's Atom feed, one id and one link for all, dated only by <updated>: an update of an entry
+    # gave it a new date, so a new id, and by its date it was not the one stored either.
+    def feed(*entries: tuple[str, str, datetime]) -> bytes:
+        body = "".join(f'<entry><title>{title}</title><link href="https://forum.example.net/t/1"/>'
+                       f"<id>tag:forum.example.net,t1</id><author><name>{who}</name></author>"
+                       f"<updated>{when.isoformat()}</updated><summary>{title}</summary></entry>"
+                       for title, who, when in entries)
+        return (f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title><id>f</id>'
+                f"<updated>{NOW.isoformat()}</updated>{body}</feed>").encode()
+
+    source = SourceConfig("atom", "rss", url=f"{server.url}/atom")
+    alice, bob = ("Vodafone down in Kumasi", "alice", NOW - timedelta(minutes=30)), \
+        ("Vodafone calls fail", "bob", NOW - timedelta(minutes=20))
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k") as poller:
+        server.serve("/atom", Reply(200, feed(bob, alice), content_type="application/atom+xml"))
+        assert new_posts(store, poller, source) == 2
+        server.serve("/atom", Reply(200, feed(bob, (*alice[:2], NOW - timedelta(minutes=5))),
+                                    content_type="application/atom+xml"))
+        assert new_posts(store, poller, source) == 0
+    assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 2

@@ -193,6 +193,11 @@ def entry_updated(entry: Any) -> datetime | None:
     return _date(entry, "updated") or _date(entry, "published")
 
 
+def entry_published(entry: Any) -> datetime | None:
+    """When the entry was first published (or created), never its last update: None for one dated by that only."""
+    return _date(entry, "published") or _date(entry, "created")
+
+
 # Time-zone abbreviations, in hours east of UTC. feedparser knows GMT/UTC and the North American ones only and
 # reads every other name as UTC: "13:40 CEST" came out two hours late, "13:40 AEDT" eleven (later than our clock,
 # so dated at its fetch). These are the common ones that name one offset; ambiguous ones stay out and read as UTC,

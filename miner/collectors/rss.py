@@ -23,6 +23,7 @@ from miner.collectors.feeds import (
     entry_body,
     entry_id,
     entry_lang,
+    entry_published,
     entry_time,
     fetch_feed,
     parse_feed_ends,
@@ -61,13 +62,13 @@ def posts_from_feed(
     entries = [(entry, entry_time(entry)) for entry in parsed.get("entries") or []]
     dates = [when for _entry, when in entries if when is not None]
     kept = _newest(entries, keep)
-    dated: list[tuple[Post, datetime | None]] = []
+    dated: list[tuple[Post, datetime | None, Any]] = []
     for entry, when in kept:
         if skip is not None and skip(entry):
             continue
         post = _entry_post(source, ctx, entry, feed, clean_body, when, post_id)
         if post is not None:
-            dated.append((post, when))
+            dated.append((post, when, entry))
     posts = _told_apart(source, dated)
     last = time_cursor(state, ctx) if state is not None else None
     kept_dates = [when for _entry, when in kept if when is not None]
@@ -106,22 +107,43 @@ def posts_from_feed(
                        warnings=warnings, gap=gap, by_link=True)
 
 
-def _told_apart(source: SourceConfig, dated: list[tuple[Post, datetime | None]]) -> list[Post]:
-    """The posts, those of distinct entries that share one id told apart by their content: a guid the feed gives every
-    entry (its home page), or, without guids, the link each reply of a thread's feed gives (its thread). By that one
-    id the store kept the first and dropped the rest as known. Each gets its id with ``#`` and 16 hex digits of its
-    text, date and author, stable from poll to poll; the one the store had under the bare id, before another entry
-    shared it, is told by its link, text and date (store.posts.relisted). An entry listed twice is one post."""
+def _told_apart(source: SourceConfig, dated: list[tuple[Post, datetime | None, Any]]) -> list[Post]:
+    """The posts, those of distinct entries that share one id told apart: a guid the feed gives every entry (its
+    home page), or, without guids, the link each reply of a thread's feed gives (its thread). By that one id the
+    store kept the first and dropped the rest as known. Each gets its id with ``#`` and 16 hex digits of the first of
+    its `_keys` that no entry of the id with other content has: its own link, else its publication date and author,
+    else its text, date and author. The first two stay when its text is edited or its update date moves, where a
+    suffix of its text gave it a new id and it was stored again. The one the store had under the bare id, before
+    another entry shared it, is told by its link, text and date (store.posts.relisted). An entry listed twice (one
+    content) is one post."""
     contents: dict[str, set[tuple[str, str, str]]] = {}
-    for post, when in dated:
+    for post, when, _entry in dated:
         contents.setdefault(post.external_id, set()).add(_content(post, when))
     shared = {ident for ident, seen in contents.items() if len(seen) > 1}
     if not shared:
-        return [post for post, _when in dated]
-    log.info("source %s: %d entries share an id with other entries (%s): told apart by their content", source.name,
-             sum(post.external_id in shared for post, _when in dated), sorted(shared)[0])
-    return [replace(post, external_id=f"{post.external_id}#{stable_id(*_content(post, when))[2:18]}")
-            if post.external_id in shared else post for post, when in dated]
+        return [post for post, _when, _entry in dated]
+    log.info("source %s: %d entries share an id with other entries (%s): told apart by their link, date or content",
+             source.name, sum(post.external_id in shared for post, _when, _entry in dated), sorted(shared)[0])
+    keys = [_keys(post, when, entry) if post.external_id in shared else [] for post, when, entry in dated]
+    holders: dict[tuple[str, tuple[str, ...]], set[tuple[str, str, str]]] = {}
+    for (post, when, _entry), own in zip(dated, keys, strict=True):
+        for key in own:
+            holders.setdefault((post.external_id, key), set()).add(_content(post, when))
+    # The last key, the content, is held by entries of that content only: each shared one finds one.
+    return [replace(post, external_id=f"{post.external_id}#{stable_id(*told)[2:18]}")
+            if (told := next((key for key in own if len(holders[post.external_id, key]) == 1), None)) else post
+            for (post, _when, _entry), own in zip(dated, keys, strict=True)]
+
+
+def _keys(post: Post, when: datetime | None, entry: Any) -> list[tuple[str, ...]]:
+    """What may tell an entry from others sharing its id, the steadiest first: its link (the stored one), its
+    publication date (not its update's) and author, its content."""
+    keys: list[tuple[str, ...]] = [("link", post.url)] if post.url else []
+    published = entry_published(entry)
+    if published is not None or post.author_hash:
+        keys.append(("by", iso(published) if published is not None else "", post.author_hash or ""))
+    # Last: an entry of the id with no other key of its own. As every suffix was made before, so such ids stay.
+    return [*keys, _content(post, when)]
 
 
 def _content(post: Post, when: datetime | None) -> tuple[str, str, str]:
