@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 import jinja2
 from markupsafe import Markup
 
+from miner.alerts.content import gap_duration, gap_text
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
 from miner.timeutil import duration_text, iso, parse_iso
@@ -138,13 +139,10 @@ class StatusBoard:
         hours = series["hours"]
         grid = _grid(self._starts(series["now"], hours), {b["start"]: (b["posts"], b["complaints"])
                                                           for b in series["buckets"]})
-        listed = [{**i, "lasted": duration_text(((parse_iso(i["resolved_at"]) if i["resolved_at"] else now)
-                                                  - parse_iso(i["opened_at"])).total_seconds()),
-                   "official_link": i["official"]["url"] if i["official"] else None}
-                  for i in incidents["incidents"]]
+        listed = [_listed(i, now) for i in incidents["incidents"]]
         return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
-                       hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours], state=_describe(state, now),
-                       chart=_chart(name, grid, series, incidents["incidents"], now),
+                       hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours],
+                       state=_describe(state, now), chart=_chart(name, grid, series, listed, now),
                        numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,
                        since=incidents["since"], truncated=incidents["truncated"],
                        bucket_minutes=series["bucket_minutes"])
@@ -247,12 +245,11 @@ def _chart(name: str, grid: list[Bucket], series: dict[str, Any], incidents: lis
               Shape("text", "tick", left + box_w, height - 6, text=_when(last), anchor="end")]
     shaded = 0
     for incident in incidents:  # our incidents' spans, under the lines
-        opened = parse_iso(incident["opened_at"])
-        ended = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else now
-        if ended >= first and opened <= now:
+        drawn = [(opened, ended) for opened, ended in incident["spans"] if ended >= first and opened <= now]
+        for opened, ended in drawn:
             x = x_of(opened)
             shapes.insert(0, Shape("rect", "incident", x, top, max(x_of(ended) - x, 2.0), box_h))
-            shaded += 1
+        shaded += bool(drawn)
     # The incidents drawn, not those listed: the list reaches back a week at least, past a chart of a few hours.
     label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, {len(grid)} buckets from "
              f"{_when(first)} to {_when(now)}: {_plural(sum(posts), 'post')}, {_peak(grid)}; "
@@ -268,6 +265,28 @@ def _peak(grid: list[Bucket]) -> str:
         return "no complaints"
     return (f"{_plural(sum(b.complaints for b in grid), 'complaint')} in all, at most {peak.complaints} in a bucket "
             f"({_when(peak.start)})")
+
+
+def _listed(incident: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """An incident of /api/v1/incidents as the service page lists and charts it, saying of its end what its alerts
+    say (miner.alerts.content): one miner closed itself was not seen to end, and one resolved after
+    miner's own downtime (longer than detector.max_fill_hours) ended at some time in it: its resolved_at is when
+    miner scored again, and resolved minus opened ("19 h 15 min" for a 30-minute outage) no duration of it."""
+    opened = parse_iso(incident["opened_at"])
+    resolved = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else None
+    after = incident["resolved_after_gap"]
+    gap = (parse_iso(after["from"]), parse_iso(after["to"])) if after and resolved else None
+    notes = []
+    if gap:
+        notes.append(("Resolved after a gap:", gap_text(gap)))
+    if incident["closed_untracked"] and resolved:
+        notes.append(("Closed, not seen to end:", incident["closed_untracked"]))
+    # Shaded while seen open: not over the span miner was not scoring, in which it ended, unseen.
+    spans = [(opened, gap[0] if gap else resolved or now)]
+    lasted = gap_duration(opened, gap) if gap else duration_text(((resolved or now) - opened).total_seconds())
+    return {**incident, "gap_from": iso(gap[0]) if gap else None, "gap_to": iso(gap[1]) if gap else None,
+            "lasted": lasted, "notes": notes, "spans": spans,
+            "official_link": incident["official"]["url"] if incident["official"] else None}
 
 
 def _describe(state: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +26,7 @@ from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Prediction
 from miner.status_board import INDEX_HOURS, REFRESH, Bucket, _describe, _render, _sparkline
 from miner.store import Store
-from miner.timeutil import parse_iso
+from miner.timeutil import iso, parse_iso
 
 HOSTILE = """<script>alert("name")</script> O'Neil & <b>Co</b>"""
 HOSTILE_PROVIDER = '"><img src=x onerror=alert(1)>'
@@ -427,3 +427,45 @@ def test_the_service_serves_the_board(tmp_path: Path) -> None:
     finally:
         service.stop()
         store.close()
+
+
+
+DAY = NOW.replace(hour=0, minute=0, second=0)  # 2026-11-27 00:00
+
+
+def incident(store: Store, opened: datetime, *changes: tuple[datetime, str, dict[str, str]]) -> None:
+    """An incident of Instagram opened at ``opened``, then each (when, resolve or update, its event's details)."""
+    iid = store.open_incident("Instagram", opened, {"peak_complaints": 3, "total_complaints": 5}, {})
+    for at, kind, details in changes:
+        fields = ({"status": "resolved", "resolved_at": at} if kind == "resolve"
+                  else {"status": "open", "resolved_at": None})
+        store.update_incident(iid, at, fields, kind, details)
+
+
+def fill_endings(store: Store) -> None:
+    """Instagram: an incident resolved after a gap (open at 03:30 the day before, miner not scoring from 04:00 to
+    22:30, resolved at 22:45 with the first quiet buckets after it), and one miner closed itself (its service left
+    feeds.toml)."""
+    day_before = DAY - timedelta(days=1)
+    gap = {"unscored_from": iso(day_before.replace(hour=4)), "unscored_to": iso(day_before.replace(hour=22, minute=30))}
+    incident(store, day_before.replace(hour=3, minute=30), (day_before.replace(hour=22, minute=45), "resolve", gap))
+    incident(store, DAY - timedelta(hours=38), (DAY - timedelta(hours=37), "resolve", {"reason": "unwatched"}))
+
+
+def test_an_incident_not_seen_to_end_says_so_as_its_alerts_do(tmp_path: Path) -> None:
+    with served(tmp_path, write_config(tmp_path), fill_endings, board=True) as api:
+        html, _, parsed = page(Board(api.base, api.store), "/services/Instagram?hours=72")
+    text = parsed.words(" ")
+    # Its end unseen: not "19 h 15 min" (the downtime), but between the bounds of miner's downtime, and why.
+    assert ("2026-11-26 03:30 UTC end not seen some time from 2026-11-26 04:00 UTC to 2026-11-26 22:30 UTC "
+            "30 min to 19 h 00 min 3 5 – – Resolved after a gap: miner was not scoring from 2026-11-26 04:00 to "
+            "22:30 UTC: the outage ended at some time in it, unseen") in text
+    assert "19 h 15 min" not in text
+    assert ("2026-11-25 10:00 UTC closed, no longer tracked 2026-11-25 11:00 UTC 1 h 00 min 3 5 – – Closed, not "
+            "seen to end: the service was removed from feeds.toml, so miner stopped watching it") in text
+    (svg,) = charts(html)
+    assert svg.get("aria-label", "").endswith("; 2 incidents shown shaded")
+    # Shaded while it was seen open: to 04:00, not over miner's downtime (30 min is 4.7 units of 672 for 72 h).
+    widths = sorted(float(r.get("width", "0")) for r in svg.findall(f"{SVG}rect[@class='incident']"))
+    assert len(widths) == 2 and widths[-1] < 10, widths
+

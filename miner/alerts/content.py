@@ -109,11 +109,7 @@ class IncidentView:
     def gap_text(self) -> str:
         """What a notice of an incident resolved after a gap says of it ("" for any other): when miner was not
         watching, so nobody reads its resolve time, hours after the outage ended, for the end."""
-        if self.unscored is None:
-            return ""
-        start, end = self.unscored
-        return (f"miner was not scoring from {start:%Y-%m-%d %H:%M} to {end.strftime(_within(start, end))} UTC: "
-                "the outage ended at some time in it, unseen")
+        return "" if self.unscored is None else gap_text(self.unscored)
 
     @property
     def reopen_text(self) -> str:
@@ -143,6 +139,22 @@ class IncidentView:
 def _within(first: datetime, then: datetime) -> str:
     """How ``then`` is written after ``first``: the time alone on the same day, else dated."""
     return "%H:%M" if first.date() == then.date() else "%Y-%m-%d %H:%M"
+
+
+# The wording of a resolve after a gap, shared with the status board (miner/status_board.py), which says of an
+# incident what its alerts say.
+
+def gap_text(unscored: tuple[datetime, datetime]) -> str:
+    """When miner was not scoring, in which an incident resolved after a gap ended, unseen (IncidentView.gap_text)."""
+    start, end = unscored
+    return (f"miner was not scoring from {start:%Y-%m-%d %H:%M} to {end.strftime(_within(start, end))} UTC: "
+            "the outage ended at some time in it, unseen")
+
+
+def gap_duration(opened: datetime, unscored: tuple[datetime, datetime]) -> str:
+    """How long an incident resolved after a gap lasted: between the two ends of the span it ended in."""
+    return (f"{duration_text(max(0.0, (unscored[0] - opened).total_seconds()))} to "
+            f"{duration_text((unscored[1] - opened).total_seconds())}")
 
 
 def baseline_text(baseline: float) -> str:
@@ -233,9 +245,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
     unscored = _unscored(events) if resolved else None
     # Its end fell in the span miner was not scoring: the duration is known to lie between the two ends of that span.
-    duration = duration_text((end - opened).total_seconds()) if unscored is None else (
-        f"{duration_text(max(0.0, (unscored[0] - opened).total_seconds()))} to "
-        f"{duration_text((unscored[1] - opened).total_seconds())}")
+    duration = duration_text((end - opened).total_seconds()) if unscored is None else gap_duration(opened, unscored)
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration,
