@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 import jinja2
 from markupsafe import Markup
 
-from miner.alerts.content import gap_duration, gap_text
+from miner.alerts.content import gap_duration, gap_text, reopen_text
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
 from miner.timeutil import duration_text, iso, parse_iso
@@ -57,6 +57,7 @@ HEADERS = {
 
 Page = tuple[int, str]
 Counts = Mapping[str, Mapping[str, tuple[int, int]]]  # Store.bucket_counts_of
+Reopenings = Mapping[int, list[tuple[datetime | None, datetime]]]  # Store.reopenings_of
 
 
 def is_page(path: str) -> bool:
@@ -106,18 +107,20 @@ class StatusBoard:
 
         # Every service's buckets in one read: a series read per service (its rows made dicts, their times parsed
         # twice) made the page of 330 services 0.67 s, 0.29 s now (bench/README.md, scale_bench.py --reads).
-        def reads(store: Store) -> tuple[dict[str, Any], list[tuple[datetime, str]], Counts]:
+        def reads(store: Store) -> tuple[dict[str, Any], list[tuple[datetime, str]], Counts, Reopenings]:
             services = self._api.services(store, {})
             starts = self._starts(services["now"], hours)
+            reopened = store.reopenings_of([s["incident"]["id"] for s in services["services"] if s["incident"]],
+                                           parse_iso(services["now"]))
             return services, starts, store.bucket_counts_of(
-                self._api.names, starts[0][0], starts[-1][0] + timedelta(minutes=self._api.bucket_minutes))
+                self._api.names, starts[0][0], starts[-1][0] + timedelta(minutes=self._api.bucket_minutes)), reopened
 
-        services, starts, counts = self._api.read(reads)
+        services, starts, counts, reopened = self._api.read(reads)
         now = parse_iso(services["now"])
         rows = []
         for state in services["services"]:
             grid = _grid(starts, counts[state["service"]])
-            rows.append({**_describe(state, now), "href": "services/" + quote(state["service"], safe=""),
+            rows.append({**_describe(state, now, reopened), "href": "services/" + quote(state["service"], safe=""),
                          "spark": _sparkline(state["service"], grid, spark, state["baseline"])})
         return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
                        incidents=sum(s["state"] == "incident" for s in services["services"]),
@@ -126,23 +129,25 @@ class StatusBoard:
     # GET /services/NAME ----------------------------------------------------------------------------------
 
     def _service(self, name: str, params: dict[str, str]) -> str:
-        def reads(store: Store) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        def reads(store: Store) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], Reopenings]:
             series = self._api.series(name, store, params, max_hours=self.max_hours)  # checks ?hours=
             now = parse_iso(series["now"])
             since = min(self._api.window(now, series["hours"])[0], now - DEFAULT_SINCE)
             incidents = self._api.incidents(store, {"service": name, "since": since.isoformat(),
                                                     "limit": str(MAX_INCIDENTS)})
-            return series, self._api.state(store, name, now), incidents
+            state = self._api.state(store, name, now)
+            ids = [i["id"] for i in incidents["incidents"]] + ([state["incident"]["id"]] if state["incident"] else [])
+            return series, state, incidents, store.reopenings_of(ids, now)
 
-        series, state, incidents = self._api.read(reads)
+        series, state, incidents, reopened = self._api.read(reads)
         now = parse_iso(series["now"])
         hours = series["hours"]
         grid = _grid(self._starts(series["now"], hours), {b["start"]: (b["posts"], b["complaints"])
                                                           for b in series["buckets"]})
-        listed = [_listed(i, now) for i in incidents["incidents"]]
+        listed = [_listed(i, now, reopened.get(i["id"], [])) for i in incidents["incidents"]]
         return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
                        hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours],
-                       state=_describe(state, now), chart=_chart(name, grid, series, listed, now),
+                       state=_describe(state, now, reopened), chart=_chart(name, grid, series, listed, now),
                        numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,
                        since=incidents["since"], truncated=incidents["truncated"],
                        bucket_minutes=series["bucket_minutes"])
@@ -267,9 +272,10 @@ def _peak(grid: list[Bucket]) -> str:
             f"({_when(peak.start)})")
 
 
-def _listed(incident: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """An incident of /api/v1/incidents as the service page lists and charts it, saying of its end what its alerts
-    say (miner.alerts.content): one miner closed itself was not seen to end, and one resolved after
+def _listed(incident: dict[str, Any], now: datetime, reopenings: list[tuple[datetime | None, datetime]]
+            ) -> dict[str, Any]:
+    """An incident of /api/v1/incidents as the service page lists and charts it, saying of its end and re-openings
+    what its alerts say (miner.alerts.content): one miner closed itself was not seen to end, and one resolved after
     miner's own downtime (longer than detector.max_fill_hours) ended at some time in it: its resolved_at is when
     miner scored again, and resolved minus opened ("19 h 15 min" for a 30-minute outage) no duration of it."""
     opened = parse_iso(incident["opened_at"])
@@ -281,19 +287,27 @@ def _listed(incident: dict[str, Any], now: datetime) -> dict[str, Any]:
         notes.append(("Resolved after a gap:", gap_text(gap)))
     if incident["closed_untracked"] and resolved:
         notes.append(("Closed, not seen to end:", incident["closed_untracked"]))
-    # Shaded while seen open: not over the span miner was not scoring, in which it ended, unseen.
-    spans = [(opened, gap[0] if gap else resolved or now)]
+    if reopenings:
+        notes.append(("Re-opened", reopen_text(reopenings[-1][1], reopenings[-1][0])))
+    # Shaded while open: not between a resolve and the re-opening after it (quiet), nor in a gap it ended in, unseen.
+    cuts = [(r, at) for r, at in reopenings if r is not None]
+    ends = [gap[0] if gap else resolved or now]
+    spans = [(start, end) for start, end in zip([opened, *(at for _, at in cuts)], [*(r for r, _ in cuts), *ends],
+                                                 strict=True) if end >= start]
     lasted = gap_duration(opened, gap) if gap else duration_text(((resolved or now) - opened).total_seconds())
     return {**incident, "gap_from": iso(gap[0]) if gap else None, "gap_to": iso(gap[1]) if gap else None,
             "lasted": lasted, "notes": notes, "spans": spans,
             "official_link": incident["official"]["url"] if incident["official"] else None}
 
 
-def _describe(state: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """A service's entry of /api/v1/services, and what the page says about it besides."""
+def _describe(state: dict[str, Any], now: datetime, reopenings: Reopenings) -> dict[str, Any]:
+    """A service's entry of /api/v1/services, and what the page says about it besides: an open incident that came
+    back after a resolve says when, as its alert does."""
     incident = state["incident"]
+    last = reopenings.get(incident["id"], [])[-1:] if incident else []
     return {"s": state,
             "open_for": duration_text((now - parse_iso(incident["opened_at"])).total_seconds()) if incident else None,
+            "reopened": reopen_text(last[0][1], last[0][0]) if last else None,
             "official_link": state["official"]["url"] if state["official"] else None}
 
 

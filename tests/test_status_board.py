@@ -357,7 +357,7 @@ def per_service_index(read: ReadApi, store: Store) -> str:
         grid = [Bucket(at, counted[at]["posts"] if at in counted else 0,
                        counted[at]["complaints"] if at in counted else 0)
                 for at in (start + i * BUCKET for i in range((current - start) // BUCKET + 1))]
-        rows.append({**_describe(state, now), "href": "services/" + quote(state["service"], safe=""),
+        rows.append({**_describe(state, now, {}), "href": "services/" + quote(state["service"], safe=""),
                      "spark": _sparkline(state["service"], grid, one, state["baseline"])})
     return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
                    incidents=sum(s["state"] == "incident" for s in services["services"]),
@@ -469,3 +469,34 @@ def test_an_incident_not_seen_to_end_says_so_as_its_alerts_do(tmp_path: Path) ->
     widths = sorted(float(r.get("width", "0")) for r in svg.findall(f"{SVG}rect[@class='incident']"))
     assert len(widths) == 2 and widths[-1] < 10, widths
 
+
+def fill_reopenings(store: Store) -> None:
+    """Instagram: an incident that resolved, came back and resolved again, and one open that resolved and came
+    back."""
+    opened = DAY - timedelta(hours=34)
+    incident(store, opened, (opened + timedelta(hours=1), "resolve", {}),
+             (opened + timedelta(minutes=90), "update", {"reason": "reopened"}),
+             (opened + timedelta(hours=2), "resolve", {}))
+    incident(store, DAY.replace(hour=9), (DAY.replace(hour=10), "resolve", {}),
+             (DAY.replace(hour=11), "update", {"reason": "reopened"}))
+
+
+def test_an_incident_that_came_back_says_when_as_its_alerts_do(tmp_path: Path) -> None:
+    with served(tmp_path, write_config(tmp_path), fill_reopenings, board=True) as api:
+        board = Board(api.base, api.store)
+        html, _, parsed = page(board, "/services/Instagram?hours=72")
+        index = page(board, "/")[2].words(" ")
+    text = parsed.words(" ")
+    # Open again: since its first opening, and when it came back, as the alert about the re-opening says.
+    came_back = "re-opened 2026-11-27 11:00 UTC, 1 h 00 min after it resolved at 10:00 UTC"
+    assert f"Incident since 2026-11-27 09:00 UTC (3 h 07 min); {came_back}" in text
+    assert f"Incident since 2026-11-27 09:00 UTC (3 h 07 min); {came_back}" in index
+    assert f"2026-11-27 09:00 UTC open 3 h 07 min 3 5 – – R{came_back[1:]}" in text
+    assert ("2026-11-25 14:00 UTC 2026-11-25 16:00 UTC 2 h 00 min 3 5 – – Re-opened 2026-11-25 15:30 UTC, "
+            "30 min after it resolved at 15:00 UTC") in text
+    (svg,) = charts(html)
+    assert svg.get("aria-label", "").endswith("; 2 incidents shown shaded")
+    # Shaded while open, not while quiet between a resolve and its re-opening: each rect is at most the 1 h 07 min
+    # since the open one came back (10.4 units of 672 for 72 h), where 09:00 to now was 28.
+    widths = sorted(float(r.get("width", "0")) for r in svg.findall(f"{SVG}rect[@class='incident']"))
+    assert len(widths) == 4 and widths[-1] < 11, widths

@@ -16,7 +16,8 @@ from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_url
-from miner.store.incidents import first_bucket, is_reopening, opening_width, unscored_gap, untracked_reason
+from miner.store.incidents import first_bucket, opening_width, unscored_gap, untracked_reason
+from miner.store.incidents import reopenings as incident_reopenings
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -115,16 +116,7 @@ class IncidentView:
     def reopen_text(self) -> str:
         """When an incident that resolved came back ("" if it never did): an alert about the re-opening said only
         "Detected" at the first opening, hours back, read as the first alert sent again after its resolve notice."""
-        if self.reopened_at is None:
-            return ""
-        text = f"{self.reopened_at:%Y-%m-%d %H:%M} UTC"
-        if self.resolved_before is not None:
-            gap = (self.reopened_at - self.resolved_before).total_seconds()
-            # A resolve the day before (23:50 for a re-opening at 00:10) is dated, as late_text does: the time alone
-            # read as that day's.
-            when = "%H:%M" if self.resolved_before.date() == self.reopened_at.date() else "%Y-%m-%d %H:%M"
-            text += f", {duration_text(gap)} after it resolved at {self.resolved_before.strftime(when)} UTC"
-        return text
+        return "" if self.reopened_at is None else reopen_text(self.reopened_at, self.resolved_before)
 
     @property
     def lead_text(self) -> str:
@@ -141,8 +133,8 @@ def _within(first: datetime, then: datetime) -> str:
     return "%H:%M" if first.date() == then.date() else "%Y-%m-%d %H:%M"
 
 
-# The wording of a resolve after a gap, shared with the status board (miner/status_board.py), which says of an
-# incident what its alerts say.
+# The wording of a re-opening and of a resolve after a gap, shared with the status board (miner/status_board.py),
+# which says of an incident what its alerts say.
 
 def gap_text(unscored: tuple[datetime, datetime]) -> str:
     """When miner was not scoring, in which an incident resolved after a gap ended, unseen (IncidentView.gap_text)."""
@@ -155,6 +147,18 @@ def gap_duration(opened: datetime, unscored: tuple[datetime, datetime]) -> str:
     """How long an incident resolved after a gap lasted: between the two ends of the span it ended in."""
     return (f"{duration_text(max(0.0, (unscored[0] - opened).total_seconds()))} to "
             f"{duration_text((unscored[1] - opened).total_seconds())}")
+
+
+def reopen_text(reopened: datetime, resolved_before: datetime | None) -> str:
+    """When an incident came back, and how long after the resolve before it (IncidentView.reopen_text)."""
+    text = f"{reopened:%Y-%m-%d %H:%M} UTC"
+    if resolved_before is not None:
+        gap = (reopened - resolved_before).total_seconds()
+        # A resolve the day before (23:50 for a re-opening at 00:10) is dated, as late_text does: the time alone
+        # read as that day's.
+        when = _within(reopened, resolved_before)
+        text += f", {duration_text(gap)} after it resolved at {resolved_before.strftime(when)} UTC"
+    return text
 
 
 def baseline_text(baseline: float) -> str:
@@ -241,7 +245,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     peak = int(_num(row.get("peak_complaints")))
     first = None if own is None else first_bucket((parse_iso(r["bucket_start"]) for r in series), opened, own, width)
     events = store.incident_events(incident_id)
-    reopenings = _reopenings(events, as_of)
+    reopenings = incident_reopenings(events, as_of)
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
     unscored = _unscored(events) if resolved else None
     # Its end fell in the span miner was not scoring: the duration is known to lie between the two ends of that span.
@@ -268,23 +272,6 @@ def _unscored(events: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime] 
     """The span miner was not scoring in which the incident ended, unseen, when its last resolve says so."""
     last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
     return unscored_gap(last.get("details")) if last is not None else None
-
-
-def _reopenings(events: Sequence[Mapping[str, Any]], as_of: datetime) -> list[tuple[datetime | None, datetime]]:
-    """The incident's re-openings by ``as_of``, oldest first, each as (the resolve before it, the re-opening); the
-    resolve is None where none is recorded."""
-    found: list[tuple[datetime | None, datetime]] = []
-    last_resolve: datetime | None = None
-    for ev in events:
-        at = parse_iso(ev["at"])
-        if at > as_of:
-            continue
-        if ev["kind"] == "resolve":
-            last_resolve = at
-        elif is_reopening(ev):
-            found.append((last_resolve, at))
-            last_resolve = None
-    return found
 
 
 def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[str, Any]],

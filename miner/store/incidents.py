@@ -26,6 +26,25 @@ def is_reopening(event: Mapping[str, Any]) -> bool:
     return bool(reason) and "reopened" in str(reason).split(",")
 
 
+def reopenings(events: Iterable[Mapping[str, Any]], as_of: datetime | None = None
+               ) -> list[tuple[datetime | None, datetime]]:
+    """An incident's re-openings by ``as_of`` (None: all) from its ``events`` in order, oldest first, each as (the
+    resolve before it, the re-opening); the resolve is None where none is recorded. What its alerts say of them
+    (miner.alerts.content) and the status board shows."""
+    found: list[tuple[datetime | None, datetime]] = []
+    last_resolve: datetime | None = None
+    for ev in events:
+        at = parse_iso(ev["at"])
+        if as_of is not None and at > as_of:
+            continue
+        if ev["kind"] == "resolve":
+            last_resolve = at
+        elif is_reopening(ev):
+            found.append((last_resolve, at))
+            last_resolve = None
+    return found
+
+
 # The reasons miner resolves an incident itself (miner.detect_stage, miner.detect_relearn), without the detector
 # seeing it end, as the on-call reads them: the alerts (miner.alerts.content) and the read API say so.
 UNTRACKED = {
@@ -220,6 +239,17 @@ class IncidentsMixin:
         incident id -> the span it was not scoring (see unscored_gap)."""
         last = self._last_resolves(incident_ids)
         return {iid: gap for iid, details in last.items() if (gap := unscored_gap(details))}
+
+    def reopenings_of(self, incident_ids: Sequence[int], as_of: datetime
+                      ) -> dict[int, list[tuple[datetime | None, datetime]]]:
+        """Of these incidents, those that re-opened by ``as_of``: incident id -> its `reopenings`, in one read."""
+        ids = [int(i) for i in incident_ids]
+        marks = ",".join("?" * len(ids))
+        rows = self.database.rows(
+            "SELECT incident_id, kind, at, details FROM incident_events WHERE kind IN ('resolve', 'update') "
+            f"AND incident_id IN ({marks}) ORDER BY id", ids) if ids else []
+        found = {iid: reopenings((r for r in rows if r["incident_id"] == iid), as_of) for iid in ids}
+        return {iid: spells for iid, spells in found.items() if spells}
 
     def _last_resolves(self, incident_ids: Sequence[int]) -> dict[int, Any]:
         """The details of the latest resolve event of each of these incidents that is resolved now."""
