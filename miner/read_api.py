@@ -209,14 +209,17 @@ class ReadApi:
         width = timedelta(minutes=minutes) if minutes else None
         resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
         closed, gaps = store.closed_untracked(resolved), store.resolved_after_gaps(resolved)
+        reopened = store.reopenings_of([r["id"] for r in rows[:limit]], now)
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
                 "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now),
-                                                             closed.get(r["id"]), gaps.get(r["id"]))
+                                                             closed.get(r["id"]), gaps.get(r["id"]),
+                                                             reopened[r["id"]][-1][1] if r["id"] in reopened else None)
                                               for r in rows[:limit]],
                 "truncated": len(rows) > limit}
 
     def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]], peak_baseline: float | None,
-                  untracked: str | None, gap: tuple[datetime, datetime] | None) -> dict[str, Any]:
+                  untracked: str | None, gap: tuple[datetime, datetime] | None, reopened: datetime | None
+                  ) -> dict[str, Any]:
         # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md); baseline, the
         # opening bucket's (as incidents.baseline), is not the webhook's, which is this peak_baseline.
         linked = official.get(row["official_incident_id"]) if row["official_incident_id"] is not None else None
@@ -236,6 +239,8 @@ class ReadApi:
             "symptoms": _symptoms(row["symptoms"]),
             "official": _official(linked) if linked else None,
             "lead_time_minutes": _round(row["lead_time_minutes"], 1),
+            # Its last re-opening, as the webhook's: opened_at alone read as one outage since then.
+            "reopened_at": None if reopened is None else iso(reopened),
             # Closed by miner, not seen to end (its service left feeds.toml): resolved_at is then no end of the outage.
             "closed_untracked": untracked,
             # Resolved after miner's own downtime, its end unseen in it: resolved_at is when miner scored again.

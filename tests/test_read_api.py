@@ -233,7 +233,7 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
         "symptoms": {"messaging": 2},
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
-        "lead_time_minutes": -30.0, "closed_untracked": None, "resolved_after_gap": None,
+        "lead_time_minutes": -30.0, "reopened_at": None, "closed_untracked": None, "resolved_after_gap": None,
     }
     mtn = body["incidents"][1]
     assert (mtn["status"], mtn["resolved_at"], mtn["z_score"], mtn["official"]) == (
@@ -244,6 +244,48 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
     webhook = _webhook_keys()
     assert set(body["incidents"][0]) - set(webhook) == {"provider", "updated_at", "peak_baseline"}
     assert set(body["incidents"][0]["official"]) == set(webhook["official"])
+    # Of the webhook's, only what is of one alert (reminder, detected_late, seen_at, late_minutes), the group's
+    # name and the posts' text are not here.
+    assert set(webhook) - set(body["incidents"][0]) == {"reminder", "detected_late", "seen_at", "late_minutes",
+                                                         "group", "samples"}
+
+
+def test_an_incident_that_came_back_says_when_as_its_webhook_does(tmp_path: Path) -> None:
+    # Instagram opened at 09:00, resolved at 10:00 and came back at 11:00 within the cool-down; MTN's of yesterday
+    # came back twice and resolved. The webhook said reopened_at, the API nothing: read as one outage since 09:00.
+    def reopened(store: Store) -> None:
+        opened = NOW.replace(hour=9, minute=0, second=0)
+        found = store.open_incident("Instagram", opened, {"peak_complaints": 5, "total_complaints": 5}, {})
+        store.update_incident(found, opened + timedelta(hours=1), {"status": "resolved",
+                                                                   "resolved_at": opened + timedelta(hours=1)},
+                              kind="resolve")
+        store.update_incident(found, opened + timedelta(hours=2), {"status": "open", "resolved_at": None},
+                              details={"reason": "reopened"})
+
+    def twice(store: Store) -> None:
+        mtn = store.incidents_newest_first(status=None, service="MTN Uganda", since=None, limit=1)[0]["id"]
+        back = NOW - timedelta(days=1) + timedelta(hours=2)
+        for n in (1, 2):
+            store.update_incident(mtn, back + timedelta(minutes=20 * n), {"status": "open", "resolved_at": None},
+                                  details={"reason": "reopened"})
+            store.update_incident(mtn, back + timedelta(minutes=20 * n + 10),
+                                  {"status": "resolved", "resolved_at": back + timedelta(minutes=20 * n + 10)},
+                                  kind="resolve")
+
+    with served(tmp_path, write_config(tmp_path), reopened, twice) as api:
+        status, body, _ = get(api, "/api/v1/incidents")
+        assert status == 200, body
+        found = {i["service"]: i for i in body["incidents"]}
+        assert found["Instagram"]["reopened_at"] == "2026-11-27T11:00:00+00:00"
+        assert found["MTN Uganda"]["reopened_at"] == "2026-11-26T14:47:30+00:00"  # the last re-opening
+        assert found["WhatsApp"]["reopened_at"] is None
+        # The webhook's, for each: its reopened_at.
+        for incident in body["incidents"]:
+            view = incident_view(api.store, alert_settings(), incident["id"], NOW)
+            assert view is not None
+            [sent] = json_payload(incident["status"], [view], route="oncall", message_id="<m@x>", now=NOW,
+                                  reminders=set())["incidents"]
+            assert sent["reopened_at"] == incident["reopened_at"]
 
 
 def test_an_incidents_peak_baseline_is_the_one_its_alerts_and_webhook_give_and_baseline_the_opening_ones(
