@@ -16,10 +16,14 @@ from test_alerts_webhooks import Hook
 from test_read_api import serving
 
 from miner.alerts import dispatch, plan_notifications, render_digest
+from miner.alerts.charts import in_incident
+from miner.alerts.content import incident_view
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
 from miner.config import parse_config
 from miner.read_api import ReadApi
+from miner.status_board import _listed
 from miner.store import Store
+from miner.timeutil import parse_iso
 
 CONFIG = """
 [[services]]
@@ -133,3 +137,35 @@ def test_an_incident_resolved_after_the_gap_by_a_later_run_still_says_its_end_wa
     [incident] = store.incidents()
     assert store.resolved_after_gaps([incident["id"]]) == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
+
+
+def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_start_as_the_status_board_does(
+        store: Store) -> None:
+    pipe = warmed_pipeline(CONFIG, store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(minutes=30))
+    pipe.detect(start + timedelta(hours=1))
+    # Back a day later, the reports made while miner slept (04:00 to 06:00) are collected late and counted into the
+    # buckets of the gap, which the detector never scores: the outage ended at some time in it, unseen.
+    back = T0 + timedelta(hours=28)
+    pipe.ingest(outage_reports("Foonet", start + timedelta(hours=1), start + timedelta(hours=3)), back)
+    pipe.classify_pending(back)
+    [(_, resolved)] = pipe.detect(back).resolved
+    assert resolved == T0 + timedelta(hours=22, minutes=45)
+    [incident] = store.incidents()
+    view = incident_view(store, settings(), incident["id"], back)
+    assert view is not None and view.unscored == (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))
+    starts = [parse_iso(r["bucket_start"]) for r in view.series]
+    assert T0 + timedelta(hours=5) in starts  # the gap has buckets, with the late reports
+    # The email's chart shaded every bucket up to the resolve, those of the gap and the quiet ones scored after it
+    # (22:45), as a 19-hour outage; the board shades it to the gap's start.
+    shaded = [t for t in starts if in_incident(t, timedelta(minutes=15), view)]
+    assert shaded == [T0 + timedelta(hours=3, minutes=15), T0 + timedelta(hours=3, minutes=30),
+                      T0 + timedelta(hours=3, minutes=45)]
+    read = ReadApi(parse_config(CONFIG), lambda: store, lambda: None, lambda: back)
+    with serving(read) as url:
+        [listed] = httpx.get(f"{url}/api/v1/incidents").json()["incidents"]
+    [(opened, end)] = _listed(listed, back, [])["spans"]
+    assert (opened, end) == (view.opened_at, shaded[-1] + timedelta(minutes=15))

@@ -34,11 +34,15 @@ def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
 def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) -> bool:
     """Whether the bucket is one of the incident's: opened_at and resolved_at are the ends of the buckets that
     opened and resolved it (the moments the detector knew), so the bucket ending at opened_at is the first. Those
-    after a resolve that a re-opening ended, up to the one ending at the re-opening, are not: they were quiet."""
+    after a resolve that a re-opening ended, up to the one ending at the re-opening, are not: they were quiet. One
+    resolved after a gap in scoring (view.unscored) ends at the gap's start, as on the status board: it ended at some
+    time in the gap, unseen, and the buckets there (posts collected late are counted in them) and after it up to
+    resolved_at were no part of what was seen."""
     end = bucket_start + width
     if any(resolved < end < reopened for resolved, reopened in view.gaps):
         return False
-    return view.opened_at <= end and (view.resolved_at is None or end <= view.resolved_at)
+    last = view.unscored[0] if view.unscored is not None else view.resolved_at
+    return view.opened_at <= end and (last is None or end <= last)
 
 
 def _count_label(value: float, _pos: object = None) -> str:
