@@ -1,14 +1,20 @@
-"""Where the shipped classifier is: the default of ``classifier.model_dir`` and of ``miner train --out``.
+"""Where the shipped classifier is: the default of ``classifier.model_dir`` and of ``miner train --out``; where a
+config's classifier.model_dir is, and the version its model.json gives.
 
-A module of its own, importing nothing of the classifier's, so that the command line can show the default without
-loading numpy and ONNX Runtime.
+A module of its own, importing nothing of the classifier's, so that the command line can show the default, and
+`miner status` the version on disk, without loading numpy and ONNX Runtime.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import miner
+
+if TYPE_CHECKING:
+    from miner.classify.settings import ClassifierSettings
 
 
 def default_model_dir() -> Path:
@@ -22,3 +28,25 @@ def default_model_dir() -> Path:
     package = Path(miner.__file__).resolve().parent
     installed = package / "models"
     return installed if installed.is_dir() else package.parent / "models"
+
+
+def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
+    """The folder of the model ``settings`` name: a relative classifier.model_dir is read from ``base_dir`` (the
+    config file's folder)."""
+    if settings.model_dir is None:
+        return default_model_dir()
+    path = Path(settings.model_dir).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def version_on_disk(model_dir: Path) -> str | None:
+    """The version the model.json in ``model_dir`` gives now, read without loading the model (`miner status` tells
+    it from the one the service loaded at its start); None when it cannot be read or gives none."""
+    try:
+        raw = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    version = raw.get("version") if isinstance(raw, dict) else None
+    return version if isinstance(version, str) and version.strip() else None

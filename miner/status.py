@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from miner.config import Config
 from miner.detect import DetectorState
 from miner.detect_due import due_now
+from miner.model_dir import resolve_model_dir, version_on_disk
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -51,17 +53,21 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
     return out
 
 
-def model_status(store: Store, now: datetime) -> dict[str, Any]:
+def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
     """The model `miner run` loaded last (``version``; None before a service recorded one), when it loaded it
-    (``loaded_at``), and ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is
-    another model's (None with no version), which a model update leaves until `miner reclassify --since` runs."""
+    (``loaded_at``), ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is
+    another model's (None with no version), which a model update leaves until `miner reclassify --since` runs, and
+    ``on_disk``: the version of the model.json classifier.model_dir holds now (None when unreadable). The service
+    loads the model at its start only: one replaced in place since is not served until it restarts or reloads."""
     from miner.pipeline import REPORTS_SOURCE
 
+    on_disk = version_on_disk(resolve_model_dir(config.classifier, Path(config.path).parent if config.path else None))
     if (serving := store.serving_model()) is None:
-        return {"version": None, "loaded_at": None, "verdicts_other_model": None}
+        return {"version": None, "loaded_at": None, "verdicts_other_model": None, "on_disk": on_disk}
     version, loaded_at = serving
     return {"version": version, "loaded_at": _time(loaded_at),
-            "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE)}
+            "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE),
+            "on_disk": on_disk}
 
 
 def _waiting_for(config: Config, service: str, saved: SavedDetector | None, polled: dict[str, dict[str, Any]],

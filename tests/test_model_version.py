@@ -73,7 +73,7 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
     # ids[2]: the old model's, a day old at most; ids[3] is older than that, and ids[0], ids[1] count this model's.
 
     assert json.loads(_status(cfg, "--format", "json"))["model"] == {
-        "version": None, "loaded_at": None, "verdicts_other_model": None}
+        "version": None, "loaded_at": None, "verdicts_other_model": None, "on_disk": VERSION}
     assert _status(cfg).startswith("model: none recorded yet")
 
     port = _free_port()
@@ -91,6 +91,41 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
         text = _status(cfg).splitlines()
         assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
         assert text[1].startswith("1 post of the last 24 h counts another model's verdict")
+    finally:
+        service.stop()
+
+
+def test_status_says_a_model_put_in_place_since_the_service_started_is_not_served_until_it_restarts(
+        tmp_path: Path) -> None:
+    # classifier.model_dir "model", beside feeds.toml: the shipped model's files, model.json a copy of its own.
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for path in default_model_dir().iterdir():
+        (folder / path.name).symlink_to(path)
+    (folder / "model.json").unlink()
+    (folder / "model.json").write_text((default_model_dir() / "model.json").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    cfg = _config(tmp_path)
+    cfg.write_text(cfg.read_text() + '\n[classifier]\nmodel_dir = "model"\n')
+    config = load_config(cfg)
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
+    service.start()
+    try:
+        assert json.loads(_status(cfg, "--format", "json"))["model"]["on_disk"] == VERSION
+        assert len(_status(cfg).split("\n\n")[0].splitlines()) == 1  # the model served is the one on disk
+        # `miner train --out` over it: the service gives the old model's verdicts until it restarts, and status showed
+        # the old version alone, as if served.
+        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        (folder / "model.json").write_text(json.dumps({**meta, "version": "minilm-outage-next"}), encoding="utf-8")
+        model = json.loads(_status(cfg, "--format", "json"))["model"]
+        assert (model["version"], model["on_disk"]) == (VERSION, "minilm-outage-next")
+        text = _status(cfg).splitlines()
+        assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
+        assert text[1] == ("the model.json on disk is minilm-outage-next: restart or reload (SIGHUP) the service to "
+                           "serve it")
+        (folder / "model.json").write_text("{", encoding="utf-8")  # half written: nothing said of it
+        assert json.loads(_status(cfg, "--format", "json"))["model"]["on_disk"] is None
+        assert len(_status(cfg).split("\n\n")[0].splitlines()) == 1
     finally:
         service.stop()
 

@@ -26,6 +26,7 @@ from miner.classify.settings import ClassifierSettings
 from miner.classify.tokenize import TEXT_PREP, load_tokenizer, pad, token_ids
 from miner.errors import ModelError
 from miner.model_dir import default_model_dir as default_model_dir
+from miner.model_dir import resolve_model_dir as resolve_model_dir
 from miner.records import Prediction
 
 log = logging.getLogger(__name__)
@@ -246,15 +247,6 @@ def check_graph_inputs(model_dir: Path, meta: ModelMeta, first: Any, tokenizer: 
                              f"{meta.graphs[0]} takes ({reason})") from exc
         raise ModelError(f"{model_dir / meta.tokenizer_file}: gives token ids up to {top}, past the word-embedding "
                          f"table of {meta.graphs[0]}: the tokenizer of another model?") from exc
-
-
-def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None) -> Path:
-    if settings.model_dir is None:
-        return default_model_dir()
-    path = Path(settings.model_dir).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return path
 
 
 def load_classifier(settings: ClassifierSettings, base_dir: Path | None = None) -> Classifier:

@@ -64,8 +64,9 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. Above them, the model the
-    service (`miner run`) loaded last, and how many posts of the last 24 h count another model's verdict (a model
-    update whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
+    service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart), and
+    how many posts of the last 24 h count another model's verdict (a model update whose `miner reclassify` has not
+    run). The last bucket the detector scored, and the sources the buckets
     ended since wait for. Per source: last ok, next poll, whether its last poll is behind, last error; then the
     sources with a warning, when last seen (a warning stands until a poll reads the source again without it; a 304
     clears none). Times are UTC. Posts are counted once `miner run` has
@@ -78,8 +79,11 @@ def status(app: AppContext, fmt: str) -> None:
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
     JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no
-    verdict yet. The model has version and loaded_at (null before a service recorded one) and verdicts_other_model
-    (the posts of the last 24 h whose counted verdict is another model's; null with no version). A
+    verdict yet. The model has version and loaded_at (null before a service recorded one), verdicts_other_model
+    (the posts of the last 24 h whose counted verdict is another model's; null with no version) and on_disk (the
+    version of the model.json in classifier.model_dir now, read without loading the model; null when unreadable):
+    one that is not version was put in place since the service started, which serves it only once restarted or
+    reloaded. A
     service has service, posts, complaints, baseline and z (null before the first scored bucket), last_bucket (the
     start of the last bucket the detector scored; null before the first), waiting_for (the sources whose next poll
     the first bucket ended since waits for; [] for none, or when the detector's next run scores a bucket) and
@@ -98,7 +102,7 @@ def status(app: AppContext, fmt: str) -> None:
 
     store = app.store(readonly=True, must_exist=True)
     now = utcnow()
-    model = model_status(store, now)
+    model = model_status(store, app.config, now)
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
     held = store.prune_held()
@@ -144,6 +148,10 @@ def _model_line(model: dict[str, Any]) -> str:
     if model["version"] is None:
         return "model: none recorded yet (`miner run` records the model it loads at its start)"
     line = f"model {model['version']} (loaded by `miner run` at {shown_time(model['loaded_at'], 'an unknown time')})"
+    if model["on_disk"] is not None and model["on_disk"] != model["version"]:
+        # Replaced in place (miner train --out, a new wheel): the service still gives the verdicts of the one loaded.
+        line += (f"\nthe model.json on disk is {model['on_disk']}: restart or reload (SIGHUP) the service to "
+                 "serve it")
     if n := model["verdicts_other_model"]:
         line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} another model's "
                  "verdict: after a model update, `miner reclassify --since` gives them this one's")
