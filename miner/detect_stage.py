@@ -159,10 +159,10 @@ class DetectStage(RelearnStage):
             named = sorted((s for s in services if complaints[s]), key=lambda s: (-complaints[s], s))
             listed = ", ".join(f"{s} {complaints[s]}" for s in named[:10]) + (
                 f" and {len(named) - 10} more" if len(named) > 10 else "")
-            log.warning("detect: %d service(s) resume after a gap of %s, longer than detector.max_fill_hours (%s h): "
-                        "the buckets from %s to %s are not scored (an outage in them is not detected); "
-                        "complaints stored for them: %s", len(services), duration_text((end - start).total_seconds()),
-                        f"{self.config.detector.max_fill_hours:g}", iso(start), iso(end), listed or "none")
+            log.warning("detect: %d service(s) resume after a gap longer than detector.max_fill_hours (%s h): the "
+                        "buckets from %s to %s (%s) are not scored (an outage in them is not detected); complaints "
+                        "stored for them: %s", len(services), f"{self.config.detector.max_fill_hours:g}", iso(start),
+                        iso(end), duration_text((end - start).total_seconds()), listed or "none")
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
         """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket
@@ -235,13 +235,17 @@ class DetectStage(RelearnStage):
         due = due_now(self.config, service, state, sources, now).buckets
         if not due:
             return
-        if state is not None and state.last is not None:
-            skipped = due[0] - state.last - width
-            if skipped > timedelta(hours=params.max_fill_hours):  # as step() takes it: not filled with zeros
-                report.skipped.append((service, state.last + width, due[0]))
-                if draft is not None and draft.resolved_at is None:  # its end, if in them, goes unseen
-                    first = draft.unscored[0] if draft.unscored else state.last + width
-                    draft = replace(draft, unscored=(first, due[0]))
+        if state is not None and state.last is not None and due[0] > state.last + width:
+            # due_buckets skips only after a gap longer than max_fill_hours, resuming that span before now. step()
+            # zero-filled a skipped part of up to max_fill_hours itself (a gap of 10 h left 4 h before the 6 h
+            # scored): an outage going on through it resolved at 0 complaints and re-opened, paging twice, with no
+            # warning. The skipped part is the gap: kept out of the baseline, its persistence forgotten, as step()
+            # takes a longer one.
+            report.skipped.append((service, state.last + width, due[0]))
+            if draft is not None and draft.resolved_at is None:  # its end, if in them, goes unseen
+                first = draft.unscored[0] if draft.unscored else state.last + width
+                draft = replace(draft, unscored=(first, due[0]))
+            state = replace(state, last=due[0] - width, hits=0)
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)
         scores = []
         for bucket_start in due:

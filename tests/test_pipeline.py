@@ -1761,11 +1761,31 @@ def test_a_restart_after_more_than_max_fill_hours_warns_of_the_buckets_it_does_n
     assert report.opened == [] and store.incidents() == []
     # Nothing told the on-call that 18 hours went unwatched, while the charts showed 240 complaints in them.
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]  # once, not every run
-    assert ("1 service(s) resume after a gap of 17 h 45 min, longer than detector.max_fill_hours (6 h): the buckets "
-            "from 2026-02-02T03:00:00+00:00 to 2026-02-02T20:45:00+00:00 are not scored") in warning
+    assert ("1 service(s) resume after a gap longer than detector.max_fill_hours (6 h): the buckets from "
+            "2026-02-02T03:00:00+00:00 to 2026-02-02T20:45:00+00:00 (17 h 45 min) are not scored") in warning
     assert warning.endswith("complaints stored for them: Foonet 240")
     # A gap within max_fill_hours is scored (as zeros where nothing was stored): no warning.
     caplog.clear()
     with caplog.at_level("WARNING", logger="miner.pipeline"):
         assert pipe.detect(back + timedelta(hours=5)).buckets == 19
     assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_an_outage_going_on_through_a_gap_of_less_than_twice_max_fill_hours_is_neither_resolved_nor_re_opened(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    pipe = _warm_quiet_detector(store)  # stepped up to T0 + 2:45
+    # An outage from 03:00 opens at 03:30 and goes on; the host sleeps from 04:00 to 14:00, 10 h. The detector
+    # resumes max_fill_hours (6 h) back, at 07:45: step() filled the 3 h 45 min before with zero-complaint buckets,
+    # resolved the incident at 08:00 (at 30 complaints, z 9.6) and re-opened it at 08:15, with no warning.
+    start, back = T0 + timedelta(hours=3), T0 + timedelta(hours=14)
+    pipe.ingest(outage_reports("Foonet", start, back), back)
+    pipe.classify_pending(back)
+    assert pipe.detect(start + timedelta(minutes=30)).opened == [("Foonet", start + timedelta(minutes=30))]
+    assert pipe.detect(start + timedelta(hours=1)).resolved == []
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        report = pipe.detect(back)
+    assert (report.resolved, report.reopened, report.opened) == ([], [], [])
+    assert [e["kind"] for e in store.database.rows("SELECT kind FROM incident_events ORDER BY id")] == ["open"]
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert ("the buckets from 2026-02-02T04:00:00+00:00 to 2026-02-02T07:45:00+00:00 (3 h 45 min) are not scored"
+            in warning)
