@@ -31,7 +31,7 @@ UNREADABLE = (ValueError, OverflowError, OSError)
 
 
 # Per store: the reclassify mark a service running another model was told of (see _relearn_if_reclassified).
-_WAITING: dict[str, tuple[str, str]] = {}
+_WAITING: dict[str, tuple[str, str, str]] = {}
 
 
 class RelearnStage:
@@ -144,7 +144,7 @@ class RelearnStage:
         taken = self.store.reclassified_mark()
         if taken is None:
             return
-        mark, model = taken
+        mark, model, runs = taken
         if self._classifier is not None and model and self._classifier.version != model:
             # A service not restarted since the model update still counts the old model's verdicts: a baseline of
             # the new model's counts would score them (a model finding fewer complaints opened an incident). It
@@ -171,7 +171,7 @@ class RelearnStage:
             except UNREADABLE:
                 continue  # its draft cannot be read: _saved_step learns it again (see _repair)
             learned.append(service.name)
-        self.store.take_reclassified_mark(mark)
+        self.store.take_reclassified_mark(mark, runs)
         if learned:
             log.warning("detect: posts since %s were reclassified: the baselines of %s are learned again from their "
                         "buckets recounted, up to %d days back", mark, ", ".join(learned), RELEARN_SPAN.days)

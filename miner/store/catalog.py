@@ -29,7 +29,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "incidents cite, where no post left has a higher one): new posts are numbered past it, so no post "
                "id an incident or a verdict cited is given to another post. serving_model and serving_model_at, "
                "the version of the model `miner run` loaded last and when (at each start and reload), which "
-               "`miner status` shows.",
+               "`miner status` shows. reclassified_since and reclassified_by, the earliest time a `miner reclassify` "
+               "gave new verdicts from and its model, until the detector has learned its baselines again from the "
+               "buckets recounted; reclassified_runs, how many runs recorded one (a run that ends while the detector "
+               "learns from the one before is learned from again).",
         "value": "Value as text.",
     }),
     "sources": ("Each configured source and its poll state.", {

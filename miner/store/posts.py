@@ -35,6 +35,9 @@ LAST_PRUNED_ID = "last_pruned_post_id"
 # its baselines again from the buckets recounted (see Store.mark_reclassified).
 RECLASSIFIED_SINCE = "reclassified_since"
 RECLASSIFIED_BY = "reclassified_by"  # and the model version that gave them
+# and how many reclassify runs have recorded one (kept): a run that ended while the detector relearned from the mark
+# before, leaving its time as it was (the same --since run again after an interruption), was taken with it.
+RECLASSIFIED_RUNS = "reclassified_runs"
 # Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
 # one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
 # while a real post was published before it. The retention guard's evidence and the late posts' mark.
@@ -205,17 +208,24 @@ class PostsMixin:
                          "SET value = min(value, excluded.value)", (RECLASSIFIED_SINCE, iso(since)))
             conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                          "SET value = excluded.value", (RECLASSIFIED_BY, model_version))
+            conn.execute("INSERT INTO store_state (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
+                         "SET value = CAST(value AS INTEGER) + 1", (RECLASSIFIED_RUNS,))
 
-    def reclassified_mark(self) -> tuple[str, str] | None:
-        """The mark_reclassified time (as stored) and model not yet taken by the detector, or None."""
+    def reclassified_mark(self) -> tuple[str, str, str] | None:
+        """The mark_reclassified time (as stored), model and run count not yet taken by the detector, or None."""
         rows = {r["key"]: str(r["value"]) for r in self.database.rows(
-            "SELECT key, value FROM store_state WHERE key IN (?, ?)", (RECLASSIFIED_SINCE, RECLASSIFIED_BY))}
-        return (rows[RECLASSIFIED_SINCE], rows.get(RECLASSIFIED_BY, "")) if RECLASSIFIED_SINCE in rows else None
+            "SELECT key, value FROM store_state WHERE key IN (?, ?, ?)",
+            (RECLASSIFIED_SINCE, RECLASSIFIED_BY, RECLASSIFIED_RUNS))}
+        return ((rows[RECLASSIFIED_SINCE], rows.get(RECLASSIFIED_BY, ""), rows.get(RECLASSIFIED_RUNS, ""))
+                if RECLASSIFIED_SINCE in rows else None)
 
-    def take_reclassified_mark(self, mark: str) -> None:
-        """Delete the mark once the detector has learned from it: not one a reclassify has moved since it was read,
-        whose buckets changed after it."""
+    def take_reclassified_mark(self, mark: str, runs: str) -> None:
+        """Delete the mark once the detector has learned from it: not if a reclassify has recorded one since it was
+        read (``runs`` moved), whose buckets changed after the detector read them, even at the same time."""
         with self.database.transaction() as conn:
+            now = conn.execute("SELECT value FROM store_state WHERE key = ?", (RECLASSIFIED_RUNS,)).fetchone()
+            if (str(now[0]) if now else "") != runs:
+                return
             if conn.execute("DELETE FROM store_state WHERE key = ? AND value = ?", (RECLASSIFIED_SINCE, mark)).rowcount:
                 conn.execute("DELETE FROM store_state WHERE key = ?", (RECLASSIFIED_BY,))
 
