@@ -450,6 +450,29 @@ def test_errors_name_the_line_of_the_key_however_it_is_written(text: str, line: 
 
 
 
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('[alerts.smtp]\nhost = "mail.example.org"\nusername_env = "SMTP_USER"\n',
+         "x.toml:3: alerts.smtp.username_env: needs password_env too: set both username_env and password_env, or "
+         "neither"),
+        ('[alerts]\nsmtp.host = "mail.example.org"\nsmtp.password_env = "SMTP_PASSWORD"\n',
+         "x.toml:3: alerts.smtp.password_env: needs username_env too: set both username_env and password_env, or "
+         "neither"),
+        ('[[services]]\nname = "A"\n\n[[alerts.maintenance]]\nservice = "A"\nstart = "2026-01-01T00:00"\n'
+         'end = "2026-01-01T02:00"\n\n[[alerts.maintenance]]\nservice = "A"\ncomment = "upgrade"\n'
+         'end = "2026-02-01T02:00"\n',
+         "x.toml:12: alerts.maintenance[1].end: a one-off window needs start and end (or give cron + "
+         "duration_minutes)"),
+    ],
+    ids=["smtp username_env alone", "smtp password_env alone", "maintenance end alone"],
+)
+def test_one_key_of_a_pair_names_the_key_given_and_its_line(text: str, error: str) -> None:
+    # Each named the key the file leaves out, so the line was the table's header (or the entry's [[...]] header).
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == error
+
 def test_unknown_time_zone_names_the_timezone_key_and_its_line() -> None:
     # It was reported at the entry (alerts.routes[0]) and the line of its [[...]] header.
     route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ntimezone = "Europe/Berlín"\n'

@@ -38,8 +38,12 @@ class SmtpSettings:
             value = getattr(self, key)
             if value and not ENV_NAME.fullmatch(value):
                 raise ValueError(f"{key}: must name an environment variable, not hold the secret itself")
-        if bool(self.username_env) != bool(self.password_env):
-            raise ValueError("password_env: set both username_env and password_env, or neither")
+        # At the key the file sets, with its line: it named password_env when only username_env was set, at the
+        # [alerts.smtp] header's line.
+        if self.username_env and not self.password_env:
+            raise ValueError("username_env: needs password_env too: set both username_env and password_env, or neither")
+        if self.password_env and not self.username_env:
+            raise ValueError("password_env: needs username_env too: set both username_env and password_env, or neither")
         if not 0 < self.timeout <= MAX_TIMEOUT:
             raise ValueError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:.0f} seconds")
 

@@ -151,7 +151,9 @@ class MaintenanceWindow:
             check_spans(self, {"duration_minutes": 60})
             return
         if not (self.start and self.end):
-            raise ValueError("start: a one-off window needs start and end (or give cron + duration_minutes)")
+            # At the one the file gives, with its line: an end without a start was named start, at the header's line.
+            given = "end" if self.end else "start"
+            raise ValueError(f"{given}: a one-off window needs start and end (or give cron + duration_minutes)")
         for key in ("start", "end"):
             try:
                 self._bound(key)
