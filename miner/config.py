@@ -183,7 +183,11 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
             svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups))
     except SettingsError as exc:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
-        raise ConfigError(exc.message, path=path, key=exc.key, line=locate(text, exc.key)) from None
+        # The other keys of a conflict with their lines: the error's own line is of one key only, and the one to
+        # change may be the other (persist_n lowered under persist_k, a group of two under group_min_services = 3).
+        others = "".join(f"; {other} is set on line {line}" for other in exc.also
+                         if (line := locate(text, other, exact=True)) is not None)
+        raise ConfigError(exc.message + others, path=path, key=exc.key, line=locate(text, exc.key)) from None
     return replace(config, path=path)
 
 
@@ -296,7 +300,8 @@ def _cross_check(config: Config, written: int) -> None:
         need = config.detector.group_min_services
         if len({svc_name.lower() for svc_name in grp.services}) < need:  # it could never open a grouped incident
             raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "
-                                                          "(detector.group_min_services) to ever open")
+                                                          "(detector.group_min_services) to ever open",
+                                also=("detector.group_min_services",))
     _check_bucket_retention(config)
     _check_stale_after(config)
     route_check = getattr(config.alerts, "check_services", None)
@@ -313,7 +318,8 @@ def _check_bucket_retention(config: Config) -> None:
     if days is not None and timedelta(days=days) < need:
         raise SettingsError("store.bucket_retention_days",
                             f"must cover detector.max_fill_hours ({params.max_fill_hours:g} h) and two buckets "
-                            f"({math.ceil(need / timedelta(days=1))} days): the detector reads that far back")
+                            f"({math.ceil(need / timedelta(days=1))} days): the detector reads that far back",
+                            also=("detector.max_fill_hours", "detector.bucket_minutes"))
 
 
 def _check_stale_after(config: Config) -> None:
@@ -332,9 +338,10 @@ def _check_stale_after(config: Config) -> None:
                                 f"must be at most {most:g} minutes with alerts.stale_after at its default, "
                                 f"{config.alerts.stale_after:g} seconds (an opening is planned up to settle_minutes "
                                 f"plus {MIN_STALE_AFTER:.0f} s after its bucket ended), got "
-                                f"{config.detector.settle_minutes:g}: raise alerts.stale_after too")
+                                f"{config.detector.settle_minutes:g}: raise alerts.stale_after too",
+                                also=("alerts.stale_after",))
         raise SettingsError("alerts.stale_after",
                             f"must be at least {need:.0f} seconds (detector.settle_minutes, "
                             f"{config.detector.settle_minutes:g} min, plus {MIN_STALE_AFTER:.0f} s): an opening is "
                             "planned up to that long after its bucket ended, so less flags openings seen in time "
-                            "as seen late")
+                            "as seen late", also=("detector.settle_minutes",))

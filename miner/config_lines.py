@@ -12,12 +12,15 @@ import re
 import tomllib
 
 
-def locate(text: str, key: str) -> int | None:
+def locate(text: str, key: str, *, exact: bool = False) -> int | None:
     """The 1-based line of dotted key path ``key`` (e.g. ``sources[2].interval``) in TOML ``text``.
 
-    Falls back to the nearest enclosing table or key that exists, so every error gets a useful line.
+    Falls back to the nearest enclosing table or key that exists, so every error gets a useful line; with ``exact``,
+    None where the text does not set ``key`` itself.
     """
     lines = _KeyLines(text).scan()
+    if exact:
+        return lines.get(key)
     probe = key
     while probe:
         if probe in lines:

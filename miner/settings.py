@@ -22,12 +22,26 @@ T = TypeVar("T")
 
 
 class SettingsError(ValueError):
-    """A bad value at ``key`` (a dotted path such as ``sources[2].interval``)."""
+    """A bad value at ``key`` (a dotted path such as ``sources[2].interval``).
 
-    def __init__(self, key: str, message: str) -> None:
+    ``also``: the keys (paths as ``key`` is) of the settings it conflicts with, whose lines the loader adds to the
+    message where the file sets them: the file may set either one wrong, and the error is at one line only.
+    """
+
+    def __init__(self, key: str, message: str, also: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.key = key
         self.message = message
+        self.also = also
+
+
+class Conflict(ValueError):
+    """An error of a ``validate()``, "field: reason" as its ValueErrors are, about a field out of step with the
+    fields ``also`` of the same table: the loader adds their lines where the file sets them."""
+
+    def __init__(self, message: str, also: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.also = also
 
 
 def _join(prefix: str, key: str) -> str:
@@ -199,12 +213,14 @@ def build(cls: type[T], table: Mapping[str, Any], prefix: str = "", localns: Map
         try:
             validate()
         except SettingsError as exc:
-            raise SettingsError(_join(prefix, exc.key), exc.message) from exc
+            raise SettingsError(_join(prefix, exc.key), exc.message,
+                                tuple(_join(prefix, other) for other in exc.also)) from exc
         except ValueError as exc:
             msg = str(exc)
             field_name, sep, reason = msg.partition(": ")
             if sep and field_name.split(".")[0] in fields:  # "env.client_id: ..." is reported at that key
-                raise SettingsError(_join(prefix, field_name), reason) from exc
+                also = tuple(_join(prefix, other) for other in getattr(exc, "also", ()))
+                raise SettingsError(_join(prefix, field_name), reason, also) from exc
             raise SettingsError(prefix or "(top level)", msg) from exc
     return typing.cast(T, obj)
 

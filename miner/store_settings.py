@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from miner.env_names import ENV_NAME
+from miner.settings import Conflict
 
 MAX_RETENTION_DAYS = 36_500
 # Bucket rows kept by default: over a year, so that a chart or query can compare with the same weeks a year ago.
@@ -38,7 +39,7 @@ class StoreSettings:
                 raise ValueError(f"{name}: must be at most {MAX_RETENTION_DAYS} (100 years)")
         if self.bucket_retention_days is not None and self.bucket_retention_days < self.retention_days:
             # A bucket is recounted from its posts until they are pruned: rows deleted before then would come back.
-            raise ValueError(f"bucket_retention_days: must be at least retention_days ({self.retention_days}): "
-                             "buckets are counted from the posts kept")
+            raise Conflict(f"bucket_retention_days: must be at least retention_days ({self.retention_days}): "
+                           "buckets are counted from the posts kept", also=("retention_days",))
         if not ENV_NAME.fullmatch(self.hash_key_env):
             raise ValueError("hash_key_env: must name an environment variable, not hold the key itself")

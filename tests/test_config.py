@@ -920,8 +920,11 @@ def test_a_bad_list_entry_names_the_line_of_the_entry() -> None:
         # These named persist_k and z_close, keys the file leaves at their defaults, at the [detector] header's line.
         ("persist_n = 1\n", ":3: detector.persist_n: must be at least persist_k (2), got 1"),
         ("z_open = 1.0\n", ":3: detector.z_open: must be above z_close (1.5) for hysteresis, got 1"),
-        ("persist_n = 2\npersist_k = 3\n", ":4: detector.persist_k: must be between 1 and persist_n (2), got 3"),
-        ("z_open = 2\nz_close = 2\n", ":4: detector.z_close: must be below z_open (2) for hysteresis, got 2"),
+        # Both in the file: either may be the one to change, so the other's line is named too.
+        ("persist_n = 2\npersist_k = 3\n", ":4: detector.persist_k: must be between 1 and persist_n (2), got 3; "
+                                           "detector.persist_n is set on line 3"),
+        ("z_open = 2\nz_close = 2\n", ":4: detector.z_close: must be below z_open (2) for hysteresis, got 2; "
+                                      "detector.z_open is set on line 3"),
     ],
 )
 def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detector: str, error: str) -> None:
@@ -930,6 +933,42 @@ def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detecto
         parse_config(f"\n[detector]\n{detector}", "x.toml")
     assert str(info.value) == f"x.toml{error}"
 
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("[alerts]\nretry_base = 100\nsubject_prefix = '[m]'\nretry_max = 50\n",
+         "x.toml:4: alerts.retry_max: must be at least retry_base (100), got 50; alerts.retry_base is set on line 2"),
+        ("alerts.retry_max = 500\nalerts.give_up_after = 50\n",
+         "x.toml:2: alerts.give_up_after: must be at least retry_max (500), got 50; alerts.retry_max is set on line 1"),
+        ("[collect]\nbackoff_base = 100\nbackoff_max = 50\n",
+         "x.toml:3: collect.backoff_max: must be at least backoff_base (100) and at most 604800 seconds, got 50; "
+         "collect.backoff_base is set on line 2"),
+        ("[store]\nbucket_retention_days = 30\nretention_days = 90\n",
+         "x.toml:2: store.bucket_retention_days: must be at least retention_days (90): buckets are counted from the "
+         "posts kept; store.retention_days is set on line 3"),
+        ("[detector]\nmax_fill_hours = 100\n\n[store]\nretention_days = 1\nbucket_retention_days = 1\n",
+         "x.toml:6: store.bucket_retention_days: must cover detector.max_fill_hours (100 h) and two buckets (5 days): "
+         "the detector reads that far back; detector.max_fill_hours is set on line 2"),
+        ("[detector]\nsettle_minutes = 100\n\n[alerts]\nstale_after = 120\n",
+         "x.toml:5: alerts.stale_after: must be at least 6060 seconds (detector.settle_minutes, 100 min, plus 60 s): "
+         "an opening is planned up to that long after its bucket ended, so less flags openings seen in time as seen "
+         "late; detector.settle_minutes is set on line 2"),
+        ('[detector]\ngroup_min_services = 3\n\n[[services]]\nname = "A"\n[[services]]\nname = "B"\n\n'
+         '[[groups]]\nname = "g"\nservices = ["A", "B"]\n',
+         "x.toml:11: groups[0].services: a group needs at least 3 different services (detector.group_min_services) "
+         "to ever open; detector.group_min_services is set on line 2"),
+    ],
+    ids=["retry_max under retry_base", "give_up_after under retry_max", "backoff_max under backoff_base",
+         "bucket_retention_days under retention_days", "bucket_retention_days under max_fill_hours",
+         "stale_after under settle_minutes", "group under group_min_services"],
+)
+def test_two_keys_in_conflict_name_the_other_ones_line_too(text: str, error: str) -> None:
+    # The error was at one key's line only, where the one to change may be the other (a raised retention_days, a
+    # raised group_min_services), which the message named without its line.
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == error
 
 def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(tmp_path: Path) -> None:
     # config check said OK: `miner run` then stopped naming only the path, or sent no email (permanently failed).

@@ -22,7 +22,7 @@ from miner.alerts.channel_settings import SmtpSettings as SmtpSettings
 from miner.alerts.channel_settings import WebhookSettings as WebhookSettings
 from miner.alerts.text import safe_url
 from miner.config import check_spans
-from miner.settings import SettingsError, guess
+from miner.settings import Conflict, SettingsError, guess
 from miner.timeutil import check_timezone, parse_iso
 from miner.urls import control_char
 
@@ -254,14 +254,16 @@ class AlertSettings:
             raise ValueError(f"retry_base: must be positive, got {self.retry_base:g}")
         if self.retry_base > self.retry_max:
             if self.retry_max == AlertSettings.retry_max:
-                raise ValueError(f"retry_base: must be at most retry_max ({self.retry_max:g}), got {self.retry_base:g}")
-            raise ValueError(f"retry_max: must be at least retry_base ({self.retry_base:g}), got {self.retry_max:g}")
+                raise Conflict(f"retry_base: must be at most retry_max ({self.retry_max:g}), got {self.retry_base:g}",
+                               also=("retry_max",))
+            raise Conflict(f"retry_max: must be at least retry_base ({self.retry_base:g}), got {self.retry_max:g}",
+                           also=("retry_base",))
         if self.give_up_after < self.retry_max:
             if self.give_up_after == AlertSettings.give_up_after:
-                raise ValueError(f"retry_max: must be at most give_up_after ({self.give_up_after:g}), got "
-                                 f"{self.retry_max:g}")
-            raise ValueError(f"give_up_after: must be at least retry_max ({self.retry_max:g}), got "
-                             f"{self.give_up_after:g}")
+                raise Conflict(f"retry_max: must be at most give_up_after ({self.give_up_after:g}), got "
+                               f"{self.retry_max:g}", also=("give_up_after",))
+            raise Conflict(f"give_up_after: must be at least retry_max ({self.retry_max:g}), got "
+                           f"{self.give_up_after:g}", also=("retry_max",))
         if not 1 <= self.max_samples <= 10:
             raise ValueError("max_samples: must be 1..10")
         if self.chart_hours <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from miner.settings import Conflict
 from miner.source_settings import MAX_INTERVAL, MAX_TIMEOUT
 
 
@@ -45,11 +46,12 @@ class CollectSettings:
         if self.backoff_base > self.backoff_max == CollectSettings.backoff_max:
             # The file raised backoff_base past the default backoff_max: it was named backoff_max's error, at the
             # [collect] header's line.
-            raise ValueError(f"backoff_base: must be at most backoff_max ({self.backoff_max:g}), got "
-                             f"{self.backoff_base:g}")
+            raise Conflict(f"backoff_base: must be at most backoff_max ({self.backoff_max:g}), got "
+                           f"{self.backoff_base:g}", also=("backoff_max",))
         if not self.backoff_base <= self.backoff_max <= MAX_INTERVAL:
-            raise ValueError(f"backoff_max: must be at least backoff_base ({self.backoff_base:g}) and at most "
-                             f"{MAX_INTERVAL} seconds, got {self.backoff_max:g}")
+            raise Conflict(f"backoff_max: must be at least backoff_base ({self.backoff_base:g}) and at most "
+                           f"{MAX_INTERVAL} seconds, got {self.backoff_max:g}",
+                           also=("backoff_base",) if self.backoff_max < self.backoff_base else ())
         if not 0 <= self.backoff_jitter < 1:
             raise ValueError("backoff_jitter: must be in [0, 1)")
         if self.max_redirects < 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from miner.config import check_spans
+from miner.settings import Conflict
 from miner.timeutil import check_timezone
 
 MINUTES_PER_DAY = 1440
@@ -88,13 +89,16 @@ class DetectorParams:
         # persist_n or z_open was reported as persist_k's or z_close's error, at the [detector] header's line.
         if not 1 <= self.persist_k <= self.persist_n:
             if self.persist_k == DetectorParams.persist_k:
-                raise ValueError(f"persist_n: must be at least persist_k ({self.persist_k}), got {self.persist_n}")
-            raise ValueError(f"persist_k: must be between 1 and persist_n ({self.persist_n}), got {self.persist_k}")
+                raise Conflict(f"persist_n: must be at least persist_k ({self.persist_k}), got {self.persist_n}",
+                               also=("persist_k",))
+            raise Conflict(f"persist_k: must be between 1 and persist_n ({self.persist_n}), got {self.persist_k}",
+                           also=("persist_n",))
         if self.z_close >= self.z_open:
             if self.z_close == DetectorParams.z_close:
-                raise ValueError(f"z_open: must be above z_close ({self.z_close:g}) for hysteresis, "
-                                 f"got {self.z_open:g}")
-            raise ValueError(f"z_close: must be below z_open ({self.z_open:g}) for hysteresis, got {self.z_close:g}")
+                raise Conflict(f"z_open: must be above z_close ({self.z_close:g}) for hysteresis, "
+                               f"got {self.z_open:g}", also=("z_close",))
+            raise Conflict(f"z_close: must be below z_open ({self.z_open:g}) for hysteresis, got {self.z_close:g}",
+                           also=("z_open",))
         if self.max_samples < 0:
             raise ValueError("max_samples: must not be negative")
         if self.update_peak_ratio < 1:
