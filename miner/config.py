@@ -247,7 +247,8 @@ def _cross_check(config: Config, written: int) -> None:
     names: dict[str, int] = {}
     for i, svc in enumerate(config.services):
         if svc.name.lower() in names:
-            raise SettingsError(f"services[{i}].name", f"duplicate service {svc.name!r}")
+            raise SettingsError(f"services[{i}].name", f"duplicate service {svc.name!r}",
+                                also=(f"services[{names[svc.name.lower()]}].name",))
         names[svc.name.lower()] = i
     # One term for two services would count every post naming it for whichever was declared first only.
     terms: dict[str, tuple[int, str]] = {}
@@ -257,18 +258,22 @@ def _cross_check(config: Config, written: int) -> None:
             first, first_key = terms.setdefault(term_key(term), (i, key))
             if first != i:
                 raise SettingsError(key, f"{term!r} also names service {config.services[first].name!r} ({first_key}): "
-                                         "a post naming it would count for one of them only")
+                                         "a post naming it would count for one of them only", also=(first_key,))
     declared = [svc.name for svc in config.services]  # a name that is none of them may be a typo of one
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
         if src.name in seen and i >= written:
             # There is no sources[i] in the file to point at: the status_page that made it is.
+            other = seen[src.name]
             raise SettingsError(f"services[{names[src.services[0].lower()]}].status_page",
                                 f"its source would be named {src.name!r}, which another source has; add a "
-                                "[[sources]] entry of type 'statuspage' with this url and a name of your own")
+                                "[[sources]] entry of type 'statuspage' with this url and a name of your own",
+                                also=(f"sources[{other}].name" if other < written else
+                                      f"services[{names[config.sources[other].services[0].lower()]}].status_page",))
         if src.name in seen:
-            raise SettingsError(f"sources[{i}].name", f"duplicate source {src.name!r}")
-        seen.add(src.name)
+            raise SettingsError(f"sources[{i}].name", f"duplicate source {src.name!r}",
+                                also=(f"sources[{seen[src.name]}].name",))
+        seen[src.name] = i
         for j, svc_name in enumerate(src.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"sources[{i}].services[{j}]",
@@ -288,11 +293,12 @@ def _cross_check(config: Config, written: int) -> None:
                                 f"source {page.name!r} polls this page for service {page.services[0]!r}, so "
                                 f"{svc.name!r} would get none of its incidents: a status page belongs to one "
                                 "service; remove this status_page or that source")
-    groups: set[str] = set()
+    groups: dict[str, int] = {}
     for i, grp in enumerate(config.groups):
         if grp.name.lower() in groups:  # two "Meta" groups' incidents read as one group's in alerts
-            raise SettingsError(f"groups[{i}].name", f"duplicate group {grp.name!r}")
-        groups.add(grp.name.lower())
+            raise SettingsError(f"groups[{i}].name", f"duplicate group {grp.name!r}",
+                                also=(f"groups[{groups[grp.name.lower()]}].name",))
+        groups[grp.name.lower()] = i
         for j, svc_name in enumerate(grp.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"groups[{i}].services[{j}]",

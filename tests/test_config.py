@@ -888,7 +888,7 @@ def test_a_key_of_another_table_names_the_table_it_belongs_to() -> None:
         ('name = "Meta"\nservices = ["A", "B"]\ncause = "DNS\\u202e"\n',
          ":8: groups[0].cause: must not contain control or format characters (found U+202E)"),
         ('name = "Meta"\nservices = ["A", "B"]\n\n[[groups]]\nname = "meta"\nservices = ["A", "B"]\n',
-         ":10: groups[1].name: duplicate group 'meta'"),
+         ":10: groups[1].name: duplicate group 'meta'; groups[0].name is set on line 6"),
     ],
     ids=["blank", "line break", "bidi cause", "duplicate"],
 )
@@ -966,6 +966,40 @@ def test_a_detector_setting_out_of_step_with_another_names_the_key_given(detecto
 def test_two_keys_in_conflict_name_the_other_ones_line_too(text: str, error: str) -> None:
     # The error was at one key's line only, where the one to change may be the other (a raised retention_days, a
     # raised group_min_services), which the message named without its line.
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == error
+
+_TWO_SERVICES = '[[services]]\nname = "Slack"\n\n[[services]]\nname = "Zoom"\n\n'
+_HN = 'type = "hackernews"\nquery = "down"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        (_TWO_SERVICES + '[[services]]\nname = "slack"\n',
+         "x.toml:8: services[2].name: duplicate service 'slack'; services[0].name is set on line 2"),
+        (_TWO_SERVICES + '[[services]]\nname = "Teams"\naliases = [\n  "ms teams",\n  "zoom",\n]\n',
+         "x.toml:11: services[2].aliases[1]: 'zoom' also names service 'Zoom' (services[1].name): a post naming it "
+         "would count for one of them only; services[1].name is set on line 5"),
+        (_TWO_SERVICES + f'[[sources]]\nname = "hn"\n{_HN}\n[[sources]]\nname = "hn"\n{_HN}',
+         "x.toml:13: sources[1].name: duplicate source 'hn'; sources[0].name is set on line 8"),
+        ('[[services]]\nname = "A"\nstatus_page = "https://a.example.org"\n\n'
+         f'[[sources]]\nname = "status:a"\n{_HN}',
+         "x.toml:3: services[0].status_page: its source would be named 'status:a', which another source has; add "
+         "a [[sources]] entry of type 'statuspage' with this url and a name of your own; sources[0].name is set on "
+         "line 6"),
+        ('[[alerts.routes]]\nname = "ops"\nemail = ["a@example.org"]\n\n'
+         '[[alerts.routes]]\nname = "ops"\nemail = ["b@example.org"]\n',
+         "x.toml:6: alerts.routes[1].name: duplicate route name 'ops'; alerts.routes[0].name is set on line 2"),
+        ('[[alerts.webhooks]]\nname = "chat"\nurl_env = "A"\n[[alerts.webhooks]]\nname = "pager"\nurl_env = "B"\n'
+         '[[alerts.webhooks]]\nname = "chat"\nurl_env = "C"\n',
+         "x.toml:8: alerts.webhooks[2].name: duplicate webhook name 'chat'; alerts.webhooks[0].name is set on line 2"),
+    ],
+    ids=["service", "alias", "source", "status_page's source", "route", "webhook"],
+)
+def test_a_name_given_twice_names_the_line_of_the_first_too(text: str, error: str) -> None:
+    # The error is at the second; the first, which may be the one to rename, was named without its line or not at all.
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.toml")
     assert str(info.value) == error

@@ -224,11 +224,13 @@ class AlertSettings:
         names = [w.name for w in self.webhooks]
         for i, name in enumerate(names):
             if name in names[:i]:
-                raise SettingsError(f"webhooks[{i}].name", f"duplicate webhook name {name!r}")
+                raise SettingsError(f"webhooks[{i}].name", f"duplicate webhook name {name!r}",
+                                    also=(f"webhooks[{names.index(name)}].name",))
         routes = [r.name for r in self.routes]
         for i, name in enumerate(routes):
             if name in routes[:i]:
-                raise SettingsError(f"routes[{i}].name", f"duplicate route name {name!r}")
+                raise SettingsError(f"routes[{i}].name", f"duplicate route name {name!r}",
+                                    also=(f"routes[{routes.index(name)}].name",))
         for i, route in enumerate(self.routes):
             for j, webhook in enumerate(route.webhooks):
                 if webhook not in names:
