@@ -282,7 +282,7 @@ def _cross_check(config: Config, written: int) -> None:
         # those of a second one were never its.
         if src.type in ("statuspage", "status_feed") and i < written and len(src.services) != 1:
             raise SettingsError(f"sources[{i}].services", "a status page's incidents belong to one service: list "
-                                f"exactly one (got {len(src.services)})")
+                                f"exactly one (got {len(src.services)})", also=(f"sources[{i}].type",))
     pages = _pages(config.sources[:written])
     for i, svc in enumerate(config.services):
         page = pages.get(_page_key(svc.status_page)) if svc.status_page else None
@@ -292,7 +292,8 @@ def _cross_check(config: Config, written: int) -> None:
             raise SettingsError(f"services[{i}].status_page",
                                 f"source {page.name!r} polls this page for service {page.services[0]!r}, so "
                                 f"{svc.name!r} would get none of its incidents: a status page belongs to one "
-                                "service; remove this status_page or that source")
+                                "service; remove this status_page or that source",
+                                also=(f"sources[{config.sources.index(page)}].url",))
     groups: dict[str, int] = {}
     for i, grp in enumerate(config.groups):
         if grp.name.lower() in groups:  # two "Meta" groups' incidents read as one group's in alerts

@@ -11,7 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from miner.env_names import ENV_NAME
-from miner.settings import SettingsError
+from miner.settings import Conflict, SettingsError
 from miner.spelling import term_key
 from miner.timeutil import check_timezone
 from miner.urls import control_char, public_url, shown_url, url_problem
@@ -109,7 +109,8 @@ class SourceConfig:
         if not re.fullmatch(r"[A-Za-z0-9_.:\-]+", self.name):
             raise ValueError("name: use letters, digits and . _ : - only")
         if self.max_entries is not None and self.type not in ("rss", "reddit"):
-            raise ValueError(f"max_entries: only for the feeds of types 'rss' and 'reddit', not {self.type!r}")
+            raise Conflict(f"max_entries: only for the feeds of types 'rss' and 'reddit', not {self.type!r}",
+                           also=("type",))
         if self.max_entries is not None and not 1 <= self.max_entries <= MAX_ENTRIES:
             raise ValueError(f"max_entries: must be 1 to {MAX_ENTRIES}")
         if not MIN_INTERVAL <= self.interval <= MAX_INTERVAL:
@@ -120,20 +121,20 @@ class SourceConfig:
         if self.url_env and not ENV_NAME.fullmatch(self.url_env):
             raise ValueError("url_env: must name an environment variable, not hold the URL itself")
         if self.url and self.url_env:
-            raise ValueError("url_env: give url or url_env, not both")
+            raise Conflict("url_env: give url or url_env, not both", also=("url",))
         if self.type in needs_url and not (self.url or self.url_env):
-            raise ValueError(f"url: required for type {self.type!r} (or url_env, naming the environment variable "
-                             "that holds it)")
+            raise Conflict(f"url: required for type {self.type!r} (or url_env, naming the environment variable "
+                           "that holds it)", also=("type",))
         if self.url and (problem := url_problem(self.url)):
             raise ValueError(f"url: {problem}")
         if self.type == "statuspage" and self.url and (problem := _feed_not_page(self.url)):
-            raise ValueError(f"url: {problem} type 'status_feed'")
+            raise Conflict(f"url: {problem} type 'status_feed'", also=("type",))
         if self.url and urlsplit(self.url).password is not None:
             raise ValueError("url: must not hold a password; secrets come from environment variables")
         for key, var in self.env.items():
             if key not in CREDENTIALS.get(self.type, ()):
                 takes = ", ".join(CREDENTIALS.get(self.type, ())) or "no credentials"
-                raise ValueError(f"env.{key}: not a credential of type {self.type!r} (it takes {takes})")
+                raise Conflict(f"env.{key}: not a credential of type {self.type!r} (it takes {takes})", also=("type",))
             if not ENV_NAME.fullmatch(var):
                 raise ValueError(f"env.{key}: must name an environment variable, not hold the secret itself")
         needs_query = {"hackernews", "lemmy", "mastodon", "bluesky"}
@@ -143,9 +144,9 @@ class SourceConfig:
         if blank:
             raise ValueError(f"query: must not be blank (got {self.query!r})")
         if self.type in needs_query and not self.query:
-            raise ValueError(f"query: required for type {self.type!r}")
+            raise Conflict(f"query: required for type {self.type!r}", also=("type",))
         if self.type == "reddit" and not (self.url or self.url_env or self.query):
-            raise ValueError("query: reddit needs a search query/subreddit or a feed url")
+            raise Conflict("query: reddit needs a search query/subreddit or a feed url", also=("type",))
 
     def __repr__(self) -> str:
         # The url as messages show it: after Poller.resolve it is the URL from url_env, a secret as a whole, and one

@@ -282,11 +282,13 @@ _PD = '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\n'
     ("text", "error"),
     [
         (_PD + 'timeout = 5\n', ':1: alerts.webhooks[0].routing_key_env: required for format = "pagerduty": the '
-         'environment variable holding the integration\'s routing key (never the key itself)'),
+         'environment variable holding the integration\'s routing key (never the key itself); '
+         'alerts.webhooks[0].format is set on line 3'),
         (_PD + 'routing_key_env = "0f3a9c2e7b1d4e6f8a0b2c4d6e8f0a1b"\n', ':4: alerts.webhooks[0].routing_key_env: '
          'must name an environment variable, not hold the routing key itself'),
         (_PD + 'routing_key_env = "PD_KEY"\nurl = "https://events.eu.pagerduty.com/v2/enqueue"\nurl_env = "PD_URL"\n',
-         ":5: alerts.webhooks[0].url: give the endpoint in url or in url_env, not both"),
+         ":5: alerts.webhooks[0].url: give the endpoint in url or in url_env, not both; alerts.webhooks[0].url_env "
+         "is set on line 6"),
         (_PD + 'routing_key_env = "PD_KEY"\nurl = "javascript:alert(1)"\n', ":5: alerts.webhooks[0].url: must be an "
          "http:// or https:// URL with a host, without spaces, quotes, control characters or a user name (a URL "
          "holding a credential goes in url_env)"),
@@ -298,16 +300,19 @@ _PD = '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\n'
         ('[[alerts.webhooks]]\nname = "ops"\ntimeout = 5\n', ':1: alerts.webhooks[0].url_env: required for format = '
          '"json": the environment variable holding the webhook\'s URL (the URL itself is a secret)'),
         ('[[alerts.webhooks]]\nname = "ops"\nformat = "slack"\nurl_env = "OPS"\nrouting_key_env = "PD_KEY"\n',
-         ':5: alerts.webhooks[0].routing_key_env: only a webhook with format = "pagerduty" takes it'),
+         ':5: alerts.webhooks[0].routing_key_env: only a webhook with format = "pagerduty" takes it; '
+         'alerts.webhooks[0].format is set on line 3'),
         ('[[alerts.webhooks]]\nname = "ops"\nurl_env = "OPS"\nurl = "https://hooks.example.org/T0/B0/secret"\n',
          ':4: alerts.webhooks[0].url: only a webhook with format = "pagerduty" takes it (a json webhook\'s '
          'URL is its secret: give it in url_env)'),
         ('[[alerts.webhooks]]\nname = "ops"\nformat = "teams"\n', ':1: alerts.webhooks[0].url_env: required for '
-         'format = "teams": the environment variable holding the webhook\'s URL (the URL itself is a secret)'),
+         'format = "teams": the environment variable holding the webhook\'s URL (the URL itself is a secret); '
+         'alerts.webhooks[0].format is set on line 3'),
         ('[[alerts.webhooks]]\nname = "ops"\nformat = "teams"\nurl_env = "OPS"\n'
          'url = "https://prod-1.westus.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=abc"\n',
          ':5: alerts.webhooks[0].url: only a webhook with format = '
-         '"pagerduty" takes it (a teams webhook\'s URL is its secret: give it in url_env)'),
+         '"pagerduty" takes it (a teams webhook\'s URL is its secret: give it in url_env); alerts.webhooks[0].format '
+         'is set on line 3'),
     ],
     ids=["no routing key", "the key itself", "url and url_env", "not http", "credential in url", "severity",
          "json without url_env", "routing key on slack", "url on json", "teams without url_env", "url on teams"],
@@ -1004,6 +1009,55 @@ def test_a_name_given_twice_names_the_line_of_the_first_too(text: str, error: st
         parse_config(text, "x.toml")
     assert str(info.value) == error
 
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        ('type = "rss"\ninterval = 600\n',
+         "x.toml:4: sources[0].url: required for type 'rss' (or url_env, naming the environment variable that holds "
+         "it); sources[0].type is set on line 6"),
+        ('type = "mastodon"\nurl = "https://mastodon.social"\n',
+         "x.toml:4: sources[0].query: required for type 'mastodon'; sources[0].type is set on line 6"),
+        ('type = "hackernews"\nquery = "slack down"\nmax_entries = 50\n',
+         "x.toml:8: sources[0].max_entries: only for the feeds of types 'rss' and 'reddit', not 'hackernews'; "
+         "sources[0].type is set on line 6"),
+        ('type = "rss"\nurl = "https://example.org/feed"\nurl_env = "FEED_URL"\n',
+         "x.toml:8: sources[0].url_env: give url or url_env, not both; sources[0].url is set on line 7"),
+        ('type = "statuspage"\nurl = "https://status.example.org/history.atom"\n',
+         "x.toml:7: sources[0].url: is a status feed (RSS/Atom), not a Statuspage page or its .json API: give it type "
+         "'status_feed'; sources[0].type is set on line 6"),
+        ('type = "hackernews"\nquery = "slack down"\nenv = { client_id = "HN_ID" }\n',
+         "x.toml:8: sources[0].env.client_id: not a credential of type 'hackernews' (it takes no credentials); "
+         "sources[0].type is set on line 6"),
+        ('type = "status_feed"\nurl = "https://status.example.org/history.atom"\nservices = []\n',
+         "x.toml:8: sources[0].services: a status page's incidents belong to one service: list exactly one (got 0); "
+         "sources[0].type is set on line 6"),
+    ],
+    ids=["url for its type", "query for its type", "max_entries for its type", "url and url_env", "a feed as a page",
+         "credential of another type", "a status page's services"],
+)
+def test_a_source_key_out_of_step_with_its_type_names_the_type_line_too(source: str, error: str) -> None:
+    # The error named the entry's [[sources]] header or the key alone: the type, which may be what is wrong, had no
+    # line.
+    text = f'[[services]]\nname = "Slack"\n\n[[sources]]\nname = "s"\n{source}'
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == error
+
+def test_a_window_and_a_status_page_out_of_step_with_another_key_name_its_line_too() -> None:
+    window = ('[[services]]\nname = "A"\n\n[[alerts.maintenance]]\nservice = "A"\ncron = "0 2 * * 0"\n'
+              'comment = "weekly"\nstart = "2026-01-01T02:00"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(window, "x.toml")
+    assert str(info.value) == ("x.toml:6: alerts.maintenance[0].cron: a window is either recurring (cron) or one-off "
+                               "(start/end), not both; alerts.maintenance[0].start is set on line 8")
+    pages = ('[[services]]\nname = "A"\n[[services]]\nname = "B"\nstatus_page = "https://status.example.org"\n\n'
+             '[[sources]]\nname = "page"\ntype = "statuspage"\nurl = "https://status.example.org"\nservices = ["A"]\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(pages, "x.toml")
+    assert str(info.value) == ("x.toml:5: services[1].status_page: source 'page' polls this page for service 'A', so "
+                               "'B' would get none of its incidents: a status page belongs to one service; remove this "
+                               "status_page or that source; sources[0].url is set on line 10")
+
 def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(tmp_path: Path) -> None:
     # config check said OK: `miner run` then stopped naming only the path, or sent no email (permanently failed).
     cfg = tmp_path / "feeds.toml"
@@ -1125,7 +1179,7 @@ def test_an_optional_setting_of_the_wrong_type_says_what_it_takes_as_the_file_wr
          "false sends only digests, and this one has no digest: it would never send anything"),
         ('email = ["a@example.org"]\nwebhooks = ["ops"]\nimmediate = false\ndigest = "0 8 * * *"\n',
          ":7: alerts.routes[0].webhooks: a route with immediate = false sends only digests, which are emailed: its "
-         "webhooks would never be used"),
+         "webhooks would never be used; alerts.routes[0].immediate is set on line 8"),
     ],
     ids=["nothing at all", "webhooks"],
 )

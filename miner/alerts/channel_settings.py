@@ -10,6 +10,7 @@ from typing import Literal
 
 from miner.alerts.text import safe_url
 from miner.env_names import ENV_NAME
+from miner.settings import Conflict
 from miner.source_settings import MAX_TIMEOUT
 from miner.urls import control_char, credentials_in_url, is_ip
 
@@ -82,21 +83,21 @@ class WebhookSettings:
             raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
         if not pagerduty:
             if not self.url_env:
-                raise ValueError(f"url_env: required for format = \"{self.format}\": the environment variable holding "
-                                 "the webhook's URL (the URL itself is a secret)")
+                raise Conflict(f"url_env: required for format = \"{self.format}\": the environment variable holding "
+                               "the webhook's URL (the URL itself is a secret)", also=("format",))
             for key in ("url", "routing_key_env"):
                 if getattr(self, key):
-                    raise ValueError(f"{key}: only a webhook with format = \"pagerduty\" takes it"
-                                     + (f" (a {self.format} webhook's URL is its secret: give it in url_env)"
-                                        if key == "url" else ""))
+                    raise Conflict(f"{key}: only a webhook with format = \"pagerduty\" takes it"
+                                   + (f" (a {self.format} webhook's URL is its secret: give it in url_env)"
+                                      if key == "url" else ""), also=("format",))
         else:
             if not self.routing_key_env:
-                raise ValueError("routing_key_env: required for format = \"pagerduty\": the environment variable "
-                                 "holding the integration's routing key (never the key itself)")
+                raise Conflict("routing_key_env: required for format = \"pagerduty\": the environment variable "
+                               "holding the integration's routing key (never the key itself)", also=("format",))
             if not ENV_NAME.fullmatch(self.routing_key_env):
                 raise ValueError("routing_key_env: must name an environment variable, not hold the routing key itself")
             if self.url and self.url_env:
-                raise ValueError("url: give the endpoint in url or in url_env, not both")
+                raise Conflict("url: give the endpoint in url or in url_env, not both", also=("url_env",))
             # A url is for an endpoint that holds no secret (PagerDuty's EU one, a proxy): feeds.toml is committed.
             if self.url and safe_url(self.url) != self.url:
                 raise ValueError("url: must be an http:// or https:// URL with a host, without spaces, quotes, control "

@@ -99,8 +99,8 @@ class RouteSettings:
             raise ValueError("immediate: a route with immediate = false sends only digests, and this one has no "
                              "digest: it would never send anything")
         if not self.immediate and self.webhooks:
-            raise ValueError("webhooks: a route with immediate = false sends only digests, which are emailed: its "
-                             "webhooks would never be used")
+            raise Conflict("webhooks: a route with immediate = false sends only digests, which are emailed: its "
+                           "webhooks would never be used", also=("immediate",))
         check_timezone(self.timezone)
         if self.digest:
             try:
@@ -141,7 +141,8 @@ class MaintenanceWindow:
         check_timezone(self.timezone)
         if self.cron:
             if self.start or self.end:
-                raise ValueError("cron: a window is either recurring (cron) or one-off (start/end), not both")
+                raise Conflict("cron: a window is either recurring (cron) or one-off (start/end), not both",
+                               also=("start", "end"))
             try:
                 check_cron(self.cron)
             except ValueError as exc:
