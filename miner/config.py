@@ -185,9 +185,11 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         # The other keys of a conflict with their lines: the error's own line is of one key only, and the one to
         # change may be the other (persist_n lowered under persist_k, a group of two under group_min_services = 3).
-        others = "".join(f"; {other} is set on line {line}" for other in exc.also
-                         if (line := locate(text, other, exact=True)) is not None)
-        raise ConfigError(exc.message + others, path=path, key=exc.key, line=locate(text, exc.key)) from None
+        line = locate(text, exc.key)
+        # Not one on the error's own line (an inline table's): the message already points there.
+        others = "".join(f"; {other} is set on line {at}" for other in exc.also
+                         if (at := locate(text, other, exact=True)) not in (None, line))
+        raise ConfigError(exc.message + others, path=path, key=exc.key, line=line) from None
     return replace(config, path=path)
 
 

@@ -975,6 +975,12 @@ def test_two_keys_in_conflict_name_the_other_ones_line_too(text: str, error: str
         parse_config(text, "x.toml")
     assert str(info.value) == error
 
+
+def test_two_keys_in_conflict_on_one_line_name_it_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("\nalerts = { retry_base = 100, retry_max = 50 }\n", "x.toml")
+    assert str(info.value) == "x.toml:2: alerts.retry_max: must be at least retry_base (100), got 50"
+
 _TWO_SERVICES = '[[services]]\nname = "Slack"\n\n[[services]]\nname = "Zoom"\n\n'
 _HN = 'type = "hackernews"\nquery = "down"\n'
 
