@@ -125,6 +125,7 @@ class Service(ServiceJobs, ServiceScrape):
         self._failures: dict[str, tuple[str, ...]] = {}
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
         self._scrape_guard = threading.Lock()  # held by the scrape reading the store
+        self._other_model: tuple[str, datetime, int] | None = None  # miner_verdicts_other_model as last counted
         # miner_source_up of the sources polled since the start (1.0: ok); the others' comes from the store.
         self._source_up: dict[str, float] = {}
         self._source_up_guard = threading.Lock()
