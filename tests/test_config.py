@@ -1064,6 +1064,15 @@ def test_a_window_and_a_status_page_out_of_step_with_another_key_name_its_line_t
                                "'B' would get none of its incidents: a status page belongs to one service; remove this "
                                "status_page or that source; sources[0].url is set on line 10")
 
+def test_two_services_with_one_status_page_and_no_source_for_it_are_refused() -> None:
+    # Each got a generated source of its own, so the page was polled twice and its incidents stored for both.
+    text = ('[[services]]\nname = "A"\nstatus_page = "https://status.example.org"\n\n'
+            '[[services]]\nname = "B"\nstatus_page = "https://STATUS.example.org/api/v2/incidents.json"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == ("x.toml:7: services[1].status_page: service 'A' has this status page too: a status page "
+                               "belongs to one service; remove one of them; services[0].status_page is set on line 3")
+
 def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(tmp_path: Path) -> None:
     # config check said OK: `miner run` then stopped naming only the path, or sent no email (permanently failed).
     cfg = tmp_path / "feeds.toml"
