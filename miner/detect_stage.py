@@ -187,11 +187,11 @@ class DetectStage(RelearnStage):
             return
         _CLOCK_BEHIND.discard(store)
         [resume] = due_buckets(self.config.detector, None, now)
-        rewound = []
+        rewound, width = [], self.bucket
         for service, saved in ahead:
             draft, state = saved.draft, saved.state  # one that cannot be read is learned again (see _saved_step)
             with contextlib.suppress(*UNREADABLE):
-                draft = IncidentDraft.from_json(saved.draft).rewound(resume).to_json() if saved.draft else None
+                draft = IncidentDraft.from_json(saved.draft).rewound(resume, width).to_json() if saved.draft else None
             with contextlib.suppress(*UNREADABLE):
                 state = DetectorState.from_json(saved.state).rewound(resume).to_json()
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))

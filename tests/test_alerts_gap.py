@@ -169,3 +169,22 @@ def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_sta
         [listed] = httpx.get(f"{url}/api/v1/incidents").json()["incidents"]
     [(opened, end)] = _listed(listed, back, [])["spans"]
     assert (opened, end) == (view.opened_at, shaded[-1] + timedelta(minutes=15))
+
+
+def test_a_clock_ahead_by_more_than_max_fill_hours_leaves_no_unseen_end_once_it_is_set_back(store: Store) -> None:
+    # The clock 10 h ahead skipped the buckets from 04:00 to 08:00 (to come) as a gap: set back at 04:20, the
+    # buckets from 04:15 on are scored, and only 04:00's never is; the incident kept 04:00 to 08:00 as the span its
+    # end fell in, unseen, and its resolve at 06:00 said so of buckets scored since.
+    pipe = warmed_pipeline(CONFIG + "quiet_minutes = 480\n", store)  # not resolved by the 6 h scored ahead
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(hours=1))
+    assert pipe.detect(T0 + timedelta(hours=14)).resolved == []
+    now = T0 + timedelta(hours=4, minutes=20)
+    pipe.detect(now)
+    [(_, resolved)] = pipe.detect(now + timedelta(hours=2)).resolved
+    [incident] = store.incidents()
+    assert store.resolved_after_gaps([incident["id"]]) == {
+        incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=4, minutes=15))}
+    assert resolved > T0 + timedelta(hours=4, minutes=15)

@@ -93,10 +93,17 @@ class IncidentDraft:
             data["unscored"] = [self.unscored[0].timestamp(), self.unscored[1].timestamp()]
         return json.dumps(data, separators=(",", ":"))
 
-    def rewound(self, to: datetime) -> IncidentDraft:
-        """This draft with no time after ``to`` (see :meth:`DetectorState.rewound`): buckets after ``to`` fold in."""
+    def rewound(self, to: datetime, width: timedelta) -> IncidentDraft:
+        """This draft with no time after ``to`` (see :meth:`DetectorState.rewound`): buckets after ``to`` fold in.
+
+        Its unscored span ends where scoring resumes (``to`` + ``width``), or is none if it began after ``to``: a
+        clock ahead by more than max_fill_hours skipped buckets to come as a gap, which are scored once it is set
+        back, and a resolve said the end fell unseen in them, up to hours after it."""
+        unscored = self.unscored
+        if unscored is not None:
+            unscored = None if unscored[0] > to else (unscored[0], min(unscored[1], to + width))
         return replace(self, opened_at=min(self.opened_at, to), last_bucket=min(self.last_bucket, to),
-                       resolved_at=None if self.resolved_at is None else min(self.resolved_at, to))
+                       resolved_at=None if self.resolved_at is None else min(self.resolved_at, to), unscored=unscored)
 
     @classmethod
     def from_json(cls, text: str) -> IncidentDraft:
