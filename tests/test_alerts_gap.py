@@ -16,7 +16,7 @@ from test_alerts_webhooks import Hook
 from test_read_api import serving
 
 from miner.alerts import dispatch, plan_notifications, render_digest
-from miner.alerts.charts import in_incident
+from miner.alerts.charts import in_incident, incident_figure
 from miner.alerts.content import incident_view
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
 from miner.config import parse_config
@@ -139,8 +139,7 @@ def test_an_incident_resolved_after_the_gap_by_a_later_run_still_says_its_end_wa
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
 
 
-def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_start_as_the_status_board_does(
-        store: Store) -> None:
+def _resolved_after_a_gap(store: Store) -> None:
     pipe = warmed_pipeline(CONFIG, store)
     start = T0 + timedelta(hours=3)
     pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
@@ -154,6 +153,12 @@ def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_sta
     pipe.classify_pending(back)
     [(_, resolved)] = pipe.detect(back).resolved
     assert resolved == T0 + timedelta(hours=22, minutes=45)
+
+
+def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_start_as_the_status_board_does(
+        store: Store) -> None:
+    _resolved_after_a_gap(store)
+    back = T0 + timedelta(hours=28)
     [incident] = store.incidents()
     view = incident_view(store, settings(), incident["id"], back)
     assert view is not None and view.unscored == (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))
@@ -188,3 +193,23 @@ def test_a_clock_ahead_by_more_than_max_fill_hours_leaves_no_unseen_end_once_it_
     assert store.resolved_after_gaps([incident["id"]]) == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=4, minutes=15))}
     assert resolved > T0 + timedelta(hours=4, minutes=15)
+
+
+def test_the_chart_of_an_incident_resolved_after_a_gap_marks_the_gap_not_a_resolve_time(store: Store) -> None:
+    # It drew "resolved" at 22:45, when miner scored again, for an outage that ended at some time from 04:00 to
+    # 21:45; the status board marks no end, and says "end not seen" with the gap.
+    from matplotlib.dates import date2num
+
+    _resolved_after_a_gap(store)
+    back = T0 + timedelta(hours=28)
+    [incident] = store.incidents()
+    view = incident_view(store, settings(), incident["id"], back)
+    assert view is not None and view.resolved_at is not None and view.unscored is not None
+    ax = incident_figure(view, back).axes[0]
+    labels = {t.get_text(): t.xy[0] for t in ax.texts if t.get_text() != "times in UTC"}
+    assert labels == {"opened": view.opened_at, "end not seen": view.unscored[0]}
+    upright = [set(line.get_xdata()) for line in ax.lines if len(set(line.get_xdata())) == 1]
+    assert upright == [{view.opened_at}, {view.unscored[0]}]
+    [gap] = [p for p in ax.patches if p.get_label() == "not scored"]
+    ends = ax.transData.inverted().transform(gap.get_window_extent().get_points())[:, 0]
+    assert [round(x, 4) for x in ends] == [round(date2num(t), 4) for t in view.unscored]

@@ -22,6 +22,7 @@ _RED = "#c62828"
 _GREEN = "#2e7d32"
 _BLUE = "#1f4e79"
 _BAND = "#90a4ae"
+_GREY = "#546e7a"
 
 
 def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
@@ -92,7 +93,13 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
         top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.2  # headroom for the labels
         ax.set_ylim(0, top)
         marks = [(view.opened_at, "opened", _RED)]
-        if view.resolved_at is not None:
+        if view.unscored is not None:
+            # Its end fell in the gap, unseen: resolved_at is only when miner scored again, hours after, maybe. The
+            # gap is shaded and its start marked, as the status board says "end not seen" with it and marks no end.
+            ax.axvspan(*view.unscored, facecolor="none", edgecolor="#cfd8dc", hatch="///", linewidth=0, zorder=0,
+                       label="not scored")
+            marks.append((view.unscored[0], "end not seen", _GREY))
+        elif view.resolved_at is not None:
             marks.append((view.resolved_at, "resolved", _GREEN))
         if view.official is not None and times[0] <= parse_iso(view.official.started_at) <= as_of:
             marks.append((parse_iso(view.official.started_at), "status page", "#6a1b9a"))
@@ -103,7 +110,7 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_xlim(times[0], times[-1] + width)
         # Above the plot, so it never hides the bars or the opened/resolved labels.
-        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=3, borderaxespad=0.2)
+        ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=7, frameon=False, ncol=4, borderaxespad=0.2)
         # The emails give every time in UTC; so does the axis, whatever a matplotlibrc says, and it says so.
         locator = AutoDateLocator(tz=UTC, minticks=3, maxticks=9)  # type: ignore[no-untyped-call]
         ax.xaxis.set_major_locator(locator)
