@@ -23,7 +23,7 @@ from typing import Any
 from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
-from miner.http_conns import OpenConnections
+from miner.http_conns import LISTEN_BACKLOG, OpenConnections
 from miner.http_head import MAX_HEAD, HeadReader, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
@@ -323,6 +323,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys) -> None:
         self.endpoints = endpoints
