@@ -261,6 +261,17 @@ def _cross_check(config: Config, written: int) -> None:
             if first != i:
                 raise SettingsError(key, f"{term!r} also names service {config.services[first].name!r} ({first_key}): "
                                          "a post naming it would count for one of them only", also=(first_key,))
+    pages = _pages(config.sources[:written])
+    unsourced: dict[tuple[str, str, str], int] = {}  # a page no [[sources]] entry polls: its first service
+    for i, svc in enumerate(config.services):
+        # Each would get a source of its own: the page polled twice, each of its incidents stored for both. Before
+        # the sources' names: two names of one slug ("slack", "Slack!") were told to add a [[sources]] entry for
+        # the page, which the next check refused for the other service.
+        if (svc.status_page and _page_key(svc.status_page) not in pages
+                and (first := unsourced.setdefault(_page_key(svc.status_page), i)) != i):
+            raise SettingsError(f"services[{i}].status_page",
+                                f"service {config.services[first].name!r} has this status page too: a status page "
+                                "belongs to one service; remove one of them", also=(f"services[{first}].status_page",))
     declared = [svc.name for svc in config.services]  # a name that is none of them may be a typo of one
     seen: dict[str, int] = {}
     for i, src in enumerate(config.sources):
@@ -285,15 +296,8 @@ def _cross_check(config: Config, written: int) -> None:
         if src.type in ("statuspage", "status_feed") and i < written and len(src.services) != 1:
             raise SettingsError(f"sources[{i}].services", "a status page's incidents belong to one service: list "
                                 f"exactly one (got {len(src.services)})", also=(f"sources[{i}].type",))
-    pages = _pages(config.sources[:written])
-    unsourced: dict[tuple[str, str, str], int] = {}  # a page no [[sources]] entry polls: its first service
     for i, svc in enumerate(config.services):
         page = pages.get(_page_key(svc.status_page)) if svc.status_page else None
-        # Each would get a source of its own: the page polled twice, each of its incidents stored for both.
-        if svc.status_page and page is None and (first := unsourced.setdefault(_page_key(svc.status_page), i)) != i:
-            raise SettingsError(f"services[{i}].status_page",
-                                f"service {config.services[first].name!r} has this status page too: a status page "
-                                "belongs to one service; remove one of them", also=(f"services[{first}].status_page",))
         # The [[sources]] entry stands in for the status_page (no second source polls the page): for this service
         # only if it is this service's page.
         if page is not None and page.services[0].lower() != svc.name.lower():

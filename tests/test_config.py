@@ -1073,6 +1073,17 @@ def test_two_services_with_one_status_page_and_no_source_for_it_are_refused() ->
     assert str(info.value) == ("x.toml:7: services[1].status_page: service 'A' has this status page too: a status page "
                                "belongs to one service; remove one of them; services[0].status_page is set on line 3")
 
+def test_two_services_of_one_slug_with_one_status_page_are_told_the_page_is_one_services() -> None:
+    # "slack" and "Slack!" would both get a source named status:slack: the error said to add a [[sources]] entry for
+    # the page with a name of one's own, which the next check refused as the other service's page.
+    text = ('[[services]]\nname = "slack"\nstatus_page = "https://status.slack.com"\n\n'
+            '[[services]]\nname = "Slack!"\nstatus_page = "https://status.slack.com"\n')
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == ("x.toml:7: services[1].status_page: service 'slack' has this status page too: a status "
+                               "page belongs to one service; remove one of them; services[0].status_page is set on "
+                               "line 3")
+
 def test_the_model_folder_and_ca_file_named_are_checked_with_their_key_and_line(tmp_path: Path) -> None:
     # config check said OK: `miner run` then stopped naming only the path, or sent no email (permanently failed).
     cfg = tmp_path / "feeds.toml"
