@@ -248,7 +248,11 @@ class IncidentsMixin:
         rows = self.database.rows(
             "SELECT incident_id, kind, at, details FROM incident_events WHERE kind IN ('resolve', 'update') "
             f"AND incident_id IN ({marks}) ORDER BY id", ids) if ids else []
-        found = {iid: reopenings((r for r in rows if r["incident_id"] == iid), as_of) for iid in ids}
+        # Grouped once: each incident's walk over every row was 0.5 s at limit=1000 with 20 events each.
+        events: dict[int, list[Any]] = {}
+        for r in rows:
+            events.setdefault(int(r["incident_id"]), []).append(r)
+        found = {iid: reopenings(events.get(iid, []), as_of) for iid in ids}
         return {iid: spells for iid, spells in found.items() if spells}
 
     def _last_resolves(self, incident_ids: Sequence[int]) -> dict[int, Any]:
