@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from streams import T0 as STREAM_T0
@@ -254,11 +254,9 @@ def test_symptoms_read_from_the_posts_count_each_person_once_per_bucket_as_the_c
     assert "Complaints: 3" in flat and "Symptoms: messaging 2 (67%), calls 1 (33%)" in flat
 
 
-def test_the_sample_posts_of_an_incident_open_across_a_bucket_width_change_are_of_its_opening_bucket(
-        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
-    # Foonet opens at 05:00 in hour-wide buckets, made of reports at 04:00-04:10 (its opening bucket) after more at
-    # 03:00-03:10. detector.bucket_minutes is then set to 5 (a config reload), and the alert goes out after: its
-    # samples were read from 30 minutes before the opening, as of a 5-minute bucket, and it showed none.
+def _opened_in_hour_buckets(store: Store) -> tuple[str, datetime]:
+    """Foonet opens at 05:00 in hour-wide buckets, made of reports at 04:00-04:10 (its opening bucket) after more at
+    03:00-03:10: (its config, when it opened)."""
     hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
     pipe = warmed_pipeline(hourly, store)
     start = STREAM_T0 + timedelta(hours=3)
@@ -269,6 +267,30 @@ def test_the_sample_posts_of_an_incident_open_across_a_bucket_width_change_are_o
     pipe.ingest(posts, opened)
     pipe.classify_pending(opened)
     assert pipe.detect(opened).opened == [("Foonet", opened)]
+    return hourly, opened
+
+
+def _provider_acknowledges_after_narrowing(store: Store, hourly: str, opened: datetime) -> datetime:
+    """detector.bucket_minutes is set to 5 at 05:20; the provider's status page says the outage began at 05:30,
+    matched in a 5-minute bucket after, while more reports come in: when that was detected."""
+    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
+    reloaded.detect(opened + timedelta(minutes=20))
+    add_official(store, "Foonet", opened + timedelta(minutes=30))
+    later = [Post("reports", f"late-{i}", f"Foonet still down, report {i}",
+                  opened + timedelta(minutes=30, seconds=10 * i), services=("Foonet",)) for i in range(30)]
+    now = opened + timedelta(minutes=40)
+    reloaded.ingest(later, now)
+    reloaded.classify_pending(now)
+    reloaded.detect(now)
+    return now
+
+
+def test_the_sample_posts_of_an_incident_open_across_a_bucket_width_change_are_of_its_opening_bucket(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Foonet opens at 05:00 in hour-wide buckets, made of reports at 04:00-04:10 (its opening bucket) after more at
+    # 03:00-03:10. detector.bucket_minutes is then set to 5 (a config reload), and the alert goes out after: its
+    # samples were read from 30 minutes before the opening, as of a 5-minute bucket, and it showed none.
+    hourly, opened = _opened_in_hour_buckets(store)
     assert store.incident(1)["bucket_minutes"] == 60  # what its samples start with, whatever the width later
     reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
     reloaded.detect(opened)
@@ -314,25 +336,8 @@ def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_
     # Foonet opens at 05:00, the end of its hour-wide opening bucket; detector.bucket_minutes is then set to 5, and
     # the provider's status page says it began at 05:30, matched in a 5-minute bucket after: we were 30 minutes
     # first. Measured from the opening bucket's start less the current width, the lead read 85 minutes.
-    hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
-    pipe = warmed_pipeline(hourly, store)
-    start = STREAM_T0 + timedelta(hours=3)
-    posts = [Post("reports", f"{hour}-{i}", f"Foonet down, report {i} of hour {hour}",
-                  start + timedelta(hours=hour, seconds=30 * i), services=("Foonet",)) for hour in range(2)
-             for i in range(20)]
-    opened = start + timedelta(hours=2)
-    pipe.ingest(posts, opened)
-    pipe.classify_pending(opened)
-    assert pipe.detect(opened).opened == [("Foonet", opened)]
-    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
-    reloaded.detect(opened + timedelta(minutes=20))
-    add_official(store, "Foonet", opened + timedelta(minutes=30))
-    later = [Post("reports", f"late-{i}", f"Foonet still down, report {i}",
-                  opened + timedelta(minutes=30, seconds=10 * i), services=("Foonet",)) for i in range(30)]
-    now = opened + timedelta(minutes=40)
-    reloaded.ingest(later, now)
-    reloaded.classify_pending(now)
-    reloaded.detect(now)
+    hourly, opened = _opened_in_hour_buckets(store)
+    now = _provider_acknowledges_after_narrowing(store, hourly, opened)
     row = store.incident(1)
     assert row is not None and row["status"] == "open" and row["official_incident_id"] is not None, row
     assert row["lead_time_minutes"] == 30.0
@@ -350,29 +355,12 @@ def test_the_lead_time_of_an_incident_of_a_store_that_recorded_no_width_is_from_
     # As above, in a store that recorded no bucket width at the upgrade (0.1.0's: its width is read from the
     # detector's last scores), which migration 0020 left its incidents without: read as the store's, the width of
     # the incident's opening bucket was the new one, and the lead read 85 minutes again.
-    hourly = "[[services]]\nname = \"Foonet\"\n[detector]\nbucket_minutes = 60\nwarmup_hours = 1\n"
-    pipe = warmed_pipeline(hourly, store)
-    start = STREAM_T0 + timedelta(hours=3)
-    posts = [Post("reports", f"{hour}-{i}", f"Foonet down, report {i} of hour {hour}",
-                  start + timedelta(hours=hour, seconds=30 * i), services=("Foonet",)) for hour in range(2)
-             for i in range(20)]
-    opened = start + timedelta(hours=2)
-    pipe.ingest(posts, opened)
-    pipe.classify_pending(opened)
-    assert pipe.detect(opened).opened == [("Foonet", opened)]
+    hourly, opened = _opened_in_hour_buckets(store)
     with store.database.transaction() as conn:  # as the upgrade left a 0.1.0 store
         conn.execute("DELETE FROM store_state WHERE key = 'bucket_minutes'")
         conn.execute("UPDATE incidents SET bucket_minutes = NULL")
     assert store.bucket_minutes() == 60
-    reloaded = Pipeline(parse_config(hourly.replace("= 60", "= 5")), store, ReportsOnly())  # type: ignore[arg-type]
-    reloaded.detect(opened + timedelta(minutes=20))
-    add_official(store, "Foonet", opened + timedelta(minutes=30))
-    later = [Post("reports", f"late-{i}", f"Foonet still down, report {i}",
-                  opened + timedelta(minutes=30, seconds=10 * i), services=("Foonet",)) for i in range(30)]
-    now = opened + timedelta(minutes=40)
-    reloaded.ingest(later, now)
-    reloaded.classify_pending(now)
-    reloaded.detect(now)
+    _provider_acknowledges_after_narrowing(store, hourly, opened)
     row = store.incident(1)
     assert row is not None and row["official_incident_id"] is not None, row
     assert (row["bucket_minutes"], row["lead_time_minutes"]) == (60, 30.0)
