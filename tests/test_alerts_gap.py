@@ -21,6 +21,7 @@ from miner.alerts.content import incident_view
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
 from miner.config import parse_config
 from miner.read_api import ReadApi
+from miner.records import Post
 from miner.status_board import _listed
 from miner.store import Store
 from miner.timeutil import parse_iso
@@ -121,6 +122,28 @@ def test_only_an_incident_not_seen_going_on_after_the_gap_is_resolved_as_one_who
     ids = {row["service"]: row["id"] for row in store.incidents()}
     assert store.resolved_after_gaps(list(ids.values())) == {
         ids["Foonet"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
+
+
+def test_an_incident_seen_going_on_after_the_gap_between_z_close_and_z_open_is_not_resolved_as_unseen(
+        store: Store) -> None:
+    pipe = warmed_pipeline(CONFIG, store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(hours=1))
+    # Back a day later, the outage still going on at 3 complaints a bucket from 21:45 to 22:45: buckets above
+    # z_close, which hold the incident open, though none reaches z_open. Its end, at 22:45, is seen: it had resolved
+    # "END NOT SEEN", as ended at some time from 04:00 to 21:45, and its charts stopped shading it at 04:00.
+    back = T0 + timedelta(hours=28)
+    after = T0 + timedelta(hours=21, minutes=45)
+    pipe.ingest([Post("reports", f"Foonet-late-{i}", "Foonet is down", after + timedelta(minutes=5 * i),
+                      services=("Foonet",)) for i in range(12)], back)
+    pipe.classify_pending(back)
+    assert [at for _, at in pipe.detect(back).resolved] == [T0 + timedelta(hours=23, minutes=45)]
+    held = [row["score"] for row in store.series("Foonet", after, after + timedelta(hours=1))]
+    assert len(held) == 4 and all(1.5 <= z < 2.5 for z in held)  # detector.z_close and z_open's defaults
+    [incident] = store.incidents()
+    assert store.resolved_after_gaps([incident["id"]]) == {}
 
 
 def test_an_incident_resolved_after_the_gap_by_a_later_run_still_says_its_end_was_not_seen(store: Store) -> None:

@@ -71,8 +71,8 @@ class IncidentDraft:
     reported_peak: float = 0.0  # the peak count last announced (open or "peak" update): the next one must beat it
     # The width of last_bucket: detector.bucket_minutes may have changed since (None: a draft from before it was kept).
     last_minutes: int | None = None
-    # The buckets miner skipped unscored while it was open (down longer than max_fill_hours), when no bucket scored
-    # since was at z_open: a resolve then is of an outage that ended in them, unseen (see DetectStage).
+    # The buckets miner skipped unscored while it was open (down longer than max_fill_hours), when every bucket scored
+    # since was quiet (below z_close): a resolve then is of an outage that ended in them, unseen (see DetectStage).
     unscored: tuple[datetime, datetime] | None = None
 
     @property
