@@ -1,13 +1,15 @@
 """One small PNG per incident: complaints per bucket against the detector's baseline band.
 
-Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend state), so it is safe in
-the service's worker threads and on machines without a display.
+Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend state), so it works on machines
+without a display. :func:`incident_chart` draws on one long-lived thread of its own, whichever thread asks.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +27,29 @@ _BAND = "#90a4ae"
 _GREY = "#546e7a"
 
 
+# matplotlib keeps each thread's fonts open in a cache keyed by thread id (2 font files, DejaVuSans and
+# LastResortHE), and the cache outlives the thread: the alert job's thread is a new one after every reload, so the
+# service held 2 more fds per reload, up to the cache's 64 entries. Drawing every chart on this one thread keeps
+# one thread's fonts open, however many threads ask. It is made on first use and lives as long as the process.
+_renderer: ThreadPoolExecutor | None = None
+_renderer_lock = threading.Lock()
+
+
+def _chart_thread() -> ThreadPoolExecutor:
+    global _renderer
+    with _renderer_lock:
+        if _renderer is None:
+            _renderer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="miner-charts")
+        return _renderer
+
+
 def incident_chart(view: IncidentView, as_of: datetime) -> bytes:
-    """PNG bytes (about 640x200 px) of the incident's complaint series, opening and official start marked."""
+    """PNG bytes (about 640x200 px) of the incident's complaint series, opening and official start marked. Drawn on
+    the charts' own thread (see ``_renderer``); a failure there is raised here."""
+    return _chart_thread().submit(_png, view, as_of).result()
+
+
+def _png(view: IncidentView, as_of: datetime) -> bytes:
     buf = io.BytesIO()
     incident_figure(view, as_of).savefig(buf, format="png", dpi=100)
     return buf.getvalue()
