@@ -10,8 +10,9 @@ transport, so that loopback networking is not what is measured:
 * ``big-rss``: one 2,399-entry RSS feed built from the real labelled posts in /work/shared/data/labels.
 
 With ``--store`` (needs miner.store.Store) the same parsed results are also saved with
-``Store.save_fetch`` into a real SQLite file; external ids get a per-round suffix so every round inserts
-new rows instead of hitting the dedupe path.
+``Store.save_fetch`` into a real SQLite file; external ids and links get a per-round suffix, and dates move back
+a second per round, so every round inserts new rows instead of hitting the dedupe path (a feed's entry listed again
+under a new id is found by its link, text and date: a new id alone is not a new post).
 """
 
 from __future__ import annotations
@@ -154,10 +155,15 @@ def main() -> None:
             def save(name: str, result: FetchResult, round_no: int) -> None:
                 result = replace(
                     result,
-                    posts=[replace(p, external_id=f"{p.external_id}#{round_no}") for p in result.posts],
+                    posts=[replace(p, external_id=f"{p.external_id}#{round_no}",
+                                   url=p.url and f"{p.url}#{round_no}",
+                                   created_at=p.created_at - timedelta(seconds=round_no)) for p in result.posts],
                     incidents=[replace(i, external_id=f"{i.external_id}#{round_no}") for i in result.incidents],
                 )
-                store.save_fetch(name, result, now, now + timedelta(minutes=5))
+                stats = store.save_fetch(name, result, now, now + timedelta(minutes=5))
+                if stats.posts_seen:
+                    # The numbers would be of the dedupe path, much cheaper than storing a post.
+                    sys.exit(f"{name}: {stats.posts_seen} of round {round_no}'s posts were found stored already")
     else:
         print("parse-only (pass --store to also measure saving into SQLite)")
 
