@@ -2,7 +2,7 @@
 
     PYTHONPATH=. .venv/bin/python bench/soak_service.py [--minutes 20] [--every 5] [--hup] [--out DIR]
 
-Not in `make bench`: it runs for minutes. The service runs as a subprocess (the same Service.run_forever as `miner
+Not in `make bench`: it runs for minutes. The service runs as a subprocess (the same Reloader and Service as `miner
 run`, with the job intervals cut to 1-3 s so hundreds of cycles happen in minutes) against real parts on
 127.0.0.1: feed servers serving recorded real payloads (tests/fakeserver.py) and an aiosmtpd server
 (tests/smtp_server.py) taking a digest a minute. Sources: an RSS feed handing out new real posts (the bundled
@@ -18,8 +18,8 @@ Every `--every` s it samples the service's RSS, open fds (by kind: sockets, the 
 connection), TCP sockets by state, threads, the store's -wal size, log volume, /healthz and /metrics (series per
 family: a label that grows with clients or errors would show). On a timeline it takes SMTP down and back, lets
 the failing source recover, jumps the service's clock (ServiceOptions.clock) forward and back, starts a rival
-service on the same store, and ends with SIGTERM in a cycle (or SIGHUP with --hup, which stops it too). Prints a
-summary; samples go to DIR/samples.jsonl and the service's log to DIR/service.log.
+service on the same store (with --hup, reloads it with SIGHUP half way: it must serve on), and ends with SIGTERM in
+a cycle. Prints a summary; samples go to DIR/samples.jsonl and the service's log to DIR/service.log.
 """
 
 from __future__ import annotations
@@ -57,11 +57,14 @@ SHORT_JOBS = (("collect", 1.0), ("process", 2.0), ("alerts", 2.0), ("retention",
 
 
 def child(cfg: str, db: str, port: int, offset_file: str) -> None:
-    """The service, as `miner run --log-format json --http` starts it, with short job intervals and a clock that
-    runs `offset_file` seconds ahead of the wall clock (to jump it without touching the machine's)."""
+    """The service, as `miner run --log-format json --http` starts it (a SIGHUP reloads `cfg`), with short job
+    intervals and a clock that runs `offset_file` seconds ahead of the wall clock (to jump it without touching the
+    machine's)."""
     from miner.config import load_config
+    from miner.config_files import load_checked
     from miner.logsetup import setup_logging
     from miner.service import JobSpec, Service, ServiceOptions
+    from miner.service_reload import Reloader
     from miner.timeutil import utcnow
 
     cache: dict[str, Any] = {"mtime": None, "offset": 0.0}
@@ -77,7 +80,8 @@ def child(cfg: str, db: str, port: int, offset_file: str) -> None:
 
     setup_logging("info", "json")
     jobs = tuple(JobSpec(name, every) for name, every in SHORT_JOBS)
-    Service(load_config(Path(cfg)), db, ServiceOptions(jobs=jobs, clock=clock, http=True, http_port=port)).run_forever()
+    options = ServiceOptions(jobs=jobs, clock=clock, http=True, http_port=port)
+    Reloader(load_config(Path(cfg)), lambda: load_checked(Path(cfg)), lambda config: Service(config, db, options)).run()
 
 
 class LiveFeed:
@@ -298,7 +302,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=20.0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
-    ap.add_argument("--hup", action="store_true", help="end with SIGHUP rather than SIGTERM")
+    ap.add_argument("--hup", action="store_true", help="reload the service with SIGHUP half way")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -360,6 +364,9 @@ def main() -> None:
         (at(0.80), "clock -2h", lambda: offset.write_text("-7200")),
         (at(0.90), "clock back to wall", lambda: offset.write_text("0")),
     ]
+    if args.hup:
+        # A reload, no stop (since `miner run` reloads at SIGHUP): a new service in the same process takes over.
+        timeline.append((at(0.50), "SIGHUP (reload)", lambda: proc.send_signal(signal.SIGHUP)))
     timeline.sort(key=lambda t: t[0])
     first: dict[str, Any] | None = None
     try:
@@ -397,9 +404,9 @@ def main() -> None:
         clients.stop.set()
         readers.stop.set()
         readers.thread.join(timeout=60)
-        # SIGTERM (or SIGHUP, which stops it too) in a cycle: the slow source makes most moments part of one.
+        # SIGTERM in a cycle: the slow source makes most moments part of one.
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGHUP if args.hup else signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=120)
         stop_s = time.monotonic() - t0
     finally:
@@ -408,8 +415,7 @@ def main() -> None:
         log_file.close()
         feeds.stop()
         smtp.stop()
-    summarise(out, row, first, events, code, stop_s, smtp.inbox.message_ids(), feeds, live.times,
-              "SIGHUP" if args.hup else "SIGTERM")
+    summarise(out, row, first, events, code, stop_s, smtp.inbox.message_ids(), feeds, live.times, "SIGTERM")
     print("  clients: " + ", ".join(f"{k} {v}" for k, v in sorted(clients.codes.items())))
     print("  readers: " + ", ".join(f"{k} {v}" for k, v in sorted(readers.codes.items())))
 
@@ -455,6 +461,8 @@ def summarise(out: Path, last: dict[str, Any], first: dict[str, Any] | None, eve
     m = last["metrics"]
     print("  job runs: " + ", ".join(f"{k.split('{')[1].rstrip('}')} {v:.0f}" for k, v in m.items()
                                      if k.startswith("miner_job_runs_total")))
+    print("  config reloads: " + (", ".join(f"{k.split('{')[1].rstrip('}')} {v:.0f}" for k, v in m.items()
+                                            if k.startswith("miner_config_reloads_total")) or "none counted"))
     for path in ("/live.rss", "/slow.rss", "/limited.rss", "/flaky.rss", "/malformed.rss", "/hang.rss"):
         print(f"  requests to {path}: {len(feeds.requests_to(path))}")
     gaps = sorted(b - a for a, b in itertools.pairwise(live_times))
