@@ -253,8 +253,8 @@ class DetectStage(RelearnStage):
             state, score = step(params, state, bucket_start, complaints)
             if score.replayed:
                 continue
-            if draft is not None and draft.unscored is not None and score.score >= params.z_close:
-                draft = replace(draft, unscored=None)  # not quiet, so still going on after the gap: its end is seen
+            if draft is not None:  # seen going on after a gap in scoring, its end is seen
+                draft = draft.after_gap(params, score.score, state.quiet)
             scores.append((bucket_start, score.score, score.baseline, score.upper))
             if draft is None and not (score.opened or score.reopened):
                 continue  # the common case: nothing to track, no need to look at the posts

@@ -146,6 +146,29 @@ def test_an_incident_seen_going_on_after_the_gap_between_z_close_and_z_open_is_n
     assert store.resolved_after_gaps([incident["id"]]) == {}
 
 
+def test_one_bucket_between_z_close_and_z_open_after_quiet_ones_past_the_gap_still_leaves_its_end_unseen(
+        store: Store) -> None:
+    pipe = warmed_pipeline(CONFIG, store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(hours=1))
+    # Back a day later, quiet from 21:45, then 3 stray complaints in the 22:15 bucket (z 2.3): noise the detector
+    # lets hold its count of quiet buckets, not restart it, so the resolve at 23:00 counts 21:45 and 22:00. The
+    # outage ended in the gap: it had been resolved as seen to end at 23:00, "after 19 h", the gap shaded as its.
+    back = T0 + timedelta(hours=28)
+    noise = T0 + timedelta(hours=22, minutes=15)
+    pipe.ingest([Post("reports", f"Foonet-late-{i}", "Foonet is down", noise + timedelta(minutes=4 * i),
+                      services=("Foonet",)) for i in range(3)], back)
+    pipe.classify_pending(back)
+    assert [at for _, at in pipe.detect(back).resolved] == [T0 + timedelta(hours=23)]
+    [z] = [row["score"] for row in store.series("Foonet", noise, noise + timedelta(minutes=15))]
+    assert 1.5 <= z < 2.5  # detector.z_close and z_open's defaults
+    [incident] = store.incidents()
+    assert store.resolved_after_gaps([incident["id"]]) == {
+        incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
+
+
 def test_an_incident_resolved_after_the_gap_by_a_later_run_still_says_its_end_was_not_seen(store: Store) -> None:
     # quiet_minutes longer than the 6 h scored at the wake: the run that skips the gap does not resolve, a later one
     # does, and its resolve knows of the gap all the same (kept in the incident's draft).

@@ -79,6 +79,16 @@ class IncidentDraft:
     def top_symptom(self) -> str | None:
         return self.symptoms[0][0] if self.symptoms else None
 
+    def after_gap(self, params: DetectorParams, z: float, quiet: int) -> IncidentDraft:
+        """This draft after a bucket scored at ``z``, ``quiet`` the detector's count of quiet buckets once scored:
+        without its unscored span if the bucket shows the outage going on after the gap, its end then seen. One at
+        z_open or above does (it restarts the count); one between z_close and z_open only while no quiet bucket
+        came since, as the detector lets such a bucket hold the count, not restart it (noise in a recovery): after
+        quiet ones, the resolve still counts them, the first in the gap's wake, and the end fell in the gap."""
+        if self.unscored is None or z < params.z_close or (z < params.z_open and quiet):
+            return self
+        return replace(self, unscored=None)
+
     def to_json(self) -> str:
         data: dict[str, Any] = {
             "service": self.service, "opened_at": self.opened_at.timestamp(),
