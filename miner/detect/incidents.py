@@ -82,9 +82,10 @@ class IncidentDraft:
     def after_gap(self, params: DetectorParams, z: float, quiet: int) -> IncidentDraft:
         """This draft after a bucket scored at ``z``, ``quiet`` the detector's count of quiet buckets once scored:
         without its unscored span if the bucket shows the outage going on after the gap, its end then seen. One at
-        z_open or above does (it restarts the count); one between z_close and z_open only while no quiet bucket
-        came since, as the detector lets such a bucket hold the count, not restart it (noise in a recovery): after
-        quiet ones, the resolve still counts them, the first in the gap's wake, and the end fell in the gap."""
+        z_open or above does (it restarts the count); one between z_close and z_open only while the detector counts
+        no quiet bucket, as it lets such a bucket hold the count, not restart it (noise in a recovery): after quiet
+        ones, the resolve still counts them, and the end fell at or before them. Quiet buckets scored before the
+        gap count too: the detector's count carries through it."""
         if self.unscored is None or z < params.z_close or (z < params.z_open and quiet):
             return self
         return replace(self, unscored=None)
