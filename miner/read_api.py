@@ -21,7 +21,6 @@ from urllib.parse import parse_qs, unquote
 from miner.errors import MinerError
 from miner.records import MAINTENANCE
 from miner.settings import guess
-from miner.store.incidents import opening_width
 from miner.timeutil import floor_time, iso, parse_iso
 from miner.urls import web_link
 
@@ -211,7 +210,7 @@ class ReadApi:
         closed, gaps = store.closed_untracked(resolved), store.resolved_after_gaps(resolved)
         reopened = store.reopenings_of([r["id"] for r in rows[:limit]], now)
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
-                "limit": limit, "incidents": [self._incident(r, official, _peak_baseline(store, r, width, now),
+                "limit": limit, "incidents": [self._incident(r, official, store.peak_baseline(r, width, now),
                                                              closed.get(r["id"]), gaps.get(r["id"]),
                                                              reopened[r["id"]][-1][1] if r["id"] in reopened else None)
                                               for r in rows[:limit]],
@@ -317,20 +316,6 @@ def _since(text: str) -> datetime:
 def _time(value: str | None) -> str | None:
     """A stored time as ISO 8601 with its offset."""
     return iso(parse_iso(value)) if value else None
-
-
-def _peak_baseline(store: Store, row: Mapping[str, Any], width: timedelta | None, now: datetime) -> float | None:
-    """What the detector expected in the bucket of the incident's peak, as its alerts give it (the webhook's
-    baseline): from its first bucket (Store.first_bucket: of the width it opened in, ``width`` where it recorded none,
-    or a wider one holding it since detector.bucket_minutes grew to ``width``), to its resolve. The opening bucket's
-    where no stored bucket of it holds the peak (pruned, or counted again)."""
-    stored: float | None = row["baseline"]
-    if (own := opening_width(row, width)) is None:
-        return stored
-    end = parse_iso(row["resolved_at"]) if row["resolved_at"] else now
-    first = store.first_bucket(row["service"], parse_iso(row["opened_at"]), own, width)
-    found = store.peak_bucket_baseline(row["service"], first, end, int(row["peak_complaints"] or 0))
-    return stored if found is None else found
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -8,12 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from miner.alerts.content import baseline_text
-from miner.alerts.peak import peak_baseline
 from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
-from miner.store.incidents import opening_width
-from miner.timeutil import parse_iso
 
 _T = TypeVar("_T", list[Any], dict[str, Any])
 
@@ -38,15 +35,7 @@ class _Baseline(float):
 def _baseline(store: Store, inc: dict[str, Any], width: timedelta | None) -> _Baseline:
     """The baseline the incident's alerts set its peak against (its peak bucket's): the table gave the opening
     bucket's to one decimal, 0.4 beside the demo's emails' 0.35."""
-    stored = float(inc["baseline"] or 0)
-    own = opening_width(inc, width)
-    if own is None:
-        return _Baseline(stored)
-    opened = parse_iso(inc["opened_at"])
-    end = parse_iso(inc["resolved_at"]) if inc["resolved_at"] else datetime.max.replace(tzinfo=UTC)
-    first = store.first_bucket(inc["service"], opened, own, width)
-    series = store.series(inc["service"], first, end)
-    return _Baseline(peak_baseline(series, first, end, int(inc["peak_complaints"] or 0), stored))
+    return _Baseline(store.peak_baseline(inc, width, datetime.max.replace(tzinfo=UTC)) or 0)
 
 
 def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:

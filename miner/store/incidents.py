@@ -117,15 +117,22 @@ class IncidentsMixin:
         with self.database.transaction() as conn:
             conn.execute("UPDATE incidents SET bucket_minutes = ? WHERE bucket_minutes IS NULL", (minutes,))
 
-    def peak_bucket_baseline(self, service: str, start: datetime, end: datetime, peak: int) -> float | None:
-        """The baseline of the first bucket of ``service`` from ``start`` to before ``end`` that counted ``peak``
-        complaints and was scored (None: none): an incident's peak bucket's, as miner.alerts.peak.peak_baseline
-        finds it in the series an alert reads anyway."""
+    def peak_baseline(self, incident: Mapping[str, Any], width: timedelta | None, until: datetime) -> float | None:
+        """What the detector expected in the bucket of ``incident``'s peak, as its alerts give it (the webhook's
+        baseline; miner.alerts.peak.peak_baseline finds it in the series an alert reads anyway): the baseline of its
+        first bucket from its first (`first_bucket`: of the width it opened in, ``width``, the store's, where it
+        recorded none) to its resolve, or ``until`` while open, that counted its peak and was scored. Its stored
+        baseline, the opening bucket's, where no stored bucket of it holds the peak (pruned, or counted again)."""
+        stored: float | None = incident["baseline"]
+        if (own := opening_width(incident, width)) is None:
+            return stored
+        end = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else until
+        start = self.first_bucket(incident["service"], parse_iso(incident["opened_at"]), own, width)
         row = self.database.one(
             "SELECT baseline FROM buckets WHERE service = ? AND bucket_start >= ? AND bucket_start < ? "
             "AND complaints = ? AND baseline IS NOT NULL ORDER BY bucket_start LIMIT 1",
-            (service, iso(start), iso(end), peak))
-        return None if row is None else float(row["baseline"])
+            (incident["service"], iso(start), iso(end), int(incident["peak_complaints"] or 0)))
+        return stored if row is None else float(row["baseline"])
 
     def open_incident(self, service: str, at: datetime, fields: Mapping[str, Any], details: Mapping[str, Any]) -> int:
         with self.database.transaction() as conn:
