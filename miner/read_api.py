@@ -207,7 +207,7 @@ class ReadApi:
         minutes = store.bucket_minutes()
         width = timedelta(minutes=minutes) if minutes else None
         resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
-        closed, gaps = store.closed_untracked(resolved), store.resolved_after_gaps(resolved)
+        closed, gaps = store.ended_unseen(resolved)
         reopened = store.reopenings_of([r["id"] for r in rows[:limit]], now)
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
                 "limit": limit, "incidents": [self._incident(r, official, store.peak_baseline(r, width, now),

@@ -120,7 +120,7 @@ def test_only_an_incident_not_seen_going_on_after_the_gap_is_resolved_as_one_who
     resolved = dict(pipe.detect(back).resolved)
     assert resolved["Barnet"] > T0 + timedelta(hours=23)
     ids = {row["service"]: row["id"] for row in store.incidents()}
-    assert store.resolved_after_gaps(list(ids.values())) == {
+    assert store.ended_unseen(list(ids.values()))[1] == {
         ids["Foonet"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
 
 
@@ -143,7 +143,7 @@ def test_an_incident_seen_going_on_after_the_gap_between_z_close_and_z_open_is_n
     held = [row["score"] for row in store.series("Foonet", after, after + timedelta(hours=1))]
     assert len(held) == 4 and all(1.5 <= z < 2.5 for z in held)  # detector.z_close and z_open's defaults
     [incident] = store.incidents()
-    assert store.resolved_after_gaps([incident["id"]]) == {}
+    assert store.ended_unseen([incident["id"]])[1] == {}
 
 
 def test_one_bucket_between_z_close_and_z_open_after_quiet_ones_past_the_gap_still_leaves_its_end_unseen(
@@ -165,7 +165,7 @@ def test_one_bucket_between_z_close_and_z_open_after_quiet_ones_past_the_gap_sti
     [z] = [row["score"] for row in store.series("Foonet", noise, noise + timedelta(minutes=15))]
     assert 1.5 <= z < 2.5  # detector.z_close and z_open's defaults
     [incident] = store.incidents()
-    assert store.resolved_after_gaps([incident["id"]]) == {
+    assert store.ended_unseen([incident["id"]])[1] == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
 
 
@@ -181,7 +181,7 @@ def test_an_incident_resolved_after_the_gap_by_a_later_run_still_says_its_end_wa
     assert pipe.detect(back).resolved == []
     assert [at for _, at in pipe.detect(back + timedelta(hours=3)).resolved] == [back + timedelta(hours=1, minutes=45)]
     [incident] = store.incidents()
-    assert store.resolved_after_gaps([incident["id"]]) == {
+    assert store.ended_unseen([incident["id"]])[1] == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=21, minutes=45))}
 
 
@@ -236,7 +236,7 @@ def test_a_clock_ahead_by_more_than_max_fill_hours_leaves_no_unseen_end_once_it_
     pipe.detect(now)
     [(_, resolved)] = pipe.detect(now + timedelta(hours=2)).resolved
     [incident] = store.incidents()
-    assert store.resolved_after_gaps([incident["id"]]) == {
+    assert store.ended_unseen([incident["id"]])[1] == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=4, minutes=15))}
     assert resolved > T0 + timedelta(hours=4, minutes=15)
 

@@ -235,17 +235,15 @@ class IncidentsMixin:
                 late[int(inc["id"])] = first
         return late
 
-    def closed_untracked(self, incident_ids: Sequence[int]) -> dict[int, str]:
-        """Of these incidents, those miner closed without the detector seeing them end (their service left
-        feeds.toml, their detector state could not be read): incident id -> why (see untracked_reason)."""
-        last = self._last_resolves(incident_ids)
-        return {iid: why for iid, details in last.items() if (why := untracked_reason(details))}
-
-    def resolved_after_gaps(self, incident_ids: Sequence[int]) -> dict[int, tuple[datetime, datetime]]:
-        """Of these incidents, those the detector resolved after miner's own downtime, their end in it unseen:
+    def ended_unseen(self, incident_ids: Sequence[int]
+                     ) -> tuple[dict[int, str], dict[int, tuple[datetime, datetime]]]:
+        """Of these incidents, from one read of their last resolves: those miner closed without the detector seeing
+        them end (their service left feeds.toml, their detector state could not be read), incident id -> why (see
+        untracked_reason); and those the detector resolved after miner's own downtime, their end in it unseen,
         incident id -> the span it was not scoring (see unscored_gap)."""
         last = self._last_resolves(incident_ids)
-        return {iid: gap for iid, details in last.items() if (gap := unscored_gap(details))}
+        return ({iid: why for iid, details in last.items() if (why := untracked_reason(details))},
+                {iid: gap for iid, details in last.items() if (gap := unscored_gap(details))})
 
     def reopenings_of(self, incident_ids: Sequence[int], as_of: datetime
                       ) -> dict[int, list[tuple[datetime | None, datetime]]]:
