@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
-from miner.alerts.text import clean_text, safe_url
+from miner.alerts.text import clean_text, safe_number, safe_url
 from miner.store.incidents import first_bucket, opening_width, unscored_gap, untracked_reason
 from miner.store.incidents import reopenings as incident_reopenings
 from miner.timeutil import duration_text, iso, parse_iso
@@ -176,13 +176,6 @@ class FailingSource:
     last_ok_at: str
 
 
-def _num(value: Any, default: float = 0.0) -> float:
-    try:
-        return float(value) if value is not None else default
-    except (TypeError, ValueError):
-        return default
-
-
 def _json(value: Any, default: Any) -> Any:
     if not isinstance(value, str):
         return default
@@ -221,7 +214,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     lead_in = opened - _lead_in(own)
     symptoms = (_json(row.get("symptoms"), {})
                 or store.symptom_counts(service, lead_in, end + timedelta(seconds=1), width))
-    counts = {clean_text(k, 40): int(_num(v)) for k, v in symptoms.items() if _num(v) > 0}
+    counts = {clean_text(k, 40): int(safe_number(v)) for k, v in symptoms.items() if safe_number(v) > 0}
     total = sum(counts.values()) or 1
     breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])
     samples: list[SamplePost] = []
@@ -242,36 +235,33 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
     chart_start = opened - history
     series = store.series(service, chart_start, end + timedelta(hours=1))
-    peak = int(_num(row.get("peak_complaints")))
+    peak = int(safe_number(row.get("peak_complaints")))
     first = None if own is None else first_bucket((parse_iso(r["bucket_start"]) for r in series), opened, own, width)
     events = store.incident_events(incident_id)
     reopenings = incident_reopenings(events, as_of)
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
-    unscored = _unscored(events) if resolved else None
+    # Its last resolve's details say whether miner saw its end (None while open: it has not ended).
+    ending = _last_resolve(events) if resolved else None
+    unscored = unscored_gap(ending)
     # Its end fell in the span miner was not scoring: the duration is known to lie between the two ends of that span.
     duration = duration_text((end - opened).total_seconds()) if unscored is None else gap_duration(opened, unscored)
     return IncidentView(
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration,
-        peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, _num(row.get("baseline"))),
-        peak_score=_num(row.get("peak_score")), total_complaints=int(_num(row.get("total_complaints"))),
+        peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, safe_number(row.get("baseline"))),
+        peak_score=safe_number(row.get("peak_score")), total_complaints=int(safe_number(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
         resolved_before=resolved_before, gaps=tuple((r, at) for r, at in reopenings if r is not None),
-        untracked=_untracked(events) if resolved else "", unscored=unscored,
+        untracked=untracked_reason(ending), unscored=unscored,
     )
 
 
-def _untracked(events: Sequence[Mapping[str, Any]]) -> str:
-    """Why miner resolved the incident without the detector seeing it end, or "" when the detector resolved it."""
+def _last_resolve(events: Sequence[Mapping[str, Any]]) -> Any:
+    """The details of the incident's last resolve event (None if it has none): why miner resolved it without the
+    detector seeing it end (untracked_reason), or the span it was not scoring when it ended, unseen (unscored_gap)."""
     last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
-    return untracked_reason(last.get("details")) if last is not None else ""
-
-
-def _unscored(events: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime] | None:
-    """The span miner was not scoring in which the incident ended, unseen, when its last resolve says so."""
-    last = next((ev for ev in reversed(events) if ev["kind"] == "resolve"), None)
-    return unscored_gap(last.get("details")) if last is not None else None
+    return last.get("details") if last is not None else None
 
 
 def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[str, Any]],
@@ -284,7 +274,7 @@ def item_views(store: Store, settings: AlertSettings, items: Sequence[Mapping[st
     """
     ids = dict.fromkeys(int(it["incident_id"]) for it in items)
     # The planner's word on each opening seen late, not recomputed here: stale_after may have changed since.
-    late = {int(it["incident_id"]): (parse_iso(it["seen_late_at"]), _num(it.get("late_seconds")))
+    late = {int(it["incident_id"]): (parse_iso(it["seen_late_at"]), safe_number(it.get("late_seconds")))
             for it in items if it.get("kind") == "open" and it.get("seen_late_at")}
     views = [v for iid in ids if (v := incident_view(store, settings, iid, as_of)) is not None]
     return [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
@@ -305,7 +295,7 @@ def failing_sources(store: Store, sources: Collection[str] | None) -> list[Faili
     """Failing sources among ``sources`` (the configured ones; None: every source in the store)."""
     return [
         FailingSource(clean_text(r["name"], 80), clean_text(r["type"], 30), clean_text(r.get("last_error"), 200),
-                      int(_num(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"))
+                      int(safe_number(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"))
         for r in store.failing_sources(sources)
     ]
 
@@ -347,7 +337,7 @@ def digest_incidents(store: Store, settings: AlertSettings, services_match: Any,
         return not row.get("resolved_at") or parse_iso(row["resolved_at"]) > as_of  # as incident_view sees it
 
     rows = sorted(digest_incident_rows(store, services_match, since, as_of),
-                  key=lambda r: (not still_open(r), -_num(r.get("peak_score")), parse_iso(r["opened_at"])))
+                  key=lambda r: (not still_open(r), -safe_number(r.get("peak_score")), parse_iso(r["opened_at"])))
     chosen = rows if limit is None else rows[:limit]
     # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
     # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.

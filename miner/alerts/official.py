@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.text import clean_text, safe_url
+from miner.alerts.text import clean_text, safe_number, safe_url
 from miner.records import MAINTENANCE
 from miner.timeutil import parse_iso
 
@@ -63,7 +63,4 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime,
     lead = row.get("lead_time_minutes")
     if lead is None:
         lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
-    try:
-        return official, float(lead)
-    except (TypeError, ValueError):
-        return official, 0.0
+    return official, safe_number(lead)

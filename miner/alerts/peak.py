@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from miner.alerts.text import safe_number
 from miner.timeutil import parse_iso
 
 
@@ -24,15 +25,8 @@ def peak_baseline(series: Sequence[Mapping[str, Any]], first: datetime | None, e
     # opened_at and resolved_at are bucket ends: the incident's buckets start from its first, before end. Taken an
     # hour back after a change from 5 to 60, a bucket before the incident, kept at 5 minutes, stood for its peak.
     for r in series:
-        if (first <= parse_iso(r["bucket_start"]) < end and int(_number(r.get("complaints"))) == peak
+        if (first <= parse_iso(r["bucket_start"]) < end and int(safe_number(r.get("complaints"))) == peak
                 and r.get("baseline") is not None):
-            return _number(r["baseline"], stored)
+            return safe_number(r["baseline"], stored)
     return stored
 
-
-def _number(value: Any, default: float = 0.0) -> float:
-    # As miner.alerts.content reads a stored figure: missing, null or odd, the default.
-    try:
-        return float(value) if value is not None else default
-    except (TypeError, ValueError):
-        return default

@@ -1,4 +1,5 @@
-"""Making untrusted text (post bodies, URLs, source errors) safe to put in mail, HTML and chat messages.
+"""Making untrusted text (post bodies, URLs, source errors) safe to put in mail, HTML and chat messages, and stored
+figures safe to compute with (`safe_number`).
 
 Escaping for HTML is Jinja's autoescape; this module removes what escaping cannot: control and bidi-override
 characters (which can hide or reorder text), unbounded length, and links that are not plain http(s).
@@ -90,6 +91,15 @@ def safe_url(value: object, limit: int = 500) -> str | None:
     if "@" in parts.netloc:
         return None
     return url
+
+
+def safe_number(value: object, default: float = 0.0) -> float:
+    """A figure read from a stored row as a float: ``default`` where it is missing, null or not a number (a row
+    edited by hand, a JSON field of an older miner)."""
+    try:
+        return float(value) if value is not None else default  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
 
 
 def idna_address(address: str) -> str:
