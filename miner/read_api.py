@@ -12,7 +12,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -189,6 +189,12 @@ class ReadApi:
     # GET /api/v1/incidents -------------------------------------------------------------------------------
 
     def incidents(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
+        return self.incidents_reopened(store, params)[0]
+
+    def incidents_reopened(self, store: Store, params: dict[str, str], also: Sequence[int] = ()
+                           ) -> tuple[dict[str, Any], dict[int, list[tuple[datetime | None, datetime]]]]:
+        """The answer of `incidents`, and the re-openings (Store.reopenings_of) of its incidents and of ``also``:
+        the status board's service page shows them all, from this one read of them."""
         now = self._clock()
         status = params.get("status", "all")
         if status not in STATUSES:
@@ -208,13 +214,13 @@ class ReadApi:
         width = timedelta(minutes=minutes) if minutes else None
         resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
         closed, gaps = store.ended_unseen(resolved)
-        reopened = store.reopenings_of([r["id"] for r in rows[:limit]], now)
+        reopened = store.reopenings_of([*(r["id"] for r in rows[:limit]), *also], now)
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
                 "limit": limit, "incidents": [self._incident(r, official, store.peak_baseline(r, width, now),
                                                              closed.get(r["id"]), gaps.get(r["id"]),
                                                              reopened[r["id"]][-1][1] if r["id"] in reopened else None)
                                               for r in rows[:limit]],
-                "truncated": len(rows) > limit}
+                "truncated": len(rows) > limit}, reopened
 
     def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]], peak_baseline: float | None,
                   untracked: str | None, gap: tuple[datetime, datetime] | None, reopened: datetime | None

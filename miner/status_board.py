@@ -133,11 +133,12 @@ class StatusBoard:
             series = self._api.series(name, store, params, max_hours=self.max_hours)  # checks ?hours=
             now = parse_iso(series["now"])
             since = min(self._api.window(now, series["hours"])[0], now - DEFAULT_SINCE)
-            incidents = self._api.incidents(store, {"service": name, "since": since.isoformat(),
-                                                    "limit": str(MAX_INCIDENTS)})
             state = self._api.state(store, name, now)
-            ids = [i["id"] for i in incidents["incidents"]] + ([state["incident"]["id"]] if state["incident"] else [])
-            return series, state, incidents, store.reopenings_of(ids, now)
+            # The open incident's re-openings in the same read: it is listed (the latest opened) but in odd data.
+            incidents, reopened = self._api.incidents_reopened(
+                store, {"service": name, "since": since.isoformat(), "limit": str(MAX_INCIDENTS)},
+                [state["incident"]["id"]] if state["incident"] else [])
+            return series, state, incidents, reopened
 
         series, state, incidents, reopened = self._api.read(reads)
         now = parse_iso(series["now"])

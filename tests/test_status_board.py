@@ -500,3 +500,30 @@ def test_an_incident_that_came_back_says_when_as_its_alerts_do(tmp_path: Path) -
     # since the open one came back (10.4 units of 672 for 72 h), where 09:00 to now was 28.
     widths = sorted(float(r.get("width", "0")) for r in svg.findall(f"{SVG}rect[@class='incident']"))
     assert len(widths) == 4 and widths[-1] < 11, widths
+
+
+def test_a_service_page_reads_its_incidents_re_openings_once(tmp_path: Path) -> None:
+    # The incidents' answer read them for its reopened_at, and the page again for its notes and shading: every
+    # resolve and update of its 20 incidents, twice, 3/4 of the page's time where each had re-opened 100 times.
+    config = load_config(write_config(tmp_path))
+    store = Store.open(tmp_path / "miner.sqlite")
+    fill(store)
+    fill_reopenings(store)
+    reader = Store.open(tmp_path / "miner.sqlite")
+    statements: list[str] = []
+    try:
+        with serving(ReadApi(config, lambda: reader, lambda: None, lambda: NOW), board=True) as base:
+            reader.database.conn.set_trace_callback(statements.append)
+            text = page(Board(base, store), "/services/Instagram?hours=72")[2].words(" ")
+            reader.database.conn.set_trace_callback(None)
+    finally:
+        reader.database.conn.set_trace_callback(None)
+        reader.close()
+        store.close()
+    # What it shows of them is as before: the open incident's re-opening, and the listed ones'.
+    came_back = "re-opened 2026-11-27 11:00 UTC, 1 h 00 min after it resolved at 10:00 UTC"
+    assert f"Incident since 2026-11-27 09:00 UTC (3 h 07 min); {came_back}" in text
+    assert f"2026-11-27 09:00 UTC open 3 h 07 min 3 5 – – R{came_back[1:]}" in text
+    assert "Re-opened 2026-11-25 15:30 UTC, 30 min after it resolved at 15:00 UTC" in text
+    reads = [s for s in statements if "FROM incident_events" in s and "'update'" in s]
+    assert len(reads) == 1, reads
