@@ -193,7 +193,7 @@ class DetectStage(RelearnStage):
             with contextlib.suppress(*UNREADABLE):
                 draft = IncidentDraft.from_json(saved.draft).rewound(resume, width).to_json() if saved.draft else None
             with contextlib.suppress(*UNREADABLE):
-                state = DetectorState.from_json(saved.state).rewound(resume).to_json()
+                state = DetectorState.from_json(saved.state).rewound(resume, width).to_json()
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
         redated = self.store.rewind_detectors(rewound, now, self.bucket)
         latest = max(saved.last_bucket for _, saved in ahead) + self.bucket

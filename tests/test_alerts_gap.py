@@ -228,7 +228,7 @@ def test_the_charts_of_an_incident_resolved_after_a_gap_shade_it_to_the_gaps_sta
 def test_a_clock_ahead_by_more_than_max_fill_hours_leaves_no_unseen_end_once_it_is_set_back(store: Store) -> None:
     # The clock 10 h ahead skipped the buckets from 04:00 to 08:00 (to come) as a gap: set back at 04:20, the
     # buckets from 04:15 on are scored, and only 04:00's never is; the incident kept 04:00 to 08:00 as the span its
-    # end fell in, unseen, and its resolve at 06:00 said so of buckets scored since.
+    # end fell in, unseen, and its resolve, after 8 h of quiet buckets from 04:15, said so of buckets scored since.
     pipe = warmed_pipeline(CONFIG + "quiet_minutes = 480\n", store)  # not resolved by the 6 h scored ahead
     start = T0 + timedelta(hours=3)
     pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
@@ -237,11 +237,39 @@ def test_a_clock_ahead_by_more_than_max_fill_hours_leaves_no_unseen_end_once_it_
     assert pipe.detect(T0 + timedelta(hours=14)).resolved == []
     now = T0 + timedelta(hours=4, minutes=20)
     pipe.detect(now)
-    [(_, resolved)] = pipe.detect(now + timedelta(hours=2)).resolved
+    [[(_, resolved)]] = [found for hour in range(5, 14) if (found := pipe.detect(T0 + timedelta(hours=hour)).resolved)]
     [incident] = store.incidents()
     assert store.ended_unseen([incident["id"]])[1] == {
         incident["id"]: (T0 + timedelta(hours=4), T0 + timedelta(hours=4, minutes=15))}
-    assert resolved > T0 + timedelta(hours=4, minutes=15)
+    assert resolved == T0 + timedelta(hours=12, minutes=15)  # not 2 h after, the 6 h stepped ahead counted as quiet
+
+
+def test_an_outage_seen_going_on_once_a_clock_ahead_is_set_back_has_its_end_seen(store: Store) -> None:
+    # The clock 10 h ahead stepped 6 h of empty buckets to come (08:00 to 14:00) as quiet ones of the incident; set
+    # back at 04:20, the outage goes on at 3 complaints a bucket (z 2.2, between z_close and z_open) to 05:15. Those
+    # 24 buckets held the detector's count of quiet ones: the resolve took 2 h of real quiet for 8, and said the end
+    # fell unseen from 04:00 to 04:15, though the outage was seen going on after it, its end at 05:15.
+    pipe = warmed_pipeline(CONFIG + "quiet_minutes = 480\n", store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(hours=1)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(hours=1))
+    assert pipe.detect(T0 + timedelta(hours=14)).resolved == []
+    pipe.detect(T0 + timedelta(hours=4, minutes=20))
+    on = T0 + timedelta(hours=4, minutes=15)
+    for k in range(4):
+        bucket = on + timedelta(minutes=15 * k)
+        pipe.ingest([Post("reports", f"Foonet-on-{k}-{i}", "Foonet is down", bucket + timedelta(minutes=4 * i),
+                          services=("Foonet",)) for i in range(3)], bucket + timedelta(minutes=15))
+        pipe.classify_pending(bucket + timedelta(minutes=15))
+        assert pipe.detect(bucket + timedelta(minutes=20)).resolved == []
+    held = [row["score"] for row in store.series("Foonet", on, on + timedelta(hours=1))]
+    assert len(held) == 4 and all(1.5 <= z < 2.5 for z in held)  # detector.z_close and z_open's defaults
+    resolves = [pipe.detect(T0 + timedelta(hours=hour)).resolved for hour in range(6, 15)]
+    # 8 h of quiet buckets from 05:15, resolved with the one that ends at 13:15, scored by the run at 14:00.
+    assert resolves == [[]] * 8 + [[("Foonet", T0 + timedelta(hours=13, minutes=15))]]
+    [incident] = store.incidents()
+    assert store.ended_unseen([incident["id"]])[1] == {}
 
 
 def test_the_chart_of_an_incident_resolved_after_a_gap_marks_the_gap_not_a_resolve_time(store: Store) -> None:

@@ -86,15 +86,15 @@ class DetectorState:
             separators=(",", ":"),
         )
 
-    def rewound(self, to: datetime) -> DetectorState:
+    def rewound(self, to: datetime, width: timedelta) -> DetectorState:
         """This state with its last bucket at ``to`` and no time after it: for a state stepped by a clock that was
-        ahead, whose buckets are still in the future. What it learned from them (empty then) stays learned:
-        it cannot be taken back, and the buckets' real counts are not scored again."""
+        ahead, whose buckets (``width`` wide) are still in the future. What it learned from them (empty then) stays
+        learned, but its count of quiet buckets leaves them out: they resolved an outage going on, its end "unseen"."""
         def clamp(value: datetime | None) -> datetime | None:
             return None if value is None else min(value, to)
-
+        ahead = 0 if self.last is None else max(0, (self.last - to) // width)  # at most: a skipped gap has none
         return replace(self, last=clamp(self.last), opened_at=clamp(self.opened_at),
-                       resolved_at=clamp(self.resolved_at))
+                       resolved_at=clamp(self.resolved_at), quiet=max(0, self.quiet - ahead))
 
     def rezoned(self, zone: str, at: datetime) -> DetectorState:
         """This state with its hour-of-day offsets moved to the hours of ``zone``, as its clock and the state's
