@@ -24,7 +24,7 @@ from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_conns import LISTEN_BACKLOG, OpenConnections
-from miner.http_head import MAX_HEAD, HeadReader, is_json
+from miner.http_head import MAX_HEAD, HeadReader, body_length, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -278,23 +278,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body_length(self) -> int | None:
         """The declared body length, or None after refusing the request: checked before a byte is read."""
-        if "Transfer-Encoding" in self.headers:
-            self._refuse(411, "send the report with a Content-Length; chunked bodies are not accepted")
-            return None
-        values = self.headers.get_all("Content-Length") or []
-        if not values:
-            self._refuse(411, "Content-Length required")
-            return None
-        value = values[0].strip()
-        # int() would also take "-1", "+5", "1_0" and non-ASCII digits; a length is ASCII digits only.
-        if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
-            self._refuse(400, "Content-Length must be one non-negative number")
-            return None
-        # Nor more than 4300 digits (a ValueError, which was a 500): a number of more digits than MAX_BODY is larger.
-        digits = value.lstrip("0") or "0"
-        length = int(digits) if len(digits) <= len(str(MAX_BODY)) else MAX_BODY + 1
-        if length > MAX_BODY:
-            self._refuse(413, f"report body larger than {MAX_BODY} bytes")
+        length = body_length(self.headers, MAX_BODY)
+        if isinstance(length, tuple):
+            self._refuse(*length)
             return None
         return length
 

@@ -1,5 +1,5 @@
 """The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
-whether the Content-Type it declares is JSON."""
+the body length it declares, and whether the Content-Type it declares is JSON."""
 
 from __future__ import annotations
 
@@ -57,3 +57,23 @@ def is_json(content_type: str) -> bool:
     # get_content_type() falls back to text/plain for a value that is not a media type.
     charset = header.get_param("charset")
     return header.get_content_type() == "application/json" and str(charset or "utf-8").lower() in ("utf-8", "utf8")
+
+
+def body_length(headers: Message, most: int) -> int | tuple[int, str]:
+    """The body length ``headers`` declare, at most ``most``; else the (status, message) that refuses the request
+    before a byte of the body is read."""
+    if "Transfer-Encoding" in headers:
+        return 411, "send the report with a Content-Length; chunked bodies are not accepted"
+    values = headers.get_all("Content-Length") or []
+    if not values:
+        return 411, "Content-Length required"
+    value = values[0].strip()
+    # int() would also take "-1", "+5", "1_0" and non-ASCII digits; a length is ASCII digits only.
+    if len(set(values)) > 1 or not (value.isascii() and value.isdigit()):
+        return 400, "Content-Length must be one non-negative number"
+    # Nor more than 4300 digits (a ValueError, which was a 500): a number of more digits than ``most`` is larger.
+    digits = value.lstrip("0") or "0"
+    length = int(digits) if len(digits) <= len(str(most)) else most + 1
+    if length > most:
+        return 413, f"report body larger than {most} bytes"
+    return length
