@@ -160,9 +160,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        # Until written, shut for a newcomer at the cap if the client stops taking it (http_conns).
+        conns = self.server.connections
+        conns.sending(self.connection)
+        try:
+            self.end_headers()
+            if self.command != "HEAD":
+                conns.write(self.connection, data, READ_TIMEOUT)
+        finally:
+            conns.sending(self.connection, False)
 
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(obj, default=str).translate(_JSON_HTML), headers=headers)

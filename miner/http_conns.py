@@ -2,7 +2,9 @@
 
 At the cap, a new connection takes the place of the one that has been sending its request the longest, if for
 MAKE_WAY_AFTER at least: 32 idle connections from one client (a slowloris, renewed every few seconds) otherwise kept
-every other client out, /healthz included, for as long as it liked."""
+every other client out, /healthz included, for as long as it liked. Failing one, it takes the place of the one whose
+answer has been stuck the longest, if for MAKE_WAY_AFTER at least: the client takes none of it (reads nothing, or
+less than WRITE_CHUNK a second)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ MAKE_WAY_AFTER = 1.0
 # burst unseen: of 30 clients at once, 21 connected only at their SYN's retransmission 1 s later (a /healthz probe
 # with a 1 s timeout failed), far below the cap, whose 503 says to retry. Twice the cap's 32: a burst reaches it.
 LISTEN_BACKLOG = 64
+# Bytes of an answer written at a time: each one the client takes is progress, which keeps its connection from being
+# shut for a newcomer. 32 clients that asked for a 300 KB series and read none of it (a receive window of 2 KB, a
+# 1400-byte MSS as over the internet) held every connection until the write timed out, 5 s, and asked again: /healthz
+# and reports were answered 503 for 3.5 s of every 5.
+WRITE_CHUNK = 16384
 
 
 class OpenConnections:
@@ -32,21 +39,21 @@ class OpenConnections:
         # Those still sending their request (line, headers, a report's body), oldest first, with when each was taken
         # (time.monotonic()).
         self._receiving: dict[socket.socket, float] = {}
+        # Those whose answer is going out, least recently progressed first, with when it last did.
+        self._sending: dict[socket.socket, float] = {}
         self._evicted: set[socket.socket] = set()
         self._changed = threading.Condition()
 
     def take(self, limit: int, conn: socket.socket | None = None) -> bool:
         """Count one more connection (``conn``, sending its request until ``received``). With ``limit`` open
-        already, the one sending its request the longest is shut for it, if for MAKE_WAY_AFTER at least; False
-        (turn it away) when none has been sending that long (each is being answered, or was taken a moment ago), or
-        twice ``limit`` are open with those shut still ending."""
+        already, one is shut for it (``_stalled``); False (turn it away) when none has been stalled that long (each
+        is being answered, or was taken a moment ago), or twice ``limit`` are open with those shut still ending."""
         now = time.monotonic()
         with self._changed:
             if self._open >= limit:
-                oldest = next(iter(self._receiving), None)
-                if oldest is None or now - self._receiving[oldest] < MAKE_WAY_AFTER or self._open >= 2 * limit:
+                oldest = None if self._open >= 2 * limit else self._stalled(now)
+                if oldest is None:
                     return False
-                del self._receiving[oldest]
                 self._evicted.add(oldest)
                 # Both ways: its handler's read ends as if the client had closed, and no reply can block on it.
                 with contextlib.suppress(OSError):
@@ -55,6 +62,36 @@ class OpenConnections:
             if conn is not None:
                 self._receiving[conn] = now
             return True
+
+    def _stalled(self, now: float) -> socket.socket | None:
+        """The one sending its request the longest, else the one whose answer has been stuck the longest, if for
+        MAKE_WAY_AFTER at least: taken off its list."""
+        for waiting in (self._receiving, self._sending):
+            first = next(iter(waiting), None)
+            if first is not None and now - waiting[first] >= MAKE_WAY_AFTER:
+                del waiting[first]
+                return first
+        return None
+
+    def sending(self, conn: socket.socket, going: bool = True) -> None:
+        """``conn``'s answer is going out, and has just made progress (a chunk written); with not ``going``, it is
+        all written."""
+        with self._changed:
+            self._sending.pop(conn, None)
+            if going:
+                self._sending[conn] = time.monotonic()
+
+    def write(self, conn: socket.socket, data: bytes, timeout: float) -> None:
+        """Send ``data`` on ``conn`` within ``timeout`` in all, WRITE_CHUNK at a time, each one progress."""
+        deadline = time.monotonic() + timeout
+        view = memoryview(data)
+        for at in range(0, len(view), WRITE_CHUNK):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"answer not taken within {timeout:g} s")
+            conn.settimeout(left)
+            conn.sendall(view[at:at + WRITE_CHUNK])
+            self.sending(conn)
 
     def received(self, conn: socket.socket) -> bool:
         """``conn`` has sent its whole request, or is refused without the rest: it is answered, and no longer shut
@@ -74,6 +111,7 @@ class OpenConnections:
             self._open -= 1
             if conn is not None:
                 self._receiving.pop(conn, None)
+                self._sending.pop(conn, None)
                 self._evicted.discard(conn)
             self._changed.notify_all()
 

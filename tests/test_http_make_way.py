@@ -1,6 +1,7 @@
 """At the connection cap, a newcomer takes the place of a connection still sending its request (miner.http_conns):
-never of one whose answer is going out, nor with the report it sent stored unanswered. Real loopback servers, the
-report through the real service into its SQLite store; each handler is held at the instant a newcomer comes."""
+never of one whose answer is going out while the client takes it (test_http_slow_readers), nor with the report it
+sent stored unanswered. Real loopback servers, the report through the real service into its SQLite store; each
+handler is held at the instant a newcomer comes."""
 
 from __future__ import annotations
 
