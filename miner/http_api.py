@@ -24,7 +24,7 @@ from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_conns import LISTEN_BACKLOG, OpenConnections
-from miner.http_head import MAX_HEAD, HeadReader, body_length, is_json
+from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -118,6 +118,9 @@ class _Handler(BaseHTTPRequestHandler):
         shut = conns.evicted(self.connection) if self.command == "POST" else not conns.received(self.connection)
         if late or shut:
             self.close_connection = True
+            return False
+        if ok and not host_allowed(self.headers.get("Host"), self.server.allowed_hosts):
+            self._refuse(421, "this endpoint does not answer as that host name (server.allowed_hosts)")
             return False
         return ok
 
@@ -317,9 +320,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys) -> None:
+    def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys,
+                 allowed_hosts: Sequence[str] = ()) -> None:
         self.endpoints = endpoints
         self.clients = clients
+        self.allowed_hosts = frozenset(host_name(name) for name in allowed_hosts)
         self.connections = OpenConnections()
         self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
@@ -365,9 +370,9 @@ class HttpApi:
     """Runs the endpoint in a background thread."""
 
     def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = (),
-                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX) -> None:
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, allowed_hosts: Sequence[str] = ()) -> None:
         try:
-            self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix))
+            self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix), allowed_hosts)
         except OSError as exc:
             raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)

@@ -1,10 +1,12 @@
 """The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
-the body length it declares, and whether the Content-Type it declares is JSON."""
+the body length it declares, whether the Content-Type it declares is JSON, and whether its Host is one the endpoint
+answers as."""
 
 from __future__ import annotations
 
 import http.client
 import io
+import ipaddress
 from email.message import Message
 
 # Bytes of request line and headers, in all. The stdlib alone takes 100 header lines of 64 KB each: 32 clients
@@ -77,3 +79,30 @@ def body_length(headers: Message, most: int) -> int | tuple[int, str]:
     if length > most:
         return 413, f"report body larger than {most} bytes"
     return length
+
+
+def host_name(value: str) -> str:
+    """A Host header's value, or a name `server.allowed_hosts` lists, as compared: lowercase, without its port or
+    a trailing dot, an IPv6 address without its brackets."""
+    name = value.strip().lower()
+    if name.startswith("["):  # an IPv6 address, with or without a port
+        return name[1:].partition("]")[0]
+    if name.count(":") == 1:
+        name = name.partition(":")[0]
+    return name.rstrip(".")
+
+
+def host_allowed(value: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a request with this Host is answered: any, with nothing in ``allowed`` (host_name's forms). A rebinding
+    page's Host is always its own DNS name, so an address (or localhost, which browsers never look up) is one too;
+    so is a request without one, which no browser sends."""
+    if not allowed or value is None:
+        return True
+    name = host_name(value)
+    if name == "localhost" or name in allowed:
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

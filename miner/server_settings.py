@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from miner.client_address import DEFAULT_IPV6_PREFIX
+from miner.http_head import host_name
 from miner.settings import SettingsError
 from miner.urls import control_char, is_ip
 
@@ -25,6 +26,9 @@ class ServerSettings:
     # An IPv6 client is the network of this prefix length (128: address by address): one subscriber's, as its ISP
     # delegates it, so that one household is not hundreds of clients and complainers.
     report_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
+    # The host names requests may name in their Host header (IP addresses and localhost always may): a web page that
+    # rebinds its own name to the endpoint's address (DNS rebinding) is answered 421. Empty: any Host.
+    allowed_hosts: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
@@ -47,3 +51,8 @@ class ServerSettings:
             except ValueError:
                 raise SettingsError(f"trusted_proxies[{i}]",
                                     f"must be an IP address or network such as 10.0.0.0/8, got {proxy!r}") from None
+        for i, name in enumerate(self.allowed_hosts):
+            if not name.strip() or control_char(name) or any(c in name for c in " /@?#") or host_name(name) != (
+                    name.lower().strip("[]").rstrip(".")):
+                raise SettingsError(f"allowed_hosts[{i}]", "must be a host name such as status.example.org, without "
+                                    f"a scheme, port or path, got {name!r}")

@@ -659,7 +659,13 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
              "report_ipv6_prefix = 16": ":3: server.report_ipv6_prefix: must be 32..128 (56: a household's /56, 64: "
                                         "each /64, 128: each address), got 16",
              "report_ipv6_prefix = 129": ":3: server.report_ipv6_prefix: must be 32..128",
-             'report_ipv6_prefix = "/64"': ":3: server.report_ipv6_prefix: expected an integer, got '/64'"}
+             'report_ipv6_prefix = "/64"': ":3: server.report_ipv6_prefix: expected an integer, got '/64'",
+             # Never a Host header's name: every request would be answered 421.
+             'allowed_hosts = ["https://status.example.org"]': ":3: server.allowed_hosts[0]: must be a host name "
+                                                              "such as status.example.org, without a scheme, port",
+             'allowed_hosts = ["a.example", "status.example.org:443"]': ":3: server.allowed_hosts[1]: must be",
+             'allowed_hosts = [""]': ":3: server.allowed_hosts[0]: must be",
+             'allowed_hosts = "status.example.org"': ":3: server.allowed_hosts: expected a list"}
     for setting, error in cases.items():
         with pytest.raises(ConfigError) as info:
             parse_config(f"[server]\nenabled = true\n{setting}\n", "x.toml")
@@ -669,6 +675,8 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
     assert proxies.trusted_proxies == ("10.1.2.3", "10.0.0.0/8", "fd00::/8")
     assert proxies.report_ipv6_prefix == 56  # a household's network, as ISPs delegate it
     assert parse_config("[server]\nreport_ipv6_prefix = 128\n").server.report_ipv6_prefix == 128
+    hosts = parse_config('[server]\nallowed_hosts = ["status.example.org", "status.example.org.", "[::1]"]\n').server
+    assert hosts.allowed_hosts == ("status.example.org", "status.example.org.", "[::1]")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,67 @@
+"""`server.allowed_hosts`: the real service on a loopback socket, its reports stored in a real SQLite store, answers
+a request naming another host in its Host header (a page on a DNS name rebound to 127.0.0.1) with 421."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_http_api import _read_all, status_of
+
+from miner.config import load_config
+from miner.service import Service, ServiceOptions
+
+REPORT = json.dumps({"service": "MTN", "symptom": "calls"}).encode()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n\n[server]\n'
+                   'allowed_hosts = ["status.example.org", "Board.Example.NET."]\n\n[[services]]\nname = "MTN"\n')
+    svc = Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=True, http_port=0))
+    svc.start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+def _ask(svc: Service, head: str, body: bytes = b"") -> bytes:
+    assert svc._http is not None
+    with socket.create_connection(svc._http.address, timeout=30) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        return _read_all(sock)
+
+
+def _posts(svc: Service) -> int:
+    return int(svc._store("test").database.rows("SELECT COUNT(*) AS n FROM posts")[0]["n"])
+
+
+@pytest.mark.parametrize("host", ["rebound.attacker.example", "rebound.attacker.example:8787", "status.example.org.x",
+                                  "example.org", "status.example.org@evil.example"])
+def test_a_request_naming_another_host_is_answered_421_and_its_report_not_stored(service: Service, host: str) -> None:
+    # Without the check, a page on a name rebound to 127.0.0.1 read the API and posted reports from the browser of
+    # anyone on the machine: its origin was the endpoint's.
+    reply = _ask(service, f"GET /api/v1/services HTTP/1.1\r\nHost: {host}\r\n")
+    assert status_of(reply) == 421
+    assert b"server.allowed_hosts" in reply and b'"services"' not in reply
+    post = (f"POST /report HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(REPORT)}\r\n")
+    assert status_of(_ask(service, post, REPORT)) == 421
+    assert _posts(service) == 0
+
+
+@pytest.mark.parametrize("host", ["status.example.org", "Status.Example.ORG.:443", "board.example.net",
+                                  "127.0.0.1:8787", "localhost:8787", "[::1]:8787", None])
+def test_a_listed_host_an_address_localhost_or_none_is_answered(service: Service, host: str | None) -> None:
+    # No rebinding page's Host is an address or localhost, and every browser sends one.
+    head = "GET /healthz HTTP/1.0\r\n" + (f"Host: {host}\r\n" if host is not None else "")
+    assert status_of(_ask(service, head)) == 200
+    post = (f"POST /report HTTP/1.1\r\nHost: {host or 'status.example.org'}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(REPORT)}\r\n")
+    assert status_of(_ask(service, post, REPORT)) == 202
+    assert _posts(service) == 1
