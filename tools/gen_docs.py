@@ -56,7 +56,11 @@ def cli_markdown() -> str:
 def schema_markdown() -> str:
     parts = ["# Store schema", "",
              "One SQLite file (WAL mode). Generated from `miner/store/catalog.py` by `python tools/gen_docs.py`;",
-             "times are ISO 8601 UTC text (`2026-11-28T04:50:00+00:00`), JSON columns hold JSON text.", ""]
+             "times are ISO 8601 UTC text (`2026-11-28T04:50:00+00:00`), JSON columns hold JSON text.",
+             "Times compare as text only with times in that form: SQLite's `datetime('now', '-30 days')` gives",
+             "`2026-10-29 04:50:00`, which sorts before every stored time of that day (`T` after the space), so",
+             "write `strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-30 days')`; for a duration in minutes,",
+             "`(strftime('%s', resolved_at) - strftime('%s', opened_at)) / 60`.", ""]
     for table, (desc, columns) in TABLES.items():
         parts += [f"## `{table}`", "", desc, "", "| column | meaning |", "|---|---|"]
         parts += [f"| `{col}` | {text} |" for col, text in columns.items()]

@@ -91,9 +91,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                       "clock. The retention guard leaves out a post dated at or after it: such a time may be our "
                       "clock's.",
         "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated. "
-                       "A user report's: of its client's address, under a random key of that UTC day kept in "
-                       "memory only: one client's reports of a day share it, unlinkable to its address or to other "
-                       "days; null for reports stored by 0.1.0, each of which counts once.",
+                       "The handle is read without case or a leading @, and per site: one handle on two sites "
+                       "(Reddit and Hacker News, two forums) is two authors, while Mastodon, Lemmy and Bluesky name "
+                       "accounts the same from every server; NULL when the source gives no author. A user "
+                       "report's: of its client's address, under a random key of that UTC day kept in memory "
+                       "only: one client's reports of a day share it, unlinkable to its address or to other days; "
+                       "null for reports stored by 0.1.0, each of which counts once.",
         "lang": "Language code when the source gives one.",
         "symptom_hint": "Symptom chosen by the user of a report, if any.",
         "undated": "NULL when the source gave the post's time. Else the source gave none and created_at is when it "
@@ -106,7 +109,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "post_id": "posts.id.",
         "service": "Service name from feeds.toml.",
     }),
-    "classifications": ("The classifier's verdict per post and model version.", {
+    "classifications": ("The classifier's verdict per post and model version. A post classified again (`miner "
+                        "reclassify` after a model update, or back to an earlier model) has a row per model, and "
+                        "the one counted (buckets, incidents, `miner status`) is its latest: the highest "
+                        "classified_at, then the last written. A join on post_id alone counts such a post once per "
+                        "model; join the counted verdict as `JOIN classifications c ON c.post_id = p.id AND c.rowid "
+                        "= (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id ORDER BY "
+                        "c2.classified_at DESC, c2.rowid DESC LIMIT 1)`. A post not classified yet has no row.", {
         "post_id": "posts.id.",
         "model_version": "Version of the model that classified it (`reports` for user reports).",
         "outage": "1 when the post is an outage report at the threshold (`classifier.threshold`, else the model's), "
@@ -120,9 +129,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                 "store.bucket_retention_days (400 days by default) are deleted by the retention prune.", {
         "service": "Service name.",
         "bucket_start": "Start of the bucket (UTC; width = detector.bucket_minutes).",
-        "posts": "Posts mentioning the service in the bucket.",
+        "posts": "Posts mentioning the service created in the bucket (counted as their verdicts are stored), "
+                 "but not those undated as backlog (posts.undated).",
         "complaints": "Authors of those posts classified as outage reports (latest verdict): one account posting "
-                      "many times counts once; posts without a known author count one each.",
+                      "many times counts once; posts without a known author count one each. Once per bucket: a "
+                      "sum over several buckets (an hour of 5-minute ones) counts an author once in each bucket "
+                      "they posted in, as the detector does.",
         "score": "Detector z-score of the complaint count; NULL until the detector has processed the bucket.",
         "baseline": "Expected complaint count for this bucket.",
         "upper": "Complaint count at which the bucket would be anomalous (z = z_open).",
@@ -162,7 +174,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "status": "open or resolved.",
         "opened_at": "End of the bucket in which the detector opened it (when we knew).",
         "updated_at": "Last change.",
-        "resolved_at": "When it resolved after the quiet period.",
+        "resolved_at": "When it resolved: the end of the bucket that made detector.quiet_minutes of quiet ones "
+                       "(see incident_events for an end not seen), so the outage's last busy bucket ended about "
+                       "that long before; resolved_at minus opened_at, the duration alerts show, includes it.",
         "peak_complaints": "Largest complaint count in one bucket.",
         "peak_score": "Largest z-score.",
         "baseline": "Expected complaints per bucket when it opened.",
