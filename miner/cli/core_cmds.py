@@ -119,6 +119,9 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused. Example:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
+
+    SQL that starts with a comment (--), as a saved file may, goes after a -- of its own, which ends the options:
+    miner query -- "$(cat report.sql)". Without it, it is taken for an unknown option.
     """
     from miner.errors import MinerError
     from miner.store import stream_readonly
