@@ -181,6 +181,9 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     assert twice.stdout == ""
     still = runner.invoke(main, [*base, "--format", "json", "SELECT count(*) AS n FROM posts"])
     assert json.loads(still.stdout) == [{"n": 3}]
+    # A saved .sql file, which often starts with a comment, read from standard input: "-" ran as SQL of its own.
+    piped = runner.invoke(main, [*base, "--format", "json", "-"], input="-- weekly\nSELECT count(*) AS n FROM posts\n")
+    assert piped.exit_code == 0 and json.loads(piped.stdout) == [{"n": 3}], piped.output
 
 
 def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_path: Path) -> None:

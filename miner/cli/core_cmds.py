@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -120,7 +121,8 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
 
-    SQL that starts with a comment (--), as a saved file may, goes after a -- of its own, which ends the options:
+    SQL given as - is read from standard input, as a saved file is best given: miner query - < report.sql.
+    SQL that starts with a comment (--) on the command line goes after a -- of its own, which ends the options:
     miner query -- "$(cat report.sql)". Without it, it is taken for an unknown option.
     """
     from miner.errors import MinerError
@@ -135,6 +137,8 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
             raise click.BadParameter(f"{name} given twice ({name}={bound[name]}, {item}): bind each :NAME once",
                                      param_hint="--param")
         bound[name] = value
+    if sql == "-":  # "-" is no SQL: it was run as such, "near "-": syntax error"
+        sql = sys.stdin.read()
     path = str(app.db_path or app.config.store.path)
     with stream_readonly(path, sql, bound) as (columns, read):
         # An object holds a name once: a join's two "id" columns kept only the last, without a word.
