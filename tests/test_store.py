@@ -590,6 +590,19 @@ def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
             run_readonly(store.path, sql)
         assert str(refused.value).endswith(f"would write ({kind})"), sql
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
+    for sql in ("PRAGMA user_version = 5", "PRAGMA page_size = 512", "PRAGMA query_only = 0", "PRAGMA journal_mode"):
+        with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)"):
+            run_readonly(store.path, sql)
+
+
+def test_readonly_query_describes_the_store_with_pragmas(store: Store) -> None:
+    # An analyst finding their way: `PRAGMA table_info(posts)` only reads, and was refused as a write "(PRAGMA)".
+    cols, rows = run_readonly(store.path, "PRAGMA table_info(posts)")
+    assert "name" in cols and "text" in [row[cols.index("name")] for row in rows]
+    cols, rows = run_readonly(store.path, "SELECT name FROM pragma_index_list('posts') ORDER BY name")
+    assert rows and all(name for (name,) in rows)
+    version = store.database.execute("PRAGMA user_version").fetchone()[0]
+    assert run_readonly(store.path, "PRAGMA user_version")[1] == [(version,)]
 
 
 def test_readonly_query_reads_json_columns_with_table_valued_functions(store: Store) -> None:
@@ -604,10 +617,9 @@ def test_readonly_query_reads_json_columns_with_table_valued_functions(store: St
     symptoms = "SELECT key, value FROM incidents, json_tree(symptoms) WHERE type = 'integer'"
     assert run_readonly(store.path, symptoms)[1] == [("messaging", 2)]
     assert run_readonly(store.path, "SELECT count(*) > 0 FROM dbstat WHERE name = 'posts'")[1] == [(1,)]
-    # A pragma's table-valued function is a PRAGMA, refused as such (some set what they name).
-    for sql in ("SELECT * FROM pragma_table_info('posts')", "SELECT * FROM pragma_journal_mode"):
-        with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)$"):
-            run_readonly(store.path, sql)
+    # A pragma's table-valued function is a PRAGMA, refused as such but for those that only describe the store.
+    with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)$"):
+        run_readonly(store.path, "SELECT * FROM pragma_journal_mode")
     with pytest.raises(QueryRefused, match=r"would write \(CREATE VIRTUAL TABLE\)$"):
         run_readonly(store.path, "CREATE VIRTUAL TABLE j USING json_each")
     assert store.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]

@@ -117,7 +117,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
 def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
 
-    Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused. Example:
+    Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused; PRAGMAs that only describe the store
+    (table_info, index_list, user_version...) are not. Example:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
 

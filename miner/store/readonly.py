@@ -32,6 +32,14 @@ _ACTION_NAMES = {
     sqlite3.SQLITE_TRANSACTION: "a transaction statement",
 }
 
+# PRAGMAs that only describe the store, for an analyst finding their way (`PRAGMA table_info(posts)`, or
+# `pragma_table_info('posts')` in a SELECT): their argument names a table or an index, never a value to set.
+_DESCRIBING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+                       "foreign_key_list", "database_list", "collation_list", "function_list", "module_list",
+                       "pragma_list", "compile_options"}
+# And those that read a number when given none: `PRAGMA user_version = 5` sets one.
+_READING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size", "freelist_count"}
+
 # DDL reaches the authorizer first as a write to the schema table (CREATE as an INSERT, DROP as a DELETE), so
 # naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead.
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
@@ -93,8 +101,11 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
     require_store(path)
     refused: list[str] = []
 
-    def authorizer(action: int, arg1: str | None, *_args: Any) -> int:
+    def authorizer(action: int, arg1: str | None, arg2: str | None, *_args: Any) -> int:
         if action in _READ_ACTIONS:
+            return sqlite3.SQLITE_OK
+        pragma = str(arg1).lower() if action == sqlite3.SQLITE_PRAGMA else ""
+        if pragma in _DESCRIBING_PRAGMAS or (pragma in _READING_PRAGMAS and arg2 is None):
             return sqlite3.SQLITE_OK
         if action == sqlite3.SQLITE_UPDATE and str(arg1).lower() in _SCHEMA_TABLES:
             # What a table-valued function (json_each, json_tree, dbstat) is authorized as when it is set up: it
