@@ -20,6 +20,10 @@ HELP = {
                                "already, per source: its search indexed them (or its server delivered them) late."),
     "miner_source_late_seconds": ("gauge", "Of the source's latest poll that stored late posts, the most seconds "
                                   "one was dated before the newest post of that poll the store had already."),
+    "miner_poll_seconds": ("gauge", "Seconds the source's latest poll took (a failed one too): a collect round "
+                           "waits for its slowest poll."),
+    "miner_job_seconds": ("gauge", "Seconds each stage's (job's) latest run took; a collect run longer than the job's "
+                          "interval (15 s) delays every source due meanwhile."),
     "miner_posts_classified_total": ("counter", "Posts classified."),
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "

@@ -327,7 +327,9 @@ class Service(ServiceJobs, ServiceScrape):
                 log.info("job %s succeeded again (it failed with %s)", name, failed[0])
         finally:
             health.runs += 1
-            log.debug("job %s took %.2f s", name, time.monotonic() - started)
+            took = time.monotonic() - started
+            self.metrics.set("miner_job_seconds", round(took, 3), stage=name)
+            log.debug("job %s took %.2f s", name, took)
 
     def _store_failing(self, job: str, error: StoreError | None) -> tuple[str, str] | None:
         """Show on /metrics which jobs the store fails and why (``error``: this run's store failure, None for none),

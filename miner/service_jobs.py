@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.collect_stage import late_text
+from miner.collect_stage import CollectReport, late_text
 from miner.config import Config
 from miner.errors import StoreError
 from miner.held_polls import HeldPolls
@@ -22,6 +22,7 @@ from miner.timeutil import iso
 
 if TYPE_CHECKING:
     from miner.pipeline import Pipeline
+    from miner.service import ServiceOptions
     from miner.store import Store
 
 log = logging.getLogger("miner.service")  # one logger for the service and its jobs, as operators filter on it
@@ -37,6 +38,7 @@ class ServiceJobs:
     _source_up_guard: threading.Lock
     _collected: threading.Event  # a collect round has ended since the start (see job_process)
     _job_names: frozenset[str]  # the jobs this service runs
+    options: ServiceOptions
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
@@ -45,6 +47,7 @@ class ServiceJobs:
 
     def job_collect(self, now: datetime) -> None:
         held = self._held
+        started = time.monotonic()
         try:
             reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held)
         finally:
@@ -58,6 +61,7 @@ class ServiceJobs:
                 self.metrics.set("miner_source_late_seconds", r.late_by_s, source=r.source)
         for r in polled:
             self.metrics.inc("miner_polls_total", source=r.source)
+            self.metrics.set("miner_poll_seconds", round(r.seconds, 3), source=r.source)
             with self._source_up_guard:
                 self._source_up[r.source] = 0.0 if r.error else 1.0
             if r.error:
@@ -71,12 +75,14 @@ class ServiceJobs:
             # In the round's one line, not a line per poll: a search that lags does so at every poll.
             arrived_late = "; ".join(f"{r.source}: {late_text(r.posts_late, r.late_by_s)}"
                                      for r in reports if r.posts_late)
-            log.info("collected from %d sources: %d new posts, %d errors%s%s%s", len(polled),
+            took = time.monotonic() - started
+            log.info("collected from %d sources: %d new posts, %d errors%s%s%s%s", len(polled),
                      sum(r.stored for r in reports), sum(1 for r in polled if r.error),
                      f"; {sum(r.stored for r in late)} of them from {len(late)} poll{'s' if len(late) != 1 else ''} "
                      "held earlier" if late else "",
                      f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
                      f" ({arrived_late})" if arrived_late else "",
+                     self._slowest_polls(polled, took),
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
                                          "posts_late": r.posts_late, "late_by_s": round(r.late_by_s),
                                          "error": r.error} for r in reports]})
@@ -84,6 +90,21 @@ class ServiceJobs:
             # The same failure while the posts held grow: logged once (Service._run_job), not at every poll.
             raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
                              cause=held.store_error.cause, same_as=held.store_error.same_as)
+
+    def _slowest_polls(self, polled: list[CollectReport], took: float) -> str:
+        """For a round that outlasted the collect job's interval: the polls it waited for, slowest first.
+
+        The round ends when its last poll does, and the next starts at the first tick after: a source slow to
+        answer (or hanging until its timeout) delays the next poll of every other source, which was silent but for
+        the ticks skipped on /metrics, and nothing said which source it was."""
+        every = next((job.every for job in self.options.jobs if job.name == "collect"), None)
+        if every is None or took <= every or not polled:
+            return ""
+        slow = sorted((r for r in polled if r.seconds > every), key=lambda r: -r.seconds)[:3]
+        named = ", ".join(f"{r.source} {r.seconds:.0f} s{' (failed)' if r.error else ''}" for r in slow)
+        return (f"; the round took {took:.0f} s, past the collect job's {every:g} s interval: sources due meanwhile "
+                "waited" + (f" for its slowest polls: {named}" if named else
+                            " (no poll took that long: more were due than collect.max_workers polls at once)"))
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

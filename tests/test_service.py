@@ -569,6 +569,33 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
 
 
+def test_a_collect_round_outlasting_its_interval_names_the_poll_it_waited_for(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        # A fast feed and a slow one in one round: the round, and the fast feed's next poll, wait for the slow one.
+        server.serve_fixture("/fast.rss", "rss/forum_latest.rss")
+        server.fault("/slow.rss", "slow", fixture="rss/forum_latest.rss", delay=3.0)
+        extra = f'\n[[sources]]\nname = "slow-feed"\ntype = "rss"\nurl = "{server.url}/slow.rss"\ninterval = 60\n'
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/fast.rss", extra)),
+                          tmp_path / "miner.sqlite", ServiceOptions(jobs=(JobSpec("collect", 1.0),), http=False))
+        caplog.set_level("INFO", logger="miner.service")
+        service.start()
+        try:
+            wait_for(lambda: service.health["collect"].runs >= 1, timeout=60)
+        finally:
+            service.stop()
+    assert service.metrics.get("miner_poll_seconds", source="slow-feed") >= 3.0
+    assert service.metrics.get("miner_poll_seconds", source="telecom-feed") < 3.0
+    assert service.metrics.get("miner_job_seconds", stage="collect") >= 3.0
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("collected from")]
+    assert "past the collect job's 1 s interval: sources due meanwhile waited for its slowest polls: slow-feed 3 s" \
+        in line, line
+    assert "telecom-feed" not in line
+
+
 def roomy_feed(guid: str) -> Reply:
     """An RSS feed of three items, guids ``guid`` + 0 to 2, large enough that storing them takes new pages."""
     items = "".join(
