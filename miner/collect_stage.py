@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ class CollectStage:
         (see HeldPolls), and ``held.store_error`` says why.
         """
         rng = rng or random.Random()
+        started = time.monotonic()  # a poll's answer is dated on the round's clock: ``now`` and the time since
         sources = [s for s in self.config.sources if s.enabled]
         if held is not None:
             held.store_error = None
@@ -82,7 +84,10 @@ class CollectStage:
                 for s in chosen]
         # Stored here, on the thread that owns the store, in the order the polls end.
         for i, outcome in poller.poll_as_completed(jobs, stop):
-            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()), held)
+            # Whole seconds, as the store keeps its times: a quick poll's next one is planned as from the round start.
+            answered = now + timedelta(seconds=int(time.monotonic() - started))
+            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()), held,
+                                           answered)
         if len(reports) < len(chosen):
             left = [s.name for i, s in enumerate(chosen) if i not in reports]
             log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
@@ -134,7 +139,8 @@ class CollectStage:
                         iso(floor_time(now, self.bucket)))
 
     def _record_poll(self, source: SourceConfig, outcome: PollOutcome, now: datetime, rng: random.Random,
-                     earlier: Sequence[str] = (), held: HeldPolls | None = None) -> CollectReport:
+                     earlier: Sequence[str] = (), held: HeldPolls | None = None,
+                     answered: datetime | None = None) -> CollectReport:
         """Store one source's poll, or its failure with the next try backed off.
 
         ``earlier``: the names this source's feed had before it was renamed (Store.earlier_names). What they
@@ -143,11 +149,13 @@ class CollectStage:
 
         ``held``: a poll the store does not take is held there (see collect); so is any poll of a source with
         polls held already, which must be stored after them.
+
+        ``answered``: when the poll ended, on the round's clock; its backoff and Retry-After count from then.
         """
         settings = self.config.collect
         err = outcome.error
         if outcome.result is not None:
-            nxt = next_poll_at(source, now, 0, outcome.result.retry_after, settings, rng)
+            nxt = next_poll_at(source, now, 0, outcome.result.retry_after, settings, rng, answered=answered)
             result, skipped = self._within_retention(outcome.result, now)
             if earlier and result.posts:
                 seen = self.store.stored_ids(earlier, [p.external_id for p in result.posts])
@@ -183,7 +191,8 @@ class CollectStage:
         failures = self.store.consecutive_failures(source.name)
         if held is not None:
             failures = held.consecutive_failures(source.name, failures)
-        nxt = next_poll_at(source, now, failures + 1, err.retry_after, settings, rng, permanent=err.permanent)
+        nxt = next_poll_at(source, now, failures + 1, err.retry_after, settings, rng, permanent=err.permanent,
+                           answered=answered)
         failed = CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
         poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s)
         if held is not None and (source.name in held.polls or held.store_error is not None):

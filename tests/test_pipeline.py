@@ -335,6 +335,37 @@ url = "{server.url}/forum.rss"
     assert row is not None and row["consecutive_failures"] == 1 and row["next_poll_at"] > iso(T0)
 
 
+def test_retry_after_and_backoff_count_from_the_answer_not_from_the_rounds_start(store: Store) -> None:
+    # One worker: the 429 and the 500 answer behind a poll 3 s slow, as in a round of many sources. Counted from the
+    # round's start, a Retry-After of 20 s had 3 s of it spent before the answer came, and a hanging server's
+    # timeout longer than the backoff had the source polled again at the very next round.
+    with FakeServer() as server:
+        server.fault("/slow.rss", "slow", fixture="rss/forum_latest.rss", delay=3.0)
+        server.fault("/limited.rss", "429", retry_after="20")
+        server.fault("/broken.rss", "500")
+        config = parse_config("""
+[collect]
+max_workers = 1
+backoff_base = 15.0
+backoff_jitter = 0.0
+""" + "".join(f"""
+[[sources]]
+name = "{name}"
+type = "rss"
+url = "{server.url}/{name}.rss"
+interval = 10
+""" for name in ("slow", "limited", "broken")))
+        with Poller(config.collect, hash_key=b"k") as poller:
+            reports = {r.source: r for r in Pipeline(config, store).collect(T0, poller, due_only=False)}
+    assert reports["slow"].error is None and reports["slow"].next_poll_at == T0 + timedelta(seconds=10)
+    assert reports["limited"].next_poll_at >= T0 + timedelta(seconds=23)
+    assert reports["broken"].next_poll_at >= T0 + timedelta(seconds=18)
+    for name in ("limited", "broken"):
+        row = store.source_row(name)
+        assert row is not None and parse_iso(row["next_poll_at"]) == reports[name].next_poll_at.replace(microsecond=0)
+        assert row["last_poll_at"] == iso(T0)
+
+
 def test_a_replay_stopped_by_a_bad_post_says_what_it_stored_and_a_rerun_is_safe(
         tmp_path: Path, classifier: Classifier) -> None:
     store = Store.open(tmp_path / "m.sqlite")

@@ -31,19 +31,24 @@ def next_poll_at(
     rng: Random,
     *,
     permanent: bool = False,
+    answered: datetime | None = None,
 ) -> datetime:
     """The time of the next poll.
 
-    Success (``consecutive_failures == 0``): ``source.interval`` later. Failure: the longer of the interval
-    and the jittered backoff, so a failing source is never polled more often than a healthy one; a
-    permanent error (bad credentials, 404) waits the full ``backoff_max``. Never before Retry-After.
+    Success (``consecutive_failures == 0``): ``source.interval`` after ``now`` (the poll's round began). Failure:
+    the longer of the interval and the jittered backoff, so a failing source is never polled more often than a
+    healthy one; a permanent error (bad credentials, 404) waits the full ``backoff_max``. Never before Retry-After.
+
+    The backoff and Retry-After count from ``answered`` (default ``now``), when the poll ended: a server's "retry
+    after 30 s" is 30 s after its answer, and a poll that waited its turn in a long round, or its server's answer
+    (up to its timeout), was retried at once when they counted from the round's start.
     """
+    answered = now if answered is None else max(now, answered)
     if consecutive_failures <= 0:
-        delay = float(source.interval)
-    elif permanent:
-        delay = max(float(source.interval), settings.backoff_max)
+        at = now + timedelta(seconds=float(source.interval))
     else:
-        delay = max(float(source.interval), backoff_seconds(consecutive_failures, settings, rng))
-    if retry_after is not None and retry_after > delay:
-        delay = retry_after
-    return now + timedelta(seconds=delay)
+        wait = settings.backoff_max if permanent else backoff_seconds(consecutive_failures, settings, rng)
+        at = max(now + timedelta(seconds=float(source.interval)), answered + timedelta(seconds=wait))
+    if retry_after is not None:
+        at = max(at, answered + timedelta(seconds=retry_after))
+    return at
