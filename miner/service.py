@@ -350,17 +350,22 @@ class Service(ServiceJobs, ServiceScrape):
     # HTTP endpoints --------------------------------------------------------------------------------------
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every job has succeeded within three of its intervals (or has not had time to)."""
+        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to);
+        the collect job, within that and the longest source timeout."""
         now, mono = self.options.clock(), time.monotonic()
         stages: dict[str, Any] = {}
         ok = True
+        # A collect round ends with its slowest poll, up to the longest source timeout: one source of 120 s that
+        # did not answer turned /healthz 503, with no error, at every round that polled it.
+        slowest = max((s.timeout for s in self.config.sources if s.enabled), default=0.0)
         for job in self.options.jobs:
             h = self.health[job.name]
+            limit = 3 * job.every + 60 + (slowest if job.name == "collect" else 0.0)
             # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
-            fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= 3 * job.every + 60
+            fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= limit
             # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
             # released) kept runs at 0, and /healthz said ok for as long as it hung.
-            starting = h.runs == 0 and (self._started is None or mono - self._started <= 3 * job.every + 60)
+            starting = h.runs == 0 and (self._started is None or mono - self._started <= limit)
             # last_error stays after the job succeeds again: its time tells a past failure from a current one.
             stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
                                 "last_error": h.last_error,

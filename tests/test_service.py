@@ -914,6 +914,33 @@ def test_health_fails_a_first_run_stuck_past_three_intervals(tmp_path: Path) -> 
             service.stop()
 
 
+def test_health_gives_a_collect_round_the_longest_source_timeout_before_failing(tmp_path: Path) -> None:
+    # A round waits for its slowest poll: a source given a 90 s timeout whose server did not answer turned /healthz
+    # 503 (degraded, with no error) 63 s into the round, at every round that polled it.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=60.0))
+        config = load_config(write_config(tmp_path, f"{server.url}/slow.rss", "timeout = 90"))
+        service = Service(config, tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 1.0),), http=False))
+        service.start()
+        try:
+            assert service._poller is not None and service._started is not None
+            service._poller.stop_grace = 0.5  # the stop gives the stuck poll up at once
+            wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
+            service._started -= 120.0  # the round has waited two minutes: within 3 intervals + 60 s + 90 s
+            assert service.health["collect"].runs == 0
+            ok, detail = service.healthz()
+            assert ok, detail
+            service._started -= 60.0  # three minutes: longer than any poll of this config can take
+            ok, detail = service.healthz()
+            assert not ok and not detail["stages"]["collect"]["ok"], detail
+        finally:
+            service.stop()
+
+
 def test_a_run_due_long_ago_runs_late_rather_than_not_at_all(tmp_path: Path) -> None:
     # After the machine was suspended, or the clock stepped forward, past a run's time by more than 5 minutes
     # (APScheduler's misfire grace), the run was skipped with a warning: retention waited 6 more hours.
