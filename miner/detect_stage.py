@@ -243,8 +243,7 @@ class DetectStage(RelearnStage):
             # takes a longer one.
             report.skipped.append((service, state.last + width, due[0]))
             if draft is not None and draft.resolved_at is None:  # its end, if in them, goes unseen
-                first = draft.unscored[0] if draft.unscored else state.last + width
-                draft = replace(draft, unscored=(first, due[0]))
+                draft = draft.skipped(state.last + width, due[0], state.quiet, width)
             state = replace(state, last=due[0] - width, hits=0)
         counts = self.store.bucket_counts(service, due[0], due[-1] + width)
         scores = []
@@ -254,7 +253,7 @@ class DetectStage(RelearnStage):
             if score.replayed:
                 continue
             if draft is not None:  # seen going on after a gap in scoring, its end is seen
-                draft = draft.after_gap(params, score.score, state.quiet)
+                draft = draft.after_gap(params, bucket_start, score.score, state.quiet)
             scores.append((bucket_start, score.score, score.baseline, score.upper))
             if draft is None and not (score.opened or score.reopened):
                 continue  # the common case: nothing to track, no need to look at the posts
@@ -288,8 +287,8 @@ class DetectStage(RelearnStage):
                           draft: IncidentDraft | None, transitions: Sequence[Transition], score: BucketScore,
                           report: TickReport) -> int | None:
         """Write the lifecycle's transitions. Times are bucket ends: when the bucket closed, we knew. A resolve of
-        a draft with unscored buckets says so (unscored_from, unscored_to): its end fell in them, unseen, and its
-        resolved_at is only when miner scored again."""
+        a draft with unscored buckets says so (unscored_from, unscored_to; ended_from, see IncidentDraft.skipped):
+        its end fell in them or after ended_from, unseen, and its resolved_at is only when miner scored again."""
         width = self.bucket
         for t in transitions:
             at = t.bucket_start + width
@@ -304,8 +303,7 @@ class DetectStage(RelearnStage):
             elif incident_id is None:
                 log.error("%s: lifecycle %s without a stored incident; skipped", service, t.kind)
             elif t.kind == "resolve":
-                if (gap := t.incident.unscored) is not None:
-                    details |= {"unscored_from": iso(gap[0]), "unscored_to": iso(gap[1])}
+                details |= t.incident.gap_details()
                 self.store.update_incident(incident_id, at, {**fields, "status": "resolved", "resolved_at": at},
                                            "resolve", details)
                 report.resolved.append((service, at))

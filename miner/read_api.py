@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote
 from miner.errors import MinerError
 from miner.records import MAINTENANCE
 from miner.settings import guess
+from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, parse_iso
 from miner.urls import web_link
 
@@ -223,7 +224,7 @@ class ReadApi:
                 "truncated": len(rows) > limit}, reopened
 
     def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]], peak_baseline: float | None,
-                  untracked: str | None, gap: tuple[datetime, datetime] | None, reopened: datetime | None
+                  untracked: str | None, gap: UnscoredGap | None, reopened: datetime | None
                   ) -> dict[str, Any]:
         # The names of the alerts' JSON webhook payload where they say the same (docs/alerts.md); baseline, the
         # opening bucket's (as incidents.baseline), is not the webhook's, which is this peak_baseline.
@@ -248,8 +249,8 @@ class ReadApi:
             "reopened_at": None if reopened is None else iso(reopened),
             # Closed by miner, not seen to end (its service left feeds.toml): resolved_at is then no end of the outage.
             "closed_untracked": untracked,
-            # Resolved after miner's own downtime, its end unseen in it: resolved_at is when miner scored again.
-            "resolved_after_gap": None if gap is None else {"from": iso(gap[0]), "to": iso(gap[1])},
+            # Resolved after miner's own downtime, its end unseen (from ended_from): resolved_at is when it scored anew.
+            "resolved_after_gap": None if gap is None else gap_json(gap),
         }
 
     # GET /api/v1/services/NAME/series --------------------------------------------------------------------

@@ -29,6 +29,7 @@ from markupsafe import Markup
 from miner.alerts.content import gap_duration, gap_text, reopen_text
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
+from miner.store.incidents import UnscoredGap
 from miner.timeutil import duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -277,12 +278,17 @@ def _listed(incident: dict[str, Any], now: datetime, reopenings: list[tuple[date
             ) -> dict[str, Any]:
     """An incident of /api/v1/incidents as the service page lists and charts it, saying of its end and re-openings
     what its alerts say (miner.alerts.content): one miner closed itself was not seen to end, and one resolved after
-    miner's own downtime (longer than detector.max_fill_hours) ended at some time in it: its resolved_at is when
-    miner scored again, and resolved minus opened ("19 h 15 min" for a 30-minute outage) no duration of it."""
+    miner's own downtime (longer than detector.max_fill_hours) ended at some time from its ended_from to the gap's
+    end, unseen: its resolved_at is when miner scored again, and resolved minus opened ("19 h 15 min" for a
+    30-minute outage) no duration of it."""
     opened = parse_iso(incident["opened_at"])
     resolved = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else None
     after = incident["resolved_after_gap"]
-    gap = (parse_iso(after["from"]), parse_iso(after["to"])) if after and resolved else None
+    gap = None
+    if after and resolved:
+        start = parse_iso(after["from"])
+        ended_from = after.get("ended_from")  # one an older miner's API gave without it: the gap's start
+        gap = UnscoredGap(start, parse_iso(after["to"]), parse_iso(ended_from) if ended_from else start)
     notes = []
     if gap:
         notes.append(("Resolved after a gap:", gap_text(gap)))
@@ -292,11 +298,12 @@ def _listed(incident: dict[str, Any], now: datetime, reopenings: list[tuple[date
         notes.append(("Re-opened", reopen_text(reopenings[-1][1], reopenings[-1][0])))
     # Shaded while open: not between a resolve and the re-opening after it (quiet), nor in a gap it ended in, unseen.
     cuts = [(r, at) for r, at in reopenings if r is not None]
-    ends = [gap[0] if gap else resolved or now]
+    ends = [gap.ended_from if gap else resolved or now]
     spans = [(start, end) for start, end in zip([opened, *(at for _, at in cuts)], [*(r for r, _ in cuts), *ends],
                                                  strict=True) if end >= start]
     lasted = gap_duration(opened, gap) if gap else duration_text(((resolved or now) - opened).total_seconds())
-    return {**incident, "gap_from": iso(gap[0]) if gap else None, "gap_to": iso(gap[1]) if gap else None,
+    # Its end came unseen at some time from ended_from to the gap's end.
+    return {**incident, "ended_from": iso(gap.ended_from) if gap else None, "ended_by": iso(gap.end) if gap else None,
             "lasted": lasted, "notes": notes, "spans": spans,
             "official_link": incident["official"]["url"] if incident["official"] else None}
 

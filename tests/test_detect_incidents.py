@@ -207,3 +207,29 @@ def test_the_symptom_breakdown_spans_the_same_buckets_as_the_total() -> None:
         r.feed(c, BucketFacts(symptoms={"connectivity": int(c) - 5, "calls": 5}))
     closed = next(t.incident for t in r.transitions if t.kind == "resolve")
     assert sum(n for _, n in closed.symptoms) == closed.total_complaints
+
+
+def test_a_gap_after_quiet_buckets_keeps_the_first_of_them_as_the_earliest_end_through_json_and_a_rewind() -> None:
+    draft = IncidentDraft(service="WhatsApp", opened_at=T0, last_bucket=T0, peak_count=40.0, peak_z=7.5,
+                          total_complaints=60.0)
+    # Quiet from T0 + 5 min, a bucket between the thresholds holding the count, another quiet one: the count began at
+    # the first; then the detector steps over an hour unscored.
+    for k, z, quiet in ((1, 0.2, 1), (2, 2.0, 1), (3, 0.1, 2)):
+        draft = draft.after_gap(P, T0 + k * STEP, z, quiet)
+    assert draft.quiet_from == T0 + STEP
+    gap = draft.skipped(T0 + 4 * STEP, T0 + 16 * STEP, 2, STEP)
+    assert (gap.unscored, gap.ended_from) == ((T0 + 4 * STEP, T0 + 16 * STEP), T0 + STEP)
+    assert gap.gap_details()["ended_from"] == "2025-03-03T00:05:00+00:00"
+    back = IncidentDraft.from_json(gap.to_json())
+    assert back == gap
+    # A later gap joins the span and keeps the earliest end; an anomalous bucket after it drops both.
+    assert back.skipped(T0 + 20 * STEP, T0 + 30 * STEP, 3, STEP).ended_from == T0 + STEP
+    assert (back.after_gap(P, T0 + 16 * STEP, 9.0, 0).unscored, back.after_gap(P, T0 + 16 * STEP, 9.0, 0).ended_from
+            ) == (None, None)
+    # Taken back before the quiet buckets (a clock that was ahead): none counted, no span, no earliest end.
+    assert (back.rewound(T0, STEP).quiet_from, back.rewound(T0, STEP).ended_from) == (None, None)
+    # A draft kept before quiet_from was, two quiet buckets counted at the gap: taken as consecutive ones.
+    legacy = replace(draft, quiet_from=None).skipped(T0 + 4 * STEP, T0 + 16 * STEP, 2, STEP)
+    assert legacy.ended_from == T0 + 2 * STEP
+    # No quiet bucket before the gap: its end came in it.
+    assert replace(draft, quiet_from=None).skipped(T0 + 4 * STEP, T0 + 16 * STEP, 0, STEP).ended_from == T0 + 4 * STEP

@@ -59,13 +59,14 @@ def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) ->
     """Whether the bucket is one of the incident's: opened_at and resolved_at are the ends of the buckets that
     opened and resolved it (the moments the detector knew), so the bucket ending at opened_at is the first. Those
     after a resolve that a re-opening ended, up to the one ending at the re-opening, are not: they were quiet. One
-    resolved after a gap in scoring (view.unscored) ends at the gap's start, as on the status board: it ended at some
-    time in the gap, unseen, and the buckets there (posts collected late are counted in them) and after it up to
-    resolved_at were no part of what was seen."""
+    resolved after a gap in scoring (view.unscored) ends at the earliest its end may have come (the gap's start, or
+    the first quiet bucket scored before it that the resolve counted), as on the status board: it ended at some time
+    from then, unseen, and the buckets after (posts collected late are counted in the gap's) up to resolved_at were
+    no part of what was seen."""
     end = bucket_start + width
     if any(resolved < end < reopened for resolved, reopened in view.gaps):
         return False
-    last = view.unscored[0] if view.unscored is not None else view.resolved_at
+    last = view.unscored.ended_from if view.unscored is not None else view.resolved_at
     return view.opened_at <= end and (last is None or end <= last)
 
 
@@ -117,11 +118,11 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
         ax.set_ylim(0, top)
         marks = [(view.opened_at, "opened", _RED)]
         if view.unscored is not None:
-            # Its end fell in the gap, unseen: resolved_at is only when miner scored again, hours after, maybe. The
-            # gap is shaded and its start marked, as the status board says "end not seen" with it and marks no end.
-            ax.axvspan(*view.unscored, facecolor="none", edgecolor="#cfd8dc", hatch="///", linewidth=0, zorder=0,
-                       label="not scored")
-            marks.append((view.unscored[0], "end not seen", _GREY))
+            # Its end came unseen, from ended_from: resolved_at is only when miner scored again, hours after, maybe.
+            # The gap is hatched and ended_from marked, as the status board says "end not seen" and marks no end.
+            ax.axvspan(view.unscored.start, view.unscored.end, facecolor="none", edgecolor="#cfd8dc", hatch="///",
+                       linewidth=0, zorder=0, label="not scored")
+            marks.append((view.unscored.ended_from, "end not seen", _GREY))
         elif view.resolved_at is not None:
             marks.append((view.resolved_at, "resolved", _GREEN))
         if view.official is not None and times[0] <= parse_iso(view.official.started_at) <= as_of:

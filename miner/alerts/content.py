@@ -16,7 +16,7 @@ from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_number, safe_url
-from miner.store.incidents import first_bucket, opening_width, unscored_gap, untracked_reason
+from miner.store.incidents import UnscoredGap, first_bucket, opening_width, unscored_gap, untracked_reason
 from miner.store.incidents import reopenings as incident_reopenings
 from miner.timeutil import duration_text, iso, parse_iso
 
@@ -66,9 +66,11 @@ class IncidentView:
     # state could not be read): why, for the on-call; "" for every other incident.
     untracked: str = ""
     # Resolved by the detector after miner's own downtime (longer than detector.max_fill_hours), with no bucket scored
-    # since that showed it going on: the span miner was not scoring, in which the outage ended, unseen. Its
-    # resolved_at is only when miner scored again, and its duration the bounds the span gives. None otherwise.
-    unscored: tuple[datetime, datetime] | None = None
+    # since that showed it going on: the span miner was not scoring, and the earliest its end may have come (the
+    # first quiet bucket counted, when scored before the span): the outage ended unseen at some time from then to the
+    # span's end. Its resolved_at is only when miner scored again, and its duration the bounds these give. None
+    # otherwise.
+    unscored: UnscoredGap | None = None
 
     @property
     def ratio(self) -> float | None:
@@ -136,17 +138,23 @@ def _within(first: datetime, then: datetime) -> str:
 # The wording of a re-opening and of a resolve after a gap, shared with the status board (miner/status_board.py),
 # which says of an incident what its alerts say.
 
-def gap_text(unscored: tuple[datetime, datetime]) -> str:
-    """When miner was not scoring, in which an incident resolved after a gap ended, unseen (IncidentView.gap_text)."""
-    start, end = unscored
-    return (f"miner was not scoring from {start:%Y-%m-%d %H:%M} to {end.strftime(_within(start, end))} UTC: "
-            "the outage ended at some time in it, unseen")
+def gap_text(unscored: UnscoredGap) -> str:
+    """When miner was not scoring, and when an incident resolved after a gap ended, unseen (IncidentView.gap_text):
+    in the span, or, when quiet buckets scored before it counted towards the resolve, from the first of them on
+    (complaints were seen back to normal then, but might have come back in the span)."""
+    start, end, ended_from = unscored
+    text = f"miner was not scoring from {start:%Y-%m-%d %H:%M} to {end.strftime(_within(start, end))} UTC"
+    if ended_from >= start:
+        return text + ": the outage ended at some time in it, unseen"
+    return (f"{text}; complaints were back to normal from {ended_from.strftime(_within(start, ended_from))} UTC, "
+            f"before it: the outage ended at some time from then to {end.strftime(_within(start, end))} UTC, unseen")
 
 
-def gap_duration(opened: datetime, unscored: tuple[datetime, datetime]) -> str:
-    """How long an incident resolved after a gap lasted: between the two ends of the span it ended in."""
-    return (f"{duration_text(max(0.0, (unscored[0] - opened).total_seconds()))} to "
-            f"{duration_text((unscored[1] - opened).total_seconds())}")
+def gap_duration(opened: datetime, unscored: UnscoredGap) -> str:
+    """How long an incident resolved after a gap lasted: between the earliest its end may have come and the end of
+    the span miner was not scoring."""
+    return (f"{duration_text(max(0.0, (unscored.ended_from - opened).total_seconds()))} to "
+            f"{duration_text((unscored.end - opened).total_seconds())}")
 
 
 def reopen_text(reopened: datetime, resolved_before: datetime | None) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
 from miner.alerts.text import clean_text, safe_url, slack_text, slack_url, teams_text
+from miner.store.incidents import gap_json
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -129,8 +130,9 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         "late_minutes": round(v.late_seconds / 60, 1) if v.seen_late and v.late_seconds is not None else None,
         "reopened_at": iso(v.reopened_at) if v.reopened_at else None,
         "closed_untracked": v.untracked or None,
-        # Resolved after miner's own downtime: the span it was not scoring, in which the outage ended, unseen.
-        "resolved_after_gap": None if v.unscored is None else {"from": iso(v.unscored[0]), "to": iso(v.unscored[1])},
+        # Resolved after miner's own downtime: the span it was not scoring (from, to), and the earliest the outage
+        # may have ended, unseen (ended_from: from, or the first quiet bucket before it that the resolve counted).
+        "resolved_after_gap": None if v.unscored is None else gap_json(v.unscored),
         "samples": [{"text": p.text, "url": p.url, "source": p.source, "created_at": p.created_at}
                     for p in v.samples],
     }

@@ -34,6 +34,7 @@ from typing import Any, Literal
 from miner.detect.params import DetectorParams
 from miner.detect.zscore import BucketScore
 from miner.records import MAINTENANCE, OfficialIncident
+from miner.timeutil import iso
 
 
 def _no_symptoms() -> Mapping[str, int]:
@@ -74,21 +75,51 @@ class IncidentDraft:
     # The buckets miner skipped unscored while it was open (down longer than max_fill_hours), when every bucket scored
     # since was quiet (below z_close): a resolve then is of an outage that ended in them, unseen (see DetectStage).
     unscored: tuple[datetime, datetime] | None = None
+    # The start of the first quiet bucket in the detector's count of them towards a resolve (None: it counts none).
+    quiet_from: datetime | None = None
+    # With unscored: the earliest its end may have come, quiet_from when the count began before the gap (complaints
+    # were seen back to normal from then), else the gap's start. None: the gap's start (a draft kept before it was).
+    ended_from: datetime | None = None
 
     @property
     def top_symptom(self) -> str | None:
         return self.symptoms[0][0] if self.symptoms else None
 
-    def after_gap(self, params: DetectorParams, z: float, quiet: int) -> IncidentDraft:
-        """This draft after a bucket scored at ``z``, ``quiet`` the detector's count of quiet buckets once scored:
-        without its unscored span if the bucket shows the outage going on after the gap, its end then seen. One at
-        z_open or above does (it restarts the count); one between z_close and z_open only while the detector counts
-        no quiet bucket, as it lets such a bucket hold the count, not restart it (noise in a recovery): after quiet
-        ones, the resolve still counts them, and the end fell at or before them. Quiet buckets scored before the
-        gap count too: the detector's count carries through it."""
-        if self.unscored is None or z < params.z_close or (z < params.z_open and quiet):
-            return self
-        return replace(self, unscored=None)
+    def after_gap(self, params: DetectorParams, bucket_start: datetime, z: float, quiet: int) -> IncidentDraft:
+        """This draft after ``bucket_start`` scored at ``z``, ``quiet`` the detector's count of quiet buckets once
+        scored: without its unscored span if the bucket shows the outage going on after the gap, its end then seen.
+        One at z_open or above does (it restarts the count); one between z_close and z_open only while the detector
+        counts no quiet bucket, as it lets such a bucket hold the count, not restart it (noise in a recovery): after
+        quiet ones, the resolve still counts them, and the end fell at or before them. Quiet buckets scored before
+        the gap count too: the detector's count carries through it, and quiet_from keeps where it began."""
+        quiet_from = None
+        if quiet:
+            # A count begun in buckets step() zero-filled, or before a draft kept without quiet_from: taken as
+            # consecutive quiet buckets, it began no earlier than this.
+            quiet_from = self.quiet_from or bucket_start - (quiet - 1) * timedelta(minutes=params.bucket_minutes)
+        draft = self if quiet_from == self.quiet_from else replace(self, quiet_from=quiet_from)
+        if draft.unscored is None or z < params.z_close or (z < params.z_open and quiet):
+            return draft
+        return replace(draft, unscored=None, ended_from=None)
+
+    def skipped(self, start: datetime, end: datetime, quiet: int, width: timedelta) -> IncidentDraft:
+        """This draft, open, after the detector stepped over the buckets from ``start`` to ``end`` unscored, counting
+        ``quiet`` buckets of ``width`` towards a resolve: they join its unscored span, and its end may have come from
+        the first quiet bucket counted, when scored before them (the docs say of those buckets its end came at or
+        before them), else from ``start``. A span it had already keeps the earliest end it gave."""
+        if self.unscored is not None:
+            return replace(self, unscored=(self.unscored[0], end))
+        # A draft kept without quiet_from (before miner kept it): its count taken as consecutive quiet buckets.
+        first = self.quiet_from or (start - quiet * width if quiet else start)
+        return replace(self, unscored=(start, end), ended_from=min(first, start))
+
+    def gap_details(self) -> dict[str, str]:
+        """What a resolve of this draft stores of its unseen end (none if it was seen): the unscored span, and the
+        earliest the end may have come (ended_from, from which the incident is no longer shaded as going on)."""
+        if self.unscored is None:
+            return {}
+        start, end = self.unscored
+        return {"unscored_from": iso(start), "unscored_to": iso(end), "ended_from": iso(self.ended_from or start)}
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -102,6 +133,9 @@ class IncidentDraft:
         }
         if self.unscored is not None:
             data["unscored"] = [self.unscored[0].timestamp(), self.unscored[1].timestamp()]
+        for name in ("quiet_from", "ended_from"):
+            if (value := getattr(self, name)) is not None:
+                data[name] = value.timestamp()
         return json.dumps(data, separators=(",", ":"))
 
     def rewound(self, to: datetime, width: timedelta) -> IncidentDraft:
@@ -113,8 +147,11 @@ class IncidentDraft:
         unscored = self.unscored
         if unscored is not None:
             unscored = None if unscored[0] > to else (unscored[0], min(unscored[1], to + width))
+        # A count of quiet buckets begun after ``to`` is none: those buckets are to come (DetectorState.rewound).
+        quiet_from = None if self.quiet_from is None or self.quiet_from > to else self.quiet_from
         return replace(self, opened_at=min(self.opened_at, to), last_bucket=min(self.last_bucket, to),
-                       resolved_at=None if self.resolved_at is None else min(self.resolved_at, to), unscored=unscored)
+                       resolved_at=None if self.resolved_at is None else min(self.resolved_at, to), unscored=unscored,
+                       quiet_from=quiet_from, ended_from=None if unscored is None else self.ended_from)
 
     @classmethod
     def from_json(cls, text: str) -> IncidentDraft:
@@ -140,6 +177,8 @@ class IncidentDraft:
                 reported_peak=float(d.get("reported_peak", d["peak_count"])),
                 last_minutes=None if d.get("last_minutes") is None else int(d["last_minutes"]),
                 unscored=None if d.get("unscored") is None else (at(d["unscored"][0]), at(d["unscored"][1])),
+                quiet_from=None if d.get("quiet_from") is None else at(d["quiet_from"]),
+                ended_from=None if d.get("ended_from") is None else at(d["ended_from"]),
             )
         except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad incident draft: {exc}") from None

@@ -197,7 +197,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several), "
                 "group or resolve (details.reason unwatched: the service was removed from feeds.toml; "
                 "details.unscored_from and unscored_to: the detector resolved it after skipping those buckets, miner "
-                "down longer than detector.max_fill_hours, so its end fell in them unseen).",
+                "down longer than detector.max_fill_hours, so its end came unseen, at some time from "
+                "details.ended_from, the first quiet bucket scored before them that counted towards the resolve, or "
+                "their start, to unscored_to; a resolve stored without ended_from: from unscored_from).",
         "at": "When it happened (UTC; simulated time in replay).",
         "details": "JSON with the figures behind the transition (z, count, baseline...).",
     }),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from miner.timeutil import iso, parse_iso
 
@@ -64,17 +64,43 @@ def untracked_reason(details: Any) -> str:
     return UNTRACKED.get(reason, "") if isinstance(reason, str) else ""
 
 
-def unscored_gap(details: Any) -> tuple[datetime, datetime] | None:
+class UnscoredGap(NamedTuple):
+    """Of an incident the detector resolved after miner's own downtime, its end unseen: the span miner was not
+    scoring (start, end), and the earliest its end may have come (ended_from): the start of the first quiet bucket
+    the resolve counted, when scored before the span (complaints were seen back to normal from then), else start.
+    The outage ended at some time from ended_from to end."""
+
+    start: datetime
+    end: datetime
+    ended_from: datetime
+
+
+def unscored_gap(details: Any) -> UnscoredGap | None:
     """The span miner was not scoring in (its own downtime, longer than detector.max_fill_hours) when the detector
-    resolved an incident whose end fell in it, unseen, from its last resolve event's ``details`` (its JSON); None for
-    a resolve the detector saw (see DetectStage._persist_incident)."""
+    resolved an incident whose end it did not see, from its last resolve event's ``details`` (its JSON); None for
+    a resolve the detector saw (see DetectStage._persist_incident). A resolve stored without ended_from (before
+    miner kept it) reads as it did: the end fell in the span."""
     try:
         data = json.loads(details) if isinstance(details, str) else None
         if isinstance(data, dict) and data.get("unscored_from") and data.get("unscored_to"):
-            return parse_iso(str(data["unscored_from"])), parse_iso(str(data["unscored_to"]))
+            start, end = parse_iso(str(data["unscored_from"])), parse_iso(str(data["unscored_to"]))
+        else:
+            return None
+    except (ValueError, OverflowError):
+        return None
+    ended_from = start
+    try:
+        if data.get("ended_from"):
+            ended_from = min(parse_iso(str(data["ended_from"])), start)
     except (ValueError, OverflowError):
         pass
-    return None
+    return UnscoredGap(start, end, ended_from)
+
+
+def gap_json(gap: UnscoredGap) -> dict[str, str]:
+    """An UnscoredGap as the read API and the JSON webhook give it (resolved_after_gap): from and to, the span miner
+    was not scoring, as they always were; ended_from, the earliest the outage may have ended."""
+    return {"from": iso(gap.start), "to": iso(gap.end), "ended_from": iso(gap.ended_from)}
 
 
 def opening_width(incident: Mapping[str, Any], width: timedelta | None) -> timedelta | None:
@@ -235,12 +261,11 @@ class IncidentsMixin:
                 late[int(inc["id"])] = first
         return late
 
-    def ended_unseen(self, incident_ids: Sequence[int]
-                     ) -> tuple[dict[int, str], dict[int, tuple[datetime, datetime]]]:
+    def ended_unseen(self, incident_ids: Sequence[int]) -> tuple[dict[int, str], dict[int, UnscoredGap]]:
         """Of these incidents, from one read of their last resolves: those miner closed without the detector seeing
         them end (their service left feeds.toml, their detector state could not be read), incident id -> why (see
         untracked_reason); and those the detector resolved after miner's own downtime, their end in it unseen,
-        incident id -> the span it was not scoring (see unscored_gap)."""
+        incident id -> the span it was not scoring and the earliest its end may have come (see unscored_gap)."""
         last = self._last_resolves(incident_ids)
         return ({iid: why for iid, details in last.items() if (why := untracked_reason(details))},
                 {iid: gap for iid, details in last.items() if (gap := unscored_gap(details))})
