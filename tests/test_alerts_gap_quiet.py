@@ -20,6 +20,7 @@ from test_status_board import DAY, SVG, Board, charts, incident, page
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.charts import in_incident, incident_figure
 from miner.alerts.content import incident_view
+from miner.cli.summary import print_summary
 from miner.config import parse_config
 from miner.read_api import ReadApi
 from miner.status_board import _listed
@@ -122,3 +123,18 @@ def test_the_service_page_gives_an_unseen_end_from_the_quiet_buckets_before_the_
     (svg,) = charts(html)
     [width] = [float(r.get("width", "0")) for r in svg.findall(f"{SVG}rect[@class='incident']")]
     assert width < 4, width
+
+
+def test_the_summary_of_a_replay_gives_an_unseen_end_from_the_quiet_buckets_before_the_gap(store: Store) -> None:
+    # The outage as above, no alerts: the summary's resolved column gave 22:15, when miner scored again.
+    pipe = warmed_pipeline(CONFIG, store)
+    start = T0 + timedelta(hours=3)
+    sleep = start + timedelta(hours=1, minutes=15)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=45)), sleep)
+    pipe.classify_pending(sleep)
+    assert pipe.detect(sleep).opened == [("Foonet", start + timedelta(minutes=30))]
+    assert [at for _, at in pipe.detect(T0 + timedelta(hours=28)).resolved] == [T0 + timedelta(hours=22, minutes=15)]
+    lines: list[str] = []
+    print_summary(store, parse_config(CONFIG), lines.append)
+    [row] = [line for line in "\n".join(lines).splitlines() if line.startswith(" 1  Foonet")]
+    assert "2026-02-02 03:30  end not seen: 2026-02-02 03:45 to 21:45 " in row and "22:15" not in row, lines

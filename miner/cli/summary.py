@@ -11,6 +11,7 @@ from miner.alerts.content import baseline_text
 from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
+from miner.store.incidents import UnscoredGap
 
 _T = TypeVar("_T", list[Any], dict[str, Any])
 
@@ -38,6 +39,15 @@ def _baseline(store: Store, inc: dict[str, Any], width: timedelta | None) -> _Ba
     return _Baseline(store.peak_baseline(inc, width, datetime.max.replace(tzinfo=UTC)) or 0)
 
 
+def _ended(inc: dict[str, Any], unseen: UnscoredGap | None) -> str:
+    """The summary's resolved column: when, or for an incident resolved after a gap in scoring, the bounds of its
+    unseen end, as its alerts give them (its resolved_at is when miner scored again, hours after it maybe)."""
+    if unseen is None:
+        return str(inc["resolved_at"] or "open")[:16].replace("T", " ")
+    end = unseen.end.strftime("%H:%M" if unseen.end.date() == unseen.ended_from.date() else "%Y-%m-%d %H:%M")
+    return f"end not seen: {unseen.ended_from:%Y-%m-%d %H:%M} to {end}"
+
+
 def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> None:
     totals = store.totals()
     echo(f"\n{totals.get('posts', 0)} posts stored, {totals.get('matched', 0)} matched to a service, "
@@ -51,11 +61,12 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
         minutes = store.bucket_minutes()
         width = timedelta(minutes=minutes) if minutes else None
         inc_rows = []
+        _, unseen = store.ended_unseen([inc["id"] for inc in incidents if inc["status"] == "resolved"])
         for inc in incidents:
             symptoms = _column(inc["symptoms"], {})
             top = ", ".join(f"{k} {v}" for k, v in list(symptoms.items())[:3])
             inc_rows.append((inc["id"], inc["service"], inc["opened_at"][:16].replace("T", " "),
-                             (inc["resolved_at"] or "open")[:16].replace("T", " "), inc["peak_complaints"],
+                             _ended(inc, unseen.get(inc["id"])), inc["peak_complaints"],
                              round(inc["peak_score"], 1), _baseline(store, inc, width), top))
         echo(table(("id", "service", "opened (UTC)", "resolved", "peak", "z", "baseline", "symptoms"), inc_rows))
         first = incidents[0]
