@@ -23,6 +23,7 @@ from typing import Any
 from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
+from miner.http_cache import Answers, json_text
 from miner.http_conns import LISTEN_BACKLOG, OpenConnections
 from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
@@ -43,9 +44,6 @@ _BUSY_BODY = b'{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
               b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
-# An error quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
-# JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
-_JSON_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
 # C0 and C1 controls as \xHH, a backslash doubled, as http.server's log_message writes them: its own table is a
 # private attribute that Python 3.11.0 lacks (it came in 3.11.1), where every reply raised AttributeError unsent.
@@ -158,10 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", f"{ctype}; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        # A browser must take the declared type: the bodies quote request data, which sniffed as HTML could run.
-        self.send_header("X-Content-Type-Options", "nosniff")
-        for k, v in (headers or {}).items():
+        # A browser must take the declared type (nosniff): the bodies quote request data, which sniffed as HTML could
+        # run. Nothing is cached but what http_cache says may be, for as long.
+        for k, v in {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(headers or {})}.items():
             self.send_header(k, v)
         # Until written, shut for a newcomer at the cap if the client stops taking it (http_conns).
         conns = self.server.connections
@@ -174,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
             conns.sending(self.connection, False)
 
     def _json(self, status: int, obj: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self._send(status, json.dumps(obj, default=str).translate(_JSON_HTML), headers=headers)
+        self._send(status, json_text(obj), headers=headers)
 
     def _guarded(self, answer: Callable[[], None]) -> None:
         """``answer``, or a 500 for a fault of ours before it replied: the connection was closed without a word (a
@@ -205,10 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200 if ok else 503, detail)
         elif path == "/metrics":
             self._send(200, self.server.endpoints.metrics(), "text/plain; version=0.0.4")
-        elif read is not None and (answer := read(path, query)) is not None:
-            self._json(*answer)
-        elif board is not None and (page := board(path, query)) is not None:
-            self._send(*page, "text/html", status_board.HEADERS)
+        elif (answer := self.server.answers.get(path, query)) is not None:
+            self._send(*answer)
         else:
             endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
                          *(status_board.PAGES if board is not None else ())]
@@ -321,8 +316,9 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys,
-                 allowed_hosts: Sequence[str] = ()) -> None:
+                 allowed_hosts: Sequence[str] = (), cache_seconds: int = 0) -> None:
         self.endpoints = endpoints
+        self.answers = Answers(endpoints.read, endpoints.board, cache_seconds)
         self.clients = clients
         self.allowed_hosts = frozenset(host_name(name) for name in allowed_hosts)
         self.connections = OpenConnections()
@@ -370,9 +366,11 @@ class HttpApi:
     """Runs the endpoint in a background thread."""
 
     def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = (),
-                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, allowed_hosts: Sequence[str] = ()) -> None:
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, allowed_hosts: Sequence[str] = (), cache_seconds: int = 0
+                 ) -> None:
         try:
-            self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix), allowed_hosts)
+            self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix), allowed_hosts,
+                                   cache_seconds)
         except OSError as exc:
             raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)

@@ -10,6 +10,8 @@ from miner.http_head import host_name
 from miner.settings import SettingsError
 from miner.urls import control_char, is_ip
 
+MAX_CACHE_SECONDS = 60  # the board's pages reload every 60 s
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -29,6 +31,10 @@ class ServerSettings:
     # The host names requests may name in their Host header (IP addresses and localhost always may): a web page that
     # rebinds its own name to the endpoint's address (DNS rebinding) is answered 421. Empty: any Host.
     allowed_hosts: tuple[str, ...] = ()
+    # Seconds a status board page or read API answer is kept and shared by every client asking for it (and may be kept
+    # by a proxy in front: Cache-Control: max-age), so that the crowd opening the board in an outage costs one store
+    # read per page every few seconds rather than one each, most answered 503. 0: every request reads the store.
+    cache_seconds: int = 5
 
     def validate(self) -> None:
         if not self.host.strip():  # the socket layer reads "" as every interface, not as the default
@@ -45,6 +51,9 @@ class ServerSettings:
         if not 32 <= self.report_ipv6_prefix <= 128:
             raise ValueError(f"report_ipv6_prefix: must be 32..128 (56: a household's /56, 64: each /64, 128: each "
                              f"address), got {self.report_ipv6_prefix}")
+        # Longer, a new incident would wait as long to show, behind a proxy as long again unless it honoured Age.
+        if not 0 <= self.cache_seconds <= MAX_CACHE_SECONDS:
+            raise ValueError(f"cache_seconds: must be 0..{MAX_CACHE_SECONDS} (0: no caching), got {self.cache_seconds}")
         for i, proxy in enumerate(self.trusted_proxies):
             try:
                 ipaddress.ip_network(proxy, strict=False)

@@ -172,7 +172,7 @@ class Service(ServiceJobs, ServiceScrape):
                                      self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer,
                                      StatusBoard(self.read_api).page),
                                      self.config.server.trusted_proxies, self.config.server.report_ipv6_prefix,
-                                     self.config.server.allowed_hosts)
+                                     self.config.server.allowed_hosts, self.config.server.cache_seconds)
                 self._http.start()
                 host, bound = self._http.address
                 log.info("http endpoint on http://%s:%d", f"[{host}]" if ":" in host else host, bound)
