@@ -30,6 +30,11 @@ MAX_KEPT = 16_000_000
 # How long a request waits for the same read by another before it reads for itself: longer than a read waits for its
 # turn (read_api.READ_WAIT) and takes.
 FOLLOW_WAIT = 30.0
+# Requests waiting for another's read at once, in all; those beyond read for themselves, through the read API's
+# queue (READ_QUEUE, 8, reading or waiting their turn, the rest answered 503 at once). Each holds one of the
+# endpoint's 32 connections: without a bound, a crowd waiting for one slow read held every one of them, and /healthz
+# and reports were answered 503 until it ended; 8 reading and 16 following leave 8 for them.
+MAX_FOLLOWING = 16
 
 Reply = tuple[int, str, str, dict[str, str]]  # status, body, content type, headers beside the endpoint's own
 ReadAnswer = Callable[[str, str], "tuple[int, dict[str, Any]] | None"]
@@ -71,6 +76,7 @@ class Answers:
         self._kept: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
         self._size = 0
         self._reading: dict[tuple[str, str], _Read] = {}
+        self._following = 0  # requests waiting for another's read (MAX_FOLLOWING)
 
     def get(self, path: str, query: str) -> Reply | None:
         """(status, body, content type, headers), or None for a path that is neither the API's nor the board's."""
@@ -83,10 +89,18 @@ class Answers:
             kept = self._fresh(key)
             if kept is None and (other := self._reading.get(key)) is None:
                 mine = self._reading[key] = _Read()
+            elif other is not None and self._following >= MAX_FOLLOWING:
+                other = None  # read for itself below, or be answered 503 by the read API's queue
+            elif other is not None:
+                self._following += 1
         if other is not None:
             # What the other request read, its 503 too (this one would have queued behind it); if it failed or is
             # stuck, a read of its own, as without the cache.
-            kept = other.kept if other.done.wait(FOLLOW_WAIT) else None
+            try:
+                kept = other.kept if other.done.wait(FOLLOW_WAIT) else None
+            finally:
+                with self._lock:
+                    self._following -= 1
             if kept is None:
                 kept = self._answer(path, query)
         elif mine is not None:
@@ -98,6 +112,8 @@ class Answers:
                     if kept is not None and kept.status == 200:
                         self._keep(key, kept)
                 mine.done.set()
+        elif kept is None:
+            kept = self._answer(path, query)
         if kept is None:
             return None
         headers = kept.headers

@@ -194,3 +194,28 @@ def test_the_service_keeps_answers_for_its_configured_seconds(tmp_path: Path) ->
     finally:
         service.stop()
         store.close()
+
+
+def test_a_crowd_waiting_for_one_read_leaves_connections_for_healthz_and_reports(tmp_path: Path) -> None:
+    # The connection cap (32) counts requests waiting for another's read: a crowd of them held every connection
+    # for as long as the read took, and /healthz and reports were answered 503, where at most READ_QUEUE API
+    # requests were to read or wait at once (docs/api.md).
+    from miner.http_api import MAX_CONNECTIONS
+
+    with cached(tmp_path, seconds=30, read_takes=2.0) as served:
+        statuses: list[int] = []
+
+        def client() -> None:
+            statuses.append(httpx.get(served.base + "/", timeout=20).status_code)
+
+        crowd = [threading.Thread(target=client) for _ in range(MAX_CONNECTIONS + 8)]
+        for thread in crowd:
+            thread.start()
+        time.sleep(1.0)  # the crowd is in, its one read under way
+        health = httpx.get(served.base + "/healthz", timeout=10)
+        report = httpx.post(served.base + "/report", json={"service": "WhatsApp"}, timeout=10)
+        for thread in crowd:
+            thread.join()
+        assert health.status_code == 200
+        assert report.status_code == 202
+        assert statuses.count(200) >= 2 * READ_QUEUE  # those turned away answered 503, to retry in a second
