@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from miner import status_board
+from miner.read_api import read_began
 
 # An answer quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
 # JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
@@ -125,6 +126,7 @@ class Answers:
 
     def _answer(self, path: str, query: str) -> _Kept | None:
         at = self._clock()
+        read_began()  # one of this thread's earlier requests
         if self._read_api is not None and (answer := self._read_api(path, query)) is not None:
             status, obj = answer
             kept = _Kept(status, json_text(obj), "application/json", {}, at)
@@ -132,6 +134,10 @@ class Answers:
             kept = _Kept(page[0], page[1], "text/html", dict(status_board.HEADERS), at)
         else:
             return None
+        # Dated from its read of the store, not from the request, which may have waited seconds for its turn: an
+        # answer that waited the cache's seconds was dropped as soon as read, and sent with an Age of as many.
+        if (began := read_began()) is not None:
+            kept.at = max(at, began)
         return kept
 
     def _fresh(self, key: tuple[str, str]) -> _Kept | None:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -37,6 +38,9 @@ READ_WAIT = 5.0  # seconds a request waits for the ones before it
 # 32 connections (http_api.MAX_CONNECTIONS) while it waits: 32 clients asking for the board's index of 300 services
 # over and over held them all, and /healthz and POST /report were answered "too many connections" 43 times in 45.
 READ_QUEUE = 8
+# When this thread's latest read of the store began (time.monotonic(), the moment it reads): what http_cache dates a
+# kept answer from, as its Age. The request may have waited READ_WAIT for its turn before it.
+_began = threading.local()
 DEFAULT_SINCE = timedelta(days=7)
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 # The most buckets one series answer holds: a week of 1-minute buckets, 35 days of 5-minute ones (about 1 MB, 0.1 s).
@@ -49,6 +53,14 @@ _OVER = frozenset({"resolved", "postmortem"}) | MAINTENANCE
 
 Answer = tuple[int, dict[str, Any]]
 T = TypeVar("T")
+
+
+def read_began() -> float | None:
+    """When this thread's latest read of the store began (time.monotonic()) since it was last asked; None if it made
+    none (a bad request, a 503 for its turn)."""
+    at: float | None = getattr(_began, "at", None)
+    _began.at = None
+    return at
 
 
 class BadRequest(Exception):
@@ -132,6 +144,7 @@ class ReadApi:
                 # One moment of the store: a job committing during the read of 300 services mixed two.
                 store = self._store()
                 with store.database.snapshot():
+                    _began.at = time.monotonic()
                     return reads(store)
             except MinerError:
                 self._store_failed()

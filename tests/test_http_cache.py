@@ -219,3 +219,18 @@ def test_a_crowd_waiting_for_one_read_leaves_connections_for_healthz_and_reports
         assert health.status_code == 200
         assert report.status_code == 202
         assert statuses.count(200) >= 2 * READ_QUEUE  # those turned away answered 503, to retry in a second
+
+
+def test_age_counts_from_the_read_not_from_the_wait_for_its_turn(tmp_path: Path) -> None:
+    # A page whose read waited its turn behind another's was dated from the request: under an outage's load, when
+    # reads queue, an answer that waited the cache time was dropped as soon as read (kept by nobody, read again by
+    # the next request), and sent with an Age as old as its max-age, which a proxy took as stale.
+    with cached(tmp_path, seconds=2, read_takes=1.5) as served:
+        first = threading.Thread(target=lambda: httpx.get(served.base + "/api/v1/services", timeout=10))
+        first.start()
+        time.sleep(0.2)  # the other read under way: this one waits 1.3 s for its turn, then reads for 1.5 s
+        board = httpx.get(served.base + "/", timeout=10)
+        first.join()
+        assert board.status_code == 200 and int(board.headers["Age"]) <= 1, board.headers
+        again = httpx.get(served.base + "/", timeout=10)
+        assert again.content == board.content and len(served.reads) == 2
