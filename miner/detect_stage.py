@@ -192,8 +192,9 @@ class DetectStage(RelearnStage):
             draft, state = saved.draft, saved.state  # one that cannot be read is learned again (see _saved_step)
             with contextlib.suppress(*UNREADABLE):
                 draft = IncidentDraft.from_json(saved.draft).rewound(resume, width).to_json() if saved.draft else None
+            stepped = self.store.buckets_scored_after(service, resume)  # a gap skipped ahead is none of its quiet
             with contextlib.suppress(*UNREADABLE):
-                state = DetectorState.from_json(saved.state).rewound(resume, width).to_json()
+                state = DetectorState.from_json(saved.state).rewound(resume, width, stepped).to_json()
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
         redated = self.store.rewind_detectors(rewound, now, self.bucket)
         latest = max(saved.last_bucket for _, saved in ahead) + self.bucket

@@ -274,6 +274,27 @@ def test_an_outage_seen_going_on_once_a_clock_ahead_is_set_back_has_its_end_seen
     assert store.ended_unseen([incident["id"]])[1] == {}
 
 
+def test_quiet_buckets_scored_before_a_clock_ahead_skipped_a_gap_still_count_once_it_is_set_back(store: Store
+                                                                                                 ) -> None:
+    # Complaints stopped at 03:30, and 03:30 and 03:45 scored quiet; the clock 10 h ahead skipped 04:00 to 07:45
+    # (to come) as a gap and stepped 07:45 to 13:45. Set back at 04:20, the count of quiet buckets left out every
+    # bucket after 04:00, the 15 skipped ones too, so 03:30 and 03:45 with them: the resolve, which says the end may
+    # have come from 03:30 (ended_from), took 8 h of quiet buckets after 04:15 rather than 8 h from 03:30.
+    pipe = warmed_pipeline(CONFIG + "quiet_minutes = 480\n", store)
+    start = T0 + timedelta(hours=3)
+    pipe.ingest(outage_reports("Foonet", start, start + timedelta(minutes=30)), start + timedelta(hours=1))
+    pipe.classify_pending(start + timedelta(hours=1))
+    pipe.detect(start + timedelta(hours=1))
+    assert pipe.detect(T0 + timedelta(hours=14)).resolved == []
+    pipe.detect(T0 + timedelta(hours=4, minutes=20))
+    resolves = [pipe.detect(T0 + timedelta(hours=hour, minutes=minutes)).resolved
+                for hour in range(5, 13) for minutes in (0, 30)]
+    # 32 quiet buckets: 03:30 and 03:45, then 04:15 to 11:30 (04:00's never scored), resolved at 11:45.
+    assert [r for r in resolves if r] == [[("Foonet", T0 + timedelta(hours=11, minutes=45))]]
+    [incident] = store.incidents()
+    assert store.ended_unseen([incident["id"]])[1][incident["id"]].ended_from == T0 + timedelta(hours=3, minutes=30)
+
+
 def test_the_chart_of_an_incident_resolved_after_a_gap_marks_the_gap_not_a_resolve_time(store: Store) -> None:
     # It drew "resolved" at 22:45, when miner scored again, for an outage that ended at some time from 04:00 to
     # 21:45; the status board marks no end, and says "end not seen" with the gap.

@@ -86,13 +86,13 @@ class DetectorState:
             separators=(",", ":"),
         )
 
-    def rewound(self, to: datetime, width: timedelta) -> DetectorState:
+    def rewound(self, to: datetime, width: timedelta, stepped: int | None = None) -> DetectorState:
         """This state with its last bucket at ``to`` and no time after it: for a state stepped by a clock that was
         ahead, whose buckets (``width`` wide) are still in the future. What it learned from them (empty then) stays
-        learned, but its count of quiet buckets leaves them out: they resolved an outage going on, its end "unseen"."""
+        learned, but its count of quiet buckets leaves out the ``stepped`` it scored (None: every one after ``to``)."""
         def clamp(value: datetime | None) -> datetime | None:
             return None if value is None else min(value, to)
-        ahead = 0 if self.last is None else max(0, (self.last - to) // width)  # at most: a skipped gap has none
+        ahead = 0 if self.last is None else max(0, (self.last - to) // width if stepped is None else stepped)
         return replace(self, last=clamp(self.last), opened_at=clamp(self.opened_at),
                        resolved_at=clamp(self.resolved_at), quiet=max(0, self.quiet - ahead))
 

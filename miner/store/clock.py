@@ -62,6 +62,13 @@ class ClockMixin:
         return [(r["service"], SavedDetector(parse_iso(r["last_bucket"]), r["state"], r["draft"], r["incident_id"]))
                 for r in rows]
 
+    def buckets_scored_after(self, service: str, after: datetime) -> int:
+        """The buckets of ``service`` after ``after`` that the detector scored: a gap it skipped (longer than
+        max_fill_hours) has none."""
+        row = self.database.one("SELECT count(*) AS n FROM buckets WHERE service = ? AND bucket_start > ? "
+                                "AND score IS NOT NULL", (service, iso(after)))
+        return int(row["n"]) if row else 0
+
     def rewind_detectors(self, rewound: Sequence[tuple[str, SavedDetector]], now: datetime,
                          bucket: timedelta) -> int:
         """Store detectors taken back (by the detector's own rules) to an earlier last bucket, and re-date what the
