@@ -665,6 +665,12 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
                                                               "such as status.example.org, without a scheme, port",
              'allowed_hosts = ["a.example", "status.example.org:443"]': ":3: server.allowed_hosts[1]: must be",
              'allowed_hosts = [""]': ":3: server.allowed_hosts[0]: must be",
+             # A wildcard, as Django's ALLOWED_HOSTS takes, matches no Host header: every name was refused 421.
+             'allowed_hosts = ["*"]': ":3: server.allowed_hosts[0]: must be a host name or address, not a pattern: "
+                                      "list each name (leave the list empty to answer any Host), got '*'",
+             'allowed_hosts = ["a.example", "*.example.org"]': ":3: server.allowed_hosts[1]: must be a host name or",
+             'allowed_hosts = [".example.org"]': ":3: server.allowed_hosts[0]: must be a host name or address, not",
+             'allowed_hosts = ["status..example.org"]': ":3: server.allowed_hosts[0]: must be a host name or",
              'allowed_hosts = "status.example.org"': ":3: server.allowed_hosts: expected a list"}
     for setting, error in cases.items():
         with pytest.raises(ConfigError) as info:
@@ -675,8 +681,10 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
     assert proxies.trusted_proxies == ("10.1.2.3", "10.0.0.0/8", "fd00::/8")
     assert proxies.report_ipv6_prefix == 56  # a household's network, as ISPs delegate it
     assert parse_config("[server]\nreport_ipv6_prefix = 128\n").server.report_ipv6_prefix == 128
-    hosts = parse_config('[server]\nallowed_hosts = ["status.example.org", "status.example.org.", "[::1]"]\n').server
-    assert hosts.allowed_hosts == ("status.example.org", "status.example.org.", "[::1]")
+    hosts = parse_config('[server]\nallowed_hosts = ["status.example.org", "status.example.org.", "[::1]", '
+                         '"xn--bcher-kva.example", "my_host", "10.0.0.7"]\n').server
+    assert hosts.allowed_hosts == ("status.example.org", "status.example.org.", "[::1]", "xn--bcher-kva.example",
+                                   "my_host", "10.0.0.7")
 
 
 @pytest.mark.parametrize(
