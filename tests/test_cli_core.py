@@ -184,6 +184,12 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     # A saved .sql file, which often starts with a comment, read from standard input: "-" ran as SQL of its own.
     piped = runner.invoke(main, [*base, "--format", "json", "-"], input="-- weekly\nSELECT count(*) AS n FROM posts\n")
     assert piped.exit_code == 0 and json.loads(piped.stdout) == [{"n": 3}], piped.output
+    # Saved in another encoding (Latin-1, an accented letter in a comment): an "internal error: UnicodeDecodeError".
+    latin = runner.invoke(main, [*base, "-"], input="-- café\nSELECT count(*) AS n FROM posts\n".encode("latin-1"))
+    assert latin.exit_code == 1, latin.output
+    assert "Error: the SQL on standard input is not UTF-8 text (byte 0xe9 at offset 6)" in latin.output, latin.output
+    bom = runner.invoke(main, [*base, "--format", "json", "-"], input=b"\xef\xbb\xbfSELECT count(*) AS n FROM posts\n")
+    assert bom.exit_code == 0 and json.loads(bom.stdout) == [{"n": 3}], bom.output
 
 
 def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_path: Path) -> None:

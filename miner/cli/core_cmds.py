@@ -101,6 +101,20 @@ def config_check(app: AppContext, path: Path | None) -> None:
                        "url_env")
 
 
+def _stdin_sql() -> str:
+    """The SQL on standard input, as UTF-8 text: a file saved in another encoding (Latin-1, with an accented letter in
+    a comment) was an "internal error: UnicodeDecodeError"."""
+    from miner.errors import MinerError
+
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+    try:
+        return str(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise MinerError(f"the SQL on standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start}): save the file as UTF-8") from None
+
+
 @main.command()
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(["table", "wide", "json", "csv"]), default="table",
@@ -139,7 +153,7 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
                                      param_hint="--param")
         bound[name] = value
     if sql == "-":  # "-" is no SQL: it was run as such, "near "-": syntax error"
-        sql = sys.stdin.read()
+        sql = _stdin_sql()
     path = str(app.db_path or app.config.store.path)
     with stream_readonly(path, sql, bound) as (columns, read):
         # An object holds a name once: a join's two "id" columns kept only the last, without a word.
