@@ -48,7 +48,7 @@ _SERVICES = "/services/"
 
 _STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode("utf-8")).digest()).decode("ascii")
-# Sent with every page besides the endpoint's Cache-Control: no-store and X-Content-Type-Options: nosniff.
+# Sent with every page besides the endpoint's X-Content-Type-Options: nosniff and Cache-Control (http_cache).
 HEADERS = {
     "Content-Security-Policy": f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
                                "form-action 'none'; frame-ancestors 'none'",
