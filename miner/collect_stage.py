@@ -24,6 +24,7 @@ from miner.store import Store
 from miner.timeutil import duration_text, floor_time, iso
 
 if TYPE_CHECKING:
+    from miner.collectors.inflight import Landed
     from miner.collectors.poller import Poller, PollOutcome
 
 log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stages, as operators filter on it
@@ -40,7 +41,8 @@ class CollectStage:
         return timedelta(minutes=self.config.detector.bucket_minutes)
 
     def collect(self, now: datetime, poller: Poller, *, due_only: bool = True, rng: random.Random | None = None,
-                stop: threading.Event | None = None, held: HeldPolls | None = None) -> list[CollectReport]:
+                stop: threading.Event | None = None, held: HeldPolls | None = None,
+                wait: float | None = None) -> list[CollectReport]:
         """Poll the enabled sources (only those due, by default) and store what each returned.
 
         Each poll is stored as soon as it ends, while slower ones are still running: one slow or hanging server
@@ -48,8 +50,13 @@ class CollectStage:
         ``last_error`` and it is scheduled again with backoff. Posts and the source's new cursor are stored in
         one transaction. Once ``stop`` is set no further poll starts, and polls still running after the poller's
         ``stop_grace`` are given up: nothing of theirs is stored, so those sources are due again at once, with
-        no error counted against them. Reports come in the config's order, one per source polled, after those of
+        no error counted against them. Reports come in the config's order, one per poll stored, after those of
         polls held earlier and stored now.
+
+        ``wait`` (the service's): return once that many seconds have passed, with the polls still running carried
+        over (see PollPool). The next call stores each first, with the round time ``now`` of the call that started
+        it, and starts no source in flight: a source that hangs until its timeout delays no other source's next
+        poll. None (`miner collect`): return once every poll has ended.
 
         A store that takes no writes (a full disk) raises StoreError, unless ``held`` (the service's) is given: the
         polls it does not take are then kept there and stored first at the next round that it takes writes again
@@ -71,28 +78,41 @@ class CollectStage:
             held.store_error = exc
         late = self.store_held(held) if held is not None and held.store_error is None else []
         earlier = self.store.earlier_names(self.config.sources)
-        names = {s.name for s in sources}
+        pool = poller.pool
+        # The polls of earlier runs that ended since, first: their sources may be due again.
+        reports = [self._record_landed(x, rng, earlier, held) for x in pool.landed(started)]
+        names = {s.name for s in sources} - pool.in_flight()
         if due_only:
             stored_due = set(self.store.due_sources(sorted(names), now))
             names = {n for n in names if (held.due(n, now) if held is not None and n in held.sources else
                                           n in stored_due)}
         if held is not None and held.full:
             names = set()  # nothing more is fetched than memory can keep; the sources stay due
+        if stop is not None and stop.is_set():
+            names = set()  # the round still stores what ends within the stop's grace
         chosen = [s for s in sources if s.name in names]
-        reports: dict[int, CollectReport] = {}
         jobs = [(s, (held.state(s.name) if held is not None else None) or self.store.source_state(s.name))
                 for s in chosen]
+        asked = set(pool.start(jobs, now, started))
         # Stored here, on the thread that owns the store, in the order the polls end.
-        for i, outcome in poller.poll_as_completed(jobs, stop):
-            # Whole seconds, as the store keeps its times: a quick poll's next one is planned as from the round start.
-            answered = now + timedelta(seconds=int(time.monotonic() - started))
-            reports[i] = self._record_poll(chosen[i], outcome, now, rng, earlier.get(chosen[i].name, ()), held,
-                                           answered)
-        if len(reports) < len(chosen):
-            left = [s.name for i, s in enumerate(chosen) if i not in reports]
-            log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
-                     ", ".join(left))
-        return late + [reports[i] for i in sorted(reports)]
+        for landed in pool.landed(None if wait is None else started + wait, stop):
+            asked.discard(landed.flight.source.name)
+            reports.append(self._record_landed(landed, rng, earlier, held))
+        if left := sorted(asked - pool.in_flight()):
+            if stop is not None and stop.is_set():
+                log.info("stopping: %d due sources not polled in this round, due again at the next: %s", len(left),
+                         ", ".join(left))
+            else:
+                log.info("%d due sources not started in this round, as collect.max_workers (or per_host_concurrency) "
+                         "polls were running: due again at the next: %s", len(left), ", ".join(left))
+        order = {s.name: i for i, s in enumerate(self.config.sources)}
+        return late + sorted(reports, key=lambda r: order.get(r.source, len(order)))
+
+    def _record_landed(self, landed: Landed, rng: random.Random, earlier: dict[str, list[str]],
+                       held: HeldPolls | None) -> CollectReport:
+        source = landed.flight.source
+        return self._record_poll(source, landed.outcome, landed.flight.now, rng, earlier.get(source.name, ()), held,
+                                 landed.answered)
 
     def store_held(self, held: HeldPolls) -> list[CollectReport]:
         """Store the polls held while the store took no writes, each source's in the order they were made, and

@@ -20,8 +20,10 @@ HELP = {
                                "already, per source: its search indexed them (or its server delivered them) late."),
     "miner_source_late_seconds": ("gauge", "Of the source's latest poll that stored late posts, the most seconds "
                                   "one was dated before the newest post of that poll the store had already."),
-    "miner_poll_seconds": ("gauge", "Seconds the source's latest poll took (a failed one too): a collect round "
-                           "waits for its slowest poll."),
+    "miner_poll_seconds": ("gauge", "Seconds the source's latest poll stored took (a failed one too); one longer "
+                           "than the source's interval has it polled less often."),
+    "miner_polls_in_flight": ("gauge", "Polls started and not stored yet at the end of the latest collect run: "
+                              "those still running are carried over to the next."),
     "miner_job_seconds": ("gauge", "Seconds each stage's (job's) latest run took; a collect run longer than the job's "
                           "interval (15 s) delays every source due meanwhile."),
     "miner_posts_classified_total": ("counter", "Posts classified."),

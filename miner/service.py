@@ -243,12 +243,24 @@ class Service(ServiceJobs, ServiceScrape):
             self._http.stop()
             self._http = None
         if self._poller is not None:
-            self._poller.close()
+            self._store_carried_at_stop()
+            self._poller.close()  # the polls still running are given up: their sources are due again at once
             self._poller = None
         self._store_held_at_stop()
         self._stores.close_all()
         if not self._handing_over:
             self.lock.release()
+
+    def _store_carried_at_stop(self) -> None:
+        """Store the polls carried over from the last collect run that end within the stop's grace (see
+        Poller.stop_grace), as a run stopped mid-way stores them; a reload's new service starts a new poller, which
+        polls those still running again at its first run, as nothing of theirs was stored."""
+        if not self._poller.pool.in_flight() or self._stores.lost_reason is not None:
+            return
+        try:
+            self._pipeline("collect").collect(self.options.clock(), self._poller, stop=self._stop, held=self._held)
+        except Exception as exc:  # the stop goes on; a store that takes no writes held them in _held
+            log.error("stopping: the polls that ended in the grace could not be stored: %s", exc)
 
     def _store_held_at_stop(self) -> None:
         """One last try to store the polls held in memory (space may have been freed since the last round); what
@@ -350,17 +362,15 @@ class Service(ServiceJobs, ServiceScrape):
     # HTTP endpoints --------------------------------------------------------------------------------------
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to);
-        the collect job, within that and the longest source timeout."""
+        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to).
+        A collect run returns within its interval, its slow polls carried over to the next (see
+        CollectStage.collect): a source that does not answer does not hold it up."""
         now, mono = self.options.clock(), time.monotonic()
         stages: dict[str, Any] = {}
         ok = True
-        # A collect round ends with its slowest poll, up to the longest source timeout: one source of 120 s that
-        # did not answer turned /healthz 503, with no error, at every round that polled it.
-        slowest = max((s.timeout for s in self.config.sources if s.enabled), default=0.0)
         for job in self.options.jobs:
             h = self.health[job.name]
-            limit = 3 * job.every + 60 + (slowest if job.name == "collect" else 0.0)
+            limit = 3 * job.every + 60
             # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
             fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= limit
             # As long as a later run would have: a first run stuck (a source that never answers, a store lock never

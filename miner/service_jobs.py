@@ -48,10 +48,14 @@ class ServiceJobs:
     def job_collect(self, now: datetime) -> None:
         held = self._held
         started = time.monotonic()
+        every = self._collect_every()
         try:
-            reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held)
+            # Back before the next tick: polls still running then are carried over, and stored by a later run.
+            reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held,
+                                                        wait=max(every - 1.0, every / 2))
         finally:
             self.metrics.set("miner_posts_held", float(held.posts))
+            self.metrics.set("miner_polls_in_flight", float(len(self._poller.pool.in_flight())))
             self._collected.set()
         polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
@@ -70,7 +74,8 @@ class ServiceJobs:
                 self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates + r.held, source=r.source)
                 if r.gap:
                     self.metrics.inc("miner_poll_gaps_total", source=r.source)
-        if reports:
+        carried = self._carried_polls(every)
+        if reports or carried:
             late = [r for r in reports if r.late]
             # In the round's one line, not a line per poll: a search that lags does so at every poll.
             arrived_late = "; ".join(f"{r.source}: {late_text(r.posts_late, r.late_by_s)}"
@@ -82,7 +87,7 @@ class ServiceJobs:
                      "held earlier" if late else "",
                      f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
                      f" ({arrived_late})" if arrived_late else "",
-                     self._slowest_polls(polled, took),
+                     self._slowest_polls(polled, took, every) + carried,
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
                                          "posts_late": r.posts_late, "late_by_s": round(r.late_by_s),
                                          "error": r.error} for r in reports]})
@@ -91,20 +96,26 @@ class ServiceJobs:
             raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
                              cause=held.store_error.cause, same_as=held.store_error.same_as)
 
-    def _slowest_polls(self, polled: list[CollectReport], took: float) -> str:
-        """For a round that outlasted the collect job's interval: the polls it waited for, slowest first.
+    def _collect_every(self) -> float:
+        return next((job.every for job in self.options.jobs if job.name == "collect"), 15.0)
 
-        The round ends when its last poll does, and the next starts at the first tick after: a source slow to
-        answer (or hanging until its timeout) delays the next poll of every other source, which was silent but for
-        the ticks skipped on /metrics, and nothing said which source it was."""
-        every = next((job.every for job in self.options.jobs if job.name == "collect"), None)
-        if every is None or took <= every or not polled:
+    def _slowest_polls(self, polled: list[CollectReport], took: float, every: float) -> str:
+        """For a run that outlasted the collect job's interval (storing its polls took that long: a store locked by
+        another writer): the ticks meanwhile were skipped, and the sources due then waited."""
+        if took <= every or not polled:
             return ""
-        slow = sorted((r for r in polled if r.seconds > every), key=lambda r: -r.seconds)[:3]
-        named = ", ".join(f"{r.source} {r.seconds:.0f} s{' (failed)' if r.error else ''}" for r in slow)
-        return (f"; the round took {took:.0f} s, past the collect job's {every:g} s interval: sources due meanwhile "
-                "waited" + (f" for its slowest polls: {named}" if named else
-                            " (no poll took that long: more were due than collect.max_workers polls at once)"))
+        return f"; the run took {took:.0f} s, past the collect job's {every:g} s interval: sources due meanwhile waited"
+
+    def _carried_polls(self, every: float) -> str:
+        """The polls running for longer than the collect job's interval, longest first: carried over to the next
+        run, they delay no other source, but a source slow to answer (or hanging until its timeout) is polled
+        less often than its interval says, and nothing else said which source it was."""
+        slow = [(name, took) for name, took in self._poller.pool.running_for() if took > every]
+        if not slow:
+            return ""
+        named = ", ".join(f"{name} {took:.0f} s" for name, took in slow[:3])
+        return (f"; {len(slow)} poll{'s' if len(slow) != 1 else ''} in flight for longer than the collect job's "
+                f"{every:g} s interval, carried over to the next run: {named}{', ...' if len(slow) > 3 else ''}")
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

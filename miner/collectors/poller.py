@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from miner.collectors.base import Collector, PollContext, source_secrets, utc_now
 from miner.collectors.bluesky import DEFAULT_BASE as BLUESKY_BASE
@@ -44,6 +45,9 @@ from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 from miner.urls import credentials_in_url, url_problem
+
+if TYPE_CHECKING:
+    from miner.collectors.inflight import PollPool
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +135,7 @@ class Poller:
         )
         self._host_locks: dict[str, threading.BoundedSemaphore] = {}
         self._locks_guard = threading.Lock()
+        self._pool: PollPool | None = None
 
     @classmethod
     def from_config(cls, config: Config, environ: Mapping[str, str] | None = None) -> Poller:
@@ -142,7 +147,18 @@ class Poller:
                             source.name, ", ".join(found))
         return cls(config.collect, config.services, hash_key_from_env(config.store.hash_key_env, env), env)
 
+    @property
+    def pool(self) -> PollPool:
+        """The polls in flight across collect runs, on threads that live as long as the poller (see PollPool)."""
+        if self._pool is None:
+            from miner.collectors.inflight import PollPool  # it imports this module
+
+            self._pool = PollPool(self)
+        return self._pool
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()  # before the client: the polls given up fail quietly as it closes under them
         self.ctx.client.close()
 
     def __enter__(self) -> Poller:
@@ -187,10 +203,14 @@ class Poller:
                  for p in result.posts]
         return replace(result, posts=posts)
 
-    def _host_lock(self, source: SourceConfig) -> threading.BoundedSemaphore:
+    def host_key(self, source: SourceConfig) -> str:
+        """The host that per-host limits count the source's polls against (its ``url_env``'s, if set)."""
         with contextlib.suppress(SourceError):  # reported by the poll itself
             source = self.resolve(source)
-        host = source_host(source)
+        return source_host(source)
+
+    def _host_lock(self, source: SourceConfig) -> threading.BoundedSemaphore:
+        host = self.host_key(source)
         with self._locks_guard:
             lock = self._host_locks.get(host)
             if lock is None:
