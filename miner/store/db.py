@@ -20,7 +20,8 @@ from urllib.parse import quote
 import sqlite_utils
 
 from miner.errors import StoreError
-from miner.store.migrations import apply_migrations, pending_migrations, refuse_foreign, user_tables
+from miner.store.migrations import pending_migrations, refuse_foreign, user_tables
+from miner.store.upgrade import UpgradeStopped, upgrade_store
 
 # Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
@@ -70,7 +71,8 @@ def translate_errors(path: str) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise
     except (sqlite3.DatabaseError, OSError) as exc:
-        raise StoreError(describe_sqlite_error(path, exc), cause=sqlite_error_cause(exc)) from exc
+        where = exc.where if isinstance(exc, UpgradeStopped) else ""
+        raise StoreError(describe_sqlite_error(path, exc) + where, cause=sqlite_error_cause(exc)) from exc
 
 
 class _TidyConnection(sqlite3.Connection):
@@ -222,10 +224,7 @@ class Database:
                 conn.execute("PRAGMA secure_delete = ON")
                 if migrate:
                     try:
-                        if upgrade:
-                            apply_migrations(conn)
-                        else:
-                            pending_migrations(conn)
+                        upgrade_store(conn, spath, apply=upgrade)
                     except StoreError as exc:
                         raise StoreError(f"store {spath} {exc}") from None
         return cls(conn, spath, readonly=readonly)

@@ -7,6 +7,7 @@ that queries them; this list is the single order in which they are created.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -340,8 +341,10 @@ def pending_migrations(conn: sqlite3.Connection) -> list[str]:
     return [m.id for m in MIGRATIONS if m.id not in applied]
 
 
-def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None) -> list[str]:
-    """Apply pending migrations, each in its own transaction. Returns the ids applied.
+def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None,
+                     progress: Callable[[str, float | None], None] | None = None) -> list[str]:
+    """Apply pending migrations, each in its own transaction. Returns the ids applied. ``progress`` is called with
+    a migration's id and None as it starts, and with the seconds it took once committed.
 
     A store that records a migration this code does not know was written by a newer miner: refused, since
     writing to a schema we do not know could corrupt it. ``conn`` must be in autocommit mode
@@ -356,6 +359,9 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
     for migration in todo:
         if migration.id in _applied(conn):
             continue
+        if progress is not None:
+            progress(migration.id, None)
+        started = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Asked again under the write lock: another process opening the store at the same moment may have
@@ -373,4 +379,6 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        if progress is not None and applied and applied[-1] == migration.id:
+            progress(migration.id, time.monotonic() - started)
     return applied

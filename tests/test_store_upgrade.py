@@ -1,0 +1,75 @@
+"""Upgrading a store miner 0.1.0 wrote, on real SQLite files: what the log and the errors tell the operator."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from miner.errors import StoreError
+from miner.store import Store
+from miner.store.db import translate_errors
+from miner.store.migrations import MIGRATIONS, apply_migrations
+from miner.store.upgrade import upgrade_store
+from miner.timeutil import iso
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def _release_0_1_0_store(path: Path, buckets: int = 0) -> None:
+    """A store as miner 0.1.0 left it (its two migrations), with ``buckets`` 5-minute buckets of one service."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:2])
+        conn.executemany("INSERT INTO buckets (service, bucket_start, posts, complaints) VALUES ('WhatsApp', ?, 1, 0)",
+                         [(iso(T0 + timedelta(minutes=5 * k)),) for k in range(buckets)])
+    conn.close()
+
+
+def test_the_upgrade_of_an_older_store_is_logged_and_a_new_stores_creation_is_not(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # From the model's load to `http endpoint on`, the log said nothing while the migrations ran (11 s at 1 M posts
+    # of a 0.1.0 store, 30 s at 2.5 M, /healthz not answering): an upgrade could not be told from a hang.
+    old = tmp_path / "old.sqlite"
+    _release_0_1_0_store(old)
+    caplog.set_level(logging.INFO, logger="miner.store")
+    Store.open(tmp_path / "new.sqlite").close()
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+    Store.open(old).close()
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert lines[0] == (f"store {old}: upgrading it for this version of miner: {len(MIGRATIONS) - 2} migrations to "
+                        f"apply ({MIGRATIONS[2].id} to {MIGRATIONS[-1].id}), each in one transaction; `miner run` "
+                        "starts its jobs and /healthz once they are done")
+    assert lines[-1].startswith(f"store {old}: upgraded in ")
+    caplog.clear()
+    Store.open(old).close()  # upgraded: nothing more to say
+    assert [r for r in caplog.records if r.levelno >= logging.INFO] == []
+
+
+def test_a_full_disk_part_way_through_the_upgrade_names_the_migration_it_rolled_back(tmp_path: Path) -> None:
+    # A full disk in a migration was told as any job's ("nothing from this batch was written"): nothing said the
+    # store was being upgraded, how far it got, or that the next open goes on. SQLite's page cap is a full disk to it.
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, buckets=5000)  # 0003 indexes them: pages the cap does not leave
+    conn = sqlite3.connect(path, isolation_level=None)
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    with pytest.raises(StoreError) as caught, translate_errors(str(path)):
+        upgrade_store(conn, str(path))
+    assert caught.value.cause == "disk_full"
+    assert str(caught.value) == (
+        f"store {path}: disk full or I/O error (database or disk is full); free space, nothing from this batch was "
+        f"written; the upgrade stopped at migration {MIGRATIONS[2].id}, rolled back whole (2 of {len(MIGRATIONS)} "
+        "applied, the rest at the next open)")
+    conn.close()
+    with sqlite3.connect(path) as check:
+        assert [r[0] for r in check.execute("SELECT id FROM schema_migrations ORDER BY id")] == [
+            m.id for m in MIGRATIONS[:2]]
+        assert check.execute("SELECT count(*) FROM buckets").fetchone() == (5000,)
+    check.close()
+    store = Store.open(path)  # space freed: the next open applies them all
+    assert store.database.one("SELECT count(*) AS n FROM schema_migrations") == {"n": len(MIGRATIONS)}
+    store.close()
