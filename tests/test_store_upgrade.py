@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,6 +14,8 @@ import pytest
 
 from miner.errors import StoreError
 from miner.store import Store
+from miner.store import db as store_db
+from miner.store import upgrade as store_upgrade
 from miner.store.db import translate_errors
 from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.store.upgrade import upgrade_store
@@ -72,4 +77,46 @@ def test_a_full_disk_part_way_through_the_upgrade_names_the_migration_it_rolled_
     check.close()
     store = Store.open(path)  # space freed: the next open applies them all
     assert store.database.one("SELECT count(*) AS n FROM schema_migrations") == {"n": len(MIGRATIONS)}
+    store.close()
+
+
+# Another process upgrading the store: the write lock held, as for one migration, past the store's busy timeout.
+_HOLDER = ("import sqlite3, sys, time, pathlib\n"
+           "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+           "conn.execute('BEGIN IMMEDIATE')\n"
+           "conn.execute('CREATE INDEX buckets_by_posts ON buckets (posts)')\n"
+           "pathlib.Path(sys.argv[2]).touch()\n"
+           "time.sleep(float(sys.argv[3]))\n"
+           "conn.execute('ROLLBACK')\n")
+
+
+@pytest.mark.parametrize("upgrade", [True, False])
+def test_an_upgrade_waits_for_another_process_upgrading_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upgrade: bool) -> None:
+    # 0017_stored_links held the write lock 13 s at 2.5 M posts, past the 10 s busy timeout: a cron job's
+    # `miner collect --once` started during the service's upgrade failed with "locked by another writer", and so did
+    # the service started during the cron job's (at its check that the store takes writes, before the model loads).
+    # The busy timeout is cut here to keep the test short; the holder holds the lock for longer than it.
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(store_upgrade, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, buckets=100)
+    ready = tmp_path / "ready"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), "1.5"])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists()
+        started = time.monotonic()
+        store = Store.open(path, upgrade=upgrade)
+        store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=60)
+    assert waited >= 1.0  # it waited for the holder, not failed
+    applied = store.database.one("SELECT count(*) AS n FROM schema_migrations")
+    assert applied == {"n": len(MIGRATIONS) if upgrade else 2}
+    if upgrade:  # upgraded, the store's writes wait as long as before: a job's write is not held up for minutes
+        assert store.database.one("PRAGMA busy_timeout") == {"timeout": 200}
     store.close()

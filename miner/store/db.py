@@ -21,7 +21,7 @@ import sqlite_utils
 
 from miner.errors import StoreError
 from miner.store.migrations import pending_migrations, refuse_foreign, user_tables
-from miner.store.upgrade import UpgradeStopped, upgrade_store
+from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, upgrade_store
 
 # Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
@@ -202,7 +202,7 @@ class Database:
                     restore_sidecar_modes(spath)
                 conn = sqlite3.connect(spath, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
             # Touch the file so corruption is reported at open, not at the first query.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

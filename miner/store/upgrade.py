@@ -4,7 +4,10 @@ slow migration, and an error that names the migration it stopped at.
 A store of 0.1.0 with 1 M posts took 11 s to upgrade (2.5 M: 30 s, 13 s of it in 0017_stored_links) on two shared
 cores, with nothing in the log from the model's load to `http endpoint on`, and /healthz not answering meanwhile:
 the operator could not tell an upgrade from a hang, and a full disk part-way was told as "nothing from this batch
-was written", with no word of the upgrade, how far it got or what the next start does.
+was written", with no word of the upgrade, how far it got or what the next start does. A write of another process
+waiting for the lock meanwhile (a cron job's `miner collect --once`, or the service started while such a job
+upgraded) gave up after the store's 10 s busy timeout, shorter than one migration there, and failed with "locked by
+another writer": an upgrade waits for the lock for as long as another process's migrations may take.
 """
 
 from __future__ import annotations
@@ -17,12 +20,23 @@ from miner.store.migrations import CORE, MIGRATIONS, apply_migrations, pending_m
 
 log = logging.getLogger(__name__)
 
+# The wait for the write lock of every open of the store, and an upgrade's: another process upgrading the store
+# holds the lock for one migration at a time, minutes on a store far larger than 2.5 M posts.
+BUSY_TIMEOUT_MS = 10_000
+UPGRADE_BUSY_TIMEOUT_MS = 15 * 60_000
+
 
 def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True) -> None:
-    """Apply the migrations the store lacks (``apply`` False: only check it can be). A new store's are applied
-    without a word; an older store's upgrade is logged, and an error names the migration that was rolled back."""
+    """Apply the migrations the store lacks (``apply`` False: only check it can be, and wait for the write lock as an
+    upgrade does). A new store's are applied without a word; an older store's upgrade is logged, and an error names
+    the migration that was rolled back."""
     pending = pending_migrations(conn)
-    if not pending or not apply:
+    if not pending:
+        return
+    # Kept long for the connection's later writes where ``apply`` is False: the service checks that the store takes
+    # writes before its model loads and it upgrades the store, and that check failed while a cron job upgraded it.
+    conn.execute(f"PRAGMA busy_timeout = {UPGRADE_BUSY_TIMEOUT_MS}")
+    if not apply:
         return
     new = pending[0] == CORE.id
     if not new:
@@ -51,6 +65,8 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True) ->
         raise UpgradeStopped(exc, f"; the upgrade stopped at migration {running[0] if running else pending[0]}, "
                                   f"rolled back whole ({done} of {len(MIGRATIONS)} applied, the rest at the next "
                                   "open)") from exc
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not new:
         log.info("store %s: upgraded in %.1f s", path, time.monotonic() - started)
 
