@@ -82,15 +82,17 @@ class CollectStage:
         # The polls of earlier runs that ended since, first: their sources may be due again.
         reports = [self._record_landed(x, rng, earlier, held) for x in pool.landed(started)]
         names = {s.name for s in sources} - pool.in_flight()
+        first: dict[str, int] = {}  # longest due first: those withdrawn last run go before sources polled since
         if due_only:
-            stored_due = set(self.store.due_sources(sorted(names), now))
+            first = {n: i for i, n in enumerate(self.store.due_sources([s.name for s in sources if s.name in names],
+                                                                       now))}
             names = {n for n in names if (held.due(n, now) if held is not None and n in held.sources else
-                                          n in stored_due)}
+                                          n in first)}
         if held is not None and held.full:
             names = set()  # nothing more is fetched than memory can keep; the sources stay due
         if stop is not None and stop.is_set():
             names = set()  # the round still stores what ends within the stop's grace
-        chosen = [s for s in sources if s.name in names]
+        chosen = sorted((s for s in sources if s.name in names), key=lambda s: first.get(s.name, -1))
         jobs = [(s, (held.state(s.name) if held is not None else None) or self.store.source_state(s.name))
                 for s in chosen]
         asked = set(pool.start(jobs, now, started))

@@ -238,3 +238,23 @@ def test_a_poll_in_flight_at_a_reload_is_dropped_and_polled_again_at_once(tmp_pa
         assert row is not None and row["polls"] == 1
     finally:
         store.close()
+
+
+def test_sources_left_unstarted_by_busy_workers_go_first_at_the_next_run(store: Store) -> None:
+    # Due sources were started in the config's order: with more due than the workers could start before the run
+    # returned, those at the end of the config were withdrawn at every run, while the first ones, due again at the
+    # next tick, took the workers again: the last sources were never polled.
+    names = "abcdef"
+    with FakeServer() as server:
+        for name in names:
+            server.serve(f"/{name}.rss", feed(name, T0, delay=0.3))
+        config = parse_config('[collect]\nmax_workers = 1\n[[services]]\nname = "MTN"\n' + "".join(
+            f'[[sources]]\nname = "{name}"\ntype = "rss"\nurl = "{server.url}/{name}.rss"\ninterval = 10\n'
+            for name in names))
+        pipe = Pipeline(config, store)
+        with Poller(config.collect, hash_key=b"k") as poller:
+            for tick in range(4):
+                pipe.collect(T0 + timedelta(seconds=15 * tick), poller, wait=1.0)
+            wait_for(lambda: not poller.pool.running_for())
+        polled = {name: len(server.requests_to(f"/{name}.rss")) for name in names}
+    assert all(polled.values()), polled

@@ -157,7 +157,7 @@ def test_failed_poll_keeps_cursor_and_counts_failures(store: Store) -> None:
     row = store.source_row("feed")
     assert row is not None and row["last_error"] == "HTTP 503" and row["cursor"] == "7"
     assert store.due_sources(["feed"], T0 + 5 * FIVE) == []
-    assert store.due_sources(["feed", "new"], T0 + 9 * FIVE) == ["feed", "new"]
+    assert store.due_sources(["feed", "new"], T0 + 9 * FIVE) == ["new", "feed"]  # never polled first
     assert [r["name"] for r in store.failing_sources(["feed", "other"])] == ["feed"]
     assert [r["name"] for r in store.failing_sources(None)] == ["feed"]
     assert store.failing_sources(["other"]) == [] and store.failing_sources([]) == []  # "feed" left the config

@@ -80,6 +80,10 @@ class SourcesMixin:
         The next poll of the last kind was scheduled from that clock, so it is as far ahead as the clock was wrong
         (hours, or a year for a machine that booted with a bad clock), and waiting for it would stop the source
         that long. Polled now, each schedules itself from the right time again.
+
+        Longest due first (one never polled, or polled by a clock that was ahead, first of all), in the order of
+        ``names`` among equals: the collect job starts them in this order, and those its workers had no
+        time for are withdrawn till the next run, where they must not queue behind sources polled since.
         """
         wanted = list(names)
         if not wanted:
@@ -90,8 +94,9 @@ class SourcesMixin:
         )
         known = {r["name"]: r for r in rows}
         now_s, ahead = iso(now), iso(now + CLOCK_SLACK)
-        return [n for n in wanted if (r := known.get(n)) is None or r["next_poll_at"] is None
-                or r["next_poll_at"] <= now_s or (r["last_poll_at"] or "") > ahead]
+        since = {n: "" if r is None or r["next_poll_at"] is None or (r["last_poll_at"] or "") > ahead
+                 else r["next_poll_at"] for n in wanted for r in (known.get(n),)}
+        return sorted((n for n in wanted if since[n] <= now_s), key=since.__getitem__)
 
     def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime) -> int:
         """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures."""
