@@ -88,9 +88,12 @@ class ServiceJobs:
                      f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
                      f" ({arrived_late})" if arrived_late else "",
                      self._slowest_polls(polled, took, every) + carried,
+                     # The polls that brought or held posts, or failed; not those that found nothing new, most of
+                     # every run: 189 sources' entries were 90 MB of JSON log a day.
                      extra={"sources": [{"source": r.source, "stored": r.stored, "held": r.held, "late": r.late,
                                          "posts_late": r.posts_late, "late_by_s": round(r.late_by_s),
-                                         "error": r.error} for r in reports]})
+                                         "error": r.error} for r in reports
+                                        if r.stored or r.held or r.late or r.posts_late or r.error]})
         if held.store_error is not None:
             # The same failure while the posts held grow: logged once (Service._run_job), not at every poll.
             raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
