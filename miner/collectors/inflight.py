@@ -169,15 +169,24 @@ class PollPool:
         return None
 
     def _work(self) -> None:
-        while (flight := self._next()) is not None:
-            started, clock = utc_now(), time.monotonic()
-            outcome: PollOutcome | None = None
-            try:
-                outcome = self._poller._outcome(flight.source, flight.state, started, clock, self._dropped)
-            finally:
-                with self._cv:
-                    self._hosts[flight.host] -= 1
-                    del self._running[flight.source.name]
-                    if outcome is not None and not self._closed:  # none if _outcome raised: due again
-                        self._landed.append(Landed(flight, outcome, time.monotonic()))
-                    self._cv.notify_all()
+        # A worker that died with an error was still counted: once max_workers had, no poll started again, and
+        # `miner collect --once` waited forever for the polls asked for.
+        try:
+            while (flight := self._next()) is not None:
+                started, clock = utc_now(), time.monotonic()
+                outcome: PollOutcome | None = None
+                try:
+                    outcome = self._poller._outcome(flight.source, flight.state, started, clock, self._dropped)
+                except Exception:  # past the poller's own handling (a MemoryError building the outcome)
+                    log.exception("source %s: poll failed unexpectedly; nothing of it stored, due again at the next "
+                                  "run", flight.source.name)
+                finally:
+                    with self._cv:
+                        self._hosts[flight.host] -= 1
+                        del self._running[flight.source.name]
+                        if outcome is not None and not self._closed:  # none if _outcome raised: due again
+                            self._landed.append(Landed(flight, outcome, time.monotonic()))
+                        self._cv.notify_all()
+        finally:
+            with self._cv:
+                self._workers -= 1  # the next start() starts another in its place
