@@ -103,7 +103,7 @@ class Service(ServiceJobs, ServiceScrape):
         self.lock = ServiceLock(self.db_path)
         self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
         self._stop = threading.Event()
-        self._stores = JobStores(self.db_path, self._stop.set)
+        self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None
         self._http: HttpApi | None = None
         self.read_api: ReadApi | None = None
@@ -147,7 +147,7 @@ class Service(ServiceJobs, ServiceScrape):
             if self.db_path != ":memory:":
                 probe = Store.open(self.db_path, upgrade=False)
                 try:
-                    probe.database.check_writable()
+                    probe.database.check_writable(self._stop)  # a SIGTERM ends a wait for another's upgrade
                 finally:
                     probe.close()
             base = Path(self.config.path).parent if self.config.path else None

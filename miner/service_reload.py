@@ -31,7 +31,7 @@ from types import FrameType
 
 from miner.config import Config
 from miner.entry import hold_hup, take_held_hup
-from miner.errors import MinerError
+from miner.errors import MinerError, StoreError
 from miner.metrics import Metrics
 from miner.service import Service
 from miner.service_handover import Handover
@@ -125,7 +125,15 @@ class Reloader:
         """Returns once stopped by a signal; raises what a first start, or a start with both configs, raised, and a
         running service's fatal error (its store lost)."""
         with self.signals.installed():
-            service = self._start(self.config)  # a first start that fails is the command's error, as ever
+            try:
+                service = self._start(self.config)  # a first start that fails is the command's error, as ever
+            except StoreError as exc:
+                if not self.signals.stop:
+                    raise
+                # A stop asked for while the start waited for the store's write lock (another process upgrading
+                # it) ends the wait: a stop, not the store's failure.
+                log.info("stopped before the service started, while it waited for the store: %s", exc)
+                return
             while True:
                 self._next = None
                 try:

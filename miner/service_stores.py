@@ -27,9 +27,10 @@ log = logging.getLogger("miner.service")
 class JobStores:
     """``on_lost`` is called once, when the store file is found deleted or replaced."""
 
-    def __init__(self, db_path: str, on_lost: Callable[[], None]) -> None:
+    def __init__(self, db_path: str, on_lost: Callable[[], None], stop: threading.Event | None = None) -> None:
         self.db_path = db_path
         self._on_lost = on_lost
+        self._stop = stop  # set: an open waiting for another process's upgrade of the store gives up
         self.open: dict[str, Store] = {}
         self._guard = threading.Lock()
         self._file_id: tuple[int, int] | None = None  # (st_dev, st_ino) of the store file opened at start-up
@@ -96,7 +97,7 @@ class JobStores:
             raise StoreError(lost, cause="lost")
         with self._guard:
             if job not in self.open:
-                self.open[job] = Store.open(self.db_path)
+                self.open[job] = Store.open(self.db_path, stop=self._stop)
             return self.open[job]
 
     def forget(self, job: str) -> None:

@@ -6,6 +6,7 @@ own (sources, posts, signals, incidents, maintenance). One ``Store`` wraps one c
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from miner.store.clock import ClockMixin
@@ -38,13 +39,14 @@ class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, Inci
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False,
-             upgrade: bool = True) -> Store:
+             upgrade: bool = True, stop: threading.Event | None = None) -> Store:
         """Open (creating and migrating if needed) the store at ``path``; raises StoreError with a clear line.
 
         ``any_schema`` with ``readonly``: take the file at whatever schema version it has (for a backup, which
         copies pages and reads no table) instead of refusing an older one. ``upgrade`` False: refuse what a
-        migrating open refuses, but leave an older store's migrations pending."""
-        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema, upgrade=upgrade))
+        migrating open refuses, but leave an older store's migrations pending. ``stop`` set ends a wait for another
+        process's upgrade (see upgrade.begin_waiting)."""
+        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema, upgrade=upgrade, stop=stop))
 
     @property
     def path(self) -> str:

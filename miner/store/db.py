@@ -21,7 +21,7 @@ import sqlite_utils
 
 from miner.errors import StoreError
 from miner.store.migrations import pending_migrations, refuse_foreign, user_tables
-from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, upgrade_store
+from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, begin_waiting, upgrade_store
 
 # Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
@@ -175,13 +175,15 @@ class Database:
         self.readonly = readonly
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self.upgrade_pending = False  # opened with upgrade False, migrations pending: see check_writable
 
     @classmethod
     def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True,
-                upgrade: bool = True) -> Database:
+                upgrade: bool = True, stop: threading.Event | None = None) -> Database:
         """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some. ``upgrade``
         False: check the store as a migrating open does (another program's database, a newer miner's store) but
-        leave pending migrations for a later open."""
+        leave pending migrations for a later open. ``stop`` set ends a wait for another process's upgrade."""
+        pending = False
         spath = str(path)
         if Path(spath).is_dir():  # SQLite says "disk I/O error" or "unable to open", which point elsewhere
             raise StoreError(f"store {spath} is a folder; the store path must name a file in it, such as "
@@ -224,21 +226,27 @@ class Database:
                 conn.execute("PRAGMA secure_delete = ON")
                 if migrate:
                     try:
-                        upgrade_store(conn, spath, apply=upgrade)
+                        pending = upgrade_store(conn, spath, apply=upgrade, stop=stop)
                     except StoreError as exc:
                         raise StoreError(f"store {spath} {exc}") from None
-        return cls(conn, spath, readonly=readonly)
+        database = cls(conn, spath, readonly=readonly)
+        database.upgrade_pending = pending
+        return database
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
 
-    def check_writable(self) -> None:
+    def check_writable(self, stop: threading.Event | None = None) -> None:
         """Raise StoreError unless a write would succeed. SQLite opens a file it cannot write (permissions, a
         read-only mount, an immutable file) read-only without a word, and even BEGIN IMMEDIATE succeeds on it:
-        only a real write, rolled back here, tells."""
+        only a real write, rolled back here, tells. On a store left to upgrade, the lock is waited for as an upgrade
+        does (another process may be upgrading it), until ``stop`` is set."""
         with self._lock, translate_errors(self.path):
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.upgrade_pending:
+                begin_waiting(self.conn, stop)
+            else:
+                self.conn.execute("BEGIN IMMEDIATE")
             try:
                 self.conn.execute("CREATE TABLE main._miner_write_check (x)")
             finally:

@@ -342,9 +342,11 @@ def pending_migrations(conn: sqlite3.Connection) -> list[str]:
 
 
 def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | None = None,
-                     progress: Callable[[str, float | None], None] | None = None) -> list[str]:
+                     progress: Callable[[str, float | None], None] | None = None,
+                     begin: Callable[[], object] | None = None) -> list[str]:
     """Apply pending migrations, each in its own transaction. Returns the ids applied. ``progress`` is called with
-    a migration's id and None as it starts, and with the seconds it took once committed.
+    a migration's id and None as it starts, and with the seconds it took once committed; ``begin`` starts each
+    transaction (BEGIN IMMEDIATE by default).
 
     A store that records a migration this code does not know was written by a newer miner: refused, since
     writing to a schema we do not know could corrupt it. ``conn`` must be in autocommit mode
@@ -362,7 +364,10 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
         if progress is not None:
             progress(migration.id, None)
         started = time.monotonic()
-        conn.execute("BEGIN IMMEDIATE")
+        if begin is None:
+            conn.execute("BEGIN IMMEDIATE")
+        else:
+            begin()
         try:
             # Asked again under the write lock: another process opening the store at the same moment may have
             # applied it since (each then failed with "table ... already exists").

@@ -7,13 +7,16 @@ the operator could not tell an upgrade from a hang, and a full disk part-way was
 was written", with no word of the upgrade, how far it got or what the next start does. A write of another process
 waiting for the lock meanwhile (a cron job's `miner collect --once`, or the service started while such a job
 upgraded) gave up after the store's 10 s busy timeout, shorter than one migration there, and failed with "locked by
-another writer": an upgrade waits for the lock for as long as another process's migrations may take.
+another writer": an upgrade waits for the lock for as long as another process's migrations may take, in short
+waits: a signal's handler runs only between SQLite's calls, and one busy timeout of 15 minutes left Ctrl-C and
+SIGTERM unanswered that long.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 
 from miner.store.migrations import CORE, MIGRATIONS, apply_migrations, pending_migrations
@@ -24,20 +27,40 @@ log = logging.getLogger(__name__)
 # holds the lock for one migration at a time, minutes on a store far larger than 2.5 M posts.
 BUSY_TIMEOUT_MS = 10_000
 UPGRADE_BUSY_TIMEOUT_MS = 15 * 60_000
+# The longest SQLite waits for the lock at once in an upgrade's wait, before Python (a signal's handler) runs again.
+_WAIT_SLICE_MS = 200
 
 
-def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True) -> None:
-    """Apply the migrations the store lacks (``apply`` False: only check it can be, and wait for the write lock as an
-    upgrade does). A new store's are applied without a word; an older store's upgrade is logged, and an error names
-    the migration that was rolled back."""
+def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock up to UPGRADE_BUSY_TIMEOUT_MS in slices: a signal's handler that
+    raises (a command's Ctrl-C or SIGTERM) ends the wait, and so does ``stop`` set (the service's), with SQLite's
+    "database is locked"."""
+    deadline = time.monotonic() + UPGRADE_BUSY_TIMEOUT_MS / 1000
+    try:
+        while True:
+            left = int((deadline - time.monotonic()) * 1000)
+            conn.execute(f"PRAGMA busy_timeout = {max(0, min(_WAIT_SLICE_MS, left))}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or left <= 0 or (stop is not None
+                                                                                        and stop.is_set()):
+                    raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
+                  stop: threading.Event | None = None) -> bool:
+    """Apply the migrations the store lacks (``apply`` False: only check it can be), each waiting for the write lock
+    (see begin_waiting). A new store's are applied without a word; an older store's upgrade is logged, and an error
+    names the migration that was rolled back. True when ``apply`` is False and migrations are pending: the
+    connection's check that the store takes writes then waits for the lock as an upgrade does (the service checks
+    that before its model loads and it upgrades the store, and that check failed while a cron job upgraded it)."""
     pending = pending_migrations(conn)
-    if not pending:
-        return
-    # Kept long for the connection's later writes where ``apply`` is False: the service checks that the store takes
-    # writes before its model loads and it upgrades the store, and that check failed while a cron job upgraded it.
-    conn.execute(f"PRAGMA busy_timeout = {UPGRADE_BUSY_TIMEOUT_MS}")
-    if not apply:
-        return
+    if not pending or not apply:
+        return bool(pending)
     new = pending[0] == CORE.id
     if not new:
         log.info("store %s: upgrading it for this version of miner: %d migrations to apply (%s to %s), each in one "
@@ -58,17 +81,16 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True) ->
                     path, migration_id, seconds)
 
     try:
-        apply_migrations(conn, progress=progress)
+        apply_migrations(conn, progress=progress, begin=lambda: begin_waiting(conn, stop))
     except sqlite3.IntegrityError:
         raise  # a fault of miner's own, raised as it is (as db.translate_errors does)
     except sqlite3.Error as exc:
         raise UpgradeStopped(exc, f"; the upgrade stopped at migration {running[0] if running else pending[0]}, "
                                   f"rolled back whole ({done} of {len(MIGRATIONS)} applied, the rest at the next "
                                   "open)") from exc
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     if not new:
         log.info("store %s: upgraded in %.1f s", path, time.monotonic() - started)
+    return False
 
 
 class UpgradeStopped(sqlite3.OperationalError):
