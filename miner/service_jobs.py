@@ -36,7 +36,8 @@ class ServiceJobs:
     _poller: Any
     _source_up: dict[str, float]  # miner_source_up of the sources polled since the start (see metrics_text)
     _source_up_guard: threading.Lock
-    _collected: threading.Event  # a collect round has ended since the start (see job_process)
+    _collected: threading.Event  # the first collect round has stored its polls (see job_process, job_collect)
+    _first_collect: float | None
     _job_names: frozenset[str]  # the jobs this service runs
     options: ServiceOptions
 
@@ -56,7 +57,12 @@ class ServiceJobs:
         finally:
             self.metrics.set("miner_posts_held", float(held.posts))
             self.metrics.set("miner_polls_in_flight", float(len(self._poller.pool.in_flight())))
-            self._collected.set()
+            # The first round has ended once the polls it started are stored, not when its run returns with some
+            # carried over: the buckets of the time the service was down were scored without their posts.
+            self._first_collect = self._first_collect or time.monotonic()  # not the wall clock, which may step
+            oldest = self._poller.pool.oldest()
+            if oldest is None or oldest > self._first_collect:
+                self._collected.set()
         polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
             self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)

@@ -3,12 +3,14 @@ servers, real SQLite stores."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from fakeserver import FakeServer
 from streams import T0
-from test_collect_carry import feed
+from test_collect_carry import feed, posts_of, service_config, wait_for
 
 from miner.collectors import Poller
 from miner.collectors.poller import PollOutcome
@@ -16,6 +18,7 @@ from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import SourceState
 from miner.store import Store
+from miner.timeutil import iso, utcnow
 
 
 class _RaisingOnce(Poller):
@@ -49,3 +52,43 @@ def test_a_poll_that_raises_costs_its_source_one_round_not_the_pools_worker(stor
             assert poller.pool.in_flight() == set()
             again = pipe.collect(T0 + timedelta(seconds=15), poller, wait=5.0)
             assert [(r.source, r.stored) for r in again] == [("bad", 3), ("fast", 0)]  # bad due again, and polled
+
+
+def test_the_buckets_of_a_downtime_wait_for_the_first_runs_polls_carried_over(tmp_path: Path) -> None:
+    # At a start, the process job scores the buckets of the time the service was down only once the first collect
+    # round has stored their posts. A first run returns with its slow polls carried over, and that counted as the
+    # round's end: the buckets of the downtime (all but settle_minutes' worth) were scored, for good, without the
+    # posts the slow source was still fetching.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    config = load_config(service_config(tmp_path, "http://127.0.0.1:9"))
+    down = utcnow() - timedelta(hours=1)
+    store = Store.open(db)
+    try:  # polled and scored up to an hour ago, when the host went down
+        store.sync_sources(config.sources)
+        store.database.conn.execute("UPDATE sources SET last_ok_at = ?, next_poll_at = ?", (iso(down), iso(down)))
+        Pipeline(config, store).detect(down)
+        before = store.database.one("SELECT last_bucket FROM detector_state")
+    finally:
+        store.close()
+    with FakeServer() as server:
+        server.serve("/fast.rss", feed("f", utcnow()))
+        server.serve("/slow.rss", feed("s", utcnow(), delay=6.0))
+        service = Service(load_config(service_config(tmp_path, server.url)), db,
+                          ServiceOptions(jobs=(JobSpec("collect", 1.0), JobSpec("process", 0.5)), http=False))
+        service.start()
+        try:
+            wait_for(lambda: posts_of(db, "fast") == 3 and service.health["process"].runs >= 3, timeout=30)
+            assert posts_of(db, "slow") == 0  # still in flight
+            assert last_bucket(db) == before  # nothing scored without its posts
+            wait_for(lambda: posts_of(db, "slow") == 3, timeout=30)
+            wait_for(lambda: last_bucket(db) != before, timeout=30)  # then scored
+        finally:
+            service.stop()
+
+
+def last_bucket(db: Path) -> dict[str, str]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        return {"last_bucket": conn.execute("SELECT last_bucket FROM detector_state").fetchone()[0]}

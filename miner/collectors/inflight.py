@@ -86,6 +86,12 @@ class PollPool:
             return ({f.source.name for f in self._pending} | set(self._running)
                     | {x.flight.source.name for x in self._landed})
 
+    def oldest(self) -> float | None:
+        """When (monotonic) the run that started the oldest poll in flight began, or None."""
+        with self._cv:
+            flights = [f for f, _at in self._running.values()] + [x.flight for x in self._landed] + list(self._pending)
+            return min((f.clock for f in flights), default=None)
+
     def running_for(self) -> list[tuple[str, float]]:
         """The polls running and for how many seconds, longest first."""
         mono = time.monotonic()
