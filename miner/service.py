@@ -116,7 +116,8 @@ class Service(ServiceJobs, ServiceScrape):
         self._started: float | None = None  # monotonic, when the scheduler started: a first run's grace counts from it
         self._held = HeldPolls()  # polls the store did not take (a full disk), stored first once it does
         self._collected = threading.Event()
-        self._first_collect: float | None = None  # monotonic, when the first collect run ended (see job_collect)
+        self._first_collect: float | None = None  # monotonic, when the first collect round's last run ended
+        self._first_withdrawn: set[str] = set()  # see ServiceJobs._first_round_stored
         self._job_names = frozenset(job.name for job in self.options.jobs)
         # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
         # frames

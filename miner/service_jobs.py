@@ -38,6 +38,7 @@ class ServiceJobs:
     _source_up_guard: threading.Lock
     _collected: threading.Event  # the first collect round has stored its polls (see job_process, job_collect)
     _first_collect: float | None
+    _first_withdrawn: set[str]  # the sources due at the first run and not started since (see _first_round_stored)
     _job_names: frozenset[str]  # the jobs this service runs
     options: ServiceOptions
 
@@ -50,19 +51,17 @@ class ServiceJobs:
         held = self._held
         started = time.monotonic()
         every = self._collect_every()
+        ran = False  # the run got to its end: the pool's withdrawn are this run's
         try:
             # Back before the next tick: polls still running then are carried over, and stored by a later run.
             reports = self._pipeline("collect").collect(now, self._poller, stop=self._stop, held=held,
                                                         wait=max(every - 1.0, every / 2))
+            ran = True
         finally:
             self.metrics.set("miner_posts_held", float(held.posts))
             self.metrics.set("miner_polls_in_flight", float(len(self._poller.pool.in_flight())))
-            # The first round has ended once the polls it started are stored, not when its run returns with some
-            # carried over: the buckets of the time the service was down were scored without their posts.
-            self._first_collect = self._first_collect or time.monotonic()  # not the wall clock, which may step
-            oldest = self._poller.pool.oldest()
-            if oldest is None or oldest > self._first_collect:
-                self._collected.set()
+            if not self._collected.is_set():
+                self._first_round_stored(ran)
         polled = [r for r in reports if not r.late]  # a held poll is counted when made, its posts when stored
         for r in reports:
             self.metrics.inc("miner_posts_stored_total", r.stored, source=r.source)
@@ -104,6 +103,22 @@ class ServiceJobs:
             # The same failure while the posts held grow: logged once (Service._run_job), not at every poll.
             raise StoreError(f"{held.store_error}; {held.describe()}" if held.polls else str(held.store_error),
                              cause=held.store_error.cause, same_as=held.store_error.same_as)
+
+    def _first_round_stored(self, ran: bool) -> None:
+        """Set _collected once the first round has ended: the polls it started stored, not when its run returns with
+        some carried over, and so are those of the sources due that it left unstarted (every worker busy), started
+        by the runs after it: the buckets of the time the service was down were scored without their posts. ``ran``:
+        the run ended without an error (one that failed before it started its polls withdrew none)."""
+        pool = self._poller.pool
+        if self._first_collect is None or self._first_withdrawn:
+            # This run started (or withdrew again) sources the first run left: the round ends with their polls.
+            first = self._first_collect is None
+            self._first_collect = time.monotonic()  # not the wall clock, which may step
+            if ran:
+                self._first_withdrawn = set(pool.withdrawn) if first else self._first_withdrawn & pool.withdrawn
+        oldest = pool.oldest()
+        if not self._first_withdrawn and (oldest is None or oldest > self._first_collect):
+            self._collected.set()
 
     def _collect_every(self) -> float:
         return next((job.every for job in self.options.jobs if job.name == "collect"), 15.0)

@@ -92,3 +92,47 @@ def test_the_buckets_of_a_downtime_wait_for_the_first_runs_polls_carried_over(tm
 def last_bucket(db: Path) -> dict[str, str]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
         return {"last_bucket": conn.execute("SELECT last_bucket FROM detector_state").fetchone()[0]}
+
+
+def test_the_buckets_of_a_downtime_wait_for_the_first_runs_sources_left_unstarted(tmp_path: Path) -> None:
+    # With every worker busy, the first run withdrew the sources due it had no time to start, and the next runs
+    # started them: the downtime's buckets were scored once the polls the first run had started were stored, without
+    # the posts of those started later.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    cfg = tmp_path / "feeds.toml"
+
+    def write(url: str) -> Path:
+        cfg.write_text(f'[store]\npath = "{db}"\n[collect]\nmax_workers = 1\n[[services]]\nname = "MTN"\n'
+                       f'[[sources]]\nname = "busy"\ntype = "rss"\nurl = "{url}/busy.rss"\n'
+                       f'[[sources]]\nname = "later"\ntype = "rss"\nurl = "{url}/later.rss"\n', encoding="utf-8")
+        return cfg
+
+    config = load_config(write("http://127.0.0.1:9"))
+    down = utcnow() - timedelta(hours=1)
+    store = Store.open(db)
+    try:  # polled and scored up to an hour ago, when the host went down
+        store.sync_sources(config.sources)
+        store.database.conn.execute("UPDATE sources SET last_ok_at = ?, next_poll_at = ?", (iso(down), iso(down)))
+        Pipeline(config, store).detect(down)
+        before = store.database.one("SELECT last_bucket FROM detector_state")
+    finally:
+        store.close()
+    with FakeServer() as server:
+        server.serve("/busy.rss", feed("b", utcnow(), delay=2.0))  # holds the one worker past the first run
+        server.serve("/later.rss", feed("l", utcnow(), delay=6.0))
+        service = Service(load_config(write(server.url)), db,
+                          ServiceOptions(jobs=(JobSpec("collect", 1.0), JobSpec("process", 0.5)), http=False))
+        service.start()
+        try:
+            wait_for(lambda: posts_of(db, "busy") == 3 and len(server.requests_to("/later.rss")) == 1, timeout=30)
+            runs = service.health["process"].runs
+            wait_for(lambda: service.health["process"].runs >= runs + 3, timeout=30)
+            assert posts_of(db, "later") == 0  # started by a later run, still in flight
+            assert last_bucket(db) == before  # nothing scored without its posts
+            wait_for(lambda: posts_of(db, "later") == 3, timeout=30)
+            wait_for(lambda: last_bucket(db) != before, timeout=30)  # then scored
+        finally:
+            service.stop()

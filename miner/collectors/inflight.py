@@ -79,6 +79,7 @@ class PollPool:
         self._dropped = threading.Event()  # nobody will store an outcome any more
         self._give_up_at: float | None = None  # monotonic: the stop's grace ends
         self._given_up = False
+        self.withdrawn: set[str] = set()  # the sources the last landed() withdrew, not started: due at the next run
 
     def in_flight(self) -> set[str]:
         """The sources asked for whose outcome has not been taken yet."""
@@ -150,6 +151,7 @@ class PollPool:
                 yield item
         finally:
             with self._cv:
+                self.withdrawn = {f.source.name for f in self._pending}
                 self._pending.clear()
 
     def close(self) -> None:
