@@ -8,15 +8,17 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from fakeserver import FakeServer
 from streams import T0
 from test_collect_carry import feed, posts_of, service_config, wait_for
 
 from miner.collectors import Poller
-from miner.collectors.poller import PollOutcome
+from miner.collectors.base import PollContext
+from miner.collectors.poller import PollOutcome, default_collectors
 from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
-from miner.records import SourceState
+from miner.records import FetchResult, SourceState
 from miner.store import Store
 from miner.timeutil import iso, utcnow
 
@@ -48,10 +50,49 @@ def test_a_poll_that_raises_costs_its_source_one_round_not_the_pools_worker(stor
         pipe = Pipeline(config, store)
         with _RaisingOnce(config.collect, hash_key=b"k") as poller:
             first = pipe.collect(T0, poller, wait=5.0)
-            assert [r.source for r in first] == ["fast"]  # bad's poll raised: nothing of it stored
+            assert [(r.source, r.stored) for r in first] == [("bad", 0), ("fast", 3)]  # bad's poll raised: its error
             assert poller.pool.in_flight() == set()
-            again = pipe.collect(T0 + timedelta(seconds=15), poller, wait=5.0)
+            again = pipe.collect(T0 + timedelta(seconds=300), poller, wait=5.0)  # bad's interval, its backoff past
             assert [(r.source, r.stored) for r in again] == [("bad", 3), ("fast", 0)]  # bad due again, and polled
+
+
+class _Unprintable(Exception):
+    """A collector's error whose text cannot be had: Poller._outcome, making the source's error of it, raises."""
+
+    def __str__(self) -> str:
+        raise ValueError("no text")
+
+
+class _RaisingCollector:
+    def poll(self, source: SourceConfig, state: SourceState, ctx: PollContext) -> FetchResult:
+        raise _Unprintable()
+
+
+def test_a_poll_that_raises_at_every_run_is_its_sources_error_and_backs_off(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing of it was stored: the source was polled again at every run (every 15 s, past its interval, and with no
+    # backoff), a traceback logged each time, while `miner status` and /metrics showed no error for it; the run said
+    # it was left unstarted for want of workers, and `miner collect --once` left it out of its table and exited 0.
+    with FakeServer() as server:
+        server.serve("/fast.rss", feed("f", T0))
+        config = parse_config('[collect]\nmax_workers = 1\n[[services]]\nname = "MTN"\n'
+                              '[[sources]]\nname = "bad"\ntype = "hackernews"\nquery = "down"\n'
+                              f'[[sources]]\nname = "fast"\ntype = "rss"\nurl = "{server.url}/fast.rss"\n'
+                              "interval = 10\n")
+        pipe = Pipeline(config, store)
+        collectors = {"rss": default_collectors()["rss"], "hackernews": _RaisingCollector()}
+        with Poller(config.collect, hash_key=b"k", collectors=collectors) as poller:
+            caplog.set_level("INFO", logger="miner.pipeline")
+            first = {r.source: r for r in pipe.collect(T0, poller, wait=5.0)}
+            assert set(first) == {"bad", "fast"}
+            assert (first["bad"].error or "").startswith("internal error: the poll failed with ValueError")
+            assert "not started in this round" not in caplog.text
+            again = pipe.collect(T0 + timedelta(seconds=15), poller, wait=5.0)
+            assert [r.source for r in again] == ["fast"]  # bad is not polled again before its backoff
+    row = store.source_row("bad")
+    assert row is not None and row["consecutive_failures"] == 1
+    assert row["next_poll_at"] > iso(T0 + timedelta(seconds=15))
+    assert (row["last_error"] or "").startswith("internal error")
 
 
 def test_the_buckets_of_a_downtime_wait_for_the_first_runs_polls_carried_over(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from miner.collectors.base import utc_now
 from miner.config import SourceConfig
+from miner.errors import SourceError
 from miner.records import SourceState
 
 if TYPE_CHECKING:
@@ -185,16 +186,29 @@ class PollPool:
                 outcome: PollOutcome | None = None
                 try:
                     outcome = self._poller._outcome(flight.source, flight.state, started, clock, self._dropped)
-                except Exception:  # past the poller's own handling (a MemoryError building the outcome)
-                    log.exception("source %s: poll failed unexpectedly; nothing of it stored, due again at the next "
-                                  "run", flight.source.name)
+                except Exception as exc:  # past the poller's own handling (a MemoryError building the outcome)
+                    log.exception("source %s: poll failed unexpectedly", flight.source.name)
+                    outcome = _failed(flight, exc, started, clock)
                 finally:
                     with self._cv:
                         self._hosts[flight.host] -= 1
                         del self._running[flight.source.name]
-                        if outcome is not None and not self._closed:  # none if _outcome raised: due again
+                        if outcome is not None and not self._closed:  # none: not even its error (memory)
                             self._landed.append(Landed(flight, outcome, time.monotonic()))
                         self._cv.notify_all()
         finally:
             with self._cv:
                 self._workers -= 1  # the next start() starts another in its place
+
+
+def _failed(flight: Flight, exc: Exception, started: datetime, clock: float) -> PollOutcome | None:
+    """The error of a poll that raised past the poller's own handling, stored as the source's with its backoff, as a
+    collector's bug is: with nothing stored, the source was polled again at every run (a traceback each time), past
+    its interval, and shown nowhere but the log. None when even that cannot be made (memory): due again at once."""
+    from miner.collectors.poller import PollOutcome
+
+    try:  # the exception's name only: its text may be what raised
+        return PollOutcome(flight.source.name, started, time.monotonic() - clock, error=SourceError(
+            f"internal error: the poll failed with {type(exc).__name__} (see the log)"))
+    except Exception:
+        return None
