@@ -72,6 +72,8 @@ class CollectStage:
             for name in self.store.sync_sources(sources):  # before the held polls: they update the sources' rows
                 log.info("%s: type or url changed in the config; its cursor, validators and backoff start afresh",
                          name)
+                if held is not None:
+                    held.mark_stale(name)
         except StoreError as exc:
             if held is None:
                 raise
@@ -86,7 +88,7 @@ class CollectStage:
         if due_only:
             first = {n: i for i, n in enumerate(self.store.due_sources([s.name for s in sources if s.name in names],
                                                                        now))}
-            names = {n for n in names if (held.due(n, now) if held is not None and n in held.sources else
+            names = {n for n in names if (held.due(n, now) if held is not None and held.schedules(n) else
                                           n in first)}
         if held is not None and held.full:
             names = set()  # nothing more is fetched than memory can keep; the sources stay due
@@ -122,7 +124,7 @@ class CollectStage:
         reports: list[CollectReport] = []
         for name in held.sources:
             while name in held.polls:
-                poll = held.polls[name][0]
+                poll, after = held.polls[name][0], held.polls[name][1:2]
                 try:
                     if poll.result is not None:
                         stats = self.store.save_fetch(name, poll.result, poll.polled_at, poll.next_poll_at)
@@ -134,6 +136,9 @@ class CollectStage:
                         self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at)
                         report = CollectReport(name, poll.type, 0, 0, 0, poll.error, poll.next_poll_at, False,
                                                poll.duration_s, late=True)
+                    if poll.stale and not (after and after[0].stale):
+                        # The old type's or url's last: a failure here keeps it held, stored again (its posts once).
+                        self.store.reset_poll_state(name)
                 except StoreError as exc:
                     held.store_error = exc
                     return reports

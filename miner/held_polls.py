@@ -34,6 +34,7 @@ class HeldPoll:
     next_poll_at: datetime
     duration_s: float
     skipped: int = 0  # posts left out as duplicates or past retention, reported as duplicates
+    stale: bool = False  # of the source's type or url before the config changed them (see HeldPolls.mark_stale)
 
 
 class HeldPolls:
@@ -98,17 +99,30 @@ class HeldPolls:
             del self.polls[source]
             self._ids.pop(source, None)
 
+    def mark_stale(self, source: str) -> None:
+        """The source's type or url changed in the config (a reload): the polls held of the old ones are stored, and
+        then its poll state starts afresh in the store (Store.reset_poll_state), as sync_sources started it; their
+        cursor, validators, schedule and successes are not the new ones'. Stored after that reset, they wrote the
+        old feed's back, and the new url was first polled an interval later, with the old feed's validators."""
+        if source in self.polls:
+            self.polls[source] = [replace(p, stale=True) for p in self.polls[source]]
+
+    def schedules(self, source: str) -> bool:
+        """Whether the source's last held poll sets when it is due (the store's next poll time is older)."""
+        return source in self.polls and not self.polls[source][-1].stale
+
     def due(self, source: str, now: datetime) -> bool:
         return self.polls[source][-1].next_poll_at <= now
 
     def last_ok(self, source: str) -> datetime | None:
         """When the source's last held poll that succeeded was made (the store's last_ok_at is older)."""
-        return next((p.polled_at for p in reversed(self.polls.get(source, [])) if p.result is not None), None)
+        return next((p.polled_at for p in reversed(self.polls.get(source, []))
+                     if p.result is not None and not p.stale), None)
 
     def state(self, source: str) -> SourceState | None:
         """The cursor and validators of the source's last poll held that returned any (the store's are older)."""
         for poll in reversed(self.polls.get(source, [])):
-            if poll.result is not None:
+            if poll.result is not None and not poll.stale:
                 return poll.result.state
         return None
 
@@ -116,6 +130,8 @@ class HeldPolls:
         """The source's failures in a row, counting those held after the ``stored`` ones."""
         failures = 0
         for poll in reversed(self.polls.get(source, [])):
+            if poll.stale:
+                return failures  # the store's count starts afresh after them
             if poll.result is not None:
                 return failures
             failures += 1

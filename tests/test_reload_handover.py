@@ -171,6 +171,44 @@ def test_polls_held_while_the_store_takes_no_writes_go_to_the_service_after_a_re
     assert "they are lost" not in caplog.text
 
 
+def test_polls_held_for_a_source_whose_url_a_reload_changed_leave_it_to_start_afresh(tmp_path: Path) -> None:
+    # Stored after the new service had reset the source's poll state (its url changed), the held polls wrote the old
+    # feed's back: its validators, cursor and last success, and its next poll an interval on, so the new url was
+    # first polled an hour later, with the old feed's validators and its undated items not taken as backlog.
+    from miner.service import Service
+
+    cfg = tmp_path / "feeds.toml"
+    db = tmp_path / "miner.sqlite"
+    built: list[Service] = []
+
+    def make(config: Config) -> Service:
+        built.append(Service(config, db, collector()))
+        if len(built) == 1:
+            disk_full(built[0])
+        return built[-1]
+
+    with FakeServer() as feed:
+        feed.serve("/alpha.rss", roomy_feed("n-"))
+        feed.serve("/moved/alpha.rss", roomy_feed("m-"))
+        write_config(cfg, feed.url, free_port())
+        with reloading(cfg, make) as hup:
+            wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
+            assert "3 posts of 1 poll are held in memory" in str(built[0].health["collect"].last_error)
+            disk_full(built[0])  # still full at the stop's last try
+            write_config(cfg, f"{feed.url}/moved", free_port())
+            hup()
+            wait_for(lambda: len(built) == 2 and built[1].health["collect"].runs == 1)
+            assert built[1].health["collect"].last_error is None
+            assert len(feed.requests_to("/moved/alpha.rss")) == 1  # at once, as a source whose url changed is
+            assert stored_ids(db) == {"n-0", "n-1", "n-2", "m-0", "m-1", "m-2"}  # the held posts kept too
+    store = Store.open(db)
+    try:
+        row = store.source_row("alpha")
+        assert row is not None and row["polls"] == 2 and row["url"].endswith("/moved/alpha.rss")
+    finally:
+        store.close()
+
+
 def report(port: int) -> httpx.Response:
     return httpx.post(f"http://127.0.0.1:{port}/report", json={"service": "MTN", "symptom": "connectivity"}, timeout=10)
 

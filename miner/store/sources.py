@@ -15,6 +15,12 @@ if TYPE_CHECKING:
     from miner.store.db import Database
 
 
+# A source's poll state (cursor, validators, backoff, last error, warning and success, behind) started afresh.
+_RESET = ("UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
+          "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
+          "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0 WHERE name = ?")
+
+
 class SourcesMixin:
     database: Database
 
@@ -30,13 +36,7 @@ class SourcesMixin:
         with self.database.transaction() as conn:
             for src in sources:
                 url = src.stored_url  # without user:password or a key in the query: secrets stay out of the store
-                cur = conn.execute(
-                    "UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
-                    "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
-                    "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0 "
-                    "WHERE name = ? AND (type IS NOT ? OR url IS NOT ?)",
-                    (src.name, src.type, url),
-                )
+                cur = conn.execute(_RESET + " AND (type IS NOT ? OR url IS NOT ?)", (src.name, src.type, url))
                 if cur.rowcount:
                     reset.append(src.name)
                 conn.execute(
@@ -45,6 +45,12 @@ class SourcesMixin:
                     (src.name, src.type, url),
                 )
         return reset
+
+    def reset_poll_state(self, name: str) -> None:
+        """Start the source's poll state afresh, as sync_sources does when its type or url changed: once the polls
+        of the old ones, held while the store took no writes, are stored (see HeldPolls.mark_stale)."""
+        with self.database.transaction() as conn:
+            conn.execute(_RESET, (name,))
 
     def earlier_names(self, sources: Iterable[SourceConfig]) -> dict[str, list[str]]:
         """For each of ``sources`` (every configured one, enabled or not), the stored sources of the same type and
