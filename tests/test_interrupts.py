@@ -224,11 +224,59 @@ def test_collect_stops_after_the_polls_in_flight(tmp_path: Path, gated: tuple[Fa
     gate.set()
     code, out, _ = ended(proc, sig)
     assert code == EXIT[sig]
-    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    rows = round_rows(out)
     assert set(rows) == {"forum", "status:github"}
-    assert rows["status:github"].endswith("ok")
+    assert rows["status:github"][-1].endswith("ok")
     assert count(db, "SELECT count(*) FROM official_incidents") > 0  # the poll in flight, stored
     assert count(db, "SELECT count(*) FROM sources WHERE last_ok_at IS NOT NULL") == 2
+
+
+def round_rows(out: str) -> dict[str, list[str]]:
+    """Source -> its rows in the tables `miner collect` printed, one a round, in order."""
+    rows: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line and not line.startswith(("source ", "-")):
+            rows.setdefault(line.split()[0], []).append(line)
+    return rows
+
+
+def test_collect_polls_on_while_a_source_hangs(tmp_path: Path, gated: tuple[FakeServer, threading.Event]) -> None:
+    # Without --once, a round waited for its slowest poll: the status page answering only after a minute kept the
+    # forum, due every 10 s, from being polled again until it did. Its poll is carried over to later rounds now.
+    server, gate = gated
+    db = tmp_path / "miner.sqlite"
+    cfg = store_config(tmp_path, f"""
+[[services]]
+name = "GitHub"
+
+[[sources]]
+name = "forum"
+type = "rss"
+url = "{server.url}/forum.rss"
+interval = 10
+
+[[sources]]
+name = "status:github"
+type = "statuspage"
+url = "{server.url}"
+services = ["GitHub"]
+timeout = 90
+""")
+    proc = start(tmp_path, "--config", str(cfg), "collect")
+    wait_for(lambda: len(server.requests_to("/forum.rss")) >= 3, proc)  # the gate holds the status page 60 s
+    assert len(server.requests_to("/api/v2/incidents.json")) == 1  # in flight all along, not asked again
+    # Stopped between rounds (a round waits 5 s for its polls, then the command sleeps 5 s) with the poll carried
+    # over from the first: it gets the stop's 5 s, and is stored and printed. It was given up.
+    time.sleep(6)
+    os.kill(proc.pid, signal.SIGINT)
+    still_running(proc, signal.SIGINT)
+    gate.set()
+    code, out, _ = ended(proc, signal.SIGINT)
+    assert code == 130
+    assert count(db, "SELECT count(*) FROM official_incidents") > 0
+    rows = round_rows(out)
+    assert len(rows["forum"]) >= 3
+    assert len(rows["status:github"]) == 1 and rows["status:github"][0].endswith("ok")
 
 
 def test_a_second_signal_stops_collect_at_once(tmp_path: Path, gated: tuple[FakeServer, threading.Event]) -> None:

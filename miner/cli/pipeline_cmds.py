@@ -16,7 +16,11 @@ from miner.cli.output import progress, table
 from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
+# Seconds a round of `miner collect` without --once waits for its polls before it prints what ended and sleeps.
+ROUND_WAIT = 5.0
+
 if TYPE_CHECKING:
+    from miner.collect_stage import CollectReport
     from miner.config import Config
     from miner.pipeline import Pipeline
     from miner.records import Post
@@ -33,14 +37,14 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     """Poll sources and store their posts and official incidents.
 
     Without --once, keeps polling each source on its interval until interrupted (the service does this
-    too, together with the other stages: see `miner run`). With --once, the exit status is 1 when a source's
-    poll failed (its error is in the table).
+    too, together with the other stages: see `miner run`); a round prints the polls that ended within 5 s,
+    and those still running are printed by a later round, so one slow source holds up no other. With --once,
+    every poll is waited for, and the exit status is 1 when a source's poll failed (its error is in the table).
 
     SIGINT (Ctrl-C) or SIGTERM ends the round in progress as in the service: no further poll starts, the polls
     in flight get 5 s to end, and what they returned is stored and shown; then the exit status is 130 (143 for
     SIGTERM). A second signal stops at once.
     """
-    from miner.collect_stage import late_text
     from miner.collectors.poller import Poller
     from miner.pipeline import Pipeline
     from miner.timeutil import utcnow
@@ -51,28 +55,40 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
         first = True
         while True:
             # --all is for the first round: every round polled every source, every 5 s, past intervals, backoff
-            # and a server's Retry-After.
-            reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop)
+            # and a server's Retry-After. Without --once a round returns after ROUND_WAIT, the polls still running
+            # carried over to the next, as in the service: one source hanging until its timeout made every other
+            # source's interval that long.
+            reports = pipeline.collect(utcnow(), poller, due_only=not (poll_all and first), stop=stop,
+                                       wait=None if once else ROUND_WAIT)
             first = False
-            # A 304 stored nothing: "304" in the stored column read as 304 posts stored, so the result says it.
-            rows = [(r.source, r.type, r.stored, r.duplicates, r.official_incidents,
-                     f"{r.seconds:.1f}", r.error or ", ".join(
-                         ["ok", *(["not modified (HTTP 304)"] if r.not_modified else []),
-                          *(["posts missed (see miner status)"] if r.gap else []),
-                          *([late_text(r.posts_late, r.late_by_s)] if r.posts_late else [])]))
-                    for r in reports]
-            if rows:
-                click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows,
-                                 max_width=90))
-            elif once and not stop.is_set():
+            _print_round(reports)
+            if not reports and once and not stop.is_set():
                 # "Use --all" was the answer to --all too, where the config has no source to poll at all.
                 click.echo("no source is due (use --all to poll every source now)" if app.config.polled_sources
                            else f"no source to poll: {app.config.path or 'the config'} enables no [[sources]]")
             failed = any(r.error for r in reports)
             if once or stop.wait(5):
                 break
+        if stop.is_set() and poller.pool.in_flight():
+            # Stopped between rounds: the polls carried over get the stop's grace, as in a round, and are stored.
+            reports = pipeline.collect(utcnow(), poller, stop=stop)
+            _print_round(reports)
+            failed = failed or any(r.error for r in reports)
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _print_round(reports: list[CollectReport]) -> None:
+    from miner.collect_stage import late_text
+
+    # A 304 stored nothing: "304" in the stored column read as 304 posts stored, so the result says it.
+    rows = [(r.source, r.type, r.stored, r.duplicates, r.official_incidents, f"{r.seconds:.1f}", r.error or ", ".join(
+                ["ok", *(["not modified (HTTP 304)"] if r.not_modified else []),
+                 *(["posts missed (see miner status)"] if r.gap else []),
+                 *([late_text(r.posts_late, r.late_by_s)] if r.posts_late else [])]))
+            for r in reports]
+    if rows:
+        click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows, max_width=90))
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,
