@@ -74,3 +74,17 @@ class ServiceLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def lock_owner(store_path: str | Path) -> tuple[int, str] | None:
+    """The PID and role of the live process holding the store's lock, as its file names them; None when none does.
+    Read without taking the lock, even shared for a moment: a service starting meanwhile would be refused."""
+    try:
+        owner = Path(f"{os.path.realpath(store_path)}.lock").read_text("ascii", "replace").split()
+        pid = int(owner[0])
+        os.kill(pid, 0)  # a process killed with SIGKILL left its PID in the file (released, it is emptied)
+    except PermissionError:
+        pass  # alive, another user's
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid, owner[1] if len(owner) > 1 else "service"

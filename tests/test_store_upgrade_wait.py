@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_interrupts import ended, opened, start, wait_for
+from test_interrupts import ended, env, opened, start, wait_for
 from test_store_upgrade import _HOLDER, _release_0_1_0_store
 
 from miner.errors import StoreError
@@ -101,3 +101,26 @@ def test_miner_run_stopped_while_another_process_upgrades_the_store_exits_as_sto
         raise AssertionError(f"still running 30 s after SIGTERM: {proc.communicate()}") from None
     assert proc.returncode == 0, err
     assert "stopped before the service started, while it waited for the store" in err
+
+
+def test_a_command_that_only_looks_during_the_services_upgrade_says_to_wait_for_it(
+        tmp_path: Path, upgrading: Path) -> None:
+    # `miner status` asked while the service upgraded the store said "run `miner run`", which was running.
+    cfg = str(config(tmp_path, upgrading))
+    proc = start(tmp_path, "--config", cfg, "run", "--no-http")
+    wait_for(lambda: opened(proc, upgrading), proc)
+
+    def status() -> str:
+        res = subprocess.run([sys.executable, "-m", "miner", "--config", cfg, "status"], cwd=tmp_path, env=env(),
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1
+        return res.stderr
+
+    try:
+        err = status()
+        assert f"the miner service running on it (pid {proc.pid}) upgrades it as it starts" in err, err
+        assert "run `miner run`" not in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert "run `miner run`" in status()  # nothing holds the store's lock now
