@@ -81,6 +81,31 @@ def test_a_database_of_another_program_is_refused_untouched(tmp_path: Path, sche
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
 
 
+@pytest.mark.parametrize("readonly", [False, True])
+def test_an_sqlite_too_old_for_the_store_is_refused_before_the_store_is_touched(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, readonly: bool) -> None:
+    # Python links the system's SQLite on most Linux distributions (RHEL 8's is 3.26): the store's SQL failed where
+    # first run, the retention prune's DELETE ... RETURNING hours after the start. An old library cannot be loaded
+    # here, so its version is what the sqlite3 module reports.
+    from miner.store import db
+
+    path = tmp_path / "miner.sqlite"
+    Store.open(path).close()
+    before = path.read_bytes()
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 26, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.26.0")
+    db._sqlite_problem.cache_clear()
+    try:
+        with pytest.raises(StoreError, match=r"miner needs SQLite 3\.35\.0 or newer with its JSON functions; this "
+                                             r"Python's sqlite3 module uses SQLite 3\.26\.0: run miner with"):
+            Store.open(path, readonly=readonly)
+        with pytest.raises(StoreError, match=r"SQLite 3\.26\.0"):
+            Store.open(tmp_path / "new.sqlite")
+    finally:
+        db._sqlite_problem.cache_clear()
+    assert path.read_bytes() == before and not (tmp_path / "new.sqlite").exists()
+
+
 def test_an_empty_file_is_a_new_store_not_an_old_one(tmp_path: Path) -> None:
     path = tmp_path / "empty.sqlite"
     path.touch()

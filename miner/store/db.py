@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import sqlite3
 import threading
@@ -27,6 +28,31 @@ from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, begin_waiting, 
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
 # 420 MB) left a -wal that size for as long as the service ran. The jobs' own transactions stay far below this.
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
+# The oldest SQLite the store's SQL runs on: DELETE ... RETURNING (the retention prune) came in 3.35.0. Python uses
+# the system's library on most Linux distributions, some of which still ship older ones (RHEL 8: 3.26).
+MIN_SQLITE = (3, 35, 0)
+
+
+def require_sqlite() -> None:
+    """Refuse, before any store is opened, an SQLite library too old for the store's SQL or built without its JSON
+    functions, rather than fail where such SQL is first run (the retention prune's DELETE ... RETURNING, 'near
+    "RETURNING": syntax error', hours after the service started)."""
+    if (problem := _sqlite_problem()) is not None:
+        raise StoreError(f"miner needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer with its JSON functions; this "
+                         f"Python's sqlite3 module uses {problem}: run miner with a Python linked to a newer SQLite "
+                         "(the python.org builds of Python 3.11 and those of most distributions are)")
+
+
+@functools.cache
+def _sqlite_problem() -> str | None:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        return f"SQLite {sqlite3.sqlite_version}"
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+            conn.execute("SELECT json_valid('{}')")
+    except sqlite3.Error:
+        return f"SQLite {sqlite3.sqlite_version} built without its JSON functions"
+    return None
 
 
 def sqlite_error_cause(exc: BaseException) -> str:
@@ -193,6 +219,7 @@ class Database:
         leave pending migrations for a later open. ``stop`` set ends a wait for another process's upgrade."""
         pending = False
         spath = str(path)
+        require_sqlite()
         if Path(spath).is_dir():  # SQLite says "disk I/O error" or "unable to open", which point elsewhere
             raise StoreError(f"store {spath} is a folder; the store path must name a file in it, such as "
                              f"{Path(spath) / 'miner.sqlite'}")
