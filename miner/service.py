@@ -246,7 +246,7 @@ class Service(ServiceJobs, ServiceScrape):
             self._http = None
         if self._poller is not None:
             self._store_carried_at_stop()
-            self._poller.close()  # the polls still running are given up: their sources are due again at once
+            self._poller.close()  # the polls still running are given up and aborted: due again at once
             self._poller = None
         self._store_held_at_stop()
         self._stores.close_all()

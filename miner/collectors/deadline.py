@@ -17,18 +17,12 @@ from typing import Any
 import httpcore
 import httpx
 
+from miner.collectors.connections import wrap_network_backends
+
 
 def hold_to_deadlines(client: httpx.Client) -> None:
     """Hold every connection ``client`` makes to the deadline of the `deadline_at` block using it."""
-    # httpx has no public hook for its network streams: its transports' httpcore pools (the direct one and any
-    # proxy's from the environment) create every connection through their network backend, so that is wrapped.
-    for transport in (client._transport, *client._mounts.values()):
-        if transport is None:  # a NO_PROXY host: the direct transport serves it
-            continue
-        pool = getattr(transport, "_pool", None)
-        if pool is None or (backend := getattr(pool, "_network_backend", None)) is None:
-            raise RuntimeError(f"cannot hold {type(transport).__name__} to a deadline (httpx/httpcore changed?)")
-        pool._network_backend = _DeadlineBackend(backend)
+    wrap_network_backends(client, _DeadlineBackend)
 
 
 # The monotonic time by which the `fetch` running on this thread must be done (None outside one). A thread-local,

@@ -65,7 +65,8 @@ class PollPool:
     them. A source is in flight from :meth:`start` until its outcome is taken, and is not started again meanwhile,
     so that one source's polls are stored in the order they were made. Polls not started when a :meth:`landed`
     ends are withdrawn: their sources are still due at the next run, which starts them with its own round time.
-    The threads are daemons: a poll given up (the poller closed at a stop) never holds up the process's exit.
+    The threads are daemons, and the poller's close aborts the polls it gives up (at a stop, a reload), whose threads
+    then end at once: a server that hangs holds neither a thread nor a connection past the poller's close.
     """
 
     def __init__(self, poller: Poller) -> None:
@@ -156,8 +157,9 @@ class PollPool:
                 self._pending.clear()
 
     def close(self) -> None:
-        """Give up every poll in flight: none will be stored, and no further poll starts."""
-        self._dropped.set()  # first: a poll failing as the client closes under it is no warning
+        """Give up every poll in flight: none will be stored, and no further poll starts. The poller, which calls
+        this, then aborts the polls running."""
+        self._dropped.set()  # first: a poll failing as its connection is shut down under it is no warning
         with self._cv:
             self._closed = True
             self._pending.clear()

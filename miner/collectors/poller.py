@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from miner.collectors.base import Collector, PollContext, source_secrets, utc_now
 from miner.collectors.bluesky import DEFAULT_BASE as BLUESKY_BASE
 from miner.collectors.bluesky import BlueskyCollector
+from miner.collectors.connections import OpenConnections
 from miner.collectors.discourse import DiscourseCollector
 from miner.collectors.hackernews import DEFAULT_BASE as HN_BASE
 from miner.collectors.hackernews import HackerNewsCollector
@@ -129,8 +130,11 @@ class Poller:
         self.settings = settings
         self.matcher = ServiceMatcher(services)
         self.collectors = dict(collectors) if collectors is not None else default_collectors()
+        client = make_client(settings)
+        self._connections = OpenConnections(client)
+        self._closed = threading.Event()
         self.ctx = PollContext(
-            client=make_client(settings), settings=settings,
+            client=client, settings=settings,
             hash_key=hash_key if hash_key is not None else hash_key_from_env(None, env), environ=env,
         )
         self._host_locks: dict[str, threading.BoundedSemaphore] = {}
@@ -157,8 +161,13 @@ class Poller:
         return self._pool
 
     def close(self) -> None:
+        """Give up every poll in flight, at once: none is stored, none counts as a failure of its source."""
+        self._closed.set()  # first: the polls given up fail quietly as their connections are shut down under them
         if self._pool is not None:
-            self._pool.close()  # before the client: the polls given up fail quietly as it closes under them
+            self._pool.close()
+        # The client's close alone left a poll reading from a server that sends nothing blocked, its thread and
+        # connection with it, until the source's timeout (see OpenConnections).
+        self._connections.abort()
         self.ctx.client.close()
 
     def __enter__(self) -> Poller:
@@ -226,13 +235,13 @@ class Poller:
 
     def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float,
                  dropped: threading.Event | None = None) -> PollOutcome:
-        """Poll, turning every error into the outcome's. ``dropped`` set: nobody will store this outcome (its
-        round ended without it, at a stop or on the caller's error; the client may be closed under it), so an
+        """Poll, turning every error into the outcome's. ``dropped`` set, or the poller closed: nobody will store
+        this outcome (its round ended without it, at a stop or on the caller's error; the close aborts it), so an
         error is no warning."""
         try:
             result = self.poll(source, state)
         except Exception as exc:
-            if dropped is not None and dropped.is_set():
+            if (dropped is not None and dropped.is_set()) or self._closed.is_set():
                 log.debug("source %s: poll given up by its round ended with %s: %s", source.name,
                           type(exc).__name__, exc)
                 return PollOutcome(source.name, started, time.monotonic() - clock,
@@ -255,8 +264,9 @@ class Poller:
         Once ``stop`` is set no further poll starts (not even one already waiting for its host's limit), and the
         polls in flight get ``stop_grace`` seconds to end; then the iterator ends without them. Their sources
         simply have no outcome: nothing about them is to be stored. Their threads are daemons, so they never hold
-        up the process's exit; they end by themselves within the source's timeout. Closing the iterator early
-        (the caller failed) also starts no further poll.
+        up the process's exit; closing the poller aborts their polls (else each ends within its source's timeout).
+        Closing the iterator early (the caller failed) also starts no further poll. A poll the poller's close
+        aborts yields no outcome.
         """
         if not jobs:
             return
@@ -284,7 +294,8 @@ class Poller:
                 started, clock = utc_now(), time.monotonic()
                 with self._host_lock(source):
                     # A stop while this job waited for its host: the job is not started (None tells the loop).
-                    outcomes.put((i, None if cancelled() else self._outcome(source, state, started, clock, dropped)))
+                    outcome = None if cancelled() else self._outcome(source, state, started, clock, dropped)
+                    outcomes.put((i, None if self._closed.is_set() else outcome))
 
         for n in range(min(self.settings.max_workers, len(jobs))):
             threading.Thread(target=work, name=f"miner-collect-{n}", daemon=True).start()
