@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 import pytest
+from smtp_server import tls_context
 from test_reload_handover import reloading
 
 from miner.collectors import Poller
@@ -28,10 +30,12 @@ ENDS_WITHIN = 10.0
 
 class HangingServer:
     """Accepts connections, reads the request, and answers nothing (``silent``), or a response's headers and its
-    first bytes, then nothing (``headers``). Every connection is kept open until the server is closed."""
+    first bytes, then nothing (``headers``); over TLS with ``tls``. Every connection is kept open until the server
+    is closed."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
+        self._tls = tls
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
@@ -45,6 +49,8 @@ class HangingServer:
                 conn, _ = self._listener.accept()
             except OSError:  # closed
                 return
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
             with self._guard:
                 self._conns.append(conn)
             conn.recv(65536)  # the request (or TLS hello): the client has sent it, and waits for the answer
@@ -64,7 +70,8 @@ class HangingServer:
         count = 0
         for conn in conns:
             try:
-                while conn.recv(65536, socket.MSG_DONTWAIT):
+                # The socket's own recv, under TLS too: its records are dropped unread, the EOF is what counts.
+                while socket.socket.recv(conn, 65536, socket.MSG_DONTWAIT):
                     pass
             except BlockingIOError:  # nothing to read, and no EOF: the client holds it open
                 count += 1
@@ -141,11 +148,20 @@ def quiet_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptu
     assert not loud
 
 
-@pytest.mark.parametrize(("mode", "scheme"), [("silent", "http"), ("headers", "http"), ("silent", "https")],
-                         ids=["no-answer", "headers-then-nothing", "tls-handshake-unanswered"])
+@pytest.mark.parametrize(("mode", "scheme", "tls"),
+                         [("silent", "http", False), ("headers", "http", False), ("silent", "https", False),
+                          ("headers", "https", True)],
+                         ids=["no-answer", "headers-then-nothing", "tls-handshake-unanswered",
+                              "tls-headers-then-nothing"])
 def test_closing_the_poller_ends_a_poll_blocked_on_a_server_that_hangs(
-        mode: str, scheme: str, quiet_warnings: pytest.LogCaptureFixture) -> None:
-    with HangingServer(mode) as server:
+        mode: str, scheme: str, tls: bool, quiet_warnings: pytest.LogCaptureFixture, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    context = None
+    if tls:
+        context = tls_context(tmp_path)
+        # The server's certificate trusted: httpx reads SSL_CERT_FILE when the poller's client is made.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))
+    with HangingServer(mode, context) as server:
         config = parse_config(hanging_config(server, scheme))
         before = collect_threads()
         poller = Poller(config.collect, config.services, hash_key=b"k")
