@@ -241,13 +241,15 @@ class Service(ServiceJobs, ServiceScrape):
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-        if self._http is not None:
-            self._http.stop()
-            self._http = None
         if self._poller is not None:
             self._store_carried_at_stop()
             self._poller.close()  # the polls still running are given up and aborted: due again at once
             self._poller = None
+        # After the polls' grace: stopped first, the endpoint refused connections (/healthz, reports, the board)
+        # for the whole of it, 5 s of each reload while a source hung, on top of the new service's start.
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
         self._store_held_at_stop()
         self._stores.close_all()
         if not self._handing_over:

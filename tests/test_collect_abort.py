@@ -84,6 +84,9 @@ class HangingServer:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._listener.close()
         with self._guard:
             for conn in self._conns:
@@ -232,3 +235,39 @@ def test_reloads_while_a_server_hangs_leave_no_threads_or_connections_behind(
                 assert len(built) == n + 1
                 assert ended(old)  # was: one more thread blocked per reload, each for the 60 s timeout
                 assert wait_for(lambda: server.open_connections() == 1)  # the new service's poll's alone
+
+
+def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path: Path) -> None:
+    # The service stopped its endpoint first: connections to it (/healthz, reports, the board) were refused for the
+    # whole of the stop's grace for the polls in flight, 5 s of every reload while a source hung.
+    import httpx
+    from test_service import free_port
+
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    cfg, db, port = tmp_path / "feeds.toml", tmp_path / "miner.sqlite", free_port()
+    built: list[Service] = []
+
+    def make(config: Config) -> Service:
+        # Every 2 s: a run returns after 1 s, the poll carried over, and the stop then waits for it.
+        built.append(Service(config, db, ServiceOptions(jobs=(JobSpec("collect", 2.0),))))
+        return built[-1]
+
+    def healthz() -> int:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code
+
+    with HangingServer("silent") as server:
+        cfg.write_text(f'[store]\npath = "{db}"\n[server]\nenabled = true\nport = {port}\n' + hanging_config(server),
+                       encoding="utf-8")
+        with reloading(cfg, make) as hup:
+            server.wait_hanging()
+            assert wait_for(lambda: built[0]._http is not None)
+            built[0]._poller.stop_grace = 30.0  # a grace far longer than the test takes: it stops in it
+            hup()
+            assert wait_for(lambda: built[0]._scheduler is None)  # its jobs ended: the stop's grace for the poll
+            time.sleep(0.5)
+            assert built[0]._poller is not None and len(built) == 1
+            assert healthz() in (200, 503)  # was: httpx.ConnectError, the connection refused
+            server.close()  # the poll ends: the reload goes on
+            assert wait_for(lambda: len(built) == 2 and built[1]._http is not None, timeout=60)
+            assert healthz() in (200, 503)
