@@ -262,9 +262,16 @@ class Service(ServiceJobs, ServiceScrape):
         if not self._poller.pool.in_flight() or self._stores.lost_reason is not None:
             return
         try:
-            self._pipeline("collect").collect(self.options.clock(), self._poller, stop=self._stop, held=self._held)
+            reports = self._pipeline("collect").collect(self.options.clock(), self._poller, stop=self._stop,
+                                                        held=self._held)
         except Exception as exc:  # the stop goes on; a store that takes no writes held them in _held
             log.error("stopping: the polls that ended in the grace could not be stored: %s", exc)
+            return
+        if polled := [r for r in reports if not r.late]:  # else nothing ended in the grace: the log says so
+            # Silent before: a source's poll, its posts or its error, was in no collect line.
+            log.info("stopping: stored the %d poll%s that ended in the grace: %d new posts, %d errors (%s)",
+                     len(polled), "s" if len(polled) != 1 else "", sum(r.stored for r in reports),
+                     sum(1 for r in polled if r.error), ", ".join(r.source for r in polled))
 
     def _store_held_at_stop(self) -> None:
         """One last try to store the polls held in memory (space may have been freed since the last round); what

@@ -237,7 +237,8 @@ def test_reloads_while_a_server_hangs_leave_no_threads_or_connections_behind(
                 assert wait_for(lambda: server.open_connections() == 1)  # the new service's poll's alone
 
 
-def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path: Path) -> None:
+def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     # The service stopped its endpoint first: connections to it (/healthz, reports, the board) were refused for the
     # whole of the stop's grace for the polls in flight, 5 s of every reload while a source hung.
     import httpx
@@ -245,6 +246,7 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
 
     from miner.service import JobSpec, Service, ServiceOptions
 
+    caplog.set_level(logging.INFO, logger="miner")
     cfg, db, port = tmp_path / "feeds.toml", tmp_path / "miner.sqlite", free_port()
     built: list[Service] = []
 
@@ -271,3 +273,6 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
             server.close()  # the poll ends: the reload goes on
             assert wait_for(lambda: len(built) == 2 and built[1]._http is not None, timeout=60)
             assert healthz() in (200, 503)
+    # The poll that ended in the grace, stored, is in the log: it was in no line.
+    assert any(r.getMessage().startswith("stopping: stored the 1 poll that ended in the grace: 0 new posts, 1 errors "
+                                         "(hung)") for r in caplog.records)
