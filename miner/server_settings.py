@@ -65,9 +65,22 @@ class ServerSettings:
                     name.lower().strip("[]").rstrip(".")):
                 raise SettingsError(f"allowed_hosts[{i}]", "must be a host name such as status.example.org, without "
                                     f"a scheme, port or path, got {name!r}")
-            # A Host header names one host, ASCII (an international name as its xn-- form): a pattern ("*",
-            # ".example.org", as Django's ALLOWED_HOSTS takes) matched none, and every request was answered 421.
+            # A Host header names one host, ASCII: a browser sends an international name as its xn-- form, so
+            # "bücher.example" matched no request (and was called a pattern).
+            if not name.isascii():
+                raise SettingsError(f"allowed_hosts[{i}]", f"must be ASCII: give an international name in the form "
+                                    f"browsers send ({_ascii_form(name)!r}), got {name!r}")
+            # A pattern ("*", ".example.org", as Django's ALLOWED_HOSTS takes) matched none, and every request was
+            # answered 421.
             if not is_ip(host_name(name)) and not all(label.isascii() and label.replace("-", "").replace("_", "")
                                                       .isalnum() for label in host_name(name).split(".")):
                 raise SettingsError(f"allowed_hosts[{i}]", "must be a host name or address, not a pattern: list each "
                                     f"name (leave the list empty to answer any Host), got {name!r}")
+
+
+def _ascii_form(name: str) -> str:
+    """A host name as a browser sends it in Host (IDNA, xn-- labels), or as given where it has none."""
+    try:
+        return name.strip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return "xn--..."

@@ -671,6 +671,11 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
              'allowed_hosts = ["a.example", "*.example.org"]': ":3: server.allowed_hosts[1]: must be a host name or",
              'allowed_hosts = [".example.org"]': ":3: server.allowed_hosts[0]: must be a host name or address, not",
              'allowed_hosts = ["status..example.org"]': ":3: server.allowed_hosts[0]: must be a host name or",
+             # A browser sends an international name in its xn-- form: this matched no request, and was called a
+             # pattern.
+             'allowed_hosts = ["bücher.example"]': ":3: server.allowed_hosts[0]: must be ASCII: give an international "
+                                                   "name in the form browsers send ('xn--bcher-kva.example'), got "
+                                                   "'bücher.example'",
              'allowed_hosts = "status.example.org"': ":3: server.allowed_hosts: expected a list"}
     for setting, error in cases.items():
         with pytest.raises(ConfigError) as info:
