@@ -190,6 +190,14 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     assert "Error: the SQL on standard input is not UTF-8 text (byte 0xe9 at offset 6)" in latin.output, latin.output
     bom = runner.invoke(main, [*base, "--format", "json", "-"], input=b"\xef\xbb\xbfSELECT count(*) AS n FROM posts\n")
     assert bom.exit_code == 0 and json.loads(bom.stdout) == [{"n": 3}], bom.output
+    # An empty file, or one of comments only, ran no statement: "(0 rows)", exit 0, as if nothing was found.
+    for nothing in ("", "-- weekly report\n\n", "/* draft */ ;\n"):
+        empty = runner.invoke(main, [*base, "-"], input=nothing)
+        assert empty.exit_code == 1, empty.output
+        assert "Error: no SQL statement to run: the SQL given is empty or only comments" in empty.output, empty.output
+    assert runner.invoke(main, [*base, ""]).exit_code == 1
+    kept = runner.invoke(main, [*base, "--format", "json", "-"], input="SELECT '--' AS a, '/*' AS b -- c\n")
+    assert kept.exit_code == 0 and json.loads(kept.stdout) == [{"a": "--", "b": "/*"}], kept.output
 
 
 def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import timedelta
 from itertools import islice
@@ -101,6 +102,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
                        "url_env")
 
 
+# Comments, which SQLite skips as it does whitespace.
+_NOT_SQL = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
+
+
 def _stdin_sql() -> str:
     """The SQL on standard input, as UTF-8 text: a file saved in another encoding (Latin-1, with an accented letter in
     a comment) was an "internal error: UnicodeDecodeError"."""
@@ -154,6 +159,10 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
         bound[name] = value
     if sql == "-":  # "-" is no SQL: it was run as such, "near "-": syntax error"
         sql = _stdin_sql()
+    # SQLite runs no statement at all without a word: an empty file (or one of comments only) printed "(0 rows)" and
+    # exited 0, as if the report's query had found nothing.
+    if not _NOT_SQL.sub("", sql).strip(" \t\r\n\f;"):
+        raise MinerError("no SQL statement to run: the SQL given is empty or only comments")
     path = str(app.db_path or app.config.store.path)
     with stream_readonly(path, sql, bound) as (columns, read):
         # An object holds a name once: a join's two "id" columns kept only the last, without a word.
