@@ -92,7 +92,7 @@ _HOLDER = ("import sqlite3, sys, time, pathlib\n"
 
 @pytest.mark.parametrize("upgrade", [True, False])
 def test_an_upgrade_waits_for_another_process_upgrading_the_store(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, upgrade: bool) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, upgrade: bool) -> None:
     # 0017_stored_links held the write lock 13 s at 2.5 M posts, past the 10 s busy timeout: a cron job's
     # `miner collect --once` started during the service's upgrade failed with "locked by another writer", and so did
     # the service started during the cron job's (at its check that the store takes writes, before the model loads).
@@ -109,12 +109,17 @@ def test_an_upgrade_waits_for_another_process_upgrading_the_store(
             time.sleep(0.01)
         assert ready.exists()
         started = time.monotonic()
-        store = Store.open(path, upgrade=upgrade)
-        store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
+        with caplog.at_level(logging.INFO, logger="miner.store.upgrade"):
+            store = Store.open(path, upgrade=upgrade)
+            store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
         waited = time.monotonic() - started
     finally:
         holder.wait(timeout=60)
     assert waited >= 1.0  # it waited for the holder, not failed
+    # Said once: the service waited so, before its model's load, with nothing in its log.
+    waits = [r.getMessage() for r in caplog.records if "waiting for the write lock" in r.getMessage()]
+    assert waits == [f"store {path}: waiting for the write lock, which another process holds (another miner upgrading "
+                     "this store holds it throughout each migration): up to 15 min, Ctrl-C or SIGTERM ends the wait"]
     applied = store.database.one("SELECT count(*) AS n FROM schema_migrations")
     assert applied == {"n": len(MIGRATIONS) if upgrade else 2}
     if upgrade:  # upgraded, the store's writes wait as long as before: a job's write is not held up for minutes

@@ -279,7 +279,7 @@ class Database:
         does (another process may be upgrading it), until ``stop`` is set."""
         with self._lock, translate_errors(self.path):
             if self.upgrade_pending:
-                begin_waiting(self.conn, stop)
+                begin_waiting(self.conn, stop, self.path)
             else:
                 self.conn.execute("BEGIN IMMEDIATE")
             try:

@@ -31,11 +31,14 @@ UPGRADE_BUSY_TIMEOUT_MS = 15 * 60_000
 _WAIT_SLICE_MS = 200
 
 
-def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None) -> None:
+def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None, path: str = "") -> None:
     """BEGIN IMMEDIATE, waiting for the write lock up to UPGRADE_BUSY_TIMEOUT_MS in slices: a signal's handler that
     raises (a command's Ctrl-C or SIGTERM) ends the wait, and so does ``stop`` set (the service's), with SQLite's
-    "database is locked"."""
+    "database is locked". A wait is logged once, as a warning (which a command at a terminal shows), naming the
+    store ``path``: the service started during a cron job's upgrade waited minutes with nothing in its log, before
+    even loading its model."""
     deadline = time.monotonic() + UPGRADE_BUSY_TIMEOUT_MS / 1000
+    told = False
     try:
         while True:
             left = int((deadline - time.monotonic()) * 1000)
@@ -47,6 +50,11 @@ def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None)
                 if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or left <= 0 or (stop is not None
                                                                                         and stop.is_set()):
                     raise
+                if not told:
+                    told = True
+                    log.warning("store %s: waiting for the write lock, which another process holds (another miner "
+                                "upgrading this store holds it throughout each migration): up to %d min, Ctrl-C or "
+                                "SIGTERM ends the wait", path or "?", UPGRADE_BUSY_TIMEOUT_MS // 60_000)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
@@ -81,7 +89,7 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
                     path, migration_id, seconds)
 
     try:
-        apply_migrations(conn, progress=progress, begin=lambda: begin_waiting(conn, stop))
+        apply_migrations(conn, progress=progress, begin=lambda: begin_waiting(conn, stop, path))
     except sqlite3.IntegrityError:
         raise  # a fault of miner's own, raised as it is (as db.translate_errors does)
     except sqlite3.Error as exc:
