@@ -97,7 +97,9 @@ def test_an_sqlite_too_old_for_the_store_is_refused_before_the_store_is_touched(
     db._sqlite_problem.cache_clear()
     try:
         with pytest.raises(StoreError, match=r"miner needs SQLite 3\.35\.0 or newer with its JSON functions; this "
-                                             r"Python's sqlite3 module uses SQLite 3\.26\.0: run miner with"):
+                                             r"Python's sqlite3 module uses SQLite 3\.26\.0: run miner with a "
+                                             r"Python linked to a newer SQLite, as those of Debian 12 and Ubuntu "
+                                             r"22\.04 or later are, or one `uv python install` fetches"):
             Store.open(path, readonly=readonly)
         with pytest.raises(StoreError, match=r"SQLite 3\.26\.0"):
             Store.open(tmp_path / "new.sqlite")

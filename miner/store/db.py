@@ -29,7 +29,9 @@ from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, begin_waiting, 
 # 420 MB) left a -wal that size for as long as the service ran. The jobs' own transactions stay far below this.
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
 # The oldest SQLite the store's SQL runs on: DELETE ... RETURNING (the retention prune) came in 3.35.0. Python uses
-# the system's library on most Linux distributions, some of which still ship older ones (RHEL 8: 3.26).
+# the system's library on most Linux distributions, some of which still ship older ones (RHEL 8: 3.26, RHEL 9 and
+# Debian 11: 3.34, Ubuntu 20.04: 3.31), and python.org has no Linux builds of its own: the message names Pythons
+# that do link a newer one.
 MIN_SQLITE = (3, 35, 0)
 
 
@@ -39,8 +41,9 @@ def require_sqlite() -> None:
     "RETURNING": syntax error', hours after the service started)."""
     if (problem := _sqlite_problem()) is not None:
         raise StoreError(f"miner needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer with its JSON functions; this "
-                         f"Python's sqlite3 module uses {problem}: run miner with a Python linked to a newer SQLite "
-                         "(the python.org builds of Python 3.11 and those of most distributions are)")
+                         f"Python's sqlite3 module uses {problem}: run miner with a Python linked to a newer SQLite, "
+                         "as those of Debian 12 and Ubuntu 22.04 or later are, or one `uv python install` fetches, "
+                         "which carries its own (RHEL 8 and 9, Debian 11 and Ubuntu 20.04 link older ones)")
 
 
 @functools.cache
