@@ -95,8 +95,9 @@ def host_name(value: str) -> str:
 def host_allowed(value: str | None, allowed: frozenset[str]) -> bool:
     """Whether a request with this Host is answered: any, with nothing in ``allowed`` (host_name's forms). A rebinding
     page's Host is always its own DNS name, so an address (or localhost, which browsers never look up) is one too;
-    so is a request without one, which no browser sends."""
-    if not allowed or value is None:
+    so is a request without one, or with an empty one (HTTP/1.1's for a target without a host), which no browser
+    sends."""
+    if not allowed or value is None or not value.strip():
         return True
     name = host_name(value)
     if name == "localhost" or name in allowed:
