@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakeserver import FakeServer
@@ -16,7 +17,7 @@ from test_collect_carry import feed, posts_of, service_config, wait_for
 from miner.collectors import Poller
 from miner.collectors.base import PollContext
 from miner.collectors.poller import PollOutcome, default_collectors
-from miner.config import SourceConfig, parse_config
+from miner.config import Config, SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
 from miner.store import Store
@@ -35,6 +36,20 @@ class _RaisingOnce(Poller):
             self.raised = True
             raise MemoryError("building the outcome")
         return super()._outcome(source, state, started, clock, dropped)
+
+
+def down_an_hour_ago(db: Path, config: Config) -> dict[str, Any] | None:
+    """A store whose sources were polled, and whose buckets scored, up to an hour ago, when the host went down: the
+    detector's state then."""
+    down = utcnow() - timedelta(hours=1)
+    store = Store.open(db)
+    try:
+        store.sync_sources(config.sources)
+        store.database.conn.execute("UPDATE sources SET last_ok_at = ?, next_poll_at = ?", (iso(down), iso(down)))
+        Pipeline(config, store).detect(down)
+        return store.database.one("SELECT last_bucket FROM detector_state")
+    finally:
+        store.close()
 
 
 def test_a_poll_that_raises_costs_its_source_one_round_not_the_pools_worker(store: Store) -> None:
@@ -104,16 +119,7 @@ def test_the_buckets_of_a_downtime_wait_for_the_first_runs_polls_carried_over(tm
     from miner.service import JobSpec, Service, ServiceOptions
 
     db = tmp_path / "miner.sqlite"
-    config = load_config(service_config(tmp_path, "http://127.0.0.1:9"))
-    down = utcnow() - timedelta(hours=1)
-    store = Store.open(db)
-    try:  # polled and scored up to an hour ago, when the host went down
-        store.sync_sources(config.sources)
-        store.database.conn.execute("UPDATE sources SET last_ok_at = ?, next_poll_at = ?", (iso(down), iso(down)))
-        Pipeline(config, store).detect(down)
-        before = store.database.one("SELECT last_bucket FROM detector_state")
-    finally:
-        store.close()
+    before = down_an_hour_ago(db, load_config(service_config(tmp_path, "http://127.0.0.1:9")))
     with FakeServer() as server:
         server.serve("/fast.rss", feed("f", utcnow()))
         server.serve("/slow.rss", feed("s", utcnow(), delay=6.0))
@@ -151,16 +157,7 @@ def test_the_buckets_of_a_downtime_wait_for_the_first_runs_sources_left_unstarte
                        f'[[sources]]\nname = "later"\ntype = "rss"\nurl = "{url}/later.rss"\n', encoding="utf-8")
         return cfg
 
-    config = load_config(write("http://127.0.0.1:9"))
-    down = utcnow() - timedelta(hours=1)
-    store = Store.open(db)
-    try:  # polled and scored up to an hour ago, when the host went down
-        store.sync_sources(config.sources)
-        store.database.conn.execute("UPDATE sources SET last_ok_at = ?, next_poll_at = ?", (iso(down), iso(down)))
-        Pipeline(config, store).detect(down)
-        before = store.database.one("SELECT last_bucket FROM detector_state")
-    finally:
-        store.close()
+    before = down_an_hour_ago(db, load_config(write("http://127.0.0.1:9")))
     with FakeServer() as server:
         server.serve("/busy.rss", feed("b", utcnow(), delay=2.0))  # holds the one worker past the first run
         server.serve("/later.rss", feed("l", utcnow(), delay=6.0))
