@@ -53,6 +53,19 @@ def reloading(cfg: Path, make: Callable[[Config], Service]) -> Iterator[Callable
     assert not thread.is_alive()
 
 
+
+def full_disk_first(db: Path, built: list[Service]) -> Callable[[Config], Service]:
+    """A ``make`` whose first service finds the disk full (its polls held), the ones after it not."""
+    from miner.service import Service
+
+    def make(config: Config) -> Service:
+        built.append(Service(config, db, collector()))
+        if len(built) == 1:
+            disk_full(built[0])
+        return built[-1]
+
+    return make
+
 def collector(options: ServiceOptions | None = None) -> ServiceOptions:
     from miner.service import JobSpec, ServiceOptions
 
@@ -138,17 +151,11 @@ def test_polls_held_while_the_store_takes_no_writes_go_to_the_service_after_a_re
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Still held at the reload's stop (the store full then too), they were lost with a warning: the new service
     # polled the source again from the store's cursor, and the items that had scrolled off the feed since were gone.
-    from miner.service import Service
-
     cfg = tmp_path / "feeds.toml"
     db = tmp_path / "miner.sqlite"
     built: list[Service] = []
 
-    def make(config: Config) -> Service:
-        built.append(Service(config, db, collector()))
-        if len(built) == 1:
-            disk_full(built[0])
-        return built[-1]
+    make = full_disk_first(db, built)
 
     with FakeServer() as feed:
         served = ["n-"]
@@ -175,17 +182,11 @@ def test_polls_held_for_a_source_whose_url_a_reload_changed_leave_it_to_start_af
     # Stored after the new service had reset the source's poll state (its url changed), the held polls wrote the old
     # feed's back: its validators, cursor and last success, and its next poll an interval on, so the new url was
     # first polled an hour later, with the old feed's validators and its undated items not taken as backlog.
-    from miner.service import Service
-
     cfg = tmp_path / "feeds.toml"
     db = tmp_path / "miner.sqlite"
     built: list[Service] = []
 
-    def make(config: Config) -> Service:
-        built.append(Service(config, db, collector()))
-        if len(built) == 1:
-            disk_full(built[0])
-        return built[-1]
+    make = full_disk_first(db, built)
 
     with FakeServer() as feed:
         feed.serve("/alpha.rss", roomy_feed("n-"))
