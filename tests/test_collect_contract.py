@@ -16,9 +16,11 @@ from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.base import PollContext
+from miner.collectors.poller import PollOutcome
 from miner.config import ServiceConfig, SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, OfficialIncident, Post, SourceState
+from miner.timeutil import utcnow
 
 SERVICES = (
     ServiceConfig("WhatsApp"), ServiceConfig("Discord"), ServiceConfig("Cloudflare"), ServiceConfig("Signal"),
@@ -261,7 +263,17 @@ def test_fault_gives_a_clear_source_error(server: FakeServer, poller: Poller, ca
     assert not err.permanent
 
 
-def test_collect_many_isolates_failures(server: FakeServer) -> None:
+
+def polled(poller: Poller, jobs: list[tuple[SourceConfig, SourceState | None]],
+           stop: threading.Event | None = None) -> list[PollOutcome]:
+    """The outcomes of ``jobs`` polled through the poller's pool as a collect run polls them, in the order of
+    ``jobs``: the sources a stop left without one have none."""
+    poller.pool.start(jobs, utcnow(), time.monotonic())
+    done = {landed.flight.source.name: landed.outcome for landed in poller.pool.landed(None, stop)}
+    return [done[s.name] for s, _ in jobs if s.name in done]
+
+
+def test_polls_isolate_failures(server: FakeServer) -> None:
     healthy = [setup(server, c) for c in CASES if c.id in ("rss", "hackernews", "statuspage")]
     server.fault("/broken.rss", "500")
     server.fault("/slow.rss", "slow", fixture="rss/forum_latest.rss", delay=10.0)
@@ -276,7 +288,7 @@ def test_collect_many_isolates_failures(server: FakeServer) -> None:
     with Poller(SETTINGS, SERVICES, hash_key=b"k", environ=ENV) as poller:
         poller.collectors["lemmy"] = Exploding()
         jobs = [(broken, None), *[(s, None) for s in healthy], (slow, None), (buggy, SourceState())]
-        outcomes = poller.collect_many(jobs)
+        outcomes = polled(poller, jobs)
     assert [o.source for o in outcomes] == [s.name for s, _ in jobs]
     by_name = {o.source: o for o in outcomes}
     for source in healthy:
@@ -289,7 +301,7 @@ def test_collect_many_isolates_failures(server: FakeServer) -> None:
 
 
 @pytest.mark.parametrize("limit", [1, 2])
-def test_collect_many_respects_per_host_concurrency(server: FakeServer, limit: int) -> None:
+def test_polls_respect_per_host_concurrency(server: FakeServer, limit: int) -> None:
     lock = threading.Lock()
     state = {"now": 0, "max": 0}
     body = server.fixture_bytes("rss/forum_latest.rss")
@@ -307,7 +319,7 @@ def test_collect_many_respects_per_host_concurrency(server: FakeServer, limit: i
     sources = [SourceConfig(f"s{i}", "rss", url=f"{server.url}/feed.rss?n={i}") for i in range(6)]
     settings = CollectSettings(per_host_concurrency=limit, max_workers=6)
     with Poller(settings, SERVICES, hash_key=b"k") as poller:
-        outcomes = poller.collect_many([(s, None) for s in sources])
+        outcomes = polled(poller, [(s, None) for s in sources])
     assert all(o.ok for o in outcomes)
     assert 1 <= state["max"] <= limit
 
@@ -333,16 +345,15 @@ def test_a_stop_starts_no_poll_waiting_for_its_host_and_gives_up_the_one_in_flig
     with Poller(CollectSettings(per_host_concurrency=1, max_workers=2), SERVICES, hash_key=b"k") as poller:
         poller.stop_grace = 0.2
         started = time.monotonic()
-        outcomes = list(poller.poll_as_completed([(s, None) for s in sources], stop))
+        outcomes = polled(poller, [(s, None) for s in sources], stop)
         took = time.monotonic() - started
-        # Still running: the one held by "hang", and the other if it took "next" before the stop (it waits for the
-        # host until "hang" answers); started after the stop, it took nothing and is gone.
+        # The pool's workers, one held by "hang", live as long as the poller.
         workers = [t for t in threading.enumerate() if t not in before and t.name.startswith("miner-collect-")]
-        release.set()  # the host is free: the waiting worker starts "next" now, were it to
+        release.set()  # the host is free: the other worker starts "next" now, were it still asked for
         assert answered.wait(60)
-        for t in workers:  # each ends once it found the stop: "next" has been asked for by then, or never is
-            t.join(60)
-        assert workers and not any(t.is_alive() for t in workers)
+    for t in workers:  # each ends at the poller's close: "next" has been asked for by then, or never is
+        t.join(60)
+    assert workers and not any(t.is_alive() for t in workers)
     assert outcomes == []
     assert took < 15  # the 0.2 s grace (on a loaded runner, a few s), not the hanging server's 60 s
     assert not server.requests_to("/next.rss")

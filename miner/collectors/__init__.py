@@ -1,7 +1,7 @@
 """Collectors: poll sources over HTTP and return normalised posts and official incidents.
 
 Collectors do no SQL: a poll takes a source's config and remembered state and returns a FetchResult or
-raises SourceError. Use :class:`Poller` (shared client, matching, ``poll_as_completed``) and :func:`next_poll_at`.
+raises SourceError. Use :class:`Poller` (shared client, matching, ``pool``) and :func:`next_poll_at`.
 """
 
 from miner.collectors.base import Collector, PollContext

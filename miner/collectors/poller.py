@@ -1,10 +1,10 @@
-"""Polling sources: the type -> collector registry, one shared HTTP client, service matching, and
-`poll_as_completed` / `collect_many` for due sources.
+"""Polling sources: the type -> collector registry, one shared HTTP client, service matching, and the pool of
+polls in flight across collect runs (`Poller.pool`, :class:`miner.collectors.inflight.PollPool`).
 
-Both poll on up to ``max_workers`` threads with at most ``per_host_concurrency`` requests per host, and isolate
-failures: every source polled gets an outcome, and one source raising (even a bug) never stops the others.
-`poll_as_completed` hands each outcome over as soon as its poll ends, so the caller stores a fast source's posts
-while a slow one is still answering, and it stops starting polls when asked to stop.
+The pool polls on up to ``max_workers`` threads with at most ``per_host_concurrency`` requests per host, and
+isolates failures: every source polled gets an outcome, and one source raising (even a bug) never stops the
+others. Each outcome is handed over as soon as its poll ends, so the caller stores a fast source's posts while a
+slow one is still answering, and it stops starting polls when asked to stop.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
@@ -60,8 +58,6 @@ _DEFAULT_BASES = {"hackernews": HN_BASE, "bluesky": BLUESKY_BASE, "reddit": REDD
 # by default, up to minutes). 5 s leaves most of the 10 s that `docker stop` (and many supervisors) wait before
 # SIGKILL for the other jobs to finish their batch.
 STOP_GRACE_S = 5.0
-# How often a round waiting for polls looks whether it was asked to stop.
-_STOP_CHECK_S = 0.1
 
 
 def default_collectors() -> dict[str, Collector]:
@@ -137,8 +133,6 @@ class Poller:
             client=client, settings=settings,
             hash_key=hash_key if hash_key is not None else hash_key_from_env(None, env), environ=env,
         )
-        self._host_locks: dict[str, threading.BoundedSemaphore] = {}
-        self._locks_guard = threading.Lock()
         self._pool: PollPool | None = None
 
     @classmethod
@@ -218,20 +212,9 @@ class Poller:
             source = self.resolve(source)
         return source_host(source)
 
-    def _host_lock(self, source: SourceConfig) -> threading.BoundedSemaphore:
-        host = self.host_key(source)
-        with self._locks_guard:
-            lock = self._host_locks.get(host)
-            if lock is None:
-                lock = threading.BoundedSemaphore(self.settings.per_host_concurrency)
-                self._host_locks[host] = lock
-            return lock
-
     def poll_isolated(self, source: SourceConfig, state: SourceState | None = None) -> PollOutcome:
-        """Poll one source under its host's concurrency limit; never raises."""
-        started, clock = utc_now(), time.monotonic()
-        with self._host_lock(source):
-            return self._outcome(source, state, started, clock)
+        """Poll one source now, on this thread, outside the pool and its per-host limit; never raises."""
+        return self._outcome(source, state, utc_now(), time.monotonic())
 
     def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float,
                  dropped: threading.Event | None = None) -> PollOutcome:
@@ -255,80 +238,3 @@ class Poller:
             return PollOutcome(source.name, started, time.monotonic() - clock, error=error)
         # result.warnings were logged where they arose, at their own level (see FetchResult).
         return PollOutcome(source.name, started, time.monotonic() - clock, result=result)
-
-    def poll_as_completed(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]],
-                          stop: threading.Event | None = None) -> Iterator[tuple[int, PollOutcome]]:
-        """Poll several due sources concurrently; yield ``(index in jobs, outcome)`` as each poll ends.
-
-        Iterate on the thread that stores the outcomes: each can be stored while slower polls are still running.
-        Once ``stop`` is set no further poll starts (not even one already waiting for its host's limit), and the
-        polls in flight get ``stop_grace`` seconds to end; then the iterator ends without them. Their sources
-        simply have no outcome: nothing about them is to be stored. Their threads are daemons, so they never hold
-        up the process's exit; closing the poller aborts their polls (else each ends within its source's timeout).
-        Closing the iterator early (the caller failed) also starts no further poll. A poll the poller's close
-        aborts yields no outcome.
-        """
-        if not jobs:
-            return
-        order = deque(interleave_hosts(jobs))
-        outcomes: queue.SimpleQueue[tuple[int, PollOutcome | None]] = queue.SimpleQueue()
-        closed = threading.Event()  # the caller stopped iterating: start nothing more
-        dropped = threading.Event()  # nobody reads outcomes any more
-        guard = threading.Lock()
-        taken = 0
-
-        def cancelled() -> bool:
-            return closed.is_set() or (stop is not None and stop.is_set())
-
-        def next_job() -> int | None:
-            nonlocal taken
-            with guard:  # taken and the check together, so the loop below knows when no outcome is to come
-                if not order or cancelled():
-                    return None
-                taken += 1
-                return order.popleft()
-
-        def work() -> None:
-            while (i := next_job()) is not None:
-                source, state = jobs[i]
-                started, clock = utc_now(), time.monotonic()
-                with self._host_lock(source):
-                    # A stop while this job waited for its host: the job is not started (None tells the loop).
-                    outcome = None if cancelled() else self._outcome(source, state, started, clock, dropped)
-                    outcomes.put((i, None if self._closed.is_set() else outcome))
-
-        for n in range(min(self.settings.max_workers, len(jobs))):
-            threading.Thread(target=work, name=f"miner-collect-{n}", daemon=True).start()
-        received = 0
-        deadline: float | None = None
-        try:
-            while True:
-                with guard:
-                    if received == taken and (not order or cancelled()):
-                        return  # every poll started has ended, and no other will start
-                wait: float | None = None
-                if stop is not None:
-                    if deadline is None and stop.is_set():
-                        deadline = time.monotonic() + self.stop_grace
-                    wait = _STOP_CHECK_S if deadline is None else deadline - time.monotonic()
-                    if wait <= 0:
-                        log.info("stop requested: %d polls still in flight given up after %g s", taken - received,
-                                 self.stop_grace)
-                        return
-                try:
-                    i, outcome = outcomes.get(timeout=wait)
-                except queue.Empty:
-                    continue
-                received += 1
-                if outcome is not None:
-                    yield i, outcome
-        finally:
-            closed.set()
-            dropped.set()
-
-    def collect_many(self, jobs: Sequence[tuple[SourceConfig, SourceState | None]],
-                     stop: threading.Event | None = None) -> list[PollOutcome]:
-        """Poll several due sources concurrently; outcomes come back in the order of ``jobs`` once every poll
-        has ended. With ``stop``, as in `poll_as_completed`: the sources not polled have no outcome in the list."""
-        done = dict(self.poll_as_completed(jobs, stop))
-        return [done[i] for i in range(len(jobs)) if i in done]
