@@ -4,7 +4,6 @@ servers, real SQLite stores."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,12 @@ class _RaisingOnce(Poller):
 
     raised = False
 
-    def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float,
-                 dropped: threading.Event | None = None) -> PollOutcome:
+    def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float
+                 ) -> PollOutcome:
         if source.name == "bad" and not self.raised:
             self.raised = True
             raise MemoryError("building the outcome")
-        return super()._outcome(source, state, started, clock, dropped)
+        return super()._outcome(source, state, started, clock)
 
 
 def down_an_hour_ago(db: Path, config: Config) -> dict[str, Any] | None:

@@ -78,7 +78,6 @@ class PollPool:
         self._hosts: dict[str, int] = {}  # polls running per host
         self._workers = 0
         self._closed = False
-        self._dropped = threading.Event()  # nobody will store an outcome any more
         self._give_up_at: float | None = None  # monotonic: the stop's grace ends
         self._given_up = False
         self.withdrawn: set[str] = set()  # the sources the last landed() withdrew, not started: due at the next run
@@ -158,8 +157,7 @@ class PollPool:
 
     def close(self) -> None:
         """Give up every poll in flight: none will be stored, and no further poll starts. The poller, which calls
-        this, then aborts the polls running."""
-        self._dropped.set()  # first: a poll failing as its connection is shut down under it is no warning
+        this, then aborts the polls running (closed first, so that their failures are no warning)."""
         with self._cv:
             self._closed = True
             self._pending.clear()
@@ -187,7 +185,7 @@ class PollPool:
                 started, clock = utc_now(), time.monotonic()
                 outcome: PollOutcome | None = None
                 try:
-                    outcome = self._poller._outcome(flight.source, flight.state, started, clock, self._dropped)
+                    outcome = self._poller._outcome(flight.source, flight.state, started, clock)
                 except Exception as exc:  # past the poller's own handling (a MemoryError building the outcome)
                     log.exception("source %s: poll failed unexpectedly", flight.source.name)
                     outcome = _failed(flight, exc, started, clock)

@@ -216,15 +216,14 @@ class Poller:
         """Poll one source now, on this thread, outside the pool and its per-host limit; never raises."""
         return self._outcome(source, state, utc_now(), time.monotonic())
 
-    def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float,
-                 dropped: threading.Event | None = None) -> PollOutcome:
-        """Poll, turning every error into the outcome's. ``dropped`` set, or the poller closed: nobody will store
-        this outcome (its round ended without it, at a stop or on the caller's error; the close aborts it), so an
-        error is no warning."""
+    def _outcome(self, source: SourceConfig, state: SourceState | None, started: datetime, clock: float
+                 ) -> PollOutcome:
+        """Poll, turning every error into the outcome's. Once the poller is closed nobody will store this outcome
+        (the close gives up and aborts the polls in flight), so an error is no warning."""
         try:
             result = self.poll(source, state)
         except Exception as exc:
-            if (dropped is not None and dropped.is_set()) or self._closed.is_set():
+            if self._closed.is_set():
                 log.debug("source %s: poll given up by its round ended with %s: %s", source.name,
                           type(exc).__name__, exc)
                 return PollOutcome(source.name, started, time.monotonic() - clock,
