@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,6 +92,23 @@ _HOLDER = ("import sqlite3, sys, time, pathlib\n"
            "conn.execute('ROLLBACK')\n")
 
 
+@contextlib.contextmanager
+def write_lock_held(path: Path, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process holding the store's write lock (as for a long migration) for ``seconds`` from when this
+    yields; killed at the end if still running."""
+    ready = path.with_name(f"{path.name}.ready")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), str(seconds)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists()
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 @pytest.mark.parametrize("upgrade", [True, False])
 def test_an_upgrade_waits_for_another_process_upgrading_the_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, upgrade: bool) -> None:
@@ -101,19 +120,12 @@ def test_an_upgrade_waits_for_another_process_upgrading_the_store(
     monkeypatch.setattr(store_upgrade, "BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "old.sqlite"
     _release_0_1_0_store(path, buckets=100)
-    ready = tmp_path / "ready"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), "1.5"])
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert ready.exists()
+    with write_lock_held(path, 1.5) as holder:
         started = time.monotonic()
         with caplog.at_level(logging.INFO, logger="miner.store.upgrade"):
             store = Store.open(path, upgrade=upgrade)
             store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
         waited = time.monotonic() - started
-    finally:
         holder.wait(timeout=60)
     assert waited >= 1.0  # it waited for the holder, not failed
     # Said once: the service waited so, before its model's load, with nothing in its log.

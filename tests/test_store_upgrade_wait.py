@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_interrupts import ended, env, opened, start, wait_for
-from test_store_upgrade import _HOLDER, _release_0_1_0_store
+from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
 from miner.errors import StoreError
 
@@ -23,17 +23,8 @@ def upgrading(tmp_path: Path) -> Iterator[Path]:
     """A store of 0.1.0, its write lock held by another process (as for a long migration) for longer than a test."""
     path = tmp_path / "miner.sqlite"
     _release_0_1_0_store(path, buckets=10)
-    ready = tmp_path / "ready"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), "300"])
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert ready.exists()
+    with write_lock_held(path, 300):
         yield path
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def config(tmp_path: Path, store: Path) -> Path:
