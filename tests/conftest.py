@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,6 +17,27 @@ from miner.classify.settings import ClassifierSettings
 from miner.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# SQLite before 3.32 (Ubuntu 20.04's 3.31, RHEL 8's 3.26) refuses a statement with more than 999 bound variables.
+OLD_VARIABLE_LIMIT = 999
+
+
+@pytest.fixture(autouse=True, scope="session")
+def old_sqlite_variable_limit() -> Iterator[None]:
+    """Every connection opened in the tests' process allows OLD_VARIABLE_LIMIT bound variables, as those libraries
+    do: a statement with a mark per value of a long list then fails in this suite, on any SQLite, and not only for
+    the users of such a system."""
+    connect = sqlite3.connect
+
+    def limited(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, OLD_VARIABLE_LIMIT)
+        return conn
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sqlite3, "connect", limited)
+        yield
 
 
 @pytest.fixture

@@ -255,6 +255,30 @@ def test_classifications_and_bucket_recount(store: Store) -> None:
     assert [p.id for p in store.posts_since(T0, "v2", 0, 10)] == [todo[1].id, todo[2].id]
 
 
+def test_lists_longer_than_999_values_are_bound_on_an_sqlite_that_allows_only_999_variables(store: Store) -> None:
+    # SQLite before 3.32 (Ubuntu 20.04's, RHEL 8's) refuses a statement with more than 999 bound variables, and the
+    # conftest holds every connection here to that: a mark per value failed ("too many SQL variables") once a
+    # classify batch, a dedupe check, a listing of 1,000 incidents or 1,000 sources held that many.
+    assert store.database.conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) == 999
+    n = 1200
+    store.insert_posts([post(f"p{i}", "down", T0 + timedelta(seconds=i % 2)) for i in range(n)], T0)
+    assert store.stored_ids(["feed", "other"], [f"p{i}" for i in range(n + 5)]) == {f"p{i}" for i in range(n)}
+    todo = store.posts_to_classify(n)
+    assert len(todo) == n
+    assert store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in todo], "v1", T0) == [
+        iso(T0), iso(T0 + timedelta(seconds=1))]
+    assert [r["id"] for r in store.posts_by_id([p.id for p in reversed(todo)])] == [p.id for p in reversed(todo)]
+    many = list(range(1, n + 1))
+    assert store.alert_incident_states(many) == {}
+    assert store.reopenings_of(many, T0) == {}
+    assert store.ended_unseen(many) == ({}, {})
+    assert store.official_incidents_by_id(many) == {}
+    names = [f"source-{i}" for i in range(n)]
+    assert store.due_sources(names, T0) == names  # none polled yet
+    assert store.failing_sources(names) == []
+    assert store.forget_detectors(names) == 0
+
+
 def test_a_stored_verdict_reads_outage_exactly_when_its_score_is_at_least_the_threshold(store: Store) -> None:
     # The score was stored rounded to 6 decimals and the outage decided on the unrounded one: a post the model scored
     # 0.3699996 at threshold 0.37 was stored as score 0.37 and no outage, and 0.4999996 at 0.5 the same.

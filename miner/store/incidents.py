@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -244,11 +245,10 @@ class IncidentsMixin:
         opening's alerts on any route, suppressed ones too (outbox_items.seen_late_at): an opening that no route
         alerts on at once is in none."""
         ids = [int(inc["id"]) for inc in incidents]
-        marks = ",".join("?" * len(ids))
         rows = self.database.rows(
             "SELECT incident_id, seen_late_at, late_seconds FROM outbox_items WHERE kind = 'open' "
-            f"AND seen_late_at IS NOT NULL AND late_seconds IS NOT NULL AND incident_id IN ({marks}) "
-            "ORDER BY seen_late_at", ids) if ids else []
+            f"AND seen_late_at IS NOT NULL AND late_seconds IS NOT NULL AND incident_id {IN_LIST} "
+            "ORDER BY seen_late_at", (json_list(ids),)) if ids else []
         late: dict[int, tuple[datetime, float]] = {}
         for inc in incidents:
             mine = [(parse_iso(r["seen_late_at"]), float(r["late_seconds"])) for r in rows
@@ -274,10 +274,9 @@ class IncidentsMixin:
                       ) -> dict[int, list[tuple[datetime | None, datetime]]]:
         """Of these incidents, those that re-opened by ``as_of``: incident id -> its `reopenings`, in one read."""
         ids = [int(i) for i in incident_ids]
-        marks = ",".join("?" * len(ids))
         rows = self.database.rows(
             "SELECT incident_id, kind, at, details FROM incident_events WHERE kind IN ('resolve', 'update') "
-            f"AND incident_id IN ({marks}) ORDER BY id", ids) if ids else []
+            f"AND incident_id {IN_LIST} ORDER BY id", (json_list(ids),)) if ids else []
         # Grouped once: each incident's walk over every row was 0.5 s at limit=1000 with 20 events each.
         events: dict[int, list[Any]] = {}
         for r in rows:
@@ -287,12 +286,10 @@ class IncidentsMixin:
 
     def _last_resolves(self, incident_ids: Sequence[int]) -> dict[int, Any]:
         """The details of the latest resolve event of each of these incidents that is resolved now."""
-        ids = [int(i) for i in incident_ids]
-        marks = ",".join("?" * len(ids))
         rows = self.database.rows(
             "SELECT e.incident_id, e.details FROM incident_events e JOIN incidents i ON i.id = e.incident_id "
-            f"WHERE e.kind = 'resolve' AND i.status = 'resolved' AND e.incident_id IN ({marks}) ORDER BY e.id",
-            ids) if ids else []
+            f"WHERE e.kind = 'resolve' AND i.status = 'resolved' AND e.incident_id {IN_LIST} ORDER BY e.id",
+            (json_list(int(i) for i in incident_ids),)) if incident_ids else []
         return {int(r["incident_id"]): r["details"] for r in rows}
 
     def create_group(self, name: str, cause: str, services: Sequence[str], at: datetime,

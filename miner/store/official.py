@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.records import OfficialIncident
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -52,9 +53,8 @@ class OfficialIncidentsMixin:
     def official_incidents_by_id(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
-        return {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM official_incidents WHERE id IN ({marks})",
-                                                             list(ids))}
+        return {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM official_incidents WHERE id {IN_LIST}",
+                                                             (json_list(ids),))}
 
     def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
         return self.database.rows(
@@ -68,12 +68,10 @@ def resolve_unlisted(conn: sqlite3.Connection, source: str, listed: Sequence[Off
                       now: datetime) -> int:
     """Resolve, as of this poll, the source's open incidents that its list of every open one leaves out. The
     provider's updated_at stays, so the incident listed again with a newer one (reopened) is stored open again."""
-    ids = [inc.external_id for inc in listed]
-    marks = ",".join("?" * len(ids))
     cur = conn.execute(
         "UPDATE official_incidents SET status = 'resolved', resolved_at = ? WHERE source = ? AND resolved_at IS NULL "
-        f"AND external_id NOT IN ({marks})",
-        (iso(now), source, *ids),
+        f"AND external_id NOT {IN_LIST}",
+        (iso(now), source, json_list(inc.external_id for inc in listed)),
     )
     return cur.rowcount
 

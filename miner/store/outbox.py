@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.store.group_interval import held_until, waiting_batch
 from miner.store.replay_outbox import forget_replay
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -140,8 +141,8 @@ class OutboxMixin:
     def alert_incident_states(self, incident_ids: Sequence[int]) -> dict[tuple[str, int], dict[str, Any]]:
         if not incident_ids:
             return {}
-        marks = ",".join("?" * len(incident_ids))
-        rows = self.database.rows(f"SELECT * FROM alert_incidents WHERE incident_id IN ({marks})", list(incident_ids))
+        rows = self.database.rows(f"SELECT * FROM alert_incidents WHERE incident_id {IN_LIST}",
+                                  (json_list(incident_ids),))
         return {(r["route"], r["incident_id"]): r for r in rows}
 
     def undelivered_alerts(self, incident_ids: Sequence[int]) -> set[tuple[str, str, int]]:
@@ -163,11 +164,9 @@ class OutboxMixin:
     def _queued_alerts(self, incident_ids: Sequence[int], where: str) -> set[tuple[str, str, int]]:
         if not incident_ids:
             return set()
-        marks = ",".join("?" * len(incident_ids))
         rows = self.database.rows(
             "SELECT DISTINCT o.route, o.channel, i.incident_id FROM outbox_items i JOIN outbox o ON o.id = i.outbox_id "
-            f"WHERE o.kind = 'alert' AND i.incident_id IN ({marks}) AND {where}",
-            list(incident_ids))
+            f"WHERE o.kind = 'alert' AND i.incident_id {IN_LIST} AND {where}", (json_list(incident_ids),))
         return {(str(r["route"]), str(r["channel"]), int(r["incident_id"])) for r in rows}
 
     def apply_alert_plan(self, expected_cursor: int, new_cursor: int, items: Sequence[PlannedItem],
@@ -245,11 +244,11 @@ class OutboxMixin:
     def due_notifications(self, now: datetime, limit: int, *, exclude_channels: Sequence[str] = (),
                           exclude_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
         skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
-        skip += f"AND id NOT IN ({','.join('?' * len(exclude_ids))}) " if exclude_ids else ""
         scope, args = self.outbox_scope()
         return self.database.rows(
             f"SELECT * FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? AND {scope} {skip}"
-            "ORDER BY next_attempt_at, id LIMIT ?", (iso(now), *args, *exclude_channels, *exclude_ids, limit),
+            f"AND id NOT {IN_LIST} ORDER BY next_attempt_at, id LIMIT ?",
+            (iso(now), *args, *exclude_channels, json_list(exclude_ids), limit),
         )
 
     def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:

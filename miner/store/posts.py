@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from miner.records import FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
 from miner.store.official import resolve_unlisted, upsert_official
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
 log = logging.getLogger(__name__)
@@ -151,15 +152,9 @@ class PostsMixin:
 
     def stored_ids(self, sources: Sequence[str], external_ids: Sequence[str]) -> set[str]:
         """Those of ``external_ids`` already stored from one of ``sources``."""
-        found: set[str] = set()
-        marks = ",".join("?" * len(sources))
-        for i in range(0, len(external_ids), 500):  # SQLite limits the parameters of one statement
-            chunk = list(external_ids[i:i + 500])
-            rows = self.database.rows(
-                f"SELECT external_id FROM posts WHERE source IN ({marks}) "
-                f"AND external_id IN ({','.join('?' * len(chunk))})", [*sources, *chunk])
-            found.update(r["external_id"] for r in rows)
-        return found
+        rows = self.database.rows(f"SELECT external_id FROM posts WHERE source {IN_LIST} AND external_id {IN_LIST}",
+                                  (json_list(sources), json_list(external_ids)))
+        return {r["external_id"] for r in rows}
 
     def posts_to_classify(self, limit: int) -> list[PostToClassify]:
         """Posts that have no classification yet, oldest first."""
@@ -263,11 +258,8 @@ class PostsMixin:
                 [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now), pid)
                  for pid, p in items],
             )
-            ids = [pid for pid, _ in items]
-            marks = ",".join("?" * len(ids))
-            rows = conn.execute(
-                f"SELECT DISTINCT created_at FROM posts WHERE id IN ({marks}) ORDER BY created_at", ids
-            ).fetchall()
+            rows = conn.execute(f"SELECT DISTINCT created_at FROM posts WHERE id {IN_LIST} ORDER BY created_at",
+                                (json_list(pid for pid, _ in items),)).fetchall()
         return [row[0] for row in rows]
 
 

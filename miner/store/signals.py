@@ -13,6 +13,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from miner.store.posts import LATEST as _LATEST
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
@@ -186,9 +187,8 @@ class SignalsMixin:
 
     def forget_detectors(self, keep: Sequence[str]) -> int:
         """Delete the detector state of every service not in ``keep``. Returns how many went."""
-        marks = ",".join("?" * len(keep))
         with self.database.transaction() as conn:
-            return conn.execute(f"DELETE FROM detector_state WHERE service NOT IN ({marks})", list(keep)).rowcount
+            return conn.execute(f"DELETE FROM detector_state WHERE service NOT {IN_LIST}", (json_list(keep),)).rowcount
 
     def bucket_counts(self, service: str, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
         """{bucket_start: (posts, complaints)} for buckets in [start, end)."""
@@ -345,9 +345,8 @@ class SignalsMixin:
     def posts_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
         if not ids:
             return []
-        marks = ",".join("?" * len(ids))
-        rows = self.database.rows(f"SELECT id, source, text, url, created_at FROM posts WHERE id IN ({marks})",
-                                  list(ids))
+        rows = self.database.rows(f"SELECT id, source, text, url, created_at FROM posts WHERE id {IN_LIST}",
+                                  (json_list(ids),))
         order = {pid: i for i, pid in enumerate(ids)}
         return sorted(rows, key=lambda r: order[r["id"]])
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.store.clock import CLOCK_SLACK
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -94,9 +95,8 @@ class SourcesMixin:
         wanted = list(names)
         if not wanted:
             return []
-        marks = ",".join("?" * len(wanted))
         rows = self.database.rows(
-            f"SELECT name, next_poll_at, last_poll_at FROM sources WHERE name IN ({marks})", wanted
+            f"SELECT name, next_poll_at, last_poll_at FROM sources WHERE name {IN_LIST}", (json_list(wanted),)
         )
         known = {r["name"]: r for r in rows}
         now_s, ahead = iso(now), iso(now + CLOCK_SLACK)
@@ -137,7 +137,7 @@ class SourcesMixin:
         wanted = sorted(set(names))
         if not wanted:
             return []
-        return self.database.rows(sql + f" AND name IN ({','.join('?' * len(wanted))}) ORDER BY name", wanted)
+        return self.database.rows(sql + f" AND name {IN_LIST} ORDER BY name", (json_list(wanted),))
 
 
 def current_warning(row: dict[str, Any]) -> tuple[str, datetime | None] | None:
