@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from sqlplan import query_plan
 
 from miner.cli import main
 from miner.config import load_config
@@ -135,8 +136,7 @@ def test_the_count_of_posts_with_another_models_verdict_reads_a_day_of_posts_by_
     # classified id for a range of the posts' rowid and walked every post stored, each with its lookups in the
     # classifications.
     store = Store.open(tmp_path / "miner.sqlite")
-    plan = [r["detail"] for r in store.database.rows("EXPLAIN QUERY PLAN " + OTHER_MODEL_SQL,
-                                                     ("2026-01-01T00:00:00+00:00", "reports", VERSION))]
+    plan = query_plan(store.database.conn, OTHER_MODEL_SQL, ("2026-01-01T00:00:00+00:00", "reports", VERSION))
     assert plan[0].startswith("SEARCH p USING INDEX posts_created_at (created_at>?)"), plan
     assert not [step for step in plan if step.startswith("SCAN")], plan
 

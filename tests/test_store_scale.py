@@ -8,6 +8,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlplan import query_plan
+
 from miner.records import Post, Prediction
 from miner.store import Store
 from miner.timeutil import iso
@@ -37,7 +39,7 @@ def plans(store: Store, call: Callable[[], Any]) -> list[str]:
     lines = []
     for sql in statements:
         if sql.lstrip().upper().startswith(("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")):
-            lines += [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            lines += query_plan(conn, sql)
     return lines
 
 
@@ -109,7 +111,7 @@ def test_the_canned_hourly_query_reads_the_last_week_of_buckets(store: Store) ->
     assert [(r["service"], r["hour"], r["posts"]) for r in rows] == [
         ("Gmail", "2026-03-01T12:00", 2), ("WhatsApp", "2026-03-01T12:00", 1),
         ("Gmail", "2026-02-22T13:00", 2), ("WhatsApp", "2026-02-22T13:00", 1)]
-    lines = [row[3] for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    lines = query_plan(store.database.conn, sql)
     assert "SEARCH buckets USING INDEX buckets_bucket_start (bucket_start>?)" in lines
     # The one scan is of the index from its newest end, to the 30,000th bucket (see the next test).
     assert [line for line in lines if line.startswith("SCAN buckets")] == [
@@ -366,5 +368,5 @@ def test_a_url_env_sources_stored_links_are_scrubbed_of_its_key_in_short_transac
     reads = [s for s in statements if s.startswith("SELECT") and "instr(" in s and "FROM posts" in s]
     assert len(reads) == 8  # 3 batches and the read that finds no more, of each column
     for sql in reads:
-        lines = [row[3] for row in store.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        lines = query_plan(store.database.conn, sql)
         assert len(lines) == 1 and lines[0].startswith("SEARCH posts USING COVERING INDEX"), lines
