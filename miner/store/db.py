@@ -28,22 +28,19 @@ from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, begin_waiting, 
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
 # 420 MB) left a -wal that size for as long as the service ran. The jobs' own transactions stay far below this.
 WAL_SIZE_LIMIT = 32 * 1024 * 1024
-# The oldest SQLite the store's SQL runs on: DELETE ... RETURNING (the retention prune) came in 3.35.0. Python uses
-# the system's library on most Linux distributions, some of which still ship older ones (RHEL 8: 3.26, RHEL 9 and
-# Debian 11: 3.34, Ubuntu 20.04: 3.31), and python.org has no Linux builds of its own: the message names Pythons
-# that do link a newer one.
-MIN_SQLITE = (3, 35, 0)
+# The oldest SQLite the store's SQL is tested on (tools/old_sqlite.py): RHEL 8's 3.26, the oldest library a supported
+# distribution's Python 3.11 links (Ubuntu 20.04: 3.31, RHEL 9 and Debian 11: 3.34). So the store uses no SQL newer
+# than that (RETURNING, 3.35) and binds no more than 999 variables a statement (the limit before 3.32).
+MIN_SQLITE = (3, 26, 0)
 
 
 def require_sqlite() -> None:
-    """Refuse, before any store is opened, an SQLite library too old for the store's SQL or built without its JSON
-    functions, rather than fail where such SQL is first run (the retention prune's DELETE ... RETURNING, 'near
-    "RETURNING": syntax error', hours after the service started)."""
+    """Refuse, before any store is opened, an SQLite library older than the store's SQL is tested on or built
+    without its JSON functions, rather than fail where such SQL is first run, perhaps hours after the start."""
     if (problem := _sqlite_problem()) is not None:
         raise StoreError(f"miner needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer with its JSON functions; this "
                          f"Python's sqlite3 module uses {problem}: run miner with a Python linked to a newer SQLite, "
-                         "as those of Debian 12 and Ubuntu 22.04 or later are, or one `uv python install` fetches, "
-                         "which carries its own (RHEL 8 and 9, Debian 11 and Ubuntu 20.04 link older ones)")
+                         "such as one `uv python install` fetches, which carries its own")
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from miner.errors import StoreError
 from miner.records import REPORT_SOURCE
 from miner.store.posts import LAST_PRUNED_ID, SOURCE_DATED, UNCLASSIFIED
+from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -206,13 +207,11 @@ class MaintenanceMixin:
                         "keeps none of its sample posts", row["id"])
 
         def one_batch(conn: sqlite3.Connection) -> int:
-            # fetchall: the DELETE is only complete once RETURNING has been read to the end.
-            deleted = conn.execute(
-                "DELETE FROM posts WHERE id IN (SELECT id FROM posts WHERE created_at < ? "
-                f"AND id NOT IN ({_OPEN_SAMPLES}) LIMIT ?) RETURNING created_at, id",
-                (iso(before), batch),
-            ).fetchall()
+            # Read, then deleted by id, in one write transaction (not DELETE ... RETURNING: SQLite 3.35 or later).
+            deleted = conn.execute(f"SELECT created_at, id FROM posts WHERE created_at < ? AND id NOT IN "
+                                   f"({_OPEN_SAMPLES}) LIMIT ?", (iso(before), batch)).fetchall()
             if deleted:
+                conn.execute(f"DELETE FROM posts WHERE id {IN_LIST}", (json_list(row[1] for row in deleted),))
                 # With the deletions, so no post goes into a bucket they emptied before its cutoff is known.
                 # Times are whole seconds: the second after the newest is never past ``before``. ISO times of
                 # one format compare as text; max() keeps the cutoff from moving back.

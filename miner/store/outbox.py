@@ -262,17 +262,15 @@ class OutboxMixin:
     def claim_due(self, outbox_id: int, worker: str, claimed_at: datetime, due_by: datetime) -> dict[str, Any] | None:
         """Take one row that is still pending and due by ``due_by``, stamped with the real ``claimed_at``.
 
-        Returns the row as claimed (read in the same statement, so its attempts are current), or None when another
+        Returns the row as claimed (read in the same transaction, so its attempts are current), or None when another
         worker took it first or it was rescheduled (a failed attempt's backoff) since the caller listed it.
         """
         with self.database.transaction() as conn:
-            # fetchall: the UPDATE is only complete once RETURNING has been read to the end.
-            rows = conn.execute(
-                "UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
-                "AND status = 'pending' AND next_attempt_at <= ? RETURNING *",
-                (worker, iso(claimed_at), outbox_id, iso(due_by)),
-            ).fetchall()
-            return dict(rows[0]) if rows else None
+            if conn.execute("UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
+                            "AND status = 'pending' AND next_attempt_at <= ?",
+                            (worker, iso(claimed_at), outbox_id, iso(due_by))).rowcount != 1:
+                return None
+            return dict(conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone())
 
     def finish_notification(self, outbox_id: int, worker: str, now: datetime, finish: Finish) -> bool:
         """Record an attempt and its outcome; False when our claim had lapsed and been taken over."""
