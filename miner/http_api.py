@@ -24,7 +24,7 @@ from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_cache import Answers, json_text
-from miner.http_conns import LISTEN_BACKLOG, OpenConnections
+from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
 from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
@@ -40,11 +40,6 @@ READ_TIMEOUT = 5.0
 MAX_CONNECTIONS = 32
 # Seconds a stop waits for the requests being answered: a slow client's head and body, and SQLite's busy timeout.
 STOP_WAIT = 2 * READ_TIMEOUT + 10.0
-_BUSY_BODY = b'{"error": "too many connections; retry soon"}'
-BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
-              b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-              b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
-BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
 # C0 and C1 controls as \xHH, a backslash doubled, as http.server's log_message writes them: its own table is a
 # private attribute that Python 3.11.0 lacks (it came in 3.11.1), where every reply raised AttributeError unsent.
 _LOG_ESCAPES = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\\"): "\\\\"})
@@ -329,14 +324,10 @@ class _Server(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.connections.take(MAX_CONNECTIONS, request):
-            # Answered from the accepting thread, so it must not block: a fresh socket's send buffer takes
-            # the short reply whole, and a client that cannot take it is simply closed.
             if time.monotonic() - self._busy_logged >= BUSY_LOG_EVERY:
                 self._busy_logged = time.monotonic()
                 log.warning("http: %d connections open, turning new ones away with 503", MAX_CONNECTIONS)
-            with contextlib.suppress(OSError):
-                request.setblocking(False)
-                request.send(BUSY_REPLY)
+            turn_away(request)
             self.shutdown_request(request)
             return
         try:

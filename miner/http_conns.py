@@ -1,4 +1,5 @@
-"""The connections the HTTP endpoint is answering, each on a thread of its own: capped, and waited for at a stop.
+"""The connections the HTTP endpoint is answering, each on a thread of its own: capped (those beyond turned away with
+503), and waited for at a stop.
 
 At the cap, a new connection takes the place of the one that has been sending its request the longest, if for
 MAKE_WAY_AFTER at least: 32 idle connections from one client (a slowloris, renewed every few seconds) otherwise kept
@@ -27,6 +28,19 @@ LISTEN_BACKLOG = 64
 # 1400-byte MSS as over the internet) held every connection until the write timed out, 5 s, and asked again: /healthz
 # and reports were answered 503 for 3.5 s of every 5.
 WRITE_CHUNK = 16384
+_BUSY_BODY = b'{"error": "too many connections; retry soon"}'
+BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
+              b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+              b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
+
+
+def turn_away(conn: socket.socket) -> None:
+    """Answer ``conn``, one beyond the cap, 503. From the accepting thread, so it must not block: a fresh socket's
+    send buffer takes the short reply whole, and a client that cannot take it is simply closed."""
+    with contextlib.suppress(OSError):
+        conn.setblocking(False)
+        conn.send(BUSY_REPLY)
 
 
 class OpenConnections:
