@@ -112,10 +112,14 @@ class _Handler(BaseHTTPRequestHandler):
         if late or shut:
             self.close_connection = True
             return False
-        if ok and not host_allowed(self.headers.get("Host"), self.server.allowed_hosts):
+        if not ok:
+            if isinstance(self.rfile, HeadReader) and self.rfile.over and not self._replied:
+                self.send_error(431)  # nothing but empty lines, MAX_HEAD bytes of them
+            return False
+        if not host_allowed(self.headers.get("Host"), self.server.allowed_hosts):
             self._refuse(421, "this endpoint does not answer as that host name (server.allowed_hosts)")
             return False
-        return ok
+        return True
 
     def finish(self) -> None:
         self._head_timer.cancel()

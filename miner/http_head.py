@@ -29,6 +29,14 @@ class HeadReader(io.BufferedIOBase):
         if self._first:  # the request line: over 64 KB the stdlib answers 414 itself
             self._first = False
             line = self._raw.readline(-1 if size is None else size)
+            # Empty lines before it are skipped (RFC 9112 2.2: a client may end a body with an extra CRLF); the
+            # stdlib read one as an empty request line and closed the connection unanswered.
+            while line in (b"\r\n", b"\n"):
+                if len(line) > self.left:
+                    self.over = True  # no request line: the handler answers 431
+                    break
+                self.left -= len(line)
+                line = self._raw.readline(-1 if size is None else size)
         else:
             cap = self.left + 1 if size is None or size < 0 else min(size, self.left + 1)
             line = self._raw.readline(max(cap, 0))
