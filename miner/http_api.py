@@ -25,7 +25,7 @@ from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_cache import Answers, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
-from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json
+from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -116,9 +116,14 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(self.rfile, HeadReader) and self.rfile.over and not self._replied:
                 self.send_error(431)  # nothing but empty lines, MAX_HEAD bytes of them
             return False
-        if not host_allowed(self.headers.get("Host"), self.server.allowed_hosts):
+        target = read_target(self.path, self.headers)
+        if isinstance(target, tuple):
+            self._refuse(*target)
+            return False
+        if not host_allowed(target.host, self.server.allowed_hosts):
             self._refuse(421, "this endpoint does not answer as that host name (server.allowed_hosts)")
             return False
+        self.path = target.path
         return True
 
     def finish(self) -> None:

@@ -1,17 +1,21 @@
 """The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
-the body length it declares, whether the Content-Type it declares is JSON, and whether its Host is one the endpoint
-answers as."""
+its target as a path, the body length it declares, whether the Content-Type it declares is JSON, and whether the
+host it names is one the endpoint answers as."""
 
 from __future__ import annotations
 
 import http.client
 import io
 import ipaddress
+import re
+from dataclasses import dataclass
 from email.message import Message
 
 # Bytes of request line and headers, in all. The stdlib alone takes 100 header lines of 64 KB each: 32 clients
 # sending 6.4 MB apiece made the service (collectors, detector and alerts share its process) grow by a GB.
 MAX_HEAD = 32768
+# A URI scheme (RFC 3986 3.1): a target that starts with one is in absolute form.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class HeadReader(io.BufferedIOBase):
@@ -58,6 +62,36 @@ class HeadReader(io.BufferedIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request's line and headers ask for, beyond what the stdlib reads."""
+
+    path: str  # in origin form: the path and the query, if any
+    host: str | None  # the host it is sent to: an absolute-form target's authority, else the Host header's
+
+
+def read_target(target: str, headers: Message) -> Target | tuple[int, str]:
+    """What a request for ``target`` (its request line's) with ``headers`` asks for; else the (status, message)
+    that refuses it.
+
+    A target in absolute form (``http://host:port/path``, as some proxies send) is accepted, as RFC 9112 3.2.2 has
+    a server do, its path and query taken from it, and its authority taking the place of Host: the stdlib looked
+    it up as a path (404). An authority with user info (``http://allowed@other/``, which reads as ``allowed`` at a
+    glance) or none is refused, like another scheme."""
+    path, host = target, headers.get("Host")
+    if not target.startswith("/") and (scheme := _SCHEME.match(target)) is not None:
+        if scheme.group().lower() not in ("http:", "https:") or not target[scheme.end():].startswith("//"):
+            return 400, "the request target must be a path or an http URL"
+        rest = target[scheme.end() + 2:]
+        end = min((at for at in map(rest.find, "/?#") if at >= 0), default=len(rest))
+        host, path = rest[:end], rest[end:]
+        if not host or "@" in host:
+            return 400, "the request target's URL must name a host, without user info"
+        # As the stdlib does for a path of its own: "//name" would read as another host to a client it is sent back to
+        path = "/" + path.lstrip("/")
+    return Target(path, host)
 
 
 def is_json(content_type: str) -> bool:

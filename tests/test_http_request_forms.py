@@ -1,5 +1,6 @@
-"""Request heads HTTP/1.1 has a server take that the stdlib does not: empty lines before the request line (RFC 9112
-2.2). The real service on a loopback socket, its reports stored in a real SQLite store, spoken to byte by byte."""
+"""Request heads HTTP/1.1 has a server take that the stdlib does not: a target in absolute form (RFC 9112 3.2.2) and
+empty lines before the request line (RFC 9112 2.2). The real service on a loopback socket, its reports stored in a
+real SQLite store, spoken to byte by byte."""
 
 from __future__ import annotations
 
@@ -49,6 +50,50 @@ def _post(target: str, host: str = "status.example.org", extra: str = "", versio
           length: int = len(REPORT)) -> bytes:
     return (f"POST {target} {version}\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {length}\r\n{extra}\r\n").encode()
+
+
+@pytest.mark.parametrize("target", ["http://status.example.org/healthz", "HTTP://Status.Example.ORG:8787/healthz",
+                                    "https://127.0.0.1:8787/healthz", "http://[::1]//healthz"])
+def test_a_target_in_absolute_form_is_answered_as_its_path(service: Service, target: str) -> None:
+    # Some proxies send the URL whole, and a server must accept it: it was looked up as a path, a 404.
+    reply = _ask(service, f"GET {target} HTTP/1.1\r\nHost: status.example.org\r\n\r\n".encode())
+    assert status_of(reply) == 200 and b'"status"' in reply, reply[:300]
+    assert status_of(_ask(service, _post("http://status.example.org:8787/report") + REPORT)) == 202
+    assert _posts(service) == 1
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.1", "http://127.0.0.1?x=1"])
+def test_an_absolute_target_without_a_path_is_the_root_and_its_query_is_kept_apart(
+        service: Service, target: str) -> None:
+    reply = _ask(service, f"GET {target} HTTP/1.1\r\n\r\n".encode())
+    assert status_of(reply) == 200 and b"text/html" in reply  # the status board
+    reply = _ask(service, b"GET http://127.0.0.1/nowhere?x=1 HTTP/1.1\r\n\r\n")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"] == "no such endpoint /nowhere"
+    series = _ask(service, b"GET http://127.0.0.1/api/v1/services/MTN/series?bucket=7 HTTP/1.1\r\n\r\n")
+    assert status_of(series) == 400 and b"bucket" in series, series  # the query, read as one
+
+
+@pytest.mark.parametrize("authority", ["rebound.attacker.example", "rebound.attacker.example:8787",
+                                       "status.example.org.x", "example.org"])
+def test_an_absolute_target_naming_another_host_is_answered_421_whatever_its_host_header(
+        service: Service, authority: str) -> None:
+    # The URL's authority takes the place of Host: a listed Host beside it must not carry a request for another one.
+    reply = _ask(service, f"GET http://{authority}/api/v1/services HTTP/1.1\r\nHost: status.example.org\r\n\r\n"
+                 .encode())
+    assert status_of(reply) == 421 and b'"services"' not in reply
+    assert status_of(_ask(service, _post(f"http://{authority}/report") + REPORT)) == 421
+    assert _posts(service) == 0
+
+
+@pytest.mark.parametrize("target", ["http://status.example.org@rebound.attacker.example/healthz",
+                                    "http://127.0.0.1@status.example.org/healthz", "http:///healthz",
+                                    "http:/healthz", "ftp://status.example.org/healthz", "status.example.org:80/"])
+def test_an_absolute_target_with_user_info_no_host_or_another_scheme_is_refused_400(
+        service: Service, target: str) -> None:
+    reply = _ask(service, f"GET {target} HTTP/1.1\r\nHost: status.example.org\r\n\r\n".encode())
+    assert status_of(reply) == 400 and b"request target" in reply, reply[:300]
+    assert status_of(_ask(service, _post(target.replace("/healthz", "/report")) + REPORT)) == 400
+    assert _posts(service) == 0
 
 
 @pytest.mark.parametrize("before", [b"\r\n", b"\r\n\r\n\n"])
