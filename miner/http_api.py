@@ -25,7 +25,7 @@ from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError
 from miner.http_cache import Answers, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
-from miner.http_head import MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
+from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -81,6 +81,7 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._replied = False  # a status line was sent: a fault after it can only end the connection
+        self._continue = False  # a 100 Continue is due before the body is read
         self.rfile = HeadReader(self.rfile)
         # The socket timeout bounds each read, so a client sending a header byte every few seconds could hold
         # the thread for as long as it liked: at the deadline the read side is shut, the pending read ends as
@@ -116,14 +117,14 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(self.rfile, HeadReader) and self.rfile.over and not self._replied:
                 self.send_error(431)  # nothing but empty lines, MAX_HEAD bytes of them
             return False
-        target = read_target(self.path, self.headers)
+        target = read_target(self.path, self.headers, self.request_version)
         if isinstance(target, tuple):
             self._refuse(*target)
             return False
         if not host_allowed(target.host, self.server.allowed_hosts):
             self._refuse(421, "this endpoint does not answer as that host name (server.allowed_hosts)")
             return False
-        self.path = target.path
+        self.path, self._continue = target.path, target.expects_continue
         return True
 
     def finish(self) -> None:
@@ -253,6 +254,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not is_json(self.headers.get("Content-Type", "")):
             self._json(415, {"error": "send the report as application/json"})
             return
+        if self._continue and length:
+            self.wfile.write(CONTINUE)  # not before a refusal above: a client that waits for it sends no body
         raw = self._read_body(length)
         if raw is None:
             return

@@ -1,6 +1,6 @@
 """The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
-its target as a path, the body length it declares, whether the Content-Type it declares is JSON, and whether the
-host it names is one the endpoint answers as."""
+its target as a path, what it expects (Expect), the body length it declares, whether the Content-Type it declares
+is JSON, and whether the host it names is one the endpoint answers as."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from email.message import Message
 # Bytes of request line and headers, in all. The stdlib alone takes 100 header lines of 64 KB each: 32 clients
 # sending 6.4 MB apiece made the service (collectors, detector and alerts share its process) grow by a GB.
 MAX_HEAD = 32768
+# Sent before a report's body is read, to a client that waits for it (Expect: 100-continue, which curl sends for a
+# body over 1 MiB or when told): one that got none sent the body only after a second (curl's wait), or never.
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # A URI scheme (RFC 3986 3.1): a target that starts with one is in absolute form.
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 
@@ -70,16 +73,18 @@ class Target:
 
     path: str  # in origin form: the path and the query, if any
     host: str | None  # the host it is sent to: an absolute-form target's authority, else the Host header's
+    expects_continue: bool  # a 100 Continue is due before its body is read
 
 
-def read_target(target: str, headers: Message) -> Target | tuple[int, str]:
-    """What a request for ``target`` (its request line's) with ``headers`` asks for; else the (status, message)
-    that refuses it.
+def read_target(target: str, headers: Message, version: str) -> Target | tuple[int, str]:
+    """What a request for ``target`` (its request line's) with ``headers`` in HTTP ``version`` asks for; else the
+    (status, message) that refuses it.
 
     A target in absolute form (``http://host:port/path``, as some proxies send) is accepted, as RFC 9112 3.2.2 has
     a server do, its path and query taken from it, and its authority taking the place of Host: the stdlib looked
     it up as a path (404). An authority with user info (``http://allowed@other/``, which reads as ``allowed`` at a
-    glance) or none is refused, like another scheme."""
+    glance) or none is refused, like another scheme. An expectation other than 100-continue is refused 417 (RFC
+    9110 10.1.1); 100-continue is ignored in an HTTP/1.0 request, whose client cannot take a 100."""
     path, host = target, headers.get("Host")
     if not target.startswith("/") and (scheme := _SCHEME.match(target)) is not None:
         if scheme.group().lower() not in ("http:", "https:") or not target[scheme.end():].startswith("//"):
@@ -91,7 +96,10 @@ def read_target(target: str, headers: Message) -> Target | tuple[int, str]:
             return 400, "the request target's URL must name a host, without user info"
         # As the stdlib does for a path of its own: "//name" would read as another host to a client it is sent back to
         path = "/" + path.lstrip("/")
-    return Target(path, host)
+    expected = {value.strip().lower() for values in headers.get_all("Expect") or [] for value in values.split(",")}
+    if unmet := sorted(expected - {"100-continue", ""}):
+        return 417, f"cannot meet the expectation {unmet[0][:100]!r}: only 100-continue is known"
+    return Target(path, host, "100-continue" in expected and version >= "HTTP/1.1")
 
 
 def is_json(content_type: str) -> bool:

@@ -1,6 +1,6 @@
-"""Request heads HTTP/1.1 has a server take that the stdlib does not: a target in absolute form (RFC 9112 3.2.2) and
-empty lines before the request line (RFC 9112 2.2). The real service on a loopback socket, its reports stored in a
-real SQLite store, spoken to byte by byte."""
+"""Request heads HTTP/1.1 has a server take that the stdlib does not: a target in absolute form (RFC 9112 3.2.2),
+empty lines before the request line (RFC 9112 2.2), and Expect (RFC 9110 10.1.1). The real service on a loopback
+socket, its reports stored in a real SQLite store, spoken to byte by byte."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from miner.config import load_config
 from miner.service import Service, ServiceOptions
 
 REPORT = json.dumps({"service": "MTN", "symptom": "calls"}).encode()
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @pytest.fixture
@@ -40,6 +41,14 @@ def _ask(svc: Service, data: bytes) -> bytes:
     with _connect(svc) as sock:
         sock.sendall(data)
         return _read_all(sock)
+
+
+def _head_of(sock: socket.socket) -> bytes:
+    """What the server sends up to the end of its first head (a 100 Continue, or the final answer's)."""
+    got = b""
+    while b"\r\n\r\n" not in got and (chunk := sock.recv(1)):
+        got += chunk
+    return got
 
 
 def _posts(svc: Service) -> int:
@@ -110,3 +119,51 @@ def test_empty_lines_count_in_the_cap_on_the_request_head(service: Service) -> N
     assert status_of(reply) == 431
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "request line and headers larger than 32768 bytes"}
     assert status_of(_ask(service, b"\r\n" * 16000 + b"GET /healthz HTTP/1.1\r\n\r\n")) == 200
+
+
+REFUSED = [
+    (_post("/report", length=5000), 413),  # declared too large
+    (_post("/report", extra="Transfer-Encoding: chunked\r\n"), 411),
+    (_post("/elsewhere"), 404),
+    (_post("/report").replace(b"application/json", b"text/plain"), 415),
+    (_post("/api/v1/services"), 405),
+    (_post("/report", host="rebound.attacker.example"), 421),
+]
+
+
+def test_a_report_expecting_100_continue_gets_it_before_its_body_is_read_and_a_refused_one_its_refusal(
+        service: Service) -> None:
+    # curl waits for it a second, then sends the body anyway; other clients wait longer, or for good.
+    with _connect(service) as sock:
+        sock.sendall(_post("/report", extra="Expect: 100-continue\r\n"))
+        assert _head_of(sock) == CONTINUE
+        sock.sendall(REPORT)
+        assert status_of(_read_all(sock)) == 202
+    with _connect(service) as sock:  # in absolute form, its Expect in any case
+        sock.sendall(_post("http://127.0.0.1/report", extra="Expect: 100-Continue\r\n"))
+        assert _head_of(sock) == CONTINUE
+        sock.sendall(REPORT)
+        assert status_of(_read_all(sock)) == 202
+    # One that is refused anyway is answered at once, without the body it never sends.
+    for head, status in REFUSED:
+        with _connect(service) as sock:
+            sock.sendall(head.replace(b"\r\n\r\n", b"\r\nExpect: 100-continue\r\n\r\n"))
+            reply = _read_all(sock)
+        assert status_of(reply) == status and CONTINUE not in reply, (head, reply[:300])
+    # An HTTP/1.0 client, which cannot take a 100, gets none; nor does a report without a body to send.
+    with _connect(service) as sock:
+        sock.sendall(_post("/report", extra="Expect: 100-continue\r\n", version="HTTP/1.0") + REPORT)
+        assert _read_all(sock).startswith(b"HTTP/1.0 202 ")
+    assert status_of(_ask(service, _post("/report", extra="Expect: 100-continue\r\n", length=0))) == 400
+    assert _posts(service) == 3
+
+
+@pytest.mark.parametrize("expect", ["100-continue, x-other", "x-other", "100-continue;x=1"])
+def test_an_expectation_other_than_100_continue_is_answered_417(service: Service, expect: str) -> None:
+    reply = _ask(service, f"GET /healthz HTTP/1.1\r\nHost: status.example.org\r\nExpect: {expect}\r\n\r\n".encode())
+    assert status_of(reply) == 417 and b"only 100-continue" in reply
+    with _connect(service) as sock:
+        sock.sendall(_post("/report", extra=f"Expect: {expect}\r\n"))
+        reply = _read_all(sock)
+    assert status_of(reply) == 417 and CONTINUE not in reply
+    assert _posts(service) == 0
