@@ -219,6 +219,25 @@ def test_query_writes_csv_and_json_rows_as_it_reads_them(runner: CliRunner, tmp_
     assert empty.stdout == "id\n"
 
 
+def test_query_answers_the_pragmas_that_check_the_store_and_leaves_it_as_it_was(runner: CliRunner,
+                                                                               tmp_path: Path) -> None:
+    # `miner query "PRAGMA quick_check"` and `"PRAGMA journal_mode"`, an operator checking the store, were refused as
+    # writes "(PRAGMA)".
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    before = (db.read_bytes(), db.stat().st_mtime_ns, sorted(p.name for p in tmp_path.iterdir()))
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", "csv"]
+    for sql, out in (("PRAGMA quick_check", "quick_check\nok\n"), ("PRAGMA integrity_check", "integrity_check\nok\n"),
+                     ("PRAGMA foreign_key_check", "table,rowid,parent,fkid\n"),
+                     ("PRAGMA journal_mode", "journal_mode\nwal\n"), ("PRAGMA freelist_count", "freelist_count\n0\n")):
+        result = runner.invoke(main, [*base, sql])
+        assert result.exit_code == 0 and result.stdout == out, (sql, result.output)
+    assert runner.invoke(main, [*base, "PRAGMA compile_options"]).exit_code == 0
+    refused = runner.invoke(main, [*base, "PRAGMA journal_mode=DELETE"])
+    assert refused.exit_code == 1 and "would write (PRAGMA)" in refused.output, refused.output
+    assert (db.read_bytes(), db.stat().st_mtime_ns, sorted(p.name for p in tmp_path.iterdir())) == before
+
+
 @pytest.mark.parametrize("fmt", ["table", "wide"])
 def test_query_tables_stop_at_their_row_cap(runner: CliRunner, tmp_path: Path, fmt: str) -> None:
     # A table is lined up from every row, so all were held in memory: a recursive CTE without an end (or every post

@@ -641,7 +641,8 @@ def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
             run_readonly(store.path, sql)
         assert str(refused.value).endswith(f"would write ({kind})"), sql
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 1  # type: ignore[index]
-    for sql in ("PRAGMA user_version = 5", "PRAGMA page_size = 512", "PRAGMA query_only = 0", "PRAGMA journal_mode"):
+    for sql in ("PRAGMA user_version = 5", "PRAGMA page_size = 512", "PRAGMA query_only = 0",
+                "PRAGMA journal_mode = WAL"):
         with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)"):
             run_readonly(store.path, sql)
 
@@ -656,6 +657,40 @@ def test_readonly_query_describes_the_store_with_pragmas(store: Store) -> None:
     assert run_readonly(store.path, "PRAGMA user_version")[1] == [(version,)]
 
 
+def _files(path: str) -> dict[str, tuple[bytes, int] | None]:
+    """The store file and its write-ahead log: their bytes and modification times, None for one that is not there."""
+    files: dict[str, tuple[bytes, int] | None] = {}
+    for name in (path, f"{path}-wal"):
+        files[name] = (Path(name).read_bytes(), os.stat(name).st_mtime_ns) if os.path.exists(name) else None
+    return files
+
+
+def test_readonly_query_checks_the_store_with_pragmas_and_leaves_it_as_it_was(store: Store) -> None:
+    # An operator checking the store (`PRAGMA quick_check`, `PRAGMA journal_mode`) was refused as a write "(PRAGMA)".
+    # Beside a writer that holds commits in the write-ahead log, as the service does.
+    store.insert_posts([post("1", "x"), post("2", "y")], T0)
+    before = _files(store.path)
+    assert before[f"{store.path}-wal"] is not None
+    for sql, rows in (("PRAGMA quick_check", [("ok",)]), ("PRAGMA quick_check(3)", [("ok",)]),
+                      ("PRAGMA integrity_check", [("ok",)]), ("PRAGMA integrity_check(posts)", [("ok",)]),
+                      ("SELECT * FROM pragma_integrity_check", [("ok",)]), ("PRAGMA foreign_key_check", []),
+                      ("PRAGMA foreign_key_check(posts)", []), ("PRAGMA journal_mode", [("wal",)]),
+                      ("PRAGMA main.journal_mode", [("wal",)]), ("SELECT * FROM pragma_journal_mode", [("wal",)]),
+                      ("PRAGMA encoding", [("UTF-8",)]), ("PRAGMA auto_vacuum", [(0,)]),
+                      ("PRAGMA application_id", [(0,)]), ("PRAGMA freelist_count", [(0,)])):
+        assert run_readonly(store.path, sql)[1] == rows, sql
+    assert run_readonly(store.path, "PRAGMA compile_options")[1]
+    # Given a value, or one that writes whatever it is given (a checkpoint, ANALYZE), they are still refused.
+    for sql in ("PRAGMA main.journal_mode = DELETE", "PRAGMA auto_vacuum = 1", "PRAGMA application_id = 7",
+                "PRAGMA encoding = 'UTF-16'", "PRAGMA wal_checkpoint", "PRAGMA wal_checkpoint(TRUNCATE)",
+                "PRAGMA optimize", "PRAGMA incremental_vacuum", "PRAGMA writable_schema = 1",
+                "SELECT * FROM pragma_optimize"):
+        with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)$"):
+            run_readonly(store.path, sql)
+    assert _files(store.path) == before
+    assert store.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]
+
+
 def test_readonly_query_reads_json_columns_with_table_valued_functions(store: Store) -> None:
     # SQLite authorizes a table-valued function (json_each, json_tree, dbstat) as an UPDATE of the schema table,
     # though it writes nothing: `miner query` refused reading an incident's samples as a write "(SELECT)".
@@ -668,9 +703,10 @@ def test_readonly_query_reads_json_columns_with_table_valued_functions(store: St
     symptoms = "SELECT key, value FROM incidents, json_tree(symptoms) WHERE type = 'integer'"
     assert run_readonly(store.path, symptoms)[1] == [("messaging", 2)]
     assert run_readonly(store.path, "SELECT count(*) > 0 FROM dbstat WHERE name = 'posts'")[1] == [(1,)]
-    # A pragma's table-valued function is a PRAGMA, refused as such but for those that only describe the store.
+    # A pragma's table-valued function is a PRAGMA, refused as such but for those that only describe the store:
+    # pragma_optimize runs ANALYZE.
     with pytest.raises(QueryRefused, match=r"would write \(PRAGMA\)$"):
-        run_readonly(store.path, "SELECT * FROM pragma_journal_mode")
+        run_readonly(store.path, "SELECT * FROM pragma_optimize")
     with pytest.raises(QueryRefused, match=r"would write \(CREATE VIRTUAL TABLE\)$"):
         run_readonly(store.path, "CREATE VIRTUAL TABLE j USING json_each")
     assert store.database.one("PRAGMA journal_mode")["journal_mode"] == "wal"  # type: ignore[index]

@@ -136,8 +136,9 @@ def _stdin_sql() -> str:
 def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
 
-    Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused; PRAGMAs that only describe the store
-    (table_info, index_list, user_version...) are not. Example:
+    Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused; PRAGMAs that only describe or check the
+    store (table_info, index_list, user_version, journal_mode, quick_check, integrity_check, foreign_key_check...)
+    are not, but for one given a value (journal_mode=DELETE). The store is opened read-only. Example:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
 

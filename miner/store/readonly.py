@@ -32,13 +32,16 @@ _ACTION_NAMES = {
     sqlite3.SQLITE_TRANSACTION: "a transaction statement",
 }
 
-# PRAGMAs that only describe the store, for an analyst finding their way (`PRAGMA table_info(posts)`, or
-# `pragma_table_info('posts')` in a SELECT): their argument names a table or an index, never a value to set.
+# PRAGMAs that only describe or check the store, for an analyst finding their way (`PRAGMA table_info(posts)`, or
+# `pragma_table_info('posts')` in a SELECT) or an operator checking it (`PRAGMA quick_check`): their argument names
+# a table or an index, or caps the errors listed, never a value to set.
 _DESCRIBING_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
                        "foreign_key_list", "database_list", "collation_list", "function_list", "module_list",
-                       "pragma_list", "compile_options"}
-# And those that read a number when given none: `PRAGMA user_version = 5` sets one.
-_READING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size", "freelist_count"}
+                       "pragma_list", "compile_options", "quick_check", "integrity_check", "foreign_key_check"}
+# And those that read a setting of the store file when given no value: `PRAGMA user_version = 5` sets one, and
+# `PRAGMA journal_mode = DELETE` would turn WAL off.
+_READING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size", "freelist_count", "journal_mode",
+                    "auto_vacuum", "application_id", "encoding"}
 
 # DDL reaches the authorizer first as a write to the schema table (CREATE as an INSERT, DROP as a DELETE), so
 # naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead.
