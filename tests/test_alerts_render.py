@@ -143,6 +143,19 @@ def test_samples_show_each_text_once(store: Store) -> None:
     assert texts == ["@MTNUG network down again", "no data since noon", "calls fail in Kampala"]
 
 
+def test_samples_show_other_texts_however_many_copies_outscore_them(store: Store) -> None:
+    from test_alerts_support import seed_posts
+
+    # A retweet storm: more copies of one complaint, all scoring above the rest, than the rows read per sample.
+    seed_posts(store, "MTN", T0 - BUCKET, ["RT @x: MTN network down again"] * 20
+               + ["no data since noon", "calls fail in Kampala", "still down"])
+    iid = open_incident(store, "MTN", T0, posts=False)
+    view = incident_view(store, settings(max_samples=3), iid, T0 + timedelta(minutes=30))
+    assert view is not None
+    texts = [p.text for p in view.samples]
+    assert texts == ["RT @x: MTN network down again", "no data since noon", "calls fail in Kampala"]
+
+
 def _storm(store: Store, n: int) -> list[int]:
     """``n`` open incidents at T0, service Svc000 with the highest z-score down to the last with the lowest."""
     return [store.open_incident(f"Svc{i:03d}", T0, {"peak_complaints": 30, "peak_score": 100.0 - i, "baseline": 2.0,
