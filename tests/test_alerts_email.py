@@ -116,16 +116,18 @@ def test_recipient_refused_for_now_gets_the_alert_on_retry_and_the_others_only_o
 def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
         store: Store, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)
-    smtp_server.inbox.refuse = {"sre@example.org": ["550 5.1.1 no such user"]}
+    reply = "550 5.1.1 <sre@example.org>: Recipient address rejected: User unknown in virtual mailbox table"
+    smtp_server.inbox.refuse = {"sre@example.org": [reply]}
     open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
     [row] = store.outbox_rows(["failed"])
-    assert row["reason"].startswith("refused sre@example.org: 550 5.1.1 no such user")
+    assert row["reason"].startswith(f"refused sre@example.org: {reply}")
     (tmp_path / "feeds.toml").write_text("")
     listing = CliRunner().invoke(main, ["--config", str(tmp_path / "feeds.toml"), "--db", str(store.path), "outbox"])
     assert listing.exit_code == 0 and "failed" in listing.output
-    assert "refused sre@example.org: 550" in listing.output
+    # The server's whole answer: cut at 60 characters, the listing showed "... <sre@example.org>: R…".
+    assert f"refused sre@example.org: {reply}" in listing.output
     assert store.retry_notification(row["id"], T0)  # the address was fixed at the other end
     assert dispatch(store, cfg, T0, worker_id="w").sent == 1
     assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]

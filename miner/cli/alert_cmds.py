@@ -91,10 +91,13 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
             counts = ", ".join(f"{done[s]} {s}" for s in ("sent", "suppressed") if s in done)
             click.echo(f"nothing pending or failed ({counts}; `miner outbox --all` lists them)")
         return
+    # Cells in full: the reason is where the docs send the on-call for the server's answer, and cut at 60
+    # characters it lost which recipients were refused and why (an SMTP reply names the address first).
     click.echo(table(
         ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],
         [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"],
           r["sent_at"] or r["next_attempt_at"], r["reason"] or r["last_error"] or "") for r in rows],
+        max_width=None,
     ))
     # The list stopped at --limit without a word: 50 rows read as all there were in a backlog of hundreds.
     total = sum(n for status, n in store.outbox_counts().items() if status in statuses)
