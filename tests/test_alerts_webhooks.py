@@ -31,7 +31,7 @@ class Hook:
     """Answers each POST with the next scripted reply: an HTTP status, ("sleep", seconds) before a 200, or
     ("echo", status, words...): that status with the request path (and the words) in the body, or
     ("trickle", status, size, pause[, headers_too]): see ``_trickle``, ("big", status, size): see ``_big``, or
-    ("retry-after", status, value): that status with a Retry-After header."""
+    ("retry-after", status, value): that status with a Retry-After header, or ("redirect", status, location)."""
 
     def __init__(self) -> None:
         self.script: list[Any] = []
@@ -48,6 +48,9 @@ class Hook:
                     return
                 if isinstance(reply, tuple) and reply[0] == "big":
                     self._big(*reply[1:])
+                    return
+                if isinstance(reply, tuple) and reply[0] == "redirect":
+                    self._reply(reply[1], b"Moved", {"Location": reply[2]})
                     return
                 if isinstance(reply, tuple) and reply[0] == "retry-after":
                     self._reply(reply[1], b"slow down", {"Retry-After": reply[2]})
@@ -182,6 +185,19 @@ def test_400_fails_permanently_with_the_reason(store: Store, hook: Hook) -> None
     [row] = store.outbox_rows(["failed"])
     assert row["reason"].startswith("webhook hook: HTTP 400 invalid_payload")
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
+
+
+def test_a_redirect_fails_permanently_saying_it_was_not_followed(store: Store, hook: Hook) -> None:
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    # An http:// URL of a receiver that moved to https://: the reason said "HTTP 301 Moved" and no more.
+    hook.script = [("redirect", 301, hook.url.replace("http://", "https://"))]
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"] == ("webhook hook: HTTP 301 Moved (a redirect, which is not followed, since the URL holds "
+                             "the secret: set MINER_TEST_HOOK to the URL it redirects to)")
+    assert hook.bodies == []
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/hooks/SECRET\n", "http://[::1/hooks/SECRET",

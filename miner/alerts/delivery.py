@@ -339,6 +339,11 @@ class HttpWebhookSender:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"), utcnow())
             raise DeliveryError(message, retry_after=retry_after,
                                 throttled=resp.status == 429 or retry_after is not None)
+        if 300 <= resp.status < 400:
+            # "HTTP 301" alone left the user to guess why a URL that answers fails: an http:// URL of a receiver
+            # that moved to https:// is the common case. The Location is not shown: it holds the secret too.
+            message += (f" (a redirect, which is not followed, since the URL holds the secret: set "
+                        f"{shown_name(webhook.url_env) or 'url'} to the URL it redirects to)")
         raise DeliveryError(message, permanent=True)
 
 
