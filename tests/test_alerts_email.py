@@ -80,6 +80,23 @@ def test_resolve_notice_threads_on_the_open_alert(store: Store, smtp_server: Smt
     assert resolved["In-Reply-To"] == opened["Message-ID"]
 
 
+def test_a_resolve_notice_of_incidents_alerted_together_threads_on_their_alert(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = mail_settings(smtp_server, group_wait=0.0, group_by="route")
+    first, second = open_incident(store, "WhatsApp", T0), open_incident(store, "Instagram", T0)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    for iid in (first, second):
+        resolve(store, iid, T0 + timedelta(hours=1))
+    plan_notifications(store, cfg, T0 + timedelta(hours=1))
+    dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w")
+    opened, resolved = smtp_server.inbox.messages
+    assert "WhatsApp" in opened["Subject"] and "Instagram" in opened["Subject"]
+    assert all(word in resolved["Subject"] for word in ("RESOLVED", "WhatsApp", "Instagram"))
+    # One outage announced in one alert: its resolve notice started a thread of its own.
+    assert resolved["In-Reply-To"] == resolved["References"] == opened["Message-ID"]
+
+
 def test_permanent_smtp_rejection_fails_with_the_reason(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)
     smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"

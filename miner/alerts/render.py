@@ -285,10 +285,13 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
         return _render("alert.txt", ctx), _render("alert.html", ctx)
 
     text, html, _, images = _fitted(views, images, len(views), kind != "resolved", render)
-    # A resolve notice or reminder about one incident is a reply to its alert: one thread per outage in the mail
+    # A resolve notice or reminder is a reply to the alert of its incidents: one thread per outage in the mail
     # client, not a reminder every repeat_interval starting a thread of its own beside the alert and its resolve.
+    # Incidents announced together (a provider's services, group_by) are one outage too: their resolve notice
+    # started a thread of its own. Incidents of several alerts have no one alert to reply to.
     updates = kind == "resolved" or reminder
-    reply_to = store.open_message_id(route.name, views[0].id) if updates and len(views) == 1 else None
+    parents = {store.open_message_id(route.name, v.id) for v in views} if updates else set()
+    reply_to = parents.pop() if len(parents) == 1 else None
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
                       in_reply_to=reply_to)
     return Rendered(subject, text, html, images, msg, views)
