@@ -33,7 +33,7 @@ from miner.report_intake import ReportIntake
 from miner.service_handover import Handover, warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
-from miner.service_schedule import CatchUpInterval
+from miner.service_schedule import QUIET_SKIPS, CatchUpInterval
 from miner.service_scrape import ServiceScrape
 from miner.service_stores import JobStores
 from miner.status_board import StatusBoard
@@ -57,22 +57,6 @@ JOBS = (
 )
 # The clock going back more than this (seconds) restarts the job schedule; smaller steps only delay jobs as much.
 CLOCK_STEP_BACK = 5.0
-
-
-class _QuietSkips(logging.Filter):
-    """Drops APScheduler's warning for a tick that found the job's previous run still going.
-
-    That is the design (max_instances=1, coalesce: the tick is simply skipped), yet it was a WARNING at every such
-    tick: a source answering slowly within its 20 s timeout made each 15 s collect round outlast its interval, and
-    the log took a warning every round for as long as the source stayed slow. The skips are counted in
-    miner_job_runs_total{outcome="skipped"} instead (see Service._on_skipped)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith("Execution of job")
-                    and "maximum number of running instances" in record.msg)
-
-
-_QUIET_SKIPS = _QuietSkips()
 
 
 @dataclass
@@ -187,7 +171,7 @@ class Service(ServiceJobs, ServiceScrape):
                 scheduler.add_job(self._run_job, CatchUpInterval(seconds=job.every, timezone="UTC"), args=(job.name,),
                                   id=job.name, name=job.name, next_run_time=now)
             scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
-            logging.getLogger("apscheduler.scheduler").addFilter(_QUIET_SKIPS)
+            logging.getLogger("apscheduler.scheduler").addFilter(QUIET_SKIPS)
             self._started = time.monotonic()
             scheduler.start()
             self._scheduler = scheduler
