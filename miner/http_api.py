@@ -3,7 +3,7 @@ board's pages (/, /services/NAME), POST /report.
 
 Bound to 127.0.0.1 by default; put a reverse proxy in front to expose /report to the public. Request heads and
 bodies are capped and read with a deadline, reports are rate-limited per client address, and every error is a JSON
-object with a message (but for the board's pages, which answer HTML).
+object with a message (but for the board's pages, which answer HTML). A reload keeps its socket (http_listener).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from miner.errors import InputError, MinerError
 from miner.http_cache import Answers, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
+from miner.http_listener import HandedListener
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
 
@@ -318,12 +319,12 @@ class _Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(HandedListener, ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], endpoints: Endpoints, clients: ClientKeys,
-                 allowed_hosts: Sequence[str] = (), cache_seconds: int = 0) -> None:
+                 allowed_hosts: Sequence[str] = (), cache_seconds: int = 0, sock: socket.socket | None = None) -> None:
         self.endpoints = endpoints
         self.answers = Answers(endpoints.read, endpoints.board, cache_seconds)
         self.clients = clients
@@ -332,7 +333,7 @@ class _Server(ThreadingHTTPServer):
         self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, listening=sock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.connections.take(MAX_CONNECTIONS, request):
@@ -366,14 +367,14 @@ class _Server(ThreadingHTTPServer):
 
 
 class HttpApi:
-    """Runs the endpoint in a background thread."""
+    """Runs the endpoint in a background thread; on ``listening`` if given: a socket :meth:`stop` kept (``keep``)."""
 
     def __init__(self, host: str, port: int, endpoints: Endpoints, trusted_proxies: Sequence[str] = (),
-                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, allowed_hosts: Sequence[str] = (), cache_seconds: int = 0
-                 ) -> None:
+                 ipv6_prefix: int = DEFAULT_IPV6_PREFIX, allowed_hosts: Sequence[str] = (), cache_seconds: int = 0,
+                 listening: socket.socket | None = None) -> None:
         try:
             self._server = _Server((host, port), endpoints, ClientKeys(trusted_proxies, ipv6_prefix), allowed_hosts,
-                                   cache_seconds)
+                                   cache_seconds, listening)
         except OSError as exc:
             raise MinerError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="miner-http", daemon=True)
@@ -386,12 +387,13 @@ class HttpApi:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = False) -> socket.socket | None:
         """Stop accepting, then wait (STOP_WAIT at most) for the requests being answered: the service closes the
         store after this, and a request answered meanwhile failed or opened a connection of its own."""
         self._server.shutdown()
-        self._server.server_close()
+        kept = self._server.close_keeping(keep)
         self._thread.join(timeout=5)
         if left := self._server.connections.wait_closed(STOP_WAIT):
             log.warning("http: %d request(s) still being answered %g s into the stop; stopping without them", left,
                         STOP_WAIT)
+        return kept

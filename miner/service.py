@@ -26,6 +26,7 @@ from miner.config import Config
 from miner.errors import MinerError, StoreError
 from miner.held_polls import HeldPolls
 from miner.http_api import Endpoints, HttpApi
+from miner.http_listener import Listener
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
@@ -86,6 +87,8 @@ class Service(ServiceJobs, ServiceScrape):
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
         self.lock = ServiceLock(self.db_path)
         self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
+        self._listener: Listener | None = None  # the HTTP endpoint's: handed over at the start, or kept at the stop
+        self._keep_listener = False  # a reload's stop, or a start on a listener handed over: it is kept open
         self._stop = threading.Event()
         self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None
@@ -148,17 +151,16 @@ class Service(ServiceJobs, ServiceScrape):
                 log.warning("cannot record the model loaded, which `miner status` shows: %s", exc)
             self.metrics.replace("miner_model_info", {(("version", self._classifier.version),): 1.0})
             self._stores.watch_file()
-            use_http = self.config.server.enabled if self.options.http is None else self.options.http
-            if use_http:
-                port = self.config.server.port if self.options.http_port is None else self.options.http_port
+            if (at := self._listen_at()) is not None:
                 # The read API on a connection of its own, as the reports and scrapes each have.
                 self.read_api = ReadApi(self.config, lambda: self._store("api"), lambda: self._stores.forget("api"),
                                         self.options.clock)
-                self._http = HttpApi(self.config.server.host, port, Endpoints(
+                self._http = HttpApi(*at, Endpoints(
                                      self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer,
                                      StatusBoard(self.read_api).page),
                                      self.config.server.trusted_proxies, self.config.server.report_ipv6_prefix,
-                                     self.config.server.allowed_hosts, self.config.server.cache_seconds)
+                                     self.config.server.allowed_hosts, self.config.server.cache_seconds,
+                                     self._listener.sock if self._listener is not None else None)
                 self._http.start()
                 host, bound = self._http.address
                 log.info("http endpoint on http://%s:%d", f"[{host}]" if ":" in host else host, bound)
@@ -175,7 +177,7 @@ class Service(ServiceJobs, ServiceScrape):
             self._started = time.monotonic()
             scheduler.start()
             self._scheduler = scheduler
-            self._handing_over = False
+            self._handing_over = self._keep_listener = False
         except BaseException:
             self.stop()
             raise
@@ -201,20 +203,29 @@ class Service(ServiceJobs, ServiceScrape):
 
     def hand_over(self) -> None:
         """The stop to come is a reload's: the store lock and the polls held are kept for :meth:`handover` to give
-        the next service."""
-        self._handing_over = True
+        the next service, and so is the HTTP endpoint's listening socket."""
+        self._handing_over = self._keep_listener = True
 
     def handover(self) -> Handover:
-        return Handover(self.lock, self._held, self._reports.clients)
+        return Handover(self.lock, self._held, self._reports.clients, listener=self._listener)
 
     def take_over(self, handover: Handover) -> None:
-        """Before :meth:`start`: take what the service before handed over: its reports' clients, and the rest if it
-        ran on this store."""
+        """Before :meth:`start`: take what the service before handed over: its reports' clients, its HTTP endpoint's
+        listening socket if this one listens at the same host and port, and the rest if it ran on this store."""
         self._reports.take_over(handover.reports)
+        self._listener = handover.give_listener(self._listen_at())
+        self._keep_listener = self._listener is not None  # until started: a start that fails leaves it for the next
         handover.taken = handover.lock.path == self.lock.path
         if handover.taken:
             self.lock, self._held = handover.lock, handover.held
             self._handing_over = True  # until started: a start that fails leaves it for the next
+
+    def _listen_at(self) -> tuple[str, int] | None:
+        """Where the HTTP endpoint listens (host, port: as configured, 0 for any), None if it does not."""
+        if not (self.config.server.enabled if self.options.http is None else self.options.http):
+            return None
+        server, port = self.config.server, self.options.http_port
+        return server.host, server.port if port is None else port
 
     def request_stop(self) -> None:
         """Ask :meth:`run_started` to stop; safe in a signal handler, as it only sets an event."""
@@ -232,7 +243,9 @@ class Service(ServiceJobs, ServiceScrape):
         # After the polls' grace: stopped first, the endpoint refused connections (/healthz, reports, the board)
         # for the whole of it, 5 s of each reload while a source hung, on top of the new service's start.
         if self._http is not None:
-            self._http.stop()
+            kept, at = self._http.stop(self._keep_listener), self._listen_at()
+            if kept is not None and at is not None and self._listener is None:  # a reload's: for handover()
+                self._listener = Listener(*at, kept)
             self._http = None
         self._store_held_at_stop()
         self._stores.close_all()

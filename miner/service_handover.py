@@ -20,6 +20,13 @@ got a new burst at each reload, and its reports after one were a second complain
 the new config applies to the buckets carried over (a lower burst caps them); clients are keyed as the new
 `[server]` settings say (`trusted_proxies`, `report_ipv6_prefix`), so a client whose key they change starts
 afresh, and its old key's bucket is pruned with the stale ones.
+
+The HTTP endpoint's listening socket (:mod:`miner.http_listener`), when the new config listens on the same `[server]`
+host and port: closed at the stop and bound again at the start, the port refused connections while the new service
+started (health checks failed, reports posted then were lost); kept open, they wait in its backlog for the new
+service. Whatever the store: the port is the process's. On another address, or with the endpoint off, it is closed
+when the new service is given it, and that one binds its own. A new service that fails to start leaves it to the one
+started again with the config before, which listens there; closed with the rest at :meth:`Handover.release`.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass
 
 from miner.collectors.reports import RateLimiter, ReporterHashes
 from miner.held_polls import HeldPolls
+from miner.http_listener import Listener
 from miner.service_lock import ServiceLock
 
 log = logging.getLogger("miner.service")
@@ -42,11 +50,29 @@ class Handover:
     # the service stopped, and would keep it and its model in memory.
     reports: tuple[RateLimiter, ReporterHashes]
     taken: bool = False  # by the service given it last
+    listener: Listener | None = None  # the HTTP endpoint's, listening; kept for a start that fails
+
+    def give_listener(self, at: tuple[str, int] | None) -> Listener | None:
+        """The listener for a service that listens ``at`` (host, port; None: not at all), if it serves there; else
+        it is closed, for the service to bind its own."""
+        if self.listener is not None and (at is None or not self.listener.serves(*at)):
+            self.listener.close()
+            self.listener = None
+        return self.listener
 
     def release(self) -> None:
-        """Let go of what no service took: the new one runs on another store, or the command stops."""
+        """Let go of all of it: the command stops, or no service started with it."""
         self.lock.release()
         warn_lost(self.held)
+        if self.listener is not None:
+            self.listener.close()
+
+    def release_untaken(self) -> None:
+        """Let go of what the new service, started, did not take: the lock and held polls of another store (the
+        listener it did not take is closed already)."""
+        if not self.taken:
+            self.lock.release()
+            warn_lost(self.held)
 
 
 def warn_lost(held: HeldPolls) -> None:

@@ -6,9 +6,10 @@ and the line), and the service runs on with the config it has. A restart under a
 apply a change before, and a broken feeds.toml then left the service down, failing at every start.
 
 A config accepted stops the service as SIGTERM does (jobs finish their batch, held polls are stored, the HTTP server
-is closed), but for the store lock, the polls still held and the report clients' rate limits and reporter key,
-handed to the new service (:mod:`miner.service_handover`), and starts a new one with it in the same process: new
-scheduler, sources, routes, HTTP settings and model, as a restart would have them.
+stops accepting), but for the store lock, the polls still held, the report clients' rate limits and reporter key,
+and the HTTP endpoint's listening socket if the new config listens at the same address (its new connections wait in
+the backlog), handed to the new service (:mod:`miner.service_handover`), and starts a new one with it in the same
+process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them.
 If that new service fails at start (its port taken, its model refused), the error is logged and the service starts
 again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
 applied: the config that ran a moment ago is the one most likely to start, and a process that exited would be
@@ -170,8 +171,7 @@ class Reloader:
 
     def _restart(self, config: Config, handover: Handover) -> Service:
         if (service := self._start_new(config, handover)) is not None:
-            if not handover.taken:  # it runs on another store
-                handover.release()
+            handover.release_untaken()  # the lock and held polls of another store
             self.config = config
             self._counts.count(True, service.metrics)
             log.info("config reloaded from %s", config.path)
