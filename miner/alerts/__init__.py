@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from miner.alerts.delivery import DeliveryError, HttpWebhookSender, Senders, SmtpSender
+    from miner.alerts.digests import enqueue_digest_now, enqueue_due_digests
     from miner.alerts.dispatcher import DispatchStats, dispatch
     from miner.alerts.files import FileSenders, write_digest_files
-    from miner.alerts.planner import enqueue_digest_now, enqueue_due_digests, plan_notifications
+    from miner.alerts.planner import plan_notifications
     from miner.alerts.render import Rendered, RenderedDigest, render_digest
     from miner.alerts.runner import run_alerts
 
@@ -47,7 +48,7 @@ _LAZY = {
     "DeliveryError": "delivery", "HttpWebhookSender": "delivery", "Senders": "delivery", "SmtpSender": "delivery",
     "DispatchStats": "dispatcher", "dispatch": "dispatcher",
     "FileSenders": "files", "write_digest_files": "files",
-    "enqueue_digest_now": "planner", "enqueue_due_digests": "planner", "plan_notifications": "planner",
+    "enqueue_digest_now": "digests", "enqueue_due_digests": "digests", "plan_notifications": "planner",
     "Rendered": "render", "RenderedDigest": "render", "render_digest": "render",
     "run_alerts": "runner",
 }

@@ -1,4 +1,4 @@
-"""Turn incident transitions into outbox rows: routes, silences, maintenance, inhibition, repeats, digests.
+"""Turn incident transitions into outbox rows: routes, silences, maintenance, inhibition, repeats.
 
 The planner reads the transitions log after a cursor it keeps in the store, decides, and writes its items and
 the new cursor in one transaction that fails over if another planner moved the cursor first, so running it
@@ -10,14 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.content import digest_incident_rows
-from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.text import idna_address
 from miner.errors import StoreError
@@ -341,59 +338,3 @@ def _seen_late(ctx: _Context, opened: datetime, seen: datetime) -> tuple[datetim
     late = (seen - opened).total_seconds()
     return (seen, late) if late > ctx.settings.stale_after else (None, None)
 
-
-def _anchor_key(route: RouteSettings) -> str:
-    return f"digest_anchor:{route.name}"
-
-
-def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime, *,
-                        sources: Collection[str] | None = None) -> int:
-    """Enqueue each route's digest whose scheduled time has come; missed runs coalesce into one.
-
-    ``sources``: the configured sources' names; only their failures count as news for a quiet digest.
-    """
-    if not settings.enabled:
-        return 0
-    queued = 0
-    for route in settings.routes:
-        if not route.digest:
-            continue
-        anchor_text = store.alert_state(_anchor_key(route))
-        if anchor_text is None:
-            # First sight of this schedule: start counting from now rather than mailing the past.
-            store.set_alert_state(_anchor_key(route), iso(now))
-            continue
-        anchor = parse_iso(anchor_text)
-        fire = next_fire(route.digest, route.timezone, anchor)
-        if fire is None or fire > now:
-            continue
-        for _ in range(100_000):
-            later = next_fire(route.digest, route.timezone, fire)
-            if later is None or later > now:
-                break
-            fire = later
-        if not route.digest_when_quiet and not _has_news(store, route, anchor, fire, sources):
-            store.set_alert_state(_anchor_key(route), iso(fire))
-            continue
-        payload = {"as_of": iso(fire), "since": iso(anchor)}
-        if store.enqueue_digest(f"digest:{route.name}:{iso(fire)}", route.name, make_message_id(settings), payload,
-                                now, _anchor_key(route), iso(fire)):
-            queued += 1
-    return queued
-
-
-def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettings, now: datetime) -> bool:
-    """Enqueue a digest of ``route`` as of ``now`` outside its schedule (`miner digest`)."""
-    anchor_text = store.alert_state(_anchor_key(route))
-    since = parse_iso(anchor_text) if anchor_text else now - timedelta(days=1)
-    return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}", route.name, make_message_id(settings),
-                                {"as_of": iso(now), "since": iso(since)}, now, _anchor_key(route),
-                                anchor_text or iso(now))
-
-
-def _has_news(store: Store, route: RouteSettings, since: datetime, as_of: datetime,
-              sources: Collection[str] | None) -> bool:
-    """Whether the digest rendered as of ``as_of`` has anything to say (the same window it is rendered over)."""
-    if digest_incident_rows(store, route.matches, since, as_of):
-        return True
-    return bool(store.failing_sources(sources))

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from miner.alerts.delivery import Senders
+from miner.alerts.digests import enqueue_due_digests
 from miner.alerts.dispatcher import DispatchStats, dispatch
-from miner.alerts.planner import enqueue_due_digests, plan_notifications
+from miner.alerts.planner import plan_notifications
 from miner.alerts.settings import AlertSettings
 
 if TYPE_CHECKING:

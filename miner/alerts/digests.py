@@ -1,0 +1,78 @@
+"""Digests into the outbox: each route's on its cron schedule, and one now (`miner digest`), over the period since
+the last one.
+
+A route's schedule keeps its anchor in the store (``alert_state``): the end of the period the last digest queued
+covered, moved in the transaction that queues the next, so two planners queue each digest once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from miner.alerts.content import digest_incident_rows
+from miner.alerts.planner import make_message_id
+from miner.alerts.schedule import next_fire
+from miner.alerts.settings import AlertSettings, RouteSettings
+from miner.timeutil import iso, parse_iso
+
+if TYPE_CHECKING:
+    from miner.store import Store
+
+
+def _anchor_key(route: RouteSettings) -> str:
+    return f"digest_anchor:{route.name}"
+
+
+def enqueue_due_digests(store: Store, settings: AlertSettings, now: datetime, *,
+                        sources: Collection[str] | None = None) -> int:
+    """Enqueue each route's digest whose scheduled time has come; missed runs coalesce into one.
+
+    ``sources``: the configured sources' names; only their failures count as news for a quiet digest.
+    """
+    if not settings.enabled:
+        return 0
+    queued = 0
+    for route in settings.routes:
+        if not route.digest:
+            continue
+        anchor_text = store.alert_state(_anchor_key(route))
+        if anchor_text is None:
+            # First sight of this schedule: start counting from now rather than mailing the past.
+            store.set_alert_state(_anchor_key(route), iso(now))
+            continue
+        anchor = parse_iso(anchor_text)
+        fire = next_fire(route.digest, route.timezone, anchor)
+        if fire is None or fire > now:
+            continue
+        for _ in range(100_000):
+            later = next_fire(route.digest, route.timezone, fire)
+            if later is None or later > now:
+                break
+            fire = later
+        if not route.digest_when_quiet and not _has_news(store, route, anchor, fire, sources):
+            store.set_alert_state(_anchor_key(route), iso(fire))
+            continue
+        payload = {"as_of": iso(fire), "since": iso(anchor)}
+        if store.enqueue_digest(f"digest:{route.name}:{iso(fire)}", route.name, make_message_id(settings), payload,
+                                now, _anchor_key(route), iso(fire)):
+            queued += 1
+    return queued
+
+
+def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettings, now: datetime) -> bool:
+    """Enqueue a digest of ``route`` as of ``now`` outside its schedule (`miner digest`)."""
+    anchor_text = store.alert_state(_anchor_key(route))
+    since = parse_iso(anchor_text) if anchor_text else now - timedelta(days=1)
+    return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}", route.name, make_message_id(settings),
+                                {"as_of": iso(now), "since": iso(since)}, now, _anchor_key(route),
+                                anchor_text or iso(now))
+
+
+def _has_news(store: Store, route: RouteSettings, since: datetime, as_of: datetime,
+              sources: Collection[str] | None) -> bool:
+    """Whether the digest rendered as of ``as_of`` has anything to say (the same window it is rendered over)."""
+    if digest_incident_rows(store, route.matches, since, as_of):
+        return True
+    return bool(store.failing_sources(sources))
