@@ -286,3 +286,30 @@ def test_cli_outbox_with_only_sent_notifications_does_not_claim_it_is_empty(tmp_
     assert res.output == "nothing pending or failed (2 sent; `miner outbox --all` lists them)\n"
     listed = run.invoke(main, [*base, "--all"]).output
     assert listed.count(" sent ") == 2
+
+
+def test_cli_digest_dry_run_renders_the_period_the_digest_it_queues_covers(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    cfg = tmp_path / "feeds.toml"
+    # No schedule of its own: `miner outbox send` (at the real time) queues no digest beside the ones asked for.
+    cfg.write_text(CONFIG.replace("port = 9", f"port = {smtp_server.port}").replace('digest = "0 * * * *"\n', ""))
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    seeded(store)  # Airtel resolved at T0 - 1 h, WhatsApp open since T0
+    store.close()
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db)]
+    # The last digest went out at T0 - 30 min: the next one covers the time since then, without Airtel.
+    assert run.invoke(main, [*base, "digest", "--at", "2026-11-27T11:30Z"]).exit_code == 0
+    assert "sent 1," in run.invoke(main, [*base, "outbox", "send"]).output
+    at = ["--at", "2026-11-27T12:50Z"]
+    res = run.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "d"), *at])
+    assert res.exit_code == 0, res.output
+    preview = (tmp_path / "d" / "digest-oncall.txt").read_text()
+    assert run.invoke(main, [*base, "digest", *at]).exit_code == 0
+    res = run.invoke(main, [*base, "outbox", "send"])
+    assert res.exit_code == 0 and "sent 1," in res.output, res.output
+    body = smtp_server.inbox.messages[-1].get_body(("plain",))
+    assert body is not None
+    assert preview.strip().splitlines() == str(body.get_content()).strip().splitlines()  # mail's lines end in CRLF
+    assert "Airtel" not in preview and "WhatsApp" in preview

@@ -15,8 +15,9 @@ Public API for the pipeline (``now`` is always passed in, so a replay sends what
     demo passes ``FileSenders(dir).senders()``), retry failures with backoff.
 ``render_digest(store, settings, now, route, *, sources=None) -> RenderedDigest``
     The digest email of a route: text, html, PNG charts by content id, and the ``EmailMessage``.
-``write_digest_files(store, settings, now, out_dir, route=None, *, sources=None) -> list[Path]``
-    The digest as .eml, .html (+ PNGs) and .txt files, for the demo and ``miner digest --dry-run``.
+``write_digest_files(store, settings, now, out_dir, route=None, *, as_queued=False, sources=None) -> list[Path]``
+    The digest as .eml, .html (+ PNGs) and .txt files, for the demo and ``miner digest --dry-run`` (``as_queued``:
+    over the period ``miner digest`` would queue, since each route's last digest).
 ``run_alerts(store, settings, now, *, worker_id, senders=None, sources=None) -> DispatchStats``
     The three steps in order, for one service tick.
 

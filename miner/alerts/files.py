@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.alerts.channel_settings import WebhookSettings
 from miner.alerts.delivery import Senders
+from miner.alerts.digests import digest_since
 from miner.alerts.render import Rendered, render_digest
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.errors import MinerError
@@ -65,9 +66,13 @@ def remove_digest_files(out_dir: Path | str) -> int:
 
 
 def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out_dir: Path | str,
-                       route: str | None = None, *, since: datetime | None = None,
+                       route: str | None = None, *, since: datetime | None = None, as_queued: bool = False,
                        sources: Collection[str] | None = None) -> list[Path]:
-    """Render the digest of ``route`` (default: every route with email) as of ``now`` into ``out_dir``."""
+    """Render the digest of ``route`` (default: every route with email) as of ``now`` into ``out_dir``.
+
+    ``since``: where its period starts (default: a day back). ``as_queued``: over the period `miner digest` would
+    queue for each route at ``now`` instead (since the schedule's last digest), so a dry run shows what it sends.
+    """
     routes: list[RouteSettings]
     if route is not None:
         found = settings.route(route)
@@ -81,7 +86,8 @@ def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out
         routes = [RouteSettings(name="digest", email=("you@example.org",))]
     paths: list[Path] = []
     for r in routes:
-        rendered = render_digest(store, settings, now, r, since=since, sources=sources)
+        start = digest_since(store, r, now) if as_queued else since
+        rendered = render_digest(store, settings, now, r, since=start, sources=sources)
         paths += save_rendered(rendered, Path(out_dir), f"digest-{_stem(r.name)}")
     return paths
 

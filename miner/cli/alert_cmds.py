@@ -34,7 +34,9 @@ def _now(at: str | None) -> datetime:
 
 
 @main.command()
-@click.option("--dry-run", is_flag=True, help="Render to files instead of queueing it for sending.")
+@click.option("--dry-run", is_flag=True,
+              help="Render to files instead of queueing it for sending (the same period: since the route's last "
+                   "digest).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("digest-out"),
               show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
 @click.option("--route", "route_name", default=None,
@@ -52,7 +54,8 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     if dry_run:
         store = app.store(readonly=True, must_exist=True)
         try:
-            paths = write_digest_files(store, settings, now, out, route_name, sources=app.config.polled_sources)
+            paths = write_digest_files(store, settings, now, out, route_name, as_queued=True,
+                                       sources=app.config.polled_sources)
         except OSError as exc:  # --out under a file, a read-only folder: an "internal error", as replay's was
             raise InputError(f"cannot write to {out} ({exc.strerror or exc})") from None
         for path in paths:
