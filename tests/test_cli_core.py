@@ -494,6 +494,22 @@ def test_config_check_warns_of_a_lease_shorter_than_a_slow_send(runner: CliRunne
         assert f"({lease}) is shorter than a send to a slow server may take (420 s" in result.output
 
 
+@pytest.mark.parametrize(("recipients", "warned"), [(2, False), (5, False), (11, False), (12, True)])
+def test_config_check_default_lease_outlasts_a_slow_send_to_a_few_recipients(
+        runner: CliRunner, tmp_path: Path, recipients: int, warned: bool) -> None:
+    # With the defaults (smtp.timeout 30 s, a 300 s lease), any route of 2 or more recipients warned: 30 x (9 + 2)
+    # = 330 s. The 600 s lease outlasts a slow send to up to 11 recipients (30 x 20 = 600 s); a route of more still
+    # warns.
+    emails = ", ".join(f'"p{i}@example.org"' for i in range(recipients))
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[[alerts.routes]]\nname = "oncall"\nemail = [{emails}]\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert ("warning: alerts.lease_seconds" in result.output) == warned, result.output
+    if warned:
+        assert "(600) is shorter than a send to a slow server may take (630 s" in result.output
+
+
 def test_the_service_logs_in_utc_whatever_the_machine_time_zone() -> None:
     # The text log used the machine's local time with no zone: in Kolkata, 5 h 30 off the times in its messages.
     code = ("import logging; from miner.logsetup import setup_logging; setup_logging(); "

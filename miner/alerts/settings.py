@@ -198,7 +198,10 @@ class AlertSettings:
     # without one is a group of its own), so an unrelated outage is not held back by the last message (alerts.md).
     group_by: GroupBy = "provider"
     stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is alerted only if still open
-    lease_seconds: float = 300.0  # a 'sending' claim older than this is presumed crashed and retried
+    # A 'sending' claim older than this is presumed crashed and retried. It must outlast the slowest send, which
+    # smtp.timeout bounds per command (30 s x (9 + recipients)): 600 s covers a route of up to 11 recipients at the
+    # defaults. The cost is a send whose worker crashed waits that long to be retried (docs/alerts.md).
+    lease_seconds: float = 600.0
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
     retry_max: float = 1800.0  # longest wait between retries
     give_up_after: float = 72 * 3600.0  # seconds after planning when a still-failing message is marked failed
