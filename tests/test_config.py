@@ -926,6 +926,37 @@ def test_group_names_are_checked_like_service_names(group: str, error: str) -> N
     assert str(info.value) == f"x.toml{error}"
 
 
+@pytest.mark.parametrize(("third", "error"), [
+    ('"ops@example.org"', ":6: alerts.routes[0].email[2]: 'ops@example.org' is listed twice: list each recipient once; "
+                          "alerts.routes[0].email[0] is set on line 4"),
+    ('"ops@EXAMPLE.org"', ":6: alerts.routes[0].email[2]: 'ops@EXAMPLE.org' is listed twice (as 'ops@example.org'): "
+                          "list each recipient once; alerts.routes[0].email[0] is set on line 4"),
+    ('"ops@bücher.example"', ":7: alerts.routes[0].email[3]: 'ops@xn--bcher-kva.example' is listed twice (as "
+                             "'ops@bücher.example'): list each recipient once; alerts.routes[0].email[2] is set on "
+                             "line 6"),
+    ('"Ops@example.org"', None),  # the part before @ may be case-sensitive (RFC 5321): two mailboxes
+])
+def test_a_recipient_listed_twice_in_a_route_is_an_error_naming_both_lines(third: str, error: str | None) -> None:
+    # Passed without a word: the address got every alert twice from a server that delivers each RCPT, or the
+    # copy-paste slip hid the colleague it was meant to name.
+    text = ('[[alerts.routes]]\nname = "r"\nemail = [\n  "ops@example.org",\n  "b@example.org",\n'
+            f'  {third},\n  "ops@xn--bcher-kva.example",\n]\n')
+    if error is None:
+        assert len(parse_config(text, "x.toml").alerts.routes[0].email) == 4
+        return
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.toml")
+    assert str(info.value) == f"x.toml{error}"
+
+
+def test_a_webhook_listed_twice_in_a_route_is_an_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[alerts.webhooks]]\nname = "chat"\nurl_env = "CHAT_URL"\n[[alerts.routes]]\nname = "r"\n'
+                     'webhooks = [\n  "chat",\n  "chat",\n]\n', "x.toml")
+    assert str(info.value) == ("x.toml:8: alerts.routes[0].webhooks[1]: webhook 'chat' is listed twice: list each "
+                               "webhook once; alerts.routes[0].webhooks[0] is set on line 7")
+
+
 def test_a_bad_list_entry_names_the_line_of_the_entry() -> None:
     # The error named the list (`email: entry 2`) and so the line it starts on, not the entry's.
     with pytest.raises(ConfigError) as info:

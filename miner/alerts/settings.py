@@ -20,7 +20,7 @@ from miner.alerts.channel_settings import NAME
 from miner.alerts.channel_settings import PAGERDUTY_URL as PAGERDUTY_URL
 from miner.alerts.channel_settings import SmtpSettings as SmtpSettings
 from miner.alerts.channel_settings import WebhookSettings as WebhookSettings
-from miner.alerts.text import safe_url
+from miner.alerts.text import idna_address, safe_url
 from miner.config import check_spans
 from miner.settings import Conflict, SettingsError, guess
 from miner.timeutil import check_timezone, parse_iso
@@ -93,6 +93,7 @@ class RouteSettings:
                 raise SettingsError(f"email[{i}]", f"{addr!r} is not an email address")
         if not self.email and not self.webhooks:
             raise ValueError("email: a route needs at least one email recipient or webhook")
+        self._check_listed_once()
         # Without immediate alerts a route sends only digests (a resolve notice follows an alert it sent): such a
         # route without a digest sent nothing at all, and its webhooks never anything, without a word.
         if not self.immediate and not self.digest:
@@ -120,6 +121,24 @@ class RouteSettings:
             if value is not None and value < 0:
                 raise ValueError(f"{key}: must not be negative")
         check_spans(self, {"group_wait": 1, "repeat_interval": 1, "group_interval": 1})
+
+    def _check_listed_once(self) -> None:
+        """A recipient or webhook listed twice in a route is a copy-paste slip (for another one, maybe), and an address
+        may get each message twice: an error at the second, naming the first one's line, as a name given twice is.
+        A domain is the same in any case and in its IDNA form; the part before @ may not be (RFC 5321 2.4), so
+        ``Ops@`` and ``ops@`` are two."""
+        seen: dict[str, int] = {}
+        for i, addr in enumerate(self.email):
+            local, _, domain = idna_address(addr).rpartition("@")
+            first = seen.setdefault(f"{local}@{domain.lower()}", i)
+            if first != i:
+                same = "" if self.email[first] == addr else f" (as {self.email[first]!r})"
+                raise SettingsError(f"email[{i}]", f"{addr!r} is listed twice{same}: list each recipient once",
+                                    also=(f"email[{first}]",))
+        for i, hook in enumerate(self.webhooks):
+            if hook in self.webhooks[:i]:
+                raise SettingsError(f"webhooks[{i}]", f"webhook {hook!r} is listed twice: list each webhook once",
+                                    also=(f"webhooks[{self.webhooks.index(hook)}]",))
 
     def matches(self, service: str) -> bool:
         return not self.services or service.lower() in {s.lower() for s in self.services}
