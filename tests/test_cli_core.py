@@ -71,6 +71,20 @@ def test_config_check_of_an_empty_file_says_what_it_lacks(runner: CliRunner, tmp
     assert "source  type" not in result.output
 
 
+def test_config_check_counts_one_service_group_and_source_in_the_singular(runner: CliRunner, tmp_path: Path) -> None:
+    # It said "1 services: Slack", "1 groups: ..." and "1 sources:".
+    cfg = tmp_path / "feeds.toml"
+    one = ('[[services]]\nname = "A"\n[[groups]]\nname = "G"\nservices = ["A", "B"]\n'
+           '[[sources]]\nname = "hn"\ntype = "hackernews"\nquery = "outage"\n')
+    cfg.write_text(one + '[[services]]\nname = "B"\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:4] == ["2 services: A, B", "1 group: G (A, B)", "1 source:"], result.output
+    cfg.write_text('[[services]]\nname = "A"\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.output.splitlines()[1] == "1 service: A", result.output
+
+
 def test_config_check_names_the_store_that_db_or_miner_db_puts_in_place_of_store_path(
         runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It said "store: miner.sqlite" under MINER_DB=/var/lib/miner/miner.sqlite, the store every command then used.

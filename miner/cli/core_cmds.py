@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
+from miner.cli.output import STREAMED, TABLE_ROWS, counted, render, stream, table
 
 
 @main.group()
@@ -59,12 +59,13 @@ def config_check(app: AppContext, path: Path | None) -> None:
         rows.append((src.name, src.type, src.interval, watched, note))
     # An empty file is valid: "0 services: " and a table of headers only read as output cut short.
     names = ", ".join(s.name for s in cfg.services)
-    click.echo(f"{len(cfg.services)} services: {names}" if cfg.services
+    click.echo(f"{counted(len(cfg.services), 'service')}: {names}" if cfg.services
                else "0 services (posts that name no configured service never reach the detector)")
     if cfg.groups:
-        click.echo(f"{len(cfg.groups)} groups: " + "; ".join(f"{g.name} ({', '.join(g.services)})" for g in cfg.groups))
+        click.echo(f"{counted(len(cfg.groups), 'group')}: "
+                   + "; ".join(f"{g.name} ({', '.join(g.services)})" for g in cfg.groups))
     if rows:
-        click.echo(f"{len(cfg.sources)} sources:")
+        click.echo(f"{counted(len(cfg.sources), 'source')}:")
         click.echo(table(("source", "type", "interval s", "watches", "note"), rows))
     else:
         click.echo("0 sources (`miner run` polls nothing)")
