@@ -82,6 +82,25 @@ def test_replay_opens_one_incident_for_the_burst(tmp_path: Path, classifier: Cla
     store.close()
 
 
+
+def test_an_incidents_samples_are_one_post_per_text_through_a_storm_of_copies(
+        tmp_path: Path, classifier: Classifier, real_posts: dict[str, list[str]]) -> None:
+    # 40 copies of the most confident complaint through the burst (a retweet storm) outscored every other post of
+    # each bucket: all 5 stored samples, and the 3 of the summary, were that one text.
+    posts = write_stream(real_posts, tmp_path / "posts.jsonl")
+    rows = [json.loads(line) for line in posts.open(encoding="utf-8")]
+    burst = T0 + timedelta(days=2, minutes=5)
+    rows += [{"id": f"rt{k}", "text": real_posts["mtn_outage"][0], "source": "test",
+              "created_at": (burst + timedelta(minutes=k + 0.25)).isoformat()} for k in range(40)]
+    posts.write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["created_at"])))
+    replay_into(tmp_path / "m.sqlite", parse_config(CONFIG), posts, classifier)
+    store = Store.open(tmp_path / "m.sqlite")
+    [inc] = store.incidents()
+    texts = [p["text"] for p in store.posts_by_id(json.loads(inc["sample_post_ids"]))]
+    assert len(texts) == 5 and len(set(texts)) == 5, texts
+    assert real_posts["mtn_outage"][0] in texts  # the storm's text is among them, once
+    store.close()
+
 def test_interrupted_replay_resumes_without_reopening(tmp_path: Path, classifier: Classifier,
                                                       real_posts: dict[str, list[str]]) -> None:
     config = parse_config(CONFIG)

@@ -183,7 +183,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "total_complaints": "Complaints in its buckets, from the one where it opened to the one that resolved it.",
         "symptoms": "JSON object: symptom -> complaints, each complaint under one symptom (its author's most reported "
                     "in the bucket, the latest of two as frequent), so they add up to total_complaints.",
-        "sample_post_ids": "JSON list of posts.id of the most confident complaints.",
+        "sample_post_ids": "JSON list of posts.id of the most confident complaints, one per text.",
         "official_incident_id": "official_incidents.id of the provider's matching incident.",
         "lead_time_minutes": "Provider's start minus our opened_at, in minutes (positive: we were first).",
         "bucket_minutes": "Width of the bucket it opened in (detector.bucket_minutes then): its sample posts start "

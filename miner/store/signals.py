@@ -307,9 +307,10 @@ class SignalsMixin:
         return found["t"] if found else None
 
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5,
-                     one_per_text: bool = False) -> list[dict[str, Any]]:
+                     one_per_text: bool = False, held: Sequence[int] = ()) -> list[dict[str, Any]]:
         """The highest-scoring complaints about ``service`` in [start, end): examples for alerts. ``one_per_text``
-        keeps only the highest-scoring post of each text, so that copies cannot take the place of other texts."""
+        keeps only the highest-scoring post of each text, so that copies cannot take the place of other texts;
+        ``held``: posts chosen already (an incident's samples from its earlier buckets), whose texts are left out."""
         # CROSS JOIN makes SQLite start from the posts in the window (posts_created_at) and check each one's
         # service. Left to itself it starts from the service's rows in post_services, that is from every post
         # of the service ever stored, to keep the few of one bucket: a read that grew with the store's history,
@@ -322,13 +323,14 @@ class SignalsMixin:
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
+            AND p.text NOT IN (SELECT text FROM posts WHERE id IN (SELECT value FROM json_each(?)))
             """
         if one_per_text:
             select = ("SELECT id, text, url, source, created_at, score, symptom FROM (" + select
                       + ") WHERE nth = 1 ORDER BY score DESC, created_at DESC LIMIT ?")
         else:
             select += "ORDER BY c.score DESC, p.created_at DESC LIMIT ?"
-        return self.database.rows(select, (service, iso(start), iso(end), limit))
+        return self.database.rows(select, (service, iso(start), iso(end), json.dumps(list(held)), limit))
 
     def totals(self) -> dict[str, int]:
         """Posts stored, posts matched to a service, and posts whose latest verdict is an outage report."""
