@@ -323,7 +323,7 @@ def test_replay_summary_of_an_incident_with_garbled_json_shows_it_without_sample
     stream.write_text('{"id": "1", "text": "x", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
     assert result.exit_code == 0, result.output
-    assert "1 incidents detected" in result.output and "2025-12-01 00:00" in result.output
+    assert "1 incident detected" in result.output and "2025-12-01 00:00" in result.output
     assert "sample posts of incident" not in result.output
 
 
@@ -336,7 +336,7 @@ def test_replay_then_status_and_ui_metadata(tmp_path: Path, runner: CliRunner,
     base = ["--config", str(cfg), "--db", str(db)]
     result = runner.invoke(main, [*base, "replay", str(posts), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "1 incidents detected" in result.output
+    assert "1 incident detected" in result.output
     assert list((tmp_path / "out").glob("digest-*.html"))
 
     status = runner.invoke(main, [*base, "status", "--format", "json"])
@@ -816,7 +816,7 @@ def test_replay_of_posts_older_than_the_stores_detector_says_they_were_not_detec
     assert again.exit_code == 0 and "warning" not in again.output, again.output
     result = runner.invoke(main, [*base, str(earlier)])
     assert result.exit_code == 0, result.output
-    assert "1 incidents detected" in result.output  # the earlier burst is not among them
+    assert "1 incident detected" in result.output  # the earlier burst is not among them
     clock = re.search(r"replayed \d+ posts from .* to (.*) UTC in", first.output)  # where the clock stopped
     assert clock is not None
     assert (f"warning: {len(rows)} posts of {earlier} are older than where the store's detector had got to "
@@ -1178,7 +1178,7 @@ def test_demo_writes_its_own_store_whatever_miner_db_and_miner_config_say(tmp_pa
     out = tmp_path / "out"
     result = runner.invoke(main, ["demo", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "replayed 5355 posts" in result.output and "1 incidents detected" in result.output
+    assert "replayed 5355 posts" in result.output and "1 incident detected" in result.output
     assert ("MINER_DB and MINER_CONFIG (from the environment) are not used by the demo: it writes its own store "
             "with its own config (--db and --config before the command say otherwise)") in result.output
     assert sqlite3.connect(service_db).execute("SELECT count(*) FROM posts").fetchone() == (0,)
@@ -1192,7 +1192,7 @@ def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliR
     monkeypatch.delenv("MINER_CONFIG", raising=False)
     result = runner.invoke(main, ["demo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "replayed 5355 posts" in result.output and "1 incidents detected" in result.output
+    assert "replayed 5355 posts" in result.output and "1 incident detected" in result.output
     assert re.search(r"\nsample posts of incident 1 \(\w+\):\n  - .+\n  - .+\n  - .+\n", result.output), result.output
     sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
     assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent

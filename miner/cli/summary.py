@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from miner.alerts.content import baseline_text
-from miner.cli.output import table
+from miner.cli.output import counted, table
 from miner.config import Config
 from miner.store import Store
 from miner.store.incidents import UnscoredGap
@@ -56,7 +56,7 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
     if rows:
         echo(table(("service", "posts", "complaints"), [(r["service"], r["posts"], r["complaints"]) for r in rows]))
     incidents = store.incidents()
-    echo(f"\n{len(incidents)} incidents detected (buckets of {config.detector.bucket_minutes} min)")
+    echo(f"\n{counted(len(incidents), 'incident')} detected (buckets of {config.detector.bucket_minutes} min)")
     if incidents:
         minutes = store.bucket_minutes()
         width = timedelta(minutes=minutes) if minutes else None
