@@ -323,14 +323,14 @@ class SignalsMixin:
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
             WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
-            AND p.text NOT IN (SELECT text FROM posts WHERE id IN (SELECT value FROM json_each(?)))
+            AND p.text NOT IN (SELECT text FROM posts WHERE id {IN_LIST})
             """
         if one_per_text:
             select = ("SELECT id, text, url, source, created_at, score, symptom FROM (" + select
                       + ") WHERE nth = 1 ORDER BY score DESC, created_at DESC LIMIT ?")
         else:
             select += "ORDER BY c.score DESC, p.created_at DESC LIMIT ?"
-        return self.database.rows(select, (service, iso(start), iso(end), json.dumps(list(held)), limit))
+        return self.database.rows(select, (service, iso(start), iso(end), json_list(held), limit))
 
     def totals(self) -> dict[str, int]:
         """Posts stored, posts matched to a service, and posts whose latest verdict is an outage report."""
