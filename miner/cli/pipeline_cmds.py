@@ -181,7 +181,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                    "`miner run` to send (see `miner outbox`)")
     if out is not None:
         # The digest as of the busiest incident's end, so it shows an outage rather than a quiet day.
-        when = _digest_time(store) or stats.end
+        when = _digest_time(store, stats.end)
         remove_digest_files(out)
         paths = write_digest_files(store, cfg.alerts, when, out, sources=cfg.polled_sources)
         click.echo(f"digest as of {when:%Y-%m-%d %H:%M} UTC: " + ", ".join(str(p) for p in paths
@@ -240,13 +240,15 @@ def _check_writable(outbox: Path) -> None:
                 from None
 
 
-def _digest_time(store: Store) -> datetime | None:
-    """Just after the incident with the most complaints, or None when there was none."""
+def _digest_time(store: Store, end: datetime) -> datetime:
+    """Just after the incident with the most complaints, or ``end`` (where the replay's clock stopped) when there
+    was none; never after ``end``: an incident resolved (or still open) at the clock's end had its digest dated
+    5 minutes after it, a time the replay never reached (and, for a capture that ends now, a time yet to come)."""
     incidents = sorted(store.incidents(), key=lambda i: -int(i["total_complaints"]))
     if not incidents:
-        return None
+        return end
     first = incidents[0]
-    return parse_iso(first["resolved_at"] or first["updated_at"]) + timedelta(minutes=5)
+    return min(parse_iso(first["resolved_at"] or first["updated_at"]) + timedelta(minutes=5), end)
 
 
 def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
