@@ -87,13 +87,30 @@ class Pipeline(CollectStage, DetectStage):
                          stop: threading.Event | None = None) -> int:
         """Classify every stored post that has no verdict yet, in batches; recount the buckets they touch.
         ``stop`` set ends it after the batch in progress (each is committed)."""
+        return self._classify_all(lambda: now, progress, stop)
+
+    def ingest_ahead(self, arrivals: Sequence[tuple[datetime, Sequence[Post]]]) -> Ingested:
+        """Store and classify posts ahead of the replay ticks they arrive at, (tick, posts) for each, in large
+        batches: each post is stored as collected at its tick and classified then, as that tick would have done
+        (verdicts dated at each post's fetched_at). Nothing the detector reads changes before those ticks: it reads
+        only buckets that have ended by its ``now``. Dated at the first tick after them, the verdicts of a chunk of
+        posts were dated up to weeks before their posts were written."""
+        stored = too_old = 0
+        for at, posts in arrivals:
+            ingested = self.ingest(posts, at)
+            stored, too_old = stored + ingested.stored, too_old + ingested.too_old
+        self._classify_all(lambda: None)
+        return Ingested(stored, too_old)
+
+    def _classify_all(self, clock: Callable[[], datetime | None], progress: Progress | None = None,
+                      stop: threading.Event | None = None) -> int:
         batch = self._chunk()
         done = 0
         while True:
             todo = [] if stop is not None and stop.is_set() else self.store.posts_to_classify(batch)
             if not todo:
                 return done
-            self._classify_batch(todo, lambda: now)
+            self._classify_batch(todo, clock)
             done += len(todo)
             if progress:
                 progress(len(todo))
@@ -139,8 +156,9 @@ class Pipeline(CollectStage, DetectStage):
         graceful stop loses or waits for only seconds of work."""
         return max(self.config.classifier.batch_size * 32, 64)
 
-    def _classify_batch(self, todo: Sequence[PostToClassify], clock: Callable[[], datetime]) -> None:
-        """Classify ``todo`` and store the verdicts, dated ``clock()`` once the store's write lock is held."""
+    def _classify_batch(self, todo: Sequence[PostToClassify], clock: Callable[[], datetime | None]) -> None:
+        """Classify ``todo`` and store the verdicts, dated ``clock()`` once the store's write lock is held (None: each
+        at its post's fetched_at)."""
         model_posts = [p for p in todo if p.source != REPORTS_SOURCE]
         reports = [
             (p.id, Prediction(score=1.0, outage=True, symptom=p.symptom_hint or "general"))

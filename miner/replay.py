@@ -240,7 +240,7 @@ def run_replay(
     on_tick: Callable[[datetime, list[Post]], object],
     *,
     speed: float | None = None,
-    prefetch: Callable[[list[Post]], object] | None = None,
+    prefetch: Callable[[list[tuple[datetime, list[Post]]]], object] | None = None,
     chunk: int = 2000,
     idle_step: timedelta = timedelta(hours=1),
     tail: timedelta = timedelta(hours=6),
@@ -258,9 +258,10 @@ def run_replay(
     there. A capture that ends now may end in an outage still going on: the tail's empty buckets resolved it hours
     ahead of time (its resolve notice written), and left the store's detector and alerts ahead of the real clock.
 
-    With ``prefetch`` (and no pacing), up to ``chunk`` upcoming posts are handed to it before their ticks,
-    and the ticks then get no posts of their own. Storing posts early changes nothing the detector sees (it
-    reads only buckets that have ended by ``now``), and lets the classifier work in large batches.
+    With ``prefetch`` (and no pacing), up to ``chunk`` upcoming posts are handed to it before their ticks, as
+    (the time of the tick they arrive at, its posts), and the ticks then get no posts of their own. Storing posts
+    early changes nothing the detector sees (it reads only buckets that have ended by ``now``), and lets the
+    classifier work in large batches; they are to be dated (fetched, classified) at their tick's time all the same.
 
     Ticks up to ``done_until`` (where the store's detector has got to, in a resumed replay: the pipeline only stores
     posts there) are not paced; the pace starts from the last of them. A resumed --speed 60 replay of a day waited
@@ -296,11 +297,14 @@ def run_replay(
             advance(idle, [])
             idle += idle_step
 
+    def arrival(tick: datetime) -> datetime:
+        return tick if until is None else min(tick, until)
+
     def run(tick: datetime, batch: list[Post]) -> None:
         nonlocal previous, stored
         if previous is not None:
             idle_until(tick, inclusive=False)
-        at = tick if until is None else min(tick, until)
+        at = arrival(tick)
         stats.start = stats.start or min(tick - step, at)
         advance(at, batch)
         stored += len(batch)
@@ -312,9 +316,8 @@ def run_replay(
     waiting: datetime | None = None
     for ticks in _chunks(checked(ticks_for(posts, step, limit=chunk if early else None)), chunk if early else 1):
         if early and prefetch is not None:
-            ahead = [p for _, batch in ticks for p in batch]
-            prefetch(ahead)
-            stored += len(ahead)
+            prefetch([(arrival(tick), batch) for tick, batch in ticks])
+            stored += sum(len(batch) for _, batch in ticks)
         for tick, batch in ticks:
             if not early:
                 run(tick, batch)

@@ -48,7 +48,7 @@ def replay_into(db: Path, config: Config, posts: Path, classifier: Classifier, l
                 return
             yield post
 
-    run_replay(posts_iter(), pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0))
+    run_replay(posts_iter(), pipe.bucket, pipe.tick, prefetch=pipe.ingest_ahead)
     store.close()
 
 
@@ -179,7 +179,7 @@ def replay_reports(db: Path, bursts: dict[str, list[tuple[float, float]]]) -> St
     posts.sort(key=lambda p: p.created_at)
     store = Store.open(db)
     pipe = Pipeline(config, store, ReportsOnly())  # type: ignore[arg-type]
-    run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0))
+    run_replay(posts, pipe.bucket, pipe.tick, prefetch=pipe.ingest_ahead)
     return store
 
 
@@ -395,9 +395,9 @@ def test_a_replay_stopped_by_a_bad_post_says_what_it_stored_and_a_rerun_is_safe(
     # 15-minute buckets, stored 3 posts ahead: the first tick's 3 posts were stored when post 4 came.
     with pytest.raises(InputError, match=r"not in time order.*\(the 3 posts before it were stored; replaying the "
                                          r"corrected file into the same store is safe"):
-        run_replay(unsorted, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=3)
+        run_replay(unsorted, pipe.bucket, pipe.tick, prefetch=pipe.ingest_ahead, chunk=3)
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 3  # type: ignore[index]
-    run_replay(posts, pipe.bucket, pipe.tick, prefetch=lambda batch: pipe.ingest(batch, T0), chunk=2)
+    run_replay(posts, pipe.bucket, pipe.tick, prefetch=pipe.ingest_ahead, chunk=2)
     assert store.database.one("SELECT count(*) AS n FROM posts")["n"] == 6  # type: ignore[index]
     with pytest.raises(InputError, match=r"comes 400 days after .*\(nothing was stored\)"):
         run_replay([posts[0], replace(posts[1], created_at=T0 + timedelta(days=400))], pipe.bucket, pipe.tick)
@@ -419,9 +419,9 @@ def test_many_posts_in_one_bucket_are_stored_in_pieces_before_their_tick_runs_on
     pieces: list[int] = []
     ticks: list[tuple[datetime, int]] = []
 
-    def prefetch(batch: list[Post]) -> None:
-        pieces.append(len(batch))
-        pipe.ingest(batch, batch[-1].created_at)
+    def prefetch(arrivals: list[tuple[datetime, list[Post]]]) -> None:
+        pieces.append(sum(len(batch) for _, batch in arrivals))
+        pipe.ingest_ahead(arrivals)
 
     def tick(now: datetime, arrived: list[Post]) -> None:
         row = store.database.one("SELECT count(*) AS n FROM posts WHERE created_at < ?", (iso(now),))

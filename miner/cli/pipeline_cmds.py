@@ -151,9 +151,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         report = pipeline.tick(now, posts)
         too_old, stored = too_old + report.too_old, stored + report.stored
 
-    def prefetch(posts: list[Post]) -> None:
+    def prefetch(arrivals: list[tuple[datetime, list[Post]]]) -> None:
         nonlocal too_old, stored
-        ingested = pipeline.ingest(posts, posts[-1].created_at)
+        ingested = pipeline.ingest_ahead(arrivals)
         too_old, stored = too_old + ingested.too_old, stored + ingested.stored
 
     started = time.monotonic()

@@ -88,8 +88,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner fetched it (UTC): the start of the collect round whose poll read it, a poll held in "
                       "memory and stored later too; a user report's when it came, a replayed post's the replay's "
-                      "clock. The retention guard leaves out a post dated at or after it: such a time may be our "
-                      "clock's.",
+                      "clock when it arrived: the end of its bucket (or the current time, if sooner). The retention "
+                      "guard leaves out a post dated at or after it: such a time may be our clock's.",
         "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated. "
                        "The handle is read without case or a leading @, and per site: one handle on two sites "
                        "(Reddit and Hacker News, two forums) is two authors, while Mastodon, Lemmy and Bluesky name "
@@ -123,7 +123,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "score": "Outage probability, 0..1.",
         "symptom": "connectivity, login, messaging, calls, media, app, website, payments, power or general; "
                    "NULL when outage = 0.",
-        "classified_at": "When it was classified (UTC).",
+        "classified_at": "When it was classified (UTC); a replayed post's the replay's clock when it arrived (its "
+                         "fetched_at).",
     }),
     "buckets": ("Per-service volume per time bucket, with the detector's verdict. Rows older than "
                 "store.bucket_retention_days (400 days by default) are deleted by the retention prune.", {

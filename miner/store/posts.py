@@ -240,9 +240,10 @@ class PostsMixin:
         return [r["source"] for r in self.database.rows("SELECT DISTINCT source FROM posts ORDER BY source")]
 
     def save_classifications(
-        self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime
+        self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime | None
     ) -> list[str]:
-        """Store verdicts; returns the created_at of the posts touched (distinct, in order), for bucket refresh.
+        """Store verdicts dated ``now``, or (None) each at its post's fetched_at; returns the created_at of the posts
+        touched (distinct, in order), for bucket refresh.
 
         Verdicts for posts deleted since they were read (pruned by retention) are dropped."""
         if not items:
@@ -254,8 +255,8 @@ class PostsMixin:
             # under the threshold could read as at it, beside the outage 0 decided on the unrounded one.
             conn.executemany(
                 "INSERT OR REPLACE INTO classifications (post_id, model_version, outage, score, symptom, "
-                "classified_at) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM posts WHERE id = ?)",
-                [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now), pid)
+                "classified_at) SELECT ?, ?, ?, ?, ?, coalesce(?, fetched_at) FROM posts WHERE id = ?",
+                [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now) if now is not None else None, pid)
                  for pid, p in items],
             )
             rows = conn.execute(f"SELECT DISTINCT created_at FROM posts WHERE id {IN_LIST} ORDER BY created_at",
