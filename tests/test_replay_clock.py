@@ -68,3 +68,20 @@ def test_the_digest_of_a_replay_is_as_of_a_time_its_clock_reached(tmp_path: Path
     assert end is not None and shown is not None and subject is not None, result.output
     assert shown[1] == subject[1] <= end[1], result.output
     assert datetime.strptime(shown[1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC) <= utcnow()
+
+
+def test_a_replay_sends_each_notification_when_it_falls_due_between_its_ticks(
+        tmp_path: Path, runner: CliRunner, real_posts: dict[str, list[str]]) -> None:
+    # The clock moves a bucket at a time (an hour between posts), and a notification due group_wait after the tick
+    # that planned it was sent at the next tick: the demo's alert was dated 18:00 for an incident opened at 17:00
+    # ("Since: 17:00 UTC (1 h 00 min)"), where the service's alerts job (every 30 s) sends it at 17:00:30.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG + ALERTS.replace("group_wait = 0", "group_wait = 60"))
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay",
+                                  str(write_stream(real_posts, tmp_path / "s.jsonl")), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(tmp_path / "m.sqlite") as conn:
+        rows = conn.execute("SELECT kind, created_at, sent_at FROM outbox ORDER BY id").fetchall()
+    conn.close()
+    assert [kind for kind, _, _ in rows] == ["alert", "resolved"], rows
+    assert [parse_iso(sent) - parse_iso(planned) for _, planned, sent in rows] == [timedelta(seconds=60)] * 2, rows

@@ -22,7 +22,6 @@ ROUND_WAIT = 5.0
 if TYPE_CHECKING:
     from miner.collect_stage import CollectReport
     from miner.config import Config
-    from miner.pipeline import Pipeline
     from miner.records import Post
     from miner.replay import Authors
     from miner.store import Store
@@ -128,6 +127,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
     from miner.cli.summary import print_summary
     from miner.pipeline import Pipeline
     from miner.replay import read_posts, run_replay
+    from miner.replay_sends import flush, send_due_before
     from miner.timeutil import utcnow
 
     cfg = app.config
@@ -148,6 +148,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
 
     def tick(now: datetime, posts: list[Post]) -> None:
         nonlocal too_old, stored
+        send_due_before(pipeline, now)
         report = pipeline.tick(now, posts)
         too_old, stored = too_old + report.too_old, stored + report.stored
 
@@ -162,7 +163,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
-    _flush(pipeline, stats.end)
+    flush(pipeline, stats.end)
     left = store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
     elapsed = time.monotonic() - started
     click.echo(f"replayed {stats.posts} posts from {stats.start:%Y-%m-%d %H:%M} to {stats.end:%Y-%m-%d %H:%M} UTC "
@@ -209,21 +210,6 @@ def _authors(cfg: Config) -> Authors:
 
     return replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
                           {s.name: author_space(s) for s in cfg.sources})
-
-
-def _flush(pipeline: Pipeline, end: datetime) -> None:
-    """Send what the replay planned that is due within group_wait of the clock's end, stamped at its end.
-
-    After the last tick nothing more is planned, so nothing would join a batch waiting out its group wait there: an
-    outage opening at the end of a capture that ends now (the clock stops at the current time) was alerted past the
-    clock's end, left pending and never written. The clock itself runs no further.
-    """
-    from miner.alerts.dispatcher import dispatch
-
-    alerts = pipeline.config.alerts
-    wait = max((alerts.group_wait_for(r) for r in alerts.routes), default=timedelta(0))
-    dispatch(pipeline.store, alerts, end + wait, worker_id=pipeline.worker_id, senders=pipeline.senders,
-             sources=pipeline.config.polled_sources, clock=lambda: end)
 
 
 def _check_writable(outbox: Path) -> None:
