@@ -180,7 +180,9 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
             for name in grp.services:
                 service_groups.setdefault(name.lower(), grp.name)
         config = replace(config, alerts=replace(config.alerts, providers={
-            svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups))
+            svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups,
+            status_pages=frozenset(src.services[0].lower() for src in config.sources
+                                   if src.type in ("statuspage", "status_feed") and src.services)))
     except SettingsError as exc:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         # The other keys of a conflict with their lines: the error's own line is of one key only, and the one to

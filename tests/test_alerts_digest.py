@@ -15,8 +15,10 @@ from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, add_official, failing_source, open_incident, resolve, settings
 
 from miner.alerts import render_digest, write_digest_files
+from miner.alerts.render import render_alert
 from miner.alerts.settings import RouteSettings
 from miner.cli import main
+from miner.config import load_config
 from miner.store import Store
 from miner.timeutil import parse_iso, utcnow
 
@@ -313,3 +315,24 @@ def test_cli_digest_dry_run_renders_the_period_the_digest_it_queues_covers(
     assert body is not None
     assert preview.strip().splitlines() == str(body.get_content()).strip().splitlines()  # mail's lines end in CRLF
     assert "Airtel" not in preview and "WhatsApp" in preview
+
+
+def test_a_provider_is_called_silent_only_where_a_status_page_of_it_is_watched(store: Store, tmp_path: Path) -> None:
+    # Every open incident's alert said "nothing on the status page yet", the digest "silent": also of a service no
+    # status page source watches (the demo's MTN), where there is no page to be silent.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "WhatsApp"\nstatus_page = "https://status.example.com"\n\n'
+                   '[[services]]\nname = "MTN"\n\n[alerts]\nfrom_addr = "miner <miner@example.org>"\n\n'
+                   '[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\ndigest = "0 * * * *"\n')
+    alerts = load_config(cfg).alerts
+    assert alerts.status_pages == frozenset({"whatsapp"})
+    ids = [open_incident(store, name, T0) for name in ("WhatsApp", "MTN")]
+    route = alerts.routes[0]
+    alert = render_alert(store, alerts, route, "alert", [{"incident_id": i, "kind": "open"} for i in ids],
+                         message_id="<m@example.org>", now=T0 + timedelta(minutes=5))
+    text, html = alert.text.split("MTN")[-1], alert.html.split("MTN")[-1]
+    assert alert.text.count("Provider:   nothing on the status page yet") == 1 and "Provider:" not in text
+    assert alert.html.count("No incident on the provider's status page yet.") == 1 and "status page yet" not in html
+    digest = render_digest(store, alerts, T0 + timedelta(minutes=5), route)
+    rows = {name: row for row in digest.html.split("<tr")[1:] for name in ("WhatsApp", "MTN") if f">{name}<" in row}
+    assert "silent" in rows["WhatsApp"] and "silent" not in rows["MTN"] and "no status page watched" in rows["MTN"]

@@ -48,6 +48,8 @@ class IncidentView:
     symptoms: list[tuple[str, int, int]]  # (symptom, posts, percent)
     samples: list[SamplePost]
     official: Official | None
+    # A status page of its provider is watched (a statuspage or status_feed source): its silence is worth saying.
+    watched: bool
     lead_minutes: float | None  # > 0: we saw it this many minutes before the provider said so
     group: str  # the incident group's name and likely cause, when grouped
     series: list[dict[str, Any]] = field(default_factory=list)
@@ -261,6 +263,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, safe_number(row.get("baseline"))),
         peak_score=safe_number(row.get("peak_score")), total_complaints=int(safe_number(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
+        watched=settings.status_pages is None or service.lower() in settings.status_pages,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,
         resolved_before=resolved_before, gaps=tuple((r, at) for r, at in reopenings if r is not None),
         untracked=untracked_reason(ending), unscored=unscored,

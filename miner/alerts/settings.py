@@ -232,6 +232,10 @@ class AlertSettings:
     # Lower-case service name -> the first [[groups]] entry listing it, for group_by = "provider" of a service
     # without a provider; filled in by the config loader too.
     service_groups: Mapping[str, str] = field(default_factory=dict, compare=False, metadata={"setting": False})
+    # Lower-case names of the services a status page source watches (statuspage, status_feed), filled in by the
+    # config loader: only of those is "nothing on the status page yet" news. None (settings made without a config):
+    # every service.
+    status_pages: frozenset[str] | None = field(default=None, compare=False, metadata={"setting": False})
 
     def validate(self) -> None:
         check_header("from_addr", self.from_addr)
