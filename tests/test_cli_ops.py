@@ -1193,6 +1193,9 @@ def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliR
     result = runner.invoke(main, ["demo", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "replayed 5355 posts" in result.output and "1 incident detected" in result.output
+    # Its progress on stderr, where there is no terminal (a CI log, `make demo > log`): the bar's label alone, and it
+    # read "demo", a line that said nothing.
+    assert "\nreplaying 5355 posts\n" in result.stderr and "\ndemo\n" not in result.stderr, result.stderr
     assert re.search(r"\nsample posts of incident 1 \(\w+\):\n  - .+\n  - .+\n  - .+\n", result.output), result.output
     sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
     assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent

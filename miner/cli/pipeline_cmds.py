@@ -158,7 +158,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
         too_old, stored = too_old + ingested.too_old, stored + ingested.stored
 
     started = time.monotonic()
-    with progress(total, label) as bar:
+    with progress(total, f"replaying {total} posts") as bar:
         stats = run_replay(read_posts(posts_path, _authors(cfg)), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     if stats.start is None or stats.end is None:
