@@ -227,6 +227,17 @@ def test_the_handles_of_people_are_left_out_of_post_text(text: str, kept: str) -
     assert ServiceMatcher([ServiceConfig("Signal")]).redact_people(text) == kept
 
 
+@pytest.mark.parametrize(("text", "kept"), [
+    # A person's handle that holds a service's name as a word of its own (Bluesky's allow "-") is still a person's.
+    ("@signal-fan.bsky.social and @jane-signal: down?", "@[user] and @[user]: down?"),
+    ("u/jane-signal and reddit.com/user/signal-ops/ too", "u/[user] and reddit.com/user/[user]/ too"),
+    # The service's own, whole: kept.
+    ("@SignalSupport @AskSignal u/signal @signal.org", "@SignalSupport @AskSignal u/signal @signal.org"),
+])
+def test_a_handle_holding_a_service_name_inside_is_a_persons(text: str, kept: str) -> None:
+    assert ServiceMatcher([ServiceConfig("Signal")]).redact_people(text) == kept
+
+
 def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller: Poller) -> None:
     rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>Telekom down</title>'
            b"<description>no internet since 9, call me on 0171 234 5678 or bob@example.de</description>"

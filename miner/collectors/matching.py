@@ -201,6 +201,12 @@ class _Compiled:
         self.long = _Scan(long) if long else None
         self.short = _Scan(short, exact_case=True) if short else None
 
+    def whole(self, tag: str) -> bool:
+        """Whether one term's match is all of ``tag`` (a handle), not a word inside it."""
+        text = normalise(tag)
+        scans = ((self.long, lower(text)), (self.short, text))
+        return any((0, len(seen)) == found[:2] for scan, seen in scans if scan is not None for found in scan.find(seen))
+
     def match(self, text: str) -> tuple[str, ...]:
         text = _URL.sub(" ", normalise(text))
         found: list[tuple[int, int, _Term]] = []
@@ -249,4 +255,10 @@ class ServiceMatcher:
     def redact_people(self, text: str) -> str:
         """``text`` with people's @handles and Reddit u/names as placeholders (see normalise.redact_mentions). A
         handle that matching reads as any configured service's (@WhatsAppSupport) is kept: it is no person's."""
-        return redact_mentions(text, lambda handle: bool(self.match(handle)))
+        return redact_mentions(text, self.service_handle)
+
+    def service_handle(self, handle: str) -> bool:
+        """Whether all of ``handle`` ("@WhatsAppSupport", Reddit's "u/name") reads as a configured service's handle.
+        A service's name as a word inside one is not enough: matching reads "@whatsapp-fan" (a Bluesky handle may hold
+        a "-") and "u/jane-mtn" as WhatsApp and MTN, and kept them, a person's handle, in the stored text."""
+        return self._scans(()).whole("@" + handle.rpartition("/")[2].lstrip("@"))
