@@ -238,6 +238,15 @@ def test_a_handle_holding_a_service_name_inside_is_a_persons(text: str, kept: st
     assert ServiceMatcher([ServiceConfig("Signal")]).redact_people(text) == kept
 
 
+@pytest.mark.parametrize(("text", "kept"), [
+    # As a Japanese or Chinese keyboard writes the at sign: a handle all the same, as an e-mail address is one.
+    ("Signal落ちた？ ＠tanaka_taro さんも", "Signal落ちた？ @[user] さんも"),
+    ("﹫li_wei 也挂了, ＠SignalSupport 没回", "@[user] 也挂了, ＠SignalSupport 没回"),
+])
+def test_a_handle_written_with_a_full_width_at_sign_is_left_out(text: str, kept: str) -> None:
+    assert ServiceMatcher([ServiceConfig("Signal")]).redact_people(text) == kept
+
+
 def test_stored_post_text_carries_no_contact_details(server: FakeServer, poller: Poller) -> None:
     rss = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>Telekom down</title>'
            b"<description>no internet since 9, call me on 0171 234 5678 or bob@example.de</description>"

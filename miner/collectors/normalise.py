@@ -220,8 +220,9 @@ def redact_contacts(text: str) -> str:
 # Handles in post text: whom a post answers or names ("@bob same here", a Mastodon reply's leading "@alice", Reddit's
 # "u/name") says nothing about an outage, and is a person's identity where the author's own is only kept hashed.
 # A service's handle (@AWSSupport, @github.com) is no person's, and matching reads it: the caller's ``keep`` says
-# which. "@10", "me@host" and a handle's closing full stop are not taken for handles.
-_MENTION = re.compile(r"(?<![\w@.+-])@(?!\d+\b)\w(?:[\w.-]*\w)?")
+# which. "@10", "me@host" and a handle's closing full stop are not taken for handles. A full-width or small at sign
+# makes one too ("＠jane", as a Japanese or Chinese keyboard writes it), as it makes an e-mail address (_AT).
+_MENTION = re.compile(rf"(?<![\w{_AT}.+-])[{_AT}](?!\d+\b)\w(?:[\w.-]*\w)?")
 # A user's page on Reddit: "u/name" or "/u/name" as a word, "reddit.com/u/name" and "reddit.com/user/name" in a link.
 _REDDIT_USER = re.compile(r"(?:(?<![\w/-])/?u|(?<=reddit\.com/)(?:u|user))/[\w-]{3,20}(?![\w-])", re.IGNORECASE)
 
@@ -232,13 +233,13 @@ def redact_mentions(text: str, keep: Callable[[str], bool] = lambda _handle: Fal
     ``keep`` gets the handle as written ("@WhatsAppSupport", "u/name"), a domain handle (Bluesky's
     "@alice.bsky.social") up to its first dot: "bsky" in it does not make alice a service."""
     def mention(match: re.Match[str]) -> str:
-        return match.group() if keep(match.group().split(".", 1)[0]) else "@[user]"
+        return match.group() if keep("@" + match.group()[1:].split(".", 1)[0]) else "@[user]"
 
     def reddit_user(match: re.Match[str]) -> str:
         found = match.group()
         return found if keep(found) else found[:found.rindex("/") + 1] + "[user]"
 
-    if "@" in text:
+    if any(at in text for at in _AT):
         text = _MENTION.sub(mention, text)
     return _REDDIT_USER.sub(reddit_user, text) if "/" in text else text
 
