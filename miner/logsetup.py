@@ -52,6 +52,22 @@ class TextFormatter(logging.Formatter):
         return escape_controls(super().formatMessage(record))
 
 
+class BareFormatter(logging.Formatter):
+    """The message alone, as Python's last-resort handler prints it, with the text format's escaping."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+
+def escape_last_resort() -> None:
+    """Every command but `miner run` logs no handler of its own: a warning (a source's failure in `miner collect`, a
+    send's in `miner outbox send`) is printed by Python's last-resort handler as it is, and quotes anyone's text, a
+    feed server's Content-Type or a receiver's error answer. Its ESC sequences drove the terminal (``\x1b[8m`` hid
+    all that followed) and a line break forged a line; they are written escaped, as in the service's log."""
+    if logging.lastResort is not None:
+        logging.lastResort.setFormatter(BareFormatter())
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +17,8 @@ from fakeserver import FakeServer, Reply
 from miner.cli import main
 from miner.store import Store
 from miner.timeutil import parse_iso
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -327,3 +332,21 @@ def test_a_credential_in_a_source_url_in_the_config_is_warned_about(tmp_path: Pa
         assert CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"]).exit_code == 0
     assert ("source forum: its url in the config holds what looks like a credential (query parameter api_key)"
             in caplog.text)
+
+
+def test_a_source_failure_quoting_escape_sequences_is_printed_escaped(tmp_path: Path) -> None:
+    # A status page's Content-Type is its server's text: `miner collect` printed the warning through Python's
+    # last-resort handler as it came, and the ESC sequence in it reached the terminal (here: hide what follows).
+    cfg = tmp_path / "feeds.toml"
+    with FakeServer() as fake:
+        fake.serve("/api/v2/incidents.json", Reply(200, b'{"incidents": []}', content_type="text/x\x1b[8m\x1b[?25l"))
+        cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n\n[[services]]\nname = "GitHub"\n\n'
+                       f'[[sources]]\nname = "status"\ntype = "statuspage"\nurl = "{fake.url}"\n'
+                       'services = ["GitHub"]\n', encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB")}
+        done = subprocess.run([sys.executable, "-m", "miner", "--config", str(cfg), "collect", "--once"],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                              env=env | {"PYTHONPATH": str(ROOT)})
+    assert "source status failed: expected JSON from" in done.stderr
+    assert "\x1b" not in done.stderr + done.stdout
+    assert "got text/x\\x1b[8m\\x1b[?25l" in done.stderr

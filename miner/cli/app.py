@@ -16,6 +16,7 @@ from miner import __version__
 from miner.cli.stopping import Interrupted, interrupted_by, raise_on_signals
 from miner.entry import release_hup
 from miner.errors import MinerError
+from miner.logsetup import escape_last_resort
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -133,6 +134,7 @@ def main(ctx: click.Context, config_path: Path | None, db_path: Path | None) -> 
     """
     if ctx.invoked_subcommand != "run":  # `miner run` takes a SIGHUP held since the start as a reload
         release_hup()
+    escape_last_resort()
     app = AppContext(config_path=config_path, db_path=db_path)
     ctx.obj = app
     ctx.call_on_close(app.close)
