@@ -14,17 +14,19 @@ import json
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from miner.collectors.normalise import SURROGATE, drop_control, hash_author, redact_contacts
+from miner.collectors.normalise import SURROGATE, hash_author, lang_code, post_text
+from miner.collectors.settings import CollectSettings
 from miner.errors import InputError
 from miner.records import MAX_LINE_BYTES, Post
 from miner.timeutil import floor_time, parse_iso
+from miner.urls import link_id, stored_link
 
 REQUIRED = ("id", "text", "created_at", "source")
 # A recorded post cannot be dated after the wall clock; the collectors clamp such dates to the poll time, with
@@ -51,11 +53,23 @@ def demo_stream_path() -> Path:
     return Path(str(resources.files("miner") / "data" / "sentitel-2019.jsonl.gz"))
 
 
-def read_posts(path: Path | str, authors: Authors | None = None) -> Iterator[Post]:
+@dataclass(frozen=True)
+class Keeping:
+    """What of a recorded post is stored, as a collector of its source would store it: ``authors`` hashes the
+    ``author`` (without it, None is stored), ``secrets`` names per source what its links and ids must not hold
+    (collectors.base.source_secrets), ``max_text`` is [collect].max_text_chars."""
+
+    authors: Authors | None = None
+    secrets: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    max_text: int = CollectSettings.max_text_chars
+
+
+def read_posts(path: Path | str, keeping: Keeping = Keeping()) -> Iterator[Post]:
     """Stream posts from a JSONL file (UTF-8, optionally gzip-compressed): ``id``, ``text``, ``created_at``
     (ISO 8601), ``source``, optional ``url``, ``lang`` and ``author``. A bad line raises InputError naming the file
-    and line. ``author`` becomes ``authors(author, source)`` (never kept as it is); without ``authors``, None."""
-    for _, post in read_numbered(path, authors):
+    and line. Each post is stored as a collector stores one (see :class:`Keeping`): its text folded and cut,
+    contact details replaced, its link and link-made id without credentials, its author hashed."""
+    for _, post in read_numbered(path, keeping):
         yield post
 
 
@@ -110,7 +124,7 @@ def _in_sequence(posts: Iterable[tuple[str, str, Post]], max_gap: timedelta) -> 
         yield post
 
 
-def read_numbered(path: Path | str, authors: Authors | None = None) -> Iterator[tuple[int, Post]]:
+def read_numbered(path: Path | str, keeping: Keeping = Keeping()) -> Iterator[tuple[int, Post]]:
     """:func:`read_posts` with each post's line number."""
     p = Path(path)
     try:
@@ -139,12 +153,12 @@ def read_numbered(path: Path | str, authors: Authors | None = None) -> Iterator[
                 except UnicodeDecodeError:
                     raise InputError(f"{p}:{lineno}: not valid UTF-8") from None
                 if line.strip():
-                    yield lineno, _post_from_line(line, p, lineno, authors)
+                    yield lineno, _post_from_line(line, p, lineno, keeping)
         except (EOFError, OSError, zlib.error) as exc:  # a truncated or corrupt gzip, a failing disk
             raise InputError(f"{p}: unreadable after line {lineno} ({exc})") from None
 
 
-def _post_from_line(line: str, path: Path, lineno: int, authors: Authors | None = None) -> Post:
+def _post_from_line(line: str, path: Path, lineno: int, keeping: Keeping) -> Post:
     where = f"{path}:{lineno}"
     try:
         obj: Any = json.loads(line)
@@ -183,12 +197,17 @@ def _post_from_line(line: str, path: Path, lineno: int, authors: Authors | None 
     for key in ("id", "source", "url", "lang", "author"):
         if isinstance(obj.get(key), str) and SURROGATE.search(obj[key]):
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
-    # As the collectors clean it: SQLite cannot store a lone surrogate, and contact details are not kept.
-    text = redact_contacts(drop_control(str(obj["text"])))
-    return Post(source=str(obj["source"]), external_id=str(obj["id"]), text=text, created_at=created,
-                url=url if isinstance(url, str) else None, lang=obj.get("lang") if isinstance(obj.get("lang"), str)
-                else None, author_hash=authors(str(author), str(obj["source"])) if authors and author is not None
-                else None)
+    # As a collector stores a post: a capture of real posts is what one would have polled, line breaks, contact
+    # details, a feed's key in its links and all (and SQLite cannot store a lone surrogate).
+    text = post_text("", str(obj["text"]), keeping.max_text, plain=True)
+    if not text:
+        raise InputError(f"{where}: field 'text' holds only whitespace or invisible characters")
+    source, authors = str(obj["source"]), keeping.authors
+    secrets, lang = keeping.secrets.get(source, ()), obj.get("lang")
+    return Post(source=source, external_id=link_id(str(obj["id"]), secrets), text=text, created_at=created,
+                url=stored_link(url, secrets) if isinstance(url, str) else None,
+                lang=lang_code(lang) if isinstance(lang, str) else None,
+                author_hash=authors(str(author), source) if authors and author is not None else None)
 
 
 def _json_kind(value: object) -> str:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from miner.collect_stage import CollectReport
     from miner.config import Config
     from miner.records import Post
-    from miner.replay import Authors
+    from miner.replay import Keeping
     from miner.store import Store
 
 
@@ -159,7 +159,7 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
 
     started = time.monotonic()
     with progress(total, f"replaying {total} posts") as bar:
-        stats = run_replay(read_posts(posts_path, _authors(cfg)), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
+        stats = run_replay(read_posts(posts_path, _keeping(cfg)), pipeline.bucket, tick, speed=speed, prefetch=prefetch,
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
@@ -200,16 +200,18 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                    "captures into one store in time order, or this one into a fresh store", err=True)
 
 
-def _authors(cfg: Config) -> Authors:
-    """A replayed post's ``author`` hashed as its source's collector would (with [store].hash_key_env's key): each
-    post without one counts as a complainer of its own, so a capture of one account posting fifty times opened an
-    outage live would not have."""
-    from miner.collectors.base import author_space
+def _keeping(cfg: Config) -> Keeping:
+    """What of a replayed post is stored, as its source's collector would store it. Its ``author`` hashed (with
+    [store].hash_key_env's key): each post without one counts as a complainer of its own, so a capture of one account
+    posting fifty times opened an outage live would not have. Its link and id without the parts of its source's URL
+    from the environment, its text cut at [collect].max_text_chars."""
+    from miner.collectors.base import author_space, source_secrets
     from miner.collectors.normalise import hash_key_from_env
-    from miner.replay import replay_authors
+    from miner.replay import Keeping, replay_authors
 
-    return replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
-                          {s.name: author_space(s) for s in cfg.sources})
+    authors = replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
+                             {s.name: author_space(s) for s in cfg.sources})
+    return Keeping(authors, {s.name: source_secrets(s) for s in cfg.sources}, cfg.collect.max_text_chars)
 
 
 def _check_writable(outbox: Path) -> None:
@@ -263,6 +265,10 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     author (optional): the poster's handle or account id. Complaints count authors, as live: posts of one author in
     a bucket are one complaint, and a post without one counts as a complainer of its own. It is stored only as the
     keyed hash a collector of that source stores ([store].hash_key_env's key), never as it is.
+
+    Each post is stored as a collector stores one: text folded to one line, contact details and people's handles
+    replaced, cut at [collect].max_text_chars; url and a link-made id without credentials; lang as its primary
+    subtag. A text of only whitespace or invisible characters is refused.
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:

@@ -11,15 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from miner.collectors.normalise import (
-    cut,
-    fold,
-    hash_author,
-    html_to_text,
-    join_title_body,
-    parse_time,
-    redact_contacts,
-)
+from miner.collectors.normalise import hash_author, lang_code, parse_time, post_text
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.env_names import shown_name
@@ -95,10 +87,7 @@ def make_post(
         created_at, undated = now, UNDATED_NEW
     elif created_at > now + FUTURE_SLACK:
         created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
-    body = fold(body_html) if plain else html_to_text(body_html)
-    # Contacts go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no address or number
-    # the placeholders know, and what the cut left of it was stored.
-    text = cut(redact_contacts(join_title_body(html_to_text(title), body)), ctx.settings.max_text_chars)
+    text = post_text(title, body_html, ctx.settings.max_text_chars, plain=plain)
     if not text:
         return None
     # An id made of the item's link (a feed item without a guid) holds what the link holds.
@@ -111,7 +100,7 @@ def make_post(
         created_at=created_at,
         url=stored_link(url, secrets),
         author_hash=hash_author(author, ctx.hash_key, author_space(source)),
-        lang=(lang or None) and str(lang).split("-")[0].lower()[:8],
+        lang=lang_code(lang),
         undated=undated,
     )
 

@@ -115,6 +115,21 @@ def join_title_body(title: str, body: str, limit: int | None = None) -> str:
     return text if limit is None else cut(text, limit)
 
 
+def post_text(title: str, body: str, limit: int, *, plain: bool = False) -> str:
+    """A post's text as the store keeps it, from an item's title and body (HTML, or plain text when ``plain``: a "<"
+    in it is a character): joined, contact details replaced, cut at ``limit``. Every stored post's text is made so,
+    a polled item's, a replayed one's."""
+    body = fold(body) if plain else html_to_text(body)
+    # Contacts go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no address or number
+    # the placeholders know, and what the cut left of it was stored.
+    return cut(redact_contacts(join_title_body(html_to_text(title), body)), limit)
+
+
+def lang_code(lang: object) -> str | None:
+    """A post's language as stored: the primary subtag of a language tag, lower-cased ("pt-BR" is "pt")."""
+    return str(lang).split("-")[0].lower()[:8] if lang else None
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` cut at ``limit`` characters, its end marked with "…"."""
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

@@ -1,0 +1,85 @@
+"""A replayed post is stored as a collector stores the same item: text folded and cut, contacts and people's handles
+replaced, its link without credentials, its author hashed. A capture of real posts is what a poll would have read."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from click.testing import CliRunner
+from fakeserver import FakeServer, Reply
+
+from miner.cli import main
+
+TEXTS = {
+    "crlf": "MTN down again\r\nno data\r\n\r\nsince noon\x07 \u202eevil\u202c\u200b",
+    "contacts": "MTN is out, mail me at jane.doe@example.org or call +256 772 123 456",
+    "handles": "@somebody @other_person MTN is down, @WhatsAppSupport help, ask u/jane_doe",
+    "long": "MTN down " + "x" * 20_000,
+    "plain": "MTN <b>not a tag</b> & no entity &amp; here",
+}
+LINK = "https://forum.example.com/t/1?sid=SESSIONsecret99999&x=1"
+ROWS = "SELECT text, url, author_hash FROM posts ORDER BY created_at"
+
+
+def _rss() -> bytes:
+    items = "".join(
+        f"<item><description>{escape(escape(text))}</description><guid isPermaLink='false'>{name}</guid>"
+        f"<author>jane@example.org (Jane_Doe)</author><link>{escape(LINK)}</link>"
+        f"<pubDate>Tue, 01 Dec 2026 10:0{n}:00 GMT</pubDate></item>" for n, (name, text) in enumerate(TEXTS.items()))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+
+
+def _capture(path: Path) -> None:
+    path.write_text("".join(json.dumps({
+        "id": name, "text": text, "created_at": f"2026-12-01T10:0{n}:00Z", "source": "feed", "author": "@Jane_Doe",
+        "url": LINK, "lang": "EN-gb"}) + "\n" for n, (name, text) in enumerate(TEXTS.items())), encoding="utf-8")
+
+
+def _collect_and_replay(tmp_path: Path, runner: CliRunner, source: str,
+                        path: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The rows stored of the same posts, polled from a feed at ``path`` and replayed from a capture of them, for a
+    config whose [[sources]] entry is ``source`` (holding "{url}", the server's)."""
+    cfg = tmp_path / "miner.toml"
+    with FakeServer() as server:
+        server.serve(path, Reply(200, _rss(), content_type="application/rss+xml"))
+        cfg.write_text('[[services]]\nname = "MTN"\n\n[[services]]\nname = "WhatsApp"\n\n'
+                       + source.replace("{url}", server.url), encoding="utf-8")
+        collected = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "c.sqlite"), "collect",
+                                         "--once"])
+        assert collected.exit_code == 0, collected.output
+    _capture(tmp_path / "posts.jsonl")
+    replayed = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "r.sqlite"), "replay",
+                                    str(tmp_path / "posts.jsonl"), "--out", str(tmp_path / "out")])
+    assert replayed.exit_code == 0, replayed.output
+    return (sqlite3.connect(tmp_path / "c.sqlite").execute(ROWS).fetchall(),
+            sqlite3.connect(tmp_path / "r.sqlite").execute(ROWS).fetchall())
+
+
+def test_replay_stores_what_a_collector_stores_of_the_same_posts(tmp_path: Path, runner: CliRunner) -> None:
+    polled, rows = _collect_and_replay(tmp_path, runner, '[[sources]]\nname = "feed"\ntype = "rss"\n'
+                                       'url = "{url}/feed.rss"\n', "/feed.rss")
+    # All but the last: a feed's description is HTML, where a double-escaped tag is one; a capture's text is plain.
+    assert len(rows) == len(TEXTS) and rows[:4] == polled[:4]
+    texts = [text for text, *_ in rows]
+    assert texts[0] == "MTN down again no data since noon evil"
+    assert texts[1] == "MTN is out, mail me at [email] or call [number]"
+    assert texts[2] == "@[user] @[user] MTN is down, @WhatsAppSupport help, ask u/[user]"
+    assert len(texts[3]) == 4000 and texts[3].endswith("x…")
+    assert texts[4] == TEXTS["plain"]  # plain text, as captured: no markup to strip
+    assert {url for _, url, _ in rows} == {"https://forum.example.com/t/1?sid=[redacted]&x=1"}
+    stored = sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT DISTINCT lang FROM posts").fetchall()
+    assert stored == [("en",)]  # "EN-gb", as a collector stores a language tag
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("r.sqlite*"))
+    assert b"SESSIONsecret" not in data and b"Jane_Doe" not in data and b"jane.doe" not in data
+
+
+def test_replay_refuses_a_post_whose_text_is_only_whitespace(tmp_path: Path, runner: CliRunner) -> None:
+    stream = tmp_path / "s.jsonl"
+    stream.write_text('{"id": "1", "text": "\\r\\n \\u200b", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    result = runner.invoke(main, ["--db", str(tmp_path / "m.sqlite"), "replay", str(stream)])
+    assert result.exit_code == 1
+    assert f"{stream}:1: field 'text' holds only whitespace or invisible characters (nothing was stored)" \
+        in result.output
