@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
 
@@ -24,33 +26,37 @@ LINK = "https://forum.example.com/t/1?sid=SESSIONsecret99999&x=1"
 ROWS = "SELECT text, url, author_hash FROM posts ORDER BY created_at"
 
 
-def _rss() -> bytes:
+def _rss(link: str) -> bytes:
     items = "".join(
         f"<item><description>{escape(escape(text))}</description><guid isPermaLink='false'>{name}</guid>"
-        f"<author>jane@example.org (Jane_Doe)</author><link>{escape(LINK)}</link>"
+        f"<author>jane@example.org (Jane_Doe)</author><link>{escape(link)}</link>"
         f"<pubDate>Tue, 01 Dec 2026 10:0{n}:00 GMT</pubDate></item>" for n, (name, text) in enumerate(TEXTS.items()))
     return f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
 
 
-def _capture(path: Path) -> None:
+def _capture(path: Path, link: str) -> None:
     path.write_text("".join(json.dumps({
         "id": name, "text": text, "created_at": f"2026-12-01T10:0{n}:00Z", "source": "feed", "author": "@Jane_Doe",
-        "url": LINK, "lang": "EN-gb"}) + "\n" for n, (name, text) in enumerate(TEXTS.items())), encoding="utf-8")
+        "url": link, "lang": "EN-gb"}) + "\n" for n, (name, text) in enumerate(TEXTS.items())), encoding="utf-8")
 
 
-def _collect_and_replay(tmp_path: Path, runner: CliRunner, source: str,
-                        path: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as s:
+        yield s
+
+
+def _collect_and_replay(tmp_path: Path, runner: CliRunner, server: FakeServer, source: str, path: str,
+                        link: str = LINK) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """The rows stored of the same posts, polled from a feed at ``path`` and replayed from a capture of them, for a
-    config whose [[sources]] entry is ``source`` (holding "{url}", the server's)."""
+    config whose [[sources]] entry is ``source`` (holding "{url}", the server's); each post links to ``link``."""
     cfg = tmp_path / "miner.toml"
-    with FakeServer() as server:
-        server.serve(path, Reply(200, _rss(), content_type="application/rss+xml"))
-        cfg.write_text('[[services]]\nname = "MTN"\n\n[[services]]\nname = "WhatsApp"\n\n'
-                       + source.replace("{url}", server.url), encoding="utf-8")
-        collected = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "c.sqlite"), "collect",
-                                         "--once"])
-        assert collected.exit_code == 0, collected.output
-    _capture(tmp_path / "posts.jsonl")
+    server.serve(path, Reply(200, _rss(link), content_type="application/rss+xml"))
+    cfg.write_text('[[services]]\nname = "MTN"\n\n[[services]]\nname = "WhatsApp"\n\n'
+                   + source.replace("{url}", server.url), encoding="utf-8")
+    collected = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "c.sqlite"), "collect", "--once"])
+    assert collected.exit_code == 0, collected.output
+    _capture(tmp_path / "posts.jsonl", link)
     replayed = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "r.sqlite"), "replay",
                                     str(tmp_path / "posts.jsonl"), "--out", str(tmp_path / "out")])
     assert replayed.exit_code == 0, replayed.output
@@ -58,8 +64,9 @@ def _collect_and_replay(tmp_path: Path, runner: CliRunner, source: str,
             sqlite3.connect(tmp_path / "r.sqlite").execute(ROWS).fetchall())
 
 
-def test_replay_stores_what_a_collector_stores_of_the_same_posts(tmp_path: Path, runner: CliRunner) -> None:
-    polled, rows = _collect_and_replay(tmp_path, runner, '[[sources]]\nname = "feed"\ntype = "rss"\n'
+def test_replay_stores_what_a_collector_stores_of_the_same_posts(tmp_path: Path, runner: CliRunner,
+                                                                  server: FakeServer) -> None:
+    polled, rows = _collect_and_replay(tmp_path, runner, server, '[[sources]]\nname = "feed"\ntype = "rss"\n'
                                        'url = "{url}/feed.rss"\n', "/feed.rss")
     # All but the last: a feed's description is HTML, where a double-escaped tag is one; a capture's text is plain.
     assert len(rows) == len(TEXTS) and rows[:4] == polled[:4]
@@ -83,3 +90,31 @@ def test_replay_refuses_a_post_whose_text_is_only_whitespace(tmp_path: Path, run
     assert result.exit_code == 1
     assert f"{stream}:1: field 'text' holds only whitespace or invisible characters (nothing was stored)" \
         in result.output
+
+
+def test_replay_reads_a_source_url_from_the_environment_as_a_poll_does(tmp_path: Path, runner: CliRunner,
+                                                                       server: FakeServer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # A private feed's URL holds its key, and its items link to pages under it; its author names are its host's.
+    key = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    monkeypatch.setenv("FEED_URL", f"{server.url}/feeds/{key}/rss")
+    polled, rows = _collect_and_replay(tmp_path, runner, server, '[[sources]]\nname = "feed"\ntype = "rss"\n'
+                                       'url_env = "FEED_URL"\n', f"/feeds/{key}/rss",
+                                       f"https://forum.example.com/feeds/{key}/items/1")
+    assert len(rows) == len(TEXTS) and rows[:4] == polled[:4]
+    assert {url for _, url, _ in rows} == {"https://forum.example.com/feeds/[redacted]/items/1"}
+    assert key.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("r.sqlite*"))
+
+
+def test_replay_warns_when_a_source_url_is_not_in_the_environment(tmp_path: Path, runner: CliRunner,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEED_URL", raising=False)
+    cfg = tmp_path / "miner.toml"
+    cfg.write_text('[[services]]\nname = "MTN"\n\n[[sources]]\nname = "feed"\ntype = "rss"\nurl_env = "FEED_URL"\n',
+                   encoding="utf-8")
+    _capture(tmp_path / "posts.jsonl", LINK)
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay",
+                                  str(tmp_path / "posts.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert ("warning: source feed: environment variable FEED_URL (url_env) is not set: its replayed posts' authors are "
+            "hashed apart from its polled ones, and their links may hold its key") in result.output

@@ -204,14 +204,27 @@ def _keeping(cfg: Config) -> Keeping:
     """What of a replayed post is stored, as its source's collector would store it. Its ``author`` hashed (with
     [store].hash_key_env's key): each post without one counts as a complainer of its own, so a capture of one account
     posting fifty times opened an outage live would not have. Its link and id without the parts of its source's URL
-    from the environment, its text cut at [collect].max_text_chars."""
-    from miner.collectors.base import author_space, source_secrets
+    from the environment (url_env, read as a poll reads it), its text cut at [collect].max_text_chars."""
+    import os
+
+    from miner.collectors.base import author_space, resolved, source_secrets
     from miner.collectors.normalise import hash_key_from_env
+    from miner.errors import SourceError
     from miner.replay import Keeping, replay_authors
 
+    sources = []
+    # A source's URL from the environment names its author space (its host) and its key: without it a replayed
+    # author was hashed in another space than the polled one, and the key stayed in the posts' links.
+    for source in cfg.sources:
+        try:
+            sources.append(resolved(source, os.environ))
+        except SourceError as exc:
+            click.echo(f"warning: source {source.name}: {exc}: its replayed posts' authors are hashed apart from its "
+                       "polled ones, and their links may hold its key", err=True)
+            sources.append(source)
     authors = replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
-                             {s.name: author_space(s) for s in cfg.sources})
-    return Keeping(authors, {s.name: source_secrets(s) for s in cfg.sources}, cfg.collect.max_text_chars)
+                             {s.name: author_space(s) for s in sources})
+    return Keeping(authors, {s.name: source_secrets(s) for s in sources}, cfg.collect.max_text_chars)
 
 
 def _check_writable(outbox: Path) -> None:
@@ -268,7 +281,8 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 
     Each post is stored as a collector stores one: text folded to one line, contact details and people's handles
     replaced, cut at [collect].max_text_chars; url and a link-made id without credentials; lang as its primary
-    subtag. A text of only whitespace or invisible characters is refused.
+    subtag. A text of only whitespace or invisible characters is refused. A source's url_env is read from the
+    environment, as by a poll: it tells the source's key and the host its authors are hashed under.
 
     Produces the incidents and notifications the service would have produced, in the store of --db (default:
     [store].path). For a fresh store, name one that does not exist yet; --db goes before the command:

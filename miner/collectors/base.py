@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -17,7 +17,7 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
-from miner.urls import link_id, secret_parts, stored_link
+from miner.urls import link_id, secret_parts, stored_link, url_problem
 
 
 def utc_now() -> datetime:
@@ -103,6 +103,20 @@ def make_post(
         lang=lang_code(lang),
         undated=undated,
     )
+
+
+def resolved(source: SourceConfig, environ: Mapping[str, str]) -> SourceConfig:
+    """``source`` with the url its ``url_env`` names read from ``environ``. Raises SourceError, which never shows the
+    value (the URL holds a secret), when it is unset or cannot be fetched."""
+    if not source.url_env:
+        return source
+    url = environ.get(source.url_env, "")
+    what = f"environment variable {shown_name(source.url_env)} (url_env)"
+    if not url:
+        raise SourceError(f"{what} is not set", permanent=True)
+    if problem := url_problem(url):
+        raise SourceError(f"{what} {problem}", permanent=True)
+    return replace(source, url=url)
 
 
 def source_secrets(source: SourceConfig) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from miner.collectors.base import Collector, PollContext, source_secrets, utc_now
+from miner.collectors.base import Collector, PollContext, resolved, source_secrets, utc_now
 from miner.collectors.bluesky import DEFAULT_BASE as BLUESKY_BASE
 from miner.collectors.bluesky import BlueskyCollector
 from miner.collectors.connections import OpenConnections
@@ -40,10 +40,9 @@ from miner.collectors.settings import CollectSettings
 from miner.collectors.status_feed import StatusFeedCollector
 from miner.collectors.statuspage import StatuspageCollector
 from miner.config import Config, ServiceConfig, SourceConfig
-from miner.env_names import shown_name
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
-from miner.urls import credentials_in_url, url_problem
+from miner.urls import credentials_in_url
 
 if TYPE_CHECKING:
     from miner.collectors.inflight import PollPool
@@ -172,17 +171,8 @@ class Poller:
         self.close()
 
     def resolve(self, source: SourceConfig) -> SourceConfig:
-        """``source`` with the url its ``url_env`` names read from the environment. Raises SourceError, which never
-        shows the value (the URL holds a secret), when it is unset or cannot be fetched."""
-        if not source.url_env:
-            return source
-        url = self.ctx.environ.get(source.url_env, "")
-        what = f"environment variable {shown_name(source.url_env)} (url_env)"
-        if not url:
-            raise SourceError(f"{what} is not set", permanent=True)
-        if problem := url_problem(url):
-            raise SourceError(f"{what} {problem}", permanent=True)
-        return replace(source, url=url)
+        """``source`` with the url its ``url_env`` names read from the environment (see base.resolved)."""
+        return resolved(source, self.ctx.environ)
 
     def poll(self, source: SourceConfig, state: SourceState | None = None) -> FetchResult:
         """Poll one source and tag its posts with the services they mention, people's handles in their text left out.
