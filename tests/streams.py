@@ -13,6 +13,7 @@ from miner.pipeline import Pipeline
 from miner.records import Post
 from miner.replay import demo_stream_path, read_posts
 from miner.store import Store
+from miner.timeutil import iso, parse_iso, utcnow
 
 CONFIG = """
 [[services]]
@@ -75,6 +76,18 @@ def write_stream(real: dict[str, list[str]], path: Path, both: bool = False) -> 
                                 "url": f"https://example.org/{n}"}) + "\n")
     return path
 
+
+
+def capture_ending_now(real: dict[str, list[str]], folder: Path) -> Path:
+    """write_stream's stream without its last post, moved in time so that the burst of outage reports ends 2 minutes
+    before now: a capture taken during an outage still going on."""
+    rows = [json.loads(line) for line in write_stream(real, folder / "s.jsonl").read_text().splitlines()]
+    rows = rows[:-1]  # the burst ends the capture
+    shift = utcnow() - timedelta(minutes=2) - parse_iso(rows[-1]["created_at"])
+    capture = folder / "capture.jsonl"
+    capture.write_text("".join(json.dumps({**r, "created_at": iso(parse_iso(r["created_at"]) + shift)}) + "\n"
+                               for r in rows))
+    return capture
 
 class ReportsOnly:
     """A classifier for streams of user reports, which are complaints without the model: it is never asked."""

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from fakeserver import FakeServer, Reply
-from streams import CONFIG, write_stream
+from streams import CONFIG, capture_ending_now, write_stream
 
 from miner import replay as replay_module
 from miner.cli import main
@@ -1217,12 +1217,7 @@ def test_replay_runs_its_clock_up_to_now_and_no_further(tmp_path: Path, runner: 
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG + '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\n'
                             'email = ["oncall@example.org"]\n')
-    rows = [json.loads(line) for line in write_stream(real_posts, tmp_path / "s.jsonl").read_text().splitlines()]
-    rows = rows[:-1]  # the burst ends the capture
-    shift = utcnow() - timedelta(minutes=2) - parse_iso(rows[-1]["created_at"])
-    capture = tmp_path / "capture.jsonl"
-    capture.write_text("".join(json.dumps({**r, "created_at": iso(parse_iso(r["created_at"]) + shift)}) + "\n"
-                               for r in rows))
+    capture = capture_ending_now(real_posts, tmp_path)
     out = tmp_path / "out"
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(capture),
                                   "--out", str(out), *paced])

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
-from streams import CONFIG, write_stream
+from streams import CONFIG, capture_ending_now, write_stream
 
 from miner.cli import main
-from miner.timeutil import floor_time, iso, parse_iso, utcnow
+from miner.timeutil import floor_time, parse_iso, utcnow
 
 ALERTS = '\n[alerts]\ngroup_wait = 0\n\n[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n'
 
@@ -52,12 +51,7 @@ def test_the_digest_of_a_replay_is_as_of_a_time_its_clock_reached(tmp_path: Path
     # outage, after the clock's end, "as of" a time still to come.
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG + ALERTS)
-    rows = [json.loads(line) for line in write_stream(real_posts, tmp_path / "s.jsonl").read_text().splitlines()]
-    rows = rows[:-1]  # the burst ends the capture
-    shift = utcnow() - timedelta(minutes=2) - parse_iso(rows[-1]["created_at"])
-    capture = tmp_path / "capture.jsonl"
-    capture.write_text("".join(json.dumps({**r, "created_at": iso(parse_iso(r["created_at"]) + shift)}) + "\n"
-                               for r in rows))
+    capture = capture_ending_now(real_posts, tmp_path)
     out = tmp_path / "out"
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "m.sqlite"), "replay", str(capture),
                                   "--out", str(out)])
