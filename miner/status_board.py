@@ -30,7 +30,7 @@ from miner.alerts.content import gap_duration, gap_text, reopen_text
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
 from miner.store.incidents import UnscoredGap
-from miner.timeutil import duration_text, iso, parse_iso
+from miner.timeutil import counted, duration_text, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -259,8 +259,8 @@ def _chart(name: str, grid: list[Bucket], series: dict[str, Any], incidents: lis
         shaded += bool(drawn)
     # The incidents drawn, not those listed: the list reaches back a week at least, past a chart of a few hours.
     label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, {len(grid)} buckets from "
-             f"{_when(first)} to {_when(now)}: {_plural(sum(posts), 'post')}, {_peak(grid)}; "
-             f"{_plural(shaded, 'incident')} shown shaded")
+             f"{_when(first)} to {_when(now)}: {counted(sum(posts), 'post')}, {_peak(grid)}; "
+             f"{counted(shaded, 'incident')} shown shaded")
     return Chart("chart", width, height, label,
                  (Line("posts", _scale(posts, left, top, box_w, box_h, most)),
                   Line("complaints", _scale(complaints, left, top, box_w, box_h, most))), tuple(shapes))
@@ -270,7 +270,7 @@ def _peak(grid: list[Bucket]) -> str:
     peak = max(grid, key=lambda b: b.complaints)  # the earliest of equals
     if not peak.complaints:
         return "no complaints"
-    return (f"{_plural(sum(b.complaints for b in grid), 'complaint')} in all, at most {peak.complaints} in a bucket "
+    return (f"{counted(sum(b.complaints for b in grid), 'complaint')} in all, at most {peak.complaints} in a bucket "
             f"({_when(peak.start)})")
 
 
@@ -329,15 +329,11 @@ def _clip(text: str, most: int = 80) -> str:
     return text if len(text) <= most else text[:most] + "…"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters.update(when=_when, plural=_plural, clip=_clip)
+    env.filters.update(when=_when, plural=counted, clip=_clip)
     return env
 
 

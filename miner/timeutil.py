@@ -1,5 +1,6 @@
-"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order; durations for people; and HTTP's
-Retry-After: each read or written the same way by the collectors and the alerts (stages do not import each other)."""
+"""UTC timestamps as the store keeps them: ISO 8601 text that sorts in time order; durations and counts for people;
+and HTTP's Retry-After: each read or written the same way by the collectors and the alerts (stages do not import each
+other)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,11 @@ def floor_time(dt: datetime, step: timedelta) -> datetime:
     seconds = int(step.total_seconds())
     ts = int(dt.timestamp())
     return datetime.fromtimestamp(ts - ts % seconds, UTC)
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless it is one ("1 service", "2 services", "0 sources")."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def duration_text(seconds: float) -> str:

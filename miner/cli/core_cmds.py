@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.output import STREAMED, TABLE_ROWS, counted, render, stream, table
+from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
+from miner.timeutil import counted
 
 
 @main.group()

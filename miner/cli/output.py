@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 _AS_SPACE = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
 
 
-def counted(count: int, noun: str) -> str:
-    """``count`` and ``noun``, plural unless it is one ("1 service", "2 services", "0 sources")."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _cell(value: Any, width: int | None) -> str:
     text = escape_controls(_AS_SPACE.sub(" ", "" if value is None else str(value)))
     if width is not None and len(text) > width:

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from miner.alerts.content import baseline_text
-from miner.cli.output import counted, table
+from miner.cli.output import table
 from miner.config import Config
 from miner.store import Store
 from miner.store.incidents import UnscoredGap
+from miner.timeutil import counted
 
 _T = TypeVar("_T", list[Any], dict[str, Any])
 
