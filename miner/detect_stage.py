@@ -275,7 +275,7 @@ class DetectStage(RelearnStage):
         # A bucket begun before the incident's last one ended (detector.bucket_minutes grew since): the posts before
         # that end are in the incident already, counted in its narrower buckets.
         start = max(bucket_start, last_end(self.config.detector, draft)) if draft is not None else bucket_start
-        samples = self.store.sample_posts(service, start, end, self.config.detector.max_samples, one_per_text=True,
+        samples = self.store.sample_posts(service, start, end, self.config.detector.max_samples,
                                           held=[int(pid) for pid, _ in draft.samples] if draft is not None else [])
         symptoms = self.store.symptom_counts(service, start, end)
         return BucketFacts(

@@ -232,8 +232,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     # The same words again (a retweet, a copied complaint, one post on two networks) tell the reader nothing new:
     # each sample is a different text. The store gives each text once; read more than needed so that texts the same
     # but for case or spacing (which the cleaning below makes equal) do not leave the list short.
-    for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1), settings.max_samples * _SAMPLE_READ,
-                                one_per_text=True):
+    for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1), settings.max_samples * _SAMPLE_READ):
         text = clean_text(p.get("text"), 280)
         if text.casefold() in seen:
             continue

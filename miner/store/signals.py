@@ -307,30 +307,29 @@ class SignalsMixin:
         return found["t"] if found else None
 
     def sample_posts(self, service: str, start: datetime, end: datetime, limit: int = 5,
-                     one_per_text: bool = False, held: Sequence[int] = ()) -> list[dict[str, Any]]:
-        """The highest-scoring complaints about ``service`` in [start, end): examples for alerts. ``one_per_text``
-        keeps only the highest-scoring post of each text, so that copies cannot take the place of other texts;
-        ``held``: posts chosen already (an incident's samples from its earlier buckets), whose texts are left out."""
+                     held: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """The highest-scoring complaints about ``service`` in [start, end), the highest-scoring post of each text
+        only, so that copies cannot take the place of other texts: examples for the detector's incidents and the
+        alerts. ``held``: posts chosen already (an incident's samples from its earlier buckets), whose texts are left
+        out."""
         # CROSS JOIN makes SQLite start from the posts in the window (posts_created_at) and check each one's
         # service. Left to itself it starts from the service's rows in post_services, that is from every post
         # of the service ever stored, to keep the few of one bucket: a read that grew with the store's history,
         # run twice per bucket while an incident is open and for every incident an alert or digest shows.
         # A storm of retweets or copied complaints scoring alike filled every row read with one text.
-        nth = (", row_number() OVER (PARTITION BY p.text ORDER BY c.score DESC, p.created_at DESC) AS nth"
-               if one_per_text else "")
-        select = f"""
-            SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom{nth}
-            FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
-            JOIN classifications c ON c.post_id = p.id AND {_LATEST}
-            WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
-            AND p.text NOT IN (SELECT text FROM posts WHERE id {IN_LIST})
-            """
-        if one_per_text:
-            select = ("SELECT id, text, url, source, created_at, score, symptom FROM (" + select
-                      + ") WHERE nth = 1 ORDER BY score DESC, created_at DESC LIMIT ?")
-        else:
-            select += "ORDER BY c.score DESC, p.created_at DESC LIMIT ?"
-        return self.database.rows(select, (service, iso(start), iso(end), json_list(held), limit))
+        return self.database.rows(
+            f"""
+            SELECT id, text, url, source, created_at, score, symptom FROM (
+                SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom,
+                       row_number() OVER (PARTITION BY p.text ORDER BY c.score DESC, p.created_at DESC) AS nth
+                FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
+                JOIN classifications c ON c.post_id = p.id AND {_LATEST}
+                WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
+                AND p.text NOT IN (SELECT text FROM posts WHERE id {IN_LIST})
+            ) WHERE nth = 1 ORDER BY score DESC, created_at DESC LIMIT ?
+            """,
+            (service, iso(start), iso(end), json_list(held), limit),
+        )
 
     def totals(self) -> dict[str, int]:
         """Posts stored, posts matched to a service, and posts whose latest verdict is an outage report."""
