@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,17 +18,24 @@ from miner.service import Service, ServiceOptions
 REPORT = json.dumps({"service": "MTN", "symptom": "calls"}).encode()
 
 
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Service]:
+@contextmanager
+def serving(tmp_path: Path, allowed_hosts: list[str]) -> Iterator[Service]:
+    """The service, its jobs off, with its HTTP endpoint on a free loopback port answering as ``allowed_hosts``."""
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n\n[server]\n'
-                   'allowed_hosts = ["status.example.org", "Board.Example.NET."]\n\n[[services]]\nname = "MTN"\n')
+                   f'allowed_hosts = {json.dumps(allowed_hosts)}\n\n[[services]]\nname = "MTN"\n')
     svc = Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=True, http_port=0))
     svc.start()
     try:
         yield svc
     finally:
         svc.stop()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    with serving(tmp_path, ["status.example.org", "Board.Example.NET."]) as svc:
+        yield svc
 
 
 def _ask(svc: Service, head: str, body: bytes = b"") -> bytes:

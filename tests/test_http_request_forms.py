@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from test_http_api import _read_all, status_of
+from test_http_hosts import serving
 
-from miner.config import load_config
-from miner.service import Service, ServiceOptions
+from miner.service import Service
 
 REPORT = json.dumps({"service": "MTN", "symptom": "calls"}).encode()
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -21,15 +21,8 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n\n[server]\n'
-                   'allowed_hosts = ["status.example.org"]\n\n[[services]]\nname = "MTN"\n')
-    svc = Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=True, http_port=0))
-    svc.start()
-    try:
+    with serving(tmp_path, ["status.example.org"]) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def _connect(svc: Service) -> socket.socket:
