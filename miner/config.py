@@ -25,6 +25,7 @@ from miner.config_lines import given_twice, locate, unclosed
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
 from miner.settings import SettingsError, build, guess, key_homes, misplaced
+from miner.source_settings import STATUS_TYPES
 from miner.source_settings import ServiceConfig as ServiceConfig
 from miner.source_settings import SourceConfig as SourceConfig
 from miner.spelling import term_key
@@ -182,7 +183,7 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         config = replace(config, alerts=replace(config.alerts, providers={
             svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups,
             status_pages=frozenset(src.services[0].lower() for src in config.sources
-                                   if src.type in ("statuspage", "status_feed") and src.services)))
+                                   if src.type in STATUS_TYPES and src.services)))
     except SettingsError as exc:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         # The other keys of a conflict with their lines: the error's own line is of one key only, and the one to
@@ -295,7 +296,7 @@ def _cross_check(config: Config, written: int) -> None:
                                     f"unknown service {svc_name!r}{guess(svc_name, declared)}")
         # A status page's incidents are stored for its source's first service: none was stored for no service, and
         # those of a second one were never its.
-        if src.type in ("statuspage", "status_feed") and i < written and len(src.services) != 1:
+        if src.type in STATUS_TYPES and i < written and len(src.services) != 1:
             raise SettingsError(f"sources[{i}].services", "a status page's incidents belong to one service: list "
                                 f"exactly one (got {len(src.services)})", also=(f"sources[{i}].type",))
     for i, svc in enumerate(config.services):

@@ -10,10 +10,8 @@ from typing import Any
 
 from miner.config import Config
 from miner.detect import DetectorState, due_buckets
+from miner.source_settings import STATUS_TYPES
 from miner.timeutil import parse_iso
-
-# Source types that bring the provider's own incidents, not posts: their failures leave no bucket short.
-STATUS_TYPES = frozenset({"statuspage", "status_feed"})
 
 
 def collected_until(config: Config, service: str, sources: dict[str, dict[str, Any]], now: datetime
@@ -39,6 +37,7 @@ def collected_until(config: Config, service: str, sources: dict[str, dict[str, A
     empty resolved an outage still going on and were learned as quiet, and the posts their cursors bring once
     they work again, late.
     """
+    # Status page sources bring the provider's incidents, not posts: their failures leave no bucket short.
     mine = [s.name for s in config.sources if s.enabled and s.type not in STATUS_TYPES
             and (not s.services or service.lower() in {n.lower() for n in s.services})]
     rows = {name: sources.get(name) for name in mine}

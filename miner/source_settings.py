@@ -19,6 +19,8 @@ from miner.urls import control_char, public_url, shown_url, url_problem
 SourceType = Literal[
     "rss", "reddit", "hackernews", "discourse", "lemmy", "mastodon", "bluesky", "statuspage", "status_feed"
 ]
+# Source types that bring the provider's own incidents of one service, not posts.
+STATUS_TYPES = frozenset({"statuspage", "status_feed"})
 
 
 def _empty() -> Mapping[str, str]:
