@@ -65,7 +65,10 @@ def digest_since(store: Store, route: RouteSettings, now: datetime) -> datetime:
     """Where a digest of ``route`` as of ``now`` outside its schedule starts: at the schedule's anchor, the end of the
     last digest's period, so it covers what the next scheduled one would; a day back where the route has none yet,
     or where ``now`` (`--at`) is not after it. `miner digest` queues this period and its --dry-run renders it."""
-    anchor_text = store.alert_state(_anchor_key(route))
+    return _since(store.alert_state(_anchor_key(route)), now)
+
+
+def _since(anchor_text: str | None, now: datetime) -> datetime:
     if anchor_text and (anchor := parse_iso(anchor_text)) < now:
         return anchor
     return now - timedelta(days=1)
@@ -73,8 +76,9 @@ def digest_since(store: Store, route: RouteSettings, now: datetime) -> datetime:
 
 def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettings, now: datetime) -> bool:
     """Enqueue a digest of ``route`` as of ``now`` outside its schedule (`miner digest`)."""
+    # The anchor read once: the period and the anchor the queueing checks are the same reading.
     anchor_text = store.alert_state(_anchor_key(route))
-    since = digest_since(store, route, now)
+    since = _since(anchor_text, now)
     return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}", route.name, make_message_id(settings),
                                 {"as_of": iso(now), "since": iso(since)}, now, _anchor_key(route),
                                 anchor_text or iso(now))
