@@ -94,7 +94,8 @@ _SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "sec
 REDACTED = "[redacted]"
 
 
-def _secret_param(pair: str) -> bool:
+def secret_param(pair: str) -> bool:
+    """Whether a query's ``name=value`` pair is named like a credential (`_SECRET_WORDS`)."""
     name, sep, _ = pair.partition("=")
     word = re.split(r"[_\-.]|(?<=[a-z0-9])(?=[A-Z])", unquote(name))[-1].lower()
     return bool(sep) and word in _SECRET_WORDS
@@ -105,7 +106,7 @@ def credentials_in_url(url: str) -> list[str]:
     like keys."""
     parts = urlsplit(url)
     found = ["user name before @"] if "@" in parts.netloc else []
-    return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if _secret_param(p)]
+    return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if secret_param(p)]
 
 
 def shown_url(url: str, *, secret: bool = False) -> str:
@@ -133,9 +134,9 @@ def public_url(url: str) -> str:
     of query parameters named like keys become ``[redacted]``. A URL without either comes back as it is."""
     parts = urlsplit(url)
     pairs = parts.query.split("&")
-    if "@" not in parts.netloc and not any(_secret_param(p) for p in pairs):
+    if "@" not in parts.netloc and not any(secret_param(p) for p in pairs):
         return url
-    query = "&".join(f"{p.partition('=')[0]}={REDACTED}" if _secret_param(p) else p for p in pairs)
+    query = "&".join(f"{p.partition('=')[0]}={REDACTED}" if secret_param(p) else p for p in pairs)
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
@@ -143,10 +144,10 @@ def public_url(url: str) -> str:
 # the words around one, a token or a tracker's passkey is longer (16 to 64 characters).
 SECRET_PART_MIN = 8
 # Where a path segment or query value splits into pieces: "private-<hex>" (Google Calendar), "rss-<token>.xml".
-_PIECES = re.compile(r"[-_.~+:,;=]")
+PIECES = re.compile(r"[-_.~+:,;=]")
 
 
-def _token_like(word: str) -> bool:
+def token_like(word: str) -> bool:
     """Whether ``word`` reads as a key rather than a word: hex, a UUID, base64 or base62 switch between letters and
     digits again and again ("4f3c9a0b", "9b2e7c1d-4a5f"), or, of letters only, between cases ("aGVsbGxvV29y");
     a word ("sysadmin", "announcements"), a name with a number ("windows10", "opsteam2024") or a number (an item's)
@@ -165,7 +166,7 @@ def secret_parts(url: str) -> tuple[str, ...]:
     """What of a URL from the environment (`url_env`) is taken for its key wherever an item's link or id holds it
     again, as written and percent-decoded, the longest first: the value of each query parameter named like a key
     (`credentials_in_url`) of SECRET_PART_MIN characters or more, and each path segment or query value (or a piece
-    of one between ``-``, ``_``, ``.``) that reads as a token (`_token_like`). A private feed's items link to pages
+    of one between ``-``, ``_``, ``.``) that reads as a token (`token_like`). A private feed's items link to pages
     under its key (``/feeds/<uuid>/items/1``, a tracker's ``/download/1/<passkey>``), which no parameter name tells.
     Words are no key: every part of 8 characters took "sysadmin" out of each item link of a private Reddit feed
     (``/r/sysadmin/.rss?feed=<key>&user=<name>``), nor is a part that the URL's host holds."""
@@ -175,12 +176,12 @@ def secret_parts(url: str) -> tuple[str, ...]:
         return ()
     host = (parts.hostname or "").lower()
     pairs = [pair for pair in parts.query.split("&") if pair]
-    named = [pair.partition("=")[2] for pair in pairs if _secret_param(pair)]
+    named = [pair.partition("=")[2] for pair in pairs if secret_param(pair)]
     words = [*parts.path.split("/"), *(pair.partition("=")[2] for pair in pairs)]
     found = {word for raw in named for word in (raw, unquote(raw)) if len(word) >= SECRET_PART_MIN}
     for raw in words:
         for word in (raw, unquote(raw)):
-            found.update(piece for piece in (word, *_PIECES.split(word)) if _token_like(piece))
+            found.update(piece for piece in (word, *PIECES.split(word)) if token_like(piece))
     found = {word for word in found if word.lower() not in host}
     return tuple(sorted(found, key=lambda word: (-len(word), word)))
 

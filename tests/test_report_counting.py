@@ -169,3 +169,14 @@ def test_symptoms_count_complainers_as_the_complaints_do(service: tuple[Service,
                          [{"incident_id": incident["id"], "kind": "open"}], message_id="<m@example.org>", now=clock[0])
     total = incident["total_complaints"]
     assert f"Complaints: {total}\n" in alert.text and f"Symptoms:   calls {total} (100%)" in alert.text
+
+
+def test_a_reports_text_keeps_no_credential_of_a_link_in_it(service: tuple[Service, str, list[datetime]]) -> None:
+    # A report's text is the reporter's, stored and shown as a post's: a link pasted into the form keeps its host.
+    svc, base, clock = service
+    clock[0] = T0 + timedelta(hours=9)
+    text = "app shows a blank page at https://me:pw@app.example.com/home?session=5e55i0n-abc123def (since 9:00)"
+    assert httpx.post(f"{base}/report", json={"service": "MTN", "text": text}).status_code == 202
+    [row] = svc._store("test").database.rows("SELECT text FROM posts")
+    assert row["text"] == ("User report: problem with MTN. app shows a blank page at "
+                           "https://app.example.com/home?session=[redacted] (since 9:00)")

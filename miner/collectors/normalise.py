@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from miner.env_names import shown_name
+from miner.text_links import public_text_links
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,13 @@ def join_title_body(title: str, body: str, limit: int | None = None) -> str:
 
 def post_text(title: str, body: str, limit: int, *, plain: bool = False) -> str:
     """A post's text as the store keeps it, from an item's title and body (HTML, or plain text when ``plain``: a "<"
-    in it is a character): joined, contact details replaced, cut at ``limit``. Every stored post's text is made so,
-    a polled item's, a replayed one's."""
+    in it is a character): joined, contact details replaced, the links in it without a credential
+    (`miner.text_links`), cut at ``limit``. Every stored post's text is made so, a polled item's, a replayed one's."""
     body = fold(body) if plain else html_to_text(body)
-    # Contacts go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no address or number
-    # the placeholders know, and what the cut left of it was stored.
-    return cut(redact_contacts(join_title_body(html_to_text(title), body)), limit)
+    # Contacts and credentials go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no
+    # address or number the placeholders know, and what the cut left of it was stored. Links go first: a link's
+    # "user:password@host" read as an e-mail address kept the user name and lost the host.
+    return cut(redact_contacts(public_text_links(join_title_body(html_to_text(title), body))), limit)
 
 
 def lang_code(lang: object) -> str | None:

@@ -16,6 +16,7 @@ from miner.config import ServiceConfig
 from miner.errors import InputError
 from miner.records import REPORT_SOURCE, SYMPTOMS, Post
 from miner.spelling import term_key
+from miner.text_links import public_text_links
 
 MAX_REPORT_TEXT = 500
 _ALLOWED_KEYS = frozenset({"service", "symptom", "text"})
@@ -60,7 +61,7 @@ def report_post(report: Report, now: datetime, author_hash: str | None = None) -
     """The Post a report becomes. The id is random; ``author_hash`` (see :class:`ReporterHashes`) is who counts as
     its complainer: without one, every report counts once."""
     label = f"User report: problem with {report.service}" + (f" ({report.symptom})" if report.symptom else "")
-    text = f"{label}. {redact_contacts(report.text)}" if report.text else label
+    text = f"{label}. {redact_contacts(public_text_links(report.text))}" if report.text else label
     return Post(
         source=REPORT_SOURCE,
         external_id=f"report:{secrets.token_hex(12)}",

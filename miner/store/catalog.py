@@ -79,7 +79,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                        "differing only in their key are two posts.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
-                "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept). Untrusted.",
+                "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept), links "
+                "written in it without credentials (user:password@ left out, key-named parameters' values and "
+                "token-like path segments as [redacted]). Untrusted.",
         "url": "Public link to the post, so that an operator can check what was counted. On Mastodon it names the "
                "author's account (https://host/@name/id) and on Bluesky their DID (as the at:// external_id does): "
                "author_hash is the only identity kept otherwise. Without a user name before @ and with the values "

@@ -1,0 +1,110 @@
+"""Links written inside a post's text, as the store keeps them: without what may be a credential.
+
+A post that says "dashboard down https://app.example.com/dash?token=..." or pastes a password-reset, magic-login or
+shared-document link, or a ``postgres://user:password@host`` line, carried its poster's secret into the posts table,
+and from there into alerts' sample posts (e-mail, webhooks), the status board and `miner query`. Each link in the
+text is kept with the rules of an item's own link (`miner.urls.public_url`): its ``user:password@`` goes, the values
+of query parameters named like keys become ``[redacted]``, and so do the path segments and values that read as a
+token (`miner.urls.token_like`, as `secret_parts` reads a `url_env` URL). The scheme, host and the rest of the path
+stay: matching and the classifier (which sees a link as "http host") read no more of a link than that.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from miner.urls import PIECES, REDACTED, secret_param, token_like
+
+# A link as written in text: a scheme ("https://", "ftp://", a database's "postgres://", "redis://") or "www.", up
+# to a space or what no link holds raw: angle brackets, double quotes, backticks, and CJK and full-width punctuation,
+# which Chinese and Japanese text glues to a link ("见https://x/?token=a。谢谢"). Not after a Latin letter, a digit
+# or "_+.-", so "xhttps://" or "abc.www.x" is not one (after a CJK character it is: that text writes no space before
+# a link), and no scheme is longer than 20 characters: each position of a text is tried in bounded time.
+_LINK = re.compile(
+    r"(?<![a-z0-9_+.-])(?:[a-z][a-z0-9+.-]{0,19}://|www\.)"
+    "[^\\s<>\"`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+",
+    re.IGNORECASE,
+)
+# What a sentence puts after a link, which is not part of it: "see https://x/?token=a." keeps its full stop. A
+# closing bracket is the link's own where it closes one the link opened (Wikipedia's "/wiki/Foo_(bar)", an IPv6
+# host's "[::1]", a "[redacted]" already there).
+_TRAILING = frozenset(".,;:!?'*…")
+_CLOSING = {")": "(", "]": "[", "}": "{"}
+# A part of a link holding another link ("?next=https://u:p@host/"): read as a link too, but only so deep, for a text
+# of links nested a thousand times must not recurse a thousand times.
+_NESTED = 2
+# A segment that reads as a token as a whole but holds a word of this many letters is a title's slug
+# ("windows-11-23h2-update-kb5031455"), not a key: only its token-like pieces go. A UUID's pieces are hex.
+_WORD_LETTERS = 5
+# The pieces PIECES splits a word into, split at percent escapes too: their hex digits ("%3A%2F") read as a token's
+# letters and digits, and took an escaped link's words ("http%3A%2F%2Fnews.example") for one.
+_PIECE = re.compile(r"(?:[^-_.~+:,;=%]|%(?![0-9a-f]{2}))+", re.IGNORECASE)
+
+
+def public_text_links(text: str) -> str:
+    """``text`` with every link in it as `public_link` keeps it; everything else as it is."""
+    if "://" not in text and "www." not in text.lower():
+        return text
+    return _LINK.sub(_public_match, text)
+
+
+def _public_match(match: re.Match[str], depth: int = 0) -> str:
+    found = match.group()
+    end = _link_end(found)
+    return public_link(found[:end], depth) + found[end:]
+
+
+def _link_end(found: str) -> int:
+    """Where the link ``found`` ends: before trailing punctuation and closing brackets it opened none of."""
+    opened = {closer: found.count(opener) - found.count(closer) for closer, opener in _CLOSING.items()}
+    end = len(found)
+    while end:
+        last = found[end - 1]
+        if last in _CLOSING and opened[last] < 0:
+            opened[last] += 1
+        elif last not in _TRAILING:
+            break
+        end -= 1
+    return end
+
+
+def public_link(link: str, depth: int = 0) -> str:
+    """``link`` (one written in text, whole: scheme or "www." to its end) without what may be a credential: its user
+    name and password, the values of query (or fragment) parameters named like keys, path segments and values that
+    read as a token. It is never refused: a link no URL parser reads (a broken IPv6 bracket) is split as it reads."""
+    scheme, sep, rest = link.partition("://")
+    if not sep:
+        scheme, rest = "", link
+    authority_end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
+    host, tail = rest[:authority_end].rpartition("@")[2], rest[authority_end:]
+    tail, hash_mark, fragment = tail.partition("#")
+    path, question_mark, query = tail.partition("?")
+    return (scheme + sep + host + "/".join(_public_word(segment) for segment in path.split("/"))
+            + question_mark + _public_pairs(query, depth) + hash_mark + _public_pairs(fragment, depth))
+
+
+def _public_pairs(query: str, depth: int) -> str:
+    """A query (or a fragment: an OAuth answer's ``#access_token=``) with each pair's value kept or redacted."""
+    if not query:
+        return query
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and value and secret_param(pair):
+            pairs.append(f"{name}={REDACTED}")
+        elif "://" in value and depth < _NESTED:
+            pairs.append(name + sep + _LINK.sub(lambda m: _public_match(m, depth + 1), value))
+        else:
+            pairs.append(name + sep + _public_word(value) if sep else _public_word(pair))
+    return "&".join(pairs)
+
+
+def _public_word(word: str) -> str:
+    """A path segment or a value: ``[redacted]`` where it reads as a token, or each piece of it that does."""
+    if len(word) < 12:  # token_like's least
+        return word
+    plain = unquote(word)
+    if token_like(plain) and not any(len(p) >= _WORD_LETTERS and p.isalpha() for p in PIECES.split(plain)):
+        return REDACTED
+    return _PIECE.sub(lambda m: REDACTED if token_like(m.group()) else m.group(), word)
