@@ -1,12 +1,12 @@
 """Links written inside a post's text, as the store keeps them: without the poster's credentials (a ?token=, a
 password-reset or magic-login link, a user:password@), with their host and path and the rest of the text as written,
-for every collector and the replay."""
+for every collector and the replay, and in the texts a store from before holds."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ from miner.cli import main
 from miner.collectors import CollectSettings, Poller
 from miner.config import ServiceConfig, SourceConfig
 from miner.store import Store
+from miner.store.link_scrub import SCRUB_BATCH
+from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.text_links import public_text_links
+from miner.timeutil import iso
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TOKEN = "f3a9c2e1d4b5a6c7e8f9"  # a password-reset token, as a site mails one
@@ -170,3 +173,24 @@ def test_a_replayed_post_keeps_no_credential_in_its_links(tmp_path: Path, runner
     # As a collector stores them: the link's user name read as no e-mail address, the rest kept.
     assert texts == [stored for _, stored in LINKS]
 
+
+def test_a_store_from_before_keeps_no_credential_in_its_texts(tmp_path: Path) -> None:
+    # Texts stored before kept the links written in them as written: the upgrade rewrites them, a batch at a time,
+    # and leaves every other text (and every text of no link, never read) as it was.
+    path = tmp_path / "old.sqlite"
+    at = iso(NOW - timedelta(hours=1))
+    texts = [LINKS[n % len(LINKS)][0] if n % 3 else KEPT[n % len(KEPT)] for n in range(2 * SCRUB_BATCH + 1)]
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, MIGRATIONS[:21])  # the schema before 0022_text_links
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
+                         "VALUES ('feed', ?, ?, ?, ?)", [(str(n), text, at, at) for n, text in enumerate(texts)])
+        conn.execute("COMMIT")
+    conn.close()
+    store = Store.open(path)
+    expected = {written: stored for written, stored in LINKS}
+    assert _stored_texts(store) == [expected.get(text, text) for text in texts]
+    stored = _store_bytes(store, path)
+    for secret in (b"abc123def456", TOKEN.encode(), b"hunter2", b"S3cr3t", b"ya29", b"p4ss"):
+        assert secret not in stored

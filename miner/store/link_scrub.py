@@ -1,10 +1,12 @@
-"""Migration 0017's Python part: the links and link-made ids stored before they were kept without a credential.
+"""Migrations 0017's and 0022's Python parts: the links, link-made ids and post texts stored before their links were
+kept without a credential.
 
 A feed item's link, an id made of one and a source's url were stored as written (a source's url without the values
 of fewer key names): a private feed's ``?passkey=`` stayed in the store, and the first poll after the upgrade found
 none of the entries it listed under the ids it computes now, so it stored each a second time (a new complaint), and
 a source whose stored url changed had its poll state reset. Each column is rewritten with the very functions the
-collectors and `SourceConfig.stored_url` use, so the forms match.
+collectors and `SourceConfig.stored_url` use, so the forms match. A post's text kept the links written in it as
+written (a ``?token=``, a password-reset link, a ``user:password@``) until `miner.text_links` took those out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from miner.text_links import public_text_links
 from miner.urls import REDACTED, link_id, public_url, stored_link
 
 if TYPE_CHECKING:
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 # What a link needs to hold for `stored_link` to change it: a query, a user name, or an IPv6 bracket it may fail to
 # read. The rest (most rows of a large store) is never read into Python.
 _MAY_CHANGE = "(instr({0}, '?') OR instr({0}, '@') OR instr({0}, '['))"
+# What a text needs to hold for `public_text_links` to change it: a link (LIKE is case-blind, as the link's "www." is).
+_MAY_HOLD_LINK = "(instr(text, '://') OR text LIKE '%www.%')"
 
 # Rows read into Python at a time, by rowid, each batch's changes written before the next is read: all the changed
 # rows of a column were kept for one UPDATE, about 230 bytes a row (66 MB of Python objects, 72 MB more RSS, for
@@ -46,14 +51,16 @@ def _source_url(url: str) -> str:
 
 
 def _rewrite(conn: sqlite3.Connection, table: str, column: str, where: str, update: str,
-             new_form: Callable[[str], str | None]) -> None:
-    """Set ``column`` of the rows of ``table`` matching ``where`` to ``new_form`` of it, where that differs."""
+             new_form: Callable[[str], str | None], may_change: str | None = None) -> None:
+    """Set ``column`` of the rows of ``table`` matching ``where`` to ``new_form`` of it, where that differs. Only the
+    rows ``may_change`` is true of (a link's: `_MAY_CHANGE`) are read into Python."""
     last = -(2 ** 63)  # below every rowid but the least one allowed, which only a row inserted with it has
     while True:
         # fetchall: the batch is read to its end before the table it reads is written. A row past ``last`` is not
         # written yet, so each batch reads the rows as the store had them, as one read of them all did.
         rows = conn.execute(f"SELECT rowid, {column} FROM {table} WHERE rowid > ? AND {where} "
-                            f"AND {_MAY_CHANGE.format(column)} ORDER BY rowid LIMIT ?", (last, SCRUB_BATCH)).fetchall()
+                            f"AND {may_change or _MAY_CHANGE.format(column)} ORDER BY rowid LIMIT ?",
+                            (last, SCRUB_BATCH)).fetchall()
         if not rows:
             return
         conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?",
@@ -69,6 +76,12 @@ def scrub_stored_links(conn: sqlite3.Connection) -> None:
     _rewrite(conn, "posts", "external_id", "source != 'reports' AND external_id LIKE 'http%://%'", "UPDATE OR IGNORE",
              link_id)
     _rewrite(conn, "official_incidents", "url", "url IS NOT NULL", "UPDATE", stored_link)
+
+
+def scrub_text_links(conn: sqlite3.Connection) -> None:
+    # A text cut at max_text_chars before may grow past it by a few characters ("?token=ab" to "?token=[redacted]"):
+    # the limit is the config's, which a migration does not read, and nothing relies on a stored text's length.
+    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_LINK)
 
 
 def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
-from miner.store.link_scrub import scrub_stored_links
+from miner.store.link_scrub import scrub_stored_links, scrub_text_links
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -276,11 +276,16 @@ def _federated_kind_id(old: str, url: str) -> str | None:
 
 MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", _federated_kind_ids)
 
+# The links written in a post's text are stored without a credential (miner/text_links.py): the texts stored before
+# kept a poster's ?token=, password-reset link or user:password@ as written, in the store and in every alert, board
+# and query that shows a sample post. Rewritten with the very function the collectors use (store/link_scrub.py).
+TEXT_LINKS = Migration("0022_text_links", "", scrub_text_links)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
-                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS]
+                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS]
 
 
 def _statements(script: str) -> Iterator[str]:
