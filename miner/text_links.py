@@ -80,12 +80,26 @@ def public_link(link: str, depth: int = 0) -> str:
     host, tail = rest[:authority_end].rpartition("@")[2], rest[authority_end:]
     tail, hash_mark, fragment = tail.partition("#")
     path, question_mark, query = tail.partition("?")
-    return (scheme + sep + host + "/".join(_public_word(segment) for segment in path.split("/"))
-            + question_mark + _public_pairs(query, depth) + hash_mark + _public_pairs(fragment, depth))
+    return (scheme + sep + host + _public_path(path) + question_mark + _public_pairs(query, depth) + hash_mark
+            + _public_fragment(fragment, depth))
+
+
+def _public_path(path: str) -> str:
+    return "/".join(_public_word(segment) for segment in path.split("/"))
+
+
+def _public_fragment(fragment: str, depth: int) -> str:
+    """A fragment as the rest of a link: a single-page app's route has a path and a query of its own
+    ("#/reset?token=..."), where the whole was read as one pair named "/reset?token"; an OAuth answer's is a query
+    ("#access_token=...&token_type=bearer")."""
+    path, question_mark, query = fragment.partition("?")
+    if not question_mark and "=" in path:
+        return _public_pairs(path, depth)
+    return _public_path(path) + question_mark + _public_pairs(query, depth)
 
 
 def _public_pairs(query: str, depth: int) -> str:
-    """A query (or a fragment: an OAuth answer's ``#access_token=``) with each pair's value kept or redacted."""
+    """A query with each pair's value kept or redacted."""
     if not query:
         return query
     pairs = []

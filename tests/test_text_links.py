@@ -40,6 +40,8 @@ LINKS = [
      f"magic link https://app.example.com/login/magic/{R} expired"),
     ("OAuth back to https://app.example/cb#access_token=ya29.a0AfH6SMB&token_type=Bearer fails",
      f"OAuth back to https://app.example/cb#access_token={R}&token_type=Bearer fails"),
+    ("reset at https://app.example/#/reset?token=abc123&mail=1 fails",
+     f"reset at https://app.example/#/reset?token={R}&mail=1 fails"),
     ("db down? postgres://admin:S3cr3t@db.internal:5432/prod refuses",
      "db down? postgres://db.internal:5432/prod refuses"),
     ("www.example.com/reset?Token=abc12345.", f"www.example.com/reset?Token={R}."),
