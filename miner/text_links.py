@@ -21,6 +21,7 @@ from miner.urls import PIECES, REDACTED, secret_param, token_like
 # which Chinese and Japanese text glues to a link ("见https://x/?token=a。谢谢"). Not after a Latin letter, a digit
 # or "_+.-", so "xhttps://" or "abc.www.x" is not one (after a CJK character it is: that text writes no space before
 # a link), and no scheme is longer than 20 characters: each position of a text is tried in bounded time.
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}", re.IGNORECASE)
 _LINK = re.compile(
     r"(?<![a-z0-9_+.-])(?:[a-z][a-z0-9+.-]{0,19}://|www\.)"
     "[^\\s<>\"`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+",
@@ -74,8 +75,8 @@ def public_link(link: str, depth: int = 0) -> str:
     name and password, the values of query (or fragment) parameters named like keys, path segments and values that
     read as a token. It is never refused: a link no URL parser reads (a broken IPv6 bracket) is split as it reads."""
     scheme, sep, rest = link.partition("://")
-    if not sep:
-        scheme, rest = "", link
+    if not _SCHEME.fullmatch(scheme):  # "www.host/?next=https://u:p@host": its "://" is the next link's
+        scheme, sep, rest = "", "", link
     authority_end = next((i for i, ch in enumerate(rest) if ch in "/?#"), len(rest))
     host, tail = rest[:authority_end].rpartition("@")[2], rest[authority_end:]
     tail, hash_mark, fragment = tail.partition("#")

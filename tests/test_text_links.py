@@ -47,6 +47,7 @@ LINKS = [
     ("www.example.com/reset?Token=abc12345.", f"www.example.com/reset?Token={R}."),
     ("login loops https://sso.example/?next=https://u:p4ss@app.example/home&x=1",
      "login loops https://sso.example/?next=https://app.example/home&x=1"),
+    ("www.sso.example/?next=https://u:p4ss@app.example/&sid=1d2", f"www.sso.example/?next=https://app.example/&sid={R}"),
     # Trailing punctuation and brackets: the sentence's, kept where it was.
     ("(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key=K3Y)!", f"(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key={R})!"),
     ("[docs](https://x.example/?sig=abc), 'https://x.example/?auth=abc'; \"https://x.example/?pwd=a\"",
