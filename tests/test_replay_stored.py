@@ -118,3 +118,25 @@ def test_replay_warns_when_a_source_url_is_not_in_the_environment(tmp_path: Path
     assert result.exit_code == 0, result.output
     assert ("warning: source feed: environment variable FEED_URL (url_env) is not set: its replayed posts' authors are "
             "hashed apart from its polled ones, and their links may hold its key") in result.output
+
+
+def test_replay_summary_counts_complaints_by_author_as_the_buckets_do(tmp_path: Path, runner: CliRunner) -> None:
+    # The summary's complaints summed the outage verdicts: one account posting six times in an hour was six
+    # complaints in the table, where the buckets (and `miner replay --help`: "complaints count authors") say one.
+    cfg = tmp_path / "miner.toml"
+    cfg.write_text('[[services]]\nname = "MTN"\n\n[detector]\nbucket_minutes = 60\n', encoding="utf-8")
+    stream = tmp_path / "posts.jsonl"
+    stream.write_text("".join(json.dumps({
+        "id": n, "text": f"MTN network is down again, no data and no calls since morning ({n})",
+        "created_at": f"2026-12-01T10:{n:02d}:00Z", "source": "feed", "author": f"@person{n % 2}"}) + "\n"
+        for n in range(6)), encoding="utf-8")
+    db = tmp_path / "m.sqlite"
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(db) as conn:
+        [(outage_posts,)] = conn.execute("SELECT count(*) FROM classifications WHERE outage = 1").fetchall()
+        [(complaints,)] = conn.execute("SELECT sum(complaints) FROM buckets WHERE service = 'MTN'").fetchall()
+    conn.close()
+    assert (outage_posts, complaints) == (6, 2)
+    [row] = [line.split() for line in result.output.splitlines() if line.startswith("MTN ")]
+    assert row == ["MTN", "6", "2"]
