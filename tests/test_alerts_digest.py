@@ -336,3 +336,22 @@ def test_a_provider_is_called_silent_only_where_a_status_page_of_it_is_watched(s
     digest = render_digest(store, alerts, T0 + timedelta(minutes=5), route)
     rows = {name: row for row in digest.html.split("<tr")[1:] for name in ("WhatsApp", "MTN") if f">{name}<" in row}
     assert "silent" in rows["WhatsApp"] and "silent" not in rows["MTN"] and "no status page watched" in rows["MTN"]
+
+
+def test_cli_digest_queues_one_digest_each_time_it_is_asked(tmp_path: Path) -> None:
+    # `miner digest` queues one more digest, as asked (docs/operations.md): keyed by its time alone, a second one as
+    # of the same time (--at, or the same second) was taken for the first, and nothing was queued, though it said so.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    seeded(store)
+    store.close()
+    base = ["--config", str(cfg), "--db", str(db), "digest", "--at", "2026-11-27T12:50Z"]
+    for _ in range(2):
+        res = CliRunner().invoke(main, base)
+        assert res.exit_code == 0 and "queued digest for route oncall" in res.output, res.output
+    with sqlite3.connect(db) as conn:
+        [(queued,)] = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'digest' AND status = 'pending'")
+    conn.close()
+    assert queued == 2

@@ -79,7 +79,10 @@ def enqueue_digest_now(store: Store, settings: AlertSettings, route: RouteSettin
     # The anchor read once: the period and the anchor the queueing checks are the same reading.
     anchor_text = store.alert_state(_anchor_key(route))
     since = _since(anchor_text, now)
-    return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}", route.name, make_message_id(settings),
+    message_id = make_message_id(settings)
+    # Each one asked for is queued: keyed by its time alone, a second `miner digest` in the same second, or with the
+    # same --at, was taken for the first, queued nothing, and said it had.
+    return store.enqueue_digest(f"digest:{route.name}:manual:{iso(now)}:{message_id}", route.name, message_id,
                                 {"as_of": iso(now), "since": iso(since)}, now, _anchor_key(route),
                                 anchor_text or iso(now))
 
