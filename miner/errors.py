@@ -47,13 +47,17 @@ class SourceError(MinerError):
     """One poll of one source failed. The message becomes the source's ``last_error``.
 
     ``retry_after`` (seconds) is set when the server asked us to wait (429/503 Retry-After);
-    ``permanent`` marks errors retrying cannot fix soon (401/403/404, bad config).
+    ``permanent`` marks errors retrying cannot fix soon (401/403/404, bad config). ``needs_action``: a TLS failure
+    (a certificate not trusted, expired or for another name; no TLS in common): polled on its backoff as any other
+    failure, so a fix is picked up, but logged as an error, since it lasts until someone acts (net_errors.py).
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False,
+                 needs_action: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
+        self.needs_action = needs_action
 
 
 class ModelError(MinerError):

@@ -25,6 +25,7 @@ from miner.collectors.normalise import SURROGATE
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
 from miner.errors import SourceError
+from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
 from miner.urls import shown_url
@@ -209,18 +210,10 @@ def fetch(
         raise SourceError(
             f"too many redirects (more than {settings.max_redirects}) from {shown_url(url, secret=secret_url)}"
         ) from None
-    except httpx.ConnectTimeout as exc:
-        failed, via = _failed_hop(exc, url, secret_url)
-        raise SourceError(
-            f"timed out after {min(settings.connect_timeout, timeout):g} s connecting to {host_of(failed)}{via}"
-        ) from None
-    except httpx.TimeoutException as exc:
+    except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout) as exc:
         failed, via = _failed_hop(exc, url, secret_url)
         shown = shown_url(failed, secret=secret_url)
         raise SourceError(f"timed out after {timeout:g} s reading {shown}{via}") from None
-    except httpx.ConnectError as exc:
-        failed, via = _failed_hop(exc, url, secret_url)
-        raise SourceError(f"cannot connect to {host_of(failed)}{via}: {exc}") from None
     except httpx.RemoteProtocolError as exc:
         failed, via = _failed_hop(exc, url, secret_url)
         raise SourceError(f"truncated or broken response from {host_of(failed)}{via}: {exc}") from None
@@ -241,12 +234,21 @@ def fetch(
         # message quotes the whole value, token and all, and its UnicodeEncodeError was an internal error.
         raise SourceError(f"request to {shown_url(url, secret=secret_url)} could not be sent: a header holds a "
                           "character HTTP does not allow (in a token the server sent?)") from None
-    except httpx.HTTPError as exc:
+    except httpx.HTTPError as exc:  # a connection refused, reset or cut, a TLS, DNS or proxy failure
         failed, via = _failed_hop(exc, url, secret_url)
-        raise SourceError(f"request to {shown_url(failed, secret=secret_url)}{via} failed: {exc}") from None
+        raise _network_error(exc, failed, via, min(settings.connect_timeout, timeout), secret_url) from None
     if 200 <= result.status < 300 or result.status == 304 or result.status in ok_statuses:
         return result
     raise status_error(result, now())
+
+
+def _network_error(exc: httpx.HTTPError, url: str, via: str, timeout: float, secret: bool) -> SourceError:
+    """A failure at ``url``'s host as what it was (miner.net_errors), or in httpx's words for a cause it knows not."""
+    failure = describe(exc, url_host(url), trust=HTTPX_TRUST, timeout=timeout, proxy=env_proxy(url),
+                       not_tls=f"is {url_host(url)} an http:// server, or is its https on another port?")
+    if failure is not None:
+        return SourceError(failure.text(via), needs_action=failure.needs_action)
+    return SourceError(f"request to {shown_url(url, secret=secret)}{via} failed: {exc}")
 
 
 def _redirected_to(exc: Exception, url: str) -> str | None:

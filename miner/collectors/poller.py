@@ -219,7 +219,9 @@ class Poller:
                 return PollOutcome(source.name, started, time.monotonic() - clock,
                                    error=SourceError("poll given up by its round"))
             if isinstance(exc, SourceError):
-                log.warning("source %s failed: %s", source.name, exc)
+                # A TLS failure lasts until someone fixes a certificate or trust store: an error, not a passing outage.
+                log.log(logging.ERROR if exc.needs_action else logging.WARNING, "source %s failed: %s",
+                        source.name, exc)
                 return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
             # A collector bug must cost one source one round, not the whole round.
             log.exception("source %s: unexpected error in the %s collector", source.name, source.type)

@@ -1,0 +1,105 @@
+"""Real network failures on 127.0.0.1 for tests: TLS servers with a certificate that fails (self-signed, expired,
+for another name), a plain server spoken to with TLS, a port nobody listens on, a server that accepts and never
+answers, one that resets the connection. Each server is a thread holding a listening socket; closing it ends it."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from smtp_server import TEST_CERT, TEST_KEY
+
+TLS_FIXTURES = Path(__file__).parent / "fixtures" / "tls"
+EXPIRED = TLS_FIXTURES / "expired.pem", TLS_FIXTURES / "expired.key"  # certificate, key
+WRONG_NAME = TLS_FIXTURES / "wrong.pem", TLS_FIXTURES / "wrong.key"  # for wrong.example only
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """The files of the self-signed certificate for 127.0.0.1 that nothing trusts unless told to."""
+    (folder / "self.pem").write_text(TEST_CERT)
+    (folder / "self.key").write_text(TEST_KEY)
+    return folder / "self.pem", folder / "self.key"
+
+
+def refused_port() -> int:
+    """A port nothing listens on (bound and closed: the kernel refuses connections to it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _ok(conn: socket.socket) -> None:
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok")
+
+
+def _reset(conn: socket.socket) -> None:
+    # SO_LINGER with a zero time: close() sends a RST instead of a FIN.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+@contextlib.contextmanager
+def serving(handle: Callable[[socket.socket], None] | None, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+    """A server on 127.0.0.1 whose port is yielded. ``handle``: what it does with each connection (None: holds it
+    open and says nothing); ``tls``: (certificate, key) it does a TLS handshake with first."""
+    ctx = None
+    if tls is not None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def one(conn: socket.socket) -> None:
+        try:
+            if ctx is not None:
+                conn = ctx.wrap_socket(conn, server_side=True)
+            if handle is not None:
+                handle(conn)
+                conn.close()
+            else:
+                held.append(conn)
+                done.wait()
+        except (OSError, ssl.SSLError):  # the client gave up on the handshake, as the tests expect
+            conn.close()
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=one, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        done.set()
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def ok_server(tls: tuple[Path, Path] | None = None) -> contextlib.AbstractContextManager[int]:
+    return serving(_ok, tls)
+
+
+def silent_server() -> contextlib.AbstractContextManager[int]:
+    """Accepts the connection and never sends a byte."""
+    return serving(None)
+
+
+def resetting_server(read_first: bool = True) -> contextlib.AbstractContextManager[int]:
+    """Resets each connection: after reading the request (``read_first``), or at once (a greeting never comes)."""
+    def handle(conn: socket.socket) -> None:
+        if read_first:
+            conn.recv(65536)
+        _reset(conn)
+    return serving(handle)
