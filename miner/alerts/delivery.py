@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
+from miner.alerts.smtp_failures import smtp_failure
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
+from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char
 
@@ -46,15 +48,19 @@ class DeliveryError(Exception):
     ``unreachable``: the server itself failed (refused or timed out connecting, never answered, hung up, a session
     cut), not this message: the channel's other messages would wait out the same timeout, one after another.
     ``throttled``: the server asked to be left alone for a while (a 429, or a Retry-After): its other messages wait.
+    ``needs_action``: a TLS failure (a certificate not trusted, expired or for another name; no STARTTLS; no TLS in
+    common): retried, so the queue goes out once it is fixed, but it lasts until someone acts, so the dispatcher
+    logs it as an error at its first attempt (net_errors.py).
     """
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
-                 unreachable: bool = False, throttled: bool = False) -> None:
+                 unreachable: bool = False, throttled: bool = False, needs_action: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
         self.unreachable = unreachable
         self.throttled = throttled
+        self.needs_action = needs_action
 
 
 class NothingSent(Exception):
@@ -121,9 +127,11 @@ class SmtpSender:
         watchdog = threading.Timer(limit, _cut, (client, cut))
         watchdog.daemon = True
         watchdog.start()
+        greeted = False
         try:
             try:
                 code, greeting = client.connect(s.host, s.port)
+                greeted = True
                 if code != 220:
                     raise smtplib.SMTPConnectError(code, greeting)
                 if s.security == "starttls":
@@ -172,10 +180,16 @@ class SmtpSender:
                                 unreachable=isinstance(exc, smtplib.SMTPConnectError) or exc.smtp_code == CLOSING
                                 ) from None
         except smtplib.SMTPNotSupportedError as exc:
+            if "STARTTLS" in str(exc):
+                # Failed for good, each message needed an `outbox retry` once the server was fixed; retried, the
+                # queue goes out by itself then. Never sent in clear instead: STARTTLS may have been stripped.
+                raise DeliveryError(f'SMTP {s.host}:{s.port} does not offer STARTTLS (security = "starttls"): TLS is '
+                                    'off on the server, or its port takes implicit TLS (465: security = "ssl")',
+                                    unreachable=True, needs_action=True) from None
             raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}",
-                                unreachable=True) from None
+            said, needs_action = smtp_failure(s, exc, greeted)
+            raise DeliveryError(said, unreachable=True, needs_action=needs_action) from None
         if refused and len(refused) == len(recipients):
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
             raise DeliveryError(f"all recipients refused: {detail}", permanent=True)
@@ -325,8 +339,13 @@ class HttpWebhookSender:
             raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s",
                                 unreachable=True) from None
         except httpx.HTTPError as exc:
-            # Never echo the URL: it is the secret.
-            raise DeliveryError(f"webhook {webhook.name}: {type(exc).__name__}", unreachable=True) from None
+            # Never echo the URL, it is the secret: its host and port only. "ConnectError" alone said nothing of
+            # a certificate not trusted, a name not found or a port refused.
+            failure = describe(exc, url_host(url), trust=HTTPX_TRUST, timeout=webhook.timeout, proxy=env_proxy(url),
+                               not_tls=f"check the scheme and port of {shown_name(webhook.url_env) or 'its url'}")
+            said = failure.text() if failure else type(exc).__name__
+            raise DeliveryError(f"webhook {webhook.name}: {said}", unreachable=True,
+                                needs_action=bool(failure and failure.needs_action)) from None
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error

@@ -59,6 +59,7 @@ class DispatchStats:
     held: int = 0  # due, but held until group_interval after the last message of its route, channel and group
     deferred: int = 0  # due, but left for the next run: their channel's server was unreachable in this one
     throttled: int = 0  # due, but left until their webhook's rate limit (a 429, Retry-After) has passed
+    needs_action: int = 0  # retried, but failed as retrying alone will not mend (TLS: DeliveryError.needs_action)
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -161,7 +162,8 @@ class _Run:
             stats.lost_races += 1
             return False
         stats.claimed += 1
-        finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources)
+        finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources,
+                                              stats)
         if throttled and finish.next_attempt_at is not None:
             self.held_until[channel] = finish.next_attempt_at
             self.waiting.setdefault(channel, 0)
@@ -226,8 +228,8 @@ def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
 
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
-             senders: Senders, rng: random.Random,
-             sources: Collection[str] | None) -> tuple[Finish, bool | None, bool]:
+             senders: Senders, rng: random.Random, sources: Collection[str] | None,
+             stats: DispatchStats) -> tuple[Finish, bool | None, bool]:
     """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
     DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error), and
     whether it asked to be left alone for a while (DeliveryError.throttled)."""
@@ -240,8 +242,10 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)
             return Finish("failed", str(exc)), not exc.unreachable, False
-        return (_retry(settings, row, clock(), str(exc), exc.retry_after, rng), not exc.unreachable,
-                exc.throttled)
+        if exc.needs_action:
+            stats.needs_action += 1
+        return (_retry(settings, row, clock(), str(exc), exc.retry_after, rng, exc.needs_action),
+                not exc.unreachable, exc.throttled)
     except MinerError as exc:
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc)), None, False
@@ -253,7 +257,7 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
 
 
 def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
-           rng: random.Random) -> Finish:
+           rng: random.Random, needs_action: bool = False) -> Finish:
     attempts = int(row["attempts"]) + 1
     if (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
         # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
@@ -265,7 +269,13 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
     if retry_after is not None:
         # Up to 5 % on top: the server's rows retried at the instant it named would all hit it again together.
         delay = min(max(delay, retry_after * rng.uniform(1.0, 1.05)), settings.give_up_after)
-    log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
+    if needs_action:
+        # A TLS failure lasts until someone fixes it: said as an error at the first attempt, not when give_up_after
+        # (72 h by default) ends the retries. Retried still, so the queue goes out by itself once it is fixed.
+        log.error("outbox %d (%s): attempt %d failed, and will until someone acts; retrying in %.0fs, until "
+                  "give_up_after: %s", row["id"], row["channel"], attempts, delay, error)
+    else:
+        log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
     return Finish("retry", error, now + timedelta(seconds=delay))
 
 

@@ -129,10 +129,11 @@ def outbox_retry(app: AppContext, outbox_id: int) -> None:
 def outbox_send(app: AppContext) -> None:
     """Plan, queue due digests and send what is due now, once (the service does this every 30 s).
 
-    Exits 1 when a notification failed for good in this run (see `miner outbox`); one that will be retried
-    does not count. SIGINT (Ctrl-C) or SIGTERM stops it as it stops the service: the notification being sent is
-    finished and recorded, no other is sent (they wait for the next run), and the exit status is 130 (143 for
-    SIGTERM). A second signal stops at once.
+    Exits 1 when a notification failed for good in this run (see `miner outbox`), or failed in a way that is
+    retried but lasts until someone acts (a TLS certificate not trusted, expired or for another name, no STARTTLS);
+    one that will be retried otherwise (a server down, a timeout) does not count. SIGINT (Ctrl-C) or SIGTERM stops
+    it as it stops the service: the notification being sent is finished and recorded, no other is sent (they wait
+    for the next run), and the exit status is 130 (143 for SIGTERM). A second signal stops at once.
     """
     from miner.alerts import run_alerts
 
@@ -148,8 +149,9 @@ def outbox_send(app: AppContext) -> None:
         deferred = f", left for the next run {stats.deferred} (server unreachable)" if stats.deferred else ""
         if stats.throttled:
             deferred += f", held {stats.throttled} (webhook rate limit: 429 or Retry-After)"
-        click.echo(f"sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}{deferred}")
-    if stats.failed:
+        action = f" ({stats.needs_action} need action: see `miner outbox`)" if stats.needs_action else ""
+        click.echo(f"sent {stats.sent}, retrying {stats.retried}{action}, failed {stats.failed}{deferred}")
+    if stats.failed or stats.needs_action:
         raise click.exceptions.Exit(1)
 
 
