@@ -1,4 +1,5 @@
-"""What `miner status` shows: each service's last hour against its baseline, and each source's health."""
+"""What `miner status` shows: each service's last hour against its baseline, each source's health, and the alert
+channels whose server the last attempt could not reach."""
 
 from __future__ import annotations
 
@@ -108,6 +109,24 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
             "warning_at": iso(warning[1]) if warning and warning[1] else None,
         })
     return out
+
+
+def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
+    """Per configured alert channel ("email", "webhook:NAME") whose server was found failing at its last attempt
+    (alert_state unreachable:CHANNEL, until a message gets through): ``error``, in net_errors' words, and
+    ``last_failed_at``, its last failed attempt (None when none is kept). A TLS failure showed only in `miner outbox`
+    and the log, and a queue held for 72 h by a certificate nobody trusted looked like no problem here."""
+    alerts = config.alerts
+    if not alerts.enabled:
+        return []
+    channels = {"email"} | {f"webhook:{w.name}" for w in alerts.webhooks}
+    rows = store.database.rows(
+        "SELECT substr(s.key, length('unreachable:') + 1) AS channel, s.value AS error, "
+        "(SELECT max(d.at) FROM deliveries d JOIN outbox o ON o.id = d.outbox_id WHERE o.channel = "
+        "substr(s.key, length('unreachable:') + 1) AND d.outcome != 'sent') AS at "
+        "FROM alert_state s WHERE s.key LIKE 'unreachable:%' AND s.value != '' ORDER BY s.key")
+    return [{"channel": r["channel"], "error": r["error"], "last_failed_at": _time(r["at"])}
+            for r in rows if r["channel"] in channels]
 
 
 def _time(value: str | None) -> str | None:

@@ -6,9 +6,11 @@ and `miner outbox send` exits 1; it is still retried, so the queue goes out by i
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from test_alerts_support import T0, open_incident, settings
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
 from miner.cli import main
+from miner.config import load_config
 from miner.store import Store
 from miner.timeutil import utcnow
 
@@ -232,3 +235,37 @@ def test_outbox_send_exits_1_when_a_notification_needs_action(tmp_path: Path) ->
     assert res.exit_code == 1, res.output
     assert "sent 0, retrying 1 (1 need action: see `miner outbox`), failed 0" in res.output
 
+
+
+def test_status_shows_an_alert_channel_failing_until_a_message_gets_through(tmp_path: Path) -> None:
+    server = SmtpServer(tls="starttls", folder=tmp_path)
+    server.start()
+    try:
+        cfg = tmp_path / "feeds.toml"
+        cfg.write_text(CONFIG.replace("PORT", str(server.port)))
+        db = tmp_path / "miner.sqlite"
+        store = Store.open(db)
+        open_incident(store, "WhatsApp", utcnow())
+        run = CliRunner()
+        base = ["--config", str(cfg), "--db", str(db)]
+        assert run.invoke(main, [*base, "outbox", "send"]).exit_code == 1
+        # Was nothing: `miner status` said all was well while the alert waited on a certificate for 72 h.
+        shown = run.invoke(main, [*base, "status"])
+        assert shown.exit_code == 0, shown.output
+        [line] = [x for x in shown.output.splitlines() if x.startswith("alerts to ")]
+        assert line.startswith("alerts to email failing (last attempt 20")
+        assert line.endswith(f"UTC): SMTP TLS certificate of 127.0.0.1:{server.port} not trusted (self-signed "
+                             "certificate): if it is the right server, set [alerts.smtp] ca_file to its CA's PEM "
+                             "file (else the system's CAs)")
+        [channel] = json.loads(run.invoke(main, [*base, "status", "--format", "json"]).output)["alert_channels"]
+        assert channel["channel"] == "email" and channel["error"].startswith("SMTP TLS certificate of 127.0.0.1:")
+        assert channel["last_failed_at"] is not None
+
+        alerts = load_config(cfg).alerts
+        trusted = replace(alerts, smtp=replace(alerts.smtp, ca_file=str(tmp_path / "cert.pem")))
+        assert dispatch(store, trusted, utcnow() + timedelta(hours=1), worker_id="w").sent == 1
+        store.close()
+        assert json.loads(run.invoke(main, [*base, "status", "--format", "json"]).output)["alert_channels"] == []
+        assert "alerts to " not in run.invoke(main, [*base, "status"]).output
+    finally:
+        server.stop()

@@ -93,10 +93,14 @@ def status(app: AppContext, fmt: str) -> None:
     gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601 with their
     offset.
 
+    Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
+    (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
+    through; in JSON "alert_channels": [{"channel", "error", "last_failed_at"}] ([] for none).
+
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
     """
-    from miner.status import model_status, service_status, shown_time, source_status
+    from miner.status import channel_status, model_status, service_status, shown_time, source_status
     from miner.store.maintenance import held_prune_message
     from miner.timeutil import utcnow
 
@@ -105,13 +109,15 @@ def status(app: AppContext, fmt: str) -> None:
     model = model_status(store, app.config, now)
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
+    channels = channel_status(store, app.config)
     held = store.prune_held()
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
     # posts were in no count and status showed 0 posts for a service that had just stored a dozen.
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
         click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
-                               "sources": sources, "prune_held": held}, indent=2, allow_nan=False))
+                               "sources": sources, "alert_channels": channels, "prune_held": held}, indent=2,
+                              allow_nan=False))
         return
     click.echo(_model_line(model))
     click.echo()
@@ -137,6 +143,11 @@ def status(app: AppContext, fmt: str) -> None:
                          max_width=WARNING_WIDTH))
         if any(len(s["warning"]) > WARNING_WIDTH for s in warned):
             click.echo(f"(warnings cut at {WARNING_WIDTH} characters: --format json has them whole)")
+    if channels:
+        click.echo()
+        for c in channels:  # whole: the error says what to fix
+            click.echo(f"alerts to {c['channel']} failing (last attempt {shown_time(c['last_failed_at'], 'unknown')}): "
+                       f"{c['error']}")
     if held:
         click.echo()
         click.echo(held_prune_message(held))
