@@ -140,6 +140,10 @@ def describe(exc: BaseException, host: str, *, trust: str, not_tls: str, timeout
         return NetFailure("proxy", f"proxy {proxy or ''} refused the tunnel to {host} ({exc})".replace("  ", " "),
                           "check the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) and what the proxy allows")
     if "ConnectTimeout" in names or (connecting and first(TimeoutError) is not None):
+        if any("handshake operation timed out" in str(e) for e in causes):  # ssl's words: the TCP connect was taken
+            return NetFailure("connect_timeout", f"timed out after {timeout:g} s in the TLS handshake with {host}",
+                              "it took the connection and never finished the handshake: is that port's service one "
+                              "that speaks TLS, or is the server overloaded?")
         return NetFailure("connect_timeout", f"timed out after {timeout:g} s connecting to {target}",
                           f"no answer: {proxy_check}" if proxy
                           else "no answer: the server is down, or a firewall drops the connection")

@@ -43,13 +43,18 @@ def _reset(conn: socket.socket) -> None:
 
 
 @contextlib.contextmanager
-def serving(handle: Callable[[socket.socket], None] | None, tls: tuple[Path, Path] | None = None) -> Iterator[int]:
+def serving(handle: Callable[[socket.socket], None] | None, tls: tuple[Path, Path] | None = None,
+            tls_max: ssl.TLSVersion | None = None) -> Iterator[int]:
     """A server on 127.0.0.1 whose port is yielded. ``handle``: what it does with each connection (None: holds it
-    open and says nothing); ``tls``: (certificate, key) it does a TLS handshake with first."""
+    open and says nothing); ``tls``: (certificate, key) it does a TLS handshake with first, at no TLS version above
+    ``tls_max``."""
     ctx = None
     if tls is not None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*tls)
+        if tls_max is not None:
+            ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+            ctx.maximum_version = tls_max
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -87,8 +92,9 @@ def serving(handle: Callable[[socket.socket], None] | None, tls: tuple[Path, Pat
             conn.close()
 
 
-def ok_server(tls: tuple[Path, Path] | None = None) -> contextlib.AbstractContextManager[int]:
-    return serving(_ok, tls)
+def ok_server(tls: tuple[Path, Path] | None = None,
+              tls_max: ssl.TLSVersion | None = None) -> contextlib.AbstractContextManager[int]:
+    return serving(_ok, tls, tls_max)
 
 
 def silent_server() -> contextlib.AbstractContextManager[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,18 @@ def test_https_to_a_plain_http_port_is_a_handshake_failure_naming_the_port() -> 
     assert error.needs_action
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1 is deprecated:DeprecationWarning")
+def test_a_server_offering_only_tls_1_0_is_told_as_no_version_in_common(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was "cannot connect to 127.0.0.1: [SSL: SSLV3_ALERT_HANDSHAKE_FAILURE] sslv3 alert handshake failure ...".
+    monkeypatch.setenv("SSL_CERT_FILE", str(EXPIRED[0]))  # whatever the certificate: no handshake reaches it
+    with ok_server(tls=EXPIRED, tls_max=ssl.TLSVersion.TLSv1) as port:
+        error = _failure(f"https://127.0.0.1:{port}/feed.rss")
+    assert str(error).startswith(f"TLS handshake with 127.0.0.1:{port} failed: no TLS version or cipher in common (")
+    assert str(error).endswith("): the server may offer only TLS 1.0/1.1 or old ciphers, which this machine's "
+                               "OpenSSL refuses: its TLS setup must be updated")
+    assert error.needs_action
+
+
 def test_a_refused_connection_names_host_and_port() -> None:
     port = refused_port()
     error = _failure(f"http://127.0.0.1:{port}/feed.rss")
@@ -93,11 +106,14 @@ def test_a_name_that_does_not_resolve_is_told_as_such() -> None:
     assert not error.needs_action
 
 
-def test_a_tls_handshake_that_never_ends_is_a_connect_timeout() -> None:
+def test_a_tls_handshake_that_never_ends_is_not_called_a_server_that_is_down() -> None:
+    # Was "timed out after 0.5 s connecting to 127.0.0.1", as for a server that never took the connection.
     with silent_server() as port:
         error = _failure(f"https://127.0.0.1:{port}/feed.rss", connect_timeout=0.5)
-    assert str(error) == (f"timed out after 0.5 s connecting to 127.0.0.1:{port}: no answer: the server is down, or "
-                          "a firewall drops the connection")
+    assert str(error) == (f"timed out after 0.5 s in the TLS handshake with 127.0.0.1:{port}: it took the connection "
+                          "and never finished the handshake: is that port's service one that speaks TLS, or is the "
+                          "server overloaded?")
+    assert not error.needs_action
 
 
 def test_a_reset_connection_is_told_as_one() -> None:
