@@ -27,11 +27,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
-from miner.alerts.smtp_failures import smtp_failure
+from miner.alerts.send_failures import smtp_failure, webhook_failure
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
-from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char
 
@@ -335,17 +334,9 @@ class HttpWebhookSender:
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
             raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
-        except (TimeoutError, httpx.TimeoutException):
-            raise DeliveryError(f"webhook {webhook.name}: timed out after {webhook.timeout:g}s",
-                                unreachable=True) from None
-        except httpx.HTTPError as exc:
-            # Never echo the URL, it is the secret: its host and port only. "ConnectError" alone said nothing of
-            # a certificate not trusted, a name not found or a port refused.
-            failure = describe(exc, url_host(url), trust=HTTPX_TRUST, timeout=webhook.timeout, proxy=env_proxy(url),
-                               not_tls=f"check the scheme and port of {shown_name(webhook.url_env) or 'its url'}")
-            said = failure.text() if failure else type(exc).__name__
-            raise DeliveryError(f"webhook {webhook.name}: {said}", unreachable=True,
-                                needs_action=bool(failure and failure.needs_action)) from None
+        except (TimeoutError, httpx.HTTPError) as exc:
+            said, needs_action = webhook_failure(webhook, url, exc)  # never the URL: it is the secret
+            raise DeliveryError(said, unreachable=True, needs_action=needs_action) from None
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error

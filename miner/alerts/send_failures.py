@@ -1,0 +1,47 @@
+"""How a send that failed before the server answered is told: what the failure was (miner.net_errors), with what to
+check. "SMTP host:port unreachable: SSLCertVerificationError: ..." called a certificate that is not trusted an
+outage, "Connection unexpectedly closed: timed out" a server that hung up, and a webhook's "ConnectError" said
+nothing of a certificate, a name not found or a port refused."""
+
+from __future__ import annotations
+
+import httpx
+
+from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
+from miner.env_names import shown_name
+from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
+
+
+def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool) -> tuple[str, bool]:
+    """The message for ``exc``, and whether it needs someone to act (a TLS failure: NetFailure.needs_action).
+    ``greeted``: the server had sent its greeting."""
+    trust = (f"the CAs of ca_file ({s.ca_file}) did not sign it" if s.ca_file else
+             "if it is the right server, set [alerts.smtp] ca_file to its CA's PEM file (else the system's CAs)")
+    not_tls = ('its port may take STARTTLS (587, 25: security = "starttls")' if s.security == "ssl"
+               else "its STARTTLS is broken")
+    # A bare TimeoutError is the connect's (or implicit TLS's handshake); smtplib raises one while reading a reply
+    # inside an SMTPServerDisconnected.
+    failure = describe(exc, f"{s.host}:{s.port}", trust=trust, not_tls=not_tls, timeout=s.timeout,
+                       connecting=isinstance(exc, TimeoutError))
+    if failure is None:
+        return f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}", False
+    text = f"SMTP {failure.text()}"
+    if failure.kind == "read_timeout" and not greeted and s.security == "starttls":
+        # A server on an implicit-TLS port waits for the TLS handshake, and says nothing until then.
+        text += '; an implicit-TLS port (465) says nothing until TLS starts: security = "ssl" for it'
+    return text, failure.needs_action
+
+
+def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> tuple[str, bool]:
+    """The message for a POST to ``url`` that failed with ``exc`` (an httpx.HTTPError, or TimeoutError at the
+    request's deadline), naming its host and port only (the URL is the secret), and whether it needs someone to act."""
+    host = url_host(url)
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    if not timed_out or isinstance(exc, httpx.ConnectTimeout):
+        failure = describe(exc, host, trust=HTTPX_TRUST, timeout=webhook.timeout, proxy=env_proxy(url),
+                           not_tls=f"check the scheme and port of {shown_name(webhook.url_env) or 'its url'}")
+        if failure is not None:
+            return f"webhook {webhook.name}: {failure.text()}", failure.needs_action
+    if timed_out:  # the whole request's deadline (webhooks.post_json): a trickled answer too
+        return f"webhook {webhook.name}: timed out after {webhook.timeout:g}s ({host} did not answer in time)", False
+    return f"webhook {webhook.name}: {type(exc).__name__}", False
