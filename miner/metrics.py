@@ -55,6 +55,9 @@ HELP = {
     "miner_verdicts_other_model": ("gauge", "Posts created in the last 24 h whose counted verdict is another model's "
                                    "than the one loaded: after a model update, until `miner reclassify --since` "
                                    "gives them its verdicts."),
+    "miner_alert_channel_up": ("gauge", "0 while the alert channel's server was found failing at its last attempt "
+                               "(down, or a TLS certificate not trusted: `miner status` says which), until a message "
+                               "gets through; else 1."),
     "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
                              "URL moved for good, posts missed...), else 0."),
 }

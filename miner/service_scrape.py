@@ -14,6 +14,7 @@ from miner.config import Config
 from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.pipeline import REPORTS_SOURCE
+from miner.status import alert_channels, channel_status
 from miner.store.sources import current_warning
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class ServiceScrape:
             self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
             if self._classifier is not None:
                 self.metrics.set("miner_verdicts_other_model", float(self._other_model_verdicts(store)))
+            failing = {c["channel"] for c in channel_status(store, self.config)}
+            self.metrics.replace("miner_alert_channel_up", {
+                (("channel", ch),): 0.0 if ch in failing else 1.0 for ch in alert_channels(self.config)})
             self.metrics.replace("miner_source_warning", {
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})

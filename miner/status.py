@@ -111,15 +111,24 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
     return out
 
 
+def alert_channels(config: Config) -> set[str]:
+    """The alert channels the config sends through: "email" when a route has recipients, "webhook:NAME" per webhook
+    a route names; none with alerts disabled."""
+    alerts = config.alerts
+    if not alerts.enabled:
+        return set()
+    return ({"email"} if any(r.email for r in alerts.routes) else set()) | {
+        f"webhook:{name}" for r in alerts.routes for name in r.webhooks}
+
+
 def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
     """Per configured alert channel ("email", "webhook:NAME") whose server was found failing at its last attempt
     (alert_state unreachable:CHANNEL, until a message gets through): ``error``, in net_errors' words, and
     ``last_failed_at``, its last failed attempt (None when none is kept). A TLS failure showed only in `miner outbox`
     and the log, and a queue held for 72 h by a certificate nobody trusted looked like no problem here."""
-    alerts = config.alerts
-    if not alerts.enabled:
+    channels = alert_channels(config)
+    if not channels:
         return []
-    channels = {"email"} | {f"webhook:{w.name}" for w in alerts.webhooks}
     rows = store.database.rows(
         "SELECT substr(s.key, length('unreachable:') + 1) AS channel, s.value AS error, "
         "(SELECT max(d.at) FROM deliveries d JOIN outbox o ON o.id = d.outbox_id WHERE o.channel = "

@@ -269,3 +269,33 @@ def test_status_shows_an_alert_channel_failing_until_a_message_gets_through(tmp_
         assert "alerts to " not in run.invoke(main, [*base, "status"]).output
     finally:
         server.stop()
+
+
+def test_the_service_scrape_has_each_alert_channel_up_or_not(tmp_path: Path) -> None:
+    from miner.service import Service, ServiceOptions
+
+    server = SmtpServer(tls="starttls", folder=tmp_path)
+    server.start()
+    try:
+        cfg = tmp_path / "feeds.toml"
+        cfg.write_text(CONFIG.replace("PORT", str(server.port)) + '\n[[alerts.webhooks]]\nname = "chat"\n'
+                       'url_env = "MINER_TEST_HOOK"\n\n[[alerts.routes]]\nname = "chat"\nwebhooks = ["chat"]\n')
+        config = load_config(cfg)
+        db = tmp_path / "miner.sqlite"
+        store = Store.open(db)
+        open_incident(store, "WhatsApp", utcnow())
+        plan_notifications(store, config.alerts, utcnow())
+        stats = dispatch(store, replace(config.alerts, routes=config.alerts.routes[:1]), utcnow(), worker_id="w")
+        assert stats.needs_action == 1
+        store.close()
+        service = Service(config, db, ServiceOptions(jobs=(), http=False))
+        service.start()
+        try:
+            text = service.metrics_text()
+        finally:
+            service.stop()
+    finally:
+        server.stop()
+    # Was no series at all: nothing to alert on while a certificate held the queue for 72 h.
+    assert 'miner_alert_channel_up{channel="email"} 0' in text.splitlines()
+    assert 'miner_alert_channel_up{channel="webhook:chat"} 1' in text.splitlines()
