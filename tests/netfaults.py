@@ -109,3 +109,24 @@ def resetting_server(read_first: bool = True) -> contextlib.AbstractContextManag
             conn.recv(65536)
         _reset(conn)
     return serving(handle)
+
+
+def _read_request(conn: socket.socket) -> None:
+    """Read one HTTP request whole: a socket closed with bytes unread sends a RST, not the FIN a test asked for."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        body += conn.recv(65536)
+
+
+def closing_server(read_first: bool = True) -> contextlib.AbstractContextManager[int]:
+    """Closes each connection cleanly (a FIN, no RST) without a word: after reading the request (``read_first``), or
+    at once."""
+    def handle(conn: socket.socket) -> None:
+        if read_first:
+            _read_request(conn)
+    return serving(handle)

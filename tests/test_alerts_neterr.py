@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from netfaults import ok_server, refused_port, resetting_server, self_signed, silent_server
+from netfaults import closing_server, ok_server, refused_port, resetting_server, self_signed, silent_server
 from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings
 
@@ -155,6 +155,16 @@ def test_an_smtp_server_resetting_the_connection_says_so(store: Store) -> None:
     assert str(row["last_error"]).startswith(f"SMTP connection to 127.0.0.1:{port} reset: ")
 
 
+def test_an_smtp_server_hanging_up_before_its_greeting_says_so(store: Store) -> None:
+    # Was "SMTP 127.0.0.1:PORT unreachable: SMTPServerDisconnected: Connection unexpectedly closed".
+    with closing_server(read_first=False) as port:
+        row, needs_action = _attempt(store, _mail(port, security="none"))
+    assert row["last_error"] == (f"SMTP 127.0.0.1:{port} closed the connection before its greeting: a server turning "
+                                 "clients away (too many connections, this address refused), or a port that is no "
+                                 "SMTP server's")
+    assert needs_action == 0 and row["status"] == "pending"
+
+
 def _hook(url: str, monkeypatch: pytest.MonkeyPatch) -> AlertSettings:
     monkeypatch.setenv("MINER_TEST_HOOK", url)
     route = RouteSettings(name="oncall", webhooks=("hook",))
@@ -171,6 +181,14 @@ def test_a_webhook_certificate_not_trusted_says_so_without_the_secret_path(
                                  "certificate): if it is the right server, trust its CA: set SSL_CERT_FILE to a PEM "
                                  "bundle holding it (miner's HTTP uses certifi's CAs, not the system's store)")
     assert needs_action == 1 and row["status"] == "pending"
+
+
+def test_a_webhook_closing_the_connection_unanswered_says_so(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Was "webhook hook: RemoteProtocolError".
+    with closing_server() as port:
+        row, _ = _attempt(store, _hook(f"http://127.0.0.1:{port}/x/SECRET", monkeypatch))
+    assert row["last_error"] == (f"webhook hook: 127.0.0.1:{port} closed the connection without a valid answer (Server "
+                                 "disconnected without sending a response.)")
 
 
 @pytest.mark.parametrize("case", ["refused", "dns", "reset", "plain"])

@@ -5,6 +5,8 @@ nothing of a certificate, a name not found or a port refused."""
 
 from __future__ import annotations
 
+import smtplib
+
 import httpx
 
 from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
@@ -23,6 +25,12 @@ def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool) -> tuple[st
     # inside an SMTPServerDisconnected.
     failure = describe(exc, f"{s.host}:{s.port}", trust=trust, not_tls=not_tls, timeout=s.timeout,
                        connecting=isinstance(exc, TimeoutError))
+    if failure is None and isinstance(exc, smtplib.SMTPServerDisconnected) and exc.__context__ is None:
+        # A clean close, no socket error under it: "unreachable: SMTPServerDisconnected: Connection unexpectedly
+        # closed" read as a network fault.
+        when = "mid-session" if greeted else "before its greeting"
+        return (f"SMTP {s.host}:{s.port} closed the connection {when}: a server turning clients away (too many "
+                "connections, this address refused), or a port that is no SMTP server's"), False
     if failure is None:
         return f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}", False
     text = f"SMTP {failure.text()}"
@@ -42,6 +50,8 @@ def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> t
                            not_tls=f"check the scheme and port of {shown_name(webhook.url_env) or 'its url'}")
         if failure is not None:
             return f"webhook {webhook.name}: {failure.text()}", failure.needs_action
+    if isinstance(exc, httpx.RemoteProtocolError):  # "RemoteProtocolError" alone said neither where nor what
+        return f"webhook {webhook.name}: {host} closed the connection without a valid answer ({exc})", False
     if timed_out:  # the whole request's deadline (webhooks.post_json): a trickled answer too
         return f"webhook {webhook.name}: timed out after {webhook.timeout:g}s ({host} did not answer in time)", False
     return f"webhook {webhook.name}: {type(exc).__name__}", False
