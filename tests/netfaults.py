@@ -130,3 +130,16 @@ def closing_server(read_first: bool = True) -> contextlib.AbstractContextManager
         if read_first:
             _read_request(conn)
     return serving(handle)
+
+
+def dns_failure(name: str) -> str:
+    """How miner tells that ``name`` (a .invalid one: it never resolves, RFC 6761) cannot be looked up here: "not
+    found" where a resolver answers, "failed" where none can be reached (a machine without network answers
+    EAI_AGAIN for every name)."""
+    try:
+        socket.getaddrinfo(name, 80)
+    except socket.gaierror as exc:
+        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
+            return f"host name {name} not found (DNS: {exc.strerror})"
+        return f"DNS lookup of {name} failed ({exc.strerror})"
+    raise AssertionError(f"{name} resolved")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from netfaults import closing_server, ok_server, refused_port, resetting_server, self_signed, silent_server
+from netfaults import closing_server, dns_failure, ok_server, refused_port, resetting_server, self_signed, silent_server
 from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings
 
@@ -145,7 +145,7 @@ def test_smtp_outages_name_what_failed(store: Store) -> None:
 
 def test_an_smtp_host_name_that_does_not_resolve_says_so(store: Store) -> None:
     row, _ = _attempt(store, _mail(587, host="mail.nowhere.invalid"))
-    assert str(row["last_error"]).startswith("SMTP host name mail.nowhere.invalid not found (DNS: ")
+    assert str(row["last_error"]).startswith(f"SMTP {dns_failure('mail.nowhere.invalid')}: check ")
 
 
 def test_an_smtp_server_resetting_the_connection_says_so(store: Store) -> None:
@@ -196,7 +196,7 @@ def test_a_webhook_failure_says_what_it_was(store: Store, monkeypatch: pytest.Mo
     # Each was "webhook hook: ConnectError" (ReadError for the reset).
     if case == "dns":
         row, _ = _attempt(store, _hook("https://hooks.nowhere.invalid/x/SECRET", monkeypatch))
-        assert str(row["last_error"]).startswith("webhook hook: host name hooks.nowhere.invalid not found (DNS: ")
+        assert str(row["last_error"]).startswith(f"webhook hook: {dns_failure('hooks.nowhere.invalid')}: check ")
         return
     if case == "refused":
         port = refused_port()
