@@ -132,14 +132,28 @@ def closing_server(read_first: bool = True) -> contextlib.AbstractContextManager
     return serving(handle)
 
 
-def dns_failure(name: str) -> str:
-    """How miner tells that ``name`` (a .invalid one: it never resolves, RFC 6761) cannot be looked up here: "not
-    found" where a resolver answers, "failed" where none can be reached (a machine without network answers
-    EAI_AGAIN for every name)."""
+NOT_FOUND = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@contextlib.contextmanager
+def unresolvable(error: socket.gaierror = NOT_FOUND) -> Iterator[None]:
+    """Names ending in ".invalid" fail to resolve with ``error``, without a DNS query: a real lookup would leave
+    loopback (the resolver may ask its servers), and what it answers depends on the machine (EAI_NONAME where a
+    resolver answers, EAI_AGAIN where none can be reached). Every other name resolves as usual."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if isinstance(host, str) and host.endswith(".invalid"):
+            raise error
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
     try:
-        socket.getaddrinfo(name, 80)
-    except socket.gaierror as exc:
-        if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
-            return f"host name {name} not found (DNS: {exc.strerror})"
-        return f"DNS lookup of {name} failed ({exc.strerror})"
-    raise AssertionError(f"{name} resolved")
+        yield
+    finally:
+        socket.getaddrinfo = real
+
+
+def dns_failure(name: str) -> str:
+    """How miner tells that ``name`` was not found (a lookup under :func:`unresolvable`)."""
+    return f"host name {name} not found (DNS: Name or service not known)"

@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from netfaults import closing_server, dns_failure, ok_server, refused_port, resetting_server, self_signed, silent_server
+from netfaults import (
+    closing_server,
+    dns_failure,
+    ok_server,
+    refused_port,
+    resetting_server,
+    self_signed,
+    silent_server,
+    unresolvable,
+)
 from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings
 
@@ -144,7 +153,8 @@ def test_smtp_outages_name_what_failed(store: Store) -> None:
 
 
 def test_an_smtp_host_name_that_does_not_resolve_says_so(store: Store) -> None:
-    row, _ = _attempt(store, _mail(587, host="mail.nowhere.invalid"))
+    with unresolvable():
+        row, _ = _attempt(store, _mail(587, host="mail.nowhere.invalid"))
     assert str(row["last_error"]).startswith(f"SMTP {dns_failure('mail.nowhere.invalid')}: check ")
 
 
@@ -195,7 +205,8 @@ def test_a_webhook_closing_the_connection_unanswered_says_so(store: Store, monke
 def test_a_webhook_failure_says_what_it_was(store: Store, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     # Each was "webhook hook: ConnectError" (ReadError for the reset).
     if case == "dns":
-        row, _ = _attempt(store, _hook("https://hooks.nowhere.invalid/x/SECRET", monkeypatch))
+        with unresolvable():
+            row, _ = _attempt(store, _hook("https://hooks.nowhere.invalid/x/SECRET", monkeypatch))
         assert str(row["last_error"]).startswith(f"webhook hook: {dns_failure('hooks.nowhere.invalid')}: check ")
         return
     if case == "refused":

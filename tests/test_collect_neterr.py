@@ -19,6 +19,7 @@ from netfaults import (
     self_signed,
     serving,
     silent_server,
+    unresolvable,
 )
 
 from miner.collectors.poller import Poller
@@ -101,10 +102,19 @@ def test_a_refused_connection_names_host_and_port() -> None:
 
 
 def test_a_name_that_does_not_resolve_is_told_as_such() -> None:
-    error = _failure("http://status.nowhere.invalid/feed.rss")  # .invalid never resolves (RFC 6761)
+    with unresolvable():
+        error = _failure("http://status.nowhere.invalid/feed.rss")
     # Was "cannot connect to status.nowhere.invalid: [Errno -2] Name or service not known".
-    assert str(error).startswith(dns_failure("status.nowhere.invalid") + ": check ")
+    assert str(error) == dns_failure("status.nowhere.invalid") + ": check the name for a typo"
     assert not error.needs_action
+
+
+def test_a_resolver_that_cannot_be_reached_is_told_apart_from_a_name_not_found() -> None:
+    # A machine without network answers EAI_AGAIN for every name: the name may be right, the resolver is the fault.
+    with unresolvable(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")):
+        error = _failure("http://status.nowhere.invalid/feed.rss")
+    assert str(error) == ("DNS lookup of status.nowhere.invalid failed (Temporary failure in name resolution): check "
+                          "this machine's DNS resolver and network")
 
 
 def test_a_tls_handshake_that_never_ends_is_not_called_a_server_that_is_down() -> None:
