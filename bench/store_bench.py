@@ -41,7 +41,7 @@ from machine import describe  # noqa: E402
 from miner.collectors.normalise import hash_author  # noqa: E402
 from miner.config import Config, parse_config  # noqa: E402
 from miner.pipeline import Pipeline  # noqa: E402
-from miner.records import FetchResult, Post, Prediction, SourceState  # noqa: E402
+from miner.records import Decision, FetchResult, Post, Prediction, SourceState  # noqa: E402
 from miner.store import Store  # noqa: E402
 
 SHARED = Path(os.environ.get("MINER_SHARED_DATA", ROOT.parent / "shared" / "data"))  # as the other benches
@@ -88,6 +88,7 @@ class StoredVerdicts:
     def __init__(self, labels: dict[str, int], version: str = "bench-stored-labels") -> None:
         self.labels = labels
         self.version = version
+        self.decision = Decision(0.5, early_exit=False)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         out = []

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from miner.config import Config
 from miner.detect import DetectorParams, DetectorState, IncidentDraft, due_buckets, step
 from miner.detect.incidents import last_end
+from miner.records import Decision
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.timeutil import floor_time, iso, parse_iso
@@ -31,7 +32,7 @@ UNREADABLE = (ValueError, OverflowError, OSError)
 
 
 # Per store: the reclassify mark a service running another model was told of (see _relearn_if_reclassified).
-_WAITING: dict[str, tuple[str, str, str]] = {}
+_WAITING: dict[str, tuple[str, str, str, Decision | None]] = {}
 
 
 class RelearnStage:
@@ -144,16 +145,24 @@ class RelearnStage:
         taken = self.store.reclassified_mark()
         if taken is None:
             return
-        mark, model, runs = taken
-        if self._classifier is not None and model and self._classifier.version != model:
+        mark, model, runs, decision = taken
+        serving = self._classifier
+        if serving is not None and model and (serving.version != model or decision not in (None, serving.decision)):
             # A service not restarted since the model update still counts the old model's verdicts: a baseline of
             # the new model's counts would score them (a model finding fewer complaints opened an incident). It
-            # learns once it runs that model.
+            # learns once it runs that model. So for one not reloaded since [classifier] threshold or early_exit
+            # changed: a threshold raised against false alarms would count more complaints than that baseline.
             if _WAITING.get(str(self.store.path)) != taken:
                 _WAITING[str(self.store.path)] = taken
-                log.warning("detect: posts since %s were reclassified with model %s, but this service classifies "
-                            "with %s: restart it with that model, and its baselines are learned again from the "
-                            "buckets recounted", mark, model, self._classifier.version)
+                if serving.version != model:
+                    log.warning("detect: posts since %s were reclassified with model %s, but this service classifies "
+                                "with %s: restart it with that model, and its baselines are learned again from the "
+                                "buckets recounted", mark, model, serving.version)
+                else:
+                    log.warning("detect: posts since %s were reclassified at %s, but this service decides at %s: "
+                                "reload (SIGHUP) or restart it with those [classifier] settings, and its baselines "
+                                "are learned again from the buckets recounted", mark,
+                                decision.text() if decision else "", serving.decision.text())
             return
         since, width = parse_iso(mark), self.bucket
         learned = []

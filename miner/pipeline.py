@@ -50,6 +50,7 @@ class Pipeline(CollectStage, DetectStage):
         self.senders = senders  # None: SMTP and HTTP from the settings; replay and demo write files instead
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self._matcher: ServiceMatcher | None = None
+        self.from_scores = 0  # of the posts the last reclassify_since gave verdicts, those decided from their score
 
     @property
     def classifier(self) -> Classifier:
@@ -117,22 +118,26 @@ class Pipeline(CollectStage, DetectStage):
 
     def reclassify_since(self, since: datetime, clock: Callable[[], datetime],
                          progress: Progress | None = None) -> int:
-        """Classify posts created since ``since`` again with the current model (after a model update).
+        """Classify posts created since ``since`` again with the current model (after a model update) at its
+        decision (after a change of the threshold or early_exit); returns how many. ``from_scores`` is then how many
+        of those were decided again from their stored score, without the model (see _decided_again).
 
         Each batch's verdicts are dated ``clock()`` as they are written, not when the run started: the latest
         verdict of a post is the one counted (store.posts.LATEST), and a post the service classified during a
         long run (with the old model, until it restarts) kept that verdict, dated after the run's start, over the
         one this run gave it later."""
-        version = self.classifier.version
+        version, decision = self.classifier.version, self.classifier.decision
         batch = self._chunk()
-        after = done = 0
+        after = done = self.from_scores = 0
         try:
             while True:
                 # A user report's verdict is no model's: giving it again changed nothing, but counted as reclassified.
-                todo = self.store.posts_since(since, version, after, batch, skip_source=REPORTS_SOURCE)
+                todo = self.store.posts_since(since, version, decision, after, batch, skip_source=REPORTS_SOURCE)
                 if not todo:
                     return done
-                self._classify_batch(todo, clock)
+                decided = [(p.id, pred) for p in todo if (pred := self._decided_again(p)) is not None]
+                self.from_scores += len(decided)
+                self._classify_batch(todo, clock, decided)
                 after = todo[-1].id
                 done += len(todo)
                 if progress:
@@ -142,13 +147,33 @@ class Pipeline(CollectStage, DetectStage):
             # were learned from the old model's counts: a model finding 5x the complaints opened an incident for
             # every busy service within hours, and reclassify changed nothing of it.
             if done:
-                self.store.mark_reclassified(since, version)
+                self.store.mark_reclassified(since, version, decision)
+
+    def _decided_again(self, post: PostToClassify) -> Prediction | None:
+        """``post``'s verdict at the current threshold from its latest one's score, or None where the model must run.
+
+        Only for a verdict of this model with early exits as they are now: its score is then the one this model
+        gives it (the whole network's, or an exit probe's below the exit's threshold, which a threshold change
+        leaves as it is: the exits are calibrated against the model's threshold, and are off below it), stored
+        unrounded, so comparing it with the new threshold decides as the model would. Running the model again gave
+        the same decisions (5,000 of 5,000 in a bench; its batch-dependent quantization may move a few across the
+        threshold: models/MODEL_CARD.md), in 60 to 100 times the time. A post that was no outage and is one now
+        needs its symptom, which a non-outage verdict does not keep: the model runs for it."""
+        latest, now = post.latest, self.classifier.decision
+        if latest is None or latest.model_version != self.classifier.version or latest.decision is None \
+                or latest.decision.early_exit != now.early_exit:
+            return None
+        outage = latest.score >= now.threshold
+        if outage and latest.symptom is None:
+            return None
+        return Prediction(score=latest.score, outage=outage, symptom=latest.symptom if outage else None)
 
     def reclassify_counts(self, since: datetime) -> tuple[int, int]:
         """What reclassify_since would do now: how many posts it would classify again (its progress bar's total;
         not user reports, nor posts with no verdict yet), and how many it leaves because their latest verdict is
-        the current model's."""
-        return self.store.reclassify_counts(since, self.classifier.version, skip_source=REPORTS_SOURCE)
+        the current model's at its decision."""
+        return self.store.reclassify_counts(since, self.classifier.version, self.classifier.decision,
+                                            skip_source=REPORTS_SOURCE)
 
     def _chunk(self) -> int:
         """Posts per classify transaction: enough for length-sorted model batches to pad little (in `miner
@@ -156,20 +181,23 @@ class Pipeline(CollectStage, DetectStage):
         graceful stop loses or waits for only seconds of work."""
         return max(self.config.classifier.batch_size * 32, 64)
 
-    def _classify_batch(self, todo: Sequence[PostToClassify], clock: Callable[[], datetime | None]) -> None:
+    def _classify_batch(self, todo: Sequence[PostToClassify], clock: Callable[[], datetime | None],
+                        decided: Sequence[tuple[int, Prediction]] = ()) -> None:
         """Classify ``todo`` and store the verdicts, dated ``clock()`` once the store's write lock is held (None: each
-        at its post's fetched_at)."""
-        model_posts = [p for p in todo if p.source != REPORTS_SOURCE]
+        at its post's fetched_at). ``decided``: verdicts of the model's for some of them, given without running it."""
+        known = {pid for pid, _ in decided}
+        model_posts = [p for p in todo if p.source != REPORTS_SOURCE and p.id not in known]
         reports = [
             (p.id, Prediction(score=1.0, outage=True, symptom=p.symptom_hint or "general"))
             for p in todo
             if p.source == REPORTS_SOURCE
         ]
         preds = self.classifier.predict([p.text for p in model_posts]) if model_posts else []
-        verdicts = list(zip((p.id for p in model_posts), preds, strict=True))
+        verdicts = [*decided, *zip((p.id for p in model_posts), preds, strict=True)]
         # One transaction for the whole batch: posts are classified in id order, and the store relies on it.
         with self.store.database.transaction():
             now = clock()
             times = [*self.store.save_classifications(reports, REPORTS_SOURCE, now),
-                     *(self.store.save_classifications(verdicts, self.classifier.version, now) if verdicts else [])]
+                     *(self.store.save_classifications(verdicts, self.classifier.version, now, self.classifier.decision)
+                       if verdicts else [])]
             self.store.refresh_buckets_at([parse_iso(t) for t in times], self.bucket)

@@ -126,6 +126,19 @@ class Prediction:
     symptom: str | None  # one of SYMPTOMS when outage, else None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a model's verdicts are decided at, stored with each: the threshold the score is compared to, and whether
+    early exits were on (then a clear non-report's score is an exit probe's estimate, not the whole network's). Of
+    one model, verdicts decided at another threshold with the same early exits are decided again from their score."""
+
+    threshold: float
+    early_exit: bool
+
+    def text(self) -> str:
+        return f"threshold {self.threshold:g}, early exits {'on' if self.early_exit else 'off'}"
+
+
 SYMPTOMS: tuple[str, ...] = (
     "connectivity",
     "login",

@@ -389,7 +389,7 @@ def test_reclassify_progress_bar_counts_the_posts_it_reclassifies(tmp_path: Path
 
     from miner.classify.meta import ModelMeta
     from miner.classify.model import default_model_dir
-    from miner.records import Prediction
+    from miner.records import Decision, Prediction
 
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)
@@ -402,7 +402,8 @@ def test_reclassify_progress_bar_counts_the_posts_it_reclassifies(tmp_path: Path
                         Post("feed", "new", "mtn network is down", now, services=("MTN",))], now)
     verdict = Prediction(0.9, True, "general")
     store.save_classifications([(1, verdict), (2, verdict), (3, verdict)], "old-model", now)
-    store.save_classifications([(4, verdict)], ModelMeta.read(default_model_dir() / "model.json").version, now)
+    meta = ModelMeta.read(default_model_dir() / "model.json")  # the model decides at its own threshold, exits on
+    store.save_classifications([(4, verdict)], meta.version, now, Decision(meta.threshold, early_exit=True))
     store.save_classifications([(5, verdict)], "reports", now)
     store.close()
     env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}

@@ -31,7 +31,7 @@ from miner.detect import DetectorState
 from miner.errors import InputError, StoreError
 from miner.held_polls import HeldPolls
 from miner.pipeline import REPORTS_SOURCE, Pipeline
-from miner.records import FetchResult, Post, Prediction, SourceState
+from miner.records import Decision, FetchResult, Post, Prediction, SourceState
 from miner.replay import demo_stream_path, read_posts, run_replay
 from miner.store import Store
 from miner.store.sources import current_warning
@@ -907,6 +907,8 @@ def test_an_incident_resolved_by_a_clock_that_was_ahead_comes_back_once_it_is_se
 class _Verdict:
     """A model that gives every post the same verdict."""
 
+    decision = Decision(0.5, early_exit=False)
+
     def __init__(self, version: str, outage: bool) -> None:
         self.version, self.outage = version, outage
 
@@ -1265,6 +1267,7 @@ class _SaysDown:
     """A model that calls every post saying "down" an outage report."""
 
     version = "says-down"
+    decision = Decision(0.5, early_exit=False)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return [Prediction(0.9, True, "connectivity") if "down" in t else Prediction(0.1, False, None) for t in texts]
@@ -1388,7 +1391,7 @@ def test_reclassify_leaves_user_reports_alone(store: Store) -> None:
     # One with no verdict below the highest classified id (left by an older reclassify) still gets its first.
     pipe.ingest([Post(REPORTS_SOURCE, "r2", "Foonet is down", posted, services=("Foonet",)),
                  Post("forum", "2", "Foonet is down", posted)], posted)
-    store.save_classifications([(4, Prediction(0.1, False, None))], "v2", posted)
+    store.save_classifications([(4, Prediction(0.1, False, None))], "v2", posted, _Verdict.decision)
     assert Pipeline(config, store, _Verdict("v2", outage=True)).reclassify_since(T0, lambda: posted) == 1
     assert store.database.rows("SELECT model_version FROM classifications WHERE post_id = 3") == [
         {"model_version": REPORTS_SOURCE}]
@@ -1721,6 +1724,8 @@ def test_a_resumed_paced_replay_paces_only_the_ticks_after_where_the_store_had_g
 
 class _Keyword:
     """A model that calls a post an outage report when it names one of ``words``."""
+
+    decision = Decision(0.5, early_exit=False)
 
     def __init__(self, version: str, *words: str) -> None:
         self.version, self.words = version, words

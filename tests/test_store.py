@@ -19,7 +19,7 @@ import pytest
 
 from miner.config import SourceConfig
 from miner.errors import StoreError
-from miner.records import FetchResult, OfficialIncident, Post, Prediction, SourceState
+from miner.records import Decision, FetchResult, OfficialIncident, Post, Prediction, SourceState
 from miner.store import QueryRefused, Store, run_readonly
 from miner.store.db import Database
 from miner.store.migrations import MIGRATIONS, apply_migrations
@@ -249,10 +249,10 @@ def test_classifications_and_bucket_recount(store: Store) -> None:
         "2026-03-01T12:00:00+00:00": (2, 2), "2026-03-01T12:05:00+00:00": (1, 0)}
     assert store.posts_to_classify(10) == []
     # A newer model's verdict supersedes the old one when buckets are recounted.
-    store.save_classifications([(todo[0].id, Prediction(0.2, False, None))], "v2", T0 + FIVE)
+    store.save_classifications([(todo[0].id, Prediction(0.2, False, None))], "v2", T0 + FIVE, Decision(0.5, True))
     store.refresh_buckets(T0, T0, FIVE)
     assert store.bucket_counts("WhatsApp", T0, T0 + FIVE) == {"2026-03-01T12:00:00+00:00": (2, 1)}
-    assert [p.id for p in store.posts_since(T0, "v2", 0, 10)] == [todo[1].id, todo[2].id]
+    assert [p.id for p in store.posts_since(T0, "v2", Decision(0.5, True), 0, 10)] == [todo[1].id, todo[2].id]
 
 
 def test_lists_longer_than_999_values_are_bound_on_an_sqlite_that_allows_only_999_variables(store: Store) -> None:

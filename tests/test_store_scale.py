@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlplan import query_plan
 
-from miner.records import Post, Prediction
+from miner.records import Decision, Post, Prediction
 from miner.store import Store
 from miner.timeutil import iso
 
@@ -125,6 +125,7 @@ class _Outage:
     """A model that calls every post an outage report."""
 
     version = "v1"
+    decision = Decision(0.5, early_exit=False)
 
     def predict(self, texts: list[str]) -> list[Prediction]:
         return [Prediction(0.9, True, "general") for _ in texts]

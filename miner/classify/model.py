@@ -27,7 +27,7 @@ from miner.classify.tokenize import TEXT_PREP, load_tokenizer, pad, token_ids
 from miner.errors import ModelError
 from miner.model_dir import default_model_dir as default_model_dir
 from miner.model_dir import resolve_model_dir as resolve_model_dir
-from miner.records import Prediction
+from miner.records import Decision, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class Classifier:
         # The exits were calibrated against the model's own threshold; a lower one asks for posts they would drop.
         use = early_exit and threshold >= meta.threshold and len(meta.exits) == len(self._graphs) - 1
         self._exits = meta.exits if use else (None,) * (len(self._graphs) - 1)
+        self.decision = Decision(threshold, any(e is not None for e in self._exits))
         self._pool: ThreadPoolExecutor | None = None
         self.exited = [0] * (len(self._graphs) - 1)  # posts stopped at each exit, over this classifier's life
 

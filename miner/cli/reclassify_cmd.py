@@ -22,12 +22,18 @@ if TYPE_CHECKING:
                    "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
 @pass_app
 def reclassify(app: AppContext, since: str) -> None:
-    """Classify stored posts again with the current model (after a model update) and recount buckets.
+    """Classify stored posts again with the current model (after a model update) at the current [classifier]
+    threshold and early_exit (after a change of either), and recount buckets.
 
     Safe beside `miner run`, in short batches. Posts that have no verdict yet are left to `miner run`, which
-    classifies new posts in the order they were stored. Restart the service after a model update, before this:
-    it loads the model only at start, and gives posts it classifies the old model's verdicts until then. Posts
-    whose latest verdict is the current model's already are left as they are (the run says how many). The run
+    classifies new posts in the order they were stored. Restart (or reload) the service after a model update or a
+    change of those settings, before this: it loads the model and its settings only then, and gives posts it
+    classifies the old verdicts until then. Posts whose latest verdict is the current model's at the current
+    threshold and early_exit already are left as they are (the run says how many). A verdict of this model decided
+    at another threshold, early exits on or off as now, is decided again from its stored score without running the
+    model (the run says how many), but for a post that becomes an outage report at a lower threshold: its symptom
+    is not kept with a verdict of no outage, and the model runs for it. Where early_exit changed in effect (it is
+    off at a threshold below the model's own), the model runs for every post. The run
     ends saying how the complaints counted since --since changed and how long it took; interrupted (SIGINT,
     SIGTERM), it says how many posts it had done: the same command goes on from there. A --since after now is
     refused. The service's next detector run learns its baselines again from the buckets recounted; no incident
@@ -50,7 +56,7 @@ def reclassify(app: AppContext, since: str) -> None:
     require_store(app.db_path or app.config.store.path)
     classifier = load_model(app.config)
     pipeline = Pipeline(app.config, app.store(must_exist=True), classifier)
-    click.echo(f"model {pipeline.classifier.version}", err=True)
+    click.echo(f"model {pipeline.classifier.version} ({pipeline.classifier.decision.text()})", err=True)
     # Counted first: the run gives the rest this model's verdicts too. Without it, a run with no model change
     # said only "reclassified 0 posts", as if there were none since --since.
     todo, current = pipeline.reclassify_counts(since_utc)
@@ -75,7 +81,11 @@ def reclassify(app: AppContext, since: str) -> None:
     left = f"; {waiting} posts with no verdict yet are left to `miner run`" if waiting else ""
     had = (f"; {current} post{'' if current == 1 else 's'} had this model's verdict already and "
            f"{'was' if current == 1 else 'were'} left as {'it is' if current == 1 else 'they are'}" if current else "")
-    click.echo(f"reclassified {n} posts since {_shown(since_utc)} UTC in {time.monotonic() - began:.1f} s{had}{left}")
+    # Said apart: a change of the threshold alone takes no model run, and one expected after it would look skipped.
+    scored = (f" ({pipeline.from_scores} decided again from their stored score at "
+              f"{pipeline.classifier.decision.text()}, without the model)" if pipeline.from_scores else "")
+    click.echo(f"reclassified {n} posts since {_shown(since_utc)} UTC in {time.monotonic() - began:.1f} s{scored}"
+               f"{had}{left}")
     if n:
         after = _complaints(pipeline, since_utc)
         click.echo(f"complaints counted since then: {before} before, {after} now; the service's next detector run "

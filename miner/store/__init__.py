@@ -21,6 +21,7 @@ from miner.store.official import OfficialIncidentsMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
+from miner.store.reclassify import ReclassifyMixin
 from miner.store.replay_outbox import ReplayOutboxMixin
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
@@ -31,7 +32,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
             OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin,
-            ModelStateMixin):
+            ModelStateMixin, ReclassifyMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()

@@ -117,16 +117,22 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                         "classified_at, then the last written. A join on post_id alone counts such a post once per "
                         "model; join the counted verdict as `JOIN classifications c ON c.post_id = p.id AND c.rowid "
                         "= (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id ORDER BY "
-                        "c2.classified_at DESC, c2.rowid DESC LIMIT 1)`. A post not classified yet has no row.", {
+                        "c2.classified_at DESC, c2.rowid DESC LIMIT 1)`. A post not classified yet has no row. A "
+                        "reclassify after a change of `classifier.threshold` or `early_exit` replaces the model's "
+                        "row with one decided at the new setting.", {
         "post_id": "posts.id.",
         "model_version": "Version of the model that classified it (`reports` for user reports).",
-        "outage": "1 when the post is an outage report at the threshold (`classifier.threshold`, else the model's), "
-                  "else 0.",
+        "outage": "1 when the score is at least the threshold, else 0.",
         "score": "Outage probability, 0..1.",
         "symptom": "connectivity, login, messaging, calls, media, app, website, payments, power or general; "
                    "NULL when outage = 0.",
         "classified_at": "When it was classified (UTC); a replayed post's the replay's clock when it arrived (its "
                          "fetched_at).",
+        "threshold": "The threshold the score was compared to (`classifier.threshold`, else the model's); NULL for "
+                     "user reports and verdicts stored before miner recorded it.",
+        "early_exit": "1 when early exits were on (`classifier.early_exit`, and a threshold not below the model's), "
+                      "so a clear non-report's score may be an exit probe's estimate; 0 when every score came from "
+                      "the whole network; NULL as for threshold.",
     }),
     "buckets": ("Per-service volume per time bucket, with the detector's verdict. Rows older than "
                 "store.bucket_retention_days (400 days by default) are deleted by the retention prune.", {

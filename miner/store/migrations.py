@@ -280,12 +280,17 @@ MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", _feder
 # kept a poster's ?token=, password-reset link or user:password@ as written, in the store and in every alert, board
 # and query that shows a sample post. Rewritten with the very function the collectors use (store/link_scrub.py).
 TEXT_LINKS = Migration("0022_text_links", "", scrub_text_links)
+# The threshold and early-exit setting each verdict was decided at (records.Decision): a change of either was applied
+# to new posts only, and `miner reclassify` could not tell the verdicts decided before it. NULL: stored before, or a
+# user report's (no model's).
+VERDICT_DECISIONS = Migration("0023_verdict_decisions", "ALTER TABLE classifications ADD COLUMN threshold REAL;\n"
+                              "ALTER TABLE classifications ADD COLUMN early_exit INTEGER;")
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
-                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS]
+                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS]
 
 
 def _statements(script: str) -> Iterator[str]:

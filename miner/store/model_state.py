@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from miner.store.posts import _RECLASSIFIED
+from miner.store.reclassify import OTHER_MODEL
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -23,11 +23,12 @@ SERVING_MODEL_AT = "serving_model_at"
 # How far back other_model_verdicts looks: a day of posts, which a /metrics scrape reads through the posts_created_at
 # index (one lookup per post in the classifications' primary key), never the whole classifications table.
 OTHER_MODEL_WINDOW = timedelta(days=1)
-# Parameters: since, skip_source, model_version. The posts reclassify would give new verdicts (see posts_since).
+# Parameters: since, skip_source, model_version. The posts whose latest verdict is another model's, which
+# reclassify gives new verdicts (see posts_since).
 # INDEXED BY: left to itself, SQLite read the condition on the highest classified id as a range of the posts' rowid
 # and walked every post stored up to it, each with its lookups in the classifications.
 OTHER_MODEL_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_created_at WHERE p.created_at >= ? "
-                   f"AND {_RECLASSIFIED}")
+                   f"AND {OTHER_MODEL}")
 
 
 class ModelStateMixin:

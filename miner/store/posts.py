@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from miner.records import FetchResult, Post, Prediction
+from miner.records import Decision, FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.store.sql_lists import IN_LIST, json_list
@@ -23,22 +23,15 @@ if TYPE_CHECKING:
     from miner.store.db import Database
 
 # The highest classified id. Posts are classified in id order, so every post up to it has a verdict.
-_LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
-# The posts of ``posts p`` that wait for a verdict: starting past _LAST_CLASSIFIED keeps this an index lookup
+LAST_CLASSIFIED = "(SELECT coalesce(max(post_id), 0) FROM classifications)"
+# The posts of ``posts p`` that wait for a verdict: starting past LAST_CLASSIFIED keeps this an index lookup
 # instead of a scan of every post ever stored.
-UNCLASSIFIED = f"p.id > {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
+UNCLASSIFIED = f"p.id > {LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id)"
 # store_state key of the highest post id a prune deleted (see MaintenanceMixin.prune_posts): SQLite gives a new row
 # the highest id in the table + 1, so once the newest posts were deleted their ids went to the next ones, and the
 # post ids stored elsewhere (a resolved incident's sample_post_ids) cited unrelated posts. Posts are numbered past it.
 LAST_PRUNED_ID = "last_pruned_post_id"
 
-# store_state key: the earliest created_at whose posts a reclassify gave new verdicts, until the detector has learned
-# its baselines again from the buckets recounted (see Store.mark_reclassified).
-RECLASSIFIED_SINCE = "reclassified_since"
-RECLASSIFIED_BY = "reclassified_by"  # and the model version that gave them
-# and how many reclassify runs have recorded one (kept): a run that ended while the detector relearned from the mark
-# before, leaving its time as it was (the same --since run again after an interruption), was taken with it.
-RECLASSIFIED_RUNS = "reclassified_runs"
 # Posts dated by their source, not by our clock: an item without a time is dated when it was fetched (undated), and
 # one a source dates ahead of our clock is dated in its poll (make_post), never before the poll's start (fetched_at),
 # while a real post was published before it. The retention guard's evidence and the late posts' mark.
@@ -48,17 +41,6 @@ SOURCE_DATED = "undated IS NULL AND created_at < fetched_at"
 LATEST = (
     "c.rowid = (SELECT c2.rowid FROM classifications c2 WHERE c2.post_id = p.id "
     "ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)"
-)
-
-# Of the posts of ``posts p`` since a time, those that reclassify gives a verdict to (see posts_since), and those it
-# leaves because their latest verdict is the current model's; parameters of each: skip_source and model_version.
-_RECLASSIFIED = (
-    f"p.id <= {_LAST_CLASSIFIED} AND NOT EXISTS (SELECT 1 FROM classifications c "
-    f"WHERE c.post_id = p.id AND (p.source IS ? OR c.model_version = ? AND {LATEST}))"
-)
-_CURRENT = (
-    "p.source IS NOT ? AND EXISTS "
-    f"(SELECT 1 FROM classifications c WHERE c.post_id = p.id AND c.model_version = ? AND {LATEST})"
 )
 
 
@@ -77,11 +59,23 @@ class SaveStats:
 
 
 @dataclass(frozen=True)
+class StoredVerdict:
+    """A post's latest (counted) verdict, as stored: what reclassify decides again from its score (see
+    Pipeline.reclassify_since). ``decision`` None: stored before miner recorded it (or a user report's)."""
+
+    model_version: str
+    score: float
+    symptom: str | None
+    decision: Decision | None
+
+
+@dataclass(frozen=True)
 class PostToClassify:
     id: int
     text: str
     symptom_hint: str | None
     source: str
+    latest: StoredVerdict | None = None  # given by posts_since only
 
 
 class PostsMixin:
@@ -164,66 +158,6 @@ class PostsMixin:
         )
         return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
 
-    def posts_since(self, since: datetime, model_version: str, after_id: int, limit: int, *,
-                    skip_source: str | None = None) -> list[PostToClassify]:
-        """Posts created at or after ``since`` whose latest classification is not by ``model_version`` (for
-        reclassify): after a rollback to an earlier model, its old verdicts are outranked by the later model's.
-
-        Only posts up to the highest classified id: those past it wait for their first verdict from
-        posts_to_classify, which takes them in id order. A verdict given here to one of them (while the service
-        had not classified it yet) moved that highest id past the posts left out by ``since`` (a feed item dated
-        before it, fetched since), and those were never classified. Posts from ``skip_source`` (user reports, whose
-        verdict is no model's) are left out once they have a verdict.
-        """
-        rows = self.database.rows(
-            f"SELECT p.id, p.text, p.symptom_hint, p.source FROM posts p WHERE p.created_at >= ? AND {_RECLASSIFIED} "
-            "AND p.id > ? "
-            "ORDER BY p.id LIMIT ?",
-            (iso(since), skip_source, model_version, after_id, limit),
-        )
-        return [PostToClassify(r["id"], r["text"], r["symptom_hint"], r["source"]) for r in rows]
-
-    def reclassify_counts(self, since: datetime, model_version: str, *,
-                          skip_source: str | None = None) -> tuple[int, int]:
-        """Of the posts created at or after ``since``: how many posts_since gives, from the start (the total of
-        reclassify's progress bar), and how many it leaves because their latest verdict is ``model_version``'s.
-        One pass over the posts since ``since`` for both."""
-        row = self.database.one(
-            f"SELECT coalesce(sum({_RECLASSIFIED}), 0) AS todo, coalesce(sum({_CURRENT}), 0) AS current "
-            "FROM posts p WHERE p.created_at >= ?",
-            (skip_source, model_version, skip_source, model_version, iso(since)))
-        return (int(row["todo"]), int(row["current"])) if row else (0, 0)
-
-    def mark_reclassified(self, since: datetime, model_version: str) -> None:
-        """Record that ``model_version`` gave new verdicts to posts created since ``since`` (a reclassify), for the
-        detector to learn its baselines again from the buckets recounted (see detect_relearn); an earlier mark not
-        yet taken stays, the earlier of the two."""
-        with self.database.transaction() as conn:
-            conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                         "SET value = min(value, excluded.value)", (RECLASSIFIED_SINCE, iso(since)))
-            conn.execute("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                         "SET value = excluded.value", (RECLASSIFIED_BY, model_version))
-            conn.execute("INSERT INTO store_state (key, value) VALUES (?, '1') ON CONFLICT (key) DO UPDATE "
-                         "SET value = CAST(value AS INTEGER) + 1", (RECLASSIFIED_RUNS,))
-
-    def reclassified_mark(self) -> tuple[str, str, str] | None:
-        """The mark_reclassified time (as stored), model and run count not yet taken by the detector, or None."""
-        rows = {r["key"]: str(r["value"]) for r in self.database.rows(
-            "SELECT key, value FROM store_state WHERE key IN (?, ?, ?)",
-            (RECLASSIFIED_SINCE, RECLASSIFIED_BY, RECLASSIFIED_RUNS))}
-        return ((rows[RECLASSIFIED_SINCE], rows.get(RECLASSIFIED_BY, ""), rows.get(RECLASSIFIED_RUNS, ""))
-                if RECLASSIFIED_SINCE in rows else None)
-
-    def take_reclassified_mark(self, mark: str, runs: str) -> None:
-        """Delete the mark once the detector has learned from it: not if a reclassify has recorded one since it was
-        read (``runs`` moved), whose buckets changed after the detector read them, even at the same time."""
-        with self.database.transaction() as conn:
-            now = conn.execute("SELECT value FROM store_state WHERE key = ?", (RECLASSIFIED_RUNS,)).fetchone()
-            if (str(now[0]) if now else "") != runs:
-                return
-            if conn.execute("DELETE FROM store_state WHERE key = ? AND value = ?", (RECLASSIFIED_SINCE, mark)).rowcount:
-                conn.execute("DELETE FROM store_state WHERE key = ?", (RECLASSIFIED_BY,))
-
     def last_post_id(self) -> int:
         """The id of the post stored last (0 for none): the posts stored after now have higher ones."""
         row = self.database.one("SELECT coalesce(max(id), 0) AS n FROM posts")
@@ -240,10 +174,12 @@ class PostsMixin:
         return [r["source"] for r in self.database.rows("SELECT DISTINCT source FROM posts ORDER BY source")]
 
     def save_classifications(
-        self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime | None
+        self, items: Sequence[tuple[int, Prediction]], model_version: str, now: datetime | None,
+        decision: Decision | None = None,
     ) -> list[str]:
-        """Store verdicts dated ``now``, or (None) each at its post's fetched_at; returns the created_at of the posts
-        touched (distinct, in order), for bucket refresh.
+        """Store verdicts dated ``now``, or (None) each at its post's fetched_at, decided at ``decision`` (None: no
+        model's, a user report's); returns the created_at of the posts touched (distinct, in order), for bucket
+        refresh.
 
         Verdicts for posts deleted since they were read (pruned by retention) are dropped."""
         if not items:
@@ -253,11 +189,15 @@ class PostsMixin:
             # posts_to_classify and now: its verdict is skipped, checked under this write lock, rather than
             # failing the whole batch on the foreign key. The score is kept as the model gave it: rounded, one just
             # under the threshold could read as at it, beside the outage 0 decided on the unrounded one.
+            # It is the score the threshold was compared to, so a reclassify after a change of the threshold alone
+            # decides the verdict again from it, without the model.
+            threshold, early_exit = (decision.threshold, int(decision.early_exit)) if decision else (None, None)
             conn.executemany(
                 "INSERT OR REPLACE INTO classifications (post_id, model_version, outage, score, symptom, "
-                "classified_at) SELECT ?, ?, ?, ?, ?, coalesce(?, fetched_at) FROM posts WHERE id = ?",
-                [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now) if now is not None else None, pid)
-                 for pid, p in items],
+                "classified_at, threshold, early_exit) SELECT ?, ?, ?, ?, ?, coalesce(?, fetched_at), ?, ? "
+                "FROM posts WHERE id = ?",
+                [(pid, model_version, int(p.outage), p.score, p.symptom, iso(now) if now is not None else None,
+                  threshold, early_exit, pid) for pid, p in items],
             )
             rows = conn.execute(f"SELECT DISTINCT created_at FROM posts WHERE id {IN_LIST} ORDER BY created_at",
                                 (json_list(pid for pid, _ in items),)).fetchall()

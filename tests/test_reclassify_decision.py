@@ -1,0 +1,193 @@
+"""A change of [classifier] threshold or early_exit, applied to stored verdicts by `miner reclassify`: each verdict
+is stored with the decision it was given at."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from miner.cli import main
+from miner.config import load_config
+from miner.pipeline import Pipeline, load_model
+from miner.records import Decision, Post
+from miner.replay import demo_stream_path, read_posts
+from miner.store import Store
+from miner.timeutil import utcnow
+
+# The shipped model decides at 0.37, with early exits (0.055) on. Of the MTN posts below, 11 score from 0.59 to 0.77:
+# outage reports at 0.37, not at 0.8.
+RAISED = 0.8
+
+
+def _config(tmp_path: Path, classifier: str = "") -> Path:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f"""
+[store]
+path = "{tmp_path / 'miner.sqlite'}"
+
+[[services]]
+name = "MTN"
+
+[[sources]]
+name = "telecom-feed"
+type = "rss"
+url = "http://127.0.0.1:9/feed.rss"
+
+[classifier]
+{classifier}
+""")
+    return cfg
+
+
+def _classified(tmp_path: Path) -> Path:
+    """A store of 400 real posts naming MTN, from the last 7 hours, classified as the service does at the shipped
+    model's own threshold; the config that did it."""
+    cfg = _config(tmp_path)
+    config = load_config(cfg)
+    now = utcnow()
+    texts = [p.text for p in read_posts(demo_stream_path()) if "mtn" in p.text.lower()][:400]
+    store = Store.open(config.store.path)
+    store.sync_sources(config.sources)
+    store.insert_posts([Post("telecom-feed", str(i), text, now - timedelta(minutes=i), services=("MTN",),
+                             author_hash=f"author-{i}") for i, text in enumerate(texts)], now)
+    assert Pipeline(config, store, load_model(config)).classify_pending(now) == 400
+    store.close()
+    return cfg
+
+
+def _verdicts(cfg: Path) -> dict[int, sqlite3.Row]:
+    """Each post's counted (latest) verdict."""
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
+        conn.row_factory = sqlite3.Row
+        return {r["post_id"]: r for r in conn.execute(
+            "SELECT c.* FROM classifications c WHERE c.rowid = (SELECT c2.rowid FROM classifications c2 "
+            "WHERE c2.post_id = c.post_id ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)")}
+
+
+def _complaints(cfg: Path) -> int:
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
+        return int(conn.execute("SELECT coalesce(sum(complaints), 0) FROM buckets").fetchone()[0])
+
+
+def _reclassify(cfg: Path) -> str:
+    res = CliRunner().invoke(main, ["--config", str(cfg), "reclassify", "--since", "1d"])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_reclassify_applies_a_raised_threshold_to_stored_verdicts_from_their_scores(tmp_path: Path) -> None:
+    # An operator raising the threshold against false alarms: only posts classified after the restart were decided
+    # at it, and `miner reclassify` redid nothing ("had this model's verdict already"), so the stored posts and the
+    # buckets counted from them kept every complaint the old threshold had called.
+    cfg = _classified(tmp_path)
+    before = _verdicts(cfg)
+    assert {(r["threshold"], r["early_exit"]) for r in before.values()} == {(0.37, 1)}
+    flipped = [pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED]
+    assert len(flipped) == 11
+    complaints = _complaints(cfg)
+
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    out = _reclassify(cfg)
+    # The threshold alone changed, early exits still on: every verdict is decided again from the score it was given,
+    # without the model (and as fast as a store write).
+    assert "reclassified 400 posts since " in out
+    assert "400 decided again from their stored score at threshold 0.8, early exits on" in out
+    after = _verdicts(cfg)
+    for pid, row in after.items():
+        assert (row["threshold"], row["early_exit"]) == (RAISED, 1)
+        assert row["score"] == before[pid]["score"]  # the very score the old threshold was compared to
+        assert row["outage"] == (row["score"] >= RAISED)
+        assert row["symptom"] == (before[pid]["symptom"] if row["outage"] else None)
+    assert [pid for pid in flipped if after[pid]["outage"]] == []
+    assert _complaints(cfg) == complaints - len(flipped)  # the buckets recounted
+    assert f"complaints counted since then: {complaints} before, {complaints - len(flipped)} now" in out
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
+        mark = dict(conn.execute("SELECT key, value FROM store_state WHERE key LIKE 'reclassified%'").fetchall())
+    assert mark["reclassified_at_decision"] == "0.8 1"  # for the detector to learn its baselines again
+
+    # Done: the same run again leaves them.
+    assert "reclassified 0 posts since " in _reclassify(cfg)
+
+    # Lowered to 0.7: posts that were no outage at 0.8 and are one at 0.7 need their symptom, which a verdict of no
+    # outage does not keep: the model runs for those alone.
+    cfg.write_text(cfg.read_text().replace(f"threshold = {RAISED}", "threshold = 0.7"))
+    symptomless = [pid for pid, r in after.items() if 0.7 <= r["score"] < RAISED]
+    assert len(symptomless) == 5
+    out = _reclassify(cfg)
+    assert f"{400 - len(symptomless)} decided again from their stored score at threshold 0.7" in out
+    lowered = _verdicts(cfg)
+    for row in lowered.values():
+        assert (row["threshold"], row["early_exit"], row["outage"]) == (0.7, 1, row["score"] >= 0.7)
+        assert (row["symptom"] is not None) == bool(row["outage"])
+    assert all(lowered[pid]["symptom"] for pid in symptomless if lowered[pid]["outage"])
+
+
+def test_reclassify_runs_the_model_where_early_exits_changed_and_rolls_back_to_the_models_own_threshold(
+        tmp_path: Path) -> None:
+    # Below the model's threshold the early exits are off (they were calibrated against it): a post that stopped at
+    # an exit scored the probe's estimate, not the whole network's, so no stored score can be decided again. The
+    # model runs for every post, as it does for verdicts stored before miner recorded their decision.
+    cfg = _classified(tmp_path)
+    before = _verdicts(cfg)
+    cfg.write_text(cfg.read_text() + "threshold = 0.3\n")
+    out = _reclassify(cfg)
+    assert "reclassified 400 posts since " in out and "decided again from their stored score" not in out
+    lowered = _verdicts(cfg)
+    assert {(r["threshold"], r["early_exit"]) for r in lowered.values()} == {(0.3, 0)}
+    assert all(r["outage"] == (r["score"] >= 0.3) for r in lowered.values())
+    # The posts an exit stopped now score the whole network's probability: some moved.
+    assert any(lowered[pid]["score"] != r["score"] for pid, r in before.items() if r["score"] < 0.055)
+
+    # Back to the model's own threshold (the line removed): exits on again, decided by the model again.
+    cfg.write_text(cfg.read_text().replace("threshold = 0.3\n", ""))
+    out = _reclassify(cfg)
+    assert "reclassified 400 posts since " in out and "decided again from their stored score" not in out
+    assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
+
+
+def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by_the_model(tmp_path: Path) -> None:
+    # Stored by an older miner (the upgrade leaves their threshold and early_exit NULL): nothing tells what they were
+    # decided at, nor whether an exit's estimate is their score: reclassify gives them the model's verdict at the
+    # current one.
+    cfg = _classified(tmp_path)
+    config = load_config(cfg)
+    with sqlite3.connect(config.store.path) as conn:
+        conn.execute("UPDATE classifications SET threshold = NULL, early_exit = NULL WHERE post_id <= 10")
+    store = Store.open(config.store.path)
+    version = load_model(config).version
+    try:
+        assert store.reclassify_counts(utcnow() - timedelta(days=1), version, Decision(0.37, True)) == (10, 390)
+    finally:
+        store.close()
+    out = _reclassify(cfg)
+    assert "reclassified 10 posts since " in out and "decided again from their stored score" not in out
+    assert "390 posts had this model's verdict already" in out
+    assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
+
+
+def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_reclassify_at_the_new_one(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Reclassified at a raised threshold before the service was reloaded with it: a baseline learned from the fewer
+    # complaints of the new threshold scored the old threshold's counts of the new posts as an outage. It waits, as
+    # for a model update, until the service decides as the reclassify did.
+    cfg = _classified(tmp_path)
+    old = load_config(cfg)
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    _reclassify(cfg)
+    store = Store.open(old.store.path)
+    try:
+        with caplog.at_level("WARNING", logger="miner.pipeline"):
+            Pipeline(old, store, load_model(old)).detect(utcnow())
+        assert store.reclassified_mark() is not None
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert ("were reclassified at threshold 0.8, early exits on, but this service decides at threshold 0.37, "
+                "early exits on: reload (SIGHUP) or restart it") in warning
+        new = load_config(cfg)
+        Pipeline(new, store, load_model(new)).detect(utcnow())
+        assert store.reclassified_mark() is None
+    finally:
+        store.close()
