@@ -146,7 +146,8 @@ class Service(ServiceJobs, ServiceScrape):
             self._store("startup").database.check_writable()
             # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.
             try:
-                self._store("startup").record_serving_model(self._classifier.version, self.options.clock())
+                self._store("startup").record_serving_model(self._classifier.version, self.options.clock(),
+                                                            self._classifier.decision)
             except StoreError as exc:  # a damaged page the jobs may never read: they report the store, not this
                 log.warning("cannot record the model loaded, which `miner status` shows: %s", exc)
             self.metrics.replace("miner_model_info", {(("version", self._classifier.version),): 1.0})

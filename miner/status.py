@@ -56,18 +56,27 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
 
 def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
     """The model `miner run` loaded last (``version``; None before a service recorded one), when it loaded it
-    (``loaded_at``), ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is
-    another model's (None with no version), which a model update leaves until `miner reclassify --since` runs, and
+    (``loaded_at``), the ``threshold`` and ``early_exit`` it decides at (None before a service recorded them),
+    ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is another model's
+    (None with no version), which a model update leaves until `miner reclassify --since` runs,
+    ``verdicts_other_settings``: those whose counted verdict is this model's decided at another threshold or early-exit
+    setting (None with none recorded), which a change of [classifier] threshold or early_exit leaves, and
     ``on_disk``: the version of the model.json classifier.model_dir holds now (None when unreadable). The service
     loads the model at its start only: one replaced in place since is not served until it restarts or reloads."""
     from miner.pipeline import REPORTS_SOURCE
 
     on_disk = version_on_disk(resolve_model_dir(config.classifier, Path(config.path).parent if config.path else None))
     if (serving := store.serving_model()) is None:
-        return {"version": None, "loaded_at": None, "verdicts_other_model": None, "on_disk": on_disk}
+        return {"version": None, "loaded_at": None, "threshold": None, "early_exit": None,
+                "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": on_disk}
     version, loaded_at = serving
+    decision = store.serving_decision()
     return {"version": version, "loaded_at": _time(loaded_at),
+            "threshold": decision.threshold if decision else None,
+            "early_exit": decision.early_exit if decision else None,
             "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE),
+            "verdicts_other_settings": store.other_decision_verdicts(now, version, decision,
+                                                                     skip_source=REPORTS_SOURCE) if decision else None,
             "on_disk": on_disk}
 
 

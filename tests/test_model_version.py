@@ -74,7 +74,8 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
     # ids[2]: the old model's, a day old at most; ids[3] is older than that, and ids[0], ids[1] count this model's.
 
     assert json.loads(_status(cfg, "--format", "json"))["model"] == {
-        "version": None, "loaded_at": None, "verdicts_other_model": None, "on_disk": VERSION}
+        "version": None, "loaded_at": None, "threshold": None, "early_exit": None, "verdicts_other_model": None,
+        "verdicts_other_settings": None, "on_disk": VERSION}
     assert _status(cfg).startswith("model: none recorded yet")
 
     port = _free_port()

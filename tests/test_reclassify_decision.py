@@ -1,21 +1,25 @@
 """A change of [classifier] threshold or early_exit, applied to stored verdicts by `miner reclassify`: each verdict
-is stored with the decision it was given at."""
+is stored with the decision it was given at, and `miner status` says when those counted were decided at another."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlplan import query_plan
 
 from miner.cli import main
 from miner.config import load_config
 from miner.pipeline import Pipeline, load_model
 from miner.records import Decision, Post
 from miner.replay import demo_stream_path, read_posts
+from miner.service import Service, ServiceOptions
 from miner.store import Store
+from miner.store.model_state import OTHER_DECISION_SQL
 from miner.timeutil import utcnow
 
 # The shipped model decides at 0.37, with early exits (0.055) on. Of the MTN posts below, 11 score from 0.59 to 0.77:
@@ -151,8 +155,8 @@ def test_reclassify_runs_the_model_where_early_exits_changed_and_rolls_back_to_t
 
 def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by_the_model(tmp_path: Path) -> None:
     # Stored by an older miner (the upgrade leaves their threshold and early_exit NULL): nothing tells what they were
-    # decided at, nor whether an exit's estimate is their score: reclassify gives them the model's verdict at the
-    # current one.
+    # decided at, nor whether an exit's estimate is their score. `miner status` does not count them as decided at
+    # another setting (it cannot tell), and reclassify gives them the model's verdict at the current one.
     cfg = _classified(tmp_path)
     config = load_config(cfg)
     with sqlite3.connect(config.store.path) as conn:
@@ -160,6 +164,7 @@ def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by
     store = Store.open(config.store.path)
     version = load_model(config).version
     try:
+        assert store.other_decision_verdicts(utcnow(), version, Decision(0.37, True)) == 0
         assert store.reclassify_counts(utcnow() - timedelta(days=1), version, Decision(0.37, True)) == (10, 390)
     finally:
         store.close()
@@ -167,6 +172,30 @@ def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by
     assert "reclassified 10 posts since " in out and "decided again from their stored score" not in out
     assert "390 posts had this model's verdict already" in out
     assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
+
+
+def test_status_says_how_many_verdicts_were_decided_at_another_threshold_than_the_services(tmp_path: Path) -> None:
+    # Restarted with a raised threshold, the service gave new posts its decision while the stored ones counted the
+    # old one's, and nothing said so: status spoke only of another model's verdicts.
+    cfg = _classified(tmp_path)
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    config = load_config(cfg)
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
+    service.start()
+    try:
+        status = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
+        model = json.loads(status.output)["model"]
+        assert (model["threshold"], model["early_exit"]) == (RAISED, True)
+        assert (model["verdicts_other_model"], model["verdicts_other_settings"]) == (0, 400)
+        text = CliRunner().invoke(main, ["--config", str(cfg), "status"]).output.splitlines()
+        assert text[1] == ("400 posts of the last 24 h count a verdict decided at another threshold or early-exit "
+                           "setting than the service's (threshold 0.8, early exits on): after a change of [classifier] "
+                           "threshold or early_exit, `miner reclassify --since` decides them again")
+        _reclassify(cfg)
+        status = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
+        assert json.loads(status.output)["model"]["verdicts_other_settings"] == 0
+    finally:
+        service.stop()
 
 
 def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_reclassify_at_the_new_one(
@@ -191,3 +220,13 @@ def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_recla
         assert store.reclassified_mark() is None
     finally:
         store.close()
+
+
+def test_the_count_of_verdicts_decided_at_another_setting_reads_a_day_of_posts_by_their_index(tmp_path: Path) -> None:
+    # /metrics-like cost for `miner status`: a day of posts through posts_created_at, never every post stored.
+    store = Store.open(tmp_path / "miner.sqlite")
+    plan = query_plan(store.database.conn, OTHER_DECISION_SQL,
+                      ("2026-01-01T00:00:00+00:00", "reports", "v1", 0.5, 1))
+    assert plan[0].startswith("SEARCH p USING INDEX posts_created_at (created_at>?)"), plan
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    store.close()

@@ -79,19 +79,20 @@ def status(app: AppContext, fmt: str) -> None:
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
     JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no
-    verdict yet. The model has version and loaded_at (null before a service recorded one), verdicts_other_model
-    (the posts of the last 24 h whose counted verdict is another model's; null with no version) and on_disk (the
-    version of the model.json in classifier.model_dir now, read without loading the model; null when unreadable):
-    one that is not version was put in place since the service started, which serves it only once restarted or
-    reloaded. A
-    service has service, posts, complaints, baseline and z (null before the first scored bucket), last_bucket (the
-    start of the last bucket the detector scored; null before the first), waiting_for (the sources whose next poll
-    the first bucket ended since waits for; [] for none, or when the detector's next run scores a bucket) and
-    incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null: never polled
-    successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false), failures,
-    last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when a poll last
-    gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601 with their
-    offset.
+    verdict yet. The model has version and loaded_at (null before a service recorded one), threshold and early_exit
+    (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last
+    24 h whose counted verdict is another model's; null with no version), verdicts_other_settings (those whose
+    counted verdict is the model's, decided at another threshold or early_exit; null with none recorded) and on_disk
+    (the version of the model.json in classifier.model_dir now, read without loading the model; null when
+    unreadable): one that is not version was put in place since the service started, which serves it only once
+    restarted or reloaded. A service has service, posts, complaints, baseline and z (null before the first scored
+    bucket), last_bucket (the start of the last bucket the detector scored; null before the first), waiting_for (the
+    sources whose next poll the first bucket ended since waits for; [] for none, or when the detector's next run
+    scores a bucket) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null:
+    never polled successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false),
+    failures, last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when a
+    poll last gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601 with
+    their offset.
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
@@ -154,6 +155,7 @@ def status(app: AppContext, fmt: str) -> None:
 
 
 def _model_line(model: dict[str, Any]) -> str:
+    from miner.records import Decision
     from miner.status import shown_time
 
     if model["version"] is None:
@@ -166,6 +168,11 @@ def _model_line(model: dict[str, Any]) -> str:
     if n := model["verdicts_other_model"]:
         line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} another model's "
                  "verdict: after a model update, `miner reclassify --since` gives them this one's")
+    if n := model["verdicts_other_settings"]:
+        serving = Decision(model["threshold"], model["early_exit"]).text()
+        line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} a verdict decided "
+                 f"at another threshold or early-exit setting than the service's ({serving}): after a change of "
+                 "[classifier] threshold or early_exit, `miner reclassify --since` decides them again")
     return line
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from miner.store.reclassify import OTHER_MODEL
+from miner.records import Decision
+from miner.store.reclassify import OTHER_DECISION, OTHER_MODEL, decision_args, decision_text, read_decision
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 # store_state keys: the model version `miner run` loaded last, and when it did.
 SERVING_MODEL = "serving_model"
 SERVING_MODEL_AT = "serving_model_at"
+SERVING_DECISION = "serving_decision"  # and the decision (threshold, early exits) it gave verdicts at (decision_text)
 # How far back other_model_verdicts looks: a day of posts, which a /metrics scrape reads through the posts_created_at
 # index (one lookup per post in the classifications' primary key), never the whole classifications table.
 OTHER_MODEL_WINDOW = timedelta(days=1)
@@ -29,16 +31,38 @@ OTHER_MODEL_WINDOW = timedelta(days=1)
 # and walked every post stored up to it, each with its lookups in the classifications.
 OTHER_MODEL_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_created_at WHERE p.created_at >= ? "
                    f"AND {OTHER_MODEL}")
+# Parameters: since, skip_source, model_version, threshold, early_exit. Those whose latest verdict is the model's,
+# decided at another threshold or early-exit setting, which reclassify decides again.
+OTHER_DECISION_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_created_at WHERE p.created_at >= ? "
+                      f"AND {OTHER_DECISION}")
 
 
 class ModelStateMixin:
     database: Database
 
-    def record_serving_model(self, version: str, now: datetime) -> None:
-        """Record that the service loaded the model ``version`` at ``now`` (at each start and reload)."""
+    def record_serving_model(self, version: str, now: datetime, decision: Decision) -> None:
+        """Record that the service loaded the model ``version`` at ``now``, deciding at ``decision`` (at each start
+        and reload)."""
         with self.database.transaction() as conn:
             conn.executemany("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
-                             "SET value = excluded.value", [(SERVING_MODEL, version), (SERVING_MODEL_AT, iso(now))])
+                             "SET value = excluded.value", [(SERVING_MODEL, version), (SERVING_MODEL_AT, iso(now)),
+                                                            (SERVING_DECISION, decision_text(decision))])
+
+    def serving_decision(self) -> Decision | None:
+        """The decision (threshold, early exits) the model `miner run` loaded last gives verdicts at; None if none
+        recorded (no service has started since the store was upgraded to a miner that records it)."""
+        row = self.database.one("SELECT value FROM store_state WHERE key = ?", (SERVING_DECISION,))
+        return read_decision(str(row["value"])) if row else None
+
+    def other_decision_verdicts(self, now: datetime, model_version: str, decision: Decision, *,
+                                skip_source: str | None = None) -> int:
+        """Posts created in the OTHER_MODEL_WINDOW before ``now`` whose counted (latest) verdict is
+        ``model_version``'s, decided at another recorded threshold or early-exit setting than ``decision``: those
+        `miner reclassify --since` decides again after a change of either. Verdicts stored before their decision was
+        recorded are not counted: nothing tells whether it was another."""
+        row = self.database.one(OTHER_DECISION_SQL, (iso(now - OTHER_MODEL_WINDOW), skip_source, model_version,
+                                                     *decision_args(decision)))
+        return int(row["n"]) if row else 0
 
     def serving_model(self) -> tuple[str, str | None] | None:
         """(version, when it was loaded, as stored) of the model `miner run` loaded last; None if none recorded

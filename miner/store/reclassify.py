@@ -46,6 +46,10 @@ _CURRENT = ("p.source IS NOT ? AND EXISTS (SELECT 1 FROM classifications c WHERE
             f"{_SAME_DECISION} AND {LATEST})")
 # Those whose latest verdict is another model's (skip_source, model_version): what a model update leaves.
 OTHER_MODEL = _latest_is("c.model_version = ?")
+# Those whose latest verdict is the model's, decided at another recorded decision (skip_source, model_version,
+# threshold, early_exit): what a change of the threshold or early_exit leaves.
+OTHER_DECISION = ("p.source IS NOT ? AND EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND "
+                  f"c.model_version = ? AND (c.threshold != ? OR c.early_exit != ?) AND {LATEST})")
 
 
 def decision_args(decision: Decision) -> tuple[float, int]:
