@@ -1,10 +1,11 @@
 """The HTTP endpoint's listening socket, which a reload (:mod:`miner.service_handover`) hands from the service it
 stops to the one it starts when the new config listens on the same `[server]` host and port.
 
-Closed at the stop and bound again by the new service, the port had nobody listening while the new service started
-(a second or more, its model loaded again): connections were refused, a load balancer's or Kubernetes' health check
-failed, and the user reports posted then were lost. Kept open, as nginx and HAProxy keep theirs across a reload,
-the connections made meanwhile wait in its listen backlog until the new service accepts them.
+Closed at the stop and bound again by the new service, the port had nobody listening while the new service started:
+connections were refused, a load balancer's or Kubernetes' health check failed, and the user reports posted then
+were lost. Kept open, as nginx and HAProxy keep theirs across a reload, the connections made meanwhile wait in its
+listen backlog until the new service accepts them: milliseconds, as its model was loaded before the stop
+(:mod:`miner.service_switch`).
 
 A new config on another host or port (or with the endpoint off) closes it as soon as the new service is given it,
 before that binds its own: a wildcard address cannot be bound while a specific one on its port listens, and a client

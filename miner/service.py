@@ -31,12 +31,13 @@ from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.report_intake import ReportIntake
-from miner.service_handover import Handover, warn_lost
+from miner.service_handover import warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_schedule import QUIET_SKIPS, CatchUpInterval
 from miner.service_scrape import ServiceScrape
 from miner.service_stores import JobStores
+from miner.service_switch import ServiceSwitch
 from miner.status_board import StatusBoard
 from miner.store import Store
 from miner.timeutil import iso, utcnow
@@ -78,7 +79,7 @@ class ServiceOptions:
     extra_endpoints: dict[str, Any] = field(default_factory=dict)
 
 
-class Service(ServiceJobs, ServiceScrape):
+class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
     def __init__(self, config: Config, db_path: str | Path, options: ServiceOptions | None = None) -> None:
         self.config = config
         self.db_path = str(db_path)
@@ -122,14 +123,14 @@ class Service(ServiceJobs, ServiceScrape):
     # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
 
     def start(self) -> None:
-        from miner.classify import load_classifier
-        from miner.collectors.poller import Poller
         from miner.config_files import check_named_files, warn_unset_alert_env
 
         if not self.lock.held:  # held already when a reload handed it over
             self.lock.acquire()
         try:
-            check_named_files(self.config)  # the model folder and CA file, with their key and line
+            prepared = self.prepared  # by a reload, while the service before ran (ServiceSwitch.prepare)
+            if not prepared:
+                check_named_files(self.config)  # the model folder and CA file, with their key and line
             # The store is checked first but upgraded only once the model has loaded: a new version refusing a
             # model folder of an older layout left the store upgraded all the same, so going back to the version
             # that ran took restoring a backup (versions after 0.1.0 refuse a store a newer one has upgraded).
@@ -139,9 +140,8 @@ class Service(ServiceJobs, ServiceScrape):
                     probe.database.check_writable(self._stop)  # a SIGTERM ends a wait for another's upgrade
                 finally:
                     probe.close()
-            base = Path(self.config.path).parent if self.config.path else None
-            self._classifier = load_classifier(self.config.classifier, base_dir=base)
-            self._poller = Poller.from_config(self.config)
+            if not prepared:
+                self.load_parts()
             warn_unset_alert_env(self.config, log)
             self._store("startup").database.check_writable()
             # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.
@@ -201,32 +201,6 @@ class Service(ServiceJobs, ServiceScrape):
             log.info("stopped")
         if self._stores.lost_reason is not None:
             raise StoreError(self._stores.lost_reason)  # exit 1: a supervisor (and its operator) sees the failure
-
-    def hand_over(self) -> None:
-        """The stop to come is a reload's: the store lock and the polls held are kept for :meth:`handover` to give
-        the next service, and so is the HTTP endpoint's listening socket."""
-        self._handing_over = self._keep_listener = True
-
-    def handover(self) -> Handover:
-        return Handover(self.lock, self._held, self._reports.clients, listener=self._listener)
-
-    def take_over(self, handover: Handover) -> None:
-        """Before :meth:`start`: take what the service before handed over: its reports' clients, its HTTP endpoint's
-        listening socket if this one listens at the same host and port, and the rest if it ran on this store."""
-        self._reports.take_over(handover.reports)
-        self._listener = handover.give_listener(self._listen_at())
-        self._keep_listener = self._listener is not None  # until started: a start that fails leaves it for the next
-        handover.taken = handover.lock.path == self.lock.path
-        if handover.taken:
-            self.lock, self._held = handover.lock, handover.held
-            self._handing_over = True  # until started: a start that fails leaves it for the next
-
-    def _listen_at(self) -> tuple[str, int] | None:
-        """Where the HTTP endpoint listens (host, port: as configured, 0 for any), None if it does not."""
-        if not (self.config.server.enabled if self.options.http is None else self.options.http):
-            return None
-        server, port = self.config.server, self.options.http_port
-        return server.host, server.port if port is None else port
 
     def request_stop(self) -> None:
         """Ask :meth:`run_started` to stop; safe in a signal handler, as it only sets an event."""

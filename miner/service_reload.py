@@ -5,13 +5,15 @@ running. A config refused changes nothing: one error in the log, with the messag
 and the line), and the service runs on with the config it has. A restart under a supervisor was the only way to
 apply a change before, and a broken feeds.toml then left the service down, failing at every start.
 
-A config accepted stops the service as SIGTERM does (jobs finish their batch, held polls are stored, the HTTP server
-stops accepting), but for the store lock, the polls still held, the report clients' rate limits and reporter key,
-and the HTTP endpoint's listening socket if the new config listens at the same address (its new connections wait in
-the backlog), handed to the new service (:mod:`miner.service_handover`), and starts a new one with it in the same
+A config accepted is first given a new service with its model loaded, while the service runs on and answers
+(:mod:`miner.service_switch`); a model refused there changes nothing either, and is logged the same way. Only then is
+the service stopped as SIGTERM stops it (jobs finish their batch, held polls are stored, the HTTP server stops
+accepting), but for the store lock, the polls still held, the report clients' rate limits and reporter key, and the
+HTTP endpoint's listening socket if the new config listens at the same address (its new connections wait in the
+backlog, for milliseconds), handed to the new service (:mod:`miner.service_handover`), which starts in the same
 process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them.
-If that new service fails at start (its port taken, its model refused), the error is logged and the service starts
-again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
+If that new service fails at start (its port taken, the store it names locked), the error is logged and the service
+starts again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
 applied: the config that ran a moment ago is the one most likely to start, and a process that exited would be
 started again by its supervisor on the new file, to fail the same way. Only when that start fails too does
 the command exit 1.
@@ -120,14 +122,14 @@ class Reloader:
         self.make = make
         self.signals = signals or Signals()
         self._counts = _Counts()
-        self._next: Config | None = None
+        self._next: Service | None = None  # prepared with the new config at a SIGHUP, started once the one before stops
 
     def run(self) -> None:
         """Returns once stopped by a signal; raises what a first start, or a start with both configs, raised, and a
         running service's fatal error (its store lost)."""
         with self.signals.installed():
             try:
-                service = self._start(self.config)  # a first start that fails is the command's error, as ever
+                service = self._start(self.make(self.config))  # a first start that fails is the command's error
             except StoreError as exc:
                 if not self.signals.stop:
                     raise
@@ -142,24 +144,25 @@ class Reloader:
                 except BaseException:
                     if self._next is not None:  # stopped for a reload, and kept the lock for the next service
                         service.handover().release()
+                        self._next.discard()
                     raise
                 if self._next is None:
                     return
                 handover = service.handover()
                 if self.signals.stop:
                     handover.release()
+                    self._next.discard()
                     return
+                stopped, service = service, self._restart(handover)
                 # The stopped service's parts refer to one another (its jobs, its endpoints and their callbacks), so
                 # only a full collection frees it and its model, which Python's collector runs seldom: each reload
-                # kept 30 MB or more, 140 MB grew to 630 MB over 40 reloads. Collected before the new model loads,
-                # whose memory can then take the old one's place.
-                del service
-                self.signals.service = None
+                # kept 30 MB or more, 140 MB grew to 630 MB over 40 reloads. After the new service's start, which
+                # took its model loaded already: collected between the stop and the start, the endpoint waited for
+                # it too (50-80 ms).
+                del stopped
                 gc.collect()
-                service = self._restart(self._next, handover)
 
-    def _start(self, config: Config, handover: Handover | None = None) -> Service:
-        service = self.make(config)
+    def _start(self, service: Service, handover: Handover | None = None) -> Service:
         if handover is not None:
             service.take_over(handover)
         self.signals.service = service  # before its start, so that a SIGTERM meanwhile stops it once started
@@ -169,8 +172,11 @@ class Reloader:
         self._counts.show(service.metrics)
         return service
 
-    def _restart(self, config: Config, handover: Handover) -> Service:
-        if (service := self._start_new(config, handover)) is not None:
+    def _restart(self, handover: Handover) -> Service:
+        """The service prepared at the SIGHUP started, or else one with the config before."""
+        assert self._next is not None
+        config = self._next.config
+        if (service := self._start_new(handover)) is not None:
             handover.release_untaken()  # the lock and held polls of another store
             self.config = config
             self._counts.count(True, service.metrics)
@@ -181,7 +187,7 @@ class Reloader:
         self.signals.service = None
         gc.collect()
         try:
-            service = self._start(self.config, handover)
+            service = self._start(self.make(self.config), handover)
         except Exception:
             handover.release()
             log.error("the service did not start with the config it ran before either: exiting")
@@ -190,11 +196,13 @@ class Reloader:
         log.info("config reload failed: running with the config read before")
         return service
 
-    def _start_new(self, config: Config, handover: Handover) -> Service | None:
-        """The service started with ``config``, or None (logged) if it failed to start; the error, whose traceback
-        holds the service that failed, is gone once this returns."""
+    def _start_new(self, handover: Handover) -> Service | None:
+        """The service prepared started, or None (logged) if it failed to start (its port taken, its store locked);
+        the error, whose traceback holds the service that failed, is gone once this returns."""
+        service, self._next = self._next, None
+        assert service is not None
         try:
-            return self._start(config, handover)
+            return self._start(service, handover)
         except Exception as exc:  # the new service stopped what it had started, and left the lock handed over
             log.error("config reload failed: the service did not start with the new config: %s; starting it again "
                       "with the config it ran before", _described(exc), exc_info=not isinstance(exc, MinerError))
@@ -215,6 +223,18 @@ class Reloader:
             log.error("config reload failed, still running with the config read before: %s", _described(exc),
                       exc_info=not isinstance(exc, MinerError))
             return False
+        if (prepared := self._prepared(config, service)) is None:
+            return False
+        if self.signals.stop:  # came while the new model loaded
+            prepared.discard()
+            return True
+        self._next = prepared
+        service.hand_over()
+        return True
+
+    def _prepared(self, config: Config, service: Service) -> Service | None:
+        """The service for ``config`` with its model loaded (see :mod:`miner.service_switch`), while ``service``
+        runs on; None (logged, counted) if that failed, which changes nothing, as a config refused does."""
         changed = [f.name for f in dataclasses.fields(Config)
                    if f.compare and getattr(config, f.name) != getattr(self.config, f.name)]
         if changed:
@@ -223,6 +243,15 @@ class Reloader:
             # Restarted all the same: the model folder, the CA file and the store may have changed under it.
             log.info("SIGHUP: the config is unchanged: restarting the service all the same, which reads the model "
                      "and the files the config names again")
-        self._next = config
-        service.hand_over()
-        return True
+        prepared = None
+        try:
+            prepared = self.make(config)
+            prepared.prepare()
+        except Exception as exc:  # nothing has stopped: the service before runs on, as for a config refused
+            if prepared is not None:
+                prepared.discard()
+            self._counts.count(False, service.metrics)
+            log.error("config reload failed, still running with the config read before: %s", _described(exc),
+                      exc_info=not isinstance(exc, MinerError))
+            return None
+        return prepared

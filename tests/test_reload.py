@@ -221,9 +221,11 @@ def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_b
     assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
 
 
-def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_a_thread(
+def test_a_model_refused_at_a_reload_leaves_the_service_before_running_in_a_thread(
         tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
-    # The reloads without a process: Signals.handle is what the signal handlers call.
+    # The reloads without a process: Signals.handle is what the signal handlers call. The new model is loaded while
+    # the service before runs: refused, nothing stopped. It was loaded after that service had stopped, and a third
+    # service started again with the config before, its endpoint waiting meanwhile.
     from miner.config_files import load_checked
     from miner.service import JobSpec, Service, ServiceOptions
     from miner.service_reload import Reloader, Signals
@@ -238,6 +240,7 @@ def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_
         return built[-1]
 
     caplog.set_level("INFO", logger="miner.service_reload")
+    caplog.set_level("INFO", logger="miner.service")
     signals = Signals()
     first = load_checked(cfg)
     reloader = Reloader(first, lambda: load_checked(cfg), make, signals)
@@ -251,23 +254,21 @@ def test_a_model_refused_at_a_reload_leaves_the_service_on_the_config_before_in_
         (tmp_path / "no-model").mkdir()
         write_config(cfg, feeds.url, free_port(), ("alpha", "beta"), extra='\n[classifier]\nmodel_dir = "no-model"\n')
         signals.handle(signal.SIGHUP)
-        # The log line too: the service of the config before runs its jobs before the failure is counted and logged.
-        while not (len(built) == 3 and built[2].health["collect"].runs == 1 and
-                   "config reload failed: running with the config read before" in caplog.text
-                   ) and time.monotonic() < deadline:
+        failed = "config reload failed, still running with the config read before: "
+        while failed not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len(built) == 3, caplog.text
-        assert "config reload failed: running with the config read before" in caplog.text
-        assert built[1].config.classifier.model_dir == "no-model"
-        assert built[2].config is first and reloader.config is first
-        assert "config reload failed: the service did not start with the new config" in caplog.text
-        assert built[2].metrics.get("miner_config_reloads_total", result="failure") == 1
+        assert f"{failed}{tmp_path / 'no-model' / 'model.json'}: model metadata not found" in caplog.text
+        assert len(built) == 2 and built[1].config.classifier.model_dir == "no-model"
+        assert built[1]._scheduler is None and built[1]._poller is None  # never started
+        assert built[0]._scheduler is not None and reloader.config is first  # never stopped
+        assert not any(r.getMessage().startswith("stopping") for r in caplog.records)
+        assert built[0].metrics.get("miner_config_reloads_total", result="failure") == 1
         assert feeds.requests_to("/beta.rss") == []
     finally:
         signals.handle(signal.SIGTERM)
         thread.join(timeout=60)
     assert not thread.is_alive()
-    assert built[2].lock._fd is None
+    assert built[0].lock._fd is None
 
 
 def test_a_reload_frees_the_service_before_and_its_model(tmp_path: Path, feeds: FakeServer) -> None:
@@ -310,7 +311,8 @@ def test_a_reload_frees_the_service_before_and_its_model(tmp_path: Path, feeds: 
         model = weakref.ref(first._classifier)
         del first
         signals.handle(signal.SIGHUP)
-        while not started(1) and time.monotonic() < deadline:
+        # Collected once the new service has started (it loaded its model before the stop): waited for.
+        while not (started(1) and built[0]() is None) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert started(1)
         assert built[0]() is None and model() is None
@@ -359,7 +361,7 @@ def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path,
                 time.sleep(0.05)
             write_config(cfg, feeds.url, taken.getsockname()[1])
             signals.handle(signal.SIGHUP)
-            while not started(2) and time.monotonic() < deadline:
+            while not (started(2) and built[0]() is None) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert started(2)
             assert built[0]() is None and built[1]() is None

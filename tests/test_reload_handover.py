@@ -73,12 +73,14 @@ def collector(options: ServiceOptions | None = None) -> ServiceOptions:
 
 
 def rivalled(db: Path, built: list[Service], rivals: list[str]) -> Callable[[Config], Service]:
-    """A ``make`` that, from the second service on, first has a `miner replay` try the store lock: the service
-    before has stopped by then and the new one has not started."""
+    """A ``make`` whose services, given what the service before handed over, first have a `miner replay` try the
+    store lock on ``db``: the service before has stopped by then (or failed to start), and the new one has not
+    started. Each on its config's store."""
     from miner.service import Service
+    from miner.service_handover import Handover
 
-    def make(config: Config) -> Service:
-        if built:
+    class Rivalled(Service):
+        def take_over(self, handover: Handover) -> None:
             rival = ServiceLock(db, role="replay")
             try:
                 rival.acquire()
@@ -87,7 +89,10 @@ def rivalled(db: Path, built: list[Service], rivals: list[str]) -> Callable[[Con
             else:
                 rivals.append("taken")
                 rival.release()
-        built.append(Service(config, db, collector()))
+            super().take_over(handover)
+
+    def make(config: Config) -> Service:
+        built.append(Rivalled(config, config.store.path, collector()))
         return built[-1]
 
     return make
@@ -122,10 +127,16 @@ def test_the_lock_goes_to_the_config_before_when_the_new_one_fails_to_start(
     rivals: list[str] = []
     with reloading(cfg, rivalled(db, built, rivals)) as hup:
         wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
-        (tmp_path / "no-model").mkdir()
-        write_config(cfg, feeds.url, free_port(), extra='\n[classifier]\nmodel_dir = "no-model"\n')
-        hup()
-        wait_for(lambda: len(built) == 3 and built[2].health["collect"].runs == 1)
+        # A store that a `miner replay` holds: only the start finds out, once the service before has stopped.
+        other = ServiceLock(tmp_path / "other.sqlite", role="replay")
+        other.acquire()
+        try:
+            write_config(cfg, feeds.url, free_port())
+            cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+            hup()
+            wait_for(lambda: len(built) == 3 and built[2].health["collect"].runs == 1)
+        finally:
+            other.release()
         assert "config reload failed: the service did not start with the new config" in caplog.text
         # Neither between the stop and the new service's start, nor between its failure and the start again.
         assert len(rivals) == 2 and all("is already using" in r for r in rivals), rivals
