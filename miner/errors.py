@@ -66,3 +66,11 @@ class ModelError(MinerError):
 
 class InputError(MinerError):
     """A user-supplied input file is invalid; the message names the line."""
+
+
+class RateLimited(MinerError):
+    """A client's reports beyond its rate (the HTTP endpoint's 429)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many reports from this client; retry in {int(retry_after) + 1} s")
+        self.retry_after = retry_after

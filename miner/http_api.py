@@ -22,7 +22,7 @@ from typing import Any
 
 from miner import status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
-from miner.errors import InputError, MinerError
+from miner.errors import InputError, MinerError, RateLimited
 from miner.http_cache import Answers, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
@@ -57,12 +57,6 @@ class Endpoints:
     read: Callable[[str, str], tuple[int, dict[str, Any]] | None] | None = None
     # the same for the status board's pages -> (status, HTML)
     board: Callable[[str, str], tuple[int, str] | None] | None = None
-
-
-class RateLimited(MinerError):
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many reports from this client; retry in {int(retry_after) + 1} s")
-        self.retry_after = retry_after
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -387,13 +381,18 @@ class HttpApi:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, keep: bool = False) -> socket.socket | None:
-        """Stop accepting, then wait (STOP_WAIT at most) for the requests being answered: the service closes the
-        store after this, and a request answered meanwhile failed or opened a connection of its own."""
+    def stop(self, keep: bool = False, wait: bool = True) -> socket.socket | None:
+        """Stop accepting, then, with ``wait``, :meth:`wait_answered`."""
         self._server.shutdown()
         kept = self._server.close_keeping(keep)
         self._thread.join(timeout=5)
+        if wait:
+            self.wait_answered()
+        return kept
+
+    def wait_answered(self) -> None:
+        """Wait (STOP_WAIT at most) for the requests being answered: the service closes the store after this, and a
+        request answered meanwhile failed or opened a connection of its own."""
         if left := self._server.connections.wait_closed(STOP_WAIT):
             log.warning("http: %d request(s) still being answered %g s into the stop; stopping without them", left,
                         STOP_WAIT)
-        return kept

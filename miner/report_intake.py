@@ -15,8 +15,7 @@ from typing import Any
 
 from miner.collectors.reports import RateLimiter, ReporterHashes, report_post, validate_report
 from miner.config import ServiceConfig
-from miner.errors import InputError, MinerError, StoreError
-from miner.http_api import RateLimited
+from miner.errors import InputError, MinerError, RateLimited, StoreError
 from miner.metrics import Metrics
 from miner.records import Post
 

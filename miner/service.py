@@ -90,6 +90,8 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
         self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
         self._listener: Listener | None = None  # the HTTP endpoint's: handed over at the start, or kept at the stop
         self._keep_listener = False  # a reload's stop, or a start on a listener handed over: it is kept open
+        self._finish_later = False  # a reload's stop: finish_stop once the new service accepts
+        self._answering: HttpApi | None = None  # the HTTP server stopped, its requests still answered until finish_stop
         self._stop = threading.Event()
         self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None
@@ -217,15 +219,27 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
             self._poller = None
         # After the polls' grace: stopped first, the endpoint refused connections (/healthz, reports, the board)
         # for the whole of it, 5 s of each reload while a source hung, on top of the new service's start.
+        # A reload's stop leaves the requests being answered to finish_stop (a lost store's copy is saved now).
+        later = self._finish_later and self._stores.lost_reason is None
         if self._http is not None:
-            kept, at = self._http.stop(self._keep_listener), self._listen_at()
+            kept, at = self._http.stop(self._keep_listener, wait=not later), self._listen_at()
             if kept is not None and at is not None and self._listener is None:  # a reload's: for handover()
                 self._listener = Listener(*at, kept)
-            self._http = None
+            self._answering, self._http = self._http if later else None, None
         self._store_held_at_stop()
-        self._stores.close_all()
+        if not later:
+            self.finish_stop()
         if not self._handing_over:
             self.lock.release()
+
+    def finish_stop(self) -> None:
+        """The end of :meth:`stop`: the requests still being answered waited for, then the store closed. A reload
+        calls it once the new service accepts: waited for before, a client still sending its request (5 s at most
+        for a head) kept the endpoint from accepting for as long."""
+        if self._answering is not None:
+            self._answering.wait_answered()
+            self._answering = None
+        self._stores.close_all()
 
     def _store_carried_at_stop(self) -> None:
         """Store the polls carried over from the last collect run that end within the stop's grace (see

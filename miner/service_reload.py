@@ -11,7 +11,8 @@ the service stopped as SIGTERM stops it (jobs finish their batch, held polls are
 accepting), but for the store lock, the polls still held, the report clients' rate limits and reporter key, and the
 HTTP endpoint's listening socket if the new config listens at the same address (its new connections wait in the
 backlog, for milliseconds), handed to the new service (:mod:`miner.service_handover`), which starts in the same
-process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them.
+process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them. The requests the
+service stopped was still answering are waited for once the new one accepts, and its store closed then.
 If that new service fails at start (its port taken, the store it names locked), the error is logged and the service
 starts again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
 applied: the config that ran a moment ago is the one most likely to start, and a process that exited would be
@@ -142,7 +143,8 @@ class Reloader:
                 try:
                     service.run_started(functools.partial(self._tick, service))
                 except BaseException:
-                    if self._next is not None:  # stopped for a reload, and kept the lock for the next service
+                    # Stopped for a reload, and kept the lock for the next service (the store lost: finished its stop).
+                    if self._next is not None:
                         service.handover().release()
                         self._next.discard()
                     raise
@@ -150,10 +152,11 @@ class Reloader:
                     return
                 handover = service.handover()
                 if self.signals.stop:
+                    service.finish_stop()
                     handover.release()
                     self._next.discard()
                     return
-                stopped, service = service, self._restart(handover)
+                stopped, service = service, self._restart(handover, service)
                 # The stopped service's parts refer to one another (its jobs, its endpoints and their callbacks), so
                 # only a full collection frees it and its model, which Python's collector runs seldom: each reload
                 # kept 30 MB or more, 140 MB grew to 630 MB over 40 reloads. After the new service's start, which
@@ -172,15 +175,17 @@ class Reloader:
         self._counts.show(service.metrics)
         return service
 
-    def _restart(self, handover: Handover) -> Service:
-        """The service prepared at the SIGHUP started, or else one with the config before."""
+    def _restart(self, handover: Handover, stopped: Service) -> Service:
+        """The service prepared at the SIGHUP started, or else one with the config before; then the requests that
+        ``stopped`` was answering are waited for (see Service.finish_stop), before its store's lock may go."""
         assert self._next is not None
         config = self._next.config
         if (service := self._start_new(handover)) is not None:
-            handover.release_untaken()  # the lock and held polls of another store
             self.config = config
             self._counts.count(True, service.metrics)
             log.info("config reloaded from %s", config.path)
+            stopped.finish_stop()
+            handover.release_untaken()  # the lock and held polls of another store
             return service
         # The service that failed, and the model it had loaded (a port taken is found after that), refer to one
         # another: collected now, as the stopped one is (see run).
@@ -189,9 +194,11 @@ class Reloader:
         try:
             service = self._start(self.make(self.config), handover)
         except Exception:
+            stopped.finish_stop()
             handover.release()
             log.error("the service did not start with the config it ran before either: exiting")
             raise
+        stopped.finish_stop()
         self._counts.count(False, service.metrics)
         log.info("config reload failed: running with the config read before")
         return service

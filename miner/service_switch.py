@@ -1,14 +1,16 @@
 """What a reload (:mod:`miner.service_reload`) does on each service to switch from one to the next: the new one is
 prepared while the one before still runs, then the one before stops and hands its parts over, and the new one starts.
 
-:meth:`ServiceSwitch.prepare` is the slow part of a start: the named files checked, the model loaded (most of a
-second or more) and the sources' poller made. Done at the start, after the service before had stopped, the HTTP
-endpoint's connections waited in the listen backlog for all of it (1.2 s from the SIGHUP to the reload logged, 0.3 s
-of it with nobody accepting on 2 cores with the default model), and a health check with a short timeout (0.5 s, as
-Kubernetes' and Consul's often are) failed at each reload. Prepared first, the service before answers meanwhile, and
-what is left between its stop and the new start is quick: the store opened, the listener taken, the jobs scheduled.
-A model refused, or a CA file gone, is found there, before anything stopped: the service before runs on untouched.
-The price: both models are in memory at once while the new one loads, as both configs' workers are in nginx.
+:meth:`ServiceSwitch.prepare` is the slow part of a start: the named files checked, the model loaded and the
+sources' poller made. Done at the start, after the service before had stopped, the HTTP endpoint's connections
+waited in the listen backlog for all of it (0.29 s with nobody accepting on 2 cores with the default model, 0.17 s
+of it the model; the more with a larger model or a busy machine), within reach of a health check's short timeout
+(0.5 s, as Kubernetes' and Consul's often are). Prepared first, the service before answers meanwhile, and what is
+left between its stop and the new start is quick (about 12 ms): the store opened, the listener taken, the jobs
+scheduled. The requests the service before is still answering are waited for after that start (``finish_stop``):
+before it, a client still sending its request head kept the endpoint from accepting for up to 5 s.
+A model refused, or a CA file gone, is found in the preparation, before anything stopped: the service before runs on
+untouched. The price: both models are in memory at once while the new one loads, as both configs' workers are in nginx.
 
 A mixin of :class:`miner.service.Service`, which owns the parts handed over.
 """
@@ -40,6 +42,7 @@ class ServiceSwitch:
     _listener: Listener | None
     _keep_listener: bool
     _handing_over: bool
+    _finish_later: bool
 
     def prepare(self) -> None:
         """The start's slow part, which needs neither the store nor the port: the model folder and CA file checked
@@ -73,8 +76,9 @@ class ServiceSwitch:
 
     def hand_over(self) -> None:
         """The stop to come is a reload's: the store lock and the polls held are kept for :meth:`handover` to give
-        the next service, and so is the HTTP endpoint's listening socket."""
-        self._handing_over = self._keep_listener = True
+        the next service, and so is the HTTP endpoint's listening socket; the requests being answered are waited
+        for, and the store closed, at ``finish_stop``, once the new service accepts."""
+        self._handing_over = self._keep_listener = self._finish_later = True
 
     def handover(self) -> Handover:
         return Handover(self.lock, self._held, self._reports.clients, listener=self._listener)

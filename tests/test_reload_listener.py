@@ -183,3 +183,39 @@ def test_a_request_sent_while_the_new_model_loads_is_answered_and_a_stop_then_st
     rival = ServiceLock(tmp_path / "miner.sqlite", role="replay")
     rival.acquire()  # released
     rival.release()
+
+
+def test_a_request_still_arriving_at_a_reload_is_answered_while_the_new_service_accepts(
+        tmp_path: Path, feeds: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # The service stopping waited for the requests it was answering before the new one started: a client still
+    # sending its request head (5 s at most) kept the endpoint from accepting for as long, and every health check
+    # then timed out. The head's deadline and the stop's wait are the test's here: this client sends the rest of its
+    # head only once the new service answers.
+    import miner.http_api
+
+    monkeypatch.setattr(miner.http_api, "READ_TIMEOUT", 600.0)
+    monkeypatch.setattr(miner.http_api._Handler, "timeout", 600.0)
+    monkeypatch.setattr(miner.http_api, "STOP_WAIT", 600.0)
+    cfg = tmp_path / "feeds.toml"
+    port = free_port()
+    write_config(cfg, feeds.url, port)
+    built: list[Service] = []
+    asked: list[tuple[int, socket.socket | str]] = []
+    with reloading(cfg, asking(built, asked)) as hup:
+        wait_for(started(built, 1))
+        slow = socket.create_connection(("127.0.0.1", port))
+        try:
+            slow.sendall(b"GET /healthz HTTP/1.0\r\n")
+            http = built[0]._http
+            assert http is not None
+            wait_for(lambda: http._server.connections._open == 1)  # taken by the service before, not in the backlog
+            hup()
+            wait_for(started(built, 2))  # was: timed out, the stop waiting for the slow client
+            assert answer(asked[0][1]) == "HTTP/1.0 200 OK"  # sent after the stop, before the start
+            assert answer(ask(port)) == "HTTP/1.0 200 OK"
+            assert built[0]._stores.open  # not closed under the request still being answered
+            slow.sendall(b"Host: 127.0.0.1\r\n\r\n")
+            assert answer(slow) == "HTTP/1.0 200 OK"  # by the service before
+        finally:
+            slow.close()
+        wait_for(lambda: not built[0]._stores.open)  # closed once it was answered
