@@ -219,15 +219,14 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
             self._poller = None
         # After the polls' grace: stopped first, the endpoint refused connections (/healthz, reports, the board)
         # for the whole of it, 5 s of each reload while a source hung, on top of the new service's start.
-        # A reload's stop leaves the requests being answered to finish_stop (a lost store's copy is saved now).
-        later = self._finish_later and self._stores.lost_reason is None
         if self._http is not None:
-            kept, at = self._http.stop(self._keep_listener, wait=not later), self._listen_at()
+            kept, at = self._http.stop(self._keep_listener, wait=False), self._listen_at()
             if kept is not None and at is not None and self._listener is None:  # a reload's: for handover()
                 self._listener = Listener(*at, kept)
-            self._answering, self._http = self._http if later else None, None
+            self._answering, self._http = self._http, None
         self._store_held_at_stop()
-        if not later:
+        # A reload's stop leaves the requests being answered to finish_stop (a lost store's copy is saved now).
+        if not self._finish_later or self._stores.lost_reason is not None:
             self.finish_stop()
         if not self._handing_over:
             self.lock.release()
