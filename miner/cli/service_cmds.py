@@ -38,9 +38,11 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 
     At SIGHUP it reads the --config file again and checks it as `miner config check` does. A config refused is
     logged as one error naming the key and line, and the service runs on with the one it has. A config accepted
-    (even unchanged) stops the service gracefully and starts it again in the same process with the new settings
-    and model; should that start fail, it logs why and starts again with the config it ran before. The command
-    line's options (the HTTP ones here, the global --db) stay as given.
+    (even unchanged) has its model loaded while the service runs on (a model refused is logged as a config
+    refused is); then the service stops gracefully and starts again in the same process with the new settings
+    and that model, the HTTP endpoint answering throughout (a connection waits milliseconds in its backlog);
+    should that start fail, it logs why and starts again with the config it ran before. The command line's
+    options (the HTTP ones here, the global --db) stay as given.
     """
     from miner.config_files import load_checked
     from miner.logsetup import setup_logging
