@@ -1,8 +1,8 @@
 """Where the shipped classifier is: the default of ``classifier.model_dir`` and of ``miner train --out``; where a
-config's classifier.model_dir is, and the version its model.json gives.
+config's classifier.model_dir is, and the version and decision its model.json gives.
 
 A module of its own, importing nothing of the classifier's, so that the command line can show the default, and
-`miner status` the version on disk, without loading numpy and ONNX Runtime.
+`miner status` the version and decision on disk, without loading numpy and ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import miner
+from miner.records import Decision
 
 if TYPE_CHECKING:
     from miner.classify.settings import ClassifierSettings
@@ -41,12 +42,20 @@ def resolve_model_dir(settings: ClassifierSettings, base_dir: Path | None = None
     return path
 
 
-def version_on_disk(model_dir: Path) -> str | None:
-    """The version the model.json in ``model_dir`` gives now, read without loading the model (`miner status` tells
-    it from the one the service loaded at its start); None when it cannot be read or gives none."""
+def model_on_disk(model_dir: Path, settings: ClassifierSettings) -> tuple[str | None, Decision | None]:
+    """(version, decision) of the model.json in ``model_dir`` now, read without loading the model: the version it
+    gives, and the decision (see Decision.asked) its threshold and exits with ``settings`` give verdicts at. `miner
+    status` tells them from those the service loaded at its start. Either is None when it cannot be read."""
     try:
         raw = json.loads((model_dir / "model.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    version = raw.get("version") if isinstance(raw, dict) else None
-    return version if isinstance(version, str) and version.strip() else None
+        return None, None
+    if not isinstance(raw, dict):
+        return None, None
+    version = raw.get("version")
+    own, exits = raw.get("threshold"), raw.get("exits") or []
+    decision = None
+    # Not a bool (an int to Python); ModelMeta refuses what is not a probability, and the service would not load it.
+    if isinstance(own, int | float) and not isinstance(own, bool) and 0.0 < own < 1.0 and isinstance(exits, list):
+        decision = Decision.asked(settings.threshold, settings.early_exit, float(own), any(exits))
+    return version if isinstance(version, str) and version.strip() else None, decision

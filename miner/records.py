@@ -138,6 +138,17 @@ class Decision:
     def text(self) -> str:
         return f"threshold {self.threshold:g}, early exits {'on' if self.early_exit else 'off'}"
 
+    @classmethod
+    def asked(cls, threshold: float | None, early_exit: bool, model_threshold: float, model_exits: bool) -> Decision:
+        """The decision a model whose own threshold is ``model_threshold`` gives verdicts at, asked for ``threshold``
+        (None: the model's own) and ``early_exit``; ``model_exits``: the model has an exit probe to run.
+
+        The one rule for when the exits run: the Classifier serves by it, and `miner status` tells by it (without
+        loading the model) whether feeds.toml asks for another decision than the service's. The exits were
+        calibrated against the model's own threshold; a lower one asks for posts they would drop."""
+        at = model_threshold if threshold is None else threshold
+        return cls(at, early_exit and model_exits and at >= model_threshold)
+
 
 SYMPTOMS: tuple[str, ...] = (
     "connectivity",

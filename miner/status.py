@@ -11,7 +11,7 @@ from typing import Any
 from miner.config import Config
 from miner.detect import DetectorState
 from miner.detect_due import due_now
-from miner.model_dir import resolve_model_dir, version_on_disk
+from miner.model_dir import model_on_disk, resolve_model_dir
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -60,15 +60,20 @@ def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
     ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is another model's
     (None with no version), which a model update leaves until `miner reclassify --since` runs,
     ``verdicts_other_settings``: those whose counted verdict is this model's decided at another threshold or early-exit
-    setting (None with none recorded), which a change of [classifier] threshold or early_exit leaves, and
-    ``on_disk``: the version of the model.json classifier.model_dir holds now (None when unreadable). The service
-    loads the model at its start only: one replaced in place since is not served until it restarts or reloads."""
+    setting (None with none recorded), which a change of [classifier] threshold or early_exit leaves,
+    ``on_disk``: the version of the model.json classifier.model_dir holds now (None when unreadable), and
+    ``config_threshold``, ``config_early_exit``: the decision feeds.toml's [classifier] settings give with that
+    model.json, as the service would load them (None when it is unreadable). The service reads both at its start
+    only: a model replaced in place or settings changed since are not served until it restarts or reloads."""
     from miner.pipeline import REPORTS_SOURCE
 
-    on_disk = version_on_disk(resolve_model_dir(config.classifier, Path(config.path).parent if config.path else None))
+    on_disk, asked = model_on_disk(resolve_model_dir(config.classifier, Path(config.path).parent if config.path
+                                                     else None), config.classifier)
+    configured = {"config_threshold": asked.threshold if asked else None,
+                  "config_early_exit": asked.early_exit if asked else None}
     if (serving := store.serving_model()) is None:
         return {"version": None, "loaded_at": None, "threshold": None, "early_exit": None,
-                "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": on_disk}
+                "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": on_disk, **configured}
     version, loaded_at = serving
     decision = store.serving_decision()
     return {"version": version, "loaded_at": _time(loaded_at),
@@ -77,7 +82,7 @@ def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
             "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE),
             "verdicts_other_settings": store.other_decision_verdicts(now, version, decision,
                                                                      skip_source=REPORTS_SOURCE) if decision else None,
-            "on_disk": on_disk}
+            "on_disk": on_disk, **configured}
 
 
 def _waiting_for(config: Config, service: str, saved: SavedDetector | None, polled: dict[str, dict[str, Any]],

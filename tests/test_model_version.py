@@ -75,7 +75,7 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
 
     assert json.loads(_status(cfg, "--format", "json"))["model"] == {
         "version": None, "loaded_at": None, "threshold": None, "early_exit": None, "verdicts_other_model": None,
-        "verdicts_other_settings": None, "on_disk": VERSION}
+        "verdicts_other_settings": None, "on_disk": VERSION, "config_threshold": 0.37, "config_early_exit": True}
     assert _status(cfg).startswith("model: none recorded yet")
 
     port = _free_port()
@@ -126,7 +126,8 @@ def test_status_says_a_model_put_in_place_since_the_service_started_is_not_serve
         assert text[1] == ("the model.json on disk is minilm-outage-next: restart or reload (SIGHUP) the service to "
                            "serve it")
         (folder / "model.json").write_text("{", encoding="utf-8")  # half written: nothing said of it
-        assert json.loads(_status(cfg, "--format", "json"))["model"]["on_disk"] is None
+        model = json.loads(_status(cfg, "--format", "json"))["model"]
+        assert (model["on_disk"], model["config_threshold"], model["config_early_exit"]) == (None, None, None)
         assert len(_status(cfg).split("\n\n")[0].splitlines()) == 1
     finally:
         service.stop()

@@ -15,6 +15,7 @@ from sqlplan import query_plan
 
 from miner.cli import main
 from miner.config import load_config
+from miner.model_dir import default_model_dir, model_on_disk
 from miner.pipeline import Pipeline, load_model
 from miner.records import Decision, Post
 from miner.replay import demo_stream_path, read_posts
@@ -197,6 +198,63 @@ def test_status_says_how_many_verdicts_were_decided_at_another_threshold_than_th
         assert json.loads(status.output)["model"]["verdicts_other_settings"] == 0
     finally:
         service.stop()
+
+
+def test_status_says_when_the_configs_classifier_settings_are_not_the_ones_the_service_decides_at(
+        tmp_path: Path) -> None:
+    # feeds.toml edited and the reload forgotten: the service went on deciding new posts at the old threshold, a
+    # reclassify decided the stored ones at the new one (its baselines then waiting on a reload), and status, which
+    # showed the service's decision, said nothing of the config's.
+    cfg = _config(tmp_path)
+    config = load_config(cfg)
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
+    service.start()
+
+    def status() -> tuple[dict[str, object], list[str]]:
+        shown = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
+        text = CliRunner().invoke(main, ["--config", str(cfg), "status"])
+        assert shown.exit_code == text.exit_code == 0, shown.output + text.output
+        return json.loads(shown.output)["model"], text.output.split("\n\n")[0].splitlines()[1:]
+
+    try:
+        model, lines = status()
+        assert (model["threshold"], model["early_exit"]) == (0.37, True)
+        assert (model["config_threshold"], model["config_early_exit"]) == (0.37, True)
+        assert lines == []
+        cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+        model, lines = status()
+        assert (model["config_threshold"], model["config_early_exit"]) == (RAISED, True)
+        assert lines == ["the config's [classifier] settings decide at threshold 0.8, early exits on, the service at "
+                         "threshold 0.37, early exits on: reload (SIGHUP) or restart the service to serve them"]
+        # Below the model's own threshold the exits are off, as the service would load them: early_exit = true
+        # (the default) is not what the service would decide at.
+        cfg.write_text(cfg.read_text().replace(f"threshold = {RAISED}", "threshold = 0.3"))
+        model, lines = status()
+        assert (model["config_threshold"], model["config_early_exit"]) == (0.3, False)
+        assert lines[0].startswith("the config's [classifier] settings decide at threshold 0.3, early exits off,")
+        # The model's own threshold, written out, with exits off: the threshold is the service's, the exits are not.
+        cfg.write_text(cfg.read_text().replace("threshold = 0.3", "threshold = 0.37\nearly_exit = false"))
+        model, lines = status()
+        assert (model["config_threshold"], model["config_early_exit"]) == (0.37, False)
+        assert lines[0].startswith("the config's [classifier] settings decide at threshold 0.37, early exits off,")
+    finally:
+        service.stop()
+    # Reloaded (started again) with them: nothing to say.
+    service = Service(load_config(cfg), Path(config.store.path), ServiceOptions(jobs=()))
+    service.start()
+    try:
+        model, lines = status()
+        assert (model["threshold"], model["early_exit"]) == (0.37, False) and lines == []
+    finally:
+        service.stop()
+
+
+@pytest.mark.parametrize("classifier", ["", "early_exit = false", "threshold = 0.3", "threshold = 0.37",
+                                        f"threshold = {RAISED}", f"threshold = {RAISED}\nearly_exit = false"])
+def test_status_reads_the_configs_decision_as_the_classifier_decides(tmp_path: Path, classifier: str) -> None:
+    # One rule (records.Decision.asked) for both: status reads model.json alone, the service loads the model.
+    config = load_config(_config(tmp_path, classifier))
+    assert model_on_disk(default_model_dir(), config.classifier)[1] == load_model(config).decision
 
 
 def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_reclassify_at_the_new_one(

@@ -59,10 +59,9 @@ class Classifier:
         self.threshold = threshold
         self.version = meta.version
         self.threads = threads
-        # The exits were calibrated against the model's own threshold; a lower one asks for posts they would drop.
-        use = early_exit and threshold >= meta.threshold and len(meta.exits) == len(self._graphs) - 1
-        self._exits = meta.exits if use else (None,) * (len(self._graphs) - 1)
-        self.decision = Decision(threshold, any(e is not None for e in self._exits))
+        exits = len(meta.exits) == len(self._graphs) - 1 and any(e is not None for e in meta.exits)
+        self.decision = Decision.asked(threshold, early_exit, meta.threshold, exits)
+        self._exits = meta.exits if self.decision.early_exit else (None,) * (len(self._graphs) - 1)
         self._pool: ThreadPoolExecutor | None = None
         self.exited = [0] * (len(self._graphs) - 1)  # posts stopped at each exit, over this classifier's life
 

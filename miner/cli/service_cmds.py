@@ -66,9 +66,10 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. Above them, the model the
-    service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart), and
-    how many posts of the last 24 h count another model's verdict (a model update whose `miner reclassify` has not
-    run). The last bucket the detector scored, and the sources the buckets
+    service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart),
+    whether the config's [classifier] threshold and early_exit decide otherwise than the service (changed without a
+    reload), and how many posts of the last 24 h count another model's verdict, or one decided at another setting (a
+    change whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
     ended since wait for. Per source: last ok, next poll, whether its last poll is behind, last error; then the
     sources with a warning, when last seen (a warning stands until a poll reads the source again without it; a 304
     clears none). Times are UTC. Posts are counted once `miner run` has
@@ -84,10 +85,13 @@ def status(app: AppContext, fmt: str) -> None:
     verdict yet. The model has version and loaded_at (null before a service recorded one), threshold and early_exit
     (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last
     24 h whose counted verdict is another model's; null with no version), verdicts_other_settings (those whose
-    counted verdict is the model's, decided at another threshold or early_exit; null with none recorded) and on_disk
+    counted verdict is the model's, decided at another threshold or early_exit; null with none recorded), on_disk
     (the version of the model.json in classifier.model_dir now, read without loading the model; null when
     unreadable): one that is not version was put in place since the service started, which serves it only once
-    restarted or reloaded. A service has service, posts, complaints, baseline and z (null before the first scored
+    restarted or reloaded, and config_threshold and config_early_exit (the decision the config's [classifier]
+    settings give with that model.json, early exits off below its own threshold, as the service would load them;
+    null when it is unreadable): one that is not threshold and early_exit was configured since the service started.
+    A service has service, posts, complaints, baseline and z (null before the first scored
     bucket), last_bucket (the start of the last bucket the detector scored; null before the first), waiting_for (the
     sources whose next poll the first bucket ended since waits for; [] for none, or when the detector's next run
     scores a bucket) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null:
@@ -167,13 +171,20 @@ def _model_line(model: dict[str, Any]) -> str:
         # Replaced in place (miner train --out, a new wheel): the service still gives the verdicts of the one loaded.
         line += (f"\nthe model.json on disk is {model['on_disk']}: restart or reload (SIGHUP) the service to "
                  "serve it")
+    serving = None if model["threshold"] is None else Decision(model["threshold"], model["early_exit"])
+    asked = None if model["config_threshold"] is None else Decision(model["config_threshold"],
+                                                                    model["config_early_exit"])
+    if serving and asked and asked != serving:
+        # Edited without a reload: the service decides new posts as before, and a reclassify run now decides the
+        # stored ones at the new setting, whose baselines the service's detector then waits with (detect_relearn).
+        line += (f"\nthe config's [classifier] settings decide at {asked.text()}, the service at {serving.text()}: "
+                 "reload (SIGHUP) or restart the service to serve them")
     if n := model["verdicts_other_model"]:
         line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} another model's "
                  "verdict: after a model update, `miner reclassify --since` gives them this one's")
-    if n := model["verdicts_other_settings"]:
-        serving = Decision(model["threshold"], model["early_exit"]).text()
+    if (n := model["verdicts_other_settings"]) and serving:
         line += (f"\n{n} post{'' if n == 1 else 's'} of the last 24 h count{'s' if n == 1 else ''} a verdict decided "
-                 f"at another threshold or early-exit setting than the service's ({serving}): after a change of "
+                 f"at another threshold or early-exit setting than the service's ({serving.text()}): after a change of "
                  "[classifier] threshold or early_exit, `miner reclassify --since` decides them again")
     return line
 
