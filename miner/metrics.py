@@ -55,6 +55,10 @@ HELP = {
     "miner_verdicts_other_model": ("gauge", "Posts created in the last 24 h whose counted verdict is another model's "
                                    "than the one loaded: after a model update, until `miner reclassify --since` "
                                    "gives them its verdicts."),
+    "miner_verdicts_other_settings": ("gauge", "Posts created in the last 24 h whose counted verdict is the loaded "
+                                      "model's, decided at another threshold or early-exit setting than the "
+                                      "service's: after a change of [classifier] settings, until `miner reclassify "
+                                      "--since` decides them again."),
     "miner_alert_channel_up": ("gauge", "0 while the alert channel's server was found failing at its last attempt "
                                "(down, or a TLS certificate not trusted: `miner status` says which), until a message "
                                "gets through; else 1."),

@@ -30,6 +30,7 @@ from miner.http_listener import Listener
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
+from miner.records import Decision
 from miner.report_intake import ReportIntake
 from miner.service_handover import warn_lost
 from miner.service_jobs import ServiceJobs
@@ -117,7 +118,8 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
         self._failures: dict[str, tuple[str, ...]] = {}
         self._scrape_error: str | None = None  # the store error the last /metrics scrape logged, while it lasts
         self._scrape_guard = threading.Lock()  # held by the scrape reading the store
-        self._other_model: tuple[str, datetime, int] | None = None  # miner_verdicts_other_model as last counted
+        # miner_verdicts_other_model and miner_verdicts_other_settings as last counted
+        self._other_verdicts: tuple[str, Decision, datetime, int, int] | None = None
         # miner_source_up of the sources polled since the start (1.0: ok); the others' comes from the store.
         self._source_up: dict[str, float] = {}
         self._source_up_guard = threading.Lock()

@@ -14,6 +14,7 @@ from miner.config import Config
 from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.pipeline import REPORTS_SOURCE
+from miner.records import Decision
 from miner.status import alert_channels, channel_status
 from miner.store.sources import current_warning
 
@@ -23,9 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
 
-# How long miner_verdicts_other_model is shown as counted: counting reads a day of posts with their latest verdict,
-# 65-120 ms at 100,000 posts a day, under the scrape lock at every scrape of every Prometheus server, for a number
-# that moves slowly (a reclassify forgotten after a model update stays for hours).
+# How long miner_verdicts_other_model and miner_verdicts_other_settings are shown as counted: counting reads a day of
+# posts with their latest verdict, 65-120 ms at 100,000 posts a day, under the scrape lock at every scrape of every
+# Prometheus server, for a number that moves slowly (a reclassify forgotten after a model update stays for hours).
 OTHER_MODEL_REFRESH = timedelta(minutes=1)
 
 
@@ -34,7 +35,8 @@ class ServiceScrape:
     metrics: Metrics
     options: ServiceOptions
     _classifier: Any  # the Classifier the service loaded, None before its start
-    _other_model: tuple[str, datetime, int] | None  # (model version, counted at, count) of the last count
+    # (model version, decision, counted at, other model's count, other settings' count) of the last count
+    _other_verdicts: tuple[str, Decision, datetime, int, int] | None
     _scrape_error: str | None
     _scrape_guard: threading.Lock
     _source_up: dict[str, float]
@@ -75,7 +77,9 @@ class ServiceScrape:
             rows = {r["name"]: r for r in store.source_rows()}
             self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
             if self._classifier is not None:
-                self.metrics.set("miner_verdicts_other_model", float(self._other_model_verdicts(store)))
+                other_model, other_settings = self._other_verdicts_counted(store)
+                self.metrics.set("miner_verdicts_other_model", float(other_model))
+                self.metrics.set("miner_verdicts_other_settings", float(other_settings))
             failing = {c["channel"] for c in channel_status(store, self.config)}
             self.metrics.replace("miner_alert_channel_up", {
                 (("channel", ch),): 0.0 if ch in failing else 1.0 for ch in alert_channels(self.config)})
@@ -97,14 +101,16 @@ class ServiceScrape:
             self._scrape_error = None
         return stored_up
 
-    def _other_model_verdicts(self, store: Store) -> int:
-        """miner_verdicts_other_model: counted again once OTHER_MODEL_REFRESH has passed since the last count, or
-        at once for another model version than it counted for. Under the scrape lock."""
-        now, version = self.options.clock(), self._classifier.version
-        last = self._other_model
+    def _other_verdicts_counted(self, store: Store) -> tuple[int, int]:
+        """(miner_verdicts_other_model, miner_verdicts_other_settings): counted again once OTHER_MODEL_REFRESH has
+        passed since the last count, or at once for another model version or decision than they were counted for.
+        Under the scrape lock."""
+        now, version, decision = self.options.clock(), self._classifier.version, self._classifier.decision
+        last = self._other_verdicts
         # A clock set back counts again too: the count it kept might otherwise be shown until the clock caught up.
-        if last is not None and last[0] == version and last[1] <= now < last[1] + OTHER_MODEL_REFRESH:
-            return last[2]
-        count = store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE)
-        self._other_model = (version, now, count)
-        return count
+        if last is not None and last[:2] == (version, decision) and last[2] <= now < last[2] + OTHER_MODEL_REFRESH:
+            return last[3], last[4]
+        other_model = store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE)
+        other_settings = store.other_decision_verdicts(now, version, decision, skip_source=REPORTS_SOURCE)
+        self._other_verdicts = (version, decision, now, other_model, other_settings)
+        return other_model, other_settings

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlplan import query_plan
@@ -255,6 +257,36 @@ def test_status_reads_the_configs_decision_as_the_classifier_decides(tmp_path: P
     # One rule (records.Decision.asked) for both: status reads model.json alone, the service loads the model.
     config = load_config(_config(tmp_path, classifier))
     assert model_on_disk(default_model_dir(), config.classifier)[1] == load_model(config).decision
+
+
+def test_metrics_count_the_verdicts_decided_at_another_setting_as_those_of_another_model(tmp_path: Path) -> None:
+    # /metrics had miner_verdicts_other_model to alert on after a model update, and nothing after a change of
+    # [classifier] settings whose reclassify was forgotten.
+    cfg = _classified(tmp_path)
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    config = load_config(cfg)
+    start = utcnow()
+    clock = [start]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+
+    def scrape() -> tuple[str, str]:
+        lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
+        return (next(line for line in lines if line.startswith("miner_verdicts_other_model ")),
+                next(line for line in lines if line.startswith("miner_verdicts_other_settings ")))
+
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port,
+                                                                      clock=lambda: clock[0]))
+    service.start()
+    try:
+        assert scrape() == ("miner_verdicts_other_model 0", "miner_verdicts_other_settings 400")
+        _reclassify(cfg)
+        assert scrape()[1] == "miner_verdicts_other_settings 400"  # counted a moment ago, as the other model's
+        clock[0] = start + timedelta(minutes=1)
+        assert scrape() == ("miner_verdicts_other_model 0", "miner_verdicts_other_settings 0")
+    finally:
+        service.stop()
 
 
 def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_reclassify_at_the_new_one(
