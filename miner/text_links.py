@@ -12,7 +12,7 @@ stay: matching and the classifier (which sees a link as "http host") read no mor
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from miner.urls import PIECES, REDACTED, secret_param, token_like
 
@@ -41,6 +41,10 @@ _WORD_LETTERS = 5
 # The pieces PIECES splits a word into, split at percent escapes too: their hex digits ("%3A%2F") read as a token's
 # letters and digits, and took an escaped link's words ("http%3A%2F%2Fnews.example") for one.
 _PIECE = re.compile(r"(?:[^-_.~+:,;=%]|%(?![0-9a-f]{2}))+", re.IGNORECASE)
+# Times a value is percent-decoded looking for a link in it: a redirect's parameter holding one encodes it once, a
+# redirect of a redirect twice. Each decoding reads the value again, so a text made of a value encoded a thousand
+# times must not be decoded a thousand times.
+_ESCAPES = 3
 
 
 def public_text_links(text: str) -> str:
@@ -110,9 +114,33 @@ def _public_pairs(query: str, depth: int) -> str:
             pairs.append(f"{name}={REDACTED}")
         elif "://" in value and depth < _NESTED:
             pairs.append(name + sep + _LINK.sub(lambda m: _public_match(m, depth + 1), value))
+        elif sep and "%" in value and depth < _NESTED:
+            pairs.append(name + sep + _public_escaped(value, depth))
         else:
             pairs.append(name + sep + _public_word(value) if sep else _public_word(pair))
     return "&".join(pairs)
+
+
+def _public_escaped(value: str, depth: int) -> str:
+    """A value that may be a link percent-encoded (``?u=https%3A%2F%2Fuser%3Apass%40host%2F``, as a redirect's
+    parameter carries one): its ``user:password@`` and keys were kept, as no "://" was written out. Read decoded as a
+    link is; where that takes something out, encoded again (its "[redacted]" as written) and kept as `_public_word`
+    keeps it, else kept as `_public_word` keeps it (which reads the escapes' hex as no token's letters).
+
+    A link encoded twice or more (a redirect's redirect) that way is redacted whole: `_public_word` reads the escapes
+    of escapes ("%253A") as a token's letters and digits, and would redact it when stored again. So is a value still
+    encoded after _ESCAPES decodings: whether it holds a login is not read."""
+    plain = value
+    for layers in range(1, _ESCAPES + 1):
+        if (decoded := unquote(plain)) == plain:
+            return _public_word(value)
+        plain = decoded
+        if "://" in plain:
+            public = _LINK.sub(lambda m: _public_match(m, depth + 1), plain)
+            if public == plain:
+                return _public_word(value)
+            return _public_word(quote(public, safe="[]")) if layers == 1 else REDACTED
+    return REDACTED if unquote(plain) != plain else _public_word(value)
 
 
 def _public_word(word: str) -> str:

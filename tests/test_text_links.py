@@ -48,6 +48,14 @@ LINKS = [
     ("login loops https://sso.example/?next=https://u:p4ss@app.example/home&x=1",
      "login loops https://sso.example/?next=https://app.example/home&x=1"),
     ("www.sso.example/?next=https://u:p4ss@app.example/&sid=1d2", f"www.sso.example/?next=https://app.example/&sid={R}"),
+    # A link percent-encoded in a value (a redirect's parameter), its login and keys read decoded; encoded twice (a
+    # redirect's redirect), the escapes of escapes read as a token's when stored again: redacted whole.
+    ("login loops https://sso.example/?u=https%3A%2F%2Fops%3Ahunter2%40grafana.example%2F fails",
+     "login loops https://sso.example/?u=https%3A%2F%2Fgrafana.example%2F fails"),
+    ("https://sso.example/cb?next=https%3A//u%3Ap4ss%40app.example/home%3Ftoken%3Dabc123%26x%3D1&x=1",
+     f"https://sso.example/cb?next=https%3A%2F%2Fapp.example%2Fhome%3Ftoken%3D{R}%26x%3D1&x=1"),
+    ("https://sso.example/?next=https%253A%252F%252Fops%253Ap4ss%2540grafana.example.com%252F&x=1",
+     f"https://sso.example/?next={R}&x=1"),
     # Trailing punctuation and brackets: the sentence's, kept where it was.
     ("(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key=K3Y)!", f"(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key={R})!"),
     ("[docs](https://x.example/?sig=abc), 'https://x.example/?auth=abc'; \"https://x.example/?pwd=a\"",
