@@ -41,6 +41,10 @@ _WORD_LETTERS = 5
 # The pieces PIECES splits a word into, split at percent escapes too: their hex digits ("%3A%2F") read as a token's
 # letters and digits, and took an escaped link's words ("http%3A%2F%2Fnews.example") for one.
 _PIECE = re.compile(r"(?:[^-_.~+:,;=%]|%(?![0-9a-f]{2}))+", re.IGNORECASE)
+# Where a query splits into its pairs, the separator kept: "&", and ";" (HTML 4's other one, some servers' only one)
+# where a name and "=" follow it. A value cut at every ";" would leave the rest of "sig=abc;def" kept as a word.
+# The look-ahead stops at the next ";": each is read once.
+_PAIRS = re.compile(r"(&|;(?=[^;&=]*=))")
 # Times a value is percent-decoded looking for a link in it: a redirect's parameter holding one encodes it once, a
 # redirect of a redirect twice. Each decoding reads the value again, so a text made of a value encoded a thousand
 # times must not be decoded a thousand times.
@@ -104,11 +108,12 @@ def _public_fragment(fragment: str, depth: int) -> str:
 
 
 def _public_pairs(query: str, depth: int) -> str:
-    """A query with each pair's value kept or redacted."""
+    """A query with each pair's value kept or redacted, its separators as written."""
     if not query:
         return query
     pairs = []
-    for pair in query.split("&"):
+    parts = _PAIRS.split(query)
+    for pair in parts[::2]:
         name, sep, value = pair.partition("=")
         if sep and value and secret_param(pair):
             pairs.append(f"{name}={REDACTED}")
@@ -118,7 +123,7 @@ def _public_pairs(query: str, depth: int) -> str:
             pairs.append(name + sep + _public_escaped(value, depth))
         else:
             pairs.append(name + sep + _public_word(value) if sep else _public_word(pair))
-    return "&".join(pairs)
+    return "".join(pair + separator for pair, separator in zip(pairs, [*parts[1::2], ""], strict=True))
 
 
 def _public_escaped(value: str, depth: int) -> str:

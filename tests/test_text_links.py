@@ -56,6 +56,9 @@ LINKS = [
      f"https://sso.example/cb?next=https%3A%2F%2Fapp.example%2Fhome%3Ftoken%3D{R}%26x%3D1&x=1"),
     ("https://sso.example/?next=https%253A%252F%252Fops%253Ap4ss%2540grafana.example.com%252F&x=1",
      f"https://sso.example/?next={R}&x=1"),
+    # Pairs separated by ";" (HTML 4's other separator): read one by one, as those separated by "&" are.
+    ("https://x.example/a?x=1;password=hunter2;lang=en", f"https://x.example/a?x=1;password={R};lang=en"),
+    ("https://x.example/dl?token=abc123def456;lang=en&y=2;sig=ab;cd", f"https://x.example/dl?token={R};lang=en&y=2;sig={R}"),
     # Trailing punctuation and brackets: the sentence's, kept where it was.
     ("(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key=K3Y)!", f"(see https://en.wikipedia.org/wiki/Foo_(bar)?api_key={R})!"),
     ("[docs](https://x.example/?sig=abc), 'https://x.example/?auth=abc'; \"https://x.example/?pwd=a\"",
