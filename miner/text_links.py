@@ -12,6 +12,7 @@ stay: matching and the classifier (which sees a link as "http host") read no mor
 from __future__ import annotations
 
 import re
+import unicodedata
 from urllib.parse import quote, unquote
 
 from miner.urls import PIECES, REDACTED, secret_param, token_like
@@ -31,6 +32,11 @@ _LINK = re.compile(
 # closing bracket is the link's own where it closes one the link opened (Wikipedia's "/wiki/Foo_(bar)", an IPv6
 # host's "[::1]", a "[redacted]" already there).
 _TRAILING = frozenset(".,;:!?'*…")
+# And the other scripts' sentence punctuation (Arabic's "،" "؛" "؟" "۔", the Devanagari danda "।", Armenian, Ethiopic,
+# Myanmar, Khmer, Tibetan stops...) and closing quotes ("»", "”"), which those texts glue to a link as a Latin one
+# does its full stop: Unicode's other punctuation and final quotes, past ASCII (whose "#", "%", "&", "@", "/" are a
+# link's own).
+_MARKS = frozenset({"Po", "Pf"})
 _CLOSING = {")": "(", "]": "[", "}": "{"}
 # A part of a link holding another link ("?next=https://u:p@host/"): read as a link too, but only so deep, for a text
 # of links nested a thousand times must not recurse a thousand times.
@@ -72,7 +78,7 @@ def _link_end(found: str) -> int:
         last = found[end - 1]
         if last in _CLOSING and opened[last] < 0:
             opened[last] += 1
-        elif last not in _TRAILING:
+        elif last not in _TRAILING and not (last > "\x7f" and unicodedata.category(last) in _MARKS):
             break
         end -= 1
     return end

@@ -64,6 +64,13 @@ LINKS = [
     ("[docs](https://x.example/?sig=abc), 'https://x.example/?auth=abc'; \"https://x.example/?pwd=a\"",
      f"[docs](https://x.example/?sig={R}), 'https://x.example/?auth={R}'; \"https://x.example/?pwd={R}\""),
     ("<https://x.example/?session=s1>…", f"<https://x.example/?session={R}>…"),
+    # Other scripts' sentence punctuation and closing quotes after a link: the sentence's, as a Latin full stop is.
+    ("انظر https://x.example/?token=abc123، شكرا", f"انظر https://x.example/?token={R}، شكرا"),
+    ("هل يعمل https://x.example/login?sig=abc؟", f"هل يعمل https://x.example/login?sig={R}؟"),
+    ("लॉगिन नहीं https://x.example/reset?token=abc123। कृपया", f"लॉगिन नहीं https://x.example/reset?token={R}। कृपया"),
+    ("ጠፍቷል https://x.example/?token=abc።", f"ጠፍቷል https://x.example/?token={R}።"),
+    ("«https://x.example/?auth=abc», “https://x.example/?pwd=abc”", f"«https://x.example/?auth={R}», "
+     f"“https://x.example/?pwd={R}”"),
     # Unicode: an IDN host and path, a CJK text that writes no space around a link, a full-width stop after it.
     ("见https://例え.jp/パス?token=秘密。谢谢", f"见https://例え.jp/パス?token={R}。谢谢"),
     ("Störung: https://bücher.example/ß?passwort=1&passkey=Ö", f"Störung: https://bücher.example/ß?passwort=1&passkey={R}"),
