@@ -17,6 +17,7 @@ RUNS = [
     ["replay_bench.py"],
     ["store_bench.py", "--posts", "500000", "--days", "30"],  # a third of the README's store: make bench stays short
     ["scale_bench.py", "--posts", "500000", "--services", "100", "--bucket-days", "30"],  # a fifth of the README's
+    ["upgrade_bench.py"],  # 1 M posts, about 30 s
 ]
 
 
