@@ -11,6 +11,7 @@ in a process of its own on a copy, so its RSS is its own.
 
     .venv/bin/python bench/upgrade_bench.py [--posts 1000000 --days 182 --services 19] [--keep /tmp/old.sqlite]
     .venv/bin/python bench/upgrade_bench.py --reuse /tmp/old.sqlite     # upgrade a copy of a store kept earlier
+    .venv/bin/python bench/upgrade_bench.py --link-keys    # every post's link with a ?passkey= (0017 rewrites all)
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def has_link(text: str) -> bool:
     return "://" in text or "www." in text.lower()
 
 
-def build(path: Path, n_posts: int, days: int, n_services: int, seed: int = 7) -> dict[str, Any]:
+def build(path: Path, n_posts: int, days: int, n_services: int, link_keys: bool = False,
+          seed: int = 7) -> dict[str, Any]:
     """A 0.1.0 store of ``n_posts`` real-text posts; returns what its texts hold (links, texts 0022 changes)."""
     rng = random.Random(seed)
     outage, other, _ = real_texts()
@@ -88,6 +90,8 @@ def build(path: Path, n_posts: int, days: int, n_services: int, seed: int = 7) -
             counts["changed"] += changes[text]
             link = (f"https://news.example.org/{name}/item/{i}" + ("?utm_source=rss&utm_medium=feed" if i % 2 else "")
                     if kind == "rss" else f"https://social.example.org/{i}")
+            if link_keys:
+                link = f"https://news.example.org/{name}/item/{i}?passkey={i:016x}"
             yield (i + 1, name, link if kind == "rss" else str(i + 1), text, link, iso(at), iso(at + BUCKET),
                    f"{rng.randrange(50_000):016x}", "en")
 
@@ -181,6 +185,8 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=182)
     parser.add_argument("--services", type=int, default=19, help="19 x 182 days of 5-minute buckets: 1 M rows")
+    parser.add_argument("--link-keys", action="store_true",
+                        help="every post's link (and an RSS post's id) with a ?passkey=: 0017's worst case")
     parser.add_argument("--keep", type=Path, help="keep the 0.1.0 store built here (not upgraded)")
     parser.add_argument("--reuse", type=Path, help="upgrade a copy of a 0.1.0 store kept earlier")
     parser.add_argument("--upgrade-only", type=Path, help=argparse.SUPPRESS)  # the child process
@@ -196,7 +202,7 @@ def main() -> None:
         if not args.reuse:
             if old.exists():
                 sys.exit(f"{old} exists: --reuse it or remove it")
-            counts = build(old, args.posts, args.days, args.services)
+            counts = build(old, args.posts, args.days, args.services, args.link_keys)
             print(f"0.1.0 store: {args.posts:,} posts over {args.days} days, {counts['links']:,} texts with a link "
                   f"({counts['links'] / args.posts:.1%}), {counts['changed']:,} that 0022 changes "
                   f"({counts['changed'] / args.posts:.1%})", flush=True)
