@@ -67,6 +67,15 @@ def sigint_as_from_a_terminal() -> Iterator[None]:
 
 
 @pytest.fixture
+def no_proxy_nor_trust(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy and no CA file or folder from the environment (either case: httpx and urllib read both): a test of
+    what a network failure says must reach its 127.0.0.1 server directly, trusting certifi's CAs alone."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
 

@@ -35,14 +35,7 @@ from miner.config import load_config
 from miner.store import Store
 from miner.timeutil import utcnow
 
-TRUST_ENV = ("SSL_CERT_FILE", "SSL_CERT_DIR", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_nor_trust(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in TRUST_ENV:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy_nor_trust")
 
 
 @pytest.fixture

@@ -27,14 +27,7 @@ from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.errors import SourceError
 
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy_nor_trust(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PROXY_VARS:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
+pytestmark = pytest.mark.usefixtures("no_proxy_nor_trust")
 
 
 def _failure(url: str, connect_timeout: float = 10.0) -> SourceError:
