@@ -6,6 +6,7 @@ and `miner outbox send` exits 1; it is still retried, so the queue goes out by i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -240,36 +241,35 @@ email = ["oncall@example.org"]
 """
 
 
-def test_outbox_send_exits_1_when_a_notification_needs_action(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _untrusted_mail(tmp_path: Path, more_config: str = "") -> Iterator[tuple[SmtpServer, Store, list[str]]]:
+    """A STARTTLS mail server whose certificate nothing here trusts, a config routing alerts to it (and
+    ``more_config``), and a store with one incident open: the server, the store and the options that name the config
+    and store."""
     server = SmtpServer(tls="starttls", folder=tmp_path)
     server.start()
     try:
-        cfg = tmp_path / "feeds.toml"
-        cfg.write_text(CONFIG.replace("PORT", str(server.port)))
-        db = tmp_path / "miner.sqlite"
+        cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+        cfg.write_text(CONFIG.replace("PORT", str(server.port)) + more_config)
         store = Store.open(db)
         open_incident(store, "WhatsApp", utcnow())
-        store.close()
-        res = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "outbox", "send"])
+        yield server, store, ["--config", str(cfg), "--db", str(db)]
     finally:
         server.stop()
+
+
+def test_outbox_send_exits_1_when_a_notification_needs_action(tmp_path: Path) -> None:
+    with _untrusted_mail(tmp_path) as (_, store, base):
+        store.close()
+        res = CliRunner().invoke(main, [*base, "outbox", "send"])
     # Was exit 0, "sent 0, retrying 1, failed 0": nothing for cron to mail about, for 72 h.
     assert res.exit_code == 1, res.output
     assert "sent 0, retrying 1 (1 need action: see `miner outbox`), failed 0" in res.output
 
 
-
 def test_status_shows_an_alert_channel_failing_until_a_message_gets_through(tmp_path: Path) -> None:
-    server = SmtpServer(tls="starttls", folder=tmp_path)
-    server.start()
-    try:
-        cfg = tmp_path / "feeds.toml"
-        cfg.write_text(CONFIG.replace("PORT", str(server.port)))
-        db = tmp_path / "miner.sqlite"
-        store = Store.open(db)
-        open_incident(store, "WhatsApp", utcnow())
+    with _untrusted_mail(tmp_path) as (server, store, base):
         run = CliRunner()
-        base = ["--config", str(cfg), "--db", str(db)]
         assert run.invoke(main, [*base, "outbox", "send"]).exit_code == 1
         # Was nothing: `miner status` said all was well while the alert waited on a certificate for 72 h.
         shown = run.invoke(main, [*base, "status"])
@@ -283,41 +283,31 @@ def test_status_shows_an_alert_channel_failing_until_a_message_gets_through(tmp_
         assert channel["channel"] == "email" and channel["error"].startswith("SMTP TLS certificate of 127.0.0.1:")
         assert channel["last_failed_at"] is not None
 
-        alerts = load_config(cfg).alerts
+        alerts = load_config(tmp_path / "feeds.toml").alerts
         trusted = replace(alerts, smtp=replace(alerts.smtp, ca_file=str(tmp_path / "cert.pem")))
         assert dispatch(store, trusted, utcnow() + timedelta(hours=1), worker_id="w").sent == 1
         store.close()
         assert json.loads(run.invoke(main, [*base, "status", "--format", "json"]).output)["alert_channels"] == []
         assert "alerts to " not in run.invoke(main, [*base, "status"]).output
-    finally:
-        server.stop()
 
 
 def test_the_service_scrape_has_each_alert_channel_up_or_not(tmp_path: Path) -> None:
     from miner.service import Service, ServiceOptions
 
-    server = SmtpServer(tls="starttls", folder=tmp_path)
-    server.start()
-    try:
-        cfg = tmp_path / "feeds.toml"
-        cfg.write_text(CONFIG.replace("PORT", str(server.port)) + '\n[[alerts.webhooks]]\nname = "chat"\n'
-                       'url_env = "MINER_TEST_HOOK"\n\n[[alerts.routes]]\nname = "chat"\nwebhooks = ["chat"]\n')
-        config = load_config(cfg)
-        db = tmp_path / "miner.sqlite"
-        store = Store.open(db)
-        open_incident(store, "WhatsApp", utcnow())
+    chat = ('\n[[alerts.webhooks]]\nname = "chat"\nurl_env = "MINER_TEST_HOOK"\n\n[[alerts.routes]]\nname = "chat"\n'
+            'webhooks = ["chat"]\n')
+    with _untrusted_mail(tmp_path, chat) as (_, store, _base):
+        config = load_config(tmp_path / "feeds.toml")
         plan_notifications(store, config.alerts, utcnow())
         stats = dispatch(store, replace(config.alerts, routes=config.alerts.routes[:1]), utcnow(), worker_id="w")
         assert stats.needs_action == 1
         store.close()
-        service = Service(config, db, ServiceOptions(jobs=(), http=False))
+        service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=False))
         service.start()
         try:
             text = service.metrics_text()
         finally:
             service.stop()
-    finally:
-        server.stop()
     # Was no series at all: nothing to alert on while a certificate held the queue for 72 h.
     assert 'miner_alert_channel_up{channel="email"} 0' in text.splitlines()
     assert 'miner_alert_channel_up{channel="webhook:chat"} 1' in text.splitlines()
