@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import describe  # noqa: E402
-from store_bench import KEY, SERVICES, StoredVerdicts, cli, real_texts  # noqa: E402
+from store_bench import KEY, SERVICES, StoredVerdicts, cli, insert_bucket_grid, real_texts  # noqa: E402
 
 from miner.collectors.normalise import hash_author  # noqa: E402
 from miner.config import Config, parse_config  # noqa: E402
@@ -127,13 +127,7 @@ def build(path: Path, config: Config, n_posts: int, post_days: int, bucket_days:
     first_bucket = int((end - timedelta(days=bucket_days)).timestamp())
     n_buckets = bucket_days * 86400 // int(BUCKET.total_seconds())
     conn.execute("BEGIN")
-    conn.execute("CREATE TEMP TABLE svc (name TEXT)")
-    conn.executemany("INSERT INTO svc VALUES (?)", ((s,) for s in services))
-    conn.execute(
-        f"WITH RECURSIVE t(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM t WHERE n < {n_buckets - 1}) "
-        "INSERT INTO buckets (service, bucket_start, posts, complaints, score, baseline, upper) "
-        "SELECT svc.name, strftime('%Y-%m-%dT%H:%M:%S+00:00', ? + n * 300, 'unixepoch'), "
-        "abs(random()) % 4, abs(random()) % 2, 0.1, 0.6, 4.0 FROM t, svc ORDER BY 2, 1", (first_bucket,))
+    insert_bucket_grid(conn, services, first_bucket, n_buckets)
     conn.execute("COMMIT")
     print(f"  buckets: {time.monotonic() - t0:,.0f} s", flush=True)
     store = Store.open(path)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import describe  # noqa: E402
-from store_bench import SERVICES, real_texts  # noqa: E402
+from store_bench import SERVICES, insert_bucket_grid, real_texts  # noqa: E402
 
 from miner.store import Store  # noqa: E402
 from miner.store import upgrade as store_upgrade  # noqa: E402
@@ -102,13 +102,7 @@ def build(path: Path, n_posts: int, days: int, n_services: int, link_keys: bool 
     conn.execute("INSERT INTO classifications (post_id, model_version, outage, score, symptom, classified_at) "
                  "SELECT id, 'v0.1.0', abs(random()) % 8 = 0, 0.5, NULL, fetched_at FROM posts")
     n_buckets = span // int(BUCKET.total_seconds())
-    conn.execute("CREATE TEMP TABLE svc (name TEXT)")
-    conn.executemany("INSERT INTO svc VALUES (?)", ((s,) for s in services))
-    conn.execute(
-        f"WITH RECURSIVE t(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM t WHERE n < {n_buckets - 1}) "
-        "INSERT INTO buckets (service, bucket_start, posts, complaints, score, baseline, upper) "
-        "SELECT svc.name, strftime('%Y-%m-%dT%H:%M:%S+00:00', ? + n * 300, 'unixepoch'), "
-        "abs(random()) % 4, abs(random()) % 2, 0.1, 0.6, 4.0 FROM t, svc ORDER BY 2, 1", (int(start.timestamp()),))
+    insert_bucket_grid(conn, services, int(start.timestamp()), n_buckets)
     for k, svc in enumerate(services):
         opened = end - timedelta(days=1 + k)
         conn.execute("INSERT INTO incidents (service, status, opened_at, updated_at, resolved_at, sample_post_ids) "
