@@ -226,9 +226,7 @@ class Reloader:
         try:
             config = self.reread()
         except Exception as exc:  # nothing has stopped: a config refused changes nothing
-            self._counts.count(False, service.metrics)
-            log.error("config reload failed, still running with the config read before: %s", _described(exc),
-                      exc_info=not isinstance(exc, MinerError))
+            self._refused(service, exc)
             return False
         if (prepared := self._prepared(config, service)) is None:
             return False
@@ -257,8 +255,12 @@ class Reloader:
         except Exception as exc:  # nothing has stopped: the service before runs on, as for a config refused
             if prepared is not None:
                 prepared.discard()
-            self._counts.count(False, service.metrics)
-            log.error("config reload failed, still running with the config read before: %s", _described(exc),
-                      exc_info=not isinstance(exc, MinerError))
+            self._refused(service, exc)
             return None
         return prepared
+
+    def _refused(self, service: Service, exc: Exception) -> None:
+        """Count and log a reload refused before anything stopped (its config, or the model or files it names)."""
+        self._counts.count(False, service.metrics)
+        log.error("config reload failed, still running with the config read before: %s", _described(exc),
+                  exc_info=not isinstance(exc, MinerError))
