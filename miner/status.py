@@ -143,13 +143,8 @@ def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
     channels = alert_channels(config)
     if not channels:
         return []
-    rows = store.database.rows(
-        "SELECT substr(s.key, length('unreachable:') + 1) AS channel, s.value AS error, "
-        "(SELECT max(d.at) FROM deliveries d JOIN outbox o ON o.id = d.outbox_id WHERE o.channel = "
-        "substr(s.key, length('unreachable:') + 1) AND d.outcome != 'sent') AS at "
-        "FROM alert_state s WHERE s.key LIKE 'unreachable:%' AND s.value != '' ORDER BY s.key")
     return [{"channel": r["channel"], "error": r["error"], "last_failed_at": _time(r["at"])}
-            for r in rows if r["channel"] in channels]
+            for r in store.unreachable_channels() if r["channel"] in channels]
 
 
 def _time(value: str | None) -> str | None:

@@ -38,6 +38,7 @@ from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
 from miner.errors import MinerError
+from miner.store.channel_health import unreachable_key
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
 
@@ -89,7 +90,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     listed = store.due_notifications(now, limit)
     # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of
     # a dead mail server, not one SMTP timeout later at every run of its outage.
-    suspect = {ch for ch in {str(r["channel"]) for r in listed} if store.alert_state(_unreachable_key(ch))}
+    suspect = {ch for ch in {str(r["channel"]) for r in listed} if store.alert_state(unreachable_key(ch))}
     seen: set[int] = set()
     while listed:
         full = len(listed) == limit
@@ -115,11 +116,6 @@ def _throttled_key(channel: str) -> str:
     its retry. The row, not a time: a retry time stamped by a clock that was ahead is taken back with the row
     (Store.retime_alerts), where a time kept here held the channel until real time reached it."""
     return f"throttled:{channel}"
-
-
-def _unreachable_key(channel: str) -> str:
-    """alert_state: the error with which ``channel``'s server was last found unreachable; empty once it answered."""
-    return f"unreachable:{channel}"
 
 
 @dataclass
@@ -170,10 +166,10 @@ class _Run:
             store.set_alert_state(_throttled_key(channel), str(row["id"]))
         if reached is False:
             self.down[channel] = 0
-            store.set_alert_state(_unreachable_key(channel), finish.detail or "unreachable")
+            store.set_alert_state(unreachable_key(channel), finish.detail or "unreachable")
         elif reached and channel in suspect:
             suspect.discard(channel)
-            store.set_alert_state(_unreachable_key(channel), "")
+            store.set_alert_state(unreachable_key(channel), "")
         if not store.finish_notification(row["id"], self.worker_id, clock(), finish):
             stats.lapsed += 1
             log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)

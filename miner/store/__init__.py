@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from miner.store.channel_health import ChannelHealthMixin
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
 from miner.store.digest_backlog import DigestBacklogMixin
@@ -32,7 +33,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
             OutboxMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin,
-            ModelStateMixin, ReclassifyMixin):
+            ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()
