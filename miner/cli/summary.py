@@ -53,7 +53,7 @@ def print_summary(store: Store, config: Config, echo: Callable[[str], None]) -> 
     totals = store.totals()
     echo(f"\n{totals.get('posts', 0)} posts stored, {totals.get('matched', 0)} matched to a service, "
          f"{totals.get('complaints', 0)} classified as outage reports")
-    rows = store.service_totals(timedelta(minutes=config.detector.bucket_minutes))
+    rows = store.service_totals()
     if rows:
         echo(table(("service", "posts", "complaints"), [(r["service"], r["posts"], r["complaints"]) for r in rows]))
     incidents = store.incidents()

@@ -341,17 +341,13 @@ class SignalsMixin:
         )
         return {k: int(v or 0) for k, v in (row or {}).items()}
 
-    def service_totals(self, bucket: timedelta) -> list[dict[str, Any]]:
-        """Per service: posts matched and complaints (latest verdicts), busiest first; complaints as the buckets
-        count them (refresh_buckets): an author once per bucket of width ``bucket``, a post without one alone."""
-        seconds = int(bucket.total_seconds())
+    def service_totals(self) -> list[dict[str, Any]]:
+        """Per service: posts matched, and complaints as its buckets count them (refresh_buckets: an author once per
+        bucket, a post without one alone, an undated backlog nowhere), busiest first."""
         return self.database.rows(
-            f"SELECT ps.service, count(*) AS posts, count(DISTINCT CASE WHEN c.outage = 1 AND {_COUNTED} THEN "
-            f"(CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}) || ' ' || coalesce(p.author_hash, p.id) "
-            f"END) AS complaints "
-            f"FROM post_services ps JOIN posts p ON p.id = ps.post_id "
-            f"LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST} "
-            f"GROUP BY ps.service ORDER BY posts DESC"
+            "SELECT ps.service, count(*) AS posts, coalesce((SELECT sum(b.complaints) FROM buckets b "
+            "WHERE b.service = ps.service), 0) AS complaints FROM post_services ps GROUP BY ps.service "
+            "ORDER BY posts DESC"
         )
 
     def posts_by_id(self, ids: Sequence[int]) -> list[dict[str, Any]]:
