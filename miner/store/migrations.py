@@ -10,10 +10,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
+from miner.store.federated_ids import federated_kind_ids
 from miner.store.link_scrub import scrub_stored_links, scrub_text_links
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
@@ -251,30 +251,7 @@ INCIDENT_BUCKET_MINUTES = Migration(
 # (mastodon.LOOKBACK): after the upgrade, every such status of that hour was stored a second time under its new id
 # and counted twice. Rewritten from the link stored with it, where its number is the id's: UPDATE OR IGNORE, as in
 # 0010, leaves one whose new id the source has already.
-_FEDERATED_KINDS = frozenset({"comment", "reply", "p"})  # as mastodon._NUMBERED_KINDS
-
-
-def _federated_kind_ids(conn: sqlite3.Connection) -> None:
-    rows = conn.execute(
-        "SELECT rowid, external_id, url FROM posts WHERE source IN (SELECT name FROM sources WHERE type = 'mastodon') "
-        "AND (instr(url, '/comment/') OR instr(url, '/reply/') OR instr(url, '/p/'))").fetchall()
-    conn.executemany("UPDATE OR IGNORE posts SET external_id = ? WHERE rowid = ?",
-                     [(new, rowid) for rowid, old, url in rows if (new := _federated_kind_id(old, url)) is not None])
-
-
-def _federated_kind_id(old: str, url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return None
-    *_, kind, last = ["", "", *parts.path.rstrip("/").split("/")]
-    if kind in _FEDERATED_KINDS and last.isdigit() and old == f"{host}/{last}":
-        return f"{host}/{kind}/{last}"
-    return None
-
-
-MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", _federated_kind_ids)
+MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", federated_kind_ids)
 
 # The links written in a post's text are stored without a credential (miner/text_links.py): the texts stored before
 # kept a poster's ?token=, password-reset link or user:password@ as written, in the store and in every alert, board
