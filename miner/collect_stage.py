@@ -133,7 +133,8 @@ class CollectStage:
                                                poll.next_poll_at, poll.result.not_modified, poll.duration_s,
                                                late=True, posts_late=stats.posts_late, late_by_s=stats.late_by_s)
                     else:
-                        self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at)
+                        self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at,
+                                                       needs_action=poll.needs_action)
                         report = CollectReport(name, poll.type, 0, 0, 0, poll.error, poll.next_poll_at, False,
                                                poll.duration_s, late=True)
                     if poll.stale and not (after and after[0].stale):
@@ -221,12 +222,13 @@ class CollectStage:
         nxt = next_poll_at(source, now, failures + 1, err.retry_after, settings, rng, permanent=err.permanent,
                            answered=answered)
         failed = CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
-        poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s)
+        action = err.calls_for_action(failures + 1)
+        poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s, needs_action=action)
         if held is not None and (source.name in held.polls or held.store_error is not None):
             held.hold(source.name, poll)
             return failed
         try:
-            self.store.record_poll_failure(source.name, str(err), now, nxt)
+            self.store.record_poll_failure(source.name, str(err), now, nxt, needs_action=action)
         except StoreError as exc:
             if held is None:
                 raise

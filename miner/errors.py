@@ -43,6 +43,13 @@ class StoreError(MinerError):
         self.same_as = message if same_as is None else same_as
 
 
+# Failed polls in a row, the last of them answered with ``bad_content``, after which the source is taken to need
+# someone to act (SourceError.calls_for_action). A maintenance page, a captive portal or a cache's empty answer
+# passes within a few polls; at the default interval (300 s) and backoff (60 s doubling, up to a quarter shorter at
+# random), the sixth poll comes 33 to 39 minutes after the first.
+BAD_CONTENT_POLLS = 6
+
+
 class SourceError(MinerError):
     """One poll of one source failed. The message becomes the source's ``last_error``.
 
@@ -50,7 +57,10 @@ class SourceError(MinerError):
     ``permanent`` marks errors retrying cannot fix soon (401/403/404, bad config). ``needs_action``: a TLS failure
     (a certificate not trusted, expired or for another name; no TLS in common): polled on its backoff as any other
     failure, so a fix is picked up, but logged as an error, since it lasts until someone acts (net_errors.py).
+    ``bad_content``: a :class:`BadContent`.
     """
+
+    bad_content = False
 
     def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False,
                  needs_action: bool = False) -> None:
@@ -58,6 +68,21 @@ class SourceError(MinerError):
         self.retry_after = retry_after
         self.permanent = permanent
         self.needs_action = needs_action
+
+    def calls_for_action(self, failures: int) -> bool:
+        """Whether this failure, the ``failures``-th in a row (itself counted), lasts until someone acts: a permanent
+        error (a revoked token's 401, a feed's 404 or 410, a setting missing) or a TLS one at once; an answer that is
+        not the source's content once the source has failed BAD_CONTENT_POLLS polls in a row. Not a 429, a 5xx, a
+        timeout, a refused or reset connection, a DNS failure: those pass by themselves, as the alert channels' do."""
+        return self.permanent or self.needs_action or (self.bad_content and failures >= BAD_CONTENT_POLLS)
+
+
+class BadContent(SourceError):
+    """The server answered, but not with what the source's type serves (an HTML page for a feed, JSON without the
+    posts, no body at all): a maintenance page or captive portal that passes, or a feed moved or turned off, as only
+    its lasting tells (see SourceError.calls_for_action)."""
+
+    bad_content = True
 
 
 class ModelError(MinerError):

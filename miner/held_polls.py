@@ -35,6 +35,7 @@ class HeldPoll:
     duration_s: float
     skipped: int = 0  # posts left out as duplicates or past retention, reported as duplicates
     stale: bool = False  # of the source's type or url before the config changed them (see HeldPolls.mark_stale)
+    needs_action: bool = False  # a failure that lasts until someone acts (SourceError.calls_for_action)
 
 
 class HeldPolls:

@@ -62,6 +62,10 @@ HELP = {
     "miner_alert_channel_up": ("gauge", "0 while the alert channel's server was found failing at its last attempt "
                                "(down, or a TLS certificate not trusted: `miner status` says which), until a message "
                                "gets through; else 1."),
+    "miner_source_needs_action": ("gauge", "1 while the source's failed polls need someone to act (a 401, 404 or 410, "
+                                  "a TLS certificate not trusted, a page that is no feed poll after poll: `miner "
+                                  "status` says which), not a failure that passes by itself (a 429, a 5xx, a "
+                                  "timeout); else 0."),
     "miner_source_warning": ("gauge", "1 while the source has a warning that stands (`miner status` shows it: a "
                              "URL moved for good, posts missed...), else 0."),
 }

@@ -83,6 +83,11 @@ class ServiceScrape:
             failing = {c["channel"] for c in channel_status(store, self.config)}
             self.metrics.replace("miner_alert_channel_up", {
                 (("channel", ch),): 0.0 if ch in failing else 1.0 for ch in alert_channels(self.config)})
+            # From the store, as `miner status` shows it: after a restart, a source failing for good (polled again
+            # only backoff_max later) has it at once.
+            self.metrics.replace("miner_source_needs_action", {
+                (("source", s.name),): 1.0 if rows.get(s.name, {}).get("needs_action_since") else 0.0
+                for s in self.config.sources if s.enabled})
             self.metrics.replace("miner_source_warning", {
                 (("source", s.name),): 1.0 if current_warning(rows.get(s.name, {})) else 0.0
                 for s in self.config.sources if s.enabled})

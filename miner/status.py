@@ -1,5 +1,5 @@
-"""What `miner status` shows: each service's last hour against its baseline, each source's health, and the alert
-channels whose server the last attempt could not reach."""
+"""What `miner status` shows: each service's last hour against its baseline, each source's health (and whether it
+needs someone to act), and the alert channels whose server the last attempt could not reach."""
 
 from __future__ import annotations
 
@@ -103,12 +103,17 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
 
     ``warning`` is the one that stands (see current_warning; "" for none), ``warning_at`` when a poll last gave it
     (None for none, or for one stored before its time was). ``behind``: its last poll stopped before it had read
-    everything new, and the next polls read the rest (the detector waits for them: see sources.behind)."""
+    everything new, and the next polls read the rest (the detector waits for them: see sources.behind).
+    ``needs_action``: its last poll failed in a way that lasts until someone acts (SourceError.calls_for_action: a
+    revoked token's 401, a feed's 404 or 410, a TLS certificate not trusted, a page that is no feed poll after poll),
+    not one that passes by itself (a 429, a 5xx, a timeout); ``needs_action_since``, the first failed poll of that
+    run (None for none). A disabled source, which is not polled, needs none."""
     rows = {r["name"]: r for r in store.source_rows()}
     out = []
     for src in config.sources:
         row = rows.get(src.name, {})
         warning = current_warning(row)
+        since = _time(row.get("needs_action_since")) if src.enabled else None
         out.append({
             "source": src.name,
             "type": src.type,
@@ -117,6 +122,8 @@ def source_status(store: Store, config: Config) -> list[dict[str, Any]]:
             "next_poll": _time(row.get("next_poll_at")) if src.enabled else None,
             "failures": row.get("consecutive_failures", 0),
             "last_error": row.get("last_error") or "",
+            "needs_action": since is not None,
+            "needs_action_since": since,
             "posts_stored": row.get("posts_stored", 0),
             "behind": bool(row.get("behind", 0)),
             "warning": warning[0] if warning else "",

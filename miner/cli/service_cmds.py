@@ -71,9 +71,12 @@ def status(app: AppContext, fmt: str) -> None:
     reload), and how many posts of the last 24 h count another model's verdict, or one decided at another setting (a
     change whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
     ended since wait for. Per source: last ok, next poll, whether its last poll is behind, last error; then the
-    sources with a warning, when last seen (a warning stands until a poll reads the source again without it; a 304
-    clears none). Times are UTC. Posts are counted once `miner run` has
-    classified them (`miner collect` only stores them); a line under the services says how many wait for that.
+    sources whose failure needs someone to act, with since when and the whole error (a 401, 403, 404 or 410, a TLS
+    certificate not trusted, a setting missing, a page that is no feed poll after poll: not a 429, a 5xx, a timeout,
+    which pass by themselves), until a poll succeeds or fails otherwise; then the sources with a warning, when last
+    seen (a warning stands until a poll reads the source again without it; a 304 clears none). Times are UTC.
+    Posts are counted once `miner run` has classified them (`miner collect` only stores them); a line under the
+    services says how many wait for that.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -96,9 +99,10 @@ def status(app: AppContext, fmt: str) -> None:
     sources whose next poll the first bucket ended since waits for; [] for none, or when the detector's next run
     scores a bucket) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null:
     never polled successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false),
-    failures, last_error, posts_stored, behind (true or false), warning (whole; "" for none) and warning_at (when a
-    poll last gave it; null for none, or for one an older miner stored without its time). Times are ISO 8601 with
-    their offset.
+    failures, last_error, needs_action (true or false; false for a disabled source) and needs_action_since (the first
+    failed poll of those that need someone to act; null for none), posts_stored, behind (true or false), warning
+    (whole; "" for none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored
+    without its time). Times are ISO 8601 with their offset.
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
@@ -142,6 +146,13 @@ def status(app: AppContext, fmt: str) -> None:
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
                        shown_time(s["next_poll"], "now" if s["enabled"] else "disabled"), s["failures"],
                        "yes" if s["behind"] else "", s["last_error"]) for s in sources], max_width=70))
+    acting = [s for s in sources if s["needs_action"]]
+    if acting:
+        click.echo()
+        for s in acting:  # whole, as an alert channel's below: the error says what to fix
+            n = s["failures"]
+            click.echo(f"source {s['source']} needs someone to act (since {shown_time(s['needs_action_since'])}, "
+                       f"{n} failed poll{'' if n == 1 else 's'} in a row): {s['last_error']}")
     warned = [s for s in sources if s["warning"]]
     if warned:
         click.echo()

@@ -15,7 +15,7 @@ from miner.collectors.normalise import hash_author, lang_code, parse_time, post_
 from miner.collectors.settings import CollectSettings
 from miner.config import SourceConfig
 from miner.env_names import shown_name
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
 from miner.urls import link_id, secret_parts, stored_link, url_problem
 
@@ -145,9 +145,9 @@ def as_list(value: Any, what: str, url: str, *, required: bool = True) -> list[A
     if value is None and not required:
         return []
     if value is None:
-        raise SourceError(f"unexpected JSON from {url}: no {what}")
+        raise BadContent(f"unexpected JSON from {url}: no {what}")
     if not isinstance(value, list):
-        raise SourceError(f"unexpected JSON from {url}: {what} is not a list")
+        raise BadContent(f"unexpected JSON from {url}: {what} is not a list")
     return value
 
 

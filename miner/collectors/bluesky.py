@@ -31,7 +31,7 @@ from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, join_cursor, split_cursor
 from miner.collectors.tokens import Token, TokenCache, jwt_expiry
 from miner.config import SourceConfig
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.urls import shown_url
 
@@ -68,7 +68,7 @@ class BlueskyCollector:
         data = json_object(resp)
         access, refresh = text_of(data.get("accessJwt")), text_of(data.get("refreshJwt"))
         if not access:
-            raise SourceError(f"bluesky {what} from {resp.where} returned no accessJwt")
+            raise BadContent(f"bluesky {what} from {resp.where} returned no accessJwt")
         token = Token(access=access, expires_at=jwt_expiry(access, now), refresh=refresh or None)
         self.sessions.put(source.name, token)
         return token

@@ -26,7 +26,7 @@ from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.urls import shown_url
 
@@ -125,7 +125,7 @@ class DiscourseCollector:
         self, source: SourceConfig, ctx: PollContext, site: str, data: dict[str, Any], where: str
     ) -> list[tuple[int, Post]]:
         if "posts" not in data and "grouped_search_result" not in data:
-            raise SourceError(f"unexpected JSON from {where}: no 'posts' (is this a Discourse forum?)")
+            raise BadContent(f"unexpected JSON from {where}: no 'posts' (is this a Discourse forum?)")
         topics = [t for t in map(as_dict, loose_list(data.get("topics"))) if isinstance(t.get("id"), int)]
         titles = {t["id"]: text_of(t.get("title")) for t in topics}
         out: list[tuple[int, Post]] = []
@@ -161,7 +161,7 @@ class DiscourseCollector:
                  for u in map(as_dict, loose_list(data.get("users"))) if isinstance(u.get("id"), int)}
         topic_list = as_dict(data.get("topic_list"))
         if "topic_list" not in data:
-            raise SourceError(f"unexpected JSON from {where}: no 'topic_list' (is this a Discourse forum?)")
+            raise BadContent(f"unexpected JSON from {where}: no 'topic_list' (is this a Discourse forum?)")
         out: list[tuple[int, Post]] = []
         for raw in as_list(topic_list.get("topics"), "topic_list.topics", where):
             item = as_dict(raw)

@@ -19,7 +19,7 @@ from miner.collectors.base import PollContext
 from miner.collectors.http import Response, conditional_headers, empty_body, fetch
 from miner.collectors.normalise import parse_time, stable_id
 from miner.config import SourceConfig
-from miner.errors import SourceError
+from miner.errors import BadContent
 from miner.records import SourceState
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,9 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
         raise empty_body(resp)
     head = resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if "json" in resp.content_type or head.startswith((b"{", b"[")):
-        raise SourceError(f"expected a feed from {where}, got {resp.content_type or 'JSON'}")
+        raise BadContent(f"expected a feed from {where}, got {resp.content_type or 'JSON'}")
     if head.startswith((b"<!doctype html", b"<html")):
-        raise SourceError(f"expected a feed from {where}, got an HTML page ({resp.content_type or 'no type'})")
+        raise BadContent(f"expected a feed from {where}, got an HTML page ({resp.content_type or 'no type'})")
     headers = {k: v for k, v in resp.headers.items() if k not in _TRANSFER_HEADERS}
     # The base relative entry links and guids are resolved against: without the URL's user:password and query,
     # which may hold the feed's key and would be copied into every post's url and id (a link "#c2" keeps the query).
@@ -164,9 +164,9 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
             log.warning("%s: %s", source_name, message)
             warnings.append(message)
         else:
-            raise SourceError(f"malformed feed from {where}: {detail}")
+            raise BadContent(f"malformed feed from {where}: {detail}")
     if not entries and not parsed.get("version"):
-        raise SourceError(f"not an RSS/Atom feed: {where} ({resp.content_type or 'no content type'})")
+        raise BadContent(f"not an RSS/Atom feed: {where} ({resp.content_type or 'no content type'})")
     return parsed, warnings, unread
 
 

@@ -24,7 +24,7 @@ from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.normalise import SURROGATE
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
@@ -326,7 +326,7 @@ def status_error(resp: Response, now: datetime) -> SourceError:
 def empty_body(resp: Response) -> SourceError:
     """The error for a 2xx answer without a body (a CDN or cache that lost it, a 204), which was reported as "not an
     RSS/Atom feed" or "invalid JSON": that sent the operator to check the URL."""
-    return SourceError(f"empty response (HTTP {resp.status}, no body) from {resp.where}")
+    return BadContent(f"empty response (HTTP {resp.status}, no body) from {resp.where}")
 
 
 def read_json(resp: Response) -> Any:
@@ -335,31 +335,31 @@ def read_json(resp: Response) -> Any:
         raise empty_body(resp)
     ctype = resp.content_type
     if ctype and not ("json" in ctype or ctype in ("text/plain", "text/javascript", "application/javascript")):
-        raise SourceError(f"expected JSON from {resp.where}, got {ctype}")
+        raise BadContent(f"expected JSON from {resp.where}, got {ctype}")
     if resp.body[:512].lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         # A login wall, captive portal or proxy error page sent without a type, or labelled JSON: "invalid JSON:
         # Expecting value at line 1 column 1" did not say what came.
-        raise SourceError(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
+        raise BadContent(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
     try:
         text = resp.body.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise SourceError(f"invalid JSON from {resp.where}: not UTF-8 text") from None
+        raise BadContent(f"invalid JSON from {resp.where}: not UTF-8 text") from None
     try:
         return _without_surrogates(json.loads(text))
     except json.JSONDecodeError as exc:
         # Cut short: the error sits at the end, after at most a partial literal or number ("nu", "12").
         cut = bool(_PARTIAL_TAIL.fullmatch(text[exc.pos:].strip())) or exc.msg.startswith("Unterminated string")
         hint = " (truncated body?)" if cut else ""
-        raise SourceError(
+        raise BadContent(
             f"invalid JSON from {resp.where}: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}"
         ) from None
     except RecursionError:
-        raise SourceError(f"invalid JSON from {resp.where}: nested too deeply") from None
+        raise BadContent(f"invalid JSON from {resp.where}: nested too deeply") from None
     except ValueError:
         # An integer longer than Python converts (sys.get_int_max_str_digits) is a bare ValueError, which failed the
         # poll as an internal error of the collector, with a traceback logged at every poll.
-        raise SourceError(f"invalid JSON from {resp.where}: a number of more than {sys.get_int_max_str_digits()} "
-                          "digits") from None
+        raise BadContent(f"invalid JSON from {resp.where}: a number of more than {sys.get_int_max_str_digits()} "
+                         "digits") from None
 
 
 def _without_surrogates(value: Any) -> Any:
@@ -390,7 +390,7 @@ def _headers(headers: httpx.Headers) -> dict[str, str]:
 def json_object(resp: Response) -> dict[str, Any]:
     data = read_json(resp)
     if not isinstance(data, dict):
-        raise SourceError(f"unexpected JSON from {resp.where}: expected an object, got {type(data).__name__}")
+        raise BadContent(f"unexpected JSON from {resp.where}: expected an object, got {type(data).__name__}")
     return data
 
 

@@ -28,7 +28,7 @@ from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.config import SourceConfig
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
 
@@ -133,7 +133,7 @@ class LemmyCollector:
                      secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
         data = json_object(resp)
         if "posts" not in data and "comments" not in data:
-            raise SourceError(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")
+            raise BadContent(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")
         # One of them is there (checked above); a missing one is an empty list.
         return resp, {key: [as_dict(v) for v in as_list(data.get(key), key, resp.where, required=False)]
                       for key in ("posts", "comments")}

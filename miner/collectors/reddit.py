@@ -39,7 +39,7 @@ from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache, expiry_after
 from miner.config import SourceConfig
 from miner.env_names import shown_name
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
 
@@ -280,7 +280,7 @@ class _Listing:
         resp = self.collector.get(self.source, self.ctx, self.url, params)
         data = json_object(resp)
         if data.get("kind") != "Listing":
-            raise SourceError(f"unexpected JSON from {resp.where}: not a reddit Listing")
+            raise BadContent(f"unexpected JSON from {resp.where}: not a reddit Listing")
         listing = as_dict(data.get("data"))
         items = [as_dict(as_dict(raw).get("data"))
                  for raw in as_list(listing.get("children"), "data.children", resp.where)]

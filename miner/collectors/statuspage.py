@@ -16,7 +16,7 @@ from miner.collectors.http import conditional_headers, fetch, json_object, state
 from miner.collectors.normalise import fold, html_to_text, parse_time
 from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
-from miner.errors import SourceError
+from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class StatuspageCollector:
             return FetchResult(state=state, not_modified=True)
         data = json_object(resp)
         if "incidents" not in data:
-            raise SourceError(f"unexpected JSON from {resp.where}: no 'incidents' (is this a Statuspage?)")
+            raise BadContent(f"unexpected JSON from {resp.where}: no 'incidents' (is this a Statuspage?)")
         incidents = []
         page_url = text_of(as_dict(data.get("page")).get("url"))
         page_url = page_url if page_url.startswith(("https://", "http://")) else ""

@@ -68,6 +68,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "(collect.max_pages, a rate limit, a failed later page) and the next polls read the rest: the "
                   "detector waits for them (detector.settle_minutes at most). 0 when it read it all, or what it "
                   "left is missed for good (a warning says so).",
+        "needs_action_since": "While the last poll's failure needs someone to act (a 400, 401, 403, 404, 405, 410 or "
+                              "451, a TLS failure, a setting missing, an answer that is not the source's content at "
+                              "the sixth failed poll in a row or later), when the run of such failures began; NULL "
+                              "after a success or a failure that passes by itself (a 429, a 5xx, a timeout, a "
+                              "refused connection, DNS). Set from the last error by 0024_sources_needs_action for "
+                              "a store upgraded while a source failed so.",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id; never given again once pruned (see store_state's last_pruned_post_id).",

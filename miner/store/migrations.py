@@ -263,11 +263,28 @@ TEXT_LINKS = Migration("0022_text_links", "", scrub_text_links)
 VERDICT_DECISIONS = Migration("0023_verdict_decisions", "ALTER TABLE classifications ADD COLUMN threshold REAL;\n"
                               "ALTER TABLE classifications ADD COLUMN early_exit INTEGER;")
 
+# Since when a source's failed polls need someone to act (SourceError.calls_for_action: a 401, 404 or 410, a TLS
+# certificate not trusted, a setting missing): only the error's text was kept, and `miner status` and /metrics could
+# not tell it from a 503 that passes by itself. A source failing before has its last error read by the first words
+# miner wrote for those statuses and TLS failures, since its last failure (when the run began is not kept); any other
+# is told at its next poll.
+SOURCES_NEEDS_ACTION = Migration(
+    "0024_sources_needs_action",
+    """
+        ALTER TABLE sources ADD COLUMN needs_action_since TEXT;
+        UPDATE sources SET needs_action_since = last_error_at WHERE consecutive_failures > 0 AND (
+            last_error GLOB 'HTTP 40[01345] from *' OR last_error GLOB 'HTTP 410 from *'
+            OR last_error GLOB 'HTTP 451 from *' OR last_error GLOB 'TLS certificate of *'
+            OR last_error GLOB 'TLS handshake with *');
+    """,
+)
+
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
-                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS]
+                               INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
+                               SOURCES_NEEDS_ACTION]
 
 
 def _statements(script: str) -> Iterator[str]:

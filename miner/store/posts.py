@@ -121,8 +121,8 @@ class PostsMixin:
             conn.execute(
                 "UPDATE sources SET etag = :etag, last_modified = :last_modified, cursor = :cursor, "
                 "last_poll_at = :now, last_ok_at = :now, last_error = NULL, consecutive_failures = 0, "
-                "behind = :behind, next_poll_at = :next, polls = polls + 1, posts_stored = posts_stored + :posts, "
-                "incidents_stored = incidents_stored + :incidents, "
+                "needs_action_since = NULL, behind = :behind, next_poll_at = :next, polls = polls + 1, "
+                "posts_stored = posts_stored + :posts, incidents_stored = incidents_stored + :incidents, "
                 "last_warning = coalesce(:warning, last_warning), "
                 "last_warning_at = CASE WHEN :warning IS NULL THEN last_warning_at ELSE :now END, "
                 "warning_cleared_at = CASE WHEN :warning IS NOT NULL THEN NULL "

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 # A source's poll state (cursor, validators, backoff, last error, warning and success, behind) started afresh.
 _RESET = ("UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, next_poll_at = NULL, "
           "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
-          "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0 WHERE name = ?")
+          "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0, "
+          "needs_action_since = NULL WHERE name = ?")
 
 
 class SourcesMixin:
@@ -104,13 +105,19 @@ class SourcesMixin:
                  else r["next_poll_at"] for n in wanted for r in (known.get(n),)}
         return sorted((n for n in wanted if since[n] <= now_s), key=since.__getitem__)
 
-    def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime) -> int:
-        """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures."""
+    def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime, *,
+                            needs_action: bool = False) -> int:
+        """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures.
+
+        ``needs_action``: the failure lasts until someone acts (SourceError.calls_for_action); needs_action_since
+        keeps when the run of such failures began, and a failure that passes by itself (a 503) ends it, as a success
+        does (Store.save_fetch): the source's state is its last poll's."""
         with self.database.transaction() as conn:
             conn.execute(
                 "UPDATE sources SET last_poll_at = ?, last_error = ?, last_error_at = ?, polls = polls + 1, "
-                "consecutive_failures = consecutive_failures + 1, next_poll_at = ? WHERE name = ?",
-                (iso(now), error[:2000], iso(now), iso(next_poll_at), name),
+                "consecutive_failures = consecutive_failures + 1, next_poll_at = ?, "
+                "needs_action_since = CASE WHEN ? THEN coalesce(needs_action_since, ?) END WHERE name = ?",
+                (iso(now), error[:2000], iso(now), iso(next_poll_at), needs_action, iso(now), name),
             )
             row = conn.execute("SELECT consecutive_failures FROM sources WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
