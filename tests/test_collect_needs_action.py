@@ -8,6 +8,8 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ from netfaults import ok_server, self_signed
 from miner.cli import main
 from miner.collectors.poller import Poller
 from miner.collectors.settings import CollectSettings
-from miner.config import SourceConfig, load_config
+from miner.config import SourceConfig, load_config, parse_config
 from miner.errors import BAD_CONTENT_POLLS, SourceError
+from miner.held_polls import HeldPolls
+from miner.pipeline import Pipeline
 from miner.store import Store
 from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import iso, utcnow
@@ -176,3 +180,32 @@ def _error(url: str) -> str:
     with (Poller(CollectSettings(), hash_key=b"k", environ={}) as poller, pytest.raises(SourceError) as info):
         poller.poll(SourceConfig("s", "rss", url=url, timeout=5))
     return str(info.value)
+
+
+def test_a_failure_held_while_the_store_took_no_writes_is_stored_as_needing_action(store: Store) -> None:
+    # A source's polls made while the store takes no writes (a full disk) are held and stored later, in order: the
+    # 401 held behind a success is stored then, and as needing action.
+    t0 = datetime(2026, 12, 1, 12, tzinfo=UTC)
+    items = "".join(f"<item><guid>item-{n}</guid><title>down {n}</title><description>{'x' * 2000}</description>"
+                    f"<pubDate>{format_datetime(t0 - timedelta(minutes=n))}</pubDate></item>" for n in range(4))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    answers = iter([Reply(200, feed, content_type="application/rss+xml"),  # each item a page of the store's own
+                    Reply(401, b"revoked", content_type="text/plain")])
+    with FakeServer() as server:
+        server.serve("/private.rss", lambda request: next(answers))
+        config = parse_config(f'[[sources]]\nname = "private"\ntype = "rss"\nurl = "{server.url}/private.rss"\n'
+                              "interval = 60\n")
+        pipe, held = Pipeline(config, store), HeldPolls()
+        pages = store.database.one("PRAGMA page_count")["page_count"]  # type: ignore[index]
+        store.database.conn.execute(f"PRAGMA max_page_count = {pages}")  # full: no write may add a page
+        with Poller(config.collect, hash_key=b"k") as poller:
+            assert pipe.collect(t0, poller, held=held)[0].held > 0
+            (failed,) = pipe.collect(t0 + timedelta(seconds=61), poller, held=held)
+            assert failed.error is not None and failed.error.startswith("HTTP 401")
+            assert len(held.polls["private"]) == 2
+            store.database.conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
+            pipe.collect(t0 + timedelta(seconds=75), poller, held=held)
+    assert not held.polls
+    row = store.source_row("private")
+    assert row is not None and row["consecutive_failures"] == 1
+    assert row["needs_action_since"] == iso(t0 + timedelta(seconds=61))
