@@ -34,7 +34,8 @@ CANNED = {
     },
     "failing_sources": {
         "title": "Failing sources",
-        "sql": "SELECT name, type, consecutive_failures, last_error, last_error_at, last_ok_at, next_poll_at "
+        "sql": "SELECT name, type, consecutive_failures, last_error, last_error_at, needs_action_since, last_ok_at, "
+               "next_poll_at "
                "FROM sources WHERE consecutive_failures > 0 ORDER BY consecutive_failures DESC",
     },
 }

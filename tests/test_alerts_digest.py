@@ -50,6 +50,23 @@ def test_digest_summarises_open_and_recent_incidents_and_failing_sources(store: 
         "multipart/alternative", "text/plain", "multipart/related", "text/html", "image/png", "image/png"]
 
 
+def test_digest_says_which_failing_sources_need_someone_to_act(store: Store) -> None:
+    """A revoked token's 401 lasts until someone acts; a 429 passes. The digest's reader, who may never run
+    `miner status`, is told which is which."""
+    from miner.config import SourceConfig
+
+    store.sync_sources([SourceConfig(name="private", type="rss", url="https://x.example/feed"),
+                        SourceConfig(name="reddit-ug", type="reddit", query="airtel")])
+    store.record_poll_failure("private", "HTTP 401 <Unauthorized> from x.example", T0, T0 + timedelta(minutes=5),
+                              needs_action=True)
+    store.record_poll_failure("reddit-ug", "HTTP 429 too many requests", T0, T0 + timedelta(minutes=5))
+    d = render_digest(store, settings(), T0 + timedelta(minutes=10), "oncall")
+    assert "private (rss): needs someone to act: HTTP 401 <Unauthorized>" in d.text
+    assert "reddit-ug (reddit): HTTP 429 too many requests" in d.text
+    assert "<b>needs someone to act:</b> HTTP 401 &lt;Unauthorized&gt;" in d.html
+    assert d.html.count("needs someone to act") == 1
+
+
 def test_digest_as_of_an_earlier_time_does_not_leak_the_future(store: Store) -> None:
     seeded(store)
     d = render_digest(store, settings(), T0 + timedelta(minutes=10), "oncall")

@@ -184,6 +184,7 @@ class FailingSource:
     error: str
     failures: int
     last_ok_at: str
+    needs_action: bool = False  # lasts until someone acts (sources.needs_action_since): no use waiting for it
 
 
 def _json(value: Any, default: Any) -> Any:
@@ -307,7 +308,8 @@ def failing_sources(store: Store, sources: Collection[str] | None) -> list[Faili
     """Failing sources among ``sources`` (the configured ones; None: every source in the store)."""
     return [
         FailingSource(clean_text(r["name"], 80), clean_text(r["type"], 30), clean_text(r.get("last_error"), 200),
-                      int(safe_number(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"))
+                      int(safe_number(r.get("consecutive_failures"))), str(r.get("last_ok_at") or "never"),
+                      bool(r.get("needs_action_since")))
         for r in store.failing_sources(sources)
     ]
 

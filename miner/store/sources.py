@@ -137,8 +137,8 @@ class SourcesMixin:
         Rows of sources since removed from feeds.toml stay in the table with their last failure count; without
         ``names`` to restrict to, they would be reported as failing forever. ``None`` means every stored row.
         """
-        sql = ("SELECT name, type, last_error, last_error_at, last_ok_at, consecutive_failures FROM sources "
-               "WHERE consecutive_failures > 0")
+        sql = ("SELECT name, type, last_error, last_error_at, last_ok_at, consecutive_failures, needs_action_since "
+               "FROM sources WHERE consecutive_failures > 0")
         if names is None:
             return self.database.rows(sql + " ORDER BY name")
         wanted = sorted(set(names))
