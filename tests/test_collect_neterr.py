@@ -147,14 +147,20 @@ def test_a_proxy_refusing_the_tunnel_says_so(monkeypatch: pytest.MonkeyPatch) ->
     assert str(error).startswith(f"proxy 127.0.0.1:{port} refused the tunnel to status.example.com (403 Forbidden): ")
 
 
-def test_a_tls_failure_is_logged_as_an_error_and_an_outage_as_a_warning(tmp_path: Path,
-                                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failure_needing_action_is_logged_as_an_error_and_an_outage_as_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     port = refused_port()
-    with ok_server(tls=self_signed(tmp_path)) as tls_port, Poller(CollectSettings(), hash_key=b"k",
-                                                                  environ={}) as poller:
+
+    def unauthorized(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
+
+    with ok_server(tls=self_signed(tmp_path)) as tls_port, serving(unauthorized) as auth_port, \
+            Poller(CollectSettings(), hash_key=b"k", environ={}) as poller:
         caplog.set_level(logging.WARNING, logger="miner.collectors.poller")
         poller.poll_isolated(SourceConfig("certs", "rss", url=f"https://127.0.0.1:{tls_port}/feed.rss"))
+        poller.poll_isolated(SourceConfig("token", "rss", url=f"http://127.0.0.1:{auth_port}/feed.rss"))
         poller.poll_isolated(SourceConfig("down", "rss", url=f"http://127.0.0.1:{port}/feed.rss"))
     levels = {r.getMessage().split(" failed")[0]: r.levelname for r in caplog.records}
-    assert levels == {"source certs": "ERROR", "source down": "WARNING"}
+    assert levels == {"source certs": "ERROR", "source token": "ERROR", "source down": "WARNING"}
 

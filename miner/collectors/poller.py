@@ -219,8 +219,9 @@ class Poller:
                 return PollOutcome(source.name, started, time.monotonic() - clock,
                                    error=SourceError("poll given up by its round"))
             if isinstance(exc, SourceError):
-                # A TLS failure lasts until someone fixes a certificate or trust store: an error, not a passing outage.
-                log.log(logging.ERROR if exc.needs_action else logging.WARNING, "source %s failed: %s",
+                # A TLS failure or a permanent one (a revoked token's 401, a feed's 404 or 410) lasts until someone
+                # acts, as `miner status` says: an error, not a warning of a passing outage.
+                log.log(logging.ERROR if exc.needs_action or exc.permanent else logging.WARNING, "source %s failed: %s",
                         source.name, exc)
                 return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
             # A collector bug must cost one source one round, not the whole round.
