@@ -31,6 +31,11 @@ REPORTS_SOURCE = "reports"
 
 Progress = Callable[[int], None]
 
+# How far a verdict's stored score may be from the model's, where its decision was not recorded: miner 0.1.0 stored
+# scores rounded to 6 decimals (0.3699996 as 0.37), and which side of a threshold so near it the model's fell on is
+# unknown. Scores stored with their decision are unrounded.
+UNRECORDED_ROUNDING = 1e-6
+
 
 def load_model(config: Config) -> Classifier:
     """The model ``config`` names ([classifier].model_dir, relative to the config's folder)."""
@@ -157,16 +162,43 @@ class Pipeline(CollectStage, DetectStage):
         leaves as it is: the exits are calibrated against the model's threshold, and are off below it), stored
         unrounded, so comparing it with the new threshold decides as the model would. Running the model again gave
         the same decisions (5,000 of 5,000 in a bench; its batch-dependent quantization may move a few across the
-        threshold: models/MODEL_CARD.md), in 60 to 100 times the time. A post that was no outage and is one now
-        needs its symptom, which a non-outage verdict does not keep: the model runs for it."""
+        threshold: models/MODEL_CARD.md), in 60 to 100 times the time. A verdict stored before its decision was
+        recorded is decided from its score where that score tells without it (see _unrecorded_outage). A post that
+        was no outage and is one now needs its symptom, which a non-outage verdict does not keep: the model runs
+        for it."""
         latest, now = post.latest, self.classifier.decision
-        if latest is None or latest.model_version != self.classifier.version or latest.decision is None \
-                or latest.decision.early_exit != now.early_exit:
+        if latest is None or latest.model_version != self.classifier.version:
             return None
-        outage = latest.score >= now.threshold
+        if latest.decision is None:
+            outage = self._unrecorded_outage(latest.score)
+            if outage is None:
+                return None
+        elif latest.decision.early_exit != now.early_exit:
+            return None
+        else:
+            outage = latest.score >= now.threshold
         if outage and latest.symptom is None:
             return None
         return Prediction(score=latest.score, outage=outage, symptom=latest.symptom if outage else None)
+
+    def _unrecorded_outage(self, score: float) -> bool | None:
+        """The current decision on a verdict of this model whose threshold and early exits were not recorded (an
+        older miner's), from its stored ``score``; None where the score cannot tell and the model must run.
+
+        Whichever threshold it was decided at, the score is the one compared to it, but it may be an exit probe's
+        estimate (exits on then) or the whole network's (off), and miner 0.1.0 stored it rounded to 6 decimals
+        (UNRECORDED_ROUNDING). With exits on now, a score under the threshold is no outage either way: a post an
+        exit stops is none, and one that goes through scores the whole network's, which it then scored too. One
+        at or above it is an outage only if no exit stops it now, which its score does not tell. With exits off
+        now, every score is the whole network's: a stored one at or above the exits' threshold is (a probe's is
+        below it), and decides as the model would; one below it may be a probe's."""
+        decision, margin = self.classifier.decision, UNRECORDED_ROUNDING
+        if decision.early_exit:
+            return False if score < decision.threshold - margin else None
+        if (self.classifier.exit_threshold and score < self.classifier.exit_threshold + margin) \
+                or abs(score - decision.threshold) <= margin:
+            return None
+        return score >= decision.threshold
 
     def reclassify_counts(self, since: datetime) -> tuple[int, int]:
         """What reclassify_since would do now: how many posts it would classify again (its progress bar's total;

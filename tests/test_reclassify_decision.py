@@ -138,7 +138,7 @@ def test_reclassify_runs_the_model_where_early_exits_changed_and_rolls_back_to_t
         tmp_path: Path) -> None:
     # Below the model's threshold the early exits are off (they were calibrated against it): a post that stopped at
     # an exit scored the probe's estimate, not the whole network's, so no stored score can be decided again. The
-    # model runs for every post, as it does for verdicts stored before miner recorded their decision.
+    # model runs for every post.
     cfg = _classified(tmp_path)
     before = _verdicts(cfg)
     cfg.write_text(cfg.read_text() + "threshold = 0.3\n")
@@ -157,10 +157,12 @@ def test_reclassify_runs_the_model_where_early_exits_changed_and_rolls_back_to_t
     assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
 
 
-def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by_the_model(tmp_path: Path) -> None:
+def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again(tmp_path: Path) -> None:
     # Stored by an older miner (the upgrade leaves their threshold and early_exit NULL): nothing tells what they were
     # decided at, nor whether an exit's estimate is their score. `miner status` does not count them as decided at
-    # another setting (it cannot tell), and reclassify gives them the model's verdict at the current one.
+    # another setting while the service's threshold calls their score as they were called, and reclassify gives them
+    # a verdict at the current one: from their score where it is under the threshold (no outage, exits on or off
+    # when it was scored), from the model where an exit might stop them now (tests/test_reclassify_unrecorded.py).
     cfg = _classified(tmp_path)
     config = load_config(cfg)
     with sqlite3.connect(config.store.path) as conn:
@@ -172,8 +174,11 @@ def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again_by
         assert store.reclassify_counts(utcnow() - timedelta(days=1), version, Decision(0.37, True)) == (10, 390)
     finally:
         store.close()
+    under = [pid for pid, r in _verdicts(cfg).items() if pid <= 10 and r["score"] < 0.37]
+    assert len(under) == 6
     out = _reclassify(cfg)
-    assert "reclassified 10 posts since " in out and "decided again from their stored score" not in out
+    assert "reclassified 10 posts since " in out
+    assert "(6 decided again from their stored score at threshold 0.37, early exits on, without the model)" in out
     assert "390 posts had this model's verdict already" in out
     assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
 

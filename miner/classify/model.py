@@ -65,6 +65,12 @@ class Classifier:
         self._pool: ThreadPoolExecutor | None = None
         self.exited = [0] * (len(self._graphs) - 1)  # posts stopped at each exit, over this classifier's life
 
+    @property
+    def exit_threshold(self) -> float:
+        """The probability under which an early exit of this model stops a post, the highest of its exits' (0.0:
+        it has none): with exits on, a score at or above it came from the whole network."""
+        return max((e.threshold for e in self.meta.exits if e is not None), default=0.0)
+
     def _run(
         self, seqs: list[list[int]], exits: Sequence[EarlyExit | None]
     ) -> tuple[NDArray[np.float32], NDArray[np.int64], list[int], list[NDArray[np.float32]]]:

@@ -129,7 +129,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "post_id": "posts.id.",
         "model_version": "Version of the model that classified it (`reports` for user reports).",
         "outage": "1 when the score is at least the threshold, else 0.",
-        "score": "Outage probability, 0..1.",
+        "score": "Outage probability, 0..1, as the model gave it (miner 0.1.0 stored it rounded to 6 decimals).",
         "symptom": "connectivity, login, messaging, calls, media, app, website, payments, power or general; "
                    "NULL when outage = 0.",
         "classified_at": "When it was classified (UTC); a replayed post's the replay's clock when it arrived (its "

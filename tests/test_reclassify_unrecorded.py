@@ -1,0 +1,147 @@
+"""Verdicts stored before miner recorded the threshold and early-exit setting they were decided at (migration
+0023_verdict_decisions leaves them NULL), in a store upgraded from that layout: what `miner reclassify` decides again
+from their stored score, and what `miner status` counts of them."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from miner.cli import main
+from miner.config import load_config
+from miner.pipeline import Pipeline, load_model
+from miner.records import Post
+from miner.replay import demo_stream_path, read_posts
+from miner.store import Store
+from miner.timeutil import utcnow
+
+# The shipped model decides at 0.37 with early exits on, which stop posts their probe scores under 0.055. Of the MTN
+# posts below none scores 0.8 or more, and 11 from 0.59 to 0.77: outage reports at 0.37, not at 0.8.
+RAISED = 0.8
+EXIT = 0.055
+
+
+def _config(tmp_path: Path, classifier: str = "") -> Path:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f"""
+[store]
+path = "{tmp_path / 'miner.sqlite'}"
+
+[[services]]
+name = "MTN"
+
+[[sources]]
+name = "telecom-feed"
+type = "rss"
+url = "http://127.0.0.1:9/feed.rss"
+
+[classifier]
+{classifier}
+""")
+    return cfg
+
+
+def _texts() -> list[str]:
+    return [p.text for p in read_posts(demo_stream_path()) if "mtn" in p.text.lower()][:400]
+
+
+def _stored_before_0023(tmp_path: Path) -> Path:
+    """A store of 400 real posts naming MTN from the last 7 hours, classified at the shipped model's own threshold
+    and left at the layout before 0023_verdict_decisions, its scores rounded to 6 decimals as miner 0.1.0 stored
+    them."""
+    cfg = _config(tmp_path)
+    config = load_config(cfg)
+    now = utcnow()
+    store = Store.open(config.store.path)
+    store.sync_sources(config.sources)
+    store.insert_posts([Post("telecom-feed", str(i), text, now - timedelta(minutes=i), services=("MTN",),
+                             author_hash=f"author-{i}") for i, text in enumerate(_texts())], now)
+    assert Pipeline(config, store, load_model(config)).classify_pending(now) == 400
+    store.close()
+    with sqlite3.connect(config.store.path) as conn:
+        conn.executemany("UPDATE classifications SET score = ? WHERE post_id = ?",
+                         [(round(score, 6), pid) for pid, score in conn.execute(
+                             "SELECT post_id, score FROM classifications")])
+        conn.execute("ALTER TABLE classifications DROP COLUMN threshold")
+        conn.execute("ALTER TABLE classifications DROP COLUMN early_exit")
+        conn.execute("DELETE FROM schema_migrations WHERE id = '0023_verdict_decisions'")
+    conn.close()
+    return cfg
+
+
+def _verdicts(cfg: Path) -> dict[int, sqlite3.Row]:
+    """Each post's counted (latest) verdict."""
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = {r["post_id"]: r for r in conn.execute(
+            "SELECT c.* FROM classifications c WHERE c.rowid = (SELECT c2.rowid FROM classifications c2 "
+            "WHERE c2.post_id = c.post_id ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)")}
+    conn.close()
+    return rows
+
+
+def _reclassify(cfg: Path) -> str:
+    res = CliRunner().invoke(main, ["--config", str(cfg), "reclassify", "--since", "1d"])
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_a_raised_threshold_decides_verdicts_stored_before_their_settings_from_their_scores(tmp_path: Path) -> None:
+    # After an upgrade from a miner that recorded no decision, a raised threshold ran the model for every stored
+    # post: 11 minutes for a store of 1 M posts. With early exits on now, a score under the threshold is no outage
+    # whether an exit gave it or the whole network did; a score at or above it needs the model, as an exit may stop
+    # the post now (if they were off when it was scored).
+    cfg = _stored_before_0023(tmp_path)
+    before = _verdicts(cfg)
+    high = {pid for pid, r in before.items() if r["score"] >= RAISED}
+    flipped = {pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED}
+    assert (len(high), len(flipped)) == (160, 11)
+
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    out = _reclassify(cfg)
+    assert "reclassified 400 posts since " in out
+    assert "240 decided again from their stored score at threshold 0.8, early exits on, without the model" in out
+    after = _verdicts(cfg)
+    for pid, row in after.items():
+        assert (row["threshold"], row["early_exit"], row["outage"]) == (RAISED, 1, row["score"] >= RAISED)
+        if pid not in high:
+            assert (row["score"], row["outage"], row["symptom"]) == (before[pid]["score"], 0, None)
+    # As the model decides at 0.8 itself, scoring them as they were scored (one batch: its quantization moves a
+    # score with its batch mates, models/MODEL_CARD.md, so those it ran for again may move).
+    full = load_model(load_config(cfg)).predict(_texts())
+    assert {pid: bool(row["outage"]) for pid, row in after.items() if pid not in high} == {
+        i + 1: p.outage for i, p in enumerate(full) if i + 1 not in high}
+
+
+def test_a_threshold_below_the_models_decides_from_scores_no_exit_gave(tmp_path: Path) -> None:
+    # Below the model's threshold early exits are off, and every score is the whole network's. A stored score at or
+    # above the exits' threshold is (an exit's is below it): it decides as the model would. One below it may be an
+    # exit's estimate, and a post that becomes an outage report needs its symptom: the model runs for those.
+    cfg = _stored_before_0023(tmp_path)
+    lowered = 0.3
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
+        # Decided at 0.25 by a miner 0.1.0 told so, a post scored 0.2999996 was stored as an outage report scoring
+        # 0.3: which side of 0.3 the model's score fell on, its stored score does not tell.
+        rounded = conn.execute("SELECT post_id FROM classifications WHERE score BETWEEN 0.1 AND 0.29 "
+                               "ORDER BY post_id").fetchone()[0]
+        conn.execute("UPDATE classifications SET score = 0.3, outage = 1, symptom = 'connectivity' "
+                     "WHERE post_id = ?", (rounded,))
+    conn.close()
+    before = _verdicts(cfg)
+    from_scores = [pid for pid, r in before.items() if pid != rounded
+                   and r["score"] >= EXIT + 1e-6 and (r["outage"] or r["score"] < lowered)]
+    assert 50 < len(from_scores) < 400
+    cfg.write_text(cfg.read_text() + f"threshold = {lowered}\n")
+    out = _reclassify(cfg)
+    assert "reclassified 400 posts since " in out
+    assert f"{len(from_scores)} decided again from their stored score at threshold 0.3, early exits off" in out
+    after = _verdicts(cfg)
+    for row in after.values():
+        assert (row["threshold"], row["early_exit"], row["outage"]) == (lowered, 0, row["score"] >= lowered)
+        assert (row["symptom"] is not None) == bool(row["outage"])
+    for pid in from_scores:
+        assert (after[pid]["score"], after[pid]["symptom"]) == (before[pid]["score"], before[pid]["symptom"])
+    assert after[rounded]["score"] < lowered and not after[rounded]["outage"]  # the model's
