@@ -18,7 +18,7 @@ from miner.collect_stage import CollectStage, Ingested
 from miner.collectors.matching import ServiceMatcher
 from miner.config import Config
 from miner.detect_stage import DetectStage, TickReport
-from miner.records import Post, Prediction
+from miner.records import UNRECORDED_ROUNDING, Post, Prediction
 from miner.store import PostToClassify, Store
 from miner.timeutil import parse_iso
 
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 REPORTS_SOURCE = "reports"
 
 Progress = Callable[[int], None]
-
-# How far a verdict's stored score may be from the model's, where its decision was not recorded: miner 0.1.0 stored
-# scores rounded to 6 decimals (0.3699996 as 0.37), and which side of a threshold so near it the model's fell on is
-# unknown. Scores stored with their decision are unrounded.
-UNRECORDED_ROUNDING = 1e-6
 
 
 def load_model(config: Config) -> Classifier:

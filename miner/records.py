@@ -150,6 +150,11 @@ class Decision:
         return cls(at, early_exit and model_exits and at >= model_threshold)
 
 
+# How far a verdict's stored score may be from the model's, where its decision was not recorded: miner 0.1.0 stored
+# scores rounded to 6 decimals (0.3699996 as 0.37), and which side of a threshold so near it the model's fell on is
+# unknown. Scores stored with their decision are unrounded.
+UNRECORDED_ROUNDING = 1e-6
+
 SYMPTOMS: tuple[str, ...] = (
     "connectivity",
     "login",

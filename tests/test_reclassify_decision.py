@@ -323,7 +323,7 @@ def test_the_count_of_verdicts_decided_at_another_setting_reads_a_day_of_posts_b
     # /metrics-like cost for `miner status`: a day of posts through posts_created_at, never every post stored.
     store = Store.open(tmp_path / "miner.sqlite")
     plan = query_plan(store.database.conn, OTHER_DECISION_SQL,
-                      ("2026-01-01T00:00:00+00:00", "reports", "v1", 0.5, 1))
+                      ("2026-01-01T00:00:00+00:00", "reports", "v1", 0.5, 1, 0.5, 0.5))
     assert plan[0].startswith("SEARCH p USING INDEX posts_created_at (created_at>?)"), plan
     assert not [step for step in plan if step.startswith("SCAN")], plan
     store.close()

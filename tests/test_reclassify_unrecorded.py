@@ -4,10 +4,13 @@ from their stored score, and what `miner status` counts of them."""
 
 from __future__ import annotations
 
+import json
+import socket
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from click.testing import CliRunner
 
 from miner.cli import main
@@ -15,6 +18,7 @@ from miner.config import load_config
 from miner.pipeline import Pipeline, load_model
 from miner.records import Post
 from miner.replay import demo_stream_path, read_posts
+from miner.service import Service, ServiceOptions
 from miner.store import Store
 from miner.timeutil import utcnow
 
@@ -145,3 +149,37 @@ def test_a_threshold_below_the_models_decides_from_scores_no_exit_gave(tmp_path:
     for pid in from_scores:
         assert (after[pid]["score"], after[pid]["symptom"]) == (before[pid]["score"], before[pid]["symptom"])
     assert after[rounded]["score"] < lowered and not after[rounded]["outage"]  # the model's
+
+
+def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_another_threshold_called(
+        tmp_path: Path) -> None:
+    # The service restarted with a raised threshold on an upgraded store: status and /metrics counted none of the
+    # verdicts stored before, which went on counting the complaints the old threshold called. Those whose outage
+    # call is not the one the service's threshold makes of their score were decided at another: counted as such.
+    cfg = _stored_before_0023(tmp_path)
+    before = _verdicts(cfg)
+    flipped = [pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED]
+    assert len(flipped) == 11
+    cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
+    config = load_config(cfg)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port))
+    service.start()
+    try:
+        model = json.loads(CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"]).output)[
+            "model"]
+        assert (model["threshold"], model["verdicts_other_model"], model["verdicts_other_settings"]) == (RAISED, 0, 11)
+        text = CliRunner().invoke(main, ["--config", str(cfg), "status"]).output.splitlines()
+        assert text[1] == ("11 posts of the last 24 h count a verdict decided at another threshold or early-exit "
+                           "setting than the service's (threshold 0.8, early exits on): after a change of [classifier] "
+                           "threshold or early_exit, `miner reclassify --since` decides them again")
+        lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
+        assert "miner_verdicts_other_settings 11" in lines
+        _reclassify(cfg)
+        model = json.loads(CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"]).output)[
+            "model"]
+        assert model["verdicts_other_settings"] == 0
+    finally:
+        service.stop()

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from miner.records import Decision
-from miner.store.reclassify import OTHER_DECISION, OTHER_MODEL, decision_args, decision_text, read_decision
+from miner.store.reclassify import OTHER_DECISION, OTHER_MODEL, decision_text, other_decision_args, read_decision
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -31,8 +31,9 @@ OTHER_MODEL_WINDOW = timedelta(days=1)
 # and walked every post stored up to it, each with its lookups in the classifications.
 OTHER_MODEL_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_created_at WHERE p.created_at >= ? "
                    f"AND {OTHER_MODEL}")
-# Parameters: since, skip_source, model_version, threshold, early_exit. Those whose latest verdict is the model's,
-# decided at another threshold or early-exit setting, which reclassify decides again.
+# Parameters: since, skip_source, model_version, threshold, early_exit, threshold, threshold (other_decision_args).
+# Those whose latest verdict is the model's, decided at another threshold or early-exit setting, which reclassify
+# decides again.
 OTHER_DECISION_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_created_at WHERE p.created_at >= ? "
                       f"AND {OTHER_DECISION}")
 
@@ -57,11 +58,12 @@ class ModelStateMixin:
     def other_decision_verdicts(self, now: datetime, model_version: str, decision: Decision, *,
                                 skip_source: str | None = None) -> int:
         """Posts created in the OTHER_MODEL_WINDOW before ``now`` whose counted (latest) verdict is
-        ``model_version``'s, decided at another recorded threshold or early-exit setting than ``decision``: those
-        `miner reclassify --since` decides again after a change of either. Verdicts stored before their decision was
-        recorded are not counted: nothing tells whether it was another."""
+        ``model_version``'s, decided at another threshold or early-exit setting than ``decision``: those `miner
+        reclassify --since` decides again after a change of either. A verdict stored before its decision was recorded
+        is counted where its outage call is not the one ``decision``'s threshold makes of its score: it was made at
+        another threshold. Called as this one calls it, nothing tells whether it was (see OTHER_DECISION)."""
         row = self.database.one(OTHER_DECISION_SQL, (iso(now - OTHER_MODEL_WINDOW), skip_source, model_version,
-                                                     *decision_args(decision)))
+                                                     *other_decision_args(decision)))
         return int(row["n"]) if row else 0
 
     def serving_model(self) -> tuple[str, str | None] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from miner.records import Decision
+from miner.records import UNRECORDED_ROUNDING, Decision
 from miner.store.posts import LAST_CLASSIFIED, LATEST, PostToClassify, StoredVerdict
 from miner.timeutil import iso
 
@@ -46,14 +46,24 @@ _CURRENT = ("p.source IS NOT ? AND EXISTS (SELECT 1 FROM classifications c WHERE
             f"{_SAME_DECISION} AND {LATEST})")
 # Those whose latest verdict is another model's (skip_source, model_version): what a model update leaves.
 OTHER_MODEL = _latest_is("c.model_version = ?")
-# Those whose latest verdict is the model's, decided at another recorded decision (skip_source, model_version,
-# threshold, early_exit): what a change of the threshold or early_exit leaves.
+# Those whose latest verdict is the model's, decided at another decision (skip_source, model_version, threshold,
+# early_exit, threshold, threshold): what a change of the threshold or early_exit leaves. Recorded, or for a verdict
+# stored before miner recorded it, told by its outage call: one the threshold does not make of its score (beyond a
+# 0.1.0 rounding) was made at another. One called as the threshold calls it may have been made at another too, or
+# with early exits otherwise, which nothing stored tells.
 OTHER_DECISION = ("p.source IS NOT ? AND EXISTS (SELECT 1 FROM classifications c WHERE c.post_id = p.id AND "
-                  f"c.model_version = ? AND (c.threshold != ? OR c.early_exit != ?) AND {LATEST})")
+                  "c.model_version = ? AND (c.threshold != ? OR c.early_exit != ? OR c.threshold IS NULL AND "
+                  f"(c.outage = 1 AND c.score < ? - {UNRECORDED_ROUNDING!r} "
+                  f"OR c.outage = 0 AND c.score >= ? + {UNRECORDED_ROUNDING!r})) AND {LATEST})")
 
 
 def decision_args(decision: Decision) -> tuple[float, int]:
     return decision.threshold, int(decision.early_exit)
+
+
+def other_decision_args(decision: Decision) -> tuple[float, int, float, float]:
+    """OTHER_DECISION's parameters after skip_source and model_version."""
+    return (*decision_args(decision), decision.threshold, decision.threshold)
 
 
 def decision_text(decision: Decision) -> str:
