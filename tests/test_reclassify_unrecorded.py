@@ -5,6 +5,7 @@ from their stored score, and what `miner status` counts of them."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sqlite3
 from datetime import timedelta
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from miner.cli import main
 from miner.config import load_config
+from miner.model_dir import default_model_dir
 from miner.pipeline import Pipeline, load_model
 from miner.records import Post
 from miner.replay import demo_stream_path, read_posts
@@ -52,11 +54,11 @@ def _texts() -> list[str]:
     return [p.text for p in read_posts(demo_stream_path()) if "mtn" in p.text.lower()][:400]
 
 
-def _stored_before_0023(tmp_path: Path) -> Path:
-    """A store of 400 real posts naming MTN from the last 7 hours, classified at the shipped model's own threshold
-    and left at the layout before 0023_verdict_decisions, its scores rounded to 6 decimals as miner 0.1.0 stored
-    them."""
-    cfg = _config(tmp_path)
+def _stored_before_0023(tmp_path: Path, classifier: str = "") -> Path:
+    """A store of 400 real posts naming MTN from the last 7 hours, classified at the model's own threshold (the
+    shipped one unless ``classifier`` says) and left at the layout before 0023_verdict_decisions, its scores rounded
+    to 6 decimals as miner 0.1.0 stored them."""
+    cfg = _config(tmp_path, classifier)
     config = load_config(cfg)
     now = utcnow()
     store = Store.open(config.store.path)
@@ -149,6 +151,28 @@ def test_a_threshold_below_the_models_decides_from_scores_no_exit_gave(tmp_path:
     for pid in from_scores:
         assert (after[pid]["score"], after[pid]["symptom"]) == (before[pid]["score"], before[pid]["symptom"])
     assert after[rounded]["score"] < lowered and not after[rounded]["outage"]  # the model's
+
+
+def test_a_model_without_early_exits_decides_every_stored_score_again_but_the_symptomless(tmp_path: Path) -> None:
+    # A model with no exit (miner 0.1.0's, kept in a model_dir of its own through the upgrade) gives every post the
+    # whole network's score: each decides at a new threshold as the model would. Only the posts that become outage
+    # reports need it, for their symptom.
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["exits"] = []
+    (model / "model.json").write_text(json.dumps(meta))
+    cfg = _stored_before_0023(tmp_path, f'model_dir = "{model}"')
+    before = _verdicts(cfg)
+    lowered = 0.3
+    symptomless = [pid for pid, r in before.items() if lowered <= r["score"] < 0.37]
+    assert 0 < len(symptomless) < 20
+    cfg.write_text(cfg.read_text() + f"threshold = {lowered}\n")
+    out = _reclassify(cfg)
+    assert f"{400 - len(symptomless)} decided again from their stored score at threshold 0.3, early exits off" in out
+    after = _verdicts(cfg)
+    assert all(r["outage"] == (r["score"] >= lowered) for r in after.values())
+    assert all(after[pid]["symptom"] for pid in symptomless if after[pid]["outage"])
 
 
 def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_another_threshold_called(
