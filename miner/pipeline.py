@@ -152,42 +152,40 @@ class Pipeline(CollectStage, DetectStage):
     def _decided_again(self, post: PostToClassify) -> Prediction | None:
         """``post``'s verdict at the current threshold from its latest one's score, or None where the model must run.
 
-        Only for a verdict of this model with early exits as they are now: its score is then the one this model
-        gives it (the whole network's, or an exit probe's below the exit's threshold, which a threshold change
-        leaves as it is: the exits are calibrated against the model's threshold, and are off below it), stored
-        unrounded, so comparing it with the new threshold decides as the model would. Running the model again gave
-        the same decisions (5,000 of 5,000 in a bench; its batch-dependent quantization may move a few across the
-        threshold: models/MODEL_CARD.md), in 60 to 100 times the time. A verdict stored before its decision was
-        recorded is decided from its score where that score tells without it (see _unrecorded_outage). A post that
-        was no outage and is one now needs its symptom, which a non-outage verdict does not keep: the model runs
-        for it."""
+        For a verdict of this model with early exits as they are now, its score is the one this model gives it (the
+        whole network's, or an exit probe's below the exit's threshold, which a threshold change leaves as it is:
+        the exits are calibrated against the model's threshold, and are off below it), stored unrounded, so
+        comparing it with the new threshold decides as the model would. Running the model again gave the same
+        decisions (5,000 of 5,000 in a bench; its batch-dependent quantization may move a few across the threshold:
+        models/MODEL_CARD.md), in 60 to 100 times the time. One given with early exits otherwise, or whose setting
+        was not recorded, is decided from its score where that tells either way (see _outage_either_exits). A post
+        that was no outage and is one now needs its symptom, which a non-outage verdict does not keep: the model
+        runs for it."""
         latest, now = post.latest, self.classifier.decision
         if latest is None or latest.model_version != self.classifier.version:
             return None
-        if latest.decision is None:
-            outage = self._unrecorded_outage(latest.score)
-            if outage is None:
-                return None
-        elif latest.decision.early_exit != now.early_exit:
-            return None
+        if latest.decision is not None and latest.decision.early_exit == now.early_exit:
+            outage: bool | None = latest.score >= now.threshold
         else:
-            outage = latest.score >= now.threshold
-        if outage and latest.symptom is None:
+            # Scores stored with their decision are unrounded; miner 0.1.0, which recorded none, rounded them.
+            outage = self._outage_either_exits(latest.score, 0.0 if latest.decision else UNRECORDED_ROUNDING)
+        if outage is None or (outage and latest.symptom is None):
             return None
         return Prediction(score=latest.score, outage=outage, symptom=latest.symptom if outage else None)
 
-    def _unrecorded_outage(self, score: float) -> bool | None:
-        """The current decision on a verdict of this model whose threshold and early exits were not recorded (an
-        older miner's), from its stored ``score``; None where the score cannot tell and the model must run.
+    def _outage_either_exits(self, score: float, margin: float) -> bool | None:
+        """The current decision on a verdict of this model from its stored ``score``, whether early exits were on
+        or off when it was given (another setting than now's, or none recorded: an older miner's), the score within
+        ``margin`` of the model's; None where the score cannot tell and the model must run.
 
-        Whichever threshold it was decided at, the score is the one compared to it, but it may be an exit probe's
-        estimate (exits on then) or the whole network's (off), and miner 0.1.0 stored it rounded to 6 decimals
-        (UNRECORDED_ROUNDING). With exits on now, a score under the threshold is no outage either way: a post an
-        exit stops is none, and one that goes through scores the whole network's, which it then scored too. One
-        at or above it is an outage only if no exit stops it now, which its score does not tell. With exits off
-        now, every score is the whole network's: a stored one at or above the exits' threshold is (a probe's is
-        below it), and decides as the model would; one below it may be a probe's."""
-        decision, margin = self.classifier.decision, UNRECORDED_ROUNDING
+        With exits on, a post an exit stopped scores the probe's estimate, under the exits' threshold, not the whole
+        network's; the threshold it was compared to does not change it. With exits on now, a score under the
+        threshold is no outage either way: a post an exit stops is none, and one that goes through scores the
+        whole network's, which it then scored too. One at or above it is an outage only if no exit stops it now,
+        which its score does not tell. With exits off now, every score is the whole network's: a stored one at or
+        above the exits' threshold is (a probe's is below it), and decides as the model would; one below it may be
+        a probe's."""
+        decision = self.classifier.decision
         if decision.early_exit:
             return False if score < decision.threshold - margin else None
         if (self.classifier.exit_threshold and score < self.classifier.exit_threshold + margin) \

@@ -134,27 +134,36 @@ def test_reclassify_applies_a_raised_threshold_to_stored_verdicts_from_their_sco
     assert all(lowered[pid]["symptom"] for pid in symptomless if lowered[pid]["outage"])
 
 
-def test_reclassify_runs_the_model_where_early_exits_changed_and_rolls_back_to_the_models_own_threshold(
-        tmp_path: Path) -> None:
+def test_reclassify_where_early_exits_changed_runs_the_model_for_the_scores_that_do_not_tell(tmp_path: Path) -> None:
     # Below the model's threshold the early exits are off (they were calibrated against it): a post that stopped at
-    # an exit scored the probe's estimate, not the whole network's, so no stored score can be decided again. The
-    # model runs for every post.
+    # an exit scored the probe's estimate, under the exits' threshold, not the whole network's. The model ran for
+    # every post, though a score at or above the exits' threshold is the whole network's and decides as it would.
     cfg = _classified(tmp_path)
     before = _verdicts(cfg)
+    exits = 0.055
+    whole = [pid for pid, r in before.items() if r["score"] >= exits and (r["outage"] or r["score"] < 0.3)]
+    assert 50 < len(whole) < 400
     cfg.write_text(cfg.read_text() + "threshold = 0.3\n")
     out = _reclassify(cfg)
-    assert "reclassified 400 posts since " in out and "decided again from their stored score" not in out
+    assert "reclassified 400 posts since " in out
+    assert f"({len(whole)} decided again from their stored score at threshold 0.3, early exits off" in out
     lowered = _verdicts(cfg)
     assert {(r["threshold"], r["early_exit"]) for r in lowered.values()} == {(0.3, 0)}
     assert all(r["outage"] == (r["score"] >= 0.3) for r in lowered.values())
+    assert all(lowered[pid]["score"] == before[pid]["score"] for pid in whole)
     # The posts an exit stopped now score the whole network's probability: some moved.
-    assert any(lowered[pid]["score"] != r["score"] for pid, r in before.items() if r["score"] < 0.055)
+    assert any(lowered[pid]["score"] != r["score"] for pid, r in before.items() if r["score"] < exits)
 
-    # Back to the model's own threshold (the line removed): exits on again, decided by the model again.
+    # Back to the model's own threshold (the line removed): exits on again. A score under it is no outage whether an
+    # exit stops the post or not; the model runs for the others, which an exit may stop.
+    under = [pid for pid, r in lowered.items() if r["score"] < 0.37]
     cfg.write_text(cfg.read_text().replace("threshold = 0.3\n", ""))
     out = _reclassify(cfg)
-    assert "reclassified 400 posts since " in out and "decided again from their stored score" not in out
-    assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
+    assert "reclassified 400 posts since " in out
+    assert f"({len(under)} decided again from their stored score at threshold 0.37, early exits on" in out
+    back = _verdicts(cfg)
+    assert {(r["threshold"], r["early_exit"]) for r in back.values()} == {(0.37, 1)}
+    assert all((back[pid]["score"], back[pid]["outage"]) == (lowered[pid]["score"], 0) for pid in under)
 
 
 def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again(tmp_path: Path) -> None:

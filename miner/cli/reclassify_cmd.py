@@ -33,9 +33,9 @@ def reclassify(app: AppContext, since: str) -> None:
     at another threshold, early exits on or off as now, is decided again from its stored score without running the
     model (the run says how many), but for a post that becomes an outage report at a lower threshold: its symptom
     is not kept with a verdict of no outage, and the model runs for it. Where early_exit changed in effect (it is
-    off at a threshold below the model's own), the model runs for every post. A verdict of this model stored before
-    miner recorded its threshold and early_exit (by an older miner) is decided from its score where the score tells
-    either way: under the threshold with early exits on, at or above the exits' own threshold with them off (an
+    off at a threshold below the model's own), or for a verdict of this model stored before miner recorded its
+    threshold and early_exit (by an older miner), a score decides where it tells whether early exits were on or
+    off: under the threshold with early exits on now, at or above the exits' own threshold with them off (an
     exit's estimate is below it); the model runs for the others. The run ends saying how the complaints counted
     since --since changed and how long it took; interrupted (SIGINT, SIGTERM), it says how many posts it had done:
     the same command goes on from there. A --since after now is refused. The service's next detector run learns its
