@@ -130,7 +130,8 @@ class Prediction:
 class Decision:
     """What a model's verdicts are decided at, stored with each: the threshold the score is compared to, and whether
     early exits were on (then a clear non-report's score is an exit probe's estimate, not the whole network's). Of
-    one model, verdicts decided at another threshold with the same early exits are decided again from their score."""
+    one model, verdicts decided at another threshold with the same early exits are decided again from their score;
+    those given with early exits otherwise, or with none recorded, where their score tells (Pipeline._decided_again)."""
 
     threshold: float
     early_exit: bool
