@@ -56,8 +56,8 @@ def _texts() -> list[str]:
 
 def _stored_before_0023(tmp_path: Path, classifier: str = "") -> Path:
     """A store of 400 real posts naming MTN from the last 7 hours, classified at the model's own threshold (the
-    shipped one unless ``classifier`` says) and left at the layout before 0023_verdict_decisions, its scores rounded
-    to 6 decimals as miner 0.1.0 stored them."""
+    shipped one unless ``classifier`` says) and left as the upgrade to 0023_verdict_decisions leaves verdicts stored
+    before it (no threshold nor early_exit), its scores rounded to 6 decimals as miner 0.1.0 stored them."""
     cfg = _config(tmp_path, classifier)
     config = load_config(cfg)
     now = utcnow()
@@ -71,9 +71,9 @@ def _stored_before_0023(tmp_path: Path, classifier: str = "") -> Path:
         conn.executemany("UPDATE classifications SET score = ? WHERE post_id = ?",
                          [(round(score, 6), pid) for pid, score in conn.execute(
                              "SELECT post_id, score FROM classifications")])
-        conn.execute("ALTER TABLE classifications DROP COLUMN threshold")
-        conn.execute("ALTER TABLE classifications DROP COLUMN early_exit")
-        conn.execute("DELETE FROM schema_migrations WHERE id = '0023_verdict_decisions'")
+        # As 0023_verdict_decisions leaves them (DROP COLUMN and a second upgrade would need SQLite 3.35, and the
+        # oldest supported systems ship 3.26).
+        conn.execute("UPDATE classifications SET threshold = NULL, early_exit = NULL")
     conn.close()
     return cfg
 
