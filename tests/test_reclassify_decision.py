@@ -13,67 +13,18 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from reclassify_support import RAISED, classified, reclassify, verdicts, write_config
 from sqlplan import query_plan
 
 from miner.cli import main
 from miner.config import load_config
 from miner.model_dir import default_model_dir, model_on_disk
 from miner.pipeline import Pipeline, load_model
-from miner.records import Decision, Post
-from miner.replay import demo_stream_path, read_posts
+from miner.records import Decision
 from miner.service import Service, ServiceOptions
 from miner.store import Store
 from miner.store.model_state import OTHER_DECISION_SQL
 from miner.timeutil import utcnow
-
-# The shipped model decides at 0.37, with early exits (0.055) on. Of the MTN posts below, 11 score from 0.59 to 0.77:
-# outage reports at 0.37, not at 0.8.
-RAISED = 0.8
-
-
-def _config(tmp_path: Path, classifier: str = "") -> Path:
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f"""
-[store]
-path = "{tmp_path / 'miner.sqlite'}"
-
-[[services]]
-name = "MTN"
-
-[[sources]]
-name = "telecom-feed"
-type = "rss"
-url = "http://127.0.0.1:9/feed.rss"
-
-[classifier]
-{classifier}
-""")
-    return cfg
-
-
-def _classified(tmp_path: Path) -> Path:
-    """A store of 400 real posts naming MTN, from the last 7 hours, classified as the service does at the shipped
-    model's own threshold; the config that did it."""
-    cfg = _config(tmp_path)
-    config = load_config(cfg)
-    now = utcnow()
-    texts = [p.text for p in read_posts(demo_stream_path()) if "mtn" in p.text.lower()][:400]
-    store = Store.open(config.store.path)
-    store.sync_sources(config.sources)
-    store.insert_posts([Post("telecom-feed", str(i), text, now - timedelta(minutes=i), services=("MTN",),
-                             author_hash=f"author-{i}") for i, text in enumerate(texts)], now)
-    assert Pipeline(config, store, load_model(config)).classify_pending(now) == 400
-    store.close()
-    return cfg
-
-
-def _verdicts(cfg: Path) -> dict[int, sqlite3.Row]:
-    """Each post's counted (latest) verdict."""
-    with sqlite3.connect(load_config(cfg).store.path) as conn:
-        conn.row_factory = sqlite3.Row
-        return {r["post_id"]: r for r in conn.execute(
-            "SELECT c.* FROM classifications c WHERE c.rowid = (SELECT c2.rowid FROM classifications c2 "
-            "WHERE c2.post_id = c.post_id ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)")}
 
 
 def _complaints(cfg: Path) -> int:
@@ -81,30 +32,24 @@ def _complaints(cfg: Path) -> int:
         return int(conn.execute("SELECT coalesce(sum(complaints), 0) FROM buckets").fetchone()[0])
 
 
-def _reclassify(cfg: Path) -> str:
-    res = CliRunner().invoke(main, ["--config", str(cfg), "reclassify", "--since", "1d"])
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
 def test_reclassify_applies_a_raised_threshold_to_stored_verdicts_from_their_scores(tmp_path: Path) -> None:
     # An operator raising the threshold against false alarms: only posts classified after the restart were decided
     # at it, and `miner reclassify` redid nothing ("had this model's verdict already"), so the stored posts and the
     # buckets counted from them kept every complaint the old threshold had called.
-    cfg = _classified(tmp_path)
-    before = _verdicts(cfg)
+    cfg = classified(tmp_path)
+    before = verdicts(cfg)
     assert {(r["threshold"], r["early_exit"]) for r in before.values()} == {(0.37, 1)}
     flipped = [pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED]
     assert len(flipped) == 11
     complaints = _complaints(cfg)
 
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     # The threshold alone changed, early exits still on: every verdict is decided again from the score it was given,
     # without the model (and as fast as a store write).
     assert "reclassified 400 posts since " in out
     assert "400 decided again from their stored score at threshold 0.8, early exits on" in out
-    after = _verdicts(cfg)
+    after = verdicts(cfg)
     for pid, row in after.items():
         assert (row["threshold"], row["early_exit"]) == (RAISED, 1)
         assert row["score"] == before[pid]["score"]  # the very score the old threshold was compared to
@@ -118,16 +63,16 @@ def test_reclassify_applies_a_raised_threshold_to_stored_verdicts_from_their_sco
     assert mark["reclassified_at_decision"] == "0.8 1"  # for the detector to learn its baselines again
 
     # Done: the same run again leaves them.
-    assert "reclassified 0 posts since " in _reclassify(cfg)
+    assert "reclassified 0 posts since " in reclassify(cfg)
 
     # Lowered to 0.7: posts that were no outage at 0.8 and are one at 0.7 need their symptom, which a verdict of no
     # outage does not keep: the model runs for those alone.
     cfg.write_text(cfg.read_text().replace(f"threshold = {RAISED}", "threshold = 0.7"))
     symptomless = [pid for pid, r in after.items() if 0.7 <= r["score"] < RAISED]
     assert len(symptomless) == 5
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert f"{400 - len(symptomless)} decided again from their stored score at threshold 0.7" in out
-    lowered = _verdicts(cfg)
+    lowered = verdicts(cfg)
     for row in lowered.values():
         assert (row["threshold"], row["early_exit"], row["outage"]) == (0.7, 1, row["score"] >= 0.7)
         assert (row["symptom"] is not None) == bool(row["outage"])
@@ -138,16 +83,16 @@ def test_reclassify_where_early_exits_changed_runs_the_model_for_the_scores_that
     # Below the model's threshold the early exits are off (they were calibrated against it): a post that stopped at
     # an exit scored the probe's estimate, under the exits' threshold, not the whole network's. The model ran for
     # every post, though a score at or above the exits' threshold is the whole network's and decides as it would.
-    cfg = _classified(tmp_path)
-    before = _verdicts(cfg)
+    cfg = classified(tmp_path)
+    before = verdicts(cfg)
     exits = 0.055
     whole = [pid for pid, r in before.items() if r["score"] >= exits and (r["outage"] or r["score"] < 0.3)]
     assert 50 < len(whole) < 400
     cfg.write_text(cfg.read_text() + "threshold = 0.3\n")
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert "reclassified 400 posts since " in out
     assert f"({len(whole)} decided again from their stored score at threshold 0.3, early exits off" in out
-    lowered = _verdicts(cfg)
+    lowered = verdicts(cfg)
     assert {(r["threshold"], r["early_exit"]) for r in lowered.values()} == {(0.3, 0)}
     assert all(r["outage"] == (r["score"] >= 0.3) for r in lowered.values())
     assert all(lowered[pid]["score"] == before[pid]["score"] for pid in whole)
@@ -158,10 +103,10 @@ def test_reclassify_where_early_exits_changed_runs_the_model_for_the_scores_that
     # exit stops the post or not; the model runs for the others, which an exit may stop.
     under = [pid for pid, r in lowered.items() if r["score"] < 0.37]
     cfg.write_text(cfg.read_text().replace("threshold = 0.3\n", ""))
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert "reclassified 400 posts since " in out
     assert f"({len(under)} decided again from their stored score at threshold 0.37, early exits on" in out
-    back = _verdicts(cfg)
+    back = verdicts(cfg)
     assert {(r["threshold"], r["early_exit"]) for r in back.values()} == {(0.37, 1)}
     assert all((back[pid]["score"], back[pid]["outage"]) == (lowered[pid]["score"], 0) for pid in under)
 
@@ -172,7 +117,7 @@ def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again(tm
     # another setting while the service's threshold calls their score as they were called, and reclassify gives them
     # a verdict at the current one: from their score where it is under the threshold (no outage, exits on or off
     # when it was scored), from the model where an exit might stop them now (tests/test_reclassify_unrecorded.py).
-    cfg = _classified(tmp_path)
+    cfg = classified(tmp_path)
     config = load_config(cfg)
     with sqlite3.connect(config.store.path) as conn:
         conn.execute("UPDATE classifications SET threshold = NULL, early_exit = NULL WHERE post_id <= 10")
@@ -183,19 +128,19 @@ def test_verdicts_stored_before_their_decision_was_recorded_are_decided_again(tm
         assert store.reclassify_counts(utcnow() - timedelta(days=1), version, Decision(0.37, True)) == (10, 390)
     finally:
         store.close()
-    under = [pid for pid, r in _verdicts(cfg).items() if pid <= 10 and r["score"] < 0.37]
+    under = [pid for pid, r in verdicts(cfg).items() if pid <= 10 and r["score"] < 0.37]
     assert len(under) == 6
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert "reclassified 10 posts since " in out
     assert "(6 decided again from their stored score at threshold 0.37, early exits on, without the model)" in out
     assert "390 posts had this model's verdict already" in out
-    assert {(r["threshold"], r["early_exit"]) for r in _verdicts(cfg).values()} == {(0.37, 1)}
+    assert {(r["threshold"], r["early_exit"]) for r in verdicts(cfg).values()} == {(0.37, 1)}
 
 
 def test_status_says_how_many_verdicts_were_decided_at_another_threshold_than_the_services(tmp_path: Path) -> None:
     # Restarted with a raised threshold, the service gave new posts its decision while the stored ones counted the
     # old one's, and nothing said so: status spoke only of another model's verdicts.
-    cfg = _classified(tmp_path)
+    cfg = classified(tmp_path)
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
     config = load_config(cfg)
     service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
@@ -209,7 +154,7 @@ def test_status_says_how_many_verdicts_were_decided_at_another_threshold_than_th
         assert text[1] == ("400 posts of the last 24 h count a verdict decided at another threshold or early-exit "
                            "setting than the service's (threshold 0.8, early exits on): after a change of [classifier] "
                            "threshold or early_exit, `miner reclassify --since` decides them again")
-        _reclassify(cfg)
+        reclassify(cfg)
         status = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
         assert json.loads(status.output)["model"]["verdicts_other_settings"] == 0
     finally:
@@ -221,7 +166,7 @@ def test_status_says_when_the_configs_classifier_settings_are_not_the_ones_the_s
     # feeds.toml edited and the reload forgotten: the service went on deciding new posts at the old threshold, a
     # reclassify decided the stored ones at the new one (its baselines then waiting on a reload), and status, which
     # showed the service's decision, said nothing of the config's.
-    cfg = _config(tmp_path)
+    cfg = write_config(tmp_path)
     config = load_config(cfg)
     service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
     service.start()
@@ -269,14 +214,14 @@ def test_status_says_when_the_configs_classifier_settings_are_not_the_ones_the_s
                                         f"threshold = {RAISED}", f"threshold = {RAISED}\nearly_exit = false"])
 def test_status_reads_the_configs_decision_as_the_classifier_decides(tmp_path: Path, classifier: str) -> None:
     # One rule (records.Decision.asked) for both: status reads model.json alone, the service loads the model.
-    config = load_config(_config(tmp_path, classifier))
+    config = load_config(write_config(tmp_path, classifier))
     assert model_on_disk(default_model_dir(), config.classifier)[1] == load_model(config).decision
 
 
 def test_metrics_count_the_verdicts_decided_at_another_setting_as_those_of_another_model(tmp_path: Path) -> None:
     # /metrics had miner_verdicts_other_model to alert on after a model update, and nothing after a change of
     # [classifier] settings whose reclassify was forgotten.
-    cfg = _classified(tmp_path)
+    cfg = classified(tmp_path)
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
     config = load_config(cfg)
     start = utcnow()
@@ -295,7 +240,7 @@ def test_metrics_count_the_verdicts_decided_at_another_setting_as_those_of_anoth
     service.start()
     try:
         assert scrape() == ("miner_verdicts_other_model 0", "miner_verdicts_other_settings 400")
-        _reclassify(cfg)
+        reclassify(cfg)
         assert scrape()[1] == "miner_verdicts_other_settings 400"  # counted a moment ago, as the other model's
         clock[0] = start + timedelta(minutes=1)
         assert scrape() == ("miner_verdicts_other_model 0", "miner_verdicts_other_settings 0")
@@ -308,10 +253,10 @@ def test_a_service_deciding_at_the_old_threshold_learns_no_baseline_from_a_recla
     # Reclassified at a raised threshold before the service was reloaded with it: a baseline learned from the fewer
     # complaints of the new threshold scored the old threshold's counts of the new posts as an outage. It waits, as
     # for a model update, until the service decides as the reclassify did.
-    cfg = _classified(tmp_path)
+    cfg = classified(tmp_path)
     old = load_config(cfg)
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
-    _reclassify(cfg)
+    reclassify(cfg)
     store = Store.open(old.store.path)
     try:
         with caplog.at_level("WARNING", logger="miner.pipeline"):

@@ -8,66 +8,28 @@ import json
 import shutil
 import socket
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from reclassify_support import RAISED, classified, mtn_texts, reclassify, verdicts
 
 from miner.cli import main
 from miner.config import load_config
 from miner.model_dir import default_model_dir
-from miner.pipeline import Pipeline, load_model
-from miner.records import Post
-from miner.replay import demo_stream_path, read_posts
+from miner.pipeline import load_model
 from miner.service import Service, ServiceOptions
-from miner.store import Store
-from miner.timeutil import utcnow
 
-# The shipped model decides at 0.37 with early exits on, which stop posts their probe scores under 0.055. Of the MTN
-# posts below none scores 0.8 or more, and 11 from 0.59 to 0.77: outage reports at 0.37, not at 0.8.
-RAISED = 0.8
+# The shipped model's early exits stop posts their probe scores under 0.055.
 EXIT = 0.055
-
-
-def _config(tmp_path: Path, classifier: str = "") -> Path:
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f"""
-[store]
-path = "{tmp_path / 'miner.sqlite'}"
-
-[[services]]
-name = "MTN"
-
-[[sources]]
-name = "telecom-feed"
-type = "rss"
-url = "http://127.0.0.1:9/feed.rss"
-
-[classifier]
-{classifier}
-""")
-    return cfg
-
-
-def _texts() -> list[str]:
-    return [p.text for p in read_posts(demo_stream_path()) if "mtn" in p.text.lower()][:400]
 
 
 def _stored_before_0023(tmp_path: Path, classifier: str = "") -> Path:
     """A store of 400 real posts naming MTN from the last 7 hours, classified at the model's own threshold (the
     shipped one unless ``classifier`` says) and left as the upgrade to 0023_verdict_decisions leaves verdicts stored
     before it (no threshold nor early_exit), its scores rounded to 6 decimals as miner 0.1.0 stored them."""
-    cfg = _config(tmp_path, classifier)
-    config = load_config(cfg)
-    now = utcnow()
-    store = Store.open(config.store.path)
-    store.sync_sources(config.sources)
-    store.insert_posts([Post("telecom-feed", str(i), text, now - timedelta(minutes=i), services=("MTN",),
-                             author_hash=f"author-{i}") for i, text in enumerate(_texts())], now)
-    assert Pipeline(config, store, load_model(config)).classify_pending(now) == 400
-    store.close()
-    with sqlite3.connect(config.store.path) as conn:
+    cfg = classified(tmp_path, classifier)
+    with sqlite3.connect(load_config(cfg).store.path) as conn:
         conn.executemany("UPDATE classifications SET score = ? WHERE post_id = ?",
                          [(round(score, 6), pid) for pid, score in conn.execute(
                              "SELECT post_id, score FROM classifications")])
@@ -78,46 +40,29 @@ def _stored_before_0023(tmp_path: Path, classifier: str = "") -> Path:
     return cfg
 
 
-def _verdicts(cfg: Path) -> dict[int, sqlite3.Row]:
-    """Each post's counted (latest) verdict."""
-    with sqlite3.connect(load_config(cfg).store.path) as conn:
-        conn.row_factory = sqlite3.Row
-        rows = {r["post_id"]: r for r in conn.execute(
-            "SELECT c.* FROM classifications c WHERE c.rowid = (SELECT c2.rowid FROM classifications c2 "
-            "WHERE c2.post_id = c.post_id ORDER BY c2.classified_at DESC, c2.rowid DESC LIMIT 1)")}
-    conn.close()
-    return rows
-
-
-def _reclassify(cfg: Path) -> str:
-    res = CliRunner().invoke(main, ["--config", str(cfg), "reclassify", "--since", "1d"])
-    assert res.exit_code == 0, res.output
-    return res.output
-
-
 def test_a_raised_threshold_decides_verdicts_stored_before_their_settings_from_their_scores(tmp_path: Path) -> None:
     # After an upgrade from a miner that recorded no decision, a raised threshold ran the model for every stored
     # post: 11 minutes for a store of 1 M posts. With early exits on now, a score under the threshold is no outage
     # whether an exit gave it or the whole network did; a score at or above it needs the model, as an exit may stop
     # the post now (if they were off when it was scored).
     cfg = _stored_before_0023(tmp_path)
-    before = _verdicts(cfg)
+    before = verdicts(cfg)
     high = {pid for pid, r in before.items() if r["score"] >= RAISED}
     flipped = {pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED}
     assert (len(high), len(flipped)) == (160, 11)
 
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert "reclassified 400 posts since " in out
     assert "240 decided again from their stored score at threshold 0.8, early exits on, without the model" in out
-    after = _verdicts(cfg)
+    after = verdicts(cfg)
     for pid, row in after.items():
         assert (row["threshold"], row["early_exit"], row["outage"]) == (RAISED, 1, row["score"] >= RAISED)
         if pid not in high:
             assert (row["score"], row["outage"], row["symptom"]) == (before[pid]["score"], 0, None)
     # As the model decides at 0.8 itself, scoring them as they were scored (one batch: its quantization moves a
     # score with its batch mates, models/MODEL_CARD.md, so those it ran for again may move).
-    full = load_model(load_config(cfg)).predict(_texts())
+    full = load_model(load_config(cfg)).predict(mtn_texts())
     assert {pid: bool(row["outage"]) for pid, row in after.items() if pid not in high} == {
         i + 1: p.outage for i, p in enumerate(full) if i + 1 not in high}
 
@@ -136,15 +81,15 @@ def test_a_threshold_below_the_models_decides_from_scores_no_exit_gave(tmp_path:
         conn.execute("UPDATE classifications SET score = 0.3, outage = 1, symptom = 'connectivity' "
                      "WHERE post_id = ?", (rounded,))
     conn.close()
-    before = _verdicts(cfg)
+    before = verdicts(cfg)
     from_scores = [pid for pid, r in before.items() if pid != rounded
                    and r["score"] >= EXIT + 1e-6 and (r["outage"] or r["score"] < lowered)]
     assert 50 < len(from_scores) < 400
     cfg.write_text(cfg.read_text() + f"threshold = {lowered}\n")
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert "reclassified 400 posts since " in out
     assert f"{len(from_scores)} decided again from their stored score at threshold 0.3, early exits off" in out
-    after = _verdicts(cfg)
+    after = verdicts(cfg)
     for row in after.values():
         assert (row["threshold"], row["early_exit"], row["outage"]) == (lowered, 0, row["score"] >= lowered)
         assert (row["symptom"] is not None) == bool(row["outage"])
@@ -163,14 +108,14 @@ def test_a_model_without_early_exits_decides_every_stored_score_again_but_the_sy
     meta["exits"] = []
     (model / "model.json").write_text(json.dumps(meta))
     cfg = _stored_before_0023(tmp_path, f'model_dir = "{model}"')
-    before = _verdicts(cfg)
+    before = verdicts(cfg)
     lowered = 0.3
     symptomless = [pid for pid, r in before.items() if lowered <= r["score"] < 0.37]
     assert 0 < len(symptomless) < 20
     cfg.write_text(cfg.read_text() + f"threshold = {lowered}\n")
-    out = _reclassify(cfg)
+    out = reclassify(cfg)
     assert f"{400 - len(symptomless)} decided again from their stored score at threshold 0.3, early exits off" in out
-    after = _verdicts(cfg)
+    after = verdicts(cfg)
     assert all(r["outage"] == (r["score"] >= lowered) for r in after.values())
     assert all(after[pid]["symptom"] for pid in symptomless if after[pid]["outage"])
 
@@ -181,7 +126,7 @@ def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_ano
     # verdicts stored before, which went on counting the complaints the old threshold called. Those whose outage
     # call is not the one the service's threshold makes of their score were decided at another: counted as such.
     cfg = _stored_before_0023(tmp_path)
-    before = _verdicts(cfg)
+    before = verdicts(cfg)
     flipped = [pid for pid, r in before.items() if r["outage"] and r["score"] < RAISED]
     assert len(flipped) == 11
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
@@ -201,7 +146,7 @@ def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_ano
                            "threshold or early_exit, `miner reclassify --since` decides them again")
         lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
         assert "miner_verdicts_other_settings 11" in lines
-        _reclassify(cfg)
+        reclassify(cfg)
         model = json.loads(CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"]).output)[
             "model"]
         assert model["verdicts_other_settings"] == 0
