@@ -18,14 +18,16 @@ from urllib.parse import quote, unquote
 from miner.urls import PIECES, REDACTED, secret_param, token_like
 
 # A link as written in text: a scheme ("https://", "ftp://", a database's "postgres://", "redis://") or "www.", up
-# to a space or what no link holds raw: angle brackets, double quotes, backticks, and CJK and full-width punctuation,
-# which Chinese and Japanese text glues to a link ("见https://x/?token=a。谢谢"). Not after a Latin letter, a digit
-# or "_+.-", so "xhttps://" or "abc.www.x" is not one (after a CJK character it is: that text writes no space before
-# a link), and no scheme is longer than 20 characters: each position of a text is tried in bounded time.
+# to a space or what no link holds raw: angle brackets, double quotes (curly ones too: a tweet's closing "”" glued
+# to the next word took that word into the link, and "https://pic.twitter.com/0DVs6mGDGd”Putin" read as a token),
+# backticks, and CJK and full-width punctuation, which Chinese and Japanese text glues to a link
+# ("见https://x/?token=a。谢谢"). Not after a Latin letter, a digit or "_+.-", so "xhttps://" or "abc.www.x" is not
+# one (after a CJK character it is: that text writes no space before a link), and no scheme is longer than 20
+# characters: each position of a text is tried in bounded time.
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}", re.IGNORECASE)
 _LINK = re.compile(
     r"(?<![a-z0-9_+.-])(?:[a-z][a-z0-9+.-]{0,19}://|www\.)"
-    "[^\\s<>\"`\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+",
+    "[^\\s<>\"`\u201c\u201d\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+",
     re.IGNORECASE,
 )
 # What a sentence puts after a link, which is not part of it: "see https://x/?token=a." keeps its full stop. A

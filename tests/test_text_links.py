@@ -71,6 +71,9 @@ LINKS = [
     ("ጠፍቷል https://x.example/?token=abc።", f"ጠፍቷል https://x.example/?token={R}።"),
     ("«https://x.example/?auth=abc», “https://x.example/?pwd=abc”", f"«https://x.example/?auth={R}», "
      f"“https://x.example/?pwd={R}”"),
+    # A curly closing quote glued to the next word ends the link: the word is not read as part of a token.
+    ("“Putin mulls 4th term https://pic.twitter.com/0DVs6mGDGd”Putin plans https://x.example/?token=abc”Putin",
+     f"“Putin mulls 4th term https://pic.twitter.com/0DVs6mGDGd”Putin plans https://x.example/?token={R}”Putin"),
     # Unicode: an IDN host and path, a CJK text that writes no space around a link, a full-width stop after it.
     ("见https://例え.jp/パス?token=秘密。谢谢", f"见https://例え.jp/パス?token={R}。谢谢"),
     ("Störung: https://bücher.example/ß?passwort=1&passkey=Ö", f"Störung: https://bücher.example/ß?passwort=1&passkey={R}"),
