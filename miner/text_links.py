@@ -122,12 +122,16 @@ def public_link(link: str, depth: int = 0) -> str:
     host, tail = rest[:authority_end].rpartition("@")[2], rest[authority_end:]
     tail, hash_mark, fragment = tail.partition("#")
     path, question_mark, query = tail.partition("?")
-    return (scheme + sep + host + _public_path(path) + question_mark + _public_pairs(query, depth) + hash_mark
+    return (scheme + sep + host + _public_path(path, depth) + question_mark + _public_pairs(query, depth) + hash_mark
             + _public_fragment(fragment, depth))
 
 
-def _public_path(path: str) -> str:
-    return "/".join(_public_word(segment) for segment in path.split("/"))
+def _public_path(path: str, depth: int) -> str:
+    """A path, each segment kept or redacted. A segment may be a link percent-encoded, as a redirect's path carries
+    one (``/redirect/https%3A%2F%2Fuser%3Apass%40host%2F``): read as `_public_escaped` reads a value, or its
+    ``user:password@`` and keys were kept, no "://" written out."""
+    return "/".join(_public_escaped(segment, depth) if "%" in segment and depth < _NESTED else _public_word(segment)
+                    for segment in path.split("/"))
 
 
 def _public_fragment(fragment: str, depth: int) -> str:
@@ -137,7 +141,7 @@ def _public_fragment(fragment: str, depth: int) -> str:
     path, question_mark, query = fragment.partition("?")
     if not question_mark and "=" in path:
         return _public_pairs(path, depth)
-    return _public_path(path) + question_mark + _public_pairs(query, depth)
+    return _public_path(path, depth) + question_mark + _public_pairs(query, depth)
 
 
 def _public_pairs(query: str, depth: int) -> str:

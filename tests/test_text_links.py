@@ -56,6 +56,12 @@ LINKS = [
      f"https://sso.example/cb?next=https%3A%2F%2Fapp.example%2Fhome%3Ftoken%3D{R}%26x%3D1&x=1"),
     ("https://sso.example/?next=https%253A%252F%252Fops%253Ap4ss%2540grafana.example.com%252F&x=1",
      f"https://sso.example/?next={R}&x=1"),
+    # So is one percent-encoded in a path segment, as a redirect's path carries one (one without a credential kept).
+    ("login loops https://l.example/redirect/https%3A%2F%2Fops%3Ahunter2%40grafana.example%2Fd%3Ftoken%3Dabc123/x, "
+     "https://web.archive.org/web/2020/https%3A%2F%2Fnews.example%2Fa%20b/report%20(2).pdf",
+     f"login loops https://l.example/redirect/https%3A%2F%2Fgrafana.example%2Fd%3Ftoken%3D{R}/x, "
+     "https://web.archive.org/web/2020/https%3A%2F%2Fnews.example%2Fa%20b/report%20(2).pdf"),
+    ("https://x.example/r/https%253A%252F%252Fops%253Ap4ss%2540grafana.example.com%252F/x", f"https://x.example/r/{R}/x"),
     # Pairs separated by ";" (HTML 4's other separator): read one by one, as those separated by "&" are.
     ("https://x.example/a?x=1;password=hunter2;lang=en", f"https://x.example/a?x=1;password={R};lang=en"),
     ("https://x.example/dl?token=abc123def456;lang=en&y=2;sig=ab;cd", f"https://x.example/dl?token={R};lang=en&y=2;sig={R}"),

@@ -40,6 +40,8 @@ BARE = [
      f"router 192.168.1.1/login?password={R}, dev localhost:3000/reset?token={R}"),
     ("sso.example.com/login?next=app.example.com/reset?token=abc123&lang=en loops",
      f"sso.example.com/login?next=app.example.com/reset?token={R}&lang=en loops"),
+    ("l.example.com/r/https%3A%2F%2Fops%3Ahunter2%40grafana.example%2F/x?y=1 loops",
+     "l.example.com/r/https%3A%2F%2Fgrafana.example%2F/x?y=1 loops"),
     # Glued to a CJK sentence or after a tweet's "...", as links with a scheme are.
     ("登录不了app.example.com/reset?token=abc123。谢谢", f"登录不了app.example.com/reset?token={R}。谢谢"),
     ("can't even...pic.twitter.com/AbCd1234EfGh5678", f"can't even...pic.twitter.com/{R}"),
