@@ -15,7 +15,10 @@ from miner.collectors import CollectSettings, Poller
 from miner.collectors.matching import ServiceMatcher
 from miner.config import ServiceConfig, SourceConfig
 from miner.store import Store
+from miner.store.link_scrub import SCRUB_BATCH
+from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.text_links import public_text_links
+from miner.timeutil import iso
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 R = "[redacted]"
@@ -112,4 +115,36 @@ def test_a_polled_post_with_a_bare_reset_link_is_stored_without_its_token(tmp_pa
     conn.close()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("miner.sqlite*"))
     for secret in (b"f3a9c2e1d4b5", JWT.encode(), JWT[:20].encode()):
+        assert secret not in stored
+
+
+def _stored_bytes(path: Path) -> bytes:
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+
+def test_a_store_from_before_keeps_no_credential_in_its_bare_links(tmp_path: Path) -> None:
+    # Texts stored before (0022_text_links read only the links with a scheme or "www."): the upgrade rewrites those
+    # with a bare link's credential, a batch at a time, and leaves every other text as it was.
+    path = tmp_path / "old.sqlite"
+    at = iso(NOW)
+    texts = [BARE[n % len(BARE)][0] if n % 3 else KEPT[n % len(KEPT)] for n in range(2 * SCRUB_BATCH + 1)]
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, [m for m in MIGRATIONS if m.id < "0025_bare_text_links"])
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
+                         "VALUES ('feed', ?, ?, ?, ?)", [(str(n), text, at, at) for n, text in enumerate(texts)])
+        conn.execute("COMMIT")
+    conn.close()
+    store = Store.open(path)
+    expected = dict(BARE)
+    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
+        expected.get(text, text) for text in texts]
+    store.close()
+    stored = _stored_bytes(path)
+    for secret in (b"abc123", b"ya29", DOC.encode(), JWT[:20].encode(), b"7c1d0e5f9a2b", b"s3cr3tv4lu3", b"hunter2"):
         assert secret not in stored

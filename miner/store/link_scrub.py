@@ -1,12 +1,13 @@
-"""Migrations 0017's and 0022's Python parts: the links, link-made ids and post texts stored before their links were
-kept without a credential.
+"""Migrations 0017's, 0022's and 0025's Python parts: the links, link-made ids and post texts stored before their links
+were kept without a credential.
 
 A feed item's link, an id made of one and a source's url were stored as written (a source's url without the values
 of fewer key names): a private feed's ``?passkey=`` stayed in the store, and the first poll after the upgrade found
 none of the entries it listed under the ids it computes now, so it stored each a second time (a new complaint), and
 a source whose stored url changed had its poll state reset. Each column is rewritten with the very functions the
 collectors and `SourceConfig.stored_url` use, so the forms match. A post's text kept the links written in it as
-written (a ``?token=``, a password-reset link, a ``user:password@``) until `miner.text_links` took those out.
+written (a ``?token=``, a password-reset link, a ``user:password@``) until `miner.text_links` took those out, and
+the links pasted without a scheme ("app.example.com/reset?token=...") until it read those too (0025).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 _MAY_CHANGE = "(instr({0}, '?') OR instr({0}, '@') OR instr({0}, '['))"
 # What a text needs to hold for `public_text_links` to change it: a link (LIKE is case-blind, as the link's "www." is).
 _MAY_HOLD_LINK = "(instr(text, '://') OR text LIKE '%www.%')"
+# What a text needs to hold for the `public_text_links` of 0025 to change what 0022's left: a link without a scheme
+# (a host's dot, then a "/", "?" or "#"), or one with a path (a curly quote after it, a segment percent-encoded).
+_MAY_HOLD_BARE_LINK = "(instr(text, '.') AND (instr(text, '/') OR instr(text, '?') OR instr(text, '#')))"
 
 # Rows read into Python at a time, by rowid, each batch's changes written before the next is read: all the changed
 # rows of a column were kept for one UPDATE, about 230 bytes a row (66 MB of Python objects, 72 MB more RSS, for
@@ -82,6 +86,12 @@ def scrub_text_links(conn: sqlite3.Connection) -> None:
     # A text cut at max_text_chars before may grow past it by a few characters ("?token=ab" to "?token=[redacted]"):
     # the limit is the config's, which a migration does not read, and nothing relies on a stored text's length.
     _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_LINK)
+
+
+def scrub_bare_text_links(conn: sqlite3.Connection) -> None:
+    # As scrub_text_links, by the same function: a text 0022 rewrote is rewritten again only where a link it did not
+    # read (or read otherwise) holds a credential.
+    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LINK)
 
 
 def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:

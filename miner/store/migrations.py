@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
-from miner.store.link_scrub import scrub_stored_links, scrub_text_links
+from miner.store.link_scrub import scrub_bare_text_links, scrub_stored_links, scrub_text_links
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -262,7 +262,6 @@ TEXT_LINKS = Migration("0022_text_links", "", scrub_text_links)
 # user report's (no model's).
 VERDICT_DECISIONS = Migration("0023_verdict_decisions", "ALTER TABLE classifications ADD COLUMN threshold REAL;\n"
                               "ALTER TABLE classifications ADD COLUMN early_exit INTEGER;")
-
 # Since when a source's failed polls need someone to act (SourceError.calls_for_action: a 401, 404 or 410, a TLS
 # certificate not trusted, a setting missing): only the error's text was kept, and `miner status` and /metrics could
 # not tell it from a 503 that passes by itself. A source failing before has its last error read by the first words
@@ -278,13 +277,17 @@ SOURCES_NEEDS_ACTION = Migration(
             OR last_error GLOB 'TLS handshake with *');
     """,
 )
+# Links pasted into a post's text without a scheme ("app.example.com/reset?token=...", "docs.google.com/document/d/
+# <id>/edit") are stored without a credential too, and so are links percent-encoded in a path segment: the texts
+# stored before kept them, 0022 having read only links with a scheme or "www." (store/link_scrub.py).
+BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", scrub_bare_text_links)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
-                               SOURCES_NEEDS_ACTION]
+                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS]
 
 
 def _statements(script: str) -> Iterator[str]:
