@@ -12,6 +12,7 @@ in a process of its own on a copy, so its RSS is its own.
     .venv/bin/python bench/upgrade_bench.py [--posts 1000000 --days 182 --services 19] [--keep /tmp/old.sqlite]
     .venv/bin/python bench/upgrade_bench.py --reuse /tmp/old.sqlite     # upgrade a copy of a store kept earlier
     .venv/bin/python bench/upgrade_bench.py --link-keys    # every post's link with a ?passkey= (0017 rewrites all)
+    .venv/bin/python bench/upgrade_bench.py --bare-tokens  # every text with a reset link, no scheme (0025 rewrites all)
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ def has_link(text: str) -> bool:
     return "://" in text or "www." in text.lower()
 
 
-def build(path: Path, n_posts: int, days: int, n_services: int, link_keys: bool = False,
+def build(path: Path, n_posts: int, days: int, n_services: int, link_keys: bool = False, bare_tokens: bool = False,
           seed: int = 7) -> dict[str, Any]:
-    """A 0.1.0 store of ``n_posts`` real-text posts; returns what its texts hold (links, texts 0022 changes)."""
+    """A 0.1.0 store of ``n_posts`` real-text posts; returns what its texts hold (links, texts 0022 and 0025
+    change)."""
     rng = random.Random(seed)
     outage, other, _ = real_texts()
     services = [*SERVICES, *(f"Service {i:03d}" for i in range(len(SERVICES), n_services))][:n_services]
@@ -84,6 +86,8 @@ def build(path: Path, n_posts: int, days: int, n_services: int, link_keys: bool 
             at = start + timedelta(seconds=i * span // n_posts)
             name, kind = sources[i % N_SOURCES]
             text = rng.choice(outage if rng.random() < 0.12 else other)
+            if bare_tokens:  # real texts hold no such link: 0025's worst case, where it rewrites every text
+                text = f"{text} reset link app.example.com/reset?token={i:012x}"
             if text not in changes:
                 changes[text] = public_text_links(text) != text
             counts["links"] += has_link(text)
@@ -181,6 +185,8 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=19, help="19 x 182 days of 5-minute buckets: 1 M rows")
     parser.add_argument("--link-keys", action="store_true",
                         help="every post's link (and an RSS post's id) with a ?passkey=: 0017's worst case")
+    parser.add_argument("--bare-tokens", action="store_true",
+                        help="every text with a reset link and its token, no scheme: 0025's worst case")
     parser.add_argument("--keep", type=Path, help="keep the 0.1.0 store built here (not upgraded)")
     parser.add_argument("--reuse", type=Path, help="upgrade a copy of a 0.1.0 store kept earlier")
     parser.add_argument("--upgrade-only", type=Path, help=argparse.SUPPRESS)  # the child process
@@ -196,9 +202,9 @@ def main() -> None:
         if not args.reuse:
             if old.exists():
                 sys.exit(f"{old} exists: --reuse it or remove it")
-            counts = build(old, args.posts, args.days, args.services, args.link_keys)
+            counts = build(old, args.posts, args.days, args.services, args.link_keys, args.bare_tokens)
             print(f"0.1.0 store: {args.posts:,} posts over {args.days} days, {counts['links']:,} texts with a link "
-                  f"({counts['links'] / args.posts:.1%}), {counts['changed']:,} that 0022 changes "
+                  f"({counts['links'] / args.posts:.1%}), {counts['changed']:,} that 0022 and 0025 change "
                   f"({counts['changed'] / args.posts:.1%})", flush=True)
         copy = work / "upgraded.sqlite"
         shutil.copyfile(old, copy)
