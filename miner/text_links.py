@@ -165,9 +165,10 @@ def _public_pairs(query: str, depth: int) -> str:
 
 def _public_escaped(value: str, depth: int) -> str:
     """A value that may be a link percent-encoded (``?u=https%3A%2F%2Fuser%3Apass%40host%2F``, as a redirect's
-    parameter carries one): its ``user:password@`` and keys were kept, as no "://" was written out. Read decoded as a
-    link is; where that takes something out, encoded again (its "[redacted]" as written) and kept as `_public_word`
-    keeps it, else kept as `_public_word` keeps it (which reads the escapes' hex as no token's letters).
+    parameter carries one, or one without a scheme: ``?next=app.example.com%2Freset%3Ftoken%3D...``): its
+    ``user:password@`` and keys were kept, as no "://" was written out. Read decoded as a link is; where that takes
+    something out, encoded again (its "[redacted]" as written) and kept as `_public_word` keeps it, else kept as
+    `_public_word` keeps it (which reads the escapes' hex as no token's letters).
 
     A link encoded twice or more (a redirect's redirect) that way is redacted whole: `_public_word` reads the escapes
     of escapes ("%253A") as a token's letters and digits, and would redact it when stored again. So is a value still
@@ -177,7 +178,7 @@ def _public_escaped(value: str, depth: int) -> str:
         if (decoded := unquote(plain)) == plain:
             return _public_word(value)
         plain = decoded
-        if "://" in plain:
+        if "://" in plain or _BARE_VALUE.match(plain):
             public = _LINK.sub(lambda m: _public_match(m, depth + 1), plain)
             if public == plain:
                 return _public_word(value)

@@ -45,6 +45,11 @@ BARE = [
      f"sso.example.com/login?next=app.example.com/reset?token={R}&lang=en loops"),
     ("l.example.com/r/https%3A%2F%2Fops%3Ahunter2%40grafana.example%2F/x?y=1 loops",
      "l.example.com/r/https%3A%2F%2Fgrafana.example%2F/x?y=1 loops"),
+    # Percent-encoded in a value or a segment, without a scheme either (and a value that decodes to no link kept).
+    ("https://sso.example/cb?next=app.example.com%2Freset%3Ftoken%3Dabc123&q=file.txt%20or%20news.example.com%2Fa",
+     f"https://sso.example/cb?next=app.example.com%2Freset%3Ftoken%3D{R}&q=file.txt%20or%20news.example.com%2Fa"),
+    ("l.example.com/r/app.example.com%2Freset%3Ftoken%3Dabc123/x",
+     f"l.example.com/r/app.example.com%2Freset%3Ftoken%3D{R}/x"),
     # Glued to a CJK sentence or after a tweet's "...", as links with a scheme are.
     ("登录不了app.example.com/reset?token=abc123。谢谢", f"登录不了app.example.com/reset?token={R}。谢谢"),
     ("can't even...pic.twitter.com/AbCd1234EfGh5678", f"can't even...pic.twitter.com/{R}"),
