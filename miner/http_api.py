@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from miner import status_board
+from miner import http_head, status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError, RateLimited
 from miner.http_cache import Answers, json_text
@@ -251,8 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._continue and length:
             self.wfile.write(CONTINUE)  # not before a refusal above: a client that waits for it sends no body
-        raw = self._read_body(length)
-        if raw is None:
+        raw = http_head.read_body(self.rfile, self.connection, length, READ_TIMEOUT)
+        if isinstance(raw, tuple):
+            self._refuse(*raw)
             return
         if not self.server.connections.received(self.connection):
             # Shut for a newcomer as its body came in: stored, it went unanswered, and the client's retry counted twice.
@@ -289,28 +290,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(*length)
             return None
         return length
-
-    def _read_body(self, length: int) -> bytes | None:
-        """Exactly ``length`` bytes within READ_TIMEOUT in all, or None after refusing the request."""
-        deadline = time.monotonic() + READ_TIMEOUT
-        chunks: list[bytes] = []
-        got = 0
-        try:
-            while got < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(length - got)
-                if not chunk:
-                    self._refuse(400, f"body ended after {got} of the {length} bytes in Content-Length")
-                    return None
-                chunks.append(chunk)
-                got += len(chunk)
-        except TimeoutError:
-            self._refuse(408, f"body not received within {READ_TIMEOUT:g} s")
-            return None
-        return b"".join(chunks)
 
 
 class _Server(HandedListener, ThreadingHTTPServer):

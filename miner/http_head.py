@@ -1,6 +1,6 @@
 """The HTTP endpoint's reader of a request's head: the request line and headers, capped in all at MAX_HEAD bytes;
 its target as a path, what it expects (Expect), the body length it declares, whether the Content-Type it declares
-is JSON, and whether the host it names is one the endpoint answers as."""
+is JSON, and whether the host it names is one the endpoint answers as; and its body, read within a deadline."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import http.client
 import io
 import ipaddress
 import re
+import socket
+import time
 from dataclasses import dataclass
 from email.message import Message
 
@@ -157,3 +159,25 @@ def host_allowed(value: str | None, allowed: frozenset[str]) -> bool:
     except ValueError:
         return False
     return True
+
+
+def read_body(rfile: io.BufferedIOBase, connection: socket.socket, length: int, within: float
+              ) -> bytes | tuple[int, str]:
+    """Exactly ``length`` bytes of ``rfile`` within ``within`` seconds in all, or the refusal's (status, message)."""
+    deadline = time.monotonic() + within
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        while got < length:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            connection.settimeout(left)
+            chunk = rfile.read1(length - got)
+            if not chunk:
+                return 400, f"body ended after {got} of the {length} bytes in Content-Length"
+            chunks.append(chunk)
+            got += len(chunk)
+    except TimeoutError:
+        return 408, f"body not received within {within:g} s"
+    return b"".join(chunks)
