@@ -19,6 +19,7 @@ from pathlib import Path
 
 from miner.errors import StoreError
 from miner.store import Store
+from miner.store.upgrade import OnPhase
 from miner.timeutil import utcnow
 
 log = logging.getLogger("miner.service")
@@ -92,12 +93,14 @@ class JobStores:
                 self._on_lost()
         return self.lost_reason
 
-    def get(self, job: str) -> Store:
+    def get(self, job: str, on_phase: OnPhase | None = None) -> Store:
+        """``job``'s connection, opened (and the store upgraded) if it has none; ``on_phase`` is told of the
+        upgrade's migrations and waits."""
         if lost := self.lost():
             raise StoreError(lost, cause="lost")
         with self._guard:
             if job not in self.open:
-                self.open[job] = Store.open(self.db_path, stop=self._stop)
+                self.open[job] = Store.open(self.db_path, stop=self._stop, on_phase=on_phase)
             return self.open[job]
 
     def forget(self, job: str) -> None:

@@ -137,3 +137,27 @@ def test_an_upgrade_waits_for_another_process_upgrading_the_store(
     if upgrade:  # upgraded, the store's writes wait as long as before: a job's write is not held up for minutes
         assert store.database.one("PRAGMA busy_timeout") == {"timeout": 200}
     store.close()
+
+
+def test_an_upgrade_tells_each_migration_and_a_wait_for_the_lock_as_it_begins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The service's endpoint, answering while the service starts, could say neither how far an upgrade had got nor
+    # that it waited for another process's: only the log said so, of the slow migrations alone.
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(store_upgrade, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, buckets=10)
+    told: list[tuple[str, str]] = []
+    with write_lock_held(path, 1.0) as holder:
+        Store.open(path, on_phase=lambda key, words: told.append((key, words))).close()
+        holder.wait(timeout=60)
+    pending = MIGRATIONS[2:]
+    assert told == [("store_wait", "waiting for another process's upgrade of the store (it holds the write lock)"),
+                    *(("store_upgrade", f"upgrading the store: migration {m.id} ({n} of {len(pending)})")
+                      for n, m in enumerate(pending, 1))]
+    told.clear()
+    Store.open(path, on_phase=lambda key, words: told.append((key, words))).close()  # upgraded: nothing to tell
+    assert told == []
+    Store.open(tmp_path / "new.sqlite", on_phase=lambda key, words: told.append((key, words))).close()
+    assert told[0] == ("store_upgrade", f"creating the store: migration {MIGRATIONS[0].id} (1 of {len(MIGRATIONS)})")
+    assert len(told) == len(MIGRATIONS)

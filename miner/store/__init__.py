@@ -26,6 +26,7 @@ from miner.store.reclassify import ReclassifyMixin
 from miner.store.replay_outbox import ReplayOutboxMixin
 from miner.store.signals import SignalsMixin
 from miner.store.sources import SourcesMixin
+from miner.store.upgrade import OnPhase
 
 __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_store", "run_readonly",
            "stream_readonly"]
@@ -41,14 +42,16 @@ class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, Inci
 
     @classmethod
     def open(cls, path: str | Path, *, readonly: bool = False, any_schema: bool = False,
-             upgrade: bool = True, stop: threading.Event | None = None) -> Store:
+             upgrade: bool = True, stop: threading.Event | None = None, on_phase: OnPhase | None = None) -> Store:
         """Open (creating and migrating if needed) the store at ``path``; raises StoreError with a clear line.
 
         ``any_schema`` with ``readonly``: take the file at whatever schema version it has (for a backup, which
         copies pages and reads no table) instead of refusing an older one. ``upgrade`` False: refuse what a
         migrating open refuses, but leave an older store's migrations pending. ``stop`` set ends a wait for another
-        process's upgrade (see upgrade.begin_waiting)."""
-        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema, upgrade=upgrade, stop=stop))
+        process's upgrade (see upgrade.begin_waiting); ``on_phase`` is told of each migration and wait (for the
+        service's endpoint, which answers while it starts)."""
+        return cls(Database.connect(path, readonly=readonly, migrate=not any_schema, upgrade=upgrade, stop=stop,
+                                    on_phase=on_phase))
 
     @property
     def path(self) -> str:

@@ -22,7 +22,7 @@ import sqlite_utils
 
 from miner.errors import StoreError
 from miner.store.migrations import pending_migrations, refuse_foreign, user_tables
-from miner.store.upgrade import BUSY_TIMEOUT_MS, UpgradeStopped, begin_waiting, upgrade_store
+from miner.store.upgrade import BUSY_TIMEOUT_MS, OnPhase, UpgradeStopped, begin_waiting, upgrade_store
 
 # Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
 # by itself: one large transaction (a changed detector.bucket_minutes recounting 30 days of 300 services wrote
@@ -213,10 +213,12 @@ class Database:
 
     @classmethod
     def connect(cls, path: str | Path, *, readonly: bool = False, migrate: bool = True,
-                upgrade: bool = True, stop: threading.Event | None = None) -> Database:
+                upgrade: bool = True, stop: threading.Event | None = None, on_phase: OnPhase | None = None
+                ) -> Database:
         """``migrate``: apply pending migrations, or with ``readonly`` refuse a store that lacks some. ``upgrade``
         False: check the store as a migrating open does (another program's database, a newer miner's store) but
-        leave pending migrations for a later open. ``stop`` set ends a wait for another process's upgrade."""
+        leave pending migrations for a later open. ``stop`` set ends a wait for another process's upgrade;
+        ``on_phase`` is told of each migration and wait (see upgrade.upgrade_store)."""
         pending = False
         spath = str(path)
         require_sqlite()
@@ -261,7 +263,7 @@ class Database:
                 conn.execute("PRAGMA secure_delete = ON")
                 if migrate:
                     try:
-                        pending = upgrade_store(conn, spath, apply=upgrade, stop=stop)
+                        pending = upgrade_store(conn, spath, apply=upgrade, stop=stop, on_phase=on_phase)
                     except StoreError as exc:
                         raise StoreError(f"store {spath} {exc}") from None
         database = cls(conn, spath, readonly=readonly)
@@ -272,14 +274,14 @@ class Database:
         with contextlib.suppress(sqlite3.Error):
             self.conn.close()
 
-    def check_writable(self, stop: threading.Event | None = None) -> None:
+    def check_writable(self, stop: threading.Event | None = None, on_phase: OnPhase | None = None) -> None:
         """Raise StoreError unless a write would succeed. SQLite opens a file it cannot write (permissions, a
         read-only mount, an immutable file) read-only without a word, and even BEGIN IMMEDIATE succeeds on it:
         only a real write, rolled back here, tells. On a store left to upgrade, the lock is waited for as an upgrade
-        does (another process may be upgrading it), until ``stop`` is set."""
+        does (another process may be upgrading it), until ``stop`` is set, and ``on_phase`` told of it."""
         with self._lock, translate_errors(self.path):
             if self.upgrade_pending:
-                begin_waiting(self.conn, stop, self.path)
+                begin_waiting(self.conn, stop, self.path, on_phase)
             else:
                 self.conn.execute("BEGIN IMMEDIATE")
             try:

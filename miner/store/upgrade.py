@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from miner.store.migrations import CORE, MIGRATIONS, apply_migrations, pending_migrations
 
@@ -29,14 +30,19 @@ BUSY_TIMEOUT_MS = 10_000
 UPGRADE_BUSY_TIMEOUT_MS = 15 * 60_000
 # The longest SQLite waits for the lock at once in an upgrade's wait, before Python (a signal's handler) runs again.
 _WAIT_SLICE_MS = 200
+# Told what the open is doing, for the service's endpoint to answer while it starts (see miner.service_starting): a
+# phase's key (store_wait, store_upgrade) and its words.
+OnPhase = Callable[[str, str], None]
+WAITING = "waiting for another process's upgrade of the store (it holds the write lock)"
 
 
-def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None, path: str = "") -> None:
+def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None, path: str = "",
+                  on_phase: OnPhase | None = None) -> None:
     """BEGIN IMMEDIATE, waiting for the write lock up to UPGRADE_BUSY_TIMEOUT_MS in slices: a signal's handler that
     raises (a command's Ctrl-C or SIGTERM) ends the wait, and so does ``stop`` set (the service's), with SQLite's
     "database is locked". A wait is logged once, as a warning (which a command at a terminal shows), naming the
     store ``path``: the service started during a cron job's upgrade waited minutes with nothing in its log, before
-    even loading its model."""
+    even loading its model. ``on_phase`` is told of a wait as it begins."""
     deadline = time.monotonic() + UPGRADE_BUSY_TIMEOUT_MS / 1000
     told = False
     try:
@@ -52,6 +58,8 @@ def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None,
                     raise
                 if not told:
                     told = True
+                    if on_phase is not None:
+                        on_phase("store_wait", WAITING)
                     log.warning("store %s: waiting for the write lock, which another process holds (another miner "
                                 "upgrading this store holds it throughout each migration): up to %d min, Ctrl-C or "
                                 "SIGTERM ends the wait", path or "?", UPGRADE_BUSY_TIMEOUT_MS // 60_000)
@@ -60,12 +68,13 @@ def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None,
 
 
 def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
-                  stop: threading.Event | None = None) -> bool:
+                  stop: threading.Event | None = None, on_phase: OnPhase | None = None) -> bool:
     """Apply the migrations the store lacks (``apply`` False: only check it can be), each waiting for the write lock
     (see begin_waiting). A new store's are applied without a word; an older store's upgrade is logged, and an error
     names the migration that was rolled back. True when ``apply`` is False and migrations are pending: the
     connection's check that the store takes writes then waits for the lock as an upgrade does (the service checks
-    that before its model loads and it upgrades the store, and that check failed while a cron job upgraded it)."""
+    that before its model loads and it upgrades the store, and that check failed while a cron job upgraded it).
+    ``on_phase`` is told of each migration as it begins, and of each wait for the lock."""
     pending = pending_migrations(conn)
     if not pending or not apply:
         return bool(pending)
@@ -88,8 +97,15 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
             log.log(logging.INFO if seconds >= 1 else logging.DEBUG, "store %s: migration %s applied in %.1f s",
                     path, migration_id, seconds)
 
+    def begin() -> None:
+        begin_waiting(conn, stop, path, on_phase)
+        if on_phase is not None:  # once it holds the lock: a wait for it is told as it begins
+            step = done - (len(MIGRATIONS) - len(pending)) + 1
+            on_phase("store_upgrade", f"{'creating' if new else 'upgrading'} the store: migration {running[0]} "
+                                      f"({step} of {len(pending)})")
+
     try:
-        apply_migrations(conn, progress=progress, begin=lambda: begin_waiting(conn, stop, path))
+        apply_migrations(conn, progress=progress, begin=begin)
     except sqlite3.IntegrityError:
         raise  # a fault of miner's own, raised as it is (as db.translate_errors does)
     except sqlite3.Error as exc:
