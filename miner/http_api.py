@@ -251,9 +251,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._continue and length:
             self.wfile.write(CONTINUE)  # not before a refusal above: a client that waits for it sends no body
-        raw = http_head.read_body(self.rfile, self.connection, length, READ_TIMEOUT)
-        if isinstance(raw, tuple):
-            self._refuse(*raw)
+        raw = self._read_body(length)
+        if raw is None:
             return
         if not self.server.connections.received(self.connection):
             # Shut for a newcomer as its body came in: stored, it went unanswered, and the client's retry counted twice.
@@ -282,6 +281,14 @@ class _Handler(BaseHTTPRequestHandler):
         # The body (if any) is left unread, so the connection cannot carry another request.
         self.close_connection = True
         self._json(status, {"error": message})
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Exactly ``length`` bytes within READ_TIMEOUT in all, or None after refusing the request."""
+        raw = http_head.read_body(self.rfile, self.connection, length, READ_TIMEOUT)
+        if isinstance(raw, tuple):
+            self._refuse(*raw)
+            return None
+        return raw
 
     def _body_length(self) -> int | None:
         """The declared body length, or None after refusing the request: checked before a byte is read."""
