@@ -23,7 +23,7 @@ from typing import Any
 from miner import http_head, status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError, RateLimited
-from miner.http_cache import Answers, json_text
+from miner.http_cache import Answers, Reply, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.http_listener import HandedListener
@@ -57,6 +57,9 @@ class Endpoints:
     read: Callable[[str, str], tuple[int, dict[str, Any]] | None] | None = None
     # the same for the status board's pages -> (status, HTML)
     board: Callable[[str, str], tuple[int, str] | None] | None = None
+    # a GET's path, or /report's at a POST -> the answer given before the route's own (/livez, /readyz; every route's
+    # while the service starts: service_starting), or None
+    early: Callable[[str], Reply | None] | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -197,6 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         read, board = self.server.endpoints.read, self.server.endpoints.board
         if path == "/report":
             self._read_only()
+        elif (early := self._early(path)) is not None:
+            self._send(*early)
         elif path == "/healthz":
             ok, detail = self.server.endpoints.health()
             self._json(200 if ok else 503, detail)
@@ -205,9 +210,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif (answer := self.server.answers.get(path, query)) is not None:
             self._send(*answer)
         else:
-            endpoints = ["/healthz", "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
+            probes = ("/livez", "/readyz") if self.server.endpoints.early is not None else ()
+            endpoints = ["/healthz", *probes, "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
                          *(status_board.PAGES if board is not None else ())]
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
+
+    def _early(self, path: str) -> Reply | None:
+        return None if (early := self.server.endpoints.early) is None else early(path)
 
     def _read_only(self) -> None:
         """A method other than GET or HEAD on the read API or the board, or other than POST on /report: 405;
@@ -242,6 +251,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path.split("?", 1)[0] != "/report":
             self._json(404, {"error": "POST is accepted on /report only"})
+            return
+        if (early := self._early("/report")) is not None:  # the service is starting: its body is left unread
+            self.close_connection = True
+            self._send(*early)
             return
         length = self._body_length()
         if length is None:

@@ -51,6 +51,11 @@ HELP = {
                                             "when it failed and the service runs on with the config before."),
     "miner_config_last_reload_success_timestamp_seconds": ("gauge", "Unix time of the last successful config "
                                                            "reload, or of the start."),
+    "miner_starting": ("gauge", "1 while the service starts (the store checked and upgraded, the model loaded), before "
+                       "its jobs run and its read API, status board and reports answer; 0 once started."),
+    "miner_start_phase": ("gauge", "1, labelled with what the starting service is doing: start, store_check, "
+                          "store_wait (for another process's upgrade), model_load, store_upgrade; none once "
+                          "started."),
     "miner_model_info": ("gauge", "1, labelled with the version of the classifier model the service loaded."),
     "miner_verdicts_other_model": ("gauge", "Posts created in the last 24 h whose counted verdict is another model's "
                                    "than the one loaded: after a model update, until `miner reclassify --since` "

@@ -25,23 +25,24 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from miner.config import Config
 from miner.errors import MinerError, StoreError
 from miner.held_polls import HeldPolls
-from miner.http_api import Endpoints, HttpApi
+from miner.http_api import HttpApi
 from miner.http_listener import Listener
 from miner.metrics import Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.records import Decision
 from miner.report_intake import ReportIntake
+from miner.service_endpoint import ServiceEndpoint
 from miner.service_handover import warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_schedule import QUIET_SKIPS, CatchUpInterval
 from miner.service_scrape import ServiceScrape
+from miner.service_starting import Starting
 from miner.service_stores import JobStores
 from miner.service_switch import ServiceSwitch
-from miner.status_board import StatusBoard
 from miner.store import Store
-from miner.timeutil import iso, utcnow
+from miner.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class ServiceOptions:
     extra_endpoints: dict[str, Any] = field(default_factory=dict)
 
 
-class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
+class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
     def __init__(self, config: Config, db_path: str | Path, options: ServiceOptions | None = None) -> None:
         self.config = config
         self.db_path = str(db_path)
@@ -94,9 +95,11 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
         self._finish_later = False  # a reload's stop: finish_stop once the new service accepts
         self._answering: HttpApi | None = None  # the HTTP server stopped, its requests still answered until finish_stop
         self._stop = threading.Event()
+        self.starting = Starting(self.healthz, self.metrics, self.options.clock)
         self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None
-        self._http: HttpApi | None = None
+        self._http: HttpApi | None = None  # the endpoint of the service started
+        self._opening: HttpApi | None = None  # the endpoint answering while the service starts (service_starting)
         self.read_api: ReadApi | None = None
         self._poller: Any = None
         self._classifier: Any = None
@@ -124,7 +127,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
         self._source_up: dict[str, float] = {}
         self._source_up_guard = threading.Lock()
 
-    # Start-up: fail fast with one clear error (lock, store, model, port) before any job runs. -------------
+    # Start-up: fail fast with one clear error (lock, files, port, store, model) before any job runs. -------
 
     def start(self) -> None:
         from miner.config_files import check_named_files, warn_unset_alert_env
@@ -135,19 +138,28 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
             prepared = self.prepared  # by a reload, while the service before ran (ServiceSwitch.prepare)
             if not prepared:
                 check_named_files(self.config)  # the model folder and CA file, with their key and line
+            # Before the slow part: a liveness probe found the port refused for all of it and had the service killed
+            # mid-upgrade (service_starting). A reload's start, prepared, is quick: it answers once started, on the
+            # socket handed over, its connections waiting in the backlog meanwhile, as they did.
+            if self._listener is None:
+                self._opening = self._open_endpoint()
             # The store is checked first but upgraded only once the model has loaded: a new version refusing a
             # model folder of an older layout left the store upgraded all the same, so going back to the version
             # that ran took restoring a backup (versions after 0.1.0 refuse a store a newer one has upgraded).
             if self.db_path != ":memory:":
+                self.starting.set("store_check", "checking the store")
                 probe = Store.open(self.db_path, upgrade=False)
                 try:
-                    probe.database.check_writable(self._stop)  # a SIGTERM ends a wait for another's upgrade
+                    # A SIGTERM ends a wait for another's upgrade.
+                    probe.database.check_writable(self._stop, self.starting.set)
                 finally:
                     probe.close()
             if not prepared:
+                self.starting.set("model_load", "loading the model")
                 self.load_parts()
             warn_unset_alert_env(self.config, log)
-            self._store("startup").database.check_writable()
+            self.starting.set("store_check", "opening the store")
+            self._stores.get("startup", self.starting.set).database.check_writable()
             # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.
             try:
                 self._store("startup").record_serving_model(self._classifier.version, self.options.clock(),
@@ -156,19 +168,10 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
                 log.warning("cannot record the model loaded, which `miner status` shows: %s", exc)
             self.metrics.replace("miner_model_info", {(("version", self._classifier.version),): 1.0})
             self._stores.watch_file()
-            if (at := self._listen_at()) is not None:
-                # The read API on a connection of its own, as the reports and scrapes each have.
-                self.read_api = ReadApi(self.config, lambda: self._store("api"), lambda: self._stores.forget("api"),
-                                        self.options.clock)
-                self._http = HttpApi(*at, Endpoints(
-                                     self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer,
-                                     StatusBoard(self.read_api).page),
-                                     self.config.server.trusted_proxies, self.config.server.report_ipv6_prefix,
-                                     self.config.server.allowed_hosts, self.config.server.cache_seconds,
-                                     self._listener.sock if self._listener is not None else None)
-                self._http.start()
-                host, bound = self._http.address
-                log.info("http endpoint on http://%s:%d", f"[{host}]" if ":" in host else host, bound)
+            # Started as far as the endpoint goes: a reload's new service opens its endpoint only here, on the socket
+            # handed over, and the requests waiting in its backlog are the started service's to answer, as before.
+            self.starting.started()
+            self._http, self._opening = self._opening or self._open_endpoint(), None
             # No misfire grace: a run due more than its grace ago (the machine suspended, the clock stepped
             # forward) was skipped with a warning, and retention waited another 6 h; coalesced, it runs once, late.
             scheduler = BackgroundScheduler(timezone="UTC", job_defaults={
@@ -219,6 +222,8 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
             self._store_carried_at_stop()
             self._poller.close()  # the polls still running are given up and aborted: due again at once
             self._poller = None
+        if self._opening is not None:  # a start that failed, or was stopped, with its endpoint open
+            self._http, self._opening = self._opening, None
         # After the polls' grace: stopped first, the endpoint refused connections (/healthz, reports, the board)
         # for the whole of it, 5 s of each reload while a source hung, on top of the new service's start.
         if self._http is not None:
@@ -356,30 +361,3 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch):
             self.metrics.replace("miner_store_error", {(("cause", c), ("stage", j)): 1.0
                                                        for j, (c, _) in self._store_errors.items()})
         return previous
-
-    # HTTP endpoints --------------------------------------------------------------------------------------
-
-    def healthz(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to).
-        A collect run returns within its interval, its slow polls carried over to the next (see
-        CollectStage.collect): a source that does not answer does not hold it up."""
-        now, mono = self.options.clock(), time.monotonic()
-        stages: dict[str, Any] = {}
-        ok = True
-        for job in self.options.jobs:
-            h = self.health[job.name]
-            limit = 3 * job.every + 60
-            # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
-            fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= limit
-            # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
-            # released) kept runs at 0, and /healthz said ok for as long as it hung.
-            starting = h.runs == 0 and (self._started is None or mono - self._started <= limit)
-            # last_error stays after the job succeeds again: its time tells a past failure from a current one.
-            stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
-                                "last_error": h.last_error,
-                                "last_error_at": iso(h.last_error_at) if h.last_error_at else None, "runs": h.runs}
-            ok = ok and (fresh or starting)
-        model = self._classifier.version if self._classifier is not None else None
-        if lost := self._stores.lost():
-            return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
-        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "model": model, "stages": stages}

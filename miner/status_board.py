@@ -67,6 +67,13 @@ def is_page(path: str) -> bool:
                                         and "/" not in path[len(_SERVICES):])
 
 
+def starting_page(path: str, phase: str, refresh: int) -> str:
+    """The page at ``path`` while the service starts (store not open yet), doing what ``phase`` says."""
+    return _render("error.html", root="./" if path in ("/", "/status") else "../", refresh=refresh,
+                   title="Starting", message=f"The service is starting ({phase}); this page tries again every "
+                                             f"{refresh} s.")
+
+
 class StatusBoard:
     """The pages, read through ``api`` (its connection, its turn, its 503s)."""
 

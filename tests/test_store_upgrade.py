@@ -49,7 +49,7 @@ def test_the_upgrade_of_an_older_store_is_logged_and_a_new_stores_creation_is_no
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert lines[0] == (f"store {old}: upgrading it for this version of miner: {len(MIGRATIONS) - 2} migrations to "
                         f"apply ({MIGRATIONS[2].id} to {MIGRATIONS[-1].id}), each in one transaction; `miner run` "
-                        "starts its jobs and /healthz once they are done")
+                        'starts its jobs once they are done (its /healthz answers 503 "starting" meanwhile)')
     assert lines[-1].startswith(f"store {old}: upgraded in ")
     caplog.clear()
     Store.open(old).close()  # upgraded: nothing more to say

@@ -25,8 +25,8 @@ WARNING_WIDTH = 100
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
 @click.option("--http/--no-http", "http", default=None,
-              help="Serve /healthz, /metrics, POST /report, the read API (/api/v1/) and the status board (/) "
-                   "(default: [server].enabled; on with --port).")
+              help="Serve /healthz, /livez, /readyz, /metrics, POST /report, the read API (/api/v1/) and the "
+                   "status board (/) (default: [server].enabled; on with --port).")
 @click.option("--port", type=PORT, default=None,
               help="Port for the HTTP endpoint, which it turns on (default: [server].port).")
 @pass_app

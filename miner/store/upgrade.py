@@ -2,7 +2,8 @@
 slow migration, and an error that names the migration it stopped at.
 
 A store of 0.1.0 with 1 M posts took 11 s to upgrade (2.5 M: 30 s, 13 s of it in 0017_stored_links) on two shared
-cores, with nothing in the log from the model's load to `http endpoint on`, and /healthz not answering meanwhile:
+cores, with nothing in the log from the model's load to `http endpoint on`, and /healthz not answering meanwhile
+(it answers 503 "starting" now, with the migration under way: miner.service_starting):
 the operator could not tell an upgrade from a hang, and a full disk part-way was told as "nothing from this batch
 was written", with no word of the upgrade, how far it got or what the next start does. A write of another process
 waiting for the lock meanwhile (a cron job's `miner collect --once`, or the service started while such a job
@@ -81,8 +82,8 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
     new = pending[0] == CORE.id
     if not new:
         log.info("store %s: upgrading it for this version of miner: %d migrations to apply (%s to %s), each in one "
-                 "transaction; `miner run` starts its jobs and /healthz once they are done", path, len(pending),
-                 pending[0], pending[-1])
+                 "transaction; `miner run` starts its jobs once they are done (its /healthz answers 503 \"starting\" "
+                 "meanwhile)", path, len(pending), pending[0], pending[-1])
     started = time.monotonic()
     running: list[str] = []
     done = len(MIGRATIONS) - len(pending)

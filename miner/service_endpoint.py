@@ -1,0 +1,89 @@
+"""The service's HTTP endpoint: opened where the config says (before the slow part of a first start, to answer while
+the service starts: :mod:`miner.service_starting`), and the jobs' health it answers /healthz with.
+
+A mixin of :class:`miner.service.Service`, which owns the jobs' health, the store connections and the listener.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from miner.config import Config
+from miner.http_api import Endpoints, HttpApi
+from miner.http_listener import Listener
+from miner.read_api import ReadApi
+from miner.report_intake import ReportIntake
+from miner.service_starting import Starting
+from miner.service_stores import JobStores
+from miner.status_board import StatusBoard
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    from miner.service import JobHealth, ServiceOptions
+    from miner.store import Store
+
+log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
+
+
+class ServiceEndpoint:
+    config: Config
+    options: ServiceOptions
+    health: dict[str, JobHealth]
+    starting: Starting
+    read_api: ReadApi | None
+    _reports: ReportIntake
+    _stores: JobStores
+    _listener: Listener | None
+    _classifier: Any  # the Classifier loaded, None before the start loads it
+    _started: float | None
+
+    if TYPE_CHECKING:
+        def _store(self, job: str) -> Store: ...
+        def _listen_at(self) -> tuple[str, int] | None: ...
+        def metrics_text(self) -> str: ...
+
+    def _open_endpoint(self) -> HttpApi | None:
+        """The HTTP endpoint listening and answering (what it answers while the service starts: service_starting),
+        or None where it does not listen."""
+        if (at := self._listen_at()) is None:
+            return None
+        # The read API on a connection of its own, as the reports and scrapes each have.
+        self.read_api = ReadApi(self.config, lambda: self._store("api"), lambda: self._stores.forget("api"),
+                                self.options.clock)
+        http = HttpApi(*at, Endpoints(self.healthz, self.metrics_text, self._reports.accept, self.read_api.answer,
+                                      StatusBoard(self.read_api).page, self.starting.answer),
+                       self.config.server.trusted_proxies, self.config.server.report_ipv6_prefix,
+                       self.config.server.allowed_hosts, self.config.server.cache_seconds,
+                       self._listener.sock if self._listener is not None else None)
+        http.start()
+        host, bound = http.address
+        log.info("http endpoint on http://%s:%d%s", f"[{host}]" if ":" in host else host, bound,
+                 "" if self.starting.phase is None else " (answering 503 \"starting\" until the service has started)")
+        return http
+
+    def healthz(self) -> tuple[bool, dict[str, Any]]:
+        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to).
+        A collect run returns within its interval, its slow polls carried over to the next (see
+        CollectStage.collect): a source that does not answer does not hold it up."""
+        now, mono = self.options.clock(), time.monotonic()
+        stages: dict[str, Any] = {}
+        ok = True
+        for job in self.options.jobs:
+            h = self.health[job.name]
+            limit = 3 * job.every + 60
+            # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
+            fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= limit
+            # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
+            # released) kept runs at 0, and /healthz said ok for as long as it hung.
+            starting = h.runs == 0 and (self._started is None or mono - self._started <= limit)
+            # last_error stays after the job succeeds again: its time tells a past failure from a current one.
+            stages[job.name] = {"ok": fresh or starting, "last_ok": iso(h.last_ok) if h.last_ok else None,
+                                "last_error": h.last_error,
+                                "last_error_at": iso(h.last_error_at) if h.last_error_at else None, "runs": h.runs}
+            ok = ok and (fresh or starting)
+        model = self._classifier.version if self._classifier is not None else None
+        if lost := self._stores.lost():
+            return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
+        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "model": model, "stages": stages}
