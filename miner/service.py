@@ -36,6 +36,7 @@ from miner.service_endpoint import ServiceEndpoint
 from miner.service_handover import warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
+from miner.service_notify import Notifier
 from miner.service_schedule import QUIET_SKIPS, CatchUpInterval
 from miner.service_scrape import ServiceScrape
 from miner.service_starting import Starting
@@ -70,6 +71,8 @@ class JobHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
     runs: int = 0
+    # A run ended (or a batch of the process job's classified): systemd's watchdog is pinged while this is recent.
+    alive_monotonic: float | None = None
 
 
 @dataclass
@@ -79,6 +82,7 @@ class ServiceOptions:
     http: bool | None = None  # None: as [server].enabled says
     http_port: int | None = None
     extra_endpoints: dict[str, Any] = field(default_factory=dict)
+    notify: Notifier = field(default_factory=Notifier)  # systemd's, from `miner run`'s environment; none by default
 
 
 class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
@@ -95,7 +99,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._finish_later = False  # a reload's stop: finish_stop once the new service accepts
         self._answering: HttpApi | None = None  # the HTTP server stopped, its requests still answered until finish_stop
         self._stop = threading.Event()
-        self.starting = Starting(self.healthz, self.metrics, self.options.clock)
+        self.starting = Starting(self.healthz, self.metrics, self.options.clock, self.options.notify.status)
         self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None
         self._http: HttpApi | None = None  # the endpoint of the service started
@@ -189,8 +193,11 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         except BaseException:
             self.stop()
             raise
-        log.info("miner service started: store %s, model %s, %d sources", self.db_path,
-                 self._classifier.version, sum(1 for s in self.config.sources if s.enabled))
+        sources = sum(1 for s in self.config.sources if s.enabled)
+        log.info("miner service started: store %s, model %s, %d sources", self.db_path, self._classifier.version,
+                 sources)
+        self.options.notify.watch(self.stuck)
+        self.options.notify.ready(f"running: model {self._classifier.version}, {sources} sources")
 
     def run_started(self, until: Callable[[], bool] | None = None) -> None:
         """Once :meth:`start` has succeeded: block until :meth:`request_stop` (a signal's handler calls it) or
@@ -203,6 +210,8 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
                 if until is not None and until():
                     break
         finally:
+            if not self._handing_over:  # a reload's stop is told as RELOADING (service_reload)
+                self.options.notify.stopping()
             log.info("stopping: waiting for running jobs to finish their batch")
             self.stop()
             log.info("stopped")
@@ -215,6 +224,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
 
     def stop(self) -> None:
         self._stop.set()  # a running alerts job sends no further notification, a collect round starts no poll
+        self.options.notify.unwatch(self.stuck)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
@@ -341,7 +351,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
             elif failed is not None:
                 log.info("job %s succeeded again (it failed with %s)", name, failed[0])
         finally:
-            health.runs += 1
+            health.runs, health.alive_monotonic = health.runs + 1, time.monotonic()
             took = time.monotonic() - started
             self.metrics.set("miner_job_seconds", round(took, 3), stage=name)
             log.debug("job %s took %.2f s", name, took)

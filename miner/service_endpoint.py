@@ -87,3 +87,19 @@ class ServiceEndpoint:
         if lost := self._stores.lost():
             return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
         return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "model": model, "stages": stages}
+
+    def stuck(self) -> str | None:
+        """Why systemd's watchdog should not be pinged (service_notify), None while every job gets on: a job whose
+        run has not ended for longer than /healthz's limit (a run hung, or the scheduler no longer starting them),
+        counted from its last run's end (a run that failed ended too: a failure is /healthz's and the log's to show,
+        a restart fixes none), a batch it classified, or the scheduler's start."""
+        if self._started is None:
+            return None
+        mono = time.monotonic()
+        for job in self.options.jobs:
+            alive = self.health[job.name].alive_monotonic
+            since = mono - max(self._started, alive if alive is not None else self._started)
+            if since > (limit := 3 * job.every + 60):
+                return (f"the {job.name} job has not ended a run for {since:.0f} s, past its limit of {limit:.0f} s "
+                        "(three of its intervals and a minute)")
+        return None

@@ -22,7 +22,7 @@ from miner.timeutil import iso
 
 if TYPE_CHECKING:
     from miner.pipeline import Pipeline
-    from miner.service import ServiceOptions
+    from miner.service import JobHealth, ServiceOptions
     from miner.store import Store
 
 log = logging.getLogger("miner.service")  # one logger for the service and its jobs, as operators filter on it
@@ -41,6 +41,7 @@ class ServiceJobs:
     _first_withdrawn: set[str]  # the sources due at the first run and not started since (see _first_round_stored)
     _job_names: frozenset[str]  # the jobs this service runs
     options: ServiceOptions
+    health: dict[str, JobHealth]
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
@@ -150,7 +151,7 @@ class ServiceJobs:
         started = time.monotonic()
         # A stop ends a backlog (a store filled by `miner ingest`, the job failing a while) after its batch: all of
         # it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the polls held.
-        classified = pipeline.classify_pending(now, stop=self._stop)
+        classified = pipeline.classify_pending(now, stop=self._stop, progress=self._classified_batch)
         if classified:
             self.metrics.inc("miner_posts_classified_total", classified)
             self.metrics.inc("miner_classify_seconds_total", time.monotonic() - started)
@@ -174,6 +175,11 @@ class ServiceJobs:
             log.warning("incident opened: %s at %s", service, iso(at), extra={"service": service})
         for service, at in report.resolved:
             log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
+
+    def _classified_batch(self, _count: int) -> None:
+        """A sign of life for systemd's watchdog (service_notify): a backlog of a million posts (after `miner ingest`)
+        is classified in one run, for longer than the job's limit, getting on all the while."""
+        self.health["process"].alive_monotonic = time.monotonic()
 
     def job_alerts(self, now: datetime) -> None:
         stats = self._pipeline("alerts").alert(now, stop=self._stop)

@@ -152,6 +152,7 @@ class Reloader:
                     return
                 handover = service.handover()
                 if self.signals.stop:
+                    service.options.notify.stopping()
                     service.finish_stop()
                     handover.release()
                     self._next.discard()
@@ -201,6 +202,8 @@ class Reloader:
         stopped.finish_stop()
         self._counts.count(False, service.metrics)
         log.info("config reload failed: running with the config read before")
+        service.options.notify.ready("running with the config read before: the new one's service did not start "
+                                     "(see the log)")
         return service
 
     def _start_new(self, handover: Handover) -> Service | None:
@@ -222,6 +225,7 @@ class Reloader:
         if not self.signals.reload:
             return False
         self.signals.reload = False
+        service.options.notify.reloading()  # READY again once the new service has started, or the config refused
         log.info("SIGHUP: reading the config again from %s", self.config.path)
         try:
             config = self.reread()
@@ -264,3 +268,4 @@ class Reloader:
         self._counts.count(False, service.metrics)
         log.error("config reload failed, still running with the config read before: %s", _described(exc),
                   exc_info=not isinstance(exc, MinerError))
+        service.options.notify.ready("running with the config read before: the new one was refused (see the log)")

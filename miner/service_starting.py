@@ -40,10 +40,13 @@ Health = Callable[[], tuple[bool, dict[str, Any]]]
 class Starting:
     """The phase of the service's start until it has started (thread-safe), and the endpoint's answers meanwhile.
 
-    ``health`` is the service's /healthz (its stages), ``metrics`` the registry its /metrics renders."""
+    ``health`` is the service's /healthz (its stages), ``metrics`` the registry its /metrics renders, ``tell`` told
+    each phase's words (systemd's STATUS: service_notify)."""
 
-    def __init__(self, health: Health, metrics: Metrics, clock: Callable[[], datetime]) -> None:
+    def __init__(self, health: Health, metrics: Metrics, clock: Callable[[], datetime],
+                 tell: Callable[[str], None] | None = None) -> None:
         self._health = health
+        self._tell = tell
         self._metrics = metrics
         self._clock = clock
         self._guard = threading.Lock()
@@ -58,6 +61,8 @@ class Starting:
             self._phase = (key, words)
             self._metrics.set("miner_starting", 1.0)
             self._metrics.replace("miner_start_phase", {(("phase", key),): 1.0})
+        if self._tell is not None:
+            self._tell(words)
 
     def started(self) -> None:
         with self._guard:

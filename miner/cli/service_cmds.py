@@ -43,10 +43,14 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
     and that model, the HTTP endpoint answering throughout (a connection waits milliseconds in its backlog);
     should that start fail, it logs why and starts again with the config it ran before. The command line's
     options (the HTTP ones here, the global --db) stay as given.
+
+    Under systemd's Type=notify (NOTIFY_SOCKET set) it tells systemd each phase of its start, when it has started,
+    its reloads and its stop, and pings WatchdogSec='s watchdog while no job is stuck (see docs/operations.md).
     """
     from miner.config_files import load_checked
     from miner.logsetup import setup_logging
     from miner.service import Service, ServiceOptions
+    from miner.service_notify import Notifier
     from miner.service_reload import Reloader
 
     if port is not None and http is False:
@@ -56,9 +60,13 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 
     setup_logging(log_level, log_format)
     config = app.config
-    options = ServiceOptions(http=http, http_port=port)
-    Reloader(config, lambda: load_checked(config.path),
-             lambda cfg: Service(cfg, app.db_path or Path(cfg.store.path), options)).run()
+    # Across the reloads: systemd's notification socket and watchdog (Type=notify; see docs/operations.md).
+    options = ServiceOptions(http=http, http_port=port, notify=Notifier.from_env())
+    try:
+        Reloader(config, lambda: load_checked(config.path),
+                 lambda cfg: Service(cfg, app.db_path or Path(cfg.store.path), options)).run()
+    finally:
+        options.notify.close()
 
 
 @main.command()
