@@ -174,6 +174,22 @@ def test_run_tells_systemd_each_phase_of_its_start_then_ready_reloading_and_stop
     assert code == 0, err
 
 
+def test_a_service_stopping_on_its_own_tells_systemd_before_it_exits(tmp_path: Path, systemd: Systemd) -> None:
+    # The store file deleted under it: the service stops with an error, and systemd hears it is stopping first.
+    store = tmp_path / "miner.sqlite"
+    proc = _run(_config(tmp_path, store), systemd.name)
+    try:
+        systemd.next(has("READY=1"))
+        store.unlink()
+        stopping = systemd.next(has("STOPPING=1"))
+        assert "STATUS=stopping: waiting for running jobs to finish their batch" in stopping
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code, err = _stopped(proc)
+    assert code == 1, err
+
+
 def test_a_long_start_extends_its_timeout_and_the_watchdog_is_pinged_once_ready(tmp_path: Path,
                                                                               systemd: Systemd) -> None:
     # Waiting for another process's upgrade (up to 15 minutes) outlasted TimeoutStartSec: systemd killed the start.
