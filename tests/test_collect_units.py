@@ -630,6 +630,42 @@ def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, p
     assert result.posts[0].services == ("Telekom",)
 
 
+def _feed_of(titles: list[str], encoding: str = "utf-8") -> bytes:
+    items = "".join(f"<item><title>{t}</title><link>https://news.example.de/{n}</link><guid>n{n}</guid>"
+                    f"<pubDate>Fri, 27 Nov 2026 09:1{n}:00 +0100</pubDate></item>" for n, t in enumerate(titles))
+    return (f'<?xml version="1.0" encoding="{encoding}"?><rss version="2.0"><channel><title>News</title>{items}'
+            "</channel></rss>").encode(encoding)
+
+
+@pytest.mark.parametrize("ctype", ["application/rss+xml", "application/rss+xml; charset=utf-8"])
+def test_a_stray_bad_byte_in_a_utf8_feed_costs_no_other_entry_its_text(server: FakeServer, ctype: str) -> None:
+    # A server cutting a text mid-character: feedparser read the whole feed again as windows-1252 (or iso-8859-2),
+    # and every entry's accents, Cyrillic and emoji became mojibake that matched no service.
+    body = _feed_of(["Störung bei Telekom: Tausende ohne Internet", "Сбербанк не работает 😡", "Telekom cut XX"])
+    server.serve("/news.rss", Reply(200, body.replace(b"XX", "Stö".encode()[:-1]), content_type=ctype))
+    with Poller(CollectSettings(), [ServiceConfig("Telekom"), ServiceConfig("Сбербанк")], hash_key=b"k") as poller:
+        result = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
+    assert [(p.text, p.services) for p in result.posts] == [
+        ("Störung bei Telekom: Tausende ohne Internet", ("Telekom",)), ("Сбербанк не работает 😡", ("Сбербанк",)),
+        ("Telekom cut St\ufffd", ("Telekom",))]
+    assert result.warnings == [
+        f"feed {server.url}/news.rss holds 1 byte sequence(s) that are not UTF-8 in its UTF-8 text; each read as "
+        "U+FFFD"]
+
+
+@pytest.mark.parametrize(("body", "title"), [
+    # windows-1252 under a declaration of UTF-8: no multi-byte sequence reads, and feedparser's fallback is right.
+    (_feed_of(["Störung bei Telekom"], "utf-8").replace("ö".encode(), "ö".encode("cp1252")), "Störung bei Telekom"),
+    # What the feed says it is, it is read as.
+    (_feed_of(["Störung bei Telekom ö"], "iso-8859-1"), "Störung bei Telekom ö"),
+])
+def test_a_feed_in_another_encoding_is_read_in_it(server: FakeServer, poller: Poller, body: bytes,
+                                                  title: str) -> None:
+    server.serve("/news.rss", Reply(200, body, content_type="application/rss+xml"))
+    [post] = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss")).posts
+    assert post.text == title
+
+
 def test_requests_carry_user_agent_gzip_and_last_modified(server: FakeServer) -> None:
     settings = CollectSettings(user_agent="miner-test/1.0 (ops@example.org)")
     server.serve_fixture("/f.rss", "rss/forum_latest.rss")

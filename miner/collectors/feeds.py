@@ -1,8 +1,9 @@
 """RSS/Atom parsing shared by the `rss`, `reddit` (anonymous) and `status_feed` types.
 
 httpx fetches (so timeouts, size caps and conditional GET are ours); feedparser only parses the bytes.
-Survivable ``bozo`` problems (a wrong declared encoding, a stray bad byte after good entries) are logged
-and kept as warnings; a body with no entries that is not a feed at all is a SourceError.
+Survivable ``bozo`` problems (a wrong declared encoding) are logged and kept as warnings, as are the bytes that are
+not UTF-8 in a UTF-8 feed, read as U+FFFD (`miner.collectors.utf8`); a body with no entries that is not a feed at
+all is a SourceError.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import feedparser
 from miner.collectors.base import PollContext
 from miner.collectors.http import Response, conditional_headers, empty_body, fetch
 from miner.collectors.normalise import parse_time, stable_id
+from miner.collectors.utf8 import mend_feed
 from miner.config import SourceConfig
 from miner.errors import BadContent
 from miner.records import SourceState
@@ -142,7 +144,8 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
         headers["content-location"] = where
     else:
         headers.setdefault("content-location", where)
-    body, unread = cut_entries(resp.body, ends) if ends else (resp.body, 0)
+    whole, bad = mend_feed(resp.body, resp.headers.get("content-type", ""))
+    body, unread = cut_entries(whole, ends) if ends else (whole, 0)
     parsed = _feedparse(body, headers)
     # A feed not well-formed itself (an undefined entity such as &nbsp;, common) is as unclean cut as whole: while
     # the cut body still reads as the 2 * ends entries kept, the cut broke nothing, and parsing the whole feed (the
@@ -151,11 +154,15 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
             and len(parsed.get("entries") or []) != 2 * (ends or 0):
         log.info("%s: feed %s cut to its first and last %d entries is not clean; parsing it whole", source_name,
                  where, ends)
-        parsed, unread = _feedparse(resp.body, headers), 0
+        parsed, unread = _feedparse(whole, headers), 0
     entries = parsed.get("entries") or []
     warnings = [resp.moved] if resp.moved else []
     if resp.moved:
         log.warning("%s: %s", source_name, resp.moved)
+    if bad:
+        warnings.append(f"feed {where} holds {bad} byte sequence(s) that are not UTF-8 in its UTF-8 text; each "
+                        "read as U+FFFD")
+        log.warning("%s: %s", source_name, warnings[-1])
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")
         detail = f"{type(exc).__name__}: {exc}"
