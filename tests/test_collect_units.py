@@ -75,6 +75,24 @@ def test_unpaired_surrogate_escapes_in_json_become_replacement_characters() -> N
     assert read_json(resp) == {"id": "a\ufffd", "urls": ["\ufffdx"], "\ufffdk": 1, "ok": "\U0001f600", "n": [1, None]}
 
 
+def test_a_bad_byte_in_one_hit_of_a_json_api_costs_no_other_hit(server: FakeServer, poller: Poller,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    # A title cut mid-character: read strictly, the poll failed whole ("not UTF-8 text"), at every poll for as long
+    # as the hit stayed in the search's window.
+    body = server.fixture_bytes("hackernews/search_by_date.json")
+    title = b"Cloudflare outage: 5xx errors on many sites"
+    assert title in body
+    server.serve("/api/v1/search_by_date", Reply(200, body.replace(title, "Cloudflare outage é".encode()[:-1], 1),
+                                                 content_type="application/json"))
+    healthy = json.loads(body)["hits"]
+    posts = poller.poll(SourceConfig("hn", "hackernews", url=server.url, query="outage")).posts
+    assert len(posts) == len([h for h in healthy if h.get("title") or h.get("comment_text")]) > 1
+    assert "Cloudflare outage \ufffd" in {p.text for p in posts}
+    assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] == [
+        f"JSON from {server.url}/api/v1/search_by_date holds 1 byte sequence(s) that are not UTF-8; each read as "
+        "U+FFFD"]
+
+
 def test_surrogate_character_references_in_a_feed_keep_every_entry(server: FakeServer, poller: Poller) -> None:
     # An emoji written as two references to UTF-16 halves, and half a pair on its own (in a guid too): not XML,
     # and feedparser raised UnicodeEncodeError on them, losing the whole feed every poll.

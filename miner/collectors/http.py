@@ -24,6 +24,7 @@ from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.normalise import SURROGATE
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
+from miner.collectors.utf8 import json_text
 from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.records import SourceState
@@ -340,10 +341,7 @@ def read_json(resp: Response) -> Any:
         # A login wall, captive portal or proxy error page sent without a type, or labelled JSON: "invalid JSON:
         # Expecting value at line 1 column 1" did not say what came.
         raise BadContent(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
-    try:
-        text = resp.body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadContent(f"invalid JSON from {resp.where}: not UTF-8 text") from None
+    text = json_text(resp.body, resp.where)
     try:
         return _without_surrogates(json.loads(text))
     except json.JSONDecodeError as exc:

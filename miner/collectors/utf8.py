@@ -9,8 +9,10 @@ matched no service's name. The bad bytes are read as U+FFFD instead, as a browse
 
 from __future__ import annotations
 
+import logging
 import re
 
+log = logging.getLogger(__name__)
 _REPLACEMENT = "\ufffd".encode()
 # The encoding an XML declaration names; an XML document without one is UTF-8 (or UTF-16, with its byte-order mark).
 _XML_ENCODING = re.compile(rb"""\A(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._:\-]+)["']""")
@@ -28,6 +30,15 @@ def decode_lenient(body: bytes) -> tuple[str, int]:
     except UnicodeDecodeError:
         text = body.decode("utf-8-sig", errors="replace")
         return text, text.count("\ufffd") - body.count(_REPLACEMENT)
+
+
+def json_text(body: bytes, where: str) -> str:
+    """An API's JSON ``body`` as text, its bad byte sequences read as U+FFFD, and logged (``where``: its URL as
+    messages show it). Not read so, the poll failed whole, every poll while the item holding them stayed listed."""
+    text, bad = decode_lenient(body)
+    if bad:
+        log.warning("JSON from %s holds %d byte sequence(s) that are not UTF-8; each read as U+FFFD", where, bad)
+    return text
 
 
 def mend_feed(body: bytes, content_type: str = "") -> tuple[bytes, int]:
