@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from miner.collectors.deadline import deadline_at, hold_to_deadlines
-from miner.collectors.normalise import SURROGATE
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
-from miner.collectors.utf8 import json_text
+from miner.collectors.utf8 import json_text, without_surrogates
 from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.records import SourceState
@@ -343,7 +342,7 @@ def read_json(resp: Response) -> Any:
         raise BadContent(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
     text = json_text(resp.body, resp.where)
     try:
-        return _without_surrogates(json.loads(text))
+        return without_surrogates(json.loads(text))
     except json.JSONDecodeError as exc:
         # Cut short: the error sits at the end, after at most a partial literal or number ("nu", "12").
         cut = bool(_PARTIAL_TAIL.fullmatch(text[exc.pos:].strip())) or exc.msg.startswith("Unterminated string")
@@ -358,19 +357,6 @@ def read_json(resp: Response) -> Any:
         # poll as an internal error of the collector, with a traceback logged at every poll.
         raise BadContent(f"invalid JSON from {resp.where}: a number of more than {sys.get_int_max_str_digits()} "
                          "digits") from None
-
-
-def _without_surrogates(value: Any) -> Any:
-    """``value`` with every unpaired UTF-16 surrogate (an escape such as "\\ud83d" without its other half, from
-    text cut mid-emoji) replaced by U+FFFD: SQLite cannot store one, and a post id, URL or cursor holding one
-    would make storing the poll fail, every round."""
-    if isinstance(value, str):
-        return value if value.isascii() else SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_without_surrogates(v) for v in value]
-    if isinstance(value, dict):
-        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
-    return value
 
 
 # Headers that hold one value. One sent twice (by a proxy and the application behind it) came joined with ", " by

@@ -1,5 +1,6 @@
-"""Bodies meant to be UTF-8 that hold a few bytes that are not: a feed's or an API's text cut mid-character by a
-server, or one item pasted in another encoding.
+"""Bodies meant to be UTF-8 that hold a few bytes that are not (a feed's or an API's text cut mid-character by a
+server, or one item pasted in another encoding), and JSON strings holding half a UTF-16 surrogate pair, which no
+UTF-8 can carry.
 
 One such byte must not cost the rest of the body. Read strictly, it failed a JSON poll whole ("not UTF-8 text"),
 at every poll for as long as the item stayed listed; feedparser, meeting it, read the whole feed again as
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
+
+from miner.collectors.normalise import SURROGATE
 
 log = logging.getLogger(__name__)
 _REPLACEMENT = "\ufffd".encode()
@@ -59,3 +63,16 @@ def mend_feed(body: bytes, content_type: str = "") -> tuple[bytes, int]:
     if well_read <= bad:
         return body, 0
     return text.encode("utf-8"), bad
+
+
+def without_surrogates(value: Any) -> Any:
+    """``value`` with every unpaired UTF-16 surrogate (an escape such as "\\ud83d" without its other half, from
+    text cut mid-emoji) replaced by U+FFFD: SQLite cannot store one, and a post id, URL or cursor holding one
+    would make storing the poll fail, every round."""
+    if isinstance(value, str):
+        return value if value.isascii() else SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {without_surrogates(k): without_surrogates(v) for k, v in value.items()}
+    return value
