@@ -1125,6 +1125,23 @@ def test_a_redirect_to_another_scheme_names_where_it_points(server: FakeServer, 
     assert info.value.permanent
 
 
+@pytest.mark.parametrize("location", ["javascript:alert(1)", "mailto:feeds@example.org", "data:text/html,hi",
+                                      "http:login"])
+def test_a_redirect_to_a_location_without_a_host_is_not_called_a_bad_url(server: FakeServer, poller: Poller,
+                                                                          location: str) -> None:
+    # httpx refuses such a Location as it builds the redirect, before a request names it: "bad URL <the source's
+    # url>", and needing someone to act, sent the operator to check a url that is fine.
+    server.serve("/f.rss", Reply(302, headers={"Location": location}))
+    with pytest.raises(SourceError) as info:
+        poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss"))
+    assert str(info.value) == (f"{server.url}/f.rss redirects to a Location that is not an http(s) URL: For "
+                               "absolute URLs, path must be empty or begin with '/'")
+    assert info.value.permanent
+    # The source's own url, when httpx cannot read it, still is.
+    with pytest.raises(SourceError, match=r"^bad URL http://127\.0\.0\.1:b:c/f\.rss: Invalid port: 'b:c'$"):
+        poller.poll(SourceConfig("f", "rss", url="http://127.0.0.1:b:c/f.rss"))
+
+
 def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, poller: Poller) -> None:
     # A redirect to a host that is down (or slow) was reported as the source's own host being down.
     with socket.socket() as probe:

@@ -228,6 +228,11 @@ def fetch(
             # The configured URL is fine; "bad URL <it>" sent the operator to check feeds.toml for nothing.
             raise SourceError(f"{where} redirects to {shown_url(target, secret=secret_url)}, which is not an http(s) "
                               f"URL: {exc}", permanent=True) from None
+        if isinstance(exc, httpx.InvalidURL) and _web_url(url):
+            # A Location with a scheme but no "//host" (mailto:, javascript:, data:, "http:login") is refused as httpx
+            # builds the redirect, so no request names it; the URL asked, a web URL, was sent.
+            raise SourceError(f"{where} redirects to a Location that is not an http(s) URL: {exc}",
+                              permanent=True) from None
         raise SourceError(f"bad URL {where}: {exc}", permanent=True) from None
     except (httpx.LocalProtocolError, UnicodeEncodeError):
         # A header value HTTP cannot carry (a line break or non-ASCII character in a token the server sent): httpx's
@@ -262,6 +267,14 @@ def _redirected_to(exc: Exception, url: str) -> str | None:
     # failing at its own host read as redirected from itself.
     same = (target.scheme, target.host, target.port, target.path) == (asked.scheme, asked.host, asked.port, asked.path)
     return None if same else str(target)
+
+
+def _web_url(url: str) -> bool:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
 
 
 def _failed_hop(exc: Exception, url: str, secret: bool) -> tuple[str, str]:
