@@ -1,0 +1,63 @@
+"""A response body's gzip and deflate decoded a step at a time, so that a compressed bomb is refused by the size cap
+before it is inflated (`miner.collectors.http.fetch` reads every body through `decoded`)."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+
+import httpx
+
+_DECODE_STEP = 65_536  # most bytes one decompression step may produce
+_STEPPED = frozenset({"gzip", "x-gzip", "deflate"})
+# Compressions we do not ask for. httpx decodes brotli and zstd whole per read (no step bound) once their packages
+# are importable, which any other dependency may bring; without them it passed the compressed bytes on as the
+# body, a "malformed feed" or "invalid JSON" that hid the cause.
+_UNASKED = frozenset({"br", "zstd", "compress", "x-compress"})
+
+
+def decoded(resp: httpx.Response) -> Iterator[bytes]:
+    """The body, gzip/deflate decoded in steps of at most ``_DECODE_STEP`` bytes.
+
+    httpx decodes each network read whole: one 64 KB read of a gzip bomb is 64 MB in memory before the size
+    cap can refuse it. Stepping the decompressor bounds that, for each coding of a list ("gzip, gzip": a
+    double-gzipped bomb took 600 MB to refuse under a 1 MB cap when httpx decoded it). A compression we did not
+    ask for is an error; any other name (a server's "utf-8", "none") is ignored, as browsers and httpx do.
+    """
+    codings = [c.strip() for c in resp.headers.get("content-encoding", "").lower().split(",")]
+    if unasked := next((c for c in codings if c in _UNASKED), None):
+        raise httpx.DecodingError(f"Content-Encoding {unasked!r}, which miner does not ask for (gzip or deflate)")
+    stepped = [c for c in codings if c in _STEPPED]
+    if not stepped:  # identity, or a name that is no compression, which httpx passes through too
+        yield from resp.iter_bytes()
+        return
+    body = resp.iter_raw()
+    for coding in reversed(stepped):  # listed in the order they were applied
+        body = _inflate(body, coding)
+    yield from body
+
+
+def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+    decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected from the header
+    first = True
+    for raw in chunks:
+        data = raw
+        while data:
+            try:
+                out = decoder.decompress(data, _DECODE_STEP)
+            except zlib.error as exc:
+                if not (first and coding == "deflate"):
+                    raise httpx.DecodingError(str(exc)) from None
+                decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # "deflate" sent raw, without zlib framing
+                first = False
+                continue
+            first = False
+            data = decoder.unconsumed_tail
+            if out:
+                yield out
+            if decoder.eof:
+                # The stream has ended: zlib would keep all that follows (unused_data), copying it whole at each read,
+                # unseen by the size cap (it counts inflated bytes) and by the deadline check (reached only with
+                # output). A second gzip member was never read either.
+                return
+    yield decoder.flush()
