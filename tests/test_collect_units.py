@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import gzip
 import itertools
 import json
@@ -187,11 +188,25 @@ def test_bytes_after_the_end_of_a_gzip_body_are_not_read(server: FakeServer) -> 
     assert time.monotonic() - started < 20  # the 256 MB after the end would take minutes; a loaded runner, seconds
 
 
+def test_a_body_compressed_more_times_than_any_server_does_is_refused(server: FakeServer, poller: Poller) -> None:
+    # Each coding listed was a decompressor inside the next: a feed gzipped 1,000 times (30 KB) raised RecursionError,
+    # an internal error of the collector with a traceback of 1,000 lines logged at every poll.
+    body = b'<rss version="2.0"><channel><title>x</title><item><title>Telekom down</title></item></channel></rss>'
+    for _ in range(1_000):
+        body = gzip.compress(body, mtime=0)
+    server.serve("/deep.rss", Reply(200, body, headers={"Content-Encoding": ", ".join(["gzip"] * 1_000)},
+                                    content_type="application/rss+xml"))
+    outcome = poller.poll_isolated(SourceConfig("deep", "rss", url=f"{server.url}/deep.rss"))
+    assert str(outcome.error) == ("cannot decode response from 127.0.0.1: Content-Encoding lists 1000 compressions; "
+                                  "no more than 5 are read")
+
+
 @pytest.mark.parametrize(("encoding", "encode"), [
     ("gzip", gzip.compress), ("deflate", zlib.compress), ("deflate", lambda b: zlib.compress(b, wbits=-15)),
     ("gzip, gzip", lambda b: gzip.compress(gzip.compress(b))), ("identity, deflate, gzip",
                                                                  lambda b: gzip.compress(zlib.compress(b))),
-], ids=["gzip", "deflate-zlib", "deflate-raw", "gzip-twice", "deflate-then-gzip"])
+    ("gzip, " * 4 + "gzip", lambda b: functools.reduce(lambda z, _: gzip.compress(z), range(5), b)),
+], ids=["gzip", "deflate-zlib", "deflate-raw", "gzip-twice", "deflate-then-gzip", "gzip-5-times"])
 def test_compressed_bodies_are_decoded(server: FakeServer, encoding: str, encode: Callable[[bytes], bytes]) -> None:
     body = b"".join(b"line %d of a feed\n" % i for i in range(20_000))
     server.serve("/c", Reply(200, encode(body), headers={"Content-Encoding": encoding}, content_type="text/plain"))

@@ -9,6 +9,9 @@ from collections.abc import Iterator
 import httpx
 
 _DECODE_STEP = 65_536  # most bytes one decompression step may produce
+# A decompressor per coding, each a generator inside the next: 1,000 listed raised RecursionError, an "internal error"
+# with a traceback of 1,000 lines at every poll. curl refuses more than 5 too (CVE-2023-23916).
+_MAX_CODINGS = 5
 _STEPPED = frozenset({"gzip", "x-gzip", "deflate"})
 # Compressions we do not ask for. httpx decodes brotli and zstd whole per read (no step bound) once their packages
 # are importable, which any other dependency may bring; without them it passed the compressed bytes on as the
@@ -28,6 +31,9 @@ def decoded(resp: httpx.Response) -> Iterator[bytes]:
     if unasked := next((c for c in codings if c in _UNASKED), None):
         raise httpx.DecodingError(f"Content-Encoding {unasked!r}, which miner does not ask for (gzip or deflate)")
     stepped = [c for c in codings if c in _STEPPED]
+    if len(stepped) > _MAX_CODINGS:
+        raise httpx.DecodingError(f"Content-Encoding lists {len(stepped)} compressions; no more than {_MAX_CODINGS} "
+                                  "are read")
     if not stepped:  # identity, or a name that is no compression, which httpx passes through too
         yield from resp.iter_bytes()
         return
