@@ -68,6 +68,16 @@ class _TextExtractor(HTMLParser):
         if not self._skip:
             self.parts.append(data)
 
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        # Python's HTMLParser raises AssertionError at a "<![" opening no marked section it knows ("<![ x", "<![1]>",
+        # "<![here]>"): a post quoting one failed its poll whole as an internal error, every poll while listed. What
+        # the poster wrote is kept, as a "<" that opens no tag is.
+        try:
+            return super().parse_marked_section(i, report)
+        except AssertionError:
+            self.handle_data(self.rawdata[i:i + 3])
+            return i + 3
+
 
 def html_to_text(value: str | None) -> str:
     """Plain text from an HTML fragment (or plain text): tags dropped, entities decoded, whitespace folded."""
