@@ -81,6 +81,16 @@ def test_unpaired_surrogate_escapes_in_json_become_replacement_characters() -> N
     assert read_json(resp) == {"id": "a\ufffd", "urls": ["\ufffdx"], "\ufffdk": 1, "ok": "\U0001f600", "n": [1, None]}
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_json_in_utf16_or_utf32_is_told_as_such(encoding: str) -> None:
+    # Read as UTF-8 with its bad bytes as U+FFFD, it was "Expecting value at line 1 column 1", which hid why.
+    resp = Response("http://127.0.0.1/x.json", 200, {"content-type": "application/json"},
+                    '{"title": "Störung"}'.encode(encoding))
+    with pytest.raises(SourceError, match=r"^invalid JSON from http://127\.0\.0\.1/x\.json: not UTF-8 text \(UTF-16 or "
+                                          r"UTF-32\)$"):
+        read_json(resp)
+
+
 def test_a_bad_byte_in_one_hit_of_a_json_api_costs_no_other_hit(server: FakeServer, poller: Poller,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     # A title cut mid-character: read strictly, the poll failed whole ("not UTF-8 text"), at every poll for as long

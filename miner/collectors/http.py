@@ -296,6 +296,9 @@ def read_json(resp: Response) -> Any:
         # A login wall, captive portal or proxy error page sent without a type, or labelled JSON: "invalid JSON:
         # Expecting value at line 1 column 1" did not say what came.
         raise BadContent(f"expected JSON from {resp.where}, got an HTML or XML page ({ctype or 'no content type'})")
+    if resp.body.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in resp.body[:4]:
+        # JSON's first characters are ASCII: a NUL among its first bytes is UTF-16 or UTF-32, which U+FFFD would hide.
+        raise BadContent(f"invalid JSON from {resp.where}: not UTF-8 text (UTF-16 or UTF-32)")
     text = json_text(resp.body, resp.where)
     try:
         return without_surrogates(json.loads(text))
