@@ -771,11 +771,10 @@ def test_a_stop_ends_a_long_retention_prune_after_its_batch(tmp_path: Path, capl
     store.close()
 
 
-def test_a_stop_ends_a_long_classify_backlog_after_its_batch(tmp_path: Path) -> None:
-    # The process job classified every pending post before it returned: a backlog (a first start on a store filled
-    # by `miner ingest`, or the job failing for a while) kept a SIGTERM waiting minutes, past systemd's stop timeout.
+def backlog_service(tmp_path: Path) -> tuple[Service, Store]:
+    """A service running the process job alone, hourly, on a store of 30,000 real posts none classified yet (a
+    first start on a store filled by `miner ingest`), and that store, open."""
     from miner.config import load_config
-    from miner.pipeline import Pipeline
     from miner.records import Post
     from miner.service import JobSpec, Service, ServiceOptions
 
@@ -785,6 +784,15 @@ def test_a_stop_ends_a_long_classify_backlog_after_its_batch(tmp_path: Path) -> 
     texts = [p.text for p in read_posts(demo_stream_path())][:1000]
     store.insert_posts([Post("feed", str(i), texts[i % len(texts)], now - timedelta(minutes=i % 600))
                         for i in range(30_000)], now)
+    return service, store
+
+
+def test_a_stop_ends_a_long_classify_backlog_after_its_batch(tmp_path: Path) -> None:
+    # The process job classified every pending post before it returned: a backlog (a first start on a store filled
+    # by `miner ingest`, or the job failing for a while) kept a SIGTERM waiting minutes, past systemd's stop timeout.
+    from miner.pipeline import Pipeline
+
+    service, store = backlog_service(tmp_path)
 
     def unclassified() -> int:
         row = store.database.one("SELECT count(*) AS n FROM posts p WHERE NOT EXISTS "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
-from test_service import wait_for, write_config
+from test_service import backlog_service, wait_for, write_config
 from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
 from miner.service import JobSpec, Service, ServiceOptions
@@ -301,20 +301,7 @@ def test_a_notify_socket_gone_is_logged_once_and_the_service_runs_on(tmp_path: P
 def test_a_long_classify_backlog_is_no_stuck_job_while_its_batches_go_through(tmp_path: Path) -> None:
     # A first start on a store filled by `miner ingest` classifies its backlog in one run, for longer than the process
     # job's limit: counted from the run's start alone, the watchdog would restart a service getting on with it.
-    from datetime import timedelta
-
-    from miner.config import load_config
-    from miner.records import Post
-    from miner.replay import demo_stream_path, read_posts
-    from miner.store import Store
-    from miner.timeutil import utcnow
-
-    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("process", 3600.0),), http=False))
-    store, now = Store.open(tmp_path / "miner.sqlite"), utcnow()
-    texts = [p.text for p in read_posts(demo_stream_path())][:1000]
-    store.insert_posts([Post("feed", str(i), texts[i % len(texts)], now - timedelta(minutes=i % 600))
-                        for i in range(30_000)], now)
+    service, store = backlog_service(tmp_path)
     store.close()
     service.start()
     try:
