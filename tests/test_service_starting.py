@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_reload_listener import refused
 from test_service import free_port, wait_for
 from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
@@ -66,15 +67,6 @@ def _get(url: str) -> httpx.Response | None:
 def _phase(base: str) -> str | None:
     reply = _get(f"{base}/healthz")
     return reply.json().get("phase") if reply is not None and reply.status_code == 503 else None
-
-
-def _refused(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
-            return True
-    return False
 
 
 @pytest.fixture
@@ -143,7 +135,7 @@ def test_a_stop_asked_for_while_the_start_waits_ends_it_and_closes_the_endpoint(
     service.request_stop()
     assert start.ended(within=10), "still starting 10 s after the stop was asked for"
     assert isinstance(start.failed[0], StoreError)
-    assert _refused(port)
+    assert refused(port)
 
 
 def test_a_start_on_a_port_taken_fails_with_its_error_before_it_upgrades_the_store(tmp_path: Path,
