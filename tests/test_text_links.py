@@ -204,21 +204,27 @@ def test_a_replayed_post_keeps_no_credential_in_its_links(tmp_path: Path, runner
     assert texts == [stored for _, stored in LINKS]
 
 
+def upgraded_with_texts(path: Path, migration: str, texts: list[str], at: str) -> Store:
+    """The store at ``path``, made at the schema before ``migration`` with a post of each of ``texts`` (created and
+    fetched ``at``), then opened: upgraded."""
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, [m for m in MIGRATIONS if m.id < migration])
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
+                         "VALUES ('feed', ?, ?, ?, ?)", [(str(n), text, at, at) for n, text in enumerate(texts)])
+        conn.execute("COMMIT")
+    conn.close()
+    return Store.open(path)
+
+
 def test_a_store_from_before_keeps_no_credential_in_its_texts(tmp_path: Path) -> None:
     # Texts stored before kept the links written in them as written: the upgrade rewrites them, a batch at a time,
     # and leaves every other text (and every text of no link, never read) as it was.
     path = tmp_path / "old.sqlite"
     at = iso(NOW - timedelta(hours=1))
     texts = [LINKS[n % len(LINKS)][0] if n % 3 else KEPT[n % len(KEPT)] for n in range(2 * SCRUB_BATCH + 1)]
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
-        apply_migrations(conn, MIGRATIONS[:21])  # the schema before 0022_text_links
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
-                         "VALUES ('feed', ?, ?, ?, ?)", [(str(n), text, at, at) for n, text in enumerate(texts)])
-        conn.execute("COMMIT")
-    conn.close()
-    store = Store.open(path)
+    store = upgraded_with_texts(path, "0022_text_links", texts, at)
     expected = {written: stored for written, stored in LINKS}
     assert _stored_texts(store) == [expected.get(text, text) for text in texts]
     stored = _store_bytes(store, path)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
+from test_text_links import upgraded_with_texts
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.matching import ServiceMatcher
 from miner.config import ServiceConfig, SourceConfig
 from miner.store import Store
 from miner.store.link_scrub import SCRUB_BATCH
-from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.text_links import public_text_links
 from miner.timeutil import iso
 
@@ -137,15 +137,7 @@ def test_a_store_from_before_keeps_no_credential_in_its_bare_links(tmp_path: Pat
     path = tmp_path / "old.sqlite"
     at = iso(NOW)
     texts = [BARE[n % len(BARE)][0] if n % 3 else KEPT[n % len(KEPT)] for n in range(2 * SCRUB_BATCH + 1)]
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("PRAGMA journal_mode = WAL")
-        apply_migrations(conn, [m for m in MIGRATIONS if m.id < "0025_bare_text_links"])
-        conn.execute("BEGIN")
-        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) "
-                         "VALUES ('feed', ?, ?, ?, ?)", [(str(n), text, at, at) for n, text in enumerate(texts)])
-        conn.execute("COMMIT")
-    conn.close()
-    store = Store.open(path)
+    store = upgraded_with_texts(path, "0025_bare_text_links", texts, at)
     expected = dict(BARE)
     assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
         expected.get(text, text) for text in texts]
