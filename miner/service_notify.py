@@ -10,7 +10,7 @@ and a scheduler that had stopped running jobs, the process alive, was never noti
 - ``STATUS=`` with each phase of the start (``upgrading the store: migration 0022_text_links (20 of 23)``), then a
   short line once started (``systemctl status`` shows it);
 - ``EXTEND_TIMEOUT_USEC=`` every :data:`EXTEND_EVERY` s while the start goes on, so that ``TimeoutStartSec`` does not
-  kill a long upgrade: each asks for :data:`EXTEND_BY` s more, three chances for the next to arrive. A phase that
+  kill a long upgrade: each asks for :data:`EXTEND_CHANCES` intervals more, so a late one is no timeout. A phase that
   lasts past :data:`PHASE_CAP` is no longer extended (the store's wait for another process gives up after 15
   minutes, and the slowest migration takes seconds at a million posts), so a start hung for good is still
   ended by systemd;
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping
 log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
 
 EXTEND_EVERY = 10.0  # seconds between EXTEND_TIMEOUT_USEC messages while the service starts
-EXTEND_BY = 3 * EXTEND_EVERY  # seconds each asks for: a message or two late (a busy machine) is not a timeout
+EXTEND_CHANCES = 3  # intervals each asks for: a message or two late (a busy machine) is not a timeout
 SEND_WAIT = 1.0  # seconds a message waits for room in the socket's queue, then is given up
 PHASE_CAP = 3600.0  # seconds in one phase of the start after which its start is no longer extended
 
@@ -184,7 +184,7 @@ class Notifier:
             self._sock = None
 
     def _extend(self) -> list[str]:
-        return [f"EXTEND_TIMEOUT_USEC={round(self._extend_every * EXTEND_BY / EXTEND_EVERY * 1e6)}"]
+        return [f"EXTEND_TIMEOUT_USEC={round(EXTEND_CHANCES * self._extend_every * 1e6)}"]
 
     def _run(self) -> None:
         tick = min(self._extend_every, self._watchdog / 2 if self._watchdog is not None else self._extend_every)
