@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
-from test_service import backlog_service, wait_for, write_config
+from test_service import backlog_service, stop, wait_for, write_config
 from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
 from miner.service import JobSpec, Service, ServiceOptions
@@ -118,15 +118,6 @@ def _run(cfg: Path, notify: str, **env: str) -> subprocess.Popen[str]:
                             env={**base, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": notify, **env})
 
 
-def _stopped(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-    return proc.returncode, err
-
-
 def test_run_tells_systemd_each_phase_of_its_start_then_ready_reloading_and_stopping(tmp_path: Path,
                                                                                      systemd: Systemd) -> None:
     # Type=simple held the service started at its fork: `systemctl start` returned, and units after it started,
@@ -168,9 +159,7 @@ def test_run_tells_systemd_each_phase_of_its_start_then_ready_reloading_and_stop
         proc.send_signal(signal.SIGTERM)
         systemd.next(has("STOPPING=1"))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        code, err = _stopped(proc)
+        code, err = stop(proc)  # a SIGTERM, unless it has exited
     assert code == 0, err
 
 
@@ -184,9 +173,7 @@ def test_a_service_stopping_on_its_own_tells_systemd_before_it_exits(tmp_path: P
         stopping = systemd.next(has("STOPPING=1"))
         assert "STATUS=stopping: waiting for running jobs to finish their batch" in stopping
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        code, err = _stopped(proc)
+        code, err = stop(proc)  # a SIGTERM, unless it has exited
     assert code == 1, err
 
 
@@ -212,8 +199,7 @@ def test_a_long_start_extends_its_timeout_and_the_watchdog_is_pinged_once_ready(
         for _ in range(3):
             systemd.next(has("WATCHDOG=1"), timeout=60)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code, err = _stopped(proc)
+        code, err = stop(proc)
     assert code == 0, err
 
 
