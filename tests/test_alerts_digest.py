@@ -111,15 +111,20 @@ digest = "0 * * * *"
 """
 
 
-def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
+def _seeded_cli(tmp_path: Path) -> list[str]:
+    """The global options of a CLI run on CONFIG and a store seeded with the incidents and failing source above."""
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)
     db = tmp_path / "miner.sqlite"
     store = Store.open(db)
     seeded(store)
     store.close()
+    return ["--config", str(cfg), "--db", str(db)]
+
+
+def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     run = CliRunner()
-    base = ["--config", str(cfg), "--db", str(db)]
+    base = _seeded_cli(tmp_path)
 
     res = run.invoke(main, [*base, "digest", "--dry-run", "--out", str(tmp_path / "d"), "--at", "2026-11-27T12:50Z"])
     assert res.exit_code == 0, res.output
@@ -153,7 +158,7 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     # Both said "is not a failed notification": which it was, an id that does not exist or one not failed, is said.
     res = run.invoke(main, [*base, "outbox", "retry", "99"])
     assert res.exit_code == 1 and "Error: no notification 99 in the outbox" in res.output, res.output
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(tmp_path / "miner.sqlite") as conn:
         (digest_id,) = conn.execute("SELECT id FROM outbox WHERE kind = 'digest' AND status = 'pending'").fetchone()
     res = run.invoke(main, [*base, "outbox", "retry", str(digest_id)])
     assert res.exit_code == 1 and f"Error: outbox {digest_id} is pending, not failed" in res.output, res.output
@@ -358,17 +363,11 @@ def test_a_provider_is_called_silent_only_where_a_status_page_of_it_is_watched(s
 def test_cli_digest_queues_one_digest_each_time_it_is_asked(tmp_path: Path) -> None:
     # `miner digest` queues one more digest, as asked (docs/operations.md): keyed by its time alone, a second one as
     # of the same time (--at, or the same second) was taken for the first, and nothing was queued, though it said so.
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(CONFIG)
-    db = tmp_path / "miner.sqlite"
-    store = Store.open(db)
-    seeded(store)
-    store.close()
-    base = ["--config", str(cfg), "--db", str(db), "digest", "--at", "2026-11-27T12:50Z"]
+    base = [*_seeded_cli(tmp_path), "digest", "--at", "2026-11-27T12:50Z"]
     for _ in range(2):
         res = CliRunner().invoke(main, base)
         assert res.exit_code == 0 and "queued digest for route oncall" in res.output, res.output
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(tmp_path / "miner.sqlite") as conn:
         [(queued,)] = conn.execute("SELECT count(*) FROM outbox WHERE kind = 'digest' AND status = 'pending'")
     conn.close()
     assert queued == 2
