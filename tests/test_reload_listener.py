@@ -8,7 +8,8 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,15 +85,25 @@ def started(built: list[Service], n: int) -> Callable[[], bool]:
     return lambda: len(built) == n and built[-1].health["collect"].runs == 1
 
 
-def test_a_client_connecting_during_a_reload_is_answered_by_the_new_service(tmp_path: Path,
-                                                                             feeds: FakeServer) -> None:  # noqa: F811
-    cfg = tmp_path / "feeds.toml"
-    port, other = free_port(), free_port()
-    write_config(cfg, feeds.url, port)
+
+@contextmanager
+def reloading_asking(cfg: Path, feed_url: str, port: int
+                     ) -> Iterator[tuple[Callable[[], None], list[Service], list[tuple[int, socket.socket | str]]]]:
+    """``cfg`` written for ``port``, and the reloader running `asking`'s services on it, the first started; yields
+    what sends a SIGHUP, the services built and what each asked at its start."""
+    write_config(cfg, feed_url, port)
     built: list[Service] = []
     asked: list[tuple[int, socket.socket | str]] = []
     with reloading(cfg, asking(built, asked)) as hup:
         wait_for(started(built, 1))
+        yield hup, built, asked
+
+
+def test_a_client_connecting_during_a_reload_is_answered_by_the_new_service(tmp_path: Path,
+                                                                             feeds: FakeServer) -> None:  # noqa: F811
+    cfg = tmp_path / "feeds.toml"
+    port, other = free_port(), free_port()
+    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
         hup()
         wait_for(started(built, 2))
         assert answer(asked[0][1]) == "HTTP/1.0 200 OK"  # was ConnectionRefusedError
@@ -113,11 +124,7 @@ def test_a_reload_that_fails_to_start_leaves_the_listener_to_the_config_before(
         tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     cfg = tmp_path / "feeds.toml"
     port = free_port()
-    write_config(cfg, feeds.url, port)
-    built: list[Service] = []
-    asked: list[tuple[int, socket.socket | str]] = []
-    with reloading(cfg, asking(built, asked)) as hup:
-        wait_for(started(built, 1))
+    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
         # Accepted by config check, the same port, but a store that a `miner replay` holds: only the start finds out.
         other = ServiceLock(tmp_path / "other.sqlite", role="replay")
         other.acquire()
@@ -198,11 +205,7 @@ def test_a_request_still_arriving_at_a_reload_is_answered_while_the_new_service_
     monkeypatch.setattr(miner.http_api, "STOP_WAIT", 600.0)
     cfg = tmp_path / "feeds.toml"
     port = free_port()
-    write_config(cfg, feeds.url, port)
-    built: list[Service] = []
-    asked: list[tuple[int, socket.socket | str]] = []
-    with reloading(cfg, asking(built, asked)) as hup:
-        wait_for(started(built, 1))
+    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
         slow = socket.create_connection(("127.0.0.1", port))
         try:
             slow.sendall(b"GET /healthz HTTP/1.0\r\n")
