@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -215,54 +216,55 @@ def _ticks_after(notifier: Notifier, count: int) -> None:
     wait_for(lambda: notifier.ticks >= seen + count, timeout=60)
 
 
+@contextmanager
+def _slow_source_service(tmp_path: Path, systemd: Systemd, every: float, timeout: int
+                         ) -> Iterator[tuple[Service, FakeServer, Notifier]]:
+    """A started service collecting, every ``every`` s, one source that answers in a minute (its poll's ``timeout``
+    longer), watched by systemd's watchdog at 0.2 s; its stop gives the poll up after 0.5 s."""
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
+    with FakeServer() as server:
+        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=60.0))
+        service = _collecting(tmp_path, f"{server.url}/slow.rss", every, notifier, f"timeout = {timeout}")
+        service.start()
+        try:
+            assert service._poller is not None and service._started is not None
+            service._poller.stop_grace = 0.5
+            yield service, server, notifier
+        finally:
+            service.stop()
+            notifier.close()
+
+
 def test_the_watchdog_is_no_longer_pinged_while_a_job_is_stuck_past_its_limit(tmp_path: Path,
                                                                              systemd: Systemd) -> None:
     # A run that never ends (its poll waited on, as a lock never released would be) kept the pings going: systemd
     # never restarted a service whose jobs had stopped.
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
-    with FakeServer() as server:
-        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=60.0))
-        # Hourly: the run waits for its poll (up to its interval less a second) the whole test long.
-        service = _collecting(tmp_path, f"{server.url}/slow.rss", 3600.0, notifier, "timeout = 120")
-        service.start()
-        try:
-            assert service._poller is not None and service._started is not None
-            service._poller.stop_grace = 0.5  # the stop gives the stuck poll up at once
-            systemd.next(has("READY=1"))
-            systemd.next(has("WATCHDOG=1"), timeout=60)
-            wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
-            service._started -= 4 * 3600.0  # as if the run had hung four hours, past 3 intervals and a minute
-            stopped = systemd.next(lambda m: m[0].startswith("STATUS=not pinging the watchdog"), timeout=60)
-            assert "the collect job has not ended a run for" in stopped[0]
-            systemd.drain()
-            _ticks_after(notifier, 5)
-            assert not any("WATCHDOG=1" in m for m in systemd.drain())
-        finally:
-            service.stop()
-            notifier.close()
+    # Hourly: the run waits for its poll (up to its interval less a second) the whole test long.
+    with _slow_source_service(tmp_path, systemd, 3600.0, 120) as (service, server, notifier):
+        assert service._started is not None
+        systemd.next(has("READY=1"))
+        systemd.next(has("WATCHDOG=1"), timeout=60)
+        wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
+        service._started -= 4 * 3600.0  # as if the run had hung four hours, past 3 intervals and a minute
+        stopped = systemd.next(lambda m: m[0].startswith("STATUS=not pinging the watchdog"), timeout=60)
+        assert "the collect job has not ended a run for" in stopped[0]
+        systemd.drain()
+        _ticks_after(notifier, 5)
+        assert not any("WATCHDOG=1" in m for m in systemd.drain())
 
 
 def test_the_watchdog_is_pinged_while_a_source_hangs(tmp_path: Path, systemd: Systemd) -> None:
     # A source that does not answer is no stuck job: its poll is carried over and the runs end; a restart would only
     # lose what the service holds.
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
-    with FakeServer() as server:
-        server.serve("/slow.rss", Reply(200, b"<rss/>", content_type="application/rss+xml", delay=60.0))
-        service = _collecting(tmp_path, f"{server.url}/slow.rss", 1.0, notifier, "timeout = 90")
-        service.start()
-        try:
-            assert service._poller is not None and service._started is not None
-            service._poller.stop_grace = 0.5
-            wait_for(lambda: service.health["collect"].runs >= 3, timeout=30)
-            assert len(server.requests_to("/slow.rss")) == 1  # still in flight
-            service._started -= 120.0  # past the job's limit since its start: its runs ended since
-            systemd.drain()
-            _ticks_after(notifier, 5)
-            assert any("WATCHDOG=1" in m for m in systemd.drain())
-            assert service.stuck() is None
-        finally:
-            service.stop()
-            notifier.close()
+    with _slow_source_service(tmp_path, systemd, 1.0, 90) as (service, server, notifier):
+        assert service._started is not None
+        wait_for(lambda: service.health["collect"].runs >= 3, timeout=30)
+        assert len(server.requests_to("/slow.rss")) == 1  # still in flight
+        service._started -= 120.0  # past the job's limit since its start: its runs ended since
+        systemd.drain()
+        _ticks_after(notifier, 5)
+        assert any("WATCHDOG=1" in m for m in systemd.drain())
+        assert service.stuck() is None
 
 
 def test_a_notify_socket_gone_is_logged_once_and_the_service_runs_on(tmp_path: Path,
