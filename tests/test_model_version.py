@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from reclassify_support import write_config
 from sqlplan import query_plan
 
 from miner.cli import main
@@ -30,23 +31,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(tmp_path: Path) -> Path:
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f"""
-[store]
-path = "{tmp_path / 'miner.sqlite'}"
-
-[[services]]
-name = "MTN"
-
-[[sources]]
-name = "telecom-feed"
-type = "rss"
-url = "http://127.0.0.1:9/feed.rss"
-""")
-    return cfg
-
-
 def _status(cfg: Path, *args: str) -> str:
     res = CliRunner().invoke(main, ["--config", str(cfg), "status", *args])
     assert res.exit_code == 0, res.output
@@ -57,7 +41,7 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
     tmp_path: Path,
 ) -> None:
     # A model update whose reclassify was forgotten: only `miner query` on the classifications showed it.
-    cfg = _config(tmp_path)
+    cfg = write_config(tmp_path)
     config = load_config(cfg)
     now = utcnow()
     store = Store.open(config.store.path)
@@ -107,8 +91,7 @@ def test_status_says_a_model_put_in_place_since_the_service_started_is_not_serve
     (folder / "model.json").unlink()
     (folder / "model.json").write_text((default_model_dir() / "model.json").read_text(encoding="utf-8"),
                                        encoding="utf-8")
-    cfg = _config(tmp_path)
-    cfg.write_text(cfg.read_text() + '\n[classifier]\nmodel_dir = "model"\n')
+    cfg = write_config(tmp_path, 'model_dir = "model"')
     config = load_config(cfg)
     service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
     service.start()
@@ -147,7 +130,7 @@ def test_metrics_count_the_posts_with_another_models_verdict_once_a_minute_and_a
         tmp_path: Path) -> None:
     # Each /metrics scrape counted them: a day of posts with their latest verdict, 65-120 ms at 100,000 posts a day,
     # under the scrape lock, at every scrape of every Prometheus server, for a number that moves slowly.
-    cfg = _config(tmp_path)
+    cfg = write_config(tmp_path)
     config = load_config(cfg)
     start = utcnow()
     clock = [start]
@@ -193,7 +176,7 @@ def test_metrics_count_the_posts_with_another_models_verdict_once_a_minute_and_a
     (folder / "model.json").unlink()
     meta = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))
     (folder / "model.json").write_text(json.dumps({**meta, "version": "minilm-outage-next"}), encoding="utf-8")
-    cfg.write_text(cfg.read_text() + '\n[classifier]\nmodel_dir = "model"\n')
+    cfg.write_text(cfg.read_text() + 'model_dir = "model"\n')  # in the [classifier] table the config ends with
     port = _free_port()
     service = Service(load_config(cfg), Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port,
                                                                                 clock=lambda: clock[0]))
