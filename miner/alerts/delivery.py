@@ -10,12 +10,10 @@ refused is a :class:`PartialDelivery`: :func:`send_email` remembers who has it, 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
 import smtplib
-import socket
 import ssl
 import threading
 from collections.abc import Mapping
@@ -28,6 +26,7 @@ import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
 from miner.alerts.send_failures import smtp_failure, webhook_failure
+from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTooLong, cut, quit_session
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
 from miner.env_names import shown_name
@@ -119,11 +118,11 @@ class SmtpSender:
         # and the outbox claim lapsed meanwhile (another dispatcher sent it again). The session is cut at the bound
         # AlertSettings.slowest_send assumes: one timeout per command.
         limit = s.timeout * (9 + len(recipients))
-        client: smtplib.SMTP = (smtplib.SMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
-                                else smtplib.SMTP(timeout=s.timeout))
+        client: smtplib.SMTP = (BoundedSMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
+                                else BoundedSMTP(timeout=s.timeout))
         client._host = s.host  # type: ignore[attr-defined]  # what connect() leaves unset: STARTTLS's and SSL's SNI
-        cut = threading.Event()
-        watchdog = threading.Timer(limit, _cut, (client, cut))
+        was_cut = threading.Event()
+        watchdog = threading.Timer(limit, cut, (client, was_cut))
         watchdog.daemon = True
         watchdog.start()
         greeted = False
@@ -151,13 +150,13 @@ class SmtpSender:
                     answer = client.send_message(message, from_addr=envelope_from, to_addrs=list(sendable))
                     refused |= {sendable.get(a, a): reply for a, reply in answer.items()}
             except (smtplib.SMTPException, OSError):
-                if cut.is_set():  # whatever the cut left: a broken pipe, a reply read in part ("SMTP 22")
-                    raise _Cut from None
+                if was_cut.is_set():  # whatever the cut left: a broken pipe, a reply read in part ("SMTP 22")
+                    raise Cut from None
                 raise
             finally:
-                _quit(client)
+                quit_session(client)
                 watchdog.cancel()
-        except _Cut:
+        except Cut:
             raise DeliveryError(f"SMTP {s.host}:{s.port}: session cut after {limit:g}s (smtp.timeout {s.timeout:g}s "
                                 f"for each of {9 + len(recipients)} commands)", unreachable=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
@@ -178,6 +177,11 @@ class SmtpSender:
             raise DeliveryError(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}", permanent=exc.smtp_code >= 500,
                                 unreachable=isinstance(exc, smtplib.SMTPConnectError) or exc.smtp_code == CLOSING
                                 ) from None
+        except ReplyTooLong as exc:
+            # No retry mends a server that babbles; but the messages are not at fault, so they wait for it, and
+            # the failure is said at once, as a TLS failure is.
+            raise DeliveryError(f"SMTP {s.host}:{s.port} {exc}: a broken SMTP server, or none (check host and port)",
+                                unreachable=True, needs_action=True) from None
         except smtplib.SMTPNotSupportedError as exc:
             if "STARTTLS" in str(exc):
                 # Failed for good, each message needed an `outbox retry` once the server was fixed; retried, the
@@ -205,31 +209,6 @@ def _ascii_address(address: str) -> str | None:
     its local part is not ASCII."""
     ascii_form = idna_address(address)
     return ascii_form if ascii_form.isascii() else None
-
-
-class _Cut(Exception):
-    """The session outlasted its bound and was cut."""
-
-
-def _cut(client: smtplib.SMTP, cut: threading.Event) -> None:
-    """End a session that outlasted its bound: the sending thread's read or write fails at once."""
-    cut.set()
-    if (sock := client.sock) is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-def _quit(client: smtplib.SMTP) -> None:
-    """End the session whatever the server answers to QUIT.
-
-    ``with client:`` raised on a QUIT reply other than 221, after the server had accepted the message: a 5xx
-    marked it failed, a 4xx sent it again at every retry. The reply to DATA decides; and an error before it must
-    not be replaced by QUIT's.
-    """
-    try:
-        client.quit()
-    except (smtplib.SMTPException, OSError):
-        client.close()
 
 
 def _delivered_key(outbox_id: int) -> str:
