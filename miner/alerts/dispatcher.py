@@ -37,7 +37,7 @@ from miner.alerts.delivery import (
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
-from miner.errors import MinerError
+from miner.errors import MinerError, StoreError
 from miner.store.channel_health import unreachable_key
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
@@ -86,7 +86,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     if superseded := store.supersede_digests():
         log.info("%d queued digest(s) superseded by a later digest of their route, which covers their period too",
                  superseded)
-    run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats)
+    run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats, stop=stop)
     listed = store.due_notifications(now, limit)
     # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of
     # a dead mail server, not one SMTP timeout later at every run of its outage.
@@ -134,6 +134,7 @@ class _Run:
     down: dict[str, int] = field(default_factory=dict)  # channel -> its rows left for the next run
     held_until: dict[str, datetime | None] = field(default_factory=dict)  # channel -> its rate limit's end
     waiting: dict[str, int] = field(default_factory=dict)  # channel -> its rows left until then
+    stop: threading.Event | None = None
 
     def one(self, listed: dict[str, Any], suspect: set[str]) -> bool:
         """Send one listed row (unless held, taken, or its channel is down or throttled); True when its channel is
@@ -160,6 +161,10 @@ class _Run:
         stats.claimed += 1
         finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources,
                                               stats)
+        # The attempt is recorded first: what the server took must be marked sent before anything else can fail.
+        if not self._record(row, finish):
+            stats.lapsed += 1
+            log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
         if throttled and finish.next_attempt_at is not None:
             self.held_until[channel] = finish.next_attempt_at
             self.waiting.setdefault(channel, 0)
@@ -170,9 +175,6 @@ class _Run:
         elif reached and channel in suspect:
             suspect.discard(channel)
             store.set_alert_state(unreachable_key(channel), "")
-        if not store.finish_notification(row["id"], self.worker_id, clock(), finish):
-            stats.lapsed += 1
-            log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
         if finish.outcome == "sent":
             stats.sent += 1
         elif finish.outcome == "retry":
@@ -180,6 +182,27 @@ class _Run:
         else:
             stats.failed += 1
         return reached is False or (throttled and finish.next_attempt_at is not None)
+
+    def _record(self, row: dict[str, Any], finish: Finish) -> bool:
+        """Record the attempt (Store.finish_notification), again while another writer holds the store.
+
+        A store locked past SQLite's busy timeout (a long write elsewhere) raised out of the run with the message
+        sent and its row still claimed: sent again once the claim lapsed. Tried again until then, or the stop.
+        """
+        lapses = parse_iso(row["claimed_at"]) + timedelta(seconds=self.settings.lease_seconds)
+        pause = self.stop or threading.Event()
+        while True:
+            try:
+                return self.store.finish_notification(row["id"], self.worker_id, self.clock(), finish)
+            except StoreError as exc:
+                if exc.cause != "locked" or self.clock() >= lapses or pause.is_set():
+                    if finish.outcome == "sent":
+                        log.error("outbox %d (%s): sent, but not recorded as sent (%s): it is sent again once its "
+                                  "claim lapses (lease_seconds)", row["id"], row["channel"], exc)
+                    raise
+                log.warning("outbox %d (%s): its attempt (%s) not recorded yet: %s; trying again", row["id"],
+                            row["channel"], finish.outcome, exc)
+            pause.wait(1.0)  # SQLite waited out its busy timeout already; this is for a lock it refused at once
 
     def _rate_limited(self, channel: str) -> datetime | None:
         """Until when ``channel``'s server asked to be left alone (by an earlier run too), or None: the retry time of
