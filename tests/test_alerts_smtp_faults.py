@@ -12,13 +12,15 @@ from test_alerts_support import T0, open_incident, settings
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.store import Store
+from miner.timeutil import parse_iso
 
-Replies = Callable[[bytes], bytes]  # the command line (b"EHLO ...") -> what the server sends back
+# The command line (b"EHLO ...") -> what the server sends back; None: it hangs up instead.
+Replies = Callable[[bytes], bytes | None]
 
 
 def _server(replies: Replies, messages: list[bytes]) -> Callable[[socket.socket], None]:
-    """An SMTP server that greets, answers each command with ``replies`` (its default for those it leaves empty), and
-    keeps each message it reads after DATA in ``messages``."""
+    """An SMTP server that greets, answers each command with ``replies`` (its default for those it leaves empty, a
+    hang-up for None), and keeps each message it reads after DATA in ``messages``."""
     def handle(conn: socket.socket) -> None:
         file = conn.makefile("rb")
         conn.sendall(b"220 test ESMTP\r\n")
@@ -28,8 +30,9 @@ def _server(replies: Replies, messages: list[bytes]) -> Callable[[socket.socket]
                 conn.sendall(b"354 go on\r\n")
                 body = b"".join(iter(lambda: file.readline(), b".\r\n"))
                 messages.append(body)
-            answer = replies(line) or {b"EHLO": b"250 test\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n")
-            conn.sendall(answer)
+            if (answer := replies(line)) is None:
+                return
+            conn.sendall(answer or {b"EHLO": b"250 test\r\n", b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n"))
             if verb == b"QUIT":
                 return
     return handle
@@ -72,3 +75,19 @@ def test_a_reply_line_too_long_is_not_taken_for_a_refusal_of_the_message(store: 
     assert row["status"] == "pending" and needs_action == 1
     assert row["last_error"] == (f"SMTP 127.0.0.1:{port} sent a reply line of more than 8192 bytes: a broken SMTP "
                                  "server, or none (check host and port)")
+
+
+def test_a_server_hanging_up_before_confirming_the_message_says_it_may_have_it_and_it_is_sent_again(
+        store: Store) -> None:
+    # Was "closed the connection mid-session: a server turning clients away ...", as if nothing had been sent.
+    messages: list[bytes] = []
+    row, _, port = _send_once(store, lambda line: None if line.upper().startswith(b"DATA") else b"", messages)
+    assert row["status"] == "pending" and len(messages) == 1
+    assert row["last_error"] == (f"SMTP 127.0.0.1:{port}: the connection closed; after the whole message had gone "
+                                 "out, before the server confirmed it: it may have been delivered, and is sent again "
+                                 "(same Message-ID)")
+    # At least once: the copy the server may have kept is a duplicate with the same Message-ID, never a lost alert.
+    with serving(_server(lambda line: b"", messages)) as port:
+        stats = dispatch(store, _mail(port), parse_iso(str(row["next_attempt_at"])), worker_id="w")
+    assert stats.sent == 1 and len(messages) == 2
+    assert len({line for m in messages for line in m.splitlines() if line.startswith(b"Message-ID:")}) == 1

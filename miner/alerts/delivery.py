@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
-from miner.alerts.send_failures import smtp_failure, webhook_failure
+from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure
 from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTooLong, cut, quit_session
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
@@ -157,8 +157,9 @@ class SmtpSender:
                 quit_session(client)
                 watchdog.cancel()
         except Cut:
+            unsure = UNCONFIRMED if _unconfirmed(client) else ""
             raise DeliveryError(f"SMTP {s.host}:{s.port}: session cut after {limit:g}s (smtp.timeout {s.timeout:g}s "
-                                f"for each of {9 + len(recipients)} commands)", unreachable=True) from None
+                                f"for each of {9 + len(recipients)} commands){unsure}", unreachable=True) from None
         except smtplib.SMTPRecipientsRefused as exc:
             replies = {sendable.get(a, a): reply for a, reply in exc.recipients.items()} | refused
             codes = [code for code, _ in replies.values()]
@@ -191,7 +192,7 @@ class SmtpSender:
                                     unreachable=True, needs_action=True) from None
             raise DeliveryError(f"SMTP server does not support it: {exc}", permanent=True) from None
         except (smtplib.SMTPException, OSError) as exc:
-            said, needs_action = smtp_failure(s, exc, greeted)
+            said, needs_action = smtp_failure(s, exc, greeted, _unconfirmed(client))
             raise DeliveryError(said, unreachable=True, needs_action=needs_action) from None
         if refused and len(refused) == len(recipients):
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
@@ -202,6 +203,10 @@ class SmtpSender:
             raise PartialDelivery(f"refused {detail} (sent to the other {len(delivered)} via {s.host}:{s.port})",
                                   delivered=delivered, permanent=all(c >= 500 for c, _ in refused.values()))
         return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+
+
+def _unconfirmed(client: smtplib.SMTP) -> bool:
+    return isinstance(client, BoundedSMTP) and client.unconfirmed
 
 
 def _ascii_address(address: str) -> str | None:

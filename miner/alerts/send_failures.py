@@ -13,10 +13,23 @@ from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
 from miner.env_names import shown_name
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 
+# A failure after the whole message went out, before the server's reply to it: whether it arrived is unknown. Said as
+# "closed the connection mid-session: a server turning clients away", it read as if nothing had been sent. Sent again
+# all the same (at least once, as Alertmanager and healthchecks do, and as RFC 5321 6.1 has an MTA do): a lost alert
+# costs more than a duplicate, which carries the same Message-ID.
+UNCONFIRMED = ("; after the whole message had gone out, before the server confirmed it: it may have been delivered, "
+               "and is sent again (same Message-ID)")
 
-def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool) -> tuple[str, bool]:
+
+def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool, unconfirmed: bool = False) -> tuple[str, bool]:
     """The message for ``exc``, and whether it needs someone to act (a TLS failure: NetFailure.needs_action).
-    ``greeted``: the server had sent its greeting."""
+    ``greeted``: the server had sent its greeting; ``unconfirmed``: the message had gone out, unanswered."""
+    if unconfirmed:
+        # Not describe()'s "took the connection and sent nothing back", nor "a server turning clients away".
+        cause = exc.__context__
+        what = (f"no answer within smtp.timeout ({s.timeout:g} s)" if isinstance(cause, TimeoutError)
+                else "the connection closed" if cause is None else f"the connection failed ({type(cause).__name__})")
+        return f"SMTP {s.host}:{s.port}: {what}{UNCONFIRMED}", False
     trust = (f"the CAs of ca_file ({s.ca_file}) did not sign it" if s.ca_file else
              "if it is the right server, set [alerts.smtp] ca_file to its CA's PEM file (else the system's CAs)")
     not_tls = ('its port may take STARTTLS (587, 25: security = "starttls")' if s.security == "ssl"

@@ -7,7 +7,10 @@ import contextlib
 import smtplib
 import socket
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # The most bytes one reply may take. A real one is a few hundred (EHLO's list of extensions); smtplib bounds each line
 # (8192 bytes) but not how many continuation lines ("250-...") a reply has: a server sending them without end had
@@ -43,7 +46,15 @@ class _Reader:
 
 
 class BoundedSMTP(smtplib.SMTP):
-    """smtplib.SMTP whose replies may take REPLY_LIMIT bytes at most."""
+    """smtplib.SMTP whose replies may take REPLY_LIMIT bytes at most. ``unconfirmed``: the whole message has gone
+    out (after DATA) and the server's reply to it has not come yet."""
+
+    unconfirmed = False
+
+    def send(self, s: ReadableBuffer | str) -> None:
+        super().send(s)
+        # A command never ends so; the message always does (smtplib.SMTP.data).
+        self.unconfirmed = isinstance(s, bytes) and s.endswith(b"\r\n.\r\n")
 
     def getreply(self) -> tuple[int, bytes]:
         if self.file is None and self.sock is not None:
@@ -53,7 +64,9 @@ class BoundedSMTP(smtplib.SMTP):
         elif self.file is not None:
             self.file = _Reader(self.file)
         try:
-            return super().getreply()
+            reply = super().getreply()
+            self.unconfirmed = False
+            return reply
         except ReplyTooLong:
             self.close()  # the rest of it is never read: QUIT's reply would be more of it
             raise
