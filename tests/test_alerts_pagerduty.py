@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Recorded, ScriptedWebhook
+from fakeserver import FakeServer, Recorded, Reply, ScriptedWebhook
 from test_alerts_rules import reopen
 from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings, store_text
 
@@ -19,6 +20,7 @@ from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import webhook_url
 from miner.alerts.settings import PAGERDUTY_URL, AlertSettings, RouteSettings, WebhookSettings
 from miner.store import Store
+from miner.timeutil import parse_iso
 
 KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY42"  # what PagerDuty calls the integration key: the secret
 PATH = "/v2/enqueue"
@@ -401,3 +403,28 @@ def test_a_route_renamed_during_an_outage_resolves_the_pagerduty_alert_its_old_n
     assert dispatch(store, renamed, T0 + timedelta(minutes=20), worker_id="w").sent == 1
     assert [e["event_action"] for e in pd.events] == ["trigger", "trigger", "resolve"]
     assert len({e["dedup_key"] for e in pd.events}) == 1
+
+
+def test_a_stop_while_a_batch_of_events_goes_out_sends_no_further_event_and_the_rest_go_at_the_retry(
+        store: Store, server: FakeServer, pd: PagerDuty) -> None:
+    # The stop waited for every event of the batch (hundreds, for a provider's outage, each up to the timeout).
+    cfg = pd_settings(group_by="route")
+    for service in ("WhatsApp", "Signal", "Telegram"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    stop = threading.Event()
+
+    def asked_to_stop_meanwhile(request: Recorded) -> Reply:
+        stop.set()
+        return Reply(202, b'{"status": "success"}', content_type="application/json")
+
+    server.serve(PATH, asked_to_stop_meanwhile)
+    stats = dispatch(store, cfg, T0, worker_id="w", stop=stop)
+    assert (stats.sent, stats.retried) == (0, 1) and len(pd.requests) == 1
+    [row] = store.outbox_rows(["pending"])
+    assert row["last_error"] == ("the service stopped with 2 of the message's 3 PagerDuty event(s) unsent: they go at "
+                                 "the retry; 1 other event(s) accepted")
+    server.serve(PATH, lambda request: Reply(202, b'{"status": "success"}', content_type="application/json"))
+    assert dispatch(store, cfg, parse_iso(str(row["next_attempt_at"])), worker_id="w").sent == 1
+    keys = [e["dedup_key"] for e in pd.events]
+    assert len(keys) == 3 == len(set(keys))

@@ -247,7 +247,7 @@ def pagerduty_store_key(store: Store) -> str:
 
 
 def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: WebhookSettings,
-                events: list[dict[str, Any]]) -> str:
+                events: list[dict[str, Any]], stop: threading.Event | None = None) -> str:
     """Send outbox row ``outbox_id``'s PagerDuty ``events`` (one per incident) that PagerDuty has not accepted yet.
 
     Each accepted event's ``dedup_key`` is recorded (alert_state ``delivered:<id>``, as send_email records
@@ -255,7 +255,8 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
     claim sends only the rest; a re-sent trigger (miner died before recording it) is folded by PagerDuty into the
     alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
     the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
-    invalid) does not keep the others from going out; the row fails once they have.
+    invalid) does not keep the others from going out; the row fails once they have. Once ``stop`` is set (the
+    service is stopping), no further event goes: the rest are retried, as after a transient failure.
     """
     if not events:
         raise NothingSent("nothing to send: its incidents resolved before it went out, and the route has "
@@ -267,7 +268,12 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
         return f"PagerDuty had every event ({len(done)}) from an earlier attempt"
     refused: dict[str, list[str]] = {}  # error -> the events that got it
     sent = 0
-    for event in todo:
+    for n, event in enumerate(todo):
+        if n and stop is not None and stop.is_set():
+            # A batch of a provider outage is hundreds of events, each up to the webhook's timeout: the stop waited
+            # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
+            raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's {len(events)} PagerDuty "
+                                f"event(s) unsent: they go at the retry{_accepted(sent, len(done) - sent)}")
         what = f"{event['event_action']} {event['dedup_key']}"
         try:
             sender(webhook, event)

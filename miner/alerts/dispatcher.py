@@ -160,7 +160,7 @@ class _Run:
             return False
         stats.claimed += 1
         finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources,
-                                              stats)
+                                              stats, self.stop)
         # The attempt is recorded first: what the server took must be marked sent before anything else can fail.
         if not self._record(row, finish):
             stats.lapsed += 1
@@ -248,12 +248,12 @@ def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
              senders: Senders, rng: random.Random, sources: Collection[str] | None,
-             stats: DispatchStats) -> tuple[Finish, bool | None, bool]:
+             stats: DispatchStats, stop: threading.Event | None = None) -> tuple[Finish, bool | None, bool]:
     """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
     DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error), and
     whether it asked to be left alone for a while (DeliveryError.throttled)."""
     try:
-        detail = send_row(store, settings, row, clock(), senders, sources=sources)
+        detail = send_row(store, settings, row, clock(), senders, sources=sources, stop=stop)
     except NothingSent as exc:
         log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
         return Finish("sent", str(exc), delivered=False), None, False
@@ -299,8 +299,9 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
 
 
 def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders, *,
-             sources: Collection[str] | None = None) -> str:
-    """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError."""
+             sources: Collection[str] | None = None, stop: threading.Event | None = None) -> str:
+    """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError.
+    ``stop`` set: a PagerDuty message sends no further event (send_events)."""
     route = settings.route(row["route"])
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
@@ -335,7 +336,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
                                   severity=webhook.severity, providers=settings.providers,
                                   dashboard_url=settings.dashboard_url, resolve=route.notify_resolved,
                                   store_key=pagerduty_store_key(store))
-        return send_events(store, int(row["id"]), senders.webhook, webhook, events)
+        return send_events(store, int(row["id"]), senders.webhook, webhook, events, stop)
     if webhook.format in ("slack", "teams"):
         only_reminders = bool(reminders) and len(reminders) == len(items)
         subject = alert_subject(settings, row["kind"], views, reminder=only_reminders)
