@@ -33,6 +33,7 @@ from miner.collectors.mastodon import MastodonCollector
 from miner.collectors.matching import ServiceMatcher
 from miner.collectors.normalise import hash_key_from_env
 from miner.collectors.paging import split_cursor
+from miner.collectors.poll_notes import noting
 from miner.collectors.reddit import WWW as REDDIT_BASE
 from miner.collectors.reddit import RedditCollector
 from miner.collectors.rss import RssCollector
@@ -181,7 +182,11 @@ class Poller:
         if collector is None:
             raise SourceError(f"no collector for source type {source.type!r}", permanent=True)
         source = self.resolve(source)
-        result = collector.poll(source, state or SourceState(), self.ctx)
+        with noting() as notes:
+            result = collector.poll(source, state or SourceState(), self.ctx)
+        if noted := notes.warnings():
+            # Met below the collector (a JSON body's bad bytes, on any page or login): logged where they arose.
+            result = replace(result, warnings=[*result.warnings, *noted])
         if secrets := source_secrets(source):
             result = replace(result, secrets=secrets)  # for the store to scrub from what it stored of the source
         if not result.behind and split_cursor(result.state)[1]:

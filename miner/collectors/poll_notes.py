@@ -1,0 +1,83 @@
+"""Survivable problems met below a collector, where no `FetchResult` is at hand: a JSON body's bytes that are not
+UTF-8, read by `miner.collectors.http.read_json` for every page and login of a poll of any of the seven JSON
+collectors.
+
+They were only logged, so the source's ``last_warning`` (`miner status`, /metrics, the digest) never said that the
+source sends broken text, as a feed's own warning does. They are noted on the poll's thread while `Poller.poll` runs
+the collector (`noting`), counted by kind, and added to the poll's warnings there, one line per kind however many
+pages or items met it: one shared way, rather than each collector carrying them out of its pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+# The notes of the poll running on this thread (None outside one). A thread-local, as `deadline.py`'s deadline is:
+# the pool runs polls on many threads at once, each from its collector's call to its return.
+_current = threading.local()
+
+
+@dataclass
+class _Tally:
+    where: str  # the first URL (as messages show it) that gave this kind in the poll
+    count: int = 0  # what the kind counts (bad byte sequences)
+    times: int = 0  # responses or items that gave it
+    others: set[str] = field(default_factory=set)  # other URLs that gave it
+
+
+def _not_utf8(t: _Tally) -> str:
+    # The log line's and the feed warning's words, so that one grep finds both.
+    return (f"JSON from {t.where}{_and_others(t)} holds {t.count} byte sequence(s) that are not UTF-8"
+            f"{f' in {t.times} responses' if t.times > 1 else ''}; each read as U+FFFD")
+
+
+def _and_others(t: _Tally) -> str:
+    return f" (and {len(t.others)} other URL{'s' if len(t.others) > 1 else ''})" if t.others else ""
+
+
+# A warning's words per kind: short, with the URL as messages show it and counts, never a body or an item's text.
+_MESSAGES: dict[str, Callable[[_Tally], str]] = {
+    "not_utf8": _not_utf8,
+}
+
+
+class PollNotes:
+    """The survivable problems one poll met, by kind."""
+
+    def __init__(self) -> None:
+        self._tallies: dict[str, _Tally] = {}
+
+    def add(self, kind: str, where: str, count: int) -> None:
+        tally = self._tallies.setdefault(kind, _Tally(where))
+        tally.count += count
+        tally.times += 1
+        if where != tally.where:
+            tally.others.add(where)
+
+    def warnings(self) -> list[str]:
+        """One line per kind, in the order the kinds were first met."""
+        return [_MESSAGES[kind](tally) for kind, tally in self._tallies.items()]
+
+
+@contextlib.contextmanager
+def noting() -> Iterator[PollNotes]:
+    """Collect what `note` is told on this thread until the block ends (one poll)."""
+    before = getattr(_current, "notes", None)
+    notes = _current.notes = PollNotes()
+    try:
+        yield notes
+    finally:
+        _current.notes = before
+
+
+def note(kind: str, where: str, count: int = 1) -> None:
+    """Tell the poll running on this thread of a survivable problem of ``kind`` (a key of ``_MESSAGES``) at ``where``
+    (a URL as messages show it); the caller logs it. Outside a poll (a test reading a body) it goes nowhere."""
+    if kind not in _MESSAGES:
+        raise ValueError(f"no message for a poll note of kind {kind!r}")
+    notes: PollNotes | None = getattr(_current, "notes", None)
+    if notes is not None:
+        notes.add(kind, where, count)

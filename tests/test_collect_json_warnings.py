@@ -1,0 +1,94 @@
+"""What the JSON API collectors meet below their own code (a body's bytes that are not UTF-8) reaches the source's
+last_warning, as a feed's warnings do: real polls of a 127.0.0.1 server through the collect stage, into a real
+SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fakeserver import FakeServer, Reply
+from test_collect_contract import CASES, ENV, SERVICES, SETTINGS, Case
+
+from miner.collectors import Poller
+from miner.config import Config
+from miner.pipeline import Pipeline
+from miner.store import Store
+from miner.store.sources import current_warning
+from miner.timeutil import iso
+
+AT = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # after the fixtures' items: none is dated in the future
+CUT = "é".encode()[:1]  # a character cut after its first byte: one byte sequence that is not UTF-8
+# Where in each JSON case's main fixture a kept item's text starts (every JSON case of the contract tests): the
+# bad byte goes first in it.
+IN_TEXT = {
+    "reddit-oauth": b'"title": "', "hackernews": b'"title": "', "discourse-latest": b'"title": "Sync',
+    "discourse-search": b'"blurb": "', "lemmy": b'"content": "', "mastodon": b'"content": "', "bluesky": b'"text": "',
+    "statuspage": b'"name": "Incident',
+}
+JSON_CASES = [c for c in CASES if not c.feed]
+
+
+def _cut(server: FakeServer, fixture: str, needle: bytes, times: int = 1) -> bytes:
+    """The fixture with the cut character put after the opening quote of ``times`` string values ``needle`` ends in."""
+    body = server.fixture_bytes(fixture)
+    assert body.count(needle) >= times, (fixture, needle)
+    head, quote, word = needle.rpartition(b'"')
+    return body.replace(needle, head + quote + CUT + word, times)
+
+
+@contextmanager
+def _collecting(server: FakeServer, store: Store, case: Case) -> Iterator[tuple[str, Callable[[datetime], None]]]:
+    """The case's source (its logins answered) in a config of its own, and a collect round of it at a given time."""
+    for path, fixture in case.post_routes.items():
+        server.serve_fixture(path, fixture)
+    source = case.make(server.url)
+    config = Config(services=SERVICES, sources=(source,), collect=SETTINGS)
+    pipe = Pipeline(config, store)
+    with Poller(config.collect, config.services, hash_key=b"k", environ=ENV) as poller:
+        def collect(at: datetime) -> None:
+            poller.ctx.now = lambda: at
+            (report,) = pipe.collect(at, poller, due_only=False)
+            assert report.error is None, report.error
+
+        yield source.name, collect
+
+
+def _texts_with_replacement(store: Store) -> int:
+    posts = store.database.one("SELECT count(*) AS n FROM posts WHERE text LIKE ?", ("%\ufffd%",)) or {}
+    incidents = store.database.one("SELECT count(*) AS n FROM official_incidents WHERE title LIKE ?",
+                                   ("%\ufffd%",)) or {}
+    return int(posts["n"]) + int(incidents["n"])
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=lambda c: c.id)
+def test_a_json_bodys_bytes_that_are_not_utf8_are_the_sources_warning_until_a_clean_poll(
+        server: FakeServer, store: Store, case: Case) -> None:
+    # Only logged, they never reached last_warning: `miner status` never said the source sends broken text.
+    [(path, fixture)] = case.routes.items()
+    with _collecting(server, store, case) as (name, collect):
+        server.serve(path, Reply(200, _cut(server, fixture, IN_TEXT[case.id]), content_type="application/json"))
+        collect(AT)
+        assert _texts_with_replacement(store) == 1  # the item is kept, its bad byte read as U+FFFD
+        assert current_warning(store.source_row(name) or {}) == (
+            f"JSON from {server.url}{path} holds 1 byte sequence(s) that are not UTF-8; each read as U+FFFD", AT)
+        server.serve_fixture(path, fixture, validators=False)
+        collect(AT + timedelta(minutes=10))
+    row = store.source_row(name) or {}
+    assert current_warning(row) is None and row["warning_cleared_at"] == iso(AT + timedelta(minutes=10))
+
+
+def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(server: FakeServer, store: Store) -> None:
+    # A login's answer and a listing's, two texts of the listing: one line, not one per response or item.
+    [case] = [c for c in CASES if c.id == "reddit-oauth"]
+    with _collecting(server, store, case) as (name, collect):
+        server.serve("/api/v1/access_token", Reply(200, _cut(server, "reddit/token.json", b'"scope": "'),
+                                                   content_type="application/json"))
+        server.serve("/search.json", Reply(200, _cut(server, "reddit/search.json", b'"title": "', times=2),
+                                           content_type="application/json"))
+        collect(AT)
+    assert (store.source_row(name) or {})["last_warning"] == (
+        f"JSON from {server.url}/api/v1/access_token (and 1 other URL) holds 3 byte sequence(s) that are not UTF-8 "
+        "in 2 responses; each read as U+FFFD")
