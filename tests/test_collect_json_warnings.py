@@ -80,7 +80,8 @@ def test_a_json_bodys_bytes_that_are_not_utf8_are_the_sources_warning_until_a_cl
     assert current_warning(row) is None and row["warning_cleared_at"] == iso(AT + timedelta(minutes=10))
 
 
-def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(server: FakeServer, store: Store) -> None:
+def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(
+        server: FakeServer, store: Store, caplog: pytest.LogCaptureFixture) -> None:
     # A login's answer and a listing's, two texts of the listing: one line, not one per response or item.
     [case] = [c for c in CASES if c.id == "reddit-oauth"]
     with _collecting(server, store, case) as (name, collect):
@@ -89,6 +90,8 @@ def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(ser
         server.serve("/search.json", Reply(200, _cut(server, "reddit/search.json", b'"title": "', times=2),
                                            content_type="application/json"))
         collect(AT)
-    assert (store.source_row(name) or {})["last_warning"] == (
-        f"JSON from {server.url}/api/v1/access_token (and 1 other URL) holds 3 byte sequence(s) that are not UTF-8 "
-        "in 2 responses; each read as U+FFFD")
+    line = (f"JSON from {server.url}/api/v1/access_token (and 1 other URL) holds 3 byte sequence(s) that are not "
+            "UTF-8 in 2 responses; each read as U+FFFD")
+    assert (store.source_row(name) or {})["last_warning"] == line
+    # Logged once, naming the source: it was once a response, without it.
+    assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] == [f"source {name}: {line}"]

@@ -104,9 +104,10 @@ def test_a_bad_byte_in_one_hit_of_a_json_api_costs_no_other_hit(server: FakeServ
     posts = poller.poll(SourceConfig("hn", "hackernews", url=server.url, query="outage")).posts
     assert len(posts) == len([h for h in healthy if h.get("title") or h.get("comment_text")]) > 1
     assert "Cloudflare outage \ufffd" in {p.text for p in posts}
+    # Logged once a poll, naming the source (once a response, without it, before the poll's notes were logged).
     assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] == [
-        f"JSON from {server.url}/api/v1/search_by_date holds 1 byte sequence(s) that are not UTF-8; each read as "
-        "U+FFFD"]
+        f"source hn: JSON from {server.url}/api/v1/search_by_date holds 1 byte sequence(s) that are not UTF-8; each "
+        "read as U+FFFD"]
 
 
 @pytest.mark.parametrize("opener", ["<a\n", "<a b=\"", "<a/"])

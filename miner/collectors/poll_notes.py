@@ -4,8 +4,8 @@ collectors.
 
 They were only logged, so the source's ``last_warning`` (`miner status`, /metrics, the digest) never said that the
 source sends broken text, as a feed's own warning does. They are noted on the poll's thread while `Poller.poll` runs
-the collector (`noting`), counted by kind, and added to the poll's warnings there, one line per kind however many
-pages or items met it: one shared way, rather than each collector carrying them out of its pages.
+the collector (`noting`), counted by kind, and added to the poll's warnings there, and logged, one line per kind
+however many pages or items met it: one shared way, rather than each collector carrying them out of its pages.
 """
 
 from __future__ import annotations
@@ -73,11 +73,14 @@ def noting() -> Iterator[PollNotes]:
         _current.notes = before
 
 
-def note(kind: str, where: str, count: int = 1) -> None:
+def note(kind: str, where: str, count: int = 1) -> bool:
     """Tell the poll running on this thread of a survivable problem of ``kind`` (a key of ``_MESSAGES``) at ``where``
-    (a URL as messages show it); the caller logs it. Outside a poll (a test reading a body) it goes nowhere."""
+    (a URL as messages show it). False outside a poll (a body read by itself), where the caller is to log it: in a
+    poll, `Poller.poll` logs the poll's line of each kind once, naming the source."""
     if kind not in _MESSAGES:
         raise ValueError(f"no message for a poll note of kind {kind!r}")
     notes: PollNotes | None = getattr(_current, "notes", None)
-    if notes is not None:
-        notes.add(kind, where, count)
+    if notes is None:
+        return False
+    notes.add(kind, where, count)
+    return True

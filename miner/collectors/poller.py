@@ -185,7 +185,10 @@ class Poller:
         with noting() as notes:
             result = collector.poll(source, state or SourceState(), self.ctx)
         if noted := notes.warnings():
-            # Met below the collector (a JSON body's bad bytes, on any page or login): logged where they arose.
+            # Met below the collector (a JSON body's bad bytes, on any page or login), where the source is not known:
+            # logged here, once a poll, rather than once a response without the source's name.
+            for line in noted:
+                log.warning("source %s: %s", source.name, line)
             result = replace(result, warnings=[*result.warnings, *noted])
         if secrets := source_secrets(source):
             result = replace(result, secrets=secrets)  # for the store to scrub from what it stored of the source

@@ -38,12 +38,11 @@ def decode_lenient(body: bytes) -> tuple[str, int]:
 
 
 def json_text(body: bytes, where: str) -> str:
-    """An API's JSON ``body`` as text, its bad byte sequences read as U+FFFD, logged, and noted for the poll's warnings
-    (``where``: its URL as messages show it). Not read so, the poll failed whole, every poll while the item holding
-    them stayed listed."""
+    """An API's JSON ``body`` as text, its bad byte sequences read as U+FFFD and noted for the poll's warnings, or
+    logged outside a poll (``where``: its URL as messages show it). Not read so, the poll failed whole, every poll
+    while the item holding them stayed listed."""
     text, bad = decode_lenient(body)
-    if bad:
-        note("not_utf8", where, bad)
+    if bad and not note("not_utf8", where, bad):
         log.warning("JSON from %s holds %d byte sequence(s) that are not UTF-8; each read as U+FFFD", where, bad)
     return text
 
