@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from fakeserver import FakeServer, Reply
@@ -95,3 +96,28 @@ def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(
     assert (store.source_row(name) or {})["last_warning"] == line
     # Logged once, naming the source: it was once a response, without it.
     assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] == [f"source {name}: {line}"]
+
+
+# A Statuspage's warned before (test_collect_units.test_a_statuspage_moved_for_good_tells_the_operator).
+@pytest.mark.parametrize("case", [c for c in JSON_CASES if c.id != "statuspage"], ids=lambda c: c.id)
+def test_a_json_api_moved_for_good_is_the_sources_warning_until_it_answers_where_it_is(
+        server: FakeServer, store: Store, case: Case) -> None:
+    # Only a feed's and a Statuspage's permanent redirect was a warning: every other JSON API's was followed at every
+    # poll without a word, not even logged, until the old URL stopped redirecting and the source failed for no reason
+    # shown.
+    [(path, fixture)] = case.routes.items()
+    moved = Case(case.id, lambda b: case.make(f"{b}/old"), case.routes, case.main, case.handles,
+                 post_routes={f"/old{p}": f for p, f in case.post_routes.items()})  # a login is not redirected
+    with _collecting(server, store, moved) as (name, collect):
+        server.serve(f"/old{path}",
+                     lambda req: Reply(301, headers={"Location": f"{path}?{urlencode(req.query, doseq=True)}"}))
+        server.serve_fixture(path, fixture, validators=False)
+        collect(AT)
+        warned = current_warning(store.source_row(name) or {})
+        assert warned == (f"{server.url}/old{path} has moved for good (HTTP 301) to {server.url}{path}: update the "
+                          "source's url", AT)
+        collect(AT + timedelta(minutes=10))  # a poll with a cursor, of more pages where the API has them: one line
+        assert current_warning(store.source_row(name) or {}) == (warned[0], AT + timedelta(minutes=10))
+        server.serve_fixture(f"/old{path}", fixture, validators=False)
+        collect(AT + timedelta(minutes=20))
+    assert current_warning(store.source_row(name) or {}) is None

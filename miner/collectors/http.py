@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 import sys
 import time
@@ -21,6 +22,7 @@ import httpx
 
 from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.decoding import decoded
+from miner.collectors.poll_notes import note
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
 from miner.collectors.utf8 import json_text, without_surrogates
@@ -30,6 +32,7 @@ from miner.records import SourceState
 from miner.timeutil import parse_retry_after
 from miner.urls import shown_url
 
+log = logging.getLogger(__name__)
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
 _PARTIAL_TAIL = re.compile(r"[\w.+\-]*")
 _ERROR_BODY_BYTES = 65_536  # enough for an API's error document; the rest of an error page is not read
@@ -286,7 +289,10 @@ def empty_body(resp: Response) -> SourceError:
 
 
 def read_json(resp: Response) -> Any:
-    """The response body as JSON, or a SourceError naming what came instead."""
+    """The response body as JSON, or a SourceError naming what came instead. A permanent redirect to it is noted for
+    the poll's warnings (logged outside a poll), for every JSON collector and page alike."""
+    if resp.moved and not note("moved", resp.moved):
+        log.warning("%s", resp.moved)
     if not resp.body.strip():
         raise empty_body(resp)
     ctype = resp.content_type

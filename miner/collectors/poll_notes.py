@@ -1,6 +1,6 @@
 """Survivable problems met below a collector, where no `FetchResult` is at hand: a JSON body's bytes that are not
-UTF-8, read by `miner.collectors.http.read_json` for every page and login of a poll of any of the seven JSON
-collectors.
+UTF-8, or its URL's permanent redirect, read by `miner.collectors.http.read_json` for every page and login of a poll
+of any of the seven JSON collectors.
 
 They were only logged, so the source's ``last_warning`` (`miner status`, /metrics, the digest) never said that the
 source sends broken text, as a feed's own warning does. They are noted on the poll's thread while `Poller.poll` runs
@@ -22,7 +22,7 @@ _current = threading.local()
 
 @dataclass
 class _Tally:
-    where: str  # the first URL (as messages show it) that gave this kind in the poll
+    where: str  # the first URL (as messages show it), or moved-for-good message, that gave this kind in the poll
     count: int = 0  # what the kind counts (bad byte sequences)
     times: int = 0  # responses or items that gave it
     others: set[str] = field(default_factory=set)  # other URLs that gave it
@@ -34,13 +34,19 @@ def _not_utf8(t: _Tally) -> str:
             f"{f' in {t.times} responses' if t.times > 1 else ''}; each read as U+FFFD")
 
 
-def _and_others(t: _Tally) -> str:
-    return f" (and {len(t.others)} other URL{'s' if len(t.others) > 1 else ''})" if t.others else ""
+def _moved(t: _Tally) -> str:
+    # Every page of a paged API is one URL to messages (they show no query): a poll of them is one message.
+    return t.where + _and_others(t, " moved too")
+
+
+def _and_others(t: _Tally, what: str = "") -> str:
+    return f" (and {len(t.others)} other URL{'s' if len(t.others) > 1 else ''}{what})" if t.others else ""
 
 
 # A warning's words per kind: short, with the URL as messages show it and counts, never a body or an item's text.
 _MESSAGES: dict[str, Callable[[_Tally], str]] = {
     "not_utf8": _not_utf8,
+    "moved": _moved,  # `where` is `miner.collectors.http.moved_warning`'s message
 }
 
 

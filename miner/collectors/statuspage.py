@@ -8,7 +8,6 @@ longer lists is stored resolved (FetchResult.all_open).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
@@ -18,8 +17,6 @@ from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
-
-log = logging.getLogger(__name__)
 
 _IMPACTS = frozenset({"none", "minor", "major", "critical"})
 
@@ -87,7 +84,5 @@ class StatuspageCollector:
                 incidents.append(incident)
         # summary.json and incidents/unresolved.json list only open incidents: one that leaves them was resolved.
         all_open = url.endswith(("/summary.json", "/unresolved.json"))
-        if resp.moved:
-            log.warning("%s: %s", source.name, resp.moved)
-        return FetchResult(incidents=incidents, state=state_after(resp), all_open=all_open,
-                           warnings=[resp.moved] if resp.moved else [])
+        # A permanent redirect is a warning of the poll's, as for every JSON API (noted by json_object).
+        return FetchResult(incidents=incidents, state=state_after(resp), all_open=all_open)
