@@ -121,3 +121,31 @@ def test_a_json_api_moved_for_good_is_the_sources_warning_until_it_answers_where
         server.serve_fixture(f"/old{path}", fixture, validators=False)
         collect(AT + timedelta(minutes=20))
     assert current_warning(store.source_row(name) or {}) is None
+
+
+# A field of one item in each JSON case's main fixture that the collector cannot do without (its id, or the time it
+# pages by): renamed, as an API that changed it would send it.
+NEEDED = {
+    "reddit-oauth": b'"created_utc": 1795788475', "hackernews": b'"objectID": "42210001"',
+    "discourse-latest": b'"id": 4821,', "discourse-search": b'"id": 30211,', "lemmy": b'"id": 118822,',
+    "mastodon": b'"id": "113551234567890123"', "bluesky": b'"uri": "at://did:plc:z72i7hdynmk6r22z27h6tvur/',
+    "statuspage": b'"id": "p3k9d2m1x8qz"',
+}
+
+
+@pytest.mark.parametrize("case", JSON_CASES, ids=lambda c: c.id)
+def test_an_item_a_json_api_lists_without_its_id_or_time_is_the_sources_warning_until_a_clean_poll(
+        server: FakeServer, store: Store, case: Case) -> None:
+    # Skipped without a word: an API that renamed or retyped such a field was a source in good health finding nothing.
+    [(path, fixture)] = case.routes.items()
+    body = server.fixture_bytes(fixture)
+    assert body.count(NEEDED[case.id]) == 1
+    with _collecting(server, store, case) as (name, collect):
+        server.serve(path, Reply(200, body.replace(NEEDED[case.id], b'"renamed' + NEEDED[case.id][1:]),
+                                 content_type="application/json"))
+        collect(AT)
+        assert current_warning(store.source_row(name) or {}) == (
+            f"{server.url}{path} listed 1 item(s) without a usable id or time; skipped", AT)
+        server.serve_fixture(path, fixture, validators=False)
+        collect(AT + timedelta(minutes=10))
+    assert current_warning(store.source_row(name) or {}) is None

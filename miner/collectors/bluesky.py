@@ -29,6 +29,7 @@ from miner.collectors.base import (
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, join_cursor, split_cursor
+from miner.collectors.poll_notes import note
 from miner.collectors.tokens import Token, TokenCache, jwt_expiry
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
@@ -167,6 +168,7 @@ class _Search:
     def __init__(self, collector: BlueskyCollector, source: SourceConfig, ctx: PollContext, pager: Pager) -> None:
         self.collector, self.source, self.ctx, self.pager = collector, source, ctx, pager
         self.url = f"{base_url(source, DEFAULT_BASE)}/xrpc/app.bsky.feed.searchPosts"
+        self.where = shown_url(self.url, secret=source.secret_url)
         self.params: dict[str, str | int] = {"q": source.query or "", "sort": "latest",
                                              "limit": min(ctx.settings.max_items, 100)}
         self.posts: list[Post] = []
@@ -192,14 +194,20 @@ class _Search:
             for item in items:
                 uri = text_of(item.get("uri"))
                 indexed = parse_time(item.get("indexedAt")) or parse_time(as_dict(item.get("record")).get("createdAt"))
-                if not uri or uri in listed:
+                if not uri:
+                    note("malformed", self.where)
+                    continue
+                if uri in listed:
                     continue
                 listed.add(uri)
                 progress = True
                 # Only the posts taken count as read: the margin of a poll's first window reaches into the stretch a
                 # window an earlier poll left holds (a burst read in part), and a post there that it passed over,
                 # indexed before its floor, was then passed over by that window too, as read, and lost.
-                if indexed is None or (floor is not None and indexed <= floor) or uri in self.taken:
+                if indexed is None:
+                    note("malformed", self.where)
+                    continue
+                if (floor is not None and indexed <= floor) or uri in self.taken:
                     continue
                 self.taken.add(uri)
                 fresh = True

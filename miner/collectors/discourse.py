@@ -25,6 +25,7 @@ from miner.collectors.base import (
 from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
+from miner.collectors.poll_notes import note
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
@@ -134,6 +135,7 @@ class DiscourseCollector:
             item = as_dict(raw)
             ident, topic_id = item.get("id"), item.get("topic_id")
             if not isinstance(ident, int):
+                note("malformed", where)
                 continue
             if text_of(item.get("username")).lower() in _BOT_USERNAMES:
                 continue  # Discourse's own notices ("This topic was automatically closed..."): no user's complaint
@@ -166,7 +168,10 @@ class DiscourseCollector:
         for raw in as_list(topic_list.get("topics"), "topic_list.topics", where):
             item = as_dict(raw)
             ident = item.get("id")
-            if not isinstance(ident, int) or item.get("pinned_globally"):
+            if not isinstance(ident, int):
+                note("malformed", where)
+                continue
+            if item.get("pinned_globally"):
                 continue
             posters = [as_dict(p) for p in loose_list(item.get("posters"))]
             opener = next((p for p in posters if "Original Poster" in text_of(p.get("description"))), None)

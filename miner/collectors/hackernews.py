@@ -30,8 +30,10 @@ from miner.collectors.base import (
 from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, join_cursor, split_cursor
+from miner.collectors.poll_notes import note
 from miner.config import SourceConfig
 from miner.records import FetchResult, Post, SourceState
+from miner.urls import shown_url
 
 DEFAULT_BASE = "https://hn.algolia.com"
 ITEM_URL = "https://news.ycombinator.com/item?id={}"
@@ -73,6 +75,7 @@ class _Read:
     def __init__(self, source: SourceConfig, ctx: PollContext, pager: Pager) -> None:
         self.source, self.ctx, self.pager = source, ctx, pager
         self.url = f"{base_url(source, DEFAULT_BASE)}/api/v1/search_by_date"
+        self.where = shown_url(self.url, secret=source.secret_url)
         self.per_page = min(ctx.settings.max_items, MAX_HITS)
         self.posts: list[Post] = []
         self.seen: set[str] = set()  # a window's margin may overlap a backlog window read in the same poll
@@ -101,7 +104,10 @@ class _Read:
                 return False, oldest
             for hit in hits:
                 created_i = hit.get("created_at_i")
-                if not isinstance(created_i, int) or not hit.get("objectID") or str(hit["objectID"]) in self.seen:
+                if not isinstance(created_i, int) or not hit.get("objectID"):
+                    note("malformed", self.where)
+                    continue
+                if str(hit["objectID"]) in self.seen:
                     continue
                 if top is not None and created_i > top:
                     continue  # the filter was ignored

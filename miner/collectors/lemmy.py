@@ -27,10 +27,12 @@ from miner.collectors.base import (
 from miner.collectors.http import Response, fetch, json_object
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
+from miner.collectors.poll_notes import note
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
 from miner.timeutil import iso
+from miner.urls import shown_url
 
 MAX_LIMIT = 50  # Lemmy's own cap
 # Below the cursor, the items of the page that reaches it are read too. A post or comment from another instance
@@ -40,10 +42,13 @@ MAX_LIMIT = 50  # Lemmy's own cap
 # the store has (it keeps one of each) or, older than it keeps posts, leaves out.
 
 
-def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str) -> Post | None:
+def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str, where: str) -> Post | None:
     item = as_dict(view.get(kind))
     creator = as_dict(view.get("creator"))
-    if item.get("deleted") or item.get("removed") or not item.get("id"):
+    if item.get("deleted") or item.get("removed"):
+        return None
+    if not item.get("id"):
+        note("malformed", where)
         return None
     if creator.get("bot_account") is True:
         return None  # an automated account (news relay, status mirror, monitor): no user's complaint
@@ -64,6 +69,7 @@ class LemmyCollector:
         if not source.url:
             raise SourceError(f"source {source.name!r} has no url", permanent=True)
         url = f"{base_url(source, '')}/api/v3/search"
+        where = shown_url(url, secret=source.secret_url)
         limit = min(ctx.settings.max_items, MAX_LIMIT)
         cursor = time_cursor(state, ctx)
         # The first poll reads one page, the newest items: a new source does not page back through history.
@@ -97,7 +103,7 @@ class LemmyCollector:
                     # says nothing of where the list stands, and ended it at its top, the new posts past page 1 unread.
                     if late and not (item.get("featured_local") is True or item.get("featured_community") is True):
                         done[key] = True  # newest first: the rest of this list was read before, but for late ones
-                    post = _view_post(source, ctx, view, kind)
+                    post = _view_post(source, ctx, view, kind, where)
                     if post is None or post.external_id in seen:  # the list moved down under new items
                         continue
                     seen.add(post.external_id)

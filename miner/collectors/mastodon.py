@@ -21,9 +21,11 @@ from miner.collectors.base import PollContext, as_dict, as_list, base_url, curso
 from miner.collectors.http import Response, fetch, read_json
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
+from miner.collectors.poll_notes import note
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FUTURE_SLACK, FetchResult, Post, SourceState
+from miner.urls import shown_url
 
 MAX_LIMIT = 40  # Mastodon's own cap for timelines
 # How far before the cursor's time the first page of a poll reaches. The tag timeline is in id order, and a status is
@@ -112,7 +114,7 @@ class MastodonCollector:
         limit = min(ctx.settings.max_items, MAX_LIMIT)
         since = _stored_cursor(state.cursor, ctx)
         pager = Pager(source, ctx)
-        read = _Read(source, ctx, urlsplit(url).hostname or "")
+        read = _Read(source, ctx, urlsplit(url).hostname or "", shown_url(url, secret=source.secret_url))
 
         def page(params: dict[str, str | int]) -> list[Any] | None:
             return pager.next(partial(self._page, source, ctx, url, {"limit": limit, **params}))
@@ -172,8 +174,8 @@ class MastodonCollector:
 class _Read:
     """The statuses one poll takes, each once: a boost and the status it boosts are one status."""
 
-    def __init__(self, source: SourceConfig, ctx: PollContext, instance: str) -> None:
-        self.source, self.ctx, self.instance = source, ctx, instance
+    def __init__(self, source: SourceConfig, ctx: PollContext, instance: str, where: str) -> None:
+        self.source, self.ctx, self.instance, self.where = source, ctx, instance, where
         self.posts: list[Post] = []
         self.seen: set[str] = set()
         self.taken: set[str] = set()  # external ids
@@ -187,7 +189,10 @@ class _Read:
         for raw in statuses:
             status = as_dict(raw)
             ident = text_of(status.get("id"))
-            if not ident or (floor and _id_key(ident) <= _id_key(floor)):
+            if not ident:
+                note("malformed", self.where)
+                continue
+            if floor and _id_key(ident) <= _id_key(floor):
                 continue  # the server ignored since_id
             idents.append(ident)
             if ident in self.seen:

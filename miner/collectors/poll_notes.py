@@ -1,9 +1,11 @@
 """Survivable problems met below a collector, where no `FetchResult` is at hand: a JSON body's bytes that are not
 UTF-8, or its URL's permanent redirect, read by `miner.collectors.http.read_json` for every page and login of a poll
-of any of the seven JSON collectors.
+of any of the seven JSON collectors; items an API listed without the id or time a collector needs, skipped on the
+page that listed them.
 
-They were only logged, so the source's ``last_warning`` (`miner status`, /metrics, the digest) never said that the
-source sends broken text, as a feed's own warning does. They are noted on the poll's thread while `Poller.poll` runs
+The bad bytes were only logged, and the others not even that, so the source's ``last_warning`` (`miner status`,
+/metrics, the digest) never said that the source sends broken text, or has moved, or answers in a shape its collector
+no longer reads, as a feed's own warnings do. They are noted on the poll's thread while `Poller.poll` runs
 the collector (`noting`), counted by kind, and added to the poll's warnings there, and logged, one line per kind
 however many pages or items met it: one shared way, rather than each collector carrying them out of its pages.
 """
@@ -23,7 +25,7 @@ _current = threading.local()
 @dataclass
 class _Tally:
     where: str  # the first URL (as messages show it), or moved-for-good message, that gave this kind in the poll
-    count: int = 0  # what the kind counts (bad byte sequences)
+    count: int = 0  # what the kind counts (bad byte sequences, items)
     times: int = 0  # responses or items that gave it
     others: set[str] = field(default_factory=set)  # other URLs that gave it
 
@@ -39,6 +41,12 @@ def _moved(t: _Tally) -> str:
     return t.where + _and_others(t, " moved too")
 
 
+def _malformed(t: _Tally) -> str:
+    # Skipped, they were not even logged: an API that changed a field's type or name was a source in good health that
+    # found nothing new.
+    return f"{t.where}{_and_others(t)} listed {t.count} item(s) without a usable id or time; skipped"
+
+
 def _and_others(t: _Tally, what: str = "") -> str:
     return f" (and {len(t.others)} other URL{'s' if len(t.others) > 1 else ''}{what})" if t.others else ""
 
@@ -47,6 +55,7 @@ def _and_others(t: _Tally, what: str = "") -> str:
 _MESSAGES: dict[str, Callable[[_Tally], str]] = {
     "not_utf8": _not_utf8,
     "moved": _moved,  # `where` is `miner.collectors.http.moved_warning`'s message
+    "malformed": _malformed,
 }
 
 

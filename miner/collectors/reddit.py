@@ -35,6 +35,7 @@ from miner.collectors.feeds import entry_author, entry_id, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
 from miner.collectors.paging import Backlog, Pager, bounded_backlog, gap_warning, join_cursor, split_cursor
+from miner.collectors.poll_notes import note
 from miner.collectors.rss import posts_from_feed
 from miner.collectors.tokens import Token, TokenCache, expiry_after
 from miner.config import SourceConfig
@@ -286,6 +287,8 @@ class _Listing:
                  for raw in as_list(listing.get("children"), "data.children", resp.where)]
         valid = [i for i in items if isinstance(i.get("created_utc"), int | float) and math.isfinite(i["created_utc"])
                  and text_of(i.get("name"))]
+        if len(valid) < len(items):
+            note("malformed", resp.where, len(items) - len(valid))
         return resp, (valid, len(items), text_of(listing.get("after")) or None)
 
     def _post(self, item: dict[str, Any]) -> Post | None:

@@ -13,6 +13,7 @@ from typing import Any
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
 from miner.collectors.http import conditional_headers, fetch, json_object, state_after
 from miner.collectors.normalise import fold, html_to_text, parse_time
+from miner.collectors.poll_notes import note
 from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
@@ -80,7 +81,9 @@ class StatuspageCollector:
         page_url = page_url if page_url.startswith(("https://", "http://")) else ""
         for item in as_list(data["incidents"], "incidents", resp.where):
             incident = incident_from_json(source, ctx, as_dict(item), page_url)
-            if incident is not None:
+            if incident is None:
+                note("malformed", resp.where)  # no id
+            else:
                 incidents.append(incident)
         # summary.json and incidents/unresolved.json list only open incidents: one that leaves them was resolved.
         all_open = url.endswith(("/summary.json", "/unresolved.json"))
