@@ -16,6 +16,9 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
+
+NoteKind = Literal["not_utf8", "moved", "malformed"]
 
 # The notes of the poll running on this thread (None outside one). A thread-local, as `deadline.py`'s deadline is:
 # the pool runs polls on many threads at once, each from its collector's call to its return.
@@ -52,7 +55,7 @@ def _and_others(t: _Tally, what: str = "") -> str:
 
 
 # A warning's words per kind: short, with the URL as messages show it and counts, never a body or an item's text.
-_MESSAGES: dict[str, Callable[[_Tally], str]] = {
+_MESSAGES: dict[NoteKind, Callable[[_Tally], str]] = {
     "not_utf8": _not_utf8,
     "moved": _moved,  # `where` is `miner.collectors.http.moved_warning`'s message
     "malformed": _malformed,
@@ -63,9 +66,9 @@ class PollNotes:
     """The survivable problems one poll met, by kind."""
 
     def __init__(self) -> None:
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[NoteKind, _Tally] = {}
 
-    def add(self, kind: str, where: str, count: int) -> None:
+    def add(self, kind: NoteKind, where: str, count: int) -> None:
         tally = self._tallies.setdefault(kind, _Tally(where))
         tally.count += count
         tally.times += 1
@@ -88,12 +91,10 @@ def noting() -> Iterator[PollNotes]:
         _current.notes = before
 
 
-def note(kind: str, where: str, count: int = 1) -> bool:
-    """Tell the poll running on this thread of a survivable problem of ``kind`` (a key of ``_MESSAGES``) at ``where``
-    (a URL as messages show it). False outside a poll (a body read by itself), where the caller is to log it: in a
-    poll, `Poller.poll` logs the poll's line of each kind once, naming the source."""
-    if kind not in _MESSAGES:
-        raise ValueError(f"no message for a poll note of kind {kind!r}")
+def note(kind: NoteKind, where: str, count: int = 1) -> bool:
+    """Tell the poll running on this thread of a survivable problem of ``kind`` at ``where`` (a URL as messages show
+    it). False outside a poll (a body read by itself), where the caller is to log it: in a poll, `Poller.poll` logs
+    the poll's line of each kind once, naming the source."""
     notes: PollNotes | None = getattr(_current, "notes", None)
     if notes is None:
         return False
