@@ -185,8 +185,8 @@ class Poller:
         with noting() as notes:
             result = collector.poll(source, state or SourceState(), self.ctx)
         if noted := notes.warnings():
-            # Met below the collector (a JSON body's bad bytes, on any page or login), where the source is not known:
-            # logged here, once a poll, rather than once a response without the source's name.
+            # Met below the collector (a JSON body's bad bytes or permanent redirect, on any page or login; items
+            # skipped), where the source is not known: logged here, once a poll, rather than once a response.
             for line in noted:
                 log.warning("source %s: %s", source.name, line)
             result = replace(result, warnings=[*result.warnings, *noted])
