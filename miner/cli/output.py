@@ -84,10 +84,20 @@ def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> I
         yield "\n]\n" if count else "]\n"
         return
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    # The writer quotes a cell holding a character of its line ending: with "\n" alone, a text's carriage return was
+    # written bare, which a spreadsheet (and Python's csv reader) takes for the end of the row, and what followed it
+    # began a row of its own. Each row's "\r\n" is written back as "\n".
+    writer = csv.writer(buf, lineterminator="\r\n")
+
+    def write(cells: Iterable[Any]) -> None:
+        writer.writerow(cells)
+        buf.seek(buf.tell() - 2)
+        buf.write("\n")
+        buf.truncate()
+
+    write(columns)
     for i, row in enumerate(rows, 1):
-        writer.writerow(row)
+        write(row)
         if i % 500 == 0:
             yield buf.getvalue()
             buf.seek(0)
