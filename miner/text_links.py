@@ -10,8 +10,9 @@ stay: matching and the classifier (which sees a link as "http host") read no mor
 
 A link is often pasted without its scheme: "reset link app.example.com/reset?token=...", "docs.google.com/document/
 d/<id>/edit". A host name ending in a known top-level domain (or an IPv4 address, or localhost) with a path, query or
-fragment after it is read as one too, kept without a scheme, as written. A host with nothing after it holds no
-credential and is not read. The classifier reads such a link as written (it shortens only a scheme's or "www."'s).
+fragment after it is read as one too, kept without a scheme, as written, and without the login written before it
+("admin:hunter2@192.168.1.1/setup"). A host with nothing after it holds no credential and is not read. The
+classifier reads such a link as written (it shortens only a scheme's or "www."'s).
 """
 
 from __future__ import annotations
@@ -41,8 +42,19 @@ _TLD = (r"(?:com|net|org|info|biz|edu|gov|mil|int|app|dev|page|link|live|site|on
         r"|(?!(?:js|ts|py|rb|md|cs)\b)[a-z]{2})")
 _BARE_HOST = r"(?:(?:[a-z0-9][a-z0-9-]*\.)+" + _TLD + r"|(?:\d{1,3}\.){3}\d{1,3}|localhost)(?::\d{1,5})?(?=[/?#])"
 _LINK_CHARS = "[^\\s<>\"`\u201c\u201d\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+"
+# Such a link with a login before its host ("admin:hunter2@192.168.1.1/setup", "postgres:pa$$w0rd!@db.example.com:
+# 5432/prod"), read from where its user name starts, so that its "user:password@" goes as a scheme link's does: the
+# host, after an "@", was read alone, and the login stayed (and redact_contacts, taking "hunter2@192.168.1.1" for an
+# e-mail address, left the user name, a password's characters before a "!" or "$", or all of one before
+# "localhost"). Only with a ":" after the name: a name alone before an "@" is an e-mail address's ("jane@example.com/
+# ?x", the contacts'). The name starts with a letter or "_" ("10:30@example.com/x" is a time) and is no address's
+# scheme ("mailto:jane@example.com?subject=x"). The password holds any character but a space or a "/", "?", "#"
+# (what ends a host), an "@" too (the last one before the host ends it, as a URL parser reads it), and both are
+# bounded: each word is read from its start in bounded time.
+_BARE_LOGIN = r"(?<![\w@.:%+-])(?!(?:mailto|sips?|xmpp):)(?:[^\W\d][\w.~%+-]{0,63})?:[^\s/?#<>\"`]{0,127}@"
 _LINK = re.compile(
     r"(?<![a-z0-9_+.-])(?:[a-z][a-z0-9+.-]{0,19}://|www\.)" + _LINK_CHARS
+    + "|" + _BARE_LOGIN + _BARE_HOST + _LINK_CHARS
     + r"|(?<![a-z0-9_+@-])(?<![a-z0-9_-]\.)" + _BARE_HOST + _LINK_CHARS,
     re.IGNORECASE,
 )

@@ -54,6 +54,13 @@ BARE = [
     ("登录不了app.example.com/reset?token=abc123。谢谢", f"登录不了app.example.com/reset?token={R}。谢谢"),
     ("can't even...pic.twitter.com/AbCd1234EfGh5678", f"can't even...pic.twitter.com/{R}"),
     ("Verified: App.Example.COM/Reset?TOKEN=abc123", f"Verified: App.Example.COM/Reset?TOKEN={R}"),
+    # A login before the host: the host alone was read (after an "@"), and the user name and password stayed.
+    ("router admin:hunter2@192.168.1.1/setup won't load", "router 192.168.1.1/setup won't load"),
+    ("db postgres:pa$$w0rd!@db.example.com:5432/prod refuses, (user:p@ss@localhost:8080/admin) too",
+     "db db.example.com:5432/prod refuses, (localhost:8080/admin) too"),
+    ("@alice: same, x-access-token:ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git, :s3cr3tv4lu3"
+     "@10.0.0.1/login?token=abc123",
+     f"@alice: same, github.com/org/repo.git, 10.0.0.1/login?token={R}"),
 ]
 
 # Kept to the character: no credential in the link, or no link at all.
@@ -64,6 +71,8 @@ KEPT = [
     "file.txt?token=1 node.js/abc?token=1 e.g./x?token=1 v2.3/x?token=1 U.S./x?token=1 a.m./x?token=1",
     "it's down.Now?token=1 main.py#L10?token=x README.md#token=x ASP.NET/C# 10.30/11?token=1",
     "mail jane@example.com/?token=x, 3.5/5 stars, 24/7 support?! #outage #down",
+    # An e-mail address (the contacts'), a handle, a time or an address's scheme before an "@" is no login.
+    "@alice:matrix.org, bob@example.com/x, 10:30@home, 10:30@example.com/x, mailto:jane@example.com?subject=down",
 ]
 
 
@@ -101,7 +110,8 @@ def test_a_polled_post_with_a_bare_reset_link_is_stored_without_its_token(tmp_pa
     server.serve("/feed.rss", Reply(200, (
         '<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>Slack login broken</title>'
         "<description>&lt;p&gt;The reset link app.example.com/reset?token=f3a9c2e1d4b5 doesn't work, nor "
-        f"example.com/magic-login/{JWT}.&lt;/p&gt;</description><guid>g1</guid>"
+        f"example.com/magic-login/{JWT}, nor the router's admin:pa$$w0rd!@192.168.1.1/setup.&lt;/p&gt;</description>"
+        "<guid>g1</guid>"
         f"<pubDate>{NOW.strftime('%a, %d %b %Y %H:%M:%S GMT')}</pubDate></item></channel></rss>").encode(),
         content_type="application/rss+xml"))
     path = tmp_path / "miner.sqlite"
@@ -113,13 +123,13 @@ def test_a_polled_post_with_a_bare_reset_link_is_stored_without_its_token(tmp_pa
     assert store.save_fetch(source.name, result, NOW, NOW).posts_new == 1
     texts = [r["text"] for r in store.database.rows("SELECT text FROM posts")]
     assert texts == [f"Slack login broken. The reset link app.example.com/reset?token={R} doesn't work, nor "
-                     f"example.com/magic-login/{R}."]
+                     f"example.com/magic-login/{R}, nor the router's 192.168.1.1/setup."]
     store.close()
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("miner.sqlite*"))
-    for secret in (b"f3a9c2e1d4b5", JWT.encode(), JWT[:20].encode()):
+    for secret in (b"f3a9c2e1d4b5", JWT.encode(), JWT[:20].encode(), b"pa$$", b"admin"):
         assert secret not in stored
 
 
