@@ -21,7 +21,8 @@ from urllib.parse import quote
 import sqlite_utils
 
 from miner.errors import StoreError
-from miner.store.migrations import pending_migrations, refuse_foreign, user_tables
+from miner.store.foreign import refuse_foreign, user_tables
+from miner.store.migrations import pending_migrations
 from miner.store.upgrade import BUSY_TIMEOUT_MS, OnPhase, UpgradeStopped, begin_waiting, upgrade_store
 
 # Bytes the -wal file is cut back to once checkpointed. SQLite reuses the file from its start but never shrinks it
