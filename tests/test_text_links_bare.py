@@ -155,3 +155,22 @@ def test_a_store_from_before_keeps_no_credential_in_its_bare_links(tmp_path: Pat
     stored = _stored_bytes(path)
     for secret in (b"abc123", b"ya29", DOC.encode(), JWT[:20].encode(), b"7c1d0e5f9a2b", b"s3cr3tv4lu3", b"hunter2"):
         assert secret not in stored
+
+
+def test_a_store_from_before_keeps_no_login_before_a_bare_host(tmp_path: Path) -> None:
+    # Texts stored before 0026 as the collectors kept them then: a login before a host without a scheme stayed where
+    # the contact rule took no e-mail address in it (a password ending in "!", a host without a dot). One whose host
+    # it did take ("admin:[email]/setup") holds no link to read any more, and stays as it is.
+    path = tmp_path / "old.sqlite"
+    logins = {"db postgres:pa$$w0rd!@db.example.com:5432/prod refuses": "db db.example.com:5432/prod refuses",
+              "dev (user:s3cr3tv4lu3@localhost:8080/admin) loops": "dev (localhost:8080/admin) loops"}
+    kept = ["router admin:[email]/setup won't load", "RT @[user]: down again https://t.co/AbCd1234", *KEPT]
+    written = [*logins, *kept]
+    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
+    store = upgraded_with_texts(path, "0026_bare_text_logins", texts, iso(NOW))
+    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
+        logins.get(text, text) for text in texts]
+    store.close()
+    stored = _stored_bytes(path)
+    for secret in (b"pa$$w0rd", b"postgres", b"s3cr3tv4lu3"):
+        assert secret not in stored

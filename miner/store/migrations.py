@@ -15,7 +15,7 @@ from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
-from miner.store.link_scrub import scrub_bare_text_links, scrub_stored_links, scrub_text_links
+from miner.store.link_scrub import scrub_bare_text_links, scrub_bare_text_logins, scrub_stored_links, scrub_text_links
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -282,13 +282,17 @@ SOURCES_NEEDS_ACTION = Migration(
 # <id>/edit") are stored without a credential too, and so are links percent-encoded in a path segment: the texts
 # stored before kept them, 0022 having read only links with a scheme or "www." (store/link_scrub.py).
 BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", scrub_bare_text_links)
+# And the login written before a host without a scheme ("admin:hunter2@192.168.1.1/setup"): the host was read alone,
+# after its "@", and a password the contact rule took no e-mail address in ("pa$$w0rd!@", one before "localhost") was
+# stored as written (store/link_scrub.py).
+BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", scrub_bare_text_logins)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
-                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS]
+                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS]
 
 
 def _statements(script: str) -> Iterator[str]:
