@@ -49,9 +49,10 @@ _LINK_CHARS = "[^\\s<>\"`\u201c\u201d\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff
 # "localhost"). Only with a ":" after the name: a name alone before an "@" is an e-mail address's ("jane@example.com/
 # ?x", the contacts'). The name starts with a letter or "_" ("10:30@example.com/x" is a time) and is no address's
 # scheme ("mailto:jane@example.com?subject=x"). The password holds any character but a space or a "/", "?", "#"
-# (what ends a host), an "@" too (the last one before the host ends it, as a URL parser reads it), and both are
-# bounded: each word is read from its start in bounded time.
-_BARE_LOGIN = r"(?<![\w@.:%+-])(?!(?:mailto|sips?|xmpp):)(?:[^\W\d][\w.~%+-]{0,63})?:[^\s/?#<>\"`]{0,127}@"
+# (what ends a host), up to three "@" too (the last one before the host ends it, as a URL parser reads it). It is
+# read "@" to "@", each run once (possessive), and a host looked for after four at most: backtracking through any 127
+# characters for an "@" took a text of 10,000 made for it ("(a:@a." over and over) 14 ms, this 4 ms.
+_BARE_LOGIN = r"(?<![\w@.:%+-])(?!(?:mailto|sips?|xmpp):)(?:[^\W\d][\w.~%+-]{0,63})?:(?:[^\s/?#<>\"`@]{0,127}+@){1,4}"
 _LINK = re.compile(
     r"(?<![a-z0-9_+.-])(?:[a-z][a-z0-9+.-]{0,19}://|www\.)" + _LINK_CHARS
     + "|" + _BARE_LOGIN + _BARE_HOST + _LINK_CHARS
