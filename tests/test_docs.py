@@ -160,6 +160,21 @@ def test_stages_never_import_each_other() -> None:
     assert not crossing, "; ".join(crossing)
 
 
+
+def test_no_sql_is_run_outside_the_store() -> None:
+    """docs/architecture.md: miner/store/ is the only code that writes SQL (but miner ui's canned queries, which
+    Datasette runs). A command's SQL run on ``store.database`` was SQL the store's schema changes could not see."""
+    runs = {"one", "rows", "execute", "executemany", "executescript"}
+    outside = []
+    for path in sorted((ROOT / "miner").rglob("*.py")):
+        if path.is_relative_to(ROOT / "miner" / "store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in runs
+                    and isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "database"):
+                outside.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not outside, f"SQL run outside miner/store/: {', '.join(outside)}"
+
 def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
     from miner.metrics import HELP
 

@@ -357,7 +357,7 @@ def _refuse_other_store(db: Path) -> None:
         store = Store.open(db, readonly=True, any_schema=True)
         try:
             sources = set(store.post_sources())
-            ours = sources == {DEMO_SOURCE} or (not sources and _holds_nothing(store))
+            ours = sources == {DEMO_SOURCE} or (not sources and store.holds_only_a_replay_mark())
         finally:
             store.close()
     except StoreError:  # not a database, or not a store
@@ -367,18 +367,3 @@ def _refuse_other_store(db: Path) -> None:
             f"{db} is not a store an earlier `miner demo` wrote, and the demo starts a fresh store in its --out "
             f"folder: give it another one, or add the demo to this store with miner --db {db} demo")
 
-
-def _holds_nothing(store: Store) -> bool:
-    """Whether no table of ``store`` has a row, but the record of its migrations and a replay's mark: a demo begins
-    its replay before its model loads, and one stopped then (or failing there) left the mark and nothing else."""
-    from miner.store.replay_outbox import REPLAY_KEY
-
-    tables = [r["name"] for r in store.database.rows(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
-        "AND name != 'schema_migrations'")]
-
-    def empty(name: str) -> bool:
-        where, args = ("key != ?", (REPLAY_KEY,)) if name == "alert_state" else ("1", ())
-        return store.database.one(f'SELECT 1 AS x FROM "{name}" WHERE {where} LIMIT 1', args) is None
-
-    return all(empty(name) for name in tables)

@@ -102,9 +102,6 @@ def _shown(at: datetime) -> str:
 
 def _complaints(pipeline: Pipeline, since: datetime) -> int:
     """The complaints the buckets from the one holding ``since`` on count, every service together."""
-    from miner.timeutil import floor_time, iso
+    from miner.timeutil import floor_time
 
-    start = floor_time(since, pipeline.bucket)
-    row = pipeline.store.database.one("SELECT coalesce(sum(complaints), 0) AS n FROM buckets WHERE bucket_start >= ?",
-                             (iso(start),))
-    return int(row["n"]) if row else 0
+    return pipeline.store.complaints_counted_from(floor_time(since, pipeline.bucket))

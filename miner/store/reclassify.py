@@ -118,6 +118,12 @@ class ReclassifyMixin:
             "FROM posts p WHERE p.created_at >= ?", (*args, *args, iso(since)))
         return (int(row["todo"]), int(row["current"])) if row else (0, 0)
 
+    def complaints_counted_from(self, start: datetime) -> int:
+        """The complaints the buckets from ``start`` on count, every service together: what a reclassify changed."""
+        row = self.database.one("SELECT coalesce(sum(complaints), 0) AS n FROM buckets WHERE bucket_start >= ?",
+                                (iso(start),))
+        return int(row["n"]) if row else 0
+
     def mark_reclassified(self, since: datetime, model_version: str, decision: Decision) -> None:
         """Record that ``model_version`` gave new verdicts at ``decision`` to posts created since ``since`` (a
         reclassify), for the detector to learn its baselines again from the buckets recounted (see detect_relearn);

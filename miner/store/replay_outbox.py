@@ -69,6 +69,19 @@ class ReplayOutboxMixin:
         with self.database.transaction() as conn:
             return forget_replay(conn, "the replay ended before it was due (a replay pages nobody)")
 
+    def holds_only_a_replay_mark(self) -> bool:
+        """Whether no table has a row, but the record of its migrations and a replay's mark: a demo begins its
+        replay before its model loads, and one stopped then (or failing there) left the mark and nothing else."""
+        tables = [r["name"] for r in self.database.rows(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+            "AND name != 'schema_migrations'")]
+
+        def empty(name: str) -> bool:
+            where, args = ("key != ?", (REPLAY_KEY,)) if name == "alert_state" else ("1", ())
+            return self.database.one(f'SELECT 1 AS x FROM "{name}" WHERE {where} LIMIT 1', args) is None
+
+        return all(empty(name) for name in tables)
+
     def count_waiting(self) -> int:
         """How many rows up to outbox_after, not the replay's, wait to be sent (pending or claimed)."""
         return int(self.database.rows(
