@@ -75,12 +75,13 @@ class Pipeline(CollectStage, DetectStage):
         report.too_old, report.stored = ingested.too_old, ingested.stored
         return report
 
-    def alert(self, now: datetime, stop: threading.Event | None = None) -> DispatchStats:
-        """Plan notifications for new incident transitions, queue due digests, send what is due (until ``stop``)."""
+    def alert(self, now: datetime, stop: threading.Event | None = None, deadline: float | None = None) -> DispatchStats:
+        """Plan notifications for new incident transitions, queue due digests, send what is due (until ``stop``, or
+        ``deadline``, a time.monotonic(), once one was tried: the rest wait for the next run)."""
         from miner.alerts import run_alerts
 
         return run_alerts(self.store, self.config.alerts, now, worker_id=self.worker_id, senders=self.senders,
-                          sources=self.config.polled_sources, stop=stop)
+                          sources=self.config.polled_sources, stop=stop, deadline=deadline)
 
     # Classify --------------------------------------------------------------------------------------------
 

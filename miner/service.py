@@ -71,7 +71,8 @@ class JobHealth:
     last_error: str | None = None
     last_error_at: datetime | None = None
     runs: int = 0
-    # A run ended (or a batch of the process job's classified): systemd's watchdog is pinged while this is recent.
+    # A run ended (or a batch of the process job's classified, a part of the alerts job's backlog sent): systemd's
+    # watchdog is pinged while this is recent.
     alive_monotonic: float | None = None
 
 

@@ -92,7 +92,8 @@ class ServiceEndpoint:
         """Why systemd's watchdog should not be pinged (service_notify), None while every job gets on: a job whose
         run has not ended for longer than /healthz's limit (a run hung, or the scheduler no longer starting them),
         counted from its last run's end (a run that failed ended too: a failure is /healthz's and the log's to show,
-        a restart fixes none), a batch it classified, or the scheduler's start."""
+        a restart fixes none), a batch it classified, a part of a backlog it sent (the alerts job), or the
+        scheduler's start."""
         if self._started is None:
             return None
         mono = time.monotonic()

@@ -185,14 +185,37 @@ class ServiceJobs:
             health.alive_monotonic = time.monotonic()
 
     def job_alerts(self, now: datetime) -> None:
-        stats = self._pipeline("alerts").alert(now, stop=self._stop)
-        if stats.sent:
-            self.metrics.inc("miner_notifications_sent_total", stats.sent)
-        if stats.failed:
-            # Counted, not only logged: a mail server refusing every message (expired login) stops the sent counter,
-            # leaves the outbox queue empty and the alerts job healthy, so nothing else on /metrics would show it.
-            self.metrics.inc("miner_notifications_failed_total", stats.failed)
-            log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+        # In slices of one interval, each a whole tick (planning first) and each ended recorded as the job's success:
+        # a backlog to a slow but working server (100 messages queued through a mail outage, 5-20 s each) sent in
+        # one go outlasted the job's limit, so the watchdog restarted the service mid-send (a message the server had
+        # taken went again after its lease), /healthz said the job was stuck, and an incident opened meanwhile was
+        # not planned until the backlog was out. The next slice starts at once: left to the next tick, a run ending
+        # just past one waited out the next, and a backlog went out at half the pace.
+        every = next((job.every for job in self.options.jobs if job.name == "alerts"), 30.0)
+        pipeline = self._pipeline("alerts")
+        while True:
+            stats = pipeline.alert(now, stop=self._stop, deadline=time.monotonic() + every)
+            if stats.sent:
+                self.metrics.inc("miner_notifications_sent_total", stats.sent)
+            if stats.failed:
+                # Counted, not only logged: a mail server refusing every message (expired login) stops the sent
+                # counter, leaves the outbox queue empty and the alerts job healthy, so nothing else on /metrics
+                # would show it.
+                self.metrics.inc("miner_notifications_failed_total", stats.failed)
+                log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+            if not stats.left or self._stop.is_set():
+                return
+            self._slice_ended("alerts")
+            now = self.options.clock()
+
+    def _slice_ended(self, name: str) -> None:
+        """A part of a run ended without an error, as a run's end counts (Service._run_job): for /healthz and
+        systemd's watchdog (service_notify), the job gets on. A job not scheduled has no health to keep."""
+        health = self.health.get(name)
+        if health is not None:
+            mono = time.monotonic()
+            health.last_ok, health.last_ok_monotonic, health.alive_monotonic = self.options.clock(), mono, mono
+            self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), stage=name)
 
     def job_retention(self, now: datetime) -> None:
         settings, store = self.config.store, self._store("retention")

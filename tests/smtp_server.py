@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -85,7 +86,8 @@ class _Controller(Controller):
 class Inbox:
     """The aiosmtpd handler: keeps every accepted message; ``reject_rcpt`` makes RCPT fail with that reply;
     ``refuse[address]`` lists replies that RCPT TO of that address gets, one per attempt, before it is accepted;
-    ``data_reply`` replaces DATA's acceptance (the message is then not kept); ``quit_reply`` is the answer to QUIT."""
+    ``data_reply`` replaces DATA's acceptance (the message is then not kept); ``quit_reply`` is the answer to QUIT;
+    ``delay``: seconds each message's DATA waits before it is answered (a slow but working server)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
@@ -95,6 +97,7 @@ class Inbox:
         self.refuse: dict[str, list[str]] = {}
         self.data_reply: str | None = None
         self.quit_reply = "221 Bye"
+        self.delay = 0.0
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
@@ -109,6 +112,7 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
         if self.data_reply:
             return self.data_reply
         msg = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)

@@ -17,16 +17,21 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
+from smtp_server import SmtpServer
+from test_alerts_support import open_incident
 from test_service import backlog_service, stop, wait_for, write_config
 from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
 from miner.service import JobSpec, Service, ServiceOptions
 from miner.service_notify import Notifier
+from miner.store import Store
 from miner.store.migrations import MIGRATIONS
+from miner.timeutil import utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 WAITING = "STATUS=waiting for another process's upgrade of the store (it holds the write lock)"
@@ -302,3 +307,49 @@ def test_a_long_classify_backlog_is_no_stuck_job_while_its_batches_go_through(tm
         assert stuck is None
     finally:
         service.stop()
+
+
+def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_messages_go_out(
+        tmp_path: Path, systemd: Systemd) -> None:
+    # An alerts run sent every due message before it ended: 100 queued through a mail outage, 5-20 s each to a slow
+    # but working server, outlasted the job's limit, so the pings stopped and systemd restarted the service mid-send,
+    # and /healthz said the job was stuck.
+    from miner.config import load_config
+
+    n, smtp = 12, SmtpServer()
+    smtp.inbox.delay = 0.5  # two messages at most in each second (the job's interval) of a run
+    smtp.start()
+    services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n))
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
+                   f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+                   '[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n', encoding="utf-8")
+    store = Store.open(tmp_path / "miner.sqlite")
+    for i in range(n):  # each its own group: a message each
+        open_incident(store, f"Svc{i}", utcnow() - timedelta(minutes=2), posts=False, series=False)
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
+    service = Service(load_config(cfg), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("alerts", 1.0),), http=False, notify=notifier))
+    service.start()
+    try:
+        systemd.next(has("READY=1"))
+        wait_for(lambda: len(smtp.inbox.messages) >= 3, timeout=60)  # sent in the run's second second at least
+        assert service._started is not None
+        service._started -= 4 * 3600.0  # as if the run had gone on four hours, past 3 intervals and a minute
+        stuck, (ok, health) = service.stuck(), service.healthz()
+        assert store.outbox_rows(["pending"]), "the backlog went out before the test looked"
+        assert stuck is None
+        assert ok, health
+        systemd.drain()
+        _ticks_after(notifier, 5)
+        assert any("WATCHDOG=1" in m for m in systemd.drain())
+        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+    finally:
+        service.stop()
+        notifier.close()
+        smtp.stop()
+    # Each sent once, none left.
+    ids = smtp.inbox.message_ids()
+    assert len(ids) == len(set(ids)) == n
+    assert sorted(ids) == sorted(r["message_id"] for r in store.outbox_rows(["pending", "sending", "sent", "failed"]))
+    store.close()

@@ -10,7 +10,10 @@ at once with their reason. Once a channel's server (the SMTP server, one webhook
 in a run, that channel's other rows are left pending for the next run, unclaimed and untried: each would wait out
 the same timeout, and a page queued behind a run of emails to a dead mail server went minutes late. A webhook that
 answers 429 (or sends Retry-After) holds its other rows too, in this run and the next, until the time its throttled
-row is retried: each of them went straight into the rate limit it had just announced.
+row is retried: each of them went straight into the rate limit it had just announced. Given a ``deadline`` (the
+service's alerts job: its interval), a run claims no row past it, after its first attempt, and leaves the rest
+pending for the next run: a backlog sent to a slow server in one run outlasted the job's limit, and systemd's
+watchdog restarted the service mid-send, while nothing new was planned.
 """
 
 from __future__ import annotations
@@ -61,18 +64,21 @@ class DispatchStats:
     deferred: int = 0  # due, but left for the next run: their channel's server was unreachable in this one
     throttled: int = 0  # due, but left until their webhook's rate limit (a 429, Retry-After) has passed
     needs_action: int = 0  # retried, but failed as retrying alone will not mend (TLS: DeliveryError.needs_action)
+    left: int = 0  # due and listed, but left for the next run: this one had reached its deadline
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
              senders: Senders | None = None, limit: int = 100, rng: random.Random | None = None,
              sources: Collection[str] | None = None, stop: threading.Event | None = None,
-             clock: Callable[[], datetime] | None = None) -> DispatchStats:
+             clock: Callable[[], datetime] | None = None, deadline: float | None = None) -> DispatchStats:
     """Send every outbox row due at ``now`` (up to ``limit``) as ``worker_id``; see the module docstring.
 
     ``sources``: the configured sources' names, for the digests' failing sources (None: every stored source).
     ``stop``: once set (the service is stopping), no further row is claimed; the rest wait for the next run.
     ``clock``: the time of each claim, attempt and its record; by default ``now`` plus the real time elapsed since
     the call, so a replay on a simulated clock stays on it while slow sends still age their claims truthfully.
+    ``deadline``: a time.monotonic() after which no further row is claimed once one has been (so each run gets on);
+    the rest wait, unclaimed and untried, for the next run (None: every row due, up to ``limit``).
     """
     stats = DispatchStats()
     if not settings.enabled:
@@ -95,9 +101,14 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     while listed:
         full = len(listed) == limit
         gone_down = False
-        for row in sorted(listed, key=lambda r: str(r["channel"]) in suspect):
+        ordered = sorted(listed, key=lambda r: str(r["channel"]) in suspect)
+        for i, row in enumerate(ordered):
             if stop is not None and stop.is_set():
                 return run.finish()  # a batch to a hanging server would outlast the stop timeout
+            if deadline is not None and stats.claimed and time.monotonic() >= deadline:
+                # Real time, not the clock's: a replay's simulated clock steps hours between its runs.
+                stats.left = len(ordered) - i
+                return run.finish()
             seen.add(int(row["id"]))
             gone_down |= run.one(row, suspect)
         if not (full and gone_down):
@@ -215,6 +226,9 @@ class _Run:
         return self.held_until[channel]
 
     def finish(self) -> DispatchStats:
+        if self.stats.left:
+            log.info("%d due outbox message(s) left for the next run (and any others due): this run reached its "
+                     "deadline, after %d attempt(s)", self.stats.left, self.stats.claimed)
         for channel, n in self.down.items():
             if n:
                 log.warning("%d due outbox message(s) for %s left for the next run: its server was unreachable",

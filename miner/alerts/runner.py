@@ -22,11 +22,12 @@ log = logging.getLogger(__name__)
 
 def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
                senders: Senders | None = None, sources: Collection[str] | None = None,
-               stop: threading.Event | None = None) -> DispatchStats:
+               stop: threading.Event | None = None, deadline: float | None = None) -> DispatchStats:
     """Plan notifications for new transitions, queue due digests, then send whatever is due.
 
     ``sources``: the names of the sources the config polls, so digests leave out sources since removed.
     ``stop``: set when the service is stopping; sending stops before the next notification.
+    ``deadline``: a time.monotonic() after which no further notification is claimed (dispatch), once one was.
     First, alert state stamped by a clock that was ahead is taken back to ``now`` (Store.retime_alerts); not in a
     replay, whose simulated clock is behind the live service's rows and silences, not they ahead of it: it moved a
     stopped service's silences back by days, and made its rows due.
@@ -36,4 +37,5 @@ def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_i
                     ", ".join(f"{n} {what}" for what, n in retimed.items()))
     plan_notifications(store, settings, now)
     enqueue_due_digests(store, settings, now, sources=sources)
-    return dispatch(store, settings, now, worker_id=worker_id, senders=senders, sources=sources, stop=stop)
+    return dispatch(store, settings, now, worker_id=worker_id, senders=senders, sources=sources, stop=stop,
+                    deadline=deadline)
