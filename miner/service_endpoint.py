@@ -21,7 +21,7 @@ from miner.status_board import StatusBoard
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
-    from miner.service import JobHealth, ServiceOptions
+    from miner.service import JobHealth, JobSpec, ServiceOptions
     from miner.store import Store
 
 log = logging.getLogger("miner.service")  # one logger for the service and its parts, as operators filter on it
@@ -64,7 +64,8 @@ class ServiceEndpoint:
         return http
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
-        """Healthy when every job has succeeded within three of its intervals and a minute (or has not had time to).
+        """Healthy when every job has succeeded within its limit (_limit: three of its intervals and a minute, or for
+        the alerts job what its run may take going on as it should), or has not had time to.
         A collect run returns within its interval, its slow polls carried over to the next (see
         CollectStage.collect): a source that does not answer does not hold it up."""
         now, mono = self.options.clock(), time.monotonic()
@@ -72,7 +73,7 @@ class ServiceEndpoint:
         ok = True
         for job in self.options.jobs:
             h = self.health[job.name]
-            limit = 3 * job.every + 60
+            limit, _ = self._limit(job)
             # On the monotonic clock: a wall clock stepped a day forward made every job look a day late.
             fresh = h.last_ok_monotonic is not None and mono - h.last_ok_monotonic <= limit
             # As long as a later run would have: a first run stuck (a source that never answers, a store lock never
@@ -100,7 +101,19 @@ class ServiceEndpoint:
         for job in self.options.jobs:
             alive = self.health[job.name].alive_monotonic
             since = mono - max(self._started, alive if alive is not None else self._started)
-            if since > (limit := 3 * job.every + 60):
+            limit, what = self._limit(job)
+            if since > limit:
                 return (f"the {job.name} job has not ended a run for {since:.0f} s, past its limit of {limit:.0f} s "
-                        "(three of its intervals and a minute)")
+                        f"({what})")
         return None
+
+    def _limit(self, job: JobSpec) -> tuple[float, str]:
+        """Seconds a job may go without a run ended (stuck) or succeeded (healthz), and what they are: three of its
+        intervals and a minute; for the alerts job, at least what its run may take going on as it should (a part of
+        one interval, the tick before it, a send cut at alerts.slowest_send: smtp.timeout per SMTP command, 300 s at
+        the defaults) and a minute: a send to a slow server within its timeouts had the service restarted mid-send."""
+        limit = 3 * job.every + 60
+        alerts = self.config.alerts
+        if job.name == "alerts" and alerts.enabled and (bound := 2 * job.every + alerts.slowest_send + 60) > limit:
+            return bound, "two of its intervals, its slowest send (alerts.slowest_send) and a minute"
+        return limit, "three of its intervals and a minute"

@@ -21,10 +21,11 @@ and a scheduler that had stopped running jobs, the process alive, was never noti
 - ``WATCHDOG=1`` every half of ``$WATCHDOG_USEC`` (``WatchdogSec=``), or every :data:`EXTEND_EVERY` s where that is
   sooner, once ready, only while the service gets on with its jobs (``Service.stuck``): a job whose run has not
   ended for longer than /healthz's limit (three of its intervals and a minute; for the process job, with no batch
-  classified in that time either; for the alerts job, no part of a backlog sent), or a scheduler that no longer
-  starts them, stops the pings, and systemd restarts the service. A job that fails (a source down, a full disk, a
-  corrupt store) does not: it ends its runs, /healthz and the log say what fails, and a restart would fix none of
-  it, only lose the polls held in memory and start again into the same failure.
+  classified in that time either; for the alerts job, no part of a backlog sent, and a limit of at least what its
+  run may take: Service._limit), or a scheduler that no longer starts them, stops the pings, and systemd restarts
+  the service. A job that fails (a source down, a full disk, a corrupt store) does not: it ends its runs, /healthz
+  and the log say what fails, and a restart would fix none of it, only lose the polls held in memory and start
+  again into the same failure.
 
 A socket that is gone or refuses is logged once and never stops the service; one whose queue is full holds a
 message up :data:`SEND_WAIT` at most.

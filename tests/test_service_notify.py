@@ -309,16 +309,11 @@ def test_a_long_classify_backlog_is_no_stuck_job_while_its_batches_go_through(tm
         service.stop()
 
 
-def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_messages_go_out(
-        tmp_path: Path, systemd: Systemd) -> None:
-    # An alerts run sent every due message before it ended: 100 queued through a mail outage, 5-20 s each to a slow
-    # but working server, outlasted the job's limit, so the pings stopped and systemd restarted the service mid-send,
-    # and /healthz said the job was stuck.
+def _alerting(tmp_path: Path, smtp: SmtpServer, n: int, notifier: Notifier | None = None) -> tuple[Service, Store]:
+    """A service running the alerts job alone, every second, mailing ``smtp`` through the default smtp.timeout (30 s)
+    an alert for each of ``n`` incidents opened in its store (not started), and that store, open."""
     from miner.config import load_config
 
-    n, smtp = 12, SmtpServer()
-    smtp.inbox.delay = 0.5  # two messages at most in each second (the job's interval) of a run
-    smtp.start()
     services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n))
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
@@ -327,9 +322,20 @@ def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_m
     store = Store.open(tmp_path / "miner.sqlite")
     for i in range(n):  # each its own group: a message each
         open_incident(store, f"Svc{i}", utcnow() - timedelta(minutes=2), posts=False, series=False)
+    return Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(
+        jobs=(JobSpec("alerts", 1.0),), http=False, **({"notify": notifier} if notifier else {}))), store
+
+
+def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_messages_go_out(
+        tmp_path: Path, systemd: Systemd) -> None:
+    # An alerts run sent every due message before it ended: 100 queued through a mail outage, 5-20 s each to a slow
+    # but working server, outlasted the job's limit, so the pings stopped and systemd restarted the service mid-send,
+    # and /healthz said the job was stuck.
+    n, smtp = 12, SmtpServer()
+    smtp.inbox.delay = 0.5  # two messages at most in each second (the job's interval) of a run
+    smtp.start()
     notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
-    service = Service(load_config(cfg), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("alerts", 1.0),), http=False, notify=notifier))
+    service, store = _alerting(tmp_path, smtp, n, notifier)
     service.start()
     try:
         systemd.next(has("READY=1"))
@@ -352,4 +358,30 @@ def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_m
     ids = smtp.inbox.message_ids()
     assert len(ids) == len(set(ids)) == n
     assert sorted(ids) == sorted(r["message_id"] for r in store.outbox_rows(["pending", "sending", "sent", "failed"]))
+    store.close()
+
+
+def test_one_send_to_a_slow_mail_server_within_its_timeouts_is_no_stuck_alerts_job(tmp_path: Path) -> None:
+    # smtp.timeout bounds each SMTP command, a send 30 s x 10 at the defaults: a server slow at each step kept one
+    # send going past the job's 150 s, and the watchdog restarted the service mid-send (it went again after its
+    # lease). The job's limit is now what its run may take, and a run past it is still stuck.
+    smtp = SmtpServer()
+    smtp.inbox.delay = 20.0  # under smtp.timeout: the send is held, not cut, the whole test long
+    smtp.start()
+    service, store = _alerting(tmp_path, smtp, 1)
+    service.start()
+    try:
+        wait_for(lambda: bool(store.outbox_rows(["sending"])), timeout=60)
+        assert service._started is not None
+        service._started -= 120.0  # past 3 intervals and a minute (63 s), within 2 + 300 + 60 s
+        stuck, (ok, health) = service.stuck(), service.healthz()
+        service._started -= 300.0  # past them too
+        hung = service.stuck()
+        assert store.outbox_rows(["sending"]), "the send ended before the test looked"
+    finally:
+        smtp.stop()  # cuts the send short: retried later, no wait for the rest of its 20 s
+        service.stop()
+    assert stuck is None
+    assert ok, health
+    assert hung is not None and "past its limit of 362 s (two of its intervals, its slowest send" in hung, hung
     store.close()
