@@ -1,5 +1,5 @@
-"""Recording an attempt the server took, while another writer holds the store: a real SQLite file, a second
-connection holding its write lock, and a real SMTP server (aiosmtpd)."""
+"""Recording an attempt the server took, and whom it reached, while another writer holds the store: a real SQLite
+file, a second connection holding its write lock, a real SMTP server (aiosmtpd) and a real HTTP server."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_email import mail_settings
+from test_alerts_pagerduty import KEY, PATH, PagerDuty, pd_settings
 from test_alerts_support import T0, open_incident
 
 from miner.alerts import dispatch, plan_notifications
@@ -47,3 +50,78 @@ def test_a_message_the_server_took_is_recorded_sent_while_another_writer_holds_t
     finally:
         other.close()
         store.close()
+
+
+def test_the_recipients_an_email_reached_are_recorded_while_another_writer_holds_the_store(
+        tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # One recipient refused for now (452), the other reached: recording who has it met the lock and raised, the
+    # attempt failing as if nothing had gone out, and its next send went to both recipients.
+    store, other = _locked_store(tmp_path)
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["452 4.2.2 mailbox full"]}  # then accepted
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    accept = smtp_server.inbox.handle_DATA
+
+    async def accept_as_another_writer_takes_the_store(*args: Any) -> str:
+        reply = await accept(*args)
+        _hold(other)
+        return reply
+
+    smtp_server.inbox.handle_DATA = accept_as_another_writer_takes_the_store  # type: ignore[method-assign]
+    try:
+        stats = dispatch(store, cfg, T0, worker_id="w")
+        assert (stats.retried, stats.failed) == (1, 0)
+        smtp_server.inbox.handle_DATA = accept  # type: ignore[method-assign]
+        [row] = store.outbox_rows(["pending"])
+        assert "refused sre@example.org: 452 4.2.2 mailbox full" in row["last_error"]
+        assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+        assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_the_pagerduty_events_accepted_are_recorded_while_another_writer_holds_the_store(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Recording the first event PagerDuty accepted met the lock: the message failed with 'database is locked' as
+    # if it could not be rendered, the second event never went, and its retry triggered the first one again.
+    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    pd = PagerDuty(server)
+    store, other = _locked_store(tmp_path)
+    cfg = pd_settings(group_by="route")
+    for service in ("WhatsApp", "Signal"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+
+    def accept_as_another_writer_takes_the_store(request: Recorded) -> Reply:
+        if len(pd.requests) == 1:
+            _hold(other)
+        return Reply(202, b'{"status": "success"}', content_type="application/json")
+
+    server.serve(PATH, accept_as_another_writer_takes_the_store)
+    try:
+        stats = dispatch(store, cfg, T0, worker_id="w")
+        assert (stats.sent, stats.failed, stats.retried) == (1, 0, 0)
+        later = dispatch(store, cfg, T0 + timedelta(seconds=cfg.lease_seconds + 1), worker_id="w2")
+        assert (later.reclaimed, later.claimed) == (0, 0)
+        keys = [e["dedup_key"] for e in pd.events]
+        assert len(keys) == 2 == len(set(keys))
+    finally:
+        other.close()
+        store.close()
+
+
+def _locked_store(tmp_path: Path) -> tuple[Store, sqlite3.Connection]:
+    """A store whose busy timeout the lock below outlasts many times over, and a second connection to lock it with."""
+    path = tmp_path / "miner.sqlite"
+    store = Store.open(path)
+    store.database.conn.execute("PRAGMA busy_timeout = 50")
+    return store, sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+def _hold(other: sqlite3.Connection) -> None:
+    """Take the store's write lock as another writer would (a prune, a backup, `miner outbox retry`), for 0.5 s."""
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, other.execute, ("COMMIT",)).start()

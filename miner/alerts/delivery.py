@@ -34,6 +34,7 @@ from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char
 
 if TYPE_CHECKING:
+    from miner.alerts.claim import Claim
     from miner.store import Store
 
 # "Service not available, closing transmission channel" (RFC 5321 3.8): the server turns away every message, not
@@ -220,15 +221,15 @@ def _delivered_key(outbox_id: int) -> str:
     return f"delivered:{outbox_id}"
 
 
-def send_email(store: Store, outbox_id: int, sender: EmailSender, message: EmailMessage,
-               recipients: list[str]) -> str:
-    """Send outbox row ``outbox_id`` to those of ``recipients`` that do not have it yet.
+def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMessage, recipients: list[str]) -> str:
+    """Send the claimed outbox row to those of ``recipients`` that do not have it yet.
 
     When the server refuses some recipients, the ones it accepted are recorded (alert_state
-    ``delivered:<id>``) before the error goes up: a retry after a 4xx, or `miner outbox retry` after a 5xx,
-    then reaches the refused recipients without sending the others a second copy.
+    ``delivered:<id>``, by the claim: again while another writer holds the store) before the error goes up: a retry
+    after a 4xx, or `miner outbox retry` after a 5xx, then reaches the refused recipients without sending the others
+    a second copy.
     """
-    key = _delivered_key(outbox_id)
+    key = _delivered_key(claim.id)
     done: list[str] = json.loads(store.alert_state(key) or "[]")
     todo = [r for r in recipients if r not in done]
     if not todo:
@@ -236,7 +237,9 @@ def send_email(store: Store, outbox_id: int, sender: EmailSender, message: Email
     try:
         detail = sender(message, todo)
     except PartialDelivery as exc:
-        store.set_alert_state(key, json.dumps([*done, *exc.delivered]))
+        claim.remember(key, json.dumps([*done, *exc.delivered]), "the recipients it reached",
+                       f"sent to {len(exc.delivered)} recipient(s), but not recorded: they get it again once its claim "
+                       "lapses (lease_seconds)")
         raise
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
 
@@ -246,22 +249,22 @@ def pagerduty_store_key(store: Store) -> str:
     return store.first_alert_state("pagerduty_store_key", secrets.token_hex(4))
 
 
-def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: WebhookSettings,
-                events: list[dict[str, Any]], stop: threading.Event | None = None) -> str:
-    """Send outbox row ``outbox_id``'s PagerDuty ``events`` (one per incident) that PagerDuty has not accepted yet.
+def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: WebhookSettings,
+                events: list[dict[str, Any]]) -> str:
+    """Send the claimed outbox row's PagerDuty ``events`` (one per incident) that PagerDuty has not accepted yet.
 
-    Each accepted event's ``dedup_key`` is recorded (alert_state ``delivered:<id>``, as send_email records
-    recipients) as soon as PagerDuty takes it, so a retry, `miner outbox retry`, or a worker taking over a lapsed
-    claim sends only the rest; a re-sent trigger (miner died before recording it) is folded by PagerDuty into the
+    Each accepted event's ``dedup_key`` is recorded (alert_state ``delivered:<id>``, by the claim, as send_email
+    records recipients) as soon as PagerDuty takes it, so a retry, `miner outbox retry`, or a worker taking over a
+    lapsed claim sends only the rest; a re-sent trigger (miner died before recording it) is folded by PagerDuty into the
     alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
     the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
-    invalid) does not keep the others from going out; the row fails once they have. Once ``stop`` is set (the
-    service is stopping), no further event goes: the rest are retried, as after a transient failure.
+    invalid) does not keep the others from going out; the row fails once they have. Once the claim's stop is set
+    (the service is stopping), no further event goes: the rest are retried, as after a transient failure.
     """
     if not events:
         raise NothingSent("nothing to send: its incidents resolved before it went out, and the route has "
                           "notify_resolved = false, or they opened again before their resolve notice went out")
-    key = _delivered_key(outbox_id)
+    key = _delivered_key(claim.id)
     done: list[str] = json.loads(store.alert_state(key) or "[]")
     todo = [e for e in events if e["dedup_key"] not in done]
     if not todo:
@@ -269,7 +272,7 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
     refused: dict[str, list[str]] = {}  # error -> the events that got it
     sent = 0
     for n, event in enumerate(todo):
-        if n and stop is not None and stop.is_set():
+        if n and claim.stop is not None and claim.stop.is_set():
             # A batch of a provider outage is hundreds of events, each up to the webhook's timeout: the stop waited
             # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
             raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's {len(events)} PagerDuty "
@@ -286,7 +289,9 @@ def send_events(store: Store, outbox_id: int, sender: WebhookSender, webhook: We
             continue
         sent += 1
         done.append(event["dedup_key"])
-        store.set_alert_state(key, json.dumps(done))
+        claim.remember(key, json.dumps(done), "its accepted PagerDuty event(s)",
+                       f"PagerDuty accepted {what}, but it is not recorded: it is sent again once the claim lapses "
+                       "(lease_seconds), and folded by PagerDuty into its alert")
     if refused:
         # A missing routing key fails every event alike: said once, with the events it failed.
         raise DeliveryError("; ".join(f"{error} ({', '.join(whats)})" for error, whats in refused.items())

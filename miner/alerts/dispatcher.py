@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.claim import Claim, NotRecorded
 from miner.alerts.content import item_views, most_important
 from miner.alerts.delivery import (
     DeliveryError,
@@ -40,7 +41,7 @@ from miner.alerts.delivery import (
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
-from miner.errors import MinerError, StoreError
+from miner.errors import MinerError
 from miner.store.channel_health import unreachable_key
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
@@ -170,10 +171,11 @@ class _Run:
             stats.lost_races += 1
             return False
         stats.claimed += 1
+        claim = Claim(store, row, self.worker_id, self.settings.lease_seconds, clock, self.stop)
         finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources,
-                                              stats, self.stop)
+                                              stats, claim)
         # The attempt is recorded first: what the server took must be marked sent before anything else can fail.
-        if not self._record(row, finish):
+        if not claim.finish(finish):
             stats.lapsed += 1
             log.warning("outbox %d: our claim lapsed before we finished (%s)", row["id"], finish.outcome)
         if throttled and finish.next_attempt_at is not None:
@@ -193,27 +195,6 @@ class _Run:
         else:
             stats.failed += 1
         return reached is False or (throttled and finish.next_attempt_at is not None)
-
-    def _record(self, row: dict[str, Any], finish: Finish) -> bool:
-        """Record the attempt (Store.finish_notification), again while another writer holds the store.
-
-        A store locked past SQLite's busy timeout (a long write elsewhere) raised out of the run with the message
-        sent and its row still claimed: sent again once the claim lapsed. Tried again until then, or the stop.
-        """
-        lapses = parse_iso(row["claimed_at"]) + timedelta(seconds=self.settings.lease_seconds)
-        pause = self.stop or threading.Event()
-        while True:
-            try:
-                return self.store.finish_notification(row["id"], self.worker_id, self.clock(), finish)
-            except StoreError as exc:
-                if exc.cause != "locked" or self.clock() >= lapses or pause.is_set():
-                    if finish.outcome == "sent":
-                        log.error("outbox %d (%s): sent, but not recorded as sent (%s): it is sent again once its "
-                                  "claim lapses (lease_seconds)", row["id"], row["channel"], exc)
-                    raise
-                log.warning("outbox %d (%s): its attempt (%s) not recorded yet: %s; trying again", row["id"],
-                            row["channel"], finish.outcome, exc)
-            pause.wait(1.0)  # SQLite waited out its busy timeout already; this is for a lock it refused at once
 
     def _rate_limited(self, channel: str) -> datetime | None:
         """Until when ``channel``'s server asked to be left alone (by an earlier run too), or None: the retry time of
@@ -262,12 +243,14 @@ def _elapsed_clock(start: datetime) -> Callable[[], datetime]:
 
 def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: Callable[[], datetime],
              senders: Senders, rng: random.Random, sources: Collection[str] | None,
-             stats: DispatchStats, stop: threading.Event | None = None) -> tuple[Finish, bool | None, bool]:
+             stats: DispatchStats, claim: Claim) -> tuple[Finish, bool | None, bool]:
     """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
     DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error), and
     whether it asked to be left alone for a while (DeliveryError.throttled)."""
     try:
-        detail = send_row(store, settings, row, clock(), senders, sources=sources, stop=stop)
+        detail = send_row(store, settings, row, clock(), senders, claim, sources=sources)
+    except NotRecorded:
+        raise  # not the message's failure: the store's, which ends the run (the record's own error said what follows)
     except NothingSent as exc:
         log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
         return Finish("sent", str(exc), delivered=False), None, False
@@ -312,10 +295,11 @@ def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: s
     return Finish("retry", error, now + timedelta(seconds=delay))
 
 
-def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders, *,
-             sources: Collection[str] | None = None, stop: threading.Event | None = None) -> str:
-    """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError.
-    ``stop`` set: a PagerDuty message sends no further event (send_events)."""
+def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders,
+             claim: Claim, *, sources: Collection[str] | None = None) -> str:
+    """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError
+    (NotRecorded: whom it reached could not be recorded). Its ``claim`` records whom the message reached; its stop
+    set, a PagerDuty message sends no further event (send_events)."""
     route = settings.route(row["route"])
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
@@ -329,7 +313,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
         if not route.email:
             raise MinerError(f"route {route.name!r} no longer sends email")
         rendered = render_outbox_row(store, settings, row, now, sources=sources)
-        return send_email(store, int(row["id"]), senders.email, rendered.message, list(route.email))
+        return send_email(store, claim, senders.email, rendered.message, list(route.email))
     name = channel.removeprefix("webhook:")
     if name not in route.webhooks:
         raise MinerError(f"route {route.name!r} no longer sends to webhook {name!r}")
@@ -350,7 +334,7 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
                                   severity=webhook.severity, providers=settings.providers,
                                   dashboard_url=settings.dashboard_url, resolve=route.notify_resolved,
                                   store_key=pagerduty_store_key(store))
-        return send_events(store, int(row["id"]), senders.webhook, webhook, events, stop)
+        return send_events(store, claim, senders.webhook, webhook, events)
     if webhook.format in ("slack", "teams"):
         only_reminders = bool(reminders) and len(reminders) == len(items)
         subject = alert_subject(settings, row["kind"], views, reminder=only_reminders)
