@@ -18,6 +18,7 @@ from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import webhook_url
+from miner.alerts.dispatcher import DispatchStats
 from miner.alerts.settings import PAGERDUTY_URL, AlertSettings, RouteSettings, WebhookSettings
 from miner.store import Store
 from miner.timeutil import parse_iso
@@ -428,3 +429,55 @@ def test_a_stop_while_a_batch_of_events_goes_out_sends_no_further_event_and_the_
     assert dispatch(store, cfg, parse_iso(str(row["next_attempt_at"])), worker_id="w").sent == 1
     keys = [e["dedup_key"] for e in pd.events]
     assert len(keys) == 3 == len(set(keys))
+
+
+def test_a_batch_of_events_outlasting_the_lease_is_not_taken_over_mid_way(
+        store: Store, server: FakeServer, pd: PagerDuty) -> None:
+    # Each event may take up to the webhook's timeout, and the lease outlasts one (slowest_send): a batch of one event
+    # per incident outlasted it, another dispatcher took the row over mid-batch and sent the rest again, alongside.
+    cfg = pd_settings(group_by="route")  # lease_seconds 60
+    for service in ("WhatsApp", "Signal", "Telegram"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    clock = [T0]
+    taken: list[DispatchStats] = []
+
+    def slow_answer(request: Recorded) -> Reply:
+        clock[0] += timedelta(seconds=40)  # each event well within the lease, two of them past it
+        if len(pd.requests) == 2 and not taken:  # another dispatcher starts now, on its own connection
+            with closing(Store.open(store.path)) as other:
+                taken.append(dispatch(other, cfg, clock[0], worker_id="other", clock=lambda: clock[0]))
+        return Reply(202, b'{"status": "success"}', content_type="application/json")
+
+    server.serve(PATH, slow_answer)
+    stats = dispatch(store, cfg, T0, worker_id="w", clock=lambda: clock[0])
+    assert (stats.sent, stats.lapsed) == (1, 0)
+    assert [(t.reclaimed, t.claimed) for t in taken] == [(0, 0)]
+    keys = [e["dedup_key"] for e in pd.events]
+    assert len(keys) == 3 == len(set(keys))
+
+
+def test_a_batch_taken_over_after_an_event_slower_than_the_lease_is_left_to_the_dispatcher_that_took_it(
+        store: Store, server: FakeServer, pd: PagerDuty) -> None:
+    # An event slower than the lease itself lets another dispatcher take the row over, and that one sends what is
+    # left: the first dispatcher, carrying on, sent each of the other events a second time.
+    cfg = pd_settings(group_by="route")  # lease_seconds 60
+    for service in ("WhatsApp", "Signal", "Telegram"):
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    clock = [T0]
+    taken: list[DispatchStats] = []
+
+    def first_answer_slower_than_the_lease(request: Recorded) -> Reply:
+        clock[0] += timedelta(seconds=70 if len(pd.requests) == 1 else 1)
+        if len(pd.requests) == 1:
+            with closing(Store.open(store.path)) as other:
+                taken.append(dispatch(other, cfg, clock[0], worker_id="other", clock=lambda: clock[0]))
+        return Reply(202, b'{"status": "success"}', content_type="application/json")
+
+    server.serve(PATH, first_answer_slower_than_the_lease)
+    stats = dispatch(store, cfg, T0, worker_id="w", clock=lambda: clock[0])
+    assert [(t.reclaimed, t.sent) for t in taken] == [(1, 1)]
+    assert stats.lapsed == 1
+    keys = [e["dedup_key"] for e in pd.events]
+    assert len(keys) == 4 and len(set(keys)) == 3  # the one in flight twice (no way around it), the others once

@@ -1,5 +1,6 @@
 """A claimed outbox row's writes while it is sent: whom its message reached so far (the recipients of an email
-that the server took, the PagerDuty events accepted) and the attempt's outcome.
+that the server took, the PagerDuty events accepted), the claim's renewal between the parts of a message sent in
+many, and the attempt's outcome.
 
 Each is written again, a second apart, while another writer holds the store past SQLite's busy timeout (a prune, a
 backup, `miner outbox retry`), until it is written, the claim lapses or the service stops. Raised at once, a lost
@@ -43,12 +44,22 @@ class Claim:
         self.worker = worker
         self.clock = clock
         self.stop = stop
-        self.lapses = parse_iso(row["claimed_at"]) + timedelta(seconds=lease_seconds)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.lapses = parse_iso(row["claimed_at"]) + self.lease
 
     def remember(self, key: str, value: str, what: str, lost: str) -> None:
         """Set alert_state ``key`` to ``value``: ``what`` the attempt reached so far, for the log; ``lost``: what
         follows when it cannot be written."""
         self._written(what, lambda: self.store.set_alert_state(key, value), lost)
+
+    def renew(self) -> bool:
+        """Stamp the claim anew at the clock's time, for a whole lease from now (Store.renew_claim); False when it had
+        lapsed and been taken over: the worker that took it sends the rest."""
+        now = self.clock()
+        if not self._written("its claim's renewal", lambda: self.store.renew_claim(self.id, self.worker, now), ""):
+            return False
+        self.lapses = now + self.lease
+        return True
 
     def finish(self, finish: Finish) -> bool:
         """Record the attempt (Store.finish_notification); False when the claim had lapsed and been taken over."""

@@ -259,7 +259,8 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
     alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
     the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
     invalid) does not keep the others from going out; the row fails once they have. Once the claim's stop is set
-    (the service is stopping), no further event goes: the rest are retried, as after a transient failure.
+    (the service is stopping), no further event goes: the rest are retried, as after a transient failure. The claim
+    is renewed before each event after the first, so a batch outlasting the lease is not taken over mid-way.
     """
     if not events:
         raise NothingSent("nothing to send: its incidents resolved before it went out, and the route has "
@@ -277,6 +278,13 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
             # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
             raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's {len(events)} PagerDuty "
                                 f"event(s) unsent: they go at the retry{_accepted(sent, len(done) - sent)}")
+        # Each event may take up to the webhook's timeout, and a batch is one event per incident: the lease, which
+        # outlasts one timeout (AlertSettings.slowest_send), lapsed mid-batch, and another worker sent the rest
+        # again, alongside. Each event gets a whole lease of its own.
+        if n and not claim.renew():
+            raise DeliveryError(f"our claim lapsed with {len(todo) - n} of the message's {len(events)} PagerDuty "
+                                f"event(s) unsent: the worker that took it over sends them"
+                                f"{_accepted(sent, len(done) - sent)}")
         what = f"{event['event_action']} {event['dedup_key']}"
         try:
             sender(webhook, event)

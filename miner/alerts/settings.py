@@ -219,7 +219,8 @@ class AlertSettings:
     stale_after: float = 3600.0  # an opening older than this (seconds) when first seen is alerted only if still open
     # A 'sending' claim older than this is presumed crashed and retried. It must outlast the slowest send, which
     # smtp.timeout bounds per command (30 s x (9 + recipients)): 600 s covers a route of up to 11 recipients at the
-    # defaults. The cost is a send whose worker crashed waits that long to be retried (docs/alerts.md).
+    # defaults; a PagerDuty message, one event per incident, renews its claim before each event. The cost is a send
+    # whose worker crashed waits that long to be retried (docs/alerts.md).
     lease_seconds: float = 600.0
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
     retry_max: float = 1800.0  # longest wait between retries
@@ -305,7 +306,9 @@ class AlertSettings:
     def slowest_send(self) -> float:
         """Seconds one notification's send may take at most: a webhook's timeout bounds its whole request, but
         smtp.timeout bounds each SMTP command (greeting, EHLO, STARTTLS and EHLO again, AUTH, MAIL, one RCPT per
-        recipient, DATA, the message, QUIT). A send still running when ``lease_seconds`` ends can be sent twice."""
+        recipient, DATA, the message, QUIT). A send still running when ``lease_seconds`` ends can be sent twice.
+        A PagerDuty message is one request per incident, each up to the timeout, but its claim is renewed before each
+        (delivery.send_events): the lease must outlast one of them, not the batch."""
         most_rcpt = max((len(r.email) for r in self.routes), default=0)
         smtp = self.smtp.timeout * (9 + most_rcpt) if most_rcpt else 0.0
         return max([smtp, *(w.timeout for w in self.webhooks)])

@@ -232,15 +232,6 @@ class OutboxMixin:
 
     # Dispatch -----------------------------------------------------------------------------------------
 
-    def reclaim_stale(self, cutoff: datetime) -> int:
-        """Return 'sending' claims older than ``cutoff`` (their worker crashed or hung) to pending."""
-        scope, args = self.outbox_scope()
-        with self.database.transaction() as conn:
-            return conn.execute(
-                "UPDATE outbox SET status = 'pending', claimed_by = NULL, claimed_at = NULL "
-                f"WHERE status = 'sending' AND claimed_at < ? AND {scope}", (iso(cutoff), *args)
-            ).rowcount
-
     def due_notifications(self, now: datetime, limit: int, *, exclude_channels: Sequence[str] = (),
                           exclude_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
         skip = f"AND channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
@@ -250,27 +241,6 @@ class OutboxMixin:
             f"AND id NOT {IN_LIST} ORDER BY next_attempt_at, id LIMIT ?",
             (iso(now), *args, *exclude_channels, json_list(exclude_ids), limit),
         )
-
-    def claim_notification(self, outbox_id: int, worker: str, now: datetime) -> bool:
-        """Take one pending row for ``worker``; False when another worker (or a later state) got there first."""
-        with self.database.transaction() as conn:
-            return conn.execute(
-                "UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
-                "AND status = 'pending'", (worker, iso(now), outbox_id),
-            ).rowcount == 1
-
-    def claim_due(self, outbox_id: int, worker: str, claimed_at: datetime, due_by: datetime) -> dict[str, Any] | None:
-        """Take one row that is still pending and due by ``due_by``, stamped with the real ``claimed_at``.
-
-        Returns the row as claimed (read in the same transaction, so its attempts are current), or None when another
-        worker took it first or it was rescheduled (a failed attempt's backoff) since the caller listed it.
-        """
-        with self.database.transaction() as conn:
-            if conn.execute("UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
-                            "AND status = 'pending' AND next_attempt_at <= ?",
-                            (worker, iso(claimed_at), outbox_id, iso(due_by))).rowcount != 1:
-                return None
-            return dict(conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone())
 
     def finish_notification(self, outbox_id: int, worker: str, now: datetime, finish: Finish) -> bool:
         """Record an attempt and its outcome; False when our claim had lapsed and been taken over."""
