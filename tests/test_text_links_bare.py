@@ -14,6 +14,7 @@ from test_text_links import upgraded_with_texts
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.matching import ServiceMatcher
+from miner.collectors.normalise import redact_contacts
 from miner.config import ServiceConfig, SourceConfig
 from miner.store import Store
 from miner.store.link_scrub import SCRUB_BATCH
@@ -61,6 +62,11 @@ BARE = [
     ("@alice: same, x-access-token:ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com/org/repo.git, :s3cr3tv4lu3"
      "@10.0.0.1/login?token=abc123",
      f"@alice: same, github.com/org/repo.git, 10.0.0.1/login?token={R}"),
+    # And before a host with nothing after it: the login went only before a path.
+    ("login with user:pa$$!@db.example.com now, psql postgres:s3cret@localhost",
+     "login with db.example.com now, psql localhost"),
+    ("ftp root:toor@10.0.0.1 fails (dev user:p@ss@localhost:8080), admin:hunter2@mail.example.co.uk.",
+     "ftp 10.0.0.1 fails (dev localhost:8080), mail.example.co.uk."),
 ]
 
 # Kept to the character: no credential in the link, or no link at all.
@@ -74,6 +80,27 @@ KEPT = [
     # An e-mail address (the contacts'), a handle, a time or an address's scheme before an "@" is no login.
     "@alice:matrix.org, bob@example.com/x, 10:30@home, 10:30@example.com/x, mailto:jane@example.com?subject=down",
 ]
+
+
+
+def test_a_login_before_a_host_with_nothing_after_it_goes_and_an_e_mail_address_stays_the_contacts() -> None:
+    # As the collectors store a text (normalise): links first, then contacts. The contact rule, taking the password
+    # and host for an e-mail address, left the user name ("root:[email]"), and all of a login it took none in.
+    def stored(text: str) -> str:
+        return redact_contacts(public_text_links(text))
+
+    assert stored("ftp root:toor@10.0.0.1 fails, login with user:pa$$!@db.example.com now") == (
+        "ftp 10.0.0.1 fails, login with db.example.com now")
+    assert stored("psql postgres:s3cret@localhost:5432; admin:hunter2@example.com") == (
+        "psql localhost:5432; example.com")
+    # Not a login: an e-mail address (one a label is glued to too), a handle, a Matrix id, a time, a ratio, a word
+    # that is no host ("file.txt", "node.js") after the "@".
+    assert stored("mail bob@example.com, Re: bob@example.com, email:bob@example.com, E-mail:ops@10.0.0.1, "
+                  "cc:jane@example.com") == "mail [email], Re: [email], email:[email], E-mail:[email], cc:[email]"
+    kept = "@alice @alice:matrix.org 10:30@home 3:1@home x:y@localhostx"
+    assert stored(kept) == kept
+    assert stored("10:30@example.com 3:1@example.com x:y@file.txt x:y@node.js") == (
+        "10:[email] 3:[email] x:[email] x:[email]")
 
 
 # Service matching reads a link as a site, not a mention: the same services before and after.
@@ -163,8 +190,13 @@ def test_a_store_from_before_keeps_no_login_before_a_bare_host(tmp_path: Path) -
     # it did take ("admin:[email]/setup") holds no link to read any more, and stays as it is.
     path = tmp_path / "old.sqlite"
     logins = {"db postgres:pa$$w0rd!@db.example.com:5432/prod refuses": "db db.example.com:5432/prod refuses",
-              "dev (user:s3cr3tv4lu3@localhost:8080/admin) loops": "dev (localhost:8080/admin) loops"}
-    kept = ["router admin:[email]/setup won't load", "RT @[user]: down again https://t.co/AbCd1234", *KEPT]
+              "dev (user:s3cr3tv4lu3@localhost:8080/admin) loops": "dev (localhost:8080/admin) loops",
+              # Nothing after the host: no "/", "?" or "#" in the text at all.
+              "psql pgadmin:s3cret@localhost fails": "psql localhost fails",
+              "login with dbuser:pa$$!@db.example.com now, RT @[user]: same":
+                  "login with db.example.com now, RT @[user]: same"}
+    kept = ["router admin:[email]/setup won't load", "RT @[user]: down again https://t.co/AbCd1234",
+            "ftp root:[email] fails", "email:[email], @[user]: 10:30@home", *KEPT]
     written = [*logins, *kept]
     texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
     store = upgraded_with_texts(path, "0026_bare_text_logins", texts, iso(NOW))
@@ -172,5 +204,5 @@ def test_a_store_from_before_keeps_no_login_before_a_bare_host(tmp_path: Path) -
         logins.get(text, text) for text in texts]
     store.close()
     stored = _stored_bytes(path)
-    for secret in (b"pa$$w0rd", b"postgres", b"s3cr3tv4lu3"):
+    for secret in (b"pa$$w0rd", b"postgres", b"s3cr3tv4lu3", b"pgadmin", b"s3cret", b"dbuser", b"pa$$!"):
         assert secret not in stored

@@ -282,9 +282,10 @@ SOURCES_NEEDS_ACTION = Migration(
 # <id>/edit") are stored without a credential too, and so are links percent-encoded in a path segment: the texts
 # stored before kept them, 0022 having read only links with a scheme or "www." (store/link_scrub.py).
 BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", scrub_bare_text_links)
-# And the login written before a host without a scheme ("admin:hunter2@192.168.1.1/setup"): the host was read alone,
-# after its "@", and a password the contact rule took no e-mail address in ("pa$$w0rd!@", one before "localhost") was
-# stored as written (store/link_scrub.py).
+# And the login written before a host without a scheme, a path after it or not ("admin:hunter2@192.168.1.1/setup",
+# "psql postgres:s3cret@localhost"): the host was read alone, after its "@", or not at all, and a password the
+# contact rule took no e-mail address in ("pa$$w0rd!@", one before "localhost") was stored as written
+# (store/link_scrub.py).
 BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", scrub_bare_text_logins)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
