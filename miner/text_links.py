@@ -38,10 +38,14 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}", re.IGNORECASE)
 # "U.S.", "a.m.", "v2.3" or a sentence glued to the next ("down.Now?") is no host. It starts where a run of host
 # characters starts, as a scheme does, but also after a dot that ends none ("...pic.twitter.com/x"), and never after
 # an "@": an e-mail address's domain is the contacts' (normalise.redact_contacts). Each run is read from its start
-# only, its labels each once: a text of 10,000 characters made to be slow reads in milliseconds.
+# only, its labels each once: a text of 10,000 characters made to be slow reads in milliseconds. The labels are taken
+# all at once (possessive), a label's dot only before another label ("db.example.com." ends a sentence): a host short
+# of its last labels would end before a dot and a label, where none ends, so none is given back to be tried as the
+# top-level domain. After a login, where the names of up to 42 logins end at one "@" ("(a:(a:(a:...@a.a.a...."), each
+# read the labels after it back one at a time: a text of 10,000 characters made for it took 58 ms, this 8.5 ms.
 _TLD = (r"(?:com|net|org|info|biz|edu|gov|mil|int|app|dev|page|link|live|site|online|store|shop|tech|xyz|cloud"
         r"|(?!(?:js|ts|py|rb|md|cs)\b)[a-z]{2})")
-_HOST = r"(?:(?:[a-z0-9][a-z0-9-]*\.)+" + _TLD + r"|(?:\d{1,3}\.){3}\d{1,3}|localhost)(?::\d{1,5})?"
+_HOST = r"(?:(?:[a-z0-9][a-z0-9-]*\.(?=[a-z0-9]))++" + _TLD + r"|(?:\d{1,3}\.){3}\d{1,3}|localhost)(?::\d{1,5})?"
 _BARE_HOST = _HOST + r"(?=[/?#])"
 _LINK_CHARS = "[^\\s<>\"`\u201c\u201d\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+"
 # Such a link with a login before its host ("admin:hunter2@192.168.1.1/setup", "postgres:pa$$w0rd!@db.example.com:
