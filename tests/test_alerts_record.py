@@ -113,6 +113,44 @@ def test_the_pagerduty_events_accepted_are_recorded_while_another_writer_holds_t
         store.close()
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["in-time", "past-give_up_after"])
+def test_a_pagerduty_message_prepared_while_another_writer_holds_the_store_is_retried_not_failed(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        late: bool) -> None:
+    # Its store key, every dedup_key's part, is written before the first event goes: the lock met there failed the
+    # message for good as one that 'cannot be rendered', though nothing had gone out, until a `miner outbox retry`.
+    # A lock says nothing of the message or its channel, so it does not end the retries of one past give_up_after.
+    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    pd = PagerDuty(server)
+    store, other = _locked_store(tmp_path)
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    read_items = store.notification_items
+    held: list[bool] = []
+
+    def read_as_another_writer_takes_the_store(outbox_id: int) -> list[dict[str, Any]]:
+        if not held:  # the row is claimed by now, and nothing has gone out
+            _hold(other)
+            held.append(True)
+        return read_items(outbox_id)
+
+    monkeypatch.setattr(store, "notification_items", read_as_another_writer_takes_the_store)
+    try:
+        at = T0 + timedelta(seconds=cfg.give_up_after if late else 0)
+        stats = dispatch(store, cfg, at, worker_id="w")
+        assert (stats.retried, stats.failed, len(pd.requests)) == (1, 0, 0)
+        [row] = store.outbox_rows(["pending"])
+        assert row["last_error"].startswith("nothing sent: the store was locked while the message was prepared")
+        assert "failed, retrying in" in caplog.text and "cannot be rendered" not in caplog.text
+        assert dispatch(store, cfg, at + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+        assert [e["event_action"] for e in pd.events] == ["trigger"]
+    finally:
+        other.close()
+        store.close()
+
+
 def _locked_store(tmp_path: Path) -> tuple[Store, sqlite3.Connection]:
     """A store whose busy timeout the lock below outlasts many times over, and a second connection to lock it with."""
     path = tmp_path / "miner.sqlite"

@@ -41,7 +41,7 @@ from miner.alerts.delivery import (
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
-from miner.errors import MinerError
+from miner.errors import MinerError, StoreError
 from miner.store.channel_health import unreachable_key
 from miner.store.outbox import Finish
 from miner.timeutil import iso, parse_iso
@@ -263,6 +263,13 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         return (_retry(settings, row, clock(), str(exc), exc.retry_after, rng, exc.needs_action),
                 not exc.unreachable, exc.throttled)
     except MinerError as exc:
+        if isinstance(exc, StoreError) and exc.cause == "locked":
+            # Another writer held the store past the busy timeout while the message was prepared (its PagerDuty
+            # store key is written there): the store's passing state, not the message's, and nothing went out (after
+            # the first send, send_row touches the store only through the claim: NotRecorded, above). Failed for
+            # good, it waited for a `miner outbox retry`; retried, it never gives up for it.
+            return (_retry(settings, row, clock(), f"nothing sent: the store was locked while the message was "
+                           f"prepared ({exc})", None, rng, give_up=False), None, False)
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc)), None, False
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
@@ -273,9 +280,9 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
 
 
 def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
-           rng: random.Random, needs_action: bool = False) -> Finish:
+           rng: random.Random, needs_action: bool = False, give_up: bool = True) -> Finish:
     attempts = int(row["attempts"]) + 1
-    if (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
+    if give_up and (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
         # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
         log.error("outbox %d (%s): gave up after %d attempt(s) (give_up_after %.0fs): %s", row["id"], row["channel"],
                   attempts, settings.give_up_after, error)
@@ -299,7 +306,8 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
              claim: Claim, *, sources: Collection[str] | None = None) -> str:
     """Render and send one claimed row; returns the sender's note, raises DeliveryError, NothingSent or MinerError
     (NotRecorded: whom it reached could not be recorded). Its ``claim`` records whom the message reached; its stop
-    set, a PagerDuty message sends no further event (send_events)."""
+    set, a PagerDuty message sends no further event (send_events). Any other StoreError comes before anything is
+    sent: once something is, only the claim touches the store."""
     route = settings.route(row["route"])
     if route is None:
         raise MinerError(f"route {row['route']!r} is no longer configured")
