@@ -3,9 +3,10 @@ file, a second connection holding its write lock, a real SMTP server (aiosmtpd) 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from test_alerts_pagerduty import KEY, PATH, PagerDuty, pd_settings
 from test_alerts_support import T0, open_incident
 
 from miner.alerts import dispatch, plan_notifications
+from miner.alerts.claim import NotRecorded
 from miner.store import Store
 
 
@@ -47,6 +49,50 @@ def test_a_message_the_server_took_is_recorded_sent_while_another_writer_holds_t
         later = dispatch(store, cfg, T0 + timedelta(seconds=cfg.lease_seconds + 1), worker_id="w2")
         assert (later.reclaimed, later.claimed) == (0, 0)
         assert smtp_server.inbox.message_ids() == [row["message_id"]]
+    finally:
+        other.close()
+        store.close()
+
+
+@pytest.mark.parametrize("ends", ["claim-lapses", "service-stops"])
+def test_a_record_given_up_ends_the_run_with_the_row_claimed_and_says_who_gets_it_again(
+        tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture, ends: str) -> None:  # noqa: F811
+    # The lock outlasts the claim, or the service stops while it holds: the record is given up, and the run ends
+    # with the row claimed (another worker sends it once the claim lapses), an error saying the server has it.
+    store, other = _locked_store(tmp_path)
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    accept = smtp_server.inbox.handle_DATA
+    stop = threading.Event()
+    accepted = threading.Event()
+
+    async def accept_as_another_writer_takes_the_store_for_good(*args: Any) -> str:
+        reply = await accept(*args)
+        other.execute("BEGIN IMMEDIATE")  # released only once the run has ended
+        accepted.set()
+        if ends == "service-stops":
+            stop.set()
+        return reply
+
+    def clock() -> datetime:  # past the claim's lease once the server has the message, when the claim lapses
+        lapsed = accepted.is_set() and ends == "claim-lapses"
+        return T0 + timedelta(seconds=cfg.lease_seconds + 1 if lapsed else 0)
+
+    smtp_server.inbox.handle_DATA = accept_as_another_writer_takes_the_store_for_good  # type: ignore[method-assign]
+    try:
+        with pytest.raises(NotRecorded, match="locked"):
+            dispatch(store, cfg, T0, worker_id="w", stop=stop, clock=clock)
+        other.execute("COMMIT")
+        [row] = store.outbox_rows(["sending"])
+        assert (row["claimed_by"], row["attempts"], store.deliveries(row["id"])) == ("w", 0, [])
+        [said] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert said.getMessage().startswith(f"outbox {row['id']} (email): sent, but not recorded as sent: it is sent "
+                                            "again once its claim lapses (lease_seconds) (store ")
+        smtp_server.inbox.handle_DATA = accept  # type: ignore[method-assign]
+        later = dispatch(store, cfg, T0 + timedelta(seconds=cfg.lease_seconds + 1), worker_id="w2")
+        assert (later.reclaimed, later.sent) == (1, 1)
+        assert smtp_server.inbox.message_ids() == [row["message_id"]] * 2  # at least once: the same Message-ID
     finally:
         other.close()
         store.close()
