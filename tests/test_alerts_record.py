@@ -98,6 +98,39 @@ def test_a_record_given_up_ends_the_run_with_the_row_claimed_and_says_who_gets_i
         store.close()
 
 
+def test_a_failed_attempt_whose_record_is_given_up_says_it_is_tried_again(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Only a message sent said what follows a record given up: one that failed ended the run with the store's own
+    # error, 'job alerts failed: store ... is locked', naming no message.
+    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    store, other = _locked_store(tmp_path)
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    stop = threading.Event()
+
+    def fail_as_another_writer_takes_the_store_and_the_service_stops(request: Recorded) -> Reply:
+        other.execute("BEGIN IMMEDIATE")  # released only once the run has ended
+        stop.set()
+        return Reply(503, b'{"status": "unavailable"}', content_type="application/json")
+
+    server.serve(PATH, fail_as_another_writer_takes_the_store_and_the_service_stops)
+    try:
+        with pytest.raises(NotRecorded, match="locked"):
+            dispatch(store, cfg, T0, worker_id="w", stop=stop)
+        other.execute("COMMIT")
+        [row] = store.outbox_rows(["sending"])
+        assert (row["claimed_by"], row["attempts"]) == ("w", 0)
+        [said] = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert said.getMessage().startswith(f"outbox {row['id']} (webhook:pd): its attempt (retry) not recorded: it "
+                                            "is tried again once its claim lapses (lease_seconds), to whom it has not "
+                                            "reached (store ")
+    finally:
+        other.close()
+        store.close()
+
+
 def test_the_recipients_an_email_reached_are_recorded_while_another_writer_holds_the_store(
         tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     # One recipient refused for now (452), the other reached: recording who has it met the lock and raised, the

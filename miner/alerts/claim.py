@@ -56,15 +56,23 @@ class Claim:
         """Stamp the claim anew at the clock's time, for a whole lease from now (Store.renew_claim); False when it had
         lapsed and been taken over: the worker that took it sends the rest."""
         now = self.clock()
-        if not self._written("its claim's renewal", lambda: self.store.renew_claim(self.id, self.worker, now), ""):
+        if not self._written("its claim's renewal", lambda: self.store.renew_claim(self.id, self.worker, now),
+                             "its claim not renewed: the rest of the message goes once its claim lapses "
+                             "(lease_seconds), to whom it has not reached"):
             return False
         self.lapses = now + self.lease
         return True
 
     def finish(self, finish: Finish) -> bool:
         """Record the attempt (Store.finish_notification); False when the claim had lapsed and been taken over."""
-        lost = ("sent, but not recorded as sent: it is sent again once its claim lapses (lease_seconds)"
-                if finish.outcome == "sent" else "")
+        # Who gets it again, said at each: a record given up ends the run with only the store's error otherwise,
+        # naming no message.
+        if finish.outcome == "sent" and finish.delivered:
+            lost = "sent, but not recorded as sent: it is sent again once its claim lapses (lease_seconds)"
+        else:
+            outcome = finish.outcome if finish.delivered else "nothing to send"
+            lost = (f"its attempt ({outcome}) not recorded: it is tried again once its claim lapses "
+                    "(lease_seconds), to whom it has not reached")
         return self._written(f"its attempt ({finish.outcome})",
                              lambda: self.store.finish_notification(self.id, self.worker, self.clock(), finish), lost)
 
@@ -75,8 +83,7 @@ class Claim:
                 return write()
             except StoreError as exc:
                 if exc.cause != "locked" or self.clock() >= self.lapses or pause.is_set():
-                    if lost:
-                        log.error("outbox %d (%s): %s (%s)", self.id, self.channel, lost, exc)
+                    log.error("outbox %d (%s): %s (%s)", self.id, self.channel, lost, exc)
                     raise NotRecorded(str(exc), cause=exc.cause, same_as=exc.same_as) from exc
                 log.warning("outbox %d (%s): %s not recorded yet: %s; trying again", self.id, self.channel, what, exc)
             pause.wait(1.0)  # SQLite waited out its busy timeout already; this is for a lock it refused at once
