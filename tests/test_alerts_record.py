@@ -230,6 +230,37 @@ def test_a_pagerduty_message_prepared_while_another_writer_holds_the_store_is_re
         store.close()
 
 
+def test_a_pagerduty_message_after_the_stores_first_goes_out_while_another_writer_holds_the_store(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The store's key was written (BEGIN IMMEDIATE) at every PagerDuty message, not only at the first: each met
+    # another writer's lock, and waited for its retry.
+    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
+    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    pd = PagerDuty(server)
+    store, other = _locked_store(tmp_path)
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+    open_incident(store, "Signal", T0 + timedelta(minutes=5), posts=False, series=False)
+    plan_notifications(store, cfg, T0 + timedelta(minutes=5))
+    read_items = store.notification_items
+
+    def read_as_another_writer_takes_the_store(outbox_id: int) -> list[dict[str, Any]]:
+        _hold(other)  # the row is claimed by now, and nothing of it has gone out
+        return read_items(outbox_id)
+
+    monkeypatch.setattr(store, "notification_items", read_as_another_writer_takes_the_store)
+    try:
+        stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+        assert (stats.sent, stats.retried, stats.failed) == (1, 0, 0)
+        first, second = (e["dedup_key"] for e in pd.events)
+        assert first.rsplit("/", 2)[0] == second.rsplit("/", 2)[0]  # one store key: miner/KEY/SERVICE/INCIDENT
+    finally:
+        other.close()
+        store.close()
+
+
 def _locked_store(tmp_path: Path) -> tuple[Store, sqlite3.Connection]:
     """A store whose busy timeout the lock below outlasts many times over, and a second connection to lock it with."""
     path = tmp_path / "miner.sqlite"

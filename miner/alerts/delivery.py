@@ -245,8 +245,12 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
 
 
 def pagerduty_store_key(store: Store) -> str:
-    """This store's part of every PagerDuty dedup_key (webhooks.pagerduty_dedup_key), made at its first event."""
-    return store.first_alert_state("pagerduty_store_key", secrets.token_hex(4))
+    """This store's part of every PagerDuty dedup_key (webhooks.pagerduty_dedup_key), made at its first event.
+
+    Read before it is written: the write takes the store's write lock, which another writer may hold past the busy
+    timeout (a prune, a backup), and only the store's first PagerDuty message has to."""
+    return store.alert_state("pagerduty_store_key") or store.first_alert_state("pagerduty_store_key",
+                                                                                secrets.token_hex(4))
 
 
 def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: WebhookSettings,
