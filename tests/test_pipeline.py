@@ -934,6 +934,37 @@ def test_posts_dated_by_a_clock_that_was_ahead_count_in_the_bucket_in_progress_o
     assert bucket["complaints"] == 8 and bucket["score"] > 2.5
 
 
+def test_a_right_clock_stepped_back_minutes_dates_no_post_again(store: Store,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    # An NTP step of 8 minutes back from a right clock was taken for a clock that had been ahead: the posts its
+    # sources dated in the last 7 minutes were dated now, piled into the bucket in progress (twice its count, the
+    # next bucket empty, each scored so), and the log said the clock had been ahead.
+    config = parse_config(CLOCK_AHEAD)
+    pipe = Pipeline(config, store, _Verdict("v1", outage=False))
+    for hours in range(4):
+        pipe.detect(T0 + timedelta(hours=hours))
+    start = T0 + timedelta(hours=3)
+    posts = [Post("forum", str(i), "Foonet app works", start + timedelta(seconds=30 * i), services=("Foonet",))
+             for i in range(30)]
+    end = start + timedelta(minutes=15)
+    pipe.ingest(posts, end)
+    pipe.classify_pending(end)
+    assert pipe.detect(end).buckets == 1
+    before = (store.database.rows("SELECT id, created_at FROM posts ORDER BY id"),
+              store.database.rows("SELECT * FROM buckets ORDER BY service, bucket_start"),
+              store.detector_state("Foonet"))
+    back = end - timedelta(minutes=8)
+    with caplog.at_level("WARNING", logger="miner.pipeline"):
+        assert pipe.detect(back).buckets == 0
+        assert pipe.detect(back + timedelta(minutes=5)).buckets == 0
+    assert (store.database.rows("SELECT id, created_at FROM posts ORDER BY id"),
+            store.database.rows("SELECT * FROM buckets ORDER BY service, bucket_start"),
+            store.detector_state("Foonet")) == before
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    # It steps on once the clock passes its next bucket's end, as if the clock had not moved.
+    assert pipe.detect(end + timedelta(minutes=15)).buckets == 1
+
+
 def test_a_clock_set_behind_the_store_is_not_taken_for_one_that_was_ahead(
         store: Store, caplog: pytest.LogCaptureFixture) -> None:
     # The store was written by a right clock, and the clock is now a day behind it (a board without a real-time clock

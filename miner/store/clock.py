@@ -50,14 +50,18 @@ class ClockMixin:
         return newest if newest is not None and newest > now + FUTURE_SLACK else None
 
     def detectors_ahead(self, now: datetime, bucket: timedelta) -> list[tuple[str, SavedDetector]]:
-        """Detectors whose last bucket ends more than CLOCK_SLACK after ``now``: stepped by a clock that was ahead.
+        """Detectors whose last bucket ends more than FUTURE_SLACK after ``now``: stepped by a clock that was ahead.
 
         A bucket is stepped once it has ended, so with the right clock the last one always ended by ``now``. Left
-        alone, such a detector steps nothing until real time passes its last bucket, and no incident opens.
+        alone, such a detector steps nothing until real time passes its last bucket, and no incident opens. One
+        ahead by less is left to wait that little: a right clock stepped back by minutes (NTP) holds posts its
+        sources dated up to then, which cannot be told from a source ahead of a clock set right. Taken back from a
+        minute ahead, such a step dated those posts now, piling minutes of them into the bucket in progress and
+        leaving the next one empty, each scored and learned so, and said the clock had been ahead.
         """
         rows = self.database.rows(
             "SELECT service, last_bucket, state, draft, incident_id FROM detector_state WHERE last_bucket > ? "
-            "ORDER BY service", (iso(now + CLOCK_SLACK - bucket),),
+            "ORDER BY service", (iso(now + FUTURE_SLACK - bucket),),
         )
         return [(r["service"], SavedDetector(parse_iso(r["last_bucket"]), r["state"], r["draft"], r["incident_id"]))
                 for r in rows]
