@@ -98,3 +98,36 @@ def test_secret_parts_takes_keys_and_leaves_words(url: str, secret: str | None, 
     found = secret_parts(url)
     assert (secret in found) if secret else not found, found
     assert not [word for word in kept if word in found], found
+
+
+def test_a_statuspage_from_the_environment_links_its_incidents_without_its_key(server: FakeServer,
+                                                                               store: Store) -> None:
+    # A page behind a proxy whose path holds the key answers with its page.url (and shortlinks) under that path:
+    # the incident's link, made of page.url, went into the store as it was, and from there into the read API,
+    # the board and the alerts, as a feed's and every JSON API's item links no longer do.
+    token = "f81d4fae-7dec-11d0-a765-00a0c91e6bf6"
+    base = f"{server.url}/pages/{token}"
+    body = {"page": {"id": "p", "name": "GitHub", "url": base},
+            "incidents": [{"id": "p3k9d2m1x8qz", "name": "Incident with Actions", "status": "investigating",
+                           "started_at": "2026-12-06T10:00:00Z", "updated_at": "2026-12-06T10:05:00Z"},
+                          {"id": "w9c8x7z6y5v4", "name": "Incident with Pages", "status": "resolved",
+                           "started_at": "2026-12-06T08:00:00Z", "updated_at": "2026-12-06T09:00:00Z",
+                           "resolved_at": "2026-12-06T09:00:00Z", "shortlink": f"{base}/s/abc?api_key={token}"}]}
+    server.serve(f"/pages/{token}/api/v2/incidents.json",
+                 Reply(200, json.dumps(body).encode(), content_type="application/json"))
+    page = SourceConfig("gh-status", "statuspage", url_env="FEED_URL", services=("GitHub",))
+    store.sync_sources([page])
+    result = _polled(server, page, f"/pages/{token}")
+    # Without a page.url, an incident's link is its shortlink, which may lie under the key as well.
+    body["page"] = {"id": "p", "name": "GitHub"}
+    server.serve(f"/pages/{token}/api/v2/incidents.json",
+                 Reply(200, json.dumps(body).encode(), content_type="application/json"))
+    no_page = _polled(server, page, f"/pages/{token}")
+    now = datetime.now(UTC)
+    store.save_fetch(page.name, result, now, now)
+    links = [i.url for i in result.incidents] + [i.url for i in no_page.incidents]
+    assert links == [f"{server.url}/pages/[redacted]/incidents/p3k9d2m1x8qz",
+                     f"{server.url}/pages/[redacted]/incidents/w9c8x7z6y5v4",
+                     None, f"{server.url}/pages/[redacted]/s/abc?api_key=[redacted]"]
+    stored = json.dumps([list(r) for r in store.database.rows("SELECT * FROM official_incidents")])
+    assert token not in stored

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from miner.collectors.base import PollContext, as_dict, as_list, loose_list, text_of
+from miner.collectors.base import PollContext, as_dict, as_list, loose_list, source_secrets, text_of
 from miner.collectors.http import conditional_headers, fetch, json_object, state_after
 from miner.collectors.normalise import fold, html_to_text, parse_time
 from miner.collectors.poll_notes import note
@@ -18,6 +18,7 @@ from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
+from miner.urls import stored_link
 
 _IMPACTS = frozenset({"none", "minor", "major", "critical"})
 
@@ -58,8 +59,10 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         resolved_at=parse_time(item.get("resolved_at")) if status in ("resolved", "postmortem", "completed") else None,
         # The incident's permalink, the link its page's history feed gives too (how the store knows it is the same
         # incident when both are watched); the stspg.io shortlink, a redirect to it, when the page has no url.
-        url=(f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
-        or text_of(item.get("shortlink")) or None,
+        # Both are the page's text: kept as a feed item's link is, without the key of a url from the environment
+        # (a page behind a proxy whose path holds it answers with its page.url under that path) or a login.
+        url=stored_link((f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
+                        or text_of(item.get("shortlink")) or None, source_secrets(source)),
         undated=dated is None,
     )
 
