@@ -81,3 +81,13 @@ def warn_unset_alert_env(config: Config, log: logging.Logger, environ: Mapping[s
         if not env.get(var):
             log.warning("%s: %s is not set: every %s fails until miner is started with it", key, shown_name(var),
                         "email" if key.startswith("alerts.smtp") else "alert to this webhook")
+
+
+def warn_login_in_clear(config: Config, log: logging.Logger) -> None:
+    """At `miner run`'s start, what `config check` warns of: security "none" with a login to another host sends the
+    password across the network unencrypted at every email. The service said nothing, and a service's log is what
+    its operator reads (`config check` is run by hand, if at all)."""
+    smtp = config.alerts.smtp
+    if config.alerts.enabled and smtp.login_in_clear:
+        log.warning('alerts.smtp: security = "none" sends the login (%s) to %s unencrypted; use starttls or ssl '
+                    "(none is for a relay on this machine)", shown_name(smtp.password_env), smtp.host)

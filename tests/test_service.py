@@ -1358,6 +1358,33 @@ def test_start_warns_of_each_unset_variable_alerts_need(tmp_path: Path, monkeypa
         assert [r.getMessage() for r in caplog.records if r.name == "miner.service"] == expected
 
 
+def test_start_warns_of_an_smtp_login_sent_unencrypted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    # `config check` warned of it, the service did not: its log, what an operator reads, never said that every
+    # email sent the password across the network in the clear.
+    import logging
+
+    from miner.config import parse_config
+    from miner.service import Service, ServiceOptions
+
+    monkeypatch.setenv("T_USER", "alerts")
+    monkeypatch.setenv("T_PW", "pw-8c1f0e2a")
+    route = '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n'
+    for smtp, expected in (('host = "mail.example.org"\nsecurity = "none"',
+                            ['alerts.smtp: security = "none" sends the login (T_PW) to mail.example.org unencrypted; '
+                             "use starttls or ssl (none is for a relay on this machine)"]),
+                           ('host = "127.0.0.1"\nsecurity = "none"', []),
+                           ('host = "mail.example.org"\nsecurity = "starttls"', [])):
+        caplog.clear()
+        config = parse_config(f'[alerts.smtp]\n{smtp}\nusername_env = "T_USER"\npassword_env = "T_PW"\n{route}')
+        service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=False))
+        with caplog.at_level(logging.WARNING, logger="miner.service"):
+            service.start()
+        service.stop()
+        assert [r.getMessage() for r in caplog.records if r.name == "miner.service"] == expected
+        assert "pw-8c1f0e2a" not in caplog.text
+
+
 def test_a_report_the_store_could_not_take_does_not_spend_the_clients_rate_limit(tmp_path: Path) -> None:
     # Each report answered 503 spent one of the client's reports an hour: one who retried through a locked store
     # (`miner prune` run by hand) was answered 429 once it was free, with none of its reports stored.
