@@ -5,6 +5,7 @@ Each test gives a secret a value found nowhere else and looks for it in everythi
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
 from fakeserver import FakeServer, Reply
 from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings, store_text
@@ -306,6 +308,47 @@ def test_a_failing_smtp_login_shows_no_password(store: Store, tmp_path: Path, ca
     errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
     assert errors and all(e.startswith("SMTP 535") for e in errors)
     assert _leaked("\n".join([caplog.text, *errors])) == []
+
+
+class _EchoingLogin(SmtpServer):
+    """Refuses every login with a reply that quotes what it got, as servers quoting a command they refuse do."""
+
+    def _authenticate(self, server: object, session: object, envelope: object, mechanism: str,
+                      data: object) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        user, password = data.login.decode(), data.password.decode()
+        blob = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+        return AuthResult(success=False, handled=False,
+                          message=f"535 5.7.8 AUTH PLAIN {blob} refused: {user} / {password} unknown")
+
+
+def test_an_smtp_reply_quoting_the_login_shows_neither_the_user_nor_the_password(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The reply is quoted in the outbox's last_error, `miner outbox`, the log and the digest's failing channels, as
+    # a webhook's error answer is: one that quoted the credentials (as such, or base64 as AUTH sent them) put them
+    # there, where the routing key a PagerDuty answer quotes was taken out.
+    smtp = _EchoingLogin(tls="starttls", folder=tmp_path, login=("alerts", "unused"))
+    smtp.start()
+    user, password = "alerts-9d1c@example.org", SECRETS["SMTP_PW"]
+    try:
+        monkeypatch.setenv("SMTP_USER", user)
+        monkeypatch.setenv("SMTP_PW", password)
+        cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
+                       smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, timeout=5, username_env="SMTP_USER",
+                                         password_env="SMTP_PW", ca_file=str(tmp_path / "cert.pem")))
+        open_incident(store, "WhatsApp", T0)
+        plan_notifications(store, cfg, T0)
+        with caplog.at_level("DEBUG"):
+            stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+    finally:
+        smtp.stop()
+    assert stats.sent == 0 and not smtp.inbox.messages
+    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    assert errors == ["SMTP 535 5.7.8 AUTH PLAIN [redacted] refused: [redacted] / [redacted] unknown"]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("miner")]  # not the server's own log
+    shown = "\n".join([*logged, store_text(store)])
+    assert logged and _leaked(shown) == [] and user not in shown
+    assert base64.b64encode(password.encode()).decode() not in shown
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
-from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure
+from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure, without_login
 from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTooLong, cut, quit_session
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json, redact_url
@@ -108,6 +108,16 @@ class SmtpSender:
         s = self.settings
         user = _env(s.username_env, "SMTP login", self.environ) if s.username_env else ""
         password = _env(s.password_env, "SMTP password", self.environ) if s.password_env else ""
+        try:
+            return self._send(message, recipients, user, password)
+        except DeliveryError as exc:
+            # Its message quotes the server's replies, stored and logged: a server quoting the AUTH command it
+            # refused, or the login, gave them the credentials, as a PagerDuty answer quoting the event its key.
+            exc.args = (without_login(str(exc), user, password),)
+            raise
+
+    def _send(self, message: EmailMessage, recipients: list[str], user: str, password: str) -> str:
+        s = self.settings
         sender = parseaddr(str(message["From"]))[1]
         try:
             tls = ssl.create_default_context(cafile=s.ca_file or None) if s.security != "none" else None

@@ -1,15 +1,18 @@
 """How a send that failed before the server answered is told: what the failure was (miner.net_errors), with what to
 check. "SMTP host:port unreachable: SSLCertVerificationError: ..." called a certificate that is not trusted an
 outage, "Connection unexpectedly closed: timed out" a server that hung up, and a webhook's "ConnectError" said
-nothing of a certificate, a name not found or a port refused."""
+nothing of a certificate, a name not found or a port refused. And what a failure's message must not quote of the
+server's reply: the SMTP login."""
 
 from __future__ import annotations
 
+import base64
 import smtplib
 
 import httpx
 
 from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
+from miner.alerts.webhooks import REDACTED
 from miner.env_names import shown_name
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 
@@ -68,3 +71,16 @@ def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> t
     if timed_out:  # the whole request's deadline (webhooks.post_json): a trickled answer too
         return f"webhook {webhook.name}: timed out after {webhook.timeout:g}s ({host} did not answer in time)", False
     return f"webhook {webhook.name}: {type(exc).__name__}", False
+
+
+def without_login(text: str, user: str, password: str) -> str:
+    """``text`` without the SMTP login: the user and password as such and as AUTH sends them, base64 (PLAIN's
+    ``\\0user\\0password``, LOGIN's each alone). One of fewer than 4 characters stays: taking it out would garble the
+    text, and it guards little."""
+    pieces = {piece for piece in (user, password) if len(piece) >= 4}
+    pieces |= {base64.b64encode(piece.encode()).decode() for piece in pieces}
+    if pieces:
+        pieces.add(base64.b64encode(f"\0{user}\0{password}".encode()).decode())
+    for piece in sorted(pieces, key=len, reverse=True):
+        text = text.replace(piece, REDACTED)
+    return text
