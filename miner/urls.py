@@ -140,6 +140,28 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
+# Path segments and query values at least this long are taken out of a server's text quoting the request (see
+# without_url). Shorter ones ("v1", "api") cannot hold a usable token, and taking them out would garble the text.
+_QUOTED_MIN = 5
+
+
+def without_url(text: str, url: str, *, secret: bool = True) -> str:
+    """``text`` (a server's answer, which may quote the request: an error page, ``Cannot POST /hook?token=...``, the
+    status or header line h11 found malformed) without what of ``url`` a message must not show, raw and
+    percent-decoded. ``secret`` (a webhook's URL, a `url_env` source's): the whole URL, its path and query, each path
+    segment and query value of 5 characters or more. Otherwise, as `shown_url` leaves them out: its query and each
+    of its values, and its login."""
+    parts = urlsplit(url)
+    pieces = {url, parts.query, parts.username or "", parts.password or ""}
+    pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
+    if secret:
+        pieces |= {parts.path + ("?" + parts.query if parts.query else ""), parts.path, *parts.path.split("/")}
+    pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
+    for piece in sorted((p for p in pieces if len(p) >= _QUOTED_MIN), key=len, reverse=True):
+        text = text.replace(piece, REDACTED)
+    return text
+
+
 # The shortest part of a URL from the environment taken for its key (see secret_parts): "/feeds/", "rss" and "v1" are
 # the words around one, a token or a tracker's passkey is longer (16 to 64 characters).
 SECRET_PART_MIN = 8

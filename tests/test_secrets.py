@@ -10,14 +10,15 @@ import io
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from fakeserver import FakeServer, Reply
+from fakeserver import FakeServer, Recorded, Reply
 from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings, store_text
 
@@ -448,3 +449,53 @@ def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
     kept = store_text(store)
     assert "HTTP 400" in kept and "[redacted]" in kept
     assert _leaked(kept + service_log.getvalue()) == []
+
+
+def _echoing(template: bytes) -> Callable[[Recorded], Reply]:
+    """A reply, below HTTP, quoting the request line where httpx finds it malformed: a server that echoes what it got
+    (or what listens on a wrong port), as a status line, a header line or a chunk's size line."""
+    def reply(request: Recorded) -> Reply:
+        query = f"?{urlencode(request.query, doseq=True)}" if request.query else ""
+        return Reply(raw=[template.replace(b"{}", f"{request.method} {request.path}{query} HTTP/1.1".encode())])
+    return reply
+
+
+ECHOES = [b"HTTX/9 {}\r\n\r\n", b"HTTP/1.1 200 OK\r\nbad header {}\r\n\r\n",
+          b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{}\r\n"]
+
+
+@pytest.mark.parametrize("template", ECHOES)
+def test_a_malformed_answer_quoting_the_request_line_shows_no_key_of_a_source(
+        server: FakeServer, caplog: pytest.LogCaptureFixture, template: bytes) -> None:
+    # httpx's words for an answer it cannot read quote the line it found malformed, and the source's error (stored,
+    # logged, in `miner status` and the digest) quoted them: the path and query that shown_url leaves out were in it.
+    path = f"/feeds/{TOKEN}/rss"
+    server.serve(path, _echoing(template))
+    outcome, logged = _poll(server, SourceConfig("private", "rss", url_env="FEED_URL"), f"{path}?key={TOKEN}",
+                            caplog)
+    said = str(outcome.error)
+    assert said.startswith("truncated or broken response from 127.0.0.1: illegal ") and "[redacted]" in said
+    assert TOKEN not in said and TOKEN not in logged
+    # A url in feeds.toml keeps its path in messages, as shown_url shows it, and loses its query.
+    server.serve("/public.rss", _echoing(template))
+    outcome, logged = _poll(server, SourceConfig("public", "rss", url=f"{server.url}/public.rss?api_key={TOKEN}"),
+                            "", caplog)
+    assert "/public.rss" in str(outcome.error) and TOKEN not in str(outcome.error) and TOKEN not in logged
+
+
+@pytest.mark.parametrize("template", ECHOES[:2])
+def test_a_malformed_answer_quoting_the_request_line_shows_no_webhook_url(
+        server: FakeServer, store: Store, service_log: io.StringIO, monkeypatch: pytest.MonkeyPatch,
+        template: bytes) -> None:
+    secret = "HOOK-S3CR3T-88"
+    server.serve(f"/services/{secret}", _echoing(template))
+    monkeypatch.setenv("HOOK_URL", f"{server.url}/services/{secret}")
+    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    [row] = store.outbox_rows(["pending"])
+    assert str(row["last_error"]).startswith("webhook hook: 127.0.0.1:")
+    assert "without a valid answer (illegal " in str(row["last_error"])
+    assert secret not in store_text(store) + service_log.getvalue()

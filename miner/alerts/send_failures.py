@@ -15,6 +15,7 @@ from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import REDACTED
 from miner.env_names import shown_name
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
+from miner.urls import without_url
 
 # A failure after the whole message went out, before the server's reply to it: whether it arrived is unknown. Said as
 # "closed the connection mid-session: a server turning clients away", it read as if nothing had been sent. Sent again
@@ -67,7 +68,9 @@ def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> t
         if failure is not None:
             return f"webhook {webhook.name}: {failure.text()}", failure.needs_action
     if isinstance(exc, httpx.RemoteProtocolError):  # "RemoteProtocolError" alone said neither where nor what
-        return f"webhook {webhook.name}: {host} closed the connection without a valid answer ({exc})", False
+        # httpx's words quote the line it found malformed: one echoing the request line held the URL's secret.
+        said = without_url(str(exc), url)
+        return f"webhook {webhook.name}: {host} closed the connection without a valid answer ({said})", False
     if timed_out:  # the whole request's deadline (webhooks.post_json): a trickled answer too
         return f"webhook {webhook.name}: timed out after {webhook.timeout:g}s ({host} did not answer in time)", False
     return f"webhook {webhook.name}: {type(exc).__name__}", False

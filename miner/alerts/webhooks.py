@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
 from miner.alerts.text import clean_text, safe_url, slack_text, slack_url, teams_text
@@ -33,34 +32,12 @@ PAYLOAD_VERSION = 1
 SLACK_BLOCKS = 50  # the most blocks Slack takes in one message
 
 REDACTED = "[redacted]"
-# Path segments and query values at least this long are treated as possible secrets. Shorter ones ("v1", "api")
-# cannot hold a usable token, and redacting them would garble every message.
-_SECRET_MIN = 5
-
-
-def redact_url(text: str, url: str) -> str:
-    """``text`` (a receiver's error body) with the webhook URL and every part of it that may be its secret replaced.
-
-    Receivers echo the request (Express answers ``Cannot POST /hook?token=...``), and the URL is the secret: the
-    whole URL, its path and query, each long path segment and each query value go, raw and percent-decoded.
-    """
-    parts = urlsplit(url)
-    pieces = {url, parts.path + ("?" + parts.query if parts.query else ""), parts.path, parts.query,
-              parts.password or ""}
-    pieces.update(parts.path.split("/"))
-    pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
-    pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
-    for piece in sorted((p for p in pieces if len(p) >= _SECRET_MIN), key=len, reverse=True):
-        text = text.replace(piece, REDACTED)
-    return text
-
-
 @dataclass(frozen=True)
 class Reply:
     status: int
     headers: httpx.Headers
     # The first BODY_LIMIT bytes of an error answer; empty for a success (nobody reads it). Not in the repr: it may
-    # quote the URL, the secret (redact_url cleans it for the message).
+    # quote the URL, the secret (miner.urls.without_url cleans it for the message).
     body: bytes = field(repr=False)
 
 

@@ -30,7 +30,7 @@ from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
-from miner.urls import shown_url
+from miner.urls import shown_url, without_url
 
 log = logging.getLogger(__name__)
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
@@ -162,10 +162,12 @@ def fetch(
         raise SourceError(f"timed out after {timeout:g} s reading {shown}{via}") from None
     except httpx.RemoteProtocolError as exc:
         failed, via = _failed_hop(exc, url, secret_url)
-        raise SourceError(f"truncated or broken response from {host_of(failed)}{via}: {exc}") from None
+        said = _unquoted(str(exc), url, failed, secret_url)
+        raise SourceError(f"truncated or broken response from {host_of(failed)}{via}: {said}") from None
     except httpx.DecodingError as exc:
         failed, via = _failed_hop(exc, url, secret_url)
-        raise SourceError(f"cannot decode response from {host_of(failed)}{via}: {exc}") from None
+        said = _unquoted(str(exc), url, failed, secret_url)
+        raise SourceError(f"cannot decode response from {host_of(failed)}{via}: {said}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
         where = shown_url(url, secret=secret_url)
@@ -221,6 +223,13 @@ def _web_url(url: str) -> bool:
     except httpx.InvalidURL:
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _unquoted(said: str, url: str, failed: str, secret: bool) -> str:
+    """httpx's words for a response it could not read, which quote the line it found malformed: a server (or what
+    listens on a wrong port) that echoed the request line put the URL's key in it, path and query, as `shown_url`
+    never shows them."""
+    return without_url(without_url(said, failed, secret=secret), url, secret=secret)
 
 
 def _failed_hop(exc: Exception, url: str, secret: bool) -> tuple[str, str]:
