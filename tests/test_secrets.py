@@ -499,3 +499,30 @@ def test_a_malformed_answer_quoting_the_request_line_shows_no_webhook_url(
     assert str(row["last_error"]).startswith("webhook hook: 127.0.0.1:")
     assert "without a valid answer (illegal " in str(row["last_error"])
     assert secret not in store_text(store) + service_log.getvalue()
+
+
+def test_an_smtp_password_that_is_not_ascii_fails_for_good_without_a_character_of_it(
+        store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    # smtplib sends AUTH as ASCII only: its UnicodeEncodeError ("can't encode character '\xe4' in position 8") was an
+    # unexpected error, its traceback logged and its message stored at every retry, for days: one character of the
+    # password, and where it stands.
+    smtp = SmtpServer(tls="starttls", folder=tmp_path, login=("alerts", "p\u00e4ssw\u00f6rd-9Z"))
+    smtp.start()
+    try:
+        monkeypatch.setenv("SMTP_USER", "alerts")
+        monkeypatch.setenv("SMTP_PW", "p\u00e4ssw\u00f6rd-9Z")
+        cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
+                       smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, timeout=5, username_env="SMTP_USER",
+                                         password_env="SMTP_PW", ca_file=str(tmp_path / "cert.pem")))
+        open_incident(store, "WhatsApp", T0)
+        plan_notifications(store, cfg, T0)
+        with caplog.at_level("DEBUG", logger="miner"):
+            stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+    finally:
+        smtp.stop()
+    assert stats.failed == 1 and not smtp.inbox.messages
+    [row] = store.outbox_rows(["failed"])
+    assert row["last_error"] == ("SMTP login: SMTP_PW holds a character other than ASCII, which smtplib cannot send "
+                                 "in AUTH")
+    shown = caplog.text + store_text(store)
+    assert "Traceback" not in shown and "\\xe4" not in shown and "\u00e4" not in shown

@@ -108,6 +108,12 @@ class SmtpSender:
         s = self.settings
         user = _env(s.username_env, "SMTP login", self.environ) if s.username_env else ""
         password = _env(s.password_env, "SMTP password", self.environ) if s.password_env else ""
+        for var, value in ((s.username_env, user), (s.password_env, password)):
+            if not value.isascii():
+                # smtplib's UnicodeEncodeError was an unexpected error, retried for days, and quoted the character
+                # and where it stood in the login.
+                raise DeliveryError(f"SMTP login: {shown_name(var)} holds a character other than ASCII, which "
+                                    "smtplib cannot send in AUTH", permanent=True)
         try:
             return self._send(message, recipients, user, password)
         except DeliveryError as exc:
