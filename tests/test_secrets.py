@@ -526,3 +526,33 @@ def test_an_smtp_password_that_is_not_ascii_fails_for_good_without_a_character_o
                                  "in AUTH")
     shown = caplog.text + store_text(store)
     assert "Traceback" not in shown and "\\xe4" not in shown and "\u00e4" not in shown
+
+
+def test_a_login_refusal_quoting_the_credentials_shows_none_of_them(server: FakeServer,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # The error names Reddit's token endpoint and Bluesky's createSession answer with are quoted in the source's
+    # error; one (a mirror, a proxy in front) quoting what it was sent put the client secret or password there.
+    def reddit(request: Recorded) -> Reply:
+        client = base64.b64decode(request.headers["authorization"].split()[1]).decode()
+        return Reply(200, json.dumps({"error": f"invalid_client {client}"}).encode(), content_type="application/json")
+
+    def bluesky(request: Recorded) -> Reply:
+        sent = json.loads(request.body)
+        return Reply(401, json.dumps({"error": f"AuthFailed {sent['identifier']}/{sent['password']}"}).encode(),
+                     content_type="application/json")
+
+    server.serve("/api/v1/access_token", reddit)
+    server.serve("/xrpc/com.atproto.server.createSession", bluesky)
+    env = {"RID": "reddit-client-4711", "RSECRET": "reddit-s3cr3t-Q8", "BID": "me.example", "BPW": SECRETS["BPW"]}
+    sources = [SourceConfig("r", "reddit", url=server.url, query="down",
+                            env={"client_id": "RID", "client_secret": "RSECRET"}),
+               SourceConfig("b", "bluesky", url=server.url, query="down",
+                            env={"identifier": "BID", "password": "BPW"})]
+    with caplog.at_level("DEBUG", logger="miner"), Poller(CollectSettings(), hash_key=b"k", environ=env) as poller:
+        errors = [str(poller.poll_isolated(source).error) for source in sources]
+    assert errors == ["reddit token request refused (invalid_client [redacted]:[redacted]): check "
+                      "client_id/client_secret",
+                      "bluesky login refused (AuthFailed [redacted]/[redacted]): check env.identifier and "
+                      "env.password"]
+    shown = "\n".join([*errors, caplog.text])
+    assert _leaked(shown) == [] and "reddit-s3cr3t-Q8" not in shown and "reddit-client-4711" not in shown

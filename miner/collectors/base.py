@@ -17,7 +17,7 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import BadContent, SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
-from miner.urls import link_id, secret_parts, stored_link, url_problem
+from miner.urls import REDACTED, link_id, secret_parts, stored_link, url_problem
 
 
 def utc_now() -> datetime:
@@ -55,6 +55,15 @@ class PollContext:
         if not value:
             raise SourceError(f"environment variable {shown_name(var)} (env.{name}) is not set", permanent=True)
         return value
+
+
+def without_credentials(quoted: str, *credentials: str) -> str:
+    """``quoted`` (a login's refusal, in the words of the server it went to) without ``credentials``: the server, or a
+    mirror or proxy in front of it, may quote what it was sent, and the words go into the source's error (stored,
+    logged, in `miner status` and the digest). One of fewer than 4 characters stays: it would garble the words."""
+    for credential in sorted((c for c in credentials if len(c) >= 4), key=len, reverse=True):
+        quoted = quoted.replace(credential, REDACTED)
+    return quoted
 
 
 class Collector(Protocol):

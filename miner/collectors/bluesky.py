@@ -25,6 +25,7 @@ from miner.collectors.base import (
     not_after_now,
     text_of,
     time_cursor,
+    without_credentials,
 )
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import parse_time
@@ -82,7 +83,7 @@ class BlueskyCollector:
                      secret_url=source.secret_url, json_body={"identifier": identifier, "password": password},
                      ok_statuses=_AUTH_ERRORS)
         if resp.status in _AUTH_ERRORS:
-            detail = _error_name(resp) or f"HTTP {resp.status}"
+            detail = without_credentials(_error_name(resp), identifier, password) or f"HTTP {resp.status}"
             raise SourceError(f"bluesky login refused ({detail}): check env.identifier and env.password",
                               permanent=True)
         return self._session_from(source, resp, "createSession", ctx.now())

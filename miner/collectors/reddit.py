@@ -30,6 +30,7 @@ from miner.collectors.base import (
     epoch_not_after_now,
     make_post,
     text_of,
+    without_credentials,
 )
 from miner.collectors.feeds import entry_author, entry_id, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
@@ -164,7 +165,7 @@ class RedditCollector:
         data = json_object(resp) if resp.status != 401 else {}
         access = text_of(data.get("access_token"))
         if not access:
-            reason = text_of(data.get("error")) or f"HTTP {resp.status}"
+            reason = without_credentials(text_of(data.get("error")), client_id, secret) or f"HTTP {resp.status}"
             raise SourceError(f"reddit token request refused ({reason}): check client_id/client_secret",
                               permanent=True)
         self.tokens.put(source.name, Token(access=access, expires_at=expiry_after(data.get("expires_in"), now)))
