@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import smtplib
 import ssl
 import threading
@@ -233,7 +232,7 @@ def _ascii_address(address: str) -> str | None:
     return ascii_form if ascii_form.isascii() else None
 
 
-def _delivered_key(outbox_id: int) -> str:
+def delivered_key(outbox_id: int) -> str:
     return f"delivered:{outbox_id}"
 
 
@@ -245,7 +244,7 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
     after a 4xx, or `miner outbox retry` after a 5xx, then reaches the refused recipients without sending the others
     a second copy.
     """
-    key = _delivered_key(claim.id)
+    key = delivered_key(claim.id)
     done: list[str] = json.loads(store.alert_state(key) or "[]")
     todo = [r for r in recipients if r not in done]
     if not todo:
@@ -258,80 +257,6 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
                        "lapses (lease_seconds)")
         raise
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
-
-
-def pagerduty_store_key(store: Store) -> str:
-    """This store's part of every PagerDuty dedup_key (webhooks.pagerduty_dedup_key), made at its first event.
-
-    Read before it is written: the write takes the store's write lock, which another writer may hold past the busy
-    timeout (a prune, a backup), and only the store's first PagerDuty message has to."""
-    return store.alert_state("pagerduty_store_key") or store.first_alert_state("pagerduty_store_key",
-                                                                                secrets.token_hex(4))
-
-
-def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: WebhookSettings,
-                events: list[dict[str, Any]]) -> str:
-    """Send the claimed outbox row's PagerDuty ``events`` (one per incident) that PagerDuty has not accepted yet.
-
-    Each accepted event's ``dedup_key`` is recorded (alert_state ``delivered:<id>``, by the claim, as send_email
-    records recipients) as soon as PagerDuty takes it, so a retry, `miner outbox retry`, or a worker taking over a
-    lapsed claim sends only the rest; a re-sent trigger (miner died before recording it) is folded by PagerDuty into the
-    alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
-    the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
-    invalid) does not keep the others from going out; the row fails once they have. Once the claim's stop is set
-    (the service is stopping), no further event goes: the rest are retried, as after a transient failure. The claim
-    is renewed before each event after the first, so a batch outlasting the lease is not taken over mid-way.
-    """
-    if not events:
-        raise NothingSent("nothing to send: its incidents resolved before it went out, and the route has "
-                          "notify_resolved = false, or they opened again before their resolve notice went out")
-    key = _delivered_key(claim.id)
-    done: list[str] = json.loads(store.alert_state(key) or "[]")
-    todo = [e for e in events if e["dedup_key"] not in done]
-    if not todo:
-        return f"PagerDuty had every event ({len(done)}) from an earlier attempt"
-    refused: dict[str, list[str]] = {}  # error -> the events that got it
-    sent = 0
-    for n, event in enumerate(todo):
-        if n and claim.stop is not None and claim.stop.is_set():
-            # A batch of a provider outage is hundreds of events, each up to the webhook's timeout: the stop waited
-            # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
-            raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's {len(events)} PagerDuty "
-                                f"event(s) unsent: they go at the retry{_accepted(sent, len(done) - sent)}")
-        # Each event may take up to the webhook's timeout, and a batch is one event per incident: the lease, which
-        # outlasts one timeout (AlertSettings.slowest_send), lapsed mid-batch, and another worker sent the rest
-        # again, alongside. Each event gets a whole lease of its own.
-        if n and not claim.renew():
-            raise DeliveryError(f"our claim lapsed with {len(todo) - n} of the message's {len(events)} PagerDuty "
-                                f"event(s) unsent: the worker that took it over sends them"
-                                f"{_accepted(sent, len(done) - sent)}")
-        what = f"{event['event_action']} {event['dedup_key']}"
-        try:
-            sender(webhook, event)
-        except DeliveryError as exc:
-            if not exc.permanent:
-                raise DeliveryError(f"{exc} ({what}){_accepted(sent, len(done) - sent)}",
-                                    retry_after=exc.retry_after, unreachable=exc.unreachable,
-                                    throttled=exc.throttled) from None
-            refused.setdefault(str(exc), []).append(what)
-            continue
-        sent += 1
-        done.append(event["dedup_key"])
-        claim.remember(key, json.dumps(done), "its accepted PagerDuty event(s)",
-                       f"PagerDuty accepted {what}, but it is not recorded: it is sent again once the claim lapses "
-                       "(lease_seconds), and folded by PagerDuty into its alert")
-    if refused:
-        # A missing routing key fails every event alike: said once, with the events it failed.
-        raise DeliveryError("; ".join(f"{error} ({', '.join(whats)})" for error, whats in refused.items())
-                            + _accepted(sent, len(done) - sent), permanent=True)
-    earlier = len(done) - sent
-    return f"{sent} PagerDuty event(s) accepted" + (f" ({earlier} more at an earlier attempt)" if earlier else "")
-
-
-def _accepted(now: int, earlier: int) -> str:
-    if not now + earlier:
-        return ""
-    return f"; {now + earlier} other event(s) accepted" + (f" ({earlier} at an earlier attempt)" if earlier else "")
 
 
 def _decode(value: bytes | str) -> str:

@@ -34,10 +34,9 @@ from miner.alerts.delivery import (
     NothingSent,
     Senders,
     default_senders,
-    pagerduty_store_key,
     send_email,
-    send_events,
 )
+from miner.alerts.pagerduty_send import pagerduty_store_key, send_events
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload

@@ -308,7 +308,7 @@ class AlertSettings:
         smtp.timeout bounds each SMTP command (greeting, EHLO, STARTTLS and EHLO again, AUTH, MAIL, one RCPT per
         recipient, DATA, the message, QUIT). A send still running when ``lease_seconds`` ends can be sent twice.
         A PagerDuty message is one request per incident, each up to the timeout, but its claim is renewed before each
-        (delivery.send_events): the lease must outlast one of them, not the batch."""
+        (pagerduty_send.send_events): the lease must outlast one of them, not the batch."""
         most_rcpt = max((len(r.email) for r in self.routes), default=0)
         smtp = self.smtp.timeout * (9 + most_rcpt) if most_rcpt else 0.0
         return max([smtp, *(w.timeout for w in self.webhooks)])

@@ -276,7 +276,7 @@ def pagerduty_dedup_key(v: IncidentView, store_key: str) -> str:
     reminding trigger into the alert it opened, and the resolve closes it. A re-opening (the same incident) after
     the resolve opens a new PagerDuty alert under the same key, as PagerDuty does for a resolved key.
 
-    ``store_key`` (random, one per store, delivery.pagerduty_store_key) tells apart the incidents of two stores,
+    ``store_key`` (random, one per store, pagerduty_send.pagerduty_store_key) tells apart the incidents of two stores,
     whose ids both start from 1: a new store's incident 1 was folded into the old one's alert if still open."""
     return f"miner/{store_key}/{v.service}/{v.id}"[:PD_DEDUP_KEY]
 
