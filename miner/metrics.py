@@ -45,6 +45,9 @@ HELP = {
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),
     "miner_prune_held": ("gauge", "1 while the last retention prune was held back, deleting nothing, as its cutoff "
                          "was after the newest post a source dated (a clock ahead?); `miner status` says more."),
+    "miner_clock_behind_seconds": ("gauge", "Seconds the newest post a source dated is after the current time, "
+                                   "while more than 10 minutes (the clock is behind the store: the detector steps "
+                                   "no bucket and notifications wait until it is set right); else 0."),
     "miner_config_reloads_total": ("counter", "Config reloads (SIGHUP) since the start, by result: success, or "
                                    "failure (the config refused, or the service not started with it)."),
     "miner_config_last_reload_successful": ("gauge", "1 when the last config reload (or the start) succeeded, 0 "

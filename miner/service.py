@@ -93,6 +93,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self.options = options or ServiceOptions()
         self.metrics = Metrics()
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}
+        self._clock_behind: datetime | None = None  # set by each run of the process job, read by /healthz
         self.lock = ServiceLock(self.db_path)
         self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
         self._listener: Listener | None = None  # the HTTP endpoint's: handed over at the start, or kept at the stop

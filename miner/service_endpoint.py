@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
 from miner.http_api import Endpoints, HttpApi
 from miner.http_listener import Listener
 from miner.read_api import ReadApi
+from miner.records import FUTURE_SLACK
 from miner.report_intake import ReportIntake
 from miner.service_starting import Starting
 from miner.service_stores import JobStores
+from miner.status import clock_behind, clock_behind_text
 from miner.status_board import StatusBoard
 from miner.timeutil import iso
 
@@ -38,6 +41,7 @@ class ServiceEndpoint:
     _listener: Listener | None
     _classifier: Any  # the Classifier loaded, None before the start loads it
     _started: float | None
+    _clock_behind: datetime | None  # the process job's last look (ServiceJobs.job_process)
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
@@ -67,7 +71,12 @@ class ServiceEndpoint:
         """Healthy when every job has succeeded within its limit (_limit: three of its intervals and a minute, or for
         the alerts job what its run may take going on as it should), or has not had time to.
         A collect run returns within its interval, its slow polls carried over to the next (see
-        CollectStage.collect): a source that does not answer does not hold it up."""
+        CollectStage.collect): a source that does not answer does not hold it up.
+
+        Degraded too while the process job's last run found the clock behind the store (``clock_behind``, with a
+        ``reason``), and the clock still is: the detector steps no bucket and notifications wait, for every service,
+        until someone sets the clock right. A restart mends it no more than a full disk (a failing job), but a
+        monitor is what has to hear of it: the log said it once, and nothing else did."""
         now, mono = self.options.clock(), time.monotonic()
         stages: dict[str, Any] = {}
         ok = True
@@ -87,7 +96,13 @@ class ServiceEndpoint:
         model = self._classifier.version if self._classifier is not None else None
         if lost := self._stores.lost():
             return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
-        return ok, {"status": "ok" if ok else "degraded", "now": iso(now), "model": model, "stages": stages}
+        # Compared with the clock now, not at the run: set right since, it is not behind any more.
+        newest = self._clock_behind
+        behind = clock_behind(newest, now) if newest is not None and newest > now + FUTURE_SLACK else None
+        reason = {"reason": clock_behind_text(behind)} if behind is not None else {}
+        ok = ok and behind is None
+        return ok, {"status": "ok" if ok else "degraded", **reason, "now": iso(now), "model": model,
+                    "clock_behind": behind, "stages": stages}
 
     def stuck(self) -> str | None:
         """Why systemd's watchdog should not be pinged (service_notify), None while every job gets on: a job whose

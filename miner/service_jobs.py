@@ -42,6 +42,9 @@ class ServiceJobs:
     _job_names: frozenset[str]  # the jobs this service runs
     options: ServiceOptions
     health: dict[str, JobHealth]
+    # The newest post a source dated, as the process job's last run found it ahead of the clock (Store.clock_behind):
+    # /healthz is degraded while it still is. None: not behind, or no run yet.
+    _clock_behind: datetime | None
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
@@ -144,6 +147,9 @@ class ServiceJobs:
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")
+        # The detector steps no bucket while the clock is behind the store, and says so in the log once: /healthz
+        # said ok for as long as it lasted. Read at every run (one entry of an index), the early returns below too.
+        self._clock_behind = pipeline.store.clock_behind(now)
         # Read before the posts are classified: the round's posts are then classified before the buckets are scored.
         collected = self._collected.is_set() or "collect" not in self._job_names
         held = bool(self._held.polls)

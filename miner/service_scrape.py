@@ -15,7 +15,7 @@ from miner.errors import MinerError
 from miner.metrics import Metrics
 from miner.pipeline import REPORTS_SOURCE
 from miner.records import Decision
-from miner.status import alert_channels, channel_status
+from miner.status import alert_channels, channel_status, clock_status
 from miner.store.sources import current_warning
 
 if TYPE_CHECKING:
@@ -76,6 +76,9 @@ class ServiceScrape:
             # report does not say whether one stands. Of the sources polled, as miner_source_up.
             rows = {r["name"]: r for r in store.source_rows()}
             self.metrics.set("miner_prune_held", 1.0 if store.prune_held() else 0.0)
+            # Read at each scrape: one entry of the index posts_source_dated, 5 us at a million posts.
+            behind = clock_status(store, self.options.clock())
+            self.metrics.set("miner_clock_behind_seconds", float(behind["seconds"]) if behind else 0.0)
             if self._classifier is not None:
                 other_model, other_settings = self._other_verdicts_counted(store)
                 self.metrics.set("miner_verdicts_other_model", float(other_model))

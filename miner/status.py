@@ -1,5 +1,6 @@
 """What `miner status` shows: each service's last hour against its baseline, each source's health (and whether it
-needs someone to act), and the alert channels whose server the last attempt could not reach."""
+needs someone to act), the alert channels whose server the last attempt could not reach, and a clock behind the
+store (which /healthz and /metrics show too)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from miner.model_dir import model_on_disk, resolve_model_dir
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import duration_text, floor_time, iso, parse_iso
 
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
@@ -152,6 +153,28 @@ def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
         return []
     return [{"channel": r["channel"], "error": r["error"], "last_failed_at": _time(r["at"])}
             for r in store.unreachable_channels() if r["channel"] in channels]
+
+
+def clock_status(store: Store, now: datetime) -> dict[str, Any] | None:
+    """The clock behind the store (see Store.clock_behind) as `miner status`, /healthz and /metrics show it, None
+    while it is not: ``newest_post``, the newest post a source dated, and ``seconds`` it is after ``now``.
+
+    The detector then steps no bucket, and notifications wait, until the clock is set right; the log said so once,
+    and nothing else did, for as long as that lasted (an hour, a day)."""
+    newest = store.clock_behind(now)
+    return None if newest is None else clock_behind(newest, now)
+
+
+def clock_behind(newest: datetime, now: datetime) -> dict[str, Any]:
+    """``newest_post`` and ``seconds`` of a clock behind the store (clock_status) at ``now``."""
+    return {"newest_post": iso(newest), "seconds": round((newest - now).total_seconds())}
+
+
+def clock_behind_text(behind: dict[str, Any]) -> str:
+    """A clock behind the store (clock_status) in one line, for `miner status` and /healthz."""
+    return (f"the clock is behind the store by {duration_text(behind['seconds'])}: it holds a post its source dated "
+            f"{shown_time(behind['newest_post'])}; the detector steps no bucket, and notifications wait, until the "
+            "clock is set right (NTP)")
 
 
 def _time(value: str | None) -> str | None:

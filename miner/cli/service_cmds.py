@@ -73,8 +73,10 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
 def status(app: AppContext, fmt: str) -> None:
-    """Per service: posts and complaints in the last hour, baseline, z, open incident. Above them, the model the
-    service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart),
+    """Per service: posts and complaints in the last hour, baseline, z, open incident. First, a clock behind the
+    store (it holds a post its source dated more than 10 minutes after the current time), with that post's date and
+    how far behind: the detector steps no bucket, and notifications wait, until the clock is set right. Then the
+    model the service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart),
     whether the config's [classifier] threshold and early_exit decide otherwise than the service (changed without a
     reload), and how many posts of the last 24 h count another model's verdict, or one decided at another setting (a
     change whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
@@ -117,9 +119,19 @@ def status(app: AppContext, fmt: str) -> None:
     through; in JSON "alert_channels": [{"channel", "error", "last_failed_at"}] ([] for none).
 
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
-    prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null.
+    prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null. A clock behind the store is
+    "clock_behind": {"newest_post", "seconds"} in JSON (seconds: how far that post is after the current time), or
+    null.
     """
-    from miner.status import channel_status, model_status, service_status, shown_time, source_status
+    from miner.status import (
+        channel_status,
+        clock_behind_text,
+        clock_status,
+        model_status,
+        service_status,
+        shown_time,
+        source_status,
+    )
     from miner.store.maintenance import held_prune_message
     from miner.timeutil import utcnow
 
@@ -130,14 +142,19 @@ def status(app: AppContext, fmt: str) -> None:
     sources = source_status(store, app.config)
     channels = channel_status(store, app.config)
     held = store.prune_held()
+    behind = clock_status(store, now)
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
     # posts were in no count and status showed 0 posts for a service that had just stored a dozen.
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
         click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
-                               "sources": sources, "alert_channels": channels, "prune_held": held}, indent=2,
-                              allow_nan=False))
+                               "sources": sources, "alert_channels": channels, "prune_held": held,
+                               "clock_behind": behind}, indent=2, allow_nan=False))
         return
+    if behind:
+        # First: it explains a last bucket after the current time below, and no bucket scored since.
+        click.echo(clock_behind_text(behind))
+        click.echo()
     click.echo(_model_line(model))
     click.echo()
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "last bucket", "waiting for",
