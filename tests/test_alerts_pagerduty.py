@@ -50,6 +50,11 @@ class PagerDuty(ScriptedWebhook):
 
 @pytest.fixture
 def pd(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> PagerDuty:
+    return serve_pagerduty(server, monkeypatch)
+
+
+def serve_pagerduty(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> PagerDuty:
+    """The Events API on ``server``, its URL and routing key in the variables pd_settings names."""
     monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
     monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
     return PagerDuty(server)
@@ -62,6 +67,16 @@ def pd_settings(**overrides: Any) -> AlertSettings:
     base: dict[str, Any] = {"routes": (route,), "webhooks": (hook,), "group_wait": 0.0,
                             "dashboard_url": "https://miner.example.org/", "providers": {"whatsapp": "Meta"}}
     return settings(**(base | overrides))
+
+
+def one_message_of_incidents(store: Store, services: tuple[str, ...] = ("WhatsApp", "Signal", "Telegram")
+                             ) -> AlertSettings:
+    """Settings grouping by route, and one PagerDuty message planned at T0: an event per service's open incident."""
+    cfg = pd_settings(group_by="route")
+    for service in services:
+        open_incident(store, service, T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    return cfg
 
 
 def test_an_incident_triggers_reminds_and_resolves_one_pagerduty_alert(store: Store, pd: PagerDuty,
@@ -409,10 +424,7 @@ def test_a_route_renamed_during_an_outage_resolves_the_pagerduty_alert_its_old_n
 def test_a_stop_while_a_batch_of_events_goes_out_sends_no_further_event_and_the_rest_go_at_the_retry(
         store: Store, server: FakeServer, pd: PagerDuty) -> None:
     # The stop waited for every event of the batch (hundreds, for a provider's outage, each up to the timeout).
-    cfg = pd_settings(group_by="route")
-    for service in ("WhatsApp", "Signal", "Telegram"):
-        open_incident(store, service, T0, posts=False, series=False)
-    plan_notifications(store, cfg, T0)
+    cfg = one_message_of_incidents(store)
     stop = threading.Event()
 
     def asked_to_stop_meanwhile(request: Recorded) -> Reply:
@@ -435,10 +447,7 @@ def test_a_batch_of_events_outlasting_the_lease_is_not_taken_over_mid_way(
         store: Store, server: FakeServer, pd: PagerDuty) -> None:
     # Each event may take up to the webhook's timeout, and the lease outlasts one (slowest_send): a batch of one event
     # per incident outlasted it, another dispatcher took the row over mid-batch and sent the rest again, alongside.
-    cfg = pd_settings(group_by="route")  # lease_seconds 60
-    for service in ("WhatsApp", "Signal", "Telegram"):
-        open_incident(store, service, T0, posts=False, series=False)
-    plan_notifications(store, cfg, T0)
+    cfg = one_message_of_incidents(store)  # lease_seconds 60
     clock = [T0]
     taken: list[DispatchStats] = []
 
@@ -461,10 +470,7 @@ def test_a_batch_taken_over_after_an_event_slower_than_the_lease_is_left_to_the_
         store: Store, server: FakeServer, pd: PagerDuty) -> None:
     # An event slower than the lease itself lets another dispatcher take the row over, and that one sends what is
     # left: the first dispatcher, carrying on, sent each of the other events a second time.
-    cfg = pd_settings(group_by="route")  # lease_seconds 60
-    for service in ("WhatsApp", "Signal", "Telegram"):
-        open_incident(store, service, T0, posts=False, series=False)
-    plan_notifications(store, cfg, T0)
+    cfg = one_message_of_incidents(store)  # lease_seconds 60
     clock = [T0]
     taken: list[DispatchStats] = []
 

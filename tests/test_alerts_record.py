@@ -14,7 +14,7 @@ import pytest
 from fakeserver import FakeServer, Recorded, Reply
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_email import mail_settings
-from test_alerts_pagerduty import KEY, PATH, PagerDuty, pd_settings
+from test_alerts_pagerduty import PATH, one_message_of_incidents, pd_settings, serve_pagerduty
 from test_alerts_support import T0, open_incident
 
 from miner.alerts import dispatch, plan_notifications
@@ -102,8 +102,7 @@ def test_a_failed_attempt_whose_record_is_given_up_says_it_is_tried_again(
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # Only a message sent said what follows a record given up: one that failed ended the run with the store's own
     # error, 'job alerts failed: store ... is locked', naming no message.
-    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
-    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
+    serve_pagerduty(server, monkeypatch)
     store, other = _locked_store(tmp_path)
     cfg = pd_settings()
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
@@ -165,14 +164,9 @@ def test_the_pagerduty_events_accepted_are_recorded_while_another_writer_holds_t
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # Recording the first event PagerDuty accepted met the lock: the message failed with 'database is locked' as
     # if it could not be rendered, the second event never went, and its retry triggered the first one again.
-    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
-    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
-    pd = PagerDuty(server)
+    pd = serve_pagerduty(server, monkeypatch)
     store, other = _locked_store(tmp_path)
-    cfg = pd_settings(group_by="route")
-    for service in ("WhatsApp", "Signal"):
-        open_incident(store, service, T0, posts=False, series=False)
-    plan_notifications(store, cfg, T0)
+    cfg = one_message_of_incidents(store, ("WhatsApp", "Signal"))
 
     def accept_as_another_writer_takes_the_store(request: Recorded) -> Reply:
         if len(pd.requests) == 1:
@@ -199,9 +193,7 @@ def test_a_pagerduty_message_prepared_while_another_writer_holds_the_store_is_re
     # Its store key, every dedup_key's part, is written before the first event goes: the lock met there failed the
     # message for good as one that 'cannot be rendered', though nothing had gone out, until a `miner outbox retry`.
     # A lock says nothing of the message or its channel, so it does not end the retries of one past give_up_after.
-    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
-    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
-    pd = PagerDuty(server)
+    pd = serve_pagerduty(server, monkeypatch)
     store, other = _locked_store(tmp_path)
     cfg = pd_settings()
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
@@ -234,9 +226,7 @@ def test_a_pagerduty_message_after_the_stores_first_goes_out_while_another_write
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # The store's key was written (BEGIN IMMEDIATE) at every PagerDuty message, not only at the first: each met
     # another writer's lock, and waited for its retry.
-    monkeypatch.setenv("MINER_TEST_PD_KEY", KEY)
-    monkeypatch.setenv("MINER_TEST_PD_URL", server.url + PATH)
-    pd = PagerDuty(server)
+    pd = serve_pagerduty(server, monkeypatch)
     store, other = _locked_store(tmp_path)
     cfg = pd_settings()
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
