@@ -24,6 +24,7 @@ from test_alerts_support import T0, open_incident, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.delivery import HttpWebhookSender, Senders, SmtpSender
+from miner.alerts.dispatcher import DispatchStats
 from miner.alerts.settings import RouteSettings, SmtpSettings, WebhookSettings
 from miner.alerts.webhooks import Reply as WebhookReply
 from miner.collectors import CollectSettings, Poller
@@ -292,23 +293,30 @@ def test_a_failing_login_logged_with_its_traceback_shows_no_password(
 def test_a_failing_smtp_login_shows_no_password(store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     smtp = SmtpServer(tls="starttls", folder=tmp_path, login=("alerts", "the-right-one"))
+    stats = _alert_logging_in(store, smtp, ("alerts", SECRETS["SMTP_PW"]), tmp_path, caplog, monkeypatch)
+    assert stats.sent == 0 and not smtp.inbox.messages
+    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    assert errors and all(e.startswith("SMTP 535") for e in errors)
+    assert _leaked("\n".join([caplog.text, *errors])) == []
+
+
+def _alert_logging_in(store: Store, smtp: SmtpServer, login: tuple[str, str], tmp_path: Path,
+                      caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> DispatchStats:
+    """Send an incident's alert through ``smtp`` (started here, and stopped), logging in as ``login`` (user,
+    password, from SMTP_USER and SMTP_PW), with the log captured from DEBUG up."""
     smtp.start()
     try:
-        monkeypatch.setenv("SMTP_USER", "alerts")
-        monkeypatch.setenv("SMTP_PW", SECRETS["SMTP_PW"])
+        monkeypatch.setenv("SMTP_USER", login[0])
+        monkeypatch.setenv("SMTP_PW", login[1])
         cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
                        smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, timeout=5, username_env="SMTP_USER",
                                          password_env="SMTP_PW", ca_file=str(tmp_path / "cert.pem")))
         open_incident(store, "WhatsApp", T0)
         plan_notifications(store, cfg, T0)
         with caplog.at_level("DEBUG"):
-            stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
+            return dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
     finally:
         smtp.stop()
-    assert stats.sent == 0 and not smtp.inbox.messages
-    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
-    assert errors and all(e.startswith("SMTP 535") for e in errors)
-    assert _leaked("\n".join([caplog.text, *errors])) == []
 
 
 class _EchoingLogin(SmtpServer):
@@ -329,20 +337,8 @@ def test_an_smtp_reply_quoting_the_login_shows_neither_the_user_nor_the_password
     # a webhook's error answer is: one that quoted the credentials (as such, or base64 as AUTH sent them) put them
     # there, where the routing key a PagerDuty answer quotes was taken out.
     smtp = _EchoingLogin(tls="starttls", folder=tmp_path, login=("alerts", "unused"))
-    smtp.start()
     user, password = "alerts-9d1c@example.org", SECRETS["SMTP_PW"]
-    try:
-        monkeypatch.setenv("SMTP_USER", user)
-        monkeypatch.setenv("SMTP_PW", password)
-        cfg = settings(routes=(RouteSettings(name="oncall", email=("oncall@example.org",)),), webhooks=(),
-                       smtp=SmtpSettings(host="127.0.0.1", port=smtp.port, timeout=5, username_env="SMTP_USER",
-                                         password_env="SMTP_PW", ca_file=str(tmp_path / "cert.pem")))
-        open_incident(store, "WhatsApp", T0)
-        plan_notifications(store, cfg, T0)
-        with caplog.at_level("DEBUG"):
-            stats = dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
-    finally:
-        smtp.stop()
+    stats = _alert_logging_in(store, smtp, (user, password), tmp_path, caplog, monkeypatch)
     assert stats.sent == 0 and not smtp.inbox.messages
     errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
     assert errors == ["SMTP 535 5.7.8 AUTH PLAIN [redacted] refused: [redacted] / [redacted] unknown"]
