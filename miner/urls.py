@@ -71,6 +71,29 @@ def url_problem(url: str) -> str | None:
         return "has no valid host"
     if port == 0:  # in range, but a connection to it is refused
         return "has port 0, which nothing can be reached at"
+    if reason := idna_problem(parts.hostname):
+        return f"has host {parts.hostname}, which is not a valid internationalised domain name ({reason})"
+    return None
+
+
+def idna_problem(host: str) -> str | None:
+    """Why ``host`` is not a valid internationalised domain name (IDNA's words), or None: a label in ASCII form
+    (``xn--``) that does not decode, or a Unicode name IDNA 2008 cannot encode. httpx raised idna's IDNAError for the
+    one at every request (an internal error of the collector, a webhook retried for days) and refused the other."""
+    if host.isascii() and "xn--" not in host.lower():
+        return None  # no IDNA in it: the common case costs no import of idna's tables
+    import idna
+
+    try:
+        if host.isascii():
+            # Label by label: a label that is no IDNA one (my_host) is not IDNA's to refuse; DNS may know it.
+            for label in host.lower().split("."):
+                if label.startswith("xn--"):
+                    idna.decode(label)
+        else:
+            idna.encode(host.lower())
+    except UnicodeError as exc:  # idna.IDNAError is one
+        return f"IDNA: {exc}"
     return None
 
 

@@ -216,6 +216,26 @@ def test_invalid_url_in_the_environment_fails_at_once_in_one_line_without_the_ur
     assert not any(r.exc_info for r in caplog.records)
 
 
+@pytest.mark.parametrize(("host", "reason"), [
+    ("xn--zz.example", "IDNA: Invalid A-label"),
+    ("\u2603.example", "IDNA: Codepoint U+2603 at position 1 of '\u2603' not allowed"),
+    # Its xn-- label is valid and its other is no IDNA label (DNS may know it): httpx reads it as IDNA all the same.
+    ("xn--bcher-kva.my_host.example", "IDNA: Codepoint U+005F at position 3 of 'my_host' not allowed"),
+])
+def test_a_host_that_is_not_a_valid_international_name_fails_at_once_naming_it(
+        store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, host: str,
+        reason: str) -> None:
+    # httpx raised idna's IDNAError, no httpx error: retried as a passing failure until give_up_after (72 h).
+    monkeypatch.setenv("MINER_TEST_HOOK", f"http://{host}/hooks/SECRET")
+    cfg = hook_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    assert store.outbox_rows(["failed"])[0]["reason"] == (
+        f"webhook hook: MINER_TEST_HOOK: host {host} is not a valid internationalised domain name ({reason})")
+    assert "SECRET" not in caplog.text and not any(r.exc_info for r in caplog.records)
+
+
 def test_slack_message_escapes_mrkdwn(store: Store, hook: Hook) -> None:
     cfg = hook_settings("slack")
     open_incident(store, "WhatsApp", T0)

@@ -350,3 +350,37 @@ def test_a_source_failure_quoting_escape_sequences_is_printed_escaped(tmp_path: 
     assert "source status failed: expected JSON from" in done.stderr
     assert "\x1b" not in done.stderr + done.stdout
     assert "got text/x\\x1b[8m\\x1b[?25l" in done.stderr
+
+
+def test_a_host_that_is_not_a_valid_international_name_fails_its_source_for_good_naming_it(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # httpx raised idna's IDNAError, no httpx error: "internal error in the rss collector: IDNAError: Invalid
+    # A-label", a traceback logged at every poll, the source never taken to need someone to act.
+    server.serve("/moved.rss", Reply(302, headers={"Location": "http://xn--zz.example/feed"}))
+    monkeypatch.setenv("MINER_TEST_FEED_URL", "http://xn--zz.example/feed")
+    # Its xn-- label is valid, its other one no IDNA label: DNS may know it, config check lets it pass; httpx does not.
+    monkeypatch.setenv("MINER_TEST_MIXED_URL", "http://xn--bcher-kva.my_host.example/feed")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+                   f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n'
+                   f'[[sources]]\nname = "moved"\ntype = "rss"\nurl = "{server.url}/moved.rss"\n'
+                   '[[sources]]\nname = "private"\ntype = "rss"\nurl_env = "MINER_TEST_FEED_URL"\n'
+                   '[[sources]]\nname = "mixed"\ntype = "rss"\nurl_env = "MINER_TEST_MIXED_URL"\n')
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+    assert result.exit_code == 1
+    store = Store.open(tmp_path / "m.sqlite")
+    rows = {name: store.source_row(name) for name in ("forum", "moved", "private", "mixed")}
+    store.close()
+    errors = {name: row["last_error"] for name, row in rows.items() if row is not None}
+    assert errors == {
+        "forum": None,
+        "moved": f"{server.url}/moved.rss redirects to a host that is not a valid internationalised domain name "
+                 "(IDNA: Invalid A-label)",
+        "private": "environment variable MINER_TEST_FEED_URL (url_env) has host xn--zz.example, which is not a valid "
+                   "internationalised domain name (IDNA: Invalid A-label)",
+        "mixed": "host xn--bcher-kva.my_host.example is not a valid internationalised domain name (IDNA: Codepoint "
+                 "U+005F at position 3 of 'my_host' not allowed): check the source's url (http://xn--bcher-kva.my_"
+                 "host.example/[redacted])",
+    }
+    assert all(rows[name]["needs_action_since"] for name in ("moved", "private", "mixed"))  # type: ignore[index]
+    assert "internal error" not in result.output and not any(r.exc_info for r in caplog.records)

@@ -330,6 +330,14 @@ def test_a_pagerduty_webhook_needs_no_url() -> None:
     assert (hook.url, hook.url_env, hook.routing_key_env, hook.severity) == ("", "", "PD_KEY", "critical")
 
 
+def test_a_pagerduty_endpoint_whose_host_is_not_a_valid_international_name_is_refused() -> None:
+    # Every event to it was retried until give_up_after: httpx raised idna's IDNAError, no httpx error.
+    with pytest.raises(ConfigError) as info:
+        parse_config(_PD + 'routing_key_env = "PD_KEY"\nurl = "https://xn--zz.example/v2/enqueue"\n')
+    assert str(info.value) == ("feeds.toml:5: alerts.webhooks[0].url: has host xn--zz.example, which is not a valid "
+                               "internationalised domain name (IDNA: Invalid A-label)")
+
+
 def test_config_check_and_miner_run_name_an_unset_routing_key_variable(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch,
                                                                      caplog: pytest.LogCaptureFixture) -> None:
@@ -707,6 +715,14 @@ def test_server_settings_that_cannot_work_are_refused() -> None:
         # Connecting to port 0 fails at every poll; it passed as a port in range.
         ("https://example.org:0/feed", "has port 0, which nothing can be reached at"),
         ("http://[::1]:000/feed", "has port 0, which nothing can be reached at"),
+        # httpx raised idna's IDNAError at every poll (an internal error of the collector), or refused the name.
+        ("http://xn--zz.example/feed", "has host xn--zz.example, which is not a valid internationalised domain name "
+                                       "(IDNA: Invalid A-label)"),
+        ("http://status.XN--.example/feed",
+         "has host status.xn--.example, which is not a valid internationalised domain name (IDNA: Malformed A-label, "
+         "no Punycode eligible content found)"),
+        ("https://☃.example/feed", "has host ☃.example, which is not a valid internationalised domain name "
+                                        "(IDNA: Codepoint U+2603 at position 1 of '☃' not allowed)"),
     ],
 )
 def test_urls_that_can_never_be_fetched_are_refused(url: str, problem: str) -> None:
@@ -721,7 +737,8 @@ def test_urls_that_can_never_be_fetched_are_refused(url: str, problem: str) -> N
 
 
 def test_urls_that_work_are_kept_as_written() -> None:
-    for url in ("https://example.org/search?q=is down", "http://[::1]:8080/feed", "https://bot@example.org/feed"):
+    for url in ("https://example.org/search?q=is down", "http://[::1]:8080/feed", "https://bot@example.org/feed",
+                "https://xn--bcher-kva.example/feed", "https://bücher.example/feed", "http://my_host.lan/feed"):
         cfg = parse_config(f'[[sources]]\nname = "s"\ntype = "rss"\nurl = "{url}"\n', "x.toml")
         assert cfg.sources[0].url == url
 

@@ -12,7 +12,7 @@ from miner.alerts.text import safe_url
 from miner.env_names import ENV_NAME
 from miner.settings import Conflict
 from miner.source_settings import MAX_TIMEOUT
-from miner.urls import control_char, credentials_in_url, is_ip
+from miner.urls import control_char, credentials_in_url, is_ip, url_problem
 
 # A webhook's or route's name: it is shown in messages and used in outbox keys.
 NAME = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -102,6 +102,8 @@ class WebhookSettings:
             if self.url and safe_url(self.url) != self.url:
                 raise ValueError("url: must be an http:// or https:// URL with a host, without spaces, quotes, control "
                                  "characters or a user name (a URL holding a credential goes in url_env)")
+            if self.url and (problem := url_problem(self.url)):
+                raise ValueError(f"url: {problem}")
             if self.url and (found := credentials_in_url(self.url)):
                 raise ValueError(f"url: holds what looks like a credential ({', '.join(found)}); put the URL in an "
                                  "environment variable and name it in url_env")

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
+import idna
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
 from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure, without_login
@@ -29,8 +31,9 @@ from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTo
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json
 from miner.env_names import shown_name
+from miner.net_errors import url_host
 from miner.timeutil import parse_retry_after, utcnow
-from miner.urls import control_char, without_url
+from miner.urls import control_char, idna_problem, without_url
 
 if TYPE_CHECKING:
     from miner.alerts.claim import Claim
@@ -282,6 +285,9 @@ class HttpWebhookSender:
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
             raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
+        except idna.IDNAError as exc:  # not an httpx error: a host that webhook_url passed and httpx cannot read
+            what = f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'}"
+            raise DeliveryError(_not_idna(what, url_host(url), f"IDNA: {exc}"), permanent=True) from None
         except (TimeoutError, httpx.HTTPError) as exc:
             said, needs_action = webhook_failure(webhook, url, exc)  # never the URL: it is the secret
             raise DeliveryError(said, unreachable=True, needs_action=needs_action) from None
@@ -322,15 +328,25 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
         raise DeliveryError(f"{what} contains whitespace or a control character (a trailing newline?)",
                             permanent=True)
     try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:  # a broken IPv6 bracket: httpx's InvalidURL below says so
+        host = ""
+    if reason := idna_problem(host):  # before httpx, which refuses the one and raises idna's error for the other
+        raise DeliveryError(_not_idna(what, host, reason), permanent=True)
+    try:
         parsed = httpx.URL(url)
         port = parsed.port
     except httpx.InvalidURL:
         raise DeliveryError(f"{what} is not a valid URL (check its host and port)", permanent=True) from None
-    if not parsed.host:
+    if not parsed.raw_host:  # raw: its host property decodes IDNA, raising for a name that is not valid
         raise DeliveryError(f"{what} is not a valid URL (no host)", permanent=True)
     if port is not None and not 0 < port <= 65535:
         raise DeliveryError(f"{what} is not a valid URL (port out of range)", permanent=True)
     return url
+
+
+def _not_idna(what: str, host: str, reason: str) -> str:
+    return f"{what}: host {host} is not a valid internationalised domain name ({reason})"
 
 
 def default_senders(smtp: SmtpSettings) -> Senders:

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import idna
 
 from miner.collectors.deadline import deadline_at, hold_to_deadlines
 from miner.collectors.decoding import decoded
@@ -182,6 +183,14 @@ def fetch(
             raise SourceError(f"{where} redirects to a Location that is not an http(s) URL: {exc}",
                               permanent=True) from None
         raise SourceError(f"bad URL {where}: {exc}", permanent=True) from None
+    except idna.IDNAError as exc:
+        # Not an httpx error: raised as httpx reads the host of the URL, or of a redirect's Location.
+        where = shown_url(url, secret=secret_url)
+        if _idna_host(url):
+            raise SourceError(f"host {host_of(url)} is not a valid internationalised domain name (IDNA: {exc}): "
+                              f"check the source's url ({where})", permanent=True) from None
+        raise SourceError(f"{where} redirects to a host that is not a valid internationalised domain name (IDNA: "
+                          f"{exc})", permanent=True) from None
     except (httpx.LocalProtocolError, UnicodeEncodeError):
         # A header value HTTP cannot carry (a line break or non-ASCII character in a token the server sent): httpx's
         # message quotes the whole value, token and all, and its UnicodeEncodeError was an internal error.
@@ -215,6 +224,15 @@ def _redirected_to(exc: Exception, url: str) -> str | None:
     # failing at its own host read as redirected from itself.
     same = (target.scheme, target.host, target.port, target.path) == (asked.scheme, asked.host, asked.port, asked.path)
     return None if same else str(target)
+
+
+def _idna_host(url: str) -> bool:
+    """Whether httpx fails to read ``url``'s own host as IDNA (rather than a redirect's)."""
+    try:
+        _ = httpx.URL(url).host
+    except (httpx.InvalidURL, UnicodeError):
+        return True
+    return False
 
 
 def _web_url(url: str) -> bool:
