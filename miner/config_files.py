@@ -91,3 +91,14 @@ def warn_login_in_clear(config: Config, log: logging.Logger) -> None:
     if config.alerts.enabled and smtp.login_in_clear:
         log.warning('alerts.smtp: security = "none" sends the login (%s) to %s unencrypted; use starttls or ssl '
                     "(none is for a relay on this machine)", shown_name(smtp.password_env), smtp.host)
+
+
+def warn_unusable_proxies(config: Config, log: logging.Logger) -> None:
+    """At `miner run`'s start, what `config check` warns of: a proxy of the environment that miner's HTTP (httpx)
+    cannot use (miner.proxy_env), which fails every source it would carry and every webhook POST it would, for good."""
+    if not (config.sources or (config.alerts.enabled and config.alerts.webhooks)):
+        return
+    from miner.proxy_env import proxy_problems  # imports httpx
+
+    for problem in proxy_problems():
+        log.error("%s; until then the sources and webhooks it would carry fail", problem)

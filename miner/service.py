@@ -136,7 +136,12 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
     # Start-up: fail fast with one clear error (lock, files, port, store, model) before any job runs. -------
 
     def start(self) -> None:
-        from miner.config_files import check_named_files, warn_login_in_clear, warn_unset_alert_env
+        from miner.config_files import (
+            check_named_files,
+            warn_login_in_clear,
+            warn_unset_alert_env,
+            warn_unusable_proxies,
+        )
 
         if not self.lock.held:  # held already when a reload handed it over
             self.lock.acquire()
@@ -165,6 +170,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
                 self.load_parts()
             warn_unset_alert_env(self.config, log)
             warn_login_in_clear(self.config, log)
+            warn_unusable_proxies(self.config, log)
             self.starting.set("store_check", "opening the store")
             self._stores.get("startup", self.starting.set).database.check_writable()
             # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.

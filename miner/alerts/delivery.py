@@ -32,6 +32,7 @@ from miner.alerts.text import idna_address
 from miner.alerts.webhooks import REDACTED, post_json
 from miner.env_names import shown_name
 from miner.net_errors import url_host
+from miner.proxy_env import ProxyUnusable
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char, idna_problem, without_url
 
@@ -285,6 +286,8 @@ class HttpWebhookSender:
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
             raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
+        except ProxyUnusable as exc:
+            raise DeliveryError(f"webhook {webhook.name}: {exc}", permanent=True) from None
         except idna.IDNAError as exc:  # not an httpx error: a host that webhook_url passed and httpx cannot read
             what = f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'}"
             raise DeliveryError(_not_idna(what, url_host(url), f"IDNA: {exc}"), permanent=True) from None

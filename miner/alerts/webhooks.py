@@ -54,10 +54,18 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str
 async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str) -> Reply:
     import httpx
 
+    from miner.proxy_env import AsyncRefusedProxy, mounts
+
     # Redirects are not followed: the URL holds a secret, and a redirect could hand it on. Asking for an identity
     # encoding keeps the bytes we read the bytes we keep (a few KB of gzip can inflate to megabytes).
     headers = {"User-Agent": user_agent, "Accept-Encoding": "identity"}
-    async with (asyncio.timeout(timeout), httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client,
+    # A proxy of the environment httpx cannot use failed the client's making (miner.proxy_env): it fails the POSTs
+    # it would carry, with ProxyUnusable.
+    proxies = mounts(lambda proxy: httpx.AsyncHTTPTransport(proxy=proxy), AsyncRefusedProxy)
+    made = (httpx.AsyncClient(timeout=timeout, follow_redirects=False) if proxies is None else
+            httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=httpx.AsyncHTTPTransport(),
+                              mounts=proxies))
+    async with (asyncio.timeout(timeout), made as client,
                 client.stream("POST", url, json=body, headers=headers) as resp):
         if resp.is_success:
             return Reply(resp.status_code, resp.headers, b"")

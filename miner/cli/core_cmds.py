@@ -32,8 +32,9 @@ def config_check(app: AppContext, path: Path | None) -> None:
     variables it names that are unset or empty (as the service would find them) are listed, but not a name that
     reads as the secret itself (lower case, or a token such as AKIA...): a warning names its key instead. A source
     url that holds what looks like a credential (a user name, a query parameter such as api_key) is warned about,
-    as are an SMTP login that would cross the network unencrypted and an alerts lease shorter than a slow send may
-    take.
+    as are an SMTP login that would cross the network unencrypted, an alerts lease shorter than a slow send may
+    take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP cannot use (a SOCKS
+    proxy without the socksio package, a scheme other than http, https or socks5, a bad port).
     """
     from miner.config_files import alert_env, load_checked
     from miner.env_names import secret_like as is_secret_like
@@ -97,6 +98,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
                    f"server may take ({cfg.alerts.slowest_send:g} s: smtp.timeout per SMTP command, or a webhook's "
                    "timeout): a notification still being sent when its lease ends can be sent twice; raise "
                    "lease_seconds or lower the timeouts")
+    if cfg.sources or (cfg.alerts.enabled and cfg.alerts.webhooks):
+        from miner.proxy_env import proxy_problems  # imports httpx
+
+        for problem in proxy_problems():
+            click.echo(f"warning: {problem}; until then the sources and webhooks it would carry fail")
     for src in cfg.sources:
         if src.url and (found := credentials_in_url(src.url)):
             click.echo(f"warning: source {src.name}: its url holds what looks like a credential ({', '.join(found)}); "

@@ -21,6 +21,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from miner.proxy_env import RefusedProxy
+
 
 def wrap_network_backends(client: httpx.Client,
                           wrap: Callable[[httpcore.NetworkBackend], httpcore.NetworkBackend]) -> None:
@@ -29,7 +31,7 @@ def wrap_network_backends(client: httpx.Client,
     # do not take one): its transports' httpcore pools (the direct one and any proxy's from the environment) create
     # every connection through their network backend, so that is wrapped.
     for transport in (client._transport, *client._mounts.values()):
-        if transport is None:  # a NO_PROXY host: the direct transport serves it
+        if transport is None or isinstance(transport, RefusedProxy):  # a NO_PROXY host; a proxy that opens nothing
             continue
         pool = getattr(transport, "_pool", None)
         if pool is None or (backend := getattr(pool, "_network_backend", None)) is None:

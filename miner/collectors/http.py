@@ -29,6 +29,7 @@ from miner.collectors.settings import CollectSettings
 from miner.collectors.utf8 import json_text, without_surrogates
 from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
+from miner.proxy_env import ProxyUnusable, RefusedProxy, mounts
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
 from miner.urls import shown_url, without_url
@@ -67,12 +68,19 @@ class Response:
 def make_client(settings: CollectSettings) -> httpx.Client:
     """The shared client: our User-Agent, gzip, bounded redirects, pooled connections (thread-safe), and every
     socket read and write held to the deadline of the `fetch` it serves (collectors/deadline.py)."""
+    limits = httpx.Limits(max_connections=max(10, settings.max_workers * 2), max_keepalive_connections=10)
+    # A proxy of the environment httpx cannot use failed the client's making, and so every source (miner.proxy_env):
+    # it fails the sources it would carry.
+    proxies = mounts(lambda url: httpx.HTTPTransport(proxy=url, limits=limits), RefusedProxy)
     client = httpx.Client(
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
         follow_redirects=True,
         max_redirects=settings.max_redirects,
         timeout=httpx.Timeout(20.0, connect=settings.connect_timeout),
-        limits=httpx.Limits(max_connections=max(10, settings.max_workers * 2), max_keepalive_connections=10),
+        limits=limits,
+        # Given a transport, httpx reads no proxy from the environment: `mounts` holds them all.
+        transport=None if proxies is None else httpx.HTTPTransport(limits=limits),
+        mounts=proxies,
     )
     hold_to_deadlines(client)
     return client
@@ -183,6 +191,8 @@ def fetch(
             raise SourceError(f"{where} redirects to a Location that is not an http(s) URL: {exc}",
                               permanent=True) from None
         raise SourceError(f"bad URL {where}: {exc}", permanent=True) from None
+    except ProxyUnusable as exc:
+        raise SourceError(str(exc), permanent=True) from None
     except idna.IDNAError as exc:
         # Not an httpx error: raised as httpx reads the host of the URL, or of a redirect's Location.
         where = shown_url(url, secret=secret_url)
