@@ -1,18 +1,24 @@
 """A proxy in the environment that miner's HTTP (httpx) cannot use: a SOCKS proxy without the socksio package, a
 scheme httpx knows not, a port that is none. It fails what it would carry (sources, webhook POSTs) for good, naming
-its variable and what to do, rather than miner collect with a traceback; the rest goes on. Real servers on 127.0.0.1,
-a real store; no request leaves the machine (the proxies are never reached: none is usable)."""
+its variable and what to do, rather than miner collect with a traceback; the rest goes on. And a SOCKS proxy, with
+socksio (miner depends on httpx[socks]), works. Real servers on 127.0.0.1 (a SOCKS5 one too), a real store; no request
+leaves the machine."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
+import struct
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer
+from netfaults import serving
 from test_alerts_support import T0, open_incident
 from test_alerts_webhooks import Hook, hook_settings
 
@@ -148,3 +154,67 @@ def test_miner_run_says_so_at_its_start(monkeypatch: pytest.MonkeyPatch, caplog:
     warn_unusable_proxies(config, logging.getLogger("miner.test"))
     assert [r.getMessage() for r in caplog.records] == [
         f"{SOCKS}; until then the sources and webhooks it would carry fail"]
+
+
+def _socks5(seen: list[tuple[str, int]]) -> Callable[[socket.socket], None]:
+    """A SOCKS5 proxy's side of one connection (no login, CONNECT only, to this machine only), relayed both ways
+    until either end closes; ``seen`` gets each (host, port) asked for."""
+
+    def relay(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for end in (src, dst):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def handle(conn: socket.socket) -> None:
+        conn.recv(257)  # version, methods: "no authentication" is taken
+        conn.sendall(b"\x05\x00")
+        request = conn.recv(262)
+        if request[3] == 1:
+            host, rest = socket.inet_ntoa(request[4:8]), request[8:]
+        else:  # a name
+            host, rest = request[5:5 + request[4]].decode(), request[5 + request[4]:]
+        port = struct.unpack("!H", rest[:2])[0]
+        seen.append((host, port))
+        assert host in ("127.0.0.1", "localhost")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as upstream:
+            conn.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", port))
+            back = threading.Thread(target=relay, args=(conn, upstream), daemon=True)
+            back.start()
+            relay(upstream, conn)
+            back.join(10)
+
+    return handle
+
+
+def test_a_socks_proxy_carries_the_sources_and_the_webhooks(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # miner depends on httpx[socks] (socksio): a SOCKS proxy in the environment works as an http one does.
+    seen: list[tuple[str, int]] = []
+    port = int(server.url.rsplit(":", 1)[1])
+    hook = Hook()
+    try:
+        with serving(_socks5(seen)) as proxy:
+            monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{proxy}")
+            cfg = tmp_path / "feeds.toml"
+            cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+                           f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+            checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
+            assert "warning" not in checked.output
+            result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once"])
+            assert result.exit_code == 0, result.output
+            monkeypatch.setenv("MINER_TEST_HOOK", hook.url)
+            store = Store.open(tmp_path / "m.sqlite")
+            forum = store.source_row("forum")
+            alerts = hook_settings()
+            open_incident(store, "WhatsApp", T0, posts=False, series=False)
+            plan_notifications(store, alerts, T0)
+            assert dispatch(store, alerts, T0, worker_id="w").sent == 1
+            store.close()
+        assert forum is not None and forum["posts_stored"] > 0
+        assert len(hook.bodies) == 1
+        assert seen == [("127.0.0.1", port), ("127.0.0.1", int(hook.url.split(":")[2].split("/")[0]))]
+    finally:
+        hook.close()
