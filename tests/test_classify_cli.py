@@ -196,6 +196,26 @@ def test_a_truncated_gzip_input_written_to_a_file_is_not_said_to_be_unwritten(
     assert set(tmp_path.iterdir()) == {cut, out}
 
 
+def test_a_gzip_input_cut_within_its_header_is_said_to_break_off_not_taken_for_an_empty_file(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # Cut in its first 10 bytes, GzipFile read on as at the end of the file once the first look at it had failed:
+    # no row, no message, exit status 0, as for an empty input.
+    whole = gzip.compress(json.dumps({"id": 1, "text": "whatsapp is down"}).encode() + b"\n")
+    broke = "Error: input unreadable after line 0 (Compressed file ended before the end-of-stream marker was reached)"
+    for size in (2, 5, 9):
+        cut, out = tmp_path / f"cut{size}.jsonl.gz", tmp_path / f"out{size}.jsonl"
+        cut.write_bytes(whole[:size])
+        result = runner.invoke(main, ["classify", str(cut), "-o", str(out)])
+        assert (result.exit_code, result.stderr.splitlines()[-1]) == (1, broke), size
+        assert out.read_bytes() == b""  # the rows before the break, as for a cut further on
+    # Standard input is looked at the same way (CliRunner's in-memory one cannot be peeked at: a real pipe)
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "miner", "classify", "-"], input=whole[:5], capture_output=True,
+                          cwd=tmp_path, env=env, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr.decode().splitlines()[-1]) == (1, b"", broke)
+
+
 def test_an_input_that_breaks_off_after_invalid_lines_says_both(runner: CliRunner, tmp_path: Path) -> None:
     # The break's message took the place of the closing count: a reader told only "input unreadable after line N"
     # took the rows before it for good ones, two of them error rows.

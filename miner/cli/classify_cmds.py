@@ -119,14 +119,14 @@ _FOREIGN = {
 
 
 def _foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
-    """What ``fh`` is, by its first bytes, where it is not (possibly gzip-compressed) UTF-8 text; else None."""
+    """What ``fh`` is, by its first bytes, where it is not (possibly gzip-compressed) UTF-8 text; else None.
+
+    Raises what reading ``fh`` raises (a damaged gzip file): it cannot be read on past that.
+    """
     peek = getattr(fh, "peek", None)
     if peek is None:
         return None
-    try:
-        head = peek(6)[:6]
-    except (EOFError, OSError, zlib.error):  # a damaged gzip file: _chunks says so
-        return None
+    head = peek(6)[:6]
     return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
 
 
@@ -297,7 +297,13 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     bad = 0
     show = output != "-"
     unpacked = _decompressed(input_file)
-    if what := _foreign(unpacked or input_file):
+    try:
+        what = _foreign(unpacked or input_file)
+    except (EOFError, OSError, zlib.error) as exc:
+        # A gzip header cut short (a file of its first 2 to 9 bytes): GzipFile, once it failed there, read on as
+        # at the end of a file, so the run ended with no row, no message and exit status 0.
+        return bad, InputError(f"input unreadable after line 0 ({exc})")
+    if what:
         raise click.ClickException(f"the input is {what}")
     size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
