@@ -571,6 +571,25 @@ def test_a_line_longer_than_64_mib_is_an_error_row_not_read_whole(runner: CliRun
         (None, None, "line 4: longer than 64 MiB")]
 
 
+def test_a_line_of_just_the_longest_length_is_read_with_its_newline_as_without(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import miner.cli.classify_cmds as classify_cmds
+
+    monkeypatch.setattr(classify_cmds, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
+
+    def line(size: int, post_id: int) -> bytes:
+        head = b'{"id": %d, "text": "whatsapp is down' % post_id
+        return head + b" " * (size - len(head) - 2) + b'"}'
+
+    src = tmp_path / "posts.jsonl"
+    src.write_bytes(line(1 << 20, 1) + b"\n" + line((1 << 20) + 1, 2) + b"\n" + line(1 << 20, 3))
+    result = runner.invoke(main, ["classify", str(src)])
+    assert result.exit_code == 1, result.output
+    assert [(r["id"], r["outage"], r.get("error")) for r in _rows(result.stdout)] == [
+        (1, 1, None), (None, None, "line 2: longer than 1 MiB"), (3, 1, None)]
+
+
 @pytest.mark.parametrize("stdin", ["closed", "write-only"])
 def test_standard_input_closed_or_not_readable_is_said_so_before_anything_is_written(tmp_path: Path,
                                                                                       stdin: str) -> None:

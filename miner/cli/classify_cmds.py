@@ -134,7 +134,9 @@ def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
     """The lines of ``fh``, None for one longer than MAX_LINE_BYTES (read past, never held whole)."""
     # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
     while line := fh.readline(MAX_LINE_BYTES + 1):
-        if len(line) <= MAX_LINE_BYTES:
+        # The newline is no part of the line's length: one of MAX_LINE_BYTES was refused where it had one, and
+        # taken as the file's last line without one.
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
             yield line
             continue
         while not line.endswith(b"\n") and (line := fh.readline(1 << 20)):
