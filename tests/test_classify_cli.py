@@ -543,16 +543,16 @@ def test_a_reader_of_stderr_that_stopped_does_not_cut_the_output_short(tmp_path:
 def test_long_posts_are_read_a_few_megabytes_at_a_time_not_4096_lines_at_once(tmp_path: Path) -> None:
     # Chunks were 4,096 lines whatever their size: a file of fewer long posts was read, decoded and parsed whole,
     # about 4.5 times its size in memory (a 500 MB file of 2,000 posts of 250 KB peaked at 2.3 GB, now 0.5 GB).
-    from miner.cli.classify_cmds import CHUNK_BYTES, CHUNK_LINES, _chunks
+    from miner.cli.classify_input import CHUNK_BYTES, CHUNK_LINES, chunks
 
     src = tmp_path / "wide.jsonl"
     line = json.dumps({"id": 0, "text": "whatsapp is down " * 12000}).encode() + b"\n"  # 200 KB
     count = 3 * CHUNK_BYTES // len(line)
     src.write_bytes(line * count)
     with src.open("rb") as fh:
-        chunks = list(_chunks(fh, CHUNK_LINES))
-    assert [n for chunk in chunks for n, _ in chunk] == list(range(1, count + 1))
-    assert max(sum(len(raw) for _, raw in chunk) for chunk in chunks) < CHUNK_BYTES + len(line)
+        read = list(chunks(fh, CHUNK_LINES))
+    assert [n for chunk in read for n, _ in chunk] == list(range(1, count + 1))
+    assert max(sum(len(raw) for _, raw in chunk) for chunk in read) < CHUNK_BYTES + len(line)
 
 
 def test_a_line_longer_than_64_mib_is_an_error_row_not_read_whole(runner: CliRunner, tmp_path: Path) -> None:
@@ -575,8 +575,10 @@ def test_a_line_of_just_the_longest_length_is_read_with_its_newline_as_without(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import miner.cli.classify_cmds as classify_cmds
+    import miner.cli.classify_input as classify_input
 
-    monkeypatch.setattr(classify_cmds, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
+    for module in (classify_input, classify_cmds):  # the reader's limit, and the error's message
+        monkeypatch.setattr(module, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
 
     def line(size: int, post_id: int) -> bytes:
         head = b'{"id": %d, "text": "whatsapp is down' % post_id

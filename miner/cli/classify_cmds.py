@@ -5,13 +5,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import fcntl
-import gzip
 import json
 import math
 import os
 import sys
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
@@ -19,6 +17,7 @@ import click
 
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
+from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign
 from miner.cli.classify_output import open_output
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
@@ -28,13 +27,6 @@ from miner.urls import json_escape_controls
 if TYPE_CHECKING:
     from miner.classify import Classifier
 
-# Lines read, classified and written at a time, whatever --batch-size: memory stays bounded on huge inputs (a
-# chunk of batch_size * 128 lines read a 500k-line file whole at --batch-size 8192), and length-sorting within
-# 128 default batches leaves little padding (8 batches per chunk cost ~20 % more CPU per post on real posts).
-CHUNK_LINES = 4096
-# ... and at most about this many bytes of them: 4,096 lines of 250 KB each were a gigabyte read, decoded and
-# parsed at once, about 4.5 times that in memory (a 500 MB file of 2,000 such posts peaked at 2.3 GB).
-CHUNK_BYTES = 8 << 20
 
 
 def _settings(
@@ -90,76 +82,6 @@ def _parse(raw: bytes | None, n: int) -> tuple[Any, str | None, str | None]:
     if not isinstance(text, str):
         return post_id, None, f"line {n}: missing 'text' or not a string"
     return post_id, text, None
-
-
-def _decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
-    """``fh`` decompressed as it streams, if it is gzip (by its magic bytes), else None."""
-    peek = getattr(fh, "peek", None)  # a file's or real stdin's buffered reader (not an in-memory stream)
-    if peek is None or peek(2)[:2] != b"\x1f\x8b":
-        return None
-    return gzip.GzipFile(fileobj=fh)
-
-
-# What the input is when it starts so, each line of which was an error row that did not say why: UTF-16 (Windows
-# PowerShell 5's `>`) also made the newline's second byte a line of its own; compressed, its rows were a count of
-# stray newline bytes. Only gzip is read (_decompressed). UTF-32's marks come first: the little-endian one starts
-# with UTF-16's, and `iconv -f UTF-16` makes a NUL of every other character of UTF-32.
-_UTF16 = "UTF-16 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)"
-_UTF32 = "UTF-32 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-32 -t UTF-8)"
-_FOREIGN = {
-    codecs.BOM_UTF32_LE: _UTF32,
-    codecs.BOM_UTF32_BE: _UTF32,
-    codecs.BOM_UTF16_LE: _UTF16,
-    codecs.BOM_UTF16_BE: _UTF16,
-    b"BZh": "bzip2-compressed: only gzip is read; decompress it first (bzip2 -dc FILE | miner classify -)",
-    b"\xfd7zXZ\x00": "xz-compressed: only gzip is read; decompress it first (xz -dc FILE | miner classify -)",
-    b"\x28\xb5\x2f\xfd": "zstd-compressed: only gzip is read; decompress it first (zstd -dc FILE | miner classify -)",
-    b"PK\x03\x04": "a zip archive: only gzip is read; extract the file first (unzip -p FILE | miner classify -)",
-}
-
-
-def _foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
-    """What ``fh`` is, by its first bytes, where it is not (possibly gzip-compressed) UTF-8 text; else None.
-
-    Raises what reading ``fh`` raises (a damaged gzip file): it cannot be read on past that.
-    """
-    peek = getattr(fh, "peek", None)
-    if peek is None:
-        return None
-    head = peek(6)[:6]
-    return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
-
-
-def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
-    """The lines of ``fh``, None for one longer than MAX_LINE_BYTES (read past, never held whole)."""
-    # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
-    while line := fh.readline(MAX_LINE_BYTES + 1):
-        # The newline is no part of the line's length: one of MAX_LINE_BYTES was refused where it had one, and
-        # taken as the file's last line without one.
-        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
-            yield line
-            continue
-        while not line.endswith(b"\n") and (line := fh.readline(1 << 20)):
-            pass
-        yield None
-
-
-def _chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
-    chunk: list[tuple[int, bytes | None]] = []
-    n = held = 0
-    try:
-        for n, line in enumerate(_lines(fh), 1):
-            chunk.append((n, line))
-            held += len(line or b"")
-            if len(chunk) >= size or held >= CHUNK_BYTES:
-                yield chunk
-                chunk, held = [], 0
-    except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip input
-        if chunk:
-            yield chunk  # the lines read before the damage still get their output
-        raise InputError(f"input unreadable after line {n} ({exc})") from None
-    if chunk:
-        yield chunk
 
 
 class _InputFile(click.File):
@@ -298,9 +220,9 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     InputError of an input that broke off (the lines before the damage have their rows, as documented)."""
     bad = 0
     show = output != "-"
-    unpacked = _decompressed(input_file)
+    unpacked = decompressed(input_file)
     try:
-        what = _foreign(unpacked or input_file)
+        what = foreign(unpacked or input_file)
     except (EOFError, OSError, zlib.error) as exc:
         # A gzip header cut short (a file of its first 2 to 9 bytes): GzipFile, once it failed there, read on as
         # at the end of a file, so the run ended with no row, no message and exit status 0.
@@ -311,12 +233,12 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
         try:
-            for chunk in _chunks(unpacked or input_file, CHUNK_LINES):
+            for chunk in chunks(unpacked or input_file, CHUNK_LINES):
                 rows, invalid = _answered(clf, chunk, stderr)
                 bad += invalid
                 _write(out, rows, output)
                 bar.update(sum(len(line or b"") for _, line in chunk))
-        except InputError as exc:  # from _chunks: the count of invalid lines before the break is told with it
+        except InputError as exc:  # from chunks(): the count of invalid lines before the break is told with it
             return bad, exc
     return bad, None
 
