@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import gzip
+import io
 import json
 import os
 import shutil
@@ -10,10 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
+from miner.classify import Classifier
 from miner.classify.model import default_model_dir
 from miner.cli import main
 
@@ -214,6 +219,37 @@ def test_a_gzip_input_cut_within_its_header_is_said_to_break_off_not_taken_for_a
     proc = subprocess.run([sys.executable, "-m", "miner", "classify", "-"], input=whole[:5], capture_output=True,
                           cwd=tmp_path, env=env, timeout=120)
     assert (proc.returncode, proc.stdout, proc.stderr.decode().splitlines()[-1]) == (1, b"", broke)
+
+
+class _OneByteAtATime(io.RawIOBase):
+    """A pipe whose writer sends a byte at a time (each read gets one), as a slow producer's can."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self.data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(1, len(self.data))
+        buf[:n], self.data = self.data[:n], self.data[n:]
+        return n
+
+
+def test_a_gzip_or_utf16_pipe_written_a_byte_at_a_time_is_told_by_its_first_bytes(classifier: Classifier) -> None:
+    # peek() reads once: it saw one byte, so gzip went on as lines of text (an error row each, exit status 1) and
+    # UTF-16 was not refused.
+    from miner.cli.classify_cmds import _classify_all
+
+    plain = b'{"id": 1, "text": "whatsapp is down"}\n{"id": 2, "text": "calm down"}\n'
+    for data in (plain, gzip.compress(plain)):
+        out = io.StringIO()
+        assert _classify_all(classifier, io.BufferedReader(_OneByteAtATime(data)), out, "-") == (0, None)
+        assert [(r["id"], r["outage"]) for r in _rows(out.getvalue())] == [(1, 1), (2, 0)]
+    utf16 = codecs.BOM_UTF16_LE + plain.decode().encode("utf-16-le")
+    with pytest.raises(click.ClickException, match=r"^the input is UTF-16"):
+        _classify_all(classifier, io.BufferedReader(_OneByteAtATime(utf16)), io.StringIO(), "-")
 
 
 def test_an_input_that_breaks_off_after_invalid_lines_says_both(runner: CliRunner, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import click
 
 from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
-from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign
+from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
 from miner.cli.classify_output import open_output
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
@@ -220,9 +220,10 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     InputError of an input that broke off (the lines before the damage have their rows, as documented)."""
     bad = 0
     show = output != "-"
-    unpacked = decompressed(input_file)
+    source = with_head(input_file)
+    unpacked = decompressed(source)
     try:
-        what = foreign(unpacked or input_file)
+        what = foreign(unpacked or source)
     except (EOFError, OSError, zlib.error) as exc:
         # A gzip header cut short (a file of its first 2 to 9 bytes): GzipFile, once it failed there, read on as
         # at the end of a file, so the run ended with no row, no message and exit status 0.
@@ -233,7 +234,7 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
         try:
-            for chunk in chunks(unpacked or input_file, CHUNK_LINES):
+            for chunk in chunks(unpacked or source, CHUNK_LINES):
                 rows, invalid = _answered(clf, chunk, stderr)
                 bad += invalid
                 _write(out, rows, output)

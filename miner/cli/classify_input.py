@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Any
 
 from miner.errors import InputError
 from miner.records import MAX_LINE_BYTES
@@ -18,6 +19,34 @@ CHUNK_LINES = 4096
 # ... and at most about this many bytes of them: 4,096 lines of 250 KB each were a gigabyte read, decoded and
 # parsed at once, about 4.5 times that in memory (a 500 MB file of 2,000 such posts peaked at 2.3 GB).
 CHUNK_BYTES = 8 << 20
+
+
+class _Prefixed(io.RawIOBase):
+    """``head``, then the rest of ``rest``: the first bytes of an input, read ahead of it, put back."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        super().__init__()
+        self.head = head
+        self.read_rest = getattr(rest, "read1", rest.read)  # read1: a pipe's lines come as they are written
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self.head[: len(buf)] or self.read_rest(len(buf))
+        self.head = self.head[len(data) :]
+        buf[: len(data)] = data
+        return len(data)
+
+
+def with_head(fh: IO[bytes], size: int = 6) -> IO[bytes]:
+    """``fh``, or the same bytes from a reader whose first ``size`` of them are there to peek at, where ``fh`` has
+    not read them yet: peek() reads once, and a pipe written a byte at a time had only its first byte there, so a
+    gzip or UTF-16 input (its magic bytes cut) was read as lines of text, each an error row."""
+    peek = getattr(fh, "peek", None)
+    if peek is None or len(peek(size)) >= size:
+        return fh
+    return io.BufferedReader(_Prefixed(fh.read(size), fh))  # read() waits for them, or for the end of the input
 
 
 def decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
