@@ -168,8 +168,3 @@ SYMPTOMS: tuple[str, ...] = (
     "power",
     "general",
 )
-
-# The longest line of a JSONL input miner reads (`miner classify`, `miner replay`): no post is that long (the model
-# reads its first 64,000 characters at most), and parsing one costs about 3.6 times its size in memory (a 1 GB line,
-# 3.6 GB), enough to kill a run mid-file. A longer one is read past, never held whole.
-MAX_LINE_BYTES = 64 << 20

@@ -24,7 +24,8 @@ from typing import IO, Any
 from miner.collectors.normalise import SURROGATE, hash_author, lang_code, post_text
 from miner.collectors.settings import CollectSettings
 from miner.errors import InputError
-from miner.records import MAX_LINE_BYTES, Post
+from miner.jsonl import MAX_LINE_BYTES, lines
+from miner.records import Post
 from miner.timeutil import floor_time, parse_iso
 from miner.urls import link_id, stored_link
 
@@ -141,8 +142,8 @@ def read_numbered(path: Path | str, keeping: Keeping = Keeping()) -> Iterator[tu
             handle: IO[bytes] | gzip.GzipFile = gzip.GzipFile(fileobj=file) if packed else file
             # At most so much of a line is read: a file that is not one post per line (a JSON array saved on one
             # line) was read, decoded and parsed whole, twice, several times its size in memory, before it failed.
-            for lineno, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
-                if len(raw) > MAX_LINE_BYTES:
+            for lineno, raw in enumerate(lines(handle, MAX_LINE_BYTES), start=1):
+                if raw is None:
                     raise InputError(f"{p}:{lineno}: longer than {MAX_LINE_BYTES >> 20} MiB: a post is one line of "
                                      "JSONL, an object per line")
                 # Files saved by Windows tools start with one, and not only on line 1: `cat` of two such files has

@@ -25,6 +25,7 @@ from streams import CONFIG, capture_ending_now, write_stream
 from miner import replay as replay_module
 from miner.cli import main
 from miner.config import Config, bundled_path
+from miner.errors import InputError
 from miner.records import Post
 from miner.replay import check_stream, demo_stream_path, read_posts
 from miner.status import shown_time
@@ -180,6 +181,24 @@ def test_replay_refuses_a_line_longer_than_it_reads_naming_it(tmp_path: Path, ru
     assert result.exit_code == 1
     assert f"Error: {stream}:2: longer than 1 MiB: a post is one line of JSONL" in result.output, result.output
     assert "(nothing was stored)" in result.output and not db.exists()
+
+
+def test_replay_reads_a_line_of_just_the_longest_length_with_its_newline_as_without(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its newline counted towards the limit: such a line was refused where it ended with one, and read as the
+    # file's last line without one.
+    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
+
+    def line(size: int, n: int) -> bytes:
+        head = b'{"id": "%d", "created_at": "2026-01-01T00:0%d:00Z", "source": "s", "text": "x' % (n, n)
+        return head + b" " * (size - len(head) - 2) + b'"}'
+
+    stream = tmp_path / "s.jsonl"
+    stream.write_bytes(line(1 << 20, 1) + b"\n" + line(1 << 20, 2))
+    assert [p.external_id for p in read_posts(stream)] == ["1", "2"]
+    stream.write_bytes(line(1 << 20, 1) + b"\n" + line((1 << 20) + 1, 2) + b"\n")
+    with pytest.raises(InputError, match=r"s\.jsonl:2: longer than 1 MiB"):
+        list(read_posts(stream))
 
 
 def test_replay_names_the_line_of_invalid_utf8_and_a_bare_carriage_return_does_not_end_a_line(

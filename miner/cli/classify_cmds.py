@@ -21,7 +21,7 @@ from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign,
 from miner.cli.classify_output import open_output
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
-from miner.records import MAX_LINE_BYTES
+from miner.jsonl import MAX_LINE_BYTES
 from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:

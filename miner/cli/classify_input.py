@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from miner.errors import InputError
-from miner.records import MAX_LINE_BYTES
+from miner.jsonl import MAX_LINE_BYTES, lines
 
 # Lines read, classified and written at a time, whatever --batch-size: memory stays bounded on huge inputs (a
 # chunk of batch_size * 128 lines read a 500k-line file whole at --batch-size 8192), and length-sorting within
@@ -87,25 +87,11 @@ def foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
     return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
 
 
-def _lines(fh: IO[bytes] | gzip.GzipFile) -> Iterator[bytes | None]:
-    """The lines of ``fh``, None for one longer than MAX_LINE_BYTES (read past, never held whole)."""
-    # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".
-    while line := fh.readline(MAX_LINE_BYTES + 1):
-        # The newline is no part of the line's length: one of MAX_LINE_BYTES was refused where it had one, and
-        # taken as the file's last line without one.
-        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
-            yield line
-            continue
-        while not line.endswith(b"\n") and (line := fh.readline(1 << 20)):
-            pass
-        yield None
-
-
 def chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
     chunk: list[tuple[int, bytes | None]] = []
     n = held = 0
     try:
-        for n, line in enumerate(_lines(fh), 1):
+        for n, line in enumerate(lines(fh, MAX_LINE_BYTES), 1):
             chunk.append((n, line))
             held += len(line or b"")
             if len(chunk) >= size or held >= CHUNK_BYTES:
