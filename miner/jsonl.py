@@ -6,10 +6,15 @@ import gzip
 from collections.abc import Iterator
 from typing import IO
 
-# The longest line of a JSONL input miner reads (`miner classify`, `miner replay`): no post is that long (the model
-# reads its first 64,000 characters at most), and parsing one costs about 3.6 times its size in memory (a 1 GB line,
-# 3.6 GB), enough to kill a run mid-file. A longer one is read past, never held whole.
-MAX_LINE_BYTES = 64 << 20
+# The longest line of a JSONL input miner reads (`miner classify`, `miner replay`), its newline not counted: no post
+# comes near it (the model reads a text's first 64,000 characters at most, 768 KB as JSON even if each is escaped as
+# a surrogate pair; real posts' lines are under 2 KB). A longer one is read past, never held whole. Parsing a line
+# costs about 3.6 times its size in memory for a long text, but up to 45 times for nested arrays and objects: at
+# 64 MiB, a line of `[{},{},...]` took a `miner classify` run to 1.85 GB, one of `[[[[]]]],...` to 3.15 GB, enough
+# to kill it mid-file; at 16 MiB the latter takes a run to 1.12 GB mid-file, the model loaded (0.41 GB without such
+# a line; a 4 MiB limit would keep it to 0.59 GB). Counting brackets before parsing was no bound: scalars in one
+# array cost up to 15 times their size (`["ab","ab",...]`), and a text may hold brackets.
+MAX_LINE_BYTES = 16 << 20
 
 
 def lines(fh: IO[bytes] | gzip.GzipFile, limit: int) -> Iterator[bytes | None]:

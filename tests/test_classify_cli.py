@@ -591,20 +591,33 @@ def test_long_posts_are_read_a_few_megabytes_at_a_time_not_4096_lines_at_once(tm
     assert max(sum(len(raw) for _, raw in chunk) for chunk in read) < CHUNK_BYTES + len(line)
 
 
-def test_a_line_longer_than_64_mib_is_an_error_row_not_read_whole(runner: CliRunner, tmp_path: Path) -> None:
+def test_a_line_longer_than_16_mib_is_an_error_row_not_read_whole(runner: CliRunner, tmp_path: Path) -> None:
     # Such a line was read, decoded and parsed whole: about 3.6 times its size in memory (a 1 GB line, 3.6 GB).
     src = tmp_path / "posts.jsonl"
     with src.open("wb") as fh:
         fh.write(b'{"id": 1, "text": "whatsapp is down"}\n{"id": 2, "text": "')
-        fh.write(b"down " * (13 << 20) + b'"}\n')  # 65 MiB
+        fh.write(b"down " * ((17 << 20) // 5) + b'"}\n')  # 17 MiB
         fh.write(b'{"id": 3, "text": "whatsapp is down"}\n{"id": 4, "text": "')
-        fh.write(b"down " * (13 << 20))  # and one cut off at the end of the file
+        fh.write(b"down " * ((17 << 20) // 5))  # and one cut off at the end of the file
     result = runner.invoke(main, ["classify", str(src)])
     assert result.exit_code == 1
     rows = _rows(result.stdout)
     assert [(r["id"], r["outage"], r.get("error")) for r in rows] == [
-        (1, 1, None), (None, None, "line 2: longer than 64 MiB"), (3, 1, None),
-        (None, None, "line 4: longer than 64 MiB")]
+        (1, 1, None), (None, None, "line 2: longer than 16 MiB"), (3, 1, None),
+        (None, None, "line 4: longer than 16 MiB")]
+
+
+def test_a_line_of_nested_json_longer_than_16_mib_is_refused_unparsed(runner: CliRunner, tmp_path: Path) -> None:
+    # Parsing nested arrays and objects costs up to 45 times their size: a line just under the former limit of
+    # 64 MiB of `[{},{},...]` took a run to 1.85 GB, and one of `[[[[]]]],...` to 3.15 GB.
+    src = tmp_path / "nested.jsonl"
+    src.write_bytes(b"[" + b"{}," * ((16 << 20) // 3) + b"{}]\n" + b'{"id": 2, "text": "whatsapp is down"}\n')
+    result = runner.invoke(main, ["classify", str(src)])
+    assert result.exit_code == 1, result.output
+    assert [(r["id"], r["outage"], r.get("error")) for r in _rows(result.stdout)] == [
+        (None, None, "line 1: longer than 16 MiB"), (2, 1, None)]
+    help_text = " ".join(runner.invoke(main, ["classify", "--help"]).output.split())
+    assert "longer than 16 MiB" in help_text
 
 
 def test_a_line_of_just_the_longest_length_is_read_with_its_newline_as_without(
@@ -614,7 +627,7 @@ def test_a_line_of_just_the_longest_length_is_read_with_its_newline_as_without(
     import miner.cli.classify_input as classify_input
 
     for module in (classify_input, classify_cmds):  # the reader's limit, and the error's message
-        monkeypatch.setattr(module, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
+        monkeypatch.setattr(module, "MAX_LINE_BYTES", 1 << 20)  # as for 16 MiB, in a 1 MiB line
 
     def line(size: int, post_id: int) -> bytes:
         head = b'{"id": %d, "text": "whatsapp is down' % post_id

@@ -183,11 +183,22 @@ def test_replay_refuses_a_line_longer_than_it_reads_naming_it(tmp_path: Path, ru
     assert "(nothing was stored)" in result.output and not db.exists()
 
 
+def test_replay_refuses_a_line_of_nested_json_longer_than_16_mib_unparsed(tmp_path: Path, runner: CliRunner) -> None:
+    # Parsing nested arrays and objects costs up to 45 times their size: a line just under the former limit of
+    # 64 MiB of `[{},{},...]` was read whole and parsed, 1.75 GB, before it failed as "expected a JSON object".
+    stream = tmp_path / "nested.jsonl"
+    stream.write_bytes(b"[" + b"{}," * ((16 << 20) // 3) + b"{}]\n")
+    with pytest.raises(InputError, match=r"nested\.jsonl:1: longer than 16 MiB: a post is one line of JSONL"):
+        list(read_posts(stream))
+    help_text = " ".join(runner.invoke(main, ["replay", "--help"]).output.split())
+    assert "a line longer than 16 MiB is refused" in help_text
+
+
 def test_replay_reads_a_line_of_just_the_longest_length_with_its_newline_as_without(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its newline counted towards the limit: such a line was refused where it ended with one, and read as the
     # file's last line without one.
-    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 1 << 20)  # as for 64 MiB, in a 1 MiB line
+    monkeypatch.setattr(replay_module, "MAX_LINE_BYTES", 1 << 20)  # as for 16 MiB, in a 1 MiB line
 
     def line(size: int, n: int) -> bytes:
         head = b'{"id": "%d", "created_at": "2026-01-01T00:0%d:00Z", "source": "s", "text": "x' % (n, n)

@@ -146,7 +146,7 @@ def classify_cmd(
     compressed, is refused whole, no row written). Each output line, in input order, is {"id", "outage": 0|1,
     "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
     need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
-    ([classifier].threshold, else the model's). A line that is empty, longer than 64 MiB, not valid UTF-8, not a
+    ([classifier].threshold, else the model's). A line that is empty, longer than 16 MiB, not valid UTF-8, not a
     JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and null
     verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line was
     invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0

@@ -272,7 +272,7 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     """Push recorded posts (JSONL: id, text, created_at, source[, url, lang, author]) through the pipeline on a
     simulated clock.
 
-    POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name), one post per line (a line longer than 64 MiB
+    POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name), one post per line (a line longer than 16 MiB
     is refused); a byte-order mark at the start of any line and CRLF line ends are accepted.
 
     author (optional): the poster's handle or account id. Complaints count authors, as live: posts of one author in
