@@ -24,8 +24,9 @@ HELP = {
                            "than the source's interval has it polled less often."),
     "miner_polls_in_flight": ("gauge", "Polls started and not stored yet at the end of the latest collect run: "
                               "those still running are carried over to the next."),
-    "miner_job_seconds": ("gauge", "Seconds each stage's (job's) latest run took; a collect run longer than the job's "
-                          "interval (15 s) delays every source due meanwhile."),
+    "miner_job_seconds": ("gauge", "Seconds each stage's (job's) latest run took (of the alerts job's backlog sent in "
+                          "parts, its latest part); a collect run longer than the job's interval (15 s) delays "
+                          "every source due meanwhile."),
     "miner_posts_classified_total": ("counter", "Posts classified."),
     "miner_classify_seconds_total": ("counter", "Time spent classifying."),
     "miner_reports_total": ("counter", "User reports by result: accepted, invalid (a field refused), rate_limited, "
@@ -33,7 +34,8 @@ HELP = {
     # The jobs' label is `stage`, as /healthz names them: Prometheus sets `job` (the scrape's) on every series, and
     # renames a `job` of ours exported_job, where no rule asking for job="collect" finds it.
     "miner_job_runs_total": ("counter", "Scheduled job runs, per stage (job) and outcome (ok, error, or skipped: "
-                             "the previous run was still going at the tick)."),
+                             "the previous run was still going at the tick); each part of the alerts job's backlog "
+                             "sent in parts counts as a run."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),

@@ -119,6 +119,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._first_collect: float | None = None  # monotonic, when the first collect round's last run ended
         self._first_withdrawn: set[str] = set()  # see ServiceJobs._first_round_stored
         self._job_names = frozenset(job.name for job in self.options.jobs)
+        self._part_started: dict[str, float] = {}  # see ServiceJobs._part_started
         # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
         # frames
         self._store_errors: dict[str, tuple[str, str]] = {}
@@ -329,7 +330,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
 
     def _run_job(self, name: str) -> None:
         health = self.health[name]
-        started = time.monotonic()
+        started = self._part_started[name] = time.monotonic()
         try:
             getattr(self, f"job_{name}")(self.options.clock())  # ServiceJobs' job_collect, job_process, ...
         except Exception as exc:  # one failing job run must not kill the scheduler; it is retried next time
@@ -362,7 +363,9 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         finally:
             health.runs, health.alive_monotonic = health.runs + 1, time.monotonic()
             took = time.monotonic() - started
-            self.metrics.set("miner_job_seconds", round(took, 3), stage=name)
+            # Of a run sent in parts, its last part's: each part before it counted as a run (ServiceJobs._slice_ended).
+            self.metrics.set("miner_job_seconds", round(time.monotonic() - self._part_started.pop(name), 3),
+                             stage=name)
             log.debug("job %s took %.2f s", name, took)
 
     def _store_failing(self, job: str, error: StoreError | None) -> tuple[str, str] | None:

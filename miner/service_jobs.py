@@ -42,6 +42,9 @@ class ServiceJobs:
     _job_names: frozenset[str]  # the jobs this service runs
     options: ServiceOptions
     health: dict[str, JobHealth]
+    # job -> time.monotonic() at the start of the part of its run going now (the alerts job's backlog, sent in parts):
+    # the run's end (Service._run_job) times its last part, as each part before it was timed.
+    _part_started: dict[str, float]
     # The newest post a source dated, as the process job's last run found it ahead of the clock (Store.clock_behind):
     # /healthz is degraded while it still is. None: not behind, or no run yet.
     _clock_behind: datetime | None
@@ -200,7 +203,8 @@ class ServiceJobs:
         every = next((job.every for job in self.options.jobs if job.name == "alerts"), 30.0)
         pipeline = self._pipeline("alerts")
         while True:
-            stats = pipeline.alert(now, stop=self._stop, deadline=time.monotonic() + every)
+            started = self._part_started["alerts"] = time.monotonic()
+            stats = pipeline.alert(now, stop=self._stop, deadline=started + every)
             if stats.sent:
                 self.metrics.inc("miner_notifications_sent_total", stats.sent)
             if stats.failed:
@@ -211,16 +215,22 @@ class ServiceJobs:
                 log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
             if not stats.left or self._stop.is_set():
                 return
-            self._slice_ended("alerts")
+            self._slice_ended("alerts", started)
             now = self.options.clock()
 
-    def _slice_ended(self, name: str) -> None:
-        """A part of a run ended without an error, as a run's end counts (Service._run_job): for /healthz and
-        systemd's watchdog (service_notify), the job gets on. A job not scheduled has no health to keep."""
+    def _slice_ended(self, name: str, started: float) -> None:
+        """A part of a run (begun at ``started``, a time.monotonic()) ended without an error, and counts as a run
+        does (Service._run_job): for /healthz and systemd's watchdog (service_notify), the job gets on; on /metrics,
+        a run of the job, of the part's length. Counted as one run, a backlog of 40 parts stood still on
+        miner_job_runs_total and /healthz's runs, then set miner_job_seconds to the whole backlog's 80 s (or 30 min),
+        as if a tick's work had taken that long. A job not scheduled has no health to keep."""
         health = self.health.get(name)
         if health is not None:
             mono = time.monotonic()
             health.last_ok, health.last_ok_monotonic, health.alive_monotonic = self.options.clock(), mono, mono
+            health.runs += 1
+            self.metrics.inc("miner_job_runs_total", stage=name, outcome="ok")
+            self.metrics.set("miner_job_seconds", round(mono - started, 3), stage=name)
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), stage=name)
 
     def job_retention(self, now: datetime) -> None:

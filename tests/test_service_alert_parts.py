@@ -1,0 +1,66 @@
+"""What /metrics and the log say while the service's alerts job sends a backlog in parts of one interval
+(ServiceJobs.job_alerts): a real service with the alerts job alone, a real aiosmtpd server that answers each message
+late, a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from smtp_server import SmtpServer
+from test_alerts_support import open_incident
+from test_service import wait_for
+
+from miner.service import JobSpec, Service, ServiceOptions
+from miner.store import Store
+from miner.timeutil import utcnow
+
+EVERY = 2.0  # the alerts job's interval: a part sends for this long, then the message in flight
+DELAY = 0.5  # each message's DATA answered this late: four messages at most in a part
+
+
+@contextmanager
+def backlog(tmp_path: Path, n: int) -> Iterator[tuple[Service, Store, SmtpServer]]:
+    """A service running the alerts job alone, every EVERY s, with ``n`` messages due (one per incident) to a mail
+    server taking DELAY s for each; its store, open; the server. Stopped and closed after."""
+    from miner.config import load_config
+
+    smtp = SmtpServer()
+    smtp.inbox.delay = DELAY
+    smtp.start()
+    services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n))
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
+                   f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+                   '[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n', encoding="utf-8")
+    store = Store.open(tmp_path / "miner.sqlite")
+    for i in range(n):  # each its own group: a message each
+        open_incident(store, f"Svc{i}", utcnow() - timedelta(minutes=2), posts=False, series=False)
+    service = Service(load_config(cfg), tmp_path / "miner.sqlite",
+                      ServiceOptions(jobs=(JobSpec("alerts", EVERY),), http=False))
+    service.start()
+    try:
+        yield service, store, smtp
+    finally:
+        service.stop()
+        smtp.stop()
+        store.close()
+
+
+def test_each_part_of_an_alerts_backlog_counts_as_a_run_of_the_job(tmp_path: Path) -> None:
+    # A run of 40 parts was one observation: miner_job_runs_total{outcome="ok"} and /healthz's runs stood still for
+    # the whole backlog (half an hour at 30 s a part), and miner_job_seconds said 80 s (or 1800 s) at its end, as if
+    # one tick's work had taken that long, though each part ends, and counts as the job's success, as a run does.
+    n = 16
+    with backlog(tmp_path, n) as (service, store, smtp):
+        wait_for(lambda: len(smtp.inbox.messages) >= 10, timeout=60)  # into the third part at least
+        ok = service.metrics.get("miner_job_runs_total", stage="alerts", outcome="ok")
+        seconds = service.metrics.get("miner_job_seconds", stage="alerts")
+        runs = service.healthz()[1]["stages"]["alerts"]["runs"]
+        assert store.outbox_rows(["pending"]), "the backlog went out before the test looked"
+        assert ok >= 2 and runs >= 2, (ok, runs)
+        # A part's length: its interval, and the message then in flight; not the run's so far.
+        assert 0 < seconds < EVERY + 4 * DELAY, seconds
+        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
