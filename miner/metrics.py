@@ -35,7 +35,7 @@ HELP = {
     # renames a `job` of ours exported_job, where no rule asking for job="collect" finds it.
     "miner_job_runs_total": ("counter", "Scheduled job runs, per stage (job) and outcome (ok, error, or skipped: "
                              "the previous run was still going at the tick); each part of the alerts job's backlog "
-                             "sent in parts counts as a run."),
+                             "sent in parts counts as a run, and a tick its next part does is not skipped."),
     "miner_notifications_sent_total": ("counter", "Notifications delivered."),
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),

@@ -37,7 +37,7 @@ from miner.service_handover import warn_lost
 from miner.service_jobs import ServiceJobs
 from miner.service_lock import ServiceLock
 from miner.service_notify import Notifier
-from miner.service_schedule import QUIET_SKIPS, CatchUpInterval
+from miner.service_schedule import QUIET_SKIPS, CatchUpInterval, PartTicks
 from miner.service_scrape import ServiceScrape
 from miner.service_starting import Starting
 from miner.service_stores import JobStores
@@ -120,6 +120,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._first_withdrawn: set[str] = set()  # see ServiceJobs._first_round_stored
         self._job_names = frozenset(job.name for job in self.options.jobs)
         self._part_started: dict[str, float] = {}  # see ServiceJobs._part_started
+        self._part_ticks = PartTicks()
         # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
         # frames
         self._store_errors: dict[str, tuple[str, str]] = {}
@@ -325,6 +326,9 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         return Pipeline(self.config, self._store(job), self._classifier)
 
     def _on_skipped(self, event: JobSubmissionEvent) -> None:
+        if self._part_ticks.hold(str(event.job_id)):
+            log.debug("job %s: sending in parts at its next tick, which the next part does", event.job_id)
+            return
         self.metrics.inc("miner_job_runs_total", stage=str(event.job_id), outcome="skipped")
         log.debug("job %s: still running at its next tick, which is skipped", event.job_id)
 

@@ -17,6 +17,7 @@ from miner.config import Config
 from miner.errors import StoreError
 from miner.held_polls import HeldPolls
 from miner.metrics import Metrics
+from miner.service_schedule import PartTicks
 from miner.store.maintenance import held_prune_message
 from miner.timeutil import iso
 
@@ -45,6 +46,7 @@ class ServiceJobs:
     # job -> time.monotonic() at the start of the part of its run going now (the alerts job's backlog, sent in parts):
     # the run's end (Service._run_job) times its last part, as each part before it was timed.
     _part_started: dict[str, float]
+    _part_ticks: PartTicks  # the ticks that find a part going, held to its end
     # The newest post a source dated, as the process job's last run found it ahead of the clock (Store.clock_behind):
     # /healthz is degraded while it still is. None: not behind, or no run yet.
     _clock_behind: datetime | None
@@ -204,7 +206,14 @@ class ServiceJobs:
         pipeline = self._pipeline("alerts")
         while True:
             started = self._part_started["alerts"] = time.monotonic()
-            stats = pipeline.alert(now, stop=self._stop, deadline=started + every)
+            self._part_ticks.begin("alerts", started + every, every)
+            more = False
+            try:
+                stats = pipeline.alert(now, stop=self._stop, deadline=started + every)
+                more = bool(stats.left) and not self._stop.is_set()
+            finally:
+                if skipped := self._part_ticks.end("alerts", more):
+                    self.metrics.inc("miner_job_runs_total", skipped, stage="alerts", outcome="skipped")
             if stats.sent:
                 self.metrics.inc("miner_notifications_sent_total", stats.sent)
             if stats.failed:
@@ -213,7 +222,7 @@ class ServiceJobs:
                 # would show it.
                 self.metrics.inc("miner_notifications_failed_total", stats.failed)
                 log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
-            if not stats.left or self._stop.is_set():
+            if not more:
                 return
             self._slice_ended("alerts", started)
             now = self.options.clock()
