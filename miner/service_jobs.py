@@ -204,6 +204,7 @@ class ServiceJobs:
         # just past one waited out the next, and a backlog went out at half the pace.
         every = next((job.every for job in self.options.jobs if job.name == "alerts"), 30.0)
         pipeline = self._pipeline("alerts")
+        parts, began, sent, retried, failed = 0, time.monotonic(), 0, 0, 0
         while True:
             started = self._part_started["alerts"] = time.monotonic()
             self._part_ticks.begin("alerts", started + every, every)
@@ -214,6 +215,8 @@ class ServiceJobs:
             finally:
                 if skipped := self._part_ticks.end("alerts", more):
                     self.metrics.inc("miner_job_runs_total", skipped, stage="alerts", outcome="skipped")
+            parts += 1
+            sent, retried, failed = sent + stats.sent, retried + stats.retried, failed + stats.failed
             if stats.sent:
                 self.metrics.inc("miner_notifications_sent_total", stats.sent)
             if stats.failed:
@@ -222,7 +225,16 @@ class ServiceJobs:
                 # would show it.
                 self.metrics.inc("miner_notifications_failed_total", stats.failed)
                 log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+            if parts == 1 and more:
+                # Once, and a summary at the end: a line at each part came every 30 s for the whole backlog.
+                log.info("alerts: a backlog of due messages goes out in parts of %g s (the job's interval), each "
+                         "planning first, the next started at once: %d left after the first part's %d attempt(s) "
+                         "(and any others due)", every, stats.left, stats.claimed)
             if not more:
+                if parts > 1:
+                    log.info("alerts: %s in %d parts over %.0f s: %d sent, %d to retry, %d failed",
+                             "stopped sending a backlog (the rest go at the next start)" if self._stop.is_set()
+                             else "the backlog went out", parts, time.monotonic() - began, sent, retried, failed)
                 return
             self._slice_ended("alerts", started)
             now = self.options.clock()

@@ -4,11 +4,13 @@ late, a real store."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from smtp_server import SmtpServer
 from test_alerts_support import open_incident
 from test_service import wait_for
@@ -89,3 +91,22 @@ def test_ticks_that_find_an_alerts_backlog_going_in_parts_are_not_skipped_runs_a
         open_incident(store, f"Svc{n}", utcnow() - timedelta(minutes=2), posts=False, series=False)
         wait_for(lambda: skipped() > after, timeout=60)
         assert len(store.outbox_rows(["sent"])) == n, "the slow message went out before its ticks were counted"
+
+
+def test_an_alerts_backlog_sent_in_parts_is_logged_at_its_first_part_and_at_its_end_not_at_each_part(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Each part that stopped at its deadline logged "N due outbox message(s) left for the next run", at INFO, every
+    # 30 s for the whole backlog (60 lines for half an hour), though the next part starts at once: "the next run" was
+    # not even when they would go. Now one line as the backlog starts, and one as it ends, with what went and how long.
+    caplog.set_level(logging.INFO)
+    n = 16
+    with backlog(tmp_path, n) as (_service, store, _smtp):
+        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+        # The summary comes as the last part ends, after its message's record.
+        wait_for(lambda: any("the backlog went out" in r.getMessage() for r in caplog.records), timeout=10)
+        sent = len(store.outbox_rows(["sent"]))
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
+             and (r.getMessage().startswith("alerts: ") or "left for the next" in r.getMessage())]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("alerts: a backlog of due messages goes out in parts of 2 s"), lines
+    assert f"{sent} sent" in lines[1] and sent == n, (sent, lines)

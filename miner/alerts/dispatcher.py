@@ -207,8 +207,10 @@ class _Run:
 
     def finish(self) -> DispatchStats:
         if self.stats.left:
-            log.info("%d due outbox message(s) left for the next run (and any others due): this run reached its "
-                     "deadline, after %d attempt(s)", self.stats.left, self.stats.claimed)
+            # Debug: the service's alerts job sends a backlog in such runs, back to back, and says so at its first
+            # and at its end (ServiceJobs.job_alerts); at INFO, this came at each, every 30 s for the whole backlog.
+            log.debug("%d due outbox message(s) left for the next run (and any others due): this run reached its "
+                      "deadline, after %d attempt(s)", self.stats.left, self.stats.claimed)
         for channel, n in self.down.items():
             if n:
                 log.warning("%d due outbox message(s) for %s left for the next run: its server was unreachable",
