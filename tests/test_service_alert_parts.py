@@ -14,8 +14,9 @@ import pytest
 from smtp_server import SmtpServer
 from test_alerts_support import open_incident
 from test_service import wait_for
+from test_service_notify import alerting_service
 
-from miner.service import JobSpec, Service, ServiceOptions
+from miner.service import Service
 from miner.store import Store
 from miner.timeutil import utcnow
 
@@ -28,21 +29,10 @@ def backlog(tmp_path: Path, n: int, spare: int = 0) -> Iterator[tuple[Service, S
     """A service running the alerts job alone, every EVERY s, with ``n`` messages due (one per incident, of the
     services Svc0...) to a mail server taking DELAY s for each, and ``spare`` services more without an incident; its
     store, open; the server. Stopped and closed after."""
-    from miner.config import load_config
-
     smtp = SmtpServer()
     smtp.inbox.delay = DELAY
     smtp.start()
-    services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n + spare))
-    cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
-                   f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
-                   '[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n', encoding="utf-8")
-    store = Store.open(tmp_path / "miner.sqlite")
-    for i in range(n):  # each its own group: a message each
-        open_incident(store, f"Svc{i}", utcnow() - timedelta(minutes=2), posts=False, series=False)
-    service = Service(load_config(cfg), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("alerts", EVERY),), http=False))
+    service, store = alerting_service(tmp_path, smtp, n, every=EVERY, spare=spare)
     service.start()
     try:
         yield service, store, smtp

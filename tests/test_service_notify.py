@@ -309,12 +309,14 @@ def test_a_long_classify_backlog_is_no_stuck_job_while_its_batches_go_through(tm
         service.stop()
 
 
-def _alerting(tmp_path: Path, smtp: SmtpServer, n: int, notifier: Notifier | None = None) -> tuple[Service, Store]:
-    """A service running the alerts job alone, every second, mailing ``smtp`` through the default smtp.timeout (30 s)
-    an alert for each of ``n`` incidents opened in its store (not started), and that store, open."""
+def alerting_service(tmp_path: Path, smtp: SmtpServer, n: int, notifier: Notifier | None = None, every: float = 1.0,
+                     spare: int = 0) -> tuple[Service, Store]:
+    """A service running the alerts job alone, every ``every`` s, mailing ``smtp`` through the default smtp.timeout
+    (30 s) an alert for each of ``n`` incidents opened in its store (not started; one per service Svc0..., ``spare``
+    services more without one), and that store, open."""
     from miner.config import load_config
 
-    services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n))
+    services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n + spare))
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
                    f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
@@ -323,7 +325,7 @@ def _alerting(tmp_path: Path, smtp: SmtpServer, n: int, notifier: Notifier | Non
     for i in range(n):  # each its own group: a message each
         open_incident(store, f"Svc{i}", utcnow() - timedelta(minutes=2), posts=False, series=False)
     return Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(
-        jobs=(JobSpec("alerts", 1.0),), http=False, **({"notify": notifier} if notifier else {}))), store
+        jobs=(JobSpec("alerts", every),), http=False, **({"notify": notifier} if notifier else {}))), store
 
 
 def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_messages_go_out(
@@ -335,7 +337,7 @@ def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_m
     smtp.inbox.delay = 0.5  # two messages at most in each second (the job's interval) of a run
     smtp.start()
     notifier = Notifier.from_env({"NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "200000"})
-    service, store = _alerting(tmp_path, smtp, n, notifier)
+    service, store = alerting_service(tmp_path, smtp, n, notifier)
     service.start()
     try:
         systemd.next(has("READY=1"))
@@ -368,7 +370,7 @@ def test_one_send_to_a_slow_mail_server_within_its_timeouts_is_no_stuck_alerts_j
     smtp = SmtpServer()
     smtp.inbox.delay = 20.0  # under smtp.timeout: the send is held, not cut, the whole test long
     smtp.start()
-    service, store = _alerting(tmp_path, smtp, 1)
+    service, store = alerting_service(tmp_path, smtp, 1)
     service.start()
     try:
         wait_for(lambda: bool(store.outbox_rows(["sending"])), timeout=60)
