@@ -59,7 +59,7 @@ class ServiceJobs:
     def job_collect(self, now: datetime) -> None:
         held = self._held
         started = time.monotonic()
-        every = self._collect_every()
+        every = self._every("collect", 15.0)
         ran = False  # the run got to its end: the pool's withdrawn are this run's
         try:
             # Back before the next tick: polls still running then are carried over, and stored by a later run.
@@ -129,8 +129,9 @@ class ServiceJobs:
         if not self._first_withdrawn and (oldest is None or oldest > self._first_collect):
             self._collected.set()
 
-    def _collect_every(self) -> float:
-        return next((job.every for job in self.options.jobs if job.name == "collect"), 15.0)
+    def _every(self, name: str, default: float) -> float:
+        """Seconds between the runs of job ``name``; ``default`` where the service does not schedule it."""
+        return next((job.every for job in self.options.jobs if job.name == name), default)
 
     def _slowest_polls(self, polled: list[CollectReport], took: float, every: float) -> str:
         """For a run that outlasted the collect job's interval (storing its polls took that long: a store locked by
@@ -202,7 +203,7 @@ class ServiceJobs:
         # taken went again after its lease), /healthz said the job was stuck, and an incident opened meanwhile was
         # not planned until the backlog was out. The next slice starts at once: left to the next tick, a run ending
         # just past one waited out the next, and a backlog went out at half the pace.
-        every = next((job.every for job in self.options.jobs if job.name == "alerts"), 30.0)
+        every = self._every("alerts", 30.0)
         pipeline = self._pipeline("alerts")
         parts, began, sent, retried, failed = 0, time.monotonic(), 0, 0, 0
         while True:
