@@ -15,12 +15,12 @@ from miner.config import Config
 from miner.http_api import Endpoints, HttpApi
 from miner.http_listener import Listener
 from miner.read_api import ReadApi
-from miner.records import FUTURE_SLACK
 from miner.report_intake import ReportIntake
 from miner.service_starting import Starting
 from miner.service_stores import JobStores
 from miner.status import clock_behind, clock_behind_text
 from miner.status_board import StatusBoard
+from miner.store.clock import past_slack
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -97,8 +97,8 @@ class ServiceEndpoint:
         if lost := self._stores.lost():
             return False, {"status": "failed", "error": lost, "now": iso(now), "model": model, "stages": stages}
         # Compared with the clock now, not at the run: set right since, it is not behind any more.
-        newest = self._clock_behind
-        behind = clock_behind(newest, now) if newest is not None and newest > now + FUTURE_SLACK else None
+        newest = past_slack(self._clock_behind, now)
+        behind = clock_behind(newest, now) if newest is not None else None
         reason = {"reason": clock_behind_text(behind)} if behind is not None else {}
         ok = ok and behind is None
         return ok, {"status": "ok" if ok else "degraded", **reason, "now": iso(now), "model": model,

@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 CLOCK_SLACK = timedelta(seconds=60)
 
 
+def past_slack(newest: datetime | None, now: datetime) -> datetime | None:
+    """``newest``, the newest post a source dated, where it is more than FUTURE_SLACK after ``now``: the clock is
+    behind the store (Store.clock_behind). None otherwise."""
+    return newest if newest is not None and newest > now + FUTURE_SLACK else None
+
+
 class ClockMixin:
     database: Database
 
@@ -46,8 +52,7 @@ class ClockMixin:
         clock is right. A store without a post its source dated (user reports and undated items only) has nothing
         to tell them apart by.
         """
-        newest = self.newest_source_dated()
-        return newest if newest is not None and newest > now + FUTURE_SLACK else None
+        return past_slack(self.newest_source_dated(), now)
 
     def detectors_ahead(self, now: datetime, bucket: timedelta) -> list[tuple[str, SavedDetector]]:
         """Detectors whose last bucket ends more than FUTURE_SLACK after ``now``: stepped by a clock that was ahead.
