@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from itertools import pairwise
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from miner.redaction import REDACTED as REDACTED
+from miner.redaction import redact
+
 
 def control_char(text: str) -> str | None:
     """The first control or format character in ``text`` (CR, LF, NUL, a bidi override...) as ``U+XXXX``, or None.
@@ -114,7 +117,6 @@ _SECRET_WORDS = frozenset({"key", "apikey", "token", "accesstoken", "auth", "sec
                            "webhooksecret", "oauthsecret",
                            "apipassword", "userpassword", "adminpassword",
                            "apisig", "apisignature", "urlsignature"})
-REDACTED = "[redacted]"
 
 
 def secret_param(pair: str) -> bool:
@@ -170,19 +172,22 @@ _QUOTED_MIN = 5
 
 def without_url(text: str, url: str, *, secret: bool = True) -> str:
     """``text`` (a server's answer, which may quote the request: an error page, ``Cannot POST /hook?token=...``, the
-    status or header line h11 found malformed) without what of ``url`` a message must not show, raw and
-    percent-decoded. ``secret`` (a webhook's URL, a `url_env` source's): the whole URL, its path and query, each path
-    segment and query value of 5 characters or more. Otherwise, as `shown_url` leaves them out: its query and each
-    of its values, and its login."""
+    status or header line h11 found malformed) without what of ``url`` a message must not show (`url_pieces`), raw,
+    percent-decoded and percent-encoded again (`miner.redaction.redact`)."""
+    return redact(text, url_pieces(url, secret=secret))
+
+
+def url_pieces(url: str, *, secret: bool = True) -> set[str]:
+    """What of ``url`` a message must not show, as written and percent-decoded. ``secret`` (a webhook's URL, a
+    `url_env` source's): the whole URL, its path and query, each path segment and query value of 5 characters or
+    more. Otherwise, as `shown_url` leaves them out: its query and each of its values, and its login."""
     parts = urlsplit(url)
     pieces = {url, parts.query, parts.username or "", parts.password or ""}
     pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
     if secret:
         pieces |= {parts.path + ("?" + parts.query if parts.query else ""), parts.path, *parts.path.split("/")}
     pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
-    for piece in sorted((p for p in pieces if len(p) >= _QUOTED_MIN), key=len, reverse=True):
-        text = text.replace(piece, REDACTED)
-    return text
+    return {p for p in pieces if len(p) >= _QUOTED_MIN}
 
 
 # The shortest part of a URL from the environment taken for its key (see secret_parts): "/feeds/", "rss" and "v1" are

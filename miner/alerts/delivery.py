@@ -29,12 +29,13 @@ from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSe
 from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure, without_login
 from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTooLong, cut, quit_session
 from miner.alerts.text import idna_address
-from miner.alerts.webhooks import REDACTED, post_json
+from miner.alerts.webhooks import post_json
 from miner.env_names import shown_name
 from miner.net_errors import url_host
 from miner.proxy_env import ProxyUnusable
+from miner.redaction import redact
 from miner.timeutil import parse_retry_after, utcnow
-from miner.urls import control_char, idna_problem, without_url
+from miner.urls import control_char, idna_problem, url_pieces
 
 if TYPE_CHECKING:
     from miner.alerts.claim import Claim
@@ -298,8 +299,7 @@ class HttpWebhookSender:
             return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error
         # may quote the event, routing key and all.
-        snippet = without_url(resp.body.decode("utf-8", "replace"), url)
-        snippet = (snippet.replace(key, REDACTED) if key else snippet)[:200].replace("\n", " ")
+        snippet = redact(resp.body.decode("utf-8", "replace"), [key, *url_pieces(url)])[:200].replace("\n", " ")
         message = f"webhook {webhook.name}: HTTP {resp.status} {snippet}".strip()
         if resp.status == 429 or resp.status >= 500:
             # Seconds or an HTTP date: the date is read against the real clock, as the server meant it.

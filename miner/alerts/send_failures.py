@@ -12,9 +12,9 @@ import smtplib
 import httpx
 
 from miner.alerts.channel_settings import SmtpSettings, WebhookSettings
-from miner.alerts.webhooks import REDACTED
 from miner.env_names import shown_name
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
+from miner.redaction import redact
 from miner.urls import without_url
 
 # A failure after the whole message went out, before the server's reply to it: whether it arrived is unknown. Said as
@@ -78,12 +78,10 @@ def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> t
 
 def without_login(text: str, user: str, password: str) -> str:
     """``text`` without the SMTP login: the user and password as such and as AUTH sends them, base64 (PLAIN's
-    ``\\0user\\0password``, LOGIN's each alone). One of fewer than 4 characters stays: taking it out would garble the
-    text, and it guards little."""
+    ``\\0user\\0password``, LOGIN's each alone), percent-encoded too (`miner.redaction.redact`). One of fewer than 4
+    characters stays: taking it out would garble the text, and it guards little."""
     pieces = {piece for piece in (user, password) if len(piece) >= 4}
     pieces |= {base64.b64encode(piece.encode()).decode() for piece in pieces}
     if pieces:
         pieces.add(base64.b64encode(f"\0{user}\0{password}".encode()).decode())
-    for piece in sorted(pieces, key=len, reverse=True):
-        text = text.replace(piece, REDACTED)
-    return text
+    return redact(text, pieces)

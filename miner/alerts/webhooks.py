@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
 from miner.alerts.text import clean_text, safe_url, slack_text, slack_url, teams_text
+from miner.redaction import REDACTED as REDACTED
 from miner.store.incidents import gap_json
 from miner.timeutil import iso
 
@@ -31,7 +32,6 @@ BODY_LIMIT = 4096  # bytes of an error answer read, for the snippet stored with 
 PAYLOAD_VERSION = 1
 SLACK_BLOCKS = 50  # the most blocks Slack takes in one message
 
-REDACTED = "[redacted]"
 @dataclass(frozen=True)
 class Reply:
     status: int

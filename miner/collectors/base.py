@@ -17,7 +17,8 @@ from miner.config import SourceConfig
 from miner.env_names import shown_name
 from miner.errors import BadContent, SourceError
 from miner.records import FUTURE_SLACK, UNDATED_NEW, FetchResult, Post, SourceState
-from miner.urls import REDACTED, link_id, secret_parts, stored_link, url_problem
+from miner.redaction import redact
+from miner.urls import link_id, secret_parts, stored_link, url_problem
 
 
 def utc_now() -> datetime:
@@ -60,10 +61,9 @@ class PollContext:
 def without_credentials(quoted: str, *credentials: str) -> str:
     """``quoted`` (a login's refusal, in the words of the server it went to) without ``credentials``: the server, or a
     mirror or proxy in front of it, may quote what it was sent, and the words go into the source's error (stored,
-    logged, in `miner status` and the digest). One of fewer than 4 characters stays: it would garble the words."""
-    for credential in sorted((c for c in credentials if len(c) >= 4), key=len, reverse=True):
-        quoted = quoted.replace(credential, REDACTED)
-    return quoted
+    logged, in `miner status` and the digest), as sent or percent-encoded (a form's field, a query value). One of
+    fewer than 4 characters stays: it would garble the words."""
+    return redact(quoted, (c for c in credentials if len(c) >= 4))
 
 
 class Collector(Protocol):

@@ -1,0 +1,50 @@
+"""Every form a secret travels in, for the messages that must not show it: as written, and percent-encoded.
+
+A token, password or webhook URL reaches a message in the words of a server or client quoting what it was sent: a
+server echoing the request line or the body it refused, httpx's error quoting a line it could not read. What was
+sent was often percent-encoded on the way (a query value, a form field, a path segment: ``/`` as ``%2F`` or
+``%2f``, ``+`` as ``%2B``, a space as ``%20`` or ``+``, ``é`` as ``%C3%A9``), so taking out the secret as written
+left it readable in such a message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+REDACTED = "[redacted]"
+
+# Characters no encoder percent-encodes (RFC 3986's unreserved): matched as written only, which keeps the pattern of
+# a long token as short as the token.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _escapes(char: str) -> list[str]:
+    """``char``'s UTF-8 bytes as ``%XX`` each, one per byte, each hex digit either case."""
+    return [f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass")]
+
+
+def _char_pattern(char: str) -> str:
+    if char in _UNRESERVED:
+        return re.escape(char)
+    escaped = "".join(re.escape(e[0]) + "".join(f"[{d.upper()}{d.lower()}]" if d.isalpha() else d for d in e[1:])
+                      for e in _escapes(char))
+    forms = [re.escape(char), escaped] + ([r"\+"] if char == " " else [])  # a form's or query's space
+    return f"(?:{'|'.join(forms)})"
+
+
+@lru_cache(maxsize=64)
+def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    # The longest first: where one secret holds another (a URL and its path), the whole goes as one.
+    ordered = sorted(set(secrets), key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile("|".join("".join(_char_pattern(c) for c in secret) for secret in ordered))
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` as ``[redacted]``, as written and percent-encoded (any of its characters,
+    either case of hex, ``+`` for a space)."""
+    pattern = _pattern(tuple(s for s in secrets if s))
+    return text if pattern is None else pattern.sub(REDACTED, text)

@@ -1,0 +1,100 @@
+"""Secrets in the forms they travel in: percent-encoded by a client or a server quoting them.
+
+Each test gives a secret a value found nowhere else and looks for any readable part of it in what a person or a log
+could see (the store, the service's log, a source's error).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from urllib.parse import quote, quote_plus
+
+import pytest
+from fakeserver import FakeServer, Recorded, Reply
+from test_alerts_support import T0, open_incident, settings, store_text
+from test_secrets import _poll, service_log  # noqa: F401  (service_log: a fixture)
+
+from miner.alerts import dispatch, plan_notifications
+from miner.alerts.settings import RouteSettings, WebhookSettings
+from miner.collectors import CollectSettings, Poller
+from miner.config import SourceConfig
+from miner.redaction import REDACTED, redact
+from miner.store import Store
+
+
+def _lower_hex(encoded: str) -> str:
+    """``encoded`` with its percent escapes in lower-case hex, as some servers and clients write them."""
+    first, *escaped = encoded.split("%")
+    return first + "".join(f"%{part[:2].lower()}{part[2:]}" for part in escaped)
+
+
+@pytest.mark.parametrize("case", [str, _lower_hex])
+def test_redact_takes_out_a_secret_percent_encoded_in_either_case_of_hex(case: Callable[[str], str]) -> None:
+    secret = "Ab/Cd+Ef=Gh t\u00f6k\u20acn"
+    for encoded in (quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret, safe="/+=")):
+        text = f"refused {case(encoded)}; try again"
+        assert redact(text, [secret]) == f"refused {REDACTED}; try again"
+    assert redact("Ab%2fCd%2BEf=Gh t%C3%b6k%E2%82%ACn", [secret]) == REDACTED  # escapes of mixed case
+
+
+def _echoing_encoded(request: Recorded) -> Reply:
+    """A server quoting the request line with its query as it decoded it, encoded again in lower-case hex."""
+    query = "&".join(f"{name}={_lower_hex(quote_plus(value, safe=''))}"
+                     for name, values in request.query.items() for value in values)
+    return Reply(raw=[f"HTTX/9 {request.method} {request.path}?{query} HTTP/1.1\r\n\r\n".encode()])
+
+
+def test_a_feed_key_a_server_quotes_percent_encoded_is_in_no_error(
+        server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    # The key was taken out as written and decoded; the server's own encoding of it ("%2f" for "/", "%3d" for "=")
+    # was stored as the source's error and logged.
+    server.serve("/private.rss", _echoing_encoded)
+    outcome, logged = _poll(server, SourceConfig("private", "rss", url_env="FEED_URL"),
+                            "/private.rss?key=Ab/Cd+Ef=Gh42xyzQ", caplog)
+    said = str(outcome.error)
+    assert said.startswith("truncated or broken response from 127.0.0.1: illegal ") and REDACTED in said
+    assert "Gh42xyzQ" not in said + logged and "Ab%2" not in said + logged
+
+
+@pytest.mark.parametrize("case", [str, _lower_hex])
+def test_a_pagerduty_routing_key_an_answer_quotes_percent_encoded_is_not_stored(
+        server: FakeServer, store: Store, service_log: io.StringIO,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, case: Callable[[str], str]) -> None:
+    # A proxy or gateway refusing the event may quote it as a form would carry it.
+    key = "pd/R0ut+1ng=K3y"
+
+    def refuse(request: Recorded) -> Reply:
+        sent = json.loads(request.body)["routing_key"]
+        return Reply(400, f"invalid: routing_key={case(quote_plus(sent, safe=''))}".encode())
+
+    server.serve("/v2/enqueue", refuse)
+    monkeypatch.setenv("PD_KEY", key)
+    cfg = settings(routes=(RouteSettings(name="pager", webhooks=("pd",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="pd", format="pagerduty", url=server.url + "/v2/enqueue",
+                                             routing_key_env="PD_KEY"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    shown = store_text(store) + service_log.getvalue()
+    assert f"routing_key={REDACTED}" in shown
+    assert "R0ut" not in shown and "K3y" not in shown
+
+
+def test_a_login_refusal_quoting_the_password_percent_encoded_shows_none_of_it(
+        server: FakeServer, caplog: pytest.LogCaptureFixture) -> None:
+    password = "app/pa55+w0rd=Q9"
+
+    def bluesky(request: Recorded) -> Reply:
+        sent = json.loads(request.body)
+        return Reply(401, json.dumps({"error": f"AuthFailed password={quote(sent['password'], safe='')}"}).encode(),
+                     content_type="application/json")
+
+    server.serve("/xrpc/com.atproto.server.createSession", bluesky)
+    source = SourceConfig("b", "bluesky", url=server.url, query="down", env={"identifier": "BID", "password": "BPW"})
+    env = {"BID": "me.example", "BPW": password}
+    with caplog.at_level("DEBUG", logger="miner"), Poller(CollectSettings(), hash_key=b"k", environ=env) as poller:
+        error = str(poller.poll_isolated(source).error)
+    assert error.startswith(f"bluesky login refused (AuthFailed password={REDACTED})")
+    assert "pa55" not in error + caplog.text
