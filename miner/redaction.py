@@ -4,11 +4,13 @@ A token, password or webhook URL reaches a message in the words of a server or c
 server echoing the request line or the body it refused, httpx's error quoting a line it could not read. What was
 sent was often percent-encoded on the way (a query value, a form field, a path segment: ``/`` as ``%2F`` or
 ``%2f``, ``+`` as ``%2B``, a space as ``%20`` or ``+``, ``é`` as ``%C3%A9``), so taking out the secret as written
-left it readable in such a message.
+left it readable in such a message. And a text cut short (the first bytes of an error answer) may end with the
+first part of a secret, which no longer matches it whole.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable
 from functools import lru_cache
@@ -48,3 +50,49 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     either case of hex, ``+`` for a space)."""
     pattern = _pattern(tuple(s for s in secrets if s))
     return text if pattern is None else pattern.sub(REDACTED, text)
+
+
+def _ends_with_start(tail: str, secret: str) -> bool:
+    """Whether all of ``tail`` is the start of ``secret`` in one of its forms, ending as a percent escape may be cut
+    (``%``, ``%2``)."""
+    at = 0
+    for char in secret:
+        if at == len(tail):
+            return True
+        if tail[at] == char or (char == " " and tail[at] == "+"):
+            at += 1
+            continue
+        escaped = "".join(_escapes(char))
+        got = tail[at:at + len(escaped)]
+        if tail[at] != "%" or got.upper() != escaped[:len(got)]:
+            return False
+        at += len(got)
+    # The whole secret and more: redact() takes that whole one out, and what follows it is other text.
+    return at == len(tail)
+
+
+def without_cut_secret(text: str, secrets: Iterable[str]) -> str:
+    """``text``, cut from a longer one, without the start of a secret it ends with: the rest of that secret, past the
+    cut, was never read, so no redaction could match it whole."""
+    longest = 0
+    for secret in {s for s in secrets if s}:
+        most = min(len(text), sum(1 if c in _UNRESERVED else 3 * len(c.encode("utf-8", "surrogatepass"))
+                                  for c in secret))  # its longest form: each character that may be, escaped
+        first = _char_pattern(secret[0])
+        starts = [m.start() for m in re.finditer(first, text[len(text) - most:])]
+        for start in starts:
+            tail = text[len(text) - most + start:]
+            if len(tail) <= longest:
+                break
+            if _ends_with_start(tail, secret):
+                longest = len(tail)
+                break
+    return text[:len(text) - longest]
+
+
+def cut_text(head: bytes, cut: bool) -> str:
+    """``head`` (the first bytes of an answer; ``cut``: there was more) as text: a character whose bytes the cut split
+    is left out, not read as U+FFFD, which would hide the start of a secret ending there from without_cut_secret."""
+    if not cut:
+        return head.decode("utf-8", "replace")
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(head, final=False)

@@ -1,4 +1,5 @@
-"""Secrets in the forms they travel in: percent-encoded by a client or a server quoting them.
+"""Secrets in the forms they travel in: percent-encoded by a client or a server quoting them, and cut short with the
+error answer that quotes them.
 
 Each test gives a secret a value found nowhere else and looks for any readable part of it in what a person or a log
 could see (the store, the service's log, a source's error).
@@ -18,9 +19,10 @@ from test_secrets import _poll, service_log  # noqa: F401  (service_log: a fixtu
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import RouteSettings, WebhookSettings
+from miner.alerts.webhooks import BODY_LIMIT
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
-from miner.redaction import REDACTED, redact
+from miner.redaction import REDACTED, cut_text, redact, without_cut_secret
 from miner.store import Store
 
 
@@ -37,6 +39,43 @@ def test_redact_takes_out_a_secret_percent_encoded_in_either_case_of_hex(case: C
         text = f"refused {case(encoded)}; try again"
         assert redact(text, [secret]) == f"refused {REDACTED}; try again"
     assert redact("Ab%2fCd%2BEf=Gh t%C3%b6k%E2%82%ACn", [secret]) == REDACTED  # escapes of mixed case
+    assert redact("Ab/Cd+Ef", [secret]) == "Ab/Cd+Ef"  # a part of it is left to without_cut_secret
+
+
+def test_a_text_cut_inside_a_secret_loses_the_start_of_it() -> None:
+    secret = "Ab/Cd+Ef=Gh42"
+    for tail in ("Ab/Cd+E", "Ab%2FCd%2", "Ab%2fCd%", "A"):
+        assert without_cut_secret(f"error: {tail}", [secret]) == "error: "
+    assert without_cut_secret("error: Ab/Cd+Ef=Gh42 and more", [secret]) == "error: Ab/Cd+Ef=Gh42 and more"
+    assert without_cut_secret("error: Xy", [secret]) == "error: Xy"
+    # A character cut mid-way is no U+FFFD that would stand between the start of a secret and the cut.
+    assert cut_text("x t\u00f6".encode()[:-1], cut=True) == "x t"
+    assert without_cut_secret(cut_text("x t\u00f6".encode()[:-1], cut=True), ["t\u00f6ken-123"]) == "x "
+
+
+def test_a_webhook_url_quoted_across_the_cut_of_its_error_answer_is_not_stored_in_part(
+        server: FakeServer, store: Store, service_log: io.StringIO,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only the first BODY_LIMIT bytes of an error answer are read, and the URL was taken out of them after that cut:
+    # a URL quoted across it was left as its start, and the "[redacted]" of each whole one before it (shorter than
+    # the URL) brought that start into the 200 characters stored with the attempt.
+    base = f"{server.url}/services/"
+    token = ("S3CR3T-" + "x9Yq" * 300)[:1000 - len(base)]
+    url = base + token
+    quoted = f"{url} " * 4
+    body = (quoted + "-" * (BODY_LIMIT - 60 - len(quoted)) + url + " and more").encode()
+    server.serve(f"/services/{token}", lambda _request: Reply(400, body, content_type="text/plain"))
+    monkeypatch.setenv("HOOK_URL", url)
+    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    [row] = store.outbox_rows(["failed"])
+    error = str(row["last_error"])
+    assert error.startswith(f"webhook hook: HTTP 400 {REDACTED} {REDACTED}") and error.endswith("-")
+    shown = store_text(store) + service_log.getvalue()
+    assert "S3CR3T" not in shown and "/services/" not in shown and server.url not in shown
 
 
 def _echoing_encoded(request: Recorded) -> Reply:

@@ -33,7 +33,7 @@ from miner.alerts.webhooks import post_json
 from miner.env_names import shown_name
 from miner.net_errors import url_host
 from miner.proxy_env import ProxyUnusable
-from miner.redaction import redact
+from miner.redaction import cut_text, redact, without_cut_secret
 from miner.timeutil import parse_retry_after, utcnow
 from miner.urls import control_char, idna_problem, url_pieces
 
@@ -298,8 +298,15 @@ class HttpWebhookSender:
         if 200 <= resp.status < 300:
             return f"HTTP {resp.status}"
         # Redact before cutting: a cut could leave part of the secret that no longer matches it. A PagerDuty error
-        # may quote the event, routing key and all.
-        snippet = redact(resp.body.decode("utf-8", "replace"), [key, *url_pieces(url)])[:200].replace("\n", " ")
+        # may quote the event, routing key and all. The answer itself was cut at BODY_LIMIT: a secret it quotes across
+        # that cut starts its last bytes, and each "[redacted]" before it is shorter than what it took out, so those
+        # bytes came within the snippet's 200 characters.
+        secrets = [key, *url_pieces(url)]
+        snippet = cut_text(resp.body, resp.cut)
+        if resp.cut:  # first: a "[redacted]" within that start (its path's word) would hide which it is
+            snippet = without_cut_secret(snippet, secrets)
+        snippet = redact(snippet, secrets)
+        snippet = snippet[:200].replace("\n", " ")
         message = f"webhook {webhook.name}: HTTP {resp.status} {snippet}".strip()
         if resp.status == 429 or resp.status >= 500:
             # Seconds or an HTTP date: the date is read against the real clock, as the server meant it.

@@ -39,6 +39,8 @@ class Reply:
     # The first BODY_LIMIT bytes of an error answer; empty for a success (nobody reads it). Not in the repr: it may
     # quote the URL, the secret (miner.urls.without_url cleans it for the message).
     body: bytes = field(repr=False)
+    # The answer went on past body: a secret it quotes there may have been cut (miner.redaction.without_cut_secret).
+    cut: bool = False
 
 
 def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str) -> Reply:
@@ -75,9 +77,9 @@ async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str)
         head = bytearray()
         async for chunk in resp.aiter_raw():
             head += chunk
-            if len(head) >= BODY_LIMIT:
+            if len(head) > BODY_LIMIT:  # one byte past it tells a body of just BODY_LIMIT bytes from a cut one
                 break
-        return Reply(resp.status_code, resp.headers, bytes(head[:BODY_LIMIT]))
+        return Reply(resp.status_code, resp.headers, bytes(head[:BODY_LIMIT]), cut=len(head) > BODY_LIMIT)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
