@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+from miner.urls import REDACTED, shown_host
+
 Kind = Literal["dns", "refused", "connect_timeout", "read_timeout", "tls_cert", "tls", "reset", "proxy"]
 
 # Where the collectors and webhooks (httpx) find their CAs: certifi's bundle, not the system's store, unless
@@ -55,10 +57,13 @@ class NetFailure:
         return f"{self.what}{via}: {self.check}"
 
 
-def url_host(url: str) -> str:
-    """``url``'s host, with its port when the URL names one: the server a message names."""
+def url_host(url: str, *, secret: bool = False) -> str:
+    """``url``'s host, with its port when the URL names one: the server a message names. ``secret`` (a URL from the
+    environment): as `miner.urls.shown_host` shows it, without the labels that read as a key."""
     parts = urlsplit(url)
-    host = parts.hostname or url
+    host = parts.hostname or (REDACTED if secret else url)
+    if secret:
+        host = shown_host(host)
     try:
         port = parts.port
     except ValueError:

@@ -54,9 +54,9 @@ def json_escape_controls(dumped: str) -> str:
     return _UNSHOWN_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 
-def url_problem(url: str) -> str | None:
+def url_problem(url: str, *, secret: bool = False) -> str | None:
     """Why ``url`` can never be fetched (not http(s), a stray space or line break, no host, a bad port or port 0), or
-    None.
+    None. ``secret`` (a URL from the environment): the host is named as `shown_host` shows it.
 
     Such a URL passed `config check` and then failed every poll, as a "bad URL" under the source's name.
     """
@@ -75,6 +75,9 @@ def url_problem(url: str) -> str | None:
     if port == 0:  # in range, but a connection to it is refused
         return "has port 0, which nothing can be reached at"
     if reason := idna_problem(parts.hostname):
+        if secret:  # IDNA's words quote the label they refuse
+            return (f"has host {shown_host(parts.hostname)}, which is not a valid internationalised domain name "
+                    f"({without_url(reason, url)})")
         return f"has host {parts.hostname}, which is not a valid internationalised domain name ({reason})"
     return None
 
@@ -134,11 +137,14 @@ def credentials_in_url(url: str) -> list[str]:
     return found + [f"query parameter {p.partition('=')[0]}" for p in parts.query.split("&") if secret_param(p)]
 
 
-def shown_url(url: str, *, secret: bool = False) -> str:
+def shown_url(url: str, *, secret: bool = False, link: bool = False) -> str:
     """``url`` as messages, logs and derived links show it: without its query string (queries can be long, and may
     hold an API key) and user:password. ``secret`` (a URL from the environment, `url_env`): its path goes too,
     replaced by ``/[redacted]``, since a private feed's or a webhook's key is often a path segment
-    (``https://host/feeds/<token>/rss``); only a URL with no path beyond ``/`` keeps it."""
+    (``https://host/feeds/<token>/rss``); only a URL with no path beyond ``/`` keeps it. Its host is shown as
+    `shown_host` shows it: a key may be a label of it (``https://<token>.hooks.example/``). But not where ``link``
+    (what links are built on, a feed's relative links or Discourse's topic links): a "[redacted]" label is no host
+    (urlsplit refuses it as an IPv6 bracket), and such links and the ids made of them stay those stored before."""
     try:
         parts = urlsplit(url)
     except ValueError:  # a broken IPv6 bracket (httpx's InvalidURL): it may hold a secret all the same
@@ -148,7 +154,11 @@ def shown_url(url: str, *, secret: bool = False) -> str:
         if secret:
             return REDACTED
         return (f"//{parts.netloc.rpartition('@')[2]}" if parts.netloc else "") + parts.path
-    origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    hostport = parts.netloc.rpartition("@")[2]
+    if secret and not link and not hostport.startswith("["):  # an IPv6 address is no key
+        name, colon, port = hostport.partition(":")
+        hostport = shown_host(name) + colon + port
+    origin = f"{parts.scheme}://{hostport}"
     if secret and (parts.path.strip("/") or parts.query or parts.fragment):
         return f"{origin}/{REDACTED}"
     return origin + parts.path
@@ -180,12 +190,16 @@ def without_url(text: str, url: str, *, secret: bool = True) -> str:
 def url_pieces(url: str, *, secret: bool = True) -> set[str]:
     """What of ``url`` a message must not show, as written and percent-decoded. ``secret`` (a webhook's URL, a
     `url_env` source's): the whole URL, its path and query, each path segment and query value of 5 characters or
-    more. Otherwise, as `shown_url` leaves them out: its query and each of its values, and its login."""
+    more, and each label of its host that `shown_host` does not show (as written, and in either case). Otherwise, as
+    `shown_url` leaves them out: its query and each of its values, and its login."""
     parts = urlsplit(url)
     pieces = {url, parts.query, parts.username or "", parts.password or ""}
     pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
     if secret:
         pieces |= {parts.path + ("?" + parts.query if parts.query else ""), parts.path, *parts.path.split("/")}
+        written = parts.netloc.rpartition("@")[2].partition(":")[0]  # urlsplit's hostname is lower-cased
+        labels = {*written.split("."), *written.lower().split("."), *written.upper().split(".")}
+        pieces |= {label for label in labels if _token_label(label)}
     pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
     return {p for p in pieces if len(p) >= _QUOTED_MIN}
 
@@ -210,6 +224,20 @@ def token_like(word: str) -> bool:
         return True
     cases = sum(a.islower() and b.isupper() for a, b in pairwise(word))
     return len(word) >= 20 and word.isalpha() and cases >= 4
+
+
+def _token_label(label: str) -> bool:
+    return any(token_like(piece) for piece in (label, *PIECES.split(label)))
+
+
+def shown_host(host: str) -> str:
+    """``host`` (of a URL from the environment) as messages show it: each label that reads as a key, or has a piece
+    between ``-`` or ``_`` that does (`token_like`: ``<token>.hooks.example``, ``feed-<token>.example``), as
+    ``[redacted]``, as `shown_url` shows a path. The rest stays, to tell which server failed: a host's name is no
+    key, nor is an IP address (``2001:db8:1a2b:3c4d::1`` would read as one)."""
+    if is_ip(host.strip("[]")):
+        return host
+    return ".".join(REDACTED if _token_label(label) else label for label in host.split("."))
 
 
 def secret_parts(url: str) -> tuple[str, ...]:

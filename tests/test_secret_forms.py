@@ -1,5 +1,5 @@
-"""Secrets in the forms they travel in: percent-encoded by a client or a server quoting them, and cut short with the
-error answer that quotes them.
+"""Secrets in the forms they travel in: percent-encoded by a client or a server quoting them, cut short with the
+error answer that quotes them, and as a label of a URL's host.
 
 Each test gives a secret a value found nowhere else and looks for any readable part of it in what a person or a log
 could see (the store, the service's log, a source's error).
@@ -21,9 +21,10 @@ from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import RouteSettings, WebhookSettings
 from miner.alerts.webhooks import BODY_LIMIT
 from miner.collectors import CollectSettings, Poller
-from miner.config import SourceConfig
+from miner.config import ServiceConfig, SourceConfig
 from miner.redaction import REDACTED, cut_text, redact, without_cut_secret
 from miner.store import Store
+from miner.urls import shown_url, without_url
 
 
 def _lower_hex(encoded: str) -> str:
@@ -137,3 +138,77 @@ def test_a_login_refusal_quoting_the_password_percent_encoded_shows_none_of_it(
         error = str(poller.poll_isolated(source).error)
     assert error.startswith(f"bluesky login refused (AuthFailed password={REDACTED})")
     assert "pa55" not in error + caplog.text
+
+
+HOST_KEY = "0123abcd4567ef89"  # a key as a label of a URL's host, lower-case as DNS and its errors write it
+
+
+def test_a_url_from_the_environment_is_shown_without_a_host_label_that_reads_as_a_key() -> None:
+    assert (shown_url(f"https://{HOST_KEY}.hooks.example:8443/services/x", secret=True)
+            == f"https://{REDACTED}.hooks.example:8443/{REDACTED}")
+    assert shown_url(f"https://feed-{HOST_KEY}.example/", secret=True) == f"https://{REDACTED}.example/"
+    # A host's name, an IP address (even one of hex groups) and a URL in a config file keep their host.
+    assert shown_url("https://hooks.slack.com/services/x", secret=True) == f"https://hooks.slack.com/{REDACTED}"
+    assert shown_url("http://[2001:db8:1a2b:3c4d::1]/", secret=True) == "http://[2001:db8:1a2b:3c4d::1]/"
+    assert shown_url(f"https://{HOST_KEY}.hooks.example/feed") == f"https://{HOST_KEY}.hooks.example/feed"
+    assert (without_url(f"no route to {HOST_KEY.upper()}.hooks.example", f"https://{HOST_KEY}.hooks.example/x")
+            == f"no route to {REDACTED}.hooks.example")
+
+
+@pytest.mark.parametrize("host", [f"{HOST_KEY}.invalid", f"x\u2603{HOST_KEY}.invalid"])
+def test_a_webhook_host_that_holds_a_key_is_named_without_it(
+        store: Store, service_log: io.StringIO, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+        no_proxy_nor_trust: None, host: str) -> None:
+    # The webhook's URL is the secret, but the messages of a failed POST named its host as written: a name not found
+    # ("host name <key>.invalid not found") and one IDNA refuses (whose words quote its label too).
+    monkeypatch.setenv("HOOK_URL", f"http://{host}/services/x")
+    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    [row] = store.outbox_rows(["pending", "failed"])
+    error = str(row["last_error"])
+    assert error.startswith((f"webhook hook: host name {REDACTED}.invalid not found",
+                             f"webhook hook: HOOK_URL: host {REDACTED}.invalid is not a valid internationalised"))
+    assert HOST_KEY not in store_text(store) + service_log.getvalue()
+
+
+@pytest.mark.parametrize("host", [f"feed-{HOST_KEY}.invalid", f"x\u2603{HOST_KEY}.invalid"])
+def test_a_feed_host_that_holds_a_key_is_named_without_it(caplog: pytest.LogCaptureFixture, no_proxy_nor_trust: None,
+                                                          host: str) -> None:
+    env = {"FEED_URL": f"http://{host}/rss"}
+    with caplog.at_level("DEBUG", logger="miner"), Poller(
+            CollectSettings(), [ServiceConfig("GitHub")], hash_key=b"k", environ=env) as poller:
+        error = str(poller.poll_isolated(SourceConfig("private", "rss", url_env="FEED_URL")).error)
+    assert error.startswith((f"host name {REDACTED}.invalid not found",
+                             f"environment variable FEED_URL (url_env) has host {REDACTED}.invalid, which is not"))
+    assert HOST_KEY not in error + caplog.text
+
+
+RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>private</title><link>/</link>
+<item><title>WhatsApp down for everyone</title><link>/items/1</link><pubDate>Mon, 07 Dec 2026 04:00:00 GMT</pubDate>
+</item></channel></rss>"""
+
+
+def test_a_feed_on_a_host_that_holds_a_key_is_read_as_before_and_its_errors_name_no_key(
+        server: FakeServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+        no_proxy_nor_trust: None) -> None:
+    # The server stands behind a proxy (the loopback one), so the feed's host need not resolve. An error named the
+    # host as written; and the links of its items, resolved against the feed's URL as messages show it, must stay
+    # links: a "[redacted]" label reads as a broken IPv6 bracket, which lost each item's link and changed its id.
+    server.serve("/private/rss", Reply(200, RSS, content_type="application/rss+xml"))
+    server.serve("/revoked/rss", Reply(403, b"forbidden", content_type="text/plain"))
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    source = SourceConfig("private", "rss", url_env="FEED_URL")
+    outcomes = []
+    with caplog.at_level("DEBUG", logger="miner"):
+        for path in ("/private/rss", "/revoked/rss"):
+            env = {"FEED_URL": f"http://feed-{HOST_KEY}.invalid{path}"}
+            with Poller(CollectSettings(), [ServiceConfig("WhatsApp")], hash_key=b"k", environ=env) as poller:
+                outcomes.append(poller.poll_isolated(source))
+    assert outcomes[0].result is not None
+    [post] = outcomes[0].result.posts
+    assert post.url is not None and post.url.endswith(".invalid/items/1") and post.external_id == post.url
+    assert str(outcomes[1].error) == f"HTTP 403 from {REDACTED}.invalid (check the source's credentials and URL)"
+    assert HOST_KEY not in str(outcomes[1].error) + caplog.text

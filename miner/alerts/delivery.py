@@ -35,7 +35,7 @@ from miner.net_errors import url_host
 from miner.proxy_env import ProxyUnusable
 from miner.redaction import cut_text, redact, without_cut_secret
 from miner.timeutil import parse_retry_after, utcnow
-from miner.urls import control_char, idna_problem, url_pieces
+from miner.urls import control_char, idna_problem, url_pieces, without_url
 
 if TYPE_CHECKING:
     from miner.alerts.claim import Claim
@@ -291,7 +291,7 @@ class HttpWebhookSender:
             raise DeliveryError(f"webhook {webhook.name}: {exc}", permanent=True) from None
         except idna.IDNAError as exc:  # not an httpx error: a host that webhook_url passed and httpx cannot read
             what = f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'}"
-            raise DeliveryError(_not_idna(what, url_host(url), f"IDNA: {exc}"), permanent=True) from None
+            raise DeliveryError(_not_idna(what, url, f"IDNA: {exc}"), permanent=True) from None
         except (TimeoutError, httpx.HTTPError) as exc:
             said, needs_action = webhook_failure(webhook, url, exc)  # never the URL: it is the secret
             raise DeliveryError(said, unreachable=True, needs_action=needs_action) from None
@@ -342,7 +342,7 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
     except ValueError:  # a broken IPv6 bracket: httpx's InvalidURL below says so
         host = ""
     if reason := idna_problem(host):  # before httpx, which refuses the one and raises idna's error for the other
-        raise DeliveryError(_not_idna(what, host, reason), permanent=True)
+        raise DeliveryError(_not_idna(what, url, reason), permanent=True)
     try:
         parsed = httpx.URL(url)
         port = parsed.port
@@ -355,8 +355,10 @@ def webhook_url(webhook: WebhookSettings, environ: Mapping[str, str]) -> str:
     return url
 
 
-def _not_idna(what: str, host: str, reason: str) -> str:
-    return f"{what}: host {host} is not a valid internationalised domain name ({reason})"
+def _not_idna(what: str, url: str, reason: str) -> str:
+    # IDNA's words quote the label they refuse, which may be the key (https://<token>.hooks.example/).
+    return (f"{what}: host {url_host(url, secret=True)} is not a valid internationalised domain name "
+            f"({without_url(reason, url)})")
 
 
 def default_senders(smtp: SmtpSettings) -> Senders:

@@ -59,8 +59,9 @@ def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool, unconfirmed
 
 def webhook_failure(webhook: WebhookSettings, url: str, exc: BaseException) -> tuple[str, bool]:
     """The message for a POST to ``url`` that failed with ``exc`` (an httpx.HTTPError, or TimeoutError at the
-    request's deadline), naming its host and port only (the URL is the secret), and whether it needs someone to act."""
-    host = url_host(url)
+    request's deadline), naming its host and port only (the URL is the secret: its host without the labels that read
+    as a key), and whether it needs someone to act."""
+    host = url_host(url, secret=True)
     timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
     if not timed_out or isinstance(exc, httpx.ConnectTimeout):
         failure = describe(exc, host, trust=HTTPX_TRUST, timeout=webhook.timeout, proxy=env_proxy(url),

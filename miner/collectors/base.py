@@ -123,7 +123,7 @@ def resolved(source: SourceConfig, environ: Mapping[str, str]) -> SourceConfig:
     what = f"environment variable {shown_name(source.url_env)} (url_env)"
     if not url:
         raise SourceError(f"{what} is not set", permanent=True)
-    if problem := url_problem(url):
+    if problem := url_problem(url, secret=True):
         raise SourceError(f"{what} {problem}", permanent=True)
     return replace(source, url=url)
 

@@ -52,7 +52,7 @@ class DiscourseCollector:
         base = base_url(source, "")
         # Post links are built on the forum's URL as messages show it: never with a user:password@, nor, for a url
         # from the environment, with its path (which may be its key).
-        site = shown_url(base, secret=source.secret_url)
+        site = shown_url(base, secret=source.secret_url, link=True)
         kind = "post" if source.query else "topic"
         cursor = _cursor(state, kind)
         # The first poll reads one page, the newest items: a new source does not page back through history.

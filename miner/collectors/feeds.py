@@ -23,6 +23,7 @@ from miner.collectors.utf8 import mend_feed
 from miner.config import SourceConfig
 from miner.errors import BadContent
 from miner.records import SourceState
+from miner.urls import shown_url
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     # A url from the environment keeps no path either, and the server's Content-Location (its own URL, with the
     # key) does not replace it.
     if resp.secret_url:
-        headers["content-location"] = where
+        headers["content-location"] = shown_url(resp.url, secret=True, link=True)
     else:
         headers.setdefault("content-location", where)
     if _CROWDED_TAG.search(resp.body):

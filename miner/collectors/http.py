@@ -32,7 +32,7 @@ from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.proxy_env import ProxyUnusable, RefusedProxy, mounts
 from miner.records import SourceState
 from miner.timeutil import parse_retry_after
-from miner.urls import shown_url, without_url
+from miner.urls import REDACTED, shown_host, shown_url, without_url
 
 log = logging.getLogger(__name__)
 _PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 451})
@@ -86,8 +86,13 @@ def make_client(settings: CollectSettings) -> httpx.Client:
     return client
 
 
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or url
+def host_of(url: str, secret: bool = False) -> str:
+    """``url``'s host; ``secret`` (a URL from the environment, or one it redirected to): as messages show it
+    (`shown_host`), without the labels that read as a key."""
+    host = urlsplit(url).hostname
+    if secret:
+        return shown_host(host) if host else REDACTED
+    return host or url
 
 
 def conditional_headers(state: SourceState | None) -> dict[str, str]:
@@ -172,11 +177,11 @@ def fetch(
     except httpx.RemoteProtocolError as exc:
         failed, via = _failed_hop(exc, url, secret_url)
         said = _unquoted(str(exc), url, failed, secret_url)
-        raise SourceError(f"truncated or broken response from {host_of(failed)}{via}: {said}") from None
+        raise SourceError(f"truncated or broken response from {host_of(failed, secret_url)}{via}: {said}") from None
     except httpx.DecodingError as exc:
         failed, via = _failed_hop(exc, url, secret_url)
         said = _unquoted(str(exc), url, failed, secret_url)
-        raise SourceError(f"cannot decode response from {host_of(failed)}{via}: {said}") from None
+        raise SourceError(f"cannot decode response from {host_of(failed, secret_url)}{via}: {said}") from None
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         # Shortened as every other message: the full URL may carry a key in its query or user:password.
         where = shown_url(url, secret=secret_url)
@@ -197,10 +202,12 @@ def fetch(
         # Not an httpx error: raised as httpx reads the host of the URL, or of a redirect's Location.
         where = shown_url(url, secret=secret_url)
         if _idna_host(url):
-            raise SourceError(f"host {host_of(url)} is not a valid internationalised domain name (IDNA: {exc}): "
-                              f"check the source's url ({where})", permanent=True) from None
+            said = without_url(str(exc), url, secret=secret_url)  # IDNA's words quote the label they refuse
+            raise SourceError(f"host {host_of(url, secret_url)} is not a valid internationalised domain name (IDNA: "
+                              f"{said}): check the source's url ({where})", permanent=True) from None
+        said = without_url(str(exc), url, secret=secret_url)
         raise SourceError(f"{where} redirects to a host that is not a valid internationalised domain name (IDNA: "
-                          f"{exc})", permanent=True) from None
+                          f"{said})", permanent=True) from None
     except (httpx.LocalProtocolError, UnicodeEncodeError):
         # A header value HTTP cannot carry (a line break or non-ASCII character in a token the server sent): httpx's
         # message quotes the whole value, token and all, and its UnicodeEncodeError was an internal error.
@@ -216,11 +223,13 @@ def fetch(
 
 def _network_error(exc: httpx.HTTPError, url: str, via: str, timeout: float, secret: bool) -> SourceError:
     """A failure at ``url``'s host as what it was (miner.net_errors), or in httpx's words for a cause it knows not."""
-    failure = describe(exc, url_host(url), trust=HTTPX_TRUST, timeout=timeout, proxy=env_proxy(url),
-                       not_tls=f"is {url_host(url)} an http:// server, or is its https on another port?")
+    host = url_host(url, secret=secret)
+    failure = describe(exc, host, trust=HTTPX_TRUST, timeout=timeout, proxy=env_proxy(url),
+                       not_tls=f"is {host} an http:// server, or is its https on another port?")
     if failure is not None:
         return SourceError(failure.text(via), needs_action=failure.needs_action)
-    return SourceError(f"request to {shown_url(url, secret=secret)}{via} failed: {exc}")
+    said = without_url(str(exc), url, secret=secret)  # httpx's words may name the host, or quote the request
+    return SourceError(f"request to {shown_url(url, secret=secret)}{via} failed: {said}")
 
 
 def _redirected_to(exc: Exception, url: str) -> str | None:
@@ -286,7 +295,7 @@ def moved_warning(url: str, hops: list[httpx.Response], secret: bool) -> str | N
 
 def status_error(resp: Response, now: datetime) -> SourceError:
     """The SourceError for a non-success status, with Retry-After for 429/503 (an HTTP date counted from ``now``)."""
-    host = host_of(resp.url)
+    host = host_of(resp.url, resp.secret_url)
     retry_after = None
     message = f"HTTP {resp.status} from {host}"
     if resp.headers.get("cf-mitigated", "").strip().lower() == "challenge":
