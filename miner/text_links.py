@@ -76,7 +76,19 @@ _LINK = re.compile(
 # is no user name: the address is the contacts' ("email:[email]"), as it was. Before a path the host is a link's,
 # its keys read, whatever the name.
 _LOGIN_ALONE = "alone"
-_MAIL_LABEL = re.compile(r"(?:e-?mail|mail|contact|to|from|cc|bcc|reply-to):", re.IGNORECASE)
+_MAIL_LABELS = r"(?:e-?mail|mail|contact|to|from|cc|bcc|reply-to)"
+_MAIL_LABEL = re.compile(_MAIL_LABELS + ":", re.IGNORECASE)
+# A login's user name (and what of its password the contact rule left) before the "[email]" that rule made of the
+# password and host (normalise.redact_contacts): "admin:hunter2@nas.lan", before a host _LINK does not read, was
+# stored as "admin:[email]", and so, before 0026, was a login before any host without a scheme, and before 0022 one
+# in a link ("ftp://root:[email]/"). A login's user name is the poster's, or someone's, and says nothing about an
+# outage. It is read as _BARE_LOGIN reads one (a name starting with a letter or "_", not glued to a word, an address
+# or a time: "10:[email]" stays), with a password's characters but a space, "/", "?", "#" or "[" ("Note: [email]"
+# stays); a label of the address ("email:[email]", "cc:", "mailto:") is no user name.
+_LOGIN_BEFORE_EMAIL = re.compile(
+    rf"(?<![\w@.:%+-])(?!(?:mailto|sips?|xmpp|{_MAIL_LABELS}):)[^\W\d][\w.~%+-]{{0,63}}:[^\s/?#<>\"`@\[]{{0,127}}+"
+    r"\[email\]", re.IGNORECASE)
+EMAIL = "[email]"
 # A query value that is a link without a scheme ("?next=app.example.com/reset?token=..."), read as one.
 _BARE_VALUE = re.compile(_BARE_HOST, re.IGNORECASE)
 # What a text holds where it holds a link, looked for first: most texts hold none, and the whole of _LINK tried at
@@ -122,6 +134,12 @@ def public_text_links(text: str) -> str:
     # are not read again (a space is in no lookbehind of _LINK).
     start = text.rfind(" ", 0, found.start()) + 1
     return text[:start] + _LINK.sub(_public_match, text[start:])
+
+
+def without_email_logins(text: str) -> str:
+    """``text`` with a login's user name, and what of its password is left, before an "[email]" taken out with it
+    (`_LOGIN_BEFORE_EMAIL`): "admin:[email]" is "[email]"."""
+    return _LOGIN_BEFORE_EMAIL.sub(EMAIL, text) if EMAIL in text else text
 
 
 def _public_match(match: re.Match[str], depth: int = 0) -> str:

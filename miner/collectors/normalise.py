@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from miner.env_names import shown_name
-from miner.text_links import public_text_links
+from miner.text_links import EMAIL, public_text_links, without_email_logins
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,8 @@ def _number(match: re.Match[str]) -> str:
 def redact_contacts(text: str) -> str:
     """``text`` with e-mail addresses as "[email]" and phone-, account- and case-length numbers as "[number]"."""
     if any(at in text for at in _AT):
-        text = _EMAIL.sub("[email]", text)
+        # A login's user name before an address made of its password and host goes with them: "root:[email]" kept it.
+        text = without_email_logins(_EMAIL.sub(EMAIL, text))
     return _NUMBER.sub(_number, text)
 
 

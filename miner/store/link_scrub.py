@@ -1,5 +1,5 @@
-"""Migrations 0017's, 0022's, 0025's and 0026's Python parts: the links, link-made ids and post texts stored before
-their links were kept without a credential.
+"""Migrations 0017's, 0022's, 0025's, 0026's and 0027's Python parts: the links, link-made ids and post texts stored
+before their links were kept without a credential.
 
 A feed item's link, an id made of one and a source's url were stored as written (a source's url without the values
 of fewer key names): a private feed's ``?passkey=`` stayed in the store, and the first poll after the upgrade found
@@ -9,6 +9,8 @@ collectors and `SourceConfig.stored_url` use, so the forms match. A post's text 
 written (a ``?token=``, a password-reset link, a ``user:password@``) until `miner.text_links` took those out, and
 the links pasted without a scheme ("app.example.com/reset?token=...") until it read those too (0025), and the login
 written before one ("admin:hunter2@192.168.1.1/setup", "psql postgres:s3cret@localhost") until it read that (0026).
+The user name of a login whose password and host the contact rule took for an e-mail address stayed before its
+placeholder ("admin:[email]") until `miner.text_links.without_email_logins` took it too (0027).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from miner.text_links import public_text_links
+from miner.text_links import public_text_links, without_email_logins
 from miner.urls import REDACTED, link_id, public_url, stored_link
 
 if TYPE_CHECKING:
@@ -40,6 +42,9 @@ _MAY_HOLD_BARE_LINK = "(instr(text, '.') AND (instr(text, '/') OR instr(text, '?
 # and a mention), read for nothing; this is 1.3 % (1 % with a "/", "?" or "#" too, which left out a login before a
 # host with nothing after it).
 _MAY_HOLD_BARE_LOGIN = "(instr(text, '@') AND replace(text, '://', '') GLOB '*:*@*')"
+# What a text needs to hold for `without_email_logins` to change it: a ":" before an "[email]" (GLOB's "[[]" is a
+# "["). Most texts hold no "[email]", and are never read into Python.
+_MAY_HOLD_EMAIL_LOGIN = "(instr(text, '[email]') AND text GLOB '*:*[[]email]*')"
 
 # Rows read into Python at a time, by rowid, each batch's changes written before the next is read: all the changed
 # rows of a column were kept for one UPDATE, about 230 bytes a row (66 MB of Python objects, 72 MB more RSS, for
@@ -105,6 +110,12 @@ def scrub_bare_text_logins(conn: sqlite3.Connection) -> None:
     # As scrub_bare_text_links: a text 0025 rewrote is rewritten again only where a login before a host without a
     # scheme is left in it.
     _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LOGIN)
+
+
+def scrub_email_logins(conn: sqlite3.Connection) -> None:
+    # As scrub_bare_text_logins: only the texts where a ":" comes before an "[email]" are read, and those holding a
+    # login's user name before one rewritten.
+    _rewrite(conn, "posts", "text", "1", "UPDATE", without_email_logins, _MAY_HOLD_EMAIL_LOGIN)
 
 
 def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:

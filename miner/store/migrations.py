@@ -15,7 +15,13 @@ from miner.errors import StoreError
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
-from miner.store.link_scrub import scrub_bare_text_links, scrub_bare_text_logins, scrub_stored_links, scrub_text_links
+from miner.store.link_scrub import (
+    scrub_bare_text_links,
+    scrub_bare_text_logins,
+    scrub_email_logins,
+    scrub_stored_links,
+    scrub_text_links,
+)
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -287,13 +293,17 @@ BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", scrub_bare_text_links)
 # contact rule took no e-mail address in ("pa$$w0rd!@", one before "localhost") was stored as written
 # (store/link_scrub.py).
 BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", scrub_bare_text_logins)
+# And the user name of a login whose password and host the contact rule took for an e-mail address ("admin:hunter2@
+# nas.lan", before 0026 "admin:hunter2@192.168.1.1/setup" too, before 0022 "ftp://root:toor@host/"): it stayed
+# before the address's placeholder ("admin:[email]"), which holds no login for 0026 to read (store/link_scrub.py).
+EMAIL_LOGINS = Migration("0027_email_logins", "", scrub_email_logins)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
-                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS]
+                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS]
 
 
 def _statements(script: str) -> Iterator[str]:
