@@ -9,11 +9,13 @@ token (`miner.urls.token_like`, as `secret_parts` reads a `url_env` URL). The sc
 stay: matching and the classifier (which sees a link as "http host") read no more of a link than that.
 
 A link is often pasted without its scheme: "reset link app.example.com/reset?token=...", "docs.google.com/document/
-d/<id>/edit". A host name ending in a known top-level domain (or an IPv4 address, or localhost) with a path, query or
-fragment after it is read as one too, kept without a scheme, as written, and without the login written before it
-("admin:hunter2@192.168.1.1/setup"). A host with nothing after it holds no credential but a login written before it
-("psql postgres:s3cret@localhost"): that login goes, the host stays as written, and one without a login is not read.
-The classifier reads such a link as written (it shortens only a scheme's or "www."'s).
+d/<id>/edit". A host name ending in a known top-level domain (or an IPv4 address, an IPv6 address in brackets, or
+localhost) with a path, query or fragment after it is read as one too, kept without a scheme, as written, and without
+the login written before it ("admin:hunter2@192.168.1.1/setup"). A host with nothing after it holds no credential but
+a login written before it ("psql postgres:s3cret@localhost"): that login goes, the host stays as written, and one
+without a login is not read. The classifier reads such a link as written (it shortens only a scheme's or "www."'s).
+A login's user name left before an "[email]" (the contact rule's, which took its password and host for an e-mail
+address) goes too (`without_email_logins`).
 """
 
 from __future__ import annotations
@@ -45,7 +47,12 @@ _SCHEME = re.compile(r"[a-z][a-z0-9+.-]{0,19}", re.IGNORECASE)
 # read the labels after it back one at a time: a text of 10,000 characters made for it took 58 ms, this 8.5 ms.
 _TLD = (r"(?:com|net|org|info|biz|edu|gov|mil|int|app|dev|page|link|live|site|online|store|shop|tech|xyz|cloud"
         r"|(?!(?:js|ts|py|rb|md|cs)\b)[a-z]{2})")
-_HOST = r"(?:(?:[a-z0-9][a-z0-9-]*\.(?=[a-z0-9]))++" + _TLD + r"|(?:\d{1,3}\.){3}\d{1,3}|localhost)(?::\d{1,5})?"
+# An IPv6 address in brackets is a host too, as in a URL ("admin:pw@[2001:db8::1]:8080/setup", "[::1]:3000/reset?
+# token=..."): the login before one was stored as written (the contact rule reads no "[" as a domain), and so was the
+# key in a link to one. Hex digits and at least two ":" (an IPv4 address's dots at its end), a zone ("%25eth0") after.
+_IPV6 = r"\[(?=[0-9a-f.]*:[0-9a-f.]*:)[0-9a-f:.]{2,45}(?:%[\w.~-]{1,32})?\]"
+_HOST = (r"(?:(?:[a-z0-9][a-z0-9-]*\.(?=[a-z0-9]))++" + _TLD + r"|(?:\d{1,3}\.){3}\d{1,3}|localhost|" + _IPV6
+         + r")(?::\d{1,5})?")
 _BARE_HOST = _HOST + r"(?=[/?#])"
 _LINK_CHARS = "[^\\s<>\"`\u201c\u201d\u3000-\u303f\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]+"
 # Such a link with a login before its host ("admin:hunter2@192.168.1.1/setup", "postgres:pa$$w0rd!@db.example.com:
@@ -94,9 +101,11 @@ _BARE_VALUE = re.compile(_BARE_HOST, re.IGNORECASE)
 # What a text holds where it holds a link, looked for first: most texts hold none, and the whole of _LINK tried at
 # each position of a text took 6.9 µs a text of the shared data, this 1.3 µs. A login's ":" and first "@", with no
 # more than its password's first run between them, is one too: a host with nothing after it has no other sign. It is
-# read at the ":" where "//" is read, so a text's other ":"s cost next to nothing (1.9 µs a text, as before).
+# read at the ":" where "//" is read, so a text's other ":"s cost next to nothing (1.9 µs a text, as before). An IPv6
+# host's "]" before a path is one ("[::1]:3000/reset?token=...").
 _MAY_HOLD_LINK = re.compile(
-    r":(?://|[^\s/?#<>\"`@]{0,127}+@)|www\.|\.(?:[a-z]{2,}|\d{1,3})(?::\d{1,5})?[/?#]|localhost", re.IGNORECASE)
+    r":(?://|[^\s/?#<>\"`@]{0,127}+@)|www\.|\.(?:[a-z]{2,}|\d{1,3})(?::\d{1,5})?[/?#]|\](?::\d{1,5})?[/?#]"
+    r"|localhost", re.IGNORECASE)
 # What a sentence puts after a link, which is not part of it: "see https://x/?token=a." keeps its full stop. A
 # closing bracket is the link's own where it closes one the link opened (Wikipedia's "/wiki/Foo_(bar)", an IPv6
 # host's "[::1]", a "[redacted]" already there).

@@ -1,5 +1,5 @@
-"""Migrations 0017's, 0022's, 0025's, 0026's and 0027's Python parts: the links, link-made ids and post texts stored
-before their links were kept without a credential.
+"""Migrations 0017's, 0022's, 0025's, 0026's, 0027's and 0028's Python parts: the links, link-made ids and post texts
+stored before their links were kept without a credential.
 
 A feed item's link, an id made of one and a source's url were stored as written (a source's url without the values
 of fewer key names): a private feed's ``?passkey=`` stayed in the store, and the first poll after the upgrade found
@@ -10,7 +10,9 @@ written (a ``?token=``, a password-reset link, a ``user:password@``) until `mine
 the links pasted without a scheme ("app.example.com/reset?token=...") until it read those too (0025), and the login
 written before one ("admin:hunter2@192.168.1.1/setup", "psql postgres:s3cret@localhost") until it read that (0026).
 The user name of a login whose password and host the contact rule took for an e-mail address stayed before its
-placeholder ("admin:[email]") until `miner.text_links.without_email_logins` took it too (0027).
+placeholder ("admin:[email]") until `miner.text_links.without_email_logins` took it too (0027), and a login before an
+IPv6 host in brackets, or a key in a link to one, both without a scheme ("admin:pw@[2001:db8::1]:8080/setup",
+"[::1]:3000/reset?token=..."), stayed as written until `miner.text_links` read such a host (0028).
 """
 
 from __future__ import annotations
@@ -116,6 +118,16 @@ def scrub_email_logins(conn: sqlite3.Connection) -> None:
     # As scrub_bare_text_logins: only the texts where a ":" comes before an "[email]" are read, and those holding a
     # login's user name before one rewritten.
     _rewrite(conn, "posts", "text", "1", "UPDATE", without_email_logins, _MAY_HOLD_EMAIL_LOGIN)
+# What a text needs to hold for the `public_text_links` of 0028 to change what 0027's left: an IPv6 host in
+# brackets, a "[" before two ":" and a "]" (a placeholder's "[email]" or "[redacted]" before a time's ":" too, which is
+# read for nothing).
+_MAY_HOLD_IPV6 = "(instr(text, '[') AND text GLOB '*[[]*:*:*]*')"
+
+
+def scrub_ipv6_text_links(conn: sqlite3.Connection) -> None:
+    # As scrub_bare_text_logins: a text is rewritten again only where a login before an IPv6 host, or a key in a link
+    # to one without a scheme, is left in it.
+    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_IPV6)
 
 
 def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:

@@ -19,6 +19,7 @@ from miner.store.link_scrub import (
     scrub_bare_text_links,
     scrub_bare_text_logins,
     scrub_email_logins,
+    scrub_ipv6_text_links,
     scrub_stored_links,
     scrub_text_links,
 )
@@ -297,13 +298,18 @@ BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", scrub_bare_text_logins
 # nas.lan", before 0026 "admin:hunter2@192.168.1.1/setup" too, before 0022 "ftp://root:toor@host/"): it stayed
 # before the address's placeholder ("admin:[email]"), which holds no login for 0026 to read (store/link_scrub.py).
 EMAIL_LOGINS = Migration("0027_email_logins", "", scrub_email_logins)
+# And an IPv6 host in brackets, without a scheme: the login before one ("admin:pw@[2001:db8::1]:8080/setup", "psql
+# postgres:s3cret@[::1]") and the key in a link to one ("[::1]:3000/reset?token=...") were stored as written, no rule
+# reading such a host (store/link_scrub.py).
+IPV6_TEXT_LINKS = Migration("0028_ipv6_text_links", "", scrub_ipv6_text_links)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
-                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS]
+                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
+                               IPV6_TEXT_LINKS]
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -1,0 +1,70 @@
+"""IPv6 hosts in brackets in a post's text: a login before one and a key in a link to one are stored without them,
+a scheme or not."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from test_text_links import upgraded_with_texts
+
+from miner.collectors.normalise import post_text
+from miner.store.link_scrub import SCRUB_BATCH
+from miner.text_links import public_text_links
+from miner.timeutil import iso
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+R = "[redacted]"
+
+# What a poster writes, and what the store keeps of it.
+IPV6 = [
+    ("router admin:hunter2@[2001:db8::1]:8080/setup won't load", "router [2001:db8::1]:8080/setup won't load"),
+    ("psql postgres:s3cret@[::1] fails, (ops:pa$$w0rd!@[fe80::1%25eth0]:22) too",
+     "psql [::1] fails, ([fe80::1%25eth0]:22) too"),
+    ("dev [::1]:3000/reset?token=abc123 loops, [2001:db8::1]/login?password=hunter2.",
+     f"dev [::1]:3000/reset?token={R} loops, [2001:db8::1]/login?password={R}."),
+    ("mapped u:p4ss@[::ffff:192.0.2.1]/x", "mapped [::ffff:192.0.2.1]/x"),
+]
+
+# Kept to the character: brackets that hold no IPv6 host, an address's "@" before one (the contacts'), no key.
+KEPT = ["see [::1] and [dead:beef], [a:b]/x?token=1, [email]/x?token=1, 3:1@[::1], email:bob@[::1]",
+        "http://[::1]:8080/x and [2001:db8::1]/status, RT @[user]: 10:30 [number]"]
+
+
+@pytest.mark.parametrize(("written", "stored"), IPV6)
+def test_a_login_or_key_by_an_ipv6_host_is_not_stored(written: str, stored: str) -> None:
+    assert public_text_links(written) == stored
+    assert public_text_links(stored) == stored  # stored again as it is (a migrated text, a replay)
+    assert post_text("x", written, 1000) == f"x. {stored}"
+
+
+def test_brackets_without_an_ipv6_host_or_a_credential_are_kept_beside_one() -> None:
+    written, stored = IPV6[0]
+    for text in KEPT:
+        assert public_text_links(f"{text} {written}") == f"{text} {stored}"
+        assert public_text_links(f"{written} {text}") == f"{stored} {text}"
+    # Made to be slow (brackets, ":" and "@" over and over): each is read whole, in a few milliseconds.
+    for hostile in ("[" + "1:" * 4999, "a:b@[" * 2000, "[::1" * 2500, "a:@[::1]x" * 1100, "[:" * 4999 + "]/"):
+        assert len(public_text_links(f"{hostile} {written}")) >= len(hostile) + len(stored)
+
+
+def test_a_store_from_before_keeps_no_login_or_key_by_an_ipv6_host(tmp_path: Path) -> None:
+    # Texts stored before, as the collectors kept them then (the links with a scheme already without theirs): the
+    # upgrade rewrites those, a batch at a time, and leaves every other text as it was.
+    path = tmp_path / "old.sqlite"
+    stored = dict(IPV6)
+    written = [*stored, *KEPT, "Note: [email] at 10:30, 11:00 [number]"]
+    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
+    store = upgraded_with_texts(path, "0028_ipv6_text_links", texts, iso(NOW))
+    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
+        stored.get(text, text) for text in texts]
+    store.close()
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    kept = b"".join(p.read_bytes() for p in tmp_path.glob("old.sqlite*"))
+    for secret in (b"hunter2", b"s3cret", b"pa$$w0rd", b"abc123", b"p4ss", b"postgres:"):
+        assert secret not in kept
