@@ -1,5 +1,5 @@
 """IPv6 hosts in brackets in a post's text: a login before one and a key in a link to one are stored without them,
-a scheme or not."""
+a scheme or not, and the classifier reads such a link as "http" and its host, without the login."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from test_text_links import upgraded_with_texts
 
+from miner.classify.tokenize import clean
 from miner.collectors.normalise import post_text
 from miner.store.link_scrub import SCRUB_BATCH
 from miner.text_links import public_text_links
@@ -48,6 +49,13 @@ def test_brackets_without_an_ipv6_host_or_a_credential_are_kept_beside_one() -> 
     # Made to be slow (brackets, ":" and "@" over and over): each is read whole, in a few milliseconds.
     for hostile in ("[" + "1:" * 4999, "a:b@[" * 2000, "[::1" * 2500, "a:@[::1]x" * 1100, "[:" * 4999 + "]/"):
         assert len(public_text_links(f"{hostile} {written}")) >= len(hostile) + len(stored)
+
+
+def test_the_classifier_reads_a_link_as_its_host_without_the_login() -> None:
+    # Raw input (`miner classify`) keeps a link's login; the posts the model was trained on were stored without it.
+    assert clean("down http://user:pw@[2001:db8::1]:8080/x and https://ops:hunter2@Grafana.example.com/d/1") == (
+        "down http [2001:db8::1]:8080 and http grafana.example.com")
+    assert clean("http://[::1]/x http://[2001:DB8::1]") == "http [::1] http [2001:db8::1]"
 
 
 def test_a_store_from_before_keeps_no_login_or_key_by_an_ipv6_host(tmp_path: Path) -> None:
