@@ -24,7 +24,7 @@ from typing import IO, Any
 from miner.collectors.normalise import SURROGATE, hash_author, lang_code, post_text
 from miner.collectors.settings import CollectSettings
 from miner.errors import InputError
-from miner.jsonl import MAX_LINE_BYTES, lines
+from miner.jsonl import MAX_LINE_BYTES, json_refused, lines
 from miner.records import Post
 from miner.timeutil import floor_time, parse_iso
 from miner.urls import link_id, stored_link
@@ -161,6 +161,8 @@ def read_numbered(path: Path | str, keeping: Keeping = Keeping()) -> Iterator[tu
 
 def _post_from_line(line: str, path: Path, lineno: int, keeping: Keeping) -> Post:
     where = f"{path}:{lineno}"
+    if refused := json_refused(line):  # before parsing it, as `miner classify` does
+        raise InputError(f"{where}: {refused}")
     try:
         obj: Any = json.loads(line)
     except json.JSONDecodeError as exc:

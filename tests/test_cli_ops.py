@@ -57,7 +57,12 @@ def test_replay_rejects_bad_input_naming_the_line(tmp_path: Path, runner: CliRun
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 5000 + "]" * 5000 + "\n")
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "d.sqlite"), "replay", str(deep)])
-    assert result.exit_code == 1 and f"{deep}:1: invalid JSON (nested too deeply)" in result.output
+    assert result.exit_code == 1 and f"{deep}:1: JSON nested deeper than 256 levels: a post is one flat object" in (
+        result.output)
+    deep.write_text("[" + "[[[[]]]]," * 30_000 + "[]]\n")  # 5 deep, but 150,000 lists to parse (before a word)
+    result = runner.invoke(main, ["--config", str(cfg), "--db", str(tmp_path / "d.sqlite"), "replay", str(deep)])
+    assert result.exit_code == 1 and f"{deep}:1: JSON of more than 100,000 values: a post is one flat object" in (
+        result.output)
 
 
 @pytest.mark.parametrize(("fields", "error"), [

@@ -21,7 +21,7 @@ from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign,
 from miner.cli.classify_output import open_output
 from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
-from miner.jsonl import MAX_LINE_BYTES
+from miner.jsonl import MAX_LINE_BYTES, json_refused
 from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:
@@ -60,6 +60,8 @@ def _parse(raw: bytes | None, n: int) -> tuple[Any, str | None, str | None]:
         return None, None, f"line {n}: not valid UTF-8"
     if not line.strip():
         return None, None, f"line {n}: empty line"
+    if refused := json_refused(line):  # before parsing it: 16 MiB of `[[[[]]]],...` took the run to 0.8 GB
+        return None, None, f"line {n}: {refused}"
     try:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -147,10 +149,11 @@ def classify_cmd(
     "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
     need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
     ([classifier].threshold, else the model's). A line that is empty, longer than 16 MiB, not valid UTF-8, not a
-    JSON object, or lacks a valid id or text gets an output line with an "error" field naming the line (and null
-    verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if any line was
-    invalid or the input broke off (a truncated gzip file: the lines before the break keep their rows), 0
-    otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
+    JSON object, one nested deeper than 256 levels or holding more than 100,000 JSON values (refused unparsed: a
+    post is one flat object), or lacks a valid id or text gets an output line with an "error" field naming the
+    line (and null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if
+    any line was invalid or the input broke off (a truncated gzip file: the lines before the break keep their
+    rows), 0 otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
     run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
     not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
     stderr.

@@ -273,7 +273,8 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
     simulated clock.
 
     POSTS is UTF-8, or gzip-compressed UTF-8 (whatever its name), one post per line (a line longer than 16 MiB
-    is refused); a byte-order mark at the start of any line and CRLF line ends are accepted.
+    is refused, and so is one whose JSON is nested deeper than 256 levels or holds more than 100,000 values); a
+    byte-order mark at the start of any line and CRLF line ends are accepted.
 
     author (optional): the poster's handle or account id. Complaints count authors, as live: posts of one author in
     a bucket are one complaint, and a post without one counts as a complainer of its own. It is stored only as the
