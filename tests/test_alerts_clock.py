@@ -10,10 +10,12 @@ import pytest
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, open_incident, settings
 
-from miner.alerts import FileSenders, plan_notifications, run_alerts
+from miner.alerts import FileSenders, dispatch, plan_notifications, run_alerts
+from miner.alerts.retry import GIVE_UP_ATTEMPTS
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
 from miner.records import Post
 from miner.store import Store
+from miner.timeutil import parse_iso
 
 AHEAD = T0 + timedelta(hours=3)  # what the clock said while it was 3 h ahead
 NOW = T0 + timedelta(minutes=5)  # the right time, once it is set back
@@ -182,3 +184,37 @@ def test_an_alert_held_behind_a_message_sent_by_a_clock_that_was_ahead_goes_out_
     assert store.outbox_rows(["pending"])[0]["next_attempt_at"] == (NOW + timedelta(minutes=15)).isoformat()
     assert run_alerts(store, cfg, NOW + timedelta(minutes=15), worker_id="w").sent == 1
     assert len(smtp_server.inbox.messages) == 2
+
+
+def test_a_clock_stepped_ahead_past_give_up_after_does_not_give_up_a_message_at_its_next_failure(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Age was the wall clock's word alone: the clock stepped 3 days ahead (a laptop resumed, NTP after a drift) made
+    # the alert look older than give_up_after, and the mail server's first refusal after the jump, a passing one,
+    # failed it for good. Nothing had been tried in those 3 days.
+    c = mail(smtp_server, group_wait=0.0)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    smtp_server.stop()
+    jumped = T0 + timedelta(seconds=c.give_up_after) + timedelta(hours=1)
+    first = dispatch(store, c, jumped, worker_id="w", clock=lambda: jumped)
+    assert (first.retried, first.failed) == (1, 0)
+    [row] = store.outbox_rows(["pending"])
+    smtp_server.start()
+    later = parse_iso(row["next_attempt_at"])
+    assert dispatch(store, c, later, worker_id="w", clock=lambda: later).sent == 1
+    assert len(smtp_server.inbox.messages) == 1
+
+
+def test_a_message_old_enough_is_given_up_only_once_it_has_failed_give_up_attempts_times(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    c = mail(smtp_server, group_wait=0.0)
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, c, T0)
+    smtp_server.stop()
+    now = T0 + timedelta(seconds=c.give_up_after)
+    for attempt in range(1, GIVE_UP_ATTEMPTS + 1):
+        stats = dispatch(store, c, now, worker_id="w", clock=lambda: now)  # noqa: B023  (called within the loop)
+        assert (stats.retried, stats.failed) == ((0, 1) if attempt == GIVE_UP_ATTEMPTS else (1, 0))
+        now += timedelta(seconds=c.retry_max)
+    [row] = store.outbox_rows(["failed"])
+    assert row["reason"].startswith(f"gave up after {GIVE_UP_ATTEMPTS} attempt(s)")

@@ -1,19 +1,19 @@
 """Send what the outbox holds: reclaim stale claims, claim due rows one by one, send, record the outcome.
 
 A row is claimed with a conditional UPDATE before anything leaves the process, so two dispatchers (threads or
-processes on one store) never send the same row. Each row is claimed, and each attempt recorded, at the clock's
-time when it happens, not at the ``now`` the run started with: a run sending many slow messages must not claim its
-later rows already looking older than the lease (another dispatcher would take them over mid-send). A worker that
-dies mid-send leaves a 'sending' claim that returns to pending after ``lease_seconds`` and is sent again with the
-same Message-ID. Failures retry with exponential backoff and jitter until ``give_up_after``; permanent errors fail
-at once with their reason. Once a channel's server (the SMTP server, one webhook's endpoint) is found unreachable
-in a run, that channel's other rows are left pending for the next run, unclaimed and untried: each would wait out
-the same timeout, and a page queued behind a run of emails to a dead mail server went minutes late. A webhook that
-answers 429 (or sends Retry-After) holds its other rows too, in this run and the next, until the time its throttled
-row is retried: each of them went straight into the rate limit it had just announced. Given a ``deadline`` (the
-service's alerts job: its interval), a run claims no row past it, after its first attempt, and leaves the rest
-pending for the next run: a backlog sent to a slow server in one run outlasted the job's limit, and systemd's
-watchdog restarted the service mid-send, while nothing new was planned.
+processes on one store) never send the same row. Each row is claimed, and each attempt recorded, at the clock's time
+when it happens, not at the ``now`` the run started with: a run sending many slow messages must not claim its later
+rows already looking older than the lease (another dispatcher would take them over mid-send). A worker that dies
+mid-send leaves a 'sending' claim that returns to pending after ``lease_seconds`` and is sent again with the same
+Message-ID. Failures retry with exponential backoff and jitter until they are given up (retry.py: old enough and
+failed often enough); permanent errors fail at once with their reason. Once a channel's server (the SMTP server, one
+webhook's endpoint) is found unreachable in a run, that channel's other rows are left pending for the next run,
+unclaimed and untried: each would wait out the same timeout, and a page queued behind a run of emails to a dead mail
+server went minutes late. A webhook that answers 429 (or sends Retry-After) holds its other rows too, in this run
+and the next, until the time its throttled row is retried: each of them went straight into the rate limit it had
+just announced. Given a ``deadline`` (the service's alerts job: its interval), a run claims no row past it, after
+its first attempt, and leaves the rest pending for the next run: a backlog sent to a slow server in one run
+outlasted the job's limit, and systemd's watchdog restarted the service mid-send, while nothing new was planned.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from miner.alerts.delivery import (
 )
 from miner.alerts.pagerduty_send import pagerduty_store_key, send_events
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
+from miner.alerts.retry import retry
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
 from miner.errors import MinerError, StoreError
@@ -261,7 +262,7 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
             return Finish("failed", str(exc)), not exc.unreachable, False
         if exc.needs_action:
             stats.needs_action += 1
-        return (_retry(settings, row, clock(), str(exc), exc.retry_after, rng, exc.needs_action),
+        return (retry(settings, row, clock(), str(exc), exc.retry_after, rng, exc.needs_action),
                 not exc.unreachable, exc.throttled)
     except MinerError as exc:
         if isinstance(exc, StoreError) and exc.cause == "locked":
@@ -269,38 +270,15 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
             # store key is written there): the store's passing state, not the message's, and nothing went out (after
             # the first send, send_row touches the store only through the claim: NotRecorded, above). Failed for
             # good, it waited for a `miner outbox retry`; retried, it never gives up for it.
-            return (_retry(settings, row, clock(), f"nothing sent: the store was locked while the message was "
+            return (retry(settings, row, clock(), f"nothing sent: the store was locked while the message was "
                            f"prepared ({exc})", None, rng, give_up=False), None, False)
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc)), None, False
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time
         log.exception("outbox %d: unexpected error", row["id"])
-        return _retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng), None, False
+        return retry(settings, row, clock(), f"{type(exc).__name__}: {exc}", None, rng), None, False
     log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], detail)
     return Finish("sent", detail), True, False
-
-
-def _retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
-           rng: random.Random, needs_action: bool = False, give_up: bool = True) -> Finish:
-    attempts = int(row["attempts"]) + 1
-    if give_up and (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after:
-        # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
-        log.error("outbox %d (%s): gave up after %d attempt(s) (give_up_after %.0fs): %s", row["id"], row["channel"],
-                  attempts, settings.give_up_after, error)
-        return Finish("failed", f"gave up after {attempts} attempt(s): {error}")
-    delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
-    delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
-    if retry_after is not None:
-        # Up to 5 % on top: the server's rows retried at the instant it named would all hit it again together.
-        delay = min(max(delay, retry_after * rng.uniform(1.0, 1.05)), settings.give_up_after)
-    if needs_action:
-        # A TLS failure lasts until someone fixes it: said as an error at the first attempt, not when give_up_after
-        # (72 h by default) ends the retries. Retried still, so the queue goes out by itself once it is fixed.
-        log.error("outbox %d (%s): attempt %d failed, and will until someone acts; retrying in %.0fs, until "
-                  "give_up_after: %s", row["id"], row["channel"], attempts, delay, error)
-    else:
-        log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
-    return Finish("retry", error, now + timedelta(seconds=delay))
 
 
 def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: datetime, senders: Senders,

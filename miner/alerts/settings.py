@@ -224,7 +224,8 @@ class AlertSettings:
     lease_seconds: float = 600.0
     retry_base: float = 30.0  # seconds before the first retry; doubles per attempt, with jitter
     retry_max: float = 1800.0  # longest wait between retries
-    give_up_after: float = 72 * 3600.0  # seconds after planning when a still-failing message is marked failed
+    # Seconds after planning when a still-failing message is marked failed, once it has failed 10 times (retry.py)
+    give_up_after: float = 72 * 3600.0
     max_samples: int = 5  # sample posts per incident in emails (3-5 reads well)
     chart_hours: float = 12.0  # history before an incident's opening shown in its chart
     # Each service's provider (lower-case service name -> provider as [[services]] spells it), for silences of a

@@ -1,0 +1,60 @@
+"""When a failed attempt is tried again (backoff with jitter, a server's Retry-After), and when it is given up.
+
+A message is given up only on evidence of a long failure: it is at least ``give_up_after`` old AND it has failed at
+least GIVE_UP_ATTEMPTS times. Age alone is the wall clock's word: a clock stepped days ahead (NTP after a long drift,
+a laptop resumed, a VM restored) made a message planned just before it look 72 h old, and its first failure after
+the jump, a passing one, gave it up; nothing had been tried meanwhile. The attempts cannot be faked so: each
+failure after the first waits out its backoff in real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from miner.alerts.settings import AlertSettings
+from miner.store.outbox import Finish
+from miner.timeutil import parse_iso
+
+log = logging.getLogger(__name__)
+
+# Failed attempts (the one that fails now included) before a message old enough may be given up. With the default
+# backoff (retry_base 30 s doubling to retry_max 1800 s, each wait 50-100 % of that) the 10th attempt comes an hour
+# (at the shortest waits) to two hours after the first: a jump of the clock is followed by that much real failing
+# before anything is dropped. Reached long before give_up_after by a channel that is down (one attempt per run of
+# the alerts job, shared by the messages due), so giving up in a real outage is no later for it.
+GIVE_UP_ATTEMPTS = 10
+
+
+def gives_up(settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
+    """Whether outbox ``row`` failing now is given up: old enough and failed often enough (module docstring)."""
+    old = (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after
+    return old and int(row["attempts"]) + 1 >= GIVE_UP_ATTEMPTS
+
+
+def retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,
+          rng: random.Random, needs_action: bool = False, give_up: bool = True) -> Finish:
+    """The outcome of a failed attempt: retried after its backoff, or failed once it is given up (``give_up``: the
+    failure counts towards that; not one of the store's, which says nothing of the message or its channel)."""
+    attempts = int(row["attempts"]) + 1
+    if give_up and gives_up(settings, row, now):
+        # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
+        log.error("outbox %d (%s): gave up after %d attempt(s) (give_up_after %.0fs): %s", row["id"], row["channel"],
+                  attempts, settings.give_up_after, error)
+        return Finish("failed", f"gave up after {attempts} attempt(s): {error}")
+    delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
+    delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
+    if retry_after is not None:
+        # Up to 5 % on top: the server's rows retried at the instant it named would all hit it again together.
+        delay = min(max(delay, retry_after * rng.uniform(1.0, 1.05)), settings.give_up_after)
+    if needs_action:
+        # A TLS failure lasts until someone fixes it: said as an error at the first attempt, not when give_up_after
+        # (72 h by default) ends the retries. Retried still, so the queue goes out by itself once it is fixed.
+        log.error("outbox %d (%s): attempt %d failed, and will until someone acts; retrying in %.0fs, until "
+                  "give_up_after: %s", row["id"], row["channel"], attempts, delay, error)
+    else:
+        log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
+    return Finish("retry", error, now + timedelta(seconds=delay))
+
