@@ -1,8 +1,10 @@
-"""Recording an attempt the server took, and whom it reached, while another writer holds the store: a real SQLite
-file, a second connection holding its write lock, a real SMTP server (aiosmtpd) and a real HTTP server."""
+"""Recording an attempt the server took, and whom it reached, while another writer holds the store, and preparing a
+message while the store takes no writes: a real SQLite file, a second connection holding its write lock (or SQLite's
+own read-only and page-count limits), a real SMTP server (aiosmtpd) and a real HTTP server."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -19,6 +21,7 @@ from test_alerts_support import T0, open_incident
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.claim import NotRecorded
+from miner.errors import StoreError
 from miner.store import Store
 
 
@@ -222,6 +225,42 @@ def test_a_pagerduty_message_prepared_while_another_writer_holds_the_store_is_re
         store.close()
 
 
+@pytest.mark.parametrize("cause", ["read_only", "disk_full"])
+def test_a_pagerduty_message_prepared_while_the_store_takes_no_writes_is_retried_not_failed(
+        store: Store, server: FakeServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        cause: str) -> None:
+    # Only a lock was the store's passing state: a full disk or a store made read-only (a remount) while the message's
+    # store key was written failed it for good as a message that 'cannot be rendered', though nothing had gone out
+    # and nothing was wrong with it, until a `miner outbox retry`.
+    pd = serve_pagerduty(server, monkeypatch)
+    cfg = pd_settings()
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    read_items, record = store.notification_items, store.finish_notification
+
+    def read_as_the_store_stops_taking_writes(outbox_id: int) -> list[dict[str, Any]]:
+        _take_no_writes(store, cause)  # the row is claimed by now, and nothing has gone out
+        return read_items(outbox_id)
+
+    def record_once_mended(*args: Any) -> bool:
+        _take_writes(store)  # space freed, the store writable again by the time the attempt is recorded
+        return record(*args)
+
+    monkeypatch.setattr(store, "notification_items", read_as_the_store_stops_taking_writes)
+    monkeypatch.setattr(store, "finish_notification", record_once_mended)
+    with caplog.at_level(logging.WARNING, logger="miner.alerts"):
+        stats = dispatch(store, cfg, T0, worker_id="w")
+    assert (stats.retried, stats.failed, len(pd.requests)) == (1, 0, 0)
+    [row] = store.outbox_rows(["pending"])
+    assert row["last_error"].startswith(f"nothing sent: the store failed ({cause}) while the message was prepared")
+    [error] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert f"outbox {row['id']} (webhook:pd): the store failed ({cause}) while the message was prepared" in error
+    assert "cannot be rendered" not in caplog.text
+    monkeypatch.setattr(store, "notification_items", read_items)
+    assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+    assert [e["event_action"] for e in pd.events] == ["trigger"]
+
+
 def test_a_pagerduty_message_after_the_stores_first_goes_out_while_another_writer_holds_the_store(
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # The store's key was written (BEGIN IMMEDIATE) at every PagerDuty message, not only at the first: each met
@@ -263,3 +302,22 @@ def _hold(other: sqlite3.Connection) -> None:
     """Take the store's write lock as another writer would (a prune, a backup, `miner outbox retry`), for 0.5 s."""
     other.execute("BEGIN IMMEDIATE")
     threading.Timer(0.5, other.execute, ("COMMIT",)).start()
+
+
+def _take_no_writes(store: Store, cause: str) -> None:
+    """Have SQLite refuse the store's writes, as a read-only remount or a full disk has it (on its connection)."""
+    if cause == "read_only":
+        store.database.conn.execute("PRAGMA query_only = ON")  # SQLite: attempt to write a readonly database
+        return
+    pages = store.database.one("PRAGMA page_count")["page_count"]  # type: ignore[index]
+    store.database.conn.execute(f"PRAGMA max_page_count = {pages}")  # no write may add a page
+    n = 0
+    with contextlib.suppress(StoreError):  # the room left in its pages filled, to the last: database or disk is full
+        while True:
+            store.set_alert_state(f"f{n:05d}", "")  # rows smaller than any the dispatcher writes
+            n += 1
+
+
+def _take_writes(store: Store) -> None:
+    store.database.conn.execute("PRAGMA query_only = OFF")
+    store.database.conn.execute("PRAGMA max_page_count = 1073741823")

@@ -38,7 +38,7 @@ from miner.alerts.delivery import (
 )
 from miner.alerts.pagerduty_send import pagerduty_store_key, send_events
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
-from miner.alerts.retry import retry
+from miner.alerts.retry import retry, store_failed
 from miner.alerts.settings import AlertSettings
 from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload, teams_payload
 from miner.errors import MinerError, StoreError
@@ -247,7 +247,8 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
              senders: Senders, rng: random.Random, sources: Collection[str] | None,
              stats: DispatchStats, claim: Claim) -> tuple[Finish, bool | None, bool]:
     """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
-    DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error), and
+    DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error, the store
+failing while the message was prepared), and
     whether it asked to be left alone for a while (DeliveryError.throttled)."""
     try:
         detail = send_row(store, settings, row, clock(), senders, claim, sources=sources)
@@ -265,13 +266,10 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         return (retry(settings, row, clock(), str(exc), exc.retry_after, rng, exc.needs_action),
                 not exc.unreachable, exc.throttled)
     except MinerError as exc:
-        if isinstance(exc, StoreError) and exc.cause == "locked":
-            # Another writer held the store past the busy timeout while the message was prepared (its PagerDuty
-            # store key is written there): the store's passing state, not the message's, and nothing went out (after
-            # the first send, send_row touches the store only through the claim: NotRecorded, above). Failed for
-            # good, it waited for a `miner outbox retry`; retried, it never gives up for it.
-            return (retry(settings, row, clock(), f"nothing sent: the store was locked while the message was "
-                           f"prepared ({exc})", None, rng, give_up=False), None, False)
+        if isinstance(exc, StoreError):
+            # Nothing has gone out: after the first send, send_row touches the store only through the claim
+            # (NotRecorded, above). The store's state, not the message's (retry.store_failed).
+            return store_failed(settings, row, clock(), exc, rng), None, False
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc)), None, False
     except Exception as exc:  # a rendering bug must not wedge the queue: retry, and give up in time

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from miner.alerts.settings import AlertSettings
+from miner.errors import StoreError
 from miner.store.outbox import Finish
 from miner.timeutil import parse_iso
 
@@ -58,3 +59,18 @@ def retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: st
         log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
     return Finish("retry", error, now + timedelta(seconds=delay))
 
+
+def store_failed(settings: AlertSettings, row: dict[str, Any], now: datetime, exc: StoreError,
+                 rng: random.Random) -> Finish:
+    """The outcome of an attempt the store failed while its message was prepared (dispatcher.send_row: before
+    anything went out): retried, never given up for it. Another writer's lock past the busy timeout, a full disk,
+    a read-only file or mount, an I/O error: the store's state, not the message's, and it passes once the store is
+    mended. Failed as a message that "cannot be rendered", such a message waited for a `miner outbox retry`."""
+    if exc.cause == "locked":
+        return retry(settings, row, now, f"nothing sent: the store was locked while the message was prepared ({exc})",
+                     None, rng, give_up=False)
+    # An error, naming the store: a store that takes no writes holds back every message that needs one.
+    log.error("outbox %d (%s): the store failed (%s) while the message was prepared: nothing was sent, and it is "
+              "retried, never given up for it: %s", row["id"], row["channel"], exc.cause, exc)
+    return retry(settings, row, now, f"nothing sent: the store failed ({exc.cause}) while the message was prepared "
+                 f"({exc})", None, rng, give_up=False)
