@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Recorded, ScriptedWebhook
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_rules import reopen
 from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications, run_alerts
@@ -140,3 +141,42 @@ def test_a_429_met_with_the_clock_ahead_holds_its_webhook_no_longer_once_the_clo
     # Set right, the clock takes the retry back to now: the webhook is not held until real time reaches tomorrow.
     assert run_alerts(store, cfg, T0 + timedelta(minutes=1), worker_id="w").sent == 2
     assert len(receiver.requests) == 3
+
+
+def test_a_page_goes_before_the_backlog_of_a_mail_outage_and_an_incidents_resolve_before_its_reopening(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The backlog went in the order it fell due: an incident opening as the mail server came back queued behind
+    # every resolve notice of the outage, a whole backlog (or several runs of parts) late for the on-call.
+    route = RouteSettings(name="oncall", email=("oncall@example.org",), group_by="service", group_interval=0.0)
+    cfg = settings(routes=(route,), webhooks=(), group_wait=0.0,
+                   smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5))
+    ids = [open_incident(store, f"svc{i}", T0, posts=False, series=False) for i in range(5)]
+    assert run_alerts(store, cfg, T0, worker_id="w").sent == 5
+    smtp_server.stop()
+    for iid in ids:
+        resolve(store, iid, T0 + timedelta(hours=1))
+    run_alerts(store, cfg, T0 + timedelta(hours=1), worker_id="w")  # svc0's resolve tried, the others left
+    reopen(store, ids[0], T0 + timedelta(hours=2))
+    new = open_incident(store, "svc5", T0 + timedelta(hours=2), posts=False, series=False)
+    plan_notifications(store, cfg, T0 + timedelta(hours=2))
+    # A listing cut short still holds the older rows of its pages' incidents, listed with them.
+    listed = store.due_in_claim_order(T0 + timedelta(hours=2), 2)
+    assert [_about(store, int(r["id"])) for r in listed] == [("resolved", ids[0]), ("alert", ids[0])]
+    smtp_server.start()
+    before = {int(r["id"]) for r in store.database.rows("SELECT id FROM deliveries")}
+    assert run_alerts(store, cfg, T0 + timedelta(hours=2), worker_id="w").claimed == 7
+    order = [_about(store, int(d["outbox_id"])) for d in store.database.rows("SELECT * FROM deliveries ORDER BY id")
+             if int(d["id"]) not in before]
+    # svc0's resolve (nothing to send now: it is open again) keeps its place before svc0's page, which takes it along
+    # ahead of the other resolve notices; then the new incident's page, then the rest in the order they were due.
+    assert order == [("resolved", ids[0]), ("alert", ids[0]), ("alert", new),
+                     *(("resolved", iid) for iid in ids[1:])]
+    subjects = [str(m["Subject"]) for m in smtp_server.inbox.messages[5:]]
+    assert "RESOLVED" not in subjects[0] + subjects[1] and all("RESOLVED" in s for s in subjects[2:])
+
+
+def _about(store: Store, outbox_id: int) -> tuple[str, int]:
+    row = store.notification(outbox_id)
+    [item] = store.notification_items(outbox_id)
+    assert row is not None
+    return str(row["kind"]), int(item["incident_id"])

@@ -1,7 +1,8 @@
 """Send what the outbox holds: reclaim stale claims, claim due rows one by one, send, record the outcome.
 
 A row is claimed with a conditional UPDATE before anything leaves the process, so two dispatchers (threads or
-processes on one store) never send the same row. Each row is claimed, and each attempt recorded, at the clock's time
+processes on one store) never send the same row. Due rows are claimed pages first, each incident's messages in the
+order they were planned (store/outbox_order.py). Each row is claimed, and each attempt recorded, at the clock's time
 when it happens, not at the ``now`` the run started with: a run sending many slow messages must not claim its later
 rows already looking older than the lease (another dispatcher would take them over mid-send). A worker that dies
 mid-send leaves a 'sending' claim that returns to pending after ``lease_seconds`` and is sent again with the same
@@ -94,7 +95,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
         log.info("%d queued digest(s) superseded by a later digest of their route, which covers their period too",
                  superseded)
     run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats, stop=stop)
-    listed = store.due_notifications(now, limit)
+    listed = store.due_in_claim_order(now, limit)  # pages first (store/outbox_order.py)
     # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of
     # a dead mail server, not one SMTP timeout later at every run of its outage.
     suspect = {ch for ch in {str(r["channel"]) for r in listed} if store.alert_state(unreachable_key(ch))}
@@ -118,7 +119,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
         # wait behind the down channel's (due still, and listed first again) at every run while it stays down.
         # Rows tried already (held back, or lost to another worker) are left out by the query, not after it: left
         # out after, they made a full listing look short and the loop stopped with more rows due.
-        listed = store.due_notifications(now, limit, exclude_channels=sorted({*run.down, *run.waiting}),
+        listed = store.due_in_claim_order(now, limit, exclude_channels=sorted({*run.down, *run.waiting}),
                                          exclude_ids=sorted(seen))
     return run.finish()
 

@@ -21,6 +21,7 @@ from miner.store.mutes import MutesMixin
 from miner.store.official import OfficialIncidentsMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.outbox_claims import OutboxClaimsMixin
+from miner.store.outbox_order import OutboxOrderMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.reclassify import ReclassifyMixin
@@ -34,8 +35,8 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
-            OutboxMixin, OutboxClaimsMixin, GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin,
-            DigestBacklogMixin, ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
+            OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin, GroupIntervalMixin, MutesMixin, ClockMixin,
+            ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()

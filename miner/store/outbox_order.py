@@ -1,0 +1,98 @@
+"""The order due outbox rows are claimed in: the most urgent first, each incident's messages in planning order.
+
+Rows went in the order they fell due (``next_attempt_at``, then id). After an outage of a channel (a mail server down
+for hours) its backlog of resolve notices, reminders and digests was all due, and an incident opening meanwhile
+queued behind it: its page went out after every stale update, a run (or several: a backlog goes in parts) late.
+
+Urgency, most urgent first (URGENCY_SQL):
+
+0. an alert with an opening (a new incident, a re-opening, a late or unheard opening): a PagerDuty trigger, a page;
+1. everything else about incidents: reminders (an alert of repeats only) and resolve notices;
+2. digests.
+
+Within one urgency, rows go as before: the one due first first, then in planning order. But a row never goes ahead
+of an older row of its route and channel about one of its incidents (a chain, through shared incidents): the older
+takes the urgency of the most urgent row after it in its chain, and the chain goes in planning order. So an
+incident's resolve notice still goes before its re-opening's page, never after it, and a batch about several
+incidents keeps its place before the later messages about any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from miner.store.sql_lists import IN_LIST, json_list
+from miner.timeutil import iso
+
+if TYPE_CHECKING:
+    from miner.store.db import Database
+
+# A row's own urgency (module docstring), on an outbox row aliased ``o``.
+URGENCY_SQL = ("CASE WHEN o.kind = 'digest' THEN 2 WHEN o.kind = 'alert' AND EXISTS (SELECT 1 FROM outbox_items i "
+               "WHERE i.outbox_id = o.id AND i.kind = 'open') THEN 0 ELSE 1 END")
+
+
+class OutboxOrderMixin:
+    database: Database
+    outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
+
+    def due_in_claim_order(self, now: datetime, limit: int, *, exclude_channels: Sequence[str] = (),
+                           exclude_ids: Sequence[int] = ()) -> list[dict[str, Any]]:
+        """Up to ``limit`` pending rows due at ``now``, in the order they are to be claimed (module docstring);
+        rows of ``exclude_channels`` and ``exclude_ids`` left out."""
+        skip = f"AND o.channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
+        scope, args = self.outbox_scope("o.id")
+        # Ordered over every due row, not a listing cut at ``limit``: the older rows of a page's incidents are claimed
+        # with it wherever they fell due. Only what orders them is read of each: 20,000 due rows took 0.35 s.
+        due = self.database.rows(
+            f"SELECT o.id, o.route, o.channel, o.next_attempt_at, {URGENCY_SQL} AS urgency FROM outbox o "
+            f"WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND {scope} {skip}AND o.id NOT {IN_LIST}",
+            (iso(now), *args, *exclude_channels, json_list(exclude_ids)))
+        if not due:
+            return []
+        incidents: dict[int, set[int]] = {}
+        for item in self.database.rows(f"SELECT outbox_id, incident_id FROM outbox_items WHERE outbox_id {IN_LIST}",
+                                       (json_list(int(r["id"]) for r in due),)):
+            incidents.setdefault(int(item["outbox_id"]), set()).add(int(item["incident_id"]))
+        ids = [int(r["id"]) for r in claim_order(due, incidents)[:limit]]
+        rows = {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM outbox WHERE id {IN_LIST}",
+                                                           (json_list(ids),))}
+        return [rows[i] for i in ids if i in rows]
+
+
+def claim_order(rows: Sequence[dict[str, Any]], incidents: dict[int, set[int]]) -> list[dict[str, Any]]:
+    """``rows`` (with their own ``urgency``) in claim order: ``incidents`` maps a row's id to the incidents it is about.
+
+    Rows of one route and channel sharing an incident, directly or through others, are one chain. Walking a chain
+    from its newest row back, each row's key is the least urgency and the earliest due time of itself and the rows
+    after it: so along a chain the keys never decrease, and sorting by (key, id) keeps every chain in planning order
+    while a chain with a page in it goes with the pages.
+    """
+    parent = {int(r["id"]): int(r["id"]) for r in rows}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[tuple[str, str, int], int] = {}
+    for r in rows:
+        for incident in incidents.get(int(r["id"]), ()):
+            key = (str(r["route"]), str(r["channel"]), incident)
+            if key in first:
+                parent[root(int(r["id"]))] = root(first[key])
+            else:
+                first[key] = int(r["id"])
+    chains: dict[int, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: int(r["id"])):
+        chains.setdefault(root(int(r["id"])), []).append(r)
+    keys: dict[int, tuple[int, str, int]] = {}
+    for chain in chains.values():
+        urgency, due = 3, "~"  # above every urgency and every ISO time
+        for r in reversed(chain):
+            urgency, due = min(urgency, int(r["urgency"])), min(due, str(r["next_attempt_at"]))
+            keys[int(r["id"])] = (urgency, due, int(r["id"]))
+    return sorted(rows, key=lambda r: keys[int(r["id"])])
