@@ -23,9 +23,10 @@ log = logging.getLogger(__name__)
 
 # Failed attempts (the one that fails now included) before a message old enough may be given up. With the default
 # backoff (retry_base 30 s doubling to retry_max 1800 s, each wait 50-100 % of that) the 10th attempt comes an hour
-# (at the shortest waits) to two hours after the first: a jump of the clock is followed by that much real failing
-# before anything is dropped. Reached long before give_up_after by a channel that is down (one attempt per run of
-# the alerts job, shared by the messages due), so giving up in a real outage is no later for it.
+# (at the shortest waits) to two hours after the first: a message that had not failed before the clock jumped fails
+# that long in real time before it is dropped (one that had failed 10 times, hours of failing, may go at its next
+# failure). A channel that is down is tried once per run of the alerts job, by one of its messages due: with up to
+# a few hundred waiting, each is tried 10 times long before give_up_after, and is given up no later than it was.
 GIVE_UP_ATTEMPTS = 10
 
 
