@@ -310,16 +310,17 @@ def test_a_long_classify_backlog_is_no_stuck_job_while_its_batches_go_through(tm
 
 
 def alerting_service(tmp_path: Path, smtp: SmtpServer, n: int, notifier: Notifier | None = None, every: float = 1.0,
-                     spare: int = 0) -> tuple[Service, Store]:
-    """A service running the alerts job alone, every ``every`` s, mailing ``smtp`` through the default smtp.timeout
-    (30 s) an alert for each of ``n`` incidents opened in its store (not started; one per service Svc0..., ``spare``
-    services more without one), and that store, open."""
+                     spare: int = 0, smtp_timeout: float = 30.0) -> tuple[Service, Store]:
+    """A service running the alerts job alone, every ``every`` s, mailing ``smtp`` through ``smtp_timeout`` (the
+    default smtp.timeout) an alert for each of ``n`` incidents opened in its store (not started; one per service
+    Svc0..., ``spare`` services more without one), and that store, open."""
     from miner.config import load_config
 
     services = "".join(f'[[services]]\nname = "Svc{i}"\n' for i in range(n + spare))
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n{services}[alerts]\ngroup_wait = 0\n'
                    f'[alerts.smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\n'
+                   f'timeout = {smtp_timeout}\n'
                    '[[alerts.routes]]\nname = "oncall"\nemail = ["oncall@example.org"]\n', encoding="utf-8")
     store = Store.open(tmp_path / "miner.sqlite")
     for i in range(n):  # each its own group: a message each

@@ -27,7 +27,16 @@ import idna
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
 from miner.alerts.send_failures import UNCONFIRMED, smtp_failure, webhook_failure, without_login
-from miner.alerts.smtp_session import BoundedSMTP, BoundedSMTP_SSL, Cut, ReplyTooLong, cut, quit_session
+from miner.alerts.smtp_session import (
+    STOP_GRACE,
+    BoundedSMTP,
+    BoundedSMTP_SSL,
+    Cut,
+    ReplyTooLong,
+    StopCut,
+    Watchdog,
+    quit_session,
+)
 from miner.alerts.text import idna_address
 from miner.alerts.webhooks import post_json
 from miner.env_names import shown_name
@@ -64,6 +73,11 @@ class DeliveryError(Exception):
         self.unreachable = unreachable
         self.throttled = throttled
         self.needs_action = needs_action
+
+
+class SendStopped(DeliveryError):
+    """The send was cut at the service's stop (smtp_session.STOP_GRACE): no fault of the message's or its server's.
+    The message is due again at once, so the next start sends it."""
 
 
 class NothingSent(Exception):
@@ -104,9 +118,13 @@ def _env(name: str, what: str, environ: Mapping[str, str]) -> str:
 
 
 class SmtpSender:
-    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str] | None = None) -> None:
+    """``stop``: set when the service is asked to stop; a session still going STOP_GRACE s after is cut."""
+
+    def __init__(self, settings: SmtpSettings, environ: Mapping[str, str] | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.settings = settings
         self.environ = os.environ if environ is None else environ
+        self.stop = stop
 
     def __call__(self, message: EmailMessage, recipients: list[str]) -> str:
         s = self.settings
@@ -142,9 +160,7 @@ class SmtpSender:
         client: smtplib.SMTP = (BoundedSMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
                                 else BoundedSMTP(timeout=s.timeout))
         client._host = s.host  # type: ignore[attr-defined]  # what connect() leaves unset: STARTTLS's and SSL's SNI
-        was_cut = threading.Event()
-        watchdog = threading.Timer(limit, cut, (client, was_cut))
-        watchdog.daemon = True
+        watchdog = Watchdog(client, limit, self.stop)
         watchdog.start()
         greeted = False
         try:
@@ -171,12 +187,16 @@ class SmtpSender:
                     answer = client.send_message(message, from_addr=envelope_from, to_addrs=list(sendable))
                     refused |= {sendable.get(a, a): reply for a, reply in answer.items()}
             except (smtplib.SMTPException, OSError):
-                if was_cut.is_set():  # whatever the cut left: a broken pipe, a reply read in part ("SMTP 22")
-                    raise Cut from None
+                if watchdog.cut is not None:  # whatever the cut left: a broken pipe, a reply read in part ("SMTP 22")
+                    raise watchdog.cut from None
                 raise
             finally:
                 quit_session(client)
-                watchdog.cancel()
+                watchdog.end()
+        except StopCut:
+            unsure = UNCONFIRMED if _unconfirmed(client) else ": sent again at the next start"
+            raise SendStopped(f"SMTP {s.host}:{s.port}: send cut {STOP_GRACE:g} s after the service was asked to stop"
+                              f"{unsure}") from None
         except Cut:
             unsure = UNCONFIRMED if _unconfirmed(client) else ""
             raise DeliveryError(f"SMTP {s.host}:{s.port}: session cut after {limit:g}s (smtp.timeout {s.timeout:g}s "
@@ -361,5 +381,5 @@ def _not_idna(what: str, url: str, reason: str) -> str:
             f"({without_url(reason, url)})")
 
 
-def default_senders(smtp: SmtpSettings) -> Senders:
-    return Senders(email=SmtpSender(smtp), webhook=HttpWebhookSender())
+def default_senders(smtp: SmtpSettings, stop: threading.Event | None = None) -> Senders:
+    return Senders(email=SmtpSender(smtp, stop=stop), webhook=HttpWebhookSender())

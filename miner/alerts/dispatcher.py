@@ -34,6 +34,7 @@ from miner.alerts.delivery import (
     DeliveryError,
     NothingSent,
     Senders,
+    SendStopped,
     default_senders,
     send_email,
 )
@@ -85,7 +86,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     stats = DispatchStats()
     if not settings.enabled:
         return stats
-    senders = senders or default_senders(settings.smtp)
+    senders = senders or default_senders(settings.smtp, stop)
     rng = rng or random.Random()
     clock = clock or _elapsed_clock(now)
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
@@ -258,6 +259,10 @@ failing while the message was prepared), and
     except NothingSent as exc:
         log.info("outbox %d (%s %s, route %s): %s", row["id"], row["kind"], row["channel"], row["route"], exc)
         return Finish("sent", str(exc), delivered=False), None, False
+    except SendStopped as exc:
+        # Due at once, with no backoff, and the channel not taken for unreachable: the stop cut it, not the server.
+        log.warning("outbox %d (%s): %s", row["id"], row["channel"], exc)
+        return Finish("retry", str(exc), clock()), None, False
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)

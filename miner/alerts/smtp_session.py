@@ -7,11 +7,16 @@ import contextlib
 import smtplib
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+# Seconds a send in flight when the service is asked to stop is given to end. A stalled server otherwise held the stop
+# for smtp.timeout at each SMTP command (30 s x (9 + recipients) at the defaults), past systemd's TimeoutStopSec,
+# whose SIGKILL left the message claimed until its lease lapsed. As long as the collect job gives the polls in flight.
+STOP_GRACE = 5.0
 # The most bytes one reply may take. A real one is a few hundred (EHLO's list of extensions); smtplib bounds each line
 # (8192 bytes) but not how many continuation lines ("250-...") a reply has: a server sending them without end had
 # them all kept, 4.5 GB in 10 s on loopback, until the session's deadline cut it.
@@ -80,12 +85,42 @@ class Cut(Exception):
     """The session outlasted its bound and was cut."""
 
 
-def cut(client: smtplib.SMTP, event: threading.Event) -> None:
-    """End a session that outlasted its bound: the sending thread's read or write fails at once."""
-    event.set()
-    if (sock := client.sock) is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+class StopCut(Cut):
+    """The session was cut STOP_GRACE s after the service was asked to stop."""
+
+
+class Watchdog(threading.Thread):
+    """Cuts ``client``'s session ``limit`` s after it starts, or STOP_GRACE s after ``stop`` is set, whichever comes
+    first; at the stop's, not while the whole message has gone out and its reply is awaited (one smtp.timeout at
+    most, the socket's): cut then, the server may deliver it all the same, and it would be sent again at the next
+    start. :meth:`end` ends it with the session."""
+
+    def __init__(self, client: smtplib.SMTP, limit: float, stop: threading.Event | None) -> None:
+        super().__init__(name="miner-smtp-watchdog", daemon=True)
+        self.client = client
+        self.limit = limit
+        self.stop = stop
+        self.cut: type[Cut] | None = None  # which cut ended the session, if one did
+        self._ended = threading.Event()
+
+    def run(self) -> None:
+        deadline, stop_at = time.monotonic() + self.limit, None
+        # Polled: the stop is the service's event, which no callback follows, and a cut made while smtplib was still
+        # connecting (client.sock unset) must shut the socket once it is there.
+        while not self._ended.wait(0.1):
+            now = time.monotonic()
+            if self.cut is None and now >= deadline:
+                self.cut = Cut
+            elif self.cut is None and self.stop is not None and self.stop.is_set():
+                stop_at = now + STOP_GRACE if stop_at is None else stop_at
+                if now >= stop_at and not getattr(self.client, "unconfirmed", False):
+                    self.cut = StopCut
+            if self.cut is not None and (sock := self.client.sock) is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        self._ended.set()
 
 
 def quit_session(client: smtplib.SMTP) -> None:
