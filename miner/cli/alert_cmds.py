@@ -14,15 +14,15 @@ from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import InputError
-from miner.replay import EARLIEST
 from miner.settings import guess
-from miner.store.mutes import silence_label
 from miner.timeutil import iso, parse_iso, utcnow
 
 _NOTHING_SENT = "nothing is planned or sent, and the outbox is left as it is"
 
 
 def _now(at: str | None) -> datetime:
+    from miner.replay import EARLIEST
+
     if at is None:
         return utcnow()
     when = parse_time(at, "--at")
@@ -210,6 +210,8 @@ def _known_provider(app: AppContext, provider: str) -> str:
 @pass_app
 def silence_list(app: AppContext, show_all: bool) -> None:
     """Show active silences."""
+    from miner.store.mutes import silence_label
+
     now = iso(utcnow())
     rows = app.store(readonly=True, must_exist=True).silences(active_at=None if show_all else parse_iso(now))
     if not rows:
@@ -233,6 +235,8 @@ def silence_list(app: AppContext, show_all: bool) -> None:
 @pass_app
 def silence_remove(app: AppContext, silence_id: int) -> None:
     """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""
+    from miner.store.mutes import silence_label
+
     outcome, row = app.store(must_exist=True).end_silence(silence_id, utcnow())
     if row is None:
         raise InputError(f"no silence {silence_id} (see `miner silence list --all`)")

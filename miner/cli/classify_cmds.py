@@ -15,17 +15,16 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
-from miner.classify.settings import ClassifierSettings
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
 from miner.cli.classify_output import open_output
-from miner.collectors.normalise import SURROGATE
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
 from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:
     from miner.classify import Classifier
+    from miner.classify.settings import ClassifierSettings
 
 
 
@@ -34,6 +33,7 @@ def _settings(
 ) -> tuple[ClassifierSettings, Path | None]:
     from dataclasses import replace
 
+    from miner.classify.settings import ClassifierSettings
     from miner.config import default_config_path
 
     settings, base = ClassifierSettings(), None
@@ -50,6 +50,8 @@ def _settings(
 
 def _parse(raw: bytes | None, n: int) -> tuple[Any, str | None, str | None]:
     """(id, text, error) for one input line (None: one longer than MAX_LINE_BYTES); error names the line."""
+    from miner.collectors.normalise import SURROGATE
+
     if raw is None:
         return None, None, f"line {n}: longer than {MAX_LINE_BYTES >> 20} MiB"
     # Not only on line 1: `cat` of two files saved by Windows tools has one at the start of the second.

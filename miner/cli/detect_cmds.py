@@ -11,14 +11,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from miner.cli.app import AppContext, main, pass_app
-from miner.detect.params import DetectorParams
-from miner.detect.zscore import detect_series
 from miner.errors import InputError
 from miner.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from miner.detect.params import DetectorParams
 
 
 def _parse_time(text: str, where: str) -> datetime:
@@ -76,6 +78,8 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
                labels: Sequence[str] | None = None) -> list[tuple[str, float, float, int]]:
     """``(timestamp, value, score, opened)`` per input row, the bucket size taken from the rows. The timestamp is
     the row's ``labels`` entry, else its UTC time."""
+    from miner.detect.zscore import detect_series
+
     params = replace(params, bucket_minutes=infer_bucket_minutes(rows))
     try:
         # The service refuses such a width (say, rows 7 min apart): scoring them anyway tuned for a detector that
@@ -107,6 +111,8 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     inferred from the timestamps and must divide a day, as bucket_minutes must. Runs the service's own
     streaming detector (miner.detect.zscore.step).
     """
+    from miner.detect.params import DetectorParams
+
     params = app.config.detector if app.config_path is not None else DetectorParams()
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
     # as a different time and matched no input row.
