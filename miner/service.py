@@ -98,6 +98,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._handing_over = False  # a reload's stop, or a start with what it handed over: lock and held polls are kept
         self._listener: Listener | None = None  # the HTTP endpoint's: handed over at the start, or kept at the stop
         self._keep_listener = False  # a reload's stop, or a start on a listener handed over: it is kept open
+        self._bound_early = False  # _listener is the one `miner run` bound before its imports (listen_on)
         self._finish_later = False  # a reload's stop: finish_stop once the new service accepts
         self._answering: HttpApi | None = None  # the HTTP server stopped, its requests still answered until finish_stop
         self._stop = threading.Event()
@@ -154,7 +155,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
             # Before the slow part: a liveness probe found the port refused for all of it and had the service killed
             # mid-upgrade (service_starting). A reload's start, prepared, is quick: it answers once started, on the
             # socket handed over, its connections waiting in the backlog meanwhile, as they did.
-            if self._listener is None:
+            if self._listener is None or self._bound_early:
                 self._opening = self._open_endpoint()
             # The store is checked first but upgraded only once the model has loaded: a new version refusing a
             # model folder of an older layout left the store upgraded all the same, so going back to the version

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
 from miner.held_polls import HeldPolls
-from miner.http_listener import Listener
+from miner.http_listener import Listener, listen_at
 from miner.report_intake import ReportIntake
 from miner.service_handover import Handover
 from miner.service_lock import ServiceLock
@@ -41,6 +41,7 @@ class ServiceSwitch:
     _poller: Any  # the sources' Poller, None before prepare and after the stop
     _listener: Listener | None
     _keep_listener: bool
+    _bound_early: bool
     _handing_over: bool
     _finish_later: bool
 
@@ -94,9 +95,16 @@ class ServiceSwitch:
             self.lock, self._held = handover.lock, handover.held
             self._handing_over = True  # until started: a start that fails leaves it for the next
 
+    def listen_on(self, listener: Listener) -> None:
+        """Before a first :meth:`start`: serve on ``listener``, which `miner run` bound before its imports
+        (http_listener.bind_early) where this service listens; the start opens its endpoint on it at once, as on a
+        socket of its own (one a reload handed over is answered on only once started)."""
+        at = self._listen_at()
+        if at is not None and listener.serves(*at):
+            self._listener, self._bound_early = listener, True
+        else:
+            listener.close()
+
     def _listen_at(self) -> tuple[str, int] | None:
         """Where the HTTP endpoint listens (host, port: as configured, 0 for any), None if it does not."""
-        if not (self.config.server.enabled if self.options.http is None else self.options.http):
-            return None
-        server, port = self.config.server, self.options.http_port
-        return server.host, server.port if port is None else port
+        return listen_at(self.config.server, self.options.http, self.options.http_port)

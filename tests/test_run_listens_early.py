@@ -1,13 +1,79 @@
-"""What `miner run` does before it listens: the command line's imports, in a real subprocess."""
+"""`miner run` takes its HTTP port before it imports the service: the real command in a subprocess, whose import of
+miner.service a sitecustomize hook holds until the test lets it go, and real connections on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+from test_service import free_port, stop, wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# Holds the first import of miner.service until the file $MINER_TEST_GATE exists (writing $MINER_TEST_GATE.held while
+# it does), 120 s at most.
+GATE_HOOK = '''
+import os, sys, time
+
+class _Gate:
+    def find_spec(self, name, path=None, target=None):
+        if name == "miner.service":
+            sys.meta_path.remove(self)
+            gate = os.environ["MINER_TEST_GATE"]
+            open(gate + ".held", "w").close()
+            deadline = time.monotonic() + 120
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return None
+
+sys.meta_path.insert(0, _Gate())
+'''
+
+
+@pytest.fixture
+def held_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """`miner run` with its HTTP endpoint on, held at its import of miner.service; its port; the gate to create to
+    let it go on."""
+    port, hook, gate = free_port(), tmp_path / "hook", tmp_path / "gate"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(GATE_HOOK, encoding="utf-8")
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n[server]\nenabled = true\nport = {port}\n'
+                   '[[services]]\nname = "MTN"\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB", "NOTIFY_SOCKET")}
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**env, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "MINER_TEST_GATE": str(gate)})
+    try:
+        wait_for(lambda: Path(f"{gate}.held").exists(), proc=proc)
+        yield proc, port, gate
+    finally:
+        gate.touch()
+        stop(proc)
+
+
+def test_run_listens_before_it_imports_the_service_and_answers_what_came_meanwhile(
+        held_run: tuple[subprocess.Popen[str], int, Path]) -> None:
+    # Bound only once the service was imported (0.3-0.6 s on 2 cores, after Python's start and the command line's
+    # imports), the port refused connections for the first second of each start: a probe read the service as dead.
+    proc, port, gate = held_run
+    with socket.create_connection(("127.0.0.1", port), timeout=120) as conn:  # refused before
+        conn.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        assert proc.poll() is None and not gate.exists()  # still held at the import
+        gate.touch()
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert status in (200, 503), reply  # answered by the service: 503 "starting" while it starts, then 200
+    assert json.loads(body)["status"] == ("ok" if status == 200 else "starting")
 
 
 def test_the_command_line_loads_without_the_collectors_the_store_or_the_detector() -> None:

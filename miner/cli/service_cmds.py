@@ -8,12 +8,15 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from miner.cli.app import PORT, AppContext, main, pass_app
 from miner.cli.output import table
+
+if TYPE_CHECKING:
+    from miner.config import Config
 
 # A warning can run to 2,000 characters (several joined, a gap naming ids): the status table shows its start.
 WARNING_WIDTH = 100
@@ -48,10 +51,8 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
     its reloads and its stop, and pings WatchdogSec='s watchdog while no job is stuck (see docs/operations.md).
     """
     from miner.config_files import load_checked
+    from miner.http_listener import bind_early, listen_at
     from miner.logsetup import setup_logging
-    from miner.service import Service, ServiceOptions
-    from miner.service_notify import Notifier
-    from miner.service_reload import Reloader
 
     if port is not None and http is False:
         raise click.UsageError("--port and --no-http exclude each other")
@@ -60,13 +61,29 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 
     setup_logging(log_level, log_format)
     config = app.config
+    # Before the service's imports, for the first service's endpoint: see bind_early.
+    early = bind_early(listen_at(config.server, http, port))
+
+    from miner.service import Service, ServiceOptions
+    from miner.service_notify import Notifier
+    from miner.service_reload import Reloader
+
+    def make(cfg: Config) -> Service:
+        nonlocal early
+        service = Service(cfg, app.db_path or Path(cfg.store.path), options)
+        if early is not None:
+            service.listen_on(early)
+            early = None
+        return service
+
     # Across the reloads: systemd's notification socket and watchdog (Type=notify; see docs/operations.md).
     options = ServiceOptions(http=http, http_port=port, notify=Notifier.from_env())
     try:
-        Reloader(config, lambda: load_checked(config.path),
-                 lambda cfg: Service(cfg, app.db_path or Path(cfg.store.path), options)).run()
+        Reloader(config, lambda: load_checked(config.path), make).run()
     finally:
         options.notify.close()
+        if early is not None:  # no service was made
+            early.close()
 
 
 @main.command()
