@@ -85,3 +85,20 @@ def test_the_command_line_loads_without_the_collectors_the_store_or_the_detector
     modules = set(loaded.stdout.split())
     assert "miner.cli" in modules
     assert not (heavy := modules & {"miner.collectors", "miner.store", "miner.detect", "miner.replay", "httpx"}), heavy
+
+
+def test_reading_the_config_loads_neither_the_collectors_nor_the_model(tmp_path: Path) -> None:
+    # Reading feeds.toml needs the settings of the collectors and of the classifier alone, but their packages loaded
+    # every collector (httpx) and the model (numpy, ONNX Runtime): 0.2 s of a 2-core machine's time before `miner run`
+    # could take its port, on top of the command line's 0.1 s, which `miner train`'s options spent loading the model.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "MTN"\n[[sources]]\nname = "f"\ntype = "rss"\nurl = "http://127.0.0.1:9/f"\n'
+                   '[classifier]\nthreshold = 0.4\n[collect]\nmax_workers = 2\n', encoding="utf-8")
+    code = (f"import sys, miner.cli\nfrom miner.config import load_config\nload_config({str(cfg)!r})\n"
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True, check=True)
+    modules = set(loaded.stdout.split())
+    assert {"miner.config", "miner.collectors.settings", "miner.classify.settings"} <= modules
+    assert not (heavy := modules & {"httpx", "numpy", "onnxruntime", "miner.collectors.poller",
+                                    "miner.classify.model"}), heavy

@@ -27,7 +27,9 @@ transformers and is loaded only by ``miner train``. Importing this package turns
 (see below).
 """
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 # ONNX Runtime 1.29 and later, on Linux too, send Microsoft usage events (one per process, then session and model
 # events) and keep a device id under ~/.cache: a self-hosted service that reads people's posts phones home. Set
@@ -35,7 +37,19 @@ import os
 # opts back in.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from miner.classify.model import Classifier, load_classifier
-from miner.classify.settings import ClassifierSettings
+if TYPE_CHECKING:
+    from miner.classify.model import Classifier, load_classifier
+    from miner.classify.settings import ClassifierSettings
+
+# The model (numpy, ONNX Runtime, tokenizers) loads on first use: reading feeds.toml and `miner train`'s options,
+# which need the settings and the recipe alone, loaded it all, before `miner run` could take its port.
+_LAZY = {"Classifier": "model", "load_classifier": "model", "ClassifierSettings": "settings"}
 
 __all__ = ["Classifier", "ClassifierSettings", "load_classifier"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'miner.classify' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"miner.classify.{module}"), name)
