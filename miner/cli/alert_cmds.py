@@ -132,8 +132,10 @@ def outbox_send(app: AppContext) -> None:
     Exits 1 when a notification failed for good in this run (see `miner outbox`), or failed in a way that is
     retried but lasts until someone acts (a TLS certificate not trusted, expired or for another name, no STARTTLS);
     one that will be retried otherwise (a server down, a timeout) does not count. SIGINT (Ctrl-C) or SIGTERM stops
-    it as it stops the service: the notification being sent is finished and recorded, no other is sent (they wait
-    for the next run), and the exit status is 130 (143 for SIGTERM). A second signal stops at once.
+    it as it stops the service: the notification being sent is finished and recorded (an email still being sent 5 s
+    after the signal is cut, and stays pending, due at once; one gone out whole waits for its server's reply), no
+    other is sent (they wait for the next run), and the exit status is 130 (143 for SIGTERM). A second signal stops
+    at once.
     """
     from miner.alerts import run_alerts
 
