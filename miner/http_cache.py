@@ -1,5 +1,6 @@
 """The status board's pages and the read API's answers, kept for a few seconds (``server.cache_seconds``) and shared by
-every client that asks for the same path and query meanwhile.
+every client that asks for the same path and query meanwhile (for a page, the same parameters it reads: one that
+carries ``?fbclid=`` or ``?utm_source=`` besides is the same page, status_board.kept_query).
 
 When a large service goes down, its users open the board at once and reload it, and dashboards poll the API: each
 request was a read of the store through the API's one connection, 8 at most waiting their turn, the rest answered
@@ -25,8 +26,8 @@ from miner.read_api import read_began
 # An answer quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
 # JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
 _JSON_HTML = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
-# Characters of answers kept at most, the oldest dropped first: each query string is a key of its own (a page ignores
-# ?utm_source= and the like), so without a bound a client could fill the memory one made-up query at a time.
+# Characters of answers kept at most, the oldest dropped first: each query string of the API is a key of its own (each
+# ?since= another answer), so without a bound a client could fill the memory one made-up query at a time.
 MAX_KEPT = 16_000_000
 # How long a request waits for the same read by another before it reads for itself: longer than a read waits for its
 # turn (read_api.READ_WAIT) and takes.
@@ -84,7 +85,7 @@ class Answers:
         if not self.seconds:
             kept = self._answer(path, query)
             return None if kept is None else (kept.status, kept.body, kept.ctype, kept.headers)
-        key = (path, query)
+        key = (path, status_board.kept_query(path, query) if self._board is not None else query)
         mine = other = None
         with self._lock:
             kept = self._fresh(key)

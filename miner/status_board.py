@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import jinja2
 from markupsafe import Markup
@@ -67,6 +67,27 @@ def is_page(path: str) -> bool:
                                         and "/" not in path[len(_SERVICES):])
 
 
+def _takes(path: str) -> tuple[str, ...]:
+    """The parameters the page at ``path`` reads; it leaves out any other."""
+    return () if path in ("/", "/status") else ("hours",)
+
+
+def kept_query(path: str, query: str) -> str:
+    """What of ``query`` the answer for ``path`` depends on, and so is kept under (http_cache): for a page, the
+    parameters it reads, as read; any other path's, or a query a page refuses (a 400, never kept), as it is.
+
+    A page leaves out the parameters it does not take, but kept under the whole query string, each link that carried
+    one of its own was a read of the store: Facebook adds an ``fbclid`` different for every visitor, so the crowd
+    that opens the board from a post when a large service goes down, the crowd the kept pages are for, was a read
+    apiece, 8 at most at once and the rest answered 503; so was any request with ``?x=`` and a number of its own."""
+    if not is_page(path):
+        return query
+    try:
+        return urlencode(sorted(parse_query(query, _takes(path), others=True).items()))
+    except BadRequest:
+        return query
+
+
 def starting_page(path: str, phase: str, refresh: int) -> str:
     """The page at ``path`` while the service starts (store not open yet), doing what ``phase`` says."""
     return _render("error.html", root="./" if path in ("/", "/status") else "../", refresh=refresh,
@@ -89,18 +110,17 @@ class StatusBoard:
         """(status, HTML) of a GET of ``path``, None for a path that is not the board's (a 404 for the caller)."""
         if not is_page(path):
             return None
-        allowed: tuple[str, ...]
         if path in ("/", "/status"):
-            root, allowed = "./", ()
+            root = "./"
             render: Callable[[dict[str, str]], str] = self._index
         else:
             name = unquote(path[len(_SERVICES):])
-            root, allowed = "../", ("hours",)
+            root = "../"
             if name not in self._api.names:
                 return 404, self._unknown(name)
             render = partial(self._service, name)
         try:
-            return 200, render(parse_query(query, allowed, others=True))
+            return 200, render(parse_query(query, _takes(path), others=True))
         except BadRequest as exc:
             return exc.status, _render("error.html", root=root, refresh=None, title="Bad request", message=str(exc))
         except Unavailable as exc:

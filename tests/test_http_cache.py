@@ -71,7 +71,7 @@ def cached(tmp_path: Path, seconds: int = SECONDS, read_takes: float = 0.0) -> I
 
 
 @pytest.mark.parametrize(("path", "other"), [
-    ("/", "/?utm_source=x"), ("/services/WhatsApp?hours=6", "/services/WhatsApp"),
+    ("/", "/status"), ("/services/WhatsApp?hours=6", "/services/WhatsApp"),
     ("/api/v1/incidents?status=all", "/api/v1/incidents"),
     ("/api/v1/services/WhatsApp/series", "/api/v1/services/Instagram/series")])
 def test_a_page_asked_for_again_within_the_cache_time_costs_no_second_read(tmp_path: Path, path: str, other: str
@@ -92,6 +92,28 @@ def test_a_page_asked_for_again_within_the_cache_time_costs_no_second_read(tmp_p
         # Another path or query is another answer.
         assert httpx.get(served.base + other, timeout=10).status_code == 200
         assert len(served.reads) == 2
+
+
+def test_a_page_is_kept_for_the_parameters_it_reads_whatever_others_a_link_carries(tmp_path: Path) -> None:
+    # Facebook adds an fbclid of its own to each visitor's link: keyed by the whole query string, the crowd that opens
+    # the board from a post was a read of the store apiece, and so was a request with a made-up ?x=.
+    with cached(tmp_path, seconds=30) as served:
+        index = [httpx.get(served.base + path, timeout=10) for path in
+                 ("/?fbclid=IwAR0a", "/?fbclid=IwAR1b&utm_source=x", "/", "/?hours=6", "/?x=%ff")]
+        assert [r.status_code for r in index] == [200] * 5 and len({r.text for r in index}) == 1
+        assert len(served.reads) == 1
+        page = [httpx.get(served.base + path, timeout=10) for path in
+                ("/services/WhatsApp?hours=6&fbclid=IwAR0a", "/services/WhatsApp?fbclid=IwAR1b&hours=6",
+                 "/services/WhatsApp?%68ours=6", "/services/WhatsApp?hours=6")]
+        assert [r.status_code for r in page] == [200] * 4 and len({r.text for r in page}) == 1
+        assert len(served.reads) == 2
+        # What it reads is another answer, and one it refuses is refused, not given the kept page.
+        assert httpx.get(served.base + "/services/WhatsApp?hours=24&fbclid=x", timeout=10).status_code == 200
+        assert len(served.reads) == 3
+        assert httpx.get(served.base + "/services/WhatsApp?hours=6&hours=6", timeout=10).status_code == 400
+        assert httpx.get(served.base + "/services/WhatsApp?hours=0", timeout=10).status_code == 400
+        # The API takes no parameter it does not know: each is still refused.
+        assert httpx.get(served.base + "/api/v1/services?fbclid=x", timeout=10).status_code == 400
 
 
 def test_a_new_incident_shows_once_the_cache_time_is_over(tmp_path: Path) -> None:
