@@ -17,7 +17,7 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from types import FrameType
+from types import CodeType, FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -75,6 +75,15 @@ def interrupted_by() -> Interrupted | None:
     return Interrupted(received[-1]) if received else None
 
 
+def _within(frame: FrameType | None, code: CodeType) -> bool:
+    """Whether ``frame``, or one it was called from, runs ``code``."""
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def stop_on_signal() -> Iterator[threading.Event]:
     """Within the block, the first SIGINT or SIGTERM sets the event yielded, for the command to stop at the end of
@@ -87,7 +96,10 @@ def stop_on_signal() -> Iterator[threading.Event]:
     first: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
+        # Python runs a handler between any two bytecodes of the main thread, another signal's handler's too: a
+        # second signal landing before the first's handler had set ``stop`` was taken for a first (a SIGINT then
+        # a SIGTERM exited 130, after the grace), or, landing in ``stop.set()``, waited on its lock for ever.
+        if stop.is_set() or _within(frame, on_signal.__code__):
             _raise(signum, frame)
         first.append(signum)  # not in `received`: an error the command meets while it stops is its own
         stop.set()
