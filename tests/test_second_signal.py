@@ -33,7 +33,7 @@ STEPS = textwrap.dedent("""
                 signal.raise_signal(signal.SIGTERM)  # its handler runs here, as the first's makes this call
 
         try:
-            with stop_on_signal():
+            with stop_on_signal("it stops"):
                 sys.setprofile(hook)
                 try:
                     signal.raise_signal(signal.SIGINT)

@@ -132,10 +132,10 @@ def outbox_send(app: AppContext) -> None:
     Exits 1 when a notification failed for good in this run (see `miner outbox`), or failed in a way that is
     retried but lasts until someone acts (a TLS certificate not trusted, expired or for another name, no STARTTLS);
     one that will be retried otherwise (a server down, a timeout) does not count. SIGINT (Ctrl-C) or SIGTERM stops
-    it as it stops the service: the notification being sent is finished and recorded (an email still being sent 5 s
-    after the signal is cut, and stays pending, due at once; one gone out whole waits for its server's reply), no
-    other is sent (they wait for the next run), and the exit status is 130 (143 for SIGTERM). A second signal stops
-    at once.
+    it as it stops the service, and it says so on stderr: the notification being sent is finished and recorded (an
+    email still being sent 5 s after the signal is cut, and stays pending, due at once; one gone out whole waits for
+    its server's reply), no other is sent (they wait for the next run), and the exit status is 130 (143 for
+    SIGTERM). A second signal stops at once.
     """
     from miner.alerts import run_alerts
 
@@ -144,7 +144,7 @@ def outbox_send(app: AppContext) -> None:
         return
     # Cut short mid-send, a claimed notification was left 'sending': neither sent nor failed in `miner outbox`
     # until its lease ran out, then sent again whether or not it had gone out.
-    with stop_on_signal() as stop:
+    with stop_on_signal("the notification being sent is finished, no other is sent") as stop:
         stats = run_alerts(app.store(must_exist=True), app.config.alerts, utcnow(),
                            worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
                            stop=stop)

@@ -40,9 +40,9 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     and those still running are printed by a later round, so one slow source holds up no other. With --once,
     every poll is waited for, and the exit status is 1 when a source's poll failed (its error is in the table).
 
-    SIGINT (Ctrl-C) or SIGTERM ends the round in progress as in the service: no further poll starts, the polls
-    in flight get 5 s to end, and what they returned is stored and shown; then the exit status is 130 (143 for
-    SIGTERM). A second signal stops at once.
+    SIGINT (Ctrl-C) or SIGTERM ends the round in progress as in the service, and says so on stderr: no further
+    poll starts, the polls in flight get 5 s to end, and what they returned is stored and shown; then the exit
+    status is 130 (143 for SIGTERM). A second signal stops at once.
     """
     from miner.collectors.poller import Poller
     from miner.pipeline import Pipeline
@@ -50,7 +50,8 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
 
     pipeline = Pipeline(app.config, app.store())
     failed = False
-    with stop_on_signal() as stop, Poller.from_config(app.config) as poller:
+    with (stop_on_signal(f"no further poll starts, the polls in flight get {Poller.stop_grace:g} s to end") as stop,
+          Poller.from_config(app.config) as poller):
         first = True
         while True:
             # --all is for the first round: every round polled every source, every 5 s, past intervals, backoff

@@ -14,6 +14,7 @@ ignored) and exits 0 once stopped, as a supervised service does.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -85,10 +86,16 @@ def _within(frame: FrameType | None, code: CodeType) -> bool:
 
 
 @contextlib.contextmanager
-def stop_on_signal() -> Iterator[threading.Event]:
+def stop_on_signal(stopping: str) -> Iterator[threading.Event]:
     """Within the block, the first SIGINT or SIGTERM sets the event yielded, for the command to stop at the end of
-    its current step; a second one raises :class:`Interrupted` at once. When the block ends after a signal, it
-    raises :class:`Interrupted` for the first one, so the command exits as interrupted."""
+    its current step, and says so on stderr: ``Stopping: {stopping} (a second signal stops at once)``; a second
+    one raises :class:`Interrupted` at once. When the block ends after a signal, it raises :class:`Interrupted` for
+    the first one, so the command exits as interrupted."""
+    # Said at once: the step may take seconds (a poll's grace), in which a Ctrl-C seemed not taken, and whoever
+    # sends a second signal to stop at once must know the first was taken (or the two may be taken the other way
+    # round: the kernel may hand the first to another thread, whose handler flags it after the main thread has run
+    # the second's).
+    notice = f"Stopping: {stopping} (a second signal stops at once)\n".encode()
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -103,6 +110,9 @@ def stop_on_signal() -> Iterator[threading.Event]:
             _raise(signum, frame)
         first.append(signum)  # not in `received`: an error the command meets while it stops is its own
         stop.set()
+        # Not sys.stderr: the main thread may be in its write, and a handler's write then fails as reentrant.
+        with contextlib.suppress(OSError):  # stderr closed: the stop goes on without a word
+            os.write(2, notice)
 
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS if _ours_to_set(sig)}
     for sig in previous:
