@@ -56,7 +56,7 @@ def test_a_second_signal_in_the_first_ones_handler_stops_at_once_with_its_own_st
     # A SIGTERM landing before the SIGINT's handler had set the stop was taken for a first: the SIGINT's handler then
     # found the stop set, and the command exited 130 at once as if the SIGINT had come second (or it stopped after
     # the grace, 130 too); one landing while it set the stop waited on the stop's lock for ever, whatever signal came
-    # next. test_interrupts' second-signal test met the first now and then, with SIGINT and SIGTERM sent back to back.
+    # next.
     try:
         proc = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, cwd=ROOT, timeout=60,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
