@@ -42,6 +42,7 @@ from miner.service_scrape import ServiceScrape
 from miner.service_starting import Starting
 from miner.service_stores import JobStores
 from miner.service_switch import ServiceSwitch
+from miner.stop_event import StopEvent
 from miner.store import Store
 from miner.timeutil import utcnow
 
@@ -101,7 +102,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._bound_early = False  # _listener is the one `miner run` bound before its imports (listen_on)
         self._finish_later = False  # a reload's stop: finish_stop once the new service accepts
         self._answering: HttpApi | None = None  # the HTTP server stopped, its requests still answered until finish_stop
-        self._stop = threading.Event()
+        self._stop = StopEvent()  # set by a signal's handler (request_stop), maybe within run_started's wait on it
         self.starting = Starting(self.healthz, self.metrics, self.options.clock, self.options.notify.status)
         self._stores = JobStores(self.db_path, self._stop.set, self._stop)
         self._scheduler: BackgroundScheduler | None = None

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Iterator
 from types import CodeType, FrameType
 
+from miner.stop_event import StopEvent
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 # The signals received while the handlers below were installed, most recent last. A handler's exception raised
@@ -85,15 +87,6 @@ def _within(frame: FrameType | None, code: CodeType) -> bool:
     return False
 
 
-class _Stop(threading.Event):
-    """An event that a signal's handler may set: Event's own lock is not reentrant, and a handler that interrupted the
-    main thread inside this event's ``wait`` or ``set``, where it holds the lock, waited for ever to take it again."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._cond = threading.Condition(threading.RLock())
-
-
 @contextlib.contextmanager
 def stop_on_signal(stopping: str) -> Iterator[threading.Event]:
     """Within the block, the first SIGINT or SIGTERM sets the event yielded, for the command to stop at the end of
@@ -105,7 +98,7 @@ def stop_on_signal(stopping: str) -> Iterator[threading.Event]:
     # round: the kernel may hand the first to another thread, whose handler flags it after the main thread has run
     # the second's).
     notice = f"Stopping: {stopping} (a second signal stops at once)\n".encode()
-    stop = _Stop()
+    stop = StopEvent()  # set by the handler, maybe within the main thread's own wait on it
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
