@@ -144,7 +144,8 @@ def outbox_send(app: AppContext) -> None:
         return
     # Cut short mid-send, a claimed notification was left 'sending': neither sent nor failed in `miner outbox`
     # until its lease ran out, then sent again whether or not it had gone out.
-    with stop_on_signal("the notification being sent is finished, no other is sent") as stop:
+    with stop_on_signal("the notification being sent is finished (an email still sending 5 s on stays pending), "
+                        "no other is sent") as stop:
         stats = run_alerts(app.store(must_exist=True), app.config.alerts, utcnow(),
                            worker_id=f"cli-{socket.gethostname()}-{os.getpid()}", sources=app.config.polled_sources,
                            stop=stop)
