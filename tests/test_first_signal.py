@@ -7,13 +7,9 @@ hanging the suite."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from signal_steps import not_ending, stepped
 
 STEPS = textwrap.dedent("""
     import signal, sys
@@ -52,13 +48,6 @@ STEPS = textwrap.dedent("""
 def test_a_first_signal_in_the_commands_wait_on_the_stop_stops_it_at_the_end_of_its_step() -> None:
     # threading.Event's lock is not reentrant: a SIGINT whose handler ran while the wait held it (as it starts or ends
     # waiting) set the stop, which took the same lock again, and the command hung until a second signal.
-    try:
-        proc = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except subprocess.TimeoutExpired as exc:  # killed: the step after the last printed never ended
-        raise AssertionError(f"a handler waited for ever; the steps before:\n{exc.stdout!r}") from None
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == "alone: not interrupted"
-    assert len(lines) > 10, proc.stdout  # the wait's calls (the lock, the condition's wait), each a step
-    assert [line for line in lines[1:] if not line.endswith(": SIGINT at the end")] == [], proc.stdout
+    alone, steps = stepped(STEPS)
+    assert alone == "not interrupted"
+    assert not_ending(steps, "SIGINT at the end") == []

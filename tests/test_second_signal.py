@@ -8,13 +8,9 @@ waiting for ever fails this test rather than hanging the suite."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from signal_steps import not_ending, stepped
 
 STEPS = textwrap.dedent("""
     import signal, sys
@@ -57,13 +53,6 @@ def test_a_second_signal_in_the_first_ones_handler_stops_at_once_with_its_own_st
     # found the stop set, and the command exited 130 at once as if the SIGINT had come second (or it stopped after
     # the grace, 130 too); one landing while it set the stop waited on the stop's lock for ever, whatever signal came
     # next.
-    try:
-        proc = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except subprocess.TimeoutExpired as exc:  # killed: the step after the last printed never ended
-        raise AssertionError(f"a handler waited for ever; the steps before:\n{exc.stdout!r}") from None
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == "alone: SIGINT at the end"  # one signal: the block ran to its end, and exits as interrupted
-    assert len(lines) > 10, proc.stdout  # the handler's calls (is_set, set, the lock), each a step
-    assert [line for line in lines[1:] if not line.endswith(": SIGTERM at once")] == [], proc.stdout
+    alone, steps = stepped(STEPS)
+    assert alone == "SIGINT at the end"  # one signal: the block ran to its end, and exits as interrupted
+    assert not_ending(steps, "SIGTERM at once") == []

@@ -7,13 +7,10 @@ fails this test rather than hanging the suite."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from signal_steps import not_ending, stepped
 
 STEPS = textwrap.dedent("""
     import signal, sys
@@ -58,13 +55,6 @@ def test_a_sigterm_in_the_services_wait_for_the_stop_stops_it(tmp_path: Path) ->
     # signal's handler with it, until systemd's SIGKILL lost its held polls.
     db = tmp_path / "miner.sqlite"
     (tmp_path / "feeds.toml").write_text(f'[store]\npath = "{db}"\n\n[[services]]\nname = "MTN"\n')
-    try:
-        proc = subprocess.run([sys.executable, "-c", STEPS, str(tmp_path)], capture_output=True, text=True, cwd=ROOT,
-                              timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    except subprocess.TimeoutExpired as exc:  # killed: the step after the last printed never ended
-        raise AssertionError(f"a handler waited for ever; the steps before:\n{exc.stdout!r}") from None
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert lines[0] == "alone: running"
-    assert len(lines) > 10, proc.stdout  # the wait's calls (the lock, the condition's wait), each a step
-    assert [line for line in lines[1:] if not line.endswith(": stopping")] == [], proc.stdout
+    alone, steps = stepped(STEPS, str(tmp_path))
+    assert alone == "running"
+    assert not_ending(steps, "stopping") == []
