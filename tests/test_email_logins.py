@@ -4,11 +4,10 @@ and the text around an address that is no login's ("Note: [email]", "10:30", "em
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from test_text_links import upgraded_with_texts
+from test_text_links import store_bytes, upgraded_with_texts
 
 from miner.collectors.normalise import post_text
 from miner.store.link_scrub import SCRUB_BATCH
@@ -49,11 +48,6 @@ def test_a_store_from_before_keeps_no_user_name_before_an_e_mail_address(tmp_pat
     store = upgraded_with_texts(path, "0027_email_logins", texts, iso(NOW))
     assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
         logins.get(text, text) for text in texts]
-    store.close()
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    stored = b"".join(p.read_bytes() for p in tmp_path.glob("old.sqlite*"))
+    stored = store_bytes(store, path)
     for name in (b"admin:", b"root:", b"ops:", b"dbadmin", b"pa$$", b"svc_backup", b"nasadmin"):
         assert name not in stored

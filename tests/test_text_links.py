@@ -143,7 +143,8 @@ def _save(store: Store, source: SourceConfig, env: dict[str, str] | None = None)
     assert store.save_fetch(source.name, result, NOW, NOW).posts_new >= 1
 
 
-def _store_bytes(store: Store, path: Path) -> bytes:
+def store_bytes(store: Store, path: Path) -> bytes:
+    """The bytes of the store at ``path`` (its WAL too), ``store`` closed, its free pages vacuumed away."""
     store.close()
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("VACUUM")
@@ -184,7 +185,7 @@ def test_links_in_polled_posts_are_stored_without_credentials(tmp_path: Path, se
     assert f"Cloudflare 502 here too. Our reset mail: https://auth.example.com/reset/MTIz/{R}/?next=/&sid=" \
            f"{R}" in texts
     assert f"Signal down? Shared my screen: https://docs.example.com/d/{R}/edit?usp=sharing&api_key={R}." in texts
-    stored = _store_bytes(store, tmp_path / "miner.sqlite")
+    stored = store_bytes(store, tmp_path / "miner.sqlite")
     for secret in (b"abc123def456", TOKEN.encode(), b"ops:pw", b"5e55", b"1AbCdEfGh", b"K3Y"):
         assert secret not in stored
 
@@ -227,6 +228,6 @@ def test_a_store_from_before_keeps_no_credential_in_its_texts(tmp_path: Path) ->
     store = upgraded_with_texts(path, "0022_text_links", texts, at)
     expected = {written: stored for written, stored in LINKS}
     assert _stored_texts(store) == [expected.get(text, text) for text in texts]
-    stored = _store_bytes(store, path)
+    stored = store_bytes(store, path)
     for secret in (b"abc123def456", TOKEN.encode(), b"hunter2", b"S3cr3t", b"ya29", b"p4ss"):
         assert secret not in stored

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
-from test_text_links import upgraded_with_texts
+from test_text_links import store_bytes, upgraded_with_texts
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.matching import ServiceMatcher
@@ -161,14 +161,6 @@ def test_a_polled_post_with_a_bare_reset_link_is_stored_without_its_token(tmp_pa
         assert secret not in stored
 
 
-def _stored_bytes(path: Path) -> bytes:
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-
-
 def test_a_store_from_before_keeps_no_credential_in_its_bare_links(tmp_path: Path) -> None:
     # Texts stored before (0022_text_links read only the links with a scheme or "www."): the upgrade rewrites those
     # with a bare link's credential, a batch at a time, and leaves every other text as it was.
@@ -179,8 +171,7 @@ def test_a_store_from_before_keeps_no_credential_in_its_bare_links(tmp_path: Pat
     expected = dict(BARE)
     assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
         expected.get(text, text) for text in texts]
-    store.close()
-    stored = _stored_bytes(path)
+    stored = store_bytes(store, path)
     for secret in (b"abc123", b"ya29", DOC.encode(), JWT[:20].encode(), b"7c1d0e5f9a2b", b"s3cr3tv4lu3", b"hunter2"):
         assert secret not in stored
 
@@ -204,7 +195,6 @@ def test_a_store_from_before_keeps_no_login_before_a_bare_host(tmp_path: Path) -
     store = upgraded_with_texts(path, "0026_bare_text_logins", texts, iso(NOW))
     assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
         logins.get(text, text) for text in texts]
-    store.close()
-    stored = _stored_bytes(path)
+    stored = store_bytes(store, path)
     for secret in (b"pa$$w0rd", b"postgres", b"s3cr3tv4lu3", b"pgadmin", b"s3cret", b"dbuser", b"pa$$!"):
         assert secret not in stored

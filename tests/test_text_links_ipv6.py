@@ -3,12 +3,11 @@ a scheme or not, and the classifier reads such a link as "http" and its host, wi
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_text_links import upgraded_with_texts
+from test_text_links import store_bytes, upgraded_with_texts
 
 from miner.classify.tokenize import clean
 from miner.collectors.normalise import post_text
@@ -68,11 +67,6 @@ def test_a_store_from_before_keeps_no_login_or_key_by_an_ipv6_host(tmp_path: Pat
     store = upgraded_with_texts(path, "0028_ipv6_text_links", texts, iso(NOW))
     assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
         stored.get(text, text) for text in texts]
-    store.close()
-    with sqlite3.connect(path, isolation_level=None) as conn:
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    kept = b"".join(p.read_bytes() for p in tmp_path.glob("old.sqlite*"))
+    kept = store_bytes(store, path)
     for secret in (b"hunter2", b"s3cret", b"pa$$w0rd", b"abc123", b"p4ss", b"postgres:"):
         assert secret not in kept
