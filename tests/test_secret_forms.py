@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
 from test_alerts_support import T0, open_incident, settings, store_text
-from test_secrets import _poll, service_log  # noqa: F401  (service_log: a fixture)
+from test_secrets import _poll, _refused_page, service_log  # noqa: F401  (service_log: a fixture)
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import RouteSettings, WebhookSettings
@@ -109,14 +109,7 @@ def test_a_pagerduty_routing_key_an_answer_quotes_percent_encoded_is_not_stored(
         sent = json.loads(request.body)["routing_key"]
         return Reply(400, f"invalid: routing_key={case(quote_plus(sent, safe=''))}".encode())
 
-    server.serve("/v2/enqueue", refuse)
-    monkeypatch.setenv("PD_KEY", key)
-    cfg = settings(routes=(RouteSettings(name="pager", webhooks=("pd",)),), group_wait=0.0,
-                   webhooks=(WebhookSettings(name="pd", format="pagerduty", url=server.url + "/v2/enqueue",
-                                             routing_key_env="PD_KEY"),))
-    open_incident(store, "WhatsApp", T0)
-    plan_notifications(store, cfg, T0)
-    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    _refused_page(server, store, monkeypatch, key, refuse)
     shown = store_text(store) + service_log.getvalue()
     assert f"routing_key={REDACTED}" in shown
     assert "R0ut" not in shown and "K3y" not in shown

@@ -428,11 +428,11 @@ def test_collectors_do_not_name_an_unset_variable_that_reads_as_the_secret(
     assert pasted not in "\n".join([caplog.text, _kept(outcomes[0].result), str(outcomes[1].error)])
 
 
-def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
-        server: FakeServer, store: Store, service_log: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The key travels in each event's body; PagerDuty (or a proxy) answering a 400 may quote the event.
-    key = SECRETS["PD_KEY"]
-    server.serve("/v2/enqueue", lambda request: Reply(400, b'{"errors": ["invalid: ' + request.body + b'"]}'))
+def _refused_page(server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, key: str,
+                  refuse: Callable[[Recorded], Reply]) -> None:
+    """The PagerDuty event of a new WhatsApp incident, sent with routing key ``key`` (from PD_KEY) and answered by
+    ``refuse``: failed for good."""
+    server.serve("/v2/enqueue", refuse)
     monkeypatch.setenv("PD_KEY", key)
     cfg = settings(routes=(RouteSettings(name="pager", webhooks=("pd",)),), group_wait=0.0,
                    webhooks=(WebhookSettings(name="pd", format="pagerduty", url=server.url + "/v2/enqueue",
@@ -440,6 +440,14 @@ def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
     open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+
+
+def test_a_pagerduty_routing_key_is_in_no_log_store_row_or_error(
+        server: FakeServer, store: Store, service_log: io.StringIO, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The key travels in each event's body; PagerDuty (or a proxy) answering a 400 may quote the event.
+    key = SECRETS["PD_KEY"]
+    _refused_page(server, store, monkeypatch, key,
+                  lambda request: Reply(400, b'{"errors": ["invalid: ' + request.body + b'"]}'))
     [request] = server.requests_to("/v2/enqueue")
     assert json.loads(request.body)["routing_key"] == key  # it was sent
     kept = store_text(store)
