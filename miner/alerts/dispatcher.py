@@ -64,6 +64,7 @@ class DispatchStats:
     lost_races: int = 0  # rows another worker claimed (or a failed attempt rescheduled) first
     lapsed: int = 0  # sent, but our claim had already lapsed and been reclaimed
     held: int = 0  # due, but held until group_interval after the last message of its route, channel and group
+    waiting: int = 0  # due, but held until an older alert of its route, channel and incident has gone (outbox_order)
     deferred: int = 0  # due, but left for the next run: their channel's server was unreachable in this one
     throttled: int = 0  # due, but left until their webhook's rate limit (a 429, Retry-After) has passed
     needs_action: int = 0  # retried, but failed as retrying alone will not mend (TLS: DeliveryError.needs_action)
@@ -167,6 +168,12 @@ class _Run:
             return first
         if _held(store, self.settings, listed, clock()):
             stats.held += 1
+            return False
+        if store.waits_for_older(int(listed["id"])):
+            # Behind an older alert of its incident that failed in this run: not claimed, not an attempt.
+            log.info("outbox %d (%s %s, route %s): held until the older alert of its incident on the channel has "
+                     "gone", listed["id"], listed["kind"], channel, listed["route"])
+            stats.waiting += 1
             return False
         row = store.claim_due(listed["id"], self.worker_id, clock(), self.now)
         if row is None:

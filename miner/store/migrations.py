@@ -302,6 +302,10 @@ EMAIL_LOGINS = Migration("0027_email_logins", "", scrub_email_logins)
 # postgres:s3cret@[::1]") and the key in a link to one ("[::1]:3000/reset?token=...") were stored as written, no rule
 # reading such a host (store/link_scrub.py).
 IPV6_TEXT_LINKS = Migration("0028_ipv6_text_links", "", scrub_ipv6_text_links)
+# A message waits for an older alert of its incident, route and channel (store/outbox_order.py, waiting_sql): looked
+# up by incident for each due row and claim, a read of every item the outbox keeps without this index.
+OUTBOX_ITEMS_BY_INCIDENT = Migration(
+    "0029_outbox_items_by_incident", "CREATE INDEX outbox_items_incident ON outbox_items (incident_id, outbox_id);")
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -309,7 +313,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
-                               IPV6_TEXT_LINKS]
+                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT]
 
 
 def _statements(script: str) -> Iterator[str]:

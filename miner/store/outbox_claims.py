@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from miner.store.outbox_order import waiting_sql
 from miner.timeutil import iso
 
 if TYPE_CHECKING:
@@ -38,12 +39,14 @@ class OutboxClaimsMixin:
         """Take one row that is still pending and due by ``due_by``, stamped with the real ``claimed_at``.
 
         Returns the row as claimed (read in the same transaction, so its attempts are current), or None when another
-        worker took it first or it was rescheduled (a failed attempt's backoff) since the caller listed it.
+        worker took it first, it was rescheduled (a failed attempt's backoff) since the caller listed it, or it waits
+        for an older alert that failed or was taken since (outbox_order.waiting_sql).
         """
+        older, args = self.outbox_scope("older.id")
         with self.database.transaction() as conn:
             if conn.execute("UPDATE outbox SET status = 'sending', claimed_by = ?, claimed_at = ? WHERE id = ? "
-                            "AND status = 'pending' AND next_attempt_at <= ?",
-                            (worker, iso(claimed_at), outbox_id, iso(due_by))).rowcount != 1:
+                            f"AND status = 'pending' AND next_attempt_at <= ? AND NOT {waiting_sql('outbox', older)}",
+                            (worker, iso(claimed_at), outbox_id, iso(due_by), *args)).rowcount != 1:
                 return None
             return dict(conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone())
 

@@ -15,6 +15,16 @@ of an older row of its route and channel about one of its incidents (a chain, th
 takes the urgency of the most urgent row after it in its chain, and the chain goes in planning order. So an
 incident's resolve notice still goes before its re-opening's page, never after it, and a batch about several
 incidents keeps its place before the later messages about any of them.
+
+Nor does a row go while an older alert of its route and channel about one of its incidents is still to go
+(waiting_sql): one claimed by another worker, or retried after a failure, waiting out its backoff, and so not among
+the due rows ordered above. Such a row stays pending, unclaimed and untried, until that alert is sent, failed or
+suppressed. The planner folds a resolve notice into an alert nobody has yet (planner._plan_events), but not into
+one being sent as it plans (rendered already): when that attempt failed, the resolve notice went out first, an
+email thread's "RESOLVED" before its alert. Only alerts hold later rows: a resolve notice retried past its
+incident's re-opening is nothing to send by then (dispatcher.send_row), and a page must not wait out its backoff.
+Nor an alert some recipients have already (alert_state ``delivered:ID``): they get what follows it (a resolve
+notice) without waiting for those it is still retried to, which may be hours.
 """
 
 from __future__ import annotations
@@ -34,6 +44,18 @@ URGENCY_SQL = ("CASE WHEN o.kind = 'digest' THEN 2 WHEN o.kind = 'alert' AND EXI
                "WHERE i.outbox_id = o.id AND i.kind = 'open') THEN 0 ELSE 1 END")
 
 
+def waiting_sql(o: str, scope: str, older: str = "") -> str:
+    """Whether outbox row ``o`` waits for an older alert (module docstring): one of its route and channel, about one
+    of its incidents, pending or being sent and nobody's yet, within ``scope`` (ReplayOutboxMixin.outbox_scope, on
+    ``older.id``), and ``older`` (a further condition on it, or ""). Read through outbox_items_incident."""
+    return (f"EXISTS (SELECT 1 FROM outbox_items mine JOIN outbox_items theirs "
+            f"ON theirs.incident_id = mine.incident_id AND theirs.outbox_id < mine.outbox_id "
+            f"JOIN outbox older ON older.id = theirs.outbox_id "
+            f"WHERE mine.outbox_id = {o}.id AND older.route = {o}.route AND older.channel = {o}.channel "
+            f"AND older.kind = 'alert' AND older.status IN ('pending', 'sending') AND {scope} "
+            f"AND NOT EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || older.id){older})")
+
+
 class OutboxOrderMixin:
     database: Database
     outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
@@ -44,12 +66,20 @@ class OutboxOrderMixin:
         rows of ``exclude_channels`` and ``exclude_ids`` left out."""
         skip = f"AND o.channel NOT IN ({','.join('?' * len(exclude_channels))}) " if exclude_channels else ""
         scope, args = self.outbox_scope("o.id")
+        older, older_args = self.outbox_scope("older.id")
+        # A row waiting for an older alert that is not due, or not among these (claimed, tried in this run), is left
+        # out, not listed to take a place in ``limit``; one behind an older due one goes after it (claim_order), unless
+        # that one fails (claim_due checks it again).
+        waits = waiting_sql("o", older, " AND (older.status = 'sending' OR older.next_attempt_at > ? "
+                                        f"OR older.id {IN_LIST})")
         # Ordered over every due row, not a listing cut at ``limit``: the older rows of a page's incidents are claimed
         # with it wherever they fell due. Only what orders them is read of each: 20,000 due rows took 0.35 s.
         due = self.database.rows(
             f"SELECT o.id, o.route, o.channel, o.next_attempt_at, {URGENCY_SQL} AS urgency FROM outbox o "
-            f"WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND {scope} {skip}AND o.id NOT {IN_LIST}",
-            (iso(now), *args, *exclude_channels, json_list(exclude_ids)))
+            f"WHERE o.status = 'pending' AND o.next_attempt_at <= ? AND {scope} {skip}AND o.id NOT {IN_LIST} "
+            f"AND NOT {waits}",
+            (iso(now), *args, *exclude_channels, json_list(exclude_ids), *older_args, iso(now),
+             json_list(exclude_ids)))
         if not due:
             return []
         incidents: dict[int, set[int]] = {}
@@ -60,6 +90,13 @@ class OutboxOrderMixin:
         rows = {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM outbox WHERE id {IN_LIST}",
                                                            (json_list(ids),))}
         return [rows[i] for i in ids if i in rows]
+
+    def waits_for_older(self, outbox_id: int) -> bool:
+        """Whether pending row ``outbox_id`` waits for an older alert of its route, channel and incidents (module
+        docstring): it is not to be claimed yet."""
+        older, args = self.outbox_scope("older.id")
+        return self.database.one(f"SELECT 1 AS x FROM outbox o WHERE o.id = ? AND {waiting_sql('o', older)}",
+                                 (outbox_id, *args)) is not None
 
 
 def claim_order(rows: Sequence[dict[str, Any]], incidents: dict[int, set[int]]) -> list[dict[str, Any]]:
