@@ -57,6 +57,8 @@ SCRUB_BATCH = 1000
 
 # The hash link_id puts after a link it changed.
 _LINK_HASH = re.compile(r"[0-9a-f]{16}")
+# Characters no encoder percent-encodes (RFC 3986's unreserved), as miner.redaction reads them.
+_UNESCAPED = re.compile(r"[A-Za-z0-9._~-]+")
 
 
 def _source_url(url: str) -> str:
@@ -149,14 +151,11 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
         return stored_link(old, secrets)
 
     def ident(old: str) -> str | None:
-        # One made of a link already (link_id: without a ?passkey= and the like, a hash of the whole link after "#")
-        # keeps its hash, of the link as the feed gives it, key and all: link_id now gives it so. Taken for a new
-        # link, it took a second hash, of the id, that no poll gives: each entry was found again by its link only.
-        shown, mark, digest = old.rpartition("#")
-        if mark and _LINK_HASH.fullmatch(digest) and REDACTED in shown and shown.startswith(("http://", "https://")):
-            return f"{stored_link(shown, secrets) or REDACTED}#{digest}"
-        return link_id(old, secrets)
+        return _secretless_id(old, secrets)
 
+    # What each secret, in any of its forms (as written, percent-encoded in either case of hex), holds as written:
+    # its longest run of characters no encoder escapes. A link holding "%2f" where the secret has "/" was passed by.
+    found_by = sorted({max(_UNESCAPED.findall(secret), key=len, default=secret) for secret in secrets})
     columns: list[tuple[str, str, str, Callable[[str], str | None]]] = [
         ("posts", "url", "UPDATE", link),
         # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
@@ -164,15 +163,27 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
         ("official_incidents", "url", "UPDATE", link),
         ("official_incidents", "external_id", "UPDATE OR IGNORE", ident)]
     for table, column, update, new_form in columns:
-        held = " OR ".join([f"instr({column}, ?)"] * len(secrets))
+        held = " OR ".join([f"instr({column}, ?)"] * len(found_by))
         # (column, rowid): a url is not unique (a thread's replies link to it). A row rewritten moves in the index,
         # and one past the cursor is read again, holding no secret any more (or one new_form leaves as it is).
         after: tuple[str, int] = ("", -(2 ** 63))
         while rows := database.rows(
                 f"SELECT {column} AS old, rowid AS id FROM {table} WHERE source = ? AND {column} IS NOT NULL "
                 f"AND ({column}, rowid) > (?, ?) AND ({held}) ORDER BY {column}, rowid LIMIT ?",
-                (source, *after, *secrets, batch)):
+                (source, *after, *found_by, batch)):
             if changes := [(new, r["id"]) for r in rows if (new := new_form(r["old"])) != r["old"]]:
                 with database.transaction() as conn:
                     conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?", changes)
             after = (rows[-1]["old"], rows[-1]["id"])
+
+
+def _secretless_id(old: str, secrets: Sequence[str] = (), token_hosts: bool | None = None) -> str | None:
+    """``old`` (an id stored before) as `link_id` gives it now, without ``secrets`` (and, ``token_hosts``, a label of
+    its host that reads as a key)."""
+    # One made of a link already (link_id: without a ?passkey= and the like, a hash of the whole link after "#")
+    # keeps its hash, of the link as the feed gives it, key and all: link_id now gives it so. Taken for a new
+    # link, it took a second hash, of the id, that no poll gives: each entry was found again by its link only.
+    shown, mark, digest = old.rpartition("#")
+    if mark and _LINK_HASH.fullmatch(digest) and REDACTED in shown and shown.startswith(("http://", "https://")):
+        return f"{stored_link(shown, secrets, token_hosts=token_hosts) or REDACTED}#{digest}"
+    return link_id(old, secrets, token_hosts=token_hosts)

@@ -1,0 +1,104 @@
+"""A private feed's key where `secret_parts` did not look: as a label of its URL's host, and percent-encoded in its
+items' links otherwise than the URL writes it. Each test looks for the key in the store file's bytes.
+
+The feed's server stands behind a proxy (the loopback one), so that a host holding a key needs no DNS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from fakeserver import FakeServer, Reply
+from test_text_links import store_bytes
+
+from miner.collectors import CollectSettings, Poller
+from miner.config import SourceConfig
+from miner.store import Store
+from miner.timeutil import iso
+from miner.urls import link_id, secret_parts, stored_link
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+HOST_KEY = "0123abcd4567ef89"
+FEED_KEY = "Ab/Cd+Ef=Gh42xyzQ"  # a ?key= holding characters a link percent-encodes ("%2f", "%2b", "%3d")
+FEED_URL = f"http://feed-{HOST_KEY}.invalid/private/rss"
+# A CDN's host reads as a key too: a source whose URL is in feeds.toml keeps it.
+PUBLIC_LINK = "https://d1a2b3c4d5e6f7.cloudfront.net/status/1"
+
+
+def _leaks(data: bytes) -> list[str]:
+    words = (HOST_KEY, HOST_KEY.upper(), "Gh42xyzQ", "Ab%2f", "Ab%2F", "Ab/Cd")
+    return [word for word in words if word.encode() in data]
+
+
+def _rss(links: list[str]) -> bytes:
+    items = "".join(f"<item><title>WhatsApp down {n}</title><link>{link.replace('&', '&amp;')}</link>"
+                    f"<pubDate>{format_datetime(NOW - timedelta(minutes=n))}</pubDate></item>"
+                    for n, link in enumerate(links))
+    return f'<?xml version="1.0"?><rss version="2.0"><channel><title>p</title>{items}</channel></rss>'.encode()
+
+
+LINKS = ["/items/1", f"http://feed-{HOST_KEY}.invalid/items/2?ref={HOST_KEY}",
+         f"http://FEED-{HOST_KEY.upper()}.invalid/items/3", "https://mirror.example/dl?id=4&k=Ab%2fCd%2bEf%3dGh42xyzQ",
+         f"http://feed-{HOST_KEY}.invalid/dl?id=5&passkey=PK-5"]
+
+
+def _poll(server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, links: list[str]) -> int:
+    server.serve("/private/rss", Reply(200, _rss(links), content_type="application/rss+xml"))
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    source = SourceConfig("private", "rss", url_env="FEED_URL")
+    store.sync_sources([source])
+    env = {"FEED_URL": f"{FEED_URL}?key={FEED_KEY}"}
+    with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k", environ=env) as poller:
+        result = poller.poll(source, store.source_state(source.name))
+    return store.save_fetch(source.name, result, NOW, NOW).posts_new
+
+
+def _stored(store: Store) -> list[tuple[str, str]]:
+    return [(r["external_id"], r["url"]) for r in store.database.rows("SELECT external_id, url FROM posts ORDER BY id")]
+
+
+def test_links_and_ids_lose_a_key_in_the_host_and_keep_a_host() -> None:
+    secrets = secret_parts(f"{FEED_URL}?key={FEED_KEY}")
+    assert stored_link(f"http://feed-{HOST_KEY}.invalid/items/1?ref={HOST_KEY}", secrets) == (
+        "http://redacted.invalid/items/1?ref=[redacted]")
+    assert stored_link(LINKS[3], secrets) == "https://mirror.example/dl?id=4&k=[redacted]"
+    ids = [link_id(f"http://feed-{HOST_KEY}.invalid/items/{n}", secrets) for n in (1, 2)]
+    assert ids[0].startswith("http://redacted.invalid/items/1#") and ids[0] != ids[1]
+    assert ids[0] == link_id(f"http://feed-{HOST_KEY}.invalid/items/1", secrets)  # the same at each poll
+    assert stored_link(PUBLIC_LINK) == PUBLIC_LINK and link_id(PUBLIC_LINK) == PUBLIC_LINK
+
+
+def test_a_feed_on_a_host_holding_its_key_stores_none_of_it_and_each_item_once(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "miner.sqlite"
+    store = Store.open(path)
+    assert _poll(server, store, monkeypatch, LINKS) == len(LINKS)
+    assert _poll(server, store, monkeypatch, LINKS) == 0
+    stored = _stored(store)
+    assert len({ident for ident, _ in stored}) == len(LINKS)
+    assert [url for _, url in stored] == [
+        "http://redacted.invalid/items/1", "http://redacted.invalid/items/2?ref=[redacted]",
+        "http://redacted.invalid/items/3", "https://mirror.example/dl?id=4&k=[redacted]",
+        "http://redacted.invalid/dl?id=5&passkey=[redacted]"]
+    assert _leaks(store_bytes(store, path)) == []
+
+
+def test_a_key_a_link_held_percent_encoded_is_taken_out_of_what_was_stored_before_at_the_next_poll(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The store had the link as the feed gave it ("%2f" where the URL has "/"): the scrub of the source's rows
+    # looked for the key as written only, so its first poll stored the item a second time, the key left in the first.
+    path = tmp_path / "miner.sqlite"
+    store = Store.open(path)
+    store.sync_sources([SourceConfig("private", "rss", url_env="FEED_URL")])
+    with store.database.transaction() as conn:
+        conn.execute("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) "
+                     "VALUES ('private', ?, 'WhatsApp down 3', ?, ?, ?)", (LINKS[3], LINKS[3], iso(NOW), iso(NOW)))
+    assert _poll(server, store, monkeypatch, [LINKS[3]]) == 0
+    assert _stored(store) == [(f"{stored_link(LINKS[3], secret_parts(f'{FEED_URL}?key={FEED_KEY}'))}#"
+                               f"{hashlib.sha256(LINKS[3].encode()).hexdigest()[:16]}",
+                               "https://mirror.example/dl?id=4&k=[redacted]")]
+    assert _leaks(store_bytes(store, path)) == []
