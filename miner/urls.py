@@ -293,7 +293,7 @@ def _without(text: str, secrets: Sequence[str], *, token_hosts: bool = False) ->
     return f"{scheme}://{redact(login, gone)}{at}{hostport}{redact(rest[end:], gone)}"
 
 
-# A feed's links share a host or a few: its labels are read once, not at each link (0.02 ms a link, 7 s of 0029's
+# A feed's links share a host or a few: its labels are read once, not at each link (0.02 ms a link, 7 s of 0030's
 # 300,000 rows on two shared cores).
 @lru_cache(maxsize=256)
 def _without_in_host(hostport: str, secrets: tuple[str, ...], token_hosts: bool) -> tuple[str, tuple[str, ...]]:
@@ -311,12 +311,18 @@ def _without_in_host(hostport: str, secrets: tuple[str, ...], token_hosts: bool)
     return shown + colon + port, (*secrets, *sorted(_label_secrets(labels)))
 
 
+def holds_token_host(url: str) -> bool:
+    """Whether a label of ``url``'s host reads as a key, which `stored_link` takes out for a source whose url is in
+    the environment: read without the rest of stored_link's work, for the links (most) that hold none."""
+    return _without(url, (), token_hosts=True) != url
+
+
 def stored_link(url: str | None, secrets: Sequence[str] = (), *, token_hosts: bool | None = None) -> str | None:
     """A link someone else wrote (a feed item's, the id made of it) as the store keeps it: without what `public_url`
     leaves out, for a private feed's items link to pages that carry its key again (``dl?id=1&passkey=...``), nor any
     of ``secrets`` (`secret_parts` of the source's URL from the environment), as written or percent-encoded, nor,
     for such a source (``token_hosts``, by default where there are ``secrets``), a label of its host that reads as
-    a key (`REDACTED_LABEL`: migration 0029 can tell those without the URL, which is in the environment only). One
+    a key (`REDACTED_LABEL`: migration 0030 can tell those without the URL, which is in the environment only). One
     that cannot be read (a broken IPv6 bracket) may hold a credential all the same: None."""
     if not url:
         return None

@@ -7,6 +7,7 @@ The feed's server stands behind a proxy (the loopback one), so that a host holdi
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from test_text_links import store_bytes
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
 from miner.store import Store
+from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import iso
 from miner.urls import link_id, secret_parts, stored_link
 
@@ -101,4 +103,41 @@ def test_a_key_a_link_held_percent_encoded_is_taken_out_of_what_was_stored_befor
     assert _stored(store) == [(f"{stored_link(LINKS[3], secret_parts(f'{FEED_URL}?key={FEED_KEY}'))}#"
                                f"{hashlib.sha256(LINKS[3].encode()).hexdigest()[:16]}",
                                "https://mirror.example/dl?id=4&k=[redacted]")]
+    assert _leaks(store_bytes(store, path)) == []
+
+
+def _sha(link: str) -> str:
+    return hashlib.sha256(link.encode()).hexdigest()[:16]
+
+
+def test_a_store_from_before_is_upgraded_without_host_keys_and_polled_without_duplicates(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The links and ids stored of the feed before: its host's label as written, and the key percent-encoded
+    # otherwise than its URL writes it, the rest as now.
+    host = f"http://feed-{HOST_KEY}.invalid"
+    old = [(f"{host}/items/1", f"{host}/items/1"), (LINKS[2], LINKS[2]), (LINKS[3], LINKS[3]),
+           (f"{host}/dl?id=5&passkey=[redacted]#{_sha(LINKS[4])}", f"{host}/dl?id=5&passkey=[redacted]")]
+    path = tmp_path / "old.sqlite"
+    at = iso(NOW)
+    with sqlite3.connect(path, isolation_level=None) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        apply_migrations(conn, [m for m in MIGRATIONS if m.id < "0030"])
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO sources (name, type, url) VALUES (?, 'rss', ?)",
+                         [("private", "$FEED_URL"), ("public", "https://news.example/rss")])
+        conn.executemany("INSERT INTO posts (source, external_id, text, url, created_at, fetched_at) "
+                         "VALUES (?, ?, 'WhatsApp down', ?, ?, ?)",
+                         [*(("private", ident, url, at, at) for ident, url in old),
+                          ("public", PUBLIC_LINK, PUBLIC_LINK, at, at)])
+        conn.execute("COMMIT")
+    conn.close()
+    # The upgrade takes a label that reads as a key out of what a source whose url is in the environment stored.
+    store = Store.open(path)
+    assert [w for w in _leaks(store_bytes(store, path)) if w.lower() == HOST_KEY] == []
+    store = Store.open(path)
+    assert _stored(store)[-1] == (PUBLIC_LINK, PUBLIC_LINK)
+    # The feed's first poll (its key in the environment, never in the store) takes the rest out, the encoded key,
+    # and finds each item stored under the id it gives it.
+    assert _poll(server, store, monkeypatch, [LINKS[0], *LINKS[2:]]) == 0
+    assert _poll(server, store, monkeypatch, LINKS) == 1
     assert _leaks(store_bytes(store, path)) == []

@@ -22,6 +22,7 @@ from miner.store.link_scrub import (
     scrub_ipv6_text_links,
     scrub_stored_links,
     scrub_text_links,
+    scrub_token_hosts,
 )
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
@@ -306,6 +307,9 @@ IPV6_TEXT_LINKS = Migration("0028_ipv6_text_links", "", scrub_ipv6_text_links)
 # up by incident for each due row and claim, a read of every item the outbox keeps without this index.
 OUTBOX_ITEMS_BY_INCIDENT = Migration(
     "0029_outbox_items_by_incident", "CREATE INDEX outbox_items_incident ON outbox_items (incident_id, outbox_id);")
+# And a key as a label of the host of a source's url from the environment ("https://<token>.feeds.example/rss"): the
+# links and ids of its items kept it, secret_parts having read the path and query only (store/link_scrub.py).
+TOKEN_HOSTS = Migration("0030_token_hosts", "", scrub_token_hosts)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -313,7 +317,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
-                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT]
+                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS]
 
 
 def _statements(script: str) -> Iterator[str]:
