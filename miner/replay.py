@@ -58,11 +58,13 @@ def demo_stream_path() -> Path:
 class Keeping:
     """What of a recorded post is stored, as a collector of its source would store it: ``authors`` hashes the
     ``author`` (without it, None is stored), ``secrets`` names per source what its links and ids must not hold
-    (collectors.base.source_secrets), ``max_text`` is [collect].max_text_chars."""
+    (collectors.base.source_secrets), ``max_text`` is [collect].max_text_chars; ``from_env`` names the sources whose
+    url is in the environment, whose links lose a host label that reads as a key (miner.urls.stored_link)."""
 
     authors: Authors | None = None
     secrets: Mapping[str, Sequence[str]] = field(default_factory=dict)
     max_text: int = CollectSettings.max_text_chars
+    from_env: frozenset[str] = frozenset()
 
 
 def read_posts(path: Path | str, keeping: Keeping = Keeping()) -> Iterator[Post]:
@@ -206,9 +208,9 @@ def _post_from_line(line: str, path: Path, lineno: int, keeping: Keeping) -> Pos
     if not text:
         raise InputError(f"{where}: field 'text' holds only whitespace or invisible characters")
     source, authors = str(obj["source"]), keeping.authors
-    secrets, lang = keeping.secrets.get(source, ()), obj.get("lang")
-    return Post(source=source, external_id=link_id(str(obj["id"]), secrets), text=text, created_at=created,
-                url=stored_link(url, secrets) if isinstance(url, str) else None,
+    secrets, lang, hosts = keeping.secrets.get(source, ()), obj.get("lang"), source in keeping.from_env
+    return Post(source=source, external_id=link_id(str(obj["id"]), secrets, token_hosts=hosts), text=text,
+                created_at=created, url=stored_link(url, secrets, token_hosts=hosts) if isinstance(url, str) else None,
                 lang=lang_code(lang) if isinstance(lang, str) else None,
                 author_hash=authors(str(author), source) if authors and author is not None else None)
 

@@ -106,6 +106,17 @@ def test_replay_reads_a_source_url_from_the_environment_as_a_poll_does(tmp_path:
     assert key.encode() not in b"".join(p.read_bytes() for p in tmp_path.glob("r.sqlite*"))
 
 
+def test_replay_of_a_source_url_from_the_environment_writes_a_host_label_that_reads_as_a_key_as_a_poll_does(
+        tmp_path: Path, runner: CliRunner, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its URL holds no key that secret_parts reads, but its links' host label that reads as one goes all the same, as
+    # migration 0029 (which has no URL) wrote what a poll stored before.
+    monkeypatch.setenv("FEED_URL", f"{server.url}/private/rss?key=s3cr3t")
+    polled, rows = _collect_and_replay(tmp_path, runner, server, '[[sources]]\nname = "feed"\ntype = "rss"\n'
+                                       'url_env = "FEED_URL"\n', "/private/rss",
+                                       "https://d1a2b3c4d5e6f7.cloudfront.net/status/1")
+    assert rows[:4] == polled[:4] and {url for _, url, _ in rows} == {"https://redacted.cloudfront.net/status/1"}
+
+
 def test_replay_warns_when_a_source_url_is_not_in_the_environment(tmp_path: Path, runner: CliRunner,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FEED_URL", raising=False)

@@ -18,6 +18,7 @@ from test_text_links import store_bytes
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
+from miner.replay import Keeping, read_posts
 from miner.store import Store
 from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import iso
@@ -48,12 +49,13 @@ LINKS = ["/items/1", f"http://feed-{HOST_KEY}.invalid/items/2?ref={HOST_KEY}",
          f"http://feed-{HOST_KEY}.invalid/dl?id=5&passkey=PK-5"]
 
 
-def _poll(server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, links: list[str]) -> int:
+def _poll(server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, links: list[str],
+          url: str = f"{FEED_URL}?key={FEED_KEY}") -> int:
     server.serve("/private/rss", Reply(200, _rss(links), content_type="application/rss+xml"))
     monkeypatch.setenv("HTTP_PROXY", server.url)
     source = SourceConfig("private", "rss", url_env="FEED_URL")
     store.sync_sources([source])
-    env = {"FEED_URL": f"{FEED_URL}?key={FEED_KEY}"}
+    env = {"FEED_URL": url}
     with Poller(CollectSettings(connect_timeout=2.0), hash_key=b"k", environ=env) as poller:
         result = poller.poll(source, store.source_state(source.name))
     return store.save_fetch(source.name, result, NOW, NOW).posts_new
@@ -110,14 +112,9 @@ def _sha(link: str) -> str:
     return hashlib.sha256(link.encode()).hexdigest()[:16]
 
 
-def test_a_store_from_before_is_upgraded_without_host_keys_and_polled_without_duplicates(
-        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The links and ids stored of the feed before: its host's label as written, and the key percent-encoded
-    # otherwise than its URL writes it, the rest as now.
-    host = f"http://feed-{HOST_KEY}.invalid"
-    old = [(f"{host}/items/1", f"{host}/items/1"), (LINKS[2], LINKS[2]), (LINKS[3], LINKS[3]),
-           (f"{host}/dl?id=5&passkey=[redacted]#{_sha(LINKS[4])}", f"{host}/dl?id=5&passkey=[redacted]")]
-    path = tmp_path / "old.sqlite"
+def _old_store(path: Path, old: list[tuple[str, str]]) -> None:
+    """A store at the schema before 0029 with a source "private" whose url is in the environment, holding posts of
+    ``old``'s ids and links, and a source "public" holding one whose host reads as a key."""
     at = iso(NOW)
     with sqlite3.connect(path, isolation_level=None) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
@@ -131,6 +128,17 @@ def test_a_store_from_before_is_upgraded_without_host_keys_and_polled_without_du
                           ("public", PUBLIC_LINK, PUBLIC_LINK, at, at)])
         conn.execute("COMMIT")
     conn.close()
+
+
+def test_a_store_from_before_is_upgraded_without_host_keys_and_polled_without_duplicates(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The links and ids stored of the feed before: its host's label as written, and the key percent-encoded
+    # otherwise than its URL writes it, the rest as now.
+    host = f"http://feed-{HOST_KEY}.invalid"
+    old = [(f"{host}/items/1", f"{host}/items/1"), (LINKS[2], LINKS[2]), (LINKS[3], LINKS[3]),
+           (f"{host}/dl?id=5&passkey=[redacted]#{_sha(LINKS[4])}", f"{host}/dl?id=5&passkey=[redacted]")]
+    path = tmp_path / "old.sqlite"
+    _old_store(path, old)
     # The upgrade takes a label that reads as a key out of what a source whose url is in the environment stored.
     store = Store.open(path)
     assert [w for w in _leaks(store_bytes(store, path)) if w.lower() == HOST_KEY] == []
@@ -141,3 +149,34 @@ def test_a_store_from_before_is_upgraded_without_host_keys_and_polled_without_du
     assert _poll(server, store, monkeypatch, [LINKS[0], *LINKS[2:]]) == 0
     assert _poll(server, store, monkeypatch, LINKS) == 1
     assert _leaks(store_bytes(store, path)) == []
+
+
+def test_a_feed_whose_url_holds_no_key_it_reads_finds_what_the_upgrade_rewrote(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The URL's key is too short to be read as one, so its poll had no secrets, and kept a host label that reads as
+    # a key, which the upgrade (no URL at hand) took out: the item was stored again under its old id.
+    path = tmp_path / "old.sqlite"
+    _old_store(path, [(PUBLIC_LINK, PUBLIC_LINK)])
+    store = Store.open(path)
+    assert _poll(server, store, monkeypatch, [PUBLIC_LINK], url="http://feeds.invalid/private/rss?key=s3cr3t") == 0
+    assert [url for _, url in _stored(store)] == ["https://redacted.cloudfront.net/status/1", PUBLIC_LINK]
+
+
+def test_status_feed_incidents_and_replayed_posts_of_such_a_source_lose_the_label_as_a_poll_does(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    atom = ('<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>s</title><id>s</id>'
+            f"<updated>2026-11-27T10:00:00Z</updated><entry><title>Degraded API</title><id>{PUBLIC_LINK}</id>"
+            f'<link href="{PUBLIC_LINK}"/><updated>2026-11-27T10:00:00Z</updated>'
+            "<content>Resolved - fixed</content></entry></feed>").encode()
+    server.serve("/history.atom", Reply(200, atom, content_type="application/atom+xml"))
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    source = SourceConfig("status", "status_feed", url_env="FEED_URL", services=("GitHub",))
+    with Poller(CollectSettings(), hash_key=b"k", environ={"FEED_URL": "http://status.invalid/history.atom"}) as poller:
+        [incident] = poller.poll(source).incidents
+    assert incident.url == "https://redacted.cloudfront.net/status/1"
+    assert incident.external_id == f"{incident.url}#{hashlib.sha256(PUBLIC_LINK.encode()).hexdigest()[:16]}"
+    capture = tmp_path / "posts.jsonl"
+    capture.write_text(f'{{"id": "{PUBLIC_LINK}", "source": "private", "text": "WhatsApp down", '
+                       f'"created_at": "2026-11-27T10:00:00Z", "url": "{PUBLIC_LINK}"}}\n', encoding="utf-8")
+    [post] = read_posts(capture, Keeping(from_env=frozenset({"private"})))
+    assert (post.external_id, post.url) == (incident.external_id, incident.url)

@@ -225,7 +225,8 @@ def _keeping(cfg: Config) -> Keeping:
             sources.append(source)
     authors = replay_authors(lambda: hash_key_from_env(cfg.store.hash_key_env),
                              {s.name: author_space(s) for s in sources})
-    return Keeping(authors, {s.name: source_secrets(s) for s in sources}, cfg.collect.max_text_chars)
+    return Keeping(authors, {s.name: source_secrets(s) for s in sources}, cfg.collect.max_text_chars,
+                   frozenset(s.name for s in sources if s.secret_url))
 
 
 def _check_writable(outbox: Path) -> None:

@@ -101,13 +101,15 @@ def make_post(
         return None
     # An id made of the item's link (a feed item without a guid) holds what the link holds.
     secrets = source_secrets(source)
-    external_id = link_id(external_id, secrets)
+    # A url_env source's links lose a host label that reads as a key even where its URL holds no key that
+    # secret_parts reads: migration 0029, which has no URL, rewrote what it stored so.
+    external_id = link_id(external_id, secrets, token_hosts=source.secret_url)
     return Post(
         source=source.name,
         external_id=external_id,
         text=text,
         created_at=created_at,
-        url=stored_link(url, secrets),
+        url=stored_link(url, secrets, token_hosts=source.secret_url),
         author_hash=hash_author(author, ctx.hash_key, author_space(source)),
         lang=lang_code(lang),
         undated=undated,

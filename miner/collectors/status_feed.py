@@ -30,7 +30,7 @@ from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState
-from miner.urls import link_id, stored_link
+from miner.urls import holds_token_host, link_id, stored_link
 
 _STATUS_WORDS = {
     "investigating": "investigating",
@@ -163,11 +163,13 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         done = "completed" if status == "completed" else "resolved"
         resolved_at = next((when for label, when in stamps if _STATUS_WORDS.get(label) == done),
                            max(published, updated))
-    secrets = source_secrets(source)
+    secrets, ident = source_secrets(source), entry_id(entry)
+    if secrets or (source.secret_url and holds_token_host(ident)):  # as migration 0029 rewrote one stored before
+        ident = link_id(ident, secrets, token_hosts=source.secret_url)
     return OfficialIncident(
         source=source.name,
         # Only without the key of a url from the environment: any other guid is kept as written, as it always was.
-        external_id=link_id(entry_id(entry), secrets) if secrets else entry_id(entry),
+        external_id=ident,
         service=source.services[0] if source.services else None,
         title=title,
         status=status,
@@ -176,7 +178,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         # the provider's last update: the store keeps a new version of an incident only when that moves.
         updated_at=max([published, updated, *(when for _, when in stamps)]),
         resolved_at=max(resolved_at, started) if resolved_at else None,
-        url=stored_link(str(entry.get("link", "") or ""), secrets),
+        url=stored_link(str(entry.get("link", "") or ""), secrets, token_hosts=source.secret_url),
         undated=dated is None,
     )
 

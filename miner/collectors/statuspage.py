@@ -62,7 +62,8 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         # Both are the page's text: kept as a feed item's link is, without the key of a url from the environment
         # (a page behind a proxy whose path holds it answers with its page.url under that path) or a login.
         url=stored_link((f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
-                        or text_of(item.get("shortlink")) or None, source_secrets(source)),
+                        or text_of(item.get("shortlink")) or None, source_secrets(source),
+                        token_hosts=source.secret_url),
         undated=dated is None,
     )
 
