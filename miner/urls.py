@@ -269,8 +269,10 @@ def secret_parts(url: str) -> tuple[str, ...]:
 
 # What a host's label holding a key becomes in a stored link: "[redacted]", as in a path, reads as a broken IPv6
 # bracket (urlsplit refuses it), which lost the item's link and gave its id none. One fixed label keeps a link a link,
-# and an id made of one stays the same at each poll (link_id's hash, of the link as given, tells items apart).
-REDACTED_LABEL = "redacted"
+# and an id made of one stays the same at each poll (link_id's hash, of the link as given, tells items apart). With an
+# underscore, which no registry or hosting service takes in a name: "redacted" made "feed-<key>.com" (or "<key>.
+# herokuapp.com") a link to a name anyone could register, and a click on a stored link went to them.
+REDACTED_LABEL = "_redacted"
 
 
 def _label_secrets(labels: Sequence[str]) -> set[str]:

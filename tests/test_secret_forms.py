@@ -189,7 +189,7 @@ def test_a_feed_on_a_host_that_holds_a_key_is_read_as_before_and_its_errors_name
         no_proxy_nor_trust: None) -> None:
     # The server stands behind a proxy (the loopback one), so the feed's host need not resolve. An error named the
     # host as written; and the links of its items, resolved against the feed's URL, must stay links: a "[redacted]"
-    # label reads as a broken IPv6 bracket, which lost each item's link and changed its id. Its key is "redacted".
+    # label reads as a broken IPv6 bracket, which lost each item's link and changed its id. Its key is "_redacted".
     server.serve("/private/rss", Reply(200, RSS, content_type="application/rss+xml"))
     server.serve("/revoked/rss", Reply(403, b"forbidden", content_type="text/plain"))
     monkeypatch.setenv("HTTP_PROXY", server.url)
@@ -202,6 +202,6 @@ def test_a_feed_on_a_host_that_holds_a_key_is_read_as_before_and_its_errors_name
                 outcomes.append(poller.poll_isolated(source))
     assert outcomes[0].result is not None
     [post] = outcomes[0].result.posts
-    assert post.url == "http://redacted.invalid/items/1" and post.external_id.startswith(f"{post.url}#")
+    assert post.url == "http://_redacted.invalid/items/1" and post.external_id.startswith(f"{post.url}#")
     assert str(outcomes[1].error) == f"HTTP 403 from {REDACTED}.invalid (check the source's credentials and URL)"
     assert HOST_KEY not in str(outcomes[1].error) + caplog.text

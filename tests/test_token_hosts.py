@@ -68,10 +68,10 @@ def _stored(store: Store) -> list[tuple[str, str]]:
 def test_links_and_ids_lose_a_key_in_the_host_and_keep_a_host() -> None:
     secrets = secret_parts(f"{FEED_URL}?key={FEED_KEY}")
     assert stored_link(f"http://feed-{HOST_KEY}.invalid/items/1?ref={HOST_KEY}", secrets) == (
-        "http://redacted.invalid/items/1?ref=[redacted]")
+        "http://_redacted.invalid/items/1?ref=[redacted]")
     assert stored_link(LINKS[3], secrets) == "https://mirror.example/dl?id=4&k=[redacted]"
     ids = [link_id(f"http://feed-{HOST_KEY}.invalid/items/{n}", secrets) for n in (1, 2)]
-    assert ids[0].startswith("http://redacted.invalid/items/1#") and ids[0] != ids[1]
+    assert ids[0].startswith("http://_redacted.invalid/items/1#") and ids[0] != ids[1]
     assert ids[0] == link_id(f"http://feed-{HOST_KEY}.invalid/items/1", secrets)  # the same at each poll
     assert stored_link(PUBLIC_LINK) == PUBLIC_LINK and link_id(PUBLIC_LINK) == PUBLIC_LINK
 
@@ -85,9 +85,9 @@ def test_a_feed_on_a_host_holding_its_key_stores_none_of_it_and_each_item_once(
     stored = _stored(store)
     assert len({ident for ident, _ in stored}) == len(LINKS)
     assert [url for _, url in stored] == [
-        "http://redacted.invalid/items/1", "http://redacted.invalid/items/2?ref=[redacted]",
-        "http://redacted.invalid/items/3", "https://mirror.example/dl?id=4&k=[redacted]",
-        "http://redacted.invalid/dl?id=5&passkey=[redacted]"]
+        "http://_redacted.invalid/items/1", "http://_redacted.invalid/items/2?ref=[redacted]",
+        "http://_redacted.invalid/items/3", "https://mirror.example/dl?id=4&k=[redacted]",
+        "http://_redacted.invalid/dl?id=5&passkey=[redacted]"]
     assert _leaks(store_bytes(store, path)) == []
 
 
@@ -159,7 +159,7 @@ def test_a_feed_whose_url_holds_no_key_it_reads_finds_what_the_upgrade_rewrote(
     _old_store(path, [(PUBLIC_LINK, PUBLIC_LINK)])
     store = Store.open(path)
     assert _poll(server, store, monkeypatch, [PUBLIC_LINK], url="http://feeds.invalid/private/rss?key=s3cr3t") == 0
-    assert [url for _, url in _stored(store)] == ["https://redacted.cloudfront.net/status/1", PUBLIC_LINK]
+    assert [url for _, url in _stored(store)] == ["https://_redacted.cloudfront.net/status/1", PUBLIC_LINK]
 
 
 def test_status_feed_incidents_and_replayed_posts_of_such_a_source_lose_the_label_as_a_poll_does(
@@ -173,7 +173,7 @@ def test_status_feed_incidents_and_replayed_posts_of_such_a_source_lose_the_labe
     source = SourceConfig("status", "status_feed", url_env="FEED_URL", services=("GitHub",))
     with Poller(CollectSettings(), hash_key=b"k", environ={"FEED_URL": "http://status.invalid/history.atom"}) as poller:
         [incident] = poller.poll(source).incidents
-    assert incident.url == "https://redacted.cloudfront.net/status/1"
+    assert incident.url == "https://_redacted.cloudfront.net/status/1"
     assert incident.external_id == f"{incident.url}#{hashlib.sha256(PUBLIC_LINK.encode()).hexdigest()[:16]}"
     capture = tmp_path / "posts.jsonl"
     capture.write_text(f'{{"id": "{PUBLIC_LINK}", "source": "private", "text": "WhatsApp down", '
