@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from smtp_server import Inbox, SmtpServer
 from test_alerts_support import T0, open_incident, resolve, settings
 
@@ -30,6 +32,18 @@ class _HeldInbox(Inbox):
             await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
             return "451 4.3.0 Local error in processing, try again later"
         return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def held() -> Iterator[tuple[SmtpServer, _HeldInbox]]:
+    """A mail server whose first message's DATA waits for the test (_HeldInbox), and its inbox."""
+    server = SmtpServer()
+    server.inbox = inbox = _HeldInbox()
+    server.start()
+    try:
+        yield server, inbox
+    finally:
+        server.stop()
 
 
 def _mail(server: SmtpServer) -> AlertSettings:
@@ -64,49 +78,40 @@ def _resolved_while_sending(store: Store, inbox: _HeldInbox, cfg: AlertSettings)
     return row, notice
 
 
-def test_a_resolve_notice_due_while_its_alert_waits_out_its_backoff_goes_after_the_alert(store: Store) -> None:
+def test_a_resolve_notice_due_while_its_alert_waits_out_its_backoff_goes_after_the_alert(
+        store: Store, held: tuple[SmtpServer, _HeldInbox]) -> None:
     # It went first: "RESOLVED" at the top of the thread, before the alert it closes.
-    server = SmtpServer()
-    server.inbox = inbox = _HeldInbox()
-    server.start()
-    try:
-        cfg = _mail(server)
-        alert, notice = _resolved_while_sending(store, inbox, cfg)
-        stats = dispatch(store, cfg, T0 + timedelta(seconds=2), worker_id="w")
-        assert (stats.claimed, stats.sent) == (0, 0) and inbox.messages == []
-        assert store.due_in_claim_order(T0 + timedelta(seconds=2), 100) == []  # nor does it take a place in a run
-        waiting = store.notification(int(notice["id"]))
-        assert waiting is not None and waiting["status"] == "pending" and waiting["attempts"] == 0
-        # The alert's retry due, both go in one run, the alert first.
-        assert dispatch(store, cfg, parse_iso(alert["next_attempt_at"]), worker_id="w").sent == 2
-        assert inbox.message_ids() == [alert["message_id"], notice["message_id"]]
-    finally:
-        server.stop()
+    server, inbox = held
+    cfg = _mail(server)
+    alert, notice = _resolved_while_sending(store, inbox, cfg)
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=2), worker_id="w")
+    assert (stats.claimed, stats.sent) == (0, 0) and inbox.messages == []
+    assert store.due_in_claim_order(T0 + timedelta(seconds=2), 100) == []  # nor does it take a place in a run
+    waiting = store.notification(int(notice["id"]))
+    assert waiting is not None and waiting["status"] == "pending" and waiting["attempts"] == 0
+    # The alert's retry due, both go in one run, the alert first.
+    assert dispatch(store, cfg, parse_iso(alert["next_attempt_at"]), worker_id="w").sent == 2
+    assert inbox.message_ids() == [alert["message_id"], notice["message_id"]]
 
 
 def test_a_resolve_notice_waits_while_its_alert_fails_again_and_goes_once_the_alert_fails_for_good(
-        store: Store) -> None:
-    server = SmtpServer()
-    server.inbox = inbox = _HeldInbox()
-    server.start()
-    try:
-        cfg = _mail(server)
-        alert, notice = _resolved_while_sending(store, inbox, cfg)
-        inbox.data_reply = "451 4.3.0 Local error in processing, try again later"
-        # Both due: the alert is tried and fails again; the notice listed after it is not tried in that run.
-        at = parse_iso(alert["next_attempt_at"])
-        stats = dispatch(store, cfg, at, worker_id="w")
-        assert (stats.claimed, stats.retried) == (1, 1)
-        waiting = store.notification(int(notice["id"]))
-        assert waiting is not None and waiting["status"] == "pending" and waiting["attempts"] == 0
-        assert stats.waiting == 1
-        assert store.claim_due(int(notice["id"]), "other", at, at) is None  # nor by a worker that listed it before
-        # An alert failed for good releases the notice: nothing waits for ever behind it.
-        inbox.data_reply = None
-        retried = store.notification(int(alert["id"]))
-        assert retried is not None
-        inbox.refuse = {"oncall@example.org": ["550 5.1.1 no such user"]}
-        stats = dispatch(store, cfg, parse_iso(retried["next_attempt_at"]), worker_id="w")
-        assert (stats.failed, stats.sent) == (1, 1) and inbox.message_ids() == [notice["message_id"]]
-    finally:
-        server.stop()
+        store: Store, held: tuple[SmtpServer, _HeldInbox]) -> None:
+    server, inbox = held
+    cfg = _mail(server)
+    alert, notice = _resolved_while_sending(store, inbox, cfg)
+    inbox.data_reply = "451 4.3.0 Local error in processing, try again later"
+    # Both due: the alert is tried and fails again; the notice listed after it is not tried in that run.
+    at = parse_iso(alert["next_attempt_at"])
+    stats = dispatch(store, cfg, at, worker_id="w")
+    assert (stats.claimed, stats.retried) == (1, 1)
+    waiting = store.notification(int(notice["id"]))
+    assert waiting is not None and waiting["status"] == "pending" and waiting["attempts"] == 0
+    assert stats.waiting == 1
+    assert store.claim_due(int(notice["id"]), "other", at, at) is None  # nor by a worker that listed it before
+    # An alert failed for good releases the notice: nothing waits for ever behind it.
+    inbox.data_reply = None
+    retried = store.notification(int(alert["id"]))
+    assert retried is not None
+    inbox.refuse = {"oncall@example.org": ["550 5.1.1 no such user"]}
+    stats = dispatch(store, cfg, parse_iso(retried["next_attempt_at"]), worker_id="w")
+    assert (stats.failed, stats.sent) == (1, 1) and inbox.message_ids() == [notice["message_id"]]
