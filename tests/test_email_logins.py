@@ -7,11 +7,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from test_text_links import store_bytes, upgraded_with_texts
+from test_text_links import rewritten_by
 
 from miner.collectors.normalise import post_text
-from miner.store.link_scrub import SCRUB_BATCH
-from miner.timeutil import iso
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -43,11 +41,6 @@ def test_a_store_from_before_keeps_no_user_name_before_an_e_mail_address(tmp_pat
               "(svc_backup:[email]) and NAS nasadmin:[email].": "([email]) and NAS [email]."}
     kept = ["Note: [email], at 10:30 [email], 10:[email]", "email:[email], cc:[email] mailto:[email]",
             "RT @[user]: down again [email] https://t.co/AbCd1234", "status: down since 10:30, see 192.168.1.1/x"]
-    written = [*logins, *kept]
-    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
-    store = upgraded_with_texts(path, "0027_email_logins", texts, iso(NOW))
-    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
-        logins.get(text, text) for text in texts]
-    stored = store_bytes(store, path)
+    stored = rewritten_by(path, "0027_email_logins", logins, kept)
     for name in (b"admin:", b"root:", b"ops:", b"dbadmin", b"pa$$", b"svc_backup", b"nasadmin"):
         assert name not in stored

@@ -219,6 +219,18 @@ def upgraded_with_texts(path: Path, migration: str, texts: list[str], at: str) -
     return Store.open(path)
 
 
+def rewritten_by(path: Path, migration: str, changed: dict[str, str], kept: list[str]) -> bytes:
+    """The bytes of a store at ``path`` upgraded by ``migration`` (`store_bytes`), made before it with the texts
+    ``changed`` rewrites and ``kept``, each again and again over two batches and one more post: each text is checked
+    to be rewritten as ``changed`` says, or left as it was."""
+    written = [*changed, *kept]
+    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
+    store = upgraded_with_texts(path, migration, texts, iso(NOW))
+    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
+        changed.get(text, text) for text in texts]
+    return store_bytes(store, path)
+
+
 def test_a_store_from_before_keeps_no_credential_in_its_texts(tmp_path: Path) -> None:
     # Texts stored before kept the links written in them as written: the upgrade rewrites them, a batch at a time,
     # and leaves every other text (and every text of no link, never read) as it was.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
-from test_text_links import store_bytes, upgraded_with_texts
+from test_text_links import rewritten_by, store_bytes, upgraded_with_texts
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.matching import ServiceMatcher
@@ -190,11 +190,6 @@ def test_a_store_from_before_keeps_no_login_before_a_bare_host(tmp_path: Path) -
               "router admin:[email]/setup won't load": "router [email]/setup won't load",
               "ftp root:[email] fails": "ftp [email] fails"}
     kept = ["RT @[user]: down again https://t.co/AbCd1234", "email:[email], @[user]: 10:30@home", *KEPT]
-    written = [*logins, *kept]
-    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
-    store = upgraded_with_texts(path, "0026_bare_text_logins", texts, iso(NOW))
-    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
-        logins.get(text, text) for text in texts]
-    stored = store_bytes(store, path)
+    stored = rewritten_by(path, "0026_bare_text_logins", logins, kept)
     for secret in (b"pa$$w0rd", b"postgres", b"s3cr3tv4lu3", b"pgadmin", b"s3cret", b"dbuser", b"pa$$!"):
         assert secret not in stored

@@ -7,13 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from test_text_links import store_bytes, upgraded_with_texts
+from test_text_links import rewritten_by
 
 from miner.classify.tokenize import clean
 from miner.collectors.normalise import post_text
-from miner.store.link_scrub import SCRUB_BATCH
 from miner.text_links import public_text_links
-from miner.timeutil import iso
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 R = "[redacted]"
@@ -61,12 +59,6 @@ def test_a_store_from_before_keeps_no_login_or_key_by_an_ipv6_host(tmp_path: Pat
     # Texts stored before, as the collectors kept them then (the links with a scheme already without theirs): the
     # upgrade rewrites those, a batch at a time, and leaves every other text as it was.
     path = tmp_path / "old.sqlite"
-    stored = dict(IPV6)
-    written = [*stored, *KEPT, "Note: [email] at 10:30, 11:00 [number]"]
-    texts = [written[n % len(written)] for n in range(2 * SCRUB_BATCH + 1)]
-    store = upgraded_with_texts(path, "0028_ipv6_text_links", texts, iso(NOW))
-    assert [r["text"] for r in store.database.rows("SELECT text FROM posts ORDER BY id")] == [
-        stored.get(text, text) for text in texts]
-    kept = store_bytes(store, path)
+    kept = rewritten_by(path, "0028_ipv6_text_links", dict(IPV6), [*KEPT, "Note: [email] at 10:30, 11:00 [number]"])
     for secret in (b"hunter2", b"s3cret", b"pa$$w0rd", b"abc123", b"p4ss", b"postgres:"):
         assert secret not in kept
