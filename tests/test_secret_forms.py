@@ -14,11 +14,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 from fakeserver import FakeServer, Recorded, Reply
-from test_alerts_support import T0, open_incident, settings, store_text
-from test_secrets import _poll, _refused_page, service_log  # noqa: F401  (service_log: a fixture)
+from test_alerts_support import store_text
+from test_secrets import _hook_alert, _poll, _refused_page, service_log  # noqa: F401  (service_log: a fixture)
 
-from miner.alerts import dispatch, plan_notifications
-from miner.alerts.settings import RouteSettings, WebhookSettings
 from miner.alerts.webhooks import BODY_LIMIT
 from miner.collectors import CollectSettings, Poller
 from miner.config import ServiceConfig, SourceConfig
@@ -66,12 +64,7 @@ def test_a_webhook_url_quoted_across_the_cut_of_its_error_answer_is_not_stored_i
     quoted = f"{url} " * 4
     body = (quoted + "-" * (BODY_LIMIT - 60 - len(quoted)) + url + " and more").encode()
     server.serve(f"/services/{token}", lambda _request: Reply(400, body, content_type="text/plain"))
-    monkeypatch.setenv("HOOK_URL", url)
-    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
-                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
-    open_incident(store, "WhatsApp", T0)
-    plan_notifications(store, cfg, T0)
-    assert dispatch(store, cfg, T0, worker_id="w").failed == 1
+    assert _hook_alert(store, monkeypatch, url).failed == 1
     [row] = store.outbox_rows(["failed"])
     error = str(row["last_error"])
     assert error.startswith(f"webhook hook: HTTP 400 {REDACTED} {REDACTED}") and error.endswith("-")
@@ -154,12 +147,7 @@ def test_a_webhook_host_that_holds_a_key_is_named_without_it(
         no_proxy_nor_trust: None, host: str) -> None:
     # The webhook's URL is the secret, but the messages of a failed POST named its host as written: a name not found
     # ("host name <key>.invalid not found") and one IDNA refuses (whose words quote its label too).
-    monkeypatch.setenv("HOOK_URL", f"http://{host}/services/x")
-    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
-                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
-    open_incident(store, "WhatsApp", T0)
-    plan_notifications(store, cfg, T0)
-    dispatch(store, cfg, T0, worker_id="w")
+    _hook_alert(store, monkeypatch, f"http://{host}/services/x")
     [row] = store.outbox_rows(["pending", "failed"])
     error = str(row["last_error"])
     assert error.startswith((f"webhook hook: host name {REDACTED}.invalid not found",

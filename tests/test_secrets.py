@@ -428,6 +428,16 @@ def test_collectors_do_not_name_an_unset_variable_that_reads_as_the_secret(
     assert pasted not in "\n".join([caplog.text, _kept(outcomes[0].result), str(outcomes[1].error)])
 
 
+def _hook_alert(store: Store, monkeypatch: pytest.MonkeyPatch, url: str) -> DispatchStats:
+    """The run that sends a new WhatsApp incident's alert to webhook "hook", its URL ``url`` (from HOOK_URL)."""
+    monkeypatch.setenv("HOOK_URL", url)
+    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
+                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    return dispatch(store, cfg, T0, worker_id="w")
+
+
 def _refused_page(server: FakeServer, store: Store, monkeypatch: pytest.MonkeyPatch, key: str,
                   refuse: Callable[[Recorded], Reply]) -> None:
     """The PagerDuty event of a new WhatsApp incident, sent with routing key ``key`` (from PD_KEY) and answered by
@@ -493,12 +503,7 @@ def test_a_malformed_answer_quoting_the_request_line_shows_no_webhook_url(
         template: bytes) -> None:
     secret = "HOOK-S3CR3T-88"
     server.serve(f"/services/{secret}", _echoing(template))
-    monkeypatch.setenv("HOOK_URL", f"{server.url}/services/{secret}")
-    cfg = settings(routes=(RouteSettings(name="ops", webhooks=("hook",)),), group_wait=0.0,
-                   webhooks=(WebhookSettings(name="hook", url_env="HOOK_URL"),))
-    open_incident(store, "WhatsApp", T0)
-    plan_notifications(store, cfg, T0)
-    assert dispatch(store, cfg, T0, worker_id="w").retried == 1
+    assert _hook_alert(store, monkeypatch, f"{server.url}/services/{secret}").retried == 1
     [row] = store.outbox_rows(["pending"])
     assert str(row["last_error"]).startswith("webhook hook: 127.0.0.1:")
     assert "without a valid answer (illegal " in str(row["last_error"])
