@@ -257,8 +257,8 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
              stats: DispatchStats, claim: Claim) -> tuple[Finish, bool | None, bool]:
     """The attempt's outcome, whether the channel's server answered (False when it was unreachable,
     DeliveryError.unreachable; None when nothing was sent to it: nothing left to send, a rendering error, the store
-failing while the message was prepared), and
-    whether it asked to be left alone for a while (DeliveryError.throttled)."""
+    failing while the message was prepared), and whether it asked to be left alone for a while
+    (DeliveryError.throttled)."""
     try:
         detail = send_row(store, settings, row, clock(), senders, claim, sources=sources)
     except NotRecorded:
