@@ -169,13 +169,14 @@ class _Run:
         if _held(store, self.settings, listed, clock()):
             stats.held += 1
             return False
-        if store.waits_for_older(int(listed["id"])):
-            # Behind an older alert of its incident that failed in this run: not claimed, not an attempt.
+        row = store.claim_due(listed["id"], self.worker_id, clock(), self.now)
+        if row is None and store.waits_for_older(int(listed["id"])):
+            # Behind an older alert of its incident that failed in this run (claim_due refuses it): not claimed, not
+            # an attempt. Asked only of a row not claimed: a claimed one had no older alert to wait for.
             log.info("outbox %d (%s %s, route %s): held until the older alert of its incident on the channel has "
                      "gone", listed["id"], listed["kind"], channel, listed["route"])
             stats.waiting += 1
             return False
-        row = store.claim_due(listed["id"], self.worker_id, clock(), self.now)
         if row is None:
             stats.lost_races += 1
             return False
