@@ -6,16 +6,21 @@ import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from smtp_server import Inbox, SmtpServer
 from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.cli import main
 from miner.store import Store
 from miner.timeutil import parse_iso
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class _HeldInbox(Inbox):
@@ -115,3 +120,35 @@ def test_a_resolve_notice_waits_while_its_alert_fails_again_and_goes_once_the_al
     inbox.refuse = {"oncall@example.org": ["550 5.1.1 no such user"]}
     stats = dispatch(store, cfg, parse_iso(retried["next_attempt_at"]), worker_id="w")
     assert (stats.failed, stats.sent) == (1, 1) and inbox.message_ids() == [notice["message_id"]]
+
+
+def _reasons(runner: CliRunner, store: Store) -> dict[int, str]:
+    """`miner outbox`'s "reason or last error" cell of each row listed, by id (the cell after the six before it)."""
+    listed = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", store.path, "outbox"])
+    assert listed.exit_code == 0, listed.output
+    return {int(line.split()[0]): " ".join(line.split()[7:]) for line in listed.stdout.splitlines()[2:]}
+
+
+def test_outbox_lists_what_a_held_message_waits_for(store: Store, held: tuple[SmtpServer, _HeldInbox],
+                                                    runner: CliRunner) -> None:
+    # A held resolve notice was listed pending, due long ago, with nothing said: the on-call could not tell why it
+    # had not gone.
+    server, inbox = held
+    cfg = _mail(server)
+    alert, notice = _resolved_while_sending(store, inbox, cfg)
+    aid, nid = int(alert["id"]), int(notice["id"])
+    reasons = _reasons(runner, store)
+    assert reasons[nid] == f"waits for outbox {aid} (pending)" and "451 4.3.0" in reasons[aid]
+    at = parse_iso(alert["next_attempt_at"])
+    assert store.claim_notification(aid, "other", at)  # another worker sending it
+    assert _reasons(runner, store)[nid] == f"waits for outbox {aid} (sending)"
+    assert store.reclaim_stale(at + timedelta(seconds=1)) == 1
+    # The alert fails for good and the notice, released, is retried: requeued, the alert holds it again.
+    inbox.refuse = {"oncall@example.org": ["550 5.1.1 no such user", "451 4.2.1 mailbox busy"]}
+    stats = dispatch(store, cfg, at, worker_id="w")
+    assert (stats.failed, stats.retried) == (1, 1)
+    assert store.retry_notification(aid, at)
+    reasons = _reasons(runner, store)
+    assert reasons[nid] == (f"waits for outbox {aid} (pending); last error: all recipients refused: "
+                            "oncall@example.org: 451 4.2.1 mailbox busy")
+    assert reasons[aid] == "all recipients refused: oncall@example.org: 550 5.1.1 no such user"  # held by nothing

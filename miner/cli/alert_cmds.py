@@ -6,6 +6,7 @@ import os
 import socket
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,7 +85,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     app: AppContext = ctx.obj
     store = app.store(readonly=True, must_exist=True)
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
-    rows = store.outbox_rows(statuses, min(limit, 2**63 - 1))  # SQLite's largest integer: all rows
+    rows = store.outbox_listing(statuses, min(limit, 2**63 - 1))  # SQLite's largest integer: all rows
     if not rows:
         done = store.outbox_counts()
         if show_all or not done:
@@ -99,13 +100,24 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     click.echo(table(
         ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],
         [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"],
-          r["sent_at"] or r["next_attempt_at"], r["reason"] or r["last_error"] or "") for r in rows],
+          r["sent_at"] or r["next_attempt_at"], _why(r)) for r in rows],
         max_width=None,
     ))
     # The list stopped at --limit without a word: 50 rows read as all there were in a backlog of hundreds.
     total = sum(n for status, n in store.outbox_counts().items() if status in statuses)
     if total > len(rows):
         click.echo(f"(the newest {len(rows)} of {total}; --limit {total} lists them all)", err=True)
+
+
+def _why(row: dict[str, Any]) -> str:
+    """The "reason or last error" cell of an outbox row (Store.outbox_listing)."""
+    if row["waits_for"] is None:
+        return str(row["reason"] or row["last_error"] or "")
+    # Held behind an older alert, a row reads as pending and due (long ago, in a backlog) with nothing said: the
+    # on-call could not tell it from a dispatcher that had stopped. A pending row has no reason, and a retried one's
+    # last error stays beside the wait.
+    wait = f"waits for outbox {row['waits_for']} ({row['waits_for_status']})"
+    return f"{wait}; last error: {row['last_error']}" if row["last_error"] else wait
 
 
 @outbox.command("retry")

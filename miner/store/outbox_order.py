@@ -19,12 +19,12 @@ incidents keeps its place before the later messages about any of them.
 Nor does a row go while an older alert of its route and channel about one of its incidents is still to go
 (waiting_sql): one claimed by another worker, or retried after a failure, waiting out its backoff, and so not among
 the due rows ordered above. Such a row stays pending, unclaimed and untried, until that alert is sent, failed or
-suppressed. The planner folds a resolve notice into an alert nobody has yet (planner._plan_events), but not into
-one being sent as it plans (rendered already): when that attempt failed, the resolve notice went out first, an
-email thread's "RESOLVED" before its alert. Only alerts hold later rows: a resolve notice retried past its
-incident's re-opening is nothing to send by then (dispatcher.send_row), and a page must not wait out its backoff.
-Nor an alert some recipients have already (alert_state ``delivered:ID``): they get what follows it (a resolve
-notice) without waiting for those it is still retried to, which may be hours.
+suppressed (`miner outbox` names that alert: outbox_listing). The planner folds a resolve notice into an alert
+nobody has yet (planner._plan_events), but not into one being sent as it plans (rendered already): when that attempt
+failed, the resolve notice went out first, an email thread's "RESOLVED" before its alert. Only alerts hold later
+rows: a resolve notice retried past its incident's re-opening is nothing to send by then (dispatcher.send_row), and
+a page must not wait out its backoff. Nor an alert some recipients have already (alert_state ``delivered:ID``): they
+get what follows it (a resolve notice) without waiting for those it is still retried to, which may be hours.
 """
 
 from __future__ import annotations
@@ -44,16 +44,27 @@ URGENCY_SQL = ("CASE WHEN o.kind = 'digest' THEN 2 WHEN o.kind = 'alert' AND EXI
                "WHERE i.outbox_id = o.id AND i.kind = 'open') THEN 0 ELSE 1 END")
 
 
-def waiting_sql(o: str, scope: str, older: str = "") -> str:
-    """Whether outbox row ``o`` waits for an older alert (module docstring): one of its route and channel, about one
-    of its incidents, pending or being sent and nobody's yet, within ``scope`` (ReplayOutboxMixin.outbox_scope, on
-    ``older.id``), and ``older`` (a further condition on it, or ""). Read through outbox_items_incident."""
-    return (f"EXISTS (SELECT 1 FROM outbox_items mine JOIN outbox_items theirs "
+def _older_alerts(o: str, scope: str, older: str) -> str:
+    """The FROM and WHERE of the older alerts outbox row ``o`` waits for (waiting_sql), aliased ``older``."""
+    return (f"FROM outbox_items mine JOIN outbox_items theirs "
             f"ON theirs.incident_id = mine.incident_id AND theirs.outbox_id < mine.outbox_id "
             f"JOIN outbox older ON older.id = theirs.outbox_id "
             f"WHERE mine.outbox_id = {o}.id AND older.route = {o}.route AND older.channel = {o}.channel "
             f"AND older.kind = 'alert' AND older.status IN ('pending', 'sending') AND {scope} "
-            f"AND NOT EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || older.id){older})")
+            f"AND NOT EXISTS (SELECT 1 FROM alert_state WHERE key = 'delivered:' || older.id){older}")
+
+
+def waiting_sql(o: str, scope: str, older: str = "") -> str:
+    """Whether outbox row ``o`` waits for an older alert (module docstring): one of its route and channel, about one
+    of its incidents, pending or being sent and nobody's yet, within ``scope`` (ReplayOutboxMixin.outbox_scope, on
+    ``older.id``), and ``older`` (a further condition on it, or ""). Read through outbox_items_incident."""
+    return f"EXISTS (SELECT 1 {_older_alerts(o, scope, older)})"
+
+
+def waited_for_sql(o: str, scope: str) -> str:
+    """The id of the oldest alert pending row ``o`` waits for (waiting_sql, within ``scope``), or NULL: it goes
+    first, and a row of any other status waits for nothing."""
+    return f"CASE WHEN {o}.status = 'pending' THEN (SELECT min(older.id) {_older_alerts(o, scope, '')}) END"
 
 
 class OutboxOrderMixin:
@@ -90,6 +101,19 @@ class OutboxOrderMixin:
         rows = {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM outbox WHERE id {IN_LIST}",
                                                            (json_list(ids),))}
         return [rows[i] for i in ids if i in rows]
+
+    def outbox_listing(self, statuses: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows of ``statuses`` (as outbox_rows), each with ``waits_for``: the id of the older
+        alert a pending row waits for (module docstring), or None, and ``waits_for_status``, that alert's status."""
+        older, args = self.outbox_scope("older.id")
+        # `miner outbox` is where the on-call looks for why a message due long ago has not gone, and a held row showed
+        # nothing (pending, due, no error). The wait is the join's key, read once for each row listed: in the select
+        # of the rows cut at ``limit`` it was read for every row of ``statuses`` before the sort (50 of 5,000 pending
+        # rows: 3 ms -> 8 ms; this way 3 ms).
+        return self.database.rows(
+            f"SELECT o.*, w.id AS waits_for, w.status AS waits_for_status FROM (SELECT * FROM outbox "
+            f"WHERE status {IN_LIST} ORDER BY id DESC LIMIT ?) o LEFT JOIN outbox w ON w.id = "
+            f"{waited_for_sql('o', older)} ORDER BY o.id DESC", (json_list(statuses), limit, *args))
 
     def waits_for_older(self, outbox_id: int) -> bool:
         """Whether pending row ``outbox_id`` waits for an older alert of its route, channel and incidents (module
