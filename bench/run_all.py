@@ -1,4 +1,5 @@
-"""`make bench`: every benchmark in turn. Each prints its numbers with the machine they came from."""
+"""`make bench`: every benchmark in turn. Each prints its numbers with the machine they came from (but the NAB
+scores, which do not depend on it)."""
 
 from __future__ import annotations
 
