@@ -109,7 +109,7 @@ def test_replay_reads_a_source_url_from_the_environment_as_a_poll_does(tmp_path:
 def test_replay_of_a_source_url_from_the_environment_writes_a_host_label_that_reads_as_a_key_as_a_poll_does(
         tmp_path: Path, runner: CliRunner, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # Its URL holds no key that secret_parts reads, but its links' host label that reads as one goes all the same, as
-    # migration 0029 (which has no URL) wrote what a poll stored before.
+    # migration 0030 (which has no URL) wrote what a poll stored before.
     monkeypatch.setenv("FEED_URL", f"{server.url}/private/rss?key=s3cr3t")
     polled, rows = _collect_and_replay(tmp_path, runner, server, '[[sources]]\nname = "feed"\ntype = "rss"\n'
                                        'url_env = "FEED_URL"\n', "/private/rss",

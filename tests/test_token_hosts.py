@@ -113,7 +113,7 @@ def _sha(link: str) -> str:
 
 
 def _old_store(path: Path, old: list[tuple[str, str]]) -> None:
-    """A store at the schema before 0029 with a source "private" whose url is in the environment, holding posts of
+    """A store at the schema before 0030 with a source "private" whose url is in the environment, holding posts of
     ``old``'s ids and links, and a source "public" holding one whose host reads as a key."""
     at = iso(NOW)
     with sqlite3.connect(path, isolation_level=None) as conn:

@@ -102,7 +102,7 @@ def make_post(
     # An id made of the item's link (a feed item without a guid) holds what the link holds.
     secrets = source_secrets(source)
     # A url_env source's links lose a host label that reads as a key even where its URL holds no key that
-    # secret_parts reads: migration 0029, which has no URL, rewrote what it stored so.
+    # secret_parts reads: migration 0030, which has no URL, rewrote what it stored so.
     external_id = link_id(external_id, secrets, token_hosts=source.secret_url)
     return Post(
         source=source.name,

@@ -164,7 +164,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         resolved_at = next((when for label, when in stamps if _STATUS_WORDS.get(label) == done),
                            max(published, updated))
     secrets, ident = source_secrets(source), entry_id(entry)
-    if secrets or (source.secret_url and holds_token_host(ident)):  # as migration 0029 rewrote one stored before
+    if secrets or (source.secret_url and holds_token_host(ident)):  # as migration 0030 rewrote one stored before
         ident = link_id(ident, secrets, token_hosts=source.secret_url)
     return OfficialIncident(
         source=source.name,
