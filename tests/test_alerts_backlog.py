@@ -35,15 +35,15 @@ def test_digests_queued_through_a_long_smtp_outage_go_out_as_one_covering_them_a
             open_incident(store, "Signal", T0 + timedelta(hours=4, minutes=30), posts=False, series=False)
         run_alerts(store, cfg, T0 + timedelta(hours=hour, minutes=1), worker_id="w")
     # One digest waits, the others recorded as superseded by it, not deleted.
-    assert len(store.outbox_rows(["pending"])) == 1
-    superseded = store.outbox_rows(["suppressed"])
+    assert len(store.outbox_listing(["pending"])) == 1
+    superseded = store.outbox_listing(["suppressed"])
     assert len(superseded) == 9 and all("superseded" in r["reason"] for r in superseded)
     smtp_server.start()
     run_alerts(store, cfg, T0 + timedelta(hours=10, minutes=2), worker_id="w")
     [msg] = smtp_server.inbox.messages
     text = msg.as_string()
     assert "WhatsApp" in text and "Signal" in text  # the first hour's incident is not lost
-    [sent] = store.outbox_rows(["sent"])
+    [sent] = store.outbox_listing(["sent"])
     assert json.loads(sent["payload"]) == {"as_of": iso(T0 + timedelta(hours=10)), "since": iso(T0)}
     listing = CliRunner().invoke(main, ["--db", store.path, "outbox", "--all"])
     assert listing.exit_code == 0 and "superseded" in listing.output
@@ -67,7 +67,7 @@ def test_a_queued_alert_the_reloaded_route_no_longer_sends_is_dropped_with_a_rea
     after = _mail(smtp_server, reloaded)  # feeds.toml changed and reloaded meanwhile
     run_alerts(store, after, T0 + timedelta(seconds=31), worker_id="w")
     assert smtp_server.inbox.messages == []
-    [row] = store.outbox_rows(["suppressed"])
+    [row] = store.outbox_listing(["suppressed"])
     assert row["kind"] == "alert" and "route 'oncall'" in row["reason"]
     assert ("no longer covers WhatsApp" if reloaded.immediate else "digest-only") in row["reason"]
 
@@ -110,14 +110,14 @@ def test_a_429_holds_every_message_to_that_webhook_until_its_retry_after_plus_ji
     for service in ("WhatsApp", "Signal"):  # no provider: two groups, two messages due at once
         open_incident(store, service, T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    assert len(store.outbox_rows(["pending"])) == 2
+    assert len(store.outbox_listing(["pending"])) == 2
     receiver.script = [(429, "120")]
     # Attempted at T0, not T0 plus the real seconds the run took (a second more made the wait 127 on a loaded CI
     # runner), so that the wait is the receiver's and the jitter's alone.
     first = dispatch(store, cfg, T0, worker_id="w", rng=Highest(), clock=lambda: T0)
     # The other message is not sent straight into the rate limit the receiver just announced.
     assert (first.retried, first.sent, first.throttled, len(receiver.requests)) == (1, 0, 1, 1)
-    retried = [r for r in store.outbox_rows(["pending"]) if r["attempts"]]
+    retried = [r for r in store.outbox_listing(["pending"]) if r["attempts"]]
     wait = (parse_iso(retried[0]["next_attempt_at"]) - T0).total_seconds()
     assert wait == 126  # jitter on top of Retry-After (up to 5 %): throttled messages do not all land together
     # A later run holds it too (the receiver's wait outlasts the run), until the time the retry is due.

@@ -57,7 +57,7 @@ def test_a_retry_planned_by_a_clock_that_was_ahead_is_due_once_it_is_set_back(
     smtp_server.start()
     assert run_alerts(store, cfg, NOW, worker_id="w").sent == 1
     assert len(smtp_server.inbox.messages) == 1
-    [row] = store.outbox_rows(["sent"])
+    [row] = store.outbox_listing(["sent"])
     attempts = store.deliveries(row["id"])
     assert [d["outcome"] for d in attempts] == ["retry", "retry", "sent"]
     # The attempt stamped ahead is stamped now (and the real seconds the send took: a second on a loaded CI runner).
@@ -69,7 +69,7 @@ def test_a_claim_taken_by_a_clock_that_was_ahead_is_reclaimed_a_lease_after_it_i
     cfg = mail(smtp_server, group_wait=0.0)  # lease_seconds = 60
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert store.claim_due(row["id"], "crashed", AHEAD, AHEAD) is not None  # a worker that died mid-send
     stats = run_alerts(store, cfg, NOW, worker_id="w")
     assert (stats.reclaimed, stats.sent) == (0, 0)  # it may still be sending: its lease counts from now
@@ -89,7 +89,7 @@ def test_reminders_of_an_incident_notified_by_a_clock_that_was_ahead_count_from_
     # An hour after the alert went out, not an hour after the time the clock that was ahead said it did.
     assert run_alerts(store, c, NOW + timedelta(minutes=60), worker_id="w", senders=files.senders()).sent == 1
     assert run_alerts(store, c, NOW + timedelta(minutes=61), worker_id="w", senders=files.senders()).sent == 0
-    sent = store.outbox_rows(["sent"])
+    sent = store.outbox_listing(["sent"])
     assert sorted(i["kind"] for r in sent for i in store.notification_items(r["id"])) == ["open", "repeat"]
     assert len(files.files()) == 2
 
@@ -131,7 +131,7 @@ def test_a_silence_added_by_a_clock_that_was_ahead_mutes_from_when_it_is_set_bac
     sid = store.add_silence("WhatsApp", AHEAD, AHEAD + timedelta(hours=2), "deploy", AHEAD)  # `silence add --for 2h`
     open_incident(store, "WhatsApp", NOW + timedelta(minutes=1), posts=False, series=False)
     assert run_alerts(store, c, NOW + timedelta(minutes=1), worker_id="w", senders=files.senders()).sent == 0
-    [row] = store.outbox_rows(["suppressed"])
+    [row] = store.outbox_listing(["suppressed"])
     assert f"silence #{sid}" in row["reason"]
     [silence] = store.silences()
     assert (silence["starts_at"], silence["ends_at"]) == ((NOW + timedelta(minutes=1)).isoformat(),
@@ -161,7 +161,7 @@ def test_alert_state_is_not_taken_back_by_a_clock_behind_the_store(
     # Set right: the silence still mutes WhatsApp's alert.
     open_incident(store, "WhatsApp", T0 + timedelta(minutes=30), posts=False, series=False)
     assert run_alerts(store, c, T0 + timedelta(minutes=30), worker_id="w", senders=files.senders()).sent == 0
-    assert len(store.outbox_rows(["suppressed"])) == 1
+    assert len(store.outbox_listing(["suppressed"])) == 1
 
 
 def test_an_alert_held_behind_a_message_sent_by_a_clock_that_was_ahead_goes_out_once_it_is_set_back(
@@ -177,11 +177,11 @@ def test_an_alert_held_behind_a_message_sent_by_a_clock_that_was_ahead_goes_out_
     # The clock jumps 3 h ahead: WhatsApp's retry goes, stamped then, and Instagram's batch (never tried) is held
     # a group interval after it.
     assert run_alerts(store, cfg, AHEAD, worker_id="w").sent == 1
-    assert store.outbox_rows(["pending"])[0]["next_attempt_at"] > AHEAD.isoformat()
+    assert store.outbox_listing(["pending"])[0]["next_attempt_at"] > AHEAD.isoformat()
     # Set right, Instagram's alert goes out a group interval after WhatsApp's (stamped now), not 3 h later (with
     # everything of its group planned meanwhile).
     assert run_alerts(store, cfg, NOW, worker_id="w").sent == 0
-    assert store.outbox_rows(["pending"])[0]["next_attempt_at"] == (NOW + timedelta(minutes=15)).isoformat()
+    assert store.outbox_listing(["pending"])[0]["next_attempt_at"] == (NOW + timedelta(minutes=15)).isoformat()
     assert run_alerts(store, cfg, NOW + timedelta(minutes=15), worker_id="w").sent == 1
     assert len(smtp_server.inbox.messages) == 2
 
@@ -198,7 +198,7 @@ def test_a_clock_stepped_ahead_past_give_up_after_does_not_give_up_a_message_at_
     jumped = T0 + timedelta(seconds=c.give_up_after) + timedelta(hours=1)
     first = dispatch(store, c, jumped, worker_id="w", clock=lambda: jumped)
     assert (first.retried, first.failed) == (1, 0)
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     smtp_server.start()
     later = parse_iso(row["next_attempt_at"])
     assert dispatch(store, c, later, worker_id="w", clock=lambda: later).sent == 1
@@ -216,5 +216,5 @@ def test_a_message_old_enough_is_given_up_only_once_it_has_failed_give_up_attemp
         stats = dispatch(store, c, now, worker_id="w", clock=lambda: now)  # noqa: B023  (called within the loop)
         assert (stats.retried, stats.failed) == ((0, 1) if attempt == GIVE_UP_ATTEMPTS else (1, 0))
         now += timedelta(seconds=c.retry_max)
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith(f"gave up after {GIVE_UP_ATTEMPTS} attempt(s)")

@@ -198,7 +198,7 @@ def test_cli_an_outage_outlasting_a_short_silence_is_announced_when_it_ends(
     # 5 s: the send after it must come while it lasts (1 s could be gone first on a loaded CI runner).
     assert run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "5s"]).exit_code == 0
     assert run.invoke(main, [*base, "outbox", "send"]).exit_code == 0
-    assert smtp_server.inbox.messages == [] and len(store.outbox_rows(["suppressed"])) == 1
+    assert smtp_server.inbox.messages == [] and len(store.outbox_listing(["suppressed"])) == 1
 
     [silence] = store.silences()
     time.sleep(max(0.0, (parse_iso(silence["ends_at"]) - utcnow()).total_seconds()) + 0.1)

@@ -41,7 +41,7 @@ def test_open_alert_arrives_as_multipart_with_inline_chart_and_escaped_posts(
 
     [msg] = smtp_server.inbox.messages
     assert smtp_server.inbox.envelopes[0] == ("miner@example.org", ["oncall@example.org", "sre@example.org"])
-    row = store.outbox_rows(["sent"])[0]
+    row = store.outbox_listing(["sent"])[0]
     assert msg["Message-ID"] == row["message_id"]
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["Date"] and "WhatsApp" in msg["Subject"] and "OPEN" in msg["Subject"]
@@ -104,7 +104,7 @@ def test_permanent_smtp_rejection_fails_with_the_reason(store: Store, smtp_serve
     plan_notifications(store, cfg, T0)
     stats = dispatch(store, cfg, T0, worker_id="w")
     assert stats.failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert "550" in row["reason"] and "mailbox unavailable" in row["reason"]
     assert [d["outcome"] for d in store.deliveries(row["id"])] == ["failed"]
     assert store.retry_notification(row["id"], T0)  # after fixing the cause, `miner outbox retry` requeues it
@@ -120,7 +120,7 @@ def test_recipient_refused_for_now_gets_the_alert_on_retry_and_the_others_only_o
     plan_notifications(store, cfg, T0)
     stats = dispatch(store, cfg, T0, worker_id="w")
     assert (stats.sent, stats.retried) == (0, 1)
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert "refused sre@example.org: 450 4.2.1 mailbox busy" in row["last_error"]
     stats = dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w")
     assert stats.sent == 1
@@ -138,7 +138,7 @@ def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
     open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith(f"refused sre@example.org: {reply}")
     (tmp_path / "feeds.toml").write_text("")
     listing = CliRunner().invoke(main, ["--config", str(tmp_path / "feeds.toml"), "--db", str(store.path), "outbox"])
@@ -163,7 +163,7 @@ def test_an_internationalized_recipient_on_a_server_without_smtputf8_does_not_co
         # The domain in its ASCII form reaches its mailbox; only the address no such server can carry is refused.
         assert server.inbox.envelopes == [("miner@example.org", ["oncall@example.org", "ops@xn--bcher-kva.example"])]
         assert "ops@xn--bcher-kva.example" in [a.addr_spec for a in server.inbox.messages[0]["To"].addresses]
-        [row] = store.outbox_rows(["failed"])
+        [row] = store.outbox_listing(["failed"])
         assert row["reason"].startswith("refused jörg@example.org: 553 needs SMTPUTF8")
     finally:
         server.stop()
@@ -200,7 +200,7 @@ def test_an_odd_answer_to_quit_after_the_message_was_accepted_does_not_fail_or_r
     assert (stats.sent, stats.retried, stats.failed) == (1, 0, 0)
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
     assert len(smtp_server.inbox.messages) == 1
-    [row] = store.outbox_rows(["sent"])
+    [row] = store.outbox_listing(["sent"])
     assert row["last_error"] is None
 
 
@@ -212,7 +212,7 @@ def test_a_refusal_is_reported_as_such_when_quit_is_answered_oddly_too(
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert "550 5.1.1 mailbox unavailable" in row["reason"]
 
 
@@ -234,7 +234,7 @@ def test_smtp_outage_delays_but_delivers_each_message_exactly_once(
         # One message finds the server down; the others are left for the next run, untried, and go first then.
         assert (stats.sent, stats.failed, stats.retried, stats.deferred) == (0, 0, 1, 2)
         now += timedelta(seconds=cfg.retry_max)
-    rows = store.outbox_rows(["pending"])
+    rows = store.outbox_listing(["pending"])
     assert len(rows) == 3 and all(r["attempts"] == 1 and r["last_error"].startswith("SMTP connection refused by ")
                                   for r in rows)
     smtp_server.start()
@@ -243,7 +243,7 @@ def test_smtp_outage_delays_but_delivers_each_message_exactly_once(
         now += timedelta(seconds=cfg.retry_max)
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == 3 and len(set(ids)) == 3
-    assert len(store.outbox_rows(["sent"])) == 3
+    assert len(store.outbox_listing(["sent"])) == 3
 
 
 @pytest.mark.parametrize("stage", ["RCPT", "DATA"])
@@ -259,7 +259,7 @@ def test_a_421_from_the_server_defers_the_other_messages_as_an_outage_does(
         smtp_server.inbox.data_reply = "421 4.3.2 service shutting down"
     stats = dispatch(store, cfg, T0, worker_id="w")
     assert (stats.sent, stats.failed, stats.retried, stats.deferred) == (0, 0, 1, 2)
-    [tried] = [r for r in store.outbox_rows(["pending"]) if r["attempts"] == 1]
+    [tried] = [r for r in store.outbox_listing(["pending"]) if r["attempts"] == 1]
     assert "421 4.3.2 service shutting down" in tried["last_error"]
     smtp_server.inbox.reject_rcpt = smtp_server.inbox.data_reply = None
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 3
@@ -274,7 +274,7 @@ def test_a_421_to_one_recipient_is_not_reported_as_every_recipient_refused(
     open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert "all recipients refused" not in row["last_error"]
     assert "sre@example.org: 421 4.3.2 service shutting down" in row["last_error"]
     assert "closed the session" in row["last_error"] and "not sent to any of the 2 recipients" in row["last_error"]
@@ -292,7 +292,7 @@ def test_giving_up_is_logged_as_an_error_naming_the_notification(
         while not dispatch(store, cfg, now, worker_id="w").failed:
             assert now < T0 + timedelta(hours=1)
             now += timedelta(seconds=cfg.retry_max)
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith("gave up after")
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert f"outbox {row['id']} (email): gave up after {row['attempts']} attempt(s)" in error.getMessage()
@@ -342,7 +342,7 @@ def test_two_dispatchers_on_one_store_never_send_twice(tmp_path: Path, smtp_serv
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == 12 and len(set(ids)) == 12
     check = Store.open(path)
-    assert all(len(check.deliveries(r["id"])) == 1 for r in check.outbox_rows(["sent"]))
+    assert all(len(check.deliveries(r["id"])) == 1 for r in check.outbox_listing(["sent"]))
     check.close()
 
 
@@ -353,7 +353,7 @@ def test_smtp_login_reads_credentials_from_the_environment(
     monkeypatch.delenv("MINER_T_USER", raising=False)
     _incidents(store, cfg, 1)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert "MINER_T_USER is not set" in row["reason"]
 
 
@@ -379,7 +379,7 @@ def test_tls_and_login_from_environment(store: Store, tmp_path: Path, monkeypatc
         plan_notifications(store, untrusted, T0)
         stats = dispatch(store, untrusted, T0, worker_id="w")
         assert (stats.sent, stats.retried) == (0, 1)
-        assert "TLS certificate of 127.0.0.1" in store.outbox_rows(["pending"])[0]["last_error"]
+        assert "TLS certificate of 127.0.0.1" in store.outbox_listing(["pending"])[0]["last_error"]
     finally:
         server.stop()
 
@@ -432,7 +432,7 @@ def test_a_silence_added_while_an_alert_is_retried_mutes_it_until_the_silence_en
         plan_notifications(store, cfg, now)
         dispatch(store, cfg, now, worker_id="w")
     assert smtp_server.inbox.messages == []
-    [row] = store.outbox_rows(["suppressed"])
+    [row] = store.outbox_listing(["suppressed"])
     assert "on it" in str(row["reason"]) and row["attempts"] == 1
     # Still open when the silence ends: announced then, once.
     for minutes in (31, 40):
@@ -459,7 +459,7 @@ def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_messag
     # The alert, sent late, says it resolved; no resolve notice besides, threaded under a message nobody has.
     [msg] = smtp_server.inbox.messages
     assert str(msg["Subject"]).startswith("[miner] RESOLVED SINCE: WhatsApp")
-    [notice] = [r for r in store.outbox_rows(["suppressed"]) if r["kind"] == "resolved"]
+    [notice] = [r for r in store.outbox_listing(["suppressed"]) if r["kind"] == "resolved"]
     assert "not sent yet" in str(notice["reason"])
 
 
@@ -490,7 +490,7 @@ def test_a_resolve_notice_retried_past_a_reopening_does_not_say_resolved_after_i
     _resolved_and_reopened_while_smtp_is_down(store, cfg, iid, smtp_server, range(10, 200, 10), back_at=150)
     # The re-opening's alert went out first: "RESOLVED" after it was the last word on an outage that was on again.
     assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == ["[miner] OPEN", "[miner] OPEN"]
-    [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]
+    [notice] = [r for r in store.outbox_listing(["sent"]) if r["kind"] == "resolved"]
     assert "opened again" in store.deliveries(notice["id"])[-1]["detail"]
 
 
@@ -576,7 +576,7 @@ def test_a_server_trickling_its_greeting_cannot_hold_a_send_past_its_bound(store
     trickler.close()
     assert not sender.is_alive(), "the send outlasted its bound"
     assert time.monotonic() - began < 30  # the 5 s bound, with room for a loaded CI runner
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert row["attempts"] == 1 and "5s" in row["last_error"]
 
 
@@ -635,7 +635,7 @@ def test_stopping_the_service_does_not_wait_for_the_rest_of_a_batch_to_a_hanging
     assert len(held) == 1  # no other row was tried
     check = Store.open(db)
     try:
-        attempts = sorted(r["attempts"] for r in check.outbox_rows(["pending"]))
+        attempts = sorted(r["attempts"] for r in check.outbox_listing(["pending"]))
     finally:
         check.close()
     assert attempts == [0, 0, 0, 0, 1]  # the others were not claimed: they go at the next start

@@ -53,7 +53,7 @@ def run(store: Store, cfg: AlertSettings, start: datetime, end: datetime,
 def sent(store: Store, kind: str = "alert") -> list[tuple[list[str], datetime]]:
     """Per sent notification of ``kind``, oldest first: its services, and when it went out."""
     out = []
-    for row in sorted(store.outbox_rows(["sent"]), key=lambda r: int(r["id"])):
+    for row in sorted(store.outbox_listing(["sent"]), key=lambda r: int(r["id"])):
         if row["kind"] == kind:
             services = sorted(str(store.incident(i["incident_id"])["service"])  # type: ignore[index]
                               for i in store.notification_items(int(row["id"])))
@@ -175,12 +175,12 @@ def test_a_silence_mutes_an_opening_held_by_group_interval_and_the_rest_still_go
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail(smtp_server)
     run(store, cfg, T0, at(11), spreading(store))
-    [held] = store.outbox_rows(["pending"])
+    [held] = store.outbox_listing(["pending"])
     assert len(store.notification_items(int(held["id"]))) == 2  # Instagram and Messenger, waiting together
     sid = store.add_silence("Instagram", at(11), at(60), "Meta knows", at(11))
     run(store, cfg, at(11.5), at(20))
     assert [services for services, _ in sent(store)] == [["WhatsApp"], ["Messenger"]]
-    [muted] = store.outbox_rows(["suppressed"])
+    [muted] = store.outbox_listing(["suppressed"])
     assert str(muted["reason"]).startswith(f"silenced by silence #{sid} ") and "Meta knows" in str(muted["reason"])
 
 
@@ -195,7 +195,7 @@ def test_an_opening_held_by_group_interval_that_resolves_meanwhile_is_one_messag
     run(store, cfg, T0, at(30), script)
     assert [services for services, _ in sent(store)] == [["WhatsApp"], ["Instagram"]]
     assert str(smtp_server.inbox.messages[-1]["Subject"]).startswith("[miner] RESOLVED SINCE: Instagram")
-    [notice] = store.outbox_rows(["suppressed"])
+    [notice] = store.outbox_listing(["suppressed"])
     assert notice["kind"] == "resolved" and "not sent yet" in str(notice["reason"])
     assert sent(store, "resolved") == []
 
@@ -230,7 +230,7 @@ def test_a_reminder_due_within_group_interval_waits_and_goes_with_the_next_openi
     # WhatsApp's reminder was due at 60:30, within 15 minutes of Instagram's alert (its provider's): it waits, and
     # Messenger joins it.
     assert got == [(["WhatsApp"], at(0.5)), (["Instagram"], at(55.5)), (["Messenger", "WhatsApp"], at(70.5))]
-    last = store.outbox_rows(["sent"])[0]
+    last = store.outbox_listing(["sent"])[0]
     assert sorted(i["kind"] for i in store.notification_items(int(last["id"]))) == ["open", "repeat"]
     assert str(smtp_server.inbox.messages[-1]["Subject"]).startswith("[miner] OPEN: ")
     # The next reminder counts from the one that went out.
@@ -244,9 +244,9 @@ def test_a_stale_opening_is_recorded_as_such_not_held(store: Store, smtp_server:
     over = open_incident(store, "Instagram", at(5) - timedelta(hours=2), posts=False, series=False)
     resolve(store, over, at(5) - timedelta(hours=1))  # over before miner saw it
     run(store, cfg, at(5), at(30))
-    [stale] = [r for r in store.outbox_rows(["suppressed"]) if r["kind"] == "alert"]
+    [stale] = [r for r in store.outbox_listing(["suppressed"]) if r["kind"] == "alert"]
     assert str(stale["reason"]).startswith("stale: ")
-    assert store.outbox_rows(["pending"]) == [] and len(sent(store)) == 1
+    assert store.outbox_listing(["pending"]) == [] and len(sent(store)) == 1
 
 
 def test_a_late_opening_still_going_on_is_alerted_with_its_group(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
@@ -255,7 +255,7 @@ def test_a_late_opening_still_going_on_is_alerted_with_its_group(store: Store, s
     run(store, cfg, T0, at(1), spreading(store) | {at(5): lambda: None})
     open_incident(store, "Instagram", at(5) - timedelta(hours=2), posts=False, series=False)
     run(store, cfg, at(5), at(16))
-    assert store.outbox_rows(["suppressed"]) == []
+    assert store.outbox_listing(["suppressed"]) == []
     assert sent(store) == [(["WhatsApp"], at(0.5)), (["Instagram"], at(15.5))]
     assert len(smtp_server.inbox.messages) == 2
 
@@ -278,7 +278,7 @@ def test_messages_tried_through_an_smtp_outage_are_not_held_and_each_goes_once(
     assert got[3][1] == max(when for _, when in got[:3]) + timedelta(seconds=900)
     ids = smtp_server.inbox.message_ids()
     assert len(ids) == 4 and len(set(ids)) == 4
-    assert sorted(r["attempts"] > 1 for r in store.outbox_rows(["sent"])) == [False, True, True, True]
+    assert sorted(r["attempts"] > 1 for r in store.outbox_listing(["sent"])) == [False, True, True, True]
 
 
 def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_twice(
@@ -301,9 +301,9 @@ def test_batches_due_together_are_held_as_one_and_two_dispatchers_send_nothing_t
     # Each incident in exactly one message, each message sent once; at T0 at most one per dispatcher (both may find
     # nothing sent yet), the rest together a group interval later.
     assert sorted(s for services, _ in got for s in services) == [f"svc{i}" for i in range(6)]
-    assert all(len(check.deliveries(int(r["id"]))) == 1 for r in check.outbox_rows(["sent"]))
+    assert all(len(check.deliveries(int(r["id"]))) == 1 for r in check.outbox_listing(["sent"]))
     assert len(got) <= 3 and len(ids) == len(got) and got[-1][1] >= T0 + timedelta(seconds=900)
-    assert check.outbox_rows(["pending", "sending"]) == []
+    assert check.outbox_listing(["pending", "sending"]) == []
     check.close()
 
 
@@ -362,7 +362,7 @@ def test_a_message_sent_before_the_upgrade_to_groups_holds_the_whole_route_as_it
                      "'<m@example.org>', ?, ?, ?, 1)", (iso(T0), iso(T0), iso(T0)))
     conn.close()
     store = Store.open(path)
-    assert [r["group_key"] for r in store.outbox_rows(["sent"])] == [""]
+    assert [r["group_key"] for r in store.outbox_listing(["sent"])] == [""]
     cfg = mail(smtp_server, group_by=group_by)
     run(store, cfg, at(5), at(16), {at(5): lambda: open_incident(store, "Airtel", at(5), posts=False, series=False)})
     [(before, _), (services, when)] = sent(store)  # the one sent before has no items here

@@ -91,7 +91,7 @@ def test_an_smtp_server_that_never_answers_does_not_hold_back_the_webhooks(
     # timed (every message within 2 s, against 3 s for the three timeouts, was a margin a loaded runner could eat).
     assert len(receiver.got) == 3
     assert (stats.sent, stats.retried, stats.deferred, stats.failed) == (3, 1, 2, 0)
-    emails = sorted(store.outbox_rows(["pending"]), key=lambda r: int(r["id"]))
+    emails = sorted(store.outbox_listing(["pending"]), key=lambda r: int(r["id"]))
     assert [r["channel"] for r in emails] == ["email"] * 3
     # The two left for the next run were not tried: no attempt counted, still due, unclaimed.
     assert [r["attempts"] for r in emails] == [1, 0, 0]
@@ -119,7 +119,7 @@ def test_a_webhook_endpoint_that_never_answers_does_not_hold_back_another(
     stats = dispatch(store, cfg, T0, worker_id="w")
     assert len(receiver.got) == 3  # after one timeout of the dead endpoint, not three: one message to it tried
     assert (stats.sent, stats.retried, stats.deferred) == (3, 1, 2)
-    assert sorted(r["attempts"] for r in store.outbox_rows(["pending"])) == [0, 0, 1]
+    assert sorted(r["attempts"] for r in store.outbox_listing(["pending"])) == [0, 0, 1]
 
 
 def _tries(dead: socket.socket) -> int:
@@ -161,7 +161,7 @@ def test_a_page_planned_while_the_mail_server_is_down_goes_before_the_next_try_o
     cfg = replace(cfg, smtp=replace(cfg.smtp, port=smtp_server.port))
     dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
     assert store.alert_state("unreachable:email") == ""
-    assert len(smtp_server.inbox.messages) == 2 and store.outbox_rows(["pending", "sending", "failed"]) == []
+    assert len(smtp_server.inbox.messages) == 2 and store.outbox_listing(["pending", "sending", "failed"]) == []
 
 
 def test_a_full_listing_of_a_dead_channel_does_not_keep_the_others_waiting(
@@ -209,7 +209,7 @@ def test_a_row_another_worker_gave_back_does_not_cut_the_run_short(
     for i, service in enumerate(("Signal", "Instagram", "WhatsApp", "Telegram", "Discord", "Skype")):
         open_incident(store, service, T0 + timedelta(seconds=i), posts=False, series=False)
         plan_notifications(store, cfg, T0 + timedelta(seconds=i))
-    [taken] = [int(r["id"]) for r in store.outbox_rows(["pending"]) if r["group_key"] == "service:instagram"]
+    [taken] = [int(r["id"]) for r in store.outbox_listing(["pending"]) if r["group_key"] == "service:instagram"]
     receiver.on_post = lambda: other.claim_notification(taken, "other", T0 - timedelta(hours=1)) and None
     try:
         stats = dispatch(store, cfg, T0 + timedelta(seconds=5), worker_id="w", limit=3)

@@ -151,7 +151,7 @@ def test_an_opening_held_by_a_silence_says_it_was_seen_late_only_if_miner_saw_it
     late = open_incident(store, "Telegram", T0 - timedelta(minutes=30), posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert plan_notifications(store, cfg, T0 + timedelta(minutes=21)) == 4  # email and webhook, each
-    items = {int(i["incident_id"]): i for r in store.outbox_rows(["pending"])
+    items = {int(i["incident_id"]): i for r in store.outbox_listing(["pending"])
              for i in store.notification_items(int(r["id"]))}
     assert items[on_time]["seen_late_at"] is None and items[on_time]["late_seconds"] is None
     assert items[late]["seen_late_at"] == "2026-11-27T12:00:00+00:00" and items[late]["late_seconds"] == 1800.0

@@ -59,7 +59,7 @@ def _attempt(store: Store, cfg: AlertSettings) -> tuple[dict[str, object], int]:
     open_incident(store, "WhatsApp", T0)
     plan_notifications(store, cfg, T0)
     stats = dispatch(store, cfg, T0, worker_id="w")
-    [row] = store.outbox_rows(["pending", "failed", "sent"])
+    [row] = store.outbox_listing(["pending", "failed", "sent"])
     return row, stats.needs_action
 
 

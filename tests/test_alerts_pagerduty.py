@@ -116,7 +116,7 @@ def test_an_incident_triggers_reminds_and_resolves_one_pagerduty_alert(store: St
     plan_notifications(store, cfg, T0 + timedelta(hours=2))
     assert dispatch(store, cfg, T0 + timedelta(hours=2), worker_id="w").sent == 1
     assert pd.events[2] == {"routing_key": KEY, "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
-    assert [d["detail"] for r in store.outbox_rows(["sent"]) for d in store.deliveries(r["id"])] == \
+    assert [d["detail"] for r in store.outbox_listing(["sent"]) for d in store.deliveries(r["id"])] == \
         ["1 PagerDuty event(s) accepted"] * 3
     assert KEY not in store_text(store) and KEY not in caplog.text
 
@@ -126,16 +126,16 @@ def test_a_batch_is_one_event_per_incident_and_a_retry_sends_only_those_not_acce
     cfg = pd_settings(group_by="route")
     ids = [open_incident(store, service, T0, posts=False, series=False) for service in ("WhatsApp", "Signal")]
     plan_notifications(store, cfg, T0)
-    assert len(store.outbox_rows(["pending"])) == 1  # one message, two incidents
+    assert len(store.outbox_listing(["pending"])) == 1  # one message, two incidents
     pd.script = [202, (503, "120")]
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert "HTTP 503" in row["last_error"] and "1 other event(s) accepted" in row["last_error"]
     assert (row["next_attempt_at"] >= (T0 + timedelta(seconds=120)).isoformat())  # Retry-After honoured
     assert dispatch(store, cfg, T0 + timedelta(minutes=3), worker_id="w").sent == 1
     keys = [e["dedup_key"].split("/", 2)[2] for e in pd.events]
     assert keys == [f"WhatsApp/{ids[0]}", f"Signal/{ids[1]}", f"Signal/{ids[1]}"]
-    [sent] = store.outbox_rows(["sent"])
+    [sent] = store.outbox_listing(["sent"])
     assert store.deliveries(sent["id"])[-1]["detail"] == "1 PagerDuty event(s) accepted (1 more at an earlier attempt)"
     assert KEY not in store_text(store) and KEY not in caplog.text
 
@@ -147,7 +147,7 @@ def test_throttling_and_server_errors_are_retried(store: Store, pd: PagerDuty, s
     plan_notifications(store, cfg, T0)
     pd.script = [status]
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    assert f"HTTP {status}" in store.outbox_rows(["pending"])[0]["last_error"]
+    assert f"HTTP {status}" in store.outbox_listing(["pending"])[0]["last_error"]
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
     assert [e["event_action"] for e in pd.events] == ["trigger", "trigger"]
 
@@ -162,7 +162,7 @@ def test_an_invalid_event_is_not_retried_and_its_error_hides_the_routing_key(
     pd.script = [400]  # the first event refused, the second accepted: a 400 says nothing about the others
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
     assert len(pd.events) == 2
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith("webhook pd: HTTP 400 {\"status\": \"invalid event\"")
     assert "[redacted]" in row["reason"] and row["reason"].endswith("; 1 other event(s) accepted")
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
@@ -178,7 +178,7 @@ def test_a_missing_routing_key_fails_at_once_naming_the_variable(store: Store, p
         open_incident(store, service, T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    reason = store.outbox_rows(["failed"])[0]["reason"]
+    reason = store.outbox_listing(["failed"])[0]["reason"]
     assert reason.startswith("webhook pd: routing key: environment variable MINER_TEST_PD_KEY is not set (trigger ")
     assert reason.count("MINER_TEST_PD_KEY") == 1 and pd.events == []
 
@@ -200,7 +200,7 @@ def test_an_alert_going_out_after_its_incident_resolved_does_not_page(store: Sto
     actions = [e["event_action"] for e in pd.events]
     assert actions == (["trigger", "resolve"] if notify_resolved else ["trigger"])
     if not notify_resolved:
-        [sent] = store.outbox_rows(["sent"])
+        [sent] = store.outbox_listing(["sent"])
         assert store.deliveries(sent["id"])[-1]["detail"].startswith("nothing to send")
 
 
@@ -221,7 +221,7 @@ def test_a_resolve_notice_retried_past_a_reopening_does_not_resolve_the_reopened
     assert dispatch(store, cfg, T0 + timedelta(minutes=20), worker_id="w").sent == 2
     # The outage is on again: the last word PagerDuty has is the re-opening's trigger, not the stale resolve.
     assert [e["event_action"] for e in pd.events] == ["trigger", "resolve", "trigger"]
-    [notice] = [r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"]
+    [notice] = [r for r in store.outbox_listing(["sent"]) if r["kind"] == "resolved"]
     assert store.deliveries(notice["id"])[-1]["detail"].startswith("nothing to send")
 
 
@@ -250,7 +250,7 @@ def test_a_silence_after_part_of_a_batch_was_accepted_still_resolves_what_paged(
     for service in ("WhatsApp", "Signal"):
         store.add_silence(service, T0 + timedelta(minutes=1), T0 + timedelta(hours=1), "on it", T0)
     plan_notifications(store, cfg, T0 + timedelta(minutes=1))  # the rest of the batch is muted
-    assert [r["status"] for r in store.outbox_rows(["pending", "suppressed"])] == ["suppressed"]
+    assert [r["status"] for r in store.outbox_listing(["pending", "suppressed"])] == ["suppressed"]
     resolve(store, ids[0], T0 + timedelta(minutes=30))
     plan_notifications(store, cfg, T0 + timedelta(minutes=30))
     dispatch(store, cfg, T0 + timedelta(minutes=30), worker_id="w")
@@ -361,7 +361,7 @@ def test_a_service_taken_off_the_route_still_resolves_the_alert_it_paged(store: 
     assert dispatch(store, later, T0 + timedelta(hours=1), worker_id="w").sent == 1
     assert [(e["event_action"], e["dedup_key"]) for e in pd.events] == [("trigger", pd.events[0]["dedup_key"]),
                                                                         ("resolve", pd.events[0]["dedup_key"])]
-    assert [r["route"] for r in store.outbox_rows(["pending", "sent", "suppressed"])] == ["pager", "pager"]
+    assert [r["route"] for r in store.outbox_listing(["pending", "sent", "suppressed"])] == ["pager", "pager"]
 
 
 @pytest.mark.parametrize("silenced", ["before the resolve", "after the resolve"])
@@ -393,7 +393,7 @@ def test_an_alert_a_silenced_reopening_left_open_is_resolved(store: Store, pd: P
         silence(131)
     dispatch(store, cfg, T0 + timedelta(minutes=132), worker_id="w")
     assert [e["event_action"] for e in pd.events][-1] == "resolve"
-    assert store.outbox_rows(["pending", "sending", "failed"]) == []
+    assert store.outbox_listing(["pending", "sending", "failed"]) == []
     # An incident never paged (its opening stale: alerts enabled on a store with past outages) gets no resolve.
     past = open_incident(store, "Signal", T0 - timedelta(hours=3), posts=False, series=False)
     resolve(store, past, T0 + timedelta(minutes=140))
@@ -434,7 +434,7 @@ def test_a_stop_while_a_batch_of_events_goes_out_sends_no_further_event_and_the_
     server.serve(PATH, asked_to_stop_meanwhile)
     stats = dispatch(store, cfg, T0, worker_id="w", stop=stop)
     assert (stats.sent, stats.retried) == (0, 1) and len(pd.requests) == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert row["last_error"] == ("the service stopped with 2 of the message's 3 PagerDuty event(s) unsent: they go at "
                                  "the retry; 1 other event(s) accepted")
     server.serve(PATH, lambda request: Reply(202, b'{"status": "success"}', content_type="application/json"))

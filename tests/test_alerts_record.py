@@ -48,7 +48,7 @@ def test_a_message_the_server_took_is_recorded_sent_while_another_writer_holds_t
     try:
         stats = dispatch(store, cfg, T0, worker_id="w")
         assert (stats.sent, stats.lapsed) == (1, 0)
-        [row] = store.outbox_rows(["sent"])
+        [row] = store.outbox_listing(["sent"])
         later = dispatch(store, cfg, T0 + timedelta(seconds=cfg.lease_seconds + 1), worker_id="w2")
         assert (later.reclaimed, later.claimed) == (0, 0)
         assert smtp_server.inbox.message_ids() == [row["message_id"]]
@@ -87,7 +87,7 @@ def test_a_record_given_up_ends_the_run_with_the_row_claimed_and_says_who_gets_i
         with pytest.raises(NotRecorded, match="locked"):
             dispatch(store, cfg, T0, worker_id="w", stop=stop, clock=clock)
         other.execute("COMMIT")
-        [row] = store.outbox_rows(["sending"])
+        [row] = store.outbox_listing(["sending"])
         assert (row["claimed_by"], row["attempts"], store.deliveries(row["id"])) == ("w", 0, [])
         [said] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert said.getMessage().startswith(f"outbox {row['id']} (email): sent, but not recorded as sent: it is sent "
@@ -122,7 +122,7 @@ def test_a_failed_attempt_whose_record_is_given_up_says_it_is_tried_again(
         with pytest.raises(NotRecorded, match="locked"):
             dispatch(store, cfg, T0, worker_id="w", stop=stop)
         other.execute("COMMIT")
-        [row] = store.outbox_rows(["sending"])
+        [row] = store.outbox_listing(["sending"])
         assert (row["claimed_by"], row["attempts"]) == ("w", 0)
         [said] = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert said.getMessage().startswith(f"outbox {row['id']} (webhook:pd): its attempt (retry) not recorded: it "
@@ -154,7 +154,7 @@ def test_the_recipients_an_email_reached_are_recorded_while_another_writer_holds
         stats = dispatch(store, cfg, T0, worker_id="w")
         assert (stats.retried, stats.failed) == (1, 0)
         smtp_server.inbox.handle_DATA = accept  # type: ignore[method-assign]
-        [row] = store.outbox_rows(["pending"])
+        [row] = store.outbox_listing(["pending"])
         assert "refused sre@example.org: 452 4.2.2 mailbox full" in row["last_error"]
         assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
         assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
@@ -215,7 +215,7 @@ def test_a_pagerduty_message_prepared_while_another_writer_holds_the_store_is_re
         at = T0 + timedelta(seconds=cfg.give_up_after if late else 0)
         stats = dispatch(store, cfg, at, worker_id="w")
         assert (stats.retried, stats.failed, len(pd.requests)) == (1, 0, 0)
-        [row] = store.outbox_rows(["pending"])
+        [row] = store.outbox_listing(["pending"])
         assert row["last_error"].startswith("nothing sent: the store was locked while the message was prepared")
         assert "failed, retrying in" in caplog.text and "cannot be rendered" not in caplog.text
         assert dispatch(store, cfg, at + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
@@ -251,7 +251,7 @@ def test_a_pagerduty_message_prepared_while_the_store_takes_no_writes_is_retried
     with caplog.at_level(logging.WARNING, logger="miner.alerts"):
         stats = dispatch(store, cfg, T0, worker_id="w")
     assert (stats.retried, stats.failed, len(pd.requests)) == (1, 0, 0)
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert row["last_error"].startswith(f"nothing sent: the store failed ({cause}) while the message was prepared")
     [error] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert f"outbox {row['id']} (webhook:pd): the store failed ({cause}) while the message was prepared" in error

@@ -73,7 +73,7 @@ def test_a_resolve_notice_that_sent_nothing_holds_back_no_later_notice(
     run(store, cfg, at(0), at(110), script)
     # Messenger's notice waits for WhatsApp's, the last that went out (more than group_interval before), not for
     # Instagram's, which sent nothing: it goes after its group wait, not at 100:30.
-    notices = sorted((r for r in store.outbox_rows(["sent"]) if r["kind"] == "resolved"), key=lambda r: int(r["id"]))
+    notices = sorted((r for r in store.outbox_listing(["sent"]) if r["kind"] == "resolved"), key=lambda r: int(r["id"]))
     assert [r["sent_at"] for r in notices] == [iso(at(70.5)), None, iso(at(87.5))]
     assert store.deliveries(notices[1]["id"])[-1]["detail"].startswith("nothing to send: its incidents opened again")
     assert [str(m["Subject"]).split(":")[0] for m in smtp_server.inbox.messages] == [

@@ -27,7 +27,7 @@ def cfg(**overrides: object) -> AlertSettings:
 
 
 def rows(store: Store, *statuses: str) -> list[dict[str, Any]]:
-    return store.outbox_rows(list(statuses or ("pending", "sending", "sent", "failed", "suppressed")))
+    return store.outbox_listing(list(statuses or ("pending", "sending", "sent", "failed", "suppressed")))
 
 
 def plan_and_send(store: Store, settings_: AlertSettings, now: datetime) -> int:

@@ -52,7 +52,7 @@ def _send_once(store: Store, replies: Replies, messages: list[bytes]) -> tuple[d
         open_incident(store, "WhatsApp", T0, posts=False, series=False)
         plan_notifications(store, cfg, T0)
         stats = dispatch(store, cfg, T0, worker_id="w")
-    [row] = store.outbox_rows(["pending", "failed", "sent"])
+    [row] = store.outbox_listing(["pending", "failed", "sent"])
     return row, stats.needs_action, port
 
 

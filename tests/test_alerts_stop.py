@@ -97,7 +97,7 @@ def test_a_stop_cuts_a_send_to_a_stalled_mail_server_and_the_next_start_sends_it
     stopping.join(timeout=SMTP_TIMEOUT / 3)
     assert not stopping.is_alive(), "the stop waited for the stalled server"
     assert not smtp.inbox.go.is_set()  # the server was stalling still: the stop cut the send
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert row["attempts"] == 1 and parse_iso(row["next_attempt_at"]) <= utcnow()  # due at once, no backoff
     [attempt] = store.deliveries(row["id"])
     assert attempt["outcome"] == "retry" and "asked to stop: sent again at the next start" in attempt["detail"]
@@ -105,7 +105,7 @@ def test_a_stop_cuts_a_send_to_a_stalled_mail_server_and_the_next_start_sends_it
     smtp.inbox.go.set()
     _sent_at_the_next_start(service, store)
     assert smtp.inbox.message_ids() == [row["message_id"]]
-    assert store.outbox_rows(["sent"])[0]["id"] == row["id"]
+    assert store.outbox_listing(["sent"])[0]["id"] == row["id"]
 
 
 @pytest.mark.parametrize("stalled_send", ["DATA"], indirect=True)
@@ -119,8 +119,8 @@ def test_a_stop_waits_for_the_reply_to_a_message_gone_out_whole_so_the_next_star
     smtp.inbox.go.set()
     stopping.join(timeout=120)
     assert not stopping.is_alive()
-    sent = store.outbox_rows(["sent"])
-    assert len(sent) == 1, store.deliveries(store.outbox_rows(["pending"])[0]["id"])
+    sent = store.outbox_listing(["sent"])
+    assert len(sent) == 1, store.deliveries(store.outbox_listing(["pending"])[0]["id"])
     row = sent[0]
     _sent_at_the_next_start(service, store)
     assert smtp.inbox.message_ids() == [row["message_id"]]

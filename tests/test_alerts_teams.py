@@ -103,7 +103,7 @@ def test_an_alert_is_an_adaptive_card_in_a_workflows_message(store: Store, wf: W
     [buttons] = [e for e in incident["items"] if e["type"] == "ActionSet"]
     assert buttons["actions"] == [{"type": "Action.OpenUrl", "title": "Provider status page",
                                    "url": "https://status.example.com/incidents/abc"}]
-    [sent] = store.outbox_rows(["sent"])
+    [sent] = store.outbox_listing(["sent"])
     assert store.deliveries(sent["id"])[-1]["detail"] == "HTTP 202"
 
 
@@ -215,7 +215,7 @@ def test_a_refusal_fails_at_once(store: Store, wf: Workflow, status: int) -> Non
     plan_notifications(store, cfg, T0)
     wf.script = [status]
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    assert store.outbox_rows(["failed"])[0]["reason"].startswith(f"webhook teams: HTTP {status} refused POST ")
+    assert store.outbox_listing(["failed"])[0]["reason"].startswith(f"webhook teams: HTTP {status} refused POST ")
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
     assert len(wf.requests) == 1
 
@@ -227,7 +227,7 @@ def test_throttling_and_server_errors_are_retried(store: Store, wf: Workflow, st
     plan_notifications(store, cfg, T0)
     wf.script = [(status, "120")]
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert f"HTTP {status}" in row["last_error"]
     assert row["next_attempt_at"] >= (T0 + timedelta(seconds=120)).isoformat()  # Retry-After honoured
     assert dispatch(store, cfg, T0 + timedelta(minutes=3), worker_id="w").sent == 1
@@ -243,7 +243,7 @@ def test_the_workflow_url_is_never_logged_or_stored(store: Store, wf: Workflow,
     wf.script = [503, 400]  # both answers quote the URL, signature and all
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
     assert dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w").failed == 1
-    assert "[redacted]" in store.outbox_rows(["failed"])[0]["reason"]
+    assert "[redacted]" in store.outbox_listing(["failed"])[0]["reason"]
     for text in (caplog.text, store_text(store)):
         assert "S1GN4TURE" not in text and "0f1e2d3c4b5a" not in text
 

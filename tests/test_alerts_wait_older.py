@@ -63,7 +63,7 @@ def _resolved_while_sending(store: Store, inbox: _HeldInbox, cfg: AlertSettings)
     planner folds a notice into an alert nobody has yet, not into one being sent. Returns both rows, as now."""
     iid = open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
-    [alert] = store.outbox_rows(["pending"])
+    [alert] = store.outbox_listing(["pending"])
     sending = threading.Thread(target=dispatch, args=(store, cfg, T0), kwargs={"worker_id": "service"})
     sending.start()
     try:
@@ -77,7 +77,7 @@ def _resolved_while_sending(store: Store, inbox: _HeldInbox, cfg: AlertSettings)
     finally:
         inbox.release.set()
         sending.join(30)
-    row, [notice] = store.notification(int(alert["id"])), store.outbox_rows(["pending"], 1)
+    row, [notice] = store.notification(int(alert["id"])), store.outbox_listing(["pending"], 1)
     assert row is not None and row["status"] == "pending" and row["attempts"] == 1 and notice["kind"] == "resolved"
     assert parse_iso(row["next_attempt_at"]) > T0 + timedelta(seconds=2)  # retry_base 10 s, half of it at least
     return row, notice

@@ -147,11 +147,11 @@ def test_json_payload_is_versioned_and_retried_through_a_500(store: Store, hook:
     hook.script = [500]
     first = dispatch(store, cfg, T0, worker_id="w")
     assert (first.sent, first.retried) == (0, 1)
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert "HTTP 500" in row["last_error"] and "SECRET" not in row["last_error"]
     # Sent after the provider posted: the payload carries its status and our lead over it.
     assert dispatch(store, cfg, T0 + timedelta(minutes=30), worker_id="w").sent == 1
-    [sent] = store.outbox_rows(["sent"])
+    [sent] = store.outbox_listing(["sent"])
     assert sent["last_error"] is None  # the 500 stays in deliveries, not as the row's current error
     assert [d["outcome"] for d in store.deliveries(sent["id"])] == ["retry", "sent"]
     assert "HTTP 500" in store.deliveries(sent["id"])[0]["detail"]
@@ -171,7 +171,7 @@ def test_timeout_is_retried(store: Store, hook: Hook) -> None:
     plan_notifications(store, cfg, T0)
     hook.script = [("sleep", 10.0)]  # far past the 0.5 s, however late the timeout fires on a loaded machine
     assert dispatch(store, hook_settings(timeout=0.5), T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert "timed out" in row["last_error"]
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
 
@@ -182,7 +182,7 @@ def test_400_fails_permanently_with_the_reason(store: Store, hook: Hook) -> None
     plan_notifications(store, cfg, T0)
     hook.script = [400]
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith("webhook hook: HTTP 400 invalid_payload")
     assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").claimed == 0
 
@@ -194,7 +194,7 @@ def test_a_redirect_fails_permanently_saying_it_was_not_followed(store: Store, h
     # An http:// URL of a receiver that moved to https://: the reason said "HTTP 301 Moved" and no more.
     hook.script = [("redirect", 301, hook.url.replace("http://", "https://"))]
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["reason"] == ("webhook hook: HTTP 301 Moved (a redirect, which is not followed, since the URL holds "
                              "the secret: set MINER_TEST_HOOK to the URL it redirects to)")
     assert hook.bodies == []
@@ -210,7 +210,7 @@ def test_invalid_url_in_the_environment_fails_at_once_in_one_line_without_the_ur
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    reason = store.outbox_rows(["failed"])[0]["reason"]
+    reason = store.outbox_listing(["failed"])[0]["reason"]
     assert reason.startswith("webhook hook: MINER_TEST_HOOK ") and "\n" not in reason
     assert "SECRET" not in reason and "SECRET" not in caplog.text
     assert not any(r.exc_info for r in caplog.records)
@@ -231,7 +231,7 @@ def test_a_host_that_is_not_a_valid_international_name_fails_at_once_naming_it(
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    assert store.outbox_rows(["failed"])[0]["reason"] == (
+    assert store.outbox_listing(["failed"])[0]["reason"] == (
         f"webhook hook: MINER_TEST_HOOK: host {host} is not a valid internationalised domain name ({reason})")
     assert "SECRET" not in caplog.text and not any(r.exc_info for r in caplog.records)
 
@@ -288,7 +288,7 @@ def test_missing_url_env_var_fails_clearly(store: Store, monkeypatch: pytest.Mon
     open_incident(store, "WhatsApp", T0, posts=False, series=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-    assert "MINER_TEST_HOOK is not set" in store.outbox_rows(["failed"])[0]["reason"]
+    assert "MINER_TEST_HOOK is not set" in store.outbox_listing(["failed"])[0]["reason"]
 
 
 def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -> None:
@@ -330,7 +330,7 @@ def test_slow_run_claims_each_row_when_it_sends_it(tmp_path: Path, hook: Hook) -
     assert sum(s.reclaimed for s in stats) == 0 and sum(s.lapsed for s in stats) == 0
     check = Store.open(path)
     try:
-        rows = check.outbox_rows(["sent"])
+        rows = check.outbox_listing(["sent"])
         assert len(rows) == len(services)
         attempts = [d for r in rows for d in check.deliveries(r["id"])]
         assert len(attempts) == len(services)
@@ -353,11 +353,11 @@ def test_error_body_echoing_the_url_is_stored_and_logged_without_its_secret(
     hook.script = [("echo", 500, "x" * 170, "token", "SECRETTOKEN1", "PATH%53ECRET9")]
     caplog.set_level(logging.INFO, logger="miner")
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     [attempt] = store.deliveries(row["id"])
     hook.script = [("echo", 404)]
     assert dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w").failed == 1
-    [failed] = store.outbox_rows(["failed"])
+    [failed] = store.outbox_listing(["failed"])
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("miner"))
     assert "[redacted]" in logged  # httpx's own request log is silenced by miner.logsetup
     texts = [row["last_error"], attempt["detail"], failed["reason"], logged]
@@ -376,7 +376,7 @@ def test_timeout_bounds_the_whole_post_not_each_read(store: Store, hook: Hook, h
     began = time.monotonic()
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
     assert time.monotonic() - began < 10.0  # the 0.5 s (and a loaded runner's delays), not the 30 s answer
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     # It names the host and port (never the URL's path, the secret): "timed out after 0.5s" named no server.
     port = hook.server.server_address[1]
     assert row["last_error"] == f"webhook hook: timed out after 0.5s (127.0.0.1:{port} did not answer in time)"
@@ -390,7 +390,7 @@ def test_only_the_start_of_a_huge_error_body_is_read(store: Store, hook: Hook) -
     size = 128 * 2**20
     hook.script = [("big", 500, size)]
     assert dispatch(store, cfg, T0, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert row["last_error"] == "webhook hook: HTTP 500 " + "y" * 200
     # What the server got out before we hung up is a few KB plus what the sockets buffer, never the body.
     assert hook.big_sent < 32 * 2**20
@@ -433,7 +433,7 @@ def test_retry_after_is_honoured_as_an_http_date_or_seconds(store: Store, hook: 
     value = values[form]
     hook.script = [("retry-after", status, value)]
     assert dispatch(store, cfg, now, worker_id="w").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     wait = (parse_iso(row["next_attempt_at"]) - now).total_seconds()
     assert 590 <= wait <= 640, (value, row["next_attempt_at"])  # up to 5 % jitter on top
 
@@ -474,7 +474,7 @@ def test_a_notification_for_a_channel_its_route_no_longer_has_fails_with_the_rea
     changed = settings(routes=(dataclasses.replace(route, email=(), webhooks=("new",)),
                                RouteSettings(name="other", webhooks=("hook",))), webhooks=webhooks)
     assert dispatch(store, changed, T0 + timedelta(minutes=1), worker_id="w").failed == 2
-    assert sorted(r["reason"] for r in store.outbox_rows(["failed"])) == [
+    assert sorted(r["reason"] for r in store.outbox_listing(["failed"])) == [
         "route 'chat' no longer sends email", "route 'chat' no longer sends to webhook 'hook'"]
     assert hook.bodies == []
 

@@ -1264,7 +1264,7 @@ def test_replay_runs_its_clock_up_to_now_and_no_further(tmp_path: Path, runner: 
     clock = store.detector_clock()
     assert clock is not None and clock <= utcnow()
     assert [(i["service"], i["status"], i["resolved_at"]) for i in store.incidents()] == [("MTN", "open", None)]
-    assert [r["kind"] for r in store.outbox_rows(["pending", "sending", "sent"])] == ["alert"]
+    assert [r["kind"] for r in store.outbox_listing(["pending", "sending", "sent"])] == ["alert"]
     store.close()
     assert [p.name for p in (out / "outbox").iterdir() if "RESOLVED" in p.read_text()] == []
 

@@ -241,7 +241,7 @@ webhooks = ["hook"]
     assert code == 143
     assert out == "sent 1, retrying 0, failed 0\n"
     store = Store.open(db)
-    rows = store.outbox_rows(["pending", "sending", "sent", "failed"])
+    rows = store.outbox_listing(["pending", "sending", "sent", "failed"])
     store.close()
     assert sorted(r["status"] for r in rows) == ["pending", "sent"]  # none left claimed
 

@@ -134,12 +134,12 @@ def test_a_webhook_through_a_socks_proxy_without_socksio_fails_at_once(
         open_incident(store, "WhatsApp", T0, posts=False, series=False)
         plan_notifications(store, cfg, T0)
         assert dispatch(store, cfg, T0, worker_id="w").failed == 1
-        assert store.outbox_rows(["failed"])[0]["reason"] == f"webhook hook: {SOCKS}"
+        assert store.outbox_listing(["failed"])[0]["reason"] == f"webhook hook: {SOCKS}"
         assert hook.bodies == [] and not any(r.exc_info for r in caplog.records)
         # One that would not go through it is sent: HTTPS_PROXY carries no http:// URL.
         monkeypatch.delenv("ALL_PROXY")
         monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
-        assert store.retry_notification(store.outbox_rows(["failed"])[0]["id"], T0)
+        assert store.retry_notification(store.outbox_listing(["failed"])[0]["id"], T0)
         assert dispatch(store, cfg, T0, worker_id="w").sent == 1
         assert len(hook.bodies) == 1
         store.close()

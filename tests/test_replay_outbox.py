@@ -59,7 +59,7 @@ def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
     # A replay into a stopped service's store took the service's queue: its alerts queued while the mail server was
     # down were written to the replay's files and marked sent, and the service never sent them.
     cfg, db, live, store = _service_with_a_queue(tmp_path, real_posts, classifier)
-    pending = {int(r["id"]): int(r["attempts"]) for r in store.outbox_rows(["pending"])}
+    pending = {int(r["id"]): int(r["attempts"]) for r in store.outbox_listing(["pending"])}
     store.close()
     assert pending  # queued while the mail server was down
 
@@ -68,7 +68,7 @@ def test_a_replay_leaves_the_notifications_a_stopped_service_had_pending_to_it(
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(capture), "--out", str(out)])
     assert result.exit_code == 0, result.output
     store = Store.open(db)
-    rows = {int(r["id"]): r for r in store.outbox_rows(["pending", "sending", "sent", "failed"])}
+    rows = {int(r["id"]): r for r in store.outbox_listing(["pending", "sending", "sent", "failed"])}
     store.close()
     # Untried by the replay, and still the service's to send
     assert {i: (rows[i]["status"], rows[i]["attempts"]) for i in pending} == {i: ("pending", n)
@@ -92,7 +92,7 @@ def test_a_replay_adds_nothing_to_a_batch_a_stopped_service_has_waiting(
     store = Store.open(db)
     pipeline = Pipeline(load_config(cfg), store, classifier)
     run_replay(read_posts(live), pipeline.bucket, pipeline.tick, until=utcnow())
-    waiting = [(int(r["id"]), r["kind"], r["attempts"]) for r in store.outbox_rows(["pending"])]
+    waiting = [(int(r["id"]), r["kind"], r["attempts"]) for r in store.outbox_listing(["pending"])]
     store.close()
     assert [(kind, attempts) for _, kind, attempts in waiting] == [("alert", 0)]  # in its group wait (5.8 days)
 
@@ -133,7 +133,7 @@ def test_a_killed_replays_rows_are_the_resuming_ones_until_something_else_plans(
     # Never the service's to send: it sent them for real, and a replay pages nobody
     assert [r["dedupe_key"] for r in service.due_notifications(now, 10)] == ["queued-live"]
     digest(service, "planned-by-the-service")  # the service ran in between
-    assert [(r["dedupe_key"], r["status"], r["reason"]) for r in service.outbox_rows(["pending", "suppressed"])] == [
+    assert [(r["dedupe_key"], r["status"], r["reason"]) for r in service.outbox_listing(["pending", "suppressed"])] == [
         ("planned-by-the-service", "pending", None),
         ("planned-by-a-replay-then-killed", "suppressed",
          "planned by a replay that did not finish (a replay pages nobody)"),
@@ -145,7 +145,7 @@ def test_a_killed_replays_rows_are_the_resuming_ones_until_something_else_plans(
     digest(later, "held-past-the-replays-end")
     assert later.end_replay() == 1
     assert later.alert_state("replay_outbox_after") is None
-    assert [(r["dedupe_key"], r["reason"]) for r in later.outbox_rows(["suppressed"])][:1] == [
+    assert [(r["dedupe_key"], r["reason"]) for r in later.outbox_listing(["suppressed"])][:1] == [
         ("held-past-the-replays-end", "the replay ended before it was due (a replay pages nobody)")]
     later.close()
     service = Store.open(db)
@@ -176,9 +176,10 @@ def test_a_capture_ending_in_an_outage_that_opens_at_its_end_writes_its_alert(
     assert result.exit_code == 0, result.output
     store = Store.open(tmp_path / "m.sqlite")
     assert [(i["service"], i["status"]) for i in store.incidents()] == [("MTN", "open")]
-    assert [(r["kind"], r["status"]) for r in store.outbox_rows(["pending", "sending", "sent"])] == [("alert", "sent")]
+    listed = store.outbox_listing(["pending", "sending", "sent"])
+    assert [(r["kind"], r["status"]) for r in listed] == [("alert", "sent")]
     clock = store.detector_clock()
-    sent_at = [parse_iso(r["sent_at"]) for r in store.outbox_rows(["sent"])]
+    sent_at = [parse_iso(r["sent_at"]) for r in store.outbox_listing(["sent"])]
     store.close()
     assert clock is not None and clock <= utcnow() and all(t <= utcnow() for t in sent_at)  # nothing run ahead
     assert [p.name.split("-")[2] for p in (out / "outbox").iterdir()] == ["OPEN"]
@@ -216,7 +217,7 @@ def test_a_silence_at_a_replays_simulated_time_leaves_a_stopped_services_queue_a
     # Muting queued rows ran on the replay's simulated clock over every pending row: a silence active then suppressed
     # the service's own alerts, never sent; and the clock-ahead retiming moved the service's silence back by days.
     cfg, db, live, store = _service_with_a_queue(tmp_path, real_posts, classifier)
-    pending = sorted(int(r["id"]) for r in store.outbox_rows(["pending"]))
+    pending = sorted(int(r["id"]) for r in store.outbox_listing(["pending"]))
     services = {str(i["service"]) for i in store.incidents()}
     assert pending and len(services) == 1
     now = utcnow()
@@ -229,7 +230,7 @@ def test_a_silence_at_a_replays_simulated_time_leaves_a_stopped_services_queue_a
                                   str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     store = Store.open(db)
-    rows = {int(r["id"]): r["status"] for r in store.outbox_rows(["pending", "sending", "sent", "suppressed"])}
+    rows = {int(r["id"]): r["status"] for r in store.outbox_listing(["pending", "sending", "sent", "suppressed"])}
     assert store.silences() == silences
     store.close()
     assert {i: rows[i] for i in pending} == dict.fromkeys(pending, "pending")

@@ -65,7 +65,7 @@ def test_a_webhook_url_quoted_across_the_cut_of_its_error_answer_is_not_stored_i
     body = (quoted + "-" * (BODY_LIMIT - 60 - len(quoted)) + url + " and more").encode()
     server.serve(f"/services/{token}", lambda _request: Reply(400, body, content_type="text/plain"))
     assert _hook_alert(store, monkeypatch, url).failed == 1
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     error = str(row["last_error"])
     assert error.startswith(f"webhook hook: HTTP 400 {REDACTED} {REDACTED}") and error.endswith("-")
     shown = store_text(store) + service_log.getvalue()
@@ -148,7 +148,7 @@ def test_a_webhook_host_that_holds_a_key_is_named_without_it(
     # The webhook's URL is the secret, but the messages of a failed POST named its host as written: a name not found
     # ("host name <key>.invalid not found") and one IDNA refuses (whose words quote its label too).
     _hook_alert(store, monkeypatch, f"http://{host}/services/x")
-    [row] = store.outbox_rows(["pending", "failed"])
+    [row] = store.outbox_listing(["pending", "failed"])
     error = str(row["last_error"])
     assert error.startswith((f"webhook hook: host name {REDACTED}.invalid not found",
                              f"webhook hook: HOOK_URL: host {REDACTED}.invalid is not a valid internationalised"))

@@ -295,7 +295,7 @@ def test_a_failing_smtp_login_shows_no_password(store: Store, tmp_path: Path, ca
     smtp = SmtpServer(tls="starttls", folder=tmp_path, login=("alerts", "the-right-one"))
     stats = _alert_logging_in(store, smtp, ("alerts", SECRETS["SMTP_PW"]), tmp_path, caplog, monkeypatch)
     assert stats.sent == 0 and not smtp.inbox.messages
-    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    errors = [str(row["last_error"]) for row in store.outbox_listing(["pending", "failed"])]
     assert errors and all(e.startswith("SMTP 535") for e in errors)
     assert _leaked("\n".join([caplog.text, *errors])) == []
 
@@ -340,7 +340,7 @@ def test_an_smtp_reply_quoting_the_login_shows_neither_the_user_nor_the_password
     user, password = "alerts-9d1c@example.org", SECRETS["SMTP_PW"]
     stats = _alert_logging_in(store, smtp, (user, password), tmp_path, caplog, monkeypatch)
     assert stats.sent == 0 and not smtp.inbox.messages
-    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    errors = [str(row["last_error"]) for row in store.outbox_listing(["pending", "failed"])]
     assert errors == ["SMTP 535 5.7.8 AUTH PLAIN [redacted] refused: [redacted] / [redacted] unknown"]
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("miner")]  # not the server's own log
     shown = "\n".join([*logged, store_text(store)])
@@ -404,7 +404,7 @@ def test_an_unset_variable_whose_name_reads_as_the_secret_is_not_named(
     plan_notifications(store, cfg, T0)
     with caplog.at_level("DEBUG"):
         dispatch(store, cfg, T0 + timedelta(minutes=5), worker_id="w")
-    errors = [str(row["last_error"]) for row in store.outbox_rows(["pending", "failed"])]
+    errors = [str(row["last_error"]) for row in store.outbox_listing(["pending", "failed"])]
     polled = str(outcome.error)
     assert "is not set" in polled and errors and all("is not set" in e for e in errors)
     assert pasted not in "\n".join([polled, caplog.text, *errors])
@@ -504,7 +504,7 @@ def test_a_malformed_answer_quoting_the_request_line_shows_no_webhook_url(
     secret = "HOOK-S3CR3T-88"
     server.serve(f"/services/{secret}", _echoing(template))
     assert _hook_alert(store, monkeypatch, f"{server.url}/services/{secret}").retried == 1
-    [row] = store.outbox_rows(["pending"])
+    [row] = store.outbox_listing(["pending"])
     assert str(row["last_error"]).startswith("webhook hook: 127.0.0.1:")
     assert "without a valid answer (illegal " in str(row["last_error"])
     assert secret not in store_text(store) + service_log.getvalue()
@@ -530,7 +530,7 @@ def test_an_smtp_password_that_is_not_ascii_fails_for_good_without_a_character_o
     finally:
         smtp.stop()
     assert stats.failed == 1 and not smtp.inbox.messages
-    [row] = store.outbox_rows(["failed"])
+    [row] = store.outbox_listing(["failed"])
     assert row["last_error"] == ("SMTP login: SMTP_PW holds a character other than ASCII, which smtplib cannot send "
                                  "in AUTH")
     shown = caplog.text + store_text(store)

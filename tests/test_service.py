@@ -831,7 +831,7 @@ def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pyte
     finally:
         service.stop()
     assert f"retention: pruned 1 finished notifications and 0 ended silences older than {kept} days" in caplog.text
-    assert [r["dedupe_key"] for r in store.outbox_rows(["sent"])] == ["digest:1"]
+    assert [r["dedupe_key"] for r in store.outbox_listing(["sent"])] == ["digest:1"]
     assert store.database.one("SELECT count(*) AS n FROM deliveries") == {"n": 1}
     store.close()
 
@@ -1114,7 +1114,7 @@ def test_a_replay_is_refused_while_the_service_runs_and_holds_the_store_while_it
         result = runner.invoke(main, ["--config", str(cfg), "replay", str(posts)])
         assert result.exit_code == 1, result.output
         assert f"Error: another miner service (pid {os.getpid()}) is already using {db}; stop it first" in result.output
-        assert [r["status"] for r in store.outbox_rows(["pending", "sending", "sent"])] == ["pending"]
+        assert [r["status"] for r in store.outbox_listing(["pending", "sending", "sent"])] == ["pending"]
         assert store.database.rows("SELECT * FROM posts") == store.database.rows("SELECT * FROM detector_state") == []
         store.close()
     finally:

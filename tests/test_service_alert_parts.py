@@ -52,11 +52,11 @@ def test_each_part_of_an_alerts_backlog_counts_as_a_run_of_the_job(tmp_path: Pat
         ok = service.metrics.get("miner_job_runs_total", stage="alerts", outcome="ok")
         seconds = service.metrics.get("miner_job_seconds", stage="alerts")
         runs = service.healthz()[1]["stages"]["alerts"]["runs"]
-        assert store.outbox_rows(["pending"]), "the backlog went out before the test looked"
+        assert store.outbox_listing(["pending"]), "the backlog went out before the test looked"
         assert ok >= 2 and runs >= 2, (ok, runs)
         # A part's length: its interval, and the message then in flight; not the run's so far.
         assert 0 < seconds < EVERY + 4 * DELAY, seconds
-        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+        wait_for(lambda: len(store.outbox_listing(["sent"])) == n, timeout=60)
 
 
 def test_ticks_that_find_an_alerts_backlog_going_in_parts_are_not_skipped_runs_and_a_part_too_slow_still_is(
@@ -71,16 +71,16 @@ def test_ticks_that_find_an_alerts_backlog_going_in_parts_are_not_skipped_runs_a
 
         wait_for(lambda: len(smtp.inbox.messages) >= 10, timeout=60)  # into the third part at least
         during = skipped()
-        assert len(store.outbox_rows(["pending"])) > 1, "the backlog went out before the test looked"
+        assert len(store.outbox_listing(["pending"])) > 1, "the backlog went out before the test looked"
         assert during == 0
-        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+        wait_for(lambda: len(store.outbox_listing(["sent"])) == n, timeout=60)
         # A part still going an interval past its deadline is too slow for its interval, or stuck: its ticks are
         # skipped as they come, not held until it ends.
         after = skipped()
         smtp.inbox.delay = 4 * EVERY
         open_incident(store, f"Svc{n}", utcnow() - timedelta(minutes=2), posts=False, series=False)
         wait_for(lambda: skipped() > after, timeout=60)
-        assert len(store.outbox_rows(["sent"])) == n, "the slow message went out before its ticks were counted"
+        assert len(store.outbox_listing(["sent"])) == n, "the slow message went out before its ticks were counted"
 
 
 def test_an_alerts_backlog_sent_in_parts_is_logged_at_its_first_part_and_at_its_end_not_at_each_part(
@@ -91,10 +91,10 @@ def test_an_alerts_backlog_sent_in_parts_is_logged_at_its_first_part_and_at_its_
     caplog.set_level(logging.INFO)
     n = 16
     with backlog(tmp_path, n) as (_service, store, _smtp):
-        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+        wait_for(lambda: len(store.outbox_listing(["sent"])) == n, timeout=60)
         # The summary comes as the last part ends, after its message's record.
         wait_for(lambda: any("the backlog went out" in r.getMessage() for r in caplog.records), timeout=10)
-        sent = len(store.outbox_rows(["sent"]))
+        sent = len(store.outbox_listing(["sent"]))
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO
              and (r.getMessage().startswith("alerts: ") or "left for the next" in r.getMessage())]
     assert len(lines) == 2, lines

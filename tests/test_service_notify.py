@@ -346,13 +346,13 @@ def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_m
         assert service._started is not None
         service._started -= 4 * 3600.0  # as if the run had gone on four hours, past 3 intervals and a minute
         stuck, (ok, health) = service.stuck(), service.healthz()
-        assert store.outbox_rows(["pending"]), "the backlog went out before the test looked"
+        assert store.outbox_listing(["pending"]), "the backlog went out before the test looked"
         assert stuck is None
         assert ok, health
         systemd.drain()
         _ticks_after(notifier, 5)
         assert any("WATCHDOG=1" in m for m in systemd.drain())
-        wait_for(lambda: len(store.outbox_rows(["sent"])) == n, timeout=60)
+        wait_for(lambda: len(store.outbox_listing(["sent"])) == n, timeout=60)
     finally:
         service.stop()
         notifier.close()
@@ -360,7 +360,8 @@ def test_a_long_alerts_backlog_to_a_slow_mail_server_is_no_stuck_job_while_its_m
     # Each sent once, none left.
     ids = smtp.inbox.message_ids()
     assert len(ids) == len(set(ids)) == n
-    assert sorted(ids) == sorted(r["message_id"] for r in store.outbox_rows(["pending", "sending", "sent", "failed"]))
+    listed = store.outbox_listing(["pending", "sending", "sent", "failed"])
+    assert sorted(ids) == sorted(r["message_id"] for r in listed)
     store.close()
 
 
@@ -374,13 +375,13 @@ def test_one_send_to_a_slow_mail_server_within_its_timeouts_is_no_stuck_alerts_j
     service, store = alerting_service(tmp_path, smtp, 1)
     service.start()
     try:
-        wait_for(lambda: bool(store.outbox_rows(["sending"])), timeout=60)
+        wait_for(lambda: bool(store.outbox_listing(["sending"])), timeout=60)
         assert service._started is not None
         service._started -= 120.0  # past 3 intervals and a minute (63 s), within 2 + 300 + 60 s
         stuck, (ok, health) = service.stuck(), service.healthz()
         service._started -= 300.0  # past them too
         hung = service.stuck()
-        assert store.outbox_rows(["sending"]), "the send ended before the test looked"
+        assert store.outbox_listing(["sending"]), "the send ended before the test looked"
     finally:
         smtp.stop()  # cuts the send short: retried later, no wait for the rest of its 20 s
         service.stop()

@@ -54,7 +54,7 @@ def cfg(providers: dict[str, str] = META, **overrides: object) -> AlertSettings:
 def items(store: Store) -> dict[str, dict[str, Any]]:
     """Per service, the outbox row its (only) item is in."""
     out = {}
-    for row in store.outbox_rows(["pending", "sending", "sent", "failed", "suppressed"]):
+    for row in store.outbox_listing(["pending", "sending", "sent", "failed", "suppressed"]):
         for it in store.notification_items(int(row["id"])):
             out[str(store.incident(it["incident_id"])["service"])] = row  # type: ignore[index]
     return out
@@ -110,7 +110,7 @@ def test_a_provider_silence_mutes_what_is_queued_and_its_end_announces_what_is_s
     # Removed while WhatsApp is still open: announced at the next planning, as after a service's silence.
     assert store.end_silence(sid, T0 + timedelta(minutes=5))[0] == "ended"
     plan_notifications(store, c, T0 + timedelta(minutes=5))
-    late = [r for r in store.outbox_rows(["pending"]) if str(r["dedupe_key"]).startswith("open:1:unmuted:")]
+    late = [r for r in store.outbox_listing(["pending"]) if str(r["dedupe_key"]).startswith("open:1:unmuted:")]
     assert len(late) == 1
 
 

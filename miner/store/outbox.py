@@ -292,12 +292,6 @@ class OutboxMixin:
         """Whether any notification was sent (or claimed for sending) from this store."""
         return self.database.one("SELECT 1 AS x FROM outbox WHERE status IN ('sent', 'sending') LIMIT 1") is not None
 
-    def outbox_rows(self, statuses: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
-        marks = ",".join("?" * len(statuses))
-        return self.database.rows(
-            f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id DESC LIMIT ?", [*statuses, limit]
-        )
-
     def outbox_counts(self) -> dict[str, int]:
         """Notifications per status (only statuses that occur)."""
         rows = self.database.rows("SELECT status, count(*) AS n FROM outbox GROUP BY status")

@@ -102,9 +102,9 @@ class OutboxOrderMixin:
                                                            (json_list(ids),))}
         return [rows[i] for i in ids if i in rows]
 
-    def outbox_listing(self, statuses: Sequence[str], limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` rows of ``statuses`` (as outbox_rows), each with ``waits_for``: the id of the older
-        alert a pending row waits for (module docstring), or None, and ``waits_for_status``, that alert's status."""
+    def outbox_listing(self, statuses: Sequence[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` rows of ``statuses``, each with ``waits_for``: the id of the older alert a pending row
+        waits for (module docstring), or None, and ``waits_for_status``, that alert's status."""
         older, args = self.outbox_scope("older.id")
         # `miner outbox` is where the on-call looks for why a message due long ago has not gone, and a held row showed
         # nothing (pending, due, no error). The wait is the join's key, read once for each row listed: in the select
