@@ -40,8 +40,9 @@ HELP = {
     "miner_notifications_failed_total": ("counter", "Notifications failed for good: a permanent error, or given up."),
     "miner_queue_depth": ("gauge", "Work waiting: posts to classify, notifications to send."),
     "miner_posts_held": ("gauge", "Posts fetched and held in memory because the store took no writes (full disk)."),
-    "miner_store_error": ("gauge", "1 per stage (job) whose last run the store failed, by cause: disk_full (or an I/O "
-                          "error), read_only, locked, corrupt, cannot_open, lost (deleted or replaced), other."),
+    "miner_store_error": ("gauge", "1 per stage (job) whose last run the store failed (the alerts job's too while a "
+                          "message the store failed to prepare waits), by cause: disk_full (or an I/O error), "
+                          "read_only, locked, corrupt, cannot_open, lost (deleted or replaced), other."),
     "miner_open_incidents": ("gauge", "Incidents currently open, per service."),
     "miner_job_last_success_timestamp_seconds": ("gauge", "Unix time of each stage's (job's) last successful run."),
     "miner_source_up": ("gauge", "1 when the source's latest poll succeeded, else 0."),

@@ -22,6 +22,7 @@ from typing import Any
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from miner.alerts.unprepared import UnpreparedAlerts
 from miner.config import Config
 from miner.errors import MinerError, StoreError
 from miner.held_polls import HeldPolls
@@ -123,6 +124,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self._job_names = frozenset(job.name for job in self.options.jobs)
         self._part_started: dict[str, float] = {}  # see ServiceJobs._part_started
         self._part_ticks = PartTicks()
+        self._unprepared = UnpreparedAlerts()  # see ServiceJobs.job_alerts
         # job -> (cause, StoreError.same_as) of its last run's store failure; not the error itself, which holds its
         # frames
         self._store_errors: dict[str, tuple[str, str]] = {}

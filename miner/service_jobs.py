@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.unprepared import UnpreparedAlerts
 from miner.collect_stage import CollectReport, late_text
 from miner.config import Config
 from miner.errors import StoreError
@@ -50,11 +51,14 @@ class ServiceJobs:
     # The newest post a source dated, as the process job's last run found it ahead of the clock (Store.clock_behind):
     # /healthz is degraded while it still is. None: not behind, or no run yet.
     _clock_behind: datetime | None
+    _unprepared: UnpreparedAlerts  # the alerts job's messages the store failed while they were prepared
 
     if TYPE_CHECKING:
         def _store(self, job: str) -> Store: ...
 
         def _pipeline(self, job: str) -> Pipeline: ...
+
+        def _store_failing(self, job: str, error: StoreError | None) -> tuple[str, str] | None: ...
 
     def job_collect(self, now: datetime) -> None:
         held = self._held
@@ -226,6 +230,8 @@ class ServiceJobs:
                 # would show it.
                 self.metrics.inc("miner_notifications_failed_total", stats.failed)
                 log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+            # At each part, as each part counts as a run: a message the store failed to prepare waits, retried.
+            unprepared = self._unprepared.after(stats, pipeline.store)
             if parts == 1 and more:
                 # Once, and a summary at the end: a line at each part came every 30 s for the whole backlog.
                 log.info("alerts: a backlog of due messages goes out in parts of %g s (the job's interval), each "
@@ -236,23 +242,32 @@ class ServiceJobs:
                     log.info("alerts: %s in %d parts over %.0f s: %d sent, %d to retry, %d failed",
                              "stopped sending a backlog (the rest go at the next start)" if self._stop.is_set()
                              else "the backlog went out", parts, time.monotonic() - began, sent, retried, failed)
+                if unprepared is not None:
+                    raise unprepared  # after every attempt was recorded: the run's store failure (Service._run_job)
                 return
-            self._slice_ended("alerts", started)
+            self._slice_ended("alerts", started, unprepared)
             now = self.options.clock()
 
-    def _slice_ended(self, name: str, started: float) -> None:
-        """A part of a run (begun at ``started``, a time.monotonic()) ended without an error, and counts as a run
-        does (Service._run_job): for /healthz and systemd's watchdog (service_notify), the job gets on; on /metrics,
-        a run of the job, of the part's length. Counted as one run, a backlog of 40 parts stood still on
+    def _slice_ended(self, name: str, started: float, failed: StoreError | None = None) -> None:
+        """A part of a run (begun at ``started``, a time.monotonic()) ended, and counts as a run does
+        (Service._run_job): for systemd's watchdog (service_notify), the job gets on; on /metrics, a run of the job, of
+        the part's length; for /healthz, a success, or a failure of the store's (``failed``: a message it failed to
+        prepare still waits) as the run's end would count it. Counted as one run, a backlog of 40 parts stood still on
         miner_job_runs_total and /healthz's runs, then set miner_job_seconds to the whole backlog's 80 s (or 30 min),
         as if a tick's work had taken that long. A job not scheduled has no health to keep."""
         health = self.health.get(name)
         if health is not None:
             mono = time.monotonic()
-            health.last_ok, health.last_ok_monotonic, health.alive_monotonic = self.options.clock(), mono, mono
+            health.alive_monotonic = mono
             health.runs += 1
-            self.metrics.inc("miner_job_runs_total", stage=name, outcome="ok")
             self.metrics.set("miner_job_seconds", round(mono - started, 3), stage=name)
+            if failed is not None:
+                health.last_error, health.last_error_at = f"{type(failed).__name__}: {failed}", self.options.clock()
+                self.metrics.inc("miner_job_runs_total", stage=name, outcome="error")
+                self._store_failing(name, failed)
+                return
+            health.last_ok, health.last_ok_monotonic = self.options.clock(), mono
+            self.metrics.inc("miner_job_runs_total", stage=name, outcome="ok")
             self.metrics.set("miner_job_last_success_timestamp_seconds", time.time(), stage=name)
 
     def job_retention(self, now: datetime) -> None:

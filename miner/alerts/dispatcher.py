@@ -69,6 +69,12 @@ class DispatchStats:
     throttled: int = 0  # due, but left until their webhook's rate limit (a 429, Retry-After) has passed
     needs_action: int = 0  # retried, but failed as retrying alone will not mend (TLS: DeliveryError.needs_action)
     left: int = 0  # due and listed, but left for the next run: this one had reached its deadline
+    # Of the rows claimed, those whose attempt the store failed while their message was prepared (retried: nothing
+    # went out), each with that StoreError's text, cause and same_as (not the error, which holds its frames); and
+    # the others, which got past that, whatever came of them. The service's alerts job counts the first as a store
+    # failure of its own (alerts/unprepared.py): the retries alone showed it nowhere but in the log.
+    unprepared: dict[int, tuple[str, str, str]] = field(default_factory=dict)
+    prepared: set[int] = field(default_factory=set)
 
 
 def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id: str,
@@ -184,6 +190,8 @@ class _Run:
         claim = Claim(store, row, self.worker_id, self.settings.lease_seconds, clock, self.stop)
         finish, reached, throttled = _attempt(store, self.settings, row, clock, self.senders, self.rng, self.sources,
                                               stats, claim)
+        if int(row["id"]) not in stats.unprepared:
+            stats.prepared.add(int(row["id"]))
         # The attempt is recorded first: what the server took must be marked sent before anything else can fail.
         if not claim.finish(finish):
             stats.lapsed += 1
@@ -283,6 +291,7 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         if isinstance(exc, StoreError):
             # Nothing has gone out: after the first send, send_row touches the store only through the claim
             # (NotRecorded, above). The store's state, not the message's (retry.store_failed).
+            stats.unprepared[int(row["id"])] = (str(exc), exc.cause, exc.same_as)
             return store_failed(settings, row, clock(), exc, rng), None, False
         log.error("outbox %d: cannot be rendered: %s", row["id"], exc)
         return Finish("failed", str(exc)), None, False
