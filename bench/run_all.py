@@ -20,6 +20,7 @@ RUNS = [
     ["scale_bench.py", "--posts", "500000", "--services", "100", "--bucket-days", "30"],  # a fifth of the README's
     ["upgrade_bench.py"],  # 1 M posts, about 30 s
     ["start_probe_bench.py"],  # /healthz during `miner run`'s upgrade of 300,000 posts, about 20 s
+    ["outbox_bench.py"],  # 105,000 outbox rows, about 30 s
 ]
 
 
