@@ -79,7 +79,13 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
               help="Rows to show, the newest first.")
 @click.pass_context
 def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
-    """List queued and failed notifications (subcommands: send, retry)."""
+    """List queued and failed notifications (subcommands: send, retry).
+
+    A message held behind older alerts of its incidents, which go first, names each in "reason or last error"
+    ("waits for outbox ID (pending)", or "(sending)"), and gives in "next/sent" the earliest it can go, not its own
+    next attempt: "after outbox ID", the one of them it goes right after, with ", not before TIME" while the latest
+    of their retries (and its own next attempt) is to come.
+    """
     if ctx.invoked_subcommand is not None:
         return
     app: AppContext = ctx.obj
@@ -97,10 +103,11 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
         return
     # Cells in full: the reason is where the docs send the on-call for the server's answer, and cut at 60
     # characters it lost which recipients were refused and why (an SMTP reply names the address first).
+    now = iso(utcnow())
     click.echo(table(
         ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],
-        [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"],
-          r["sent_at"] or r["next_attempt_at"], _why(r)) for r in rows],
+        [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"], _when(r, now), _why(r))
+         for r in rows],
         max_width=None,
     ))
     # The list stopped at --limit without a word: 50 rows read as all there were in a backlog of hundreds.
@@ -109,14 +116,32 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
         click.echo(f"(the newest {len(rows)} of {total}; --limit {total} lists them all)", err=True)
 
 
+def _when(row: dict[str, Any], now: str) -> str:
+    """The "next/sent" cell of an outbox row (Store.outbox_listing), ``now`` in ISO form."""
+    if row["goes_after"] is None:
+        return str(row["sent_at"] or row["next_attempt_at"])
+    # A held row's own next attempt, long past in a backlog, read as a dispatcher that had stopped: it goes right
+    # after that alert, and not before the time given, the earliest the alerts before it can go.
+    after = f"after outbox {row['goes_after']}"
+    return f"{after}, not before {row['not_before']}" if row["not_before"] > now else after
+
+
+# Alerts named in a held row's cell: a resolve notice of a provider outage's hundreds of incidents may wait for an
+# alert of each.
+_NAMED = 5
+
+
 def _why(row: dict[str, Any]) -> str:
     """The "reason or last error" cell of an outbox row (Store.outbox_listing)."""
-    if row["waits_for"] is None:
+    if not row["waits_for"]:
         return str(row["reason"] or row["last_error"] or "")
-    # Held behind an older alert, a row reads as pending and due (long ago, in a backlog) with nothing said: the
-    # on-call could not tell it from a dispatcher that had stopped. A pending row has no reason, and a retried one's
-    # last error stays beside the wait.
-    wait = f"waits for outbox {row['waits_for']} ({row['waits_for_status']})"
+    # Held behind older alerts, a row reads as pending and due (long ago, in a backlog) with nothing said: the
+    # on-call could not tell it from a dispatcher that had stopped. It goes once every one of them has gone, so all
+    # are named (the oldest alone hid the others). A pending row has no reason, and a retried one's last error stays
+    # beside the wait.
+    named = ", ".join(f"{w['id']} ({w['status']})" for w in row["waits_for"][:_NAMED])
+    more = len(row["waits_for"]) - _NAMED
+    wait = f"waits for outbox {named}" + (f" and {more} more" if more > 0 else "")
     return f"{wait}; last error: {row['last_error']}" if row["last_error"] else wait
 
 
