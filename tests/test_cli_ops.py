@@ -1106,6 +1106,39 @@ def test_commands_that_only_look_read_a_store_in_a_read_only_folder(tmp_path: Pa
         folder.chmod(0o755)
 
 
+def _read_only_mount() -> list[str] | None:
+    """A command line running ``sh -c SCRIPT`` in a mount namespace of its own (a user namespace too, so that no root
+    is needed), where the script may bind-mount a folder read-only; None where the kernel or the box allows none."""
+    cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    if not shutil.which("unshare"):
+        return None
+    probe = subprocess.run([*cmd, "mount -t tmpfs none /tmp"], capture_output=True, timeout=30)
+    return cmd if probe.returncode == 0 else None
+
+
+def test_commands_that_only_look_read_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
+    # A copy of the store on a read-only mount (a snapshot, a forensic copy): SQLite says "unable to open database
+    # file" for the -shm it cannot create there, not "readonly" as in a folder without write permission, and each
+    # of them failed with "cannot open store ...; does the folder exist and is it writable?".
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    store = Store.open(folder / "miner.sqlite")  # WAL mode, as every store miner has written
+    store.insert_posts([Post("feed", "1", "x", datetime(2026, 1, 1, tzinfo=UTC))], datetime(2026, 1, 1, tzinfo=UTC))
+    store.close()
+    if (cmd := _read_only_mount()) is None:
+        pytest.skip("no mount namespace to mount a folder read-only in")
+    for args in [*LOOKING, ["query", "SELECT count(*) FROM posts"], ["backup", str(tmp_path / "copy.sqlite")]]:
+        args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
+        miner = [sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db",
+                 str(folder / "miner.sqlite"), *args]
+        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+        res = subprocess.run([*cmd, script, "sh", str(folder), *miner], capture_output=True, text=True, cwd=ROOT,
+                             timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, (args, res.stderr)
+        if args[0] == "query":
+            assert res.stdout.split()[-1] == "1"
+
+
 @pytest.mark.parametrize("args", [["status"], ["outbox"], ["silence", "list"], ["query", "SELECT count(*) FROM posts"]],
                          ids=" ".join)
 def test_commands_that_only_look_read_a_store_on_a_full_disk(tmp_path: Path, args: list[str]) -> None:

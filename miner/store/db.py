@@ -143,7 +143,10 @@ def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connectio
     except sqlite3.OperationalError as exc:
         low = str(exc).lower()
         wal = Path(f"{path}-wal")
-        if not ("readonly" in low or "disk i/o error" in low or "full" in low) or (
+        # On a read-only file system (a mount, a snapshot) SQLite says "unable to open" for the -shm it cannot
+        # create there, where a folder without write permission gives "readonly".
+        read_only_fs = "unable to open" in low and not os.access(os.path.dirname(path) or ".", os.W_OK)
+        if not ("readonly" in low or "disk i/o error" in low or "full" in low or read_only_fs) or (
                 wal.exists() and wal.stat().st_size > 0):
             raise
         # A WAL store in a folder we cannot write (a read-only copy or mount), or on a full disk: SQLite cannot
