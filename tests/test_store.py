@@ -636,7 +636,11 @@ def test_readonly_query_refuses_writes(tmp_path: Path, store: Store) -> None:
                       ("CREATE TABLE z(a)", "CREATE TABLE"), ("create temp table z(a)", "CREATE TEMP TABLE"),
                       ("/* why */ CREATE UNIQUE INDEX i ON posts(url)", "CREATE UNIQUE INDEX"),
                       ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"), ("DROP INDEX posts_created_at", "DROP INDEX"),
-                      ("ALTER TABLE posts ADD COLUMN z", "ALTER TABLE"), ("VACUUM", "VACUUM")):
+                      ("ALTER TABLE posts ADD COLUMN z", "ALTER TABLE"), ("VACUUM", "VACUUM"),
+                      # Actions of their own, which were named by number: "(action 27)".
+                      ("REINDEX posts", "REINDEX"), ("DETACH x", "DETACH"), ("SAVEPOINT a", "a transaction statement"),
+                      ("RELEASE a", "a transaction statement"),
+                      ("CREATE TRIGGER t AFTER INSERT ON posts BEGIN SELECT 1; END", "CREATE TRIGGER")):
         with pytest.raises(QueryRefused, match="read-only") as refused:
             run_readonly(store.path, sql)
         assert str(refused.value).endswith(f"would write ({kind})"), sql

@@ -30,6 +30,7 @@ _ACTION_NAMES = {
     sqlite3.SQLITE_PRAGMA: "PRAGMA",
     sqlite3.SQLITE_ATTACH: "ATTACH",
     sqlite3.SQLITE_TRANSACTION: "a transaction statement",
+    sqlite3.SQLITE_SAVEPOINT: "a transaction statement",
 }
 
 # PRAGMAs that only describe or check the store, for an analyst finding their way (`PRAGMA table_info(posts)`, or
@@ -44,7 +45,8 @@ _READING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size",
                     "auto_vacuum", "application_id", "encoding"}
 
 # DDL reaches the authorizer first as a write to the schema table (CREATE as an INSERT, DROP as a DELETE), so
-# naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead.
+# naming the action would call `CREATE TABLE` an INSERT; such refusals name the statement's own keywords instead, as
+# do those of an action not named above (REINDEX, DETACH, CREATE TRIGGER: it read "action 27").
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 _SCHEMA_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
@@ -118,7 +120,8 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
         schema_write = action in (sqlite3.SQLITE_INSERT, sqlite3.SQLITE_DELETE, sqlite3.SQLITE_UPDATE) and (
             str(arg1).lower() in _SCHEMA_TABLES)
         vacuum = action == sqlite3.SQLITE_ATTACH and not arg1  # VACUUM attaches a nameless temporary copy
-        name = _statement_kind(sql) if schema_write or vacuum else _ACTION_NAMES.get(action, f"action {action}")
+        own_words = schema_write or vacuum or action not in _ACTION_NAMES
+        name = _statement_kind(sql) if own_words else _ACTION_NAMES[action]
         refused.append(name)
         return sqlite3.SQLITE_DENY
 
