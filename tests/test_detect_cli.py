@@ -39,6 +39,20 @@ def test_detect_writes_scores_and_one_opening(tmp_path: Path) -> None:
     assert float(rows[302]["score"]) > 10 and rows[0]["timestamp"] == "2025-03-03 00:00:00"
 
 
+def test_detect_refuses_to_write_over_its_input(tmp_path: Path) -> None:
+    # `-o` naming the series wrote the scores over it: the counts were gone, with exit status 0.
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    before = series.read_bytes()
+    (tmp_path / "link.csv").symlink_to(series)
+    for out in (series, tmp_path / "link.csv"):
+        result = CliRunner().invoke(main, ["detect", str(series), "-o", str(out)])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '-o' / '--output': '{out}' is the input file; write the output elsewhere" in (
+            result.output)
+        assert series.read_bytes() == before
+
+
 def test_detect_to_stdout_infers_the_bucket_size(tmp_path: Path) -> None:
     series = tmp_path / "hourly.csv"
     counts = outage_counts()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -99,7 +100,7 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
 @main.command("detect")
 @click.argument("series", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the CSV here instead of standard output.")
+              help="Write the CSV here instead of standard output (never SERIES itself).")
 @pass_app
 def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
@@ -113,6 +114,13 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """
     from miner.detect.params import DetectorParams
 
+    try:
+        same = output is not None and os.path.samefile(series, output)
+    except OSError:  # no output yet (or no input: read_series says so)
+        same = False
+    if same:  # it was written over: the series replaced by the scores, as `classify -o` refuses to do
+        raise click.BadParameter(f"{str(output)!r} is the input file; write the output elsewhere",
+                                 param_hint="'-o' / '--output'")
     params = app.config.detector if app.config_path is not None else DetectorParams()
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
     # as a different time and matched no input row.
