@@ -77,6 +77,17 @@ def test_detect_writes_each_timestamp_as_given(tmp_path: Path) -> None:
     assert [i for i, r in enumerate(rows) if r["opened"] == "1"] == [301]
 
 
+def test_detect_writes_each_value_as_given(tmp_path: Path) -> None:
+    # Values were written back as a float's "{:g}", to six digits: a count of 1234567 came out as 1.23457e+06.
+    series = tmp_path / "large.csv"
+    given = ["1234567", "0.123456789", "52345678", "7", "1e2", "3.0"]
+    series.write_text("timestamp,value\n" + "".join(f"2025-03-03T{h:02d}:00:00Z,{v}\n" for h, v in enumerate(given)),
+                      encoding="utf-8")
+    result = CliRunner().invoke(main, ["detect", str(series)])
+    assert result.exit_code == 0, result.output
+    assert [r["value"] for r in csv.DictReader(io.StringIO(result.output))] == given
+
+
 def test_config_overrides_the_defaults(tmp_path: Path) -> None:
     series = tmp_path / "series.csv"
     write_series(series, outage_counts())

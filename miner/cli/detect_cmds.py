@@ -34,9 +34,9 @@ def _parse_time(text: str, where: str) -> datetime:
                          "after 9999)") from None
 
 
-def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str]]:
+def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str], list[str]]:
     """Rows of a ``timestamp,value`` CSV, checked: increasing timestamps, finite non-negative values; and each row's
-    timestamp as the file gives it."""
+    timestamp and value as the file gives them."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -47,6 +47,7 @@ def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str]]:
         raise InputError(f"{path}:1: header must be 'timestamp,value', got {','.join(header or [])!r}")
     rows: list[tuple[datetime, float]] = []
     labels: list[str] = []
+    values: list[str] = []
     for row in reader:
         where = f"{path}:{reader.line_num}"
         if not row or not "".join(row).strip():
@@ -64,9 +65,10 @@ def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str]]:
             raise InputError(f"{where}: timestamp {row[0]!r} is not after the previous row's")
         rows.append((ts, value))
         labels.append(row[0].strip())
+        values.append(row[1].strip())
     if len(rows) < 2:
         raise InputError(f"{path}: need at least 2 rows to infer the bucket size, got {len(rows)}")
-    return rows, labels
+    return rows, labels, values
 
 
 def infer_bucket_minutes(rows: Sequence[tuple[datetime, float]]) -> int:
@@ -105,9 +107,9 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
 def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
 
-    Writes timestamp,value,score,opened: each row's timestamp as given, score is the z-score, opened is 1 on the
-    row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's hour-of-day
-    and weekday profile is read on the clock of detector.timezone (UTC by default).
+    Writes timestamp,value,score,opened: each row's timestamp and value as given, score is the z-score, opened is 1
+    on the row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's
+    hour-of-day and weekday profile is read on the clock of detector.timezone (UTC by default).
     Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
     inferred from the timestamps and must divide a day, as bucket_minutes must. Runs the service's own
     streaming detector (miner.detect.zscore.step).
@@ -124,12 +126,14 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     params = app.config.detector if app.config_path is not None else DetectorParams()
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
     # as a different time and matched no input row.
-    out_rows = run_detect(params, *read_series(series))
+    rows, labels, values = read_series(series)
+    out_rows = run_detect(params, rows, labels)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["timestamp", "value", "score", "opened"])
-    for ts, value, score, opened in out_rows:
-        writer.writerow([ts, f"{value:g}", f"{score:.4f}", opened])
+    # And its value: written as a float's "{:g}", six digits, a count of 1234567 came out as 1.23457e+06.
+    for (ts, _, score, opened), value in zip(out_rows, values, strict=True):
+        writer.writerow([ts, value, f"{score:.4f}", opened])
     if output is None:
         sys.stdout.write(buffer.getvalue())
         return
