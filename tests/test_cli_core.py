@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -568,6 +569,28 @@ def test_tables_show_terminal_controls_in_post_text_escaped_json_and_csv_keep_th
     as_json = runner.invoke(main, [*base, "query", "--format", "json", "SELECT text FROM posts"])
     assert json.loads(as_json.stdout) == [{"text": HOSTILE}]
     assert not any(ch in as_json.stdout for ch in "\x1b\x07\x9b\u202e\u202c")  # JSON escapes: \u009b
+
+
+def test_tables_line_up_text_of_wide_characters(runner: CliRunner, tmp_path: Path) -> None:
+    # A column was as wide as its longest text in characters: a Japanese post (two terminal columns a character)
+    # pushed the cells after it out of line with their header, and a cell cut at 60 characters took 120 columns.
+    db = tmp_path / "m.sqlite"
+    s = Store.open(db)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    texts = ["LINEが落ちてる", "e\u0301 ok", "down 😀", "障害" * 40]
+    s.insert_posts([Post("feed", str(i), text, at) for i, text in enumerate(texts)], at)
+    s.close()
+    out = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query",
+                               "SELECT text, source FROM posts ORDER BY id"])
+    assert out.exit_code == 0, out.output
+
+    def column(line: str, word: str) -> int:  # the terminal column where word starts
+        return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 0 if unicodedata.combining(ch) else 1
+                   for ch in line[:line.rindex(word)])
+
+    lines = out.stdout.splitlines()
+    assert lines[5].startswith(("障害" * 15)[:29] + "…  ")  # 58 columns and the "…"
+    assert {column(line, "source" if n == 0 else "feed") for n, line in enumerate(lines) if n != 1} == {61}
 
 
 def test_query_csv_into_a_pipe_keeps_escape_sequences_in_the_text(runner: CliRunner, tmp_path: Path) -> None:

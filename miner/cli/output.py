@@ -8,6 +8,7 @@ import json
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,25 +24,44 @@ if TYPE_CHECKING:
 _AS_SPACE = re.compile("[\t\n\r\x0b\x0c\x85\u2028\u2029]")
 
 
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a CJK character or an emoji takes two, a combining mark none. Counted
+    as characters, a column of Japanese posts pushed every cell after it out of line with its header."""
+    return len(text) if text.isascii() else sum(map(_char_width, text))
+
+
 def _cell(value: Any, width: int | None) -> str:
     text = escape_controls(_AS_SPACE.sub(" ", "" if value is None else str(value)))
-    if width is not None and len(text) > width:
-        text = text[: width - 1] + "…"
+    if width is not None and display_width(text) > width:
+        cut, used = len(text), 0
+        for i, ch in enumerate(text):
+            used += _char_width(ch)
+            if used > width - 1:  # the "…" takes the last column
+                cut = i
+                break
+        text = text[:cut] + "…"
     return text
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int | None = 60) -> str:
     """A plain aligned table with a header rule; long cells are cut to ``max_width`` characters."""
     cells = [[_cell(v, max_width) for v in row] for row in rows]
-    widths = [len(c) for c in columns]
+    widths = [display_width(c) for c in columns]
     for row in cells:
         for i, value in enumerate(row):
-            widths[i] = max(widths[i], len(value))
+            widths[i] = max(widths[i], display_width(value))
     numeric = [all(isinstance(r[i], int | float) or r[i] is None for r in rows) and bool(rows)
                for i in range(len(columns))]
 
     def fmt(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
+        pads = [" " * (w - display_width(v)) for v, w in zip(values, widths, strict=True)]
+        parts = [pad + v if num else v + pad for v, pad, num in zip(values, pads, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     lines = [fmt(list(columns)), "  ".join("-" * w for w in widths)]
