@@ -571,6 +571,21 @@ def test_tables_show_terminal_controls_in_post_text_escaped_json_and_csv_keep_th
     assert not any(ch in as_json.stdout for ch in "\x1b\x07\x9b\u202e\u202c")  # JSON escapes: \u009b
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["status"], ["query", "--format", "csv", "SELECT * FROM posts"]], ids=" ".join)
+def test_output_to_a_full_disk_is_one_error_not_an_internal_one(tmp_path: Path, args: list[str]) -> None:
+    # `miner query --format csv ... > export.csv` on a full disk said "internal error: OSError: [Errno 28] No space
+    # left on device (set MINER_DEBUG=1 for a traceback)", as if miner were at fault.
+    db = tmp_path / "m.sqlite"
+    Store.open(db).close()
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db", str(db),
+                              *args], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 1
+    assert res.stderr == "Error: cannot write the output: No space left on device\n"
+
+
 def test_tables_line_up_text_of_wide_characters(runner: CliRunner, tmp_path: Path) -> None:
     # A column was as wide as its longest text in characters: a Japanese post (two terminal columns a character)
     # pushed the cells after it out of line with their header, and a cell cut at 60 characters took 120 columns.

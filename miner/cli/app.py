@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -48,6 +49,10 @@ class MinerGroup(click.Group):
         except Exception as exc:
             if stopped := interrupted_by():
                 _interrupted(stopped)
+            if isinstance(exc, OSError) and exc.filename is None and exc.errno in _FULL:
+                # What writing to standard output raises (`miner query ... > export.csv` on a full disk): it was
+                # an "internal error" asking for a traceback, as if miner were at fault.
+                raise click.ClickException(f"cannot write the output: {exc.strerror}") from exc
             if os.environ.get("MINER_DEBUG"):
                 raise
             raise click.ClickException(
@@ -56,6 +61,10 @@ class MinerGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.commands)
+
+
+# A write that failed for want of room (a full disk, a quota, a file-size limit) or for the device.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def _interrupted(stopped: Interrupted) -> NoReturn:
