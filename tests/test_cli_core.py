@@ -173,6 +173,13 @@ def test_query_formats_and_refuses_writes(runner: CliRunner, tmp_path: Path) -> 
     twice = runner.invoke(main, [*base, "SELECT :i AS i", "-p", "i=1", "-p", "i=2"])
     assert twice.exit_code == 2, twice.output
     assert "Invalid value for --param: i given twice (i=1, i=2): bind each :NAME once" in twice.output
+    # A name as the SQL writes it, with its colon, was "You did not supply a value for binding parameter :i"; and
+    # one with no name at all bound nothing, without a word.
+    for given in (":i=1", "@i=1", "$i=1"):
+        colon = runner.invoke(main, [*base, "--format", "csv", "SELECT :i AS i", "-p", given])
+        assert colon.exit_code == 0 and colon.stdout.splitlines() == ["i", "1"], colon.output
+    nameless = runner.invoke(main, [*base, "SELECT 1", "-p", "=1"])
+    assert nameless.exit_code == 2 and "Invalid value for --param: expected NAME=VALUE, got '=1'" in nameless.output
     refused = runner.invoke(main, [*base, "DELETE FROM posts"])
     assert refused.exit_code == 1
     assert "read-only" in refused.output and "DELETE" in refused.output

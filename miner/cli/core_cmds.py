@@ -147,7 +147,7 @@ def _stdin_sql() -> str:
                    "the sheet away), is written after a ' that makes it text; numbers, and text that is one (-1.5), "
                    "are written as they are.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME).")
+              help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME; NAME with or without its colon).")
 @pass_app
 def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
@@ -170,7 +170,10 @@ def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str,
     bound: dict[str, str] = {}
     for item in params:
         name, sep, value = item.partition("=")
-        if not sep:
+        # As the SQL writes it (:since, @since, $since): SQLite names it without that mark, and `-p :since=2d` was
+        # told "You did not supply a value for binding parameter :since".
+        name = name[1:] if name[:1] in (":", "@", "$") else name
+        if not sep or not name:  # "=x" bound nothing, without a word
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
         if name in bound:  # the last one was bound without a word, and the query ran on half of what was meant
             raise click.BadParameter(f"{name} given twice ({name}={bound[name]}, {item}): bind each :NAME once",
