@@ -424,6 +424,26 @@ def test_digest_at_before_1970_is_one_line(runner: CliRunner, tmp_path: Path, dr
     assert not (tmp_path / "out").exists()
 
 
+def test_digest_queued_at_a_time_to_come_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    # Queued as of --at, a digest is due then: `--at 3000-01-01` left one pending for good, that nothing could
+    # send or retry. Rendered (--dry-run), it is only a preview.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    config = tmp_path / "feeds.toml"
+    config.write_text('[[services]]\nname = "GitHub"\n\n[[alerts.routes]]\nname = "oncall"\n'
+                      'email = ["oncall@example.org"]\n')
+    base = ["--config", str(config), "--db", str(db), "digest"]
+    queued = runner.invoke(main, [*base, "--at", "3000-01-01"])
+    assert queued.exit_code == 1, queued.output
+    assert queued.output.startswith("Error: --at '3000-01-01' is after now (") and queued.output.endswith(
+        "): a digest queued as of then would wait until then to go out; --dry-run renders it\n"), queued.output
+    assert Store.open(db).outbox_counts() == {}
+    preview = runner.invoke(main, [*base, "--dry-run", "--out", str(tmp_path / "out"), "--at", "3000-01-01"])
+    assert preview.exit_code == 0, preview.output
+    past = runner.invoke(main, [*base, "--at", "2026-01-02"])
+    assert past.exit_code == 0 and Store.open(db).outbox_counts() == {"pending": 1}, past.output
+
+
 def test_with_alerts_disabled_digest_and_outbox_send_say_so(runner: CliRunner, tmp_path: Path) -> None:
     # enabled = false plans and sends nothing: `miner digest` queued one anyway, saying the service would send it,
     # and `miner outbox send` answered "sent 0" with notifications pending, as if nothing were due.

@@ -44,7 +44,8 @@ def _now(at: str | None) -> datetime:
               help="Only this route (default: every route with email; with none, --dry-run renders what a route "
                    "of every service would get, as digest-digest.*).")
 @click.option("--at", default=None,
-              help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now).")
+              help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now); a digest queued "
+                   "as of a time to come is refused.")
 @pass_app
 def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at: str | None) -> None:
     """Render the digest now (--dry-run), or queue it for the next dispatch."""
@@ -68,6 +69,11 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
     routes = [r for r in settings.routes if r.email and (route_name is None or r.name == route_name)]
     if not routes:
         raise InputError(f"no route {'named ' + repr(route_name) + ' ' if route_name else ''}with email in [alerts]")
+    if now > (real := utcnow()):
+        # Queued as of then, it was due then: `--at 3000-01-01` left a digest pending for good, listed by every
+        # `miner outbox`, that nothing could send or retry.
+        raise InputError(f"--at {at!r} is after now ({iso(real)}): a digest queued as of then would wait until then "
+                         "to go out; --dry-run renders it")
     for route in routes:
         enqueue_digest_now(app.store(must_exist=True), settings, route, now)
         click.echo(f"queued digest for route {route.name}; the service sends it (or run `miner outbox send`)")
