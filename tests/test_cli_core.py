@@ -313,6 +313,34 @@ def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "b.sqlite").stat().st_size > 0
 
 
+def test_a_file_where_a_folder_should_be_is_named(runner: CliRunner, tmp_path: Path) -> None:
+    # mkdir's "File exists" (or "Not a directory") named no file, and read as if the store or backup were there
+    # already: `--db notes.txt/miner.sqlite collect` said "store ...: [Errno 17] File exists: '.../notes.txt'".
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("")
+    config = tmp_path / "feeds.toml"
+    config.write_text('[[services]]\nname = "GitHub"\n')
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "1", "text": "github down", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    cases = [
+        (["--db", str(db), "backup", str(notes / "sub" / "b.sqlite")],
+         f"Error: cannot write the backup {notes}/sub/b.sqlite ({notes} is a file, not a folder); nothing was left at "
+         f"{notes}/sub/b.sqlite\n"),
+        (["--db", str(notes / "m.sqlite"), "collect", "--once"],
+         f"Error: cannot create store {notes}/m.sqlite: {notes} is a file, not a folder\n"),
+        (["--db", str(tmp_path / "r.sqlite"), "replay", str(posts), "--out", str(notes / "out")],
+         f"Error: cannot write to {notes}/out ({notes} is a file, not a folder); nothing was stored\n"),
+        (["--db", str(notes / "r.sqlite"), "replay", str(posts)],
+         f"Error: cannot write to {notes} (it is a file, not a folder); nothing was stored\n"),
+    ]
+    for args, said in cases:
+        result = runner.invoke(main, ["--config", str(config), *args])
+        assert result.exit_code == 1 and result.stderr == said, (args, result.output)
+    assert notes.read_text() == ""
+
+
 def test_prune_deletes_the_bucket_rows_older_than_their_retention(runner: CliRunner, tmp_path: Path) -> None:
     # Bucket rows were kept for good: the store grew without bound whatever retention_days said.
     db = tmp_path / "m.sqlite"

@@ -239,8 +239,12 @@ def _check_writable(outbox: Path) -> None:
             with tempfile.TemporaryFile(dir=folder):
                 pass
         except OSError as exc:
-            raise click.ClickException(f"cannot write to {folder} ({exc.strerror or exc}); nothing was stored") \
-                from None
+            from miner.folders import file_in_the_way
+
+            blocker = file_in_the_way(folder)  # "File exists" read as if the folder were there already
+            reason = exc.strerror or exc if blocker is None else (
+                "it is a file, not a folder" if blocker == folder else f"{blocker} is a file, not a folder")
+            raise click.ClickException(f"cannot write to {folder} ({reason}); nothing was stored") from None
 
 
 def _digest_time(store: Store, end: datetime) -> datetime:

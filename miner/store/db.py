@@ -21,6 +21,7 @@ from urllib.parse import quote
 import sqlite_utils
 
 from miner.errors import StoreError
+from miner.folders import file_in_the_way
 from miner.store.foreign import refuse_foreign, user_tables
 from miner.store.migrations import pending_migrations
 from miner.store.upgrade import BUSY_TIMEOUT_MS, OnPhase, UpgradeStopped, begin_waiting, upgrade_store
@@ -236,6 +237,8 @@ class Database:
                 conn = connect_readonly(spath)
             else:
                 if spath != ":memory:":
+                    if (blocker := file_in_the_way(Path(spath).parent)) is not None:
+                        raise StoreError(f"cannot create store {spath}: {blocker} is a file, not a folder")
                     Path(spath).parent.mkdir(parents=True, exist_ok=True)
                     # A new store is readable by its owner only: SQLite created it as the umask had it (0644 on
                     # most boxes), so any user of the machine could read its posts and author hashes. Its -wal,

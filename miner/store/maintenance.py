@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from miner.errors import StoreError
+from miner.folders import file_in_the_way
 from miner.records import REPORT_SOURCE
 from miner.store.posts import LAST_PRUNED_ID, SOURCE_DATED, UNCLASSIFIED
 from miner.store.sql_lists import IN_LIST, json_list
@@ -84,6 +85,8 @@ def held_prune_message(held: dict[str, str]) -> str:
 
 def _backup_failure(target: Path, exc: BaseException) -> str:
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and (blocker := file_in_the_way(target.parent)):
+        reason = f"{blocker} is a file, not a folder"  # "File exists" read as if the backup were there already
     low = reason.lower()
     if "full" in low or "i/o" in low or getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         hint = "; free space there or choose another folder"
