@@ -63,8 +63,9 @@ class MinerGroup(click.Group):
         return sorted(self.commands)
 
 
-# A write that failed for want of room (a full disk, a quota, a file-size limit) or for the device.
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+# A write that failed for want of room (a full disk, a quota, a file-size limit): only a write fails so, where an
+# EIO may as well be a read of the input.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _interrupted(stopped: Interrupted) -> NoReturn:
