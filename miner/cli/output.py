@@ -50,7 +50,7 @@ def _cell(value: Any, width: int | None) -> str:
 
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int | None = 60) -> str:
-    """A plain aligned table with a header rule; long cells are cut to ``max_width`` characters."""
+    """A plain aligned table with a header rule; long cells are cut to ``max_width`` terminal columns."""
     cells = [[_cell(v, max_width) for v in row] for row in rows]
     widths = [display_width(c) for c in columns]
     for row in cells:
