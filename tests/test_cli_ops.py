@@ -789,7 +789,8 @@ def test_replay_and_demo_refuse_an_out_folder_they_cannot_write_before_any_work(
     for args in (["replay", str(stream), "--out", str(out)], ["demo", "--out", str(out)]):
         result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), *args])
         assert result.exit_code == 1
-        assert f"Error: cannot write to {out} (Not a directory); nothing was stored\n" in result.output, result.output
+        assert f"Error: cannot write to {out} ({stream} is a file, not a folder); nothing was stored\n" in (
+            result.output), result.output
         assert not db.exists()
 
 
@@ -806,8 +807,8 @@ def test_replay_without_out_refuses_an_outbox_beside_the_store_it_cannot_write_b
     db = tmp_path / "m.sqlite"
     result = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "replay", str(stream)])
     assert result.exit_code == 1
-    assert f"Error: cannot write to {tmp_path / 'outbox'} (File exists); nothing was stored\n" in result.output, \
-        result.output
+    said = f"Error: cannot write to {tmp_path / 'outbox'} (it is a file, not a folder); nothing was stored\n"
+    assert said in result.output, result.output
     assert not db.exists()
 
 
