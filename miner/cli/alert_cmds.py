@@ -59,7 +59,11 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
             paths = write_digest_files(store, settings, now, out, route_name, as_queued=True,
                                        sources=app.config.polled_sources)
         except OSError as exc:  # --out under a file, a read-only folder: an "internal error", as replay's was
-            raise InputError(f"cannot write to {out} ({exc.strerror or exc})") from None
+            from miner.folders import file_in_the_way
+
+            blocker = file_in_the_way(out)  # mkdir's "Not a directory" named no file
+            reason = exc.strerror or exc if blocker is None else f"{blocker} is a file, not a folder"
+            raise InputError(f"cannot write to {out} ({reason})") from None
         for path in paths:
             click.echo(str(path))
         return
