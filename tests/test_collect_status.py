@@ -271,3 +271,45 @@ def test_a_key_in_a_status_feed_items_link_is_not_stored(server: FakeServer, pol
     store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), NOW, NOW)
     [row] = store.official_incidents("Example", SINCE)
     assert row["url"] == "https://status.example.com/i/1?token=[redacted]"
+
+
+# A body cut short inside an entry with its HTTP framing intact (its Content-Length the cut's: a proxy, or a feed
+# generator that stopped mid-write): feedparser's loose reading keeps the entry as far as it got. Sauce Labs' real
+# feed cut at half its bytes ends inside the link of incident 4789058; the forum's inside a topic's text.
+@pytest.mark.parametrize("kind", ["status_feed", "rss"])
+def test_an_entry_cut_off_at_the_end_of_a_truncated_feed_is_left_for_the_next_poll(
+        server: FakeServer, poller: Poller, store: Store, kind: str) -> None:
+    if kind == "status_feed":
+        fixture, ctype = "status/saucelabs_us-west-1_history.atom", "application/atom+xml"
+        real = server.fixture_bytes(fixture)
+        cut = real[:len(real) // 2]
+        assert cut.endswith(b'<link rel="alternate" type=') and b"Incident/4789058</id>" in cut
+    else:
+        fixture, ctype = "rss/forum_latest.rss", "application/rss+xml"
+        real = server.fixture_bytes(fixture)
+        cut = real[:real.index(b"Moving house") + 20]
+    server.serve("/feed", Reply(200, cut, content_type=ctype))
+    source = SourceConfig("feed", kind, url=f"{server.url}/feed", services=("Sauce Labs",) if kind == "status_feed"
+                          else ())
+    store.sync_sources([source])
+    result = poller.poll(source)
+    assert any("left out its last, cut off before its end" in w for w in result.warnings)
+    store.save_fetch(source.name, result, NOW, NOW)
+    server.serve("/feed", Reply(200, real, content_type=ctype))
+    later = NOW + timedelta(minutes=5)
+    store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), later, later)
+    if kind == "status_feed":
+        rows = store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
+        [row] = [r for r in rows if r["external_id"].endswith("Incident/4789058")]
+        # Stored from the cut feed, it was "(untitled incident)", status unknown, with no link, and the whole
+        # feed's same dates never mended it.
+        assert (row["title"], row["status"], row["started_at"], row["resolved_at"], row["url"]) == (
+            "2020-August-05 Service Incident", "resolved", "2020-08-05T19:16:00+00:00", "2020-08-06T15:29:00+00:00",
+            "https://status.us-west-1.saucelabs.com/incidents/j6r32qwdwl0k")
+        assert len(rows) == 25
+    else:
+        # The cut topic was stored by its first words and dated at its fetch, and again whole by the next poll.
+        rows = store.database.rows("SELECT external_id, text, created_at FROM posts WHERE text LIKE 'Which mesh%'")
+        assert [(r["external_id"], r["created_at"]) for r in rows] == [
+            ("forum.example.net-topic-8809", "2026-11-26T19:02:55+00:00")]
+        assert rows[0]["text"].endswith("any recommendations?")

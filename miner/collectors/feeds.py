@@ -94,14 +94,9 @@ _ENTRY_TAG = re.compile(
 )
 
 
-def cut_entries(body: bytes, ends: int) -> tuple[bytes, int]:
-    """``body`` with the entries between its first and last ``ends`` entries left out, and how many those were.
-
-    feedparser's time is in proportion to the entries (5 MB of 90,000 small ones took 15 s of CPU): cut so, it
-    parses at most ``2 * ends`` of them, whichever way the feed orders them (newest first, or oldest first as some
-    forums do). A body whose entries cannot be told from its bytes (UTF-16, tags out of balance, a CDATA section or
-    comment left open) is left whole.
-    """
+def _entry_spans(body: bytes) -> tuple[list[tuple[int, int]], int, bool]:
+    """The spans of ``body``'s whole top-level entries, how deep in entries its bytes end (or a CDATA section or
+    comment left open, where the scan stops), and whether one was left open."""
     spans: list[tuple[int, int]] = []
     depth, start, pos = 0, 0, 0
     while (match := _ENTRY_TAG.search(body, pos)) is not None:
@@ -110,7 +105,7 @@ def cut_entries(body: bytes, ends: int) -> tuple[bytes, int]:
         if closing is None:  # a CDATA section or comment: on past its end
             end = body.find(b"]]>" if match.group().startswith(b"<![") else b"-->", pos)
             if end < 0:
-                return body, 0
+                return spans, depth, True
             pos = end + 3
         elif empty:  # an <item/> with nothing in it
             continue
@@ -122,7 +117,19 @@ def cut_entries(body: bytes, ends: int) -> tuple[bytes, int]:
             depth -= 1
             if depth == 0:
                 spans.append((start, match.end()))
-    if depth != 0 or len(spans) <= 2 * ends:
+    return spans, depth, False
+
+
+def cut_entries(body: bytes, ends: int) -> tuple[bytes, int]:
+    """``body`` with the entries between its first and last ``ends`` entries left out, and how many those were.
+
+    feedparser's time is in proportion to the entries (5 MB of 90,000 small ones took 15 s of CPU): cut so, it
+    parses at most ``2 * ends`` of them, whichever way the feed orders them (newest first, or oldest first as some
+    forums do). A body whose entries cannot be told from its bytes (UTF-16, tags out of balance, a CDATA section or
+    comment left open) is left whole.
+    """
+    spans, depth, left_open = _entry_spans(body)
+    if left_open or depth != 0 or len(spans) <= 2 * ends:
         return body, 0
     return body[:spans[ends - 1][1]] + body[spans[-ends][0]:], len(spans) - 2 * ends
 
@@ -167,8 +174,15 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
             and len(parsed.get("entries") or []) != 2 * (ends or 0):
         log.info("%s: feed %s cut to its first and last %d entries is not clean; parsing it whole", source_name,
                  where, ends)
-        parsed, unread = _feedparse(whole, headers), 0
+        parsed, unread, body = _feedparse(whole, headers), 0, whole
     entries = parsed.get("entries") or []
+    # A body that ends inside an entry (cut short with its HTTP framing intact: a proxy or a feed generator that
+    # stopped mid-write) gives feedparser's loose reading that entry as far as it got, its title, text or link lost:
+    # stored, a post with part of its text dated at its fetch, or an "(untitled incident)" whose status is unknown,
+    # which later polls, listing it whole under its id, never mended. Left out, the first poll given it whole reads it.
+    cut_short = bool(parsed.get("bozo")) and bool(entries) and _entry_spans(body)[1] > 0
+    if cut_short:
+        entries = parsed["entries"] = entries[:-1]
     warnings = [resp.moved] if resp.moved else []
     if resp.moved:
         log.warning("%s: %s", source_name, resp.moved)
@@ -180,7 +194,8 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
         exc = parsed.get("bozo_exception")
         detail = f"{type(exc).__name__}: {exc}"
         if isinstance(exc, _SURVIVABLE) or entries:
-            message = f"feed {where} is not clean ({detail}); kept {len(entries)} entries"
+            message = f"feed {where} is not clean ({detail}); kept {len(entries)} entries" + (
+                ", left out its last, cut off before its end" if cut_short else "")
             log.warning("%s: %s", source_name, message)
             warnings.append(message)
         else:
