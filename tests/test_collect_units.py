@@ -739,6 +739,34 @@ def test_wrong_declared_encoding_is_a_warning_not_an_error(server: FakeServer, p
     assert result.posts[0].services == ("Telekom",)
 
 
+@pytest.mark.parametrize("ctype", ["text/xml", "text/rss+xml", "text/xml; format=rss"])
+def test_a_feed_served_as_text_xml_without_a_charset_is_read_by_its_declaration_without_a_warning(
+        server: FakeServer, poller: Poller, ctype: str) -> None:
+    # As nginx serves any .xml file. RFC 7303 reads such a body by its XML declaration (else as UTF-8); feedparser
+    # keeps RFC 3023's us-ascii, and every poll of a UTF-8 feed warned that it was "not clean", a warning that
+    # stood in `miner status` for a feed read right.
+    server.serve_fixture("/latest.rss", "rss/forum_latest.rss", content_type=ctype)
+    source = SourceConfig("forum", "rss", url=f"{server.url}/latest.rss")
+    result = poller.poll(source)
+    assert result.warnings == []
+    assert [p.text[:36] for p in result.posts] == [
+        "Fibre down in Leeds since 07:00 - re", "Which mesh Wi-Fi works best with a 9",
+        'Email (IMAP) not syncing on phones –']
+    # One in another encoding, so declared, is read so too.
+    latin = server.fixture_bytes("rss/wrong_encoding.rss").decode().replace("–", "-").replace(
+        '"us-ascii"', '"iso-8859-1"').encode("latin-1")
+    server.serve("/news.rss", Reply(200, latin, content_type=ctype))
+    news = poller.poll(SourceConfig("news", "rss", url=f"{server.url}/news.rss"))
+    assert news.warnings == [] and news.posts[0].text.startswith("Störung bei Telekom")
+    # A feed whose own declaration is wrong, or that a charset says is another encoding, still warns.
+    server.serve_fixture("/wrong.rss", "rss/wrong_encoding.rss", content_type=ctype)
+    assert "CharacterEncodingOverride" in poller.poll(SourceConfig("w", "rss", url=f"{server.url}/wrong.rss")
+                                                      ).warnings[0]
+    server.serve("/news.rss", Reply(200, latin, content_type=f"{ctype}; charset=utf-8"))
+    assert "CharacterEncodingOverride" in poller.poll(SourceConfig("n", "rss", url=f"{server.url}/news.rss")
+                                                      ).warnings[0]
+
+
 def _feed_of(titles: list[str], encoding: str = "utf-8") -> bytes:
     items = "".join(f"<item><title>{t}</title><link>https://news.example.de/{n}</link><guid>n{n}</guid>"
                     f"<pubDate>Fri, 27 Nov 2026 09:1{n}:00 +0100</pubDate></item>" for n, t in enumerate(titles))

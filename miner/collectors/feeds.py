@@ -153,6 +153,11 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     if head.startswith((b"<!doctype html", b"<html")):
         raise BadContent(f"expected a feed from {where}, got an HTML page ({resp.content_type or 'no type'})")
     headers = {k: v for k, v in resp.headers.items() if k not in _TRANSFER_HEADERS}
+    if _xml_text_without_charset(resp):
+        # RFC 7303 reads such a body by its XML declaration (else as UTF-8), as application/xml; feedparser keeps
+        # RFC 3023's us-ascii, so a UTF-8 feed served as nginx serves any .xml file warned at every poll that it
+        # was "not clean", a warning that stood in `miner status` for a feed read right.
+        headers["content-type"] = "application/xml"
     # The base relative entry links and guids are resolved against: without the URL's user:password and query,
     # which may hold the feed's key and would be copied into every post's url and id (a link "#c2" keeps the query).
     # A url from the environment keeps no path either, and the server's Content-Location (its own URL, with the
@@ -203,6 +208,15 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     if not entries and not parsed.get("version"):
         raise BadContent(f"not an RSS/Atom feed: {where} ({resp.content_type or 'no content type'})")
     return parsed, warnings, unread
+
+
+_CHARSET = re.compile(r";\s*charset\s*=", re.I)
+
+
+def _xml_text_without_charset(resp: Response) -> bool:
+    ctype = resp.content_type
+    return (ctype in ("text/xml", "text/xml-external-parsed-entity") or (
+        ctype.startswith("text/") and ctype.endswith("+xml"))) and not _CHARSET.search(resp.headers["content-type"])
 
 
 def _feedparse(body: bytes, headers: dict[str, str]) -> Any:
