@@ -313,3 +313,8 @@ def test_an_entry_cut_off_at_the_end_of_a_truncated_feed_is_left_for_the_next_po
         assert [(r["external_id"], r["created_at"]) for r in rows] == [
             ("forum.example.net-topic-8809", "2026-11-26T19:02:55+00:00")]
         assert rows[0]["text"].endswith("any recommendations?")
+        # A feed that ends as a feed does, its last entry's end tag missing (a generator's slip), keeps that entry.
+        last = real.rindex(b"</item>")
+        server.serve("/slip", Reply(200, real[:last] + real[last + 7:], content_type=ctype))
+        slip = poller.poll(SourceConfig("slip", "rss", url=f"{server.url}/slip"))
+        assert len(slip.posts) == 3 and "left out" not in slip.warnings[0]

@@ -120,6 +120,10 @@ def _entry_spans(body: bytes) -> tuple[list[tuple[int, int]], int, bool]:
     return spans, depth, False
 
 
+# The end tag of an RSS, Atom or RSS 1.0 (RDF) document, and what may follow it.
+_FEED_END = re.compile(rb"</(?:[A-Za-z_][\w.\-]*:)?(?:rss|feed|rdf)\s*>\s*(?:<!--.*?-->\s*)*\Z", re.I | re.S)
+
+
 def cut_entries(body: bytes, ends: int) -> tuple[bytes, int]:
     """``body`` with the entries between its first and last ``ends`` entries left out, and how many those were.
 
@@ -185,7 +189,9 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     # stopped mid-write) gives feedparser's loose reading that entry as far as it got, its title, text or link lost:
     # stored, a post with part of its text dated at its fetch, or an "(untitled incident)" whose status is unknown,
     # which later polls, listing it whole under its id, never mended. Left out, the first poll given it whole reads it.
-    cut_short = bool(parsed.get("bozo")) and bool(entries) and _entry_spans(body)[1] > 0
+    # A feed that ends as a feed does, an entry's end tag missing, is a generator's slip: its entries are whole.
+    cut_short = bool(parsed.get("bozo")) and bool(entries) and not _FEED_END.search(body[-256:]) \
+        and _entry_spans(body)[1] > 0
     if cut_short:
         entries = parsed["entries"] = entries[:-1]
     warnings = [resp.moved] if resp.moved else []
