@@ -253,8 +253,8 @@ def _sparkline(name: str, grid: list[Bucket], series: dict[str, Any], baseline: 
         y = pad + (height - 2 * pad) * (1 - max(baseline, 0.0) / most)
         shapes.append(Shape("line", "baseline", 0, y, width, y))
     label = (f"{name}: complaints per {series['bucket_minutes']}-minute bucket over the last {series['hours']} h, "
-             f"{len(grid)} buckets from {_when(grid[0].start)}: {_peak(grid)}, {grid[-1].complaints} so far in the "
-             "bucket in progress" + (f"; usual {baseline:g} per bucket" if baseline is not None else ""))
+             f"{counted(len(grid), 'bucket')} from {_when(grid[0].start)}: {_peak(grid)}, {grid[-1].complaints} so far "
+             "in the bucket in progress" + (f"; usual {baseline:g} per bucket" if baseline is not None else ""))
     return Chart("spark", width, height, label,
                  (Line("complaints", _scale(values, 0, pad, width, height - 2 * pad, most)),), tuple(shapes))
 
@@ -285,8 +285,9 @@ def _chart(name: str, grid: list[Bucket], series: dict[str, Any], incidents: lis
             shapes.insert(0, Shape("rect", "incident", x, top, max(x_of(ended) - x, 2.0), box_h))
         shaded += bool(drawn)
     # The incidents drawn, not those listed: the list reaches back a week at least, past a chart of a few hours.
-    label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, {len(grid)} buckets from "
-             f"{_when(first)} to {_when(now)}: {counted(sum(posts), 'post')}, {_peak(grid)}; "
+    label = (f"{name}: posts and complaints per {series['bucket_minutes']}-minute bucket, "
+             f"{counted(len(grid), 'bucket')} from {_when(first)} to {_when(now)}: {counted(sum(posts), 'post')}, "
+             f"{_peak(grid)}; "
              f"{counted(shaded, 'incident')} shown shaded")
     return Chart("chart", width, height, label,
                  (Line("posts", _scale(posts, left, top, box_w, box_h, most)),

@@ -298,6 +298,25 @@ def test_a_service_page_charts_a_bounded_number_of_buckets(tmp_path: Path) -> No
         assert refused.json()["error"] == "hours: must be a whole number from 1 to 840 (got '841')"
 
 
+def test_one_service_and_one_bucket_are_counted_in_the_singular(tmp_path: Path) -> None:
+    # A board watching one service said "No incident open: all 1 services OK" on every load, and a chart of one
+    # bucket (?hours=1 with day-wide buckets) "1 buckets from" to screen readers.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n\n[detector]\nbucket_minutes = 1440\n\n'
+                   '[[services]]\nname = "Solo"\n', encoding="utf-8")
+    store = Store.open(tmp_path / "miner.sqlite")
+    read = ReadApi(load_config(cfg), lambda: store, lambda: None, lambda: NOW)
+    with closing(store), serving(read, board=True) as base:
+        board = Board(base, store)
+        assert "No incident open: 1 service OK, as of 2026-11-27 12:07 UTC." in page(board, "/")[2].words()
+        (chart,) = charts(page(board, "/services/Solo?hours=1")[0])
+        assert chart.get("aria-label", "").startswith(
+            "Solo: posts and complaints per 1440-minute bucket, 1 bucket from 2026-11-27 00:00 UTC to ")
+        store.open_incident("Solo", NOW - timedelta(hours=1), {"peak_complaints": 1}, {})
+        reply = httpx.get(base + "/", timeout=10)  # server.cache_seconds is not set here: read again
+        assert "1 of 1 service with an incident open, as of 2026-11-27 12:07 UTC." in Parsed(reply.text).words()
+
+
 def test_the_index_reads_every_services_sparkline_at_once_as_each_ones_series_gives_it(tmp_path: Path) -> None:
     # The index read each service's series on its own: at 330 services, 330 statements and 0.67 s a page.
     cfg = write_hostile_config(tmp_path)
