@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from miner.collectors.reports import RateLimiter, ReporterHashes, report_post, validate_report
+from miner.collectors.reports import RateLimiter, Report, ReporterHashes, report_post, validate_report
 from miner.config import ServiceConfig
 from miner.errors import InputError, MinerError, RateLimited, StoreError
 from miner.metrics import Metrics
@@ -21,6 +21,11 @@ from miner.records import Post
 
 # Seconds a user report waits for the ones ahead of it, which are stored one at a time.
 REPORT_WAIT = 5.0
+# Reports being stored or waiting their turn at once; more are answered 503 at once. Each holds one of the endpoint's
+# 32 connections (http_api.MAX_CONNECTIONS) while it waits: with the store locked by another writer (`miner prune` run
+# by hand), 32 reporters at once held them all for REPORT_WAIT, and /healthz, /livez and /metrics were answered
+# "too many connections" meanwhile. Stored in 2 ms each, 8 wait together only behind a store that holds them up.
+REPORT_QUEUE = 8
 
 
 class ReportIntake:
@@ -38,6 +43,7 @@ class ReportIntake:
         self._store_failed = store_failed
         self._store_name = store_name
         self.lock = threading.Lock()  # held by the report being stored
+        self._queue = threading.BoundedSemaphore(REPORT_QUEUE)  # held by it and those waiting for the lock
 
     @property
     def clients(self) -> tuple[RateLimiter, ReporterHashes]:
@@ -56,6 +62,18 @@ class ReportIntake:
         except InputError:
             self._count("invalid")
             raise
+        if not self._queue.acquire(blocking=False):
+            self._count("unavailable")
+            raise StoreError(f"store {self._store_name} is busy: {REPORT_QUEUE} reports are being stored or waiting "
+                             "for their turn")
+        try:
+            self._store_in_turn(report, client)
+        finally:
+            self._queue.release()
+        self._count("accepted")
+        return {"accepted": True, "service": report.service, "symptom": report.symptom}
+
+    def _store_in_turn(self, report: Report, client: str) -> None:
         # A report facing a store locked by another writer waits out SQLite's busy timeout (10 s) before its 503:
         # unbounded, the reports queued behind it took 10 s more each, the tenth 100 s, each holding one of the
         # server's connections until /healthz was turned away too.
@@ -80,8 +98,6 @@ class ReportIntake:
             raise
         finally:
             self.lock.release()
-        self._count("accepted")
-        return {"accepted": True, "service": report.service, "symptom": report.symptom}
 
     def _count(self, result: str) -> None:
         self._metrics.inc("miner_reports_total", result=result)

@@ -1309,6 +1309,47 @@ def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_so
         service.stop()
 
 
+def test_reports_held_up_by_a_locked_store_leave_connections_for_the_probes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With the store locked by another writer, 32 reports at once each waited its turn on one of the endpoint's 32
+    # connections: /healthz and /livez were answered "too many connections" until the reports gave up (REPORT_WAIT).
+    from miner import report_intake
+
+    monkeypatch.setattr(report_intake, "REPORT_WAIT", 60.0)  # the ones waiting their turn wait out the test
+    service, base = _http_service(tmp_path)
+    locker = sqlite3.connect(tmp_path / "miner.sqlite", isolation_level=None)
+    try:
+        service._store("http").database.execute("PRAGMA busy_timeout = 120000")
+        locker.execute("BEGIN IMMEDIATE")
+        replies: list[int] = []
+
+        def report() -> None:
+            try:
+                replies.append(httpx.post(f"{base}/report", json={"service": "MTN"}, timeout=120).status_code)
+            except httpx.HTTPError:  # one beyond the connection cap may be cut off before it has sent its report
+                replies.append(0)
+
+        threads = [threading.Thread(target=report) for _ in range(40)]
+        for thread in threads:
+            thread.start()
+        # The first waits in SQLite's busy timeout and 7 behind it for their turn (report_intake.REPORT_QUEUE, 8); the
+        # others are refused at once, where 31 waited and 8 were turned away for want of a connection.
+        wait_for(lambda: len(replies) == 32, timeout=30)
+        assert set(replies) <= {503, 0}
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/livez", timeout=10).status_code == 200
+        locker.execute("ROLLBACK")
+        for thread in threads:
+            thread.join()
+        # Those that waited are answered once the lock is let go: stored, but for the rate limit's (3 an hour).
+        assert sorted(replies[32:]) == [202] * 3 + [429] * 5
+    finally:
+        if locker.in_transaction:
+            locker.execute("ROLLBACK")
+        locker.close()
+        service.stop()
+
+
 def test_run_port_turns_the_http_endpoint_on(tmp_path: Path) -> None:
     # `miner run --port P` with [server] disabled (the default) served nothing, on P or anywhere, and said nothing.
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
