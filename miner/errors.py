@@ -43,6 +43,11 @@ class StoreError(MinerError):
         self.same_as = message if same_as is None else same_as
 
 
+class ReportsBusy(StoreError):
+    """A user report refused at once, as many being stored or waiting for their turn as may: the report intake logs
+    these once a minute, where each refusal of a crowd of reporters was a line of the log."""
+
+
 # Failed polls in a row, the last of them answered with ``bad_content``, after which the source is taken to need
 # someone to act (SourceError.calls_for_action). A maintenance page, a captive portal or a cache's empty answer
 # passes within a few polls; at the default interval (300 s) and backoff (60 s doubling, up to a quarter shorter at

@@ -22,7 +22,7 @@ from typing import Any
 
 from miner import http_head, status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
-from miner.errors import InputError, MinerError, RateLimited
+from miner.errors import InputError, MinerError, RateLimited, ReportsBusy
 from miner.http_cache import Answers, Reply, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
@@ -281,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         except RateLimited as exc:
             self._json(429, {"error": str(exc)}, {"Retry-After": str(int(exc.retry_after) + 1)})
         except MinerError as exc:
-            log.error("report intake failed: %s", exc)
+            (log.debug if isinstance(exc, ReportsBusy) else log.error)("report intake failed: %s", exc)
             self._json(503, {"error": "cannot store reports right now"})
         else:
             self._json(202, result)

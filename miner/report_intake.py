@@ -7,6 +7,7 @@ reports are taken one at a time, and a report that cannot get its turn soon is a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -15,9 +16,13 @@ from typing import Any
 
 from miner.collectors.reports import RateLimiter, Report, ReporterHashes, report_post, validate_report
 from miner.config import ServiceConfig
-from miner.errors import InputError, MinerError, RateLimited, StoreError
+from miner.errors import InputError, MinerError, RateLimited, ReportsBusy, StoreError
 from miner.metrics import Metrics
 from miner.records import Post
+from miner.timeutil import counted
+
+# The endpoint's logger, where the reports' failures have always been logged.
+log = logging.getLogger("miner.http_api")
 
 # Seconds a user report waits for the ones ahead of it, which are stored one at a time.
 REPORT_WAIT = 5.0
@@ -26,6 +31,7 @@ REPORT_WAIT = 5.0
 # by hand), 32 reporters at once held them all for REPORT_WAIT, and /healthz, /livez and /metrics were answered
 # "too many connections" meanwhile. Stored in 2 ms each, 8 wait together only behind a store that holds them up.
 REPORT_QUEUE = 8
+BUSY_LOG_EVERY = 60.0  # seconds between the log's lines about reports refused so
 
 
 class ReportIntake:
@@ -44,6 +50,9 @@ class ReportIntake:
         self._store_name = store_name
         self.lock = threading.Lock()  # held by the report being stored
         self._queue = threading.BoundedSemaphore(REPORT_QUEUE)  # held by it and those waiting for the lock
+        self._busy_guard = threading.Lock()
+        self._busy_logged: float | None = None  # time.monotonic() of the last line about reports refused so
+        self._busy_since = 0  # reports refused so since that line
 
     @property
     def clients(self) -> tuple[RateLimiter, ReporterHashes]:
@@ -64,8 +73,7 @@ class ReportIntake:
             raise
         if not self._queue.acquire(blocking=False):
             self._count("unavailable")
-            raise StoreError(f"store {self._store_name} is busy: {REPORT_QUEUE} reports are being stored or waiting "
-                             "for their turn")
+            raise self._busy()
         try:
             self._store_in_turn(report, client)
         finally:
@@ -98,6 +106,22 @@ class ReportIntake:
             raise
         finally:
             self.lock.release()
+
+    def _busy(self) -> ReportsBusy:
+        """The error refusing a report at once; logged once a minute, with how many were refused so meanwhile: a crowd
+        of reporters held up by a locked store, a report refused each, was a line of the log each."""
+        busy = ReportsBusy(f"store {self._store_name} is busy: {REPORT_QUEUE} reports are being stored or waiting for "
+                           "their turn")
+        with self._busy_guard:
+            self._busy_since += 1
+            now = time.monotonic()
+            if self._busy_logged is not None and now - self._busy_logged < BUSY_LOG_EVERY:
+                return busy
+            first, refused = self._busy_logged is None, self._busy_since
+            self._busy_since, self._busy_logged = 0, now
+        log.error("report intake failed: %s; answered 503 (%slogged once a minute at most)", busy,
+                  "" if first else f"{counted(refused, 'report')} refused so since the last such line; ")
+        return busy
 
     def _count(self, result: str) -> None:
         self._metrics.inc("miner_reports_total", result=result)

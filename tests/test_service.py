@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -1310,7 +1311,7 @@ def test_reports_queued_behind_one_held_up_by_a_locked_store_are_answered_503_so
 
 
 def test_reports_held_up_by_a_locked_store_leave_connections_for_the_probes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # With the store locked by another writer, 32 reports at once each waited its turn on one of the endpoint's 32
     # connections: /healthz and /livez were answered "too many connections" until the reports gave up (REPORT_WAIT).
     from miner import report_intake
@@ -1336,6 +1337,9 @@ def test_reports_held_up_by_a_locked_store_leave_connections_for_the_probes(
         # others are refused at once, where 31 waited and 8 were turned away for want of a connection.
         wait_for(lambda: len(replies) == 32, timeout=30)
         assert set(replies) <= {503, 0}
+        # Logged once a minute, not a line for each report refused.
+        assert [r.levelno for r in caplog.records if "reports are being stored or waiting" in r.getMessage()
+                and r.levelno >= logging.INFO] == [logging.ERROR]
         assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
         assert httpx.get(f"{base}/livez", timeout=10).status_code == 200
         locker.execute("ROLLBACK")
