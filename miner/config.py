@@ -19,12 +19,13 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from miner.config_lines import given_twice, locate, unclosed
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
 from miner.settings import SettingsError, build, guess, key_homes, misplaced
+from miner.source_identity import check_same_fetch
+from miner.source_identity import page_key as _page_key
 from miner.source_settings import STATUS_TYPES
 from miner.source_settings import ServiceConfig as ServiceConfig
 from miner.source_settings import SourceConfig as SourceConfig
@@ -208,16 +209,6 @@ def _with_status_sources(config: Config) -> Config:
     return replace(config, sources=config.sources + extra) if extra else config
 
 
-def _page_key(url: str) -> tuple[str, str, str]:
-    """What two Statuspage URLs of one page share: `https://WWW.githubstatus.com/` is `https://www.githubstatus.com`,
-    which added a second source polling it, storing each of its incidents twice; so is its API's
-    `.../api/v2/incidents.json` (a statuspage source's url may be either), which added a second source polling the
-    page too (each poll's request made twice), and passed the check that a page belongs to one service."""
-    parts = urlsplit(url)
-    path = re.sub(r"/api/v2/.*\.json$", "", parts.path.rstrip("/"), flags=re.IGNORECASE)
-    return parts.scheme.lower(), parts.netloc.lower(), path.rstrip("/")
-
-
 def _pages(sources: tuple[SourceConfig, ...]) -> dict[tuple[str, str, str], SourceConfig]:
     """The statuspage sources by their page (the first of each), read once: each service's status_page compared
     with every source took `config check` (and each reload) half a minute for 2,000 of each, two for 10,000 sources."""
@@ -299,6 +290,7 @@ def _cross_check(config: Config, written: int) -> None:
         if src.type in STATUS_TYPES and i < written and len(src.services) != 1:
             raise SettingsError(f"sources[{i}].services", "a status page's incidents belong to one service: list "
                                 f"exactly one (got {len(src.services)})", also=(f"sources[{i}].type",))
+    check_same_fetch(config.sources[:written])
     for i, svc in enumerate(config.services):
         page = pages.get(_page_key(svc.status_page)) if svc.status_page else None
         # The [[sources]] entry stands in for the status_page (no second source polls the page): for this service

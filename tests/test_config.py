@@ -12,7 +12,7 @@ from urllib.parse import SplitResult, urlsplit
 import pytest
 from click.testing import CliRunner
 
-import miner.config as config_module
+import miner.source_identity as source_identity
 from miner.cli import main
 from miner.config import SourceConfig, bundled_path, load_config, parse_config
 from miner.config_files import check_named_files, warn_unset_alert_env
@@ -570,7 +570,7 @@ def test_status_pages_are_each_read_once_not_compared_with_every_source(monkeypa
         reads += 1
         return urlsplit(url)
 
-    monkeypatch.setattr(config_module, "urlsplit", counted)
+    monkeypatch.setattr(source_identity, "urlsplit", counted)
     cfg = parse_config(text, "x.toml")
     assert reads <= 10 * (2 * n + 1), reads
     assert len(cfg.sources) == 2 * n and "status:s7" not in {s.name for s in cfg.sources}
