@@ -956,6 +956,58 @@ def test_commands_that_change_a_store_refuse_a_missing_one(tmp_path: Path, runne
     assert sorted(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [
+    ["prune"], ["reclassify", "--since", "1h"], ["digest"], ["outbox", "send"], ["outbox", "retry", "1"],
+    ["silence", "add", "MTN", "--for", "1h"], ["silence", "remove", "1"], ["backup"], ["query", "SELECT 1"],
+], ids=" ".join)
+def test_commands_that_need_a_store_refuse_an_empty_file_as_status_does(tmp_path: Path, runner: CliRunner,
+                                                                        args: list[str]) -> None:
+    # A 0-byte file is what SQLite takes for a new database: `status` said it was empty, while `prune`, `silence
+    # add`, `reclassify` and `outbox send` made a store of it and succeeded on nothing, and `backup` copied it as a
+    # 4 KB "backup".
+    empty = tmp_path / "e.sqlite"
+    empty.touch()
+    if args == ["backup"]:
+        args = [*args, str(tmp_path / "copy.sqlite")]
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(empty), *args])
+    assert res.exit_code == 1, res.output
+    assert res.output == (f"Error: store {empty} is empty: no miner store was written to it yet (`miner collect "
+                          "--once` creates one; `miner demo` writes its own, demo-out/miner.sqlite)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.sqlite"] and empty.stat().st_size == 0
+
+
+def test_an_empty_store_file_beside_a_wal_is_refused_saying_sqlite_would_delete_the_wal(
+        tmp_path: Path, runner: CliRunner) -> None:
+    # SQLite deletes a -wal beside an empty main file when it opens it: the commits of a store whose main file
+    # was lost (a copy cut short) would go.
+    empty = tmp_path / "e.sqlite"
+    empty.touch()
+    wal = tmp_path / "e.sqlite-wal"
+    wal.write_bytes(b"\x37\x7f\x06\x82" + bytes(4092))
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(empty), "prune"])
+    assert res.exit_code == 1, res.output
+    assert (f"is empty: no miner store was written to it yet (`miner collect --once` creates one; `miner demo` writes "
+            f"its own, demo-out/miner.sqlite); {wal} (4,096 bytes) beside it cannot be read without the store's main "
+            "file, and SQLite deletes it when it opens the empty file: keep a copy of it\n") in res.output, res.output
+    assert wal.stat().st_size == 4096
+
+
+def test_an_empty_file_refused_by_prune_is_made_a_store_by_replay(tmp_path: Path, runner: CliRunner) -> None:
+    # The commands that fill a store create it in an empty file as they create a missing one (docs/operations.md).
+    empty = tmp_path / "e.sqlite"
+    empty.touch()
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(empty), "prune"])
+    assert res.exit_code == 1 and "is empty: no miner store was written to it yet" in res.output, res.output
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text('{"id": "1", "text": "github down", "created_at": "2026-01-01T00:00:00Z", "source": "s"}\n')
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(empty), "replay", str(posts),
+                               "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert empty.stat().st_size > 0
+    res = runner.invoke(main, ["--config", str(bundled_path("demo.toml")), "--db", str(empty), "status"])
+    assert res.exit_code == 0, res.output
+
+
 LOOKING = [["status"], ["outbox"], ["silence", "list"], ["digest", "--dry-run", "--out"]]
 
 

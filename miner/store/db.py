@@ -179,6 +179,11 @@ def restore_sidecar_modes(path: str) -> None:
                 os.chmod(side, mode)
 
 
+def empty_store_message(path: str | Path) -> str:
+    return (f"store {path} is empty: no miner store was written to it yet (`miner collect --once` creates one; "
+            "`miner demo` writes its own, demo-out/miner.sqlite)")
+
+
 def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
     """A read-only open cannot migrate: an older store is refused with what will upgrade it, rather than read
     with tables or columns missing (or upgraded behind the back of a command that only looks)."""
@@ -188,8 +193,7 @@ def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
         raise StoreError(f"store {path} {exc}") from None
     if pending and not user_tables(conn):
         # An empty file (SQLite's view of a new database) is no older miner's store: upgrading it creates one.
-        raise StoreError(f"store {path} is empty: no miner store was written to it yet (`miner collect "
-                         "--once` creates one; `miner demo` writes its own, demo-out/miner.sqlite)")
+        raise StoreError(empty_store_message(path))
     if pending:
         from miner.service_lock import lock_owner
 

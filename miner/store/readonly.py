@@ -1,9 +1,10 @@
 """Read-only SQL for `miner query` (a statement that would write refused before it runs, rows read as the caller
-takes them), and a missing store file refused rather than created."""
+takes them), and a missing or empty (0-byte) store file refused rather than made a store."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from miner.errors import MinerError, StoreError
-from miner.store.db import connect_readonly, describe_sqlite_error, translate_errors
+from miner.store.db import connect_readonly, describe_sqlite_error, empty_store_message, translate_errors
 
 # Actions a read-only query may take; anything else is refused before it runs.
 _READ_ACTIONS = {
@@ -81,10 +82,28 @@ class QueryRefused(MinerError):
 
 def require_store(path: str | Path) -> None:
     """Refuse a store file that does not exist: commands other than those that fill a store must not create an
-    empty one (a typo in --db would otherwise show or change an empty store, and leave a file and folders behind)."""
+    empty one (a typo in --db would otherwise show or change an empty store, and leave a file and folders behind).
+    Nor one of 0 bytes (a `touch`, a copy that failed), which SQLite reads as a new database: `prune`, `silence
+    add` and `outbox send` made a store of it, succeeding on nothing, and `backup` copied it as a 4 KB "backup"."""
     if not Path(path).exists():
         raise StoreError(f"store {path} does not exist (`miner collect --once` creates it; "
                          "`miner demo` writes its own, demo-out/miner.sqlite)")
+    if _size(path) != 0:  # None: one that cannot be read says so when it is opened
+        return
+    message = empty_store_message(path)
+    # The main file of a WAL store holds its header from the first commit on: a -wal beside an empty one is a
+    # store's without its main file (a copy cut short), which SQLite deletes when it opens the file.
+    if wal := _size(f"{path}-wal"):
+        message += (f"; {path}-wal ({wal:,} bytes) beside it cannot be read without the store's main file, and "
+                    "SQLite deletes it when it opens the empty file: keep a copy of it")
+    raise StoreError(message)
+
+
+def _size(path: str | Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
 
 
 def _no_op() -> int:
