@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from test_alerts_support import T0, add_official, failing_source, open_incident, resolve, settings
@@ -18,7 +19,9 @@ from miner.alerts import render_digest, write_digest_files
 from miner.alerts.render import render_alert
 from miner.alerts.settings import RouteSettings
 from miner.cli import main
+from miner.cli.times import parse_since
 from miner.config import load_config
+from miner.errors import InputError
 from miner.store import Store
 from miner.timeutil import parse_iso, utcnow
 
@@ -178,11 +181,36 @@ def test_cli_silence_durations_need_a_unit_on_every_number(tmp_path: Path) -> No
     res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "99999999999d"])
     assert res.exit_code == 1 and "longer than ten years" in res.output, res.output
     before = utcnow()
-    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", " 1h 30M "])
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", " 1H 30m "])
     assert res.exit_code == 0, res.output
     until = parse_iso(res.output.split(" until ")[1])
     assert timedelta(minutes=89) < until - before <= timedelta(minutes=91)
     assert "silence 1:" in res.output  # the refused ones stored nothing
+
+
+def test_cli_silence_an_upper_case_m_is_refused_as_it_may_mean_months(tmp_path: Path) -> None:
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db)]
+    # "--for 1M" silenced a service for one minute: units were read in any case, and "M" may well mean a month.
+    for text in ("1M", "1h30M", " 2 M "):
+        res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", text])
+        assert res.exit_code == 1, res.output
+        assert (f"Error: bad duration {text!r}: M is no unit (a minute is m; a month, give it in days: 30d); units "
+                "are s (seconds), m (minutes), h (hours), d (days), w (weeks)") in res.output, res.output
+    assert "no active silences" in run.invoke(main, [*base, "silence", "list"]).output
+    now = utcnow()
+    with pytest.raises(InputError, match="M is no unit"):
+        parse_since("1M", "--since", now)
+    # The other units still read in either case, and m is a minute.
+    assert [parse_since(text, "--since", now) for text in ("2H", "1m", "1W", "30S", "1D")] == [
+        now - timedelta(hours=2), now - timedelta(minutes=1), now - timedelta(weeks=1), now - timedelta(seconds=30),
+        now - timedelta(days=1)]
+    res = run.invoke(main, [*base, "silence", "add", "WhatsApp", "--for", "30D"])
+    assert res.exit_code == 0 and "silence 1: WhatsApp until" in res.output, res.output
 
 
 def test_cli_an_outage_outlasting_a_short_silence_is_announced_when_it_ends(

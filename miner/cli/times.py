@@ -1,7 +1,8 @@
 """Times and durations given on the command line, read one way by every command.
 
 A time is ISO 8601, a date or a date and time; one without an offset (``Z``, ``+05:30``) is UTC, as the store's
-times are. A duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``).
+times are. A duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``), in either case but for
+``M``, which could mean months as well as minutes and is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Every number needs its unit: searching for number-unit pairs anywhere took "1h30" as 1h and "1.2.3h" as 2.3h.
 _DURATION = re.compile(r"(?:\s*\d+(?:\.\d+)?\s*[smhdw])+\s*")
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_NAMES = "s (seconds), m (minutes), h (hours), d (days), w (weeks)"
 # A silence longer than this is a typo, or a service better left out of the config; far longer spans overflow a
 # datetime when added to now (a traceback, not an error message).
 MAX_DURATION = timedelta(days=3653)  # ten years
@@ -25,7 +27,12 @@ def parse_duration(text: str) -> timedelta:
     """``2h``, ``90m``, ``1h30m``, ``1d``: a positive span of at most MAX_DURATION; InputError otherwise."""
     lowered = text.lower()
     if not _DURATION.fullmatch(lowered):
-        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d (each number with its unit)")
+        raise InputError(f"bad duration {text!r}: use e.g. 30m, 2h, 1h30m, 1d (each number with its unit: {_NAMES})")
+    if "M" in text:
+        # Units are read in any case ("2H"), but "1M" is as likely a month as a minute: a silence meant for a
+        # month ended after one minute, and nothing said so.
+        raise InputError(f"bad duration {text!r}: M is no unit (a minute is m; a month, give it in days: 30d); "
+                         f"units are {_NAMES}")
     seconds = sum(float(n) * _UNITS[u] for n, u in _PART.findall(lowered))
     if seconds <= 0:
         raise InputError(f"duration {text!r} must be positive")
