@@ -1192,6 +1192,43 @@ def test_commands_that_only_look_read_a_store_on_a_read_only_file_system(tmp_pat
             assert res.stdout.split()[-1] == "1"
 
 
+def test_commands_that_only_look_read_a_snapshot_whose_wal_holds_commits_on_a_read_only_file_system(
+        tmp_path: Path) -> None:
+    # A snapshot taken while the service ran, of the store and its -wal but no -shm: SQLite cannot create the -shm
+    # it reads the -wal with there, and each command failed with "(unable to open database file); does the folder
+    # exist and is it writable?" (opened immutable, the commits in the -wal would not be read at all).
+    live = tmp_path / "live"
+    live.mkdir()
+    Store.open(live / "miner.sqlite").close()  # its schema checkpointed into the store file
+    store = Store.open(live / "miner.sqlite")
+    store.database.conn.execute("PRAGMA wal_autocheckpoint = 0")  # the post stays in the -wal
+    store.insert_posts([Post("feed", "1", "x", datetime(2026, 1, 1, tzinfo=UTC))], datetime(2026, 1, 1, tzinfo=UTC))
+    folder = tmp_path / "snapshot"
+    folder.mkdir()
+    for name in ("miner.sqlite", "miner.sqlite-wal"):
+        shutil.copy(live / name, folder / name)
+    store.close()
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert len(before["miner.sqlite-wal"]) > 0
+    if (cmd := _read_only_mount()) is None:
+        pytest.skip("no mount namespace to mount a folder read-only in")
+    backup = tmp_path / "copy.sqlite"
+    for args in [*LOOKING, ["query", "SELECT count(*) FROM posts"], ["backup", str(backup)]]:
+        args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
+        miner = [sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db",
+                 str(folder / "miner.sqlite"), *args]
+        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+        res = subprocess.run([*cmd, script, "sh", str(folder), *miner], capture_output=True, text=True, cwd=ROOT,
+                             timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert res.returncode == 0, (args, res.stderr)
+        if args[0] == "query":
+            assert res.stdout.split()[-1] == "1", res.stdout
+    with sqlite3.connect(backup) as conn:
+        assert conn.execute("SELECT count(*) FROM posts").fetchone() == (1,)
+    conn.close()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
 @pytest.mark.parametrize("args", [["status"], ["outbox"], ["silence", "list"], ["query", "SELECT count(*) FROM posts"]],
                          ids=" ".join)
 def test_commands_that_only_look_read_a_store_on_a_full_disk(tmp_path: Path, args: list[str]) -> None:

@@ -147,15 +147,40 @@ def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connectio
         # On a read-only file system (a mount, a snapshot) SQLite says "unable to open" for the -shm it cannot
         # create there, where a folder without write permission gives "readonly".
         read_only_fs = "unable to open" in low and not os.access(os.path.dirname(path) or ".", os.W_OK)
-        if not ("readonly" in low or "disk i/o error" in low or "full" in low or read_only_fs) or (
-                wal.exists() and wal.stat().st_size > 0):
+        if not ("readonly" in low or "disk i/o error" in low or "full" in low or read_only_fs):
             raise
+        conn.close()
         # A WAL store in a folder we cannot write (a read-only copy or mount), or on a full disk: SQLite cannot
         # create its -shm index there, or give it its size. With no -wal file, or an empty one (the failed try
         # leaves one), no commit waits in a write-ahead log: every one is in the main file, so it reads correctly
-        # as immutable.
-        conn.close()
+        # as immutable, which would not read the commits in one that holds some.
+        if wal.exists() and wal.stat().st_size > 0:
+            return _connect_without_shm(path, exc)
         return connect_readonly(path, immutable=True)
+    return conn
+
+
+def _connect_without_shm(path: str, failed: sqlite3.OperationalError) -> sqlite3.Connection:
+    """A read-only connection to a WAL store whose -wal holds commits, where no -shm index can be created (a
+    snapshot of a store taken while the service ran, without its -shm, on a read-only mount): its index is built in
+    memory, as SQLite does in exclusive locking mode, on a VFS that takes no file locks, which a file opened
+    read-only cannot take an exclusive one of. No -shm means no connection of SQLite's has the store open: none
+    writes it while this one reads, and it changes nothing."""
+    if os.path.exists(f"{path}-shm"):
+        raise failed  # another process's index, which it cannot read: the store is in use, not a copy to read so
+    conn = sqlite3.connect(f"file:{quote(path)}?mode=ro&vfs=unix-none", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot read store {path}: {path}-wal holds commits not yet in the store file, and SQLite "
+                         f"cannot create the {path}-shm index it reads them with in that folder ({exc}): copy the "
+                         "store and its -wal to a writable folder and read the copy, or checkpoint the store before "
+                         "copying it (stop the service, which checkpoints it, or use `miner backup`, which makes a "
+                         "copy with nothing in a -wal)", cause=sqlite_error_cause(exc)) from exc
     return conn
 
 
