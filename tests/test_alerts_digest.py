@@ -167,6 +167,34 @@ def test_cli_digest_outbox_and_silences(tmp_path: Path) -> None:
     assert res.exit_code == 1 and f"Error: outbox {digest_id} is pending, not failed" in res.output, res.output
 
 
+def test_cli_outbox_retry_refuses_a_message_whose_route_is_gone_and_queues_it_once_it_is_back(tmp_path: Path
+                                                                                                ) -> None:
+    run = CliRunner()
+    base = _seeded_cli(tmp_path)
+    assert run.invoke(main, [*base, "digest"]).exit_code == 0
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG.replace('name = "oncall"', 'name = "team"'))  # the route renamed while its digest waits
+    res = run.invoke(main, [*base, "outbox", "send"])
+    assert res.exit_code == 1 and "failed 1" in res.output, res.output
+
+    def digest_status() -> tuple[int, str]:
+        with sqlite3.connect(tmp_path / "miner.sqlite") as conn:
+            return conn.execute("SELECT id, status FROM outbox WHERE kind = 'digest' AND route = 'oncall'").fetchone()
+
+    digest_id, status = digest_status()
+    assert status == "failed"
+    # It said "queued again", and the next send failed it again for the same reason.
+    res = run.invoke(main, [*base, "outbox", "retry", str(digest_id)])
+    assert res.exit_code == 1, res.output
+    assert (f"Error: outbox {digest_id} would fail again: route 'oncall' is no longer configured; it stays failed"
+            in res.output), res.output
+    assert digest_status() == (digest_id, "failed")
+    cfg.write_text(CONFIG)  # the route back
+    res = run.invoke(main, [*base, "outbox", "retry", str(digest_id)])
+    assert res.exit_code == 0 and f"outbox {digest_id} queued again" in res.output, res.output
+    assert digest_status() == (digest_id, "pending")
+
+
 def test_cli_silence_durations_need_a_unit_on_every_number(tmp_path: Path) -> None:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(CONFIG)

@@ -317,17 +317,13 @@ def send_row(store: Store, settings: AlertSettings, row: dict[str, Any], now: da
         raise NothingSent("nothing to send: its incidents opened again before their resolve notice went out")
     # Planned before feeds.toml changed: a channel the route no longer has is no longer where its news goes. An
     # email with no recipients left would otherwise be "sent" to nobody.
+    if (why := settings.unsendable(route.name, channel)) is not None:
+        raise MinerError(why)
     if channel == "email":
-        if not route.email:
-            raise MinerError(f"route {route.name!r} no longer sends email")
         rendered = render_outbox_row(store, settings, row, now, sources=sources)
         return send_email(store, claim, senders.email, rendered.message, list(route.email))
-    name = channel.removeprefix("webhook:")
-    if name not in route.webhooks:
-        raise MinerError(f"route {route.name!r} no longer sends to webhook {name!r}")
-    webhook = settings.webhook(name)
-    if webhook is None:
-        raise MinerError(f"webhook {name!r} is no longer configured")
+    webhook = settings.webhook(channel.removeprefix("webhook:"))
+    assert webhook is not None  # unsendable said so otherwise
     items = store.notification_items(row["id"])
     views = most_important(item_views(store, settings, items, now))
     if not views:

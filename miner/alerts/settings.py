@@ -334,6 +334,20 @@ class AlertSettings:
     def webhook(self, name: str) -> WebhookSettings | None:
         return next((w for w in self.webhooks if w.name == name), None)
 
+    def unsendable(self, route: str, channel: str) -> str | None:
+        """Why a message planned for ``route`` and ``channel`` (``email``, ``webhook:NAME``) can no longer go:
+        feeds.toml changed since, and it is never sent elsewhere (None: it can go). The dispatcher fails such a
+        message, and `miner outbox retry` refuses to queue it again, which only failed it again at the next send."""
+        settings = self.route(route)
+        if settings is None:
+            return f"route {route!r} is no longer configured"
+        if channel == "email":
+            return None if settings.email else f"route {route!r} no longer sends email"
+        name = channel.removeprefix("webhook:")
+        if name not in settings.webhooks:
+            return f"route {route!r} no longer sends to webhook {name!r}"
+        return None if self.webhook(name) is not None else f"webhook {name!r} is no longer configured"
+
     def group_wait_for(self, route: RouteSettings) -> timedelta:
         return timedelta(seconds=self.group_wait if route.group_wait is None else route.group_wait)
 

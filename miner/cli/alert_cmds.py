@@ -14,7 +14,7 @@ from miner.cli.app import ROW_ID, AppContext, main, pass_app
 from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
-from miner.errors import InputError
+from miner.errors import ConfigError, InputError
 from miner.settings import guess
 from miner.timeutil import iso, parse_iso, utcnow
 
@@ -161,6 +161,10 @@ def _why(row: dict[str, Any]) -> str:
 def outbox_retry(app: AppContext, outbox_id: int) -> None:
     """Queue a failed notification again (after fixing what made it fail)."""
     store = app.store(must_exist=True)
+    row = store.notification(outbox_id)
+    if row is not None and row["status"] == "failed" and (why := _unsendable(app, row)) is not None:
+        raise InputError(f"outbox {outbox_id} would fail again: {why}; it stays failed (put its route or channel "
+                         "back in feeds.toml and reload the service, then retry it)")
     if not store.retry_notification(outbox_id, utcnow()):
         # "is not a failed notification" alone, for an id that does not exist too, left the user to guess which.
         row = store.notification(outbox_id)
@@ -169,6 +173,18 @@ def outbox_retry(app: AppContext, outbox_id: int) -> None:
         raise InputError(f"outbox {outbox_id} is {row['status']}, not failed: only a failed notification is queued "
                          "again (see `miner outbox`)")
     click.echo(f"outbox {outbox_id} queued again")
+
+
+def _unsendable(app: AppContext, row: dict[str, Any]) -> str | None:
+    """Why failed outbox ``row`` cannot go as feeds.toml stands (AlertSettings.unsendable). Queued again, such a row
+    failed again at the next send, for the same reason, and the on-call read "queued again" as the message on its
+    way. A feeds.toml that cannot be read says nothing here (the row is queued, as with only --db it always was):
+    the send checks again."""
+    try:
+        settings = app.config.alerts
+    except ConfigError:
+        return None
+    return settings.unsendable(str(row["route"]), str(row["channel"]))
 
 
 @outbox.command("send")
