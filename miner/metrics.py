@@ -82,10 +82,19 @@ HELP = {
 }
 
 
+# Counters a rule takes the increase of (docs/operations.md: "alert on its increase"), written at 0 from the start.
+# Written only once one had counted, the series began at 1 after each start or reload, and Prometheus takes a series'
+# first sample as its start: increase() and rate() saw nothing of that first failure, the one alert a login refused
+# since the restart that changed it brought.
+ZERO_AT_START = ("miner_notifications_sent_total", "miner_notifications_failed_total")
+
+
 class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
+        for name in ZERO_AT_START:
+            self._values[name][()] = 0.0
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
         key = tuple(sorted(labels.items()))

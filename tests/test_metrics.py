@@ -176,6 +176,10 @@ def test_the_service_scrape_parses_strictly(tmp_path: Path, feed: str) -> None:
                                                          (("outcome", "ok"), ("stage", "retention")): 1.0}
     assert set(families["miner_job_last_success_timestamp_seconds"].samples) == {(("stage", "collect"),),
                                                                                  (("stage", "retention"),)}
+    # At 0 before anything failed: begun at 1 with the first failure after a start or reload, the series showed no
+    # increase() to the rule the docs give ("alert on its increase"), and that failure went unalerted.
+    assert families["miner_notifications_failed_total"].samples == {(): 0.0}
+    assert families["miner_notifications_sent_total"].samples == {(): 0.0}
 
 
 @pytest.mark.parametrize("text", [
