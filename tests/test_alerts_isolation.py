@@ -218,3 +218,29 @@ def test_a_row_another_worker_gave_back_does_not_cut_the_run_short(
         hanging.close()
     assert stats.lost_races == 1 and stats.retried == 2
     assert sorted(b["incidents"][0]["service"] for _, b in receiver.got) == ["Discord", "Signal", "Skype"]
+
+
+def test_a_page_waiting_out_its_retry_through_a_mail_outage_goes_once_the_server_answers_again(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    port = smtp_server.port
+    smtp_server.stop()  # refused at each try
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    cfg = replace(config(route, (), port), retry_base=30.0, retry_max=1800.0)  # the defaults
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)
+    now = T0
+    while now < T0 + timedelta(minutes=30):  # the service's alerts job through half an hour of outage
+        dispatch(store, cfg, now, worker_id="w")
+        now += timedelta(seconds=30)
+    [page] = store.outbox_listing(["pending"])
+    assert page["attempts"] >= 5 and page["next_attempt_at"] > (now + timedelta(minutes=2)).isoformat()
+    # The server back, the first message to reach it is one planned since: the page that had probed the dead server
+    # for half an hour waited out a backoff grown to 8-30 min (16 min after an hour's outage), after that message.
+    open_incident(store, "Telegram", now, posts=False, series=False)
+    plan_notifications(store, cfg, now)
+    smtp_server.start()
+    assert dispatch(store, cfg, now, worker_id="w").sent == 1
+    assert store.alert_state("unreachable:email") == ""
+    assert dispatch(store, cfg, now + timedelta(seconds=30), worker_id="w").sent == 1
+    assert store.outbox_listing(["pending", "sending", "failed"]) == []
+    assert [m["Message-ID"] for m in smtp_server.inbox.messages][1] == page["message_id"]

@@ -206,6 +206,11 @@ class _Run:
         elif reached and channel in suspect:
             suspect.discard(channel)
             store.set_alert_state(unreachable_key(channel), "")
+            throttling = store.alert_state(_throttled_key(channel)) or ""
+            keep = {int(row["id"]), *([int(throttling)] if throttling.isdigit() else [])}
+            if released := store.due_after_outage(channel, clock(), keep):
+                log.info("%s answers again: %d message(s) waiting out a retry from its outage are due now", channel,
+                         released)
         if finish.outcome == "sent":
             stats.sent += 1
         elif finish.outcome == "retry":

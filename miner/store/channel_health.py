@@ -4,7 +4,11 @@ the time of each channel's last failed attempt for `miner status` and /metrics."
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from miner.timeutil import iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -30,3 +34,18 @@ class ChannelHealthMixin:
             "substr(s.key, length(?) + 1) AND d.outcome != 'sent') AS at "
             "FROM alert_state s WHERE s.key LIKE ? AND s.value != '' ORDER BY s.key",
             (UNREACHABLE, UNREACHABLE, UNREACHABLE + "%"))]
+
+    def due_after_outage(self, channel: str, now: datetime, keep: Collection[int]) -> int:
+        """Make ``channel``'s pending messages that wait out a retry due at ``now``, as its server answers again after
+        it was found unreachable; ``keep``: rows whose wait is their own (the one just tried, the one a rate limit
+        names). Returns how many.
+
+        A message tried at each run its retry was due through an outage waits out a backoff grown to retry_max (30
+        min): the server back, messages planned since, never tried, went at once, and the page that had probed the
+        dead server up to half an hour after them, after the digest that named its incident."""
+        marks = ", ".join("?" * len(keep))
+        with self.database.transaction() as conn:
+            return conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE channel = ? AND status = 'pending' AND attempts > 0 "
+                f"AND next_attempt_at > ? AND id NOT IN ({marks})", (iso(now), channel, iso(now), *keep),
+            ).rowcount
