@@ -143,3 +143,33 @@ def test_bad_csv_errors_name_the_line(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
     missing = CliRunner().invoke(main, ["detect", str(tmp_path / "nope.csv")])
     assert missing.exit_code != 0 and "cannot read" in missing.output
+
+
+def test_detect_file_errors_read_as_the_other_commands_do(tmp_path: Path) -> None:
+    # Python's own wording came through: "cannot write: [Errno 2] No such file or directory: '.../o.csv'".
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    out = tmp_path / "no-folder" / "o.csv"
+    result = CliRunner().invoke(main, ["detect", str(series), "-o", str(out)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: cannot write {out} (No such file or directory)\n"
+    missing = tmp_path / "nope.csv"
+    result = CliRunner().invoke(main, ["detect", str(missing)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {missing}: cannot read (No such file or directory)\n"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"timestamp,value\n2025-03-03 00:00:00,1\xe9\n")
+    result = CliRunner().invoke(main, ["detect", str(latin)])
+    assert result.output == f"Error: {latin}: not UTF-8 text (byte 0xe9 at offset 37): save it as UTF-8\n"
+
+
+def test_detect_reads_the_series_from_standard_input_given_as_dash(tmp_path: Path) -> None:
+    # As `miner classify -` and `miner query -` do: "-" was taken for a file of that name, "cannot read".
+    series = tmp_path / "series.csv"
+    write_series(series, outage_counts())
+    from_file = CliRunner().invoke(main, ["detect", str(series)])
+    result = CliRunner().invoke(main, ["detect", "-"], input=series.read_text(encoding="utf-8"))
+    assert result.exit_code == 0, result.output
+    assert result.output == from_file.output
+    bad = CliRunner().invoke(main, ["detect", "-"], input="timestamp,value\nyesterday,1\n")
+    assert bad.exit_code == 1 and "Error: <stdin>:2: bad timestamp 'yesterday'" in bad.output

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -18,6 +17,7 @@ import click
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
 from miner.cli.classify_output import open_output
+from miner.cli.stdin import stdin_unreadable
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
 from miner.urls import json_escape_controls
@@ -96,25 +96,9 @@ class _InputFile(click.File):
         super().__init__("rb")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if value == "-" and (why := _stdin_unreadable()):
+        if value == "-" and (why := stdin_unreadable()):
             self.fail(f"standard input is {why}: give a file, or redirect or pipe the posts into it", param, ctx)
         return super().convert(value, param, ctx)
-
-
-def _stdin_unreadable() -> str | None:
-    """Why standard input cannot be read (closed, opened for writing only), or None. Reads nothing: a pipe's
-    first line may be a long time coming."""
-    if sys.stdin is None or sys.stdin.closed:
-        return "closed"
-    try:
-        fd = sys.stdin.fileno()
-    except (OSError, ValueError):  # a stream with no file behind it (a test runner's)
-        return None
-    try:
-        write_only = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY
-    except OSError:
-        return "closed"
-    return "not open for reading" if write_only else None
 
 
 @main.command("classify")

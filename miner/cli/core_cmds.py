@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from datetime import timedelta
 from itertools import islice
 from pathlib import Path
@@ -117,10 +116,10 @@ _NOT_SQL = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
 def _stdin_sql() -> str:
     """The SQL on standard input, as UTF-8 text: a file saved in another encoding (Latin-1, with an accented letter in
     a comment) was an "internal error: UnicodeDecodeError"."""
+    from miner.cli.stdin import read_stdin
     from miner.errors import MinerError
 
-    stream = getattr(sys.stdin, "buffer", None)
-    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+    data = read_stdin()
     try:
         return str(data.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:

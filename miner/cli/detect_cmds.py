@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from miner.cli.app import AppContext, main, pass_app
+from miner.cli.stdin import read_stdin, stdin_unreadable
 from miner.errors import InputError
 from miner.timeutil import parse_iso
 
@@ -35,12 +36,21 @@ def _parse_time(text: str, where: str) -> datetime:
 
 
 def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str], list[str]]:
-    """Rows of a ``timestamp,value`` CSV, checked: increasing timestamps, finite non-negative values; and each row's
-    timestamp and value as the file gives them."""
+    """Rows of a ``timestamp,value`` CSV (``-``: standard input), checked: increasing timestamps, finite
+    non-negative values; and each row's timestamp and value as the file gives them."""
+    stdin = str(path) == "-"
+    if stdin:
+        path = Path("<stdin>")  # the name its errors give
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read: {exc}") from None
+        data = read_stdin() if stdin else path.read_bytes()
+    except OSError as exc:
+        # Worded as the other commands' file errors: "[Errno 2] No such file or directory: 'x.csv'" was Python's own
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}): save it as "
+                         "UTF-8") from None
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or [h.strip().lower() for h in header[:2]] != ["timestamp", "value"]:
@@ -100,12 +110,12 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
 
 
 @main.command("detect")
-@click.argument("series", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("series", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the CSV here instead of standard output (never SERIES itself).")
 @pass_app
 def detect(app: AppContext, series: Path, output: Path | None) -> None:
-    """Run the detector over SERIES.csv (header timestamp,value: one bucket's count per row).
+    """Run the detector over SERIES.csv ('-' = stdin; header timestamp,value: one bucket's count per row).
 
     Writes timestamp,value,score,opened: each row's timestamp and value as given, score is the z-score, opened is 1
     on the row where an incident opens. A timestamp without an offset (+05:30, Z) is UTC, and the detector's
@@ -116,9 +126,17 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     """
     from miner.detect.params import DetectorParams
 
+    if str(series) == "-" and (why := stdin_unreadable()):
+        raise click.BadParameter(f"standard input is {why}: give a file, or redirect or pipe the series into it",
+                                 param_hint="'SERIES'")
     try:
-        same = output is not None and os.path.samefile(series, output)
-    except OSError:  # no output yet (or no input: read_series says so)
+        if output is None:
+            same = False
+        elif str(series) == "-":
+            same = os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(output))
+        else:
+            same = os.path.samefile(series, output)
+    except (OSError, ValueError, AttributeError):  # no output yet, no input (read_series says so), no stdin's file
         same = False
     if same:  # it was written over: the series replaced by the scores, as `classify -o` refuses to do
         raise click.BadParameter(f"{str(output)!r} is the input file; write the output elsewhere",
@@ -140,4 +158,4 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     try:
         output.write_text(buffer.getvalue(), encoding="utf-8")
     except OSError as exc:
-        raise InputError(f"{output}: cannot write: {exc}") from None
+        raise InputError(f"cannot write {output} ({exc.strerror or exc})") from None
