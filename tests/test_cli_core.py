@@ -313,6 +313,26 @@ def test_backup_command(runner: CliRunner, tmp_path: Path) -> None:
     assert (tmp_path / "b.sqlite").stat().st_size > 0
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["backup", ""], "'TARGET'"),
+    (["--config", "", "status"], "'--config'"),
+    (["--db", "", "status"], "'--db'"),
+    (["detect", ""], "'SERIES'"),
+    (["classify", "-", "-o", ""], "'-o' / '--output'"),
+    (["digest", "--dry-run", "--out", ""], "'--out'"),
+])
+def test_an_empty_path_is_refused_naming_its_option(runner: CliRunner, tmp_path: Path, args: list[str],
+                                                     named: str) -> None:
+    # "" was the current folder: `backup ""` said "backup target . exists", `--config ""` "cannot read: [Errno 21]
+    # Is a directory: '.'".
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    base = [] if "--db" in args else ["--config", str(ROOT / "feeds.toml"), "--db", str(db)]
+    result = runner.invoke(main, [*base, *args], input="")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines()[-1] == f"Error: Invalid value for {named}: an empty path names no file or folder"
+
+
 def test_a_file_where_a_folder_should_be_is_named(runner: CliRunner, tmp_path: Path) -> None:
     # mkdir's "File exists" (or "Not a directory") named no file, and read as if the store or backup were there
     # already: `--db notes.txt/miner.sqlite collect` said "store ...: [Errno 17] File exists: '.../notes.txt'".

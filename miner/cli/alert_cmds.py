@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from miner.cli.app import ROW_ID, AppContext, main, pass_app
+from miner.cli.app import ROW_ID, AppContext, PathParam, main, pass_app
 from miner.cli.output import table
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
@@ -38,7 +38,7 @@ def _now(at: str | None) -> datetime:
 @click.option("--dry-run", is_flag=True,
               help="Render to files instead of queueing it for sending (the same period: since the route's last "
                    "digest).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("digest-out"),
+@click.option("--out", type=PathParam(path_type=Path, file_okay=False), default=Path("digest-out"),
               show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
 @click.option("--route", "route_name", default=None,
               help="Only this route (default: every route with email; with none, --dry-run renders what a route "

@@ -112,6 +112,18 @@ class AppContext:
 
 pass_app = click.make_pass_decorator(AppContext)
 
+
+class PathParam(click.Path):
+    """click.Path, refusing an empty one: "" was taken for the current folder (`backup ""` said "backup target .
+    exists", `--config ""` "cannot read: [Errno 21] Is a directory: '.'"), a quoting slip or an unset variable's
+    "$X" that names no file."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (str, bytes)) and not value:
+            self.fail("an empty path names no file or folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 # A row id as SQLite stores it: a larger number failed in the driver as an internal error.
 ROW_ID = click.IntRange(1, 2**63 - 1)
 PORT = click.IntRange(0, 65535)
@@ -122,14 +134,14 @@ PORT = click.IntRange(0, 65535)
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(path_type=Path, dir_okay=False),
     envvar="MINER_CONFIG",
     help="feeds.toml to use (default: ./feeds.toml). Env: MINER_CONFIG.",
 )
 @click.option(
     "--db",
     "db_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(path_type=Path, dir_okay=False),
     envvar="MINER_DB",
     help="SQLite store to use (default: [store].path from the config). Env: MINER_DB.",
 )

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
 from miner.cli.classify_output import open_output
 from miner.cli.stdin import stdin_unreadable
@@ -106,14 +106,14 @@ class _InputFile(click.File):
 @click.option(
     "-o",
     "--output",
-    type=click.Path(dir_okay=False, allow_dash=True),
+    type=PathParam(dir_okay=False, allow_dash=True),
     default="-",
     show_default=True,
     help="Where to write results ('-' = stdout), never the input.",
 )
 @click.option(
     "--model-dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathParam(path_type=Path, file_okay=False),
     help="Model folder (default: [classifier].model_dir, else the shipped models/).",
 )
 @click.option(

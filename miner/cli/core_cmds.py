@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
 from miner.timeutil import counted
 
@@ -21,7 +21,7 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("path", required=False, type=PathParam(path_type=Path, dir_okay=False))
 @pass_app
 def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
@@ -206,7 +206,7 @@ def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str,
 
 
 @main.command()
-@click.argument("target", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("target", type=PathParam(path_type=Path, dir_okay=False))
 @pass_app
 def backup(app: AppContext, target: Path) -> None:
     """Copy the store to TARGET with SQLite's online backup API (safe while the service runs).

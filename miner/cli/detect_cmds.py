@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.stdin import read_stdin, stdin_unreadable
 from miner.errors import InputError
 from miner.timeutil import parse_iso
@@ -110,8 +110,8 @@ def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
 
 
 @main.command("detect")
-@click.argument("series", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+@click.argument("series", type=PathParam(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", type=PathParam(path_type=Path, dir_okay=False),
               help="Write the CSV here instead of standard output (never SERIES itself).")
 @pass_app
 def detect(app: AppContext, series: Path, output: Path | None) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from miner.cli.app import AppContext, main, pass_app
+from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import progress, table
 from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
@@ -266,11 +266,11 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) ->
 
 
 @main.command()
-@click.argument("posts", type=click.Path(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
+@click.argument("posts", type=PathParam(path_type=Path, dir_okay=False, exists=True, allow_dash=True))
 @click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None, callback=_not_nan,
               help="Pace the replay at N times real time.")
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing (the default).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+@click.option("--out", type=PathParam(path_type=Path, file_okay=False), default=None,
               help="Folder for the rendered digest and the notifications that would have been sent "
                    "(default: no digest, notifications in outbox/ beside the store).")
 @pass_app
@@ -313,7 +313,7 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("demo-out"),
+@click.option("--out", type=PathParam(path_type=Path, file_okay=False), default=Path("demo-out"),
               show_default=True, help="Folder for the store, the rendered digest and the notifications.")
 @click.pass_context
 def demo(ctx: click.Context, out: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
-from miner.cli.app import main
+from miner.cli.app import PathParam, main
 from miner.model_dir import default_model_dir
 
 
@@ -34,14 +34,14 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 @main.command("train")
 @click.option(
     "--data",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=PathParam(path_type=Path, dir_okay=False, exists=True),
     default=lambda: str(Path(os.environ.get("MINER_SHARED_DATA", "/work/shared/data")) / "labels" / "train.jsonl"),
     show_default="$MINER_SHARED_DATA/labels/train.jsonl",
     help="Hand-labelled posts (JSONL).",
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=PathParam(path_type=Path, file_okay=False),
     # The project's, as --extra's, whatever the current folder: "models" there was a folder nothing reads.
     default=lambda: str(default_model_dir()),
     show_default="the project's models/, which the classifier reads unless classifier.model_dir says otherwise",
@@ -78,7 +78,7 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 @click.option(
     "--extra",
     "extra_dir",
-    type=click.Path(path_type=Path, file_okay=False, exists=True),  # a mistyped folder trained without them
+    type=PathParam(path_type=Path, file_okay=False, exists=True),  # a mistyped folder trained without them
     default=lambda: str(EXTRA_LABELS) if EXTRA_LABELS.is_dir() else None,
     show_default="data/labels/extra of a checkout, none once installed",
     help="Folder of extra label files (*.jsonl: id, label, symptom, source) joined to shared texts; they join "
@@ -96,12 +96,12 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
 )
 @click.option(
     "--reuse-oof",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=PathParam(path_type=Path, dir_okay=False, exists=True),
     help="Take out-of-fold scores from an earlier run's oof.jsonl (same data and options) instead of CV.",
 )
 @click.option(
     "--checkpoint",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=PathParam(path_type=Path, dir_okay=False),
     help="Save the final model's torch weights here, or reuse them if the file exists (same data/options).",
 )
 @click.option("--max-steps", type=click.IntRange(min=1), hidden=True, help="Stop early (smoke tests).")
