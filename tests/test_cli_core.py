@@ -295,6 +295,31 @@ def test_query_json_is_valid_json_for_infinite_numbers(runner: CliRunner, tmp_pa
                                                                         "nan": None}]
 
 
+def test_query_writes_blobs_in_a_form_other_programs_read_in_every_format(runner: CliRunner, tmp_path: Path) -> None:
+    # A BLOB was Python's repr, "b'\\x00'", in every format: neither its bytes nor a form a program reads back.
+    import base64
+    import csv
+    import io
+
+    from sqlite_utils.utils import decode_base64_values
+
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    base = ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query"]
+    sql = "SELECT x'00ff41' AS b, x'' AS e, 'X''00''' AS t"
+    result = runner.invoke(main, [*base, "--format", "json", sql])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)[0]
+    assert row["b"] == {"$base64": True, "encoded": base64.b64encode(b"\x00\xffA").decode()}
+    assert decode_base64_values(row) == {"b": b"\x00\xffA", "e": b"", "t": "X'00'"}  # as sqlite-utils reads it
+    for raw in ([], ["--csv-raw"]):
+        result = runner.invoke(main, [*base, "--format", "csv", *raw, sql])
+        assert list(csv.reader(io.StringIO(result.stdout))) == [["b", "e", "t"], ["X'00ff41'", "X''", "X'00'"]]
+    for fmt in ("table", "wide"):
+        result = runner.invoke(main, [*base, "--format", fmt, sql])
+        assert result.stdout.splitlines()[2].split() == ["X'00ff41'", "X''", "X'00'"]
+
+
 def test_query_reads_a_store_whose_name_has_uri_characters(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "ops?2026#1 %41.sqlite"  # read as a URI, "?" would start its query and "#" its fragment
     seeded_store(db)

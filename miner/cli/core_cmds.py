@@ -133,6 +133,8 @@ def _stdin_sql() -> str:
               show_default=True,
               help="Output format; `wide` does not cut long cells, json is one array with an object per row (an "
                    "infinite number is null; columns need names of their own, as a join's two \"id\" need AS). "
+                   "A BLOB is written in hex as an SQL literal (X'00ff') in table, wide and csv, and in json as "
+                   "the object sqlite-utils and Datasette write, {\"$base64\": true, \"encoded\": \"AP8=\"}. "
                    "table and wide show control and bidi characters escaped (\\x1b, \\u202e), so that a post "
                    "cannot drive the terminal; json (escaping them as JSON does, \\u009b) and csv keep text as "
                    "stored, but csv writes a text that a spreadsheet would run as a formula after a ' (see "

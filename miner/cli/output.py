@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -36,7 +37,15 @@ def display_width(text: str) -> int:
     return len(text) if text.isascii() else sum(map(_char_width, text))
 
 
+def blob_text(value: bytes) -> str:
+    """A BLOB as a table or csv cell: its bytes in hex as an SQL literal (X'00ff'), as the sqlite3 shell quotes one.
+    Written as Python's repr (b'\\x00'), it was neither the bytes nor a form another program reads."""
+    return f"X'{value.hex()}'"
+
+
 def _cell(value: Any, width: int | None) -> str:
+    if isinstance(value, bytes):
+        value = blob_text(value)
     text = escape_controls(_AS_SPACE.sub(" ", "" if value is None else str(value)))
     if width is not None and display_width(text) > width:
         cut, used = len(text), 0
@@ -77,7 +86,11 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> s
 
 def _json_value(value: Any) -> Any:
     """An infinite REAL (SQLite's 1e999, a division's overflow) as null: json.dumps writes Infinity, which is no JSON
-    and which jq and every strict parser refuse. SQLite has no NaN (it stores NULL)."""
+    and which jq and every strict parser refuse. SQLite has no NaN (it stores NULL). A BLOB as the object that
+    sqlite-utils and Datasette write for one, {"$base64": true, "encoded": ...} (sqlite-utils insert reads it back):
+    a string would be taken for text."""
+    if isinstance(value, bytes):
+        return {"$base64": True, "encoded": base64.b64encode(value).decode("ascii")}
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -145,6 +158,7 @@ def stream(columns: Sequence[str], rows: Iterable[Sequence[Any]], fmt: str, *, c
 
     write(columns)
     for i, row in enumerate(rows, 1):
+        row = [blob_text(v) if isinstance(v, bytes) else v for v in row]
         write(row if csv_raw else map(spreadsheet_cell, row))
         if i % 500 == 0:
             yield buf.getvalue()
