@@ -687,6 +687,27 @@ def test_output_to_a_full_disk_is_one_error_not_an_internal_one(tmp_path: Path, 
     assert res.stderr == "Error: cannot write the output: No space left on device\n"
 
 
+@pytest.mark.parametrize("args", [["status"], ["status", "--format", "json"], ["query", "SELECT 1"], ["outbox"],
+                                  ["silence", "list"], ["config", "check"], ["detect", "series.csv"]], ids=" ".join)
+@pytest.mark.parametrize("stdout", ["closed", "read-only"])
+def test_a_command_that_prints_refuses_a_standard_output_it_cannot_write(tmp_path: Path, args: list[str],
+                                                                         stdout: str) -> None:
+    # `miner status >&-` printed nothing and exited 0, as if the status had been shown (click.echo writes nothing to a
+    # closed stdout); one open for reading only was "internal error: OSError: [Errno 9] Bad file descriptor".
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    (tmp_path / "series.csv").write_text("timestamp,value\n2025-03-03 00:00,1\n2025-03-03 00:05,2\n", encoding="utf-8")
+    with open(os.devnull) as read_only:
+        res = subprocess.run([sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db", str(db),
+                              *args], stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             **({"preexec_fn": lambda: os.close(1)} if stdout == "closed" else {"stdout": read_only}))
+    assert res.returncode == 1, res.stderr
+    why = "closed" if stdout == "closed" else "not open for writing"
+    assert res.stderr == (f"Error: standard output is {why}: there is nowhere to write what this command prints; "
+                          "redirect it to a file (> FILE) or a pipe\n")
+
+
 def test_tables_line_up_text_of_wide_characters(runner: CliRunner, tmp_path: Path) -> None:
     # A column was as wide as its longest text in characters: a Japanese post (two terminal columns a character)
     # pushed the cells after it out of line with their header, and a cell cut at 60 characters took 120 columns.

@@ -12,6 +12,7 @@ import click
 
 from miner.cli.app import ROW_ID, AppContext, PathParam, main, pass_app
 from miner.cli.output import table
+from miner.cli.stdio import prints, require_stdout
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import ConfigError, InputError
@@ -98,6 +99,7 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
+    require_stdout()  # as for the other lists (prints): the list is all it does
     app: AppContext = ctx.obj
     store = app.store(readonly=True, must_exist=True)
     statuses = ["pending", "sending", "failed"] + (["sent", "suppressed"] if show_all else [])
@@ -274,6 +276,7 @@ def _known_provider(app: AppContext, provider: str) -> str:
 @silence.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Include expired and ended silences.")
 @pass_app
+@prints
 def silence_list(app: AppContext, show_all: bool) -> None:
     """Show active silences."""
     from miner.store.mutes import silence_label

@@ -17,7 +17,7 @@ import click
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
 from miner.cli.classify_output import open_output
-from miner.cli.stdin import stdin_unreadable
+from miner.cli.stdio import stdin_unreadable
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
 from miner.urls import json_escape_controls

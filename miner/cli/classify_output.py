@@ -12,6 +12,8 @@ from typing import IO, Any
 
 import click
 
+from miner.cli.stdio import stdout_unwritable
+
 
 class Target:
     """A regular -o file, written as a temporary file beside it (.NAME.XXXXXXXX.tmp) that a run that ends renames
@@ -40,8 +42,8 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
     """The -o stream, opened now, so that a bad -o fails before the model loads; and, where -o is a regular file
     (or none yet), the Target it is written through."""
     hint = "'-o' / '--output'"
-    if output == "-" and (sys.stdout is None or sys.stdout.closed):  # `>&-`, a supervisor's: was an internal error
-        raise click.BadParameter("standard output is closed: give a file to write to", param_hint=hint)
+    if output == "-" and (why := stdout_unwritable()):  # `>&-`, a supervisor's: was an internal error
+        raise click.BadParameter(f"standard output is {why}: give a file to write to", param_hint=hint)
     # A stdout appending to the input reads its own rows back as input lines (`>> in.jsonl`: each an error row,
     # appended in turn, until the disk is full): the output must not be the input under another name (a symlink,
     # ./x, stdin < x, stdout >> x).

@@ -12,6 +12,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
+from miner.cli.stdio import prints
 from miner.timeutil import counted
 
 
@@ -23,6 +24,7 @@ def config() -> None:
 @config.command("check")
 @click.argument("path", required=False, type=PathParam(path_type=Path, dir_okay=False))
 @pass_app
+@prints
 def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
@@ -116,7 +118,7 @@ _NOT_SQL = re.compile(r"--[^\n]*|/\*.*?(\*/|$)", re.DOTALL)
 def _stdin_sql() -> str:
     """The SQL on standard input, as UTF-8 text: a file saved in another encoding (Latin-1, with an accented letter in
     a comment) was an "internal error: UnicodeDecodeError"."""
-    from miner.cli.stdin import read_stdin
+    from miner.cli.stdio import read_stdin
     from miner.errors import MinerError
 
     data = read_stdin()
@@ -150,6 +152,7 @@ def _stdin_sql() -> str:
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME; NAME with or without its colon).")
 @pass_app
+@prints
 def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str, ...]) -> None:
     """Run one read-only SQL statement on the store and print the rows.
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
-from miner.cli.stdin import read_stdin, stdin_unreadable
+from miner.cli.stdio import read_stdin, require_stdout, stdin_unreadable
 from miner.errors import InputError
 from miner.timeutil import parse_iso
 
@@ -141,6 +141,8 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     if same:  # it was written over: the series replaced by the scores, as `classify -o` refuses to do
         raise click.BadParameter(f"{str(output)!r} is the input file; write the output elsewhere",
                                  param_hint="'-o' / '--output'")
+    if output is None:
+        require_stdout()  # before the series is read and scored for nowhere
     params = app.config.detector if app.config_path is not None else DetectorParams()
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
     # as a different time and matched no input row.

@@ -14,6 +14,7 @@ import click
 
 from miner.cli.app import PORT, AppContext, main, pass_app
 from miner.cli.output import table
+from miner.cli.stdio import prints
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -89,6 +90,7 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @pass_app
+@prints
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. First, a clock behind the
     store (it holds a post its source dated more than 10 minutes after the current time), with that post's date and
