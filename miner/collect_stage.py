@@ -131,7 +131,8 @@ class CollectStage:
                         report = CollectReport(name, poll.type, stats.posts_new, stats.posts_seen + poll.skipped,
                                                stats.incidents_new + stats.incidents_updated, None,
                                                poll.next_poll_at, poll.result.not_modified, poll.duration_s,
-                                               late=True, posts_late=stats.posts_late, late_by_s=stats.late_by_s)
+                                               late=True, posts_late=stats.posts_late, late_by_s=stats.late_by_s,
+                                               too_old=poll.too_old)
                     else:
                         self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at,
                                                        needs_action=poll.needs_action)
@@ -184,14 +185,15 @@ class CollectStage:
         err = outcome.error
         if outcome.result is not None:
             nxt = next_poll_at(source, now, 0, outcome.result.retry_after, settings, rng, answered=answered)
-            result, skipped = self._within_retention(outcome.result, now)
+            result, too_old = self._within_retention(outcome.result, now)
+            skipped = 0
             if earlier and result.posts:
                 seen = self.store.stored_ids(earlier, [p.external_id for p in result.posts])
                 if seen:
                     result = replace(result, posts=[p for p in result.posts if p.external_id not in seen])
-                    skipped += len(seen)  # reported as duplicates, as they are
+                    skipped = len(seen)  # reported as duplicates, as they are
             result = self._undated_backlog(source, result, now, held)
-            poll = HeldPoll(source.type, result, None, now, nxt, outcome.duration_s, skipped)
+            poll = HeldPoll(source.type, result, None, now, nxt, outcome.duration_s, skipped, too_old=too_old)
             if held is not None and (source.name in held.polls or held.store_error is not None):
                 # After its earlier polls; and once the store refused a write in this round, the next would wait
                 # out the busy timeout (10 s) again for a store that is locked.
@@ -214,7 +216,7 @@ class CollectStage:
                 return CollectReport(source.name, source.type, stats.posts_new, stats.posts_seen + skipped,
                                      stats.incidents_new + stats.incidents_updated, None, nxt,
                                      result.not_modified, outcome.duration_s, result.gap,
-                                     posts_late=stats.posts_late, late_by_s=stats.late_by_s)
+                                     posts_late=stats.posts_late, late_by_s=stats.late_by_s, too_old=too_old)
         err = err or SourceError("unknown error")
         failures = self.store.consecutive_failures(source.name)
         if held is not None:
@@ -337,6 +339,9 @@ class CollectReport:
     # the most seconds one was dated before it (Store.save_fetch).
     posts_late: int = 0
     late_by_s: float = 0.0
+    # Posts left out as older than the store keeps them ([store].retention_days, or a bucket a prune has made final):
+    # counted with the duplicates, a feed's first poll read "stored 0, dupes 17", as if dedupe were broken.
+    too_old: int = 0
 
 
 def late_text(posts: int, seconds: float) -> str:

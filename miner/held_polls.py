@@ -33,9 +33,10 @@ class HeldPoll:
     polled_at: datetime
     next_poll_at: datetime
     duration_s: float
-    skipped: int = 0  # posts left out as duplicates or past retention, reported as duplicates
+    skipped: int = 0  # posts left out as duplicates (of the source's held posts, or stored under an earlier name)
     stale: bool = False  # of the source's type or url before the config changed them (see HeldPolls.mark_stale)
     needs_action: bool = False  # a failure that lasts until someone acts (SourceError.calls_for_action)
+    too_old: int = 0  # posts left out as older than the store keeps (CollectReport.too_old)
 
 
 class HeldPolls:
@@ -90,7 +91,7 @@ class HeldPolls:
         held = len(poll.result.posts) if poll.result is not None else 0
         return CollectReport(source, poll.type, 0, poll.skipped, 0, poll.error, poll.next_poll_at,
                              poll.result is not None and poll.result.not_modified, poll.duration_s,
-                             poll.result is not None and poll.result.gap, held=held)
+                             poll.result is not None and poll.result.gap, held=held, too_old=poll.too_old)
 
     def release(self, source: str) -> None:
         """The source's first held poll is stored now."""

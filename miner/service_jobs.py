@@ -89,7 +89,8 @@ class ServiceJobs:
             if r.error:
                 self.metrics.inc("miner_poll_errors_total", source=r.source)
             else:
-                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates + r.held, source=r.source)
+                self.metrics.inc("miner_posts_fetched_total", r.stored + r.duplicates + r.too_old + r.held,
+                                 source=r.source)
                 if r.gap:
                     self.metrics.inc("miner_poll_gaps_total", source=r.source)
         carried = self._carried_polls(every)

@@ -384,3 +384,30 @@ def test_a_host_that_is_not_a_valid_international_name_fails_its_source_for_good
     }
     assert all(rows[name]["needs_action_since"] for name in ("moved", "private", "mixed"))  # type: ignore[index]
     assert "internal error" not in result.output and not any(r.exc_info for r in caplog.records)
+
+
+def test_collect_once_counts_posts_older_than_the_store_keeps_apart_from_duplicates(tmp_path: Path) -> None:
+    # Counted as duplicates, a feed's first poll read "stored 2, dupes 3": as if dedupe were broken, where the three
+    # are older than [store].retention_days (30) and left out.
+    from email.utils import format_datetime
+
+    from miner.timeutil import utcnow
+
+    now = utcnow()
+    items = [(f"new{n}", now - timedelta(hours=n + 1)) for n in range(2)]
+    items += [(f"old{n}", now - timedelta(days=40 + n)) for n in range(3)]
+    body = "".join(f"<item><guid>{guid}</guid><title>GitHub is down {guid}</title><pubDate>{format_datetime(at)}"
+                   "</pubDate></item>" for guid, at in items)
+    with FakeServer() as server:
+        server.serve("/feed.rss", Reply(200, f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+                                             f'{body}</channel></rss>'.encode(), content_type="application/rss+xml"))
+        cfg = tmp_path / "feeds.toml"
+        cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+                       f'[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n')
+        runs = [CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once", "--all"]) for _ in range(2)]
+    for run in runs:
+        assert run.exit_code == 0, run.output
+    header = runs[0].output.splitlines()[0].split()
+    assert header == ["source", "type", "stored", "dupes", "old", "official", "secs", "result"]
+    rows = [dict(zip(header, run.output.splitlines()[2].split(), strict=False)) for run in runs]
+    assert [(r["stored"], r["dupes"], r["old"]) for r in rows] == [("2", "0", "3"), ("0", "2", "3")]

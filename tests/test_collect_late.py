@@ -147,7 +147,7 @@ def test_the_page_reaching_an_old_cursor_brings_back_no_post_older_than_the_stor
     kept = {r["external_id"] for r in store.database.rows("SELECT external_id FROM posts")}
     # The post indexed late, within the days kept, is stored; the pruned one, on the same page, is not stored again.
     assert kept == {"t3_1h10abc", "t3_1h0zzq1", "t3_1h0zz9a", "t3_1h1new1"}
-    assert (report.stored, report.duplicates, report.posts_late) == (2, 3, 1)
+    assert (report.stored, report.duplicates, report.too_old, report.posts_late) == (2, 2, 1, 1)
 
 
 def test_a_sources_first_poll_after_its_url_changed_counts_no_post_late(store: Store) -> None:

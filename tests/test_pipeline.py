@@ -578,7 +578,7 @@ def test_a_feed_still_listing_pruned_posts_leaves_them_and_their_kept_buckets_al
             server.serve("/forum.rss", _rss(("new", "mtn is down here too", T0 - timedelta(minutes=5)), posts[2]))
             (report,) = pipe.collect(T0, poller, due_only=False)
             pipe.classify_pending(T0)
-    assert (report.stored, report.duplicates) == (1, 1)
+    assert (report.stored, report.duplicates, report.too_old) == (1, 0, 1)
     assert store.database.one(bucket_sql, (iso(old),)) == kept  # not recounted from the one post listed
 
 
@@ -605,7 +605,7 @@ def test_a_prune_shorter_than_retention_keeps_the_pruned_days_buckets_when_a_fee
             (report,) = pipe.collect(T0, poller, due_only=False)
             pipe.classify_pending(T0)
     assert store.database.rows(buckets_sql, (iso(cutoff + timedelta(minutes=8)),)) == kept
-    assert (report.stored, report.duplicates) == (1, 1)  # the pruned post is not stored again
+    assert (report.stored, report.duplicates, report.too_old) == (1, 0, 1)  # the pruned post is not stored again
     assert store.database.one("SELECT 1 FROM posts WHERE external_id = ?", (posts[2][0],)) is None
 
 

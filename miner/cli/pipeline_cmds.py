@@ -39,6 +39,9 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     too, together with the other stages: see `miner run`); a round prints the polls that ended within 5 s,
     and those still running are printed by a later round, so one slow source holds up no other. With --once,
     every poll is waited for, and the exit status is 1 when a source's poll failed (its error is in the table).
+    Per poll the table counts posts stored, dupes (the store had them already) and old (left out as older than
+    the store keeps posts: [store].retention_days, or a bucket a prune has made final; a feed's first poll may
+    list many), and official incidents stored or updated.
 
     SIGINT (Ctrl-C) or SIGTERM ends the round in progress as in the service, and says so on stderr: no further
     poll starts, the polls in flight get 5 s to end, and what they returned is stored and shown; then the exit
@@ -82,13 +85,15 @@ def _print_round(reports: list[CollectReport]) -> None:
     from miner.collect_stage import late_text
 
     # A 304 stored nothing: "304" in the stored column read as 304 posts stored, so the result says it.
-    rows = [(r.source, r.type, r.stored, r.duplicates, r.official_incidents, f"{r.seconds:.1f}", r.error or ", ".join(
+    rows = [(r.source, r.type, r.stored, r.duplicates, r.too_old, r.official_incidents, f"{r.seconds:.1f}",
+             r.error or ", ".join(
                 ["ok", *(["not modified (HTTP 304)"] if r.not_modified else []),
                  *(["posts missed (see miner status)"] if r.gap else []),
                  *([late_text(r.posts_late, r.late_by_s)] if r.posts_late else [])]))
             for r in reports]
     if rows:
-        click.echo(table(("source", "type", "stored", "dupes", "official", "secs", "result"), rows, max_width=90))
+        click.echo(table(("source", "type", "stored", "dupes", "old", "official", "secs", "result"), rows,
+                         max_width=90))
 
 
 def _replay(app: AppContext, posts_path: Path, speed: float | None, out: Path | None, label: str, *,
