@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from miner import __version__
+from miner.cli.stdio import stdout_unwritable
 from miner.cli.stopping import Interrupted, interrupted_by, raise_on_signals
 from miner.entry import release_hup
 from miner.errors import MinerError
@@ -53,6 +54,10 @@ class MinerGroup(click.Group):
                 # What writing to standard output raises (`miner query ... > export.csv` on a full disk): it was
                 # an "internal error" asking for a traceback, as if miner were at fault.
                 raise click.ClickException(f"cannot write the output: {exc.strerror}") from exc
+            if isinstance(exc, OSError) and exc.errno == errno.EBADF and (why := stdout_unwritable()):
+                # A command that does its work and then reports it (backup, prune), under a standard output open for
+                # reading only (`1< file`); those run for their output refuse it before they start (stdio.prints).
+                raise click.ClickException(f"cannot write the output: standard output is {why}") from exc
             if os.environ.get("MINER_DEBUG"):
                 raise
             raise click.ClickException(
