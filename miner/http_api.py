@@ -210,8 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif (answer := self.server.answers.get(path, query)) is not None:
             self._send(*answer)
         else:
-            probes = ("/livez", "/readyz") if self.server.endpoints.early is not None else ()
-            endpoints = ["/healthz", *probes, "/metrics", "POST /report", *(READ_ENDPOINTS if read is not None else ()),
+            endpoints = [*self.server.probes, "POST /report", *(READ_ENDPOINTS if read is not None else ()),
                          *(status_board.PAGES if board is not None else ())]
             self._json(404, {"error": f"no such endpoint {path[:100]}", "endpoints": endpoints})
 
@@ -219,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
         return None if (early := self.server.endpoints.early) is None else early(path)
 
     def _read_only(self) -> None:
-        """A method other than GET or HEAD on the read API or the board, or other than POST on /report: 405;
+        """A method other than GET or HEAD on a probe, the read API or the board, or other than POST on /report: 405;
         elsewhere the stdlib's 501, as before."""
         what = self._read_only_part()
         if self.path.split("?", 1)[0] == "/report":  # GET and HEAD were a 404, as if there were no such endpoint
@@ -234,9 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(405, {"error": f"{self.command} is not allowed: {why}"}, {"Allow": allow, "Connection": "close"})
 
     def _read_only_part(self) -> str | None:
+        # A probe's was 404 "POST is accepted on /report only", as if there were no such resource.
+        if (path := self.path.split("?", 1)[0]) in self.server.probes:
+            return path
         if self.path.startswith(READ_PREFIX) and self.server.endpoints.read is not None:
             return "the API"
-        if status_board.is_page(self.path.split("?", 1)[0]) and self.server.endpoints.board is not None:
+        if status_board.is_page(path) and self.server.endpoints.board is not None:
             return "the status board"
         return None
 
@@ -323,6 +325,7 @@ class _Server(HandedListener, ThreadingHTTPServer):
         self.clients = clients
         self.allowed_hosts = frozenset(host_name(name) for name in allowed_hosts)
         self.connections = OpenConnections()
+        self.probes = ("/healthz", *(("/livez", "/readyz") if endpoints.early is not None else ()), "/metrics")
         self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
             self.address_family = socket.AF_INET6

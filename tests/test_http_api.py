@@ -362,8 +362,8 @@ def test_a_client_hanging_up_mid_reply_is_logged_not_printed(api: tuple[HttpApi,
 
 
 @pytest.mark.parametrize(("request_bytes", "status"), [
-    (b"PUT /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501),
-    (b"DELETE /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 501),
+    (b"PUT /nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 501),
+    (b"DELETE /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", 501),
     (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\n\r\n", 505),
     (b"GET / HTTP/1.x\r\n\r\n", 400),
