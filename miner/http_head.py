@@ -85,9 +85,14 @@ def read_target(target: str, headers: Message, version: str) -> Target | tuple[i
     A target in absolute form (``http://host:port/path``, as some proxies send) is accepted, as RFC 9112 3.2.2 has
     a server do, its path and query taken from it, and its authority taking the place of Host: the stdlib looked
     it up as a path (404). An authority with user info (``http://allowed@other/``, which reads as ``allowed`` at a
-    glance) or none is refused, like another scheme. An expectation other than 100-continue is refused 417 (RFC
-    9110 10.1.1); 100-continue is ignored in an HTTP/1.0 request, whose client cannot take a 100."""
+    glance) or none is refused, like another scheme, and so is a request with more than one Host. An expectation
+    other than 100-continue is refused 417 (RFC 9110 10.1.1); 100-continue is ignored in an HTTP/1.0 request, whose
+    client cannot take a 100."""
     path, host = target, headers.get("Host")
+    # RFC 9112 3.2: one Host only. The first was taken, so `Host: allowed` then `Host: other` passed allowed_hosts
+    # where a proxy or a cache in front may have gone by the other.
+    if len(headers.get_all("Host") or []) > 1:
+        return 400, "a request must have one Host header, not several"
     if not target.startswith("/") and (scheme := _SCHEME.match(target)) is not None:
         if scheme.group().lower() not in ("http:", "https:") or not target[scheme.end():].startswith("//"):
             return 400, "the request target must be a path or an http URL"

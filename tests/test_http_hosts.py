@@ -74,3 +74,20 @@ def test_a_listed_host_an_address_localhost_or_none_is_answered(service: Service
             f"Content-Length: {len(REPORT)}\r\n")
     assert status_of(_ask(service, post, REPORT)) == 202
     assert _posts(service) == 1
+
+
+@pytest.mark.parametrize("hosts", [("status.example.org", "rebound.attacker.example"),
+                                   ("rebound.attacker.example", "status.example.org"),
+                                   ("status.example.org", "status.example.org")])
+def test_a_request_with_two_host_headers_is_answered_400_and_its_report_not_stored(service: Service,
+                                                                                   hosts: tuple[str, str]) -> None:
+    # The first was taken: `Host: allowed` then `Host: other` passed server.allowed_hosts, where a proxy or cache in
+    # front may go by the other. RFC 9112 3.2: a server MUST answer 400 to more than one Host.
+    both = "".join(f"Host: {host}\r\n" for host in hosts)
+    reply = _ask(service, f"GET /api/v1/services HTTP/1.1\r\n{both}")
+    assert status_of(reply) == 400 and b'"services"' not in reply
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "a request must have one Host header, not several"}
+    post = (f"POST /report HTTP/1.1\r\n{both}Content-Type: application/json\r\nContent-Length: {len(REPORT)}\r\n")
+    assert status_of(_ask(service, post, REPORT)) == 400
+    assert status_of(_ask(service, f"GET http://status.example.org/healthz HTTP/1.1\r\n{both}")) == 400
+    assert _posts(service) == 0
