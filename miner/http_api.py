@@ -274,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
-            payload = json.loads(raw.decode("utf-8"))
+            payload = json.loads(raw.decode("utf-8-sig"))  # one BOM before it is dropped, as JSON parsers commonly do
             result = self.server.endpoints.report(payload, self._client())
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # the last: nested too deeply
             self._json(400, {"error": "body is not valid JSON"})

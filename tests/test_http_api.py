@@ -298,6 +298,16 @@ def test_the_report_media_type_is_parsed(api: tuple[HttpApi, list[object]], ctyp
     assert status_of(exchange(server, post("2", b"{}", ctype=ctype))) == status
 
 
+def test_a_report_body_after_a_utf8_bom_is_accepted_but_not_after_two(api: tuple[HttpApi, list[object]]) -> None:
+    # Windows tools write one (PowerShell 5 with -Encoding UTF8): it was 400 "body is not valid JSON".
+    server, reports = api
+    body = '{"service": "Telefónica"}'.encode()
+    assert status_of(exchange(server, post(str(len(body) + 3), b"\xef\xbb\xbf" + body))) == 202
+    assert reports == [{"service": "Telefónica"}]
+    reply = exchange(server, post(str(len(body) + 6), b"\xef\xbb\xbf" * 2 + body))
+    assert status_of(reply) == 400 and b"not valid JSON" in reply and len(reports) == 1
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/metrics"])
 def test_head_answers_like_get_without_a_body(api: tuple[HttpApi, list[object]], path: str) -> None:
     server, _ = api
