@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,6 +24,7 @@ from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError, RateLimited, ReportsBusy
 from miner.http_cache import Answers, Reply, json_text
 from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
+from miner.http_endpoints import Endpoints as Endpoints  # where the service and the tests have it
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.http_listener import HandedListener
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
@@ -44,22 +44,6 @@ STOP_WAIT = 2 * READ_TIMEOUT + 10.0
 # C0 and C1 controls as \xHH, a backslash doubled, as http.server's log_message writes them: its own table is a
 # private attribute that Python 3.11.0 lacks (it came in 3.11.1), where every reply raised AttributeError unsent.
 _LOG_ESCAPES = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {ord("\\"): "\\\\"})
-
-
-@dataclass
-class Endpoints:
-    """What the server needs from the service; each callable is thread-safe."""
-
-    health: Callable[[], tuple[bool, dict[str, Any]]]
-    metrics: Callable[[], str]
-    report: Callable[[object, str], dict[str, Any]]  # raises InputError (400) or RateLimited (429)
-    # GET of a read API path and its query string -> (status, body); None for a path it does not know (404)
-    read: Callable[[str, str], tuple[int, dict[str, Any]] | None] | None = None
-    # the same for the status board's pages -> (status, HTML)
-    board: Callable[[str, str], tuple[int, str] | None] | None = None
-    # a GET's path, or /report's at a POST -> the answer given before the route's own (/livez, /readyz; every route's
-    # while the service starts: service_starting), or None
-    early: Callable[[str], Reply | None] | None = None
 
 
 class _Handler(BaseHTTPRequestHandler):
