@@ -14,7 +14,6 @@ import logging
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,7 +22,7 @@ from miner import http_head, status_board
 from miner.client_address import DEFAULT_IPV6_PREFIX, ClientKeys
 from miner.errors import InputError, MinerError, RateLimited, ReportsBusy
 from miner.http_cache import Answers, Reply, json_text
-from miner.http_conns import BUSY_LOG_EVERY, LISTEN_BACKLOG, OpenConnections, turn_away
+from miner.http_conns import BUSY_BODY, LISTEN_BACKLOG, PROBE_CONNECTIONS, OpenConnections, sent_path, turn_away
 from miner.http_endpoints import Endpoints as Endpoints  # where the service and the tests have it
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.http_listener import HandedListener
@@ -36,8 +35,9 @@ MAX_BODY = 4096
 # A client that stops sending (or declares more body than it sends) loses its connection after this long, so it
 # cannot hold a handler thread: in all for the request line and headers, and again in all for the body.
 READ_TIMEOUT = 5.0
-# Connections handled at once (a thread each): beyond it, one still sending its request makes way (http_conns), or,
-# all being answered, the new one is answered 503 at once. Without a cap, many slow clients meant as many threads.
+# Connections handled at once (a thread each) but for the probes' PROBE_CONNECTIONS: beyond it, one still sending its
+# request makes way (http_conns), or, all being answered, the new one is answered 503 at once. Without a cap, many
+# slow clients meant as many threads.
 MAX_CONNECTIONS = 32
 # Seconds a stop waits for the requests being answered: a slow client's head and body, and SQLite's busy timeout.
 STOP_WAIT = 2 * READ_TIMEOUT + 10.0
@@ -105,6 +105,11 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if not host_allowed(target.host, self.server.allowed_hosts):
             self._refuse(421, "this endpoint does not answer as that host name (server.allowed_hosts)")
+            return False
+        if target.path.split("?", 1)[0] not in self.server.probes and not conns.claim(self.connection, MAX_CONNECTIONS):
+            conns.turned_away(MAX_CONNECTIONS, others=True)  # the rest are the probes'
+            self.close_connection = True
+            self._send(503, BUSY_BODY, headers={"Retry-After": "1", "Connection": "close"})
             return False
         self.path, self._continue = target.path, target.expects_continue
         return True
@@ -310,16 +315,19 @@ class _Server(HandedListener, ThreadingHTTPServer):
         self.allowed_hosts = frozenset(host_name(name) for name in allowed_hosts)
         self.connections = OpenConnections()
         self.probes = ("/healthz", *(("/livez", "/readyz") if endpoints.early is not None else ()), "/metrics")
-        self._busy_logged = -BUSY_LOG_EVERY
         if ":" in address[0]:  # an IPv6 address ("::1", "::"): the stdlib's server is IPv4 unless told otherwise
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler, listening=sock)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self.connections.take(MAX_CONNECTIONS, request):
-            if time.monotonic() - self._busy_logged >= BUSY_LOG_EVERY:
-                self._busy_logged = time.monotonic()
-                log.warning("http: %d connections open, turning new ones away with 503", MAX_CONNECTIONS)
+        # At a cap, a request line in already tells a probe from another request (http_conns): another is turned away
+        # here while other requests hold their connections, without a thread; a probe may take PROBE_CONNECTIONS more.
+        conns, cap = self.connections, MAX_CONNECTIONS + PROBE_CONNECTIONS
+        path = sent_path(request) if conns.crowded(MAX_CONNECTIONS, cap) else None
+        other = path not in (None, *self.probes) and conns.claimed(MAX_CONNECTIONS)
+        limit = cap + PROBE_CONNECTIONS if path in self.probes else cap
+        if other or not conns.take(limit, request):
+            conns.turned_away(MAX_CONNECTIONS if other else limit, other)
             turn_away(request)
             self.shutdown_request(request)
             return

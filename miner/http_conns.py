@@ -5,14 +5,28 @@ At the cap, a new connection takes the place of the one that has been sending it
 MAKE_WAY_AFTER at least: 32 idle connections from one client (a slowloris, renewed every few seconds) otherwise kept
 every other client out, /healthz included, for as long as it liked. Failing one, it takes the place of the one whose
 answer has been stuck the longest, if for MAKE_WAY_AFTER at least: the client takes none of it (reads nothing, or
-less than WRITE_CHUNK a second)."""
+less than WRITE_CHUNK a second).
+
+Beyond the cap of requests other than the probes' (/healthz, /livez, /readyz, /metrics), PROBE_CONNECTIONS more
+are the probes': such a request, once its head is read, is answered 503 at once if the cap's worth of them are
+being answered already (``claim``). The path is known for sure only then, so the connections taken before are
+counted together; those beyond the cap are only ever held by a request being refused, a probe, or a head not read
+yet, which makes way for a newcomer as above. At a cap, a new connection whose request line is in already
+(``sent_path``) is told apart at accept: another request, while the cap's worth are being answered, is answered 503
+there, without a thread, and a probe may take PROBE_CONNECTIONS more. Refused only once read, a crowd reloading a
+page held the probes' connections in turn: /healthz was answered 70 % of the time in bench/probe_flood.py
+(cache_seconds = 1), where it is now answered every time."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import socket
 import threading
 import time
+
+log = logging.getLogger("miner.http_api")  # the endpoint's logger, where its warnings have always been
 
 # Seconds a connection has been sending its request before a newcomer at the cap may take its place. "Sending" is
 # until its thread has read the request, and one taken a moment before has most likely sent it whole: in a burst of
@@ -28,11 +42,37 @@ LISTEN_BACKLOG = 64
 # 1400-byte MSS as over the internet) held every connection until the write timed out, 5 s, and asked again: /healthz
 # and reports were answered 503 for 3.5 s of every 5.
 WRITE_CHUNK = 16384
-_BUSY_BODY = b'{"error": "too many connections; retry soon"}'
+BUSY_BODY = '{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-              b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+              b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY.encode()))
 BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
+# Connections beyond the endpoint's cap that only the probes may use (and as many more for a probe told apart at
+# accept). The board's readers and those following their read (24), and the reports being stored or waiting (8),
+# could hold all 32 at once: a slow index read of 300 services with 40 clients reloading it, and reports held up by
+# a store locked by another process. Each probe then was answered 503 "too many connections", and an orchestrator
+# restarted a service that was well.
+PROBE_CONNECTIONS = 4
+# Bytes of a new connection's request looked at (left there for its thread to read) for the path it asks for.
+PEEK = 256
+_REQUEST_LINE = re.compile(rb"(?:\r?\n)*[A-Z]+ (/[^ ?#]*)[ ?#]")
+
+
+def sent_path(conn: socket.socket) -> str | None:
+    """The path ``conn``'s request line asks for, if the client has sent as much already (not waited for: from the
+    accepting thread), as the handler reads it (a target in absolute form, or not all there, is None)."""
+    was = conn.gettimeout()
+    try:
+        conn.setblocking(False)  # with a timeout, Python's recv would wait for the client first
+        data = conn.recv(PEEK, socket.MSG_PEEK)
+    except OSError:  # nothing sent yet (BlockingIOError), or reset: the handler finds out
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            conn.settimeout(was)
+    if (line := _REQUEST_LINE.match(data)) is None:
+        return None
+    return "/" + line.group(1).decode("latin-1").lstrip("/")  # as the stdlib's "//x" is "/x"
 
 
 def turn_away(conn: socket.socket) -> None:
@@ -56,7 +96,9 @@ class OpenConnections:
         # Those whose answer is going out, least recently progressed first, with when it last did.
         self._sending: dict[socket.socket, float] = {}
         self._evicted: set[socket.socket] = set()
+        self._claimed: set[socket.socket] = set()  # those answering a request other than a probe
         self._changed = threading.Condition()
+        self._busy_logged: float | None = None  # time.monotonic() of the last warning of connections turned away
 
     def take(self, limit: int, conn: socket.socket | None = None) -> bool:
         """Count one more connection (``conn``, sending its request until ``received``). With ``limit`` open
@@ -86,6 +128,36 @@ class OpenConnections:
                 del waiting[first]
                 return first
         return None
+
+    def claimed(self, limit: int) -> bool:
+        """Whether ``limit`` connections are answering requests other than probes."""
+        with self._changed:
+            return len(self._claimed) >= limit
+
+    def crowded(self, others: int, limit: int) -> bool:
+        """Whether ``others`` connections are answering requests other than probes, or ``limit`` are open."""
+        with self._changed:
+            return len(self._claimed) >= others or self._open >= limit
+
+    def claim(self, conn: socket.socket, limit: int) -> bool:
+        """Count ``conn`` among those answering a request other than a probe; False (answer it 503) with ``limit``
+        of them counted already."""
+        with self._changed:
+            if conn not in self._claimed and len(self._claimed) >= limit:
+                return False
+            self._claimed.add(conn)
+            return True
+
+    def turned_away(self, open_: int, others: bool = False) -> None:
+        """Warn, once in BUSY_LOG_EVERY at most, that connections are turned away, ``open_`` being open (with
+        ``others``: answering requests other than probes)."""
+        with self._changed:
+            now = time.monotonic()
+            if self._busy_logged is not None and now - self._busy_logged < BUSY_LOG_EVERY:
+                return
+            self._busy_logged = now
+        log.warning("http: %d connections %s, turning new ones away with 503", open_,
+                    "answering requests other than probes" if others else "open")
 
     def sending(self, conn: socket.socket, going: bool = True) -> None:
         """``conn``'s answer is going out, and has just made progress (a chunk written); with not ``going``, it is
@@ -127,6 +199,7 @@ class OpenConnections:
                 self._receiving.pop(conn, None)
                 self._sending.pop(conn, None)
                 self._evicted.discard(conn)
+                self._claimed.discard(conn)
             self._changed.notify_all()
 
     def wait_closed(self, timeout: float) -> int:

@@ -184,6 +184,7 @@ def _wait_until(check: Callable[[], bool], what: str) -> None:
 def test_connections_beyond_the_cap_are_turned_away_at_once_when_all_are_being_answered(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_api, "PROBE_CONNECTIONS", 0)  # the cap counts the probes too
     long_timeouts(monkeypatch)  # the held connections keep their threads however slow the test
     release, asked = threading.Event(), []
 
@@ -238,6 +239,7 @@ def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
     # Connections that had not sent their request held the cap until their deadline, and a client renewing them
     # kept every other one out (/healthz too) for as long as it liked: 32 idle sockets were enough.
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_api, "PROBE_CONNECTIONS", 0)  # the cap counts the probes too
     monkeypatch.setattr(http_conns, "MAKE_WAY_AFTER", 0.2)
     long_timeouts(monkeypatch)  # the idle connections would keep their threads however slow the test
     reports: list[object] = []

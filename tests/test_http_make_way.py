@@ -72,6 +72,7 @@ class Hold:
 @pytest.fixture
 def cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_api, "PROBE_CONNECTIONS", 0)  # the cap counts the probes too
     monkeypatch.setattr(http_conns, "MAKE_WAY_AFTER", MAKE_WAY_AFTER)
 
 

@@ -42,6 +42,7 @@ def test_a_client_that_takes_none_of_its_answer_makes_way_for_a_newcomer_at_the_
     assert svc._http is not None
     server = svc._http
     monkeypatch.setattr(http_api, "MAX_CONNECTIONS", 2)
+    monkeypatch.setattr(http_api, "PROBE_CONNECTIONS", 0)  # the cap counts the probes too
     monkeypatch.setattr(http_conns, "MAKE_WAY_AFTER", MAKE_WAY_AFTER)
     long_timeouts(monkeypatch)  # a stuck answer would otherwise be given up on by itself
     clock[0] = T0 + timedelta(days=40)
