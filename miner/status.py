@@ -1,6 +1,6 @@
 """What `miner status` shows: each service's last hour against its baseline, each source's health (and whether it
-needs someone to act), the alert channels whose server the last attempt could not reach, and a clock behind the
-store (which /healthz and /metrics show too)."""
+needs someone to act), the silences muting alerts now, the alert channels whose server the last attempt could not
+reach, and a clock behind the store (which /healthz and /metrics show too)."""
 
 from __future__ import annotations
 
@@ -153,6 +153,22 @@ def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
         return []
     return [{"channel": r["channel"], "error": r["error"], "last_failed_at": _time(r["at"])}
             for r in store.unreachable_channels() if r["channel"] in channels]
+
+
+def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str, Any]]:
+    """The silences muting alerts at ``now`` (`miner silence add`), oldest first: ``id``, ``service`` (None for a
+    provider's), ``provider`` (None for a service's), ``services``: those feeds.toml gives it now (the silence
+    mutes them, as the planner matches it; for a service's, itself), ``until`` and ``comment`` (why; "" for none).
+
+    Only `miner silence list` showed them: the on-call reading status in an outage saw a service's incident and no
+    alert of it, with nothing saying it was muted."""
+    from miner.store.mutes import silence_matches
+
+    return [{"id": r["id"], "service": r["service"], "provider": r["provider"],
+             "services": [s.name for s in config.services if silence_matches(r, s.name, s.provider)]
+             if r["provider"] else [r["service"]],
+             "until": _time(r["ends_at"]), "comment": r["comment"]}
+            for r in store.silences(active_at=now)]
 
 
 def clock_status(store: Store, now: datetime) -> dict[str, Any] | None:

@@ -3,8 +3,9 @@ applied by the planner (also to queued items), listed and removed by the CLI."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +201,35 @@ def test_cli_an_unknown_service_or_provider_is_answered_with_the_near_name(tmp_p
     res = run.invoke(main, [*base, "--provider", "Amazon", "--for", "1h"])
     assert res.output == "Error: unknown provider 'Amazon' (providers: Meta, T\u00e9l\u00e9com)\n"
     assert run.invoke(main, [*base, "caf\u00c9", "--for", "1h"]).exit_code == 0  # any case, as the config matches
+
+
+def test_status_shows_the_silences_muting_alerts_now(tmp_path: Path) -> None:
+    # Only `miner silence list` showed them: in an outage, status showed a service's incident and no alert of it
+    # came, with nothing there saying why.
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    now = datetime.now(UTC).replace(microsecond=0)
+    store.add_silence("Telegram", now - timedelta(hours=3), now - timedelta(hours=1), "ended", now)
+    store.add_silence(None, now - timedelta(minutes=5), now + timedelta(hours=2), "Meta-wide outage", now,
+                      provider="Meta")
+    store.add_silence("Gmail", now - timedelta(minutes=1), now + timedelta(minutes=30), "", now)
+    store.add_silence("Telegram", now + timedelta(hours=1), now + timedelta(hours=2), "later", now)
+    store.close()
+    base = ["--config", str(cfg_path), "--db", str(db), "status"]
+    run = CliRunner()
+
+    res = run.invoke(main, base)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if " silenced until " in line]
+    until = (now + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert lines[0] == (f"alerts of provider Meta (WhatsApp, Instagram) silenced until {until} (silence 2): "
+                        "Meta-wide outage")
+    assert lines[1].startswith("alerts of Gmail silenced until ") and lines[1].endswith(" (silence 3)")
+    assert len(lines) == 2  # the ended and the one to come are not muting anything now
+
+    data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
+    assert [(m["id"], m["service"], m["provider"], m["services"], m["comment"]) for m in data["silences"]] == [
+        (2, None, "Meta", ["WhatsApp", "Instagram"], "Meta-wide outage"), (3, "Gmail", None, ["Gmail"], "")]
+    assert data["silences"][1]["until"] == (now + timedelta(minutes=30)).isoformat()

@@ -105,7 +105,8 @@ def status(app: AppContext, fmt: str) -> None:
     which pass by themselves), until a poll succeeds or fails otherwise; then the sources with a warning, when last
     seen (a warning stands until a poll reads the source again without it; a 304 clears none). Times are UTC.
     Posts are counted once `miner run` has classified them (`miner collect` only stores them); a line under the
-    services says how many wait for that.
+    services says how many wait for that. Then the silences muting alerts now (`miner silence add`), each with what it
+    mutes (a provider's: its services), until when and its comment.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -133,6 +134,9 @@ def status(app: AppContext, fmt: str) -> None:
     (whole; "" for none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored
     without its time). Times are ISO 8601 with their offset.
 
+    The silences are "silences": [{"id", "service", "provider", "services", "until", "comment"}] in JSON ([] for
+    none): service or provider is null, services those it mutes as feeds.toml stands (for a service's, itself).
+
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
     through; in JSON "alert_channels": [{"channel", "error", "last_failed_at"}] ([] for none).
@@ -149,6 +153,7 @@ def status(app: AppContext, fmt: str) -> None:
         model_status,
         service_status,
         shown_time,
+        silence_status,
         source_status,
     )
     from miner.store.maintenance import held_prune_message
@@ -160,6 +165,7 @@ def status(app: AppContext, fmt: str) -> None:
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
     channels = channel_status(store, app.config)
+    silences = silence_status(store, app.config, now)
     held = store.prune_held()
     behind = clock_status(store, now)
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
@@ -167,7 +173,7 @@ def status(app: AppContext, fmt: str) -> None:
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
         click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
-                               "sources": sources, "alert_channels": channels, "prune_held": held,
+                               "sources": sources, "silences": silences, "alert_channels": channels, "prune_held": held,
                                "clock_behind": behind}, indent=2, allow_nan=False))
         return
     if behind:
@@ -185,6 +191,13 @@ def status(app: AppContext, fmt: str) -> None:
     if unclassified:
         click.echo(f"{unclassified} post{'' if unclassified == 1 else 's'} stored and not classified yet, in no count "
                    "above: `miner run` classifies and counts them (at its start, then every 30 s)")
+    if silences:
+        click.echo()
+        for m in silences:  # an incident above with no alert: it says why
+            what = f"provider {m['provider']} ({', '.join(m['services']) or 'no service now'})" if m["provider"] \
+                else m["service"]
+            why = f": {m['comment']}" if m["comment"] else ""
+            click.echo(f"alerts of {what} silenced until {shown_time(m['until'])} (silence {m['id']}){why}")
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "behind", "last error"),
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
