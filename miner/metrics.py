@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -87,6 +87,10 @@ HELP = {
 # first sample as its start: increase() and rate() saw nothing of that first failure, the one alert a login refused
 # since the restart that changed it brought.
 ZERO_AT_START = ("miner_notifications_sent_total", "miner_notifications_failed_total")
+# Labelled counters are written at 0 for each label value known at the start, for the same reason (see zero): each
+# polled source's failed polls, each job's runs per outcome, each result of a report. A reload starts a new service,
+# with new metrics: a source added has its series from it, and one removed none.
+JOB_OUTCOMES = ("ok", "error", "skipped")
 
 
 class Metrics:
@@ -101,6 +105,13 @@ class Metrics:
         with self._lock:
             series = self._values[name]
             series[key] = series.get(key, 0.0) + value
+
+    def zero(self, name: str, label_sets: Iterable[Mapping[str, str]]) -> None:
+        """Write counter ``name`` at 0 for each of ``label_sets`` that has no value yet (ZERO_AT_START)."""
+        with self._lock:
+            series = self._values[name]
+            for labels in label_sets:
+                series.setdefault(tuple(sorted(labels.items())), 0.0)
 
     def set(self, name: str, value: float, **labels: str) -> None:
         with self._lock:

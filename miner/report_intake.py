@@ -32,6 +32,8 @@ REPORT_WAIT = 5.0
 # "too many connections" meanwhile. Stored in 2 ms each, 8 wait together only behind a store that holds them up.
 REPORT_QUEUE = 8
 BUSY_LOG_EVERY = 60.0  # seconds between the log's lines about reports refused so
+# miner_reports_total's results, each written at 0 from the start (metrics.ZERO_AT_START).
+RESULTS = ("accepted", "invalid", "rate_limited", "unavailable")
 
 
 class ReportIntake:
@@ -44,6 +46,7 @@ class ReportIntake:
         self._limiter = RateLimiter(rate_per_hour)
         self._authors = ReporterHashes()
         self._metrics = metrics
+        metrics.zero("miner_reports_total", ({"result": result} for result in RESULTS))
         self._clock = clock
         self._ingest = ingest
         self._store_failed = store_failed

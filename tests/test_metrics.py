@@ -167,13 +167,20 @@ def test_the_service_scrape_parses_strictly(tmp_path: Path, feed: str) -> None:
     assert families["miner_open_incidents"].samples == {(("service", 'Say "hi" \\ co'),): 1.0,
                                                          (("service", "a name\nthe store holds"),): 1.0}
     assert families["miner_posts_stored_total"].samples == {(("source", "feed"),): 3.0}
-    assert families["miner_reports_total"].samples == {(("result", "accepted"),): 1.0, (("result", "invalid"),): 1.0}
+    # Every label value known at the start is written at 0 (as the notifications' counters below): begun at 1 with
+    # the first failed poll, skipped run or refused report after a start or reload, the series showed no increase().
+    assert families["miner_reports_total"].samples == {(("result", "accepted"),): 1.0, (("result", "invalid"),): 1.0,
+                                                       (("result", "rate_limited"),): 0.0,
+                                                       (("result", "unavailable"),): 0.0}
+    assert families["miner_poll_errors_total"].samples == {(("source", "feed"),): 0.0}
     # Prometheus sets job and instance on every series it scrapes: a label of the same name arrives renamed
     # exported_job (honor_labels false, the default), and a rule or dashboard asking for it finds nothing.
     names = {k for f in families.values() for labels in f.samples for k, _ in labels}
     assert not names & {"job", "instance"}
-    assert families["miner_job_runs_total"].samples == {(("outcome", "ok"), ("stage", "collect")): 1.0,
-                                                         (("outcome", "ok"), ("stage", "retention")): 1.0}
+    assert families["miner_job_runs_total"].samples == {
+        **{(("outcome", outcome), ("stage", stage)): 0.0 for outcome in ("error", "skipped")
+           for stage in ("collect", "retention")},
+        (("outcome", "ok"), ("stage", "collect")): 1.0, (("outcome", "ok"), ("stage", "retention")): 1.0}
     assert set(families["miner_job_last_success_timestamp_seconds"].samples) == {(("stage", "collect"),),
                                                                                  (("stage", "retention"),)}
     # At 0 before anything failed: begun at 1 with the first failure after a start or reload, the series showed no

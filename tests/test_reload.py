@@ -178,6 +178,10 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
         assert metric(second_port, 'miner_config_reloads_total{result="success"}') == "1"
         assert metric(second_port, 'miner_config_reloads_total{result="failure"}') == "1"
         assert metric(second_port, "miner_config_last_reload_successful") == "1"
+        # The source the reload added has its failed polls at 0 from the new service's start, as alpha has: begun at
+        # 1 with its first failure, the series showed no increase() for it.
+        assert metric(second_port, 'miner_poll_errors_total{source="beta"}') == "0"
+        assert metric(second_port, 'miner_poll_errors_total{source="alpha"}') == "0"
 
         # Unchanged: restarted all the same, and said so.
         service.hup()
@@ -185,6 +189,14 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
         assert any(m.startswith("SIGHUP: the config is unchanged: restarting") for m in service.messages())
         service.wait_for(lambda: healthy(second_port))
         assert metric(second_port, 'miner_config_reloads_total{result="success"}') == "2"
+
+        # A source removed: its series goes with it, as a new service has new metrics.
+        write_config(cfg, feeds.url, second_port, ("beta",))
+        service.hup()
+        service.wait_for(lambda: service.messages().count(f"config reloaded from {cfg}") == 3)
+        service.wait_for(lambda: healthy(second_port))
+        assert metric(second_port, 'miner_poll_errors_total{source="beta"}') == "0"
+        assert metric(second_port, 'miner_poll_errors_total{source="alpha"}') is None
     finally:
         code = service.stop()
     assert code == 0, "".join(service.lines)

@@ -175,7 +175,9 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             metrics = httpx.get(f"{base}/metrics").text
             assert "# TYPE miner_posts_stored_total counter" in metrics
             assert 'miner_queue_depth{queue="classify"} 0' in metrics
+            # Written at 0 from the start: a run is a count above it.
             assert 'miner_job_runs_total{outcome="ok",stage="process"}' in metrics
+            assert 'miner_job_runs_total{outcome="ok",stage="process"} 0\n' not in metrics
 
             # User reports: stored as complaints, validated, rate-limited per client.
             ok = httpx.post(f"{base}/report", json={"service": "mtnug", "symptom": "calls"})
