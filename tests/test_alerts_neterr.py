@@ -138,12 +138,17 @@ def test_starttls_to_a_server_that_never_greets_hints_at_implicit_tls(store: Sto
     assert needs_action == 0  # a server that hangs is an outage, retried as one
 
 
-def test_smtp_outages_name_what_failed(store: Store) -> None:
+def test_smtp_outages_name_what_failed(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     port = refused_port()
-    row, needs_action = _attempt(store, _mail(port, security="none"))
+    with caplog.at_level(logging.WARNING, logger="miner.alerts"):
+        row, needs_action = _attempt(store, _mail(port, security="none"))
     assert row["last_error"] == (f"SMTP connection refused by 127.0.0.1:{port}: nothing listens on that port: check "
                                  "that the server is up and the port is right")
     assert needs_action == 0
+    # The channel named, as the lines of a message sent, given up or needing action name it: "outbox 3: attempt 1
+    # failed" left the on-call to look up which channel was down.
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("miner.")]
+    assert warning.getMessage().startswith(f"outbox {row['id']} (email): attempt 1 failed, retrying in ")
 
 
 def test_an_smtp_host_name_that_does_not_resolve_says_so(store: Store) -> None:

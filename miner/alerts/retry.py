@@ -57,7 +57,8 @@ def retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: st
         log.error("outbox %d (%s): attempt %d failed, and will until someone acts; retrying in %.0fs, until "
                   "give_up_after: %s", row["id"], row["channel"], attempts, delay, error)
     else:
-        log.warning("outbox %d: attempt %d failed, retrying in %.0fs: %s", row["id"], attempts, delay, error)
+        log.warning("outbox %d (%s): attempt %d failed, retrying in %.0fs: %s", row["id"], row["channel"], attempts,
+                    delay, error)
     return Finish("retry", error, now + timedelta(seconds=delay))
 
 
