@@ -38,6 +38,9 @@ def test_digests_queued_through_a_long_smtp_outage_go_out_as_one_covering_them_a
     assert len(store.outbox_listing(["pending"])) == 1
     superseded = store.outbox_listing(["suppressed"])
     assert len(superseded) == 9 and all("superseded" in r["reason"] for r in superseded)
+    # Its next_attempt_at, in `miner outbox`, is when the next run superseded it, not when it was due.
+    assert [r["next_attempt_at"] for r in superseded] == [
+        iso(parse_iso(r["created_at"]) + timedelta(hours=1)) for r in superseded]
     smtp_server.start()
     run_alerts(store, cfg, T0 + timedelta(hours=10, minutes=2), worker_id="w")
     [msg] = smtp_server.inbox.messages
@@ -180,3 +183,39 @@ def _about(store: Store, outbox_id: int) -> tuple[str, int]:
     [item] = store.notification_items(outbox_id)
     assert row is not None
     return str(row["kind"]), int(item["incident_id"])
+
+
+def test_outbox_gives_when_a_row_failed_or_was_suppressed_not_when_it_was_due(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Its "next/sent" cell gave such a row's next_attempt_at: when its last attempt had been due (2 h before the
+    # failure, in a backlog), or the end of a group wait it never went out after; neither when it failed or was
+    # suppressed, nor an attempt to come.
+    cfg = _mail(smtp_server, RouteSettings(name="oncall", email=("oncall@example.org",)))
+    open_incident(store, "WhatsApp", T0, posts=False, series=False)
+    plan_notifications(store, cfg, T0)  # due after its group wait, at 12:00:30
+    smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"
+    failed_at = T0 + timedelta(hours=2)
+    assert dispatch(store, cfg, failed_at, worker_id="w").failed == 1
+    # Queued, then muted by a silence added during its group wait.
+    signal_at = T0 + timedelta(hours=3)
+    open_incident(store, "Signal", signal_at, posts=False, series=False)
+    plan_notifications(store, cfg, signal_at)
+    muted_at = signal_at + timedelta(seconds=10)
+    store.add_silence("Signal", muted_at, muted_at + timedelta(hours=5), "deploy", muted_at)
+    store.add_silence("Telegram", muted_at, muted_at + timedelta(hours=5), "deploy", muted_at)
+    plan_notifications(store, cfg, muted_at)
+    # Planned while a silence holds: suppressed at once.
+    planned_at = T0 + timedelta(hours=4)
+    open_incident(store, "Telegram", planned_at, posts=False, series=False)
+    plan_notifications(store, cfg, planned_at)
+    rows = {str(store.incident(int(store.notification_items(int(r["id"]))[0]["incident_id"]))["service"]): r
+            for r in store.outbox_listing(["failed", "suppressed"])}
+    assert {s: r["status"] for s, r in rows.items()} == {"WhatsApp": "failed", "Signal": "suppressed",
+                                                          "Telegram": "suppressed"}
+
+    listing = CliRunner().invoke(main, ["--db", store.path, "outbox", "--all"])
+    assert listing.exit_code == 0, listing.output
+    cells = {int(line.split()[0]): line.split()[6] for line in listing.output.splitlines()[2:]}
+    assert {i: cells[i] for i in (int(r["id"]) for r in rows.values())} == {
+        rows["WhatsApp"]["id"]: iso(failed_at), rows["Signal"]["id"]: iso(muted_at),
+        rows["Telegram"]["id"]: iso(planned_at)}

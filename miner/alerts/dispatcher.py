@@ -99,7 +99,7 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
     if stats.reclaimed:
         log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
-    if superseded := store.supersede_digests():
+    if superseded := store.supersede_digests(now):
         log.info("%d queued digest(s) superseded by a later digest of their route, which covers their period too",
                  superseded)
     run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats, stop=stop)

@@ -92,6 +92,9 @@ def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at
 def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     """List queued and failed notifications (subcommands: send, retry).
 
+    "next/sent" is a pending row's next attempt, a sent row's time sent, a failed row's time it failed (its last
+    attempt), and a suppressed row's time it was suppressed.
+
     A message held behind older alerts of its incidents, which go first, names each in "reason or last error"
     ("waits for outbox ID (pending)", or "(sending)"), and gives in "next/sent" the earliest it can go, not its own
     next attempt: "after outbox ID", the one of them it goes right after, with ", not before TIME" while the latest
@@ -130,8 +133,11 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
 
 def _when(row: dict[str, Any], now: str) -> str:
     """The "next/sent" cell of an outbox row (Store.outbox_listing), ``now`` in ISO form."""
+    if row["status"] in ("sent", "failed"):
+        # A failed row's next_attempt_at was when its last attempt was due, neither when it failed nor to come.
+        return str(row["sent_at"] or row["last_attempt_at"] or row["next_attempt_at"])
     if row["goes_after"] is None:
-        return str(row["sent_at"] or row["next_attempt_at"])
+        return str(row["next_attempt_at"])  # a suppressed row's: when it was suppressed
     # A held row's own next attempt, long past in a backlog, read as a dispatcher that had stopped: it goes right
     # after that alert, and not before the time given, the earliest the alerts before it can go.
     after = f"after outbox {row['goes_after']}"

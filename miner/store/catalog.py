@@ -258,7 +258,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "reason": "Why it was suppressed, or why it failed for good.",
         "created_at": "When it was planned.",
         "next_attempt_at": "Earliest next send (group_wait, or group_interval after its group's last message, "
-                           "at first; then backoff after failures).",
+                           "at first; then backoff after failures); of a suppressed row, when it was suppressed.",
         "attempts": "Send attempts so far.",
         "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",

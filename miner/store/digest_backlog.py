@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from miner.timeutil import iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -34,7 +37,7 @@ class DigestBacklogMixin:
     database: Database
     outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
 
-    def supersede_digests(self) -> int:
+    def supersede_digests(self, now: datetime) -> int:
         """Fold each route's unsent digests into its latest (see the module docstring); returns how many were
         superseded. Only rows still pending and unclaimed are touched, in one transaction, so a digest a worker is
         sending (or one some recipients have) goes out as it is."""
@@ -61,7 +64,8 @@ class DigestBacklogMixin:
                 conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (json.dumps(payload), keep))
                 for _, _, outbox_id in these[:-1]:
                     done += conn.execute(
-                        "UPDATE outbox SET status = 'suppressed', reason = ? WHERE id = ?",
+                        # next_attempt_at: when it was superseded (`miner outbox`), not its due time, long past.
+                        "UPDATE outbox SET status = 'suppressed', reason = ?, next_attempt_at = ? WHERE id = ?",
                         (f"superseded: digest {keep} covers its period too ({since} to {as_of}) and goes out in "
-                         "its place", outbox_id)).rowcount
+                         "its place", iso(now), outbox_id)).rowcount
         return done

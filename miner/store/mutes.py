@@ -86,8 +86,9 @@ class MutesMixin:
                     continue
                 if keys == {m.item_key for m in these}:
                     reason = "; ".join(dict.fromkeys(m.reason for m in these))
-                    conn.execute("UPDATE outbox SET status = 'suppressed', reason = ? WHERE id = ?",
-                                 (reason, outbox_id))
+                    # next_attempt_at: when it was suppressed (`miner outbox`), as a row suppressed apart has.
+                    conn.execute("UPDATE outbox SET status = 'suppressed', reason = ?, next_attempt_at = ? "
+                                 "WHERE id = ?", (reason, iso(now), outbox_id))
                 else:
                     for m in these:
                         cur = conn.execute(

@@ -326,7 +326,8 @@ def _place(conn: sqlite3.Connection, item: PlannedItem, now: datetime,
             batches[key] = row[0], row[1]
             return batches[key]
     status = "suppressed" if item.suppressed is not None else "pending"
-    due = item.due_at
+    # A suppressed row's next_attempt_at is when it was suppressed (`miner outbox`): it has no attempt to come.
+    due = item.due_at if item.suppressed is None else now
     if item.suppressed is None and (until := held_until(conn, item.route, item.channel, item.group, item.kind,
                                                         item.group_interval, now)) is not None:
         due = max(due, until)

@@ -104,8 +104,13 @@ class OutboxOrderMixin:
         ``waits_for``: each of them, oldest first (``id``, ``status``, ``next_attempt_at``), ``goes_after``: the id of
         the one of them it goes right after, and ``not_before``: the earliest time it can go (both: waits_after); any
         other row has ``waits_for`` [] and the other two None."""
-        rows = self.database.rows(f"SELECT * FROM outbox WHERE status {IN_LIST} ORDER BY id DESC LIMIT ?",
-                                  (json_list(statuses), limit))
+        # last_attempt_at: when a failed row failed (its next_attempt_at is the time that attempt was due). Read for
+        # the rows listed only: in the select list of the query that sorts them, it was read for every row of the
+        # statuses, 2x as slow at 50 of 50,000.
+        rows = self.database.rows(
+            "SELECT o.*, (SELECT d.at FROM deliveries d WHERE d.outbox_id = o.id ORDER BY d.id DESC LIMIT 1) AS "
+            f"last_attempt_at FROM (SELECT * FROM outbox WHERE status {IN_LIST} ORDER BY id DESC LIMIT ?) o "
+            "ORDER BY o.id DESC", (json_list(statuses), limit))
         # `miner outbox` is where the on-call looks for why a message due long ago has not gone: a held row's own
         # next_attempt_at, long past, read as a dispatcher that had stopped. Its wait is read for the rows listed only,
         # and for the alerts they wait for, which may wait themselves.
