@@ -45,7 +45,7 @@ from miner.service_stores import JobStores
 from miner.service_switch import ServiceSwitch
 from miner.stop_event import StopEvent
 from miner.store import Store
-from miner.timeutil import utcnow
+from miner.timeutil import counted, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -289,9 +289,9 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
             return
         if polled := [r for r in reports if not r.late]:  # else nothing ended in the grace: the log says so
             # Silent before: a source's poll, its posts or its error, was in no collect line.
-            log.info("stopping: stored the %d poll%s that ended in the grace: %d new posts, %d errors (%s)",
-                     len(polled), "s" if len(polled) != 1 else "", sum(r.stored for r in reports),
-                     sum(1 for r in polled if r.error), ", ".join(r.source for r in polled))
+            log.info("stopping: stored the %s that ended in the grace: %s, %s (%s)", counted(len(polled), "poll"),
+                     counted(sum(r.stored for r in reports), "new post"),
+                     counted(sum(1 for r in polled if r.error), "error"), ", ".join(r.source for r in polled))
 
     def _store_held_at_stop(self) -> None:
         """One last try to store the polls held in memory (space may have been freed since the last round); what

@@ -20,7 +20,7 @@ from miner.held_polls import HeldPolls
 from miner.metrics import Metrics
 from miner.service_schedule import PartTicks
 from miner.store.maintenance import held_prune_message
-from miner.timeutil import iso
+from miner.timeutil import counted, iso
 
 if TYPE_CHECKING:
     from miner.pipeline import Pipeline
@@ -100,11 +100,13 @@ class ServiceJobs:
             arrived_late = "; ".join(f"{r.source}: {late_text(r.posts_late, r.late_by_s)}"
                                      for r in reports if r.posts_late)
             took = time.monotonic() - started
-            log.info("collected from %d sources: %d new posts, %d errors%s%s%s%s", len(polled),
-                     sum(r.stored for r in reports), sum(1 for r in polled if r.error),
-                     f"; {sum(r.stored for r in late)} of them from {len(late)} poll{'s' if len(late) != 1 else ''} "
-                     "held earlier" if late else "",
-                     f"; {sum(r.held for r in polled)} posts held in memory" if any(r.held for r in polled) else "",
+            log.info("collected from %s: %s, %s%s%s%s%s", counted(len(polled), "source"),
+                     counted(sum(r.stored for r in reports), "new post"),
+                     counted(sum(1 for r in polled if r.error), "error"),
+                     f"; {sum(r.stored for r in late)} of them from {counted(len(late), 'poll')} held earlier"
+                     if late else "",
+                     f"; {counted(sum(r.held for r in polled), 'post')} held in memory"
+                     if any(r.held for r in polled) else "",
                      f" ({arrived_late})" if arrived_late else "",
                      self._slowest_polls(polled, took, every) + carried,
                      # The polls that brought or held posts, or failed; not those that found nothing new, most of
@@ -230,14 +232,14 @@ class ServiceJobs:
                 # counter, leaves the outbox queue empty and the alerts job healthy, so nothing else on /metrics
                 # would show it.
                 self.metrics.inc("miner_notifications_failed_total", stats.failed)
-                log.error("alerts: %d notifications failed permanently (see `miner outbox`)", stats.failed)
+                log.error("alerts: %s failed permanently (see `miner outbox`)", counted(stats.failed, "notification"))
             # At each part, as each part counts as a run: a message the store failed to prepare waits, retried.
             unprepared = self._unprepared.after(stats, pipeline.store)
             if parts == 1 and more:
                 # Once, and a summary at the end: a line at each part came every 30 s for the whole backlog.
                 log.info("alerts: a backlog of due messages goes out in parts of %g s (the job's interval), each "
-                         "planning first, the next started at once: %d left after the first part's %d attempt(s) "
-                         "(and any others due)", every, stats.left, stats.claimed)
+                         "planning first, the next started at once: %d left after the first part's %s "
+                         "(and any others due)", every, stats.left, counted(stats.claimed, "attempt"))
             if not more:
                 if parts > 1:
                     log.info("alerts: %s in %d parts over %.0f s: %d sent, %d to retry, %d failed",

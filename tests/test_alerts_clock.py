@@ -217,4 +217,4 @@ def test_a_message_old_enough_is_given_up_only_once_it_has_failed_give_up_attemp
         assert (stats.retried, stats.failed) == ((0, 1) if attempt == GIVE_UP_ATTEMPTS else (1, 0))
         now += timedelta(seconds=c.retry_max)
     [row] = store.outbox_listing(["failed"])
-    assert row["reason"].startswith(f"gave up after {GIVE_UP_ATTEMPTS} attempt(s)")
+    assert row["reason"].startswith(f"gave up after {GIVE_UP_ATTEMPTS} attempts")

@@ -295,12 +295,12 @@ def test_giving_up_is_logged_as_an_error_naming_the_notification(
     [row] = store.outbox_listing(["failed"])
     assert row["reason"].startswith("gave up after")
     [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert f"outbox {row['id']} (email): gave up after {row['attempts']} attempt(s)" in error.getMessage()
+    assert f"outbox {row['id']} (email): gave up after {row['attempts']} attempts" in error.getMessage()
     assert "connection refused by 127.0.0.1" in error.getMessage()
 
 
 def test_the_service_counts_notifications_that_failed_for_good_in_its_metrics(
-        tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
+        tmp_path: Path, smtp_server: SmtpServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     from miner.service import JobSpec, Service, ServiceOptions
 
     smtp_server.inbox.reject_rcpt = "550 5.1.1 mailbox unavailable"
@@ -313,10 +313,15 @@ def test_the_service_counts_notifications_that_failed_for_good_in_its_metrics(
     store.close()
     service = Service(config, db, ServiceOptions(jobs=(JobSpec("alerts", 3600.0),), http=False, clock=lambda: T0))
     try:
-        service.job_alerts(T0)
+        with caplog.at_level(logging.INFO, logger="miner"):
+            service.job_alerts(T0)
         assert "miner_notifications_failed_total 1" in service.metrics_text().splitlines()
     finally:
         service.stop()
+    # In the singular for one: "planned 1 alert item(s) from 1 transition(s)", "1 notifications failed".
+    logged = [r.getMessage() for r in caplog.records]
+    assert "planned 1 alert item from 1 transition" in logged
+    assert "alerts: 1 notification failed permanently (see `miner outbox`)" in logged
 
 
 def test_crash_after_claim_is_sent_once_after_the_lease(store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811

@@ -276,5 +276,5 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
             assert wait_for(lambda: len(built) == 2 and built[1]._http is not None, timeout=60)
             assert healthz() in (200, 503)
     # The poll that ended in the grace, stored, is in the log: it was in no line.
-    assert any(r.getMessage().startswith("stopping: stored the 1 poll that ended in the grace: 0 new posts, 1 errors "
+    assert any(r.getMessage().startswith("stopping: stored the 1 poll that ended in the grace: 0 new posts, 1 error "
                                          "(hung)") for r in caplog.records)

@@ -117,12 +117,12 @@ def test_the_service_says_once_a_round_how_many_posts_arrived_late(server: FakeS
     finally:
         service.stop()
     line, quiet = [r for r in caplog.records if r.getMessage().startswith("collected from")]
-    assert line.getMessage() == ("collected from 1 sources: 1 new posts, 0 errors (reddit: 1 post arrived late, up "
+    assert line.getMessage() == ("collected from 1 source: 1 new post, 0 errors (reddit: 1 post arrived late, up "
                                  "to 2 h 07 min)")
     assert [s["source"] for s in line.sources] == ["reddit"]  # type: ignore[attr-defined]
     # A poll that brought nothing is counted in the line, not listed in its JSON: 189 sources' entries at every
     # run were 90 MB of log a day.
-    assert quiet.getMessage() == "collected from 1 sources: 0 new posts, 0 errors"
+    assert quiet.getMessage() == "collected from 1 source: 0 new posts, 0 errors"
     assert quiet.sources == []  # type: ignore[attr-defined]
     metrics = service.metrics.render().splitlines()
     assert 'miner_posts_late_total{source="reddit"} 1' in metrics

@@ -46,7 +46,7 @@ from miner.alerts.webhooks import json_payload, pagerduty_events, slack_payload,
 from miner.errors import MinerError, StoreError
 from miner.store.channel_health import unreachable_key
 from miner.store.outbox import Finish
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import counted, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -98,10 +98,10 @@ def dispatch(store: Store, settings: AlertSettings, now: datetime, *, worker_id:
     clock = clock or _elapsed_clock(now)
     stats.reclaimed = store.reclaim_stale(now - timedelta(seconds=settings.lease_seconds))
     if stats.reclaimed:
-        log.warning("returned %d stale outbox claim(s) to pending", stats.reclaimed)
+        log.warning("returned %s to pending", counted(stats.reclaimed, "stale outbox claim"))
     if superseded := store.supersede_digests(now):
-        log.info("%d queued digest(s) superseded by a later digest of their route, which covers their period too",
-                 superseded)
+        log.info("%s superseded by a later digest of their route, which covers their period too",
+                 counted(superseded, "queued digest"))
     run = _Run(store, settings, now, worker_id, senders, rng, sources, clock, stats, stop=stop)
     listed = store.due_in_claim_order(now, limit)  # pages first (store/outbox_order.py)
     # Channels found unreachable at an earlier run go last: a page planned since goes out before the next try of
@@ -209,8 +209,8 @@ class _Run:
             throttling = store.alert_state(_throttled_key(channel)) or ""
             keep = {int(row["id"]), *([int(throttling)] if throttling.isdigit() else [])}
             if released := store.due_after_outage(channel, clock(), keep):
-                log.info("%s answers again: %d message(s) waiting out a retry from its outage are due now", channel,
-                         released)
+                log.info("%s answers again: %s waiting out a retry from its outage %s due now", channel,
+                         counted(released, "message"), "is" if released == 1 else "are")
         if finish.outcome == "sent":
             stats.sent += 1
         elif finish.outcome == "retry":
@@ -233,16 +233,16 @@ class _Run:
         if self.stats.left:
             # Debug: the service's alerts job sends a backlog in such runs, back to back, and says so at its first
             # and at its end (ServiceJobs.job_alerts); at INFO, this came at each, every 30 s for the whole backlog.
-            log.debug("%d due outbox message(s) left for the next run (and any others due): this run reached its "
-                      "deadline, after %d attempt(s)", self.stats.left, self.stats.claimed)
+            log.debug("%s left for the next run (and any others due): this run reached its deadline, after %s",
+                      counted(self.stats.left, "due outbox message"), counted(self.stats.claimed, "attempt"))
         for channel, n in self.down.items():
             if n:
-                log.warning("%d due outbox message(s) for %s left for the next run: its server was unreachable",
-                            n, channel)
+                log.warning("%s for %s left for the next run: its server was unreachable",
+                            counted(n, "due outbox message"), channel)
         for channel, n in self.waiting.items():
             if n:
-                log.info("%d due outbox message(s) for %s held until %s: it asked to be left alone (429, "
-                         "Retry-After)", n, channel, iso(self.held_until[channel] or self.now))
+                log.info("%s for %s held until %s: it asked to be left alone (429, Retry-After)",
+                         counted(n, "due outbox message"), channel, iso(self.held_until[channel] or self.now))
         return self.stats
 
 

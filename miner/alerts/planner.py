@@ -21,7 +21,7 @@ from miner.errors import StoreError
 from miner.store.incidents import is_reopening
 from miner.store.mutes import MutedItem, silence_matches
 from miner.store.outbox import PlannedItem
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import counted, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -80,8 +80,8 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
     _mute_queued(store, ctx)
     waits = {r.name: (settings.group_wait_for(r).total_seconds(), ctx.interval(r)) for r in settings.routes}
     if n := store.shorten_waits(waits, now):
-        log.info("%d queued alert message(s) brought forward: their route's group_wait or group_interval is "
-                 "shorter now", n)
+        log.info("%s brought forward: their route's group_wait or group_interval is shorter now",
+                 counted(n, "queued alert message"))
     for _ in range(5):
         cursor = store.alert_cursor()
         events = store.incident_events_after(cursor)
@@ -101,7 +101,7 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
         if added is not None:
             if added:
-                log.info("planned %d alert item(s) from %d transition(s)", added, len(events))
+                log.info("planned %s from %s", counted(added, "alert item"), counted(len(events), "transition"))
             return added
     raise StoreError("alert planner: the event cursor kept moving under us (another planner is running)")
 
@@ -126,7 +126,8 @@ def _mute_queued(store: Store, ctx: _Context) -> None:
                                    int(it["incident_id"]), reason, make_message_id(ctx.settings),
                                    _delivered(store, ctx.settings, it)))
     if muted and (n := store.suppress_queued(muted, ctx.now)):
-        log.info("suppressed %d queued alert item(s) muted, or no longer their route's, since they were planned", n)
+        log.info("suppressed %s muted, or no longer their route's, since they were planned",
+                 counted(n, "queued alert item"))
 
 
 def _off_route(settings: AlertSettings, item: dict[str, Any]) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from miner.alerts.settings import AlertSettings
 from miner.errors import StoreError
 from miner.store.outbox import Finish
-from miner.timeutil import parse_iso
+from miner.timeutil import counted, parse_iso
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ def retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: st
     attempts = int(row["attempts"]) + 1
     if give_up and gives_up(settings, row, now):
         # As loud as a permanent error: the warnings before it said it would be retried, and this one will not be.
-        log.error("outbox %d (%s): gave up after %d attempt(s) (give_up_after %.0fs): %s", row["id"], row["channel"],
-                  attempts, settings.give_up_after, error)
-        return Finish("failed", f"gave up after {attempts} attempt(s): {error}")
+        log.error("outbox %d (%s): gave up after %s (give_up_after %.0fs): %s", row["id"], row["channel"],
+                  counted(attempts, "attempt"), settings.give_up_after, error)
+        return Finish("failed", f"gave up after {counted(attempts, 'attempt')}: {error}")
     delay = min(settings.retry_max, settings.retry_base * 2 ** min(attempts - 1, 30))
     delay *= rng.uniform(0.5, 1.0)  # jitter: a recovered server is not hit by the whole queue at once
     if retry_after is not None:
