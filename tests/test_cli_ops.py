@@ -1182,14 +1182,19 @@ def test_commands_that_only_look_read_a_store_on_a_read_only_file_system(tmp_pat
         pytest.skip("no mount namespace to mount a folder read-only in")
     for args in [*LOOKING, ["query", "SELECT count(*) FROM posts"], ["backup", str(tmp_path / "copy.sqlite")]]:
         args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
-        miner = [sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db",
-                 str(folder / "miner.sqlite"), *args]
-        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-        res = subprocess.run([*cmd, script, "sh", str(folder), *miner], capture_output=True, text=True, cwd=ROOT,
-                             timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        res = _miner_on_read_only_mount(cmd, folder, args)
         assert res.returncode == 0, (args, res.stderr)
         if args[0] == "query":
             assert res.stdout.split()[-1] == "1"
+
+
+def _miner_on_read_only_mount(cmd: list[str], folder: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    """`miner --db FOLDER/miner.sqlite ARGS` with ``folder`` mounted read-only (``cmd``: _read_only_mount's)."""
+    miner = [sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db", str(folder / "miner.sqlite"),
+             *args]
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return subprocess.run([*cmd, script, "sh", str(folder), *miner], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_commands_that_only_look_read_a_snapshot_whose_wal_holds_commits_on_a_read_only_file_system(
@@ -1215,11 +1220,7 @@ def test_commands_that_only_look_read_a_snapshot_whose_wal_holds_commits_on_a_re
     backup = tmp_path / "copy.sqlite"
     for args in [*LOOKING, ["query", "SELECT count(*) FROM posts"], ["backup", str(backup)]]:
         args = [*args, str(tmp_path / "out")] if args[-1] == "--out" else args
-        miner = [sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db",
-                 str(folder / "miner.sqlite"), *args]
-        script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
-        res = subprocess.run([*cmd, script, "sh", str(folder), *miner], capture_output=True, text=True, cwd=ROOT,
-                             timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        res = _miner_on_read_only_mount(cmd, folder, args)
         assert res.returncode == 0, (args, res.stderr)
         if args[0] == "query":
             assert res.stdout.split()[-1] == "1", res.stdout
