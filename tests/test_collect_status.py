@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
+from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 from miner.store import Store
 
@@ -318,3 +320,30 @@ def test_an_entry_cut_off_at_the_end_of_a_truncated_feed_is_left_for_the_next_po
         server.serve("/slip", Reply(200, real[:last] + real[last + 7:], content_type=ctype))
         slip = poller.poll(SourceConfig("slip", "rss", url=f"{server.url}/slip"))
         assert len(slip.posts) == 3 and "left out" not in slip.warnings[0]
+
+
+def test_a_gzipped_feed_cut_short_fails_its_poll_for_the_next_to_retry(
+        server: FakeServer, poller: Poller, store: Store) -> None:
+    # A cache's copy of the gzipped feed cut off mid-stream, its Content-Length that of the cut (no transport error):
+    # zlib inflated what came, and the poll was a success with every incident after the cut missing.
+    real = server.fixture_bytes("status/saucelabs_us-west-1_history.atom")
+    packed = gzip.compress(real)
+
+    def serve(body: bytes, etag: str) -> None:
+        server.serve("/feed", Reply(200, body, headers={"Content-Encoding": "gzip", "ETag": etag},
+                                    content_type="application/atom+xml"))
+
+    source = SourceConfig("feed", "status_feed", url=f"{server.url}/feed", services=("Sauce Labs",))
+    store.sync_sources([source])
+    serve(packed, '"v1"')
+    store.save_fetch(source.name, poller.poll(source), NOW, NOW)
+    serve(packed[:len(packed) // 2], '"v2"')
+    with pytest.raises(SourceError, match=r"cannot decode response from 127\.0\.0\.1: gzip body cut short") as caught:
+        poller.poll(source, store.source_state(source.name))
+    assert not caught.value.permanent
+    later = NOW + timedelta(minutes=5)
+    store.record_poll_failure(source.name, str(caught.value), later, later)
+    assert store.source_state(source.name) == SourceState(etag='"v1"')  # kept, as after a network error
+    serve(packed, '"v2"')
+    result = poller.poll(source, store.source_state(source.name))
+    assert not result.not_modified and len(result.incidents) == 25

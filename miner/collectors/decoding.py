@@ -19,13 +19,16 @@ _STEPPED = frozenset({"gzip", "x-gzip", "deflate"})
 _UNASKED = frozenset({"br", "zstd", "compress", "x-compress"})
 
 
-def decoded(resp: httpx.Response) -> Iterator[bytes]:
+def decoded(resp: httpx.Response, whole: bool = True) -> Iterator[bytes]:
     """The body, gzip/deflate decoded in steps of at most ``_DECODE_STEP`` bytes.
 
     httpx decodes each network read whole: one 64 KB read of a gzip bomb is 64 MB in memory before the size
     cap can refuse it. Stepping the decompressor bounds that, for each coding of a list ("gzip, gzip": a
     double-gzipped bomb took 600 MB to refuse under a 1 MB cap when httpx decoded it). A compression we did not
     ask for is an error; any other name (a server's "utf-8", "none") is ignored, as browsers and httpx do.
+
+    ``whole``: a compressed stream that ends before its end (a body cut short with its framing intact) is an error, as
+    curl, Go and Python's gzip make it. Without it (an error page, read for what it says) it is read as far as it got.
     """
     codings = [c.strip() for c in resp.headers.get("content-encoding", "").lower().split(",")]
     if unasked := next((c for c in codings if c in _UNASKED), None):
@@ -39,14 +42,16 @@ def decoded(resp: httpx.Response) -> Iterator[bytes]:
         return
     body = resp.iter_raw()
     for coding in reversed(stepped):  # listed in the order they were applied
-        body = _inflate(body, coding)
+        body = _inflate(body, coding, whole)
     yield from body
 
 
-def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+def _inflate(chunks: Iterator[bytes], coding: str, whole: bool) -> Iterator[bytes]:
     decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib framing, detected from the header
     first = True
+    read = False
     for raw in chunks:
+        read = read or bool(raw)
         data = raw
         while data:
             try:
@@ -66,4 +71,10 @@ def _inflate(chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
                 # unseen by the size cap (it counts inflated bytes) and by the deadline check (reached only with
                 # output). A second gzip member was never read either.
                 return
+    if whole and read:
+        # zlib inflates what came and waits for more: a stream cut short (a proxy's or cache's copy cut off, with a
+        # Content-Length that matches the cut, so no transport error) read as a whole body, the poll a success
+        # without what followed the cut. No bytes at all (a 304 or HEAD labelled gzip) is no stream.
+        raise httpx.DecodingError(f"{coding} body cut short: it ends before the end of its compressed stream "
+                                  "(truncated on the way?)")
     yield decoder.flush()

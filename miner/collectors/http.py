@@ -149,7 +149,7 @@ def fetch(
                 raise SourceError(f"body larger than {cap} bytes from {where}")
             chunks: list[bytes] = []
             total = 0
-            for chunk in decoded(resp):
+            for chunk in decoded(resp, whole=good):
                 total += len(chunk)
                 if total > limit:
                     if good:
