@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Reply
+from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
@@ -320,6 +320,45 @@ def test_an_entry_cut_off_at_the_end_of_a_truncated_feed_is_left_for_the_next_po
         server.serve("/slip", Reply(200, real[:last] + real[last + 7:], content_type=ctype))
         slip = poller.poll(SourceConfig("slip", "rss", url=f"{server.url}/slip"))
         assert len(slip.posts) == 3 and "left out" not in slip.warnings[0]
+
+
+@pytest.mark.parametrize("kind", ["status_feed", "rss"])
+def test_the_validators_of_a_feed_cut_short_are_not_kept(
+        server: FakeServer, poller: Poller, store: Store, kind: str) -> None:
+    # A cache that holds the cut copy under the feed's ETag, and answers the next poll's If-None-Match with a 304
+    # until the feed changes, though it has since fetched the whole of it: the entry left out was left unread.
+    fixture, ctype = (("status/saucelabs_us-west-1_history.atom", "application/atom+xml") if kind == "status_feed"
+                      else ("rss/forum_latest.rss", "application/rss+xml"))
+    real = server.fixture_bytes(fixture)
+    cached = [real[:len(real) // 2] if kind == "status_feed" else real[:real.index(b"Moving house") + 20]]
+
+    def cache(request: Recorded) -> Reply:
+        if request.headers.get("if-none-match") == '"v1"':
+            return Reply(304)
+        return Reply(200, cached[0], headers={"ETag": '"v1"', "Last-Modified": "Fri, 27 Nov 2026 15:00:00 GMT"},
+                     content_type=ctype)
+
+    server.serve("/feed", cache)
+    source = SourceConfig("feed", kind, url=f"{server.url}/feed", services=("Sauce Labs",) if kind == "status_feed"
+                          else ())
+    store.sync_sources([source])
+    result = poller.poll(source)
+    assert any("left out its last, cut off before its end" in w for w in result.warnings)
+    store.save_fetch(source.name, result, NOW, NOW)
+    assert (store.source_state(source.name).etag, store.source_state(source.name).last_modified) == (None, None)
+    cached[0] = real
+    later = NOW + timedelta(minutes=5)
+    again = poller.poll(source, store.source_state(source.name))
+    assert not again.not_modified
+    store.save_fetch(source.name, again, later, later)
+    assert store.source_state(source.name).etag == '"v1"'  # the whole feed's are kept
+    if kind == "status_feed":
+        rows = store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
+        [row] = [r for r in rows if r["external_id"].endswith("Incident/4789058")]
+        assert (row["title"], row["status"]) == ("2020-August-05 Service Incident", "resolved")
+    else:
+        rows = store.database.rows("SELECT text FROM posts WHERE text LIKE 'Which mesh%'")
+        assert [r["text"][-20:] for r in rows] == ["any recommendations?"]
 
 
 def test_a_gzipped_feed_cut_short_fails_its_poll_for_the_next_to_retry(

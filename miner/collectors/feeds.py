@@ -32,6 +32,7 @@ _SURVIVABLE = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentTyp
 # Headers describing the transfer, not the document: httpx has already decoded the body, so feedparser
 # must not try to gunzip it again.
 _TRANSFER_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_CUT_SHORT = "_cut_short"  # a key of our own, set on `parse_feed_ends`'s result: see `whole_feed`
 
 
 _NCR = re.compile(rb"&#(?:[xX]([0-9a-fA-F]{1,8})|([0-9]{1,10}));")
@@ -194,6 +195,7 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
         and _entry_spans(body)[1] > 0
     if cut_short:
         entries = parsed["entries"] = entries[:-1]
+    parsed[_CUT_SHORT] = cut_short
     warnings = [resp.moved] if resp.moved else []
     if resp.moved:
         log.warning("%s: %s", source_name, resp.moved)
@@ -214,6 +216,12 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     if not entries and not parsed.get("version"):
         raise BadContent(f"not an RSS/Atom feed: {where} ({resp.content_type or 'no content type'})")
     return parsed, warnings, unread
+
+
+def whole_feed(parsed: Any) -> bool:
+    """Whether `parse_feed_ends` found the body whole, not cut short inside an entry: the validators of a cut one are
+    not to be kept (`miner.collectors.http.state_after`), so that the next poll asks for it whole."""
+    return not parsed.get(_CUT_SHORT)
 
 
 _CHARSET = re.compile(r";\s*charset\s*=", re.I)

@@ -389,6 +389,9 @@ def json_object(resp: Response) -> dict[str, Any]:
     return data
 
 
-def state_after(resp: Response, cursor: str | None = None) -> SourceState:
-    """The validators to remember from a response (for the next conditional GET)."""
+def state_after(resp: Response, cursor: str | None = None, whole: bool = True) -> SourceState:
+    """The validators to remember from a response (for the next conditional GET); none from a body known cut short
+    (not ``whole``), which a cache may go on serving under them: a 304 until the resource changed, the rest unread."""
+    if not whole:
+        return SourceState(cursor=cursor)
     return SourceState(etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"), cursor=cursor)

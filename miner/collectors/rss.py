@@ -27,6 +27,7 @@ from miner.collectors.feeds import (
     entry_time,
     fetch_feed,
     parse_feed_ends,
+    whole_feed,
 )
 from miner.collectors.http import Response, state_after
 from miner.collectors.normalise import stable_id
@@ -103,7 +104,7 @@ def posts_from_feed(
             # All older than an entry the last poll read: nothing new is lost, so no warning stands for good.
             log.info("source %s: %s, all dated before the newest the last poll read (%s)", source.name, note, iso(last))
     cursor = max(newest, last) if newest is not None and last is not None else newest or last
-    return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None),
+    return FetchResult(posts=posts, state=state_after(resp, cursor.isoformat() if cursor else None, whole_feed(parsed)),
                        warnings=warnings, gap=gap, by_link=True)
 
 

@@ -24,6 +24,7 @@ from miner.collectors.feeds import (
     entry_updated,
     fetch_feed,
     parse_feed,
+    whole_feed,
 )
 from miner.collectors.http import state_after
 from miner.collectors.normalise import fold, html_to_text
@@ -193,4 +194,5 @@ class StatusFeedCollector:
         parsed, warnings = parse_feed(resp, source.name)
         entries = [incident_from_entry(source, ctx, e) for e in parsed.get("entries") or []]
         incidents, events = merge_aws_updates(entries, read_known(state.cursor))
-        return FetchResult(incidents=incidents, state=state_after(resp, write_known(events)), warnings=warnings)
+        return FetchResult(incidents=incidents, state=state_after(resp, write_known(events), whole_feed(parsed)),
+                           warnings=warnings)

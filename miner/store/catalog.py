@@ -41,8 +41,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "url": "Feed URL or API base URL, without its user:password@ and with the values of query parameters named "
                "like keys (the name's last word: api_key, apiKey, token, passkey, apitoken, X-Amz-Signature...; not "
                "sortkey or monkey) as [redacted]: a credential is never stored.",
-        "etag": "ETag of the last 200 response, sent as If-None-Match.",
-        "last_modified": "Last-Modified of the last 200 response, sent as If-Modified-Since.",
+        "etag": "ETag of the last 200 response (none after a feed cut short), sent as If-None-Match.",
+        "last_modified": "Last-Modified of the last 200 response (none after a feed cut short), sent as "
+                         "If-Modified-Since.",
         "cursor": "API cursor (status id, timestamp...) of the newest item stored; while a burst is only partly read, "
                   "a JSON object with that cursor and the stretches left to read (backlog). For an AWS status feed, "
                   "the events of its last poll (aws_events: service-region, guid, start, last update, resolution).",
