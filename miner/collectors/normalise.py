@@ -15,6 +15,7 @@ from html.parser import HTMLParser
 
 from miner.env_names import shown_name
 from miner.text_links import EMAIL, public_text_links, without_email_logins
+from miner.urls import is_ip
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +256,20 @@ def keyed_hash(key: bytes, text: str) -> str:
 # Digit runs count from 9 digits, so times, dates ("2024-11-27") and short codes ("error 503") are kept.
 # An address with the full-width at sign or full stop (or the small at sign) too: Japanese and Chinese posts write
 # one so, to keep it from harvesters but not from readers ("jane＠example.co.jp").
+# An address literal in brackets is one too: RFC 5321's "bob@[192.0.2.1]" and "bob@[IPv6:2001:db8::1]", "bob@[::1]"
+# as people write it without the tag (the digits of "[10.100.200.123]" were stored as "[number]" and the name kept).
+# Taken only where the brackets hold an IP address (`_email`), so that "x@[1]" or a placeholder ("@[user]") stays.
 _AT = "@\uff20\ufe6b"
-_EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+[{_AT}][\w-]+(?:[.\uff0e][\w-]+)+")
+_EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+[{_AT}](?:[\w-]+(?:[.\uff0e][\w-]+)+"
+                    r"|\[(?i:ipv6:)?(?P<literal>[0-9A-Fa-f:.]{2,45})\])")
 # Parts are written apart by a space, ".", "-" or "/" ("0171/2345678", "0171 / 234 56 78"), an area code in brackets.
 _NUMBER = re.compile(r"(?<![\w+(])(?:\+?\d|\(\d)(?:(?: ?/ ?|[ .-])?\(?\d\)?){8,18}(?![\w])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")  # "2024-11-27 14" is a time
+
+
+def _email(match: re.Match[str]) -> str:
+    literal = match.group("literal")
+    return EMAIL if literal is None or is_ip(literal) else match.group()
 
 
 def _number(match: re.Match[str]) -> str:
@@ -270,7 +280,7 @@ def redact_contacts(text: str) -> str:
     """``text`` with e-mail addresses as "[email]" and phone-, account- and case-length numbers as "[number]"."""
     if any(at in text for at in _AT):
         # A login's user name before an address made of its password and host goes with them: "root:[email]" kept it.
-        text = without_email_logins(_EMAIL.sub(EMAIL, text))
+        text = without_email_logins(_EMAIL.sub(_email, text))
     return _NUMBER.sub(_number, text)
 
 
