@@ -17,6 +17,15 @@ from functools import lru_cache
 
 REDACTED = "[redacted]"
 
+
+class AnyCase(str):
+    """A secret that is the same in any letter case, which `redact` and `without_cut_secret` take out so: a key
+    written as a label of a host name (DNS reads ``AB12CD34EF56GH78.hooks.example`` and ``ab12cd34ef56gh78.hooks.
+    example`` as one host, so any case of it reaches the hook). Any other secret (a path's or query's token, a
+    password) is matched as written: a server tells ``aB`` from ``Ab`` there, and they are two keys."""
+
+    __slots__ = ()
+
 # Characters no encoder percent-encodes (RFC 3986's unreserved): matched as written only, which keeps the pattern of
 # a long token as short as the token.
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -36,19 +45,23 @@ def _char_pattern(char: str) -> str:
     return f"(?:{'|'.join(forms)})"
 
 
+# Keyed by each secret and whether it is AnyCase: an AnyCase equals the str of its characters, and a pattern made for
+# one would have been given to the other.
 @lru_cache(maxsize=64)
-def _pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+def _pattern(secrets: tuple[tuple[str, bool], ...]) -> re.Pattern[str] | None:
     # The longest first: where one secret holds another (a URL and its path), the whole goes as one.
-    ordered = sorted(set(secrets), key=len, reverse=True)
+    ordered = sorted(set(secrets), key=lambda secret: len(secret[0]), reverse=True)
     if not ordered:
         return None
-    return re.compile("|".join("".join(_char_pattern(c) for c in secret) for secret in ordered))
+    forms = ("".join(_char_pattern(c) for c in secret) for secret, _ in ordered)
+    return re.compile("|".join(f"(?i:{form})" if any_case else form
+                               for form, (_, any_case) in zip(forms, ordered, strict=True)))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with each of ``secrets`` as ``[redacted]``, as written and percent-encoded (any of its characters,
-    either case of hex, ``+`` for a space)."""
-    pattern = _pattern(tuple(s for s in secrets if s))
+    either case of hex, ``+`` for a space), an `AnyCase` one in any letter case."""
+    pattern = _pattern(tuple((s, isinstance(s, AnyCase)) for s in secrets if s))
     return text if pattern is None else pattern.sub(REDACTED, text)
 
 
@@ -56,10 +69,11 @@ def _ends_with_start(tail: str, secret: str) -> bool:
     """Whether all of ``tail`` is the start of ``secret`` in one of its forms, ending as a percent escape may be cut
     (``%``, ``%2``)."""
     at = 0
+    any_case = isinstance(secret, AnyCase)
     for char in secret:
         if at == len(tail):
             return True
-        if tail[at] == char or (char == " " and tail[at] == "+"):
+        if tail[at] == char or (char == " " and tail[at] == "+") or (any_case and tail[at].lower() == char.lower()):
             at += 1
             continue
         escaped = "".join(_escapes(char))
@@ -79,7 +93,8 @@ def without_cut_secret(text: str, secrets: Iterable[str]) -> str:
         most = min(len(text), sum(1 if c in _UNRESERVED else 3 * len(c.encode("utf-8", "surrogatepass"))
                                   for c in secret))  # its longest form: each character that may be, escaped
         first = _char_pattern(secret[0])
-        starts = [m.start() for m in re.finditer(first, text[len(text) - most:])]
+        flags = re.IGNORECASE if isinstance(secret, AnyCase) else 0
+        starts = [m.start() for m in re.finditer(first, text[len(text) - most:], flags)]
         for start in starts:
             tail = text[len(text) - most + start:]
             if len(tail) <= longest:

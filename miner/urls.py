@@ -14,7 +14,7 @@ from itertools import pairwise
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from miner.redaction import REDACTED as REDACTED
-from miner.redaction import redact
+from miner.redaction import AnyCase, redact
 
 
 def control_char(text: str) -> str | None:
@@ -191,18 +191,22 @@ def without_url(text: str, url: str, *, secret: bool = True) -> str:
 def url_pieces(url: str, *, secret: bool = True) -> set[str]:
     """What of ``url`` a message must not show, as written and percent-decoded. ``secret`` (a webhook's URL, a
     `url_env` source's): the whole URL, its path and query, each path segment and query value of 5 characters or
-    more, and each label of its host that `shown_host` does not show (as written, and in either case). Otherwise, as
+    more, and each label of its host that `shown_host` does not show (in any letter case: `AnyCase`). Otherwise, as
     `shown_url` leaves them out: its query and each of its values, and its login."""
     parts = urlsplit(url)
     pieces = {url, parts.query, parts.username or "", parts.password or ""}
     pieces.update(pair.partition("=")[2] for pair in parts.query.split("&"))
+    labels: set[str] = set()
     if secret:
         pieces |= {parts.path + ("?" + parts.query if parts.query else ""), parts.path, *parts.path.split("/")}
         written = parts.netloc.rpartition("@")[2].partition(":")[0]  # urlsplit's hostname is lower-cased
-        labels = {*written.split("."), *written.lower().split("."), *written.upper().split(".")}
-        pieces |= {label for label in labels if _token_label(label)}
+        # Each in any case: a server's answer may name the host in a case of its own ("Ab12cd34EF56gh78.hooks...."),
+        # which the label as written, lower- and upper-cased left. Those three forms stay for without_cut_secret.
+        labels = {AnyCase(form) for label in written.split(".") if _token_label(label)
+                  for form in (label, label.lower(), label.upper())}
     pieces |= {unquote(p) for p in pieces} | {unquote(p.replace("+", " ")) for p in pieces}
-    return {p for p in pieces if len(p) >= _QUOTED_MIN}
+    # A path segment the same as a label's form, added before, would be matched as written only: the label's goes.
+    return {p for p in pieces - labels if len(p) >= _QUOTED_MIN} | {p for p in labels if len(p) >= _QUOTED_MIN}
 
 
 # The shortest part of a URL from the environment taken for its key (see secret_parts): "/feeds/", "rss" and "v1" are
@@ -246,8 +250,10 @@ def secret_parts(url: str) -> tuple[str, ...]:
     again, as written and percent-decoded, the longest first: the value of each query parameter named like a key
     (`credentials_in_url`) of SECRET_PART_MIN characters or more, each path segment or query value (or a piece of
     one between ``-``, ``_``, ``.``) that reads as a token (`token_like`), and each label of its host that
-    `shown_host` does not show (and its pieces that read as one), as written and lower-cased. A private feed's items
-    link to pages under its key (``/feeds/<uuid>/items/1``, a tracker's ``/download/1/<passkey>``, a host
+    `shown_host` does not show (and its pieces that read as one), lower-cased and matched in any letter case
+    (`AnyCase`: a host is one in any case, and a link naming ``AB12CD34EF56GH78.hooks.example`` in its query holds
+    the key of ``ab12cd34ef56gh78.hooks.example``); the others as written, as a server reads a token. A private
+    feed's items link to pages under its key (``/feeds/<uuid>/items/1``, a tracker's ``/download/1/<passkey>``, a host
     ``<token>.feeds.example``), which no parameter name tells. Words are no key: every part of 8 characters took
     "sysadmin" out of each item link of a private Reddit feed (``/r/sysadmin/.rss?feed=<key>&user=<name>``)."""
     try:
@@ -263,7 +269,8 @@ def secret_parts(url: str) -> tuple[str, ...]:
             found.update(piece for piece in (word, *PIECES.split(word)) if token_like(piece))
     host = parts.netloc.rpartition("@")[2].partition(":")[0]  # as written: urlsplit's hostname is lower-cased
     if not host.startswith("["):
-        found.update(_label_secrets([label for label in host.split(".") if _token_label(label)]))
+        labels = _label_secrets([label for label in host.split(".") if _token_label(label)])
+        found = (found - labels) | labels  # a path's word the same as a label's piece is matched in any case too
     return tuple(sorted(found, key=lambda word: (-len(word), word)))
 
 
@@ -276,15 +283,18 @@ REDACTED_LABEL = "_redacted"
 
 
 def _label_secrets(labels: Sequence[str]) -> set[str]:
-    """``labels`` (of a host, each holding a key) and their pieces that read as a token, as written and lower-cased:
-    what a link's path, query or an id may hold of them again."""
-    words = {word for label in labels for word in (label, label.lower())}
-    return {piece for word in words for piece in (word, *PIECES.split(word)) if token_like(piece) or piece == word}
+    """``labels`` (of a host, each holding a key) and their pieces that read as a token, each matched in any letter
+    case (`AnyCase`): what a link's path, query or an id may hold of them again, in its writer's case. Taken as
+    written and lower-cased only, ``?next=https://AB12CD34EF56GH78.hooks.example/`` kept the key of the host
+    ``ab12cd34ef56gh78.hooks.example``."""
+    # Read as written: lower-cased, a key of letters only that switches case ("aGVsbG...") reads as no token.
+    return {AnyCase(piece.lower()) for label in labels for piece in (label, *PIECES.split(label))
+            if token_like(piece) or piece == label}
 
 
 def _without(text: str, secrets: Sequence[str], *, token_hosts: bool = False) -> str:
     """``text`` without ``secrets``, as written and percent-encoded (`miner.redaction.redact`). In a link, each label
-    of its host that holds one (in either case), or that reads as a token (``token_hosts``), becomes
+    of its host that holds one (in any case), or that reads as a token (``token_hosts``), becomes
     `REDACTED_LABEL`, and what of those labels the rest of the link holds again ``[redacted]``."""
     scheme, sep, rest = text.partition("://")
     if not (sep and scheme.lower() in ("http", "https")):

@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from miner.redaction import AnyCase
 from miner.text_links import public_text_links, without_email_logins
 from miner.urls import REDACTED, holds_token_host, link_id, public_url, stored_link
 
@@ -156,7 +157,9 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
 
     # What each secret, in any of its forms (as written, percent-encoded in either case of hex), holds as written:
     # its longest run of characters no encoder escapes. A link holding "%2f" where the secret has "/" was passed by.
-    found_by = sorted({max(_UNESCAPED.findall(secret), key=len, default=secret) for secret in secrets})
+    # An AnyCase one (a host label's key) in any case: lower(), which folds ASCII only, as the key's run is.
+    found_by = sorted({(max(_UNESCAPED.findall(secret), key=len, default=secret), isinstance(secret, AnyCase))
+                       for secret in secrets})
     columns: list[tuple[str, str, str, Callable[[str], str | None]]] = [
         ("posts", "url", "UPDATE", link),
         # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
@@ -164,14 +167,15 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
         ("official_incidents", "url", "UPDATE", link),
         ("official_incidents", "external_id", "UPDATE OR IGNORE", ident)]
     for table, column, update, new_form in columns:
-        held = " OR ".join([f"instr({column}, ?)"] * len(found_by))
+        held = " OR ".join(f"instr(lower({column}), ?)" if any_case else f"instr({column}, ?)"
+                           for _, any_case in found_by)
         # (column, rowid): a url is not unique (a thread's replies link to it). A row rewritten moves in the index,
         # and one past the cursor is read again, holding no secret any more (or one new_form leaves as it is).
         after: tuple[str, int] = ("", -(2 ** 63))
         while rows := database.rows(
                 f"SELECT {column} AS old, rowid AS id FROM {table} WHERE source = ? AND {column} IS NOT NULL "
                 f"AND ({column}, rowid) > (?, ?) AND ({held}) ORDER BY {column}, rowid LIMIT ?",
-                (source, *after, *found_by, batch)):
+                (source, *after, *(run.lower() if any_case else run for run, any_case in found_by), batch)):
             if changes := [(new, r["id"]) for r in rows if (new := new_form(r["old"])) != r["old"]]:
                 with database.transaction() as conn:
                     conn.executemany(f"{update} {table} SET {column} = ? WHERE rowid = ?", changes)
