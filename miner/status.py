@@ -1,6 +1,6 @@
 """What `miner status` shows: each service's last hour against its baseline, each source's health (and whether it
-needs someone to act), the silences muting alerts now, the alert channels whose server the last attempt could not
-reach, and a clock behind the store (which /healthz and /metrics show too)."""
+needs someone to act), the silences and maintenance windows muting alerts now, the alert channels whose server the
+last attempt could not reach, and a clock behind the store (which /healthz and /metrics show too)."""
 
 from __future__ import annotations
 
@@ -169,6 +169,23 @@ def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str
              if r["provider"] else [r["service"]],
              "until": _time(r["ends_at"]), "comment": r["comment"]}
             for r in store.silences(active_at=now)]
+
+
+def maintenance_status(config: Config, now: datetime) -> list[dict[str, Any]]:
+    """The maintenance windows of feeds.toml muting alerts at ``now``, and those starting within 24 h, in the file's
+    order: ``window`` (its index in alerts.maintenance), ``service``, ``active`` (whether it mutes now), ``start``
+    and ``end`` (of the window in effect, or of the next one) and ``comment``.
+
+    A window mutes as a silence does, and only the silences were shown: an incident in status with no alert of it
+    said nothing of the window behind that."""
+    shown = []
+    for i, w in enumerate(config.alerts.maintenance):
+        span = w.span(now)
+        if span is None or span[1] <= now or span[0] > now + timedelta(hours=24):
+            continue
+        shown.append({"window": i, "service": w.service, "active": span[0] <= now, "start": iso(span[0]),
+                      "end": iso(span[1]), "comment": w.comment})
+    return shown
 
 
 def clock_status(store: Store, now: datetime) -> dict[str, Any] | None:

@@ -233,3 +233,50 @@ def test_status_shows_the_silences_muting_alerts_now(tmp_path: Path) -> None:
     assert [(m["id"], m["service"], m["provider"], m["services"], m["comment"]) for m in data["silences"]] == [
         (2, None, "Meta", ["WhatsApp", "Instagram"], "Meta-wide outage"), (3, "Gmail", None, ["Gmail"], "")]
     assert data["silences"][1]["until"] == (now + timedelta(minutes=30)).isoformat()
+
+
+def test_status_shows_the_maintenance_windows_muting_alerts_now_and_the_next_24_h(tmp_path: Path) -> None:
+    # A window mutes as a silence does, and status showed only the silences: an incident there with no alert of it
+    # said nothing of the window behind that.
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def window(service: str, start: datetime, end: datetime, comment: str = "") -> str:
+        return (f'\n[[alerts.maintenance]]\nservice = "{service}"\nstart = "{start.isoformat()}"\n'
+                f'end = "{end.isoformat()}"\ncomment = "{comment}"\n')
+
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG
+                        + window("Telegram", now - timedelta(hours=3), now - timedelta(hours=1), "over")
+                        + window("Gmail", now - timedelta(hours=1), now + timedelta(hours=2), "mail migration")
+                        + window("WhatsApp", now + timedelta(hours=3), now + timedelta(hours=4))
+                        + window("Instagram", now + timedelta(hours=30), now + timedelta(hours=31), "too far")
+                        + '\n[[alerts.maintenance]]\nservice = "Telegram"\ncron = "* * * * *"\n'
+                          'duration_minutes = 120\ncomment = "always"\n')
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    base = ["--config", str(cfg_path), "--db", str(db), "status"]
+    run = CliRunner()
+
+    res = run.invoke(main, base)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if " by a maintenance window " in line]
+
+    def shown(t: datetime) -> str:
+        return t.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    assert lines[0] == (f"alerts of Gmail muted by a maintenance window until {shown(now + timedelta(hours=2))} "
+                        "(alerts.maintenance[1]): mail migration")
+    assert lines[1] == (f"alerts of WhatsApp to be muted by a maintenance window from "
+                        f"{shown(now + timedelta(hours=3))} until {shown(now + timedelta(hours=4))} "
+                        "(alerts.maintenance[2])")
+    assert lines[2].startswith("alerts of Telegram muted by a maintenance window until ")
+    assert lines[2].endswith(" (alerts.maintenance[4]): always")
+    assert len(lines) == 3  # the one over and the one beyond 24 h are not shown
+
+    data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
+    assert [(w["window"], w["service"], w["active"], w["comment"]) for w in data["maintenance"]] == [
+        (1, "Gmail", True, "mail migration"), (2, "WhatsApp", False, ""), (4, "Telegram", True, "always")]
+    assert data["maintenance"][0]["start"] == (now - timedelta(hours=1)).isoformat()
+    assert data["maintenance"][1]["end"] == (now + timedelta(hours=4)).isoformat()
+    cron = data["maintenance"][2]
+    assert datetime.fromisoformat(cron["start"]) <= datetime.now(UTC) < datetime.fromisoformat(cron["end"])

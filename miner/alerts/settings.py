@@ -197,6 +197,18 @@ class MaintenanceWindow:
         began = previous_fire(self.cron, self.timezone, at, lookback=timedelta(minutes=self.duration_minutes))
         return began is not None and at < began + timedelta(minutes=self.duration_minutes)
 
+    def span(self, at: datetime) -> tuple[datetime, datetime] | None:
+        """The window in effect at ``at`` or, with none, the next one (a one-off's, even past); None: none to come."""
+        if not self.cron:
+            return self._bound("start"), self._bound("end")
+        from miner.alerts.schedule import next_fire, previous_fire
+
+        length = timedelta(minutes=self.duration_minutes)
+        began = previous_fire(self.cron, self.timezone, at, lookback=length)
+        if began is None or at >= began + length:
+            began = next_fire(self.cron, self.timezone, at)
+        return None if began is None else (began, began + length)
+
 
 @dataclass(frozen=True)
 class AlertSettings:

@@ -106,7 +106,8 @@ def status(app: AppContext, fmt: str) -> None:
     seen (a warning stands until a poll reads the source again without it; a 304 clears none). Times are UTC.
     Posts are counted once `miner run` has classified them (`miner collect` only stores them); a line under the
     services says how many wait for that. Then the silences muting alerts now (`miner silence add`), each with what it
-    mutes (a provider's: its services), until when and its comment.
+    mutes (a provider's: its services), until when and its comment, and the maintenance windows of feeds.toml muting
+    alerts now or starting within 24 h, each with its service, when it starts and ends and its comment.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -135,7 +136,10 @@ def status(app: AppContext, fmt: str) -> None:
     without its time). Times are ISO 8601 with their offset.
 
     The silences are "silences": [{"id", "service", "provider", "services", "until", "comment"}] in JSON ([] for
-    none): service or provider is null, services those it mutes as feeds.toml stands (for a service's, itself).
+    none): service or provider is null, services those it mutes as feeds.toml stands (for a service's, itself). The
+    maintenance windows are "maintenance": [{"window", "service", "active", "start", "end", "comment"}] ([] for
+    none): window is its index in alerts.maintenance, active whether it mutes now (false: it starts within 24 h),
+    start and end those of the window in effect, or of the next one.
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
@@ -150,6 +154,7 @@ def status(app: AppContext, fmt: str) -> None:
         channel_status,
         clock_behind_text,
         clock_status,
+        maintenance_status,
         model_status,
         service_status,
         shown_time,
@@ -166,6 +171,7 @@ def status(app: AppContext, fmt: str) -> None:
     sources = source_status(store, app.config)
     channels = channel_status(store, app.config)
     silences = silence_status(store, app.config, now)
+    maintenance = maintenance_status(app.config, now)
     held = store.prune_held()
     behind = clock_status(store, now)
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
@@ -173,8 +179,9 @@ def status(app: AppContext, fmt: str) -> None:
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
         click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
-                               "sources": sources, "silences": silences, "alert_channels": channels, "prune_held": held,
-                               "clock_behind": behind}, indent=2, allow_nan=False))
+                               "sources": sources, "silences": silences, "maintenance": maintenance,
+                               "alert_channels": channels, "prune_held": held, "clock_behind": behind},
+                              indent=2, allow_nan=False))
         return
     if behind:
         # First: it explains a last bucket after the current time below, and no bucket scored since.
@@ -198,6 +205,14 @@ def status(app: AppContext, fmt: str) -> None:
                 else m["service"]
             why = f": {m['comment']}" if m["comment"] else ""
             click.echo(f"alerts of {what} silenced until {shown_time(m['until'])} (silence {m['id']}){why}")
+    if maintenance:
+        click.echo()
+        for w in maintenance:  # as a silence: an incident with no alert, or none to come
+            why = f": {w['comment']}" if w["comment"] else ""
+            when = f"until {shown_time(w['end'])}" if w["active"] else \
+                f"from {shown_time(w['start'])} until {shown_time(w['end'])}"
+            click.echo(f"alerts of {w['service']} {'muted' if w['active'] else 'to be muted'} by a maintenance window "
+                       f"{when} (alerts.maintenance[{w['window']}]){why}")
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "behind", "last error"),
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
