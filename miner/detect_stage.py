@@ -30,7 +30,7 @@ from miner.detect_due import due_now
 from miner.detect_relearn import UNREADABLE, RelearnStage
 from miner.errors import MinerError, StoreError
 from miner.store import Store
-from miner.timeutil import duration_text, iso, parse_iso
+from miner.timeutil import counted, duration_text, iso, parse_iso
 
 log = logging.getLogger("miner.pipeline")  # one logger for the pipeline's stages, as operators filter on it
 
@@ -71,7 +71,7 @@ def _detect_failure(failed: Sequence[tuple[str, Exception]]) -> MinerError:
     """The error a detect run with failed services ends with, once the others are scored: the job's error (its
     health, miner_job_runs_total). A store failure stays one (the service's miner_store_error shows its cause)."""
     text = "; ".join(f"{service}: {exc}" for service, exc in failed)
-    message = f"detect: {len(failed)} service(s) not scored this run ({text}); the others were"
+    message = f"detect: {counted(len(failed), 'service')} not scored this run ({text}); the others were"
     store = next((exc for _, exc in failed if isinstance(exc, StoreError)), None)
     if store is not None:
         return StoreError(message, cause=store.cause, same_as=store.same_as)
@@ -159,10 +159,10 @@ class DetectStage(RelearnStage):
             named = sorted((s for s in services if complaints[s]), key=lambda s: (-complaints[s], s))
             listed = ", ".join(f"{s} {complaints[s]}" for s in named[:10]) + (
                 f" and {len(named) - 10} more" if len(named) > 10 else "")
-            log.warning("detect: %d service(s) resume after a gap longer than detector.max_fill_hours (%s h): the "
-                        "buckets from %s to %s (%s) are not scored (an outage in them is not detected); complaints "
-                        "stored for them: %s", len(services), f"{self.config.detector.max_fill_hours:g}", iso(start),
-                        iso(end), duration_text((end - start).total_seconds()), listed or "none")
+            log.warning("detect: %s resuming after a gap longer than detector.max_fill_hours (%g h): the buckets "
+                        "from %s to %s (%s) are not scored (an outage in them is not detected); complaints stored "
+                        "for them: %s", counted(len(services), "service"), self.config.detector.max_fill_hours,
+                        iso(start), iso(end), duration_text((end - start).total_seconds()), listed or "none")
 
     def _resume_after_clock_ahead(self, now: datetime) -> None:
         """Take detectors stepped by a clock that was ahead (see Store.detectors_ahead) back to the latest bucket
@@ -198,9 +198,9 @@ class DetectStage(RelearnStage):
             rewound.append((service, replace(saved, last_bucket=resume, state=state, draft=draft)))
         redated = self.store.rewind_detectors(rewound, now, self.bucket)
         latest = max(saved.last_bucket for _, saved in ahead) + self.bucket
-        log.warning("the clock was ahead: the detector had stepped buckets up to %s; %d service(s) resume with the "
-                    "bucket from %s, and %d post(s) dated in the future are dated now", iso(latest), len(ahead),
-                    iso(resume + self.bucket), redated)
+        log.warning("the clock was ahead: the detector had stepped buckets up to %s; %s resuming with the bucket "
+                    "from %s, and %s dated in the future re-dated to now", iso(latest), counted(len(ahead), "service"),
+                    iso(resume + self.bucket), counted(redated, "post"))
 
     def _resolve_unwatched(self, now: datetime, report: TickReport) -> None:
         """Resolve the open incidents of services no longer in feeds.toml (removed or renamed), at ``now`` (at their

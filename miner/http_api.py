@@ -28,6 +28,7 @@ from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_al
 from miner.http_listener import HandedListener
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
 from miner.read_api import PREFIX as READ_PREFIX
+from miner.timeutil import counted
 
 log = logging.getLogger(__name__)
 
@@ -388,5 +389,5 @@ class HttpApi:
         """Wait (STOP_WAIT at most) for the requests being answered: the service closes the store after this, and a
         request answered meanwhile failed or opened a connection of its own."""
         if left := self._server.connections.wait_closed(STOP_WAIT):
-            log.warning("http: %d request(s) still being answered %g s into the stop; stopping without them", left,
-                        STOP_WAIT)
+            log.warning("http: %s still being answered %g s into the stop; stopping without them",
+                        counted(left, "request"), STOP_WAIT)

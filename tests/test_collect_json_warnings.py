@@ -74,7 +74,7 @@ def test_a_json_bodys_bytes_that_are_not_utf8_are_the_sources_warning_until_a_cl
         collect(AT)
         assert _texts_with_replacement(store) == 1  # the item is kept, its bad byte read as U+FFFD
         assert current_warning(store.source_row(name) or {}) == (
-            f"JSON from {server.url}{path} holds 1 byte sequence(s) that are not UTF-8; each read as U+FFFD", AT)
+            f"JSON from {server.url}{path} holds 1 byte sequence that is not UTF-8; each read as U+FFFD", AT)
         server.serve_fixture(path, fixture, validators=False)
         collect(AT + timedelta(minutes=10))
     row = store.source_row(name) or {}
@@ -91,7 +91,7 @@ def test_bad_bytes_in_every_response_of_a_poll_are_one_line_with_their_count(
         server.serve("/search.json", Reply(200, _cut(server, "reddit/search.json", b'"title": "', times=2),
                                            content_type="application/json"))
         collect(AT)
-    line = (f"JSON from {server.url}/api/v1/access_token (and 1 other URL) holds 3 byte sequence(s) that are not "
+    line = (f"JSON from {server.url}/api/v1/access_token (and 1 other URL) holds 3 byte sequences that are not "
             "UTF-8 in 2 responses; each read as U+FFFD")
     assert (store.source_row(name) or {})["last_warning"] == line
     # Logged once, naming the source: it was once a response, without it.

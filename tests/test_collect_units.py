@@ -106,7 +106,7 @@ def test_a_bad_byte_in_one_hit_of_a_json_api_costs_no_other_hit(server: FakeServ
     assert "Cloudflare outage \ufffd" in {p.text for p in posts}
     # Logged once a poll, naming the source (once a response, without it, before the poll's notes were logged).
     assert [r.getMessage() for r in caplog.records if "UTF-8" in r.getMessage()] == [
-        f"source hn: JSON from {server.url}/api/v1/search_by_date holds 1 byte sequence(s) that are not UTF-8; each "
+        f"source hn: JSON from {server.url}/api/v1/search_by_date holds 1 byte sequence that is not UTF-8; each "
         "read as U+FFFD"]
 
 
@@ -786,7 +786,7 @@ def test_a_stray_bad_byte_in_a_utf8_feed_costs_no_other_entry_its_text(server: F
         ("Störung bei Telekom: Tausende ohne Internet", ("Telekom",)), ("Сбербанк не работает 😡", ("Сбербанк",)),
         ("Telekom cut St\ufffd", ("Telekom",))]
     assert result.warnings == [
-        f"feed {server.url}/news.rss holds 1 byte sequence(s) that are not UTF-8 in its UTF-8 text; each read as "
+        f"feed {server.url}/news.rss holds 1 byte sequence that is not UTF-8 in its UTF-8 text; each read as "
         "U+FFFD"]
 
 

@@ -170,7 +170,7 @@ def test_a_stop_waits_for_a_stalled_client_only_so_long(tmp_path: Path, monkeypa
         with caplog.at_level(logging.WARNING):
             service.stop()
         assert time.monotonic() - started < 12.0
-        assert "http: 1 request(s) still being answered 0.5 s into the stop; stopping without them" in caplog.text
+        assert "http: 1 request still being answered 0.5 s into the stop; stopping without them" in caplog.text
         assert _reply(stalled).startswith(b"HTTP/1.0 408 ")  # its own deadline ends it, with no store
     finally:
         stalled.close()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.alerts.channel_settings import WebhookSettings
 from miner.alerts.delivery import DeliveryError, NothingSent, WebhookSender, delivered_key
+from miner.timeutil import counted
 
 if TYPE_CHECKING:
     from miner.alerts.claim import Claim
@@ -52,14 +53,16 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
         if n and claim.stop is not None and claim.stop.is_set():
             # A batch of a provider outage is hundreds of events, each up to the webhook's timeout: the stop waited
             # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
-            raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's {len(events)} PagerDuty "
-                                f"event(s) unsent: they go at the retry{_accepted(sent, len(done) - sent)}")
+            raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's "
+                                f"{counted(len(events), 'PagerDuty event')} unsent: they go at the retry"
+                                f"{_accepted(sent, len(done) - sent)}")
         # Each event may take up to the webhook's timeout, and a batch is one event per incident: the lease, which
         # outlasts one timeout (AlertSettings.slowest_send), lapsed mid-batch, and another worker sent the rest
         # again, alongside. Each event gets a whole lease of its own.
         if n and not claim.renew():
-            raise DeliveryError(f"our claim lapsed with {len(todo) - n} of the message's {len(events)} PagerDuty "
-                                f"event(s) unsent: the worker that took it over sends them"
+            raise DeliveryError(f"our claim lapsed with {len(todo) - n} of the message's "
+                                f"{counted(len(events), 'PagerDuty event')} unsent: the worker that took it over "
+                                "sends them"
                                 f"{_accepted(sent, len(done) - sent)}")
         what = f"{event['event_action']} {event['dedup_key']}"
         try:
@@ -81,10 +84,12 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
         raise DeliveryError("; ".join(f"{error} ({', '.join(whats)})" for error, whats in refused.items())
                             + _accepted(sent, len(done) - sent), permanent=True)
     earlier = len(done) - sent
-    return f"{sent} PagerDuty event(s) accepted" + (f" ({earlier} more at an earlier attempt)" if earlier else "")
+    more = f" ({earlier} more at an earlier attempt)" if earlier else ""
+    return f"{counted(sent, 'PagerDuty event')} accepted{more}"
 
 
 def _accepted(now: int, earlier: int) -> str:
     if not now + earlier:
         return ""
-    return f"; {now + earlier} other event(s) accepted" + (f" ({earlier} at an earlier attempt)" if earlier else "")
+    before = f" ({earlier} at an earlier attempt)" if earlier else ""
+    return f"; {counted(now + earlier, 'other event')} accepted{before}"

@@ -19,6 +19,7 @@ import feedparser
 from miner.collectors.base import PollContext
 from miner.collectors.http import Response, conditional_headers, empty_body, fetch
 from miner.collectors.normalise import parse_time, stable_id
+from miner.collectors.poll_notes import not_utf8
 from miner.collectors.utf8 import mend_feed
 from miner.config import SourceConfig
 from miner.errors import BadContent
@@ -200,8 +201,7 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
     if resp.moved:
         log.warning("%s: %s", source_name, resp.moved)
     if bad:
-        warnings.append(f"feed {where} holds {bad} byte sequence(s) that are not UTF-8 in its UTF-8 text; each "
-                        "read as U+FFFD")
+        warnings.append(f"feed {where} holds {not_utf8(bad)} in its UTF-8 text; each read as U+FFFD")
         log.warning("%s: %s", source_name, warnings[-1])
     if parsed.get("bozo"):
         exc = parsed.get("bozo_exception")

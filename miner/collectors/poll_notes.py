@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from miner.timeutil import counted
+
 NoteKind = Literal["not_utf8", "moved", "malformed"]
 
 # The notes of the poll running on this thread (None outside one). A thread-local, as `deadline.py`'s deadline is:
@@ -33,9 +35,15 @@ class _Tally:
     others: set[str] = field(default_factory=set)  # other URLs that gave it
 
 
+def not_utf8(count: int) -> str:
+    """``count`` bad byte sequences, as the log lines and warnings about them say it: "1 byte sequence that is not
+    UTF-8", "3 byte sequences that are not UTF-8"."""
+    return f"{counted(count, 'byte sequence')} that {'is' if count == 1 else 'are'} not UTF-8"
+
+
 def _not_utf8(t: _Tally) -> str:
     # The log line's and the feed warning's words, so that one grep finds both.
-    return (f"JSON from {t.where}{_and_others(t)} holds {t.count} byte sequence(s) that are not UTF-8"
+    return (f"JSON from {t.where}{_and_others(t)} holds {not_utf8(t.count)}"
             f"{f' in {t.times} responses' if t.times > 1 else ''}; each read as U+FFFD")
 
 

@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from miner.collectors.normalise import SURROGATE
-from miner.collectors.poll_notes import note
+from miner.collectors.poll_notes import not_utf8, note
 
 log = logging.getLogger(__name__)
 _REPLACEMENT = "\ufffd".encode()
@@ -43,7 +43,7 @@ def json_text(body: bytes, where: str) -> str:
     while the item holding them stayed listed."""
     text, bad = decode_lenient(body)
     if bad and not note("not_utf8", where, bad):
-        log.warning("JSON from %s holds %d byte sequence(s) that are not UTF-8; each read as U+FFFD", where, bad)
+        log.warning("JSON from %s holds %s; each read as U+FFFD", where, not_utf8(bad))
     return text
 
 
