@@ -204,11 +204,11 @@ def _post_from_line(line: str, path: Path, lineno: int, keeping: Keeping) -> Pos
             raise InputError(f"{where}: {key} holds an unpaired UTF-16 surrogate escape")
     # As a collector stores a post: a capture of real posts is what one would have polled, line breaks, contact
     # details, a feed's key in its links and all (and SQLite cannot store a lone surrogate).
-    text = post_text("", str(obj["text"]), keeping.max_text, plain=True)
-    if not text:
-        raise InputError(f"{where}: field 'text' holds only whitespace or invisible characters")
     source, authors = str(obj["source"]), keeping.authors
     secrets, lang, hosts = keeping.secrets.get(source, ()), obj.get("lang"), source in keeping.from_env
+    text = post_text("", str(obj["text"]), keeping.max_text, plain=True, secrets=secrets)
+    if not text:
+        raise InputError(f"{where}: field 'text' holds only whitespace or invisible characters")
     return Post(source=source, external_id=link_id(str(obj["id"]), secrets, token_hosts=hosts), text=text,
                 created_at=created, url=stored_link(url, secrets, token_hosts=hosts) if isinstance(url, str) else None,
                 lang=lang_code(lang) if isinstance(lang, str) else None,

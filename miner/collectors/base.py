@@ -96,11 +96,11 @@ def make_post(
         created_at, undated = now, UNDATED_NEW
     elif created_at > now + FUTURE_SLACK:
         created_at = now  # a wrong clock at the source must not put posts into buckets not yet reached
-    text = post_text(title, body_html, ctx.settings.max_text_chars, plain=plain)
+    # An item's text, and an id made of its link (a feed item without a guid), hold what the link holds.
+    secrets = source_secrets(source)
+    text = post_text(title, body_html, ctx.settings.max_text_chars, plain=plain, secrets=secrets)
     if not text:
         return None
-    # An id made of the item's link (a feed item without a guid) holds what the link holds.
-    secrets = source_secrets(source)
     # A url_env source's links lose a host label that reads as a key even where its URL holds no key that
     # secret_parts reads: migration 0030, which has no URL, rewrote what it stored so.
     external_id = link_id(external_id, secrets, token_hosts=source.secret_url)

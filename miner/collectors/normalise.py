@@ -9,11 +9,12 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from miner.env_names import shown_name
+from miner.redaction import redact
 from miner.text_links import EMAIL, public_text_links, without_email_logins
 from miner.urls import is_ip
 
@@ -156,15 +157,23 @@ def join_title_body(title: str, body: str, limit: int | None = None) -> str:
     return text if limit is None else cut(text, limit)
 
 
-def post_text(title: str, body: str, limit: int, *, plain: bool = False) -> str:
+def post_text(title: str, body: str, limit: int, *, plain: bool = False, secrets: Sequence[str] = ()) -> str:
     """A post's text as the store keeps it, from an item's title and body (HTML, or plain text when ``plain``: a "<"
-    in it is a character): joined, contact details replaced, the links in it without a credential
-    (`miner.text_links`), cut at ``limit``. Every stored post's text is made so, a polled item's, a replayed one's."""
+    in it is a character): joined, ``secrets`` (`miner.urls.secret_parts` of a `url_env` source's URL, which its
+    links and ids are kept without) as ``[redacted]``, contact details replaced, the links in it without a
+    credential (`miner.text_links`), cut at ``limit``. Every stored post's text is made so, a polled item's, a
+    replayed one's."""
     body = fold(body) if plain else html_to_text(body)
+    text = join_title_body(html_to_text(title), body)
+    # The source's own key first, whole: a text linking "https://<key>.hooks.example/" or quoting the feed's URL kept
+    # it, since public_text_links reads no host label and keeps a value too short or too wordy to read as a token;
+    # after it, a piece of the key it took out would leave the rest unmatched. Only a url_env source pays for it.
+    if secrets:
+        text = redact(text, secrets)
     # Contacts and credentials go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no
     # address or number the placeholders know, and what the cut left of it was stored. Links go first: a link's
     # "user:password@host" read as an e-mail address kept the user name and lost the host.
-    return cut(redact_contacts(public_text_links(join_title_body(html_to_text(title), body))), limit)
+    return cut(redact_contacts(public_text_links(text)), limit)
 
 
 def lang_code(lang: object) -> str | None:

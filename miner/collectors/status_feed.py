@@ -31,6 +31,7 @@ from miner.collectors.normalise import fold, html_to_text
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState
+from miner.redaction import redact
 from miner.urls import holds_token_host, link_id, stored_link
 
 _STATUS_WORDS = {
@@ -165,6 +166,8 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         resolved_at = next((when for label, when in stamps if _STATUS_WORDS.get(label) == done),
                            max(published, updated))
     secrets, ident = source_secrets(source), entry_id(entry)
+    if secrets:  # a title naming the page's URL, as a post's text may (normalise.post_text)
+        title = redact(title, secrets)
     if secrets or (source.secret_url and holds_token_host(ident)):  # as migration 0030 rewrote one stored before
         ident = link_id(ident, secrets, token_hosts=source.secret_url)
     return OfficialIncident(

@@ -18,6 +18,7 @@ from miner.collectors.status_feed import normalise_status
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
+from miner.redaction import redact
 from miner.urls import stored_link
 
 _IMPACTS = frozenset({"none", "minor", "major", "critical"})
@@ -44,11 +45,14 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     components = tuple(
         fold(text_of(as_dict(c).get("name"))) for c in loose_list(item.get("components")) if as_dict(c).get("name")
     )
+    secrets = source_secrets(source)
+    # A title naming the page's URL, as a post's text may (normalise.post_text), is stored without its key.
+    title = redact(fold(html_to_text(text_of(item.get("name")))), secrets) or "(untitled incident)"
     return OfficialIncident(
         source=source.name,
         external_id=str(ident),
         service=source.services[0] if source.services else None,
-        title=fold(html_to_text(text_of(item.get("name")))) or "(untitled incident)",
+        title=title,
         status=status,
         started_at=started,
         # Undated, its start is the poll's time, which the store keeps from the first poll on: the provider's own
@@ -62,7 +66,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         # Both are the page's text: kept as a feed item's link is, without the key of a url from the environment
         # (a page behind a proxy whose path holds it answers with its page.url under that path) or a login.
         url=stored_link((f"{page_url.rstrip('/')}/incidents/{ident}" if page_url else None)
-                        or text_of(item.get("shortlink")) or None, source_secrets(source),
+                        or text_of(item.get("shortlink")) or None, secrets,
                         token_hosts=source.secret_url),
         undated=dated is None,
     )
