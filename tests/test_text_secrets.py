@@ -20,6 +20,7 @@ from miner.config import SourceConfig
 from miner.records import FetchResult
 from miner.replay import Keeping, read_posts
 from miner.store import Store
+from miner.timeutil import iso
 from miner.urls import secret_parts
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -81,6 +82,31 @@ def test_a_url_env_status_feeds_incident_title_is_stored_without_its_key(
     source = SourceConfig("parse", "status_feed", url_env="FEED_URL", services=("Parse",))
     result = _poll(server, store, monkeypatch, source, _feed(server, title=f"Webhooks to {HOST_KEY.upper()} failing"))
     assert result.incidents[0].title == "Webhooks to [redacted] failing"
+    assert _leaks(store_bytes(store, path)) == []
+
+
+def test_a_key_in_texts_and_titles_stored_before_goes_at_the_next_poll(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stored by a poll before the text was kept without the key: the first poll of the source (its key in the
+    # environment, never in the store) takes it out of every text and title the source stored, not of another's.
+    path = tmp_path / "miner.sqlite"
+    store = Store.open(path)
+    store.sync_sources([SourceConfig("parse", "rss", url_env="FEED_URL"),
+                        SourceConfig("other", "rss", url="http://other.invalid/rss")])
+    with store.database.transaction() as conn:
+        conn.executemany("INSERT INTO posts (source, external_id, text, created_at, fetched_at) VALUES (?, ?, ?, ?, ?)",
+                         [("parse", "old-1", f"API down. {QUOTED}", iso(NOW), iso(NOW)),
+                          ("other", "old-2", f"API down. key {HOST_KEY}", iso(NOW), iso(NOW))])
+        conn.execute("INSERT INTO official_incidents (source, external_id, title, status, started_at, updated_at, "
+                     "first_seen_at) VALUES ('parse', 'old-3', ?, 'resolved', ?, ?, ?)",
+                     (f"Hook {HOST_KEY.upper()} down", iso(NOW), iso(NOW), iso(NOW)))
+    _poll(server, store, monkeypatch, SourceConfig("parse", "rss", url_env="FEED_URL"), _feed(server))
+    texts = {r["external_id"]: r["text"] for r in store.database.rows("SELECT external_id, text FROM posts")}
+    assert texts["old-1"] == f"API down. {REDACTED_QUOTE}"
+    assert texts["old-2"] == f"API down. key {HOST_KEY}"  # another source's text: not this key's to take
+    assert store.database.one("SELECT title FROM official_incidents")["title"] == "Hook [redacted] down"
+    with store.database.transaction() as conn:
+        conn.execute("DELETE FROM posts WHERE source = 'other'")
     assert _leaks(store_bytes(store, path)) == []
 
 
