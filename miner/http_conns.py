@@ -26,6 +26,9 @@ import socket
 import threading
 import time
 
+from miner.log_throttle import LogThrottle
+from miner.timeutil import counted
+
 log = logging.getLogger("miner.http_api")  # the endpoint's logger, where its warnings have always been
 
 # Seconds a connection has been sending its request before a newcomer at the cap may take its place. "Sending" is
@@ -46,7 +49,6 @@ BUSY_BODY = '{"error": "too many connections; retry soon"}'
 BUSY_REPLY = (b"HTTP/1.0 503 Service Unavailable\r\nServer: miner\r\nContent-Type: application/json; charset=utf-8\r\n"
               b"Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
               b"Retry-After: 1\r\nContent-Length: %d\r\n\r\n%s" % (len(BUSY_BODY), BUSY_BODY.encode()))
-BUSY_LOG_EVERY = 60.0  # seconds between warnings while connections are being turned away
 # Connections beyond the endpoint's cap that only the probes may use (and as many more for a probe told apart at
 # accept). The board's readers and those following their read (24), and the reports being stored or waiting (8),
 # could hold all 32 at once: a slow index read of 300 services with 40 clients reloading it, and reports held up by
@@ -98,7 +100,7 @@ class OpenConnections:
         self._evicted: set[socket.socket] = set()
         self._claimed: set[socket.socket] = set()  # those answering a request other than a probe
         self._changed = threading.Condition()
-        self._busy_logged: float | None = None  # time.monotonic() of the last warning of connections turned away
+        self._busy_log = LogThrottle()
 
     def take(self, limit: int, conn: socket.socket | None = None) -> bool:
         """Count one more connection (``conn``, sending its request until ``received``). With ``limit`` open
@@ -149,15 +151,13 @@ class OpenConnections:
             return True
 
     def turned_away(self, open_: int, others: bool = False) -> None:
-        """Warn, once in BUSY_LOG_EVERY at most, that connections are turned away, ``open_`` being open (with
-        ``others``: answering requests other than probes)."""
-        with self._changed:
-            now = time.monotonic()
-            if self._busy_logged is not None and now - self._busy_logged < BUSY_LOG_EVERY:
-                return
-            self._busy_logged = now
-        log.warning("http: %d connections %s, turning new ones away with 503", open_,
-                    "answering requests other than probes" if others else "open")
+        """Warn, once a minute at most, that a connection is turned away, ``open_`` being open (with ``others``:
+        answering requests other than probes)."""
+        turned = self._busy_log.due()
+        if turned is not None:
+            log.warning("http: %d connections %s, turning new ones away with 503 (%slogged once a minute at most)",
+                        open_, "answering requests other than probes" if others else "open",
+                        f"{counted(turned, 'connection')} turned away since the last such line; " if turned else "")
 
     def sending(self, conn: socket.socket, going: bool = True) -> None:
         """``conn``'s answer is going out, and has just made progress (a chunk written); with not ``going``, it is

@@ -17,6 +17,7 @@ from typing import Any
 from miner.collectors.reports import RateLimiter, Report, ReporterHashes, report_post, validate_report
 from miner.config import ServiceConfig
 from miner.errors import InputError, MinerError, RateLimited, ReportsBusy, StoreError
+from miner.log_throttle import LogThrottle
 from miner.metrics import Metrics
 from miner.records import Post
 from miner.timeutil import counted
@@ -31,7 +32,6 @@ REPORT_WAIT = 5.0
 # by hand), 32 reporters at once held them all for REPORT_WAIT, and /healthz, /livez and /metrics were answered
 # "too many connections" meanwhile. Stored in 2 ms each, 8 wait together only behind a store that holds them up.
 REPORT_QUEUE = 8
-BUSY_LOG_EVERY = 60.0  # seconds between the log's lines about reports refused so
 # miner_reports_total's results, each written at 0 from the start (metrics.ZERO_AT_START).
 RESULTS = ("accepted", "invalid", "rate_limited", "unavailable")
 
@@ -53,9 +53,7 @@ class ReportIntake:
         self._store_name = store_name
         self.lock = threading.Lock()  # held by the report being stored
         self._queue = threading.BoundedSemaphore(REPORT_QUEUE)  # held by it and those waiting for the lock
-        self._busy_guard = threading.Lock()
-        self._busy_logged: float | None = None  # time.monotonic() of the last line about reports refused so
-        self._busy_since = 0  # reports refused so since that line
+        self._busy_log = LogThrottle()
 
     @property
     def clients(self) -> tuple[RateLimiter, ReporterHashes]:
@@ -115,15 +113,10 @@ class ReportIntake:
         of reporters held up by a locked store, a report refused each, was a line of the log each."""
         busy = ReportsBusy(f"store {self._store_name} is busy: {REPORT_QUEUE} reports are being stored or waiting for "
                            "their turn")
-        with self._busy_guard:
-            self._busy_since += 1
-            now = time.monotonic()
-            if self._busy_logged is not None and now - self._busy_logged < BUSY_LOG_EVERY:
-                return busy
-            first, refused = self._busy_logged is None, self._busy_since
-            self._busy_since, self._busy_logged = 0, now
-        log.error("report intake failed: %s; answered 503 (%slogged once a minute at most)", busy,
-                  "" if first else f"{counted(refused, 'report')} refused so since the last such line; ")
+        refused = self._busy_log.due()
+        if refused is not None:
+            log.error("report intake failed: %s; answered 503 (%slogged once a minute at most)", busy,
+                      f"{counted(refused, 'report')} refused so since the last such line; " if refused else "")
         return busy
 
     def _count(self, result: str) -> None:
