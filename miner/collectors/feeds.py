@@ -17,10 +17,11 @@ from typing import Any
 import feedparser
 
 from miner.collectors.base import PollContext
-from miner.collectors.http import Response, conditional_headers, empty_body, fetch
+from miner.collectors.http import Response, empty_body, fetch
 from miner.collectors.normalise import parse_time, stable_id
 from miner.collectors.poll_notes import not_utf8
 from miner.collectors.utf8 import mend_feed
+from miner.collectors.validators import conditional_headers
 from miner.config import SourceConfig
 from miner.errors import BadContent
 from miner.records import SourceState
@@ -220,7 +221,7 @@ def parse_feed_ends(resp: Response, source_name: str, ends: int | None) -> tuple
 
 def whole_feed(parsed: Any) -> bool:
     """Whether `parse_feed_ends` found the body whole, not cut short inside an entry: the validators of a cut one are
-    not to be kept (`miner.collectors.http.state_after`), so that the next poll asks for it whole."""
+    not to be kept (`miner.collectors.validators.state_after`), so that the next poll asks for it whole."""
     return not parsed.get(_CUT_SHORT)
 
 

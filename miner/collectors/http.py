@@ -30,7 +30,6 @@ from miner.collectors.utf8 import json_text, without_surrogates
 from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
 from miner.proxy_env import ProxyUnusable, RefusedProxy, mounts
-from miner.records import SourceState
 from miner.timeutil import parse_retry_after
 from miner.urls import REDACTED, shown_host, shown_url, without_url
 
@@ -93,17 +92,6 @@ def host_of(url: str, secret: bool = False) -> str:
     if secret:
         return shown_host(host) if host else REDACTED
     return host or url
-
-
-def conditional_headers(state: SourceState | None) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    if state is not None:
-        for name, value in (("If-None-Match", state.etag), ("If-Modified-Since", state.last_modified)):
-            # A validator in Latin-1 or with a control character cannot be sent back (httpx refuses it, and every
-            # later poll of that server failed): the source is fetched in full instead.
-            if value and value.isascii() and value.isprintable():
-                headers[name] = value
-    return headers
 
 
 def fetch(
@@ -387,11 +375,3 @@ def json_object(resp: Response) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadContent(f"unexpected JSON from {resp.where}: expected an object, got {type(data).__name__}")
     return data
-
-
-def state_after(resp: Response, cursor: str | None = None, whole: bool = True) -> SourceState:
-    """The validators to remember from a response (for the next conditional GET); none from a body known cut short
-    (not ``whole``), which a cache may go on serving under them: a 304 until the resource changed, the rest unread."""
-    if not whole:
-        return SourceState(cursor=cursor)
-    return SourceState(etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"), cursor=cursor)

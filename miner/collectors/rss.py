@@ -29,9 +29,10 @@ from miner.collectors.feeds import (
     parse_feed_ends,
     whole_feed,
 )
-from miner.collectors.http import Response, state_after
+from miner.collectors.http import Response
 from miner.collectors.normalise import stable_id
 from miner.collectors.paging import gap_warning
+from miner.collectors.validators import state_after
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState

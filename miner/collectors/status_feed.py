@@ -26,8 +26,8 @@ from miner.collectors.feeds import (
     parse_feed,
     whole_feed,
 )
-from miner.collectors.http import state_after
 from miner.collectors.normalise import fold, html_to_text
+from miner.collectors.validators import state_after
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import MAINTENANCE, FetchResult, OfficialIncident, SourceState

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, source_secrets, text_of
-from miner.collectors.http import conditional_headers, fetch, json_object, state_after
+from miner.collectors.http import fetch, json_object
 from miner.collectors.normalise import fold, html_to_text, parse_time
 from miner.collectors.poll_notes import note
 from miner.collectors.status_feed import normalise_status
+from miner.collectors.validators import conditional_headers, state_after
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, OfficialIncident, SourceState
