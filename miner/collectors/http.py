@@ -26,6 +26,7 @@ from miner.collectors.decoding import decoded
 from miner.collectors.poll_notes import note
 from miner.collectors.ratelimit import rate_limit_wait
 from miner.collectors.settings import CollectSettings
+from miner.collectors.trailer import warn_no_trailer
 from miner.collectors.utf8 import json_text, without_surrogates
 from miner.errors import BadContent, SourceError
 from miner.net_errors import HTTPX_TRUST, describe, env_proxy, url_host
@@ -49,6 +50,7 @@ class Response:
     body: bytes
     secret_url: bool = False  # fetched for a url_env source: messages show no more than its scheme and host
     moved: str | None = None  # the warning for a URL that redirected permanently (see `moved_warning`)
+    unchecked: bool = False  # compressed, its trailer (checksum) missing: read, its validators not kept (`state_after`)
 
     def __repr__(self) -> str:
         # The URL as messages show it: the real one may hold a key (in its query, or as its path for url_env).
@@ -137,7 +139,8 @@ def fetch(
                 raise SourceError(f"body larger than {cap} bytes from {where}")
             chunks: list[bytes] = []
             total = 0
-            for chunk in decoded(resp, whole=good):
+            no_trailer: list[str] = []
+            for chunk in decoded(resp, whole=good, no_trailer=no_trailer):
                 total += len(chunk)
                 if total > limit:
                     if good:
@@ -153,7 +156,10 @@ def fetch(
                 body=b"".join(chunks),
                 secret_url=secret_url,
                 moved=moved_warning(url, [*resp.history, resp], secret_url),
+                unchecked=bool(no_trailer),
             )
+            if no_trailer:
+                warn_no_trailer(where, no_trailer)
     except httpx.TooManyRedirects:
         raise SourceError(
             f"too many redirects (more than {settings.max_redirects}) from {shown_url(url, secret=secret_url)}"

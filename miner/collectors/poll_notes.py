@@ -1,7 +1,7 @@
 """Survivable problems met below a collector, where no `FetchResult` is at hand: a JSON body's bytes that are not
 UTF-8, or its URL's permanent redirect, read by `miner.collectors.http.read_json` for every page and login of a poll
 of any of the seven JSON collectors; items an API listed without the id or time a collector needs, skipped on the
-page that listed them.
+page that listed them; a compressed body that came without its trailer (`miner.collectors.trailer`), for any source.
 
 The bad bytes were only logged, and the others not even that, so the source's ``last_warning`` (`miner status`,
 /metrics, the digest) never said that the source sends broken text, or has moved, or answers in a shape its collector
@@ -20,7 +20,7 @@ from typing import Literal
 
 from miner.timeutil import counted
 
-NoteKind = Literal["not_utf8", "moved", "malformed"]
+NoteKind = Literal["not_utf8", "moved", "malformed", "no_trailer"]
 
 # The notes of the poll running on this thread (None outside one). A thread-local, as `deadline.py`'s deadline is:
 # the pool runs polls on many threads at once, each from its collector's call to its return.
@@ -58,6 +58,17 @@ def _malformed(t: _Tally) -> str:
     return f"{t.where}{_and_others(t)} listed {t.count} item(s) without a usable id or time; skipped"
 
 
+def no_trailer(what: str) -> str:
+    """The warning for ``what`` ("gzip body from URL") that came without its trailer, its compressed data whole
+    (`miner.collectors.trailer`): the log line's and the poll warning's words."""
+    return (f"{what} came without its trailer (the checksum that ends it; its compressed data ended whole): read, "
+            "but its ETag and Last-Modified not kept, so that the next poll fetches it whole")
+
+
+def _no_trailer(t: _Tally) -> str:
+    return no_trailer(t.where + _and_others(t))
+
+
 def _and_others(t: _Tally, what: str = "") -> str:
     return f" (and {len(t.others)} other URL{'s' if len(t.others) > 1 else ''}{what})" if t.others else ""
 
@@ -67,6 +78,7 @@ _MESSAGES: dict[NoteKind, Callable[[_Tally], str]] = {
     "not_utf8": _not_utf8,
     "moved": _moved,  # `where` is `miner.collectors.http.moved_warning`'s message
     "malformed": _malformed,
+    "no_trailer": _no_trailer,  # `where` is "gzip body from URL"
 }
 
 

@@ -20,7 +20,9 @@ def conditional_headers(state: SourceState | None) -> dict[str, str]:
 
 def state_after(resp: Response, cursor: str | None = None, whole: bool = True) -> SourceState:
     """The validators to remember from a response (for the next conditional GET); none from a body known cut short
-    (not ``whole``), which a cache may go on serving under them: a 304 until the resource changed, the rest unread."""
-    if not whole:
+    (not ``whole``), which a cache may go on serving under them: a 304 until the resource changed, the rest unread;
+    none from one whose compressed body came without its trailer (``resp.unchecked``): its data ended whole, but
+    nothing proved it the server's whole body, and the next poll fetches it whole rather than be told it has it."""
+    if not whole or resp.unchecked:
         return SourceState(cursor=cursor)
     return SourceState(etag=resp.headers.get("etag"), last_modified=resp.headers.get("last-modified"), cursor=cursor)
