@@ -83,3 +83,42 @@ def test_the_footer_says_the_counts_are_complaining_people_not_posts(
     html = " ".join(smtp_server.inbox.messages[0].get_body(("html",)).get_content().split())
     assert "Counts are posts" not in html
     assert "Counts are complaints: the people (accounts) whose posts our classifier judged to be outage reports" in html
+
+
+def test_a_digest_when_every_source_fails_lists_some_says_how_many_more_and_stays_under_the_clip(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # miner's own DNS down: all 300 sources fail at once. The digest listed every one, 300 lines of 200-character
+    # errors: an HTML part past Gmail's clip however few incidents it kept, which cut off the list's end and the
+    # footer unsaid, and left room for no incident at all.
+    from miner.config import SourceConfig
+
+    names = [f"reddit-{i:03d}" for i in range(300)]
+    store.sync_sources([SourceConfig(name=n, type="reddit", query=n) for n in names])
+    dns = ("reddit.com:443 host name www.reddit.com not found (DNS: Temporary failure in name resolution): check "
+           "the name for a typo, or this machine's DNS resolver")
+    for name in names:
+        store.record_poll_failure(name, dns, T0, T0 + timedelta(minutes=5))
+    # One whose failure lasts until someone acts, its name sorting last: it is listed, whatever is left out.
+    store.record_poll_failure(names[-1], "HTTP 401 <Unauthorized>", T0, T0 + timedelta(minutes=5), needs_action=True)
+    for i in range(10):
+        open_incident(store, f"Svc{i:02d}", T0, series=i < 2)
+    cfg = mail_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0 - timedelta(minutes=30))
+    now = T0 + timedelta(hours=1)
+    assert enqueue_due_digests(store, cfg, now) == 1
+    assert dispatch(store, cfg, now, worker_id="w").sent == 1
+
+    [digest] = [m for m in smtp_server.inbox.messages if "Digest" in m["Subject"]]
+    assert "10 open, 0 resolved, 300 sources failing" in digest["Subject"]
+    text = " ".join(digest.get_body(("plain",)).get_content().split())
+    html = digest.get_body(("html",)).get_content()
+    assert len(html.encode()) < GMAIL_CLIPS_AT
+    html = " ".join(html.split())
+    assert "miner silence add" in html and "Mute a service" in text  # the footer, at the end of each part
+    for part in (text, html):
+        assert "Sources failing to poll (300)" in part
+        assert part.count("Temporary failure in name resolution") == 19
+        assert "reddit-299 (reddit): needs someone to act" in part.replace("<b>", "").replace("</b>", "")
+        assert "and 280 more" in part and "miner status" in part
+        assert "shows the" not in part  # the ten incidents all fit beside the list
+        assert len(set(re.findall(r"Svc\d\d", part))) == 10

@@ -314,6 +314,21 @@ def failing_sources(store: Store, sources: Collection[str] | None) -> list[Faili
     ]
 
 
+# A digest lists at most this many failing sources: an outage of miner's own network or DNS fails every source at
+# once, and 600 of them made a digest's HTML 156 KB (past Gmail's clipping, its end and the footer cut off unsaid),
+# which left room for one incident of 300. `miner status` lists them all.
+MAX_FAILING = 20
+
+
+def listed_failing(failing: list[FailingSource]) -> list[FailingSource]:
+    """The MAX_FAILING of ``failing`` a digest lists, in their order: those that need someone to act first, then
+    those failing longest."""
+    if len(failing) <= MAX_FAILING:
+        return failing
+    kept = {s.name for s in sorted(failing, key=lambda s: (not s.needs_action, -s.failures))[:MAX_FAILING]}
+    return [s for s in failing if s.name in kept]
+
+
 def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_of: datetime) -> list[dict[str, Any]]:
     """The incidents a digest covers: open or resolved since ``since``, and opened by ``as_of``.
 

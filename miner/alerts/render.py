@@ -25,6 +25,7 @@ from miner.alerts.content import (
     digest_incidents,
     failing_sources,
     item_views,
+    listed_failing,
     most_important,
 )
 from miner.alerts.settings import AlertSettings, RouteSettings
@@ -328,8 +329,9 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     images = _charts(views, now)
 
     def render(shown: dict[str, Any]) -> tuple[str, str]:
-        ctx = _context(settings, failing=failing, since=since, now=now, route=route.name, subject=subject,
-                       open_n=open_n, resolved_n=resolved_n, services=route.services, **shown)
+        ctx = _context(settings, failing=listed_failing(failing), failing_n=len(failing), since=since, now=now,
+                       route=route.name, subject=subject, open_n=open_n, resolved_n=resolved_n,
+                       services=route.services, **shown)
         return _render("digest.txt", ctx), _render("digest.html", ctx)
 
     text, html, _, images = _fitted(views, images, covered.total, True, render)
