@@ -160,3 +160,22 @@ def test_a_reopening_the_day_after_its_resolve_dates_the_resolve_in_every_format
     assert f"<b>Re-opened</b> {said.removeprefix('re-opened ')}" in html
     assert said in json.dumps(slack.bodies[-1]) and said in json.dumps(teams.bodies[-1])
     assert f"({said}): peak" in [e["payload"]["summary"] for e in pd.events if e["event_action"] == "trigger"][-1]
+
+
+def test_the_alert_about_a_reopening_replies_to_the_incidents_earlier_alert(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Opened at 0, resolved at 60, back at 75, resolved at 130: one incident ("after 2 h 10 min" counts from its
+    # first opening), whose re-opening's alert started a thread of its own, so the mail client showed a flapping
+    # outage as two, the history apart from the alert it explains.
+    iid = open_incident(store, "WhatsApp", at(0), posts=False, series=False)
+    run(store, mail(smtp_server), at(0), at(140), {at(60): lambda: resolve(store, iid, at(60)),
+                                                   at(75): lambda: reopen(store, iid, at(75)),
+                                                   at(130): lambda: resolve(store, iid, at(130))})
+    opened, resolved, again, resolved_again = smtp_server.inbox.messages
+    assert [str(m["Subject"]) for m in (resolved, again, resolved_again)] == [
+        "[miner] RESOLVED: WhatsApp after 1 h 00 min", "[miner] OPEN: WhatsApp outage reports (15.0x normal, z 8.4)",
+        "[miner] RESOLVED: WhatsApp after 2 h 10 min"]
+    assert resolved["In-Reply-To"] == resolved["References"] == opened["Message-ID"]
+    assert again["In-Reply-To"] == again["References"] == opened["Message-ID"]
+    assert resolved_again["In-Reply-To"] == resolved_again["References"] == again["Message-ID"]
+

@@ -292,6 +292,11 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
     # started a thread of its own. Incidents of several alerts have no one alert to reply to.
     updates = kind == "resolved" or reminder
     parents = {store.open_message_id(route.name, v.id) for v in views} if updates else set()
+    if not updates and all(v.reopened_at for v in views):
+        # A re-opening is the same incident (the resolve notice's "after" counts from its first opening): its alert
+        # started a thread of its own, apart from the opening and resolve before it, just when a flapping outage's
+        # history is wanted.
+        parents = {store.earlier_alert_id(route.name, v.id, message_id) for v in views}
     reply_to = parents.pop() if len(parents) == 1 else None
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
                       in_reply_to=reply_to)

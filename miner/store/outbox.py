@@ -288,6 +288,15 @@ class OutboxMixin:
                                 (route, incident_id))
         return str(row["message_id"]) if row and row["message_id"] else None
 
+    def earlier_alert_id(self, route: str, incident_id: int, message_id: str) -> str | None:
+        """The Message-ID of the last alert email about ``incident_id`` sent on ``route``, other than ``message_id``:
+        the one a re-opening's alert replies to (alert_incidents keeps the re-opening's own from its planning)."""
+        row = self.database.one(
+            "SELECT o.message_id FROM outbox_items i JOIN outbox o ON o.id = i.outbox_id WHERE i.incident_id = ? "
+            "AND i.kind = 'open' AND o.route = ? AND o.channel = 'email' AND o.status = 'sent' AND o.message_id != ? "
+            "ORDER BY o.id DESC LIMIT 1", (incident_id, route, message_id))
+        return str(row["message_id"]) if row and row["message_id"] else None
+
     def has_sent_notifications(self) -> bool:
         """Whether any notification was sent (or claimed for sending) from this store."""
         return self.database.one("SELECT 1 AS x FROM outbox WHERE status IN ('sent', 'sending') LIMIT 1") is not None
