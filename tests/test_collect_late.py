@@ -22,6 +22,7 @@ from fakeserver import FakeServer, Recorded, Reply
 from miner.cli import main
 from miner.collect_stage import late_text
 from miner.collectors import Poller
+from miner.collectors.normalise import hash_author
 from miner.config import Config, SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, Post, SourceState
@@ -280,6 +281,33 @@ def test_a_boost_of_an_old_status_is_stored_once_as_written_and_not_counted_late
     # Boosted, not delivered late: no "2 h 55 min late" for a source whose margin is an hour.
     assert (second.stored, second.duplicates, second.posts_late) == (2, 1, 0)
     assert (third.stored, third.duplicates, third.posts_late) == (0, 3, 0)
+
+
+def test_a_reddit_crosspost_is_read_as_the_post_it_shares_stored_once_and_not_counted_late(
+        server: FakeServer, store: Store) -> None:
+    # A crosspost shares someone's post in another subreddit: like a boost, no report of the crossposter's own. Read
+    # as itself, each crosspost of an hours-old "Outlook down?" was one more complainer now.
+    api = RecordedSearch(server, NOW - timedelta(minutes=5))
+    config = reddit_config(server)
+    pipe = Pipeline(config, store)
+    with Poller(config.collect, config.services, hash_key=b"k", environ=ENVIRON) as poller:
+        [first] = pipe.collect(NOW, poller)
+        known = copy.deepcopy(next(c["data"] for c in api.children if c["data"]["name"] == "t3_1h10abc"))
+        old = copy.deepcopy(known)
+        old.update(name="t3_1h0old1", id="1h0old1", author="dora_it", title="Outlook down since 8 for anyone?",
+                   created_utc=float(int((NOW - timedelta(hours=3)).timestamp())), subreddit="sysadmin")
+        for n, (author, shared, after) in enumerate((("eli_m", old, 30), ("gus_r", known, 40), ("fay_k", old, 50))):
+            api.add(f"t3_1h1xp0{n}", NOW + timedelta(seconds=after), shared["title"])
+            api.children[-1]["data"].update(author=author, selftext="", selftext_html=None, is_self=False,
+                                            crosspost_parent=shared["name"], crosspost_parent_list=[shared])
+        [second] = pipe.collect(NOW + timedelta(minutes=1), poller)
+    rows = store.database.rows("SELECT external_id, created_at, author_hash FROM posts ORDER BY created_at")
+    assert [r["external_id"] for r in rows] == ["t3_1h0old1", "t3_1h0zz9a", "t3_1h0zzq1", "t3_1h10abc"]
+    assert rows[0]["created_at"] == iso(datetime.fromtimestamp(old["created_utc"], UTC))
+    assert rows[0]["author_hash"] == hash_author("dora_it", b"k", "reddit")
+    assert first.stored == 3
+    # Shared, not indexed late: no "2 h 55 min late" for the three-hour-old post.
+    assert (second.stored, second.posts_late) == (1, 0)
 
 
 def test_a_reddit_source_given_credentials_counts_no_post_of_its_first_api_read_late(

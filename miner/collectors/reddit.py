@@ -28,6 +28,7 @@ from miner.collectors.base import (
     base_url,
     epoch_cursor,
     epoch_not_after_now,
+    loose_list,
     make_post,
     text_of,
     without_credentials,
@@ -201,7 +202,10 @@ class RedditCollector:
         plain_cursor = None if newest is None else f"{newest:.0f}"
         return FetchResult(posts=read.posts, state=SourceState(cursor=join_cursor(plain_cursor, left)),
                            warnings=pager.warnings() + gaps + dropped, retry_after=pager.retry_after,
-                           gap=bool(gaps or dropped), catching_up=frozenset(read.catching_up))
+                           gap=bool(gaps or dropped),
+                           # A post read only through a crosspost is dated when it was written: older by design, not
+                           # delivered late.
+                           catching_up=frozenset(read.catching_up | (read.crossposted - read.listed)))
 
     def get(self, source: SourceConfig, ctx: PollContext, url: str, params: dict[str, str | int]) -> Response:
         """One API request, logging in once more when the token is refused."""
@@ -221,6 +225,32 @@ class RedditCollector:
         return resp
 
 
+def _crossposted(item: dict[str, Any]) -> dict[str, Any] | None:
+    """The post a crosspost shares (as the listing gives it in ``crosspost_parent_list``, followed to the first post
+    of a crosspost of a crosspost), or None for a post of its own or a crosspost that gives no usable parent.
+
+    A crosspost is no report of its own, as a Mastodon boost is not: its poster shares someone's post in another
+    subreddit, its title the original's unless changed. Read as itself, an hours-old "Outlook down?" crossposted to
+    three subreddits counted as three complainers now; it is read as the post it shares, that author's, dated when
+    written, stored once."""
+    shown: dict[str, Any] | None = None
+    current = item
+    for _depth in range(5):
+        parent_name = text_of(current.get("crosspost_parent"))
+        parents = [p for p in map(as_dict, loose_list(current.get("crosspost_parent_list")))
+                   if text_of(p.get("name")) == parent_name]
+        if not parent_name or not parents or not _usable(parents[0]):
+            break
+        shown = current = parents[0]
+    return shown
+
+
+def _usable(item: dict[str, Any]) -> bool:
+    """Whether a listing's item has the fullname and time a post needs."""
+    created = item.get("created_utc")
+    return isinstance(created, int | float) and math.isfinite(created) and bool(text_of(item.get("name")))
+
+
 class _Listing:
     """The pages of a listing one poll reads, newest first, window by window, and what they brought.
 
@@ -236,6 +266,9 @@ class _Listing:
         self.posts: list[Post] = []
         self.catching_up: set[str] = set()  # read in a window an earlier poll left: older than posts stored, not late
         self.seen: set[str] = set()
+        self.taken: set[str] = set()  # external ids: a crosspost and the post it shares are one post
+        self.listed: set[str] = set()  # external ids of posts the listing gave themselves
+        self.crossposted: set[str] = set()  # external ids of posts read through a crosspost
         self.newest: float | None = None
 
     def window(self, floor: float | None, after: str | None) -> tuple[bool, str | None]:
@@ -270,10 +303,16 @@ class _Listing:
                 fresh = True
                 seen = epoch_not_after_now(float(created), self.ctx)
                 self.newest = seen if self.newest is None else max(self.newest, seen)
-                if (post := self._post(item)) is not None:
-                    self.posts.append(post)
-                    if catch_up and (floor is None or created > floor):
-                        self.catching_up.add(post.external_id)
+                shown = _crossposted(item) or item
+                if (post := self._post(shown)) is None:
+                    continue
+                (self.listed if shown is item else self.crossposted).add(post.external_id)
+                if post.external_id in self.taken:
+                    continue
+                self.taken.add(post.external_id)
+                self.posts.append(post)
+                if catch_up and (floor is None or created > floor):
+                    self.catching_up.add(post.external_id)
             if reached or not next_after or not fresh:  # no new post on a page: a server ignoring `after`
                 return True, None
             after = next_after
@@ -286,8 +325,7 @@ class _Listing:
         listing = as_dict(data.get("data"))
         items = [as_dict(as_dict(raw).get("data"))
                  for raw in as_list(listing.get("children"), "data.children", resp.where)]
-        valid = [i for i in items if isinstance(i.get("created_utc"), int | float) and math.isfinite(i["created_utc"])
-                 and text_of(i.get("name"))]
+        valid = [i for i in items if _usable(i)]
         if len(valid) < len(items):
             note("malformed", resp.where, len(items) - len(valid))
         return resp, (valid, len(items), text_of(listing.get("after")) or None)
