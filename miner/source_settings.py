@@ -81,6 +81,14 @@ def _feed_not_page(url: str) -> str | None:
 # The credentials each source type reads, by name in `env`; the values name environment variables.
 CREDENTIALS: Mapping[str, tuple[str, ...]] = {"reddit": ("client_id", "client_secret"),
                                               "bluesky": ("identifier", "password")}
+def _one_hashtag(tag: str) -> bool:
+    """Whether ``tag`` (without its "#") is one hashtag as Mastodon reads one: word characters (and its middle dot and
+    zero-width non-joiner), not digits only. The tag timeline takes one tag; a server drops what else a name holds
+    ("whatsapp down" read as #whatsappdown, "#WhatsApp #outage" as #whatsappoutage) or knows no such tag and answers
+    an empty timeline: the source polled without error and never found a post."""
+    return re.fullmatch(r"[\w\u00b7\u200c]+", tag) is not None and not tag.isdigit()
+
+
 MIN_INTERVAL = 10
 MAX_INTERVAL = 7 * 86400  # beyond a week a source is better disabled; larger values overflow datetimes
 MAX_TIMEOUT = 600.0
@@ -147,6 +155,10 @@ class SourceConfig:
             raise ValueError(f"query: must not be blank (got {self.query!r})")
         if self.type in needs_query and not self.query:
             raise Conflict(f"query: required for type {self.type!r}", also=("type",))
+        if self.type == "mastodon" and self.query and not _one_hashtag(self.query.strip().lstrip("#")):
+            raise ValueError(f"query: a mastodon source reads one hashtag's timeline, and {self.query!r} is not one "
+                             "hashtag (letters, digits and _ only: Mastodon drops the rest and reads another tag, "
+                             "or answers nothing, at every poll): give one tag, and a source for each further tag")
         if self.type == "reddit" and not (self.url or self.url_env or self.query):
             raise Conflict("query: reddit needs a search query/subreddit or a feed url", also=("type",))
 

@@ -902,6 +902,22 @@ def test_a_blank_query_is_refused(kind: str, query: str) -> None:
     assert parse_config(f"[[sources]]\nname = 's'\ntype = '{kind}'\n{url}query = '#down'\n").sources[0].query
 
 
+@pytest.mark.parametrize("query", ["whatsapp down", "#WhatsApp #outage", "#WhatsApp-Down", "#2024"])
+def test_a_mastodon_query_that_is_not_one_hashtag_is_refused(query: str) -> None:
+    # The tag timeline takes one tag: a server drops what else the name holds ("whatsapp down" read as #whatsappdown)
+    # or answers an empty timeline, and the source polled without error, finding nothing, for good.
+    with pytest.raises(ConfigError) as info:
+        parse_config(f"[[sources]]\nname = 's'\ntype = 'mastodon'\nurl = 'https://m.example'\nquery = {query!r}\n",
+                     "x.toml")
+    assert str(info.value).startswith(f"x.toml:5: sources[0].query: a mastodon source reads one hashtag's timeline, "
+                                      f"and {query!r} is not one hashtag")
+    for tag in ("#WhatsAppDown", "outage", " #Down_2024 ", "#störung", "#ВотсапНеРаботает", "#微信"):
+        parse_config(f"[[sources]]\nname = 's'\ntype = 'mastodon'\nurl = 'https://m.example'\nquery = {tag!r}\n")
+    # Other types search for words.
+    assert parse_config("[[sources]]\nname = 's'\ntype = 'lemmy'\nurl = 'https://l.example'\n"
+                        "query = 'whatsapp down'\n").sources[0].query == "whatsapp down"
+
+
 def test_a_key_of_another_table_names_the_table_it_belongs_to() -> None:
     # "detector.group_wait: unknown key (allowed here: bucket_minutes, ...)" left the reader to find where it goes;
     # a key meant for [store] but written after a [[sources]] entry is in that entry, as TOML reads it.
