@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeserver import FakeServer, Reply
+from fakeserver import FakeServer, Recorded, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.mastodon import status_external_id
 from miner.collectors.normalise import html_to_text, join_title_body
 from miner.config import ServiceConfig, SourceConfig
+from miner.errors import SourceError
+from miner.records import SourceState
 from miner.store import Store
 from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import iso
@@ -180,6 +182,41 @@ def test_lemmy_items_of_bot_accounts_are_not_posts(server: FakeServer, poller: P
     _serve_json(server, "/api/v3/search", data)
     bot = data["posts"][0]["post"]["ap_id"]
     assert bot in people and [p.external_id for p in poller.poll(source).posts] == [i for i in people if i != bot]
+
+
+def test_lemmys_rate_limit_answered_as_a_400_is_a_passing_failure_not_one_that_needs_action(
+        server: FakeServer, poller: Poller) -> None:
+    # Lemmy 0.18 and 0.19 answer every error but a wrong login or a missing object as a 400, its rate limit too
+    # (60 searches in 10 min an address by default): read as a bad request, the source was failed for good, polled
+    # hourly and listed as needing someone to act, for a limit that passes in minutes.
+    source = SourceConfig("lemmy", "lemmy", url=server.url, query="discord")
+    server.serve("/api/v3/search", Reply(400, b'{"error":"rate_limit_error"}', content_type="application/json"))
+    with pytest.raises(SourceError) as limited:
+        poller.poll(source)
+    assert str(limited.value) == "HTTP 400 from 127.0.0.1 (Lemmy's rate limit: rate_limit_error)"
+    assert not limited.value.permanent and not limited.value.calls_for_action(1)
+    # Any other refusal is still the request's fault.
+    server.serve("/api/v3/search", Reply(400, b'{"error":"couldnt_find_community"}', content_type="application/json"))
+    with pytest.raises(SourceError) as refused:
+        poller.poll(source)
+    assert str(refused.value) == "HTTP 400 from 127.0.0.1" and refused.value.permanent
+    # A later page limited ends the paging, as a 429 does, the pages before it kept.
+    data = json.loads(server.fixture_bytes("lemmy/search.json"))
+    full = {"posts": data["posts"][:1] * 50, "comments": []}
+    for n, view in enumerate(full["posts"]):
+        view = full["posts"][n] = copy.deepcopy(view)
+        view["post"].update(id=n + 1, ap_id=f"https://lemmy.world/post/{n + 1}", published="2026-11-27T14:02:00Z")
+
+    def pages(request: Recorded) -> Reply:
+        if request.param("page") == "1":
+            return Reply(200, json.dumps(full).encode(), content_type="application/json")
+        return Reply(400, b'{"error":"rate_limit_error"}', content_type="application/json")
+
+    server.serve("/api/v3/search", pages)
+    result = poller.poll(source, SourceState(cursor="2026-11-27T10:00:00+00:00"))
+    assert len(result.posts) == 50 and result.behind
+    assert result.warnings == ["page 2 failed (HTTP 400 from 127.0.0.1 (Lemmy's rate limit: rate_limit_error)); "
+                               "kept the 1 page(s) before it"]
 
 
 def test_discourse_topics_opened_by_its_automation_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:

@@ -24,10 +24,11 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
-from miner.collectors.http import Response, fetch, json_object
+from miner.collectors.http import Response, fetch, host_of, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.collectors.poll_notes import note
+from miner.collectors.ratelimit import rate_limit_wait
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
@@ -40,6 +41,26 @@ MAX_LIMIT = 50  # Lemmy's own cap
 # sender's queue is behind, or hours later when this instance was unreachable and gets it on a retry. Only the page
 # that reaches the cursor, read anyway, brings them: no request more, at most a page of each list sent again, which
 # the store has (it keeps one of each) or, older than it keeps posts, leaves out.
+
+
+# Lemmy 0.18 and 0.19 answer every error but a wrong login or a missing object as a 400, their rate limit too
+# ({"error": "rate_limit_error"}, no Retry-After; 60 searches in 10 minutes an address by default).
+_REFUSED = frozenset({400})
+_RATE_LIMITED = "rate_limit_error"
+
+
+def _refusal(resp: Response, ctx: PollContext) -> SourceError:
+    """The error for a 400: Lemmy's rate limit, which passes by itself as a 429 does, or a request refused, which
+    does not (a permanent error, see http.status_error). Read as a bad request, a rate-limited source was failed for
+    good: polled hourly and listed as needing someone to act."""
+    try:
+        name = text_of(json_object(resp).get("error"))
+    except SourceError:
+        name = ""
+    if name == _RATE_LIMITED:
+        return SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (Lemmy's rate limit: {name})",
+                           retry_after=rate_limit_wait(resp.headers, ctx.now()))
+    return status_error(resp, ctx.now())
 
 
 def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str, where: str) -> Post | None:
@@ -136,7 +157,10 @@ class LemmyCollector:
     def _page(source: SourceConfig, ctx: PollContext, url: str,
               params: dict[str, str | int]) -> tuple[Response, dict[str, list[dict[str, Any]]]]:
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
-                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
+                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"},
+                     ok_statuses=_REFUSED)
+        if resp.status in _REFUSED:
+            raise _refusal(resp, ctx)
         data = json_object(resp)
         if "posts" not in data and "comments" not in data:
             raise BadContent(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")
