@@ -153,6 +153,23 @@ def test_a_mastodon_account_without_a_profile_url_is_named_with_the_instance(
 
 
 
+@pytest.mark.parametrize("status", [422, 401])
+def test_a_mastodon_tag_timeline_shown_to_logged_in_users_only_needs_action(server: FakeServer, poller: Poller,
+                                                                            status: int) -> None:
+    # Mastodon 4.5 lets an instance show its hashtag timelines to logged-in users only, answering an anonymous request
+    # 422 (an older one with its timeline preview off too; one in limited-federation mode, 401 for its whole API).
+    # The 422 was a passing failure, retried for good and never listed as needing someone to act; the 401 sent the
+    # operator after credentials that a mastodon source does not take.
+    server.serve(TAG_PATH, Reply(status, b'{"error":"This method requires an authenticated user"}',
+                                 content_type="application/json"))
+    with pytest.raises(SourceError) as refused:
+        poller.poll(_masto(server))
+    assert str(refused.value) == (f"HTTP {status} from 127.0.0.1 (this instance shows its hashtag timelines to "
+                                  "logged-in users only, and miner reads them anonymously: watch the tag on another "
+                                  "instance)")
+    assert refused.value.permanent and refused.value.calls_for_action(1)
+
+
 def test_mastodon_statuses_of_bot_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
     statuses = _timeline(server)
     statuses[0]["account"]["bot"] = True  # the newest: a relay posting "#outage" headlines

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from miner.collectors.base import PollContext, as_dict, as_list, base_url, cursor_limit, make_post, text_of
-from miner.collectors.http import Response, fetch, read_json
+from miner.collectors.http import Response, fetch, host_of, read_json
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.collectors.poll_notes import note
@@ -41,6 +41,21 @@ _SNOWFLAKE_MS_FLOOR = 1_000_000_000_000  # the time (ms) in a snowflake id is af
 # posts /p/<n> and their comments /comment/<n> and /reply/<n>. As host/<n>, post 5 and comment 5 of one server were
 # one id, and the store kept whichever came first. The first kind of each (post, t) keeps host/<n>, as before.
 _NUMBERED_KINDS = frozenset({"comment", "reply", "p"})
+
+
+# What a server answers an anonymous request for a hashtag timeline it shows to logged-in users only: Mastodon 4.5's
+# "topic feed" setting other than public, or an older one's timeline preview turned off, 422 ("This method requires an
+# authenticated user"); one in limited-federation (secure) mode, 401 for its whole API.
+_LOGIN_REQUIRED = frozenset({401, 422})
+
+
+def _login_required(resp: Response) -> SourceError:
+    """The error for a timeline shown to logged-in users only: permanent, as miner reads it anonymously. A 422 read as
+    any other status was a passing failure, retried on the backoff for good and never listed as needing someone to
+    act; a 401 sent the operator to the source's credentials, which the type has none of."""
+    return SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (this instance shows its hashtag "
+                       "timelines to logged-in users only, and miner reads them anonymously: watch the tag on another "
+                       "instance)", permanent=True)
 
 
 def status_external_id(uri: str, local_id: str) -> str:
@@ -167,7 +182,10 @@ class MastodonCollector:
     def _page(source: SourceConfig, ctx: PollContext, url: str,
               params: dict[str, str | int]) -> tuple[Response, list[Any]]:
         resp = fetch(ctx.client, ctx.settings, url, timeout=source.timeout, now=ctx.now,
-                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"})
+                     secret_url=source.secret_url, params=params, headers={"Accept": "application/json"},
+                     ok_statuses=_LOGIN_REQUIRED)
+        if resp.status in _LOGIN_REQUIRED:
+            raise _login_required(resp)
         return resp, as_list(read_json(resp), "the timeline", resp.where)
 
 
