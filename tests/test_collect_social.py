@@ -236,6 +236,28 @@ def test_lemmys_rate_limit_answered_as_a_400_is_a_passing_failure_not_one_that_n
                                "kept the 1 page(s) before it"]
 
 
+@pytest.mark.parametrize(("query", "path"), [(None, "/latest.json"), ("sync", "/search.json")])
+def test_a_discourse_forum_shown_to_logged_in_users_only_says_so(server: FakeServer, poller: Poller, query: str | None,
+                                                                path: str) -> None:
+    # A forum with login_required answers an anonymous request for its JSON 403 not_logged_in. "Check the source's
+    # credentials" sent the operator after credentials a discourse source does not take; its feeds take a key.
+    source = SourceConfig("forum", "discourse", url=server.url, query=query)
+    body = b'{"errors":["You need to be logged in to do that."],"error_type":"not_logged_in"}'
+    server.serve(path, Reply(403, body, content_type="application/json"))
+    with pytest.raises(SourceError) as refused:
+        poller.poll(source)
+    assert str(refused.value) == ("HTTP 403 from 127.0.0.1 (the forum shows itself to logged-in users only, and miner "
+                                  "reads it anonymously: watch its /latest.rss as an rss source, its URL with an "
+                                  "api_key and api_username given by url_env)")
+    assert refused.value.permanent
+    # Another 403 (a firewall's, a block) is as before.
+    server.serve(path, Reply(403, b"<html>Forbidden</html>", content_type="text/html"))
+    with pytest.raises(SourceError) as blocked:
+        poller.poll(source)
+    assert str(blocked.value) == "HTTP 403 from 127.0.0.1 (check the source's credentials and URL)"
+    assert blocked.value.permanent
+
+
 def test_discourse_topics_opened_by_its_automation_accounts_are_not_posts(server: FakeServer, poller: Poller) -> None:
     data = json.loads(server.fixture_bytes("discourse/latest.json"))
     data["users"].append({"id": -1, "username": "system", "name": "system",

@@ -22,7 +22,7 @@ from miner.collectors.base import (
     make_post,
     text_of,
 )
-from miner.collectors.http import Response, fetch, json_object
+from miner.collectors.http import Response, fetch, host_of, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
 from miner.collectors.poll_notes import note
@@ -35,6 +35,26 @@ from miner.urls import shown_url
 # welcome and policy topics) and the narrative bot `discobot` (-2). Search results name a post's author only by
 # username; topic lists give the user id, where every id not above 0 is such an account (Discourse's User#bot?).
 _BOT_USERNAMES = frozenset({"system", "discobot"})
+
+
+_REFUSED = frozenset({403})
+
+
+def _checked(resp: Response, ctx: PollContext) -> Response:
+    """``resp``, or the error for a 403. A forum shown to logged-in users only (`login_required`) answers an anonymous
+    request for its JSON 403 `not_logged_in`: the source type takes no credentials, so "check the source's
+    credentials" sent the operator after none; its feeds take a user's API key in their URL."""
+    if resp.status not in _REFUSED:
+        return resp
+    try:
+        kind = text_of(json_object(resp).get("error_type"))
+    except SourceError:
+        kind = ""
+    if kind == "not_logged_in":
+        raise SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (the forum shows itself to "
+                          "logged-in users only, and miner reads it anonymously: watch its /latest.rss as an rss "
+                          "source, its URL with an api_key and api_username given by url_env)", permanent=True)
+    raise status_error(resp, ctx.now())
 
 
 def _cursor(state: SourceState, kind: str) -> int | None:
@@ -103,8 +123,9 @@ class DiscourseCollector:
             params = {"q": f"{source.query} order:latest"}
             if page > 1:
                 params["page"] = page
-            resp = fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout, now=ctx.now,
-                         params=params, headers={"Accept": "application/json"}, secret_url=source.secret_url)
+            resp = _checked(fetch(ctx.client, ctx.settings, f"{base}/search.json", timeout=source.timeout,
+                                  now=ctx.now, params=params, headers={"Accept": "application/json"},
+                                  secret_url=source.secret_url, ok_statuses=_REFUSED), ctx)
             data = json_object(resp)
             items = self._search_posts(source, ctx, site, data, resp.where)
             order = [p["id"] for p in map(as_dict, loose_list(data.get("posts"))) if isinstance(p.get("id"), int)]
@@ -113,8 +134,9 @@ class DiscourseCollector:
         params = {"order": "created"}
         if page:
             params["page"] = page
-        resp = fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout, now=ctx.now,
-                     params=params, headers={"Accept": "application/json"}, secret_url=source.secret_url)
+        resp = _checked(fetch(ctx.client, ctx.settings, f"{base}/latest.json", timeout=source.timeout, now=ctx.now,
+                              params=params, headers={"Accept": "application/json"}, secret_url=source.secret_url,
+                              ok_statuses=_REFUSED), ctx)
         data = json_object(resp)
         items = self._latest_topics(source, ctx, site, data, resp.where)
         topic_list = as_dict(data.get("topic_list"))
