@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from miner.config import Config
 from miner.detect import DetectorParams, DetectorState, IncidentDraft, due_buckets, step
 from miner.detect.incidents import last_end
+from miner.detect_reclassified import ReclassifiedIncidents, Relearned
 from miner.records import Decision
 from miner.store import Store
 from miner.store.signals import SavedDetector
@@ -35,7 +36,7 @@ UNREADABLE = (ValueError, OverflowError, OSError)
 _WAITING: dict[str, tuple[str, str, str, Decision | None]] = {}
 
 
-class RelearnStage:
+class RelearnStage(ReclassifiedIncidents):
     config: Config
     store: Store
     _classifier: Classifier | None  # the pipeline's model, once loaded
@@ -135,12 +136,13 @@ class RelearnStage:
                         iso(start) if start else iso(latest), iso(first))
         self.store.set_bucket_minutes(width)
 
-    def _relearn_if_reclassified(self, now: datetime) -> None:
+    def _relearn_if_reclassified(self, now: datetime, report: TickReport) -> None:
         """After a reclassify (Store.mark_reclassified): learn each service's baseline again from its buckets, now
         recounted with the new model's verdicts, up to RELEARN_SPAN before its last bucket, as a changed bucket width
-        does. No past bucket opens or resolves an incident (see _relearn): the next buckets are scored against a
-        baseline of the new model's counts, so a model that finds more (or fewer) complaints is no outage (nor hides
-        one) on its own.
+        does. The next buckets are scored against a baseline of the new model's counts, so a model that finds more
+        (or fewer) complaints is no outage (nor hides one) on its own. No past bucket opens an incident (an outage
+        the new verdicts show going on opens at the next bucket); an open one whose complaints changed takes the new
+        figures, and is resolved where the new verdicts leave no outage open (see _refigure_after_reclassify).
         """
         taken = self.store.reclassified_mark()
         if taken is None:
@@ -165,7 +167,7 @@ class RelearnStage:
                                 decision.text() if decision else "", serving.decision.text())
             return
         since, width = parse_iso(mark), self.bucket
-        learned = []
+        learned, incidents = [], []
         for service in self.config.services:
             saved = self.store.detector_state(service.name)
             # A service not stepped yet, or only before the posts reclassified, learns their counts as it steps them.
@@ -175,20 +177,27 @@ class RelearnStage:
                                               saved.last_bucket + width)
             try:
                 with self.store.database.transaction():
-                    self._relearn(service.name, parse_iso(min(counts)) if counts else saved.last_bucket,
-                                  saved.last_bucket, now)
+                    relearned = self._relearn(service.name, parse_iso(min(counts)) if counts else saved.last_bucket,
+                                              saved.last_bucket, now)
+                    done, resolved = self._refigure_after_reclassify(service.name, since, model, relearned, now)
             except UNREADABLE:
                 continue  # its draft cannot be read: _saved_step learns it again (see _repair)
+            if done:
+                incidents.append(f"{service.name}'s {done}")
+            if resolved is not None:  # counted once committed
+                report.resolved.append((service.name, resolved))
             learned.append(service.name)
         self.store.take_reclassified_mark(mark, runs)
         if learned:
             log.warning("detect: posts since %s were reclassified: the baselines of %s are learned again from their "
-                        "buckets recounted, up to %d days back", mark, ", ".join(learned), RELEARN_SPAN.days)
+                        "buckets recounted, up to %d days back%s", mark, ", ".join(learned), RELEARN_SPAN.days,
+                        "".join(f"; {i}" for i in incidents))
 
     def _relearn(self, service: str, first: datetime, latest: datetime, now: datetime, *, scores: bool = True,
-                 old: timedelta | None = None) -> None:
+                 old: timedelta | None = None) -> Relearned:
         """Step a fresh detector over the service's buckets from ``first`` to ``latest``, storing their scores (not
-        without ``scores``: those the detector gave them when it stepped them stay).
+        without ``scores``: those the detector gave them when it stepped them stay). Returns whether that detector
+        had an incident open at ``latest``, and the scores it gave.
 
         Only the lifecycle's incident decides what is open: the detector's own open flag follows it, so an
         incident the old width opened resolves (or goes on) by the next bucket's verdict, and one the new width
@@ -223,6 +232,7 @@ class RelearnStage:
             scored.append((at, score.score, score.baseline, score.upper))
             at += width
         assert state is not None
+        fresh_open = state.open
         if draft is None or draft.resolved_at is not None:
             state = replace(state, open=False, opened_at=None, quiet=0,
                             resolved_at=draft.resolved_at if draft else None)
@@ -234,6 +244,7 @@ class RelearnStage:
         self.store.save_detector_step(service, latest, state.to_json(), scored if scores else [], now,
                                       draft=kept,
                                       incident_id=saved.incident_id if saved else None)
+        return Relearned(fresh_open, scored)
 
     def _params(self, service: str) -> DetectorParams:
         """The [detector] settings, on the clock of the service's own timezone where it has one."""

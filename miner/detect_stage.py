@@ -101,7 +101,7 @@ class DetectStage(RelearnStage):
         report = TickReport()
         self._resolve_unwatched(now, report)
         self._rebucket_if_changed(now)
-        self._relearn_if_reclassified(now)
+        self._relearn_if_reclassified(now, report)
         self._resume_after_clock_ahead(now)
         sources = {row["name"]: row for row in (self.store.source_rows() if polled is None else polled)}
         failed: list[tuple[str, Exception]] = []

@@ -195,7 +195,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                        "that long before; resolved_at minus opened_at, the duration alerts show, includes it.",
         "peak_complaints": "Largest complaint count in one bucket.",
         "peak_score": "Largest z-score.",
-        "baseline": "Expected complaints per bucket when it opened.",
+        "baseline": "Expected complaints per bucket when it opened (as learned again after a `miner reclassify` "
+                    "that changed its complaints while it was open).",
         "total_complaints": "Complaints in its buckets, from the one where it opened to the one that resolved it.",
         "symptoms": "JSON object: symptom -> complaints, each complaint under one symptom (its author's most reported "
                     "in the bucket, the latest of two as frequent), so they add up to total_complaints.",
@@ -210,8 +211,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "incident_events": ("Every transition of every incident (open, update, group, resolve).", {
         "id": "Row id; increasing, so alerts can read transitions in order.",
         "incident_id": "incidents.id.",
-        "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several), "
-                "group or resolve (details.reason unwatched: the service was removed from feeds.toml; "
+        "kind": "open, update (details.reason: peak, official, symptom or reopened; comma-separated when several; "
+                "or reclassified: a `miner reclassify` changed the complaints of the open incident, details.model "
+                "the model that gave the new verdicts and details.was the figures it had before), "
+                "group or resolve (details.reason unwatched: the service was removed from feeds.toml; reclassified: "
+                "a `miner reclassify` left it no outage open, details.model and details.was as for an update; "
                 "details.unscored_from and unscored_to: the detector resolved it after skipping those buckets, miner "
                 "down longer than detector.max_fill_hours, so its end came unseen, at some time from "
                 "details.ended_from, the first quiet bucket scored before them that counted towards the resolve, or "
