@@ -39,7 +39,9 @@ def reclassify(app: AppContext, since: str) -> None:
     exit's estimate is below it); the model runs for the others. The run ends saying how the complaints counted
     since --since changed and how long it took; interrupted (SIGINT, SIGTERM), it says how many posts it had done:
     the same command goes on from there. A --since after now is refused. The service's next detector run learns its
-    baselines again from the buckets recounted; no incident is opened, resolved or announced for the past.
+    baselines again from the buckets recounted, and gives an open incident whose complaints changed the new figures
+    (peak, z-score, total, symptoms, samples), resolving it (with the usual resolve notice) where the new verdicts
+    leave no outage open; no incident is opened for the past, and resolved ones keep the figures they were sent with.
     """
     from miner.cli.times import parse_since
     from miner.errors import InputError
@@ -91,8 +93,8 @@ def reclassify(app: AppContext, since: str) -> None:
     if n:
         after = _complaints(pipeline, since_utc)
         click.echo(f"complaints counted since then: {before} before, {after} now; the service's next detector run "
-                   "learns its baselines again from the buckets recounted (incidents already recorded keep the "
-                   "figures of the verdicts they were opened on)")
+                   "learns its baselines again from the buckets recounted and gives open incidents whose complaints "
+                   "changed the new figures, resolving those left with no outage (resolved incidents keep theirs)")
 
 
 def _shown(at: datetime) -> str:
