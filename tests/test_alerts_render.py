@@ -336,6 +336,18 @@ def test_a_failing_source_shows_when_it_was_last_ok_as_every_other_time(store: S
     assert shown in " ".join(d.text.split()) and shown in d.html  # the text part had the raw ISO form
 
 
+def test_a_failing_sources_count_of_failures_is_in_the_singular_for_one(store: Store) -> None:
+    # The digest said "1 failure(s)" whatever the count.
+    from test_alerts_support import failing_source
+
+    route = RouteSettings(name="oncall", email=("oncall@example.org",))
+    failing_source(store, T0)
+    for said in ("1 failure, last ok", "2 failures, last ok"):
+        d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + BUCKET, route)
+        assert said in " ".join(d.text.split()) and said in d.html
+        store.record_poll_failure("reddit-ug", "HTTP 429 too many requests", T0, T0 + timedelta(minutes=5))
+
+
 def test_only_plain_http_links_reach_an_href_the_text_part_or_a_webhook(store: Store) -> None:
     # A feed's post or status-page URL is anyone's: a javascript:, data: or vbscript: link, quotes that would end
     # the href, a U+2028 that broke the text part's line inside the URL (showing what read as a second link), and

@@ -145,7 +145,7 @@ def test_an_item_a_json_api_lists_without_its_id_or_time_is_the_sources_warning_
                                  content_type="application/json"))
         collect(AT)
         assert current_warning(store.source_row(name) or {}) == (
-            f"{server.url}{path} listed 1 item(s) without a usable id or time; skipped", AT)
+            f"{server.url}{path} listed 1 item without a usable id or time; skipped", AT)
         server.serve_fixture(path, fixture, validators=False)
         collect(AT + timedelta(minutes=10))
     assert current_warning(store.source_row(name) or {}) is None

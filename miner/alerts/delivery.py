@@ -43,7 +43,7 @@ from miner.env_names import shown_name
 from miner.net_errors import url_host
 from miner.proxy_env import ProxyUnusable
 from miner.redaction import cut_text, redact, without_cut_secret
-from miner.timeutil import parse_retry_after, utcnow
+from miner.timeutil import counted, parse_retry_after, utcnow
 from miner.urls import control_char, idna_problem, url_pieces, without_url
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class SmtpSender:
             detail = "; ".join(f"{rcpt}: {code} {_decode(msg)}" for rcpt, (code, msg) in refused.items())
             raise PartialDelivery(f"refused {detail} (sent to the other {len(delivered)} via {s.host}:{s.port})",
                                   delivered=delivered, permanent=all(c >= 500 for c, _ in refused.values()))
-        return f"sent to {len(recipients)} recipient(s) via {s.host}:{s.port}"
+        return f"sent to {counted(len(recipients), 'recipient')} via {s.host}:{s.port}"
 
 
 def _unconfirmed(client: smtplib.SMTP) -> bool:
@@ -278,8 +278,8 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
         detail = sender(message, todo)
     except PartialDelivery as exc:
         claim.remember(key, json.dumps([*done, *exc.delivered]), "the recipients it reached",
-                       f"sent to {len(exc.delivered)} recipient(s), but not recorded: they get it again once its claim "
-                       "lapses (lease_seconds)")
+                       f"sent to {counted(len(exc.delivered), 'recipient')}, but not recorded: they get it again once "
+                       "its claim lapses (lease_seconds)")
         raise
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
 

@@ -76,7 +76,7 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
             continue
         sent += 1
         done.append(event["dedup_key"])
-        claim.remember(key, json.dumps(done), "its accepted PagerDuty event(s)",
+        claim.remember(key, json.dumps(done), f"its {counted(len(done), 'accepted PagerDuty event')}",
                        f"PagerDuty accepted {what}, but it is not recorded: it is sent again once the claim lapses "
                        "(lease_seconds), and folded by PagerDuty into its alert")
     if refused:

@@ -32,7 +32,7 @@ from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.subject_header import SubjectHeader
 from miner.alerts.text import clean_text, columns, idna_address, safe_url, wrap_columns
 from miner.errors import MinerError
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import counted, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -67,6 +67,7 @@ def environment() -> jinja2.Environment:
     # The text part is read in terminals too: lines of at most 78 columns, wide characters counted as two.
     env.filters["wrap_columns"] = wrap_columns
     env.filters["columns"] = columns
+    env.filters["plural"] = counted  # "1 failure", "2 failures"
     return env
 
 

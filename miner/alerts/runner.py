@@ -34,7 +34,7 @@ def run_alerts(store: Store, settings: AlertSettings, now: datetime, *, worker_i
     """
     if settings.enabled and store.outbox_after is None and (retimed := store.retime_alerts(now)):
         log.warning("the clock was ahead; alert state it stamped in the future is taken back to the current time: %s",
-                    ", ".join(f"{n} {what}" for what, n in retimed.items()))
+                    ", ".join(retimed))
     plan_notifications(store, settings, now)
     enqueue_due_digests(store, settings, now, sources=sources)
     return dispatch(store, settings, now, worker_id=worker_id, senders=senders, sources=sources, stop=stop,

@@ -20,6 +20,7 @@ from miner.cli.classify_output import open_output
 from miner.cli.stdio import stdin_unreadable
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
+from miner.timeutil import counted
 from miner.urls import json_escape_controls
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def classify_cmd(
             kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
             click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
         raise
-    invalid = f"{bad} invalid input line(s); their output lines carry an 'error' field"
+    invalid = f"{counted(bad, 'invalid input line')}; their output lines carry an 'error' field"
     if broke is not None:
         # Raised once the file is in place, past the handler above (it said the file was not written); with the
         # count of invalid lines before the break, which its message alone left out.

@@ -25,6 +25,7 @@ from miner.collectors.ratelimit import rate_limit_wait
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import SourceState
+from miner.timeutil import counted
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Pager:
         except SourceError as exc:
             if self.pages == 0:
                 raise
-            self._stop(f"page {self.pages + 1} failed ({exc}); kept the {self.pages} page(s) before it",
+            self._stop(f"page {self.pages + 1} failed ({exc}); kept the {counted(self.pages, 'page')} before it",
                        exc.retry_after)
             return None
         self.pages += 1

@@ -55,7 +55,7 @@ def _moved(t: _Tally) -> str:
 def _malformed(t: _Tally) -> str:
     # Skipped, they were not even logged: an API that changed a field's type or name was a source in good health that
     # found nothing new.
-    return f"{t.where}{_and_others(t)} listed {t.count} item(s) without a usable id or time; skipped"
+    return f"{t.where}{_and_others(t)} listed {counted(t.count, 'item')} without a usable id or time; skipped"
 
 
 def no_trailer(what: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from miner.records import FUTURE_SLACK
 from miner.store.maintenance import PRUNED_BEFORE
 from miner.store.signals import SavedDetector
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import counted, floor_time, iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -139,11 +139,11 @@ class ClockMixin:
                                  (iso(floor_time(now, bucket)), PRUNED_BEFORE, ahead)).rowcount
         return parse_iso(row["value"]) if taken else None
 
-    def retime_alerts(self, now: datetime) -> dict[str, int]:
+    def retime_alerts(self, now: datetime) -> list[str]:
         """Take alert state stamped more than CLOCK_SLACK after ``now`` back to ``now``, in one transaction.
 
-        Returns how many of each kind were taken back (only kinds with some), for one log line. Each would otherwise
-        wait for real time to pass what the clock that was ahead stamped:
+        Returns how many of each kind were taken back (only kinds with some), in words ("2 notifications due now"),
+        for one log line. Each would otherwise wait for real time to pass what the clock that was ahead stamped:
 
         - a pending notification planned or last tried then is due now (its group wait or backoff cut short), and
           its give-up time counts from now;
@@ -166,7 +166,7 @@ class ClockMixin:
         args = {"now": iso(now), "ahead": iso(now + CLOCK_SLACK)}
         row = self.database.one(_ALERTS_AHEAD, args)
         if not row or not row["found"] or self.clock_behind(now) is not None:
-            return {}
+            return []
         with self.database.transaction() as conn:
             due = conn.execute(
                 "UPDATE outbox SET next_attempt_at = min(next_attempt_at, :now), created_at = min(created_at, :now) "
@@ -189,11 +189,11 @@ class ClockMixin:
                 back = parse_iso(created_at) - now
                 conn.execute("UPDATE silences SET starts_at = ?, ends_at = ?, created_at = ? WHERE id = ?",
                              (iso(parse_iso(starts_at) - back), iso(parse_iso(ends_at) - back), iso(now), sid))
-        counts = {"notification(s) due now": due, "claim(s) whose lease starts now": claims,
-                  "notification(s) held for group_interval from now": held,
-                  "incident(s) whose repeat interval starts now": reminders, "digest schedule(s) anchored now": digests,
-                  "silence(s) counted from now": len(silences)}
-        return {what: n for what, n in counts.items() if n}
+        counts = [(due, "notification", "due now"), (claims, "claim", "whose lease starts now"),
+                  (held, "notification", "held for group_interval from now"),
+                  (reminders, "incident", "whose repeat interval starts now"),
+                  (digests, "digest schedule", "anchored now"), (len(silences), "silence", "counted from now")]
+        return [f"{counted(n, noun)} {what}" for n, noun, what in counts if n]
 
 
 # The digest schedules' anchors in alert_state (the planner's digest_anchor:ROUTE keys), as a range of the key.
