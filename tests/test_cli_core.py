@@ -708,20 +708,6 @@ def test_a_command_that_prints_refuses_a_standard_output_it_cannot_write(tmp_pat
                           "redirect it to a file (> FILE) or a pipe\n")
 
 
-def test_a_report_to_a_standard_output_open_for_reading_only_is_one_error(tmp_path: Path) -> None:
-    # `miner backup` made the copy, then its line to stdout (`1< file`) was "internal error: OSError: [Errno 9] Bad
-    # file descriptor (set MINER_DEBUG=1 for a traceback)".
-    db = tmp_path / "m.sqlite"
-    seeded_store(db)
-    with open(os.devnull) as read_only:
-        res = subprocess.run([sys.executable, "-m", "miner", "--config", str(ROOT / "feeds.toml"), "--db", str(db),
-                              "backup", str(tmp_path / "b.sqlite")], stdout=read_only, stderr=subprocess.PIPE,
-                             text=True, cwd=tmp_path, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert (res.returncode, res.stderr) == (1, "Error: cannot write the output: standard output is not open for "
-                                               "writing\n")
-    assert (tmp_path / "b.sqlite").stat().st_size > 0
-
-
 def test_tables_line_up_text_of_wide_characters(runner: CliRunner, tmp_path: Path) -> None:
     # A column was as wide as its longest text in characters: a Japanese post (two terminal columns a character)
     # pushed the cells after it out of line with their header, and a cell cut at 60 characters took 120 columns.

@@ -12,7 +12,7 @@ import click
 
 from miner.cli.app import ROW_ID, AppContext, PathParam, main, pass_app
 from miner.cli.output import table
-from miner.cli.stdio import prints, require_stdout
+from miner.cli.stdio import acts, prints, require_stdout
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
 from miner.errors import ConfigError, InputError
@@ -48,6 +48,7 @@ def _now(at: str | None) -> datetime:
               help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now); a digest queued "
                    "as of a time to come is refused.")
 @pass_app
+@acts
 def digest(app: AppContext, dry_run: bool, out: Path, route_name: str | None, at: str | None) -> None:
     """Render the digest now (--dry-run), or queue it for the next dispatch."""
     from miner.alerts import enqueue_digest_now, write_digest_files
@@ -166,6 +167,7 @@ def _why(row: dict[str, Any]) -> str:
 @outbox.command("retry")
 @click.argument("outbox_id", type=ROW_ID)
 @pass_app
+@acts
 def outbox_retry(app: AppContext, outbox_id: int) -> None:
     """Queue a failed notification again (after fixing what made it fail)."""
     store = app.store(must_exist=True)
@@ -197,6 +199,7 @@ def _unsendable(app: AppContext, row: dict[str, Any]) -> str | None:
 
 @outbox.command("send")
 @pass_app
+@acts
 def outbox_send(app: AppContext) -> None:
     """Plan, queue due digests and send what is due now, once (the service does this every 30 s).
 
@@ -241,6 +244,7 @@ def silence() -> None:
 @click.option("--for", "duration", required=True, help="How long: 30m, 2h, 1d ...")
 @click.option("--comment", default="", help="Why (shown in the suppressed notifications).")
 @pass_app
+@acts
 def silence_add(app: AppContext, service: str | None, provider: str | None, duration: str, comment: str) -> None:
     """Silence SERVICE, or every service of --provider, from now for --for."""
     if (service is None) == (provider is None):
@@ -308,6 +312,7 @@ def silence_list(app: AppContext, show_all: bool) -> None:
 @silence.command("remove")
 @click.argument("silence_id", type=ROW_ID)
 @pass_app
+@acts
 def silence_remove(app: AppContext, silence_id: int) -> None:
     """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""
     from miner.store.mutes import silence_label

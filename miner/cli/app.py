@@ -55,8 +55,8 @@ class MinerGroup(click.Group):
                 # an "internal error" asking for a traceback, as if miner were at fault.
                 raise click.ClickException(f"cannot write the output: {exc.strerror}") from exc
             if isinstance(exc, OSError) and exc.errno == errno.EBADF and (why := stdout_unwritable()):
-                # A command that does its work and then reports it (backup, prune), under a standard output open for
-                # reading only (`1< file`); those run for their output refuse it before they start (stdio.prints).
+                # A write to a standard output open for reading only (`1< file`) by a command that checks it at no
+                # start: those run for their output (stdio.prints) and those that act and report (stdio.acts) do.
                 raise click.ClickException(f"cannot write the output: standard output is {why}") from exc
             if os.environ.get("MINER_DEBUG"):
                 raise

@@ -12,7 +12,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
-from miner.cli.stdio import prints
+from miner.cli.stdio import acts, prints
 from miner.timeutil import counted
 
 
@@ -213,6 +213,7 @@ def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str,
 @main.command()
 @click.argument("target", type=PathParam(path_type=Path, dir_okay=False))
 @pass_app
+@acts
 def backup(app: AppContext, target: Path) -> None:
     """Copy the store to TARGET with SQLite's online backup API (safe while the service runs).
 
@@ -230,6 +231,7 @@ def backup(app: AppContext, target: Path) -> None:
 @click.option("--force", is_flag=True,
               help="Prune even when no post a source dated is newer than the cutoff (every post goes).")
 @pass_app
+@acts
 def prune(app: AppContext, days: int | None, force: bool) -> None:
     """Delete raw posts past the retention period, and bucket rows and alert history past theirs; incidents are kept.
 

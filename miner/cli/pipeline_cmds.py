@@ -13,6 +13,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import progress, table
+from miner.cli.stdio import acts
 from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 @click.option("--all", "poll_all", is_flag=True,
               help="Poll every enabled source now, due or not (without --once, later rounds poll the due ones).")
 @pass_app
+@acts
 def collect(app: AppContext, once: bool, poll_all: bool) -> None:
     """Poll sources and store their posts and official incidents.
 
@@ -279,6 +281,7 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float | None) ->
               help="Folder for the rendered digest and the notifications that would have been sent "
                    "(default: no digest, notifications in outbox/ beside the store).")
 @pass_app
+@acts
 def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: Path | None) -> None:
     """Push recorded posts (JSONL: id, text, created_at, source[, url, lang, author]) through the pipeline on a
     simulated clock.
@@ -321,6 +324,7 @@ def replay(app: AppContext, posts: Path, speed: float | None, fast: bool, out: P
 @click.option("--out", type=PathParam(path_type=Path, file_okay=False), default=Path("demo-out"),
               show_default=True, help="Folder for the store, the rendered digest and the notifications.")
 @click.pass_context
+@acts
 def demo(ctx: click.Context, out: Path) -> None:
     """Replay the bundled real stream (SentiTel, Ugandan telecom posts, 2019) offline and show what was found.
 

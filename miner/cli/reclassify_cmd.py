@@ -10,6 +10,7 @@ import click
 
 from miner.cli.app import AppContext, main, pass_app
 from miner.cli.output import progress
+from miner.cli.stdio import acts
 from miner.cli.stopping import Interrupted
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
               help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50), UTC "
                    "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
 @pass_app
+@acts
 def reclassify(app: AppContext, since: str) -> None:
     """Classify stored posts again with the current model (after a model update) at the current [classifier]
     threshold and early_exit (after a change of either), and recount buckets.

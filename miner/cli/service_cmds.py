@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ import click
 
 from miner.cli.app import PORT, AppContext, main, pass_app
 from miner.cli.output import table
-from miner.cli.stdio import prints
+from miner.cli.stdio import acting, prints
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -282,19 +283,23 @@ def ui(app: AppContext, port: int, metadata_only: bool) -> None:
     from miner.datasette_meta import metadata
 
     db = Path(app.db_path or app.config.store.path)
-    # Opened as `status` opens it, so that a missing, corrupt or foreign database (a --db naming the wrong file)
-    # is refused here rather than described as miner's store and served by Datasette.
-    app.store(readonly=True, must_exist=True)
-    app.close()
     meta_path = db.with_name("datasette-metadata.json")
-    try:
-        meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
-    except OSError as exc:  # a read-only folder (a copy of the store on read-only media): an "internal error"
-        raise click.ClickException(f"cannot write {meta_path} ({exc.strerror or exc}): miner ui writes Datasette's "
-                                   "metadata beside the store; copy the store to a writable folder") from None
-    if metadata_only:
-        click.echo(f"wrote {meta_path}")
-        return
+    # --metadata-only writes the file and says so, as the commands that act (stdio.acts); Datasette does not need
+    # our standard output.
+    with acting() if metadata_only else contextlib.nullcontext():
+        # Opened as `status` opens it, so that a missing, corrupt or foreign database (a --db naming the wrong file)
+        # is refused here rather than described as miner's store and served by Datasette.
+        app.store(readonly=True, must_exist=True)
+        app.close()
+        try:
+            meta_path.write_text(json.dumps(metadata(db.stem), indent=2), encoding="utf-8")
+        except OSError as exc:  # a read-only folder (a copy of the store on read-only media): an "internal error"
+            raise click.ClickException(f"cannot write {meta_path} ({exc.strerror or exc}): miner ui writes "
+                                       "Datasette's metadata beside the store; copy the store to a writable "
+                                       "folder") from None
+        if metadata_only:
+            click.echo(f"wrote {meta_path}")
+            return
     exe = shutil.which("datasette") or str(Path(sys.executable).with_name("datasette"))
     if not Path(exe).exists():
         raise click.ClickException("Datasette is not installed: pip install 'miner[ui]'")

@@ -1,13 +1,14 @@
 """Standard input as a command's input file ('-', for classify and detect), and standard output checked before a
-command whose output is the point of it runs."""
+command whose output is the point of it runs (``prints``), or one that changes something and reports it (``acts``)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -59,6 +60,79 @@ def prints(func: F) -> F:
         return func(*args, **kwargs)
 
     return checked  # type: ignore[return-value]
+
+
+def acts(func: F) -> F:
+    """For a command that changes something and then reports it on standard output (backup, prune, collect, silence
+    add...): it runs ``acting()``."""
+
+    @functools.wraps(func)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        with acting():
+            return func(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def acting() -> Iterator[None]:
+    """Refuse a standard output that cannot be written before anything is done, and make a report that fails to be
+    written afterwards (a full disk) an error that says the change stands.
+
+    Under a closed standard output (`miner backup x.db >&-`, a cron job's or a unit's that closed it) such a command
+    did its work and exited 0 having told no one (click.echo writes nothing there), or, open for reading only, did
+    it and then failed as if it had not. A reader that stops early (`| head`) is no error, as for every command
+    (MinerGroup)."""
+    if why := stdout_unwritable():
+        raise click.ClickException(f"standard output is {why}: nothing done, as this command reports there what it "
+                                   "does; redirect it to a file (> FILE) or a pipe, or to /dev/null to do without "
+                                   "the report")
+    reporting = _Report(sys.stdout)
+    sys.stdout = reporting  # duck-typed: click.echo writes, flushes, asks isatty
+    try:
+        yield
+    except ReportNotWritten as exc:
+        raise click.ClickException(f"cannot write the output: {exc}; what the command did stands, "
+                                   "only its report is missing") from exc
+    finally:
+        if sys.stdout is reporting:
+            sys.stdout = reporting.stream
+
+
+class ReportNotWritten(Exception):
+    """A write to standard output that failed while a command that acts ran (``acting``): told apart from the same
+    OSError of the work itself (a full disk under a backup's target, or a notification file's), and no OSError, so
+    that no handler of the work's own takes it for one."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.strerror or str(exc))
+
+
+class _Report:
+    """Standard output while a command that acts runs: its write and flush errors as ReportNotWritten, but for a
+    broken pipe (a reader that stopped early), which the CLI takes as it always does."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise ReportNotWritten(exc) from exc
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise ReportNotWritten(exc) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 def read_stdin() -> bytes:

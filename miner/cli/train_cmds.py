@@ -14,6 +14,7 @@ import click
 
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.cli.app import PathParam, main
+from miner.cli.stdio import acts
 from miner.model_dir import default_model_dir
 
 
@@ -105,6 +106,7 @@ EXTRA_LABELS = Path(__file__).resolve().parents[2] / "data" / "labels" / "extra"
     help="Save the final model's torch weights here, or reuse them if the file exists (same data/options).",
 )
 @click.option("--max-steps", type=click.IntRange(min=1), hidden=True, help="Stop early (smoke tests).")
+@acts
 def train_cmd(
     data: Path,
     out: Path,
