@@ -128,6 +128,8 @@ def test_recipient_refused_for_now_gets_the_alert_on_retry_and_the_others_only_o
     first, second = smtp_server.inbox.messages
     assert first["Message-ID"] == second["Message-ID"] == row["message_id"]
     assert [d["outcome"] for d in store.deliveries(row["id"])] == ["retry", "sent"]
+    assert store.deliveries(row["id"])[-1]["detail"] == (  # it said "1 recipient(s)"
+        f"sent to 1 recipient via 127.0.0.1:{smtp_server.port}; 1 had it from an earlier attempt")
 
 
 def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(

@@ -876,6 +876,7 @@ def test_bluesky_posts_a_failed_page_left_within_the_next_polls_margin_are_read(
     api.fail_on_request[api.requests + 2] = Reply(503, b"", headers={"Retry-After": "20"})
     second = bsky_poller.poll(bsky(server), first.state)
     assert len(second.posts) == 100 and second.behind
+    assert next(w for w in second.warnings if "page 2 failed" in w).endswith("; kept the 1 page before it")  # "page(s)"
     later = api.add(30)
     read = set(ids(second))
     state = second.state
