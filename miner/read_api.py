@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
@@ -318,9 +318,16 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
 
 # "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
 _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
+# A year or a month alone (ISO 8601's reduced precision), which Python's fromisoformat refuses: its start, in UTC, as a
+# date alone is its day's. ASCII digits only: \d would take the full-width ones.
+_YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
 def _since(text: str) -> datetime:
+    if (partial := _YEAR_MONTH.fullmatch(text.strip())) is not None:
+        year, month = int(partial[1]), int(partial[2] or 1)
+        if year >= 1 and 1 <= month <= 12:
+            return datetime(year, month, 1, tzinfo=UTC)
     for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
         try:
             return parse_iso(value)
@@ -329,8 +336,8 @@ def _since(text: str) -> datetime:
                              "after 9999-12-31T23:59:59Z; give a time between them") from None
         except ValueError:
             pass
-    raise BadRequest(f"since: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z "
-                     "(a time without an offset is UTC)")
+    raise BadRequest(f"since: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z, "
+                     "2026-11-27, 2026-11 or 2026 (a time without an offset is UTC)")
 
 
 def _time(value: str | None) -> str | None:

@@ -360,6 +360,31 @@ def test_since_takes_any_time_utc_can_hold(api: Api, since: str, read_as: str) -
         assert len(body["incidents"]) == (3 if read_as.startswith("0001") else 1), body["incidents"]
 
 
+@pytest.mark.parametrize(("since", "read_as", "ids"), [
+    ("2026", "2026-01-01T00:00:00+00:00", ["whatsapp", "mtn", "mtn_old"]),
+    ("2026-11", "2026-11-01T00:00:00+00:00", ["whatsapp", "mtn", "mtn_old"]),
+    ("2026-11-20", "2026-11-20T00:00:00+00:00", ["whatsapp", "mtn"]),
+    ("2027", "2027-01-01T00:00:00+00:00", ["whatsapp"]),  # only the one still open
+    ("0001", "0001-01-01T00:00:00+00:00", ["whatsapp", "mtn", "mtn_old"]),
+    ("9999-12", "9999-12-01T00:00:00+00:00", ["whatsapp"]),
+])
+def test_since_a_year_or_a_month_is_its_start(api: Api, since: str, read_as: str, ids: list[str]) -> None:
+    # ISO 8601's reduced precision, as a date alone is that day's start: an analyst asking for ?since=2019 or
+    # ?since=2019-06 was answered 400, "not an ISO 8601 time".
+    status, body, _ = get(api, f"/api/v1/incidents?since={since}")
+    assert (status, body["since"]) == (200, read_as), body
+    assert [i["id"] for i in body["incidents"]] == [api.ids[k] for k in ids]
+
+
+@pytest.mark.parametrize("since", ["2026-13", "2026-00", "0000", "0000-01", "202611", "2026-1", "26", "2026-11-",
+                                   "2026/11", "２０２６"])
+def test_since_not_a_year_or_month_is_still_refused_clearly(api: Api, since: str) -> None:
+    status, body, _ = get(api, f"/api/v1/incidents?since={quote(since)}")
+    assert status == 400
+    assert body["error"] == (f"since: not an ISO 8601 time (got {since!r}); give one such as 2026-11-27T12:00:00Z, "
+                             "2026-11-27, 2026-11 or 2026 (a time without an offset is UTC)")
+
+
 def test_a_status_pages_link_is_given_only_when_a_browser_may_follow_it(api: Api) -> None:
     # A dashboard shows the provider's entry as a link: a javascript: or data: one would run in its page.
     for n, url in enumerate(("javascript:alert(1)", "data:text/html,<script>x</script>", "//evil.example/x",
