@@ -85,7 +85,8 @@ def read_target(target: str, headers: Message, version: str) -> Target | tuple[i
     A target in absolute form (``http://host:port/path``, as some proxies send) is accepted, as RFC 9112 3.2.2 has
     a server do, its path and query taken from it, and its authority taking the place of Host: the stdlib looked
     it up as a path (404). An authority with user info (``http://allowed@other/``, which reads as ``allowed`` at a
-    glance) or none is refused, like another scheme, and so is a request with more than one Host. An expectation
+    glance) or none is refused, like another scheme, and so is a request with more than one Host, or an HTTP/1.1
+    one with none. An expectation
     other than 100-continue is refused 417 (RFC 9110 10.1.1); 100-continue is ignored in an HTTP/1.0 request, whose
     client cannot take a 100."""
     path, host = target, headers.get("Host")
@@ -93,6 +94,10 @@ def read_target(target: str, headers: Message, version: str) -> Target | tuple[i
     # where a proxy or a cache in front may have gone by the other.
     if len(headers.get_all("Host") or []) > 1:
         return 400, "a request must have one Host header, not several"
+    # And an HTTP/1.1 request without one (every HTTP/1.1 client sends it, empty for a target without a host) is a
+    # 400 too, absolute form or not; HTTP/1.0 has none to require.
+    if host is None and _version(version) >= (1, 1):
+        return 400, "an HTTP/1.1 request must have a Host header"
     if not target.startswith("/") and (scheme := _SCHEME.match(target)) is not None:
         if scheme.group().lower() not in ("http:", "https:") or not target[scheme.end():].startswith("//"):
             return 400, "the request target must be a path or an http URL"
@@ -106,7 +111,13 @@ def read_target(target: str, headers: Message, version: str) -> Target | tuple[i
     expected = {value.strip().lower() for values in headers.get_all("Expect") or [] for value in values.split(",")}
     if unmet := sorted(expected - {"100-continue", ""}):
         return 417, f"cannot meet the expectation {unmet[0][:100]!r}: only 100-continue is known"
-    return Target(path, host, "100-continue" in expected and version >= "HTTP/1.1")
+    return Target(path, host, "100-continue" in expected and _version(version) >= (1, 1))
+
+
+def _version(version: str) -> tuple[int, int]:
+    """``HTTP/1.1`` as (1, 1), as the stdlib read it (it answered 400 to one it could not): ``HTTP/1.01`` is 1.1."""
+    major, _, minor = version.partition("/")[2].partition(".")
+    return int(major), int(minor)
 
 
 def is_json(content_type: str) -> bool:
@@ -152,8 +163,8 @@ def host_name(value: str) -> str:
 def host_allowed(value: str | None, allowed: frozenset[str]) -> bool:
     """Whether a request with this Host is answered: any, with nothing in ``allowed`` (host_name's forms). A rebinding
     page's Host is always its own DNS name, so an address (or localhost, which browsers never look up) is one too;
-    so is a request without one, or with an empty one (HTTP/1.1's for a target without a host), which no browser
-    sends."""
+    so is an HTTP/1.0 request without one (read_target refuses an HTTP/1.1 one), or one with an empty one (HTTP/1.1's
+    for a target without a host), which no browser sends."""
     if not allowed or value is None or not value.strip():
         return True
     name = host_name(value)

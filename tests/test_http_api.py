@@ -114,9 +114,10 @@ def test_a_bad_content_length_is_refused_before_the_body_is_read(api: tuple[Http
 
 def test_two_different_content_lengths_and_chunked_bodies_are_refused(api: tuple[HttpApi, list[object]]) -> None:
     server, _ = api
-    twice = b"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 4\r\n"
+    twice = (b"POST /report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+             b"Content-Length: 4\r\n")
     assert status_of(exchange(server, twice + b"\r\n{}{}")) == 400
-    chunked = b"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    chunked = b"POST /report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
     assert status_of(exchange(server, chunked + b"\r\n2\r\n{}\r\n0\r\n\r\n")) == 411
 
 
@@ -256,7 +257,8 @@ def test_at_the_cap_the_connection_sending_its_request_the_longest_makes_way(
         assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) == 200
         assert _read_all(idle[0]) == b""  # the oldest closed unanswered, what it sent left unread
         # The other one is still there: the rest of its request is answered.
-        rest = {b"GET /heal": b"thz HTTP/1.1\r\n\r\n", b"GET /healthz HTTP/1.1\r\nX-Slow: ": b"1\r\n\r\n"}
+        rest = {b"GET /heal": b"thz HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"GET /healthz HTTP/1.1\r\nX-Slow: ": b"1\r\nHost: x\r\n\r\n"}
         idle[1].sendall(rest.get(partial, b'"MTN"}' + b" " * 82))
         assert status_of(_read_all(idle[1])) == (200 if partial in rest else 202)
         assert reports == ([] if partial in rest else [{"service": "MTN"}])
@@ -463,14 +465,14 @@ def test_a_fault_of_ours_is_a_500_with_a_json_error_and_its_traceback_in_the_log
     server.start()
     try:
         body = json.dumps({"service": "MTN"}).encode()
-        for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /healthz HTTP/1.1\r\n\r\n",
+        for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
                         post(str(len(body)), body)):
             reply = exchange(server, request)
             head, _, answer = reply.partition(b"\r\n\r\n")
             assert status_of(reply) == 500 and b"Content-Type: application/json; charset=utf-8" in head, reply
             assert answer == (b"" if request.startswith(b"HEAD") else
                               b'{"error": "internal error: the service\'s log has the details"}')
-        assert status_of(exchange(server, b"GET /metrics HTTP/1.1\r\n\r\n")) == 200  # the server goes on
+        assert status_of(exchange(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")) == 200  # the server goes on
     finally:
         server.stop()
     faults = [r for r in caplog.records if r.name == "miner.http_api" and r.exc_info]
@@ -652,7 +654,8 @@ def test_the_request_line_and_headers_are_capped_in_all(api: tuple[HttpApi, list
     server, _ = api
     long_timeouts(monkeypatch)
     pad = b"X-Pad: " + b"a" * 990 + b"\r\n"  # 999 bytes: each line well within the stdlib's limits
-    assert status_of(exchange(server, b"GET /healthz HTTP/1.1\r\n" + pad * 20 + b"\r\n")) == 200  # a big cookie
+    big_cookie = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + pad * 20 + b"\r\n"
+    assert status_of(exchange(server, big_cookie)) == 200
     cap = 32768  # http_api.MAX_HEAD
     for request in (b"GET /healthz HTTP/1.1\r\n" + pad * (cap // len(pad) + 1) + b"\r\n",
                     b"GET /" + b"a" * (cap - 100) + b" HTTP/1.1\r\n" + pad + b"\r\n"):  # the request line counts

@@ -91,3 +91,21 @@ def test_a_request_with_two_host_headers_is_answered_400_and_its_report_not_stor
     assert status_of(_ask(service, post, REPORT)) == 400
     assert status_of(_ask(service, f"GET http://status.example.org/healthz HTTP/1.1\r\n{both}")) == 400
     assert _posts(service) == 0
+
+
+@pytest.mark.parametrize("allowed", [[], ["status.example.org"]])
+@pytest.mark.parametrize("target", ["/api/v1/services", "/healthz", "http://status.example.org/api/v1/services"])
+def test_an_http_1_1_request_without_a_host_header_is_answered_400(tmp_path: Path, allowed: list[str],
+                                                                    target: str) -> None:
+    # RFC 9112 3.2: a server MUST answer 400 to an HTTP/1.1 request that lacks a Host header (every HTTP/1.1 client
+    # sends one, empty for a target without a host); it was answered as any other, whatever server.allowed_hosts said.
+    with serving(tmp_path, allowed) as svc:
+        reply = _ask(svc, f"GET {target} HTTP/1.1\r\n")
+        assert status_of(reply) == 400 and b'"services"' not in reply
+        assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "an HTTP/1.1 request must have a Host header"}
+        post = f"POST /report HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {len(REPORT)}\r\n"
+        assert status_of(_ask(svc, post, REPORT)) == 400
+        assert _posts(svc) == 0
+        # HTTP/1.0 has no Host to require, and an empty one is HTTP/1.1's for a target without a host.
+        assert status_of(_ask(svc, f"GET {target} HTTP/1.0\r\n")) == 200
+        assert status_of(_ask(svc, f"GET {target} HTTP/1.1\r\nHost:\r\n")) == 200

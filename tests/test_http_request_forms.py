@@ -67,11 +67,12 @@ def test_a_target_in_absolute_form_is_answered_as_its_path(service: Service, tar
 @pytest.mark.parametrize("target", ["http://127.0.0.1", "http://127.0.0.1?x=1"])
 def test_an_absolute_target_without_a_path_is_the_root_and_its_query_is_kept_apart(
         service: Service, target: str) -> None:
-    reply = _ask(service, f"GET {target} HTTP/1.1\r\n\r\n".encode())
+    reply = _ask(service, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     assert status_of(reply) == 200 and b"text/html" in reply  # the status board
-    reply = _ask(service, b"GET http://127.0.0.1/nowhere?x=1 HTTP/1.1\r\n\r\n")
+    reply = _ask(service, b"GET http://127.0.0.1/nowhere?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["error"] == "no such endpoint /nowhere"
-    series = _ask(service, b"GET http://127.0.0.1/api/v1/services/MTN/series?bucket=7 HTTP/1.1\r\n\r\n")
+    series = _ask(service, b"GET http://127.0.0.1/api/v1/services/MTN/series?bucket=7 HTTP/1.1\r\n"
+                           b"Host: 127.0.0.1\r\n\r\n")
     assert status_of(series) == 400 and b"bucket" in series, series  # the query, read as one
 
 
@@ -108,10 +109,10 @@ def test_empty_lines_before_the_request_line_are_skipped(service: Service, befor
 
 
 def test_empty_lines_count_in_the_cap_on_the_request_head(service: Service) -> None:
-    reply = _ask(service, b"\r\n" * 16385 + b"GET /healthz HTTP/1.1\r\n\r\n")
+    reply = _ask(service, b"\r\n" * 16385 + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     assert status_of(reply) == 431
     assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"error": "request line and headers larger than 32768 bytes"}
-    assert status_of(_ask(service, b"\r\n" * 16000 + b"GET /healthz HTTP/1.1\r\n\r\n")) == 200
+    assert status_of(_ask(service, b"\r\n" * 16000 + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")) == 200
 
 
 REFUSED = [
