@@ -150,7 +150,11 @@ def _stdin_sql() -> str:
                    "the sheet away), is written after a ' that makes it text; numbers, and text that is one (-1.5), "
                    "are written as they are.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME; NAME with or without its colon).")
+              help="Bind :NAME in the SQL to VALUE (repeatable, once per NAME; NAME with or without its colon). "
+                   "VALUE is text, as Datasette and sqlite-utils bind it: compared with a column, SQLite reads it as "
+                   "the column's type (complaints > :n), but compared with a count or another expression it stays "
+                   "text, which every number sorts before (HAVING count(*) > :n matches nothing, < :n everything): "
+                   "write CAST(:n AS INTEGER) (or REAL) there.")
 @pass_app
 @prints
 def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str, ...]) -> None:
