@@ -324,8 +324,8 @@ _YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
 def _since(text: str) -> datetime:
-    if (partial := _YEAR_MONTH.fullmatch(text.strip())) is not None:
-        year, month = int(partial[1]), int(partial[2] or 1)
+    if (reduced := _YEAR_MONTH.fullmatch(text.strip())) is not None:
+        year, month = int(reduced[1]), int(reduced[2] or 1)
         if year >= 1 and 1 <= month <= 12:
             return datetime(year, month, 1, tzinfo=UTC)
     for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
