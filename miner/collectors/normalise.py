@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
+from miner.email_addresses import AT, redact_emails
 from miner.env_names import shown_name
 from miner.redaction import redact
-from miner.text_links import EMAIL, public_text_links, without_email_logins
-from miner.urls import is_ip
+from miner.text_links import public_text_links
 
 log = logging.getLogger(__name__)
 
@@ -262,23 +262,11 @@ def keyed_hash(key: bytes, text: str) -> str:
 
 # Contact details in post text ("mail me at jane@x.org", "call 0722 000 000", "account 21245063 9") say
 # nothing about an outage and are personal data of the poster or of others: stored text carries a placeholder.
-# Digit runs count from 9 digits, so times, dates ("2024-11-27") and short codes ("error 503") are kept.
-# An address with the full-width at sign or full stop (or the small at sign) too: Japanese and Chinese posts write
-# one so, to keep it from harvesters but not from readers ("jane＠example.co.jp").
-# An address literal in brackets is one too: RFC 5321's "bob@[192.0.2.1]" and "bob@[IPv6:2001:db8::1]", "bob@[::1]"
-# as people write it without the tag (the digits of "[10.100.200.123]" were stored as "[number]" and the name kept).
-# Taken only where the brackets hold an IP address (`_email`), so that "x@[1]" or a placeholder ("@[user]") stays.
-_AT = "@\uff20\ufe6b"
-_EMAIL = re.compile(rf"(?<![\w.+-])[\w.+-]+[{_AT}](?:[\w-]+(?:[.\uff0e][\w-]+)+"
-                    r"|\[(?i:ipv6:)?(?P<literal>[0-9A-Fa-f:.]{2,45})\])")
+# Digit runs count from 9 digits, so times, dates ("2024-11-27") and short codes ("error 503") are kept. E-mail
+# addresses by `miner.email_addresses`' rule, which migration 0031 rewrote the texts stored before with.
 # Parts are written apart by a space, ".", "-" or "/" ("0171/2345678", "0171 / 234 56 78"), an area code in brackets.
 _NUMBER = re.compile(r"(?<![\w+(])(?:\+?\d|\(\d)(?:(?: ?/ ?|[ .-])?\(?\d\)?){8,18}(?![\w])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")  # "2024-11-27 14" is a time
-
-
-def _email(match: re.Match[str]) -> str:
-    literal = match.group("literal")
-    return EMAIL if literal is None or is_ip(literal) else match.group()
 
 
 def _number(match: re.Match[str]) -> str:
@@ -287,18 +275,15 @@ def _number(match: re.Match[str]) -> str:
 
 def redact_contacts(text: str) -> str:
     """``text`` with e-mail addresses as "[email]" and phone-, account- and case-length numbers as "[number]"."""
-    if any(at in text for at in _AT):
-        # A login's user name before an address made of its password and host goes with them: "root:[email]" kept it.
-        text = without_email_logins(_EMAIL.sub(_email, text))
-    return _NUMBER.sub(_number, text)
+    return _NUMBER.sub(_number, redact_emails(text))
 
 
 # Handles in post text: whom a post answers or names ("@bob same here", a Mastodon reply's leading "@alice", Reddit's
 # "u/name") says nothing about an outage, and is a person's identity where the author's own is only kept hashed.
 # A service's handle (@AWSSupport, @github.com) is no person's, and matching reads it: the caller's ``keep`` says
 # which. "@10", "me@host" and a handle's closing full stop are not taken for handles. A full-width or small at sign
-# makes one too ("＠jane", as a Japanese or Chinese keyboard writes it), as it makes an e-mail address (_AT).
-_MENTION = re.compile(rf"(?<![\w{_AT}.+-])[{_AT}](?!\d+\b)\w(?:[\w.-]*\w)?")
+# makes one too ("＠jane", as a Japanese or Chinese keyboard writes it), as it makes an e-mail address (AT).
+_MENTION = re.compile(rf"(?<![\w{AT}.+-])[{AT}](?!\d+\b)\w(?:[\w.-]*\w)?")
 # A user's page on Reddit: "u/name" or "/u/name" as a word, "reddit.com/u/name" and "reddit.com/user/name" in a link.
 _REDDIT_USER = re.compile(r"(?:(?<![\w/-])/?u|(?<=reddit\.com/)(?:u|user))/[\w-]{3,20}(?![\w-])", re.IGNORECASE)
 
@@ -315,7 +300,7 @@ def redact_mentions(text: str, keep: Callable[[str], bool] = lambda _handle: Fal
         found = match.group()
         return found if keep(found) else found[:found.rindex("/") + 1] + "[user]"
 
-    if any(at in text for at in _AT):
+    if any(at in text for at in AT):
         text = _MENTION.sub(mention, text)
     return _REDDIT_USER.sub(reddit_user, text) if "/" in text else text
 

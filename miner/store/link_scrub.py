@@ -73,7 +73,7 @@ def _source_url(url: str) -> str:
         return url
 
 
-def _rewrite(conn: sqlite3.Connection, table: str, column: str, where: str, update: str,
+def rewrite_column(conn: sqlite3.Connection, table: str, column: str, where: str, update: str,
              new_form: Callable[[str], str | None], may_change: str | None = None) -> None:
     """Set ``column`` of the rows of ``table`` matching ``where`` to ``new_form`` of it, where that differs. Only the
     rows ``may_change`` is true of (a link's: `_MAY_CHANGE`) are read into Python."""
@@ -92,37 +92,37 @@ def _rewrite(conn: sqlite3.Connection, table: str, column: str, where: str, upda
 
 
 def scrub_stored_links(conn: sqlite3.Connection) -> None:
-    _rewrite(conn, "sources", "url", "url IS NOT NULL", "UPDATE", _source_url)
-    _rewrite(conn, "posts", "url", "url IS NOT NULL", "UPDATE", stored_link)
+    rewrite_column(conn, "sources", "url", "url IS NOT NULL", "UPDATE", _source_url)
+    rewrite_column(conn, "posts", "url", "url IS NOT NULL", "UPDATE", stored_link)
     # OR IGNORE: a post the source stored under the new id already keeps it, and the old row its own (the first by
     # rowid of two old ids that make one new id gets it).
-    _rewrite(conn, "posts", "external_id", "source != 'reports' AND external_id LIKE 'http%://%'", "UPDATE OR IGNORE",
-             link_id)
-    _rewrite(conn, "official_incidents", "url", "url IS NOT NULL", "UPDATE", stored_link)
+    rewrite_column(conn, "posts", "external_id", "source != 'reports' AND external_id LIKE 'http%://%'",
+                   "UPDATE OR IGNORE", link_id)
+    rewrite_column(conn, "official_incidents", "url", "url IS NOT NULL", "UPDATE", stored_link)
 
 
 def scrub_text_links(conn: sqlite3.Connection) -> None:
     # A text cut at max_text_chars before may grow past it by a few characters ("?token=ab" to "?token=[redacted]"):
     # the limit is the config's, which a migration does not read, and nothing relies on a stored text's length.
-    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_LINK)
+    rewrite_column(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_LINK)
 
 
 def scrub_bare_text_links(conn: sqlite3.Connection) -> None:
     # As scrub_text_links, by the same function: a text 0022 rewrote is rewritten again only where a link it did not
     # read (or read otherwise) holds a credential.
-    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LINK)
+    rewrite_column(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LINK)
 
 
 def scrub_bare_text_logins(conn: sqlite3.Connection) -> None:
     # As scrub_bare_text_links: a text 0025 rewrote is rewritten again only where a login before a host without a
     # scheme is left in it.
-    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LOGIN)
+    rewrite_column(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_BARE_LOGIN)
 
 
 def scrub_email_logins(conn: sqlite3.Connection) -> None:
     # As scrub_bare_text_logins: only the texts where a ":" comes before an "[email]" are read, and those holding a
     # login's user name before one rewritten.
-    _rewrite(conn, "posts", "text", "1", "UPDATE", without_email_logins, _MAY_HOLD_EMAIL_LOGIN)
+    rewrite_column(conn, "posts", "text", "1", "UPDATE", without_email_logins, _MAY_HOLD_EMAIL_LOGIN)
 # What a text needs to hold for the `public_text_links` of 0028 to change what 0027's left: an IPv6 host in
 # brackets, a "[" before two ":" and a "]" (a placeholder's "[email]" or "[redacted]" before a time's ":" too, which is
 # read for nothing).
@@ -132,7 +132,7 @@ _MAY_HOLD_IPV6 = "(instr(text, '[') AND text GLOB '*[[]*:*:*]*')"
 def scrub_ipv6_text_links(conn: sqlite3.Connection) -> None:
     # As scrub_bare_text_logins: a text is rewritten again only where a login before an IPv6 host, or a key in a link
     # to one without a scheme, is left in it.
-    _rewrite(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_IPV6)
+    rewrite_column(conn, "posts", "text", "1", "UPDATE", public_text_links, _MAY_HOLD_IPV6)
 
 
 def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str], batch: int = SCRUB_BATCH) -> None:
@@ -238,7 +238,7 @@ def scrub_token_hosts(conn: sqlite3.Connection) -> None:
         return _secretless_id(old, token_hosts=True) if holds_token_host(old) else old
 
     for table in ("posts", "official_incidents"):
-        _rewrite(conn, table, "url", f"{_FROM_ENV} AND url IS NOT NULL", "UPDATE", link, "1")
+        rewrite_column(conn, table, "url", f"{_FROM_ENV} AND url IS NOT NULL", "UPDATE", link, "1")
         # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
-        _rewrite(conn, table, "external_id", f"{_FROM_ENV} AND external_id LIKE 'http%://%'", "UPDATE OR IGNORE",
-                 ident, "1")
+        rewrite_column(conn, table, "external_id", f"{_FROM_ENV} AND external_id LIKE 'http%://%'",
+                       "UPDATE OR IGNORE", ident, "1")

@@ -12,18 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from miner.errors import StoreError
+from miner.store import email_scrub, link_scrub
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
-from miner.store.link_scrub import (
-    scrub_bare_text_links,
-    scrub_bare_text_logins,
-    scrub_email_logins,
-    scrub_ipv6_text_links,
-    scrub_stored_links,
-    scrub_text_links,
-    scrub_token_hosts,
-)
 from miner.store.outbox import OUTBOX_SQL
 from miner.timeutil import iso, utcnow
 
@@ -195,7 +187,7 @@ BUCKETS_WITH_POSTS = Migration(
 # Links and ids made of links are stored without a credential (?passkey=...), and a source's url without more key
 # names' values: rewritten into those forms (store/link_scrub.py), or the first poll stored again every entry a feed
 # listed, reset the state of a source whose stored url changed, and the keys stayed in the store.
-STORED_LINKS = Migration("0017_stored_links", "", scrub_stored_links)
+STORED_LINKS = Migration("0017_stored_links", "", link_scrub.scrub_stored_links)
 
 # 0006 took a cutoff from the earliest post left, and so none from a store whose prune left no post (but the samples
 # of open incidents): its pruned buckets were recounted from the posts stored again (a replay of their days). All
@@ -265,7 +257,7 @@ MASTODON_FEDERATED_KINDS = Migration("0021_mastodon_federated_kinds", "", federa
 # The links written in a post's text are stored without a credential (miner/text_links.py): the texts stored before
 # kept a poster's ?token=, password-reset link or user:password@ as written, in the store and in every alert, board
 # and query that shows a sample post. Rewritten with the very function the collectors use (store/link_scrub.py).
-TEXT_LINKS = Migration("0022_text_links", "", scrub_text_links)
+TEXT_LINKS = Migration("0022_text_links", "", link_scrub.scrub_text_links)
 # The threshold and early-exit setting each verdict was decided at (records.Decision): a change of either was applied
 # to new posts only, and `miner reclassify` could not tell the verdicts decided before it. NULL: stored before, or a
 # user report's (no model's).
@@ -289,27 +281,31 @@ SOURCES_NEEDS_ACTION = Migration(
 # Links pasted into a post's text without a scheme ("app.example.com/reset?token=...", "docs.google.com/document/d/
 # <id>/edit") are stored without a credential too, and so are links percent-encoded in a path segment: the texts
 # stored before kept them, 0022 having read only links with a scheme or "www." (store/link_scrub.py).
-BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", scrub_bare_text_links)
+BARE_TEXT_LINKS = Migration("0025_bare_text_links", "", link_scrub.scrub_bare_text_links)
 # And the login written before a host without a scheme, a path after it or not ("admin:hunter2@192.168.1.1/setup",
 # "psql postgres:s3cret@localhost"): the host was read alone, after its "@", or not at all, and a password the
 # contact rule took no e-mail address in ("pa$$w0rd!@", one before "localhost") was stored as written
 # (store/link_scrub.py).
-BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", scrub_bare_text_logins)
+BARE_TEXT_LOGINS = Migration("0026_bare_text_logins", "", link_scrub.scrub_bare_text_logins)
 # And the user name of a login whose password and host the contact rule took for an e-mail address ("admin:hunter2@
 # nas.lan", before 0026 "admin:hunter2@192.168.1.1/setup" too, before 0022 "ftp://root:toor@host/"): it stayed
 # before the address's placeholder ("admin:[email]"), which holds no login for 0026 to read (store/link_scrub.py).
-EMAIL_LOGINS = Migration("0027_email_logins", "", scrub_email_logins)
+EMAIL_LOGINS = Migration("0027_email_logins", "", link_scrub.scrub_email_logins)
 # And an IPv6 host in brackets, without a scheme: the login before one ("admin:pw@[2001:db8::1]:8080/setup", "psql
 # postgres:s3cret@[::1]") and the key in a link to one ("[::1]:3000/reset?token=...") were stored as written, no rule
 # reading such a host (store/link_scrub.py).
-IPV6_TEXT_LINKS = Migration("0028_ipv6_text_links", "", scrub_ipv6_text_links)
+IPV6_TEXT_LINKS = Migration("0028_ipv6_text_links", "", link_scrub.scrub_ipv6_text_links)
 # A message waits for an older alert of its incident, route and channel (store/outbox_order.py, waiting_sql): looked
 # up by incident for each due row and claim, a read of every item the outbox keeps without this index.
 OUTBOX_ITEMS_BY_INCIDENT = Migration(
     "0029_outbox_items_by_incident", "CREATE INDEX outbox_items_incident ON outbox_items (incident_id, outbox_id);")
 # And a key as a label of the host of a source's url from the environment ("https://<token>.feeds.example/rss"): the
 # links and ids of its items kept it, secret_parts having read the path and query only (store/link_scrub.py).
-TOKEN_HOSTS = Migration("0030_token_hosts", "", scrub_token_hosts)
+TOKEN_HOSTS = Migration("0030_token_hosts", "", link_scrub.scrub_token_hosts)
+# And an e-mail address with an address literal in brackets ("bob@[192.0.2.1]", "bob@[IPv6:2001:db8::1]"): kept as
+# written, or as "bob@[[number]]" where its digits made a long number, until the contact rule read one
+# (store/email_scrub.py).
+EMAIL_LITERALS = Migration("0031_email_literals", "", email_scrub.scrub_email_literals)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -317,7 +313,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
-                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS]
+                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS]
 
 
 def _statements(script: str) -> Iterator[str]:
