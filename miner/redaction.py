@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 REDACTED = "[redacted]"
@@ -65,44 +65,62 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text if pattern is None else pattern.sub(REDACTED, text)
 
 
-def _ends_with_start(tail: str, secret: str) -> bool:
-    """Whether all of ``tail`` is the start of ``secret`` in one of its forms, ending as a percent escape may be cut
-    (``%``, ``%2``)."""
+def _start_covered(tail: str, secret: str) -> int:
+    """How many characters of ``secret`` all of ``tail`` is the start of, in one of its forms, ending as a percent
+    escape may be cut (``%``, ``%2``: that character not counted); 0 where it is no start of it."""
     at = 0
     any_case = isinstance(secret, AnyCase)
-    for char in secret:
+    for count, char in enumerate(secret):
         if at == len(tail):
-            return True
+            return count
         if tail[at] == char or (char == " " and tail[at] == "+") or (any_case and tail[at].lower() == char.lower()):
             at += 1
             continue
         escaped = "".join(_escapes(char))
         got = tail[at:at + len(escaped)]
         if tail[at] != "%" or got.upper() != escaped[:len(got)]:
-            return False
+            return 0
         at += len(got)
+        if len(got) < len(escaped):  # the tail's end: the cut split the escape
+            return count
     # The whole secret and more: redact() takes that whole one out, and what follows it is other text.
-    return at == len(tail)
+    return len(secret) if at == len(tail) else 0
+
+
+# Keyed as _pattern is: an AnyCase equals the str of its characters. A store's post texts ask it of a source's few
+# keys at each text (miner.cut_keys).
+@lru_cache(maxsize=64)
+def _start_of(secret: str, any_case: bool) -> tuple[int, re.Pattern[str]]:
+    """The length of ``secret``'s longest form (each character that may be, escaped) and a pattern of its first
+    character in any of its forms."""
+    most = sum(1 if c in _UNRESERVED else 3 * len(c.encode("utf-8", "surrogatepass")) for c in secret)
+    return most, re.compile(_char_pattern(secret[0]), re.IGNORECASE if any_case else 0)
+
+
+def cut_start_length(text: str, secrets: Iterable[str], least: Callable[[str], int] = lambda _secret: 1) -> int:
+    """The length of the longest end of ``text`` that is the start of one of ``secrets`` (in one of its forms), of
+    ``least(secret)`` of its characters or more; 0 where none is."""
+    longest = 0
+    for secret in {s for s in secrets if s}:
+        most, first = _start_of(secret, isinstance(secret, AnyCase))
+        most = min(len(text), most)
+        need = max(1, least(secret))
+        for start in (m.start() for m in first.finditer(text[len(text) - most:])):
+            tail = text[len(text) - most + start:]
+            if len(tail) <= longest:
+                break
+            # The first found is the longest; one that is no start, or covers too little of the secret, may be
+            # followed by a shorter one that does (the secret's first character again inside it).
+            if _start_covered(tail, secret) >= need:
+                longest = len(tail)
+                break
+    return longest
 
 
 def without_cut_secret(text: str, secrets: Iterable[str]) -> str:
     """``text``, cut from a longer one, without the start of a secret it ends with: the rest of that secret, past the
     cut, was never read, so no redaction could match it whole."""
-    longest = 0
-    for secret in {s for s in secrets if s}:
-        most = min(len(text), sum(1 if c in _UNRESERVED else 3 * len(c.encode("utf-8", "surrogatepass"))
-                                  for c in secret))  # its longest form: each character that may be, escaped
-        first = _char_pattern(secret[0])
-        flags = re.IGNORECASE if isinstance(secret, AnyCase) else 0
-        starts = [m.start() for m in re.finditer(first, text[len(text) - most:], flags)]
-        for start in starts:
-            tail = text[len(text) - most + start:]
-            if len(tail) <= longest:
-                break
-            if _ends_with_start(tail, secret):
-                longest = len(tail)
-                break
-    return text[:len(text) - longest]
+    return text[:len(text) - cut_start_length(text, secrets)]
 
 
 def cut_text(head: bytes, cut: bool) -> str:

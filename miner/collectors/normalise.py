@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
+from miner.cut_keys import redact_cut_key
 from miner.email_addresses import AT, redact_emails
 from miner.env_names import shown_name
 from miner.redaction import redact
@@ -168,8 +169,10 @@ def post_text(title: str, body: str, limit: int, *, plain: bool = False, secrets
     # The source's own key first, whole: a text linking "https://<key>.hooks.example/" or quoting the feed's URL kept
     # it, since public_text_links reads no host label and keeps a value too short or too wordy to read as a token;
     # after it, a piece of the key it took out would leave the rest unmatched. Only a url_env source pays for it.
+    # The start of one at the text's end goes too: the item's text may come cut by its source (a summary, an
+    # excerpt), inside the key (`miner.cut_keys`). The store's own cut comes after, and cuts no key.
     if secrets:
-        text = redact(text, secrets)
+        text = redact_cut_key(redact(text, secrets), secrets)
     # Contacts and credentials go before the text is cut: cut inside, "jane.doe@gmail…" or "0722 123 4…" is no
     # address or number the placeholders know, and what the cut left of it was stored. Links go first: a link's
     # "user:password@host" read as an e-mail address kept the user name and lost the host.

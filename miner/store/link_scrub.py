@@ -23,6 +23,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from miner.cut_keys import least_start, redact_cut_key
 from miner.redaction import AnyCase, redact
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.text_links import public_text_links, without_email_logins
@@ -160,6 +161,11 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
     def text(old: str) -> str | None:
         return redact(old, secrets)
 
+    def cut_text(old: str) -> str | None:
+        # And the start of one a text cut short ends with (miner.cut_keys): stored before, cut at max_text_chars
+        # with the key still in it, or cut so by the source.
+        return redact_cut_key(redact(old, secrets), secrets)
+
     # What each secret, in any of its forms (as written, percent-encoded in either case of hex), holds as written:
     # its longest run of characters no encoder escapes. A link holding "%2f" where the secret has "/" was passed by.
     # An AnyCase one (a host label's key) in any case: lower(), which folds ASCII only, as the key's run is.
@@ -190,13 +196,19 @@ def scrub_source_secrets(database: Database, source: str, secrets: Sequence[str]
     # are found in one read of all the source's rows (their rowids only), then read and written ``batch`` at a time:
     # paged as the links are, each batch read all the source's rows again, and one whose every text quoted its key
     # read them a thousand times over. 100,000 posts of the source: 0.14 s more, 1 s where every text held the key.
-    for table, column in (("posts", "text"), ("official_incidents", "title")):
+    # A post's text is also read where it may end with the start of a key, cut (`_starts_held`): one holding a
+    # key whole holds its start too. The store cuts no incident's title.
+    starts = _starts_held(secrets)
+    for table, column, cleaned, by in (("posts", "text", cut_text, starts),
+                                       ("official_incidents", "title", text, found_by)):
+        held = _held(column, by) if by is not None else "1"
         ids = [r["id"] for r in database.rows(
-            f"SELECT rowid AS id FROM {table} WHERE source = ? AND ({_held(column, found_by)})", (source, *runs))]
+            f"SELECT rowid AS id FROM {table} WHERE source = ? AND ({held})",
+            (source, *(run.lower() if any_case else run for run, any_case in by or ())))]
         for start in range(0, len(ids), batch):
             rows = database.rows(f"SELECT {column} AS old, rowid AS id FROM {table} WHERE rowid {IN_LIST}",
                                  (json_list(ids[start:start + batch]),))
-            if changes := [(new, r["id"]) for r in rows if (new := text(r["old"])) != r["old"]]:
+            if changes := [(new, r["id"]) for r in rows if (new := cleaned(r["old"])) != r["old"]]:
                 with database.transaction() as conn:
                     conn.executemany(f"UPDATE {table} SET {column} = ? WHERE rowid = ?", changes)
 
@@ -205,6 +217,23 @@ def _held(column: str, found_by: Sequence[tuple[str, bool]]) -> str:
     """Whether ``column`` holds one of the runs ``found_by`` (an AnyCase one's in any case), as SQL, a parameter for
     each."""
     return " OR ".join(f"instr(lower({column}), ?)" if any_case else f"instr({column}, ?)" for _, any_case in found_by)
+
+
+def _starts_held(secrets: Sequence[str]) -> list[tuple[str, bool]] | None:
+    """What a text holds as written where it holds the start of one of ``secrets`` that `redact_cut_key` takes (its
+    first `least_start` characters or more), for `_held`: the longest run of characters no encoder escapes in each
+    such start (an AnyCase one's in any case), those holding another's left out. None where one holds no such run:
+    every text is read. Looked for in the whole text, not its end (a substr() of each text took longer than
+    reading the few more texts it passes by)."""
+    runs = set()
+    for secret in secrets:
+        run = max(_UNESCAPED.findall(secret[:least_start(secret)]), key=len, default="")
+        if not run:
+            return None
+        any_case = isinstance(secret, AnyCase)
+        runs.add((run.lower() if any_case else run, any_case))
+    return sorted((run, any_case) for run, any_case in runs
+                  if not any(other != run and other in run and other_case == any_case for other, other_case in runs))
 
 
 def _secretless_id(old: str, secrets: Sequence[str] = (), token_hosts: bool | None = None) -> str | None:
