@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from miner.detect.grid import due_buckets
 from miner.detect.params import DetectorParams
 from miner.detect.zscore import (
     BucketScore,
     DetectorState,
     detect_series,
-    due_buckets,
     stabilise,
     step,
     unstabilise,
