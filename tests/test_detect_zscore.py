@@ -368,3 +368,17 @@ def test_a_state_in_a_zone_unknown_here_is_scored_on_the_configured_clock() -> N
     moved = DetectorState.from_json(state.to_json().replace('"zone":"UTC"', '"zone":"Mars/Olympus_Mons"'))
     later, score = step(replace(P, timezone="Europe/Berlin"), moved, T0 + STEP, 3.0)
     assert later.zone == "Europe/Berlin" and later.season == state.season and not score.replayed
+
+
+@pytest.mark.parametrize("start", [[100.0], [1000.0], [50.0] * 12, [50.0] * 24],
+                         ids=["first bucket 10x", "first bucket 100x", "first hour 5x", "first two hours 5x"])
+def test_history_begun_in_a_spike_or_an_outage_is_not_learned_as_the_usual_level(start: list[float]) -> None:
+    # A service added or started during an outage: its usual 10 complaints a bucket come after. That first level was
+    # learned, the hour-of-day and weekday offsets made up the difference and clipping kept it: a 5x outage a day later
+    # (after 1000: any day of the next two weeks) opened nothing.
+    k = len(start) + day_buckets(1)
+    counts = start + poisson(10, day_buckets(2))
+    counts[k:k + 12] = [50.0] * 12
+    scores = detect_series(P, rows(counts))
+    assert scores[k - 1].baseline < 12
+    assert [i for i in opened(scores) if i < k + 12] == [k + P.persist_k - 1]
