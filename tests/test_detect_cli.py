@@ -173,3 +173,22 @@ def test_detect_reads_the_series_from_standard_input_given_as_dash(tmp_path: Pat
     assert result.output == from_file.output
     bad = CliRunner().invoke(main, ["detect", "-"], input="timestamp,value\nyesterday,1\n")
     assert bad.exit_code == 1 and "Error: <stdin>:2: bad timestamp 'yesterday'" in bad.output
+
+
+def test_a_series_without_its_empty_buckets_scores_as_the_whole_one(tmp_path: Path) -> None:
+    # A quiet service's counts grouped from its posts have no row for an empty bucket. With more than half of them
+    # empty, most rows lay 10 minutes or more apart: the median spacing made it a 10-minute series, scored as such.
+    counts = [float(x) for x in np.random.default_rng(4).poisson(0.5, 600)] + [12.0] * 6 + [0.0] * 20
+    whole, sparse = tmp_path / "whole.csv", tmp_path / "sparse.csv"
+    write_series(whole, counts)
+    lines = whole.read_text(encoding="utf-8").splitlines()
+    sparse.write_text("\n".join(lines[:1] + [line for line in lines[1:] if not line.endswith(",0")]) + "\n",
+                      encoding="utf-8")
+    scored = {}
+    for path in (whole, sparse):
+        result = CliRunner().invoke(main, ["detect", str(path)])
+        assert result.exit_code == 0, result.output
+        scored[path] = {r["timestamp"]: (r["score"], r["opened"]) for r in csv.DictReader(io.StringIO(result.output))}
+    assert len(scored[sparse]) < len(scored[whole]) / 2
+    assert scored[sparse] == {ts: scored[whole][ts] for ts in scored[sparse]}
+    assert [ts for ts, (_, opened) in scored[sparse].items() if opened == "1"] == ["2025-03-05 02:05:00"]

@@ -6,8 +6,8 @@ import csv
 import io
 import itertools
 import os
-import statistics
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -82,9 +82,12 @@ def read_series(path: Path) -> tuple[list[tuple[datetime, float]], list[str], li
 
 
 def infer_bucket_minutes(rows: Sequence[tuple[datetime, float]]) -> int:
-    """The typical spacing of the rows, in whole minutes (gaps do not skew the median)."""
-    spacing = statistics.median((b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(rows))
-    return max(round(spacing / 60.0), 1)
+    """The most common spacing of the rows in whole minutes, the smallest of those as common: gaps do not skew it.
+
+    Not the median: a series without its empty buckets (counts grouped from posts), more than half of them empty,
+    has most rows 10 minutes or more apart, and a 5-minute one was scored as a 10-minute one."""
+    spacings = Counter(max(round((b[0] - a[0]).total_seconds() / 60.0), 1) for a, b in itertools.pairwise(rows))
+    return min(spacings, key=lambda minutes: (-spacings[minutes], minutes))
 
 
 def run_detect(params: DetectorParams, rows: Sequence[tuple[datetime, float]],
