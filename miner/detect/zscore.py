@@ -17,6 +17,8 @@ Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has
   ``max_freeze_hours``, and after it in each anomalous bucket that keeps it open) level, scale and tail freeze, so
   an outage does not become the new normal, and only the hour-of-day and day-of-week offsets keep learning from
   clipped residuals, so a pattern that recurs daily is learned in days;
+- in the first two hours of history a bucket ``clip_sigmas`` below the expected value starts the learning again from
+  it: what came before was a spike or an outage the service started in, not its usual level;
 - a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
   an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
   z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; an opening within
