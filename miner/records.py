@@ -30,6 +30,9 @@ class Post:
     services: tuple[str, ...] = ()
     symptom_hint: str | None = None  # user reports say what is broken; the classifier may use it
     undated: str | None = None  # None (dated by its source), UNDATED_NEW or UNDATED_BACKLOG
+    # The id a feed gives the post, where ``external_id`` is the one its site gives it (collectors/canonical.py): a
+    # store that has the post under the feed's id, from before miner read its site's, does not store it again.
+    feed_id: str | None = None
 
 
 # Post.undated (and the posts.undated column): a post without a time of its own, dated when it was fetched. "new":

@@ -84,10 +84,14 @@ def make_post(
     author: str | None = None,
     lang: str | None = None,
     plain: bool = False,
+    space: str | None = None,
+    feed_id: str | None = None,
 ) -> Post | None:
     """A normalised Post, or None when the item has no text at all.
 
-    ``plain`` marks a body that is plain text already (a "<" in it is a character, not a tag).
+    ``plain`` marks a body that is plain text already (a "<" in it is a character, not a tag). ``space``: where
+    ``author`` is unique, None for where the source's are (`author_space`). ``feed_id``: the id the source's feed
+    gives the item, where ``external_id`` is its site's (see Post.feed_id).
     """
     now = ctx.now()
     undated = None
@@ -104,15 +108,19 @@ def make_post(
     # A url_env source's links lose a host label that reads as a key even where its URL holds no key that
     # secret_parts reads: migration 0030, which has no URL, rewrote what it stored so.
     external_id = link_id(external_id, secrets, token_hosts=source.secret_url)
+    feed_id = link_id(feed_id, secrets, token_hosts=source.secret_url) if feed_id is not None else None
+    if space is None:
+        space = author_space(source)
     return Post(
         source=source.name,
         external_id=external_id,
         text=text,
         created_at=created_at,
         url=stored_link(url, secrets, token_hosts=source.secret_url),
-        author_hash=hash_author(author, ctx.hash_key, author_space(source)),
+        author_hash=hash_author(author, ctx.hash_key, space),
         lang=lang_code(lang),
         undated=undated,
+        feed_id=feed_id if feed_id != external_id else None,
     )
 
 

@@ -33,6 +33,7 @@ from miner.collectors.base import (
     text_of,
     without_credentials,
 )
+from miner.collectors.canonical import reddit_post_id
 from miner.collectors.feeds import entry_author, entry_id, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
@@ -58,11 +59,6 @@ _REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
 # no request more, at most a page of posts sent again, which the store has (it keeps one of each) or, older than it
 # keeps posts, leaves out (the collect stage's retention cutoff).
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
-# A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
-# ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
-# source read both ways (its credentials set or unset later) stores each post twice. Without one, the permalink.
-_FEED_FULLNAME = re.compile(r"(?:^|/)(t3_[a-z0-9]+)$")
-_PERMALINK = re.compile(r"^https?://[^/?#]+/r/[^/?#]+/comments/([a-z0-9]+)(?:/[^/?#]*)?/?$")
 # Reddit RSS bodies end with "submitted by /u/<name> [link] [comments]": it names the author, so it goes.
 _SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.IGNORECASE | re.DOTALL)
 
@@ -79,14 +75,9 @@ def by_automoderator(author: str | None) -> bool:
 
 
 def feed_post_id(entry: Any) -> str:
-    """The fullname (``t3_...``) of the post a feed entry is, as the API names it; an entry that is no post (a
-    comment, of a comments feed) keeps its id as every feed's entry does."""
-    ident = entry_id(entry)
-    if match := _FEED_FULLNAME.search(ident):
-        return match.group(1)
-    if match := _PERMALINK.match(str(entry.get("link") or "")):
-        return f"t3_{match.group(1)}"
-    return ident
+    """The fullname (``t3_...``) of the post a feed entry is, as the API names it (see canonical.reddit_post_id); an
+    entry that is no post (a comment, of a comments feed) keeps its id as every feed's entry does."""
+    return reddit_post_id(entry) or entry_id(entry)
 
 
 def post_link(fullname: str) -> str | None:

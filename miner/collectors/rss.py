@@ -17,7 +17,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from miner.collectors.base import PollContext, make_post, not_after_now, time_cursor
+from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
+from miner.collectors.canonical import site_identity
 from miner.collectors.feeds import (
     entry_author,
     entry_body,
@@ -176,15 +177,21 @@ def _entry_post(
     body = entry_body(entry)
     if clean_body is not None:
         body = clean_body(body)
+    own = post_id(entry)
+    # The post as its site's API source names it and its author, where the entry says which post it is: read by both,
+    # it is one complainer (see collectors/canonical.py).
+    site = site_identity(entry, author_space(source) == "reddit")
     return make_post(
         source, ctx,
-        external_id=post_id(entry),
+        external_id=site.external_id if site else own,
         title=str(entry.get("title", "") or ""),
         body_html=body,
         created_at=created_at,
         url=str(entry.get("link", "") or "") or None,
-        author=entry_author(entry),
+        author=site.author if site else entry_author(entry),
         lang=entry_lang(entry, feed),
+        space=site.author_space if site else None,
+        feed_id=own,
     )
 
 

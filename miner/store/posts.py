@@ -233,6 +233,15 @@ def relisted(conn: sqlite3.Connection, post: Post, listed: Sequence[str] = ()) -
     return str(row[0]) if row is not None else None
 
 
+def _under_feed_id(conn: sqlite3.Connection, post: Post) -> str | None:
+    """``post.feed_id`` where the store has ``post`` under it and not under its site's id (Post.feed_id): stored
+    before miner read a feed entry's site identity (collectors/canonical.py), the entries still in the feed came back
+    under new ids, with authors the rows had not, and were stored and counted again."""
+    rows = conn.execute("SELECT external_id FROM posts WHERE source = ? AND external_id IN (?, ?)",
+                        (post.source, post.external_id, post.feed_id)).fetchall()
+    return post.feed_id if [r[0] for r in rows] == [post.feed_id] else None
+
+
 def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,
                   by_link: set[str] | None = None) -> tuple[list[Post], list[Post]]:
     """Store the posts not stored yet; returns those it stored and those the store had. ``by_link``: a post the store
@@ -250,6 +259,9 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
     posts = list(posts)
     listed = [p.external_id for p in posts]
     for post in posts:
+        if post.feed_id is not None and (stored := _under_feed_id(conn, post)) is not None:
+            seen.append(replace(post, external_id=stored))
+            continue
         if by_link is not None and conn.execute("SELECT 1 FROM posts WHERE source = ? AND external_id = ?",
                                                 (post.source, post.external_id)).fetchone() is None and (
                 stored := relisted(conn, post, listed)) is not None:

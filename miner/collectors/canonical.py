@@ -1,0 +1,81 @@
+"""The identity a post has at its site, read from a feed entry of it: the id and author an API source of that site
+gives the same post.
+
+A post read by two sources is stored once per source and counted once: a bucket counts authors, not rows (see
+`miner.store.signals`). That holds where both name it and its author alike, as two Mastodon instances do (one
+``host/id``, one profile URL). A feed of the same posts named them its own way: a Mastodon tag feed's entry by its
+link and no author, an hnrss.org entry by its item URL and its author as a user of hnrss.org, a subreddit's by the
+feed URL before the fullname. The feed's row was a second complainer beside the API source's, in every bucket the
+post counted in. An entry is given its site's identity where its link or guid says which post it is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from miner.collectors.feeds import entry_author, entry_id
+from miner.collectors.mastodon import status_external_id
+
+# A Mastodon status as its web page (the RSS link and guid, the API's ``url``): https://host/@name/<id>; a remote
+# status keeps its own server's. The author's profile is that URL's first part, the account ``url`` the API gives.
+_MASTODON_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/(?P<id>\d+)/?$")
+# Older Mastodon gave the ActivityPub URI as the guid: https://host/users/name/statuses/<id>.
+_MASTODON_URI = re.compile(r"^(?P<base>https?://[^/?#@]+)/users/(?P<name>[^/?#@]+)/statuses/(?P<id>\d+)/?$")
+# A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
+_HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
+# A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
+# ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
+# source read both ways (its credentials set or unset later) stores each post twice. Without one, the permalink.
+_REDDIT_FULLNAME = re.compile(r"(?:^|/)(t3_[a-z0-9]+)$")
+_REDDIT_PERMALINK = re.compile(r"^https?://[^/?#]+/r/[^/?#]+/comments/([a-z0-9]+)(?:/[^/?#]*)?/?$")
+
+
+@dataclass(frozen=True)
+class SiteIdentity:
+    """A feed entry's post as its site's API source names it. ``author_space``: where ``author`` is unique (see
+    base.author_space), None for the feed source's own."""
+
+    external_id: str
+    author: str | None
+    author_space: str | None = None
+
+
+def reddit_post_id(entry: Any) -> str | None:
+    """The fullname (``t3_...``) of the Reddit post a feed entry is, as the API names it; None for an entry that is
+    no post (a comment, of a comments feed)."""
+    if match := _REDDIT_FULLNAME.search(entry_id(entry)):
+        return match.group(1)
+    if match := _REDDIT_PERMALINK.match(str(entry.get("link") or "")):
+        return f"t3_{match.group(1)}"
+    return None
+
+
+def _reddit_host(host: str) -> bool:
+    return host == "reddit.com" or host.endswith(".reddit.com")
+
+
+def site_identity(entry: Any, reddit: bool) -> SiteIdentity | None:
+    """The identity of the post a feed entry is at its site, where its link or guid says; None otherwise (the entry
+    keeps the feed's own). ``reddit``: the feed is Reddit's, whose entries' ids are fullnames."""
+    guid = str(entry.get("id") or entry.get("guid") or "")
+    link = str(entry.get("link") or "")
+    for url in (guid, str(entry.get("comments") or ""), link):
+        if match := _HN_ITEM.match(url):
+            return SiteIdentity(match.group(1), entry_author(entry), "hackernews")
+    for url in (link, guid):
+        if match := _MASTODON_STATUS.match(url):
+            # The profile URL is the author as the API names them (account.url), the same from every instance.
+            return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
+        if match := _MASTODON_URI.match(url):
+            return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
+    # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
+    # feed's entry id; its author is a Reddit user name.
+    permalink = _REDDIT_PERMALINK.match(link)
+    if permalink and _reddit_host(urlsplit(link).hostname or ""):
+        return SiteIdentity(f"t3_{permalink.group(1)}", entry_author(entry), "reddit")
+    if reddit and (fullname := reddit_post_id(entry)):
+        return SiteIdentity(fullname, entry_author(entry))
+    return None
