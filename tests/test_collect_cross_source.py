@@ -147,3 +147,31 @@ def test_entries_stored_under_the_feeds_own_ids_are_not_stored_again(tmp_path: P
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM posts").fetchone()[0] == len(rows)
 
+
+LEMMY = """
+[[sources]]
+name = "lemmy"
+type = "lemmy"
+url = "{url}"
+query = "discord"
+services = ["Discord"]
+
+[[sources]]
+name = "lemmy-feed"
+type = "rss"
+url = "{url}/feeds/c/technology.xml"
+services = ["Discord"]
+"""
+
+
+def test_a_lemmy_post_read_by_its_search_and_its_community_feed_is_one_post_of_one_author(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Lemmy's feed names the author by their actor id, as its API does: hashed as a user of the feed's host, they
+    # were a second complainer.
+    server.serve_fixture("/api/v3/search", "lemmy/search.json", "application/json")
+    server.serve_fixture("/feeds/c/technology.xml", "lemmy/community_technology.xml", "application/rss+xml")
+    _collect(_config(tmp_path, ["Discord"], LEMMY.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    [feed] = found["lemmy-feed"]
+    assert feed[0] == "https://lemmy.world/post/2291001" and feed[1] is not None
+    assert feed in found["lemmy"]

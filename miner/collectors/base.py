@@ -110,7 +110,7 @@ def make_post(
     external_id = link_id(external_id, secrets, token_hosts=source.secret_url)
     feed_id = link_id(feed_id, secrets, token_hosts=source.secret_url) if feed_id is not None else None
     if space is None:
-        space = author_space(source)
+        space = "" if named_everywhere(author) else author_space(source)
     return Post(
         source=source.name,
         external_id=external_id,
@@ -156,6 +156,13 @@ def author_space(source: SourceConfig) -> str:
     if source.type == "hackernews":
         return "hackernews"
     return host or source.name
+
+
+def named_everywhere(author: str | None) -> bool:
+    """Whether ``author`` names the author the same wherever their post is read: a profile or actor URL (Lemmy's
+    feeds name authors by their actor id, as its API does) or a DID. A feed source hashed it in its host's space, and
+    the author of a post its API source read too counted twice."""
+    return (author or "").strip().lower().startswith(("https://", "http://", "did:"))
 
 
 def as_list(value: Any, what: str, url: str, *, required: bool = True) -> list[Any]:
