@@ -175,3 +175,37 @@ def test_a_lemmy_post_read_by_its_search_and_its_community_feed_is_one_post_of_o
     [feed] = found["lemmy-feed"]
     assert feed[0] == "https://lemmy.world/post/2291001" and feed[1] is not None
     assert feed in found["lemmy"]
+
+
+BLUESKY = """
+[[sources]]
+name = "bsky"
+type = "bluesky"
+url = "{url}"
+query = "instagram"
+env = {{ identifier = "XS_BSKY_ID", password = "XS_BSKY_PW" }}
+services = ["Instagram"]
+
+[[sources]]
+name = "bsky-feed"
+type = "rss"
+url = "{url}/profile/netwatcher.bsky.social/rss"
+services = ["Instagram"]
+"""
+
+
+def test_a_bluesky_post_read_by_the_search_and_its_authors_profile_feed_is_one_post_of_one_author(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # bsky.app's profile feed gives the post's at:// URI as the API does, and no author: the feed's row was a
+    # complainer of its own.
+    monkeypatch.setenv("XS_BSKY_ID", "me.bsky.social")
+    monkeypatch.setenv("XS_BSKY_PW", "app-password")
+    server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json", "application/json")
+    server.serve_fixture("/xrpc/app.bsky.feed.searchPosts", "bluesky/search_posts.json", "application/json")
+    server.serve_fixture("/profile/netwatcher.bsky.social/rss", "bluesky/profile.rss", "application/rss+xml")
+    _collect(_config(tmp_path, ["Instagram"], BLUESKY.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    [feed] = found["bsky-feed"]
+    assert feed[0].startswith("at://did:plc:z72i7hdynmk6r22z27h6tvur/") and feed[1] is not None
+    assert feed in found["bsky"]
+    assert _complaints(tmp_path / "m.sqlite") == 1

@@ -5,8 +5,9 @@ A post read by two sources is stored once per source and counted once: a bucket 
 `miner.store.signals`). That holds where both name it and its author alike, as two Mastodon instances do (one
 ``host/id``, one profile URL). A feed of the same posts named them its own way: a Mastodon tag feed's entry by its
 link and no author, an hnrss.org entry by its item URL and its author as a user of hnrss.org, a subreddit's by the
-feed URL before the fullname. The feed's row was a second complainer beside the API source's, in every bucket the
-post counted in. An entry is given its site's identity where its link or guid says which post it is.
+feed URL before the fullname, a Bluesky profile feed's by the at:// URI the API gives but with no author. The
+feed's row was a second complainer beside the API source's, in every bucket the post counted in. An entry is given
+its site's identity where its link or guid says which post it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ _MASTODON_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/(?P<id
 _MASTODON_URI = re.compile(r"^(?P<base>https?://[^/?#@]+)/users/(?P<name>[^/?#@]+)/statuses/(?P<id>\d+)/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
+# A Bluesky post's at:// URI, the guid of bsky.app's profile feed (whose link names the author by handle, and which
+# names no author): the id the API gives, and the author's DID, the author it names.
+_BLUESKY_POST = re.compile(r"^at://(?P<did>did:[a-z0-9]+:[^/?#]+)/app\.bsky\.feed\.post/[^/?#]+$")
 # A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
 # ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
 # source read both ways (its credentials set or unset later) stores each post twice. Without one, the permalink.
@@ -71,6 +75,8 @@ def site_identity(entry: Any, reddit: bool) -> SiteIdentity | None:
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
         if match := _MASTODON_URI.match(url):
             return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
+    if match := _BLUESKY_POST.match(guid):
+        return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
     # feed's entry id; its author is a Reddit user name.
     permalink = _REDDIT_PERMALINK.match(link)
