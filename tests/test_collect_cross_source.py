@@ -209,3 +209,20 @@ def test_a_bluesky_post_read_by_the_search_and_its_authors_profile_feed_is_one_p
     assert feed[0].startswith("at://did:plc:z72i7hdynmk6r22z27h6tvur/") and feed[1] is not None
     assert feed in found["bsky"]
     assert _complaints(tmp_path / "m.sqlite") == 1
+
+
+@pytest.mark.parametrize("feed_first", [True, False])
+def test_a_story_of_a_feed_naming_no_author_is_the_author_the_hacker_news_search_read(
+        tmp_path: Path, server: FakeServer, feed_first: bool) -> None:
+    # Hacker News' own feed names no author: its story was a complainer of its own (its row id) beside the author the
+    # search read, whichever source stored it first.
+    server.serve_fixture("/api/v1/search_by_date", "hackernews/search_by_date.json", "application/json")
+    server.serve_fixture("/rss", "hackernews/front_page.rss", "application/rss+xml")
+    api, feed = HACKER_NEWS.format(url=server.url).replace("/newest.rss", "/rss").split("\n\n[[sources]]")
+    feed = f"[[sources]]{feed}"
+    _collect(_config(tmp_path, ["Cloudflare"], feed if feed_first else api))
+    _collect(_config(tmp_path, ["Cloudflare"], f"{api}\n\n{feed}"))
+    found = _posts(tmp_path / "m.sqlite")
+    [story] = found["hn-feed"]
+    assert story[0] == "42210001" and story in found["hn"]
+    assert _complaints(tmp_path / "m.sqlite") == 2  # the story and the comment under it, by two people

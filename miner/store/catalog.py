@@ -102,7 +102,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "author_hash": "HMAC-SHA256 of the author handle (key from the env var in `store.hash_key_env`), truncated. "
                        "The handle is read without case or a leading @, and per site: one handle on two sites "
                        "(Reddit and Hacker News, two forums) is two authors, while Mastodon, Lemmy and Bluesky name "
-                       "accounts the same from every server; NULL when the source gives no author. A user "
+                       "accounts the same from every server, and an author named by URL or DID is one from "
+                       "every source; NULL when the source gives no author, unless another source stored the post "
+                       "(one external_id, one created_at) with one, whose author it then is. A user "
                        "report's: of its client's address, under a random key of that UTC day kept in memory "
                        "only: one client's reports of a day share it, unlinkable to its address or to other days; "
                        "null for reports stored by 0.1.0, each of which counts once.",

@@ -242,6 +242,27 @@ def _under_feed_id(conn: sqlite3.Connection, post: Post) -> str | None:
     return post.feed_id if [r[0] for r in rows] == [post.feed_id] else None
 
 
+# The same post stored by another source: one id (a site's, as a feed entry gets it too: collectors/canonical.py) and
+# one time to the second. Through posts_created_at: a post's second holds a few rows, and no index holds ids alone.
+_SAME_POST = "created_at = ? AND external_id = ? AND source != ? AND undated IS NULL"
+
+
+def _shared_author(conn: sqlite3.Connection, post: Post) -> str | None:
+    """The author another source stored ``post`` with. A feed that names no author (Hacker News' own, a Mastodon
+    tag feed's status of a server whose links name none) made each post it shares with an API source a complainer of
+    its own, by its row id, beside the author the API source read."""
+    row = conn.execute(f"SELECT author_hash FROM posts WHERE {_SAME_POST} AND author_hash IS NOT NULL ORDER BY id "
+                       "LIMIT 1", (iso(post.created_at), post.external_id, post.source)).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def _share_author(conn: sqlite3.Connection, post: Post) -> None:
+    """Give ``post``'s author to the rows other sources stored it with and without one (see _shared_author): read by
+    a feed first, it was a complainer of its own. Its bucket is the new post's, recounted when that is classified."""
+    conn.execute(f"UPDATE posts SET author_hash = ? WHERE {_SAME_POST} AND author_hash IS NULL",
+                 (post.author_hash, iso(post.created_at), post.external_id, post.source))
+
+
 def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,
                   by_link: set[str] | None = None) -> tuple[list[Post], list[Post]]:
     """Store the posts not stored yet; returns those it stored and those the store had. ``by_link``: a post the store
@@ -273,6 +294,8 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
                             "told by their link and date (docs/collectors.md, rss)", post.source, post.external_id,
                             stored)
             continue
+        if post.author_hash is None and post.undated is None:
+            post = replace(post, author_hash=_shared_author(conn, post))
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "
@@ -286,6 +309,8 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
             continue
         next_id = None
         new.append(post)
+        if post.author_hash is not None and post.undated is None:
+            _share_author(conn, post)
         conn.executemany(
             "INSERT OR IGNORE INTO post_services (post_id, service) VALUES (?, ?)",
             [(cur.lastrowid, svc) for svc in post.services],

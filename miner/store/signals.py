@@ -64,7 +64,8 @@ class SignalsMixin:
 
         ``complaints`` counts complaining authors, not posts: one account (or bot) posting fifty times in a
         bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
-        streams, user reports, feeds without one) count one each. Posts of a source's undated backlog (see
+        streams, user reports, feeds without one) count one each, unless another source stored the same post with
+        its author (store.posts._shared_author). Posts of a source's undated backlog (see
         _COUNTED) count nowhere.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
         Buckets before :meth:`first_open_bucket` are left as they are: their posts were pruned.
