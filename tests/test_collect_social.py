@@ -216,7 +216,14 @@ def test_lemmys_rate_limit_answered_as_a_400_is_a_passing_failure_not_one_that_n
     server.serve("/api/v3/search", Reply(400, b'{"error":"couldnt_find_community"}', content_type="application/json"))
     with pytest.raises(SourceError) as refused:
         poller.poll(source)
-    assert str(refused.value) == "HTTP 400 from 127.0.0.1" and refused.value.permanent
+    assert str(refused.value) == "HTTP 400 from 127.0.0.1 (Lemmy's error: couldnt_find_community)"
+    assert refused.value.permanent
+    # A 400 naming no error, or one of which nothing can be shown, says only its status.
+    for body in (b'{"error": ""}', b'{"error": 42}', b"<html>Bad Request</html>", rb'{"error": "\u202e\n"}'):
+        server.serve("/api/v3/search", Reply(400, body, content_type="application/json"))
+        with pytest.raises(SourceError) as bare:
+            poller.poll(source)
+        assert str(bare.value) == "HTTP 400 from 127.0.0.1" and bare.value.permanent
     # A later page limited ends the paging, as a 429 does, the pages before it kept.
     data = json.loads(server.fixture_bytes("lemmy/search.json"))
     full = {"posts": data["posts"][:1] * 50, "comments": []}
@@ -234,6 +241,34 @@ def test_lemmys_rate_limit_answered_as_a_400_is_a_passing_failure_not_one_that_n
     assert len(result.posts) == 50 and result.behind
     assert result.warnings == ["page 2 failed (HTTP 400 from 127.0.0.1 (Lemmy's rate limit: rate_limit_error)); "
                                "kept the 1 page(s) before it"]
+
+
+@pytest.mark.parametrize(("error", "shown"), [
+    ("instance_is_private", "instance_is_private"),
+    # The server's text: no line break (a forged log line), escape or markup reaches the message, nor all of a long one.
+    ("couldnt_find_community\r\nERROR forged line \x1b[31m<b>red</b>\u202e", "couldnt_find_community ERROR forged "
+                                                                            "line [31m b red b"),
+    ("x" * 5000, "x" * 63 + "…"),
+])
+def test_lemmys_other_refusals_name_the_error_lemmy_gave(server: FakeServer, poller: Poller, error: str,
+                                                         shown: str) -> None:
+    # Lemmy answers every error but two as a 400 naming it: "HTTP 400 from host" alone left the operator guessing.
+    source = SourceConfig("lemmy", "lemmy", url=server.url, query="discord")
+    server.serve("/api/v3/search", Reply(400, json.dumps({"error": error}).encode(), content_type="application/json"))
+    with pytest.raises(SourceError) as refused:
+        poller.poll(source)
+    assert str(refused.value) == f"HTTP 400 from 127.0.0.1 (Lemmy's error: {shown})" and refused.value.permanent
+
+
+def test_a_lemmy_error_quoting_the_key_of_a_url_env_source_shows_it_redacted(server: FakeServer) -> None:
+    key = "9f3c2a7b1e4d6f8a0c5b"
+    source = SourceConfig("lemmy", "lemmy", url_env="MINER_TEST_LEMMY", query="discord")
+    body = json.dumps({"error": f"unknown_key_{key}"}).encode()
+    server.serve(f"/{key}/api/v3/search", Reply(400, body, content_type="application/json"))
+    with Poller(CollectSettings(), [ServiceConfig("Signal")], hash_key=b"k",
+                environ={"MINER_TEST_LEMMY": f"{server.url}/{key}"}) as poller, pytest.raises(SourceError) as refused:
+        poller.poll(source)
+    assert str(refused.value) == "HTTP 400 from 127.0.0.1 (Lemmy's error: unknown_key_[redacted])"
 
 
 @pytest.mark.parametrize(("query", "path"), [(None, "/latest.json"), ("sync", "/search.json")])

@@ -10,6 +10,7 @@ read too: a post federated late keeps its original `published` time.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -21,6 +22,7 @@ from miner.collectors.base import (
     base_url,
     make_post,
     not_after_now,
+    source_secrets,
     text_of,
     time_cursor,
 )
@@ -32,6 +34,7 @@ from miner.collectors.ratelimit import rate_limit_wait
 from miner.config import SourceConfig
 from miner.errors import BadContent, SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.redaction import redact
 from miner.timeutil import iso
 from miner.urls import shown_url
 
@@ -47,12 +50,25 @@ MAX_LIMIT = 50  # Lemmy's own cap
 # ({"error": "rate_limit_error"}, no Retry-After; 60 searches in 10 minutes an address by default).
 _REFUSED = frozenset({400})
 _RATE_LIMITED = "rate_limit_error"
+# The name of any other refusal ("couldnt_find_community", "instance_is_private") is what tells the operator why: a
+# bare "HTTP 400 from host" left them to guess. It is the server's text, shown in logs, `miner status` and the board:
+# what is not a character of such a name goes (a line break, an escape, markup), and a long one is cut.
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9_.:\[\]-]+")
+_NAME_LIMIT = 64
 
 
-def _refusal(resp: Response, ctx: PollContext) -> SourceError:
+def _shown_name(name: str, secrets: tuple[str, ...] = ()) -> str:
+    """Lemmy's error name as a message shows it: without ``secrets`` (a url_env source's key, if the server quotes
+    it, as ``[redacted]``), only ASCII letters, digits and ``_.:-[]`` (others as a space), at most _NAME_LIMIT
+    characters."""
+    shown = " ".join(_NOT_IN_NAME.sub(" ", redact(name, secrets) if secrets else name).split())
+    return shown if len(shown) <= _NAME_LIMIT else shown[:_NAME_LIMIT - 1].rstrip() + "…"
+
+
+def _refusal(resp: Response, source: SourceConfig, ctx: PollContext) -> SourceError:
     """The error for a 400: Lemmy's rate limit, which passes by itself as a 429 does, or a request refused, which
-    does not (a permanent error, see http.status_error). Read as a bad request, a rate-limited source was failed for
-    good: polled hourly and listed as needing someone to act."""
+    does not (a permanent error, see http.status_error), with the name Lemmy gave it. Read as a bad request, a
+    rate-limited source was failed for good: polled hourly and listed as needing someone to act."""
     try:
         name = text_of(json_object(resp).get("error"))
     except SourceError:
@@ -60,7 +76,11 @@ def _refusal(resp: Response, ctx: PollContext) -> SourceError:
     if name == _RATE_LIMITED:
         return SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (Lemmy's rate limit: {name})",
                            retry_after=rate_limit_wait(resp.headers, ctx.now()))
-    return status_error(resp, ctx.now())
+    refused = status_error(resp, ctx.now())
+    if not (shown := _shown_name(name, source_secrets(source))):
+        return refused
+    return SourceError(f"{refused} (Lemmy's error: {shown})", retry_after=refused.retry_after,
+                       permanent=refused.permanent, needs_action=refused.needs_action)
 
 
 def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str, where: str) -> Post | None:
@@ -160,7 +180,7 @@ class LemmyCollector:
                      secret_url=source.secret_url, params=params, headers={"Accept": "application/json"},
                      ok_statuses=_REFUSED)
         if resp.status in _REFUSED:
-            raise _refusal(resp, ctx)
+            raise _refusal(resp, source, ctx)
         data = json_object(resp)
         if "posts" not in data and "comments" not in data:
             raise BadContent(f"unexpected JSON from {resp.where}: no 'posts' or 'comments' (is this Lemmy?)")
