@@ -2,7 +2,8 @@
 figures safe to compute with (`safe_number`).
 
 Escaping for HTML is Jinja's autoescape; this module removes what escaping cannot: control and bidi-override
-characters (which can hide or reorder text), unbounded length, and links that are not plain http(s).
+characters (which can hide or reorder text; joiners but where they join something, see `miner.joiners`), unbounded
+length, and links that are not plain http(s).
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
+from miner.joiners import JOINERS, cut_end, keep_joining
+
 _SPACE = re.compile(r"\s+")
 
 
 def clean_text(value: object, limit: int = 280) -> str:
     """One line of printable text of at most ``limit`` characters (an ellipsis marks a cut)."""
     text = "" if value is None else str(value)
-    # Cc: control characters (\x00-\x1f, DEL, C1); Cf: format characters, including bidi overrides (U+202E).
+    # Cc: control characters (\x00-\x1f, DEL, C1); Cf: format characters, including bidi overrides (U+202E), but ZWJ
+    # and ZWNJ where they join something: a family emoji showed as three people, Persian and Indic words misspelled.
     kept = "".join(" " if ch in "\t\n\r\x0b\x0c" else ch for ch in text
-                   if ch in "\t\n\r\x0b\x0c" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
-    kept = _SPACE.sub(" ", kept).strip()
+                   if ch in "\t\n\r\x0b\x0c" or ch in JOINERS
+                   or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    kept = _SPACE.sub(" ", keep_joining(kept)).strip()
     if len(kept) > limit:
-        kept = kept[: max(limit - 1, 0)].rstrip() + "…"
+        kept = cut_end(kept[: max(limit - 1, 0)]) + "…"
     return kept
 
 

@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from miner.cut_keys import redact_cut_key
 from miner.email_addresses import AT, redact_emails
 from miner.env_names import shown_name
+from miner.joiners import cut_end, keep_joining
 from miner.redaction import redact
 from miner.text_links import public_text_links
 
@@ -37,11 +38,12 @@ _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
 # C0/C1 controls and invisible direction/format marks that only confuse matching and display, and hid a number or
 # e-mail address they stood inside ("0171<soft hyphen>234...") from the contact placeholders, though it showed whole.
-# Whitespace controls are folded by _SPACE instead; ZWJ (U+200D) stays, it holds emoji sequences together. Unpaired
-# UTF-16 surrogates (JSON escapes of half an emoji such as "\ud83d", from truncated posts) carry no character and
-# cannot be encoded as UTF-8: SQLite refuses them.
+# Whitespace controls are folded by _SPACE instead. ZWJ and ZWNJ (U+200D, U+200C) are read by
+# `miner.joiners.keep_joining`: kept where they join an emoji sequence or letters of a script that writes them
+# (Persian's "می‌خواهم"), dropped elsewhere. Unpaired UTF-16 surrogates (JSON escapes of half an emoji such as
+# "\ud83d", from truncated posts) carry no character and cannot be encoded as UTF-8: SQLite refuses them.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
     "\u2066-\u2069\ufeff\ud800-\udfff]"
 )
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
@@ -135,8 +137,9 @@ def _strip_tags(value: str) -> str:
 
 
 def drop_control(text: str) -> str:
-    """Drop control and invisible format characters and unpaired surrogates; whitespace stays as it is."""
-    return _CONTROL.sub("", text)
+    """Drop control and invisible format characters and unpaired surrogates, and joiners that join nothing
+    (`miner.joiners`); whitespace stays as it is."""
+    return keep_joining(_CONTROL.sub("", text))
 
 
 def fold(text: str) -> str:
@@ -186,7 +189,7 @@ def lang_code(lang: object) -> str | None:
 
 def cut(text: str, limit: int) -> str:
     """``text`` cut at ``limit`` characters, its end marked with "…"."""
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else cut_end(text[: limit - 1]) + "…"
 
 
 def _repeats(title: str, body: str) -> bool:
