@@ -66,3 +66,16 @@ def cut_end(text: str) -> str:
     """``text`` without the spaces and joiners a cut left at its end (half an emoji sequence, a word's ZWNJ)."""
     return text.rstrip().rstrip(JOINERS).rstrip()
 
+
+def stray_joiner(text: str) -> str | None:
+    """The first ZWJ or ZWNJ in ``text`` that joins nothing (see `keep_joining`), as ``U+XXXX``, or None."""
+    joined = keep_joining(text)
+    if joined == text:
+        return None
+    at = next((i for i, (ch, kept) in enumerate(zip(text, joined, strict=False)) if ch != kept), len(joined))
+    return f"U+{ord(text[at]):04X}"
+
+
+def without_joiners(text: str) -> str:
+    """``text`` without any ZWJ or ZWNJ."""
+    return text.replace(ZWNJ, "").replace(ZWJ, "")

@@ -11,6 +11,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from miner.env_names import ENV_NAME
+from miner.joiners import stray_joiner, without_joiners
 from miner.settings import Conflict, SettingsError
 from miner.spelling import term_key
 from miner.timeutil import check_timezone
@@ -51,7 +52,11 @@ class ServiceConfig:
             raise ValueError(f"name: must not be {self.name!r}: a URL path cannot name it (a dot segment)")
         for key, value in (("name", self.name), *((f"aliases[{j}]", a) for j, a in enumerate(self.aliases)),
                            ("provider", self.provider or "")):
-            if found := control_char(value):  # an alias at its own key: a list over several lines gives its line
+            # An alias is only matched, never shown: it may be spelled as posts spell it, with the ZWNJ of Persian's
+            # "دیجی‌کالا" (matching reads every joiner as nothing), but not with one that joins nothing.
+            found = (stray_joiner(value) or control_char(without_joiners(value)) if key.startswith("aliases")
+                     else control_char(value))
+            if found:  # an alias at its own key: a list over several lines gives its line
                 raise SettingsError(key, f"must not contain control or format characters (found {found} in {value!r})")
         if self.provider is not None and not self.provider.strip():
             # "" was no provider, but "  " one that two such services shared: grouped as "   platform outage".

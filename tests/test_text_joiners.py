@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
@@ -16,6 +17,9 @@ from test_alerts_support import T0, open_incident, seed_posts
 
 from miner.alerts import dispatch, plan_notifications
 from miner.cli import main
+from miner.collectors.matching import ServiceMatcher
+from miner.config import parse_config
+from miner.errors import ConfigError
 from miner.store import Store
 
 ZWNJ, ZWJ = "\u200c", "\u200d"
@@ -54,7 +58,7 @@ def test_collected_posts_keep_the_joiners_that_join_and_lose_those_that_hide(tmp
     server.serve("/feed.rss", Reply(200, _rss(), content_type="application/rss+xml"))
     cfg = tmp_path / "miner.toml"
     cfg.write_text('[[services]]\nname = "WhatsApp"\n\n[[services]]\nname = "Digikala"\n'
-                   'aliases = ["دیجیکالا"]\n\n'
+                   f'aliases = ["دیجی{ZWNJ}کالا"]\n\n'
                    f'[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/feed.rss"\n', encoding="utf-8")
     db = tmp_path / "m.sqlite"
     collected = runner.invoke(main, ["--config", str(cfg), "--db", str(db), "collect", "--once"])
@@ -70,9 +74,24 @@ def test_collected_posts_keep_the_joiners_that_join_and_lose_those_that_hide(tmp
     assert texts["flags"] == TEXTS["flags"]
     assert texts["indic"] == TEXTS["indic"]
     assert texts["spoof"] == STORED_SPOOF
-    # Matching reads every joiner as nothing: the alias written without the ZWNJ matches the text with it.
+    # Matching reads every joiner as nothing: the alias written with its ZWNJ matches the text with it and without.
     assert sorted(service for post, service in matched if post in ("persian", "spoof")) == ["Digikala", "Digikala",
                                                                                            "WhatsApp"]
+    # As matching reads a post before it is stored, every joiner in it: "What\\u200dsApp" is WhatsApp.
+    matcher = ServiceMatcher(parse_config(cfg.read_text(encoding="utf-8")).services)
+    assert matcher.match(f"What{ZWJ}sApp down? {PERSIAN}") == ("WhatsApp", "Digikala")
+    assert matcher.match("دیجیکالا کار نمیکند") == ("Digikala",)
+
+
+def test_an_alias_may_hold_the_joiners_of_its_spelling_but_no_stray_one() -> None:
+    services = '[[services]]\nname = "Digikala"\naliases = ["{}"]\n'
+    [service] = parse_config(services.format(f"دیجی{ZWNJ}کالا")).services
+    assert service.aliases == (f"دیجی{ZWNJ}کالا",)
+    for stray in (f"What{ZWNJ}sApp", f"دیجی{ZWNJ}{ZWNJ}کالا", f"{ZWJ}دیجی", f"دیجی{ZWNJ}\u202eکالا"):
+        with pytest.raises(ConfigError) as refused:
+            parse_config(services.format(stray))
+        assert refused.value.key == "services[0].aliases[0]"
+        assert "must not contain control or format" in str(refused.value)
 
 
 def test_alert_mail_keeps_the_joiners_that_join_and_loses_those_that_hide(
