@@ -34,8 +34,10 @@ SINHALA = f"ශ්{ZWJ}රී ලංකා"  # Sri Lanka: the ZWJ after the al-l
 MALAYALAM = f"അവന്{ZWJ} പറഞ്ഞു"  # "he said", the chillu written the old way: virama and ZWJ, at the word's end
 # Where joiners join nothing: they hide "WhatsApp" from a search, or stand at a word's edge, or come in a run.
 SPOOF = (f"What{ZWNJ}s{ZWJ}App {ZWJ}{ZWJ}down{ZWNJ} {ZWNJ}again, دیجی{ZWNJ}{ZWNJ}کالا a{ZWJ}👍 👍{ZWJ}b "
-         # and what else is invisible: bidi overrides and isolates, soft hyphen, zero-width space, BOM
-         "\u202eevil\u202c \u2066x\u2069 Whats\u00adApp\u200b\ufeff")
+         # and what else is invisible: bidi overrides and isolates, soft hyphen, zero-width space, BOM, tag characters
+         # (text hidden from a reader, "ign" here), the Arabic letter mark, a deprecated format character, an annotation
+         "\u202eevil\u202c \u2066x\u2069 Whats\u00adApp\u200b\ufeff Whats\U000e0069\U000e0067\U000e006eApp\u061c "
+         "\u206aoff\ufff9line\ufffb")
 TEXTS = {
     "persian": PERSIAN,
     "emoji": f"WhatsApp down {FAMILY} the whole family cut off {CODER} {HEART}",
@@ -43,7 +45,7 @@ TEXTS = {
     "indic": f"WhatsApp {SINHALA} {MALAYALAM}",
     "spoof": SPOOF,
 }
-STORED_SPOOF = "WhatsApp down again, دیجیکالا a👍 👍b evil x WhatsApp"
+STORED_SPOOF = "WhatsApp down again, دیجیکالا a👍 👍b evil x WhatsApp WhatsApp offline"
 
 
 def _rss() -> bytes:

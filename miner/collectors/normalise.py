@@ -38,13 +38,17 @@ _SKIP_TAGS = frozenset({"script", "style", "template", "noscript"})
 _SPACE = re.compile(r"\s+")
 # C0/C1 controls and invisible direction/format marks that only confuse matching and display, and hid a number or
 # e-mail address they stood inside ("0171<soft hyphen>234...") from the contact placeholders, though it showed whole.
-# Whitespace controls are folded by _SPACE instead. ZWJ and ZWNJ (U+200D, U+200C) are read by
-# `miner.joiners.keep_joining`: kept where they join an emoji sequence or letters of a script that writes them
-# (Persian's "می‌خواهم"), dropped elsewhere. Unpaired UTF-16 surrogates (JSON escapes of half an emoji such as
-# "\ud83d", from truncated posts) carry no character and cannot be encoded as UTF-8: SQLite refuses them.
+# Tag characters (U+E0001, U+E0020-E007F) spell ASCII that no reader sees but a program reading the text does (a
+# subdivision flag loses its region with them: "🏴" is left); the interlinear annotation marks (U+FFF9-FFFB) and the
+# deprecated format characters (U+206A-206F) show nothing either, and U+061C is the Arabic script's bidi mark, as
+# U+200E and U+200F are the others'. Alert text drops them all too. Whitespace controls are folded by _SPACE instead.
+# ZWJ and ZWNJ (U+200D, U+200C) are read by `miner.joiners.keep_joining`: kept where they join an emoji sequence or
+# letters of a script that writes them (Persian's "می‌خواهم"), dropped elsewhere. Unpaired UTF-16 surrogates (JSON
+# escapes of half an emoji such as "\ud83d", from truncated posts) carry no character and cannot be encoded as UTF-8:
+# SQLite refuses them.
 _CONTROL = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
-    "\u2066-\u2069\ufeff\ud800-\udfff]"
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\xad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff\U000e0001\U000e0020-\U000e007f]"
 )
 _TAGGISH = re.compile(r"<[A-Za-z/!]")
 # A "<" with no ">" after it before the next "<" opens no tag that ends, but Python's HTMLParser reads on from each
