@@ -37,6 +37,12 @@ def _emoji_end(ch: str) -> bool:
     return bool(ch) and (ch == _VS16 or ord(ch) in _SKIN_TONES or unicodedata.category(ch) == "So")
 
 
+def _emoji_start(ch: str) -> bool:
+    """Whether ``ch`` can start the emoji after a ZWJ: a pictograph (So), or the one arrow of the math symbols (Sm)
+    that a sequence joins, "↔" of "🙂‍↔️" (head shaking)."""
+    return bool(ch) and (ch == "\u2194" or unicodedata.category(ch) == "So")
+
+
 def _kept(match: re.Match[str]) -> str:
     run, text = match.group(), match.string
     if len(run) > 1:
@@ -46,7 +52,7 @@ def _kept(match: re.Match[str]) -> str:
     if _script_letter(before) and _script_letter(after):
         return run
     if run == ZWJ:
-        if _emoji_end(before) and after and unicodedata.category(after) == "So":
+        if _emoji_end(before) and _emoji_start(after):
             return run
         # After a virama a ZWJ ends a word too: Malayalam's chillu ("അവന്‍", he) and Bengali's khanda ta ("হঠাত্‍")
         # as written before Unicode gave them letters of their own, still common.

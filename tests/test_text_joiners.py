@@ -29,7 +29,7 @@ PERSIAN = f"دیجی{ZWNJ}کالا کار نمی{ZWNJ}کند، می{ZWNJ}خوا�
 FAMILY = f"👨{ZWJ}👩{ZWJ}👧{ZWJ}👦"  # one family: without the ZWJs, four people
 CODER = f"👩🏽{ZWJ}💻"  # a skin tone, then the ZWJ
 FLAGS = f"🏳️{ZWJ}🌈 🏴{ZWJ}☠️ 🇮🇷"  # rainbow and pirate flags (VS16, ZWJ), Iran's (regional indicators, no joiner)
-HEART = f"❤️{ZWJ}🩹"  # mending heart
+HEART = f"❤️{ZWJ}🩹 🙂{ZWJ}↔️"  # mending heart, head shaking (its arrow is a math symbol, not a pictograph)
 SINHALA = f"ශ්{ZWJ}රී ලංකා"  # Sri Lanka: the ZWJ after the al-lakuna asks for the rakaransaya form
 MALAYALAM = f"അവന്{ZWJ} പറഞ്ഞു"  # "he said", the chillu written the old way: virama and ZWJ, at the word's end
 # Where joiners join nothing: they hide "WhatsApp" from a search, or stand at a word's edge, or come in a run.
@@ -111,8 +111,7 @@ def test_alert_mail_keeps_the_joiners_that_join_and_loses_those_that_hide(
     html = next(related.iter_parts()).get_content()
     text = text_part.get_content()
     for part in (html, text):
-        for word in (*PERSIAN.split(), FAMILY, CODER, HEART, *FLAGS.split(), *SINHALA.split(), *MALAYALAM.split(),
-                     *STORED_SPOOF.split()):
+        for word in (FAMILY, CODER, *" ".join((PERSIAN, HEART, FLAGS, SINHALA, MALAYALAM, STORED_SPOOF)).split()):
             assert word in part
         assert f"What{ZWNJ}s" not in part and f"s{ZWJ}App" not in part and f"{ZWNJ}{ZWNJ}" not in part
         assert not any(ch in part for ch in "\u202e\u202c\u2066\u2069\u00ad\u200b\ufeff")
