@@ -79,7 +79,8 @@ def test_collected_posts_keep_the_joiners_that_join_and_lose_those_that_hide(tmp
     # Matching reads every joiner as nothing: the alias written with its ZWNJ matches the text with it and without.
     assert sorted(service for post, service in matched if post in ("persian", "spoof")) == ["Digikala", "Digikala",
                                                                                            "WhatsApp"]
-    # As matching reads a post before it is stored, every joiner in it: "What\\u200dsApp" is WhatsApp.
+    # Matching itself reads every joiner as nothing (one kept between letters, or in a text stored before they were
+    # read): "What\\u200dsApp" is WhatsApp, and the alias written with its ZWNJ matches a text without it.
     matcher = ServiceMatcher(parse_config(cfg.read_text(encoding="utf-8")).services)
     assert matcher.match(f"What{ZWJ}sApp down? {PERSIAN}") == ("WhatsApp", "Digikala")
     assert matcher.match("دیجیکالا کار نمیکند") == ("Digikala",)
