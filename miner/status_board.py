@@ -69,7 +69,27 @@ def is_page(path: str) -> bool:
 
 def _takes(path: str) -> tuple[str, ...]:
     """The parameters the page at ``path`` reads; it leaves out any other."""
-    return () if path in ("/", "/status") else ("hours",)
+    return ("refresh",) if path in ("/", "/status") else ("hours", "refresh")
+
+
+def _refresh(params: Mapping[str, str]) -> int | None:
+    """Seconds between the page's reloads, None with ``?refresh=off``: a reload every minute starts a screen reader
+    over from the top and takes the keyboard's place, so a reader must be able to stop it (WCAG 2.2.1)."""
+    value = params.get("refresh")
+    if value is None:
+        return REFRESH
+    if value.strip().lower() == "off":
+        return None
+    raise BadRequest(f"refresh: must be off, or left out to reload every {REFRESH} s (got {value[:40]!r})")
+
+
+def _links(refresh: int | None, here: str) -> dict[str, str]:
+    """What a page's links to the board carry (``keep``, ?refresh=off once stopped) and its link that stops or
+    restarts its reloads (``toggle``); ``here``: the page's own query but for refresh."""
+    off = "refresh=off"
+    if refresh is None:
+        return {"keep": "?" + off, "toggle": "?" + here if here else "./"}
+    return {"keep": "", "toggle": "?" + (f"{here}&{off}" if here else off)}
 
 
 def kept_query(path: str, query: str) -> str:
@@ -120,7 +140,9 @@ class StatusBoard:
                 return 404, self._unknown(name)
             render = partial(self._service, name)
         try:
-            return 200, render(parse_query(query, _takes(path), others=True))
+            params = parse_query(query, _takes(path), others=True)
+            _refresh(params)  # checked before the store is read
+            return 200, render(params)
         except BadRequest as exc:
             return exc.status, _render("error.html", root=root, refresh=None, title="Bad request", message=str(exc))
         except Unavailable as exc:
@@ -145,12 +167,15 @@ class StatusBoard:
 
         services, starts, counts, reopened = self._api.read(reads)
         now = parse_iso(services["now"])
+        refresh = _refresh(params)
+        links = _links(refresh, "")
         rows = []
         for state in services["services"]:
             grid = _grid(starts, counts[state["service"]])
-            rows.append({**_describe(state, now, reopened), "href": "services/" + quote(state["service"], safe=""),
+            rows.append({**_describe(state, now, reopened),
+                         "href": "services/" + quote(state["service"], safe="") + links["keep"],
                          "spark": _sparkline(state["service"], grid, spark, state["baseline"])})
-        return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
+        return _render("index.html", root="./", refresh=refresh, **links, now=services["now"], rows=rows,
                        incidents=sum(s["state"] == "incident" for s in services["services"]),
                        bucket_minutes=services["bucket_minutes"])
 
@@ -174,7 +199,9 @@ class StatusBoard:
         grid = _grid(self._starts(series["now"], hours), {b["start"]: (b["posts"], b["complaints"])
                                                           for b in series["buckets"]})
         listed = [_listed(i, now, reopened.get(i["id"], [])) for i in incidents["incidents"]]
-        return _render("service.html", root="../", refresh=REFRESH, now=series["now"], hours=hours,
+        refresh = _refresh(params)
+        return _render("service.html", root="../", refresh=refresh, **_links(refresh, f"hours={hours}"),
+                       now=series["now"], hours=hours,
                        hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours],
                        state=_describe(state, now, reopened), chart=_chart(name, grid, series, listed, now),
                        numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,
@@ -362,8 +389,11 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters.update(when=_when, plural=counted, clip=_clip)
+    env.globals.update(reload_every=REFRESH)
     return env
 
 
 def _render(template: str, **context: Any) -> str:
-    return _environment().get_template(template).render(style=Markup(_STYLE), **context)
+    """``keep`` and ``toggle`` (_links): an error page's links carry nothing, and it has no toggle."""
+    return _environment().get_template(template).render(style=Markup(_STYLE), **{"keep": "", "toggle": None,
+                                                                                 **context})

@@ -378,7 +378,7 @@ def per_service_index(read: ReadApi, store: Store) -> str:
                 for at in (start + i * BUCKET for i in range((current - start) // BUCKET + 1))]
         rows.append({**_describe(state, now, {}), "href": "services/" + quote(state["service"], safe=""),
                      "spark": _sparkline(state["service"], grid, one, state["baseline"])})
-    return _render("index.html", root="./", refresh=REFRESH, now=services["now"], rows=rows,
+    return _render("index.html", root="./", refresh=REFRESH, toggle="?refresh=off", now=services["now"], rows=rows,
                    incidents=sum(s["state"] == "incident" for s in services["services"]),
                    bucket_minutes=services["bucket_minutes"])
 

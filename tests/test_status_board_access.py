@@ -62,3 +62,36 @@ def test_the_boards_text_has_aa_contrast_in_either_scheme(board: Board) -> None:
                 background = rules[badge]["background"]
                 assert contrast(colour, background) >= AA, (path, scheme, badge, colour, background)
         assert 'class="badge">OK</span>' in html or 'class="badge incident">' in html
+
+
+def test_a_reader_can_stop_the_reloads_and_the_links_keep_them_stopped(board: Board) -> None:  # noqa: F811
+    # A page reloaded itself every 60 s (<meta http-equiv="refresh">) with no way to stop it: each reload starts a
+    # screen reader over from the top of the page and takes the keyboard back to it (WCAG 2.2.1, failure F41).
+    with httpx.Client(base_url=board.base, timeout=10) as client:
+        index = client.get("/")
+        assert '<meta http-equiv="refresh" content="60">' in index.text
+        stop = links(index.text)[1]  # the first link after the header's own, before anything the page lists
+        assert stop == ("?refresh=off", "Stop reloading every 60 s")
+        stopped = client.get(index.url.join(stop[0]))
+        assert stopped.status_code == 200 and "http-equiv" not in stopped.text
+        assert "This page does not reload itself." in stopped.text
+        # Every link to a board page carries it: the service pages, the way back, their ?hours= choices.
+        board_links = [href for href, _ in links(stopped.text)
+                       if not href.startswith(("./api/", "../api/", "https://"))]
+        assert board_links[0] == "./?refresh=off" and board_links[1] == "./"  # home; the toggle, back on
+        assert board_links[2:] and all(href.endswith("?refresh=off") for href in board_links[2:])
+        service = client.get(stopped.url.join(board_links[2]))
+        assert service.status_code == 200 and "http-equiv" not in service.text
+        hrefs = [href for href, _ in links(service.text)]
+        assert "?hours=6&refresh=off" in hrefs and "../?refresh=off" in hrefs
+        on = next(href for href, text in links(service.text) if text == "Reload every 60 s")
+        assert on == "?hours=24"
+        assert '<meta http-equiv="refresh" content="60">' in client.get(service.url.join(on)).text
+        refused = client.get("/services/WhatsApp?refresh=5")
+        assert refused.status_code == 400 and "refresh: must be off" in refused.text
+
+
+def links(html: str) -> list[tuple[str, str]]:
+    """Each link's href (its &amp; read as &) and text."""
+    return [(href.replace("&amp;", "&"), text) for href, text in re.findall(r'<a [^>]*href="([^"]*)"[^>]*>(.*?)</a>',
+                                                                            html)]
