@@ -1,12 +1,13 @@
 """The status board for the people reading it, on a real 127.0.0.1 server over a real SQLite store: the contrast of
-its text in the light and dark schemes (WCAG 2 AA), as the page's own style block sets it."""
+its text in the light and dark schemes (WCAG 2 AA), as the page's own style block sets it; stopping its reloads;
+what it says of a service it has heard nothing of, or of none."""
 
 from __future__ import annotations
 
 import re
 
 import httpx
-from test_status_board import Board, board  # noqa: F401  (fixture)
+from test_status_board import Board, Parsed, board, page  # noqa: F401  (fixture)
 
 # The page background in each scheme: the page sets none, so it is the browser's canvas, white in the light scheme
 # and, in the dark one (`color-scheme: light dark`), the lightest of Chrome's #121212, Firefox's #1c1b22 and
@@ -95,3 +96,17 @@ def links(html: str) -> list[tuple[str, str]]:
     """Each link's href (its &amp; read as &) and text."""
     return [(href.replace("&amp;", "&"), text) for href, text in re.findall(r'<a [^>]*href="([^"]*)"[^>]*>(.*?)</a>',
                                                                             html)]
+
+
+def test_each_service_says_when_its_latest_post_was(board: Board) -> None:  # noqa: F811
+    # "OK, 0 complaints in the last hour" read the same for a quiet service and for one miner had heard nothing of
+    # for days (its sources failing, or none watching it): a support agent took it for "not down". The API's
+    # last_post_at is on the pages now.
+    card = {words.split(" OK ")[0].split(" Incident ")[0]: words for words in (
+        Parsed(li).words() for li in re.findall(r'<li class="card.*?</li>', page(board, "/")[0], re.S))}
+    assert "(z-score 6.12); latest post about it 2026-11-27 12:03 UTC WhatsApp: " in card["WhatsApp (Meta)"]
+    assert "; no baseline yet; no post about it stored yet Instagram: " in card["Instagram (Meta)"]
+    assert "; no baseline yet; latest post about it 2026-11-27 09:07 UTC MTN Uganda: " in card["MTN Uganda"]
+    html, _, parsed = page(board, "/services/MTN%20Uganda")
+    assert '<time datetime="2026-11-27T09:07:30+00:00">2026-11-27 09:07 UTC</time>' in html
+    assert "; latest post about it 2026-11-27 09:07 UTC. As of 2026-11-27 12:07 UTC." in parsed.words()
