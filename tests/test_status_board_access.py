@@ -5,9 +5,16 @@ what it says of a service it has heard nothing of, or of none."""
 from __future__ import annotations
 
 import re
+from contextlib import closing
+from pathlib import Path
 
 import httpx
+from test_read_api import NOW, serving
 from test_status_board import Board, Parsed, board, page  # noqa: F401  (fixture)
+
+from miner.config import load_config
+from miner.read_api import ReadApi
+from miner.store import Store
 
 # The page background in each scheme: the page sets none, so it is the browser's canvas, white in the light scheme
 # and, in the dark one (`color-scheme: light dark`), the lightest of Chrome's #121212, Firefox's #1c1b22 and
@@ -110,3 +117,17 @@ def test_each_service_says_when_its_latest_post_was(board: Board) -> None:  # no
     html, _, parsed = page(board, "/services/MTN%20Uganda")
     assert '<time datetime="2026-11-27T09:07:30+00:00">2026-11-27 09:07 UTC</time>' in html
     assert "; latest post about it 2026-11-27 09:07 UTC. As of 2026-11-27 12:07 UTC." in parsed.words()
+
+
+def test_a_board_of_no_service_says_none_is_watched(tmp_path: Path) -> None:
+    # A config with no [[services]] is accepted (`miner config check`: 0 sources), and its board said "No incident
+    # open: all 0 services OK", which read as everything up.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n', encoding="utf-8")
+    store = Store.open(tmp_path / "miner.sqlite")
+    with closing(store), serving(ReadApi(load_config(cfg), lambda: store, lambda: None, lambda: NOW),
+                                 board=True) as base:
+        html, _, parsed = page(Board(base, store), "/")
+    assert "OK" not in parsed.words() and "<ul" not in html
+    assert ("Service status No service is watched: the config names none ([[services]]), as of 2026-11-27 12:07 UTC."
+            in parsed.words())
