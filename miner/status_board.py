@@ -388,7 +388,7 @@ def _clip(text: str, most: int = 80) -> str:
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters.update(when=_when, plural=counted, clip=_clip)
+    env.filters.update(when=_when, plural=counted, clip=_clip, iso=iso)
     env.globals.update(reload_every=REFRESH)
     return env
 

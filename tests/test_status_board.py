@@ -212,7 +212,8 @@ def test_a_service_page_charts_posts_and_complaints_and_lists_its_incidents(boar
     assert posts[4][1] < complaints[4][1]  # 10:00: a post that is no complaint
     assert len(svg.findall(f"{SVG}rect[@class='incident']")) == 1
     # The numbers as a table too, the buckets with posts, newest first.
-    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>", html)
+    rows = re.findall(r"<tr><td><time [^>]*>([^<]+)</time></td>"
+                      r"<td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td></tr>", html)
     assert rows == [("2026-11-27 12:00 UTC", "1", "1"), ("2026-11-27 11:45 UTC", "2", "2"),
                     ("2026-11-27 11:15 UTC", "1", "1"), ("2026-11-27 10:00 UTC", "1", "0")]
     assert "Incidents since 2026-11-20 12:07 UTC" in text

@@ -1,11 +1,12 @@
 """The status board for the people reading it, on a real 127.0.0.1 server over a real SQLite store: the contrast of
 its text in the light and dark schemes (WCAG 2 AA), as the page's own style block sets it; stopping its reloads;
-what it says of a service it has heard nothing of, or of none."""
+what it says of a service it has heard nothing of, or of none; its times."""
 
 from __future__ import annotations
 
 import re
 from contextlib import closing
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from test_status_board import Board, Parsed, board, page  # noqa: F401  (fixture
 from miner.config import load_config
 from miner.read_api import ReadApi
 from miner.store import Store
+from miner.timeutil import parse_iso
 
 # The page background in each scheme: the page sets none, so it is the browser's canvas, white in the light scheme
 # and, in the dark one (`color-scheme: light dark`), the lightest of Chrome's #121212, Firefox's #1c1b22 and
@@ -131,3 +133,42 @@ def test_a_board_of_no_service_says_none_is_watched(tmp_path: Path) -> None:
     assert "OK" not in parsed.words() and "<ul" not in html
     assert ("Service status No service is watched: the config names none ([[services]]), as of 2026-11-27 12:07 UTC."
             in parsed.words())
+
+
+class Times(HTMLParser):
+    """Each time the page's body shows as text (2026-11-27 12:00 UTC), with the datetime of the <time> holding it, or
+    None; a chart's (SVG) are its drawing, told in its aria-label."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[tuple[str, str | None]] = []
+        self.found: list[tuple[str, str | None]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "meta":
+            self.open.append((tag, dict(attrs).get("datetime")))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        pass  # <line/>: nothing opened
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.open and self.open.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        tags = [tag for tag, _ in self.open]
+        if "body" in tags and "svg" not in tags:
+            held = self.open[-1][1] if tags[-1] == "time" else None
+            self.found += [(shown, held) for shown in re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", data)]
+
+
+def test_every_time_on_a_page_is_a_time_element(board: Board) -> None:  # noqa: F811
+    # The service page's table of the numbers gave each bucket's start as text only, though docs/api.md says every
+    # time is in a <time> whose datetime is the ISO 8601 time.
+    for path in ("/", "/services/WhatsApp", "/services/MTN%20Uganda?hours=168"):
+        found = Times(page(board, path)[0]).found
+        assert len(found) > 3
+        for shown, held in found:
+            assert held is not None and parse_iso(held).strftime("%Y-%m-%d %H:%M UTC") == shown, (path, shown, held)
