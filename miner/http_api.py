@@ -24,6 +24,7 @@ from miner.errors import InputError, MinerError, RateLimited, ReportsBusy
 from miner.http_cache import Answers, Reply, json_text
 from miner.http_conns import BUSY_BODY, LISTEN_BACKLOG, PROBE_CONNECTIONS, OpenConnections, sent_path, turn_away
 from miner.http_endpoints import Endpoints as Endpoints  # where the service and the tests have it
+from miner.http_gzip import accepts_gzip
 from miner.http_head import CONTINUE, MAX_HEAD, HeadReader, body_length, host_allowed, host_name, is_json, read_target
 from miner.http_listener import HandedListener
 from miner.read_api import ENDPOINTS as READ_ENDPOINTS
@@ -137,14 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
         message = (format % args).translate(_LOG_ESCAPES)
         log.debug("http %s", message)
 
-    def _send(self, status: int, body: str, ctype: str = "application/json", headers: dict[str, str] | None = None
-              ) -> None:
+    def _send(self, status: int, body: str | bytes, ctype: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
         # Being answered, it is no longer one a newcomer may shut: a POST refused with its body unread (404, 405, 411,
         # 413, 415) was, as its answer went out. One shut already has nobody to answer.
         if not self.server.connections.received(self.connection):
             self.close_connection = True
             return
-        data = body.encode("utf-8")
+        data = body if isinstance(body, bytes) else body.encode("utf-8")  # bytes: gzipped (http_cache)
         self._replied = True
         self.send_response(status)
         self.send_header("Content-Type", f"{ctype}; charset=utf-8")
@@ -197,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200 if ok else 503, detail)
         elif path == "/metrics":
             self._send(200, self.server.endpoints.metrics(), "text/plain; version=0.0.4")
-        elif (answer := self.server.answers.get(path, query)) is not None:
+        elif (answer := self.server.answers.get(path, query, accepts_gzip(self.headers.get("Accept-Encoding")))):
             self._send(*answer)
         else:
             endpoints = [*self.server.probes, "POST /report", *(READ_ENDPOINTS if read is not None else ()),

@@ -8,6 +8,7 @@ request was a read of the store through the API's one connection, 8 at most wait
 ``seconds``, however many ask; requests for one that is being read wait for that read rather than each queueing one
 of their own. A 200 is sent with ``Cache-Control: max-age`` and ``Age``, so that a reverse proxy or CDN in front can
 keep it as long, and no longer, in all: what the store holds (a new incident) shows within ``seconds`` either way.
+A 200 is gzipped for a client that takes it (http_gzip), once per answer kept.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from miner import status_board
+from miner.http_gzip import MIN_SIZE, compress
 from miner.read_api import read_began
 
 # An answer quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
@@ -38,7 +40,8 @@ FOLLOW_WAIT = 30.0
 # and reports were answered 503 until it ended; 8 reading and 16 following leave 8 for them.
 MAX_FOLLOWING = 16
 
-Reply = tuple[int, str, str, dict[str, str]]  # status, body, content type, headers beside the endpoint's own
+# status, body (bytes when gzipped), content type, headers beside the endpoint's own
+Reply = tuple[int, "str | bytes", str, dict[str, str]]
 ReadAnswer = Callable[[str, str], "tuple[int, dict[str, Any]] | None"]
 BoardPage = Callable[[str, str], "tuple[int, str] | None"]
 
@@ -54,6 +57,9 @@ class _Kept:
     ctype: str
     headers: dict[str, str]
     at: float  # time.monotonic() of the read
+    # Its body gzipped, once the first client that takes gzip asks. Not counted in MAX_KEPT: a page is 5 to 20% of
+    # its size gzipped.
+    gzipped: bytes | None = None
 
 
 class _Read:
@@ -80,11 +86,11 @@ class Answers:
         self._reading: dict[tuple[str, str], _Read] = {}
         self._following = 0  # requests waiting for another's read (MAX_FOLLOWING)
 
-    def get(self, path: str, query: str) -> Reply | None:
-        """(status, body, content type, headers), or None for a path that is neither the API's nor the board's."""
+    def get(self, path: str, query: str, gzip: bool = False) -> Reply | None:
+        """(status, body, content type, headers), or None for a path that is neither the API's nor the board's. With
+        ``gzip`` (the client takes it), a 200 of MIN_SIZE characters or more is its body gzipped."""
         if not self.seconds:
-            kept = self._answer(path, query)
-            return None if kept is None else (kept.status, kept.body, kept.ctype, kept.headers)
+            return self._reply(self._answer(path, query), gzip)
         key = (path, status_board.kept_query(path, query) if self._board is not None else query)
         mine = other = None
         with self._lock:
@@ -116,14 +122,23 @@ class Answers:
                 mine.done.set()
         elif kept is None:
             kept = self._answer(path, query)
+        return self._reply(kept, gzip)
+
+    def _reply(self, kept: _Kept | None, gzip: bool) -> Reply | None:
         if kept is None:
             return None
-        headers = kept.headers
-        if kept.status == 200:
+        # Vary: a proxy in front keeps the gzipped answer for clients that take it only.
+        headers = {**kept.headers, "Vary": "Accept-Encoding"}
+        if kept.status == 200 and self.seconds:
             # Age: a proxy in front keeps it for what is left of the seconds, not for as many again.
-            headers = {**headers, "Cache-Control": f"max-age={self.seconds}",
-                       "Age": str(int(max(0.0, self._clock() - kept.at)))}
-        return kept.status, kept.body, kept.ctype, headers
+            headers.update({"Cache-Control": f"max-age={self.seconds}",
+                            "Age": str(int(max(0.0, self._clock() - kept.at)))})
+        body: str | bytes = kept.body
+        if gzip and kept.status == 200 and len(kept.body) >= MIN_SIZE:
+            if kept.gzipped is None:  # two requests at once may both compress it: the same bytes
+                kept.gzipped = compress(kept.body)
+            body, headers["Content-Encoding"] = kept.gzipped, "gzip"
+        return kept.status, body, kept.ctype, headers
 
     def _answer(self, path: str, query: str) -> _Kept | None:
         at = self._clock()
