@@ -111,7 +111,7 @@ def links(html: str) -> list[tuple[str, str]]:
 
 def test_each_service_says_when_its_latest_post_was(board: Board) -> None:  # noqa: F811
     # "OK, 0 complaints in the last hour" read the same for a quiet service and for one miner had heard nothing of
-    # for days (its sources failing, or none watching it): a support agent took it for "not down". The API's
+    # for days (its sources failing, or none watching it): a support agent could only read it as "not down". The API's
     # last_post_at is on the pages now.
     card = {words.split(" OK ")[0].split(" Incident ")[0]: words for words in (
         Parsed(li).words() for li in re.findall(r'<li class="card.*?</li>', page(board, "/")[0], re.S))}
