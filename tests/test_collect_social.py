@@ -240,7 +240,7 @@ def test_lemmys_rate_limit_answered_as_a_400_is_a_passing_failure_not_one_that_n
     result = poller.poll(source, SourceState(cursor="2026-11-27T10:00:00+00:00"))
     assert len(result.posts) == 50 and result.behind
     assert result.warnings == ["page 2 failed (HTTP 400 from 127.0.0.1 (Lemmy's rate limit: rate_limit_error)); "
-                               "kept the 1 page(s) before it"]
+                               "kept the 1 page before it"]
 
 
 @pytest.mark.parametrize(("error", "shown"), [
