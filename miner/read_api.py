@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
@@ -23,7 +23,7 @@ from miner.errors import MinerError
 from miner.records import MAINTENANCE
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
-from miner.timeutil import floor_time, iso, parse_iso
+from miner.timeutil import floor_time, iso, parse_iso, parse_when
 from miner.urls import web_link
 
 if TYPE_CHECKING:
@@ -318,19 +318,13 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
 
 # "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
 _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
-# A year or a month alone (ISO 8601's reduced precision), which Python's fromisoformat refuses: its start, in UTC, as a
-# date alone is its day's. ASCII digits only: \d would take the full-width ones.
-_YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
 def _since(text: str) -> datetime:
-    if (reduced := _YEAR_MONTH.fullmatch(text.strip())) is not None:
-        year, month = int(reduced[1]), int(reduced[2] or 1)
-        if year >= 1 and 1 <= month <= 12:
-            return datetime(year, month, 1, tzinfo=UTC)
+    """The time ``since`` gives: as the command line reads one (timeutil.parse_when), a year or a month alone too."""
     for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
         try:
-            return parse_iso(value)
+            return parse_when(value)
         except OverflowError:  # a time Python reads, but not in UTC: year 1 at a positive offset, 9999 at a negative
             raise BadRequest(f"since: {value[:60]!r} is out of range: in UTC it is before 0001-01-01T00:00:00Z or "
                              "after 9999-12-31T23:59:59Z; give a time between them") from None

@@ -4,6 +4,7 @@ other)."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,6 +33,22 @@ def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=zone)
     return dt.astimezone(UTC)
+
+
+# A year or a month alone (ISO 8601's reduced precision), which Python's fromisoformat refuses. ASCII digits only: \d
+# would take the full-width ones.
+_YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
+
+
+def parse_when(text: str) -> datetime:
+    """A time a person gives (the read API's ``since=``, the command line's ``--since``): what :func:`parse_iso`
+    reads, or a year or a month alone (``2019``, ``2019-06``), read as its start in UTC as a date alone is its day's.
+    ValueError and OverflowError as parse_iso's. One rule for both: the API took ``2019`` and the CLI refused it."""
+    if (reduced := _YEAR_MONTH.fullmatch(text.strip())) is not None:
+        year, month = int(reduced[1]), int(reduced[2] or 1)
+        if year >= 1 and 1 <= month <= 12:
+            return datetime(year, month, 1, tzinfo=UTC)
+    return parse_iso(text)
 
 
 def check_timezone(name: str) -> None:

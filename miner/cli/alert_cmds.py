@@ -45,7 +45,8 @@ def _now(at: str | None) -> datetime:
               help="Only this route (default: every route with email; with none, --dry-run renders what a route "
                    "of every service would get, as digest-digest.*).")
 @click.option("--at", default=None,
-              help="Render as of this ISO 8601 time, UTC unless it has an offset (default: now); a digest queued "
+              help="Render as of this ISO 8601 time (a month or a year alone, 2026-11 or 2026, is its start), UTC "
+                   "unless it has an offset (default: now); a digest queued "
                    "as of a time to come is refused.")
 @pass_app
 @acts

@@ -19,8 +19,9 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.option("--since", required=True,
-              help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50), UTC "
-                   "unless it has an offset (Z, +05:30); or a duration before now (2h, 1d).")
+              help="Reclassify posts created at or after this time: ISO 8601 (2026-11-28, 2026-11-28T04:50; a month "
+                   "or a year alone, 2026-11 or 2026, is its start), UTC unless it has an offset (Z, +05:30); or a "
+                   "duration before now (2h, 1d).")
 @pass_app
 @acts
 def reclassify(app: AppContext, since: str) -> None:

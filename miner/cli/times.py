@@ -1,8 +1,9 @@
 """Times and durations given on the command line, read one way by every command.
 
-A time is ISO 8601, a date or a date and time; one without an offset (``Z``, ``+05:30``) is UTC, as the store's
-times are. A duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``), in either case but for
-``M``, which could mean months as well as minutes and is refused.
+A time is ISO 8601: a date and time, a date, or a month or a year alone (its start), read as the read API reads its
+``since=`` (timeutil.parse_when); one without an offset (``Z``, ``+05:30``) is UTC, as the store's times are. A
+duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``), in either case but for ``M``, which
+could mean months as well as minutes and is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 from datetime import datetime, timedelta
 
 from miner.errors import InputError
-from miner.timeutil import parse_iso
+from miner.timeutil import parse_when
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Every number needs its unit: searching for number-unit pairs anywhere took "1h30" as 1h and "1.2.3h" as 2.3h.
@@ -21,6 +22,7 @@ _NAMES = "s (seconds), m (minutes), h (hours), d (days), w (weeks)"
 # A silence longer than this is a typo, or a service better left out of the config; far longer spans overflow a
 # datetime when added to now (a traceback, not an error message).
 MAX_DURATION = timedelta(days=3653)  # ten years
+_REDUCED = "2026-11 or 2026 for its start"
 
 
 def parse_duration(text: str) -> timedelta:
@@ -42,12 +44,13 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_time(text: str, option: str) -> datetime:
-    """An ISO 8601 time given as ``option``, in UTC; InputError naming the option otherwise."""
+    """An ISO 8601 time given as ``option`` (a year or a month alone too: its start), in UTC; InputError naming the
+    option otherwise."""
     try:
-        return parse_iso(text)
+        return parse_when(text)
     except ValueError:
         raise InputError(f"{option} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-28, 2026-11-28T04:50, "
-                         "2026-11-28T10:20+05:30; without an offset it is UTC)") from None
+                         f"2026-11-28T10:20+05:30, {_REDUCED}; without an offset it is UTC)") from None
     except OverflowError:  # its offset moves it past what a datetime holds
         raise InputError(f"{option} {text!r} is out of range") from None
 
@@ -63,5 +66,5 @@ def parse_since(text: str, option: str, now: datetime) -> datetime:
             raise
         # It named ISO 8601 only: "1h30", meant as a duration, was not told that durations are taken too.
         raise InputError(f"{option} {text!r} is neither an ISO 8601 date or time (e.g. 2026-11-28, 2026-11-28T04:50, "
-                         "2026-11-28T10:20+05:30; without an offset it is UTC) nor a duration before now (e.g. 2h, "
-                         "1d, 1h30m: each number with its unit)") from None
+                         f"2026-11-28T10:20+05:30, {_REDUCED}; without an offset it is UTC) nor a duration before "
+                         "now (e.g. 2h, 1d, 1h30m: each number with its unit)") from None
