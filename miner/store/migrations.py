@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from miner.errors import StoreError
@@ -17,6 +17,7 @@ from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
 from miner.store.outbox import OUTBOX_SQL
+from miner.store.sql_script import statements
 from miner.timeutil import iso, utcnow
 
 
@@ -316,18 +317,6 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS]
 
 
-def _statements(script: str) -> Iterator[str]:
-    """The statements of an SQL script, split where SQLite itself sees one end (trigger bodies stay whole)."""
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            yield pending
-            pending = ""
-    if pending.strip():
-        yield pending
-
-
 def _applied(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute("SELECT id FROM schema_migrations")}
 
@@ -379,7 +368,7 @@ def apply_migrations(conn: sqlite3.Connection, migrations: list[Migration] | Non
             # Asked again under the write lock: another process opening the store at the same moment may have
             # applied it since (each then failed with "table ... already exists").
             if migration.id not in _applied(conn):
-                for statement in _statements(migration.sql):
+                for statement in statements(migration.sql):
                     conn.execute(statement)
                 if migration.python is not None:
                     migration.python(conn)
