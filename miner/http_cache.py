@@ -24,6 +24,7 @@ from typing import Any
 from miner import status_board
 from miner.http_gzip import MIN_SIZE, compress
 from miner.read_api import read_began
+from miner.read_paging import link_headers
 
 # An answer quotes the client's path or field name: in JSON, < > & are written \u003c \u003e \u0026 (the same
 # JSON), so that no browser or proxy that sniffs a body for HTML finds any tag in it.
@@ -145,7 +146,7 @@ class Answers:
         read_began()  # one of this thread's earlier requests
         if self._read_api is not None and (answer := self._read_api(path, query)) is not None:
             status, obj = answer
-            kept = _Kept(status, json_text(obj), "application/json", {}, at)
+            kept = _Kept(status, json_text(obj), "application/json", link_headers(obj), at)
         elif self._board is not None and (page := self._board(path, query)) is not None:
             kept = _Kept(page[0], page[1], "text/html", dict(status_board.HEADERS), at)
         else:

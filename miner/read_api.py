@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from miner.errors import MinerError
+from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
 from miner.records import MAINTENANCE
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
@@ -118,7 +119,7 @@ class ReadApi:
         if parts == ["services"]:
             route, allowed = self.services, ()
         elif parts == ["incidents"]:
-            route, allowed = self.incidents, ("status", "service", "since", "limit")
+            route, allowed = self.incidents, ("status", "service", "since", "until", "limit", CURSOR)
         elif len(parts) == 3 and parts[0] == "services" and parts[2] == "series" and parts[1]:
             route, allowed = partial(self.series, unquote(parts[1])), ("hours",)
         else:
@@ -218,10 +219,19 @@ class ReadApi:
         if service is not None and service not in self._providers and not store.incidents_newest_first(
                 status=None, service=service, since=None, limit=1):
             raise BadRequest(f"service: no service named {service[:80]!r}{guess(service, self._providers)}")
-        since = _since(params["since"]) if "since" in params else now - DEFAULT_SINCE
+        until = _when(params["until"], "until") if "until" in params else None
+        # Without until, the week to now as before; with it, the week to it (not one that ended before it began).
+        since = _when(params["since"]) if "since" in params else (now if until is None else until) - DEFAULT_SINCE
+        if until is not None and until <= since:
+            raise BadRequest(f"until: {iso(until)} is not after since ({iso(since)}): no time is in between")
         limit = _whole(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+        try:
+            after = read_cursor(params[CURSOR]) if CURSOR in params else None
+        except BadCursor:
+            raise BadRequest(f"{CURSOR}: not one this API gave (got {params[CURSOR][:60]!r}); follow a page's next "
+                             "as it is") from None
         rows = store.incidents_newest_first(status=None if status == "all" else status, service=service, since=since,
-                                            limit=limit + 1)
+                                            until=until, after=after, limit=limit + 1)
         official = store.official_incidents_by_id([r["official_incident_id"] for r in rows[:limit]
                                                    if r["official_incident_id"] is not None])
         minutes = store.bucket_minutes()
@@ -229,12 +239,15 @@ class ReadApi:
         resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
         closed, gaps = store.ended_unseen(resolved)
         reopened = store.reopenings_of([*(r["id"] for r in rows[:limit]), *also], now)
+        applied = {"status": status, "service": service, "since": iso(since),
+                   "until": None if until is None else iso(until), "limit": str(limit)}
         return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
                 "limit": limit, "incidents": [self._incident(r, official, store.peak_baseline(r, width, now),
                                                              closed.get(r["id"]), gaps.get(r["id"]),
                                                              reopened[r["id"]][-1][1] if r["id"] in reopened else None)
                                               for r in rows[:limit]],
-                "truncated": len(rows) > limit}, reopened
+                "truncated": len(rows) > limit, "until": applied["until"], CURSOR: params.get(CURSOR),
+                "next": next_link(applied, cursor_of(rows[limit - 1])) if len(rows) > limit else None}, reopened
 
     def _incident(self, row: Mapping[str, Any], official: Mapping[int, dict[str, Any]], peak_baseline: float | None,
                   untracked: str | None, gap: UnscoredGap | None, reopened: datetime | None
@@ -320,17 +333,17 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
 _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
 
 
-def _since(text: str) -> datetime:
-    """The time ``since`` gives: as the command line reads one (timeutil.parse_when), a year or a month alone too."""
+def _when(text: str, key: str = "since") -> datetime:
+    """The time ``key`` gives (``since``, ``until``): as the command line reads one (timeutil.parse_when)."""
     for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
         try:
             return parse_when(value)
         except OverflowError:  # a time Python reads, but not in UTC: year 1 at a positive offset, 9999 at a negative
-            raise BadRequest(f"since: {value[:60]!r} is out of range: in UTC it is before 0001-01-01T00:00:00Z or "
+            raise BadRequest(f"{key}: {value[:60]!r} is out of range: in UTC it is before 0001-01-01T00:00:00Z or "
                              "after 9999-12-31T23:59:59Z; give a time between them") from None
         except ValueError:
             pass
-    raise BadRequest(f"since: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z, "
+    raise BadRequest(f"{key}: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z, "
                      "2026-11-27, 2026-11 or 2026 (a time without an offset is UTC)")
 
 

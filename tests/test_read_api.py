@@ -464,7 +464,8 @@ def test_a_series_is_the_buckets_of_the_hours_asked_for(api: Api) -> None:
     ("/api/v1/incidents?service=Whatsap", 400, "service: no service named 'Whatsap' (did you mean 'WhatsApp'?)"),
     ("/api/v1/incidents?limit=5&limit=6", 400, "limit: given 2 times; give it once"),
     ("/api/v1/incidents?stat=open", 400,
-     "unknown parameter 'stat' (did you mean 'status'?); this endpoint takes status, service, since, limit"),
+     "unknown parameter 'stat' (did you mean 'status'?); this endpoint takes status, service, since, until, limit, "
+     "cursor"),
     ("/api/v1/services?service=x", 400, "unknown parameter 'service'; this endpoint takes no parameters"),
     ("/api/v1/services/WhatsApp/series?hours=961", 400, "hours: must be a whole number from 1 to 960"),  # 40 days
     ("/api/v1/services/WhatsApp/series?hours=1.5", 400, "hours: must be a whole number from 1 to 960 (got '1.5')"),

@@ -215,9 +215,12 @@ class IncidentsMixin:
         return self.database.rows(sql + " ORDER BY opened_at, id", params)
 
     def incidents_newest_first(self, *, status: str | None, service: str | None, since: datetime | None,
-                               limit: int) -> list[dict[str, Any]]:
+                               limit: int, until: datetime | None = None, after: tuple[str, int] | None = None
+                               ) -> list[dict[str, Any]]:
         """Up to ``limit`` incidents, the latest opened first: of ``status`` and ``service`` (None: any), open at
-        some time since ``since`` (still open, or resolved at or after it; None: ever)."""
+        some time since ``since`` (still open, or resolved at or after it; None: ever) and opened before ``until``
+        (None: ever), and after ``after`` in that order, the (opened_at as stored, id) a page ended at (None: from the
+        latest)."""
         sql = "SELECT * FROM incidents WHERE 1 = 1"
         params: list[Any] = []
         for column, value in (("status", status), ("service", service)):
@@ -227,6 +230,13 @@ class IncidentsMixin:
         if since is not None:
             sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
             params.append(iso(since))
+        if until is not None:
+            sql += " AND opened_at < ?"
+            params.append(iso(until))
+        if after is not None:
+            # The first term bounds a range of the opening-time index; the second leaves out the page's own.
+            sql += " AND opened_at <= ? AND (opened_at < ? OR id < ?)"
+            params.extend([after[0], after[0], after[1]])
         return self.database.rows(sql + " ORDER BY opened_at DESC, id DESC LIMIT ?", [*params, limit])
 
     def incident_events(self, incident_id: int) -> list[dict[str, Any]]:
