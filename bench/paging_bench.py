@@ -1,5 +1,5 @@
 """Paging through /api/v1/incidents on a store of many incidents: the first page and a deep one, with and without the
-index of opening times (migration 0033), and the query plan of each.
+index of opening times (migration 0032), and the query plan of each.
 
 The store holds ``--incidents`` resolved incidents of ``--services`` services over ``--years`` years up to now (and
 one open per ten services), written in bulk as the detector would have left them. Each case is timed through
@@ -113,7 +113,7 @@ def main() -> None:
             if indexed:
                 t = time.perf_counter()
                 conn.execute(f"CREATE INDEX {INDEX} ON incidents (opened_at)")
-                print(f"\nindex created (as migration 0033 does) in {time.perf_counter() - t:.2f} s")
+                print(f"\nindex created (as migration 0032 does) in {time.perf_counter() - t:.2f} s")
             print(f"\n{'with' if indexed else 'without'} the index on incidents (opened_at):")
             t = time.perf_counter()
             deep_all, n_all = middle_query(first_all)
