@@ -1019,7 +1019,7 @@ def test_verdicts_given_by_a_clock_that_was_ahead_do_not_outrank_a_later_reclass
 
 def test_incidents_opened_and_resolved_by_a_clock_that_was_ahead_are_in_the_next_digest(store: Store) -> None:
     from miner.alerts import enqueue_due_digests
-    from miner.alerts.content import digest_incidents
+    from miner.alerts.digest_content import digest_incidents
     from miner.alerts.settings import AlertSettings, RouteSettings
 
     pipe = _warm_quiet_detector(store)

@@ -18,7 +18,7 @@ from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_number, safe_url
 from miner.store.incidents import UnscoredGap, first_bucket, opening_width, unscored_gap, untracked_reason
 from miner.store.incidents import reopenings as incident_reopenings
-from miner.timeutil import duration_text, iso, parse_iso
+from miner.timeutil import duration_text, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -329,22 +329,6 @@ def listed_failing(failing: list[FailingSource]) -> list[FailingSource]:
     return [s for s in failing if s.name in kept]
 
 
-def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_of: datetime) -> list[dict[str, Any]]:
-    """The incidents a digest covers: open or resolved since ``since``, and opened by ``as_of``.
-
-    Shared by the digest and the planner's "is there news?" check, so a quiet digest is never sent as "all quiet"
-    because of an incident that opened after the time it is rendered at.
-    """
-    return [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
-
-
-@dataclass(frozen=True)
-class DigestIncidents:
-    views: list[IncidentView]  # the most important first, at most the limit asked for
-    total: int  # all the digest covers, shown or not
-    open: int  # of total
-
-
 # A message about a huge batch or a digest after a storm stays small enough for any mail server or webhook
 # receiver (a few hundred KB): the most important incidents in full; the message says how many it leaves out.
 MAX_INCIDENTS = 50
@@ -353,24 +337,3 @@ MAX_INCIDENTS = 50
 def most_important(views: list[IncidentView]) -> list[IncidentView]:
     """Open incidents first, then by peak z: the order of every message, and what MAX_INCIDENTS keeps."""
     return sorted(views, key=lambda v: (v.status != "open", -v.peak_score))
-
-
-def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
-                     as_of: datetime, limit: int | None = None) -> DigestIncidents:
-    """Open incidents and those resolved since ``since``, opened by ``as_of``: open ones first, then by peak z.
-
-    Only the first ``limit`` are read in full (samples, series, official post): a digest after a storm of
-    thousands stays quick, and says how many it leaves out.
-    """
-    def still_open(row: dict[str, Any]) -> bool:
-        return not row.get("resolved_at") or parse_iso(row["resolved_at"]) > as_of  # as incident_view sees it
-
-    rows = sorted(digest_incident_rows(store, services_match, since, as_of),
-                  key=lambda r: (not still_open(r), -safe_number(r.get("peak_score")), parse_iso(r["opened_at"])))
-    chosen = rows if limit is None else rows[:limit]
-    # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
-    # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.
-    late = store.late_openings(chosen)
-    views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
-             for r in chosen if (v := incident_view(store, settings, r["id"], as_of)) is not None]
-    return DigestIncidents(views, len(rows), sum(still_open(r) for r in rows))

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from miner.alerts.content import digest_incident_rows
+from miner.alerts.digest_content import digest_incident_rows
 from miner.alerts.planner import make_message_id
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings

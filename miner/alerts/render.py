@@ -22,12 +22,12 @@ from miner.alerts.charts import incident_chart
 from miner.alerts.content import (
     MAX_INCIDENTS,
     IncidentView,
-    digest_incidents,
     failing_sources,
     item_views,
     listed_failing,
     most_important,
 )
+from miner.alerts.digest_content import digest_incidents
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.subject_header import SubjectHeader
 from miner.alerts.text import clean_text, columns, idna_address, safe_url, wrap_columns
