@@ -12,11 +12,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from miner.alerts.as_of import cut, figures_as_of, resolved_at
 from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_number, safe_url
-from miner.store.incidents import UnscoredGap, first_bucket, opening_width, unscored_gap, untracked_reason
+from miner.store.incident_figures import IncidentFigures
+from miner.store.incidents import (
+    UnscoredGap,
+    first_bucket,
+    opening_width,
+    resolved_by,
+    unscored_gap,
+    untracked_reason,
+)
 from miner.store.incidents import reopenings as incident_reopenings
 from miner.timeutil import duration_text, parse_iso
 
@@ -207,24 +216,35 @@ def _lead_in(width: timedelta | None) -> timedelta:
     return max(LEAD_IN, width) if width else LEAD_IN
 
 
-def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime) -> IncidentView | None:
-    """The incident as notifications show it, with state as of ``as_of`` (a resolve after it is ignored)."""
+def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime,
+                  figures: Mapping[int, IncidentFigures] | None = None) -> IncidentView | None:
+    """The incident as notifications show it, as of ``as_of``: its state then (open then, though resolved since),
+    and its figures of the buckets ended by then (miner.alerts.as_of). ``figures``: those of the incidents whose
+    rows changed after ``as_of``, read for a whole digest at once (None: read here, for this one, if it did)."""
     row = store.incident(incident_id)
     if row is None:
         return None
     opened = parse_iso(row["opened_at"])
-    resolved = parse_iso(row["resolved_at"]) if row.get("resolved_at") else None
-    if resolved is not None and resolved > as_of:
-        resolved = None
+    # What happened after as_of is not known then: its transitions, and the row's figures (below).
+    events = [ev for ev in store.incident_events(incident_id) if parse_iso(ev["at"]) <= as_of]
+    resolved = resolved_at(row, as_of, resolved_by(events, as_of))
     end = resolved or as_of
     service = str(row["service"])
     minutes = store.bucket_minutes()
     width = timedelta(minutes=minutes) if minutes else None  # None: no detector has scored a bucket yet
+    reopenings = incident_reopenings(events, as_of)
+    if figures is None:
+        figures = figures_as_of(store, [(row, resolved, reopenings)], as_of, width)
+    then = figures.get(incident_id)  # None: the row's figures are those of as_of
     # Reports just before the opening are what made it open: count them with the incident (as the samples do).
     own = opening_width(row, width)
     lead_in = opened - _lead_in(own)
-    symptoms = (_json(row.get("symptoms"), {})
-                or store.symptom_counts(service, lead_in, end + timedelta(seconds=1), width))
+    # What the buckets ended by as_of hold: one still in progress then would be drawn, sampled and counted on a retry
+    # with the posts that came after as_of.
+    until = cut(as_of, width, own) if width else as_of + timedelta(seconds=1)
+    posts_end = min(end + timedelta(seconds=1), until)
+    symptoms = ((then.symptoms if then is not None else _json(row.get("symptoms"), {}))
+                or store.symptom_counts(service, lead_in, posts_end, width))
     counts = {clean_text(k, 40): int(safe_number(v)) for k, v in symptoms.items() if safe_number(v) > 0}
     total = sum(counts.values()) or 1
     breakdown = sorted(((k, n, round(100 * n / total)) for k, n in counts.items()), key=lambda t: -t[1])
@@ -233,7 +253,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     # The same words again (a retweet, a copied complaint, one post on two networks) tell the reader nothing new:
     # each sample is a different text. The store gives each text once; read more than needed so that texts the same
     # but for case or spacing (which the cleaning below makes equal) do not leave the list short.
-    for p in store.sample_posts(service, lead_in, end + timedelta(seconds=1), settings.max_samples * _SAMPLE_READ):
+    for p in store.sample_posts(service, lead_in, posts_end, settings.max_samples * _SAMPLE_READ):
         text = clean_text(p.get("text"), 280)
         if text.casefold() in seen:
             continue
@@ -246,11 +266,9 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
     chart_start = opened - history
-    series = store.series(service, chart_start, end + timedelta(hours=1))
-    peak = int(safe_number(row.get("peak_complaints")))
+    series = store.series(service, chart_start, min(end + timedelta(hours=1), until))
+    peak = then.peak if then is not None else int(safe_number(row.get("peak_complaints")))
     first = None if own is None else first_bucket((parse_iso(r["bucket_start"]) for r in series), opened, own, width)
-    events = store.incident_events(incident_id)
-    reopenings = incident_reopenings(events, as_of)
     resolved_before, reopened = reopenings[-1] if reopenings else (None, None)
     # Its last resolve's details say whether miner saw its end (None while open: it has not ended).
     ending = _last_resolve(events) if resolved else None
@@ -261,7 +279,8 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration,
         peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, safe_number(row.get("baseline"))),
-        peak_score=safe_number(row.get("peak_score")), total_complaints=int(safe_number(row.get("total_complaints"))),
+        peak_score=safe_number(row.get("peak_score")) if then is None or then.peak_score is None else then.peak_score,
+        total_complaints=then.total if then is not None else int(safe_number(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         watched=settings.status_pages is None or service.lower() in settings.status_pages,
         group=_group(events), series=series, cid=f"chart-{incident_id}", reopened_at=reopened,

@@ -1,12 +1,14 @@
-"""The incidents a digest covers, as of the time it is rendered at."""
+"""The incidents a digest covers, as of the time it is rendered at (its scheduled time: a retry, or a digest queued
+with `miner digest --at`, shows what that time's digest showed)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.content import IncidentView, incident_view
+from miner.alerts.as_of import changed_after, figures_as_of, rows_as_of
+from miner.alerts.content import IncidentView, incident_view, most_important
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import safe_number
 from miner.timeutil import iso, parse_iso
@@ -15,13 +17,22 @@ if TYPE_CHECKING:
     from miner.store import Store
 
 
+def _covered(store: Store, services_match: Any, since: datetime, as_of: datetime
+             ) -> list[tuple[dict[str, Any], datetime | None]]:
+    """The incidents a digest covers, each with its resolve by ``as_of`` (None: open then): opened by then, and open
+    then or resolved since ``since``. One resolved after ``since``, re-opened and resolved again after ``as_of`` is
+    not open then, and one resolved by then before ``since`` is not covered, whatever its row says now."""
+    rows = [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
+    return [(r, resolved) for r, resolved in rows_as_of(store, rows, as_of) if resolved is None or resolved >= since]
+
+
 def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_of: datetime) -> list[dict[str, Any]]:
-    """The incidents a digest covers: open or resolved since ``since``, and opened by ``as_of``.
+    """The incidents a digest covers: open at ``as_of`` or resolved since ``since``, and opened by ``as_of``.
 
     Shared by the digest and the planner's "is there news?" check, so a quiet digest is never sent as "all quiet"
     because of an incident that opened after the time it is rendered at.
     """
-    return [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
+    return [r for r, _ in _covered(store, services_match, since, as_of)]
 
 
 @dataclass(frozen=True)
@@ -33,20 +44,26 @@ class DigestIncidents:
 
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
                      as_of: datetime, limit: int | None = None) -> DigestIncidents:
-    """Open incidents and those resolved since ``since``, opened by ``as_of``: open ones first, then by peak z.
+    """Open incidents and those resolved since ``since``, opened by ``as_of``, as they stood then: open ones first,
+    then by peak z.
 
     Only the first ``limit`` are read in full (samples, series, official post): a digest after a storm of
-    thousands stays quick, and says how many it leaves out.
+    thousands stays quick, and says how many it leaves out. They are chosen by their peak z now (their rows'); the
+    figures of those whose rows changed after ``as_of`` are read again as of then, in one read for them all.
     """
-    def still_open(row: dict[str, Any]) -> bool:
-        return not row.get("resolved_at") or parse_iso(row["resolved_at"]) > as_of  # as incident_view sees it
-
-    rows = sorted(digest_incident_rows(store, services_match, since, as_of),
-                  key=lambda r: (not still_open(r), -safe_number(r.get("peak_score")), parse_iso(r["opened_at"])))
+    rows = sorted(_covered(store, services_match, since, as_of),
+                  key=lambda rr: (rr[1] is not None, -safe_number(rr[0].get("peak_score")),
+                                  parse_iso(rr[0]["opened_at"])))
     chosen = rows if limit is None else rows[:limit]
+    changed = [int(r["id"]) for r, _ in chosen if changed_after(r, as_of)]
+    back = store.reopenings_of(changed, as_of) if changed else {}
+    minutes = store.bucket_minutes() if changed else None
+    figures = figures_as_of(store, [(r, resolved, back.get(int(r["id"]), [])) for r, resolved in chosen], as_of,
+                            timedelta(minutes=minutes) if minutes else None)
     # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
     # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.
-    late = store.late_openings(chosen)
+    late = store.late_openings([r for r, _ in chosen])
     views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
-             for r in chosen if (v := incident_view(store, settings, r["id"], as_of)) is not None]
-    return DigestIncidents(views, len(rows), sum(still_open(r) for r in rows))
+             for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures)) is not None]
+    # In the order of their peak z then (a stable sort: those alike keep their opening's order).
+    return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows))

@@ -14,6 +14,7 @@ from miner.store.clock import ClockMixin
 from miner.store.db import Database
 from miner.store.digest_backlog import DigestBacklogMixin
 from miner.store.group_interval import GroupIntervalMixin
+from miner.store.incident_figures import IncidentFiguresMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin
 from miner.store.model_state import ModelStateMixin
@@ -34,9 +35,9 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
            "stream_readonly"]
 
 
-class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, MaintenanceMixin,
-            OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin, GroupIntervalMixin, MutesMixin, ClockMixin,
-            ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
+class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, IncidentFiguresMixin,
+            MaintenanceMixin, OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin, GroupIntervalMixin, MutesMixin,
+            ClockMixin, ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()

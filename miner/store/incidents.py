@@ -46,6 +46,21 @@ def reopenings(events: Iterable[Mapping[str, Any]], as_of: datetime | None = Non
     return found
 
 
+def resolved_by(events: Iterable[Mapping[str, Any]], as_of: datetime) -> datetime | None:
+    """From an incident's ``events`` in order: when it had last resolved by ``as_of``, None where it was open then
+    (its opening or a re-opening by then came after its last resolve by then), or had not opened yet."""
+    state: datetime | None = None
+    for ev in events:
+        at = parse_iso(ev["at"])
+        if at > as_of:
+            continue
+        if ev["kind"] == "resolve":
+            state = at
+        elif ev["kind"] == "open" or is_reopening(ev):
+            state = None
+    return state
+
+
 # The reasons miner resolves an incident itself (miner.detect_stage, miner.detect_relearn), without the detector
 # seeing it end, as the on-call reads them: the alerts (miner.alerts.content) and the read API say so.
 UNTRACKED = {
