@@ -103,7 +103,8 @@ def test_alert_mail_keeps_the_joiners_that_join_and_loses_those_that_hide(
     # A sample is cut at 280 characters: this one right after a ZWNJ, which joins nothing once the rest is cut off.
     cut = "WhatsApp " + "م" * 269 + ZWNJ + "خ" * 50
     # As stored before joiners were read (or by any other path): the mail cleans them itself.
-    seed_posts(store, "WhatsApp", T0 - timedelta(minutes=5), [*TEXTS.values(), cut])
+    # Posts a minute apart, the last before T0: the bucket in progress when the alert goes is not sampled.
+    seed_posts(store, "WhatsApp", T0 - timedelta(minutes=6), [*TEXTS.values(), cut])
     open_incident(store, "WhatsApp", T0, posts=False)
     plan_notifications(store, cfg, T0)
     assert dispatch(store, cfg, T0, worker_id="w").sent == 1
