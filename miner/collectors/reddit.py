@@ -34,6 +34,7 @@ from miner.collectors.base import (
     without_credentials,
 )
 from miner.collectors.canonical import reddit_post_id
+from miner.collectors.feed_boilerplate import reddit_post_link, without_reddit_trailer
 from miner.collectors.feeds import entry_author, entry_id, fetch_feed
 from miner.collectors.http import Response, fetch, json_object, status_error
 from miner.collectors.normalise import html_to_text, parse_time
@@ -59,8 +60,6 @@ _REMOVED_BODIES = frozenset({"[removed]", "[deleted]"})
 # no request more, at most a page of posts sent again, which the store has (it keeps one of each) or, older than it
 # keeps posts, leaves out (the collect stage's retention cutoff).
 _SUBREDDIT = re.compile(r"^/?r/([A-Za-z0-9_+]+)/?$")
-# Reddit RSS bodies end with "submitted by /u/<name> [link] [comments]": it names the author, so it goes.
-_SUBMITTED_BY = re.compile(r"(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.IGNORECASE | re.DOTALL)
 
 
 # Reddit's own rule bot, whose posts (scheduled megathreads, "daily discussion" posts) a subreddit's moderators
@@ -80,20 +79,15 @@ def feed_post_id(entry: Any) -> str:
     return reddit_post_id(entry) or entry_id(entry)
 
 
-def post_link(fullname: str) -> str | None:
-    """Reddit's short link of the post ``fullname`` (t3_...), which takes a reader to it as its permalink does. The
-    permalink names its author for a post on a user's profile (``/r/u_<name>/``), kept otherwise only hashed, and
-    holds its title's words, with the contact details the stored text has as placeholders."""
-    return f"{WWW}/comments/{fullname[3:]}/" if fullname.startswith("t3_") and fullname[3:].isalnum() else None
-
-
 def _short_links(result: FetchResult) -> FetchResult:
-    """``result`` with its posts' links as `post_link` gives them (a comment of a comments feed keeps its own)."""
-    return replace(result, posts=[replace(p, url=post_link(p.external_id) or p.url) for p in result.posts])
+    """``result`` with its posts' links as `reddit_post_link` gives them (a comment of a comments feed keeps its
+    own)."""
+    return replace(result, posts=[replace(p, url=reddit_post_link(p.external_id) or p.url) for p in result.posts])
 
 
 def strip_reddit_boilerplate(html: str) -> str:
-    body = _SUBMITTED_BY.sub("", html)
+    # Reddit's trailer names the author (see feed_boilerplate).
+    body = without_reddit_trailer(html)
     # A deleted or removed post's body is Reddit's placeholder, no word of the poster's: the title is what is left.
     return "" if html_to_text(body) in _REMOVED_BODIES else body
 
@@ -334,6 +328,6 @@ class _Listing:
             title=text_of(item.get("title")),
             body_html="" if gone else text_of(item.get("selftext_html")) or text_of(item.get("selftext")),
             created_at=parse_time(item["created_utc"]),
-            url=post_link(text_of(item.get("name"))),
+            url=reddit_post_link(text_of(item.get("name"))),
             author=None if author in ("", "[deleted]") else author,
         )

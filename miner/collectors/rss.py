@@ -19,6 +19,7 @@ from typing import Any
 
 from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
 from miner.collectors.canonical import site_identity
+from miner.collectors.feed_boilerplate import feed_entry_text
 from miner.collectors.feeds import (
     entry_author,
     entry_body,
@@ -181,13 +182,16 @@ def _entry_post(
     # The post as its site's API source names it and its author, where the entry says which post it is: read by both,
     # it is one complainer (see collectors/canonical.py).
     site = site_identity(entry, author_space(source) == "reddit")
+    # Without what the site's feed writes beside the post's words (its author's name among it), as its API gives it.
+    text = feed_entry_text(entry, site, str(entry.get("title", "") or ""), body,
+                           str(entry.get("link", "") or "") or None)
     return make_post(
         source, ctx,
         external_id=site.external_id if site else own,
-        title=str(entry.get("title", "") or ""),
-        body_html=body,
+        title=text.title,
+        body_html=text.body,
         created_at=created_at,
-        url=str(entry.get("link", "") or "") or None,
+        url=text.url,
         author=site.author if site else entry_author(entry),
         lang=entry_lang(entry, feed),
         space=site.author_space if site else None,

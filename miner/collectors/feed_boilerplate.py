@@ -1,0 +1,92 @@
+"""What a site's feed writes into an entry beside the post's own words, taken out before the text is stored.
+
+Several sites' feeds add a line of their own to each entry: who submitted it and where (Reddit's "submitted by
+/u/name [link] [comments]", Lemmy's "submitted by <name> to <community> 31 points | 14 comments"), hnrss.org's
+"Article URL: ... Comments URL: ... Points: 88 # Comments: 41", Hacker News' "Comments" link, hnrss's comment title
+"New comment by <name> in ..." and bsky.app's "@<handle> post". It is no word of the poster's: stored, it named the
+author whom the store keeps only as a hash (Lemmy's name, hnrss's, a Bluesky handle), and classification and
+service matching read it as the post's (a community named "outages", the word "comments"). Each is recognised by the
+site the entry is of (its link or guid, `miner.collectors.canonical`) and by the exact shape the site writes, at
+the place it writes it: a post that says "submitted by" in its own words keeps them.
+
+A post's link is stored as the site's own source type stores it: Reddit's short link (a permalink of a post on a
+user's profile, /r/u_<name>/..., names them) and Bluesky's by DID (bsky.app's feed links by handle).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+from miner.collectors.bluesky import post_url
+from miner.collectors.canonical import SiteIdentity
+from miner.collectors.feeds import entry_author
+
+WWW_REDDIT = "https://www.reddit.com"
+# Reddit's trailer, after the post's own HTML (which ends with "<!-- SC_ON -->"), or all a link post's body is.
+REDDIT_TRAILER = re.compile(r"(?:\A|(?<=<!-- SC_ON -->))(?:&#32;|\s)*submitted\s+by(?:&#32;|\s)*<a\b.*\Z", re.DOTALL)
+_BR = r"<br\s*/?>"
+# Lemmy's line (crates/routes/src/feeds.rs), which opens every post's description: the author by actor id (the
+# entry's dc:creator, checked), the community, the score and comment count, and a link post's URL after a <br> (the
+# entry's link, stored as its url: the lemmy type's text has no link either).
+_LEMMY_HEAD = re.compile(
+    r'\Asubmitted by <a href="(?P<actor>[^"<>]+)">[^<>]*</a> to <a href="[^"<>]+/c/[^"<>]+">[^<>]*</a>'
+    rf'{_BR}-?\d+ points \| <a href="[^"<>]+/post/\d+">\d+ comments</a>(?:{_BR}<a href="[^"<>]*">[^<>]*</a>)?')
+_HN_ITEM = r'<a href="https://news\.ycombinator\.com/item\?id=\d+">'
+# hnrss.org's (algolia.go): a link story's "Article URL" first, and after any story's text a rule, then its item.
+_HNRSS_ARTICLE = re.compile(r'\A\s*<p>Article URL: <a href="[^"<>]*">[^<>]*</a></p>')
+_HNRSS_TAIL = re.compile(rf"(?:<hr\s*/?>)?\s*<p>Comments URL: {_HN_ITEM}[^<>]*</a></p>\s*"
+                         r"<p>Points: -?\d+</p>\s*<p># Comments: \d+</p>\s*\Z")
+_HNRSS_COMMENT = re.compile(r'\ANew comment by (?P<name>\S+) in "(?P<story>.*)"\Z', re.DOTALL)
+# Hacker News' own feed: its item's comments link, the whole description.
+_HN_COMMENTS = re.compile(rf"\A\s*{_HN_ITEM}Comments</a>\s*\Z")
+_BSKY_LINK = re.compile(r"\Ahttps://bsky\.app/profile/(?P<handle>[^/?#]+)/post/[^/?#]+\Z")
+
+
+class EntryText(NamedTuple):
+    title: str
+    body: str
+    url: str | None
+
+
+def reddit_post_link(fullname: str) -> str | None:
+    """Reddit's short link of the post ``fullname`` (t3_...), which takes a reader to it as its permalink does. The
+    permalink names its author for a post on a user's profile (``/r/u_<name>/``), kept otherwise only hashed, and
+    holds its title's words, with the contact details the stored text has as placeholders."""
+    return f"{WWW_REDDIT}/comments/{fullname[3:]}/" if fullname.startswith("t3_") and fullname[3:].isalnum() else None
+
+
+def without_reddit_trailer(html: str) -> str:
+    """An entry body of Reddit's feed without the "submitted by /u/<name> [link] [comments]" Reddit adds."""
+    return REDDIT_TRAILER.sub("", html) if "submitted" in html else html
+
+
+def feed_entry_text(entry: Any, site: SiteIdentity | None, title: str, body: str, url: str | None) -> EntryText:
+    """``title``, ``body`` (HTML) and ``url`` of a feed ``entry`` without what its site's feed adds (see the module):
+    ``site``, the post's identity at its site where the entry says (`canonical.site_identity`)."""
+    if site is not None and site.external_id.startswith("t3_"):  # Reddit's, whoever serves the feed
+        return EntryText(title, without_reddit_trailer(body), reddit_post_link(site.external_id) or url)
+    if site is not None and site.author_space == "hackernews":
+        return _hacker_news(entry, title, body, url)
+    if site is not None and site.external_id.startswith("at://") and site.author:
+        link = _BSKY_LINK.match(url or "")
+        if link and title == f"@{link.group('handle')} post":
+            return EntryText("", body, post_url(site.external_id, site.author) or url)
+        return EntryText(title, body, url)
+    if body.startswith("submitted by ") and (head := _LEMMY_HEAD.match(body)) \
+            and head.group("actor") == entry_author(entry):
+        return EntryText(title, body[head.end():], url)
+    return EntryText(title, body, url)
+
+
+def _hacker_news(entry: Any, title: str, body: str, url: str | None) -> EntryText:
+    # A comment's title names its author and the story: the comment's words are its body, as the `hackernews`
+    # type stores a comment.
+    comment = _HNRSS_COMMENT.match(title)
+    if comment and comment.group("name") == entry_author(entry):
+        title = ""
+    if _HN_COMMENTS.match(body):
+        return EntryText(title, "", url)
+    if tail := _HNRSS_TAIL.search(body):
+        body = _HNRSS_ARTICLE.sub("", body[:tail.start()])
+    return EntryText(title, body, url)
