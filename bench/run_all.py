@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["collect_bench.py", "--store"],
     ["match_bench.py"],
+    ["feed_text_bench.py"],
     ["classify_bench.py"],
     ["nab_bench.py"],  # its data from $MINER_SHARED_DATA, as the others
     ["replay_bench.py"],
