@@ -43,7 +43,7 @@ def _collect(tmp_path: Path, server: FakeServer, feeds: dict[str, tuple[str, str
 
 
 LEMMY_OWN_WORDS = (
-    '<item><title>Support ticket</title><link>https://lemmy.world/post/2291002</link><description><![CDATA['
+    '<item><title>Support ticket</title><link>https://isp.example/status</link><description><![CDATA['
     'submitted by <a href="https://lemmy.world/u/daybird">daybird</a> to '
     '<a href="https://lemmy.world/c/outages">outages</a><br>2 points | '
     '<a href="https://lemmy.world/post/2291002">0 comments</a><br>'
@@ -74,9 +74,10 @@ def test_lemmy_feed_text_has_no_submitter_community_or_counts(tmp_path: Path, se
                        "Anyone else in the EU?")
     ticket = posts["https://lemmy.world/post/2291002"][0]
     assert "daybird" not in ticket and "outages" not in ticket and "points" not in ticket
-    # The poster's own "submitted by ... to" stays. A link post's link, which the line gives, is its stored url, as
-    # the lemmy type has it.
-    assert ticket == "Support ticket. My ticket was submitted by the ISP portal to support at 9."
+    # The poster's own "submitted by ... to" stays. A link post's link, which the line gives, is its stored url (the
+    # entry's link), as the lemmy type has it.
+    assert posts["https://lemmy.world/post/2291002"] == (
+        "Support ticket. My ticket was submitted by the ISP portal to support at 9.", "https://isp.example/status")
     # Only Lemmy's own line, naming the entry's own author, is Lemmy's.
     forum = next(text for text, url in posts.values() if url == "https://forum.example.net/t/form/1")
     assert forum == "Form fixed. submitted by ann to help 3 points | 4 comments"
