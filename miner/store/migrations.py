@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from miner.errors import StoreError
-from miner.store import email_scrub, link_scrub
+from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
@@ -310,6 +310,8 @@ EMAIL_LITERALS = Migration("0031_email_literals", "", email_scrub.scrub_email_li
 # The read API's incidents, latest opened first, a page at a time after the (opened_at, id) the last ended at: without
 # it each page was a scan and sort of every incident (0.05-0.27 s of 100,000; read_paging.py, bench/paging_bench.py).
 INCIDENTS_BY_OPENING = Migration("0032_incidents_by_opening", "CREATE INDEX incidents_opened ON incidents (opened_at);")
+# An rss source's posts kept their site's boilerplate (Lemmy's and hnrss's naming the author) and a link naming them.
+FEED_BOILERPLATE = Migration("0033_feed_boilerplate", "", feed_boilerplate_scrub.scrub_feed_boilerplate)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -318,7 +320,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
                                IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS,
-                               INCIDENTS_BY_OPENING]
+                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:
