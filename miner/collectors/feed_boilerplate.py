@@ -35,8 +35,11 @@ _LEMMY_HEAD = re.compile(
 _HN_ITEM = r'<a href="https://news\.ycombinator\.com/item\?id=\d+">'
 # hnrss.org's (algolia.go): a link story's "Article URL" first, and after any story's text a rule, then its item.
 _HNRSS_ARTICLE = re.compile(r'\A\s*<p>Article URL: <a href="[^"<>]*">[^<>]*</a></p>')
-_HNRSS_TAIL = re.compile(rf"(?:<hr\s*/?>)?\s*<p>Comments URL: {_HN_ITEM}[^<>]*</a></p>\s*"
-                         r"<p>Points: -?\d+</p>\s*<p># Comments: \d+</p>\s*\Z")
+# Matched from the last "<p>Comments URL: " only: a search for "\s*<p>..." from every place took time squared in a
+# run of blanks.
+_HNRSS_TAIL = re.compile(rf"<p>Comments URL: {_HN_ITEM}[^<>]*</a></p>\s*<p>Points: -?\d+</p>\s*"
+                         r"<p># Comments: \d+</p>\s*\Z")
+_HNRSS_RULE = re.compile(r"<hr\s*/?>\Z")
 _HNRSS_COMMENT = re.compile(r'\ANew comment by (?P<name>\S+) in "(?P<story>.*)"\Z', re.DOTALL)
 # Hacker News' own feed: its item's comments link, the whole description.
 _HN_COMMENTS = re.compile(rf"\A\s*{_HN_ITEM}Comments</a>\s*\Z")
@@ -87,6 +90,9 @@ def _hacker_news(entry: Any, title: str, body: str, url: str | None) -> EntryTex
         title = ""
     if _HN_COMMENTS.match(body):
         return EntryText(title, "", url)
-    if tail := _HNRSS_TAIL.search(body):
-        body = _HNRSS_ARTICLE.sub("", body[:tail.start()])
+    start = body.rfind("<p>Comments URL: ")
+    if start >= 0 and _HNRSS_TAIL.match(body, start):
+        head = body[:start].rstrip()
+        head = head[:rule.start()] if (rule := _HNRSS_RULE.search(head, max(0, len(head) - 8))) else head
+        body = _HNRSS_ARTICLE.sub("", head)
     return EntryText(title, body, url)
