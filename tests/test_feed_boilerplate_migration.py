@@ -1,6 +1,6 @@
-"""Migration 0034_feed_boilerplate: the posts an `rss` source stored with its site's boilerplate in their text (the
+"""Migration 0033_feed_boilerplate: the posts an `rss` source stored with its site's boilerplate in their text (the
 author's name among it) and with a link naming their author get the text and link a poll stores now. Each store is
-a real SQLite file made at the schema before 0034 with the posts of the recorded feeds as a poll stored them before,
+a real SQLite file made at the schema before 0033 with the posts of the recorded feeds as a poll stored them before,
 then opened (upgraded) as `miner run` opens it."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from miner.store.link_scrub import SCRUB_BATCH
 from miner.store.migrations import MIGRATIONS, apply_migrations
 from miner.timeutil import iso
 
-MIGRATION = "0034_feed_boilerplate"
+MIGRATION = "0033_feed_boilerplate"
 AT = iso(datetime(2026, 11, 27, 14, 0, tzinfo=UTC))
 MATCHER = ServiceMatcher([ServiceConfig("WhatsApp"), ServiceConfig("Discord")])
 Row = tuple[str, str, str, str | None]  # source, external_id, text, url

@@ -1,4 +1,4 @@
-"""Migration 0034's Python part: the posts an `rss` source stored with its site's boilerplate in their text, and a
+"""Migration 0033's Python part: the posts an `rss` source stored with its site's boilerplate in their text, and a
 link that names their author, before `miner.collectors.feed_boilerplate` took them out.
 
 Each such row's text and link become what a poll stores now, from what the stored text kept of the boilerplate (the
