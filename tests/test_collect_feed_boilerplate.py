@@ -147,3 +147,39 @@ def test_a_bluesky_profile_feed_stores_no_handle_title_nor_handle_link(tmp_path:
     assert text == ("Instagram feed won't load & DMs fail with \"couldn't refresh feed\" — anyone else? <3 to the "
                     "on-call folks #instagramdown")
     assert url == "https://bsky.app/profile/did:plc:z72i7hdynmk6r22z27h6tvur/post/3lbx7kq2abc2x"
+
+
+def test_discourse_feed_text_has_no_counts_read_link_nor_author(tmp_path: Path, server: FakeServer) -> None:
+    # Discourse's latest.rss ends each post with "7 posts - 4 participants" and "Read full topic" (older versions
+    # "Posts: 7", "Participants: 4", and "<name> wrote:" before it); a topic's feed with "@<handle> wrote:" and
+    # "Read full topic". The name is the author's, kept otherwise only hashed.
+    posts = _collect(tmp_path, server, {"/latest.rss": (_fixture("rss/forum_latest.rss"), "application/rss+xml"),
+                                        "/old/latest.rss": (_fixture("discourse/latest.rss"), "application/rss+xml"),
+                                        "/t/4821.rss": (_fixture("discourse/topic.rss"), "application/rss+xml")})
+    texts = {ident: text for ident, (text, _url) in posts.items()}
+    assert texts["forum.example.net-topic-8812"] == (
+        'Fibre down in Leeds since 07:00 - red LOS light. Router shows a red LOS light and the helpline says "no '
+        'known issues". Neighbours on the same street are also offline.')
+    assert texts["topic-4819"] == ("Feature request: dark mode for the web dashboard. Would love a dark theme for the "
+                                   "dashboard, the white page at night is painful.")
+    assert texts["community.example.com-post-4821-3"].endswith(
+        '(503)". Same here since 13:50, Android and web both say 503. Status page still green.')
+    # The post's own words like the boilerplate stay.
+    assert texts["community.example.com-post-4821-1"].endswith(
+        '7 posts in the queue, 4 participants in our team are stuck. I wrote: "Read full topic" on our wiki when it '
+        'started.')
+    stored = " ".join(texts.values())
+    assert stored.count("Read full topic") == 1 and stored.count("wrote:") == 1
+    for boilerplate in ("Posts:", "Participants:", "posts - ", "Kowalski", "Lopes", "@[user]"):
+        assert boilerplate not in stored
+
+
+def test_a_reddit_comment_feed_stores_the_comments_words(tmp_path: Path, server: FakeServer) -> None:
+    # Reddit's comment feed titles each comment "/u/<name> on <the post's title>": the title is the post's, not the
+    # comment's words, and was read by classification and matching as them.
+    posts = _collect(tmp_path, server, {"/r/whatsapp/comments/.rss": (_fixture("reddit/comments.rss"),
+                                                                       "application/atom+xml")})
+    texts = sorted(text for text, _url in posts.values())
+    # A comment's own "/u/<name> on <title>" words stay (its name redacted, as every u/name).
+    assert texts == ["/u/[user] on the team says it is back",
+                     "Same in Madrid, one grey tick only, web won't load."]

@@ -3,11 +3,13 @@
 Several sites' feeds add a line of their own to each entry: who submitted it and where (Reddit's "submitted by
 /u/name [link] [comments]", Lemmy's "submitted by <name> to <community> 31 points | 14 comments"), hnrss.org's
 "Article URL: ... Comments URL: ... Points: 88 # Comments: 41", Hacker News' "Comments" link, hnrss's comment title
-"New comment by <name> in ..." and bsky.app's "@<handle> post". It is no word of the poster's: stored, it named the
-author whom the store keeps only as a hash (Lemmy's name, hnrss's, a Bluesky handle), and classification and
-service matching read it as the post's (a community named "outages", the word "comments"). Each is recognised by the
-site the entry is of (its link or guid, `miner.collectors.canonical`) and by the exact shape the site writes, at
-the place it writes it: a post that says "submitted by" in its own words keeps them.
+"New comment by <name> in ...", bsky.app's "@<handle> post", Reddit's comment title "/u/<name> on <post's title>"
+and Discourse's "7 posts - 4 participants" and "Read full topic" (and its older "<name> wrote:"). It is no word of
+the poster's: stored, it named the author whom the store keeps only as a hash (Lemmy's name, hnrss's, a Bluesky
+handle, Discourse's), and classification and service matching read it as the post's (a community named "outages",
+the word "comments"). Each is recognised by the site the entry is of (its link or guid, `miner.collectors.canonical`;
+Discourse's and Reddit's comments here, by their guids) and by the exact shape the site writes, at the place it
+writes it: a post that says "submitted by" in its own words keeps them.
 
 A post's link is stored as the site's own source type stores it: Reddit's short link (a permalink of a post on a
 user's profile, /r/u_<name>/..., names them) and Bluesky's by DID (bsky.app's feed links by handle).
@@ -15,12 +17,13 @@ user's profile, /r/u_<name>/..., names them) and Bluesky's by DID (bsky.app's fe
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any, NamedTuple
 
 from miner.collectors.bluesky import post_url
 from miner.collectors.canonical import SiteIdentity
-from miner.collectors.feeds import entry_author
+from miner.collectors.feeds import entry_author, entry_id
 
 WWW_REDDIT = "https://www.reddit.com"
 # Reddit's trailer, after the post's own HTML (which ends with "<!-- SC_ON -->"), or all a link post's body is.
@@ -44,6 +47,26 @@ _HNRSS_COMMENT = re.compile(r'\ANew comment by (?P<name>\S+) in "(?P<story>.*)"\
 # Hacker News' own feed: its item's comments link, the whole description.
 _HN_COMMENTS = re.compile(rf"\A\s*{_HN_ITEM}Comments</a>\s*\Z")
 _BSKY_LINK = re.compile(r"\Ahttps://bsky\.app/profile/(?P<handle>[^/?#]+)/post/[^/?#]+\Z")
+# Reddit's comment feeds (/r/<sub>/comments/.rss, a post's .rss): an entry's id is the comment's fullname (relative,
+# resolved against the feed's URL), its title "/u/<name> on <the post's title>", its author "/u/<name>".
+_REDDIT_COMMENT_ID = re.compile(r"(?:\A|/)t1_[a-z0-9]+\Z")
+_REDDIT_COMMENT_TITLE = re.compile(r"\A/u/(?P<name>[\w-]+) on ", re.IGNORECASE)
+# A Discourse topic's page (the entry's link): /t/<slug>/<id>, a post's /t/<slug>/<id>/<n> (topic feeds), under the
+# forum's subfolder if any; the `discourse` type names a topic by the same id ("topic:<id>").
+_DISCOURSE_LINK = re.compile(r"\Ahttps?://[^/?#]+(?:/[^?#]*)?/t/[^/?#]+/(?P<topic>\d+)(?:/\d+)?\Z")
+# Its guid (not a permalink): "<host>-topic-<id>" (list.rss.erb), "topic-<id>" in older versions, and a topic feed's
+# "<host>-post-<id>-<n>" (topics/show.rss.erb).
+_DISCOURSE_GUID = re.compile(r"\A(?:[^\s/]+-)?(?:topic-(?P<topic>\d+)|post-(?P<post_topic>\d+)-\d+)\Z")
+# What Discourse's templates write after the post (its HTML, cooked): the counts (rss_num_posts and
+# rss_num_participants, "7 posts - 4 participants"; older versions "Posts: 7" and "Participants: 4", num_posts and
+# num_participants) and a "Read full topic" link to the entry's link; older versions, before, "<name> wrote:" linking
+# the author's profile (author_wrote) and the post in a <blockquote>.
+_DISCOURSE_READ = re.compile(r'<p><a href="(?P<link>[^"<>]+)">Read full topic</a></p>\s*\Z')
+# Searched for before the link only, from a "<p>" each (no search from each of a run of blanks).
+_DISCOURSE_COUNTS = re.compile(r"(?:<p><small>\d+ posts? - \d+ participants?</small></p>|"
+                               r"<p>Posts: \d+</p>\s*<p>Participants: \d+</p>)\s*\Z")
+_DISCOURSE_HEAD = re.compile(r'\A\s*<p><a href="[^"<>]+/u(?:sers)?/[^"<>/]+">[^<>]*</a> wrote:</p>\s*<blockquote>')
+_DISCOURSE_QUOTE_END = re.compile(r"</blockquote>\s*\Z")
 
 
 class EntryText(NamedTuple):
@@ -76,10 +99,48 @@ def feed_entry_text(entry: Any, site: SiteIdentity | None, title: str, body: str
         if link and title == f"@{link.group('handle')} post":
             return EntryText("", body, post_url(site.external_id, site.author) or url)
         return EntryText(title, body, url)
+    if _REDDIT_COMMENT_ID.search(entry_id(entry)):
+        return _reddit_comment(entry, title, body, url)
+    if _discourse_topic(entry) is not None:
+        return EntryText(title, _discourse_body(body, url), url)
     if body.startswith("submitted by ") and (head := _LEMMY_HEAD.match(body)) \
             and head.group("actor") == entry_author(entry):
         return EntryText(title, body[head.end():], url)
     return EntryText(title, body, url)
+
+
+def _reddit_comment(entry: Any, title: str, body: str, url: str | None) -> EntryText:
+    # The title is the post's, the author's name before it: a comment's words are its body, as for Hacker News'.
+    head = _REDDIT_COMMENT_TITLE.match(title)
+    author = (entry_author(entry) or "").removeprefix("/u/").removeprefix("u/")
+    if head and head.group("name").lower() == author.lower():
+        return EntryText("", body, url)
+    return EntryText(title, body, url)
+
+
+def _discourse_topic(entry: Any) -> str | None:
+    """The topic id of a Discourse feed's entry: its link a topic's (or post's) page and its guid Discourse's of the
+    same topic; None for any other entry."""
+    link = _DISCOURSE_LINK.match(str(entry.get("link") or ""))
+    guid = _DISCOURSE_GUID.match(str(entry.get("id") or entry.get("guid") or ""))
+    if link is None or guid is None or link.group("topic") != (guid.group("topic") or guid.group("post_topic")):
+        return None
+    return link.group("topic")
+
+
+def _discourse_body(body: str, url: str | None) -> str:
+    # Only where the "Read full topic" link is the entry's own: a post quoting such a link keeps it. The older
+    # "<name> wrote:" names the author (a handle, a display name), kept otherwise only hashed.
+    start = body.rfind('<p><a href="')
+    read = _DISCOURSE_READ.match(body, start) if start >= 0 else None
+    if read is None or html.unescape(read.group("link")) != url:
+        return body
+    body = body[:start].rstrip()
+    if counts := _DISCOURSE_COUNTS.search(body):
+        body = body[:counts.start()]
+    if (head := _DISCOURSE_HEAD.match(body)) and (end := _DISCOURSE_QUOTE_END.search(body, head.end())):
+        body = body[head.end():end.start()]
+    return body.strip()
 
 
 def _hacker_news(entry: Any, title: str, body: str, url: str | None) -> EntryText:
