@@ -34,9 +34,15 @@ def _feed(name: str, extra: str = "", end: str = "</channel>") -> bytes:
     return (FIXTURES / name).read_text(encoding="utf-8").replace(end, extra + end).encode("utf-8")
 
 
+def _first_item(name: str) -> bytes:
+    text = (FIXTURES / name).read_text(encoding="utf-8")
+    return (text[:text.index("</item>") + len("</item>")] + "</channel></rss>").encode("utf-8")
+
+
 FEEDS = [_feed("lemmy/community_technology.xml", LEMMY_OWN_WORDS), _feed("hackernews/hnrss_newest.rss", HN_COMMENT),
          _feed("hackernews/front_page.rss"), _feed("reddit/search.rss", REDDIT_OWN_WORDS, "</feed>"),
-         _feed("bluesky/profile.rss")]
+         _feed("bluesky/profile.rss"), _first_item("rss/forum_latest.rss"), _feed("discourse/latest.rss"),
+         _feed("discourse/topic.rss"), _feed("reddit/comments.rss", end="</feed>")]
 
 
 def _rows(before: bool) -> list[Row]:
@@ -76,12 +82,14 @@ def _store(path: Path, rows: list[Row]) -> list[Row]:
 
 def test_posts_a_feed_stored_before_are_as_a_poll_stores_them_now(tmp_path: Path) -> None:
     before, now = _rows(before=True), _rows(before=False)
-    assert len(before) == 11 and all(old != new for old, new in zip(before, now, strict=True))
+    total = len(before)
+    assert total == 18 and all(old != new for old, new in zip(before, now, strict=True))
     # Over two batches and one more row, each post of each feed again and again (from sources of their own).
     count = 2 * SCRUB_BATCH + 1
 
     def again(rows: list[Row]) -> list[Row]:
-        return [(f"{rows[n % 11][0]}-{n // 11}", *rows[n % 11][1:]) for n in range(count)]  # type: ignore[misc]
+        return [(f"{rows[n % total][0]}-{n // total}", *rows[n % total][1:])  # type: ignore[misc]
+                for n in range(count)]
 
     # The same texts from a source of another type, and texts of an rss source that only look like the boilerplate
     # (not at its place, of no such site's id, a title ending in "Comments" alone): kept to the character.
@@ -92,11 +100,18 @@ def test_posts_a_feed_stored_before_are_as_a_poll_stores_them_now(tmp_path: Path
         ("feed9", "t3_1h10yyy", "Moved. submitted by u/[user] [link] [comments] and more words", None),
         ("feed9", "at://did:plc:abc/app.bsky.feed.post/3l1", "@[user] post. down again",
          "https://bsky.app/profile/did:plc:abc/post/3l1"),
+        # A Discourse post's own "I wrote:" before the newer counts, a "Read full topic" not at the end, a reply
+        # whose title is its own; a comment's words alone.
+        ("feed9", "forum.example.net-topic-7", "Down. I wrote: ticket 3 posts - 2 participants", None),
+        ("feed9", "topic-8", "Down. Read full topic here", None),
+        ("feed9", "forum.example.net-post-9-2", "Down. Jan wrote: same here", None),
+        ("feed9", "t1_m3x0000", "u/[user] on it. me too", None),
     ]
     upgraded = _store(tmp_path / "old.sqlite", again(before) + kept)
     assert upgraded == again(now) + kept
     feeds = " ".join(f"{text} {url}" for source, _ident, text, url in upgraded if source.startswith("feed"))
-    for name in ("nightowl", "daybird", "quietfox", "u_quietgarden", "netwatcher", "Points:", "14 comments"):
+    for name in ("nightowl", "daybird", "quietfox", "u_quietgarden", "netwatcher", "Points:", "14 comments",
+                 "Kowalski", "Lopes", "wrote: Same", "participants Read", "/u/[user] on Is"):
         assert name not in feeds
 
 

@@ -1,18 +1,19 @@
 """Migration 0033's Python part: the posts an `rss` source stored with its site's boilerplate in their text, and a
 link that names their author, before `miner.collectors.feed_boilerplate` took them out.
 
-Each such row's text and link become what a poll stores now, from what the stored text kept of the boilerplate (the
-HTML gone, so told by its words and the row's id): Lemmy's "submitted by <name> to <community> 31 points | 14
-comments" (and a link post's URL after it, the row's own url), where the name is the author's, kept as written;
-hnrss.org's "Article URL: ... Comments URL: ... Points: 88 # Comments: 41" and its comment's title "New comment by
-<name> in "<story>"", the name as written; Hacker News' own feed's "Comments"; Reddit's "submitted by u/[user] [link]
-[comments]" (its name a placeholder already) and bsky.app's "@[user] post". A Reddit permalink becomes the short link
-(a post on a user's profile, /r/u_<name>/..., named them), a Bluesky link by handle the link by the DID of the row's
-at:// id. A poll only reads the newest entries of a feed, so the rows of posts no longer listed were never cleaned
-by it: hence a migration, not a clean-up at each source's next poll (as `link_scrub` is for a url_env key, which
-only the config knows). Only posts of sources of type `rss` are read: the reddit type stored neither, and the other
-types read APIs. A text cut at max_text_chars inside the boilerplate is left as it is (a title near that long).
-"""
+Each such row's text and link become what a poll stores now, from what the stored text kept of the boilerplate (the HTML
+gone, so told by its words and the row's id): Lemmy's "submitted by <name> to <community> 31 points | 14 comments" (and
+a link post's URL after it, the row's own url), where the name is the author's, kept as written; hnrss.org's "Article
+URL: ... Comments URL: ... Points: 88 # Comments: 41" and its comment's title "New comment by <name> in "<story>"", the
+name as written; Hacker News' own feed's "Comments"; Reddit's "submitted by u/[user] [link] [comments]" (its name a
+placeholder already) and its comment's title "/u/[user] on <post's title>", bsky.app's "@[user] post", and Discourse's
+"7 posts - 4 participants Read full topic" (older: "Posts: 7 Participants: 4 Read full topic") and the "<name> wrote:"
+before the post (its display name, or "@[user]" in a topic's feed). A Reddit permalink becomes the short link (a post on
+a user's profile, /r/u_<name>/..., named them), a Bluesky link by handle the link by the DID of the row's at:// id. A
+poll only reads the newest entries of a feed, so the rows of posts no longer listed were never cleaned by it: hence a
+migration, not a clean-up at each source's next poll (as `link_scrub` is for a url_env key, which only the config
+knows). Only posts of sources of type `rss` are read: the reddit type stored neither, and the other types read APIs. A
+text cut at max_text_chars inside the boilerplate is left as it is (a title near that long)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,20 @@ _REDDIT_PERMALINK = re.compile(r"\Ahttps?://(?:[\w-]+\.)?reddit\.com/r/[^/?#]+/c
 _BSKY_ID = re.compile(r"\Aat://(?P<did>did:[a-z0-9]+:[^/?#]+)/app\.bsky\.feed\.post/(?P<rkey>[^/?#]+)\Z")
 _BSKY_HANDLE_LINK = re.compile(r"\Ahttps://bsky\.app/profile/(?!did:)[^/?#]+/post/[^/?#]+\Z")
 _BSKY_TITLE = re.compile(r"\A@\S+ post\. (?=.)")
+# Discourse's guids (`feed_boilerplate`): a topic's in a list feed, a post's in a topic's feed.
+_DISCOURSE_ID = re.compile(r"\A(?:[^\s/]+-)?(?:topic-\d+|(?P<post>post-\d+-\d+))\Z")
+_DISCOURSE_TAIL = re.compile(r"(?:\A| )(?:\d+ posts? - \d+ participants? |(?P<old>Posts: \d+ Participants: \d+ ))?"
+                             r"Read full topic\Z")
+# "<name> wrote:" after the title's ". " (its own "?"...): the name is all since the title's end, at most a few words.
+_DISCOURSE_WROTE = re.compile(r"(?:\A|(?<=[.!?:…] ))(?P<name>[^ ]+(?: [^ ]+){0,3}) wrote: ")
+_REDDIT_COMMENT_ID = re.compile(r"(?:\A|/)t1_[a-z0-9]+\Z")
+# The title, up to its join with the comment's words (the first sentence's end: a title with one of its own keeps
+# the rest of it, and the comment all its words).
+_REDDIT_COMMENT_TITLE = re.compile(r"\A/u/\S+ on .*?[.!?:…] (?=.)", re.DOTALL)
 # The rows that may hold one: an rss source's, of one of the sites' ids (LIKE is case-blind; the functions tell).
 _MAY_HOLD = ("source IN (SELECT name FROM sources WHERE type = 'rss') AND (external_id LIKE 'http%/post/%' "
-             "OR external_id GLOB '[0-9]*' OR external_id LIKE 't3\\_%' ESCAPE '\\' OR external_id LIKE 'at://%')")
+             "OR external_id GLOB '[0-9]*' OR external_id LIKE 't3\\_%' ESCAPE '\\' OR external_id LIKE 'at://%' "
+             "OR external_id GLOB '*topic-[0-9]*' OR external_id GLOB '*post-[0-9]*' OR external_id GLOB '*t1_*')")
 
 
 _BREAK = re.compile(r"[.!?:…] ")
@@ -78,6 +90,22 @@ def stored_text(external_id: str, text: str, url: str | None) -> str:
         return _cut(text, tail.start(), tail.end(), opens=False) if tail and tail.start() > 0 else text
     if _BSKY_ID.match(external_id) and url and _BSKY_HANDLE_LINK.match(url):
         return _BSKY_TITLE.sub("", text)
+    if _REDDIT_COMMENT_ID.search(external_id):
+        return _REDDIT_COMMENT_TITLE.sub("", text)
+    if ident := _DISCOURSE_ID.match(external_id):
+        return _discourse(text, bool(ident.group("post")))
+    return text
+
+
+def _discourse(text: str, topic_feed: bool) -> str:
+    if (tail := _DISCOURSE_TAIL.search(text)) is None or tail.start() == 0:
+        return text
+    text = _cut(text, tail.start(), tail.end(), opens=False)
+    # Only where the template wrote one: a topic feed's "@[user] wrote:", an older list feed's (whose counts read
+    # "Posts:") by name. A post's own "I wrote:" after the newer counts stays.
+    wrote = _DISCOURSE_WROTE.search(text)
+    if wrote and (wrote.group("name") == "@[user]" if topic_feed else tail.group("old") is not None):
+        return _cut(text, wrote.start(), wrote.end())
     return text
 
 
