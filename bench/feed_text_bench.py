@@ -5,9 +5,9 @@
 Texts: the first 10,000 of the 2,399 labelled posts (labels/train.jsonl) and the 5,355 SentiTel posts
 (sentitel/*.json) in /work/shared/data (or $MINER_SHARED_DATA). Each is made an entry of each kind of feed, as the
 site writes it (`miner.collectors.feed_boilerplate`): a forum's (none to take out), Lemmy's, hnrss.org's story and
-comment, Reddit's and bsky.app's. For each kind, the median of ``--rounds`` rounds, each running the three in turn:
-`post_text` of the entry as it came (the text stored before), `feed_entry_text` alone, and the two as an `rss` poll
-makes the stored text now.
+comment, Reddit's post and comment, Discourse's topic and bsky.app's. For each kind, the median of ``--rounds``
+rounds, each running the three in turn: `post_text` of the entry as it came (the text stored before),
+`feed_entry_text` alone, and the two as an `rss` poll makes the stored text now.
 """
 
 from __future__ import annotations
@@ -77,6 +77,16 @@ def entries(kind: str, texts: list[str]) -> list[Entry]:
                 f'<!-- SC_OFF --><div class="md">{para} </div><!-- SC_ON --> &#32; submitted by &#32; '
                 f'<a href="https://www.reddit.com/user/user{n}"> /u/user{n} </a> <br /> <span><a href="{link}">'
                 f'[link]</a></span> &#32; <span><a href="{link}">[comments]</a></span>')))
+        elif kind == "reddit_comment":
+            link = f"https://www.reddit.com/r/sub/comments/x{n}/slug/c{n}/"
+            made.append(_entry({"link": link, "id": f"t1_c{n}", "author": f"/u/user{n}"}, f"/u/user{n} on {title}",
+                               f'<!-- SC_OFF --><div class="md">{para} </div><!-- SC_ON -->'))
+        elif kind == "discourse":
+            link = f"https://forum.example.net/t/slug/{n}"
+            made.append(_entry({"link": link, "id": f"forum.example.net-topic-{n}", "author": f"user{n}"}, title, (
+                f'\n<p><a href="https://forum.example.net/u/user{n}">User {n}</a> wrote:</p>\n<blockquote>\n{para}\n'
+                f"</blockquote>\n<p><small>{n % 40} posts - {n % 9} participants</small></p>\n"
+                f'<p><a href="{link}">Read full topic</a></p>\n')))
         else:
             made.append(_entry({"link": f"https://bsky.app/profile/user{n}.bsky.social/post/3l{n}",
                                 "id": f"at://did:plc:user{n}/app.bsky.feed.post/3l{n}"},
@@ -104,7 +114,7 @@ def main() -> None:
     print(f"machine: {describe()}")
     print(f"{args.posts:,} real texts, median of {args.rounds} rounds, us per entry")
     print(f"{'feed':<14} {'post_text before':>17} {'feed_entry_text':>16} {'both now':>9} {'added':>7}")
-    for kind in ("forum", "lemmy", "hnrss", "hnrss_comment", "reddit", "bluesky"):
+    for kind in ("forum", "lemmy", "hnrss", "hnrss_comment", "reddit", "reddit_comment", "discourse", "bluesky"):
         made = entries(kind, texts)
 
         def before(made: list[Entry] = made) -> None:
