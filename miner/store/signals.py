@@ -317,17 +317,19 @@ class SignalsMixin:
         # service. Left to itself it starts from the service's rows in post_services, that is from every post
         # of the service ever stored, to keep the few of one bucket: a read that grew with the store's history,
         # run twice per bucket while an incident is open and for every incident an alert or digest shows.
-        # A storm of retweets or copied complaints scoring alike filled every row read with one text.
+        # A storm of retweets or copied complaints scoring alike filled every row read with one text. The post id
+        # settles ties (alike in score and time), so that sample_posts_of, reading many windows at once, picks the same.
         return self.database.rows(
             f"""
             SELECT id, text, url, source, created_at, score, symptom FROM (
                 SELECT p.id, p.text, p.url, p.source, p.created_at, c.score, c.symptom,
-                       row_number() OVER (PARTITION BY p.text ORDER BY c.score DESC, p.created_at DESC) AS nth
+                       row_number() OVER (PARTITION BY p.text
+                                          ORDER BY c.score DESC, p.created_at DESC, p.id DESC) AS nth
                 FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
                 JOIN classifications c ON c.post_id = p.id AND {_LATEST}
                 WHERE ps.service = ? AND c.outage = 1 AND p.created_at >= ? AND p.created_at < ? AND {_COUNTED}
                 AND p.text NOT IN (SELECT text FROM posts WHERE id {IN_LIST})
-            ) WHERE nth = 1 ORDER BY score DESC, created_at DESC LIMIT ?
+            ) WHERE nth = 1 ORDER BY score DESC, created_at DESC, id DESC LIMIT ?
             """,
             (service, iso(start), iso(end), json_list(held), limit),
         )
