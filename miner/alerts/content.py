@@ -18,6 +18,7 @@ from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_number, safe_url
 from miner.store.incident_figures import IncidentFigures
+from miner.store.incident_samples import SampleSpan
 from miner.store.incidents import (
     UnscoredGap,
     first_bucket,
@@ -216,11 +217,36 @@ def _lead_in(width: timedelta | None) -> timedelta:
     return max(LEAD_IN, width) if width else LEAD_IN
 
 
+def _until(as_of: datetime, width: timedelta | None, own: timedelta | None) -> datetime:
+    """What the buckets ended by as_of hold: one still in progress then would be drawn, sampled and counted on a retry
+    with the posts that came after as_of."""
+    return cut(as_of, width, own) if width else as_of + timedelta(seconds=1)
+
+
+def sample_span(row: Mapping[str, Any], resolved: datetime | None, as_of: datetime,
+                width: timedelta | None) -> SampleSpan:
+    """Where the samples (and symptoms) of incident ``row`` are read, as of ``as_of``, where it had resolved at
+    ``resolved`` by then (None: open then); ``width``: the store's bucket width (None: no bucket scored yet).
+    Reports just before the opening are what made it open: they are the incident's (_lead_in)."""
+    own = opening_width(row, width)
+    return SampleSpan(str(row["service"]), parse_iso(row["opened_at"]) - _lead_in(own),
+                      min((resolved or as_of) + timedelta(seconds=1), _until(as_of, width, own)))
+
+
+def samples_of(store: Store, settings: AlertSettings, spans: Sequence[SampleSpan]
+               ) -> dict[SampleSpan, list[dict[str, Any]]]:
+    """The candidate samples of many incidents' ``spans`` (sample_span), in one read, for incident_view."""
+    return store.sample_posts_of(spans, settings.max_samples * _SAMPLE_READ)
+
+
 def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime,
-                  figures: Mapping[int, IncidentFigures] | None = None) -> IncidentView | None:
+                  figures: Mapping[int, IncidentFigures] | None = None,
+                  sample_reads: Mapping[SampleSpan, list[dict[str, Any]]] | None = None) -> IncidentView | None:
     """The incident as notifications show it, as of ``as_of``: its state then (open then, though resolved since),
     and its figures of the buckets ended by then (miner.alerts.as_of). ``figures``: those of the incidents whose
-    rows changed after ``as_of``, read for a whole digest at once (None: read here, for this one, if it did)."""
+    rows changed after ``as_of``, read for a whole digest at once (None: read here, for this one, if it did).
+    ``sample_reads``: candidate sample posts per span (samples_of), read for a whole digest at once; one whose span
+    is not in it (or None) is read here."""
     row = store.incident(incident_id)
     if row is None:
         return None
@@ -238,11 +264,9 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     then = figures.get(incident_id)  # None: the row's figures are those of as_of
     # Reports just before the opening are what made it open: count them with the incident (as the samples do).
     own = opening_width(row, width)
-    lead_in = opened - _lead_in(own)
-    # What the buckets ended by as_of hold: one still in progress then would be drawn, sampled and counted on a retry
-    # with the posts that came after as_of.
-    until = cut(as_of, width, own) if width else as_of + timedelta(seconds=1)
-    posts_end = min(end + timedelta(seconds=1), until)
+    until = _until(as_of, width, own)
+    span = sample_span(row, resolved, as_of, width)
+    lead_in, posts_end = span.start, span.end
     symptoms = ((then.symptoms if then is not None else _json(row.get("symptoms"), {}))
                 or store.symptom_counts(service, lead_in, posts_end, width))
     counts = {clean_text(k, 40): int(safe_number(v)) for k, v in symptoms.items() if safe_number(v) > 0}
@@ -253,7 +277,9 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
     # The same words again (a retweet, a copied complaint, one post on two networks) tell the reader nothing new:
     # each sample is a different text. The store gives each text once; read more than needed so that texts the same
     # but for case or spacing (which the cleaning below makes equal) do not leave the list short.
-    for p in store.sample_posts(service, lead_in, posts_end, settings.max_samples * _SAMPLE_READ):
+    read = settings.max_samples * _SAMPLE_READ
+    candidates = sample_reads.get(span) if sample_reads is not None else None
+    for p in store.sample_posts(service, lead_in, posts_end, read) if candidates is None else candidates:
         text = clean_text(p.get("text"), 280)
         if text.casefold() in seen:
             continue

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.as_of import changed_after, figures_as_of, rows_as_of
-from miner.alerts.content import IncidentView, incident_view, most_important
+from miner.alerts.content import IncidentView, incident_view, most_important, sample_span, samples_of
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import safe_number
 from miner.timeutil import iso, parse_iso
@@ -63,7 +63,12 @@ def digest_incidents(store: Store, settings: AlertSettings, services_match: Any,
     # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
     # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.
     late = store.late_openings([r for r, _ in chosen])
+    # Their sample posts in one read too: each one's read the posts of every service in its span again, 0.1 s each
+    # in a storm of 60 (bench/digest_as_of_bench.py). incident_view reads one whose span it finds otherwise itself.
+    minutes = store.bucket_minutes()
+    width = timedelta(minutes=minutes) if minutes else None
+    samples = samples_of(store, settings, [sample_span(r, resolved, as_of, width) for r, resolved in chosen])
     views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
-             for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures)) is not None]
+             for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures, samples)) is not None]
     # In the order of their peak z then (a stable sort: those alike keep their opening's order).
     return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows))

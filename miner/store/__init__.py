@@ -15,6 +15,7 @@ from miner.store.db import Database
 from miner.store.digest_backlog import DigestBacklogMixin
 from miner.store.group_interval import GroupIntervalMixin
 from miner.store.incident_figures import IncidentFiguresMixin
+from miner.store.incident_samples import IncidentSamplesMixin
 from miner.store.incidents import IncidentsMixin
 from miner.store.maintenance import MaintenanceMixin
 from miner.store.model_state import ModelStateMixin
@@ -36,8 +37,9 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 
 
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, IncidentFiguresMixin,
-            MaintenanceMixin, OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin, GroupIntervalMixin, MutesMixin,
-            ClockMixin, ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin, ReclassifyMixin, ChannelHealthMixin):
+            IncidentSamplesMixin, MaintenanceMixin, OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin,
+            GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin,
+            ReclassifyMixin, ChannelHealthMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()
