@@ -85,6 +85,36 @@ def test_a_status_read_by_a_tag_timeline_and_its_tag_feed_is_one_post_of_one_aut
     assert _complaints(tmp_path / "m.sqlite") == 2
 
 
+def test_remote_statuses_of_other_server_software_read_both_ways_are_one_post_of_one_author(
+        tmp_path: Path, server: FakeServer) -> None:
+    # A tag timeline holds statuses from GoToSocial, Pixelfed, Misskey, Pleroma, Friendica and Lemmy: the tag feed
+    # links each by the url its server gave it, which the feed's entry got no site identity from, so each was a second
+    # post and a second complainer (its row id) beside the author the timeline read.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline_remote.json", "application/json")
+    server.serve_fixture("/tags/outage.rss", "mastodon/tag_remote.rss", "application/rss+xml")
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], MASTODON.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert len(found["masto"]) == 6
+    assert found["masto-feed"] == found["masto"]
+    assert all(author is not None for _ident, author in found["masto"])
+    # Six people about Signal in one bucket: six complainers, not twelve.
+    assert _complaints(tmp_path / "m.sqlite") == 6
+
+
+def test_a_remote_status_feed_read_before_its_timeline_takes_the_authors_the_timeline_reads(
+        tmp_path: Path, server: FakeServer) -> None:
+    # The feed stored first: its rows without an author (Misskey's, Pleroma's, Friendica's, Lemmy's links name none)
+    # are given the one the timeline stores the same status with.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline_remote.json", "application/json")
+    server.serve_fixture("/tags/outage.rss", "mastodon/tag_remote.rss", "application/rss+xml")
+    feed_only = MASTODON.split("[[sources]]")[2]
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], "[[sources]]" + feed_only.format(url=server.url)))
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], MASTODON.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert found["masto-feed"] == found["masto"]
+    assert _complaints(tmp_path / "m.sqlite") == 6
+
+
 HACKER_NEWS = """
 [[sources]]
 name = "hn"

@@ -23,8 +23,17 @@ from miner.collectors.mastodon import status_external_id
 # A Mastodon status as its web page (the RSS link and guid, the API's ``url``): https://host/@name/<id>; a remote
 # status keeps its own server's. The author's profile is that URL's first part, the account ``url`` the API gives.
 _MASTODON_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/(?P<id>\d+)/?$")
-# Older Mastodon gave the ActivityPub URI as the guid: https://host/users/name/statuses/<id>.
-_MASTODON_URI = re.compile(r"^(?P<base>https?://[^/?#@]+)/users/(?P<name>[^/?#@]+)/statuses/(?P<id>\d+)/?$")
+# Older Mastodon gave the ActivityPub URI as the guid: https://host/users/name/statuses/<id>; GoToSocial's URIs read
+# the same with a ULID for the id.
+_MASTODON_URI = re.compile(
+    r"^(?P<base>https?://[^/?#@]+)/users/(?P<name>[^/?#@]+)/statuses/(?P<id>\d+|[0-9A-HJKMNP-TV-Z]{26})/?$")
+# A GoToSocial status's web page, the url a Mastodon server gives it: https://host/@name/statuses/<ULID>, the profile
+# https://host/@name (superseriousbusiness/gotosocial internal/uris/uri.go, GenerateURIsForAccount).
+_GOTOSOCIAL_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/statuses/(?P<id>[0-9A-HJKMNP-TV-Z]{26})/?$")
+# A Pixelfed post, https://host/p/<name>/<id> (its url and its ActivityPub id), its author's profile https://host/<name>
+# (pixelfed/pixelfed app/Status.php url(), app/Profile.php url()). Read only in a feed Mastodon made: elsewhere the
+# path may be anything.
+_PIXELFED_POST = re.compile(r"^(?P<base>https?://[^/?#@]+)/p/(?P<name>[^/?#@]+)/(?P<id>\d+)/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
 # A Bluesky post's at:// URI, the guid of bsky.app's profile feed (whose link names the author by handle, and which
@@ -61,20 +70,49 @@ def _reddit_host(host: str) -> bool:
     return host == "reddit.com" or host.endswith(".reddit.com")
 
 
-def site_identity(entry: Any, reddit: bool) -> SiteIdentity | None:
+def mastodon_feed(feed: Any) -> bool:
+    """Whether a Mastodon server made the feed (its tag and account RSS name it as their generator, "Mastodon v4.3.2"):
+    each of its entries is a status, the remote ones of any server software."""
+    return str(feed.get("generator") or "").startswith("Mastodon")
+
+
+def _remote_status(url: str) -> SiteIdentity | None:
+    """A status of a Mastodon-made feed from a server of other software, as the ``mastodon`` source names it.
+
+    Mastodon's feed links a remote status by the ``url`` its server gave it, or by its ActivityPub URI where it gave
+    none (mastodon/mastodon app/lib/activitypub/activity/create.rb: ``url: @status_parser.url || @status_parser.uri``);
+    the API source names it by its URI (mastodon.status_external_id: host/<last part>). The two end alike for
+    Misskey and its forks (https://host/notes/<id>, no url: misskey-dev/misskey ApRendererService.renderNote),
+    Pleroma and Akkoma (https://host/objects/<uuid>, no url: Pleroma's CommonAPI.ActivityDraft object/1), Friendica
+    (https://host/display/<guid> beside the URI https://host/objects/<guid>: friendica src/Model/Item.php newURI),
+    Lemmy's posts (https://host/post/<n>) and Pixelfed (url and id https://host/p/<name>/<id>). A status whose url
+    does not end as its URI does (a Pleroma /notice/<id> given as its url) stays apart. Only Pixelfed's URL names
+    the author; the others' rows get the author another source stored the status with (store.posts._shared_author)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.scheme not in ("http", "https"):
+        return None
+    if match := _PIXELFED_POST.match(url):
+        return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/{match.group('name')}", "")
+    return SiteIdentity(status_external_id(url, ""), None)
+
+
+def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdentity | None:
     """The identity of the post a feed entry is at its site, where its link or guid says; None otherwise (the entry
-    keeps the feed's own). ``reddit``: the feed is Reddit's, whose entries' ids are fullnames."""
+    keeps the feed's own). ``reddit``: the feed is Reddit's, whose entries' ids are fullnames. ``mastodon``: a
+    Mastodon server made it (`mastodon_feed`), whose entries are statuses of any server software."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
     for url in (guid, str(entry.get("comments") or ""), link):
         if match := _HN_ITEM.match(url):
             return SiteIdentity(match.group(1), entry_author(entry), "hackernews")
     for url in (link, guid):
-        if match := _MASTODON_STATUS.match(url):
+        if match := _MASTODON_STATUS.match(url) or _GOTOSOCIAL_STATUS.match(url):
             # The profile URL is the author as the API names them (account.url), the same from every instance.
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
         if match := _MASTODON_URI.match(url):
             return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
+    if mastodon and (remote := _remote_status(link or guid)):
+        return remote
     if match := _BLUESKY_POST.match(guid):
         return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
