@@ -34,6 +34,10 @@ _GOTOSOCIAL_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/stat
 # (pixelfed/pixelfed app/Status.php url(), app/Profile.php url()). Read only in a feed Mastodon made: elsewhere the
 # path may be anything.
 _PIXELFED_POST = re.compile(r"^(?P<base>https?://[^/?#@]+)/p/(?P<name>[^/?#@]+)/(?P<id>\d+)/?$")
+# The other remote statuses a Mastodon-made feed links, each as `_remote_status` says: Misskey's /notes/<id>,
+# Pleroma's /objects/<uuid>, Friendica's /display/<guid>, a Lemmy post's /post/<n>. Only these: a remote object's url
+# may be any page (an older Lemmy gave a link post's link as the Page's url), whose last part names no status.
+_REMOTE_STATUS = re.compile(r"^https?://[^/?#@]+/(?:notes|objects|display|post)/[0-9A-Za-z-]+/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
 # A Bluesky post's at:// URI, the guid of bsky.app's profile feed (whose link names the author by handle, and which
@@ -85,15 +89,13 @@ def _remote_status(url: str) -> SiteIdentity | None:
     Misskey and its forks (https://host/notes/<id>, no url: misskey-dev/misskey ApRendererService.renderNote),
     Pleroma and Akkoma (https://host/objects/<uuid>, no url: Pleroma's CommonAPI.ActivityDraft object/1), Friendica
     (https://host/display/<guid> beside the URI https://host/objects/<guid>: friendica src/Model/Item.php newURI),
-    Lemmy's posts (https://host/post/<n>) and Pixelfed (url and id https://host/p/<name>/<id>). A status whose url
-    does not end as its URI does (a Pleroma /notice/<id> given as its url) stays apart. Only Pixelfed's URL names
+    Lemmy's text posts (https://host/post/<n>) and Pixelfed (url and id https://host/p/<name>/<id>). A status whose
+    url does not end as its URI does (a Pleroma /notice/<id> given as its url, an older Lemmy's link post by its
+    link: LemmyNet/lemmy crates/apub/src/protocol/objects/page.rs) keeps the feed's id. Only Pixelfed's URL names
     the author; the others' rows get the author another source stored the status with (store.posts._shared_author)."""
-    parts = urlsplit(url)
-    if not parts.hostname or parts.scheme not in ("http", "https"):
-        return None
     if match := _PIXELFED_POST.match(url):
         return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/{match.group('name')}", "")
-    return SiteIdentity(status_external_id(url, ""), None)
+    return SiteIdentity(status_external_id(url, ""), None) if _REMOTE_STATUS.match(url) else None
 
 
 def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdentity | None:
