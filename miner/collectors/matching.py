@@ -4,8 +4,9 @@ Matching is case-insensitive except for very short terms ("X", "O2"), which must
 case: otherwise every "x" in "2 x 4" would be a post about X. A service named by a common word ("Three",
 "Signal") can ask for the same with ``match_case``. Word boundaries keep "AWS" out of "laws".
 A hashtag or handle also matches with a common outage suffix or support prefix, or two suffixes: #WhatsAppDown,
-#isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation, @AOLSupportHelp, #FacebookAppDown. Links (https://...,
-www....) are not mentions.
+#isinstagramdown, @AWSSupport, @BTCare, @AskPlayStation, @AOLSupportHelp, #FacebookAppDown; in other languages too
+(#WhatsAppCaído, #TelekomStörung, #PanneSFR, #ВКупал), and with a year after the suffix (#FacebookDown2021).
+Links (https://..., www....) are not mentions.
 """
 
 from __future__ import annotations
@@ -22,13 +23,32 @@ from miner.config import ServiceConfig
 from miner.spelling import lower, normalise
 
 SHORT_TERM = 2  # terms this long or shorter are matched case-sensitively
-_TAG_PREFIXES = ("is", "ask", "team")
+# Besides English, the affixes of outage tags in other languages, as Downdetector-style traffic writes them:
+# #PanneSFR, #SeCayóWhatsApp, #CaiuInstagram, #GangguanIndihome, #СбойВК.
+_TAG_PREFIXES = ("is", "ask", "team", "panne", "secayó", "caída", "caiu", "gangguan", "сбой")
 # Not "news": @SkyNews, @NBCNews and @FoxNews are news desks, whose tags in a post are no report about Sky (the ISP).
 _TAG_SUFFIXES = (
     "down", "isdown", "outage", "outages", "status", "support", "help", "helps", "app", "offline", "fail",
     "fails", "failure", "error", "errors", "issue", "issues", "problem", "problems", "crash", "broken",
     "notworking", "dead", "care", "cares",
+    # Spanish, Portuguese, German, Dutch, French, Italian, Turkish, Indonesian, Russian: #WhatsAppCaído,
+    # #InstagramCaiu, #instagramfora, #TelekomStörung, #KPNStoring, #FreePanne, #WhatsAppNonFunziona,
+    # #whatsappçöktü, #TelkomselGangguan, #ВКупал. Not "hs" (French "hors service"): two letters end too many tags.
+    "caído", "caída", "nofunciona", "caiu", "fora", "foradoar", "störung", "ausfall", "storing", "panne",
+    "enpanne", "nonfunziona", "guasto", "çöktü", "çöktümü", "gangguan", "упал", "лежит", "сбой", "неработает",
 )
+# Tags that read as a service and a suffix but are ordinary German words: "Signalstörung" is a railway's signal
+# fault and "Signalausfall" a lost signal, not the messenger; "Totalausfall" is a total failure of anything.
+_ORDINARY_TAGS = frozenset(("signalstorung", "signalausfall", "totalausfall"))
+# "fora" (Portuguese "out", as in "fora do ar") is a word of its own and the end of others: after a short name it
+# makes words ("metafora", metaphor, is no Meta outage) and names ("#Skyfora"), so it follows only longer terms.
+_WEAK_SUFFIX, _WEAK_SUFFIX_AFTER = "fora", 5
+# Affixes in the spelling posts are compared in: "störung" is "storung", "сбой" "сбои".
+_PREFIXES = tuple(lower(normalise(prefix)) for prefix in _TAG_PREFIXES)
+_SUFFIXES = tuple(lower(normalise(suffix)) for suffix in _TAG_SUFFIXES)
+# A year after a tag's suffix: #FacebookDown2021. Not after the bare name: "#Facebook2021" may be a look back.
+_YEAR = r"(?:19|20)[0-9]{2}"
+_ENDS_IN_YEAR = re.compile(rf"[^\W\d_]_?{_YEAR}$")
 # What may stand between the words of a term in a post, and a term's apostrophes, which are optional: hashtags and
 # handles have none (@McDonalds, #DominosDown) and posts often leave them out ("mcdonalds", "whats app"). Nor
 # have they an "&", which a tag leaves out (@ATT, @ATTCares for "AT&T") but a post's plain words keep.
@@ -73,7 +93,7 @@ def _mark() -> str:
 
 # A tag's reading tries only the few suffixes that end in its last letter: trying all of them twice, for a second
 # suffix, made reading a tag 40 % slower.
-_SUFFIXES_BY_LAST = {last: tuple(s for s in _TAG_SUFFIXES if s[-1] == last) for last in {s[-1] for s in _TAG_SUFFIXES}}
+_SUFFIXES_BY_LAST = {last: tuple(s for s in _SUFFIXES if s[-1] == last) for last in {s[-1] for s in _SUFFIXES}}
 
 
 def _unsuffixed(low: str, end: int) -> list[int]:
@@ -137,8 +157,8 @@ class _Scan:
             tag_rest = _escape(words[0][1:]) + "".join("[_-]?" + _escape(w) for w in words[1:])
             tag.append((first, tag_rest.replace(re.escape("&"), "")))
             self.table.setdefault(_key(words), term)  # terms arrive longest first: an equal key keeps the first
-        prefixes = "|".join(_TAG_PREFIXES)
-        suffixes = "|".join(_TAG_SUFFIXES)
+        prefixes = "|".join(_PREFIXES)
+        suffixes = "|".join(_SUFFIXES)
         if exact_case:  # only the term keeps its case: "#EEDown", "@XSupport" and "@AskEE" are EE and X
             prefixes, suffixes = f"(?i:{prefixes})", f"(?i:{suffixes})"
         # A word boundary, unless the character on the term's side is of a script without spaces. The start test
@@ -148,7 +168,8 @@ class _Scan:
         start = f"(?:{after_word}|(?={_U}))" if any(re.match(_U, first) for first, _ in plain) else after_word
         self.pattern = re.compile(
             rf"{start}(?:(?<![#@])(?:{_buckets(plain)})"
-            rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:_?(?:{suffixes})){{0,2}})(?:(?<={_U})|{before_word})"
+            rf"|[#@](?:{prefixes})?_?(?:{_buckets(tag)})(?:(?:_?(?:{suffixes})){{1,2}}(?:_?{_YEAR})?)?)"
+            rf"(?:(?<={_U})|{before_word})"
         )
 
     def find(self, text: str) -> Iterable[tuple[int, int, _Term]]:
@@ -166,14 +187,19 @@ class _Scan:
         """The term inside a hashtag or handle: of every prefix/term/suffixes reading of it, the highest ranked."""
         body = _TAG_SEP.sub("", span[1:])
         low = body.lower()
+        if low in _ORDINARY_TAGS:
+            return None
         once = _unsuffixed(low, len(body))
+        if _ENDS_IN_YEAR.search(low):  # the year only after a suffix: no reading ends where the year starts
+            once += _unsuffixed(low, len(body) - 4)
         ends = [len(body), *once, *(end for first in once for end in _unsuffixed(low, first))]
         best: _Term | None = None
-        for prefix in ("", *_TAG_PREFIXES):
+        for prefix in ("", *_PREFIXES):
             if not low.startswith(prefix):
                 continue
             for end in ends:
-                if end > len(prefix):
+                if end > len(prefix) and (end - len(prefix) >= _WEAK_SUFFIX_AFTER or not low.startswith(
+                        _WEAK_SUFFIX, end) or low.startswith(_WEAK_SUFFIX + "doar", end)):
                     term = self.table.get(body[len(prefix):end])
                     if term is not None and (best is None or term.rank < best.rank):
                         best = term
