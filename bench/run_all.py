@@ -16,6 +16,7 @@ RUNS = [
     ["feed_text_bench.py"],
     ["classify_bench.py"],
     ["nab_bench.py"],  # its data from $MINER_SHARED_DATA, as the others
+    ["power_bench.py"],  # power tweets against outage events, about 20 s
     ["replay_bench.py"],
     ["store_bench.py", "--posts", "500000", "--days", "30"],  # a third of the README's store: make bench stays short
     ["scale_bench.py", "--posts", "500000", "--services", "100", "--bucket-days", "30"],  # a fifth of the README's
