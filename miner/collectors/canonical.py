@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from miner.collectors.feeds import entry_author, entry_id
 from miner.collectors.mastodon import status_external_id
+from miner.site_ids import BLUESKY_POST
 
 # A Mastodon status as its web page (the RSS link and guid, the API's ``url``): https://host/@name/<id>; a remote
 # status keeps its own server's. The author's profile is that URL's first part, the account ``url`` the API gives.
@@ -40,9 +41,6 @@ _PIXELFED_POST = re.compile(r"^(?P<base>https?://[^/?#@]+)/p/(?P<name>[^/?#@]+)/
 _REMOTE_STATUS = re.compile(r"^https?://[^/?#@]+/(?:notes|objects|display|post)/[0-9A-Za-z-]+/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
-# A Bluesky post's at:// URI, the guid of bsky.app's profile feed (whose link names the author by handle, and which
-# names no author): the id the API gives, and the author's DID, the author it names.
-_BLUESKY_POST = re.compile(r"^at://(?P<did>did:[a-z0-9]+:[^/?#]+)/app\.bsky\.feed\.post/[^/?#]+$")
 # A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
 # ("https://www.reddit.com/r/<sub>/new/t3_..."); the API gives the bare fullname. Both store the fullname, or a
 # source read both ways (its credentials set or unset later) stores each post twice. Without one, the permalink.
@@ -115,7 +113,7 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdent
             return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
     if mastodon and (remote := _remote_status(link or guid)):
         return remote
-    if match := _BLUESKY_POST.match(guid):
+    if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
         return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
     # feed's entry id; its author is a Reddit user name.

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from miner.collectors.bluesky import post_url
 from miner.collectors.canonical import SiteIdentity
 from miner.collectors.feeds import entry_author, entry_id
+from miner.site_ids import REDDIT_COMMENT
 
 WWW_REDDIT = "https://www.reddit.com"
 # Reddit's trailer, after the post's own HTML (which ends with "<!-- SC_ON -->"), or all a link post's body is.
@@ -49,7 +50,6 @@ _HN_COMMENTS = re.compile(rf"\A\s*{_HN_ITEM}Comments</a>\s*\Z")
 _BSKY_LINK = re.compile(r"\Ahttps://bsky\.app/profile/(?P<handle>[^/?#]+)/post/[^/?#]+\Z")
 # Reddit's comment feeds (/r/<sub>/comments/.rss, a post's .rss): an entry's id is the comment's fullname (relative,
 # resolved against the feed's URL), its title "/u/<name> on <the post's title>", its author "/u/<name>".
-_REDDIT_COMMENT_ID = re.compile(r"(?:\A|/)t1_[a-z0-9]+\Z")
 _REDDIT_COMMENT_TITLE = re.compile(r"\A/u/(?P<name>[\w-]+) on ", re.IGNORECASE)
 # A Discourse topic's page (the entry's link): /t/<slug>/<id>, a post's /t/<slug>/<id>/<n> (topic feeds), under the
 # forum's subfolder if any; the `discourse` type names a topic by the same id ("topic:<id>").
@@ -99,7 +99,7 @@ def feed_entry_text(entry: Any, site: SiteIdentity | None, title: str, body: str
         if link and title == f"@{link.group('handle')} post":
             return EntryText("", body, post_url(site.external_id, site.author) or url)
         return EntryText(title, body, url)
-    if _REDDIT_COMMENT_ID.search(entry_id(entry)):
+    if REDDIT_COMMENT.search(entry_id(entry)):
         return _reddit_comment(entry, title, body, url)
     if _discourse_topic(entry) is not None:
         return EntryText(title, _discourse_body(body, url), url)

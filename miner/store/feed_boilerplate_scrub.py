@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from miner.site_ids import BLUESKY_POST, REDDIT_COMMENT
 from miner.store.link_scrub import SCRUB_BATCH
 
 # The boilerplate as stored, with the space or the title's ". " before it (`normalise.join_title_body`).
@@ -33,7 +34,6 @@ _HNRSS_COMMENT = re.compile(r'\ANew comment by \S+ in "(?P<story>.*?)"(?:\. (?P<
 _HN_COMMENTS = re.compile(r"(?<=[.!?:…]) Comments\Z")
 _REDDIT_TAIL = re.compile(r"(?:\A| )submitted by /?u/\S+ \[link\] \[comments\]\Z")
 _REDDIT_PERMALINK = re.compile(r"\Ahttps?://(?:[\w-]+\.)?reddit\.com/r/[^/?#]+/comments/(?P<id>[a-z0-9]+)(?:[/?#].*)?\Z")
-_BSKY_ID = re.compile(r"\Aat://(?P<did>did:[a-z0-9]+:[^/?#]+)/app\.bsky\.feed\.post/(?P<rkey>[^/?#]+)\Z")
 _BSKY_HANDLE_LINK = re.compile(r"\Ahttps://bsky\.app/profile/(?!did:)[^/?#]+/post/[^/?#]+\Z")
 _BSKY_TITLE = re.compile(r"\A@\S+ post\. (?=.)")
 # Discourse's guids (`feed_boilerplate`): a topic's in a list feed, a post's in a topic's feed.
@@ -42,7 +42,6 @@ _DISCOURSE_TAIL = re.compile(r"(?:\A| )(?:\d+ posts? - \d+ participants? |(?P<ol
                              r"Read full topic\Z")
 # "<name> wrote:" after the title's ". " (its own "?"...): the name is all since the title's end, at most a few words.
 _DISCOURSE_WROTE = re.compile(r"(?:\A|(?<=[.!?:…] ))(?P<name>[^ ]+(?: [^ ]+){0,3}) wrote: ")
-_REDDIT_COMMENT_ID = re.compile(r"(?:\A|/)t1_[a-z0-9]+\Z")
 # The title, up to its join with the comment's words (the first sentence's end: a title with one of its own keeps
 # the rest of it, and the comment all its words).
 _REDDIT_COMMENT_TITLE = re.compile(r"\A/u/\S+ on .*?[.!?:…] (?=.)", re.DOTALL)
@@ -88,9 +87,9 @@ def stored_text(external_id: str, text: str, url: str | None) -> str:
     if external_id.startswith("t3_"):
         tail = _REDDIT_TAIL.search(text)
         return _cut(text, tail.start(), tail.end(), opens=False) if tail and tail.start() > 0 else text
-    if _BSKY_ID.match(external_id) and url and _BSKY_HANDLE_LINK.match(url):
+    if BLUESKY_POST.match(external_id) and url and _BSKY_HANDLE_LINK.match(url):
         return _BSKY_TITLE.sub("", text)
-    if _REDDIT_COMMENT_ID.search(external_id):
+    if REDDIT_COMMENT.search(external_id):
         return _REDDIT_COMMENT_TITLE.sub("", text)
     if ident := _DISCOURSE_ID.match(external_id):
         return _discourse(text, bool(ident.group("post")))
@@ -115,7 +114,7 @@ def stored_url(external_id: str, url: str | None) -> str | None:
         return None
     if external_id.startswith("t3_") and (m := _REDDIT_PERMALINK.match(url)) and m.group("id") == external_id[3:]:
         return f"https://www.reddit.com/comments/{m.group('id')}/"
-    if (post := _BSKY_ID.match(external_id)) and _BSKY_HANDLE_LINK.match(url):
+    if (post := BLUESKY_POST.match(external_id)) and _BSKY_HANDLE_LINK.match(url):
         return f"https://bsky.app/profile/{post.group('did')}/post/{post.group('rkey')}"
     return url
 
