@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
 from streams import T0 as STREAM_T0
 from streams import warmed_pipeline
@@ -154,3 +155,56 @@ def test_figures_of_spells_that_overlap_in_time_count_each_services_posts_as_the
         total, by_symptom = detector(service, buckets)
         assert (found[iid].total, found[iid].symptoms) == (total, by_symptom)
         assert sum(by_symptom.values()) == total == 5 * len(buckets)
+
+
+STORM_AS_OF = T0 + timedelta(minutes=30)
+
+
+def _scored(store: Store, service: str, z_then: float, z_since: float | None, updated: datetime) -> int:
+    """An incident of ``service`` open from T0 whose buckets scored ``z_then`` up to STORM_AS_OF and ``z_since``
+    after it (None: none scored since), its row's peak z written at ``updated``."""
+    steps = []
+    for n in range(14):  # 11:55 to 13:00
+        start = T0 + (n - 1) * BUCKET
+        z = z_then if start < STORM_AS_OF else z_since
+        if z is not None:
+            steps.append((start, z, 1.0, 3.0))
+    store.save_detector_step(service, steps[-1][0], "{}", steps, updated)
+    iid = store.open_incident(service, T0, {"peak_complaints": 30, "peak_score": z_then, "baseline": 1.0,
+                                            "total_complaints": 90, "bucket_minutes": 5}, {})
+    store.update_incident_quietly(iid, updated, {"peak_score": max(z_then, z_since or z_then)})
+    return iid
+
+
+def test_a_storm_digest_sent_late_shows_the_incidents_most_important_as_of_its_time_in_that_order(
+        store: Store, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # Queued at 12:30, and sent at 13:30 (the mail server was down). Riser's z was 4 at 12:30 and 20 since; Big's 9,
+    # 9.5 since; Mid's 6, its row unchanged since. A digest showing two of them chose them by their z of now (Riser
+    # and Big), printed the z of 12:30 beside them (4.0 and 9.0), and left out Mid, whose 6.0 was above Riser's then.
+    monkeypatch.setattr("miner.alerts.render.MAX_INCIDENTS", 2)
+    store.set_bucket_minutes(5)
+    later = STORM_AS_OF + timedelta(minutes=30)
+    riser = _scored(store, "Riser", 4.0, 20.0, later)
+    big = _scored(store, "Big", 9.0, 9.5, later)
+    mid = _scored(store, "Mid", 6.0, None, STORM_AS_OF - BUCKET)
+    assert [store.incident(i)["peak_score"] for i in (riser, big, mid)] == [20.0, 9.5, 6.0]
+    cfg = mail_settings(smtp_server)
+    [route] = cfg.routes
+    assert enqueue_digest_now(store, cfg, route, STORM_AS_OF)
+    assert dispatch(store, cfg, later + timedelta(minutes=30), worker_id="w").sent == 1
+
+    msg = smtp_server.inbox.messages[-1]
+    assert str(msg["Subject"]) == "[miner] Digest 2026-11-27 12:30 UTC: 3 open, 0 resolved"
+    text = _flat(msg.get_body(("plain",)).get_content())
+    html = _flat(msg.get_body(("html",)).get_content())
+    for part in (text, html):
+        assert "Big" in part and "Mid" in part and "Riser" not in part, part
+        assert part.index("Big") < part.index("Mid"), part  # in the order of their z then
+        assert "shows the 2 most important of 3 incidents" in part, part
+    assert "z 9.0" in text and "z 6.0" in text and "z 4.0" not in text and "z 9.5" not in text, text
+    assert "1 more are left out" in text and "<b>1 more are left out</b>" in html
+    # Rendered as of then by `miner digest --at`, and as of now, with the same pick as the figures they print.
+    then = render_digest(store, cfg, STORM_AS_OF, "oncall", since=T0 - timedelta(hours=1))
+    assert [(v.service, v.peak_score) for v in then.incidents] == [("Big", 9.0), ("Mid", 6.0)]
+    now = render_digest(store, cfg, later, "oncall", since=T0 - timedelta(hours=1))
+    assert [(v.service, v.peak_score) for v in now.incidents] == [("Riser", 20.0), ("Big", 9.5)]

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.store.incident_figures import IncidentFigures, Spell
+from miner.alerts.text import safe_number
+from miner.store.incident_figures import BucketFigures, IncidentFigures, Spell
 from miner.store.incidents import opening_width
 from miner.timeutil import floor_time, parse_iso
 
@@ -72,16 +73,33 @@ def spells(row: Mapping[str, Any], resolved: datetime | None, reopenings: Reopen
     return [s for s in found if s.start < s.end]
 
 
-def figures_as_of(store: Store, incidents: Sequence[tuple[Mapping[str, Any], datetime | None, Reopenings]],
-                  as_of: datetime, width: timedelta | None) -> dict[int, IncidentFigures]:
-    """The figures as of ``as_of`` of those of ``incidents`` (row, its resolve by then, its re-openings by then)
-    whose row changed after it, in one read of the store for them all; {} without a bucket width (no detector has
-    scored a bucket: there are no buckets to count) or where none changed after it."""
+Then = tuple[Mapping[str, Any], datetime | None, Reopenings]  # an incident's row, its resolve and re-openings by then
+
+
+def spells_as_of(incidents: Sequence[Then], as_of: datetime, width: timedelta | None) -> list[Spell]:
+    """The spells (see spells()) of those of ``incidents`` whose row changed after ``as_of``: what their figures
+    then are counted over; none without a bucket width (no detector has scored a bucket: there are no buckets to
+    count)."""
     if width is None:
-        return {}
-    found = [s for row, resolved, back in incidents if changed_after(row, as_of)
-             for s in spells(row, resolved, back, as_of, width)]
-    return store.incident_figures(found, width)
+        return []
+    return [s for row, resolved, back in incidents if changed_after(row, as_of)
+            for s in spells(row, resolved, back, as_of, width)]
+
+
+def figures_as_of(store: Store, incidents: Sequence[Then], as_of: datetime,
+                  width: timedelta | None) -> dict[int, IncidentFigures]:
+    """The figures as of ``as_of`` of those of ``incidents`` (row, its resolve by then, its re-openings by then)
+    whose row changed after it, in one read of the store for them all; {} without a bucket width or where none
+    changed after it."""
+    found = spells_as_of(incidents, as_of, width)
+    return store.incident_figures(found, width) if found and width else {}
+
+
+def peak_z(row: Mapping[str, Any], then: BucketFigures | None) -> float:
+    """The incident's peak z as of a time, as notifications show it: its figures then (``then``: None where its
+    row's are those of then), or its row's where no bucket of it had scored by then. A digest picks the incidents it
+    shows by it too, so that it leaves out none whose z then is above that of one it shows."""
+    return then.peak_score if then is not None and then.peak_score is not None else safe_number(row.get("peak_score"))
 
 
 def rows_as_of(store: Store, rows: Sequence[dict[str, Any]], as_of: datetime

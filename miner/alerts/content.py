@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.as_of import cut, figures_as_of, resolved_at
+from miner.alerts.as_of import cut, figures_as_of, peak_z, resolved_at
 from miner.alerts.official import Official, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
@@ -305,7 +305,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
         id=incident_id, service=clean_text(service, 80), status="resolved" if resolved else "open",
         opened_at=opened, resolved_at=resolved, duration=duration,
         peak_complaints=peak, baseline=peak_baseline(series, first, end, peak, safe_number(row.get("baseline"))),
-        peak_score=safe_number(row.get("peak_score")) if then is None or then.peak_score is None else then.peak_score,
+        peak_score=peak_z(row, then),
         total_complaints=then.total if then is not None else int(safe_number(row.get("total_complaints"))),
         symptoms=breakdown, samples=samples, official=official, lead_minutes=lead,
         watched=settings.status_pages is None or service.lower() in settings.status_pages,

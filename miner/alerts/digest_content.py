@@ -7,10 +7,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.as_of import changed_after, figures_as_of, rows_as_of
+from miner.alerts.as_of import changed_after, peak_z, rows_as_of, spells_as_of
 from miner.alerts.content import IncidentView, incident_view, most_important, sample_span, samples_of
 from miner.alerts.settings import AlertSettings
-from miner.alerts.text import safe_number
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -45,30 +44,35 @@ class DigestIncidents:
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
                      as_of: datetime, limit: int | None = None) -> DigestIncidents:
     """Open incidents and those resolved since ``since``, opened by ``as_of``, as they stood then: open ones first,
-    then by peak z.
+    then by peak z then.
 
     Only the first ``limit`` are read in full (samples, series, official post): a digest after a storm of
-    thousands stays quick, and says how many it leaves out. They are chosen by their peak z now (their rows'); the
-    figures of those whose rows changed after ``as_of`` are read again as of then, in one read for them all.
+    thousands stays quick, and says how many it leaves out. They are chosen by their peak z as of ``as_of``, the one
+    they show: the buckets' figures of those whose rows changed after it are read again, in one read for all it
+    covers, and the symptoms of those it shows in one more.
     """
-    rows = sorted(_covered(store, services_match, since, as_of),
-                  key=lambda rr: (rr[1] is not None, -safe_number(rr[0].get("peak_score")),
-                                  parse_iso(rr[0]["opened_at"])))
+    minutes = store.bucket_minutes()
+    width = timedelta(minutes=minutes) if minutes else None
+    covered = _covered(store, services_match, since, as_of)
+    changed = [int(r["id"]) for r, _ in covered if changed_after(r, as_of)]
+    back = store.reopenings_of(changed, as_of) if changed and width else {}
+    spells = spells_as_of([(r, resolved, back.get(int(r["id"]), [])) for r, resolved in covered], as_of, width)
+    # Picked by their rows' z, one whose z rose after as_of took the place of one above it then, and showed the z of
+    # then beside it: "z 4.0" shown, one of z 6.0 then left out.
+    then = store.bucket_figures(spells)
+    rows = sorted(covered, key=lambda rr: (rr[1] is not None, -peak_z(rr[0], then.get(int(rr[0]["id"]))),
+                                           parse_iso(rr[0]["opened_at"])))
     chosen = rows if limit is None else rows[:limit]
-    changed = [int(r["id"]) for r, _ in chosen if changed_after(r, as_of)]
-    back = store.reopenings_of(changed, as_of) if changed else {}
-    minutes = store.bucket_minutes() if changed else None
-    figures = figures_as_of(store, [(r, resolved, back.get(int(r["id"]), [])) for r, resolved in chosen], as_of,
-                            timedelta(minutes=minutes) if minutes else None)
+    shown = {int(r["id"]) for r, _ in chosen}
+    figures = (store.incident_figures([s for s in spells if s.incident_id in shown], width, then)
+               if width is not None else {})
     # An opening miner saw late says so here as in its alert: the digest is all a route hears of one it was not
     # alerted to (stale, muted, a digest-only route), where it read as an outage miner had seen begin.
     late = store.late_openings([r for r, _ in chosen])
     # Their sample posts in one read too: each one's read the posts of every service in its span again, 0.1 s each
     # in a storm of 60 (bench/digest_as_of_bench.py). incident_view reads one whose span it finds otherwise itself.
-    minutes = store.bucket_minutes()
-    width = timedelta(minutes=minutes) if minutes else None
     samples = samples_of(store, settings, [sample_span(r, resolved, as_of, width) for r, resolved in chosen])
     views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
              for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures, samples)) is not None]
-    # In the order of their peak z then (a stable sort: those alike keep their opening's order).
+    # In the order of their peak z then, as picked (a stable sort: those alike keep their opening's order).
     return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows))

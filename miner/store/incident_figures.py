@@ -5,7 +5,7 @@ its figures of now."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -30,13 +30,19 @@ class Spell(NamedTuple):
 
 
 @dataclass(frozen=True)
-class IncidentFigures:
-    """An incident's figures over some of its buckets, as the detector keeps them on its row (see IncidentDraft):
-    the most complaints and the highest z of one bucket, the complaints of them all, and those per symptom."""
+class BucketFigures:
+    """An incident's figures over some of its buckets that the buckets' rows hold, as the detector keeps them on its
+    row (see IncidentDraft): the most complaints and the highest z of one bucket, and the complaints of them all."""
 
     peak: int
     peak_score: float | None  # None: no bucket of it scored
     total: int
+
+
+@dataclass(frozen=True)
+class IncidentFigures(BucketFigures):
+    """BucketFigures, and the complaints per symptom, counted from the buckets' posts."""
+
     symptoms: dict[str, int]
 
 
@@ -51,21 +57,40 @@ _WINDOWS = ("WITH w AS (SELECT DISTINCT json_extract(value, '$.id') AS id, "
 class IncidentFiguresMixin:
     database: Database
 
-    def incident_figures(self, spells: Sequence[Spell], width: timedelta) -> dict[int, IncidentFigures]:
-        """The figures of each incident of ``spells`` over the buckets (of ``width``) its spells hold, in two reads
-        for them all: the buckets' complaints and scores, and their posts' symptoms, counted per bucket as the
-        detector counts them (symptom_counts: each author once per bucket, under the symptom of most of their posts
-        in it). Incidents with no spell are not in it; one with spells and no stored bucket has zeros."""
+    def bucket_figures(self, spells: Sequence[Spell]) -> dict[int, BucketFigures]:
+        """The figures of each incident of ``spells`` that its buckets' rows hold, over the buckets its spells hold,
+        in one read for them all. Incidents with no spell are not in it; one with spells and no stored bucket has
+        zeros. A read of buckets alone: a digest picks the incidents it shows by their figures of its time, read for
+        all it covers, thousands in a storm, before it counts the symptoms of those it shows (incident_figures)."""
         if not spells:
             return {}
-        windows = json.dumps([{"id": s.incident_id, "service": s.service, "start": iso(s.start), "end": iso(s.end)}
-                              for s in spells])
         # A bucket is counted once, in the one spell that holds it: the spells of an incident do not overlap.
         rows = self.database.rows(
             _WINDOWS + "SELECT w.id, max(b.complaints) AS peak, max(b.score) AS peak_score, "
             "sum(b.complaints) AS total FROM w JOIN buckets b ON b.service = w.service AND b.bucket_start >= w.lo "
-            "AND b.bucket_start < w.hi GROUP BY w.id", (windows,))
+            "AND b.bucket_start < w.hi GROUP BY w.id", (_windows(spells),))
         found = {int(r["id"]): r for r in rows}
+        out: dict[int, BucketFigures] = {}
+        for iid in dict.fromkeys(s.incident_id for s in spells):
+            row = found.get(iid)
+            out[iid] = BucketFigures(
+                peak=int(row["peak"] or 0) if row else 0,
+                peak_score=float(row["peak_score"]) if row and row["peak_score"] is not None else None,
+                total=int(row["total"] or 0) if row else 0)
+        return out
+
+    def incident_figures(self, spells: Sequence[Spell], width: timedelta,
+                         buckets: Mapping[int, BucketFigures] | None = None) -> dict[int, IncidentFigures]:
+        """The figures of each incident of ``spells`` over the buckets (of ``width``) its spells hold, in two reads
+        for them all: bucket_figures, and their posts' symptoms, counted per bucket as the detector counts them
+        (symptom_counts: each author once per bucket, under the symptom of most of their posts in it). Incidents with
+        no spell are not in it; one with spells and no stored bucket has zeros. ``buckets``: the bucket_figures of
+        these spells' incidents read already (those a digest picked its incidents by), not read again."""
+        if not spells:
+            return {}
+        found = dict(buckets or {})
+        if missing := [s for s in spells if s.incident_id not in found]:
+            found.update(self.bucket_figures(missing))
         seconds = int(width.total_seconds())
         # Each author once per bucket, under the symptom of most of their posts in it, the latest of two as frequent
         # (symptom_counts). The posts are read once per run of overlapping spells, through posts_created_at, in the
@@ -87,19 +112,15 @@ class IncidentFiguresMixin:
                     WHERE p.created_at >= r.lo AND p.created_at < r.hi AND c.outage = 1 AND {_COUNTED}
                     GROUP BY 1, 2, 3, 4))
             WHERE nth = 1 GROUP BY id, symptom
-            """, (windows, json.dumps(_runs(spells))))
+            """, (_windows(spells), json.dumps(_runs(spells))))
         symptoms: dict[int, dict[str, int]] = {}
         for r in posts:
             symptoms.setdefault(int(r["id"]), {})[r["symptom"]] = int(r["n"])
         out: dict[int, IncidentFigures] = {}
         for iid in dict.fromkeys(s.incident_id for s in spells):
-            row = found.get(iid)
-            counts = symptoms.get(iid, {})
-            out[iid] = IncidentFigures(
-                peak=int(row["peak"] or 0) if row else 0,
-                peak_score=float(row["peak_score"]) if row and row["peak_score"] is not None else None,
-                total=int(row["total"] or 0) if row else 0,
-                symptoms=dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
+            counts, of = symptoms.get(iid, {}), found[iid]
+            out[iid] = IncidentFigures(of.peak, of.peak_score, of.total,
+                                       dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))))
         return out
 
     def resolves_as_of(self, incident_ids: Sequence[int], as_of: datetime) -> dict[int, datetime | None]:
@@ -114,6 +135,12 @@ class IncidentFiguresMixin:
         for r in rows:
             events.setdefault(int(r["incident_id"]), []).append(r)
         return {iid: resolved_by(evs, as_of) for iid, evs in events.items()}
+
+
+def _windows(spells: Sequence[Spell]) -> str:
+    """``spells`` as _WINDOWS reads them."""
+    return json.dumps([{"id": s.incident_id, "service": s.service, "start": iso(s.start), "end": iso(s.end)}
+                       for s in spells])
 
 
 def _runs(spells: Sequence[Spell]) -> list[list[str]]:
