@@ -115,6 +115,21 @@ def test_a_remote_status_feed_read_before_its_timeline_takes_the_authors_the_tim
     assert _complaints(tmp_path / "m.sqlite") == 6
 
 
+def test_a_lemmy_comment_read_by_a_tag_timeline_and_its_tag_feed_is_one_post_but_never_the_post_of_its_number(
+        tmp_path: Path, server: FakeServer) -> None:
+    # A Lemmy comment's Note has no url: the tag feed links it by its URI, https://host/comment/<n>, which got no site
+    # identity, so it was a second post and a second complainer (its row id) beside the author the timeline read.
+    # Post <n> of the same server, at the same second, is another post by another person: it stays apart.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline_lemmy.json", "application/json")
+    server.serve_fixture("/tags/outage.rss", "mastodon/tag_lemmy.rss", "application/rss+xml")
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], MASTODON.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert {ident for ident, _author in found["masto"]} == {"lemmy.world/comment/9100001", "lemmy.world/9100001"}
+    assert found["masto-feed"] == found["masto"]
+    assert len({author for _ident, author in found["masto"]}) == 2
+    assert _complaints(tmp_path / "m.sqlite") == 2
+
+
 HACKER_NEWS = """
 [[sources]]
 name = "hn"

@@ -36,9 +36,11 @@ _GOTOSOCIAL_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/stat
 # path may be anything.
 _PIXELFED_POST = re.compile(r"^(?P<base>https?://[^/?#@]+)/p/(?P<name>[^/?#@]+)/(?P<id>\d+)/?$")
 # The other remote statuses a Mastodon-made feed links, each as `_remote_status` says: Misskey's /notes/<id>,
-# Pleroma's /objects/<uuid>, Friendica's /display/<guid>, a Lemmy post's /post/<n>. Only these: a remote object's url
-# may be any page (an older Lemmy gave a link post's link as the Page's url), whose last part names no status.
-_REMOTE_STATUS = re.compile(r"^https?://[^/?#@]+/(?:notes|objects|display|post)/[0-9A-Za-z-]+/?$")
+# Pleroma's /objects/<uuid>, Friendica's /display/<guid>, a Lemmy post's /post/<n> and a Lemmy comment's
+# /comment/<n> (numbered apart from the posts: mastodon._NUMBERED_KINDS). Only these: a remote object's url may be any
+# page (an older Lemmy gave a link post's link as the Page's url), whose last part names no status.
+_REMOTE_STATUS = re.compile(
+    r"^https?://[^/?#@]+/(?:(?:notes|objects|display|post)/[0-9A-Za-z-]+|comment/\d+)/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
 # A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
@@ -87,10 +89,13 @@ def _remote_status(url: str) -> SiteIdentity | None:
     Misskey and its forks (https://host/notes/<id>, no url: misskey-dev/misskey ApRendererService.renderNote),
     Pleroma and Akkoma (https://host/objects/<uuid>, no url: Pleroma's CommonAPI.ActivityDraft object/1), Friendica
     (https://host/display/<guid> beside the URI https://host/objects/<guid>: friendica src/Model/Item.php newURI),
-    Lemmy's text posts (https://host/post/<n>) and Pixelfed (url and id https://host/p/<name>/<id>). A status whose
-    url does not end as its URI does (a Pleroma /notice/<id> given as its url, an older Lemmy's link post by its
-    link: LemmyNet/lemmy crates/apub/src/protocol/objects/page.rs) keeps the feed's id. Only Pixelfed's URL names
-    the author; the others' rows get the author another source stored the status with (store.posts._shared_author)."""
+    Lemmy's posts (https://host/post/<n>; a link post's link is an attachment since Lemmy 0.17, not its url) and
+    comments (https://host/comment/<n>: its Note has no url, LemmyNet/lemmy crates/apub/src/protocol/objects/note.rs),
+    and Pixelfed (url and id https://host/p/<name>/<id>). A status whose url does not end as its URI does keeps the
+    feed's id: an older Lemmy's link post by its link (page.rs gave the link as the Page's url), and Pleroma's
+    /notice/<id>, which names the Create activity by its database id, not the note's /objects/<uuid> (Pleroma finds
+    one from the other in its database only: ActivityPubController route_aliases). Only Pixelfed's URL names the
+    author; the others' rows get the author another source stored the status with (store.posts._shared_author)."""
     if match := _PIXELFED_POST.match(url):
         return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/{match.group('name')}", "")
     return SiteIdentity(status_external_id(url, ""), None) if _REMOTE_STATUS.match(url) else None
