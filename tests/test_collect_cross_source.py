@@ -130,6 +130,32 @@ def test_a_lemmy_comment_read_by_a_tag_timeline_and_its_tag_feed_is_one_post_but
     assert _complaints(tmp_path / "m.sqlite") == 2
 
 
+@pytest.mark.parametrize("feed_first", [False, True])
+def test_a_pleroma_status_read_by_its_servers_tag_timeline_and_tag_feed_is_one_post_of_one_author(
+        tmp_path: Path, server: FakeServer, feed_first: bool) -> None:
+    # Pleroma's own tag feed names a local status by its object id, https://host/objects/<uuid>, and no author; its
+    # Mastodon API gives that id as the uri (the url is /notice/<flake id>, a database id of the activity): the feed's
+    # row was a second post and a complainer of its own. Two statuses of one second on one server stay two, and so
+    # does a Lemmy link post of that second linking one of them: its guid names it, another post by someone else.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    server.serve_fixture("/tags/outage.rss", "mastodon/pleroma_tag_outage.rss", "application/rss+xml")
+    server.serve_fixture("/feeds/c/technology.xml", "lemmy/community_link_to_pleroma.xml", "application/rss+xml")
+    lemmy_feed = ('\n[[sources]]\nname = "lemmy-feed"\ntype = "rss"\nurl = "{url}/feeds/c/technology.xml"\n'
+                  'services = ["Signal"]\n')
+    if feed_first:
+        feed_only = MASTODON.split("[[sources]]")[2]
+        _collect(_config(tmp_path, ["Signal", "Vodafone"], "[[sources]]" + feed_only.format(url=server.url)))
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], (MASTODON + lemmy_feed).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert {ident for ident, _author in found["masto"]} == {"pleroma.example.net/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b",
+                                                           "pleroma.example.net/0b9e2d41-7c3a-4f58-b6e2-8a1d9c3f7e20"}
+    assert found["masto-feed"] == found["masto"]
+    assert len({author for _ident, author in found["masto"]}) == 2
+    [(link_post, poster)] = found["lemmy-feed"]
+    assert link_post == "https://lemmy.world/post/2291102" and poster not in {a for _i, a in found["masto"]}
+    assert _complaints(tmp_path / "m.sqlite") == 3
+
+
 HACKER_NEWS = """
 [[sources]]
 name = "hn"

@@ -41,6 +41,12 @@ _PIXELFED_POST = re.compile(r"^(?P<base>https?://[^/?#@]+)/p/(?P<name>[^/?#@]+)/
 # page (an older Lemmy gave a link post's link as the Page's url), whose last part names no status.
 _REMOTE_STATUS = re.compile(
     r"^https?://[^/?#@]+/(?:(?:notes|objects|display|post)/[0-9A-Za-z-]+|comment/\d+)/?$")
+# A Pleroma or Akkoma status by its ActivityPub id, https://host/objects/<UUID v4> (ActivityPub.Utils
+# generate_object_id), the guid (and link) their own feeds give a local status (Pleroma's Feed.FeedView activity_link)
+# and the uri their Mastodon API gives it. The UUID is that object's alone, so in any feed it names that status. Its
+# url there, /notice/<id>, names its activity by a database id that nothing in a feed entry ties to the UUID.
+_PLEROMA_OBJECT = re.compile(
+    r"^https?://[^/?#@]+/objects/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
 _HN_ITEM = re.compile(r"^https?://news\.ycombinator\.com/item\?id=(\d+)$")
 # A feed entry's <id> is the post's fullname, relative, so feedparser resolves it against the feed's URL
@@ -118,6 +124,11 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdent
             return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
     if mastodon and (remote := _remote_status(link or guid)):
         return remote
+    if _PLEROMA_OBJECT.match(guid):
+        # By its guid only: a link aggregator's entry (Lemmy's link post) links the status it shares, and is another
+        # post. Its RSS names no author, its Atom a nickname: the row takes the profile another source stored the
+        # status with (store.posts._shared_author), as a remote status of a Mastodon-made feed does.
+        return SiteIdentity(status_external_id(guid, ""), None)
     if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
         return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
