@@ -156,6 +156,24 @@ def test_a_pleroma_status_read_by_its_servers_tag_timeline_and_tag_feed_is_one_p
     assert _complaints(tmp_path / "m.sqlite") == 3
 
 
+def test_a_lemmy_link_post_sharing_a_status_is_its_posters_post_not_the_status(tmp_path: Path,
+                                                                               server: FakeServer) -> None:
+    # Lemmy's feed gives a link post's link as the entry's link, its own page as guid and comments. Linking a Mastodon
+    # status, the entry was named as that status and its author: both link posts below counted as that status's
+    # author, beside the timeline's row, and were one complainer instead of three.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline.json", "application/json")
+    server.serve_fixture("/feeds/c/technology.xml", "lemmy/community_links_to_status.xml", "application/rss+xml")
+    sources = MASTODON.split("[[sources]]")[1] + ('[[sources]]\nname = "lemmy-feed"\ntype = "rss"\n'
+                                                  'url = "{url}/feeds/c/technology.xml"\nservices = ["Signal"]\n')
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], ("[[sources]]" + sources).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert {ident for ident, _author in found["lemmy-feed"]} == {"https://lemmy.world/post/2291120",
+                                                                "https://lemmy.world/post/2291118"}
+    assert not {author for _ident, author in found["lemmy-feed"]} & {author for _ident, author in found["masto"]}
+    # ferriswheel's Signal status and kaffeetasse's Vodafone one, and the two Lemmy posters.
+    assert _complaints(tmp_path / "m.sqlite") == 4
+
+
 HACKER_NEWS = """
 [[sources]]
 name = "hn"

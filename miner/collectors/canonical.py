@@ -108,12 +108,19 @@ def _remote_status(url: str) -> SiteIdentity | None:
 
 
 def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdentity | None:
-    """The identity of the post a feed entry is at its site, where its link or guid says; None otherwise (the entry
-    keeps the feed's own). ``reddit``: the feed is Reddit's, whose entries' ids are fullnames. ``mastodon``: a
-    Mastodon server made it (`mastodon_feed`), whose entries are statuses of any server software."""
+    """The identity of the post a feed entry is at its site, where its guid or link (unless the link is what the
+    entry shares) says; None otherwise (the entry keeps the feed's own). ``reddit``: the feed is Reddit's, whose
+    entries' ids are fullnames. ``mastodon``: a Mastodon server made it (`mastodon_feed`), whose entries are statuses
+    of any server software."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
-    for url in (guid, str(entry.get("comments") or ""), link):
+    comments = str(entry.get("comments") or "")
+    if comments and comments != link:
+        # A link aggregator's entry (Lemmy's community feed, Lobsters') gives its own page as its comments link and the
+        # page it shares as its link: a status, a Reddit thread or an item linked so is another post, by someone else.
+        # Named as that one, it was counted as that one's author, and two such entries of one feed were one post.
+        link = ""
+    for url in (guid, comments, link):
         if match := _HN_ITEM.match(url):
             return SiteIdentity(match.group(1), entry_author(entry), "hackernews")
     for url in (link, guid):
