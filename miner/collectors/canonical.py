@@ -95,7 +95,7 @@ def _remote_status(url: str) -> SiteIdentity | None:
     Misskey and its forks (https://host/notes/<id>, no url: misskey-dev/misskey ApRendererService.renderNote),
     Pleroma and Akkoma (https://host/objects/<uuid>, no url: Pleroma's CommonAPI.ActivityDraft object/1), Friendica
     (https://host/display/<guid> beside the URI https://host/objects/<guid>: friendica src/Model/Item.php newURI),
-    Lemmy's posts (https://host/post/<n>; a link post's link is an attachment since Lemmy 0.17, not its url) and
+    Lemmy's posts (https://host/post/<n>; current Lemmy gives a link post's link as an attachment, not its url) and
     comments (https://host/comment/<n>: its Note has no url, LemmyNet/lemmy crates/apub/src/protocol/objects/note.rs),
     and Pixelfed (url and id https://host/p/<name>/<id>). A status whose url does not end as its URI does keeps the
     feed's id: an older Lemmy's link post by its link (page.rs gave the link as the Page's url), and Pleroma's
