@@ -156,6 +156,24 @@ def test_a_pleroma_status_read_by_its_servers_tag_timeline_and_tag_feed_is_one_p
     assert _complaints(tmp_path / "m.sqlite") == 3
 
 
+def test_a_pleroma_atom_feed_read_first_names_each_status_by_its_actor_as_the_timeline_does(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Pleroma's Atom gives each entry's actor id as its author's <uri>: the profile URL a `mastodon` source names the
+    # author by. Read before the timeline, with no author, each status was a complainer of its own until then, and
+    # the feed alone counted one person's two statuses of a bucket twice.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    server.serve_fixture("/tags/outage.atom", "mastodon/pleroma_tag_outage.atom", "application/atom+xml")
+    feed = MASTODON.split("[[sources]]")[2].replace("outage.rss", "outage.atom")
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], "[[sources]]" + feed.format(url=server.url)))
+    feed_only = _posts(tmp_path / "m.sqlite")["masto-feed"]
+    assert len({author for _ident, author in feed_only}) == 2 and None not in {a for _i, a in feed_only}
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], MASTODON.replace("outage.rss", "outage.atom").format(
+        url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert found["masto-feed"] == found["masto"] == feed_only
+    assert _complaints(tmp_path / "m.sqlite") == 2
+
+
 def test_a_lemmy_link_post_sharing_a_status_is_its_posters_post_not_the_status(tmp_path: Path,
                                                                                server: FakeServer) -> None:
     # Lemmy's feed gives a link post's link as the entry's link, its own page as guid and comments. Linking a Mastodon

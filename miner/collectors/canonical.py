@@ -133,9 +133,12 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdent
         return remote
     if _PLEROMA_OBJECT.match(guid):
         # By its guid only: a link aggregator's entry (Lemmy's link post) links the status it shares, and is another
-        # post. Its RSS names no author, its Atom a nickname: the row takes the profile another source stored the
-        # status with (store.posts._shared_author), as a remote status of a Mastodon-made feed does.
-        return SiteIdentity(status_external_id(guid, ""), None)
+        # post. Its RSS names no author: the row takes the profile another source stored the status with
+        # (store.posts._shared_author), as a remote status of a Mastodon-made feed does. Its Atom's author may give
+        # the actor's id (<uri>), the profile URL a `mastodon` source names the author by: of the status's server only.
+        actor = str((entry.get("author_detail") or {}).get("href") or "")
+        same_server = actor.startswith(("https://", "http://")) and urlsplit(actor).netloc == urlsplit(guid).netloc
+        return SiteIdentity(status_external_id(guid, ""), actor if same_server else None, "" if same_server else None)
     if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
         return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
