@@ -30,10 +30,10 @@ RECLASSIFIED = "reclassified"
 
 class Relearned(NamedTuple):
     """What RelearnStage._relearn learned: whether the fresh detector had an incident open at the last bucket, and
-    the scores it gave the buckets, (start, z, baseline, upper) each."""
+    the scores it gave the buckets, (start, z, baseline, upper, threshold) each."""
 
     open: bool
-    scored: list[tuple[datetime, float, float, float]]
+    scored: list[tuple[datetime, float, float, float, float | None]]
 
 
 def _figures(draft: IncidentDraft) -> tuple[Any, ...]:
@@ -77,7 +77,7 @@ class ReclassifiedIncidents:
         opened = draft.opened_at
         counts = self.store.bucket_counts(service, opened, end)
         complaints = [c for _, c in counts.values()]
-        z = [s for at, s, _, _ in learned.scored if opened <= at < end]
+        z = [s for at, s, *_ in learned.scored if opened <= at < end]
         samples = self.store.sample_posts(service, opened, end, params.max_samples)
         new = replace(draft, peak_count=float(max(complaints, default=0)), peak_z=max(z, default=draft.peak_z),
                       total_complaints=float(sum(complaints)),
@@ -87,7 +87,7 @@ class ReclassifiedIncidents:
             return "", None
         # Dated as the detector dates its transitions, at the end of the bucket it knew it in: its last one.
         at = max(saved.last_bucket + width, parse_iso(row["updated_at"]))
-        scores = {b: (score, base, up) for b, score, base, up in learned.scored}
+        scores = {b: (score, base, up) for b, score, base, up, _ in learned.scored}
         details: dict[str, Any] = {"reason": RECLASSIFIED, "model": model,
                                    "was": {**_shown(draft), "baseline": row["baseline"]}}
         fields = _shown(new)

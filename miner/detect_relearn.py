@@ -229,7 +229,7 @@ class RelearnStage(ReclassifiedIncidents):
         at = first
         while at <= latest:
             state, score = step(params, state, at, counts.get(iso(at), (0, 0))[1])
-            scored.append((at, score.score, score.baseline, score.upper))
+            scored.append((at, score.score, score.baseline, score.upper, score.threshold))
             at += width
         assert state is not None
         fresh_open = state.open

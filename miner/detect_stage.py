@@ -255,7 +255,7 @@ class DetectStage(RelearnStage):
                 continue
             if draft is not None:  # seen going on after a gap in scoring, its end is seen
                 draft = draft.after_gap(params, bucket_start, score.score, state.quiet)
-            scores.append((bucket_start, score.score, score.baseline, score.upper))
+            scores.append((bucket_start, score.score, score.baseline, score.upper, score.threshold))
             if draft is None and not (score.opened or score.reopened):
                 continue  # the common case: nothing to track, no need to look at the posts
             before = draft

@@ -40,7 +40,7 @@ def test_the_peak_is_set_against_the_baseline_of_its_own_bucket_not_of_the_openi
     steps, t = [], T0 - timedelta(hours=3)
     while t < T0 + timedelta(hours=1):
         baseline = 0.5 if t < T0 else 20.0
-        steps.append((t, 1.0, baseline, 3 * baseline))
+        steps.append((t, 1.0, baseline, 3 * baseline, max(3 * baseline, 5.0)))
         t += BUCKET
     store.save_detector_step("WhatsApp", t, "{}", steps, t)
     counts = {T0 - BUCKET: 6, T0: 25, T0 + BUCKET: 60, T0 + 2 * BUCKET: 40}

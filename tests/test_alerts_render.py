@@ -78,7 +78,7 @@ def test_chart_bars_are_one_bucket_wide_across_a_gap_and_for_a_single_bucket(sto
 
     # A store holding one hourly bucket: the bar covers that hour, up to the opening at its end.
     hourly = open_incident(store, "Airtel", T0, posts=False, series=False)
-    store.save_detector_step("Airtel", T0, "{}", [(T0 - timedelta(hours=1), 6.0, 1.0, 3.0)], T0)
+    store.save_detector_step("Airtel", T0, "{}", [(T0 - timedelta(hours=1), 6.0, 1.0, 3.0, 5.0)], T0)
     view = incident_view(store, settings(), hourly, T0 + timedelta(minutes=10))
     assert view is not None
     [(start, width, colour)] = _bars(view, T0 + timedelta(minutes=10))
@@ -97,7 +97,7 @@ def _y_labels(store: Store, iid: int, as_of: datetime) -> tuple[list[str], str]:
 def test_chart_counts_are_whole_numbers_and_huge_ones_stay_short_labels(store: Store) -> None:
     iid = open_incident(store, "WhatsApp", T0)
     with store.database.transaction() as conn:
-        conn.execute("UPDATE buckets SET complaints = 0, baseline = 0, upper = 0")
+        conn.execute("UPDATE buckets SET complaints = 0, baseline = 0, upper = 0, threshold = 0")
     labels, offset = _y_labels(store, iid, T0 + timedelta(hours=1))
     assert labels[:2] == ["0", "1"] and offset == ""  # not 0.0, 0.2, ... 1.2 for a chart of zeros
     assert not any("." in label for label in labels)

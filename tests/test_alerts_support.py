@@ -57,7 +57,7 @@ def seed_series(store: Store, service: str, start: datetime, end: datetime, spik
     t = start
     while t < end:
         spike = spike_at <= t < spike_at + timedelta(minutes=45)
-        steps.append((t, 9.0 if spike else 0.5, 2.0, 5.0))
+        steps.append((t, 9.0 if spike else 0.5, 2.0, 5.0, 5.0))
         t += BUCKET
     store.save_detector_step(service, end, "{}", steps, end)
     # Counts come from classified posts in the service; the chart only needs their numbers, set directly here.

@@ -80,6 +80,26 @@ def test_floors_block_openings_that_z_alone_would_allow() -> None:
     assert opened(detect_series(relative, rows(counts))) == []
 
 
+def test_threshold_is_the_count_from_which_the_detector_takes_a_bucket_for_anomalous() -> None:
+    # What the alert chart draws its band to. Drawn to upper (z_open alone), a quiet service's bars of 4 complaints
+    # (usual 0.01, upper 3.1) rose above it, though min_count (5) kept the detector from taking them for anomalous.
+    quiet = poisson(0.05, day_buckets(2), seed=4)
+    quiet[day_buckets(1):day_buckets(1) + 3] = [4.0] * 3
+    quiet[day_buckets(1.5):day_buckets(1.5) + 4] = [9.0] * 4
+    busy = poisson(40, day_buckets(2), seed=5)
+    busy[day_buckets(1):day_buckets(1) + 4] = [70.0, 90.0, 300.0, 60.0]
+    for params in (P, replace(P, min_count=2.0), replace(P, min_ratio=6.0), replace(P, warmup_hours=0.0)):
+        for counts in (quiet, busy):
+            scores = detect_series(params, rows(counts))
+            assert [s.anomalous for s in scores] == [s.threshold is not None and s.count >= s.threshold
+                                                     for s in scores]
+            assert any(s.anomalous for s in scores)
+    scores = detect_series(P, rows(quiet))
+    fours = [s for s in scores if s.count == 4.0 and s.upper < 4.0]
+    assert len(fours) >= 2 and all(s.threshold == P.min_count and not s.anomalous for s in fours)
+    assert all(s.threshold is None for s in scores[:int(P.warmup_hours * 12)])
+
+
 def test_persistence_needs_k_of_n_anomalous_buckets() -> None:
     base = poisson(20, day_buckets(1))
     single = [*base, 300.0, *poisson(20, 30, seed=3)]

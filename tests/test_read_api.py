@@ -83,8 +83,8 @@ def fill(store: Store) -> dict[str, int]:
                                "test", NOW)
     store.refresh_buckets(NOW - timedelta(hours=5), NOW, BUCKET)
     store.save_detector_step("WhatsApp", NOW.replace(hour=11, minute=45, second=0), "{}",
-                             [(NOW.replace(hour=11, minute=30, second=0), 0.5, 0.25, 3.0),
-                              (NOW.replace(hour=11, minute=45, second=0), 6.123456, 0.4567, 3.0)], NOW)
+                             [(NOW.replace(hour=11, minute=30, second=0), 0.5, 0.25, 3.0, 5.0),
+                              (NOW.replace(hour=11, minute=45, second=0), 6.123456, 0.4567, 3.0, 5.0)], NOW)
     store.save_fetch("status:whatsapp", FetchResult(incidents=[
         OfficialIncident("status:whatsapp", "abc", "WhatsApp", "Messages delayed", "investigating",
                          NOW - timedelta(minutes=30), NOW - timedelta(minutes=10), impact="major",
@@ -198,7 +198,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
 
     # A detector behind by hours (its job failing) still has its latest baseline shown.
     nine = NOW.replace(hour=9, minute=0, second=0)
-    api.store.save_detector_step("MTN Uganda", nine, "{}", [(nine, 1.5, 0.75, 3.0)], NOW)
+    api.store.save_detector_step("MTN Uganda", nine, "{}", [(nine, 1.5, 0.75, 3.0, 5.0)], NOW)
     mtn = get(api, "/api/v1/services")[1]["services"][2]
     assert (mtn["baseline"], mtn["z_score"]) == (0.75, 1.5)
 
@@ -299,7 +299,7 @@ def test_an_incidents_peak_baseline_is_the_one_its_alerts_and_webhook_give_and_b
         steps, t = [], opened - timedelta(hours=3)
         while t < opened + timedelta(hours=1):
             baseline = 0.5 if t < opened else 20.0
-            steps.append((t, 1.0, baseline, 3 * baseline))
+            steps.append((t, 1.0, baseline, 3 * baseline, max(3 * baseline, 5.0)))
             t += BUCKET
         store.save_detector_step("Instagram", t, "{}", steps, t)
         with store.database.transaction() as conn:

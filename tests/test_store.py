@@ -335,7 +335,7 @@ def test_a_bucket_prune_deletes_the_old_final_rows_only(store: Store) -> None:
     store.insert_posts([post(f"w{n}", "down", at, services=("WhatsApp", "Signal")) for n, at in enumerate(times)], T0)
     store.refresh_buckets(T0, times[-1], FIVE)
     for service in ("WhatsApp", "Signal"):
-        scores = [(T0 + i * FIVE, 0.5, 0.2, 4.0) for i in range(36)]
+        scores = [(T0 + i * FIVE, 0.5, 0.2, 4.0, 5.0) for i in range(36)]
         store.save_detector_step(service, T0 + 35 * FIVE, "{}", scores, T0 + 36 * FIVE)
     count = "SELECT count(*) AS n, min(bucket_start) AS first FROM buckets"
     assert store.database.one(count) == {"n": 72, "first": iso(T0)}

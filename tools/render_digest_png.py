@@ -27,6 +27,7 @@ from PIL import Image
 from miner.alerts import write_digest_files
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.config import SourceConfig, load_config
+from miner.detect.params import DetectorParams
 from miner.records import FetchResult, OfficialIncident, Post, Prediction
 from miner.store import Store
 from miner.timeutil import parse_iso, utcnow
@@ -96,7 +97,8 @@ def _series(store: Store, service: str, start: datetime, spike: tuple[datetime, 
         if spike[0] <= t < spike[1]:
             rise = min(1.0, (t - spike[0]) / timedelta(minutes=20))
             n = round(expected + (peak - expected) * rise * rng.uniform(0.8, 1.0))
-        steps.append((t, 0.0, expected, expected + 3 * math.sqrt(expected)))
+        upper = expected + 3 * math.sqrt(expected)
+        steps.append((t, 0.0, expected, upper, max(upper, DetectorParams().count_floor(expected))))
         counts[t] = n
         t += timedelta(minutes=5)
     store.save_detector_step(service, t, "{}", steps, EXAMPLE_AT)

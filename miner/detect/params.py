@@ -57,6 +57,13 @@ class DetectorParams:
     group_window_minutes: float = 30.0
     group_min_services: int = 2  # services of a group that must open for a grouped incident
 
+    def count_floor(self, baseline: float) -> float:
+        """The fewest complaints that can make a bucket expected to hold ``baseline`` anomalous, whatever its z:
+        ``min_count``, and ``min_ratio`` times the baseline. The detector tests each count against it, and the
+        threshold it stores for the charts (BucketScore.threshold) is the larger of it and ``upper``: a band drawn to
+        ``upper`` alone put a quiet service's 4 complaints above it (baseline 0.2, upper 3.7), never anomalous."""
+        return max(self.min_count, self.min_ratio * baseline)
+
     def validate(self) -> None:
         check_timezone(self.timezone)
         if self.bucket_minutes < 1:

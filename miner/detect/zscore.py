@@ -163,6 +163,9 @@ class BucketScore:
     open: bool  # an incident is open after this bucket
     replayed: bool = False  # the bucket was at or before the state's last bucket: nothing changed
     reopened: bool = False  # the incident resolved less than cooldown_minutes ago came back at this bucket
+    # The count from which this bucket is anomalous: upper or the floors (count_floor), whichever is higher; None where
+    # no count is (warm-up, the first bucket) and for a replayed bucket. What the alert chart draws its band to.
+    threshold: float | None = None
 
 
 def _alpha(halflife_buckets: float, n: int) -> float:
@@ -340,9 +343,8 @@ def _step_one(
     z = resid / sd
     baseline = unstabilise(expected) if state.seen else count
     warm = state.seen >= _buckets(params, params.warmup_hours * 60.0)
-    anomalous = (
-        warm and z >= params.z_open and count >= params.min_count and count >= params.min_ratio * baseline
-    )
+    floor = params.count_floor(baseline)
+    anomalous = warm and z >= params.z_open and count >= floor
     mask = (1 << params.persist_n) - 1
     hits = ((state.hits << 1) | int(anomalous)) & mask
     opened = resolved = reopened = False
@@ -378,7 +380,7 @@ def _step_one(
         new = _learn(params, new, slot, day, y, resid, sd)
     upper = unstabilise(expected + params.z_open * sd)
     return new, BucketScore(bucket_start, count, z, baseline, upper, anomalous, opened, resolved, is_open,
-                            reopened=reopened)
+                            reopened=reopened, threshold=max(upper, floor) if warm and state.seen else None)
 
 
 def detect_series(params: DetectorParams, rows: Iterable[tuple[datetime, float]]) -> list[BucketScore]:

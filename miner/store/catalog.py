@@ -155,7 +155,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                       "they posted in, as the detector does.",
         "score": "Detector z-score of the complaint count; NULL until the detector has processed the bucket.",
         "baseline": "Expected complaint count for this bucket.",
-        "upper": "Complaint count at which the bucket would be anomalous (z = z_open).",
+        "upper": "Complaint count at which the bucket's z reaches z_open (before the floors of threshold).",
+        "threshold": "Complaint count from which the bucket is anomalous: upper, detector.min_count and "
+                     "detector.min_ratio times the baseline, whichever is highest (an incident opens when "
+                     "persist_k of the last persist_n buckets are). NULL during the warm-up, where no count is, "
+                     "and in buckets scored before miner stored it. The alert chart's band ends here.",
     }),
     "detector_state": ("The detector's memory per service, so a restart resumes where it stopped.", {
         "service": "Service name.",

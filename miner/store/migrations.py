@@ -312,6 +312,9 @@ EMAIL_LITERALS = Migration("0031_email_literals", "", email_scrub.scrub_email_li
 INCIDENTS_BY_OPENING = Migration("0032_incidents_by_opening", "CREATE INDEX incidents_opened ON incidents (opened_at);")
 # An rss source's posts kept their site's boilerplate (Lemmy's and hnrss's naming the author) and a link naming them.
 FEED_BOILERPLATE = Migration("0033_feed_boilerplate", "", feed_boilerplate_scrub.scrub_feed_boilerplate)
+# The count from which the detector takes a bucket for anomalous (upper, min_count, min_ratio): the alert chart's band
+# went to upper, under which a quiet service's buckets passed min_count. NULL in the buckets scored before.
+BUCKET_THRESHOLDS = Migration("0034_bucket_thresholds", "ALTER TABLE buckets ADD COLUMN threshold REAL;")
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -320,7 +323,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
                                IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS,
-                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE]
+                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:

@@ -217,19 +217,20 @@ class SignalsMixin:
         service: str,
         last_bucket: datetime,
         state_json: str,
-        scores: Sequence[tuple[datetime, float, float, float]],
+        scores: Sequence[tuple[datetime, float, float, float, float | None]],
         now: datetime,
         *,
         draft: str | None = None,
         incident_id: int | None = None,
     ) -> None:
-        """Persist detector state, the incident draft and the bucket scores they produced, in one transaction."""
+        """Persist detector state, the incident draft and the bucket scores they produced, in one transaction.
+        Scores are (bucket start, z, baseline, upper, threshold), as BucketScore has them."""
         with self.database.transaction() as conn:
             conn.executemany(
-                "INSERT INTO buckets (service, bucket_start, score, baseline, upper) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (service, bucket_start) DO UPDATE SET score = excluded.score, "
-                "baseline = excluded.baseline, upper = excluded.upper",
-                [(service, iso(b), s, base, up) for b, s, base, up in scores],
+                "INSERT INTO buckets (service, bucket_start, score, baseline, upper, threshold) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (service, bucket_start) DO UPDATE SET score = excluded.score, "
+                "baseline = excluded.baseline, upper = excluded.upper, threshold = excluded.threshold",
+                [(service, iso(b), s, base, up, at) for b, s, base, up, at in scores],
             )
             conn.execute(
                 "INSERT INTO detector_state (service, last_bucket, state, draft, incident_id, updated_at) "
@@ -240,9 +241,9 @@ class SignalsMixin:
             )
 
     def series(self, service: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Stored buckets (counts, scores, baseline band) for charts and status."""
+        """Stored buckets (counts, scores, baseline, upper and threshold) for charts and status."""
         return self.database.rows(
-            "SELECT bucket_start, posts, complaints, score, baseline, upper FROM buckets "
+            "SELECT bucket_start, posts, complaints, score, baseline, upper, threshold FROM buckets "
             "WHERE service = ? AND bucket_start >= ? AND bucket_start < ? ORDER BY bucket_start",
             (service, iso(start), iso(end)),
         )
