@@ -1,4 +1,4 @@
-"""One small PNG per incident: complaints per bucket against the detector's baseline band.
+"""One small PNG per incident: complaints per bucket against the detector's baseline and alert threshold.
 
 Drawn with matplotlib's object API on the Agg canvas (no pyplot, no global backend state), so it works on machines
 without a display. :func:`incident_chart` draws on one long-lived thread of its own, whichever thread asks.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -70,6 +71,34 @@ def in_incident(bucket_start: datetime, width: timedelta, view: IncidentView) ->
     return view.opened_at <= end and (last is None or end <= last)
 
 
+def _thresholds(rows: list[dict[str, Any]]) -> list[float]:
+    """Each bucket's count from which the detector took it for anomalous, as it stored it (BucketScore.threshold:
+    z_open, min_count and min_ratio; an incident opens once persist_k of persist_n are), NaN where it stored none: in
+    its warm-up, where no count is anomalous, and in buckets scored before miner stored it. The band went to
+    ``upper`` (z_open alone): a quiet service's bars rose above it with fewer complaints than min_count, never
+    anomalous, as if the detector had missed an outage."""
+    return [math.nan if r.get("threshold") is None else float(r["threshold"]) for r in rows]
+
+
+def _steps(times: list[datetime], limits: list[float], width: timedelta) -> tuple[list[datetime], list[float]]:
+    """The thresholds as a step line over the bars, each level from a bucket's start to its end, as the detector
+    tests each bucket's count against its own: a run of buckets ends at its last one's end, then NaN (a gap) up to the
+    next bucket with a threshold. Drawn from bucket start to bucket start, the last bar had none, and a run's level
+    went on across the hours the service was not scored."""
+    xs: list[datetime] = []
+    ys: list[float] = []
+    for i, (start, limit) in enumerate(zip(times, limits, strict=True)):
+        if math.isnan(limit):
+            continue
+        xs.append(start)
+        ys.append(limit)
+        end = start + width
+        if i + 1 == len(times) or times[i + 1] != end or math.isnan(limits[i + 1]):
+            xs += [end, end]
+            ys += [limit, math.nan]
+    return xs, ys
+
+
 def _count_label(value: float, _pos: object = None) -> str:
     """``950``, ``12k``, ``1.5M``: a tick label short enough for the chart's left margin."""
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -104,17 +133,19 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
     ax: Any = fig.add_axes(  # Any: matplotlib's stubs reject datetimes it handles at runtime
         (0.085, 0.16, 0.895, 0.70))
     if times:
-        banded = [(t, float(r["baseline"]), float(r["upper"] if r["upper"] is not None else r["baseline"]))
-                  for t, r in zip(times, rows, strict=True) if r["baseline"] is not None]
-        if banded:
-            bt, base, upper = zip(*banded, strict=True)
-            ax.fill_between(bt, [0.0] * len(bt), upper, color=_BAND, alpha=0.25, linewidth=0,
-                            label="expected range")
-            ax.plot(bt, base, color=_BAND, linewidth=1.0, linestyle="--", label="baseline")
         width = _bucket_width(times, view)
+        limits = _thresholds(rows)
+        if any(not math.isnan(v) for v in limits):
+            edges, tops = _steps(times, limits, width)
+            ax.fill_between(edges, 0.0, tops, step="post", color=_BAND, alpha=0.25, linewidth=0)
+            ax.step(edges, tops, where="post", color=_GREY, linewidth=0.8, label="alert threshold")
+        based = [(t, float(r["baseline"])) for t, r in zip(times, rows, strict=True) if r["baseline"] is not None]
+        if based:
+            bt, base = zip(*based, strict=True)
+            ax.plot(bt, base, color=_BAND, linewidth=1.0, linestyle="--", label="baseline")
         colors = [_RED if in_incident(t, width, view) else _BLUE for t in times]
         ax.bar(times, counts, width=width, align="edge", color=colors, linewidth=0, label="complaints")
-        top = max([*counts, *(u for _, _, u in banded), 1.0]) * 1.2  # headroom for the labels
+        top = max([*counts, *(v for v in limits if not math.isnan(v)), 1.0]) * 1.2  # headroom for the labels
         ax.set_ylim(0, top)
         marks = [(view.opened_at, "opened", _RED)]
         if view.unscored is not None:
