@@ -168,7 +168,7 @@ def _scored(store: Store, service: str, z_then: float, z_since: float | None, up
         start = T0 + (n - 1) * BUCKET
         z = z_then if start < STORM_AS_OF else z_since
         if z is not None:
-            steps.append((start, z, 1.0, 3.0))
+            steps.append((start, z, 1.0, 3.0, 5.0))
     store.save_detector_step(service, steps[-1][0], "{}", steps, updated)
     iid = store.open_incident(service, T0, {"peak_complaints": 30, "peak_score": z_then, "baseline": 1.0,
                                             "total_complaints": 90, "bucket_minutes": 5}, {})
