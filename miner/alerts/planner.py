@@ -97,7 +97,9 @@ def plan_notifications(store: Store, settings: AlertSettings, now: datetime) -> 
         new_cursor = events[-1]["id"] if events else cursor
         items += _plan_late(ctx, store, still_open, states)
         items += _plan_unheard(ctx, store, still_open, states, new_cursor)
-        items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts([i["id"] for i in still_open]))
+        still_ids = [i["id"] for i in still_open]
+        items += _plan_repeats(ctx, still_open, states, store.undelivered_alerts(still_ids),
+                               store.muted_reminders(still_ids))
         added = store.apply_alert_plan(cursor, new_cursor, items, now)
         if added is not None:
             if added:
@@ -243,10 +245,11 @@ def _still_open(ctx: _Context, event: dict[str, Any], last_resolve: dict[int, in
 
 
 def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: dict[tuple[str, int], dict[str, Any]],
-                  undelivered: set[tuple[str, str, int]]) -> list[PlannedItem]:
+                  undelivered: set[tuple[str, str, int]], muted: dict[tuple[str, int], datetime]) -> list[PlannedItem]:
     """Reminders of incidents alerted ``repeat_interval`` ago (counted from the last alert sent, see
     Store.finish_notification). A channel whose alert about the incident has not gone out yet (an SMTP outage
-    retrying it) gets no reminder on top: it would arrive together with the alert it reminds of."""
+    retrying it) gets no reminder on top: it would arrive together with the alert it reminds of. A muted reminder
+    (``muted``: when the last was planned) is recorded once per repeat_interval, and counts for nothing else."""
     items: list[PlannedItem] = []
     for inc in open_incidents:
         for route in ctx.settings.routes:
@@ -260,6 +263,9 @@ def _plan_repeats(ctx: _Context, open_incidents: list[dict[str, Any]], states: d
                 continue
             n = state["repeats"] + 1
             reason = ctx.muted(inc["service"])
+            last_muted = muted.get((route.name, inc["id"]))
+            if reason is not None and last_muted is not None and last_muted + repeat > ctx.now:
+                continue
             due = ctx.now + ctx.settings.group_wait_for(route)
             items += [PlannedItem(f"repeat:{inc['id']}:{n}:{route.name}:{ch}", route.name, ch, "alert", "repeat",
                                   inc["id"], make_message_id(ctx.settings), due, reason, ctx.interval(route),

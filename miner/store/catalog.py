@@ -294,8 +294,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "incident_id": "incidents.id.",
         "open_outcome": "queued or suppressed: a resolve notice is not sent when the opening was suppressed.",
         "message_id": "Message-ID of the opening alert (resolve notices reply to it).",
-        "last_notified_at": "When its last alert on the route was planned, or later sent (repeat_interval counts "
-                            "from here).",
+        "last_notified_at": "When its last alert on the route was planned (a reminder a silence muted not "
+                            "counted), or later sent (repeat_interval counts from here).",
         "repeats": "Repeat alerts sent.",
     }),
     "deliveries": ("Every send attempt of every notification.", {

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from miner.timeutil import iso
+from miner.store.sql_lists import IN_LIST, json_list
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -99,6 +100,15 @@ class MutesMixin:
                         conn.execute("UPDATE outbox_items SET outbox_id = ? WHERE item_key = ?",
                                      (cur.lastrowid, m.item_key))
                 for m in these:
+                    if m.item_kind == "repeat":
+                        # A reminder nobody got: repeat_interval counts from the last alert that went out again, so
+                        # the next is due as soon as the mute ends (rather than a repeat_interval after this one).
+                        conn.execute(
+                            "UPDATE alert_incidents SET last_notified_at = coalesce((SELECT max(o.sent_at) "
+                            "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id WHERE o.route = ? "
+                            "AND i.incident_id = ? AND o.kind = 'alert' AND o.status = 'sent' "
+                            "AND o.sent_at IS NOT NULL), last_notified_at) WHERE route = ? AND incident_id = ?",
+                            (row["route"], m.incident_id, row["route"], m.incident_id))
                     if m.item_kind != "open" or m.delivered:
                         continue
                     # The same opening on the route's other channels: its key with another channel at the end.
@@ -110,6 +120,17 @@ class MutesMixin:
                         (row["route"], m.incident_id, len(opening), opening))
                 done += len(these)
         return done
+
+    def muted_reminders(self, incident_ids: Sequence[int]) -> dict[tuple[str, int], datetime]:
+        """Per (route, incident): when its last reminder recorded as suppressed (muted) was planned. A muted reminder
+        went nowhere, so it does not count for repeat_interval; this keeps it to one per repeat_interval."""
+        if not incident_ids:
+            return {}
+        rows = self.database.rows(
+            "SELECT o.route, i.incident_id, max(o.created_at) AS at FROM outbox o JOIN outbox_items i "
+            f"ON i.outbox_id = o.id WHERE o.status = 'suppressed' AND i.kind = 'repeat' AND i.incident_id {IN_LIST} "
+            "GROUP BY o.route, i.incident_id", (json_list(incident_ids),))
+        return {(str(r["route"]), int(r["incident_id"])): parse_iso(str(r["at"])) for r in rows}
 
     def add_silence(self, service: str | None, starts_at: datetime, ends_at: datetime, comment: str,
                     now: datetime, *, provider: str | None = None) -> int:

@@ -365,7 +365,10 @@ def _note_incident(conn: sqlite3.Connection, item: PlannedItem, message_id: str,
              message_id if item.channel == "email" and not item.suppressed else None, iso(now)),
         )
     elif item.item_kind == "repeat":
+        # A muted reminder goes nowhere: the next still counts from the last alert that went out, so it is due as soon
+        # as the mute ends (Store.muted_reminders keeps muted ones to one per repeat_interval).
         conn.execute(
-            "UPDATE alert_incidents SET last_notified_at = ?, repeats = repeats + 1 "
-            "WHERE route = ? AND incident_id = ?", (iso(now), item.route, item.incident_id),
+            "UPDATE alert_incidents SET last_notified_at = CASE WHEN ? THEN last_notified_at ELSE ? END, "
+            "repeats = repeats + 1 WHERE route = ? AND incident_id = ?",
+            (item.suppressed is not None, iso(now), item.route, item.incident_id),
         )
