@@ -152,6 +152,18 @@ def _fit(text: str, limit: int) -> str:
     return cut + "\u2026"
 
 
+def open_span(v: IncidentView) -> str:
+    """When the incident was open, after its status: "since 12:00 UTC (10 min)" while it is, and once resolved "open
+    12:00 to 13:00 UTC (1 h 00 min)" ("resolved, since 12:00" read as resolved since then), with the days when they
+    differ. An end miner did not see (a gap) has no time: the line under it says what is known of it."""
+    if v.status == "open" or v.resolved_at is None:
+        return f"since {v.opened_at:%H:%M} UTC ({v.duration})"
+    if v.unscored:
+        return f"opened {v.opened_at:%H:%M} UTC ({v.duration})"
+    when = "%H:%M" if v.opened_at.date() == v.resolved_at.date() else "%Y-%m-%d %H:%M"
+    return f"open {v.opened_at.strftime(when)} to {v.resolved_at.strftime(when)} UTC ({v.duration})"
+
+
 def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
     """``views`` most important first; those that do not fit Slack's 50 blocks are counted in a last line."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
@@ -159,7 +171,7 @@ def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
         emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
         note = " (reminder)" if v.id in reminders else ""
         ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
-        lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})",
+        lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, {open_span(v)}",
                  f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"]
         if v.seen_late:
@@ -210,7 +222,7 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
     ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
     items: list[dict[str, Any]] = [
         {"type": "TextBlock", "wrap": True, "weight": "Bolder", "color": "Attention" if v.status == "open" else "Good",
-         "text": f"{teams_text(v.service)} {v.status}{note}, since {v.opened_at:%H:%M} UTC ({v.duration})"},
+         "text": f"{teams_text(v.service)} {v.status}{note}, {open_span(v)}"},
         {"type": "TextBlock", "wrap": True, "spacing": "None",
          "text": f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
                  f"{v.total_complaints} complaints"},
