@@ -61,6 +61,8 @@ def test_open_alert_arrives_as_multipart_with_inline_chart_and_escaped_posts(
     # The hostile post: escaped in HTML, present as inert text, stripped of control and bidi characters.
     assert "<script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # In a direction of its own: an Arabic or Hebrew post's neutral characters at its ends (a "!") stay on its side.
+    assert '<span dir="auto">&lt;script&gt;alert(1)&lt;/script&gt; WhatsApp down' in html
     assert "<script>alert(1)</script> WhatsApp down" in text
     for part in (html, text):
         assert "\x1b" not in part and "\x07" not in part and "\u202e" not in part
