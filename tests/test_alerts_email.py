@@ -468,6 +468,12 @@ def test_an_incident_that_opens_and_resolves_during_an_smtp_outage_is_one_messag
     # The alert, sent late, says it resolved; no resolve notice besides, threaded under a message nobody has.
     [msg] = smtp_server.inbox.messages
     assert str(msg["Subject"]).startswith("[miner] RESOLVED SINCE: WhatsApp")
+    # Its heading says so too, not "Outage reports" in red over an outage that had ended an hour before.
+    text_part, related = msg.iter_parts()
+    html = next(related.iter_parts()).get_content()
+    assert "Outage reports" not in html and "Resolved since: WhatsApp" in html
+    for part in (html, text_part.get_content()):
+        assert "and were back to normal before this alert went out. Detected" in " ".join(part.split())
     [notice] = [r for r in store.outbox_listing(["suppressed"]) if r["kind"] == "resolved"]
     assert "not sent yet" in str(notice["reason"])
 
