@@ -193,22 +193,53 @@ def test_each_page_is_kept_under_its_own_query_with_its_link(tmp_path: Path) -> 
         assert ids == newest_first(served_api.store)[1:3]  # [0]: the one opened since the first page was read
 
 
+def plan(read: ReadApi, reader: Store, query: str) -> str:
+    """The query plan of the store's read of incidents for the /api/v1/incidents answer to ``query``."""
+    statements: list[str] = []
+    reader.database.conn.set_trace_callback(statements.append)
+    answer = read.answer("/api/v1/incidents", query)
+    reader.database.conn.set_trace_callback(None)
+    assert answer is not None and answer[0] == 200, answer
+    sql = next(s for s in statements if "ORDER BY opened_at DESC" in s)
+    # SQLite before 3.36 says "SEARCH TABLE incidents".
+    return " | ".join(r[3].replace("SEARCH TABLE ", "SEARCH ")
+                      for r in reader.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+
+
+def next_query(read: ReadApi, query: str) -> str:
+    first = read.answer("/api/v1/incidents", query)
+    assert first is not None and first[1]["next"]
+    return str(first[1]["next"])[1:]
+
+
 def test_a_page_is_read_by_the_index_of_opening_times(tmp_path: Path) -> None:
     # Without it each page was a scan and sort of every incident (bench/paging_bench.py: 0.05-0.27 s of 100,000).
     with served(tmp_path, write_config(tmp_path), more) as api:
         reader = Store.open(tmp_path / "miner.sqlite")
         try:
             read = ReadApi(api.config, lambda: reader, lambda: None, lambda: NOW)
-            first = read.answer("/api/v1/incidents", "since=2026&limit=2")
-            assert first is not None and first[1]["next"]
-            statements: list[str] = []
-            reader.database.conn.set_trace_callback(statements.append)
-            read.answer("/api/v1/incidents", first[1]["next"][1:])
-            reader.database.conn.set_trace_callback(None)
-            sql = next(s for s in statements if "ORDER BY opened_at DESC" in s)
-            # SQLite before 3.36 says "SEARCH TABLE incidents".
-            plan = " | ".join(r[3].replace("SEARCH TABLE ", "SEARCH ")
-                              for r in reader.database.conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
-            assert plan == "SEARCH incidents USING INDEX incidents_opened (opened_at<?)", plan
+            found = plan(read, reader, next_query(read, "since=2026&limit=2"))
+            assert found == "SEARCH incidents USING INDEX incidents_opened (opened_at<?)", found
+        finally:
+            reader.close()
+
+
+def test_a_page_of_one_service_is_read_in_order_by_its_index(tmp_path: Path) -> None:
+    # Before migration 0035 every page of ?service= sorted all the service's incidents (USE TEMP B-TREE FOR ORDER BY:
+    # 36-90 ms for a page of 1000 of one service's 20,000, bench/paging_bench.py); with ?status= the index by status
+    # is read, or a page of the one open read all the service's incidents.
+    with served(tmp_path, write_config(tmp_path), more) as api:
+        reader = Store.open(tmp_path / "miner.sqlite")
+        try:
+            read = ReadApi(api.config, lambda: reader, lambda: None, lambda: NOW)
+            by_service = "SEARCH incidents USING INDEX incidents_service_opened (service=?"
+            by_status = "SEARCH incidents USING INDEX incidents_service_status (service=? AND status=?"
+            expected = {"service=WhatsApp&since=2026&limit=1": f"{by_service})",
+                        next_query(read, "service=WhatsApp&since=2026&limit=1"): f"{by_service} AND opened_at<?)",
+                        "service=WhatsApp&until=2026-12-01": f"{by_service} AND opened_at<?)",
+                        "service=WhatsApp&status=open": f"{by_status})",
+                        next_query(read, "service=WhatsApp&status=resolved&since=2026&limit=1"):
+                            f"{by_status} AND opened_at<?)"}
+            assert {query: plan(read, reader, query) for query in expected} == expected
         finally:
             reader.close()

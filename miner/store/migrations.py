@@ -16,6 +16,7 @@ from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
+from miner.store.incidents import BY_SERVICE_SQL
 from miner.store.outbox import OUTBOX_SQL
 from miner.store.sql_script import statements
 from miner.timeutil import iso, utcnow
@@ -315,6 +316,8 @@ FEED_BOILERPLATE = Migration("0033_feed_boilerplate", "", feed_boilerplate_scrub
 # The count from which the detector takes a bucket for anomalous (upper, min_count, min_ratio): the alert chart's band
 # went to upper, under which a quiet service's buckets passed min_count. NULL in the buckets scored before.
 BUCKET_THRESHOLDS = Migration("0034_bucket_thresholds", "ALTER TABLE buckets ADD COLUMN threshold REAL;")
+# And those of one service, of one status or any, in the same order (store/incidents.py, BY_SERVICE_SQL).
+INCIDENTS_BY_SERVICE = Migration("0035_incidents_by_service", BY_SERVICE_SQL)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -323,7 +326,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
                                IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS,
-                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS]
+                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:
