@@ -18,7 +18,8 @@ Model, in the Anscombe space ``y = 2*sqrt(count + 3/8)`` where Poisson noise has
   an outage does not become the new normal, and only the hour-of-day and day-of-week offsets keep learning from
   clipped residuals, so a pattern that recurs daily is learned in days;
 - in the first two hours of history a bucket ``clip_sigmas`` below the expected value starts the learning again from
-  it: what came before was a spike or an outage the service started in, not its usual level;
+  it, and so does the third day of a drop begun in the first day (:mod:`miner.detect.restart`): what came before
+  was a spike or an outage the service started in, not its usual level;
 - a bucket is anomalous when z >= ``z_open`` and the count clears both an absolute and a relative floor;
   an incident opens when ``persist_k`` of the last ``persist_n`` buckets are anomalous, stays open while
   z >= ``z_close`` and resolves after ``quiet_minutes`` of quiet buckets; an opening within
@@ -37,15 +38,13 @@ from statistics import NormalDist
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from miner.detect import restart
 from miner.detect.params import DetectorParams
 from miner.timeutil import zone_or_none
 
 SEASON_SLOTS = 24  # hour of day, on the clock of DetectorParams.timezone
 WEEK_SLOTS = 7  # day of week, on the same clock
 _MAD_TO_SD = 1.2533  # mean absolute deviation -> standard deviation, for normal noise
-# History up to this long starts again from a bucket clip_sigmas below it (see _learn). Longer also restarted at a daily
-# drop: 3 h opened 6 incidents where 2 h opened 3 (synthetic day/night series, 8 start hours, 3 seeds).
-_RESTART_MINUTES = 120.0
 
 
 def stabilise(count: float) -> float:
@@ -76,6 +75,7 @@ class DetectorState:
     quiet: int = 0  # consecutive quiet buckets while open
     resolved_at: datetime | None = None  # last resolve: openings within the cool-down re-open that incident
     zone: str = "UTC"  # the time zone whose hours and weekdays the offsets are learned in
+    drop: tuple[int, int, float] = (0, 0, 0.0)  # a drop begun in the first day: restart.tracked
 
     def to_json(self) -> str:
         def ts(value: datetime | None) -> float | None:
@@ -87,7 +87,7 @@ class DetectorState:
              "season": list(self.season), "season_n": list(self.season_n),
              "weekday": list(self.weekday), "weekday_n": list(self.weekday_n), "hits": self.hits,
              "open": self.open, "opened_at": ts(self.opened_at), "quiet": self.quiet,
-             "resolved_at": ts(self.resolved_at), "zone": self.zone},
+             "resolved_at": ts(self.resolved_at), "zone": self.zone, "drop": list(self.drop)},
             separators=(",", ":"),
         )
 
@@ -143,9 +143,16 @@ class DetectorState:
                 weekday=weekday, weekday_n=weekday_n, hits=int(data["hits"]),
                 open=bool(data["open"]), opened_at=dt(data["opened_at"]), quiet=int(data["quiet"]),
                 resolved_at=dt(data["resolved_at"]), zone=str(data.get("zone", "UTC")),
+                # States written before the drop was tracked: none begun.
+                drop=_drop(data.get("drop", (0, 0, 0.0))),
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"bad detector state: {exc}") from None
+
+
+def _drop(value: Any) -> tuple[int, int, float]:
+    buckets, risen, below = value
+    return int(buckets), int(risen), float(below)
 
 
 @dataclass(frozen=True)
@@ -250,20 +257,19 @@ def _learn(
     a_scale = _alpha(_buckets(params, params.scale_halflife_hours * 60.0), n)
     if n == 0:
         return replace(state, seen=1, level=y, scale=0.0, tail=0.0)
-    if n <= _buckets(params, _RESTART_MINUTES) and resid < -limit:
-        # History begun in a spike or an outage (a service added or started during one): its level was learned, the
-        # offsets made up the difference and clipping kept it there; a first bucket of 100 at a usual 10 hid 5x
-        # outages for 4 days. A bucket this far below it in the first hours is the usual level: learn from it.
+    drop = restart.tracked(params, n, state.drop, y, y - resid)
+    if restart.due(params, n, drop[0], resid < -limit):
+        # History begun in a spike or an outage (a service added or started during one): this is the usual level.
         blank = DetectorState()
         return replace(state, seen=1, level=y, scale=0.0, tail=0.0, season=blank.season, season_n=blank.season_n,
-                       weekday=blank.weekday, weekday_n=blank.weekday_n)
+                       weekday=blank.weekday, weekday_n=blank.weekday_n, drop=blank.drop)
     season = _hour_offset(state, slot) if _season_on(params, state) else state.season[slot]
     level = state.level + a_level * (y_c - season - state.weekday[day] - state.level)
     scale = state.scale + a_scale * (abs(clipped) - state.scale)
     # Stochastic-approximation quantile: steps up by ~p when exceeded, down by ~(1-p) otherwise.
     eta = params.tail_rate * max(_MAD_TO_SD * state.scale, params.noise_floor)
     tail = state.tail + eta * (params.tail_quantile - (1.0 if resid <= state.tail else 0.0))
-    state = replace(state, seen=n + 1, level=level, scale=scale, tail=tail)
+    state = replace(state, seen=n + 1, level=level, scale=scale, tail=tail, drop=drop)
     return _learn_offsets(params, state, slot, day, y_c, level)
 
 
