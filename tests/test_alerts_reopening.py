@@ -18,6 +18,7 @@ from test_alerts_rules import reopen
 from test_alerts_support import open_incident, resolve
 
 from miner.alerts import dispatch, plan_notifications
+from miner.alerts.references import MAX_REFERENCES, bounded
 from miner.alerts.settings import RouteSettings, SmtpSettings, WebhookSettings
 from miner.store import Store
 from miner.timeutil import iso
@@ -177,5 +178,38 @@ def test_the_alert_about_a_reopening_replies_to_the_incidents_earlier_alert(
         "[miner] RESOLVED: WhatsApp after 2 h 10 min"]
     assert resolved["In-Reply-To"] == resolved["References"] == opened["Message-ID"]
     assert again["In-Reply-To"] == again["References"] == opened["Message-ID"]
-    assert resolved_again["In-Reply-To"] == resolved_again["References"] == again["Message-ID"]
+    assert resolved_again["In-Reply-To"] == again["Message-ID"]
+    # The whole chain (RFC 5322 3.6.4): a client lacking the re-opening's alert still threads it under the first.
+    assert resolved_again["References"] == f"{opened['Message-ID']} {again['Message-ID']}"
 
+
+def test_each_reply_about_a_flapping_outage_references_its_whole_thread_oldest_first(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Opened at 0, resolved at 20, back at 35, resolved at 50, back at 65, still open at 105 (the reminder, 40 min
+    # after the last alert), resolved at 120. References named only the parent, so a client that threads on
+    # References and lacked the parent (a recipient added later, a message deleted) started a thread of its own.
+    iid = open_incident(store, "WhatsApp", at(0), posts=False, series=False)
+    changes = {20: resolve, 35: reopen, 50: resolve, 65: reopen, 120: resolve}
+    run(store, mail(smtp_server, repeat_interval=2400.0), at(0), at(130),
+        {at(m): (lambda change=change, m=m: change(store, iid, at(m))) for m, change in changes.items()})
+    mails = smtp_server.inbox.messages
+    assert [str(m["Subject"]).split(":")[0] for m in mails] == [
+        "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN", "[miner] RESOLVED", "[miner] OPEN", "[miner] STILL OPEN",
+        "[miner] RESOLVED"]
+    first, _, second, _, third, _, _ = (str(m["Message-ID"]) for m in mails)
+    assert [(m["In-Reply-To"], m["References"]) for m in mails] == [
+        (None, None), (first, first), (first, first), (second, f"{first} {second}"), (second, f"{first} {second}"),
+        (third, f"{first} {second} {third}"), (third, f"{first} {second} {third}")]
+
+
+
+def test_a_long_thread_references_its_first_message_and_the_latest_on_one_line() -> None:
+    # A service flapping all day: each re-opening's alert adds one id, and the header would grow without end.
+    ids = [f"<miner.{n:032x}@example.org>" for n in range(25)]
+    assert bounded(ids[:10]) == ids[:10]
+    assert bounded(ids) == [ids[0], *ids[-(MAX_REFERENCES - 1):]]
+    # Ids of a long domain: still one line within RFC 5322's 998 octets, the first and the parent kept.
+    long = [f"<miner.{n:032x}@{'a' * 60}.{'b' * 60}.{'c' * 60}.{'d' * 60}.example>" for n in range(25)]
+    kept = bounded(long)
+    assert kept[0] == long[0] and kept[-2:] == long[-2:] and 2 < len(kept) < MAX_REFERENCES
+    assert len("References: " + " ".join(kept)) <= 998 < len("References: " + " ".join(long[:1] + long[-len(kept):]))

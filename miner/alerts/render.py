@@ -7,7 +7,7 @@ referenced as ``cid:`` images, which mail clients show inline without fetching a
 from __future__ import annotations
 
 import email.policy
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
@@ -28,6 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.digest_content import digest_incidents
+from miner.alerts.references import reply_references
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.subject_header import SubjectHeader
 from miner.alerts.text import clean_text, columns, idna_address, safe_url, wrap_columns
@@ -114,7 +115,7 @@ _SEVEN_BIT = email.policy.default.clone(cte_type="7bit", header_factory=_HEADERS
 
 def build_email(settings: AlertSettings, route: RouteSettings, subject: str, text: str, html: str,
                 images: dict[str, bytes], *, message_id: str, date: datetime, digest: bool,
-                in_reply_to: str | None = None) -> EmailMessage:
+                in_reply_to: str | None = None, references: Sequence[str] = ()) -> EmailMessage:
     msg = EmailMessage(policy=_SEVEN_BIT)
     msg["Subject"] = clean_text(subject, 200)
     # Domains in IDNA form: as written, a message sent without SMTPUTF8 carried bücher.example RFC 2047-encoded, an
@@ -130,7 +131,8 @@ def build_email(settings: AlertSettings, route: RouteSettings, subject: str, tex
     msg["X-Miner-Route"] = route.name
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
-        msg["References"] = in_reply_to
+        # The whole chain (references.py), not only the parent, or a client lacking the parent starts a thread.
+        msg["References"] = " ".join(references) if references else in_reply_to
     if digest and route.list_unsubscribe:
         msg["List-Unsubscribe"] = f"<{route.list_unsubscribe}>"
         if route.list_unsubscribe.startswith("https://"):
@@ -299,8 +301,9 @@ def render_alert(store: Store, settings: AlertSettings, route: RouteSettings, ki
         # history is wanted.
         parents = {store.earlier_alert_id(route.name, v.id, message_id) for v in views}
     reply_to = parents.pop() if len(parents) == 1 else None
+    refs = reply_references(store, route.name, reply_to, [v.id for v in views]) if reply_to else []
     msg = build_email(settings, route, subject, text, html, images, message_id=message_id, date=now, digest=False,
-                      in_reply_to=reply_to)
+                      in_reply_to=reply_to, references=refs)
     return Rendered(subject, text, html, images, msg, views)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from miner.store.alert_threads import AlertThreadsMixin
 from miner.store.channel_health import ChannelHealthMixin
 from miner.store.clock import ClockMixin
 from miner.store.db import Database
@@ -39,7 +40,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, IncidentFiguresMixin,
             IncidentSamplesMixin, MaintenanceMixin, OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin,
             GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin,
-            ReclassifyMixin, ChannelHealthMixin):
+            ReclassifyMixin, ChannelHealthMixin, AlertThreadsMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()
