@@ -19,10 +19,18 @@ if TYPE_CHECKING:
 def _covered(store: Store, services_match: Any, since: datetime, as_of: datetime
              ) -> list[tuple[dict[str, Any], datetime | None]]:
     """The incidents a digest covers, each with its resolve by ``as_of`` (None: open then): opened by then, and open
-    then or resolved since ``since``. One resolved after ``since``, re-opened and resolved again after ``as_of`` is
-    not open then, and one resolved by then before ``since`` is not covered, whatever its row says now."""
+    then or resolved in [since, as_of). One resolved after ``since``, re-opened and resolved again after ``as_of`` is
+    not open then, and one resolved by then before ``since`` is not covered, whatever its row says now.
+
+    Half-open, as a route's digests' periods meet (``since`` is the last one's ``as_of``): one resolved exactly at a
+    digest's time was in that digest and, "resolved since" it, in the next one too. It goes in the next one, not in
+    that one: a resolve is dated at its bucket's end, often a digest's time on the hour, and recorded once the
+    detector scores that bucket, minutes later, so the digest sent then showed it open, and with (since, as_of] no
+    digest would have said it resolved. The first digest's ``since`` (the time its schedule was first seen, or the
+    time a clock that was ahead was set right, which incidents stamped by that clock are taken back to) is in it."""
     rows = [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
-    return [(r, resolved) for r, resolved in rows_as_of(store, rows, as_of) if resolved is None or resolved >= since]
+    return [(r, resolved) for r, resolved in rows_as_of(store, rows, as_of)
+            if resolved is None or since <= resolved < as_of]
 
 
 def digest_incident_rows(store: Store, services_match: Any, since: datetime, as_of: datetime) -> list[dict[str, Any]]:
