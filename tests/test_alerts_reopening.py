@@ -202,7 +202,6 @@ def test_each_reply_about_a_flapping_outage_references_its_whole_thread_oldest_f
         (third, f"{first} {second} {third}"), (third, f"{first} {second} {third}")]
 
 
-
 def test_a_long_thread_references_its_first_message_and_the_latest_on_one_line() -> None:
     # A service flapping all day: each re-opening's alert adds one id, and the header would grow without end.
     ids = [f"<miner.{n:032x}@example.org>" for n in range(25)]

@@ -31,5 +31,4 @@ def bounded(chain: Sequence[str]) -> list[str]:
 def reply_references(store: Store, route: str, parent: str, incident_ids: Sequence[int]) -> list[str]:
     """The References of a reply to the alert email ``parent`` about ``incident_ids`` on ``route``: the alerts
     before it in its thread and ``parent``, oldest first, bounded."""
-    chain = store.alert_chain(route, incident_ids[0], parent) if incident_ids else [parent]
-    return bounded(chain)
+    return bounded(store.alert_thread(route, incident_ids, parent))
