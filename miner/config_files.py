@@ -83,6 +83,33 @@ def warn_unset_alert_env(config: Config, log: logging.Logger, environ: Mapping[s
                         "email" if key.startswith("alerts.smtp") else "alert to this webhook")
 
 
+def unalerted(config: Config) -> str | None:
+    """What no alert route tells anyone of, in words, or None: with alerts enabled, no ``[[alerts.routes]]`` at all, or
+    configured services that every route leaves out of its ``services``. Their incidents are detected and stored, and
+    no alert or digest names them: the shipped feeds.toml has no route, and a service added to a file whose routes
+    list theirs was watched in silence, with nothing saying so."""
+    alerts = config.alerts
+    if not alerts.enabled or not config.services:
+        return None
+    if not alerts.routes:
+        return ("no [[alerts.routes]]: incidents are detected and stored, but no one is told of them; add a route "
+                "with email recipients or webhooks (docs/alerts.md)")
+    if any(not route.services for route in alerts.routes):
+        return None  # a route without services hears of every one
+    heard = {name.lower() for route in alerts.routes for name in route.services}
+    left = [s.name for s in config.services if s.name.lower() not in heard]
+    if not left:
+        return None
+    return (f"alerts.routes: no route lists {', '.join(left)} in its services: their incidents alert no one and are "
+            "in no digest; add them to a route's services (or leave a route's services out: it hears of all)")
+
+
+def warn_unalerted(config: Config, log: logging.Logger) -> None:
+    """At `miner run`'s start, what `config check` warns of: services whose incidents no route tells anyone of."""
+    if (said := unalerted(config)) is not None:
+        log.warning("%s", said)
+
+
 def warn_login_in_clear(config: Config, log: logging.Logger) -> None:
     """At `miner run`'s start, what `config check` warns of: security "none" with a login to another host sends the
     password across the network unencrypted at every email. The service said nothing, and a service's log is what

@@ -148,6 +148,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         from miner.config_files import (
             check_named_files,
             warn_login_in_clear,
+            warn_unalerted,
             warn_unset_alert_env,
             warn_unusable_proxies,
         )
@@ -180,6 +181,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
             warn_unset_alert_env(self.config, log)
             warn_login_in_clear(self.config, log)
             warn_unusable_proxies(self.config, log)
+            warn_unalerted(self.config, log)
             self.starting.set("store_check", "opening the store")
             self._stores.get("startup", self.starting.set).database.check_writable()
             # For `miner status`, another process, and /metrics: which model gave the verdicts from now on.

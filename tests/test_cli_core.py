@@ -86,6 +86,39 @@ def test_config_check_counts_one_service_group_and_source_in_the_singular(runner
     assert result.output.splitlines()[1] == "1 service: A", result.output
 
 
+def test_config_check_and_miner_run_warn_of_services_no_alert_route_tells_anyone_of(
+        runner: CliRunner, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A file without [[alerts.routes]] (the shipped one), or a service added beside routes that list theirs, passed
+    # with "OK" and nothing else: its incidents were detected and stored, and no alert or digest ever named them.
+    import logging
+
+    from miner.config import load_config
+    from miner.config_files import warn_unalerted
+
+    cfg = tmp_path / "feeds.toml"
+    services = '[[services]]\nname = "Vodafone"\n[[services]]\nname = "WhatsApp"\n[[services]]\nname = "Telekom"\n'
+    route = '[[alerts.routes]]\nname = "noc"\nemail = ["noc@example.org"]\n'
+    said = {}
+    for case, text in {"none": services,
+                       "left": services + route + 'services = ["vodafone", "WhatsApp"]\n',
+                       "all": services + route,
+                       "listed": services + route + 'services = ["Vodafone", "WhatsApp", "Telekom"]\n',
+                       "disabled": services + "[alerts]\nenabled = false\n"}.items():
+        cfg.write_text(text)
+        result = runner.invoke(main, ["config", "check", str(cfg)])
+        assert result.exit_code == 0, result.output
+        said[case] = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+        caplog.clear()
+        warn_unalerted(load_config(cfg), logging.getLogger("miner.test"))
+        assert [r.getMessage() for r in caplog.records] == [line.removeprefix("warning: ") for line in said[case]]
+    assert said["none"] == ["warning: no [[alerts.routes]]: incidents are detected and stored, but no one is told of "
+                            "them; add a route with email recipients or webhooks (docs/alerts.md)"]
+    assert said["left"] == ["warning: alerts.routes: no route lists Telekom in its services: their incidents alert no "
+                            "one and are in no digest; add them to a route's services (or leave a route's services "
+                            "out: it hears of all)"]
+    assert said["all"] == said["listed"] == said["disabled"] == []
+
+
 def test_config_check_names_the_store_that_db_or_miner_db_puts_in_place_of_store_path(
         runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # It said "store: miner.sqlite" under MINER_DB=/var/lib/miner/miner.sqlite, the store every command then used.

@@ -35,9 +35,10 @@ def config_check(app: AppContext, path: Path | None) -> None:
     url that holds what looks like a credential (a user name, a query parameter such as api_key) is warned about,
     as are an SMTP login that would cross the network unencrypted, an alerts lease shorter than a slow send may
     take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP cannot use (a SOCKS
-    proxy without the socksio package, a scheme other than http, https or socks5, a bad port).
+    proxy without the socksio package, a scheme other than http, https or socks5, a bad port). So are services
+    that no alert route tells anyone of (no [[alerts.routes]], or none listing them in its services).
     """
-    from miner.config_files import alert_env, load_checked
+    from miner.config_files import alert_env, load_checked, unalerted
     from miner.env_names import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
@@ -109,6 +110,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
             click.echo(f"warning: source {src.name}: its url holds what looks like a credential ({', '.join(found)}); "
                        "secrets belong in the environment: put the URL in an environment variable and name it in "
                        "url_env")
+    if (said := unalerted(cfg)) is not None:
+        click.echo(f"warning: {said}")
 
 
 # Comments, which SQLite skips as it does whitespace.
