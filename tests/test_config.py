@@ -35,6 +35,17 @@ def test_shipped_config_is_valid_and_realistic() -> None:
     assert github is not None and github.type == "statuspage" and github.services == ("GitHub",)
 
 
+def test_the_shipped_configs_commented_alerts_example_is_valid_once_uncommented() -> None:
+    # The shipped file had no [alerts] at all: started from it, miner told no one of any incident, and nothing in it
+    # said how to change that.
+    block = SHIPPED[SHIPPED.index("# [alerts]\n"):]
+    uncommented = "".join(line.removeprefix("# ").removeprefix("#") + "\n" for line in block.splitlines())
+    cfg = parse_config(SHIPPED + "\n" + uncommented, "feeds.toml")
+    routes = [(r.name, r.email, r.digest) for r in cfg.alerts.routes]
+    assert routes == [("oncall", ("oncall@example.org",), "0 8 * * *")]
+    assert (cfg.alerts.smtp.username_env, cfg.alerts.smtp.password_env) == ("MINER_SMTP_USER", "MINER_SMTP_PASSWORD")
+
+
 def test_demo_config_is_valid() -> None:
     cfg = load_config(bundled_path("demo.toml"))
     assert [s.name for s in cfg.services] == ["MTN", "Airtel", "Africell"]
