@@ -1357,6 +1357,10 @@ def test_demo_replays_the_bundled_stream_end_to_end(tmp_path: Path, runner: CliR
     # read "demo", a line that said nothing.
     assert "\nreplaying 5355 posts\n" in result.stderr and "\ndemo\n" not in result.stderr, result.stderr
     assert re.search(r"\nsample posts of incident 1 \(\w+\):\n  - .+\n  - .+\n  - .+\n", result.output), result.output
+    # Its last line says what to do next: it ended on the digest's files.
+    assert result.output.splitlines()[-1] == (
+        "next, your own services: write a feeds.toml (its services, sources and an alert route: "
+        "docs/configuration.md), check it with `miner config check`, then start the service, `miner run`")
     sent = sorted(p.name for p in (tmp_path / "out" / "outbox").iterdir())
     assert [name.split("-")[2] for name in sent] == ["OPEN", "RESOLVED", "Digest"], sent
     assert {p.suffix for p in (tmp_path / "out").glob("digest-*")} >= {".eml", ".html", ".txt"}

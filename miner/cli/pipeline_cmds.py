@@ -357,6 +357,9 @@ def demo(ctx: click.Context, out: Path) -> None:
         _refuse_other_store(db)  # deleted under the service lock by _replay
     app.db_path = app.db_path or db
     _replay(app, demo_stream_path(), None, out, "demo", fresh=fresh)
+    # What happened was all it said: a newcomer at the end of the README's first command was left to find the next.
+    click.echo("\nnext, your own services: write a feeds.toml (its services, sources and an alert route: "
+               "docs/configuration.md), check it with `miner config check`, then start the service, `miner run`")
 
 
 def _refuse_other_store(db: Path) -> None:
