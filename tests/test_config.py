@@ -324,9 +324,14 @@ _PD = '[[alerts.webhooks]]\nname = "pd"\nformat = "pagerduty"\n'
          ':5: alerts.webhooks[0].url: only a webhook with format = '
          '"pagerduty" takes it (a teams webhook\'s URL is its secret: give it in url_env); alerts.webhooks[0].format '
          'is set on line 3'),
+        # The newcomer's way: the Slack URL pasted into url, no url_env. It said "url_env: required", at line 1.
+        ('[[alerts.webhooks]]\nname = "ops"\nformat = "slack"\nurl = "https://hooks.slack.com/services/T0/B0/x"\n',
+         ':4: alerts.webhooks[0].url: only a webhook with format = "pagerduty" takes it (a slack webhook\'s URL is '
+         'its secret: give it in url_env); alerts.webhooks[0].format is set on line 3'),
     ],
     ids=["no routing key", "the key itself", "url and url_env", "not http", "credential in url", "severity",
-         "json without url_env", "routing key on slack", "url on json", "teams without url_env", "url on teams"],
+         "json without url_env", "routing key on slack", "url on json", "teams without url_env", "url on teams",
+         "url without url_env"],
 )
 def test_a_pagerduty_webhook_needs_its_routing_key_from_the_environment(text: str, error: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -82,14 +82,16 @@ class WebhookSettings:
         if self.url_env and not ENV_NAME.fullmatch(self.url_env):
             raise ValueError("url_env: must name an environment variable (the URL itself is a secret)")
         if not pagerduty:
-            if not self.url_env:
-                raise Conflict(f"url_env: required for format = \"{self.format}\": the environment variable holding "
-                               "the webhook's URL (the URL itself is a secret)", also=("format",))
+            # Before url_env's absence: a Slack URL pasted into url was answered "url_env: required", at the table's
+            # line, and the key the file did set went unnamed.
             for key in ("url", "routing_key_env"):
                 if getattr(self, key):
                     raise Conflict(f"{key}: only a webhook with format = \"pagerduty\" takes it"
                                    + (f" (a {self.format} webhook's URL is its secret: give it in url_env)"
                                       if key == "url" else ""), also=("format",))
+            if not self.url_env:
+                raise Conflict(f"url_env: required for format = \"{self.format}\": the environment variable holding "
+                               "the webhook's URL (the URL itself is a secret)", also=("format",))
         else:
             if not self.routing_key_env:
                 raise Conflict("routing_key_env: required for format = \"pagerduty\": the environment variable "
