@@ -94,10 +94,7 @@ def unalerted(config: Config) -> str | None:
     if not alerts.routes:
         return ("no [[alerts.routes]]: incidents are detected and stored, but no one is told of them; add a route "
                 "with email recipients or webhooks (docs/alerts.md)")
-    if any(not route.services for route in alerts.routes):
-        return None  # a route without services hears of every one
-    heard = {name.lower() for route in alerts.routes for name in route.services}
-    left = [s.name for s in config.services if s.name.lower() not in heard]
+    left = [s.name for s in config.services if not any(route.matches(s.name) for route in alerts.routes)]
     if not left:
         return None
     return (f"alerts.routes: no route lists {', '.join(left)} in its services: their incidents alert no one and are "
