@@ -7,6 +7,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -82,22 +83,35 @@ def test_a_full_disk_part_way_through_the_upgrade_names_the_migration_it_rolled_
     store.close()
 
 
-# Another process upgrading the store: the write lock held, as for one migration, past the store's busy timeout.
+# Another process upgrading the store: the write lock held, as for one migration, past the store's busy timeout,
+# until the file argv[4] is made (release_lock) or for argv[3] seconds.
 _HOLDER = ("import sqlite3, sys, time, pathlib\n"
            "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
            "conn.execute('BEGIN IMMEDIATE')\n"
            "conn.execute('CREATE INDEX buckets_by_posts ON buckets (posts)')\n"
            "pathlib.Path(sys.argv[2]).touch()\n"
-           "time.sleep(float(sys.argv[3]))\n"
+           "end = time.monotonic() + float(sys.argv[3])\n"
+           "while not pathlib.Path(sys.argv[4]).exists() and time.monotonic() < end:\n"
+           "    time.sleep(0.01)\n"
            "conn.execute('ROLLBACK')\n")
+
+
+def _release_file(path: Path) -> Path:
+    return path.with_name(f"{path.name}.release")
+
+
+def release_lock(path: Path) -> None:
+    """Has write_lock_held's holder of the store at ``path`` let go of the lock now."""
+    _release_file(path).touch()
 
 
 @contextlib.contextmanager
 def write_lock_held(path: Path, seconds: float) -> Iterator[subprocess.Popen[bytes]]:
     """Another process holding the store's write lock (as for a long migration) for ``seconds`` from when this
-    yields; killed at the end if still running."""
+    yields, or until release_lock(path); killed at the end if still running."""
     ready = path.with_name(f"{path.name}.ready")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), str(seconds)])
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(path), str(ready), str(seconds),
+                               str(_release_file(path))])
     try:
         deadline = time.monotonic() + 60
         while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
@@ -107,6 +121,17 @@ def write_lock_held(path: Path, seconds: float) -> Iterator[subprocess.Popen[byt
     finally:
         holder.kill()
         holder.wait()
+
+
+def _release_once_waiting(path: Path, caplog: pytest.LogCaptureFixture, after: float) -> None:
+    """release_lock(path) ``after`` seconds once the store logged that it waits for the lock (or a minute on)."""
+    deadline = time.monotonic() + 60
+    while not any("waiting for the write lock" in r.getMessage() for r in caplog.records):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    time.sleep(after)
+    release_lock(path)
 
 
 @pytest.mark.parametrize("upgrade", [True, False])
@@ -120,12 +145,20 @@ def test_an_upgrade_waits_for_another_process_upgrading_the_store(
     monkeypatch.setattr(store_upgrade, "BUSY_TIMEOUT_MS", 200)
     path = tmp_path / "old.sqlite"
     _release_0_1_0_store(path, buckets=100)
-    with write_lock_held(path, 1.5) as holder:
+    # The holder lets go a second into the wait, as the test sees it begin. Held a fixed 1.5 s from the holder's
+    # start, the wait was shorter than the second asked below when a loaded runner was slow to begin the open, and
+    # there was none (nor its warning) when it was slower still.
+    with write_lock_held(path, 60) as holder:
+        releaser = threading.Thread(target=_release_once_waiting, args=(path, caplog, 1.0))
+        releaser.start()
         started = time.monotonic()
-        with caplog.at_level(logging.INFO, logger="miner.store.upgrade"):
-            store = Store.open(path, upgrade=upgrade)
-            store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
-        waited = time.monotonic() - started
+        try:
+            with caplog.at_level(logging.INFO, logger="miner.store.upgrade"):
+                store = Store.open(path, upgrade=upgrade)
+                store.database.check_writable()  # the service's check at start (upgrade=False), or any write after it
+            waited = time.monotonic() - started
+        finally:
+            releaser.join(120)
         holder.wait(timeout=60)
     assert waited >= 1.0  # it waited for the holder, not failed
     # Said once: the service waited so, before its model's load, with nothing in its log.
@@ -148,8 +181,14 @@ def test_an_upgrade_tells_each_migration_and_a_wait_for_the_lock_as_it_begins(
     path = tmp_path / "old.sqlite"
     _release_0_1_0_store(path, buckets=10)
     told: list[tuple[str, str]] = []
-    with write_lock_held(path, 1.0) as holder:
-        Store.open(path, on_phase=lambda key, words: told.append((key, words))).close()
+
+    def waiting_then_released(key: str, words: str) -> None:
+        told.append((key, words))
+        if key == "store_wait":  # let go once the wait is told: held a fixed second, it could end before the open began
+            release_lock(path)
+
+    with write_lock_held(path, 60) as holder:
+        Store.open(path, on_phase=waiting_then_released).close()
         holder.wait(timeout=60)
     pending = MIGRATIONS[2:]
     assert told == [("store_wait", "waiting for another process's upgrade of the store (it holds the write lock)"),
