@@ -117,7 +117,10 @@ def wait_for_runs(service: Service, n: int) -> None:
 def test_an_alert_the_store_fails_to_prepare_turns_healthz_and_metrics_until_it_is_prepared_and_sent_once(
         tmp_path: Path) -> None:
     db = tmp_path / "miner.sqlite"
-    with alerting_on_a_damaged_store(tmp_path) as (service, smtp, damaged, offset, base, _cfg):
+    # Its retries 30-60 min after a failure, on the real clock: the run below that finds it not due yet comes as late
+    # as a loaded runner makes it (by retry_base's default, 15-30 s on, a slow enough runner found it due).
+    with alerting_on_a_damaged_store(tmp_path, "retry_base = 3600\nretry_max = 3600\n") as (
+            service, smtp, damaged, offset, base, _cfg):
         wait_for_runs(service, 1)  # the run at the start: planned, claimed, and its preparation failed
         status, body = health(base)
         assert status == 503 and body["status"] == "degraded", body
@@ -139,7 +142,7 @@ def test_an_alert_the_store_fails_to_prepare_turns_healthz_and_metrics_until_it_
         assert smtp.inbox.messages == []
 
         damaged.mend()
-        offset[0] = HOUR  # its retry is due
+        offset[0] = HOUR  # its retry is due (an hour on at most)
         service._run_job("alerts")
         status, body = health(base)
         assert status == 200 and body["status"] == "ok", body
