@@ -31,11 +31,17 @@ def server() -> Iterator[FakeServer]:
         yield s
 
 
+# The fixtures' posts are dated November 2026, and `miner collect` leaves out those older than retention_days by the
+# real clock: at the default 30 days, the feed's posts were all dropped from late December 2026 on.
+KEEP_FIXTURES = "retention_days = 3650"
+
+
 def config(tmp_path: Path, url: str) -> Path:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f"""
 [store]
 path = "{tmp_path / 'm.sqlite'}"
+{KEEP_FIXTURES}
 
 [[services]]
 name = "GitHub"
@@ -293,8 +299,8 @@ def test_a_feed_url_with_a_key_comes_from_the_environment(tmp_path: Path, server
     # A feed whose URL carries its key could only be given in feeds.toml; url_env names a variable holding it.
     host = server.url.removeprefix("http://")
     cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "Discourse"\n[[sources]]\n'
-                   'name = "forum"\ntype = "rss"\nurl_env = "MINER_TEST_FEED_URL"\n')
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n{KEEP_FIXTURES}\n[[services]]\nname = "Discourse"\n'
+                   '[[sources]]\nname = "forum"\ntype = "rss"\nurl_env = "MINER_TEST_FEED_URL"\n')
     monkeypatch.delenv("MINER_TEST_FEED_URL", raising=False)
     checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
     assert checked.exit_code == 0 and "env not set: MINER_TEST_FEED_URL" in checked.output

@@ -20,9 +20,12 @@ BUCKET = timedelta(minutes=5)
 
 
 def _config(tmp_path: Path, services: list[str], sources: str) -> Path:
+    # The fixtures' posts are dated November 2026, and `miner collect` leaves out those older than retention_days by
+    # the real clock: at the default 30 days, they were all dropped from late December 2026 on.
     cfg = tmp_path / "feeds.toml"
     listed = "".join(f'\n[[services]]\nname = "{name}"\n' for name in services)
-    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n{listed}{sources}', encoding="utf-8")
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\nretention_days = 3650\n{listed}{sources}',
+                   encoding="utf-8")
     return cfg
 
 

@@ -50,8 +50,10 @@ def server() -> Iterator[FakeServer]:
 
 
 def _config(tmp_path: Path, server: FakeServer) -> Path:
+    # The fixture's posts are dated November 2026, and `miner collect` leaves out those older than retention_days by
+    # the real clock: at the default 30 days, they were all dropped from late December 2026 on.
     cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
+    cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\nretention_days = 3650\n[[services]]\nname = "GitHub"\n'
                    f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n'
                    '[[sources]]\nname = "secure"\ntype = "rss"\nurl = "https://127.0.0.1:9/feed.rss"\n')
     return cfg
@@ -191,7 +193,8 @@ def _socks5(seen: list[tuple[str, int]]) -> Callable[[socket.socket], None]:
 
 def test_a_socks_proxy_carries_the_sources_and_the_webhooks(
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # miner depends on httpx[socks] (socksio): a SOCKS proxy in the environment works as an http one does.
+    # miner depends on httpx[socks] (socksio): a SOCKS proxy in the environment works as an http one does. (The feed's
+    # posts, of November 2026, kept by retention_days as _config's are.)
     seen: list[tuple[str, int]] = []
     port = int(server.url.rsplit(":", 1)[1])
     hook = Hook()
@@ -199,8 +202,9 @@ def test_a_socks_proxy_carries_the_sources_and_the_webhooks(
         with serving(_socks5(seen)) as proxy:
             monkeypatch.setenv("ALL_PROXY", f"socks5://127.0.0.1:{proxy}")
             cfg = tmp_path / "feeds.toml"
-            cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\n[[services]]\nname = "GitHub"\n'
-                           f'[[sources]]\nname = "forum"\ntype = "rss"\nurl = "{server.url}/forum.rss"\n')
+            cfg.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\nretention_days = 3650\n[[services]]\n'
+                           f'name = "GitHub"\n[[sources]]\nname = "forum"\ntype = "rss"\n'
+                           f'url = "{server.url}/forum.rss"\n')
             checked = CliRunner().invoke(main, ["config", "check", str(cfg)])
             # The one warning: the file has no alert route.
             assert [ln for ln in checked.output.splitlines() if "warning" in ln] == [
