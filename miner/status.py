@@ -57,7 +57,9 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
 
 def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
     """The model `miner run` loaded last (``version``; None before a service recorded one), when it loaded it
-    (``loaded_at``), the ``threshold`` and ``early_exit`` it decides at (None before a service recorded them),
+    (``loaded_at``) and ``loaded_by``, the command that did ("miner run"; "miner replay" or "miner demo" when a
+    replay into the store gave its verdicts since), the ``threshold`` and ``early_exit`` it decides at (None before
+    a service recorded them),
     ``verdicts_other_model``: the posts created in the day before ``now`` whose counted verdict is another model's
     (None with no version), which a model update leaves until `miner reclassify --since` runs,
     ``verdicts_other_settings``: those whose counted verdict is this model's decided at another threshold or early-exit
@@ -73,11 +75,11 @@ def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:
     configured = {"config_threshold": asked.threshold if asked else None,
                   "config_early_exit": asked.early_exit if asked else None}
     if (serving := store.serving_model()) is None:
-        return {"version": None, "loaded_at": None, "threshold": None, "early_exit": None,
+        return {"version": None, "loaded_at": None, "loaded_by": None, "threshold": None, "early_exit": None,
                 "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": on_disk, **configured}
-    version, loaded_at = serving
+    version, loaded_at, loaded_by = serving
     decision = store.serving_decision()
-    return {"version": version, "loaded_at": _time(loaded_at),
+    return {"version": version, "loaded_at": _time(loaded_at), "loaded_by": loaded_by,
             "threshold": decision.threshold if decision else None,
             "early_exit": decision.early_exit if decision else None,
             "verdicts_other_model": store.other_model_verdicts(now, version, skip_source=REPORTS_SOURCE),

@@ -58,8 +58,9 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
     # ids[2]: the old model's, a day old at most; ids[3] is older than that, and ids[0], ids[1] count this model's.
 
     assert json.loads(_status(cfg, "--format", "json"))["model"] == {
-        "version": None, "loaded_at": None, "threshold": None, "early_exit": None, "verdicts_other_model": None,
-        "verdicts_other_settings": None, "on_disk": VERSION, "config_threshold": 0.37, "config_early_exit": True}
+        "version": None, "loaded_at": None, "loaded_by": None, "threshold": None, "early_exit": None,
+        "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": VERSION, "config_threshold": 0.37,
+        "config_early_exit": True}
     assert _status(cfg).startswith("model: none recorded yet")
 
     port = _free_port()
@@ -74,9 +75,35 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
         assert "miner_verdicts_other_model 1" in lines
         shown = json.loads(_status(cfg, "--format", "json"))["model"]
         assert shown["version"] == VERSION and shown["verdicts_other_model"] == 1 and shown["loaded_at"]
+        assert shown["loaded_by"] == "miner run"
         text = _status(cfg).splitlines()
         assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
         assert text[1].startswith("1 post of the last 24 h counts another model's verdict")
+    finally:
+        service.stop()
+
+
+def test_status_names_the_model_a_replay_gave_its_verdicts_with(tmp_path: Path) -> None:
+    # `miner status` on the store `miner demo --out DIR` built said "model: none recorded yet", though the demo had
+    # classified every post: only the service recorded its model. The demo is a replay of the bundled stream.
+    cfg = write_config(tmp_path)
+    stream = tmp_path / "posts.jsonl"
+    start = utcnow() - timedelta(hours=3)
+    stream.write_text("".join(json.dumps({"id": str(i), "text": text, "source": "telecom-feed",
+                                          "created_at": (start + timedelta(minutes=10 * i)).isoformat()}) + "\n"
+                              for i, text in enumerate(("mtn is down again", "no network on mtn", "mtn data ok"))))
+    res = CliRunner().invoke(main, ["--config", str(cfg), "replay", str(stream), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    model = json.loads(_status(cfg, "--format", "json"))["model"]
+    assert (model["version"], model["loaded_by"], model["verdicts_other_model"]) == (VERSION, "miner replay", 0)
+    assert model["loaded_at"]
+    assert _status(cfg).startswith(f"model {VERSION} (loaded by `miner replay` at ")
+    # A service started on the store records its own, as before.
+    config = load_config(cfg)
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
+    service.start()
+    try:
+        assert _status(cfg).startswith(f"model {VERSION} (loaded by `miner run` at ")
     finally:
         service.stop()
 

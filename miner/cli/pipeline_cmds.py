@@ -171,6 +171,9 @@ def _replay_locked(app: AppContext, posts_path: Path, total: int, speed: float |
                            progress=lambda k: bar.update(k), until=utcnow(), done_until=clock)
     if stats.start is None or stats.end is None:
         raise click.ClickException(f"{posts_path} holds no posts")
+    # As the service at its start: `miner status` names the model that gave the verdicts (recorded only now, so that
+    # a demo stopped before it stored a post leaves a store _refuse_other_store still takes for its own).
+    store.record_serving_model(pipeline.classifier.version, utcnow(), pipeline.classifier.decision, by=f"miner {label}")
     flush(pipeline, stats.end)
     left = store.end_replay()  # only now: a killed replay's rows are the run's that resumes it
     elapsed = time.monotonic() - started

@@ -116,16 +116,17 @@ def status(app: AppContext, fmt: str) -> None:
     fails, or none has polled for settle_minutes though each is due (the collect job stalled, the host was
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
-    JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no
-    verdict yet. The model has version and loaded_at (null before a service recorded one), threshold and early_exit
-    (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last
-    24 h whose counted verdict is another model's; null with no version), verdicts_other_settings (those whose
-    counted verdict is the model's, decided at another threshold or early_exit; null with none recorded), on_disk
-    (the version of the model.json in classifier.model_dir now, read without loading the model; null when
-    unreadable): one that is not version was put in place since the service started, which serves it only once
-    restarted or reloaded, and config_threshold and config_early_exit (the decision the config's [classifier]
-    settings give with that model.json, early exits off below its own threshold, as the service would load them;
-    null when it is unreadable): one that is not threshold and early_exit was configured since the service started.
+    JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no verdict
+    yet. The model has version, loaded_at and loaded_by (the command that loaded it: "miner run", or "miner replay" or
+    "miner demo" for the model a replay gave its verdicts with; null before one recorded it), threshold and early_exit
+    (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last 24 h
+    whose counted verdict is another model's; null with no version), verdicts_other_settings (those whose counted
+    verdict is the model's, decided at another threshold or early_exit; null with none recorded), on_disk (the version
+    of the model.json in classifier.model_dir now, read without loading the model; null when unreadable): one that is
+    not version was put in place since the service started, which serves it only once restarted or reloaded, and
+    config_threshold and config_early_exit (the decision the config's [classifier] settings give with that model.json,
+    early exits off below its own threshold, as the service would load them; null when it is unreadable): one that is
+    not threshold and early_exit was configured since the service started.
     A service has service, posts, complaints, baseline and z (null before the first scored
     bucket), last_bucket (the start of the last bucket the detector scored; null before the first), waiting_for (the
     sources whose next poll the first bucket ended since waits for; [] for none, or when the detector's next run
@@ -249,16 +250,19 @@ def _model_line(model: dict[str, Any]) -> str:
     from miner.status import shown_time
 
     if model["version"] is None:
-        return "model: none recorded yet (`miner run` records the model it loads at its start)"
-    line = f"model {model['version']} (loaded by `miner run` at {shown_time(model['loaded_at'], 'an unknown time')})"
-    if model["on_disk"] is not None and model["on_disk"] != model["version"]:
+        return ("model: none recorded yet (`miner run` records the model it loads at its start, a replay or the demo "
+                "the one that gave its verdicts)")
+    by = model["loaded_by"]
+    line = f"model {model['version']} (loaded by `{by}` at {shown_time(model['loaded_at'], 'an unknown time')})"
+    # The hints to reload are the service's: after a replay, no service serves the model recorded.
+    if by == "miner run" and model["on_disk"] is not None and model["on_disk"] != model["version"]:
         # Replaced in place (miner train --out, a new wheel): the service still gives the verdicts of the one loaded.
         line += (f"\nthe model.json on disk is {model['on_disk']}: restart or reload (SIGHUP) the service to "
                  "serve it")
     serving = None if model["threshold"] is None else Decision(model["threshold"], model["early_exit"])
     asked = None if model["config_threshold"] is None else Decision(model["config_threshold"],
                                                                     model["config_early_exit"])
-    if serving and asked and asked != serving:
+    if by == "miner run" and serving and asked and asked != serving:
         # Edited without a reload: the service decides new posts as before, and a reclassify run now decides the
         # stored ones at the new setting, whose baselines the service's detector then waits with (detect_relearn).
         line += (f"\nthe config's [classifier] settings decide at {asked.text()}, the service at {serving.text()}: "

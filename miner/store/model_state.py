@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 SERVING_MODEL = "serving_model"
 SERVING_MODEL_AT = "serving_model_at"
 SERVING_DECISION = "serving_decision"  # and the decision (threshold, early exits) it gave verdicts at (decision_text)
+# And the command that loaded it: a replay (`miner demo` too) records the model that gave its verdicts, as the service
+# does; without it, status said "none recorded yet" of a demo store whose every post the demo had classified.
+SERVING_MODEL_BY = "serving_model_by"
 # How far back other_model_verdicts looks: a day of posts, which a /metrics scrape reads through the posts_created_at
 # index (one lookup per post in the classifications' primary key), never the whole classifications table.
 OTHER_MODEL_WINDOW = timedelta(days=1)
@@ -41,13 +44,15 @@ OTHER_DECISION_SQL = (f"SELECT count(*) AS n FROM posts p INDEXED BY posts_creat
 class ModelStateMixin:
     database: Database
 
-    def record_serving_model(self, version: str, now: datetime, decision: Decision) -> None:
-        """Record that the service loaded the model ``version`` at ``now``, deciding at ``decision`` (at each start
-        and reload)."""
+    def record_serving_model(self, version: str, now: datetime, decision: Decision, *,
+                             by: str = "miner run") -> None:
+        """Record that the command ``by`` loaded the model ``version`` at ``now``, deciding at ``decision``: the
+        service at each start and reload, a replay (`miner replay`, `miner demo`) once it has given its verdicts."""
         with self.database.transaction() as conn:
             conn.executemany("INSERT INTO store_state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
                              "SET value = excluded.value", [(SERVING_MODEL, version), (SERVING_MODEL_AT, iso(now)),
-                                                            (SERVING_DECISION, decision_text(decision))])
+                                                            (SERVING_DECISION, decision_text(decision)),
+                                                            (SERVING_MODEL_BY, by)])
 
     def serving_decision(self) -> Decision | None:
         """The decision (threshold, early exits) the model `miner run` loaded last gives verdicts at; None if none
@@ -66,12 +71,16 @@ class ModelStateMixin:
                                                      *other_decision_args(decision)))
         return int(row["n"]) if row else 0
 
-    def serving_model(self) -> tuple[str, str | None] | None:
-        """(version, when it was loaded, as stored) of the model `miner run` loaded last; None if none recorded
-        (no service has started since the store was created or upgraded to a miner that records it)."""
+    def serving_model(self) -> tuple[str, str | None, str] | None:
+        """(version, when it was loaded, as stored, the command that loaded it) of the model `miner run` (or a replay
+        since) loaded last; None if none recorded (no service has started nor replay run since the store was created
+        or upgraded to a miner that records it). A model recorded before its command was is `miner run`'s."""
         rows = {r["key"]: str(r["value"]) for r in self.database.rows(
-            "SELECT key, value FROM store_state WHERE key IN (?, ?)", (SERVING_MODEL, SERVING_MODEL_AT))}
-        return (rows[SERVING_MODEL], rows.get(SERVING_MODEL_AT)) if SERVING_MODEL in rows else None
+            "SELECT key, value FROM store_state WHERE key IN (?, ?, ?)",
+            (SERVING_MODEL, SERVING_MODEL_AT, SERVING_MODEL_BY))}
+        if SERVING_MODEL not in rows:
+            return None
+        return rows[SERVING_MODEL], rows.get(SERVING_MODEL_AT), rows.get(SERVING_MODEL_BY, "miner run")
 
     def other_model_verdicts(self, now: datetime, model_version: str, *, skip_source: str | None = None) -> int:
         """Posts created in the OTHER_MODEL_WINDOW before ``now`` whose counted (latest) verdict is not
