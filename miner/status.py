@@ -1,6 +1,7 @@
 """What `miner status` shows: each service's last hour against its baseline, each source's health (and whether it
 needs someone to act), the silences and maintenance windows muting alerts now, the alert channels whose server the
-last attempt could not reach, and a clock behind the store (which /healthz and /metrics show too)."""
+last attempt could not reach, the notifications that failed for good, and a clock behind the store (which /healthz
+and /metrics show too)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
 from miner.timeutil import duration_text, floor_time, iso, parse_iso
+
+# The latest reason of the notifications failed for good, in status: an SMTP reply may run to a paragraph.
+REASON_WIDTH = 120
 
 
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
@@ -155,6 +159,32 @@ def channel_status(store: Store, config: Config) -> list[dict[str, Any]]:
         return []
     return [{"channel": r["channel"], "error": r["error"], "last_failed_at": _time(r["at"])}
             for r in store.unreachable_channels() if r["channel"] in channels]
+
+
+def failed_status(store: Store) -> dict[str, Any] | None:
+    """The notifications that failed for good (Store.failed_notifications), None for none: ``count``, ``since`` (the
+    earliest failure of those still failed), ``last_failed_at``, and the latest one's ``last_id``, ``last_channel``
+    and ``last_reason``. Only `miner outbox` and the log showed them: every email failing permanently for want of
+    its SMTP password left status saying nothing, the channel's server being reachable."""
+    failed = store.failed_notifications()
+    if failed is None:
+        return None
+    return {"count": failed["count"], "since": _time(failed["first_at"]), "last_failed_at": _time(failed["last_at"]),
+            "last_id": failed["id"], "last_channel": failed["channel"], "last_reason": failed["reason"]}
+
+
+def failed_text(failed: dict[str, Any]) -> str:
+    """failed_status in two lines, for `miner status`: the latest reason cut at REASON_WIDTH (`miner outbox` shows
+    each whole)."""
+    n, reason = failed["count"], " ".join(failed["last_reason"].split())
+    if len(reason) > REASON_WIDTH:
+        reason = reason[:REASON_WIDTH - 3] + "..."
+    since = f" since {shown_time(failed['since'])}" if n > 1 else ""
+    return (f"{n} notification{'s' if n > 1 else ''} failed for good{since}, the last (outbox {failed['last_id']}, "
+            f"{failed['last_channel']}) at {shown_time(failed['last_failed_at'], 'an unknown time')}: "
+            f"{reason or 'no reason kept'}\n"
+            f"`miner outbox` lists {'them' if n > 1 else 'it'} with each reason; once the cause is fixed, "
+            "`miner outbox retry ID` sends one again")
 
 
 def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str, Any]]:

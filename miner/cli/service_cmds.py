@@ -145,7 +145,10 @@ def status(app: AppContext, fmt: str) -> None:
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
-    through; in JSON "alert_channels": [{"channel", "error", "last_failed_at"}] ([] for none).
+    through; in JSON "alert_channels": [{"channel", "error", "last_failed_at"}] ([] for none). Then how many
+    notifications failed for good (a permanent error, such as an SMTP password whose variable is not set, or given
+    up on), since when, and the latest one's reason, until `miner outbox retry` queues them again; in JSON
+    "failed_notifications": {"count", "since", "last_failed_at", "last_id", "last_channel", "last_reason"}, or null.
 
     Last, a retention prune held back (the clock ahead of every post a source dated, see `miner prune`), until a
     prune goes on again; in JSON "prune_held": {"at", "cutoff", "newest_post"}, or null. A clock behind the store is
@@ -156,6 +159,8 @@ def status(app: AppContext, fmt: str) -> None:
         channel_status,
         clock_behind_text,
         clock_status,
+        failed_status,
+        failed_text,
         maintenance_status,
         model_status,
         service_status,
@@ -172,6 +177,7 @@ def status(app: AppContext, fmt: str) -> None:
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
     channels = channel_status(store, app.config)
+    failed = failed_status(store)
     silences = silence_status(store, app.config, now)
     maintenance = maintenance_status(app.config, now)
     held = store.prune_held()
@@ -182,7 +188,8 @@ def status(app: AppContext, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
                                "sources": sources, "silences": silences, "maintenance": maintenance,
-                               "alert_channels": channels, "prune_held": held, "clock_behind": behind},
+                               "alert_channels": channels, "failed_notifications": failed, "prune_held": held,
+                               "clock_behind": behind},
                               indent=2, allow_nan=False))
         return
     if behind:
@@ -240,6 +247,9 @@ def status(app: AppContext, fmt: str) -> None:
         for c in channels:  # whole: the error says what to fix
             click.echo(f"alerts to {c['channel']} failing (last attempt {shown_time(c['last_failed_at'], 'unknown')}): "
                        f"{c['error']}")
+    if failed:
+        click.echo()
+        click.echo(failed_text(failed))
     if held:
         click.echo()
         click.echo(held_prune_message(held))
