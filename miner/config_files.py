@@ -73,14 +73,21 @@ def alert_env(config: Config) -> list[tuple[str, str]]:
     return [(var, key) for var, key in named if var]
 
 
+def unset_alert_env(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
+    """A line for each variable alerts need that is unset or empty, saying what follows: `miner run` logs them at its
+    start (warn_unset_alert_env), `miner config check` prints them. The check named the variable alone ("env not
+    set: ..."), and the failed emails that follow were left to be found in `miner outbox`."""
+    env = os.environ if environ is None else environ
+    return [f"{key}: {shown_name(var)} is not set: every "
+            f"{'email' if key.startswith('alerts.smtp') else 'alert to this webhook'} fails until miner is started "
+            "with it" for var, key in alert_env(config) if not env.get(var)]
+
+
 def warn_unset_alert_env(config: Config, log: logging.Logger, environ: Mapping[str, str] | None = None) -> None:
     """A warning at `miner run`'s start for each variable alerts need that is unset or empty: read at each send, it
     failed the first alert of an outage for good (a permanent error), which was the first the operator heard."""
-    env = os.environ if environ is None else environ
-    for var, key in alert_env(config):
-        if not env.get(var):
-            log.warning("%s: %s is not set: every %s fails until miner is started with it", key, shown_name(var),
-                        "email" if key.startswith("alerts.smtp") else "alert to this webhook")
+    for line in unset_alert_env(config, environ):
+        log.warning("%s", line)
 
 
 def unalerted(config: Config) -> str | None:

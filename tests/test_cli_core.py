@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -153,8 +154,37 @@ def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunn
     result = runner.invoke(main, ["config", "check", str(cfg)])
     assert result.exit_code == 0, result.output
     assert "env not set: T_ID" in next(ln for ln in result.output.splitlines() if ln.startswith("r "))
-    assert "env not set: T_PASS (alerts.smtp.password_env), T_OPS (alerts.webhooks[0].url_env)" in result.output
+    assert ("warning: alerts.smtp.password_env: T_PASS is not set: every email fails until miner is started with "
+            "it\nwarning: alerts.webhooks[0].url_env: T_OPS is not set: every alert to this webhook fails until miner "
+            "is started with it\n") in result.output
     assert "T_HASH" not in result.output and "T_USER" not in result.output and "T_SECRET" not in result.output
+
+
+def test_config_check_says_what_follows_an_unset_alert_variable_as_miner_run_warns_of_it(
+        runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # `env not set: T_PASS (alerts.smtp.password_env)` said nothing of what follows, where `miner run`'s start said
+    # that every email fails until it is set: the one who ran the check started the service and lost the alerts.
+    from miner.config import load_config
+    from miner.config_files import warn_unset_alert_env
+
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[alerts.smtp]\nusername_env = "T_USER"\npassword_env = "T_PASS"\n[[alerts.webhooks]]\n'
+                   'name = "ops"\nurl_env = "T_OPS"\n[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n'
+                   'webhooks = ["ops"]\n')
+    monkeypatch.setenv("T_USER", "u")
+    monkeypatch.setenv("MINER_HASH_KEY", "k")
+    for var in ("T_PASS", "T_OPS"):
+        monkeypatch.delenv(var, raising=False)
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    with caplog.at_level("WARNING", logger="miner.test"):
+        warn_unset_alert_env(load_config(cfg), logging.getLogger("miner.test"))
+    logged = [r.getMessage() for r in caplog.records if r.name == "miner.test"]
+    assert logged == ["alerts.smtp.password_env: T_PASS is not set: every email fails until miner is started with it",
+                      "alerts.webhooks[0].url_env: T_OPS is not set: every alert to this webhook fails until miner is "
+                      "started with it"]
+    assert [line.removeprefix("warning: ") for line in result.output.splitlines()
+            if "is not set" in line or "env not set" in line] == logged
 
 
 def test_config_check_does_not_echo_an_unset_env_name_that_reads_as_the_secret(runner: CliRunner, tmp_path: Path,
@@ -175,7 +205,9 @@ def test_config_check_does_not_echo_an_unset_env_name_that_reads_as_the_secret(r
     assert result.exit_code == 0, result.output
     assert not [secret for secret in secrets if secret in result.output], result.output
     assert "env not set: T_ID, [not shown]" in next(ln for ln in result.output.splitlines() if ln.startswith("r "))
-    assert "T_USER (alerts.smtp.username_env), [not shown] (alerts.smtp.password_env)" in result.output
+    assert "warning: alerts.smtp.username_env: T_USER is not set: every email fails" in result.output
+    assert ("warning: alerts.smtp.password_env: a variable whose name is not shown (it reads as the secret itself) is "
+            "not set: every email fails") in result.output
     for key in secrets.values():
         assert f"warning: {key} does not read as the name of an environment variable" in result.output
     assert 'security = "none" sends the login ([not shown]) to mail.example.org' in result.output

@@ -29,16 +29,17 @@ def config_check(app: AppContext, path: Path | None) -> None:
     """Validate a feeds.toml (default: the --config file) and print a summary.
 
     Unknown keys, wrong types and bad references are reported with the key path and the line, and so are a
-    classifier.model_dir that is not there and an alerts.smtp.ca_file that cannot be read. Environment
-    variables it names that are unset or empty (as the service would find them) are listed, but not a name that
-    reads as the secret itself (lower case, or a token such as AKIA...): a warning names its key instead. A source
-    url that holds what looks like a credential (a user name, a query parameter such as api_key) is warned about,
-    as are an SMTP login that would cross the network unencrypted, an alerts lease shorter than a slow send may
-    take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP cannot use (a SOCKS
-    proxy without the socksio package, a scheme other than http, https or socks5, a bad port). So are services
-    that no alert route tells anyone of (no [[alerts.routes]], or none listing them in its services).
+    classifier.model_dir that is not there and an alerts.smtp.ca_file that cannot be read. Environment variables it
+    names that are unset or empty (as the service would find them) are listed, an alert's in a warning of its own saying
+    what follows, as `miner run` warns at its start (every email, or every alert to that webhook, fails until miner is
+    started with it); not a name that reads as the secret itself (lower case, or a token such as AKIA...): a warning
+    names its key instead. A source url that holds what looks like a credential (a user name, a query parameter such as
+    api_key) is warned about, as are an SMTP login that would cross the network unencrypted, an alerts lease shorter
+    than a slow send may take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP
+    cannot use (a SOCKS proxy without the socksio package, a scheme other than http, https or socks5, a bad port). So
+    are services that no alert route tells anyone of (no [[alerts.routes]], or none listing them in its services).
     """
-    from miner.config_files import alert_env, load_checked, unalerted
+    from miner.config_files import alert_env, load_checked, unalerted, unset_alert_env
     from miner.env_names import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
@@ -79,10 +80,14 @@ def config_check(app: AppContext, path: Path | None) -> None:
              if app.db_path is not None and app.db_path.resolve() != Path(cfg.store.path).resolve()
              else str(cfg.store.path))
     click.echo(f"store: {store}; detector bucket: {cfg.detector.bucket_minutes} min")
-    named = [(cfg.store.hash_key_env, "store.hash_key_env"), *alert_env(cfg)]
-    unset = [f"{shown(var, key)} ({key})" for var, key in named if var and not os.environ.get(var)]
-    if unset:
-        click.echo(f"env not set: {', '.join(unset)}")
+    if (var := cfg.store.hash_key_env) and not os.environ.get(var):
+        click.echo(f"env not set: {shown(var, 'store.hash_key_env')} (store.hash_key_env)")
+    # An alert's, as `miner run` warns of it at its start: with what follows (every email failing for good).
+    for var, key in alert_env(cfg):
+        if not os.environ.get(var):
+            shown(var, key)  # a name that reads as the secret: warned of below
+    for line in unset_alert_env(cfg):
+        click.echo(f"warning: {line}")
     for key in secret_like:
         # hunter2 or ghp_... passes as a name; echoed here it would end up in a terminal's or CI job's log.
         click.echo(f"warning: {key} does not read as the name of an environment variable (those are usually "
