@@ -21,6 +21,7 @@ def unreachable_key(channel: str) -> str:
     """alert_state: the error with which ``channel``'s server was last found unreachable; empty once it answered."""
     return f"{UNREACHABLE}{channel}"
 
+
 # The failed rows, each with when it failed, the latest first, and their count and earliest failure beside it: one
 # statement, so that the count and the latest row are of one snapshot (a `miner outbox retry` may come between two).
 # Read through outbox_due, by status: the failed rows alone, whatever the size of the outbox (retention deletes them
