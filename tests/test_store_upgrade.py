@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,6 +170,51 @@ def test_an_upgrade_waits_for_another_process_upgrading_the_store(
     if upgrade:  # upgraded, the store's writes wait as long as before: a job's write is not held up for minutes
         assert store.database.one("PRAGMA busy_timeout") == {"timeout": 200}
     store.close()
+
+
+def test_a_process_waiting_out_another_upgrade_says_so_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Another process upgrading the store takes the write lock for each migration in turn, so a process waiting for
+    # it (the service's check that the store takes writes, then its upgrade; a cron job's command, migration after
+    # migration) waited several times, and said so at each wait: the same warning over and over, where the docs
+    # promise it once. The lock is held here by a connection of the test's own, taken again between the waits.
+    monkeypatch.setattr(store_db, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(store_upgrade, "BUSY_TIMEOUT_MS", 200)
+    path = tmp_path / "old.sqlite"
+    _release_0_1_0_store(path, buckets=10)
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def waits_while_held(action: Callable[[store_upgrade.OnPhase], object]) -> None:
+        holder.execute("BEGIN IMMEDIATE")
+        waiting = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                action(lambda key, _words: waiting.set() if key == "store_wait" else None)
+            except BaseException as exc:
+                failed.append(exc)
+
+        waiter = threading.Thread(target=run)
+        waiter.start()
+        try:
+            assert waiting.wait(timeout=60), "never waited for the lock"
+        finally:
+            holder.execute("ROLLBACK")
+            waiter.join(timeout=60)
+        assert not waiter.is_alive() and failed == []
+
+    with caplog.at_level(logging.INFO, logger="miner.store.upgrade"):
+        store = Store.open(path, upgrade=False)
+        waits_while_held(lambda on_phase: store.database.check_writable(on_phase=on_phase))  # the service's check
+        store.close()
+        waits_while_held(lambda on_phase: Store.open(path, on_phase=on_phase).close())  # then its upgrade
+    holder.close()
+    waits = [r.getMessage() for r in caplog.records if "waiting for the write lock" in r.getMessage()]
+    assert len(waits) == 1, waits
+    with sqlite3.connect(path) as check:
+        assert check.execute("SELECT count(*) FROM schema_migrations").fetchone() == (len(MIGRATIONS),)
+    check.close()
 
 
 def test_an_upgrade_tells_each_migration_and_a_wait_for_the_lock_as_it_begins(

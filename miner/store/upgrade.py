@@ -36,14 +36,21 @@ _WAIT_SLICE_MS = 200
 OnPhase = Callable[[str, str], None]
 WAITING = "waiting for another process's upgrade of the store (it holds the write lock)"
 
+# The stores whose wait for another process's upgrade this process has logged, until its own upgrade of one ends.
+# That process takes the lock for each migration in turn, so a process waiting on it waits again and again (the
+# service's check that the store takes writes, then its upgrade, migration after migration): each wait logged the
+# same warning, up to once a migration.
+_TOLD: set[str] = set()
+
 
 def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None, path: str = "",
                   on_phase: OnPhase | None = None) -> None:
     """BEGIN IMMEDIATE, waiting for the write lock up to UPGRADE_BUSY_TIMEOUT_MS in slices: a signal's handler that
     raises (a command's Ctrl-C or SIGTERM) ends the wait, and so does ``stop`` set (the service's), with SQLite's
     "database is locked". A wait is logged once, as a warning (which a command at a terminal shows), naming the
-    store ``path``: the service started during a cron job's upgrade waited minutes with nothing in its log, before
-    even loading its model. ``on_phase`` is told of a wait as it begins."""
+    store ``path`` (and not again for that store until this process's upgrade of it ends, see _TOLD): the service
+    started during a cron job's upgrade waited minutes with nothing in its log, before even loading its model.
+    ``on_phase`` is told of each wait as it begins."""
     deadline = time.monotonic() + UPGRADE_BUSY_TIMEOUT_MS / 1000
     told = False
     try:
@@ -59,8 +66,11 @@ def begin_waiting(conn: sqlite3.Connection, stop: threading.Event | None = None,
                     raise
                 if not told:
                     told = True
-                    if on_phase is not None:
+                    if on_phase is not None:  # at each wait: the endpoint's phase says what goes on now
                         on_phase("store_wait", WAITING)
+                    if path in _TOLD:
+                        continue
+                    _TOLD.add(path)
                     log.warning("store %s: waiting for the write lock, which another process holds (another miner "
                                 "upgrading this store holds it throughout each migration): up to %d min, Ctrl-C or "
                                 "SIGTERM ends the wait", path or "?", UPGRADE_BUSY_TIMEOUT_MS // 60_000)
@@ -113,6 +123,8 @@ def upgrade_store(conn: sqlite3.Connection, path: str, *, apply: bool = True,
         raise UpgradeStopped(exc, f"; the upgrade stopped at migration {running[0] if running else pending[0]}, "
                                   f"rolled back whole ({done} of {len(MIGRATIONS)} applied, the rest at the next "
                                   "open)") from exc
+    finally:
+        _TOLD.discard(path)
     if not new:
         log.info("store %s: upgraded in %.1f s", path, time.monotonic() - started)
     return False
