@@ -148,15 +148,21 @@ class ServiceJobs:
         return f"; the run took {took:.0f} s, past the collect job's {every:g} s interval: sources due meanwhile waited"
 
     def _carried_polls(self, every: float) -> str:
-        """The polls running for longer than the collect job's interval, longest first: carried over to the next
-        run, they delay no other source, but a source slow to answer (or hanging until its timeout) is polled
-        less often than its interval says, and nothing else said which source it was."""
-        slow = [(name, took) for name, took in self._poller.pool.running_for() if took > every]
+        """The polls running for longer than the collect job's interval, longest first (at a stop, all those running:
+        given up): carried over to the next run, they delay no other source, but a source slow to answer (or hanging
+        until its timeout) is polled less often than its interval says, and nothing else said which source it was."""
+        # At a stop, every poll still running was given up (the run said "carried over to the next run" of them,
+        # right after the pool said they were given up): none of it is stored, and the next start polls them again.
+        stopping = self._stop.is_set()
+        slow = [(name, took) for name, took in self._poller.pool.running_for() if stopping or took > every]
         if not slow:
             return ""
-        named = ", ".join(f"{name} {took:.0f} s" for name, took in slow[:3])
-        return (f"; {len(slow)} poll{'s' if len(slow) != 1 else ''} in flight for longer than the collect job's "
-                f"{every:g} s interval, carried over to the next run: {named}{', ...' if len(slow) > 3 else ''}")
+        named = ", ".join(f"{name} {took:.0f} s" for name, took in slow[:3]) + (", ..." if len(slow) > 3 else "")
+        if stopping:
+            return (f"; {counted(len(slow), 'poll')} in flight given up at the stop, polled again at the next start: "
+                    f"{named}")
+        return (f"; {counted(len(slow), 'poll')} in flight for longer than the collect job's {every:g} s interval, "
+                f"carried over to the next run: {named}")
 
     def job_process(self, now: datetime) -> None:
         pipeline = self._pipeline("process")

@@ -186,6 +186,34 @@ def test_a_source_is_polled_on_its_interval_while_another_hangs_and_a_stop_gives
         store.close()
 
 
+def test_the_last_run_at_a_stop_says_the_polls_in_flight_are_given_up_not_carried_over(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The round a stop ended said, right after "stop requested: 1 polls still in flight given up after 5 s", that
+    # its poll in flight was "carried over to the next run": there is none, and nothing of that poll is stored (the
+    # source is polled again at the next start). The run waits up to 59 s for its polls here, so the stop comes
+    # while it runs, with the slow poll (60 s) in flight.
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve("/fast.rss", feed("f", utcnow()))
+        server.serve("/slow.rss", feed("s", utcnow(), delay=60.0))
+        service = Service(load_config(service_config(tmp_path, server.url)), tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 60.0),), http=False))
+        caplog.set_level("INFO", logger="miner")
+        service.start()
+        try:
+            service._poller.stop_grace = 0.5  # the default is 5 s: the test only needs it shorter than the hang
+            wait_for(lambda: len(server.requests_to("/slow.rss")) == 1, timeout=30)
+        finally:
+            service.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert "stop requested: 1 poll still in flight given up after 0.5 s" in lines
+    last = [line for line in lines if line.startswith("collected from")][-1]
+    assert "carried over" not in last
+    assert "; 1 poll in flight given up at the stop, polled again at the next start: slow " in last, last
+
+
 def test_a_poll_carried_over_that_ends_within_the_stops_grace_is_stored_once(tmp_path: Path) -> None:
     with FakeServer() as server:
         server.serve("/fast.rss", feed("f", utcnow()))

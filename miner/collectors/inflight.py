@@ -22,6 +22,7 @@ from miner.collectors.base import utc_now
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import SourceState
+from miner.timeutil import counted
 
 if TYPE_CHECKING:
     from miner.collectors.poller import Poller, PollOutcome
@@ -143,8 +144,8 @@ class PollPool:
                         if left is not None and left <= 0:
                             if stop is not None and stop.is_set() and not self._given_up:
                                 self._given_up = True  # said once, not again by the stop's last call
-                                log.info("stop requested: %d polls still in flight given up after %g s",
-                                         len(self._running), self._poller.stop_grace)
+                                log.info("stop requested: %s still in flight given up after %g s",
+                                         counted(len(self._running), "poll"), self._poller.stop_grace)
                             return
                         wait = left if stop is None else min(left if left is not None else _STOP_CHECK_S,
                                                              _STOP_CHECK_S)
