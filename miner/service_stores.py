@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from miner.errors import StoreError
@@ -120,12 +120,40 @@ class JobStores:
         saved = False
         if self.lost_reason is not None:
             self.lost_reason, saved = self._save_lost(self.lost_reason)
-        with self._guard:
+        with self._moved_aside(), self._guard:
             for store in self.open.values():
                 store.close()
             self.open.clear()
         if saved and self._file_lost:
             self._drop_lost_sidecars()
+
+    @contextlib.contextmanager
+    def _moved_aside(self) -> Iterator[None]:
+        """With only the store's -wal or -shm lost, the store file moved aside while its connections close, then put
+        back as it was. The last connection's close checkpoints its -wal into a file still at its path: after a
+        backup copied over the store (`cp`, which keeps the file) and the -wal and -shm deleted, as a restore is
+        done, with the service still running, that close copied the service's pages over the backup's. SQLite does
+        not checkpoint into a file that has moved (as after a restore done with `mv`)."""
+        if self.lost_reason is None or self._file_lost or self.db_path == ":memory:":
+            yield
+            return
+        real = Path(os.path.realpath(self.db_path))  # SQLite follows a symlink to the file it opens
+        aside = real.with_name(f".{real.name}.closing-{os.getpid()}")
+        try:
+            real.rename(aside)
+        except OSError as exc:
+            log.warning("store %s: could not move it aside while its connections closed (%s): the last one's close "
+                        "may copy the service's -wal into it", self.db_path, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            if real.exists():  # put there meanwhile: kept, and so is the file moved aside
+                log.error("store %s: another file was put there while the service closed it; the file that was "
+                          "there is kept as %s", self.db_path, aside)
+            else:
+                aside.rename(real)
 
     def _save_lost(self, reason: str) -> tuple[str, bool]:
         # A deleted file is gone for good once its last connection closes: keep a copy of what it held.

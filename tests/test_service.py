@@ -445,6 +445,38 @@ def test_a_store_replaced_under_the_service_is_not_given_the_lost_files_wal(tmp_
         assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
 
 
+def test_a_backup_restored_with_cp_under_the_service_is_left_as_it_was_copied(tmp_path: Path) -> None:
+    # The documented restore (copy the backup over the store, delete its -wal and -shm) done while the service ran:
+    # `cp` keeps the file's inode, so the service, stopping, took the file for its own, and its last connection's
+    # close checkpointed the service's -wal into it: the pages the service had changed since the backup were copied
+    # over the backup's (the restore undone where the two agreed, a damaged store where they did not).
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    db = tmp_path / "miner.sqlite"
+    service = Service(load_config(write_config(tmp_path, "http://127.0.0.1:9/feed.rss")), db,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=False))
+    service.start()
+    backup = tmp_path / "backup.sqlite"
+    try:
+        wait_for(lambda: service.health["retention"].runs >= 1, timeout=30)
+        service._store("http").backup(backup)
+        service._store("http").add_silence("MTN", utcnow(), utcnow() + timedelta(hours=1), "test", utcnow())
+        shutil.copyfile(backup, db)  # in place, as cp does
+        for side in ("-wal", "-shm"):
+            Path(f"{db}{side}").unlink()
+        assert not service.healthz()[0]
+    finally:
+        service.stop()
+    assert db.read_bytes() == backup.read_bytes()
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        assert conn.execute("SELECT count(*) FROM silences").fetchone()[0] == 0
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    wal = Path(f"{db}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0  # nothing for the next open to copy into it
+    assert not list(tmp_path.glob(".miner.sqlite*"))  # the file moved aside while the service closed is back
+
+
 def test_a_store_found_corrupt_is_logged_once_while_every_run_and_scrape_shows_it(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # Each run of each job logged the same error line, with its advice: every 15 s from collect alone, and at
