@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from miner.alerts.digest_content import digest_incident_rows
+from miner.alerts.official import digest_officials
 from miner.alerts.planner import make_message_id
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings
@@ -91,5 +92,7 @@ def _has_news(store: Store, route: RouteSettings, since: datetime, as_of: dateti
               sources: Collection[str] | None) -> bool:
     """Whether the digest rendered as of ``as_of`` has anything to say (the same window it is rendered over)."""
     if digest_incident_rows(store, route.matches, since, as_of):
+        return True
+    if digest_officials(store, route.matches, since, as_of, sources):
         return True
     return bool(store.failing_sources(sources))

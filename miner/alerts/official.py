@@ -3,6 +3,7 @@ the one nearest it in time."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -56,11 +57,42 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime,
         match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
     if match is None:
         return None, None
-    official = Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
-                        str(match.get("started_at", "")), safe_url(match.get("url")),
-                        clean_text(match.get("impact") or "", 20),
-                        first_seen=match.get("started_at") == match.get("first_seen_at"))
+    official = _official(match)
     lead = row.get("lead_time_minutes")
     if lead is None:
         lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
     return official, safe_number(lead)
+
+
+def _official(match: dict[str, Any]) -> Official:
+    return Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
+                    str(match.get("started_at", "")), safe_url(match.get("url")),
+                    clean_text(match.get("impact") or "", 20),
+                    first_seen=match.get("started_at") == match.get("first_seen_at"))
+
+
+@dataclass(frozen=True)
+class DigestOfficial:
+    """A provider's incident a digest lists on its own, whether or not miner saw an outage of its service."""
+
+    service: str
+    official: Official
+    open: bool
+
+
+# The statuses that say a provider's incident is over, whatever its resolved_at (a feed entry may say so first).
+_OVER = frozenset({"resolved", "postmortem"})
+
+
+def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
+                     sources: Collection[str] | None) -> list[DigestOfficial]:
+    """The providers' incidents of the route's services open, or resolved since ``since``, that miner had seen by
+    ``as_of``: open ones first, then by start. The store keeps each one's latest state alone, so they are shown as
+    they stand now. Planned work is left out, and so are those of sources no longer polled (``sources``; None: any),
+    whose incidents left open stay so in the store for good."""
+    rows = [o for o in store.official_incidents(None, since)
+            if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
+            and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
+    shown = [DigestOfficial(clean_text(o["service"], 80), _official(o),
+                            o["resolved_at"] is None and o["status"] not in _OVER) for o in rows]
+    return sorted(shown, key=lambda d: not d.open)  # stable: by start within each

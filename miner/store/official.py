@@ -56,10 +56,11 @@ class OfficialIncidentsMixin:
         return {int(r["id"]): r for r in self.database.rows(f"SELECT * FROM official_incidents WHERE id {IN_LIST}",
                                                              (json_list(ids),))}
 
-    def official_incidents(self, service: str, since: datetime) -> list[dict[str, Any]]:
+    def official_incidents(self, service: str | None, since: datetime) -> list[dict[str, Any]]:
+        """The incidents of ``service`` (None: of every service) still open or resolved at or after ``since``."""
         return self.database.rows(
-            "SELECT * FROM official_incidents WHERE service = ? AND (resolved_at IS NULL OR resolved_at >= ?) "
-            "ORDER BY started_at",
+            "SELECT * FROM official_incidents WHERE (?1 IS NULL OR service = ?1) "
+            "AND (resolved_at IS NULL OR resolved_at >= ?2) ORDER BY started_at",
             (service, iso(since)),
         )
 

@@ -1,0 +1,86 @@
+"""The providers' own incidents in a digest, over a real store and SMTP server: listed in a section of their own for
+the route's services, even when miner detected nothing, and never under "All quiet"."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+
+from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
+from test_alerts_support import T0, settings
+
+from miner.alerts import dispatch, enqueue_due_digests, render_digest
+from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
+from miner.config import SourceConfig
+from miner.records import FetchResult, OfficialIncident
+from miner.store import Store
+
+EVIL_TITLE = "Degraded <b>Actions</b> & \x1b[31mPages\u202e"
+
+
+def post_incident(store: Store, service: str, external_id: str, started: datetime, *, status: str = "investigating",
+                  title: str = EVIL_TITLE, resolved: datetime | None = None) -> None:
+    """The status page's poll at ``started`` + 5 min listing the incident (resolved: as the provider resolved it)."""
+    store.sync_sources([SourceConfig(name="status:gh", type="statuspage", url="https://www.githubstatus.com")])
+    inc = OfficialIncident(source="status:gh", external_id=external_id, service=service, title=title, status=status,
+                           started_at=started, updated_at=resolved or started, impact="major",
+                           url=f"https://www.githubstatus.com/incidents/{external_id}", resolved_at=resolved)
+    polled = (resolved or started) + timedelta(minutes=5)
+    store.save_fetch("status:gh", FetchResult(incidents=[inc]), polled, polled + timedelta(seconds=1))
+
+
+def route_settings(server: SmtpServer, services: tuple[str, ...] = ()) -> AlertSettings:
+    route = RouteSettings(name="team", email=("team@example.org",), immediate=False, digest="0 * * * *",
+                          services=services)
+    smtp = SmtpSettings(host="127.0.0.1", port=server.port, security="none", timeout=5)
+    return settings(routes=(route,), webhooks=(), smtp=smtp, group_wait=0.0)
+
+
+def said(message: EmailMessage) -> str:
+    return " ".join(message.get_body(("plain",)).get_content().split())  # type: ignore[union-attr]
+
+
+def html(message: EmailMessage) -> str:
+    return message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+
+
+def test_a_quiet_digest_lists_the_providers_open_incident_and_is_not_all_quiet(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Miner detected nothing; GitHub's status page has a major incident open since 12:20. The digest is sent (not
+    # skipped as quiet), says so in its subject and lists it, escaped, in both parts.
+    cfg = route_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0)  # anchors the schedule at 12:00
+    post_incident(store, "GitHub", "qcvjkzcs7j74", T0 + timedelta(minutes=20))
+    assert enqueue_due_digests(store, cfg, T0 + timedelta(hours=1)) == 1
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").sent == 1
+    [digest] = smtp_server.inbox.messages
+    assert str(digest["Subject"]) == "[miner] Digest 2026-11-27 13:00 UTC: 1 open on status pages"
+    text, page = said(digest), html(digest)
+    assert "All quiet" not in text and "All quiet" not in page
+    assert "Miner detected no incidents since 2026-11-27 12:00 UTC, but 1 incident is open" in text
+    assert ("GitHub: Degraded <b>Actions</b> & [31mPages (investigating, major impact, since 2026-11-27 12:20 UTC) "
+            "https://www.githubstatus.com/incidents/qcvjkzcs7j74") in text
+    assert "\x1b" not in text and "\u202e" not in text and "\x1b" not in page
+    assert "<b>GitHub</b>: <a href=\"https://www.githubstatus.com/incidents/qcvjkzcs7j74\"" in page
+    assert "Degraded &lt;b&gt;Actions&lt;/b&gt; &amp; [31mPages</a> (investigating, major impact, since" in page
+
+
+def test_the_route_sees_only_its_services_and_those_resolved_before_its_period_not_at_all(store: Store) -> None:
+    since, now = T0, T0 + timedelta(hours=1)
+    post_incident(store, "GitHub", "open1", T0 + timedelta(minutes=20), title="Actions delayed")
+    post_incident(store, "Slack", "slack1", T0 + timedelta(minutes=25), title="Slack is slow")
+    post_incident(store, "GitHub", "done1", T0 - timedelta(minutes=50), title="Pages down",
+                  resolved=T0 + timedelta(minutes=10), status="resolved")
+    post_incident(store, "GitHub", "old1", T0 - timedelta(hours=5), title="Long over",
+                  resolved=T0 - timedelta(hours=4), status="resolved")
+    post_incident(store, "GitHub", "later", T0 + timedelta(hours=2), title="Not yet seen")
+    route = RouteSettings(name="gh", email=("gh@example.org",), services=("github",))
+    d = render_digest(store, settings(routes=(route,), webhooks=()), now, "gh", since=since)
+    assert "Providers' status pages (1 open, 1 resolved since 2026-11-27 12:00 UTC):" in d.text
+    assert d.text.index("Actions delayed (investigating") < d.text.index("Pages down (resolved")  # open first
+    assert all(t not in d.text + d.html for t in ("Slack", "Long over", "Not yet seen", "All quiet"))
+
+    other = RouteSettings(name="ug", email=("ug@example.org",), services=("Airtel",))
+    quiet = render_digest(store, settings(routes=(other,), webhooks=()), now, "ug", since=since)
+    assert "all quiet" in quiet.subject and "All quiet: no incidents for Airtel since" in quiet.text
+    assert "status pages" not in quiet.text and "status pages" not in quiet.html
