@@ -86,13 +86,17 @@ _OVER = frozenset({"resolved", "postmortem"})
 
 def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
                      sources: Collection[str] | None) -> list[DigestOfficial]:
-    """The providers' incidents of the route's services open, or resolved since ``since``, that miner had seen by
-    ``as_of``: open ones first, then by start. The store keeps each one's latest state alone, so they are shown as
-    they stand now. Planned work is left out, and so are those of sources no longer polled (``sources``; None: any),
-    whose incidents left open stay so in the store for good."""
+    """The providers' incidents of the route's services open (updated within ONGOING_QUIET), or resolved since
+    ``since``, that miner had seen by ``as_of``: open ones first, then by start. The store keeps each one's latest
+    state alone, so they are shown as they stand now. Planned work is left out, and so are those of sources no longer
+    polled (``sources``; None: any), whose incidents left open stay so in the store for good."""
     rows = [o for o in store.official_incidents(None, since)
             if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
             and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
     shown = [DigestOfficial(clean_text(o["service"], 80), _official(o),
                             o["resolved_at"] is None and o["status"] not in _OVER) for o in rows]
+    # An open one the provider has not updated for ONGOING_QUIET is one whose resolve miner never read (a feed entry
+    # that says no status), as for the alerts: listed, it would keep every digest from saying all quiet for good.
+    shown = [d for d, o in zip(shown, rows, strict=True)
+             if not d.open or parse_iso(o["updated_at"]) >= as_of - ONGOING_QUIET]
     return sorted(shown, key=lambda d: not d.open)  # stable: by start within each
