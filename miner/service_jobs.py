@@ -288,17 +288,19 @@ class ServiceJobs:
             return
         removed = store.prune_posts(cutoff, stop=self._stop)
         if removed:
-            log.info("retention: pruned %d posts older than %d days", removed, settings.retention_days)
+            log.info("retention: pruned %s older than %s", counted(removed, "post"),
+                     counted(settings.retention_days, "day"))
         buckets = 0 if self._stop.is_set() else store.prune_buckets(now - timedelta(days=settings.bucket_days),
                                                                     stop=self._stop)
         if buckets:
-            log.info("retention: pruned %d bucket rows older than %d days", buckets, settings.bucket_days)
+            log.info("retention: pruned %s older than %s", counted(buckets, "bucket row"),
+                     counted(settings.bucket_days, "day"))
         # The alert history is kept as long as the bucket rows its charts were drawn from.
         notifications, silences = (0, 0) if self._stop.is_set() else store.prune_alert_history(
             now - timedelta(days=settings.bucket_days), stop=self._stop)
         if notifications or silences:
-            log.info("retention: pruned %d finished notifications and %d ended silences older than %d days",
-                     notifications, silences, settings.bucket_days)
+            log.info("retention: pruned %s and %s older than %s", counted(notifications, "finished notification"),
+                     counted(silences, "ended silence"), counted(settings.bucket_days, "day"))
         if self._stop.is_set():
             # Each batch is committed: the next start's retention run goes on from there.
             log.info("retention: stopped; what is left to prune goes at the next run")

@@ -855,6 +855,7 @@ def test_a_stop_ends_a_long_classify_backlog_after_its_batch(tmp_path: Path) -> 
 
 def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # It pruned posts and bucket rows only: sent notifications and their deliveries were kept for good.
+    from miner.records import Post
     from miner.store.outbox import Finish
 
     service = _retention_only(tmp_path, [0.0])
@@ -864,12 +865,18 @@ def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pyte
         store.enqueue_digest(f"digest:{i}", "oncall", f"<{i}@example.org>", {}, at, "digest_anchor:oncall", "")
         assert store.claim_due(i + 1, "test", at, at) is not None
         assert store.finish_notification(i + 1, "test", at, Finish("sent"))
+    # One post as old as the older notification, and a newer one, so that the prune is not held back.
+    times = (now - timedelta(days=kept + 1), now - timedelta(days=1))
+    store.insert_posts([Post("telecom-feed", f"p{i}", "MTN is down", at, services=("MTN",))
+                        for i, at in enumerate(times)], now)
     try:
         with caplog.at_level("INFO"):
             service.job_retention(now)
     finally:
         service.stop()
-    assert f"retention: pruned 1 finished notifications and 0 ended silences older than {kept} days" in caplog.text
+    # One of each is "1 post", not "1 posts".
+    assert f"retention: pruned 1 post older than {service.config.store.retention_days} days" in caplog.text
+    assert f"retention: pruned 1 finished notification and 0 ended silences older than {kept} days" in caplog.text
     assert [r["dedupe_key"] for r in store.outbox_listing(["sent"])] == ["digest:1"]
     assert store.database.one("SELECT count(*) AS n FROM deliveries") == {"n": 1}
     store.close()

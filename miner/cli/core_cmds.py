@@ -270,5 +270,6 @@ def prune(app: AppContext, days: int | None, force: bool) -> None:
     removed = app.store().prune_posts(cutoff)
     buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
     notifications, silences = app.store().prune_alert_history(now - timedelta(days=settings.bucket_days))
-    click.echo(f"pruned {removed} posts older than {keep} days, and {buckets} bucket rows, {notifications} "
-               f"notifications and {silences} silences older than {settings.bucket_days} days")
+    click.echo(f"pruned {counted(removed, 'post')} older than {counted(keep, 'day')}, and "
+               f"{counted(buckets, 'bucket row')}, {counted(notifications, 'notification')} and "
+               f"{counted(silences, 'silence')} older than {counted(settings.bucket_days, 'day')}")
