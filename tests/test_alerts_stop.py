@@ -98,9 +98,11 @@ def test_a_stop_cuts_a_send_to_a_stalled_mail_server_and_the_next_start_sends_it
     assert not stopping.is_alive(), "the stop waited for the stalled server"
     assert not smtp.inbox.go.is_set()  # the server was stalling still: the stop cut the send
     [row] = store.outbox_listing(["pending"])
-    assert row["attempts"] == 1 and parse_iso(row["next_attempt_at"]) <= utcnow()  # due at once, no backoff
+    # Due at once, no backoff, and not counted as an attempt: the stop cut it, not a failure of the message's.
+    assert row["attempts"] == 0 and parse_iso(row["next_attempt_at"]) <= utcnow()
     [attempt] = store.deliveries(row["id"])
     assert attempt["outcome"] == "retry" and "asked to stop: sent again at the next start" in attempt["detail"]
+    assert attempt["attempt"] == 1  # the number the next attempt takes too
     assert not store.alert_state(unreachable_key("email"))  # the stop cut it, not the server
     smtp.inbox.go.set()
     _sent_at_the_next_start(service, store)
@@ -124,3 +126,49 @@ def test_a_stop_waits_for_the_reply_to_a_message_gone_out_whole_so_the_next_star
     row = sent[0]
     _sent_at_the_next_start(service, store)
     assert smtp.inbox.message_ids() == [row["message_id"]]
+
+
+def test_a_send_that_times_out_counts_as_an_attempt_and_one_cut_by_the_stop_does_not(tmp_path: Path) -> None:
+    # A send cut by the stop counted as a failed attempt: a server hanging through many stops (reloads, restarts)
+    # brought an old message to GIVE_UP_ATTEMPTS, and so to being given up at its next failure, without that many
+    # failures of its own. A send that runs out its smtp.timeout is a failure, and still counts.
+    from miner.config import load_config
+
+    smtp = SmtpServer()
+    smtp.inbox = inbox = StallingInbox("RCPT")
+    smtp.start()
+    service, store = alerting_service(tmp_path, smtp, 1, smtp_timeout=1.0)
+    try:
+        service.start()
+        try:
+            wait_for(lambda: any(r["attempts"] for r in store.outbox_listing(["pending"])), timeout=120)
+        finally:
+            service.stop()
+        [row] = store.outbox_listing(["pending"])
+        [timed_out] = store.deliveries(row["id"])
+        assert row["attempts"] == 1 and timed_out["attempt"] == 1 and timed_out["outcome"] == "retry"
+        assert "asked to stop" not in timed_out["detail"], timed_out
+        # Due again now rather than after its backoff, and sent through the default timeout: the stop cuts it.
+        store.database.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                               (store.database.one("SELECT created_at FROM outbox WHERE id = ?",
+                                                   (row["id"],))["created_at"], row["id"]))
+        cfg = tmp_path / "feeds.toml"
+        cfg.write_text(cfg.read_text(encoding="utf-8").replace("timeout = 1.0", f"timeout = {SMTP_TIMEOUT}"),
+                       encoding="utf-8")
+        inbox.stalled.clear()
+        again = Service(load_config(cfg), service.db_path, ServiceOptions(jobs=service.options.jobs, http=False))
+        again.start()
+        try:
+            assert inbox.stalled.wait(120), "the message was not sent again"
+        finally:
+            stopping = _stopped_in_a_thread(again)
+            stopping.join(timeout=SMTP_TIMEOUT / 3)
+        assert not stopping.is_alive(), "the stop waited for the stalled server"
+        [row] = store.outbox_listing(["pending"])
+        assert row["attempts"] == 1, store.deliveries(row["id"])  # the timeout's only
+        cut = store.deliveries(row["id"])[-1]
+        assert cut["attempt"] == 2 and "asked to stop: sent again at the next start" in cut["detail"], cut
+    finally:
+        inbox.go.set()
+        smtp.stop()
+        store.close()

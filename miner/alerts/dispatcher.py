@@ -282,8 +282,10 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         return Finish("sent", str(exc), delivered=False), None, False
     except SendStopped as exc:
         # Due at once, with no backoff, and the channel not taken for unreachable: the stop cut it, not the server.
+        # Nor counted as an attempt: a server hanging through many stops (reloads) would bring the message closer to
+        # being given up (retry.GIVE_UP_ATTEMPTS) at each.
         log.warning("outbox %d (%s): %s", row["id"], row["channel"], exc)
-        return Finish("retry", str(exc), clock()), None, False
+        return Finish("retry", str(exc), clock(), counts=False), None, False
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)

@@ -271,7 +271,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "created_at": "When it was planned.",
         "next_attempt_at": "Earliest next send (group_wait, or group_interval after its group's last message, "
                            "at first; then backoff after failures); of a suppressed row, when it was suppressed.",
-        "attempts": "Send attempts so far.",
+        "attempts": "Send attempts so far (not counting sends cut by the service's stop).",
         "claimed_by": "Worker that holds the claim while sending (as in `deliveries.worker`).",
         "claimed_at": "When it was claimed (stale claims are returned to pending after the lease).",
         "sent_at": "When the server accepted it.",
@@ -302,7 +302,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "deliveries": ("Every send attempt of every notification.", {
         "id": "Row id.",
         "outbox_id": "outbox.id.",
-        "attempt": "Attempt number, from 1.",
+        "attempt": "Attempt number, from 1 (a send cut by the service's stop does not count: its row has the "
+                   "number of the attempt after it).",
         "worker": "Worker that made it: `HOST:PID` from the service, a replay or the demo; `cli-HOST-PID` from "
                   "`miner outbox send`.",
         "at": "When.",

@@ -117,6 +117,9 @@ class Finish:
     # False: done with nothing left to send (delivery.NothingSent). No sent_at then: a message that never went out
     # must not hold back the next of its group for group_interval, nor count for repeat_interval.
     delivered: bool = True
+    # False: no attempt of the message's (a send cut by the service's stop): its attempts, which count towards giving
+    # it up (alerts/retry.py), stay as they were. Its deliveries row has the number the next attempt takes.
+    counts: bool = True
 
 
 class OutboxMixin:
@@ -247,7 +250,7 @@ class OutboxMixin:
         status = {"sent": "sent", "retry": "pending", "failed": "failed"}[finish.outcome]
         with self.database.transaction() as conn:
             cur = conn.execute(
-                "UPDATE outbox SET status = ?, attempts = attempts + 1, claimed_by = NULL, claimed_at = NULL, "
+                "UPDATE outbox SET status = ?, attempts = attempts + ?, claimed_by = NULL, claimed_at = NULL, "
                 "sent_at = CASE WHEN ? = 'sent' AND ? THEN ? ELSE sent_at END, "
                 # A delivered row has no current error: the old one would read as a problem in `miner outbox --all`
                 # (the attempts that failed keep theirs in deliveries).
@@ -255,8 +258,9 @@ class OutboxMixin:
                 "reason = CASE WHEN ? = 'failed' THEN ? ELSE reason END, "
                 "next_attempt_at = coalesce(?, next_attempt_at) "
                 "WHERE id = ? AND status = 'sending' AND claimed_by = ?",
-                (status, finish.outcome, finish.delivered, iso(now), finish.outcome, finish.detail, finish.outcome,
-                 finish.detail, iso(finish.next_attempt_at) if finish.next_attempt_at else None, outbox_id, worker),
+                (status, int(finish.counts), finish.outcome, finish.delivered, iso(now), finish.outcome, finish.detail,
+                 finish.outcome, finish.detail, iso(finish.next_attempt_at) if finish.next_attempt_at else None,
+                 outbox_id, worker),
             )
             if finish.outcome == "sent" and finish.delivered:
                 # repeat_interval counts from the alert reaching its receiver, as in Alertmanager, not from its
@@ -267,9 +271,10 @@ class OutboxMixin:
                     "FROM outbox o JOIN outbox_items i ON i.outbox_id = o.id WHERE o.id = ? AND o.kind = 'alert')",
                     (iso(now), outbox_id))
             attempt = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+            number = int(attempt[0]) + (0 if finish.counts else 1) if attempt else 0
             conn.execute(
                 "INSERT INTO deliveries (outbox_id, attempt, worker, at, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (outbox_id, int(attempt[0]) if attempt else 0, worker, iso(now), finish.outcome, finish.detail),
+                (outbox_id, number, worker, iso(now), finish.outcome, finish.detail),
             )
         return cur.rowcount == 1
 
