@@ -17,7 +17,7 @@ from miner.model_dir import model_on_disk, resolve_model_dir
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
-from miner.timeutil import duration_text, floor_time, iso, parse_iso
+from miner.timeutil import counted, duration_text, floor_time, iso, parse_iso
 
 # The latest reason of the notifications failed for good, in status: an SMTP reply may run to a paragraph.
 REASON_WIDTH = 120
@@ -180,7 +180,7 @@ def failed_text(failed: dict[str, Any]) -> str:
     if len(reason) > REASON_WIDTH:
         reason = reason[:REASON_WIDTH - 3] + "..."
     since = f" since {shown_time(failed['since'])}" if n > 1 else ""
-    return (f"{n} notification{'s' if n > 1 else ''} failed for good{since}, the last (outbox {failed['last_id']}, "
+    return (f"{counted(n, 'notification')} failed for good{since}, the last (outbox {failed['last_id']}, "
             f"{failed['last_channel']}) at {shown_time(failed['last_failed_at'], 'an unknown time')}: "
             f"{reason or 'no reason kept'}\n"
             f"`miner outbox` lists {'them' if n > 1 else 'it'} with each reason; once the cause is fixed, "
