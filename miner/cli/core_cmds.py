@@ -82,10 +82,9 @@ def config_check(app: AppContext, path: Path | None) -> None:
     click.echo(f"store: {store}; detector bucket: {cfg.detector.bucket_minutes} min")
     if (var := cfg.store.hash_key_env) and not os.environ.get(var):
         click.echo(f"env not set: {shown(var, 'store.hash_key_env')} (store.hash_key_env)")
-    # An alert's, as `miner run` warns of it at its start: with what follows (every email failing for good).
-    for var, key in alert_env(cfg):
-        if not os.environ.get(var):
-            shown(var, key)  # a name that reads as the secret: warned of below
+    # An alert's, as `miner run` warns of it at its start: with what follows (every email failing for good). A name
+    # that reads as the secret itself is not shown there, and is warned of below.
+    secret_like += [key for var, key in alert_env(cfg) if not os.environ.get(var) and is_secret_like(var)]
     for line in unset_alert_env(cfg):
         click.echo(f"warning: {line}")
     for key in secret_like:
