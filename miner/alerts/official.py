@@ -93,10 +93,12 @@ def digest_officials(store: Store, services_match: Any, since: datetime, as_of: 
     rows = [o for o in store.official_incidents(None, since)
             if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
             and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
-    shown = [DigestOfficial(clean_text(o["service"], 80), _official(o),
-                            o["resolved_at"] is None and o["status"] not in _OVER) for o in rows]
-    # An open one the provider has not updated for ONGOING_QUIET is one whose resolve miner never read (a feed entry
-    # that says no status), as for the alerts: listed, it would keep every digest from saying all quiet for good.
-    shown = [d for d, o in zip(shown, rows, strict=True)
-             if not d.open or parse_iso(o["updated_at"]) >= as_of - ONGOING_QUIET]
+    shown = []
+    for o in rows:
+        is_open = o["resolved_at"] is None and o["status"] not in _OVER
+        if is_open and parse_iso(o["updated_at"]) < as_of - ONGOING_QUIET:
+            # One whose resolve miner never read (a feed entry that says no status), as for the alerts: listed, it
+            # would keep every digest from saying all quiet for good.
+            continue
+        shown.append(DigestOfficial(clean_text(o["service"], 80), _official(o), is_open))
     return sorted(shown, key=lambda d: not d.open)  # stable: by start within each
