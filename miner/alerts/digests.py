@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from miner.alerts.digest_content import digest_incident_rows
-from miner.alerts.official import digest_officials
+from miner.alerts.digest_officials import digest_officials
 from miner.alerts.planner import make_message_id
 from miner.alerts.schedule import next_fire
 from miner.alerts.settings import AlertSettings, RouteSettings

@@ -3,7 +3,6 @@ the one nearest it in time."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -57,48 +56,16 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime,
         match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
     if match is None:
         return None, None
-    official = _official(match)
+    official = official_of(match)
     lead = row.get("lead_time_minutes")
     if lead is None:
         lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
     return official, safe_number(lead)
 
 
-def _official(match: dict[str, Any]) -> Official:
+def official_of(match: dict[str, Any]) -> Official:
+    """A stored provider incident (an official_incidents row) as messages show it, its provider text made safe."""
     return Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
                     str(match.get("started_at", "")), safe_url(match.get("url")),
                     clean_text(match.get("impact") or "", 20),
                     first_seen=match.get("started_at") == match.get("first_seen_at"))
-
-
-@dataclass(frozen=True)
-class DigestOfficial:
-    """A provider's incident a digest lists on its own, whether or not miner saw an outage of its service."""
-
-    service: str
-    official: Official
-    open: bool
-
-
-# The statuses that say a provider's incident is over, whatever its resolved_at (a feed entry may say so first).
-_OVER = frozenset({"resolved", "postmortem"})
-
-
-def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
-                     sources: Collection[str] | None) -> list[DigestOfficial]:
-    """The providers' incidents of the route's services open (updated within ONGOING_QUIET), or resolved since
-    ``since``, that miner had seen by ``as_of``: open ones first, then by start. The store keeps each one's latest
-    state alone, so they are shown as they stand now. Planned work is left out, and so are those of sources no longer
-    polled (``sources``; None: any), whose incidents left open stay so in the store for good."""
-    rows = [o for o in store.official_incidents(None, since)
-            if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
-            and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
-    shown = []
-    for o in rows:
-        is_open = o["resolved_at"] is None and o["status"] not in _OVER
-        if is_open and parse_iso(o["updated_at"]) < as_of - ONGOING_QUIET:
-            # One whose resolve miner never read (a feed entry that says no status), as for the alerts: listed, it
-            # would keep every digest from saying all quiet for good.
-            continue
-        shown.append(DigestOfficial(clean_text(o["service"], 80), _official(o), is_open))
-    return sorted(shown, key=lambda d: not d.open)  # stable: by start within each

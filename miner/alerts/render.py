@@ -28,7 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.digest_content import digest_incidents
-from miner.alerts.official import digest_officials
+from miner.alerts.digest_officials import digest_officials
 from miner.alerts.references import reply_references
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.subject_header import SubjectHeader
