@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 
 from smtp_server import SmtpServer, smtp_server  # noqa: F401  (fixture)
-from test_alerts_support import T0, settings
+from test_alerts_support import T0, open_incident, settings
 
 from miner.alerts import dispatch, enqueue_due_digests, render_digest
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings
@@ -86,3 +86,36 @@ def test_the_route_sees_only_its_services_and_those_resolved_before_its_period_n
     quiet = render_digest(store, settings(routes=(other,), webhooks=()), now, "ug", since=since)
     assert "all quiet" in quiet.subject and "All quiet: no incidents for Airtel since" in quiet.text
     assert "status pages" not in quiet.text and "status pages" not in quiet.html
+
+
+def test_a_cloud_outage_lists_twenty_provider_incidents_and_says_how_many_more_in_both_parts(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # 23 status pages with an incident open (one a cloud provider's outage put on all of them) and one resolved:
+    # the digest lists 20 and says how many more. Slack's, the oldest, is first: miner has an incident of Slack open.
+    # Then the latest to start; the resolved one, the latest of all, comes after every open one and is left out.
+    cfg = route_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0)  # anchors the schedule at 12:00
+    post_incident(store, "Slack", "slack1", T0 - timedelta(hours=3), title="Slack <messages> delayed")
+    for i in range(22):
+        post_incident(store, f"svc{i:02}", f"cloud{i}", T0 + timedelta(minutes=i), title=f"Cloud <outage> {i:02}")
+    post_incident(store, "svc99", "done", T0 + timedelta(minutes=40), title="Cloud <outage> over",
+                  resolved=T0 + timedelta(minutes=45), status="resolved")
+    open_incident(store, "Slack", T0 + timedelta(minutes=30), posts=False)
+    assert enqueue_due_digests(store, cfg, T0 + timedelta(hours=1)) == 1
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").sent == 1
+    [digest] = smtp_server.inbox.messages
+    text, page = said(digest), html(digest)
+    section = text[text.index("Providers' status pages"):]
+    assert section.startswith("Providers' status pages (23 open, 1 resolved since 2026-11-27 12:00 UTC): - Slack: "
+                              "Slack <messages> delayed (investigating, major impact, since 2026-11-27 09:00 UTC)")
+    listed = [f"Cloud <outage> {i:02} (" for i in range(21, 2, -1)]
+    assert [section.index(t) for t in listed] == sorted(section.index(t) for t in listed)  # the latest first
+    for left_out in ("Cloud <outage> 02", "Cloud <outage> 01", "Cloud <outage> 00", "Cloud <outage> over"):
+        assert left_out not in text and left_out.replace("<", "&lt;").replace(">", "&gt;") not in page
+    more = ("and 4 more (open ones are listed first, then those of services with a miner incident open, then the "
+            "latest to start); all of them:")
+    query = 'miner query "SELECT * FROM official_incidents ORDER BY started_at DESC"'
+    assert f"{more} {query}" in text
+    assert f"{more} <code>{query}</code>" in page
+    assert page.count("Cloud &lt;outage&gt; ") == 19 and "Slack &lt;messages&gt; delayed</a>" in page
+    assert "Providers' status pages</b> &mdash; 23 open, 1 resolved since 2026-11-27 12:00 UTC" in page

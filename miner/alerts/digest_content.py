@@ -47,6 +47,7 @@ class DigestIncidents:
     views: list[IncidentView]  # the most important first, at most the limit asked for
     total: int  # all the digest covers, shown or not
     open: int  # of total
+    open_services: frozenset[str] = frozenset()  # of those open, shown or not
 
 
 def digest_incidents(store: Store, settings: AlertSettings, services_match: Any, since: datetime,
@@ -83,4 +84,5 @@ def digest_incidents(store: Store, settings: AlertSettings, services_match: Any,
     views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
              for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures, samples)) is not None]
     # In the order of their peak z then, as picked (a stable sort: those alike keep their opening's order).
-    return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows))
+    return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows),
+                           frozenset(str(r["service"]) for r, resolved in rows if resolved is None))

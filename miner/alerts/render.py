@@ -28,7 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.digest_content import digest_incidents
-from miner.alerts.digest_officials import digest_officials
+from miner.alerts.digest_officials import digest_officials, listed_officials
 from miner.alerts.references import reply_references
 from miner.alerts.settings import AlertSettings, RouteSettings
 from miner.alerts.subject_header import SubjectHeader
@@ -334,6 +334,7 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     officials = digest_officials(store, route.matches, since, now, sources)
     open_n, resolved_n = covered.open, covered.total - covered.open
     official_open = sum(o.open for o in officials)
+    listed = listed_officials(officials, covered.open_services)
     headline = (f"{open_n} open, {resolved_n} resolved" if covered.total
                 else f"{official_open} open on status pages" if official_open else "all quiet")
     subject = f"{settings.subject_prefix} Digest {_fmt_time(now)}: {headline}"
@@ -344,7 +345,8 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     def render(shown: dict[str, Any]) -> tuple[str, str]:
         ctx = _context(settings, failing=listed_failing(failing), failing_n=len(failing), since=since, now=now,
                        route=route.name, subject=subject, open_n=open_n, resolved_n=resolved_n,
-                       services=route.services, officials=officials, official_open=official_open, **shown)
+                       services=route.services, officials=listed, officials_n=len(officials),
+                       official_open=official_open, **shown)
         return _render("digest.txt", ctx), _render("digest.html", ctx)
 
     text, html, _, images = _fitted(views, images, covered.total, True, render)
