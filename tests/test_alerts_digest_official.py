@@ -119,3 +119,73 @@ def test_a_cloud_outage_lists_twenty_provider_incidents_and_says_how_many_more_i
     assert f"{more} <code>{query}</code>" in page
     assert page.count("Cloud &lt;outage&gt; ") == 19 and "Slack &lt;messages&gt; delayed</a>" in page
     assert "Providers' status pages</b> &mdash; 23 open, 1 resolved since 2026-11-27 12:00 UTC" in page
+
+
+def said_of(source: str, external_id: str, service: str, started: datetime, updated: datetime, status: str, *,
+            resolved: datetime | None = None, title: str = EVIL_TITLE, impact: str = "major") -> OfficialIncident:
+    return OfficialIncident(source=source, external_id=external_id, service=service, title=title, status=status,
+                            started_at=started, updated_at=updated, impact=impact, resolved_at=resolved,
+                            url=f"https://status.example.com/incidents/{external_id}")
+
+
+def poll(store: Store, source: str, incidents: list[OfficialIncident], at: datetime, *, all_open: bool = False) -> None:
+    store.sync_sources([SourceConfig(name=source, type="statuspage", url="https://status.example.com")])
+    store.save_fetch(source, FetchResult(incidents=incidents, all_open=all_open), at, at + timedelta(seconds=1))
+
+
+def test_a_late_digest_shows_the_providers_incidents_as_they_stood_at_its_time_and_what_they_say_now(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The 13:00 digest is queued on time and sent at 15:00 (the mail server was down). The store keeps each provider
+    # incident's latest state alone: what changed after 13:00 shows as open or resolved then, and the status now
+    # marked later; what did not change shows as it is.
+    cfg = route_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0)  # anchors the schedule at 12:00
+
+    def t(**since_t0: float) -> datetime:
+        return T0 + timedelta(**since_t0)
+
+    poll(store, "status:gh", [said_of("status:gh", "fixed", "GitHub", t(minutes=20), t(minutes=20), "investigating"),
+                              said_of("status:gh", "calmer", "GitHub", t(minutes=25), t(minutes=25), "identified",
+                                      title="Pages slow"),
+                              said_of("status:gh", "same", "GitHub", t(minutes=30), t(minutes=30), "monitoring",
+                                      title="Actions queued", impact="minor"),
+                              said_of("status:gh", "early", "GitHub", t(minutes=5), t(minutes=50), "resolved",
+                                      resolved=t(minutes=50), title="Webhooks lost")], t(minutes=55))
+    poll(store, "status:aws", [said_of("status:aws", "gone", "AWS", t(minutes=10), t(minutes=10), "investigating",
+                                       title="EC2 errors")], t(minutes=15), all_open=True)
+    assert enqueue_due_digests(store, cfg, t(hours=1)) == 1  # queued as of 13:00, not sent
+    # After 13:00: GitHub resolves one, updates another and writes the postmortem of the one over at 12:50; AWS's
+    # list of open incidents no longer has its own (resolved as of that poll, its update time kept).
+    poll(store, "status:gh", [said_of("status:gh", "fixed", "GitHub", t(minutes=20), t(hours=2), "resolved",
+                                      resolved=t(hours=2)),
+                              said_of("status:gh", "calmer", "GitHub", t(minutes=25), t(minutes=100), "monitoring",
+                                      title="Pages slow", impact="minor"),
+                              said_of("status:gh", "early", "GitHub", t(minutes=5), t(minutes=130), "postmortem",
+                                      resolved=t(minutes=50), title="Webhooks lost")], t(minutes=135))
+    poll(store, "status:aws", [], t(minutes=140), all_open=True)
+    assert dispatch(store, cfg, t(hours=3), worker_id="w").sent == 1
+    [digest] = smtp_server.inbox.messages
+    assert str(digest["Subject"]) == "[miner] Digest 2026-11-27 13:00 UTC: 4 open on status pages"
+    text, page = said(digest), html(digest)
+    assert "Providers' status pages (4 open, 1 resolved since 2026-11-27 12:00 UTC):" in text
+    assert "GitHub: Degraded <b>Actions</b> & [31mPages (open, since 2026-11-27 12:20 UTC; later: resolved, major " \
+           "impact, at 2026-11-27 14:00 UTC) https://status.example.com/incidents/fixed" in text
+    assert "GitHub: Pages slow (open, since 2026-11-27 12:25 UTC; later: monitoring, minor impact, at " \
+           "2026-11-27 13:40 UTC)" in text
+    assert "GitHub: Actions queued (monitoring, minor impact, since 2026-11-27 12:30 UTC) https://" in text
+    assert "AWS: EC2 errors (open, since 2026-11-27 12:10 UTC; later: resolved, major impact, at " \
+           "2026-11-27 14:20 UTC)" in text
+    assert "GitHub: Webhooks lost (resolved, since 2026-11-27 12:05 UTC; later: postmortem, major impact, at " \
+           "2026-11-27 14:10 UTC)" in text
+    assert text.index("Webhooks lost") > max(text.index(s) for s in ("Pages slow", "Actions queued", "EC2 errors"))
+    assert ("Degraded &lt;b&gt;Actions&lt;/b&gt; &amp; [31mPages</a> (open, since 2026-11-27 12:20 UTC; later: "
+            "resolved, major impact, at 2026-11-27 14:00 UTC)") in page
+    assert "\x1b" not in page and "\u202e" not in page
+    assert "Providers' status pages</b> &mdash; 4 open, 1 resolved since 2026-11-27 12:00 UTC" in page
+
+    # The digest as of 15:00 shows them as they stand: two resolved in its period, two open, and not the one over
+    # before it (whose postmortem came in it).
+    now = render_digest(store, cfg, t(hours=3), "team", since=t(hours=1))
+    assert "Providers' status pages (2 open, 2 resolved since 2026-11-27 13:00 UTC):" in now.text
+    assert "EC2 errors (resolved, major impact, since 2026-11-27 12:10 UTC)" in now.text
+    assert "Webhooks lost" not in now.text and "later:" not in now.text and "later:" not in now.html

@@ -4,17 +4,26 @@ services."""
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.official import ONGOING_QUIET, Official, official_of
 from miner.alerts.text import clean_text
 from miner.records import MAINTENANCE
-from miner.timeutil import parse_iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
+
+
+@dataclass(frozen=True)
+class Later:
+    """What the provider said of its incident after the digest's time: its latest status and impact, and when."""
+
+    status: str
+    impact: str
+    at: str
 
 
 @dataclass(frozen=True)
@@ -22,32 +31,53 @@ class DigestOfficial:
     """A provider's incident a digest lists on its own, whether or not miner saw an outage of its service."""
 
     service: str
-    official: Official
-    open: bool
+    official: Official  # its status and impact those of the digest's time; "open" or "resolved" alone where later is
+    open: bool  # at the digest's time
+    later: Later | None = None  # its row changed after the digest's time: what it says now
 
 
 # The statuses that say a provider's incident is over, whatever its resolved_at (a feed entry may say so first).
 _OVER = frozenset({"resolved", "postmortem"})
 
 
+def _over_at(o: dict[str, Any]) -> datetime | None:
+    """When the provider's incident ended: its resolve; for one whose status says it is over without a resolve time,
+    its last update (as a status feed's entry without a "Resolved" stamp is dated); None while it is open."""
+    if o["resolved_at"]:
+        return parse_iso(o["resolved_at"])
+    return parse_iso(o["updated_at"]) if o["status"] in _OVER else None
+
+
 def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
                      sources: Collection[str] | None) -> list[DigestOfficial]:
-    """The providers' incidents of the route's services open (updated within ONGOING_QUIET), or resolved since
-    ``since``, that miner had seen by ``as_of``, by start (listed_officials picks and orders those a digest lists).
-    The store keeps each one's latest state alone, so they are shown as they stand now. Planned work is left out, and
-    so are those of sources no longer polled (``sources``; None: any), whose incidents left open stay so in the store
-    for good."""
+    """The providers' incidents of the route's services open at ``as_of`` (updated within ONGOING_QUIET), or resolved
+    in [``since``, ``as_of``), that miner had seen by ``as_of``, by start (listed_officials picks and orders those a
+    digest lists). Planned work is left out, and so are those of sources no longer polled (``sources``; None: any),
+    whose incidents left open stay so in the store for good.
+
+    The store keeps each one's latest state alone (its status, impact and resolve are overwritten by each poll, with
+    no history). Its resolve (or its last update, see _over_at) tells whether it was open at ``as_of``, half-open as
+    miner's own incidents in a digest: one resolved at a digest's time is open in it and resolved in the next. Where
+    the row changed after ``as_of`` (the provider's update, or the resolve, came later), its status and impact then
+    are not known: it shows open or resolved alone, and the status it has now, marked later."""
     rows = [o for o in store.official_incidents(None, since)
             if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
             and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
     shown = []
     for o in rows:
-        is_open = o["resolved_at"] is None and o["status"] not in _OVER
-        if is_open and parse_iso(o["updated_at"]) < as_of - ONGOING_QUIET:
+        over, updated = _over_at(o), parse_iso(o["updated_at"])
+        is_open = over is None or over >= as_of
+        if not is_open and over is not None and over < since:
+            continue  # over before the digest's period (the store reads one without resolved_at whatever its end)
+        if is_open and updated < as_of - ONGOING_QUIET:
             # One whose resolve miner never read (a feed entry that says no status), as for the alerts: listed, it
             # would keep every digest from saying all quiet for good.
             continue
-        shown.append(DigestOfficial(clean_text(o["service"], 80), official_of(o), is_open))
+        official, later = official_of(o), None
+        if updated > as_of or (over is not None and over >= as_of):
+            later = Later(official.status, official.impact, iso(max(updated, over or updated)))
+            official = replace(official, status="open" if is_open else "resolved", impact="")
+        shown.append(DigestOfficial(clean_text(o["service"], 80), official, is_open, later))
     return shown
 
 
