@@ -189,3 +189,23 @@ def test_a_late_digest_shows_the_providers_incidents_as_they_stood_at_its_time_a
     assert "Providers' status pages (2 open, 2 resolved since 2026-11-27 13:00 UTC):" in now.text
     assert "EC2 errors (resolved, major impact, since 2026-11-27 12:10 UTC)" in now.text
     assert "Webhooks lost" not in now.text and "later:" not in now.text and "later:" not in now.html
+
+
+def test_a_provider_incident_over_without_a_resolve_time_is_news_in_one_digest_not_in_every_one(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # A status page's JSON says "resolved" and gives no resolved_at: its last update (12:20) is when it ended. The
+    # 13:00 digest says it resolved; the 14:00 one has nothing to say and is not sent (it was listed, and sent, in
+    # every digest for good: the store reads an incident without a resolve time whatever its period).
+    cfg = route_settings(smtp_server)
+    enqueue_due_digests(store, cfg, T0)  # anchors the schedule at 12:00
+    poll(store, "status:gh", [said_of("status:gh", "over", "GitHub", T0 + timedelta(minutes=5),
+                                      T0 + timedelta(minutes=20), "resolved", title="Git pushes failing")],
+         T0 + timedelta(minutes=25))
+    assert enqueue_due_digests(store, cfg, T0 + timedelta(hours=1)) == 1
+    assert dispatch(store, cfg, T0 + timedelta(hours=1), worker_id="w").sent == 1
+    [digest] = smtp_server.inbox.messages
+    assert "Providers' status pages (0 open, 1 resolved since 2026-11-27 12:00 UTC): - GitHub: Git pushes failing " \
+           "(resolved, major impact, since 2026-11-27 12:05 UTC)" in said(digest)
+    assert enqueue_due_digests(store, cfg, T0 + timedelta(hours=2)) == 0
+    later = render_digest(store, cfg, T0 + timedelta(hours=2), "team", since=T0 + timedelta(hours=1))
+    assert "all quiet" in later.subject and "Git pushes failing" not in later.text + later.html
