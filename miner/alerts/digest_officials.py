@@ -55,11 +55,12 @@ def digest_officials(store: Store, services_match: Any, since: datetime, as_of: 
     digest lists). Planned work is left out, and so are those of sources no longer polled (``sources``; None: any),
     whose incidents left open stay so in the store for good.
 
-    The store keeps each one's latest state alone (its status, impact and resolve are overwritten by each poll, with
-    no history). Its resolve (or its last update, see _over_at) tells whether it was open at ``as_of``, half-open as
-    miner's own incidents in a digest: one resolved at a digest's time is open in it and resolved in the next. Where
-    the row changed after ``as_of`` (the provider's update, or the resolve, came later), its status and impact then
-    are not known: it shows open or resolved alone, and the status it has now, marked later."""
+    The store keeps each one's latest state alone (its title, status, impact and resolve are overwritten by each poll,
+    with no history). Its resolve (or its last update, see _over_at) tells whether it was open at ``as_of``,
+    half-open as miner's own incidents in a digest: one resolved at a digest's time is open in it and resolved in the
+    next. Where the row changed after ``as_of`` (the provider's update, or the resolve, came later), its status and
+    impact then are not known: it shows open or resolved alone, and the status it has now, marked later; its title
+    is the latest."""
     rows = [o for o in store.official_incidents(None, since)
             if o["service"] and services_match(str(o["service"])) and o["status"] not in MAINTENANCE
             and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
