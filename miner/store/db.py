@@ -117,7 +117,7 @@ class _TidyConnection(sqlite3.Connection):
         path = self.tidy_path
         if not (os.path.exists(f"{path}-wal") or os.path.exists(f"{path}-shm")):
             return  # none made (a store not in WAL mode: another program's database)
-        if not os.access(path, os.W_OK) or not os.access(os.path.dirname(path) or ".", os.W_OK):
+        if not _can_tidy(path):
             return  # it would open read-only, and remove nothing
         with contextlib.suppress(sqlite3.Error):
             conn = sqlite3.connect(f"file:{quote(path)}?mode=rw", uri=True, isolation_level=None)
@@ -128,8 +128,30 @@ class _TidyConnection(sqlite3.Connection):
                 conn.close()
 
 
+def _can_tidy(path: str) -> bool:
+    """Whether a read-write connection could be opened on ``path`` to remove the -wal and -shm after a read."""
+    return os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK)
+
+
+def _in_wal_mode(path: str) -> bool:
+    """Whether the file's header marks a database in WAL mode (its read and write format versions are 2)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False  # SQLite says why when it opens it
+    return header.startswith(b"SQLite format 3\0") and header[18:20] == b"\x02\x02"
+
+
 def connect_readonly(path: str, *, immutable: bool = False) -> sqlite3.Connection:
     tidy = not immutable and not os.path.exists(f"{path}-wal") and not os.path.exists(f"{path}-shm")
+    if tidy and not _can_tidy(path) and _in_wal_mode(path):
+        # A read-only store file in a folder we may write: SQLite would create a -wal and -shm to read it (read-only,
+        # owned by whoever looked, which kept the service from starting) that nothing closing after could remove.
+        # With neither there, no connection has it open (one to a WAL store keeps both while it is), so every
+        # commit is in the main file and it reads correctly as immutable. Only a store in WAL mode: another
+        # program's rollback-journal database may have a writer, whose locks immutable would ignore.
+        immutable, tidy = True, False
     # Quoted: a "?", "#" or "%41" in a file name is part of the name, not of the URI.
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro{'&immutable=1' if immutable else ''}", uri=True,
                            isolation_level=None, check_same_thread=False,
