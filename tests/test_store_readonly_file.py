@@ -72,3 +72,28 @@ def test_a_read_only_store_file_in_use_is_read_with_the_commits_in_its_wal(tmp_p
     finally:
         writer.close()
         db.chmod(0o644)
+
+
+@needs_permissions
+def test_backup_copies_a_read_only_store_file(tmp_path: Path) -> None:
+    # The copy was created with the store file's mode, 0444 here, before SQLite wrote it: "cannot write the backup
+    # ... (attempt to write a readonly database)", and no backup of a read-only store could be made.
+    folder = tmp_path / "store"
+    folder.mkdir()
+    db = folder / "miner.sqlite"
+    store = Store.open(db)
+    store.insert_posts([Post("feed", "1", "x", T0)], T0)
+    store.close()
+    db.chmod(0o444)
+    before = files(folder)
+    target = tmp_path / "backups" / "copy.sqlite"
+    res = miner(db, "backup", str(target))
+    assert res.returncode == 0, res.stderr
+    assert files(folder) == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["copy.sqlite"]
+    assert target.stat().st_mode & 0o777 == 0o444  # the store's permissions, as a backup gets
+    copy = Store.open(target, readonly=True)
+    try:
+        assert copy.database.one("SELECT count(*) AS n FROM posts") == {"n": 1}
+    finally:
+        copy.close()

@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -151,7 +152,10 @@ class MaintenanceMixin:
             target.parent.mkdir(parents=True, exist_ok=True)
             # Made with the store's own permissions (SQLite would create it as the umask has it, 0644 at most
             # boxes): a copy of a store kept from other users (posts, author hashes) was readable by all of them.
-            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._file_mode()))
+            # With write permission for its owner while it is written: one made 0444 as a store file chmod 444 is,
+            # SQLite could not write the copy ("attempt to write a readonly database"), and no backup of it was made.
+            mode = self._file_mode()
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode | stat.S_IWUSR))
             dest = sqlite3.connect(str(partial))
             try:
                 self.database.conn.backup(dest)
@@ -165,6 +169,8 @@ class MaintenanceMixin:
                     f"store {self.database.path} is corrupt ({'; '.join(problems[:2])}), so no backup was written: a "
                     "copy of it would not restore a working store; restore an earlier backup, or recover what it "
                     f"holds with `sqlite3 {self.database.path} .recover | sqlite3 recovered.sqlite`")
+            if not mode & stat.S_IWUSR:
+                os.chmod(partial, stat.S_IMODE(os.stat(partial).st_mode) & ~stat.S_IWUSR)
             _move_unless_there(partial, target)
         except BaseException as exc:
             for leftover in [partial, *(Path(f"{partial}-{suffix}") for suffix in ("journal", "wal", "shm"))]:
