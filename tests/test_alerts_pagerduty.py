@@ -432,13 +432,18 @@ def test_a_stop_while_a_batch_of_events_goes_out_sends_no_further_event_and_the_
         return Reply(202, b'{"status": "success"}', content_type="application/json")
 
     server.serve(PATH, asked_to_stop_meanwhile)
-    stats = dispatch(store, cfg, T0, worker_id="w", stop=stop)
+    stats = dispatch(store, cfg, T0, worker_id="w", stop=stop, clock=lambda: T0)
     assert (stats.sent, stats.retried) == (0, 1) and len(pd.requests) == 1
     [row] = store.outbox_listing(["pending"])
     assert row["last_error"] == ("the service stopped with 2 of the message's 3 PagerDuty events unsent: they go at "
                                  "the retry; 1 other event accepted")
+    # Cut by the stop, as an email is: due at once, with no backoff, and no attempt of the message's (they count
+    # towards giving it up); it was retried with backoff and counted at every stop or reload of the service.
+    assert (row["attempts"], parse_iso(str(row["next_attempt_at"]))) == (0, T0)
+    [cut] = store.deliveries(row["id"])
+    assert (cut["attempt"], cut["outcome"]) == (1, "retry")
     server.serve(PATH, lambda request: Reply(202, b'{"status": "success"}', content_type="application/json"))
-    assert dispatch(store, cfg, parse_iso(str(row["next_attempt_at"])), worker_id="w").sent == 1
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
     keys = [e["dedup_key"] for e in pd.events]
     assert len(keys) == 3 == len(set(keys))
 

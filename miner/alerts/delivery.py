@@ -76,8 +76,14 @@ class DeliveryError(Exception):
 
 
 class SendStopped(DeliveryError):
-    """The send was cut at the service's stop (smtp_session.STOP_GRACE): no fault of the message's or its server's.
-    The message is due again at once, so the next start sends it."""
+    """The send was cut at the service's stop (an email STOP_GRACE s on, smtp_session; a PagerDuty batch after the
+    event in flight, pagerduty_send): no fault of the message's or its server's, and no attempt of its own. The
+    message is due again at once, so the next start sends it. ``reached``: as the dispatcher's attempt tells it, True
+    where the server answered before the cut (PagerDuty accepted the batch's first events), None where unknown."""
+
+    def __init__(self, message: str, *, reached: bool | None = None) -> None:
+        super().__init__(message)
+        self.reached = reached
 
 
 class NothingSent(Exception):

@@ -285,7 +285,7 @@ def _attempt(store: Store, settings: AlertSettings, row: dict[str, Any], clock: 
         # Nor counted as an attempt: a server hanging through many stops (reloads) would bring the message closer to
         # being given up (retry.GIVE_UP_ATTEMPTS) at each.
         log.warning("outbox %d (%s): %s", row["id"], row["channel"], exc)
-        return Finish("retry", str(exc), clock(), counts=False), None, False
+        return Finish("retry", str(exc), clock(), counts=False), exc.reached, False
     except DeliveryError as exc:
         if exc.permanent:
             log.error("outbox %d (%s): failed permanently: %s", row["id"], row["channel"], exc)

@@ -9,7 +9,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.channel_settings import WebhookSettings
-from miner.alerts.delivery import DeliveryError, NothingSent, WebhookSender, delivered_key
+from miner.alerts.delivery import DeliveryError, NothingSent, SendStopped, WebhookSender, delivered_key
 from miner.timeutil import counted
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
     alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
     the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
     invalid) does not keep the others from going out; the row fails once they have. Once the claim's stop is set
-    (the service is stopping), no further event goes: the rest are retried, as after a transient failure. The claim
+    (the service is stopping), no further event goes: the rest are due again at once (SendStopped). The claim
     is renewed before each event after the first, so a batch outlasting the lease is not taken over mid-way.
     """
     if not events:
@@ -53,9 +53,11 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
         if n and claim.stop is not None and claim.stop.is_set():
             # A batch of a provider outage is hundreds of events, each up to the webhook's timeout: the stop waited
             # for them all, past systemd's TimeoutStopSec (SIGKILL, and the row claimed until its lease lapsed).
-            raise DeliveryError(f"the service stopped with {len(todo) - n} of the message's "
-                                f"{counted(len(events), 'PagerDuty event')} unsent: they go at the retry"
-                                f"{_accepted(sent, len(done) - sent)}")
+            # Cut by the stop, as an email is: due at once and no attempt of the message's. Taken for a transient
+            # failure, it was backed off and counted towards giving the message up at every stop or reload.
+            raise SendStopped(f"the service stopped with {len(todo) - n} of the message's "
+                              f"{counted(len(events), 'PagerDuty event')} unsent: they go at the retry"
+                              f"{_accepted(sent, len(done) - sent)}", reached=True)
         # Each event may take up to the webhook's timeout, and a batch is one event per incident: the lease, which
         # outlasts one timeout (AlertSettings.slowest_send), lapsed mid-batch, and another worker sent the rest
         # again, alongside. Each event gets a whole lease of its own.
