@@ -171,9 +171,10 @@ def test_a_report_that_cannot_be_written_once_the_change_is_made_leaves_it_and_s
     res = miner(setup, ["silence", "add", "WhatsApp", "--for", "1h"], stdout="file")  # and as ever to a file
     assert (res.returncode, res.stderr) == (0, "")
     assert (setup / "out.txt").read_text(encoding="utf-8").startswith("silence 3: WhatsApp until ")
-    # A reader that stopped early (`| head`) is no error, as for every command: the backup is made, and nothing said.
+    # A reader that stopped early (`| head`) is no error: the backup is made, nothing said, and the exit status is
+    # SIGPIPE's, as for every command (test_cli_reader_stopped).
     res = miner(setup, ["backup", "b2.sqlite"], stdout="broken")
-    assert (res.returncode, res.stderr) == (0, "")
+    assert (res.returncode, res.stderr) == (141, "")
     assert _posts(setup / "b2.sqlite") == 3
     res = miner(setup, ["prune", "--days", "1", "--force"], stdout="full")
     assert (res.returncode, res.stderr, _posts(setup / "m.sqlite")) == (1, FULL, 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from miner import __version__
-from miner.cli.stdio import stdout_unwritable
+from miner.cli.stdio import READER_STOPPED, quiet_stdout, stdout_unwritable
 from miner.cli.stopping import Interrupted, interrupted_by, raise_on_signals
 from miner.entry import release_hup
 from miner.errors import MinerError
@@ -28,8 +27,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class MinerGroup(click.Group):
-    """A group whose commands report :class:`MinerError` as one line and a non-zero exit, and SIGINT or SIGTERM
-    (see :mod:`miner.cli.stopping`) as one line and exit 130 or 143."""
+    """A group whose commands report :class:`MinerError` as one line and a non-zero exit, SIGINT or SIGTERM
+    (see :mod:`miner.cli.stopping`) as one line and exit 130 or 143, and a reader of their output that stopped early
+    with no line and exit 141 (stdio.READER_STOPPED)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -44,9 +44,11 @@ class MinerGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except BrokenPipeError:
-            # `miner query ... | head` closes stdout early; that is not an error.
-            sys.stderr.close()
-            raise click.exceptions.Exit(0) from None
+            # `miner query ... | head` closes stdout early: no error to tell, but an output cut short (stdio.acting
+            # has the commands that change something finish first). Closing stderr instead of quieting stdout hid
+            # every message after.
+            quiet_stdout()
+            raise click.exceptions.Exit(READER_STOPPED) from None
         except Exception as exc:
             if stopped := interrupted_by():
                 _interrupted(stopped)

@@ -180,7 +180,7 @@ class _Stderr:
     """Standard error for the messages and the progress bar, which go quiet once writing to it fails.
 
     Once a reader of stderr stops (`2>&1 | head`), each message raises BrokenPipeError, which the CLI takes
-    for a stdout reader that stopped: the run would end there with exit status 0 and the -o file cut short.
+    for a stdout reader that stopped: the run would end there, the -o file cut short.
     """
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import progress, table
-from miner.cli.stdio import acts
+from miner.cli.stdio import acts, reader_stopped
 from miner.cli.stopping import stop_on_signal
 from miner.timeutil import parse_iso
 
@@ -72,6 +72,8 @@ def collect(app: AppContext, once: bool, poll_all: bool) -> None:
                 click.echo("no source is due (use --all to poll every source now)" if app.config.polled_sources
                            else f"no source to poll: {app.config.path or 'the config'} enables no [[sources]]")
             failed = any(r.error for r in reports)
+            if reader_stopped():  # `miner collect | head`: as at a signal, the polls in flight are stored first
+                stop.set()
             if once or stop.wait(5):
                 break
         if stop.is_set() and poller.pool.in_flight():

@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -14,6 +15,22 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The exit status of a command whose standard output's reader stopped early (`| head`): what a shell reports for a
+# command SIGPIPE ended (cat, grep, git), which Python's, ignoring SIGPIPE, never is. It was 0, so a script (`set -o
+# pipefail`) took an output cut short for a whole one.
+READER_STOPPED = 128 + signal.SIGPIPE
+
+
+def quiet_stdout() -> None:
+    """Standard output to /dev/null, once its reader has stopped: what is left in its buffer, and anything written
+    after, goes nowhere, rather than failing again (at exit, "Exception ignored ... BrokenPipeError" on stderr)."""
+    with contextlib.suppress(OSError, ValueError):  # no descriptor behind it (a test runner's): nothing to quiet
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
 
 
 def stdin_unreadable() -> str | None:
@@ -81,8 +98,12 @@ def acting() -> Iterator[None]:
 
     Under a closed standard output (`miner backup x.db >&-`, a cron job's or a unit's that closed it) such a command
     did its work and exited 0 having told no one (click.echo writes nothing there), or, open for reading only, did
-    it and then failed as if it had not. A reader that stops early (`| head`) is no error, as for every command
-    (MinerGroup)."""
+    it and then failed as if it had not.
+
+    A reader that stops early (`| head`) does not stop the work: it was cut at the report's next line (the routes of
+    a `miner digest` after the first left unqueued, a demo's digest unwritten) and exited 0 as if all was done. The
+    rest of the report goes nowhere, and the command exits READER_STOPPED once done (a failure still exits 1, saying
+    why on stderr); `collect` without --once stops as at a signal (see ``reader_stopped``)."""
     if why := stdout_unwritable():
         raise click.ClickException(f"standard output is {why}: nothing done, as this command reports there what it "
                                    "does; redirect it to a file (> FILE) or a pipe, or to /dev/null to do without "
@@ -97,6 +118,13 @@ def acting() -> Iterator[None]:
     finally:
         if sys.stdout is reporting:
             sys.stdout = reporting.stream
+    if reporting.reader_stopped:
+        raise click.exceptions.Exit(READER_STOPPED)
+
+
+def reader_stopped() -> bool:
+    """Whether the reader of the report of the command that acts, now running, has stopped (``acting``)."""
+    return isinstance(sys.stdout, _Report) and sys.stdout.reader_stopped
 
 
 class ReportNotWritten(Exception):
@@ -110,16 +138,18 @@ class ReportNotWritten(Exception):
 
 class _Report:
     """Standard output while a command that acts runs: its write and flush errors as ReportNotWritten, but for a
-    broken pipe (a reader that stopped early), which the CLI takes as it always does."""
+    broken pipe (a reader that stopped early), after which the report goes nowhere (``acting``)."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
+        self.reader_stopped = False
 
     def write(self, text: str) -> int:
         try:
             return int(self.stream.write(text))
         except BrokenPipeError:
-            raise
+            self._stopped()
+            return len(text)
         except OSError as exc:
             raise ReportNotWritten(exc) from exc
 
@@ -127,9 +157,13 @@ class _Report:
         try:
             self.stream.flush()
         except BrokenPipeError:
-            raise
+            self._stopped()
         except OSError as exc:
             raise ReportNotWritten(exc) from exc
+
+    def _stopped(self) -> None:
+        self.reader_stopped = True
+        quiet_stdout()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
