@@ -177,6 +177,26 @@ def test_a_pleroma_atom_feed_read_first_names_each_status_by_its_actor_as_the_ti
     assert _complaints(tmp_path / "m.sqlite") == 2
 
 
+def test_a_pleroma_status_listed_by_two_feeds_naming_no_author_is_one_complainer(tmp_path: Path,
+                                                                                 server: FakeServer) -> None:
+    # Pleroma's tag feed and a Mastodon server's, which lists the status as a remote one by its object id: neither
+    # names an author, and no API source read it to share one. Each row counted as a complainer of its own (its row
+    # id): the status of one person counted twice. The other Pleroma status of that second, by someone else and with
+    # like words, stays a complainer of its own, as do the feed's statuses of other servers.
+    server.serve_fixture("/tags/outage.rss", "mastodon/pleroma_tag_outage.rss", "application/rss+xml")
+    server.serve_fixture("/social/tags/outage.rss", "mastodon/tag_remote.rss", "application/rss+xml")
+    feeds = ('[[sources]]\nname = "pleroma-feed"\ntype = "rss"\nurl = "{url}/tags/outage.rss"\nservices = ["Signal"]\n'
+             '[[sources]]\nname = "masto-feed"\ntype = "rss"\nurl = "{url}/social/tags/outage.rss"\n'
+             'services = ["Signal"]\n')
+    _collect(_config(tmp_path, ["Signal"], feeds.format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    shared = "pleroma.example.net/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b"
+    assert (shared, None) in found["pleroma-feed"] and (shared, None) in found["masto-feed"]
+    assert len(found["pleroma-feed"]) == 2 and len(found["masto-feed"]) == 6
+    # The two Pleroma statuses and the Mastodon feed's five others: seven people, not eight.
+    assert _complaints(tmp_path / "m.sqlite") == 7
+
+
 def test_a_lemmy_link_post_sharing_a_status_is_its_posters_post_not_the_status(tmp_path: Path,
                                                                                server: FakeServer) -> None:
     # Lemmy's feed gives a link post's link as the entry's link, its own page as guid and comments. Linking a Mastodon

@@ -151,7 +151,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "posts": "Posts mentioning the service created in the bucket (counted as their verdicts are stored), "
                  "but not those undated as backlog (posts.undated).",
         "complaints": "Authors of those posts classified as outage reports (latest verdict): one account posting "
-                      "many times counts once; posts without a known author count one each. Once per bucket: a "
+                      "many times counts once; posts without a known author count one each, but the rows several "
+                      "sources stored one post with (one external_id, one created_at, not undated) count once. "
+                      "Once per bucket: a "
                       "sum over several buckets (an hour of 5-minute ones) counts an author once in each bucket "
                       "they posted in, as the detector does.",
         "score": "Detector z-score of the complaint count; NULL until the detector has processed the bucket.",

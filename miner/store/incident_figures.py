@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from miner.store.incidents import resolved_by
+from miner.store.posts import COMPLAINER
 from miner.store.posts import LATEST as _LATEST
 from miner.store.signals import _COUNTED
 from miner.store.sql_lists import IN_LIST, json_list
@@ -104,7 +105,7 @@ class IncidentFiguresMixin:
                 SELECT id, symptom, row_number() OVER (PARTITION BY id, slot, who
                                                        ORDER BY n DESC, last DESC, last_id DESC) AS nth FROM (
                     SELECT w.id, CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds} AS slot,
-                           coalesce(p.author_hash, p.id) AS who, coalesce(c.symptom, 'general') AS symptom,
+                           {COMPLAINER} AS who, coalesce(c.symptom, 'general') AS symptom,
                            count(*) AS n, max(p.created_at) AS last, max(p.id) AS last_id
                     FROM r CROSS JOIN posts p CROSS JOIN post_services ps ON ps.post_id = p.id
                     CROSS JOIN w ON w.service = ps.service AND p.created_at >= w.lo AND p.created_at < w.hi

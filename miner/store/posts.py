@@ -242,6 +242,14 @@ def _under_feed_id(conn: sqlite3.Connection, post: Post) -> str | None:
     return post.feed_id if [r[0] for r in rows] == [post.feed_id] else None
 
 
+# Who a counted post is a complaint of: its author, or, where no source named one, the post itself, one post whichever
+# sources stored it (one external_id at one second, as _SAME_POST says). By its row id, a status that two feeds naming
+# no author list (a Pleroma server's tag feed, and a Mastodon server's listing it as a remote status) was two
+# complainers. A post dated at its fetch (undated) is its row: two sources fetch it at two times.
+COMPLAINER = ("coalesce(p.author_hash, CASE WHEN p.undated IS NULL "
+              "THEN 'post ' || p.external_id || ' ' || p.created_at ELSE p.id END)")
+
+
 # The same post stored by another source: one id (a site's, as a feed entry gets it too: collectors/canonical.py) and
 # one time to the second. Looked up by (source, external_id), the posts' unique index, once per other source: read
 # through posts_created_at, every post of that second was read for each one stored, and 15,000 posts of one second

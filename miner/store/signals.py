@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
+from miner.store.posts import COMPLAINER
 from miner.store.posts import LATEST as _LATEST
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import floor_time, iso, parse_iso
@@ -65,8 +66,8 @@ class SignalsMixin:
         ``complaints`` counts complaining authors, not posts: one account (or bot) posting fifty times in a
         bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
         streams, user reports, feeds without one) count one each, unless another source stored the same post with
-        its author (store.posts._shared_author). Posts of a source's undated backlog (see
-        _COUNTED) count nowhere.
+        its author (store.posts._shared_author); the same post stored by several sources none of which named its
+        author counts once (store.posts.COMPLAINER). Posts of a source's undated backlog (see _COUNTED) count nowhere.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
         Buckets before :meth:`first_open_bucket` are left as they are: their posts were pruned.
         """
@@ -92,7 +93,7 @@ class SignalsMixin:
                                 (CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}) * {seconds},
                                 'unixepoch') AS b,
                        count(*),
-                       count(DISTINCT CASE WHEN c.outage = 1 THEN coalesce(p.author_hash, p.id) END)
+                       count(DISTINCT CASE WHEN c.outage = 1 THEN {COMPLAINER} END)
                 FROM posts p
                 JOIN post_services ps ON ps.post_id = p.id
                 LEFT JOIN classifications c ON c.post_id = p.id AND {_LATEST}
@@ -374,7 +375,7 @@ class SignalsMixin:
         # CROSS JOIN: read the window's posts, not all the service's (see sample_posts).
         rows = self.database.rows(
             f"""
-            SELECT {slot} AS slot, coalesce(p.author_hash, p.id) AS who, coalesce(c.symptom, 'general') AS symptom,
+            SELECT {slot} AS slot, {COMPLAINER} AS who, coalesce(c.symptom, 'general') AS symptom,
                    count(*) AS n, max(p.created_at) AS last, max(p.id) AS last_id
             FROM posts p CROSS JOIN post_services ps ON ps.post_id = p.id
             JOIN classifications c ON c.post_id = p.id AND {_LATEST}
