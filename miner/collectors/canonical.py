@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from miner.collectors.base import named_everywhere
 from miner.collectors.feeds import entry_author, entry_id
 from miner.collectors.mastodon import status_external_id
-from miner.site_ids import BLUESKY_POST
+from miner.site_ids import BLUESKY_POST, notice_id
 
 # A Mastodon status as its web page (the RSS link and guid, the API's ``url``): https://host/@name/<id>; a remote
 # status keeps its own server's. The author's profile is that URL's first part, the account ``url`` the API gives.
@@ -44,7 +45,8 @@ _REMOTE_STATUS = re.compile(
 # A Pleroma or Akkoma status by its ActivityPub id, https://host/objects/<UUID v4> (ActivityPub.Utils
 # generate_object_id), the guid (and link) their own feeds give a local status (Pleroma's Feed.FeedView activity_link)
 # and the uri their Mastodon API gives it. The UUID is that object's alone, so in any feed it names that status. Its
-# url there, /notice/<id>, names its activity by a database id that nothing in a feed entry ties to the UUID.
+# url there, /notice/<id>, names its activity by a database id that nothing in a feed entry ties to the UUID: an entry
+# linking it is stored by it (site_ids.notice_id), and the store ties it to the status by that url.
 _PLEROMA_OBJECT = re.compile(
     r"^https?://[^/?#@]+/objects/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/?$")
 # A Hacker News item (hnrss.org's guid and comments link; HN's own feed's comments link).
@@ -129,6 +131,12 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdent
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
         if match := _MASTODON_URI.match(url):
             return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
+        if ident := notice_id(url):
+            # A Pleroma or Akkoma status's page, which names neither the status's ActivityPub id nor its author: the
+            # row is given the author of the `mastodon` source's row with that page as its url (store/notice_pages.py).
+            # An author the entry names by URL (an actor id) is one from every source; a handle is the feed host's.
+            author = entry_author(entry)
+            return SiteIdentity(ident, author, "") if named_everywhere(author) else SiteIdentity(ident, None)
     if mastodon and (remote := _remote_status(link or guid)):
         return remote
     if _PLEROMA_OBJECT.match(guid):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from miner.records import Decision, FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
+from miner.store.notice_pages import page_author, share_by_page
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
@@ -261,10 +262,11 @@ _SAME_POST = ("source IN (SELECT name FROM sources WHERE name != ?) AND external
 def _shared_author(conn: sqlite3.Connection, post: Post) -> str | None:
     """The author another source stored ``post`` with. A feed that names no author (Hacker News' own, a Mastodon
     tag feed's status of a server whose links name none) made each post it shares with an API source a complainer of
-    its own, by its row id, beside the author the API source read."""
+    its own, by its row id, beside the author the API source read. A Pleroma status's page is that status
+    (store/notice_pages.py)."""
     row = conn.execute(f"SELECT author_hash FROM posts WHERE {_SAME_POST} AND author_hash IS NOT NULL ORDER BY id "
                        "LIMIT 1", (post.source, post.external_id, iso(post.created_at))).fetchone()
-    return str(row[0]) if row is not None else None
+    return str(row[0]) if row is not None else page_author(conn, post)
 
 
 def _share_author(conn: sqlite3.Connection, post: Post) -> None:
@@ -272,6 +274,7 @@ def _share_author(conn: sqlite3.Connection, post: Post) -> None:
     a feed first, it was a complainer of its own. Its bucket is the new post's, recounted when that is classified."""
     conn.execute(f"UPDATE posts SET author_hash = ? WHERE {_SAME_POST} AND author_hash IS NULL",
                  (post.author_hash, post.source, post.external_id, iso(post.created_at)))
+    share_by_page(conn, post)
 
 
 def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,

@@ -1,0 +1,44 @@
+"""A Pleroma or Akkoma status read by its page, https://host/notice/<id> (miner.site_ids.PLEROMA_NOTICE), and by
+another source by its ActivityPub id: one post, one author.
+
+A `mastodon` source reading a Pleroma server's own timeline stores a status by its uri (host/<uuid>) with its page as
+its url; a feed entry that links the page is stored by the page (host/notice/<id>), and names no author, or names one
+by a handle of the feed's host. The two ids differ, so store.posts._SAME_POST never found the one for the other, and the
+entry counted as a complainer of its own beside the author the timeline read. The page ties them: it is the url the
+timeline's row has. Only a `mastodon` source's row is looked up by it: its url is the status's own page, where a link
+aggregator's row (a Lemmy link post, a Hacker News story) has the page it shares as its url, and is another post."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from miner.records import Post
+from miner.site_ids import notice_id, notice_pages
+from miner.timeutil import iso
+
+# A `mastodon` source's row of the status whose page a post links, stored at its second (as _SAME_POST): looked up per
+# source through posts_source_url (source, url).
+_BY_PAGE = ("source IN (SELECT name FROM sources WHERE name != ? AND type = 'mastodon') "
+            "AND url IN (?, ?) AND +created_at = ? AND undated IS NULL")
+
+
+def page_author(conn: sqlite3.Connection, post: Post) -> str | None:
+    """The author a `mastodon` source stored the status with whose page ``post`` (stored by `notice_id`) is."""
+    pages = notice_pages(post.external_id)
+    if not pages or post.undated is not None:
+        return None
+    row = conn.execute(f"SELECT author_hash FROM posts WHERE {_BY_PAGE} AND author_hash IS NOT NULL ORDER BY id "
+                       "LIMIT 1", (post.source, *pages, iso(post.created_at))).fetchone()
+    return str(row[0]) if row is not None else None
+
+
+def share_by_page(conn: sqlite3.Connection, post: Post) -> None:
+    """Give the author of ``post``, where a `mastodon` source stored it with its page as its url, to the rows other
+    sources stored it by that page (`notice_id`) without one."""
+    ident = notice_id(post.url or "") if post.author_hash and post.undated is None else None
+    if ident is None or conn.execute("SELECT 1 FROM sources WHERE name = ? AND type = 'mastodon'",
+                                     (post.source,)).fetchone() is None:
+        return
+    conn.execute("UPDATE posts SET author_hash = ? WHERE source IN (SELECT name FROM sources WHERE name != ?) "
+                 "AND external_id = ? AND +created_at = ? AND undated IS NULL AND author_hash IS NULL",
+                 (post.author_hash, post.source, ident, iso(post.created_at)))

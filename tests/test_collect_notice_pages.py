@@ -1,0 +1,68 @@
+"""A Pleroma or Akkoma status read by a `mastodon` source (stored by its ActivityPub id, its page as its url) and by
+a feed linking its page, https://host/notice/<id>: one complainer. `miner collect --once` against a real local
+server, then the store's own count of a bucket's complainers (as tests/test_collect_cross_source.py)."""
+
+from __future__ import annotations
+
+import json
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+from fakeserver import FakeServer, Reply
+from test_collect_cross_source import MASTODON, _collect, _complaints, _config, _posts
+
+from miner.timeutil import parse_iso
+
+
+def _notice_feed(server: FakeServer) -> bytes:
+    """An RSS feed of the statuses of `mastodon/pleroma_tag_timeline.json` linked by their pages: each item's link and
+    guid the status's `url` (/notice/<id>, as Pleroma's Mastodon API gives a status of its own server), its date the
+    status's, its author the handle (`acct`) the API gives. Pleroma's and Akkoma's own feeds link the object id
+    instead; this is the shape of a feed made of that API's statuses."""
+    items = "".join(
+        f"<item><title>{s['pleroma']['content']['text/plain']}</title><link>{s['url']}</link>"
+        f"<guid isPermaLink=\"true\">{s['url']}</guid>"
+        f"<pubDate>{format_datetime(parse_iso(s['created_at']), usegmt=True)}</pubDate>"
+        f"<dc:creator>{s['account']['acct']}</dc:creator>"
+        f"<description>{s['pleroma']['content']['text/plain']}</description></item>"
+        for s in json.loads(server.fixture_bytes("mastodon/pleroma_tag_timeline.json")))
+    return ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            f"<channel><title>#outage</title><link>https://bridge.example.org/outage</link>{items}</channel></rss>"
+            ).encode()
+
+
+@pytest.mark.parametrize("feed_first", [False, True])
+def test_a_pleroma_status_read_by_its_timeline_and_a_feed_linking_its_page_is_one_complainer(
+        tmp_path: Path, server: FakeServer, feed_first: bool) -> None:
+    # The timeline stores each status by its object id; the feed's entry, by its page, was a second post whose author
+    # (a handle of the feed's host) was a second complainer. The other status of that second, by someone else and with
+    # like words, stays apart, and so does a Lemmy link post of that second sharing the first one's page: its row has
+    # that page as its url, and is its poster's post.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    server.serve("/notices.rss", Reply(200, _notice_feed(server), content_type="application/rss+xml"))
+    lemmy = server.fixture_bytes("lemmy/community_link_to_pleroma.xml").replace(
+        b"https://pleroma.example.net/objects/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b",
+        b"https://pleroma.example.net/notice/AoTq1XbQ7ZPl3B0YkK")
+    server.serve("/feeds/c/technology.xml", Reply(200, lemmy, content_type="application/rss+xml"))
+    api = MASTODON.split("[[sources]]")[1]
+    feeds = ('[[sources]]\nname = "notice-feed"\ntype = "rss"\nurl = "{url}/notices.rss"\nservices = ["Signal"]\n\n'
+             '[[sources]]\nname = "lemmy-feed"\ntype = "rss"\nurl = "{url}/feeds/c/technology.xml"\n'
+             'services = ["Signal"]\n')
+    if feed_first:
+        _collect(_config(tmp_path, ["Signal", "Vodafone"], feeds.format(url=server.url)))
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], ("[[sources]]" + api + feeds).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    timeline = dict(found["masto"])
+    by_page = dict(found["notice-feed"])
+    assert set(by_page) == {"pleroma.example.net/notice/AoTq1XbQ7ZPl3B0YkK",
+                            "pleroma.example.net/notice/AoTq1XbQ7ZPl3B0YkJ"}
+    assert by_page["pleroma.example.net/notice/AoTq1XbQ7ZPl3B0YkK"] == \
+        timeline["pleroma.example.net/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b"]
+    assert by_page["pleroma.example.net/notice/AoTq1XbQ7ZPl3B0YkJ"] == \
+        timeline["pleroma.example.net/0b9e2d41-7c3a-4f58-b6e2-8a1d9c3f7e20"]
+    assert len(set(timeline.values())) == 2 and None not in timeline.values()
+    [(_link_post, poster)] = found["lemmy-feed"]
+    assert poster not in timeline.values()
+    # quill's status, marten's, and the Lemmy poster's link post.
+    assert _complaints(tmp_path / "m.sqlite") == 3
