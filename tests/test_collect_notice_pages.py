@@ -66,3 +66,19 @@ def test_a_pleroma_status_read_by_its_timeline_and_a_feed_linking_its_page_is_on
     assert poster not in timeline.values()
     # quill's status, marten's, and the Lemmy poster's link post.
     assert _complaints(tmp_path / "m.sqlite") == 3
+
+
+def test_the_timelines_row_of_a_page_is_looked_up_by_source_and_url_not_by_every_post_of_its_second(
+        tmp_path: Path) -> None:
+    # As store.posts._SAME_POST: through posts_created_at, each post stored would read every post of its second.
+    from miner.store import Store
+    from miner.store.notice_pages import _BY_PAGE
+
+    store = Store.open(tmp_path / "m.sqlite")
+    try:
+        sql = f"SELECT author_hash FROM posts WHERE {_BY_PAGE} AND author_hash IS NOT NULL ORDER BY id LIMIT 1"
+        plan = [r[3].replace("SEARCH TABLE ", "SEARCH ") for r in store.database.conn.execute(
+            f"EXPLAIN QUERY PLAN {sql}", ("a", "https://h/notice/1", "http://h/notice/1", "2026-11-27T14:02:13+00:00"))]
+        assert any(p.startswith("SEARCH posts USING INDEX posts_source_url (source=? AND url=?)") for p in plan), plan
+    finally:
+        store.close()
