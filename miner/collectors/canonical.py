@@ -82,6 +82,11 @@ def _reddit_host(host: str) -> bool:
     return host == "reddit.com" or host.endswith(".reddit.com")
 
 
+def feed_author_url(feed: Any) -> str:
+    """The URL a feed names its own author by (an RSS <managingEditor> or Atom <author> with a <uri>), or ""."""
+    return str((feed.get("author_detail") or {}).get("href") or "")
+
+
 def mastodon_feed(feed: Any) -> bool:
     """Whether a Mastodon server made the feed (its tag and account RSS name it as their generator, "Mastodon v4.3.2"):
     each of its entries is a status, the remote ones of any server software."""
@@ -109,11 +114,11 @@ def _remote_status(url: str) -> SiteIdentity | None:
     return SiteIdentity(status_external_id(url, ""), None) if _REMOTE_STATUS.match(url) else None
 
 
-def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdentity | None:
+def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author: str = "") -> SiteIdentity | None:
     """The identity of the post a feed entry is at its site, where its guid or link (unless the link is what the
     entry shares) says; None otherwise (the entry keeps the feed's own). ``reddit``: the feed is Reddit's, whose
     entries' ids are fullnames. ``mastodon``: a Mastodon server made it (`mastodon_feed`), whose entries are statuses
-    of any server software."""
+    of any server software. ``feed_author``: the URL the feed names its own author by (`feed_author_url`)."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
     comments = str(entry.get("comments") or "")
@@ -144,7 +149,11 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False) -> SiteIdent
         # post. Its RSS names no author: the row takes the profile another source stored the status with
         # (store.posts._shared_author), as a remote status of a Mastodon-made feed does. Its Atom's author may give
         # the actor's id (<uri>), the profile URL a `mastodon` source names the author by: of the status's server only.
-        actor = str((entry.get("author_detail") or {}).get("href") or "")
+        # An account's feed (/users/<name>/feed.rss, .atom) names the actor once, for the feed (RSS: <managingEditor>
+        # with a <uri>; Atom: the feed's <author>), and lists that actor's own statuses only (Pleroma's
+        # Feed.UserController reads the actor's Create activities): without it, the feed alone counted one person's
+        # statuses of a bucket once each.
+        actor = str((entry.get("author_detail") or {}).get("href") or "") or feed_author
         same_server = actor.startswith(("https://", "http://")) and urlsplit(actor).netloc == urlsplit(guid).netloc
         return SiteIdentity(status_external_id(guid, ""), actor if same_server else None, "" if same_server else None)
     if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
