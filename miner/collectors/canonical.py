@@ -82,6 +82,15 @@ def _reddit_host(host: str) -> bool:
     return host == "reddit.com" or host.endswith(".reddit.com")
 
 
+def mastodon_uri_identity(uri: str) -> SiteIdentity | None:
+    """A Mastodon or GoToSocial status by its ActivityPub URI (https://host/users/<name>/statuses/<id>) as a `mastodon`
+    source names it, host/<id>, and its author, the profile URL https://host/@<name> (the account's url); None for
+    another URI."""
+    if match := _MASTODON_URI.match(uri):
+        return SiteIdentity(status_external_id(uri, ""), f"{match.group('base')}/@{match.group('name')}", "")
+    return None
+
+
 def feed_author_url(feed: Any) -> str:
     """The URL a feed names its own author by (an RSS <managingEditor> or Atom <author> with a <uri>), or ""."""
     return str((feed.get("author_detail") or {}).get("href") or "")
@@ -134,8 +143,8 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
         if match := _MASTODON_STATUS.match(url) or _GOTOSOCIAL_STATUS.match(url):
             # The profile URL is the author as the API names them (account.url), the same from every instance.
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
-        if match := _MASTODON_URI.match(url):
-            return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/@{match.group('name')}", "")
+        if status := mastodon_uri_identity(url):
+            return status
         if ident := notice_id(url):
             # A Pleroma or Akkoma status's page, which names neither the status's ActivityPub id nor its author: the
             # row is given the author of the `mastodon` source's row with that page as its url (store/notice_pages.py).

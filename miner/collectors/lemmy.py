@@ -1,7 +1,8 @@
 """`lemmy`: a Lemmy instance's `/api/v3/search?q=...&type_=All&sort=New` (posts and comments).
 
 Cursor: the newest `published` time seen (ISO 8601, UTC). External ids
-are the ActivityPub ids, which stay the same whichever instance federated the item. Newest first: a poll reads
+are the ActivityPub ids, which stay the same whichever instance federated the item; a Mastodon user's status in a
+community is named as the `mastodon` type names it (see `_view_post`). Newest first: a poll reads
 `page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
 be read later: the poll says posts are missing. A later page that fails (a rate limit) keeps the cursor, and the
 poll is `behind`: the next one reads down to it again. The items below the cursor on the page that reaches it are
@@ -26,6 +27,7 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
+from miner.collectors.canonical import mastodon_uri_identity
 from miner.collectors.http import Response, fetch, host_of, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
@@ -94,14 +96,20 @@ def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kin
     if creator.get("bot_account") is True:
         return None  # an automated account (news relay, status mirror, monitor): no user's complaint
     ap_id = text_of(item.get("ap_id"))
+    # A Mastodon user's status in a community (a post, or a comment) keeps its ActivityPub id, and its creator the
+    # actor id (https://host/users/<name>): named so, it was another post and another author than the status a
+    # `mastodon` source reads, by host/<id> and the profile URL, and counted twice. It is named as that source names it;
+    # one stored before by its ap_id is that post still (feed_id).
+    status = mastodon_uri_identity(ap_id)
     return make_post(
         source, ctx,
-        external_id=ap_id or f"{kind}:{item['id']}",
+        external_id=status.external_id if status else ap_id or f"{kind}:{item['id']}",
         title=text_of(item.get("name")) if kind == "post" else "",
         body_html=text_of(item.get("body") if kind == "post" else item.get("content")),
         created_at=parse_time(item.get("published")),
         url=ap_id or None,
-        author=text_of(creator.get("actor_id")) or text_of(creator.get("name")) or None,
+        author=status.author if status else text_of(creator.get("actor_id")) or text_of(creator.get("name")) or None,
+        feed_id=ap_id if status else None,
     )
 
 
