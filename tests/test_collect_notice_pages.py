@@ -18,16 +18,15 @@ from miner.timeutil import parse_iso
 def _notice_feed(server: FakeServer) -> bytes:
     """An RSS feed of the statuses of `mastodon/pleroma_tag_timeline.json` linked by their pages: each item's link and
     guid the status's `url` (/notice/<id>, as Pleroma's Mastodon API gives a status of its own server), its date the
-    status's, its author the handle (`acct`) the API gives. Pleroma's and Akkoma's own feeds link the object id
-    instead; this is the shape of a feed made of that API's statuses."""
+    status's, and no author, as Pleroma's own feeds name none in an item. Pleroma's and Akkoma's own feeds link the
+    object id instead; this is the shape of a feed made of that API's statuses."""
     items = "".join(
         f"<item><title>{s['pleroma']['content']['text/plain']}</title><link>{s['url']}</link>"
         f"<guid isPermaLink=\"true\">{s['url']}</guid>"
         f"<pubDate>{format_datetime(parse_iso(s['created_at']), usegmt=True)}</pubDate>"
-        f"<dc:creator>{s['account']['acct']}</dc:creator>"
         f"<description>{s['pleroma']['content']['text/plain']}</description></item>"
         for s in json.loads(server.fixture_bytes("mastodon/pleroma_tag_timeline.json")))
-    return ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+    return ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0">'
             f"<channel><title>#outage</title><link>https://bridge.example.org/outage</link>{items}</channel></rss>"
             ).encode()
 
@@ -35,8 +34,8 @@ def _notice_feed(server: FakeServer) -> bytes:
 @pytest.mark.parametrize("feed_first", [False, True])
 def test_a_pleroma_status_read_by_its_timeline_and_a_feed_linking_its_page_is_one_complainer(
         tmp_path: Path, server: FakeServer, feed_first: bool) -> None:
-    # The timeline stores each status by its object id; the feed's entry, by its page, was a second post whose author
-    # (a handle of the feed's host) was a second complainer. The other status of that second, by someone else and with
+    # The timeline stores each status by its object id; the feed's entry, by its page and with no author, was a second
+    # post and a complainer of its own (its row id). The other status of that second, by someone else and with
     # like words, stays apart, and so does a Lemmy link post of that second sharing the first one's page: its row has
     # that page as its url, and is its poster's post.
     server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")

@@ -145,12 +145,13 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
         if status := mastodon_uri_identity(url):
             return status
-        if ident := notice_id(url):
+        if (ident := notice_id(url)) and (named_everywhere(author := entry_author(entry)) or not author):
             # A Pleroma or Akkoma status's page, which names neither the status's ActivityPub id nor its author: the
             # row is given the author of the `mastodon` source's row with that page as its url (store/notice_pages.py).
-            # An author the entry names by URL (an actor id) is one from every source; a handle is the feed host's.
-            author = entry_author(entry)
-            return SiteIdentity(ident, author, "") if named_everywhere(author) else SiteIdentity(ident, None)
+            # An author the entry names by URL (an actor id) is one from every source. An entry naming one by a handle
+            # keeps the feed's own identity and its author, a user of the feed's host: another site's page may end
+            # in /notice/<id> too, and without its author one person's entries of a bucket would count once each.
+            return SiteIdentity(ident, author, "") if author else SiteIdentity(ident, None)
     if mastodon and (remote := _remote_status(link or guid)):
         return remote
     if _PLEROMA_OBJECT.match(guid):
