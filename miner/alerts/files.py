@@ -29,8 +29,14 @@ def _stem(text: str) -> str:
 
 
 def save_rendered(rendered: Rendered, out_dir: Path, stem: str) -> list[Path]:
-    """``stem``.eml (the exact message), ``stem``.html (charts rewritten to the PNG files beside it), PNGs."""
+    """``stem``.eml (the exact message), ``stem``.html (charts rewritten to the PNG files beside it), PNGs; an
+    earlier rendering's charts of ``stem`` are deleted first."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The .eml, .html and .txt are overwritten, but the charts are named after their incidents: a second
+    # `miner digest --dry-run` into the folder left the first one's charts of incidents it no longer shows beside it,
+    # read as part of this preview. Only this stem's charts go: another route's preview there stays whole.
+    for old in _own_files(out_dir, re.compile(re.escape(stem) + r"-chart-\d+\.png")):
+        old.unlink()
     paths = [out_dir / f"{stem}.eml", out_dir / f"{stem}.html", out_dir / f"{stem}.txt"]
     paths[0].write_bytes(bytes(rendered.message))
     html = rendered.html

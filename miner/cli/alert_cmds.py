@@ -40,7 +40,8 @@ def _now(at: str | None) -> datetime:
               help="Render to files instead of queueing it for sending (the same period: since the route's last "
                    "digest).")
 @click.option("--out", type=PathParam(path_type=Path, file_okay=False), default=Path("digest-out"),
-              show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files.")
+              show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files (replacing those an "
+                                       "earlier --dry-run wrote there for the same route).")
 @click.option("--route", "route_name", default=None,
               help="Only this route (default: every route with email; with none, --dry-run renders what a route "
                    "of every service would get, as digest-digest.*).")
