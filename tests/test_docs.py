@@ -54,6 +54,22 @@ def test_every_table_and_column_is_in_the_catalog() -> None:
         assert list(TABLES[table][1]) == columns, f"catalog columns of {table} differ from the schema"
 
 
+def test_every_key_the_service_records_in_store_state_is_described(tmp_path: Path) -> None:
+    # What a started service leaves there, on a real store: docs/schema.md named three of its four model keys.
+    from datetime import UTC, datetime
+
+    from miner.records import Decision
+    from miner.store import Store
+
+    store = Store.open(tmp_path / "miner.sqlite")
+    store.set_bucket_minutes(5)
+    store.record_serving_model("m-1", datetime(2026, 11, 27, tzinfo=UTC), Decision(0.4, True))
+    keys = [r["key"] for r in store.database.rows("SELECT key FROM store_state ORDER BY key")]
+    store.close()
+    described = set(re.findall(r"[a-z_]+", TABLES["store_state"][1]["key"]))
+    assert len(keys) == 5 and not [k for k in keys if k not in described], keys
+
+
 def test_generated_docs_are_up_to_date() -> None:
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_docs.py"), "--check"],
                             capture_output=True, text=True)

@@ -30,7 +30,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "id an incident or a verdict cited is given to another post. serving_model, serving_model_at and "
                "serving_model_by, the version of the model `miner run` loaded last and when (at each start and "
                "reload), or a replay (`miner demo`) gave its verdicts with since, and which of them did, which "
-               "`miner status` shows. reclassified_since and reclassified_by, the earliest time a `miner reclassify` "
+               "`miner status` shows; serving_decision, the threshold and early-exit setting it decides at "
+               "(`0.37 1`: early exits on), which `miner status` compares with the config's and the stored "
+               "verdicts'. reclassified_since and reclassified_by, the earliest time a `miner reclassify` "
                "gave new verdicts from and its model, until the detector has learned its baselines again from the "
                "buckets recounted; reclassified_runs, how many runs recorded one (a run that ends while the detector "
                "learns from the one before is learned from again).",
