@@ -1,5 +1,6 @@
 """`miner digest --dry-run` into a folder it wrote to before: the folder holds this preview's files, not the last one's
-charts of incidents it no longer shows; another route's preview and other files there are left as they are."""
+charts of incidents it no longer shows; another route's preview and other files there are left as they are. And the
+route it previews must be one that gets a digest."""
 
 from __future__ import annotations
 
@@ -30,6 +31,15 @@ email = ["oncall@example.org"]
 name = "oncall-airtel"
 email = ["airtel@example.org"]
 services = ["Airtel"]
+
+[[alerts.webhooks]]
+name = "chat"
+url_env = "MINER_TEST_CHAT_URL"
+format = "slack"
+
+[[alerts.routes]]
+name = "chat-only"
+webhooks = ["chat"]
 """
 
 
@@ -71,3 +81,22 @@ def test_a_second_preview_into_the_folder_leaves_no_chart_of_the_first_ones_inci
                                             "digest-oncall-airtel.txt", f"digest-oncall-airtel-chart-{airtel}.png"}
     assert (out / "notes.txt").read_text() == "mine"
     assert f"digest-oncall-chart-{whatsapp}.png" not in (out / "digest-oncall.html").read_text()
+
+
+def test_a_preview_of_a_route_without_email_is_refused_as_queueing_its_digest_is(tmp_path: Path) -> None:
+    # Digests go by email only: rendered, the preview of a webhook-only route read as a digest it would get.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(CONFIG)
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    open_incident(store, "WhatsApp", T0)
+    store.close()
+    out = tmp_path / "preview"
+    run = CliRunner()
+    base = ["--config", str(cfg), "--db", str(db), "digest"]
+    res = run.invoke(main, [*base, "--route", "chat-only"])
+    assert res.exit_code == 1 and "no route named 'chat-only' with email" in res.output, res.output
+    res = run.invoke(main, [*base, "--dry-run", "--out", str(out), "--route", "chat-only", "--at", "2026-11-27T12:50Z"])
+    assert res.exit_code == 1, res.output
+    assert "Error: route 'chat-only' has no email: digests go by email only, so it gets none" in res.output
+    assert not out.exists()

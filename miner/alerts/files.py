@@ -84,6 +84,11 @@ def write_digest_files(store: Store, settings: AlertSettings, now: datetime, out
         found = settings.route(route)
         if found is None:
             raise MinerError(f"no alert route named {route!r} in [alerts]")
+        if not found.email:
+            # Rendered all the same, the preview read as the digest this route gets, which `miner digest` refuses
+            # to queue: a route's digest goes to its email alone.
+            raise MinerError(f"route {route!r} has no email: digests go by email only, so it gets none (its webhooks "
+                             "get its alerts and resolve notices)")
         routes = [found]
     else:
         routes = [r for r in settings.routes if r.email]

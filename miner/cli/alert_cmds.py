@@ -43,8 +43,9 @@ def _now(at: str | None) -> datetime:
               show_default=True, help="Folder for --dry-run's .eml, .html, .txt and PNG files (replacing those an "
                                        "earlier --dry-run wrote there for the same route).")
 @click.option("--route", "route_name", default=None,
-              help="Only this route (default: every route with email; with none, --dry-run renders what a route "
-                   "of every service would get, as digest-digest.*).")
+              help="Only this route, which needs an email: digests go by email only (default: every route with "
+                   "email; with none, --dry-run renders what a route of every service would get, as "
+                   "digest-digest.*).")
 @click.option("--at", default=None,
               help="Render as of this ISO 8601 time (a month or a year alone, 2026-11 or 2026, is its start), UTC "
                    "unless it has an offset (default: now); a digest queued "
