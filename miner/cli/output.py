@@ -58,6 +58,12 @@ def _cell(value: Any, width: int | None) -> str:
     return text
 
 
+def one_line(value: Any) -> str:
+    """``value`` whole on one line, as a table cell shows it (control and bidi characters escaped): for another
+    party's text (a server's reply, a source's error) in a line of its own."""
+    return _cell(value, None)
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, max_width: int | None = 60) -> str:
     """A plain aligned table with a header rule; long cells are cut to ``max_width`` terminal columns."""
     cells = [[_cell(v, max_width) for v in row] for row in rows]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from miner.cli.app import PORT, AppContext, main, pass_app
-from miner.cli.output import table
+from miner.cli.output import one_line, table
 from miner.cli.stdio import acting, prints
 
 if TYPE_CHECKING:
@@ -212,12 +212,14 @@ def status(app: AppContext, fmt: str) -> None:
         for m in silences:  # an incident above with no alert: it says why
             what = f"provider {m['provider']} ({', '.join(m['services']) or 'no service now'})" if m["provider"] \
                 else m["service"]
-            why = f": {m['comment']}" if m["comment"] else ""
-            click.echo(f"alerts of {what} silenced until {shown_time(m['until'])} (silence {m['id']}){why}")
+            # Escaped here as in the tables: a comment, a server's reply or a source's error is anyone's text, and
+            # written raw it drove the on-call's terminal (a mail server's 550 reply cleared it and set its title).
+            why = f": {one_line(m['comment'])}" if m["comment"] else ""
+            click.echo(f"alerts of {one_line(what)} silenced until {shown_time(m['until'])} (silence {m['id']}){why}")
     if maintenance:
         click.echo()
         for w in maintenance:  # as a silence: an incident with no alert, or none to come
-            why = f": {w['comment']}" if w["comment"] else ""
+            why = f": {one_line(w['comment'])}" if w["comment"] else ""
             when = f"until {shown_time(w['end'])}" if w["active"] else \
                 f"from {shown_time(w['start'])} until {shown_time(w['end'])}"
             click.echo(f"alerts of {w['service']} {'muted' if w['active'] else 'to be muted'} by a maintenance window "
@@ -233,7 +235,7 @@ def status(app: AppContext, fmt: str) -> None:
         for s in acting:  # whole, as an alert channel's below: the error says what to fix
             n = s["failures"]
             click.echo(f"source {s['source']} needs someone to act (since {shown_time(s['needs_action_since'])}, "
-                       f"{n} failed poll{'' if n == 1 else 's'} in a row): {s['last_error']}")
+                       f"{n} failed poll{'' if n == 1 else 's'} in a row): {one_line(s['last_error'])}")
     warned = [s for s in sources if s["warning"]]
     if warned:
         click.echo()
@@ -246,10 +248,10 @@ def status(app: AppContext, fmt: str) -> None:
         click.echo()
         for c in channels:  # whole: the error says what to fix
             click.echo(f"alerts to {c['channel']} failing (last attempt {shown_time(c['last_failed_at'], 'unknown')}): "
-                       f"{c['error']}")
+                       f"{one_line(c['error'])}")
     if failed:
         click.echo()
-        click.echo(failed_text(failed))
+        click.echo(failed_text({**failed, "last_reason": one_line(failed["last_reason"])}))
     if held:
         click.echo()
         click.echo(held_prune_message(held))
