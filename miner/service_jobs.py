@@ -174,8 +174,9 @@ class ServiceJobs:
         held = bool(self._held.polls)
         polled = pipeline.store.source_rows()  # so a poll stored while this job runs waits for the next run
         started = time.monotonic()
-        # A stop ends a backlog (a store filled by `miner ingest`, the job failing a while) after its batch: all of
-        # it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the polls held.
+        # A stop ends a backlog (a store `miner collect` filled while no service ran, the job failing a while) after
+        # its batch: all of it kept a SIGTERM waiting minutes, past systemd's stop timeout, whose SIGKILL lost the
+        # polls held.
         classified = pipeline.classify_pending(now, stop=self._stop, progress=self._classified_batch)
         if classified:
             self.metrics.inc("miner_posts_classified_total", classified)
@@ -202,9 +203,9 @@ class ServiceJobs:
             log.info("incident resolved: %s at %s", service, iso(at), extra={"service": service})
 
     def _classified_batch(self, _count: int) -> None:
-        """A sign of life for systemd's watchdog (service_notify): a backlog of a million posts (after `miner ingest`)
-        is classified in one run, for longer than the job's limit, getting on all the while. A service whose jobs
-        leave out "process" has no health of it to keep, though it may run the job (as a test does)."""
+        """A sign of life for systemd's watchdog (service_notify): a backlog of a million posts (`miner collect` ran
+        without it) is classified in one run, for longer than the job's limit, getting on all the while. A service
+        whose jobs leave out "process" has no health of it to keep, though it may run the job (as a test does)."""
         health = self.health.get("process")
         if health is not None:
             health.alive_monotonic = time.monotonic()
