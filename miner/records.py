@@ -69,6 +69,9 @@ class OfficialIncident:
     # The provider gave no time for its start: started_at is the poll's time, and the store keeps the time it first
     # stored the incident (first_seen_at) as its start, which a later poll does not move.
     undated: bool = False
+    # Nor for its latest update (a feed entry without any date, an incident without updated_at): updated_at is the
+    # poll's time too, and the store moves it only when what the incident says (title, status, ...) changes.
+    update_undated: bool = False
 
 
 # The statuses of planned work, not an outage: never matched to a detected incident.

@@ -227,8 +227,9 @@ def test_an_undated_official_incident_keeps_the_time_it_was_first_seen(server: F
         poller.ctx.now = lambda now=now: now  # type: ignore[misc]
         store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), now, now)
     [row] = store.official_incidents("Example", SINCE)
-    # Its start is when miner first saw it, the same time as first_seen_at, which says so in the data.
-    assert row["started_at"] == row["first_seen_at"] == NOW.isoformat()
+    # Its start is when miner first saw it, the same time as first_seen_at, which says so in the data; nor did the
+    # polls that read it again, saying nothing new and giving no update time, date an update of it.
+    assert row["started_at"] == row["first_seen_at"] == row["updated_at"] == NOW.isoformat()
     [record] = store.official_incident_records("Example", SINCE)
     assert record.started_at == NOW
     # Its resolution is taken, by the poll that first reads it, and kept as well.

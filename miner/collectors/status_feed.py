@@ -184,6 +184,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         resolved_at=max(resolved_at, started) if resolved_at else None,
         url=stored_link(str(entry.get("link", "") or ""), secrets, token_hosts=source.secret_url),
         undated=dated is None,
+        update_undated=dated is None,  # no date of any kind, and no stamps placed without one
     )
 
 

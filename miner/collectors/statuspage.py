@@ -40,7 +40,8 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         return None
     dated = parse_time(item.get("started_at")) or parse_time(item.get("created_at"))
     started = dated or ctx.now()
-    updated = parse_time(item.get("updated_at")) or started
+    provider_updated = parse_time(item.get("updated_at"))
+    updated = provider_updated or started
     status = normalise_status(item.get("status"))
     impact = text_of(item.get("impact")).lower() or None
     components = tuple(
@@ -70,6 +71,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
                         or text_of(item.get("shortlink")) or None, secrets,
                         token_hosts=source.secret_url),
         undated=dated is None,
+        update_undated=dated is None and provider_updated is None,
     )
 
 

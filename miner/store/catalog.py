@@ -188,7 +188,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "components": "JSON list of affected components.",
         "started_at": "When the provider opened it; when the provider gave no time for that, when miner first saw it "
                       "(first_seen_at, the same value), which later polls do not move.",
-        "updated_at": "The provider's last update.",
+        "updated_at": ("The provider's last update; when the provider gave no time for it either, the poll that "
+                       "first read the incident as it says now (its title, status, impact, components, link or "
+                       "resolve), which polls that read nothing new do not move."),
         "resolved_at": "When the provider resolved it (from a list of open incidents only: the poll that no longer "
                        "listed it).",
         "url": "Link to the incident page, without a credential it held (as posts.url).",

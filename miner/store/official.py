@@ -116,6 +116,13 @@ _NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, 
 # The source's own row (its start its own undated polls', moved to each poll's time by an earlier miner) starts when
 # first stored; another source's start may be the provider's, or a planned start after it was first seen.
 _OWN_UNDATED = f"started_at = min(started_at, first_seen_at), {_NEWER_UNDATED}"
+# An incident whose update the provider dated neither (OfficialIncident.update_undated) has each poll's time as its
+# updated_at: it is newer only where what it says differs from the row (or the row's start is to go back, above).
+# Moved at every poll, the row counted as updated at each, and one never read resolved (a feed entry that names no
+# status) stayed "updated" within the day for good, the provider's ongoing incident in every alert and digest.
+_SAYS_OTHERWISE = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL AND impact IS NOT ?4)"
+                   " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)"
+                   " OR started_at > first_seen_at)")
 
 
 def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime) -> tuple[int, int]:
@@ -128,7 +135,8 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
         # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
             f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
-            "WHERE source = ? AND external_id = ? AND updated_at < ?",
+            "WHERE source = ? AND external_id = ? AND updated_at < ?"
+            + (_SAYS_OTHERWISE if inc.undated and inc.update_undated else ""),
             (*values, inc.source, inc.external_id, iso(inc.updated_at)),
         )
         if cur.rowcount:
