@@ -39,6 +39,8 @@ class ServiceEndpoint:
     _reports: ReportIntake
     _stores: JobStores
     _listener: Listener | None
+    _http: HttpApi | None
+    _opening: HttpApi | None
     _classifier: Any  # the Classifier loaded, None before the start loads it
     _started: float | None
     _clock_behind: datetime | None  # the process job's last look (ServiceJobs.job_process)
@@ -66,6 +68,13 @@ class ServiceEndpoint:
         log.info("http endpoint on http://%s:%d%s", f"[{host}]" if ":" in host else host, bound,
                  "" if self.starting.phase is None else " (answering 503 \"starting\" until the service has started)")
         return http
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        """Where the HTTP endpoint listens (host, port), None while it does not: the port bound, which for a configured
+        port 0 is the one the kernel chose, as the log's `http endpoint on` line names it."""
+        http = self._http or self._opening
+        return http.address if http is not None else None
 
     def healthz(self) -> tuple[bool, dict[str, Any]]:
         """Healthy when every job has succeeded within its limit (_limit: three of its intervals and a minute, or for

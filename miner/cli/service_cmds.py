@@ -33,7 +33,8 @@ WARNING_WIDTH = 100
               help="Serve /healthz, /livez, /readyz, /metrics, POST /report, the read API (/api/v1/) and the "
                    "status board (/) (default: [server].enabled; on with --port).")
 @click.option("--port", type=PORT, default=None,
-              help="Port for the HTTP endpoint, which it turns on (default: [server].port).")
+              help="Port for the HTTP endpoint, which it turns on (default: [server].port; 0: any free port, which the "
+                   "log names).")
 @pass_app
 def run(app: AppContext, log_format: str, log_level: str, http: bool | None, port: int | None) -> None:
     """Run the background service until SIGTERM or SIGINT; SIGHUP reloads the config.
