@@ -242,12 +242,12 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
     # The service stopped its endpoint first: connections to it (/healthz, reports, the board) were refused for the
     # whole of the stop's grace for the polls in flight, 5 s of every reload while a source hung.
     import httpx
-    from test_service import free_port
+    from ports import bound_port
 
     from miner.service import JobSpec, Service, ServiceOptions
 
     caplog.set_level(logging.INFO, logger="miner")
-    cfg, db, port = tmp_path / "feeds.toml", tmp_path / "miner.sqlite", free_port()
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
     built: list[Service] = []
 
     def make(config: Config) -> Service:
@@ -259,11 +259,13 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code
 
     with HangingServer("silent") as server:
-        cfg.write_text(f'[store]\npath = "{db}"\n[server]\nenabled = true\nport = {port}\n' + hanging_config(server),
+        # Port 0: any free port, kept across the reload (the same host and port: its socket is handed over).
+        cfg.write_text(f'[store]\npath = "{db}"\n[server]\nenabled = true\nport = 0\n' + hanging_config(server),
                        encoding="utf-8")
         with reloading(cfg, make) as hup:
             server.wait_hanging()
-            assert wait_for(lambda: built[0]._http is not None)
+            assert wait_for(lambda: built[0].http_address is not None)
+            port = bound_port(built[0])
             built[0]._poller.stop_grace = 30.0  # a grace far longer than the test takes: it stops in it
             hup()
             assert wait_for(lambda: built[0]._scheduler is None)  # its jobs ended: the stop's grace for the poll
@@ -274,6 +276,7 @@ def test_the_endpoint_answers_while_a_reload_waits_for_a_poll_in_flight(tmp_path
             assert healthz() in (200, 503)  # was: httpx.ConnectError, the connection refused
             server.close()  # the poll ends: the reload goes on
             assert wait_for(lambda: len(built) == 2 and built[1]._http is not None, timeout=60)
+            assert built[1].http_address == ("127.0.0.1", port)
             assert healthz() in (200, 503)
     # The poll that ended in the grace, stored, is in the log: it was in no line.
     assert any(r.getMessage().startswith("stopping: stored the 1 poll that ended in the grace: 0 new posts, 1 error "

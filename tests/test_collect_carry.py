@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from fakeserver import FakeServer, Reply
 from streams import T0
-from test_reload import free_port, write_config
+from test_reload import write_config
 from test_reload_handover import reloading
 
 from miner.collectors import Poller
@@ -250,7 +250,7 @@ def test_a_poll_in_flight_at_a_reload_is_dropped_and_polled_again_at_once(tmp_pa
 
     with FakeServer() as server:
         server.serve("/alpha.rss", feed("a", utcnow(), delay=4.0))
-        write_config(cfg, server.url, free_port())
+        write_config(cfg, server.url)
         with reloading(cfg, make) as hup:
             wait_for(lambda: bool(built) and built[0].health["collect"].runs >= 2)
             assert len(server.requests_to("/alpha.rss")) == 1 and posts_of(db, "alpha") == 0  # carried over

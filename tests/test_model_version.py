@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from ports import bound_port
 from reclassify_support import write_config
 from sqlplan import query_plan
 
@@ -23,12 +23,6 @@ from miner.store.model_state import OTHER_MODEL_SQL
 from miner.timeutil import utcnow
 
 VERSION = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))["version"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(cfg: Path, *args: str) -> str:
@@ -63,11 +57,10 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
         "config_early_exit": True}
     assert _status(cfg).startswith("model: none recorded yet")
 
-    port = _free_port()
-    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port))
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0))
     service.start()
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{bound_port(service)}"
         health = httpx.get(f"{base}/healthz", timeout=30)
         assert health.status_code == 200 and health.json()["model"] == VERSION
         lines = httpx.get(f"{base}/metrics", timeout=30).text.splitlines()
@@ -176,11 +169,11 @@ def test_metrics_count_the_posts_with_another_models_verdict_once_a_minute_and_a
         return int(next(line for line in lines if line.startswith("miner_verdicts_other_model "))
                    .split()[1].removesuffix(".0"))
 
-    port = _free_port()
-    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port,
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0,
                                                                       clock=lambda: clock[0]))
     service.start()
     try:
+        port = bound_port(service)
         assert scrape(port) == 2
         store.save_classifications([(ids[1], verdict)], VERSION, start + timedelta(seconds=1))  # reclassified
         assert scrape(port) == 2  # counted a moment ago: not read again
@@ -204,12 +197,11 @@ def test_metrics_count_the_posts_with_another_models_verdict_once_a_minute_and_a
     meta = json.loads((default_model_dir() / "model.json").read_text(encoding="utf-8"))
     (folder / "model.json").write_text(json.dumps({**meta, "version": "minilm-outage-next"}), encoding="utf-8")
     cfg.write_text(cfg.read_text() + 'model_dir = "model"\n')  # in the [classifier] table the config ends with
-    port = _free_port()
-    service = Service(load_config(cfg), Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port,
+    service = Service(load_config(cfg), Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0,
                                                                                 clock=lambda: clock[0]))
     service.start()
     try:
-        assert scrape(port) == 3
+        assert scrape(bound_port(service)) == 3
     finally:
         service.stop()
         store.close()

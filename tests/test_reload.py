@@ -22,6 +22,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer
+from ports import endpoint_port, reserve
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -29,13 +30,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(path: Path, feed: str, port: int, sources: tuple[str, ...] = ("alpha",), extra: str = "") -> None:
+def write_config(path: Path, feed: str, port: int = 0, sources: tuple[str, ...] = ("alpha",), extra: str = "") -> None:
     text = f"""
 [store]
 path = "{path.parent / 'miner.sqlite'}"
@@ -91,6 +86,14 @@ class Running:
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting; the log: {''.join(self.lines)}")
 
+    def port(self) -> int:
+        """The port the HTTP endpoint listens on, as the log's last `http endpoint on` line names it (waited for):
+        the one bound for port 0."""
+        self.wait_for(lambda: endpoint_port(list(self.lines)) is not None)
+        port = endpoint_port(list(self.lines))
+        assert port is not None
+        return port
+
     def logged(self, start: str) -> Callable[[], bool]:
         return lambda: any(m.startswith(start) for m in self.messages())
 
@@ -141,10 +144,14 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
     from miner.cli import main
 
     cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
-    first_port, second_port = free_port(), free_port()
-    write_config(cfg, feeds.url, first_port)
+    write_config(cfg, feeds.url, 0)  # any free port, which the log names
     service = Running(cfg)
+    # The new port, known before the service binds it: held by the test throughout, as one picked and let go could be
+    # taken first by anything else (the service binds it all the same: see ports.reserve).
+    second = reserve()
+    second_port = second.getsockname()[1]
     try:
+        first_port = service.port()
         service.wait_for(lambda: healthy(first_port) and len(feeds.requests_to("/alpha.rss")) == 1)
 
         # A typo: the service runs on as it was, and the log has config check's message, key and line included.
@@ -199,6 +206,7 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
         assert metric(second_port, 'miner_poll_errors_total{source="alpha"}') is None
     finally:
         code = service.stop()
+        second.close()
     assert code == 0, "".join(service.lines)
     assert service.messages()[-1] == "stopped"
     assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
@@ -207,14 +215,14 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
 def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_before(tmp_path: Path,
                                                                                        feeds: FakeServer) -> None:
     cfg = tmp_path / "feeds.toml"
-    port = free_port()
-    write_config(cfg, feeds.url, port)
+    write_config(cfg, feeds.url, 0)
     service = Running(cfg)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         taken_port = taken.getsockname()[1]
         try:
+            port = service.port()
             service.wait_for(lambda: healthy(port) and len(feeds.requests_to("/alpha.rss")) == 1)
             # Valid for config check, but its port is someone else's.
             write_config(cfg, feeds.url, taken_port, ("alpha", "beta"))
@@ -222,6 +230,8 @@ def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_b
             service.wait_for(service.logged("config reload failed: running with the config read before"))
             failed = [m for m in service.messages() if m.startswith("config reload failed: the service did not start")]
             assert len(failed) == 1 and f"cannot listen on 127.0.0.1:{taken_port}" in failed[0], failed
+            # Started again with port 0, it bound a free port anew (the one before was closed for the new port's).
+            port = service.port()
             service.wait_for(lambda: healthy(port))
             assert metric(port, 'miner_config_reloads_total{result="failure"}') == "1"
             assert metric(port, "miner_config_last_reload_successful") == "0"
@@ -243,7 +253,7 @@ def test_a_model_refused_at_a_reload_leaves_the_service_before_running_in_a_thre
     from miner.service_reload import Reloader, Signals
 
     cfg = tmp_path / "feeds.toml"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     built: list[Service] = []
 
     def make(config: Config) -> Service:
@@ -264,7 +274,7 @@ def test_a_model_refused_at_a_reload_leaves_the_service_before_running_in_a_thre
             time.sleep(0.05)
         # A folder config check accepts, but with no model in it: only the start finds out.
         (tmp_path / "no-model").mkdir()
-        write_config(cfg, feeds.url, free_port(), ("alpha", "beta"), extra='\n[classifier]\nmodel_dir = "no-model"\n')
+        write_config(cfg, feeds.url, 0, ("alpha", "beta"), extra='\n[classifier]\nmodel_dir = "no-model"\n')
         signals.handle(signal.SIGHUP)
         failed = "config reload failed, still running with the config read before: "
         while failed not in caplog.text and time.monotonic() < deadline:
@@ -295,7 +305,7 @@ def test_a_reload_frees_the_service_before_and_its_model(tmp_path: Path, feeds: 
     from miner.service_reload import Reloader, Signals
 
     cfg = tmp_path / "feeds.toml"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     built: list[weakref.ref[Service]] = []
 
     def make(config: Config) -> Service:
@@ -346,7 +356,7 @@ def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path,
     from miner.service_reload import Reloader, Signals
 
     cfg = tmp_path / "feeds.toml"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     built: list[weakref.ref[Service]] = []
 
     def make(config: Config) -> Service:
@@ -398,7 +408,7 @@ def test_a_sighup_while_the_command_line_loads_is_a_reload_not_the_end(tmp_path:
     # Loading the command line takes most of a second, and SIGHUP's default action killed `miner run` then: a
     # `systemctl reload` right after a start ended the service, for its supervisor to start again.
     cfg = tmp_path / "feeds.toml"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     # Started as a service manager starts it, with SIGHUP's default action: a suite run under nohup passes SIGHUP on
     # ignored, and then there is nothing to hold while the command line loads (`miner run` takes it all the same
     # once its own handlers are in place).

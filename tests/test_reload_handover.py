@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from fakeserver import FakeServer, Reply
-from test_reload import feeds, free_port, write_config  # noqa: F401 (feeds: the fixture)
+from ports import bound_port
+from test_reload import feeds, write_config  # noqa: F401 (feeds: the fixture)
 from test_service import roomy_feed
 
 from miner.errors import MinerError
@@ -104,7 +105,7 @@ def test_the_store_lock_is_held_across_a_reload(tmp_path: Path, feeds: FakeServe
     # exited 1.
     cfg = tmp_path / "feeds.toml"
     db = tmp_path / "miner.sqlite"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     built: list[Service] = []
     rivals: list[str] = []
     with reloading(cfg, rivalled(db, built, rivals)) as hup:
@@ -122,7 +123,7 @@ def test_the_lock_goes_to_the_config_before_when_the_new_one_fails_to_start(
         tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     cfg = tmp_path / "feeds.toml"
     db = tmp_path / "miner.sqlite"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     built: list[Service] = []
     rivals: list[str] = []
     with reloading(cfg, rivalled(db, built, rivals)) as hup:
@@ -131,7 +132,7 @@ def test_the_lock_goes_to_the_config_before_when_the_new_one_fails_to_start(
         other = ServiceLock(tmp_path / "other.sqlite", role="replay")
         other.acquire()
         try:
-            write_config(cfg, feeds.url, free_port())
+            write_config(cfg, feeds.url)
             cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
             hup()
             wait_for(lambda: len(built) == 3 and built[2].health["collect"].runs == 1)
@@ -175,7 +176,7 @@ def test_polls_held_while_the_store_takes_no_writes_go_to_the_service_after_a_re
             return roomy_feed(served[0])
 
         feed.serve("/alpha.rss", reply)
-        write_config(cfg, feed.url, free_port())
+        write_config(cfg, feed.url)
         with reloading(cfg, make) as hup:
             wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
             assert "3 posts of 1 poll are held in memory" in str(built[0].health["collect"].last_error)
@@ -202,12 +203,12 @@ def test_polls_held_for_a_source_whose_url_a_reload_changed_leave_it_to_start_af
     with FakeServer() as feed:
         feed.serve("/alpha.rss", roomy_feed("n-"))
         feed.serve("/moved/alpha.rss", roomy_feed("m-"))
-        write_config(cfg, feed.url, free_port())
+        write_config(cfg, feed.url)
         with reloading(cfg, make) as hup:
             wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
             assert "3 posts of 1 poll are held in memory" in str(built[0].health["collect"].last_error)
             disk_full(built[0])  # still full at the stop's last try
-            write_config(cfg, f"{feed.url}/moved", free_port())
+            write_config(cfg, f"{feed.url}/moved")
             hup()
             wait_for(lambda: len(built) == 2 and built[1].health["collect"].runs == 1)
             assert built[1].health["collect"].last_error is None
@@ -233,11 +234,10 @@ def test_a_reload_keeps_the_report_rate_limits_and_the_reporter_of_the_day(tmp_p
 
     cfg = tmp_path / "feeds.toml"
     db = tmp_path / "miner.sqlite"
-    port = free_port()
 
     def configure(rate: int) -> None:
-        write_config(cfg, feeds.url, port)
-        cfg.write_text(cfg.read_text().replace(f"port = {port}\n", f"port = {port}\nreport_rate_per_hour = {rate}\n"))
+        write_config(cfg, feeds.url, 0)  # any free port, kept by each reload (the same host and port: handed over)
+        cfg.write_text(cfg.read_text().replace("port = 0\n", f"port = 0\nreport_rate_per_hour = {rate}\n"))
 
     configure(3)
     built: list[Service] = []
@@ -251,6 +251,7 @@ def test_a_reload_keeps_the_report_rate_limits_and_the_reporter_of_the_day(tmp_p
 
     with reloading(cfg, make) as hup:
         wait_for(started(0))
+        port = bound_port(built[0])
         assert [report(port).status_code for _ in range(2)] == [202, 202]
         hup()  # unchanged
         wait_for(started(1))

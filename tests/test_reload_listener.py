@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fakeserver import FakeServer
-from test_reload import feeds, free_port, write_config  # noqa: F401 (feeds: the fixture)
+from ports import bound_port, reserved_port
+from test_reload import feeds, write_config  # noqa: F401 (feeds: the fixture)
 from test_reload_handover import reloading, wait_for
 
 from miner.service_lock import ServiceLock
@@ -63,14 +64,21 @@ def refused(port: int) -> bool:
 
 
 def asking(built: list[Service], asked: list[tuple[int, socket.socket | str]]) -> Callable[[Config], Service]:
-    """A ``make`` whose services, given what the service before handed over, first send a request to its port: it
-    has stopped by then (or failed to start), and the new one has not started. Each on its config's store."""
+    """A ``make`` whose services, given what the service before handed over, first send a request to the port the
+    endpoint last listened on (the last service started's): that service has stopped by then (or the one after it
+    failed to start), and the new one has not started. Each on its config's store."""
     from miner.service import JobSpec, Service, ServiceOptions
     from miner.service_handover import Handover
 
     class Asking(Service):
+        bound: int | None = None  # the port its endpoint bound, once started
+
+        def start(self) -> None:
+            super().start()
+            self.bound = bound_port(self)
+
         def take_over(self, handover: Handover) -> None:
-            port = built[-2].config.server.port
+            port = next(s.bound for s in reversed(built) if isinstance(s, Asking) and s.bound is not None)
             asked.append((port, ask(port)))
             super().take_over(handover)
 
@@ -87,11 +95,12 @@ def started(built: list[Service], n: int) -> Callable[[], bool]:
 
 
 @contextmanager
-def reloading_asking(cfg: Path, feed_url: str, port: int
+def reloading_asking(cfg: Path, feed_url: str
                      ) -> Iterator[tuple[Callable[[], None], list[Service], list[tuple[int, socket.socket | str]]]]:
-    """``cfg`` written for ``port``, and the reloader running `asking`'s services on it, the first started; yields
-    what sends a SIGHUP, the services built and what each asked at its start."""
-    write_config(cfg, feed_url, port)
+    """``cfg`` written for port 0 (any free port: bound_port(built[0]) says which), and the reloader running
+    `asking`'s services on it, the first started; yields what sends a SIGHUP, the services built and what each asked
+    at its start."""
+    write_config(cfg, feed_url, 0)
     built: list[Service] = []
     asked: list[tuple[int, socket.socket | str]] = []
     with reloading(cfg, asking(built, asked)) as hup:
@@ -102,34 +111,39 @@ def reloading_asking(cfg: Path, feed_url: str, port: int
 def test_a_client_connecting_during_a_reload_is_answered_by_the_new_service(tmp_path: Path,
                                                                              feeds: FakeServer) -> None:  # noqa: F811
     cfg = tmp_path / "feeds.toml"
-    port, other = free_port(), free_port()
-    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
-        hup()
-        wait_for(started(built, 2))
-        assert answer(asked[0][1]) == "HTTP/1.0 200 OK"  # was ConnectionRefusedError
-        assert answer(ask(port)) == "HTTP/1.0 200 OK"
+    # Another port to reload to, known beforehand: held by the test throughout, as one picked and let go could be
+    # taken first by anything else (the service binds it all the same: see ports.reserve).
+    with reserved_port() as other:
+        with reloading_asking(cfg, feeds.url) as (hup, built, asked):
+            port = bound_port(built[0])
+            hup()
+            wait_for(started(built, 2))
+            assert asked[0][0] == port and bound_port(built[1]) == port  # port 0 again: the same socket, handed over
+            assert answer(asked[0][1]) == "HTTP/1.0 200 OK"  # was ConnectionRefusedError
+            assert answer(ask(port)) == "HTTP/1.0 200 OK"
 
-        # Another port: the one before is closed, not left listening with nobody to accept, and the new one bound.
-        write_config(cfg, feeds.url, other)
-        hup()
-        wait_for(started(built, 3))
-        # It waited in the backlog of the socket closed for the new address: reset, as it was refused before.
-        assert answer(asked[1][1]).startswith(("ConnectionResetError", "closed unanswered"))
-        assert refused(port)
-        assert answer(ask(other)) == "HTTP/1.0 200 OK"
-    assert refused(other)  # closed at the stop
+            # Another port: the one before is closed, not left listening with nobody to accept, and the new one bound.
+            write_config(cfg, feeds.url, other)
+            hup()
+            wait_for(started(built, 3))
+            # It waited in the backlog of the socket closed for the new address: reset, as it was refused before.
+            assert answer(asked[1][1]).startswith(("ConnectionResetError", "closed unanswered"))
+            assert refused(port)
+            assert answer(ask(other)) == "HTTP/1.0 200 OK"
+        assert refused(other)  # closed at the stop
 
 
 def test_a_reload_that_fails_to_start_leaves_the_listener_to_the_config_before(
         tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
     cfg = tmp_path / "feeds.toml"
-    port = free_port()
-    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
-        # Accepted by config check, the same port, but a store that a `miner replay` holds: only the start finds out.
+    with reloading_asking(cfg, feeds.url) as (hup, built, asked):
+        port = bound_port(built[0])
+        # Accepted by config check, the same port (0), but a store that a `miner replay` holds: only the start finds
+        # out.
         other = ServiceLock(tmp_path / "other.sqlite", role="replay")
         other.acquire()
         try:
-            write_config(cfg, feeds.url, port)
+            write_config(cfg, feeds.url, 0)
             cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
             hup()
             wait_for(started(built, 3))
@@ -165,8 +179,7 @@ def test_a_request_sent_while_the_new_model_loads_is_answered_and_a_stop_then_st
 
     monkeypatch.setattr(miner.classify, "load_classifier", held_load)
     cfg = tmp_path / "feeds.toml"
-    port = free_port()
-    write_config(cfg, feeds.url, port)
+    write_config(cfg, feeds.url, 0)
     built: list[Service] = []
     signals = Signals()
     thread = threading.Thread(target=Reloader(load_checked(cfg), lambda: load_checked(cfg),
@@ -174,6 +187,7 @@ def test_a_request_sent_while_the_new_model_loads_is_answered_and_a_stop_then_st
     thread.start()
     try:
         wait_for(started(built, 1))
+        port = bound_port(built[0])
         signals.handle(signal.SIGHUP)
         assert loading.wait(120)
         # Not a measure: the load goes on only once this is answered (or not, in 30 s).
@@ -204,8 +218,8 @@ def test_a_request_still_arriving_at_a_reload_is_answered_while_the_new_service_
     monkeypatch.setattr(miner.http_api._Handler, "timeout", 600.0)
     monkeypatch.setattr(miner.http_api, "STOP_WAIT", 600.0)
     cfg = tmp_path / "feeds.toml"
-    port = free_port()
-    with reloading_asking(cfg, feeds.url, port) as (hup, built, asked):
+    with reloading_asking(cfg, feeds.url) as (hup, built, asked):
+        port = bound_port(built[0])
         slow = socket.create_connection(("127.0.0.1", port))
         try:
             slow.sendall(b"GET /healthz HTTP/1.0\r\n")

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_service import free_port, stop, wait_for
+from ports import reserved_port
+from test_service import stop, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,22 +41,25 @@ sys.meta_path.insert(0, _Gate())
 def held_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     """`miner run` with its HTTP endpoint on, held at its import of miner.service; its port; the gate to create to
     let it go on."""
-    port, hook, gate = free_port(), tmp_path / "hook", tmp_path / "gate"
+    hook, gate = tmp_path / "hook", tmp_path / "gate"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(GATE_HOOK, encoding="utf-8")
     cfg = tmp_path / "feeds.toml"
-    cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n[server]\nenabled = true\nport = {port}\n'
-                   '[[services]]\nname = "MTN"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB", "NOTIFY_SOCKET")}
-    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**env, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "MINER_TEST_GATE": str(gate)})
-    try:
-        wait_for(lambda: Path(f"{gate}.held").exists(), proc=proc)
-        yield proc, port, gate
-    finally:
-        gate.touch()
-        stop(proc)
+    # A port known before the service binds it (port 0's would be logged only after the import held): reserved, as
+    # one picked and let go could be taken first by anything else.
+    with reserved_port() as port:
+        cfg.write_text(f'[store]\npath = "{tmp_path / "miner.sqlite"}"\n[server]\nenabled = true\nport = {port}\n'
+                       '[[services]]\nname = "MTN"\n', encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k not in ("MINER_CONFIG", "MINER_DB", "NOTIFY_SOCKET")}
+        proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run"], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                env={**env, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}", "MINER_TEST_GATE": str(gate)})
+        try:
+            wait_for(lambda: Path(f"{gate}.held").exists(), proc=proc)
+            yield proc, port, gate
+        finally:
+            gate.touch()
+            stop(proc)
 
 
 def test_run_listens_before_it_imports_the_service_and_answers_what_came_meanwhile(

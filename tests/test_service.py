@@ -10,12 +10,12 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from email.utils import format_datetime
@@ -27,6 +27,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from fakeserver import FakeServer, Reply
+from ports import LogReader
 
 from miner.errors import MinerError, StoreError
 from miner.replay import demo_stream_path, read_posts
@@ -64,12 +65,6 @@ def feed_server() -> Iterator[FakeServer]:
         yield server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def write_config(tmp_path: Path, feed_url: str, extra: str = "") -> Path:
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f"""
@@ -99,19 +94,32 @@ max_entries = {N_ITEMS}  # the whole feed in one poll, stored whole or not at al
     return cfg
 
 
-def start(cfg: Path, port: int | None = None, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+# The logs of the services start() started, read as they come (endpoint() waits for a line of one).
+_LOGS: weakref.WeakKeyDictionary[subprocess.Popen[str], LogReader] = weakref.WeakKeyDictionary()
+
+
+def start(cfg: Path, http: bool = False, prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """`miner run` on ``cfg``; with ``http``, its endpoint on a free port (port 0), which :func:`endpoint` reads."""
     args = [*prefix, sys.executable, "-m", "miner", "--config", str(cfg), "run", "--log-format", "json"]
-    if port is not None:
-        args += ["--http", "--port", str(port)]
-    return subprocess.Popen(args, cwd=cfg.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    if http:
+        # Not a port picked here beforehand: anything could take it before the service binds it.
+        args += ["--http", "--port", "0"]
+    proc = subprocess.Popen(args, cwd=cfg.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    _LOGS[proc] = LogReader(proc)
+    return proc
+
+
+def endpoint(proc: subprocess.Popen[str]) -> str:
+    """The base URL of the HTTP endpoint of a service :func:`start` started, at the port its log says it bound."""
+    return f"http://127.0.0.1:{_LOGS[proc].port()}"
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 120.0, proc: subprocess.Popen[str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else ""
+            err = _LOGS[proc].text() if proc in _LOGS else proc.stderr.read() if proc.stderr else ""
             raise AssertionError(f"service exited early ({proc.returncode}): {err}")
         if check():
             return
@@ -134,6 +142,13 @@ def counts(db: Path) -> dict[str, int]:
 
 def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
     proc.send_signal(sig)
+    if (log := _LOGS.get(proc)) is not None:  # its stderr is the reader's
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return proc.returncode, log.text()
     try:
         _, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
@@ -146,8 +161,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
                                                                      feed_server: FakeServer) -> None:
     cfg = write_config(tmp_path, f"{feed_server.url}/telecom.rss")
     db = tmp_path / "miner.sqlite"
-    port = free_port()
-    first = start(cfg, port)
+    first = start(cfg, http=True)
     try:
         # Killed while posts are stored but not all classified yet.
         wait_for(lambda: 0 < counts(db)["verdicts"] < N_ITEMS, proc=first)
@@ -156,7 +170,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
         before = counts(db)
         assert before["posts"] == N_ITEMS  # a poll is stored whole or not at all
 
-        second = start(cfg, port)
+        second = start(cfg, http=True)
         try:
             wait_for(lambda: counts(db).get("classified") == N_ITEMS, proc=second)
             after = counts(db)
@@ -170,7 +184,7 @@ def test_service_runs_survives_sigkill_and_refuses_a_second_instance(tmp_path: P
             assert f"another miner service (pid {second.pid})" in rival.stderr
             assert "Traceback" not in rival.stderr
 
-            base = f"http://127.0.0.1:{port}"
+            base = endpoint(second)
             wait_for(lambda: httpx.get(f"{base}/healthz").status_code == 200, proc=second)
             health = httpx.get(f"{base}/healthz").json()
             assert set(health["stages"]) == {"collect", "process", "alerts", "retention"}
@@ -297,10 +311,9 @@ def test_a_model_refused_at_start_leaves_an_older_store_as_it_was(tmp_path: Path
 def test_a_deleted_store_stops_the_service_with_one_error_and_a_copy(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
     db = tmp_path / "miner.sqlite"
-    port = free_port()
-    proc = start(cfg, port)
+    proc = start(cfg, http=True)
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = endpoint(proc)
         wait_for(lambda: _get(f"{base}/healthz") == 200, proc=proc)
         assert httpx.post(f"{base}/report", json={"service": "MTN"}).status_code == 202
         db.unlink()
@@ -325,11 +338,11 @@ def test_reports_are_stored_again_once_a_read_only_store_is_writable_again(tmp_p
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
     db = tmp_path / "miner.sqlite"
     Store.open(db).close()
-    port = free_port()
     # Without its capabilities root is held to the permission bits like anyone else.
-    proc = start(cfg, port, prefix=["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
+    proc = start(cfg, http=True,
+                 prefix=["setpriv", "--bounding-set=-all", "--inh-caps=-all"] if os.geteuid() == 0 else [])
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = endpoint(proc)
         wait_for(lambda: all(s["runs"] for s in _health(base)["stages"].values()), proc=proc)
         # An empty -wal, as right after the service starts: SQLite gave it the read-only file's mode when the
         # first report's connection opened it, and every connection opened after that was read-only too. Left to
@@ -1401,19 +1414,23 @@ def test_reports_held_up_by_a_locked_store_leave_connections_for_the_probes(
 
 def test_run_port_turns_the_http_endpoint_on(tmp_path: Path) -> None:
     # `miner run --port P` with [server] disabled (the default) served nothing, on P or anywhere, and said nothing.
+    # Port 0: any free port, which the (text) log names.
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.rss")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run", "--port", str(port)],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "--config", str(cfg), "run", "--port", "0"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    log = _LOGS[proc] = LogReader(proc)
     try:
+        port = log.port()
+        assert port != 0
         wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz") in (200, 503), timeout=60, proc=proc)
     finally:
         code, err = stop(proc)
     assert code == 0, err
+    assert f"http endpoint on http://127.0.0.1:{port}" in err
     from miner.cli import main
 
-    refused = CliRunner().invoke(main, ["--config", str(cfg), "run", "--no-http", "--port", str(port)])
+    refused = CliRunner().invoke(main, ["--config", str(cfg), "run", "--no-http", "--port", "0"])
     assert refused.exit_code == 2 and "--port and --no-http exclude each other" in refused.output, refused.output
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import bound_port
 from test_reload_listener import refused
-from test_service import free_port, wait_for
+from test_service import wait_for
 from test_store_upgrade import _release_0_1_0_store, write_lock_held
 
 from miner.errors import MinerError, StoreError
@@ -22,13 +23,20 @@ from miner.store.migrations import MIGRATIONS
 WAITING = "waiting for another process's upgrade of the store (it holds the write lock)"
 
 
-def _service(tmp_path: Path, store: Path, port: int) -> Service:
+def _service(tmp_path: Path, store: Path, port: int = 0) -> Service:
+    """The service on ``store``, its endpoint on ``port`` (0: any free port, which :func:`_base` reads)."""
     from miner.config import load_config
 
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f'[store]\npath = "{store}"\n[server]\nenabled = true\nport = {port}\n[[services]]\nname = "MTN"\n',
                    encoding="utf-8")
     return Service(load_config(cfg), store, ServiceOptions(jobs=(JobSpec("retention", 3600.0),)))
+
+
+def _base(service: Service) -> str:
+    """The base URL of the service's endpoint, once it listens (early in the start)."""
+    wait_for(lambda: service.http_address is not None)
+    return f"http://127.0.0.1:{bound_port(service)}"
 
 
 class Starting:
@@ -80,12 +88,11 @@ def test_the_endpoint_answers_starting_while_the_service_waits_for_the_store_and
         tmp_path: Path, old_store: Path) -> None:
     # The endpoint listened only once the store was upgraded and the model loaded: a liveness probe found the port
     # refused all that time (minutes, waiting for another process's upgrade) and had the service killed mid-upgrade.
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    service = _service(tmp_path, old_store, port)
+    service = _service(tmp_path, old_store)
     with write_lock_held(old_store, 300) as holder:
         start = Starting(service)
         try:
+            base = _base(service)
             wait_for(lambda: _phase(base) == WAITING)
             health = httpx.get(f"{base}/healthz", timeout=30)
             assert health.status_code == 503
@@ -128,14 +135,14 @@ def test_the_endpoint_answers_starting_while_the_service_waits_for_the_store_and
 
 def test_a_stop_asked_for_while_the_start_waits_ends_it_and_closes_the_endpoint(tmp_path: Path, locked: Path) -> None:
     # A SIGTERM (systemd's stop, an orchestrator's) during the wait: the start ends at once, nothing left listening.
-    port = free_port()
-    service = _service(tmp_path, locked, port)
+    service = _service(tmp_path, locked)
     start = Starting(service)
-    wait_for(lambda: _phase(f"http://127.0.0.1:{port}") == WAITING)
+    base = _base(service)
+    wait_for(lambda: _phase(base) == WAITING)
     service.request_stop()
     assert start.ended(within=10), "still starting 10 s after the stop was asked for"
     assert isinstance(start.failed[0], StoreError)
-    assert refused(port)
+    assert refused(int(base.rsplit(":", 1)[1]))
 
 
 def test_a_start_on_a_port_taken_fails_with_its_error_before_it_upgrades_the_store(tmp_path: Path,
