@@ -4,7 +4,6 @@ never kept."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ports import bound_port
 from test_read_api import NOW, fill, write_config
 
 from miner.config import load_config, parse_config
@@ -204,18 +204,16 @@ def test_cache_seconds_is_checked(seconds: int) -> None:
 def test_the_service_keeps_answers_for_its_configured_seconds(tmp_path: Path) -> None:
     from miner.service import JobSpec, Service, ServiceOptions
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     cfg = write_config(tmp_path)
     cfg.write_text(cfg.read_text() + "\n[server]\ncache_seconds = 7\n")
     store = Store.open(tmp_path / "miner.sqlite")
     fill(store)
     service = Service(load_config(cfg), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=port,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=0,
                                      clock=lambda: NOW))
     service.start()
     try:
+        port = bound_port(service)
         for path in ("/", "/api/v1/services"):
             assert httpx.get(f"http://127.0.0.1:{port}{path}", timeout=10).headers["Cache-Control"] == "max-age=7"
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).headers["Cache-Control"] == "no-store"

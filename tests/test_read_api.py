@@ -4,7 +4,6 @@ own methods, on a fixed clock: each endpoint's answer, each refusal, and no post
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from ports import bound_port
 from test_alerts_support import settings as alert_settings
 
 from miner.alerts.content import incident_view
@@ -577,16 +577,13 @@ def test_the_service_serves_the_api_and_a_slow_read_holds_neither_reports_nor_me
     from miner.service import JobSpec, Service, ServiceOptions
 
     monkeypatch.setattr(read_api, "READ_WAIT", 0.2)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     store = Store.open(tmp_path / "miner.sqlite")
     ids = fill(store)
     service = Service(load_config(write_config(tmp_path)), tmp_path / "miner.sqlite",
-                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=port,
+                      ServiceOptions(jobs=(JobSpec("retention", 3600.0),), http=True, http_port=0,
                                      clock=lambda: NOW))
     service.start()
-    base = f"http://127.0.0.1:{port}"
+    base = f"http://127.0.0.1:{bound_port(service)}"
     try:
         body = httpx.get(f"{base}/api/v1/incidents?status=open", timeout=10).json()
         assert [i["id"] for i in body["incidents"]] == [ids["whatsapp"]]

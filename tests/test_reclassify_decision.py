@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from ports import bound_port
 from reclassify_support import RAISED, classified, reclassify, verdicts, write_config
 from sqlplan import query_plan
 
@@ -226,19 +226,17 @@ def test_metrics_count_the_verdicts_decided_at_another_setting_as_those_of_anoth
     config = load_config(cfg)
     start = utcnow()
     clock = [start]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
 
     def scrape() -> tuple[str, str]:
         lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()
         return (next(line for line in lines if line.startswith("miner_verdicts_other_model ")),
                 next(line for line in lines if line.startswith("miner_verdicts_other_settings ")))
 
-    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port,
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0,
                                                                       clock=lambda: clock[0]))
     service.start()
     try:
+        port = bound_port(service)
         assert scrape() == ("miner_verdicts_other_model 0", "miner_verdicts_other_settings 400")
         reclassify(cfg)
         assert scrape()[1] == "miner_verdicts_other_settings 400"  # counted a moment ago, as the other model's

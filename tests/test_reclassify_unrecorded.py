@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import sqlite3
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from ports import bound_port
 from reclassify_support import RAISED, classified, mtn_texts, reclassify, verdicts
 
 from miner.cli import main
@@ -131,12 +131,10 @@ def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_ano
     assert len(flipped) == 11
     cfg.write_text(cfg.read_text() + f"threshold = {RAISED}\n")
     config = load_config(cfg)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=port))
+    service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0))
     service.start()
     try:
+        port = bound_port(service)
         model = json.loads(CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"]).output)[
             "model"]
         assert (model["threshold"], model["verdicts_other_model"], model["verdicts_other_settings"]) == (RAISED, 0, 11)
