@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ports import reserved_port
 from smtp_server import TEST_CERT, TEST_KEY
 
 TLS_FIXTURES = Path(__file__).parent / "fixtures" / "tls"
@@ -25,11 +26,12 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return folder / "self.pem", folder / "self.key"
 
 
-def refused_port() -> int:
-    """A port nothing listens on (bound and closed: the kernel refuses connections to it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port nothing listens on while the ``with`` block runs: reserved (ports.reserve), so that the kernel refuses
+    connections to it and gives it to no server meanwhile, as it could a port bound and closed."""
+    with reserved_port() as port:
+        yield port
 
 
 def _ok(conn: socket.socket) -> None:

@@ -7,7 +7,8 @@ import email
 import email.policy
 import ssl
 import threading
-from collections.abc import Awaitable, Iterator
+import weakref
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from ports import reserve
 
 # A self-signed certificate for 127.0.0.1 (valid until 2125), for TLS tests only. The private key is public on
 # purpose: it protects nothing but a loopback test server.
@@ -67,20 +69,6 @@ JdYyZLfVu7jumRAS4PI1YmDCs3Ungdj2AQxahIMTAoGBAMtsNv2so9VyUSL5FFGd
 Q8NT0hpju8Yb8hE0/yb02lJt
 -----END PRIVATE KEY-----
 """
-
-
-class _Controller(Controller):
-    """Binds port 0 and learns the real port before aiosmtpd's readiness probe connects to it."""
-
-    def _create_server(self) -> Awaitable[Any]:
-        coro = super()._create_server()
-
-        async def bind() -> Any:
-            server: Any = await coro
-            self.port = server.sockets[0].getsockname()[1]
-            return server
-
-        return bind()
 
 
 class Inbox:
@@ -151,7 +139,7 @@ class SmtpServer:
         self.login = login
         self.smtputf8 = smtputf8
         self.logins: list[str] = []
-        self._controller: _Controller | None = None
+        self._controller: Controller | None = None
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         ok = (isinstance(data, LoginPassword) and self.login is not None
@@ -170,8 +158,14 @@ class SmtpServer:
             # aiosmtpd only counts STARTTLS as TLS for AUTH; with implicit TLS the whole session is encrypted anyway.
             kwargs |= {"authenticator": self._authenticate, "auth_required": True,
                        "auth_require_tls": self.tls == "starttls"}
-        # Restarting reuses the first port, as a real server coming back would.
-        self._controller = _Controller(self.inbox, hostname="127.0.0.1", port=self.port,
+        if not self.port:
+            # Held for the server's life (see ports.reserve): started again after a stop, as a real server coming
+            # back would be, it binds the same port, which nothing else can have taken meanwhile, where a port let go
+            # at the stop could be.
+            reserved = reserve()
+            weakref.finalize(self, reserved.close)
+            self.port = reserved.getsockname()[1]
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port,
                                        enable_SMTPUTF8=self.smtputf8, **kwargs)
         self._controller.start()
         self.port = self._controller.port

@@ -139,8 +139,7 @@ def test_starttls_to_a_server_that_never_greets_hints_at_implicit_tls(store: Sto
 
 
 def test_smtp_outages_name_what_failed(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    port = refused_port()
-    with caplog.at_level(logging.WARNING, logger="miner.alerts"):
+    with refused_port() as port, caplog.at_level(logging.WARNING, logger="miner.alerts"):
         row, needs_action = _attempt(store, _mail(port, security="none"))
     assert row["last_error"] == (f"SMTP connection refused by 127.0.0.1:{port}: nothing listens on that port: check "
                                  "that the server is up and the port is right")
@@ -209,8 +208,8 @@ def test_a_webhook_failure_says_what_it_was(store: Store, monkeypatch: pytest.Mo
         assert str(row["last_error"]).startswith(f"webhook hook: {dns_failure('hooks.nowhere.invalid')}: check ")
         return
     if case == "refused":
-        port = refused_port()
-        row, _ = _attempt(store, _hook(f"http://127.0.0.1:{port}/x/SECRET", monkeypatch))
+        with refused_port() as port:
+            row, _ = _attempt(store, _hook(f"http://127.0.0.1:{port}/x/SECRET", monkeypatch))
         assert str(row["last_error"]).startswith(f"webhook hook: connection refused by 127.0.0.1:{port}: ")
         return
     server = resetting_server() if case == "reset" else ok_server()

@@ -87,8 +87,8 @@ def test_a_server_offering_only_tls_1_0_is_told_as_no_version_in_common(monkeypa
 
 
 def test_a_refused_connection_names_host_and_port() -> None:
-    port = refused_port()
-    error = _failure(f"http://127.0.0.1:{port}/feed.rss")
+    with refused_port() as port:
+        error = _failure(f"http://127.0.0.1:{port}/feed.rss")
     assert str(error) == (f"connection refused by 127.0.0.1:{port}: nothing listens on that port: check that the "
                           "server is up and the port is right")
     assert not error.needs_action
@@ -129,9 +129,9 @@ def test_a_reset_connection_is_told_as_one() -> None:
 
 def test_a_proxy_that_refuses_is_named_rather_than_the_source(monkeypatch: pytest.MonkeyPatch) -> None:
     # Was "cannot connect to status.example.com: [Errno 111] Connection refused": the source's host, never tried.
-    port = refused_port()
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    error = _failure("http://status.example.com/feed.rss")
+    with refused_port() as port:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        error = _failure("http://status.example.com/feed.rss")
     assert str(error) == (f"connection refused by proxy 127.0.0.1:{port} (for status.example.com): nothing listens on "
                           "that port: check the proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)")
 
@@ -149,13 +149,11 @@ def test_a_proxy_refusing_the_tunnel_says_so(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_failure_needing_action_is_logged_as_an_error_and_an_outage_as_a_warning(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    port = refused_port()
-
     def unauthorized(conn: socket.socket) -> None:
         conn.recv(65536)
         conn.sendall(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n")
 
-    with ok_server(tls=self_signed(tmp_path)) as tls_port, serving(unauthorized) as auth_port, \
+    with ok_server(tls=self_signed(tmp_path)) as tls_port, serving(unauthorized) as auth_port, refused_port() as port, \
             Poller(CollectSettings(), hash_key=b"k", environ={}) as poller:
         caplog.set_level(logging.WARNING, logger="miner.collectors.poller")
         poller.poll_isolated(SourceConfig("certs", "rss", url=f"https://127.0.0.1:{tls_port}/feed.rss"))

@@ -10,7 +10,6 @@ import json
 import logging
 import random
 import re
-import socket
 import time
 import tracemalloc
 import zlib
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from fakeserver import FIXTURES, FakeServer, Recorded, Reply
+from ports import reserved_port
 
 from miner.collectors import CollectSettings, Poller, next_poll_at
 from miner.collectors.http import Response, fetch, make_client, read_json
@@ -1280,10 +1280,8 @@ def test_a_redirect_to_a_location_without_a_host_is_not_called_a_bad_url(server:
 
 def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, poller: Poller) -> None:
     # A redirect to a host that is down (or slow) was reported as the source's own host being down.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    with FakeServer() as elsewhere:
+    # A port nothing listens on, held so that no server takes it meanwhile (ports.reserve).
+    with reserved_port() as closed, FakeServer() as elsewhere:
         elsewhere.serve("/slow.rss", Reply(200, RSS_ONE, delay=30.0))  # far past the 3 s, however late it fires
         server.serve("/down.rss", Reply(302, headers={"Location": f"http://127.0.0.1:{closed}/feed.rss"}))
         server.serve("/slow.rss", Reply(301, headers={"Location": f"{elsewhere.url}/slow.rss?k=1"}))
@@ -1303,10 +1301,7 @@ def test_a_failure_after_a_redirect_names_where_it_happened(server: FakeServer, 
 def test_a_failure_at_the_sources_own_host_is_not_called_a_redirect(poller: Poller, path: str) -> None:
     # The URL as written was compared with the one httpx sent, host lower-cased and path percent-encoded: a source
     # whose host is written in capitals, or whose path holds such a character, read as redirected from itself.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = probe.getsockname()[1]
-    with pytest.raises(SourceError) as info:
+    with reserved_port() as closed, pytest.raises(SourceError) as info:
         poller.poll(SourceConfig("f", "rss", url=f"http://LOCALHOST:{closed}{path}", timeout=30))
     assert str(info.value).startswith("connection refused by ") and "redirected" not in str(info.value)
 
