@@ -6,13 +6,18 @@ in test_service.py."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import fcntl
 import gzip
 import itertools
+import json
 import os
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import threading
 import time
@@ -196,6 +201,51 @@ def test_an_interrupted_classify_keeps_the_earlier_output_and_leaves_no_partial_
     assert sorted(tmp_path.iterdir()) == [out]
     # "Interrupted by SIGINT" alone let the earlier run's file there pass for this run's results.
     assert f"{out}: not written (the file there is an earlier run's)\nInterrupted by SIGINT\n" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_classify_interrupted_while_its_stdout_pipe_is_full_ends_its_output_with_a_whole_line(
+    tmp_path: Path, sig: int
+) -> None:
+    # `miner classify big.jsonl | slow-reader`, then Ctrl-C: Python's buffered write gave up where the pipe was full,
+    # and the reader got half a row, the last line of the output not JSON.
+    read_end, write_end = os.pipe()
+    full = fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ)
+    src = tmp_path / "in.jsonl"
+    # The first row alone is more than the pipe holds: the write waits part-way through it.
+    rows = [{"id": "x" * (full + 10_000), "text": "whatsapp is down"}, {"id": 2, "text": "calm down"}]
+    src.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "classify", str(src)], cwd=tmp_path, stdout=write_end,
+                            stderr=subprocess.PIPE, text=True, env=env())
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        # The pipe is full, so the main thread is in its write; asleep there, so the signal lands within the write.
+        wait_for(lambda: _unread(reader.fileno()) >= full and _state(proc.pid) == "S", proc)
+        # To the main thread, as the kernel may deliver a Ctrl-C: one taken by another thread lets the write end.
+        assert ctypes.CDLL(None, use_errno=True).tgkill(proc.pid, proc.pid, sig) == 0
+        assert proc.stderr is not None
+        # Its handler's first word, once the write has given way: read before then, the pipe let it end.
+        said = proc.stderr.readline()
+        out = reader.read()
+    _, err = proc.communicate(timeout=60)
+    assert (said + err).splitlines()[-1] == f"Interrupted by {signal.Signals(sig).name}", said + err
+    assert proc.returncode == EXIT[sig]
+    assert out.endswith(b"\n"), out[-80:]
+    ids = [json.loads(line)["id"] for line in out.splitlines()]  # every line whole JSON
+    assert ids[0] == rows[0]["id"]
+
+
+def _unread(fd: int) -> int:
+    """The bytes waiting in the pipe ``fd`` reads from."""
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+
+
+def _state(pid: int) -> str:
+    """The state of the main thread of process ``pid`` (Linux): "S" while it sleeps, in a system call or a wait."""
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):  # it exited: wait_for says so
+        return ""
 
 
 def test_outbox_send_finishes_the_notification_in_flight_and_sends_no_other(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, with_head
-from miner.cli.classify_output import open_output
+from miner.cli.classify_output import open_output, write_rows
 from miner.cli.stdio import stdin_unreadable
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
@@ -143,7 +143,8 @@ def classify_cmd(
     rows), 0 otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
     run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
     not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
-    stderr.
+    stderr. On standard output, the rows written before such a signal end with a whole line: one that lands while
+    a slow reader holds up the write lets the line in progress finish (a second signal stops at once).
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's
@@ -259,8 +260,7 @@ def _answered(clf: Classifier, chunk: list[tuple[int, bytes | None]], stderr: Te
 def _write(out: IO[str], text: str, name: str) -> None:
     """Write and flush ``text``; a full disk or other write failure is one clear error, not an internal one."""
     try:
-        out.write(text)
-        out.flush()
+        write_rows(out, text, name)
     except BrokenPipeError:  # a reader that stopped early (`| head`): the CLI ends quietly
         raise
     except OSError as exc:

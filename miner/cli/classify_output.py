@@ -13,6 +13,7 @@ from typing import IO, Any
 import click
 
 from miner.cli.stdio import stdout_unwritable
+from miner.cli.stopping import stop_on_signal
 
 
 class Target:
@@ -36,6 +37,43 @@ class Target:
             out.close()
         with contextlib.suppress(OSError):
             os.unlink(self.temp)
+
+
+def write_rows(out: IO[str], text: str, name: str) -> None:
+    """Write ``text`` (whole lines) to ``out`` and flush it.
+
+    On standard output, a SIGINT or SIGTERM that lands while the write waits on a full pipe (a slow reader) ends the
+    run once the line in progress is written: Python's buffered write gave up part-way through it, and the rows read
+    before the exit ended in half a row. A second signal stops at once. An -o file needs none of this: a run cut
+    short leaves it as it was.
+    """
+    fd = _descriptor(out) if name == "-" else None
+    if fd is None:
+        out.write(text)
+        out.flush()
+        return
+    out.flush()  # anything written through ``out`` goes first
+    raw = text.encode("utf-8")  # as open_output opened it
+    data, done = memoryview(raw), 0
+    with stop_on_signal("the output line being written is finished first") as stop:
+        while done < len(raw):
+            # The handler only sets ``stop``, so each count os.write returns is kept: one raised within the write
+            # would leave no count of the bytes it had written.
+            if stop.is_set():
+                if not done or raw[done - 1] == ord("\n"):
+                    break
+                end = raw.index(b"\n", done) + 1
+                while done < end:
+                    done += os.write(fd, data[done:end])
+                break
+            done += os.write(fd, data[done:])
+
+
+def _descriptor(out: IO[str]) -> int | None:
+    try:
+        return out.fileno()
+    except (OSError, ValueError):  # a stream with no file behind it (a test runner's)
+        return None
 
 
 def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | None]:
