@@ -394,6 +394,23 @@ def test_a_bare_carriage_return_does_not_end_a_line(runner: CliRunner, tmp_path:
         assert rows[1]["error"] == "line 2: invalid JSON (Invalid control character at column 24)"
 
 
+def test_a_line_cut_short_is_told_where_it_breaks_whether_or_not_a_newline_ends_it(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # Parsed with its newline, a line cut short within its text was an "Invalid control character" no one could
+    # see, and one cut after a value was at "column 1": the next line's, not this one's.
+    cut = ['{"id": 1, "text": "whatsapp is d', '{"id": 2, "text": "whatsapp is down"', '{"id": 3,']
+    said = ["Unterminated string starting at column 19", "Expecting ',' delimiter at column 37",
+            "Expecting property name enclosed in double quotes at column 10"]
+    for end in ["\n", "\r\n", ""]:  # "": each the last line of its own file
+        for line, why in zip(cut, said, strict=True):
+            src = tmp_path / "cut.jsonl"
+            src.write_bytes((f'{{"id": 0, "text": "calm down"}}\n{line}{end}').encode())
+            result = runner.invoke(main, ["classify", str(src)])
+            assert result.exit_code == 1, result.output
+            assert _rows(result.stdout)[1]["error"] == f"line 2: invalid JSON ({why})", (end, line)
+
+
 def test_invalid_utf8_is_an_error_for_its_line_only(runner: CliRunner, tmp_path: Path) -> None:
     data = (b'{"id": "ab\xff", "text": "whatsapp is down"}\n'
             b'{"id": "a2", "text": "whatsapp is down"}\n'

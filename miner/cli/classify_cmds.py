@@ -63,6 +63,10 @@ def _parse(raw: bytes | None, n: int) -> tuple[Any, str | None, str | None]:
         return None, None, f"line {n}: not valid UTF-8"
     if not line.strip():
         return None, None, f"line {n}: empty line"
+    # The line end is no part of the JSON: parsed with it, a line cut short was "Invalid control character" (the
+    # newline, in its unclosed string) or "Expecting ',' delimiter at column 1" (of the next line), where the same
+    # line last in the file, with no newline, was "Unterminated string starting at column 19".
+    line = line.removesuffix("\n").removesuffix("\r")
     if refused := json_refused(line):  # before parsing it: 16 MiB of `[[[[]]]],...` took the run to 0.8 GB
         return None, None, f"line {n}: {refused}"
     try:
