@@ -290,15 +290,16 @@ def test_an_input_that_breaks_off_after_invalid_lines_says_both(runner: CliRunne
     )
 
 
-@pytest.mark.parametrize(("bad", "said"), [(1, "1 invalid input line"), (2, "2 invalid input lines")])
+@pytest.mark.parametrize(("bad", "said"), [(1, "1 invalid input line; its output line carries"),
+                                           (2, "2 invalid input lines; their output lines carry")])
 def test_the_closing_count_of_invalid_lines_is_in_the_singular_for_one(runner: CliRunner, bad: int,
                                                                        said: str) -> None:
-    # It said "1 invalid input line(s)" whatever the count.
+    # It said "1 invalid input line(s)" whatever the count, then "1 invalid input line; their output lines carry".
     lines = ["not json"] * bad + [json.dumps({"id": 1, "text": "whatsapp is down"})]
     result = runner.invoke(main, ["classify", "-"], input="\n".join(lines) + "\n")
     assert result.exit_code == 1, result.output
     assert len(_rows(result.stdout)) == bad + 1
-    assert result.stderr.splitlines()[-1] == f"Error: {said}; their output lines carry an 'error' field"
+    assert result.stderr.splitlines()[-1] == f"Error: {said} an 'error' field"
 
 
 def test_missing_model_dir_is_one_line_error(runner: CliRunner, tmp_path: Path) -> None:

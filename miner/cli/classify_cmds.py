@@ -172,7 +172,8 @@ def classify_cmd(
             kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
             click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
         raise
-    invalid = f"{counted(bad, 'invalid input line')}; their output lines carry an 'error' field"
+    carry = "its output line carries" if bad == 1 else "their output lines carry"
+    invalid = f"{counted(bad, 'invalid input line')}; {carry} an 'error' field"
     if broke is not None:
         # Raised once the file is in place, past the handler above (it said the file was not written); with the
         # count of invalid lines before the break, which its message alone left out.
