@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import re
 from collections.abc import Iterator
-from typing import IO
+from typing import IO, Protocol
 
 # The longest line of a JSONL input miner reads (`miner classify`, `miner replay`), its newline not counted: no post
 # comes near it (the model reads a text's first 64,000 characters at most, 768 KB as JSON even if each is escaped as
@@ -59,7 +59,11 @@ def json_refused(line: str) -> str | None:
     return None
 
 
-def lines(fh: IO[bytes] | gzip.GzipFile, limit: int) -> Iterator[bytes | None]:
+class LineSource(Protocol):
+    def readline(self, size: int, /) -> bytes: ...
+
+
+def lines(fh: IO[bytes] | gzip.GzipFile | LineSource, limit: int) -> Iterator[bytes | None]:
     """The lines of ``fh``, None for one longer than ``limit`` bytes (read past as the next is asked for, never held
     whole); the newline is no part of a line's length."""
     # Byte lines end at b"\n" only: a text stream's universal newlines would split a line at a stray "\r".

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -482,6 +483,41 @@ def test_output_streams_before_the_input_ends_even_with_a_huge_batch_size(tmp_pa
         proc.kill()
     rows = _rows(out.read_text())
     assert [r["id"] for r in rows] == [*range(first), "last"]
+
+
+def test_rows_of_posts_piped_in_come_out_while_the_pipe_stays_open(tmp_path: Path) -> None:
+    # `tail -f posts.jsonl | miner classify -`, or posts typed in: no row came out before 4,096 lines had come in,
+    # or the input had ended.
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "miner", "classify", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    got = b""
+
+    def rows_out(count: int) -> list[object]:
+        nonlocal got
+        deadline = time.monotonic() + 60
+        while got.count(b"\n") < count and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                got += os.read(proc.stdout.fileno(), 1 << 16)
+        return [row["id"] for row in _rows(got.decode())]
+
+    try:
+        proc.stdin.write(b'{"id": 1, "text": "whatsapp is down"}\n{"id": 2, "text": "calm down"}\n')
+        proc.stdin.flush()  # and left open
+        assert rows_out(2) == [1, 2]
+        proc.stdin.write(b'{"id": 3, "text": "power is out again"}\n')
+        proc.stdin.flush()
+        assert rows_out(3) == [1, 2, 3]
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def test_each_row_reads_outage_as_printed_score_at_least_threshold(runner: CliRunner, tmp_path: Path) -> None:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import codecs
 import gzip
 import io
+import os
+import select
+import stat
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from miner.errors import InputError
@@ -19,6 +23,8 @@ CHUNK_LINES = 4096
 # ... and at most about this many bytes of them: 4,096 lines of 250 KB each were a gigabyte read, decoded and
 # parsed at once, about 4.5 times that in memory (a 500 MB file of 2,000 such posts peaked at 2.3 GB).
 CHUNK_BYTES = 8 << 20
+# How long the first line of a chunk read from a pipe waits for more lines to join it, at most (Pipe, chunks()).
+HOLD_SECONDS = 1.0
 
 
 class _Prefixed(io.RawIOBase):
@@ -87,14 +93,77 @@ def foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
     return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
 
 
-def chunks(fh: IO[bytes] | gzip.GzipFile, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
+class Pipe:
+    """The lines of a pipe, a terminal or a socket (not a regular file), and whether the next one is there yet.
+
+    Read with read1, as much as the writer has written: once this reader's bytes and the buffered reader's below it
+    are used up, a select() on the descriptor says whether the next read would wait on the writer.
+    """
+
+    def __init__(self, read1: Callable[[int], bytes], fd: int) -> None:
+        self.read1, self.fd = read1, fd
+        self.buf = bytearray()
+        self.searched = 0  # bytes of ``buf`` with no newline: a 16 MiB line is not searched again at each read
+        self.ended = False
+
+    def readline(self, size: int) -> bytes:
+        while (end := self.buf.find(b"\n", self.searched, size)) < 0 and len(self.buf) < size and not self.ended:
+            self.searched = len(self.buf)
+            # More than the buffered reader's buffer (8 KiB) holds: it hands over all it has, or reads once.
+            data = self.read1(1 << 16)
+            self.buf += data
+            self.ended = not data
+        take = end + 1 if end >= 0 else min(size, len(self.buf))
+        line = bytes(self.buf[:take])
+        del self.buf[:take]
+        self.searched = 0
+        return line
+
+    def waits(self, timeout: float) -> bool:
+        """Whether the next line waits on the writer: none whole here yet, and nothing more written within
+        ``timeout`` seconds."""
+        if self.ended or b"\n" in self.buf:  # stops at the first newline: the next line's end
+            return False
+        try:
+            return not select.select([self.fd], [], [], timeout)[0]
+        except (OSError, ValueError):  # a descriptor select() cannot watch: read on, as before
+            return False
+
+
+def pipe(fh: IO[bytes], original: IO[bytes]) -> Pipe | None:
+    """``fh`` (``original``, or it with its first bytes put back) as a Pipe, where ``original`` is no regular file:
+    a regular file's next line never waits."""
+    read1 = getattr(fh, "read1", None)  # read() would wait for as many bytes as it asks for
+    try:
+        fd = original.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except (OSError, ValueError):  # no descriptor behind it (a test runner's stdin): read as a file is
+        return None
+    return None if regular or read1 is None else Pipe(read1, fd)
+
+
+def chunks(fh: IO[bytes] | gzip.GzipFile | Pipe, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
+    """Chunks of at most ``size`` lines (and about CHUNK_BYTES), as (line number, line or None: see lines()).
+
+    From a Pipe, a chunk also ends where the writer has written no further line within HOLD_SECONDS of its first:
+    `tail -f posts.jsonl | miner classify -`, or posts typed in, waited for 4,096 lines (or the end of the input)
+    before any row came out. A writer that keeps up (`cat posts.jsonl |`) still fills each chunk, as a file does:
+    how posts are batched moves their scores a little (models/MODEL_CARD.md), and ending a chunk at each moment the
+    reader caught up with `cat` made chunks of a few hundred lines, whose rows changed from one run to the next.
+    """
+    source = fh if isinstance(fh, Pipe) else None
     chunk: list[tuple[int, bytes | None]] = []
     n = held = 0
+    first = 0.0
     try:
         for n, line in enumerate(lines(fh, MAX_LINE_BYTES), 1):
+            if not chunk:
+                first = time.monotonic()
             chunk.append((n, line))
             held += len(line or b"")
-            if len(chunk) >= size or held >= CHUNK_BYTES:
+            if len(chunk) >= size or held >= CHUNK_BYTES or (
+                source is not None and source.waits(max(0.0, first + HOLD_SECONDS - time.monotonic()))
+            ):
                 yield chunk
                 chunk, held = [], 0
     except (EOFError, OSError, zlib.error) as exc:  # truncated or corrupt gzip input
