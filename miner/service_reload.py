@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 
 from miner.config import Config
-from miner.entry import hold_hup, take_held_hup
+from miner.entry import hold_hup, take_held_hup, unheld
 from miner.errors import MinerError, StoreError
 from miner.metrics import Metrics
 from miner.service import Service
@@ -80,8 +80,9 @@ class Signals:
             yield self
         finally:
             for sig, handler in previous.items():
-                # The entry point's hold only bridged the start: after the service, a SIGHUP does what it did.
-                signal.signal(sig, signal.SIG_DFL if handler is hold_hup else handler)
+                # The entry point's hold only bridged the start: after the service, a SIGHUP does what it did
+                # before it (ignored under nohup).
+                signal.signal(sig, unheld() if handler is hold_hup else handler)
 
 
 @dataclasses.dataclass

@@ -431,6 +431,32 @@ def test_a_sighup_while_the_command_line_loads_is_a_reload_not_the_end(tmp_path:
     assert code == 0, "".join(service.lines)
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's signal handlers in /proc")
+def test_a_sighup_while_the_command_line_loads_under_nohup_is_a_reload_too(tmp_path: Path, feeds: FakeServer) -> None:
+    # Started with SIGHUP ignored (`nohup miner run &`), nothing held it while the command line loaded: a SIGHUP then
+    # was dropped, though the service once started reloads at one (operations.md: one sent while the command is
+    # still starting is a reload once it has started).
+    cfg = tmp_path / "feeds.toml"
+    write_config(cfg, feeds.url, free_port())
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        service = Running(cfg)
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    try:
+        deadline = time.monotonic() + 30
+        while not _caught(service.proc.pid) & 1 << (signal.SIGHUP - 1) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        # Held from the start of the entry point, before SIGTERM's handler (the command's) is in place.
+        assert not _caught(service.proc.pid) & 1 << (signal.SIGTERM - 1)
+        service.hup()
+        service.wait_for(service.logged("config reloaded from"))
+        assert service.messages().count("SIGHUP: reading the config again from " + str(cfg)) == 1
+    finally:
+        code = service.stop()
+    assert code == 0, "".join(service.lines)
+
+
 def test_after_the_service_a_sighup_does_what_it_did_before_the_entry_point_held_it() -> None:
     # The entry point holds SIGHUP while the command line loads; the service's handlers, taken off as `miner run`
     # ends, put that hold back, and a SIGHUP while the process went on exiting was swallowed.
