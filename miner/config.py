@@ -160,7 +160,7 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
             hint = f"; the string, array or inline table that starts on line {line} is not closed"
         elif line is not None:
             lines = text.split("\n")  # as tomllib counts lines (splitlines would split at U+2028 too)
-            hint = given_twice(str(exc), lines[line - 1] if line <= len(lines) else "")
+            hint = given_twice(str(exc), lines[line - 1] if line <= len(lines) else "", lines[:line - 1])
         raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None

@@ -228,12 +228,19 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def given_twice(message: str, statement: str) -> str:
+def given_twice(message: str, statement: str, above: list[str] | None = None) -> str:
     """What tomllib's "Cannot overwrite a value" and "Cannot declare ... twice" are about, by the statement on the
-    error's line: neither names the key or table that is given twice."""
+    error's line (and the lines ``above`` it): neither names the key or table that is given twice."""
     statement = statement.strip()
     if message.startswith("Cannot declare"):
         table = statement.strip("[").partition("]")[0].strip()
+        if not statement.startswith("[["):
+            # `[sources]` for one more entry after `[[sources]]` ones: one bracket dropped. "A table is written in
+            # one place" sent the writer to merge the entries into one table.
+            for number, line in enumerate(above or [], 1):
+                if "".join(line.strip().partition("]]")[0].split()) == f"[[{''.join(table.split())}":
+                    return (f"; {table} is an array of tables ([[{table}]] on line {number}): each of its entries "
+                            f"starts with [[{table}]], in two brackets, not [{table}]")
         return (f"; {table} is already defined above (by a [{table}] or [[{table}]] header, a dotted key or an "
                 "inline table): a table is written in one place")
     if not message.startswith("Cannot overwrite a value"):

@@ -166,15 +166,24 @@ def test_toml_never_closed_names_the_line_it_opens_on(text: str, line: int, erro
          ":4: not valid TOML: Cannot overwrite a value (at line 4, column 8); store is already a table or a value "
          "above, so [[store]] cannot add an entry to it"),
         ('[[services]]\nname = "A"\n[services]\nname = "B"\n',
-         ":3: not valid TOML: Cannot declare ('services',) twice (at line 3, column 10); services is already defined "
-         "above (by a [services] or [[services]] header, a dotted key or an inline table): a table is written in one "
-         "place"),
+         ":3: not valid TOML: Cannot declare ('services',) twice (at line 3, column 10); services is an array of "
+         "tables ([[services]] on line 1): each of its entries starts with [[services]], in two brackets, not "
+         "[services]"),
+        ('[[services]]\nname = "A"\n[[ alerts . routes ]] # on call\nname = "a"\n\n[alerts.routes]\nname = "b"\n',
+         ":6: not valid TOML: Cannot declare ('alerts', 'routes') twice (at line 6, column 15); alerts.routes is an "
+         "array of tables ([[alerts.routes]] on line 3): each of its entries starts with [[alerts.routes]], in two "
+         "brackets, not [alerts.routes]"),
+        ('[alerts.smtp]\nport = 25\n[alerts.smtp]\nhost = "x"\n',
+         ":3: not valid TOML: Cannot declare ('alerts', 'smtp') twice (at line 3, column 13); alerts.smtp is already "
+         "defined above (by a [alerts.smtp] or [[alerts.smtp]] header, a dotted key or an inline table): a table is "
+         "written in one place"),
         ('alerts.smtp.port = 25\r\n[ alerts.smtp ]\r\nhost = "x"\r\n',
          ":2: not valid TOML: Cannot declare ('alerts', 'smtp') twice (at line 2, column 15); alerts.smtp is already "
          "defined above (by a [alerts.smtp] or [[alerts.smtp]] header, a dotted key or an inline table): a table is "
          "written in one place"),
     ],
-    ids=["key", "table then array of tables", "array of tables then table", "dotted key then table"],
+    ids=["key", "table then array of tables", "array of tables then table", "nested array of tables then table",
+         "table twice", "dotted key then table"],
 )
 def test_toml_given_twice_names_what_is_given_twice(text: str, error: str) -> None:
     # tomllib names neither the key nor the table: "Cannot overwrite a value (at line 4, column 15)".
