@@ -214,10 +214,10 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
             self.stop()
             raise
         sources = sum(1 for s in self.config.sources if s.enabled)
-        log.info("miner service started: store %s, model %s, %d sources", self.db_path, self._classifier.version,
-                 sources)
+        log.info("miner service started: store %s, model %s, %s", self.db_path, self._classifier.version,
+                 counted(sources, "source"))
         self.options.notify.watch(self.stuck)
-        self.options.notify.ready(f"running: model {self._classifier.version}, {sources} sources")
+        self.options.notify.ready(f"running: model {self._classifier.version}, {counted(sources, 'source')}")
 
     def run_started(self, until: Callable[[], bool] | None = None) -> None:
         """Once :meth:`start` has succeeded: block until :meth:`request_stop` (a signal's handler calls it) or

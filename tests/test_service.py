@@ -632,6 +632,22 @@ def test_a_collect_round_outlasting_its_interval_is_counted_not_warned_at_each_t
     assert not [r for r in caplog.records if r.name.startswith("apscheduler")]
 
 
+def test_the_start_line_counts_one_source_as_one(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # An operator's first feeds.toml watching one feed read "miner service started: ..., 1 sources".
+    from miner.config import load_config
+    from miner.service import JobSpec, Service, ServiceOptions
+
+    with FakeServer() as server:
+        server.serve_fixture("/feed.rss", "rss/forum_latest.rss")
+        service = Service(load_config(write_config(tmp_path, f"{server.url}/feed.rss")), tmp_path / "miner.sqlite",
+                          ServiceOptions(jobs=(JobSpec("collect", 60.0),), http=False))
+        caplog.set_level("INFO", logger="miner.service")
+        service.start()
+        service.stop()
+    started = [r.getMessage() for r in caplog.records if r.getMessage().startswith("miner service started")]
+    assert len(started) == 1 and started[0].endswith(", 1 source"), started
+
+
 def test_a_poll_outlasting_the_collect_jobs_interval_is_carried_over_and_named(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from miner.config import load_config
