@@ -134,6 +134,23 @@ def test_recipient_refused_for_now_gets_the_alert_on_retry_and_the_others_only_o
         f"sent to 1 recipient via 127.0.0.1:{smtp_server.port}; 1 had it from an earlier attempt")
 
 
+def test_a_retry_refused_again_says_the_others_had_it_not_that_every_recipient_was_refused(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # Greylisted twice: the retry goes to sre alone, and its refusal read "all recipients refused: sre: 450", in
+    # the log and `miner outbox`, as if oncall had not had the alert since the first attempt.
+    cfg = mail_settings(smtp_server, group_wait=0.0)
+    smtp_server.inbox.refuse = {"sre@example.org": ["450 4.2.1 mailbox busy", "450 4.2.1 mailbox busy"]}
+    open_incident(store, "WhatsApp", T0)
+    plan_notifications(store, cfg, T0)
+    dispatch(store, cfg, T0, worker_id="w")
+    stats = dispatch(store, cfg, T0 + timedelta(seconds=cfg.retry_max), worker_id="w")
+    assert (stats.sent, stats.retried) == (0, 1)
+    [row] = store.outbox_listing(["pending"])
+    assert row["last_error"] == "refused sre@example.org: 450 4.2.1 mailbox busy; 1 had it from an earlier attempt"
+    assert dispatch(store, cfg, T0 + 2 * timedelta(seconds=cfg.retry_max), worker_id="w").sent == 1
+    assert [rcpts for _, rcpts in smtp_server.inbox.envelopes] == [["oncall@example.org"], ["sre@example.org"]]
+
+
 def test_recipient_refused_for_good_fails_visibly_and_retry_sends_only_to_it(
         store: Store, tmp_path: Path, smtp_server: SmtpServer) -> None:  # noqa: F811
     cfg = mail_settings(smtp_server, group_wait=0.0)

@@ -287,6 +287,16 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
                        f"sent to {counted(len(exc.delivered), 'recipient')}, but not recorded: they get it again once "
                        "its claim lapses (lease_seconds)")
         raise
+    except DeliveryError as exc:
+        if not done or type(exc) is not DeliveryError:
+            raise
+        # This attempt went to those left only: its "all recipients refused" read, in the log and `miner outbox`, as
+        # if no one had the message, where the others had it from an earlier attempt.
+        text = str(exc).removeprefix("all recipients refused: ")
+        text = f"refused {text}" if text != str(exc) else text
+        raise DeliveryError(f"{text}; {len(done)} had it from an earlier attempt", permanent=exc.permanent,
+                            retry_after=exc.retry_after, unreachable=exc.unreachable, throttled=exc.throttled,
+                            needs_action=exc.needs_action) from exc
     return f"{detail}; {len(done)} had it from an earlier attempt" if done else detail
 
 
