@@ -437,7 +437,7 @@ def test_a_sighup_while_the_command_line_loads_under_nohup_is_a_reload_too(tmp_p
     # was dropped, though the service once started reloads at one (operations.md: one sent while the command is
     # still starting is a reload once it has started).
     cfg = tmp_path / "feeds.toml"
-    write_config(cfg, feeds.url, free_port())
+    write_config(cfg, feeds.url)
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         service = Running(cfg)
