@@ -25,7 +25,7 @@ from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_curs
 from miner.records import MAINTENANCE
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
-from miner.timeutil import floor_time, iso, parse_iso, parse_when
+from miner.timeutil import floor_time, iso, iso_exact, parse_iso, parse_when
 from miner.urls import web_link
 
 if TYPE_CHECKING:
@@ -229,7 +229,8 @@ class ReadApi:
         # Without until, the week to now as before; with it, the week to it (not one that ended before it began).
         since = _when(params["since"]) if "since" in params else (now if until is None else until) - DEFAULT_SINCE
         if until is not None and until <= since:
-            raise BadRequest(f"until: {iso(until)} is not after since ({iso(since)}): no time is in between")
+            raise BadRequest(f"until: {iso_exact(until)} is not after since ({iso_exact(since)}): no time is in "
+                             "between")
         limit = _whole(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         try:
             after = read_cursor(params[CURSOR]) if CURSOR in params else None
@@ -245,9 +246,10 @@ class ReadApi:
         resolved = [r["id"] for r in rows[:limit] if r["status"] == "resolved"]
         closed, gaps = store.ended_unseen(resolved)
         reopened = store.reopenings_of([*(r["id"] for r in rows[:limit]), *also], now)
-        applied = {"status": status, "service": service, "since": iso(since),
-                   "until": None if until is None else iso(until), "limit": str(limit)}
-        return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": iso(since),
+        # As given, to the fraction of a second: the next page is read with the same bounds.
+        applied = {"status": status, "service": service, "since": iso_exact(since),
+                   "until": None if until is None else iso_exact(until), "limit": str(limit)}
+        return {"version": VERSION, "now": iso(now), "status": status, "service": service, "since": applied["since"],
                 "limit": limit, "incidents": [self._incident(r, official, store.peak_baseline(r, width, now),
                                                              closed.get(r["id"]), gaps.get(r["id"]),
                                                              reopened[r["id"]][-1][1] if r["id"] in reopened else None)

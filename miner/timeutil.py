@@ -21,6 +21,22 @@ def iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def iso_exact(dt: datetime) -> str:
+    """As :func:`iso`, with the fraction of a second where it has one: ``...T20:00:00.123+00:00`` (to the
+    millisecond where that is all of it, as JavaScript's toISOString() gives it). For times a client gave."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    spec = "seconds" if not dt.microsecond else "milliseconds" if not dt.microsecond % 1000 else "microseconds"
+    return dt.astimezone(UTC).isoformat(timespec=spec)
+
+
+def second_at_or_after(dt: datetime) -> datetime:
+    """The first whole second at or after ``dt``. The store's times are whole seconds: one is at or after ``dt``, or
+    before it, just as it is at or after this second, or before it; iso() cut the fraction, taking in the second
+    before ``dt``."""
+    return dt if not dt.microsecond else dt.replace(microsecond=0) + timedelta(seconds=1)
+
+
 def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
     """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``. ValueError for
     text that is not such a time (a NUL anywhere in it too), OverflowError for one outside years 1-9999 in UTC."""

@@ -243,3 +243,32 @@ def test_a_page_of_one_service_is_read_in_order_by_its_index(tmp_path: Path) -> 
             assert {query: plan(read, reader, query) for query in expected} == expected
         finally:
             reader.close()
+
+
+@pytest.mark.parametrize(("query", "since", "until", "opened"), [
+    # JavaScript's toISOString() always sends milliseconds. The three opened at 12:07:30 resolved at 13:07:30: a
+    # millisecond after that, they had ended; a millisecond after 12:07:30, they had opened.
+    ("since=2026-11-24T13:07:30.123Z&until=2026-11-25", "2026-11-24T13:07:30.123+00:00", "2026-11-25T00:00:00+00:00",
+     []),
+    ("since=2026-11-24T13:07:29.999Z&until=2026-11-25", "2026-11-24T13:07:29.999+00:00", "2026-11-25T00:00:00+00:00",
+     ["2026-11-24T12:07:30"] * 3),
+    ("since=2026-11-24&until=2026-11-24T12:07:30.001Z", "2026-11-24T00:00:00+00:00", "2026-11-24T12:07:30.001+00:00",
+     ["2026-11-24T12:07:30"] * 3),
+    ("since=2026-11-24&until=2026-11-24T12:07:30.000001Z", "2026-11-24T00:00:00+00:00",
+     "2026-11-24T12:07:30.000001+00:00", ["2026-11-24T12:07:30"] * 3),
+    ("since=2026-11-24&until=2026-11-24T12:07:30.000Z", "2026-11-24T00:00:00+00:00", "2026-11-24T12:07:30+00:00",
+     []),
+])
+def test_fractional_seconds_bound_exactly(many: Api, query: str, since: str, until: str, opened: list[str]) -> None:
+    status, body, _ = get(many, f"/api/v1/incidents?{query}")
+    assert status == 200, body
+    assert (body["since"], body["until"]) == (since, until)
+    assert [i["opened_at"] for i in body["incidents"]] == [f"{o}+00:00" for o in opened]
+
+
+def test_a_fractional_since_is_carried_to_the_next_page(many: Api) -> None:
+    # The next page is read with the since given, not that second: a page read at 13:07:30 took in the three.
+    ids, pages = follow(many, "/api/v1/incidents?since=2026-11-24T13:07:30.5Z&until=2026-11-27&limit=1")
+    assert len(pages) == 3 and all(p["since"] == "2026-11-24T13:07:30.500+00:00" for p in pages)
+    assert ids == [r["id"] for r in many.store.incidents_newest_first(status=None, service=None, since=None, limit=100)
+                   if (r["resolved_at"] or "9") > "2026-11-24T13:07:30+00:00" and r["opened_at"] < "2026-11-27"]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from miner.store.sql_lists import IN_LIST, json_list
-from miner.timeutil import iso, parse_iso
+from miner.timeutil import iso, parse_iso, second_at_or_after
 
 if TYPE_CHECKING:
     from miner.store.db import Database
@@ -238,7 +238,7 @@ class IncidentsMixin:
             params.append(status)
         if since:
             sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
-            params.append(iso(since))
+            params.append(iso(second_at_or_after(since)))
         return self.database.rows(sql + " ORDER BY opened_at, id", params)
 
     def incidents_newest_first(self, *, status: str | None, service: str | None, since: datetime | None,
@@ -254,12 +254,13 @@ class IncidentsMixin:
             if value is not None:
                 sql += f" AND {column} = ?"
                 params.append(value)
+        # The bounds to the microsecond (a client's ?since=...T20:00:00.123Z), as the whole seconds stored compare.
         if since is not None:
             sql += " AND (resolved_at IS NULL OR resolved_at >= ?)"
-            params.append(iso(since))
+            params.append(iso(second_at_or_after(since)))
         if until is not None:
             sql += " AND opened_at < ?"
-            params.append(iso(until))
+            params.append(iso(second_at_or_after(until)))
         if after is not None:
             # The first term bounds a range of the opening-time index; the second leaves out the page's own.
             sql += " AND opened_at <= ? AND (opened_at < ? OR id < ?)"
