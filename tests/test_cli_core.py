@@ -326,6 +326,32 @@ def test_query_answers_the_pragmas_that_check_the_store_and_leaves_it_as_it_was(
     assert (db.read_bytes(), db.stat().st_mtime_ns, sorted(p.name for p in tmp_path.iterdir())) == before
 
 
+
+@pytest.mark.parametrize(("sql", "error"), [
+    # A pragma function's argument names the database to read the pragma of: SQLite's "unknown database 'delete'"
+    # read as "Error: store <path>: ...", as if the store were damaged.
+    ("select * from pragma_journal_mode('delete')",
+     "Error: refused: `miner query` runs read-only SQL and sets no pragma: pragma_journal_mode('delete') only reads "
+     "journal_mode, and the argument of a pragma function names a database or a table, never a value to set "
+     "(unknown database 'delete'); pragma_journal_mode() reads the store's"),
+    ("SELECT * FROM pragma_foreign_keys(1)",
+     "Error: refused: `miner query` runs read-only SQL and sets no pragma: pragma_foreign_keys(1) only reads "
+     "foreign_keys, and the argument of a pragma function names a database or a table, never a value to set "
+     "(too many arguments on pragma_foreign_keys() - max 0); pragma_foreign_keys() reads the store's"),
+    # The SQL's own mistakes, not the file's.
+    ("select abs(1, 2)", "Error: SQL error: wrong number of arguments to function abs()"),
+    ("select * from pragma_table_info('posts') join pragma_index_list('posts', 'x')",
+     "Error: SQL error: unknown database 'x'"),
+])
+def test_query_names_what_is_wrong_with_the_sql_not_the_store(runner: CliRunner, tmp_path: Path, sql: str,
+                                                              error: str) -> None:
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    before = (db.read_bytes(), sorted(p.name for p in tmp_path.iterdir()))
+    result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "query", sql])
+    assert result.exit_code == 1 and result.output == f"{error}\n", result.output
+    assert (db.read_bytes(), sorted(p.name for p in tmp_path.iterdir())) == before
+
 @pytest.mark.parametrize("fmt", ["table", "wide"])
 def test_query_tables_stop_at_their_row_cap(runner: CliRunner, tmp_path: Path, fmt: str) -> None:
     # A table is lined up from every row, so all were held in memory: a recursive CTE without an end (or every post

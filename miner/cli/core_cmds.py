@@ -169,7 +169,9 @@ def query(app: AppContext, sql: str, fmt: str, csv_raw: bool, params: tuple[str,
 
     Writes (INSERT, UPDATE, DELETE, DDL, PRAGMA, ATTACH) are refused; PRAGMAs that only describe or check the
     store (table_info, index_list, user_version, journal_mode, quick_check, integrity_check, foreign_key_check...)
-    are not, but for one given a value (journal_mode=DELETE). The store is opened read-only. Example:
+    are not, but for one given a value (journal_mode=DELETE, or pragma_journal_mode('delete'), whose argument
+    SQLite reads as a database's name). An error of the SQL's own says "SQL error"; one of the store file names
+    it. The store is opened read-only. Example:
 
         miner query "SELECT service, count(*) FROM post_services GROUP BY 1"
 

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from miner.errors import MinerError, StoreError
-from miner.store.db import connect_readonly, describe_sqlite_error, empty_store_message, translate_errors
+from miner.store.db import (
+    connect_readonly,
+    describe_sqlite_error,
+    empty_store_message,
+    sqlite_error_cause,
+    translate_errors,
+)
 
 # Actions a read-only query may take; anything else is refused before it runs.
 _READ_ACTIONS = {
@@ -51,6 +57,28 @@ _READING_PRAGMAS = {"user_version", "schema_version", "page_count", "page_size",
 _SCHEMA_TABLES = {"sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"}
 _SCHEMA_OBJECTS = {"TABLE", "INDEX", "VIEW", "TRIGGER"}
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+
+# A pragma function (`pragma_journal_mode()`) reads its pragma: an argument names the database to read it of (or the
+# table a describing one describes), never a value. `pragma_journal_mode('delete')`, meant to set one, failed as
+# SQLite's "unknown database 'delete'", told as "store <path>: ..." as if the store file were damaged.
+_PRAGMA_CALL = re.compile(r"\bpragma_(\w+)\s*\(([^()]*)\)", re.IGNORECASE)
+_PRAGMA_ARGUMENT_ERRORS = re.compile(r"unknown database '(.*)'|too many arguments on pragma_(\w+)\(\)")
+
+
+def _pragma_setting(sql: str, msg: str) -> str | None:
+    """Where ``msg`` is SQLite's error for a call of a setting's pragma function with an argument in ``sql`` (as if
+    to set it), the refusal naming that call; None otherwise."""
+    if (error := _PRAGMA_ARGUMENT_ERRORS.match(msg)) is None:
+        return None
+    for call in _PRAGMA_CALL.finditer(_COMMENT.sub(" ", sql)):
+        name, argument = call[1].lower(), call[2].strip()
+        if name in _DESCRIBING_PRAGMAS or not argument:
+            continue
+        if (error[2] or "").lower() == name or (error[1] is not None and error[1] in argument):
+            return (f"refused: `miner query` runs read-only SQL and sets no pragma: {call[0]} only reads {name}, "
+                    "and the argument of a pragma function names a database or a table, never a value to set "
+                    f"({msg}); pragma_{call[1]}() reads the store's")
+    return None
 
 
 def _statement_kind(sql: str) -> str:
@@ -159,7 +187,13 @@ def stream_readonly(path: str, sql: str, params: dict[str, Any] | None = None,
             return QueryRefused(f"refused: `miner query` loads no SQLite extension ({msg})")
         if "syntax error" in msg or "no such" in msg or "incomplete input" in msg:
             return MinerError(f"SQL error: {msg}")
-        return StoreError(describe_sqlite_error(path, exc))
+        if setting := _pragma_setting(sql, msg):
+            return QueryRefused(setting)
+        # The store's own failures (damaged, read-only, full, locked, not to be opened) have causes of their own;
+        # any other is the SQL's ("wrong number of arguments to function abs()"), not the file's.
+        if sqlite_error_cause(exc) != "other":
+            return StoreError(describe_sqlite_error(path, exc))
+        return MinerError(f"SQL error: {msg}")
 
     def rows(cur: sqlite3.Cursor) -> Iterator[tuple[Any, ...]]:
         while True:
