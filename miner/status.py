@@ -206,17 +206,24 @@ def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str
 def maintenance_status(config: Config, now: datetime) -> list[dict[str, Any]]:
     """The maintenance windows of feeds.toml muting alerts at ``now``, and those starting within 24 h, in the file's
     order: ``window`` (its index in alerts.maintenance), ``service``, ``active`` (whether it mutes now), ``start``
-    and ``end`` (of the window in effect, or of the next one) and ``comment``.
+    and ``end`` (of the window in effect, or of the next one), ``muted_until`` (when the service's alerts are no
+    longer muted, the windows overlapping this one or following on without a gap taken in; None: not within
+    mute_end.HORIZON) and ``comment``.
 
     A window mutes as a silence does, and only the silences were shown: an incident in status with no alert of it
     said nothing of the window behind that."""
+    from miner.alerts.mute_end import mute_end
+
     shown = []
-    for i, w in enumerate(config.alerts.maintenance):
+    windows = config.alerts.maintenance
+    for i, w in enumerate(windows):
         span = w.span(now)
         if span is None or span[1] <= now or span[0] > now + timedelta(hours=24):
             continue
+        muted_until = mute_end(windows, w.service, max(span[0], now))
         shown.append({"window": i, "service": w.service, "active": span[0] <= now, "start": iso(span[0]),
-                      "end": iso(span[1]), "comment": w.comment})
+                      "end": iso(span[1]), "muted_until": None if muted_until is None else iso(muted_until),
+                      "comment": w.comment})
     return shown
 
 

@@ -259,7 +259,7 @@ def test_status_shows_the_maintenance_windows_muting_alerts_now_and_the_next_24_
 
     res = run.invoke(main, base)
     assert res.exit_code == 0, res.output
-    lines = [line for line in res.output.splitlines() if " by a maintenance window " in line]
+    lines = [line for line in res.output.splitlines() if "maintenance window" in line]
 
     def shown(t: datetime) -> str:
         return t.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -269,8 +269,10 @@ def test_status_shows_the_maintenance_windows_muting_alerts_now_and_the_next_24_
     assert lines[1] == (f"alerts of WhatsApp to be muted by a maintenance window from "
                         f"{shown(now + timedelta(hours=3))} until {shown(now + timedelta(hours=4))} "
                         "(alerts.maintenance[2])")
-    assert lines[2].startswith("alerts of Telegram muted by a maintenance window until ")
-    assert lines[2].endswith(" (alerts.maintenance[4]): always")
+    # Every minute for two hours: each window starts before the last ended, and the alerts stay muted.
+    assert lines[2].startswith("alerts of Telegram muted by maintenance windows with no end in the next 7 days: they "
+                               "follow on without a gap (alerts.maintenance[4] until ")
+    assert lines[2].endswith(", then windows overlapping it): always")
     assert len(lines) == 3  # the one over and the one beyond 24 h are not shown
 
     data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
@@ -280,3 +282,58 @@ def test_status_shows_the_maintenance_windows_muting_alerts_now_and_the_next_24_
     assert data["maintenance"][1]["end"] == (now + timedelta(hours=4)).isoformat()
     cron = data["maintenance"][2]
     assert datetime.fromisoformat(cron["start"]) <= datetime.now(UTC) < datetime.fromisoformat(cron["end"])
+    assert [w["muted_until"] for w in data["maintenance"]] == [
+        (now + timedelta(hours=2)).isoformat(), (now + timedelta(hours=4)).isoformat(), None]
+
+
+def test_status_says_when_overlapping_maintenance_windows_stop_muting(tmp_path: Path) -> None:
+    # The planner mutes a service while any of its windows is in effect: status said each window's own end, though
+    # the next one (overlapping it, or starting as it ends) kept the alerts muted past it.
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def window(service: str, start: timedelta, end: timedelta) -> str:
+        return (f'\n[[alerts.maintenance]]\nservice = "{service}"\nstart = "{(now + start).isoformat()}"\n'
+                f'end = "{(now + end).isoformat()}"\n')
+
+    hours = [timedelta(hours=h) for h in range(8)]
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG
+                        + window("Gmail", -hours[1], hours[1]) + window("gmail", hours[1] / 2, hours[3])
+                        + window("Gmail", hours[3], hours[4])  # starts as the one before ends
+                        + window("Gmail", hours[4] + timedelta(seconds=1), hours[7])  # a second after: alerts then
+                        + window("WhatsApp", hours[5], hours[6]) + window("WhatsApp", hours[2], hours[5] + hours[1] / 2)
+                        + window("Instagram", hours[2], hours[3]))
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    base = ["--config", str(cfg_path), "--db", str(db), "status"]
+    run = CliRunner()
+
+    res = run.invoke(main, base)
+    assert res.exit_code == 0, res.output
+
+    def shown(hour: float, seconds: int = 0) -> str:
+        return (now + timedelta(hours=hour, seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    then = "then windows overlapping it"
+    assert [line for line in res.output.splitlines() if "maintenance window" in line] == [
+        f"alerts of Gmail muted by maintenance windows until {shown(4)} (alerts.maintenance[0] until {shown(1)}, "
+        f"{then})",
+        f"alerts of gmail to be muted by maintenance windows from {shown(0.5)} until {shown(4)} (alerts.maintenance[1] "
+        f"until {shown(3)}, {then})",
+        f"alerts of Gmail to be muted by a maintenance window from {shown(3)} until {shown(4)} (alerts.maintenance[2])",
+        f"alerts of Gmail to be muted by a maintenance window from {shown(4, 1)} until {shown(7)} "
+        "(alerts.maintenance[3])",
+        # The one overlapping it ends before it: its own end is the mute's.
+        f"alerts of WhatsApp to be muted by a maintenance window from {shown(5)} until {shown(6)} "
+        "(alerts.maintenance[4])",
+        f"alerts of WhatsApp to be muted by maintenance windows from {shown(2)} until {shown(6)} "
+        f"(alerts.maintenance[5] until {shown(5.5)}, {then})",
+        f"alerts of Instagram to be muted by a maintenance window from {shown(2)} until {shown(3)} "
+        "(alerts.maintenance[6])"]
+
+    data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
+    assert [(w["window"], w["end"], w["muted_until"]) for w in data["maintenance"]] == [
+        (i, (now + end).isoformat(), (now + muted).isoformat()) for i, end, muted in (
+            (0, hours[1], hours[4]), (1, hours[3], hours[4]), (2, hours[4], hours[4]),
+            (3, hours[7], hours[7]), (4, hours[6], hours[6]), (5, hours[5] + hours[1] / 2, hours[6]),
+            (6, hours[3], hours[3]))]

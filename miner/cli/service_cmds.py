@@ -109,7 +109,9 @@ def status(app: AppContext, fmt: str) -> None:
     Posts are counted once `miner run` has classified them (`miner collect` only stores them); a line under the
     services says how many wait for that. Then the silences muting alerts now (`miner silence add`), each with what it
     mutes (a provider's: its services), until when and its comment, and the maintenance windows of feeds.toml muting
-    alerts now or starting within 24 h, each with its service, when it starts and ends and its comment.
+    alerts now or starting within 24 h, each with its service, when it starts and ends and its comment, and when
+    that service's alerts are no longer muted where windows overlapping it (or starting as it ends) keep them muted
+    past its end.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -140,9 +142,11 @@ def status(app: AppContext, fmt: str) -> None:
 
     The silences are "silences": [{"id", "service", "provider", "services", "until", "comment"}] in JSON ([] for
     none): service or provider is null, services those it mutes as feeds.toml stands (for a service's, itself). The
-    maintenance windows are "maintenance": [{"window", "service", "active", "start", "end", "comment"}] ([] for
-    none): window is its index in alerts.maintenance, active whether it mutes now (false: it starts within 24 h),
-    start and end those of the window in effect, or of the next one.
+    maintenance windows are "maintenance": [{"window", "service", "active", "start", "end", "muted_until",
+    "comment"}] ([] for none): window is its index in alerts.maintenance, active whether it mutes now (false: it
+    starts within 24 h), start and end those of the window in effect, or of the next one, and "muted_until" when the
+    service's alerts are no longer muted, windows overlapping it taken in (null: windows follow on without a gap for
+    more than 7 days).
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
@@ -220,11 +224,7 @@ def status(app: AppContext, fmt: str) -> None:
     if maintenance:
         click.echo()
         for w in maintenance:  # as a silence: an incident with no alert, or none to come
-            why = f": {one_line(w['comment'])}" if w["comment"] else ""
-            when = f"until {shown_time(w['end'])}" if w["active"] else \
-                f"from {shown_time(w['start'])} until {shown_time(w['end'])}"
-            click.echo(f"alerts of {w['service']} {'muted' if w['active'] else 'to be muted'} by a maintenance window "
-                       f"{when} (alerts.maintenance[{w['window']}]){why}")
+            click.echo(_maintenance_line(w))
     click.echo()
     click.echo(table(("source", "type", "last ok", "next poll", "fails", "behind", "last error"),
                      [(s["source"], s["type"], shown_time(s["last_ok"], "never"),
@@ -256,6 +256,25 @@ def status(app: AppContext, fmt: str) -> None:
     if held:
         click.echo()
         click.echo(held_prune_message(held))
+
+
+def _maintenance_line(w: dict[str, Any]) -> str:
+    """A maintenance window of status's, with when its service's alerts are no longer muted: windows overlapping it
+    (a recurring one starting again before it ends) keep them muted past its own end, which was all it said."""
+    from miner.alerts.mute_end import HORIZON
+    from miner.status import shown_time
+
+    why = f": {one_line(w['comment'])}" if w["comment"] else ""
+    where = f"alerts.maintenance[{w['window']}]"
+    start = "" if w["active"] else f"from {shown_time(w['start'])} "
+    muted = "muted" if w["active"] else "to be muted"
+    if w["muted_until"] == w["end"]:
+        return (f"alerts of {w['service']} {muted} by a maintenance window {start}until {shown_time(w['end'])} "
+                f"({where}){why}")
+    until = f"until {shown_time(w['muted_until'])}" if w["muted_until"] else \
+        f"with no end in the next {HORIZON.days} days: they follow on without a gap"
+    return (f"alerts of {w['service']} {muted} by maintenance windows {start}{until} ({where} until "
+            f"{shown_time(w['end'])}, then windows overlapping it){why}")
 
 
 def _model_line(model: dict[str, Any]) -> str:
