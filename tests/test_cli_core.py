@@ -660,6 +660,38 @@ def test_outbox_says_when_limit_leaves_rows_out(runner: CliRunner, tmp_path: Pat
     assert whole.exit_code == 0 and whole.stderr == "" and len(whole.stdout.splitlines()) == 6, whole.output
 
 
+def test_outbox_shows_when_a_sending_row_was_claimed_and_its_lease(runner: CliRunner, tmp_path: Path) -> None:
+    # A row left 'sending' showed only when it had been due: the on-call could not tell a send in progress from one
+    # a killed `miner outbox send` left, which goes back to pending at the next send once its lease has ended.
+    db = tmp_path / "m.sqlite"
+    seeded_store(db)
+    config = tmp_path / "feeds.toml"
+    config.write_text('[[services]]\nname = "GitHub"\n\n[alerts]\nlease_seconds = 86400\n')
+    now = datetime.now(UTC).replace(microsecond=0)
+    store = Store.open(db)
+    for i in range(3):
+        store.database.execute(
+            "INSERT INTO outbox (dedupe_key, route, channel, kind, status, message_id, created_at, next_attempt_at) "
+            "VALUES (?, 'oncall', 'email', 'alert', 'pending', ?, '2026-11-28T04:50:00+00:00', "
+            "'2026-11-28T04:50:00+00:00')", (f"k{i}", f"<m{i}@x>"))
+    left = now - timedelta(days=2)
+    assert store.claim_notification(1, "cli-host-4242", left)
+    assert store.claim_notification(2, "service-host-7", now)
+    store.close()
+    base = ["--config", str(config), "--db", str(db), "outbox"]
+    result = runner.invoke(main, base)
+    assert result.exit_code == 0, result.output
+    cells = {int(line.split()[0]): line.split(None, 6)[6].strip() for line in result.stdout.splitlines()[2:]}
+    assert cells == {
+        3: "2026-11-28T04:50:00+00:00",
+        2: f"claimed {iso(now)} by service-host-7, lease until {iso(now + timedelta(days=1))}",
+        1: f"claimed {iso(left)} by cli-host-4242, lease ended {iso(left + timedelta(days=1))}: its sender stopped "
+           "or hung, and the next send (the service's, `miner outbox send`) takes it back"}
+    # Without a feeds.toml to read the lease from, the claim alone.
+    bare = runner.invoke(main, ["--config", str(tmp_path / "none.toml"), "--db", str(db), "outbox"])
+    assert bare.exit_code == 0, bare.output
+    assert f"claimed {iso(now)} by service-host-7\n" in bare.stdout and "lease" not in bare.stdout, bare.output
+
 def test_corrupt_store_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     db = tmp_path / "bad.sqlite"
     db.write_bytes(b"garbage" * 1000)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,9 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     """List queued and failed notifications (subcommands: send, retry).
 
     "next/sent" is a pending row's next attempt, a sent row's time sent, a failed row's time it failed (its last
-    attempt), and a suppressed row's time it was suppressed.
+    attempt), and a suppressed row's time it was suppressed. A sending row's says when it was claimed and by which
+    worker (the service's, or cli-HOST-PID for `miner outbox send`), and when its lease (alerts.lease_seconds, as
+    feeds.toml gives it) ends: past that, its sender stopped or hung, and the next send takes it back to pending.
 
     A message held behind older alerts of its incidents, which go first, names each in "reason or last error"
     ("waits for outbox ID (pending)", or "(sending)"), and gives in "next/sent" the earliest it can go, not its own
@@ -123,9 +125,13 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
     # Cells in full: the reason is where the docs send the on-call for the server's answer, and cut at 60
     # characters it lost which recipients were refused and why (an SMTP reply names the address first).
     now = iso(utcnow())
+    try:
+        lease: timedelta | None = timedelta(seconds=app.config.alerts.lease_seconds)
+    except ConfigError:  # only --db: the claim alone
+        lease = None
     click.echo(table(
         ["id", "status", "kind", "route", "channel", "tries", "next/sent", "reason or last error"],
-        [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"], _when(r, now), _why(r))
+        [(r["id"], r["status"], r["kind"], r["route"], r["channel"], r["attempts"], _when(r, now, lease), _why(r))
          for r in rows],
         max_width=None,
     ))
@@ -135,8 +141,20 @@ def outbox(ctx: click.Context, show_all: bool, limit: int) -> None:
         click.echo(f"(the newest {len(rows)} of {total}; --limit {total} lists them all)", err=True)
 
 
-def _when(row: dict[str, Any], now: str) -> str:
-    """The "next/sent" cell of an outbox row (Store.outbox_listing), ``now`` in ISO form."""
+def _when(row: dict[str, Any], now: str, lease: timedelta | None) -> str:
+    """The "next/sent" cell of an outbox row (Store.outbox_listing), ``now`` in ISO form, ``lease`` the claims' (None:
+    not known)."""
+    if row["status"] == "sending" and row["claimed_at"]:
+        # Its next_attempt_at, when it was due, told a send in progress from one a killed process left no better
+        # than nothing: the claim's time and worker, and its lease, do.
+        claim = f"claimed {row['claimed_at']} by {row['claimed_by']}"
+        if lease is None:
+            return claim
+        ends = iso(parse_iso(str(row["claimed_at"])) + lease)
+        if ends > now:
+            return f"{claim}, lease until {ends}"
+        return (f"{claim}, lease ended {ends}: its sender stopped or hung, and the next send (the service's, "
+                "`miner outbox send`) takes it back")
     if row["status"] in ("sent", "failed"):
         # A failed row's next_attempt_at was when its last attempt was due, neither when it failed nor to come.
         return str(row["sent_at"] or row["last_attempt_at"] or row["next_attempt_at"])
