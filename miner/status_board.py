@@ -18,15 +18,16 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache, partial
-from importlib.resources import files
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
-import jinja2
-from markupsafe import Markup
-
 from miner.alerts.content import gap_duration, gap_text, reopen_text
+from miner.board_render import REFRESH
+from miner.board_render import STYLE as _STYLE
+from miner.board_render import clip as _clip
+from miner.board_render import render as _render
+from miner.board_render import when as _when
 from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
 from miner.settings import closest
 from miner.store.incidents import UnscoredGap
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     from miner.store import Store
 
 PAGES = ("/", "/status", "/services/NAME")
-REFRESH = 60  # seconds between a page's reloads
 INDEX_HOURS = 24  # the sparklines' span
 HOUR_CHOICES = (6, 24, 72, 168)
 MAX_INCIDENTS = 20
@@ -46,7 +46,6 @@ MAX_INCIDENTS = 20
 MAX_CHART_BUCKETS = 2016
 _SERVICES = "/services/"
 
-_STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode("utf-8")).digest()).decode("ascii")
 # Sent with every page besides the endpoint's X-Content-Type-Options: nosniff and Cache-Control (http_cache).
 HEADERS = {
@@ -372,28 +371,3 @@ def _describe(state: dict[str, Any], now: datetime, reopenings: Reopenings) -> d
             "open_for": duration_text((now - parse_iso(incident["opened_at"])).total_seconds()) if incident else None,
             "reopened": reopen_text(last[0][1], last[0][0]) if last else None,
             "official_link": state["official"]["url"] if state["official"] else None}
-
-
-def _when(at: datetime | str | None) -> str:
-    if at is None:
-        return ""
-    return (parse_iso(at) if isinstance(at, str) else at).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _clip(text: str, most: int = 80) -> str:
-    return text if len(text) <= most else text[:most] + "…"
-
-
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
-                             undefined=jinja2.StrictUndefined)
-    env.filters.update(when=_when, plural=counted, clip=_clip, iso=iso)
-    env.globals.update(reload_every=REFRESH)
-    return env
-
-
-def _render(template: str, **context: Any) -> str:
-    """``keep`` and ``toggle`` (_links): an error page's links carry nothing, and it has no toggle."""
-    return _environment().get_template(template).render(style=Markup(_STYLE), **{"keep": "", "toggle": None,
-                                                                                 **context})

@@ -1,0 +1,42 @@
+"""The status board's pages rendered from their Jinja2 templates (miner/board_templates/), every value autoescaped,
+with the filters they use for times and long text."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from importlib.resources import files
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from miner.timeutil import counted, iso, parse_iso
+
+REFRESH = 60  # seconds between a page's reloads
+STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
+
+
+def when(at: datetime | str | None) -> str:
+    if at is None:
+        return ""
+    return (parse_iso(at) if isinstance(at, str) else at).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def clip(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[:most] + "…"
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(when=when, plural=counted, clip=clip, iso=iso)
+    env.globals.update(reload_every=REFRESH)
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """``keep`` and ``toggle`` (status_board._links): an error page's links carry nothing, and it has no toggle."""
+    return _environment().get_template(template).render(style=Markup(STYLE), **{"keep": "", "toggle": None,
+                                                                                **context})
