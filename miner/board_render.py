@@ -1,5 +1,5 @@
 """The status board's pages rendered from their Jinja2 templates (miner/board_templates/), every value autoescaped,
-with the filters they use for times and long text."""
+with the filters they use for times and long text, and the API's answer each page links to."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -37,6 +38,14 @@ def _environment() -> jinja2.Environment:
 
 
 def render(template: str, **context: Any) -> str:
-    """``keep`` and ``toggle`` (status_board._links): an error page's links carry nothing, and it has no toggle."""
-    return _environment().get_template(template).render(style=Markup(STYLE), **{"keep": "", "toggle": None,
-                                                                                **context})
+    """``keep`` and ``toggle`` (status_board._links): an error page's links carry nothing, and it has no toggle.
+    ``json_path`` and ``json_query``: the API's answer the page shows, every service's state but on a service
+    page."""
+    return _environment().get_template(template).render(style=Markup(STYLE), **{
+        "keep": "", "toggle": None, "json_path": "api/v1/services", "json_query": "", **context})
+
+
+def series_path(name: str) -> str:
+    """The API's series of service ``name``, the page's numbers as JSON (its footer linked every service's state):
+    the name encoded whole, a "/" in it too, as the API reads it."""
+    return f"api/v1/services/{quote(name, safe='')}/series"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
 from miner.alerts.content import gap_duration, gap_text, reopen_text
-from miner.board_render import REFRESH
+from miner.board_render import REFRESH, series_path
 from miner.board_render import STYLE as _STYLE
 from miner.board_render import clip as _clip
 from miner.board_render import render as _render
@@ -200,7 +200,7 @@ class StatusBoard:
         listed = [_listed(i, now, reopened.get(i["id"], [])) for i in incidents["incidents"]]
         refresh = _refresh(params)
         return _render("service.html", root="../", refresh=refresh, **_links(refresh, f"hours={hours}"),
-                       now=series["now"], hours=hours,
+                       json_path=series_path(name), json_query=f"?hours={hours}", now=series["now"], hours=hours,
                        hour_choices=[h for h in HOUR_CHOICES if h <= self.max_hours],
                        state=_describe(state, now, reopened), chart=_chart(name, grid, series, listed, now),
                        numbers=[b for b in reversed(grid) if b.posts or b.complaints], incidents=listed,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 import pytest
@@ -223,6 +223,22 @@ def test_a_service_page_charts_posts_and_complaints_and_lists_its_incidents(boar
     html = page(board, "/services/WhatsApp")[0]
     assert [len(points(charts(html)[0], css)) for css in ("posts", "complaints")] == [DAY_BUCKETS] * 2
     assert '<a href="?hours=24" aria-current="page">24 h</a>' in html
+
+
+@pytest.mark.parametrize("name", ["WhatsApp", "MTN Uganda", HOSTILE])
+def test_a_service_page_links_its_own_series_as_json(board: Board, name: str) -> None:
+    # Its "Also as JSON" linked /api/v1/services, every service's state, not the numbers the page charts; the
+    # name percent-encoded whole, its "/" too, as the series endpoint reads it (docs/api.md).
+    url = f"{board.base}/services/{quote(name, safe='')}?hours=3"
+    parsed = page(board, url[len(board.base):])[2]
+    (href,) = [h for h in parsed.hrefs() if "api/v1/" in h]
+    assert href == f"../api/v1/services/{quote(name, safe='')}/series?hours=3"
+    reply = httpx.get(urljoin(url, href), timeout=10)
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["service"], reply.json()["hours"]) == (name, 3)
+    assert f"Also as JSON: /api/v1/services/{quote(name, safe='')}/series." in parsed.words()
+    # The index's is every service's state.
+    assert [h for h in page(board, "/")[2].hrefs() if "api/v1/" in h] == ["./api/v1/services"]
 
 
 def test_incidents_reach_back_as_far_as_the_chart_and_a_week_at_least(board: Board) -> None:
