@@ -226,8 +226,10 @@ class ReadApi:
                 status=None, service=service, since=None, limit=1):
             raise BadRequest(f"service: no service named {service[:80]!r}{guess(service, self._providers)}")
         until = _when(params["until"], "until") if "until" in params else None
-        # Without until, the week to now as before; with it, the week to it (not one that ended before it began).
-        since = _when(params["since"]) if "since" in params else (now if until is None else until) - DEFAULT_SINCE
+        # Without until, the week to now as before (to the second, as the answer gives now); with it, the week to it
+        # (not one that ended before it began).
+        since = _when(params["since"]) if "since" in params else (
+            now.replace(microsecond=0) if until is None else until) - DEFAULT_SINCE
         if until is not None and until <= since:
             raise BadRequest(f"until: {iso_exact(until)} is not after since ({iso_exact(since)}): no time is in "
                              "between")

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 import pytest
 from test_http_cache import cached
-from test_read_api import NOW, Api, get, served, write_config
+from test_read_api import NOW, Api, get, served, serving, write_config
 
 from miner.read_api import ReadApi
 from miner.store import Store
@@ -272,3 +272,18 @@ def test_a_fractional_since_is_carried_to_the_next_page(many: Api) -> None:
     assert len(pages) == 3 and all(p["since"] == "2026-11-24T13:07:30.500+00:00" for p in pages)
     assert ids == [r["id"] for r in many.store.incidents_newest_first(status=None, service=None, since=None, limit=100)
                    if (r["resolved_at"] or "9") > "2026-11-24T13:07:30+00:00" and r["opened_at"] < "2026-11-27"]
+
+
+def test_the_default_since_is_the_week_to_the_second_now_is_given_to(tmp_path: Path) -> None:
+    # The service's clock has microseconds; the answer gives now to the second, and the default since, a week
+    # before it, to the second too: not ".250000" more than the now it says it is a week before.
+    with served(tmp_path, write_config(tmp_path), more) as api:
+        reader = Store.open(tmp_path / "miner.sqlite")
+        try:
+            read = ReadApi(api.config, lambda: reader, lambda: None, lambda: NOW + timedelta(milliseconds=250))
+            with serving(read) as base:
+                body = httpx.get(base + "/api/v1/incidents?limit=1", timeout=10).json()
+        finally:
+            reader.close()
+    assert (body["now"], body["since"]) == ("2026-11-27T12:07:30+00:00", "2026-11-20T12:07:30+00:00")
+    assert parse_qs(urlsplit(body["next"]).query)["since"] == ["2026-11-20T12:07:30+00:00"]
