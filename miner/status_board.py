@@ -6,9 +6,9 @@ Everything shown is what the read API answers (read_api.py), read in one turn on
 aggregates only, as the API does: no post's text or author. The index's sparklines are the same bucket counts as
 the API's series, read for every service in one statement (Store.bucket_counts_of).
 
-Every value goes through Jinja2's autoescape: a service's name comes from feeds.toml, but is treated as untrusted
-all the same. The charts are inline SVG drawn here, and a page loads nothing (no script, image, font or style
-sheet), which the Content-Security-Policy sent with it enforces: only the one style block, by its hash.
+Every value goes through Jinja2's autoescape (a service's name from feeds.toml too), and the name a 404 quotes from a
+link's path has its controls and bidi overrides written \\u202e (one reversed the words after it). The charts are
+inline SVG; a page loads nothing (no script, image, font or style sheet), as its Content-Security-Policy enforces.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, pars
 from miner.settings import closest
 from miner.store.incidents import UnscoredGap
 from miner.timeutil import counted, duration_text, iso, parse_iso
+from miner.urls import escape_controls
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -210,7 +211,7 @@ class StatusBoard:
     def _unknown(self, name: str) -> str:
         near = closest(name, self._api.names)
         return _render("error.html", root="../", refresh=None, title="No such service",
-                       message=f"No service named “{_clip(name)}”.", near=near,
+                       message=f"No service named “{_clip(escape_controls(name))}”.", near=near,
                        near_href=quote(near, safe="") if near else None)
 
     def _starts(self, now: str, hours: int) -> list[tuple[datetime, str]]:

@@ -265,6 +265,8 @@ def test_incidents_reach_back_as_far_as_the_chart_and_a_week_at_least(board: Boa
     ("/services/mtn%20uganda", "No service named “mtn uganda”.", "MTN Uganda"),
     ("/services/%3Cscript%3Ealert(1)%3C%2Fscript%3E", "No service named “<script>alert(1)</script>”.", None),
     ("/services/" + "x" * 200, "No service named “" + "x" * 80 + "…”.", None),
+    # A link's bidi override and controls are shown, not obeyed: "\u202e" reversed the rest of the line.
+    ("/services/%E2%80%AEcod.exe%1B%5B2J%0D", "No service named “\\u202ecod.exe\\x1b[2J\\x0d”.", None),
 ])
 def test_an_unknown_service_is_a_404_page_with_a_guess(board: Board, path: str, message: str, near: str | None
                                                       ) -> None:
