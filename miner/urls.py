@@ -329,17 +329,30 @@ def holds_token_host(url: str) -> bool:
     return _without(url, (), token_hosts=True) != url
 
 
+# A poster's e-mail address in a link or an id (a mailing-list archive's ?from=, a Message-ID guid as git send-email
+# writes one, a mailto: guid), percent-encoded too: "[email]", as in post text. Not a Mastodon "@name@host" path,
+# whose link names the account anyway (docs/schema.md).
+_LINK_EMAIL = re.compile(r"(?<![\w.+%@-])[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
+
+
+def without_emails(link: str) -> str:
+    """``link`` (a stored link or id) with each e-mail address in it as "[email]"."""
+    return _LINK_EMAIL.sub("[email]", link) if "@" in link or "%40" in link else link
+
+
 def stored_link(url: str | None, secrets: Sequence[str] = (), *, token_hosts: bool | None = None) -> str | None:
     """A link someone else wrote (a feed item's, the id made of it) as the store keeps it: without what `public_url`
     leaves out, for a private feed's items link to pages that carry its key again (``dl?id=1&passkey=...``), nor any
     of ``secrets`` (`secret_parts` of the source's URL from the environment), as written or percent-encoded, nor,
     for such a source (``token_hosts``, by default where there are ``secrets``), a label of its host that reads as
-    a key (`REDACTED_LABEL`: migration 0030 can tell those without the URL, which is in the environment only). One
-    that cannot be read (a broken IPv6 bracket) may hold a credential all the same: None."""
+    a key (`REDACTED_LABEL`: migration 0030 can tell those without the URL, which is in the environment only), nor
+    an e-mail address (`without_emails`). One that cannot be read (a broken IPv6 bracket) may hold a credential all
+    the same: None."""
     if not url:
         return None
     try:
-        return public_url(_without(url, secrets, token_hosts=bool(secrets) if token_hosts is None else token_hosts))
+        return without_emails(public_url(_without(url, secrets, token_hosts=bool(secrets) if token_hosts is None
+                                                  else token_hosts)))
     except ValueError:
         return None
 
@@ -354,6 +367,8 @@ def link_id(external_id: str, secrets: Sequence[str] = (), *, token_hosts: bool 
     shown: str | None = _without(external_id, secrets, token_hosts=hosts)
     if external_id.startswith(("http://", "https://")):
         shown = stored_link(shown)
+    elif shown is not None:  # a guid that is no web link: a Message-ID, a mailto: or tag: URI
+        shown = without_emails(shown)
     if shown == external_id:
         return external_id
     return f"{shown or REDACTED}#{hashlib.sha256(external_id.encode()).hexdigest()[:16]}"

@@ -84,9 +84,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "source": "Source name (`reports` for user reports).",
         "external_id": "The item's id at the source; unique per source, so re-polls store nothing twice. A Reddit "
                        "post's fullname (t3_...), whether read by the API or the anonymous feed. One made of a link "
-                       "(a feed item without a guid) is the link as url keeps it; where that left a credential out, "
-                       "followed by # and the first 16 hex digits of the whole link's SHA-256, so that links "
-                       "differing only in their key are two posts.",
+                       "(a feed item without a guid) is the link as url keeps it. Where that left a credential out, "
+                       "or an e-mail address in any id was written [email] (a Message-ID or mailto: guid), followed "
+                       "by # and the first 16 hex digits of the whole id's SHA-256, so that ids differing only there "
+                       "are two posts.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
                 "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept), links "
@@ -96,7 +97,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "author's account (https://host/@name/id) and on Bluesky their DID (as the at:// external_id does): "
                "author_hash is the only identity kept otherwise. Without a user name before @ and with the values "
                "of query parameters named like keys as [redacted], as sources.url (a private feed's items link with "
-               "its key again).",
+               "its key again), and with an e-mail address in it (a mailing-list archive's ?from=) as [email].",
         "created_at": "When the post was published (UTC).",
         "fetched_at": "When miner fetched it (UTC): the start of the collect round whose poll read it, a poll held in "
                       "memory and stored later too; a user report's when it came, a replayed post's the replay's "

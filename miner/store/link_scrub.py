@@ -18,6 +18,7 @@ is in the environment kept a key in its host's label in its items' links and ids
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from miner.cut_keys import least_start, redact_cut_key
 from miner.redaction import AnyCase, redact
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.text_links import public_text_links, without_email_logins
-from miner.urls import REDACTED, holds_token_host, link_id, public_url, stored_link
+from miner.urls import REDACTED, holds_token_host, link_id, public_url, stored_link, without_emails
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -271,3 +272,29 @@ def scrub_token_hosts(conn: sqlite3.Connection) -> None:
         # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
         rewrite_column(conn, table, "external_id", f"{_FROM_ENV} AND external_id LIKE 'http%://%'",
                        "UPDATE OR IGNORE", ident, "1")
+
+
+# What a link or id needs to hold for `without_emails` to change it.
+_MAY_HOLD_EMAIL = "(instr({0}, '@') OR instr({0}, '%40'))"
+
+
+def _emailless_id(old: str) -> str:
+    """``old`` (an id stored before) as `link_id` gives it now, without an e-mail address."""
+    if (shown := without_emails(old)) == old:
+        return old
+    # One link_id changed already (a key taken out) keeps its hash, of the item's id as the source gives it.
+    kept, mark, digest = old.rpartition("#")
+    if mark and _LINK_HASH.fullmatch(digest) and REDACTED in kept:
+        return f"{without_emails(kept)}#{digest}"
+    return f"{shown}#{hashlib.sha256(old.encode()).hexdigest()[:16]}"
+
+
+def scrub_link_emails(conn: sqlite3.Connection) -> None:
+    """Migration 0036's part: the links and ids that held a poster's e-mail address (a mailing-list archive's
+    ``?from=``, a Message-ID or ``mailto:`` guid), rewritten as stored_link and link_id give them now, so that a poll
+    finds each row under the id it gives the item."""
+    for table in ("posts", "official_incidents"):
+        rewrite_column(conn, table, "url", "url IS NOT NULL", "UPDATE", without_emails, _MAY_HOLD_EMAIL.format("url"))
+        # OR IGNORE, as in scrub_stored_links: a row the source stored under the new id already keeps it.
+        rewrite_column(conn, table, "external_id", "1", "UPDATE OR IGNORE", _emailless_id,
+                       _MAY_HOLD_EMAIL.format("external_id"))

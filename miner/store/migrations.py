@@ -318,6 +318,8 @@ FEED_BOILERPLATE = Migration("0033_feed_boilerplate", "", feed_boilerplate_scrub
 BUCKET_THRESHOLDS = Migration("0034_bucket_thresholds", "ALTER TABLE buckets ADD COLUMN threshold REAL;")
 # And those of one service, of one status or any, in the same order (store/incidents.py, BY_SERVICE_SQL).
 INCIDENTS_BY_SERVICE = Migration("0035_incidents_by_service", BY_SERVICE_SQL)
+# Links and ids kept a poster's e-mail address (a mailing list's ?from=, a Message-ID guid): "[email]" (link_scrub.py).
+LINK_EMAILS = Migration("0036_link_emails", "", link_scrub.scrub_link_emails)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -326,7 +328,8 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
                                IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS,
-                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE]
+                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE,
+                               LINK_EMAILS]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:
