@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
@@ -228,8 +228,8 @@ class ReadApi:
         until = _when(params["until"], "until") if "until" in params else None
         # Without until, the week to now as before (to the second, as the answer gives now); with it, the week to it
         # (not one that ended before it began).
-        since = _when(params["since"]) if "since" in params else (
-            now.replace(microsecond=0) if until is None else until) - DEFAULT_SINCE
+        since = _when(params["since"]) if "since" in params else _week_before(
+            now.replace(microsecond=0) if until is None else until)
         if until is not None and until <= since:
             raise BadRequest(f"until: {iso_exact(until)} is not after since ({iso_exact(since)}): no time is in "
                              "between")
@@ -341,6 +341,14 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
 
 # "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
 _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
+
+
+def _week_before(end: datetime) -> datetime:
+    """The default since: DEFAULT_SINCE before ``end``, or the first time there is (``until=0001-01-02`` was a 500)."""
+    try:
+        return end - DEFAULT_SINCE
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _when(text: str, key: str = "since") -> datetime:

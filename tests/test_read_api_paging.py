@@ -137,6 +137,8 @@ def test_a_client_that_does_not_page_gets_the_answer_it_got(many: Api) -> None:
      ["2026-11-25T11:07:30", *["2026-11-24T12:07:30"] * 3, "2026-11-21T07:07:30", "2026-11-19T12:07:30",
       "2026-11-18T12:07:30"]),
     ("since=2025&until=2026", "2025-01-01T00:00:00+00:00", "2026-01-01T00:00:00+00:00", []),
+    # An until in the first week there is: the week to it from the first time (its week before raised: a 500).
+    ("until=0001-01-02", "0001-01-01T00:00:00+00:00", "0001-01-02T00:00:00+00:00", []),
     ("since=2025&until=2027", "2025-01-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00", [
         "2026-11-27T12:00:00", "2026-11-27T10:07:30", "2026-11-26T12:07:30", "2026-11-26T06:07:30",
         "2026-11-25T11:07:30", "2026-11-24T12:07:30", "2026-11-24T12:07:30", "2026-11-24T12:07:30",
@@ -163,6 +165,7 @@ def test_a_range_is_paged_within_it(many: Api) -> None:
                         "2026-11-27, 2026-11 or 2026 (a time without an offset is UTC)"),
     ("until=0001-01-01T00:00:00%2B05:00", "until: '0001-01-01T00:00:00+05:00' is out of range"),
     ("since=2026&until=2026", "until: 2026-01-01T00:00:00+00:00 is not after since (2026-01-01T00:00:00+00:00)"),
+    ("until=0001-01-01", "until: 0001-01-01T00:00:00+00:00 is not after since (0001-01-01T00:00:00+00:00)"),
     ("since=2026-11-20&until=2026-11-19", "until: 2026-11-19T00:00:00+00:00 is not after since"),
     ("cursor=abc", "cursor: not one this API gave (got 'abc'); follow a page's next as it is"),
     ("cursor=MjAyNi0xMS0yN1QxMjowMDowMCswMDowMA", "cursor: not one this API gave"),  # a time without its id
