@@ -387,3 +387,25 @@ def test_a_gzipped_feed_cut_short_fails_its_poll_for_the_next_to_retry(
     serve(packed, '"v2"')
     result = poller.poll(source, store.source_state(source.name))
     assert not result.not_modified and len(result.incidents) == 25
+
+
+@pytest.mark.parametrize("kind", ["statuspage", "status_feed"])
+def test_a_huge_incident_title_is_stored_cut(server: FakeServer, poller: Poller, store: Store, kind: str) -> None:
+    # A status page is someone else's text: one answering a title of 1.5 MB (in its 5 MB body limit) had it stored
+    # whole, and the board and the read API served it on every read of the service.
+    huge = "Degraded " + "x" * 1_500_000
+    if kind == "status_feed":
+        source = SourceConfig("example", "status_feed", url=f"{server.url}/feed.rss", services=("Example",))
+        server.serve("/feed.rss", Reply(200, UNDATED_RSS.replace("Login failures", huge).encode(),
+                                        content_type="application/rss+xml"))
+    else:
+        source = SourceConfig("example", "statuspage", url=server.url, services=("Example",))
+        incidents = json.loads(UNDATED_JSON)
+        incidents["incidents"][0].update(name=huge, components=[{"name": huge}], impact=huge)
+        server.serve("/api/v2/incidents.json", Reply(200, json.dumps(incidents).encode(),
+                                                     content_type="application/json"))
+    store.save_fetch(source.name, poller.poll(source), NOW, NOW)
+    [row] = store.official_incidents("Example", SINCE)
+    assert row["title"].startswith("Degraded xxx") and row["title"].endswith("…") and len(row["title"]) == 500
+    assert all(len(name) <= 500 for name in json.loads(row["components"]))
+    assert len(row["impact"] or "") <= 30

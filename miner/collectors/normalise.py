@@ -191,6 +191,11 @@ def lang_code(lang: object) -> str | None:
     return str(lang).split("-")[0].lower()[:8] if lang else None
 
 
+# The most characters of a provider's incident title (and of a component's name) stored: a status page answering a
+# 5 MB title had it stored whole and served on each read of the board and the API, where titles run to about 100.
+OFFICIAL_TEXT_CHARS = 500
+
+
 def cut(text: str, limit: int) -> str:
     """``text`` cut at ``limit`` characters, its end marked with "…"."""
     return text if len(text) <= limit else cut_end(text[: limit - 1]) + "…"

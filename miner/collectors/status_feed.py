@@ -26,7 +26,7 @@ from miner.collectors.feeds import (
     parse_feed,
     whole_feed,
 )
-from miner.collectors.normalise import fold, html_to_text
+from miner.collectors.normalise import OFFICIAL_TEXT_CHARS, cut, fold, html_to_text
 from miner.collectors.validators import state_after
 from miner.config import SourceConfig
 from miner.errors import SourceError
@@ -168,6 +168,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
     secrets, ident = source_secrets(source), entry_id(entry)
     if secrets:  # a title naming the page's URL, as a post's text may (normalise.post_text)
         title = redact(title, secrets)
+    title = cut(title, OFFICIAL_TEXT_CHARS)
     if secrets or (source.secret_url and holds_token_host(ident)):  # as migration 0030 rewrote one stored before
         ident = link_id(ident, secrets, token_hosts=source.secret_url)
     return OfficialIncident(

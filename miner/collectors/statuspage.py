@@ -12,7 +12,7 @@ from typing import Any
 
 from miner.collectors.base import PollContext, as_dict, as_list, loose_list, source_secrets, text_of
 from miner.collectors.http import fetch, json_object
-from miner.collectors.normalise import fold, html_to_text, parse_time
+from miner.collectors.normalise import OFFICIAL_TEXT_CHARS, cut, fold, html_to_text, parse_time
 from miner.collectors.poll_notes import note
 from miner.collectors.status_feed import normalise_status
 from miner.collectors.validators import conditional_headers, state_after
@@ -43,13 +43,15 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     provider_updated = parse_time(item.get("updated_at"))
     updated = provider_updated or started
     status = normalise_status(item.get("status"))
-    impact = text_of(item.get("impact")).lower() or None
+    impact = cut(fold(text_of(item.get("impact"))), 30).lower() or None  # none, minor, major, critical, maintenance
     components = tuple(
-        fold(text_of(as_dict(c).get("name"))) for c in loose_list(item.get("components")) if as_dict(c).get("name")
+        cut(fold(text_of(as_dict(c).get("name"))), OFFICIAL_TEXT_CHARS)
+        for c in loose_list(item.get("components")) if as_dict(c).get("name")
     )
     secrets = source_secrets(source)
     # A title naming the page's URL, as a post's text may (normalise.post_text), is stored without its key.
-    title = redact(fold(html_to_text(text_of(item.get("name")))), secrets) or "(untitled incident)"
+    title = cut(redact(fold(html_to_text(text_of(item.get("name")))), secrets), OFFICIAL_TEXT_CHARS)
+    title = title or "(untitled incident)"
     return OfficialIncident(
         source=source.name,
         external_id=str(ident),

@@ -182,11 +182,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "read the same page: its JSON and its feed share one row per incident, by url).",
         "external_id": "The incident's id on the status page, as that source gives it.",
         "service": "Service the status page belongs to.",
-        "title": "Incident title.",
+        "title": "Incident title, cut at 500 characters (\"…\" at the end of one cut).",
         "status": "investigating, identified, monitoring, resolved, postmortem or unknown; planned maintenance is "
                   "scheduled (announced or under way) or completed.",
         "impact": "none, minor, major or critical, when given.",
-        "components": "JSON list of affected components.",
+        "components": "JSON list of affected components (each name cut at 500 characters).",
         "started_at": "When the provider opened it; when the provider gave no time for that, when miner first saw it "
                       "(first_seen_at, the same value), which later polls do not move.",
         "updated_at": ("The provider's last update; when the provider gave no time for it either, the poll that "
