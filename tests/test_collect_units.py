@@ -325,6 +325,15 @@ def test_invisible_characters_hide_no_contact_detail(html: str, kept: str) -> No
     ("u/grumpy_admin and /u/Lunar_Otter said so too", "u/[user] and /u/[user] said so too"),
     ("see https://www.reddit.com/user/tomasz_pl/ and https://mastodon.social/@ferriswheel/1135",
      "see https://www.reddit.com/user/[user]/ and https://mastodon.social/@[user]/1135"),
+    # A person's page linked on a site miner reads: Bluesky's (by handle or DID), Lemmy's and Discourse's /u/, HN's.
+    ("see https://bsky.app/profile/leilani.bsky.social/post/3lbx7 and bsky.app/profile/did:plc:z72i7hdynmk6r22z27h6",
+     "see https://bsky.app/profile/[user]/post/3lbx7 and bsky.app/profile/[user]"),
+    ("https://lemmy.world/u/sparrowhawk@feddit.de and https://forum.example.net/u/jkowalski/summary: down too",
+     "https://lemmy.world/u/[user] and https://forum.example.net/u/[user]/summary: down too"),
+    ("as https://news.ycombinator.com/user?id=kvnhn says", "as https://news.ycombinator.com/user?id=[user] says"),
+    # The service's own page is no person's; "/u/" after no host, or before a single character, is no user page.
+    ("https://bsky.app/profile/signal.org, forum.example.net/u/SignalSupport, 90 km/u/h, example.com/u/1",
+     "https://bsky.app/profile/signal.org, forum.example.net/u/SignalSupport, 90 km/u/h, example.com/u/1"),
     # A Bluesky handle is a domain: a service's name as one of its labels does not make it the service's.
     ("@leilani.bsky.social is #SignalDown for you? @signal.org says no.", "@[user] is #SignalDown for you? "
                                                                          "@signal.org says no."),

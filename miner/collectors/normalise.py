@@ -301,10 +301,17 @@ def redact_contacts(text: str) -> str:
 _MENTION = re.compile(rf"(?<![\w{AT}.+-])[{AT}](?!\d+\b)\w(?:[\w.-]*\w)?")
 # A user's page on Reddit: "u/name" or "/u/name" as a word, "reddit.com/u/name" and "reddit.com/user/name" in a link.
 _REDDIT_USER = re.compile(r"(?:(?<![\w/-])/?u|(?<=reddit\.com/)(?:u|user))/[\w-]{3,20}(?![\w-])", re.IGNORECASE)
+# A person's page in a link to a site miner reads: Bluesky's profile (by handle, a domain, or by DID), a Lemmy,
+# Discourse or kbin user page (/u/name, Lemmy's name@instance too) and Hacker News' user?id=.
+# A host is read from a token's start only: from every position of a long dotted token it took 150 ms a text.
+_PROFILE = re.compile(r"(?P<page>bsky\.app/profile/|(?<![\w.-])(?:[\w-]++\.)++[a-z]{2,}(?::\d+)?/u/"
+                      r"|ycombinator\.com/user\?id=)"
+                      r"(?P<name>\w[\w.:-]*\w(?:@[\w.-]*\w)?)", re.IGNORECASE)
 
 
 def redact_mentions(text: str, keep: Callable[[str], bool] = lambda _handle: False) -> str:
-    """``text`` with @handles as "@[user]" and Reddit's u/name as "u/[user]", but those ``keep`` is true of.
+    """``text`` with @handles as "@[user]", Reddit's u/name as "u/[user]" and a profile link's name as "[user]"
+    (``bsky.app/profile/[user]``, ``/u/[user]``), but those ``keep`` is true of.
 
     ``keep`` gets the handle as written ("@WhatsAppSupport", "u/name"), a domain handle (Bluesky's
     "@alice.bsky.social") up to its first dot: "bsky" in it does not make alice a service."""
@@ -315,9 +322,13 @@ def redact_mentions(text: str, keep: Callable[[str], bool] = lambda _handle: Fal
         found = match.group()
         return found if keep(found) else found[:found.rindex("/") + 1] + "[user]"
 
+    def profile(match: re.Match[str]) -> str:
+        name = match.group("name")
+        return match.group() if keep("@" + name.split(".", 1)[0]) else match.group("page") + "[user]"
+
     if any(at in text for at in AT):
         text = _MENTION.sub(mention, text)
-    return _REDDIT_USER.sub(reddit_user, text) if "/" in text else text
+    return _PROFILE.sub(profile, _REDDIT_USER.sub(reddit_user, text)) if "/" in text else text
 
 
 def stable_id(*parts: object) -> str:

@@ -90,7 +90,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                        "are two posts.",
         "text": "Plain text: HTML stripped, entities decoded, whitespace folded, e-mail addresses and long "
                 "numbers (phones, accounts) as [email] / [number], people's @handles and Reddit u/names as "
-                "@[user] / u/[user] (a configured service's handle, such as @WhatsAppSupport, is kept), links "
+                "@[user] / u/[user] and the name in a link to a person's page (bsky.app/profile/NAME, HOST/u/NAME) "
+                "as [user] (a configured service's handle, such as @WhatsAppSupport, is kept), links "
                 "written in it without credentials (user:password@ left out, key-named parameters' values and "
                 "token-like path segments as [redacted]). Untrusted.",
         "url": "Public link to the post, so that an operator can check what was counted. On Mastodon it names the "
