@@ -3,10 +3,10 @@
 A page ends at its last incident's (opened_at, id); the next is the incidents after it in the same order, latest
 opened first. Not an offset: an incident opened while a client pages, which comes first, shifts no later page, and
 the next page is a seek on the store's index of opening times (migration 0032; of one service's, of a status or
-any, 0035), as fast deep in a year as at its start. The cursor is opaque to clients (base64url of ``opened_at|id``,
-the opening time as stored, so that it compares with the column as the column compares with itself); ``next``
-carries every parameter as applied, the default ``since`` as the time it was, so that a page read later covers the
-same incidents.
+any, 0035; of the open ones of every service, 0037), as fast deep in a year as at its start. The cursor is opaque to
+clients (base64url of ``opened_at|id``, the opening time as stored, so that it compares with the column as the column
+compares with itself); ``next`` carries every parameter as applied, the default ``since`` as the time it was, so that
+a page read later covers the same incidents.
 """
 
 from __future__ import annotations

@@ -377,3 +377,20 @@ def test_a_url_env_sources_stored_links_are_scrubbed_of_its_key_in_short_transac
     for sql in reads:
         lines = query_plan(store.database.conn, sql)
         assert len(lines) == 1 and lines[0].startswith("SEARCH posts USING COVERING INDEX"), lines
+
+
+def test_the_open_incidents_are_read_from_the_index_of_open_ones(store: Store) -> None:
+    # The detector reads them each run, the alerts planner each planning pass, each metrics scrape once: before
+    # migration 0037 each walked the index of opening times over every incident kept for the few open (each prune
+    # batch the table).
+    for i in range(6):
+        ident = store.open_incident(f"s{i % 3}", T0 + i * FIVE, {"peak_complaints": 3, "total_complaints": 3}, {})
+        if i % 2:
+            store.update_incident(ident, T0 + i * FIVE + FIVE,
+                                  {"status": "resolved", "resolved_at": T0 + i * FIVE + FIVE}, kind="resolve")
+    assert [r["opened_at"] for r in store.incidents(status="open")] == [iso(T0 + i * FIVE) for i in (0, 2, 4)]
+    lines = plans(store, lambda: store.incidents(status="open"))
+    assert lines == ["SCAN incidents USING INDEX incidents_open"], lines
+    # And each prune batch's read of the posts they cite as samples, to keep.
+    lines = plans(store, lambda: store.prune_posts(T0 - timedelta(days=30)))
+    assert "SCAN incidents USING INDEX incidents_open" in lines, lines

@@ -16,7 +16,7 @@ from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
-from miner.store.incidents import BY_SERVICE_SQL
+from miner.store.incidents import BY_SERVICE_SQL, OPEN_SQL
 from miner.store.outbox import OUTBOX_SQL
 from miner.store.sql_script import statements
 from miner.timeutil import iso, utcnow
@@ -320,16 +320,16 @@ BUCKET_THRESHOLDS = Migration("0034_bucket_thresholds", "ALTER TABLE buckets ADD
 INCIDENTS_BY_SERVICE = Migration("0035_incidents_by_service", BY_SERVICE_SQL)
 # Links and ids kept a poster's e-mail address (a mailing list's ?from=, a Message-ID guid): "[email]" (link_scrub.py).
 LINK_EMAILS = Migration("0036_link_emails", "", link_scrub.scrub_link_emails)
+OPEN_INCIDENTS = Migration("0037_open_incidents", OPEN_SQL)  # the open incidents by opening time (incidents.py)
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
                                OUTBOX_GROUPS_INDEX, SOURCE_DATED_INDEX, LATE_OPENINGS, SOURCES_BEHIND, POSTS_BY_LINK,
                                BUCKETS_WITH_POSTS, STORED_LINKS, PRUNED_BEFORE_NO_POSTS, PRUNED_POST_IDS,
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
-                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS,
-                               IPV6_TEXT_LINKS, OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS,
-                               INCIDENTS_BY_OPENING, FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE,
-                               LINK_EMAILS]
+                               SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS, IPV6_TEXT_LINKS,
+                               OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS, INCIDENTS_BY_OPENING,
+                               FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:
