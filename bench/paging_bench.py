@@ -1,15 +1,18 @@
 """Paging through /api/v1/incidents on a store of many incidents: the first page and a deep one, of all incidents and
-of one service's, under the index sets the store had before migration 0032 (incidents by opening time), before 0035
-(incidents by service and opening time) and since, in turn, with the query plan of each.
+of one service's, and of the open ones, under the index sets the store had before migration 0032 (incidents by opening
+time), before 0035 (incidents by service and opening time), before 0036 (the open incidents by opening time) and since,
+in turn, with the query plan of each.
 
 The store holds ``--incidents`` resolved incidents of ``--services`` services over ``--years`` years up to now
 (``--busy`` of them the first service's, the rest spread over the others), and one open per ten services, written in
 bulk as the detector would have left them. Each case is timed through ReadApi.answer and the JSON of its body, as the
 HTTP endpoint answers, and its query alone: the first page (limit=1000, since the first incident) and the middle one
 of that list (followed by its ``next`` links from the first), the same of one year (``since=YEAR&until=YEAR+1``), of
-the busy service's (all, resolved; open; the default week; a year) and of another's (limit=100), and the default
-answer. The index sets take turns, ``--rounds`` times, so that a change in the box's load falls on each. No ANALYZE:
-miner runs none, so the planner has no statistics, as on a real store.
+the busy service's (all, resolved; open; the default week; a year) and of another's (limit=100), the open incidents
+of every service (``status=open``, as on-call dashboards poll it, and all of them since the first), and the default
+answer; then the store's read of every open incident that the detector, the alerts planner and each metrics scrape
+make (``Store.incidents(status="open")``). The index sets take turns, ``--rounds`` times, so that a change in the box's
+load falls on each. No ANALYZE: miner runs none, so the planner has no statistics, as on a real store.
 
     .venv/bin/python bench/paging_bench.py [--incidents 100000 --services 300 --years 3 --busy 0.2] [--rounds 3]
 """
@@ -36,21 +39,32 @@ from bench.machine import describe
 from miner.config import load_config
 from miner.read_api import ReadApi
 from miner.store import Store
-from miner.store.migrations import INCIDENTS_BY_OPENING, INCIDENTS_BY_SERVICE, apply_migrations
+from miner.store.migrations import (
+    INCIDENTS_BY_OPENING,
+    INCIDENTS_BY_SERVICE,
+    OPEN_INCIDENTS,
+    Migration,
+    apply_migrations,
+)
 from miner.store.sql_script import statements
 from miner.timeutil import iso
 
 LIMIT = 1000
+OPEN_READ = 'store.incidents(status="open")'
+# Its statement as it runs: SQLite prepares it again once 'open' is bound, and plans it with the value.
+OPEN_PLAN = "EXPLAIN QUERY PLAN SELECT * FROM incidents WHERE 1 = 1 AND status = 'open' ORDER BY opened_at, id"
 # The indexes of incidents that the sets below differ in (0035's as it makes them), and each set as the store had it:
-# before 0032, before 0035, with 0035's index of opening times by service alone (the old (service, status) kept), and
-# since 0035.
+# before 0032, before 0035, with 0035's index of opening times by service alone (the old (service, status) kept),
+# before 0036 and since.
 INDEXES = {"incidents_service": "CREATE INDEX incidents_service ON incidents (service, status)",
            "incidents_opened": INCIDENTS_BY_OPENING.sql,
-           **{s.split()[2]: s for s in statements(INCIDENTS_BY_SERVICE.sql) if s.strip().startswith("CREATE")}}
+           **{s.split()[2]: s for s in statements(INCIDENTS_BY_SERVICE.sql) if s.strip().startswith("CREATE")},
+           "incidents_open": OPEN_INCIDENTS.sql}
 VARIANTS = {"before 0032": ["incidents_service"],
             "before 0035": ["incidents_service", "incidents_opened"],
             "0035 but (service, status)": ["incidents_service", "incidents_opened", "incidents_service_opened"],
-            "0035": ["incidents_opened", "incidents_service_opened", "incidents_service_status"]}
+            "0035": ["incidents_opened", "incidents_service_opened", "incidents_service_status"],
+            "0036": ["incidents_opened", "incidents_service_opened", "incidents_service_status", "incidents_open"]}
 
 
 def setup(conn: sqlite3.Connection, names: list[str]) -> float:
@@ -63,16 +77,19 @@ def setup(conn: sqlite3.Connection, names: list[str]) -> float:
     return time.perf_counter() - t
 
 
-def migrate(path: Path) -> float:
-    """The seconds migration 0035 takes on the store at ``path``, its indexes made again as before it."""
+def migrate(path: Path, migration: Migration, before: str) -> tuple[float, int]:
+    """The seconds ``migration`` takes on the store at ``path``, its indexes made again as in ``before`` (and the file
+    vacuumed), and the bytes the file grew by."""
     conn = sqlite3.connect(path, isolation_level=None)
-    setup(conn, VARIANTS["before 0035"])
-    conn.execute("DELETE FROM schema_migrations WHERE id = ?", (INCIDENTS_BY_SERVICE.id,))
+    setup(conn, VARIANTS[before])
+    conn.execute("DELETE FROM schema_migrations WHERE id = ?", (migration.id,))
+    conn.execute("VACUUM")
+    size = path.stat().st_size
     t = time.perf_counter()
-    apply_migrations(conn, [INCIDENTS_BY_SERVICE])
+    apply_migrations(conn, [migration])
     took = time.perf_counter() - t
     conn.close()
-    return took
+    return took, path.stat().st_size - size
 
 
 def build(path: Path, n: int, services: list[str], years: int, now: datetime, busy: float, seed: int = 7) -> None:
@@ -131,8 +148,11 @@ def main() -> None:
         cfg.write_text(f'[store]\npath = "{db}"\n\n' + "".join(f'[[services]]\nname = "{s}"\n\n' for s in services))
         t = time.perf_counter()
         build(db, args.incidents, services, args.years, now, args.busy)
-        print(f"built {args.incidents:,} incidents in {time.perf_counter() - t:.1f} s; migration 0035 on them: "
-              f"{migrate(db):.2f} s")
+        print(f"built {args.incidents:,} incidents in {time.perf_counter() - t:.1f} s")
+        for migration, before in ((INCIDENTS_BY_SERVICE, "before 0035"), (OPEN_INCIDENTS, "0035")):
+            took, grew = migrate(db, migration, before)
+            print(f"migration {migration.id} on them: {took:.2f} s; the store, {db.stat().st_size / 1e6:.1f} MB after "
+                  f"it, grew by {grew / 1e3:,.0f} kB")
         config = load_config(cfg)
         store = Store.open(db)
         api = ReadApi(config, lambda: store, lambda: None, lambda: now)
@@ -171,6 +191,8 @@ def main() -> None:
                  ("busy, default (7 days)", f"service={one}"),
                  ("busy, a year", f"limit={LIMIT}&since={year}&until={year + 1}&service={one}"),
                  ("another service: page 1", f"limit=100&since=0001&service={other}"),
+                 ("open, every service", "status=open"),
+                 ("open, every service, ever", f"limit={LIMIT}&since=0001&status=open"),
                  ("default (7 days, limit 100)", "")]
         took: dict[tuple[str, str], list[float]] = {}
         queried: dict[tuple[str, str], list[float]] = {}
@@ -191,12 +213,19 @@ def main() -> None:
                     if round_ == 0:
                         plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
                         print(f"  {name:28} {plan}")
+                took.setdefault((variant, OPEN_READ), []).extend(
+                    timed(lambda: store.incidents(status="open"), args.runs))
+                if round_ == 0:
+                    print(f"  {OPEN_READ:28} {' | '.join(r[3] for r in conn.execute(OPEN_PLAN))}")
         print(f"\nmedian (min-max) of {args.rounds} rounds of {args.runs} runs, the index sets in turn; "
               "the answer, then its query alone")
         for name, _ in cases:
             print(f"  {name}")
             for variant in VARIANTS:
                 print(f"    {variant:26} {ms(took[variant, name])}  query {ms(queried[variant, name])}")
+        print(f"  {OPEN_READ}")
+        for variant in VARIANTS:
+            print(f"    {variant:26} {ms(took[variant, OPEN_READ])}")
         print(describe())
         store.close()
     finally:
