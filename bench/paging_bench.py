@@ -1,6 +1,6 @@
 """Paging through /api/v1/incidents on a store of many incidents: the first page and a deep one, of all incidents and
 of one service's, and of the open ones, under the index sets the store had before migration 0032 (incidents by opening
-time), before 0035 (incidents by service and opening time), before 0036 (the open incidents by opening time) and since,
+time), before 0035 (incidents by service and opening time), before 0037 (the open incidents by opening time) and since,
 in turn, with the query plan of each.
 
 The store holds ``--incidents`` resolved incidents of ``--services`` services over ``--years`` years up to now
@@ -55,7 +55,7 @@ OPEN_READ = 'store.incidents(status="open")'
 OPEN_PLAN = "EXPLAIN QUERY PLAN SELECT * FROM incidents WHERE 1 = 1 AND status = 'open' ORDER BY opened_at, id"
 # The indexes of incidents that the sets below differ in (0035's as it makes them), and each set as the store had it:
 # before 0032, before 0035, with 0035's index of opening times by service alone (the old (service, status) kept),
-# before 0036 and since.
+# before 0037 and since.
 INDEXES = {"incidents_service": "CREATE INDEX incidents_service ON incidents (service, status)",
            "incidents_opened": INCIDENTS_BY_OPENING.sql,
            **{s.split()[2]: s for s in statements(INCIDENTS_BY_SERVICE.sql) if s.strip().startswith("CREATE")},
@@ -64,7 +64,7 @@ VARIANTS = {"before 0032": ["incidents_service"],
             "before 0035": ["incidents_service", "incidents_opened"],
             "0035 but (service, status)": ["incidents_service", "incidents_opened", "incidents_service_opened"],
             "0035": ["incidents_opened", "incidents_service_opened", "incidents_service_status"],
-            "0036": ["incidents_opened", "incidents_service_opened", "incidents_service_status", "incidents_open"]}
+            "0037": ["incidents_opened", "incidents_service_opened", "incidents_service_status", "incidents_open"]}
 
 
 def setup(conn: sqlite3.Connection, names: list[str]) -> float:
