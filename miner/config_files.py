@@ -53,12 +53,15 @@ def check_named_files(config: Config) -> None:
             _refuse(config, "alerts.smtp.ca_file", f"cannot be read as a PEM file of CA certificates: {exc} ({where})")
 
 
-def _refuse(config: Config, key: str, message: str) -> NoReturn:
+def _line(config: Config, key: str, *, exact: bool = False) -> int | None:
     try:
-        line = locate(Path(config.path).read_text(encoding="utf-8-sig"), key) if config.path else None
+        return locate(Path(config.path).read_text(encoding="utf-8-sig"), key, exact=exact) if config.path else None
     except (OSError, UnicodeDecodeError):
-        line = None
-    raise ConfigError(message, path=config.path, key=key, line=line)
+        return None
+
+
+def _refuse(config: Config, key: str, message: str) -> NoReturn:
+    raise ConfigError(message, path=config.path, key=key, line=_line(config, key))
 
 
 def alert_env(config: Config) -> list[tuple[str, str]]:
@@ -114,10 +117,37 @@ def warn_unalerted(config: Config, log: logging.Logger) -> None:
         log.warning("%s", said)
 
 
-def warn_login_in_clear(config: Config, log: logging.Logger) -> None:
-    """At `miner run`'s start, what `config check` warns of: security "none" with a login to another host sends the
-    password across the network unencrypted at every email. The service said nothing, and a service's log is what
-    its operator reads (`config check` is run by hand, if at all)."""
+# The ports whose servers speak the other TLS mode: 465 takes TLS at once, 587 and 25 plain text, then STARTTLS.
+_OTHER_MODE = {"ssl": {587: "starttls", 25: "starttls"}, "starttls": {465: "ssl"}}
+
+
+def smtp_port_mismatch(config: Config) -> str | None:
+    """With alerts enabled, a ``security`` the usual server on ``port`` does not speak, in words (the key and line
+    first, as an error names them), or None. The file loaded, `config check` said OK, and the first email failed at
+    its send (ssl to 587: a TLS error; starttls to 465: a wait for the greeting until ``timeout``), maybe at 3 a.m.
+    A warning, not an error: a relay may take either on a port of its own."""
+    smtp = config.alerts.smtp
+    if not config.alerts.enabled or (other := _OTHER_MODE.get(smtp.security, {}).get(smtp.port)) is None:
+        return None
+    # The key the file sets: the other one is left at its default, which matches its own.
+    key = "alerts.smtp.security"
+    if (line := _line(config, key, exact=True)) is None:
+        key = "alerts.smtp.port"
+        line = _line(config, key)
+    where = f"{config.path or 'config'}{f':{line}' if line is not None else ''}: {key}"
+    usual = "465" if smtp.security == "ssl" else "587"
+    return (f'{where}: security = "{smtp.security}" with port {smtp.port}, where servers expect {other}: every email '
+            f'is likely to fail at its send; use security = "{other}", or port {usual} for {smtp.security} (a relay '
+            "that takes it on this port may ignore this)")
+
+
+def warn_smtp_setup(config: Config, log: logging.Logger) -> None:
+    """At `miner run`'s start, what `config check` warns of about the SMTP settings: a ``security`` that the server
+    on ``port`` usually does not speak, and security "none" with a login to another host, which sends the password
+    across the network unencrypted at every email. The service said nothing, and a service's log is what its
+    operator reads (`config check` is run by hand, if at all)."""
+    if (said := smtp_port_mismatch(config)) is not None:
+        log.warning("%s", said)
     smtp = config.alerts.smtp
     if config.alerts.enabled and smtp.login_in_clear:
         log.warning('alerts.smtp: security = "none" sends the login (%s) to %s unencrypted; use starttls or ssl '

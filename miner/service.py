@@ -147,7 +147,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
     def start(self) -> None:
         from miner.config_files import (
             check_named_files,
-            warn_login_in_clear,
+            warn_smtp_setup,
             warn_unalerted,
             warn_unset_alert_env,
             warn_unusable_proxies,
@@ -179,7 +179,7 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
                 self.starting.set("model_load", "loading the model")
                 self.load_parts()
             warn_unset_alert_env(self.config, log)
-            warn_login_in_clear(self.config, log)
+            warn_smtp_setup(self.config, log)
             warn_unusable_proxies(self.config, log)
             warn_unalerted(self.config, log)
             self.starting.set("store_check", "opening the store")

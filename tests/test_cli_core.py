@@ -718,6 +718,32 @@ def test_config_check_warns_of_an_smtp_login_sent_unencrypted(runner: CliRunner,
     assert (warning in result.output) == warned
 
 
+@pytest.mark.parametrize(("smtp", "warning"), [
+    ('port = 587\nsecurity = "ssl"', '4: alerts.smtp.security: security = "ssl" with port 587, where servers expect '
+     'starttls: every email is likely to fail at its send; use security = "starttls", or port 465 for ssl'),
+    ('port = 25\nsecurity = "ssl"', '4: alerts.smtp.security: security = "ssl" with port 25, where servers expect '
+     'starttls'),
+    ('port = 465\nsecurity = "starttls"', '4: alerts.smtp.security: security = "starttls" with port 465, where servers '
+     'expect ssl: every email is likely to fail at its send; use security = "ssl", or port 587 for starttls'),
+    ("port = 465", '3: alerts.smtp.port: security = "starttls" with port 465, where servers expect ssl'),
+    ('port = 465\nsecurity = "ssl"', None), ('port = 587\nsecurity = "starttls"', None), ("port = 2525", None),
+    ('port = 587\nsecurity = "ssl"\n[alerts]\nenabled = false', None),
+])
+def test_config_check_warns_of_an_smtp_security_the_port_does_not_speak(runner: CliRunner, tmp_path: Path, smtp: str,
+                                                                       warning: str | None) -> None:
+    # ssl to 587 (a TLS error) or starttls to 465 (a wait for a greeting that never comes) fails every email at its
+    # send, while `config check` said OK: the first alert of an outage was the first sign.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text(f'[alerts.smtp]\nhost = "mail.example.org"\n{smtp}\n')
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.output.splitlines() if "where servers expect" in line]
+    if warning is None:
+        assert warned == []
+    else:
+        assert len(warned) == 1 and warned[0].startswith(f"warning: {cfg}:{warning}"), result.output
+
+
 @pytest.mark.parametrize(("recipients", "lease", "warned"), [(1, 300, False), (5, 300, True), (5, 600, False)])
 def test_config_check_warns_of_a_lease_shorter_than_a_slow_send(runner: CliRunner, tmp_path: Path, recipients: int,
                                                                lease: int, warned: bool) -> None:

@@ -1508,6 +1508,27 @@ def test_start_warns_of_an_smtp_login_sent_unencrypted(tmp_path: Path, monkeypat
         assert "pw-8c1f0e2a" not in caplog.text
 
 
+def test_start_warns_of_an_smtp_security_the_port_does_not_speak(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    # `config check` warns of it; the service's log, what an operator reads, must too: the first email fails.
+    import logging
+
+    from miner.config import load_config
+    from miner.service import Service, ServiceOptions
+
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[alerts.smtp]\nhost = "mail.example.org"\nport = 587\nsecurity = "ssl"\n'
+                   '[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\n')
+    service = Service(load_config(cfg), tmp_path / "miner.sqlite", ServiceOptions(jobs=(), http=False))
+    with caplog.at_level(logging.WARNING, logger="miner.service"):
+        service.start()
+    service.stop()
+    assert [r.getMessage() for r in caplog.records if r.name == "miner.service"] == [
+        f'{cfg}:4: alerts.smtp.security: security = "ssl" with port 587, where servers expect starttls: every email '
+        'is likely to fail at its send; use security = "starttls", or port 465 for ssl (a relay that takes it on this '
+        "port may ignore this)"]
+
+
 def test_a_report_the_store_could_not_take_does_not_spend_the_clients_rate_limit(tmp_path: Path) -> None:
     # Each report answered 503 spent one of the client's reports an hour: one who retried through a locked store
     # (`miner prune` run by hand) was answered 429 once it was free, with none of its reports stored.

@@ -34,12 +34,13 @@ def config_check(app: AppContext, path: Path | None) -> None:
     what follows, as `miner run` warns at its start (every email, or every alert to that webhook, fails until miner is
     started with it); not a name that reads as the secret itself (lower case, or a token such as AKIA...): a warning
     names its key instead. A source url that holds what looks like a credential (a user name, a query parameter such as
-    api_key) is warned about, as are an SMTP login that would cross the network unencrypted, an alerts lease shorter
+    api_key) is warned about, as are an SMTP login that would cross the network unencrypted, an SMTP security that the
+    server on its port usually does not speak (ssl with 587 or 25, starttls with 465), an alerts lease shorter
     than a slow send may take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP
     cannot use (a SOCKS proxy without the socksio package, a scheme other than http, https or socks5, a bad port). So
     are services that no alert route tells anyone of (no [[alerts.routes]], or none listing them in its services).
     """
-    from miner.config_files import alert_env, load_checked, unalerted, unset_alert_env
+    from miner.config_files import alert_env, load_checked, smtp_port_mismatch, unalerted, unset_alert_env
     from miner.env_names import secret_like as is_secret_like
     from miner.urls import credentials_in_url
 
@@ -92,6 +93,8 @@ def config_check(app: AppContext, path: Path | None) -> None:
         click.echo(f"warning: {key} does not read as the name of an environment variable (those are usually "
                    "upper case, like MINER_HASH_KEY) and no variable of that name is set: if it is the secret "
                    "itself, put the secret in an environment variable and name that here")
+    if (said := smtp_port_mismatch(cfg)) is not None:
+        click.echo(f"warning: {said}")
     smtp = cfg.alerts.smtp
     if cfg.alerts.enabled and smtp.login_in_clear:
         # Unset, a "name" that reads as the password itself was left out above (and warned of): here too.
