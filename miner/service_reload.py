@@ -1,4 +1,5 @@
-"""`miner run`'s signals: SIGTERM and SIGINT stop the service, SIGHUP reloads its config.
+"""`miner run`'s signals: SIGTERM and SIGINT stop the service (SIGINT unless it was ignored at the start, as a script's
+`miner run &` starts it), SIGHUP reloads its config.
 
 At a SIGHUP the config file is read and checked again as `miner config check` checks it, while the service goes on
 running. A config refused changes nothing: one error in the log, with the message `config check` gives (the key
@@ -70,9 +71,15 @@ class Signals:
             yield self
             return
         # SIGHUP too when it was ignored (nohup): a reload is what it asks for, and its default action killed the
-        # service on the spot, mid-batch and without releasing anything.
+        # service on the spot, mid-batch and without releasing anything. Not SIGINT when it was ignored: a shell
+        # starts a script's background jobs so (`miner run &`), for a Ctrl-C at the script's terminal, which reaches
+        # them too, to leave them running. Taken once started, it stopped the service all the same, while one sent
+        # as the command line loaded was dropped; the other commands leave it ignored (miner.cli.stopping).
+        # SIGTERM (systemd's, kill's) stops it either way.
         previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
-        for sig in SIGNALS:
+        if previous[signal.SIGINT] == signal.SIG_IGN:
+            del previous[signal.SIGINT]
+        for sig in previous:
             signal.signal(sig, self.handle)
         if take_held_hup():  # one came while the command line loaded (miner/entry.py)
             self.reload = True

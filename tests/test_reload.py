@@ -447,3 +447,39 @@ def test_after_the_service_a_sighup_does_what_it_did_before_the_entry_point_held
     finally:
         signal.signal(signal.SIGHUP, before)
         take_held_hup()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads a process's ignored signals in /proc")
+@pytest.mark.parametrize("started_with", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "script-background-job"])
+def test_sigint_ignored_at_the_start_stays_ignored(tmp_path: Path, feeds: FakeServer,
+                                                   started_with: signal.Handlers) -> None:
+    # A non-interactive shell starts `miner run &` with SIGINT ignored, so that a Ctrl-C at the script's terminal
+    # leaves it running. The service took SIGINT all the same once started (and stopped), while one sent as the
+    # command line loaded was dropped. Started from a terminal, SIGINT stops it as SIGTERM does.
+    cfg = tmp_path / "feeds.toml"
+    write_config(cfg, feeds.url)
+    before = signal.signal(signal.SIGINT, started_with)
+    try:
+        service = Running(cfg)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    try:
+        service.wait_for(service.logged("miner service started"))
+        bit = 1 << (signal.SIGINT - 1)
+        ignored = [line for line in Path(f"/proc/{service.proc.pid}/status").read_text().splitlines()
+                   if line.startswith("SigIgn:")]
+        assert bool(int(ignored[0].split()[1], 16) & bit) == (started_with == signal.SIG_IGN)
+        os.kill(service.proc.pid, signal.SIGINT)
+        if started_with == signal.SIG_DFL:
+            assert service.proc.wait(timeout=60) == 0
+            service._reader.join(timeout=5)
+            assert "stopped" in service.messages()
+            return
+        # Ignored, it is discarded as it is sent: a reload asked for after it finds the service running (taken, it
+        # stopped the service, and the wait below fails on its exit).
+        service.hup()
+        service.wait_for(service.logged("config reloaded from"))
+        assert service.proc.poll() is None
+    finally:
+        code = service.stop()
+    assert code == 0, "".join(service.lines)

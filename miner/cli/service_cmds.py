@@ -50,6 +50,8 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
     should that start fail, it logs why and starts again with the config it ran before. The command line's
     options (the HTTP ones here, the global --db) stay as given.
 
+    SIGINT stays ignored when it was at the start, as a script's `miner run &` starts it: stop it with SIGTERM.
+
     Under systemd's Type=notify (NOTIFY_SOCKET set) it tells systemd each phase of its start, when it has started,
     its reloads and its stop, and pings WatchdogSec='s watchdog while no job is stuck (see docs/operations.md).
     """
