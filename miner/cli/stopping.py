@@ -5,7 +5,7 @@ context managers run as for any error: a store transaction in progress is rolled
 a model build's staging folder removed. (SIGTERM's default action killed the process on the spot, skipping all
 that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which scripts could not tell from a failure.)
 Commands that should rather finish the step in progress first, as the service does, use :func:`stop_on_signal`.
-A signal ignored when such a command started (``nohup``, a background job) stays ignored.
+A signal ignored when such a command started (SIGINT in a background job of a script, `miner ... &`) stays ignored.
 
 `miner run` sets handlers of its own (:mod:`miner.service_reload`: SIGHUP reloads its config, and is taken even when
 ignored) and exits 0 once stopped, as a supervised service does.
