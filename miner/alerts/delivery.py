@@ -290,8 +290,7 @@ def send_email(store: Store, claim: Claim, sender: EmailSender, message: EmailMe
     except DeliveryError as exc:
         if not done or type(exc) is not DeliveryError:
             raise
-        # This attempt went to those left only: its "all recipients refused" read, in the log and `miner outbox`, as
-        # if no one had the message, where the others had it from an earlier attempt.
+        # Sent to those left only: "all recipients refused" read (log, `miner outbox`) as if no one had the message.
         text = str(exc).removeprefix("all recipients refused: ")
         text = f"refused {text}" if text != str(exc) else text
         raise DeliveryError(f"{text}; {len(done)} had it from an earlier attempt", permanent=exc.permanent,
