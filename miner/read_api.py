@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote
 from miner.alerts.official import ONGOING_QUIET
 from miner.errors import MinerError
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
-from miner.records import MAINTENANCE
+from miner.records import MAINTENANCE, OVER
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, iso_exact, parse_iso, parse_when
@@ -50,8 +50,8 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_SERIES_BUCKETS = 10_080
 DEFAULT_HOURS = 24
 STATUSES = ("open", "resolved", "all")
-# The provider's incident states that say it is over.
-_OVER = frozenset({"resolved", "postmortem"}) | MAINTENANCE
+# The provider's incident states that say it is over, planned work's too.
+_OVER = OVER | MAINTENANCE
 
 Answer = tuple[int, dict[str, Any]]
 T = TypeVar("T")

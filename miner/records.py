@@ -76,6 +76,8 @@ class OfficialIncident:
 
 # The statuses of planned work, not an outage: never matched to a detected incident.
 MAINTENANCE = frozenset({"scheduled", "completed"})
+# The statuses that say a provider's outage is over, whatever its resolved_at (a feed entry may say so first).
+OVER = frozenset({"resolved", "postmortem"})
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.alerts.official import ONGOING_QUIET, Official, official_of
 from miner.alerts.text import clean_text
-from miner.records import MAINTENANCE
+from miner.records import MAINTENANCE, OVER
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -36,16 +36,12 @@ class DigestOfficial:
     later: Later | None = None  # its row changed after the digest's time: what it says now
 
 
-# The statuses that say a provider's incident is over, whatever its resolved_at (a feed entry may say so first).
-_OVER = frozenset({"resolved", "postmortem"})
-
-
 def _over_at(o: dict[str, Any]) -> datetime | None:
     """When the provider's incident ended: its resolve; for one whose status says it is over without a resolve time,
     its last update (as a status feed's entry without a "Resolved" stamp is dated); None while it is open."""
     if o["resolved_at"]:
         return parse_iso(o["resolved_at"])
-    return parse_iso(o["updated_at"]) if o["status"] in _OVER else None
+    return parse_iso(o["updated_at"]) if o["status"] in OVER else None
 
 
 def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
