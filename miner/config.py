@@ -184,7 +184,8 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
         config = replace(config, alerts=replace(config.alerts, providers={
             svc.name.lower(): svc.provider for svc in config.services if svc.provider}, service_groups=service_groups,
             status_pages=frozenset(src.services[0].lower() for src in config.sources
-                                   if src.type in STATUS_TYPES and src.services)))
+                                   if src.type in STATUS_TYPES and src.services),
+            polled_sources=frozenset(config.polled_sources)))
     except SettingsError as exc:
         exc = misplaced(exc, key_homes(Config, _stage_settings()))
         # The other keys of a conflict with their lines: the error's own line is of one key only, and the one to

@@ -19,10 +19,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
-from miner.alerts.official import ONGOING_QUIET
 from miner.errors import MinerError
+from miner.provider_ongoing import ongoing
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
-from miner.records import MAINTENANCE, OVER
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, iso_exact, parse_iso, parse_when
@@ -50,8 +49,6 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_SERIES_BUCKETS = 10_080
 DEFAULT_HOURS = 24
 STATUSES = ("open", "resolved", "all")
-# The provider's incident states that say it is over, planned work's too.
-_OVER = OVER | MAINTENANCE
 
 Answer = tuple[int, dict[str, Any]]
 T = TypeVar("T")
@@ -196,15 +193,12 @@ class ReadApi:
         }
 
     def _official_now(self, store: Store, service: str, now: datetime) -> dict[str, Any] | None:
-        """The provider's latest-started incident that its status page has not said is over (planned work aside), of
-        a status source still polled, updated within ONGOING_QUIET: one left open by a source since removed stays so
-        in the store for good, and so does one whose resolve was never read."""
+        """The provider's latest-started incident going on now (provider_ongoing): its status page has not said it is
+        over, it is not planned work, its status source is still polled, and it was updated within ONGOING_QUIET."""
         # As the alerts and the digest take the provider's incident: a status feed's entry that says no state is
         # stored open for good, and was the service's provider state on the board and here weeks later, while the
         # digest of that moment said nothing was open on the status page.
-        live = [o for o in store.official_incidents(service, now)
-                if o["resolved_at"] is None and o["status"] not in _OVER and o["source"] in self._polled
-                and parse_iso(o["updated_at"]) >= now - ONGOING_QUIET]
+        live = [o for o in store.official_incidents(service, now) if ongoing(o, now, self._polled)]
         return _official(live[-1]) if live else None
 
     # GET /api/v1/incidents -------------------------------------------------------------------------------

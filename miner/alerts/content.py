@@ -288,7 +288,7 @@ def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of
                                   str(p.get("created_at", "")), clean_text(p.get("symptom") or "general", 40)))
         if len(samples) == settings.max_samples:
             break
-    official, lead = provider_incident(store, row, opened, end)
+    official, lead = provider_incident(store, row, opened, end, settings.polled_sources)
     # Enough history to judge the spike against (twice the incident, at least 3 h), capped by chart_hours.
     history = min(timedelta(hours=settings.chart_hours), max(timedelta(hours=3), 2 * (end - opened)))
     chart_start = opened - history

@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.official import ONGOING_QUIET, Official, official_of
+from miner.alerts.official import Official, official_of
 from miner.alerts.text import clean_text
-from miner.records import MAINTENANCE, OVER
+from miner.provider_ongoing import ongoing, over_at
+from miner.records import MAINTENANCE
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
@@ -36,23 +37,15 @@ class DigestOfficial:
     later: Later | None = None  # its row changed after the digest's time: what it says now
 
 
-def _over_at(o: dict[str, Any]) -> datetime | None:
-    """When the provider's incident ended: its resolve; for one whose status says it is over without a resolve time,
-    its last update (as a status feed's entry without a "Resolved" stamp is dated); None while it is open."""
-    if o["resolved_at"]:
-        return parse_iso(o["resolved_at"])
-    return parse_iso(o["updated_at"]) if o["status"] in OVER else None
-
-
 def digest_officials(store: Store, services_match: Any, since: datetime, as_of: datetime,
                      sources: Collection[str] | None) -> list[DigestOfficial]:
-    """The providers' incidents of the route's services open at ``as_of`` (updated within ONGOING_QUIET), or resolved
-    in [``since``, ``as_of``), that miner had seen by ``as_of``, by start (listed_officials picks and orders those a
+    """The providers' incidents of the route's services going on at ``as_of`` (provider_ongoing), or over in
+    [``since``, ``as_of``), that miner had seen by ``as_of``, by start (listed_officials picks and orders those a
     digest lists). Planned work is left out, and so are those of sources no longer polled (``sources``; None: any),
     whose incidents left open stay so in the store for good.
 
     The store keeps each one's latest state alone (its title, status, impact and resolve are overwritten by each poll,
-    with no history). Its resolve (or its last update, see _over_at) tells whether it was open at ``as_of``,
+    with no history). Its resolve (or its last update, see over_at) tells whether it was open at ``as_of``,
     half-open as miner's own incidents in a digest: one resolved at a digest's time is open in it and resolved in the
     next. Where the row changed after ``as_of`` (the provider's update, or the resolve, came later), its status and
     impact then are not known: it shows open or resolved alone, and the status it has now, marked later; its title
@@ -62,13 +55,12 @@ def digest_officials(store: Store, services_match: Any, since: datetime, as_of: 
             and parse_iso(o["first_seen_at"]) <= as_of and (sources is None or o["source"] in sources)]
     shown = []
     for o in rows:
-        over, updated = _over_at(o), parse_iso(o["updated_at"])
-        is_open = over is None or over >= as_of
-        if not is_open and over is not None and over < since:
-            continue  # over before the digest's period (the store reads one without resolved_at whatever its end)
-        if is_open and updated < as_of - ONGOING_QUIET:
-            # One whose resolve miner never read (a feed entry that says no status), as for the alerts: listed, it
-            # would keep every digest from saying all quiet for good.
+        over, updated = over_at(o), parse_iso(o["updated_at"])
+        is_open = ongoing(o, as_of, sources)
+        if not is_open and not (over is not None and since <= over < as_of):
+            # Over before the digest's period (the store reads one without resolved_at whatever its end), or open in
+            # the store but quiet too long: one whose resolve miner never read (a feed entry that says no status),
+            # listed, would keep every digest from saying all quiet for good.
             continue
         official, later = official_of(o), None
         if updated > as_of or (over is not None and over >= as_of):

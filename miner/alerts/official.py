@@ -3,11 +3,13 @@ the one nearest it in time."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.text import clean_text, safe_number, safe_url
+from miner.provider_ongoing import ongoing
 from miner.records import MAINTENANCE
 from miner.timeutil import parse_iso
 
@@ -26,15 +28,11 @@ class Official:
     first_seen: bool = False
 
 
-# How recently before our opening the provider must have updated an incident begun earlier for it to count as still
-# going on (see provider_incident): a provider at work on an outage posts updates far more often than that.
-ONGOING_QUIET = timedelta(days=1)
-
-
-def provider_incident(store: Store, row: dict[str, Any], opened: datetime,
-                      end: datetime) -> tuple[Official | None, float | None]:
+def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: datetime,
+                      sources: Collection[str] | None = None) -> tuple[Official | None, float | None]:
     """The provider's incident of ``row`` (an incident open from ``opened`` to ``end``), and our lead on it in
-    minutes; (None, None) when the provider said nothing."""
+    minutes; (None, None) when the provider said nothing. ``sources``: the config's enabled sources (None: any), of
+    which one begun earlier must be to be taken as still going on."""
     wanted = row.get("official_incident_id")
     candidates = store.official_incidents(str(row["service"]), opened - timedelta(days=1))
     match = next((o for o in candidates if o["id"] == wanted), None) if wanted else None
@@ -46,14 +44,12 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime,
         match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
     if match is None:
         # One begun earlier and still going on when ours opened is on the status page all the same: the alert said
-        # "nothing on the status page yet" of a provider that had been investigating for hours. Only one the provider
-        # updated within ONGOING_QUIET before ours: one whose resolve miner never read (its source left feeds.toml, a
-        # feed entry that says no status) stays open in the store for good, and was every later alert's provider
-        # incident ("Our lead: 40 d 0 h after the provider's status page").
-        ongoing = [o for o in candidates if parse_iso(o["started_at"]) <= opened and o["status"] not in MAINTENANCE
-                   and (not o.get("resolved_at") or parse_iso(o["resolved_at"]) > opened)
-                   and parse_iso(o["updated_at"]) >= opened - ONGOING_QUIET]
-        match = max(ongoing, key=lambda o: parse_iso(o["started_at"]), default=None)
+        # "nothing on the status page yet" of a provider that had been investigating for hours. Going on as the
+        # digest and the read API take it (provider_ongoing): one whose resolve miner never read (its source left
+        # feeds.toml, a feed entry that says no status) stays open in the store for good, and was every later
+        # alert's provider incident ("Our lead: 40 d 0 h after the provider's status page").
+        begun = [o for o in candidates if parse_iso(o["started_at"]) <= opened and ongoing(o, opened, sources)]
+        match = max(begun, key=lambda o: parse_iso(o["started_at"]), default=None)
     if match is None:
         return None, None
     official = official_of(match)

@@ -250,6 +250,9 @@ class AlertSettings:
     # config loader: only of those is "nothing on the status page yet" news. None (settings made without a config):
     # every service.
     status_pages: frozenset[str] | None = field(default=None, compare=False, metadata={"setting": False})
+    # The config's enabled sources (Config.polled_sources), filled in by the config loader: a provider incident of a
+    # source since removed is no provider's word on an outage now (provider_ongoing). None: any source.
+    polled_sources: frozenset[str] | None = field(default=None, compare=False, metadata={"setting": False})
 
     def validate(self) -> None:
         check_header("from_addr", self.from_addr)
