@@ -190,37 +190,58 @@ def failed_text(failed: dict[str, Any]) -> str:
 def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str, Any]]:
     """The silences muting alerts at ``now`` (`miner silence add`), oldest first: ``id``, ``service`` (None for a
     provider's), ``provider`` (None for a service's), ``services``: those feeds.toml gives it now (the silence
-    mutes them, as the planner matches it; for a service's, itself), ``until`` and ``comment`` (why; "" for none).
+    mutes them, as the planner matches it; for a service's, itself), ``until``, ``muted_until`` (when the alerts of
+    the services it mutes are no longer muted, the last of them for a provider's: other silences and maintenance
+    windows overlapping it or following on without a gap taken in; None: not within mute_end.HORIZON) and
+    ``comment`` (why; "" for none).
 
     Only `miner silence list` showed them: the on-call reading status in an outage saw a service's incident and no
     alert of it, with nothing saying it was muted."""
     from miner.store.mutes import silence_matches
 
-    return [{"id": r["id"], "service": r["service"], "provider": r["provider"],
-             "services": [s.name for s in config.services if silence_matches(r, s.name, s.provider)]
-             if r["provider"] else [r["service"]],
-             "until": _time(r["ends_at"]), "comment": r["comment"]}
-            for r in store.silences(active_at=now)]
+    pending = pending_silences(store, now)
+    shown = []
+    for r in store.silences(active_at=now):
+        services = [s.name for s in config.services if silence_matches(r, s.name, s.provider)] \
+            if r["provider"] else [r["service"]]
+        ends = [_muted_until(config, pending, s, now) for s in services]
+        muted_until = None if None in ends else iso(max([parse_iso(r["ends_at"]), *(e for e in ends if e)]))
+        shown.append({"id": r["id"], "service": r["service"], "provider": r["provider"], "services": services,
+                      "until": _time(r["ends_at"]), "muted_until": muted_until, "comment": r["comment"]})
+    return shown
 
 
-def maintenance_status(config: Config, now: datetime) -> list[dict[str, Any]]:
+def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
+    """The silences not ended at ``now``, those to start later included (a clock set back: see Store.clock)."""
+    return [r for r in store.silences() if parse_iso(r["ends_at"]) > now]
+
+
+def _muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
+    """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
+    from miner.alerts.mute_end import mute_end
+    from miner.store.mutes import silence_matches
+
+    provider = config.alerts.provider_of(service)
+    spans = [(parse_iso(r["starts_at"]), parse_iso(r["ends_at"])) for r in silences
+             if silence_matches(r, service, provider)]
+    return mute_end(config.alerts.maintenance, service, at, spans)
+
+
+def maintenance_status(config: Config, now: datetime, silences: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The maintenance windows of feeds.toml muting alerts at ``now``, and those starting within 24 h, in the file's
     order: ``window`` (its index in alerts.maintenance), ``service``, ``active`` (whether it mutes now), ``start``
     and ``end`` (of the window in effect, or of the next one), ``muted_until`` (when the service's alerts are no
-    longer muted, the windows overlapping this one or following on without a gap taken in; None: not within
-    mute_end.HORIZON) and ``comment``.
+    longer muted, the windows and ``silences`` (pending_silences) overlapping this one or following on without a gap
+    taken in; None: not within mute_end.HORIZON) and ``comment``.
 
     A window mutes as a silence does, and only the silences were shown: an incident in status with no alert of it
     said nothing of the window behind that."""
-    from miner.alerts.mute_end import mute_end
-
     shown = []
-    windows = config.alerts.maintenance
-    for i, w in enumerate(windows):
+    for i, w in enumerate(config.alerts.maintenance):
         span = w.span(now)
         if span is None or span[1] <= now or span[0] > now + timedelta(hours=24):
             continue
-        muted_until = mute_end(windows, w.service, max(span[0], now))
+        muted_until = _muted_until(config, silences, w.service, max(span[0], now))
         shown.append({"window": i, "service": w.service, "active": span[0] <= now, "start": iso(span[0]),
                       "end": iso(span[1]), "muted_until": None if muted_until is None else iso(muted_until),
                       "comment": w.comment})

@@ -270,9 +270,9 @@ def test_status_shows_the_maintenance_windows_muting_alerts_now_and_the_next_24_
                         f"{shown(now + timedelta(hours=3))} until {shown(now + timedelta(hours=4))} "
                         "(alerts.maintenance[2])")
     # Every minute for two hours: each window starts before the last ended, and the alerts stay muted.
-    assert lines[2].startswith("alerts of Telegram muted by maintenance windows with no end in the next 7 days: they "
-                               "follow on without a gap (alerts.maintenance[4] until ")
-    assert lines[2].endswith(", then windows overlapping it): always")
+    assert lines[2].startswith("alerts of Telegram muted by maintenance windows or silences with no end in the next 7 "
+                               "days: they follow on without a gap (alerts.maintenance[4] until ")
+    assert lines[2].endswith(", then windows or silences overlapping it): always")
     assert len(lines) == 3  # the one over and the one beyond 24 h are not shown
 
     data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
@@ -314,19 +314,19 @@ def test_status_says_when_overlapping_maintenance_windows_stop_muting(tmp_path: 
     def shown(hour: float, seconds: int = 0) -> str:
         return (now + timedelta(hours=hour, seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-    then = "then windows overlapping it"
+    then = "then windows or silences overlapping it"
     assert [line for line in res.output.splitlines() if "maintenance window" in line] == [
-        f"alerts of Gmail muted by maintenance windows until {shown(4)} (alerts.maintenance[0] until {shown(1)}, "
-        f"{then})",
-        f"alerts of gmail to be muted by maintenance windows from {shown(0.5)} until {shown(4)} (alerts.maintenance[1] "
-        f"until {shown(3)}, {then})",
+        f"alerts of Gmail muted by maintenance windows or silences until {shown(4)} (alerts.maintenance[0] until "
+        f"{shown(1)}, {then})",
+        f"alerts of gmail to be muted by maintenance windows or silences from {shown(0.5)} until {shown(4)} "
+        f"(alerts.maintenance[1] until {shown(3)}, {then})",
         f"alerts of Gmail to be muted by a maintenance window from {shown(3)} until {shown(4)} (alerts.maintenance[2])",
         f"alerts of Gmail to be muted by a maintenance window from {shown(4, 1)} until {shown(7)} "
         "(alerts.maintenance[3])",
         # The one overlapping it ends before it: its own end is the mute's.
         f"alerts of WhatsApp to be muted by a maintenance window from {shown(5)} until {shown(6)} "
         "(alerts.maintenance[4])",
-        f"alerts of WhatsApp to be muted by maintenance windows from {shown(2)} until {shown(6)} "
+        f"alerts of WhatsApp to be muted by maintenance windows or silences from {shown(2)} until {shown(6)} "
         f"(alerts.maintenance[5] until {shown(5.5)}, {then})",
         f"alerts of Instagram to be muted by a maintenance window from {shown(2)} until {shown(3)} "
         "(alerts.maintenance[6])"]

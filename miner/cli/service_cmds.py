@@ -111,9 +111,9 @@ def status(app: AppContext, fmt: str) -> None:
     Posts are counted once `miner run` has classified them (`miner collect` only stores them); a line under the
     services says how many wait for that. Then the silences muting alerts now (`miner silence add`), each with what it
     mutes (a provider's: its services), until when and its comment, and the maintenance windows of feeds.toml muting
-    alerts now or starting within 24 h, each with its service, when it starts and ends and its comment, and when
-    that service's alerts are no longer muted where windows overlapping it (or starting as it ends) keep them muted
-    past its end.
+    alerts now or starting within 24 h, each with its service, when it starts and ends and its comment; each says
+    when the alerts are no longer muted where windows or silences overlapping it (or starting as it ends) keep them
+    muted past its end.
 
     A bucket is scored once the sources polled for its service have polled after it ended, or
     detector.settle_minutes after it ended; a source behind (its last poll stopped before it had read everything
@@ -142,13 +142,15 @@ def status(app: AppContext, fmt: str) -> None:
     (whole; "" for none) and warning_at (when a poll last gave it; null for none, or for one an older miner stored
     without its time). Times are ISO 8601 with their offset.
 
-    The silences are "silences": [{"id", "service", "provider", "services", "until", "comment"}] in JSON ([] for
-    none): service or provider is null, services those it mutes as feeds.toml stands (for a service's, itself). The
+    The silences are "silences": [{"id", "service", "provider", "services", "until", "muted_until", "comment"}] in
+    JSON ([] for none): service or provider is null, services those it mutes as feeds.toml stands (for a service's,
+    itself), "muted_until" when their alerts are no longer muted (the last of them), other silences and maintenance
+    windows overlapping it or following on without a gap taken in (null: they follow on for more than 7 days). The
     maintenance windows are "maintenance": [{"window", "service", "active", "start", "end", "muted_until",
     "comment"}] ([] for none): window is its index in alerts.maintenance, active whether it mutes now (false: it
     starts within 24 h), start and end those of the window in effect, or of the next one, and "muted_until" when the
-    service's alerts are no longer muted, windows overlapping it taken in (null: windows follow on without a gap for
-    more than 7 days).
+    service's alerts are no longer muted, windows and silences overlapping it taken in (null: they follow on without
+    a gap for more than 7 days).
 
     Then the alert channels ("email", "webhook:NAME") whose server the last attempt could not reach, with the error
     (a TLS certificate not trusted, a connection refused: see `miner outbox`) and when, until a message gets
@@ -170,6 +172,7 @@ def status(app: AppContext, fmt: str) -> None:
         failed_text,
         maintenance_status,
         model_status,
+        pending_silences,
         service_status,
         shown_time,
         silence_status,
@@ -186,7 +189,7 @@ def status(app: AppContext, fmt: str) -> None:
     channels = channel_status(store, app.config)
     failed = failed_status(store)
     silences = silence_status(store, app.config, now)
-    maintenance = maintenance_status(app.config, now)
+    maintenance = maintenance_status(app.config, now, pending_silences(store, now))
     held = store.prune_held()
     behind = clock_status(store, now)
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
@@ -222,7 +225,8 @@ def status(app: AppContext, fmt: str) -> None:
             # Escaped here as in the tables: a comment, a server's reply or a source's error is anyone's text, and
             # written raw it drove the on-call's terminal (a mail server's 550 reply cleared it and set its title).
             why = f": {one_line(m['comment'])}" if m["comment"] else ""
-            click.echo(f"alerts of {one_line(what)} silenced until {shown_time(m['until'])} (silence {m['id']}){why}")
+            click.echo(f"alerts of {one_line(what)} silenced until {shown_time(m['until'])} (silence {m['id']})"
+                       f"{_muted_on(m['until'], m['muted_until'])}{why}")
     if maintenance:
         click.echo()
         for w in maintenance:  # as a silence: an incident with no alert, or none to come
@@ -275,8 +279,21 @@ def _maintenance_line(w: dict[str, Any]) -> str:
                 f"({where}){why}")
     until = f"until {shown_time(w['muted_until'])}" if w["muted_until"] else \
         f"with no end in the next {HORIZON.days} days: they follow on without a gap"
-    return (f"alerts of {w['service']} {muted} by maintenance windows {start}{until} ({where} until "
-            f"{shown_time(w['end'])}, then windows overlapping it){why}")
+    return (f"alerts of {w['service']} {muted} by maintenance windows or silences {start}{until} ({where} until "
+            f"{shown_time(w['end'])}, then windows or silences overlapping it){why}")
+
+
+def _muted_on(until: str, muted_until: str | None) -> str:
+    """What a silence's line adds where other silences or maintenance windows keep its services muted past its end:
+    status said the silence's end, and the on-call waited for alerts that a window held back for hours more."""
+    from miner.alerts.mute_end import HORIZON
+    from miner.status import shown_time
+
+    if muted_until == until:
+        return ""
+    if muted_until is None:
+        return f", then muted with no end in the next {HORIZON.days} days by windows or silences following on"
+    return f", then muted until {shown_time(muted_until)} by windows or silences following on"
 
 
 def _model_line(model: dict[str, Any]) -> str:

@@ -1,0 +1,72 @@
+"""`miner status` says when a service's alerts are no longer muted, its silences and maintenance windows taken in
+together, as the planner mutes it while any of them holds."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_silences_provider import CONFIG
+
+from miner.cli import main
+from miner.store import Store
+
+
+def test_status_muted_until_takes_in_silences(tmp_path: Path) -> None:
+    # A window ending under a silence said the window's end, and a silence followed by a window (or another
+    # silence) said the silence's: the on-call waited for alerts the planner held back for hours more.
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour = timedelta(hours=1)
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG
+                        + f'\n[[alerts.maintenance]]\nservice = "Gmail"\nstart = "{(now - hour).isoformat()}"\n'
+                          f'end = "{(now + hour).isoformat()}"\n'
+                        + f'\n[[alerts.maintenance]]\nservice = "WhatsApp"\nstart = "{(now + hour).isoformat()}"\n'
+                          f'end = "{(now + 2 * hour).isoformat()}"\n')
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    try:
+        store.add_silence("gmail", now - hour, now + 3 * hour, "", now - hour)  # outlasts the window, any case
+        store.add_silence("WhatsApp", now - hour, now + hour, "", now - hour)  # the window starts as it ends
+        store.add_silence("Telegram", now - hour, now + hour, "", now - hour)
+        store.add_silence("Telegram", now - hour / 6, now + 5 * hour, "", now - hour / 6)  # overlaps the one before
+        store.add_silence(None, now - hour, now + hour / 2, "", now - hour, provider="meta")
+        store.add_silence("Telegram", now - 3 * hour, now - 2 * hour, "", now - 3 * hour)  # over: mutes nothing
+    finally:
+        store.close()
+    base = ["--config", str(cfg_path), "--db", str(db), "status"]
+    run = CliRunner()
+
+    data = json.loads(run.invoke(main, [*base, "--format", "json"]).stdout)
+
+    def at(hours: float) -> str:
+        return (now + hours * hour).isoformat()
+
+    assert [(m["service"] or m["provider"], m["until"], m["muted_until"]) for m in data["silences"]] == [
+        ("gmail", at(3), at(3)), ("WhatsApp", at(1), at(2)), ("Telegram", at(1), at(5)), ("Telegram", at(5), at(5)),
+        ("meta", at(0.5), at(2))]  # the last of its services: WhatsApp, Instagram's mute ends with it
+    assert [(w["service"], w["end"], w["muted_until"]) for w in data["maintenance"]] == [
+        ("Gmail", at(1), at(3)), ("WhatsApp", at(2), at(2))]
+
+    res = run.invoke(main, base)
+    assert res.exit_code == 0, res.output
+
+    def shown(hours: float) -> str:
+        return (now + hours * hour).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    lines = [line for line in res.output.splitlines() if line.startswith("alerts of ")]
+    assert lines == [
+        f"alerts of gmail silenced until {shown(3)} (silence 1)",
+        f"alerts of WhatsApp silenced until {shown(1)} (silence 2), then muted until {shown(2)} by windows or "
+        "silences following on",
+        f"alerts of Telegram silenced until {shown(1)} (silence 3), then muted until {shown(5)} by windows or "
+        "silences following on",
+        f"alerts of Telegram silenced until {shown(5)} (silence 4)",
+        f"alerts of provider meta (WhatsApp, Instagram) silenced until {shown(0.5)} (silence 5), then muted until "
+        f"{shown(2)} by windows or silences following on",
+        f"alerts of Gmail muted by maintenance windows or silences until {shown(3)} (alerts.maintenance[0] until "
+        f"{shown(1)}, then windows or silences overlapping it)",
+        f"alerts of WhatsApp to be muted by a maintenance window from {shown(1)} until {shown(2)} "
+        "(alerts.maintenance[1])"]
