@@ -197,18 +197,25 @@ def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str
 
     Only `miner silence list` showed them: the on-call reading status in an outage saw a service's incident and no
     alert of it, with nothing saying it was muted."""
-    from miner.store.mutes import silence_matches
-
     pending = pending_silences(store, now)
     shown = []
     for r in store.silences(active_at=now):
-        services = [s.name for s in config.services if silence_matches(r, s.name, s.provider)] \
-            if r["provider"] else [r["service"]]
-        ends = [_muted_until(config, pending, s, now) for s in services]
-        muted_until = None if None in ends else iso(max([parse_iso(r["ends_at"]), *(e for e in ends if e)]))
+        services = silenced_services(config, r)
+        ends = [muted_until(config, pending, s, now) for s in services]
+        unmuted = None if None in ends else iso(max([parse_iso(r["ends_at"]), *(e for e in ends if e)]))
         shown.append({"id": r["id"], "service": r["service"], "provider": r["provider"], "services": services,
-                      "until": _time(r["ends_at"]), "muted_until": muted_until, "comment": r["comment"]})
+                      "until": _time(r["ends_at"]), "muted_until": unmuted, "comment": r["comment"]})
     return shown
+
+
+def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
+    """The services ``silence`` mutes as feeds.toml stands: a provider's, those it gives the provider; a service's,
+    itself."""
+    from miner.store.mutes import silence_matches
+
+    if not silence["provider"]:
+        return [str(silence["service"])]
+    return [s.name for s in config.services if silence_matches(silence, s.name, s.provider)]
 
 
 def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -216,7 +223,7 @@ def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
     return [r for r in store.silences() if parse_iso(r["ends_at"]) > now]
 
 
-def _muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
+def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
     """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
     from miner.alerts.mute_end import mute_end
     from miner.store.mutes import silence_matches
@@ -241,9 +248,9 @@ def maintenance_status(config: Config, now: datetime, silences: list[dict[str, A
         span = w.span(now)
         if span is None or span[1] <= now or span[0] > now + timedelta(hours=24):
             continue
-        muted_until = _muted_until(config, silences, w.service, max(span[0], now))
+        unmuted = muted_until(config, silences, w.service, max(span[0], now))
         shown.append({"window": i, "service": w.service, "active": span[0] <= now, "start": iso(span[0]),
-                      "end": iso(span[1]), "muted_until": None if muted_until is None else iso(muted_until),
+                      "end": iso(span[1]), "muted_until": None if unmuted is None else iso(unmuted),
                       "comment": w.comment})
     return shown
 

@@ -70,3 +70,35 @@ def test_status_muted_until_takes_in_silences(tmp_path: Path) -> None:
         f"{shown(1)}, then windows or silences overlapping it)",
         f"alerts of WhatsApp to be muted by a maintenance window from {shown(1)} until {shown(2)} "
         "(alerts.maintenance[1])"]
+
+
+def test_silence_remove_says_what_stays_muted(tmp_path: Path) -> None:
+    # Removing a silence to hear of an outage again said only that it ended: a maintenance window (or another
+    # silence) kept the service muted, and the on-call waited for alerts that did not come.
+    now = datetime.now(UTC).replace(microsecond=0)
+    hour = timedelta(hours=1)
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG + f'\n[[alerts.maintenance]]\nservice = "Gmail"\nstart = "{(now - hour).isoformat()}"\n'
+                                 f'end = "{(now + 2 * hour).isoformat()}"\n')
+    db = tmp_path / "miner.sqlite"
+    Store.open(db).close()
+    base = ["--config", str(cfg_path), "--db", str(db), "silence"]
+    run = CliRunner()
+    for args in (["Gmail"], ["--provider", "Meta"], ["WhatsApp"], ["Telegram"]):
+        assert run.invoke(main, [*base, "add", *args, "--for", "3h"]).exit_code == 0
+
+    res = run.invoke(main, [*base, "remove", "1"])
+    assert res.exit_code == 0, res.output
+    [ended, kept] = res.output.splitlines()
+    assert ended.startswith("silence 1 (Gmail) ended at ")
+    assert kept == (f"alerts of Gmail stay muted until {(now + 2 * hour).strftime('%Y-%m-%d %H:%M:%S UTC')} by "
+                    "other silences or maintenance windows (`miner status` lists them)")
+
+    # A provider's: WhatsApp stays muted by a silence of its own, Instagram is not.
+    res = run.invoke(main, [*base, "remove", "2"])
+    assert res.exit_code == 0, res.output
+    assert [line.split(" until ")[0] for line in res.output.splitlines()[1:]] == ["alerts of WhatsApp stay muted"]
+
+    res = run.invoke(main, [*base, "remove", "4"])  # nothing else mutes Telegram
+    assert res.exit_code == 0, res.output
+    assert len(res.output.splitlines()) == 1 and "stay muted" not in res.output

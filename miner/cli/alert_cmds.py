@@ -335,7 +335,8 @@ def silence_list(app: AppContext, show_all: bool) -> None:
 @pass_app
 @acts
 def silence_remove(app: AppContext, silence_id: int) -> None:
-    """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it."""
+    """End a silence now. It is kept, as expired, in `silence list --all`: suppressed notifications cite it. Says
+    which of its services other silences or maintenance windows keep muted, and until when."""
     from miner.store.mutes import silence_label
 
     outcome, row = app.store(must_exist=True).end_silence(silence_id, utcnow())
@@ -345,3 +346,24 @@ def silence_remove(app: AppContext, silence_id: int) -> None:
         raise InputError(f"silence {silence_id} ({silence_label(row)}) already ended at {row['ends_at']}; "
                          "nothing to do")
     click.echo(f"silence {silence_id} ({silence_label(row)}) ended at {row['ends_at']}")
+    _still_muted(app, row)
+
+
+def _still_muted(app: AppContext, silence: dict[str, Any]) -> None:
+    """Say which services of an ended silence other silences or maintenance windows keep muted, and until when: the
+    on-call removing a silence to hear of the outage again waited for alerts that a window held back."""
+    from miner.alerts.mute_end import HORIZON
+    from miner.status import muted_until, pending_silences, shown_time, silenced_services
+
+    try:
+        config = app.config
+    except ConfigError:
+        return  # the silence is ended: a config that no longer loads only leaves the hint out
+    now = utcnow()
+    pending = pending_silences(app.store(), now)
+    for service in silenced_services(config, silence):
+        end = muted_until(config, pending, service, now)
+        if end is None or end > now:
+            until = f"until {shown_time(iso(end))}" if end else f"with no end in the next {HORIZON.days} days"
+            click.echo(f"alerts of {service} stay muted {until} by other silences or maintenance windows "
+                       "(`miner status` lists them)")
