@@ -226,7 +226,7 @@ def status(app: AppContext, fmt: str) -> None:
             # written raw it drove the on-call's terminal (a mail server's 550 reply cleared it and set its title).
             why = f": {one_line(m['comment'])}" if m["comment"] else ""
             click.echo(f"alerts of {one_line(what)} silenced until {shown_time(m['until'])} (silence {m['id']})"
-                       f"{_muted_on(m['until'], m['muted_until'])}{why}")
+                       f"{_muted_on(m['until'], m['muted_until'], len(m['services']) > 1)}{why}")
     if maintenance:
         click.echo()
         for w in maintenance:  # as a silence: an incident with no alert, or none to come
@@ -283,17 +283,19 @@ def _maintenance_line(w: dict[str, Any]) -> str:
             f"{shown_time(w['end'])}, then windows or silences overlapping it){why}")
 
 
-def _muted_on(until: str, muted_until: str | None) -> str:
+def _muted_on(until: str, muted_until: str | None, several: bool) -> str:
     """What a silence's line adds where other silences or maintenance windows keep its services muted past its end:
-    status said the silence's end, and the on-call waited for alerts that a window held back for hours more."""
+    status said the silence's end, and the on-call waited for alerts that a window held back for hours more. Of a
+    silence of ``several`` services (a provider's), muted_until is the last of theirs, not each one's."""
     from miner.alerts.mute_end import HORIZON
     from miner.status import shown_time
 
     if muted_until == until:
         return ""
+    which = " some of them" if several else ""
     if muted_until is None:
-        return f", then muted with no end in the next {HORIZON.days} days by windows or silences following on"
-    return f", then muted until {shown_time(muted_until)} by windows or silences following on"
+        return f", then{which} muted with no end in the next {HORIZON.days} days by windows or silences following on"
+    return f", then{which} muted until {shown_time(muted_until)} by windows or silences following on"
 
 
 def _model_line(model: dict[str, Any]) -> str:
