@@ -219,7 +219,7 @@ def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
 
 
 def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
-    """The silences not ended at ``now``, those to start later included (a clock set back: see Store.clock)."""
+    """The silences not ended at ``now``, any not started yet included (the planner mutes by each one's span)."""
     return [r for r in store.silences() if parse_iso(r["ends_at"]) > now]
 
 

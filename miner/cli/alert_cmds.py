@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from miner.cli.app import ROW_ID, AppContext, PathParam, main, pass_app
-from miner.cli.output import table
+from miner.cli.output import one_line, table
 from miner.cli.stdio import acts, prints, require_stdout
 from miner.cli.stopping import stop_on_signal
 from miner.cli.times import parse_duration, parse_time
@@ -365,5 +365,5 @@ def _still_muted(app: AppContext, silence: dict[str, Any]) -> None:
         end = muted_until(config, pending, service, now)
         if end is None or end > now:
             until = f"until {shown_time(iso(end))}" if end else f"with no end in the next {HORIZON.days} days"
-            click.echo(f"alerts of {service} stay muted {until} by other silences or maintenance windows "
+            click.echo(f"alerts of {one_line(service)} stay muted {until} by other silences or maintenance windows "
                        "(`miner status` lists them)")
