@@ -243,6 +243,20 @@ def test_a_story_read_by_the_hacker_news_search_and_an_hnrss_feed_is_one_post_of
     assert _complaints(tmp_path / "m.sqlite") == 2  # the story and the comment under it, by two people
 
 
+def test_a_story_both_sources_stored_is_one_post_of_its_bucket(tmp_path: Path, server: FakeServer) -> None:
+    # The buckets counted rows: the story and comment the feed shares with the search were two posts each (one
+    # complaint), and `miner status`, the API and the board said so, where SQL over the posts found one.
+    server.serve_fixture("/api/v1/search_by_date", "hackernews/search_by_date.json", "application/json")
+    server.serve_fixture("/newest.rss", "hackernews/hnrss_newest.rss", "application/rss+xml")
+    _collect(_config(tmp_path, ["Cloudflare"], HACKER_NEWS.format(url=server.url)))
+    _complaints(tmp_path / "m.sqlite")
+    with sqlite3.connect(tmp_path / "m.sqlite") as conn:
+        stored = conn.execute("SELECT count(*), count(DISTINCT external_id || created_at) FROM posts p "
+                              "JOIN post_services ps ON ps.post_id = p.id").fetchone()
+        counted = conn.execute("SELECT sum(posts) FROM buckets").fetchone()[0]
+    assert stored[0] > stored[1] and counted == stored[1]
+
+
 def test_a_subreddit_feed_read_as_plain_rss_names_posts_as_the_reddit_api_does(tmp_path: Path,
                                                                                server: FakeServer) -> None:
     server.serve_fixture("/search.rss", "reddit/search.rss", "application/atom+xml")

@@ -153,7 +153,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "service": "Service name.",
         "bucket_start": "Start of the bucket (UTC; width = detector.bucket_minutes).",
         "posts": "Posts mentioning the service created in the bucket (counted as their verdicts are stored), "
-                 "but not those undated as backlog (posts.undated).",
+                 "but not those undated as backlog (posts.undated); the rows several sources stored one post "
+                 "with (one external_id, one created_at, not undated) count once.",
         "complaints": "Authors of those posts classified as outage reports (latest verdict): one account posting "
                       "many times counts once; posts without a known author count one each, but the rows several "
                       "sources stored one post with (one external_id, one created_at, not undated) count once. "

@@ -243,12 +243,15 @@ def _under_feed_id(conn: sqlite3.Connection, post: Post) -> str | None:
     return post.feed_id if [r[0] for r in rows] == [post.feed_id] else None
 
 
-# Who a counted post is a complaint of: its author, or, where no source named one, the post itself, one post whichever
-# sources stored it (one external_id at one second, as _SAME_POST says). By its row id, a status that two feeds naming
-# no author list (a Pleroma server's tag feed, and a Mastodon server's listing it as a remote status) was two
-# complainers. A post dated at its fetch (undated) is its row: two sources fetch it at two times.
-COMPLAINER = ("coalesce(p.author_hash, CASE WHEN p.undated IS NULL "
-              "THEN 'post ' || p.external_id || ' ' || p.created_at ELSE p.id END)")
+# One post whichever sources stored it (one external_id at one second, as _SAME_POST says), for the buckets' posts:
+# counted by row, a story read by the Hacker News search and an hnrss feed was two posts of its bucket, one complaint.
+# A post dated at its fetch (undated) is its row: two sources fetch it at two times.
+POST = "CASE WHEN p.undated IS NULL THEN 'post ' || p.external_id || ' ' || p.created_at ELSE p.id END"
+
+# Who a counted post is a complaint of: its author, or, where no source named one, the post itself (POST). By its row
+# id, a status that two feeds naming no author list (a Pleroma server's tag feed, and a Mastodon server's listing it
+# as a remote status) was two complainers.
+COMPLAINER = f"coalesce(p.author_hash, {POST})"
 
 
 # The same post stored by another source: one id (a site's, as a feed entry gets it too: collectors/canonical.py) and

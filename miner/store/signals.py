@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from miner.store.posts import COMPLAINER
+from miner.store.posts import COMPLAINER, POST
 from miner.store.posts import LATEST as _LATEST
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import floor_time, iso, parse_iso
@@ -67,7 +67,8 @@ class SignalsMixin:
         bucket is one complaint, so it cannot open an incident alone. Posts with no known author (replayed
         streams, user reports, feeds without one) count one each, unless another source stored the same post with
         its author (store.posts._shared_author); the same post stored by several sources none of which named its
-        author counts once (store.posts.COMPLAINER). Posts of a source's undated backlog (see _COUNTED) count nowhere.
+        author counts once (store.posts.COMPLAINER), and is one of ``posts`` whichever sources stored it (POST).
+        Posts of a source's undated backlog (see _COUNTED) count nowhere.
         Counting is a recount, not an increment, so re-running it (after a crash, or after reclassify) is safe.
         Buckets before :meth:`first_open_bucket` are left as they are: their posts were pruned.
         """
@@ -92,7 +93,7 @@ class SignalsMixin:
                        strftime('%Y-%m-%dT%H:%M:%S+00:00',
                                 (CAST(strftime('%s', p.created_at) AS INTEGER) / {seconds}) * {seconds},
                                 'unixepoch') AS b,
-                       count(*),
+                       count(DISTINCT {POST}),
                        count(DISTINCT CASE WHEN c.outage = 1 THEN {COMPLAINER} END)
                 FROM posts p
                 JOIN post_services ps ON ps.post_id = p.id
