@@ -14,6 +14,9 @@ CANNED = {
     # or later, as an hour of one service holds at most 60 buckets (detector.bucket_minutes is at least 1).
     "complaints_per_service_per_hour": {
         "title": "Complaints per service per hour (last 7 days)",
+        # Sums of buckets: with 5-minute ones, a person counted in 3 of an hour's is 3 (docs/queries.md counts once).
+        "description": "Sums of the buckets' counts: with buckets narrower than an hour, an author who complained "
+                       "in several buckets of the hour counts once in each.",
         "sql": "SELECT service, substr(bucket_start, 1, 13) || ':00' AS hour, sum(posts) AS posts, "
                "sum(complaints) AS complaints FROM buckets WHERE bucket_start >= (SELECT "
                "max(strftime('%Y-%m-%dT%H:00:00+00:00', max(bucket_start), '-7 days'), ifnull((SELECT "
