@@ -259,3 +259,77 @@ def test_the_alerts_example_passes_config_check_in_the_shipped_feeds_toml(tmp_pa
     config.write_text((ROOT / "feeds.toml").read_text(encoding="utf-8") + "\n" + example, encoding="utf-8")
     result = CliRunner().invoke(main, ["config", "check", str(config)])
     assert result.exit_code == 0, result.output
+
+
+def test_the_support_questions_answer_as_docs_queries_says_on_the_demo_store(tmp_path: Path) -> None:
+    """docs/queries.md: each statement runs on the store `miner demo` leaves and gives the answers it quotes there,
+    which agree with the incidents and buckets tables (the questions had no documented answer before)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    db = str(tmp_path / "miner.sqlite")
+
+    def ask(sql: str, **params: object) -> list[dict[str, Any]]:
+        bound = [a for name, value in params.items() for a in ("-p", f"{name}={value}")]
+        answer = CliRunner().invoke(main, ["--db", db, "query", "--format", "json", *bound, "-"], input=sql)
+        assert answer.exit_code == 0, (sql, answer.output)
+        return list(json.loads(answer.stdout))
+
+    doc = (ROOT / "docs" / "queries.md").read_text(encoding="utf-8")
+    per_hour, people, made, verdicts, failed, symptoms, export = re.findall(r"^```sql\n(.*?)^```", doc, re.M | re.S)
+    incident = ask("SELECT * FROM incidents WHERE id = 1")[0]
+    rows = ask(per_hour, service="MTN", day="2019-06-03")
+    busiest = max(rows, key=lambda r: r["complaints"])
+    assert len(rows) == 24 and (busiest["bucket_start"], busiest["posts"], busiest["complaints"]) == (
+        "2019-06-03T16:00:00+00:00", 18, 17)
+    assert {r["hour"]: r["complainers"] for r in ask(people, service="MTN", day="2019-06-03", offset=0)} == {
+        r["bucket_start"][:10] + " " + r["bucket_start"][11:16]: r["complaints"] for r in rows if r["complaints"]}
+    kampala = ask(people, service="MTN", day="2019-06-03", offset=180)
+    assert max(kampala, key=lambda r: r["complainers"]) == {"hour": "2019-06-03 19:00", "complainers": 17}
+    assert len(ask(made, id=1)) == incident["total_complaints"] == 36
+    serving = ask("SELECT value FROM store_state WHERE key = 'serving_model'")[0]["value"]
+    said = ask(verdicts, post=3598)
+    assert [(r["model_version"], r["outage"], r["symptom"], r["counted"]) for r in said] == [(serving, 1, "calls", 1)]
+    assert ask(failed, since="2026-12-06T18:00") == []
+    counted = ask(symptoms, id=1)
+    assert (counted[0]["symptom"], counted[0]["complaints"], counted[0]["percent"]) == ("connectivity", 15, 42.0)
+    assert sum(r["complaints"] for r in counted) == incident["total_complaints"]
+    assert ask(export) == []  # the demo's posts are from 2019
+    since = "2019-06-03T00:00:00+00:00"
+    exported = ask(export.replace("'now', '-7 days'", "'2019-06-03'"))
+    buckets = ask("SELECT sum(complaints) AS n FROM buckets WHERE bucket_start >= :since", since=since)
+    assert exported and len(exported) == buckets[0]["n"]  # none of the demo's posts has an author
+
+
+def test_the_failed_sources_question_finds_a_source_that_recovered_and_one_that_fails(tmp_path: Path,
+                                                                                       server: Any) -> None:
+    """docs/queries.md: `last_error_at` outlives a success, whose poll empties `last_error`; real polls of a real
+    local server, one source failing then read, one failing still."""
+    import json
+
+    from click.testing import CliRunner
+
+    from miner.cli import main
+
+    config = tmp_path / "feeds.toml"
+    config.write_text(f'[store]\npath = "{tmp_path / "m.sqlite"}"\nretention_days = 3650\n'
+                      '[[services]]\nname = "Fibre"\n'
+                      f'[[sources]]\nname = "later"\ntype = "rss"\nurl = "{server.url}/later.rss"\n'
+                      f'[[sources]]\nname = "gone"\ntype = "rss"\nurl = "{server.url}/gone.rss"\n', encoding="utf-8")
+    for _ in range(2):  # both answered 404 the first time; then `later` is there
+        CliRunner().invoke(main, ["--config", str(config), "collect", "--once", "--all"])
+        server.serve_fixture("/later.rss", "rss/forum_latest.rss", "application/rss+xml")
+    doc = (ROOT / "docs" / "queries.md").read_text(encoding="utf-8")
+    failed = re.findall(r"^```sql\n(.*?)^```", doc, re.M | re.S)[4]
+    answer = CliRunner().invoke(main, ["--config", str(config), "query", "--format", "json", "-p",
+                                       "since=2026-01-01", "-"], input=failed)
+    assert answer.exit_code == 0, answer.output
+    rows = {r["name"]: r for r in json.loads(answer.stdout)}
+    assert rows["gone"]["consecutive_failures"] == 2 and "404" in rows["gone"]["last_error"]
+    assert rows["later"]["consecutive_failures"] == 0 and rows["later"]["last_ok_at"] is not None
+    assert "service log" in rows["later"]["last_error"]

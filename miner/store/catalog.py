@@ -53,7 +53,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "last_poll_at": "When the source was last polled.",
         "last_ok_at": "When a poll last succeeded (NULL again when the source's type or url changes).",
         "last_error": "The last poll's error, one line; NULL after a success.",
-        "last_error_at": "When the last error happened.",
+        "last_error_at": "When the last error happened; kept after a later success, which empties last_error (the "
+                         "store keeps no history of polls: the service's log has each failure).",
         "consecutive_failures": "Failed polls since the last success (drives the backoff).",
         "next_poll_at": "Earliest time of the next poll (interval, backoff, Retry-After).",
         "polls": "Number of polls.",
