@@ -15,18 +15,21 @@ from test_collect_cross_source import MASTODON, _collect, _complaints, _config, 
 from miner.timeutil import parse_iso
 
 
-def _notice_feed(server: FakeServer) -> bytes:
+def _notice_feed(server: FakeServer, handles: bool = False) -> bytes:
     """An RSS feed of the statuses of `mastodon/pleroma_tag_timeline.json` linked by their pages: each item's link and
     guid the status's `url` (/notice/<id>, as Pleroma's Mastodon API gives a status of its own server), its date the
     status's, and no author, as Pleroma's own feeds name none in an item. Pleroma's and Akkoma's own feeds link the
-    object id instead; this is the shape of a feed made of that API's statuses."""
+    object id instead; this is the shape of a feed made of that API's statuses. ``handles``: each item names its
+    author by the account's `acct` (`<dc:creator>quill</dc:creator>`), as such a feed may."""
     items = "".join(
         f"<item><title>{s['pleroma']['content']['text/plain']}</title><link>{s['url']}</link>"
         f"<guid isPermaLink=\"true\">{s['url']}</guid>"
+        + (f"<dc:creator>{s['account']['acct']}</dc:creator>" if handles else "") +
         f"<pubDate>{format_datetime(parse_iso(s['created_at']), usegmt=True)}</pubDate>"
         f"<description>{s['pleroma']['content']['text/plain']}</description></item>"
         for s in json.loads(server.fixture_bytes("mastodon/pleroma_tag_timeline.json")))
-    return ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0">'
+    return ('<?xml version="1.0" encoding="UTF-8"?>'
+            '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
             f"<channel><title>#outage</title><link>https://bridge.example.org/outage</link>{items}</channel></rss>"
             ).encode()
 
@@ -65,6 +68,47 @@ def test_a_pleroma_status_read_by_its_timeline_and_a_feed_linking_its_page_is_on
     assert poster not in timeline.values()
     # quill's status, marten's, and the Lemmy poster's link post.
     assert _complaints(tmp_path / "m.sqlite") == 3
+
+
+@pytest.mark.parametrize("feed_first", [False, True])
+def test_a_status_whose_page_a_feed_links_naming_its_author_by_handle_is_the_timelines_author(
+        tmp_path: Path, server: FakeServer, feed_first: bool) -> None:
+    # The entry names quill by his acct, a user of the feed's host, hashed apart from the profile URL the timeline
+    # names him by: kept under the feed's own id with that author, each status read by both was two complainers.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    server.serve("/notices.rss", Reply(200, _notice_feed(server, handles=True), content_type="application/rss+xml"))
+    api = MASTODON.split("[[sources]]")[1]
+    feed = '[[sources]]\nname = "notice-feed"\ntype = "rss"\nurl = "{url}/notices.rss"\nservices = ["Signal"]\n'
+    if feed_first:
+        _collect(_config(tmp_path, ["Signal", "Vodafone"], feed.format(url=server.url)))
+        # Alone, the feed's handles tell its two people apart: two complainers, one each.
+        assert _complaints(tmp_path / "m.sqlite") == 2
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], ("[[sources]]" + api + feed).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    timeline = dict(found["masto"])
+    host = "pleroma.example.net"
+    assert dict(found["notice-feed"]) == {
+        f"{host}/notice/AoTq1XbQ7ZPl3B0YkK": timeline[f"{host}/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b"],
+        f"{host}/notice/AoTq1XbQ7ZPl3B0YkJ": timeline[f"{host}/0b9e2d41-7c3a-4f58-b6e2-8a1d9c3f7e20"],
+    }
+    assert len(set(timeline.values())) == 2
+    # quill's status and marten's, each read twice.
+    assert _complaints(tmp_path / "m.sqlite") == 2
+
+
+def test_a_feed_naming_authors_by_handle_keeps_them_where_no_timeline_has_the_page(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Two entries of one person by handle and no `mastodon` source: one complainer, not one per entry (their ids are
+    # the pages, whose rows no other source has).
+    feed = _notice_feed(server, handles=True).replace(b"<dc:creator>marten</dc:creator>",
+                                                      b"<dc:creator>quill</dc:creator>")
+    server.serve("/notices.rss", Reply(200, feed, content_type="application/rss+xml"))
+    _collect(_config(tmp_path, ["Signal"], '[[sources]]\nname = "notice-feed"\ntype = "rss"\n'
+                     f'url = "{server.url}/notices.rss"\nservices = ["Signal"]\n'))
+    rows = dict(_posts(tmp_path / "m.sqlite")["notice-feed"])
+    assert set(rows) == {f"pleroma.example.net/notice/{n}" for n in ("AoTq1XbQ7ZPl3B0YkK", "AoTq1XbQ7ZPl3B0YkJ")}
+    assert len(set(rows.values())) == 1 and None not in rows.values()
+    assert _complaints(tmp_path / "m.sqlite") == 1
 
 
 def test_the_timelines_row_of_a_page_is_looked_up_by_source_and_url_not_by_every_post_of_its_second(

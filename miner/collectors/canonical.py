@@ -145,13 +145,15 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
             return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
         if status := mastodon_uri_identity(url):
             return status
-        if (ident := notice_id(url)) and (named_everywhere(author := entry_author(entry)) or not author):
+        if ident := notice_id(url):
             # A Pleroma or Akkoma status's page, which names neither the status's ActivityPub id nor its author: the
             # row is given the author of the `mastodon` source's row with that page as its url (store/notice_pages.py).
-            # An author the entry names by URL (an actor id) is one from every source. An entry naming one by a handle
-            # keeps the feed's own identity and its author, a user of the feed's host: another site's page may end
-            # in /notice/<id> too, and without its author one person's entries of a bucket would count once each.
-            return SiteIdentity(ident, author, "") if author else SiteIdentity(ident, None)
+            # An author the entry names by URL (an actor id) is one from every source. One named by a handle is a user
+            # of the feed's host, kept where no `mastodon` source stored the page (without it, one person's entries
+            # of a bucket counted once each), and given up for that source's author where one did: kept as the
+            # feed's own id and author, each status read by both was two complainers.
+            author = entry_author(entry)
+            return SiteIdentity(ident, author, "" if named_everywhere(author) else None)
     if mastodon and (remote := _remote_status(link or guid)):
         return remote
     if _PLEROMA_OBJECT.match(guid):

@@ -5,8 +5,10 @@ A `mastodon` source reading a Pleroma server's own timeline stores a status by i
 its url; a feed entry that links the page is stored by the page (host/notice/<id>), and names no author, or names one
 by a handle of the feed's host. The two ids differ, so store.posts._SAME_POST never found the one for the other, and the
 entry counted as a complainer of its own beside the author the timeline read. The page ties them: it is the url the
-timeline's row has. Only a `mastodon` source's row is looked up by it: its url is the status's own page, where a link
-aggregator's row (a Lemmy link post, a Hacker News story) has the page it shares as its url, and is another post."""
+timeline's row has. An entry naming its author by a handle (a user of the feed's host, hashed apart from the profile
+URL the timeline names them by) gives it up for the timeline's: one status at one second is one author. Only a
+`mastodon` source's row is looked up by it: its url is the status's own page, where a link aggregator's row (a Lemmy
+link post, a Hacker News story) has the page it shares as its url, and is another post."""
 
 from __future__ import annotations
 
@@ -22,6 +24,12 @@ _BY_PAGE = ("source IN (SELECT name FROM sources WHERE name != ? AND type = 'mas
             "AND url IN (?, ?) AND +created_at = ? AND undated IS NULL")
 
 
+def named_by_page(post: Post) -> bool:
+    """Whether ``post`` is stored by a status's page (`notice_id`): its author is the `mastodon` source's row's, where
+    one has that page, whatever author its own source named."""
+    return bool(notice_pages(post.external_id))
+
+
 def page_author(conn: sqlite3.Connection, post: Post) -> str | None:
     """The author a `mastodon` source stored the status with whose page ``post`` (stored by `notice_id`) is."""
     pages = notice_pages(post.external_id)
@@ -34,11 +42,11 @@ def page_author(conn: sqlite3.Connection, post: Post) -> str | None:
 
 def share_by_page(conn: sqlite3.Connection, post: Post) -> None:
     """Give the author of ``post``, where a `mastodon` source stored it with its page as its url, to the rows other
-    sources stored it by that page (`notice_id`) without one."""
+    sources stored it by that page (`notice_id`): without one, or with the handle a feed named its author by."""
     ident = notice_id(post.url or "") if post.author_hash and post.undated is None else None
     if ident is None or conn.execute("SELECT 1 FROM sources WHERE name = ? AND type = 'mastodon'",
                                      (post.source,)).fetchone() is None:
         return
     conn.execute("UPDATE posts SET author_hash = ? WHERE source IN (SELECT name FROM sources WHERE name != ?) "
-                 "AND external_id = ? AND +created_at = ? AND undated IS NULL AND author_hash IS NULL",
-                 (post.author_hash, post.source, ident, iso(post.created_at)))
+                 "AND external_id = ? AND +created_at = ? AND undated IS NULL AND author_hash IS NOT ?",
+                 (post.author_hash, post.source, ident, iso(post.created_at), post.author_hash))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from miner.records import Decision, FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
-from miner.store.notice_pages import page_author, share_by_page
+from miner.store.notice_pages import named_by_page, page_author, share_by_page
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
@@ -266,10 +266,12 @@ def _shared_author(conn: sqlite3.Connection, post: Post) -> str | None:
     """The author another source stored ``post`` with. A feed that names no author (Hacker News' own, a Mastodon
     tag feed's status of a server whose links name none) made each post it shares with an API source a complainer of
     its own, by its row id, beside the author the API source read. A Pleroma status's page is that status
-    (store/notice_pages.py)."""
+    (store/notice_pages.py): the author a `mastodon` source stored it with by its page comes first."""
+    if by_page := page_author(conn, post):
+        return by_page
     row = conn.execute(f"SELECT author_hash FROM posts WHERE {_SAME_POST} AND author_hash IS NOT NULL ORDER BY id "
                        "LIMIT 1", (post.source, post.external_id, iso(post.created_at))).fetchone()
-    return str(row[0]) if row is not None else page_author(conn, post)
+    return str(row[0]) if row is not None else None
 
 
 def _share_author(conn: sqlite3.Connection, post: Post) -> None:
@@ -311,8 +313,9 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
                             "told by their link and date (docs/collectors.md, rss)", post.source, post.external_id,
                             stored)
             continue
-        if post.author_hash is None and post.undated is None:
-            post = replace(post, author_hash=_shared_author(conn, post))
+        if post.undated is None and (post.author_hash is None or named_by_page(post)):
+            # A status's page named by a feed with its author's handle: the `mastodon` source's author is the one.
+            post = replace(post, author_hash=_shared_author(conn, post) or post.author_hash)
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "
