@@ -60,3 +60,43 @@ def test_a_mastodon_status_in_a_lemmy_community_is_the_post_and_author_the_timel
     assert lemmy["https://lemmy.world/post/2291001"] not in timeline.values()
     # ferriswheel's Signal status, kaffeetasse's Vodafone one, and the Lemmy user's post.
     assert _complaints(tmp_path / "m.sqlite") == 3
+
+
+def _misskey_search(server: FakeServer) -> dict[str, Any]:
+    """As `_search`, of the Misskey user's status of `mastodon/tag_timeline_remote.json` (hoshi's note,
+    https://misskey.io/notes/9z8y7x6w5v): Lemmy names its creator by the actor id Misskey gives, https://misskey.io/
+    users/<the user's database id> (ApRendererService.renderPerson's id; the id here is invented), and by its
+    preferredUsername, the username; the profile URL the timeline names hoshi by, https://misskey.io/@hoshi, is
+    nowhere in the view."""
+    data = json.loads(server.fixture_bytes("lemmy/search.json"))
+    note = next(s for s in json.loads(server.fixture_bytes("mastodon/tag_timeline_remote.json"))
+                if "/notes/" in s["uri"])
+    native = data["posts"][0]
+    federated = copy.deepcopy(native)
+    federated["post"].update(id=2291301, name="Signal down?", body=note["content"], ap_id=note["uri"], local=False,
+                             published=note["created_at"].replace("Z", "000Z"))
+    federated["creator"].update(id=90413, name="hoshi", display_name="Hoshi",
+                                actor_id="https://misskey.io/users/9t2k4h1m0c", local=False, instance_id=58)
+    native["post"].update(name="Signal messages stuck for me too", body="One grey tick since 14:00, calls fail too.",
+                          published=federated["post"]["published"])
+    return {"type_": "All", "comments": [], "posts": [federated, native]}
+
+
+def test_a_misskey_users_note_in_a_lemmy_community_is_the_post_and_author_the_timeline_reads(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Stored by its ap_id and its creator by the actor id (https://misskey.io/users/<database id>), the note the
+    # timeline reads by host/<id> and the profile URL (https://misskey.io/@hoshi) was a second post of a second author.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline_remote.json", "application/json")
+    server.serve("/lemmy/api/v3/search", Reply(200, json.dumps(_misskey_search(server)).encode(),
+                                               content_type="application/json"))
+    timeline_only = "[[sources]]" + MASTODON.split("[[sources]]")[1]
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], (timeline_only + LEMMY).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    timeline = dict(found["masto"])
+    lemmy = dict(found["lemmy"])
+    assert set(lemmy) == {"https://lemmy.world/post/2291001", "misskey.io/9z8y7x6w5v"}
+    assert lemmy["misskey.io/9z8y7x6w5v"] == timeline["misskey.io/9z8y7x6w5v"]
+    assert lemmy["https://lemmy.world/post/2291001"] not in timeline.values()
+    # The timeline's six people, and the Lemmy user's post.
+    assert _complaints(tmp_path / "m.sqlite") == 7
+

@@ -32,6 +32,12 @@ _MASTODON_URI = re.compile(
 # A GoToSocial status's web page, the url a Mastodon server gives it: https://host/@name/statuses/<ULID>, the profile
 # https://host/@name (superseriousbusiness/gotosocial internal/uris/uri.go, GenerateURIsForAccount).
 _GOTOSOCIAL_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/statuses/(?P<id>[0-9A-HJKMNP-TV-Z]{26})/?$")
+# A Misskey note (and its forks': Sharkey, Firefish, Iceshrimp), https://host/notes/<id>, written by the actor
+# https://host/users/<id>, whose profile is https://host/@<preferredUsername> (misskey-dev/misskey
+# ApRendererService.renderNote, renderPerson), the account url a `mastodon` source names the author by.
+_MISSKEY_NOTE = re.compile(r"^(?P<base>https?://[^/?#@]+)/notes/[0-9A-Za-z]+/?$")
+_MISSKEY_ACTOR = re.compile(r"^(?P<base>https?://[^/?#@]+)/users/[0-9A-Za-z]+/?$")
+_USERNAME = re.compile(r"^[0-9A-Za-z_]+$")  # Misskey's usernames (its validateUsername)
 # A Pixelfed post, https://host/p/<name>/<id> (its url and its ActivityPub id), its author's profile https://host/<name>
 # (pixelfed/pixelfed app/Status.php url(), app/Profile.php url()). Read only in a feed Mastodon made: elsewhere the
 # path may be anything.
@@ -89,6 +95,18 @@ def mastodon_uri_identity(uri: str) -> SiteIdentity | None:
     if match := _MASTODON_URI.match(uri):
         return SiteIdentity(status_external_id(uri, ""), f"{match.group('base')}/@{match.group('name')}", "")
     return None
+
+
+def misskey_note_identity(ap_id: str, actor_id: str, username: str) -> SiteIdentity | None:
+    """A Misskey note by its ActivityPub id, written by ``actor_id`` of that server whose preferredUsername is
+    ``username`` (as Lemmy shows a Misskey user's note in a community), as a `mastodon` source names it: host/<id>, and
+    its author by the actor's profile URL https://host/@<username> (the actor's ``url``; its id names the user by a
+    database id). None for another object, or an actor of another server."""
+    note, actor = _MISSKEY_NOTE.match(ap_id), _MISSKEY_ACTOR.match(actor_id)
+    if not note or not actor or note.group("base").lower() != actor.group("base").lower() or \
+            not _USERNAME.match(username):
+        return None
+    return SiteIdentity(status_external_id(ap_id, ""), f"{actor.group('base')}/@{username}", "")
 
 
 def feed_author_url(feed: Any) -> str:

@@ -1,12 +1,12 @@
 """`lemmy`: a Lemmy instance's `/api/v3/search?q=...&type_=All&sort=New` (posts and comments).
 
-Cursor: the newest `published` time seen (ISO 8601, UTC). External ids
-are the ActivityPub ids, which stay the same whichever instance federated the item; a Mastodon user's status in a
-community is named as the `mastodon` type names it (see `_view_post`). Newest first: a poll reads
-`page=2, 3, ...` down to the cursor, up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot
-be read later: the poll says posts are missing. A later page that fails (a rate limit) keeps the cursor, and the
-poll is `behind`: the next one reads down to it again. The items below the cursor on the page that reaches it are
-read too: a post federated late keeps its original `published` time.
+Cursor: the newest `published` time seen (ISO 8601, UTC). External ids are the ActivityPub ids, which stay the same
+whichever instance federated the item; a Mastodon user's status in a community, and a Misskey user's note, is named
+as the `mastodon` type names it (see `_view_post`). Newest first: a poll reads `page=2, 3, ...` down to the cursor,
+up to `max_pages`. Lemmy pages by offset only, so what the cap leaves cannot be read later: the poll says posts are
+missing. A later page that fails (a rate limit) keeps the cursor, and the poll is `behind`: the next one reads down
+to it again. The items below the cursor on the page that reaches it are read too: a post federated late keeps its
+original `published` time.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from miner.collectors.base import (
     text_of,
     time_cursor,
 )
-from miner.collectors.canonical import mastodon_uri_identity
+from miner.collectors.canonical import mastodon_uri_identity, misskey_note_identity
 from miner.collectors.http import Response, fetch, host_of, json_object, status_error
 from miner.collectors.normalise import parse_time
 from miner.collectors.paging import Pager, gap_warning
@@ -99,8 +99,10 @@ def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kin
     # A Mastodon user's status in a community (a post, or a comment) keeps its ActivityPub id, and its creator the
     # actor id (https://host/users/<name>): named so, it was another post and another author than the status a
     # `mastodon` source reads, by host/<id> and the profile URL, and counted twice. It is named as that source names it;
-    # one stored before by its ap_id is that post still (feed_id).
-    status = mastodon_uri_identity(ap_id)
+    # one stored before by its ap_id is that post still (feed_id). So is a Misskey user's note, its creator the actor
+    # https://host/users/<database id>, which a `mastodon` source names by the profile URL https://host/@<name>.
+    status = mastodon_uri_identity(ap_id) or misskey_note_identity(ap_id, text_of(creator.get("actor_id")),
+                                                                    text_of(creator.get("name")))
     return make_post(
         source, ctx,
         external_id=status.external_id if status else ap_id or f"{kind}:{item['id']}",
