@@ -12,6 +12,7 @@ leaves is never read, and the poll says so too when it may have held posts not r
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from miner.collectors.validators import state_after
 from miner.config import SourceConfig
 from miner.errors import SourceError
 from miner.records import FetchResult, Post, SourceState
+from miner.source_identity import same_url
 from miner.source_settings import DEFAULT_MAX_ENTRIES
 from miner.timeutil import iso
 
@@ -187,7 +189,7 @@ def _entry_post(
                            str(entry.get("link", "") or "") or None)
     return make_post(
         source, ctx,
-        external_id=site.external_id if site else own,
+        external_id=site.external_id if site else _feed_scoped(source, own),
         title=text.title,
         body_html=text.body,
         created_at=created_at,
@@ -197,6 +199,24 @@ def _entry_post(
         space=site.author_space if site else None,
         feed_id=own,
     )
+
+
+# A guid that names its site: a URI (a scheme: https:, urn:, tag:; and the "h:" of an id made of an entry's content), a
+# Message-ID (@ its host), or one that starts with its host (Discourse's <host>-topic-<id>).
+_NAMES_A_SITE = re.compile(
+    r"^[A-Za-z][A-Za-z0-9+.-]*:|@|^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?:$|[^A-Za-z0-9.])")
+
+
+def _feed_scoped(source: SourceConfig, own: str) -> str:
+    """``own``, the id a feed gives an entry, as the store keeps it: a guid that names no site (``42``,
+    ``topic-4821``) names the entry within its feed only, so it is stored after the feed's address
+    (``forum.example.net/latest.rss#topic-4821``). Bare, it was the same id as another feed's entry of that guid, and
+    two such entries of one second were taken for one post (store.posts: COMPLAINER, _SAME_POST), one complainer, or
+    one given the other's author. A post stored under the bare guid before is found by it (Post.feed_id)."""
+    if _NAMES_A_SITE.search(own) or not source.url:
+        return own
+    address = same_url(source.url).partition("://")[2]
+    return f"{address.partition('/')[0].rpartition('@')[2]}/{address.partition('/')[2]}#{own}"  # without a login
 
 
 class RssCollector:
