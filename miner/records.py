@@ -33,6 +33,9 @@ class Post:
     # The id a feed gives the post, where ``external_id`` is the one its site gives it (collectors/canonical.py): a
     # store that has the post under the feed's id, from before miner read its site's, does not store it again.
     feed_id: str | None = None
+    # The post this one shares as its site names it (a Reddit crosspost's, read from a feed that does not mark it so):
+    # where the store has that post under those words, this one is it again (store/shares.py).
+    shares: str | None = None
 
 
 # Post.undated (and the posts.undated column): a post without a time of its own, dated when it was fetched. "new":

@@ -84,6 +84,23 @@ def reddit_post_id(entry: Any) -> str | None:
     return None
 
 
+# The "[link]" of Reddit's trailer (feed_boilerplate.REDDIT_TRAILER): the post's url, which for a crosspost is the
+# permalink of the post it shares (the API's url beside its crosspost_parent).
+_REDDIT_LINK = re.compile(r'<span><a href="(?P<href>[^"]+)">\[link\]</a></span>')
+
+
+def reddit_shared_post(html: str, fullname: str) -> str | None:
+    """The fullname of another Reddit post that the Reddit feed entry ``fullname``, of body ``html``, links as its
+    "[link]": a crosspost's (Reddit's feed marks no crosspost otherwise), or a link post's to a Reddit thread; None
+    for a post of its own."""
+    for match in _REDDIT_LINK.finditer(html):
+        href = match.group("href").replace("&amp;", "&")
+        permalink = _REDDIT_PERMALINK.match(href)
+        if permalink and _reddit_host(urlsplit(href).hostname or "") and f"t3_{permalink.group(1)}" != fullname:
+            return f"t3_{permalink.group(1)}"
+    return None
+
+
 def _reddit_host(host: str) -> bool:
     return host == "reddit.com" or host.endswith(".reddit.com")
 

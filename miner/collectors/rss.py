@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
-from miner.collectors.canonical import feed_author_url, mastodon_feed, site_identity
+from miner.collectors.canonical import feed_author_url, mastodon_feed, reddit_shared_post, site_identity
 from miner.collectors.feed_boilerplate import feed_entry_text
 from miner.collectors.feeds import (
     entry_author,
@@ -177,7 +177,7 @@ def _entry_post(
     source: SourceConfig, ctx: PollContext, entry: Any, feed: Any, clean_body: Callable[[str], str] | None,
     created_at: datetime | None, post_id: Callable[[Any], str],
 ) -> Post | None:
-    body = entry_body(entry)
+    raw = body = entry_body(entry)
     if clean_body is not None:
         body = clean_body(body)
     own = post_id(entry)
@@ -187,7 +187,7 @@ def _entry_post(
     # Without what the site's feed writes beside the post's words (its author's name among it), as its API gives it.
     text = feed_entry_text(entry, site, str(entry.get("title", "") or ""), body,
                            str(entry.get("link", "") or "") or None)
-    return make_post(
+    post = make_post(
         source, ctx,
         external_id=site.external_id if site else _feed_scoped(source, own),
         title=text.title,
@@ -199,6 +199,10 @@ def _entry_post(
         space=site.author_space if site else None,
         feed_id=own,
     )
+    if post is not None and site is not None and site.external_id.startswith("t3_") and \
+            (shared := reddit_shared_post(raw, site.external_id)) is not None:
+        post = replace(post, shares=shared)
+    return post
 
 
 # A guid that names its site: a URI (a scheme: https:, urn:, tag:; and the "h:" of an id made of an entry's content), a

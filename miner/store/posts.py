@@ -13,6 +13,7 @@ from miner.records import Decision, FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
 from miner.store.notice_pages import named_by_page, page_author, share_by_page
 from miner.store.official import resolve_unlisted, upsert_official
+from miner.store.shares import shares_stored
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
@@ -296,7 +297,8 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         "AND CAST(value AS INTEGER) >= (SELECT coalesce(max(id), 0) FROM posts) "
         "AND CAST(value AS INTEGER) < 9223372036854775807", (LAST_PRUNED_ID,)).fetchone()
     next_id: int | None = row[0] if row else None
-    posts = list(posts)
+    # A post sharing another (a crosspost) after the others: the one it shares may come in the same poll.
+    posts = sorted(posts, key=lambda p: p.shares is not None)
     listed = [p.external_id for p in posts]
     for post in posts:
         if post.feed_id is not None and (stored := _under_feed_id(conn, post)) is not None:
@@ -312,6 +314,9 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
                 log.warning("source %s lists posts it listed before under new ids (%s, stored as %s): they are "
                             "told by their link and date (docs/collectors.md, rss)", post.source, post.external_id,
                             stored)
+            continue
+        if shares_stored(conn, post):
+            seen.append(post)  # the post it shares again, as the API reads a crosspost
             continue
         if post.undated is None and (post.author_hash is None or named_by_page(post)):
             # A status's page named by a feed with its author's handle: the `mastodon` source's author is the one.

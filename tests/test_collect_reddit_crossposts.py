@@ -1,0 +1,71 @@
+"""A Reddit crosspost read from Reddit's feed, which does not mark it: the post it shares again where the store has
+that post, as the API reads a crosspost (collectors/reddit.py). `miner collect --once` against a real local server,
+then the store's own count of a bucket's complainers (as tests/test_collect_cross_source.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fakeserver import FakeServer, Reply
+from test_collect_cross_source import _collect, _complaints, _config, _posts
+
+ORIGINAL = "https://www.reddit.com/r/whatsapp/comments/1h10k2q/is_whatsapp_down_right_now/"
+
+
+def _entries(server: FakeServer) -> tuple[str, str, str, str]:
+    """The head of `reddit/search.rss` and three entries in its shape: its first, tomasz_pl's self post in r/whatsapp
+    (t3_1h10k2q, 13:12:40); mira_k's crosspost of it to r/techsupport 20 minutes later (t3_1h11m3c, its title, no
+    body of its own, its "[link]" the permalink of the post it shares, as the API's url of a crosspost is); and
+    piotr_w's link post in r/techsupport to the same thread under words of his own (t3_1h11m7d). Ids, names, times and
+    the two new entries' words are written for this test."""
+    feed = server.fixture_bytes("reddit/search.rss").decode()
+    head, rest = feed.split("<entry>", 1)
+    original = "<entry>" + rest.split("</entry>", 1)[0] + "</entry>"
+
+    def shared(ident: str, name: str, title: str, published: str) -> str:
+        own = f"https://www.reddit.com/r/techsupport/comments/{ident}/is_whatsapp_down_right_now/"
+        trailer = (f"&amp;#32; submitted by &amp;#32; &lt;a href=&quot;https://www.reddit.com/user/{name}&quot;&gt; "
+                   f"/u/{name} &lt;/a&gt; &lt;br/&gt; &lt;span&gt;&lt;a href=&quot;{ORIGINAL}&quot;&gt;[link]&lt;/a&gt;"
+                   f"&lt;/span&gt; &amp;#32; &lt;span&gt;&lt;a href=&quot;{own}&quot;&gt;[comments]&lt;/a&gt;"
+                   "&lt;/span&gt;")
+        return (f'<entry><author><name>/u/{name}</name><uri>https://www.reddit.com/user/{name}</uri></author>'
+                f'<category term="techsupport" label="r/techsupport"/><content type="html">{trailer}</content>'
+                f'<id>t3_{ident}</id><link href="{own}" /><updated>{published}</updated>'
+                f"<published>{published}</published><title>{title}</title></entry>")
+
+    crosspost = shared("1h11m3c", "mira_k", "Is WhatsApp down right now?", "2026-11-27T13:32:40+00:00")
+    link_post = shared("1h11m7d", "piotr_w", "Same in Warsaw, WhatsApp web won&#39;t load",
+                       "2026-11-27T13:33:10+00:00")
+    return head, original, crosspost, link_post
+
+
+def _feed(head: str, *entries: str) -> Reply:
+    return Reply(200, (head + "".join(entries) + "</feed>").encode(), content_type="application/atom+xml")
+
+
+def _reddit(name: str, url: str, query: str) -> str:
+    return (f'[[sources]]\nname = "{name}"\ntype = "reddit"\nurl = "{url}"\nquery = "{query}"\n'
+            'services = ["WhatsApp"]\n\n')
+
+
+@pytest.mark.parametrize("one_feed", [False, True])
+def test_a_crosspost_in_reddits_feed_is_the_post_it_shares(tmp_path: Path, server: FakeServer,
+                                                          one_feed: bool) -> None:
+    # Read as itself, mira_k's crosspost was one more complainer 20 minutes after tomasz_pl's post: read by the
+    # feeds of both subreddits (the subreddit's first), or by one feed (a search) listing both, newest first.
+    # piotr_w's link post to the thread, under his own words, is his post.
+    head, original, crosspost, link_post = _entries(server)
+    if one_feed:
+        server.serve("/search.rss", _feed(head, link_post, crosspost, original))
+        _collect(_config(tmp_path, ["WhatsApp"], _reddit("search", server.url, "whatsapp down")))
+    else:
+        server.serve("/r/whatsapp/new/.rss", _feed(head, original))
+        server.serve("/r/techsupport/new/.rss", _feed(head, link_post, crosspost))
+        _collect(_config(tmp_path, ["WhatsApp"], _reddit("whatsapp", server.url, "r/whatsapp")))
+        _collect(_config(tmp_path, ["WhatsApp"], _reddit("whatsapp", server.url, "r/whatsapp")
+                         + _reddit("techsupport", server.url, "r/techsupport")))
+    stored = {ident for rows in _posts(tmp_path / "m.sqlite").values() for ident, _author in rows}
+    assert stored == {"t3_1h10k2q", "t3_1h11m7d"}
+    # tomasz_pl's post and piotr_w's.
+    assert _complaints(tmp_path / "m.sqlite") == 2
