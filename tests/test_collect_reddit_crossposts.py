@@ -69,3 +69,18 @@ def test_a_crosspost_in_reddits_feed_is_the_post_it_shares(tmp_path: Path, serve
     assert stored == {"t3_1h10k2q", "t3_1h11m7d"}
     # tomasz_pl's post and piotr_w's.
     assert _complaints(tmp_path / "m.sqlite") == 2
+
+
+def test_the_shared_post_is_looked_up_by_source_and_id_not_by_every_post(tmp_path: Path) -> None:
+    # By its id alone, no index leads to it: each crosspost stored read every post of the store.
+    from miner.store import Store
+    from miner.store.shares import _SHARED
+
+    store = Store.open(tmp_path / "m.sqlite")
+    try:
+        plan = [r[3].replace("SEARCH TABLE ", "SEARCH ") for r in store.database.conn.execute(
+            f"EXPLAIN QUERY PLAN SELECT 1 FROM posts WHERE {_SHARED} LIMIT 1", {"shares": "t3_1h10k2q", "text": "x"})]
+        assert any(p.startswith("SEARCH posts USING INDEX sqlite_autoindex_posts_1 (source=? AND external_id=?)")
+                   for p in plan), plan
+    finally:
+        store.close()

@@ -14,11 +14,12 @@ import sqlite3
 
 from miner.records import Post
 
-# A row of the shared post (any source's, its id being its site's), whose text is the sharing post's words (its title:
+# A row of the shared post (any source's, its id being its site's: looked up per source through the posts' unique
+# index on (source, external_id), not by a scan of every post), whose text is the sharing post's words (its title:
 # a crosspost has no body of its own) or begins with them as a title (collectors.normalise.join_title_body: "title.
 # body", or "title body" after a title ending in a stop).
-_SHARED = ("external_id = :shares AND undated IS NULL AND (text = :text OR substr(text, 1, length(:text) + 1) "
-           "IN (:text || ' ', :text || '.'))")
+_SHARED = ("source IN (SELECT name FROM sources) AND external_id = :shares AND undated IS NULL "
+           "AND (text = :text OR substr(text, 1, length(:text) + 1) IN (:text || ' ', :text || '.'))")
 
 
 def shares_stored(conn: sqlite3.Connection, post: Post) -> bool:
