@@ -4,13 +4,35 @@ then the store's own count of a bucket's complainers (as tests/test_collect_cros
 
 from __future__ import annotations
 
+import copy
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
 from test_collect_cross_source import _collect, _complaints, _config, _posts
 
+from miner.collectors import Poller
+from miner.config import parse_config
+from miner.pipeline import Pipeline
+from miner.store import Store
+from miner.timeutil import iso
+
 ORIGINAL = "https://www.reddit.com/r/whatsapp/comments/1h10k2q/is_whatsapp_down_right_now/"
+
+
+def _shared(ident: str, name: str, title: str, published: str) -> str:
+    """An entry of r/techsupport's feed in `reddit/search.rss`'s shape, by ``name``, whose "[link]" is ORIGINAL."""
+    own = f"https://www.reddit.com/r/techsupport/comments/{ident}/is_whatsapp_down_right_now/"
+    trailer = (f"&amp;#32; submitted by &amp;#32; &lt;a href=&quot;https://www.reddit.com/user/{name}&quot;&gt; "
+               f"/u/{name} &lt;/a&gt; &lt;br/&gt; &lt;span&gt;&lt;a href=&quot;{ORIGINAL}&quot;&gt;[link]&lt;/a&gt;"
+               f"&lt;/span&gt; &amp;#32; &lt;span&gt;&lt;a href=&quot;{own}&quot;&gt;[comments]&lt;/a&gt;"
+               "&lt;/span&gt;")
+    return (f'<entry><author><name>/u/{name}</name><uri>https://www.reddit.com/user/{name}</uri></author>'
+            f'<category term="techsupport" label="r/techsupport"/><content type="html">{trailer}</content>'
+            f'<id>t3_{ident}</id><link href="{own}" /><updated>{published}</updated>'
+            f"<published>{published}</published><title>{title}</title></entry>")
 
 
 def _entries(server: FakeServer) -> tuple[str, str, str, str]:
@@ -22,21 +44,9 @@ def _entries(server: FakeServer) -> tuple[str, str, str, str]:
     feed = server.fixture_bytes("reddit/search.rss").decode()
     head, rest = feed.split("<entry>", 1)
     original = "<entry>" + rest.split("</entry>", 1)[0] + "</entry>"
-
-    def shared(ident: str, name: str, title: str, published: str) -> str:
-        own = f"https://www.reddit.com/r/techsupport/comments/{ident}/is_whatsapp_down_right_now/"
-        trailer = (f"&amp;#32; submitted by &amp;#32; &lt;a href=&quot;https://www.reddit.com/user/{name}&quot;&gt; "
-                   f"/u/{name} &lt;/a&gt; &lt;br/&gt; &lt;span&gt;&lt;a href=&quot;{ORIGINAL}&quot;&gt;[link]&lt;/a&gt;"
-                   f"&lt;/span&gt; &amp;#32; &lt;span&gt;&lt;a href=&quot;{own}&quot;&gt;[comments]&lt;/a&gt;"
-                   "&lt;/span&gt;")
-        return (f'<entry><author><name>/u/{name}</name><uri>https://www.reddit.com/user/{name}</uri></author>'
-                f'<category term="techsupport" label="r/techsupport"/><content type="html">{trailer}</content>'
-                f'<id>t3_{ident}</id><link href="{own}" /><updated>{published}</updated>'
-                f"<published>{published}</published><title>{title}</title></entry>")
-
-    crosspost = shared("1h11m3c", "mira_k", "Is WhatsApp down right now?", "2026-11-27T13:32:40+00:00")
-    link_post = shared("1h11m7d", "piotr_w", "Same in Warsaw, WhatsApp web won&#39;t load",
-                       "2026-11-27T13:33:10+00:00")
+    crosspost = _shared("1h11m3c", "mira_k", "Is WhatsApp down right now?", "2026-11-27T13:32:40+00:00")
+    link_post = _shared("1h11m7d", "piotr_w", "Same in Warsaw, WhatsApp web won&#39;t load",
+                        "2026-11-27T13:33:10+00:00")
     return head, original, crosspost, link_post
 
 
@@ -69,6 +79,49 @@ def test_a_crosspost_in_reddits_feed_is_the_post_it_shares(tmp_path: Path, serve
     assert stored == {"t3_1h10k2q", "t3_1h11m7d"}
     # tomasz_pl's post and piotr_w's.
     assert _complaints(tmp_path / "m.sqlite") == 2
+
+
+def test_a_crosspost_the_api_read_as_the_post_it_shares_is_that_post_in_the_subreddits_feed(
+        tmp_path: Path, server: FakeServer) -> None:
+    # The API reads mira_k's crosspost as tomasz_pl's post (its crosspost_parent_list), dated when he wrote it; the
+    # subreddit's feed lists it as mira_k's, a minute ago: one more complainer in another bucket.
+    now = datetime.now(UTC).replace(microsecond=0)
+    written, crossposted = now - timedelta(minutes=20), now - timedelta(minutes=1)
+    listing = json.loads(server.fixture_bytes("reddit/search.json"))
+    parent = copy.deepcopy(listing["data"]["children"][0]["data"])
+    body = "Messages stuck on one tick since about 14:00 CET, web.whatsapp.com won't load either. Is it just me?"
+    parent.update(name="t3_1h10k2q", id="1h10k2q", author="tomasz_pl", subreddit="whatsapp",
+                  title="Is WhatsApp down right now?", selftext=body,
+                  selftext_html=f'&lt;!-- SC_OFF --&gt;&lt;div class="md"&gt;&lt;p&gt;{body}&lt;/p&gt;\n&lt;/div&gt;'
+                                "&lt;!-- SC_ON --&gt;",
+                  created_utc=float(written.timestamp()), permalink=ORIGINAL.removeprefix("https://www.reddit.com"),
+                  url=ORIGINAL)
+    crosspost = copy.deepcopy(parent)
+    crosspost.update(name="t3_1h11m3c", id="1h11m3c", author="mira_k", subreddit="techsupport", selftext="",
+                     selftext_html=None, is_self=False, created_utc=float(crossposted.timestamp()),
+                     permalink="/r/techsupport/comments/1h11m3c/is_whatsapp_down_right_now/",
+                     crosspost_parent="t3_1h10k2q", crosspost_parent_list=[parent])
+    listing["data"]["children"] = [{"kind": "t3", "data": crosspost}]
+    server.serve_fixture("/api/v1/access_token", "reddit/token.json")
+    server.serve("/r/techsupport/new.json", Reply(200, json.dumps(listing).encode(), content_type="application/json"))
+    head = server.fixture_bytes("reddit/search.rss").decode().split("<entry>", 1)[0]
+    server.serve("/r/techsupport/new/.rss", _feed(head, _shared("1h11m3c", "mira_k", "Is WhatsApp down right now?",
+                                                                iso(crossposted))))
+    api = (f'[[services]]\nname = "WhatsApp"\n\n[[sources]]\nname = "api"\ntype = "reddit"\nurl = "{server.url}"\n'
+           'query = "r/techsupport"\nservices = ["WhatsApp"]\nenv = { client_id = "RID", client_secret = "RSECRET" }\n')
+    feed = (f'\n[[sources]]\nname = "feed"\ntype = "rss"\nurl = "{server.url}/r/techsupport/new/.rss"\n'
+            'services = ["WhatsApp"]\n')
+    store = Store.open(tmp_path / "m.sqlite")
+    try:
+        for config in (parse_config(api), parse_config(api + feed)):
+            with Poller(config.collect, config.services, hash_key=b"k",
+                        environ={"RID": "id", "RSECRET": "secret"}) as poller:
+                Pipeline(config, store).collect(now, poller, due_only=False)
+    finally:
+        store.close()
+    assert {source: {ident for ident, _author in rows} for source, rows in _posts(tmp_path / "m.sqlite").items()} \
+        == {"api": {"t3_1h10k2q"}}
+    assert _complaints(tmp_path / "m.sqlite") == 1
 
 
 def test_the_shared_post_is_looked_up_by_source_and_id_not_by_every_post(tmp_path: Path) -> None:
