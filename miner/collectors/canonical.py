@@ -32,7 +32,7 @@ _MASTODON_URI = re.compile(
 # A GoToSocial status's web page, the url a Mastodon server gives it: https://host/@name/statuses/<ULID>, the profile
 # https://host/@name (superseriousbusiness/gotosocial internal/uris/uri.go, GenerateURIsForAccount).
 _GOTOSOCIAL_STATUS = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)/statuses/(?P<id>[0-9A-HJKMNP-TV-Z]{26})/?$")
-# A Misskey note (and its forks': Sharkey, Firefish, Iceshrimp), https://host/notes/<id>, written by the actor
+# A Misskey note (and its forks' that render notes and actors alike), https://host/notes/<id>, written by the actor
 # https://host/users/<id>, whose profile is https://host/@<preferredUsername> (misskey-dev/misskey
 # ApRendererService.renderNote, renderPerson), the account url a `mastodon` source names the author by.
 _MISSKEY_NOTE = re.compile(r"^(?P<base>https?://[^/?#@]+)/notes/[0-9A-Za-z]+/?$")
