@@ -213,14 +213,15 @@ _NAMES_A_SITE = re.compile(
 
 def _feed_scoped(source: SourceConfig, own: str) -> str:
     """``own``, the id a feed gives an entry, as the store keeps it: a guid that names no site (``42``,
-    ``topic-4821``) names the entry within its feed only, so it is stored after the feed's address
-    (``forum.example.net/latest.rss#topic-4821``). Bare, it was the same id as another feed's entry of that guid, and
+    ``topic-4821``) names the entry within its site only, so it is stored after the feed's host (and port), without
+    its login (``forum.example.net#topic-4821``). Bare, it was the same id as another site's entry of that guid, and
     two such entries of one second were taken for one post (store.posts: COMPLAINER, _SAME_POST), one complainer, or
-    one given the other's author. A post stored under the bare guid before is found by it (Post.feed_id)."""
+    one given the other's author. By the host, not the feed's address: a forum's latest and category feeds list one
+    topic under one guid, and it is one post. A post stored under the bare guid before is found by it (Post.feed_id)."""
     if _NAMES_A_SITE.search(own) or not source.url:
         return own
-    address = same_url(source.url).partition("://")[2]
-    return f"{address.partition('/')[0].rpartition('@')[2]}/{address.partition('/')[2]}#{own}"  # without a login
+    host = same_url(source.url).partition("://")[2].partition("/")[0].rpartition("@")[2]
+    return f"{host}#{own}"
 
 
 class RssCollector:
