@@ -160,7 +160,7 @@ def test_discourse_feed_text_has_no_counts_read_link_nor_author(tmp_path: Path, 
     assert texts["forum.example.net-topic-8812"] == (
         'Fibre down in Leeds since 07:00 - red LOS light. Router shows a red LOS light and the helpline says "no '
         'known issues". Neighbours on the same street are also offline.')
-    # The older feed's bare guid, after that feed's address (collectors/rss.py, _feed_scoped).
+    # The older feed's bare guid, after that feed's host (collectors/rss.py, _feed_scoped).
     assert texts[f"{server.url.partition('://')[2]}#topic-4819"] == (
         "Feature request: dark mode for the web dashboard. Would love a dark theme for the dashboard, the white page "
         "at night is painful.")
