@@ -40,15 +40,62 @@ def second_at_or_after(dt: datetime) -> datetime:
 def parse_iso(text: str, zone: tzinfo = UTC) -> datetime:
     """Parse ISO 8601 (a trailing ``Z`` too) into UTC; a time without an offset is taken in ``zone``. ValueError for
     text that is not such a time (a NUL anywhere in it too), OverflowError for one outside years 1-9999 in UTC."""
+    dt = _read_iso(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=zone)
+    return dt.astimezone(UTC)
+
+
+def _read_iso(text: str) -> datetime:
+    """ISO 8601 as written: naive where it gives no offset."""
     value = text.strip()
     if "\x00" in value:  # Python 3.11 reads a NUL after the time as its end: "...+01:00\x00" was taken as a time
         raise ValueError(f"Invalid isoformat string: {text!r}")
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
-    dt = datetime.fromisoformat(value)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=zone)
-    return dt.astimezone(UTC)
+    return datetime.fromisoformat(value)
+
+
+def skipped_text(text: str, zone: tzinfo) -> str | None:
+    """Why ``text``, an ISO 8601 time without an offset, is no time in ``zone``: the clocks skip it when they go
+    forward ("2026-03-29T02:30" in Europe/Berlin). None for one with an offset, or a time the zone has (once, or
+    twice where the clocks go back: :func:`parse_iso` reads that as the first, as zoneinfo's fold=0 does).
+
+    parse_iso reads a skipped time at the offset before the jump, so "02:30" there is 03:30 summer time: a window
+    from 02:30 to 03:30 ended as it began, refused as "end: must be after start", which did not say why."""
+    wall = _read_iso(text)
+    if wall.tzinfo is not None or (jump := clock_jump(wall, zone)) is None:
+        return None
+    _, before, after = jump
+    # Samoa skipped a whole day (2011-12-30): the dates then say more than the hours.
+    gap = (f"from {before:%H:%M} straight to {after:%H:%M} on {after:%Y-%m-%d}" if before.date() == after.date() else
+           f"from {before:%Y-%m-%d %H:%M} straight to {after:%Y-%m-%d %H:%M}")
+    return (f"{text.strip()!r} is no time in {zone}: its clocks go {gap}; write a time outside that gap, or one "
+            "with its UTC offset")
+
+
+def clock_jump(wall: datetime, zone: tzinfo) -> tuple[datetime, datetime, datetime] | None:
+    """Where the wall-clock time ``wall`` (naive, or its tzinfo ignored) does not exist in ``zone``, the clocks going
+    forward over it: the instant they jump (UTC), and the wall times they jump from and to (naive: 02:00 and 03:00
+    in Berlin on 2026-03-29). None where ``wall`` exists, once or twice (the hour repeated when they go back)."""
+    naive = wall.replace(tzinfo=None, fold=0)
+    # PEP 495: in a gap, fold=0 reads the wall time at the offset before the jump, fold=1 at the one after, so the
+    # first is the later instant; elsewhere it is the same or (a repeated time) the earlier one.
+    later = naive.replace(tzinfo=zone).astimezone(UTC)
+    earlier = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if later <= earlier:
+        return None
+    after_offset = later.astimezone(zone).utcoffset()
+    low, high = int(earlier.timestamp()), int(later.timestamp())  # whole seconds: the zone's offsets change on them
+    while high - low > 1:  # the jump is the first second read at the offset after it
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, UTC).astimezone(zone).utcoffset() == after_offset:
+            high = middle
+        else:
+            low = middle
+    jump = datetime.fromtimestamp(high, UTC)
+    before = (jump - timedelta(seconds=1)).astimezone(zone).replace(tzinfo=None) + timedelta(seconds=1)
+    return jump, before, jump.astimezone(zone).replace(tzinfo=None)
 
 
 # A year or a month alone (ISO 8601's reduced precision), which Python's fromisoformat refuses. ASCII digits only: \d

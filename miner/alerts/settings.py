@@ -23,7 +23,7 @@ from miner.alerts.channel_settings import WebhookSettings as WebhookSettings
 from miner.alerts.text import idna_address, safe_url
 from miner.config import check_spans
 from miner.settings import Conflict, SettingsError, guess
-from miner.timeutil import check_timezone, parse_iso
+from miner.timeutil import check_timezone, parse_iso, skipped_text
 from miner.urls import control_char
 
 MIN_STALE_AFTER = 60.0
@@ -177,10 +177,13 @@ class MaintenanceWindow:
         for key in ("start", "end"):
             try:
                 self._bound(key)
+                skipped = skipped_text(getattr(self, key), ZoneInfo(self.timezone))
             except ValueError:
                 raise ValueError(f"{key}: not an ISO 8601 time: {getattr(self, key)!r}") from None
             except OverflowError:
                 raise ValueError(f"{key}: out of range: {getattr(self, key)!r}") from None
+            if skipped:
+                raise ValueError(f"{key}: {skipped}")
         if self._bound("end") <= self._bound("start"):
             raise ValueError("end: must be after start")
 
