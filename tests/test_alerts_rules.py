@@ -551,8 +551,9 @@ def test_a_daily_digest_runs_once_when_the_clocks_go_back_or_forward(store: Stor
 
     # An hourly job (wildcard hour) runs in both repeated hours: they are different real hours.
     assert fires("0 * * * *", datetime(2026, 10, 24, 23, 30, tzinfo=UTC), 3) == ["25 00:00", "25 01:00", "25 02:00"]
-    # 02:30 does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST): it runs once that day, at 03:30 CEST.
-    assert fires("30 2 * * *", datetime(2026, 3, 28, 12, tzinfo=UTC), 2) == ["29 01:30", "30 00:30"]
+    # 02:30 does not exist on 2026-03-29 (02:00 CET -> 03:00 CEST): it runs once that day, at the jump, as cron runs
+    # it (03:00 CEST; it ran at 03:30).
+    assert fires("30 2 * * *", datetime(2026, 3, 28, 12, tzinfo=UTC), 2) == ["29 01:00", "30 00:30"]
 
 
 def test_a_digest_shortly_after_midnight_is_not_skipped_around_the_clocks_going_forward(store: Store) -> None:
@@ -573,9 +574,9 @@ def test_a_digest_shortly_after_midnight_is_not_skipped_around_the_clocks_going_
     # Santiago goes forward at midnight on 2026-09-06 (00:00 -> 01:00): midnight runs once that day, an hour later.
     assert days("0 0 * * *", "America/Santiago", datetime(2026, 9, 5, tzinfo=UTC), 3) == [
         "09-05 00:00", "09-06 01:00", "09-07 00:00"]
-    # Chatham skips 02:45-03:45: 03:00 and 03:30 run an hour later, the day is not left out.
+    # Chatham skips 02:45-03:45: 03:00 and 03:30 run once, at the jump; the day is not left out.
     assert days("0,30 3 * * *", "Pacific/Chatham", datetime(2026, 9, 26, 12, tzinfo=UTC), 3) == [
-        "09-27 04:00", "09-27 04:30", "09-28 03:00"]
+        "09-27 03:45", "09-28 03:00", "09-28 03:30"]
 
     # A monthly digest at midnight on the 1st, in Berlin, left out April (the month the clocks go forward in).
     monthly = RouteSettings(name="team", email=("a@example.org",), digest="0 0 1 * *", timezone="Europe/Berlin",

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from test_alerts_support import settings
 
+from miner.alerts import enqueue_due_digests
+from miner.alerts.schedule import next_fire
+from miner.alerts.settings import MaintenanceWindow, RouteSettings
 from miner.config import parse_config
 from miner.errors import ConfigError
+from miner.store import Store
 
 WINDOW = '[[services]]\nname = "A"\n\n[[alerts.maintenance]]\nservice = "A"\nstart = "{start}"\nend = "{end}"\n' \
          'timezone = "{zone}"\n'
+
+
+def rows(store: Store) -> list[dict[str, Any]]:
+    return store.outbox_listing(["pending", "sending", "sent", "failed", "suppressed"])
 
 
 def span(start: str, end: str, zone: str) -> list[str]:
@@ -45,3 +55,33 @@ def test_a_one_off_window_at_a_time_the_clocks_skip_is_refused_saying_so() -> No
     assert span("2026-10-25T02:30", "2026-10-25T02:45", "Europe/Berlin") == ["00:30", "00:45"]
     assert span("2026-10-25T02:30", "2026-10-25T02:30+01:00", "Europe/Berlin") == ["00:30", "01:30"]
     assert span("2026-11-01T01:30", "2026-11-01T01:30-05:00", "America/New_York") == ["05:30", "06:30"]
+
+
+def test_a_fixed_time_the_clocks_skip_runs_at_the_jump_as_cron_runs_it(store: Store) -> None:
+    # cron(8): jobs that would have run in the skipped interval "will be run immediately". They ran an hour later
+    # on the wall clock (03:30), which the docs called cron's way.
+    nightly = RouteSettings(name="team", email=("a@example.org",), digest="30 2 * * *", timezone="America/New_York",
+                            digest_when_quiet=True)
+    c = settings(routes=(nightly,), webhooks=())
+    start = datetime(2026, 3, 7, 12, tzinfo=UTC)  # New York goes from 02:00 EST straight to 03:00 EDT on 2026-03-08
+    for step in range(0, 96):  # every half hour for two days, as the service polls
+        enqueue_due_digests(store, c, start + timedelta(minutes=30 * step))
+    assert sorted(r["dedupe_key"] for r in rows(store)) == [
+        "digest:team:2026-03-08T07:00:00+00:00",  # 03:00 EDT, the jump
+        "digest:team:2026-03-09T06:30:00+00:00"]  # 02:30 EDT the day after
+
+    # A recurring window at 02:30 starts at the jump and lasts its length in real time: 03:00-04:00 CEST.
+    window = MaintenanceWindow(service="A", cron="30 2 * * *", duration_minutes=60, timezone="Europe/Berlin")
+    window.validate()
+    jump = datetime(2026, 3, 29, 1, tzinfo=UTC)
+    assert window.span(jump - timedelta(hours=2)) == (jump, jump + timedelta(hours=1))
+    assert [window.active(jump + timedelta(minutes=m)) for m in (-1, 0, 59, 60)] == [False, True, True, False]
+    # Fixed times sharing the gap are one run; a wildcard hour runs in no skipped hour, as in cron.
+    assert [next_fire(e, "Europe/Berlin", jump - timedelta(hours=1)) for e in ("0,30 2 * * *", "0 * * * *")] == [
+        jump, jump]
+    assert next_fire("0,30 2 * * *", "Europe/Berlin", jump) == datetime(2026, 3, 30, 0, tzinfo=UTC)
+    # The day the clocks go back, once: New York's 01:30 window starts at the first 01:30, not again at the second.
+    autumn = MaintenanceWindow(service="A", cron="30 1 * * *", duration_minutes=60, timezone="America/New_York")
+    first = datetime(2026, 11, 1, 5, 30, tzinfo=UTC)
+    assert [autumn.active(first + timedelta(minutes=m)) for m in (0, 59, 60, 61, 119)] == [True, True, False, False,
+                                                                                             False]

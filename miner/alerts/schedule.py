@@ -7,8 +7,9 @@ datetimes, and to crontab's rules where they differ.
 Daylight saving time, as vixie cron and cronie do it: a job at a fixed time (neither the minute nor the hour field
 starts with ``*``) runs once on the day the clocks go back, at the first of the two occurrences of its wall time;
 a wildcard job (``0 * * * *``) runs in both repeated hours, which are different real hours, and not in the hour the
-clocks skip. A fixed time skipped by the clocks going forward runs once that day, later by the length of the gap
-(02:30 -> 03:30; 00:00 -> 01:00 where they go forward at midnight).
+clocks skip. A fixed time skipped by the clocks going forward runs once that day, at the jump, as cron runs such
+jobs "immediately" (cron(8)): 02:30 at 03:00 (Berlin, New York), 00:00 at 01:00 where they go forward at midnight;
+fixed times that share a gap (02:00 and 02:30) are one run. systemd's timers skip them (systemd issue #5595).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
+
+from miner.timeutil import clock_jump
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
@@ -124,13 +127,14 @@ def next_fire(expr: str, timezone: str, after: datetime) -> datetime | None:
 
 def _placed(wall: datetime, zone: ZoneInfo, fixed: bool) -> list[datetime]:
     """The real times (UTC) a wall time the cron matches fires at in ``zone``."""
-    # fold=0: the first of a repeated wall time; a skipped one takes the offset before the skip, so it is placed
-    # later by the skip's length.
+    # fold=0: the first of a repeated wall time.
     first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if (jump := clock_jump(wall, zone)) is not None:
+        # Skipped by the clocks going forward. fold=0 read it at the offset before the jump, an hour after it on the
+        # wall clock (02:30 -> 03:30), where cron runs it at the jump.
+        return [jump[0]] if fixed else []
     if fixed:
         return [first]
-    if first.astimezone(zone).replace(tzinfo=UTC) != wall:
-        return []  # skipped by the clocks going forward
     second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
     return [first] if second == first else [first, second]
 
