@@ -1208,6 +1208,21 @@ def test_a_pub_date_in_a_named_zone_feedparser_does_not_know_is_read_in_that_zon
     assert [p.created_at for p in posts] == at  # IST names three zones: read as UTC, as feedparser does
 
 
+def test_a_pub_date_on_the_twelve_hour_clock_is_read_with_its_am_or_pm(server: FakeServer, poller: Poller) -> None:
+    # feedparser read "1:40 PM EST" as 01:40 UTC, the PM taken for an unknown zone and the EST dropped: a post of
+    # the afternoon dated 17 hours early, in a bucket of the night before.
+    dates = ["Fri, 27 Nov 2026 8:40 AM EST", "Fri, 27 Nov 2026 1:40 PM CET", "Fri, 27 Nov 2026 12:40:05 pm",
+             "Fri, 27 Nov 2026 12:10 AM -0500", "Fri, 27 Nov 2026 1:05 p.m. +0000"]
+    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
+                    for i, d in enumerate(dates))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert [p.created_at.strftime("%H:%M:%S") for p in posts] == [
+        "13:40:00", "12:40:00", "12:40:05", "05:10:00", "13:05:00"]
+
+
 def test_jobs_are_started_round_robin_across_hosts() -> None:
     from miner.collectors.poller import interleave_hosts
 

@@ -300,18 +300,35 @@ def _named_zone(text: str) -> datetime | None:
         return None
 
 
+_TWELVE_HOUR = re.compile(r"\b(\d{1,2})(:\d{2}(?::\d{2})?)\s*([AaPp])\.?[Mm]\.?(?=\s|$)")
+
+
+def _twelve_hour(text: str) -> str | None:
+    """``text`` with a 12-hour time ("2:30 PM EST", which some feeds write) on the 24-hour clock; None for text
+    without one. feedparser and email.utils read "2:30 PM" as 02:30 and the PM as an unknown zone: a post of the
+    afternoon was dated 12 hours early (17 with its EST dropped too), counted in a bucket of the night before."""
+    match = _TWELVE_HOUR.search(text)
+    if match is None or not 1 <= int(match[1]) <= 12:
+        return None
+    hour = int(match[1]) % 12 + (12 if match[3] in "Pp" else 0)
+    return f"{text[:match.start()]}{hour:02d}{match[2]}{text[match.end():]}"
+
+
 def _date(entry: Any, key: str) -> datetime | None:
     """The entry's ``key`` date: read here when it names its zone by an abbreviation of ZONE_HOURS, else
-    feedparser's ``*_parsed`` (a UTC struct_time), else the text as RFC 822.
+    feedparser's ``*_parsed`` (a UTC struct_time), else the text as RFC 822; a 12-hour time is read here always.
 
     feedparser reads "29 Mar 2026 02:30:00" (no zone: UTC) but gives up on "Sun, 29 Mar 2026 02:30:00", the form
     of a pubDate whose writer left the zone out; the entry was then dated when it was fetched, and a feed's whole
     backlog counted in the bucket of its first poll. Its text without a zone is taken as UTC, as feedparser does.
     """
     text = _raw(entry, key)
+    twelve = _twelve_hour(text) if isinstance(text, str) else None
+    if twelve is not None:
+        text = twelve  # feedparser's reading of it dropped the AM or PM
     if isinstance(text, str) and (named := _named_zone(text)) is not None:
         return named
-    parsed = _raw(entry, f"{key}_parsed")
+    parsed = _raw(entry, f"{key}_parsed") if twelve is None else None
     if parsed:
         return parse_time(parsed)
     if not isinstance(text, str) or not text.strip():
