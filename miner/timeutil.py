@@ -5,7 +5,7 @@ other)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,6 +56,16 @@ def _read_iso(text: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
+def _date_alone(text: str) -> bool:
+    """A date alone is its day's start: where the clocks go forward at midnight (Santiago, Cairo), the first time
+    after the jump, as parse_iso reads it (at the offset before it)."""
+    try:
+        date.fromisoformat(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
 def skipped_text(text: str, zone: tzinfo) -> str | None:
     """Why ``text``, an ISO 8601 time without an offset, is no time in ``zone``: the clocks skip it when they go
     forward ("2026-03-29T02:30" in Europe/Berlin). None for one with an offset, or a time the zone has (once, or
@@ -64,7 +74,7 @@ def skipped_text(text: str, zone: tzinfo) -> str | None:
     parse_iso reads a skipped time at the offset before the jump, so "02:30" there is 03:30 summer time: a window
     from 02:30 to 03:30 ended as it began, refused as "end: must be after start", which did not say why."""
     wall = _read_iso(text)
-    if wall.tzinfo is not None or (jump := clock_jump(wall, zone)) is None:
+    if wall.tzinfo is not None or _date_alone(text) or (jump := clock_jump(wall, zone)) is None:
         return None
     _, before, after = jump
     # Samoa skipped a whole day (2011-12-30): the dates then say more than the hours.

@@ -57,6 +57,14 @@ def test_a_one_off_window_at_a_time_the_clocks_skip_is_refused_saying_so() -> No
     assert span("2026-11-01T01:30", "2026-11-01T01:30-05:00", "America/New_York") == ["05:30", "06:30"]
 
 
+def test_a_date_alone_on_a_day_that_starts_with_the_clocks_going_forward_is_that_day_s_start() -> None:
+    # Santiago goes from 00:00 straight to 01:00 on 2026-09-06: the day starts at 01:00 (04:00 UTC), which is how
+    # the date was read before skipped times were refused; a window for that whole day was refused with them.
+    assert span("2026-09-06", "2026-09-07", "America/Santiago") == ["04:00", "03:00"]
+    with pytest.raises(ConfigError, match="is no time in America/Santiago"):
+        span("2026-09-06T00:00", "2026-09-07", "America/Santiago")
+
+
 def test_a_fixed_time_the_clocks_skip_runs_at_the_jump_as_cron_runs_it(store: Store) -> None:
     # cron(8): jobs that would have run in the skipped interval "will be run immediately". They ran an hour later
     # on the wall clock (03:30), which the docs called cron's way.
