@@ -117,15 +117,20 @@ def warn_unalerted(config: Config, log: logging.Logger) -> None:
         log.warning("%s", said)
 
 
-# The ports whose servers speak the other TLS mode: 465 takes TLS at once, 587 and 25 plain text, then STARTTLS.
-_OTHER_MODE = {"ssl": {587: "starttls", 25: "starttls"}, "starttls": {465: "ssl"}}
+# The ports whose servers speak the other TLS mode: 465 takes TLS at once, 587 and 25 plain text, then STARTTLS. Plain
+# text ("none") is what 587 and 25 take first too (a relay may refuse a login before STARTTLS, which
+# warn_smtp_setup's login warning is for), but not 465, which waits for a TLS handshake that never comes.
+_OTHER_MODE = {"ssl": {587: "starttls", 25: "starttls"}, "starttls": {465: "ssl"}, "none": {465: "ssl"}}
+# The port that usually speaks each mode, offered as the other fix.
+_USUAL_PORT = {"ssl": 465, "starttls": 587, "none": 25}
 
 
 def smtp_port_mismatch(config: Config) -> str | None:
     """With alerts enabled, a ``security`` the usual server on ``port`` does not speak, in words (the key and line
     first, as an error names them), or None. The file loaded, `config check` said OK, and the first email failed at
     its send (ssl to 587: a TLS error; starttls to 465: a wait for the greeting until ``timeout``), maybe at 3 a.m.
-    A warning, not an error: a relay may take either on a port of its own."""
+    none to 465 waited for the greeting as starttls did. A warning, not an error: a relay may take either on a port of
+    its own."""
     smtp = config.alerts.smtp
     if not config.alerts.enabled or (other := _OTHER_MODE.get(smtp.security, {}).get(smtp.port)) is None:
         return None
@@ -135,7 +140,7 @@ def smtp_port_mismatch(config: Config) -> str | None:
         key = "alerts.smtp.port"
         line = _line(config, key)
     where = f"{config.path or 'config'}{f':{line}' if line is not None else ''}: {key}"
-    usual = "465" if smtp.security == "ssl" else "587"
+    usual = _USUAL_PORT[smtp.security]
     return (f'{where}: security = "{smtp.security}" with port {smtp.port}, where servers expect {other}: every email '
             f'is likely to fail at its send; use security = "{other}", or port {usual} for {smtp.security} (a relay '
             "that takes it on this port may ignore this)")

@@ -138,6 +138,14 @@ def test_starttls_to_a_server_that_never_greets_hints_at_implicit_tls(store: Sto
     assert needs_action == 0  # a server that hangs is an outage, retried as one
 
 
+def test_plain_smtp_to_a_server_that_never_greets_hints_at_implicit_tls(store: Store) -> None:
+    # security = "none" to 465 waits for the greeting as starttls does, and was told without the hint.
+    with silent_server() as port:
+        row, _ = _attempt(store, _mail(port, timeout=0.5, security="none"))
+    assert str(row["last_error"]).endswith('; an implicit-TLS port (465) says nothing until TLS starts: security = '
+                                           '"ssl" for it')
+
+
 def test_smtp_outages_name_what_failed(store: Store, caplog: pytest.LogCaptureFixture) -> None:
     with refused_port() as port, caplog.at_level(logging.WARNING, logger="miner.alerts"):
         row, needs_action = _attempt(store, _mail(port, security="none"))

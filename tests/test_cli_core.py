@@ -726,6 +726,12 @@ def test_config_check_warns_of_an_smtp_login_sent_unencrypted(runner: CliRunner,
     ('port = 465\nsecurity = "starttls"', '4: alerts.smtp.security: security = "starttls" with port 465, where servers '
      'expect ssl: every email is likely to fail at its send; use security = "ssl", or port 587 for starttls'),
     ("port = 465", '3: alerts.smtp.port: security = "starttls" with port 465, where servers expect ssl'),
+    # Plain text to an implicit-TLS port waits for a greeting that never comes, as starttls does.
+    ('port = 465\nsecurity = "none"', '4: alerts.smtp.security: security = "none" with port 465, where servers expect '
+     'ssl: every email is likely to fail at its send; use security = "ssl", or port 25 for none'),
+    ('security = "none"\nport = 465', '3: alerts.smtp.security: security = "none" with port 465'),
+    ('port = 25\nsecurity = "none"', None), ('port = 587\nsecurity = "none"', None),
+    ('port = 465\nsecurity = "none"\n[alerts]\nenabled = false', None),
     ('port = 465\nsecurity = "ssl"', None), ('port = 587\nsecurity = "starttls"', None), ("port = 2525", None),
     ('port = 587\nsecurity = "ssl"\n[alerts]\nenabled = false', None),
 ])

@@ -51,7 +51,7 @@ def smtp_failure(s: SmtpSettings, exc: BaseException, greeted: bool, unconfirmed
     if failure is None:
         return f"SMTP {s.host}:{s.port} unreachable: {type(exc).__name__}: {exc}", False
     text = f"SMTP {failure.text()}"
-    if failure.kind == "read_timeout" and not greeted and s.security == "starttls":
+    if failure.kind == "read_timeout" and not greeted and s.security != "ssl":
         # A server on an implicit-TLS port waits for the TLS handshake, and says nothing until then.
         text += '; an implicit-TLS port (465) says nothing until TLS starts: security = "ssl" for it'
     return text, failure.needs_action

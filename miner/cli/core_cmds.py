@@ -35,7 +35,7 @@ def config_check(app: AppContext, path: Path | None) -> None:
     started with it); not a name that reads as the secret itself (lower case, or a token such as AKIA...): a warning
     names its key instead. A source url that holds what looks like a credential (a user name, a query parameter such as
     api_key) is warned about, as are an SMTP login that would cross the network unencrypted, an SMTP security that the
-    server on its port usually does not speak (ssl with 587 or 25, starttls with 465), an alerts lease shorter
+    server on its port usually does not speak (ssl with 587 or 25, starttls or none with 465), an alerts lease shorter
     than a slow send may take, and a proxy in the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) that miner's HTTP
     cannot use (a SOCKS proxy without the socksio package, a scheme other than http, https or socks5, a bad port). So
     are services that no alert route tells anyone of (no [[alerts.routes]], or none listing them in its services).
