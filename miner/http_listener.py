@@ -66,7 +66,14 @@ def bind_early(at: tuple[str, int] | None) -> Listener | None:
     connection made meanwhile waits in the backlog, and is answered as soon as the endpoint is (503 "starting")."""
     if at is None:
         return None
-    host, port = at
+    try:
+        return bind(*at)
+    except OSError:
+        return None
+
+
+def bind(host: str, port: int) -> Listener:
+    """A socket listening at ``host`` and ``port`` as the endpoint's server binds one; raises OSError."""
     sock = Socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server's HTTPServer sets it
@@ -74,7 +81,7 @@ def bind_early(at: tuple[str, int] | None) -> Listener | None:
         sock.listen(LISTEN_BACKLOG)
     except OSError:
         sock.close()
-        return None
+        raise
     return Listener(host, port, sock)
 
 

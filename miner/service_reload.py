@@ -6,19 +6,22 @@ running. A config refused changes nothing: one error in the log, with the messag
 and the line), and the service runs on with the config it has. A restart under a supervisor was the only way to
 apply a change before, and a broken feeds.toml then left the service down, failing at every start.
 
-A config accepted is first given a new service with its model loaded, while the service runs on and answers
-(:mod:`miner.service_switch`); a model refused there changes nothing either, and is logged the same way. Only then is
+A config accepted is first given a new service with its model loaded, its HTTP endpoint's socket bound if it
+listens at another address, and its store's lock taken if it runs on another store, while the service runs on and
+answers (:mod:`miner.service_switch`); a model refused there, a port taken or a store another process holds changes
+nothing either, and is logged the same way, as nginx and Prometheus keep running with their old config when a new
+one cannot be applied. Only then is
 the service stopped as SIGTERM stops it (jobs finish their batch, held polls are stored, the HTTP server stops
 accepting), but for the store lock, the polls still held, the report clients' rate limits and reporter key, and the
 HTTP endpoint's listening socket if the new config listens at the same address (its new connections wait in the
 backlog, for milliseconds), handed to the new service (:mod:`miner.service_handover`), which starts in the same
 process: new scheduler, sources, routes, HTTP settings and model, as a restart would have them. The requests the
 service stopped was still answering are waited for once the new one accepts, and its store closed then.
-If that new service fails at start (its port taken, the store it names locked), the error is logged and the service
-starts again with the config it ran before, as Prometheus and nginx keep their old config when a new one cannot be
-applied: the config that ran a moment ago is the one most likely to start, and a process that exited would be
-started again by its supervisor on the new file, to fail the same way. Only when that start fails too does
-the command exit 1.
+If that new service fails at start all the same (its store unreadable, or needing an upgrade it cannot have, or its
+address taken by the service before under another name, as `localhost` for `127.0.0.1`, bound only once that one
+has closed), the error is logged and the service starts again with the config it ran before: the config that ran a
+moment ago is the one most likely to start, and a process that exited would be started again by its supervisor on
+the new file, to fail the same way. Only when that start fails too does the command exit 1.
 """
 
 from __future__ import annotations
@@ -222,6 +225,7 @@ class Reloader:
         try:
             return self._start(service, handover)
         except Exception as exc:  # the new service stopped what it had started, and left the lock handed over
+            service.discard()  # what its claim took and the start did not stop: a socket bound for another address
             log.error("config reload failed: the service did not start with the new config: %s; starting it again "
                       "with the config it ran before", _described(exc), exc_info=not isinstance(exc, MinerError))
             return None
@@ -263,6 +267,7 @@ class Reloader:
         prepared = None
         try:
             prepared = self.make(config)
+            prepared.claim(service)  # first: a port taken is told without a model loaded for nothing
             prepared.prepare()
         except Exception as exc:  # nothing has stopped: the service before runs on, as for a config refused
             if prepared is not None:

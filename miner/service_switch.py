@@ -11,24 +11,29 @@ scheduled. The requests the service before is still answering are waited for aft
 before it, a client still sending its request head kept the endpoint from accepting for up to 5 s.
 A model refused, or a CA file gone, is found in the preparation, before anything stopped: the service before runs on
 untouched. The price: both models are in memory at once while the new one loads, as both configs' workers are in nginx.
+So are a new HTTP address taken and another store's lock held by another process (:meth:`ServiceSwitch.claim`): both
+found at the new service's start before, after the service before had stopped, which was then started again, its
+jobs, connections and endpoint anew (on another port, for port 0), the clients of its endpoint refused meanwhile.
 
 A mixin of :class:`miner.service.Service`, which owns the parts handed over.
 """
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from miner.config import Config
+from miner.errors import MinerError
 from miner.held_polls import HeldPolls
-from miner.http_listener import Listener, listen_at
+from miner.http_listener import Listener, bind, listen_at
 from miner.report_intake import ReportIntake
 from miner.service_handover import Handover
 from miner.service_lock import ServiceLock
 
 if TYPE_CHECKING:
-    from miner.service import ServiceOptions
+    from miner.service import Service, ServiceOptions
 
 
 class ServiceSwitch:
@@ -44,6 +49,7 @@ class ServiceSwitch:
     _bound_early: bool
     _handing_over: bool
     _finish_later: bool
+    _bound_ahead = False  # _listener is the one claim bound, while the service before ran
 
     def prepare(self) -> None:
         """The start's slow part, which needs neither the store nor the port: the model folder and CA file checked
@@ -68,12 +74,35 @@ class ServiceSwitch:
     def prepared(self) -> bool:
         return self._poller is not None
 
+    def claim(self, running: Service) -> None:
+        """Before ``running`` stops for a reload to this service: bind this one's HTTP endpoint if it listens at another
+        address than ``running`` (the same one is handed over), and take its store's lock if it runs on another store.
+        Raises MinerError (the port taken, the store another process's), which refuses the reload with ``running``
+        untouched, as a config refused is."""
+        if (at := self._listen_at()) is not None and at != running._listen_at():
+            try:
+                self._listener, self._bound_ahead = bind(*at), True
+            except OSError as exc:
+                # Maybe taken by ``running`` itself, under another name for its address (localhost for 127.0.0.1,
+                # 0.0.0.0 beside it): bound at the start, once it has closed, as before.
+                bound = running.http_address
+                if exc.errno != errno.EADDRINUSE or bound is None or bound[1] != at[1]:
+                    raise MinerError(f"cannot listen on {at[0]}:{at[1]} ({exc.strerror or exc})") from None
+        if self.lock.path != running.lock.path:
+            self.lock.acquire()
+
     def discard(self) -> None:
-        """Let go of what :meth:`prepare` made, for a service that will not start (a stop came first)."""
+        """Let go of what :meth:`prepare` and :meth:`claim` took, for a service that will not start (a stop came first,
+        or its start failed)."""
         if self._poller is not None:
             self._poller.close()
             self._poller = None
         self._classifier = None
+        if self._bound_ahead and self._listener is not None:
+            self._listener.close()
+            self._listener, self._bound_ahead = None, False
+        if not self._handing_over:  # a lock handed over is for the service started again with the config before
+            self.lock.release()
 
     def hand_over(self) -> None:
         """The stop to come is a reload's: the store lock and the polls held are kept for :meth:`handover` to give
@@ -88,8 +117,10 @@ class ServiceSwitch:
         """Before :meth:`start`: take what the service before handed over: its reports' clients, its HTTP endpoint's
         listening socket if this one listens at the same host and port, and the rest if it ran on this store."""
         self._reports.take_over(handover.reports)
-        self._listener = handover.give_listener(self._listen_at())
-        self._keep_listener = self._listener is not None  # until started: a start that fails leaves it for the next
+        given = handover.give_listener(self._listen_at())  # None where claim bound one: closed for it
+        if not self._bound_ahead:
+            self._listener = given
+            self._keep_listener = given is not None  # until started: a start that fails leaves it for the next
         handover.taken = handover.lock.path == self.lock.path
         if handover.taken:
             self.lock, self._held = handover.lock, handover.held

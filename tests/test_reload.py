@@ -1,7 +1,7 @@
 """SIGHUP reloads `miner run`'s config, on the real CLI in a subprocess: a config refused is logged with `config
 check`'s message while the service runs on untouched; one accepted restarts the service in the same process with
-it (new sources polled, the HTTP endpoint on its new port); one whose service cannot start (its port taken) leaves
-the service running with the config before."""
+it (new sources polled, the HTTP endpoint on its new port); one whose port is taken is refused as one config check
+refuses is, the service running on untouched."""
 
 from __future__ import annotations
 
@@ -212,8 +212,11 @@ def test_sighup_logs_a_refused_config_and_runs_on_then_restarts_with_an_accepted
     assert not (tmp_path / "miner.sqlite.lock").read_text().strip()
 
 
-def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_before(tmp_path: Path,
-                                                                                       feeds: FakeServer) -> None:
+def test_a_config_whose_port_is_taken_is_refused_and_the_service_before_runs_on_untouched(tmp_path: Path,
+                                                                                         feeds: FakeServer) -> None:
+    # Found at the new service's start, after the service before had stopped, which was then started again: its
+    # endpoint refused connections meanwhile and came back on another port (port 0), its jobs ran again. Refused
+    # before anything stops, as nginx and Prometheus refuse a config they cannot apply.
     cfg = tmp_path / "feeds.toml"
     write_config(cfg, feeds.url, 0)
     service = Running(cfg)
@@ -227,12 +230,14 @@ def test_a_config_whose_service_cannot_start_leaves_it_running_with_the_config_b
             # Valid for config check, but its port is someone else's.
             write_config(cfg, feeds.url, taken_port, ("alpha", "beta"))
             service.hup()
-            service.wait_for(service.logged("config reload failed: running with the config read before"))
-            failed = [m for m in service.messages() if m.startswith("config reload failed: the service did not start")]
-            assert len(failed) == 1 and f"cannot listen on 127.0.0.1:{taken_port}" in failed[0], failed
-            # Started again with port 0, it bound a free port anew (the one before was closed for the new port's).
-            port = service.port()
-            service.wait_for(lambda: healthy(port))
+            service.wait_for(service.logged("config reload failed, still running with the config read before"))
+            failed = [m for m in service.messages() if m.startswith("config reload failed")]
+            assert failed == ["config reload failed, still running with the config read before: cannot listen on "
+                              f"127.0.0.1:{taken_port} (Address already in use)"], failed
+            # The same service on the same port: never stopped, nor started again.
+            assert healthy(port) and endpoint_port(service.lines) == port
+            started = [m for m in service.messages() if m.startswith(("miner service started", "stopping"))]
+            assert len(started) == 1 and started[0].endswith(", 1 source"), started
             assert metric(port, 'miner_config_reloads_total{result="failure"}') == "1"
             assert metric(port, "miner_config_last_reload_successful") == "0"
             assert feeds.requests_to("/beta.rss") == []  # the new config never ran
@@ -347,7 +352,7 @@ def test_a_reload_frees_the_service_before_and_its_model(tmp_path: Path, feeds: 
 
 
 def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path, feeds: FakeServer) -> None:
-    # The new service, its model loaded before its port was found taken, was kept as the one before was.
+    # The new service, its model loaded before its store was found unreadable, was kept as the one before was.
     import gc
     import weakref
 
@@ -360,7 +365,7 @@ def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path,
     built: list[weakref.ref[Service]] = []
 
     def make(config: Config) -> Service:
-        service = Service(config, tmp_path / "miner.sqlite", ServiceOptions(jobs=(JobSpec("collect", 3600.0),)))
+        service = Service(config, config.store.path, ServiceOptions(jobs=(JobSpec("collect", 3600.0),)))
         built.append(weakref.ref(service))
         return service
 
@@ -373,25 +378,24 @@ def test_a_reload_that_fails_to_start_frees_the_service_it_built(tmp_path: Path,
     thread = threading.Thread(target=reloader.run, daemon=True)
     was_enabled = gc.isenabled()
     gc.disable()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        try:
-            thread.start()
-            deadline = time.monotonic() + 120
-            while not started(0) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            write_config(cfg, feeds.url, taken.getsockname()[1])
-            signals.handle(signal.SIGHUP)
-            while not (started(2) and built[0]() is None) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert started(2)
-            assert built[0]() is None and built[1]() is None
-        finally:
-            signals.handle(signal.SIGTERM)
-            thread.join(timeout=60)
-            if was_enabled:
-                gc.enable()
+    (tmp_path / "other.sqlite").write_bytes(b"not a database " * 512)  # found only by the new service's start
+    try:
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not started(0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        write_config(cfg, feeds.url)
+        cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+        signals.handle(signal.SIGHUP)
+        while not (started(2) and built[0]() is None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started(2)
+        assert built[0]() is None and built[1]() is None
+    finally:
+        signals.handle(signal.SIGTERM)
+        thread.join(timeout=60)
+        if was_enabled:
+            gc.enable()
     assert not thread.is_alive()
 
 

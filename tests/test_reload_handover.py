@@ -4,6 +4,7 @@ held in memory while the store takes no writes, and the user reports' rate limit
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import threading
@@ -128,21 +129,47 @@ def test_the_lock_goes_to_the_config_before_when_the_new_one_fails_to_start(
     rivals: list[str] = []
     with reloading(cfg, rivalled(db, built, rivals)) as hup:
         wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
-        # A store that a `miner replay` holds: only the start finds out, once the service before has stopped.
-        other = ServiceLock(tmp_path / "other.sqlite", role="replay")
-        other.acquire()
-        try:
-            write_config(cfg, feeds.url)
-            cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
-            hup()
-            wait_for(lambda: len(built) == 3 and built[2].health["collect"].runs == 1)
-        finally:
-            other.release()
+        # A store that is no SQLite file: only the start finds out, once the service before has stopped.
+        (tmp_path / "other.sqlite").write_bytes(b"not a database " * 512)
+        write_config(cfg, feeds.url)
+        cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+        hup()
+        wait_for(lambda: len(built) == 3 and built[2].health["collect"].runs == 1)
         assert "config reload failed: the service did not start with the new config" in caplog.text
         # Neither between the stop and the new service's start, nor between its failure and the start again.
         assert len(rivals) == 2 and all("is already using" in r for r in rivals), rivals
         assert built[2].lock.held
     assert not built[2].lock.held
+
+
+def test_a_reload_to_a_store_another_process_holds_is_refused_with_the_service_before_untouched(
+        tmp_path: Path, feeds: FakeServer, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    # Found at the new service's start, once the service before had stopped: that one was started again, its jobs
+    # and endpoint anew. Taken while it runs, as nginx and Prometheus refuse a config they cannot apply.
+    cfg = tmp_path / "feeds.toml"
+    db = tmp_path / "miner.sqlite"
+    write_config(cfg, feeds.url)
+    built: list[Service] = []
+    rivals: list[str] = []
+    other = ServiceLock(tmp_path / "other.sqlite", role="replay")
+    with reloading(cfg, rivalled(db, built, rivals)) as hup:
+        wait_for(lambda: bool(built) and built[0].health["collect"].runs == 1)
+        other.acquire()
+        try:
+            write_config(cfg, feeds.url)
+            cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+            hup()
+            wait_for(lambda: "config reload failed" in caplog.text)
+        finally:
+            other.release()
+        failed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("config reload failed")]
+        assert failed == [f"config reload failed, still running with the config read before: another miner replay "
+                          f"(pid {os.getpid()}) is already using {tmp_path / 'other.sqlite'}; stop it first, or "
+                          "give this one its own --db"], failed
+        # Nothing stopped: no service was handed anything, and the one before runs on with its lock.
+        assert len(built) == 2 and rivals == [] and built[0].lock.held and not built[1].lock.held
+        assert built[0].health["collect"].runs == 1 and not built[0]._stop.is_set()
+    assert not built[0].lock.held
 
 
 def stored_ids(db: Path) -> set[str]:

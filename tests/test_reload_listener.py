@@ -138,21 +138,27 @@ def test_a_reload_that_fails_to_start_leaves_the_listener_to_the_config_before(
     cfg = tmp_path / "feeds.toml"
     with reloading_asking(cfg, feeds.url) as (hup, built, asked):
         port = bound_port(built[0])
-        # Accepted by config check, the same port (0), but a store that a `miner replay` holds: only the start finds
-        # out.
-        other = ServiceLock(tmp_path / "other.sqlite", role="replay")
-        other.acquire()
-        try:
-            write_config(cfg, feeds.url, 0)
-            cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
-            hup()
-            wait_for(started(built, 3))
-        finally:
-            other.release()
+        # Accepted by config check, the same port (0), but a store that is no SQLite file: only the start finds out.
+        (tmp_path / "other.sqlite").write_bytes(b"not a database " * 512)
+        write_config(cfg, feeds.url, 0)
+        cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+        hup()
+        wait_for(started(built, 3))
         assert "config reload failed: the service did not start with the new config" in caplog.text
         # One sent before the new service was built, one after it failed: both answered by the config before.
         assert [answer(a) for _, a in asked] == ["HTTP/1.0 200 OK"] * 2
         assert answer(ask(port)) == "HTTP/1.0 200 OK"
+
+        # On another port, bound while the service before ran (ServiceSwitch.claim): closed when the start fails,
+        # not left listening with nobody to accept.
+        with reserved_port() as other:
+            write_config(cfg, feeds.url, other)
+            cfg.write_text(cfg.read_text().replace("miner.sqlite", "other.sqlite"))
+            hup()
+            wait_for(started(built, 5))
+            assert refused(other)
+            port = bound_port(built[4])
+            assert answer(ask(port)) == "HTTP/1.0 200 OK"
     assert refused(port)
 
 

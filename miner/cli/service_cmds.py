@@ -44,10 +44,11 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 
     At SIGHUP it reads the --config file again and checks it as `miner config check` does. A config refused is
     logged as one error naming the key and line, and the service runs on with the one it has. A config accepted
-    (even unchanged) has its model loaded while the service runs on (a model refused is logged as a config
-    refused is); then the service stops gracefully and starts again in the same process with the new settings
-    and that model, the HTTP endpoint answering throughout (a connection waits milliseconds in its backlog);
-    should that start fail, it logs why and starts again with the config it ran before. The command line's
+    (even unchanged) has its model loaded, and a new HTTP address bound and another store's lock taken, while the
+    service runs on (a model refused, a port taken or a store held by another process is logged as a config
+    refused is, nothing stopped); then the service stops gracefully and starts again in the same process with the
+    new settings and that model, the HTTP endpoint answering throughout (a connection waits milliseconds in its
+    backlog); should that start fail, it logs why and starts again with the config it ran before. The command line's
     options (the HTTP ones here, the global --db) stay as given.
 
     SIGINT stays ignored when it was at the start, as a script's `miner run &` starts it: stop it with SIGTERM.
