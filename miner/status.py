@@ -23,6 +23,26 @@ from miner.timeutil import counted, duration_text, floor_time, iso, parse_iso
 REASON_WIDTH = 120
 
 
+def running_status(store_path: str | Path) -> dict[str, Any]:
+    """Whether a `miner run` holds the store's lock now (``running``), and the PID and role (``holder``: service,
+    replay or demo) of the process that holds it, None for none. Status read the same with the service stopped (it
+    crashed, or was never started) as running: each source's next poll, long past, was the only sign that nothing
+    polls, classifies or alerts."""
+    from miner.service_lock import lock_owner
+
+    owner = lock_owner(store_path)
+    return {"running": owner is not None and owner[1] == "service", "pid": owner[0] if owner else None,
+            "holder": owner[1] if owner else None}
+
+
+def running_text(running: dict[str, Any]) -> str:
+    if running["running"]:
+        return f"service: `miner run` is running on this store (pid {running['pid']})"
+    held = f"; a `miner {running['holder']}` (pid {running['pid']}) holds it" if running["holder"] else ""
+    return (f"service: no `miner run` is running on this store{held}: nothing polls, classifies or alerts until it is "
+            "started (the next polls below are when it would poll)")
+
+
 def service_status(store: Store, config: Config, now: datetime, window: timedelta) -> list[dict[str, Any]]:
     """Per service: the posts and complaints in the buckets overlapping the ``window`` before ``now``, the score of
     the last bucket the detector scored and its start (None before the first), the sources the buckets that have

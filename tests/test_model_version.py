@@ -31,6 +31,11 @@ def _status(cfg: Path, *args: str) -> str:
     return res.output
 
 
+def _model_text(cfg: Path) -> str:
+    """Status in text from its model line on: after the paragraph saying whether a service is running."""
+    return _status(cfg).split("\n\n", 1)[1]
+
+
 def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_another_models_verdict(
     tmp_path: Path,
 ) -> None:
@@ -55,7 +60,7 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
         "version": None, "loaded_at": None, "loaded_by": None, "threshold": None, "early_exit": None,
         "verdicts_other_model": None, "verdicts_other_settings": None, "on_disk": VERSION, "config_threshold": 0.37,
         "config_early_exit": True}
-    assert _status(cfg).startswith("model: none recorded yet")
+    assert _model_text(cfg).startswith("model: none recorded yet")
 
     service = Service(config, Path(config.store.path), ServiceOptions(jobs=(), http=True, http_port=0))
     service.start()
@@ -69,7 +74,7 @@ def test_status_healthz_and_metrics_show_the_model_and_the_posts_left_with_anoth
         shown = json.loads(_status(cfg, "--format", "json"))["model"]
         assert shown["version"] == VERSION and shown["verdicts_other_model"] == 1 and shown["loaded_at"]
         assert shown["loaded_by"] == "miner run"
-        text = _status(cfg).splitlines()
+        text = _model_text(cfg).splitlines()
         assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
         assert text[1].startswith("1 post of the last 24 h counts another model's verdict")
     finally:
@@ -90,13 +95,13 @@ def test_status_names_the_model_a_replay_gave_its_verdicts_with(tmp_path: Path) 
     model = json.loads(_status(cfg, "--format", "json"))["model"]
     assert (model["version"], model["loaded_by"], model["verdicts_other_model"]) == (VERSION, "miner replay", 0)
     assert model["loaded_at"]
-    assert _status(cfg).startswith(f"model {VERSION} (loaded by `miner replay` at ")
+    assert _model_text(cfg).startswith(f"model {VERSION} (loaded by `miner replay` at ")
     # A service started on the store records its own, as before.
     config = load_config(cfg)
     service = Service(config, Path(config.store.path), ServiceOptions(jobs=()))
     service.start()
     try:
-        assert _status(cfg).startswith(f"model {VERSION} (loaded by `miner run` at ")
+        assert _model_text(cfg).startswith(f"model {VERSION} (loaded by `miner run` at ")
     finally:
         service.stop()
 
@@ -117,21 +122,21 @@ def test_status_says_a_model_put_in_place_since_the_service_started_is_not_serve
     service.start()
     try:
         assert json.loads(_status(cfg, "--format", "json"))["model"]["on_disk"] == VERSION
-        assert len(_status(cfg).split("\n\n")[0].splitlines()) == 1  # the model served is the one on disk
+        assert len(_model_text(cfg).split("\n\n")[0].splitlines()) == 1  # the model served is the one on disk
         # `miner train --out` over it: the service gives the old model's verdicts until it restarts, and status showed
         # the old version alone, as if served.
         meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
         (folder / "model.json").write_text(json.dumps({**meta, "version": "minilm-outage-next"}), encoding="utf-8")
         model = json.loads(_status(cfg, "--format", "json"))["model"]
         assert (model["version"], model["on_disk"]) == (VERSION, "minilm-outage-next")
-        text = _status(cfg).splitlines()
+        text = _model_text(cfg).splitlines()
         assert text[0].startswith(f"model {VERSION} (loaded by `miner run` at ")
         assert text[1] == ("the model.json on disk is minilm-outage-next: restart or reload (SIGHUP) the service to "
                            "serve it")
         (folder / "model.json").write_text("{", encoding="utf-8")  # half written: nothing said of it
         model = json.loads(_status(cfg, "--format", "json"))["model"]
         assert (model["on_disk"], model["config_threshold"], model["config_early_exit"]) == (None, None, None)
-        assert len(_status(cfg).split("\n\n")[0].splitlines()) == 1
+        assert len(_model_text(cfg).split("\n\n")[0].splitlines()) == 1
     finally:
         service.stop()
 

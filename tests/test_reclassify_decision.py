@@ -151,7 +151,7 @@ def test_status_says_how_many_verdicts_were_decided_at_another_threshold_than_th
         assert (model["threshold"], model["early_exit"]) == (RAISED, True)
         assert (model["verdicts_other_model"], model["verdicts_other_settings"]) == (0, 400)
         text = CliRunner().invoke(main, ["--config", str(cfg), "status"]).output.splitlines()
-        assert text[1] == ("400 posts of the last 24 h count a verdict decided at another threshold or early-exit "
+        assert text[3] == ("400 posts of the last 24 h count a verdict decided at another threshold or early-exit "
                            "setting than the service's (threshold 0.8, early exits on): after a change of [classifier] "
                            "threshold or early_exit, `miner reclassify --since` decides them again")
         reclassify(cfg)
@@ -175,7 +175,8 @@ def test_status_says_when_the_configs_classifier_settings_are_not_the_ones_the_s
         shown = CliRunner().invoke(main, ["--config", str(cfg), "status", "--format", "json"])
         text = CliRunner().invoke(main, ["--config", str(cfg), "status"])
         assert shown.exit_code == text.exit_code == 0, shown.output + text.output
-        return json.loads(shown.output)["model"], text.output.split("\n\n")[0].splitlines()[1:]
+        # The paragraph of the model: after the one saying whether a service is running.
+        return json.loads(shown.output)["model"], text.output.split("\n\n")[1].splitlines()[1:]
 
     try:
         model, lines = status()

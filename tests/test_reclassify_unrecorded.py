@@ -139,7 +139,7 @@ def test_status_and_metrics_count_verdicts_stored_before_their_settings_that_ano
             "model"]
         assert (model["threshold"], model["verdicts_other_model"], model["verdicts_other_settings"]) == (RAISED, 0, 11)
         text = CliRunner().invoke(main, ["--config", str(cfg), "status"]).output.splitlines()
-        assert text[1] == ("11 posts of the last 24 h count a verdict decided at another threshold or early-exit "
+        assert text[3] == ("11 posts of the last 24 h count a verdict decided at another threshold or early-exit "
                            "setting than the service's (threshold 0.8, early exits on): after a change of [classifier] "
                            "threshold or early_exit, `miner reclassify --since` decides them again")
         lines = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text.splitlines()

@@ -99,9 +99,11 @@ def run(app: AppContext, log_format: str, log_level: str, http: bool | None, por
 def status(app: AppContext, fmt: str) -> None:
     """Per service: posts and complaints in the last hour, baseline, z, open incident. First, a clock behind the
     store (it holds a post its source dated more than 10 minutes after the current time), with that post's date and
-    how far behind: the detector steps no bucket, and notifications wait, until the clock is set right. Then the
-    model the service (`miner run`) loaded last, whether the model.json on disk is another (replaced without a restart),
-    whether the config's [classifier] threshold and early_exit decide otherwise than the service (changed without a
+    how far behind: the detector steps no bucket, and notifications wait, until the clock is set right. Then whether
+    a `miner run` is running on the store (holds its lock), with its PID: with none, nothing polls, classifies or
+    alerts, and the next polls shown are when it would poll. Then the model the service (`miner run`) loaded last,
+    whether the model.json on disk is another (replaced without a restart), whether the config's [classifier]
+    threshold and early_exit decide otherwise than the service (changed without a
     reload), and how many posts of the last 24 h count another model's verdict, or one decided at another setting (a
     change whose `miner reclassify` has not run). The last bucket the detector scored, and the sources the buckets
     ended since wait for. Per source: last ok, next poll, whether its last poll is behind, last error; then the
@@ -122,9 +124,11 @@ def status(app: AppContext, fmt: str) -> None:
     fails, or none has polled for settle_minutes though each is due (the collect job stalled, the host was
     suspended), the buckets wait for them, up to detector.max_fill_hours.
 
-    JSON is {"model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts stored with no verdict
-    yet. The model has version, loaded_at and loaded_by (the command that loaded it: "miner run", or "miner replay" or
-    "miner demo" for the model a replay gave its verdicts with; null before one recorded it), threshold and early_exit
+    JSON is {"service": {...}, "model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts
+    stored with no verdict yet. The service has running (true or false), pid and holder (the PID and role, "service",
+    "replay" or "demo", of the process holding the store's lock; null for none). The model has version, loaded_at
+    and loaded_by (the command that loaded it: "miner run", or "miner replay" or "miner demo" for the model a replay
+    gave its verdicts with; null before one recorded it), threshold and early_exit
     (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last 24 h
     whose counted verdict is another model's; null with no version), verdicts_other_settings (those whose counted
     verdict is the model's, decided at another threshold or early_exit; null with none recorded), on_disk (the version
@@ -174,6 +178,8 @@ def status(app: AppContext, fmt: str) -> None:
         maintenance_status,
         model_status,
         pending_silences,
+        running_status,
+        running_text,
         service_status,
         shown_time,
         silence_status,
@@ -184,6 +190,7 @@ def status(app: AppContext, fmt: str) -> None:
 
     store = app.store(readonly=True, must_exist=True)
     now = utcnow()
+    running = running_status(app.db_path or app.config.store.path)
     model = model_status(store, app.config, now)
     services = service_status(store, app.config, now, window=timedelta(hours=1))
     sources = source_status(store, app.config)
@@ -197,7 +204,7 @@ def status(app: AppContext, fmt: str) -> None:
     # posts were in no count and status showed 0 posts for a service that had just stored a dozen.
     unclassified = store.queue_depths()["classify"]
     if fmt == "json":
-        click.echo(json.dumps({"model": model, "services": services, "unclassified": unclassified,
+        click.echo(json.dumps({"service": running, "model": model, "services": services, "unclassified": unclassified,
                                "sources": sources, "silences": silences, "maintenance": maintenance,
                                "alert_channels": channels, "failed_notifications": failed, "prune_held": held,
                                "clock_behind": behind},
@@ -207,6 +214,8 @@ def status(app: AppContext, fmt: str) -> None:
         # First: it explains a last bucket after the current time below, and no bucket scored since.
         click.echo(clock_behind_text(behind))
         click.echo()
+    click.echo(running_text(running))
+    click.echo()
     click.echo(_model_line(model))
     click.echo()
     click.echo(table(("service", "posts 1h", "complaints 1h", "baseline", "z", "last bucket", "waiting for",

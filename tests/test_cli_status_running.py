@@ -1,0 +1,45 @@
+"""`miner status` says whether a `miner run` is running on the store: it read the same with the service stopped (it
+crashed, or was never started) as running, each source's next poll long past the only sign."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from miner.cli import main
+from miner.service_lock import ServiceLock
+from miner.store import Store
+
+
+@pytest.mark.parametrize(("role", "line", "running"), [
+    (None, "service: no `miner run` is running on this store: nothing polls, classifies or alerts until it is "
+           "started (the next polls below are when it would poll)", {"running": False, "pid": None, "holder": None}),
+    ("service", "service: `miner run` is running on this store (pid {pid})",
+     {"running": True, "pid": "{pid}", "holder": "service"}),
+    ("replay", "service: no `miner run` is running on this store; a `miner replay` (pid {pid}) holds it: nothing "
+               "polls, classifies or alerts", {"running": False, "pid": "{pid}", "holder": "replay"}),
+])
+def test_status_says_whether_a_service_is_running_on_the_store(tmp_path: Path, role: str | None, line: str,
+                                                               running: dict[str, object]) -> None:
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+    cfg.write_text('[[services]]\nname = "MTN"\n')
+    Store.open(db).close()
+    lock = ServiceLock(db, role=role) if role else None
+    if lock is not None:
+        lock.acquire()  # as the process holding it: this one, alive
+    try:
+        base = ["--config", str(cfg), "--db", str(db), "status"]
+        text = CliRunner().invoke(main, base)
+        data = CliRunner().invoke(main, [*base, "--format", "json"])
+    finally:
+        if lock is not None:
+            lock.release()
+    assert text.exit_code == 0 and data.exit_code == 0, text.output + data.output
+    pid = os.getpid()
+    assert text.output.splitlines()[0].startswith(line.format(pid=pid)), text.output
+    expected = {k: pid if v == "{pid}" else v for k, v in running.items()}
+    assert json.loads(data.output)["service"] == expected
