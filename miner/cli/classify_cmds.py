@@ -18,6 +18,7 @@ from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, pipe, with_head
 from miner.cli.classify_output import open_output, write_rows
 from miner.cli.stdio import stdin_unreadable
+from miner.cli.stopping import raise_on_hangup
 from miner.errors import InputError
 from miner.jsonl import MAX_LINE_BYTES, json_refused
 from miner.timeutil import counted
@@ -147,8 +148,8 @@ def classify_cmd(
     line (and null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if
     any line was invalid or the input broke off (a truncated gzip file: the lines before the break keep their
     rows), 0 otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
-    run ends: a run cut short otherwise (SIGINT, SIGTERM: exit status 130, 143; a write error; a model that does
-    not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
+    run ends: a run cut short otherwise (SIGINT, SIGTERM, SIGHUP: exit status 130, 143, 129; a write error; a model
+    that does not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
     stderr. On standard output, the rows written before such a signal end with a whole line: one that lands while
     a slow reader holds up the write lets the line in progress finish (a second signal stops at once).
 
@@ -157,6 +158,14 @@ def classify_cmd(
     threshold, which stops there in one batch and not in another; 2 to 4 decisions in 1,000 flip, depending on
     the CPU (models/MODEL_CARD.md). --batch-size 1 scores each post alone (slower).
     """
+    # A closed terminal or ended session (SIGHUP) killed the run outright, its temporary -o file left behind.
+    with raise_on_hangup():
+        _classify_cmd(app, input_file, output, model_dir, batch_size)
+
+
+def _classify_cmd(
+    app: AppContext, input_file: IO[bytes], output: str, model_dir: Path | None, batch_size: int | None
+) -> None:
     from miner.classify import load_classifier
 
     out, target = open_output(output, input_file)  # before the model loads: a bad -o fails at once
@@ -166,7 +175,7 @@ def classify_cmd(
         if target is not None:
             target.commit(out)
     except BaseException:
-        # SIGINT or SIGTERM (miner.cli.stopping), a failed write (its row cut short), a model that did not load:
+        # SIGINT, SIGTERM or SIGHUP (miner.cli.stopping), a failed write (its row cut short), a model that did not load:
         # the rows so far, or none, would pass for all of them. The -o file keeps what an earlier run left there.
         if target is not None:
             target.discard(out)

@@ -42,10 +42,10 @@ class Target:
 def write_rows(out: IO[str], text: str, name: str) -> None:
     """Write ``text`` (whole lines) to ``out`` and flush it.
 
-    On standard output, a SIGINT or SIGTERM that lands while the write waits on a full pipe (a slow reader) ends the
-    run once the line in progress is written: Python's buffered write gave up part-way through it, and the rows read
-    before the exit ended in half a row. A second signal stops at once. An -o file needs none of this: a run cut
-    short leaves it as it was.
+    On standard output, a SIGINT, SIGTERM or SIGHUP that lands while the write waits on a full pipe (a slow reader)
+    ends the run once the line in progress is written: Python's buffered write gave up part-way through it, and the
+    rows read before the exit ended in half a row. A second signal stops at once. An -o file needs none of this: a run
+    cut short leaves it as it was.
     """
     fd = _descriptor(out) if name == "-" else None
     if fd is None:
