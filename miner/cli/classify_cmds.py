@@ -15,7 +15,7 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
-from miner.cli.classify_input import CHUNK_LINES, chunks, decompressed, foreign, pipe, with_head
+from miner.cli.classify_input import CHUNK_LINES, chunks, foreign, reader, with_head
 from miner.cli.classify_output import open_output, write_rows
 from miner.cli.stdio import stdin_unreadable
 from miner.cli.stopping import raise_on_hangup
@@ -137,9 +137,9 @@ def classify_cmd(
     emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
     fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line and
     CRLF line ends are accepted (an input that starts with a UTF-16 or UTF-32 one, or is bzip2, xz, zstd or zip
-    compressed, is refused whole, no row written). Rows are written 4,096 lines at a time; from an uncompressed
-    pipe, lines read wait at most a second for more before their rows are written (`tail -f posts.jsonl | miner
-    classify -`). Each output line, in input order, is {"id", "outage": 0|1,
+    compressed, is refused whole, no row written). Rows are written 4,096 lines at a time; from a pipe
+    (gzip-compressed or not), lines read wait at most a second for more before their rows are written (`tail -f
+    posts.jsonl | miner classify -`). Each output line, in input order, is {"id", "outage": 0|1,
     "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
     need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
     ([classifier].threshold, else the model's). A line that is empty, longer than 16 MiB, not valid UTF-8, not a
@@ -228,20 +228,20 @@ def _classify_all(clf: Classifier, input_file: IO[bytes], out: IO[str], output: 
     bad = 0
     show = output != "-"
     source = with_head(input_file)
-    unpacked = decompressed(source)
+    stream, packed = reader(source, input_file)
     try:
-        what = foreign(unpacked or source)
+        what = foreign(stream)
     except (EOFError, OSError, zlib.error) as exc:
         # A gzip header cut short (a file of its first 2 to 9 bytes): GzipFile, once it failed there, read on as
         # at the end of a file, so the run ended with no row, no message and exit status 0.
         return bad, InputError(f"input unreadable after line 0 ({exc})")
     if what:
         raise click.ClickException(f"the input is {what}")
-    size = None if unpacked else _size(input_file)  # the bar counts text bytes, not compressed ones
+    size = None if packed else _size(input_file)  # the bar counts text bytes, not compressed ones
     stderr = cast(TextIO, _Stderr())  # duck-typed: write, flush and isatty are all click uses
     with click.progressbar(length=size or 0, label="classifying", file=stderr, hidden=not show or not size) as bar:
         try:
-            for chunk in chunks(unpacked or pipe(source, input_file) or source, CHUNK_LINES):
+            for chunk in chunks(stream, CHUNK_LINES):
                 rows, invalid = _answered(clf, chunk, stderr)
                 bad += invalid
                 _write(out, rows, output)

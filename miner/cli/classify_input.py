@@ -55,12 +55,15 @@ def with_head(fh: IO[bytes], size: int = 6) -> IO[bytes]:
     return io.BufferedReader(_Prefixed(fh.read(size), fh))  # read() waits for them, or for the end of the input
 
 
-def decompressed(fh: IO[bytes]) -> gzip.GzipFile | None:
-    """``fh`` decompressed as it streams, if it is gzip (by its magic bytes), else None."""
+def reader(fh: IO[bytes], original: IO[bytes]) -> tuple[IO[bytes] | gzip.GzipFile | Pipe, bool]:
+    """What the lines of ``fh`` (``original``, or it with its first bytes put back) are read from, and whether it is
+    gzip (by its magic bytes), decompressed as it streams: a pipe's lines as its writer writes them, a file's as a
+    file's."""
     peek = getattr(fh, "peek", None)  # a file's or real stdin's buffered reader (not an in-memory stream)
-    if peek is None or peek(2)[:2] != b"\x1f\x8b":
-        return None
-    return gzip.GzipFile(fileobj=fh)
+    packed = peek is not None and peek(2)[:2] == b"\x1f\x8b"
+    if (stream := pipe(fh, original, packed)) is not None:
+        return stream, packed
+    return (gzip.GzipFile(fileobj=fh) if packed else fh), packed
 
 
 # What the input is when it starts so, each line of which was an error row that did not say why: UTF-16 (Windows
@@ -81,7 +84,7 @@ _FOREIGN = {
 }
 
 
-def foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
+def foreign(fh: IO[bytes] | gzip.GzipFile | Pipe) -> str | None:
     """What ``fh`` is, by its first bytes, where it is not (possibly gzip-compressed) UTF-8 text; else None.
 
     Raises what reading ``fh`` raises (a damaged gzip file): it cannot be read on past that.
@@ -93,18 +96,71 @@ def foreign(fh: IO[bytes] | gzip.GzipFile) -> str | None:
     return next((what for magic, what in _FOREIGN.items() if head.startswith(magic)), None)
 
 
+class Gunzip:
+    """The bytes of a gzip-compressed pipe, decompressed as its compressed bytes come: GzipFile read its input 8 KiB
+    at a time, waiting for all 8 KiB, so posts piped in compressed got no row until more came (4,096 lines, or the
+    end of the input, whatever a writer flushed). Members follow one another (`cat a.gz b.gz`), and zeros after one
+    pad the input, as GzipFile reads them; each member's CRC-32 and size are checked (zlib.error where they differ).
+    """
+
+    def __init__(self, read1: Callable[[int], bytes]) -> None:
+        self.source = read1
+        self.inflate = zlib.decompressobj(wbits=31)  # 16 + 15: a gzip header and trailer around deflate data
+        self.tail = b""  # compressed bytes read, not yet decompressed
+        self.full = False  # the last bytes decompressed filled what was asked for: zlib may hold more
+
+    def held(self, size: int) -> bytes:
+        """At most ``size`` bytes that the compressed bytes read so far hold; b"" where they hold no more."""
+        while True:
+            if self.inflate.eof:  # a member ended: zeros that pad the input, or the next member, may follow
+                self.tail = (self.inflate.unused_data + self.tail).lstrip(b"\0")
+                if not self.tail:
+                    return b""
+                if len(self.tail) >= 2 and self.tail[:2] != b"\x1f\x8b":  # as GzipFile says it (zlib: "incorrect
+                    raise gzip.BadGzipFile(f"Not a gzipped file ({self.tail[:2]!r})")  # header check")
+                self.inflate = zlib.decompressobj(wbits=31)
+            if not self.tail and not self.full:
+                return b""
+            data = self.inflate.decompress(self.tail, size)
+            self.tail, self.full = self.inflate.unconsumed_tail, len(data) == size
+            if data:
+                return data
+            if not self.inflate.eof:  # all of it taken in, nothing out yet: the rest must be read
+                return b""
+
+    def read1(self, size: int) -> bytes:
+        """At most ``size`` bytes, b"" at the end: reads the pipe (waiting for its writer) only where none are held."""
+        while not (data := self.held(size)):
+            more = self.source(1 << 16)
+            if not more:
+                if self.inflate.eof:
+                    return b""
+                raise EOFError("Compressed file ended before the end-of-stream marker was reached")  # GzipFile's
+            self.tail += more
+        return data
+
+
 class Pipe:
     """The lines of a pipe, a terminal or a socket (not a regular file), and whether the next one is there yet.
 
     Read with read1, as much as the writer has written: once this reader's bytes and the buffered reader's below it
-    are used up, a select() on the descriptor says whether the next read would wait on the writer.
+    (and those a gzip input's Gunzip holds) are used up, a select() on the descriptor says whether the next read would
+    wait on the writer.
     """
 
-    def __init__(self, read1: Callable[[int], bytes], fd: int) -> None:
-        self.read1, self.fd = read1, fd
+    def __init__(self, read1: Callable[[int], bytes], fd: int, gunzip: Gunzip | None = None) -> None:
+        self.read1, self.fd, self.gunzip = read1, fd, gunzip
         self.buf = bytearray()
         self.searched = 0  # bytes of ``buf`` with no newline: a 16 MiB line is not searched again at each read
         self.ended = False
+
+    def peek(self, size: int) -> bytes:
+        """The next ``size`` bytes (fewer at the end), left to be read (``foreign`` looks at a gzip input's first)."""
+        while len(self.buf) < size and not self.ended:
+            data = self.read1(1 << 16)
+            self.buf += data
+            self.ended = not data
+        return bytes(self.buf[:size])
 
     def readline(self, size: int) -> bytes:
         while (end := self.buf.find(b"\n", self.searched, size)) < 0 and len(self.buf) < size and not self.ended:
@@ -122,6 +178,8 @@ class Pipe:
     def waits(self, timeout: float) -> bool:
         """Whether the next line waits on the writer: none whole here yet, and nothing more written within
         ``timeout`` seconds."""
+        while self.gunzip is not None and b"\n" not in self.buf and (data := self.gunzip.held(1 << 16)):
+            self.buf += data  # read already: a line these bytes end waits on no writer
         if self.ended or b"\n" in self.buf:  # stops at the first newline: the next line's end
             return False
         try:
@@ -130,16 +188,21 @@ class Pipe:
             return False
 
 
-def pipe(fh: IO[bytes], original: IO[bytes]) -> Pipe | None:
+def pipe(fh: IO[bytes], original: IO[bytes], compressed: bool = False) -> Pipe | None:
     """``fh`` (``original``, or it with its first bytes put back) as a Pipe, where ``original`` is no regular file:
-    a regular file's next line never waits."""
+    a regular file's next line never waits. ``compressed``: ``fh`` is gzip, decompressed as it comes."""
     read1 = getattr(fh, "read1", None)  # read() would wait for as many bytes as it asks for
     try:
         fd = original.fileno()
         regular = stat.S_ISREG(os.fstat(fd).st_mode)
     except (OSError, ValueError):  # no descriptor behind it (a test runner's stdin): read as a file is
         return None
-    return None if regular or read1 is None else Pipe(read1, fd)
+    if regular or read1 is None:
+        return None
+    if compressed:
+        gunzip = Gunzip(read1)
+        return Pipe(gunzip.read1, fd, gunzip)
+    return Pipe(read1, fd)
 
 
 def chunks(fh: IO[bytes] | gzip.GzipFile | Pipe, size: int) -> Iterator[list[tuple[int, bytes | None]]]:
