@@ -148,10 +148,12 @@ def classify_cmd(
     line (and null verdict; the id, if valid), a message on stderr, and the run goes on; the exit status is 1 if
     any line was invalid or the input broke off (a truncated gzip file: the lines before the break keep their
     rows), 0 otherwise. An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it as the
-    run ends: a run cut short otherwise (SIGINT, SIGTERM, SIGHUP: exit status 130, 143, 129; a write error; a model
-    that does not load) leaves the -o file as it was (or absent), never part of the results or none, and says so on
-    stderr. On standard output, the rows written before such a signal end with a whole line: one that lands while
-    a slow reader holds up the write lets the line in progress finish (a second signal stops at once).
+    run ends (not one named by a descriptor, as /dev/stdout, /dev/stderr or /dev/fd/N are: written through it as
+    opened, `>> log.jsonl` appended to): a run cut short otherwise (SIGINT, SIGTERM, SIGHUP: exit status 130,
+    143, 129; a write error; a model that does not load) leaves the -o file as it was (or absent), never part of
+    the results or none, and says so on stderr. On standard output, the rows written before such a signal end with a
+    whole line: one that lands while a slow reader holds up the write lets the line in progress finish (a second
+    signal stops at once).
 
     The model's dynamic int8 quantization scales activations per batch, so a post's score can move with the
     posts batched beside it: by less than 0.01 on average, but by up to 0.95 for a post near an early exit's

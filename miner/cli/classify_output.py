@@ -93,6 +93,8 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
     if same:
         where = "standard output" if output == "-" else repr(output)
         raise click.BadParameter(f"{where} is the input file; write the output elsewhere", param_hint=hint)
+    if output != "-" and (named := _named_descriptor(output)) is not None:
+        return _through(output, named), None
     try:
         if output == "-" or not _regular_or_none(output):  # stdout, /dev/null, a pipe: not ours to replace
             out = click.open_file(output, "w", encoding="utf-8")
@@ -112,6 +114,35 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
         raise
     click.get_current_context().call_on_close(out.close)
     return out, Target(output, path, temp)
+
+
+def _named_descriptor(path: str) -> int | None:
+    """The descriptor of this process that ``path`` names through /proc/self/fd or /dev/fd (/dev/stdout and
+    /dev/stderr are links to them), or None."""
+    ours = os.path.realpath("/proc/self/fd")  # /proc/PID/fd
+    path = os.path.abspath(path)
+    for _ in range(40):  # as many links as the kernel follows
+        folder, name = os.path.split(path)
+        if name.isdigit() and os.path.realpath(folder) == ours:
+            return int(name)
+        try:
+            link = os.readlink(path)
+        except OSError:  # no link (or nothing there)
+            return None
+        path = os.path.normpath(os.path.join(folder, link))
+    return None
+
+
+def _through(output: str, fd: int) -> IO[str]:
+    """The rows written through descriptor ``fd`` as it was opened, at its offset: `-o /dev/stdout >> log.jsonl`
+    renamed a file onto log.jsonl, its earlier lines gone and what the script wrote to its standard output after the
+    run lost with the file replaced; opened by its name again, a regular file is emptied."""
+    try:
+        out = open(os.dup(fd), "w", encoding="utf-8")  # noqa: SIM115 (closed when the command ends)
+    except OSError as exc:
+        raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint="'-o' / '--output'") from None
+    click.get_current_context().call_on_close(out.close)
+    return out
 
 
 def _check_writable(path: str) -> None:
