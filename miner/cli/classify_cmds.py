@@ -136,12 +136,12 @@ def classify_cmd(
     Each input line is a JSON object with at least "id" (a string or a number) and "text" (a string: empty,
     emoji-only or in any language, it is scored; a long one is cut to the model's max_length tokens); other
     fields are ignored. Input is UTF-8, or gzip-compressed UTF-8; a byte-order mark at the start of any line and
-    CRLF line ends are accepted (an input that starts with a UTF-16 or UTF-32 one, or is bzip2, xz, zstd or zip
-    compressed, is refused whole, no row written). Rows are written 4,096 lines at a time; from a pipe
-    (gzip-compressed or not), lines read wait at most a second for more before their rows are written (`tail -f
-    posts.jsonl | miner classify -`). Each output line, in input order, is {"id", "outage": 0|1,
-    "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as 100.0; ids
-    need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
+    CRLF line ends are accepted (an input that starts with a UTF-16 or UTF-32 one, or with a '{' in UTF-16 or UTF-32
+    without it, or is bzip2, xz, zstd or zip compressed, is refused whole, no row written). Rows are written 4,096
+    lines at a time; from a pipe (gzip-compressed or not), lines read wait at most a second for more before their
+    rows are written (`tail -f posts.jsonl | miner classify -`). Each output line, in input order, is {"id",
+    "outage": 0|1, "score": 0..1, "symptom": str|null}, with the id as read (a number as Python writes it: 1E2 as
+    100.0; ids need not be unique); outage is 1 exactly when the score (printed to 5 decimals) is at least the threshold
     ([classifier].threshold, else the model's). A line that is empty, longer than 16 MiB, not valid UTF-8, not a
     JSON object, one nested deeper than 256 levels or holding more than 100,000 JSON values (refused unparsed: a
     post is one flat object), or lacks a valid id or text gets an output line with an "error" field naming the

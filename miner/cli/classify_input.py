@@ -72,11 +72,24 @@ def reader(fh: IO[bytes], original: IO[bytes]) -> tuple[IO[bytes] | gzip.GzipFil
 # with UTF-16's, and `iconv -f UTF-16` makes a NUL of every other character of UTF-32.
 _UTF16 = "UTF-16 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-16 -t UTF-8)"
 _UTF32 = "UTF-32 (it starts with such a byte-order mark), not UTF-8: convert it first (iconv -f UTF-32 -t UTF-8)"
+
+
+def _unmarked(encoding: str) -> str:
+    return (f"{encoding} without a byte-order mark (NULs beside its first '{{'), not UTF-8: convert it first "
+            f"(iconv -f {encoding} -t UTF-8)")
+
+
 _FOREIGN = {
     codecs.BOM_UTF32_LE: _UTF32,
     codecs.BOM_UTF32_BE: _UTF32,
     codecs.BOM_UTF16_LE: _UTF16,
     codecs.BOM_UTF16_BE: _UTF16,
+    # ... and without a byte-order mark (.NET's `new UnicodeEncoding(false, false)`, `iconv -t UTF-16LE`), where the
+    # first line starts its object at once: a '{' with NULs, which no UTF-8 JSON holds outside a string.
+    b"{\x00\x00\x00": _unmarked("UTF-32LE"),
+    b"\x00\x00\x00{": _unmarked("UTF-32BE"),
+    b"{\x00": _unmarked("UTF-16LE"),
+    b"\x00{": _unmarked("UTF-16BE"),
     b"BZh": "bzip2-compressed: only gzip is read; decompress it first (bzip2 -dc FILE | miner classify -)",
     b"\xfd7zXZ\x00": "xz-compressed: only gzip is read; decompress it first (xz -dc FILE | miner classify -)",
     b"\x28\xb5\x2f\xfd": "zstd-compressed: only gzip is read; decompress it first (zstd -dc FILE | miner classify -)",
