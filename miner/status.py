@@ -14,6 +14,7 @@ from miner.config import Config
 from miner.detect import DetectorState
 from miner.detect_due import due_now
 from miner.model_dir import model_on_disk, resolve_model_dir
+from miner.muted import muted_until, pending_silences
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -236,22 +237,6 @@ def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
     if not silence["provider"]:
         return [str(silence["service"])]
     return [s.name for s in config.services if silence_matches(silence, s.name, s.provider)]
-
-
-def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
-    """The silences not ended at ``now``, any not started yet included (the planner mutes by each one's span)."""
-    return [r for r in store.silences() if parse_iso(r["ends_at"]) > now]
-
-
-def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
-    """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
-    from miner.alerts.mute_end import mute_end
-    from miner.store.mutes import silence_matches
-
-    provider = config.alerts.provider_of(service)
-    spans = [(parse_iso(r["starts_at"]), parse_iso(r["ends_at"])) for r in silences
-             if silence_matches(r, service, provider)]
-    return mute_end(config.alerts.maintenance, service, at, spans)
 
 
 def maintenance_status(config: Config, now: datetime, silences: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ silences out: a window ending at 04:00 under a silence until 06:00 said 04:00.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from miner.alerts.settings import MaintenanceWindow
@@ -28,16 +28,38 @@ def mute_end(windows: Iterable[MaintenanceWindow], service: str, at: datetime,
     """When the windows of ``service`` (in any case, as the planner matches them) and the ``silences`` (the spans,
     start and end, of those matching it: silence_matches) in effect at ``at`` stop muting its alerts: ``at`` itself
     where none is; None where they follow on without a gap past HORIZON (or MAX_WINDOWS)."""
-    mine = [w for w in windows if w.service.lower() == service.lower()]
+    mine = [w for w in windows if _of(w, service)]
     held = list(silences)
     end = at
     for _ in range(MAX_WINDOWS):
-        # At ``end`` itself: a window starting just as another ends keeps the alerts muted (it is in effect then).
-        later = [span[1] for w in mine if (span := w.span(end)) is not None and span[0] <= end < span[1]]
-        later += [stop for start, stop in held if start <= end < stop]
+        later = [span[1] for w in mine if (span := span_at(w, end)) is not None]
+        later += [stop for start, stop in held if holds((start, stop), end)]
         if not later:
             return end
         end = max(later)
         if end > at + HORIZON:
             return None
     return None
+
+
+def windows_in_effect(windows: Sequence[MaintenanceWindow], service: str, at: datetime
+                      ) -> list[tuple[int, tuple[datetime, datetime]]]:
+    """The windows of ``service`` muting its alerts at ``at``, as mute_end takes them: each one's index in
+    ``windows`` (alerts.maintenance[N]) and its span in effect."""
+    return [(i, span) for i, w in enumerate(windows) if _of(w, service) and (span := span_at(w, at)) is not None]
+
+
+def span_at(window: MaintenanceWindow, at: datetime) -> tuple[datetime, datetime] | None:
+    """The span of ``window`` in effect at ``at``, None when it mutes nothing then."""
+    span = window.span(at)
+    return span if span is not None and holds(span, at) else None
+
+
+def holds(span: tuple[datetime, datetime], at: datetime) -> bool:
+    """Whether a window's or silence's ``span`` (start, end) mutes at ``at``: from its start, up to its end. At
+    ``end`` itself, one starting just as another ends keeps the alerts muted (it is in effect then)."""
+    return span[0] <= at < span[1]
+
+
+def _of(window: MaintenanceWindow, service: str) -> bool:
+    return window.service.lower() == service.lower()

@@ -169,6 +169,7 @@ def status(app: AppContext, fmt: str) -> None:
     "clock_behind": {"newest_post", "seconds"} in JSON (seconds: how far that post is after the current time), or
     null.
     """
+    from miner.muted import pending_silences
     from miner.status import (
         channel_status,
         clock_behind_text,
@@ -177,7 +178,6 @@ def status(app: AppContext, fmt: str) -> None:
         failed_text,
         maintenance_status,
         model_status,
-        pending_silences,
         running_status,
         running_text,
         service_status,
