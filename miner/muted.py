@@ -1,5 +1,9 @@
-"""Until when a service's alerts are muted (`miner silence add` silences, alerts.maintenance windows): the one
-rule, mute_end's, of `miner status` and `miner silence remove`'s hint, outside the CLI for the read API to share.
+"""Whether a service's alerts are muted, until when and by what (`miner silence add` silences, alerts.maintenance
+windows): the one rule, mute_end's, of `miner status`, `miner silence remove`'s hint, the read API's ``muted_until``
+and ``muted`` of a service (docs/api.md) and the status board's note of it.
+
+Only `miner status` said so: an on-call looking at the board, or a dashboard reading the API, in an outage saw an
+open incident and no alert of it, with nothing saying its alerts were muted.
 """
 
 from __future__ import annotations
@@ -7,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from miner.alerts.mute_end import mute_end
+from miner.alerts.mute_end import holds, mute_end, windows_in_effect
 from miner.store.mutes import silence_matches
-from miner.timeutil import parse_iso
+from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -24,6 +28,26 @@ def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
 def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
     """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
     return mute_end(config.alerts.maintenance, service, at, [_span(r) for r in _matching(config, silences, service)])
+
+
+def service_mute(config: Config, silences: list[dict[str, Any]], service: str, now: datetime) -> dict[str, Any]:
+    """``muted_until`` and ``muted`` of ``service`` at ``now`` as the read API gives them, ``silences`` being
+    pending_silences: both None while its alerts are not muted. ``muted_until``: when they no longer are, windows
+    and silences following on without a gap taken in (None as well where that is not within mute_end.HORIZON);
+    ``muted``: what mutes them at ``now``, ``silences`` ({"id", "service", "provider", "until", "comment"}, as
+    `miner status --format json` gives them: a provider's has ``service`` None) and ``maintenance`` ({"window",
+    "start", "end", "comment"}: ``window`` its index in alerts.maintenance, start and end of its span in effect)."""
+    held = [r for r in _matching(config, silences, service) if holds(_span(r), now)]
+    windows = config.alerts.maintenance
+    effect = windows_in_effect(windows, service, now)
+    if not held and not effect:  # mute_end would give ``now`` itself; a recurring window's span is costly to repeat
+        return {"muted_until": None, "muted": None}
+    end = muted_until(config, silences, service, now)
+    return {"muted_until": None if end is None else iso(end), "muted": {
+        "silences": [{"id": r["id"], "service": r["service"], "provider": r["provider"],
+                      "until": iso(parse_iso(r["ends_at"])), "comment": r["comment"]} for r in held],
+        "maintenance": [{"window": i, "start": iso(start), "end": iso(stop), "comment": windows[i].comment}
+                        for i, (start, stop) in effect]}}
 
 
 def _matching(config: Config, silences: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:

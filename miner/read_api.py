@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from miner.errors import MinerError
+from miner.muted import pending_silences, service_mute
 from miner.provider_ongoing import ongoing
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
 from miner.settings import guess
@@ -161,11 +162,14 @@ class ReadApi:
 
     def services(self, store: Store, params: dict[str, str]) -> dict[str, Any]:
         now = self._clock()
+        silences = pending_silences(store, now)  # once, not per service
         return {"version": VERSION, "now": iso(now), "bucket_minutes": self._config.detector.bucket_minutes,
-                "services": [self.state(store, svc.name, now) for svc in self._config.services]}
+                "services": [self.state(store, svc.name, now, silences) for svc in self._config.services]}
 
-    def state(self, store: Store, name: str, now: datetime) -> dict[str, Any]:
-        """One configured service's entry of /api/v1/services as of ``now``."""
+    def state(self, store: Store, name: str, now: datetime, silences: list[dict[str, Any]] | None = None
+              ) -> dict[str, Any]:
+        """One configured service's entry of /api/v1/services as of ``now``; ``silences``: pending_silences, read
+        here if not given."""
         bucket = self._bucket
         current = floor_time(now, bucket)
         latest = current - bucket  # the latest bucket that has ended
@@ -190,6 +194,8 @@ class ReadApi:
             "z_score": _round(scored["score"], 2) if scored else None,
             "official": self._official_now(store, name, now),
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
+            # As the running service's planner mutes it: its config's windows (feeds.toml as of its start or reload).
+            **service_mute(self._config, pending_silences(store, now) if silences is None else silences, name, now),
         }
 
     def _official_now(self, store: Store, service: str, now: datetime) -> dict[str, Any] | None:

@@ -185,13 +185,14 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "baseline": 0.457, "z_score": 6.12,
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
-        "last_post_at": "2026-11-27T12:03:30+00:00",
+        "last_post_at": "2026-11-27T12:03:30+00:00", "muted_until": None, "muted": None,
     }
     assert instagram == {
         "service": "Instagram", "provider": "Meta", "state": "ok", "incident": None,
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
-        "baseline": None, "z_score": None, "official": None, "last_post_at": None,
+        "baseline": None, "z_score": None, "official": None, "last_post_at": None, "muted_until": None,
+        "muted": None,
     }
     assert (mtn["state"], mtn["provider"], mtn["last_post_at"]) == ("ok", None, "2026-11-27T09:07:30+00:00")
     assert (mtn["baseline"], mtn["z_score"]) == (None, None)  # never scored
