@@ -12,7 +12,9 @@ from urllib.parse import quote
 import jinja2
 from markupsafe import Markup
 
+from miner.alerts.mute_end import HORIZON
 from miner.timeutil import counted, iso, parse_iso
+from miner.urls import escape_controls
 
 REFRESH = 60  # seconds between a page's reloads
 STYLE = (files("miner") / "board_templates" / "board.css").read_text(encoding="utf-8")
@@ -28,12 +30,18 @@ def clip(text: str, most: int = 80) -> str:
     return text if len(text) <= most else text[:most] + "…"
 
 
+def quoted(text: str) -> str:
+    """Anyone's text (a silence's comment) in a line of the page: autoescape takes care of its markup, not of its
+    bidi overrides (one reversed the words after it) or line breaks, written ``\u202e`` as a 404 writes them."""
+    return clip(escape_controls(text), 160)
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("miner", "board_templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
-    env.filters.update(when=when, plural=counted, clip=clip, iso=iso)
-    env.globals.update(reload_every=REFRESH)
+    env.filters.update(when=when, plural=counted, clip=clip, iso=iso, quoted=quoted)
+    env.globals.update(reload_every=REFRESH, mute_horizon_days=HORIZON.days)
     return env
 
 

@@ -7,7 +7,8 @@ aggregates only, as the API does: no post's text or author. The index's sparklin
 the API's series, read for every service in one statement (Store.bucket_counts_of).
 
 Every value goes through Jinja2's autoescape (a service's name from feeds.toml too), and the name a 404 quotes from a
-link's path has its controls and bidi overrides written \\u202e (one reversed the words after it). The charts are
+link's path, and a silence's or maintenance window's comment in a service's "Alerts muted" note (board_render.quoted),
+have their controls and bidi overrides written \\u202e (one reversed the words after it). The charts are
 inline SVG; a page loads nothing (no script, image, font or style sheet), as its Content-Security-Policy enforces.
 """
 
