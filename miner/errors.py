@@ -62,17 +62,19 @@ class SourceError(MinerError):
     ``permanent`` marks errors retrying cannot fix soon (401/403/404, bad config). ``needs_action``: a TLS failure
     (a certificate not trusted, expired or for another name; no TLS in common): polled on its backoff as any other
     failure, so a fix is picked up, but logged as an error, since it lasts until someone acts (net_errors.py).
-    ``bad_content``: a :class:`BadContent`.
+    ``bad_content``: a :class:`BadContent`. ``http_status``: the status of the answer the poll failed on, where
+    the server answered (kept in the store's poll_failures).
     """
 
     bad_content = False
 
     def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False,
-                 needs_action: bool = False) -> None:
+                 needs_action: bool = False, http_status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
         self.needs_action = needs_action
+        self.http_status = http_status
 
     def calls_for_action(self, failures: int) -> bool:
         """Whether this failure, the ``failures``-th in a row (itself counted), lasts until someone acts: a permanent

@@ -53,7 +53,8 @@ def _checked(resp: Response, ctx: PollContext) -> Response:
     if kind == "not_logged_in":
         raise SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (the forum shows itself to "
                           "logged-in users only, and miner reads it anonymously: watch its /latest.rss as an rss "
-                          "source, its URL with an api_key and api_username given by url_env)", permanent=True)
+                          "source, its URL with an api_key and api_username given by url_env)", permanent=True,
+                          http_status=resp.status)
     raise status_error(resp, ctx.now())
 
 

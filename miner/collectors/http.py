@@ -319,13 +319,14 @@ def status_error(resp: Response, now: datetime) -> SourceError:
         # Only a request carrying a login is not redirected (see fetch): say where to point the source instead.
         shown = shown_url(location, secret=resp.secret_url)
         message += f" (a login is not sent on to a redirect; it points to {shown})"
-    return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES)
+    return SourceError(message, retry_after=retry_after, permanent=resp.status in _PERMANENT_STATUSES,
+                       http_status=resp.status)
 
 
 def empty_body(resp: Response) -> SourceError:
     """The error for a 2xx answer without a body (a CDN or cache that lost it, a 204), which was reported as "not an
     RSS/Atom feed" or "invalid JSON": that sent the operator to check the URL."""
-    return BadContent(f"empty response (HTTP {resp.status}, no body) from {resp.where}")
+    return BadContent(f"empty response (HTTP {resp.status}, no body) from {resp.where}", http_status=resp.status)
 
 
 def read_json(resp: Response) -> Any:

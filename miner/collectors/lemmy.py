@@ -77,12 +77,12 @@ def _refusal(resp: Response, source: SourceConfig, ctx: PollContext) -> SourceEr
         name = ""
     if name == _RATE_LIMITED:
         return SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (Lemmy's rate limit: {name})",
-                           retry_after=rate_limit_wait(resp.headers, ctx.now()))
+                           retry_after=rate_limit_wait(resp.headers, ctx.now()), http_status=resp.status)
     refused = status_error(resp, ctx.now())
     if not (shown := _shown_name(name, source_secrets(source))):
         return refused
     return SourceError(f"{refused} (Lemmy's error: {shown})", retry_after=refused.retry_after,
-                       permanent=refused.permanent, needs_action=refused.needs_action)
+                       permanent=refused.permanent, needs_action=refused.needs_action, http_status=resp.status)
 
 
 def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kind: str, where: str) -> Post | None:

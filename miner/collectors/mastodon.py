@@ -55,7 +55,7 @@ def _login_required(resp: Response) -> SourceError:
     act; a 401 sent the operator to the source's credentials, which the type has none of."""
     return SourceError(f"HTTP {resp.status} from {host_of(resp.url, resp.secret_url)} (this instance shows its hashtag "
                        "timelines to logged-in users only, and miner reads them anonymously: watch the tag on another "
-                       "instance)", permanent=True)
+                       "instance)", permanent=True, http_status=resp.status)
 
 
 def status_external_id(uri: str, local_id: str) -> str:
