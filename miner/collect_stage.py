@@ -135,7 +135,8 @@ class CollectStage:
                                                too_old=poll.too_old)
                     else:
                         self.store.record_poll_failure(name, poll.error or "", poll.polled_at, poll.next_poll_at,
-                                                       needs_action=poll.needs_action)
+                                                       needs_action=poll.needs_action, http_status=poll.http_status,
+                                                       retry_after=poll.retry_after)
                         report = CollectReport(name, poll.type, 0, 0, 0, poll.error, poll.next_poll_at, False,
                                                poll.duration_s, late=True)
                     if poll.stale and not (after and after[0].stale):
@@ -225,12 +226,14 @@ class CollectStage:
                            answered=answered)
         failed = CollectReport(source.name, source.type, 0, 0, 0, str(err), nxt, False, outcome.duration_s)
         action = err.calls_for_action(failures + 1)
-        poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s, needs_action=action)
+        poll = HeldPoll(source.type, None, str(err), now, nxt, outcome.duration_s, needs_action=action,
+                        http_status=err.http_status, retry_after=err.retry_after)
         if held is not None and (source.name in held.polls or held.store_error is not None):
             held.hold(source.name, poll)
             return failed
         try:
-            self.store.record_poll_failure(source.name, str(err), now, nxt, needs_action=action)
+            self.store.record_poll_failure(source.name, str(err), now, nxt, needs_action=action,
+                                           http_status=err.http_status, retry_after=err.retry_after)
         except StoreError as exc:
             if held is None:
                 raise

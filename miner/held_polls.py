@@ -37,6 +37,8 @@ class HeldPoll:
     stale: bool = False  # of the source's type or url before the config changed them (see HeldPolls.mark_stale)
     needs_action: bool = False  # a failure that lasts until someone acts (SourceError.calls_for_action)
     too_old: int = 0  # posts left out as older than the store keeps (CollectReport.too_old)
+    http_status: int | None = None  # a failure's (SourceError.http_status), for the store's poll_failures
+    retry_after: float | None = None  # a failure's: the seconds the server asked to wait (Retry-After)
 
 
 class HeldPolls:

@@ -302,6 +302,12 @@ class ServiceJobs:
         if notifications or silences:
             log.info("retention: pruned %s and %s older than %s", counted(notifications, "finished notification"),
                      counted(silences, "ended silence"), counted(settings.bucket_days, "day"))
+        # And the record of failed polls, as operational history.
+        polls = 0 if self._stop.is_set() else store.prune_poll_failures(now - timedelta(days=settings.bucket_days),
+                                                                        stop=self._stop)
+        if polls:
+            log.info("retention: pruned %s older than %s", counted(polls, "failed poll record"),
+                     counted(settings.bucket_days, "day"))
         if self._stop.is_set():
             # Each batch is committed: the next start's retention run goes on from there.
             log.info("retention: stopped; what is left to prune goes at the next run")

@@ -168,8 +168,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeServer:
-    def __init__(self, fixtures: Path = FIXTURES) -> None:
+    def __init__(self, fixtures: Path = FIXTURES, port: int = 0) -> None:
         self.fixtures = fixtures
+        self.port = port  # 0: any free one; a port held by ports.reserved_port, to be refused once this stops
         self.requests: list[Recorded] = []
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
@@ -178,7 +179,7 @@ class FakeServer:
 
     # lifecycle
     def start(self) -> FakeServer:
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", self.port), _Handler)
         server.fake = self
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fakeserver", daemon=True)

@@ -497,8 +497,8 @@ def test_prune_deletes_the_bucket_rows_older_than_their_retention(runner: CliRun
     store.close()
     result = runner.invoke(main, ["--config", str(ROOT / "feeds.toml"), "--db", str(db), "prune"])
     assert result.exit_code == 0, result.output
-    assert ("pruned 4 posts older than 30 days, and 2 bucket rows, 1 notification and 1 silence older than 400 "
-            "days") in result.output
+    assert ("pruned 4 posts older than 30 days, and 2 bucket rows, 1 notification, 1 silence and 0 failed poll "
+            "records older than 400 days") in result.output
     store = Store.open(db)
     left = [r["bucket_start"][:10] for r in store.database.rows("SELECT bucket_start FROM buckets ORDER BY 1")]
     assert left == [f"{at:%Y-%m-%d}" for at in times[2:]]

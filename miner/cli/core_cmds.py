@@ -254,7 +254,8 @@ def prune(app: AppContext, days: int | None, force: bool) -> None:
     The bucket counts of the pruned period (up to the bucket holding the newest post deleted) are final from then
     on, and a source's post older than that is not stored again. Bucket rows older than
     [store].bucket_retention_days (and than the posts deleted) are deleted, and so are the notifications finished
-    (sent, failed, suppressed) and the silences ended before then; those about an incident still open are kept.
+    (sent, failed, suppressed) and the silences ended before then (those about an incident still open are kept), and
+    the record of the failed polls made before then.
 
     Nothing is pruned (exit 1) when the cutoff is after the newest post a source dated, as the retention job
     holds back then: the clock is likely ahead, and every post would go for good. --force prunes all the same.
@@ -274,6 +275,8 @@ def prune(app: AppContext, days: int | None, force: bool) -> None:
     removed = app.store().prune_posts(cutoff)
     buckets = app.store().prune_buckets(now - timedelta(days=settings.bucket_days))
     notifications, silences = app.store().prune_alert_history(now - timedelta(days=settings.bucket_days))
+    polls = app.store().prune_poll_failures(now - timedelta(days=settings.bucket_days))
     click.echo(f"pruned {counted(removed, 'post')} older than {counted(keep, 'day')}, and "
-               f"{counted(buckets, 'bucket row')}, {counted(notifications, 'notification')} and "
-               f"{counted(silences, 'silence')} older than {counted(settings.bucket_days, 'day')}")
+               f"{counted(buckets, 'bucket row')}, {counted(notifications, 'notification')}, "
+               f"{counted(silences, 'silence')} and {counted(polls, 'failed poll record')} older than "
+               f"{counted(settings.bucket_days, 'day')}")

@@ -25,6 +25,7 @@ from miner.store.official import OfficialIncidentsMixin
 from miner.store.outbox import OutboxMixin
 from miner.store.outbox_claims import OutboxClaimsMixin
 from miner.store.outbox_order import OutboxOrderMixin
+from miner.store.poll_failures import PollFailuresMixin
 from miner.store.posts import PostsMixin, PostToClassify, SaveStats
 from miner.store.readonly import QueryRefused, require_store, run_readonly, stream_readonly
 from miner.store.reclassify import ReclassifyMixin
@@ -40,7 +41,7 @@ __all__ = ["PostToClassify", "QueryRefused", "SaveStats", "Store", "require_stor
 class Store(SourcesMixin, PostsMixin, OfficialIncidentsMixin, SignalsMixin, IncidentsMixin, IncidentFiguresMixin,
             IncidentSamplesMixin, MaintenanceMixin, OutboxMixin, OutboxClaimsMixin, OutboxOrderMixin,
             GroupIntervalMixin, MutesMixin, ClockMixin, ReplayOutboxMixin, DigestBacklogMixin, ModelStateMixin,
-            ReclassifyMixin, ChannelHealthMixin, AlertThreadsMixin):
+            ReclassifyMixin, ChannelHealthMixin, AlertThreadsMixin, PollFailuresMixin):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._relisted_warned = set()

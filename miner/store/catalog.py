@@ -53,8 +53,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "last_poll_at": "When the source was last polled.",
         "last_ok_at": "When a poll last succeeded (NULL again when the source's type or url changes).",
         "last_error": "The last poll's error, one line; NULL after a success.",
-        "last_error_at": "When the last error happened; kept after a later success, which empties last_error (the "
-                         "store keeps no history of polls: the service's log has each failure).",
+        "last_error_at": "When the last error happened; kept after a later success, which empties last_error (each "
+                         "failure stays in poll_failures).",
         "consecutive_failures": "Failed polls since the last success (drives the backoff).",
         "next_poll_at": "Earliest time of the next poll (interval, backoff, Retry-After).",
         "polls": "Number of polls.",
@@ -79,6 +79,29 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                               "after a success or a failure that passes by itself (a 429, a 5xx, a timeout, a "
                               "refused connection, DNS). Set from the last error by 0024_sources_needs_action for "
                               "a store upgraded while a source failed so.",
+    }),
+    "poll_failures": ("Each failed poll of each source, and the successful poll that ended a run of them (its "
+                      "recovery): the spans of a source's outages, and why each poll failed, after a success has "
+                      "emptied sources.last_error. Written with the source's row. Rows of polls made more than "
+                      "`store.bucket_retention_days` ago are pruned (the retention job, `miner prune`), and each "
+                      "source keeps its latest 1,000 (every hundredth poll of it cuts the older ones: 1,099 at "
+                      "most). Holds no post and no person's data; a source "
+                      "renamed in feeds.toml keeps its rows under its old name.", {
+        "id": "Row id, in the order the rows were written.",
+        "source": "Source name (sources.name).",
+        "polled_at": "When the poll was made (the start of its collect round, as sources.last_poll_at).",
+        "outcome": "failed, or recovered: the first successful poll after failed ones.",
+        "failures": "failed: the failed polls in a row, this one included (sources.consecutive_failures after it); "
+                    "recovered: how many failed polls in a row this success ended.",
+        "error": "The failure's error, one line as sources.last_error keeps it (a host and what failed: `HTTP 503 "
+                 "from feeds.example (retry after 120 s)`), a link in it without a credential; NULL for recovered.",
+        "http_status": "The status of the server's answer the poll failed on (a 4xx or 5xx, a redirect not followed, "
+                       "a 2xx without a body); NULL where none came (a refused connection, a timeout, DNS, TLS) or "
+                       "the answer was read and found wrong.",
+        "retry_after": "Seconds the server asked to wait (a 429's or 503's Retry-After, or a rate limit's reset); "
+                       "NULL where it asked for none.",
+        "next_poll_at": "When the source was to be polled next: its backoff (or Retry-After) after a failure, its "
+                        "interval after a recovery.",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id; never given again once pruned (see store_state's last_pruned_post_id).",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from miner.errors import StoreError
-from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub
+from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub, poll_failures
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
@@ -171,20 +171,16 @@ SOURCES_BEHIND = Migration(
 
 # A feed's entry is looked up by its link too, at each poll (store/posts.py, relisted): some feeds list their posts
 # under new ids at every fetch. Without the index each entry read every post of the store; only linked posts are in it.
-POSTS_BY_LINK = Migration(
-    "0015_posts_by_link",
-    "CREATE INDEX posts_source_url ON posts (source, url) WHERE url IS NOT NULL;",
-)
+POSTS_BY_LINK = Migration("0015_posts_by_link",
+                          "CREATE INDEX posts_source_url ON posts (source, url) WHERE url IS NOT NULL;")
 
 # The read API's and status board's newest post of a service (store/signals.py, last_counted_post_at) looked for the
 # service's newest bucket with posts on the primary key, from the newest bucket down: the detector stores the empty
 # buckets too, so for a service whose last post is weeks old that read each bucket since, 5.6 ms per such service at
 # 5-minute buckets (1.7 s per /api/v1/services with 300 of them). Only the buckets that counted a post are indexed
 # here (a third of the rows over 300 services), so the read is one entry; the WHERE is the query's.
-BUCKETS_WITH_POSTS = Migration(
-    "0016_buckets_with_posts",
-    "CREATE INDEX buckets_with_posts ON buckets (service, bucket_start) WHERE posts > 0;",
-)
+BUCKETS_WITH_POSTS = Migration("0016_buckets_with_posts",
+                               "CREATE INDEX buckets_with_posts ON buckets (service, bucket_start) WHERE posts > 0;")
 
 # Links and ids made of links are stored without a credential (?passkey=...), and a source's url without more key
 # names' values: rewritten into those forms (store/link_scrub.py), or the first poll stored again every entry a feed
@@ -321,6 +317,7 @@ INCIDENTS_BY_SERVICE = Migration("0035_incidents_by_service", BY_SERVICE_SQL)
 # Links and ids kept a poster's e-mail address (a mailing list's ?from=, a Message-ID guid): "[email]" (link_scrub.py).
 LINK_EMAILS = Migration("0036_link_emails", "", link_scrub.scrub_link_emails)
 OPEN_INCIDENTS = Migration("0037_open_incidents", OPEN_SQL)  # the open incidents by opening time (incidents.py)
+POLL_FAILURES = Migration("0039_poll_failures", poll_failures.POLL_FAILURES_SQL)  # each failed poll, each recovery
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -329,7 +326,8 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                INCIDENT_BUCKET_MINUTES, MASTODON_FEDERATED_KINDS, TEXT_LINKS, VERDICT_DECISIONS,
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS, IPV6_TEXT_LINKS,
                                OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS, INCIDENTS_BY_OPENING,
-                               FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS]
+                               FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS,
+                               POLL_FAILURES]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:

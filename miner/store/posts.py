@@ -13,6 +13,7 @@ from miner.records import Decision, FetchResult, Post, Prediction
 from miner.store.link_scrub import scrub_source_secrets
 from miner.store.notice_pages import named_by_page, page_author, share_by_page
 from miner.store.official import resolve_unlisted, upsert_official
+from miner.store.poll_failures import log_recovery
 from miner.store.shares import shares_stored
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
@@ -120,6 +121,7 @@ class PostsMixin:
                 inc_updated += resolve_unlisted(conn, source, result.incidents, now)
             state = result.state
             warning = "; ".join(result.warnings)[:2000] or None
+            log_recovery(conn, source, now, next_poll_at)  # before the update below forgets the failures
             conn.execute(
                 "UPDATE sources SET etag = :etag, last_modified = :last_modified, cursor = :cursor, "
                 "last_poll_at = :now, last_ok_at = :now, last_error = NULL, consecutive_failures = 0, "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.store.clock import CLOCK_SLACK
+from miner.store.poll_failures import log_failure
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
@@ -106,8 +107,11 @@ class SourcesMixin:
         return sorted((n for n in wanted if since[n] <= now_s), key=since.__getitem__)
 
     def record_poll_failure(self, name: str, error: str, now: datetime, next_poll_at: datetime, *,
-                            needs_action: bool = False) -> int:
-        """Keep the validators and cursor (nothing was stored), note the error. Returns consecutive failures.
+                            needs_action: bool = False, http_status: int | None = None,
+                            retry_after: float | None = None) -> int:
+        """Keep the validators and cursor (nothing was stored), note the error, and add it to the source's
+        poll_failures (with the answer's ``http_status`` and the ``retry_after`` seconds the server asked for, where
+        there were). Returns consecutive failures.
 
         ``needs_action``: the failure lasts until someone acts (SourceError.calls_for_action); needs_action_since
         keeps when the run of such failures began, and a failure that passes by itself (a 503) ends it, as a success
@@ -119,6 +123,7 @@ class SourcesMixin:
                 "needs_action_since = CASE WHEN ? THEN coalesce(needs_action_since, ?) END WHERE name = ?",
                 (iso(now), error[:2000], iso(now), iso(next_poll_at), needs_action, iso(now), name),
             )
+            log_failure(conn, name, error, now, next_poll_at, http_status, retry_after)
             row = conn.execute("SELECT consecutive_failures FROM sources WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
 
