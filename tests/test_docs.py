@@ -308,8 +308,8 @@ def test_the_support_questions_answer_as_docs_queries_says_on_the_demo_store(tmp
 
 def test_the_failed_sources_question_finds_a_source_that_recovered_and_one_that_fails(tmp_path: Path,
                                                                                        server: Any) -> None:
-    """docs/queries.md: `last_error_at` outlives a success, whose poll empties `last_error`; real polls of a real
-    local server, one source failing then read, one failing still."""
+    """docs/queries.md: the failures stay in poll_failures after a success empties `last_error`, with the poll that
+    ended them; real polls of a real local server, one source failing then read, one failing still."""
     import json
 
     from click.testing import CliRunner
@@ -329,7 +329,14 @@ def test_the_failed_sources_question_finds_a_source_that_recovered_and_one_that_
     answer = CliRunner().invoke(main, ["--config", str(config), "query", "--format", "json", "-p",
                                        "since=2026-01-01", "-"], input=failed)
     assert answer.exit_code == 0, answer.output
-    rows = {r["name"]: r for r in json.loads(answer.stdout)}
-    assert rows["gone"]["consecutive_failures"] == 2 and "404" in rows["gone"]["last_error"]
-    assert rows["later"]["consecutive_failures"] == 0 and rows["later"]["last_ok_at"] is not None
-    assert "service log" in rows["later"]["last_error"]
+    rows = {r["source"]: r for r in json.loads(answer.stdout)}
+    assert rows.keys() == {"gone", "later"}
+    gone, later = rows["gone"], rows["later"]
+    assert (gone["failed_polls"], gone["in_a_row"], gone["http_statuses"], gone["recovered_at"]) == (2, 2, "404", None)
+    assert gone["last_error"].startswith("HTTP 404 from 127.0.0.1") and gone["first_failed"] <= gone["last_failed"]
+    assert (later["failed_polls"], later["in_a_row"], later["http_statuses"]) == (1, 1, "404")
+    assert later["last_error"].startswith("HTTP 404 from 127.0.0.1") and later["recovered_at"] >= later["last_failed"]
+    # Once it has recovered, the source's own row no longer says why it failed.
+    answer = CliRunner().invoke(main, ["--config", str(config), "query", "--format", "json", "-"],
+                                input="SELECT last_error FROM sources WHERE name = 'later'")
+    assert json.loads(answer.stdout) == [{"last_error": None}]
