@@ -3,6 +3,7 @@ kept after that success empties sources.last_error; real polls of real servers o
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ports import reserved_port
 from miner.cli import main
 from miner.collectors.poller import Poller
 from miner.config import parse_config
+from miner.held_polls import HeldPolls
 from miner.pipeline import Pipeline
 from miner.records import FetchResult, SourceState
 from miner.store import Store
@@ -130,3 +132,31 @@ def test_prune_deletes_the_failed_polls_older_than_the_alert_history_keeps(tmp_p
     left = [r["polled_at"] for r in store.database.rows("SELECT polled_at FROM poll_failures ORDER BY id")]
     store.close()
     assert left == [iso(now - timedelta(days=d)) for d in (399, 1)]
+
+
+def test_a_failure_held_while_the_store_took_no_writes_is_recorded_with_its_status_once_stored(store: Store) -> None:
+    # The service holds the polls the store refuses (locked, a full disk) and stores them at a later round: the
+    # failure's status and wait must survive the wait in memory.
+    with FakeServer() as server:
+        server.fault("/feed.rss", "429", retry_after="300")
+        config = parse_config(f'[[services]]\nname = "Fibre"\n[[sources]]\nname = "feed"\ntype = "rss"\n'
+                              f'url = "{server.url}/feed.rss"\n')
+        pipe, held = Pipeline(config, store), HeldPolls()
+        store.sync_sources(config.sources)
+        store.database.conn.execute("PRAGMA busy_timeout = 100")
+        other = sqlite3.connect(store.database.path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock all round
+            with Poller(config.collect, hash_key=b"k", environ={}) as poller:
+                pipe.collect(T0, poller, due_only=False, held=held)
+            assert held.store_error is not None and held.sources == ["feed"]
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        server.serve_fixture("/feed.rss", FEED, "application/rss+xml")
+        with Poller(config.collect, hash_key=b"k", environ={}) as poller:
+            reports = pipe.collect(T0 + timedelta(minutes=10), poller, due_only=False, held=held)
+    assert [(r.source, r.late, r.error is None) for r in reports] == [("feed", True, False), ("feed", False, True)]
+    rows = store.poll_failures("feed", 10)[::-1]
+    assert [(r["outcome"], r["polled_at"], r["http_status"], r["retry_after"]) for r in rows] == [
+        ("failed", iso(T0), 429, 300.0), ("recovered", iso(T0 + timedelta(minutes=10)), None, None)]

@@ -898,6 +898,10 @@ def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pyte
     times = (now - timedelta(days=kept + 1), now - timedelta(days=1))
     store.insert_posts([Post("telecom-feed", f"p{i}", "MTN is down", at, services=("MTN",))
                         for i, at in enumerate(times)], now)
+    # And the failed polls of as long ago: the record of why a source failed goes with the alerts it may explain.
+    store.sync_sources(service.config.sources)
+    for at in times:
+        store.record_poll_failure("telecom-feed", "HTTP 503 from 127.0.0.1", at, at, http_status=503)
     try:
         with caplog.at_level("INFO"):
             service.job_retention(now)
@@ -906,8 +910,10 @@ def test_the_retention_job_prunes_the_alert_history(tmp_path: Path, caplog: pyte
     # One of each is "1 post", not "1 posts".
     assert f"retention: pruned 1 post older than {service.config.store.retention_days} days" in caplog.text
     assert f"retention: pruned 1 finished notification and 0 ended silences older than {kept} days" in caplog.text
+    assert f"retention: pruned 1 failed poll record older than {kept} days" in caplog.text
     assert [r["dedupe_key"] for r in store.outbox_listing(["sent"])] == ["digest:1"]
     assert store.database.one("SELECT count(*) AS n FROM deliveries") == {"n": 1}
+    assert [r["polled_at"] for r in store.poll_failures("telecom-feed", 10)] == [iso(times[1])]
     store.close()
 
 
