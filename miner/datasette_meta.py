@@ -31,9 +31,9 @@ CANNED = {
     },
     "lead_times": {
         "title": "Lead time over the provider's status page",
-        "sql": "SELECT i.id, i.service, i.opened_at, o.started_at AS provider_started, o.title, "
-               "i.lead_time_minutes FROM incidents i JOIN official_incidents o ON o.id = i.official_incident_id "
-               "ORDER BY i.opened_at DESC",
+        "sql": "SELECT i.id, i.service, i.opened_at, o.posted_at AS provider_posted, o.started_at AS provider_started, "
+               "o.title, i.lead_time_minutes FROM incidents i "
+               "JOIN official_incidents o ON o.id = i.official_incident_id ORDER BY i.opened_at DESC",
     },
     "failing_sources": {
         "title": "Failing sources",

@@ -388,4 +388,5 @@ def _symptoms(text: str | None) -> dict[str, int]:
 def _official(row: Mapping[str, Any]) -> dict[str, Any]:
     # Someone else's link, followed by dashboards that show it: http or https only (no javascript:), else null.
     return {"title": row["title"], "status": row["status"], "url": web_link(row["url"]),
-            "started_at": _time(row["started_at"]), "impact": row["impact"] or None}
+            "started_at": _time(row["started_at"]), "posted_at": _time(row.get("posted_at") or row["started_at"]),
+            "impact": row["impact"] or None}

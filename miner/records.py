@@ -75,6 +75,15 @@ class OfficialIncident:
     # Nor for its latest update (a feed entry without any date, an incident without updated_at): updated_at is the
     # poll's time too, and the store moves it only when what the incident says (title, status, ...) changes.
     update_undated: bool = False
+    # When the provider first said so publicly (Statuspage's created_at, a status feed's first dated update), which
+    # may be long after started_at (the impact's start, as the provider backdates it). None: not known apart from
+    # started_at (see ``posted``). Undated (``undated``), it is the poll's time, as started_at is.
+    posted_at: datetime | None = None
+
+    @property
+    def posted(self) -> datetime:
+        """When the provider said so: posted_at, else started_at. Our lead on the provider is measured to it."""
+        return self.posted_at or self.started_at
 
 
 # The statuses of planned work, not an outage: never matched to a detected incident.

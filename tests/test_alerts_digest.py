@@ -40,7 +40,8 @@ def test_digest_summarises_open_and_recent_incidents_and_failing_sources(store: 
     d = render_digest(store, settings(routes=(route,), webhooks=()), T0 + timedelta(minutes=50), "oncall")
     assert "1 open, 1 resolved" in d.subject and "1 source failing" in d.subject
     assert d.text.index("WhatsApp: OPEN") < d.text.index("Airtel: RESOLVED")  # open first
-    assert "Our lead:   23 min before the provider's status page" in d.text
+    # add_official stores the incident when it starts, as miner stores one the provider gave no start: first seen.
+    assert "Our lead:   23 min before miner first saw it on the provider's status page" in d.text
     assert "reddit-ug (reddit): HTTP 429 <too many> requests" in d.text
     assert "HTTP 429 &lt;too many&gt; requests" in d.html and "\x00" not in d.html
     assert "&lt;script&gt;" in d.html and "<script>" not in d.html

@@ -88,7 +88,8 @@ def test_a_provider_incident_begun_hours_before_ours_and_still_open_is_not_calle
     assert "nothing on the status page yet" not in text and "No incident on the provider" not in html
     flat = " ".join(text.split())
     assert "Provider: Some users are unable to send messages (investigating," in flat and "09:00 UTC" in flat
-    assert "Our lead: 3 h 00 min after the provider's status page" in flat  # it said so first
+    # it said so first (stored when it started: first seen by miner then, as the Provider line says)
+    assert "Our lead: 3 h 00 min after miner first saw it on the provider's status page" in flat
     assert "Earlier trouble" not in text
 
 
@@ -328,7 +329,7 @@ def test_a_provider_incident_left_open_in_the_store_for_weeks_is_not_called_ongo
     assert "Some users are unable to send messages" not in flat["WhatsApp"]
     assert "nothing on the status page yet" in flat["WhatsApp"] and "40 d" not in flat["WhatsApp"]
     assert "Provider: Feeds load slowly (identified," in flat["Instagram"]
-    assert "Our lead: 2 d 0 h after the provider's status page" in flat["Instagram"]
+    assert "Our lead: 2 d 0 h after the provider posted it on its status page" in flat["Instagram"]
 
 
 def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_its_own_opening(
@@ -347,7 +348,7 @@ def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_
 
     _, text, _ = _parts(smtp_server)
     flat = " ".join(text.split())
-    assert "30 min before the provider's status page" in flat, flat
+    assert "30 min before miner first saw it on the provider's status page" in flat, flat  # stored when it began
 
 
 def test_the_lead_time_of_an_incident_of_a_store_that_recorded_no_width_is_from_its_own_opening_after_a_change(

@@ -184,7 +184,8 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 4, "complaints": 4},
         "baseline": 0.457, "z_score": 6.12,
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
-                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
+                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00",
+                     "posted_at": "2026-11-27T11:37:30+00:00"},
         "last_post_at": "2026-11-27T12:03:30+00:00", "muted_until": None, "muted": None,
     }
     assert instagram == {
@@ -233,7 +234,8 @@ def test_incidents_newest_first_with_the_webhook_payloads_names(api: Api) -> Non
         "peak_complaints": 2, "baseline": 0.457, "peak_baseline": 0.457, "z_score": 6.12, "total_complaints": 2,
         "symptoms": {"messaging": 2},
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
-                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00"},
+                     "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00",
+                     "posted_at": "2026-11-27T11:37:30+00:00"},
         "lead_time_minutes": -30.0, "reopened_at": None, "closed_untracked": None, "resolved_after_gap": None,
     }
     mtn = body["incidents"][1]

@@ -26,6 +26,7 @@ _GREEN = "#2e7d32"
 _BLUE = "#1f4e79"
 _BAND = "#90a4ae"
 _GREY = "#546e7a"
+_PROVIDER = "#6a1b9a"  # the status page's marks, dotted
 
 
 # matplotlib keeps each thread's fonts open in a cache keyed by thread id (2 font files, DejaVuSans and
@@ -156,10 +157,14 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
             marks.append((view.unscored.ended_from, "end not seen", _GREY))
         elif view.resolved_at is not None:
             marks.append((view.resolved_at, "resolved", _GREEN))
-        if view.official is not None and times[0] <= parse_iso(view.official.started_at) <= as_of:
-            marks.append((parse_iso(view.official.started_at), "status page", "#6a1b9a"))
+        if view.official is not None:
+            # When the status page said so, and the start the provider gives the impact where it dates it otherwise.
+            said = [(view.official.posted_at or view.official.started_at, "status page")]
+            if view.official.started_apart:
+                said.append((view.official.started_at, "provider's start"))
+            marks += [(parse_iso(at), label, _PROVIDER) for at, label in said if times[0] <= parse_iso(at) <= as_of]
         for i, (at, label, color) in enumerate(sorted(marks)):
-            ax.axvline(at, color=color, linewidth=1.1, linestyle="-" if label != "status page" else ":")
+            ax.axvline(at, color=color, linewidth=1.1, linestyle=":" if color == _PROVIDER else "-")
             ax.annotate(label, (at, 0.97 - 0.09 * i), xycoords=("data", "axes fraction"), xytext=(-3, 0),
                         textcoords="offset points", fontsize=7, color=color, ha="right", va="top",
                         bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8})

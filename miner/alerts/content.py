@@ -60,7 +60,8 @@ class IncidentView:
     official: Official | None
     # A status page of its provider is watched (a statuspage or status_feed source): its silence is worth saying.
     watched: bool
-    lead_minutes: float | None  # > 0: we saw it this many minutes before the provider said so
+    # > 0: we saw it this many minutes before the provider posted it (its post, not the start it gives the impact)
+    lead_minutes: float | None
     group: str  # the incident group's name and likely cause, when grouped
     series: list[dict[str, Any]] = field(default_factory=list)
     cid: str = ""
@@ -136,10 +137,12 @@ class IncidentView:
     def lead_text(self) -> str:
         if self.lead_minutes is None:
             return ""
-        minutes = abs(self.lead_minutes)
-        if self.lead_minutes >= 0:
-            return f"{duration_text(minutes * 60)} before the provider's status page"
-        return f"{duration_text(minutes * 60)} after the provider's status page"
+        # To the provider's post, not to the start it gives the impact; of an incident it gave no time for, to when
+        # miner first saw it there (its post was no later).
+        said = ("miner first saw it on the provider's status page" if self.official and self.official.first_seen
+                else "the provider posted it on its status page")
+        when = "before" if self.lead_minutes >= 0 else "after"
+        return f"{duration_text(abs(self.lead_minutes) * 60)} {when} {said}"
 
 
 def _within(first: datetime, then: datetime) -> str:

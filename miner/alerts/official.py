@@ -26,6 +26,15 @@ class Official:
     impact: str
     # The provider gave no start: started_at is when miner first saw the incident (its first_seen_at).
     first_seen: bool = False
+    # When the provider posted it (official_incidents.posted_at), what our lead is measured to; its impact may have
+    # begun long before (started_at, as the provider dates it). "" as started_at where the store had no post time.
+    posted_at: str = ""
+
+    @property
+    def started_apart(self) -> bool:
+        """Whether the provider dates the impact from another minute than its post (backdated): both are worth telling
+        (to the minute, as messages give times: a feed's update stamps have no seconds)."""
+        return bool(self.posted_at) and not self.first_seen and self.posted_at[:16] != self.started_at[:16]
 
 
 def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: datetime,
@@ -55,7 +64,7 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: 
     official = official_of(match)
     lead = row.get("lead_time_minutes")
     if lead is None:
-        lead = (parse_iso(match["started_at"]) - opened).total_seconds() / 60
+        lead = (parse_iso(match.get("posted_at") or match["started_at"]) - opened).total_seconds() / 60
     return official, safe_number(lead)
 
 
@@ -64,4 +73,5 @@ def official_of(match: dict[str, Any]) -> Official:
     return Official(clean_text(match.get("title"), 160), clean_text(match.get("status"), 30),
                     str(match.get("started_at", "")), safe_url(match.get("url")),
                     clean_text(match.get("impact") or "", 20),
-                    first_seen=match.get("started_at") == match.get("first_seen_at"))
+                    first_seen=match.get("started_at") == match.get("first_seen_at"),
+                    posted_at=str(match.get("posted_at") or match.get("started_at", "")))

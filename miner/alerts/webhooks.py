@@ -108,8 +108,10 @@ def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
         "group": v.group or None,
         "official": None if v.official is None else {
             "title": v.official.title, "status": v.official.status, "url": v.official.url,
-            "started_at": v.official.started_at, "impact": v.official.impact or None,
+            "started_at": v.official.started_at, "posted_at": v.official.posted_at or None,
+            "impact": v.official.impact or None,
         },
+        # Our opening against the provider's post (official.posted_at), not the start it gives the impact.
         "lead_time_minutes": None if v.lead_minutes is None else round(v.lead_minutes, 1),
         # An opening miner first saw more than stale_after after it happened (down, or catching up a backlog).
         "detected_late": v.seen_late,

@@ -92,7 +92,8 @@ def _aws_event(updates: list[OfficialIncident], before: KnownEvent | None) -> Of
             resolved_at = before.resolved_at  # resolved by an update no longer listed
     external_id, started_at = (first.external_id, first.started_at) if before is None else (
         before.external_id, min(before.started_at, first.started_at))
-    return replace(last, external_id=external_id, started_at=started_at,
+    # Each update is an item of its own: the event was posted with its first.
+    return replace(last, external_id=external_id, started_at=started_at, posted_at=started_at,
                    updated_at=max(u.updated_at for u in updates), resolved_at=resolved_at)
 
 

@@ -159,6 +159,9 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         # Planned work starts when it is under way, not when it was announced ("Scheduled", days before).
         times = [when for label, when in stamps if label == "in progress"] or times
     started = min([published, updated, *times])
+    # The feed gives no start of the impact apart from its updates: its first update (a maintenance's announcement)
+    # is when the provider said so, the post our lead is measured to.
+    posted = min([published, updated, *(when for _, when in stamps)])
     resolved_at = None
     if status in ("resolved", "postmortem", "completed"):
         # The newest "Resolved" ("Completed") update; a feed without stamps has only its last update (or edit).
@@ -179,6 +182,7 @@ def incident_from_entry(source: SourceConfig, ctx: PollContext, entry: Any) -> O
         title=title,
         status=status,
         started_at=started,
+        posted_at=posted,
         # An update dated after the entry (a postmortem in an RSS feed, whose pubDate stays at its resolution) is
         # the provider's last update: the store keeps a new version of an incident only when that moves.
         updated_at=max([published, updated, *(when for _, when in stamps)]),

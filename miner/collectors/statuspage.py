@@ -38,7 +38,10 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
     ident = item.get("id")
     if not ident:
         return None
-    dated = parse_time(item.get("started_at")) or parse_time(item.get("created_at"))
+    # started_at is when the provider says the impact began, which it may set hours before it posted the incident
+    # (created_at): our lead is measured to the post.
+    created = parse_time(item.get("created_at"))
+    dated = parse_time(item.get("started_at")) or created
     started = dated or ctx.now()
     provider_updated = parse_time(item.get("updated_at"))
     updated = provider_updated or started
@@ -59,6 +62,7 @@ def incident_from_json(source: SourceConfig, ctx: PollContext, item: dict[str, A
         title=title,
         status=status,
         started_at=started,
+        posted_at=created or started,
         # Undated, its start is the poll's time, which the store keeps from the first poll on: the provider's own
         # update time (when it gives one) tells when the incident changed, not each poll.
         updated_at=max(updated, started) if dated else updated,

@@ -67,7 +67,7 @@ class IncidentDraft:
     samples: tuple[tuple[str, float], ...] = ()  # the most confident outage posts (id, score), best first
     official_ref: str | None = None  # "source:external_id" of the matched status-page incident
     official_title: str | None = None
-    lead_minutes: float | None = None  # provider acknowledgement minus our opening: > 0 means we were first
+    lead_minutes: float | None = None  # the provider's post minus our opening: > 0 means we were first
     resolved_at: datetime | None = None
     reported_peak: float = 0.0  # the peak count last announced (open or "peak" update): the next one must beat it
     # The width of last_bucket: detector.bucket_minutes may have changed since (None: a draft from before it was kept).
@@ -252,7 +252,9 @@ def _with_official(params: DetectorParams, draft: IncidentDraft, official: Seque
     found = match_official(params, draft.service, draft.opened_at, official)
     if found is None:
         return draft
-    lead = (found.started_at - draft.opened_at).total_seconds() / 60.0
+    # To when the provider posted it, not to the start it gives the impact: one posted at 14:00 and dated from 12:30
+    # was still news to its users at our 13:00 opening.
+    lead = (found.posted - draft.opened_at).total_seconds() / 60.0
     return replace(draft, official_ref=f"{found.source}:{found.external_id}", official_title=found.title,
                    lead_minutes=round(lead, 1))
 

@@ -213,8 +213,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "scheduled (announced or under way) or completed.",
         "impact": "none, minor, major or critical, when given.",
         "components": "JSON list of affected components (each name cut at 500 characters).",
-        "started_at": "When the provider opened it; when the provider gave no time for that, when miner first saw it "
-                      "(first_seen_at, the same value), which later polls do not move.",
+        "started_at": "When the impact began, as the provider dates it (it may date it hours before it posted the "
+                      "incident); the earliest a source of the page gave, where two describe it. When the provider "
+                      "gave no time for that, when miner first saw it (first_seen_at, the same value), which later "
+                      "polls do not move.",
         "updated_at": ("The provider's last update; when the provider gave no time for it either, the poll that "
                        "first read the incident as it says now (its title, status, impact, components, link or "
                        "resolve), which polls that read nothing new do not move."),
@@ -222,6 +224,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                        "listed it).",
         "url": "Link to the incident page, without a credential it held (as posts.url).",
         "first_seen_at": "When miner first stored it.",
+        "posted_at": "When the provider first said so publicly (Statuspage's created_at, a status feed's first dated "
+                     "update; the earliest where two sources describe it): what lead times are measured to. As "
+                     "started_at when the provider gave no time, and for incidents stored before migration 0038.",
     }),
     "incidents": ("Incidents opened by the detector, one per service outage.", {
         "id": "Row id.",
@@ -242,7 +247,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                     "in the bucket, the latest of two as frequent), so they add up to total_complaints.",
         "sample_post_ids": "JSON list of posts.id of the most confident complaints, one per text.",
         "official_incident_id": "official_incidents.id of the provider's matching incident.",
-        "lead_time_minutes": "Provider's start minus our opened_at, in minutes (positive: we were first).",
+        "lead_time_minutes": "When the provider posted its incident (official_incidents.posted_at) minus our "
+                             "opened_at, in minutes (positive: we were first).",
         "bucket_minutes": "Width of the bucket it opened in (detector.bucket_minutes then): its sample posts start "
                           "with that bucket. Incidents opened before miner recorded it have the width the store "
                           "had at the upgrade (migration 0020), or NULL when it had recorded none (read as the "

@@ -17,6 +17,7 @@ from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
 from miner.store.incidents import BY_SERVICE_SQL, OPEN_SQL
+from miner.store.official import POSTED_SQL
 from miner.store.outbox import OUTBOX_SQL
 from miner.store.sql_script import statements
 from miner.timeutil import iso, utcnow
@@ -129,10 +130,8 @@ REDDIT_FEED_FULLNAMES = Migration(
 # group_interval's lookups (store/group_interval.py: the group's last message, a batch of it still waiting) ran on
 # outbox_due (status), which reads every sent row the outbox keeps (bucket_retention_days): with group_by, a planning
 # run opening 300 services looked up 300 groups, 14 s of the write lock at 100,000 sent rows.
-OUTBOX_GROUPS_INDEX = Migration(
-    "0011_outbox_groups_index",
-    "CREATE INDEX outbox_group ON outbox (route, channel, group_key, kind, status);",
-)
+OUTBOX_GROUPS_INDEX = Migration("0011_outbox_groups_index",
+                                "CREATE INDEX outbox_group ON outbox (route, channel, group_key, kind, status);")
 
 # The retention guard's newest post a source dated (store/maintenance.py, hold_prune) walked posts_created_at down
 # from the newest post until it found one: on a store without any (user reports and undated items only) every post,
@@ -317,6 +316,8 @@ INCIDENTS_BY_SERVICE = Migration("0035_incidents_by_service", BY_SERVICE_SQL)
 # Links and ids kept a poster's e-mail address (a mailing list's ?from=, a Message-ID guid): "[email]" (link_scrub.py).
 LINK_EMAILS = Migration("0036_link_emails", "", link_scrub.scrub_link_emails)
 OPEN_INCIDENTS = Migration("0037_open_incidents", OPEN_SQL)  # the open incidents by opening time (incidents.py)
+# When the provider first said so, apart from the impact's start it may backdate: our lead is measured to it.
+OFFICIAL_POSTED = Migration("0038_official_posted", POSTED_SQL)  # rows stored before take their start (official.py)
 POLL_FAILURES = Migration("0039_poll_failures", poll_failures.POLL_FAILURES_SQL)  # each failed poll, each recovery
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
@@ -327,6 +328,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS, IPV6_TEXT_LINKS,
                                OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS, INCIDENTS_BY_OPENING,
                                FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS,
+                               OFFICIAL_POSTED,
                                POLL_FAILURES]
 
 

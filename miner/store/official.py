@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from miner.store.db import Database
 
 
+# Migration 0038: when the provider first said so (OfficialIncident.posted_at), kept apart from the start it may
+# backdate. Miner kept neither Statuspage's created_at nor a feed's first update before: a row stored before takes
+# its start, what its lead was measured to then.
+POSTED_SQL = """
+    ALTER TABLE official_incidents ADD COLUMN posted_at TEXT;
+    UPDATE official_incidents SET posted_at = started_at;
+"""
+
+
 class OfficialIncidentsMixin:
     database: Database
 
@@ -28,6 +37,7 @@ class OfficialIncidentsMixin:
             OfficialIncident(
                 source=r["source"], external_id=r["external_id"], service=r["service"], title=r["title"],
                 status=r["status"], started_at=parse_iso(r["started_at"]), updated_at=parse_iso(r["updated_at"]),
+                posted_at=parse_iso(r["posted_at"]) if r["posted_at"] else None,
                 impact=r["impact"], components=tuple(json.loads(r["components"] or "[]")),
                 resolved_at=parse_iso(r["resolved_at"]) if r["resolved_at"] else None, url=r["url"],
             )
@@ -103,12 +113,13 @@ def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) ->
 
 
 # The columns an incident's newer update sets, from its values in upsert_official's order.
-_NEWER = ("service = ?, title = ?, status = ?, impact = coalesce(?, impact), "
-          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?, updated_at = ?, "
-          "resolved_at = ?, url = ?")
-# The same for an incident the provider gave no start (OfficialIncident.undated): the start stored (when it was first
-# seen, or the provider's own from another source) stays, and the times of the poll it would take are no earlier than
-# it; a resolution stored stays too, where the poll's is that poll's time again. ISO texts of one form compare as times.
+_NEWER = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
+          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?6, updated_at = ?7, "
+          "resolved_at = ?8, url = ?9, posted_at = ?10")
+# The same for an incident the provider gave no start (OfficialIncident.undated): the start and post stored (when it
+# was first seen, or the provider's own from another source) stay, and the times of the poll it would take are no
+# earlier than it; a resolution stored stays too, where the poll's is that poll's time again. ISO texts of one form
+# compare as times.
 _NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
                   "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, updated_at = max(?7, started_at), "
                   "resolved_at = CASE WHEN ?8 IS NULL THEN NULL ELSE coalesce(resolved_at, max(?8, started_at)) END, "
@@ -124,20 +135,19 @@ _SAYS_OTHERWISE = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL
                    " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)"
                    " OR started_at > first_seen_at)")
 
-
 def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime) -> tuple[int, int]:
     new = updated = 0
     for inc in incidents:
         values = (inc.service, inc.title, inc.status, inc.impact, json.dumps(list(inc.components)),
                   iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
-                  inc.url)
+                  inc.url, iso(inc.posted))
         newer = _NEWER_UNDATED if inc.undated else _NEWER
         # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
             f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
-            "WHERE source = ? AND external_id = ? AND updated_at < ?"
+            "WHERE source = ?11 AND external_id = ?12 AND updated_at < ?7"
             + (_SAYS_OTHERWISE if inc.undated and inc.update_undated else ""),
-            (*values, inc.source, inc.external_id, iso(inc.updated_at)),
+            (*values, inc.source, inc.external_id),
         )
         if cur.rowcount:
             updated += 1
@@ -148,8 +158,8 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
             if other is not None:
                 # Kept in the one row: the newer update wins; an older one still adds the impact and components
                 # that the row lacks (the JSON's, read after the feed).
-                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ? AND updated_at < ?",
-                                   (*values, other, iso(inc.updated_at)))
+                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7",
+                                   (*values, other))
                 if not cur.rowcount:
                     cur = conn.execute(
                         "UPDATE official_incidents SET impact = coalesce(impact, ?), "
@@ -160,13 +170,14 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
                 updated += cur.rowcount
                 continue
         if inc.undated:
-            # It starts when this poll stored it (first_seen_at, the same time), and no time of it is earlier.
+            # It starts, and was posted, when this poll stored it (first_seen_at, the same time), and no time of it
+            # is earlier.
             values = (*values[:5], iso(now), iso(max(inc.updated_at, now)),
-                      iso(max(inc.resolved_at, now)) if inc.resolved_at else None, inc.url)
+                      iso(max(inc.resolved_at, now)) if inc.resolved_at else None, inc.url, iso(now))
         cur = conn.execute(
             "INSERT INTO official_incidents (service, title, status, impact, components, started_at, "
-            "updated_at, resolved_at, url, source, external_id, first_seen_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, external_id) DO NOTHING",
+            "updated_at, resolved_at, url, posted_at, source, external_id, first_seen_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (source, external_id) DO NOTHING",
             (*values, inc.source, inc.external_id, iso(now)),
         )
         new += cur.rowcount
