@@ -1,5 +1,6 @@
 """A provider's incident has two times: when it says the impact began (started_at, which it may backdate) and when
-it posted it (posted_at). Our lead is measured to the post."""
+it posted it (posted_at). Our lead is measured to the post; a page watched two ways stores the same times whichever
+source was polled first."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fakeserver import FakeServer, Reply
 from streams import ReportsOnly, outage_reports
 from test_alerts_support import settings
 
 from miner.alerts.render import render_alert
 from miner.alerts.webhooks import json_payload
-from miner.collectors import Poller
-from miner.config import parse_config
+from miner.collectors import CollectSettings, Poller
+from miner.config import SourceConfig, parse_config
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.records import SourceState
@@ -103,6 +106,56 @@ def test_the_lead_on_a_backdated_provider_incident_is_measured_to_its_post(
     assert listed["lead_time_minutes"] == row["lead_time_minutes"]
     assert (listed["official"]["started_at"], listed["official"]["posted_at"]) == (
         "2026-11-27T12:30:00+00:00", "2026-11-27T14:00:00+00:00")
+
+
+# The real Sauce Labs history feed (tests/fixtures/collectors/README.md) and its page's incidents.json, written in the
+# fixture's shape for the feed's "2020-November-13 Service Incident" (1pjjyslhl9t7): the JSON fixture's first incident
+# with the feed's page url and incident id, resolved, and these times: posted (created_at) at 06:53:30 PST, within
+# the minute of its first update's stamp in the feed ("Nov 13, 06:53 PST", no seconds); its impact dated from 05:30 PST
+# (started_at); its last update (updated_at) the feed entry's <updated> (07:10:42 PST), so that neither source's
+# update is newer than the other's, the case where the first polled won.
+SAUCE_PAGE = "https://status.us-west-1.saucelabs.com"
+SAUCE_POSTED = "2020-11-13T14:53:00+00:00"
+SAUCE_IMPACT = "2020-11-13T13:30:00+00:00"
+
+
+def _sauce_json(server: FakeServer) -> bytes:
+    answer = json.loads(server.fixture_bytes("statuspage/incidents.json"))
+    answer["page"]["url"] = SAUCE_PAGE
+    answer["incidents"] = answer["incidents"][:1]
+    incident: dict[str, Any] = answer["incidents"][0]
+    incident.update(id="1pjjyslhl9t7", status="resolved", created_at="2020-11-13T14:53:30.000Z",
+                    started_at="2020-11-13T13:30:00.000Z", updated_at="2020-11-13T15:10:42.000Z",
+                    resolved_at="2020-11-13T15:10:00.000Z")
+    return json.dumps(answer).encode()
+
+
+def _sauce_sources(server: FakeServer) -> tuple[SourceConfig, SourceConfig]:
+    server.serve("/api/v2/incidents.json", Reply(200, _sauce_json(server), content_type="application/json"))
+    server.serve_fixture("/history.atom", "status/saucelabs_us-west-1_history.atom",
+                         content_type="application/atom+xml")
+    return (SourceConfig("status:Sauce Labs", "statuspage", url=server.url, services=("Sauce Labs",)),
+            SourceConfig("sauce-feed", "status_feed", url=f"{server.url}/history.atom", services=("Sauce Labs",)))
+
+
+@pytest.mark.parametrize("feed_first", [False, True], ids=["json-then-feed", "feed-then-json"])
+def test_a_page_watched_two_ways_keeps_the_providers_start_and_first_post_whichever_is_polled_first(
+        server: FakeServer, store: Store, feed_first: bool) -> None:
+    json_source, feed_source = _sauce_sources(server)
+    order = (feed_source, json_source) if feed_first else (json_source, feed_source)
+    now = datetime(2020, 11, 16, tzinfo=UTC)
+    with Poller(CollectSettings(), hash_key=b"k") as poller:
+        for source in (*order, *order):  # polled again: nothing moves
+            store.save_fetch(source.name, poller.poll(source), now, now)
+    [row] = [r for r in store.official_incidents("Sauce Labs", datetime(2020, 11, 1, tzinfo=UTC))
+             if r["url"] == f"{SAUCE_PAGE}/incidents/1pjjyslhl9t7"]
+    # The impact's start is the JSON's (the feed has only its updates); the post, the earlier of the two's.
+    assert row["started_at"] == SAUCE_IMPACT
+    assert row["posted_at"] == SAUCE_POSTED
+    assert (row["status"], row["resolved_at"]) == ("resolved", "2020-11-13T15:10:00+00:00")
+    [record] = [r for r in store.official_incident_records("Sauce Labs", datetime(2020, 11, 1, tzinfo=UTC))
+                if r.external_id == row["external_id"]]
+    assert (record.started_at, record.posted) == (parse_iso(SAUCE_IMPACT), parse_iso(SAUCE_POSTED))
 
 
 def test_incidents_stored_before_the_upgrade_take_their_start_for_their_post(tmp_path: Path) -> None:

@@ -112,10 +112,20 @@ def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) ->
     return next((int(row[0]) for row in rows if _page_incident(row[1]) == key), None)
 
 
+# Where the incident starts and when it was posted, from a source that dates them (not OfficialIncident.undated): the
+# earliest of what every source said, so that neither which of a page's two sources was polled first nor which was
+# updated last decides it (its statuspage JSON gives the impact's start, which the provider may set hours before it
+# posted the incident; its history feed gives only its first update). A start or post that is only when miner first
+# saw the incident (stored undated: the time is first_seen_at's) is none: the provider's own one replaces it, later or
+# not. A start the provider moves later is not followed. Values as upsert_official binds them (?6 start, ?10 posted).
+_START = "CASE WHEN started_at = first_seen_at THEN ?6 ELSE min(started_at, ?6) END"
+_POSTED = ("CASE WHEN coalesce(posted_at, started_at) = first_seen_at THEN ?10 "
+           "ELSE min(coalesce(posted_at, started_at), ?10) END")
+_DATED = f"started_at = {_START}, posted_at = {_POSTED}"
 # The columns an incident's newer update sets, from its values in upsert_official's order.
 _NEWER = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
-          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, started_at = ?6, updated_at = ?7, "
-          "resolved_at = ?8, url = ?9, posted_at = ?10")
+          "components = CASE WHEN ?5 = '[]' THEN components ELSE ?5 END, updated_at = ?7, resolved_at = ?8, url = ?9, "
+          + _DATED)
 # The same for an incident the provider gave no start (OfficialIncident.undated): the start and post stored (when it
 # was first seen, or the provider's own from another source) stay, and the times of the poll it would take are no
 # earlier than it; a resolution stored stays too, where the poll's is that poll's time again. ISO texts of one form
@@ -134,6 +144,12 @@ _OWN_UNDATED = f"started_at = min(started_at, first_seen_at), {_NEWER_UNDATED}"
 _SAYS_OTHERWISE = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL AND impact IS NOT ?4)"
                    " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)"
                    " OR started_at > first_seen_at)")
+# What another source's older update of the row's incident still gives it: the impact and components the row lacks
+# (the JSON's, read after the feed), and a start or post earlier than the row's (_DATED).
+_FILL = ("impact = coalesce(impact, ?4), components = CASE WHEN components = '[]' THEN ?5 ELSE components END")
+_FILLS = "(impact IS NULL AND ?4 IS NOT NULL) OR (components = '[]' AND ?5 != '[]')"
+_MOVES = f" OR started_at IS NOT {_START} OR posted_at IS NOT {_POSTED}"
+
 
 def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncident], now: datetime) -> tuple[int, int]:
     new = updated = 0
@@ -156,17 +172,14 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
                         (inc.source, inc.external_id)).fetchone() is None:
             other = _same_incident_elsewhere(conn, inc)
             if other is not None:
-                # Kept in the one row: the newer update wins; an older one still adds the impact and components
-                # that the row lacks (the JSON's, read after the feed).
+                # Kept in the one row: the newer update wins; an older one still adds what _FILL says.
                 cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7",
                                    (*values, other))
                 if not cur.rowcount:
+                    dated = not inc.undated
                     cur = conn.execute(
-                        "UPDATE official_incidents SET impact = coalesce(impact, ?), "
-                        "components = CASE WHEN components = '[]' THEN ?2 ELSE components END "
-                        "WHERE id = ?3 AND ((impact IS NULL AND ?1 IS NOT NULL) OR (components = '[]' AND ?2 != '[]'))",
-                        (inc.impact, values[4], other),
-                    )
+                        f"UPDATE official_incidents SET {_FILL}{', ' + _DATED if dated else ''} "
+                        f"WHERE id = ?11 AND ({_FILLS}{_MOVES if dated else ''})", (*values, other))
                 updated += cur.rowcount
                 continue
         if inc.undated:
