@@ -464,6 +464,31 @@ def test_a_storm_sends_the_most_important_incidents_and_counts_the_rest(store: S
         assert f"*Svc{shown - 1:03d}*" in text and f"*Svc{shown:03d}*" not in text  # the lowest z left out
 
 
+def test_a_storm_with_sample_posts_stays_within_slacks_limit_on_a_whole_message(store: Store, hook: Hook) -> None:
+    # Slack refuses a message whose blocks hold more than about 12,000 characters in all (msg_blocks_too_long,
+    # slackapi/bolt-js#2509 and #2867), however far each stays under its 3,000. 30 incidents with three long
+    # sample posts each came to 24,579 characters in 49 blocks: the alert of a provider's outage refused for good.
+    n = 30
+    for i in range(n):  # Svc000 has the highest z, the last the lowest
+        store.open_incident(f"Svc{i:03d}", T0, {"peak_complaints": 30, "peak_score": 100.0 - i, "baseline": 2.0,
+                                                "total_complaints": 95}, {})
+        seed_posts(store, f"Svc{i:03d}", T0 - BUCKET,
+                   [f"Svc{i:03d} down again {j}: " + "nothing loads, not the app nor the site " * 7 for j in range(3)])
+    cfg = dataclasses.replace(hook_settings("slack"), group_wait=60.0, group_by="route")  # so they make one batch
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0 + timedelta(minutes=2), worker_id="w").sent == 1
+    [body] = hook.bodies
+    texts = [b["text"]["text"] if "text" in b else b["elements"][0]["text"] for b in body["blocks"]]
+    assert sum(len(t) for t in texts) <= 12_000
+    assert len(json.dumps(body["blocks"], ensure_ascii=False).encode()) <= 12_000  # however Slack counts
+    # Every incident is listed, the most important first; their users' words only while they fit.
+    sections = [b["text"]["text"] for b in body["blocks"] if b["type"] == "section"]
+    assert [s.split("*")[1] for s in sections] == [f"Svc{i:03d}" for i in range(n)]
+    quoted = [t for t in texts if t.startswith("> ")]
+    assert 0 < len(quoted) < n and [q.split()[1] for q in quoted] == [f"Svc{i:03d}" for i in range(len(quoted))]
+    assert "more incidents not shown" not in texts[-1]
+
+
 def test_a_notification_for_a_channel_its_route_no_longer_has_fails_with_the_reason(store: Store, hook: Hook) -> None:
     # Planned for an email and a webhook; then feeds.toml moves the route to another webhook (the first stays
     # defined, for another route). The email was "sent" to nobody, and the old webhook still got the alert.

@@ -31,6 +31,10 @@ BODY_LIMIT = 4096  # bytes of an error answer read, for the snippet stored with 
 
 PAYLOAD_VERSION = 1
 SLACK_BLOCKS = 50  # the most blocks Slack takes in one message
+# Slack refuses a message whose blocks hold more than about 12,000 characters in all (msg_blocks_too_long; met at
+# 11,341, undocumented: slackapi/bolt-js#2509, #2867), though a section may hold 3,000 (docs.slack.dev/reference/
+# block-kit/blocks/section-block): 30 incidents, 3 posts of 300 characters each, made 24,579: all refused, for good.
+SLACK_CHARS = 11_000  # of the blocks' compact JSON in UTF-8 bytes, never fewer than the characters of their text
 
 @dataclass(frozen=True)
 class Reply:
@@ -166,42 +170,65 @@ def open_span(v: IncidentView) -> str:
     return f"open {v.opened_at.strftime(when)} to {v.resolved_at.strftime(when)} UTC ({v.duration})"
 
 
+def _slack_incident(kind: str, v: IncidentView, reminder: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One incident's section, and a context block quoting up to three of its sample posts (None without any)."""
+    emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
+    note = " (reminder)" if reminder else ""
+    ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
+    lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, {open_span(v)}",
+             f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
+             f"{v.total_complaints} complaints"]
+    if v.seen_late:
+        lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
+    if v.reopened_at:
+        lines.insert(1, "re-opened " + slack_text(v.reopen_text))
+    if v.untracked:
+        lines.insert(1, ":warning: closed, not seen to end: " + slack_text(v.untracked))
+    if v.unscored:
+        lines.insert(1, ":warning: resolved after a gap: " + slack_text(v.gap_text))
+    if v.symptoms:
+        lines.append("symptoms: " + slack_text(v.symptom_line))
+    if v.official is not None:
+        official = slack_text(v.official.title)
+        if v.official.url:
+            official = f"<{slack_url(v.official.url)}|{official}>"
+        lines.append(f"provider: {official} ({slack_text(v.official.status)})"
+                     + (f"; our lead {slack_text(v.lead_text)}" if v.lead_text else ""))
+    section = {"type": "mrkdwn", "text": _fit("\n".join(lines), 2900)}
+    quotes = "\n".join(f"> {slack_text(p.text)}" for p in v.samples[:3])
+    context = {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(quotes, 2900)}]}
+    return {"type": "section", "text": section}, context if v.samples and kind != "resolved" else None
+
+
+def _slack_size(blocks: list[dict[str, Any]]) -> int:
+    """At least what Slack counts of ``blocks``, be it characters or UTF-16 units of their text, or their JSON."""
+    return len(json.dumps(blocks, ensure_ascii=False, separators=(",", ":")).encode())
+
+
 def slack_payload(kind: str, views: list[IncidentView], *, subject: str, reminders: set[int]) -> dict[str, Any]:
-    """``views`` most important first; those that do not fit Slack's 50 blocks are counted in a last line."""
+    """``views`` most important first. Within Slack's 50 blocks and SLACK_CHARS: every incident that fits, then the
+    sample posts of the first ones while they fit (which of the services are down matters more than what their users
+    say); the incidents that do not fit are counted in a last line."""
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": subject[:150]}}]
-    for n, v in enumerate(views):
-        emoji = ":red_circle:" if v.status == "open" else ":large_green_circle:"
-        note = " (reminder)" if v.id in reminders else ""
-        ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
-        lines = [f"{emoji} *{slack_text(v.service)}* {v.status}{note}, {open_span(v)}",
-                 f"peak {v.peak_complaints} vs baseline {v.baseline_text}{ratio}, z {v.peak_score:.1f}, "
-                 f"{v.total_complaints} complaints"]
-        if v.seen_late:
-            lines.insert(1, ":warning: seen late: " + slack_text(v.late_text))
-        if v.reopened_at:
-            lines.insert(1, "re-opened " + slack_text(v.reopen_text))
-        if v.untracked:
-            lines.insert(1, ":warning: closed, not seen to end: " + slack_text(v.untracked))
-        if v.unscored:
-            lines.insert(1, ":warning: resolved after a gap: " + slack_text(v.gap_text))
-        if v.symptoms:
-            lines.append("symptoms: " + slack_text(v.symptom_line))
-        if v.official is not None:
-            official = slack_text(v.official.title)
-            if v.official.url:
-                official = f"<{slack_url(v.official.url)}|{official}>"
-            lines.append(f"provider: {official} ({slack_text(v.official.status)})"
-                         + (f"; our lead {slack_text(v.lead_text)}" if v.lead_text else ""))
-        section = {"type": "mrkdwn", "text": _fit("\n".join(lines), 2900)}
-        these: list[dict[str, Any]] = [{"type": "section", "text": section}]
-        if v.samples and kind != "resolved":
-            quotes = "\n".join(f"> {slack_text(p.text)}" for p in v.samples[:3])
-            these.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(quotes, 2900)}]})
-        if len(blocks) + len(these) > SLACK_BLOCKS - 1:  # one block kept for saying what is left out
-            blocks.append({"type": "context", "elements": [
-                {"type": "mrkdwn", "text": f"{len(views) - n} more incidents not shown"}]})
+    more: dict[str, Any] = {"type": "context", "elements": [
+        {"type": "mrkdwn", "text": f"{len(views)} more incidents not shown"}]}
+    used = _slack_size(blocks) + _slack_size([more])  # room kept for saying what is left out
+    shown: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for v in views:
+        section, quotes = _slack_incident(kind, v, v.id in reminders)
+        if len(blocks) + len(shown) + 1 > SLACK_BLOCKS - 1 or used + _slack_size([section]) > SLACK_CHARS:
             break
-        blocks += these
+        shown.append((section, quotes))
+        used += _slack_size([section])
+    room = SLACK_BLOCKS - 1 - len(blocks) - len(shown)
+    for section, quotes in shown:
+        blocks.append(section)
+        if quotes is not None and room and used + _slack_size([quotes]) <= SLACK_CHARS:
+            blocks.append(quotes)
+            used, room = used + _slack_size([quotes]), room - 1
+    if len(shown) < len(views):
+        more["elements"][0]["text"] = f"{len(views) - len(shown)} more incidents not shown"
+        blocks.append(more)
     return {"text": slack_text(subject), "blocks": blocks}
 
 
