@@ -86,11 +86,19 @@ HELP = {
 # Written only once one had counted, the series began at 1 after each start or reload, and Prometheus takes a series'
 # first sample as its start: increase() and rate() saw nothing of that first failure, the one alert a login refused
 # since the restart that changed it brought.
-ZERO_AT_START = ("miner_notifications_sent_total", "miner_notifications_failed_total")
+# The classifier's counters too: a dashboard's rate() of them said "no data" on a service whose sources had brought
+# nothing to classify since its start, not 0.
+ZERO_AT_START = ("miner_notifications_sent_total", "miner_notifications_failed_total", "miner_posts_classified_total",
+                 "miner_classify_seconds_total")
 # Labelled counters are written at 0 for each label value known at the start, for the same reason (see zero): each
 # polled source's failed polls, each job's runs per outcome, each result of a report. A reload starts a new service,
 # with new metrics: a source added has its series from it, and one removed none.
 JOB_OUTCOMES = ("ok", "error", "skipped")
+# Every counter per source, not the failed polls' alone: the first poll that missed posts for good (or stored late
+# ones) after a start or reload began its series at 1, where an alert on its increase saw nothing, and a ratio of
+# errors to polls had no polls for a source whose first poll failed.
+SOURCE_COUNTERS = ("miner_polls_total", "miner_poll_errors_total", "miner_poll_gaps_total", "miner_posts_late_total",
+                   "miner_posts_fetched_total", "miner_posts_stored_total")
 
 
 class Metrics:

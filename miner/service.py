@@ -28,7 +28,7 @@ from miner.errors import MinerError, StoreError
 from miner.held_polls import HeldPolls
 from miner.http_api import HttpApi
 from miner.http_listener import Listener
-from miner.metrics import JOB_OUTCOMES, Metrics
+from miner.metrics import JOB_OUTCOMES, SOURCE_COUNTERS, Metrics
 from miner.pipeline import Pipeline
 from miner.read_api import ReadApi
 from miner.records import Decision
@@ -94,7 +94,8 @@ class Service(ServiceJobs, ServiceScrape, ServiceSwitch, ServiceEndpoint):
         self.db_path = str(db_path)
         self.options = options or ServiceOptions()
         self.metrics = Metrics()
-        self.metrics.zero("miner_poll_errors_total", ({"source": name} for name in config.polled_sources))
+        for counter in SOURCE_COUNTERS:
+            self.metrics.zero(counter, ({"source": name} for name in config.polled_sources))
         self.metrics.zero("miner_job_runs_total", ({"stage": job.name, "outcome": outcome}
                                                    for job in self.options.jobs for outcome in JOB_OUTCOMES))
         self.health: dict[str, JobHealth] = {job.name: JobHealth() for job in self.options.jobs}

@@ -67,7 +67,10 @@ class ServiceScrape:
             for queue, depth in store.queue_depths().items():
                 self.metrics.set("miner_queue_depth", float(depth), queue=queue)
             open_rows = store.incidents(status="open")
-            counts: dict[tuple[tuple[str, str], ...], float] = {}
+            # Each configured service at 0 when none is open: with only the open ones written, a dashboard's
+            # sum() of them said "no data" whenever all was well, and a service's panel broke off at each resolve.
+            counts: dict[tuple[tuple[str, str], ...], float] = {
+                (("service", s.name),): 0.0 for s in self.config.services}
             for row in open_rows:
                 key = (("service", row["service"]),)
                 counts[key] = counts.get(key, 0.0) + 1

@@ -164,9 +164,18 @@ def test_the_service_scrape_parses_strictly(tmp_path: Path, feed: str) -> None:
     families = parse(reply.text)
     assert set(families) == set(HELP)
     assert all(f.type == HELP[name][0] and f.help == HELP[name][1] for name, f in families.items())
+    # A configured service with none open is written at 0: a dashboard's sum() said "no data" when all was well.
     assert families["miner_open_incidents"].samples == {(("service", 'Say "hi" \\ co'),): 1.0,
+                                                         (("service", "MTN"),): 0.0,
                                                          (("service", "a name\nthe store holds"),): 1.0}
     assert families["miner_posts_stored_total"].samples == {(("source", "feed"),): 3.0}
+    # Each source's counters at 0 before anything was counted, as its failed polls': the first gap or late post
+    # after a start began its series at 1, where an alert on its increase saw nothing.
+    for counter in ("miner_poll_gaps_total", "miner_posts_late_total"):
+        assert families[counter].samples == {(("source", "feed"),): 0.0}, counter
+    # No process job ran: the classifier's counters are at 0, not missing (a dashboard's rate() said "no data").
+    assert families["miner_posts_classified_total"].samples == {(): 0.0}
+    assert families["miner_classify_seconds_total"].samples == {(): 0.0}
     # Every label value known at the start is written at 0 (as the notifications' counters below): begun at 1 with
     # the first failed poll, skipped run or refused report after a start or reload, the series showed no increase().
     assert families["miner_reports_total"].samples == {(("result", "accepted"),): 1.0, (("result", "invalid"),): 1.0,
