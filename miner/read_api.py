@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, unquote
 from miner.errors import MinerError
 from miner.muted import pending_silences, service_mute
 from miner.provider_ongoing import ongoing
+from miner.query_fields import MAX_FIELDS, refused
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
@@ -312,11 +313,12 @@ def parse_query(query: str, allowed: tuple[str, ...], *, others: bool = False) -
     ``allowed`` are left out instead (a page linked with ``?utm_source=`` or a tracker's tag still shows)."""
     try:
         # A page's left-out parameters may be anything a link carried: only those it takes must decode.
-        parsed = parse_qs(query, keep_blank_values=True, errors="replace" if others else "strict", max_num_fields=20)
+        parsed = parse_qs(query, keep_blank_values=True, errors="replace" if others else "strict",
+                          max_num_fields=MAX_FIELDS)
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("the query string is not valid (percent-encoded UTF-8, at most 20 parameters)") from None
+        raise BadRequest(refused(query)) from None
     if others and any("\ufffd" in v for key in allowed for v in parsed.get(key, ())):
-        raise BadRequest("the query string is not valid (percent-encoded UTF-8)")
+        raise BadRequest(refused(query, allowed))
     if others:
         parsed = {key: values for key, values in parsed.items() if key in allowed}
     for key, values in parsed.items():

@@ -472,6 +472,13 @@ def test_a_series_is_the_buckets_of_the_hours_asked_for(api: Api) -> None:
     ("/api/v1/services?service=x", 400, "unknown parameter 'service'; this endpoint takes no parameters"),
     ("/api/v1/services/WhatsApp/series?hours=961", 400, "hours: must be a whole number from 1 to 960"),  # 40 days
     ("/api/v1/services/WhatsApp/series?hours=1.5", 400, "hours: must be a whole number from 1 to 960 (got '1.5')"),
+    # The parameter that does not decode is named, as any other bad one is: "the query string is not valid" left a
+    # dashboard's author to guess which of its parameters it was.
+    ("/api/v1/incidents?status=all&service=caf%E9", 400, "service: not percent-encoded UTF-8 (got 'caf%E9')"),
+    ("/api/v1/services/WhatsApp/series?hours=%FF", 400, "hours: not percent-encoded UTF-8 (got '%FF')"),
+    ("/api/v1/incidents?x%FF=1", 400, "a parameter's name is not percent-encoded UTF-8 (got 'x%FF')"),
+    ("/api/v1/incidents?" + "limit=1&" * 20 + "status=open", 400,
+     "the query string has 21 parameters; at most 20 are taken"),
     ("/api/v1/services/whatsapp/series", 404, "no service named 'whatsapp' (did you mean 'WhatsApp'?)"),
     ("/api/v1/services/Nokia/series", 404, "no service named 'Nokia'"),
 ])

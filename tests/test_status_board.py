@@ -285,7 +285,9 @@ def test_an_unknown_service_is_a_404_page_with_a_guess(board: Board, path: str, 
     ("/services/WhatsApp?hours=0", "hours: must be a whole number from 1 to 504 (got '0')"),
     ("/services/WhatsApp?hours=505", "hours: must be a whole number from 1 to 504 (got '505')"),
     ("/services/WhatsApp?hours=1&hours=2", "hours: given 2 times; give it once"),
-    ("/services/WhatsApp?hours=%FF", "the query string is not valid (percent-encoded UTF-8)"),
+    ("/services/WhatsApp?hours=%FF", "hours: not percent-encoded UTF-8 (got '%FF')"),
+    # Named among the parameters the page reads, not a link's tracker tag that it leaves out
+    ("/services/WhatsApp?utm_source=%FF&hours=%FE", "hours: not percent-encoded UTF-8 (got '%FE')"),
 ])
 def test_a_bad_parameter_is_a_400_page(board: Board, path: str, message: str) -> None:
     assert message in page(board, path, 400)[2].words()
