@@ -91,8 +91,8 @@ HELP = {
 ZERO_AT_START = ("miner_notifications_sent_total", "miner_notifications_failed_total", "miner_posts_classified_total",
                  "miner_classify_seconds_total")
 # Labelled counters are written at 0 for each label value known at the start, for the same reason (see zero): each
-# polled source's failed polls, each job's runs per outcome, each result of a report. A reload starts a new service,
-# with new metrics: a source added has its series from it, and one removed none.
+# polled source's counters (SOURCE_COUNTERS), each job's runs per outcome, each result of a report. A reload starts a
+# new service, with new metrics: a source added has its series from it, and one removed none.
 JOB_OUTCOMES = ("ok", "error", "skipped")
 # Every counter per source, not the failed polls' alone: the first poll that missed posts for good (or stored late
 # ones) after a start or reload began its series at 1, where an alert on its increase saw nothing, and a ratio of
