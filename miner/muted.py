@@ -30,6 +30,14 @@ def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at
     return mute_end(config.alerts.maintenance, service, at, [_span(r) for r in _matching(config, silences, service)])
 
 
+def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
+    """The services ``silence`` mutes as feeds.toml stands: a provider's, those it gives the provider; a service's,
+    itself."""
+    if not silence["provider"]:
+        return [str(silence["service"])]
+    return [s.name for s in config.services if silence_matches(silence, s.name, s.provider)]
+
+
 def service_mute(config: Config, silences: list[dict[str, Any]], service: str, now: datetime) -> dict[str, Any]:
     """``muted_until`` and ``muted`` of ``service`` at ``now`` as the read API gives them, ``silences`` being
     pending_silences: both None while its alerts are not muted. ``muted_until``: when they no longer are, windows

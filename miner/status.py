@@ -14,7 +14,7 @@ from miner.config import Config
 from miner.detect import DetectorState
 from miner.detect_due import due_now
 from miner.model_dir import model_on_disk, resolve_model_dir
-from miner.muted import muted_until, pending_silences
+from miner.muted import muted_until, pending_silences, silenced_services
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -227,16 +227,6 @@ def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str
         shown.append({"id": r["id"], "service": r["service"], "provider": r["provider"], "services": services,
                       "until": _time(r["ends_at"]), "muted_until": unmuted, "comment": r["comment"]})
     return shown
-
-
-def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
-    """The services ``silence`` mutes as feeds.toml stands: a provider's, those it gives the provider; a service's,
-    itself."""
-    from miner.store.mutes import silence_matches
-
-    if not silence["provider"]:
-        return [str(silence["service"])]
-    return [s.name for s in config.services if silence_matches(silence, s.name, s.provider)]
 
 
 def maintenance_status(config: Config, now: datetime, silences: list[dict[str, Any]]) -> list[dict[str, Any]]:

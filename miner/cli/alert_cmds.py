@@ -353,8 +353,8 @@ def _still_muted(app: AppContext, silence: dict[str, Any]) -> None:
     """Say which services of an ended silence other silences or maintenance windows keep muted, and until when: the
     on-call removing a silence to hear of the outage again waited for alerts that a window held back."""
     from miner.alerts.mute_end import HORIZON
-    from miner.muted import muted_until, pending_silences
-    from miner.status import shown_time, silenced_services
+    from miner.muted import muted_until, pending_silences, silenced_services
+    from miner.status import shown_time
 
     try:
         config = app.config
