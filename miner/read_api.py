@@ -200,11 +200,8 @@ class ReadApi:
         }
 
     def _official_now(self, store: Store, service: str, now: datetime) -> dict[str, Any] | None:
-        """The provider's latest-started incident going on now (provider_ongoing): its status page has not said it is
-        over, it is not planned work, its status source is still polled, and it was updated within ONGOING_QUIET."""
-        # As the alerts and the digest take the provider's incident: a status feed's entry that says no state is
-        # stored open for good, and was the service's provider state on the board and here weeks later, while the
-        # digest of that moment said nothing was open on the status page.
+        """The provider's latest-started incident going on now, as provider_ongoing (the alerts' and digest's rule too)
+        has it."""
         live = [o for o in store.official_incidents(service, now) if ongoing(o, now, self._polled)]
         return _official(live[-1]) if live else None
 

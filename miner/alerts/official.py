@@ -52,11 +52,9 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: 
                 and parse_iso(o["started_at"]) <= end and o["status"] not in MAINTENANCE]
         match = min(near, key=lambda o: abs((parse_iso(o["started_at"]) - opened).total_seconds()), default=None)
     if match is None:
-        # One begun earlier and still going on when ours opened is on the status page all the same: the alert said
-        # "nothing on the status page yet" of a provider that had been investigating for hours. Going on as the
-        # digest and the read API take it (provider_ongoing): one whose resolve miner never read (its source left
-        # feeds.toml, a feed entry that says no status) stays open in the store for good, and was every later
-        # alert's provider incident ("Our lead: 40 d 0 h after the provider's status page").
+        # One begun earlier and still going on when ours opened (provider_ongoing, as the digest and the read API
+        # take it) is the provider's incident all the same: the alert said "nothing on the status page yet" of a
+        # provider that had been investigating for hours.
         begun = [o for o in candidates if parse_iso(o["started_at"]) <= opened and ongoing(o, opened, sources)]
         match = max(begun, key=lambda o: parse_iso(o["started_at"]), default=None)
     if match is None:
