@@ -78,3 +78,19 @@ def test_a_sites_two_feeds_entries_of_one_bare_guid_are_one_post(tmp_path: Path,
     cfg = _config(tmp_path, ["Sync"], FEEDS.format(url=server.url, other=server.url))
     _collect(cfg)
     assert _complaints(tmp_path / "m.sqlite") == 1
+
+
+def test_a_feed_at_the_sites_root_with_a_query_is_scoped_by_its_host_alone(tmp_path: Path, server: FakeServer) -> None:
+    # `https://forum.example.net/?format=rss` is `https://forum.example.net?format=rss` as same_url writes it: cut at
+    # its first "/", the query was taken for part of the host, and the root feed's topics were not the category
+    # feed's.
+    feed = re.sub(r"\s*<author>[^<]*</author>", "", server.fixture_bytes("discourse/latest.rss").decode()).encode()
+    server.serve("/", Reply(200, feed, content_type="application/rss+xml"))
+    server.serve("/b/latest.rss", Reply(200, feed, content_type="application/rss+xml"))
+    cfg = _config(tmp_path, ["Sync"], FEEDS.replace("{url}/a/latest.rss", "{url}/?format=rss").format(
+        url=server.url, other=server.url))
+    _collect(cfg)
+    address = server.url.partition("://")[2]
+    assert {ident for ident, _author in _posts(tmp_path / "m.sqlite")["forum-a"]} == {
+        f"{address}#topic-4821", f"{address}#topic-4819"}
+    assert _complaints(tmp_path / "m.sqlite") == 1

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
 from miner.collectors.canonical import feed_author_url, mastodon_feed, reddit_shared_post, site_identity
@@ -220,7 +221,7 @@ def _feed_scoped(source: SourceConfig, own: str) -> str:
     topic under one guid, and it is one post. A post stored under the bare guid before is found by it (Post.feed_id)."""
     if _NAMES_A_SITE.search(own) or not source.url:
         return own
-    host = same_url(source.url).partition("://")[2].partition("/")[0].rpartition("@")[2]
+    host = urlsplit(same_url(source.url)).netloc.rpartition("@")[2]
     return f"{host}#{own}"
 
 
