@@ -89,7 +89,8 @@ class PostsMixin:
     _secrets_scrubbed: set[tuple[str, tuple[str, ...]]]
 
     def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime) -> SaveStats:
-        """Store one successful poll atomically: posts, matches, official incidents and the new source state.
+        """Store one successful poll atomically: posts, matches, official incidents and the new source state, and the
+        recovery in poll_failures where it ends a run of failed polls.
 
         The cursor and validators advance only together with the posts they cover, so a crash between the two
         can never skip posts.
