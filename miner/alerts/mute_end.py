@@ -24,7 +24,7 @@ MAX_WINDOWS = 20_160
 
 
 def mute_end(windows: Iterable[MaintenanceWindow], service: str, at: datetime,
-             silences: Iterable[tuple[datetime, datetime]] = ()) -> datetime | None:
+             silences: Iterable[tuple[datetime, datetime]]) -> datetime | None:
     """When the windows of ``service`` (in any case, as the planner matches them) and the ``silences`` (the spans,
     start and end, of those matching it: silence_matches) in effect at ``at`` stop muting its alerts: ``at`` itself
     where none is; None where they follow on without a gap past HORIZON (or MAX_WINDOWS)."""

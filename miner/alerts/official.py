@@ -38,7 +38,7 @@ class Official:
 
 
 def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: datetime,
-                      sources: Collection[str] | None = None) -> tuple[Official | None, float | None]:
+                      sources: Collection[str] | None) -> tuple[Official | None, float | None]:
     """The provider's incident of ``row`` (an incident open from ``opened`` to ``end``), and our lead on it in
     minutes; (None, None) when the provider said nothing. ``sources``: the config's enabled sources (None: any), of
     which one begun earlier must be to be taken as still going on."""
