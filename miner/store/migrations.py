@@ -328,8 +328,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS, IPV6_TEXT_LINKS,
                                OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS, INCIDENTS_BY_OPENING,
                                FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS,
-                               OFFICIAL_POSTED,
-                               POLL_FAILURES]
+                               OFFICIAL_POSTED, POLL_FAILURES]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:
