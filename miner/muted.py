@@ -25,6 +25,11 @@ def pending_silences(store: Store, now: datetime) -> list[dict[str, Any]]:
     return [r for r in store.silences() if parse_iso(r["ends_at"]) > now]
 
 
+def in_effect(silences: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """Those of ``silences`` muting at ``now`` (not any starting later)."""
+    return [r for r in silences if holds(_span(r), now)]
+
+
 def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
     """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
     return mute_end(config.alerts.maintenance, service, at, [_span(r) for r in _matching(config, silences, service)])
@@ -45,7 +50,7 @@ def service_mute(config: Config, silences: list[dict[str, Any]], service: str, n
     ``muted``: what mutes them at ``now``, ``silences`` ({"id", "service", "provider", "until", "comment"}, as
     `miner status --format json` gives them: a provider's has ``service`` None) and ``maintenance`` ({"window",
     "start", "end", "comment"}: ``window`` its index in alerts.maintenance, start and end of its span in effect)."""
-    held = [r for r in _matching(config, silences, service) if holds(_span(r), now)]
+    held = in_effect(_matching(config, silences, service), now)
     windows = config.alerts.maintenance
     effect = windows_in_effect(windows, service, now)
     if not held and not effect:  # mute_end would give ``now`` itself; a recurring window's span is costly to repeat

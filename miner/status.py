@@ -14,7 +14,7 @@ from miner.config import Config
 from miner.detect import DetectorState
 from miner.detect_due import due_now
 from miner.model_dir import model_on_disk, resolve_model_dir
-from miner.muted import muted_until, pending_silences, silenced_services
+from miner.muted import in_effect, muted_until, silenced_services
 from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
@@ -208,21 +208,20 @@ def failed_text(failed: dict[str, Any]) -> str:
             "`miner outbox retry ID` sends one again")
 
 
-def silence_status(store: Store, config: Config, now: datetime) -> list[dict[str, Any]]:
-    """The silences muting alerts at ``now`` (`miner silence add`), oldest first: ``id``, ``service`` (None for a
-    provider's), ``provider`` (None for a service's), ``services``: those feeds.toml gives it now (the silence
-    mutes them, as the planner matches it; for a service's, itself), ``until``, ``muted_until`` (when the alerts of
-    the services it mutes are no longer muted, the last of them for a provider's: other silences and maintenance
-    windows overlapping it or following on without a gap taken in; None: not within mute_end.HORIZON) and
-    ``comment`` (why; "" for none).
+def silence_status(config: Config, now: datetime, silences: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``silences`` (pending_silences) muting alerts at ``now`` (`miner silence add`), oldest first: ``id``,
+    ``service`` (None for a provider's), ``provider`` (None for a service's), ``services``: those feeds.toml gives it
+    now (the silence mutes them, as the planner matches it; for a service's, itself), ``until``, ``muted_until``
+    (when the alerts of the services it mutes are no longer muted, the last of them for a provider's: other silences
+    and maintenance windows overlapping it or following on without a gap taken in; None: not within
+    mute_end.HORIZON) and ``comment`` (why; "" for none).
 
     Only `miner silence list` showed them: the on-call reading status in an outage saw a service's incident and no
     alert of it, with nothing saying it was muted."""
-    pending = pending_silences(store, now)
     shown = []
-    for r in store.silences(active_at=now):
+    for r in in_effect(silences, now):
         services = silenced_services(config, r)
-        ends = [muted_until(config, pending, s, now) for s in services]
+        ends = [muted_until(config, silences, s, now) for s in services]
         unmuted = None if None in ends else iso(max([parse_iso(r["ends_at"]), *(e for e in ends if e)]))
         shown.append({"id": r["id"], "service": r["service"], "provider": r["provider"], "services": services,
                       "until": _time(r["ends_at"]), "muted_until": unmuted, "comment": r["comment"]})

@@ -196,8 +196,9 @@ def status(app: AppContext, fmt: str) -> None:
     sources = source_status(store, app.config)
     channels = channel_status(store, app.config)
     failed = failed_status(store)
-    silences = silence_status(store, app.config, now)
-    maintenance = maintenance_status(app.config, now, pending_silences(store, now))
+    pending = pending_silences(store, now)
+    silences = silence_status(app.config, now, pending)
+    maintenance = maintenance_status(app.config, now, pending)
     held = store.prune_held()
     behind = clock_status(store, now)
     # Posts are counted in buckets as the service classifies them: right after `miner collect --once`, the stored
