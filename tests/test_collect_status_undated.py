@@ -12,6 +12,7 @@ from fakeserver import FakeServer, Reply
 
 from miner.collectors import CollectSettings, Poller
 from miner.config import SourceConfig
+from miner.records import FetchResult, OfficialIncident
 from miner.store import Store
 
 FEED = Path(__file__).parent / "fixtures" / "collectors" / "status" / "parse_status_history.rss"
@@ -67,3 +68,33 @@ def test_an_undated_entry_that_says_nothing_new_is_not_updated_at_each_poll(serv
     assert (row["status"], row["started_at"], row["updated_at"], row["resolved_at"]) == (
         "resolved", NOW.isoformat(), later.isoformat(), later.isoformat())
     assert len(store.official_incidents("Parse", SINCE)) == 17
+
+
+def test_a_page_read_two_ways_keeps_its_start_when_the_provider_dates_it_after_miner_saw_it(store: Store) -> None:
+    # The feed's entry names no date (stored at first sight, 10:00); the page's JSON dates the same incident 10:05
+    # (planned work, or the provider's clock ahead). The JSON's later start was taken, the feed's own update put it back
+    # to its first sight, and each poll of either moved it again: the row "updated" at every poll never went quiet.
+    feed = SourceConfig("page-feed", "status_feed", url="https://status.example.com/history.rss",
+                        services=("Sync",))
+    page = SourceConfig("page-json", "statuspage", url="https://status.example.com", services=("Sync",))
+    store.sync_sources([feed, page])
+    url = "https://status.example.com/incidents/abc123"
+    seen = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+
+    def poll(source: SourceConfig, at: datetime) -> None:
+        undated = source is feed
+        incident = OfficialIncident(
+            source=source.name, external_id=url if undated else "abc123", service="Sync", title="Sync delayed",
+            status="investigating", started_at=at if undated else seen + timedelta(minutes=5),
+            updated_at=at if undated else seen + timedelta(minutes=5), url=url, undated=undated,
+            update_undated=undated, posted_at=None if undated else seen + timedelta(minutes=5))
+        store.save_fetch(source.name, FetchResult(posts=[], state=store.source_state(source.name),
+                                                  incidents=[incident]), at, at)
+
+    poll(feed, seen)
+    rows = []
+    for minutes in range(10, 70, 10):
+        poll(page if minutes % 20 else feed, seen + timedelta(minutes=minutes))
+        [row] = store.official_incidents("Sync", seen - timedelta(days=1))
+        rows.append((row["started_at"], row["posted_at"], row["updated_at"]))
+    assert set(rows) == {("2026-11-27T10:00:00+00:00", "2026-11-27T10:00:00+00:00", "2026-11-27T10:05:00+00:00")}

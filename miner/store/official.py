@@ -115,12 +115,14 @@ def _same_incident_elsewhere(conn: sqlite3.Connection, inc: OfficialIncident) ->
 # Where the incident starts and when it was posted, from a source that dates them (not OfficialIncident.undated): the
 # earliest of what every source said, so that neither which of a page's two sources was polled first nor which was
 # updated last decides it (its statuspage JSON gives the impact's start, which the provider may set hours before it
-# posted the incident; its history feed gives only its first update). A start or post that is only when miner first
-# saw the incident (stored undated: the time is first_seen_at's) is none: the provider's own one replaces it, later or
-# not. A start the provider moves later is not followed. Values as upsert_official binds them (?6 start, ?10 posted).
-_START = "CASE WHEN started_at = first_seen_at THEN ?6 ELSE min(started_at, ?6) END"
-_POSTED = ("CASE WHEN coalesce(posted_at, started_at) = first_seen_at THEN ?10 "
-           "ELSE min(coalesce(posted_at, started_at), ?10) END")
+# posted the incident; its history feed gives only its first update). A row stored undated starts, and was posted,
+# when miner first saw it: the provider had posted it by then, so a later time from the other source is not taken
+# (a start after that is planned work's, or a clock ahead). Taking it, the undated source's own update put the start
+# back to first_seen_at (_OWN_UNDATED), and the two polls moved it to and fro, the row "updated" at each poll, an
+# incident going on for good. A start the provider moves later is not followed. Values as upsert_official binds them
+# (?6 start, ?10 posted).
+_START = "min(started_at, ?6)"
+_POSTED = "min(coalesce(posted_at, started_at), ?10)"
 _DATED = f"started_at = {_START}, posted_at = {_POSTED}"
 # The columns an incident's newer update sets, from its values in upsert_official's order.
 _NEWER = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, impact), "
@@ -136,7 +138,8 @@ _NEWER_UNDATED = ("service = ?1, title = ?2, status = ?3, impact = coalesce(?4, 
                   "url = ?9")
 # The source's own row (its start its own undated polls', moved to each poll's time by an earlier miner) starts when
 # first stored; another source's start may be the provider's, or a planned start after it was first seen.
-_OWN_UNDATED = f"started_at = min(started_at, first_seen_at), {_NEWER_UNDATED}"
+_OWN_UNDATED = (f"started_at = min(started_at, first_seen_at), posted_at = min(coalesce(posted_at, started_at), "
+                f"first_seen_at), {_NEWER_UNDATED}")
 # An incident whose update the provider dated neither (OfficialIncident.update_undated) has each poll's time as its
 # updated_at: it is newer only where what it says differs from the row (or the row's start is to go back, above).
 # Moved at every poll, the row counted as updated at each, and one never read resolved (a feed entry that names no
