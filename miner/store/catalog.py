@@ -90,18 +90,20 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "id": "Row id, in the order the rows were written.",
         "source": "Source name (sources.name).",
         "polled_at": "When the poll was made (the start of its collect round, as sources.last_poll_at).",
-        "outcome": "failed, or recovered: the first successful poll after failed ones.",
+        "outcome": "failed; recovered: the first successful poll after failed ones; or reset: the source's type or "
+                   "url changed in feeds.toml while it failed, its next polls another endpoint's.",
         "failures": "failed: the failed polls in a row, this one included (sources.consecutive_failures after it); "
-                    "recovered: how many failed polls in a row this success ended.",
+                    "recovered (reset): how many failed polls in a row this success (change) ended.",
         "error": "The failure's error, one line as sources.last_error keeps it (a host and what failed: `HTTP 503 "
-                 "from feeds.example (retry after 120 s)`), a link in it without a credential; NULL for recovered.",
+                 "from feeds.example (retry after 120 s)`), a link in it without a credential; NULL for recovered "
+                 "and reset.",
         "http_status": "The status of the server's answer the poll failed on (a 4xx or 5xx, a redirect not followed, "
                        "a 2xx without a body); NULL where none came (a refused connection, a timeout, DNS, TLS) or "
                        "the answer was read and found wrong.",
         "retry_after": "Seconds the server asked to wait (a 429's or 503's Retry-After, or a rate limit's reset); "
                        "NULL where it asked for none.",
         "next_poll_at": "When the source was to be polled next: its backoff (or Retry-After) after a failure, its "
-                        "interval after a recovery.",
+                        "interval after a recovery; NULL for reset.",
     }),
     "posts": ("Normalised posts, one per (source, external_id). Author handles are stored only as keyed hashes.", {
         "id": "Row id; never given again once pruned (see store_state's last_pruned_post_id).",

@@ -29,7 +29,7 @@ POLL_FAILURES_SQL = """
         id INTEGER PRIMARY KEY,
         source TEXT NOT NULL,
         polled_at TEXT NOT NULL,
-        outcome TEXT NOT NULL CHECK (outcome IN ('failed', 'recovered')),
+        outcome TEXT NOT NULL CHECK (outcome IN ('failed', 'recovered', 'reset')),
         failures INTEGER NOT NULL,
         error TEXT,
         http_status INTEGER,
@@ -55,6 +55,15 @@ _ERROR_CHARS = 2000
 
 _TRIM = ("DELETE FROM poll_failures WHERE id IN (SELECT id FROM poll_failures WHERE source = ? "
          "ORDER BY polled_at DESC, id DESC LIMIT -1 OFFSET ?)")
+
+
+# A source's poll state started afresh (its type or url changed in feeds.toml: store/sources.py) while it failed: a run
+# of failures that no success ends, where the next ones are another endpoint's. Without it, the failures-since query
+# (docs/queries.md) took the old url's and the new one's for one outage, ended by the new one's first success. The
+# time is the clock's: the reset is a config's, read with no poll's time at hand.
+RESET_ROW = ("INSERT INTO poll_failures (source, polled_at, outcome, failures) "
+             "SELECT name, strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'), 'reset', consecutive_failures FROM sources "
+             "WHERE name = ? AND consecutive_failures > 0")
 
 
 def log_failure(conn: sqlite3.Connection, source: str, error: str, now: datetime, next_poll_at: datetime,

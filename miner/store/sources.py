@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.store.clock import CLOCK_SLACK
-from miner.store.poll_failures import log_failure
+from miner.store.poll_failures import RESET_ROW, log_failure
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
@@ -39,7 +39,9 @@ class SourcesMixin:
         with self.database.transaction() as conn:
             for src in sources:
                 url = src.stored_url  # without user:password or a key in the query: secrets stay out of the store
-                cur = conn.execute(_RESET + " AND (type IS NOT ? OR url IS NOT ?)", (src.name, src.type, url))
+                changed = " AND (type IS NOT ? OR url IS NOT ?)"
+                conn.execute(RESET_ROW + changed, (src.name, src.type, url))
+                cur = conn.execute(_RESET + changed, (src.name, src.type, url))
                 if cur.rowcount:
                     reset.append(src.name)
                 conn.execute(
@@ -53,6 +55,7 @@ class SourcesMixin:
         """Start the source's poll state afresh, as sync_sources does when its type or url changed: once the polls
         of the old ones, held while the store took no writes, are stored (see HeldPolls.mark_stale)."""
         with self.database.transaction() as conn:
+            conn.execute(RESET_ROW, (name,))
             conn.execute(_RESET, (name,))
 
     def earlier_names(self, sources: Iterable[SourceConfig]) -> dict[str, list[str]]:
