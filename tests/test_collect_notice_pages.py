@@ -121,7 +121,45 @@ def test_the_timelines_row_of_a_page_is_looked_up_by_source_and_url_not_by_every
     try:
         sql = f"SELECT author_hash FROM posts WHERE {_BY_PAGE} AND author_hash IS NOT NULL ORDER BY id LIMIT 1"
         plan = [r[3].replace("SEARCH TABLE ", "SEARCH ") for r in store.database.conn.execute(
-            f"EXPLAIN QUERY PLAN {sql}", ("a", "https://h/notice/1", "http://h/notice/1", "2026-11-27T14:02:13+00:00"))]
+            f"EXPLAIN QUERY PLAN {sql}",
+            ("a", "https://h/notice/1", "http://h/notice/1", "2026-11-27T14:02:13+00:00", "h/", "h/"))]
         assert any(p.startswith("SEARCH posts USING INDEX posts_source_url (source=? AND url=?)") for p in plan), plan
     finally:
         store.close()
+
+
+def _spoofing_timeline(server: FakeServer, spoof_first: bool) -> bytes:
+    """The tag timeline with a third status, of another server's user (mallory@evil.example), whose `url` claims
+    quill's page and whose time is quill's status's second: a remote server sets its statuses' url and created_at."""
+    statuses = json.loads(server.fixture_bytes("mastodon/pleroma_tag_timeline.json"))
+    spoof = json.loads(json.dumps(statuses[0]))
+    spoof.update(id="AoTq1XbQ7ZPl3B0YkZ", uri="https://evil.example/objects/9d3e", url=statuses[0]["url"])
+    spoof["account"].update(id="mallory", acct="mallory@evil.example", username="mallory",
+                            url="https://evil.example/users/mallory")
+    return json.dumps([spoof, *statuses] if spoof_first else [*statuses, spoof]).encode()
+
+
+@pytest.mark.parametrize("spoof_first", [False, True])
+@pytest.mark.parametrize("feed_first", [False, True])
+def test_a_status_of_another_server_claiming_a_page_does_not_take_over_its_author(
+        tmp_path: Path, server: FakeServer, feed_first: bool, spoof_first: bool) -> None:
+    # The page ties a feed's entry to the timeline's row only where the row is a status of the page's server: one of
+    # evil.example whose url names quill's page (at his status's second) made the feed's entry of quill's status
+    # mallory's, and mallory, posting so at each second a status of someone else's was read, took over their
+    # complaints: many people, one complainer.
+    server.serve("/api/v1/timelines/tag/outage", Reply(200, _spoofing_timeline(server, spoof_first),
+                                                       content_type="application/json"))
+    server.serve("/notices.rss", Reply(200, _notice_feed(server, handles=True), content_type="application/rss+xml"))
+    api = MASTODON.split("[[sources]]")[1]
+    feed = '[[sources]]\nname = "notice-feed"\ntype = "rss"\nurl = "{url}/notices.rss"\nservices = ["Signal"]\n'
+    if feed_first:
+        _collect(_config(tmp_path, ["Signal", "Vodafone"], feed.format(url=server.url)))
+    _collect(_config(tmp_path, ["Signal", "Vodafone"], ("[[sources]]" + api + feed).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    timeline = dict(found["masto"])
+    host = "pleroma.example.net"
+    quill = timeline[f"{host}/5f7c1a2e-8d3b-4e6f-9a0c-1b2d3e4f5a6b"]
+    assert dict(found["notice-feed"])[f"{host}/notice/AoTq1XbQ7ZPl3B0YkK"] == quill
+    assert timeline["evil.example/9d3e"] != quill
+    # quill, marten and mallory.
+    assert _complaints(tmp_path / "m.sqlite") == 3
