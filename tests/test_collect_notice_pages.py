@@ -163,3 +163,32 @@ def test_a_status_of_another_server_claiming_a_page_does_not_take_over_its_autho
     assert timeline["evil.example/9d3e"] != quill
     # quill, marten and mallory.
     assert _complaints(tmp_path / "m.sqlite") == 3
+
+
+def test_a_feeds_entry_claiming_a_page_does_not_give_its_author_to_another_feeds_entry_of_it(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Only the `mastodon` source's author of the page's own server replaces the handle a feed named: an entry of
+    # another feed (a Mastodon-made tag feed links a remote status by the url its server claims) whose link is quill's
+    # page, at his status's second, named mallory, and the entry of quill's own feed then took mallory for its author.
+    statuses = json.loads(server.fixture_bytes("mastodon/pleroma_tag_timeline.json"))
+    quill = statuses[0]
+    date = format_datetime(parse_iso(quill["created_at"]), usegmt=True)
+    spoof = ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+             "<channel><title>#outage</title><link>https://bridge.example.org/outage</link>"
+             f"<item><title>Signal works fine here</title><link>{quill['url']}</link>"
+             '<guid isPermaLink="false">https://evil.example/objects/9d3e</guid>'
+             f"<dc:creator>mallory</dc:creator><pubDate>{date}</pubDate></item></channel></rss>").encode()
+    server.serve("/spoof.rss", Reply(200, spoof, content_type="application/rss+xml"))
+    server.serve("/notices.rss", Reply(200, _notice_feed(server, handles=True), content_type="application/rss+xml"))
+    spoofing = '[[sources]]\nname = "spoof-feed"\ntype = "rss"\nurl = "{url}/spoof.rss"\nservices = ["Signal"]\n'
+    feed = '[[sources]]\nname = "notice-feed"\ntype = "rss"\nurl = "{url}/notices.rss"\nservices = ["Signal"]\n'
+    (tmp_path / "alone").mkdir()
+    _collect(_config(tmp_path / "alone", ["Signal"], feed.format(url=server.url)))
+    alone = dict(_posts(tmp_path / "alone" / "m.sqlite")["notice-feed"])
+    _collect(_config(tmp_path, ["Signal"], spoofing.format(url=server.url)))
+    _collect(_config(tmp_path, ["Signal"], (spoofing + feed).format(url=server.url)))
+    found = _posts(tmp_path / "m.sqlite")
+    assert dict(found["notice-feed"]) == alone
+    assert set(alone.values()).isdisjoint(dict(found["spoof-feed"]).values())
+    # quill, marten and mallory.
+    assert _complaints(tmp_path / "m.sqlite") == 3

@@ -321,9 +321,12 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         if shares_stored(conn, post):
             seen.append(post)  # the post it shares again, as the API reads a crosspost
             continue
-        if post.undated is None and (post.author_hash is None or named_by_page(post)):
-            # A status's page named by a feed with its author's handle: the `mastodon` source's author is the one.
-            post = replace(post, author_hash=_shared_author(conn, post) or post.author_hash)
+        if post.undated is None and post.author_hash is None:
+            post = replace(post, author_hash=_shared_author(conn, post))
+        elif post.undated is None and named_by_page(post):
+            # A status's page named by a feed with its author's handle: the `mastodon` source's author is the one, and
+            # no other source's: a feed linking a remote status by the url its server claims gave it another's page.
+            post = replace(post, author_hash=page_author(conn, post) or post.author_hash)
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "
