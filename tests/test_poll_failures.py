@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 from ports import reserved_port
 
 from miner.cli import main
@@ -74,6 +74,26 @@ def test_a_failure_keeps_no_credential_that_its_error_quotes(store: Store) -> No
     row = store.database.one("SELECT error FROM poll_failures")
     assert row is not None and "hunter2" not in row["error"] and "s3cr3tvalue" not in row["error"], row
     assert "feeds.example/x" in row["error"]
+
+
+def test_a_failure_keeps_no_email_address_that_its_error_quotes(store: Store) -> None:
+    # A server redirects a list's feed to a page named by a person's address, which answers 404 or HTML: the error
+    # names the URL, and the record of failed polls kept it for bucket_retention_days, as a post's text keeps none.
+    with FakeServer() as server:
+        for name, target in (("html", "/by/alice.victim@example.org/feed.rss"), ("gone", "/gone/bob@example.net")):
+            server.serve(f"/{name}.rss", Reply(302, b"", headers={"Location": f"{server.url}{target}"}))
+        server.serve("/by/alice.victim@example.org/feed.rss", Reply(200, b"<html>moved</html>",
+                                                                    content_type="text/html"))
+        config = parse_config('[[services]]\nname = "Fibre"\n' + "".join(
+            f'[[sources]]\nname = "{name}"\ntype = "rss"\nurl = "{server.url}/{name}.rss"\n'
+            for name in ("html", "gone")))
+        with Poller(config.collect, hash_key=b"k", environ={}) as poller:
+            reports = Pipeline(config, store).collect(T0, poller, due_only=False)
+        base = server.url
+    assert all(r.error for r in reports) and len(reports) == 2, reports
+    errors = {r["source"]: r["error"] for r in store.database.rows("SELECT source, error FROM poll_failures")}
+    assert errors == {"html": f"expected a feed from {base}/by/[email]/feed.rss, got an HTML page (text/html)",
+                      "gone": f"HTTP 404 from 127.0.0.1 (no such resource: {base}/gone/[email])"}, errors
 
 
 def test_each_source_keeps_its_latest_rows_only(store: Store) -> None:

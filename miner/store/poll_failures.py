@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from miner.email_addresses import redact_emails
 from miner.text_links import public_text_links
 from miner.timeutil import iso
 
@@ -49,8 +50,10 @@ TRIM_EVERY = 100
 # Rows deleted per transaction by prune_poll_failures: rows as small as buckets' (see BUCKET_PRUNE_BATCH).
 PRUNE_BATCH = 20000
 
-# The same text as sources.last_error (cut at 2,000 characters), a link in it without a credential, as a post's text
-# keeps one: collectors name a URL by shown_url already, but an internal error quotes whatever it was given.
+# The same text as sources.last_error (cut at 2,000 characters), a link in it without a credential and an e-mail
+# address in it as "[email]", as a post's text keeps them: collectors name a URL by shown_url already, but an internal
+# error quotes whatever it was given, and a server's redirect to a page named by a person's address (a list's
+# /by/<address>/feed.rss) that failed was named so, kept here for bucket_retention_days.
 _ERROR_CHARS = 2000
 
 _TRIM = ("DELETE FROM poll_failures WHERE id IN (SELECT id FROM poll_failures WHERE source = ? "
@@ -76,8 +79,8 @@ def log_failure(conn: sqlite3.Connection, source: str, error: str, now: datetime
     conn.execute(
         "INSERT INTO poll_failures (source, polled_at, outcome, failures, error, http_status, retry_after, "
         "next_poll_at) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?)",
-        (source, iso(now), row[0], public_text_links(error[:_ERROR_CHARS])[:_ERROR_CHARS], http_status, retry_after,
-         iso(next_poll_at)))
+        (source, iso(now), row[0], redact_emails(public_text_links(error[:_ERROR_CHARS]))[:_ERROR_CHARS], http_status,
+         retry_after, iso(next_poll_at)))
     if row[1] % TRIM_EVERY == 0:
         conn.execute(_TRIM, (source, PER_SOURCE))
 
