@@ -19,6 +19,7 @@ from miner.store import Store
 from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
 from miner.timeutil import counted, duration_text, floor_time, iso, parse_iso
+from miner.urls import escape_controls
 
 # The latest reason of the notifications failed for good, in status: an SMTP reply may run to a paragraph.
 REASON_WIDTH = 120
@@ -39,7 +40,9 @@ def running_status(store_path: str | Path) -> dict[str, Any]:
 def running_text(running: dict[str, Any]) -> str:
     if running["running"]:
         return f"service: `miner run` is running on this store (pid {running['pid']})"
-    held = f"; a `miner {running['holder']}` (pid {running['pid']}) holds it" if running["holder"] else ""
+    # The role is the lock file's text, anyone's who can write the store's folder: raw, its controls drove a terminal.
+    held = (f"; a `miner {escape_controls(running['holder'])}` (pid {running['pid']}) holds it" if running["holder"]
+            else "")
     return (f"service: no `miner run` is running on this store{held}: nothing polls, classifies or alerts until it is "
             "started (the next polls below are when it would poll)")
 

@@ -43,3 +43,18 @@ def test_status_says_whether_a_service_is_running_on_the_store(tmp_path: Path, r
     assert text.output.splitlines()[0].startswith(line.format(pid=pid)), text.output
     expected = {k: pid if v == "{pid}" else v for k, v in running.items()}
     assert json.loads(data.output)["service"] == expected
+
+
+def test_a_role_the_lock_file_names_reaches_the_terminal_without_its_controls(tmp_path: Path) -> None:
+    # The lock file is anyone's text who can write the store's folder (the service's user): its role, printed raw,
+    # drove the terminal of whoever ran `miner status` (an OSC 52 clipboard write, a title, a cleared screen).
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+    cfg.write_text('[[services]]\nname = "MTN"\n')
+    Store.open(db).close()
+    Path(f"{db}.lock").write_text(f"{os.getpid()} \x1b]52;c;cGF5bG9hZA==\x07\x1b[2Jreplay\u202e", encoding="utf-8")
+    text = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "status"])
+    assert text.exit_code == 0, text.output
+    first = text.output.splitlines()[0]
+    assert "\x1b" not in text.output and "\x07" not in text.output, first
+    assert first.startswith("service: no `miner run` is running on this store; a `miner \\x1b]52;c;cGF5bG9hZA==\\x07"
+                            "\\x1b[2Jreplay"), first
