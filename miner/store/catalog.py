@@ -96,8 +96,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                     "recovered (reset): how many failed polls in a row this success (change) ended.",
         "error": "The failure's error, one line as sources.last_error keeps it (a host and what failed: `HTTP 503 "
                  "from feeds.example (retry after 120 s)`), a link in it without a credential and an e-mail address "
-                 "in it (a redirect's target named by one) as `[email]`; NULL for "
-                 "recovered and reset.",
+                 "in it (a redirect's target named by one) as `[email]`; NULL for recovered and reset.",
         "http_status": "The status of the server's answer the poll failed on (a 4xx or 5xx, a redirect not followed, "
                        "a 2xx without a body); NULL where none came (a refused connection, a timeout, DNS, TLS) or "
                        "the answer was read and found wrong.",
