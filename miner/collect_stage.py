@@ -127,7 +127,8 @@ class CollectStage:
                 poll, after = held.polls[name][0], held.polls[name][1:2]
                 try:
                     if poll.result is not None:
-                        stats = self.store.save_fetch(name, poll.result, poll.polled_at, poll.next_poll_at)
+                        stats = self.store.save_fetch(name, poll.result, poll.polled_at, poll.next_poll_at,
+                                                      self.bucket)
                         report = CollectReport(name, poll.type, stats.posts_new, stats.posts_seen + poll.skipped,
                                                stats.incidents_new + stats.incidents_updated, None,
                                                poll.next_poll_at, poll.result.not_modified, poll.duration_s,
@@ -200,7 +201,7 @@ class CollectStage:
                 # out the busy timeout (10 s) again for a store that is locked.
                 return held.hold(source.name, poll)
             try:
-                stats = self.store.save_fetch(source.name, result, now, nxt)
+                stats = self.store.save_fetch(source.name, result, now, nxt, self.bucket)
             except StoreError as exc:
                 # The store takes no writes (disk full, locked): no other poll of the round can be stored either,
                 # nor this failure. One error for the round, not a traceback per source on every collect run.
@@ -305,7 +306,7 @@ class CollectStage:
         only = {s.name: s.services for s in self.config.sources}
         matched = [replace(p, services=p.services or matcher.match(p.text, only.get(p.source, ())),
                            text=matcher.redact_people(p.text)) for p in kept]
-        return Ingested(self.store.insert_posts(matched, now).posts_new, too_old)
+        return Ingested(self.store.insert_posts(matched, now, self.bucket).posts_new, too_old)
 
     @property
     def matcher(self) -> ServiceMatcher:

@@ -7,7 +7,7 @@ service was up, a unit ordered after it started too early, ``systemctl reload`` 
 and a scheduler that had stopped running jobs, the process alive, was never noticed. Under ``Type=notify`` (or
 ``notify-reload``, systemd 253 and later) it now sends:
 
-- ``STATUS=`` with each phase of the start (``upgrading the store: migration 0022_text_links (20 of 37)``), then a
+- ``STATUS=`` with each phase of the start (``upgrading the store: migration 0022_text_links (20 of 38)``), then a
   short line once started (``systemctl status`` shows it);
 - ``EXTEND_TIMEOUT_USEC=`` every :data:`EXTEND_EVERY` s while the start goes on, so that ``TimeoutStartSec`` does not
   kill a long upgrade: each asks for :data:`EXTEND_CHANCES` intervals more, so a late one is no timeout. A phase that

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import copy
 import json
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeServer, Reply
+from fakeserver import FakeServer, Recorded, Reply
 from test_collect_cross_source import _collect, _complaints, _config, _posts
 
 from miner.collectors import Poller
@@ -137,3 +141,52 @@ def test_the_shared_post_is_looked_up_by_source_and_id_not_by_every_post(tmp_pat
                    for p in plan), plan
     finally:
         store.close()
+
+
+def _after(path: Path, ident: str, reply: Reply) -> Callable[[Recorded], Reply]:
+    """``reply``, once the store at ``path`` has the post ``ident``: the feed answers after the other feed of its round
+    was stored, so the polls of one round are stored in the order the test names."""
+    def answer(_request: Recorded) -> Reply:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with closing(sqlite3.connect(path, timeout=10)) as conn:
+                    if conn.execute("SELECT 1 FROM posts WHERE external_id = ?", (ident,)).fetchone():
+                        break
+            except sqlite3.OperationalError:  # no store, or no posts table, yet
+                pass
+            time.sleep(0.05)
+        return reply
+    return answer
+
+
+def test_a_crosspost_stored_before_the_post_it_shares_in_one_round_goes_when_that_post_is_stored(
+        tmp_path: Path, server: FakeServer) -> None:
+    # The two subreddits' feeds of one round are stored in the order their polls end: r/techsupport's first, mira_k's
+    # crosspost was stored as hers, the store not having tomasz_pl's post yet, and both counted as complainers.
+    head, original, crosspost, link_post = _entries(server)
+    server.serve("/r/techsupport/new/.rss", _feed(head, link_post, crosspost))
+    server.serve("/r/whatsapp/new/.rss", _after(tmp_path / "m.sqlite", "t3_1h11m3c", _feed(head, original)))
+    _collect(_config(tmp_path, ["WhatsApp"], _reddit("whatsapp", server.url, "r/whatsapp")
+                     + _reddit("techsupport", server.url, "r/techsupport")))
+    assert _complaints(tmp_path / "m.sqlite") == 2
+    stored = {ident for rows in _posts(tmp_path / "m.sqlite").values() for ident, _author in rows}
+    # piotr_w's link post, under words of his own, stays his.
+    assert stored == {"t3_1h10k2q", "t3_1h11m7d"}
+
+
+def test_a_crosspost_counted_before_the_post_it_shares_came_is_recounted_when_it_comes(
+        tmp_path: Path, server: FakeServer) -> None:
+    # r/whatsapp watched from the second poll on: mira_k's crosspost was stored, classified and counted in its bucket
+    # by then. Its bucket is recounted when tomasz_pl's post is stored, with no post of its own classified anew.
+    head, original, crosspost, link_post = _entries(server)
+    server.serve("/r/whatsapp/new/.rss", _feed(head, original))
+    server.serve("/r/techsupport/new/.rss", _feed(head, link_post, crosspost))
+    techsupport = _reddit("techsupport", server.url, "r/techsupport")
+    _collect(_config(tmp_path, ["WhatsApp"], techsupport))
+    assert _complaints(tmp_path / "m.sqlite") == 2  # mira_k and piotr_w, in one bucket
+    _collect(_config(tmp_path, ["WhatsApp"], techsupport + _reddit("whatsapp", server.url, "r/whatsapp")))
+    # tomasz_pl's post and piotr_w's: mira_k's bucket counts piotr_w alone now.
+    assert _complaints(tmp_path / "m.sqlite") == 2
+    stored = {ident for rows in _posts(tmp_path / "m.sqlite").values() for ident, _author in rows}
+    assert stored == {"t3_1h10k2q", "t3_1h11m7d"}

@@ -146,6 +146,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                    "intervals or one bucket), so it was posted in between, and it is counted; `backlog` when it "
                    "came in the source's first poll (or the first since its type or url changed) or after a longer "
                    "gap: it may be from any time before, so it is counted in no bucket (nor shown as a sample).",
+        "shares": "The id of the post this one shares, as its site names it: a Reddit crosspost's (or link post's "
+                  "to a Reddit thread) read from Reddit's feed, which does not mark it. Stored before that post, "
+                  "it is deleted when that post is stored under its title (a copy of it); null for others.",
     }),
     "post_services": ("Which services each post mentions (name, alias, #hashtag or @handle).", {
         "post_id": "posts.id.",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from miner.errors import StoreError
-from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub, poll_failures
+from miner.store import email_scrub, feed_boilerplate_scrub, link_scrub, poll_failures, shares
 from miner.store.core_schema import CORE_SQL
 from miner.store.federated_ids import federated_kind_ids
 from miner.store.foreign import refuse_foreign
@@ -319,6 +319,7 @@ OPEN_INCIDENTS = Migration("0037_open_incidents", OPEN_SQL)  # the open incident
 # When the provider first said so, apart from the impact's start it may backdate: our lead is measured to it.
 OFFICIAL_POSTED = Migration("0038_official_posted", POSTED_SQL)  # rows stored before take their start (official.py)
 POLL_FAILURES = Migration("0039_poll_failures", poll_failures.POLL_FAILURES_SQL)  # each failed poll, each recovery
+CROSSPOSTS = Migration("0040_crossposts", shares.SHARES_SQL)  # a feed's crosspost stored first goes with its post's
 
 MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDATED_POSTS, PRUNED_BEFORE_BACKFILL,
                                PROVIDER_SILENCES, WARNING_TIMES, ALERT_GROUPS, REDDIT_FEED_FULLNAMES,
@@ -328,7 +329,7 @@ MIGRATIONS: list[Migration] = [CORE, ALERTS, BUCKETS_BY_TIME, STORE_STATE, UNDAT
                                SOURCES_NEEDS_ACTION, BARE_TEXT_LINKS, BARE_TEXT_LOGINS, EMAIL_LOGINS, IPV6_TEXT_LINKS,
                                OUTBOX_ITEMS_BY_INCIDENT, TOKEN_HOSTS, EMAIL_LITERALS, INCIDENTS_BY_OPENING,
                                FEED_BOILERPLATE, BUCKET_THRESHOLDS, INCIDENTS_BY_SERVICE, LINK_EMAILS, OPEN_INCIDENTS,
-                               OFFICIAL_POSTED, POLL_FAILURES]
+                               OFFICIAL_POSTED, POLL_FAILURES, CROSSPOSTS]
 
 
 def _applied(conn: sqlite3.Connection) -> set[str]:

@@ -6,7 +6,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from miner.records import Decision, FetchResult, Post, Prediction
@@ -14,7 +14,7 @@ from miner.store.link_scrub import scrub_source_secrets
 from miner.store.notice_pages import named_by_page, page_author, share_by_page
 from miner.store.official import resolve_unlisted, upsert_official
 from miner.store.poll_failures import log_recovery
-from miner.store.shares import shares_stored
+from miner.store.shares import drop_copies, shares_stored
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
@@ -88,7 +88,11 @@ class PostsMixin:
     # The sources (with the parts of their URL from the environment) whose stored links were scrubbed of them.
     _secrets_scrubbed: set[tuple[str, tuple[str, ...]]]
 
-    def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime) -> SaveStats:
+    if TYPE_CHECKING:
+        def refresh_buckets_at(self, times: Iterable[datetime], bucket: timedelta) -> int: ...  # SignalsMixin's
+
+    def save_fetch(self, source: str, result: FetchResult, now: datetime, next_poll_at: datetime,
+                   bucket: timedelta | None = None) -> SaveStats:
         """Store one successful poll atomically: posts, matches, official incidents and the new source state, and the
         recovery in poll_failures where it ends a run of failed polls.
 
@@ -98,6 +102,9 @@ class PostsMixin:
         The poll's warnings become the source's ``last_warning``, seen at ``now``. A poll that read the source
         without a warning records when it cleared the one before (``warning_cleared_at``), which is kept as
         history; a 304 neither sets nor clears one. See :func:`miner.store.sources.current_warning`.
+
+        ``bucket``: the detector's bucket width, in which the buckets that counted a copy of a post stored now (a
+        crosspost read before it: store/shares.py) are recounted, in the same transaction; None: left as they are.
         """
         if result.secrets and (source, result.secrets) not in self._secrets_scrubbed:
             # Before the posts: one stored with the key before is then found under the id this poll gives it. In
@@ -107,8 +114,11 @@ class PostsMixin:
         with self.database.transaction() as conn:
             # Before the update below: the state this poll started from.
             prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
+            dropped: list[str] = []
             new_posts, known = _insert_posts(conn, result.posts, now, self._relisted_warned if result.by_link
-                                             else None)
+                                             else None, dropped)
+            if dropped and bucket is not None:
+                self.refresh_buckets_at([parse_iso(at) for at in dropped], bucket)
             posts_new, posts_seen = len(new_posts), len(known)
             # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
             # new feed that lists a post the old one stored too would make all its older posts late.
@@ -143,10 +153,14 @@ class PostsMixin:
             )
         return SaveStats(posts_new, posts_seen, inc_new, inc_updated, late, late_by)
 
-    def insert_posts(self, posts: Iterable[Post], now: datetime) -> SaveStats:
-        """Store posts that come from no polled source (user reports, replay). Deduplicated like polls."""
+    def insert_posts(self, posts: Iterable[Post], now: datetime, bucket: timedelta | None = None) -> SaveStats:
+        """Store posts that come from no polled source (user reports, replay). Deduplicated like polls (``bucket``:
+        see save_fetch)."""
         with self.database.transaction() as conn:
-            new, seen = _insert_posts(conn, posts, now)
+            dropped: list[str] = []
+            new, seen = _insert_posts(conn, posts, now, None, dropped)
+            if dropped and bucket is not None:
+                self.refresh_buckets_at([parse_iso(at) for at in dropped], bucket)
         return SaveStats(posts_new=len(new), posts_seen=len(seen))
 
     def stored_ids(self, sources: Sequence[str], external_ids: Sequence[str]) -> set[str]:
@@ -287,9 +301,10 @@ def _share_author(conn: sqlite3.Connection, post: Post) -> None:
 
 
 def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,
-                  by_link: set[str] | None = None) -> tuple[list[Post], list[Post]]:
+                  by_link: set[str] | None = None, dropped: list[str] | None = None) -> tuple[list[Post], list[Post]]:
     """Store the posts not stored yet; returns those it stored and those the store had. ``by_link``: a post the store
-    has under another id is one too (see relisted); the sources told of it are added there."""
+    has under another id is one too (see relisted); the sources told of it are added there. ``dropped``: the
+    created_at of the copies of posts stored now that were stored before them (store/shares.py), which go."""
     new: list[Post] = []
     seen: list[Post] = []
     # Past the ids a prune deleted (see LAST_PRUNED_ID); None: SQLite's own, past every post stored. Only the first
@@ -330,16 +345,20 @@ def _insert_posts(conn: sqlite3.Connection, posts: Iterable[Post], now: datetime
         cur = conn.execute(
             # ON CONFLICT, not OR IGNORE: only a duplicate is skipped; a NOT NULL violation must fail the batch.
             "INSERT INTO posts (id, source, external_id, text, url, created_at, fetched_at, "
-            "author_hash, lang, symptom_hint, undated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "author_hash, lang, symptom_hint, undated, shares) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, external_id) DO NOTHING",
             (next_id, post.source, post.external_id, post.text, post.url, iso(post.created_at), iso(now),
-             post.author_hash, post.lang, post.symptom_hint, post.undated),
+             post.author_hash, post.lang, post.symptom_hint, post.undated, post.shares),
         )
         if cur.rowcount == 0:
             seen.append(post)
             continue
         next_id = None
         new.append(post)
+        # After the insert: the copies' ids are below the new row's, so no later post takes one of them.
+        copies = drop_copies(conn, post, cur.lastrowid) if cur.lastrowid is not None else []
+        if dropped is not None:
+            dropped.extend(copies)
         if post.author_hash is not None and post.undated is None:
             _share_author(conn, post)
         conn.executemany(
