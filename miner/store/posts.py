@@ -96,8 +96,7 @@ class PostsMixin:
         """Store one successful poll atomically: posts, matches, official incidents and the new source state, and the
         recovery in poll_failures where it ends a run of failed polls.
 
-        The cursor and validators advance only together with the posts they cover, so a crash between the two
-        can never skip posts.
+        The cursor and validators advance only together with the posts they cover: a crash cannot skip posts.
 
         The poll's warnings become the source's ``last_warning``, seen at ``now``. A poll that read the source
         without a warning records when it cleared the one before (``warning_cleared_at``), which is kept as
