@@ -1,5 +1,6 @@
 """What is wrong with a query string that the read API or the status board could not parse, for a 400 that names
-the parameter: "the query string is not valid" left a dashboard's author to guess which of its parameters it was."""
+the parameter: "the query string is not valid" left a dashboard's author to guess which of its parameters it was.
+BadRequest, the 400 itself, is here so that the modules reading parameters for the API raise it too."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from urllib.parse import unquote, unquote_to_bytes
 
 MAX_FIELDS = 20
 _FIX = "; percent-encode the text's UTF-8 bytes"
+
+
+class BadRequest(Exception):
+    """A 400 (or, for a name in the path, 404) with its message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def refused(query: str, among: tuple[str, ...] | None = None) -> str:

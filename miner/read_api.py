@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, unquote
@@ -22,11 +21,12 @@ from urllib.parse import parse_qs, unquote
 from miner.errors import MinerError
 from miner.muted import pending_silences, service_mute
 from miner.provider_ongoing import ongoing
-from miner.query_fields import MAX_FIELDS, refused
+from miner.query_fields import MAX_FIELDS, BadRequest, refused
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
+from miner.read_times import before, when
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
-from miner.timeutil import floor_time, iso, iso_exact, parse_iso, parse_when
+from miner.timeutil import floor_time, iso, iso_exact, parse_iso
 from miner.urls import web_link
 
 if TYPE_CHECKING:
@@ -62,14 +62,6 @@ def read_began() -> float | None:
     at: float | None = getattr(_began, "at", None)
     _began.at = None
     return at
-
-
-class BadRequest(Exception):
-    """A 400 (or, for a name in the path, 404) with its message."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Unavailable(Exception):
@@ -223,11 +215,11 @@ class ReadApi:
         if service is not None and service not in self._providers and not store.incidents_newest_first(
                 status=None, service=service, since=None, limit=1):
             raise BadRequest(f"service: no service named {service[:80]!r}{guess(service, self._providers)}")
-        until = _when(params["until"], "until") if "until" in params else None
+        until = when(params["until"], "until") if "until" in params else None
         # Without until, the week to now as before (to the second, as the answer gives now); with it, the week to it
         # (not one that ended before it began).
-        since = _when(params["since"]) if "since" in params else _week_before(
-            now.replace(microsecond=0) if until is None else until)
+        since = when(params["since"]) if "since" in params else before(
+            now.replace(microsecond=0) if until is None else until, DEFAULT_SINCE)
         if until is not None and until <= since:
             raise BadRequest(f"until: {iso_exact(until)} is not after since ({iso_exact(since)}): no time is in "
                              "between")
@@ -336,32 +328,6 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
     if not (value.isascii() and value.isdigit() and len(value) <= 9) or not 1 <= int(value) <= most:
         raise BadRequest(f"{key}: must be a whole number from 1 to {most} (got {text[:40]!r})")
     return int(value)
-
-
-# "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
-_PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
-
-
-def _week_before(end: datetime) -> datetime:
-    """The default since: DEFAULT_SINCE before ``end``, or the first time there is (``until=0001-01-02`` was a 500)."""
-    try:
-        return end - DEFAULT_SINCE
-    except OverflowError:
-        return datetime.min.replace(tzinfo=UTC)
-
-
-def _when(text: str, key: str = "since") -> datetime:
-    """The time ``key`` gives (``since``, ``until``): as the command line reads one (timeutil.parse_when)."""
-    for value in (text, _PLUS_AS_SPACE.sub(r"+\1", text)):
-        try:
-            return parse_when(value)
-        except OverflowError:  # a time Python reads, but not in UTC: year 1 at a positive offset, 9999 at a negative
-            raise BadRequest(f"{key}: {value[:60]!r} is out of range: in UTC it is before 0001-01-01T00:00:00Z or "
-                             "after 9999-12-31T23:59:59Z; give a time between them") from None
-        except ValueError:
-            pass
-    raise BadRequest(f"{key}: not an ISO 8601 time (got {text[:60]!r}); give one such as 2026-11-27T12:00:00Z, "
-                     "2026-11-27, 2026-11 or 2026 (a time without an offset is UTC)")
 
 
 def _time(value: str | None) -> str | None:

@@ -29,7 +29,8 @@ from miner.board_render import STYLE as _STYLE
 from miner.board_render import clip as _clip
 from miner.board_render import render as _render
 from miner.board_render import when as _when
-from miner.read_api import DEFAULT_SINCE, BadRequest, ReadApi, Unavailable, parse_query
+from miner.query_fields import BadRequest
+from miner.read_api import DEFAULT_SINCE, ReadApi, Unavailable, parse_query
 from miner.settings import closest
 from miner.store.incidents import UnscoredGap
 from miner.timeutil import counted, duration_text, iso, parse_iso

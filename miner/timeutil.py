@@ -113,10 +113,29 @@ def clock_jump(wall: datetime, zone: tzinfo) -> tuple[datetime, datetime, dateti
 _YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
+# All ASCII digits: a year (4), a date as YYYYMMDD (8, ISO 8601's basic form), or Unix time in seconds (10) or
+# milliseconds (13, what Grafana's ${__from} and JavaScript's Date.now() give). The length alone says which.
+_DIGITS = re.compile(r"[0-9]+")
+EPOCH_DIGITS = {10: 1, 13: 1000}  # digits: units per second
+DIGITS_RULE = ("a number is Unix time in seconds (10 digits) or milliseconds (13 digits), a year (4 digits) or a date "
+               "as YYYYMMDD (8 digits)")
+
+
+class DigitsError(ValueError):
+    """All digits, but of a length that is no time: which one was meant (seconds, milliseconds) cannot be told."""
+
+
 def parse_when(text: str) -> datetime:
     """A time a person gives (the read API's ``since=``, the command line's ``--since``): what :func:`parse_iso`
-    reads, or a year or a month alone (``2019``, ``2019-06``), read as its start in UTC as a date alone is its day's.
-    ValueError and OverflowError as parse_iso's. One rule for both: the API took ``2019`` and the CLI refused it."""
+    reads, a year or a month alone (``2019``, ``2019-06``), read as its start in UTC as a date alone is its day's, or
+    Unix time as 10 digits (seconds) or 13 (milliseconds). ValueError and OverflowError as parse_iso's, DigitsError
+    for digits of another length (DIGITS_RULE). One rule for both: the API took ``2019`` and the CLI refused it."""
+    if _DIGITS.fullmatch(digits := text.strip()) is not None and len(digits) not in (4, 8):
+        if len(digits) not in EPOCH_DIGITS:
+            raise DigitsError(f"{len(digits)} digits: {DIGITS_RULE}")
+        # Integer arithmetic: a float of 13 digits over 1000 can be a microsecond off.
+        whole, part = divmod(int(digits), EPOCH_DIGITS[len(digits)])
+        return datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=part)
     if (reduced := _YEAR_MONTH.fullmatch(text.strip())) is not None:
         year, month = int(reduced[1]), int(reduced[2] or 1)
         if year >= 1 and 1 <= month <= 12:

@@ -34,7 +34,7 @@ def test_a_duration_is_still_one_beside_a_year(text: str, ago: timedelta) -> Non
     assert parse_since("2019", "--since", NOW) == datetime(2019, 1, 1, tzinfo=UTC)  # a number without a unit
 
 
-@pytest.mark.parametrize("text", ["2019-13", "2019-00", "0000", "201906", "2019-6", "19", "２０１９", "2019-06-"])
+@pytest.mark.parametrize("text", ["2019-13", "2019-00", "0000", "2019-6", "２０１９", "2019-06-"])
 def test_what_is_no_time_is_refused_naming_the_option_and_the_forms_taken(text: str) -> None:
     with pytest.raises(InputError) as at:
         parse_time(text, "--at")

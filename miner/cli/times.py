@@ -1,7 +1,8 @@
 """Times and durations given on the command line, read one way by every command.
 
-A time is ISO 8601: a date and time, a date, or a month or a year alone (its start), read as the read API reads its
-``since=`` (timeutil.parse_when); one without an offset (``Z``, ``+05:30``) is UTC, as the store's times are. A
+A time is ISO 8601: a date and time, a date, or a month or a year alone (its start), or Unix time in seconds (10
+digits) or milliseconds (13), read as the read API reads its ``since=`` (timeutil.parse_when); one without an offset
+(``Z``, ``+05:30``) is UTC, as the store's times are. A
 duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``), in either case but for ``M``, which
 could mean months as well as minutes and is refused.
 """
@@ -12,7 +13,7 @@ import re
 from datetime import datetime, timedelta
 
 from miner.errors import InputError
-from miner.timeutil import parse_when
+from miner.timeutil import DigitsError, parse_when
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Every number needs its unit: searching for number-unit pairs anywhere took "1h30" as 1h and "1.2.3h" as 2.3h.
@@ -48,6 +49,8 @@ def parse_time(text: str, option: str) -> datetime:
     option otherwise."""
     try:
         return parse_when(text)
+    except DigitsError as exc:  # all digits, but neither seconds nor milliseconds by its length: say the rule
+        raise InputError(f"{option} {text!r} is {exc}") from None
     except ValueError:
         raise InputError(f"{option} {text!r} is not an ISO 8601 date or time (e.g. 2026-11-28, 2026-11-28T04:50, "
                          f"2026-11-28T10:20+05:30, {_REDUCED}; without an offset it is UTC)") from None
