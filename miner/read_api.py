@@ -23,7 +23,7 @@ from miner.muted import pending_silences, service_mute
 from miner.provider_ongoing import ongoing
 from miner.query_fields import MAX_FIELDS, BadRequest, refused
 from miner.read_paging import CURSOR, BadCursor, cursor_of, next_link, read_cursor
-from miner.read_times import before, when
+from miner.read_times import before, series_range, when
 from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, iso_exact, parse_iso
@@ -113,7 +113,7 @@ class ReadApi:
         elif parts == ["incidents"]:
             route, allowed = self.incidents, ("status", "service", "since", "until", "limit", CURSOR)
         elif len(parts) == 3 and parts[0] == "services" and parts[2] == "series" and parts[1]:
-            route, allowed = partial(self.series, unquote(parts[1])), ("hours",)
+            route, allowed = partial(self.series, unquote(parts[1])), ("hours", "since", "until")
         else:
             return None
         try:
@@ -283,16 +283,27 @@ class ReadApi:
 
     def series(self, name: str, store: Store, params: dict[str, str], *, max_hours: int | None = None
                ) -> dict[str, Any]:
-        """``max_hours``: the most ``?hours=`` taken, if fewer than the hours bucket rows are kept."""
+        """``max_hours``: the most ``?hours=`` taken (and hours from ``since`` to ``until``), if fewer than the hours
+        bucket rows are kept."""
         if name not in self._providers:
             raise BadRequest(f"no service named {name[:80]!r}{guess(name, self._providers)}", 404)
-        hours = _whole(params, "hours", DEFAULT_HOURS, self.max_hours if max_hours is None
-                       else min(max_hours, self.max_hours))
+        most = self.max_hours if max_hours is None else min(max_hours, self.max_hours)
         now = self._clock()
-        start, current = self.window(now, hours)
-        rows = store.series(name, start, current + self._bucket)
+        hours: int | None = None
+        if "since" in params or "until" in params:
+            since, until = series_range(params, now, DEFAULT_HOURS, most)
+            start, current = floor_time(since, self._bucket), floor_time(now, self._bucket)
+            # No bucket after the one in progress, as with hours (and none past year 9999 for an until there).
+            last = min(floor_time(until, self._bucket), current)
+        else:
+            hours = _whole(params, "hours", DEFAULT_HOURS, most)
+            since, until = now - timedelta(hours=hours), now
+            start, current = self.window(now, hours)
+            last = current
+        rows = store.series(name, start, last + self._bucket)
         return {"version": VERSION, "now": iso(now), "service": name, "provider": self._providers[name],
                 "bucket_minutes": self._config.detector.bucket_minutes, "hours": hours,
+                "since": iso_exact(since), "until": iso_exact(until),
                 "buckets": [{"start": _time(r["bucket_start"]), "posts": r["posts"], "complaints": r["complaints"],
                              "complete": parse_iso(r["bucket_start"]) < current} for r in rows]}
 

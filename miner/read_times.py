@@ -1,13 +1,15 @@
-"""The read API's times: ``since=`` and ``until=`` read one way wherever it takes them, ISO 8601 or Unix time (what a
-dashboard's time picker gives: Grafana's ``${__from}`` and ``${__to}`` are Unix milliseconds)."""
+"""The read API's times: ``since=`` and ``until=`` read one way wherever it takes them (the incidents, a series), and a
+series' absolute window, ``since=`` to ``until=``, which a dashboard's time picker gives (Grafana's ``${__from}`` and
+``${__to}``, Unix milliseconds) where ``?hours=`` could only count back from now."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from miner.query_fields import BadRequest
-from miner.timeutil import DigitsError, parse_when
+from miner.timeutil import DigitsError, iso_exact, parse_when
 
 # "+00:00" in a query string that was not percent-encoded arrives as " 00:00": a plus is a space there.
 _PLUS_AS_SPACE = re.compile(r" (\d\d(?::?\d\d)?)$")
@@ -37,3 +39,19 @@ def before(end: datetime, span: timedelta) -> datetime:
     except OverflowError:
         return datetime.min.replace(tzinfo=UTC)
 
+
+def series_range(params: Mapping[str, str], now: datetime, default_hours: int, most_hours: int
+                 ) -> tuple[datetime, datetime]:
+    """The ``since`` and ``until`` a series' query gives, at most ``most_hours`` apart, as the hours ``?hours=``
+    takes: until defaults to ``now``, since to ``default_hours`` before until."""
+    if "hours" in params:
+        given = " and ".join(key for key in ("since", "until") if key in params)
+        raise BadRequest(f"hours: given with {given}; give hours (back from now) or since and until, not both")
+    until = when(params["until"], "until") if "until" in params else now
+    since = when(params["since"]) if "since" in params else before(until, timedelta(hours=default_hours))
+    if until <= since:
+        raise BadRequest(f"until: {iso_exact(until)} is not after since ({iso_exact(since)}): no time is in between")
+    if until - since > timedelta(hours=most_hours):
+        raise BadRequest(f"since: {iso_exact(since)} is more than {most_hours} hours before until "
+                         f"({iso_exact(until)}); a series spans at most {most_hours} hours, as hours= does")
+    return since, until

@@ -1,6 +1,6 @@
 """The read API's times as a dashboard gives them (Grafana's ${__from} and ${__to} are Unix milliseconds), on a real
 127.0.0.1 server over a real store: Unix seconds and milliseconds read as the ISO 8601 time they are, digits of any
-other length refused naming the parameter, and the command line reading them as the API does."""
+other length refused naming the parameter, and a series from since= to until= as hours= gives the same window."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
+from test_http_cache import cached
 from test_read_api import NOW, Api, get, served, write_config
 
 from miner.cli.times import parse_since, parse_time
 from miner.errors import InputError
 from miner.timeutil import iso_exact
 
+SERIES = "/api/v1/services/WhatsApp/series"
 RULE = ("digits: a number is Unix time in seconds (10 digits) or milliseconds (13 digits), a year (4 digits) or a "
         "date as YYYYMMDD (8 digits)")
 
@@ -49,7 +52,8 @@ def test_unix_seconds_and_milliseconds_answer_as_the_iso_time_does(api: Api) -> 
 
 
 @pytest.mark.parametrize("given", ["179578080", "17957808000", "179578080000", "17957808000000", "1", "201906"])
-@pytest.mark.parametrize(("path", "key"), [("/api/v1/incidents", "since"), ("/api/v1/incidents", "until")])
+@pytest.mark.parametrize(("path", "key"), [("/api/v1/incidents", "since"), ("/api/v1/incidents", "until"),
+                                           (SERIES, "since"), (SERIES, "until")])
 def test_digits_of_another_length_are_refused_naming_the_parameter(api: Api, path: str, key: str, given: str
                                                                    ) -> None:
     status, body, _ = get(api, f"{path}?{key}={given}")
@@ -64,6 +68,74 @@ def test_a_negative_or_signed_unix_time_is_refused_as_no_time(api: Api) -> None:
     # The refusal names Unix time among the forms taken.
     assert "or Unix time: 1795780800 (seconds) or 1795780800000 (milliseconds)" in get(
         api, "/api/v1/incidents?since=yesterday")[1]["error"]
+
+
+def test_a_series_from_since_to_until_is_what_hours_gives_for_that_window(api: Api) -> None:
+    status, hours, _ = get(api, f"{SERIES}?hours=2")
+    assert status == 200 and len(hours["buckets"]) == 5
+    assert (hours["since"], hours["until"]) == ("2026-11-27T10:07:30+00:00", "2026-11-27T12:07:30+00:00")
+    for query in (f"since={millis(NOW - timedelta(hours=2))}&until={millis(NOW)}",
+                  f"since={quote(iso_exact(NOW - timedelta(hours=2)))}&until={quote(iso_exact(NOW))}",
+                  f"since={millis(NOW - timedelta(hours=2))}",  # until defaults to now
+                  f"since={seconds(NOW - timedelta(hours=2))}&until={quote(iso_exact(NOW + timedelta(days=1)))}"):
+        status, absolute, _ = get(api, f"{SERIES}?{query}")
+        assert status == 200, absolute
+        assert absolute["hours"] is None and absolute["buckets"] == hours["buckets"], query
+    # Only until: the 24 hours before it, as hours= takes by default.
+    assert get(api, f"{SERIES}?until={seconds(NOW)}")[1]["buckets"] == get(api, SERIES)[1]["buckets"]
+
+
+def test_a_series_from_since_to_until_in_the_past_ends_at_the_bucket_holding_until(api: Api) -> None:
+    # 10:00 to 11:50, as a time picker gives it: the buckets from 10:00 to 11:45, each complete.
+    since, until = NOW.replace(hour=10, minute=0, second=0), NOW.replace(hour=11, minute=50, second=0)
+    status, body, _ = get(api, f"{SERIES}?since={millis(since)}&until={millis(until)}")
+    assert status == 200
+    assert [(b["start"][11:16], b["posts"], b["complete"]) for b in body["buckets"]] == [
+        ("10:00", 1, True), ("11:15", 1, True), ("11:30", 0, True), ("11:45", 2, True)]
+    assert (body["since"], body["until"]) == ("2026-11-27T10:00:00+00:00", "2026-11-27T11:50:00+00:00")
+
+
+@pytest.mark.parametrize(("query", "status", "expect"), [
+    # 40 days of rows kept: 960 hours, as hours= takes at most.
+    (f"since={seconds(NOW - timedelta(hours=960, seconds=1))}&until={seconds(NOW)}", 400,
+     "since: 2026-10-18T12:07:29+00:00 is more than 960 hours before until (2026-11-27T12:07:30+00:00); a series "
+     "spans at most 960 hours, as hours= does"),
+    (f"since={seconds(NOW - timedelta(hours=960))}&until={seconds(NOW)}", 200, 5),
+    (f"until={seconds(NOW - timedelta(days=3000))}", 200, 0),
+    (f"since={seconds(NOW)}&until={seconds(NOW)}", 400,
+     "until: 2026-11-27T12:07:30+00:00 is not after since (2026-11-27T12:07:30+00:00): no time is in between"),
+    (f"since={seconds(NOW)}", 400, "until: 2026-11-27T12:07:30+00:00 is not after since"),
+    ("hours=2&since=2026-11-27", 400,
+     "hours: given with since; give hours (back from now) or since and until, not both"),
+    (f"hours=2&until={seconds(NOW)}", 400, "hours: given with until; give hours"),
+    ("since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:59Z", 200, 0),  # no bucket after now's: none in year 10000
+    ("since=0001-01-01&until=0001-01-01T10:00:00Z", 200, 0),
+    ("until=0001-01-01T10:00:00Z", 200, 0),  # the 24 hours before it: before the first time there is
+    ("since=2026-11-27&since=2026-11-26", 400, "since: given 2 times; give it once"),
+    ("sinse=2026-11-27", 400, "unknown parameter 'sinse' (did you mean 'since'?); this endpoint takes hours, since, "
+     "until"),
+])
+def test_a_series_window_is_bounded_as_hours_is(api: Api, query: str, status: int, expect: str | int) -> None:
+    """``expect``: the error's start, or how many buckets the answer holds."""
+    got, body, _ = get(api, f"{SERIES}?{query}")
+    assert got == status, body
+    if isinstance(expect, int):
+        assert body["hours"] is None and len(body["buckets"]) == expect, body
+    else:
+        assert body["error"].startswith(expect), body
+
+
+def test_each_window_of_a_series_is_kept_as_an_answer_of_its_own(tmp_path: Path) -> None:
+    # http_cache keys the API's answers by the whole query string: a dashboard's panels asking for the same range
+    # share one read, and another range is never given a kept answer for the first.
+    with cached(tmp_path, seconds=30) as kept:
+        one, other = (f"{SERIES}?since={millis(NOW - timedelta(hours=h))}&until={millis(NOW)}" for h in (2, 1))
+        first, again = (httpx.get(kept.base + one, timeout=10) for _ in range(2))
+        assert first.status_code == 200 and again.content == first.content and len(kept.reads) == 1
+        shorter = httpx.get(kept.base + other, timeout=10)
+        assert shorter.status_code == 200 and len(kept.reads) == 2
+        assert [b["start"][11:16] for b in shorter.json()["buckets"]] == ["11:15", "11:30", "11:45", "12:00"]
+        assert len(first.json()["buckets"]) == 5
 
 
 def test_the_command_line_reads_unix_time_as_the_api_does() -> None:
