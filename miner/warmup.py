@@ -1,0 +1,26 @@
+"""When a service's detector is done warming up: the first bucket whose score can open an incident.
+
+`miner status` showed a service with 35 complaints in its first hour, z 4.2 and no incident, and nothing said why:
+a new service (a new store, a service added to feeds.toml) opens none before detector.warmup_hours of history."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from miner.detect import DetectorState
+from miner.detect.params import DetectorParams
+
+
+def warm_from(params: DetectorParams, last_bucket: datetime, state: DetectorState) -> datetime | None:
+    """The start of the first bucket after ``last_bucket`` (the last one scored, ``state`` the detector's state
+    after it) that the detector scores warm, as zscore._step_one decides it (the history learned before a bucket,
+    ``seen``, at least warmup_hours of buckets); None when the next bucket is warm already. Each bucket scored adds
+    one to ``seen``, gaps up to max_fill_hours too (as zero-complaint buckets), so this holds unless a gap longer
+    than that, or a level far below the first, starts the warm-up again."""
+    needed = params.warmup_hours * 60.0 / params.bucket_minutes
+    if state.seen >= needed:
+        return None
+    # Bucket last + k is scored with seen + k - 1 buckets learned: warm once that reaches ``needed``.
+    k = math.ceil(needed - state.seen) + 1
+    return last_bucket + timedelta(minutes=params.bucket_minutes * k)
