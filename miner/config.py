@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from miner.config_lines import given_twice, locate, unclosed
 from miner.errors import ConfigError
 from miner.server_settings import ServerSettings
-from miner.settings import SettingsError, build, guess, key_homes, misplaced
+from miner.settings import SettingsError, build, key_homes, misplaced, unknown_service
 from miner.source_identity import check_same_fetch
 from miner.source_identity import page_key as _page_key
 from miner.source_settings import STATUS_TYPES
@@ -160,7 +160,9 @@ def parse_config(text: str, path: str = "feeds.toml") -> Config:
             hint = f"; the string, array or inline table that starts on line {line} is not closed"
         elif line is not None:
             lines = text.split("\n")  # as tomllib counts lines (splitlines would split at U+2028 too)
-            hint = given_twice(str(exc), lines[line - 1] if line <= len(lines) else "", lines[:line - 1])
+            arrays = {t[2:-2] for tables in key_homes(Config, _stage_settings()).values() for t in tables
+                      if t.startswith("[[")}  # sources, alerts.routes, ...: what a [[...]] header may add to
+            hint = given_twice(str(exc), lines[line - 1] if line <= len(lines) else "", lines[:line - 1], arrays)
         raise ConfigError(f"not valid TOML: {exc}{hint}", path=path, line=line) from None
     except RecursionError:  # tomllib recurses per level of [[[...]]] or {a={b=...}}
         raise ConfigError("not valid TOML: arrays or inline tables nested too deeply", path=path) from None
@@ -285,7 +287,7 @@ def _cross_check(config: Config, written: int) -> None:
         for j, svc_name in enumerate(src.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"sources[{i}].services[{j}]",
-                                    f"unknown service {svc_name!r}{guess(svc_name, declared)}")
+                                    unknown_service(svc_name, declared))
         # A status page's incidents are stored for its source's first service: none was stored for no service, and
         # those of a second one were never its.
         if src.type in STATUS_TYPES and i < written and len(src.services) != 1:
@@ -311,7 +313,7 @@ def _cross_check(config: Config, written: int) -> None:
         for j, svc_name in enumerate(grp.services):
             if svc_name.lower() not in names:
                 raise SettingsError(f"groups[{i}].services[{j}]",
-                                    f"unknown service {svc_name!r}{guess(svc_name, declared)}")
+                                    unknown_service(svc_name, declared))
         need = config.detector.group_min_services
         if len({svc_name.lower() for svc_name in grp.services}) < need:  # it could never open a grouped incident
             raise SettingsError(f"groups[{i}].services", f"a group needs at least {need} different services "

@@ -10,6 +10,7 @@ import bisect
 import contextlib
 import re
 import tomllib
+from collections.abc import Collection
 
 
 def locate(text: str, key: str, *, exact: bool = False) -> int | None:
@@ -228,9 +229,11 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-def given_twice(message: str, statement: str, above: list[str] | None = None) -> str:
+def given_twice(message: str, statement: str, above: list[str] | None = None,
+                arrays: Collection[str] = ()) -> str:
     """What tomllib's "Cannot overwrite a value" and "Cannot declare ... twice" are about, by the statement on the
-    error's line (and the lines ``above`` it): neither names the key or table that is given twice."""
+    error's line (and the lines ``above`` it): neither names the key or table that is given twice. ``arrays``: the
+    tables feeds.toml writes as arrays of tables (``sources``), whose entries all start with two brackets."""
     statement = statement.strip()
     if message.startswith("Cannot declare"):
         table = statement.strip("[").partition("]")[0].strip()
@@ -247,6 +250,12 @@ def given_twice(message: str, statement: str, above: list[str] | None = None) ->
         return ""
     if statement.startswith("[["):
         table = statement[2:].partition("]]")[0].strip()
+        # `[sources]` for the first entry, `[[sources]]` for the next: the line to fix is the first one, above.
+        for number, line in enumerate((above or []) if "".join(table.split()) in arrays else [], 1):
+            header = "".join(line.strip().partition("]")[0].split())
+            if header == f"[{''.join(table.split())}" and not line.strip().startswith("[["):
+                return (f"; [{table}] on line {number} makes {table} one table, so [[{table}]] cannot add an entry "
+                        f"to it: start each entry with [[{table}]], in two brackets, line {number}'s too")
         return f"; {table} is already a table or a value above, so [[{table}]] cannot add an entry to it"
     key = statement.partition("=")[0].strip()
     return f"; {key} is set twice, or is already a table" if key else ""

@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import json
 import math
 import re
 import types
 import typing
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
+MAX_NAMES_SHOWN = 10  # an error listing the declared names: a feeds.toml of 200 services would fill a screen
 
 
 class SettingsError(ValueError):
@@ -92,6 +94,21 @@ def guess(value: Any, options: Iterable[Any]) -> str:
     return f" (did you mean {near!r}?)" if near is not None else ""
 
 
+def unknown_service(value: str, declared: Sequence[str]) -> str:
+    """The error of a name that no [[services]] entry has: the one it was probably meant to be, or else the names
+    there are. "unknown service 'Fibrenet Business'" alone left a newcomer to guess whether the name was wrong or the
+    service had to be declared first (and where)."""
+    hint = guess(value, declared)
+    if hint:
+        return f"unknown service {value!r}{hint}"
+    if not declared:
+        return f"unknown service {value!r}: no [[services]] entry is declared; add one with name = {value!r}"
+    shown = ", ".join(repr(name) for name in declared[:MAX_NAMES_SHOWN])
+    more = f" and {len(declared) - MAX_NAMES_SHOWN} more" if len(declared) > MAX_NAMES_SHOWN else ""
+    return (f"unknown service {value!r}: it is none of the [[services]] names ({shown}{more}); use one of them, or "
+            f"add a [[services]] entry with name = {value!r}")
+
+
 def _nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
@@ -138,7 +155,11 @@ def convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list) and dataclasses.is_dataclass(item_tp):
             raise SettingsError(key, f"expected an array of tables ([[{key}]] for each entry), got {_show(value)}")
         if not isinstance(value, list):
-            raise SettingsError(key, f"expected a list, got {_show(value)}")
+            # services = "FibreNet" for ["FibreNet"]: the fix is two brackets, which the error now shows.
+            one = json.dumps(value, ensure_ascii=False) if isinstance(value, str | int | float) else ""
+            fix = f" (a list of one is written in brackets: [{one if len(one) <= 80 else '...'}])" \
+                if one and not isinstance(value, bool) else ""
+            raise SettingsError(key, f"expected a list, got {_show(value)}{fix}")
         return tuple(convert(item_tp, item, f"{key}[{i}]") for i, item in enumerate(value))
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, dict):

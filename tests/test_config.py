@@ -181,15 +181,38 @@ def test_toml_never_closed_names_the_line_it_opens_on(text: str, line: int, erro
          ":2: not valid TOML: Cannot declare ('alerts', 'smtp') twice (at line 2, column 15); alerts.smtp is already "
          "defined above (by a [alerts.smtp] or [[alerts.smtp]] header, a dotted key or an inline table): a table is "
          "written in one place"),
+        ('[[services]]\nname = "A"\n\n[sources] # the first\nname = "a"\ntype = "hackernews"\nquery = "x"\n\n'
+         '[[sources]]\nname = "b"\ntype = "hackernews"\nquery = "y"\n',
+         ":9: not valid TOML: Cannot overwrite a value (at line 9, column 10); [sources] on line 4 makes sources one "
+         "table, so [[sources]] cannot add an entry to it: start each entry with [[sources]], in two brackets, line "
+         "4's too"),
     ],
     ids=["key", "table then array of tables", "array of tables then table", "nested array of tables then table",
-         "table twice", "dotted key then table"],
+         "table twice", "dotted key then table", "first entry's bracket dropped"],
 )
 def test_toml_given_twice_names_what_is_given_twice(text: str, error: str) -> None:
     # tomllib names neither the key nor the table: "Cannot overwrite a value (at line 4, column 15)".
     with pytest.raises(ConfigError) as info:
         parse_config(text, "f.toml")
     assert str(info.value) == f"f.toml{error}"
+
+
+def test_an_unknown_service_of_a_file_without_services_says_to_declare_it() -> None:
+    # "unknown service 'Zen'" alone: a first feeds.toml of sources only did not say where services come from.
+    with pytest.raises(ConfigError) as info:
+        parse_config('[[sources]]\nname = "a"\ntype = "rss"\nurl = "https://a.example/feed"\nservices = ["Zen"]\n',
+                     "x.toml")
+    assert str(info.value) == ("x.toml:5: sources[0].services[0]: unknown service 'Zen': no [[services]] entry is "
+                               "declared; add one with name = 'Zen'")
+
+
+def test_an_unknown_service_lists_ten_names_at_most() -> None:
+    services = "".join(f'[[services]]\nname = "S{i:02}"\n' for i in range(12))
+    with pytest.raises(ConfigError) as info:
+        parse_config(services + '[[groups]]\nname = "g"\nservices = ["S00", "Zen"]\n', "x.toml")
+    names = ", ".join(f"'S{i:02}'" for i in range(10))
+    assert str(info.value).endswith(f"unknown service 'Zen': it is none of the [[services]] names ({names} and 2 "
+                                    "more); use one of them, or add a [[services]] entry with name = 'Zen'")
 
 
 def test_missing_required_key_and_bad_reference() -> None:
@@ -1282,9 +1305,14 @@ def test_a_value_that_is_not_one_of_the_choices_names_the_one_it_was_probably_me
         ('[[alerts.webhooks]]\nname = "OnCall"\nurl_env = "H"\n[[alerts.routes]]\nname = "r"\nwebhooks = ["oncall"]\n',
          "alerts.routes[0].webhooks[0]: route 'r' names unknown webhook 'oncall' (did you mean 'OnCall'?)"),
         ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\nservices = ["Gitlab"]\n',
-         "alerts.routes[0].services[0]: unknown service 'Gitlab'"),
+         "alerts.routes[0].services[0]: unknown service 'Gitlab': it is none of the [[services]] names ('Slack', "
+         "'GitHub'); use one of them, or add a [[services]] entry with name = 'Gitlab'"),
+        ('[[sources]]\nname = "s"\ntype = "rss"\nurl = "https://forum.example.net/latest.rss"\n'
+         'services = ["FibreNet Business"]\n',
+         "sources[0].services[0]: unknown service 'FibreNet Business': it is none of the [[services]] names "
+         "('Slack', 'GitHub'); use one of them, or add a [[services]] entry with name = 'FibreNet Business'"),
     ],
-    ids=["source", "group", "route", "maintenance", "webhook in another case", "nothing near"],
+    ids=["source", "group", "route", "maintenance", "webhook in another case", "nothing near", "source, nothing near"],
 )
 def test_an_unknown_name_names_the_one_it_was_probably_meant_to_be(text: str, error: str) -> None:
     # "unknown service 'Slak'" left the reader to find the typo; a webhook is named in its own case, a service in any.
@@ -1297,6 +1325,8 @@ def test_an_unknown_name_names_the_one_it_was_probably_meant_to_be(text: str, er
     ("text", "error"),
     [
         ('[[services]]\nname = "A"\nprovider = 5\n', ":3: services[0].provider: expected a string, got 5"),
+        ('[[services]]\nname = "A"\naliases = "a-net"\n',
+         ':3: services[0].aliases: expected a list, got \'a-net\' (a list of one is written in brackets: ["a-net"])'),
         ('[classifier]\nthreshold = "0.5"\n', ":2: classifier.threshold: expected a number, got '0.5'"),
         ('[[alerts.routes]]\nname = "r"\nemail = ["a@example.org"]\ngroup_wait = true\n',
          ":4: alerts.routes[0].group_wait: expected a number, got true"),

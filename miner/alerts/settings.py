@@ -22,7 +22,7 @@ from miner.alerts.channel_settings import SmtpSettings as SmtpSettings
 from miner.alerts.channel_settings import WebhookSettings as WebhookSettings
 from miner.alerts.text import idna_address, safe_url
 from miner.config import check_spans
-from miner.settings import Conflict, SettingsError, guess
+from miner.settings import Conflict, SettingsError, guess, unknown_service
 from miner.timeutil import check_timezone, parse_iso, skipped_text
 from miner.urls import control_char
 
@@ -340,11 +340,11 @@ class AlertSettings:
             for j, svc in enumerate(route.services):
                 if svc.lower() not in services:
                     raise SettingsError(f"alerts.routes[{i}].services[{j}]",
-                                        f"unknown service {svc!r}{guess(svc, declared)}")
+                                        unknown_service(svc, declared))
         for i, window in enumerate(self.maintenance):
             if window.service.lower() not in services:
                 raise SettingsError(f"alerts.maintenance[{i}].service",
-                                    f"unknown service {window.service!r}{guess(window.service, declared)}")
+                                    unknown_service(window.service, declared))
 
     def route(self, name: str) -> RouteSettings | None:
         return next((r for r in self.routes if r.name == name), None)
