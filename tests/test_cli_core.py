@@ -160,6 +160,20 @@ def test_config_check_lists_environment_variables_unset_or_empty(runner: CliRunn
     assert "T_HASH" not in result.output and "T_USER" not in result.output and "T_SECRET" not in result.output
 
 
+def test_config_check_says_what_an_unset_hash_key_means_and_how_to_make_one(runner: CliRunner, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # `env not set: MINER_HASH_KEY (store.hash_key_env)` was all a newcomer's first check said: whether the service
+    # could start without it, and what to set it to, were in docs/configuration.md only.
+    cfg = tmp_path / "feeds.toml"
+    cfg.write_text('[[services]]\nname = "A"\n')
+    monkeypatch.delenv("MINER_HASH_KEY", raising=False)
+    result = runner.invoke(main, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert ("env not set: MINER_HASH_KEY (store.hash_key_env): author handles are hashed with a fixed public salt, so "
+            "a known handle can be matched to its hash; set it to a long random secret, made once and kept (python3 -c "
+            "'import secrets; print(secrets.token_hex(32))')") in result.output.splitlines()
+
+
 def test_config_check_says_what_follows_an_unset_alert_variable_as_miner_run_warns_of_it(
         runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     # `env not set: T_PASS (alerts.smtp.password_env)` said nothing of what follows, where `miner run`'s start said

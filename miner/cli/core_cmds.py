@@ -82,7 +82,11 @@ def config_check(app: AppContext, path: Path | None) -> None:
              else str(cfg.store.path))
     click.echo(f"store: {store}; detector bucket: {cfg.detector.bucket_minutes} min")
     if (var := cfg.store.hash_key_env) and not os.environ.get(var):
-        click.echo(f"env not set: {shown(var, 'store.hash_key_env')} (store.hash_key_env)")
+        # What follows, as `miner run`'s start logs it: "env not set" alone read as an error to fix before starting,
+        # or as nothing at all, and said neither that the service runs without it nor what to put in it.
+        click.echo(f"env not set: {shown(var, 'store.hash_key_env')} (store.hash_key_env): author handles are hashed "
+                   "with a fixed public salt, so a known handle can be matched to its hash; set it to a long random "
+                   "secret, made once and kept (python3 -c 'import secrets; print(secrets.token_hex(32))')")
     # An alert's, as `miner run` warns of it at its start: with what follows (every email failing for good). A name
     # that reads as the secret itself is not shown there, and is warned of below.
     secret_like += [key for var, key in alert_env(cfg) if not os.environ.get(var) and is_secret_like(var)]
