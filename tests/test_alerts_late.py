@@ -17,9 +17,10 @@ from test_alerts_support import T0, open_incident, resolve, settings
 
 from miner.alerts import dispatch, plan_notifications, render_digest
 from miner.alerts.content import incident_view
+from miner.alerts.pagerduty_events import pagerduty_summary
 from miner.alerts.render import alert_subject
 from miner.alerts.settings import AlertSettings, RouteSettings, SmtpSettings, WebhookSettings
-from miner.alerts.webhooks import json_payload, pagerduty_summary, slack_payload, teams_payload
+from miner.alerts.webhooks import json_payload, slack_payload, teams_payload
 from miner.store import Store
 
 FORMATS = ("json", "slack", "teams", "pagerduty")

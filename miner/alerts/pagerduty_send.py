@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def pagerduty_store_key(store: Store) -> str:
-    """This store's part of every PagerDuty dedup_key (webhooks.pagerduty_dedup_key), made at its first event.
+    """This store's part of every PagerDuty dedup_key (pagerduty_events.pagerduty_dedup_key), made at its first event.
 
     Read before it is written: the write takes the store's write lock, which another writer may hold past the busy
     timeout (a prune, a backup), and only the store's first PagerDuty message has to."""

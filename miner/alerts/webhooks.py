@@ -1,23 +1,22 @@
-"""Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks), a Microsoft Teams
-Workflows message (an Adaptive Card) and PagerDuty Events API v2 events; the POST, bounded by one deadline; and the
-redaction of the webhook URL (the secret) from what a receiver answers.
+"""Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks) and a Microsoft
+Teams Workflows message (an Adaptive Card) (PagerDuty's events: pagerduty_events.py); the POST, bounded by one
+deadline; and the redaction of the webhook URL (the secret) from what a receiver answers.
 
-Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries); PagerDuty dedupes on each
-event's ``dedup_key``, one per incident.
+Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
-from miner.alerts.text import clean_text, safe_url, slack_text, slack_url, teams_text
+from miner.alerts.text import safe_url, slack_text, slack_url, teams_text
 from miner.redaction import REDACTED as REDACTED
 from miner.store.incidents import gap_json
 from miner.timeutil import iso
@@ -96,7 +95,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _incident(v: IncidentView, reminder: bool) -> dict[str, Any]:
+def incident_json(v: IncidentView, reminder: bool) -> dict[str, Any]:
     return {
         "id": v.id,
         "service": v.service,
@@ -140,7 +139,7 @@ def json_payload(kind: str, views: list[IncidentView], *, route: str, message_id
         "id": message_id,
         "route": route,
         "sent_at": iso(now),
-        "incidents": [_incident(v, v.id in reminders) for v in views[:MAX_INCIDENTS]],
+        "incidents": [incident_json(v, v.id in reminders) for v in views[:MAX_INCIDENTS]],
         "truncated_incidents": max(0, len(views) - MAX_INCIDENTS),
     }
 
@@ -316,86 +315,3 @@ def teams_payload(kind: str, views: list[IncidentView], *, subject: str, reminde
         card["body"].append(element)
         used += _size(element) + 2
     return message
-
-
-PD_SUMMARY = 1024  # the most characters PagerDuty takes in payload.summary
-PD_DEDUP_KEY = 255  # ... and in dedup_key
-
-
-def pagerduty_dedup_key(v: IncidentView, store_key: str) -> str:
-    """One per miner incident, the same for its alert, reminders and resolve notice: PagerDuty folds a re-sent or
-    reminding trigger into the alert it opened, and the resolve closes it. A re-opening (the same incident) after
-    the resolve opens a new PagerDuty alert under the same key, as PagerDuty does for a resolved key.
-
-    ``store_key`` (random, one per store, pagerduty_send.pagerduty_store_key) tells apart the incidents of two stores,
-    whose ids both start from 1: a new store's incident 1 was folded into the old one's alert if still open."""
-    return f"miner/{store_key}/{v.service}/{v.id}"[:PD_DEDUP_KEY]
-
-
-def pagerduty_summary(v: IncidentView, reminder: bool) -> str:
-    """One line of what the json format's fields say (all cleaned in content.py), cut to PagerDuty's limit: what
-    says when this outage began (a re-opening, an opening seen late) comes first, so a cut never takes it.
-
-    Only a trigger has a summary: an incident miner closed itself (untracked) is resolved, with none."""
-    ratio = f" ({v.ratio:.1f}x)" if v.ratio else ""
-    text = (f"{v.service}: outage reported by users since {v.opened_at:%Y-%m-%d %H:%M} UTC"
-            f"{' (reminder)' if reminder else ''}{f' (re-opened {v.reopen_text})' if v.reopened_at else ''}"
-            f"{f' (seen late: {v.late_text})' if v.seen_late else ''}"
-            f": peak {v.peak_complaints} complaints vs baseline {v.baseline_text}"
-            f"{ratio}, z {v.peak_score:.1f}, {v.total_complaints} complaints in all")
-    if v.symptoms:
-        text += f"; symptoms: {v.symptom_line}"
-    if v.official is not None:
-        text += f"; provider: {v.official.title} ({v.official.status})"
-    return clean_text(text, PD_SUMMARY)
-
-
-def pagerduty_events(kind: str, views: list[IncidentView], *, route: str, reminders: set[int], severity: str,
-                     providers: Mapping[str, str], dashboard_url: str, resolve: bool,
-                     store_key: str) -> list[dict[str, Any]]:
-    """One Events API v2 event per incident (PagerDuty takes one alert per request), without ``routing_key``: the
-    sender adds it from the environment, so no file, store row or log line built from these ever holds it.
-
-    An incident resolved by the time an alert goes out is resolved, not triggered: the planner recorded its resolve
-    notice as suppressed, since the alert would say it resolved, and a trigger would page for an outage that is
-    over and stay open on PagerDuty. Without ``resolve`` (the route's notify_resolved), such an incident gets no
-    event at all, as a resolve notice would get none. A resolve notice's incidents open again by the time it goes
-    out are left out before (dispatcher, render.still_resolved), for every format. ``providers``: lower-case
-    service -> its provider, for ``payload.group``.
-    """
-    events: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for v in views:
-        key = pagerduty_dedup_key(v, store_key)
-        if key in seen:  # an opening and a reminder of one incident in one batch: one event
-            continue
-        seen.add(key)
-        if kind == "resolved" or v.status == "resolved":
-            if resolve:
-                events.append({"event_action": "resolve", "dedup_key": key})
-            continue
-        payload: dict[str, Any] = {
-            "summary": pagerduty_summary(v, v.id in reminders),
-            "source": v.service,
-            "severity": severity,
-            # PagerDuty: "the time at which the emitting tool detected or generated the event": a re-opening's trigger
-            # is about the re-opening, not the first opening (which its summary gives).
-            "timestamp": iso(v.news_at),
-            "class": "user-reported outage",
-            "custom_details": {"route": route, **_incident(v, v.id in reminders)},
-        }
-        if v.symptoms:
-            payload["component"] = v.symptoms[0][0]
-        if provider := providers.get(v.service.lower()):
-            payload["group"] = provider
-        links = []
-        if v.official is not None and v.official.url:
-            links.append({"href": v.official.url, "text": f"provider status: {v.official.title}"})
-        event: dict[str, Any] = {"event_action": "trigger", "dedup_key": key, "payload": payload, "client": "miner"}
-        if dashboard_url:
-            event["client_url"] = dashboard_url
-            links.append({"href": dashboard_url, "text": "miner dashboard"})
-        if links:
-            event["links"] = links
-        events.append(event)
-    return events
