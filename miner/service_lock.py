@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from miner.errors import MinerError
+from miner.urls import escape_controls
 
 
 class ServiceLock:
@@ -46,8 +47,10 @@ class ServiceLock:
         except BlockingIOError:
             owner = os.pread(fd, 64, 0).decode("ascii", "replace").split()
             os.close(fd)
-            pid = owner[0] if owner else "unknown"
-            role = owner[1] if len(owner) > 1 else "service"  # a lock file of an older miner holds the PID alone
+            # The file's text is anyone's who can write the store's folder: raw, an escape in it drove the terminal of
+            # whoever was refused (as `miner status` writes it: status.running_text).
+            pid = escape_controls(owner[0]) if owner else "unknown"
+            role = escape_controls(owner[1]) if len(owner) > 1 else "service"  # an older miner's holds the PID alone
             raise MinerError(
                 f"another miner {role} (pid {pid}) is already using {self.store_path}; "
                 "stop it first, or give this one its own --db"
