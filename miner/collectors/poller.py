@@ -41,6 +41,7 @@ from miner.collectors.settings import CollectSettings
 from miner.collectors.status_feed import StatusFeedCollector
 from miner.collectors.statuspage import StatuspageCollector
 from miner.config import Config, ServiceConfig, SourceConfig
+from miner.email_addresses import redact_emails
 from miner.errors import SourceError
 from miner.records import FetchResult, SourceState
 from miner.urls import credentials_in_url
@@ -230,7 +231,7 @@ class Poller:
                 # A TLS failure or a permanent one (a revoked token's 401, a feed's 404 or 410) lasts until someone
                 # acts, as `miner status` says: an error, not a warning of a passing outage.
                 log.log(logging.ERROR if exc.needs_action or exc.permanent else logging.WARNING, "source %s failed: %s",
-                        source.name, exc)
+                        source.name, redact_emails(str(exc)))  # as the store keeps it (store.poll_failures)
                 return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
             # A collector bug must cost one source one round, not the whole round.
             log.exception("source %s: unexpected error in the %s collector", source.name, source.type)

@@ -52,7 +52,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                   "the events of its last poll (aws_events: service-region, guid, start, last update, resolution).",
         "last_poll_at": "When the source was last polled.",
         "last_ok_at": "When a poll last succeeded (NULL again when the source's type or url changes).",
-        "last_error": "The last poll's error, one line; NULL after a success.",
+        "last_error": "The last poll's error, one line (a link in it without a credential, an e-mail address in it as "
+                      "`[email]`, as poll_failures.error); NULL after a success.",
         "last_error_at": "When the last error happened; kept after a later success, which empties last_error (each "
                          "failure stays in poll_failures).",
         "consecutive_failures": "Failed polls since the last success (drives the backoff).",

@@ -50,11 +50,18 @@ TRIM_EVERY = 100
 # Rows deleted per transaction by prune_poll_failures: rows as small as buckets' (see BUCKET_PRUNE_BATCH).
 PRUNE_BATCH = 20000
 
-# The same text as sources.last_error (cut at 2,000 characters), a link in it without a credential and an e-mail
-# address in it as "[email]", as a post's text keeps them: collectors name a URL by shown_url already, but an internal
-# error quotes whatever it was given, and a server's redirect to a page named by a person's address (a list's
-# /by/<address>/feed.rss) that failed was named so, kept here for bucket_retention_days.
+# A failed poll's error as sources.last_error and poll_failures keep it (cut at 2,000 characters): a link in it without
+# a credential and an e-mail address in it as "[email]", as a post's text keeps them. Collectors name a URL by
+# shown_url already, but an internal error quotes whatever it was given, and a server's redirect to a page named by a
+# person's address (a list's /by/<address>/feed.rss) that failed was named so, kept for bucket_retention_days here,
+# and in the source's row (shown by `miner status` and the API) until its next success.
 _ERROR_CHARS = 2000
+
+
+def stored_error(error: str) -> str:
+    """``error`` as the store keeps a failed poll's (see _ERROR_CHARS)."""
+    return redact_emails(public_text_links(error[:_ERROR_CHARS]))[:_ERROR_CHARS]
+
 
 _TRIM = ("DELETE FROM poll_failures WHERE id IN (SELECT id FROM poll_failures WHERE source = ? "
          "ORDER BY polled_at DESC, id DESC LIMIT -1 OFFSET ?)")
@@ -79,8 +86,7 @@ def log_failure(conn: sqlite3.Connection, source: str, error: str, now: datetime
     conn.execute(
         "INSERT INTO poll_failures (source, polled_at, outcome, failures, error, http_status, retry_after, "
         "next_poll_at) VALUES (?, ?, 'failed', ?, ?, ?, ?, ?)",
-        (source, iso(now), row[0], redact_emails(public_text_links(error[:_ERROR_CHARS]))[:_ERROR_CHARS], http_status,
-         retry_after, iso(next_poll_at)))
+        (source, iso(now), row[0], stored_error(error), http_status, retry_after, iso(next_poll_at)))
     if row[1] % TRIM_EVERY == 0:
         conn.execute(_TRIM, (source, PER_SOURCE))
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from miner.records import SourceState
 from miner.store.clock import CLOCK_SLACK
-from miner.store.poll_failures import RESET_ROW, log_failure
+from miner.store.poll_failures import RESET_ROW, log_failure, stored_error
 from miner.store.sql_lists import IN_LIST, json_list
 from miner.timeutil import iso, parse_iso
 
@@ -124,7 +124,7 @@ class SourcesMixin:
                 "UPDATE sources SET last_poll_at = ?, last_error = ?, last_error_at = ?, polls = polls + 1, "
                 "consecutive_failures = consecutive_failures + 1, next_poll_at = ?, "
                 "needs_action_since = CASE WHEN ? THEN coalesce(needs_action_since, ?) END WHERE name = ?",
-                (iso(now), error[:2000], iso(now), iso(next_poll_at), needs_action, iso(now), name),
+                (iso(now), stored_error(error), iso(now), iso(next_poll_at), needs_action, iso(now), name),
             )
             log_failure(conn, name, error, now, next_poll_at, http_status, retry_after)
             row = conn.execute("SELECT consecutive_failures FROM sources WHERE name = ?", (name,)).fetchone()

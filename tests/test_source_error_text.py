@@ -1,0 +1,56 @@
+"""A failed poll's error as the source's row, `miner status` and the log keep it: without e-mail addresses."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakeserver import FakeServer, Reply
+
+from miner.cli import main
+from miner.collectors.poller import Poller
+from miner.config import parse_config
+from miner.pipeline import Pipeline
+from miner.store import Store
+
+pytestmark = pytest.mark.usefixtures("no_proxy_nor_trust")
+
+T0 = datetime(2026, 12, 6, 18, 0, tzinfo=UTC)
+
+
+def _status(cfg: Path, db: Path) -> tuple[str, str]:
+    base = ["--config", str(cfg), "--db", str(db), "status"]
+    text, data = CliRunner().invoke(main, base), CliRunner().invoke(main, [*base, "--format", "json"])
+    assert text.exit_code == 0 and data.exit_code == 0, (text.output, data.output)
+    return text.output, data.output
+
+
+def test_last_error_status_and_the_log_keep_no_email_address_an_error_quotes(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A list's feed redirected to a page named by a person's address, which answered HTML: poll_failures kept it as
+    # [email], but the source's last_error (shown by `miner status`, as text and JSON) and the log line kept it.
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+    with FakeServer() as server:
+        server.serve("/list.rss", Reply(302, b"", headers={"Location": f"{server.url}/by/alice.victim@example.org/f"}))
+        server.serve("/by/alice.victim@example.org/f", Reply(200, b"<html>moved</html>", content_type="text/html"))
+        cfg.write_text(f'[[services]]\nname = "Fibre"\n[[sources]]\nname = "list"\ntype = "rss"\n'
+                       f'url = "{server.url}/list.rss"\n')
+        config = parse_config(cfg.read_text())
+        with contextlib.closing(Store.open(db)) as store, Poller(config.collect, hash_key=b"k", environ={}) as poller, \
+                caplog.at_level(logging.WARNING, logger="miner"):
+            reports = Pipeline(config, store).collect(T0, poller, due_only=False)
+            row = store.database.one("SELECT last_error FROM sources WHERE name = 'list'")
+        base = server.url
+    assert reports[0].error is not None
+    expected = f"expected a feed from {base}/by/[email]/f, got an HTML page (text/html)"
+    assert row is not None and row["last_error"] == expected, row
+    text, data = _status(cfg, db)
+    assert "alice" not in text and "[email]" in text, text
+    assert "alice" not in data and [s["last_error"] for s in json.loads(data)["sources"]] == [expected], data
+    logged = [r.getMessage() for r in caplog.records if "list" in r.getMessage()]
+    assert logged and not [m for m in logged if "alice" in m], logged
