@@ -28,6 +28,7 @@ from miner.collectors.discourse import DiscourseCollector
 from miner.collectors.hackernews import DEFAULT_BASE as HN_BASE
 from miner.collectors.hackernews import HackerNewsCollector
 from miner.collectors.http import host_of, make_client
+from miner.collectors.internal_errors import internal_error
 from miner.collectors.lemmy import LemmyCollector
 from miner.collectors.mastodon import MastodonCollector
 from miner.collectors.matching import ServiceMatcher
@@ -233,9 +234,13 @@ class Poller:
                 log.log(logging.ERROR if exc.needs_action or exc.permanent else logging.WARNING, "source %s failed: %s",
                         source.name, redact_emails(str(exc)))  # as the store keeps it (store.poll_failures)
                 return PollOutcome(source.name, started, time.monotonic() - clock, error=exc)
-            # A collector bug must cost one source one round, not the whole round.
-            log.exception("source %s: unexpected error in the %s collector", source.name, source.type)
-            error = SourceError(f"internal error in the {source.type} collector: {type(exc).__name__}: {exc}")
+            # A collector bug must cost one source one round, not the whole round. Its text quotes what it was given,
+            # the source's secrets among them: the error and the log say it without them.
+            with contextlib.suppress(SourceError):  # unresolved, its url_env's URL is in none of it
+                source = self.resolve(source)
+            message, trace = internal_error(exc, source, self.ctx.environ)
+            log.error("source %s: unexpected error in the %s collector\n%s", source.name, source.type, trace)
+            error = SourceError(message)
             return PollOutcome(source.name, started, time.monotonic() - clock, error=error)
         # result.warnings were logged where they arose, at their own level (see FetchResult).
         return PollOutcome(source.name, started, time.monotonic() - clock, result=result)
