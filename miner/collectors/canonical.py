@@ -137,7 +137,7 @@ def mastodon_feed(feed: Any) -> bool:
     return str(feed.get("generator") or "").startswith("Mastodon")
 
 
-def _remote_status(url: str) -> SiteIdentity | None:
+def _remote_status(url: str, feed_host: str) -> SiteIdentity | None:
     """A status of a Mastodon-made feed from a server of other software, as the ``mastodon`` source names it.
 
     Mastodon's feed links a remote status by the ``url`` its server gave it, or by its ActivityPub URI where it gave
@@ -152,17 +152,45 @@ def _remote_status(url: str) -> SiteIdentity | None:
     feed's id: an older Lemmy's link post by its link (page.rs gave the link as the Page's url), and Pleroma's
     /notice/<id>, which names the Create activity by its database id, not the note's /objects/<uuid> (Pleroma finds
     one from the other in its database only: ActivityPubController route_aliases). Only Pixelfed's URL names the
-    author; the others' rows get the author another source stored the status with (store.posts._shared_author)."""
+    author, and only one of the feed's own host is taken for it (`_own_host`); the others' rows get the author
+    another source stored the status with (store.posts._shared_author)."""
     if match := _PIXELFED_POST.match(url):
-        return SiteIdentity(status_external_id(url, ""), f"{match.group('base')}/{match.group('name')}", "")
+        author = f"{match.group('base')}/{match.group('name')}" if _own_host(url, feed_host) else None
+        return SiteIdentity(status_external_id(url, ""), author, "" if author else None)
     return SiteIdentity(status_external_id(url, ""), None) if _REMOTE_STATUS.match(url) else None
 
 
-def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author: str = "") -> SiteIdentity | None:
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _own_host(url: str, feed_host: str) -> bool:
+    """Whether ``url`` is of the host the feed was read from (``feed_host``, the source url's), which names its own
+    statuses and their authors. A status's url elsewhere is whatever the server that sent it claimed, or whatever the
+    feed's writer linked: nothing vouches that it is that host's status, nor by whom."""
+    return bool(feed_host) and _host(url) == feed_host.lower()
+
+
+def _status_identity(url: str) -> SiteIdentity | None:
+    """A Mastodon or GoToSocial status by its web page or its ActivityPub URI, and its author, as a `mastodon` source
+    names them; None for another URL."""
+    if match := _MASTODON_STATUS.match(url) or _GOTOSOCIAL_STATUS.match(url):
+        # The profile URL is the author as the API names them (account.url), the same from every instance.
+        return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
+    return mastodon_uri_identity(url)
+
+
+def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author: str = "",
+                  feed_host: str = "") -> SiteIdentity | None:
     """The identity of the post a feed entry is at its site, where its guid or link (unless the link is what the
     entry shares) says; None otherwise (the entry keeps the feed's own). ``reddit``: the feed is Reddit's, whose
     entries' ids are fullnames. ``mastodon``: a Mastodon server made it (`mastodon_feed`), whose entries are statuses
-    of any server software. ``feed_author``: the URL the feed names its own author by (`feed_author_url`)."""
+    of any server software. ``feed_author``: the URL the feed names its own author by (`feed_author_url`).
+    ``feed_host``: the host the feed was read from (its source's url's), the one whose statuses' URLs name their
+    authors (`_own_host`)."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
     comments = str(entry.get("comments") or "")
@@ -175,11 +203,24 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
         if match := _HN_ITEM.match(url):
             return SiteIdentity(match.group(1), entry_author(entry), "hackernews")
     for url in (link, guid):
-        if match := _MASTODON_STATUS.match(url) or _GOTOSOCIAL_STATUS.match(url):
-            # The profile URL is the author as the API names them (account.url), the same from every instance.
-            return SiteIdentity(status_external_id(url, ""), match.group("profile"), "")
-        if status := mastodon_uri_identity(url):
-            return status
+        if status := _status_identity(url):
+            if _own_host(url, feed_host):
+                return status
+            if mastodon:
+                # Another server's status as a Mastodon server lists it, by the url that server claimed: its id, which
+                # the status has if the claim is true, but no author. Any server could claim another's status, and
+                # its author (/@victim/<id> of b.example, dated at the second of victim's real one): named so, the
+                # entry was counted as that person's complaint and gave that author to the other rows of the post
+                # (store.posts._share_author), where another claim could put its own account in a real complainer's
+                # place. The row takes the author another source stored the status with (_shared_author), as a
+                # remote status of other software does (`_remote_status`): a true claim is one complainer still, a
+                # false one is no one's.
+                return SiteIdentity(status.external_id, None)
+            # In a feed of no Mastodon server, a status of another host is one the entry links: a link blog's or
+            # planet's post sharing it, its own writer's (named as that status and its author, the writer, a real
+            # complainer, was merged into the status's), or a claim nothing vouches for. The entry keeps the feed's
+            # own identity.
+            continue
         if ident := notice_id(url):
             # A Pleroma or Akkoma status's page, which names neither the status's ActivityPub id nor its author: the
             # row is given the author of the `mastodon` source's row with that page as its url (store/notice_pages.py).
@@ -189,7 +230,7 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
             # feed's own id and author, each status read by both was two complainers.
             author = entry_author(entry)
             return SiteIdentity(ident, author, "" if named_everywhere(author) else None)
-    if mastodon and (remote := _remote_status(link or guid)):
+    if mastodon and (remote := _remote_status(link or guid, feed_host)):
         return remote
     if _PLEROMA_OBJECT.match(guid):
         # By its guid only: a link aggregator's entry (Lemmy's link post) links the status it shares, and is another

@@ -184,7 +184,8 @@ def _entry_post(
     own = post_id(entry)
     # The post as its site's API source names it and its author, where the entry says which post it is: read by both,
     # it is one complainer (see collectors/canonical.py).
-    site = site_identity(entry, author_space(source) == "reddit", mastodon_feed(feed), feed_author_url(feed))
+    site = site_identity(entry, author_space(source) == "reddit", mastodon_feed(feed), feed_author_url(feed),
+                         urlsplit(source.url or "").hostname or "")
     # Without what the site's feed writes beside the post's words (its author's name among it), as its API gives it.
     text = feed_entry_text(entry, site, str(entry.get("title", "") or ""), body,
                            str(entry.get("link", "") or "") or None)

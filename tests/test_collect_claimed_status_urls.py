@@ -1,0 +1,130 @@
+"""A status URL of another host in a feed (a Mastodon server's tag feed lists a remote status by the url its server
+claimed; a link blog links someone's status) is taken for neither that status's author nor, outside a Mastodon-made
+feed, that status: `miner collect --once` against a real local server, then the store's count of complainers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from fakeserver import FakeServer, Reply
+
+from miner.cli import main
+from miner.records import Prediction
+from miner.store import Store
+
+BUCKET = timedelta(minutes=5)
+
+
+def _collect(tmp_path: Path, sources: str) -> Path:
+    cfg = tmp_path / "feeds.toml"
+    db = tmp_path / "m.sqlite"
+    cfg.write_text(f'[store]\npath = "{db}"\nretention_days = 3650\n[[services]]\nname = "Signal"\n{sources}',
+                   encoding="utf-8")
+    result = CliRunner().invoke(main, ["--config", str(cfg), "collect", "--once", "--all"])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def _authors(db: Path) -> dict[tuple[str, str], str | None]:
+    with sqlite3.connect(db) as conn:
+        return {(s, i): a for s, i, a in conn.execute("SELECT source, external_id, author_hash FROM posts")}
+
+
+def _complaints(db: Path) -> int:
+    store = Store.open(db)
+    try:
+        posts = store.posts_to_classify(100)
+        times = store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in posts], "test", None)
+        store.refresh_buckets_at([datetime.fromisoformat(t) for t in times], BUCKET)
+        row = store.database.one("SELECT coalesce(sum(complaints), 0) AS n FROM buckets")
+        return int(row["n"]) if row else 0
+    finally:
+        store.close()
+
+
+def _status(base: str, name: str, ident: str, when: str, text: str) -> dict[str, object]:
+    return {"id": ident, "created_at": when, "visibility": "public", "language": "en", "sensitive": False,
+            "spoiler_text": "", "uri": f"{base}/users/{name}/statuses/{ident}", "url": f"{base}/@{name}/{ident}",
+            "content": f"<p>{text}</p>", "reblog": None, "media_attachments": [], "mentions": [], "tags": [],
+            "emojis": [], "account": {"id": "1", "username": name, "acct": name, "url": f"{base}/@{name}"}}
+
+
+def _item(link: str, when: str, text: str, extra: str = "") -> str:
+    return (f"<item><guid isPermaLink=\"true\">{link}</guid><link>{link}</link><pubDate>{when}</pubDate>"
+            f"<description>&lt;p&gt;{text}&lt;/p&gt;</description>{extra}</item>")
+
+
+def _rss(items: str, generator: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>#outage</title>'
+            f"<link>https://feed.example/</link>{generator}{items}</channel></rss>").encode()
+
+
+VICTIM = "https://b.example"
+SOURCES = """
+[[sources]]
+name = "masto"
+type = "mastodon"
+url = "{url}"
+query = "#outage"
+
+[[sources]]
+name = "feed"
+type = "rss"
+url = "{url}/{feed}"
+"""
+
+
+@pytest.fixture
+def timeline(server: FakeServer) -> FakeServer:
+    # The tag timeline: victim's status on b.example, and quill's of the server the feed is read from.
+    statuses = [_status(VICTIM, "victim", "111", "2026-11-27T14:09:12.000Z", "Signal is down #outage"),
+                _status(server.url, "quill", "333", "2026-11-27T14:08:00.000Z", "Signal is down for me #outage")]
+    server.serve("/api/v1/timelines/tag/outage", Reply(200, json.dumps(statuses).encode(),
+                                                       content_type="application/json"))
+    return server
+
+
+def test_a_mastodon_feeds_status_of_another_host_gives_its_id_but_not_the_author_its_url_claims(
+        tmp_path: Path, timeline: FakeServer) -> None:
+    # A Mastodon server lists a remote status by the url its server claimed: c.example's status could claim to be
+    # victim's /@victim/222 of b.example, or /p/victim/444 of a Pixelfed server. Named by the author its url names, it
+    # was counted as victim's complaint: merged with victim's real one of that bucket (a real complainer of c.example
+    # lost), and its author given to the other rows of that id. A status of the feed's own host keeps its author.
+    server = timeline
+    items = (_item(f"{VICTIM}/@victim/111", "Fri, 27 Nov 2026 14:09:12 +0000", "Signal is down #outage")
+             + _item(f"{VICTIM}/@victim/222", "Fri, 27 Nov 2026 14:09:40 +0000", "Signal down here too #outage")
+             + _item("https://px.example/p/victim/444", "Fri, 27 Nov 2026 14:09:50 +0000", "Signal not working")
+             + _item(f"{server.url}/@quill/333", "Fri, 27 Nov 2026 14:08:00 +0000", "Signal is down for me #outage"))
+    server.serve("/tags/outage.rss", Reply(200, _rss(items, "<generator>Mastodon v4.3.2</generator>"),
+                                           content_type="application/rss+xml"))
+    db = _collect(tmp_path, SOURCES.format(url=server.url, feed="tags/outage.rss"))
+    authors = _authors(db)
+    victim, quill = authors[("masto", "b.example/111")], authors[("masto", "127.0.0.1/333")]
+    assert victim is not None and quill is not None and victim != quill, authors
+    # The true claim is the post the timeline read, with its author; a status of the feed's own server, its own.
+    assert authors[("feed", "b.example/111")] == victim and authors[("feed", "127.0.0.1/333")] == quill, authors
+    # The claims nothing vouches for: their ids, no one's author.
+    assert authors[("feed", "b.example/222")] is None and authors[("feed", "px.example/444")] is None, authors
+    # quill, victim, and the two statuses of whoever wrote them: four complainers, not victim's once for three.
+    assert _complaints(db) == 4
+
+
+def test_a_feed_of_no_mastodon_server_linking_a_status_of_another_host_is_its_own_post(
+        tmp_path: Path, timeline: FakeServer) -> None:
+    # A link blog's entry by Pat links victim's status: named as that status and its author, Pat's complaint was
+    # victim's, one complainer of the two.
+    server = timeline
+    items = _item(f"{VICTIM}/@victim/111", "Fri, 27 Nov 2026 14:09:30 +0000", "Signal is down here too, see this",
+                  "<author>pat@blog.example (Pat)</author>")
+    server.serve("/blog.rss", Reply(200, _rss(items), content_type="application/rss+xml"))
+    db = _collect(tmp_path, SOURCES.format(url=server.url, feed="blog.rss"))
+    authors = _authors(db)
+    feed = {ident: author for (source, ident), author in authors.items() if source == "feed"}
+    assert "b.example/111" not in feed and len(feed) == 1, authors
+    assert None not in feed.values() and authors[("masto", "b.example/111")] not in feed.values(), authors
+    assert _complaints(db) == 3  # quill, victim and Pat
