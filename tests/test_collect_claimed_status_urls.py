@@ -128,3 +128,29 @@ def test_a_feed_of_no_mastodon_server_linking_a_status_of_another_host_is_its_ow
     assert "b.example/111" not in feed and len(feed) == 1, authors
     assert None not in feed.values() and authors[("masto", "b.example/111")] not in feed.values(), authors
     assert _complaints(db) == 3  # quill, victim and Pat
+
+
+def _lemmy_post(ident: int, ap_id: str, actor_id: str, when: str) -> dict[str, object]:
+    name = actor_id.rstrip("/").rpartition("/")[2]
+    return {"post": {"id": ident, "name": "Signal is down", "url": None, "body": "Signal is down for me #outage",
+                     "creator_id": ident, "community_id": 42, "removed": False, "deleted": False, "published": when,
+                     "ap_id": ap_id, "local": False},
+            "creator": {"id": ident, "name": name, "actor_id": actor_id, "local": False, "bot_account": False},
+            "community": {"id": 42, "name": "technology", "actor_id": "https://lemmy.example/c/technology"},
+            "counts": {"post_id": ident, "comments": 0, "score": 1, "published": when}}
+
+
+def test_a_lemmy_post_claiming_another_actors_status_uri_is_not_that_status(tmp_path: Path, server: FakeServer
+                                                                            ) -> None:
+    # A Lemmy server lists a Mastodon user's status by its ActivityPub id, https://host/users/<name>/statuses/<id>,
+    # named as a `mastodon` source names it with the author its path names. A post of another actor with that id
+    # (c.example's mallory claiming victim's status) was victim's status and victim's complaint: only the URI's own
+    # actor makes it so.
+    posts = [_lemmy_post(1, f"{VICTIM}/users/victim/statuses/111", "https://c.example/users/mallory",
+                         "2026-11-27T14:09:12.000000Z"),
+             _lemmy_post(2, f"{VICTIM}/users/quill/statuses/112", f"{VICTIM}/users/quill",
+                         "2026-11-27T14:09:20.000000Z")]
+    body = {"type_": "Posts", "comments": [], "posts": posts, "communities": [], "users": []}
+    server.serve("/api/v3/search", Reply(200, json.dumps(body).encode(), content_type="application/json"))
+    db = _collect(tmp_path, f'[[sources]]\nname = "lemmy"\ntype = "lemmy"\nurl = "{server.url}"\nquery = "signal"\n')
+    assert set(_authors(db)) == {("lemmy", f"{VICTIM}/users/victim/statuses/111"), ("lemmy", "b.example/112")}

@@ -105,13 +105,27 @@ def _reddit_host(host: str) -> bool:
     return host == "reddit.com" or host.endswith(".reddit.com")
 
 
-def mastodon_uri_identity(uri: str) -> SiteIdentity | None:
+def mastodon_uri_identity(uri: str, actor_id: str | None = None) -> SiteIdentity | None:
     """A Mastodon or GoToSocial status by its ActivityPub URI (https://host/users/<name>/statuses/<id>) as a `mastodon`
     source names it, host/<id>, and its author, the profile URL https://host/@<name> (the account's url); None for
-    another URI."""
-    if match := _MASTODON_URI.match(uri):
-        return SiteIdentity(status_external_id(uri, ""), f"{match.group('base')}/@{match.group('name')}", "")
-    return None
+    another URI. ``actor_id``: the actor a server says wrote it (a Lemmy post's creator), which must be the URI's own,
+    https://host/users/<name>: a post of another actor claiming the URI as its id is not that status, nor that
+    person's (named so, it was counted as their complaint, one complainer with their real one)."""
+    if not (match := _MASTODON_URI.match(uri)):
+        return None
+    base, name = match.group("base"), match.group("name")
+    if actor_id is not None and _actor_key(actor_id) != _actor_key(f"{base}/users/{name}"):
+        return None
+    return SiteIdentity(status_external_id(uri, ""), f"{base}/@{name}", "")
+
+
+def _actor_key(actor_id: str) -> tuple[str, str]:
+    """An actor id as one compares: its host in any case, its path as written."""
+    try:
+        parts = urlsplit(actor_id.strip())
+        return ((parts.hostname or "") + (f":{parts.port}" if parts.port else ""), parts.path.rstrip("/"))
+    except ValueError:  # a broken IPv6 bracket or port: no actor's
+        return ("", actor_id)
 
 
 def misskey_note_identity(ap_id: str, actor_id: str, username: str) -> SiteIdentity | None:

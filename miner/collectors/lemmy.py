@@ -101,8 +101,8 @@ def _view_post(source: SourceConfig, ctx: PollContext, view: dict[str, Any], kin
     # `mastodon` source reads, by host/<id> and the profile URL, and counted twice. It is named as that source names it;
     # one stored before by its ap_id is that post still (feed_id). So is a Misskey user's note, its creator the actor
     # https://host/users/<database id>, which a `mastodon` source names by the profile URL https://host/@<name>.
-    status = mastodon_uri_identity(ap_id) or misskey_note_identity(ap_id, text_of(creator.get("actor_id")),
-                                                                    text_of(creator.get("name")))
+    actor = text_of(creator.get("actor_id"))
+    status = mastodon_uri_identity(ap_id, actor) or misskey_note_identity(ap_id, actor, text_of(creator.get("name")))
     return make_post(
         source, ctx,
         external_id=status.external_id if status else ap_id or f"{kind}:{item['id']}",
