@@ -20,7 +20,7 @@ from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
 from miner.timeutil import counted, duration_text, floor_time, iso, parse_iso
 from miner.urls import escape_controls
-from miner.warmup import warm_from
+from miner.warmup import warm_from_saved
 
 # The latest reason of the notifications failed for good, in status: an SMTP reply may run to a paragraph.
 REASON_WIDTH = 120
@@ -79,24 +79,10 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "z": _rounded(latest["score"], 1) if latest else None,
             "last_bucket": iso(saved.last_bucket) if saved else None,
             "waiting_for": _waiting_for(config, svc.name, saved, polled, now),
-            "warm_from": _warm_from(config, saved),
+            "warm_from": warm_from_saved(config.detector, saved),
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
         })
     return out
-
-
-def _warm_from(config: Config, saved: SavedDetector | None) -> str | None:
-    """The start of the first bucket whose score can open an incident while the service's detector is still in its
-    warm-up (detector.warmup_hours of history; see miner.warmup), None once it is over or before its first bucket
-    scored. A state that cannot be read says nothing: the detector, which reads it too, reports it."""
-    if saved is None:
-        return None
-    try:
-        state = DetectorState.from_json(saved.state)
-    except ValueError:
-        return None
-    warm = warm_from(config.detector, saved.last_bucket, state)
-    return iso(warm) if warm else None
 
 
 def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 
 from miner.detect import DetectorState
 from miner.detect.params import DetectorParams
+from miner.store.signals import SavedDetector
+from miner.timeutil import iso
 
 
 def warm_from(params: DetectorParams, last_bucket: datetime, state: DetectorState) -> datetime | None:
@@ -24,3 +26,18 @@ def warm_from(params: DetectorParams, last_bucket: datetime, state: DetectorStat
     # Bucket last + k is scored with seen + k - 1 buckets learned: warm once that reaches ``needed``.
     k = math.ceil(needed - state.seen) + 1
     return last_bucket + timedelta(minutes=params.bucket_minutes * k)
+
+
+def warm_from_saved(params: DetectorParams, saved: SavedDetector | None) -> str | None:
+    """The start of the first bucket whose score can open an incident while the service's detector is still in its
+    warm-up (detector.warmup_hours of history), as an ISO time; None once it is over or before its first bucket
+    scored. `miner status` and the read API (so the status board) both say it from here. A state that cannot be
+    read says nothing: the detector, which reads it too, reports it."""
+    if saved is None:
+        return None
+    try:
+        state = DetectorState.from_json(saved.state)
+    except ValueError:
+        return None
+    warm = warm_from(params, saved.last_bucket, state)
+    return iso(warm) if warm else None
