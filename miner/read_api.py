@@ -28,6 +28,7 @@ from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, iso_exact, parse_iso
 from miner.urls import web_link
+from miner.warmup import warm_from_saved
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -185,6 +186,8 @@ class ReadApi:
                           "complaints": sum(r["complaints"] for r in recent)},
             "baseline": _round(scored["baseline"], 3) if scored else None,
             "z_score": _round(scored["score"], 2) if scored else None,
+            # No incident opens before it however many complain (`miner status` says it too): null once warm.
+            "warm_from": warm_from_saved(self._config.detector, store.detector_state(name)),
             "official": self._official_now(store, name, now),
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
             # As the running service's planner mutes it: its config's windows (feeds.toml as of its start or reload).

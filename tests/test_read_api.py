@@ -182,7 +182,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 2, "complaints": 2},
         # 11:00 to now: 11:20, 11:50, 11:52 and 12:03, not 10:05
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 4, "complaints": 4},
-        "baseline": 0.457, "z_score": 6.12,
+        "baseline": 0.457, "z_score": 6.12, "warm_from": None,
         "official": {"title": "Messages delayed", "status": "investigating", "impact": "major",
                      "url": "https://status.example.com/incidents/abc", "started_at": "2026-11-27T11:37:30+00:00",
                      "posted_at": "2026-11-27T11:37:30+00:00"},
@@ -192,8 +192,8 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "service": "Instagram", "provider": "Meta", "state": "ok", "incident": None,
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
-        "baseline": None, "z_score": None, "official": None, "last_post_at": None, "muted_until": None,
-        "muted": None,
+        "baseline": None, "z_score": None, "warm_from": None, "official": None, "last_post_at": None,
+        "muted_until": None, "muted": None,
     }
     assert (mtn["state"], mtn["provider"], mtn["last_post_at"]) == ("ok", None, "2026-11-27T09:07:30+00:00")
     assert (mtn["baseline"], mtn["z_score"]) == (None, None)  # never scored
