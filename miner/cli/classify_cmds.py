@@ -16,7 +16,7 @@ import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.classify_input import CHUNK_LINES, chunks, foreign, reader, with_head
-from miner.cli.classify_output import open_output, write_rows
+from miner.cli.output_file import input_stat, open_output, write_rows
 from miner.cli.stdio import stdin_unreadable
 from miner.cli.stopping import raise_on_hangup
 from miner.errors import InputError
@@ -170,7 +170,7 @@ def _classify_cmd(
 ) -> None:
     from miner.classify import load_classifier
 
-    out, target = open_output(output, input_file)  # before the model loads: a bad -o fails at once
+    out, target = open_output(output, input_stat(input_file))  # before the model loads: a bad -o fails at once
     try:
         settings, base = _settings(app, model_dir, batch_size)
         bad, broke = _classify_all(load_classifier(settings, base), input_file, out, output)
@@ -180,10 +180,7 @@ def _classify_cmd(
         # SIGINT, SIGTERM or SIGHUP (miner.cli.stopping), a failed write (its row cut short), a model that did not load:
         # the rows so far, or none, would pass for all of them. The -o file keeps what an earlier run left there.
         if target is not None:
-            target.discard(out)
-            # "Interrupted by SIGINT" alone left a reader to take the file there, an earlier run's, for this one's.
-            kept = "the file there is an earlier run's" if os.path.lexists(target.path) else "no file made"
-            click.echo(f"{output}: not written ({kept})", file=cast(TextIO, _Stderr()))
+            click.echo(target.discard(out), file=cast(TextIO, _Stderr()))
         raise
     carry = "its output line carries" if bad == 1 else "their output lines carry"
     invalid = f"{counted(bad, 'invalid input line')}; {carry} an 'error' field"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -17,7 +18,9 @@ from typing import TYPE_CHECKING
 import click
 
 from miner.cli.app import AppContext, PathParam, main, pass_app
+from miner.cli.output_file import input_stat, open_output
 from miner.cli.stdio import read_stdin, require_stdout, stdin_unreadable
+from miner.cli.stopping import raise_on_hangup
 from miner.errors import InputError
 from miner.timeutil import parse_iso
 
@@ -126,27 +129,63 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     Uses the [detector] settings of --config when given, else the shipped defaults; the bucket size is
     inferred from the timestamps and must divide a day, as bucket_minutes must. Runs the service's own
     streaming detector (miner.detect.zscore.step).
+
+    An -o file is written as a temporary file beside it (.NAME.XXXXXXXX.tmp), renamed to it once all rows are
+    written (not one named by a descriptor, as /dev/stdout, /dev/stderr or /dev/fd/N are: written through it as
+    opened, `>> log.csv` appended to): a run cut short (SIGINT, SIGTERM, SIGHUP: exit status 130, 143, 129; a bad
+    series; a write error, a full disk) leaves the -o file as it was (or absent), never part of the rows, and says
+    so on stderr.
     """
+    # A closed terminal or ended session (SIGHUP) killed the run outright, its temporary -o file left behind.
+    with raise_on_hangup():
+        _detect(app, series, output)
+
+
+def _detect(app: AppContext, series: Path, output: Path | None) -> None:
     from miner.detect.params import DetectorParams
 
     if str(series) == "-" and (why := stdin_unreadable()):
         raise click.BadParameter(f"standard input is {why}: give a file, or redirect or pipe the series into it",
                                  param_hint="'SERIES'")
-    try:
-        if output is None:
-            same = False
-        elif str(series) == "-":
-            same = os.path.samestat(os.fstat(sys.stdin.fileno()), os.stat(output))
-        else:
-            same = os.path.samefile(series, output)
-    except (OSError, ValueError, AttributeError):  # no output yet, no input (read_series says so), no stdin's file
-        same = False
-    if same:  # it was written over: the series replaced by the scores, as `classify -o` refuses to do
-        raise click.BadParameter(f"{str(output)!r} is the input file; write the output elsewhere",
-                                 param_hint="'-o' / '--output'")
+    out, target = None, None
     if output is None:
         require_stdout()  # before the series is read and scored for nowhere
+    else:
+        # Opened before the series is read, as classify's: the scores written over the series (-o naming it) are
+        # refused, and so is an -o that cannot be written, before the work. A dash names a file here.
+        source = input_stat(sys.stdin) if str(series) == "-" else _stat(series)
+        out, target = open_output(f".{os.sep}-" if str(output) == "-" else str(output), source)
     params = app.config.detector if app.config_path is not None else DetectorParams()
+    try:
+        text = _scores(params, series)
+        if out is None:
+            sys.stdout.write(text)
+            return
+        try:
+            out.write(text)
+            out.flush()
+        except OSError as exc:
+            raise InputError(f"cannot write {output} ({exc.strerror or exc})") from None
+        if target is not None:
+            target.commit(out)
+    except BaseException:
+        # SIGINT, SIGTERM or SIGHUP (miner.cli.stopping), a bad series, a failed write: the -o file keeps what an
+        # earlier run left there, never half the scores (a full disk had left it cut short, its earlier rows gone).
+        if target is not None and out is not None:
+            with contextlib.suppress(OSError):  # stderr closed: the error stands without it
+                click.echo(target.discard(out), err=True)
+        raise
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except (OSError, ValueError):  # no series there: read_series says so
+        return None
+
+
+def _scores(params: DetectorParams, series: Path) -> str:
+    """The CSV of the scores of ``series``."""
     # Each row keeps the timestamp it was given: one with an offset (+05:30), written back in UTC without one, read
     # as a different time and matched no input row.
     rows, labels, values = read_series(series)
@@ -157,10 +196,4 @@ def detect(app: AppContext, series: Path, output: Path | None) -> None:
     # And its value: written as a float's "{:g}", six digits, a count of 1234567 came out as 1.23457e+06.
     for (ts, _, score, opened), value in zip(out_rows, values, strict=True):
         writer.writerow([ts, value, f"{score:.4f}", opened])
-    if output is None:
-        sys.stdout.write(buffer.getvalue())
-        return
-    try:
-        output.write_text(buffer.getvalue(), encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot write {output} ({exc.strerror or exc})") from None
+    return buffer.getvalue()

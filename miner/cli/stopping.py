@@ -7,7 +7,8 @@ that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which s
 Commands that should rather finish the step in progress first, as the service does, use :func:`stop_on_signal`.
 A signal ignored when such a command started (SIGINT in a background job of a script, `miner ... &`) stays ignored.
 SIGHUP (the terminal closed, the login session ended) still kills a command outright, but for one that writes a file
-to rename into place (`miner classify -o`), which takes it as it takes SIGTERM (:func:`raise_on_hangup`).
+to rename into place (`miner classify -o`, `miner detect -o`), which takes it as it takes SIGTERM
+(:func:`raise_on_hangup`).
 
 `miner run` sets handlers of its own (:mod:`miner.service_reload`: SIGHUP reloads its config, and is taken even when
 ignored) and exits 0 once stopped, as a supervised service does.

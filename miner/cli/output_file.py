@@ -1,4 +1,5 @@
-"""`miner classify`'s output: standard output, or an -o file written beside it and renamed into place."""
+"""An -o file of `miner classify` and `miner detect`: standard output, a descriptor named by a path (/dev/stdout),
+or a file written beside it and renamed into place."""
 
 from __future__ import annotations
 
@@ -32,11 +33,15 @@ class Target:
         except OSError as exc:
             raise click.ClickException(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
-    def discard(self, out: IO[str]) -> None:
+    def discard(self, out: IO[str]) -> str:
+        """Remove the temporary file; and the line saying so, for stderr: "Interrupted by SIGINT" alone left a reader
+        to take the file there, an earlier run's, for this one's."""
         with contextlib.suppress(OSError):
             out.close()
         with contextlib.suppress(OSError):
             os.unlink(self.temp)
+        kept = "the file there is an earlier run's" if os.path.lexists(self.path) else "no file made"
+        return f"{self.name}: not written ({kept})"
 
 
 def write_rows(out: IO[str], text: str, name: str) -> None:
@@ -76,9 +81,18 @@ def _descriptor(out: IO[str]) -> int | None:
         return None
 
 
-def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | None]:
-    """The -o stream, opened now, so that a bad -o fails before the model loads; and, where -o is a regular file
-    (or none yet), the Target it is written through."""
+def input_stat(input_file: IO[Any]) -> os.stat_result | None:
+    """The file behind an input stream, for :func:`open_output` to compare with; None for one without a file."""
+    try:
+        return os.fstat(input_file.fileno())
+    except (OSError, ValueError, AttributeError):  # a test runner's stream
+        return None
+
+
+def open_output(output: str, source: os.stat_result | None) -> tuple[IO[str], Target | None]:
+    """The -o stream, opened now, so that a bad -o fails before the work (a model loaded, a series scored); and,
+    where -o is a regular file (or none yet), the Target it is written through. ``source``: the input's file, which
+    the output must not be (see :func:`input_stat`)."""
     hint = "'-o' / '--output'"
     if output == "-" and (why := stdout_unwritable()):  # `>&-`, a supervisor's: was an internal error
         raise click.BadParameter(f"standard output is {why}: give a file to write to", param_hint=hint)
@@ -87,7 +101,7 @@ def open_output(output: str, input_file: IO[Any]) -> tuple[IO[str], Target | Non
     # ./x, stdin < x, stdout >> x).
     try:
         target = os.fstat(sys.stdout.fileno()) if output == "-" else os.stat(output)
-        same = stat.S_ISREG(target.st_mode) and os.path.samestat(os.fstat(input_file.fileno()), target)
+        same = source is not None and stat.S_ISREG(target.st_mode) and os.path.samestat(source, target)
     except (OSError, ValueError, AttributeError):  # no output yet, or an input or stdout without a file behind it
         same = False
     if same:
