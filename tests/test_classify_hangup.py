@@ -22,7 +22,9 @@ def _started(proc: subprocess.Popen[bytes], folder: Path) -> None:
     """Wait for the run's temporary file: its signal handlers are in place before it is made."""
     deadline = time.monotonic() + 120
     while not list(folder.glob(".out.jsonl.*.tmp")):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        # Its stderr read only once it ended: read while it runs (no temporary file made), the read waited for ever.
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "no temporary file made"
         time.sleep(0.05)
 
 
