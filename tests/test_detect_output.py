@@ -66,6 +66,9 @@ def test_a_write_that_fails_leaves_the_output_file_as_it_was(tmp_path: Path) -> 
     assert stderr.splitlines()[-1] == f"Error: cannot write {out} (File too large)"
 
 
+# SIGINT as a terminal's Ctrl-C finds it: a suite run in a script's background starts with it ignored, and so would
+# the command, which keeps it so (a SIGINT did nothing, and the test waited for its exit).
+@pytest.mark.usefixtures("sigint_as_from_a_terminal")
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
 def test_a_signal_leaves_the_output_file_as_it_was_and_no_temporary_file(tmp_path: Path, sig: int) -> None:
     out = tmp_path / "out.csv"
