@@ -159,7 +159,7 @@ def incident_figure(view: IncidentView, as_of: datetime) -> Figure:
             marks.append((view.resolved_at, "resolved", _GREEN))
         if view.official is not None:
             # When the status page said so, and the start the provider gives the impact where it dates it otherwise.
-            said = [(view.official.posted_at or view.official.started_at, "status page")]
+            said = [(view.official.posted_at, "status page")]
             if view.official.started_apart:
                 said.append((view.official.started_at, "provider's start"))
             marks += [(parse_iso(at), label, _PROVIDER) for at, label in said if times[0] <= parse_iso(at) <= as_of]

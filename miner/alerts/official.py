@@ -27,7 +27,7 @@ class Official:
     # The provider gave no start: started_at is when miner first saw the incident (its first_seen_at).
     first_seen: bool = False
     # When the provider posted it (official_incidents.posted_at), what our lead is measured to; its impact may have
-    # begun long before (started_at, as the provider dates it). "" as started_at where the store had no post time.
+    # begun long before (started_at, as the provider dates it). official_of gives started_at where the store has none.
     posted_at: str = ""
 
     @property
@@ -62,7 +62,7 @@ def provider_incident(store: Store, row: dict[str, Any], opened: datetime, end: 
     official = official_of(match)
     lead = row.get("lead_time_minutes")
     if lead is None:
-        lead = (parse_iso(match.get("posted_at") or match["started_at"]) - opened).total_seconds() / 60
+        lead = (parse_iso(official.posted_at) - opened).total_seconds() / 60
     return official, safe_number(lead)
 
 
