@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
+from test_collect_cross_source import _complaints
 
 from miner.cli import main
-from miner.records import Prediction
-from miner.store import Store
-
-BUCKET = timedelta(minutes=5)
 
 
 def _collect(tmp_path: Path, sources: str) -> Path:
@@ -33,18 +29,6 @@ def _collect(tmp_path: Path, sources: str) -> Path:
 def _authors(db: Path) -> dict[tuple[str, str], str | None]:
     with sqlite3.connect(db) as conn:
         return {(s, i): a for s, i, a in conn.execute("SELECT source, external_id, author_hash FROM posts")}
-
-
-def _complaints(db: Path) -> int:
-    store = Store.open(db)
-    try:
-        posts = store.posts_to_classify(100)
-        times = store.save_classifications([(p.id, Prediction(0.9, True, None)) for p in posts], "test", None)
-        store.refresh_buckets_at([datetime.fromisoformat(t) for t in times], BUCKET)
-        row = store.database.one("SELECT coalesce(sum(complaints), 0) AS n FROM buckets")
-        return int(row["n"]) if row else 0
-    finally:
-        store.close()
 
 
 def _status(base: str, name: str, ident: str, when: str, text: str) -> dict[str, object]:
