@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from miner.collectors.base import named_everywhere
+from miner.collectors.fedi_feed import FeedServer
 from miner.collectors.feeds import entry_author, entry_id
 from miner.collectors.mastodon import status_external_id
 from miner.site_ids import BLUESKY_POST, notice_id
@@ -145,14 +146,9 @@ def feed_author_url(feed: Any) -> str:
     return str((feed.get("author_detail") or {}).get("href") or "")
 
 
-def mastodon_feed(feed: Any) -> bool:
-    """Whether a Mastodon server made the feed (its tag and account RSS name it as their generator, "Mastodon v4.3.2"):
-    each of its entries is a status, the remote ones of any server software."""
-    return str(feed.get("generator") or "").startswith("Mastodon")
-
-
 def _remote_status(url: str, feed_host: str) -> SiteIdentity | None:
-    """A status of a Mastodon-made feed from a server of other software, as the ``mastodon`` source names it.
+    """A status of a Mastodon-made (or Pleroma-made) feed from a server of other software, as the ``mastodon`` source
+    names it.
 
     Mastodon's feed links a remote status by the ``url`` its server gave it, or by its ActivityPub URI where it gave
     none (mastodon/mastodon app/lib/activitypub/activity/create.rb: ``url: @status_parser.url || @status_parser.uri``);
@@ -197,12 +193,13 @@ def _status_identity(url: str) -> SiteIdentity | None:
     return mastodon_uri_identity(url)
 
 
-def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author: str = "",
+def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author: str = "",
                   feed_host: str = "") -> SiteIdentity | None:
     """The identity of the post a feed entry is at its site, where its guid or link (unless the link is what the
     entry shares) says; None otherwise (the entry keeps the feed's own). ``reddit``: the feed is Reddit's, whose
-    entries' ids are fullnames. ``mastodon``: a Mastodon server made it (`mastodon_feed`), whose entries are statuses
-    of any server software. ``feed_author``: the URL the feed names its own author by (`feed_author_url`).
+    entries' ids are fullnames. ``server``: the software that made it (`fedi_feed.feed_server`), Mastodon or Pleroma
+    and its forks, whose entries are statuses of any server software. ``feed_author``: the URL the feed names its own
+    author by (`feed_author_url`).
     ``feed_host``: the host the feed was read from (its source's url's), the one whose statuses' URLs name their
     authors (`_own_host`)."""
     guid = str(entry.get("id") or entry.get("guid") or "")
@@ -216,21 +213,26 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
     for url in (guid, comments, link):
         if match := _HN_ITEM.match(url):
             return SiteIdentity(match.group(1), entry_author(entry), "hackernews")
-    for url in (link, guid):
+    # A Pleroma-made feed gives each status's ActivityPub id as its guid (the Atom <id>; its RSS the same as the link),
+    # the uri the API source names it by, and as the link the url its server claimed for it (Feed.FeedView
+    # activity_link: external_url, else the id): the guid first. A Mastodon-made feed gives the url, else the uri, as
+    # both.
+    urls = (guid, link) if server == "pleroma" else (link, guid)
+    for url in urls:
         if status := _status_identity(url):
             if _own_host(url, feed_host):
                 return status
-            if mastodon:
-                # Another server's status as a Mastodon server lists it, by the url that server claimed: its id, which
-                # the status has if the claim is true, but no author. Any server could claim another's status, and
-                # its author (/@victim/<id> of b.example, dated at the second of victim's real one): named so, the
-                # entry was counted as that person's complaint and gave that author to the other rows of the post
-                # (store.posts._share_author), where another claim could put its own account in a real complainer's
-                # place. The row takes the author another source stored the status with (_shared_author), as a
-                # remote status of other software does (`_remote_status`): a true claim is one complainer still, a
-                # false one is no one's.
+            if server:
+                # Another server's status as a Mastodon (or Pleroma) server lists it, by the url (or id) that server
+                # claimed: its id, which the status has if the claim is true, but no author. Any server could claim
+                # another's status, and its author (/@victim/<id> of b.example, dated at the second of victim's real
+                # one): named so, the entry was counted as that person's complaint and gave that author to the other
+                # rows of the post (store.posts._share_author), where another claim could put its own account in a
+                # real complainer's place. The row takes the author another source stored the status with
+                # (_shared_author), as a remote status of other software does (`_remote_status`): a true claim is one
+                # complainer still, a false one is no one's.
                 return SiteIdentity(status.external_id, None)
-            # In a feed of no Mastodon server, a status of another host is one the entry links: a link blog's or
+            # In a feed of no such server, a status of another host is one the entry links: a link blog's or
             # planet's post sharing it, its own writer's (named as that status and its author, the writer, a real
             # complainer, was merged into the status's), or a claim nothing vouches for. The entry keeps the feed's
             # own identity.
@@ -244,8 +246,6 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
             # feed's own id and author, each status read by both was two complainers.
             author = entry_author(entry)
             return SiteIdentity(ident, author, "" if named_everywhere(author) else None)
-    if mastodon and (remote := _remote_status(link or guid, feed_host)):
-        return remote
     if _PLEROMA_OBJECT.match(guid):
         # By its guid only: a link aggregator's entry (Lemmy's link post) links the status it shares, and is another
         # post. Its RSS names no author: the row takes the profile another source stored the status with
@@ -258,6 +258,10 @@ def site_identity(entry: Any, reddit: bool, mastodon: bool = False, feed_author:
         actor = str((entry.get("author_detail") or {}).get("href") or "") or feed_author
         same_server = actor.startswith(("https://", "http://")) and urlsplit(actor).netloc == urlsplit(guid).netloc
         return SiteIdentity(status_external_id(guid, ""), actor if same_server else None, "" if same_server else None)
+    # After a Pleroma or Akkoma status by its own id (above), which a Pleroma-made feed gives its own statuses, and
+    # whose author its account feed names.
+    if server and (remote := _remote_status(urls[0] or urls[1], feed_host)):
+        return remote
     if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
         return SiteIdentity(guid, match.group("did"), "")
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
