@@ -1,6 +1,7 @@
 """A status URL of another host in a feed (a Mastodon server's tag feed lists a remote status by the url its server
 claimed; a link blog links someone's status) is taken for neither that status's author nor, outside a Mastodon-made
-feed, that status: `miner collect --once` against a real local server, then the store's count of complainers."""
+feed, that status; nor is one of the feed's own host in its tag feed, nor a Pleroma status and its actor in a feed of
+another host: `miner collect --once` against a real local server, then the store's count of complainers."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def test_a_mastodon_feeds_status_of_another_host_gives_its_id_but_not_the_author
     # A Mastodon server lists a remote status by the url its server claimed: c.example's status could claim to be
     # victim's /@victim/222 of b.example, or /p/victim/444 of a Pixelfed server. Named by the author its url names, it
     # was counted as victim's complaint: merged with victim's real one of that bucket (a real complainer of c.example
-    # lost), and its author given to the other rows of that id. A status of the feed's own host keeps its author.
+    # lost), and its author given to the other rows of that id. A status of the feed's own host, in its tag feed, is
+    # no surer (see the test below): it takes the author the timeline read.
     server = timeline
     items = (_item(f"{VICTIM}/@victim/111", "Fri, 27 Nov 2026 14:09:12 +0000", "Signal is down #outage")
              + _item(f"{VICTIM}/@victim/222", "Fri, 27 Nov 2026 14:09:40 +0000", "Signal down here too #outage")
@@ -90,7 +92,7 @@ def test_a_mastodon_feeds_status_of_another_host_gives_its_id_but_not_the_author
     authors = _authors(db)
     victim, quill = authors[("masto", "b.example/111")], authors[("masto", "127.0.0.1/333")]
     assert victim is not None and quill is not None and victim != quill, authors
-    # The true claim is the post the timeline read, with its author; a status of the feed's own server, its own.
+    # The true claim is the post the timeline read, with its author; so is a status of the feed's own server.
     assert authors[("feed", "b.example/111")] == victim and authors[("feed", "127.0.0.1/333")] == quill, authors
     # The claims nothing vouches for: their ids, no one's author.
     assert authors[("feed", "b.example/222")] is None and authors[("feed", "px.example/444")] is None, authors
@@ -138,3 +140,59 @@ def test_a_lemmy_post_claiming_another_actors_status_uri_is_not_that_status(tmp_
     server.serve("/api/v3/search", Reply(200, json.dumps(body).encode(), content_type="application/json"))
     db = _collect(tmp_path, f'[[sources]]\nname = "lemmy"\ntype = "lemmy"\nurl = "{server.url}"\nquery = "signal"\n')
     assert set(_authors(db)) == {("lemmy", f"{VICTIM}/users/victim/statuses/111"), ("lemmy", "b.example/112")}
+
+
+def test_a_status_claiming_a_url_of_the_mastodon_feeds_own_host_names_its_author_only_in_that_authors_feed(
+        tmp_path: Path, server: FakeServer) -> None:
+    # A Mastodon server's tag feed lists a remote status by the url its server claimed, which may be one of the feed's
+    # own host: c.example's status claiming /@victim/222 of it was victim's complaint, one complainer with victim's
+    # real one of that bucket (its own writer lost). Only victim's own account feed vouches for victim's statuses.
+    statuses = [_status(server.url, "victim", "111", "2026-11-27T14:09:12.000Z", "Signal is down #outage")]
+    server.serve("/api/v1/timelines/tag/outage", Reply(200, json.dumps(statuses).encode(),
+                                                       content_type="application/json"))
+    tag = (_item(f"{server.url}/@victim/111", "Fri, 27 Nov 2026 14:09:12 +0000", "Signal is down #outage")
+           + _item(f"{server.url}/@victim/222", "Fri, 27 Nov 2026 14:09:40 +0000", "Signal down here too #outage"))
+    server.serve("/tags/outage.rss", Reply(200, _rss(tag, "<generator>Mastodon v4.3.2</generator>").replace(
+        b"https://feed.example/", f"{server.url}/tags/outage".encode()), content_type="application/rss+xml"))
+    # victim's account feed (its channel link victim's profile): a status the timeline does not list is victim's too.
+    own = (_item(f"{server.url}/@victim/111", "Fri, 27 Nov 2026 14:09:12 +0000", "Signal is down #outage")
+           + _item(f"{server.url}/@victim/333", "Fri, 27 Nov 2026 14:09:50 +0000", "Still no Signal #outage"))
+    server.serve("/@victim.rss", Reply(200, _rss(own, "<generator>Mastodon v4.3.2</generator>").replace(
+        b"https://feed.example/", f"{server.url}/@victim".encode()), content_type="application/rss+xml"))
+    account = f'\n[[sources]]\nname = "account"\ntype = "rss"\nurl = "{server.url}/@victim.rss"\n'
+    db = _collect(tmp_path, SOURCES.format(url=server.url, feed="tags/outage.rss") + account)
+    authors = _authors(db)
+    victim = authors[("masto", "127.0.0.1/111")]
+    assert victim is not None
+    assert authors[("feed", "127.0.0.1/111")] == victim and authors[("feed", "127.0.0.1/222")] is None, authors
+    assert authors[("account", "127.0.0.1/111")] == victim and authors[("account", "127.0.0.1/333")] == victim
+    # victim, and whoever wrote the status claiming victim's url.
+    assert _complaints(db) == 2
+
+
+def test_a_feed_of_another_host_naming_a_pleroma_status_and_its_actor_does_not_make_it_theirs(
+        tmp_path: Path, server: FakeServer) -> None:
+    # A feed read from anywhere could give an entry a Pleroma status's object id (or its /notice/ page) and its
+    # server's actor as the author: the entry was counted as that actor's complaint, one complainer with their real
+    # one of the bucket. Only the status's own server, the one the feed is read from, names its author so.
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    quill = "https://pleroma.example.net/users/quill"
+    entries = "".join(
+        f"<entry><id>{ident}</id><link rel=\"alternate\" href=\"{ident}\"/><title>{text}</title>"
+        f"<author>{author}</author><published>{when}</published><updated>{when}</updated>"
+        f"<content type=\"html\">{text}</content></entry>"
+        for ident, author, when, text in (
+            ("https://pleroma.example.net/objects/3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f",
+             f"<name>quill</name><uri>{quill}</uri>", "2026-11-27T14:03:00Z", "Signal is down for me too #outage"),
+            ("https://pleroma.example.net/notice/AoTq1XbQ7ZPl3B0Zzz", f"<name>{quill}</name>",
+             "2026-11-27T14:03:20Z", "Still cannot send on Signal #outage")))
+    atom = ('<?xml version="1.0" encoding="UTF-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+            f"<id>{server.url}/outage.atom</id><title>outage</title><updated>2026-11-27T14:03:20Z</updated>"
+            f"{entries}</feed>").encode()
+    server.serve("/outage.atom", Reply(200, atom, content_type="application/atom+xml"))
+    db = _collect(tmp_path, SOURCES.format(url=server.url, feed="outage.atom"))
+    authors = _authors(db)
+    assert authors[("feed", "pleroma.example.net/3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f")] is None, authors
+    assert authors[("feed", "pleroma.example.net/notice/AoTq1XbQ7ZPl3B0Zzz")] is None, authors
+    # quill and marten, whom the timeline read, and the two entries of whoever wrote them.
+    assert _complaints(db) == 4

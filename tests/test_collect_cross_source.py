@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 
 from miner.cli import main
 from miner.records import Prediction
@@ -55,6 +55,14 @@ def _complaints(path: Path) -> int:
         return int(row["n"]) if row else 0
     finally:
         store.close()
+
+
+def serve_as_pleroma(server: FakeServer, path: str, fixture: str, kind: str) -> None:
+    """A fixture of pleroma.example.net's statuses as that server serves it: its URLs of the test server's host, the
+    host a feed's statuses and actors must be of for the feed to name their authors (a feed of any other host may
+    name anyone's status)."""
+    body = server.fixture_bytes(fixture).replace(b"https://pleroma.example.net", server.url.encode())
+    server.serve(path, Reply(200, body, content_type=kind))
 
 
 MASTODON = """
@@ -163,9 +171,9 @@ def test_a_pleroma_atom_feed_read_first_names_each_status_by_its_actor_as_the_ti
         tmp_path: Path, server: FakeServer) -> None:
     # Pleroma's Atom gives each entry's actor id as its author's <uri>: the profile URL a `mastodon` source names the
     # author by. Read before the timeline, with no author, each status was a complainer of its own until then, and
-    # the feed alone counted one person's two statuses of a bucket twice.
-    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
-    server.serve_fixture("/tags/outage.atom", "mastodon/pleroma_tag_outage.atom", "application/atom+xml")
+    # the feed alone counted one person's two statuses of a bucket twice. Read from the statuses' own server.
+    serve_as_pleroma(server, "/api/v1/timelines/tag/outage", "mastodon/pleroma_tag_timeline.json", "application/json")
+    serve_as_pleroma(server, "/tags/outage.atom", "mastodon/pleroma_tag_outage.atom", "application/atom+xml")
     feed = MASTODON.split("[[sources]]")[2].replace("outage.rss", "outage.atom")
     _collect(_config(tmp_path, ["Signal", "Vodafone"], "[[sources]]" + feed.format(url=server.url)))
     feed_only = _posts(tmp_path / "m.sqlite")["masto-feed"]
