@@ -146,7 +146,7 @@ def feed_author_url(feed: Any) -> str:
     return str((feed.get("author_detail") or {}).get("href") or "")
 
 
-def _remote_status(url: str, feed_host: str, account: str) -> SiteIdentity | None:
+def _remote_status(url: str, feed_host: str) -> SiteIdentity | None:
     """A status of a Mastodon-made (or Pleroma-made) feed from a server of other software, as the ``mastodon`` source
     names it.
 
@@ -162,12 +162,10 @@ def _remote_status(url: str, feed_host: str, account: str) -> SiteIdentity | Non
     feed's id: an older Lemmy's link post by its link (page.rs gave the link as the Page's url), and Pleroma's
     /notice/<id>, which names the Create activity by its database id, not the note's /objects/<uuid> (Pleroma finds
     one from the other in its database only: ActivityPubController route_aliases). Only Pixelfed's URL names the
-    author, and it is taken for it only where the feed vouches for it (`_vouched`: never in a tag feed, where a
-    Pixelfed URL of the feed's own Mastodon host is another server's claim); the others' rows get the author another
-    source stored the status with (store.posts._shared_author)."""
+    author, and only one of the feed's own host is taken for it (`_own_host`); the others' rows get the author
+    another source stored the status with (store.posts._shared_author)."""
     if match := _PIXELFED_POST.match(url):
-        profile = f"{match.group('base')}/{match.group('name')}"
-        author = profile if _vouched(url, profile, feed_host, "mastodon", account) else None
+        author = f"{match.group('base')}/{match.group('name')}" if _own_host(url, feed_host) else None
         return SiteIdentity(status_external_id(url, ""), author, "" if author else None)
     return SiteIdentity(status_external_id(url, ""), None) if _REMOTE_STATUS.match(url) else None
 
@@ -186,17 +184,6 @@ def _own_host(url: str, feed_host: str) -> bool:
     return bool(feed_host) and _host(url) == feed_host.lower()
 
 
-def _vouched(url: str, profile: str, feed_host: str, server: FeedServer, account: str) -> bool:
-    """Whether the feed vouches that the status ``url``, whose author's profile is ``profile``, is that author's: it
-    is of the host the feed was read from (`_own_host`), and, in a feed of a server that lists other servers'
-    statuses by the url each claimed (``server``), the feed is that author's own account feed (``account``,
-    `fedi_feed.feed_account`). A Mastodon tag feed lists a remote status by its claimed url, which may be one of the
-    feed's own host: c.example's status claiming https://b.example/@victim/222, in b.example's tag feed, read as
-    b.example's own, victim's complaint (victim's real one of that bucket and it one complainer, its writer lost),
-    and gave victim to the other rows of that id."""
-    return _own_host(url, feed_host) and (not server or _actor_key(profile) == _actor_key(account))
-
-
 def _status_identity(url: str) -> SiteIdentity | None:
     """A Mastodon or GoToSocial status by its web page or its ActivityPub URI, and its author, as a `mastodon` source
     names them; None for another URL."""
@@ -207,15 +194,14 @@ def _status_identity(url: str) -> SiteIdentity | None:
 
 
 def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author: str = "",
-                  feed_host: str = "", account: str = "") -> SiteIdentity | None:
+                  feed_host: str = "") -> SiteIdentity | None:
     """The identity of the post a feed entry is at its site, where its guid or link (unless the link is what the
     entry shares) says; None otherwise (the entry keeps the feed's own). ``reddit``: the feed is Reddit's, whose
     entries' ids are fullnames. ``server``: the software that made it (`fedi_feed.feed_server`), Mastodon or Pleroma
     and its forks, whose entries are statuses of any server software. ``feed_author``: the URL the feed names its own
     author by (`feed_author_url`).
     ``feed_host``: the host the feed was read from (its source's url's), the one whose statuses' URLs name their
-    authors (`_own_host`). ``account``: the profile URL of the account whose feed it is (`fedi_feed.feed_account`), in
-    a feed of such a server the only author its statuses' URLs name (`_vouched`)."""
+    authors (`_own_host`)."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
     comments = str(entry.get("comments") or "")
@@ -234,7 +220,7 @@ def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author
     urls = (guid, link) if server == "pleroma" else (link, guid)
     for url in urls:
         if status := _status_identity(url):
-            if _vouched(url, status.author or "", feed_host, server, account):
+            if _own_host(url, feed_host):
                 return status
             if server:
                 # Another server's status as a Mastodon (or Pleroma) server lists it, by the url (or id) that server
@@ -282,7 +268,7 @@ def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author
         return SiteIdentity(status_external_id(guid, ""), actor if same_server else None, "" if same_server else None)
     # After a Pleroma or Akkoma status by its own id (above), which a Pleroma-made feed gives its own statuses, and
     # whose author its account feed names.
-    if server and (remote := _remote_status(urls[0] or urls[1], feed_host, account)):
+    if server and (remote := _remote_status(urls[0] or urls[1], feed_host)):
         return remote
     if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
         return SiteIdentity(guid, match.group("did"), "")

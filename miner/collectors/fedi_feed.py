@@ -1,14 +1,12 @@
-"""Which fediverse server software made a feed, and whose account's statuses it lists: what tells how far its
-entries' links and authors are to be taken (collectors/canonical.py, site_identity).
+"""Which fediverse server software made a feed: what tells how far its entries' links and authors are to be taken
+(collectors/canonical.py, site_identity).
 
 A Mastodon server's tag feed, and a Pleroma server's or its forks' (Akkoma, Rebased), lists the statuses of every
-server that carry the tag, each remote one by what its own server claimed for it. Its account feed lists that
-account's own statuses only.
+server that carry the tag, each remote one by what its own server claimed for it.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 # The software that made a feed of statuses, as `feed_server` tells it; "" for any other feed.
@@ -20,9 +18,6 @@ FeedServer = Literal["mastodon", "pleroma", ""]
 # renders the same _tag_activity.atom partial; that partial of Akkoma's own was not found to read).
 _AS_NOTE = "http://activitystrea.ms/schema/1.0/note"
 _AS_POST = "http://activitystrea.ms/schema/1.0/post"
-# A Mastodon account feed's channel link (mastodon/mastodon app/views/accounts/show.rss.ruby: short_account_url, or
-# short_account_tag_url for /@name/tagged/<tag>): the profile URL of the account whose statuses it lists.
-_ACCOUNT_LINK = re.compile(r"^(?P<profile>https?://[^/?#@]+/@[^/?#@]+)(?:/tagged/[^/?#]+)?/?$")
 
 
 def feed_server(feed: Any, entry: Any) -> FeedServer:
@@ -38,12 +33,3 @@ def feed_server(feed: Any, entry: Any) -> FeedServer:
                                             and str(entry.get("activity_verb") or "") == _AS_POST):
         return "pleroma"
     return ""
-
-
-def feed_account(feed: Any) -> str:
-    """The profile URL (https://host/@name) of the account a Mastodon account feed is of, its channel link; "" for
-    another feed (a tag's, https://host/tags/<tag>). Such a feed lists that local account's own statuses only
-    (Mastodon serves the page of a local account only): no other server's status is in it, whatever url that server
-    claimed."""
-    match = _ACCOUNT_LINK.match(str(feed.get("link") or ""))
-    return match.group("profile") if match else ""

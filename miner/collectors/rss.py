@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
 from miner.collectors.canonical import feed_author_url, reddit_shared_post, site_identity
-from miner.collectors.fedi_feed import feed_account, feed_server
+from miner.collectors.fedi_feed import feed_server
 from miner.collectors.feed_boilerplate import feed_entry_text
 from miner.collectors.feeds import (
     entry_author,
@@ -186,7 +186,7 @@ def _entry_post(
     # The post as its site's API source names it and its author, where the entry says which post it is: read by both,
     # it is one complainer (see collectors/canonical.py).
     site = site_identity(entry, author_space(source) == "reddit", feed_server(feed, entry), feed_author_url(feed),
-                         urlsplit(source.url or "").hostname or "", feed_account(feed))
+                         urlsplit(source.url or "").hostname or "")
     # Without what the site's feed writes beside the post's words (its author's name among it), as its API gives it.
     text = feed_entry_text(entry, site, str(entry.get("title", "") or ""), body,
                            str(entry.get("link", "") or "") or None)
