@@ -175,10 +175,15 @@ class ReadApi:
         # while the clock is behind the store.
         scored = store.last_scored(name)
         incident = store.open_incident_for(name)
+        warm = warm_from_saved(self._config.detector, store.detector_state(name))
         return {
             "service": name,
             "provider": self._providers[name],
             "state": "incident" if incident else "ok",
+            # What the board's badge says. "ok" in state only ever meant no incident open: while the detector warms
+            # up none can open, so "ok" told a status widget "no outage" where the truth was "cannot tell yet". A
+            # field of its own, as v1 only adds fields: a client reading state's two values reads them still.
+            "health": "incident" if incident else "warming_up" if warm else "ok",
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
             "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
                               "complaints": done["complaints"] if done else 0},
@@ -187,7 +192,7 @@ class ReadApi:
             "baseline": _round(scored["baseline"], 3) if scored else None,
             "z_score": _round(scored["score"], 2) if scored else None,
             # No incident opens before it however many complain (`miner status` says it too): null once warm.
-            "warm_from": warm_from_saved(self._config.detector, store.detector_state(name)),
+            "warm_from": warm,
             "official": self._official_now(store, name, now),
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
             # As the running service's planner mutes it: its config's windows (feeds.toml as of its start or reload).

@@ -178,7 +178,8 @@ class StatusBoard:
                          "href": "services/" + quote(state["service"], safe="") + links["keep"],
                          "spark": _sparkline(state["service"], grid, spark, state["baseline"])})
         return _render("index.html", root="./", refresh=refresh, **links, now=services["now"], rows=rows,
-                       incidents=sum(s["state"] == "incident" for s in services["services"]),
+                       incidents=sum(s["health"] == "incident" for s in services["services"]),
+                       warming=sum(s["health"] == "warming_up" for s in services["services"]),
                        bucket_minutes=services["bucket_minutes"])
 
     # GET /services/NAME ----------------------------------------------------------------------------------

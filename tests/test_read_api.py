@@ -177,7 +177,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
     assert body["version"] == 1 and body["now"] == "2026-11-27T12:07:30+00:00" and body["bucket_minutes"] == 15
     whatsapp, instagram, mtn = body["services"]
     assert whatsapp == {
-        "service": "WhatsApp", "provider": "Meta", "state": "incident",
+        "service": "WhatsApp", "provider": "Meta", "state": "incident", "health": "incident",
         "incident": {"id": api.ids["whatsapp"], "opened_at": "2026-11-27T12:00:00+00:00"},
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 2, "complaints": 2},
         # 11:00 to now: 11:20, 11:50, 11:52 and 12:03, not 10:05
@@ -189,7 +189,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "last_post_at": "2026-11-27T12:03:30+00:00", "muted_until": None, "muted": None,
     }
     assert instagram == {
-        "service": "Instagram", "provider": "Meta", "state": "ok", "incident": None,
+        "service": "Instagram", "provider": "Meta", "state": "ok", "health": "ok", "incident": None,
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
         "baseline": None, "z_score": None, "warm_from": None, "official": None, "last_post_at": None,

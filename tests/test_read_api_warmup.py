@@ -11,6 +11,7 @@ from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from test_read_api import serving
@@ -24,7 +25,8 @@ START = datetime(2026, 12, 7, 23, 45, tzinfo=UTC)
 BUCKET = timedelta(minutes=5)
 
 
-def write_config(tmp_path: Path) -> Path:
+def write_config(tmp_path: Path, more: str = "") -> Path:
+    """FibreNet and WhatsApp, and the ``[[services]]`` in ``more`` after them."""
     cfg = tmp_path / "feeds.toml"
     cfg.write_text(f"""
 [store]
@@ -39,7 +41,7 @@ name = "FibreNet"
 [[services]]
 name = "WhatsApp"
 provider = "Meta"
-""", encoding="utf-8")
+{more}""", encoding="utf-8")
     return cfg
 
 
@@ -55,13 +57,21 @@ def scored(store: Store, config_file: Path, service: str, counts: list[float]) -
 
 
 @contextmanager
-def board(tmp_path: Path, fibrenet: int, now: datetime) -> Iterator[str]:
+def board(tmp_path: Path, fibrenet: int, now: datetime, more: str = "", open_for: tuple[str, ...] = (),
+          whatsapp: int = 150) -> Iterator[str]:
     """The read API and the board over a store where FibreNet's detector scored ``fibrenet`` buckets from START and
-    WhatsApp's 150 (12 h 30 min: warm), read through a connection of its own on the clock ``now``: its base URL."""
-    cfg = write_config(tmp_path)
+    WhatsApp's ``whatsapp`` (150: 12 h 30 min, warm), read through a connection of its own on the clock ``now``: its
+    base URL.
+    ``more``: services besides (write_config), each scored as FibreNet; ``open_for``: services with an incident open
+    since START."""
+    cfg = write_config(tmp_path, more)
     with closing(Store.open(tmp_path / "miner.sqlite")) as store:
-        scored(store, cfg, "FibreNet", [0.0] * (fibrenet - 1) + [35.0])
-        scored(store, cfg, "WhatsApp", [0.0] * 150)
+        for name in [s.name for s in load_config(cfg).services if s.name != "WhatsApp"]:
+            scored(store, cfg, name, [0.0] * (fibrenet - 1) + [35.0])
+        scored(store, cfg, "WhatsApp", [0.0] * whatsapp)
+        for name in open_for:
+            store.open_incident(name, START, {"peak_complaints": 35, "baseline": 0.0, "peak_score": 4.2,
+                                              "total_complaints": 35, "symptoms": {}}, {})
     with closing(Store.open(tmp_path / "miner.sqlite")) as reader, \
             serving(ReadApi(load_config(cfg), lambda: reader, lambda: None, lambda: now), board=True) as base:
         yield base
@@ -107,3 +117,55 @@ def test_no_warm_up_note_once_the_detector_is_warm(tmp_path: Path) -> None:
 def _read(tmp_path: Path, fibrenet: int, now: datetime) -> tuple[dict[str, Any], str, str, str]:
     with board(tmp_path, fibrenet, now) as base:
         return pages(base)
+
+
+BADGE = ('<span class="badge warming">Warming up</span> until <time datetime="2026-12-08T11:45:00+00:00">'
+         '2026-12-08 11:45 UTC</time>: cannot tell an outage yet')
+OK = '<span class="badge">OK</span>'
+
+
+def test_the_badge_and_health_say_warming_up_not_ok_while_no_outage_can_be_told(tmp_path: Path) -> None:
+    # The badge said OK over "Warming up: no incident opens before ...": an on-call glancing at the badges (or a
+    # widget reading the state) took "cannot tell yet" for "no outage".
+    body, index, fibrenet, whatsapp = _read(tmp_path, 1, START + timedelta(minutes=7))
+    assert [(s["service"], s["state"], s["health"]) for s in body["services"]] == [
+        ("FibreNet", "ok", "warming_up"), ("WhatsApp", "ok", "ok")]  # state keeps its two values (v1)
+    cards = index.split('<li class="card')[1:]
+    assert cards[0].startswith(' warming_up">') and BADGE in cards[0] and OK not in cards[0]
+    assert cards[1].startswith(' ok">') and OK in cards[1] and "badge warming" not in cards[1]
+    assert ("No incident open: 1 of 2 services OK, 1 warming up (no incident can open there yet: an outage cannot "
+            "be told), as of 2026-12-07 23:52 UTC.") in text(index)
+    assert BADGE in fibrenet and OK not in fibrenet
+    assert "<title>FibreNet: warming up – Service status</title>" in fibrenet
+    assert OK in whatsapp and "<title>WhatsApp: OK – Service status</title>" in whatsapp
+
+
+def test_an_open_incident_shows_over_the_warm_up(tmp_path: Path) -> None:
+    # A warm-up started again (a gap, a level far below the first) with an incident still open: the incident is
+    # what the badge says, the warm-up the note under it; a hostile name stays text.
+    hostile = '<script>alert("x")</script>&'
+    more = f'\n[[services]]\nname = {hostile!r}\n'
+    with board(tmp_path, 1, START + timedelta(minutes=7), more, open_for=("FibreNet",)) as base:
+        body, index, fibrenet, _ = pages(base)
+        other = httpx.get(base + "/services/" + quote(hostile, safe=""), timeout=10)
+    assert [(s["state"], s["health"], s["warm_from"] is not None) for s in body["services"]] == [
+        ("incident", "incident", True), ("ok", "ok", False), ("ok", "warming_up", True)]
+    cards = index.split('<li class="card')[1:]
+    assert cards[0].startswith(' incident">') and '<span class="badge incident">Incident</span>' in cards[0]
+    assert NOTE in cards[0] and "badge warming" not in cards[0]
+    assert ("1 of 3 services with an incident open, 1 warming up (no incident can open there yet: an outage cannot "
+            "be told), as of") in text(index)
+    assert "<title>1 incident – Service status</title>" in index
+    assert '<span class="badge incident">Incident</span>' in fibrenet and "badge warming" not in fibrenet
+    assert cards[2].startswith(' warming_up">') and BADGE in cards[2]
+    assert hostile not in index and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;" in index
+    assert other.status_code == 200 and BADGE in other.text and hostile not in other.text
+
+
+def test_all_warming_up_is_not_all_ok(tmp_path: Path) -> None:
+    with board(tmp_path, 1, START + timedelta(minutes=7), whatsapp=1) as base:
+        body, index, _, whatsapp = pages(base)
+    assert [s["health"] for s in body["services"]] == ["warming_up", "warming_up"]
+    assert ("No incident open: all 2 services warming up (no incident can open there yet: an outage cannot be "
+            "told), as of") in text(index)
+    assert OK not in index and index.count("badge warming") == 2 and BADGE in whatsapp

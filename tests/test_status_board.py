@@ -400,7 +400,8 @@ def per_service_index(read: ReadApi, store: Store) -> str:
         rows.append({**_describe(state, now, {}), "href": "services/" + quote(state["service"], safe=""),
                      "spark": _sparkline(state["service"], grid, one, state["baseline"])})
     return _render("index.html", root="./", refresh=REFRESH, toggle="?refresh=off", now=services["now"], rows=rows,
-                   incidents=sum(s["state"] == "incident" for s in services["services"]),
+                   incidents=sum(s["health"] == "incident" for s in services["services"]),
+                   warming=sum(s["health"] == "warming_up" for s in services["services"]),
                    bucket_minutes=services["bucket_minutes"])
 
 

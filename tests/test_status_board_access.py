@@ -69,7 +69,7 @@ def test_the_boards_text_has_aa_contrast_in_either_scheme(board: Board) -> None:
             for selector in (".summary", ".muted", ".provider", "footer"):
                 colour = rules[selector]["color"]
                 assert contrast(colour, canvas) >= AA, (path, scheme, selector, colour)
-            for badge in (".badge", ".badge.incident", ".badge.warn"):
+            for badge in (".badge", ".badge.incident", ".badge.warn", ".badge.warming"):
                 colour = rules[badge].get("color", rules[".badge"]["color"])
                 background = rules[badge]["background"]
                 assert contrast(colour, background) >= AA, (path, scheme, badge, colour, background)
