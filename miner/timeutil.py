@@ -113,12 +113,15 @@ def clock_jump(wall: datetime, zone: tzinfo) -> tuple[datetime, datetime, dateti
 _YEAR_MONTH = re.compile(r"([0-9]{4})(?:-([0-9]{2}))?")
 
 
-# All ASCII digits: a year (4), a date as YYYYMMDD (8, ISO 8601's basic form), or Unix time in seconds (10) or
-# milliseconds (13, what Grafana's ${__from} and JavaScript's Date.now() give). The length alone says which.
+# All ASCII digits: a year (4), a date as YYYYMMDD (8, ISO 8601's basic form), or Unix time in seconds (9 or 10) or
+# milliseconds (12 or 13, what Grafana's ${__from} and JavaScript's Date.now() give). The length alone says which:
+# each unit spans 1973-03-03T09:46:40Z to 2286-11-20T17:46:39Z, and 11 digits, seconds after 2286 or milliseconds
+# before 1973, are neither, so no number reads as both. Seconds took 10 digits only: 915148800 (1999-01-01), a time
+# `date +%s` gives, was refused; and so milliseconds before 2001-09-09, which a dashboard's picker gives, in step.
 _DIGITS = re.compile(r"[0-9]+")
-EPOCH_DIGITS = {10: 1, 13: 1000}  # digits: units per second
-DIGITS_RULE = ("a number is Unix time in seconds (10 digits) or milliseconds (13 digits), a year (4 digits) or a date "
-               "as YYYYMMDD (8 digits)")
+EPOCH_DIGITS = {9: 1, 10: 1, 12: 1000, 13: 1000}  # digits: units per second
+DIGITS_RULE = ("a number is Unix time in seconds (9 or 10 digits) or milliseconds (12 or 13 digits), either from "
+               "1973 to 2286, a year (4 digits) or a date as YYYYMMDD (8 digits)")
 
 
 class DigitsError(ValueError):
@@ -128,11 +131,12 @@ class DigitsError(ValueError):
 def parse_when(text: str) -> datetime:
     """A time a person gives (the read API's ``since=``, the command line's ``--since``): what :func:`parse_iso`
     reads, a year or a month alone (``2019``, ``2019-06``), read as its start in UTC as a date alone is its day's, or
-    Unix time as 10 digits (seconds) or 13 (milliseconds). ValueError and OverflowError as parse_iso's, DigitsError
-    for digits of another length (DIGITS_RULE). One rule for both: the API took ``2019`` and the CLI refused it."""
+    Unix time as 9 or 10 digits (seconds) or 12 or 13 (milliseconds). ValueError and OverflowError as parse_iso's,
+    DigitsError for digits of another length (DIGITS_RULE). One rule for both: the API took ``2019`` and the CLI
+    refused it."""
     if _DIGITS.fullmatch(digits := text.strip()) is not None and len(digits) not in (4, 8):
         if len(digits) not in EPOCH_DIGITS:
-            raise DigitsError(f"{len(digits)} digits: {DIGITS_RULE}")
+            raise DigitsError(f"{counted(len(digits), 'digit')}: {DIGITS_RULE}")
         # Integer arithmetic: a float of 13 digits over 1000 can be a microsecond off.
         whole, part = divmod(int(digits), EPOCH_DIGITS[len(digits)])
         return datetime.fromtimestamp(whole, UTC) + timedelta(milliseconds=part)

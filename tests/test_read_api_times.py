@@ -1,6 +1,7 @@
 """The read API's times as a dashboard gives them (Grafana's ${__from} and ${__to} are Unix milliseconds), on a real
-127.0.0.1 server over a real store: Unix seconds and milliseconds read as the ISO 8601 time they are, digits of any
-other length refused naming the parameter, and a series from since= to until= as hours= gives the same window."""
+127.0.0.1 server over a real store: Unix seconds (9 or 10 digits) and milliseconds (12 or 13) read as the ISO 8601
+time they are, digits of any other length refused naming the parameter, and a series from since= to until= as
+hours= gives the same window."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from miner.errors import InputError
 from miner.timeutil import iso_exact
 
 SERIES = "/api/v1/services/WhatsApp/series"
-RULE = ("digits: a number is Unix time in seconds (10 digits) or milliseconds (13 digits), a year (4 digits) or a "
-        "date as YYYYMMDD (8 digits)")
+RULE = ("a number is Unix time in seconds (9 or 10 digits) or milliseconds (12 or 13 digits), either from 1973 to "
+        "2286, a year (4 digits) or a date as YYYYMMDD (8 digits)")
 
 
 @pytest.fixture
@@ -51,13 +52,37 @@ def test_unix_seconds_and_milliseconds_answer_as_the_iso_time_does(api: Api) -> 
     assert get(api, "/api/v1/incidents?since=20261101")[1]["since"] == "2026-11-01T00:00:00+00:00"
 
 
-@pytest.mark.parametrize("given", ["179578080", "17957808000", "179578080000", "17957808000000", "1", "201906"])
+@pytest.mark.parametrize("given", ["17957808000", "17957808000000", "1", "0", "201906", "1234567"])
 @pytest.mark.parametrize(("path", "key"), [("/api/v1/incidents", "since"), ("/api/v1/incidents", "until"),
                                            (SERIES, "since"), (SERIES, "until")])
 def test_digits_of_another_length_are_refused_naming_the_parameter(api: Api, path: str, key: str, given: str
                                                                    ) -> None:
     status, body, _ = get(api, f"{path}?{key}={given}")
-    assert (status, body["error"]) == (400, f"{key}: {given!r} is {len(given)} {RULE}")
+    digits = "1 digit" if len(given) == 1 else f"{len(given)} digits"  # not "1 digits"
+    assert (status, body["error"]) == (400, f"{key}: {given!r} is {digits}: {RULE}")
+
+
+BEFORE_2001 = {"915148800": "1999-01-01T00:00:00+00:00", "915148800000": "1999-01-01T00:00:00+00:00",
+               "999999999": "2001-09-09T01:46:39+00:00", "999999999999": "2001-09-09T01:46:39.999+00:00",
+               "100000000": "1973-03-03T09:46:40+00:00", "100000000000": "1973-03-03T09:46:40+00:00"}
+
+
+@pytest.mark.parametrize(("given", "iso"), BEFORE_2001.items())
+def test_unix_time_before_2001_is_read_in_seconds_of_9_digits_and_milliseconds_of_12(api: Api, given: str, iso: str
+                                                                                   ) -> None:
+    # `date -d 1999-01-01 +%s` gives 915148800: 9 digits, refused as "9 digits" though no reading but seconds was
+    # possible (as milliseconds, 12 days after 1970-01-01). Each unit now spans 1973 to 2286, and 11 digits, which
+    # would be seconds after 2286 or milliseconds before 1973, stay refused: no number reads as both.
+    status, body, _ = get(api, f"/api/v1/incidents?since={given}")
+    assert status == 200 and body["since"] == iso, body
+    assert body["incidents"]  # everything since 1999, as since=1999 gives it
+    assert [i["id"] for i in body["incidents"]] == [i["id"] for i in get(
+        api, "/api/v1/incidents?since=1999")[1]["incidents"]]
+    assert get(api, f"/api/v1/incidents?until={given}")[:2] == get(api, f"/api/v1/incidents?until={quote(iso)}")[:2]
+    # A series' window: a day before the time given, as until=ISO gives it (no buckets then).
+    series, by_iso = (get(api, f"{SERIES}?until={u}")[1] for u in (given, quote(iso)))
+    assert series == by_iso and series["until"] == iso and series["buckets"] == []
+    assert parse_time(given, "--at") == parse_time(iso, "--at")  # and the command line reads it as the API does
 
 
 def test_a_negative_or_signed_unix_time_is_refused_as_no_time(api: Api) -> None:
@@ -144,7 +169,7 @@ def test_the_command_line_reads_unix_time_as_the_api_does() -> None:
     assert parse_since("1795780800500", "--since", NOW) == parse_time("2026-11-27T12:00:00.5Z", "--at")
     with pytest.raises(InputError) as at:
         parse_time("17957808000", "--at")
-    assert str(at.value) == f"--at '17957808000' is 11 {RULE}"
+    assert str(at.value) == f"--at '17957808000' is 11 digits: {RULE}"
     with pytest.raises(InputError) as since:
-        parse_since("179578080", "--since", NOW)
-    assert str(since.value) == f"--since '179578080' is 9 {RULE}"
+        parse_since("1795780800000000", "--since", NOW)
+    assert str(since.value) == f"--since '1795780800000000' is 16 digits: {RULE}"

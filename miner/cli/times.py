@@ -1,8 +1,8 @@
 """Times and durations given on the command line, read one way by every command.
 
-A time is ISO 8601: a date and time, a date, or a month or a year alone (its start), or Unix time in seconds (10
-digits) or milliseconds (13), read as the read API reads its ``since=`` (timeutil.parse_when); one without an offset
-(``Z``, ``+05:30``) is UTC, as the store's times are. A
+A time is ISO 8601: a date and time, a date, or a month or a year alone (its start), or Unix time in seconds (9 or
+10 digits) or milliseconds (12 or 13), read as the read API reads its ``since=`` (timeutil.parse_when); one without
+an offset (``Z``, ``+05:30``) is UTC, as the store's times are. A
 duration is numbers with units (``30m``, ``2h``, ``1h30m``, ``1d``, ``1w``), in either case but for ``M``, which
 could mean months as well as minutes and is refused.
 """
