@@ -118,9 +118,9 @@ class FetchResult:
     returns, so the detector waits for them (detector.settle_minutes at most); what is missed for good is a ``gap``
     instead. The poller sets it for a state whose cursor keeps windows left unread (a Backlog). ``by_link``: a
     post whose link and date (or text) match one stored from the source is that post listed again under another id
-    (a feed's, see :func:`miner.store.posts.relisted`). ``secrets``: the parts of the source's URL from the environment
-    that its items' links and ids are kept without (`miner.urls.secret_parts`), for the store to take out of what it
-    stored of the source before they were (see :func:`miner.store.link_scrub.scrub_source_secrets`).
+    (a feed's, see :func:`miner.store.relisted.relisted`). ``secrets``: the parts of the source's URL from the
+    environment that its items' links and ids are kept without (`miner.urls.secret_parts`), for the store to take
+    out of what it stored of the source before they were (see :func:`miner.store.link_scrub.scrub_source_secrets`).
     """
 
     posts: list[Post] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """`rss`: any RSS or Atom feed of posts (subreddit/search RSS, forums, news search, Mastodon tag RSS).
 
 Incremental by conditional GET (ETag / Last-Modified); the store dedupes entries seen before by id, and by link and
-date (see `miner.store.posts.relisted`): some feeds give their entries new ids at every fetch.
+date (see `miner.store.relisted.relisted`): some feeds give their entries new ids at every fetch.
 A feed holds its newest entries only and cannot be paged: when more is new between two polls than it holds, the
 rest is gone. The cursor (the newest entry's date) tells: a feed whose every dated entry is newer than the newest
 of the last poll may have dropped posts in between, and the poll says so.
@@ -122,7 +122,7 @@ def _told_apart(source: SourceConfig, dated: list[tuple[Post, datetime | None, A
     its `_keys` that no entry of the id with other content has: its own link, else its publication date and author,
     else its text, date and author. The first two stay when its text is edited or its update date moves, where a
     suffix of its text gave it a new id and it was stored again. The one the store had under the bare id, before
-    another entry shared it, is told by its link, text and date (store.posts.relisted). An entry listed twice (one
+    another entry shared it, is told by its link, text and date (store.relisted.relisted). An entry listed twice (one
     content) is one post."""
     contents: dict[str, set[tuple[str, str, str]]] = {}
     for post, when, _entry in dated:
