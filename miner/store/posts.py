@@ -114,11 +114,8 @@ class PostsMixin:
         with self.database.transaction() as conn:
             # Before the update below: the state this poll started from.
             prior = conn.execute("SELECT cursor, etag, last_modified FROM sources WHERE name = ?", (source,)).fetchone()
-            dropped: list[str] = []
-            new_posts, known = _insert_posts(conn, result.posts, now, self._relisted_warned if result.by_link
-                                             else None, dropped)
-            if dropped and bucket is not None:
-                self.refresh_buckets_at([parse_iso(at) for at in dropped], bucket)
+            new_posts, known = self._insert_recounting(conn, result.posts, now, bucket,
+                                                       self._relisted_warned if result.by_link else None)
             posts_new, posts_seen = len(new_posts), len(known)
             # A first poll (or the first after the source's type or url changed) has nothing to be late against: a
             # new feed that lists a post the old one stored too would make all its older posts late.
@@ -157,11 +154,18 @@ class PostsMixin:
         """Store posts that come from no polled source (user reports, replay). Deduplicated like polls (``bucket``:
         see save_fetch)."""
         with self.database.transaction() as conn:
-            dropped: list[str] = []
-            new, seen = _insert_posts(conn, posts, now, None, dropped)
-            if dropped and bucket is not None:
-                self.refresh_buckets_at([parse_iso(at) for at in dropped], bucket)
+            new, seen = self._insert_recounting(conn, posts, now, bucket)
         return SaveStats(posts_new=len(new), posts_seen=len(seen))
+
+    def _insert_recounting(self, conn: sqlite3.Connection, posts: Iterable[Post], now: datetime,
+                           bucket: timedelta | None, by_link: set[str] | None = None) -> tuple[list[Post], list[Post]]:
+        """_insert_posts, with the buckets that counted a copy of a post it stored (which it deletes: store/shares.py)
+        recounted in ``bucket``, in the caller's transaction; None: left as they are."""
+        dropped: list[str] = []
+        stored = _insert_posts(conn, posts, now, by_link, dropped)
+        if dropped and bucket is not None:
+            self.refresh_buckets_at([parse_iso(at) for at in dropped], bucket)
+        return stored
 
     def stored_ids(self, sources: Sequence[str], external_ids: Sequence[str]) -> set[str]:
         """Those of ``external_ids`` already stored from one of ``sources``."""
