@@ -79,6 +79,7 @@ class CollectStage:
                 raise
             held.store_error = exc
         late = self.store_held(held) if held is not None and held.store_error is None else []
+        self._follow_renames(held)  # after the held polls: those of a source's old name are stored under it
         earlier = self.store.earlier_names(self.config.sources)
         pool = poller.pool
         # The polls of earlier runs that ended since, first: their sources may be due again.
@@ -111,6 +112,22 @@ class CollectStage:
                          "polls were running: due again at the next: %s", len(left), ", ".join(left))
         order = {s.name: i for i, s in enumerate(self.config.sources)}
         return late + sorted(reports, key=lambda r: order.get(r.source, len(order)))
+
+    def _follow_renames(self, held: HeldPolls | None) -> None:
+        """Give each renamed source its old name's poll state and failed polls (Store.follow_renames), before any
+        poll of it is started or stored."""
+        if held is not None and held.store_error is not None:
+            return  # the store takes no writes: at the round that stores the held polls
+        try:
+            followed = self.store.follow_renames(self.config.sources)
+        except StoreError as exc:
+            if held is None:
+                raise
+            held.store_error = exc
+            return
+        for old, new in followed:
+            log.info("%s: renamed %s in the config (same type and url); its poll state and failed polls follow it",
+                     old, new)
 
     def _record_landed(self, landed: Landed, rng: random.Random, earlier: dict[str, list[str]],
                        held: HeldPolls | None) -> CollectReport:
@@ -175,8 +192,9 @@ class CollectStage:
         """Store one source's poll, or its failure with the next try backed off.
 
         ``earlier``: the names this source's feed had before it was renamed (Store.earlier_names). What they
-        stored is not stored again under the new name: a renamed source starts without a cursor, and the items its
-        feed still lists would count twice in their buckets.
+        stored is not stored again under the new name: posts are one per source and id, and the items its feed
+        still lists (a feed lists them at every poll, an API those in its cursor's look-back) would count twice in
+        their buckets.
 
         ``held``: a poll the store does not take is held there (see collect); so is any poll of a source with
         polls held already, which must be stored after them.

@@ -1148,8 +1148,9 @@ def test_a_changed_bucket_width_counts_the_posts_again_and_learns_the_baseline_a
 
 
 def test_a_renamed_source_does_not_store_again_what_its_feed_stored_under_its_old_name(store: Store) -> None:
-    # Renamed in feeds.toml, the source starts without a cursor: every item its feed still lists was stored a
-    # second time under the new name, and counted twice in its bucket.
+    # Renamed in feeds.toml, the source started without a cursor: every item its feed still lists was stored a
+    # second time under the new name, and counted twice in its bucket. (Its poll state follows it now, its schedule
+    # too: polled here before its interval is over.)
     items = [(f"p{n}", f"Foonet is down again {n}", T0 - timedelta(minutes=n)) for n in range(5)]
     with FakeServer() as server:
         server.serve("/a.rss", _rss(*items))
@@ -1164,7 +1165,7 @@ def test_a_renamed_source_does_not_store_again_what_its_feed_stored_under_its_ol
         server.serve("/a.rss", _rss(("new", "Foonet is down here too", T0 + timedelta(minutes=1)), *items))
         renamed = config("forum-rss")
         with Poller(renamed.collect, renamed.services, hash_key=b"k") as poller:
-            [report] = Pipeline(renamed, store).collect(T0 + timedelta(minutes=2), poller)
+            [report] = Pipeline(renamed, store).collect(T0 + timedelta(minutes=2), poller, due_only=False)
     assert (report.source, report.stored, report.duplicates) == ("forum-rss", 1, 5)
     rows = store.database.rows("SELECT source, count(*) AS n FROM posts GROUP BY source ORDER BY source")
     assert [(r["source"], r["n"]) for r in rows] == [("forum", 5), ("forum-rss", 1)]

@@ -38,7 +38,10 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                "learns from the one before is learned from again).",
         "value": "Value as text.",
     }),
-    "sources": ("Each configured source and its poll state.", {
+    "sources": ("Each configured source and its poll state. The row of a source no longer configured stays; a "
+                "source renamed in feeds.toml (same type and url, no query) takes its old name's poll state and "
+                "counters at the next collect round, which leaves the old name's row bare (its posts keep the "
+                "name).", {
         "name": "Source name from feeds.toml (`[[sources]].name`, or `status:<service>` for a service's status page).",
         "type": "Source type: rss, reddit, hackernews, discourse, lemmy, mastodon, bluesky, statuspage, status_feed.",
         "url": "Feed URL or API base URL, without its user:password@ and with the values of query parameters named "
@@ -58,9 +61,9 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                          "failure stays in poll_failures).",
         "consecutive_failures": "Failed polls since the last success (drives the backoff).",
         "next_poll_at": "Earliest time of the next poll (interval, backoff, Retry-After).",
-        "polls": "Number of polls.",
-        "posts_stored": "New posts stored from this source, all time.",
-        "incidents_stored": "Official incidents stored from this source, all time.",
+        "polls": "Number of polls (under its earlier names too: see above).",
+        "posts_stored": "New posts stored from this source, all time (under its earlier names too).",
+        "incidents_stored": "Official incidents stored from this source, all time (under its earlier names too).",
         "last_warning": "The last poll's survivable problems, joined by `; ` (a feed's wrong declared encoding, a "
                         "URL moved for good, posts missed, paging cut short by a rate limit). Kept after a poll "
                         "without one clears it (see warning_cleared_at); NULL again when the source's type or url "
@@ -86,10 +89,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
                       "emptied sources.last_error. Written with the source's row. Rows of polls made more than "
                       "`store.bucket_retention_days` ago are pruned (the retention job, `miner prune`), and each "
                       "source keeps its latest 1,000 (every hundredth poll of it cuts the older ones: 1,099 at "
-                      "most). Holds no post and no person's data; a source "
-                      "renamed in feeds.toml keeps its rows under its old name.", {
+                      "most). Holds no post and no person's data. A source renamed in feeds.toml (same type and "
+                      "url, no query) takes its old name's rows at the next collect round (holding up to twice as "
+                      "many until its next cut); a searched one (with a query) cannot be told from a new source, and "
+                      "its rows keep the old name.", {
         "id": "Row id, in the order the rows were written.",
-        "source": "Source name (sources.name).",
+        "source": "Source name (sources.name): the current one of a renamed source (see above).",
         "polled_at": "When the poll was made (the start of its collect round, as sources.last_poll_at).",
         "outcome": "failed; recovered: the first successful poll after failed ones; or reset: the source's type or "
                    "url changed in feeds.toml while it failed, its next polls another endpoint's.",

@@ -1,4 +1,5 @@
-"""Sources and their poll state: validators, cursor, last ok/error, backoff schedule."""
+"""Sources and their poll state: validators, cursor, last ok/error, backoff schedule; a renamed source takes over its
+old name's."""
 
 from __future__ import annotations
 
@@ -22,6 +23,20 @@ _RESET = ("UPDATE sources SET etag = NULL, last_modified = NULL, cursor = NULL, 
           "consecutive_failures = 0, last_error = NULL, last_error_at = NULL, last_warning = NULL, "
           "last_warning_at = NULL, warning_cleared_at = NULL, last_ok_at = NULL, behind = 0, "
           "needs_action_since = NULL WHERE name = ?")
+# The columns _RESET starts afresh: a source's poll state of its type and url, which a renamed source takes over.
+_POLL_STATE = ("etag", "last_modified", "cursor", "next_poll_at", "consecutive_failures", "last_error",
+               "last_error_at", "last_warning", "last_warning_at", "warning_cleared_at", "last_ok_at", "behind",
+               "needs_action_since")
+# No poll of the source's type and url recorded yet: none succeeded (last_ok_at) and none failed since.
+_FRESH = "last_ok_at IS NULL AND consecutive_failures = 0"
+_TAKE_STATE = (f"UPDATE sources SET ({', '.join(_POLL_STATE)}) = (SELECT {', '.join(_POLL_STATE)} FROM sources "
+               f"WHERE name = :old) WHERE name = :new AND {_FRESH}")
+# The old name's counters add to the new one's, its last poll being the feed's too.
+_ADD_COUNTS = ("UPDATE sources SET (last_poll_at, polls, posts_stored, incidents_stored) = (SELECT "
+               "max(coalesce(sources.last_poll_at, ''), o.last_poll_at), sources.polls + o.polls, "
+               "sources.posts_stored + o.posts_stored, sources.incidents_stored + o.incidents_stored "
+               "FROM sources o WHERE o.name = :old) WHERE name = :new")
+_EMPTIED = "UPDATE sources SET last_poll_at = NULL, polls = 0, posts_stored = 0, incidents_stored = 0 WHERE name = ?"
 
 
 class SourcesMixin:
@@ -72,6 +87,42 @@ class SourcesMixin:
                 gone.setdefault((row["type"], row["url"]), []).append(row["name"])
         return {s.name: gone[(s.type, s.stored_url)] for s in configured
                 if s.stored_url is not None and not s.query and (s.type, s.stored_url) in gone}
+
+    def follow_renames(self, sources: Iterable[SourceConfig]) -> list[tuple[str, str]]:
+        """Give each enabled one of ``sources`` (every configured one) what its earlier names' rows (earlier_names)
+        hold of the feed: their failed polls and recoveries (poll_failures), their counters (polls, posts_stored,
+        incidents_stored, the latest last_poll_at), and, while the source has recorded no poll of its type and url
+        (a new name's row, as sync_sources inserted it), the poll state of the one polled last: cursor, validators,
+        schedule and backoff, last error and success, warning, behind, needs_action_since. The old rows are left
+        bare (name, type and url): earlier_names still finds the posts stored under them, which keep their name.
+        Returns (old name, new name) of each row emptied so; an old row polled again after that (a poll in flight
+        across a reload, stored under the name it started with) is emptied into it again at the next call.
+
+        Poll state belongs to the endpoint (sync_sources), and a rename leaves it the same: started afresh, a
+        renamed source failing for good was polled at once instead of after its backoff, and `miner status`, the
+        API and the metrics showed it with no failures while the old name kept them."""
+        configured = list(sources)
+        enabled = {s.name for s in configured if s.enabled}  # a disabled one's row, inserted once it is, takes them
+        renamed = {new: olds for new, olds in self.earlier_names(configured).items() if new in enabled}
+        followed: list[tuple[str, str]] = []
+        if not self.database.rows(f"SELECT 1 FROM sources WHERE name {IN_LIST} AND last_poll_at IS NOT NULL LIMIT 1",
+                                  (json_list(o for olds in renamed.values() for o in olds),)):
+            return followed  # nothing to take: no write transaction at every collect round, old names left bare
+        with self.database.transaction() as conn:
+            for new, olds in renamed.items():
+                if conn.execute("SELECT 1 FROM sources WHERE name = ?", (new,)).fetchone() is None:
+                    continue  # not synced yet (sync_sources): its old names keep their rows till it is
+                polled = conn.execute(f"SELECT name FROM sources WHERE name {IN_LIST} AND last_poll_at IS NOT NULL "
+                                      "ORDER BY last_poll_at DESC, name", (json_list(olds),)).fetchall()
+                for (old,) in polled:
+                    names = {"old": old, "new": new}
+                    conn.execute(_TAKE_STATE, names)
+                    conn.execute(_ADD_COUNTS, names)
+                    conn.execute("UPDATE poll_failures SET source = :new WHERE source = :old", names)
+                    conn.execute(_RESET, (old,))
+                    conn.execute(_EMPTIED, (old,))
+                    followed.append((old, new))
+        return followed
 
     def source_state(self, name: str) -> SourceState:
         row = self.database.one("SELECT etag, last_modified, cursor FROM sources WHERE name = ?", (name,))
