@@ -5,6 +5,12 @@ least GIVE_UP_ATTEMPTS times. Age alone is the wall clock's word: a clock steppe
 a laptop resumed, a VM restored) made a message planned just before it look 72 h old, and its first failure after
 the jump, a passing one, gave it up; nothing had been tried meanwhile. The attempts cannot be faked so: each
 failure after the first waits out its backoff in real time.
+
+The age is counted from the message's planning (outbox.created_at), which nothing moves but a clock found ahead
+(store/clock.py); the attempts from its last requeue (`miner outbox retry`), if any (outbox_claims.REQUEUED_AFTER).
+Requeued, a message given up once is so given a new run of GIVE_UP_ATTEMPTS failures, not a new give_up_after: the
+requeue used to restamp created_at as if it were planned then, so a message requeued at each give-up was never old,
+and its planning time was lost.
 """
 
 from __future__ import annotations
@@ -31,9 +37,11 @@ GIVE_UP_ATTEMPTS = 10
 
 
 def gives_up(settings: AlertSettings, row: dict[str, Any], now: datetime) -> bool:
-    """Whether outbox ``row`` failing now is given up: old enough and failed often enough (module docstring)."""
+    """Whether outbox ``row`` failing now is given up: old enough and failed often enough since its last requeue, if
+    any (module docstring; ``requeued_after``: the attempts it had then, as Store.claim_due reads them)."""
     old = (now - parse_iso(row["created_at"])).total_seconds() >= settings.give_up_after
-    return old and int(row["attempts"]) + 1 >= GIVE_UP_ATTEMPTS
+    failures = int(row["attempts"]) - int(row.get("requeued_after") or 0) + 1
+    return old and failures >= GIVE_UP_ATTEMPTS
 
 
 def retry(settings: AlertSettings, row: dict[str, Any], now: datetime, error: str, retry_after: float | None,

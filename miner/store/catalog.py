@@ -318,7 +318,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "message_id": "Fixed when planned: a resend after a crash carries the same Message-ID / webhook id.",
         "payload": "JSON describing what to render (incidents, digest window).",
         "reason": "Why it was suppressed, or why it failed for good.",
-        "created_at": "When it was planned.",
+        "created_at": "When it was planned (kept by `miner outbox retry`: its age, for give_up_after, counts "
+                      "from it).",
         "next_attempt_at": "Earliest next send (group_wait, or group_interval after its group's last message, "
                            "at first; then backoff after failures); of a suppressed row, when it was suppressed.",
         "attempts": "Send attempts so far (not counting sends cut by the service's stop).",

@@ -60,11 +60,11 @@ BUCKET_PRUNE_BATCH = 20000
 # three attempts each, a first prune of 40,000 held the write lock 27 ms per batch on average, 50 ms at most.
 ALERT_PRUNE_BATCH = 2000
 
-# Finished notifications last touched before :before (planned, last due, or sent: a retried row's created_at is
-# that of the retry). Kept whatever their age: pending and sending ones; those with an item of an incident still
-# open (its repeats, late openings and resolve notice are planned from them and from alert_incidents, which is
-# kept); and the newest row, so that SQLite never gives a later row the id of a deleted one (rowid is max + 1),
-# which logs, `miner outbox retry ID` and its delivered:ID key would mistake for the old one.
+# Finished notifications last touched before :before (planned, last due, or sent: a retried row's next_attempt_at is
+# that of the retry, or of an attempt since). Kept whatever their age: pending and sending ones; those with an item
+# of an incident still open (its repeats, late openings and resolve notice are planned from them and from
+# alert_incidents, which is kept); and the newest row, so that SQLite never gives a later row the id of a deleted
+# one (rowid is max + 1), which logs, `miner outbox retry ID` and its delivered:ID key would mistake for the old one.
 _FINISHED_NOTIFICATIONS = """
     SELECT id FROM outbox o WHERE status IN ('sent', 'failed', 'suppressed')
     AND max(created_at, next_attempt_at, coalesce(sent_at, created_at)) < :before

@@ -315,11 +315,13 @@ class OutboxMixin:
         return self.database.rows("SELECT * FROM deliveries WHERE outbox_id = ? ORDER BY id", (outbox_id,))
 
     def retry_notification(self, outbox_id: int, now: datetime) -> bool:
-        """Put a failed notification back in the queue, due now (after the cause was fixed)."""
+        """Put a failed notification back in the queue, due now (after the cause was fixed). Its created_at stays
+        when it was planned, its attempts go on counting (the failures since count towards giving it up again:
+        alerts/retry.py); set to now, created_at made a message requeued each time it was given up never old."""
         with self.database.transaction() as conn:
             return conn.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, created_at = ?, reason = NULL "
-                "WHERE id = ? AND status = 'failed'", (iso(now), iso(now), outbox_id),
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, reason = NULL "
+                "WHERE id = ? AND status = 'failed'", (iso(now), outbox_id),
             ).rowcount == 1
 
 

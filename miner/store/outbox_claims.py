@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from miner.store.db import Database
 
 
+# The attempts a claimed row had when it last failed for good (0: never), after which `miner outbox retry` queued it
+# again: only the failures since count towards giving it up again (alerts/retry.py). Its last attempt that failed
+# is in deliveries, which are kept with the row while it is pending.
+REQUEUED_AFTER = ("(SELECT coalesce(max(d.attempt), 0) FROM deliveries d WHERE d.outbox_id = outbox.id "
+                  "AND d.outcome = 'failed') AS requeued_after")
+
+
 class OutboxClaimsMixin:
     database: Database
     outbox_scope: Callable[..., tuple[str, tuple[int, ...]]]  # ReplayOutboxMixin's
@@ -38,9 +45,10 @@ class OutboxClaimsMixin:
     def claim_due(self, outbox_id: int, worker: str, claimed_at: datetime, due_by: datetime) -> dict[str, Any] | None:
         """Take one row that is still pending and due by ``due_by``, stamped with the real ``claimed_at``.
 
-        Returns the row as claimed (read in the same transaction, so its attempts are current), or None when another
-        worker took it first, it was rescheduled (a failed attempt's backoff) since the caller listed it, or it waits
-        for an older alert that failed or was taken since (outbox_order.waiting_sql).
+        Returns the row as claimed (read in the same transaction, so its attempts are current) with its
+        ``requeued_after`` (REQUEUED_AFTER), or None when another worker took it first, it was rescheduled (a failed
+        attempt's backoff) since the caller listed it, or it waits for an older alert that failed or was taken since
+        (outbox_order.waiting_sql).
         """
         older, args = self.outbox_scope("older.id")
         with self.database.transaction() as conn:
@@ -48,7 +56,7 @@ class OutboxClaimsMixin:
                             f"AND status = 'pending' AND next_attempt_at <= ? AND NOT {waiting_sql('outbox', older)}",
                             (worker, iso(claimed_at), outbox_id, iso(due_by), *args)).rowcount != 1:
                 return None
-            return dict(conn.execute("SELECT * FROM outbox WHERE id = ?", (outbox_id,)).fetchone())
+            return dict(conn.execute(f"SELECT *, {REQUEUED_AFTER} FROM outbox WHERE id = ?", (outbox_id,)).fetchone())
 
     def renew_claim(self, outbox_id: int, worker: str, now: datetime) -> bool:
         """Stamp ``worker``'s claim on the row anew at ``now``: a whole lease from now, for the next part of a message
