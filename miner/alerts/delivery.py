@@ -163,8 +163,8 @@ class SmtpSender:
         # and the outbox claim lapsed meanwhile (another dispatcher sent it again). The session is cut at the bound
         # AlertSettings.slowest_send assumes: one timeout per command.
         limit = s.timeout * (9 + len(recipients))
-        client: smtplib.SMTP = (BoundedSMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
-                                else BoundedSMTP(timeout=s.timeout))
+        client: BoundedSMTP = (BoundedSMTP_SSL(timeout=s.timeout, context=tls) if s.security == "ssl"
+                               else BoundedSMTP(timeout=s.timeout))
         client._host = s.host  # type: ignore[attr-defined]  # what connect() leaves unset: STARTTLS's and SSL's SNI
         watchdog = Watchdog(client, limit, self.stop)
         watchdog.start()

@@ -1,5 +1,5 @@
-"""The SMTP client's session: smtplib with each reply bounded in size, cut at a deadline, and ended whatever the
-server answers to QUIT."""
+"""The SMTP client's session: smtplib with each reply bounded in size, cut at a deadline or the service's stop at
+whatever step it is (connecting and TLS handshakes too), and ended whatever the server answers to QUIT."""
 
 from __future__ import annotations
 
@@ -51,10 +51,63 @@ class _Reader:
 
 
 class BoundedSMTP(smtplib.SMTP):
-    """smtplib.SMTP whose replies may take REPLY_LIMIT bytes at most. ``unconfirmed``: the whole message has gone
-    out (after DATA) and the server's reply to it has not come yet."""
+    """smtplib.SMTP whose replies may take REPLY_LIMIT bytes at most, and whose connection :meth:`cut` shuts at any
+    step. ``unconfirmed``: the whole message has gone out (after DATA) and the server's reply to it has not come yet."""
 
     unconfirmed = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # A second handle on the session's socket, taken before it connects: shut through it, the connection ends
+        # whatever the session holds then. Through ``sock``, a cut missed a connect that hung (unset until it is
+        # made), implicit TLS's handshake (unset until it ends) and STARTTLS's (the plain socket, whose descriptor
+        # the TLS one has taken): the stop waited smtp.timeout for a server that stalled there.
+        self._line: socket.socket | None = None
+        self._was_cut = False
+        self._line_lock = threading.Lock()  # the watchdog's cut against the session's end, which closes the handle
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return self._connected(host, port, timeout)
+
+    def _connected(self, host: str, port: int, timeout: float) -> socket.socket:
+        """socket.create_connection's work, each socket's handle kept before it connects."""
+        error: OSError = OSError(f"getaddrinfo returns no address for {host}")
+        for family, kind, proto, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+            with self._line_lock:
+                if self._was_cut:  # while the name was resolved, or the connect to an address before
+                    raise OSError("the session was cut")
+                sock = socket.socket(family, kind, proto)
+                self._hold(sock.dup())
+            try:
+                sock.settimeout(timeout)
+                if self.source_address:
+                    sock.bind(self.source_address)
+                sock.connect(address)
+                return sock
+            except OSError as exc:
+                error = exc
+                sock.close()
+        raise error
+
+    def _hold(self, line: socket.socket | None) -> None:
+        if self._line is not None:
+            self._line.close()
+        self._line = line
+
+    def cut(self) -> None:
+        """End the session's connection now, at whatever step it is; called from another thread (Watchdog)."""
+        with self._line_lock:
+            self._was_cut = True
+            if self._line is not None:
+                with contextlib.suppress(OSError):
+                    self._line.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            with self._line_lock:
+                self._hold(None)
 
     def send(self, s: ReadableBuffer | str) -> None:
         super().send(s)
@@ -78,7 +131,13 @@ class BoundedSMTP(smtplib.SMTP):
 
 
 class BoundedSMTP_SSL(BoundedSMTP, smtplib.SMTP_SSL):  # as smtplib names it
-    """smtplib.SMTP_SSL whose replies may take REPLY_LIMIT bytes at most."""
+    """smtplib.SMTP_SSL whose replies may take REPLY_LIMIT bytes at most, and whose connection :meth:`cut` shuts at
+    any step, its handshake too."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # SMTP_SSL's own, on BoundedSMTP's socket: the handshake, in wrap_socket, ends before ``sock`` is set.
+        host_name = self._host  # type: ignore[attr-defined]  # smtplib sets it; typeshed does not name it
+        return self.context.wrap_socket(self._connected(host, port, timeout), server_hostname=host_name)
 
 
 class Cut(Exception):
@@ -95,7 +154,7 @@ class Watchdog(threading.Thread):
     most, the socket's): cut then, the server may deliver it all the same, and it would be sent again at the next
     start. :meth:`end` ends it with the session."""
 
-    def __init__(self, client: smtplib.SMTP, limit: float, stop: threading.Event | None) -> None:
+    def __init__(self, client: BoundedSMTP, limit: float, stop: threading.Event | None) -> None:
         super().__init__(name="miner-smtp-watchdog", daemon=True)
         self.client = client
         self.limit = limit
@@ -105,19 +164,18 @@ class Watchdog(threading.Thread):
 
     def run(self) -> None:
         deadline, stop_at = time.monotonic() + self.limit, None
-        # Polled: the stop is the service's event, which no callback follows, and a cut made while smtplib was still
-        # connecting (client.sock unset) must shut the socket once it is there.
+        # Polled: the stop is the service's event, which no callback follows. The cut is made again at each turn:
+        # one made between a socket's creation and its connect does not stop the connect.
         while not self._ended.wait(0.1):
             now = time.monotonic()
             if self.cut is None and now >= deadline:
                 self.cut = Cut
             elif self.cut is None and self.stop is not None and self.stop.is_set():
                 stop_at = now + STOP_GRACE if stop_at is None else stop_at
-                if now >= stop_at and not getattr(self.client, "unconfirmed", False):
+                if now >= stop_at and not self.client.unconfirmed:
                     self.cut = StopCut
-            if self.cut is not None and (sock := self.client.sock) is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            if self.cut is not None:
+                self.client.cut()
 
     def end(self) -> None:
         self._ended.set()
