@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import re
 
-# A Bluesky post's at:// URI: the id the API gives, and the guid of bsky.app's profile feed. Its DID is the author.
+# A Bluesky post's at:// URI: the id the API gives, and the guid of bsky.app's profile feed. Its DID is the author
+# (of a feed's entry, where bsky.app's own feed gives it: BLUESKY_WEB_HOST).
 BLUESKY_POST = re.compile(r"\Aat://(?P<did>did:[a-z0-9]+:[^/?#]+)/app\.bsky\.feed\.post/(?P<rkey>[^/?#]+)\Z")
+# The host of Bluesky's web app, whose profile feed (/profile/<handle or DID>/rss) lists that account's own posts only
+# (bluesky-social/social-app, bskyweb/cmd/bskyweb/rss.go WebProfileRSS: the author feed, less others' posts), each by
+# its at:// URI as guid: the one feed whose at:// guids name their author.
+BLUESKY_WEB_HOST = "bsky.app"
 # A Reddit comment's fullname, a comments feed's entry id (relative, resolved against the feed's URL).
 REDDIT_COMMENT = re.compile(r"(?:\A|/)t1_[a-z0-9]+\Z")
 # A Pleroma or Akkoma status's web page, https://host/notice/<id>: the `url` their Mastodon API gives a status of their

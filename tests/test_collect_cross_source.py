@@ -65,6 +65,18 @@ def serve_as_pleroma(server: FakeServer, path: str, fixture: str, kind: str) -> 
     server.serve(path, Reply(200, body, content_type=kind))
 
 
+def read_as_bsky_app(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The base URL of bsky.app's feeds as this test reads them from ``server``: plain http, ``server`` the proxy for
+    it, so that a source of http://bsky.app/... is read from bsky.app as miner sees it (the only host whose profile
+    feed names its posts' author), and from the test server's routes. 127.0.0.1 (the API sources') is reached
+    directly."""
+    for name in ("HTTPS_PROXY", "ALL_PROXY", "https_proxy", "all_proxy", "http_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    return "http://bsky.app"
+
+
 MASTODON = """
 [[sources]]
 name = "masto"
@@ -341,7 +353,7 @@ services = ["Instagram"]
 [[sources]]
 name = "bsky-feed"
 type = "rss"
-url = "{url}/profile/netwatcher.bsky.social/rss"
+url = "{feeds}/profile/netwatcher.bsky.social/rss"
 services = ["Instagram"]
 """
 
@@ -349,17 +361,24 @@ services = ["Instagram"]
 def test_a_bluesky_post_read_by_the_search_and_its_authors_profile_feed_is_one_post_of_one_author(
         tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     # bsky.app's profile feed gives the post's at:// URI as the API does, and no author: the feed's row was a
-    # complainer of its own.
+    # complainer of its own. Its author is the DID in the URI, bsky.app's feed listing that account's posts only:
+    # the one the search did not read (the search's page held no other) is theirs too.
     monkeypatch.setenv("XS_BSKY_ID", "me.bsky.social")
     monkeypatch.setenv("XS_BSKY_PW", "app-password")
     server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json", "application/json")
     server.serve_fixture("/xrpc/app.bsky.feed.searchPosts", "bluesky/search_posts.json", "application/json")
-    server.serve_fixture("/profile/netwatcher.bsky.social/rss", "bluesky/profile.rss", "application/rss+xml")
-    _collect(_config(tmp_path, ["Instagram"], BLUESKY.format(url=server.url)))
+    other = (b"<item><title>@netwatcher.bsky.social post</title>"
+             b"<link>https://bsky.app/profile/netwatcher.bsky.social/post/3lbx7kz9pqr2y</link>"
+             b"<description>Instagram still not loading here</description><pubDate>2026-11-27T14:13:40.000Z</pubDate>"
+             b"<guid>at://did:plc:z72i7hdynmk6r22z27h6tvur/app.bsky.feed.post/3lbx7kz9pqr2y</guid></item>")
+    feed_body = server.fixture_bytes("bluesky/profile.rss").replace(b"</channel>", other + b"</channel>")
+    server.serve("/profile/netwatcher.bsky.social/rss", Reply(200, feed_body, content_type="application/rss+xml"))
+    feeds = read_as_bsky_app(server, monkeypatch)
+    _collect(_config(tmp_path, ["Instagram"], BLUESKY.format(url=server.url, feeds=feeds)))
     found = _posts(tmp_path / "m.sqlite")
-    [feed] = found["bsky-feed"]
+    assert len(found["bsky-feed"]) == 2 and len({author for _ident, author in found["bsky-feed"]}) == 1
+    [feed] = found["bsky-feed"] & found["bsky"]
     assert feed[0].startswith("at://did:plc:z72i7hdynmk6r22z27h6tvur/") and feed[1] is not None
-    assert feed in found["bsky"]
     assert _complaints(tmp_path / "m.sqlite") == 1
 
 

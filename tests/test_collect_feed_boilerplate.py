@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
+from test_collect_cross_source import read_as_bsky_app
 
 from miner.cli import main
 
@@ -140,9 +141,14 @@ def test_a_reddit_feed_stores_the_posts_words_and_short_links(tmp_path: Path, se
     assert not any("quietgarden" in url or "u_" in url for _text, url in posts.values())
 
 
-def test_a_bluesky_profile_feed_stores_no_handle_title_nor_handle_link(tmp_path: Path, server: FakeServer) -> None:
-    # bsky.app titles each post "@<handle> post" and links it by handle; the bluesky type's link names the DID.
-    posts = _collect(tmp_path, server, {"/profile.rss": (_fixture("bluesky/profile.rss"), "application/rss+xml")})
+@pytest.mark.parametrize("bsky_app", [True, False])
+def test_a_bluesky_profile_feed_stores_no_handle_title_nor_handle_link(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, bsky_app: bool) -> None:
+    # bsky.app titles each post "@<handle> post" and links it by handle; the bluesky type's link names the DID. Read
+    # from another host (a copy of bsky.app's feed), whose guids name no author, the post's id still names its DID.
+    base = read_as_bsky_app(server, monkeypatch) if bsky_app else "{url}"
+    posts = _collect(tmp_path, server, {"/profile/netwatcher.bsky.social/rss": (
+        _fixture("bluesky/profile.rss"), "application/rss+xml")}, f'type = "rss"\nurl = "{base}{{path}}"')
     ((text, url),) = posts.values()
     assert text == ("Instagram feed won't load & DMs fail with \"couldn't refresh feed\" — anyone else? <3 to the "
                     "on-call folks #instagramdown")

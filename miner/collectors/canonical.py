@@ -21,7 +21,7 @@ from miner.collectors.base import named_everywhere
 from miner.collectors.fedi_feed import FeedServer
 from miner.collectors.feeds import entry_author, entry_id
 from miner.collectors.mastodon import status_external_id
-from miner.site_ids import BLUESKY_POST, notice_id
+from miner.site_ids import BLUESKY_POST, BLUESKY_WEB_HOST, notice_id
 
 # A Mastodon status as its web page (the RSS link and guid, the API's ``url``): https://host/@name/<id>; a remote
 # status keeps its own server's. The author's profile is that URL's first part, the account ``url`` the API gives.
@@ -201,7 +201,7 @@ def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author
     and its forks, whose entries are statuses of any server software. ``feed_author``: the URL the feed names its own
     author by (`feed_author_url`).
     ``feed_host``: the host the feed was read from (its source's url's), the one whose statuses' URLs name their
-    authors (`_own_host`)."""
+    authors (`_own_host`), and bsky.app the only one whose Bluesky posts' at:// guids do."""
     guid = str(entry.get("id") or entry.get("guid") or "")
     link = str(entry.get("link") or "")
     comments = str(entry.get("comments") or "")
@@ -270,8 +270,16 @@ def site_identity(entry: Any, reddit: bool, server: FeedServer = "", feed_author
     # whose author its account feed names.
     if server and (remote := _remote_status(urls[0] or urls[1], feed_host)):
         return remote
-    if match := BLUESKY_POST.match(guid):  # bsky.app's profile feed names the author by handle only
-        return SiteIdentity(guid, match.group("did"), "")
+    if match := BLUESKY_POST.match(guid):
+        # bsky.app's profile feed names the author by handle only, and lists no one else's posts: the DID in the URI
+        # is theirs. A feed of any other host could give anyone's post URI (or a made-up one of their DID) as a
+        # guid: named as its author, that person was made a complainer (or one with their real post of the bucket)
+        # by a feed of somewhere else, as by a Mastodon status's URL of another host (`_own_host`). The row keeps the
+        # post's id, one post with the `bluesky` source's row of it, and takes the author that source stored it with
+        # (store.posts._shared_author).
+        if feed_host.lower() == BLUESKY_WEB_HOST:
+            return SiteIdentity(guid, match.group("did"), "")
+        return SiteIdentity(guid, None)
     # A Reddit post's permalink names it wherever the feed comes from (Reddit's own, a bridge's), as does a Reddit
     # feed's entry id; its author is a Reddit user name.
     permalink = _REDDIT_PERMALINK.match(link)

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from miner.collectors.bluesky import post_url
 from miner.collectors.canonical import SiteIdentity
 from miner.collectors.feeds import entry_author, entry_id
-from miner.site_ids import REDDIT_COMMENT
+from miner.site_ids import BLUESKY_POST, REDDIT_COMMENT
 
 WWW_REDDIT = "https://www.reddit.com"
 # Reddit's trailer, after the post's own HTML (which ends with "<!-- SC_ON -->"), or all a link post's body is.
@@ -94,10 +94,12 @@ def feed_entry_text(entry: Any, site: SiteIdentity | None, title: str, body: str
         return EntryText(title, without_reddit_trailer(body), reddit_post_link(site.external_id) or url)
     if site is not None and site.author_space == "hackernews":
         return _hacker_news(entry, title, body, url)
-    if site is not None and site.external_id.startswith("at://") and site.author:
+    if site is not None and (post := BLUESKY_POST.match(site.external_id)):
+        # By the DID of the post's id, not the entry's author: only bsky.app's own feed names one (canonical), and a
+        # copy of its feed elsewhere writes its title as well. The link is the one the id names, by its DID.
         link = _BSKY_LINK.match(url or "")
         if link and title == f"@{link.group('handle')} post":
-            return EntryText("", body, post_url(site.external_id, site.author) or url)
+            return EntryText("", body, post_url(site.external_id, post.group("did")) or url)
         return EntryText(title, body, url)
     if REDDIT_COMMENT.search(entry_id(entry)):
         return _reddit_comment(entry, title, body, url)
