@@ -1223,6 +1223,20 @@ def test_a_pub_date_on_the_twelve_hour_clock_is_read_with_its_am_or_pm(server: F
         "13:40:00", "12:40:00", "12:40:05", "05:10:00", "13:05:00"]
 
 
+def test_an_iso_pub_date_on_the_twelve_hour_clock_keeps_its_date(server: FakeServer, poller: Poller) -> None:
+    # feedparser reads "2026-11-27 1:40 PM" (as 01:40), so the entry had a date; read with its PM, the text was only
+    # tried as RFC 822, which it is not, and the entry was dated at its fetch (counted in the poll's bucket).
+    dates = ["2026-11-27 1:40 PM", "2026-11-27T01:40:05 PM", "2026-11-27 8:40 AM EST"]
+    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
+                    for i, d in enumerate(dates))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    assert [(p.created_at.strftime("%Y-%m-%d %H:%M:%S"), p.undated) for p in posts] == [
+        ("2026-11-27 13:40:00", None), ("2026-11-27 13:40:05", None), ("2026-11-27 13:40:00", None)]
+
+
 def test_jobs_are_started_round_robin_across_hosts() -> None:
     from miner.collectors.poller import interleave_hosts
 

@@ -300,7 +300,8 @@ def _named_zone(text: str) -> datetime | None:
         return None
 
 
-_TWELVE_HOUR = re.compile(r"\b(\d{1,2})(:\d{2}(?::\d{2})?)\s*([AaPp])\.?[Mm]\.?(?=\s|$)")
+# Not after a digit: the hour of ISO 8601's "2026-11-27T01:40:05 PM" follows its "T".
+_TWELVE_HOUR = re.compile(r"(?<![0-9])(\d{1,2})(:\d{2}(?::\d{2})?)\s*([AaPp])\.?[Mm]\.?(?=\s|$)")
 
 
 def _twelve_hour(text: str) -> str | None:
@@ -336,7 +337,14 @@ def _date(entry: Any, key: str) -> datetime | None:
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
-        return None
+        # A 12-hour time in an ISO 8601 date ("2026-11-27 1:40 PM"), which feedparser read (as 01:40) where RFC 822
+        # does not: left undated, it was counted in the bucket of its fetch.
+        if twelve is None:
+            return None
+        try:
+            when = datetime.fromisoformat(text.strip())
+        except ValueError:
+            return None
     try:
         return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     except OverflowError:  # its offset moves it past what a datetime holds
