@@ -85,9 +85,11 @@ def lock_owner(store_path: str | Path) -> tuple[int, str] | None:
     try:
         owner = Path(f"{os.path.realpath(store_path)}.lock").read_text("ascii", "replace").split()
         pid = int(owner[0])
+        if pid <= 0:  # kill(0 or -N, 0) asks of a process group, or of every process: no one process's PID
+            return None
         os.kill(pid, 0)  # a process killed with SIGKILL left its PID in the file (released, it is emptied)
     except PermissionError:
         pass  # alive, another user's
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, OverflowError):  # OverflowError: a PID past what kill() takes
         return None
     return pid, owner[1] if len(owner) > 1 else "service"

@@ -58,3 +58,16 @@ def test_a_role_the_lock_file_names_reaches_the_terminal_without_its_controls(tm
     assert "\x1b" not in text.output and "\x07" not in text.output, first
     assert first.startswith("service: no `miner run` is running on this store; a `miner \\x1b]52;c;cGF5bG9hZA==\\x07"
                             "\\x1b[2Jreplay"), first
+
+
+@pytest.mark.parametrize("pid", ["99999999999999999999", "0", "-1"])
+def test_a_lock_file_naming_no_process_says_none_is_running(tmp_path: Path, pid: str) -> None:
+    # A PID past what kill() takes raised OverflowError out of `miner status` (a traceback); 0 and -1 name no process
+    # but this one's group or every process, which kill(pid, 0) found alive: "`miner run` is running (pid -1)".
+    cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
+    cfg.write_text('[[services]]\nname = "MTN"\n')
+    Store.open(db).close()
+    Path(f"{db}.lock").write_text(f"{pid} service\n", encoding="ascii")
+    data = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "status", "--format", "json"])
+    assert data.exit_code == 0, data.output
+    assert json.loads(data.output)["service"] == {"running": False, "pid": None, "holder": None}
