@@ -46,7 +46,7 @@ def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
 def service_mute(config: Config, silences: list[dict[str, Any]], service: str, now: datetime) -> dict[str, Any]:
     """``muted_until`` and ``muted`` of ``service`` at ``now`` as the read API gives them, ``silences`` being
     pending_silences: both None while its alerts are not muted. ``muted_until``: when they no longer are, windows
-    and silences following on without a gap taken in (None as well where that is not within mute_end.HORIZON);
+    and silences following on without a gap taken in (None as well where they follow on past mute_end.HORIZON);
     ``muted``: what mutes them at ``now``, ``silences`` ({"id", "service", "provider", "until", "comment"}, as
     `miner status --format json` gives them: a provider's has ``service`` None) and ``maintenance`` ({"window",
     "start", "end", "comment"}: ``window`` its index in alerts.maintenance, start and end of its span in effect)."""

@@ -218,8 +218,8 @@ def silence_status(config: Config, now: datetime, silences: list[dict[str, Any]]
     ``service`` (None for a provider's), ``provider`` (None for a service's), ``services``: those feeds.toml gives it
     now (the silence mutes them, as the planner matches it; for a service's, itself), ``until``, ``muted_until``
     (when the alerts of the services it mutes are no longer muted, the last of them for a provider's: other silences
-    and maintenance windows overlapping it or following on without a gap taken in; None: not within
-    mute_end.HORIZON) and ``comment`` (why; "" for none).
+    and maintenance windows overlapping it or following on without a gap taken in; None: they follow on
+    past mute_end.HORIZON) and ``comment`` (why; "" for none).
 
     Only `miner silence list` showed them: the on-call reading status in an outage saw a service's incident and no
     alert of it, with nothing saying it was muted."""
@@ -238,7 +238,7 @@ def maintenance_status(config: Config, now: datetime, silences: list[dict[str, A
     order: ``window`` (its index in alerts.maintenance), ``service``, ``active`` (whether it mutes now), ``start``
     and ``end`` (of the window in effect, or of the next one), ``muted_until`` (when the service's alerts are no
     longer muted, the windows and ``silences`` (pending_silences) overlapping this one or following on without a gap
-    taken in; None: not within mute_end.HORIZON) and ``comment``.
+    taken in; None: they follow on past mute_end.HORIZON) and ``comment``.
 
     A window mutes as a silence does, and only the silences were shown: an incident in status with no alert of it
     said nothing of the window behind that."""

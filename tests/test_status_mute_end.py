@@ -102,3 +102,27 @@ def test_silence_remove_says_what_stays_muted(tmp_path: Path) -> None:
     res = run.invoke(main, [*base, "remove", "4"])  # nothing else mutes Telegram
     assert res.exit_code == 0, res.output
     assert len(res.output.splitlines()) == 1 and "stay muted" not in res.output
+
+
+def test_a_mute_longer_than_the_horizon_alone_says_its_own_end(tmp_path: Path) -> None:
+    # A 30-day silence, or a 10-day window, with nothing following on: its end is known, and status said the alerts
+    # were muted "with no end in the next 7 days", by "windows or silences following on" that there were none of.
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = timedelta(days=1)
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG + f'\n[[alerts.maintenance]]\nservice = "Gmail"\nstart = "{(now - day).isoformat()}"\n'
+                                 f'end = "{(now + 10 * day).isoformat()}"\n')
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    try:
+        store.add_silence("Telegram", now - day, now + 30 * day, "", now - day)
+    finally:
+        store.close()
+    base = ["--config", str(cfg_path), "--db", str(db), "status"]
+    data = json.loads(CliRunner().invoke(main, [*base, "--format", "json"]).stdout)
+    assert [(m["until"], m["muted_until"]) for m in data["silences"]] == [((now + 30 * day).isoformat(),) * 2]
+    assert [(w["end"], w["muted_until"]) for w in data["maintenance"]] == [((now + 10 * day).isoformat(),) * 2]
+    res = CliRunner().invoke(main, base)
+    assert res.exit_code == 0, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("alerts of ")]
+    assert "following on" not in "".join(lines) and "no end" not in "".join(lines), lines

@@ -30,15 +30,21 @@ def mute_end(windows: Iterable[MaintenanceWindow], service: str, at: datetime,
     where none is; None where they follow on without a gap past HORIZON (or MAX_WINDOWS)."""
     mine = [w for w in windows if _of(w, service)]
     held = list(silences)
+
+    def ends(when: datetime) -> list[datetime]:
+        """The ends of those in effect at ``when``."""
+        return ([span[1] for w in mine if (span := span_at(w, when)) is not None]
+                + [stop for start, stop in held if holds((start, stop), when)])
+
     end = at
     for _ in range(MAX_WINDOWS):
-        later = [span[1] for w in mine if (span := span_at(w, end)) is not None]
-        later += [stop for start, stop in held if holds((start, stop), end)]
-        if not later:
+        if not (later := ends(end)):
             return end
         end = max(later)
         if end > at + HORIZON:
-            return None
+            # One that ends past it with none following on (a 30-day silence, a 10-day window) has its end: said
+            # to have none, status added "by windows or silences following on" that there were none of.
+            return None if ends(end) else end
     return None
 
 
