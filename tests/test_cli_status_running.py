@@ -62,8 +62,8 @@ def test_a_role_the_lock_file_names_reaches_the_terminal_without_its_controls(tm
 
 @pytest.mark.parametrize("pid", ["99999999999999999999", "0", "-1"])
 def test_a_lock_file_naming_no_process_says_none_is_running(tmp_path: Path, pid: str) -> None:
-    # A PID past what kill() takes raised OverflowError out of `miner status` (a traceback); 0 and -1 name no process
-    # but this one's group or every process, which kill(pid, 0) found alive: "`miner run` is running (pid -1)".
+    # A PID past what kill() takes raised OverflowError out of `miner status` ("internal error"); 0 and -1 name no
+    # process, but this one's group or every one, which kill(pid, 0) found alive: "`miner run` is running (pid -1)".
     cfg, db = tmp_path / "feeds.toml", tmp_path / "miner.sqlite"
     cfg.write_text('[[services]]\nname = "MTN"\n')
     Store.open(db).close()
