@@ -66,6 +66,22 @@ def test_a_write_that_fails_leaves_the_output_file_as_it_was(tmp_path: Path) -> 
     assert stderr.splitlines()[-1] == f"Error: cannot write {out} (File too large)"
 
 
+def test_a_descriptor_that_takes_no_write_is_said_as_the_write_error(tmp_path: Path) -> None:
+    # -o /dev/fd/3 with 3 opened for reading: the write's error was said, then the close flushed the rows still
+    # buffered and failed again, and that "internal error: OSError: [Errno 9] Bad file descriptor" replaced it.
+    series = tmp_path / "series.csv"
+    series.write_bytes(_series(24))
+    other = tmp_path / "other.csv"
+    other.write_text(EARLIER)
+    with other.open("rb") as read_only:
+        fd = read_only.fileno()
+        proc = subprocess.run([sys.executable, "-m", "miner", "detect", str(series), "-o", f"/dev/fd/{fd}"],
+                              stderr=subprocess.PIPE, cwd=tmp_path, env=_env(), timeout=120, pass_fds=(fd,))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.splitlines()[-1] == f"Error: cannot write /dev/fd/{fd} (Bad file descriptor)", stderr
+
+
 # SIGINT as a terminal's Ctrl-C finds it: a suite run in a script's background starts with it ignored, and so would
 # the command, which keeps it so (a SIGINT did nothing, and the test waited for its exit).
 @pytest.mark.usefixtures("sigint_as_from_a_terminal")

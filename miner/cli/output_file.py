@@ -155,8 +155,15 @@ def _through(output: str, fd: int) -> IO[str]:
         out = open(os.dup(fd), "w", encoding="utf-8")  # noqa: SIM115 (closed when the command ends)
     except OSError as exc:
         raise click.BadParameter(f"{output!r}: {exc.strerror or exc}", param_hint="'-o' / '--output'") from None
-    click.get_current_context().call_on_close(out.close)
+    click.get_current_context().call_on_close(lambda: _close(out))
     return out
+
+
+def _close(out: IO[str]) -> None:
+    """Close a descriptor's stream when the command ends. After a failed write (said already), the close flushes the
+    rows still buffered and fails again: that OSError replaced the write's error with an "internal error"."""
+    with contextlib.suppress(OSError):
+        out.close()
 
 
 def _check_writable(path: str) -> None:
