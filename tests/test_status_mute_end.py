@@ -126,3 +126,21 @@ def test_a_mute_longer_than_the_horizon_alone_says_its_own_end(tmp_path: Path) -
     assert res.exit_code == 0, res.output
     lines = [line for line in res.output.splitlines() if line.startswith("alerts of ")]
     assert "following on" not in "".join(lines) and "no end" not in "".join(lines), lines
+
+
+def test_a_silence_until_the_last_year_beside_a_recurring_window_has_no_end_in_sight(tmp_path: Path) -> None:
+    # A silence "for good" (until 9999-12-31) looked at past the horizon: the recurring window's span at its end is
+    # past the last date there is, and its OverflowError came out of status as an internal error.
+    now = datetime.now(UTC).replace(microsecond=0)
+    cfg_path = tmp_path / "feeds.toml"
+    cfg_path.write_text(CONFIG + '\n[[alerts.maintenance]]\nservice = "Telegram"\ncron = "0 3 * * *"\n'
+                                 'duration_minutes = 60\n')
+    db = tmp_path / "miner.sqlite"
+    store = Store.open(db)
+    try:
+        store.add_silence("Telegram", now - timedelta(hours=1), datetime(9999, 12, 31, 23, tzinfo=UTC), "", now)
+    finally:
+        store.close()
+    res = CliRunner().invoke(main, ["--config", str(cfg_path), "--db", str(db), "status", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert [m["muted_until"] for m in json.loads(res.stdout)["silences"]] == [None]

@@ -44,7 +44,10 @@ def mute_end(windows: Iterable[MaintenanceWindow], service: str, at: datetime,
         if end > at + HORIZON:
             # One that ends past it with none following on (a 30-day silence, a 10-day window) has its end: said
             # to have none, status added "by windows or silences following on" that there were none of.
-            return None if ends(end) else end
+            try:
+                return None if ends(end) else end
+            except OverflowError:  # a silence until 9999: a recurring window's span then is past the last date
+                return None
     return None
 
 
