@@ -98,3 +98,28 @@ def test_a_page_read_two_ways_keeps_its_start_when_the_provider_dates_it_after_m
         [row] = store.official_incidents("Sync", seen - timedelta(days=1))
         rows.append((row["started_at"], row["posted_at"], row["updated_at"]))
     assert set(rows) == {("2026-11-27T10:00:00+00:00", "2026-11-27T10:00:00+00:00", "2026-11-27T10:05:00+00:00")}
+
+
+def test_a_page_read_first_by_its_json_is_not_updated_at_each_poll_of_an_undated_feed(store: Store) -> None:
+    # The JSON's row, then the feed's entry of the same incident, undated, saying what the row says: each feed poll
+    # moved the row's updated_at to its own time and counted it updated (the feed's own row was spared that), so an
+    # incident never read resolved stayed "updated" within the day for good, going on in every alert and digest.
+    feed = SourceConfig("page-feed", "status_feed", url="https://status.example.com/history.rss",
+                        services=("Sync",))
+    page = SourceConfig("page-json", "statuspage", url="https://status.example.com", services=("Sync",))
+    store.sync_sources([feed, page])
+    url = "https://status.example.com/incidents/abc123"
+    posted = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+    json_incident = OfficialIncident(source=page.name, external_id="abc123", service="Sync", title="Sync delayed",
+                                     status="investigating", started_at=posted, updated_at=posted, url=url,
+                                     posted_at=posted)
+    assert store.save_fetch(page.name, FetchResult(incidents=[json_incident]), posted, posted).incidents_new == 1
+    counted = []
+    for hours in (1, 2, 30):
+        at = posted + timedelta(hours=hours)
+        entry = OfficialIncident(source=feed.name, external_id=url, service="Sync", title="Sync delayed",
+                                 status="investigating", started_at=at, updated_at=at, url=url, undated=True,
+                                 update_undated=True)
+        counted.append(store.save_fetch(feed.name, FetchResult(incidents=[entry]), at, at).incidents_updated)
+    [row] = store.official_incidents("Sync", posted - timedelta(days=1))
+    assert (counted, row["updated_at"]) == ([0, 0, 0], posted.isoformat())

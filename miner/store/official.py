@@ -143,10 +143,13 @@ _OWN_UNDATED = (f"started_at = min(started_at, first_seen_at), posted_at = min(c
 # An incident whose update the provider dated neither (OfficialIncident.update_undated) has each poll's time as its
 # updated_at: it is newer only where what it says differs from the row (or the row's start is to go back, above).
 # Moved at every poll, the row counted as updated at each, and one never read resolved (a feed entry that names no
-# status) stayed "updated" within the day for good, the provider's ongoing incident in every alert and digest.
-_SAYS_OTHERWISE = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL AND impact IS NOT ?4)"
-                   " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)"
-                   " OR started_at > first_seen_at)")
+# status) stayed "updated" within the day for good, the provider's ongoing incident in every alert and digest. So
+# for another source's row of the same incident (a page read two ways, its JSON stored first), whose start the
+# update does not move: _SAYS_ELSEWHERE.
+_SAYS = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL AND impact IS NOT ?4)"
+         " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)")
+_SAYS_OTHERWISE = f"{_SAYS} OR started_at > first_seen_at)"
+_SAYS_ELSEWHERE = f"{_SAYS})"
 # What another source's older update of the row's incident still gives it: the impact and components the row lacks
 # (the JSON's, read after the feed), and a start or post earlier than the row's (_DATED).
 _FILL = ("impact = coalesce(impact, ?4), components = CASE WHEN components = '[]' THEN ?5 ELSE components END")
@@ -176,7 +179,8 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
             other = _same_incident_elsewhere(conn, inc)
             if other is not None:
                 # Kept in the one row: the newer update wins; an older one still adds what _FILL says.
-                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7",
+                says = _SAYS_ELSEWHERE if inc.undated and inc.update_undated else ""
+                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7{says}",
                                    (*values, other))
                 if not cur.rowcount:
                     dated = not inc.undated
