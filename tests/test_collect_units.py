@@ -39,7 +39,7 @@ from miner.collectors.normalise import (
 from miner.collectors.status_feed import incident_status, update_stamps
 from miner.config import ServiceConfig, SourceConfig, parse_config
 from miner.errors import SourceError
-from miner.records import SourceState
+from miner.records import Post, SourceState
 from miner.settings import SettingsError, build
 from miner.store import Store
 from miner.timeutil import MAX_RETRY_AFTER, parse_iso, parse_retry_after
@@ -1190,6 +1190,16 @@ def test_a_pub_date_without_a_zone_is_read_as_utc_not_dropped(server: FakeServer
                                              datetime(2026, 11, 27, 2, 30, tzinfo=UTC), NOW]
 
 
+def _dated(server: FakeServer, poller: Poller, dates: list[str]) -> list[Post]:
+    """The posts of an RSS feed whose items have ``dates`` as their pubDates, polled at NOW."""
+    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
+                    for i, d in enumerate(dates))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
+    poller.ctx.now = lambda: NOW
+    return poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+
+
 def test_a_pub_date_in_a_named_zone_feedparser_does_not_know_is_read_in_that_zone(
         server: FakeServer, poller: Poller) -> None:
     # feedparser reads any zone name but GMT/UTC and the North American ones as UTC: CEST came out two hours late,
@@ -1197,12 +1207,7 @@ def test_a_pub_date_in_a_named_zone_feedparser_does_not_know_is_read_in_that_zon
     dates = ["Fri, 27 Nov 2026 13:40:00 CEST", "Fri, 27 Nov 2026 23:40 AEDT", "27 Nov 2026 13:40:00 nzdt",
              "2026-11-27T13:40:00 JST", "Fri, 27 Nov 2026 08:40:00 EST", "Fri, 27 Nov 2026 13:40:00 +0200",
              "Fri, 27 Nov 2026 13:40:00 IST"]
-    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
-                    for i, d in enumerate(dates))
-    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
-    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
-    poller.ctx.now = lambda: NOW
-    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    posts = _dated(server, poller, dates)
     at = [datetime(2026, 11, 27, h, m, tzinfo=UTC) for h, m in ((11, 40), (12, 40), (0, 40), (4, 40), (13, 40),
                                                                 (11, 40), (13, 40))]
     assert [p.created_at for p in posts] == at  # IST names three zones: read as UTC, as feedparser does
@@ -1213,12 +1218,7 @@ def test_a_pub_date_on_the_twelve_hour_clock_is_read_with_its_am_or_pm(server: F
     # the afternoon dated 17 hours early, in a bucket of the night before.
     dates = ["Fri, 27 Nov 2026 8:40 AM EST", "Fri, 27 Nov 2026 1:40 PM CET", "Fri, 27 Nov 2026 12:40:05 pm",
              "Fri, 27 Nov 2026 12:10 AM -0500", "Fri, 27 Nov 2026 1:05 p.m. +0000"]
-    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
-                    for i, d in enumerate(dates))
-    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
-    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
-    poller.ctx.now = lambda: NOW
-    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    posts = _dated(server, poller, dates)
     assert [p.created_at.strftime("%H:%M:%S") for p in posts] == [
         "13:40:00", "12:40:00", "12:40:05", "05:10:00", "13:05:00"]
 
@@ -1227,12 +1227,7 @@ def test_an_iso_pub_date_on_the_twelve_hour_clock_keeps_its_date(server: FakeSer
     # feedparser reads "2026-11-27 1:40 PM" (as 01:40), so the entry had a date; read with its PM, the text was only
     # tried as RFC 822, which it is not, and the entry was dated at its fetch (counted in the poll's bucket).
     dates = ["2026-11-27 1:40 PM", "2026-11-27T01:40:05 PM", "2026-11-27 8:40 AM EST"]
-    items = "".join(f"<item><title>Telekom down {i}</title><guid>g{i}</guid><pubDate>{d}</pubDate></item>"
-                    for i, d in enumerate(dates))
-    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
-    server.serve("/f.rss", Reply(200, feed, content_type="application/rss+xml"))
-    poller.ctx.now = lambda: NOW
-    posts = poller.poll(SourceConfig("f", "rss", url=f"{server.url}/f.rss")).posts
+    posts = _dated(server, poller, dates)
     assert [(p.created_at.strftime("%Y-%m-%d %H:%M:%S"), p.undated) for p in posts] == [
         ("2026-11-27 13:40:00", None), ("2026-11-27 13:40:05", None), ("2026-11-27 13:40:00", None)]
 
