@@ -57,3 +57,17 @@ def test_gzip_posts_piped_in_come_out_while_the_pipe_stays_open(tmp_path: Path) 
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_gzip_members_piped_in_one_after_another_are_each_read_once(tmp_path: Path) -> None:
+    # `cat a.gz b.gz |`: the first member's rows (over 64 KiB) are decompressed in two reads, and where the second
+    # ended it, zlib leaves the bytes after the member in unconsumed_tail as well as in unused_data: both taken, the
+    # next member came twice ("Not a gzipped file (b'\x1f\x1f')", or its rows over and over).
+    first = b"".join(_line(i, "whatsapp is down again " * 200) for i in range(1, 21))
+    assert len(first) > 1 << 16
+    env = {k: v for k, v in os.environ.items() if k != "MINER_CONFIG"} | {"PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "miner", "classify", "-"],
+                          input=gzip.compress(first) + gzip.compress(_line(21, "calm down")),
+                          capture_output=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [json.loads(line)["id"] for line in proc.stdout.decode().splitlines()] == list(range(1, 22))

@@ -126,7 +126,7 @@ class Gunzip:
         """At most ``size`` bytes that the compressed bytes read so far hold; b"" where they hold no more."""
         while True:
             if self.inflate.eof:  # a member ended: zeros that pad the input, or the next member, may follow
-                self.tail = (self.inflate.unused_data + self.tail).lstrip(b"\0")
+                self.tail = self.tail.lstrip(b"\0")
                 if not self.tail:
                     return b""
                 if len(self.tail) >= 2 and self.tail[:2] != b"\x1f\x8b":  # as GzipFile says it (zlib: "incorrect
@@ -135,7 +135,11 @@ class Gunzip:
             if not self.tail and not self.full:
                 return b""
             data = self.inflate.decompress(self.tail, size)
-            self.tail, self.full = self.inflate.unconsumed_tail, len(data) == size
+            # What follows a member that ended is its unused_data alone: where the call began from an unconsumed_tail
+            # (output cut at ``size`` before), zlib leaves those bytes in that too, and taken from both, the next
+            # member came twice.
+            self.tail = self.inflate.unused_data if self.inflate.eof else self.inflate.unconsumed_tail
+            self.full = len(data) == size
             if data:
                 return data
             if not self.inflate.eof:  # all of it taken in, nothing out yet: the rest must be read
