@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -304,15 +305,16 @@ def test_reused_out_of_fold_scores_must_be_well_formed_and_of_these_labels(tmp_p
 
 
 @pytest.mark.usefixtures("sigint_as_from_a_terminal")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
 def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int
 ) -> None:
-    # Ctrl-C between two of the moves left the first new graph beside the old model.json: no model loaded.
+    # Ctrl-C between two of the moves left the first new graph beside the old model.json: no model loaded. So did a
+    # SIGHUP, once `miner train` took it as SIGTERM (raise_on_hangup) rather than be killed by it.
     pytest.importorskip("torch")
-    import signal
-
     from miner.classify import build as build_module
     from miner.classify.recipe import TrainConfig
+    from miner.cli.stopping import raise_on_hangup
 
     data = _write(tmp_path / "t.jsonl", TWICE)
     out = _previous_model(tmp_path / "model")
@@ -323,7 +325,7 @@ def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
         replace(src, dst)
         if str(dst).endswith(".onnx"):  # the first new graph is in place
             monkeypatch.setattr(os, "replace", replace)
-            signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt at once
+            signal.raise_signal(sig)  # its handler raises KeyboardInterrupt (Interrupted, for SIGHUP) at once
 
     real_install = build_module._install
 
@@ -332,9 +334,14 @@ def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
         real_install(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(build_module, "_install", install)
-    with pytest.raises(KeyboardInterrupt):
-        build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
-                           max_steps=1, weak_per_rule=0)
+    # SIGHUP's default action, as a terminal's session starts `miner train` (a suite under `nohup` ignores it).
+    before = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        with pytest.raises(KeyboardInterrupt), raise_on_hangup():
+            build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
+                               max_steps=1, weak_per_rule=0)
+    finally:
+        signal.signal(signal.SIGHUP, before)
     assert _loaded_version(out) != old  # the new model, whole
 
 

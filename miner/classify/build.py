@@ -191,12 +191,14 @@ def _staged(out: Path) -> Iterator[Path]:
                 out.rmdir()
 
 
-_HELD = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP too: `miner train` takes it as SIGTERM (miner.cli.stopping.raise_on_hangup), and where its default kills the
+# process, held it kills it once the model is whole rather than half moved.
+_HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM arriving within the block take effect when it ends, as they would have."""
+    """SIGINT, SIGTERM and SIGHUP arriving within the block take effect when it ends, as they would have."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield
         return
@@ -216,7 +218,7 @@ def _install(staging: Path, out: Path, graphs: Sequence[str]) -> None:
 
     Until model.json is replaced, ``out`` holds the previous model (but for the moment the moves take, where a
     graph of the same name can already be the new one: the loader's sha256 check refuses that pair rather than
-    mix them). A Ctrl-C or SIGTERM then waits until all moved: raised between two moves, it left new graphs
+    mix them). A Ctrl-C, SIGTERM or SIGHUP then waits until all moved: raised between two moves, it left new graphs
     beside the old model.json, and no model loaded. Files the build does not write (MODEL_CARD.md) stay; graphs
     the new model.json does not name go once it is in place.
     """

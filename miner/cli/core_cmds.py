@@ -13,6 +13,7 @@ import click
 from miner.cli.app import AppContext, PathParam, main, pass_app
 from miner.cli.output import STREAMED, TABLE_ROWS, render, stream, table
 from miner.cli.stdio import acts, prints
+from miner.cli.stopping import raise_on_hangup
 from miner.timeutil import counted
 
 
@@ -239,9 +240,13 @@ def backup(app: AppContext, target: Path) -> None:
 
     The store is opened read-only and copied as it is: a store from an older miner is not upgraded first, so a
     backup taken before an upgrade can restore the old version. The copy is checked (SQLite's quick_check): a copy
-    of a corrupt store is not kept, and the command fails naming the damage.
+    of a corrupt store is not kept, and the command fails naming the damage. The copy is written to a hidden
+    temporary file beside TARGET and renamed to it once complete: a backup that fails, or that SIGINT, SIGTERM or
+    SIGHUP stops before then (exit status 130, 143, 129), writes nothing at TARGET and removes that file.
     """
-    size = app.store(readonly=True, must_exist=True, any_schema=True).backup(target)
+    # A closed terminal or ended session (SIGHUP) killed the copy outright, its temporary file left beside TARGET.
+    with raise_on_hangup():
+        size = app.store(readonly=True, must_exist=True, any_schema=True).backup(target)
     click.echo(f"backed up {app.store().path} to {target} ({size:,} bytes)")
 
 

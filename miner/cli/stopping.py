@@ -7,8 +7,9 @@ that; SIGINT's KeyboardInterrupt ended in click's "Aborted!" and exit 1, which s
 Commands that should rather finish the step in progress first, as the service does, use :func:`stop_on_signal`.
 A signal ignored when such a command started (SIGINT in a background job of a script, `miner ... &`) stays ignored.
 SIGHUP (the terminal closed, the login session ended) still kills a command outright, but for one that writes a file
-to rename into place (`miner classify -o`, `miner detect -o`), which takes it as it takes SIGTERM
-(:func:`raise_on_hangup`).
+or folder to rename into place (`miner classify -o`, `miner detect -o`, `miner backup`'s temporary copy, `miner
+train`'s staging folder), which takes it as it takes SIGTERM (:func:`raise_on_hangup`): killed, it left that file or
+folder behind. A command that renames nothing into place has nothing such to clean up, and is killed as before.
 
 `miner run` sets handlers of its own (:mod:`miner.service_reload`: SIGHUP reloads its config, and is taken even when
 ignored) and exits 0 once stopped, as a supervised service does.
@@ -84,7 +85,8 @@ def raise_on_signals() -> Iterator[None]:
 def raise_on_hangup() -> Iterator[None]:
     """Within the block, SIGHUP raises :class:`Interrupted` as SIGTERM does (exit status 129), where it still has
     its default action, which killed the process on the spot: `miner classify -o` left its temporary file beside the
-    -o one. One ignored (`nohup`) stays ignored."""
+    -o one, `miner backup` its temporary copy beside TARGET, `miner train` its staging folder in --out. One ignored
+    (`nohup`) stays ignored."""
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGHUP) is not (
         signal.SIG_DFL
     ):

@@ -15,6 +15,7 @@ import click
 from miner.classify.recipe import FOLDS, WEAK_PER_RULE, TrainConfig
 from miner.cli.app import PathParam, main
 from miner.cli.stdio import acts
+from miner.cli.stopping import raise_on_hangup
 from miner.model_dir import default_model_dir
 
 
@@ -127,7 +128,8 @@ def train_cmd(
 
     The defaults reproduce the shipped model (3-fold CV, seed 13, the project's extra labels, 300 weak labels
     per rule). The model is written as a chain of int8 ONNX graphs with early exits fitted on the shared posts
-    outside the training data.
+    outside the training data. It is built in a hidden folder in --out: a run that fails, or that SIGINT, SIGTERM or
+    SIGHUP stops (exit status 130, 143, 129), removes it and leaves --out's model as it was.
     """
     if folds == 1:  # was taken as 0: no CV, threshold 0.5, and metrics.json saying 1 fold
         raise click.BadParameter("one fold leaves no posts to train on: 2 or more, or 0 to skip CV",
@@ -152,7 +154,10 @@ def train_cmd(
             bar.update(done - bar.pos)
 
         extra = None if no_extra else extra_dir
-        result = build(data, out, cfg, folds, extra, shared, progress, max_steps, weak_per_rule, reuse_oof, checkpoint)
+        # A closed terminal or ended session (SIGHUP) killed the build outright, its staging folder left in --out.
+        with raise_on_hangup():
+            result = build(data, out, cfg, folds, extra, shared, progress, max_steps, weak_per_rule, reuse_oof,
+                           checkpoint)
     cv = result.metrics.get("cv", {}).get("overall")
     click.echo(f"wrote {out} ({result.version}, {' + '.join(result.graphs)}, threshold {result.threshold:.2f})")
     if cv:
