@@ -345,6 +345,33 @@ def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
     assert _loaded_version(out) != old  # the new model, whole
 
 
+@pytest.mark.usefixtures("sigint_as_from_a_terminal")
+def test_a_signal_while_the_checkpoint_is_saved_leaves_no_part_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checkpoint is written to .NAME.part and renamed: a Ctrl-C (or a SIGTERM or SIGHUP, which `miner train` takes
+    # as one) while torch wrote it left the .part file behind, only an OSError or RuntimeError removing it.
+    torch = pytest.importorskip("torch")
+    from miner.classify import build as build_module
+    from miner.classify.recipe import TrainConfig
+
+    data = _write(tmp_path / "t.jsonl", TWICE)
+    out = _previous_model(tmp_path / "model")
+    before = _digests(out)
+    checkpoint = tmp_path / "final.pt"
+
+    def save(obj: object, path: Path) -> None:
+        path.write_bytes(b"the first bytes of the weights")
+        signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt at once
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
+                           max_steps=1, weak_per_rule=0, checkpoint=checkpoint)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "t.jsonl"]  # neither final.pt nor .final.pt.part
+    assert _digests(out) == before
+
+
 @pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("setpriv"), reason="root ignores permissions")
 def test_train_cli_refuses_an_unwritable_out_before_training(tmp_path: Path) -> None:
     data = _write(tmp_path / "t.jsonl", TWICE)

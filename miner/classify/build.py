@@ -157,10 +157,12 @@ def _final_model(
         try:
             torch.save({"key": key, "state": model.state_dict()}, part)
             os.replace(part, checkpoint)
-        except (OSError, RuntimeError) as exc:  # only a cache: the model itself is still built
-            log.warning("%s: checkpoint not saved (%s)", checkpoint, exc)
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 part.unlink()
+            if not isinstance(exc, (OSError, RuntimeError)):  # a signal (Ctrl-C, SIGTERM, SIGHUP): it ends the build
+                raise
+            log.warning("%s: checkpoint not saved (%s)", checkpoint, exc)  # only a cache: the model is still built
     return model
 
 
