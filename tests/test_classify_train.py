@@ -346,6 +346,38 @@ def test_a_signal_while_the_model_is_moved_into_place_waits_for_the_move(
 
 
 @pytest.mark.usefixtures("sigint_as_from_a_terminal")
+def test_a_signal_just_after_the_staging_folder_is_made_removes_it(tmp_path: Path) -> None:
+    # The folder was removed only from the start of the block that used it: a Ctrl-C (or a SIGTERM or SIGHUP, which
+    # `miner train` takes as one) while the build named the folders earlier builds left, just after making its own,
+    # left its own behind too.
+    pytest.importorskip("torch")
+    import logging
+
+    from miner.classify import build as build_module
+    from miner.classify.recipe import TrainConfig
+
+    data = _write(tmp_path / "t.jsonl", TWICE)
+    out = _previous_model(tmp_path / "model")
+    (out / f"{build_module.STAGING_PREFIX}killed").mkdir()  # a build killed outright left it: this one names it
+    before = _digests(out)
+
+    class Interrupting(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "left by an interrupted or concurrent build" in record.getMessage():
+                signal.raise_signal(signal.SIGINT)  # Python's handler raises KeyboardInterrupt at once
+
+    handler = Interrupting()
+    build_module.log.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_module.build(data, out, TrainConfig(epochs=1, batch_size=8), folds=0, shared=tmp_path / "none",
+                               max_steps=1, weak_per_rule=0)
+    finally:
+        build_module.log.removeHandler(handler)
+    assert _digests(out) == before  # the folder left before is named, not removed, and this build's is gone
+
+
+@pytest.mark.usefixtures("sigint_as_from_a_terminal")
 def test_a_signal_while_the_checkpoint_is_saved_leaves_no_part_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -175,19 +175,25 @@ def _staged(out: Path) -> Iterator[Path]:
     keeps the previous model whatever happens (Ctrl-C, out of memory or disk, an exception).
     """
     existed = out.is_dir()
+    staging: Path | None = None
+    # Removed from the moment it is made: a signal raised before the block (within mkdtemp once it had made the
+    # folder, or while the folders of earlier builds were named) left it behind. Held within mkdtemp, it is raised
+    # once the folder has its name.
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
-    except OSError as exc:
-        raise InputError(f"{out}: cannot write the model there ({exc.strerror or exc})") from exc
-    for left in sorted(out.glob(f"{STAGING_PREFIX}*")):
-        if left != staging:  # a build killed outright (SIGKILL, power loss) cannot clean up after itself
-            log.warning("%s: left by an interrupted or concurrent build, never read; remove it if none is running",
-                        left)
-    try:
+        with _signals_held():
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+                staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out))
+            except OSError as exc:
+                raise InputError(f"{out}: cannot write the model there ({exc.strerror or exc})") from exc
+        for left in sorted(out.glob(f"{STAGING_PREFIX}*")):
+            if left != staging:  # a build killed outright (SIGKILL, power loss) cannot clean up after itself
+                log.warning("%s: left by an interrupted or concurrent build, never read; remove it if none is "
+                            "running", left)
         yield staging
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         if not existed:
             with contextlib.suppress(OSError):  # only if empty: a failed first build leaves no folder behind
                 out.rmdir()
