@@ -6,6 +6,7 @@ removed and the destination as it was, where SIGHUP's default action killed it a
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -57,7 +58,9 @@ def _hung_up_when(made: Callable[[], bool], proc: subprocess.Popen[str]) -> tupl
     return proc.returncode, err
 
 
-def test_sighup_during_a_backup_removes_its_temporary_copy(tmp_path: Path) -> None:
+def _held_backup(tmp_path: Path) -> tuple[list[str], Path]:
+    """The command line of a backup of a small store that waits, once its copy is made, until a signal comes; and its
+    TARGET."""
     db = tmp_path / "m.sqlite"
     store = Store.open(db)
     at = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,7 +82,12 @@ def test_sighup_during_a_backup_removes_its_temporary_copy(tmp_path: Path) -> No
         os.link = held
         main()
     """)
-    proc = _start([sys.executable, "-c", code, "--db", str(db), "backup", str(target)])
+    return [sys.executable, "-c", code, "--db", str(db), "backup", str(target)], target
+
+
+def test_sighup_during_a_backup_removes_its_temporary_copy(tmp_path: Path) -> None:
+    args, target = _held_backup(tmp_path)
+    proc = _start(args)
     code_, err = _hung_up_when(lambda: any(target.parent.glob(".b.sqlite.*.tmp")), proc)
     assert code_ == 128 + signal.SIGHUP, err
     assert err == "Interrupted by SIGHUP\n"
@@ -104,3 +112,37 @@ def test_sighup_during_training_removes_the_staging_folder_and_keeps_the_model(t
     assert "Traceback" not in err
     assert err.splitlines()[-1] == "Interrupted by SIGHUP"
     assert _digests(out) == before  # the previous model, and no staging folder beside it
+
+
+def test_a_backup_whose_terminal_closes_exits_129_and_leaves_nothing(tmp_path: Path) -> None:
+    # The terminal itself closing, as a window or an ssh session does: the kernel sends SIGHUP, and every write to the
+    # terminal fails after it (EIO). Writing "Interrupted by SIGHUP" there failed, and the backup, cleaned up, exited 1.
+    args, target = _held_backup(tmp_path)
+    master, slave = pty.openpty()
+    name = os.ttyname(slave)
+
+    def in_the_terminal() -> None:  # a session of its own (start_new_session), whose terminal is the pty
+        os.close(os.open(name, os.O_RDWR))
+        _hangup_as_from_a_terminal()
+
+    try:
+        proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=_env(),
+                                start_new_session=True, preexec_fn=in_the_terminal)
+    finally:
+        os.close(slave)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(target.parent.glob(".b.sqlite.*.tmp")):
+            assert proc.poll() is None, f"exited early ({proc.returncode})"
+            assert time.monotonic() < deadline, "no temporary copy made in 120 s"
+            time.sleep(0.05)
+        os.close(master)  # the terminal closes
+        master = -1
+        assert proc.wait(timeout=120) == 128 + signal.SIGHUP
+    finally:
+        if master >= 0:
+            os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert list(target.parent.iterdir()) == []

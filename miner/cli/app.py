@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -76,7 +77,10 @@ _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _interrupted(stopped: Interrupted) -> NoReturn:
-    click.echo(stopped.message(), err=True)
+    # A SIGHUP comes as the terminal closes, and writing to it fails then (EIO): that failure ended the command with
+    # status 1, not 129, as if the work had failed rather than been stopped. A closed stderr is told nothing either.
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(stopped.message(), err=True)
     raise click.exceptions.Exit(stopped.exit_code) from None
 
 
