@@ -28,7 +28,7 @@ from miner.settings import guess
 from miner.store.incidents import UnscoredGap, gap_json
 from miner.timeutil import floor_time, iso, iso_exact, parse_iso
 from miner.urls import web_link
-from miner.warmup import warm_from_saved
+from miner.warmup import health, warm_from_saved
 
 if TYPE_CHECKING:
     from miner.config import Config
@@ -175,15 +175,17 @@ class ReadApi:
         # while the clock is behind the store.
         scored = store.last_scored(name)
         incident = store.open_incident_for(name)
-        warm = warm_from_saved(self._config.detector, store.detector_state(name))
+        saved = store.detector_state(name)
+        warm = warm_from_saved(self._config.detector, saved)
         return {
             "service": name,
             "provider": self._providers[name],
             "state": "incident" if incident else "ok",
             # What the board's badge says. "ok" in state only ever meant no incident open: while the detector warms
-            # up none can open, so "ok" told a status widget "no outage" where the truth was "cannot tell yet". A
-            # field of its own, as v1 only adds fields: a client reading state's two values reads them still.
-            "health": "incident" if incident else "warming_up" if warm else "ok",
+            # up, or before it scored a bucket, none can open, so "ok" told a status widget "no outage" where the
+            # truth was "cannot tell yet". A field of its own, as v1 only adds fields: a client reading state's two
+            # values reads them still.
+            "health": health(incident is not None, saved, warm),
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
             "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
                               "complaints": done["complaints"] if done else 0},

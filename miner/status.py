@@ -20,7 +20,7 @@ from miner.store.signals import SavedDetector
 from miner.store.sources import current_warning
 from miner.timeutil import counted, duration_text, floor_time, iso, parse_iso
 from miner.urls import escape_controls
-from miner.warmup import warm_from_saved
+from miner.warmup import health, warm_from_saved
 
 # The latest reason of the notifications failed for good, in status: an SMTP reply may run to a paragraph.
 REASON_WIDTH = 120
@@ -71,6 +71,7 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
         counted = store.series(svc.name, start, end)
         latest = store.last_scored(svc.name)
         incident = store.open_incident_for(svc.name)
+        warm = warm_from_saved(config.detector, saved)
         out.append({
             "service": svc.name,
             "posts": sum(r["posts"] for r in counted),
@@ -79,10 +80,30 @@ def service_status(store: Store, config: Config, now: datetime, window: timedelt
             "z": _rounded(latest["score"], 1) if latest else None,
             "last_bucket": iso(saved.last_bucket) if saved else None,
             "waiting_for": _waiting_for(config, svc.name, saved, polled, now),
-            "warm_from": warm_from_saved(config.detector, saved),
+            "warm_from": warm,
+            "health": health(incident is not None, saved, warm),
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
         })
     return out
+
+
+def warmup_text(services: list[dict[str, Any]], warmup_hours: float) -> list[str]:
+    """The lines under the services' table for those (service_status's) no incident can open in yet: a z above
+    z_open with no incident, or no baseline and nothing open, and nothing said why."""
+    lines = []
+    warming: dict[str, list[str]] = {}  # one line per time: services added together warm up together
+    for s in services:
+        if s["warm_from"]:
+            warming.setdefault(s["warm_from"], []).append(s["service"])
+    for at, names in warming.items():
+        lines.append(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} warming up: no incident opens from a "
+                     f"bucket before {shown_time(at)} (detector.warmup_hours: {warmup_hours:g} h of history first)")
+    # Before its first bucket scored (a new store, a service just added, its detector failing): no data, not OK.
+    if blind := [s["service"] for s in services if s["health"] == "no_data"]:
+        lines.append(f"{', '.join(blind)} {'has' if len(blind) == 1 else 'have'} no bucket scored yet: no data, an "
+                     f"outage cannot be told (no incident opens before detector.warmup_hours, {warmup_hours:g} h, "
+                     "of history from the first bucket scored)")
+    return lines
 
 
 def model_status(store: Store, config: Config, now: datetime) -> dict[str, Any]:

@@ -180,6 +180,7 @@ class StatusBoard:
         return _render("index.html", root="./", refresh=refresh, **links, now=services["now"], rows=rows,
                        incidents=sum(s["health"] == "incident" for s in services["services"]),
                        warming=sum(s["health"] == "warming_up" for s in services["services"]),
+                       no_data=sum(s["health"] == "no_data" for s in services["services"]),
                        bucket_minutes=services["bucket_minutes"])
 
     # GET /services/NAME ----------------------------------------------------------------------------------

@@ -41,3 +41,17 @@ def warm_from_saved(params: DetectorParams, saved: SavedDetector | None) -> str 
         return None
     warm = warm_from(params, saved.last_bucket, state)
     return iso(warm) if warm else None
+
+
+def health(incident: bool, saved: SavedDetector | None, warm: str | None) -> str:
+    """What a service's badge says, the read API's ``health`` and `miner status`'s: ``incident`` while one is open,
+    else ``no_data`` before its detector scored a bucket (``saved`` None), ``warming_up`` while it warms up (``warm``,
+    warm_from_saved's, not None), ``ok`` otherwise. No state said ``ok``, though no incident can open then either:
+    a service just added, or a new store, showed an OK badge beside "no baseline yet" where the truth was "cannot
+    tell". Not ``warming_up``: its end, counted from a first bucket not scored yet, is unknown, and the detector may
+    be failing for it rather than about to start."""
+    if incident:
+        return "incident"
+    if saved is None:
+        return "no_data"
+    return "warming_up" if warm else "ok"

@@ -189,7 +189,8 @@ def test_services_say_each_ones_state(api: Api) -> None:
         "last_post_at": "2026-11-27T12:03:30+00:00", "muted_until": None, "muted": None,
     }
     assert instagram == {
-        "service": "Instagram", "provider": "Meta", "state": "ok", "health": "ok", "incident": None,
+        # Never scored: no incident can open, so health is no_data (it said ok: "no outage" for "cannot tell").
+        "service": "Instagram", "provider": "Meta", "state": "ok", "health": "no_data", "incident": None,
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
         "baseline": None, "z_score": None, "warm_from": None, "official": None, "last_post_at": None,

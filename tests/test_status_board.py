@@ -22,6 +22,7 @@ import pytest
 from test_read_api import BUCKET, NOW, SECRET, failing_reads, fill, post, served, serving, write_config
 
 from miner.config import load_config
+from miner.detect import step
 from miner.read_api import ReadApi
 from miner.records import FetchResult, OfficialIncident, Prediction
 from miner.status_board import INDEX_HOURS, REFRESH, Bucket, _describe, _render, _sparkline
@@ -145,7 +146,8 @@ def test_the_board_lists_every_service_with_its_state(board: Board) -> None:
     html, _, parsed = page(board, "/")
     assert "<title>2 incidents – Service status</title>" in html
     text = parsed.words()
-    assert "2 of 4 services with an incident open, as of 2026-11-27 12:07 UTC." in text
+    assert ("2 of 4 services with an incident open, 2 with no data yet (no incident can open there yet: an outage "
+            "cannot be told), as of 2026-11-27 12:07 UTC.") in text
     assert [h for h in parsed.hrefs() if h.startswith("services/")] == [
         "services/WhatsApp", "services/Instagram", "services/MTN%20Uganda", "services/" + quote(HOSTILE, safe="")]
     whatsapp, instagram, mtn, _ = html.split('<li class="card ')[1:]
@@ -154,7 +156,9 @@ def test_the_board_lists_every_service_with_its_state(board: Board) -> None:
     assert ('<a href="https://status.example.com/incidents/abc" rel="noopener noreferrer">Messages delayed</a>\n'
             "(investigating, impact major)") in whatsapp
     assert "4 complaints in the last hour" in whatsapp and "usual 0.457 per 15 min (z-score 6.12)" in whatsapp
-    assert instagram.startswith("ok") and "no incident open" in instagram and "no baseline yet" in instagram
+    # Never scored: "no baseline yet" beside an OK badge said "no outage" where the truth is "cannot tell".
+    assert instagram.startswith("no_data") and '<span class="badge nodata">No data</span>' in instagram
+    assert "no baseline yet" in instagram and '<span class="badge">OK</span>' not in instagram
     assert "Provider's status page" not in instagram + mtn  # the provider's resolved and planned ones are not shown
     assert page(board, "/status")[0] == html
 
@@ -329,6 +333,11 @@ def test_one_service_and_one_bucket_are_counted_in_the_singular(tmp_path: Path) 
     read = ReadApi(load_config(cfg), lambda: store, lambda: None, lambda: NOW)
     with closing(store), serving(read, board=True) as base:
         board = Board(base, store)
+        assert ("No incident open: 1 service with no data yet (no incident can open there yet: an outage cannot be "
+                "told), as of 2026-11-27 12:07 UTC.") in page(board, "/")[2].words()
+        day = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=1)
+        state, _ = step(load_config(cfg).detector, None, day, 0)  # one day-wide bucket: past the 12 h warm-up
+        store.save_detector_step("Solo", day, state.to_json(), [], NOW)
         assert "No incident open: 1 service OK, as of 2026-11-27 12:07 UTC." in page(board, "/")[2].words()
         (chart,) = charts(page(board, "/services/Solo?hours=1")[0])
         assert chart.get("aria-label", "").startswith(
@@ -402,6 +411,7 @@ def per_service_index(read: ReadApi, store: Store) -> str:
     return _render("index.html", root="./", refresh=REFRESH, toggle="?refresh=off", now=services["now"], rows=rows,
                    incidents=sum(s["health"] == "incident" for s in services["services"]),
                    warming=sum(s["health"] == "warming_up" for s in services["services"]),
+                   no_data=sum(s["health"] == "no_data" for s in services["services"]),
                    bucket_minutes=services["bucket_minutes"])
 
 

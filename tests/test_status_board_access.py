@@ -113,7 +113,7 @@ def test_each_service_says_when_its_latest_post_was(board: Board) -> None:  # no
     # "OK, 0 complaints in the last hour" read the same for a quiet service and for one miner had heard nothing of
     # for days (its sources failing, or none watching it): a support agent could only read it as "not down". The API's
     # last_post_at is on the pages now.
-    card = {words.split(" OK ")[0].split(" Incident ")[0]: words for words in (
+    card = {words.split(" OK ")[0].split(" Incident ")[0].split(" No data ")[0]: words for words in (
         Parsed(li).words() for li in re.findall(r'<li class="card.*?</li>', page(board, "/")[0], re.S))}
     assert "(z-score 6.12); latest post about it 2026-11-27 12:03 UTC WhatsApp: " in card["WhatsApp (Meta)"]
     assert "; no baseline yet; no post about it stored yet Instagram: " in card["Instagram (Meta)"]

@@ -142,7 +142,9 @@ def status(app: AppContext, fmt: str) -> None:
     sources whose next poll the first bucket ended since waits for; [] for none, or when the detector's next run
     scores a bucket), warm_from (while the service's detector warms up, detector.warmup_hours of history, the start of
     the first bucket that can open an incident, a line below the table in text; null once warm or before the first
-    scored bucket) and incident: {"id", "opened_at"} or null. A source has source, type, enabled, last_ok (null:
+    scored bucket; a line below the table in text names the services with none scored yet), health (as the read
+    API's: "incident", "no_data" before the first scored bucket, "warming_up" or "ok") and incident: {"id",
+    "opened_at"} or null. A source has source, type, enabled, last_ok (null:
     never polled successfully), next_poll (null: due at the service's next tick, or not polled as enabled is false),
     failures, last_error, needs_action (true or false; false for a disabled source) and needs_action_since (the first
     failed poll of those that need someone to act; null for none), posts_stored, behind (true or false), warning
@@ -186,6 +188,7 @@ def status(app: AppContext, fmt: str) -> None:
         shown_time,
         silence_status,
         source_status,
+        warmup_text,
     )
     from miner.store.maintenance import held_prune_message
     from miner.timeutil import utcnow
@@ -227,14 +230,8 @@ def status(app: AppContext, fmt: str) -> None:
                        shown_time(s["last_bucket"], "none"), ", ".join(s["waiting_for"]),
                        f"#{inc['id']} since {shown_time(inc['opened_at'])}" if (inc := s["incident"]) else "")
                       for s in services]))
-    warming: dict[str, list[str]] = {}  # one line per time: services added together warm up together
-    for s in services:  # a z above z_open with no incident, and nothing said why
-        if s["warm_from"]:
-            warming.setdefault(s["warm_from"], []).append(s["service"])
-    for at, names in warming.items():
-        click.echo(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} warming up: no incident opens from a "
-                   f"bucket before {shown_time(at)} (detector.warmup_hours: "
-                   f"{app.config.detector.warmup_hours:g} h of history first)")
+    for line in warmup_text(services, app.config.detector.warmup_hours):
+        click.echo(line)
     if unclassified:
         click.echo(f"{unclassified} post{'' if unclassified == 1 else 's'} stored and not classified yet, in no count "
                    "above: `miner run` classifies and counts them (at its start, then every 30 s)")
