@@ -65,16 +65,20 @@ def serve_as_pleroma(server: FakeServer, path: str, fixture: str, kind: str) -> 
     server.serve(path, Reply(200, body, content_type=kind))
 
 
-def read_as_bsky_app(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The base URL of bsky.app's feeds as this test reads them from ``server``: plain http, ``server`` the proxy for
-    it, so that a source of http://bsky.app/... is read from bsky.app as miner sees it (the only host whose profile
-    feed names its posts' author), and from the test server's routes. 127.0.0.1 (the API sources') is reached
-    directly."""
+def read_as(server: FakeServer, monkeypatch: pytest.MonkeyPatch, host: str) -> str:
+    """The base URL of ``host``'s feeds as this test reads them from ``server``: plain http, ``server`` the proxy for
+    it, so that a source of http://<host>/... is read from that host as miner sees it (the host whose own posts and
+    users a feed may name), and from the test server's routes. 127.0.0.1 (the API sources') is reached directly."""
     for name in ("HTTPS_PROXY", "ALL_PROXY", "https_proxy", "all_proxy", "http_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", server.url)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    return "http://bsky.app"
+    return f"http://{host}"
+
+
+def read_as_bsky_app(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """bsky.app's base URL as `read_as` reads it: the only host whose profile feed names its posts' author."""
+    return read_as(server, monkeypatch, "bsky.app")
 
 
 MASTODON = """
@@ -323,18 +327,23 @@ services = ["Discord"]
 [[sources]]
 name = "lemmy-feed"
 type = "rss"
-url = "{url}/feeds/c/technology.xml"
+url = "{feeds}/feeds/c/technology.xml"
 services = ["Discord"]
 """
 
 
+@pytest.mark.parametrize("actor", ["https://lemmy.world/u/nightowl", "https://lemmy.ml/u/nightowl"])
 def test_a_lemmy_post_read_by_its_search_and_its_community_feed_is_one_post_of_one_author(
-        tmp_path: Path, server: FakeServer) -> None:
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch, actor: str) -> None:
     # Lemmy's feed names the author by their actor id, as its API does: hashed as a user of the feed's host, they
-    # were a second complainer.
-    server.serve_fixture("/api/v3/search", "lemmy/search.json", "application/json")
-    server.serve_fixture("/feeds/c/technology.xml", "lemmy/community_technology.xml", "application/rss+xml")
-    _collect(_config(tmp_path, ["Discord"], LEMMY.format(url=server.url)))
+    # were a second complainer. Its instance's feed (read from lemmy.world) vouches for the creator of a post of its
+    # own, of that instance or another (Lemmy federates: a user of lemmy.ml posts to lemmy.world's community).
+    for path, fixture, kind in (("/api/v3/search", "lemmy/search.json", "application/json"),
+                                ("/feeds/c/technology.xml", "lemmy/community_technology.xml", "application/rss+xml")):
+        body = server.fixture_bytes(fixture).replace(b"https://lemmy.world/u/nightowl", actor.encode())
+        server.serve(path, Reply(200, body, content_type=kind))
+    feeds = read_as(server, monkeypatch, "lemmy.world")
+    _collect(_config(tmp_path, ["Discord"], LEMMY.format(url=server.url, feeds=feeds)))
     found = _posts(tmp_path / "m.sqlite")
     [feed] = found["lemmy-feed"]
     assert feed[0] == "https://lemmy.world/post/2291001" and feed[1] is not None

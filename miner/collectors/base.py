@@ -161,7 +161,8 @@ def author_space(source: SourceConfig) -> str:
 def named_everywhere(author: str | None) -> bool:
     """Whether ``author`` names the author the same wherever their post is read: a profile or actor URL (Lemmy's
     feeds name authors by their actor id, as its API does) or a DID. A feed source hashed it in its host's space, and
-    the author of a post its API source read too counted twice."""
+    the author of a post its API source read too counted twice. A feed's entry names one so only where the feed's
+    host vouches for it (canonical.vouched_author); any other is the feed's own user."""
     return (author or "").strip().lower().startswith(("https://", "http://", "did:"))
 
 

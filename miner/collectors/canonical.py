@@ -184,6 +184,33 @@ def _own_host(url: str, feed_host: str) -> bool:
     return bool(feed_host) and _host(url) == feed_host.lower()
 
 
+# A Lemmy post's page at the instance whose feed lists it, by the instance's own number for it: the guid (and comments
+# link) of each entry of a Lemmy feed (LemmyNet/lemmy crates/routes/src/feeds.rs, create_post_items).
+_LEMMY_POST = re.compile(r"^https?://[^/?#@]+/post/\d+/?$")
+
+
+def vouched_author(entry: Any, author: str | None, feed_host: str, lemmy_actor: str | None) -> bool:
+    """Whether the feed read from ``feed_host`` vouches for the author its ``entry`` names by a profile or actor URL or
+    a DID (`base.named_everywhere`), so that it is that person wherever their posts are read.
+
+    A feed writes whatever it likes as an entry's author: a blog's or a planet's <author>, dc:creator or Atom <author>
+    could read ``did:plc:victim`` or ``https://b.example/@victim``, and was counted as that person's complaint (one
+    with their real one of the bucket), so that any feed could make anyone a complainer. Its host vouches for its own
+    users' profiles only (`_own_host`); for no DID (bsky.app's feed names its posts' author by the at:// guid alone:
+    `site_identity`). A Lemmy instance's feed (``lemmy_actor``: the creator its entry's line and author name alike,
+    feed_boilerplate.lemmy_creator) names the creators of posts of its own (the guid its /post/<n>) by their actor
+    ids, of any instance: Lemmy takes a post from another instance only signed by its creator, so the instance
+    vouches for them as its API does for a `lemmy` source. An author it does not vouch for is the feed's: hashed
+    within the feed's own author space (base.author_space), where one person's entries still count once and two
+    people's twice."""
+    if not named_everywhere(author) or author is None:
+        return False
+    if _own_host(author, feed_host):
+        return True
+    guid = str(entry.get("id") or entry.get("guid") or "")
+    return lemmy_actor == author and bool(_LEMMY_POST.match(guid)) and _own_host(guid, feed_host)
+
+
 def _status_identity(url: str) -> SiteIdentity | None:
     """A Mastodon or GoToSocial status by its web page or its ActivityPub URI, and its author, as a `mastodon` source
     names them; None for another URL."""

@@ -111,6 +111,16 @@ def feed_entry_text(entry: Any, site: SiteIdentity | None, title: str, body: str
     return EntryText(title, body, url)
 
 
+def lemmy_creator(entry: Any, body: str) -> str | None:
+    """The actor id of the post's creator as a Lemmy instance's feed writes it, in its line opening the entry's body
+    (`_LEMMY_HEAD`) and as the entry's author alike; None for an entry of no such shape."""
+    author = entry_author(entry)
+    if author and body.startswith("submitted by ") and (head := _LEMMY_HEAD.match(body)) \
+            and head.group("actor") == author:
+        return author
+    return None
+
+
 def _reddit_comment(entry: Any, title: str, body: str, url: str | None) -> EntryText:
     # The title is the post's, the author's name before it: a comment's words are its body, as for Hacker News'.
     head = _REDDIT_COMMENT_TITLE.match(title)

@@ -19,10 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from miner.collectors.base import PollContext, author_space, make_post, not_after_now, time_cursor
-from miner.collectors.canonical import feed_author_url, reddit_shared_post, site_identity
+from miner.collectors.base import (
+    PollContext,
+    author_space,
+    make_post,
+    named_everywhere,
+    not_after_now,
+    time_cursor,
+)
+from miner.collectors.canonical import feed_author_url, reddit_shared_post, site_identity, vouched_author
 from miner.collectors.fedi_feed import feed_server
-from miner.collectors.feed_boilerplate import feed_entry_text
+from miner.collectors.feed_boilerplate import feed_entry_text, lemmy_creator
 from miner.collectors.feeds import (
     entry_author,
     entry_body,
@@ -185,11 +192,19 @@ def _entry_post(
     own = post_id(entry)
     # The post as its site's API source names it and its author, where the entry says which post it is: read by both,
     # it is one complainer (see collectors/canonical.py).
+    feed_host = urlsplit(source.url or "").hostname or ""
     site = site_identity(entry, author_space(source) == "reddit", feed_server(feed, entry), feed_author_url(feed),
-                         urlsplit(source.url or "").hostname or "")
+                         feed_host)
     # Without what the site's feed writes beside the post's words (its author's name among it), as its API gives it.
     text = feed_entry_text(entry, site, str(entry.get("title", "") or ""), body,
                            str(entry.get("link", "") or "") or None)
+    author = site.author if site else entry_author(entry)
+    space = site.author_space if site else None
+    if space is None and named_everywhere(author) and \
+            not vouched_author(entry, author, feed_host, lemmy_creator(entry, raw)):
+        # A DID or another host's profile the feed names its entry's author by is the feed's user, not that person
+        # (canonical.vouched_author): one complainer per name within the feed.
+        space = author_space(source)
     post = make_post(
         source, ctx,
         external_id=site.external_id if site else _feed_scoped(source, own),
@@ -197,9 +212,9 @@ def _entry_post(
         body_html=text.body,
         created_at=created_at,
         url=text.url,
-        author=site.author if site else entry_author(entry),
+        author=author,
         lang=entry_lang(entry, feed),
-        space=site.author_space if site else None,
+        space=space,
         feed_id=own,
     )
     if post is not None and site is not None and site.external_id.startswith("t3_") and \
