@@ -28,7 +28,9 @@ REASON_WIDTH = 120
 
 def running_status(store_path: str | Path) -> dict[str, Any]:
     """Whether a `miner run` holds the store's lock now (``running``), and the PID and role (``holder``: service,
-    replay or demo) of the process that holds it, None for none. Status read the same with the service stopped (it
+    replay or demo) of the process that holds it, None for none (the PID None too where its file names none).
+    Asked of the lock itself (lock_owner): a PID left by a service killed with SIGKILL, since given to another
+    process, read as a service running. Status read the same with the service stopped (it
     crashed, or was never started) as running: each source's next poll, long past, was the only sign that nothing
     polls, classifies or alerts."""
     from miner.service_lock import lock_owner
@@ -39,11 +41,12 @@ def running_status(store_path: str | Path) -> dict[str, Any]:
 
 
 def running_text(running: dict[str, Any]) -> str:
+    # None: the holder could not write its PID in the lock file (a full disk).
+    pid = running["pid"] if running["pid"] is not None else "unknown"
     if running["running"]:
-        return f"service: `miner run` is running on this store (pid {running['pid']})"
+        return f"service: `miner run` is running on this store (pid {pid})"
     # The role is the lock file's text, anyone's who can write the store's folder: raw, its controls drove a terminal.
-    held = (f"; a `miner {escape_controls(running['holder'])}` (pid {running['pid']}) holds it" if running["holder"]
-            else "")
+    held = f"; a `miner {escape_controls(running['holder'])}` (pid {pid}) holds it" if running["holder"] else ""
     return (f"service: no `miner run` is running on this store{held}: nothing polls, classifies or alerts until it is "
             "started (the next polls below are when it would poll)")
 

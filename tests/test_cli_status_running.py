@@ -3,6 +3,7 @@ crashed, or was never started) as running, each source's next poll long past the
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -52,7 +53,12 @@ def test_a_role_the_lock_file_names_reaches_the_terminal_without_its_controls(tm
     cfg.write_text('[[services]]\nname = "MTN"\n')
     Store.open(db).close()
     Path(f"{db}.lock").write_text(f"{os.getpid()} \x1b]52;c;cGF5bG9hZA==\x07\x1b[2Jreplay\u202e", encoding="utf-8")
-    text = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "status"])
+    fd = os.open(f"{db}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, as by the process its file names
+        text = CliRunner().invoke(main, ["--config", str(cfg), "--db", str(db), "status"])
+    finally:
+        os.close(fd)
     assert text.exit_code == 0, text.output
     first = text.output.splitlines()[0]
     assert "\x1b" not in text.output and "\x07" not in text.output, first

@@ -126,7 +126,8 @@ def status(app: AppContext, fmt: str) -> None:
 
     JSON is {"service": {...}, "model": {...}, "services": [...], "unclassified": N, "sources": [...]}, N the posts
     stored with no verdict yet. The service has running (true or false), pid and holder (the PID and role, "service",
-    "replay" or "demo", of the process holding the store's lock; null for none). The model has version, loaded_at
+    "replay" or "demo", of the process holding the store's lock, asked of the lock itself; null for none, and the pid
+    null while the lock's file names none). The model has version, loaded_at
     and loaded_by (the command that loaded it: "miner run", or "miner replay" or "miner demo" for the model a replay
     gave its verdicts with; null before one recorded it), threshold and early_exit
     (what the service decides at; null before a service recorded them), verdicts_other_model (the posts of the last 24 h

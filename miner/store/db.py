@@ -249,9 +249,9 @@ def _require_current_schema(conn: sqlite3.Connection, path: str) -> None:
         if (owner := lock_owner(path)) is not None and owner[1] == "service":
             # Asked during the service's own upgrade (a large store takes a while), "run `miner run`" read as if the
             # running service would not.
-            raise StoreError(f"{what}; the miner service running on it (pid {owner[0]}) upgrades it as it starts with "
-                             "this version: wait for its log line 'store ...: upgraded' and ask again, or, if it was "
-                             "started before this version was installed, restart it")
+            raise StoreError(f"{what}; the miner service running on it (pid {owner[0] or 'unknown'}) upgrades it as it "
+                             "starts with this version: wait for its log line 'store ...: upgraded' and ask again, or, "
+                             "if it was started before this version was installed, restart it")
         raise StoreError(f"{what}; this command only reads it and does not upgrade it: run `miner run`, or any command "
                          "that writes to the store, once to upgrade it")
 
