@@ -11,9 +11,10 @@ from test_alerts_clock import mail
 from test_alerts_support import T0, open_incident
 
 from miner.alerts import dispatch, plan_notifications
-from miner.alerts.retry import GIVE_UP_ATTEMPTS
+from miner.alerts.retry import GIVE_UP_ATTEMPTS, gives_up
 from miner.alerts.settings import AlertSettings
 from miner.store import Store
+from miner.store.outbox import Finish
 from miner.timeutil import iso
 
 
@@ -64,3 +65,23 @@ def test_a_message_queued_again_keeps_its_age_and_is_given_up_after_as_many_fail
     assert smtp_server.inbox.message_ids() == [row["message_id"]]
     [sent] = store.outbox_listing(["sent"])
     assert sent["created_at"] == iso(T0) and sent["attempts"] == 2 * GIVE_UP_ATTEMPTS + 1
+
+
+def test_a_failure_given_up_by_a_worker_whose_claim_lapsed_is_no_requeue(store: Store) -> None:
+    # Worker w1's claim lapses and w2 takes the row over; w1 then gives it up, too late to fail it. The row was
+    # never requeued (`miner outbox retry`): the failures towards giving it up still count from its first attempt.
+    store.enqueue_digest("digest:1", "r", "<m@x>", {}, T0, "anchor:r", "x")
+    [row] = store.outbox_listing(["pending"])
+    with store.database.transaction() as conn:
+        conn.execute("UPDATE outbox SET attempts = 8")
+    late = T0 + timedelta(days=4)
+    assert store.claim_due(row["id"], "w1", late, late) is not None
+    assert store.reclaim_stale(late + timedelta(hours=1)) == 1
+    later = late + timedelta(hours=2)
+    assert store.claim_due(row["id"], "w2", later, later) is not None
+    assert not store.finish_notification(row["id"], "w1", later, Finish("failed", "gave up after 9 attempts"))
+    assert store.finish_notification(row["id"], "w2", later, Finish("retry", "refused", later))
+    claimed = store.claim_due(row["id"], "w2", later, later)
+    assert claimed is not None and claimed["attempts"] == GIVE_UP_ATTEMPTS - 1
+    assert claimed["requeued_after"] == 0
+    assert gives_up(AlertSettings(), claimed, later)

@@ -358,7 +358,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "worker": "Worker that made it: `HOST:PID` from the service, a replay or the demo; `cli-HOST-PID` from "
                   "`miner outbox send`.",
         "at": "When.",
-        "outcome": "sent, retry or failed.",
+        "outcome": "sent, retry or failed (an attempt that failed after its worker's claim lapsed is retry: the "
+                   "worker that took the row over decides it).",
         "detail": "Server reply or error.",
     }),
     "silences": ("Silences added with `miner silence add`: the notifications of the service, or of every service "

@@ -272,9 +272,13 @@ class OutboxMixin:
                     (iso(now), outbox_id))
             attempt = conn.execute("SELECT attempts FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
             number = int(attempt[0]) + (0 if finish.counts else 1) if attempt else 0
+            # A failure recorded after our claim lapsed failed nothing: the worker that took the row over decides
+            # it. Kept as 'failed', it read as the give-up a `miner outbox retry` requeued after (REQUEUED_AFTER),
+            # and a row never requeued started a new run of failures before it was given up.
+            outcome = "retry" if finish.outcome == "failed" and cur.rowcount != 1 else finish.outcome
             conn.execute(
                 "INSERT INTO deliveries (outbox_id, attempt, worker, at, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                (outbox_id, number, worker, iso(now), finish.outcome, finish.detail),
+                (outbox_id, number, worker, iso(now), outcome, finish.detail),
             )
         return cur.rowcount == 1
 
