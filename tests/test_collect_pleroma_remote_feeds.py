@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakeserver import FakeServer
+from fakeserver import FakeServer, Reply
 from test_collect_cross_source import _collect, _complaints, _config, _posts
 
 SOURCES = """
@@ -51,4 +51,21 @@ def test_a_pleroma_servers_tag_feed_names_other_servers_statuses_as_the_timeline
     # feed's own names none of another server's).
     assert found["pleroma-feed"] == found["masto"]
     # Six people of six servers, not twelve.
+    assert _complaints(tmp_path / "m.sqlite") == 6
+
+
+def test_an_akkoma_servers_tag_rss_names_other_servers_statuses_as_the_timeline_does(
+        tmp_path: Path, server: FakeServer) -> None:
+    # Akkoma's RSS is Pleroma's template, its generator Pleroma.Application.named_version(): "Akkoma <version>" (its
+    # mix.exs names the project Akkoma). Read as no fediverse server's, its remote statuses kept the feed's identity.
+    rss = server.fixture_bytes("mastodon/pleroma_tag_remote.rss")
+    assert b"<generator>Pleroma 2.7.0</generator>" in rss
+    server.serve("/tags/outage.rss", Reply(200, rss.replace(b"<generator>Pleroma 2.7.0</generator>",
+                                                             b"<generator>Akkoma 3.10.3</generator>"),
+                                           content_type="application/rss+xml"))
+    server.serve_fixture("/api/v1/timelines/tag/outage", "mastodon/tag_timeline_remote.json", "application/json")
+    _collect(_config(tmp_path, ["Signal"], SOURCES.format(url=server.url, ext="rss")))
+    found = _posts(tmp_path / "m.sqlite")
+    assert len(found["masto"]) == 6
+    assert found["pleroma-feed"] == found["masto"]
     assert _complaints(tmp_path / "m.sqlite") == 6

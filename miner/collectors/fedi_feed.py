@@ -20,16 +20,21 @@ _AS_NOTE = "http://activitystrea.ms/schema/1.0/note"
 _AS_POST = "http://activitystrea.ms/schema/1.0/post"
 
 
+# The RSS generators of Pleroma and its forks: Pleroma.Application.named_version(), the project's name in its mix.exs
+# and its version: "Pleroma" (Rebased's too), "Akkoma" (AkkomaGang/akkoma mix.exs).
+_PLEROMA_GENERATORS = ("Pleroma ", "Akkoma ")
+
+
 def feed_server(feed: Any, entry: Any) -> FeedServer:
     """"mastodon" for an entry of a feed a Mastodon server made (its generator "Mastodon v4.3.2"); "pleroma" for one
     of Pleroma or a fork of it: Pleroma's RSS names "Pleroma <version>" as its generator (tag.rss.eex:
-    Pleroma.Application.named_version), and its Atom entries, and its forks', are ActivityStreams notes posted
-    (`_AS_NOTE`); "" for any other. Each entry of either is a status, a remote one listed by what its own server
-    claimed."""
+    Pleroma.Application.named_version), Akkoma's "Akkoma <version>" (`_PLEROMA_GENERATORS`), and its Atom entries,
+    and its forks', are ActivityStreams notes posted (`_AS_NOTE`); "" for any other. Each entry of either is a
+    status, a remote one listed by what its own server claimed."""
     generator = str(feed.get("generator") or "")
     if generator.startswith("Mastodon"):
         return "mastodon"
-    if generator.startswith("Pleroma ") or (str(entry.get("activity_object-type") or "") == _AS_NOTE
+    if generator.startswith(_PLEROMA_GENERATORS) or (str(entry.get("activity_object-type") or "") == _AS_NOTE
                                             and str(entry.get("activity_verb") or "") == _AS_POST):
         return "pleroma"
     return ""
