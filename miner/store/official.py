@@ -143,13 +143,21 @@ _OWN_UNDATED = (f"started_at = min(started_at, first_seen_at), posted_at = min(c
 # An incident whose update the provider dated neither (OfficialIncident.update_undated) has each poll's time as its
 # updated_at: it is newer only where what it says differs from the row (or the row's start is to go back, above).
 # Moved at every poll, the row counted as updated at each, and one never read resolved (a feed entry that names no
-# status) stayed "updated" within the day for good, the provider's ongoing incident in every alert and digest. So
-# for another source's row of the same incident (a page read two ways, its JSON stored first), whose start the
-# update does not move: _SAYS_ELSEWHERE.
+# status) stayed "updated" within the day for good, the provider's ongoing incident in every alert and digest. On
+# another source's row of the same incident (a page read two ways, its JSON stored first), whose start the update
+# does not move, it only resolves: _RESOLVES, below.
 _SAYS = (" AND (title IS NOT ?2 OR status IS NOT ?3 OR (?4 IS NOT NULL AND impact IS NOT ?4)"
          " OR (?5 != '[]' AND components IS NOT ?5) OR url IS NOT ?9 OR (resolved_at IS NULL) != (?8 IS NULL)")
 _SAYS_OTHERWISE = f"{_SAYS} OR started_at > first_seen_at)"
-_SAYS_ELSEWHERE = f"{_SAYS})"
+# An update the provider dated neither was seen by the poll that read it, and written at some time before that nobody
+# knows: it is not newer than any dated update, whatever its poll time. A status feed lagging the page's JSON (the
+# JSON's incident resolved at 10:05, the feed's entry still "investigating", read undated at 10:07) took the row back
+# to what it had said, open again in alerts, digests, the board and the API, and the JSON's next poll (10:05, older
+# than the row's 10:07) did not bring it back. So it never reopens a resolved incident (a resolution stands unless a
+# dated later update reopens it), and on another source's row (the JSON's, dated) it only resolves one still open: a
+# feed that reads resolved has seen the resolution, whoever lags.
+_NOT_REOPENED = " AND (resolved_at IS NULL OR ?8 IS NOT NULL)"
+_RESOLVES = " AND resolved_at IS NULL AND ?8 IS NOT NULL"
 # What another source's older update of the row's incident still gives it: the impact and components the row lacks
 # (the JSON's, read after the feed), and a start or post earlier than the row's (_DATED).
 _FILL = ("impact = coalesce(impact, ?4), components = CASE WHEN components = '[]' THEN ?5 ELSE components END")
@@ -168,7 +176,7 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
         cur = conn.execute(
             f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
             "WHERE source = ?11 AND external_id = ?12 AND updated_at < ?7"
-            + (_SAYS_OTHERWISE if inc.undated and inc.update_undated else ""),
+            + (_SAYS_OTHERWISE + _NOT_REOPENED if inc.undated and inc.update_undated else ""),
             (*values, inc.source, inc.external_id),
         )
         if cur.rowcount:
@@ -179,7 +187,7 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
             other = _same_incident_elsewhere(conn, inc)
             if other is not None:
                 # Kept in the one row: the newer update wins; an older one still adds what _FILL says.
-                says = _SAYS_ELSEWHERE if inc.undated and inc.update_undated else ""
+                says = _RESOLVES if inc.undated and inc.update_undated else ""
                 cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7{says}",
                                    (*values, other))
                 if not cur.rowcount:
