@@ -105,21 +105,45 @@ def test_a_lagging_undated_feed_does_not_take_back_the_status_its_dated_json_mov
     assert row["resolved_at"] == row["updated_at"] > "2026"
 
 
-def test_a_lagging_undated_feed_does_not_reopen_its_own_incident_the_json_resolved(server: FakeServer,
-                                                                                  store: Store) -> None:
-    # The feed stored the incident first (undated, "Investigating", read at 06:55 PST), the JSON's resolution (07:10)
-    # went into the feed's row, and the feed's next poll, its entry unchanged, took it back to investigating.
+def _polls(server: FakeServer, store: Store, json_status: str, polls: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """Poll the feed (lagging, undated) and the JSON (``json_status``) in the order and at the times (UTC, Nov 13
+    2020) of ``polls`` and return the incident's row."""
     feed = SourceConfig("sauce-feed", "status_feed", url=f"{server.url}/history.atom", services=("Sauce Labs",))
     page = SourceConfig("sauce-json", "statuspage", url=server.url, services=("Sauce Labs",))
     store.sync_sources([feed, page])
-    server.serve("/api/v2/incidents.json", Reply(200, _json(server, "resolved"), content_type="application/json"))
+    server.serve("/api/v2/incidents.json", Reply(200, _json(server, json_status), content_type="application/json"))
     server.serve("/history.atom", Reply(200, _feed(server, listed=True), content_type="application/atom+xml"))
     with Poller(CollectSettings(), hash_key=b"k") as poller:
-        for source, at in ((feed, "14:55"), (page, "15:12"), (feed, "15:13")):
-            when = datetime.fromisoformat(f"2020-11-13T{at}:00+00:00").astimezone(UTC)
+        for name, at in polls:
+            source = feed if name == "feed" else page
+            when = datetime.fromisoformat(f"2020-11-13T{at}:00+00:00")
             poller.ctx.now = lambda when=when: when
             store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), when, when)
-            [row] = [r for r in store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
-                     if r["url"] == f"{PAGE}/incidents/{CODE}"]
-            assert row["source"] == "sauce-feed"
-    assert (row["status"], row["resolved_at"], row["updated_at"]) == ("resolved", RESOLVED, "2020-11-13T15:10:42+00:00")
+    [row] = [r for r in store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
+             if r["url"] == f"{PAGE}/incidents/{CODE}"]
+    return row
+
+
+def test_the_jsons_dated_resolve_wins_over_a_lagging_undated_feed_stored_first(server: FakeServer,
+                                                                              store: Store) -> None:
+    # The feed's entry first read (undated, "Investigating") at 15:12, after the JSON's resolve (15:10): the JSON's
+    # update, dated before that poll, was not newer, and the incident stayed open until the feed caught up.
+    row = _polls(server, store, "resolved", (("feed", "15:12"), ("json", "15:13"), ("feed", "15:14")))
+    assert (row["source"], row["status"], row["resolved_at"], row["updated_at"], row["started_at"]) == (
+        "sauce-feed", "resolved", RESOLVED, "2020-11-13T15:10:42+00:00", "2020-11-13T14:53:30+00:00")
+
+
+def test_a_lagging_undated_feed_stored_first_does_not_take_back_the_jsons_status(server: FakeServer,
+                                                                                 store: Store) -> None:
+    # The JSON says identified (dated 14:53), the feed's entry, read first at 14:55, still "Investigating".
+    row = _polls(server, store, "identified", (("feed", "14:55"), ("json", "14:56"), ("feed", "14:57")))
+    assert (row["status"], row["updated_at"], row["resolved_at"]) == ("identified", "2020-11-13T14:53:30+00:00", None)
+
+
+def test_a_lagging_undated_feed_does_not_reopen_its_own_incident_the_json_resolved(server: FakeServer,
+                                                                                  store: Store) -> None:
+    # The feed stored the incident first (undated, "Investigating", read at 14:55), the JSON's resolve (15:10) went
+    # into the feed's row, and the feed's next poll, its entry unchanged, took it back to investigating.
+    row = _polls(server, store, "resolved", (("feed", "14:55"), ("json", "15:12"), ("feed", "15:13")))
+    assert (row["source"], row["status"], row["resolved_at"], row["updated_at"]) == (
+        "sauce-feed", "resolved", RESOLVED, "2020-11-13T15:10:42+00:00")

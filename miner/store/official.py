@@ -158,6 +158,15 @@ _SAYS_OTHERWISE = f"{_SAYS} OR started_at > first_seen_at)"
 # feed that reads resolved has seen the resolution, whoever lags.
 _NOT_REOPENED = " AND (resolved_at IS NULL OR ?8 IS NOT NULL)"
 _RESOLVES = " AND resolved_at IS NULL AND ?8 IS NOT NULL"
+# A row that a dated source gave a start before miner first saw it (the JSON's, merged into the feed's row) has a
+# dated update too: on it, as on another source's row, an undated update only resolves.
+_UNLESS_DATED = " AND (started_at >= first_seen_at OR (resolved_at IS NULL AND ?8 IS NOT NULL))"
+# The other way round, the feed's row stored first (at its poll, 10:07, "investigating") and the JSON's update dated
+# before that poll (10:05, resolved) was not newer, and the feed's lag kept the incident open. A dated update also wins
+# over a row no dated source has given a start yet, where it says something else and dates the incident's start
+# before miner first saw it (so that its start moves earlier, and it is the dated row above from then on); it does
+# not reopen an incident resolved.
+_OVER_UNDATED = f" OR (started_at >= first_seen_at AND ?6 < first_seen_at{_NOT_REOPENED}{_SAYS}))"
 # What another source's older update of the row's incident still gives it: the impact and components the row lacks
 # (the JSON's, read after the feed), and a start or post earlier than the row's (_DATED).
 _FILL = ("impact = coalesce(impact, ?4), components = CASE WHEN components = '[]' THEN ?5 ELSE components END")
@@ -172,13 +181,15 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
                   iso(inc.started_at), iso(inc.updated_at), iso(inc.resolved_at) if inc.resolved_at else None,
                   inc.url, iso(inc.posted))
         newer = _NEWER_UNDATED if inc.undated else _NEWER
+        if inc.undated and inc.update_undated:
+            own_when = f"updated_at < ?7{_SAYS_OTHERWISE}{_NOT_REOPENED}{_UNLESS_DATED}"
+            other_when = f"updated_at < ?7{_RESOLVES}"
+        else:
+            own_when = other_when = f"(updated_at < ?7{_OVER_UNDATED})"
         # A feed's entry (no impact, no components) leaves those the page's JSON gave the same incident in place.
         cur = conn.execute(
             f"UPDATE official_incidents SET {_OWN_UNDATED if inc.undated else _NEWER} "
-            "WHERE source = ?11 AND external_id = ?12 AND updated_at < ?7"
-            + (_SAYS_OTHERWISE + _NOT_REOPENED if inc.undated and inc.update_undated else ""),
-            (*values, inc.source, inc.external_id),
-        )
+            f"WHERE source = ?11 AND external_id = ?12 AND {own_when}", (*values, inc.source, inc.external_id))
         if cur.rowcount:
             updated += 1
             continue
@@ -187,8 +198,7 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
             other = _same_incident_elsewhere(conn, inc)
             if other is not None:
                 # Kept in the one row: the newer update wins; an older one still adds what _FILL says.
-                says = _RESOLVES if inc.undated and inc.update_undated else ""
-                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND updated_at < ?7{says}",
+                cur = conn.execute(f"UPDATE official_incidents SET {newer} WHERE id = ?11 AND {other_when}",
                                    (*values, other))
                 if not cur.rowcount:
                     dated = not inc.undated
