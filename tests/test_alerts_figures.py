@@ -398,3 +398,19 @@ def test_the_peak_of_an_incident_open_across_a_bucket_width_change_is_set_agains
     print_summary(store, parse_config(fine), lines.append)
     [summary] = [line.split() for line in "\n".join(lines).splitlines() if line.startswith(" 1  Foonet")]
     assert summary[5:8] == ["15", "6.5", "0.04"], lines
+
+
+def test_the_plain_text_alert_gives_the_providers_impact_as_the_html_part_does(
+        store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
+    # The status page calls it a major incident, first seen 5 minutes before ours opened: an on-call reading the text
+    # part (a pager, a terminal mail reader) is told the impact as the HTML part tells it.
+    add_official(store, "WhatsApp", T0 - timedelta(minutes=5))
+    open_incident(store, "WhatsApp", T0)
+    cfg = mail_settings(smtp_server)
+    plan_notifications(store, cfg, T0)
+    assert dispatch(store, cfg, T0, worker_id="w").sent == 1
+
+    _, text, html = _parts(smtp_server)
+    assert "(investigating, major impact, first seen 2026-11-27 11:55 UTC)" in " ".join(html.split())
+    assert ("Provider: Some users are unable to send messages (investigating, major impact, first seen 2026-11-27 "
+            "11:55 UTC)") in " ".join(text.split())
