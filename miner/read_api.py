@@ -298,7 +298,9 @@ class ReadApi:
         if name not in self._providers:
             raise BadRequest(f"no service named {name[:80]!r}{guess(name, self._providers)}", 404)
         most = self.max_hours if max_hours is None else min(max_hours, self.max_hours)
-        now = self._clock()
+        # To the second, as "now" is written: the window's ends taken from it ("until" by default, "since" for
+        # hours) repeated it with the clock's microseconds, a time other than the answer's "now".
+        now = self._clock().replace(microsecond=0)
         hours: int | None = None
         if "since" in params or "until" in params:
             since, until = series_range(params, now, DEFAULT_HOURS, most)

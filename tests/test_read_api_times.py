@@ -13,10 +13,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 from test_http_cache import cached
-from test_read_api import NOW, Api, get, served, write_config
+from test_read_api import NOW, Api, get, served, serving, write_config
 
 from miner.cli.times import parse_since, parse_time
+from miner.config import load_config
 from miner.errors import InputError
+from miner.read_api import ReadApi
+from miner.store import Store
 from miner.timeutil import iso_exact
 
 SERIES = "/api/v1/services/WhatsApp/series"
@@ -108,6 +111,22 @@ def test_a_series_from_since_to_until_is_what_hours_gives_for_that_window(api: A
         assert absolute["hours"] is None and absolute["buckets"] == hours["buckets"], query
     # Only until: the 24 hours before it, as hours= takes by default.
     assert get(api, f"{SERIES}?until={seconds(NOW)}")[1]["buckets"] == get(api, SERIES)[1]["buckets"]
+
+
+def test_a_series_by_hours_repeats_its_window_as_the_answers_now_gives_the_time(tmp_path: Path) -> None:
+    # The service's clock has microseconds; "now" was written to the second and "until", the same time, with its
+    # microseconds (and "since" with them too), so a client comparing the two saw two times.
+    config = load_config(write_config(tmp_path))
+    Store.open(tmp_path / "miner.sqlite").close()
+    reader = Store.open(tmp_path / "miner.sqlite")
+    try:
+        clock = NOW.replace(microsecond=123456)
+        with serving(ReadApi(config, lambda: reader, lambda: None, lambda: clock)) as base:
+            body = httpx.get(f"{base}{SERIES}?hours=2", timeout=10).json()
+    finally:
+        reader.close()
+    assert (body["now"], body["since"], body["until"]) == (
+        "2026-11-27T12:07:30+00:00", "2026-11-27T10:07:30+00:00", "2026-11-27T12:07:30+00:00")
 
 
 def test_a_series_from_since_to_until_in_the_past_ends_at_the_bucket_holding_until(api: Api) -> None:
