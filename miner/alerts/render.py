@@ -28,6 +28,7 @@ from miner.alerts.content import (
     most_important,
 )
 from miner.alerts.digest_content import digest_incidents
+from miner.alerts.digest_mutes import mute_notes
 from miner.alerts.digest_officials import digest_officials, listed_officials
 from miner.alerts.references import reply_references
 from miner.alerts.settings import AlertSettings, RouteSettings
@@ -341,10 +342,11 @@ def render_digest(store: Store, settings: AlertSettings, now: datetime, route: R
     if failing:
         subject += f", {len(failing)} source{'' if len(failing) == 1 else 's'} failing"
     images = _charts(views, now)
+    mutes = mute_notes(store, settings, [v.service for v in views if v.status == "open"], now)
 
     def render(shown: dict[str, Any]) -> tuple[str, str]:
         ctx = _context(settings, failing=listed_failing(failing), failing_n=len(failing), since=since, now=now,
-                       route=route.name, subject=subject, open_n=open_n, resolved_n=resolved_n,
+                       route=route.name, subject=subject, open_n=open_n, resolved_n=resolved_n, mutes=mutes,
                        services=route.services, officials=listed, officials_n=len(officials),
                        official_open=official_open, **shown)
         return _render("digest.txt", ctx), _render("digest.html", ctx)
