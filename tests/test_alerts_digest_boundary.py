@@ -33,8 +33,9 @@ def said(message: EmailMessage) -> str:
 def test_an_incident_resolved_at_a_digests_time_is_told_resolved_in_the_next_digest_alone(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     # Hourly digests at 13:00 and 14:00. WhatsApp resolves at 13:00:00, recorded before the 13:00 digest is rendered
-    # (a retry, or one sent late): it was in that digest, resolved by its time, and in the 14:00 one, "resolved since
-    # 13:00", too. Messenger resolves at 13:00:00 as well, recorded after the 13:00 digest went out (the detector
+    # (a retry, or one sent late): that digest shows it open, as one rendered on time does, and the 14:00 one,
+    # "resolved since 13:00", says it resolved (it was in neither, the 13:00 one silent of an incident open all its
+    # hour). Messenger resolves at 13:00:00 as well, recorded after the 13:00 digest went out (the detector
     # scores the bucket ending then minutes later): that digest showed it open, so the 14:00 one must say it resolved.
     # Instagram resolves at 13:00:01: open at 13:00, resolved in the 14:00 digest only.
     cfg = digest_only(smtp_server)
@@ -48,8 +49,8 @@ def test_an_incident_resolved_at_a_digests_time_is_told_resolved_in_the_next_dig
     resolve(store, ids["Instagram"], first + timedelta(seconds=1))
     send_digest(store, cfg, second)
     one, two = smtp_server.inbox.messages
-    assert str(one["Subject"]) == "[miner] Digest 2026-11-27 13:00 UTC: 2 open, 0 resolved"
-    assert "Messenger: OPEN" in said(one) and "Instagram: OPEN" in said(one) and "WhatsApp" not in said(one)
+    assert str(one["Subject"]) == "[miner] Digest 2026-11-27 13:00 UTC: 3 open, 0 resolved"
+    assert all(f"{s}: OPEN" in said(one) for s in ids)
     assert str(two["Subject"]) == "[miner] Digest 2026-11-27 14:00 UTC: 0 open, 3 resolved"
     assert all(f"{s}: RESOLVED" in said(two) for s in ids)
 
@@ -58,7 +59,7 @@ def test_a_digest_after_missed_ones_leaves_one_resolved_at_its_time_to_the_next(
         store: Store, smtp_server: SmtpServer) -> None:  # noqa: F811
     # The service down from 13:00:30 to 15:10: the 14:00 and 15:00 digests coalesce into one as of 15:00, over the
     # period since the 13:00 one. Instagram resolved at 14:00, a missed digest's time: in that one. WhatsApp resolved
-    # at 15:00, its time: in the 16:00 one, not in both.
+    # at 15:00, its time: open in the coalesced one (as of 15:00), resolved in the 16:00 one alone.
     cfg = digest_only(smtp_server)
     whatsapp = open_incident(store, "WhatsApp", T0 + timedelta(minutes=10), posts=False, series=False)
     instagram = open_incident(store, "Instagram", T0 + timedelta(minutes=20), posts=False, series=False)
@@ -69,7 +70,7 @@ def test_a_digest_after_missed_ones_leaves_one_resolved_at_its_time_to_the_next(
     send_digest(store, cfg, T0 + timedelta(hours=3, minutes=10))
     send_digest(store, cfg, T0 + timedelta(hours=4))
     _, coalesced, last = smtp_server.inbox.messages
-    assert str(coalesced["Subject"]).endswith("15:00 UTC: 0 open, 1 resolved")
-    assert "Instagram: RESOLVED" in said(coalesced) and "WhatsApp" not in said(coalesced)
+    assert str(coalesced["Subject"]).endswith("15:00 UTC: 1 open, 1 resolved")
+    assert "Instagram: RESOLVED" in said(coalesced) and "WhatsApp: OPEN" in said(coalesced)
     assert str(last["Subject"]).endswith("16:00 UTC: 0 open, 1 resolved")
     assert "WhatsApp: RESOLVED" in said(last) and "Instagram" not in said(last)

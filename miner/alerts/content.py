@@ -244,19 +244,22 @@ def samples_of(store: Store, settings: AlertSettings, spans: Sequence[SampleSpan
 
 def incident_view(store: Store, settings: AlertSettings, incident_id: int, as_of: datetime,
                   figures: Mapping[int, IncidentFigures] | None = None,
-                  sample_reads: Mapping[SampleSpan, list[dict[str, Any]]] | None = None) -> IncidentView | None:
+                  sample_reads: Mapping[SampleSpan, list[dict[str, Any]]] | None = None, *,
+                  open_at_end: bool = False) -> IncidentView | None:
     """The incident as notifications show it, as of ``as_of``: its state then (open then, though resolved since),
     and its figures of the buckets ended by then (miner.alerts.as_of). ``figures``: those of the incidents whose
     rows changed after ``as_of``, read for a whole digest at once (None: read here, for this one, if it did).
     ``sample_reads``: candidate sample posts per span (samples_of), read for a whole digest at once; one whose span
-    is not in it (or None) is read here."""
+    is not in it (or None) is read here. ``open_at_end``: one resolved at ``as_of`` itself is shown open (a digest's
+    period ends before its time: digest_content._covered)."""
     row = store.incident(incident_id)
     if row is None:
         return None
     opened = parse_iso(row["opened_at"])
     # What happened after as_of is not known then: its transitions, and the row's figures (below).
     events = [ev for ev in store.incident_events(incident_id) if parse_iso(ev["at"]) <= as_of]
-    resolved = resolved_at(row, as_of, resolved_by(events, as_of))
+    before = as_of - timedelta(microseconds=1) if open_at_end else as_of  # stored times are whole seconds
+    resolved = resolved_at(row, before, resolved_by(events, before))
     end = resolved or as_of
     service = str(row["service"])
     minutes = store.bucket_minutes()

@@ -26,10 +26,16 @@ def _covered(store: Store, services_match: Any, since: datetime, as_of: datetime
     digest's time was in that digest and, "resolved since" it, in the next one too. It goes in the next one, not in
     that one: a resolve is dated at its bucket's end, often a digest's time on the hour, and recorded once the
     detector scores that bucket, minutes later, so the digest sent then showed it open, and with (since, as_of] no
-    digest would have said it resolved. The first digest's ``since`` (the time its schedule was first seen, or the
+    digest would have said it resolved. So that digest shows it open however late it is rendered. The
+    first digest's ``since`` (the time its schedule was first seen, or the
     time a clock that was ahead was set right, which incidents stamped by that clock are taken back to) is in it."""
     rows = [r for r in store.incidents(since=since) if services_match(r["service"]) and r["opened_at"] <= iso(as_of)]
-    return [(r, resolved) for r, resolved in rows_as_of(store, rows, as_of)
+    # Resolves read as of just before as_of: one resolved at as_of itself is open in this digest whenever it is
+    # rendered. Read as resolved, it was in neither period's "open" nor this one's "resolved", and a digest rendered
+    # after the detector recorded it (a retry, a send after the process job) said "no incidents" for a period the
+    # incident was open throughout.
+    before = as_of - timedelta(microseconds=1)  # stored times are whole seconds
+    return [(r, resolved) for r, resolved in rows_as_of(store, rows, before)
             if resolved is None or since <= resolved < as_of]
 
 
@@ -82,7 +88,8 @@ def digest_incidents(store: Store, settings: AlertSettings, services_match: Any,
     # in a storm of 60 (bench/digest_as_of_bench.py). incident_view reads one whose span it finds otherwise itself.
     samples = samples_of(store, settings, [sample_span(r, resolved, as_of, width) for r, resolved in chosen])
     views = [replace(v, seen_late_at=late[v.id][0], late_seconds=late[v.id][1]) if v.id in late else v
-             for r, _ in chosen if (v := incident_view(store, settings, r["id"], as_of, figures, samples)) is not None]
+             for r, _ in chosen
+             if (v := incident_view(store, settings, r["id"], as_of, figures, samples, open_at_end=True)) is not None]
     # In the order of their peak z then, as picked (a stable sort: those alike keep their opening's order).
     return DigestIncidents(most_important(views), len(rows), sum(resolved is None for _, resolved in rows),
                            frozenset(str(r["service"]) for r, resolved in rows if resolved is None))
