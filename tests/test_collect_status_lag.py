@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from fakeserver import FakeServer, Reply
 
@@ -147,3 +148,39 @@ def test_a_lagging_undated_feed_does_not_reopen_its_own_incident_the_json_resolv
     row = _polls(server, store, "resolved", (("feed", "14:55"), ("json", "15:12"), ("feed", "15:13")))
     assert (row["source"], row["status"], row["resolved_at"], row["updated_at"]) == (
         "sauce-feed", "resolved", RESOLVED, "2020-11-13T15:10:42+00:00")
+
+
+def _reopened(server: FakeServer) -> bytes:
+    """The JSON after the provider reopened the resolved incident: investigating again, dated 15:20."""
+    answer = json.loads(_json(server, "resolved"))
+    answer["incidents"][0].update(status="investigating", updated_at="2020-11-13T15:20:00.000Z", resolved_at=None)
+    return json.dumps(answer).encode()
+
+
+@pytest.mark.parametrize("feed_first", [False, True])
+def test_a_lagging_undated_feed_does_not_resolve_again_what_the_jsons_dated_update_reopened(
+        server: FakeServer, store: Store, feed_first: bool) -> None:
+    # The JSON resolved the incident (15:10) and reopened it (15:20); the feed, lagging, still reads resolved at its
+    # poll at 15:22. That poll time made its undated "resolved" newer than the reopen: the row was resolved again,
+    # and the JSON's next polls (15:20, older than 15:22) never reopened it, the incident hidden while it went on.
+    feed = SourceConfig("sauce-feed", "status_feed", url=f"{server.url}/history.atom", services=("Sauce Labs",))
+    page = SourceConfig("sauce-json", "statuspage", url=server.url, services=("Sauce Labs",))
+    store.sync_sources([feed, page])
+    lagging = _feed(server, listed=True)
+    resolved = lagging.replace(b"&lt;strong&gt;Investigating", b"&lt;strong&gt;Resolved", 1)
+    steps = [("json", "15:11", _json(server, "resolved")), ("feed", "15:12", resolved),
+             ("json", "15:21", _reopened(server)), ("feed", "15:22", resolved), ("json", "15:23", _reopened(server))]
+    if feed_first:  # the feed's row, stored first (still investigating), the JSON's updates going into it
+        steps.insert(0, ("feed", "14:55", lagging))
+    with Poller(CollectSettings(), hash_key=b"k") as poller:
+        for name, at, body in steps:
+            path, kind = ("/history.atom", "atom+xml") if name == "feed" else ("/api/v2/incidents.json", "json")
+            server.serve(path, Reply(200, body, content_type=f"application/{kind}"))
+            source = feed if name == "feed" else page
+            when = datetime.fromisoformat(f"2020-11-13T{at}:00+00:00")
+            poller.ctx.now = lambda when=when: when
+            store.save_fetch(source.name, poller.poll(source, store.source_state(source.name)), when, when)
+    [row] = [r for r in store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
+             if r["url"] == f"{PAGE}/incidents/{CODE}"]
+    assert (row["source"], row["status"], row["resolved_at"], row["updated_at"]) == (
+        "sauce-feed" if feed_first else "sauce-json", "investigating", None, "2020-11-13T15:20:00+00:00")

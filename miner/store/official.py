@@ -155,12 +155,18 @@ _SAYS_OTHERWISE = f"{_SAYS} OR started_at > first_seen_at)"
 # to what it had said, open again in alerts, digests, the board and the API, and the JSON's next poll (10:05, older
 # than the row's 10:07) did not bring it back. So it never reopens a resolved incident (a resolution stands unless a
 # dated later update reopens it), and on another source's row (the JSON's, dated) it only resolves one still open: a
-# feed that reads resolved has seen the resolution, whoever lags.
+# feed that reads resolved has seen the resolution, whoever lags. Unless the dated source updated the incident since
+# miner first saw it (updated_at after first_seen_at): that update may be a reopen (resolved at 10:05, open again at
+# 10:20), and a feed lagging it still reads the resolution before it. Resolved again as of the feed's poll (10:22),
+# the row was newer than the reopen, which the JSON's next polls did not bring back: the incident hidden while it went
+# on. The dated source resolves it then; an undated source's row (its updates its polls') it still resolves.
 _NOT_REOPENED = " AND (resolved_at IS NULL OR ?8 IS NOT NULL)"
-_RESOLVES = " AND resolved_at IS NULL AND ?8 IS NOT NULL"
+_RESOLVED_NOW = ("resolved_at IS NULL AND ?8 IS NOT NULL"
+                 " AND (started_at >= first_seen_at OR updated_at <= first_seen_at)")
+_RESOLVES = f" AND {_RESOLVED_NOW}"
 # A row that a dated source gave a start before miner first saw it (the JSON's, merged into the feed's row) has a
-# dated update too: on it, as on another source's row, an undated update only resolves.
-_UNLESS_DATED = " AND (started_at >= first_seen_at OR (resolved_at IS NULL AND ?8 IS NOT NULL))"
+# dated update too: on it, as on another source's row, an undated update only resolves (as _RESOLVES says).
+_UNLESS_DATED = f" AND (started_at >= first_seen_at OR ({_RESOLVED_NOW}))"
 # The other way round, the feed's row stored first (at its poll, 10:07, "investigating") and the JSON's update dated
 # before that poll (10:05, resolved) was not newer, and the feed's lag kept the incident open. A dated update also wins
 # over a row no dated source has given a start yet, where it says something else and dates the incident's start
