@@ -184,3 +184,23 @@ def test_a_lagging_undated_feed_does_not_resolve_again_what_the_jsons_dated_upda
              if r["url"] == f"{PAGE}/incidents/{CODE}"]
     assert (row["source"], row["status"], row["resolved_at"], row["updated_at"]) == (
         "sauce-feed" if feed_first else "sauce-json", "investigating", None, "2020-11-13T15:20:00+00:00")
+
+
+def test_an_undated_feed_watched_alone_reopens_its_incident_when_its_entry_does(server: FakeServer,
+                                                                                store: Store) -> None:
+    # No JSON watched: the feed's own entry read resolved, then investigating again (the provider reopened it). No
+    # other source's resolution for it to lag: kept resolved, the incident was hidden while it went on.
+    feed = SourceConfig("sauce-feed", "status_feed", url=f"{server.url}/history.atom", services=("Sauce Labs",))
+    store.sync_sources([feed])
+    investigating = _feed(server, listed=True)
+    resolved = investigating.replace(b"&lt;strong&gt;Investigating", b"&lt;strong&gt;Resolved", 1)
+    with Poller(CollectSettings(), hash_key=b"k") as poller:
+        for at, body in (("14:55", investigating), ("15:12", resolved), ("15:22", investigating)):
+            server.serve("/history.atom", Reply(200, body, content_type="application/atom+xml"))
+            when = datetime.fromisoformat(f"2020-11-13T{at}:00+00:00")
+            poller.ctx.now = lambda when=when: when
+            store.save_fetch(feed.name, poller.poll(feed, store.source_state(feed.name)), when, when)
+    [row] = [r for r in store.official_incidents("Sauce Labs", datetime(2020, 1, 1, tzinfo=UTC))
+             if r["url"] == f"{PAGE}/incidents/{CODE}"]
+    assert (row["status"], row["resolved_at"], row["updated_at"]) == (
+        "investigating", None, "2020-11-13T15:22:00+00:00")

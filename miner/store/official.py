@@ -153,13 +153,16 @@ _SAYS_OTHERWISE = f"{_SAYS} OR started_at > first_seen_at)"
 # knows: it is not newer than any dated update, whatever its poll time. A status feed lagging the page's JSON (the
 # JSON's incident resolved at 10:05, the feed's entry still "investigating", read undated at 10:07) took the row back
 # to what it had said, open again in alerts, digests, the board and the API, and the JSON's next poll (10:05, older
-# than the row's 10:07) did not bring it back. So it never reopens a resolved incident (a resolution stands unless a
-# dated later update reopens it), and on another source's row (the JSON's, dated) it only resolves one still open: a
-# feed that reads resolved has seen the resolution, whoever lags. Unless the dated source updated the incident since
-# miner first saw it (updated_at after first_seen_at): that update may be a reopen (resolved at 10:05, open again at
-# 10:20), and a feed lagging it still reads the resolution before it. Resolved again as of the feed's poll (10:22),
-# the row was newer than the reopen, which the JSON's next polls did not bring back: the incident hidden while it went
-# on. The dated source resolves it then; an undated source's row (its updates its polls') it still resolves.
+# than the row's 10:07) did not bring it back. So it never reopens an incident a dated source resolved (a resolution
+# stands unless a dated later update reopens it): on another source's row (the JSON's, dated) it only resolves one
+# still open (_RESOLVES), and so on its own row where a dated source dated the start (_UNLESS_DATED). Its own row that
+# no dated source dated was resolved by its own earlier reading, which it does not lag: read open again, the provider
+# reopened it. A feed that reads resolved has seen the resolution, whoever lags, unless the dated source updated the
+# incident since miner first saw it (updated_at after first_seen_at): that update may be a reopen (resolved at 10:05,
+# open again at 10:20), and a feed lagging it still reads the resolution before it. Resolved again as of the feed's
+# poll (10:22), the row was newer than the reopen, which the JSON's next polls did not bring back: the incident hidden
+# while it went on. The dated source resolves it then; an undated source's row (its updates its polls') it still
+# resolves.
 _NOT_REOPENED = " AND (resolved_at IS NULL OR ?8 IS NOT NULL)"
 _RESOLVED_NOW = ("resolved_at IS NULL AND ?8 IS NOT NULL"
                  " AND (started_at >= first_seen_at OR updated_at <= first_seen_at)")
@@ -188,7 +191,7 @@ def upsert_official(conn: sqlite3.Connection, incidents: Sequence[OfficialIncide
                   inc.url, iso(inc.posted))
         newer = _NEWER_UNDATED if inc.undated else _NEWER
         if inc.undated and inc.update_undated:
-            own_when = f"updated_at < ?7{_SAYS_OTHERWISE}{_NOT_REOPENED}{_UNLESS_DATED}"
+            own_when = f"updated_at < ?7{_SAYS_OTHERWISE}{_UNLESS_DATED}"
             other_when = f"updated_at < ?7{_RESOLVES}"
         else:
             own_when = other_when = f"(updated_at < ?7{_OVER_UNDATED})"
