@@ -17,9 +17,9 @@ from test_alerts_rules import reopen
 from test_alerts_support import BUCKET, T0, add_official, open_incident, resolve, seed_posts, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
-from miner.alerts.delivery import webhook_url
 from miner.alerts.dispatcher import DispatchStats
 from miner.alerts.settings import PAGERDUTY_URL, AlertSettings, RouteSettings, WebhookSettings
+from miner.alerts.webhook_send import webhook_url
 from miner.store import Store
 from miner.timeutil import parse_iso
 

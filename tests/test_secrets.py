@@ -23,9 +23,10 @@ from smtp_server import SmtpServer
 from test_alerts_support import T0, open_incident, settings, store_text
 
 from miner.alerts import dispatch, plan_notifications
-from miner.alerts.delivery import HttpWebhookSender, Senders, SmtpSender
+from miner.alerts.delivery import Senders, SmtpSender
 from miner.alerts.dispatcher import DispatchStats
 from miner.alerts.settings import RouteSettings, SmtpSettings, WebhookSettings
+from miner.alerts.webhook_send import HttpWebhookSender
 from miner.alerts.webhooks import Reply as WebhookReply
 from miner.collectors import CollectSettings, Poller
 from miner.collectors.http import Response

@@ -37,16 +37,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from miner.alerts.delivery import DeliveryError, HttpWebhookSender, Senders, SmtpSender
+    from miner.alerts.delivery import DeliveryError, Senders, SmtpSender
     from miner.alerts.digests import enqueue_digest_now, enqueue_due_digests
     from miner.alerts.dispatcher import DispatchStats, dispatch
     from miner.alerts.files import FileSenders, write_digest_files
     from miner.alerts.planner import plan_notifications
     from miner.alerts.render import Rendered, RenderedDigest, render_digest
     from miner.alerts.runner import run_alerts
+    from miner.alerts.webhook_send import HttpWebhookSender
 
 _LAZY = {
-    "DeliveryError": "delivery", "HttpWebhookSender": "delivery", "Senders": "delivery", "SmtpSender": "delivery",
+    "DeliveryError": "delivery", "HttpWebhookSender": "webhook_send", "Senders": "delivery", "SmtpSender": "delivery",
     "DispatchStats": "dispatcher", "dispatch": "dispatcher",
     "FileSenders": "files", "write_digest_files": "files",
     "enqueue_digest_now": "digests", "enqueue_due_digests": "digests", "plan_notifications": "planner",

@@ -35,7 +35,6 @@ from miner.alerts.delivery import (
     NothingSent,
     Senders,
     SendStopped,
-    default_senders,
     send_email,
 )
 from miner.alerts.pagerduty_events import pagerduty_events
@@ -43,6 +42,7 @@ from miner.alerts.pagerduty_send import pagerduty_store_key, send_events
 from miner.alerts.render import alert_subject, render_outbox_row, still_resolved
 from miner.alerts.retry import retry, store_failed
 from miner.alerts.settings import AlertSettings
+from miner.alerts.webhook_send import default_senders
 from miner.alerts.webhooks import json_payload, slack_payload, teams_payload
 from miner.errors import MinerError, StoreError
 from miner.store.channel_health import unreachable_key
