@@ -67,10 +67,11 @@ class DeliveryError(Exception):
 
 
 class SendStopped(DeliveryError):
-    """The send was cut at the service's stop (an email STOP_GRACE s on, smtp_session; a PagerDuty batch after the
-    event in flight, pagerduty_send): no fault of the message's or its server's, and no attempt of its own. The
-    message is due again at once, so the next start sends it. ``reached``: as the dispatcher's attempt tells it, True
-    where the server answered before the cut (PagerDuty accepted the batch's first events), None where unknown."""
+    """The send was cut at the service's stop (an email or a webhook POST STOP_GRACE s on, smtp_session, webhooks;
+    a PagerDuty batch after the event in flight, pagerduty_send): no fault of the message's or its server's, and no
+    attempt of its own. The message is due again at once, so the next start sends it. ``reached``: as the
+    dispatcher's attempt tells it, True where the server answered before the cut (PagerDuty accepted the batch's
+    first events), None where unknown."""
 
     def __init__(self, message: str, *, reached: bool | None = None) -> None:
         super().__init__(message)

@@ -36,7 +36,8 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
     alert of its dedup_key. A transient failure (429, 5xx, timeout) stops the run: the events after it would meet
     the same outage or rate limit, each taking up to the timeout. A permanent one (a 400: PagerDuty found that event
     invalid) does not keep the others from going out; the row fails once they have. Once the claim's stop is set
-    (the service is stopping), no further event goes: the rest are due again at once (SendStopped). The claim
+    (the service is stopping), no further event goes, and the event in flight is cut if it has not gone out whole
+    STOP_GRACE s on: the rest are due again at once (SendStopped). The claim
     is renewed before each event after the first, so a batch outlasting the lease is not taken over mid-way.
     """
     if not events:
@@ -69,6 +70,11 @@ def send_events(store: Store, claim: Claim, sender: WebhookSender, webhook: Webh
         what = f"{event['event_action']} {event['dedup_key']}"
         try:
             sender(webhook, event)
+        except SendStopped as exc:
+            # The event's POST cut by the stop before it went out whole: a stop as above, not PagerDuty's failure.
+            left = len(todo) - n - 1
+            raise SendStopped(f"{exc} ({what}{f', {left} more unsent' if left else ''})"
+                              f"{_accepted(sent, len(done) - sent)}", reached=True if sent else None) from None
         except DeliveryError as exc:
             if not exc.permanent:
                 raise DeliveryError(f"{exc} ({what}){_accepted(sent, len(done) - sent)}",

@@ -14,9 +14,9 @@ import httpx
 import idna
 
 from miner.alerts.channel_settings import PAGERDUTY_URL, SmtpSettings, WebhookSettings
-from miner.alerts.delivery import DeliveryError, Senders, SmtpSender, required_env
+from miner.alerts.delivery import DeliveryError, Senders, SendStopped, SmtpSender, required_env
 from miner.alerts.send_failures import webhook_failure
-from miner.alerts.webhooks import post_json
+from miner.alerts.webhooks import PostStopped, post_json
 from miner.env_names import shown_name
 from miner.net_errors import url_host
 from miner.proxy_env import ProxyUnusable
@@ -27,11 +27,15 @@ from miner.urls import control_char, idna_problem, url_pieces, without_url
 
 class HttpWebhookSender:
     """POSTs JSON to the URL in the webhook's env var (or a pagerduty webhook's endpoint). Redirects are not followed
-    (the URL holds a secret). A pagerduty event gets its ``routing_key`` here, from the environment, and only here."""
+    (the URL holds a secret). A pagerduty event gets its ``routing_key`` here, from the environment, and only here.
+    ``stop``: set when the service is asked to stop; a POST whose body has not gone out whole STOP_GRACE s after is
+    cut (webhooks.post_json), as an email's session is."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None, user_agent: str = "miner-alerts/1") -> None:
+    def __init__(self, environ: Mapping[str, str] | None = None, user_agent: str = "miner-alerts/1",
+                 stop: threading.Event | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         self.user_agent = user_agent
+        self.stop = stop
 
     def __call__(self, webhook: WebhookSettings, body: dict[str, Any]) -> str:
         url = webhook_url(webhook, self.environ)
@@ -40,7 +44,10 @@ class HttpWebhookSender:
             key = required_env(webhook.routing_key_env, f"webhook {webhook.name}: routing key", self.environ)
             body = {"routing_key": key, **body}
         try:
-            resp = post_json(url, body, timeout=webhook.timeout, user_agent=self.user_agent)
+            resp = post_json(url, body, timeout=webhook.timeout, user_agent=self.user_agent, stop=self.stop)
+        except PostStopped as exc:
+            # Not a timeout of the receiver's: due at once, and no attempt of the message's (SendStopped).
+            raise SendStopped(f"webhook {webhook.name}: POST {exc}: sent again at the next start") from None
         except httpx.InvalidURL:  # not an HTTPError; webhook_url() should have caught it
             raise DeliveryError(f"webhook {webhook.name}: {shown_name(webhook.url_env) or 'url'} is not a valid URL",
                                 permanent=True) from None
@@ -119,4 +126,4 @@ def _not_idna(what: str, url: str, reason: str) -> str:
 
 
 def default_senders(smtp: SmtpSettings, stop: threading.Event | None = None) -> Senders:
-    return Senders(email=SmtpSender(smtp, stop=stop), webhook=HttpWebhookSender())
+    return Senders(email=SmtpSender(smtp, stop=stop), webhook=HttpWebhookSender(stop=stop))

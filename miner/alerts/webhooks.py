@@ -1,6 +1,7 @@
 """Webhook bodies: a versioned generic JSON document, a Slack-compatible message (text + blocks) and a Microsoft
 Teams Workflows message (an Adaptive Card) (PagerDuty's events: pagerduty_events.py); the POST, bounded by one
-deadline; and the redaction of the webhook URL (the secret) from what a receiver answers.
+deadline and cut at the service's stop while it has not gone out whole; and the redaction of the webhook URL (the
+secret) from what a receiver answers.
 
 Receivers should dedupe on ``id`` (the notification's Message-ID, stable across retries).
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from miner.alerts.content import MAX_INCIDENTS, IncidentView
+from miner.alerts.smtp_session import STOP_GRACE
 from miner.alerts.text import safe_url, slack_text, slack_url, teams_text
 from miner.redaction import REDACTED as REDACTED
 from miner.store.incidents import gap_json
@@ -46,17 +50,56 @@ class Reply:
     cut: bool = False
 
 
-def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str) -> Reply:
+class PostStopped(Exception):
+    """The POST was cut STOP_GRACE s after the service was asked to stop, before its body had gone out whole."""
+
+
+class _Progress:
+    """How far the request has gone: ``whole`` once its body has gone out whole (httpcore's trace, HTTP/1.1 or 2)."""
+
+    whole = False
+
+    async def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith(".send_request_body.complete"):
+            self.whole = True
+
+
+def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str,
+              stop: threading.Event | None = None) -> Reply:
     """POST ``body``; the whole request (connect, send, headers and reading the answer) must end within ``timeout``.
 
     httpx's timeouts bound each network operation, not the request: a receiver trickling its answer a byte at a
     time holds a sync request for as long as it likes (and our outbox claim lapses meanwhile). Cancelling an
-    async request is certain. Raises TimeoutError at the deadline, httpx.HTTPError for other failures.
+    async request is certain. Raises TimeoutError at the deadline, httpx.HTTPError for other failures, and
+    PostStopped where ``stop`` was set STOP_GRACE s before and the body had not gone out whole (connecting, a TLS
+    handshake, a receiver reading it slowly): the receiver cannot have taken a message it lacks the end of. Once it
+    has gone out whole, the answer is waited for (``timeout`` at most): cut then, the receiver may act on it all the
+    same, and it would be sent again at the next start (as an email: smtp_session.Watchdog).
     """
-    return _run(_post(url, body, timeout, user_agent))
+    progress = _Progress()
+    return _run(_cut_at_stop(_post(url, body, timeout, user_agent, progress), stop, progress))
 
 
-async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str) -> Reply:
+async def _cut_at_stop(request: Coroutine[Any, Any, Reply], stop: threading.Event | None, progress: _Progress) -> Reply:
+    task = asyncio.ensure_future(request)
+    stop_at: float | None = None
+    # Polled, as smtp_session.Watchdog polls: the stop is the service's threading.Event, which no callback follows.
+    while not (await asyncio.wait({task}, timeout=0.1))[0]:
+        if stop is None or not stop.is_set() or progress.whole:
+            continue
+        now = time.monotonic()
+        stop_at = now + STOP_GRACE if stop_at is None else stop_at
+        if now >= stop_at:
+            task.cancel()
+            try:
+                return await task  # it ended before the cancel reached it
+            except asyncio.CancelledError:
+                raise PostStopped(f"cut {STOP_GRACE:g} s after the service was asked to stop, before the request "
+                                  "had gone out whole") from None
+    return task.result()
+
+
+async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str, progress: _Progress) -> Reply:
     import httpx
 
     from miner.proxy_env import AsyncRefusedProxy, mounts
@@ -71,7 +114,7 @@ async def _post(url: str, body: dict[str, Any], timeout: float, user_agent: str)
             httpx.AsyncClient(timeout=timeout, follow_redirects=False, transport=httpx.AsyncHTTPTransport(),
                               mounts=proxies))
     async with (asyncio.timeout(timeout), made as client,
-                client.stream("POST", url, json=body, headers=headers) as resp):
+                client.stream("POST", url, json=body, headers=headers, extensions={"trace": progress.trace}) as resp):
         if resp.is_success:
             return Reply(resp.status_code, resp.headers, b"")
         if resp.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
