@@ -16,6 +16,7 @@ from miner.store.mutes import silence_matches
 from miner.timeutil import iso, parse_iso
 
 if TYPE_CHECKING:
+    from miner.alerts.settings import AlertSettings
     from miner.config import Config
     from miner.store import Store
 
@@ -30,9 +31,9 @@ def in_effect(silences: list[dict[str, Any]], now: datetime) -> list[dict[str, A
     return [r for r in silences if holds(_span(r), now)]
 
 
-def muted_until(config: Config, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
+def muted_until(alerts: AlertSettings, silences: list[dict[str, Any]], service: str, at: datetime) -> datetime | None:
     """mute_end of ``service`` at ``at``, its maintenance windows and the ``silences`` matching it taken in."""
-    return mute_end(config.alerts.maintenance, service, at, [_span(r) for r in _matching(config, silences, service)])
+    return mute_end(alerts.maintenance, service, at, [_span(r) for r in _matching(alerts, silences, service)])
 
 
 def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
@@ -43,19 +44,19 @@ def silenced_services(config: Config, silence: dict[str, Any]) -> list[str]:
     return [s.name for s in config.services if silence_matches(silence, s.name, s.provider)]
 
 
-def service_mute(config: Config, silences: list[dict[str, Any]], service: str, now: datetime) -> dict[str, Any]:
+def service_mute(alerts: AlertSettings, silences: list[dict[str, Any]], service: str, now: datetime) -> dict[str, Any]:
     """``muted_until`` and ``muted`` of ``service`` at ``now`` as the read API gives them, ``silences`` being
     pending_silences: both None while its alerts are not muted. ``muted_until``: when they no longer are, windows
     and silences following on without a gap taken in (None as well where they follow on past mute_end.HORIZON);
     ``muted``: what mutes them at ``now``, ``silences`` ({"id", "service", "provider", "until", "comment"}, as
     `miner status --format json` gives them: a provider's has ``service`` None) and ``maintenance`` ({"window",
     "start", "end", "comment"}: ``window`` its index in alerts.maintenance, start and end of its span in effect)."""
-    held = in_effect(_matching(config, silences, service), now)
-    windows = config.alerts.maintenance
+    held = in_effect(_matching(alerts, silences, service), now)
+    windows = alerts.maintenance
     effect = windows_in_effect(windows, service, now)
     if not held and not effect:  # mute_end would give ``now`` itself; a recurring window's span is costly to repeat
         return {"muted_until": None, "muted": None}
-    end = muted_until(config, silences, service, now)
+    end = muted_until(alerts, silences, service, now)
     return {"muted_until": None if end is None else iso(end), "muted": {
         "silences": [{"id": r["id"], "service": r["service"], "provider": r["provider"],
                       "until": iso(parse_iso(r["ends_at"])), "comment": r["comment"]} for r in held],
@@ -63,8 +64,8 @@ def service_mute(config: Config, silences: list[dict[str, Any]], service: str, n
                         for i, (start, stop) in effect]}}
 
 
-def _matching(config: Config, silences: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
-    provider = config.alerts.provider_of(service)
+def _matching(alerts: AlertSettings, silences: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+    provider = alerts.provider_of(service)
     return [r for r in silences if silence_matches(r, service, provider)]
 
 

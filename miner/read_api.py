@@ -198,7 +198,8 @@ class ReadApi:
             "official": self._official_now(store, name, now),
             "last_post_at": _time(store.last_counted_post_at(name, bucket)),
             # As the running service's planner mutes it: its config's windows (feeds.toml as of its start or reload).
-            **service_mute(self._config, pending_silences(store, now) if silences is None else silences, name, now),
+            **service_mute(self._config.alerts, pending_silences(store, now) if silences is None else silences, name,
+                           now),
         }
 
     def _official_now(self, store: Store, service: str, now: datetime) -> dict[str, Any] | None:

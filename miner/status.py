@@ -250,7 +250,7 @@ def silence_status(config: Config, now: datetime, silences: list[dict[str, Any]]
     shown = []
     for r in in_effect(silences, now):
         services = silenced_services(config, r)
-        ends = [muted_until(config, silences, s, now) for s in services]
+        ends = [muted_until(config.alerts, silences, s, now) for s in services]
         unmuted = None if None in ends else iso(max([parse_iso(r["ends_at"]), *(e for e in ends if e)]))
         shown.append({"id": r["id"], "service": r["service"], "provider": r["provider"], "services": services,
                       "until": _time(r["ends_at"]), "muted_until": unmuted, "comment": r["comment"]})
@@ -271,7 +271,7 @@ def maintenance_status(config: Config, now: datetime, silences: list[dict[str, A
         span = w.span(now)
         if span is None or span[1] <= now or span[0] > now + timedelta(hours=24):
             continue
-        unmuted = muted_until(config, silences, w.service, max(span[0], now))
+        unmuted = muted_until(config.alerts, silences, w.service, max(span[0], now))
         shown.append({"window": i, "service": w.service, "active": span[0] <= now, "start": iso(span[0]),
                       "end": iso(span[1]), "muted_until": None if unmuted is None else iso(unmuted),
                       "comment": w.comment})

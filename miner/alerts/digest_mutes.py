@@ -11,10 +11,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from miner.alerts.mute_end import holds, mute_end, windows_in_effect
+from miner.alerts.mute_end import HORIZON
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text
-from miner.store.mutes import silence_matches
+from miner.muted import pending_silences, service_mute
 from miner.timeutil import parse_iso
 
 if TYPE_CHECKING:
@@ -23,37 +23,38 @@ if TYPE_CHECKING:
 
 def mute_notes(store: Store, settings: AlertSettings, services: Iterable[str], at: datetime) -> dict[str, str]:
     """Service -> "until 2026-12-08 06:17 UTC (silence 2 of provider Airtel Africa: on it)" for each of
-    ``services`` whose alerts are muted at ``at``; the others are left out. Silences not started by ``at`` mute
-    nothing then; one ended since (removed) neither."""
+    ``services`` whose alerts are muted at ``at`` (muted.service_mute, as the read API gives it); the others are
+    left out."""
     names = sorted(set(services))
     if not names:
         return {}
-    silences = [r for r in store.silences() if parse_iso(r["ends_at"]) > at]
+    silences = pending_silences(store, at)
     notes: dict[str, str] = {}
     for service in names:
-        mine = [r for r in silences if silence_matches(r, service, settings.provider_of(service))]
-        spans = [(parse_iso(r["starts_at"]), parse_iso(r["ends_at"])) for r in mine]
-        held = [(r, span) for r, span in zip(mine, spans, strict=True) if holds(span, at)]
-        windows = windows_in_effect(settings.maintenance, service, at)
-        if not held and not windows:
+        mute = service_mute(settings, silences, service, at)
+        if (muted := mute["muted"]) is None:
             continue
-        end = mute_end(settings.maintenance, service, at, spans)
+        end = mute["muted_until"]
         parts = [f"silence {r['id']}" + (f" of provider {r['provider']}" if r["provider"] else "")
-                 + (f" until {_time(span[1])}" if span[1] != end else "") + _comment(r["comment"] or "")
-                 for r, span in held]
-        parts += [f"maintenance window alerts.maintenance[{i}]" + (f" until {_time(span[1])}" if span[1] != end else "")
-                  + _comment(settings.maintenance[i].comment)
-                  for i, span in windows]
-        if end is not None and end not in [stop for _, (_, stop) in held] + [stop for _, (_, stop) in windows]:
+                 + _until(r["until"], end) + _comment(r["comment"] or "") for r in muted["silences"]]
+        parts += [f"maintenance window alerts.maintenance[{w['window']}]" + _until(w["end"], end)
+                  + _comment(w["comment"]) for w in muted["maintenance"]]
+        if end is not None and end not in [r["until"] for r in muted["silences"]] + [w["end"] for w in
+                                                                                    muted["maintenance"]]:
             parts.append("then windows or silences following on")
-        until = f"until {_time(end)}" if end is not None else "with no end in the next 7 days"
+        until = f"until {_time(end)}" if end is not None else f"with no end in the next {HORIZON.days} days"
         notes[service] = f"{until} ({'; '.join(parts)})"
     return notes
+
+
+def _until(stop: str, end: str | None) -> str:
+    """" until <stop>" where one silence or window stops before the alerts are unmuted (``end``)."""
+    return f" until {_time(stop)}" if stop != end else ""
 
 
 def _comment(comment: str) -> str:
     return f": {clean_text(comment)}" if comment else ""
 
 
-def _time(at: datetime) -> str:
-    return f"{at:%Y-%m-%d %H:%M} UTC"
+def _time(at: str) -> str:
+    return f"{parse_iso(at):%Y-%m-%d %H:%M} UTC"

@@ -363,7 +363,7 @@ def _still_muted(app: AppContext, silence: dict[str, Any]) -> None:
     now = utcnow()
     pending = pending_silences(app.store(), now)
     for service in silenced_services(config, silence):
-        end = muted_until(config, pending, service, now)
+        end = muted_until(config.alerts, pending, service, now)
         if end is None or end > now:
             until = f"until {shown_time(iso(end))}" if end else f"with no end in the next {HORIZON.days} days"
             click.echo(f"alerts of {one_line(service)} stay muted {until} by other silences or maintenance windows "
