@@ -52,6 +52,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 MAX_SERIES_BUCKETS = 10_080
 DEFAULT_HOURS = 24
 STATUSES = ("open", "resolved", "all")
+# How long after its resolve a service's entry names its last incident: a status page that said "OK" at once lost
+# an outage that ended minutes ago, while /incidents and the digest still told it (the board's sparkline spans a day).
+RESOLVED_SHOWN = timedelta(hours=24)
 
 Answer = tuple[int, dict[str, Any]]
 T = TypeVar("T")
@@ -187,6 +190,8 @@ class ReadApi:
             # values reads them still.
             "health": health(incident is not None, saved, warm),
             "incident": {"id": incident["id"], "opened_at": _time(incident["opened_at"])} if incident else None,
+            "recently_resolved": _resolved(store, store.incidents_newest_first(
+                status="resolved", service=name, since=now - RESOLVED_SHOWN, limit=1)),
             "latest_bucket": {"start": iso(latest), "posts": done["posts"] if done else 0,
                               "complaints": done["complaints"] if done else 0},
             "last_hour": {"since": iso(hour), "posts": sum(r["posts"] for r in recent),
@@ -357,6 +362,18 @@ def _whole(params: Mapping[str, str], key: str, default: int, most: int) -> int:
 def _time(value: str | None) -> str | None:
     """A stored time as ISO 8601 with its offset."""
     return iso(parse_iso(value)) if value else None
+
+
+def _resolved(store: Store, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A service's recently_resolved: an end miner did not see is told as /api/v1/incidents tells it, as its
+    resolved_at minus opened_at is then no duration of the outage."""
+    if not rows:
+        return None
+    closed, gaps = store.ended_unseen([rows[0]["id"]])
+    gap = gaps.get(rows[0]["id"])
+    return {"id": rows[0]["id"], "opened_at": _time(rows[0]["opened_at"]), "resolved_at": _time(rows[0]["resolved_at"]),
+            "peak_complaints": int(rows[0]["peak_complaints"] or 0), "closed_untracked": closed.get(rows[0]["id"]),
+            "resolved_after_gap": None if gap is None else gap_json(gap)}
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -333,6 +333,16 @@ def _peak(grid: list[Bucket]) -> str:
             f"({_when(peak.start)})")
 
 
+def _gap(incident: Mapping[str, Any]) -> UnscoredGap | None:
+    """An incident's resolved_after_gap (of /api/v1/incidents, or a service's recently_resolved) as an UnscoredGap."""
+    after = incident["resolved_after_gap"]
+    if not (after and incident["resolved_at"]):
+        return None
+    start = parse_iso(after["from"])
+    ended_from = after.get("ended_from")  # one an older miner's API gave without it: the gap's start
+    return UnscoredGap(start, parse_iso(after["to"]), parse_iso(ended_from) if ended_from else start)
+
+
 def _listed(incident: dict[str, Any], now: datetime, reopenings: list[tuple[datetime | None, datetime]]
             ) -> dict[str, Any]:
     """An incident of /api/v1/incidents as the service page lists and charts it, saying of its end and re-openings
@@ -342,12 +352,7 @@ def _listed(incident: dict[str, Any], now: datetime, reopenings: list[tuple[date
     30-minute outage) no duration of it."""
     opened = parse_iso(incident["opened_at"])
     resolved = parse_iso(incident["resolved_at"]) if incident["resolved_at"] else None
-    after = incident["resolved_after_gap"]
-    gap = None
-    if after and resolved:
-        start = parse_iso(after["from"])
-        ended_from = after.get("ended_from")  # one an older miner's API gave without it: the gap's start
-        gap = UnscoredGap(start, parse_iso(after["to"]), parse_iso(ended_from) if ended_from else start)
+    gap = _gap(incident)
     notes = []
     if gap:
         notes.append(("Resolved after a gap:", gap_text(gap)))
@@ -372,7 +377,12 @@ def _describe(state: dict[str, Any], now: datetime, reopenings: Reopenings) -> d
     back after a resolve says when, as its alert does."""
     incident = state["incident"]
     last = reopenings.get(incident["id"], [])[-1:] if incident else []
+    done = state["recently_resolved"]
+    gap = _gap(done) if done else None
     return {"s": state,
             "open_for": duration_text((now - parse_iso(incident["opened_at"])).total_seconds()) if incident else None,
             "reopened": reopen_text(last[0][1], last[0][0]) if last else None,
+            "resolved_lasted": None if not done else gap_duration(parse_iso(done["opened_at"]), gap) if gap
+            else duration_text((parse_iso(done["resolved_at"]) - parse_iso(done["opened_at"])).total_seconds()),
+            "resolved_gap": gap,
             "official_link": state["official"]["url"] if state["official"] else None}

@@ -178,7 +178,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
     whatsapp, instagram, mtn = body["services"]
     assert whatsapp == {
         "service": "WhatsApp", "provider": "Meta", "state": "incident", "health": "incident",
-        "incident": {"id": api.ids["whatsapp"], "opened_at": "2026-11-27T12:00:00+00:00"},
+        "incident": {"id": api.ids["whatsapp"], "opened_at": "2026-11-27T12:00:00+00:00"}, "recently_resolved": None,
         "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 2, "complaints": 2},
         # 11:00 to now: 11:20, 11:50, 11:52 and 12:03, not 10:05
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 4, "complaints": 4},
@@ -191,7 +191,7 @@ def test_services_say_each_ones_state(api: Api) -> None:
     assert instagram == {
         # Never scored: no incident can open, so health is no_data (it said ok: "no outage" for "cannot tell").
         "service": "Instagram", "provider": "Meta", "state": "ok", "health": "no_data", "incident": None,
-        "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
+        "recently_resolved": None, "latest_bucket": {"start": "2026-11-27T11:45:00+00:00", "posts": 0, "complaints": 0},
         "last_hour": {"since": "2026-11-27T11:00:00+00:00", "posts": 0, "complaints": 0},
         "baseline": None, "z_score": None, "warm_from": None, "official": None, "last_post_at": None,
         "muted_until": None, "muted": None,
