@@ -89,7 +89,9 @@ def test_a_provider_incident_begun_hours_before_ours_and_still_open_is_not_calle
     flat = " ".join(text.split())
     assert "Provider: Some users are unable to send messages (investigating," in flat and "09:00 UTC" in flat
     # it said so first (stored when it started: first seen by miner then, as the Provider line says)
-    assert "Our lead: 3 h 00 min after miner first saw it on the provider's status page" in flat
+    # A lag, not a lead: "Our lead: 3 h 00 min after ..." read as miner being first.
+    assert "Provider first: miner first saw it on its status page 3 h 00 min before we detected it" in flat
+    assert "Our lead" not in flat
     assert "Earlier trouble" not in text
 
 
@@ -329,7 +331,7 @@ def test_a_provider_incident_left_open_in_the_store_for_weeks_is_not_called_ongo
     assert "Some users are unable to send messages" not in flat["WhatsApp"]
     assert "nothing on the status page yet" in flat["WhatsApp"] and "40 d" not in flat["WhatsApp"]
     assert "Provider: Feeds load slowly (identified," in flat["Instagram"]
-    assert "Our lead: 2 d 0 h after the provider posted it on its status page" in flat["Instagram"]
+    assert "Provider first: posted it on its status page 2 d 0 h before we detected it" in flat["Instagram"]
 
 
 def test_the_lead_time_of_an_incident_open_across_a_bucket_width_change_is_from_its_own_opening(

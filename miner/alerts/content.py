@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from miner.alerts.as_of import cut, figures_as_of, peak_z, resolved_at
-from miner.alerts.official import Official, provider_incident
+from miner.alerts.official import LEAD, Official, lead_words, provider_incident
 from miner.alerts.peak import peak_baseline
 from miner.alerts.settings import AlertSettings
 from miner.alerts.text import clean_text, safe_number, safe_url
@@ -134,15 +134,18 @@ class IncidentView:
         return "" if self.reopened_at is None else reopen_text(self.reopened_at, self.resolved_before)
 
     @property
+    def lead_label(self) -> str:
+        return lead_words(self.lead_minutes, bool(self.official and self.official.first_seen))[0]
+
+    @property
     def lead_text(self) -> str:
-        if self.lead_minutes is None:
-            return ""
-        # To the provider's post, not to the start it gives the impact; of an incident it gave no time for, to when
-        # miner first saw it there (its post was no later).
-        said = ("miner first saw it on the provider's status page" if self.official and self.official.first_seen
-                else "the provider posted it on its status page")
-        when = "before" if self.lead_minutes >= 0 else "after"
-        return f"{duration_text(abs(self.lead_minutes) * 60)} {when} {said}"
+        return lead_words(self.lead_minutes, bool(self.official and self.official.first_seen))[1]
+
+    @property
+    def lead_line(self) -> str:
+        """The lead in a line of chat (Slack, Teams): "" without one."""
+        label, text = lead_words(self.lead_minutes, bool(self.official and self.official.first_seen))
+        return "" if not text else f"our lead {text}" if label == LEAD else f"{label.lower()}: {text}"
 
 
 def _within(first: datetime, then: datetime) -> str:

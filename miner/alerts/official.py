@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from miner.alerts.text import clean_text, safe_number, safe_url
 from miner.provider_ongoing import ongoing
 from miner.records import MAINTENANCE
-from miner.timeutil import parse_iso
+from miner.timeutil import duration_text, parse_iso
 
 if TYPE_CHECKING:
     from miner.store import Store
@@ -73,3 +73,21 @@ def official_of(match: dict[str, Any]) -> Official:
                     clean_text(match.get("impact") or "", 20),
                     first_seen=match.get("started_at") == match.get("first_seen_at"),
                     posted_at=str(match.get("posted_at") or match.get("started_at", "")))
+
+
+LEAD = "Our lead"
+
+
+def lead_words(minutes: float | None, first_seen: bool) -> tuple[str, str]:
+    """The heading and text of the alerts' lead line, ("", "") without a lead. A negative lead is a lag: "Our lead:
+    4 min after the provider posted it" read as miner being first, so the provider's head start says who was first.
+    To the provider's post, not to the start it gives the impact; of an incident it gave no time for, to when miner
+    first saw it there (its post was no later)."""
+    if minutes is None:
+        return "", ""
+    took = duration_text(abs(minutes) * 60)
+    if minutes < 0:
+        said = "miner first saw it on its status page" if first_seen else "posted it on its status page"
+        return "Provider first", f"{said} {took} before we detected it"
+    said = "miner first saw it on the provider's" if first_seen else "the provider posted it on its"
+    return LEAD, f"{took} before {said} status page"

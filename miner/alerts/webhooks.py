@@ -235,7 +235,7 @@ def _slack_incident(kind: str, v: IncidentView, reminder: bool) -> tuple[dict[st
         if v.official.url:
             official = f"<{slack_url(v.official.url)}|{official}>"
         lines.append(f"provider: {official} ({slack_text(v.official.status)})"
-                     + (f"; our lead {slack_text(v.lead_text)}" if v.lead_text else ""))
+                     + (f"; {slack_text(v.lead_line)}" if v.lead_line else ""))
     section = {"type": "mrkdwn", "text": _fit("\n".join(lines), 2900)}
     quotes = "\n".join(f"> {slack_text(p.text)}" for p in v.samples[:3])
     context = {"type": "context", "elements": [{"type": "mrkdwn", "text": _fit(quotes, 2900)}]}
@@ -314,7 +314,7 @@ def _teams_incident(kind: str, v: IncidentView, reminder: bool, samples: bool) -
         items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
                       "text": "symptoms: " + teams_text(v.symptom_line)})
     if v.official is not None:
-        lead = f"; our lead {teams_text(v.lead_text)}" if v.lead_text else ""
+        lead = f"; {teams_text(v.lead_line)}" if v.lead_line else ""
         items.append({"type": "TextBlock", "wrap": True, "spacing": "None",
                       "text": f"provider: {teams_text(v.official.title)} ({teams_text(v.official.status)}){lead}"})
         # A button, not a Markdown link: its URL is a JSON string no renderer parses, and its title is ours.
