@@ -190,16 +190,11 @@ def test_a_feed_of_another_host_naming_a_pleroma_status_and_its_actor_does_not_m
 VICTIM_DID = "did:plc:z72i7hdynmk6r22z27h6tvur"
 
 
-def test_a_feed_of_another_host_giving_a_bluesky_posts_uri_does_not_make_it_its_authors(
-        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Only bsky.app's profile feed lists an account's own posts by their at:// URIs. A feed of any other host could
-    # give victim's URI as a guid (that of a post they wrote, or one they never did, dated beside their real one): its
-    # entries were counted as victim's complaints, one complainer with victim's real post. The entry keeps the post's
-    # id, one post with the search's row of it, and takes the author the search read for it.
+def serve_victims_bluesky_post(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Serve a Bluesky search (the `bluesky` source's) that reads victim's real post, 2026-11-27T14:12:03Z; its URI."""
     monkeypatch.setenv("XS_BSKY_ID", "me.bsky.social")
     monkeypatch.setenv("XS_BSKY_PW", "app-password")
     real = f"at://{VICTIM_DID}/app.bsky.feed.post/3lbx7kq2abc2x"
-    claimed = f"at://{VICTIM_DID}/app.bsky.feed.post/3lbx7kq2zzzzz"
     search = {"hitsTotal": 1, "posts": [
         {"uri": real, "cid": "bafy", "author": {"did": VICTIM_DID, "handle": "victim.bsky.social"},
          "record": {"text": "Signal is down for me", "createdAt": "2026-11-27T14:12:03.512Z", "langs": ["en"]},
@@ -207,6 +202,17 @@ def test_a_feed_of_another_host_giving_a_bluesky_posts_uri_does_not_make_it_its_
     server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json", "application/json")
     server.serve("/xrpc/app.bsky.feed.searchPosts", Reply(200, json.dumps(search).encode(),
                                                           content_type="application/json"))
+    return real
+
+
+def test_a_feed_of_another_host_giving_a_bluesky_posts_uri_does_not_make_it_its_authors(
+        tmp_path: Path, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Only bsky.app's profile feed lists an account's own posts by their at:// URIs. A feed of any other host could
+    # give victim's URI as a guid (that of a post they wrote, or one they never did, dated beside their real one): its
+    # entries were counted as victim's complaints, one complainer with victim's real post. The entry keeps the post's
+    # id, one post with the search's row of it, and takes the author the search read for it.
+    real = serve_victims_bluesky_post(server, monkeypatch)
+    claimed = f"at://{VICTIM_DID}/app.bsky.feed.post/3lbx7kq2zzzzz"
     items = "".join(
         f"<item><title>@victim.bsky.social post</title><link>https://bsky.app/profile/victim.bsky.social/post/"
         f"{uri.rpartition('/')[2]}</link><description>{text}</description><pubDate>{when}</pubDate>"

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import pytest
 from fakeserver import FakeServer, Reply
-from test_collect_claimed_status_urls import SOURCES, VICTIM, _authors, _collect, _status
+from test_collect_claimed_status_urls import (
+    SOURCES,
+    VICTIM,
+    VICTIM_DID,
+    _authors,
+    _collect,
+    _status,
+    serve_victims_bluesky_post,
+)
 from test_collect_cross_source import _complaints, read_as
 
 VICTIM_PROFILE = f"{VICTIM}/@victim"
-VICTIM_DID = "did:plc:z72i7hdynmk6r22z27h6tvur"
 FEED_ONLY = SOURCES.split("[[sources]]")[2].join(["[[sources]]", ""])
 
 
@@ -75,16 +82,7 @@ def test_an_atom_feed_naming_a_did_as_author_is_not_that_bluesky_account(
     # An Atom feed's <author><name> holding victim's DID, beside victim's real post the search read: counted as
     # victim's, it was one complainer with them. No feed's host vouches for a DID (bsky.app's names its posts' author
     # by their at:// guids only).
-    monkeypatch.setenv("XS_BSKY_ID", "me.bsky.social")
-    monkeypatch.setenv("XS_BSKY_PW", "app-password")
-    real = f"at://{VICTIM_DID}/app.bsky.feed.post/3lbx7kq2abc2x"
-    search = {"hitsTotal": 1, "posts": [
-        {"uri": real, "cid": "bafy", "author": {"did": VICTIM_DID, "handle": "victim.bsky.social"},
-         "record": {"text": "Signal is down for me", "createdAt": "2026-11-27T14:12:03.512Z", "langs": ["en"]},
-         "indexedAt": "2026-11-27T14:12:04.120Z"}]}
-    server.serve_fixture("/xrpc/com.atproto.server.createSession", "bluesky/create_session.json", "application/json")
-    server.serve("/xrpc/app.bsky.feed.searchPosts", Reply(200, json.dumps(search).encode(),
-                                                          content_type="application/json"))
+    real = serve_victims_bluesky_post(server, monkeypatch)
     entries = "".join(
         f'<entry><id>tag:blog.example,2026:{n}</id><link rel="alternate" href="{server.url}/{n}"/><title>{text}</title>'
         f"<author><name>{VICTIM_DID}</name><uri>https://bsky.app/profile/{VICTIM_DID}</uri></author>"
