@@ -58,9 +58,14 @@ class _Progress:
     """How far the request has gone: ``whole`` once its body has gone out whole (httpcore's trace, HTTP/1.1 or 2)."""
 
     whole = False
+    # httpcore hands our trace to a proxy's CONNECT too (it carries the request's extensions): that empty body has
+    # gone out whole before the tunnel's TLS handshake, let alone the POST. Only the POST's own body counts.
+    _connect = False
 
     async def trace(self, name: str, info: dict[str, Any]) -> None:
-        if name.endswith(".send_request_body.complete"):
+        if name.endswith(".send_request_body.started"):
+            self._connect = getattr(info.get("request"), "method", b"") == b"CONNECT"
+        elif name.endswith(".send_request_body.complete") and not self._connect:
             self.whole = True
 
 
