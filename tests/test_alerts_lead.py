@@ -44,3 +44,25 @@ def test_a_provider_that_posted_first_is_said_to_have_been_first(store: Store) -
     # The number stays as the API and the JSON webhook give it: negative, the provider first.
     sent = json_payload("alert", [view], route="oncall", message_id="<m>", now=now, reminders=set())
     assert sent["incidents"][0]["lead_time_minutes"] == -4.0
+
+
+def test_a_lag_under_a_minute_is_not_said_to_be_the_provider_first_by_0_min(store: Store) -> None:
+    # Lead times are kept to a tenth of a minute: a post 30 s before our opening once read "Provider first: ... 0 min
+    # before we detected it" (the digest "provider first by 0 min"), a head start of nothing.
+    add_official(store, "WhatsApp", T0 - timedelta(seconds=30))
+    iid = open_incident(store, "WhatsApp", T0)
+    alerts = settings()
+    route = alerts.routes[0]
+    now = T0 + timedelta(minutes=5)
+    alert = render_alert(store, alerts, route, "alert", [{"incident_id": iid, "kind": "open"}],
+                         message_id="<m@example.org>", now=now)
+    digest = render_digest(store, alerts, now, route)
+    view = incident_view(store, alerts, iid, now)
+    assert view is not None and view.lead_minutes == -0.5
+    chats = [json.dumps(payload) for payload in (slack_payload("alert", [view], subject="s", reminders=set()),
+                                                 teams_payload("alert", [view], subject="s", reminders=set()))]
+    for rendered in (alert.text, alert.html, digest.text, digest.html, *chats):
+        flat = " ".join(rendered.split())
+        assert "0 min before" not in flat and "by 0 min" not in flat and "lead -" not in flat, flat
+    assert "Our lead: under a minute" in " ".join(alert.text.split())
+    assert "lead under 1 min" in digest.html

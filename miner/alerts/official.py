@@ -80,11 +80,17 @@ LEAD = "Our lead"
 
 def lead_words(minutes: float | None, first_seen: bool) -> tuple[str, str]:
     """The heading and text of the alerts' lead line, ("", "") without a lead. A negative lead is a lag: "Our lead:
-    4 min after the provider posted it" read as miner being first, so the provider's head start says who was first.
+    4 min after the provider posted it" read as miner being first, so the provider's head start says who was first
+    (from a whole minute: the words give whole minutes).
     To the provider's post, not to the start it gives the impact; of an incident it gave no time for, to when miner
     first saw it there (its post was no later)."""
     if minutes is None:
         return "", ""
+    if abs(minutes) < 1:
+        # Kept to a tenth of a minute, shown in whole ones: "Provider first: ... 0 min before" is a head start of
+        # nothing, so a lead within a minute either way says so rather than who was first.
+        said = "miner first saw it on the provider's" if first_seen else "the provider posted it on its"
+        return LEAD, f"under a minute either way: we detected it as {said} status page"
     took = duration_text(abs(minutes) * 60)
     if minutes < 0:
         said = "miner first saw it on its status page" if first_seen else "posted it on its status page"
