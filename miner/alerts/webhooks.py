@@ -77,9 +77,10 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float, user_agent: str
     time holds a sync request for as long as it likes (and our outbox claim lapses meanwhile). Cancelling an
     async request is certain. Raises TimeoutError at the deadline, httpx.HTTPError for other failures, and
     PostStopped where ``stop`` was set STOP_GRACE s before and the body had not gone out whole (connecting, a TLS
-    handshake, a receiver reading it slowly): the receiver cannot have taken a message it lacks the end of. Once it
-    has gone out whole, the answer is waited for (``timeout`` at most): cut then, the receiver may act on it all the
-    same, and it would be sent again at the next start (as an email: smtp_session.Watchdog).
+    handshake, a receiver reading slowly a body larger than the socket's buffers): the receiver cannot have taken a
+    message it lacks the end of. Once it has gone out whole, the answer is waited for (``timeout`` at most): cut
+    then, the receiver may act on it all the same, and it would be sent again at the next start (as an email:
+    smtp_session.Watchdog).
     """
     progress = _Progress()
     return _run(_cut_at_stop(_post(url, body, timeout, user_agent, progress), stop, progress))
