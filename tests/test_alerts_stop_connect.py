@@ -28,7 +28,8 @@ from miner.timeutil import parse_iso, utcnow
 class Stalling:
     """Listens on ``port`` (held by :func:`ports.reserve`) and stalls an SMTP client at ``step``: "connect" (a
     backlog of 0 filled by connections never accepted: the client's SYN goes unanswered), "ssl" (the client's TLS
-    handshake is read and never answered) or "starttls" (greeted, STARTTLS offered and taken, then as "ssl").
+    handshake is read and never answered) or "starttls" (greeted, STARTTLS offered and taken, then as "ssl"); or, as
+    an HTTP proxy, "tunnel" (a CONNECT answered 200, then as "ssl").
     ``stalled`` is set once a client's handshake waits on it (not for "connect", which no server sees)."""
 
     def __init__(self, step: str, port: int) -> None:
@@ -61,6 +62,13 @@ class Stalling:
                     conn.sendall(b"250-127.0.0.1\r\n250 STARTTLS\r\n")
                     lines.readline()  # STARTTLS
                     conn.sendall(b"220 go ahead\r\n")
+                if self.step == "tunnel":
+                    head = b""
+                    while b"\r\n\r\n" not in head and (chunk := conn.recv(4096)):
+                        head += chunk
+                    if not head.startswith(b"CONNECT "):
+                        continue
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 if conn.recv(1):  # the ClientHello: never answered
                     self.stalled.set()
 

@@ -1,66 +1,32 @@
 """A stop while a webhook POST to an https URL goes through an HTTP proxy whose tunnel is open and whose far end never
 answers the TLS handshake: the proxy's CONNECT has gone out whole, the POST has not, so the stop cuts it. A real
-proxy on 127.0.0.1 (it answers CONNECT, then reads the ClientHello and stalls), the real post_json."""
+proxy on 127.0.0.1 (Stalling's "tunnel": it answers CONNECT, then reads the ClientHello and stalls), the real
+post_json."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
-from contextlib import suppress
 
 import pytest
+from ports import reserved_port
+from test_alerts_stop_connect import Stalling
 
 from miner.alerts.webhooks import PostStopped, post_json
 
 
-class TunnelThenStall:
-    """An HTTP proxy on 127.0.0.1 that answers any CONNECT with 200, then reads the client's first TLS bytes and
-    never answers them. ``stalled`` is set once a client's handshake waits on it."""
-
-    def __init__(self) -> None:
-        self.stalled = threading.Event()
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.port = self.listener.getsockname()[1]
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        with suppress(OSError):
-            while True:
-                conn, _ = self.listener.accept()
-                self.held.append(conn)
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                if head.startswith(b"CONNECT "):
-                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    if conn.recv(1):  # the ClientHello: never answered
-                        self.stalled.set()
-
-    def close(self) -> None:
-        for sock in [self.listener, *self.held]:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-
 @pytest.fixture
-def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[TunnelThenStall]:
-    stall = TunnelThenStall()
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stalling]:
+    with reserved_port() as port:
+        stall = Stalling("tunnel", port)
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy", "https_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{stall.port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
     yield stall
     stall.close()
 
 
-def test_a_stop_cuts_a_post_whose_tunnel_is_open_but_whose_request_is_not_sent(proxy: TunnelThenStall) -> None:
+def test_a_stop_cuts_a_post_whose_tunnel_is_open_but_whose_request_is_not_sent(proxy: Stalling) -> None:
     stop = threading.Event()
     stop.set()
     outcome: list[BaseException | object] = []
